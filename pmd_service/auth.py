@@ -1,0 +1,183 @@
+"""Bearer JWT authentication (HS256 only) and the moderator `target_sqid` rules."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import jwt
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .errors import ProblemError, forbidden, not_found
+from .keys import DB_POOL, PRINCIPAL, SETTINGS
+
+ALGORITHM = "HS256"
+STAFF_ROLES = frozenset({"moderator", "owner"})
+
+SQL_USER_BY_SQID = """
+SELECT id, public_sqid, handle, email, roles, deactivated,
+       coalesce(banned_until > now(), false) AS banned, banned_until
+FROM users
+WHERE public_sqid = $1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    public_sqid: str
+    handle: str
+    email: str
+    roles: frozenset[str]
+
+    @property
+    def is_staff(self) -> bool:
+        return not STAFF_ROLES.isdisjoint(self.roles)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> User:
+        roles = row["roles"] if isinstance(row["roles"], list) else []
+        return cls(
+            id=row["id"],
+            public_sqid=row["public_sqid"],
+            handle=row["handle"],
+            email=row["email"],
+            roles=frozenset(r for r in roles if isinstance(r, str)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who calls (`caller`), whose posts they act on (`target`), and until when."""
+
+    caller: User
+    target: User
+    token_expires_at: float
+
+    @property
+    def as_moderator(self) -> bool:
+        return self.caller.id != self.target.id
+
+
+def mint_token(
+    secret: str, sub: str, *, ttl_seconds: int = 3600, roles: list[str] | None = None
+) -> str:
+    now = int(time.time())
+    claims = {"sub": sub, "iat": now, "exp": now + ttl_seconds, "roles": roles or ["user"]}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def unauthorized(detail: str, error: str = "invalid_token") -> ProblemError:
+    challenge = f'Bearer realm="pmd", error="{error}"'
+    if error == "":
+        challenge = 'Bearer realm="pmd"'
+    return ProblemError(
+        401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge}
+    )
+
+
+def decode_token(token: str, secret: str) -> tuple[str, float]:
+    """(sub, exp) of a valid token; 401 otherwise. Only HS256 is accepted, never `none`."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("The access token has expired; sign in again.") from None
+    except jwt.InvalidTokenError:
+        raise unauthorized(
+            "The access token is not valid (malformed, wrong signature or algorithm, "
+            "or missing `sub`/`exp`); sign in again."
+        ) from None
+    sub = claims["sub"]
+    if not isinstance(sub, str) or not sub:
+        raise unauthorized("The access token's `sub` must be the user's public id.")
+    return sub, float(claims["exp"])
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("Send the token as `Authorization: Bearer <token>`.", "invalid_request")
+    return token.strip()
+
+
+async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
+    if len(sqid) > 16:
+        return None
+    row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
+    return row
+
+
+async def caller_from_token(pool: asyncpg.Pool, token: str, secret: str) -> tuple[User, float]:
+    sub, exp = decode_token(token, secret)
+    row = await load_user(pool, sub)
+    if row is None:
+        raise unauthorized("The access token names a user that does not exist; sign in again.")
+    if row["deactivated"]:
+        raise unauthorized("This account is deactivated.")
+    if row["banned"]:
+        until = row["banned_until"].isoformat()
+        raise forbidden(f"This account is banned until {until}; bulk tools are unavailable.")
+    return User.from_row(row), exp
+
+
+async def resolve_target(pool: asyncpg.Pool, caller: User, target_sqid: str | None) -> User:
+    if target_sqid is None or target_sqid == caller.public_sqid:
+        return caller
+    if not caller.is_staff:
+        raise forbidden("Only moderators may act on another user's posts (`target_sqid`).")
+    row = await load_user(pool, target_sqid)
+    if row is None:
+        raise not_found(f"No user has the public id {target_sqid[:32]!r}.")
+    target = User.from_row(row)
+    if "owner" in target.roles:
+        raise forbidden("An owner's posts can be managed only by that owner.")
+    return target
+
+
+async def authenticate(request: web.Request, token: str) -> Principal:
+    pool = request.app[DB_POOL]
+    caller, exp = await caller_from_token(pool, token, request.app[SETTINGS].jwt_secret_key)
+    target = await resolve_target(pool, caller, request.query.get("target_sqid"))
+    return Principal(caller=caller, target=target, token_expires_at=exp)
+
+
+# Routes that authenticate themselves (the SSE stream also accepts a one-time ticket).
+SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/pmd/") or request.method == "OPTIONS":
+        return await handler(request)
+    route = request.match_info.route
+    if route.resource is None or route.name in request.app[SELF_AUTHENTICATED]:
+        return await handler(request)  # unknown route: let it 404; self-authenticated: its own
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
+    request[PRINCIPAL] = await authenticate(request, token)
+    return await handler(request)
+
+
+async def retarget(request: web.Request, body_target: str | None) -> Principal:
+    """The principal, honouring a `target_sqid` sent in a JSON body instead of the query."""
+    principal = request[PRINCIPAL]
+    if body_target is None:
+        return principal
+    query_target = request.query.get("target_sqid")
+    if query_target is not None and query_target != body_target:
+        raise ProblemError(
+            400,
+            "bad-request",
+            "Bad request",
+            "`target_sqid` in the query and in the body differ; send it once.",
+        )
+    target = await resolve_target(request.app[DB_POOL], principal.caller, body_target)
+    return Principal(principal.caller, target, principal.token_expires_at)

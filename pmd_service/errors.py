@@ -1,0 +1,154 @@
+"""Domain errors and the one middleware that turns every error into problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from .keys import SETTINGS
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+_TYPE_BASE = "urn:pmd:problem:"
+
+# Set by handlers that stream (SSE): once headers are out, an error can only end the stream.
+STREAM_RESPONSE: web.RequestKey[web.StreamResponse] = web.RequestKey("stream_response")
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+
+
+class ProblemError(Exception):
+    """An error a client can act on: status, a stable type slug, and a sentence of detail."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.errors = errors
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def response(self) -> web.Response:
+        return problem_response(
+            self.status, self.slug, self.title, self.detail, self.errors, self.headers, self.extra
+        )
+
+
+def problem_response(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    errors: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> web.Response:
+    body = msgspec.to_builtins(Problem(_TYPE_BASE + slug, title, status, detail, errors))
+    if extra:
+        body.update(extra)
+    return web.Response(
+        status=status,
+        body=msgspec.json.encode(body),
+        content_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def bad_request(detail: str, slug: str = "bad-request", **kw: Any) -> ProblemError:
+    return ProblemError(400, slug, "Bad request", detail, **kw)
+
+
+def validation_error(detail: str, errors: list[FieldError]) -> ProblemError:
+    return ProblemError(422, "validation", "Invalid request", detail, errors=errors)
+
+
+def not_found(detail: str) -> ProblemError:
+    return ProblemError(404, "not-found", "Not found", detail)
+
+
+def forbidden(detail: str) -> ProblemError:
+    return ProblemError(403, "forbidden", "Forbidden", detail)
+
+
+def conflict(detail: str, slug: str = "conflict") -> ProblemError:
+    return ProblemError(409, slug, "Conflict", detail)
+
+
+def gone(detail: str) -> ProblemError:
+    return ProblemError(410, "gone", "Gone", detail)
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
+    status = exc.status
+    if status == 404:
+        detail = f"There is no resource at {request.path}; see /openapi.json for the API."
+    elif status == 405:
+        allowed = exc.headers.get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.path}; use one of: {allowed}."
+    elif status == 413:
+        limit = request.app[SETTINGS].max_body_bytes
+        detail = f"The request body is larger than the {limit}-byte limit; send less data."
+    else:
+        detail = exc.text or exc.reason
+        if detail.startswith(f"{status}:"):
+            detail = exc.reason
+    return problem_response(status, f"http-{status}", exc.reason, detail, headers=headers)
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
+        if started is not None and started.prepared:
+            # Never touch a response already streaming: the client sees the stream end.
+            if not isinstance(exc, ProblemError | web.HTTPException | ConnectionResetError):
+                log.exception("stream %s %s failed", request.method, request.path)
+            return started
+        if isinstance(exc, ProblemError):
+            return exc.response()
+        if isinstance(exc, web.HTTPException):
+            if exc.status < 400:
+                raise
+            return _from_http_exception(request, exc)
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return problem_response(
+            500,
+            "internal",
+            "Internal Server Error",
+            "The server failed to handle this request; it has been logged. Try again later.",
+        )

@@ -1,0 +1,1 @@
+"""arq jobs run by `worker.py`."""

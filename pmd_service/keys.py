@@ -1,0 +1,22 @@
+"""Every app-level and request-level object, as typed keys, in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+from arq.connections import ArqRedis
+
+from .public_ids import PublicIds
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .auth import Principal
+
+SETTINGS = web.AppKey("settings", Settings)
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
+
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

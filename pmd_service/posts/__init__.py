@@ -1,0 +1,1 @@
+"""The dashboard's posts: listing and batch post actions (hide, unhide, delete, restore, license)."""

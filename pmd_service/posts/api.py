@@ -1,0 +1,79 @@
+"""HTTP handlers of the posts endpoints: parse, call the service, answer JSON."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import retarget
+from ..keys import DB_POOL, PRINCIPAL
+from ..openapi import Operation, Param
+from ..responses import json_response
+from ..validation import query_bool, query_int, read_json
+from . import service
+from .schemas import ActionRequest, ActionResult, LicenseRequest, PostPage
+
+MAX_PAGE = 512
+
+
+async def list_posts(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", MAX_PAGE, 1, MAX_PAGE)
+    deleted = query_bool(request, "deleted")
+    page = await service.list_posts(
+        request.app[DB_POOL],
+        request[PRINCIPAL].target.id,
+        limit,
+        request.query.get("cursor") or None,
+        deleted,
+    )
+    return json_response(page)
+
+
+async def post_action(request: web.Request) -> web.Response:
+    body = await read_json(request, ActionRequest)
+    principal = await retarget(request, body.target_sqid)
+    changed, message = await service.apply_action(
+        request.app[DB_POOL], principal, body.action, body.post_ids
+    )
+    return json_response(ActionResult(success=True, affected_count=changed, message=message))
+
+
+async def post_license(request: web.Request) -> web.Response:
+    body = await read_json(request, LicenseRequest)
+    principal = await retarget(request, body.target_sqid)
+    changed, message = await service.set_license(
+        request.app[DB_POOL], principal, body.post_ids, body.license_id
+    )
+    return json_response(ActionResult(success=True, affected_count=changed, message=message))
+
+
+OPERATIONS = (
+    Operation(
+        "get", "/api/pmd/posts", "listPosts",
+        "The target's artworks (playlists excluded), newest first, keyset-paginated", "posts",
+        response=PostPage,
+        params=(
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": MAX_PAGE},
+                  "Page size"),
+            Param("cursor", {"type": "string", "maxLength": 100},
+                  "`next_cursor` of the previous page; omit for the first page"),
+            Param("deleted", {"type": "boolean", "default": False},
+                  "List posts deleted within the 7-day restore window instead"),
+        ),
+    ),
+    Operation(
+        "post", "/api/pmd/action", "batchAction",
+        "Hide, unhide, delete or restore up to 128 posts, all or nothing", "posts",
+        request=ActionRequest, response=ActionResult,
+    ),
+    Operation(
+        "post", "/api/pmd/license", "batchLicense",
+        "Set (or clear with null) the license of up to 128 posts, all or nothing", "posts",
+        request=LicenseRequest, response=ActionResult,
+    ),
+)  # fmt: skip
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/pmd/posts", list_posts, name="list_posts")
+    app.router.add_post("/api/pmd/action", post_action, name="post_action")
+    app.router.add_post("/api/pmd/license", post_license, name="post_license")

@@ -1,0 +1,68 @@
+"""Request and response shapes of the posts endpoints (also the OpenAPI schemas)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+MAX_BATCH = 128
+PostId = Annotated[int, Meta(ge=1, le=2_147_483_647, description="A post id")]
+PostIds = Annotated[
+    list[PostId],
+    Meta(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} distinct post ids"),
+]
+Sqid = Annotated[str, Meta(max_length=16)]
+Action = Literal["hide", "unhide", "delete", "restore"]
+
+
+class PostFile(msgspec.Struct):
+    format: str
+    file_bytes: int | None
+    is_native: bool
+
+
+class PostItem(msgspec.Struct):
+    id: int
+    public_sqid: str | None
+    title: str
+    description: str | None
+    created_at: datetime
+    width: int | None
+    height: int | None
+    frame_count: int
+    files: list[PostFile]
+    art_url: str | None
+    hidden_by_user: bool
+    hidden_by_mod: bool
+    reaction_count: int
+    comment_count: int
+    view_count: int
+    license_identifier: str | None
+    deleted_by_user_date: datetime | None = None
+
+
+class PostPage(msgspec.Struct):
+    items: list[PostItem]
+    next_cursor: str | None
+    total_count: int
+
+
+class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    action: Action
+    post_ids: PostIds
+    target_sqid: Sqid | None = None
+
+
+class LicenseRequest(msgspec.Struct, forbid_unknown_fields=True):
+    post_ids: PostIds
+    license_id: Annotated[int, Meta(ge=1, le=2_147_483_647)] | None
+    target_sqid: Sqid | None = None
+
+
+class ActionResult(msgspec.Struct):
+    success: bool
+    affected_count: int
+    message: str

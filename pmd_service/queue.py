@@ -1,0 +1,30 @@
+"""The Redis client used to enqueue arq jobs (and hold SSE tickets)."""
+
+from __future__ import annotations
+
+from arq.connections import ArqRedis, RedisSettings
+
+
+def redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    # Fail fast: a request must not hang on an unreachable Redis (it is re-enqueued later).
+    settings.conn_timeout = 2
+    settings.conn_retries = 2
+    return settings
+
+
+def create_redis(url: str) -> ArqRedis:
+    """An ArqRedis that connects lazily, so the server starts (and reports unready) without Redis."""
+    s = redis_settings(url)
+    return ArqRedis(
+        host=s.host,
+        port=s.port,
+        unix_socket_path=s.unix_socket_path,
+        db=s.database,
+        username=s.username,
+        password=s.password,
+        ssl=s.ssl,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        encoding="utf8",
+    )

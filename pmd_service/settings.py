@@ -1,0 +1,153 @@
+"""Configuration from the environment (12-factor), frozen once built."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqids.constants import DEFAULT_ALPHABET
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; start-up must stop with this message."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = field(default=None, repr=False)  # may embed a password
+    redis_url: str | None = field(default=None, repr=False)
+    data_dir: Path = PROJECT_ROOT / ".data"
+    vault_path: Path = PROJECT_ROOT / ".data" / "vault"
+    bdr_path: Path = PROJECT_ROOT / ".data" / "vault" / "bdr"
+    artwork_base_url: str | None = None
+    jwt_secret_key: str = field(default="", repr=False)
+    sqids_alphabet: str = DEFAULT_ALPHABET
+    base_url: str = "http://127.0.0.1:8080"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    mail_from: str = "pmd@localhost"
+    bdr_daily_limit: int = 8
+    bdr_expiry_days: int = 7
+    host: str = "127.0.0.1"
+    port: int = 8080
+    dev_mode: bool = False
+    auto_migrate: bool = True
+    sse_max_per_user: int = 10
+    sse_ping_seconds: float = 15.0
+    max_body_bytes: int = 256 * 1024
+    log_format: str = "text"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.redis_url is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("PMD_DATA_DIR") or PROJECT_ROOT / ".data").resolve()
+        vault = Path(env.get("VAULT_PATH") or data_dir / "vault").resolve()
+        bdr = Path(env.get("BDR_PATH") or vault / "bdr").resolve()
+        database_url = env.get("DATABASE_URL") or None
+        redis_url = env.get("REDIS_URL") or None
+        dev_mode = _bool(env, "PMD_DEV", database_url is None or redis_url is None)
+
+        secret = env.get("JWT_SECRET_KEY", "")
+        if not secret:
+            if not dev_mode:
+                raise ConfigError(
+                    "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
+                    "of at least 32 characters (e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'`)."
+                )
+            secret = dev_secret(data_dir)
+        if len(secret) < 32:
+            raise ConfigError("JWT_SECRET_KEY must be at least 32 characters long.")
+
+        alphabet = env.get("SQIDS_ALPHABET") or DEFAULT_ALPHABET
+        if len(set(alphabet)) != len(alphabet) or len(alphabet) < 3:
+            raise ConfigError("SQIDS_ALPHABET must hold at least 3 distinct characters.")
+
+        artwork_base = env.get("ARTWORK_BASE_URL") or None
+        if artwork_base is not None and not artwork_base.startswith(("http://", "https://")):
+            raise ConfigError("ARTWORK_BASE_URL must start with http:// or https://")
+
+        log_format = env.get("LOG_FORMAT", "text")
+        if log_format not in {"text", "json"}:
+            raise ConfigError("LOG_FORMAT must be text or json")
+
+        return cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            data_dir=data_dir,
+            vault_path=vault,
+            bdr_path=bdr,
+            artwork_base_url=artwork_base.rstrip("/") if artwork_base else None,
+            jwt_secret_key=secret,
+            sqids_alphabet=alphabet,
+            base_url=(env.get("BASE_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            smtp_host=env.get("SMTP_HOST") or None,
+            smtp_port=_int(env, "SMTP_PORT", 25, 1, 65535),
+            smtp_username=env.get("SMTP_USERNAME") or None,
+            smtp_password=env.get("SMTP_PASSWORD") or None,
+            smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
+            mail_from=env.get("MAIL_FROM") or "pmd@localhost",
+            bdr_daily_limit=_int(env, "BDR_DAILY_LIMIT", 8, 1, 10_000),
+            bdr_expiry_days=_int(env, "BDR_EXPIRY_DAYS", 7, 1, 365),
+            host=env.get("HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8080, 0, 65535),
+            dev_mode=dev_mode,
+            auto_migrate=_bool(env, "AUTO_MIGRATE", True),
+            sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
+            log_format=log_format,
+        )
+
+
+def dev_secret(data_dir: Path) -> str:
+    """A per-checkout secret so dev tokens survive restarts; never used outside dev mode."""
+    path = data_dir / "dev-jwt-secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(value)
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: concurrent starters agree on one
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return path.read_text().strip()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Fresh-clone smoke test of the README's first command: `make run` must reach /readyz, print a
+# token that works, and leave no postgres/redis/server/worker process behind after Ctrl-C.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+git clone -q "$src" "$work/pmd"
+cd "$work/pmd"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+PORT=$port setsid make run >"$work/run.log" 2>&1 &
+leader=$!
+ok=""
+for _ in $(seq 1 300); do
+    if grep -q "Press Ctrl-C" "$work/run.log" 2>/dev/null; then ok=1; break; fi
+    if ! kill -0 "$leader" 2>/dev/null; then break; fi
+    sleep 1
+done
+if [ -z "$ok" ]; then cat "$work/run.log"; echo "smoke: make run did not come up"; exit 1; fi
+
+token=$(grep -E '^eyJ' "$work/run.log" | head -n 1)
+curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null
+count=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/pmd/posts?limit=5" \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["total_count"])')
+[ "$count" -ge 30 ] || { echo "smoke: demo data missing (total_count=$count)"; exit 1; }
+
+kill -INT -- "-$leader"   # Ctrl-C reaches the whole foreground group, as in a terminal
+for _ in $(seq 1 30); do kill -0 "$leader" 2>/dev/null || break; sleep 1; done
+sleep 1
+if pgrep -f "$work/pmd" >/dev/null; then
+    pgrep -af "$work/pmd"; echo "smoke: processes left behind after Ctrl-C"; exit 1
+fi
+echo "smoke: make run served $count demo artworks and stopped cleanly"

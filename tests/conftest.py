@@ -1,0 +1,132 @@
+"""Real PostgreSQL and Redis for every test: embedded by default, or TEST_DATABASE_URL /
+TEST_REDIS_URL to use standalone servers (the suite then works in a database it creates and
+drops, and flushes the Redis database it is given)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.app import create_app
+from pmd_service.db import create_pool
+from pmd_service.migrate import apply_migrations
+from pmd_service.settings import PROJECT_ROOT, Settings
+from tests.factories import Factory
+
+SECRET = "test-secret-" + "x" * 40
+TABLES = (
+    "batch_download_requests, bdr_events, audit_logs, reactions, comments, post_files, posts, "
+    "licenses, users"
+)
+
+
+def _with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` (pgserver URLs carry the host in the query)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        from pmd_service.embedded import start_postgres
+
+        admin_url = start_postgres(PROJECT_ROOT / ".data" / "test-pg")
+    name = f"pmd_test_{uuid.uuid4().hex[:10]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(_with_database(admin_url, name))
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield _with_database(admin_url, name)
+    asyncio.run(drop())
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("TEST_REDIS_URL")
+    if url:
+        yield url
+        return
+    from pmd_service.embedded import EmbeddedRedis
+
+    redis = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    yield redis.start()
+    redis.stop()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+    vault = tmp_path / "vault"
+    vault.mkdir()
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        data_dir=tmp_path,
+        vault_path=vault,
+        bdr_path=vault / "bdr",
+        jwt_secret_key=SECRET,
+        base_url="http://pmd.test",
+        auto_migrate=False,
+    )
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(database_url, "pmd-test", min_size=1, max_size=10)
+    await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def redis_clean(redis_url: str) -> None:
+    from pmd_service.queue import create_redis
+
+    redis = create_redis(redis_url)
+    await redis.flushdb()
+    await redis.aclose()
+
+
+@pytest.fixture
+def factory(pool: asyncpg.Pool, settings: Settings) -> Factory:
+    return Factory(pool, settings)
+
+
+@pytest.fixture
+def app(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> web.Application:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
+    return await aiohttp_client(app)

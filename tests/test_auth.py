@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import SECRET
+from tests.factories import Factory
+
+Client = TestClient[Any, Any]
+
+
+async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body: dict[str, Any] = await resp.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:pmd:problem:")
+    assert body["title"] and len(body["detail"]) > 10
+    return body
+
+
+def _b64(obj: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+
+async def test_valid_token_lists_posts(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    resp = await client.get("/api/pmd/posts", headers=user.auth)
+    assert resp.status == 200
+    assert (await resp.json()) == {"items": [], "next_cursor": None, "total_count": 0}
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("none", 401),
+        ("not_bearer", 401),
+        ("malformed", 401),
+        ("bad_signature", 401),
+        ("alg_none", 401),
+        ("hs512_right_key", 401),
+        ("expired", 401),
+        ("no_exp", 401),
+        ("unknown_sub", 401),
+        ("deactivated", 401),
+        ("banned", 403),
+    ],
+)
+async def test_auth_failures(client: Client, factory: Factory, case: str, expected: int) -> None:
+    user = await factory.user()
+    now = int(time.time())
+    claims = {"sub": user.sqid, "exp": now + 600, "roles": ["user"]}
+    headers: dict[str, str] = {}
+    if case == "not_bearer":
+        headers = {"Authorization": f"Basic {user.token}"}
+    elif case == "malformed":
+        headers = {"Authorization": "Bearer not.a.jwt"}
+    elif case == "bad_signature":
+        headers = {"Authorization": f"Bearer {jwt.encode(claims, 'w' * 40, algorithm='HS256')}"}
+    elif case == "alg_none":
+        token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}."
+        headers = {"Authorization": f"Bearer {token}"}
+    elif case == "hs512_right_key":
+        headers = {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS512')}"}
+    elif case == "expired":
+        headers = {"Authorization": f"Bearer {factory.token(user.sqid, ttl=-10)}"}
+    elif case == "no_exp":
+        token = jwt.encode({"sub": user.sqid}, SECRET, algorithm="HS256")
+        headers = {"Authorization": f"Bearer {token}"}
+    elif case == "unknown_sub":
+        headers = {"Authorization": f"Bearer {factory.token('nobodyhere')}"}
+    elif case == "deactivated":
+        await factory.pool.execute("UPDATE users SET deactivated = true WHERE id = $1", user.id)
+        headers = user.auth
+    elif case == "banned":
+        until = datetime.now(UTC) + timedelta(days=1)
+        await factory.pool.execute(
+            "UPDATE users SET banned_until = $2 WHERE id = $1", user.id, until
+        )
+        headers = user.auth
+    resp = await client.get("/api/pmd/posts", headers=headers)
+    await assert_problem(resp, expected)
+    if expected == 401:
+        assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_expired_ban_lets_user_in(client: Client, factory: Factory) -> None:
+    user = await factory.user(banned_until=datetime.now(UTC) - timedelta(minutes=1))
+    resp = await client.get("/api/pmd/posts", headers=user.auth)
+    assert resp.status == 200
+
+
+async def test_target_rules(client: Client, factory: Factory) -> None:
+    alice = await factory.user("alice")
+    bob = await factory.user("bob")
+    mod = await factory.user("mod", roles=["user", "moderator"])
+    owner = await factory.user("boss", roles=["owner"])
+    await factory.post(bob, title="bob's art")
+
+    # A plain user may not look at someone else's posts.
+    resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=alice.auth)
+    await assert_problem(resp, 403)
+    # Naming yourself is fine.
+    resp = await client.get(f"/api/pmd/posts?target_sqid={alice.sqid}", headers=alice.auth)
+    assert resp.status == 200
+    # A moderator may, and sees bob's posts.
+    resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=mod.auth)
+    assert resp.status == 200
+    assert [i["title"] for i in (await resp.json())["items"]] == ["bob's art"]
+    # Unknown target.
+    resp = await client.get("/api/pmd/posts?target_sqid=zzzzzzzz", headers=mod.auth)
+    await assert_problem(resp, 404)
+    # An owner's posts are off limits to moderators, but not to the owner.
+    resp = await client.get(f"/api/pmd/posts?target_sqid={owner.sqid}", headers=mod.auth)
+    await assert_problem(resp, 403)
+    resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=owner.auth)
+    assert resp.status == 200
+    resp = await client.get(f"/api/pmd/posts?target_sqid={owner.sqid}", headers=owner.auth)
+    assert resp.status == 200
+
+
+async def test_roles_come_from_the_database_not_the_token(client: Client, factory: Factory) -> None:
+    alice = await factory.user()
+    bob = await factory.user()
+    forged = jwt.encode(
+        {"sub": alice.sqid, "exp": int(time.time()) + 60, "roles": ["moderator"]},
+        SECRET,
+        algorithm="HS256",
+    )
+    resp = await client.get(
+        f"/api/pmd/posts?target_sqid={bob.sqid}", headers={"Authorization": f"Bearer {forged}"}
+    )
+    await assert_problem(resp, 403)

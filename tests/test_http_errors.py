@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from tests.factories import Factory
+from tests.test_auth import assert_problem
+
+Client = TestClient[Any, Any]
+
+
+async def test_unknown_route_is_problem_404(client: Client) -> None:
+    body = await assert_problem(await client.get("/nope"), 404)
+    assert "/nope" in body["detail"]
+    await assert_problem(await client.get("/api/pmd/nope"), 404)
+
+
+async def test_wrong_method_is_405_with_allow(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    resp = await client.delete("/api/pmd/posts", headers=user.auth)
+    await assert_problem(resp, 405)
+    assert "GET" in resp.headers["Allow"]
+
+
+async def test_oversized_body_is_413(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    resp = await client.post(
+        "/api/pmd/action",
+        data=b'{"action": "hide", "post_ids": [' + b"1," * 5_000_000 + b"1]}",
+        headers={**user.auth, "Content-Type": "application/json"},
+    )
+    await assert_problem(resp, 413)
+
+
+async def test_non_json_is_415(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    resp = await client.post("/api/pmd/action", data="action=hide", headers=user.auth)
+    body = await assert_problem(resp, 415)
+    assert "application/json" in body["detail"]
+
+
+async def test_malformed_json_is_400(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    for raw in (b"{", b"", b"\xff\xfe{}", b'{"action": "hide", "post_ids": [1,]}'):
+        resp = await client.post(
+            "/api/pmd/action",
+            data=raw,
+            headers={**user.auth, "Content-Type": "application/json"},
+        )
+        await assert_problem(resp, 400)
+
+
+async def test_schema_violations_are_422_naming_the_field(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    cases: list[tuple[Any, str]] = [
+        ({"action": "hide"}, "post_ids"),
+        ({"action": "explode", "post_ids": [1]}, "action"),
+        ({"action": "hide", "post_ids": ["1"]}, "post_ids[0]"),
+        ({"action": "hide", "post_ids": [-1]}, "post_ids[0]"),
+        ({"action": "hide", "post_ids": [2**40]}, "post_ids[0]"),
+        ({"action": "hide", "post_ids": []}, "post_ids"),
+        ({"action": "hide", "post_ids": list(range(1, 130))}, "post_ids"),
+        ({"action": "hide", "post_ids": [1, 1]}, "post_ids"),
+        ({"action": "hide", "post_ids": [1], "extra": True}, "extra"),
+        ([1, 2, 3], "body"),
+        ({"action": "hide", "post_ids": [[[[[[1]]]]]]}, "post_ids[0]"),
+    ]
+    for payload, field in cases:
+        resp = await client.post("/api/pmd/action", json=payload, headers=user.auth)
+        body = await assert_problem(resp, 422)
+        assert body["errors"][0]["field"] == field, (payload, body)
+    resp = await client.post(
+        "/api/pmd/action",
+        json={"action": "hide", "post_ids": list(range(1, 130))},
+        headers=user.auth,
+    )
+    assert "128" in (await resp.json())["detail"]
+
+
+async def test_unauthenticated_before_body_parsing(client: Client) -> None:
+    resp = await client.post("/api/pmd/action", data=b"{")
+    await assert_problem(resp, 401)
+
+
+async def test_openapi_document_lists_every_route(client: Client) -> None:
+    resp = await client.get("/openapi.json")
+    assert resp.status == 200
+    doc = await resp.json()
+    assert doc["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    app = client.app
+    assert app is not None
+    routed = {
+        (r.method, r.resource.canonical)
+        for r in app.router.routes()
+        if r.resource is not None and r.method != "HEAD"
+    }
+    assert routed == documented

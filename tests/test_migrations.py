@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pmd_service.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, discover
+from tests.conftest import _with_database
+
+
+@pytest.fixture
+async def empty_db(database_url: str) -> AsyncIterator[str]:
+    """A brand-new empty database on the same server as the suite's."""
+    name = f"pmd_mig_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(database_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_apply_on_empty_then_noop(empty_db: str) -> None:
+    conn = await asyncpg.connect(empty_db)
+    try:
+        applied = await apply_migrations(conn)
+        assert applied == [f"{m.version:04d}_{m.name}" for m in discover()]
+        assert await apply_migrations(conn) == []
+        tables = {
+            r["tablename"]
+            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        }
+        assert {"users", "posts", "post_files", "comments", "reactions", "licenses",
+                "audit_logs", "batch_download_requests", "bdr_events"} <= tables  # fmt: skip
+        rows = await conn.fetch(
+            "SELECT version, checksum FROM pmd_schema_migrations ORDER BY version"
+        )
+        assert [r["version"] for r in rows] == [m.version for m in discover()]
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
+    conns = [await asyncpg.connect(empty_db) for _ in range(3)]
+    try:
+        results = await asyncio.gather(*(apply_migrations(c) for c in conns))
+        every = [name for result in results for name in result]
+        assert sorted(every) == sorted(f"{m.version:04d}_{m.name}" for m in discover())
+        assert await conns[0].fetchval("SELECT count(*) FROM pmd_schema_migrations") == len(
+            discover()
+        )
+    finally:
+        for c in conns:
+            await c.close()
+
+
+async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) -> None:
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await apply_migrations(conn, copy)
+        first = sorted(copy.glob("*.sql"))[0]
+        first.write_text(first.read_text() + "\n-- edited after the fact\n")
+        with pytest.raises(MigrationError, match="was changed after it was applied"):
+            await apply_migrations(conn, copy)
+    finally:
+        await conn.close()
+
+
+async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path: Path) -> None:
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    (copy / "9999_broken.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1/0;\n")
+    conn = await asyncpg.connect(empty_db)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await apply_migrations(conn, copy)
+        assert await conn.fetchval("SELECT to_regclass('half_done')") is None
+        assert await conn.fetchval("SELECT max(version) FROM pmd_schema_migrations") < 9999
+    finally:
+        await conn.close()
+
+
+async def test_schema_constraints(pool: asyncpg.Pool) -> None:
+    user_id = await pool.fetchval(
+        "INSERT INTO users (handle, email) VALUES ('a', 'a@x') RETURNING id"
+    )
+    # Defaults let a row be inserted naming only what matters.
+    post = await pool.fetchrow(
+        "INSERT INTO posts (owner_id, title) VALUES ($1, 't') RETURNING *", user_id
+    )
+    assert post is not None
+    assert post["kind"] == "artwork" and post["hashtags"] == [] and not post["hidden_by_user"]
+    insert = "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status) VALUES ($1, $2, $3, $4)"
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(insert, user_id, [1, 2], 3, "pending")  # count must equal cardinality
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(insert, user_id, list(range(1, 130)), 129, "pending")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(insert, user_id, [1], 1, "done")
+    await pool.execute(insert, user_id, [1], 1, "pending")
+    # The insert became an event and rang the doorbell.
+    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1

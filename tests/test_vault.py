@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pmd_service.vault import VaultPathError, artwork_path, contained, relative_artwork_path
+
+KEY = uuid.UUID("3f2b8c1e-0d4a-4c7e-9a51-6b2f0e8d7c93")
+
+
+def test_maps_parts_to_a_path(tmp_path: Path) -> None:
+    assert artwork_path(tmp_path, "ab", KEY, "png") == tmp_path.resolve() / "ab" / f"{KEY}.png"
+    assert relative_artwork_path(None, str(KEY), "gif") == f"{KEY}.gif"
+
+
+@pytest.mark.parametrize(
+    ("shard", "key", "fmt"),
+    [
+        ("..", KEY, "png"),
+        ("../..", KEY, "png"),
+        ("/etc", KEY, "png"),
+        ("a/b", KEY, "png"),
+        ("ab\x00", KEY, "png"),
+        ("ab", "../../etc/passwd", "png"),
+        ("ab", KEY, "png/../../x"),
+        ("ab", KEY, "exe"),
+        ("", KEY, "png"),
+    ],
+)
+def test_refuses_anything_outside_the_vault(
+    tmp_path: Path, shard: str, key: object, fmt: str
+) -> None:
+    with pytest.raises(VaultPathError):
+        artwork_path(tmp_path, shard, key, fmt)  # type: ignore[arg-type]
+
+
+def test_refuses_symlinks_out_of_the_vault(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    outside = tmp_path / "outside"
+    vault.mkdir()
+    outside.mkdir()
+    os.symlink(outside, vault / "ab")
+    with pytest.raises(VaultPathError):
+        artwork_path(vault, "ab", KEY, "png")
+
+
+def test_contained_refuses_escapes(tmp_path: Path) -> None:
+    assert contained(tmp_path, "bdr/u/x.zip") == tmp_path.resolve() / "bdr/u/x.zip"
+    for bad in ("../x.zip", "/etc/passwd", "a/\x00.zip", "a/../../x", "."):
+        with pytest.raises(VaultPathError):
+            contained(tmp_path, bad)
