@@ -8,6 +8,7 @@ from aiohttp import web
 
 from . import __version__, health
 from .auth import SELF_AUTHENTICATED, auth_middleware
+from .bdr import api as bdr_api
 from .db import create_pool
 from .errors import problem_middleware
 from .keys import DB_POOL, PUBLIC_IDS, REDIS, SETTINGS
@@ -51,9 +52,14 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
 
-    operations: list[Operation] = [*HEALTH_OPERATIONS, *posts_api.OPERATIONS]
+    operations: list[Operation] = [
+        *HEALTH_OPERATIONS,
+        *posts_api.OPERATIONS,
+        *bdr_api.OPERATIONS,
+    ]
     health.setup(app)
     posts_api.setup(app)
+    bdr_api.setup(app)
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
     app[OPENAPI_DOC] = build_document(operations, __version__)
     return app

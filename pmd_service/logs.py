@@ -31,3 +31,4 @@ def configure(log_format: str, level: int = logging.INFO) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -64,6 +64,10 @@ class Settings:
     port: int = 8080
     dev_mode: bool = False
     auto_migrate: bool = True
+    bdr_retry_base_seconds: float = 5.0
+    bdr_stale_seconds: int = 60
+    bdr_pending_grace_seconds: int = 30
+    artwork_fetch_concurrency: int = 8
     sse_max_per_user: int = 10
     sse_ping_seconds: float = 15.0
     max_body_bytes: int = 256 * 1024
@@ -129,6 +133,10 @@ class Settings:
             port=_int(env, "PORT", 8080, 0, 65535),
             dev_mode=dev_mode,
             auto_migrate=_bool(env, "AUTO_MIGRATE", True),
+            bdr_retry_base_seconds=_int(env, "BDR_RETRY_BASE_SECONDS", 5, 0, 600),
+            bdr_stale_seconds=_int(env, "BDR_STALE_SECONDS", 60, 1, 3600),
+            bdr_pending_grace_seconds=_int(env, "BDR_PENDING_GRACE_SECONDS", 30, 0, 3600),
+            artwork_fetch_concurrency=_int(env, "ARTWORK_FETCH_CONCURRENCY", 8, 1, 64),
             sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
             log_format=log_format,
         )

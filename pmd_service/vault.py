@@ -54,3 +54,18 @@ def contained(root: Path, relative: str) -> Path:
     if not candidate.is_relative_to(base) or candidate == base:
         raise VaultPathError("path resolves outside its root")
     return candidate
+
+
+BDR_PREFIX = "bdr/"
+
+
+def bdr_file_path(user_sqid: str, bdr_id: object) -> str:
+    """The stored, relative `file_path` of a BDR ZIP: `bdr/{user_sqid}/{id}.zip`."""
+    return f"{BDR_PREFIX}{user_sqid}/{bdr_id}.zip"
+
+
+def bdr_zip_path(bdr_root: Path, file_path: str) -> Path:
+    """Where a stored `file_path` lives under BDR_PATH (which may sit outside the vault)."""
+    if not file_path.startswith(BDR_PREFIX):
+        raise VaultPathError("not a BDR file path")
+    return contained(bdr_root, file_path.removeprefix(BDR_PREFIX))

@@ -5,9 +5,14 @@ drops, and flushes the Redis database it is given)."""
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import os
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +135,66 @@ def app(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> web.Applic
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
     return await aiohttp_client(app)
+
+
+# --- worker, SMTP ----------------------------------------------------------------------------
+
+
+@dataclass
+class Mailbox:
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        self.messages.append(message)  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
+    from aiosmtpd.controller import Controller
+
+    port = _free_port()
+    box = Mailbox("127.0.0.1", port)
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield box
+    controller.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def worker_ctx(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[dict[str, Any]]:
+    """The context arq gives cron jobs, for calling sweep/cleanup directly."""
+    from pmd_service.jobs import context
+    from pmd_service.queue import create_redis
+
+    assert settings.redis_url is not None
+    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url)}
+    await context.startup(ctx, settings=settings)
+    yield ctx
+    await context.shutdown(ctx)
+    await ctx["redis"].aclose()
+
+
+async def run_worker(settings: Settings, **overrides: Any) -> None:
+    """Drain the queue the way arq does it: a real Worker in burst mode."""
+    from arq.worker import Worker
+
+    from pmd_service.jobs.worker_options import worker_options
+
+    options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
+    worker = Worker(burst=True, handle_signals=False, **options)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()

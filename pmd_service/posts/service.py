@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ import msgspec
 
 from ..auth import Principal
 from ..errors import FieldError, bad_request, validation_error
-from .schemas import Action, PostFile, PostItem, PostPage
+from .schemas import MAX_BATCH, Action, PostFile, PostItem, PostPage
 
 if TYPE_CHECKING:
     from ..db import Conn
@@ -100,20 +101,27 @@ WHERE id = ANY($2::int[]) AND owner_id = $1 AND kind = 'artwork' AND deleted_by_
 ORDER BY id FOR UPDATE
 """
 SQL_HIDE_BY_USER = """
-UPDATE posts SET hidden_by_user = $2 WHERE id = ANY($1::int[]) AND hidden_by_user <> $2
+UPDATE posts SET hidden_by_user = $2
+WHERE id = ANY($1::int[]) AND hidden_by_user <> $2
+RETURNING id
 """
 SQL_HIDE_BY_MOD = """
-UPDATE posts SET hidden_by_mod = $2 WHERE id = ANY($1::int[]) AND hidden_by_mod <> $2
+UPDATE posts SET hidden_by_mod = $2
+WHERE id = ANY($1::int[]) AND hidden_by_mod <> $2
+RETURNING id
 """
 SQL_DELETE = """
 UPDATE posts SET deleted_by_user = true, deleted_by_user_date = now() WHERE id = ANY($1::int[])
+RETURNING id
 """
 SQL_RESTORE = """
 UPDATE posts SET deleted_by_user = false, deleted_by_user_date = NULL WHERE id = ANY($1::int[])
+RETURNING id
 """
 SQL_SET_LICENSE = """
 UPDATE posts SET license_id = $2
 WHERE id = ANY($1::int[]) AND license_id IS DISTINCT FROM $2
+RETURNING id
 """
 SQL_LICENSE_EXISTS = "SELECT EXISTS (SELECT 1 FROM licenses WHERE id = $1)"
 SQL_AUDIT = """
@@ -125,6 +133,10 @@ SQL_NOTIFY_POSTS = "SELECT pg_notify('pmd_posts_changed', $1)"
 
 
 # --- listing -------------------------------------------------------------------------------
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR_RE = re.compile(r"(?P<kind>[dl]):(?P<micros>-?[0-9]{1,18}):(?P<post_id>[0-9]{1,10})")
+_MAX_CURSOR = 100
 
 
 @dataclass(frozen=True)
@@ -139,26 +151,35 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str, deleted: bool) -> Cursor:
+        """The cursor behind `token`; 400 for anything `encode` could not have produced."""
         problem = bad_request(
             "`cursor` is not one this API returned; pass `next_cursor` from the previous "
             "page unchanged, or omit it for the first page.",
             slug="invalid-cursor",
             errors=[FieldError(field="cursor", message="invalid cursor")],
         )
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-            kind, micros, post_id = raw.split(":")
-            at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(micros))
-            parsed = cls(kind == "d", at, int(post_id))
-        except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError):
-            raise problem from None
-        if kind not in {"d", "l"} or parsed.deleted != deleted or not 0 < parsed.post_id < 2**31:
+        if len(token) > _MAX_CURSOR:
             raise problem
-        return parsed
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise problem from None
+        # Strict ASCII grammar: int() alone would also take "1_0", " 7" or non-Latin digits.
+        match = _CURSOR_RE.fullmatch(raw)
+        if match is None or (match["kind"] == "d") != deleted:
+            raise problem
+        post_id = int(match["post_id"])
+        try:
+            at = _EPOCH + timedelta(microseconds=int(match["micros"]))
+        except OverflowError:
+            raise problem from None
+        if not 0 < post_id < 2**31:
+            raise problem
+        return cls(deleted, at, post_id)
 
 
 def _micros(at: datetime) -> int:
-    delta = at - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = at - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -193,17 +214,21 @@ async def list_posts(
         if deleted
         else (SQL_LIST_FIRST, SQL_LIST_AFTER)
     )
+    # One row more than asked tells whether another page exists, so the last page carries no
+    # cursor and a client never spends a request on an empty page.
     if after is None:
-        rows = await pool.fetch(first_sql, owner_id, limit)
+        rows = await pool.fetch(first_sql, owner_id, limit + 1)
     else:
-        rows = await pool.fetch(after_sql, owner_id, limit, after.at, after.post_id)
+        rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id)
     if rows:
         total = rows[0]["total_count"]
-    else:  # an empty page still reports the total
+    else:  # an empty page (only reachable with a stale cursor) still reports the total
         total = await pool.fetchval(SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE, owner_id)
+    more = len(rows) > limit
+    rows = rows[:limit]
     items = [_item(r) for r in rows]
     next_cursor = None
-    if len(rows) == limit:
+    if more:
         last = rows[-1]
         key = last["deleted_by_user_date"] if deleted else last["created_at"]
         next_cursor = Cursor(deleted, key, last["id"]).encode()
@@ -216,19 +241,37 @@ async def list_posts(
 def ensure_unique(post_ids: list[int]) -> None:
     dupes = sorted(i for i, n in Counter(post_ids).items() if n > 1)
     if dupes:
-        listed = ", ".join(map(str, dupes[:10]))
+        listed = _list_ids(dupes)
         raise validation_error(
-            f"`post_ids` must not repeat an id; repeated: {listed}.",
+            f"`post_ids` must be 1 to {MAX_BATCH} distinct ids; repeated: {listed}. "
+            "Send each id once.",
             [FieldError(field="post_ids", message=f"repeated ids: {listed}")],
         )
 
 
-def _ineligible(missing: list[int], why: str) -> Exception:
-    listed = ", ".join(map(str, missing[:20])) + (" …" if len(missing) > 20 else "")
-    noun = "Post" if len(missing) == 1 else "Posts"
+def _list_ids(ids: list[int], shown: int = 20) -> str:
+    listed = ", ".join(map(str, ids[:shown]))
+    return f"{listed} and {len(ids) - shown} more" if len(ids) > shown else listed
+
+
+def _ineligible(missing: list[int], restorable: bool) -> Exception:
+    one = len(missing) == 1
+    if restorable:
+        why = (
+            "is not a deleted artwork of this user that can still be restored"
+            if one
+            else "are not deleted artworks of this user that can still be restored"
+        ) + " (deleted posts can be restored for 7 days)"
+    else:
+        why = (
+            "is not one of this user's artworks, or is deleted"
+            if one
+            else "are not this user's artworks, or are deleted"
+        )
+    listed = _list_ids(missing)
     return bad_request(
-        f"{noun} {listed} {why}; nothing was changed. Remove {'it' if len(missing) == 1 else 'them'} "
-        "and try again.",
+        f"{'Post' if one else 'Posts'} {listed} {why}; nothing was changed. "
+        f"Remove {'it' if one else 'them'} and try again.",
         slug="ineligible-posts",
         errors=[FieldError(field="post_ids", message=f"ineligible: {listed}")],
         extra={"invalid_post_ids": missing},
@@ -243,14 +286,7 @@ async def lock_eligible(
     found = {r["id"] for r in await conn.fetch(sql, owner_id, post_ids)}
     missing = sorted(set(post_ids) - found)
     if missing:
-        why = (
-            "are not deleted posts of this user that can still be restored (the window is 7 days)"
-            if restorable
-            else "are not this user's artworks, or are deleted"
-        )
-        if len(missing) == 1:
-            why = why.replace("are not", "is not").replace("are deleted", "is deleted")
-        raise _ineligible(missing, why)
+        raise _ineligible(missing, restorable)
 
 
 _PAST = {"hide": "Hidden", "unhide": "Unhidden", "delete": "Deleted", "restore": "Restored"}
@@ -262,16 +298,19 @@ def _posts(n: int) -> str:
 
 
 async def _after_change(
-    conn: Conn, principal: Principal, action: str, post_ids: list[int], changed: int
+    conn: Conn, principal: Principal, action: str, post_ids: list[int], changed: list[int]
 ) -> None:
     if principal.as_moderator:
-        note = json.dumps({"post_ids": post_ids, "changed": changed})
+        note = json.dumps({"post_ids": post_ids, "changed": len(changed)})
         await conn.execute(
             SQL_AUDIT, principal.caller.id, f"pmd_batch_{action}", str(principal.target.id), note
         )
     if changed:
+        # Only the ids that really changed: listeners invalidate exactly those. At most 128
+        # ids of 10 digits, far below NOTIFY's 8000-byte payload limit.
         payload = json.dumps(
-            {"user_id": principal.target.id, "action": action, "post_ids": post_ids}
+            {"user_id": principal.target.id, "action": action, "post_ids": sorted(changed)},
+            separators=(",", ":"),
         )
         await conn.execute(SQL_NOTIFY_POSTS, payload)
 
@@ -286,17 +325,17 @@ async def apply_action(
         await lock_eligible(conn, owner, post_ids, restorable=action == "restore")
         if action in ("hide", "unhide"):
             sql = SQL_HIDE_BY_MOD if principal.as_moderator else SQL_HIDE_BY_USER
-            status = await conn.execute(sql, post_ids, action == "hide")
+            rows = await conn.fetch(sql, post_ids, action == "hide")
         elif action == "delete":
-            status = await conn.execute(SQL_DELETE, post_ids)
+            rows = await conn.fetch(SQL_DELETE, post_ids)
         else:
-            status = await conn.execute(SQL_RESTORE, post_ids)
-        changed = int(status.split()[-1])
+            rows = await conn.fetch(SQL_RESTORE, post_ids)
+        changed = [r["id"] for r in rows]
         await _after_change(conn, principal, action, post_ids, changed)
-    message = f"{_PAST[action]} {_posts(changed)}"
-    if changed < len(post_ids) and action in _ALREADY:
-        message += f" ({len(post_ids) - changed} {_ALREADY[action]})"
-    return changed, message
+    message = f"{_PAST[action]} {_posts(len(changed))}"
+    if len(changed) < len(post_ids) and action in _ALREADY:
+        message += f" ({len(post_ids) - len(changed)} {_ALREADY[action]})"
+    return len(changed), message
 
 
 async def set_license(
@@ -312,11 +351,16 @@ async def set_license(
                 errors=[FieldError(field="license_id", message="unknown license")],
             )
         await lock_eligible(conn, principal.target.id, post_ids)
-        status = await conn.execute(SQL_SET_LICENSE, post_ids, license_id)
-        changed = int(status.split()[-1])
+        rows = await conn.fetch(SQL_SET_LICENSE, post_ids, license_id)
+        changed = [r["id"] for r in rows]
         await _after_change(conn, principal, "license", post_ids, changed)
-    verb = "Cleared the license of" if license_id is None else "Changed the license of"
-    message = f"{verb} {_posts(changed)}"
-    if changed < len(post_ids):
-        message += f" ({len(post_ids) - changed} already had it)"
-    return changed, message
+    unchanged = len(post_ids) - len(changed)
+    if license_id is None:
+        message = f"Cleared the license of {_posts(len(changed))}"
+        already = f"{unchanged} had none"
+    else:
+        message = f"Changed the license of {_posts(len(changed))}"
+        already = f"{unchanged} already had it"
+    if unchanged:
+        message += f" ({already})"
+    return len(changed), message

@@ -1,0 +1,1 @@
+"""Batch download requests (BDRs): ZIPs of up to 128 artworks, built by the worker."""

@@ -1,0 +1,129 @@
+"""HTTP handlers of the BDR endpoints."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from multidict import CIMultiDict
+
+from ..auth import retarget
+from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from ..openapi import Operation, Param
+from ..responses import json_response
+from ..validation import path_uuid, read_json
+from . import service
+from .schemas import BdrItem, BdrList, BdrRequest
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(request: web.Request) -> str:
+    """The caller's X-Request-ID when it is a safe token, else a new one; follows the BDR."""
+    given = request.headers.get("X-Request-ID", "")
+    return given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+
+
+async def create_bdr(request: web.Request) -> web.Response:
+    body = await read_json(request, BdrRequest)
+    principal = await retarget(request, body.target_sqid)
+    item = await service.create(
+        request.app[DB_POOL],
+        request.app[REDIS],
+        principal,
+        body,
+        request.app[SETTINGS].bdr_daily_limit,
+        request_id(request),
+    )
+    return json_response(item, status=202, headers={"Location": f"/api/pmd/bdr/{item.id}"})
+
+
+async def list_bdrs(request: web.Request) -> web.Response:
+    items = await service.newest(request.app[DB_POOL], request[PRINCIPAL].target.id)
+    return json_response(BdrList(items=items))
+
+
+async def get_bdr(request: web.Request) -> web.Response:
+    bdr_id = path_uuid(request)
+    return json_response(
+        await service.get(request.app[DB_POOL], bdr_id, request[PRINCIPAL].target.id)
+    )
+
+
+async def delete_bdr(request: web.Request) -> web.Response:
+    bdr_id = path_uuid(request)
+    await service.cancel_or_remove(
+        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, request[PRINCIPAL].target.id
+    )
+    return web.Response(status=204)
+
+
+async def download_bdr(request: web.Request) -> web.StreamResponse:
+    bdr_id = path_uuid(request)
+    found = await service.download(
+        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, request[PRINCIPAL].target.id
+    )
+    # FileResponse answers Range, ETag and Last-Modified from the file itself and streams it
+    # with sendfile: the event loop never reads the ZIP.
+    # aiohttp only understands an If-Range *date*; an entity tag that does not match means
+    # "send the whole file" (RFC 9110 §13.1.5), so then the Range header is ignored.
+    cls = _WholeFileResponse if _if_range_etag_mismatch(request, found.path) else web.FileResponse
+    return cls(
+        found.path,
+        headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f"attachment; filename={found.filename}",
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+class _WholeFileResponse(web.FileResponse):
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        headers = CIMultiDict(request.headers)
+        headers.popall("Range", None)
+        headers.popall("If-Range", None)
+        return await super().prepare(request.clone(headers=headers))
+
+
+def _if_range_etag_mismatch(request: web.Request, path: Path) -> bool:
+    if_range = request.headers.get("If-Range", "")
+    if "Range" not in request.headers or not if_range.startswith(('"', "W/")):
+        return False
+    st = path.stat()
+    current = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'  # the ETag FileResponse sends
+    return if_range != current  # If-Range needs a strong match; weak tags never match
+
+
+_ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
+
+OPERATIONS = (
+    Operation(
+        "post", "/api/pmd/bdr", "createBdr", "Request a ZIP of up to 128 artworks", "downloads",
+        ok_status=202, ok_description="Accepted: the request is queued", request=BdrRequest,
+        response=BdrItem, problems=(429,), headers={"Location": "The new request's URL"},
+    ),
+    Operation("get", "/api/pmd/bdr", "listBdrs", "The 20 newest download requests", "downloads",
+              response=BdrList),
+    Operation("get", "/api/pmd/bdr/{id}", "getBdr", "One download request", "downloads",
+              response=BdrItem, params=(_ID,), problems=(404,)),
+    Operation("delete", "/api/pmd/bdr/{id}", "deleteBdr",
+              "Cancel a pending/processing request, or remove a ready ZIP", "downloads",
+              ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(404,)),
+    Operation("get", "/api/pmd/bdr/{id}/download", "downloadBdr", "The ZIP (Range supported)",
+              "downloads", response_media="application/zip", ok_description="The ZIP file",
+              params=(_ID,), problems=(404, 409, 410),
+              headers={"Content-Disposition": "attachment; filename=makapix-artworks-….zip",
+                       "ETag": "Entity tag", "Last-Modified": "When the ZIP was written"}),
+)  # fmt: skip
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/pmd/bdr", create_bdr, name="create_bdr")
+    app.router.add_get("/api/pmd/bdr", list_bdrs, name="list_bdrs")
+    app.router.add_get("/api/pmd/bdr/{id}", get_bdr, name="get_bdr")
+    app.router.add_delete("/api/pmd/bdr/{id}", delete_bdr, name="delete_bdr")
+    app.router.add_get("/api/pmd/bdr/{id}/download", download_bdr, name="download_bdr")

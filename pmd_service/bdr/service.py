@@ -1,0 +1,193 @@
+"""Creating, listing, cancelling and serving BDRs: the server's side of the download path."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from ..auth import Principal
+from ..errors import ProblemError, conflict, gone, not_found
+from ..posts.service import ensure_unique, lock_eligible
+from ..vault import VaultPathError, bdr_zip_path
+from .enqueue import enqueue_bdr
+from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
+
+log = logging.getLogger(__name__)
+
+NEWEST = 20
+# Serialises quota checks per user: (this constant, user id) is the advisory lock key.
+_QUOTA_LOCK = 5064069
+
+SQL_QUOTA_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
+SQL_COUNT_TODAY = """
+SELECT count(*) FROM batch_download_requests
+WHERE user_id = $1 AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+"""
+SQL_INSERT = f"""
+INSERT INTO batch_download_requests
+    (user_id, requested_by, post_ids, artwork_count, include_comments, include_reactions,
+     send_email, request_id)
+VALUES ($1, $2, $3, cardinality($3::int[]), $4, $5, $6, $7)
+RETURNING {ITEM_COLUMNS}
+"""
+SQL_NEWEST = f"""
+SELECT {ITEM_COLUMNS} FROM batch_download_requests
+WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST}
+"""
+SQL_ONE = (
+    f"SELECT {ITEM_COLUMNS}, file_path FROM batch_download_requests WHERE id = $1 AND user_id = $2"
+)
+SQL_CANCEL = f"""
+UPDATE batch_download_requests
+SET status = 'cancelled', completed_at = now(), claim_token = NULL, heartbeat_at = NULL,
+    retry_at = NULL
+WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing')
+RETURNING {ITEM_COLUMNS}
+"""
+SQL_EXPIRE = """
+UPDATE batch_download_requests SET status = 'expired'
+WHERE id = $1 AND status = 'ready'
+RETURNING file_path
+"""
+SQL_EXPIRE_READY_FILE = """
+UPDATE batch_download_requests SET status = 'expired'
+WHERE id = $1 AND status = 'ready'
+"""
+
+
+def seconds_to_utc_midnight(now: datetime | None = None) -> int:
+    now = now or datetime.now(UTC)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((midnight - now).total_seconds() + 0.999))
+
+
+async def create(
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    principal: Principal,
+    body: BdrRequest,
+    daily_limit: int,
+    request_id: str | None,
+) -> BdrItem:
+    """Check eligibility and quota, commit the row, then enqueue (a failed enqueue is swept)."""
+    ensure_unique(body.post_ids)
+    user_id = principal.target.id
+    requested_by = principal.caller.id if principal.as_moderator else None
+    async with pool.acquire() as conn, conn.transaction():
+        # Two-key advisory lock: concurrent requests of one user count and insert one at a
+        # time, so the quota can never be overrun (the seed's check-then-insert raced).
+        await conn.execute(SQL_QUOTA_LOCK, _QUOTA_LOCK, user_id)
+        used = await conn.fetchval(SQL_COUNT_TODAY, user_id)
+        if used >= daily_limit:
+            wait = seconds_to_utc_midnight()
+            raise ProblemError(
+                429,
+                "daily-limit",
+                "Too Many Requests",
+                f"The limit of {daily_limit} download requests per day is reached; "
+                f"it resets at midnight UTC, in {wait // 3600} h {wait % 3600 // 60} min.",
+                headers={"Retry-After": str(wait)},
+            )
+        # Row locks until commit: a concurrent delete cannot slip between check and insert
+        # (and the worker re-checks at build time anyway).
+        await lock_eligible(conn, user_id, body.post_ids)
+        row = await conn.fetchrow(
+            SQL_INSERT,
+            user_id,
+            requested_by,
+            body.post_ids,
+            body.include_comments,
+            body.include_reactions,
+            body.send_email,
+            request_id,
+        )
+    assert row is not None
+    item = bdr_item(row)
+    try:
+        await enqueue_bdr(redis, item.id)
+    except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it
+        log.warning("enqueue of BDR %s failed (%s); the sweep will pick it up", item.id, exc)
+    return item
+
+
+async def newest(pool: asyncpg.Pool, user_id: int) -> list[BdrItem]:
+    return [bdr_item(r) for r in await pool.fetch(SQL_NEWEST, user_id)]
+
+
+async def _row(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> asyncpg.Record:
+    row: asyncpg.Record | None = await pool.fetchrow(SQL_ONE, bdr_id, user_id)
+    if row is None:
+        raise not_found(f"There is no download request {bdr_id} for this user.")
+    return row
+
+
+async def get(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> BdrItem:
+    return bdr_item(await _row(pool, bdr_id, user_id))
+
+
+def _remove(root: Path, relative: str | None) -> None:
+    if not relative:
+        return
+    try:
+        path = bdr_zip_path(root, relative)
+    except VaultPathError:
+        log.error("refusing to delete %r: outside the BDR folder", relative)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+async def cancel_or_remove(
+    pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_id: int
+) -> None:
+    """pending/processing → cancelled (the worker stops); ready → ZIP removed, expired."""
+    row = await _row(pool, bdr_id, user_id)
+    if row["status"] in ("pending", "processing"):
+        if await pool.fetchrow(SQL_CANCEL, bdr_id, user_id) is not None:
+            return
+        row = await _row(pool, bdr_id, user_id)  # it finished meanwhile: treat as such
+    if row["status"] == "ready":
+        relative = await pool.fetchval(SQL_EXPIRE, bdr_id)
+        _remove(bdr_root, relative)
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    filename: str
+
+
+async def download(pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_id: int) -> Download:
+    row = await _row(pool, bdr_id, user_id)
+    status = row["status"]
+    if status in ("pending", "processing"):
+        raise conflict(
+            f"Download request {bdr_id} is still {status}; wait for it to be ready "
+            "(watch /api/pmd/bdr/sse or poll /api/pmd/bdr/{id}).",
+            slug="not-ready",
+        )
+    if status in ("failed", "cancelled"):
+        raise conflict(
+            f"Download request {bdr_id} is {status}; there is no file. Request a new download.",
+            slug="no-file",
+        )
+    expires_at = row["expires_at"]
+    if status == "expired" or (expires_at is not None and expires_at <= datetime.now(UTC)):
+        raise gone(f"Download request {bdr_id} has expired; request a new download.")
+    try:
+        path = bdr_zip_path(bdr_root, row["file_path"] or "")
+    except VaultPathError:
+        path = None
+    if path is None or not path.is_file():
+        await pool.execute(SQL_EXPIRE_READY_FILE, bdr_id)
+        raise gone(
+            f"The file of download request {bdr_id} is no longer available; request a new download."
+        )
+    return Download(path=path, filename=f"makapix-artworks-{str(bdr_id)[:8]}.zip")

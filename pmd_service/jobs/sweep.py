@@ -1,0 +1,53 @@
+"""Every minute: no request is ever stuck, and no owed email is forgotten.
+
+- `pending` rows older than 30 s are (re-)enqueued: the server commits before it enqueues, so
+  a Redis outage at that moment leaves a row only this finds.
+- `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
+  are enqueued under a fresh job id; the claim lets exactly one run take them over.
+- Emails whose SMTP send failed are retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from ..bdr.enqueue import enqueue_bdr
+from .context import state
+from .notify import send_owed_emails
+
+log = logging.getLogger(__name__)
+
+RETRY_GRACE_SECONDS = 60
+
+SQL_STUCK_PENDING = """
+SELECT id FROM batch_download_requests
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT 500
+"""
+SQL_ORPHANED = """
+SELECT id, attempts FROM batch_download_requests
+WHERE status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+ORDER BY created_at LIMIT 500
+"""
+
+
+async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    st = state(ctx)
+    redis: ArqRedis = ctx["redis"]
+    requeued = retaken = 0
+    for row in await st.pool.fetch(SQL_STUCK_PENDING, float(st.settings.bdr_pending_grace_seconds)):
+        requeued += await enqueue_bdr(redis, row["id"])
+    for row in await st.pool.fetch(
+        SQL_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
+    ):
+        retaken += await enqueue_bdr(redis, row["id"], retake=f"take{row['attempts']}")
+    emails = await send_owed_emails(st.pool, st.settings)
+    if requeued or retaken or emails:
+        log.info("sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent",
+                 requeued, retaken, emails)  # fmt: skip
+    return {"requeued": requeued, "retaken": retaken, "emails": emails}
