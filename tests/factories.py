@@ -125,3 +125,57 @@ class Factory:
             "INSERT INTO licenses (identifier, title) VALUES ($1, $1) RETURNING id", identifier
         )
         return license_id
+
+    async def posts_bulk(
+        self,
+        owner: UserRow,
+        count: int,
+        *,
+        created_at: datetime | None = None,
+        kind: str = "artwork",
+        title: str = "Bulk",
+    ) -> list[int]:
+        """`count` posts in three statements (no vault files), ids ascending; all share
+        `created_at` when given (or the insert's `now()` otherwise)."""
+        rows = await self.pool.fetch(
+            """
+            INSERT INTO posts (storage_key, storage_shard, owner_id, title, kind, created_at)
+            SELECT gen_random_uuid(), 'bk', $1, $2 || ' ' || g, $3, coalesce($4, now())
+            FROM generate_series(1, $5) g
+            RETURNING id
+            """,
+            owner.id,
+            title,
+            kind,
+            created_at,
+            count,
+        )
+        ids = sorted(r["id"] for r in rows)
+        await self.pool.execute(
+            """
+            UPDATE posts p SET public_sqid = s.sqid
+            FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE p.id = s.id
+            """,
+            ids,
+            [self.ids.encode(i) for i in ids],
+        )
+        await self.pool.execute(
+            """
+            INSERT INTO post_files (post_id, format, file_bytes, is_native)
+            SELECT unnest($1::int[]), 'png', 100, true
+            """,
+            ids,
+        )
+        return ids
+
+    async def post_flags(self, post_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """The moderation columns of `post_ids`, keyed by id."""
+        rows = await self.pool.fetch(
+            """
+            SELECT id, hidden_by_user, hidden_by_mod, deleted_by_user, deleted_by_user_date,
+                   license_id
+            FROM posts WHERE id = ANY($1::int[])
+            """,
+            post_ids,
+        )
+        return {r["id"]: dict(r) for r in rows}

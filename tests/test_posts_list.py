@@ -1,0 +1,389 @@
+"""GET /api/pmd/posts against real PostgreSQL: eligibility, keyset pagination, counts."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pmd_service.db import create_pool
+from pmd_service.posts import service
+from tests.factories import Factory, UserRow
+from tests.test_auth import assert_problem
+
+Client = TestClient[Any, Any]
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+async def _get(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
+    resp = await client.get(f"/api/pmd/posts{query}", headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def _all_pages(
+    client: Client, user: UserRow, limit: int, extra: str = ""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(every item in order, every page body), following next_cursor to the end."""
+    items: list[dict[str, Any]] = []
+    pages: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        query = f"?limit={limit}{extra}" + (f"&cursor={cursor}" if cursor else "")
+        page = await _get(client, user, query)
+        pages.append(page)
+        items.extend(page["items"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items, pages
+        assert len(pages) < 1000, "pagination does not terminate"
+
+
+def _key(item: dict[str, Any], field: str = "created_at") -> tuple[datetime, int]:
+    return datetime.fromisoformat(item[field]), item["id"]
+
+
+async def test_pagination_over_1300_posts_with_shared_timestamps(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    other = await factory.user()
+    eligible: list[int] = []
+    excluded: list[int] = []
+    # 13 timestamps; on each, 100 artworks plus playlists and deleted posts interleaved by id.
+    for n in range(13):
+        at = T0 + timedelta(minutes=n)
+        eligible += await factory.posts_bulk(user, 60, created_at=at)
+        excluded += await factory.posts_bulk(user, 3, created_at=at, kind="playlist")
+        gone = await factory.posts_bulk(user, 4, created_at=at)
+        await factory.pool.execute(
+            "UPDATE posts SET deleted_by_user = true, deleted_by_user_date = now()"
+            " WHERE id = ANY($1::int[])",
+            gone,
+        )
+        excluded += gone
+        eligible += await factory.posts_bulk(user, 40, created_at=at)
+        excluded += await factory.posts_bulk(other, 2, created_at=at)
+    # Hidden posts are still the owner's to manage: they are listed.
+    await factory.pool.execute(
+        "UPDATE posts SET hidden_by_user = true WHERE id = ANY($1::int[])", eligible[::7]
+    )
+    assert len(eligible) == 1300
+
+    # 97 does not divide 100: page boundaries fall inside every group of equal timestamps.
+    for limit in (97, 512):
+        items, pages = await _all_pages(client, user, limit)
+        ids = [i["id"] for i in items]
+        assert len(ids) == len(set(ids)), f"limit={limit}: a post was listed twice"
+        assert sorted(ids) == eligible, f"limit={limit}: posts skipped or foreign ones listed"
+        keys = [_key(i) for i in items]
+        assert keys == sorted(keys, reverse=True), "not newest first with id as tie-break"
+        assert all(p["total_count"] == 1300 for p in pages)
+        assert all(len(p["items"]) == limit for p in pages[:-1])
+        assert pages[-1]["next_cursor"] is None
+
+
+async def test_many_posts_on_one_timestamp_are_never_skipped_or_repeated(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 300, created_at=T0)
+    items, pages = await _all_pages(client, user, 7)
+    assert [i["id"] for i in items] == sorted(ids, reverse=True)
+    assert len(pages) == 43  # 42 full pages of 7 and one of 6
+    assert {i["created_at"] for i in items} == {items[0]["created_at"]}
+
+
+async def test_default_limit_is_512_and_last_page_has_no_cursor(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    await factory.posts_bulk(user, 515)
+    first = await _get(client, user)
+    assert len(first["items"]) == 512
+    assert first["total_count"] == 515
+    assert first["next_cursor"]
+    second = await _get(client, user, f"?cursor={first['next_cursor']}")
+    assert len(second["items"]) == 3
+    assert second["next_cursor"] is None
+    assert second["total_count"] == 515
+
+
+async def test_exactly_full_page_ends_the_listing(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    await factory.posts_bulk(user, 10)
+    page = await _get(client, user, "?limit=10")
+    assert len(page["items"]) == 10
+    assert page["next_cursor"] is None, "a cursor to an empty page costs the client a request"
+
+
+async def test_playlists_deleted_and_foreign_posts_are_never_listed_nor_counted(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    other = await factory.user()
+    keep = await factory.post(user, title="keep", created_at=T0)
+    hidden = await factory.post(user, title="hidden", created_at=T0, hidden_by_mod=True)
+    await factory.post(user, title="playlist", kind="playlist")
+    await factory.post(
+        user, title="deleted", deleted_by_user=True, deleted_by_user_date=datetime.now(UTC)
+    )
+    # Deleted long ago: in neither list.
+    await factory.post(
+        user,
+        title="deleted long ago",
+        deleted_by_user=True,
+        deleted_by_user_date=datetime.now(UTC) - timedelta(days=30),
+    )
+    await factory.post(other, title="someone else's")
+
+    page = await _get(client, user)
+    assert [i["title"] for i in page["items"]] == ["hidden", "keep"]
+    assert [i["id"] for i in page["items"]] == [hidden.id, keep.id]
+    assert page["total_count"] == 2
+    assert page["items"][0]["hidden_by_mod"] is True
+    assert page["items"][0]["hidden_by_user"] is False
+
+    # An empty page past the end still reports the total.
+    cursor = service.Cursor(False, T0 - timedelta(days=1), 1).encode()
+    past = await _get(client, user, f"?cursor={cursor}")
+    assert past == {"items": [], "next_cursor": None, "total_count": 2}
+
+
+async def test_item_fields_and_counts_against_hand_built_data(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    fan = await factory.user()
+    cc = await factory.license("CC-BY-4.0")
+    busy = await factory.post(
+        user,
+        title="busy",
+        description="lots going on",
+        created_at=T0 + timedelta(hours=1),
+        width=64,
+        height=32,
+        frame_count=12,
+        art_url="/vault/ab/x.gif",
+        view_count=42,
+        license_id=cc,
+        fmt="gif",
+    )
+    await factory.pool.execute(
+        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
+        " VALUES ($1, 'webp', 900, false), ($1, 'png', 1200, false)",
+        busy.id,
+    )
+    quiet = await factory.post(user, title="quiet", created_at=T0)
+    # On another post, to prove counts are per post and not per owner.
+    for _ in range(3):
+        await factory.reaction(busy, fan, "❤️")
+    await factory.reaction(busy, None, "🔥")
+    await factory.comment(busy, fan, "visible 1")
+    top = await factory.comment(busy, None, "visible 2 (anonymous)")
+    await factory.comment(busy, fan, "a visible reply", parent_id=top)
+    await factory.comment(busy, fan, "hidden by a moderator", hidden_by_mod=True)
+    await factory.comment(busy, fan, "deleted by its author", deleted_by_owner=True)
+    await factory.comment(busy, fan, "deleted by a moderator", deleted_by_mod=True)
+    await factory.comment(quiet, fan, "the only comment on quiet", hidden_by_mod=True)
+
+    items = (await _get(client, user))["items"]
+    assert len(items) == 2
+    first, second = items
+    created = datetime.fromisoformat(first.pop("created_at"))
+    assert created == T0 + timedelta(hours=1)
+    assert first == {
+        "id": busy.id,
+        "public_sqid": busy.sqid,
+        "title": "busy",
+        "description": "lots going on",
+        "width": 64,
+        "height": 32,
+        "frame_count": 12,
+        # The native file first, then the conversions by format.
+        "files": [
+            {"format": "gif", "file_bytes": len(busy.data or b""), "is_native": True},
+            {"format": "png", "file_bytes": 1200, "is_native": False},
+            {"format": "webp", "file_bytes": 900, "is_native": False},
+        ],
+        "art_url": "/vault/ab/x.gif",
+        "hidden_by_user": False,
+        "hidden_by_mod": False,
+        "reaction_count": 4,
+        "comment_count": 3,
+        "view_count": 42,
+        "license_identifier": "CC-BY-4.0",
+        "deleted_by_user_date": None,
+    }
+    assert second["id"] == quiet.id
+    assert (second["reaction_count"], second["comment_count"], second["view_count"]) == (0, 0, 0)
+    assert second["license_identifier"] is None
+    assert second["description"] is None
+
+
+async def test_a_post_without_files_lists_an_empty_files_array(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    post = await factory.post(user)
+    await factory.pool.execute("DELETE FROM post_files WHERE post_id = $1", post.id)
+    items = (await _get(client, user))["items"]
+    assert items[0]["files"] == []
+
+
+async def test_page_is_one_round_trip_not_one_query_per_post(
+    factory: Factory, database_url: str
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 200)
+    fan = await factory.user()
+    await factory.pool.execute(
+        "INSERT INTO reactions (post_id, user_id, emoji) SELECT unnest($1::int[]), $2, 'x'",
+        ids,
+        fan.id,
+    )
+    await factory.pool.execute(
+        "INSERT INTO comments (post_id, body) SELECT unnest($1::int[]), 'hi'", ids
+    )
+    queries: list[str] = []
+    pool = await create_pool(database_url, "pmd-test-count", min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            # Query loggers stay on the connection after it returns to the pool; the pool's
+            # own reset on release is not the service's doing.
+            reset = conn.get_reset_query()
+            conn.add_query_logger(
+                lambda record: None if record.query == reset else queries.append(record.query)
+            )
+        page = await service.list_posts(pool, user.id, 512, None, deleted=False)
+    finally:
+        await pool.close()
+    assert len(page.items) == 200
+    assert all(i.reaction_count == 1 and i.comment_count == 1 for i in page.items)
+    assert len(queries) == 1, queries
+
+
+async def test_deleted_listing_shows_posts_within_the_restore_window(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    now = datetime.now(UTC)
+    live = await factory.post(user, title="live")
+    recent = await factory.post(
+        user, title="1h ago", deleted_by_user=True, deleted_by_user_date=now - timedelta(hours=1)
+    )
+    older = await factory.post(
+        user,
+        title="6d23h ago",
+        deleted_by_user=True,
+        deleted_by_user_date=now - timedelta(days=6, hours=23),
+    )
+    await factory.post(
+        user,
+        title="7d1h ago",
+        deleted_by_user=True,
+        deleted_by_user_date=now - timedelta(days=7, hours=1),
+    )
+    await factory.post(
+        user,
+        title="deleted playlist",
+        kind="playlist",
+        deleted_by_user=True,
+        deleted_by_user_date=now,
+    )
+
+    page = await _get(client, user, "?deleted=true")
+    assert [i["id"] for i in page["items"]] == [recent.id, older.id]
+    assert page["total_count"] == 2
+    deleted_at = datetime.fromisoformat(page["items"][0]["deleted_by_user_date"])
+    assert abs(deleted_at - (now - timedelta(hours=1))) < timedelta(seconds=1)
+
+    # Paginated by deletion time, one at a time.
+    items, pages = await _all_pages(client, user, 1, "&deleted=true")
+    assert [i["id"] for i in items] == [recent.id, older.id]
+    assert [p["total_count"] for p in pages] == [2, 2]
+
+    live_page = await _get(client, user)
+    assert [i["id"] for i in live_page["items"]] == [live.id]
+    assert live_page["items"][0]["deleted_by_user_date"] is None
+
+
+async def test_deleted_listing_pagination_with_shared_deletion_times(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 50)
+    await factory.pool.execute(
+        "UPDATE posts SET deleted_by_user = true, deleted_by_user_date = now()"
+        " WHERE id = ANY($1::int[])",
+        ids,
+    )
+    items, pages = await _all_pages(client, user, 8, "&deleted=true")
+    assert [i["id"] for i in items] == sorted(ids, reverse=True)
+    assert all(p["total_count"] == 50 for p in pages)
+    assert (await _get(client, user))["total_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("?limit=0", "limit"),
+        ("?limit=513", "limit"),
+        ("?limit=-1", "limit"),
+        ("?limit=ten", "limit"),
+        ("?limit=1.5", "limit"),
+        ("?limit=99999999999999999999999", "limit"),
+        ("?deleted=maybe", "deleted"),
+        ("?cursor=not-a-cursor", "cursor"),
+        ("?cursor=%FF%FE", "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:2:3").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"x:1:2").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:0").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:99999999999").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:" + b"9" * 30 + b":1").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:-" + b"9" * 30 + b":1").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode("l:1:١".encode()).decode(), "cursor"),
+        ("?cursor=" + "A" * 5000, "cursor"),
+    ],
+)
+async def test_bad_query_parameters_are_400_naming_the_parameter(
+    client: Client, factory: Factory, query: str, field: str
+) -> None:
+    user = await factory.user()
+    await factory.post(user)
+    body = await assert_problem(await client.get(f"/api/pmd/posts{query}", headers=user.auth), 400)
+    assert body["errors"][0]["field"] == field
+    assert f"`{field}`" in body["detail"]
+
+
+async def test_a_live_cursor_is_refused_by_the_deleted_listing(
+    client: Client, factory: Factory
+) -> None:
+    user = await factory.user()
+    await factory.posts_bulk(user, 3)
+    cursor = (await _get(client, user, "?limit=1"))["next_cursor"]
+    assert cursor
+    body = await assert_problem(
+        await client.get(f"/api/pmd/posts?deleted=true&cursor={cursor}", headers=user.auth), 400
+    )
+    assert "next_cursor" in body["detail"]
+
+
+async def test_moderator_lists_the_target_and_counts_are_the_targets(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    mod = await factory.user(roles=["moderator"])
+    bob = await factory.user()
+    await factory.posts_bulk(mod, 4)
+    bob_ids = await factory.posts_bulk(bob, 2)
+    page = await _get(client, mod, f"?target_sqid={bob.sqid}")
+    assert sorted(i["id"] for i in page["items"]) == bob_ids
+    assert page["total_count"] == 2
+    # Listing writes nothing, not even for a moderator.
+    assert await pool.fetchval("SELECT count(*) FROM audit_logs") == 0
