@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import asyncpg
 import msgspec
 
 from ..auth import Principal
-from ..errors import FieldError, bad_request, validation_error
+from ..errors import FieldError, ProblemError, bad_request, validation_error
 from .schemas import MAX_BATCH, Action, PostFile, PostItem, PostPage
 
 if TYPE_CHECKING:
@@ -32,17 +31,19 @@ _ITEM_COLUMNS = """
     p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
     p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
     p.deleted_by_user_date, l.identifier AS license_identifier,
-    coalesce(f.files, '[]'::jsonb) AS files,
+    coalesce(f.files, '[]') AS files,
     (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) AS reaction_count,
     (SELECT count(*) FROM comments c WHERE c.post_id = p.id
         AND NOT c.hidden_by_mod AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod) AS comment_count
 """
 _ITEM_JOINS = """
     LEFT JOIN licenses l ON l.id = p.license_id
+    -- json text, not jsonb: cheaper to build, and decoded straight into PostFile structs
+    -- (a generic JSON decode plus msgspec.convert took half the Python time of a page).
     LEFT JOIN LATERAL (
-        SELECT jsonb_agg(jsonb_build_object(
+        SELECT json_agg(json_build_object(
                    'format', pf.format, 'file_bytes', pf.file_bytes, 'is_native', pf.is_native)
-               ORDER BY pf.is_native DESC, pf.format) AS files
+               ORDER BY pf.is_native DESC, pf.format)::text AS files
         FROM post_files pf WHERE pf.post_id = p.id
     ) f ON true
 """
@@ -87,8 +88,8 @@ LIMIT $2
 SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE}"
 SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
 
-# Eligibility, with row locks so a concurrent batch cannot change the rows between the check
-# and the update. Ordered by id so overlapping batches lock in the same order (no deadlock).
+# Eligibility with row locks, for callers that act on the posts later in their own transaction
+# (BDR requests). Ordered by id so overlapping batches lock in the same order (no deadlock).
 SQL_LOCK_LIVE = """
 SELECT id FROM posts
 WHERE id = ANY($2::int[]) AND owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
@@ -100,36 +101,96 @@ WHERE id = ANY($2::int[]) AND owner_id = $1 AND kind = 'artwork' AND deleted_by_
   AND deleted_by_user_date > now() - interval '7 days'
 ORDER BY id FOR UPDATE
 """
-SQL_HIDE_BY_USER = """
-UPDATE posts SET hidden_by_user = $2
-WHERE id = ANY($1::int[]) AND hidden_by_user <> $2
-RETURNING id
+
+# One statement per batch: lock the eligible rows (in id order, so overlapping batches never
+# deadlock), name every requested id that is not eligible, and only when there is none change
+# the rows, write the moderator's audit row and NOTIFY pmd_posts_changed. A single statement
+# is atomic, so all-or-nothing needs no explicit transaction, and a batch costs one round trip
+# (BEGIN, lock, update, audit, notify, COMMIT as separate statements measured ~30% slower).
+#
+# $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for self-actions),
+# $5 the new value (hide/unhide: bool; license: license id or NULL).
+#
+# The gate has no column of `p`, so PostgreSQL evaluates it once before the UPDATE scans
+# anything; evaluating it reads all of `eligible`, so every row lock is taken, in id order,
+# before any row changes. A row changed by a concurrent batch while we waited for its lock is
+# re-checked against its new version (READ COMMITTED re-evaluation), so a post deleted
+# meanwhile is named as ineligible. NOTIFY is transactional: listeners get it after commit,
+# and never for a rejected batch (nothing changed, so nothing is announced).
+_BATCH = """
+WITH eligible AS (
+    SELECT id FROM posts
+    WHERE id = ANY($2::int[]) AND owner_id = $1 AND kind = 'artwork' AND {eligible}
+    ORDER BY id
+    FOR UPDATE
+), missing AS (
+    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{{}}') AS ids
+    FROM unnest($2::int[]) AS w(id)
+    WHERE w.id NOT IN (SELECT id FROM eligible)
+), gate AS (
+    SELECT cardinality(ids) = 0 AND {precondition} AS ok, {precondition} AS precondition_ok
+    FROM missing
+), changed AS (
+    -- The gate passes only when every requested id is eligible and locked, so the ids
+    -- themselves select the rows (a join with `eligible` planned as a nested loop, O(n²)).
+    UPDATE posts p SET {assign}
+    WHERE p.id = ANY($2::int[]) AND {differs} AND (SELECT ok FROM gate)
+    RETURNING p.id
+), changed_ids AS (
+    SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM changed
+), audited AS (
+    INSERT INTO audit_logs (actor_id, action, target_type, target_id, note)
+    SELECT $4::int, 'pmd_batch_' || $3::text, 'user', $1::text,
+           json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))::text
+    FROM changed_ids c
+    WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
+    RETURNING 1
+), notified AS (
+    SELECT pg_notify(
+        'pmd_posts_changed',
+        json_build_object('user_id', $1::int, 'action', $3::text, 'post_ids', c.ids)::text
+    )
+    FROM changed_ids c
+    WHERE cardinality(c.ids) > 0
+)
+SELECT g.precondition_ok, m.ids AS missing, c.ids AS changed,
+       (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified
+FROM gate g, missing m, changed_ids c
 """
-SQL_HIDE_BY_MOD = """
-UPDATE posts SET hidden_by_mod = $2
-WHERE id = ANY($1::int[]) AND hidden_by_mod <> $2
-RETURNING id
-"""
-SQL_DELETE = """
-UPDATE posts SET deleted_by_user = true, deleted_by_user_date = now() WHERE id = ANY($1::int[])
-RETURNING id
-"""
-SQL_RESTORE = """
-UPDATE posts SET deleted_by_user = false, deleted_by_user_date = NULL WHERE id = ANY($1::int[])
-RETURNING id
-"""
-SQL_SET_LICENSE = """
-UPDATE posts SET license_id = $2
-WHERE id = ANY($1::int[]) AND license_id IS DISTINCT FROM $2
-RETURNING id
-"""
-SQL_LICENSE_EXISTS = "SELECT EXISTS (SELECT 1 FROM licenses WHERE id = $1)"
-SQL_AUDIT = """
-INSERT INTO audit_logs (actor_id, action, target_type, target_id, note)
-VALUES ($1, $2, 'user', $3, $4)
-"""
-# Delivered at commit, so the host site drops feed caches only for changes that happened.
-SQL_NOTIFY_POSTS = "SELECT pg_notify('pmd_posts_changed', $1)"
+_ELIGIBLE_LIVE = "NOT deleted_by_user"
+_ELIGIBLE_RESTORABLE = "deleted_by_user AND deleted_by_user_date > now() - interval '7 days'"
+
+SQL_BATCH_HIDE_BY_USER = _BATCH.format(
+    eligible=_ELIGIBLE_LIVE,
+    precondition="true",
+    assign="hidden_by_user = $5::bool",
+    differs="p.hidden_by_user <> $5::bool",
+)
+SQL_BATCH_HIDE_BY_MOD = _BATCH.format(
+    eligible=_ELIGIBLE_LIVE,
+    precondition="true",
+    assign="hidden_by_mod = $5::bool",
+    differs="p.hidden_by_mod <> $5::bool",
+)
+SQL_BATCH_DELETE = _BATCH.format(
+    eligible=_ELIGIBLE_LIVE,
+    precondition="true",
+    assign="deleted_by_user = true, deleted_by_user_date = now()",
+    differs="true",
+)
+SQL_BATCH_RESTORE = _BATCH.format(
+    eligible=_ELIGIBLE_RESTORABLE,
+    precondition="true",
+    assign="deleted_by_user = false, deleted_by_user_date = NULL",
+    differs="true",
+)
+# An unknown license refuses the batch too (`precondition_ok` false).
+SQL_BATCH_LICENSE = _BATCH.format(
+    eligible=_ELIGIBLE_LIVE,
+    precondition="($5::int IS NULL OR EXISTS (SELECT 1 FROM licenses WHERE id = $5::int))",
+    assign="license_id = $5::int",
+    differs="p.license_id IS DISTINCT FROM $5::int",
+)
 
 
 # --- listing -------------------------------------------------------------------------------
@@ -183,6 +244,9 @@ def _micros(at: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+_FILES = msgspec.json.Decoder(list[PostFile])
+
+
 def _item(row: asyncpg.Record) -> PostItem:
     return PostItem(
         id=row["id"],
@@ -193,7 +257,7 @@ def _item(row: asyncpg.Record) -> PostItem:
         width=row["width"],
         height=row["height"],
         frame_count=row["frame_count"],
-        files=msgspec.convert(row["files"], list[PostFile]),
+        files=_FILES.decode(row["files"]),
         art_url=row["art_url"],
         hidden_by_user=row["hidden_by_user"],
         hidden_by_mod=row["hidden_by_mod"],
@@ -297,70 +361,74 @@ def _posts(n: int) -> str:
     return f"{n} post" if n == 1 else f"{n} posts"
 
 
-async def _after_change(
-    conn: Conn, principal: Principal, action: str, post_ids: list[int], changed: list[int]
-) -> None:
-    if principal.as_moderator:
-        note = json.dumps({"post_ids": post_ids, "changed": len(changed)})
-        await conn.execute(
-            SQL_AUDIT, principal.caller.id, f"pmd_batch_{action}", str(principal.target.id), note
-        )
-    if changed:
-        # Only the ids that really changed: listeners invalidate exactly those. At most 128
-        # ids of 10 digits, far below NOTIFY's 8000-byte payload limit.
-        payload = json.dumps(
-            {"user_id": principal.target.id, "action": action, "post_ids": sorted(changed)},
-            separators=(",", ":"),
-        )
-        await conn.execute(SQL_NOTIFY_POSTS, payload)
+async def _run_batch(
+    pool: asyncpg.Pool,
+    sql: str,
+    principal: Principal,
+    action: str,
+    post_ids: list[int],
+    *value: object,
+) -> asyncpg.Record:
+    actor = principal.caller.id if principal.as_moderator else None
+    row: asyncpg.Record | None = await pool.fetchrow(
+        sql, principal.target.id, post_ids, action, actor, *value
+    )
+    assert row is not None  # the statement always returns exactly one row
+    return row
 
 
 async def apply_action(
     pool: asyncpg.Pool, principal: Principal, action: Action, post_ids: list[int]
 ) -> tuple[int, str]:
-    """All-or-nothing: returns (posts changed, message)."""
+    """All-or-nothing, in one statement: returns (posts changed, message)."""
     ensure_unique(post_ids)
-    owner = principal.target.id
-    async with pool.acquire() as conn, conn.transaction():
-        await lock_eligible(conn, owner, post_ids, restorable=action == "restore")
-        if action in ("hide", "unhide"):
-            sql = SQL_HIDE_BY_MOD if principal.as_moderator else SQL_HIDE_BY_USER
-            rows = await conn.fetch(sql, post_ids, action == "hide")
-        elif action == "delete":
-            rows = await conn.fetch(SQL_DELETE, post_ids)
-        else:
-            rows = await conn.fetch(SQL_RESTORE, post_ids)
-        changed = [r["id"] for r in rows]
-        await _after_change(conn, principal, action, post_ids, changed)
-    message = f"{_PAST[action]} {_posts(len(changed))}"
-    if len(changed) < len(post_ids) and action in _ALREADY:
-        message += f" ({len(post_ids) - len(changed)} {_ALREADY[action]})"
-    return len(changed), message
+    if action in ("hide", "unhide"):
+        sql = SQL_BATCH_HIDE_BY_MOD if principal.as_moderator else SQL_BATCH_HIDE_BY_USER
+        row = await _run_batch(pool, sql, principal, action, post_ids, action == "hide")
+    elif action == "delete":
+        row = await _run_batch(pool, SQL_BATCH_DELETE, principal, action, post_ids)
+    else:
+        row = await _run_batch(pool, SQL_BATCH_RESTORE, principal, action, post_ids)
+    if row["missing"]:
+        raise _ineligible(list(row["missing"]), restorable=action == "restore")
+    changed = len(row["changed"])
+    message = f"{_PAST[action]} {_posts(changed)}"
+    if changed < len(post_ids) and action in _ALREADY:
+        message += f" ({len(post_ids) - changed} {_ALREADY[action]})"
+    return changed, message
+
+
+def _unknown_license(license_id: int | None) -> ProblemError:
+    return bad_request(
+        f"There is no license with id {license_id}; pick one of the site's licenses "
+        "or send null to clear it.",
+        slug="unknown-license",
+        errors=[FieldError(field="license_id", message="unknown license")],
+    )
 
 
 async def set_license(
     pool: asyncpg.Pool, principal: Principal, post_ids: list[int], license_id: int | None
 ) -> tuple[int, str]:
+    """All-or-nothing, in one statement: returns (posts changed, message)."""
     ensure_unique(post_ids)
-    async with pool.acquire() as conn, conn.transaction():
-        if license_id is not None and not await conn.fetchval(SQL_LICENSE_EXISTS, license_id):
-            raise bad_request(
-                f"There is no license with id {license_id}; pick one of the site's licenses "
-                "or send null to clear it.",
-                slug="unknown-license",
-                errors=[FieldError(field="license_id", message="unknown license")],
-            )
-        await lock_eligible(conn, principal.target.id, post_ids)
-        rows = await conn.fetch(SQL_SET_LICENSE, post_ids, license_id)
-        changed = [r["id"] for r in rows]
-        await _after_change(conn, principal, "license", post_ids, changed)
-    unchanged = len(post_ids) - len(changed)
+    try:
+        row = await _run_batch(pool, SQL_BATCH_LICENSE, principal, "license", post_ids, license_id)
+    except asyncpg.ForeignKeyViolationError:
+        # The license was deleted between the statement's check and its update.
+        raise _unknown_license(license_id) from None
+    if not row["precondition_ok"]:
+        raise _unknown_license(license_id)
+    if row["missing"]:
+        raise _ineligible(list(row["missing"]), restorable=False)
+    changed = len(row["changed"])
+    unchanged = len(post_ids) - changed
     if license_id is None:
-        message = f"Cleared the license of {_posts(len(changed))}"
+        message = f"Cleared the license of {_posts(changed)}"
         already = f"{unchanged} had none"
     else:
-        message = f"Changed the license of {_posts(len(changed))}"
+        message = f"Changed the license of {_posts(changed)}"
         already = f"{unchanged} already had it"
     if unchanged:
         message += f" ({already})"
-    return len(changed), message
+    return changed, message
