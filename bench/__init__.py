@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.posts` (they print figures; they are not tests)."""
