@@ -286,7 +286,7 @@ async def list_posts(
         rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id)
     if rows:
         total = rows[0]["total_count"]
-    else:  # an empty page (only reachable with a stale cursor) still reports the total
+    else:  # an empty page (no posts, or a cursor past the end) still reports the total
         total = await pool.fetchval(SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE, owner_id)
     more = len(rows) > limit
     rows = rows[:limit]
