@@ -1,0 +1,226 @@
+"""BDR endpoints: eligibility, the daily limit under concurrency, cancel/remove, 404/409/410."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from pmd_service.bdr.service import seconds_to_utc_midnight
+from pmd_service.settings import Settings
+from tests.conftest import run_worker
+from tests.factories import Factory
+from tests.test_auth import assert_problem
+from tests.test_bdr_flow import fetch_item, request_bdr
+
+Client = TestClient[Any, Any]
+
+
+async def test_eligibility_checked_before_anything_is_written(
+    client: Client, factory: Factory
+) -> None:
+    owner = await factory.user()
+    other = await factory.user()
+    mine = await factory.post(owner)
+    theirs = await factory.post(other)
+    deleted = await factory.post(owner, deleted_by_user=True)
+    playlist = await factory.post(owner, kind="playlist")
+    resp = await client.post(
+        "/api/pmd/bdr",
+        json={"post_ids": [mine.id, theirs.id, deleted.id, playlist.id, 999999]},
+        headers=owner.auth,
+    )
+    body = await assert_problem(resp, 400)
+    assert body["invalid_post_ids"] == sorted([theirs.id, deleted.id, playlist.id, 999999])
+    assert str(theirs.id) in body["detail"]
+    assert await factory.pool.fetchval("SELECT count(*) FROM batch_download_requests") == 0
+
+    for payload, field in [
+        ({"post_ids": list(range(1, 130))}, "post_ids"),
+        ({"post_ids": [mine.id, mine.id]}, "post_ids"),
+        ({"post_ids": []}, "post_ids"),
+        ({"post_ids": [mine.id], "send_email": "yes"}, "send_email"),
+        ({"post_ids": [mine.id], "include_everything": True}, "include_everything"),
+    ]:
+        resp = await client.post("/api/pmd/bdr", json=payload, headers=owner.auth)
+        body = await assert_problem(resp, 422)
+        assert body["errors"][0]["field"] == field
+    assert await factory.pool.fetchval("SELECT count(*) FROM batch_download_requests") == 0
+
+
+async def test_daily_limit_is_race_free(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+
+    async def one() -> Any:
+        return await client.post("/api/pmd/bdr", json={"post_ids": [post.id]}, headers=owner.auth)
+
+    responses = await asyncio.gather(*(one() for _ in range(50)))
+    statuses = sorted(r.status for r in responses)
+    assert statuses.count(202) == settings.bdr_daily_limit == 8
+    assert statuses.count(429) == 42
+    limited = next(r for r in responses if r.status == 429)
+    body = await assert_problem(limited, 429)
+    assert "8" in body["detail"] and "midnight UTC" in body["detail"]
+    retry_after = int(limited.headers["Retry-After"])
+    assert 0 < retry_after <= 86400
+    assert abs(retry_after - seconds_to_utc_midnight()) <= 5
+    assert await factory.pool.fetchval("SELECT count(*) FROM batch_download_requests") == 8
+
+
+async def test_yesterdays_requests_do_not_count(client: Client, factory: Factory) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        seconds=1
+    )
+    for _ in range(8):
+        await factory.pool.execute(
+            "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at, status)"
+            " VALUES ($1, $2, 1, $3, 'expired')",
+            owner.id, [post.id], yesterday,
+        )  # fmt: skip
+    await request_bdr(client, owner, [post.id])
+
+
+def test_retry_after_counts_to_utc_midnight() -> None:
+    assert seconds_to_utc_midnight(datetime(2026, 1, 1, 23, 59, 30, tzinfo=UTC)) == 30
+    assert seconds_to_utc_midnight(datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)) == 86400
+
+
+async def test_list_get_and_ownership(client: Client, factory: Factory) -> None:
+    owner = await factory.user()
+    other = await factory.user()
+    post = await factory.post(owner)
+    ids = [(await request_bdr(client, owner, [post.id]))["id"] for _ in range(3)]
+    resp = await client.get("/api/pmd/bdr", headers=owner.auth)
+    assert resp.status == 200
+    assert [i["id"] for i in (await resp.json())["items"]] == list(reversed(ids))
+    resp = await client.get("/api/pmd/bdr", headers=other.auth)
+    assert (await resp.json())["items"] == []
+
+    await assert_problem(await client.get(f"/api/pmd/bdr/{ids[0]}", headers=other.auth), 404)
+    await assert_problem(
+        await client.get(f"/api/pmd/bdr/{ids[0]}/download", headers=other.auth), 404
+    )
+    await assert_problem(await client.delete(f"/api/pmd/bdr/{ids[0]}", headers=other.auth), 404)
+    body = await assert_problem(
+        await client.get("/api/pmd/bdr/not-a-uuid", headers=owner.auth), 400
+    )
+    assert "UUID" in body["detail"]
+    await assert_problem(await client.get(f"/api/pmd/bdr/{uuid.uuid4()}", headers=owner.auth), 404)
+
+
+async def test_newest_twenty(client: Client, factory: Factory) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    await factory.pool.execute(
+        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at, status)"
+        " SELECT $1, ARRAY[$2::int], 1, now() - g * interval '1 day', 'expired'"
+        " FROM generate_series(1, 25) g",
+        owner.id, post.id,
+    )  # fmt: skip
+    items = (await (await client.get("/api/pmd/bdr", headers=owner.auth)).json())["items"]
+    assert len(items) == 20
+    assert items == sorted(items, key=lambda i: i["created_at"], reverse=True)
+
+
+async def test_download_not_ready_is_409(client: Client, factory: Factory) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
+    body = await assert_problem(resp, 409)
+    assert "pending" in body["detail"]
+
+
+async def test_cancel_pending_then_worker_does_nothing(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    resp = await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)
+    assert resp.status == 204
+    await run_worker(settings)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "cancelled"
+    assert item["completed_at"] is not None
+    assert not (settings.bdr_path / owner.sqid / f"{item['id']}.zip").exists()
+    # Deleting again is harmless.
+    assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
+
+
+async def test_delete_ready_removes_zip_and_expires(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    zip_path = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    assert zip_path.exists()
+    assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
+    assert not zip_path.exists()
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "expired"
+    resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
+    await assert_problem(resp, 410)
+
+
+async def test_expired_by_date_and_missing_file_are_410(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    a = await request_bdr(client, owner, [post.id])
+    b = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
+        a["id"],
+    )
+    await assert_problem(
+        await client.get(f"/api/pmd/bdr/{a['id']}/download", headers=owner.auth), 410
+    )
+
+    (settings.bdr_path / owner.sqid / f"{b['id']}.zip").unlink()
+    body = await assert_problem(
+        await client.get(f"/api/pmd/bdr/{b['id']}/download", headers=owner.auth), 410
+    )
+    assert "no longer available" in body["detail"]
+    assert (await fetch_item(client, owner, b["id"]))["status"] == "expired"
+
+
+async def test_moderator_requests_for_a_user(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner = await factory.user()
+    mod = await factory.user(roles=["moderator"])
+    post = await factory.post(owner)
+    resp = await client.post(
+        f"/api/pmd/bdr?target_sqid={owner.sqid}", json={"post_ids": [post.id]}, headers=mod.auth
+    )
+    assert resp.status == 202
+    item = await resp.json()
+    row = await factory.pool.fetchrow(
+        "SELECT user_id, requested_by FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+    )
+    assert row is not None
+    assert (row["user_id"], row["requested_by"]) == (owner.id, mod.id)
+    # The owner sees it in their list; the moderator's own list stays empty.
+    owner_list = (await (await client.get("/api/pmd/bdr", headers=owner.auth)).json())["items"]
+    assert [i["id"] for i in owner_list] == [item["id"]]
+    mod_list = (await (await client.get("/api/pmd/bdr", headers=mod.auth)).json())["items"]
+    assert mod_list == []
+    # A plain user cannot do the same.
+    resp = await client.post(
+        f"/api/pmd/bdr?target_sqid={owner.sqid}",
+        json={"post_ids": [post.id]},
+        headers=(await factory.user()).auth,
+    )
+    await assert_problem(resp, 403)

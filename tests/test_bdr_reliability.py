@@ -1,0 +1,346 @@
+"""The download path under faults: retries, cancellation, a killed worker, Redis and SMTP down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from arq.constants import in_progress_key_prefix
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from pmd_service.app import create_app
+from pmd_service.bdr.enqueue import job_id
+from pmd_service.embedded import EmbeddedRedis
+from pmd_service.jobs import context
+from pmd_service.jobs.process_bdr import process_bdr
+from pmd_service.jobs.sweep import sweep
+from pmd_service.queue import create_redis
+from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.vault import relative_artwork_path
+from tests.conftest import Mailbox, _free_port, run_worker
+from tests.factories import Factory, PostRow, UserRow
+from tests.test_bdr_flow import download_zip, fetch_item, request_bdr
+
+Client = TestClient[Any, Any]
+
+
+@dataclass
+class ArtworkOrigin:
+    """A real HTTP artwork server (what ARTWORK_BASE_URL points at), with dials for faults."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    fail_next: int = 0  # answer 503 to this many requests
+    delay: float = 0.0
+    requests: int = 0
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return web.Response(status=503)
+        data = self.files.get(request.match_info["path"])
+        return web.Response(body=data) if data is not None else web.Response(status=404)
+
+    def serve(self, post: PostRow) -> None:
+        assert post.data is not None
+        self.files[relative_artwork_path(post.shard, post.storage_key, post.fmt)] = post.data
+
+
+async def start_origin(aiohttp_server: AiohttpServer) -> ArtworkOrigin:
+    origin = ArtworkOrigin()
+    app = web.Application()
+    app.router.add_get("/{path:.+}", origin.handle)
+    server = await aiohttp_server(app)
+    origin.url = str(server.make_url("")).rstrip("/")
+    return origin
+
+
+async def posts_on_origin(
+    factory: Factory, owner: UserRow, origin: ArtworkOrigin, n: int
+) -> list[PostRow]:
+    posts = [
+        await factory.post(owner, title=f"remote {i}", data=os.urandom(3000 + i)) for i in range(n)
+    ]
+    for p in posts:
+        origin.serve(p)
+    return posts
+
+
+async def statuses(pool: asyncpg.Pool, bdr_id: str) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT payload->>'status' AS s FROM bdr_events WHERE bdr_id = $1::uuid ORDER BY id", bdr_id
+    )
+    out: list[str] = []
+    for r in rows:
+        if not out or out[-1] != r["s"]:
+            out.append(r["s"])
+    return out
+
+
+async def test_http_source_keeps_request_order(
+    client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
+) -> None:
+    origin = await start_origin(aiohttp_server)
+    owner = await factory.user()
+    posts = await posts_on_origin(factory, owner, origin, 6)
+    # Remove the vault copies: the worker must not read them.
+    for p in posts:
+        for f in settings.vault_path.rglob(f"{p.storage_key}.*"):
+            f.unlink()
+    origin.files[relative_artwork_path(posts[2].shard, posts[2].storage_key, "png")] = (
+        posts[2].data or b""
+    )
+    del origin.files[relative_artwork_path(posts[4].shard, posts[4].storage_key, "png")]
+    item = await request_bdr(client, owner, [p.id for p in posts])
+    await run_worker(replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=3))
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready"
+    assert item["skipped"] == [
+        {"post_id": posts[4].id, "public_sqid": posts[4].sqid, "reason": "file_missing"}
+    ]
+    archive = await download_zip(client, owner, item["id"])
+    expected = [p for i, p in enumerate(posts) if i != 4]
+    assert [n for n in archive.namelist() if n.startswith("artworks/")] == [
+        f"artworks/{p.sqid}.png" for p in expected
+    ]
+    for p in expected:
+        assert archive.read(f"artworks/{p.sqid}.png") == p.data
+
+
+async def test_transient_failure_retries_then_ready(
+    client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
+) -> None:
+    origin = await start_origin(aiohttp_server)
+    owner = await factory.user()
+    (post,) = await posts_on_origin(factory, owner, origin, 1)
+    origin.fail_next = 3  # every fetch attempt of the first run fails
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0))
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready"
+    assert (
+        await factory.pool.fetchval(
+            "SELECT attempts FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+        )
+        == 2
+    )
+    # Never `failed` in between: the status stayed `processing` across the retry.
+    assert await statuses(factory.pool, item["id"]) == ["pending", "processing", "ready"]
+    archive = await download_zip(client, owner, item["id"])
+    assert archive.read(f"artworks/{post.sqid}.png") == post.data
+
+
+async def test_transient_failure_gives_up_after_three_retries(
+    client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
+) -> None:
+    origin = await start_origin(aiohttp_server)
+    owner = await factory.user()
+    (post,) = await posts_on_origin(factory, owner, origin, 1)
+    origin.fail_next = 10**6
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0))
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "failed"
+    assert "artwork server could not be reached" in item["error_message"]
+    assert "Traceback" not in item["error_message"] and len(item["error_message"]) <= 500
+    assert (
+        await factory.pool.fetchval(
+            "SELECT attempts FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+        )
+        == 4
+    )
+    assert await statuses(factory.pool, item["id"]) == ["pending", "processing", "failed"]
+    assert origin.requests == 4 * 3  # four runs, three fetch attempts each
+
+
+async def test_cancel_mid_build_stops_and_removes_the_partial_file(
+    client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
+) -> None:
+    origin = await start_origin(aiohttp_server)
+    origin.delay = 0.2
+    owner = await factory.user()
+    posts = await posts_on_origin(factory, owner, origin, 12)
+    item = await request_bdr(client, owner, [p.id for p in posts])
+    slow = replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=1)
+    worker = asyncio.create_task(run_worker(slow))
+    for _ in range(200):
+        done = await factory.pool.fetchval(
+            "SELECT progress_done FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+        )
+        if done >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
+    await asyncio.wait_for(worker, 30)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "cancelled"
+    assert origin.requests < 12  # it stopped early
+    folder = settings.bdr_path / owner.sqid
+    assert list(folder.iterdir()) == []  # no ZIP, no partial file
+
+
+async def test_two_runs_of_one_bdr_build_it_once(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    outcomes = await asyncio.gather(
+        process_bdr(worker_ctx, item["id"]), process_bdr(worker_ctx, item["id"])
+    )
+    assert sorted(outcomes) == ["not claimable", "ready"]
+    assert await process_bdr(worker_ctx, item["id"]) == "not claimable"
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+
+
+async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
+    client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
+) -> None:
+    origin = await start_origin(aiohttp_server)
+    origin.delay = 0.25
+    owner = await factory.user()
+    posts = await posts_on_origin(factory, owner, origin, 16)
+    item = await request_bdr(client, owner, [p.id for p in posts])
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "VAULT_PATH": str(settings.vault_path),
+        "BDR_PATH": str(settings.bdr_path),
+        "ARTWORK_BASE_URL": origin.url,
+        "ARTWORK_FETCH_CONCURRENCY": "1",
+        "AUTO_MIGRATE": "false",
+    }
+    arq = str(Path(sys.executable).with_name("arq"))
+    proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = await factory.pool.fetchval(
+                "SELECT progress_done FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+            )
+            if done >= 3:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the worker subprocess never made progress")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    final = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    assert not final.exists()
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "processing"
+
+    # The heartbeat goes stale; the sweep hands the BDR to a live worker.
+    origin.delay = 0
+    stale = replace(settings, bdr_stale_seconds=1, artwork_base_url=origin.url)
+    await asyncio.sleep(1.5)
+    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
+    await context.startup(ctx, settings=stale)
+    try:
+        assert (await sweep(ctx))["retaken"] == 1
+    finally:
+        await context.shutdown(ctx)
+        await ctx["redis"].aclose()
+    # The dead run's own job stays queued until its arq timeout passes; then arq runs it again.
+    # Let that time pass (drop its in-progress mark) so both jobs run now: one builds the ZIP,
+    # the other finds nothing to claim.
+    redis = create_redis(settings.redis_url or "")
+    await redis.delete(f"{in_progress_key_prefix}{job_id(uuid.UUID(item['id']))}")
+    await redis.aclose()
+    await run_worker(stale)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready"
+    archive = await download_zip(client, owner, item["id"])
+    for p in posts:
+        assert archive.read(f"artworks/{p.sqid}.png") == p.data
+
+
+async def test_redis_down_at_post_then_swept_to_ready(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, tmp_path: Path
+) -> None:
+    redis = EmbeddedRedis(tmp_path / "flaky-redis")
+    redis_url = redis.start()
+    redis.stop()  # Redis is down when the request arrives
+    flaky = replace(settings, redis_url=redis_url, bdr_pending_grace_seconds=0)
+    client = await aiohttp_client(create_app(flaky))
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])  # still 202: the row is committed
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "pending"
+
+    redis.start()
+    try:
+        ctx: dict[str, Any] = {"redis": create_redis(redis_url)}
+        await context.startup(ctx, settings=flaky)
+        try:
+            assert (await sweep(ctx))["requeued"] == 1
+        finally:
+            await context.shutdown(ctx)
+            await ctx["redis"].aclose()
+        await run_worker(flaky)
+    finally:
+        redis.stop()
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+
+
+async def test_smtp_down_never_fails_the_bdr_and_the_sweep_sends_later(
+    client: Client, factory: Factory, settings: Settings, smtp: Mailbox
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id], send_email=True)
+    await run_worker(replace(settings, smtp_host="127.0.0.1", smtp_port=_free_port()))
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+    row = await factory.pool.fetchrow(
+        "SELECT email_sent_at, email_attempts FROM batch_download_requests WHERE id = $1::uuid",
+        item["id"],
+    )
+    assert row is not None
+    assert row["email_sent_at"] is None and row["email_attempts"] == 1
+    assert smtp.messages == []
+
+    up = replace(settings, smtp_host=smtp.host, smtp_port=smtp.port)
+    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
+    await context.startup(ctx, settings=up)
+    try:
+        assert (await sweep(ctx))["emails"] == 1
+        assert (await sweep(ctx))["emails"] == 0
+    finally:
+        await context.shutdown(ctx)
+        await ctx["redis"].aclose()
+    assert len(smtp.messages) == 1
+    assert str(item["id"]) in smtp.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+async def test_failed_bdr_emails_what_went_wrong(
+    client: Client, factory: Factory, settings: Settings, smtp: Mailbox
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner, data=None)
+    item = await request_bdr(client, owner, [post.id], send_email=True)
+    await run_worker(replace(settings, smtp_host=smtp.host, smtp_port=smtp.port))
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "failed"
+    assert len(smtp.messages) == 1
+    text = smtp.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert (
+        "could not prepare" in text and "missing their file" in text and "request it again" in text
+    )
