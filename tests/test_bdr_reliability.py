@@ -227,7 +227,8 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
         "AUTO_MIGRATE": "false",
     }
     arq = str(Path(sys.executable).with_name("arq"))
-    proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env,
+    # Popen does not block; the real worker must be a separate process to be SIGKILLed.
+    proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env,  # noqa: ASYNC220
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 60
