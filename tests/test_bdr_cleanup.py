@@ -1,0 +1,107 @@
+"""The daily cleanup: expiry and purge boundaries, temp files, empty folders, old events."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+from pmd_service.settings import Settings
+from tests.conftest import run_worker
+from tests.factories import Factory
+from tests.test_bdr_flow import fetch_item, request_bdr
+
+Client = TestClient[Any, Any]
+
+
+async def test_expiry_boundary(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    due = await request_bdr(client, owner, [post.id])
+    not_yet = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    set_expiry = "UPDATE batch_download_requests SET expires_at = now() + $2::interval WHERE id = $1::uuid"
+    await factory.pool.execute(set_expiry, due["id"], timedelta(seconds=-1))
+    await factory.pool.execute(set_expiry, not_yet["id"], timedelta(minutes=5))
+
+    summary = await cleanup_expired_bdrs(worker_ctx)
+
+    assert summary["expired"] == 1
+    assert (await fetch_item(client, owner, due["id"]))["status"] == "expired"
+    assert (await fetch_item(client, owner, not_yet["id"]))["status"] == "ready"
+    folder = settings.bdr_path / owner.sqid
+    assert not (folder / f"{due['id']}.zip").exists()
+    assert (folder / f"{not_yet['id']}.zip").exists()
+
+
+async def test_purge_boundary_and_what_stays(
+    factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    now = datetime.now(UTC)
+    rows = {
+        ("failed", 15): True,
+        ("cancelled", 15): True,
+        ("expired", 14.01): True,
+        ("failed", 13.9): False,
+        ("ready", 20): False,  # never purged while ready: it expires first
+        ("pending", 20): False,
+    }
+    ids = {}
+    for (status, days), _ in rows.items():
+        ids[(status, days)] = await factory.pool.fetchval(
+            """INSERT INTO batch_download_requests
+                   (user_id, post_ids, artwork_count, status, created_at, completed_at, expires_at)
+               VALUES ($1, $2, 1, $3, $4, $4, $5) RETURNING id""",
+            owner.id, [post.id], status, now - timedelta(days=days), now + timedelta(days=1),
+        )  # fmt: skip
+    summary = await cleanup_expired_bdrs(worker_ctx)
+    assert summary["purged"] == 3
+    for key, purged in rows.items():
+        exists = await factory.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM batch_download_requests WHERE id = $1)", ids[key]
+        )
+        assert exists is not purged, key
+
+
+async def test_stale_temp_files_empty_folders_and_old_events(
+    factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    folder = settings.bdr_path / "someone"
+    folder.mkdir(parents=True)
+    old_part = folder / ".a.b.part"
+    fresh_part = folder / ".c.d.part"
+    old_part.write_bytes(b"partial")
+    fresh_part.write_bytes(b"partial")
+    two_hours_ago = time.time() - 7200
+    os.utime(old_part, (two_hours_ago, two_hours_ago))
+    empty = settings.bdr_path / "nobody"
+    empty.mkdir()
+    await factory.pool.execute(
+        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
+        owner.id, [post.id],
+    )  # fmt: skip
+    await factory.pool.execute("UPDATE bdr_events SET created_at = now() - interval '25 hours'")
+    await factory.pool.execute(
+        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
+        owner.id, [post.id],
+    )  # fmt: skip
+
+    summary = await cleanup_expired_bdrs(worker_ctx)
+
+    assert not old_part.exists()
+    assert fresh_part.exists()
+    assert not empty.exists()
+    assert folder.exists()
+    assert summary["temp_files_removed"] == 1
+    assert summary["events_purged"] == 1
+    assert await factory.pool.fetchval("SELECT count(*) FROM bdr_events") == 1
