@@ -26,7 +26,9 @@ async def test_expiry_boundary(
     due = await request_bdr(client, owner, [post.id])
     not_yet = await request_bdr(client, owner, [post.id])
     await run_worker(settings)
-    set_expiry = "UPDATE batch_download_requests SET expires_at = now() + $2::interval WHERE id = $1::uuid"
+    set_expiry = (
+        "UPDATE batch_download_requests SET expires_at = now() + $2::interval WHERE id = $1::uuid"
+    )
     await factory.pool.execute(set_expiry, due["id"], timedelta(seconds=-1))
     await factory.pool.execute(set_expiry, not_yet["id"], timedelta(minutes=5))
 
