@@ -31,6 +31,8 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "redis_settings": redis_settings(settings.redis_url),
         "health_check_interval": 30,
         "max_jobs": 4,
+        # arq polls its queue; the default 0.5 s was most of a small BDR's POST → ready time.
+        "poll_delay": 0.1,
         # On SIGTERM a running build gets this long; an interrupted one is taken over later.
         "job_completion_wait": 20,
     }

@@ -1,0 +1,107 @@
+"""End to end: POST a BDR of 128 small artworks → `ready`, as a client sees it.
+
+`python -m bench.bdr_e2e`. Not a test: prints figures, exits 0. Runs the real processes
+(`python server.py`, `arq worker.WorkerSettings`) against a fresh database; the client POSTs
+and then polls GET /api/pmd/bdr/{id} every 10 ms, sequentially, 20 times. Target: p50 <= 1.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import time
+import uuid
+
+import aiohttp
+
+from bench.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
+from pmd_service.auth import mint_token
+from pmd_service.db import connect
+from pmd_service.demo import pixel_art
+from pmd_service.public_ids import PublicIds
+from pmd_service.settings import Settings
+from pmd_service.vault import artwork_path
+
+TARGET_P50_S = 1.5
+
+
+async def seed(settings: Settings, n: int) -> tuple[str, list[int]]:
+    ids = PublicIds(settings.sqids_alphabet)
+    conn = await connect(settings.database_url or "", "pmd-bench")
+    rng = random.Random(3)
+    try:
+        owner = await conn.fetchval(
+            "INSERT INTO users (handle, email) VALUES ('e2e', 'e2e@x') RETURNING id"
+        )
+        sqid = ids.encode(owner)
+        await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, sqid)
+        post_ids = []
+        for i in range(n):
+            key = uuid.uuid4()
+            post_id = await conn.fetchval(
+                "INSERT INTO posts (storage_key, storage_shard, owner_id, title) VALUES ($1, $2, $3, $4) RETURNING id",
+                key, key.hex[:2], owner, f"art {i}",
+            )  # fmt: skip
+            await conn.execute(
+                "UPDATE posts SET public_sqid = $2 WHERE id = $1", post_id, ids.encode(post_id)
+            )
+            data = pixel_art(rng, 16, 4, "png")
+            path = artwork_path(settings.vault_path, key.hex[:2], key, "png")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            await conn.execute(
+                "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, 'png', $2, true)",
+                post_id, len(data),
+            )  # fmt: skip
+            post_ids.append(post_id)
+    finally:
+        await conn.close()
+    return sqid, post_ids
+
+
+async def run(rounds: int) -> None:
+    async with fresh_stack() as settings:
+        sqid, post_ids = await seed(settings, 128)
+        token = mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3600)
+        env = service_env(settings, BDR_DAILY_LIMIT="10000")
+        port = free_port()
+        server = await asyncio.to_thread(start_server, env, port)
+        worker = start_worker(env)
+        samples: list[float] = []
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}", headers=headers) as http:
+                for i in range(rounds + 2):  # two warm-up rounds
+                    start = time.perf_counter()
+                    async with http.post("/api/pmd/bdr", json={"post_ids": post_ids}) as resp:
+                        assert resp.status == 202, await resp.text()
+                        bdr_id = (await resp.json())["id"]
+                    while True:
+                        async with http.get(f"/api/pmd/bdr/{bdr_id}") as resp:
+                            status = (await resp.json())["status"]
+                        if status == "ready":
+                            break
+                        assert status in ("pending", "processing"), status
+                        await asyncio.sleep(0.01)
+                    if i >= 2:
+                        samples.append(time.perf_counter() - start)
+        finally:
+            stop(server, worker)
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    print(f"POST → ready, 128 small artworks, {len(samples)} BDRs: p50 {p50 * 1000:.0f} ms, "
+          f"p99 {p99 * 1000:.0f} ms, min {ordered[0] * 1000:.0f} ms")  # fmt: skip
+    print(f"target p50 <= {TARGET_P50_S} s: {'met' if p50 <= TARGET_P50_S else 'MISSED'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.bdr_e2e", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=20)
+    asyncio.run(run(parser.parse_args().rounds))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""What the benchmarks share: a fresh database on real servers, and the service's processes.
+
+PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones started the
+way the app starts them (under .data/bench). Each run works in a database it creates and drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from pmd_service.db import connect
+from pmd_service.migrate import apply_migrations
+from pmd_service.settings import PROJECT_ROOT, Settings
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+@asynccontextmanager
+async def fresh_stack() -> AsyncIterator[Settings]:
+    """Settings pointing at a new, migrated database, Redis, and a temp vault."""
+    base = Settings(
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        data_dir=PROJECT_ROOT / ".data" / "bench",
+    )
+    if base.embedded:
+        from pmd_service.embedded import with_embedded_services
+
+        # pgserver's start-up blocks; keep it off the event loop.
+        base = await asyncio.to_thread(with_embedded_services, base)
+    assert base.database_url is not None
+    name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(base.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
+            settings = replace(
+                base,
+                database_url=with_database(base.database_url, name),
+                vault_path=Path(tmp) / "vault",
+                bdr_path=Path(tmp) / "vault" / "bdr",
+                jwt_secret_key=secrets.token_urlsafe(48),
+                auto_migrate=False,
+            )
+            conn = await connect(settings.database_url or "", "pmd-bench")
+            try:
+                await apply_migrations(conn)
+            finally:
+                await conn.close()
+            yield settings
+    finally:
+        admin = await asyncpg.connect(base.database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "VAULT_PATH": str(settings.vault_path),
+        "BDR_PATH": str(settings.bdr_path),
+        "AUTO_MIGRATE": "false",
+        "LOG_FORMAT": "text",
+        **extra,
+    }
+
+
+def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """`python server.py` as production runs it; returns once /readyz answers 200."""
+    proc = subprocess.Popen(
+        [sys.executable, "server.py"], cwd=PROJECT_ROOT, env={**env, "PORT": str(port)}
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("server did not become ready")
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`arq worker.WorkerSettings` as production runs it."""
+    arq = str(Path(sys.executable).with_name("arq"))
+    return subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
