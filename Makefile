@@ -27,8 +27,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Every benchmark prints its figures (ratios against a floor measured in the same run).
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) -m bench.zip
+	$(PY) -m bench.bdr_e2e
+	$(PY) -m bench.posts
+	@if [ -f bench/sse.py ]; then $(PY) -m bench.sse; fi
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
