@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiofiles.os
 import asyncpg
 from arq.connections import ArqRedis
 
@@ -132,7 +133,7 @@ async def get(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> BdrItem:
     return bdr_item(await _row(pool, bdr_id, user_id))
 
 
-def _remove(root: Path, relative: str | None) -> None:
+async def _remove(root: Path, relative: str | None) -> None:
     if not relative:
         return
     try:
@@ -141,7 +142,7 @@ def _remove(root: Path, relative: str | None) -> None:
         log.error("refusing to delete %r: outside the BDR folder", relative)
         return
     with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+        await aiofiles.os.remove(path)
 
 
 async def cancel_or_remove(
@@ -155,7 +156,7 @@ async def cancel_or_remove(
         row = await _row(pool, bdr_id, user_id)  # it finished meanwhile: treat as such
     if row["status"] == "ready":
         relative = await pool.fetchval(SQL_EXPIRE, bdr_id)
-        _remove(bdr_root, relative)
+        await _remove(bdr_root, relative)
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ async def download(pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_i
         path = bdr_zip_path(bdr_root, row["file_path"] or "")
     except VaultPathError:
         path = None
-    if path is None or not path.is_file():
+    if path is None or not await aiofiles.os.path.isfile(path):
         await pool.execute(SQL_EXPIRE_READY_FILE, bdr_id)
         raise gone(
             f"The file of download request {bdr_id} is no longer available; request a new download."

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
 from typing import Any
+
+import aiofiles.os
 
 from ..vault import VaultPathError, bdr_zip_path
 from .context import state
@@ -58,7 +61,8 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
             path = bdr_zip_path(root, row["file_path"] or "")
         except VaultPathError:
             continue
-        await asyncio.to_thread(path.unlink, missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(path)
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
     temps, folders = await asyncio.to_thread(tidy_folder, root, time.time())

@@ -18,6 +18,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import aiofiles.os
 import aiohttp
 import asyncpg
 import redis.exceptions
@@ -173,7 +174,7 @@ class Run:
         )
         file_path = bdr_file_path(user_sqid, self.bdr_id)
         final = bdr_zip_path(settings.bdr_path, file_path)
-        await asyncio.to_thread(final.parent.mkdir, parents=True, exist_ok=True)
+        await aiofiles.os.makedirs(final.parent, exist_ok=True)
         temp = final.with_name(f".{self.bdr_id}.{self.token.hex[:8]}.part")
         try:
             result = await self._stream(plan, extras, user["handle"], temp)
