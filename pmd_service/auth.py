@@ -108,7 +108,8 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
-    if len(sqid) > 16:
+    # Not a sqid at all (too long, or a NUL PostgreSQL text cannot hold): nobody has it.
+    if len(sqid) > 16 or "\x00" in sqid:
         return None
     row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
     return row

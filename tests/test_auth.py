@@ -114,9 +114,10 @@ async def test_target_rules(client: Client, factory: Factory) -> None:
     resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=mod.auth)
     assert resp.status == 200
     assert [i["title"] for i in (await resp.json())["items"]] == ["bob's art"]
-    # Unknown target.
-    resp = await client.get("/api/pmd/posts?target_sqid=zzzzzzzz", headers=mod.auth)
-    await assert_problem(resp, 404)
+    # Unknown target, also when it could never be a sqid.
+    for junk in ("zzzzzzzz", "%00", "a%00b", "x" * 300, "%F0%9F%90%89"):
+        resp = await client.get(f"/api/pmd/posts?target_sqid={junk}", headers=mod.auth)
+        await assert_problem(resp, 404)
     # An owner's posts are off limits to moderators, but not to the owner.
     resp = await client.get(f"/api/pmd/posts?target_sqid={owner.sqid}", headers=mod.auth)
     await assert_problem(resp, 403)
