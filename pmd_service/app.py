@@ -18,6 +18,7 @@ from .posts import api as posts_api
 from .public_ids import PublicIds
 from .queue import create_redis
 from .settings import Settings
+from .sse import api as sse_api
 
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -51,14 +52,17 @@ def create_app(settings: Settings) -> web.Application:
     app[SELF_AUTHENTICATED] = set()
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(sse_api.hub_ctx)
 
     operations: list[Operation] = [
         *HEALTH_OPERATIONS,
         *posts_api.OPERATIONS,
+        *sse_api.OPERATIONS,
         *bdr_api.OPERATIONS,
     ]
     health.setup(app)
     posts_api.setup(app)
+    sse_api.setup(app)  # before the BDR routes: /api/pmd/bdr/{id} would match /bdr/sse
     bdr_api.setup(app)
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
     app[OPENAPI_DOC] = build_document(operations, __version__)

@@ -13,10 +13,12 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .auth import Principal
+    from .sse.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
+SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -70,6 +70,8 @@ class Settings:
     artwork_fetch_concurrency: int = 8
     sse_max_per_user: int = 10
     sse_ping_seconds: float = 15.0
+    sse_queue_size: int = 256  # events queued for one stream before it counts as too slow
+    sse_liveness_seconds: float = 5.0  # idle listener connection checked this often
     max_body_bytes: int = 256 * 1024
     log_format: str = "text"
 
@@ -138,6 +140,7 @@ class Settings:
             bdr_pending_grace_seconds=_int(env, "BDR_PENDING_GRACE_SECONDS", 30, 0, 3600),
             artwork_fetch_concurrency=_int(env, "ARTWORK_FETCH_CONCURRENCY", 8, 1, 64),
             sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
+            sse_queue_size=_int(env, "SSE_QUEUE_SIZE", 256, 1, 100_000),
             log_format=log_format,
         )
 

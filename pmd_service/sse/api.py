@@ -1,0 +1,152 @@
+"""GET /api/pmd/bdr/sse (the stream) and POST /api/pmd/bdr/sse-ticket, plus the hub's lifecycle."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..auth import SELF_AUTHENTICATED, Principal, authenticate, bearer_token, unauthorized
+from ..errors import STREAM_RESPONSE
+from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB
+from ..openapi import Operation, Param
+from ..responses import json_response
+from . import frames, service, tickets
+from .hub import Hub
+
+STREAM_ROUTE = "bdr_sse"
+RETRY_MS = 3000
+# Spread reconnects: after a deploy, thousands of clients must not all come back at once.
+RETRY_JITTER_MS = 2000
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    # nginx (and proxies that honour it) would otherwise buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+TIMEOUT = frames.event(
+    b"timeout",
+    {"detail": "The access token expired; reconnect with a fresh token (or a new ticket)."},
+)
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    assert settings.database_url is not None, "resolve embedded services before create_app"
+    hub = Hub(
+        settings.database_url,
+        max_per_user=settings.sse_max_per_user,
+        queue_size=settings.sse_queue_size,
+        ping_seconds=settings.sse_ping_seconds,
+        liveness_seconds=settings.sse_liveness_seconds,
+    )
+    await hub.start()
+    app[SSE_HUB] = hub
+    yield
+    await hub.stop()
+
+
+async def _close_streams(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open handlers: ending every stream here lets
+    # them all finish at once instead of each waiting out the shutdown timeout.
+    if SSE_HUB in app:
+        app[SSE_HUB].close_all()
+
+
+async def _principal(request: web.Request) -> Principal:
+    token = bearer_token(request)
+    if token is not None:
+        return await authenticate(request, token)
+    ticket = request.query.get("ticket")
+    if ticket is None:
+        raise unauthorized(
+            "This stream needs `Authorization: Bearer <token>`, or (for EventSource) "
+            "`?ticket=` from POST /api/pmd/bdr/sse-ticket.",
+            "",
+        )
+    return await tickets.redeem(
+        request.app[REDIS], request.app[DB_POOL], ticket, request.query.get("target_sqid")
+    )
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    principal = await _principal(request)
+    last_event_id = service.parse_last_event_id(
+        request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    )
+    transport = request.transport
+    if transport is None:  # the client is already gone
+        return web.Response(status=204)
+    hub = request.app[SSE_HUB]
+    # Subscribe before reading the opening, so nothing committed in between is missed; the
+    # watermark then drops what the opening already holds.
+    sub = hub.subscribe(
+        principal.caller.id, principal.target.id, transport, principal.token_expires_at
+    )
+    try:
+        opening = await service.opening(request.app[DB_POOL], principal.target.id, last_event_id)
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        request[STREAM_RESPONSE] = response
+        retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
+        await response.write(frames.retry(retry) + opening.body)
+        sent = opening.watermark
+        while True:
+            await sub.wait()
+            if sub.end is not None:
+                break
+            out: list[bytes] = []
+            if sub.ping_due:
+                sub.ping_due = False
+                out.append(frames.PING)
+            for event_id, frame in sub.take():
+                if event_id > sent:
+                    out.append(frame)
+                    sent = event_id
+            if out:
+                await response.write(b"".join(out))
+        if sub.end == "timeout":
+            await response.write(TIMEOUT)
+        return response
+    finally:
+        hub.unsubscribe(sub)
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    out = await tickets.mint(request.app[REDIS], request[PRINCIPAL])
+    return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+OPERATIONS = (
+    Operation(
+        "post", "/api/pmd/bdr/sse-ticket", "createSseTicket",
+        "A single-use, 30-second ticket for EventSource (which cannot send headers)", "downloads",
+        response=tickets.TicketOut, problems=(503,),
+    ),
+    Operation(
+        "get", "/api/pmd/bdr/sse", "streamBdrs",
+        "Live download-request status (Server-Sent Events): `retry`, a snapshot of the 20 newest "
+        "as `bdr_update`, `connected`, then a `bdr_update` (with `id:`) per change; `: ping` "
+        "every 15 s; `timeout` when the token expires. With Last-Event-ID, only the missed "
+        "events (or `reset` and the snapshot when it is too old). Auth: Bearer or `ticket`.",
+        "downloads", response_media="text/event-stream", ok_description="The event stream",
+        problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        params=(
+            Param("ticket", {"type": "string"},
+                  "A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer header"),
+            Param("last_event_id", {"type": "string"},
+                  "Resume after this event id (for a new EventSource, which cannot set the header)"),
+            Param("Last-Event-ID", {"type": "string"}, "Resume after this event id",
+                  location="header"),
+        ),
+    ),
+)  # fmt: skip
+
+
+def setup(app: web.Application) -> None:
+    """Register before the BDR routes: `/api/pmd/bdr/{id}` would otherwise match `sse`."""
+    app.router.add_get("/api/pmd/bdr/sse", stream, name=STREAM_ROUTE, allow_head=False)
+    app.router.add_post("/api/pmd/bdr/sse-ticket", create_ticket, name="create_sse_ticket")
+    app[SELF_AUTHENTICATED].add(STREAM_ROUTE)
+    app.on_shutdown.append(_close_streams)

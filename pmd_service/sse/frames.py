@@ -1,0 +1,35 @@
+"""Server-Sent Events framing (the WHATWG `text/event-stream` format), as bytes.
+
+A live event is encoded once and the same bytes object is queued to every subscriber of its
+user, so a burst costs one encoding per event, not one per subscriber.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..bdr.schemas import bdr_item
+
+PING = b": ping\n\n"
+
+
+def retry(milliseconds: int) -> bytes:
+    return b"retry: %d\n\n" % milliseconds
+
+
+def event(name: bytes, data: Any, event_id: int | None = None) -> bytes:
+    # msgspec never emits a raw newline (they are escaped inside strings), so one `data:`
+    # line always carries the whole JSON document.
+    head = b"event: " + name + (b"\nid: %d" % event_id if event_id is not None else b"")
+    return head + b"\ndata: " + msgspec.json.encode(data) + b"\n\n"
+
+
+def bdr_update(row: Any, event_id: int | None = None) -> bytes:
+    """A `bdr_update` from a BDR row (snapshot) or an event payload (live, replayed)."""
+    return event(b"bdr_update", bdr_item(row), event_id)
+
+
+def bdr_update_from_payload(payload: str, event_id: int) -> bytes:
+    return bdr_update(msgspec.json.decode(payload), event_id)

@@ -1,0 +1,341 @@
+"""The SSE hub: one LISTEN connection per server process, routing BDR events to subscribers.
+
+The NOTIFY payload is only a doorbell. After each ring (doorbells are coalesced) the hub reads
+`bdr_events` after the last id it has seen, on the listener connection itself, so the events of
+a process cost one database connection whatever the number of subscribers. Event ids become
+visible in commit order (the trigger serialises event-producing transactions), so "id > last
+seen" never skips one, and after a lost connection the hub re-LISTENs, then replays from the
+last id it saw: events committed meanwhile arrive once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from asyncio import Transport
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+
+from ..db import connect
+from ..errors import ProblemError
+from . import frames
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "pmd_bdr_events"
+LISTENER_NAME = "pmd-sse-listener"
+READ_BATCH = 1000
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 5.0
+
+SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM bdr_events"
+# payload as text: it is decoded only for events someone here subscribes to.
+SQL_EVENTS_AFTER = """
+SELECT id, user_id, payload::text AS payload FROM bdr_events
+WHERE id > $1 ORDER BY id LIMIT $2
+"""
+
+
+class Subscriber:
+    """One open stream: a bounded queue of `(event id, frame)` the hub fills.
+
+    Slotted, and holding a list (not a deque: an empty deque is ~600 bytes) because there
+    are thousands of them per process.
+    """
+
+    __slots__ = (
+        "_limit",
+        "_queue",
+        "_waiter",
+        "caller_id",
+        "end",
+        "expires_at",
+        "next_ping",
+        "ping_due",
+        "target_id",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        caller_id: int,
+        target_id: int,
+        transport: Transport,
+        limit: int,
+        next_ping: float,
+        expires_at: float,
+    ) -> None:
+        self.caller_id = caller_id
+        self.target_id = target_id
+        self.transport = transport
+        self._limit = limit
+        self._queue: list[tuple[int, bytes]] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self.ping_due = False
+        self.next_ping = next_ping  # loop time
+        self.expires_at = expires_at  # wall-clock time, as the token's `exp`
+        self.end: str | None = None  # why the stream must end: overflow, timeout, gone, shutdown
+
+    def push(self, event_id: int, frame: bytes) -> None:
+        if self.end is not None:
+            return
+        if len(self._queue) >= self._limit:
+            # Fell behind: drop it rather than buffer without bound. The client reconnects
+            # with the last id it received and catches up from the table.
+            self._queue.clear()
+            self.finish("overflow")
+            if self.transport.get_write_buffer_size() > 0:
+                # Its handler may be stuck waiting for the socket to drain: free it now.
+                self.transport.abort()
+            return
+        self._queue.append((event_id, frame))
+        self._wake()
+
+    def finish(self, reason: str) -> None:
+        if self.end is None:
+            self.end = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is something to send (events, a ping) or the stream must end."""
+        while not (self._queue or self.ping_due or self.end):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def take(self) -> list[tuple[int, bytes]]:
+        queued, self._queue = self._queue, []
+        return queued
+
+
+class Hub:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_per_user: int,
+        queue_size: int,
+        ping_seconds: float,
+        liveness_seconds: float,
+    ) -> None:
+        self._dsn = dsn
+        self._max_per_user = max_per_user
+        self._queue_size = queue_size
+        self._ping_seconds = ping_seconds
+        self._liveness_seconds = liveness_seconds
+        self._by_target: dict[int, set[Subscriber]] = {}
+        self._per_caller: dict[int, int] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._doorbell = asyncio.Event()
+        self._lost = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
+        self.last_seen = 0
+        self.reconnects = 0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """LISTEN before the first read, so no event falls between the two; then run."""
+        self._conn = await self._connect()
+        self.last_seen = await self._conn.fetchval(SQL_LAST_EVENT, timeout=self._liveness_seconds)
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="sse-hub-listen"),
+            asyncio.create_task(self._tick(), name="sse-hub-tick"),
+        ]
+
+    def close_all(self) -> None:
+        """End every stream now (shutdown); new subscriptions are refused from here on."""
+        self.closing = True
+        for sub in self._subscribers():
+            sub.finish("shutdown")
+
+    async def stop(self) -> None:
+        self.close_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._drop()
+
+    # --- subscribers -------------------------------------------------------------------------
+
+    def subscribe(
+        self, caller_id: int, target_id: int, transport: Transport, token_expires_at: float
+    ) -> Subscriber:
+        if self.closing:
+            raise ProblemError(
+                503,
+                "shutting-down",
+                "Service Unavailable",
+                "This server is shutting down; reconnect in a few seconds.",
+                headers={"Retry-After": "2"},
+            )
+        open_now = self._per_caller.get(caller_id, 0)
+        if open_now >= self._max_per_user:
+            raise ProblemError(
+                429,
+                "too-many-streams",
+                "Too Many Requests",
+                f"You already have {open_now} live streams open on this server (the limit is "
+                f"{self._max_per_user}); close one (e.g. another browser tab) and retry.",
+                headers={"Retry-After": "5"},
+            )
+        loop = asyncio.get_running_loop()
+        sub = Subscriber(
+            caller_id,
+            target_id,
+            transport,
+            self._queue_size,
+            loop.time() + self._ping_seconds,
+            token_expires_at,
+        )
+        self._per_caller[caller_id] = open_now + 1
+        self._by_target.setdefault(target_id, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        subs = self._by_target.get(sub.target_id)
+        if subs is not None and sub in subs:
+            subs.discard(sub)
+            if not subs:
+                del self._by_target[sub.target_id]
+            left = self._per_caller[sub.caller_id] - 1
+            if left:
+                self._per_caller[sub.caller_id] = left
+            else:
+                del self._per_caller[sub.caller_id]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(self._per_caller.values())
+
+    def _subscribers(self) -> Iterator[Subscriber]:
+        for subs in list(self._by_target.values()):
+            yield from list(subs)
+
+    async def _tick(self) -> None:
+        """Once a second (or per ping period if shorter): pings, token expiry, gone clients.
+
+        One timer for the whole process instead of one per stream. A client that went away is
+        noticed here (aiohttp does not cancel handlers on disconnect), so it stops counting
+        against the per-user cap within a second.
+        """
+        period = min(1.0, self._ping_seconds)
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period)
+            now, wall = loop.time(), time.time()
+            for subs in self._by_target.values():
+                for sub in subs:
+                    if sub.end is not None:
+                        continue
+                    if sub.transport.is_closing():
+                        sub.finish("gone")
+                    elif sub.expires_at <= wall:
+                        sub.finish("timeout")
+                    elif sub.next_ping <= now:
+                        sub.next_ping = now + self._ping_seconds
+                        sub.ping_due = True
+                        sub._wake()
+
+    # --- the listener ------------------------------------------------------------------------
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await connect(self._dsn, LISTENER_NAME, timeout=self._liveness_seconds)
+        try:
+            conn.add_termination_listener(self._on_terminated)
+            await conn.add_listener(CHANNEL, self._on_doorbell)
+        except BaseException:
+            conn.terminate()
+            raise
+        self._lost = False
+        return conn
+
+    def _on_doorbell(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        self._doorbell.set()
+
+    def _on_terminated(self, conn: Any) -> None:
+        # asyncpg calls this when the server ends the session, then stays silent forever:
+        # the listen loop must notice and reconnect.
+        if conn is self._conn:
+            self._lost = True
+            self._doorbell.set()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def _listen(self) -> None:
+        delay = BACKOFF_FIRST
+        while True:
+            try:
+                if self._conn is None:
+                    self._conn = await self._connect()
+                    self.reconnects += 1
+                    log.info("SSE listener reconnected; replaying after event %d", self.last_seen)
+                conn = self._conn
+                self._doorbell.clear()
+                await self._read(conn)  # whatever was committed while we were not listening
+                delay = BACKOFF_FIRST
+                while not self._lost:
+                    try:
+                        async with asyncio.timeout(self._liveness_seconds):
+                            await self._doorbell.wait()
+                    except TimeoutError:
+                        # Quiet for a while: make sure the connection is really alive (a
+                        # half-open TCP connection raises nothing by itself).
+                        await conn.fetchval("SELECT 1", timeout=self._liveness_seconds)
+                        continue
+                    self._doorbell.clear()
+                    if self._lost or conn.is_closed():
+                        break
+                    await self._read(conn)
+                log.warning("SSE listener connection lost; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database down, connection dropped, query timed out
+                log.warning(
+                    "SSE listener: %s: %s; reconnecting in %.1f s", type(exc).__name__, exc, delay
+                )
+            self._drop()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _read(self, conn: asyncpg.Connection) -> None:
+        while True:
+            rows = await conn.fetch(
+                SQL_EVENTS_AFTER, self.last_seen, READ_BATCH, timeout=self._liveness_seconds
+            )
+            for row in rows:
+                self._dispatch(row["id"], row["user_id"], row["payload"])
+            if rows:
+                self.last_seen = rows[-1]["id"]
+            if len(rows) < READ_BATCH:
+                return
+
+    def _dispatch(self, event_id: int, user_id: int, payload: str) -> None:
+        subs = self._by_target.get(user_id)
+        if not subs:
+            return
+        try:
+            frame = frames.bdr_update_from_payload(payload, event_id)
+        except Exception:  # a row the item shape rejects must not stop the stream of others
+            log.exception("SSE: event %d has a payload that is not a BDR item; skipped", event_id)
+            return
+        for sub in subs:
+            sub.push(event_id, frame)

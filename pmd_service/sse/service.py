@@ -1,0 +1,74 @@
+"""What a stream starts with: the snapshot, or the events a resuming client missed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from ..bdr.schemas import ITEM_COLUMNS
+from ..bdr.service import NEWEST
+from . import frames
+
+# More missed events than this and a fresh snapshot is the cheaper way to catch up.
+MAX_REPLAY = 2000
+
+# One statement, so one MVCC snapshot: the BDR rows and the newest event id agree. Every event
+# up to `watermark` is reflected in the rows; every later one will reach the stream live.
+SQL_SNAPSHOT = f"""
+SELECT w.watermark, b.*
+FROM (SELECT coalesce(max(id), 0) AS watermark FROM bdr_events) AS w
+LEFT JOIN LATERAL (
+    SELECT {ITEM_COLUMNS} FROM batch_download_requests
+    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST}
+) AS b ON true
+"""
+SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"
+SQL_MISSED = """
+SELECT id, payload::text AS payload FROM bdr_events
+WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    body: bytes
+    # Everything up to this event id is in `body` (or reflected in it): live events with an id
+    # at or below it are duplicates.
+    watermark: int
+
+
+def parse_last_event_id(raw: str | None) -> int | None:
+    """None when absent; -1 (never an event id, so "too old") when not an event id at all."""
+    if raw is None or not raw.strip():
+        return None
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        return -1
+    return int(raw)
+
+
+def _connected(watermark: int, resumed: bool) -> bytes:
+    return frames.event(b"connected", {"resumed": resumed}, watermark or None)
+
+
+async def opening(pool: asyncpg.Pool, user_id: int, last_event_id: int | None) -> Opening:
+    reset = b""
+    if last_event_id is not None:
+        async with pool.acquire() as conn:
+            # "Still in the table" means nothing after it has been purged (events go by age,
+            # oldest first); an id that was never issued (or is from another database) is not.
+            if last_event_id >= 0 and await conn.fetchval(SQL_EVENT_KNOWN, last_event_id):
+                rows = await conn.fetch(SQL_MISSED, user_id, last_event_id, MAX_REPLAY + 1)
+                if len(rows) <= MAX_REPLAY:
+                    after: int = rows[-1]["id"] if rows else last_event_id
+                    missed = [frames.bdr_update_from_payload(r["payload"], r["id"]) for r in rows]
+                    return Opening(b"".join([*missed, _connected(after, True)]), after)
+        reset = frames.event(
+            b"reset",
+            {"detail": "The last event id is too old or unknown; here is a fresh snapshot."},
+        )
+    rows = await pool.fetch(SQL_SNAPSHOT, user_id)
+    watermark: int = rows[0]["watermark"]
+    items = [frames.bdr_update(r) for r in rows if r["id"] is not None]
+    return Opening(b"".join([reset, *items, _connected(watermark, False)]), watermark)

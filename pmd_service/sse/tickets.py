@@ -1,0 +1,109 @@
+"""Single-use, 30-second tickets for browsers' EventSource, which cannot send a Bearer header.
+
+Stored in Redis so any server replica can redeem one, under a hash of the ticket (a copy of
+Redis holds nothing usable), and redeemed with GETDEL: the first use is the only one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+
+import asyncpg
+import msgspec
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from ..auth import Principal, User, load_user, resolve_target, unauthorized
+from ..errors import ProblemError, bad_request, forbidden
+
+TICKET_SECONDS = 30
+_KEY_PREFIX = "pmd:sse-ticket:"
+_TICKET_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+
+
+class TicketOut(msgspec.Struct):
+    ticket: str
+    expires_in: int
+
+
+class _Stored(msgspec.Struct):
+    caller_id: int
+    caller: str  # public sqids: users are re-loaded, and the rules re-applied, at redemption
+    target_id: int
+    target: str
+    exp: float  # the expiry of the token the ticket was minted with
+
+
+def redis_key(ticket: str) -> str:
+    return _KEY_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def _redis_down() -> ProblemError:
+    return ProblemError(
+        503,
+        "tickets-unavailable",
+        "Service Unavailable",
+        "Stream tickets are unavailable right now; retry shortly, or send the token as "
+        "`Authorization: Bearer <token>`.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def mint(redis: ArqRedis, principal: Principal) -> TicketOut:
+    ticket = secrets.token_urlsafe(32)
+    stored = _Stored(
+        caller_id=principal.caller.id,
+        caller=principal.caller.public_sqid,
+        target_id=principal.target.id,
+        target=principal.target.public_sqid,
+        exp=principal.token_expires_at,
+    )
+    try:
+        await redis.set(redis_key(ticket), msgspec.json.encode(stored), ex=TICKET_SECONDS)
+    except RedisError:
+        raise _redis_down() from None
+    return TicketOut(ticket=ticket, expires_in=TICKET_SECONDS)
+
+
+async def redeem(
+    redis: ArqRedis, pool: asyncpg.Pool, ticket: str, target_sqid: str | None
+) -> Principal:
+    unknown = unauthorized(
+        "The stream ticket is unknown, expired or already used; get a new one from "
+        "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
+    )
+    if not _TICKET_RE.match(ticket):
+        raise unknown
+    try:
+        raw = await redis.getdel(redis_key(ticket))
+    except RedisError:
+        raise _redis_down() from None
+    if raw is None:
+        raise unknown
+    stored = msgspec.json.decode(raw, type=_Stored)
+    if target_sqid is not None and target_sqid != stored.target:
+        raise bad_request(
+            "`target_sqid` differs from the user the ticket was issued for; mint the ticket "
+            "with that `target_sqid` instead."
+        )
+    if stored.exp <= time.time():
+        raise unauthorized("The access token behind this ticket has expired; sign in again.")
+    # The account may have changed in the seconds since: apply the token rules again.
+    row = await load_user(pool, stored.caller)
+    if row is None or row["id"] != stored.caller_id:
+        raise unauthorized("The ticket names a user that no longer exists; sign in again.")
+    if row["deactivated"]:
+        raise unauthorized("This account is deactivated.")
+    if row["banned"]:
+        raise forbidden(
+            f"This account is banned until {row['banned_until'].isoformat()}; "
+            "bulk tools are unavailable."
+        )
+    caller = User.from_row(row)
+    target = await resolve_target(pool, caller, stored.target)
+    if target.id != stored.target_id:
+        raise unauthorized("The ticket names a user that no longer exists; sign in again.")
+    return Principal(caller=caller, target=target, token_expires_at=stored.exp)
