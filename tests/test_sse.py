@@ -1,0 +1,665 @@
+"""The SSE stream over real TCP: snapshot, live events, resume, isolation, tickets, the listener
+killed or frozen, slow subscribers, the cap, pings, token expiry, and an EventSource-style client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.app import create_app
+from pmd_service.keys import SSE_HUB
+from pmd_service.queue import create_redis
+from pmd_service.settings import Settings
+from pmd_service.sse import tickets
+from pmd_service.sse.hub import LISTENER_NAME
+from tests.conftest import run_worker
+from tests.factories import Factory, UserRow
+from tests.test_auth import assert_problem
+from tests.test_bdr_flow import fetch_item, request_bdr
+
+Client = TestClient[Any, Any]
+SSE = "/api/pmd/bdr/sse"
+
+
+# --- an SSE client -------------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    event: str | None = None
+    id: str | None = None
+    data: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        assert self.data is not None
+        value: dict[str, Any] = json.loads(self.data)
+        return value
+
+
+class Stream:
+    """Parses `text/event-stream` as the WHATWG spec says (what EventSource does)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+        self.last_event_id: str | None = None
+
+    async def next(self, within: float = 10) -> Message | None:
+        """The next message (an event, a comment or a retry), or None at the end of stream."""
+        msg = Message()
+        started = False
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.resp.content.readline(), within)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                return None
+            if not raw:
+                return None
+            line = raw.decode().rstrip("\r\n")
+            if line == "":
+                if started:
+                    return msg
+                continue
+            started = True
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                msg.comment = value
+            elif name == "event":
+                msg.event = value
+            elif name == "id":
+                msg.id = self.last_event_id = value
+            elif name == "data":
+                msg.data = value if msg.data is None else f"{msg.data}\n{value}"
+            elif name == "retry":
+                msg.retry = int(value)
+
+    async def until(self, done: Callable[[Message], bool], within: float = 10) -> list[Message]:
+        """Messages up to and including the first for which `done` is true (pings dropped)."""
+        out: list[Message] = []
+        deadline = time.monotonic() + within
+        while True:
+            msg = await self.next(max(0.1, deadline - time.monotonic()))
+            assert msg is not None, f"stream ended; got {[(m.event, m.id) for m in out]}"
+            if msg.comment is None:
+                out.append(msg)
+            if done(msg):
+                return out
+
+    async def opening(self) -> list[Message]:
+        """retry, snapshot (or missed events), connected."""
+        return await self.until(lambda m: m.event == "connected")
+
+    async def updates(self, n: int, within: float = 15) -> list[Message]:
+        got: list[Message] = []
+        deadline = time.monotonic() + within
+        while len(got) < n:
+            msg = await self.next(max(0.1, deadline - time.monotonic()))
+            assert msg is not None, f"stream ended after {len(got)} of {n} updates"
+            if msg.event == "bdr_update":
+                got.append(msg)
+        return got
+
+    async def ended(self, within: float = 10) -> list[Message]:
+        """Everything until the end of the stream."""
+        out: list[Message] = []
+        while (msg := await self.next(within)) is not None:
+            out.append(msg)
+        return out
+
+    def close(self) -> None:
+        self.resp.close()
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> AsyncIterator[Stream]:
+    resp = await session.get(url, headers=headers, params=params)
+    try:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        yield Stream(resp)
+    finally:
+        resp.close()
+
+
+# --- rows and events -----------------------------------------------------------------------
+
+
+async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
+    """A BDR row written straight to the table (its insert is an event like any other)."""
+    bdr_id = await pool.fetchval(
+        """
+        INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)
+        SELECT $1, array_agg(g), $2 FROM generate_series(1, $2) g
+        RETURNING id::text
+        """,
+        user.id,
+        artworks,
+    )
+    assert isinstance(bdr_id, str)
+    return bdr_id
+
+
+async def step(pool: asyncpg.Pool, bdr_id: str) -> None:
+    """One progress event."""
+    await pool.execute(
+        "UPDATE batch_download_requests SET status = 'processing', progress_done = progress_done + 1"
+        " WHERE id = $1::uuid",
+        bdr_id,
+    )
+
+
+async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
+    )
+    return [r["id"] for r in rows]
+
+
+def ids(messages: list[Message]) -> list[int]:
+    return [int(m.id) for m in messages if m.event == "bdr_update" and m.id is not None]
+
+
+async def listener_pids(pool: asyncpg.Pool) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+        " AND datname = current_database()",
+        LISTENER_NAME,
+    )
+    return [r["pid"] for r in rows]
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+Serve = Callable[..., Awaitable[TestServer]]
+
+
+class ServedLikeServerPy(TestServer):
+    """A real server on a loopback port, run the way `server.py` runs it: aiohttp's test server
+    cancels a handler when its client goes away, `web.run_app` does not."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        kwargs |= {"handler_cancellation": False, "shutdown_timeout": 1.0}
+        return web.AppRunner(self.app, **kwargs)
+
+
+@pytest.fixture
+async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> AsyncIterator[Serve]:
+    """Start servers with settings overridden per test; all closed at the end."""
+    servers: list[TestServer] = []
+
+    async def start(**overrides: Any) -> TestServer:
+        server = ServedLikeServerPy(create_app(replace(settings, **overrides)))
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as s:
+        yield s
+
+
+async def mint_ticket(
+    session: aiohttp.ClientSession, server: TestServer, user: UserRow, **query: str
+) -> str:
+    resp = await session.post(
+        server.make_url("/api/pmd/bdr/sse-ticket"), headers=user.auth, params=query
+    )
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Cache-Control"] == "no-store"
+    body = await resp.json()
+    assert body["expires_in"] == 30
+    ticket: str = body["ticket"]
+    return ticket
+
+
+# --- tests ---------------------------------------------------------------------------------
+
+
+async def test_snapshot_then_live_updates_as_the_worker_builds(
+    serve: Serve,
+    aiohttp_client: AiohttpClient,
+    session: aiohttp.ClientSession,
+    factory: Factory,
+    settings: Settings,
+) -> None:
+    server = await serve()
+    client: Client = await aiohttp_client(server)
+    owner = await factory.user()
+    posts = [await factory.post(owner) for _ in range(3)]
+    older = [await request_bdr(client, owner, [p.id]) for p in posts[:2]]
+
+    async with open_stream(session, str(server.make_url(SSE)), owner.auth) as stream:
+        resp = stream.resp
+        assert resp.headers["Cache-Control"] == "no-cache"
+        assert resp.headers["X-Accel-Buffering"] == "no"
+        opening = await stream.opening()
+        assert opening[0].retry is not None and opening[0].event is None
+        snapshot = opening[1:-1]
+        assert [m.event for m in snapshot] == ["bdr_update", "bdr_update"]
+        assert all(m.id is None for m in snapshot)  # the snapshot is state, not events
+        listed = (await (await client.get("/api/pmd/bdr", headers=owner.auth)).json())["items"]
+        assert [m.json() for m in snapshot] == listed
+        assert {m.json()["id"] for m in snapshot} == {b["id"] for b in older}
+        connected = opening[-1]
+        watermark = int(connected.id or 0)
+        assert watermark == max(await event_ids(factory.pool, owner))
+
+        item = await request_bdr(client, owner, [p.id for p in posts])
+        await run_worker(settings)
+        expected = await event_ids(factory.pool, owner, after=watermark)
+        live = await stream.updates(len(expected))
+        assert ids(live) == expected
+        mine = [m.json() for m in live if m.json()["id"] == item["id"]]
+        statuses = [m["status"] for m in mine]
+        assert statuses[0] == "pending" and statuses[-1] == "ready"
+        assert "processing" in statuses
+        done = [m["progress"]["done"] for m in mine]
+        assert done == sorted(done) and done[-1] == 3
+        assert mine[-1] == await fetch_item(client, owner, item["id"])
+        assert mine[-1]["download_url"] == f"/api/pmd/bdr/{item['id']}/download"
+
+
+async def test_routes_auth_and_openapi(serve: Serve, session: aiohttp.ClientSession) -> None:
+    server = await serve()
+    # /api/pmd/bdr/{id} must not swallow /api/pmd/bdr/sse ("not a UUID" would be a 400).
+    body = await assert_problem(await session.get(server.make_url(SSE)), 401)
+    assert "ticket" in body["detail"]
+    await assert_problem(await session.post(server.make_url(SSE + "-ticket")), 401)
+    bad = {"Authorization": "Bearer not-a-jwt"}
+    await assert_problem(await session.get(server.make_url(SSE), headers=bad), 401)
+    doc = await (await session.get(server.make_url("/openapi.json"))).json()
+    stream_op = doc["paths"][SSE]["get"]
+    assert "text/event-stream" in stream_op["responses"]["200"]["content"]
+    assert {"429", "401"} <= set(stream_op["responses"])
+    assert {p["name"] for p in stream_op["parameters"]} >= {"ticket", "Last-Event-ID"}
+    assert "post" in doc["paths"][SSE + "-ticket"]
+
+
+async def test_other_users_events_never_arrive_and_tickets_are_single_use(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory, redis_url: str
+) -> None:
+    server = await serve()
+    url = str(server.make_url(SSE))
+    alice, bob = await factory.user(), await factory.user()
+    bob_bdr = await insert_bdr(factory.pool, bob)
+
+    forged = "A" * 43
+    body = await assert_problem(await session.get(url, params={"ticket": forged}), 401)
+    assert "single-use" in body["detail"]
+
+    ticket = await mint_ticket(session, server, alice)
+    # Bob cannot spend Alice's ticket on Bob's stream, nor Alice on someone else's.
+    await assert_problem(
+        await session.get(url, params={"ticket": await mint_ticket(session, server, alice),
+                                       "target_sqid": bob.sqid}), 400)  # fmt: skip
+    async with open_stream(session, url, params={"ticket": ticket}) as stream:
+        await stream.opening()
+        # The ticket is spent: a second use (another tab, a replay) is refused.
+        await assert_problem(await session.get(url, params={"ticket": ticket}), 401)
+        for _ in range(5):
+            await step(factory.pool, bob_bdr)
+        mine = await insert_bdr(factory.pool, alice)
+        got = await stream.updates(1)
+        # Bob's five events were committed first; had any been routed here, they would have
+        # arrived before Alice's.
+        assert [m.json()["id"] for m in got] == [mine]
+        assert ids(got) == await event_ids(factory.pool, alice)
+
+    expiring = await mint_ticket(session, server, alice)
+    redis = create_redis(redis_url)
+    try:
+        assert await redis.exists(tickets.redis_key(expiring))
+        assert not await redis.exists(tickets.redis_key(ticket))  # redeemed means deleted
+        await redis.pexpire(tickets.redis_key(expiring), 1)
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(0.05)
+    await assert_problem(await session.get(url, params={"ticket": expiring}), 401)
+
+
+async def test_last_event_id_resumes_with_exactly_the_missed_events(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    server = await serve()
+    url = str(server.make_url(SSE))
+    user, other = await factory.user(), await factory.user()
+    bdr = await insert_bdr(factory.pool, user)
+    async with open_stream(session, url, user.auth) as stream:
+        await stream.opening()
+        for _ in range(3):
+            await step(factory.pool, bdr)
+        seen = await stream.updates(3)
+    last = ids(seen)[-1]
+
+    # While disconnected: more of this user's events, and another user's.
+    other_bdr = await insert_bdr(factory.pool, other)
+    for _ in range(4):
+        await step(factory.pool, bdr)
+        await step(factory.pool, other_bdr)
+    missed = await event_ids(factory.pool, user, after=last)
+    assert len(missed) == 4
+
+    async with open_stream(session, url, user.auth | {"Last-Event-ID": str(last)}) as stream:
+        opening = await stream.opening()
+        assert opening[0].retry is not None
+        assert [m.event for m in opening[1:]] == ["bdr_update"] * 4 + ["connected"]
+        assert ids(opening) == missed  # only the missed ones, in order, no snapshot
+        assert [m.json()["progress"]["done"] for m in opening[1:-1]] == [4, 5, 6, 7]
+        assert opening[-1].json() == {"resumed": True}
+        assert opening[-1].id == str(missed[-1])
+        await step(factory.pool, bdr)  # and live events follow, once
+        live = await stream.updates(1)
+        assert ids(live) == await event_ids(factory.pool, user, after=missed[-1])
+
+    # The query parameter does the same for a new EventSource (which cannot set the header).
+    params = {"last_event_id": str(missed[1])}
+    async with open_stream(session, url, user.auth, params) as stream:
+        assert ids(await stream.opening()) == await event_ids(factory.pool, user, after=missed[1])
+
+    # Too old (purged by the daily cleanup), or never issued: reset, then the snapshot.
+    await factory.pool.execute("DELETE FROM bdr_events WHERE id <= $1", missed[0])
+    for stale in (str(last), "999999999", "not-a-number"):
+        async with open_stream(session, url, user.auth | {"Last-Event-ID": stale}) as stream:
+            opening = await stream.opening()
+            assert [m.event for m in opening[1:]] == ["reset", "bdr_update", "connected"]
+            assert opening[2].json()["id"] == bdr and opening[2].json()["progress"]["done"] == 8
+            assert opening[-1].json() == {"resumed": False}
+
+
+async def test_listener_killed_while_events_commit_loses_and_doubles_nothing(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    server = await serve()
+    hub = server.app[SSE_HUB]
+    user, other = await factory.user(), await factory.user()
+    bdrs = [await insert_bdr(factory.pool, user) for _ in range(2)]
+    noise = await insert_bdr(factory.pool, other)
+    async with open_stream(session, str(server.make_url(SSE)), user.auth) as stream:
+        watermark = int((await stream.opening())[-1].id or 0)
+
+        async def commit() -> None:
+            for i in range(60):
+                await step(factory.pool, bdrs[i % 2])
+                await step(factory.pool, noise)
+                await asyncio.sleep(0.01)
+
+        async def kill() -> int:
+            kills = 0
+            for _ in range(3):
+                await asyncio.sleep(0.25)
+                (pid,) = await listener_pids(factory.pool)
+                assert await factory.pool.fetchval("SELECT pg_terminate_backend($1)", pid)
+                kills += 1
+                for _ in range(500):  # until the hub has reconnected
+                    if await listener_pids(factory.pool) not in ([], [pid]):
+                        break
+                    await asyncio.sleep(0.02)
+            return kills
+
+        _, kills = await asyncio.gather(commit(), kill())
+        expected = await event_ids(factory.pool, user, after=watermark)
+        assert len(expected) == 60
+        got = await stream.updates(60)
+        assert ids(got) == expected  # every event, once, in commit order
+        await step(factory.pool, bdrs[0])
+        assert ids(await stream.updates(1)) == await event_ids(factory.pool, user, expected[-1])
+    assert kills == 3 and hub.reconnects >= 3
+    assert len(await listener_pids(factory.pool)) == 1  # one LISTEN connection, still
+
+
+async def test_a_silent_listener_connection_is_noticed_and_replaced(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    """The connection stays open but the backend never answers (a frozen host, a half-open
+    TCP connection): no termination callback fires, so only the periodic check can see it."""
+    server = await serve(sse_liveness_seconds=0.3)
+    hub = server.app[SSE_HUB]
+    (pid,) = await listener_pids(factory.pool)
+    try:
+        os.kill(pid, 0)
+    except (PermissionError, ProcessLookupError):
+        pytest.skip("PostgreSQL is not a local process this test may signal")
+    user = await factory.user()
+    bdr = await insert_bdr(factory.pool, user)
+    async with open_stream(session, str(server.make_url(SSE)), user.auth) as stream:
+        watermark = int((await stream.opening())[-1].id or 0)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(5):  # committed while the listener cannot hear them
+                await step(factory.pool, bdr)
+            got = await stream.updates(5, within=15)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert ids(got) == await event_ids(factory.pool, user, after=watermark)
+    assert hub.reconnects >= 1
+    assert pid not in await listener_pids(factory.pool)
+
+
+async def test_moderator_watches_a_user(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    server = await serve()
+    url = str(server.make_url(SSE))
+    mod = await factory.user(roles=["moderator"])
+    user, owner = await factory.user(), await factory.user(roles=["owner"])
+    bdr = await insert_bdr(factory.pool, user)
+    await insert_bdr(factory.pool, mod)
+
+    target = {"target_sqid": user.sqid}
+    await assert_problem(await session.get(url, headers=user.auth, params={"target_sqid": mod.sqid}), 403)  # fmt: skip
+    await assert_problem(await session.get(url, headers=mod.auth, params={"target_sqid": owner.sqid}), 403)  # fmt: skip
+    await assert_problem(await session.get(url, headers=mod.auth, params={"target_sqid": "zzzzzz"}), 404)  # fmt: skip
+    ticket = await mint_ticket(session, server, mod, **target)
+    async with (
+        open_stream(session, url, mod.auth, target) as by_header,
+        open_stream(session, url, params={"ticket": ticket}) as by_ticket,
+        open_stream(session, url, user.auth) as own,
+    ):
+        for stream in (by_header, by_ticket, own):
+            snapshot = [m.json()["id"] for m in await stream.opening() if m.event == "bdr_update"]
+            assert snapshot == [bdr]  # the user's, not the moderator's own
+        await step(factory.pool, bdr)
+        expected = (await event_ids(factory.pool, user))[-1:]
+        for stream in (by_header, by_ticket, own):
+            assert ids(await stream.updates(1)) == expected
+
+
+async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factory: Factory) -> None:
+    server = await serve(sse_max_per_user=2)
+    url = str(server.make_url(SSE))
+    user, other = await factory.user(), await factory.user()
+    async with open_stream(session, url, user.auth) as first:
+        await first.opening()
+        async with open_stream(session, url, user.auth) as second:
+            await second.opening()
+            body = await assert_problem(await session.get(url, headers=user.auth), 429)
+            assert "limit is 2" in body["detail"]
+            async with open_stream(session, url, other.auth) as theirs:  # per user
+                await theirs.opening()
+        # A closed stream frees its place (noticed within a second, no write needed).
+        deadline = time.monotonic() + 5
+        while True:
+            resp = await session.get(url, headers=user.auth)
+            if resp.status == 200:
+                resp.close()
+                break
+            assert resp.status == 429
+            resp.close()
+            assert time.monotonic() < deadline, "the closed stream never freed its place"
+            await asyncio.sleep(0.1)
+
+
+async def test_a_slow_subscriber_is_closed_and_catches_up(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    server = await serve(sse_queue_size=4)
+    url = str(server.make_url(SSE))
+    user = await factory.user()
+    bdrs = [await insert_bdr(factory.pool, user, artworks=2) for _ in range(20)]
+    async with open_stream(session, url, user.auth) as stream:
+        watermark = int((await stream.opening())[-1].id or 0)
+        # Twenty events in one commit reach the hub at once: more than this stream may queue.
+        await factory.pool.execute(
+            "UPDATE batch_download_requests SET status = 'processing' WHERE id = ANY($1::uuid[])",
+            bdrs,
+        )
+        rest = await stream.ended()
+        assert ids(rest) == []  # closed, not fed a partial burst
+        assert server.app[SSE_HUB].subscriber_count == 0
+    resume = {"Last-Event-ID": str(watermark)}
+    async with open_stream(session, url, user.auth | resume) as stream:
+        caught_up = await stream.opening()
+        assert ids(caught_up) == await event_ids(factory.pool, user, after=watermark)
+        assert len(ids(caught_up)) == 20
+        assert {m.json()["status"] for m in caught_up if m.event == "bdr_update"} == {"processing"}
+
+
+async def test_pings_then_timeout_when_the_token_expires(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    server = await serve(sse_ping_seconds=0.3)
+    user = await factory.user()
+    short = replace(user, token=factory.token(user.sqid, ttl=2))
+    ticket = await mint_ticket(session, server, short)  # the ticket carries the token's expiry
+    async with open_stream(session, str(server.make_url(SSE)), params={"ticket": ticket}) as s:
+        await s.opening()
+        rest: list[Message] = []
+        while (msg := await s.next(5)) is not None:
+            rest.append(msg)
+    assert any(m.comment == "ping" for m in rest)
+    assert [m.event for m in rest if m.comment is None] == ["timeout"]
+    assert "expired" in rest[-1].json()["detail"]
+    await assert_problem(await session.post(server.make_url(SSE + "-ticket"), headers=short.auth), 401)  # fmt: skip
+
+
+class BrowserClient:
+    """What a page does with EventSource and tickets: keep the last event id; when the stream
+    drops, get a new ticket and open a new EventSource with `last_event_id`; apply `reset` and
+    `bdr_update` to its state."""
+
+    def __init__(self, session: aiohttp.ClientSession, server: TestServer, user: UserRow) -> None:
+        self.session, self.server, self.user = session, server, user
+        self.state: dict[str, dict[str, Any]] = {}
+        self.last_event_id: str | None = None
+        self.delivered: list[int] = []
+        self.connections = 0
+
+    async def connect(self) -> Stream:
+        ticket = await mint_ticket(self.session, self.server, self.user)
+        params = {"ticket": ticket}
+        if self.last_event_id is not None:
+            params["last_event_id"] = self.last_event_id
+        resp = await self.session.get(self.server.make_url(SSE), params=params)
+        assert resp.status == 200
+        self.connections += 1
+        return Stream(resp)
+
+    def apply(self, msg: Message) -> None:
+        if msg.id is not None:
+            self.last_event_id = msg.id
+        if msg.event == "reset":
+            self.state.clear()
+        elif msg.event == "bdr_update":
+            item = msg.json()
+            self.state[item["id"]] = item
+            if msg.id is not None:
+                self.delivered.append(int(msg.id))
+
+    async def run(self, until: Callable[[], Awaitable[bool]], drop_every: int) -> None:
+        while True:
+            stream = await self.connect()
+            try:
+                for _ in range(drop_every):  # then the network "drops" the connection
+                    msg = await stream.next(within=0.5)
+                    if msg is None:
+                        break
+                    self.apply(msg)
+            except TimeoutError:
+                if await until():
+                    return
+            finally:
+                stream.close()
+
+
+async def test_browser_style_client_ends_with_the_database_state(
+    serve: Serve,
+    aiohttp_client: AiohttpClient,
+    session: aiohttp.ClientSession,
+    factory: Factory,
+    settings: Settings,
+) -> None:
+    server = await serve()
+    client: Client = await aiohttp_client(server)
+    user = await factory.user()
+    posts = [await factory.post(user) for _ in range(4)]
+    made = [await request_bdr(client, user, [p.id for p in posts[: i + 1]]) for i in range(3)]
+    manual = await insert_bdr(factory.pool, user)
+    browser = BrowserClient(session, server, user)
+
+    async def produce() -> None:
+        worker = asyncio.create_task(run_worker(settings))
+        for _ in range(40):
+            await step(factory.pool, manual)
+            await asyncio.sleep(0.01)
+        await worker
+        await client.delete(f"/api/pmd/bdr/{made[0]['id']}", headers=user.auth)  # ready → expired
+
+    async def caught_up() -> bool:
+        newest = await factory.pool.fetchval(
+            "SELECT max(id)::text FROM bdr_events WHERE user_id = $1", user.id
+        )
+        return producer.done() and browser.last_event_id == newest
+
+    producer = asyncio.create_task(produce())
+    await asyncio.wait_for(browser.run(caught_up, drop_every=7), 60)
+    await producer
+
+    listed = (await (await client.get("/api/pmd/bdr", headers=user.auth)).json())["items"]
+    assert browser.state == {item["id"]: item for item in listed}
+    assert browser.state[made[0]["id"]]["status"] == "expired"
+    assert browser.state[manual]["progress"]["done"] == 40
+    assert browser.connections > 5
+    # Across all those reconnects, no event arrived twice and none out of order.
+    assert browser.delivered == sorted(set(browser.delivered))
+
+
+async def test_shutdown_ends_open_streams_at_once(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    server = await serve()
+    hub = server.app[SSE_HUB]
+    user = await factory.user()
+    async with open_stream(session, str(server.make_url(SSE)), user.auth) as stream:
+        await stream.opening()
+        started = time.monotonic()
+        await server.close()
+        assert await stream.ended() == []
+        assert time.monotonic() - started < 2
+    assert hub.closing and hub.subscriber_count == 0

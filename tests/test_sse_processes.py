@@ -1,0 +1,153 @@
+"""The SSE stream served by real `python server.py` processes: two replicas sharing one database,
+and SIGTERM with thousands of streams open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from pmd_service.settings import PROJECT_ROOT, Settings
+from tests.conftest import _free_port, run_worker
+from tests.factories import Factory, UserRow
+from tests.test_sse import SSE, Stream, event_ids, ids, listener_pids
+
+STREAMS_AT_SHUTDOWN = 2000
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    base: str
+    log: Path
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    settings: Settings, directory: Path, name: str, **env: str
+) -> AsyncIterator[ServerProcess]:
+    port = _free_port()
+    environ = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "AUTO_MIGRATE": "false",
+        "PMD_DATA_DIR": str(directory),
+        "VAULT_PATH": str(settings.vault_path),
+        "BDR_PATH": str(settings.bdr_path),
+        **env,
+    }
+    log = directory / f"{name}.log"
+    with log.open("wb") as out:
+        # Popen does not block; the server must be its own process to be signalled.
+        proc = subprocess.Popen([sys.executable, "server.py"], cwd=PROJECT_ROOT, env=environ,  # noqa: ASYNC220
+                                stdout=subprocess.DEVNULL, stderr=out)  # fmt: skip
+    server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        async with aiohttp.ClientSession() as http:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, f"{name} exited: {log.read_text()}"
+                assert time.monotonic() < deadline, f"{name} did not start: {log.read_text()}"
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(server.url("/healthz")) as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.05)
+        yield server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await asyncio.to_thread(proc.wait, 10)
+
+
+async def connect(http: aiohttp.ClientSession, url: str, **kw: object) -> Stream:
+    resp = await http.get(url, **kw)  # type: ignore[arg-type]
+    assert resp.status == 200, await resp.text()
+    stream = Stream(resp)
+    await stream.opening()
+    return stream
+
+
+async def test_two_server_processes_both_deliver_what_a_worker_commits(
+    factory: Factory, settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    owner = await factory.user()
+    posts = [await factory.post(owner) for _ in range(3)]
+    async with (
+        server_process(settings, tmp_path, "a") as a,
+        server_process(settings, tmp_path, "b") as b,
+        aiohttp.ClientSession() as http,
+    ):
+        # Each process holds exactly one LISTEN connection.
+        assert len(await listener_pids(factory.pool)) == 2
+        # A ticket minted on one replica is redeemed on the other (they share Redis).
+        async with http.post(a.url(SSE + "-ticket"), headers=owner.auth) as resp:
+            ticket = (await resp.json())["ticket"]
+        on_a = await connect(http, a.url(SSE), headers=owner.auth)
+        on_b = await connect(http, b.url(SSE), params={"ticket": ticket})
+        watermark = max([0, *await event_ids(factory.pool, owner)])
+
+        async with http.post(
+            a.url("/api/pmd/bdr"), json={"post_ids": [p.id for p in posts]}, headers=owner.auth
+        ) as resp:
+            assert resp.status == 202
+            bdr_id = (await resp.json())["id"]
+        await run_worker(settings)  # the worker commits processing, progress and ready
+
+        expected = await event_ids(factory.pool, owner, after=watermark)
+        assert len(expected) >= 3
+        for stream in (on_a, on_b):
+            got = await stream.updates(len(expected))
+            assert ids(got) == expected
+            assert got[0].json()["status"] == "pending"
+            assert got[-1].json()["id"] == bdr_id and got[-1].json()["status"] == "ready"
+            stream.close()
+
+
+async def test_sigterm_closes_thousands_of_streams_and_exits_within_2s(
+    factory: Factory, settings: Settings, pool: asyncpg.Pool, tmp_path: Path, redis_clean: None
+) -> None:
+    per_user = 500
+    users: list[UserRow] = [await factory.user() for _ in range(STREAMS_AT_SHUTDOWN // per_user)]
+    async with (
+        server_process(settings, tmp_path, "s", SSE_MAX_PER_USER=str(per_user)) as server,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http,
+    ):
+        gate = asyncio.Semaphore(100)
+
+        async def one(user: UserRow) -> Stream:
+            async with gate:
+                return await connect(http, server.url(SSE), headers=user.auth)
+
+        streams = await asyncio.gather(*(one(u) for u in users for _ in range(per_user)))
+        assert len(streams) == STREAMS_AT_SHUTDOWN
+
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(server.proc.wait, 10)
+        elapsed = time.monotonic() - started
+        assert elapsed <= 2.0, f"exit took {elapsed:.2f} s"
+        assert code == 0, server.log.read_text()
+        # Every stream ended (cleanly or by the socket closing), none left hanging.
+        leftovers = await asyncio.gather(*(s.ended(within=5) for s in streams))
+        assert all(rest == [] for rest in leftovers)
+        for s in streams:
+            s.close()
+    assert await listener_pids(pool) == []
