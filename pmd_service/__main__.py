@@ -1,10 +1,19 @@
-"""Operations CLI: `python -m pmd_service --help`."""
+"""Operations CLI: `python -m pmd_service --help`.
+
+Commands: migrate, dev, token, requeue, sweep, cleanup, stats. Each uses the same environment
+as the server and worker (DATABASE_URL, REDIS_URL, …; embedded servers when unset).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from .settings import ConfigError, Settings
 
@@ -18,12 +27,15 @@ def _resolved() -> Settings:
     return settings
 
 
+class CliError(Exception):
+    """Bad input or state: printed as one line, exit status 2."""
+
+
 async def _migrate(settings: Settings) -> None:
     from .db import connect
     from .migrate import apply_migrations
 
-    assert settings.database_url is not None
-    conn = await connect(settings.database_url, "pmd-cli")
+    conn = await connect(settings.database_url or "", "pmd-cli")
     try:
         applied = await apply_migrations(conn)
     finally:
@@ -35,27 +47,118 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     from .auth import mint_token
     from .db import connect
 
-    assert settings.database_url is not None
-    conn = await connect(settings.database_url, "pmd-cli")
+    conn = await connect(settings.database_url or "", "pmd-cli")
     try:
-        roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid)
+        roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
     finally:
         await conn.close()
     if roles is None:
-        sys.exit(f"no user has the public id {sqid!r}")
+        raise CliError(f"no user has the public id {sqid!r}")
     print(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=ttl, roles=list(roles)))
 
 
+@asynccontextmanager
+async def _worker_ctx(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    """The context the worker's jobs get, so a job can be run once from here."""
+    from .jobs import context
+    from .queue import create_redis
+
+    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
+    await context.startup(ctx, settings=settings)
+    try:
+        yield ctx
+    finally:
+        await context.shutdown(ctx)
+        await ctx["redis"].aclose()
+
+
+SQL_REQUEUE_FAILED = """
+UPDATE batch_download_requests
+SET status = 'pending', attempts = 0, error_message = NULL, completed_at = NULL,
+    claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, email_sent_at = NULL,
+    email_attempts = 0
+WHERE id = $1 AND status = 'failed'
+"""
+
+
+async def _requeue(settings: Settings, raw_id: str) -> None:
+    from .bdr.enqueue import enqueue_bdr
+    from .jobs.context import state
+
+    try:
+        bdr_id = uuid.UUID(raw_id)
+    except ValueError:
+        raise CliError(f"{raw_id!r} is not a BDR id (a UUID)") from None
+    async with _worker_ctx(settings) as ctx:
+        pool = state(ctx).pool
+        status = await pool.fetchval(
+            "SELECT status FROM batch_download_requests WHERE id = $1", bdr_id
+        )
+        if status is None:
+            raise CliError(f"no BDR {bdr_id}")
+        if status == "failed":
+            await pool.execute(SQL_REQUEUE_FAILED, bdr_id)
+        elif status not in ("pending", "processing"):
+            raise CliError(
+                f"BDR {bdr_id} is {status}; only pending, processing or failed ones can be requeued"
+            )
+        # A fresh job id: the plain one may still be held by a dead run's job.
+        await enqueue_bdr(ctx["redis"], bdr_id, retake=f"cli{uuid.uuid4().hex[:8]}")
+    print(f"requeued {bdr_id} (was {status})")
+
+
+async def _run_job(settings: Settings, job: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+    async with _worker_ctx(settings) as ctx:
+        print(json.dumps(await job(ctx)))
+
+
+SQL_STATS = """
+SELECT
+  (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (
+      SELECT status, count(*) AS n FROM batch_download_requests
+      WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+      GROUP BY status) s) AS today,
+  (SELECT min(created_at) FROM batch_download_requests WHERE status = 'pending') AS oldest_pending,
+  (SELECT count(*) FROM batch_download_requests WHERE status = 'processing') AS processing
+"""
+
+
+async def _stats(settings: Settings) -> None:
+    from arq.constants import default_queue_name
+
+    from .jobs.context import state
+
+    async with _worker_ctx(settings) as ctx:
+        row = await state(ctx).pool.fetchrow(SQL_STATS)
+        assert row is not None
+        depth = await ctx["redis"].zcard(default_queue_name)
+    oldest = row["oldest_pending"]
+    print(json.dumps({
+        "bdrs_today_by_status": row["today"],
+        "processing_now": row["processing"],
+        "oldest_pending": oldest.isoformat() if oldest else None,
+        "queue_depth": depth,
+    }, indent=2))  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pmd_service", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m pmd_service", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("dev", help="run everything locally (what `make run` does)")
     token = sub.add_parser("token", help="mint a Bearer token for a user (dev and support)")
     token.add_argument("user_sqid", help="the user's public id")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    requeue = sub.add_parser("requeue", help="enqueue a BDR again (pending, processing or failed)")
+    requeue.add_argument("bdr_id", help="the BDR's id (a UUID)")
+    sub.add_parser("sweep", help="run the every-minute sweep once now")
+    sub.add_parser("cleanup", help="run the daily cleanup once now")
+    sub.add_parser("stats", help="BDRs by status today, oldest pending, queue depth")
     args = parser.parse_args(argv)
 
+    if args.command == "token" and args.ttl <= 0:
+        parser.error("--ttl must be a positive number of seconds")
     try:
         if args.command == "dev":
             from .dev import run_dev
@@ -65,11 +168,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "token":
-            if args.ttl <= 0:
-                parser.error("--ttl must be a positive number of seconds")
             asyncio.run(_token(settings, args.user_sqid, args.ttl))
+        elif args.command == "requeue":
+            asyncio.run(_requeue(settings, args.bdr_id))
+        elif args.command == "sweep":
+            from .jobs.sweep import sweep
+
+            asyncio.run(_run_job(settings, sweep))
+        elif args.command == "cleanup":
+            from .jobs.cleanup import cleanup_expired_bdrs
+
+            asyncio.run(_run_job(settings, cleanup_expired_bdrs))
+        elif args.command == "stats":
+            asyncio.run(_stats(settings))
     except ConfigError as exc:
-        sys.exit(f"configuration error: {exc}")
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,106 @@
+"""The operations CLI, run as an operator would (its `main`), against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import asyncpg
+import jwt
+import pytest
+
+from pmd_service.__main__ import main
+from pmd_service.settings import Settings
+from tests.conftest import SECRET, TABLES
+
+
+@pytest.fixture
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("DATABASE_URL", settings.database_url or "")
+    monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
+    monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
+    monkeypatch.setenv("AUTO_MIGRATE", "false")
+    monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
+    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
+
+    async def reset() -> None:
+        conn = await asyncpg.connect(settings.database_url)
+        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await conn.close()
+
+    asyncio.run(reset())
+    return settings
+
+
+def _sql(settings: Settings, query: str, *args: object) -> object:
+    async def run() -> object:
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_help_and_bad_input(capsys: pytest.CaptureFixture[str], env: Settings) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "requeue" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["explode"])
+    assert exit_info.value.code == 2
+    assert main(["requeue", "not-a-uuid"]) == 2
+    assert "not a BDR id" in capsys.readouterr().err
+    assert main(["requeue", str(uuid.uuid4())]) == 2
+    assert main(["token", "nobody"]) == 2
+
+
+def test_migrate_token_stats_sweep_cleanup(
+    capsys: pytest.CaptureFixture[str], env: Settings
+) -> None:
+    assert main(["migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    user_id = _sql(
+        env,
+        "INSERT INTO users (handle, email, public_sqid, roles) VALUES ('op', 'op@x', 'Op1', '[\"moderator\"]') RETURNING id",
+    )
+    assert main(["token", "Op1", "--ttl", "60"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "Op1" and claims["roles"] == ["moderator"]
+    assert claims["exp"] - claims["iat"] == 60
+
+    _sql(env, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
+              " VALUES ($1, '{1}', 1, now())", user_id)  # fmt: skip
+    assert main(["stats"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["bdrs_today_by_status"] == {"pending": 1}
+    assert stats["oldest_pending"] is not None
+    assert main(["sweep"]) == 0
+    assert json.loads(capsys.readouterr().out)["requeued"] == 1
+    assert main(["stats"]) == 0
+    assert json.loads(capsys.readouterr().out)["queue_depth"] == 1
+    assert main(["cleanup"]) == 0
+    assert "purged" in json.loads(capsys.readouterr().out)
+
+
+def test_requeue_a_failed_bdr(capsys: pytest.CaptureFixture[str], env: Settings) -> None:
+    user_id = _sql(env, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id")
+    bdr_id = _sql(env, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
+                       " error_message, attempts) VALUES ($1, '{1}', 1, 'failed', 'boom', 4) RETURNING id",
+                  user_id)  # fmt: skip
+    assert main(["requeue", str(bdr_id)]) == 0
+    assert "was failed" in capsys.readouterr().out
+    assert (
+        _sql(
+            env,
+            "SELECT status || ':' || attempts FROM batch_download_requests WHERE id = $1",
+            bdr_id,
+        )
+        == "pending:0"
+    )
+    _sql(env, "UPDATE batch_download_requests SET status = 'ready' WHERE id = $1", bdr_id)
+    assert main(["requeue", str(bdr_id)]) == 2
+    assert "is ready" in capsys.readouterr().err
