@@ -12,7 +12,7 @@ RUN /venv/bin/pip install .
 
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /home/pmd pmd \
-    && mkdir -p /vault && chown pmd /vault
+    && mkdir -p /vault /bdr && chown pmd /vault /bdr
 COPY --from=build /venv /venv
 WORKDIR /app
 COPY migrations ./migrations
