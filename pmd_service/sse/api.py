@@ -13,7 +13,7 @@ from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB
 from ..openapi import Operation, Param
 from ..responses import json_response
 from . import frames, service, tickets
-from .hub import Hub
+from .hub import Hub, Subscriber
 
 STREAM_ROUTE = "bdr_sse"
 RETRY_MS = 3000
@@ -70,47 +70,63 @@ async def _principal(request: web.Request) -> Principal:
     )
 
 
-async def stream(request: web.Request) -> web.StreamResponse:
+async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     principal = await _principal(request)
     last_event_id = service.parse_last_event_id(
         request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     )
     transport = request.transport
     if transport is None:  # the client is already gone
-        return web.Response(status=204)
-    hub = request.app[SSE_HUB]
-    # Subscribe before reading the opening, so nothing committed in between is missed; the
-    # watermark then drops what the opening already holds.
-    sub = hub.subscribe(
+        raise web.HTTPNoContent()
+    sub = request.app[SSE_HUB].subscribe(
         principal.caller.id, principal.target.id, transport, principal.token_expires_at
     )
+    return sub, last_event_id
+
+
+async def _open(
+    request: web.Request, target_id: int, last_event_id: int | None
+) -> tuple[web.StreamResponse, int]:
+    """Send the opening; returns the response and the watermark (the last event id it holds)."""
+    opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    await response.prepare(request)
+    request[STREAM_RESPONSE] = response
+    retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
+    await response.write(frames.retry(retry) + opening.body)
+    return response, opening.watermark
+
+
+async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> None:
+    while True:
+        await sub.wait()
+        if sub.end is not None:
+            break
+        out: list[bytes] = []
+        if sub.ping_due:
+            sub.ping_due = False
+            out.append(frames.PING)
+        for event_id, frame in sub.take():
+            if event_id > sent:  # the opening (or an earlier batch) already had it
+                out.append(frame)
+                sent = event_id
+        if out:
+            await response.write(b"".join(out))
+    if sub.end == "timeout":
+        await response.write(TIMEOUT)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    # Subscribe before reading the opening, so nothing committed in between is missed; the
+    # watermark then drops what the opening already holds. The helpers keep this frame (alive
+    # for hours, thousands of times over) free of the principal and the opening's bytes.
+    sub, last_event_id = await _subscribe(request)
     try:
-        opening = await service.opening(request.app[DB_POOL], principal.target.id, last_event_id)
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        await response.prepare(request)
-        request[STREAM_RESPONSE] = response
-        retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
-        await response.write(frames.retry(retry) + opening.body)
-        sent = opening.watermark
-        while True:
-            await sub.wait()
-            if sub.end is not None:
-                break
-            out: list[bytes] = []
-            if sub.ping_due:
-                sub.ping_due = False
-                out.append(frames.PING)
-            for event_id, frame in sub.take():
-                if event_id > sent:
-                    out.append(frame)
-                    sent = event_id
-            if out:
-                await response.write(b"".join(out))
-        if sub.end == "timeout":
-            await response.write(TIMEOUT)
+        response, watermark = await _open(request, sub.target_id, last_event_id)
+        await _relay(response, sub, watermark)
         return response
     finally:
-        hub.unsubscribe(sub)
+        request.app[SSE_HUB].unsubscribe(sub)
 
 
 async def create_ticket(request: web.Request) -> web.Response:
