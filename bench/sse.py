@@ -1,0 +1,452 @@
+"""Benchmark of the SSE stream over loopback: `python -m bench.sse`.
+
+Not a test: it prints figures and exits 0. For 1,000, 5,000 and 10,000 concurrent subscribers
+(ten per user, the default per-user cap) on one `python server.py` process, with this process
+as the load generator (raw asyncio sockets, so the client side stays cheap), it reports
+
+- the server's RSS per idle subscriber (growth from 100 warm streams to all of them),
+- the number of LISTEN connections the server holds (`pmd-sse-listener` in pg_stat_activity),
+- (a) latency from the committing UPDATE to each client's receipt, p50/p99, for single
+  events to one user (ten streams) while every other stream stays connected,
+- (b) the same for a burst where every user's BDR changes in one statement; every client must
+  have its event within 1 s.
+
+Targets (2-core machine): 10,000 subscribers held; <= 20 KB per idle subscriber; (a) p99 <=
+20 ms; (b) everyone within 1 s; exactly one LISTEN connection whatever the count.
+
+PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones (under
+.data/bench). A fresh database is created and dropped here. Loopback only, bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from pmd_service.auth import mint_token
+from pmd_service.db import connect
+from pmd_service.migrate import apply_migrations
+from pmd_service.public_ids import PublicIds
+from pmd_service.settings import PROJECT_ROOT, Settings
+
+PER_USER = 10
+LEVELS = (1_000, 5_000, 10_000)
+WARM = 100
+CONNECT_CONCURRENCY = 100
+SINGLE_ROUNDS = 200
+BURSTS = 3
+TARGET_KB_PER_SUBSCRIBER = 20.0
+TARGET_SINGLE_P99_MS = 20.0
+TARGET_BURST_MAX_S = 1.0
+
+CONNECTED = b"event: connected"
+UPDATE = b"event: bdr_update\nid: "
+
+
+def _with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class Receipts:
+    """Live events seen by all clients since the last reset: (user index, receipt time)."""
+
+    log: list[tuple[int, float]] = field(default_factory=list)
+    expected: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    disconnects: int = 0
+
+    def reset(self, expected: int) -> None:
+        self.log.clear()
+        self.expected = expected
+        self.done.clear()
+
+    def add(self, user: int, at: float) -> None:
+        self.log.append((user, at))
+        if len(self.log) >= self.expected:
+            self.done.set()
+
+
+class SseClient(asyncio.Protocol):
+    """One EventSource-like subscriber. A frame is written in one piece, so a marker only ever
+    spans two reads, never a chunk boundary: a short tail is enough to find every one."""
+
+    def __init__(self, user: int, request: bytes, receipts: Receipts) -> None:
+        self.user = user
+        self.request = request
+        self.receipts = receipts
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.tail = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buf = self.tail + data
+        if not self.ready.done():
+            if not buf.startswith(b"HTTP/1.1 200"):
+                self.ready.set_exception(RuntimeError(buf[:200].decode(errors="replace")))
+                return
+            at = buf.find(CONNECTED)
+            if at < 0:
+                self.tail = buf
+                return
+            self.ready.set_result(None)
+            buf = buf[at + len(CONNECTED) :]
+        count = buf.count(UPDATE)
+        for _ in range(count):
+            self.receipts.add(self.user, now)
+        self.tail = buf[-(len(UPDATE) - 1) :]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.receipts.disconnects += 1
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before connected"))
+
+
+@dataclass(frozen=True)
+class Seeded:
+    tokens: list[str]
+    bdr_ids: list[uuid.UUID]
+
+
+async def seed(dsn: str, ids: PublicIds, secret: str, users: int) -> Seeded:
+    conn = await connect(dsn, "pmd-bench-seed")
+    try:
+        await apply_migrations(conn)
+        rows = await conn.fetch(
+            """
+            INSERT INTO users (handle, email)
+            SELECT 'sse' || g, 'sse' || g || '@example.com' FROM generate_series(1, $1) g
+            RETURNING id
+            """,
+            users,
+        )
+        user_ids = [r["id"] for r in rows]
+        await conn.execute(
+            "UPDATE users u SET public_sqid = s.sqid"
+            " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE u.id = s.id",
+            user_ids,
+            [ids.encode(u) for u in user_ids],
+        )
+        bdrs = await conn.fetch(
+            """
+            INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
+            SELECT u, ARRAY[1, 2, 3, 4], 4, 'processing' FROM unnest($1::int[]) AS u
+            RETURNING id, user_id
+            """,
+            user_ids,
+        )
+        by_user = {r["user_id"]: r["id"] for r in bdrs}
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    return Seeded(
+        tokens=[mint_token(secret, ids.encode(u), ttl_seconds=3600) for u in user_ids],
+        bdr_ids=[by_user[u] for u in user_ids],
+    )
+
+
+@contextlib.asynccontextmanager
+async def server_process(settings: Settings, log: Path) -> AsyncIterator[tuple[int, int]]:
+    """(pid, port) of a `python server.py` child serving `settings`' database."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "AUTO_MIGRATE": "false",
+        "SSE_MAX_PER_USER": str(PER_USER),
+        "VAULT_PATH": str(settings.vault_path),
+        "BDR_PATH": str(settings.bdr_path),
+    }
+    with log.open("wb") as err:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
+            [sys.executable, "server.py"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {await asyncio.to_thread(log.read_text)}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start within 30 s") from None
+                await asyncio.sleep(0.05)
+        yield proc.pid, port
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+async def open_clients(
+    port: int, seeded: Seeded, users: range, receipts: Receipts
+) -> list[SseClient]:
+    loop = asyncio.get_running_loop()
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def one(user: int) -> SseClient:
+        request = (
+            f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {seeded.tokens[user]}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+        async with gate:
+            _, client = await loop.create_connection(
+                lambda: SseClient(user, request, receipts), "127.0.0.1", port
+            )
+            await asyncio.wait_for(client.ready, 30)
+        return client
+
+    return await asyncio.gather(*(one(u) for u in users for _ in range(PER_USER)))
+
+
+@dataclass
+class Level:
+    subscribers: int
+    connect_seconds: float = 0.0
+    kb_per_subscriber: float = 0.0
+    rss_mb: float = 0.0
+    listeners: int = 0
+    server_connections: int = 0
+    single_ms: list[float] = field(default_factory=list)
+    burst_ms: list[float] = field(default_factory=list)
+    burst_worst_s: float = 0.0
+    burst_delivered: str = ""
+    misrouted: int = 0
+    disconnects: int = 0
+
+
+async def run_level(
+    settings: Settings, seeded: Seeded, subscribers: int, db: asyncpg.Connection, log: Path
+) -> Level:
+    level = Level(subscribers)
+    users = subscribers // PER_USER
+    receipts = Receipts()
+    async with server_process(settings, log) as (pid, port):
+        started = time.monotonic()
+        warm = await open_clients(port, seeded, range(WARM // PER_USER), receipts)
+        await asyncio.sleep(0.5)
+        rss_warm = rss_kb(pid)
+        rest = await open_clients(port, seeded, range(WARM // PER_USER, users), receipts)
+        level.connect_seconds = time.monotonic() - started
+        clients = warm + rest
+        await asyncio.sleep(1.0)  # idle: let the server settle
+        rss_all = rss_kb(pid)
+        level.rss_mb = rss_all / 1024
+        level.kb_per_subscriber = (rss_all - rss_warm) / (len(clients) - len(warm))
+        level.listeners = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"
+            " AND datname = current_database()"
+        )
+        level.server_connections = await db.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'pmd-s%'"
+            " AND datname = current_database()"
+        )
+
+        # (a) one user's BDR changes; its ten streams are timed, everyone else stays connected.
+        step = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = $1"
+        for i in range(SINGLE_ROUNDS):
+            user = (i * 7919) % users  # spread over the users
+            receipts.reset(PER_USER)
+            t0 = time.monotonic()
+            await db.execute(step, seeded.bdr_ids[user])
+            await asyncio.wait_for(receipts.done.wait(), 10)
+            level.single_ms += [(at - t0) * 1000 for _, at in receipts.log]
+            level.misrouted += sum(1 for u, _ in receipts.log if u != user)
+            await asyncio.sleep(0.005)
+
+        # (b) every user's BDR changes in one statement: one event per user, all at once.
+        burst = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = ANY($1::uuid[])"
+        everyone = seeded.bdr_ids[:users]
+        for _ in range(BURSTS):
+            receipts.reset(len(clients))
+            t0 = time.monotonic()
+            await db.execute(burst, everyone)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(receipts.done.wait(), 10)
+            got = [(at - t0) * 1000 for _, at in receipts.log]
+            level.burst_ms += got
+            level.burst_worst_s = max(level.burst_worst_s, max(got) / 1000)
+            level.burst_delivered = f"{len(got)}/{len(clients)}"
+            await asyncio.sleep(0.5)
+            if len(receipts.log) != len(clients):  # late or doubled events
+                level.misrouted += abs(len(receipts.log) - len(clients))
+        level.disconnects = receipts.disconnects
+        for client in clients:
+            if client.transport is not None:
+                client.transport.abort()
+    return level
+
+
+def report(levels: list[Level]) -> None:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print()
+    print(
+        f"{'subscribers':>11} {'connect':>8} {'RSS':>8} {'KB/sub':>7} {'LISTEN':>6} "
+        f"{'(a) p50':>8} {'(a) p99':>8} {'(b) p50':>8} {'(b) p99':>8} {'(b) max':>8} "
+        f"{'(b) got':>12} {'errors':>6}"
+    )
+    for lv in levels:
+        print(
+            f"{lv.subscribers:>11,} {lv.connect_seconds:>7.1f}s {lv.rss_mb:>6.0f}MB "
+            f"{lv.kb_per_subscriber:>7.1f} {lv.listeners:>6} "
+            f"{statistics.median(lv.single_ms):>6.2f}ms {_percentile(lv.single_ms, 0.99):>6.2f}ms "
+            f"{statistics.median(lv.burst_ms):>6.0f}ms {_percentile(lv.burst_ms, 0.99):>6.0f}ms "
+            f"{lv.burst_worst_s * 1000:>6.0f}ms {lv.burst_delivered:>12} "
+            f"{lv.misrouted + lv.disconnects:>6}"
+        )
+    print()
+    top = max(levels, key=lambda lv: lv.subscribers)
+    print(
+        f"held {top.subscribers:,} subscribers on one process: {verdict(top.subscribers >= 10_000)}"
+    )
+    worst_kb = max(lv.kb_per_subscriber for lv in levels)
+    print(f"RSS per idle subscriber <= {TARGET_KB_PER_SUBSCRIBER:.0f} KB (worst {worst_kb:.1f} KB): "
+          f"{verdict(worst_kb <= TARGET_KB_PER_SUBSCRIBER)}")  # fmt: skip
+    worst_p99 = max(_percentile(lv.single_ms, 0.99) for lv in levels)
+    print(f"(a) single-user event p99 <= {TARGET_SINGLE_P99_MS:.0f} ms (worst {worst_p99:.2f} ms): "
+          f"{verdict(worst_p99 <= TARGET_SINGLE_P99_MS)}")  # fmt: skip
+    worst_burst = max(lv.burst_worst_s for lv in levels)
+    all_delivered = all(
+        lv.burst_delivered == f"{lv.subscribers}/{lv.subscribers}" and lv.misrouted == 0
+        for lv in levels
+    )
+    print(f"(b) burst: every client within {TARGET_BURST_MAX_S:.0f} s (slowest {worst_burst:.3f} s, "
+          f"all delivered exactly once: {all_delivered}): "
+          f"{verdict(worst_burst <= TARGET_BURST_MAX_S and all_delivered)}")  # fmt: skip
+    one = all(lv.listeners == 1 for lv in levels)
+    print(f"exactly one LISTEN connection per process at every level: {verdict(one)}")
+    print(f"streams dropped during the runs: {sum(lv.disconnects for lv in levels)}")
+
+
+async def bench(settings: Settings, levels: tuple[int, ...], log_dir: Path) -> None:
+    assert settings.database_url is not None
+    ids = PublicIds(settings.sqids_alphabet)
+    seeded = await seed(
+        settings.database_url, ids, settings.jwt_secret_key, max(levels) // PER_USER
+    )
+    db = await connect(settings.database_url, "pmd-bench")
+    results: list[Level] = []
+    try:
+        for n in levels:
+            print(f"{n:,} subscribers ...", flush=True)
+            results.append(await run_level(settings, seeded, n, db, log_dir / f"server-{n}.log"))
+    finally:
+        await db.close()
+    report(results)
+
+
+def raise_fd_limit(needed: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, needed)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))  # inherited by the server
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise SystemExit(f"need {needed} file descriptors per process, the limit is {soft}")
+
+
+async def main_async(levels: tuple[int, ...]) -> None:
+    base = Settings(
+        database_url=os.environ.get("DATABASE_URL") or None,
+        redis_url=os.environ.get("REDIS_URL") or None,
+        data_dir=PROJECT_ROOT / ".data" / "bench",
+    )
+    if base.embedded:
+        from pmd_service.embedded import with_embedded_services
+
+        base = await asyncio.to_thread(with_embedded_services, base)
+    assert base.database_url is not None
+    name = f"pmd_bench_sse_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(base.database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    with tempfile.TemporaryDirectory(prefix="pmd-bench-sse-") as tmp:
+        settings = replace(
+            base,
+            database_url=_with_database(base.database_url, name),
+            vault_path=Path(tmp) / "vault",
+            bdr_path=Path(tmp) / "vault" / "bdr",
+            jwt_secret_key=secrets.token_urlsafe(48),
+            auto_migrate=False,
+        )
+        try:
+            await bench(settings, levels, Path(tmp))
+        finally:
+            admin = await asyncpg.connect(base.database_url)
+            try:
+                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sse", description=__doc__)
+    parser.add_argument(
+        "--levels",
+        default=",".join(str(n) for n in LEVELS),
+        help="comma-separated subscriber counts (multiples of 10)",
+    )
+    args = parser.parse_args(argv)
+    levels = tuple(int(n) for n in args.levels.split(","))
+    raise_fd_limit(max(levels) + 1000)
+    asyncio.run(main_async(levels))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
