@@ -184,6 +184,8 @@ class Hub:
                 "This server is shutting down; reconnect in a few seconds.",
                 headers={"Retry-After": "2"},
             )
+        # Counted per caller (a moderator's streams on others count against the moderator) and
+        # per process: each replica enforces it for the streams it holds.
         open_now = self._per_caller.get(caller_id, 0)
         if open_now >= self._max_per_user:
             raise ProblemError(
