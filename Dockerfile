@@ -22,6 +22,7 @@ ENV PATH=/venv/bin:$PATH \
     PMD_MIGRATIONS_DIR=/app/migrations \
     PMD_DATA_DIR=/home/pmd/.data \
     VAULT_PATH=/vault \
+    BDR_PATH=/bdr \
     HOST=0.0.0.0 \
     PORT=8080
 USER pmd

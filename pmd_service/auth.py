@@ -104,6 +104,8 @@ def bearer_token(request: web.Request) -> str | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("Send the token as `Authorization: Bearer <token>`.", "invalid_request")
+    if not token.isascii():  # a JWT is ASCII; anything else cannot be one (nor be encoded)
+        raise unauthorized("The access token is not valid; sign in again.")
     return token.strip()
 
 
@@ -155,7 +157,7 @@ SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/pmd/") or request.method == "OPTIONS":
+    if not request.path.startswith("/api/pmd/"):
         return await handler(request)
     route = request.match_info.route
     if route.resource is None or route.name in request.app[SELF_AUTHENTICATED]:

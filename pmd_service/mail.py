@@ -79,5 +79,5 @@ async def send(settings: Settings, message: EmailMessage) -> None:
         username=settings.smtp_username,
         password=settings.smtp_password,
         start_tls=settings.smtp_starttls,
-        timeout=30,
+        timeout=10,
     )

@@ -48,7 +48,7 @@ class Settings:
     data_dir: Path = PROJECT_ROOT / ".data"
     vault_path: Path = PROJECT_ROOT / ".data" / "vault"
     bdr_path: Path = PROJECT_ROOT / ".data" / "vault" / "bdr"
-    artwork_base_url: str | None = None
+    artwork_base_url: str | None = field(default=None, repr=False)  # may carry credentials
     jwt_secret_key: str = field(default="", repr=False)
     sqids_alphabet: str = DEFAULT_ALPHABET
     base_url: str = "http://127.0.0.1:8080"
@@ -136,7 +136,8 @@ class Settings:
             dev_mode=dev_mode,
             auto_migrate=_bool(env, "AUTO_MIGRATE", True),
             bdr_retry_base_seconds=_int(env, "BDR_RETRY_BASE_SECONDS", 5, 0, 600),
-            bdr_stale_seconds=_int(env, "BDR_STALE_SECONDS", 60, 1, 3600),
+            # At least three missed heartbeats (every 5 s) before a run counts as dead.
+            bdr_stale_seconds=_int(env, "BDR_STALE_SECONDS", 60, 15, 3600),
             bdr_pending_grace_seconds=_int(env, "BDR_PENDING_GRACE_SECONDS", 30, 0, 3600),
             artwork_fetch_concurrency=_int(env, "ARTWORK_FETCH_CONCURRENCY", 8, 1, 64),
             sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
@@ -154,7 +155,9 @@ def dev_secret(data_dir: Path) -> str:
         data_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(48)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(value)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # a secret: owner only
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
         try:
             os.link(tmp, path)  # atomic create-if-absent: concurrent starters agree on one
         except FileExistsError:

@@ -38,7 +38,7 @@ def decode_json(body: bytes, type_: type[T]) -> T:
         raise validation_error(
             f"Invalid value for `{error.field}`: {error.message}.", [error]
         ) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise bad_request(
             f"The request body is not valid JSON ({exc}); send a UTF-8 JSON object.",
             slug="malformed-json",

@@ -4,7 +4,18 @@
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+leader=""
+cleanup() {
+    # Whatever happened, stop what `make run` started before removing its data directory.
+    if [ -n "$leader" ] && kill -0 "$leader" 2>/dev/null; then
+        kill -INT -- "-$leader" 2>/dev/null || true
+        for _ in $(seq 1 20); do kill -0 "$leader" 2>/dev/null || break; sleep 1; done
+        kill -KILL -- "-$leader" 2>/dev/null || true
+    fi
+    pkill -f "$work/pmd" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
 git clone -q "$src" "$work/pmd"
 cd "$work/pmd"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

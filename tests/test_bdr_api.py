@@ -212,6 +212,8 @@ async def test_moderator_requests_for_a_user(
     )
     assert row is not None
     assert (row["user_id"], row["requested_by"]) == (owner.id, mod.id)
+    audit = await factory.pool.fetch("SELECT actor_id, action, target_id FROM audit_logs")
+    assert [tuple(a) for a in audit] == [(mod.id, "pmd_batch_download", str(owner.id))]
     # The owner sees it in their list; the moderator's own list stays empty.
     owner_list = (await (await client.get("/api/pmd/bdr", headers=owner.auth)).json())["items"]
     assert [i["id"] for i in owner_list] == [item["id"]]

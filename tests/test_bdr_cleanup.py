@@ -107,3 +107,24 @@ async def test_stale_temp_files_empty_folders_and_old_events(
     assert summary["temp_files_removed"] == 1
     assert summary["events_purged"] == 1
     assert await factory.pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+
+
+async def test_orphan_zips_are_removed_and_ready_ones_kept(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    folder = settings.bdr_path / owner.sqid
+    kept = folder / f"{item['id']}.zip"
+    orphan = folder / "00000000-0000-4000-8000-000000000000.zip"
+    young_orphan = folder / "00000000-0000-4000-8000-000000000001.zip"
+    orphan.write_bytes(b"PK")
+    young_orphan.write_bytes(b"PK")
+    two_hours_ago = time.time() - 7200
+    for path in (kept, orphan):
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    summary = await cleanup_expired_bdrs(worker_ctx)
+    assert summary["orphan_zips_removed"] == 1
+    assert kept.exists() and young_orphan.exists() and not orphan.exists()

@@ -243,6 +243,11 @@ async def test_range_if_range_and_head(
 
     resp = await client.get(url, headers={**owner.auth, "If-None-Match": etag})
     assert resp.status == 304
+    # An If-Range that is neither a matching ETag nor a date, and several ranges: whole file.
+    for extra in ({"Range": "bytes=0-9", "If-Range": "garbage"}, {"Range": "bytes=0-1,5-6"}):
+        resp = await client.get(url, headers={**owner.auth, **extra})
+        assert resp.status == 200
+        assert await resp.read() == full
 
 
 async def test_email_sent_once_with_the_link(

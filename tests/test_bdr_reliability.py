@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from arq.constants import in_progress_key_prefix
@@ -23,8 +24,11 @@ from pmd_service.app import create_app
 from pmd_service.bdr.enqueue import job_id
 from pmd_service.embedded import EmbeddedRedis
 from pmd_service.jobs import context
-from pmd_service.jobs.process_bdr import process_bdr
+from pmd_service.jobs.context import state
+from pmd_service.jobs.notify import send_bdr_email
+from pmd_service.jobs.process_bdr import Run, process_bdr
 from pmd_service.jobs.sweep import sweep
+from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult
 from pmd_service.queue import create_redis
 from pmd_service.settings import PROJECT_ROOT, Settings
 from pmd_service.vault import relative_artwork_path
@@ -345,3 +349,75 @@ async def test_failed_bdr_emails_what_went_wrong(
     assert (
         "could not prepare" in text and "missing their file" in text and "request it again" in text
     )
+
+
+async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    final = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    published = final.read_bytes()
+    # A stale run (its claim long taken over) reaches its publish step with its own file.
+    stale_temp = final.with_name(".stale.part")
+    stale_temp.write_bytes(b"not the zip the row describes")
+    claim = await factory.pool.fetchrow(
+        "SELECT user_id, post_ids, include_comments, include_reactions, send_email, attempts,"
+        " artwork_count, request_id FROM batch_download_requests WHERE id = $1::uuid",
+        item["id"],
+    )
+    assert claim is not None
+    run = Run(state(worker_ctx), uuid.UUID(item["id"]), uuid.uuid4(), claim)
+    with pytest.raises(BuildCancelled):
+        await run._publish(stale_temp, final, f"bdr/{owner.sqid}/{item['id']}.zip",
+                           BuildResult(size=1, sha256="0" * 64))  # fmt: skip
+    assert final.read_bytes() == published
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+
+
+async def test_partial_fetch_failure_is_retried_not_shipped(
+    client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
+) -> None:
+    origin = await start_origin(aiohttp_server)
+    owner = await factory.user()
+    posts = await posts_on_origin(factory, owner, origin, 2)
+    origin.fail_next = 3  # the first artwork's three tries fail; the second one arrives
+    item = await request_bdr(client, owner, [p.id for p in posts])
+    await run_worker(replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=1,
+                             bdr_retry_base_seconds=0))  # fmt: skip
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready"
+    assert item["skipped"] == []
+    archive = await download_zip(client, owner, item["id"])
+    assert len([n for n in archive.namelist() if n.startswith("artworks/")]) == 2
+
+
+async def test_email_cancelled_mid_send_is_released_for_the_sweep(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)  # an SMTP server that never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id], send_email=True)
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET status = 'ready', expires_at = now() + interval '1 day'"
+        " WHERE id = $1::uuid",
+        item["id"],
+    )
+    hung = replace(settings, smtp_host="127.0.0.1", smtp_port=port)
+    task = asyncio.create_task(send_bdr_email(factory.pool, hung, uuid.UUID(item["id"])))
+    await asyncio.sleep(0.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    server.close()
+    sent_at = await factory.pool.fetchval(
+        "SELECT email_sent_at FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+    )
+    assert sent_at is None  # owed again: the sweep will send it

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -97,3 +98,27 @@ async def test_openapi_document_lists_every_route(client: Client) -> None:
         if r.resource is not None and r.method != "HEAD"
     }
     assert routed == documented
+
+
+async def test_raw_bytes_that_are_not_utf8_never_give_5xx(client: Client, factory: Factory) -> None:
+    user = await factory.user()
+    host, port = client.host, client.port
+    token = user.token.encode()
+
+    async def raw(request: bytes) -> int:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        return int(status_line.split()[1])
+
+    # A Bearer token with bytes that are not UTF-8.
+    assert await raw(b"GET /api/pmd/posts HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                     b"Connection: close\r\n\r\n") == 401  # fmt: skip
+    # A JSON string with invalid UTF-8 inside.
+    body = b'{"post_ids": [1], "target_sqid": "\xff"}'
+    request = (b"POST /api/pmd/bdr HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token +
+               b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
+               b"\r\nConnection: close\r\n\r\n" + body)  # fmt: skip
+    assert await raw(request) == 400

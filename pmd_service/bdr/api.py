@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from pathlib import Path
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -68,9 +67,7 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     )
     # FileResponse answers Range, ETag and Last-Modified from the file itself and streams it
     # with sendfile: the event loop never reads the ZIP.
-    # aiohttp only understands an If-Range *date*; an entity tag that does not match means
-    # "send the whole file" (RFC 9110 §13.1.5), so then the Range header is ignored.
-    cls = _WholeFileResponse if _if_range_etag_mismatch(request, found.path) else web.FileResponse
+    cls = _WholeFileResponse if _range_must_be_ignored(request, found.etag) else web.FileResponse
     return cls(
         found.path,
         headers={
@@ -89,13 +86,23 @@ class _WholeFileResponse(web.FileResponse):
         return await super().prepare(request.clone(headers=headers))
 
 
-def _if_range_etag_mismatch(request: web.Request, path: Path) -> bool:
-    if_range = request.headers.get("If-Range", "")
-    if "Range" not in request.headers or not if_range.startswith(('"', "W/")):
+def _range_must_be_ignored(request: web.Request, etag: str) -> bool:
+    """Cases where the whole file (200) is the right answer to a Range request.
+
+    aiohttp only understands an If-Range *date*: an entity tag that does not match, or an
+    If-Range that is neither, means "send the whole file" (RFC 9110 §13.1.5). Several ranges
+    are not served as multipart; the whole file is a valid answer to them too.
+    """
+    if "Range" not in request.headers:
         return False
-    st = path.stat()
-    current = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'  # the ETag FileResponse sends
-    return if_range != current  # If-Range needs a strong match; weak tags never match
+    if "," in request.headers["Range"]:
+        return True
+    if_range = request.headers.get("If-Range")
+    if if_range is None:
+        return False
+    if if_range.startswith(('"', "W/")):
+        return if_range != etag  # a strong match is needed; weak tags never match
+    return request.if_range is None  # not a valid HTTP date either
 
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ INSERT INTO batch_download_requests
 VALUES ($1, $2, $3, cardinality($3::int[]), $4, $5, $6, $7)
 RETURNING {ITEM_COLUMNS}
 """
+SQL_AUDIT = """
+INSERT INTO audit_logs (actor_id, action, target_type, target_id, note)
+VALUES ($1, 'pmd_batch_download', 'user', $2, $3)
+"""
 SQL_NEWEST = f"""
 SELECT {ITEM_COLUMNS} FROM batch_download_requests
 WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST}
@@ -56,10 +61,6 @@ SQL_EXPIRE = """
 UPDATE batch_download_requests SET status = 'expired'
 WHERE id = $1 AND status = 'ready'
 RETURNING file_path
-"""
-SQL_EXPIRE_READY_FILE = """
-UPDATE batch_download_requests SET status = 'expired'
-WHERE id = $1 AND status = 'ready'
 """
 
 
@@ -109,7 +110,10 @@ async def create(
             body.send_email,
             request_id,
         )
-    assert row is not None
+        assert row is not None
+        if principal.as_moderator:
+            note = json.dumps({"bdr_id": str(row["id"]), "post_ids": body.post_ids})
+            await conn.execute(SQL_AUDIT, principal.caller.id, str(user_id), note)
     item = bdr_item(row)
     try:
         await enqueue_bdr(redis, item.id)
@@ -163,6 +167,7 @@ async def cancel_or_remove(
 class Download:
     path: Path
     filename: str
+    etag: str  # the strong ETag FileResponse sends for this file: "{mtime_ns:x}-{size:x}"
 
 
 async def download(pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_id: int) -> Download:
@@ -184,11 +189,14 @@ async def download(pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_i
         raise gone(f"Download request {bdr_id} has expired; request a new download.")
     try:
         path = bdr_zip_path(bdr_root, row["file_path"] or "")
-    except VaultPathError:
-        path = None
-    if path is None or not await aiofiles.os.path.isfile(path):
-        await pool.execute(SQL_EXPIRE_READY_FILE, bdr_id)
+        st = await aiofiles.os.stat(path)
+    except (VaultPathError, FileNotFoundError, NotADirectoryError):
+        await pool.execute(SQL_EXPIRE, bdr_id)
         raise gone(
             f"The file of download request {bdr_id} is no longer available; request a new download."
-        )
-    return Download(path=path, filename=f"makapix-artworks-{str(bdr_id)[:8]}.zip")
+        ) from None
+    return Download(
+        path=path,
+        filename=f"makapix-artworks-{str(bdr_id)[:8]}.zip",
+        etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+    )

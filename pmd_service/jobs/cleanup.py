@@ -11,7 +11,7 @@ from typing import Any
 
 import aiofiles.os
 
-from ..vault import VaultPathError, bdr_zip_path
+from ..vault import BDR_PREFIX, VaultPathError, bdr_zip_path
 from .context import state
 
 log = logging.getLogger(__name__)
@@ -24,32 +24,52 @@ UPDATE batch_download_requests SET status = 'expired'
 WHERE status = 'ready' AND expires_at <= now()
 RETURNING id, file_path
 """
-SQL_PURGE_TERMINAL = f"""
+SQL_PURGE_TERMINAL = """
 DELETE FROM batch_download_requests
 WHERE status IN ('failed', 'expired', 'cancelled')
-  AND coalesce(completed_at, created_at) < now() - interval '{TERMINAL_RETENTION_DAYS} days'
+  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
+"""
+# Of the ZIPs found on disk, those a ready row still points at (all others are orphans: a run
+# whose commit failed after its rename, or a row purged while its file was kept).
+SQL_READY_FILES = """
+SELECT file_path FROM batch_download_requests
+WHERE status = 'ready' AND file_path = ANY($1::text[])
 """
 SQL_PURGE_EVENTS = "DELETE FROM bdr_events WHERE created_at < now() - interval '1 day'"
 
 
-def tidy_folder(root: Path, now: float) -> tuple[int, int]:
-    """Remove stale `.part` files (a crashed build) and empty user folders."""
-    temps = folders = 0
+def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
+    """(`.part` files, `.zip` files) under the user folders, older than an hour."""
+    parts: list[Path] = []
+    zips: list[Path] = []
     if not root.is_dir():
-        return 0, 0
+        return parts, zips
     for user_dir in root.iterdir():
         if not user_dir.is_dir() or user_dir.is_symlink():
             continue
         for entry in user_dir.iterdir():
-            if entry.name.endswith(".part") and now - entry.stat().st_mtime > TEMP_MAX_AGE_SECONDS:
-                entry.unlink(missing_ok=True)
-                temps += 1
-        try:
-            user_dir.rmdir()  # only succeeds when empty
-            folders += 1
-        except OSError:
-            pass
-    return temps, folders
+            if now - entry.stat().st_mtime <= TEMP_MAX_AGE_SECONDS:
+                continue  # young: possibly being written or just published
+            if entry.name.endswith(".part"):
+                parts.append(entry)
+            elif entry.name.endswith(".zip"):
+                zips.append(entry)
+    return parts, zips
+
+
+def remove_files_and_empty_folders(root: Path, files: list[Path]) -> int:
+    for path in files:
+        path.unlink(missing_ok=True)
+    folders = 0
+    if root.is_dir():
+        for user_dir in root.iterdir():
+            if user_dir.is_dir() and not user_dir.is_symlink():
+                try:
+                    user_dir.rmdir()  # only succeeds when empty
+                    folders += 1
+                except OSError:
+                    pass
+    return folders
 
 
 async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
@@ -63,10 +83,15 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
             continue
         with contextlib.suppress(FileNotFoundError):
             await aiofiles.os.remove(path)
-    purged = int((await st.pool.execute(SQL_PURGE_TERMINAL)).split()[-1])
+    purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
-    temps, folders = await asyncio.to_thread(tidy_folder, root, time.time())
+    parts, zips = await asyncio.to_thread(old_files, root, time.time())
+    stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
+    kept = {r["file_path"] for r in await st.pool.fetch(SQL_READY_FILES, list(stored))}
+    orphans = [path for name, path in stored.items() if name not in kept]
+    folders = await asyncio.to_thread(remove_files_and_empty_folders, root, parts + orphans)
     summary = {"expired": len(expired), "purged": purged, "events_purged": events,
-               "temp_files_removed": temps, "folders_removed": folders}  # fmt: skip
+               "temp_files_removed": len(parts), "orphan_zips_removed": len(orphans),
+               "folders_removed": folders}  # fmt: skip
     log.info("cleanup: %s", summary)
     return summary

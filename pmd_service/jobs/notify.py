@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 
@@ -28,11 +30,12 @@ RETURNING b.status, b.artwork_count - jsonb_array_length(b.skipped) AS delivered
           b.expires_at, b.error_message, asker.email, asker.handle, owner.public_sqid
 """
 SQL_RELEASE_EMAIL = "UPDATE batch_download_requests SET email_sent_at = NULL WHERE id = $1"
-SQL_EMAILS_OWED = f"""
+# A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
+SQL_EMAILS_OWED = """
 SELECT id FROM batch_download_requests
 WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
-  AND email_attempts < {MAX_EMAIL_ATTEMPTS}
-ORDER BY completed_at LIMIT 100
+  AND email_attempts < $1
+ORDER BY completed_at LIMIT 10
 """
 
 
@@ -53,15 +56,21 @@ async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UU
     )
     try:
         await send(settings, compose(settings, mail))
-    except Exception as exc:  # any SMTP/network failure: release it for the sweep to retry
-        log.warning("email for BDR %s failed: %s; the sweep will retry", bdr_id, exc)
-        await pool.execute(SQL_RELEASE_EMAIL, bdr_id)
+    except BaseException as exc:
+        # SMTP/network failure, or cancelled mid-send (sweep timeout, shutdown): release it for
+        # the sweep. Shielded, so a cancellation cannot skip the release and lose the email.
+        log.warning("email for BDR %s not sent (%r); the sweep will retry", bdr_id, exc)
+        release = asyncio.ensure_future(pool.execute(SQL_RELEASE_EMAIL, bdr_id))
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(release)
+        if not isinstance(exc, Exception):
+            raise
         return False
     return True
 
 
 async def send_owed_emails(pool: asyncpg.Pool, settings: Settings) -> int:
     sent = 0
-    for row in await pool.fetch(SQL_EMAILS_OWED):
+    for row in await pool.fetch(SQL_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
         sent += await send_bdr_email(pool, settings, row["id"])
     return sent

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import aiofiles.os
@@ -56,6 +57,11 @@ UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()
 WHERE id = $1 AND claim_token = $2 AND status = 'processing'
 RETURNING 1
 """
+SQL_LOCK_OWNED = """
+SELECT 1 FROM batch_download_requests
+WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+FOR UPDATE
+"""
 SQL_READY = """
 UPDATE batch_download_requests
 SET status = 'ready', file_path = $3, file_size_bytes = $4, file_sha256 = $5, skipped = $6,
@@ -63,7 +69,6 @@ SET status = 'ready', file_path = $3, file_size_bytes = $4, file_sha256 = $5, sk
     expires_at = now() + make_interval(days => $7),
     claim_token = NULL, heartbeat_at = NULL, error_message = NULL
 WHERE id = $1 AND claim_token = $2 AND status = 'processing'
-RETURNING 1
 """
 SQL_FAILED = """
 UPDATE batch_download_requests
@@ -90,8 +95,7 @@ class TransientError(Exception):
 # Database, Redis, disk and network trouble: retried with backoff.
 TRANSIENT = (
     TransientError,
-    OSError,
-    TimeoutError,
+    OSError,  # TimeoutError and ConnectionError included
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.CannotConnectNowError,
@@ -182,26 +186,43 @@ class Run:
             self.skipped_json = skipped_entries(skipped, plan.sqids)
             if not result.added:
                 raise _nothing_added(skipped)
-            await asyncio.to_thread(publish, temp, final)
+            if (
+                any(why == "fetch_failed" for _, why in skipped)
+                and claim["attempts"] < MAX_ATTEMPTS
+            ):
+                # The artwork server hiccuped: try again rather than ship an incomplete ZIP;
+                # only the last attempt settles for what it could fetch.
+                raise TransientError("Some artworks could not be fetched from the artwork server.")
+            await self._publish(temp, final, file_path, result)
         finally:
             await asyncio.to_thread(discard, temp)
-        ready = await self.pool.fetchrow(
-            SQL_READY,
-            self.bdr_id,
-            self.token,
-            file_path,
-            result.size,
-            result.sha256,
-            self.skipped_json,
-            settings.bdr_expiry_days,
-        )
-        if ready is None:  # cancelled (or taken over) after the last artwork
-            await asyncio.to_thread(discard, final)
-            raise BuildCancelled
         log.info(
             "BDR %s ready: %d artworks, %d skipped, %d bytes (request %s)",
             self.bdr_id, len(result.added), len(skipped), result.size, claim["request_id"],
         )  # fmt: skip
+
+    async def _publish(self, temp: Path, final: Path, file_path: str, result: BuildResult) -> None:
+        """Rename into place and mark ready in one transaction holding the row's lock.
+
+        Every run of a BDR targets the same final name, so only the run that still owns the
+        claim may rename: the lock makes "still ours" true until commit (a takeover or a cancel
+        waits for it, then finds the row ready). A run that lost its claim never touches the
+        final name, so it can never replace or delete another run's ZIP.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(SQL_LOCK_OWNED, self.bdr_id, self.token) is None:
+                raise BuildCancelled
+            await asyncio.to_thread(publish, temp, final)
+            await conn.execute(
+                SQL_READY,
+                self.bdr_id,
+                self.token,
+                file_path,
+                result.size,
+                result.sha256,
+                self.skipped_json,
+                self.st.settings.bdr_expiry_days,
+            )
 
     async def _stream(self, plan: Plan, extras: Extras, handle: str, temp: Any) -> BuildResult:
         settings = self.st.settings

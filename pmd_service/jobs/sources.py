@@ -21,6 +21,8 @@ from .zipbuild import Entry
 log = logging.getLogger(__name__)
 
 FETCH_ATTEMPTS = 3
+# An artwork larger than this is not an artwork: refuse it rather than hold it in memory.
+MAX_ARTWORK_BYTES = 64 << 20
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
 
 
@@ -54,7 +56,16 @@ async def _fetch(session: aiohttp.ClientSession, base_url: str, artwork: Artwork
                 if resp.status == 404:
                     return Entry(artwork.post_id, arcname, skip_reason="file_missing")
                 if resp.status == 200:
-                    return Entry(artwork.post_id, arcname, data=await resp.read())
+                    if (resp.content_length or 0) > MAX_ARTWORK_BYTES:
+                        log.warning(
+                            "fetch %s: %s bytes is over the limit", url, resp.content_length
+                        )
+                        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+                    data = await resp.content.read(MAX_ARTWORK_BYTES + 1)
+                    if len(data) > MAX_ARTWORK_BYTES or not resp.content.at_eof():
+                        log.warning("fetch %s: body over %d bytes", url, MAX_ARTWORK_BYTES)
+                        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+                    return Entry(artwork.post_id, arcname, data=data)
                 log.warning("fetch %s: HTTP %s (attempt %d)", url, resp.status, attempt)
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("fetch %s: %s (attempt %d)", url, exc, attempt)
@@ -86,6 +97,7 @@ async def fetched_in_order(
     finally:
         for task in window:
             task.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
 
 
 def bridge_to_thread(
