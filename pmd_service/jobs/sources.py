@@ -30,18 +30,17 @@ def _arcname(artwork: Artwork) -> str:
     return f"artworks/{artwork.filename}"
 
 
-def vault_entries(vault: Path, artworks: list[Artwork]) -> list[Entry]:
-    """Paths only: the build thread opens and streams each file itself."""
-    entries = []
+def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
+    """Paths only, resolved lazily: the build thread iterates this, so the path checks (which
+    stat the filesystem, maybe a network one) never run on the event loop."""
     for a in artworks:
         try:
             path = artwork_path(vault, a.storage_shard, a.storage_key, a.fmt)
         except VaultPathError:
             log.warning("post %s has storage parts that leave the vault; skipped", a.post_id)
-            entries.append(Entry(a.post_id, _arcname(a), skip_reason="file_missing"))
+            yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
             continue
-        entries.append(Entry(a.post_id, _arcname(a), path=path))
-    return entries
+        yield Entry(a.post_id, _arcname(a), path=path)
 
 
 async def _fetch(session: aiohttp.ClientSession, base_url: str, artwork: Artwork) -> Entry:
