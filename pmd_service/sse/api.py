@@ -106,12 +106,9 @@ async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> No
         if sub.ping_due:
             sub.ping_due = False
             out.append(frames.PING)
-        for event_id, frame in sub.take():
-            if event_id > sent:  # the opening (or an earlier batch) already had it
-                out.append(frame)
-                sent = event_id
+        sent = sub.collect(out, sent)
         if out:
-            await response.write(b"".join(out))
+            await response.write(out[0] if len(out) == 1 else b"".join(out))
     if sub.end == "timeout":
         await response.write(TIMEOUT)
 
