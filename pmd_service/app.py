@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from . import __version__, health
-from .auth import SELF_AUTHENTICATED, auth_middleware
+from .auth import auth_middleware
 from .bdr import api as bdr_api
 from .db import create_pool
 from .errors import problem_middleware
-from .keys import DB_POOL, PUBLIC_IDS, REDIS, SETTINGS
+from .keys import DB_POOL, OPENAPI_DOC, PUBLIC_IDS, REDIS, SELF_AUTHENTICATED, SETTINGS
 from .migrate import apply_migrations
-from .openapi import HEALTH_OPERATIONS, OPENAPI_DOC, Operation, build_document, openapi_handler
+from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handler
 from .posts import api as posts_api
 from .public_ids import PublicIds
 from .queue import create_redis

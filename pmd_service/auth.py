@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .errors import ProblemError, forbidden, not_found
-from .keys import DB_POOL, PRINCIPAL, SETTINGS
+from .keys import DB_POOL, PRINCIPAL, SELF_AUTHENTICATED, SETTINGS
 
 ALGORITHM = "HS256"
 STAFF_ROLES = frozenset({"moderator", "owner"})
@@ -149,10 +149,6 @@ async def authenticate(request: web.Request, token: str) -> Principal:
     caller, exp = await caller_from_token(pool, token, request.app[SETTINGS].jwt_secret_key)
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
     return Principal(caller=caller, target=target, token_expires_at=exp)
-
-
-# Routes that authenticate themselves (the SSE stream also accepts a one-time ticket).
-SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)
 
 
 @web.middleware

@@ -11,15 +11,12 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .keys import SETTINGS
+from .keys import SETTINGS, STREAM_RESPONSE
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 _TYPE_BASE = "urn:pmd:problem:"
-
-# Set by handlers that stream (SSE): once headers are out, an error can only end the stream.
-STREAM_RESPONSE: web.RequestKey[web.StreamResponse] = web.RequestKey("stream_response")
 
 
 class FieldError(msgspec.Struct):

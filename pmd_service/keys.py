@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from aiohttp import web
@@ -20,5 +20,10 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
+OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
+# Names of routes that authenticate themselves (the SSE stream also accepts a one-time ticket).
+SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+# Set by handlers that stream (SSE): once headers are out, an error can only end the stream.
+STREAM_RESPONSE: web.RequestKey[web.StreamResponse] = web.RequestKey("stream_response")

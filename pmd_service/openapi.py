@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from .errors import PROBLEM_JSON, Problem
+from .keys import OPENAPI_DOC
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
@@ -165,8 +166,6 @@ _PROBLEM_DESCRIPTIONS = {
     429: "Limit reached; see Retry-After",
     503: "Not ready",
 }
-
-OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 
 
 async def openapi_handler(request: web.Request) -> web.Response:

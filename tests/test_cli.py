@@ -16,7 +16,7 @@ from tests.conftest import SECRET, TABLES
 
 
 @pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_clean: None) -> Settings:
     monkeypatch.setenv("DATABASE_URL", settings.database_url or "")
     monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
     monkeypatch.setenv("JWT_SECRET_KEY", SECRET)

@@ -7,9 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..auth import SELF_AUTHENTICATED, Principal, authenticate, bearer_token, unauthorized
-from ..errors import STREAM_RESPONSE
-from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB
+from ..auth import Principal, authenticate, bearer_token, unauthorized
+from ..keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_HUB, STREAM_RESPONSE
 from ..openapi import Operation, Param
 from ..responses import json_response
 from . import frames, service, tickets
