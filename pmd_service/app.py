@@ -11,7 +11,8 @@ from .auth import auth_middleware
 from .bdr import api as bdr_api
 from .db import create_pool
 from .errors import problem_middleware
-from .keys import DB_POOL, OPENAPI_DOC, PUBLIC_IDS, REDIS, SELF_AUTHENTICATED, SETTINGS
+from .keys import DB_POOL, METRICS, OPENAPI_DOC, PUBLIC_IDS, REDIS, SELF_AUTHENTICATED, SETTINGS
+from .metrics import Metrics, metrics_handler, metrics_middleware
 from .migrate import apply_migrations
 from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handler
 from .posts import api as posts_api
@@ -44,12 +45,14 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[problem_middleware, auth_middleware],
+        # Outermost first: metrics see the final status of every answer, problems included.
+        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[PUBLIC_IDS] = PublicIds(settings.sqids_alphabet)
     app[SELF_AUTHENTICATED] = set()
+    app[METRICS] = Metrics(app)
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(sse_api.hub_ctx)
@@ -65,5 +68,6 @@ def create_app(settings: Settings) -> web.Application:
     sse_api.setup(app)  # before the BDR routes: /api/pmd/bdr/{id} would match /bdr/sse
     bdr_api.setup(app)
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
+    app.router.add_get("/metrics", metrics_handler, name="metrics")
     app[OPENAPI_DOC] = build_document(operations, __version__)
     return app

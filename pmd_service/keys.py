@@ -13,6 +13,7 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from .auth import Principal
+    from .metrics import Metrics
     from .sse.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -20,6 +21,7 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 # Names of routes that authenticate themselves (the SSE stream also accepts a one-time ticket).
 SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)

@@ -69,6 +69,11 @@ HEALTH_OPERATIONS = (
         "get", "/openapi.json", "openapi", "This document", "operations",
         response=None, auth=False, ok_description="The OpenAPI 3.1 document",
     ),
+    Operation(
+        "get", "/metrics", "metrics", "Prometheus metrics of this server process", "operations",
+        response=None, response_media="text/plain", auth=False,
+        ok_description="Prometheus text exposition format",
+    ),
 )  # fmt: skip
 
 

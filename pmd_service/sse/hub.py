@@ -155,6 +155,7 @@ class Hub:
         self.closing = False
         self.last_seen = 0
         self.reconnects = 0
+        self.frames_queued = 0  # bdr_update frames handed to subscribers (for /metrics)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -352,3 +353,4 @@ class Hub:
             return
         for sub in subs:
             sub.push(event)
+        self.frames_queued += len(subs)
