@@ -18,6 +18,7 @@ from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handl
 from .posts import api as posts_api
 from .public_ids import PublicIds
 from .queue import create_redis
+from .request_ids import request_id_middleware
 from .settings import Settings
 from .sse import api as sse_api
 
@@ -46,7 +47,12 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
-        middlewares=[metrics_middleware, problem_middleware, auth_middleware],
+        middlewares=[
+            request_id_middleware,
+            metrics_middleware,
+            problem_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -1,11 +1,63 @@
-"""Logging: readable text by default, JSON lines with LOG_FORMAT=json."""
+"""Logging: readable text by default, JSON lines with LOG_FORMAT=json.
+
+Every line carries the request id of the work it belongs to (`REQUEST_ID`): the server's
+middleware sets it per HTTP request, the worker per BDR job (from the row, so a BDR's lines on
+both sides and its email share one id). Credentials never reach the output: the handler's
+filter masks Bearer tokens, JWTs and `ticket=` values in any message, whichever library wrote it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from typing import TextIO
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("pmd_request_id", default=None)
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+
+_SECRETS = re.compile(
+    r"(?P<bearer>\bBearer\s+)[^\s\"',;]+"
+    r"|(?P<param>[?&;\s](?:ticket|token|access_token)=)[^&\s\"',;]+"
+    r"|\beyJ[\w-]{8,}\.[\w-]+\.[\w-]*"  # any JWT (header.payload.signature)
+)
+
+
+def _mask(match: re.Match[str]) -> str:
+    return (match.group("bearer") or match.group("param") or "") + "[redacted]"
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(_mask, text)
+
+
+@contextmanager
+def request_id_set(value: str | None) -> Iterator[None]:
+    """Tag every log line written inside the block (this task and tasks it starts) with `value`."""
+    token = REQUEST_ID.set(value)
+    try:
+        yield
+    finally:
+        REQUEST_ID.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    """Adds `request_id` to each record and masks credentials in its message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = REQUEST_ID.get() or "-"
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,19 +68,36 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        request_id = getattr(record, "request_id", None)
+        if request_id and request_id != "-":
+            entry["request_id"] = request_id
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+            entry["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Tracebacks too (another handler may have cached the record's unmasked one).
+        return redact(super().format(record))
+
+
+def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
+    """The process's log handler: formatter by `log_format` plus the request id/redaction filter."""
+    out = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
+    out.addFilter(ContextFilter())
+    return out
+
+
 def configure(log_format: str, level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler(log_format)]
     root.setLevel(level)
+    # Access lines would hold query strings (SSE tickets); server.py turns them off, and this
+    # keeps them off for any other runner. Errors and the request id are in our own lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("pgserver").setLevel(logging.WARNING)

@@ -25,6 +25,7 @@ class BdrMail:
     artwork_count: int
     expires_at: datetime | None
     error_message: str | None
+    request_id: str | None = None  # of the POST that asked for it, for support to trace
 
 
 def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
@@ -32,6 +33,8 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = mail.to
+    if mail.request_id:
+        msg["X-Request-ID"] = mail.request_id
     if mail.status == "ready":
         noun = "artwork" if mail.artwork_count == 1 else "artworks"
         expiry = mail.expires_at.strftime("%d %B %Y, %H:%M UTC") if mail.expires_at else "soon"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-import uuid
-
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
+from .. import request_ids
 from ..auth import retarget
 from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 from ..openapi import Operation, Param
@@ -17,13 +15,10 @@ from ..validation import path_uuid, read_json
 from . import service
 from .schemas import BdrItem, BdrList, BdrRequest
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-
 
 def request_id(request: web.Request) -> str:
-    """The caller's X-Request-ID when it is a safe token, else a new one; follows the BDR."""
-    given = request.headers.get("X-Request-ID", "")
-    return given if _REQUEST_ID_RE.match(given) else uuid.uuid4().hex
+    """The request's id (see request_ids): stored in the BDR row, it follows the BDR."""
+    return request_ids.current()
 
 
 async def create_bdr(request: web.Request) -> web.Response:

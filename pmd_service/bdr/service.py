@@ -115,6 +115,7 @@ async def create(
             note = json.dumps({"bdr_id": str(row["id"]), "post_ids": body.post_ids})
             await conn.execute(SQL_AUDIT, principal.caller.id, str(user_id), note)
     item = bdr_item(row)
+    log.info("BDR %s requested: %d artworks of user %d", item.id, item.artwork_count, user_id)
     try:
         await enqueue_bdr(redis, item.id)
     except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it

@@ -9,6 +9,7 @@ import uuid
 
 import asyncpg
 
+from ..logs import request_id_set
 from ..mail import BdrMail, compose, send
 from ..settings import Settings
 
@@ -27,7 +28,8 @@ WHERE b.id = $1 AND b.send_email AND b.email_sent_at IS NULL
   AND b.status IN ('ready', 'failed') AND b.email_attempts < $2
   AND asker.id = coalesce(b.requested_by, b.user_id) AND owner.id = b.user_id
 RETURNING b.status, b.artwork_count - jsonb_array_length(b.skipped) AS delivered,
-          b.expires_at, b.error_message, asker.email, asker.handle, owner.public_sqid
+          b.expires_at, b.error_message, b.request_id, asker.email, asker.handle,
+          owner.public_sqid
 """
 SQL_RELEASE_EMAIL = "UPDATE batch_download_requests SET email_sent_at = NULL WHERE id = $1"
 # A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
@@ -44,6 +46,14 @@ async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UU
     row = await pool.fetchrow(SQL_TAKE_EMAIL, bdr_id, MAX_EMAIL_ATTEMPTS)
     if row is None:
         return False
+    # Sent from the sweep too: the row's id, not the caller's, tags these lines and the email.
+    with request_id_set(row["request_id"]):
+        return await _send(pool, settings, bdr_id, row)
+
+
+async def _send(
+    pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID, row: asyncpg.Record
+) -> bool:
     mail = BdrMail(
         to=row["email"],
         handle=row["handle"],
@@ -53,6 +63,7 @@ async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UU
         artwork_count=row["delivered"],
         expires_at=row["expires_at"],
         error_message=row["error_message"],
+        request_id=row["request_id"],
     )
     try:
         await send(settings, compose(settings, mail))

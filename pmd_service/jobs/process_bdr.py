@@ -25,6 +25,7 @@ import asyncpg
 import redis.exceptions
 from arq import Retry
 
+from ..logs import request_id_set
 from ..vault import bdr_file_path, bdr_zip_path
 from .archive_content import Extras, Plan, json_files, load_extras, plan_artworks, skipped_entries
 from .context import WorkerState, state
@@ -197,8 +198,8 @@ class Run:
         finally:
             await asyncio.to_thread(discard, temp)
         log.info(
-            "BDR %s ready: %d artworks, %d skipped, %d bytes (request %s)",
-            self.bdr_id, len(result.added), len(skipped), result.size, claim["request_id"],
+            "BDR %s ready: %d artworks, %d skipped, %d bytes",
+            self.bdr_id, len(result.added), len(skipped), result.size,
         )  # fmt: skip
 
     async def _publish(self, temp: Path, final: Path, file_path: str, result: BuildResult) -> None:
@@ -294,6 +295,12 @@ async def process_bdr(ctx: dict[str, Any], bdr_id: str) -> str:
     claim = await st.pool.fetchrow(SQL_CLAIM, uid, token, float(st.settings.bdr_stale_seconds))
     if claim is None:
         return "not claimable"  # finished, cancelled, or another run holds it
+    # The id of the POST that asked for it: every line of this run and its email carry it.
+    with request_id_set(claim["request_id"]):
+        return await _run(st, uid, token, claim)
+
+
+async def _run(st: WorkerState, uid: uuid.UUID, token: uuid.UUID, claim: asyncpg.Record) -> str:
     run = Run(st, uid, token, claim)
     attempts = claim["attempts"]
     outcome = "failed"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .. import request_ids
 from ..auth import Principal, authenticate, bearer_token, unauthorized
 from ..keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_HUB, STREAM_RESPONSE
 from ..openapi import Operation, Param
@@ -89,6 +90,7 @@ async def _open(
     """Send the opening; returns the response and the watermark (the last event id it holds)."""
     opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
     response = web.StreamResponse(headers=SSE_HEADERS)
+    response.headers[request_ids.HEADER] = request_ids.current()
     await response.prepare(request)
     request[STREAM_RESPONSE] = response
     retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
