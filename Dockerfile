@@ -26,7 +26,8 @@ ENV PATH=/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8080
 USER pmd
-EXPOSE 8080
+# 8080: the server (API, /metrics); 9108: a worker's /metrics (METRICS_PORT)
+EXPOSE 8080 9108
 # The worker container overrides this with: arq --check worker.WorkerSettings
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]

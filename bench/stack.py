@@ -94,6 +94,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
         "BDR_PATH": str(settings.bdr_path),
         "AUTO_MIGRATE": "false",
         "LOG_FORMAT": "text",
+        "METRICS_PORT": "0",  # a dev worker may hold the default port
         **extra,
     }
 

@@ -74,6 +74,7 @@ class Settings:
     sse_liveness_seconds: float = 5.0  # idle listener connection checked this often
     max_body_bytes: int = 256 * 1024
     log_format: str = "text"
+    metrics_port: int = 9108  # the worker's /metrics (the server's is on its own port); 0: off
 
     @property
     def embedded(self) -> bool:
@@ -143,6 +144,7 @@ class Settings:
             sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
             sse_queue_size=_int(env, "SSE_QUEUE_SIZE", 256, 1, 100_000),
             log_format=log_format,
+            metrics_port=_int(env, "METRICS_PORT", 9108, 0, 65535),
         )
 
 

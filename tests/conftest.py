@@ -102,6 +102,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         jwt_secret_key=SECRET,
         base_url="http://pmd.test",
         auto_migrate=False,
+        metrics_port=0,  # tests that want the worker's metrics port ask for a free one
     )
 
 

@@ -229,6 +229,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
         "ARTWORK_BASE_URL": origin.url,
         "ARTWORK_FETCH_CONCURRENCY": "1",
         "AUTO_MIGRATE": "false",
+        "METRICS_PORT": "0",
     }
     arq = str(Path(sys.executable).with_name("arq"))
     # Popen does not block; the real worker must be a separate process to be SIGKILLed.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ from ..db import create_pool
 from ..migrate import apply_migrations
 from ..public_ids import PublicIds
 from ..settings import Settings
+from .metrics import MetricsServer, WorkerMetrics
 
 
 @dataclass
@@ -21,6 +23,8 @@ class WorkerState:
     public_ids: PublicIds
     # Only when ARTWORK_BASE_URL is set: workers without the vault fetch over HTTP.
     http: aiohttp.ClientSession | None = None
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    metrics_server: MetricsServer | None = None
 
 
 STATE_KEY = "pmd"
@@ -32,7 +36,9 @@ def state(ctx: dict[str, Any]) -> WorkerState:
     return value
 
 
-async def startup(ctx: dict[str, Any], *, settings: Settings) -> None:
+async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: bool = False) -> None:
+    """`serve_metrics`: the worker process serves METRICS_PORT; the ops CLI, which runs jobs
+    once beside a running worker, does not."""
     assert settings.database_url is not None
     pool = await create_pool(settings.database_url, "pmd-worker", min_size=1, max_size=8)
     if settings.auto_migrate:
@@ -42,12 +48,25 @@ async def startup(ctx: dict[str, Any], *, settings: Settings) -> None:
     if settings.artwork_base_url:
         connector = aiohttp.TCPConnector(limit=settings.artwork_fetch_concurrency * 2)
         http = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-    ctx[STATE_KEY] = WorkerState(settings, pool, PublicIds(settings.sqids_alphabet), http)
+    st = WorkerState(settings, pool, PublicIds(settings.sqids_alphabet), http)
+    if serve_metrics and settings.metrics_port:
+        try:
+            st.metrics_server = MetricsServer(
+                st.metrics.registry, settings.host, settings.metrics_port
+            )
+        except RuntimeError:
+            await pool.close()
+            if http is not None:
+                await http.close()
+            raise
+    ctx[STATE_KEY] = st
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     value = ctx.get(STATE_KEY)
     if isinstance(value, WorkerState):
+        if value.metrics_server is not None:
+            await asyncio.to_thread(value.metrics_server.close)
         if value.http is not None:
             await value.http.close()
         await value.pool.close()

@@ -149,6 +149,7 @@ class Run:
         self.token = token
         self.claim = claim
         self.skipped_json: list[dict[str, Any]] = []
+        self.result: BuildResult | None = None  # set once the ZIP is published
 
     def in_request_order(
         self, plan: Plan, found_in_build: list[tuple[int, str]]
@@ -195,6 +196,7 @@ class Run:
                 # only the last attempt settles for what it could fetch.
                 raise TransientError("Some artworks could not be fetched from the artwork server.")
             await self._publish(temp, final, file_path, result)
+            self.result = result
         finally:
             await asyncio.to_thread(discard, temp)
         log.info(
@@ -302,38 +304,49 @@ async def process_bdr(ctx: dict[str, Any], bdr_id: str) -> str:
 
 async def _run(st: WorkerState, uid: uuid.UUID, token: uuid.UUID, claim: asyncpg.Record) -> str:
     run = Run(st, uid, token, claim)
-    attempts = claim["attempts"]
-    outcome = "failed"
-    if attempts > MAX_ATTEMPTS:
-        await run.fail(_transient_message(TimeoutError()))
-    else:
-        try:
-            await run.build()
-            outcome = "ready"
-        except BuildCancelled:
-            return "cancelled"
-        except PermanentError as exc:
-            await run.fail(str(exc))
-        except TRANSIENT as exc:
-            if attempts >= MAX_ATTEMPTS:
-                log.warning("BDR %s: attempt %d failed (%r); giving up", uid, attempts, exc)
-                await run.fail(_transient_message(exc))
-            else:
-                defer = min(
-                    BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (attempts - 1)
-                )
-                log.warning(
-                    "BDR %s: attempt %d failed (%r); retry in %.0f s", uid, attempts, exc, defer
-                )
-                with contextlib.suppress(*TRANSIENT):
-                    await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, token, defer)
-                raise Retry(defer=defer) from exc
-        except Exception:
-            log.exception("BDR %s: unexpected error", uid)
-            await run.fail(
-                "An unexpected error stopped this download; it has been logged. "
-                "Please request it again."
-            )
-    if claim["send_email"]:
+    started = time.monotonic()
+    try:
+        outcome = await _attempt(st, run)
+    except Retry:
+        st.metrics.finished("retry", time.monotonic() - started)
+        raise
+    st.metrics.finished(outcome, time.monotonic() - started, run.result)
+    if outcome != "cancelled" and claim["send_email"]:
         await send_bdr_email(st.pool, st.settings, uid)
     return outcome
+
+
+async def _attempt(st: WorkerState, run: Run) -> str:
+    """ready, failed or cancelled; raises Retry when a later attempt may succeed."""
+    uid, attempts = run.bdr_id, run.claim["attempts"]
+    if attempts > MAX_ATTEMPTS:
+        await run.fail(_transient_message(TimeoutError()))
+        return "failed"
+    try:
+        await run.build()
+        return "ready"
+    except BuildCancelled:
+        return "cancelled"
+    except PermanentError as exc:
+        await run.fail(str(exc))
+    except TRANSIENT as exc:
+        if attempts >= MAX_ATTEMPTS:
+            log.warning("BDR %s: attempt %d failed (%r); giving up", uid, attempts, exc)
+            await run.fail(_transient_message(exc))
+        else:
+            defer = min(
+                BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (attempts - 1)
+            )
+            log.warning(
+                "BDR %s: attempt %d failed (%r); retry in %.0f s", uid, attempts, exc, defer
+            )
+            with contextlib.suppress(*TRANSIENT):
+                await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, run.token, defer)
+            raise Retry(defer=defer) from exc
+    except Exception:
+        log.exception("BDR %s: unexpected error", uid)
+        await run.fail(
+            "An unexpected error stopped this download; it has been logged. "
+            "Please request it again."
+        )
+    return "failed"

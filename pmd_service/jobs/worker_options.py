@@ -26,7 +26,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             cron(sweep, second={5}, run_at_startup=True, timeout=120),
             cron(cleanup_expired_bdrs, hour={3}, minute={17}, second={0}, timeout=1800),
         ],
-        "on_startup": partial(context.startup, settings=settings),
+        "on_startup": partial(context.startup, settings=settings, serve_metrics=True),
         "on_shutdown": context.shutdown,
         "redis_settings": redis_settings(settings.redis_url),
         "health_check_interval": 30,
