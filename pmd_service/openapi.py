@@ -40,6 +40,8 @@ class Operation:
     params: tuple[Param, ...] = ()
     auth: bool = True
     headers: dict[str, str] = field(default_factory=dict)
+    # Other non-problem answers: (status, description, media type of the body or None).
+    other_responses: tuple[tuple[int, str, str | None], ...] = ()
 
 
 TARGET_SQID = Param(
@@ -99,9 +101,15 @@ def build_document(operations: Iterable[Operation], version: str) -> dict[str, A
                 for name, desc in op.headers.items()
             }
         responses[str(op.ok_status)] = ok
+        for status, description, media in op.other_responses:
+            other: dict[str, Any] = {"description": description}
+            if media is not None:
+                other["content"] = {media: {"schema": {}}}
+            responses[str(status)] = other
         problem_statuses = set(op.problems)
         if op.auth:
-            problem_statuses |= {401, 403}
+            # 404 too: an unknown `target_sqid` (every authenticated endpoint takes one).
+            problem_statuses |= set(AUTH_PROBLEMS)
         if op.request is not None:
             problem_statuses |= {400, 413, 415, 422}
         if op.params:

@@ -117,7 +117,16 @@ OPERATIONS = (
               ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(404,)),
     Operation("get", "/api/pmd/bdr/{id}/download", "downloadBdr", "The ZIP (Range supported)",
               "downloads", response_media="application/zip", ok_description="The ZIP file",
-              params=(_ID,), problems=(404, 409, 410),
+              params=(
+                  _ID,
+                  Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`); several "
+                        "ranges are answered with the whole file", location="header"),
+                  Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
+                        "has this ETag or Last-Modified date", location="header"),
+              ),
+              problems=(404, 409, 410),
+              other_responses=((206, "The requested byte range", "application/zip"),
+                               (416, "The range lies outside the file", None)),
               headers={"Content-Disposition": "attachment; filename=makapix-artworks-….zip",
                        "ETag": "Entity tag", "Last-Modified": "When the ZIP was written"}),
 )  # fmt: skip

@@ -1,0 +1,426 @@
+"""Fuzzing from the contract: `python -m bench.fuzz [--cases 1200]`.
+
+Not a test (tests/test_fuzz.py runs the same engine, smaller, in CI). Against a real
+`python server.py` process on a fresh database, seeded so the happy paths are reachable (a
+user with 200 artworks at ids 1..200, a license, a ready BDR with its ZIP, a pending one), it
+fetches /openapi.json, then for every operation in it generates requests with schemathesis
+(positive cases from the schemas, negative cases that break them; hypothesis derandomized, so a
+run is reproducible) and sends them with a valid Bearer token. Every response goes through
+schemathesis's checks: no 5xx, a documented status code, the documented content type and
+headers, a body that matches the response schema, and invalid input rejected with a 4xx.
+
+It prints the counts (cases per operation, 5xx, document violations) and exits 1 on any
+violation. Cases are split over the operations in proportion to nothing: each gets the same
+share, so a run of N cases covers every endpoint.
+
+PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones (under
+.data/bench). A fresh database is created and dropped here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import math
+import os
+import tempfile
+import time
+import uuid
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import requests
+import schemathesis
+from schemathesis import GenerationMode
+from schemathesis.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup
+from schemathesis.core.result import Ok
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
+STREAM_PATH = "/api/pmd/bdr/sse"
+SEED_POSTS = 200
+
+
+@dataclass
+class Scope:
+    """A user whose rows the fuzzer can aim at."""
+
+    sqid: str
+    post_ids: list[int]
+    bdr_ids: list[str]
+
+
+@dataclass
+class Seed:
+    """The token's user (a moderator) and another user it may act on, with real rows each."""
+
+    token: str
+    own: Scope
+    other: Scope
+
+
+@dataclass
+class Report:
+    cases: Counter[str] = field(default_factory=Counter)
+    statuses: dict[str, Counter[int]] = field(default_factory=dict)
+    server_errors: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.cases.values())
+
+    def count(self, label: str, status: int) -> None:
+        self.statuses.setdefault(label, Counter())[status] += 1
+        if status >= 500:
+            self.server_errors += 1
+
+    def lines(self) -> Iterator[str]:
+        width = max((len(k) for k in self.cases), default=0)
+        for label, n in sorted(self.cases.items()):
+            statuses = " ".join(f"{s}×{c}" for s, c in sorted(self.statuses.get(label, {}).items()))
+            yield f"  {label:<{width}}  {n:5d} cases  {statuses}"
+        yield f"cases: {self.total}  5xx: {self.server_errors}  violations: {len(self.violations)}"
+        for v in self.violations[:20]:
+            yield f"  VIOLATION {v}"
+
+
+def _pick(values: list[Any], key: object) -> Any:
+    return values[len(str(key)) % len(values)]
+
+
+def aim(seed: Seed, case: Any) -> Any:
+    """Point a valid generated case at real rows: generated ids and sqids almost never exist.
+
+    The shape (which fields, how many ids, which flags) stays what schemathesis generated; only
+    the values that name rows are swapped, deterministically, for seeded ones.
+    """
+    body = case.body if isinstance(case.body, dict) else {}
+    query = case.query if isinstance(case.query, dict) else {}
+    generated = query.get("target_sqid", body.get("target_sqid"))
+    scope = seed.own if generated is None or len(str(generated)) % 2 else seed.other
+    for container in (query, body):
+        if "target_sqid" in container:
+            container["target_sqid"] = scope.sqid
+    if isinstance(body.get("post_ids"), list):
+        ids = [_pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]
+        body["post_ids"] = list(dict.fromkeys(ids))
+    headers = case.headers if isinstance(case.headers, dict) else {}
+    if "Range" in headers:  # a byte range (some past the end of the ZIP) instead of noise
+        start = len(str(headers["Range"])) * 331 % 4000
+        headers["Range"] = f"bytes={start}-{start + len(scope.bdr_ids) * 100}"
+    if case.path_parameters and "id" in case.path_parameters:
+        case.path_parameters["id"] = _pick(scope.bdr_ids, case.path_parameters["id"])
+    return case
+
+
+def fuzz(
+    base_url: str,
+    seed: Seed,
+    *,
+    cases: int,
+    exclude_stream: bool = False,
+    on_operation: Callable[[str, int], None] | None = None,
+) -> Report:
+    """Send about `cases` generated requests spread over every operation; never raises on a
+    failed check, counts it."""
+    doc = requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    schema = schemathesis.openapi.from_dict(doc)
+    report = Report()
+    operations: list[Any] = []
+    for result in schema.get_all_operations():
+        if isinstance(result, Ok):
+            operations.append(result.ok())
+        else:  # the document itself is broken: that is a violation too
+            report.violations.append(f"invalid operation in /openapi.json: {result.err()}")
+    # Removals last: the other operations should find the seeded BDRs still there.
+    operations.sort(key=lambda op: op.method.lower() == "delete")
+    if exclude_stream:
+        operations = [op for op in operations if op.path != STREAM_PATH]
+    # Operations without parameters or body have a single possible request: one case each.
+    fixed = [op for op in operations if not _has_inputs(op)]
+    per_op = max(3, math.ceil((cases - len(fixed)) / max(1, len(operations) - len(fixed))))
+    session = requests.Session()
+    headers = {"Authorization": f"Bearer {seed.token}"}
+    for op in operations:
+        label = f"{op.method.upper()} {op.path}"
+        positive = op.as_strategy(generation_mode=GenerationMode.POSITIVE)
+        # A third as generated, a third aimed at seeded rows (reaching the handlers' happy
+        # paths), a third negative (breaking the schema: must be a 4xx).
+        plans: list[tuple[Any, int]] = [(positive, 1)]
+        if _has_inputs(op):
+            plans = [
+                (positive, per_op // 3),
+                (positive.map(lambda case: aim(seed, case)), per_op // 3),
+                (
+                    op.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+                    per_op - 2 * (per_op // 3),
+                ),
+            ]
+        for strategy, n in plans:
+            _run(strategy, n, functools.partial(_one, base_url=base_url, session=session,
+                                                headers=headers, label=label, report=report))  # fmt: skip
+        if on_operation is not None:
+            on_operation(label, report.cases[label])
+    session.close()
+    return report
+
+
+def _has_inputs(op: Any) -> bool:
+    raw = op.definition.raw
+    return bool(raw.get("parameters") or raw.get("requestBody"))
+
+
+def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
+    @hypothesis.settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    @hypothesis.given(strategy)
+    def run(case: Any) -> None:
+        test(case)
+
+    run()
+
+
+def _one(
+    case: Any,
+    base_url: str,
+    session: requests.Session,
+    headers: dict[str, str],
+    label: str,
+    report: Report,
+) -> None:
+    report.cases[label] += 1
+    stream = case.operation.path == STREAM_PATH
+    if case.operation.schema.is_security_param_negated(case):
+        headers = {}  # a negative case without (valid) credentials: send it as generated
+    try:
+        if stream:
+            # The stream never ends by itself: take the headers, then look at its first bytes.
+            kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
+            raw = session.request(**kwargs, timeout=10, stream=True)
+            report.count(label, raw.status_code)
+            if raw.status_code == 200:
+                first = next(raw.iter_content(64), b"")
+                raw.close()
+                ctype = raw.headers.get("Content-Type", "")
+                if not ctype.startswith("text/event-stream") or not first.startswith(b"retry:"):
+                    report.violations.append(f"{label}: stream opened without event-stream/retry")
+                return
+            response = schemathesis.Response.from_requests(raw, verify=False)
+        else:
+            response = case.call(base_url=base_url, session=session, headers=headers, timeout=10)
+            report.count(label, response.status_code)
+    except requests.RequestException as exc:
+        report.violations.append(
+            f"{label}: no response ({type(exc).__name__}: {exc}) for {_curl(case)}"
+        )
+        return
+    try:
+        case.validate_response(response, checks=CHECKS)
+    except FailureGroup as exc:
+        report.violations.append(
+            f"{label}: {response.status_code}: {_first_line(exc)} for {_curl(case)}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return " | ".join(line.strip() for line in text[:6] if line.strip())
+
+
+def _curl(case: Any) -> str:
+    with contextlib.suppress(Exception):
+        return str(case.as_curl_command())
+    return repr(case)
+
+
+# --- the bench run: a real server process on a fresh, seeded database --------------------------
+
+
+async def seed_database(
+    database_url: str, jwt_secret: str, sqids_alphabet: str, bdr_path: Path
+) -> Seed:
+    """A moderator (the token's user) and another user, each with artworks and BDRs."""
+    from pmd_service.auth import mint_token
+    from pmd_service.db import connect
+    from pmd_service.public_ids import PublicIds
+
+    ids = PublicIds(sqids_alphabet)
+    conn = await connect(database_url, "pmd-bench")
+    try:
+        await conn.execute("INSERT INTO licenses (identifier, title) VALUES ('CC0', 'CC0')")
+        own = await _seed_user(conn, ids, bdr_path, "fuzzer", ["user", "moderator"])
+        other = await _seed_user(conn, ids, bdr_path, "fuzzed", ["user"])
+    finally:
+        await conn.close()
+    token = mint_token(jwt_secret, own.sqid, ttl_seconds=3600, roles=["user", "moderator"])
+    return Seed(token=token, own=own, other=other)
+
+
+async def _seed_user(conn: Any, ids: Any, bdr_path: Path, handle: str, roles: list[str]) -> Scope:
+    user_id = await conn.fetchval(
+        "INSERT INTO users (user_key, handle, email, roles) VALUES ($1, $2, $3, $4) RETURNING id",
+        uuid.uuid4(),
+        handle,
+        f"{handle}@example.com",
+        roles,
+    )
+    sqid = ids.encode(user_id)
+    await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", user_id, sqid)
+    post_ids = [
+        r["id"]
+        for r in await conn.fetch(
+            """
+            INSERT INTO posts (storage_key, storage_shard, owner_id, title)
+            SELECT gen_random_uuid(), 'fz', $1, $2 || ' art ' || g
+            FROM generate_series(1, $3) g RETURNING id
+            """,
+            user_id,
+            handle,
+            SEED_POSTS,
+        )
+    ]
+    await conn.execute(
+        """
+        UPDATE posts p SET public_sqid = s.sqid
+        FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE p.id = s.id
+        """,
+        post_ids,
+        [ids.encode(i) for i in post_ids],
+    )
+    await conn.execute(
+        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
+        " SELECT unnest($1::int[]), 'png', 10, true",
+        post_ids,
+    )
+    # A ready BDR with a real ZIP on disk, a pending one and a failed one: downloads, Range
+    # requests, cancels and removals all have something to act on.
+    ready = uuid.uuid4()
+    relative = f"bdr/{sqid}/{ready}.zip"
+    path = bdr_path / relative.removeprefix("bdr/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", '{"fuzz": true}')
+        zf.writestr("artworks/fz1.png", b"\x89PNG" + bytes(range(256)) * 8)
+    await conn.execute(
+        """
+        INSERT INTO batch_download_requests
+            (id, user_id, post_ids, artwork_count, status, file_path, file_size_bytes,
+             started_at, completed_at, expires_at, progress_done)
+        VALUES ($1, $2, $3, 1, 'ready', $4, $5, now(), now(), now() + interval '7 days', 1)
+        """,
+        ready,
+        user_id,
+        post_ids[:1],
+        relative,
+        path.stat().st_size,
+    )
+    others = await conn.fetch(
+        """
+        INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
+        VALUES ($1, $2, 1, 'pending'), ($1, $3, 2, 'failed')
+        RETURNING id
+        """,
+        user_id,
+        post_ids[:1],
+        post_ids[:2],
+    )
+    return Scope(sqid, post_ids, [str(ready), *(str(r["id"]) for r in others)])
+
+
+async def bench(cases: int) -> int:
+    from pmd_service.embedded import EmbeddedRedis
+
+    redis = None
+    if not os.environ.get("REDIS_URL"):
+        # A Redis of its own: the shared embedded one under .data/bench is stopped by whichever
+        # benchmark process exits first, which would show up here as 503s.
+        redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="pmd-fuzz-redis-")))
+        os.environ["REDIS_URL"] = await asyncio.to_thread(redis.start)
+    try:
+        return await _bench(cases)
+    finally:
+        if redis is not None:
+            redis.stop()
+            del os.environ["REDIS_URL"]
+
+
+async def _bench(cases: int) -> int:
+    from bench.stack import free_port, fresh_stack, service_env, start_server, stop
+
+    async with fresh_stack() as settings:
+        assert settings.database_url is not None
+        seed = await seed_database(
+            settings.database_url,
+            settings.jwt_secret_key,
+            settings.sqids_alphabet,
+            settings.bdr_path,
+        )
+        port = free_port()
+        # A daily limit no run reaches, so BDR creation keeps exercising its happy path.
+        env = service_env(settings, BDR_DAILY_LIMIT="10000", SSE_MAX_PER_USER="1000")
+        server = await asyncio.to_thread(start_server, env, port)
+        try:
+            started = time.monotonic()
+            report = await asyncio.to_thread(
+                fuzz,
+                f"http://127.0.0.1:{port}",
+                seed,
+                cases=cases,
+                on_operation=lambda label, n: print(f"  ... {label}: {n}", flush=True),
+            )
+            elapsed = time.monotonic() - started
+            alive = server.poll() is None
+        finally:
+            stop(server)
+    print(f"fuzzed {report.total} cases over {len(report.cases)} operations in {elapsed:.1f} s")
+    for line in report.lines():
+        print(line)
+    print(f"server still running at the end: {alive}")
+    return (
+        0
+        if report.total >= cases and not report.violations and not report.server_errors and alive
+        else 1
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cases", type=int, default=1200, help="about this many, over all operations"
+    )
+    args = parser.parse_args()
+    raise SystemExit(asyncio.run(bench(args.cases)))
+
+
+if __name__ == "__main__":
+    main()
