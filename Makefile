@@ -27,12 +27,10 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Every benchmark prints its figures (ratios against a floor measured in the same run).
+# Every benchmark under bench/, then docs/benchmarks.md and docs/plots/*.png rewritten from
+# their figures (bench/run_all.py; each run is time-bounded, ~15 minutes in all).
 bench: $(STAMP)
-	$(PY) -m bench.zip
-	$(PY) -m bench.bdr_e2e
-	$(PY) -m bench.posts
-	@if [ -f bench/sse.py ]; then $(PY) -m bench.sse; fi
+	$(PY) -m bench.run_all $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -61,7 +64,7 @@ async def seed(settings: Settings, n: int) -> tuple[str, list[int]]:
     return sqid, post_ids
 
 
-async def run(rounds: int) -> None:
+async def run(rounds: int) -> dict[str, Any]:
     async with fresh_stack() as settings:
         sqid, post_ids = await seed(settings, 128)
         token = mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3600)
@@ -95,12 +98,23 @@ async def run(rounds: int) -> None:
     print(f"POST → ready, 128 small artworks, {len(samples)} BDRs: p50 {p50 * 1000:.0f} ms, "
           f"p99 {p99 * 1000:.0f} ms, min {ordered[0] * 1000:.0f} ms")  # fmt: skip
     print(f"target p50 <= {TARGET_P50_S} s: {'met' if p50 <= TARGET_P50_S else 'MISSED'}")
+    return {
+        "artworks": len(post_ids),
+        "samples_ms": [x * 1000 for x in samples],
+        "p50_ms": p50 * 1000,
+        "p99_ms": p99 * 1000,
+        "min_ms": ordered[0] * 1000,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bdr_e2e", description=__doc__)
     parser.add_argument("--rounds", type=int, default=20)
-    asyncio.run(run(parser.parse_args().rounds))
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.rounds))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

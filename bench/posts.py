@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import statistics
@@ -30,6 +31,7 @@ import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -191,7 +193,9 @@ async def explain(pool: asyncpg.Pool, owner: int, cursor: service.Cursor | None)
     print("\n".join(r[0] for r in plan))
 
 
-async def bench(settings: Settings, requests: int, show_plan: bool) -> None:
+async def bench(
+    settings: Settings, requests: int, show_plan: bool, depths: list[int]
+) -> dict[str, Any]:
     assert settings.database_url is not None
     ids = PublicIds(settings.sqids_alphabet)
     owner, token = await seed(settings.database_url, ids, settings.jwt_secret_key)
@@ -263,6 +267,19 @@ async def bench(settings: Settings, requests: int, show_plan: bool) -> None:
                 last_page.append(await _ms(get_page(last)))
                 floor_last.append(await _ms(sql_page(last_cursor)))
 
+            # Latency by page depth (keyset pagination: page 19 should cost what page 1 does).
+            by_depth: dict[int, tuple[list[float], list[float]]] = {
+                d: ([], []) for d in depths if 1 <= d <= len(pages)
+            }
+            for _ in range(requests):
+                for d, (http_ms, sql_ms) in by_depth.items():
+                    page_cursor = pages[d - 1]
+                    after = (
+                        service.Cursor.decode(page_cursor, deleted=False) if page_cursor else None
+                    )
+                    http_ms.append(await _ms(get_page(page_cursor)))
+                    sql_ms.append(await _ms(sql_page(after)))
+
             if show_plan:  # before the hide series dirties the visibility map
                 await explain(floor_pool, owner, None)
                 await explain(floor_pool, owner, last_cursor)
@@ -324,9 +341,19 @@ async def bench(settings: Settings, requests: int, show_plan: bool) -> None:
     f_hide = Figures(f"POST /api/pmd/action hide {BATCH} ids", hide)
     f_unhide = Figures(f"POST /api/pmd/action unhide {BATCH} ids", unhide)
     s_hide = Figures(f"  SQL floor, hide {BATCH} ids (statement direct)", floor_hide)
+    depth_rows = []
+    for d, (http_ms, sql_ms) in by_depth.items():
+        items = PAGE if d < len(pages) else POSTS - PAGE * (len(pages) - 1)
+        f_http = Figures(f"GET …/posts, page {d} of {len(pages)} ({items} items)", http_ms)
+        f_sql = Figures(f"  SQL floor, page {d}", sql_ms)
+        depth_rows.append((d, items, f_http, f_sql))
     print()
     for fig in (f_first, s_first, f_last, s_last, f_hide, s_hide, f_unhide):
         print(fig.line())
+    print()
+    for _, _, f_http, f_sql in depth_rows:
+        print(f_http.line())
+        print(f_sql.line())
     ratio_first = f_first.p50 / s_first.p50
     ratio_last = f_last.p50 / s_last.p50
     last_vs_first = f_last.p50 / f_first.p50
@@ -355,8 +382,30 @@ async def bench(settings: Settings, requests: int, show_plan: bool) -> None:
         f"(its statement alone: p50 {s_hide.p50:.2f} ms, p99 {s_hide.p99:.2f} ms)"
     )
 
+    def pair(fig: Figures) -> dict[str, float]:
+        return {"p50_ms": fig.p50, "p99_ms": fig.p99}
 
-async def main_async(requests: int, show_plan: bool) -> None:
+    return {
+        "posts": POSTS,
+        "page_size": PAGE,
+        "pages": len(pages),
+        "requests": requests,
+        "first": pair(f_first),
+        "first_sql": pair(s_first),
+        "last": pair(f_last),
+        "last_sql": pair(s_last),
+        "last_items": POSTS % PAGE,
+        "hide": pair(f_hide),
+        "hide_sql": pair(s_hide),
+        "unhide": pair(f_unhide),
+        "depths": [
+            {"page": d, "items": items, "http": pair(h), "sql": pair(q)}
+            for d, items, h, q in depth_rows
+        ],
+    }
+
+
+async def main_async(requests: int, show_plan: bool, depths: list[int]) -> dict[str, Any]:
     base = Settings(
         database_url=os.environ.get("DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
@@ -384,7 +433,7 @@ async def main_async(requests: int, show_plan: bool) -> None:
             auto_migrate=False,
         )
         try:
-            await bench(settings, requests, show_plan)
+            return await bench(settings, requests, show_plan, depths)
         finally:
             admin = await asyncpg.connect(base.database_url)
             try:
@@ -397,8 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.posts", description=__doc__)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per series")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans")
+    parser.add_argument(
+        "--depths", default="1,5,10,19", help="page numbers timed for latency by page depth"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
-    asyncio.run(main_async(max(args.requests, 1), args.explain))
+    depths = [int(d) for d in args.depths.split(",") if d.strip()]
+    figures = asyncio.run(main_async(max(args.requests, 1), args.explain, depths))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import secrets
@@ -36,6 +37,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -387,7 +389,32 @@ def report(levels: list[Level]) -> None:
     print(f"streams dropped during the runs: {sum(lv.disconnects for lv in levels)}")
 
 
-async def bench(settings: Settings, levels: tuple[int, ...], log_dir: Path) -> None:
+def summary(lv: Level) -> dict[str, Any]:
+    """One level's figures for --json."""
+
+    def spread(samples: list[float]) -> dict[str, float]:
+        return {
+            "p50_ms": statistics.median(samples),
+            "p90_ms": _percentile(samples, 0.90),
+            "p99_ms": _percentile(samples, 0.99),
+            "max_ms": max(samples),
+        }
+
+    return {
+        "subscribers": lv.subscribers,
+        "connect_s": lv.connect_seconds,
+        "rss_mb": lv.rss_mb,
+        "kb_per_subscriber": lv.kb_per_subscriber,
+        "listeners": lv.listeners,
+        "single": spread(lv.single_ms),
+        "burst": spread(lv.burst_ms),
+        "burst_update_ms": statistics.median(lv.burst_update_ms),
+        "burst_delivered": lv.burst_delivered,
+        "errors": lv.misrouted + lv.disconnects,
+    }
+
+
+async def bench(settings: Settings, levels: tuple[int, ...], log_dir: Path) -> list[Level]:
     assert settings.database_url is not None
     ids = PublicIds(settings.sqids_alphabet)
     seeded = await seed(
@@ -402,6 +429,7 @@ async def bench(settings: Settings, levels: tuple[int, ...], log_dir: Path) -> N
     finally:
         await db.close()
     report(results)
+    return results
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -414,7 +442,7 @@ def raise_fd_limit(needed: int) -> None:
         raise SystemExit(f"need {needed} file descriptors per process, the limit is {soft}")
 
 
-async def main_async(levels: tuple[int, ...]) -> None:
+async def main_async(levels: tuple[int, ...]) -> list[Level]:
     base = Settings(
         database_url=os.environ.get("DATABASE_URL") or None,
         redis_url=os.environ.get("REDIS_URL") or None,
@@ -441,7 +469,7 @@ async def main_async(levels: tuple[int, ...]) -> None:
             auto_migrate=False,
         )
         try:
-            await bench(settings, levels, Path(tmp))
+            return await bench(settings, levels, Path(tmp))
         finally:
             admin = await asyncpg.connect(base.database_url)
             try:
@@ -457,10 +485,13 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(str(n) for n in LEVELS),
         help="comma-separated subscriber counts (multiples of 10)",
     )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     levels = tuple(int(n) for n in args.levels.split(","))
     raise_fd_limit(max(levels) + 1000)
-    asyncio.run(main_async(levels))
+    results = asyncio.run(main_async(levels))
+    if args.json:
+        args.json.write_text(json.dumps([summary(lv) for lv in results], indent=2))
     return 0
 
 

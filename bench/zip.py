@@ -203,6 +203,11 @@ def main() -> None:
         "--rss-child", nargs=3, metavar=("PATHS", "OUT", "REPEAT"), help=argparse.SUPPRESS
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="also compare at these counts of ~1 MB files (e.g. 16,32,64,128: ZIP size series)",
+    )
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child[0], args.rss_child[1], int(args.rss_child[2]))
@@ -212,20 +217,32 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pmd-bench-zip-") as tmp:
         work = Path(tmp)
         print(f"preparing inputs in {cache} …", flush=True)
-        large = make_large_pngs(cache / "large", FILES)
+        sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
+        large = make_large_pngs(cache / "large", max([FILES, *sizes]))
         small = make_small_pixel_art(cache / "small", FILES)
-        results = {
-            "large": compare("128 x ~1 MB PNG", large, work, args.rounds),
+        at_128 = compare("128 x ~1 MB PNG", large[:FILES], work, args.rounds)
+        results: dict[str, object] = {
+            "large": at_128,
             "small": compare("128 small pixel-art PNG", small, work, args.rounds),
         }
+        if sizes:  # the same ~1 MB files, by count: how each approach scales with ZIP size
+            results["by_size"] = [
+                {"files": n}
+                | (
+                    at_128
+                    if n == FILES
+                    else compare(f"{n} x ~1 MB PNG", large[:n], work, args.rounds)
+                )
+                for n in sizes
+            ]
         listing = work / "paths.txt"
-        listing.write_text("\n".join(str(p) for p in large))
+        listing.write_text("\n".join(str(p) for p in large[:FILES]))
         child = subprocess.run(
             [sys.executable, "-m", "bench.zip", "--rss-child", str(listing), str(work / "big.zip"),
              str(args.big_repeat)],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        big = json.loads(child.stdout.strip().splitlines()[-1])
+        big: dict[str, int] = json.loads(child.stdout.strip().splitlines()[-1])
         results["big"] = big
         print(
             f"1 GB-class ZIP ({big['zip_bytes'] / 1e9:.2f} GB): peak RSS growth "
