@@ -56,6 +56,11 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
             "Unsupported Media Type",
             f"The request body must be JSON: send `Content-Type: application/json` (got {ctype!r}).",
         )
+    limit = request.client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        # Refuse a declared oversize body at once: reading first would wait for bytes a client
+        # may never send (the limit is otherwise only enforced as the body arrives).
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     return decode_json(await request.read(), type_)
 
 
