@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.factories import Factory, UserRow
 from tests.test_auth import assert_problem
@@ -372,3 +373,33 @@ async def test_a_thousand_idle_connections(
     assert len(asyncio.all_tasks()) <= baseline_tasks + 2
     assert after_rounds[1] <= after_rounds[0] + 10, after_rounds  # no growth round to round
     await healthy(client, user)
+
+
+async def test_idle_and_trickling_connections_are_closed_by_the_keepalive_timeout(
+    app: web.Application, factory: Factory
+) -> None:
+    """What bounds a slowloris on the server side: aiohttp's keep-alive timer runs from the
+    moment a connection opens, and a connection whose request is still incomplete when it fires
+    is closed. `server.py` runs with `web.run_app`'s 75 s; here 1 s keeps the test short."""
+    server = TestServer(app)
+    await server.start_server(keepalive_timeout=1.0)
+    try:
+        conns = [await asyncio.open_connection(server.host, server.port) for _ in range(40)]
+        for i, (_, writer) in enumerate(conns):
+            if i % 2:
+                writer.write(b"GET /api/pmd/posts HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+        started = time.monotonic()
+
+        async def closed(reader: asyncio.StreamReader) -> bool:
+            try:
+                return await asyncio.wait_for(reader.read(), 8) == b""
+            except (TimeoutError, ConnectionError):
+                return False
+
+        results = await asyncio.gather(*(closed(r) for r, _ in conns))
+        assert all(results), results.count(False)
+        assert time.monotonic() - started < 8
+        for _, writer in conns:
+            writer.close()
+    finally:
+        await server.close()
