@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,6 +20,15 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("pmd_request_id", default=None)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_from(value: str | None) -> str:
+    """The caller's id when it is a safe token (it lands in logs and headers), else a new one."""
+    return value if value and _SAFE_REQUEST_ID.match(value) else uuid.uuid4().hex
+
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .. import request_ids
 from ..auth import Principal, authenticate, bearer_token, unauthorized
 from ..keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_HUB, STREAM_RESPONSE
+from ..logs import REQUEST_ID_HEADER, request_id_from
 from ..openapi import Operation, Param
 from ..responses import json_response
 from . import frames, service, tickets
@@ -90,7 +90,7 @@ async def _open(
     """Send the opening; returns the response and the watermark (the last event id it holds)."""
     opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
     response = web.StreamResponse(headers=SSE_HEADERS)
-    response.headers[request_ids.HEADER] = request_ids.current()
+    response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     await response.prepare(request)
     request[STREAM_RESPONSE] = response
     retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
