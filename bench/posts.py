@@ -21,30 +21,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench.stack import fresh_stack
 from pmd_service.app import create_app
 from pmd_service.auth import mint_token
 from pmd_service.db import connect, create_pool
 from pmd_service.migrate import apply_migrations
 from pmd_service.posts import service
 from pmd_service.public_ids import PublicIds
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 
 POSTS = 10_000
 OTHER_POSTS = 20_000
@@ -55,10 +51,6 @@ TARGET_LIST_P50_MS = 25.0
 TARGET_LIST_FLOOR_RATIO = 2.0
 TARGET_LAST_FIRST_RATIO = 1.3
 TARGET_ACTION_P99_MS = 20.0
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -406,40 +398,8 @@ async def bench(
 
 
 async def main_async(requests: int, show_plan: bool, depths: list[int]) -> dict[str, Any]:
-    base = Settings(
-        database_url=os.environ.get("DATABASE_URL") or None,
-        redis_url=os.environ.get("REDIS_URL") or None,
-        data_dir=PROJECT_ROOT / ".data" / "bench",
-    )
-    if base.embedded:
-        from pmd_service.embedded import with_embedded_services
-
-        # pgserver's start-up blocks; keep it off the event loop.
-        base = await asyncio.to_thread(with_embedded_services, base)
-    assert base.database_url is not None
-    name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
-        settings = replace(
-            base,
-            database_url=_with_database(base.database_url, name),
-            vault_path=Path(tmp) / "vault",
-            bdr_path=Path(tmp) / "vault" / "bdr",
-            jwt_secret_key=secrets.token_urlsafe(48),
-            auto_migrate=False,
-        )
-        try:
-            return await bench(settings, requests, show_plan, depths)
-        finally:
-            admin = await asyncpg.connect(base.database_url)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
+    async with fresh_stack() as settings:
+        return await bench(settings, requests, show_plan, depths)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,21 +27,19 @@ import contextlib
 import json
 import os
 import resource
-import secrets
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
+from bench.stack import fresh_stack
 from pmd_service.auth import mint_token
 from pmd_service.db import connect
 from pmd_service.migrate import apply_migrations
@@ -60,10 +58,6 @@ TARGET_BURST_MAX_S = 1.0
 
 CONNECTED = b"event: connected"
 UPDATE = b"event: bdr_update\nid: "
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -443,39 +437,8 @@ def raise_fd_limit(needed: int) -> None:
 
 
 async def main_async(levels: tuple[int, ...]) -> list[Level]:
-    base = Settings(
-        database_url=os.environ.get("DATABASE_URL") or None,
-        redis_url=os.environ.get("REDIS_URL") or None,
-        data_dir=PROJECT_ROOT / ".data" / "bench",
-    )
-    if base.embedded:
-        from pmd_service.embedded import with_embedded_services
-
-        base = await asyncio.to_thread(with_embedded_services, base)
-    assert base.database_url is not None
-    name = f"pmd_bench_sse_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    with tempfile.TemporaryDirectory(prefix="pmd-bench-sse-") as tmp:
-        settings = replace(
-            base,
-            database_url=_with_database(base.database_url, name),
-            vault_path=Path(tmp) / "vault",
-            bdr_path=Path(tmp) / "vault" / "bdr",
-            jwt_secret_key=secrets.token_urlsafe(48),
-            auto_migrate=False,
-        )
-        try:
-            return await bench(settings, levels, Path(tmp))
-        finally:
-            admin = await asyncpg.connect(base.database_url)
-            try:
-                await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await admin.close()
+    async with fresh_stack() as settings:
+        return await bench(settings, levels, settings.vault_path.parent)
 
 
 def main(argv: list[str] | None = None) -> int:

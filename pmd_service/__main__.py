@@ -11,20 +11,12 @@ import asyncio
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .settings import ConfigError, Settings
-
-
-def _resolved() -> Settings:
-    settings = Settings.from_env()
-    if settings.embedded:
-        from .embedded import with_embedded_services
-
-        settings = with_embedded_services(settings)
-    return settings
+from .jobs.context import job_context
+from .settings import Settings
+from .startup import load_settings
 
 
 class CliError(Exception):
@@ -57,21 +49,6 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     print(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=ttl, roles=list(roles)))
 
 
-@asynccontextmanager
-async def _worker_ctx(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    """The context the worker's jobs get, so a job can be run once from here."""
-    from .jobs import context
-    from .queue import create_redis
-
-    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
-    await context.startup(ctx, settings=settings)
-    try:
-        yield ctx
-    finally:
-        await context.shutdown(ctx)
-        await ctx["redis"].aclose()
-
-
 SQL_REQUEUE_FAILED = """
 UPDATE batch_download_requests
 SET status = 'pending', attempts = 0, error_message = NULL, completed_at = NULL,
@@ -89,7 +66,7 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
         bdr_id = uuid.UUID(raw_id)
     except ValueError:
         raise CliError(f"{raw_id!r} is not a BDR id (a UUID)") from None
-    async with _worker_ctx(settings) as ctx:
+    async with job_context(settings) as ctx:
         pool = state(ctx).pool
         status = await pool.fetchval(
             "SELECT status FROM batch_download_requests WHERE id = $1", bdr_id
@@ -108,7 +85,7 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
 
 
 async def _run_job(settings: Settings, job: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
-    async with _worker_ctx(settings) as ctx:
+    async with job_context(settings) as ctx:
         print(json.dumps(await job(ctx)))
 
 
@@ -128,7 +105,7 @@ async def _stats(settings: Settings) -> None:
 
     from .jobs.context import state
 
-    async with _worker_ctx(settings) as ctx:
+    async with job_context(settings) as ctx:
         row = await state(ctx).pool.fetchrow(SQL_STATS)
         assert row is not None
         depth = await ctx["redis"].zcard(default_queue_name)
@@ -164,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             from .dev import run_dev
 
             return run_dev()
-        settings = _resolved()
+        settings = load_settings("pmd")
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "token":
@@ -181,9 +158,6 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run_job(settings, cleanup_expired_bdrs))
         elif args.command == "stats":
             asyncio.run(_stats(settings))
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -176,15 +176,10 @@ def _free_port() -> int:
 @pytest.fixture
 async def worker_ctx(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[dict[str, Any]]:
     """The context arq gives cron jobs, for calling sweep/cleanup directly."""
-    from pmd_service.jobs import context
-    from pmd_service.queue import create_redis
+    from pmd_service.jobs.context import job_context
 
-    assert settings.redis_url is not None
-    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url)}
-    await context.startup(ctx, settings=settings)
-    yield ctx
-    await context.shutdown(ctx)
-    await ctx["redis"].aclose()
+    async with job_context(settings) as ctx:
+        yield ctx
 
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:

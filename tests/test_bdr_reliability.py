@@ -23,8 +23,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from pmd_service.app import create_app
 from pmd_service.bdr.enqueue import job_id
 from pmd_service.embedded import EmbeddedRedis
-from pmd_service.jobs import context
-from pmd_service.jobs.context import state
+from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.notify import send_bdr_email
 from pmd_service.jobs.process_bdr import Run, process_bdr
 from pmd_service.jobs.sweep import sweep
@@ -259,13 +258,8 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     origin.delay = 0
     stale = replace(settings, bdr_stale_seconds=1, artwork_base_url=origin.url)
     await asyncio.sleep(1.5)
-    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
-    await context.startup(ctx, settings=stale)
-    try:
+    async with job_context(stale) as ctx:
         assert (await sweep(ctx))["retaken"] == 1
-    finally:
-        await context.shutdown(ctx)
-        await ctx["redis"].aclose()
     # The dead run's own job stays queued until its arq timeout passes; then arq runs it again.
     # Let that time pass (drop its in-progress mark) so both jobs run now: one builds the ZIP,
     # the other finds nothing to claim.
@@ -295,13 +289,8 @@ async def test_redis_down_at_post_then_swept_to_ready(
 
     redis.start()
     try:
-        ctx: dict[str, Any] = {"redis": create_redis(redis_url)}
-        await context.startup(ctx, settings=flaky)
-        try:
+        async with job_context(flaky) as ctx:
             assert (await sweep(ctx))["requeued"] == 1
-        finally:
-            await context.shutdown(ctx)
-            await ctx["redis"].aclose()
         await run_worker(flaky)
     finally:
         redis.stop()
@@ -325,14 +314,9 @@ async def test_smtp_down_never_fails_the_bdr_and_the_sweep_sends_later(
     assert smtp.messages == []
 
     up = replace(settings, smtp_host=smtp.host, smtp_port=smtp.port)
-    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
-    await context.startup(ctx, settings=up)
-    try:
+    async with job_context(up) as ctx:
         assert (await sweep(ctx))["emails"] == 1
         assert (await sweep(ctx))["emails"] == 0
-    finally:
-        await context.shutdown(ctx)
-        await ctx["redis"].aclose()
     assert len(smtp.messages) == 1
     assert str(item["id"]) in smtp.messages[0].get_body(("plain",)).get_content()  # type: ignore[union-attr]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,3 +72,17 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         if value.http is not None:
             await value.http.close()
         await value.pool.close()
+
+
+@asynccontextmanager
+async def job_context(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    """The context arq gives a job, for running one outside the worker (ops CLI, tests)."""
+    from ..queue import create_redis
+
+    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
+    try:
+        await startup(ctx, settings=settings)
+        yield ctx
+    finally:
+        await shutdown(ctx)
+        await ctx["redis"].aclose()
