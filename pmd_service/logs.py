@@ -95,9 +95,22 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record, not at set-up: a test
+    runner (or anything else) that swaps stderr and closes the old one breaks nothing."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always sys.stderr
+
+
 def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
     """The process's log handler: formatter by `log_format` plus the request id/redaction filter."""
-    out = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    out = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
     out.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     out.addFilter(ContextFilter())
     return out

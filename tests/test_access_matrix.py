@@ -360,10 +360,20 @@ def check_cell(
     if method == "HEAD" and out.body:
         problems.append("HEAD answered with a body")
     if leak_check:
+        body = _without_random_ticket(out.body)
         for secret in world.secrets:
-            if secret not in sent and secret in out.body:
+            if secret not in sent and secret in body:
                 problems.append(f"leaked {secret[:40]!r}")
     return problems
+
+
+def _without_random_ticket(body: bytes) -> bytes:
+    """A fresh SSE ticket is 43 random characters: by chance it can contain a 2-character
+    sqid of the victim. It is the caller's own ticket, so it is left out of the leak search."""
+    if not body.startswith(b"{") or b'"ticket"' not in body:
+        return body
+    ticket = json.loads(body).get("ticket")
+    return body.replace(ticket.encode(), b"") if isinstance(ticket, str) else body
 
 
 def test_the_table_covers_every_route(app: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 
 import asyncpg
@@ -30,6 +31,10 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_clean: None) 
         await conn.close()
 
     asyncio.run(reset())
+    # The CLI configures logging for the process, as it should; give the next tests theirs back.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     return settings
 
 
