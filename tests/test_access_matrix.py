@@ -63,6 +63,9 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     site_owner = await factory.user("siteowner", roles=["user", "owner"])
     banned = await factory.user("banneduser", banned_until=_in_a_day())
     deactivated = await factory.user("gone", deactivated=True)
+    # A long sqid (5 characters, like the post ids below): a 2-character one could turn up by
+    # chance inside any random string of a body (a cursor, a ticket) and read as a leak.
+    await factory.pool.execute("SELECT setval('users_id_seq', 800000)")
     victim = await factory.user("victimhandle")
 
     await factory.pool.execute("SELECT setval('posts_id_seq', $1)", VICTIM_POST_ID_BASE)
