@@ -406,3 +406,21 @@ async def test_email_cancelled_mid_send_is_released_for_the_sweep(
         "SELECT email_sent_at FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )
     assert sent_at is None  # owed again: the sweep will send it
+
+
+async def test_a_late_pending_bdr_whose_job_id_is_held_gets_a_fresh_job(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])  # its job `bdr:<id>` is queued
+    # As if a worker took the job and died before claiming: the id stays held in arq.
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET created_at = now() - interval '6 minutes' WHERE id = $1::uuid",
+        item["id"],
+    )
+    redis = worker_ctx["redis"]
+    await redis.set(f"{in_progress_key_prefix}{job_id(uuid.UUID(item['id']))}", b"1", px=3_600_000)
+    assert (await sweep(worker_ctx))["requeued"] == 1
+    assert await redis.exists(f"arq:job:{job_id(uuid.UUID(item['id']), 'late1')}")
+    assert (await sweep(worker_ctx))["requeued"] == 0  # one fresh job per period, not per minute

@@ -21,9 +21,14 @@ from .notify import send_owed_emails
 log = logging.getLogger(__name__)
 
 RETRY_GRACE_SECONDS = 60
+# A pending row still unclaimed this long after creation may have its plain job id held by a
+# worker that died between dequeuing and claiming (arq frees it only after the job timeout):
+# then it gets a fresh job id, at most one per such period.
+LATE_PENDING_SECONDS = 300
 
 SQL_STUCK_PENDING = """
-SELECT id FROM batch_download_requests
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
+FROM batch_download_requests
 WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
 ORDER BY created_at LIMIT 500
 """
@@ -41,7 +46,12 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
     for row in await st.pool.fetch(SQL_STUCK_PENDING, float(st.settings.bdr_pending_grace_seconds)):
-        requeued += await enqueue_bdr(redis, row["id"])
+        if await enqueue_bdr(redis, row["id"]):
+            requeued += 1
+        elif row["age"] >= LATE_PENDING_SECONDS:
+            requeued += await enqueue_bdr(
+                redis, row["id"], retake=f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
+            )
     for row in await st.pool.fetch(
         SQL_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
