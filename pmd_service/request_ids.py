@@ -15,8 +15,6 @@ from aiohttp.typedefs import Handler
 from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
 from .sse.api import STREAM_ROUTE
 
-HEADER = REQUEST_ID_HEADER
-
 
 def current() -> str:
     """The id of the request (or job) being handled; a fresh one outside of any."""
@@ -35,14 +33,14 @@ def request_id_middleware(request: web.Request, handler: Handler) -> Awaitable[w
 
 
 async def _with_id(request: web.Request, handler: Handler) -> web.StreamResponse:
-    rid = request_id_from(request.headers.get(HEADER))
+    rid = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     # aiohttp runs each request in a task of its own, so this set stays within the request.
     REQUEST_ID.set(rid)
     try:
         response = await handler(request)
     except web.HTTPException as exc:  # redirects and the like pass through as exceptions
-        exc.headers[HEADER] = rid
+        exc.headers[REQUEST_ID_HEADER] = rid
         raise
     if not response.prepared:
-        response.headers[HEADER] = rid
+        response.headers[REQUEST_ID_HEADER] = rid
     return response

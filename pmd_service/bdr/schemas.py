@@ -12,7 +12,6 @@ from ..posts.schemas import PostIds, Sqid
 
 Status = Literal["pending", "processing", "ready", "failed", "expired", "cancelled"]
 SkipReason = Literal["deleted", "not_owner", "playlist", "file_missing", "fetch_failed"]
-ACTIVE: frozenset[str] = frozenset({"pending", "processing"})
 
 
 class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,7 +33,9 @@ class Skipped(msgspec.Struct):
     reason: SkipReason
 
 
-class BdrItem(msgspec.Struct):
+class _BdrFields(msgspec.Struct):
+    """The columns an item shares with its row."""
+
     id: uuid.UUID
     status: Status
     artwork_count: int
@@ -47,6 +48,9 @@ class BdrItem(msgspec.Struct):
     expires_at: datetime | None
     error_message: str | None
     file_size_bytes: int | None
+
+
+class BdrItem(_BdrFields):
     progress: Progress
     skipped: list[Skipped]
     download_url: str | None
@@ -56,21 +60,9 @@ class BdrList(msgspec.Struct):
     items: list[BdrItem]
 
 
-class _Row(msgspec.Struct):
-    """The columns an item is made of: from an asyncpg row or an event's jsonb payload."""
+class _Row(_BdrFields):
+    """What an item is made of: an asyncpg row or an event's jsonb payload."""
 
-    id: uuid.UUID
-    status: Status
-    artwork_count: int
-    include_comments: bool
-    include_reactions: bool
-    send_email: bool
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    expires_at: datetime | None
-    error_message: str | None
-    file_size_bytes: int | None
     progress_done: int
     skipped: list[Skipped]
 
@@ -84,20 +76,10 @@ ITEM_COLUMNS = """
 def bdr_item(row: Any) -> BdrItem:
     """An item from a row (mapping of column values) or an event payload (JSON-decoded)."""
     r = msgspec.convert(dict(row), _Row, strict=False)
+    fields = msgspec.structs.asdict(r)
+    done = fields.pop("progress_done")
     return BdrItem(
-        id=r.id,
-        status=r.status,
-        artwork_count=r.artwork_count,
-        include_comments=r.include_comments,
-        include_reactions=r.include_reactions,
-        send_email=r.send_email,
-        created_at=r.created_at,
-        started_at=r.started_at,
-        completed_at=r.completed_at,
-        expires_at=r.expires_at,
-        error_message=r.error_message,
-        file_size_bytes=r.file_size_bytes,
-        progress=Progress(done=r.progress_done, total=r.artwork_count),
-        skipped=r.skipped,
+        **fields,
+        progress=Progress(done=done, total=r.artwork_count),
         download_url=f"/api/pmd/bdr/{r.id}/download" if r.status == "ready" else None,
     )

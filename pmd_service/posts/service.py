@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from ..db import Conn
 
 
-RESTORE_WINDOW = timedelta(days=7)
-
 _ITEM_COLUMNS = """
     p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
     p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
