@@ -10,7 +10,7 @@ from ..openapi import Operation, Param
 from ..responses import json_response
 from ..validation import query_bool, query_int, read_json
 from . import service
-from .schemas import ActionRequest, ActionResult, LicenseRequest, PostPage
+from .schemas import ActionRequest, ActionResult, LicenseList, LicenseRequest, PostPage
 
 MAX_PAGE = 512
 
@@ -46,6 +46,10 @@ async def post_license(request: web.Request) -> web.Response:
     return json_response(ActionResult(success=True, affected_count=changed, message=message))
 
 
+async def list_licenses(request: web.Request) -> web.Response:
+    return json_response(await service.list_licenses(request.app[DB_POOL]))
+
+
 OPERATIONS = (
     Operation(
         "get", "/api/pmd/posts", "listPosts",
@@ -70,6 +74,11 @@ OPERATIONS = (
         "Set (or clear with null) the license of up to 128 posts, all or nothing", "posts",
         request=LicenseRequest, response=ActionResult,
     ),
+    Operation(
+        "get", "/api/pmd/licenses", "listLicenses",
+        "The licenses a post can carry (for POST /api/pmd/license)", "posts",
+        response=LicenseList,
+    ),
 )  # fmt: skip
 
 
@@ -77,3 +86,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/pmd/posts", list_posts, name="list_posts")
     app.router.add_post("/api/pmd/action", post_action, name="post_action")
     app.router.add_post("/api/pmd/license", post_license, name="post_license")
+    app.router.add_get("/api/pmd/licenses", list_licenses, name="list_licenses")

@@ -66,3 +66,13 @@ class ActionResult(msgspec.Struct):
     success: bool
     affected_count: int
     message: str
+
+
+class License(msgspec.Struct):
+    id: int
+    identifier: str | None
+    title: str | None
+
+
+class LicenseList(msgspec.Struct):
+    items: list[License]

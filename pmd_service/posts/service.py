@@ -19,7 +19,7 @@ import msgspec
 
 from ..auth import Principal
 from ..errors import FieldError, ProblemError, bad_request, validation_error
-from .schemas import MAX_BATCH, Action, PostFile, PostItem, PostPage
+from .schemas import MAX_BATCH, Action, License, LicenseList, PostFile, PostItem, PostPage
 
 if TYPE_CHECKING:
     from ..db import Conn
@@ -295,6 +295,14 @@ async def list_posts(
         key = last["deleted_by_user_date"] if deleted else last["created_at"]
         next_cursor = Cursor(deleted, key, last["id"]).encode()
     return PostPage(items=items, next_cursor=next_cursor, total_count=total)
+
+
+SQL_LICENSES = "SELECT id, identifier, title FROM licenses ORDER BY identifier, id"
+
+
+async def list_licenses(pool: asyncpg.Pool) -> LicenseList:
+    rows = await pool.fetch(SQL_LICENSES)
+    return LicenseList([License(r["id"], r["identifier"], r["title"]) for r in rows])
 
 
 # --- batch actions -------------------------------------------------------------------------
