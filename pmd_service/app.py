@@ -21,6 +21,7 @@ from .queue import create_redis
 from .request_ids import request_id_middleware
 from .settings import Settings
 from .sse import api as sse_api
+from .web import pages
 
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -75,5 +76,6 @@ def create_app(settings: Settings) -> web.Application:
     bdr_api.setup(app)
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
     app.router.add_get("/metrics", metrics_handler, name="metrics")
+    pages.setup(app)
     app[OPENAPI_DOC] = build_document(operations, __version__)
     return app

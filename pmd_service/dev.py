@@ -98,6 +98,8 @@ def run_dev() -> int:
         token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
         print(
             f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
+            # The token rides in the fragment, which browsers never send to a server.
+            f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
             f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
             f"Try: curl -H 'Authorization: Bearer {token[:16]}…' {base}/api/pmd/posts\n"
             "Press Ctrl-C to stop everything.\n",

@@ -1,0 +1,122 @@
+// The JSON API as the page uses it: the Bearer token, `target_sqid`, and problem+json errors.
+
+const TOKEN_KEY = "pmd.token";
+
+export class ApiError extends Error {
+  constructor(status, title, detail, { retryAfter = null, errors = [] } = {}) {
+    super(detail || title);
+    this.status = status; // 0: the request never got an answer (network, server down)
+    this.title = title;
+    this.detail = detail;
+    this.retryAfter = retryAfter;
+    this.errors = errors;
+  }
+}
+
+// The dev link carries the token in the fragment (never sent to a server, never logged);
+// it moves into sessionStorage and leaves the address bar at once.
+export function takeTokenFromFragment() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token");
+  if (token) {
+    sessionStorage.setItem(TOKEN_KEY, token);
+    history.replaceState(history.state, "", location.pathname + location.search);
+  }
+}
+
+export const getToken = () => sessionStorage.getItem(TOKEN_KEY);
+export const setToken = (token) => sessionStorage.setItem(TOKEN_KEY, token.trim());
+
+// The user the token speaks for (its `sub`), without checking it: the server does that.
+export function tokenSubject(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part)).sub ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export class Api {
+  constructor({ token, targetSqid, onUnauthorized }) {
+    this.token = token;
+    this.targetSqid = targetSqid; // set when a moderator opens someone else's page
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  url(path, query = {}) {
+    const url = new URL(path, location.origin);
+    for (const [k, v] of Object.entries(query)) {
+      if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+    }
+    if (this.targetSqid) url.searchParams.set("target_sqid", this.targetSqid);
+    return url;
+  }
+
+  async request(method, path, { query, json, raw = false } = {}) {
+    const headers = { Authorization: `Bearer ${this.token}` };
+    const init = { method, headers };
+    if (json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(json);
+    }
+    let response;
+    try {
+      response = await fetch(this.url(path, query), init);
+    } catch {
+      throw new ApiError(0, "Network error",
+        "Could not reach the server. Check your connection; nothing was changed by this request " +
+        "unless the list shows it.");
+    }
+    if (!response.ok) throw await this.problem(response);
+    if (raw) return response;
+    if (response.status === 204) return null;
+    return response.json();
+  }
+
+  async problem(response) {
+    let body = {};
+    try {
+      body = await response.json();
+    } catch {
+      // a proxy's HTML error page: fall back to the status line
+    }
+    const retry = Number(response.headers.get("Retry-After"));
+    const error = new ApiError(
+      response.status,
+      body.title || response.statusText || "Error",
+      body.detail || `The server answered ${response.status}.`,
+      { retryAfter: Number.isFinite(retry) && retry > 0 ? retry : null, errors: body.errors || [] },
+    );
+    if (response.status === 401 && this.onUnauthorized) this.onUnauthorized(error);
+    return error;
+  }
+
+  get(path, query) { return this.request("GET", path, { query }); }
+  post(path, json) { return this.request("POST", path, { json }); }
+  delete(path) { return this.request("DELETE", path); }
+}
+
+function inWords(seconds) {
+  const h = Math.floor(seconds / 3600);
+  const m = Math.ceil((seconds % 3600) / 60);
+  if (h === 0) return `${m} min`;
+  return m === 0 ? `${h} h` : `${h} h ${m} min`;
+}
+
+// One sentence a person can act on, for any failure of any request.
+export function explain(error) {
+  if (!(error instanceof ApiError)) return `Something went wrong in the page: ${error.message}`;
+  if (error.status === 0) return error.detail;
+  if (error.status === 401) {
+    return "Your access token has expired or is not valid. Open a fresh link " +
+      "(`make run` prints one) or paste a new token above.";
+  }
+  if (error.status === 429 && error.retryAfter) {
+    const at = new Date(Date.now() + error.retryAfter * 1000);
+    const when = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    return `${error.detail} That is at ${when} your time (in ${inWords(error.retryAfter)}).`;
+  }
+  const fields = error.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
+  return fields ? `${error.detail} (${fields})` : error.detail;
+}

@@ -1,0 +1,206 @@
+// The dashboard page: wires the posts table, the batch actions and the downloads panel.
+
+import { Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, tokenSubject } from "./api.js";
+import { MAX_BATCH, runBatches } from "./bulk.js";
+import { Downloads } from "./downloads.js";
+import { plural } from "./format.js";
+import { PostTable } from "./posts.js";
+
+const $ = (id) => document.getElementById(id);
+
+function toast(message, kind = "info") {
+  const node = document.createElement("div");
+  node.className = `toast ${kind}`;
+  node.setAttribute("role", kind === "error" ? "alert" : "status");
+  const text = document.createElement("span");
+  text.textContent = message;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "×";
+  close.setAttribute("aria-label", "Dismiss");
+  close.addEventListener("click", () => node.remove());
+  node.append(text, close);
+  $("toasts").append(node);
+  setTimeout(() => node.remove(), kind === "error" ? 15_000 : 8_000);
+}
+
+function showNotice(message) {
+  $("notice").textContent = message;
+  $("notice").hidden = !message;
+}
+
+function askSignIn(reason) {
+  $("signin-reason").textContent = reason;
+  $("signin").hidden = false;
+}
+
+function confirmDelete(n) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = `Delete ${plural(n, "post")}?`;
+  $("confirm-text").textContent =
+    "They disappear from your profile at once. You can restore them from " +
+    "“Recently deleted” for 7 days.";
+  $("confirm-ok").textContent = `Delete ${plural(n, "post")}`;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+function boot() {
+  takeTokenFromFragment();
+  $("signin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    setToken($("signin-token").value);
+    location.reload();
+  });
+  const token = getToken();
+  if (!token) {
+    askSignIn("This page needs an access token. Paste one below, or open the link `make run` prints.");
+    return;
+  }
+  const pageSqid = location.pathname.split("/")[2];
+  const subject = tokenSubject(token);
+  const targetSqid = subject && subject !== pageSqid ? pageSqid : null;
+  const highlightId = new URLSearchParams(location.search).get("bdr");
+
+  let downloads = null;
+  const api = new Api({
+    token,
+    targetSqid,
+    onUnauthorized: () => {
+      downloads?.stop();
+      askSignIn(explain(new ApiError(401, "Unauthorized", "")));
+    },
+  });
+  const onError = (error) => {
+    if (error.status === 401) {
+      downloads?.stop();
+      askSignIn(explain(new ApiError(401, "Unauthorized", "")));
+      return;
+    }
+    showNotice(explain(error));
+  };
+  if (targetSqid) {
+    $("who").textContent = `Moderating the posts of ${targetSqid}`;
+    $("who").hidden = false;
+  }
+  $("main").hidden = false;
+
+  const table = new PostTable(api, { onChange: () => refreshControls(), onError });
+  downloads = new Downloads(api, { toast, onError, highlightId });
+
+  function refreshControls() {
+    const n = table.selected.size;
+    $("selected-count").textContent = String(n);
+    for (const b of document.querySelectorAll("[data-needs-selection]")) b.disabled = n === 0 || busy;
+    const why = $("bdr-why");
+    const request = $("bdr-request");
+    request.disabled = busy || n === 0 || n > MAX_BATCH || table.view !== "live";
+    request.textContent = n ? `Request download of ${plural(n, "post")}` : "Request download";
+    if (table.view !== "live") why.textContent = "Switch to Posts to download.";
+    else if (n === 0) why.textContent = "Select the posts to put in the ZIP.";
+    else if (n > MAX_BATCH) {
+      why.textContent = `A download holds at most ${MAX_BATCH} posts; ${n} are selected. ` +
+        `Unselect ${n - MAX_BATCH}, or request several downloads.`;
+    } else why.textContent = "";
+  }
+
+  let busy = false;
+  async function batch(action, send, options = {}) {
+    const ids = [...table.selected];
+    if (!ids.length) return;
+    busy = true;
+    refreshControls();
+    showNotice("");
+    try {
+      const result = await runBatches(action, ids, send,
+        (part) => table.applied(action, part, options));
+      toast(result.message, result.ok ? "ok" : "error");
+      if (!result.ok && result.error?.status === 401) onError(result.error);
+    } finally {
+      busy = false;
+      refreshControls();
+    }
+  }
+
+  const act = (action) => (part) => api.post("/api/pmd/action", { action, post_ids: part });
+  $("act-hide").addEventListener("click", () =>
+    batch("hide", act("hide"), { asModerator: Boolean(targetSqid) }));
+  $("act-unhide").addEventListener("click", () =>
+    batch("unhide", act("unhide"), { asModerator: Boolean(targetSqid) }));
+  $("act-restore").addEventListener("click", () => batch("restore", act("restore")));
+  $("act-delete").addEventListener("click", async () => {
+    if (await confirmDelete(table.selected.size)) await batch("delete", act("delete"));
+  });
+  $("act-license").addEventListener("click", () => {
+    const select = $("license-select");
+    const id = select.value ? Number(select.value) : null;
+    const identifier = id ? select.selectedOptions[0].dataset.identifier : null;
+    batch("license", (part) => api.post("/api/pmd/license", { post_ids: part, license_id: id }),
+      { license: identifier });
+  });
+
+  $("select-page").addEventListener("click", () => table.selectPage());
+  $("select-loaded").addEventListener("click", () => table.selectLoaded());
+  $("select-clear").addEventListener("click", () => table.clearSelection());
+  $("page-first").addEventListener("click", () => table.goTo(0));
+  $("page-prev").addEventListener("click", () => table.goTo(table.page - 1));
+  $("page-next").addEventListener("click", () => table.goTo(table.page + 1));
+  $("page-last").addEventListener("click", () => table.goTo(table.pageCount - 1));
+  $("page-go").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    table.goTo(Number($("page-input").value) - 1);
+  });
+
+  function switchView(view) {
+    $("view-live").setAttribute("aria-selected", String(view === "live"));
+    $("view-deleted").setAttribute("aria-selected", String(view === "deleted"));
+    $("view-title").textContent = view === "live" ? "Posts" : "Recently deleted";
+    document.querySelector(".live-actions").hidden = view !== "live";
+    document.querySelector(".deleted-actions").hidden = view !== "deleted";
+    $("batch").hidden = true;
+    $("batch-error").hidden = true;
+    table.load(view);
+  }
+  $("view-live").addEventListener("click", () => switchView("live"));
+  $("view-deleted").addEventListener("click", () => switchView("deleted"));
+
+  $("bdr-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const ids = [...table.selected];
+    if (!ids.length || ids.length > MAX_BATCH) return;
+    const request = $("bdr-request");
+    request.disabled = true;
+    try {
+      await downloads.request(ids, {
+        include_comments: $("bdr-comments").checked,
+        include_reactions: $("bdr-reactions").checked,
+        send_email: $("bdr-email").checked,
+      });
+      toast(`Download of ${plural(ids.length, "post")} requested; it appears below when ready.`, "ok");
+    } catch (error) {
+      if (error.status === 401) onError(error);
+      else toast(explain(error), "error");
+    } finally {
+      refreshControls();
+    }
+  });
+
+  api.get("/api/pmd/licenses").then(({ items }) => {
+    const select = $("license-select");
+    for (const l of items) {
+      const option = document.createElement("option");
+      option.value = String(l.id);
+      option.dataset.identifier = l.identifier ?? "";
+      option.textContent = l.title ? `${l.title} (${l.identifier})` : l.identifier;
+      select.append(option);
+    }
+  }, onError);
+
+  table.load("live");
+  downloads.start();
+}
+
+boot();

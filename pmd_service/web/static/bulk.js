@@ -1,0 +1,68 @@
+// Batch actions on any number of posts: the API takes at most 128 ids per request, each request
+// all or nothing, so the page sends them in order and stops at the first that fails.
+
+import { explain } from "./api.js";
+import { plural } from "./format.js";
+
+export const MAX_BATCH = 128;
+
+export function chunks(ids, size = MAX_BATCH) {
+  const out = [];
+  for (let i = 0; i < ids.length; i += size) out.push(ids.slice(i, i + size));
+  return out;
+}
+
+const PAST = {
+  hide: "hidden", unhide: "unhidden", delete: "deleted", restore: "restored",
+  license: "relicensed",
+};
+const VERB = {
+  hide: "Hiding", unhide: "Unhiding", delete: "Deleting", restore: "Restoring",
+  license: "Changing the license of",
+};
+
+// Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success.
+// Returns {ok, doneIds, leftIds, message}.
+export async function runBatches(action, ids, send, done) {
+  const box = document.getElementById("batch");
+  const text = document.getElementById("batch-text");
+  const bar = document.getElementById("batch-progress");
+  const errorEl = document.getElementById("batch-error");
+  const parts = chunks(ids);
+  const doneIds = [];
+  errorEl.hidden = true;
+  box.hidden = false;
+  bar.max = parts.length;
+  try {
+    for (const [i, part] of parts.entries()) {
+      text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
+      bar.value = i;
+      try {
+        await send(part);
+      } catch (error) {
+        box.hidden = true;
+        const left = ids.length - doneIds.length;
+        const message =
+          `Batch ${i + 1} of ${parts.length} failed: ${explain(error)} ` +
+          (doneIds.length
+            ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
+            : "") +
+          `${plural(left, "post was", "posts were")} not ${PAST[action]} and ` +
+          `${left === 1 ? "is" : "are"} still selected.`;
+        errorEl.textContent = message;
+        errorEl.hidden = false;
+        return { ok: false, doneIds, leftIds: ids.slice(doneIds.length), message, error };
+      }
+      doneIds.push(...part);
+      done(part);
+    }
+    bar.value = parts.length;
+    const message = `${plural(ids.length, "post")} ${PAST[action]}` +
+      (parts.length > 1 ? ` in ${parts.length} batches.` : ".");
+    text.textContent = message;
+    return { ok: true, doneIds, leftIds: [], message };
+  } catch (error) {
+    box.hidden = true;
+    throw error;
+  }
+}

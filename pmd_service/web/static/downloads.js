@@ -1,0 +1,271 @@
+// The download requests panel: the user's BDRs, kept live over Server-Sent Events.
+//
+// EventSource cannot send an Authorization header, so each connection uses a single-use ticket
+// (POST /api/pmd/bdr/sse-ticket). EventSource's own retry would reuse the spent ticket, so on
+// any error the page closes it and opens a new one with a fresh ticket and `last_event_id`: the
+// server then sends only what was missed (or `reset` and a new snapshot).
+
+import { explain } from "./api.js";
+import * as fmt from "./format.js";
+
+const STATUS = {
+  pending: "Queued", processing: "Building", ready: "Ready", failed: "Failed",
+  expired: "Expired", cancelled: "Cancelled",
+};
+const REASON = {
+  deleted: "deleted since the request", not_owner: "no longer yours", playlist: "now a playlist",
+  file_missing: "file missing", fetch_failed: "file could not be fetched",
+};
+const ACTIVE = new Set(["pending", "processing"]);
+const BACKOFF_MAX_MS = 30_000;
+
+export class Downloads {
+  constructor(api, { toast, onError, highlightId }) {
+    this.api = api;
+    this.toast = toast;
+    this.onError = onError;
+    this.highlightId = highlightId;
+    this.items = new Map();
+    this.lastEventId = null;
+    this.source = null;
+    this.backoff = 1000;
+    this.stopped = false;
+    this.list = document.getElementById("bdr-list");
+    this.empty = document.getElementById("bdr-empty");
+    this.live = document.getElementById("live");
+    this.liveText = document.getElementById("live-text");
+    this.list.addEventListener("click", (ev) => this.onClick(ev));
+  }
+
+  async start() {
+    try {
+      const { items } = await this.api.get("/api/pmd/bdr");
+      for (const item of items) this.items.set(item.id, item);
+    } catch (error) {
+      this.onError(error);
+    }
+    if (this.highlightId && !this.items.has(this.highlightId)) {
+      try {
+        const item = await this.api.get(`/api/pmd/bdr/${encodeURIComponent(this.highlightId)}`);
+        this.items.set(item.id, item);
+      } catch {
+        this.toast(`The download request from your link was not found.`, "error");
+        this.highlightId = null;
+      }
+    }
+    this.render();
+    this.reveal();
+    this.connect();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.source?.close();
+    this.setLive("off", "Live updates off");
+  }
+
+  setLive(state, text) {
+    this.live.dataset.state = state;
+    this.liveText.textContent = text;
+  }
+
+  async connect() {
+    if (this.stopped) return;
+    this.setLive("connecting", "Connecting…");
+    let ticket;
+    try {
+      ({ ticket } = await this.api.post("/api/pmd/bdr/sse-ticket"));
+    } catch (error) {
+      if (error.status === 401) return this.stop();
+      return this.retry();
+    }
+    const query = { ticket };
+    if (this.lastEventId) query.last_event_id = this.lastEventId;
+    const source = new EventSource(this.api.url("/api/pmd/bdr/sse", query));
+    this.source = source;
+    source.addEventListener("bdr_update", (ev) => {
+      if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      this.update(JSON.parse(ev.data));
+    });
+    source.addEventListener("connected", (ev) => {
+      if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      this.backoff = 1000;
+      this.setLive("live", "Live");
+    });
+    source.addEventListener("timeout", () => {
+      source.close();
+      this.stop();
+      this.onError({ status: 401 });
+    });
+    source.onerror = () => {
+      if (this.source !== source) return;
+      source.close();
+      this.retry();
+    };
+  }
+
+  retry() {
+    if (this.stopped) return;
+    const wait = this.backoff + Math.random() * 500;
+    this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
+    this.setLive("reconnecting", `Reconnecting in ${Math.ceil(wait / 1000)} s…`);
+    setTimeout(() => this.connect(), wait);
+  }
+
+  update(item) {
+    const before = this.items.get(item.id);
+    this.items.set(item.id, item);
+    if (before && before.status !== item.status) {
+      if (item.status === "ready") {
+        this.toast(`Your download of ${fmt.plural(item.artwork_count, "artwork")} is ready.`, "ok");
+      } else if (item.status === "failed") {
+        this.toast(`A download failed: ${item.error_message ?? "no reason given"}`, "error");
+      }
+    }
+    this.render();
+  }
+
+  async request(postIds, options) {
+    const item = await this.api.post("/api/pmd/bdr", { post_ids: postIds, ...options });
+    if (!this.items.has(item.id)) this.items.set(item.id, item);
+    this.render();
+    return item;
+  }
+
+  async onClick(ev) {
+    const button = ev.target.closest("button[data-do]");
+    if (!button) return;
+    const item = this.items.get(button.closest("li").dataset.id);
+    if (!item) return;
+    button.disabled = true;
+    try {
+      if (button.dataset.do === "download") await this.download(item, button);
+      else await this.api.delete(`/api/pmd/bdr/${item.id}`);
+    } catch (error) {
+      this.toast(explain(error), "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // The download needs the Bearer header, so it goes through fetch and a blob URL.
+  async download(item, button) {
+    const label = button.textContent;
+    button.textContent = "Downloading…";
+    try {
+      const response = await this.api.request("GET", item.download_url, { raw: true });
+      const disposition = response.headers.get("Content-Disposition") ?? "";
+      const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? `download-${item.id}.zip`;
+      const url = URL.createObjectURL(await response.blob());
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } finally {
+      button.textContent = label;
+    }
+  }
+
+  reveal() {
+    if (!this.highlightId) return;
+    const li = this.list.querySelector(`li[data-id="${CSS.escape(this.highlightId)}"]`);
+    if (!li) return;
+    li.classList.add("highlight");
+    li.tabIndex = -1;
+    li.scrollIntoView({ block: "center" });
+    li.focus({ preventScroll: true });
+  }
+
+  render() {
+    const items = [...this.items.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+    const focused = document.activeElement?.closest?.("#bdr-list li")?.dataset.id;
+    this.list.replaceChildren(...items.map((item) => this.card(item)));
+    this.empty.hidden = items.length > 0;
+    if (focused) this.list.querySelector(`li[data-id="${CSS.escape(focused)}"]`)?.focus();
+  }
+
+  card(item) {
+    const li = document.createElement("li");
+    li.dataset.id = item.id;
+    li.dataset.status = item.status;
+    li.className = "bdr";
+    if (item.id === this.highlightId) {
+      li.classList.add("highlight");
+      li.tabIndex = -1;
+    }
+    const head = el("div", "bdr-head");
+    head.append(
+      el("span", `badge status-${item.status}`, STATUS[item.status] ?? item.status),
+      el("span", "bdr-count", fmt.plural(item.artwork_count, "artwork")),
+      timeEl(item.created_at, `requested ${fmt.relative(item.created_at)}`),
+    );
+    li.append(head);
+    const extras = [
+      item.include_comments && "comments", item.include_reactions && "reactions",
+    ].filter(Boolean);
+    const opts = [extras.length ? `with ${extras.join(" and ")}` : "artworks only"];
+    if (item.send_email) opts.push("email when done");
+    li.append(el("p", "bdr-opts", opts.join(" · ")));
+
+    if (ACTIVE.has(item.status)) {
+      const { done, total } = item.progress;
+      const bar = el("progress", "");
+      bar.max = total;
+      bar.value = done;
+      bar.setAttribute("aria-label", `Progress: ${done} of ${total}`);
+      li.append(bar, el("p", "bdr-progress",
+        item.status === "pending" ? "Waiting for a worker…" : `${done} of ${total} added`));
+    }
+    if (item.status === "ready") {
+      const bits = [fmt.bytes(item.file_size_bytes)];
+      if (item.expires_at) bits.push(`expires ${fmt.relative(item.expires_at)}`);
+      const p = el("p", "bdr-ready", bits.join(" · "));
+      if (item.expires_at) p.title = `Expires ${fmt.dateTime(item.expires_at)}`;
+      li.append(p);
+    }
+    if (item.error_message) li.append(el("p", "bdr-error", item.error_message));
+    if (item.skipped.length) {
+      const details = el("details", "bdr-skipped");
+      details.append(el("summary", "", `${fmt.plural(item.skipped.length, "artwork")} skipped`));
+      const ul = el("ul", "");
+      for (const s of item.skipped) {
+        ul.append(el("li", "", `${s.public_sqid ?? `#${s.post_id}`}: ${REASON[s.reason] ?? s.reason}`));
+      }
+      details.append(ul);
+      li.append(details);
+    }
+    const buttons = el("div", "bdr-buttons");
+    if (item.status === "ready" && item.download_url) {
+      buttons.append(button("download", "Download ZIP", "primary"));
+      buttons.append(button("delete", "Delete file"));
+    } else if (ACTIVE.has(item.status)) {
+      buttons.append(button("cancel", "Cancel"));
+    }
+    if (buttons.childElementCount) li.append(buttons);
+    return li;
+  }
+}
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function button(action, text, cls = "") {
+  const b = el("button", cls, text);
+  b.type = "button";
+  b.dataset.do = action;
+  return b;
+}
+
+function timeEl(iso, text) {
+  const t = el("time", "bdr-time", text);
+  t.dateTime = iso;
+  t.title = fmt.dateTime(iso);
+  return t;
+}

@@ -1,0 +1,245 @@
+// The posts table: every post loaded progressively through the cursor, sorted and paged in the
+// page, with a selection that survives sorting, paging and loading.
+
+import * as fmt from "./format.js";
+
+export const PAGE_SIZE = 16;
+const FIRST_LIMIT = 64; // a quick first paint, then large pages
+const NEXT_LIMIT = 512;
+
+const nativeFile = (post) => post.files.find((f) => f.is_native) ?? post.files[0] ?? null;
+const hiddenRank = (p) => (p.hidden_by_mod ? 2 : p.hidden_by_user ? 1 : 0);
+
+const SORT_KEYS = {
+  title: (a, b) => a.title.localeCompare(b.title, undefined, { sensitivity: "base", numeric: true }),
+  created_at: (a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0),
+  format: (a, b) => (nativeFile(a)?.format ?? "").localeCompare(nativeFile(b)?.format ?? ""),
+  size: (a, b) => (nativeFile(a)?.file_bytes ?? -1) - (nativeFile(b)?.file_bytes ?? -1),
+  reaction_count: (a, b) => a.reaction_count - b.reaction_count,
+  comment_count: (a, b) => a.comment_count - b.comment_count,
+  view_count: (a, b) => a.view_count - b.view_count,
+  license: (a, b) => (a.license_identifier ?? "").localeCompare(b.license_identifier ?? ""),
+  hidden: (a, b) => hiddenRank(a) - hiddenRank(b),
+};
+
+export class PostTable {
+  constructor(api, { onChange, onError }) {
+    this.api = api;
+    this.onChange = onChange; // selection, page or contents changed
+    this.onError = onError;
+    this.view = "live";
+    this.posts = []; // in server order: newest (or most recently deleted) first
+    this.total = 0;
+    this.done = false;
+    this.selected = new Set();
+    this.sort = { key: "created_at", dir: "descending" };
+    this.page = 0;
+    this.generation = 0; // a view switch abandons the loading still under way
+    this.sorted = [];
+    this.el = {
+      body: document.getElementById("posts-body"),
+      empty: document.getElementById("empty"),
+      loading: document.getElementById("loading"),
+      info: document.getElementById("page-info"),
+      input: document.getElementById("page-input"),
+      heads: [...document.querySelectorAll("#posts-table th[data-sort]")],
+    };
+    for (const th of this.el.heads) {
+      th.querySelector("button").addEventListener("click", () => this.sortBy(th.dataset.sort));
+    }
+    this.el.body.addEventListener("change", (ev) => {
+      const box = ev.target.closest("input[data-id]");
+      if (!box) return;
+      const id = Number(box.dataset.id);
+      if (box.checked) this.selected.add(id);
+      else this.selected.delete(id);
+      box.closest("tr").classList.toggle("selected", box.checked);
+      this.onChange();
+    });
+  }
+
+  get pageCount() { return Math.max(1, Math.ceil(this.sorted.length / PAGE_SIZE)); }
+  get pageRows() { return this.sorted.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE); }
+  byId(id) { return this.posts.find((p) => p.id === id); }
+
+  async load(view = this.view) {
+    const generation = ++this.generation;
+    this.view = view;
+    this.posts = [];
+    this.total = 0;
+    this.done = false;
+    this.page = 0;
+    this.selected.clear();
+    this.resort();
+    this.render();
+    let cursor = null;
+    let limit = FIRST_LIMIT;
+    for (;;) {
+      let page;
+      try {
+        page = await this.api.get("/api/pmd/posts", {
+          limit, cursor, deleted: view === "deleted" ? "true" : undefined,
+        });
+      } catch (error) {
+        if (generation !== this.generation) return;
+        this.el.loading.textContent = `Loading stopped after ${fmt.plural(this.posts.length, "post")}.`;
+        this.onError(error);
+        return;
+      }
+      if (generation !== this.generation) return;
+      this.posts.push(...page.items);
+      this.total = page.total_count;
+      cursor = page.next_cursor;
+      this.done = cursor === null;
+      this.resort();
+      this.render();
+      if (this.done) return;
+      limit = NEXT_LIMIT;
+    }
+  }
+
+  sortBy(key) {
+    const dir = this.sort.key === key && this.sort.dir === "ascending" ? "descending" : "ascending";
+    this.sort = { key, dir: key === this.sort.key ? dir : key === "title" ? "ascending" : "descending" };
+    this.resort();
+    this.page = 0;
+    this.render();
+  }
+
+  resort() {
+    const compare = SORT_KEYS[this.sort.key];
+    const sign = this.sort.dir === "ascending" ? 1 : -1;
+    // Newest first breaks ties, so equal values keep one stable order across renders.
+    this.sorted = [...this.posts].sort((a, b) => sign * compare(a, b) || b.id - a.id);
+    this.page = Math.min(this.page, this.pageCount - 1);
+  }
+
+  goTo(page) {
+    this.page = Math.max(0, Math.min(this.pageCount - 1, page));
+    this.render();
+  }
+
+  selectPage() { for (const p of this.pageRows) this.selected.add(p.id); this.render(); }
+  selectLoaded() { for (const p of this.posts) this.selected.add(p.id); this.render(); }
+  clearSelection() { this.selected.clear(); this.render(); }
+
+  // What a successful batch did, applied to the rows already loaded (no reload needed).
+  applied(action, ids, { asModerator = false, license = null } = {}) {
+    const set = new Set(ids);
+    if (action === "delete" || action === "restore") {
+      this.posts = this.posts.filter((p) => !set.has(p.id));
+      this.total -= ids.length;
+    }
+    for (const p of this.posts) {
+      if (!set.has(p.id)) continue;
+      if (action === "hide" || action === "unhide") {
+        p[asModerator ? "hidden_by_mod" : "hidden_by_user"] = action === "hide";
+      } else if (action === "license") {
+        p.license_identifier = license;
+      }
+    }
+    for (const id of ids) this.selected.delete(id);
+    this.resort();
+    this.render();
+  }
+
+  render() {
+    const { body, empty, loading, info, input, heads } = this.el;
+    for (const th of heads) {
+      th.setAttribute("aria-sort", th.dataset.sort === this.sort.key ? this.sort.dir : "none");
+    }
+    body.replaceChildren(...this.pageRows.map((p) => this.row(p)));
+    const none = this.done && this.posts.length === 0;
+    empty.hidden = !none;
+    empty.textContent = this.view === "deleted"
+      ? "Nothing was deleted in the last 7 days."
+      : "You have no artworks yet. Posts you upload appear here.";
+    loading.textContent = this.done
+      ? (none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`)
+      : `Loading more… ${fmt.count(this.posts.length)} of ${this.total ? fmt.count(this.total) : "?"}`;
+    loading.classList.toggle("busy", !this.done);
+    info.textContent = `Page ${this.page + 1} of ${this.pageCount}`;
+    input.max = String(this.pageCount);
+    input.value = String(this.page + 1);
+    document.getElementById("page-first").disabled = this.page === 0;
+    document.getElementById("page-prev").disabled = this.page === 0;
+    document.getElementById("page-next").disabled = this.page >= this.pageCount - 1;
+    document.getElementById("page-last").disabled = this.page >= this.pageCount - 1;
+    this.onChange();
+  }
+
+  row(p) {
+    const tr = document.createElement("tr");
+    tr.dataset.id = String(p.id);
+    const chosen = this.selected.has(p.id);
+    tr.classList.toggle("selected", chosen);
+    const file = nativeFile(p);
+    const cells = [
+      cell("check", checkbox(p, chosen)),
+      cell("thumb", thumbnail(p)),
+      cell("title", titleBlock(p, this.view)),
+      cell("", time(p.created_at)),
+      cell("", file ? file.format.toUpperCase() : "—", true),
+      cell("num", fmt.bytes(file?.file_bytes), true),
+      cell("num", fmt.count(p.reaction_count), true),
+      cell("num", fmt.count(p.comment_count), true),
+      cell("num", fmt.count(p.view_count), true),
+      cell("license", p.license_identifier ?? "—", true),
+      cell("hidden", p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
+    ];
+    tr.append(...cells);
+    return tr;
+  }
+}
+
+// `wide`: a column a phone-sized screen leaves out.
+function cell(cls, content, wide = false) {
+  const td = document.createElement("td");
+  if (cls) td.className = cls;
+  if (wide) td.dataset.wide = "";
+  if (typeof content === "string") td.textContent = content;
+  else td.append(content);
+  return td;
+}
+
+function checkbox(p, checked) {
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.checked = checked;
+  box.dataset.id = String(p.id);
+  box.setAttribute("aria-label", `Select “${p.title}”`);
+  return box;
+}
+
+function thumbnail(p) {
+  if (!p.art_url) return document.createTextNode("");
+  const img = document.createElement("img");
+  img.src = p.art_url;
+  img.alt = "";
+  img.loading = "lazy";
+  img.decoding = "async";
+  img.width = 40;
+  img.height = 40;
+  return img;
+}
+
+function titleBlock(p, view) {
+  const span = document.createElement("span");
+  span.className = "title-text";
+  span.textContent = p.title;
+  if (view !== "deleted" || !p.deleted_by_user_date) return span;
+  const frag = document.createDocumentFragment();
+  const note = document.createElement("small");
+  const until = new Date(new Date(p.deleted_by_user_date).getTime() + 7 * 86400e3);
+  note.textContent = `Deleted ${fmt.relative(p.deleted_by_user_date)}; restorable until ${fmt.dateTime(until)}`;
+  frag.append(span, document.createElement("br"), note);
+  return frag;
+}
+
+function time(iso) {
+  const t = document.createElement("time");
+  t.dateTime = iso;
+  t.textContent = fmt.date(iso);
+  t.title = fmt.dateTime(iso);
+  return t;
+}

@@ -1,0 +1,113 @@
+"""How the app serves the dashboard page, its files and, in dev mode only, the demo shortcut and
+the vault's artwork files (never a ZIP)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.app import create_app
+from pmd_service.settings import Settings
+from tests.factories import Factory
+from tests.test_auth import assert_problem
+
+Client = TestClient[Any, Any]
+
+
+async def dev_client(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
+    return await aiohttp_client(create_app(replace(settings, dev_mode=True)))
+
+
+async def test_the_page_is_served_for_any_user_link_with_a_strict_policy(client: Client) -> None:
+    resp = await client.get("/u/Uk/posts?bdr=0b3e5f1c-2b65-4a34-9d1e-1f4a2c3d4e5f")
+    assert resp.status == 200
+    assert resp.content_type == "text/html"
+    html = await resp.text()
+    assert '<script type="module" src="/static/pmd/app.js">' in html
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "connect-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
+
+
+async def test_a_link_that_cannot_hold_a_user_id_is_a_404_problem(client: Client) -> None:
+    for path in ("/u/not-a-sqid!/posts", "/u/" + "a" * 17 + "/posts"):
+        await assert_problem(await client.get(path), 404)
+
+
+async def test_the_page_modules_are_served_as_javascript(client: Client) -> None:
+    for name in ("app.js", "api.js", "bulk.js", "downloads.js", "format.js", "posts.js"):
+        resp = await client.get(f"/static/pmd/{name}")
+        assert resp.status == 200, name
+        assert resp.content_type in {"text/javascript", "application/javascript"}, name
+    css = await client.get("/static/pmd/styles.css")
+    assert css.status == 200 and css.content_type == "text/css"
+    assert (await client.get("/static/pmd/../pages.py")).status == 404
+    assert (await client.get("/static/pmd/nothing.js")).status == 404
+
+
+async def test_outside_dev_mode_there_is_no_root_redirect_and_no_vault(
+    client: Client, factory: Factory
+) -> None:
+    owner = await factory.user(handle="demo")
+    post = await factory.post(owner)
+    await assert_problem(await client.get("/", allow_redirects=False), 404)
+    resp = await client.get(f"/vault/{post.shard}/{post.storage_key}.png")
+    await assert_problem(resp, 404)
+
+
+async def test_dev_root_opens_the_demo_users_page(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    client = await dev_client(aiohttp_client, settings)
+    resp = await client.get("/", allow_redirects=False)
+    await assert_problem(resp, 404)  # no demo user yet
+    assert "make run" in (await resp.json())["detail"]
+    demo = await factory.user(handle="demo")
+    resp = await client.get("/", allow_redirects=False)
+    assert resp.status == 302
+    assert resp.headers["Location"] == f"/u/{demo.sqid}/posts"
+
+
+async def test_dev_vault_serves_artwork_files_and_never_a_zip(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    client = await dev_client(aiohttp_client, settings)
+    owner = await factory.user()
+    post = await factory.post(owner, data=b"\x89PNG-bytes")
+    resp = await client.get(f"/vault/{post.shard}/{post.storage_key}.png")
+    assert resp.status == 200
+    assert await resp.read() == b"\x89PNG-bytes"
+
+    # A ZIP in the BDR folder (a folder of the vault by default) is not reachable, whatever
+    # the name is made to look like.
+    user_dir = settings.bdr_path / "u1"
+    user_dir.mkdir(parents=True)
+    (user_dir / f"{post.storage_key}.png").write_bytes(b"PK-not-for-you")
+    (settings.bdr_path / f"{post.storage_key}.png").write_bytes(b"PK-not-for-you")
+    for path in (
+        f"/vault/bdr/{post.storage_key}.png",
+        f"/vault/{post.shard}/{post.storage_key}.zip",
+        f"/vault/{post.shard}/..%2Fbdr%2F{post.storage_key}.png",
+        f"/vault/..%2Fbdr/{post.storage_key}.png",
+        f"/vault/{post.shard}/{post.storage_key}.gif",  # no such file
+        f"/vault/{post.shard}/not-a-uuid.png",
+    ):
+        resp = await client.get(path)
+        assert resp.status == 404, path
+        assert b"not-for-you" not in await resp.read()
+
+
+async def test_licenses_are_listed_for_the_license_menu(client: Client, factory: Factory) -> None:
+    owner = await factory.user()
+    await factory.license("CC0-1.0")
+    await factory.license("CC-BY-4.0")
+    await assert_problem(await client.get("/api/pmd/licenses"), 401)
+    resp = await client.get("/api/pmd/licenses", headers=owner.auth)
+    assert resp.status == 200
+    items = (await resp.json())["items"]
+    assert [i["identifier"] for i in items] == ["CC-BY-4.0", "CC0-1.0"]
+    assert set(items[0]) == {"id", "identifier", "title"}
