@@ -1,0 +1,157 @@
+"""What the browser tests run against: `python server.py` and `arq worker.WorkerSettings` as
+production runs them, on the test database and Redis, plus Debian's Chromium via Playwright."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from pmd_service.demo import pixel_art
+from pmd_service.settings import PROJECT_ROOT, Settings
+from tests.factories import Factory, UserRow
+
+CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
+# CI sets PMD_REQUIRE_BROWSER=1: a missing browser is then a failure, not a skip.
+REQUIRE_BROWSER = os.environ.get("PMD_REQUIRE_BROWSER") == "1"
+# Where the tests save their screenshots: docs/screenshots when refreshing the README's.
+SCREENSHOTS = os.environ.get("PMD_SCREENSHOTS")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    directory: Path
+    port: int
+    server: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DATABASE_URL": self.settings.database_url or "",
+            "REDIS_URL": self.settings.redis_url or "",
+            "JWT_SECRET_KEY": self.settings.jwt_secret_key,
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "AUTO_MIGRATE": "false",
+            # Dev mode serves the vault's artwork files, for the thumbnails.
+            "PMD_DEV": "true",
+            "PMD_DATA_DIR": str(self.directory),
+            "VAULT_PATH": str(self.settings.vault_path),
+            "BDR_PATH": str(self.settings.bdr_path),
+            "METRICS_PORT": "0",
+            "LOG_FORMAT": "text",
+            **self.extra_env,
+        }
+
+    async def start_server(self) -> None:
+        log = (self.directory / "server.log").open("ab")
+        # Popen does not block; the server must be its own process to be signalled.
+        self.server = subprocess.Popen([sys.executable, "server.py"], cwd=PROJECT_ROOT,  # noqa: ASYNC220
+                                       env=self.env(), stdout=log, stderr=log)  # fmt: skip
+        deadline = time.monotonic() + 30
+        async with aiohttp.ClientSession() as http:
+            while True:
+                assert self.server.poll() is None, self.log("server")
+                assert time.monotonic() < deadline, self.log("server")
+                with contextlib.suppress(aiohttp.ClientConnectionError):
+                    async with http.get(self.base + "/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+
+    async def stop_server(self) -> None:
+        """SIGTERM, as a deploy does: every SSE stream is closed from the server side."""
+        assert self.server is not None
+        self.server.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(self.server.wait, 10)
+
+    def start_worker(self) -> None:
+        log = (self.directory / "worker.log").open("ab")
+        arq = str(Path(sys.executable).with_name("arq"))
+        self.worker = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT,
+                                       env=self.env(), stdout=log, stderr=log)  # fmt: skip
+
+    def log(self, name: str) -> str:
+        path = self.directory / f"{name}.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def stop(self) -> None:
+        for proc in (self.server, self.worker):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in (self.server, self.worker):
+            if proc is not None:
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    settings: Settings, directory: Path, port: int, **env: str
+) -> AsyncIterator[Stack]:
+    stack = Stack(settings, directory, port, extra_env=env)
+    try:
+        stack.start_worker()
+        await stack.start_server()
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def artworks(factory: Factory, owner: UserRow, count: int, *, seed: int = 7) -> list[int]:
+    """`count` artworks with real pixel-art files in the vault and `art_url`s the dev server
+    serves, newest first one minute apart, some with comments and reactions."""
+    rng = random.Random(seed)
+    pool: asyncpg.Pool = factory.pool
+    ids: list[int] = []
+    titles = ["Sunset", "Knight", "Slime", "Café", "Cat nap", "Mushroom", "Rocket", "Dragon"]
+    formats = ["png", "png", "gif", "webp"]
+    for n in range(count):
+        fmt = formats[n % len(formats)]
+        post = await factory.post(
+            owner,
+            title=f"{titles[n % len(titles)]} #{n + 1}",
+            fmt=fmt,
+            data=pixel_art(rng, 8, 2, fmt),
+            view_count=rng.randrange(2000),
+        )
+        await pool.execute(
+            "UPDATE posts SET art_url = $2, created_at = now() - make_interval(mins => $3) "
+            "WHERE id = $1",
+            post.id,
+            f"/vault/{post.shard}/{post.storage_key}.{fmt}",
+            n,
+        )
+        if n % 5 == 0:
+            await factory.comment(post, owner, f"Comment on #{n + 1}")
+            await factory.reaction(post, owner, "❤️")
+        ids.append(post.id)
+    return ids

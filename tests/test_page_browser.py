@@ -1,0 +1,377 @@
+"""The dashboard page in a real browser (Debian's Chromium, driven by Playwright) against real
+`server.py` and `arq` worker processes, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import zipfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from pmd_service.settings import Settings
+from tests.conftest import _free_port
+from tests.factories import Factory, UserRow
+from tests.page_stack import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REQUIRE_BROWSER,
+    SCREENSHOTS,
+    Stack,
+    artworks,
+    running_stack,
+)
+
+if not REQUIRE_BROWSER:
+    pytest.importorskip("playwright", reason="Playwright for Python is not installed")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no browser at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+
+# A shared 2-core machine: generous, and never a timing assertion.
+expect.set_options(timeout=30_000)
+WIDE: ViewportSize = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    async with running_stack(settings, tmp_path, _free_port()) as stack:
+        yield stack
+
+
+class Watch:
+    """What a page did that a test asserts on: uncaught errors and requests."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        self.requests: list[Any] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r))
+        self.page = page
+
+    async def mark(self) -> None:
+        """A flag in the document: still there later means the page was never reloaded."""
+        await self.page.evaluate("window.__sameDocument = true")
+
+    async def same_document(self) -> bool:
+        return bool(await self.page.evaluate("window.__sameDocument === true"))
+
+    def posts_to(self, path: str) -> list[Any]:
+        return [r.post_data_json for r in self.requests if r.method == "POST" and path in r.url]
+
+    def urls(self, path: str) -> list[str]:
+        return [r.url for r in self.requests if path in r.url]
+
+
+async def open_page(
+    browser: Browser,
+    stack: Stack,
+    user: UserRow,
+    *,
+    token: str | None = None,
+    query: str = "",
+    viewport: ViewportSize = WIDE,
+    color_scheme: Any = "light",
+) -> tuple[Page, Watch]:
+    context = await browser.new_context(
+        viewport=viewport, color_scheme=color_scheme, accept_downloads=True
+    )
+    page = await context.new_page()
+    watch = Watch(page)
+    await page.goto(f"{stack.base}/u/{user.sqid}/posts{query}#token={token or user.token}")
+    return page, watch
+
+
+async def shot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+async def record_texts(page: Page, selector: str) -> None:
+    """Keep every text `selector` shows in window.seen, however briefly it shows it."""
+    await page.evaluate(
+        """(sel) => {
+            window.seen = [];
+            const node = document.querySelector(sel);
+            new MutationObserver(() => window.seen.push(node.textContent))
+                .observe(node, {childList: true, characterData: true, subtree: true});
+        }""",
+        selector,
+    )
+
+
+async def test_select_150_posts_and_hide_them_in_two_batches(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 150)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 150 posts loaded.")
+    await expect(page.locator("#page-info")).to_have_text("Page 1 of 10")
+    await expect(page.locator("#posts-body tr")).to_have_count(16)
+
+    # Keyboard: focus the first row's box and tick it with Space.
+    await page.locator("#posts-body input[type=checkbox]").first.focus()
+    await page.keyboard.press("Space")
+    await expect(page.locator("#selected-count")).to_have_text("1")
+
+    await page.get_by_role("button", name="Select all loaded").click()
+    await expect(page.locator("#selected-count")).to_have_text("150")
+    # The selection survives sorting and paging.
+    await page.get_by_role("button", name="Title").click()
+    await page.get_by_role("button", name="Next page").click()
+    await expect(page.locator("#page-info")).to_have_text("Page 2 of 10")
+    await expect(page.locator("#selected-count")).to_have_text("150")
+    await expect(page.locator("#posts-body input:checked")).to_have_count(16)
+    # Above 128 the download button is off and says why.
+    await expect(page.locator("#bdr-request")).to_be_disabled()
+    await expect(page.locator("#bdr-why")).to_contain_text("at most 128 posts; 150 are selected")
+
+    await record_texts(page, "#batch-text")
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await expect(page.locator("#batch-text")).to_have_text("150 posts hidden in 2 batches.")
+    seen = await page.evaluate("window.seen")
+    assert "Hiding 150 posts: batch 1 of 2" in seen
+    assert "Hiding 150 posts: batch 2 of 2" in seen
+    sent = watch.posts_to("/api/pmd/action")
+    assert [len(b["post_ids"]) for b in sent] == [128, 22]
+    assert sorted(i for b in sent for i in b["post_ids"]) == sorted(ids)
+    assert all(b["action"] == "hide" for b in sent)
+
+    flags = await factory.post_flags(ids)
+    assert all(f["hidden_by_user"] for f in flags.values())
+    await expect(page.locator("#selected-count")).to_have_text("0")
+    await expect(page.locator("#posts-body td.hidden")).to_have_text(["Hidden"] * 16)
+    await shot(page, "hidden-in-two-batches")
+    assert watch.errors == []
+
+
+async def test_a_failed_batch_stops_and_says_what_did_not_happen(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 150)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 150 posts loaded.")
+    await page.get_by_role("button", name="Select all loaded").click()
+    # The oldest post (in the second batch) is deleted elsewhere after the page loaded it.
+    await pool.execute("UPDATE posts SET deleted_by_user = true WHERE id = $1", ids[-1])
+
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    error = page.locator("#batch-error")
+    await expect(error).to_contain_text("Batch 2 of 2 failed:")
+    await expect(error).to_contain_text(str(ids[-1]))
+    await expect(error).to_contain_text(
+        "128 posts were hidden; 22 posts were not hidden and are still selected."
+    )
+    await expect(page.locator("#selected-count")).to_have_text("22")
+    flags = await factory.post_flags(ids)
+    assert sum(f["hidden_by_user"] for f in flags.values()) == 128
+    assert not any(flags[i]["hidden_by_user"] for i in ids[128:])
+    await shot(page, "failed-batch")
+    assert watch.errors == []
+
+
+async def test_delete_asks_first_then_restore_from_recently_deleted(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 20)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    boxes = page.locator("#posts-body input[type=checkbox]")
+    await boxes.nth(0).check()
+    await boxes.nth(1).check()
+
+    await page.get_by_role("button", name="Delete…").click()
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_be_visible()
+    await expect(dialog).to_contain_text("Delete 2 posts?")
+    await dialog.get_by_role("button", name="Cancel").click()
+    assert not any(f["deleted_by_user"] for f in (await factory.post_flags(ids)).values())
+
+    await page.get_by_role("button", name="Delete…").click()
+    await dialog.get_by_role("button", name="Delete 2 posts").click()
+    await expect(page.locator("#loading")).to_have_text("All 18 posts loaded.")
+    deleted = [i for i, f in (await factory.post_flags(ids)).items() if f["deleted_by_user"]]
+    assert sorted(deleted) == sorted(ids[:2])
+
+    await page.get_by_role("tab", name="Recently deleted").click()
+    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    await expect(page.locator("#posts-body")).to_contain_text("restorable until")
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_role("button", name="Restore").click()
+    await expect(page.locator("#batch-text")).to_have_text("2 posts restored.")
+    await expect(page.locator("#empty")).to_have_text("Nothing was deleted in the last 7 days.")
+    assert not any(f["deleted_by_user"] for f in (await factory.post_flags(ids)).values())
+    assert watch.errors == []
+
+
+async def test_change_the_license_of_selected_posts(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 5)
+    license_id = await factory.license("CC-BY-4.0")
+    page, _ = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
+    await page.get_by_role("button", name="Select page").click()
+    await page.locator("#license-select").select_option(str(license_id))
+    await page.get_by_role("button", name="Set license").click()
+    await expect(page.locator("#batch-text")).to_have_text("5 posts relicensed.")
+    await expect(page.locator("#posts-body td.license")).to_have_text(["CC-BY-4.0"] * 5)
+    rows = await pool.fetch("SELECT license_id FROM posts WHERE id = any($1)", ids)
+    assert {r["license_id"] for r in rows} == {license_id}
+
+
+async def test_a_download_goes_live_to_ready_and_downloads(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, 30)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 30 posts loaded.")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await watch.mark()
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_label("Include comments").check()
+    await page.get_by_role("button", name="Request download of 16 posts").click()
+
+    card = page.locator("#bdr-list li").first
+    await expect(card).to_have_attribute("data-status", "ready", timeout=60_000)
+    await expect(page.locator("#toasts")).to_contain_text("Your download of 16 artworks is ready.")
+    assert await watch.same_document()  # no reload: the status came over SSE
+    await expect(card).to_contain_text("expires in 7 days")
+    await shot(page, "download-ready")
+
+    async with page.expect_download() as info:
+        await card.get_by_role("button", name="Download ZIP").click()
+    download = await info.value
+    assert download.suggested_filename.startswith("makapix-artworks-")
+    data = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        names = archive.namelist()
+    assert sum(n.startswith("artworks/") for n in names) == 16
+    assert {"metadata.json", "comments.json"} <= set(names)
+    assert watch.errors == []
+
+
+async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches_up(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 4)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await watch.mark()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{stack.base}/api/pmd/bdr", json={"post_ids": ids}, headers=owner.auth) as r,
+    ):
+        assert r.status == 202
+        bdr_id = (await r.json())["id"]
+    card = page.locator(f'#bdr-list li[data-id="{bdr_id}"]')
+    await expect(card).to_have_attribute("data-status", "ready", timeout=60_000)
+
+    # The server goes away (a deploy: SIGTERM closes every stream); meanwhile the BDR changes.
+    await stack.stop_server()
+    await expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+    await pool.execute(
+        "UPDATE batch_download_requests SET status = 'expired' WHERE id = $1::uuid", bdr_id
+    )
+    await stack.start_server()
+
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(card).to_have_attribute("data-status", "expired")
+    streams = watch.urls("/api/pmd/bdr/sse?")
+    assert len(streams) >= 2
+    assert "last_event_id=" in streams[-1]  # resumed, not a fresh snapshot
+    assert await watch.same_document()
+    assert watch.errors == []
+
+
+async def test_the_daily_limit_says_when_it_resets(
+    browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, 3)
+    async with running_stack(settings, tmp_path, _free_port(), BDR_DAILY_LIMIT="1") as stack:
+        page, _ = await open_page(browser, stack, owner)
+        await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+        await page.get_by_role("button", name="Select page").click()
+        request = page.get_by_role("button", name="Request download of 3 posts")
+        await request.click()
+        await expect(page.locator("#bdr-list li")).to_have_count(1)
+        await request.click()
+        toast = page.locator(".toast.error")
+        await expect(toast).to_contain_text("The limit of 1 download requests per day is reached")
+        await expect(toast).to_contain_text("your time")
+        await shot(page, "daily-limit")
+
+
+async def test_an_expired_token_asks_to_sign_in_again(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    page, _ = await open_page(browser, stack, owner, token=factory.token(owner.sqid, ttl=-60))
+    banner = page.locator("#signin")
+    await expect(banner).to_be_visible()
+    await expect(banner).to_contain_text("expired or is not valid")
+    assert "#token" not in page.url  # the token left the address bar at once
+
+
+async def test_a_link_with_bdr_highlights_that_request(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 3)
+    made = []
+    async with aiohttp.ClientSession() as http:
+        for post_id in ids:
+            body = {"post_ids": [post_id]}
+            async with http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r:
+                made.append((await r.json())["id"])
+    page, _ = await open_page(browser, stack, owner, query=f"?bdr={made[1]}")
+    card = page.locator(f'#bdr-list li[data-id="{made[1]}"]')
+    await expect(card).to_have_class("bdr highlight")
+    await expect(card).to_be_focused()
+    await expect(page.locator("#bdr-list li.highlight")).to_have_count(1)
+
+
+async def test_a_phone_sized_screen_in_dark_mode(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, 20)
+    page, watch = await open_page(
+        browser, stack, owner, viewport={"width": 375, "height": 812}, color_scheme="dark"
+    )
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    # Nothing wider than the screen: no sideways scrolling of the page itself.
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(17, 19, 24)"  # the dark palette
+    await page.locator("#posts-body input[type=checkbox]").nth(2).check()
+    await shot(page, "phone-dark")
+    await page.get_by_role("button", name="Request download of 1 post").click()
+    await expect(page.locator("#bdr-list li")).to_have_count(1)
+    assert watch.errors == []
