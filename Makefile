@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ format: $(STAMP)
 # their figures (bench/run_all.py; each run is time-bounded, ~15 minutes in all).
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
+
+# The page tests in Chromium, saving the README's screenshots under docs/screenshots.
+screenshots: $(STAMP)
+	PMD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_page_browser.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

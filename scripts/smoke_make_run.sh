@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fresh-clone smoke test of the README's first command: `make run` must reach /readyz, print a
-# token that works, and leave no postgres/redis/server/worker process behind after Ctrl-C.
+# token that works and a dashboard link that loads, and leave no postgres/redis/server/worker
+# process behind after Ctrl-C.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -36,10 +37,17 @@ count=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/
     | python3 -c 'import json, sys; print(json.load(sys.stdin)["total_count"])')
 [ "$count" -ge 30 ] || { echo "smoke: demo data missing (total_count=$count)"; exit 1; }
 
+# The printed dashboard link: the page loads, and its token (in the fragment) is the demo's.
+link=$(grep -oE 'Open the dashboard: \S+' "$work/run.log" | head -n 1 | cut -d' ' -f4)
+[ "${link#*#token=}" = "$token" ] || { echo "smoke: dashboard link lacks the token"; exit 1; }
+curl -fsS "${link%%#*}" | grep -q '/static/pmd/app.js' || { echo "smoke: no page at $link"; exit 1; }
+root=$(curl -fsS -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$port/")
+[ "$root" = "302 ${link%%#*}" ] || { echo "smoke: / answered '$root'"; exit 1; }
+
 kill -INT -- "-$leader"   # Ctrl-C reaches the whole foreground group, as in a terminal
 for _ in $(seq 1 30); do kill -0 "$leader" 2>/dev/null || break; sleep 1; done
 sleep 1
 if pgrep -f "$work/pmd" >/dev/null; then
     pgrep -af "$work/pmd"; echo "smoke: processes left behind after Ctrl-C"; exit 1
 fi
-echo "smoke: make run served $count demo artworks and stopped cleanly"
+echo "smoke: make run served $count demo artworks and the dashboard page, and stopped cleanly"

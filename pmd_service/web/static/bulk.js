@@ -43,12 +43,12 @@ export async function runBatches(action, ids, send, done) {
         box.hidden = true;
         const left = ids.length - doneIds.length;
         const message =
-          `Batch ${i + 1} of ${parts.length} failed: ${explain(error)} ` +
+          `Batch ${i + 1} of ${parts.length} failed: ` +
           (doneIds.length
             ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
             : "") +
           `${plural(left, "post was", "posts were")} not ${PAST[action]} and ` +
-          `${left === 1 ? "is" : "are"} still selected.`;
+          `${left === 1 ? "is" : "are"} still selected. Why: ${explain(error)}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
         return { ok: false, doneIds, leftIds: ids.slice(doneIds.length), message, error };

@@ -185,7 +185,8 @@ export class PostTable {
       cell("num", fmt.count(p.comment_count), true),
       cell("num", fmt.count(p.view_count), true),
       cell("license", p.license_identifier ?? "—", true),
-      cell("hidden", p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
+      cell(p.hidden_by_mod || p.hidden_by_user ? "hidden is-hidden" : "hidden",
+        p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
     ];
     tr.append(...cells);
     return tr;
