@@ -375,3 +375,59 @@ async def test_a_phone_sized_screen_in_dark_mode(
     await page.get_by_role("button", name="Request download of 1 post").click()
     await expect(page.locator("#bdr-list li")).to_have_count(1)
     assert watch.errors == []
+
+
+async def test_cancel_a_queued_download(browser: Browser, stack: Stack, factory: Factory) -> None:
+    assert stack.worker is not None
+    stack.worker.terminate()  # nobody builds: the request stays queued
+    await asyncio.to_thread(stack.worker.wait, 10)
+    owner = await factory.user()
+    await artworks(factory, owner, 2)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_role("button", name="Request download of 2 posts").click()
+    card = page.locator("#bdr-list li").first
+    await expect(card).to_have_attribute("data-status", "pending")
+    await expect(card).to_contain_text("Waiting for a worker")
+    await card.get_by_role("button", name="Cancel").click()
+    await expect(card).to_have_attribute("data-status", "cancelled")
+    await expect(card.get_by_role("button")).to_have_count(0)
+    assert watch.errors == []
+
+
+async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    member = await factory.user()
+    ids = await artworks(factory, member, 3)
+    moderator = await factory.user(roles=["moderator"])
+    page, watch = await open_page(browser, stack, member, token=moderator.token)
+    await expect(page.locator("#who")).to_have_text(f"Moderating the posts of {member.sqid}")
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await expect(page.locator("#posts-body td.hidden")).to_have_text(["By moderator"] * 3)
+    flags = await factory.post_flags(ids)
+    assert all(f["hidden_by_mod"] and not f["hidden_by_user"] for f in flags.values())
+    assert watch.errors == []
+
+
+async def test_a_wide_screen_and_a_server_that_went_away(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 40)
+    page, watch = await open_page(browser, stack, owner, viewport={"width": 1920, "height": 1080})
+    await expect(page.locator("#loading")).to_have_text("All 40 posts loaded.")
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 1920
+    await shot(page, "wide")
+    await page.locator("#posts-body input[type=checkbox]").first.check()
+    await stack.stop_server()
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    error = page.locator("#batch-error")
+    await expect(error).to_contain_text("1 post was not hidden and is still selected")
+    await expect(error).to_contain_text("Could not reach the server")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+    assert not any(f["hidden_by_user"] for f in (await factory.post_flags(ids)).values())
+    assert watch.errors == []
