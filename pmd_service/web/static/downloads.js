@@ -179,15 +179,29 @@ export class Downloads {
     li.focus({ preventScroll: true });
   }
 
+  // Cards are rebuilt on every update (a few per second while building); keep the keyboard
+  // focus and the open "skipped" lists where the person left them.
   render() {
     const items = [...this.items.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
-    const focused = document.activeElement?.closest?.("#bdr-list li")?.dataset.id;
-    this.list.replaceChildren(...items.map((item) => this.card(item)));
+    const active = document.activeElement;
+    const focusedCard = active?.closest?.("#bdr-list li")?.dataset.id;
+    const focusedButton = active?.dataset?.do;
+    const open = new Set(
+      [...this.list.querySelectorAll("details[open]")].map((d) => d.closest("li").dataset.id),
+    );
+    this.list.replaceChildren(...items.map((item) => this.card(item, open.has(item.id))));
     this.empty.hidden = items.length > 0;
-    if (focused) this.list.querySelector(`li[data-id="${CSS.escape(focused)}"]`)?.focus();
+    if (!focusedCard) return;
+    const card = this.list.querySelector(`li[data-id="${CSS.escape(focusedCard)}"]`);
+    const button = focusedButton && card?.querySelector(`button[data-do="${focusedButton}"]`);
+    if (button) button.focus();
+    else if (card) {
+      card.tabIndex = -1;
+      card.focus();
+    }
   }
 
-  card(item) {
+  card(item, skippedOpen = false) {
     const li = document.createElement("li");
     li.dataset.id = item.id;
     li.dataset.status = item.status;
@@ -229,6 +243,7 @@ export class Downloads {
     if (item.error_message) li.append(el("p", "bdr-error", item.error_message));
     if (item.skipped.length) {
       const details = el("details", "bdr-skipped");
+      details.open = skippedOpen;
       details.append(el("summary", "", `${fmt.plural(item.skipped.length, "artwork")} skipped`));
       const ul = el("ul", "");
       for (const s of item.skipped) {

@@ -148,7 +148,10 @@ export class PostTable {
     for (const th of heads) {
       th.setAttribute("aria-sort", th.dataset.sort === this.sort.key ? this.sort.dir : "none");
     }
+    // Rows are rebuilt as pages of posts arrive; the focused checkbox keeps the focus.
+    const focused = document.activeElement?.closest?.("#posts-body input[data-id]")?.dataset.id;
     body.replaceChildren(...this.pageRows.map((p) => this.row(p)));
+    if (focused) body.querySelector(`input[data-id="${focused}"]`)?.focus();
     const none = this.done && this.posts.length === 0;
     empty.hidden = !none;
     empty.textContent = this.view === "deleted"
