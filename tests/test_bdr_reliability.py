@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -424,3 +425,46 @@ async def test_a_late_pending_bdr_whose_job_id_is_held_gets_a_fresh_job(
     assert (await sweep(worker_ctx))["requeued"] == 1
     assert await redis.exists(f"arq:job:{job_id(uuid.UUID(item['id']), 'late1')}")
     assert (await sweep(worker_ctx))["requeued"] == 0  # one fresh job per period, not per minute
+
+
+async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, tmp_path: Path
+) -> None:
+    """Found by the chaos run: arq's poll loop lets one failed Redis call end the worker, so a
+    Redis restart killed every worker (a reconnect refused while Redis was down)."""
+    from arq.worker import Worker
+
+    from pmd_service.jobs.worker_options import worker_options
+
+    redis = EmbeddedRedis(tmp_path / "restarting-redis")
+    flaky = replace(settings, redis_url=redis.start())
+    client = await aiohttp_client(create_app(flaky))
+    owner = await factory.user()
+    post = await factory.post(owner)
+    worker = Worker(
+        handle_signals=False, **worker_options(flaky) | {"cron_jobs": [], "poll_delay": 0.05}
+    )
+    running = asyncio.ensure_future(worker.main())
+    try:
+        first = await request_bdr(client, owner, [post.id])
+        await wait_for_status(client, owner, first["id"], "ready")
+        redis.stop()
+        await asyncio.sleep(2)  # dozens of polls against a Redis that refuses connections
+        assert not running.done(), running.exception()
+        redis.start()
+        second = await request_bdr(client, owner, [post.id])
+        await wait_for_status(client, owner, second["id"], "ready")
+        assert not running.done()
+    finally:
+        running.cancel()
+        with contextlib.suppress(BaseException):
+            await running
+        await worker.close()
+        redis.stop()
+
+
+async def wait_for_status(client: Client, owner: UserRow, bdr_id: str, status: str) -> None:
+    deadline = time.monotonic() + 60
+    while (await fetch_item(client, owner, bdr_id))["status"] != status:
+        assert time.monotonic() < deadline, f"BDR {bdr_id} never became {status}"
+        await asyncio.sleep(0.1)

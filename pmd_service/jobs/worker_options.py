@@ -6,6 +6,11 @@ from functools import partial
 from typing import Any
 
 from arq import cron, func
+from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..bdr.enqueue import JOB_NAME
 from ..queue import redis_settings
@@ -14,6 +19,22 @@ from . import context
 from .cleanup import cleanup_expired_bdrs
 from .process_bdr import process_bdr
 from .sweep import sweep
+
+
+# arq's poll loop has no error handling: one failed Redis call ends the worker process (seen
+# in the chaos run: a 20 s Redis restart killed both workers, and a supervisor restarting them
+# meanwhile only watched them fail again). Each call retries with backoff instead, ~1 minute.
+# OSError too: redis-py retries a refused reconnect of a pooled connection only when the
+# socket's own error (ConnectionRefusedError) is in the list, not just redis' ConnectionError.
+REDIS_RETRIES = 40
+REDIS_BACKOFF_CAP = 2.0
+
+
+def worker_redis_settings(url: str) -> RedisSettings:
+    settings = redis_settings(url)
+    settings.retry = Retry(ExponentialBackoff(cap=REDIS_BACKOFF_CAP, base=0.1), REDIS_RETRIES)
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    return settings
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -28,7 +49,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         ],
         "on_startup": partial(context.startup, settings=settings, serve_metrics=True),
         "on_shutdown": context.shutdown,
-        "redis_settings": redis_settings(settings.redis_url),
+        "redis_settings": worker_redis_settings(settings.redis_url),
         "health_check_interval": 30,
         "max_jobs": 4,
         # arq polls its queue; the default 0.5 s was most of a small BDR's POST → ready time.
