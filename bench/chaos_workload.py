@@ -1,0 +1,538 @@
+"""The chaos run's clients: an HTTP client that books every answer per server, one actor per
+user (lists, batch actions, BDRs, cancels, downloads), and EventSource-like SSE clients."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import random
+import re
+import time
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from multidict import CIMultiDict
+
+from bench.chaos_seed import Seed, SeedUser
+from bench.chaos_stack import Proc
+
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TERMINAL = {"ready", "failed", "expired", "cancelled"}
+# Endpoints that answer 503 by contract while Redis is unreachable (tickets live in Redis).
+REDIS_DEPENDENT = {"POST /api/pmd/bdr/sse-ticket", "GET /api/pmd/bdr/sse?ticket", "GET /readyz"}
+CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: CIMultiDict[str]
+    body: bytes
+    server: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Ledger:
+    """Everything the clients saw."""
+
+    t0: float
+    statuses: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    conn_errors: Counter[str] = field(default_factory=Counter)
+    shutdown_503: int = 0
+    dependency_503: Counter[str] = field(default_factory=Counter)
+    violations: list[str] = field(default_factory=list)
+    redis_down: list[tuple[float, float]] = field(default_factory=list)
+    seen_bdrs: set[str] = field(default_factory=set)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def at(self) -> str:
+        return f"+{time.monotonic() - self.t0:6.1f}s"
+
+    def violation(self, text: str) -> None:
+        self.violations.append(f"{self.at()} {text}")
+
+    def redis_was_down(self, t: float, grace: float = 5.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.redis_down)
+
+
+def label(method: str, path: str) -> str:
+    path, _, query = path.partition("?")
+    name = f"{method} {UUID_RE.sub('{id}', path)}"
+    return name + "?ticket" if "ticket=" in query else name
+
+
+class Api:
+    """Requests through either server, every answer booked; GETs move to the other server
+    when one is down, other methods report an unknown outcome (None) instead."""
+
+    def __init__(self, http: aiohttp.ClientSession, servers: list[Proc], ledger: Ledger) -> None:
+        self.http = http
+        self.servers = servers
+        self.ledger = ledger
+
+    def pick(self) -> int:
+        return random.randrange(len(self.servers))
+
+    async def once(self, server: Proc, method: str, path: str, **kw: Any) -> Answer:
+        started = time.monotonic()
+        name = label(method, path)
+        try:
+            async with self.http.request(
+                method, server.base + path, timeout=aiohttp.ClientTimeout(total=60), **kw
+            ) as resp:
+                body = await resp.read()
+        except CONNECTION_ERRORS:
+            self.ledger.conn_errors[server.name] += 1
+            raise
+        self.ledger.statuses[(server.name, name, resp.status)] += 1
+        if resp.status >= 500:
+            self._classify(server, name, resp.status, body, started)
+        return Answer(resp.status, CIMultiDict(resp.headers), body, server.name)
+
+    def _classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
+        now = time.monotonic()
+        if status == 503 and (server.in_shutdown(started) or server.in_shutdown(now)):
+            self.ledger.shutdown_503 += 1
+        elif status == 503 and name in REDIS_DEPENDENT and self.ledger.redis_was_down(started):
+            self.ledger.dependency_503[name] += 1
+        else:
+            self.ledger.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
+
+    async def call(
+        self, method: str, path: str, *, server: int | None = None, **kw: Any
+    ) -> Answer | None:
+        first = self.pick() if server is None else server
+        order = [first, *(i for i in range(len(self.servers)) if i != first)]
+        for n, i in enumerate(order):
+            try:
+                return await self.once(self.servers[i], method, path, **kw)
+            except CONNECTION_ERRORS:
+                if method not in ("GET", "HEAD"):
+                    return None
+                if n == len(order) - 1:
+                    await asyncio.sleep(1)
+                    return await self.call(method, path, **kw)
+        return None
+
+
+@dataclass
+class PostState:
+    hidden: bool = False
+    deleted: bool = False
+    license: int | None = None
+
+
+class Actor:
+    """One user's page: one request at a time (so its model of its posts is exact), except
+    for occasional bursts of concurrent BDR requests aimed at the daily limit."""
+
+    def __init__(
+        self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, greed: float, bdr_root: Path
+    ) -> None:
+        self.api, self.pool, self.seed, self.user = api, pool, seed, user
+        self.greed = greed  # how eagerly this user asks for downloads
+        self.bdr_root = bdr_root
+        self.rng = random.Random(user.id)
+        self.model = {pid: PostState() for pid in user.actions + user.doomed}
+        self.mine: dict[str, str] = {}  # BDR id -> last status seen
+        self.limited = False
+        self.l = api.ledger
+
+    async def run(self, until: float) -> None:
+        ops = [
+            (self.list_posts, 3.0), (self.action, 3.0), (self.create, 2.0 * self.greed),
+            (self.cancel, 0.6), (self.download, 2.0), (self.list_bdrs, 1.0), (self.readyz, 0.2),
+            (self.ticket, 0.3),
+        ]  # fmt: skip
+        while time.monotonic() < until:
+            funcs, weights = zip(*ops, strict=True)
+            op = self.rng.choices(funcs, weights)[0]
+            if op == self.create and self.limited and self.rng.random() < 0.8:
+                op = self.list_bdrs  # a person told "come back tomorrow" mostly stops asking
+            try:
+                await op()
+            except Exception as exc:  # a client bug must not end the run silently
+                self.l.violation(f"client error in {op.__name__} of {self.user.handle}: {exc!r}")
+            await asyncio.sleep(self.rng.uniform(0.05, 0.5))
+
+    # --- posts -------------------------------------------------------------------------------
+
+    async def list_posts(self) -> None:
+        deleted = self.rng.random() < 0.2
+        cursor: str | None = None
+        for _ in range(self.rng.randint(1, 3)):
+            q = f"/api/pmd/posts?limit={self.rng.randint(20, 200)}" + (
+                "&deleted=true" if deleted else ""
+            )
+            a = await self.api.call(
+                "GET", q + (f"&cursor={cursor}" if cursor else ""), headers=self.user.auth
+            )
+            if a is None:
+                return
+            if a.status != 200:
+                self.l.violation(f"posts list answered {a.status}: {a.body[:200]!r}")
+                return
+            cursor = a.json()["next_cursor"]
+            self.l.counts["posts pages listed"] += 1
+            if cursor is None:
+                return
+
+    def _live(self, ids: list[int]) -> list[int]:
+        return [i for i in ids if not self.model[i].deleted]
+
+    async def action(self) -> None:
+        act = self.rng.choice(["hide", "unhide", "delete", "restore", "license"])
+        live = self._live(self.user.actions)
+        if act == "restore":
+            pool = [i for i in self.model if self.model[i].deleted]
+        elif act == "delete":
+            pool = live if len(live) > 20 else []
+        else:
+            pool = live
+        if not pool:
+            return
+        ids = self.rng.sample(pool, self.rng.randint(1, min(40, len(pool))))
+        bad = self.rng.random() < 0.1
+        if bad:  # one id that must make the whole batch fail, nothing changed
+            outsiders = [self.seed.stranger_post] + (
+                live[:1]
+                if act == "restore"
+                else [i for i in self.model if self.model[i].deleted][:1]
+            )
+            ids.append(self.rng.choice(outsiders))
+        await self.batch(act, ids, expect_ok=not bad)
+
+    async def batch(self, act: str, ids: list[int], *, expect_ok: bool = True) -> None:
+        licence = self.rng.choice([*self.seed.licenses, None])
+        body: dict[str, Any]
+        if act == "license":
+            path, body = "/api/pmd/license", {"post_ids": ids, "license_id": licence}
+        else:
+            path, body = "/api/pmd/action", {"action": act, "post_ids": ids}
+        want = {i: self._after(act, self.model.get(i, PostState()), licence) for i in ids}
+        before = {i: self.model.get(i) for i in ids}
+        a = await self.api.call("POST", path, json=body, headers=self.user.auth)
+        if a is None:
+            # Unknown outcome: give a stopping server time to finish or drop the statement.
+            await asyncio.sleep(3)
+            now = await self.db_state(ids)
+            if all(now[i] == want[i] for i in ids if i in self.model):
+                self.l.counts["actions: unknown outcome, found all applied"] += 1
+                self.model.update({i: want[i] for i in ids if i in self.model})
+            elif all(now[i] == before[i] for i in ids if i in self.model):
+                self.l.counts["actions: unknown outcome, found none applied"] += 1
+            else:
+                self.l.violation(f"{act} batch half-applied after a lost connection: {ids}")
+                self.model.update({i: now[i] for i in ids if i in self.model})
+            return
+        now = await self.db_state(ids)
+        mine = [i for i in ids if i in self.model]
+        if a.status == 200 and expect_ok:
+            if all(now[i] == want[i] for i in mine):
+                self.l.counts["actions: 200, every id changed"] += 1
+                self.model.update({i: want[i] for i in mine})
+            else:
+                self.l.violation(f"{act} answered 200 but not every id changed: {ids}")
+                self.model.update({i: now[i] for i in mine})
+        elif 400 <= a.status < 500 and not expect_ok:
+            if all(now[i] == before[i] for i in mine):
+                self.l.counts["actions: 4xx, nothing changed"] += 1
+            else:
+                self.l.violation(f"{act} answered {a.status} but changed posts: {ids}")
+                self.model.update({i: now[i] for i in mine})
+        elif a.status < 500:
+            self.l.violation(
+                f"{act} answered {a.status} (expected {'200' if expect_ok else '4xx'}): {a.body[:200]!r}"
+            )
+
+    @staticmethod
+    def _after(act: str, s: PostState, licence: int | None) -> PostState:
+        if act in ("hide", "unhide"):
+            return PostState(act == "hide", s.deleted, s.license)
+        if act in ("delete", "restore"):
+            return PostState(s.hidden, act == "delete", s.license)
+        return PostState(s.hidden, s.deleted, licence)
+
+    async def db_state(self, ids: list[int]) -> dict[int, PostState]:
+        rows = await self.pool.fetch(
+            "SELECT id, hidden_by_user, deleted_by_user, license_id FROM posts WHERE id = ANY($1::int[])",
+            ids,
+        )
+        return {
+            r["id"]: PostState(r["hidden_by_user"], r["deleted_by_user"], r["license_id"])
+            for r in rows
+        }
+
+    # --- downloads ---------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        if self.rng.random() < 0.1:  # a burst from several tabs at once, against the limit
+            await asyncio.gather(*(self.create_one(doomed=False) for _ in range(3)))
+        else:
+            await self.create_one(doomed=self.rng.random() < 0.25)
+
+    def _size(self) -> int:
+        r = self.rng.random()
+        return (
+            self.rng.randint(1, 8)
+            if r < 0.4
+            else self.rng.randint(9, 64)
+            if r < 0.8
+            else self.rng.randint(65, 128)
+        )
+
+    async def create_one(self, *, doomed: bool) -> None:
+        ids = self.rng.sample(self.user.downloads, min(self._size(), len(self.user.downloads)))
+        doom = (
+            self.rng.sample(self._live(self.user.doomed), min(3, len(self._live(self.user.doomed))))
+            if doomed
+            else []
+        )
+        ids = (ids + doom)[:128] if len(ids) + len(doom) <= 128 else ids
+        body = {
+            "post_ids": ids,
+            "include_comments": self.rng.random() < 0.5,
+            "include_reactions": self.rng.random() < 0.5,
+            "send_email": self.rng.random() < 0.5,
+        }
+        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.user.auth)
+        if a is None:
+            self.l.counts["BDR requests with unknown outcome (connection lost)"] += 1
+            return
+        if a.status == 429:
+            self.limited = True
+            self.l.counts["BDR requests refused by the daily limit (429)"] += 1
+            if "Retry-After" not in a.headers:
+                self.l.violation("429 without Retry-After")
+            return
+        if a.status != 202:
+            self.l.violation(f"BDR request answered {a.status}: {a.body[:200]!r}")
+            return
+        item = a.json()
+        self.mine[item["id"]] = item["status"]
+        self.l.seen_bdrs.add(item["id"])
+        self.l.counts["BDRs created (202)"] += 1
+        if doom and set(doom) <= set(ids):
+            await self.batch("delete", doom)  # deleted while the BDR may still be pending
+            self.l.counts["BDRs whose posts were deleted right after the request"] += 1
+        elif self.rng.random() < 0.15:
+            await self.cancel_one(item["id"])
+
+    async def cancel(self) -> None:
+        live = [i for i, s in self.mine.items() if s not in TERMINAL]
+        ready = [i for i, s in self.mine.items() if s == "ready"]
+        if live:
+            await self.cancel_one(self.rng.choice(live))
+        elif ready and self.rng.random() < 0.3:
+            await self.cancel_one(self.rng.choice(ready))
+
+    async def cancel_one(self, bdr_id: str) -> None:
+        a = await self.api.call("DELETE", f"/api/pmd/bdr/{bdr_id}", headers=self.user.auth)
+        if a is None:
+            self.l.counts["cancels with unknown outcome"] += 1
+        elif a.status == 204:
+            self.l.counts["cancels/removals (204)"] += 1
+            got = await self.api.call("GET", f"/api/pmd/bdr/{bdr_id}", headers=self.user.auth)
+            if got is not None and got.status == 200:
+                status = got.json()["status"]
+                self.mine[bdr_id] = status
+                if status not in ("cancelled", "expired", "failed"):
+                    self.l.violation(f"BDR {bdr_id} is {status} after a 204 DELETE")
+        else:
+            self.l.violation(f"DELETE of BDR {bdr_id} answered {a.status}")
+
+    async def list_bdrs(self) -> None:
+        a = await self.api.call("GET", "/api/pmd/bdr", headers=self.user.auth)
+        if a is not None and a.status == 200:
+            for item in a.json()["items"]:
+                self.mine[item["id"]] = item["status"]
+                self.l.seen_bdrs.add(item["id"])
+        elif a is not None:
+            self.l.violation(f"BDR list answered {a.status}")
+
+    async def readyz(self) -> None:
+        await self.api.call("GET", "/readyz")
+
+    async def ticket(self) -> None:
+        """A page opening its EventSource mints a ticket (Redis-backed: a documented 503)."""
+        a = await self.api.call("POST", "/api/pmd/bdr/sse-ticket", headers=self.user.auth)
+        if a is not None and a.status not in (200, 503):
+            self.l.violation(f"sse-ticket answered {a.status}")
+
+    async def download(self) -> None:
+        await self.list_bdrs()
+        ready = [i for i, s in self.mine.items() if s == "ready"]
+        if not ready:
+            return
+        bdr_id = self.rng.choice(ready)
+        row = await self.pool.fetchrow(
+            "SELECT file_path, file_size_bytes, file_sha256 FROM batch_download_requests WHERE id = $1::uuid",
+            bdr_id,
+        )
+        assert row is not None
+        path = f"/api/pmd/bdr/{bdr_id}/download"
+        kind = self.rng.choice(["full", "range", "if-range", "head"])
+        if kind == "head":
+            a = await self.api.call("HEAD", path, headers=self.user.auth)
+            if a is not None and not (
+                a.status == 200 and int(a.headers["Content-Length"]) == row["file_size_bytes"]
+            ):
+                self.l.violation(f"HEAD {bdr_id}: {a.status} {a.headers.get('Content-Length')}")
+            self.l.counts["downloads checked: HEAD"] += a is not None
+            return
+        if kind == "full":
+            a = await self.api.call("GET", path, headers=self.user.auth)
+            if a is None:
+                return
+            ok = (a.status == 200 and len(a.body) == row["file_size_bytes"]
+                  and hashlib.sha256(a.body).hexdigest() == row["file_sha256"]
+                  and await asyncio.to_thread(_crc_ok, a.body))  # fmt: skip
+            self.l.counts["downloads checked: whole ZIP, sha256 and CRC"] += 1
+            if not ok:
+                self.l.violation(
+                    f"download of {bdr_id}: {a.status}, {len(a.body)} bytes, not the recorded ZIP"
+                )
+            return
+        size = row["file_size_bytes"]
+        start = self.rng.randrange(size)
+        end = min(size - 1, start + self.rng.randint(0, 200_000))
+        headers = {**self.user.auth, "Range": f"bytes={start}-{end}"}
+        if kind == "if-range":
+            head = await self.api.call("HEAD", path, headers=self.user.auth)
+            if head is None or head.status != 200:
+                return
+            headers["If-Range"] = head.headers["ETag"]
+        a = await self.api.call("GET", path, headers=headers)
+        if a is None:
+            return
+        on_disk = await asyncio.to_thread(_slice, self.bdr_root, row["file_path"], start, end)
+        self.l.counts[f"downloads checked: Range ({kind})"] += 1
+        if a.status != 206 or a.body != on_disk:
+            self.l.violation(
+                f"Range {start}-{end} of {bdr_id}: {a.status}, {len(a.body)} bytes differ from the file"
+            )
+
+
+def _crc_ok(body: bytes) -> bool:
+    with zipfile.ZipFile(io.BytesIO(body)) as z:
+        return z.testzip() is None
+
+
+def _slice(root: Path, file_path: str, start: int, end: int) -> bytes:
+    with open(root / file_path.removeprefix("bdr/"), "rb") as f:
+        f.seek(start)
+        data: bytes = f.read(end - start + 1)
+        return data
+
+
+class SseClient:
+    """What a page's EventSource does: keep a view per BDR from `bdr_update`s, resume with
+    Last-Event-ID after any disconnect, start over on `reset`."""
+
+    def __init__(self, api: Api, user: SeedUser, name: str, home: int, ticket: bool) -> None:
+        self.api, self.user, self.name, self.home, self.ticket = api, user, name, home, ticket
+        self.view: dict[str, dict[str, Any]] = {}
+        self.last_id: str | None = None
+        self.connects = 0
+        self.resets = 0
+        self.events = 0
+        self.ends: Counter[str] = Counter()
+        self.connected = False
+        self.where: int | None = None  # the server it is connected to
+
+    async def run(self) -> None:
+        server = self.home
+        while True:
+            try:
+                why = await self.session(server)
+            except CONNECTION_ERRORS as exc:
+                why = type(exc).__name__
+                self.api.ledger.conn_errors[self.api.servers[server].name] += 1
+            self.connected = False
+            self.where = None
+            self.ends[why] += 1
+            if why != "ok":  # try the other replica next, as a load balancer would
+                server = (server + 1) % len(self.api.servers)
+            await asyncio.sleep(random.uniform(0.3, 1.2))
+
+    async def _ticket(self, server: Proc) -> str | None:
+        try:
+            a = await self.api.once(
+                server, "POST", "/api/pmd/bdr/sse-ticket", headers=self.user.auth
+            )
+        except CONNECTION_ERRORS:
+            return None
+        return str(a.json()["ticket"]) if a.status == 200 else None
+
+    async def session(self, i: int) -> str:
+        server = self.api.servers[i]
+        headers: dict[str, str] = {}
+        query = ""
+        ticket = await self._ticket(server) if self.ticket else None
+        if ticket is not None:
+            query = f"?ticket={ticket}" + (f"&last_event_id={self.last_id}" if self.last_id else "")
+        else:  # Bearer (or Redis down: the 503's advice is to send the token instead)
+            headers = dict(self.user.auth)
+            if self.last_id:
+                headers["Last-Event-ID"] = self.last_id
+        path = "/api/pmd/bdr/sse" + query
+        started = time.monotonic()
+        async with self.api.http.get(
+            server.base + path, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=40),
+        ) as resp:  # fmt: skip
+            self.api.ledger.statuses[(server.name, label("GET", path), resp.status)] += 1
+            if resp.status != 200:
+                body = await resp.read()
+                if resp.status >= 500:
+                    self.api._classify(server, label("GET", path), resp.status, body, started)
+                return f"status {resp.status}"
+            self.connects += 1
+            self.where = i
+            if self.last_id is None:
+                self.view.clear()  # a snapshot follows
+            event: str | None = None
+            data: str | None = None
+            pending_id: str | None = None
+            while True:
+                raw = await resp.content.readline()
+                if not raw:
+                    return "ok"  # the server ended it (shutdown, overflow)
+                line = raw.decode().rstrip("\r\n")
+                if line == "":
+                    # As EventSource: an id counts once its whole event has arrived.
+                    if pending_id is not None:
+                        self.last_id = pending_id
+                    if data is not None:
+                        self._dispatch(event or "message", data)
+                    event = data = pending_id = None
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data = value if data is None else data + "\n" + value
+                elif name == "id":
+                    pending_id = value
+
+    def _dispatch(self, event: str, data: str) -> None:
+        if event == "bdr_update":
+            item = json.loads(data)
+            self.view[item["id"]] = item
+            self.events += 1
+        elif event == "reset":
+            self.resets += 1
+            self.view.clear()
+        elif event == "connected":
+            self.connected = True

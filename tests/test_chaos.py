@@ -1,0 +1,33 @@
+"""The chaos run's CI variant (`python -m bench.chaos --ci`), only when PMD_CHAOS=1.
+
+It starts its own Redis, SMTP server, two servers and two workers, runs for about two minutes
+and mounts a tmpfs when root: too heavy for every `make test`, so CI opts in.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pmd_service.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("PMD_CHAOS") != "1",
+    reason="the chaos run takes minutes and starts its own servers; set PMD_CHAOS=1 to run it",
+)
+
+
+def test_chaos_ci_run_finds_no_violation() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", "--ci"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    assert "chaos: OK: 0 violations" in result.stdout, output[-6000:]
