@@ -214,7 +214,7 @@ async def test_delete_asks_first_then_restore_from_recently_deleted(
     deleted = [i for i, f in (await factory.post_flags(ids)).items() if f["deleted_by_user"]]
     assert sorted(deleted) == sorted(ids[:2])
 
-    await page.get_by_role("tab", name="Recently deleted").click()
+    await page.get_by_role("button", name="Recently deleted").click()
     await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
     await expect(page.locator("#posts-body")).to_contain_text("restorable until")
     await page.get_by_role("button", name="Select page").click()
@@ -426,8 +426,102 @@ async def test_a_wide_screen_and_a_server_that_went_away(
     await stack.stop_server()
     await page.get_by_role("button", name="Hide", exact=True).click()
     error = page.locator("#batch-error")
-    await expect(error).to_contain_text("1 post was not hidden and is still selected")
-    await expect(error).to_contain_text("Could not reach the server")
+    await expect(error).to_contain_text("Batch 1 of 1 got no answer: Could not reach the server")
+    await expect(error).to_contain_text("whether the 1 post of this batch was hidden is not known")
     await expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+    # The page reloads the list to show the truth; with the server away that stops too.
+    await expect(page.locator("#loading")).to_have_text("Loading stopped after 0 of ? posts.")
     assert not any(f["hidden_by_user"] for f in (await factory.post_flags(ids)).values())
+
+    await stack.start_server()
+    await page.get_by_role("button", name="Retry").click()
+    await expect(page.locator("#loading")).to_have_text("All 40 posts loaded.")
+    await expect(page.locator("#selected-count")).to_have_text("1")  # kept for another try
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     assert watch.errors == []
+
+
+async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 2)
+    made = []
+    async with aiohttp.ClientSession() as http:
+        for post_id in ids:
+            body = {"post_ids": [post_id]}
+            async with http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r:
+                made.append((await r.json())["id"])
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#bdr-list li")).to_have_count(2)
+
+    # While the page is away, one request is purged along with every event: the page's last
+    # event id is unknown when it comes back, so the server sends `reset` and a snapshot.
+    await stack.stop_server()
+    await pool.execute("DELETE FROM batch_download_requests WHERE id = $1::uuid", made[0])
+    await pool.execute("DELETE FROM bdr_events")
+    await stack.start_server()
+
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#bdr-list li")).to_have_count(1)
+    await expect(page.locator(f'#bdr-list li[data-id="{made[1]}"]')).to_be_visible()
+    assert "last_event_id=" in watch.urls("/api/pmd/bdr/sse?")[-1]
+    assert watch.errors == []
+
+
+async def test_a_failed_download_raises_a_toast(
+    browser: Browser, stack: Stack, factory: Factory, settings: Settings
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 2)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    for path in settings.vault_path.rglob("*.*"):  # every artwork file goes missing
+        path.unlink()
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_role("button", name="Request download of 2 posts").click()
+    card = page.locator("#bdr-list li").first
+    await expect(card).to_have_attribute("data-status", "failed", timeout=60_000)
+    await expect(page.locator(".toast.error")).to_contain_text("A download failed:")
+    await expect(card.locator(".bdr-skipped summary")).to_have_text("2 artworks skipped")
+    assert len(ids) == 2 and watch.errors == []
+
+
+async def test_paging_sorting_and_the_empty_state(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    nobody = await factory.user()
+    page, _ = await open_page(browser, stack, nobody)
+    await expect(page.locator("#empty")).to_have_text(
+        "You have no artworks yet. Posts you upload appear here."
+    )
+    owner = await factory.user()
+    await artworks(factory, owner, 40)
+    page, _ = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 40 posts loaded.")
+    await page.get_by_role("button", name="Last page").click()
+    await expect(page.locator("#page-info")).to_have_text("Page 3 of 3")
+    await expect(page.locator("#posts-body tr")).to_have_count(8)
+    # The focused "Last page" button turned disabled; the focus moved to "Previous page".
+    await expect(page.get_by_role("button", name="Previous page")).to_be_focused()
+    await page.get_by_role("button", name="First page").click()
+    await expect(page.locator("#page-info")).to_have_text("Page 1 of 3")
+    await page.locator("#page-input").fill("2")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#page-info")).to_have_text("Page 2 of 3")
+
+    title = page.locator('th[data-sort="title"]')
+    await title.get_by_role("button").click()
+    await expect(title).to_have_attribute("aria-sort", "ascending")
+    await expect(page.locator("#page-info")).to_have_text("Page 1 of 3")
+    titles = await page.locator("#posts-body .title-text").all_text_contents()
+    assert titles[:3] == ["Café #4", "Café #12", "Café #20"]  # numeric-aware, A to Z
+    await title.get_by_role("button").click()
+    await expect(title).to_have_attribute("aria-sort", "descending")
+    views = page.locator('th[data-sort="view_count"]')
+    await views.get_by_role("button").click()
+    await expect(views).to_have_attribute("aria-sort", "descending")
+    counts = await page.locator("#posts-body td.num:nth-child(9)").all_text_contents()
+    as_ints = [int(c.replace(",", "")) for c in counts]
+    assert as_ints == sorted(as_ints, reverse=True)

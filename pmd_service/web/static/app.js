@@ -5,48 +5,9 @@ import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { plural } from "./format.js";
 import { PostTable } from "./posts.js";
+import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
-
-function toast(message, kind = "info") {
-  const node = document.createElement("div");
-  node.className = `toast ${kind}`;
-  node.setAttribute("role", kind === "error" ? "alert" : "status");
-  const text = document.createElement("span");
-  text.textContent = message;
-  const close = document.createElement("button");
-  close.type = "button";
-  close.textContent = "×";
-  close.setAttribute("aria-label", "Dismiss");
-  close.addEventListener("click", () => node.remove());
-  node.append(text, close);
-  $("toasts").append(node);
-  setTimeout(() => node.remove(), kind === "error" ? 15_000 : 8_000);
-}
-
-function showNotice(message) {
-  $("notice").textContent = message;
-  $("notice").hidden = !message;
-}
-
-function askSignIn(reason) {
-  $("signin-reason").textContent = reason;
-  $("signin").hidden = false;
-}
-
-function confirmDelete(n) {
-  const dialog = $("confirm");
-  $("confirm-title").textContent = `Delete ${plural(n, "post")}?`;
-  $("confirm-text").textContent =
-    "They disappear from your profile at once. You can restore them from " +
-    "“Recently deleted” for 7 days.";
-  $("confirm-ok").textContent = `Delete ${plural(n, "post")}`;
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-    dialog.returnValue = "cancel";
-    dialog.showModal();
-  });
-}
 
 function boot() {
   takeTokenFromFragment();
@@ -89,12 +50,14 @@ function boot() {
   $("main").hidden = false;
 
   const table = new PostTable(api, { onChange: () => refreshControls(), onError });
-  downloads = new Downloads(api, { toast, onError, highlightId });
+  downloads = new Downloads(api, { toast, confirmAction, onError, highlightId });
 
   function refreshControls() {
     const n = table.selected.size;
     $("selected-count").textContent = String(n);
     for (const b of document.querySelectorAll("[data-needs-selection]")) b.disabled = n === 0 || busy;
+    $("view-live").disabled = busy;
+    $("view-deleted").disabled = busy;
     const why = $("bdr-why");
     const request = $("bdr-request");
     request.disabled = busy || n === 0 || n > MAX_BATCH || table.view !== "live";
@@ -111,14 +74,23 @@ function boot() {
   async function batch(action, send, options = {}) {
     const ids = [...table.selected];
     if (!ids.length) return;
+    const { generation, view } = table;
     busy = true;
     refreshControls();
     showNotice("");
+    // The clicked button is disabled while the batch runs; the status takes the focus.
+    $("batch").hidden = false;
+    $("batch").focus();
     try {
-      const result = await runBatches(action, ids, send,
-        (part) => table.applied(action, part, options));
+      const result = await runBatches(action, ids, send, (part) => {
+        if (table.generation === generation) table.applied(action, part, options);
+      });
       toast(result.message, result.ok ? "ok" : "error");
       if (!result.ok && result.error?.status === 401) onError(result.error);
+      if (result.unknown && table.generation === generation) {
+        // Show what the server holds, and keep selected what is still there to retry.
+        await table.load(view, result.leftIds);
+      }
     } finally {
       busy = false;
       refreshControls();
@@ -132,12 +104,19 @@ function boot() {
     batch("unhide", act("unhide"), { asModerator: Boolean(targetSqid) }));
   $("act-restore").addEventListener("click", () => batch("restore", act("restore")));
   $("act-delete").addEventListener("click", async () => {
-    if (await confirmDelete(table.selected.size)) await batch("delete", act("delete"));
+    const n = table.selected.size;
+    const sure = await confirmAction({
+      title: `Delete ${plural(n, "post")}?`,
+      text: "They disappear from your profile at once. You can restore them from " +
+        "“Recently deleted” for 7 days.",
+      ok: `Delete ${plural(n, "post")}`,
+    });
+    if (sure) await batch("delete", act("delete"));
   });
   $("act-license").addEventListener("click", () => {
     const select = $("license-select");
     const id = select.value ? Number(select.value) : null;
-    const identifier = id ? select.selectedOptions[0].dataset.identifier : null;
+    const identifier = id ? select.selectedOptions[0].dataset.identifier || null : null;
     batch("license", (part) => api.post("/api/pmd/license", { post_ids: part, license_id: id }),
       { license: identifier });
   });
@@ -154,9 +133,15 @@ function boot() {
     table.goTo(Number($("page-input").value) - 1);
   });
 
+  $("sort-select").addEventListener("change", (ev) => {
+    const [key, dir] = ev.target.value.split(":");
+    table.sortTo(key, dir);
+  });
+
   function switchView(view) {
-    $("view-live").setAttribute("aria-selected", String(view === "live"));
-    $("view-deleted").setAttribute("aria-selected", String(view === "deleted"));
+    if (view === table.view || busy) return; // the same view: keep the selection
+    $("view-live").setAttribute("aria-pressed", String(view === "live"));
+    $("view-deleted").setAttribute("aria-pressed", String(view === "deleted"));
     $("view-title").textContent = view === "live" ? "Posts" : "Recently deleted";
     document.querySelector(".live-actions").hidden = view !== "live";
     document.querySelector(".deleted-actions").hidden = view !== "deleted";
@@ -193,7 +178,7 @@ function boot() {
     for (const l of items) {
       const option = document.createElement("option");
       option.value = String(l.id);
-      option.dataset.identifier = l.identifier ?? "";
+      option.dataset.identifier = l.identifier || "";
       option.textContent = l.title ? `${l.title} (${l.identifier})` : l.identifier;
       select.append(option);
     }

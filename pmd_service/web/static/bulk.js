@@ -42,7 +42,18 @@ export async function runBatches(action, ids, send, done) {
       } catch (error) {
         box.hidden = true;
         const left = ids.length - doneIds.length;
-        const message =
+        // No answer (or a server error): the batch may have committed before the answer was
+        // lost. Say so; the caller reloads the list to show what the server holds.
+        const unknown = error.status === 0 || error.status >= 500;
+        const message = unknown
+          ? `Batch ${i + 1} of ${parts.length} got no answer: ${explain(error)} ` +
+            (doneIds.length
+              ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
+              : "") +
+            `whether the ${plural(part.length, "post")} of this batch ${part.length === 1 ? "was" : "were"} ` +
+            `${PAST[action]} is not known, and ${plural(left - part.length, "more post was", "more posts were")} ` +
+            `not tried. The list is reloaded to show what the server has.`
+          :
           `Batch ${i + 1} of ${parts.length} failed: ` +
           (doneIds.length
             ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
@@ -51,7 +62,7 @@ export async function runBatches(action, ids, send, done) {
           `${left === 1 ? "is" : "are"} still selected. Why: ${explain(error)}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
-        return { ok: false, doneIds, leftIds: ids.slice(doneIds.length), message, error };
+        return { ok: false, unknown, doneIds, leftIds: ids.slice(doneIds.length), message, error };
       }
       doneIds.push(...part);
       done(part);

@@ -20,9 +20,10 @@ const ACTIVE = new Set(["pending", "processing"]);
 const BACKOFF_MAX_MS = 30_000;
 
 export class Downloads {
-  constructor(api, { toast, onError, highlightId }) {
+  constructor(api, { toast, confirmAction, onError, highlightId }) {
     this.api = api;
     this.toast = toast;
+    this.confirmAction = confirmAction;
     this.onError = onError;
     this.highlightId = highlightId;
     this.items = new Map();
@@ -30,6 +31,7 @@ export class Downloads {
     this.source = null;
     this.backoff = 1000;
     this.stopped = false;
+    this.snapshot = null; // a full snapshot being received: it replaces the list at `connected`
     this.list = document.getElementById("bdr-list");
     this.empty = document.getElementById("bdr-empty");
     this.live = document.getElementById("live");
@@ -76,19 +78,35 @@ export class Downloads {
     try {
       ({ ticket } = await this.api.post("/api/pmd/bdr/sse-ticket"));
     } catch (error) {
-      if (error.status === 401) return this.stop();
+      // 401/403 (token expired, banned, not a moderator) will not heal by retrying.
+      if (error.status === 401 || error.status === 403) {
+        this.stop();
+        if (error.status === 403) this.onError(error);
+        return;
+      }
       return this.retry();
     }
+    if (this.stopped) return;
+    // Without a last event id the stream opens with the snapshot of the 20 newest.
+    this.snapshot = this.lastEventId ? null : new Map();
     const query = { ticket };
     if (this.lastEventId) query.last_event_id = this.lastEventId;
     const source = new EventSource(this.api.url("/api/pmd/bdr/sse", query));
     this.source = source;
     source.addEventListener("bdr_update", (ev) => {
       if (ev.lastEventId) this.lastEventId = ev.lastEventId;
-      this.update(JSON.parse(ev.data));
+      const item = JSON.parse(ev.data);
+      if (this.snapshot) this.snapshot.set(item.id, item);
+      else this.update(item);
+    });
+    // Our last event id was too old: what follows is a full snapshot, not the missed events.
+    source.addEventListener("reset", () => {
+      this.snapshot = new Map();
     });
     source.addEventListener("connected", (ev) => {
       if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      if (this.snapshot) this.replaceAll(this.snapshot);
+      this.snapshot = null;
       this.backoff = 1000;
       this.setLive("live", "Live");
     });
@@ -108,11 +126,22 @@ export class Downloads {
     if (this.stopped) return;
     const wait = this.backoff + Math.random() * 500;
     this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
-    this.setLive("reconnecting", `Reconnecting in ${Math.ceil(wait / 1000)} s…`);
+    this.setLive("reconnecting", "Reconnecting…");
+    this.live.title = `Next attempt in ${Math.ceil(wait / 1000)} s`;
     setTimeout(() => this.connect(), wait);
   }
 
-  update(item) {
+  // The snapshot is the truth for the newest 20: a request gone from it (purged, or pushed
+  // out by newer ones) leaves the list, except the one a link asked to show.
+  replaceAll(snapshot) {
+    for (const id of [...this.items.keys()]) {
+      if (!snapshot.has(id) && id !== this.highlightId) this.items.delete(id);
+    }
+    for (const item of snapshot.values()) this.update(item, false);
+    this.render();
+  }
+
+  update(item, render = true) {
     const before = this.items.get(item.id);
     this.items.set(item.id, item);
     if (before && before.status !== item.status) {
@@ -122,7 +151,7 @@ export class Downloads {
         this.toast(`A download failed: ${item.error_message ?? "no reason given"}`, "error");
       }
     }
-    this.render();
+    if (render) this.render();
   }
 
   async request(postIds, options) {
@@ -134,17 +163,31 @@ export class Downloads {
 
   async onClick(ev) {
     const button = ev.target.closest("button[data-do]");
-    if (!button) return;
+    if (!button || button.getAttribute("aria-disabled") === "true") return;
     const item = this.items.get(button.closest("li").dataset.id);
     if (!item) return;
-    button.disabled = true;
+    if (button.dataset.do === "delete") {
+      const sure = await this.confirmAction({
+        title: "Delete this ZIP?",
+        text: `The file of ${fmt.plural(item.artwork_count, "artwork")} is removed now; ` +
+          "you can request a new download later.",
+        ok: "Delete the file",
+      });
+      if (!sure) return;
+    }
+    // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
+    button.setAttribute("aria-disabled", "true");
     try {
       if (button.dataset.do === "download") await this.download(item, button);
-      else await this.api.delete(`/api/pmd/bdr/${item.id}`);
+      else {
+        await this.api.delete(`/api/pmd/bdr/${item.id}`);
+        // The stream brings the change too; this shows it even while it reconnects.
+        this.update(await this.api.get(`/api/pmd/bdr/${item.id}`));
+      }
     } catch (error) {
       this.toast(explain(error), "error");
     } finally {
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
     }
   }
 

@@ -40,10 +40,12 @@ export class PostTable {
       body: document.getElementById("posts-body"),
       empty: document.getElementById("empty"),
       loading: document.getElementById("loading"),
+      retry: document.getElementById("load-retry"),
       info: document.getElementById("page-info"),
       input: document.getElementById("page-input"),
       heads: [...document.querySelectorAll("#posts-table th[data-sort]")],
     };
+    this.el.retry.addEventListener("click", () => this.loadRest());
     for (const th of this.el.heads) {
       th.querySelector("button").addEventListener("click", () => this.sortBy(th.dataset.sort));
     }
@@ -62,40 +64,66 @@ export class PostTable {
   get pageRows() { return this.sorted.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE); }
   byId(id) { return this.posts.find((p) => p.id === id); }
 
-  async load(view = this.view) {
-    const generation = ++this.generation;
+  // Starts the view over: every post through the cursor, rendering as pages arrive.
+  // `keep`: ids to select again once everything is loaded (what a failed batch left).
+  load(view = this.view, keep = []) {
+    this.generation += 1;
+    this.keep = keep;
     this.view = view;
     this.posts = [];
     this.total = 0;
+    this.cursor = null;
     this.done = false;
+    this.failed = false;
     this.page = 0;
     this.selected.clear();
     this.resort();
     this.render();
-    let cursor = null;
-    let limit = FIRST_LIMIT;
+    return this.loadRest();
+  }
+
+  // Goes on from the last cursor (also after a failed request: "Retry").
+  async loadRest() {
+    const generation = this.generation;
+    this.failed = false;
+    this.render();
     for (;;) {
       let page;
       try {
         page = await this.api.get("/api/pmd/posts", {
-          limit, cursor, deleted: view === "deleted" ? "true" : undefined,
+          limit: this.posts.length ? NEXT_LIMIT : FIRST_LIMIT,
+          cursor: this.cursor,
+          deleted: this.view === "deleted" ? "true" : undefined,
         });
       } catch (error) {
         if (generation !== this.generation) return;
-        this.el.loading.textContent = `Loading stopped after ${fmt.plural(this.posts.length, "post")}.`;
+        this.failed = true;
+        this.render();
         this.onError(error);
         return;
       }
       if (generation !== this.generation) return;
       this.posts.push(...page.items);
-      this.total = page.total_count;
-      cursor = page.next_cursor;
-      this.done = cursor === null;
+      this.cursor = page.next_cursor;
+      this.done = this.cursor === null;
+      // Once all are here the rows are the truth: a batch may have changed the count since
+      // the server counted.
+      this.total = this.done ? this.posts.length : page.total_count;
       this.resort();
       this.render();
-      if (this.done) return;
-      limit = NEXT_LIMIT;
+      if (this.done) {
+        if (this.keep.length) this.reselect(this.keep);
+        this.keep = [];
+        return;
+      }
     }
+  }
+
+  sortTo(key, dir) {
+    this.sort = { key, dir };
+    this.resort();
+    this.page = 0;
+    this.render();
   }
 
   sortBy(key) {
@@ -116,6 +144,12 @@ export class PostTable {
 
   goTo(page) {
     this.page = Math.max(0, Math.min(this.pageCount - 1, page));
+    this.render();
+  }
+
+  reselect(ids) {
+    const loaded = new Set(this.posts.map((p) => p.id));
+    for (const id of ids) if (loaded.has(id)) this.selected.add(id);
     this.render();
   }
 
@@ -148,6 +182,9 @@ export class PostTable {
     for (const th of heads) {
       th.setAttribute("aria-sort", th.dataset.sort === this.sort.key ? this.sort.dir : "none");
     }
+    const menu = document.getElementById("sort-select");
+    const choice = `${this.sort.key}:${this.sort.dir}`;
+    if ([...menu.options].some((o) => o.value === choice)) menu.value = choice;
     // Rows are rebuilt as pages of posts arrive; the focused checkbox keeps the focus.
     const focused = document.activeElement?.closest?.("#posts-body input[data-id]")?.dataset.id;
     body.replaceChildren(...this.pageRows.map((p) => this.row(p)));
@@ -157,17 +194,29 @@ export class PostTable {
     empty.textContent = this.view === "deleted"
       ? "Nothing was deleted in the last 7 days."
       : "You have no artworks yet. Posts you upload appear here.";
+    const of = this.total ? fmt.count(this.total) : "?";
     loading.textContent = this.done
       ? (none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`)
-      : `Loading more… ${fmt.count(this.posts.length)} of ${this.total ? fmt.count(this.total) : "?"}`;
-    loading.classList.toggle("busy", !this.done);
+      : this.failed
+        ? `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts.`
+        : `Loading more… ${fmt.count(this.posts.length)} of ${of}`;
+    loading.classList.toggle("busy", !this.done && !this.failed);
+    this.el.retry.hidden = !this.failed;
     info.textContent = `Page ${this.page + 1} of ${this.pageCount}`;
     input.max = String(this.pageCount);
     input.value = String(this.page + 1);
-    document.getElementById("page-first").disabled = this.page === 0;
-    document.getElementById("page-prev").disabled = this.page === 0;
-    document.getElementById("page-next").disabled = this.page >= this.pageCount - 1;
-    document.getElementById("page-last").disabled = this.page >= this.pageCount - 1;
+    const atStart = this.page === 0;
+    const atEnd = this.page >= this.pageCount - 1;
+    const active = document.activeElement;
+    for (const [id, off, instead] of [
+      ["page-first", atStart, "page-next"], ["page-prev", atStart, "page-next"],
+      ["page-next", atEnd, "page-prev"], ["page-last", atEnd, "page-prev"],
+    ]) {
+      const button = document.getElementById(id);
+      button.disabled = off;
+      // A disabled button drops the focus to <body>; hand it to one that still works.
+      if (off && active === button) document.getElementById(instead).focus();
+    }
     this.onChange();
   }
 
@@ -180,14 +229,14 @@ export class PostTable {
     const cells = [
       cell("check", checkbox(p, chosen)),
       cell("thumb", thumbnail(p)),
-      cell("title", titleBlock(p, this.view)),
+      cell("title", titleBlock(p, this.view, file)),
       cell("", time(p.created_at)),
       cell("", file ? file.format.toUpperCase() : "—", true),
       cell("num", fmt.bytes(file?.file_bytes), true),
       cell("num", fmt.count(p.reaction_count), true),
       cell("num", fmt.count(p.comment_count), true),
       cell("num", fmt.count(p.view_count), true),
-      cell("license", p.license_identifier ?? "—", true),
+      cell("license", p.license_identifier || "—", true),
       cell(p.hidden_by_mod || p.hidden_by_user ? "hidden is-hidden" : "hidden",
         p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
     ];
@@ -227,16 +276,28 @@ function thumbnail(p) {
   return img;
 }
 
-function titleBlock(p, view) {
+function titleBlock(p, view, file) {
+  const frag = document.createDocumentFragment();
   const span = document.createElement("span");
   span.className = "title-text";
   span.textContent = p.title;
-  if (view !== "deleted" || !p.deleted_by_user_date) return span;
-  const frag = document.createDocumentFragment();
-  const note = document.createElement("small");
-  const until = new Date(new Date(p.deleted_by_user_date).getTime() + 7 * 86400e3);
-  note.textContent = `Deleted ${fmt.relative(p.deleted_by_user_date)}; restorable until ${fmt.dateTime(until)}`;
-  frag.append(span, document.createElement("br"), note);
+  frag.append(span);
+  if (view === "deleted" && p.deleted_by_user_date) {
+    const note = document.createElement("small");
+    const until = new Date(new Date(p.deleted_by_user_date).getTime() + 7 * 86400e3);
+    note.className = "line";
+    note.textContent = `Deleted ${fmt.relative(p.deleted_by_user_date)}; restorable until ${fmt.dateTime(until)}`;
+    frag.append(note);
+  }
+  // What the wide columns hold, as one line that only a phone-sized screen shows.
+  const phone = document.createElement("small");
+  phone.className = "line phone-only";
+  phone.textContent = [
+    file ? `${file.format.toUpperCase()} ${fmt.bytes(file.file_bytes)}` : null,
+    `${fmt.plural(p.reaction_count, "reaction")}`, `${fmt.plural(p.comment_count, "comment")}`,
+    `${fmt.plural(p.view_count, "view")}`, p.license_identifier || null,
+  ].filter(Boolean).join(" · ");
+  frag.append(phone);
   return frag;
 }
 

@@ -1,0 +1,47 @@
+// Page-wide feedback: toasts, the confirmation dialog, the notice and sign-in banners.
+
+const $ = (id) => document.getElementById(id);
+
+export function toast(message, kind = "info") {
+  const node = document.createElement("div");
+  node.className = `toast ${kind}`;
+  node.setAttribute("role", kind === "error" ? "alert" : "status");
+  const text = document.createElement("span");
+  text.textContent = message;
+  const close = document.createElement("button");
+  close.type = "button";
+  close.textContent = "×";
+  close.setAttribute("aria-label", "Dismiss");
+  close.addEventListener("click", () => node.remove());
+  node.append(text, close);
+  $("toasts").append(node);
+  const linger = kind === "error" ? 15_000 : 8_000;
+  const expire = () => {
+    // Not while someone is reading it (pointer over it) or about to dismiss it (focus in it).
+    if (node.matches(":hover") || node.contains(document.activeElement)) setTimeout(expire, 2000);
+    else node.remove();
+  };
+  setTimeout(expire, linger);
+}
+
+export function confirmAction({ title, text, ok }) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = ok;
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+    dialog.returnValue = "cancel";
+    dialog.showModal();
+  });
+}
+
+export function showNotice(message) {
+  $("notice").textContent = message;
+  $("notice").hidden = !message;
+}
+
+export function askSignIn(reason) {
+  $("signin-reason").textContent = reason;
+  $("signin").hidden = false;
+}
