@@ -294,8 +294,10 @@ function titleBlock(p, view, file) {
   phone.className = "line phone-only";
   phone.textContent = [
     file ? `${file.format.toUpperCase()} ${fmt.bytes(file.file_bytes)}` : null,
-    `${fmt.plural(p.reaction_count, "reaction")}`, `${fmt.plural(p.comment_count, "comment")}`,
-    `${fmt.plural(p.view_count, "view")}`, p.license_identifier || null,
+    fmt.plural(p.view_count, "view"),
+    p.reaction_count ? fmt.plural(p.reaction_count, "reaction") : null,
+    p.comment_count ? fmt.plural(p.comment_count, "comment") : null,
+    p.license_identifier || null,
   ].filter(Boolean).join(" · ");
   frag.append(phone);
   return frag;
