@@ -38,8 +38,9 @@ import aiohttp
 from bench import chaos_checks as checks
 from bench.chaos_faults import Faults
 from bench.chaos_seed import Seed, seed
+from bench.chaos_sse import SseClient
 from bench.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
-from bench.chaos_workload import Actor, Api, Ledger, SseClient
+from bench.chaos_workload import Actor, Api, Ledger
 from bench.stack import fresh_stack, service_env
 from pmd_service.db import connect, create_pool
 from pmd_service.public_ids import PublicIds
@@ -78,9 +79,9 @@ def schedule(
         (0.20, f.redis_down, True),
         (0.27, f.smtp_down, True),
         (0.45, f.sigterm_server, True),
-        (0.58, f.disk_full, True),
-        (0.62, f.kill_worker, False),
+        (0.52, f.disk_full, True),
         (0.70, f.kill_listeners, True),
+        (0.72, f.kill_worker, False),  # after the disk is free again: one fault at a time
         (0.78, f.sigterm_server, True),
         (0.88, f.kill_listeners, False),
         (0.92, f.sigterm_server, False),
@@ -220,12 +221,13 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                       f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
                 ledger.t0 = time.monotonic()
                 until = ledger.t0 + args.duration
+                # Paced over the whole workload: the greedy two reach the daily limit halfway
+                # (and meet 429s), the others about when the workload ends.
                 actors = [
-                    Actor(
-                        api, pool, data, u, greed=2.0 if i < 2 else 0.6, bdr_root=settings.bdr_path
-                    )
+                    Actor(api, pool, data, u, every=args.duration / (20 if i < 2 else 9),
+                          bdr_root=settings.bdr_path)
                     for i, u in enumerate(data.users)
-                ]
+                ]  # fmt: skip
                 await asyncio.gather(
                     faults.run(schedule(faults, args.duration, args.ci)),
                     *(a.run(until) for a in actors),
@@ -257,6 +259,10 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                     assert row is not None
                     report.info(f"BDR requested while the disk was full: {row['status']} after "
                                 f"{row['attempts']} attempts ({row['error_message'] or 'no error'})")  # fmt: skip
+                thirds = [0, 0, 0]
+                for at in ledger.created_at:
+                    thirds[min(2, int(3 * at / args.duration))] += 1
+                report.info(f"BDRs created in each third of the workload: {thirds}")
                 for c in faults.crashes:
                     report.info(f"unplanned exit: {c}")
                 violations = report.violations + [

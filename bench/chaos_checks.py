@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 
 from bench.chaos_seed import Seed
-from bench.chaos_workload import TERMINAL, Api, Ledger, SseClient
+from bench.chaos_sse import SseClient
+from bench.chaos_workload import TERMINAL, Api, Ledger
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 

@@ -13,8 +13,9 @@ from typing import Any
 import asyncpg
 
 from bench.chaos_seed import SeedUser
+from bench.chaos_sse import SseClient
 from bench.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
-from bench.chaos_workload import Api, Ledger, SseClient
+from bench.chaos_workload import Api, Ledger
 
 SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity

@@ -1,5 +1,5 @@
-"""The chaos run's clients: an HTTP client that books every answer per server, one actor per
-user (lists, batch actions, BDRs, cancels, downloads), and EventSource-like SSE clients."""
+"""The chaos run's clients: an HTTP client that books every answer per server, and one actor
+per user (lists, batch actions, BDRs, cancels, downloads)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ class Ledger:
     redis_down: list[tuple[float, float]] = field(default_factory=list)
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
+    created_at: list[float] = field(default_factory=list)  # seconds into the workload
 
     def at(self) -> str:
         return f"+{time.monotonic() - self.t0:6.1f}s"
@@ -96,10 +97,10 @@ class Api:
             raise
         self.ledger.statuses[(server.name, name, resp.status)] += 1
         if resp.status >= 500:
-            self._classify(server, name, resp.status, body, started)
+            self.classify(server, name, resp.status, body, started)
         return Answer(resp.status, CIMultiDict(resp.headers), body, server.name)
 
-    def _classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
+    def classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
         now = time.monotonic()
         if status == 503 and (server.in_shutdown(started) or server.in_shutdown(now)):
             self.ledger.shutdown_503 += 1
@@ -137,10 +138,11 @@ class Actor:
     for occasional bursts of concurrent BDR requests aimed at the daily limit."""
 
     def __init__(
-        self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, greed: float, bdr_root: Path
+        self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float, bdr_root: Path
     ) -> None:
         self.api, self.pool, self.seed, self.user = api, pool, seed, user
-        self.greed = greed  # how eagerly this user asks for downloads
+        self.every = every  # seconds between download requests, on average
+        self.next_create = 0.0
         self.bdr_root = bdr_root
         self.rng = random.Random(user.id)
         self.model = {pid: PostState() for pid in user.actions + user.doomed}
@@ -150,15 +152,20 @@ class Actor:
 
     async def run(self, until: float) -> None:
         ops = [
-            (self.list_posts, 3.0), (self.action, 3.0), (self.create, 2.0 * self.greed),
+            (self.list_posts, 3.0), (self.action, 3.0), (self.create, 2.0),
             (self.cancel, 0.6), (self.download, 2.0), (self.list_bdrs, 1.0), (self.readyz, 0.2),
             (self.ticket, 0.3),
         ]  # fmt: skip
         while time.monotonic() < until:
             funcs, weights = zip(*ops, strict=True)
             op = self.rng.choices(funcs, weights)[0]
-            if op == self.create and self.limited and self.rng.random() < 0.8:
-                op = self.list_bdrs  # a person told "come back tomorrow" mostly stops asking
+            if op == self.create:
+                if time.monotonic() < self.next_create or (
+                    self.limited and self.rng.random() < 0.8
+                ):
+                    op = self.list_bdrs  # told "come back tomorrow", a person mostly stops asking
+                else:
+                    self.next_create = time.monotonic() + self.every * self.rng.uniform(0.5, 1.5)
             try:
                 await op()
             except Exception as exc:  # a client bug must not end the run silently
@@ -322,6 +329,7 @@ class Actor:
         self.mine[item["id"]] = item["status"]
         self.l.seen_bdrs.add(item["id"])
         self.l.counts["BDRs created (202)"] += 1
+        self.l.created_at.append(time.monotonic() - self.l.t0)
         if doom and set(doom) <= set(ids):
             await self.batch("delete", doom)  # deleted while the BDR may still be pending
             self.l.counts["BDRs whose posts were deleted right after the request"] += 1
@@ -333,7 +341,7 @@ class Actor:
         ready = [i for i, s in self.mine.items() if s == "ready"]
         if live:
             await self.cancel_one(self.rng.choice(live))
-        elif ready and self.rng.random() < 0.3:
+        elif ready and self.rng.random() < 0.1:  # rarely: the ZIPs left are checked at the end
             await self.cancel_one(self.rng.choice(ready))
 
     async def cancel_one(self, bdr_id: str) -> None:
@@ -433,106 +441,3 @@ def _slice(root: Path, file_path: str, start: int, end: int) -> bytes:
         f.seek(start)
         data: bytes = f.read(end - start + 1)
         return data
-
-
-class SseClient:
-    """What a page's EventSource does: keep a view per BDR from `bdr_update`s, resume with
-    Last-Event-ID after any disconnect, start over on `reset`."""
-
-    def __init__(self, api: Api, user: SeedUser, name: str, home: int, ticket: bool) -> None:
-        self.api, self.user, self.name, self.home, self.ticket = api, user, name, home, ticket
-        self.view: dict[str, dict[str, Any]] = {}
-        self.last_id: str | None = None
-        self.connects = 0
-        self.resets = 0
-        self.events = 0
-        self.ends: Counter[str] = Counter()
-        self.connected = False
-        self.where: int | None = None  # the server it is connected to
-
-    async def run(self) -> None:
-        server = self.home
-        while True:
-            try:
-                why = await self.session(server)
-            except CONNECTION_ERRORS as exc:
-                why = type(exc).__name__
-                self.api.ledger.conn_errors[self.api.servers[server].name] += 1
-            self.connected = False
-            self.where = None
-            self.ends[why] += 1
-            if why != "ok":  # try the other replica next, as a load balancer would
-                server = (server + 1) % len(self.api.servers)
-            await asyncio.sleep(random.uniform(0.3, 1.2))
-
-    async def _ticket(self, server: Proc) -> str | None:
-        try:
-            a = await self.api.once(
-                server, "POST", "/api/pmd/bdr/sse-ticket", headers=self.user.auth
-            )
-        except CONNECTION_ERRORS:
-            return None
-        return str(a.json()["ticket"]) if a.status == 200 else None
-
-    async def session(self, i: int) -> str:
-        server = self.api.servers[i]
-        headers: dict[str, str] = {}
-        query = ""
-        ticket = await self._ticket(server) if self.ticket else None
-        if ticket is not None:
-            query = f"?ticket={ticket}" + (f"&last_event_id={self.last_id}" if self.last_id else "")
-        else:  # Bearer (or Redis down: the 503's advice is to send the token instead)
-            headers = dict(self.user.auth)
-            if self.last_id:
-                headers["Last-Event-ID"] = self.last_id
-        path = "/api/pmd/bdr/sse" + query
-        started = time.monotonic()
-        async with self.api.http.get(
-            server.base + path, headers=headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=40),
-        ) as resp:  # fmt: skip
-            self.api.ledger.statuses[(server.name, label("GET", path), resp.status)] += 1
-            if resp.status != 200:
-                body = await resp.read()
-                if resp.status >= 500:
-                    self.api._classify(server, label("GET", path), resp.status, body, started)
-                return f"status {resp.status}"
-            self.connects += 1
-            self.where = i
-            if self.last_id is None:
-                self.view.clear()  # a snapshot follows
-            event: str | None = None
-            data: str | None = None
-            pending_id: str | None = None
-            while True:
-                raw = await resp.content.readline()
-                if not raw:
-                    return "ok"  # the server ended it (shutdown, overflow)
-                line = raw.decode().rstrip("\r\n")
-                if line == "":
-                    # As EventSource: an id counts once its whole event has arrived.
-                    if pending_id is not None:
-                        self.last_id = pending_id
-                    if data is not None:
-                        self._dispatch(event or "message", data)
-                    event = data = pending_id = None
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data = value if data is None else data + "\n" + value
-                elif name == "id":
-                    pending_id = value
-
-    def _dispatch(self, event: str, data: str) -> None:
-        if event == "bdr_update":
-            item = json.loads(data)
-            self.view[item["id"]] = item
-            self.events += 1
-        elif event == "reset":
-            self.resets += 1
-            self.view.clear()
-        elif event == "connected":
-            self.connected = True

@@ -1,0 +1,119 @@
+"""The chaos run's SSE clients: what a page's EventSource does, through either server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+
+from bench.chaos_seed import SeedUser
+from bench.chaos_stack import Proc
+from bench.chaos_workload import CONNECTION_ERRORS, Api, label
+
+
+class SseClient:
+    """What a page's EventSource does: keep a view per BDR from `bdr_update`s, resume with
+    Last-Event-ID after any disconnect, start over on `reset`."""
+
+    def __init__(self, api: Api, user: SeedUser, name: str, home: int, ticket: bool) -> None:
+        self.api, self.user, self.name, self.home, self.ticket = api, user, name, home, ticket
+        self.view: dict[str, dict[str, Any]] = {}
+        self.last_id: str | None = None
+        self.connects = 0
+        self.resets = 0
+        self.events = 0
+        self.ends: Counter[str] = Counter()
+        self.connected = False
+        self.where: int | None = None  # the server it is connected to
+
+    async def run(self) -> None:
+        server = self.home
+        while True:
+            try:
+                why = await self.session(server)
+            except CONNECTION_ERRORS as exc:
+                why = type(exc).__name__
+                self.api.ledger.conn_errors[self.api.servers[server].name] += 1
+            self.connected = False
+            self.where = None
+            self.ends[why] += 1
+            if why != "ok":  # try the other replica next, as a load balancer would
+                server = (server + 1) % len(self.api.servers)
+            await asyncio.sleep(random.uniform(0.3, 1.2))
+
+    async def _ticket(self, server: Proc) -> str | None:
+        try:
+            a = await self.api.once(
+                server, "POST", "/api/pmd/bdr/sse-ticket", headers=self.user.auth
+            )
+        except CONNECTION_ERRORS:
+            return None
+        return str(a.json()["ticket"]) if a.status == 200 else None
+
+    async def session(self, i: int) -> str:
+        server = self.api.servers[i]
+        headers: dict[str, str] = {}
+        query = ""
+        ticket = await self._ticket(server) if self.ticket else None
+        if ticket is not None:
+            query = f"?ticket={ticket}" + (f"&last_event_id={self.last_id}" if self.last_id else "")
+        else:  # Bearer (or Redis down: the 503's advice is to send the token instead)
+            headers = dict(self.user.auth)
+            if self.last_id:
+                headers["Last-Event-ID"] = self.last_id
+        path = "/api/pmd/bdr/sse" + query
+        started = time.monotonic()
+        async with self.api.http.get(
+            server.base + path, headers=headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=40),
+        ) as resp:  # fmt: skip
+            self.api.ledger.statuses[(server.name, label("GET", path), resp.status)] += 1
+            if resp.status != 200:
+                body = await resp.read()
+                if resp.status >= 500:
+                    self.api.classify(server, label("GET", path), resp.status, body, started)
+                return f"status {resp.status}"
+            self.connects += 1
+            self.where = i
+            if self.last_id is None:
+                self.view.clear()  # a snapshot follows
+            event: str | None = None
+            data: str | None = None
+            pending_id: str | None = None
+            while True:
+                raw = await resp.content.readline()
+                if not raw:
+                    return "ok"  # the server ended it (shutdown, overflow)
+                line = raw.decode().rstrip("\r\n")
+                if line == "":
+                    # As EventSource: an id counts once its whole event has arrived.
+                    if pending_id is not None:
+                        self.last_id = pending_id
+                    if data is not None:
+                        self._dispatch(event or "message", data)
+                    event = data = pending_id = None
+                    continue
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "event":
+                    event = value
+                elif name == "data":
+                    data = value if data is None else data + "\n" + value
+                elif name == "id":
+                    pending_id = value
+
+    def _dispatch(self, event: str, data: str) -> None:
+        if event == "bdr_update":
+            item = json.loads(data)
+            self.view[item["id"]] = item
+            self.events += 1
+        elif event == "reset":
+            self.resets += 1
+            self.view.clear()
+        elif event == "connected":
+            self.connected = True
