@@ -20,7 +20,6 @@ from .cleanup import cleanup_expired_bdrs
 from .process_bdr import process_bdr
 from .sweep import sweep
 
-
 # arq's poll loop has no error handling: one failed Redis call ends the worker process (seen
 # in the chaos run: a 20 s Redis restart killed both workers, and a supervisor restarting them
 # meanwhile only watched them fail again). Each call retries with backoff instead, ~1 minute.
