@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,8 +54,6 @@ async def check_terminal(
     seen = sorted(ledger.seen_bdrs)
     terminal, stuck = 0, []
     for bdr_id in seen:
-        import uuid
-
         user = users[owners[uuid.UUID(bdr_id)]]
         a = await api.call("GET", f"/api/pmd/bdr/{bdr_id}", headers=user.auth)
         status = (
