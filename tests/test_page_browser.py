@@ -525,3 +525,40 @@ async def test_paging_sorting_and_the_empty_state(
     counts = await page.locator("#posts-body td.num:nth-child(9)").all_text_contents()
     as_ints = [int(c.replace(",", "")) for c in counts]
     assert as_ints == sorted(as_ints, reverse=True)
+
+
+async def test_no_serious_accessibility_violations(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    """axe-core (the engine behind most accessibility audits) on the page in its main states,
+    light and dark: nothing of serious or critical impact."""
+    from axe_playwright_python.async_playwright import Axe
+
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 20)
+    async with aiohttp.ClientSession() as http:
+        body = {"post_ids": ids[:3], "include_comments": True}
+        async with http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r:
+            assert r.status == 202
+    axe = Axe()
+    phone: ViewportSize = {"width": 375, "height": 812}
+    for scheme, viewport in (("light", WIDE), ("dark", phone)):
+        page, _ = await open_page(browser, stack, owner, color_scheme=scheme, viewport=viewport)
+        await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+        await expect(page.locator("#bdr-list li").first).to_have_attribute("data-status", "ready")
+        await page.locator("#posts-body input[type=checkbox]").first.check()
+        results = await axe.run(page)
+        serious = [
+            f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+            for v in results.response["violations"]
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert serious == [], (scheme, serious)
+        assert len(results.response["passes"]) > 30  # the rules really ran
+
+    # The control: a checkbox without a name is found.
+    await page.locator("#posts-body input[type=checkbox]").first.evaluate(
+        "box => box.removeAttribute('aria-label')"
+    )
+    found = {v["id"] for v in (await axe.run(page)).response["violations"]}
+    assert "label" in found
