@@ -49,6 +49,7 @@ function boot() {
   }
   $("main").hidden = false;
 
+  let busy = false; // a batch is running: actions and view switches wait
   const table = new PostTable(api, { onChange: () => refreshControls(), onError });
   downloads = new Downloads(api, { toast, confirmAction, onError, highlightId });
 
@@ -70,7 +71,6 @@ function boot() {
     } else why.textContent = "";
   }
 
-  let busy = false;
   async function batch(action, send, options = {}) {
     const ids = [...table.selected];
     if (!ids.length) return;
@@ -164,7 +164,7 @@ function boot() {
         include_reactions: $("bdr-reactions").checked,
         send_email: $("bdr-email").checked,
       });
-      toast(`Download of ${plural(ids.length, "post")} requested; it appears below when ready.`, "ok");
+      toast(`Download of ${plural(ids.length, "post")} requested; follow it in the panel.`, "ok");
     } catch (error) {
       if (error.status === 401) onError(error);
       else toast(explain(error), "error");
