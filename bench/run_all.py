@@ -47,6 +47,7 @@ BENCHMARKS = (
     Bench("bdr_e2e", (), 600),
     Bench("posts", ("--depths", "1,5,10,15,19"), 900),
     Bench("sse", (), 1200),
+    Bench("page", (), 600),
 )
 
 
@@ -393,6 +394,32 @@ def posts_section(p: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def page_section(f: dict[str, Any]) -> dict[str, str]:
+    table = "\n".join(
+        [
+            "| | median |",
+            "|---|---|",
+            f"| first 16 rows shown | {f['first_ms']:.0f} ms |",
+            f"| all {f['posts']:,} posts loaded and rendered | {f['all_ms']:.0f} ms |",
+            f"| of which the cursor walk | {f['walk_ms']:.0f} ms ({f['walk_ratio']:.2f}× the floor) |",
+            f"| floor: the same walk by a Python client | {f['floor_ms']:.0f} ms |",
+            f"| click: sort all by title | {f['sort_title_ms']:.1f} ms |",
+            f"| click: select all loaded | {f['select_all_ms']:.1f} ms |",
+            f"| click: go to the last page | {f['last_page_ms']:.1f} ms |",
+        ]
+    )
+    click = max(f["sort_title_ms"], f["select_all_ms"], f["last_page_ms"])
+    targets = (
+        f"Targets (ours; the issue set none): first rows ≤ 500 ms ({_verdict(f['first_ms'] <= 500)}); "
+        f"all loaded ≤ 1 s ({_verdict(f['all_ms'] <= 1000)}); a click ≤ 50 ms "
+        f"({_verdict(click <= 50)}). The walk's ratio to the floor is reported, not targeted: "
+        "on two cores the browser's processes take CPU from the server and PostgreSQL while it "
+        "walks. Each request leaves as soon as the previous page's cursor is parsed, and a "
+        "page joins the sorted list by a merge, so the page's own work overlaps the network."
+    )
+    return {"page_runs": str(f["runs"]), "page_table": table, "page_targets": targets}
+
+
 def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
     rows = [
         "| subscribers | RSS | per subscriber | LISTEN conns | (a) p50 | (a) p99 | (b) p50 | (b) p99 | (b) max | delivered |",
@@ -448,6 +475,7 @@ def render(names: list[str], failures: dict[str, str]) -> None:
         "posts": (posts_section, ("posts_requests", "posts_table", "posts_targets",
                                   "posts_depth_table", "posts_depth_note")),
         "sse": (sse_section, ("sse_table", "sse_targets", "sse_update")),
+        "page": (page_section, ("page_runs", "page_table", "page_targets")),
     }  # fmt: skip
     for name, (make, keys) in sections.items():
         if name in figures:
