@@ -26,7 +26,6 @@ STATIC_ROUTE = "dashboard_static"
 # Route names that serve the page rather than the API (the OpenAPI document covers the API).
 PAGE_ROUTES = frozenset({PAGE_ROUTE, STATIC_ROUTE, "dev_root", "dev_vault"})
 
-_SQID_RE = re.compile(r"^[A-Za-z0-9]{1,16}$")
 _VAULT_NAME_RE = re.compile(r"^([0-9a-fA-F-]{36})\.(png|gif|webp|bmp)$")
 
 # The page runs only its own scripts and talks only to this origin. Images may come from the
@@ -45,7 +44,9 @@ SQL_DEMO_SQID = "SELECT public_sqid FROM users WHERE handle = $1"
 
 
 async def dashboard(request: web.Request) -> web.FileResponse:
-    if not _SQID_RE.match(request.match_info["user_sqid"]):
+    sqid = request.match_info["user_sqid"]
+    alphabet = request.app[SETTINGS].sqids_alphabet
+    if not 1 <= len(sqid) <= 16 or not set(sqid) <= set(alphabet):
         raise not_found("No user has this public id; check the link.")
     return web.FileResponse(INDEX_HTML, headers=PAGE_HEADERS)
 
