@@ -27,22 +27,12 @@ function boot() {
   const highlightId = new URLSearchParams(location.search).get("bdr");
 
   let downloads = null;
-  const api = new Api({
-    token,
-    targetSqid,
-    onUnauthorized: () => {
-      downloads?.stop();
-      askSignIn(explain(new ApiError(401, "Unauthorized", "")));
-    },
-  });
-  const onError = (error) => {
-    if (error.status === 401) {
-      downloads?.stop();
-      askSignIn(explain(new ApiError(401, "Unauthorized", "")));
-      return;
-    }
-    showNotice(explain(error));
+  const signInAgain = () => {
+    downloads?.stop();
+    askSignIn(explain(new ApiError(401, "Unauthorized", "")));
   };
+  const api = new Api({ token, targetSqid, onUnauthorized: signInAgain });
+  const onError = (error) => (error.status === 401 ? signInAgain() : showNotice(explain(error)));
   if (targetSqid) {
     $("who").textContent = `Moderating the posts of ${targetSqid}`;
     $("who").hidden = false;
