@@ -100,6 +100,17 @@ async def open_page(
     return page, watch
 
 
+async def loaded_page(
+    browser: Browser, stack: Stack, factory: Factory, n: int, **kw: Any
+) -> tuple[list[int], Page, Watch]:
+    """A new user with `n` artworks (their ids), their page open with every post loaded."""
+    owner = await factory.user()
+    ids = await artworks(factory, owner, n)
+    page, watch = await open_page(browser, stack, owner, **kw)
+    await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
+    return ids, page, watch
+
+
 async def shot(page: Page, name: str) -> None:
     if SCREENSHOTS:
         await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
@@ -121,10 +132,7 @@ async def record_texts(page: Page, selector: str) -> None:
 async def test_select_150_posts_and_hide_them_in_two_batches(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 150)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 150 posts loaded.")
+    ids, page, watch = await loaded_page(browser, stack, factory, 150)
     await expect(page.locator("#page-info")).to_have_text("Page 1 of 10")
     await expect(page.locator("#posts-body tr")).to_have_count(16)
 
@@ -167,10 +175,7 @@ async def test_select_150_posts_and_hide_them_in_two_batches(
 async def test_a_failed_batch_stops_and_says_what_did_not_happen(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 150)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 150 posts loaded.")
+    ids, page, watch = await loaded_page(browser, stack, factory, 150)
     await page.get_by_role("button", name="Select all loaded").click()
     # The oldest post (in the second batch) is deleted elsewhere after the page loaded it.
     await pool.execute("UPDATE posts SET deleted_by_user = true WHERE id = $1", ids[-1])
@@ -193,10 +198,7 @@ async def test_a_failed_batch_stops_and_says_what_did_not_happen(
 async def test_delete_asks_first_then_restore_from_recently_deleted(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 20)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    ids, page, watch = await loaded_page(browser, stack, factory, 20)
     boxes = page.locator("#posts-body input[type=checkbox]")
     await boxes.nth(0).check()
     await boxes.nth(1).check()
@@ -245,10 +247,7 @@ async def test_change_the_license_of_selected_posts(
 async def test_a_download_goes_live_to_ready_and_downloads(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 30)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 30 posts loaded.")
+    _, page, watch = await loaded_page(browser, stack, factory, 30)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await watch.mark()
     await page.get_by_role("button", name="Select page").click()
@@ -381,10 +380,7 @@ async def test_cancel_a_queued_download(browser: Browser, stack: Stack, factory:
     assert stack.worker is not None
     stack.worker.terminate()  # nobody builds: the request stays queued
     await asyncio.to_thread(stack.worker.wait, 10)
-    owner = await factory.user()
-    await artworks(factory, owner, 2)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    _, page, watch = await loaded_page(browser, stack, factory, 2)
     await page.get_by_role("button", name="Select page").click()
     await page.get_by_role("button", name="Request download of 2 posts").click()
     card = page.locator("#bdr-list li").first
@@ -416,10 +412,9 @@ async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
 async def test_a_wide_screen_and_a_server_that_went_away(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 40)
-    page, watch = await open_page(browser, stack, owner, viewport={"width": 1920, "height": 1080})
-    await expect(page.locator("#loading")).to_have_text("All 40 posts loaded.")
+    ids, page, watch = await loaded_page(
+        browser, stack, factory, 40, viewport={"width": 1920, "height": 1080}
+    )
     assert await page.evaluate("document.documentElement.scrollWidth") <= 1920
     await shot(page, "wide")
     await page.locator("#posts-body input[type=checkbox]").first.check()
@@ -473,10 +468,7 @@ async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
 async def test_a_failed_download_raises_a_toast(
     browser: Browser, stack: Stack, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 2)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    ids, page, watch = await loaded_page(browser, stack, factory, 2)
     for path in settings.vault_path.rglob("*.*"):  # every artwork file goes missing
         path.unlink()
     await page.get_by_role("button", name="Select page").click()
@@ -496,10 +488,7 @@ async def test_paging_sorting_and_the_empty_state(
     await expect(page.locator("#empty")).to_have_text(
         "You have no artworks yet. Posts you upload appear here."
     )
-    owner = await factory.user()
-    await artworks(factory, owner, 40)
-    page, _ = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 40 posts loaded.")
+    _, page, _ = await loaded_page(browser, stack, factory, 40)
     await page.get_by_role("button", name="Last page").click()
     await expect(page.locator("#page-info")).to_have_text("Page 3 of 3")
     await expect(page.locator("#posts-body tr")).to_have_count(8)
