@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from bench.stack import free_port
+from pmd_service.embedded import redis_answers
 from pmd_service.settings import PROJECT_ROOT
 
 
@@ -67,15 +68,7 @@ class RedisServer:
         raise RuntimeError("redis-server did not answer within 15 s")
 
     def _answers(self) -> bool:
-        import redis
-
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            return False
-        finally:
-            client.close()
+        return redis_answers(host="127.0.0.1", port=self.port)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

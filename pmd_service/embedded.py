@@ -14,6 +14,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from .settings import Settings
 
@@ -46,6 +47,19 @@ def start_postgres(pgdata: Path) -> str:
     return uri
 
 
+def redis_answers(**connection: Any) -> bool:
+    """Whether a Redis server answers PING at `connection` (redis.Redis keyword arguments)."""
+    import redis
+
+    client = redis.Redis(socket_connect_timeout=0.5, **connection)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
 class EmbeddedRedis:
     """A redis-server child on a unix socket, with no persistence (the queue is rebuildable)."""
 
@@ -67,15 +81,7 @@ class EmbeddedRedis:
         return f"unix://{self.socket}"
 
     def _answers(self) -> bool:
-        import redis
-
-        client = redis.Redis(unix_socket_path=str(self.socket), socket_connect_timeout=0.5)
-        try:
-            return bool(client.ping())
-        except (redis.ConnectionError, redis.TimeoutError, OSError):
-            return False
-        finally:
-            client.close()
+        return redis_answers(unix_socket_path=str(self.socket))
 
     def start(self) -> str:
         if self.socket.exists() and self._answers():
