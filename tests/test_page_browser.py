@@ -111,6 +111,17 @@ async def loaded_page(
     return ids, page, watch
 
 
+async def request_bdr(stack: Stack, owner: UserRow, body: dict[str, Any]) -> str:
+    """A download request made through the API, as another tab would; its id."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r,
+    ):
+        assert r.status == 202, await r.text()
+        bdr_id: str = (await r.json())["id"]
+        return bdr_id
+
+
 async def shot(page: Page, name: str) -> None:
     if SCREENSHOTS:
         await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
@@ -282,12 +293,7 @@ async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await watch.mark()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(f"{stack.base}/api/pmd/bdr", json={"post_ids": ids}, headers=owner.auth) as r,
-    ):
-        assert r.status == 202
-        bdr_id = (await r.json())["id"]
+    bdr_id = await request_bdr(stack, owner, {"post_ids": ids})
     card = page.locator(f'#bdr-list li[data-id="{bdr_id}"]')
     await expect(card).to_have_attribute("data-status", "ready", timeout=60_000)
 
@@ -343,12 +349,7 @@ async def test_a_link_with_bdr_highlights_that_request(
 ) -> None:
     owner = await factory.user()
     ids = await artworks(factory, owner, 3)
-    made = []
-    async with aiohttp.ClientSession() as http:
-        for post_id in ids:
-            body = {"post_ids": [post_id]}
-            async with http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r:
-                made.append((await r.json())["id"])
+    made = [await request_bdr(stack, owner, {"post_ids": [post_id]}) for post_id in ids]
     page, _ = await open_page(browser, stack, owner, query=f"?bdr={made[1]}")
     card = page.locator(f'#bdr-list li[data-id="{made[1]}"]')
     await expect(card).to_have_class("bdr highlight")
@@ -441,12 +442,7 @@ async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
 ) -> None:
     owner = await factory.user()
     ids = await artworks(factory, owner, 2)
-    made = []
-    async with aiohttp.ClientSession() as http:
-        for post_id in ids:
-            body = {"post_ids": [post_id]}
-            async with http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r:
-                made.append((await r.json())["id"])
+    made = [await request_bdr(stack, owner, {"post_ids": [post_id]}) for post_id in ids]
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await expect(page.locator("#bdr-list li")).to_have_count(2)
@@ -525,10 +521,7 @@ async def test_no_serious_accessibility_violations(
 
     owner = await factory.user()
     ids = await artworks(factory, owner, 20)
-    async with aiohttp.ClientSession() as http:
-        body = {"post_ids": ids[:3], "include_comments": True}
-        async with http.post(f"{stack.base}/api/pmd/bdr", json=body, headers=owner.auth) as r:
-            assert r.status == 202
+    await request_bdr(stack, owner, {"post_ids": ids[:3], "include_comments": True})
     axe = Axe()
     phone: ViewportSize = {"width": 375, "height": 812}
     for scheme, viewport in (("light", WIDE), ("dark", phone)):
