@@ -48,6 +48,7 @@ BENCHMARKS = (
     Bench("posts", ("--depths", "1,5,10,15,19"), 900),
     Bench("sse", (), 1200),
     Bench("page", (), 600),
+    Bench("host_migrate", (), 900),
 )
 
 
@@ -424,6 +425,28 @@ def page_section(f: dict[str, Any]) -> dict[str, str]:
     return {"page_runs": str(f["runs"]), "page_table": table, "page_targets": targets}
 
 
+def host_migrate_section(f: dict[str, Any]) -> dict[str, str]:
+    e, big = f["empty"], f["loaded"]
+    table = "\n".join(
+        [
+            "| host database | migrations | host writes meanwhile | longest of them |",
+            "|---|---|---|---|",
+            f"| {f['posts']:,} posts | {big['migrate_s'] * 1000:.0f} ms | {big['writes_during']} | "
+            f"{big['longest_write_during_ms']:.1f} ms |",
+            f"| no posts | {e['migrate_s'] * 1000:.0f} ms | {e['writes_during']} | "
+            f"{e['longest_write_during_ms']:.1f} ms |",
+        ]
+    )
+    targets = (
+        f"With {f['posts']:,} posts the migrations take {f['ratio']:.2f}× their time on an empty "
+        f"host: under a second ({_verdict(big['migrate_s'] < 1)}), and no host write waited "
+        f"(the longest while migrating, {big['longest_write_during_ms']:.1f} ms, against "
+        f"{big['longest_write_before_ms']:.1f} ms before; "
+        f"{_verdict(big['longest_write_during_ms'] < 100)})."
+    )
+    return {"host_migrate_table": table, "host_migrate_targets": targets}
+
+
 def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
     rows = [
         "| subscribers | RSS | per subscriber | LISTEN conns | (a) p50 | (a) p99 | (b) p50 | (b) p99 | (b) max | delivered |",
@@ -480,6 +503,7 @@ def render(names: list[str], failures: dict[str, str]) -> None:
                                   "posts_depth_table", "posts_depth_note")),
         "sse": (sse_section, ("sse_table", "sse_targets", "sse_update")),
         "page": (page_section, ("page_runs", "page_table", "page_targets")),
+        "host_migrate": (host_migrate_section, ("host_migrate_table", "host_migrate_targets")),
     }  # fmt: skip
     for name, (make, keys) in sections.items():
         if name in figures:

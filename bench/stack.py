@@ -51,6 +51,8 @@ async def fresh_stack() -> AsyncIterator[Settings]:
     admin = await asyncpg.connect(base.database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
+        # The bench's own connections name the service's tables unqualified, as the service does.
+        await admin.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
     finally:
         await admin.close()
     try:
@@ -59,7 +61,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
                 base,
                 database_url=with_database(base.database_url, name),
                 vault_path=Path(tmp) / "vault",
-                bdr_path=Path(tmp) / "vault" / "bdr",
+                bdr_path=Path(tmp) / "bdr",
                 jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
             )

@@ -15,16 +15,31 @@ if TYPE_CHECKING:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=lambda v: msgspec.json.encode(v).decode(),
-        decoder=msgspec.json.decode,
-        schema="pg_catalog",
-    )
+    # Both JSON types: the host's `users.roles` is `json`, the service's own columns `jsonb`.
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: msgspec.json.encode(v).decode(),
+            decoder=msgspec.json.decode,
+            schema="pg_catalog",
+        )
+
+
+def _server_settings(application_name: str, search_path: str | None) -> dict[str, str]:
+    found = {"application_name": application_name}
+    if search_path is not None:
+        # The service's own schema first, then the host's: every query names tables unqualified.
+        found["search_path"] = search_path
+    return found
 
 
 async def create_pool(
-    dsn: str, application_name: str, *, min_size: int = 1, max_size: int = 10
+    dsn: str,
+    application_name: str,
+    *,
+    search_path: str | None = None,
+    min_size: int = 1,
+    max_size: int = 10,
 ) -> asyncpg.Pool:
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
@@ -32,14 +47,16 @@ async def create_pool(
         max_size=max_size,
         init=_init_connection,
         command_timeout=30,
-        server_settings={"application_name": application_name},
+        server_settings=_server_settings(application_name, search_path),
     )
     return pool
 
 
-async def connect(dsn: str, application_name: str, **kwargs: Any) -> asyncpg.Connection:
+async def connect(
+    dsn: str, application_name: str, *, search_path: str | None = None, **kwargs: Any
+) -> asyncpg.Connection:
     conn: asyncpg.Connection = await asyncpg.connect(
-        dsn, server_settings={"application_name": application_name}, **kwargs
+        dsn, server_settings=_server_settings(application_name, search_path), **kwargs
     )
     await _init_connection(conn)
     return conn

@@ -1,5 +1,10 @@
 """Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction.
 
+Everything they create lives in the service's own schema (`PMD_SCHEMA`, default `pmd`), its
+ledger included: beside the host site the service never creates, alters, indexes or locks a
+host table. Only when the host schema has neither `users` nor `posts` (standalone: dev, demo,
+tests) does `migrations/standalone/host_tables.sql` create the host tables the service needs.
+
 An advisory lock serialises concurrent migrators (several replicas starting together); a file
 whose checksum changed after it was applied is refused loudly rather than silently skipped.
 """
@@ -14,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .settings import PROJECT_ROOT
+from .settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
     from .db import Conn
@@ -23,20 +28,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(os.environ.get("PMD_MIGRATIONS_DIR") or PROJECT_ROOT / "migrations")
+STANDALONE_HOST_TABLES = "standalone/host_tables.sql"
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Any constant unique to this service; pg_advisory_lock takes a bigint.
 _LOCK_KEY = 0x504D445F4D4947  # "PMD_MIG"
 
+# Run with the search path set to the service's schema (see `_use`): names stay unqualified.
 SQL_CREATE_LEDGER = """
-CREATE TABLE IF NOT EXISTS pmd_schema_migrations (
+CREATE TABLE IF NOT EXISTS schema_migrations (
     version    integer PRIMARY KEY,
     name       text NOT NULL,
     checksum   char(64) NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
-SQL_APPLIED = "SELECT version, name, checksum FROM pmd_schema_migrations ORDER BY version"
-SQL_RECORD = "INSERT INTO pmd_schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+SQL_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+SQL_RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+SQL_SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)"
+SQL_STANDALONE = """
+SELECT to_regclass(format('%I.users', $1::text)) IS NULL
+   AND to_regclass(format('%I.posts', $1::text)) IS NULL
+"""
+# Transaction-local: a pooled or reused connection keeps its own search path afterwards.
+SQL_USE = "SELECT set_config('search_path', $1, true)"
 
 
 class MigrationError(RuntimeError):
@@ -67,14 +82,39 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def apply_migrations(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list[str]:
+def _quoted(schema: str) -> str:
+    if not _SCHEMA_RE.fullmatch(schema):
+        raise MigrationError(f"{schema!r} is not a plain lower-case schema name")
+    return f'"{schema}"'
+
+
+async def apply_migrations(
+    conn: Conn,
+    directory: Path = MIGRATIONS_DIR,
+    *,
+    schema: str = "pmd",
+    host_schema: str = "public",
+) -> list[str]:
     """Apply pending migrations; returns the names applied by this call."""
+    own, host = _quoted(schema), _quoted(host_schema)
     migrations = discover(directory)
     applied_now: list[str] = []
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
-        await conn.execute(SQL_CREATE_LEDGER)
-        done = {r["version"]: r for r in await conn.fetch(SQL_APPLIED)}
+        if not await conn.fetchval(SQL_SCHEMA_EXISTS, schema):
+            # Needs the CREATE privilege on the database once; later starts need none.
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {own}")
+        if await conn.fetchval(SQL_STANDALONE, host_schema):
+            async with conn.transaction():
+                await conn.execute(SQL_USE, host)
+                await conn.execute((directory / STANDALONE_HOST_TABLES).read_text("utf-8"))
+            applied_now.append("standalone host tables")
+            log.info("no host tables in schema %s: created the standalone ones", host_schema)
+        search_path = f"{own}, {host}"
+        async with conn.transaction():
+            await conn.execute(SQL_USE, search_path)
+            await conn.execute(SQL_CREATE_LEDGER)
+            done = {r["version"]: r for r in await conn.fetch(SQL_APPLIED)}
         for migration in migrations:
             row = done.get(migration.version)
             if row is not None:
@@ -85,6 +125,7 @@ async def apply_migrations(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list
                     )
                 continue
             async with conn.transaction():
+                await conn.execute(SQL_USE, search_path)
                 await conn.execute(migration.sql)
                 await conn.execute(
                     SQL_RECORD, migration.version, migration.name, migration.checksum
@@ -94,3 +135,10 @@ async def apply_migrations(conn: Conn, directory: Path = MIGRATIONS_DIR) -> list
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
     return applied_now
+
+
+async def migrate(conn: Conn, settings: Settings) -> list[str]:
+    """The migrations into the configured schemas."""
+    return await apply_migrations(
+        conn, schema=settings.pmd_schema, host_schema=settings.host_schema
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,10 @@ from pathlib import Path
 from sqids.constants import DEFAULT_ALPHABET
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The host's PMD drops these cached feeds after a hide or delete (its api/app/routers/pmd.py).
+DEFAULT_HOST_CACHE_PATTERNS = ("feed:recent:*", "feed:promoted:*", "hashtags:*")
+_IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -41,15 +46,36 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
 
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    if not _IDENTIFIER_RE.fullmatch(value):
+        raise ConfigError(
+            f"{name} must be a lower-case PostgreSQL identifier (letters, digits, _), got {value!r}"
+        )
+    return value
+
+
+def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None = field(default=None, repr=False)  # may embed a password
     redis_url: str | None = field(default=None, repr=False)
     data_dir: Path = PROJECT_ROOT / ".data"
     vault_path: Path = PROJECT_ROOT / ".data" / "vault"
-    bdr_path: Path = PROJECT_ROOT / ".data" / "vault" / "bdr"
+    # The service's own folder: the host's worker writes its ZIPs to {VAULT_PATH}/bdr.
+    bdr_path: Path = PROJECT_ROOT / ".data" / "bdr"
+    # Everything the service creates lives in this PostgreSQL schema; host tables in the other.
+    pmd_schema: str = "pmd"
+    host_schema: str = "public"
     artwork_base_url: str | None = field(default=None, repr=False)  # may carry credentials
     jwt_secret_key: str = field(default="", repr=False)
+    jwt_leeway_seconds: int = 30  # clock skew tolerated on exp/iat/nbf
     sqids_alphabet: str = DEFAULT_ALPHABET
     base_url: str = "http://127.0.0.1:8080"
     smtp_host: str | None = None
@@ -75,6 +101,14 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     log_format: str = "text"
     metrics_port: int = 9108  # the worker's /metrics (the server's is on its own port); 0: off
+    cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
+    host_cache_redis_url: str | None = field(default=None, repr=False)  # None: caches left alone
+    host_cache_patterns: tuple[str, ...] = DEFAULT_HOST_CACHE_PATTERNS
+
+    @property
+    def search_path(self) -> str:
+        """Own schema first (its tables shadow any same-named host table), then the host's."""
+        return f'"{self.pmd_schema}", "{self.host_schema}"'
 
     @property
     def embedded(self) -> bool:
@@ -85,7 +119,17 @@ class Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("PMD_DATA_DIR") or PROJECT_ROOT / ".data").resolve()
         vault = Path(env.get("VAULT_PATH") or data_dir / "vault").resolve()
-        bdr = Path(env.get("BDR_PATH") or vault / "bdr").resolve()
+        bdr = Path(env.get("BDR_PATH") or data_dir / "bdr").resolve()
+        if bdr.is_relative_to(vault):
+            raise ConfigError(
+                f"BDR_PATH ({bdr}) must not be inside VAULT_PATH ({vault}): the host site "
+                "serves the vault and its own worker writes {VAULT_PATH}/bdr. Give the service "
+                "a folder of its own."
+            )
+        pmd_schema = _identifier(env, "PMD_SCHEMA", "pmd")
+        host_schema = _identifier(env, "HOST_SCHEMA", "public")
+        if pmd_schema == host_schema:
+            raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")
         database_url = env.get("DATABASE_URL") or None
         redis_url = env.get("REDIS_URL") or None
         dev_mode = _bool(env, "PMD_DEV", database_url is None or redis_url is None)
@@ -110,6 +154,17 @@ class Settings:
         if artwork_base is not None and not artwork_base.startswith(("http://", "https://")):
             raise ConfigError("ARTWORK_BASE_URL must start with http:// or https://")
 
+        cors_origins = _list(env, "CORS_ORIGINS", ())
+        for origin in cors_origins:
+            if not _ORIGIN_RE.fullmatch(origin):
+                raise ConfigError(
+                    f"CORS_ORIGINS: {origin!r} is not an origin; list them as "
+                    "scheme://host[:port], comma-separated (e.g. https://makapix.club)"
+                )
+        cache_url = env.get("HOST_CACHE_REDIS_URL") or None
+        if cache_url is not None and not cache_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("HOST_CACHE_REDIS_URL must start with redis://, rediss:// or unix://")
+
         log_format = env.get("LOG_FORMAT", "text")
         if log_format not in {"text", "json"}:
             raise ConfigError("LOG_FORMAT must be text or json")
@@ -120,8 +175,11 @@ class Settings:
             data_dir=data_dir,
             vault_path=vault,
             bdr_path=bdr,
+            pmd_schema=pmd_schema,
+            host_schema=host_schema,
             artwork_base_url=artwork_base.rstrip("/") if artwork_base else None,
             jwt_secret_key=secret,
+            jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30, 0, 600),
             sqids_alphabet=alphabet,
             base_url=(env.get("BASE_URL") or "http://127.0.0.1:8080").rstrip("/"),
             smtp_host=env.get("SMTP_HOST") or None,
@@ -145,6 +203,9 @@ class Settings:
             sse_queue_size=_int(env, "SSE_QUEUE_SIZE", 256, 1, 100_000),
             log_format=log_format,
             metrics_port=_int(env, "METRICS_PORT", 9108, 0, 65535),
+            cors_origins=cors_origins,
+            host_cache_redis_url=cache_url,
+            host_cache_patterns=_list(env, "HOST_CACHE_PATTERNS", DEFAULT_HOST_CACHE_PATTERNS),
         )
 
 

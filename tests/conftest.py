@@ -29,9 +29,11 @@ from pmd_service.settings import PROJECT_ROOT, Settings
 from tests.factories import Factory
 
 SECRET = "test-secret-" + "x" * 40
+# The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
+HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 TABLES = (
-    "batch_download_requests, bdr_events, audit_logs, reactions, comments, post_files, posts, "
-    "licenses, users"
+    "batch_download_requests, bdr_events, moderator_deletions, audit_logs, reactions, comments, "
+    "post_files, posts, licenses, users"
 )
 
 
@@ -56,6 +58,9 @@ def database_url() -> Iterator[str]:
         conn = await asyncpg.connect(admin_url)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
+            # The service sets its search path on every connection it opens; this default lets
+            # the tests' own connections name the service's tables unqualified too.
+            await conn.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
         finally:
             await conn.close()
         conn = await asyncpg.connect(_with_database(admin_url, name))
@@ -74,6 +79,25 @@ def database_url() -> Iterator[str]:
     asyncio.run(create())
     yield _with_database(admin_url, name)
     asyncio.run(drop())
+
+
+@pytest.fixture
+async def host_url(database_url: str) -> AsyncIterator[str]:
+    """A fresh database holding the host's tables, and nothing of the service's yet."""
+    name = f"pmd_host_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(database_url, name)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
+        finally:
+            await conn.close()
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +122,7 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
         redis_url=redis_url,
         data_dir=tmp_path,
         vault_path=vault,
-        bdr_path=vault / "bdr",
+        bdr_path=tmp_path / "bdr",
         jwt_secret_key=SECRET,
         base_url="http://pmd.test",
         auto_migrate=False,

@@ -30,16 +30,22 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
     conn = await asyncpg.connect(empty_db)
     try:
         applied = await apply_migrations(conn)
-        assert applied == [f"{m.version:04d}_{m.name}" for m in discover()]
+        assert applied == [
+            "standalone host tables",
+            *(f"{m.version:04d}_{m.name}" for m in discover()),
+        ]
         assert await apply_migrations(conn) == []
         tables = {
-            r["tablename"]
-            for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+            (r["schemaname"], r["tablename"])
+            for r in await conn.fetch("SELECT schemaname, tablename FROM pg_tables")
         }
-        assert {"users", "posts", "post_files", "comments", "reactions", "licenses",
-                "audit_logs", "batch_download_requests", "bdr_events"} <= tables  # fmt: skip
+        # Standalone: the host's tables in its schema, everything of the service's in its own.
+        host = {"users", "posts", "post_files", "comments", "reactions", "licenses", "audit_logs"}
+        own = {"batch_download_requests", "bdr_events", "moderator_deletions", "schema_migrations"}
+        assert {("public", t) for t in host} | {("pmd", t) for t in own} <= tables
+        assert not {t for s, t in tables if s == "public"} & own
         rows = await conn.fetch(
-            "SELECT version, checksum FROM pmd_schema_migrations ORDER BY version"
+            "SELECT version, checksum FROM pmd.schema_migrations ORDER BY version"
         )
         assert [r["version"] for r in rows] == [m.version for m in discover()]
     finally:
@@ -51,8 +57,10 @@ async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
     try:
         results = await asyncio.gather(*(apply_migrations(c) for c in conns))
         every = [name for result in results for name in result]
-        assert sorted(every) == sorted(f"{m.version:04d}_{m.name}" for m in discover())
-        assert await conns[0].fetchval("SELECT count(*) FROM pmd_schema_migrations") == len(
+        assert sorted(every) == sorted(
+            ["standalone host tables", *(f"{m.version:04d}_{m.name}" for m in discover())]
+        )
+        assert await conns[0].fetchval("SELECT count(*) FROM pmd.schema_migrations") == len(
             discover()
         )
     finally:
@@ -83,7 +91,8 @@ async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path
         with pytest.raises(asyncpg.DivisionByZeroError):
             await apply_migrations(conn, copy)
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
-        assert await conn.fetchval("SELECT max(version) FROM pmd_schema_migrations") < 9999
+        assert await conn.fetchval("SELECT to_regclass('pmd.half_done')") is None
+        assert await conn.fetchval("SELECT max(version) FROM pmd.schema_migrations") < 9999
     finally:
         await conn.close()
 

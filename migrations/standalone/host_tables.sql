@@ -1,27 +1,33 @@
--- Tables of the host site this service runs beside. Column names follow the host schema so the
--- service can run against its database; IF NOT EXISTS leaves an existing host table alone.
--- Every id, created_at, flag and array has a default so rows can be inserted naming only
--- the columns that matter.
+-- Standalone mode only (dev, demo, tests): the host site's tables, created when the host schema
+-- has no `users` and no `posts` table. Beside the real host (Makapix Club) this file is never
+-- applied: the service then never creates, alters or indexes a host table.
+--
+-- Shapes follow the host's migrations where the service cares (`roles` is json, posts carry
+-- `updated_at`, `storage_shard` is a varchar(8) folder path of one or more levels), with two
+-- conveniences for tests: every id, created_at, flag and array has a default, so a row can be
+-- inserted naming only the columns that matter. Not versioned: a dev database made by an
+-- older layout is rebuilt by removing `.data`.
 
-CREATE TABLE IF NOT EXISTS users (
+CREATE TABLE users (
     id           serial PRIMARY KEY,
     user_key     uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     public_sqid  varchar(16) UNIQUE,
     handle       varchar(50) NOT NULL UNIQUE,
     email        varchar(255) NOT NULL UNIQUE,
-    roles        jsonb NOT NULL DEFAULT '[]'::jsonb,
+    roles        json NOT NULL DEFAULT '[]'::json,
     deactivated  boolean NOT NULL DEFAULT false,
     banned_until timestamptz,
-    created_at   timestamptz NOT NULL DEFAULT now()
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz
 );
 
-CREATE TABLE IF NOT EXISTS licenses (
+CREATE TABLE licenses (
     id         serial PRIMARY KEY,
     identifier varchar(50) NOT NULL UNIQUE,
     title      varchar(200) NOT NULL DEFAULT ''
 );
 
-CREATE TABLE IF NOT EXISTS posts (
+CREATE TABLE posts (
     id                   serial PRIMARY KEY,
     storage_key          uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     storage_shard        varchar(8),
@@ -41,28 +47,27 @@ CREATE TABLE IF NOT EXISTS posts (
     deleted_by_user_date timestamptz,
     view_count           integer NOT NULL DEFAULT 0,
     license_id           integer REFERENCES licenses (id) ON DELETE SET NULL,
-    created_at           timestamptz NOT NULL DEFAULT now()
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz
 );
-
--- The dashboard list: an owner's live artworks, newest first, keyset on (created_at, id).
-CREATE INDEX IF NOT EXISTS posts_pmd_listing_idx
-    ON posts (owner_id, created_at DESC, id DESC)
-    WHERE kind = 'artwork' AND NOT deleted_by_user;
--- The "recently deleted" list and restore window.
-CREATE INDEX IF NOT EXISTS posts_pmd_deleted_idx
-    ON posts (owner_id, deleted_by_user_date DESC, id DESC)
+-- The indexes the service's queries need (`python -m pmd_service check-host` lists them).
+-- The host's own: the owner's posts by date.
+CREATE INDEX ix_posts_owner_created ON posts (owner_id, created_at DESC);
+-- Recommended to operators by check-host: the "recently deleted" list.
+CREATE INDEX pmd_posts_owner_deleted ON posts (owner_id, deleted_by_user_date DESC, id DESC)
     WHERE deleted_by_user;
 
-CREATE TABLE IF NOT EXISTS post_files (
+CREATE TABLE post_files (
+    id         serial PRIMARY KEY,
     post_id    integer NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
     format     varchar(10) NOT NULL,
-    file_bytes integer,
+    file_bytes integer NOT NULL DEFAULT 0,
     is_native  boolean NOT NULL DEFAULT false,
-    UNIQUE (post_id, format)
+    CONSTRAINT uq_post_files_post_format UNIQUE (post_id, format)
 );
-CREATE UNIQUE INDEX IF NOT EXISTS post_files_one_native_idx ON post_files (post_id) WHERE is_native;
+CREATE UNIQUE INDEX uq_post_files_one_native_per_post ON post_files (post_id) WHERE is_native;
 
-CREATE TABLE IF NOT EXISTS comments (
+CREATE TABLE comments (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     post_id         integer NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
     author_id       integer REFERENCES users (id) ON DELETE SET NULL,
@@ -73,24 +78,24 @@ CREATE TABLE IF NOT EXISTS comments (
     deleted_by_mod  boolean NOT NULL DEFAULT false,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS comments_post_idx ON comments (post_id, created_at);
+CREATE INDEX ix_comments_post_created ON comments (post_id, created_at DESC);
 
-CREATE TABLE IF NOT EXISTS reactions (
+CREATE TABLE reactions (
     id         serial PRIMARY KEY,
     post_id    integer NOT NULL REFERENCES posts (id) ON DELETE CASCADE,
     user_id    integer REFERENCES users (id) ON DELETE SET NULL,
     emoji      varchar(20) NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS reactions_post_idx ON reactions (post_id);
+CREATE INDEX ix_reactions_post_id ON reactions (post_id);
 
-CREATE TABLE IF NOT EXISTS audit_logs (
+CREATE TABLE audit_logs (
     id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     actor_id    integer REFERENCES users (id) ON DELETE SET NULL,
-    action      varchar(64) NOT NULL,
-    target_type varchar(32),
-    target_id   varchar(64),
+    action      varchar(100) NOT NULL,
+    target_type varchar(20),
+    target_id   varchar(50),
     note        text,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX IF NOT EXISTS audit_logs_actor_idx ON audit_logs (actor_id, created_at DESC);
+CREATE INDEX ix_audit_logs_actor_created ON audit_logs (actor_id, created_at DESC);

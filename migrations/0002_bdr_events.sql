@@ -11,7 +11,10 @@ CREATE TABLE bdr_events (
 CREATE INDEX bdr_events_user_idx ON bdr_events (user_id, id);
 CREATE INDEX bdr_events_created_idx ON bdr_events (created_at);
 
-CREATE FUNCTION bdr_emit_event() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SET search_path FROM CURRENT: the function finds bdr_events in the service's schema even
+-- when the row is changed from a session with another search path (an operator's psql).
+CREATE FUNCTION bdr_emit_event() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 DECLARE
     event_id bigint;
 BEGIN
@@ -27,14 +30,17 @@ BEGIN
 END
 $$;
 
+-- A row inserted unannounced (see `announced`) has its first event when it is announced.
 CREATE TRIGGER bdr_emit_on_insert AFTER INSERT ON batch_download_requests
-    FOR EACH ROW EXECUTE FUNCTION bdr_emit_event();
+    FOR EACH ROW WHEN (NEW.announced) EXECUTE FUNCTION bdr_emit_event();
 
 CREATE TRIGGER bdr_emit_on_change AFTER UPDATE ON batch_download_requests
     FOR EACH ROW
-    WHEN (OLD.status IS DISTINCT FROM NEW.status
-          OR OLD.progress_done IS DISTINCT FROM NEW.progress_done
-          OR OLD.skipped IS DISTINCT FROM NEW.skipped
-          OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
-          OR OLD.error_message IS DISTINCT FROM NEW.error_message)
+    WHEN (NEW.announced
+          AND (NOT OLD.announced
+               OR OLD.status IS DISTINCT FROM NEW.status
+               OR OLD.progress_done IS DISTINCT FROM NEW.progress_done
+               OR OLD.skipped IS DISTINCT FROM NEW.skipped
+               OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+               OR OLD.error_message IS DISTINCT FROM NEW.error_message))
     EXECUTE FUNCTION bdr_emit_event();

@@ -1,9 +1,16 @@
--- Batch download requests (BDRs): one row per ZIP a user asked for.
+-- Batch download requests (BDRs): one row per ZIP a user asked for. This is the service's own
+-- table, in its own schema: the host has a `batch_download_requests` of its own (its Celery
+-- PMD), which stays untouched. No foreign key points at a host table: creating one would lock
+-- `users` against writes and hang RI triggers on it; rows of users that no longer exist are
+-- purged by the daily cleanup instead.
 CREATE TABLE batch_download_requests (
     id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    user_id           integer NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    user_id           integer NOT NULL,
+    -- The user's public id when the request was made: download URLs carry it as `target_sqid`,
+    -- so the same URL works for the user and for a moderator watching the user's page.
+    user_sqid         varchar(16),
     -- The moderator who asked on the user's behalf, if any.
-    requested_by      integer REFERENCES users (id) ON DELETE SET NULL,
+    requested_by      integer,
     post_ids          integer[] NOT NULL,
     include_comments  boolean NOT NULL DEFAULT false,
     include_reactions boolean NOT NULL DEFAULT false,
@@ -30,6 +37,10 @@ CREATE TABLE batch_download_requests (
     email_attempts    integer NOT NULL DEFAULT 0,
     request_id        varchar(64),
     update_seq        bigint NOT NULL DEFAULT 0,
+    -- False from the server's insert until its reply to the POST is on the wire: no event is
+    -- published before, so a page that adds the reply to its list and then updates cards by id
+    -- from the stream never sees the request first from the stream (a second, stale card).
+    announced         boolean NOT NULL DEFAULT true,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
     started_at        timestamptz,

@@ -1,0 +1,161 @@
+"""Migrating beside a big host: `python -m bench.host_migrate [--posts 1000000]`.
+
+A database shaped as the host's own migrations make it (tests/host_schema.sql) with N posts, and
+the host writing to it all along (one UPDATE of a post at a time, as its requests do). The
+service's migrations are applied to it and, in the same run, to the same schema with no posts:
+the figures are the time of each, their ratio, and the longest host write while migrating
+against the longest before. Nothing the service creates touches a host table, so neither
+should depend on N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.stack import with_database
+from pmd_service.migrate import migrate
+from pmd_service.settings import PROJECT_ROOT, Settings
+
+HOST_SCHEMA_SQL = PROJECT_ROOT / "tests" / "host_schema.sql"
+
+SQL_USERS = """
+INSERT INTO users (user_key, handle, handle_normalized, email)
+SELECT gen_random_uuid(), 'u' || g, 'u' || g, 'u' || g || '@example.com'
+FROM generate_series(1, $1) g
+"""
+SQL_POSTS = """
+INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at)
+SELECT gen_random_uuid(), '24/07', 1 + (g % $2::int), 'Art ' || g, now() - g * interval '1 second'
+FROM generate_series($1::int, $1::int + $3::int - 1) g
+"""
+
+
+async def _fresh(admin_url: str, posts: int, users: int = 1000) -> str:
+    name = f"pmd_bench_host_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = with_database(admin_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
+        await conn.execute(SQL_USERS, users)
+        step = 200_000
+        for start in range(1, posts + 1, step):
+            await conn.execute(SQL_POSTS, start, users, min(step, posts - start + 1))
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return url
+
+
+async def _drop(admin_url: str, url: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    try:
+        name = url.rsplit("/", 1)[-1].split("?")[0]
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def _host_writes(url: str, stop: asyncio.Event, latencies: list[float]) -> None:
+    """The host at work: one post updated at a time, each in its own transaction."""
+    conn = await asyncpg.connect(url)
+    try:
+        post_id = await conn.fetchval("SELECT min(id) FROM posts") or 0
+        while not stop.is_set():
+            t = time.perf_counter()
+            await conn.execute(
+                "UPDATE posts SET view_count = view_count + 1 WHERE id = $1", post_id
+            )
+            latencies.append(time.perf_counter() - t)
+            await asyncio.sleep(0.002)
+    finally:
+        await conn.close()
+
+
+async def _measure(url: str) -> dict[str, float]:
+    settings = Settings(database_url=url, jwt_secret_key="x" * 40)
+    writes: list[float] = []  # each host write's latency, in order
+    stop = asyncio.Event()
+    writer = asyncio.create_task(_host_writes(url, stop, writes))
+    await asyncio.sleep(0.5)
+    migrator = await asyncpg.connect(url)
+    try:
+        started = len(writes)
+        t = time.perf_counter()
+        applied = await migrate(migrator, settings)
+        seconds = time.perf_counter() - t
+        during = writes[started:]
+        assert applied and "standalone host tables" not in applied, applied
+    finally:
+        await migrator.close()
+    stop.set()
+    await writer
+    quiet = writes[:started]
+    return {
+        "migrate_s": seconds,
+        "writes_during": len(during),
+        "longest_write_during_ms": max(during, default=0.0) * 1000,
+        "longest_write_before_ms": max(quiet, default=0.0) * 1000,
+        "median_write_before_ms": statistics.median(quiet) * 1000 if quiet else 0.0,
+    }
+
+
+async def bench(posts: int) -> dict[str, Any]:
+    from pmd_service.embedded import start_postgres
+
+    admin_url = os.environ.get("DATABASE_URL") or start_postgres(
+        PROJECT_ROOT / ".data" / "bench" / "pg"
+    )
+    t = time.perf_counter()
+    big = await _fresh(admin_url, posts)
+    seeded_s = time.perf_counter() - t
+    empty = await _fresh(admin_url, 0)
+    try:
+        baseline = await _measure(empty)
+        loaded = await _measure(big)
+    finally:
+        await _drop(admin_url, big)
+        await _drop(admin_url, empty)
+    return {
+        "posts": posts,
+        "seeded_s": seeded_s,
+        "empty": baseline,
+        "loaded": loaded,
+        "ratio": loaded["migrate_s"] / baseline["migrate_s"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.host_migrate", description=__doc__)
+    parser.add_argument("--posts", type=int, default=1_000_000)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(bench(args.posts))
+    e, big = figures["empty"], figures["loaded"]
+    print(f"host database with {figures['posts']:,} posts (seeded in {figures['seeded_s']:.1f} s)")
+    print(f"migrate: {big['migrate_s'] * 1000:.0f} ms with them, {e['migrate_s'] * 1000:.0f} ms "
+          f"with none: {figures['ratio']:.2f}×")  # fmt: skip
+    print(f"host writes while migrating: {big['writes_during']}, longest "
+          f"{big['longest_write_during_ms']:.1f} ms (before: longest "
+          f"{big['longest_write_before_ms']:.1f} ms, median {big['median_write_before_ms']:.2f} ms)")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,329 @@
+"""The service beside the host's database as the host's own migrations make it.
+
+`tests/host_schema.sql` holds the host's tables (Makapix Club, api/alembic/versions): `json`
+roles, audit and comment ids without defaults, posts with `updated_at`, shards of two and three
+levels, and the host's own `batch_download_requests`. Here the service migrates into it, serves
+owner and moderator, builds ZIPs, streams, cleans up and checks the host, and the host's schema
+(`pg_dump --schema-only`) is the same byte for byte before and after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import uuid
+import zipfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.app import create_app
+from pmd_service.auth import mint_token
+from pmd_service.db import create_pool
+from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+from pmd_service.migrate import migrate
+from pmd_service.public_ids import PublicIds
+from pmd_service.settings import Settings
+from pmd_service.vault import artwork_path, host_shard
+from tests.conftest import run_worker
+from tests.test_bdr_flow import announced
+from tests.test_sse import SSE, open_stream
+
+Client = TestClient[Any, Any]
+
+
+def _pg_dump() -> str:
+    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
+    try:
+        import pgserver
+
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.skip("no pg_dump on this machine")
+    return found
+
+
+def dump_host_schema(url: str) -> str:
+    done = subprocess.run(
+        [_pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
+        capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return done.stdout
+
+
+@dataclass
+class HostUser:
+    id: int
+    sqid: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class HostPost:
+    id: int
+    sqid: str
+    shard: str
+    data: bytes
+
+
+class HostSite:
+    """Rows written the way the host's code writes them: every NOT NULL column without a
+    default named (user_key, handle_normalized, comment and audit ids), json roles, sqids."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool, self.settings = pool, settings
+        self.ids = PublicIds(settings.sqids_alphabet)
+
+    async def user(self, handle: str, roles: list[str]) -> HostUser:
+        user_id: int = await self.pool.fetchval(
+            """INSERT INTO public.users (user_key, handle, handle_normalized, email, roles)
+               VALUES ($1, $2::text, lower($2::text), $2::text || '@example.com', $3::json)
+               RETURNING id""",
+            uuid.uuid4(), handle, roles,
+        )  # fmt: skip
+        sqid = self.ids.encode(user_id)
+        await self.pool.execute(
+            "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
+        )
+        token = mint_token(self.settings.jwt_secret_key, sqid, roles=roles)
+        return HostUser(user_id, sqid, token)
+
+    async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
+        key = uuid.uuid4()
+        shard = host_shard(key, legacy=legacy)
+        data = f"PIXELS {n} ".encode() + os.urandom(3000)
+        post_id: int = await self.pool.fetchval(
+            """INSERT INTO public.posts (storage_key, storage_shard, owner_id, title, art_url,
+                                         created_at)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            key, shard, owner.id, f"Art {n}", f"/vault/{shard}/{key}.png",
+            datetime.now(UTC) - timedelta(minutes=n),
+        )  # fmt: skip
+        sqid = self.ids.encode(post_id)
+        await self.pool.execute(
+            "UPDATE public.posts SET public_sqid = $2 WHERE id = $1", post_id, sqid
+        )
+        await self.pool.execute(
+            "INSERT INTO public.post_files (post_id, format, file_bytes, is_native)"
+            " VALUES ($1, 'png', $2, true)",
+            post_id, len(data),
+        )  # fmt: skip
+        path = artwork_path(self.settings.vault_path, shard, key, "png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return HostPost(post_id, sqid, shard, data)
+
+
+@pytest.fixture
+async def beside_host(
+    host_url: str, settings: Settings, redis_clean: None
+) -> AsyncIterator[tuple[Settings, asyncpg.Pool, str]]:
+    """(settings, a pool on the host database, its schema dump before the service migrated)."""
+    before = dump_host_schema(host_url)
+    host_settings = replace(settings, database_url=host_url)
+    pool = await create_pool(host_url, "pmd-test-host", search_path=host_settings.search_path)
+    try:
+        async with pool.acquire() as conn:
+            applied = await migrate(conn, host_settings)
+        assert "standalone host tables" not in applied  # the host's tables are there
+        yield host_settings, pool, before
+    finally:
+        await pool.close()
+
+
+async def test_migrations_touch_no_host_table_and_block_no_write(host_url: str) -> None:
+    """Applied while the host writes (an open transaction holding row locks on users and posts,
+    as any request of the host does), the migrations neither wait for it nor lock a host table."""
+    settings = Settings(database_url=host_url, jwt_secret_key="x" * 40)
+    host = await asyncpg.connect(host_url)
+    watcher = await asyncpg.connect(host_url)
+    migrator = await asyncpg.connect(
+        host_url, server_settings={"search_path": settings.search_path}
+    )
+    try:
+        user_id = await host.fetchval(
+            "INSERT INTO users (user_key, handle, handle_normalized, email)"
+            " VALUES (gen_random_uuid(), 'w', 'w', 'w@x') RETURNING id"
+        )
+        await host.execute(
+            "INSERT INTO posts (storage_key, owner_id, title) VALUES (gen_random_uuid(), $1, 't')",
+            user_id,
+        )
+        tx = host.transaction()
+        await tx.start()
+        await host.execute("UPDATE users SET bio = 'busy' WHERE id = $1", user_id)
+        await host.execute("UPDATE posts SET title = 'busy' WHERE owner_id = $1", user_id)
+        migrating = asyncio.create_task(migrate(migrator, settings))
+        host_locks: set[str] = set()
+        while not migrating.done():
+            rows = await watcher.fetch(
+                """SELECT c.relname, l.mode, l.granted FROM pg_locks l
+                   JOIN pg_class c ON c.oid = l.relation
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   WHERE n.nspname = 'public' AND l.pid = $1""",
+                migrator.get_server_pid(),
+            )
+            host_locks |= {f"{r['relname']} {r['mode']}" for r in rows}
+            await asyncio.sleep(0)
+        applied = await asyncio.wait_for(migrating, timeout=20)
+        assert applied and "standalone host tables" not in applied
+        assert host_locks == set()  # the migrator took no lock on a host table
+        await tx.rollback()
+    finally:
+        for conn in (host, watcher, migrator):
+            await conn.close()
+
+
+async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
+    beside_host: tuple[Settings, asyncpg.Pool, str],
+    aiohttp_client: AiohttpClient,
+) -> None:
+    settings, pool, before = beside_host
+    site = HostSite(pool, settings)
+    owner = await site.user("painter", ["user"])
+    mod = await site.user("keeper", ["user", "moderator"])
+    posts = [await site.post(owner, n, legacy=n % 2 == 0) for n in range(6)]
+    assert {len(p.shard.split("/")) for p in posts} == {2, 3}  # both of the host's layouts
+    comment_id = uuid.uuid4()
+    await pool.execute(
+        "INSERT INTO public.comments (id, post_id, author_id, body) VALUES ($1, $2, $3, 'nice')",
+        comment_id, posts[0].id, mod.id,
+    )  # fmt: skip
+    await pool.execute(
+        "INSERT INTO public.reactions (post_id, user_id, emoji) VALUES ($1, $2, '🔥')",
+        posts[0].id, mod.id,
+    )  # fmt: skip
+    license_id = await pool.fetchval(
+        "INSERT INTO public.licenses (identifier, title, canonical_url, badge_path)"
+        " VALUES ('CC-BY-4.0', 'Attribution', 'https://creativecommons.org', '/b.svg') RETURNING id"
+    )
+    # The host's own PMD: its table and its ZIP, which the service must leave alone.
+    host_bdr = uuid.uuid4()
+    host_zip = settings.vault_path / "bdr" / owner.sqid / f"{host_bdr}.zip"
+    host_zip.parent.mkdir(parents=True)
+    host_zip.write_bytes(b"PK host zip")
+    await pool.execute(
+        """INSERT INTO public.batch_download_requests (id, user_id, post_ids, artwork_count,
+               status, file_path, completed_at, expires_at)
+           VALUES ($1, $2, $3, 1, 'ready', $4, now(), now() + interval '3 days')""",
+        host_bdr, owner.id, [posts[0].id], f"bdr/{owner.sqid}/{host_bdr}.zip",
+    )  # fmt: skip
+
+    client: Client = await aiohttp_client(create_app(settings))
+    ids = [p.id for p in posts]
+
+    # The owner: the list, a hide, a license, a delete and a restore.
+    listed = await (await client.get("/api/pmd/posts", headers=owner.auth)).json()
+    assert [i["id"] for i in listed["items"]] == ids
+    assert listed["items"][0]["comment_count"] == 1 and listed["items"][0]["reaction_count"] == 1
+    ok = await client.post("/api/pmd/action", json={"action": "hide", "post_ids": ids[:2]},
+                           headers=owner.auth)  # fmt: skip
+    assert (await ok.json())["message"] == "Hidden 2 post(s)"
+    ok = await client.post("/api/pmd/license", json={"post_ids": ids[:3], "license_id": license_id},
+                           headers=owner.auth)  # fmt: skip
+    assert (await ok.json())["message"] == "Changed license to CC-BY-4.0 for 3 post(s)"
+    for action in ("delete", "restore"):
+        ok = await client.post("/api/pmd/action", json={"action": action, "post_ids": ids[5:]},
+                               headers=owner.auth)  # fmt: skip
+        assert ok.status == 200, await ok.text()
+    updated = await pool.fetch("SELECT id, updated_at FROM public.posts ORDER BY id")
+    assert {r["id"] for r in updated if r["updated_at"]} == {*ids[:3], ids[5]}
+
+    # A moderator (json roles): a hide as the moderator, a delete the owner cannot undo, audited
+    # with ids the service names (the host's audit_logs.id has no default).
+    ok = await client.post(
+        f"/api/pmd/action?target_sqid={owner.sqid}",
+        json={"action": "hide", "post_ids": ids[2:3]}, headers=mod.auth,
+    )  # fmt: skip
+    assert ok.status == 200, await ok.text()
+    ok = await client.post(
+        f"/api/pmd/action?target_sqid={owner.sqid}",
+        json={"action": "delete", "post_ids": ids[4:5]}, headers=mod.auth,
+    )  # fmt: skip
+    assert ok.status == 200, await ok.text()
+    refused = await client.post("/api/pmd/action", json={"action": "restore", "post_ids": ids[4:5]},
+                                headers=owner.auth)  # fmt: skip
+    assert refused.status == 400 and "moderator" in (await refused.json())["detail"]
+    flags = await pool.fetchrow("SELECT hidden_by_mod FROM public.posts WHERE id = $1", ids[2])
+    assert flags is not None and flags["hidden_by_mod"]
+    audit = await pool.fetch("SELECT id, action FROM public.audit_logs ORDER BY created_at")
+    assert [a["action"] for a in audit] == ["pmd_batch_hide", "pmd_batch_delete"]
+
+    # A download of artworks in both shard layouts, watched on the stream, byte-equal.
+    wanted = [p for p in posts if p.id != ids[4]]
+    async with (
+        aiohttp.ClientSession() as http,
+        open_stream(http, str(client.make_url(SSE)), headers=owner.auth) as stream,
+    ):
+        await stream.opening()
+        resp = await client.post(
+            "/api/pmd/bdr",
+            json={"post_ids": [p.id for p in wanted], "include_comments": True,
+                  "include_reactions": True},
+            headers=owner.auth,
+        )  # fmt: skip
+        assert resp.status == 202, await resp.text()
+        item = await resp.json()
+        await announced(client, item["id"])
+        await run_worker(settings)
+        statuses = [
+            m.json()["status"]
+            for m in await stream.until(
+                lambda m: m.event == "bdr_update" and m.json()["status"] == "ready"
+            )
+            if m.event == "bdr_update" and m.json()["id"] == item["id"]
+        ]
+    assert statuses[0] == "pending" and statuses[-1] == "ready"
+    ready = await (await client.get(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).json()
+    assert ready["skipped"] == []
+    download = await client.get(ready["download_url"], headers=mod.auth)  # as given, moderator
+    assert download.status == 200, await download.text()
+    archive = zipfile.ZipFile(io.BytesIO(await download.read()))
+    assert archive.testzip() is None
+    for post in wanted:
+        assert archive.read(f"artworks/{post.sqid}.png") == post.data
+    assert str(comment_id) in archive.read("comments.json").decode()
+    assert "🔥" in archive.read("reactions.json").decode()
+    own_zip = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
+    assert hashlib.sha256(own_zip.read_bytes()).hexdigest() == await pool.fetchval(
+        "SELECT file_sha256 FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+    )
+
+    # The daily cleanup, with every date far in the future: the service's ZIP goes, the host's
+    # stays, and so do the host's rows.
+    from pmd_service.jobs.context import job_context
+
+    await pool.execute("UPDATE batch_download_requests SET expires_at = now() - interval '1 s'")
+    old = datetime.now().timestamp() - 7200
+    for path in (own_zip, host_zip):
+        os.utime(path, (old, old))
+    async with job_context(settings) as ctx:
+        summary = await cleanup_expired_bdrs(ctx)
+    assert summary["expired"] == 1
+    assert not own_zip.exists() and host_zip.read_bytes() == b"PK host zip"
+    host_rows = await pool.fetch("SELECT id, status FROM public.batch_download_requests")
+    assert [(r["id"], r["status"]) for r in host_rows] == [(host_bdr, "ready")]
+
+    # Nothing of the host's schema changed, whatever ran.
+    assert dump_host_schema(settings.database_url or "") == before
