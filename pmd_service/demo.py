@@ -14,7 +14,7 @@ from pathlib import Path
 import asyncpg
 
 from .public_ids import PublicIds
-from .vault import artwork_path
+from .vault import artwork_path, host_shard
 
 DEMO_HANDLE = "demo"
 _FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]
@@ -94,7 +94,7 @@ async def load_demo(
             frames = 3 if fmt == "gif" else 1
             data = pixel_art(rng, size, scale, fmt, frames)
             key = uuid.uuid4()
-            shard = key.hex[:2]
+            shard = host_shard(key, legacy=n % 3 == 0)  # both of the host's layouts
             path = artwork_path(vault, shard, key, fmt)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)

@@ -20,16 +20,16 @@ from .auth import mint_token
 from .db import connect
 from .demo import DEMO_HANDLE, load_demo
 from .embedded import with_embedded_services
-from .migrate import apply_migrations
+from .migrate import migrate
 from .public_ids import PublicIds
 from .settings import PROJECT_ROOT, Settings
 
 
 async def _prepare(settings: Settings) -> str | None:
     assert settings.database_url is not None
-    conn = await connect(settings.database_url, "pmd-dev")
+    conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
-        await apply_migrations(conn)
+        await migrate(conn, settings)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
         sqid: str | None = await conn.fetchval(
             "SELECT public_sqid FROM users WHERE handle = $1", DEMO_HANDLE

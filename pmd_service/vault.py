@@ -6,12 +6,16 @@ from validated parts only and checked again after symlinks are resolved.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from pathlib import Path
 
 ARTWORK_FORMATS = frozenset({"png", "gif", "webp", "bmp"})
-_SHARD_RE = re.compile(r"^[A-Za-z0-9_-]{1,8}$")
+# The host's `storage_shard` (varchar(8)) is an opaque folder path of one or more plain folder
+# names: "24/07" today (two levels, 00-3f), "8c/4f/2a" on older rows (three levels, 00-ff).
+SHARD_MAX_LENGTH = 8
+_SHARD_RE = re.compile(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*")
 
 
 class VaultPathError(ValueError):
@@ -29,8 +33,9 @@ def relative_artwork_path(storage_shard: str | None, storage_key: uuid.UUID | st
     name = f"{key}.{fmt}"
     if storage_shard is None:
         return name
-    if not _SHARD_RE.match(storage_shard):
-        raise VaultPathError(f"storage_shard {storage_shard[:16]!r} is not a plain folder name")
+    # Plain names only: never absolute, never `.` or `..`, no empty level, no backslash.
+    if len(storage_shard) > SHARD_MAX_LENGTH or not _SHARD_RE.fullmatch(storage_shard):
+        raise VaultPathError(f"storage_shard {storage_shard[:16]!r} is not a relative folder path")
     return f"{storage_shard}/{name}"
 
 
@@ -59,9 +64,39 @@ def contained(root: Path, relative: str) -> Path:
 BDR_PREFIX = "bdr/"
 
 
+# Every file the service writes under BDR_PATH carries this prefix, and the cleanup removes
+# nothing else: the host's worker names its ZIPs `{id}.zip`, so even a BDR_PATH shared with the
+# host by mistake never loses a host file.
+OWN_FILE_PREFIX = "pmd-"
+_UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+OWN_ZIP_RE = re.compile(rf"{OWN_FILE_PREFIX}{_UUID}\.zip")
+OWN_TEMP_RE = re.compile(rf"\.{OWN_FILE_PREFIX}{_UUID}\.[0-9a-f]{{8}}\.part")
+
+
 def bdr_file_path(user_sqid: str, bdr_id: object) -> str:
-    """The stored, relative `file_path` of a BDR ZIP: `bdr/{user_sqid}/{id}.zip`."""
-    return f"{BDR_PREFIX}{user_sqid}/{bdr_id}.zip"
+    """The stored, relative `file_path` of a BDR ZIP: `bdr/{user_sqid}/pmd-{id}.zip`."""
+    return f"{BDR_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.zip"
+
+
+def bdr_temp_name(bdr_id: object, run: str) -> str:
+    """The file a run writes before it renames it to the final name (atomic publish)."""
+    return f".{OWN_FILE_PREFIX}{bdr_id}.{run}.part"
+
+
+# A `file_path` of a ZIP the host's own PMD made (imported at the cut-over): relative to the
+# vault, served until it expires, and never deleted by the service (not its file).
+HOST_FILE_PREFIX = "host:"
+
+
+def is_host_file(file_path: str) -> bool:
+    return file_path.startswith(HOST_FILE_PREFIX)
+
+
+def stored_zip_path(bdr_root: Path, vault: Path, file_path: str) -> Path:
+    """Where a BDR's stored `file_path` lives: under BDR_PATH, or the host's under the vault."""
+    if is_host_file(file_path):
+        return contained(vault, file_path.removeprefix(HOST_FILE_PREFIX))
+    return bdr_zip_path(bdr_root, file_path)
 
 
 def bdr_zip_path(bdr_root: Path, file_path: str) -> Path:
@@ -69,3 +104,14 @@ def bdr_zip_path(bdr_root: Path, file_path: str) -> Path:
     if not file_path.startswith(BDR_PREFIX):
         raise VaultPathError("not a BDR file path")
     return contained(bdr_root, file_path.removeprefix(BDR_PREFIX))
+
+
+def host_shard(storage_key: uuid.UUID, *, legacy: bool = False) -> str:
+    """The shard the host gives a new artwork ("24/07"), or an older row's ("8c/4f/2a").
+
+    For demo data and tests: the service itself never derives a shard, it reads the stored one.
+    """
+    digest = hashlib.sha256(str(storage_key).encode()).digest()
+    if legacy:
+        return f"{digest[0]:02x}/{digest[1]:02x}/{digest[2]:02x}"
+    return f"{digest[0] & 0x3F:02x}/{digest[1] & 0x3F:02x}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,8 +39,8 @@ async def test_expiry_boundary(
     assert (await fetch_item(client, owner, due["id"]))["status"] == "expired"
     assert (await fetch_item(client, owner, not_yet["id"]))["status"] == "ready"
     folder = settings.bdr_path / owner.sqid
-    assert not (folder / f"{due['id']}.zip").exists()
-    assert (folder / f"{not_yet['id']}.zip").exists()
+    assert not (folder / f"pmd-{due['id']}.zip").exists()
+    assert (folder / f"pmd-{not_yet['id']}.zip").exists()
 
 
 async def test_purge_boundary_and_what_stays(
@@ -80,12 +81,15 @@ async def test_stale_temp_files_empty_folders_and_old_events(
     post = await factory.post(owner)
     folder = settings.bdr_path / "someone"
     folder.mkdir(parents=True)
-    old_part = folder / ".a.b.part"
-    fresh_part = folder / ".c.d.part"
-    old_part.write_bytes(b"partial")
-    fresh_part.write_bytes(b"partial")
+    old_part = folder / f".pmd-{uuid.uuid4()}.0123abcd.part"
+    fresh_part = folder / f".pmd-{uuid.uuid4()}.4567abcd.part"
+    # Names the service never gives a file: not its to remove, however old.
+    foreign = [folder / ".a.b.part", folder / f"{uuid.uuid4()}.zip", folder / "notes.txt"]
+    for path in (old_part, fresh_part, *foreign):
+        path.write_bytes(b"partial")
     two_hours_ago = time.time() - 7200
-    os.utime(old_part, (two_hours_ago, two_hours_ago))
+    for path in (old_part, *foreign):
+        os.utime(path, (two_hours_ago, two_hours_ago))
     empty = settings.bdr_path / "nobody"
     empty.mkdir()
     await factory.pool.execute(
@@ -102,6 +106,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
 
     assert not old_part.exists()
     assert fresh_part.exists()
+    assert all(path.exists() for path in foreign)
     assert not empty.exists()
     assert folder.exists()
     assert summary["temp_files_removed"] == 1
@@ -117,9 +122,9 @@ async def test_orphan_zips_are_removed_and_ready_ones_kept(
     item = await request_bdr(client, owner, [post.id])
     await run_worker(settings)
     folder = settings.bdr_path / owner.sqid
-    kept = folder / f"{item['id']}.zip"
-    orphan = folder / "00000000-0000-4000-8000-000000000000.zip"
-    young_orphan = folder / "00000000-0000-4000-8000-000000000001.zip"
+    kept = folder / f"pmd-{item['id']}.zip"
+    orphan = folder / "pmd-00000000-0000-4000-8000-000000000000.zip"
+    young_orphan = folder / "pmd-00000000-0000-4000-8000-000000000001.zip"
     orphan.write_bytes(b"PK")
     young_orphan.write_bytes(b"PK")
     two_hours_ago = time.time() - 7200

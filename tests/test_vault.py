@@ -1,12 +1,19 @@
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from pathlib import Path
 
 import pytest
 
-from pmd_service.vault import VaultPathError, artwork_path, contained, relative_artwork_path
+from pmd_service.vault import (
+    VaultPathError,
+    artwork_path,
+    contained,
+    host_shard,
+    relative_artwork_path,
+)
 
 KEY = uuid.UUID("3f2b8c1e-0d4a-4c7e-9a51-6b2f0e8d7c93")
 
@@ -16,13 +23,36 @@ def test_maps_parts_to_a_path(tmp_path: Path) -> None:
     assert relative_artwork_path(None, str(KEY), "gif") == f"{KEY}.gif"
 
 
+@pytest.mark.parametrize("shard", ["24/07", "8c/4f/2a", "3f/00", "ab"])
+def test_the_hosts_shards_of_any_depth(tmp_path: Path, shard: str) -> None:
+    # The host's current two-level shards, its older three-level ones, and one level.
+    assert artwork_path(tmp_path, shard, KEY, "webp") == tmp_path.resolve() / shard / f"{KEY}.webp"
+    assert relative_artwork_path(shard, KEY, "webp") == f"{shard}/{KEY}.webp"
+
+
+def test_host_shard_matches_the_hosts_layouts() -> None:
+    # api/app/vault.py of the host: v2 "24/07" (low 6 bits of two sha256 bytes), v1 "8c/4f/2a".
+    digest = hashlib.sha256(str(KEY).encode()).hexdigest()
+    assert host_shard(KEY, legacy=True) == f"{digest[0:2]}/{digest[2:4]}/{digest[4:6]}"
+    current = host_shard(KEY)
+    assert len(current) == 5
+    assert all(int(level, 16) < 64 for level in current.split("/"))
+
+
 @pytest.mark.parametrize(
     ("shard", "key", "fmt"),
     [
         ("..", KEY, "png"),
         ("../..", KEY, "png"),
         ("/etc", KEY, "png"),
-        ("a/b", KEY, "png"),
+        ("a//b", KEY, "png"),
+        ("a/../b", KEY, "png"),
+        ("a/./b", KEY, "png"),
+        ("ab/", KEY, "png"),
+        ("/ab", KEY, "png"),
+        ("a\\b", KEY, "png"),
+        ("123/5678/", KEY, "png"),
+        ("12/45/78/0", KEY, "png"),  # over the column's 8 characters
         ("ab\x00", KEY, "png"),
         ("ab", "../../etc/passwd", "png"),
         ("ab", KEY, "png/../../x"),

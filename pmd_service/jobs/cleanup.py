@@ -11,7 +11,7 @@ from typing import Any
 
 import aiofiles.os
 
-from ..vault import BDR_PREFIX, VaultPathError, bdr_zip_path
+from ..vault import BDR_PREFIX, OWN_TEMP_RE, OWN_ZIP_RE, VaultPathError, bdr_zip_path, is_host_file
 from .context import state
 
 log = logging.getLogger(__name__)
@@ -36,10 +36,24 @@ SELECT file_path FROM batch_download_requests
 WHERE status = 'ready' AND file_path = ANY($1::text[])
 """
 SQL_PURGE_EVENTS = "DELETE FROM bdr_events WHERE created_at < now() - interval '1 day'"
+# No foreign key reaches the host's tables (creating one would lock them), so rows of users the
+# host deleted, and marks of posts no longer deleted (or gone), are tidied here.
+SQL_PURGE_USERS_GONE = """
+DELETE FROM batch_download_requests b
+WHERE status IN ('failed', 'expired', 'cancelled')
+  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
+"""
+SQL_PURGE_MODERATOR_MARKS = """
+DELETE FROM moderator_deletions m
+WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
+"""
 
 
 def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
-    """(`.part` files, `.zip` files) under the user folders, older than an hour."""
+    """(temp files, ZIPs) the service wrote under the user folders, older than an hour.
+
+    Only names the service gives its own files: anything else is never touched.
+    """
     parts: list[Path] = []
     zips: list[Path] = []
     if not root.is_dir():
@@ -48,12 +62,16 @@ def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
         if not user_dir.is_dir() or user_dir.is_symlink():
             continue
         for entry in user_dir.iterdir():
-            if now - entry.stat().st_mtime <= TEMP_MAX_AGE_SECONDS:
+            own_temp = OWN_TEMP_RE.fullmatch(entry.name) is not None
+            if not own_temp and OWN_ZIP_RE.fullmatch(entry.name) is None:
+                continue
+            try:
+                age = now - entry.lstat().st_mtime
+            except FileNotFoundError:
+                continue  # renamed or removed by a build meanwhile
+            if age <= TEMP_MAX_AGE_SECONDS or entry.is_symlink():
                 continue  # young: possibly being written or just published
-            if entry.name.endswith(".part"):
-                parts.append(entry)
-            elif entry.name.endswith(".zip"):
-                zips.append(entry)
+            (parts if own_temp else zips).append(entry)
     return parts, zips
 
 
@@ -77,6 +95,8 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     root = st.settings.bdr_path
     expired = await st.pool.fetch(SQL_EXPIRE_DUE)
     for row in expired:
+        if is_host_file(row["file_path"] or ""):
+            continue  # the host's ZIP, imported at the cut-over: never the service's to delete
         try:
             path = bdr_zip_path(root, row["file_path"] or "")
         except VaultPathError:
@@ -85,6 +105,8 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
             await aiofiles.os.remove(path)
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
+    purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
+    await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
     parts, zips = await asyncio.to_thread(old_files, root, time.time())
     stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
     kept = {r["file_path"] for r in await st.pool.fetch(SQL_READY_FILES, list(stored))}
