@@ -9,13 +9,25 @@ from aiohttp import web
 from . import __version__, health
 from .auth import auth_middleware
 from .bdr import api as bdr_api
+from .cors import setup_cors
 from .db import create_pool
 from .errors import problem_middleware
-from .keys import DB_POOL, METRICS, OPENAPI_DOC, PUBLIC_IDS, REDIS, SELF_AUTHENTICATED, SETTINGS
+from .hostcheck import warn_if_host_lacks
+from .keys import (
+    DB_POOL,
+    HOST_CACHE,
+    METRICS,
+    OPENAPI_DOC,
+    PUBLIC_IDS,
+    REDIS,
+    SELF_AUTHENTICATED,
+    SETTINGS,
+)
 from .metrics import Metrics, metrics_handler, metrics_middleware
-from .migrate import apply_migrations
+from .migrate import migrate
 from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handler
 from .posts import api as posts_api
+from .posts.host_cache import create_host_cache
 from .public_ids import PublicIds
 from .queue import create_redis
 from .request_ids import request_id_middleware
@@ -27,10 +39,17 @@ from .web import pages
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url is not None, "resolve embedded services before create_app"
-    pool = await create_pool(settings.database_url, "pmd-server", min_size=2, max_size=20)
-    if settings.auto_migrate:
-        async with pool.acquire() as conn:
-            await apply_migrations(conn)
+    pool = await create_pool(
+        settings.database_url,
+        "pmd-server",
+        search_path=settings.search_path,
+        min_size=2,
+        max_size=20,
+    )
+    async with pool.acquire() as conn:
+        if settings.auto_migrate:
+            await migrate(conn, settings)
+        await warn_if_host_lacks(conn, settings.host_schema)
     app[DB_POOL] = pool
     yield
     await pool.close()
@@ -43,6 +62,15 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REDIS] = redis
     yield
     await redis.aclose()
+
+
+async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    url = app[SETTINGS].host_cache_redis_url
+    cache = create_host_cache(url) if url else None
+    app[HOST_CACHE] = cache
+    yield
+    if cache is not None:
+        await cache.aclose()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -62,6 +90,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics(app)
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_host_cache_ctx)
     app.cleanup_ctx.append(sse_api.hub_ctx)
 
     operations: list[Operation] = [
@@ -77,5 +106,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
     app.router.add_get("/metrics", metrics_handler, name="metrics")
     pages.setup(app)
+    if settings.cors_origins:
+        setup_cors(app, settings.cors_origins)
     app[OPENAPI_DOC] = build_document(operations, __version__)
     return app

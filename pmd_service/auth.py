@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
@@ -16,12 +17,14 @@ from .keys import DB_POOL, PRINCIPAL, SELF_AUTHENTICATED, SETTINGS
 ALGORITHM = "HS256"
 STAFF_ROLES = frozenset({"moderator", "owner"})
 
-SQL_USER_BY_SQID = """
+_USER_COLUMNS = """
 SELECT id, public_sqid, handle, email, roles, deactivated,
        coalesce(banned_until > now(), false) AS banned, banned_until
 FROM users
-WHERE public_sqid = $1
 """
+SQL_USER_BY_SQID = _USER_COLUMNS + "WHERE public_sqid = $1"
+# Tokens the host minted before `sub` carry only `user_id`: the user's `user_key`.
+SQL_USER_BY_KEY = _USER_COLUMNS + "WHERE user_key = $1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,23 +81,55 @@ def unauthorized(detail: str, error: str = "invalid_token") -> ProblemError:
     )
 
 
-def decode_token(token: str, secret: str) -> tuple[str, float]:
-    """(sub, exp) of a valid token; 401 otherwise. Only HS256 is accepted, never `none`."""
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a token names: `sub` (the public id), or, in the host's older tokens, only the
+    legacy `user_id` claim (the user's `user_key`)."""
+
+    sqid: str | None
+    user_key: uuid.UUID | None
+    expires_at: float
+
+
+def decode_token(token: str, secret: str, leeway: float = 30) -> Subject:
+    """The subject of a valid access token; 401 otherwise. Only HS256, never `none`.
+
+    Accepts what the host's `get_current_user` accepts: `sub`, or a legacy `user_id`; refuses
+    its refresh tokens (`type` other than `access`). `leeway` absorbs clock skew between the
+    host that minted the token and this service (exp, iat, nbf).
+    """
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]}, leeway=leeway
         )
     except jwt.ExpiredSignatureError:
         raise unauthorized("The access token has expired; sign in again.") from None
+    except jwt.ImmatureSignatureError:
+        raise unauthorized(
+            "The access token is not valid yet (`iat`/`nbf` in the future)."
+        ) from None
     except jwt.InvalidTokenError:
         raise unauthorized(
             "The access token is not valid (malformed, wrong signature or algorithm, "
-            "or missing `sub`/`exp`); sign in again."
+            "or missing `exp`); sign in again."
         ) from None
-    sub = claims["sub"]
-    if not isinstance(sub, str) or not sub:
+    kind = claims.get("type", "access")
+    if kind != "access":
+        raise unauthorized(f"A {str(kind)[:20]!r} token cannot be used here; send an access token.")
+    sub = claims.get("sub")
+    legacy = claims.get("user_id")
+    if sub is not None and (not isinstance(sub, str) or not sub):
         raise unauthorized("The access token's `sub` must be the user's public id.")
-    return sub, float(claims["exp"])
+    user_key = None
+    if legacy is not None:
+        try:
+            user_key = uuid.UUID(str(legacy))
+        except ValueError:
+            if sub is None:
+                raise unauthorized("The access token's `user_id` is not a user key.") from None
+    if sub is None and user_key is None:
+        raise unauthorized("The access token names no user (`sub` or `user_id`); sign in again.")
+    return Subject(sub, user_key, float(claims["exp"]))
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -117,9 +152,15 @@ async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
     return row
 
 
-async def caller_from_token(pool: asyncpg.Pool, token: str, secret: str) -> tuple[User, float]:
-    sub, exp = decode_token(token, secret)
-    row = await load_user(pool, sub)
+async def caller_from_token(
+    pool: asyncpg.Pool, token: str, secret: str, leeway: float = 30
+) -> tuple[User, float]:
+    subject = decode_token(token, secret, leeway)
+    row = await load_user(pool, subject.sqid) if subject.sqid is not None else None
+    if row is None and subject.user_key is not None:
+        # As the host does: `sub` first, then the legacy claim.
+        row = await pool.fetchrow(SQL_USER_BY_KEY, subject.user_key)
+    exp = subject.expires_at
     if row is None:
         raise unauthorized("The access token names a user that does not exist; sign in again.")
     if row["deactivated"]:
@@ -146,7 +187,10 @@ async def resolve_target(pool: asyncpg.Pool, caller: User, target_sqid: str | No
 
 async def authenticate(request: web.Request, token: str) -> Principal:
     pool = request.app[DB_POOL]
-    caller, exp = await caller_from_token(pool, token, request.app[SETTINGS].jwt_secret_key)
+    settings = request.app[SETTINGS]
+    caller, exp = await caller_from_token(
+        pool, token, settings.jwt_secret_key, settings.jwt_leeway_seconds
+    )
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
     return Principal(caller=caller, target=target, token_expires_at=exp)
 
@@ -156,6 +200,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not request.path.startswith("/api/pmd/"):
         return await handler(request)
     route = request.match_info.route
+    if request.method == "OPTIONS":
+        return await handler(request)  # a CORS preflight (answered by aiohttp-cors), or a 405
     if route.resource is None or route.name in request.app[SELF_AUTHENTICATED]:
         return await handler(request)  # unknown route: let it 404; self-authenticated: its own
     token = bearer_token(request)
