@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from .public_ids import PublicIds
 from .settings import Settings
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
+# The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
+HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

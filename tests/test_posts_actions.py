@@ -58,8 +58,12 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
     ids = await factory.posts_bulk(user, 5)
     untouched = await factory.posts_bulk(user, 2)
 
+    # affected_count: the posts acted on (the host's page says "hidden N posts" with it);
+    # changed_count: the rows that changed.
     body = await _ok(client, user, "hide", ids[:3])
-    assert body == {"success": True, "affected_count": 3, "message": "Hidden 3 posts"}
+    assert body == {
+        "success": True, "affected_count": 3, "message": "Hidden 3 post(s)", "changed_count": 3
+    }  # fmt: skip
     flags = await factory.post_flags(ids + untouched)
     assert [flags[i]["hidden_by_user"] for i in ids] == [True, True, True, False, False]
     assert not any(flags[i]["hidden_by_mod"] for i in ids)
@@ -68,19 +72,22 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
     body = await _ok(client, user, "hide", ids)
     assert body == {
         "success": True,
-        "affected_count": 2,
-        "message": "Hidden 2 posts (3 already hidden)",
+        "affected_count": 5,
+        "message": "Hidden 5 post(s) (3 already hidden)",
+        "changed_count": 2,
     }
     body = await _ok(client, user, "hide", ids)
-    assert body["affected_count"] == 0
-    assert body["message"] == "Hidden 0 posts (5 already hidden)"
+    assert (body["affected_count"], body["changed_count"]) == (5, 0)
+    assert body["message"] == "Hidden 5 post(s) (5 already hidden)"
 
     body = await _ok(client, user, "unhide", ids[:1])
-    assert body == {"success": True, "affected_count": 1, "message": "Unhidden 1 post"}
+    assert body == {
+        "success": True, "affected_count": 1, "message": "Unhidden 1 post(s)", "changed_count": 1
+    }  # fmt: skip
     body = await _ok(client, user, "unhide", ids)
-    assert body["affected_count"] == 4
+    assert (body["affected_count"], body["changed_count"]) == (5, 4)
     body = await _ok(client, user, "unhide", ids)
-    assert body["message"] == "Unhidden 0 posts (5 already visible)"
+    assert body["message"] == "Unhidden 5 post(s) (5 already visible)"
 
     flags = await factory.post_flags(ids + untouched)
     assert not any(f["hidden_by_user"] or f["deleted_by_user"] for f in flags.values())
@@ -92,7 +99,9 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
     before = datetime.now(UTC)
 
     body = await _ok(client, user, "delete", ids[:3])
-    assert body == {"success": True, "affected_count": 3, "message": "Deleted 3 posts"}
+    assert body == {
+        "success": True, "affected_count": 3, "message": "Deleted 3 post(s)", "changed_count": 3
+    }  # fmt: skip
     flags = await factory.post_flags(ids)
     for i in ids[:3]:
         assert flags[i]["deleted_by_user"] is True
@@ -122,7 +131,9 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
     assert await _snapshot(pool) == snapshot
 
     body = await _ok(client, user, "restore", ids[:2])
-    assert body == {"success": True, "affected_count": 2, "message": "Restored 2 posts"}
+    assert body == {
+        "success": True, "affected_count": 2, "message": "Restored 2 post(s)", "changed_count": 2
+    }  # fmt: skip
     flags = await factory.post_flags(ids)
     assert [flags[i]["deleted_by_user"] for i in ids] == [False, False, True, False]
     assert flags[ids[0]]["deleted_by_user_date"] is None
@@ -246,14 +257,14 @@ async def test_moderator_actions_are_attributed_and_audited(
     ids = await factory.posts_bulk(bob, 4)
 
     body = await _ok(client, mod, "hide", ids[:3], target_sqid=bob.sqid)
-    assert body["message"] == "Hidden 3 posts"
+    assert body["message"] == "Hidden 3 post(s)"
     flags = await factory.post_flags(ids)
     assert [flags[i]["hidden_by_mod"] for i in ids] == [True, True, True, False]
     assert not any(f["hidden_by_user"] for f in flags.values())
 
     # Bob unhiding his own posts does not undo a moderator's hide.
     body = await _ok(client, bob, "unhide", ids[:3])
-    assert body["affected_count"] == 0
+    assert body["changed_count"] == 0
     assert all(f["hidden_by_mod"] for f in (await factory.post_flags(ids[:3])).values())
 
     # target_sqid in the query string works the same; a no-op batch is still audited.
@@ -263,7 +274,7 @@ async def test_moderator_actions_are_attributed_and_audited(
         headers=mod.auth,
     )
     assert resp.status == 200
-    assert (await resp.json())["affected_count"] == 0
+    assert (await resp.json())["changed_count"] == 0
 
     await _ok(client, mod, "unhide", ids[:2], target_sqid=bob.sqid)
     await _ok(client, mod, "delete", ids[3:], target_sqid=bob.sqid)
@@ -372,7 +383,9 @@ async def test_restore_window_edges(client: Client, factory: Factory, pool: asyn
     assert await _snapshot(pool) == snapshot
 
     body = await _ok(client, user, "restore", [inside])
-    assert body == {"success": True, "affected_count": 1, "message": "Restored 1 post"}
+    assert body == {
+        "success": True, "affected_count": 1, "message": "Restored 1 post(s)", "changed_count": 1
+    }  # fmt: skip
     body = await assert_problem(await _act(client, user, "restore", [outside]), 400)
     assert body["detail"].startswith(f"Post {outside} is not a deleted artwork")
     flags = await factory.post_flags([inside, outside, fresh])
@@ -402,13 +415,16 @@ async def test_license_set_clear_and_unknown(
 
     resp = await license(ids[:2], cc)
     assert resp.status == 200
+    # The host's page reads the identifier back out of the message (`/Changed license to (\S+)/`).
     assert await resp.json() == {
         "success": True,
         "affected_count": 2,
-        "message": "Changed the license of 2 posts",
+        "message": "Changed license to CC-BY-SA-4.0 for 2 post(s)",
+        "changed_count": 2,
     }
-    resp = await license(ids, cc)
-    assert (await resp.json())["message"] == "Changed the license of 1 post (2 already had it)"
+    body = await (await license(ids, cc)).json()
+    assert body["message"] == "Changed license to CC-BY-SA-4.0 for 3 post(s)"
+    assert (body["affected_count"], body["changed_count"]) == (3, 1)
     listed = await (await client.get("/api/pmd/posts", headers=user.auth)).json()
     assert {i["license_identifier"] for i in listed["items"]} == {"CC-BY-SA-4.0"}
 
@@ -421,9 +437,10 @@ async def test_license_set_clear_and_unknown(
     assert await _snapshot(pool) == snapshot
 
     resp = await license(ids[:1], None)
-    assert (await resp.json())["message"] == "Cleared the license of 1 post"
-    resp = await license(ids, None)
-    assert (await resp.json())["message"] == "Cleared the license of 2 posts (1 had none)"
+    assert (await resp.json())["message"] == "Changed license to None for 1 post(s)"
+    body = await (await license(ids, None)).json()
+    assert body["message"] == "Changed license to None for 3 post(s)"
+    assert (body["affected_count"], body["changed_count"]) == (3, 2)
     flags = await factory.post_flags(ids)
     assert all(f["license_id"] is None for f in flags.values())
 
@@ -604,11 +621,12 @@ async def test_concurrent_overlapping_batches_stay_consistent(
                 named = set(body["invalid_post_ids"])
                 assert named and named <= deleted and named <= set(batch)
                 continue
+            assert body["affected_count"] == len(batch)
             if action == "hide":
-                hide_total += body["affected_count"]
+                hide_total += body["changed_count"]
                 assert set(batch) <= hidden
             else:
-                delete_total += body["affected_count"]
+                delete_total += body["changed_count"]
                 assert body["affected_count"] == len(batch)
                 assert set(batch) <= deleted
         # Every post was hidden at most once and deleted at most once, by a batch that said so.

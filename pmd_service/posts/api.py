@@ -5,11 +5,12 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..auth import retarget
-from ..keys import DB_POOL, PRINCIPAL
+from ..keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
 from ..openapi import Operation, Param
 from ..responses import json_response
 from ..validation import query_bool, query_int, read_json
 from . import service
+from .host_cache import drop_cached_feeds
 from .schemas import ActionRequest, ActionResult, LicenseList, LicenseRequest, PostPage
 
 MAX_PAGE = 512
@@ -31,19 +32,35 @@ async def list_posts(request: web.Request) -> web.Response:
 async def post_action(request: web.Request) -> web.Response:
     body = await read_json(request, ActionRequest)
     principal = await retarget(request, body.target_sqid)
-    changed, message = await service.apply_action(
+    outcome = await service.apply_action(
         request.app[DB_POOL], principal, body.action, body.post_ids
     )
-    return json_response(ActionResult(success=True, affected_count=changed, message=message))
+    cache = request.app[HOST_CACHE]
+    if cache is not None and outcome.changed:
+        # Every action here changes what the host's feeds show (the host itself drops them
+        # after hide and delete only; an unhide or restore must not wait out the cache either).
+        await drop_cached_feeds(cache, request.app[SETTINGS].host_cache_patterns)
+    return _result(outcome)
 
 
 async def post_license(request: web.Request) -> web.Response:
     body = await read_json(request, LicenseRequest)
     principal = await retarget(request, body.target_sqid)
-    changed, message = await service.set_license(
+    outcome = await service.set_license(
         request.app[DB_POOL], principal, body.post_ids, body.license_id
     )
-    return json_response(ActionResult(success=True, affected_count=changed, message=message))
+    return _result(outcome)
+
+
+def _result(outcome: service.BatchOutcome) -> web.Response:
+    return json_response(
+        ActionResult(
+            success=True,
+            affected_count=outcome.acted_on,
+            message=outcome.message,
+            changed_count=outcome.changed,
+        )
+    )
 
 
 async def list_licenses(request: web.Request) -> web.Response:

@@ -64,8 +64,21 @@ class LicenseRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class ActionResult(msgspec.Struct):
     success: bool
-    affected_count: int
-    message: str
+    affected_count: Annotated[
+        int,
+        Meta(description="The posts acted on: every id sent (the batch is all-or-nothing)"),
+    ]
+    message: Annotated[
+        str,
+        Meta(
+            description="In the host site's words: `Hidden 3 post(s)`, "
+            "`Changed license to CC-BY-4.0 for 3 post(s)` (`None` when cleared)"
+        ),
+    ]
+    changed_count: Annotated[
+        int,
+        Meta(description="Of those, the posts whose row changed (hiding a hidden post does not)"),
+    ]
 
 
 class License(msgspec.Struct):

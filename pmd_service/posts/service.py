@@ -131,19 +131,21 @@ WITH eligible AS (
 ), changed AS (
     -- The gate passes only when every requested id is eligible and locked, so the ids
     -- themselves select the rows (a join with `eligible` planned as a nested loop, O(n²)).
-    UPDATE posts p SET {assign}
+    -- `updated_at` is the host's "last changed" column (its ORM bumps it on every change).
+    UPDATE posts p SET {assign}, updated_at = now()
     WHERE p.id = ANY($2::int[]) AND {differs} AND (SELECT ok FROM gate)
     RETURNING p.id
 ), changed_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM changed
 ), audited AS (
-    INSERT INTO audit_logs (actor_id, action, target_type, target_id, note)
-    SELECT $4::int, 'pmd_batch_' || $3::text, 'user', $1::text,
+    -- The host's audit_logs.id has no default (it sets uuid4 in code): name it here too.
+    INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
+    SELECT gen_random_uuid(), $4::int, 'pmd_batch_' || $3::text, 'user', $1::text,
            json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))::text
     FROM changed_ids c
     WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
     RETURNING 1
-), notified AS (
+){moderation}, notified AS (
     SELECT pg_notify(
         'pmd_posts_changed',
         json_build_object('user_id', $1::int, 'action', $3::text, 'post_ids', c.ids)::text
@@ -153,42 +155,74 @@ WITH eligible AS (
 )
 SELECT g.precondition_ok, m.ids AS missing, c.ids AS changed,
        (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified
+       {columns}
 FROM gate g, missing m, changed_ids c
 """
 _ELIGIBLE_LIVE = "NOT deleted_by_user"
 _ELIGIBLE_RESTORABLE = "deleted_by_user AND deleted_by_user_date > now() - interval '7 days'"
+# The host has no deleted_by_mod column: a moderator's delete is remembered in the service's own
+# `moderator_deletions`, and only a moderator may undo it.
+_NOT_BY_MODERATOR = "NOT EXISTS (SELECT 1 FROM moderator_deletions m WHERE m.post_id = posts.id)"
+_MARK_MODERATOR_DELETE = """, marked AS (
+    INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
+    SELECT id, $1::int, $4::int FROM changed
+    ON CONFLICT (post_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by, deleted_at = now()
+    RETURNING 1
+)"""
+_UNMARK_MODERATOR_DELETE = """, unmarked AS (
+    DELETE FROM moderator_deletions WHERE post_id IN (SELECT id FROM changed) RETURNING 1
+)"""
 
-SQL_BATCH_HIDE_BY_USER = _BATCH.format(
+
+def _batch(
+    *, eligible: str, assign: str, differs: str = "true", precondition: str = "true",
+    moderation: str = "", columns: str = "",
+) -> str:  # fmt: skip
+    return _BATCH.format(
+        eligible=eligible,
+        precondition=precondition,
+        assign=assign,
+        differs=differs,
+        moderation=moderation,
+        columns=columns,
+    )
+
+
+SQL_BATCH_HIDE_BY_USER = _batch(
     eligible=_ELIGIBLE_LIVE,
-    precondition="true",
     assign="hidden_by_user = $5::bool",
     differs="p.hidden_by_user <> $5::bool",
 )
-SQL_BATCH_HIDE_BY_MOD = _BATCH.format(
+SQL_BATCH_HIDE_BY_MOD = _batch(
     eligible=_ELIGIBLE_LIVE,
-    precondition="true",
     assign="hidden_by_mod = $5::bool",
     differs="p.hidden_by_mod <> $5::bool",
 )
-SQL_BATCH_DELETE = _BATCH.format(
-    eligible=_ELIGIBLE_LIVE,
-    precondition="true",
-    assign="deleted_by_user = true, deleted_by_user_date = now()",
-    differs="true",
+_DELETE = "deleted_by_user = true, deleted_by_user_date = now()"
+_RESTORE = "deleted_by_user = false, deleted_by_user_date = NULL"
+SQL_BATCH_DELETE_BY_USER = _batch(eligible=_ELIGIBLE_LIVE, assign=_DELETE)
+SQL_BATCH_DELETE_BY_MOD = _batch(
+    eligible=_ELIGIBLE_LIVE, assign=_DELETE, moderation=_MARK_MODERATOR_DELETE
 )
-SQL_BATCH_RESTORE = _BATCH.format(
-    eligible=_ELIGIBLE_RESTORABLE,
-    precondition="true",
-    assign="deleted_by_user = false, deleted_by_user_date = NULL",
-    differs="true",
+SQL_BATCH_RESTORE_BY_USER = _batch(
+    eligible=f"{_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR}", assign=_RESTORE
 )
-# An unknown license refuses the batch too (`precondition_ok` false).
-SQL_BATCH_LICENSE = _BATCH.format(
+SQL_BATCH_RESTORE_BY_MOD = _batch(
+    eligible=_ELIGIBLE_RESTORABLE, assign=_RESTORE, moderation=_UNMARK_MODERATOR_DELETE
+)
+# An unknown license refuses the batch too (`precondition_ok` false); the row carries the
+# license's identifier for the message the host's page parses.
+SQL_BATCH_LICENSE = _batch(
     eligible=_ELIGIBLE_LIVE,
     precondition="($5::int IS NULL OR EXISTS (SELECT 1 FROM licenses WHERE id = $5::int))",
     assign="license_id = $5::int",
     differs="p.license_id IS DISTINCT FROM $5::int",
+    columns=", (SELECT identifier FROM licenses WHERE id = $5::int) AS license_identifier",
 )
+SQL_DELETED_BY_MODERATOR = """
+SELECT coalesce(array_agg(post_id ORDER BY post_id), '{}') FROM moderator_deletions
+WHERE post_id = ANY($1::int[]) AND owner_id = $2
+"""
 
 
 # --- listing -------------------------------------------------------------------------------
@@ -361,10 +395,28 @@ async def lock_eligible(
 
 _PAST = {"hide": "Hidden", "unhide": "Unhidden", "delete": "Deleted", "restore": "Restored"}
 _ALREADY = {"hide": "already hidden", "unhide": "already visible"}
+_SQL_BY_ACTION = {
+    # action: (as the user, as a moderator)
+    "hide": (SQL_BATCH_HIDE_BY_USER, SQL_BATCH_HIDE_BY_MOD),
+    "unhide": (SQL_BATCH_HIDE_BY_USER, SQL_BATCH_HIDE_BY_MOD),
+    "delete": (SQL_BATCH_DELETE_BY_USER, SQL_BATCH_DELETE_BY_MOD),
+    "restore": (SQL_BATCH_RESTORE_BY_USER, SQL_BATCH_RESTORE_BY_MOD),
+}
 
 
 def _posts(n: int) -> str:
-    return f"{n} post" if n == 1 else f"{n} posts"
+    # The host's wording: its page shows these messages as they are.
+    return f"{n} post(s)"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """`acted_on`: the posts the batch targeted, all of them eligible (what the host's page
+    counts as affected); `changed`: those whose row actually changed."""
+
+    acted_on: int
+    changed: int
+    message: str
 
 
 async def _run_batch(
@@ -383,25 +435,41 @@ async def _run_batch(
     return row
 
 
+async def _restore_refused(pool: asyncpg.Pool, owner_id: int, missing: list[int]) -> Exception:
+    # Only the owner's own posts: another user's post ids say nothing about themselves.
+    by_moderator = list(await pool.fetchval(SQL_DELETED_BY_MODERATOR, missing, owner_id))
+    if not by_moderator:
+        return _ineligible(missing, restorable=True)
+    listed = _list_ids(by_moderator)
+    return bad_request(
+        f"{'Post' if len(by_moderator) == 1 else 'Posts'} {listed} "
+        f"{'was' if len(by_moderator) == 1 else 'were'} deleted by a moderator and can only be "
+        "restored by a moderator; nothing was changed. Remove them and try again.",
+        slug="ineligible-posts",
+        errors=[FieldError(field="post_ids", message=f"deleted by a moderator: {listed}")],
+        extra={"invalid_post_ids": missing},
+    )
+
+
 async def apply_action(
     pool: asyncpg.Pool, principal: Principal, action: Action, post_ids: list[int]
-) -> tuple[int, str]:
-    """All-or-nothing, in one statement: returns (posts changed, message)."""
+) -> BatchOutcome:
+    """All-or-nothing, in one statement."""
     ensure_unique(post_ids)
-    if action in ("hide", "unhide"):
-        sql = SQL_BATCH_HIDE_BY_MOD if principal.as_moderator else SQL_BATCH_HIDE_BY_USER
-        row = await _run_batch(pool, sql, principal, action, post_ids, action == "hide")
-    elif action == "delete":
-        row = await _run_batch(pool, SQL_BATCH_DELETE, principal, action, post_ids)
-    else:
-        row = await _run_batch(pool, SQL_BATCH_RESTORE, principal, action, post_ids)
+    by_user, by_moderator = _SQL_BY_ACTION[action]
+    sql = by_moderator if principal.as_moderator else by_user
+    value = (action == "hide",) if action in ("hide", "unhide") else ()
+    row = await _run_batch(pool, sql, principal, action, post_ids, *value)
     if row["missing"]:
-        raise _ineligible(list(row["missing"]), restorable=action == "restore")
+        missing = list(row["missing"])
+        if action == "restore" and not principal.as_moderator:
+            raise await _restore_refused(pool, principal.target.id, missing)
+        raise _ineligible(missing, restorable=action == "restore")
     changed = len(row["changed"])
-    message = f"{_PAST[action]} {_posts(changed)}"
+    message = f"{_PAST[action]} {_posts(len(post_ids))}"
     if changed < len(post_ids) and action in _ALREADY:
         message += f" ({len(post_ids) - changed} {_ALREADY[action]})"
-    return changed, message
+    return BatchOutcome(len(post_ids), changed, message)
 
 
 def _unknown_license(license_id: int | None) -> ProblemError:
@@ -415,8 +483,8 @@ def _unknown_license(license_id: int | None) -> ProblemError:
 
 async def set_license(
     pool: asyncpg.Pool, principal: Principal, post_ids: list[int], license_id: int | None
-) -> tuple[int, str]:
-    """All-or-nothing, in one statement: returns (posts changed, message)."""
+) -> BatchOutcome:
+    """All-or-nothing, in one statement."""
     ensure_unique(post_ids)
     try:
         row = await _run_batch(pool, SQL_BATCH_LICENSE, principal, "license", post_ids, license_id)
@@ -427,14 +495,8 @@ async def set_license(
         raise _unknown_license(license_id)
     if row["missing"]:
         raise _ineligible(list(row["missing"]), restorable=False)
-    changed = len(row["changed"])
-    unchanged = len(post_ids) - changed
-    if license_id is None:
-        message = f"Cleared the license of {_posts(changed)}"
-        already = f"{unchanged} had none"
-    else:
-        message = f"Changed the license of {_posts(changed)}"
-        already = f"{unchanged} already had it"
-    if unchanged:
-        message += f" ({already})"
-    return changed, message
+    # The host's page reads the new license back out of this sentence
+    # (`/Changed license to (\S+)/`): keep its form exactly, "None" for no license.
+    identifier = row["license_identifier"] if license_id is not None else None
+    message = f"Changed license to {identifier} for {_posts(len(post_ids))}"
+    return BatchOutcome(len(post_ids), len(row["changed"]), message)
