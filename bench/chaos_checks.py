@@ -76,8 +76,8 @@ async def check_terminal(
 
 
 def _zip_problems(row: Any, root: Path, seed: Seed) -> list[str]:
-    path = root / row["user_sqid"] / f"{row['id']}.zip"
-    if row["file_path"] != f"bdr/{row['user_sqid']}/{row['id']}.zip":
+    path = root / row["user_sqid"] / f"pmd-{row['id']}.zip"
+    if row["file_path"] != f"bdr/{row['user_sqid']}/pmd-{row['id']}.zip":
         return [f"{row['id']}: unexpected file_path {row['file_path']}"]
     if not path.is_file():
         return [f"{row['id']}: ready but {path} is missing"]
@@ -133,7 +133,7 @@ def check_zips(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
 
 
 def check_folder(report: Report, root: Path, bdrs: list[Any]) -> None:
-    expected = {f"{r['user_sqid']}/{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
+    expected = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
     found: set[str] = set()
     stray: list[str] = []
     parts: list[str] = []

@@ -323,7 +323,7 @@ async def _seed_user(conn: Any, ids: Any, bdr_path: Path, handle: str, roles: li
     # A ready BDR with a real ZIP on disk, a pending one and a failed one: downloads, Range
     # requests, cancels and removals all have something to act on.
     ready = uuid.uuid4()
-    relative = f"bdr/{sqid}/{ready}.zip"
+    relative = f"bdr/{sqid}/pmd-{ready}.zip"
     path = bdr_path / relative.removeprefix("bdr/")
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:

@@ -151,7 +151,7 @@ async def test_cancel_pending_then_worker_does_nothing(
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "cancelled"
     assert item["completed_at"] is not None
-    assert not (settings.bdr_path / owner.sqid / f"{item['id']}.zip").exists()
+    assert not (settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip").exists()
     # Deleting again is harmless.
     assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
 
@@ -163,7 +163,7 @@ async def test_delete_ready_removes_zip_and_expires(
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id])
     await run_worker(settings)
-    zip_path = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    zip_path = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
     assert zip_path.exists()
     assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
     assert not zip_path.exists()
@@ -188,7 +188,7 @@ async def test_expired_by_date_and_missing_file_are_410(
         await client.get(f"/api/pmd/bdr/{a['id']}/download", headers=owner.auth), 410
     )
 
-    (settings.bdr_path / owner.sqid / f"{b['id']}.zip").unlink()
+    (settings.bdr_path / owner.sqid / f"pmd-{b['id']}.zip").unlink()
     body = await assert_problem(
         await client.get(f"/api/pmd/bdr/{b['id']}/download", headers=owner.auth), 410
     )

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import io
 import json
+import time
 import uuid
 import zipfile
 from dataclasses import replace
 from typing import Any
 
+import asyncpg
 from aiohttp.test_utils import TestClient
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from pmd_service.bdr.enqueue import enqueue_bdr
+from pmd_service.bdr.enqueue import enqueue_bdr, job_id
+from pmd_service.keys import DB_POOL, REDIS
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.vault import artwork_path
@@ -32,7 +40,28 @@ async def request_bdr(
     assert resp.status == 202, await resp.text()
     item: dict[str, Any] = await resp.json()
     assert resp.headers["Location"] == f"/api/pmd/bdr/{item['id']}"
+    await announced(client, item["id"])
     return item
+
+
+async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
+    """The server announces and enqueues a request just after its reply is out (so no page
+    hears of it from the stream first): tests that drain the queue next wait for that."""
+    await announced_in(client.app[DB_POOL], client.app[REDIS], bdr_id, within)
+
+
+async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
+    """`announced` for a test that holds the database and Redis but not the server's app."""
+    deadline = time.monotonic() + within
+    sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
+    while not await pool.fetchval(sql, bdr_id):
+        assert time.monotonic() < deadline, f"BDR {bdr_id} was never announced"
+        await asyncio.sleep(0.005)
+    with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
+        while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)
 
 
 async def fetch_item(client: Client, user: UserRow, bdr_id: str) -> dict[str, Any]:
@@ -85,7 +114,7 @@ async def test_post_to_ready_zip(client: Client, factory: Factory, settings: Set
     assert item["status"] == "ready", item
     assert item["progress"] == {"done": 5, "total": 5}
     assert item["skipped"] == []
-    assert item["download_url"] == f"/api/pmd/bdr/{item['id']}/download"
+    assert item["download_url"] == f"/api/pmd/bdr/{item['id']}/download?target_sqid={owner.sqid}"
     assert item["completed_at"] and item["expires_at"] and item["started_at"]
 
     archive = await download_zip(client, owner, item["id"])
@@ -101,7 +130,7 @@ async def test_post_to_ready_zip(client: Client, factory: Factory, settings: Set
             == artwork_path(settings.vault_path, p.shard, p.storage_key, p.fmt).read_bytes()
         )
     assert archive.getinfo("metadata.json").compress_type == zipfile.ZIP_DEFLATED
-    zip_file = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    zip_file = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
     assert item["file_size_bytes"] == zip_file.stat().st_size
 
     meta = json.loads(archive.read("metadata.json").decode("utf-8"))
@@ -132,11 +161,11 @@ async def test_post_to_ready_zip(client: Client, factory: Factory, settings: Set
         "SELECT file_sha256, file_path FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )
     assert row is not None
-    assert row["file_path"] == f"bdr/{owner.sqid}/{item['id']}.zip"
-    data = (settings.bdr_path / owner.sqid / f"{item['id']}.zip").read_bytes()
+    assert row["file_path"] == f"bdr/{owner.sqid}/pmd-{item['id']}.zip"
+    data = (settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip").read_bytes()
     assert row["file_sha256"] == hashlib.sha256(data).hexdigest()
     # No temp file left beside it.
-    assert [p.name for p in (settings.bdr_path / owner.sqid).iterdir()] == [f"{item['id']}.zip"]
+    assert [p.name for p in (settings.bdr_path / owner.sqid).iterdir()] == [f"pmd-{item['id']}.zip"]
 
 
 async def test_json_files_only_when_asked(
@@ -206,7 +235,7 @@ async def test_nothing_to_add_fails_with_a_clear_message(
     assert "None of the 2 requested artworks" in item["error_message"]
     assert "missing their file" in item["error_message"] and "deleted" in item["error_message"]
     assert item["download_url"] is None
-    assert not (settings.bdr_path / owner.sqid / f"{item['id']}.zip").exists()
+    assert not (settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip").exists()
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
     await assert_problem(resp, 409)
 

@@ -251,7 +251,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     finally:
         if proc.poll() is None:
             proc.kill()
-    final = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    final = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
     assert not final.exists()
     assert (await fetch_item(client, owner, item["id"]))["status"] == "processing"
 
@@ -344,7 +344,7 @@ async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id])
     await run_worker(settings)
-    final = settings.bdr_path / owner.sqid / f"{item['id']}.zip"
+    final = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
     published = final.read_bytes()
     # A stale run (its claim long taken over) reaches its publish step with its own file.
     stale_temp = final.with_name(".stale.part")
@@ -357,7 +357,7 @@ async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
     assert claim is not None
     run = Run(state(worker_ctx), uuid.UUID(item["id"]), uuid.uuid4(), claim)
     with pytest.raises(BuildCancelled):
-        await run._publish(stale_temp, final, f"bdr/{owner.sqid}/{item['id']}.zip",
+        await run._publish(stale_temp, final, f"bdr/{owner.sqid}/pmd-{item['id']}.zip",
                            BuildResult(size=1, sha256="0" * 64))  # fmt: skip
     assert final.read_bytes() == published
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"

@@ -283,7 +283,9 @@ async def test_snapshot_then_live_updates_as_the_worker_builds(
         done = [m["progress"]["done"] for m in mine]
         assert done == sorted(done) and done[-1] == 3
         assert mine[-1] == await fetch_item(client, owner, item["id"])
-        assert mine[-1]["download_url"] == f"/api/pmd/bdr/{item['id']}/download"
+        assert mine[-1]["download_url"].startswith(
+            f"/api/pmd/bdr/{item['id']}/download?target_sqid="
+        )
 
 
 async def test_routes_auth_and_openapi(serve: Serve, session: aiohttp.ClientSession) -> None:
@@ -544,7 +546,7 @@ async def test_a_slow_subscriber_is_closed_and_catches_up(
 async def test_pings_then_timeout_when_the_token_expires(
     serve: Serve, session: aiohttp.ClientSession, factory: Factory
 ) -> None:
-    server = await serve(sse_ping_seconds=0.3)
+    server = await serve(sse_ping_seconds=0.3, jwt_leeway_seconds=0)
     user = await factory.user()
     short = replace(user, token=factory.token(user.sqid, ttl=2))
     ticket = await mint_ticket(session, server, short)  # the ticket carries the token's expiry

@@ -17,9 +17,11 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from pmd_service.queue import create_redis
 from pmd_service.settings import PROJECT_ROOT, Settings
 from tests.conftest import _free_port, run_worker
 from tests.factories import Factory, UserRow
+from tests.test_bdr_flow import announced_in
 from tests.test_sse import SSE, Stream, event_ids, ids, listener_pids
 
 STREAMS_AT_SHUTDOWN = 2000
@@ -109,6 +111,11 @@ async def test_two_server_processes_both_deliver_what_a_worker_commits(
         ) as resp:
             assert resp.status == 202
             bdr_id = (await resp.json())["id"]
+        redis = create_redis(settings.redis_url or "")
+        try:
+            await announced_in(factory.pool, redis, bdr_id)
+        finally:
+            await redis.aclose()
         await run_worker(settings)  # the worker commits processing, progress and ready
 
         expected = await event_ids(factory.pool, owner, after=watermark)

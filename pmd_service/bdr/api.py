@@ -9,6 +9,7 @@ from multidict import CIMultiDict
 from .. import request_ids
 from ..auth import retarget
 from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from ..logs import REQUEST_ID_HEADER
 from ..openapi import Operation, Param
 from ..responses import json_response
 from ..validation import path_uuid, read_json
@@ -24,15 +25,26 @@ def request_id(request: web.Request) -> str:
 async def create_bdr(request: web.Request) -> web.Response:
     body = await read_json(request, BdrRequest)
     principal = await retarget(request, body.target_sqid)
+    rid = request_id(request)
     item = await service.create(
         request.app[DB_POOL],
-        request.app[REDIS],
         principal,
         body,
         request.app[SETTINGS].bdr_daily_limit,
-        request_id(request),
+        rid,
     )
-    return json_response(item, status=202, headers={"Location": f"/api/pmd/bdr/{item.id}"})
+    response = json_response(
+        item,
+        status=202,
+        headers={"Location": f"/api/pmd/bdr/{item.id}", REQUEST_ID_HEADER: rid},
+    )
+    # The reply goes out before the request's first event exists: the host's page adds the
+    # reply to its list and updates cards by id from the stream, so a stream event arriving
+    # first would leave a second card that never changes.
+    await response.prepare(request)
+    await response.write_eof()
+    await service.announce(request.app[DB_POOL], request.app[REDIS], item.id)
+    return response
 
 
 async def list_bdrs(request: web.Request) -> web.Response:
@@ -49,17 +61,24 @@ async def get_bdr(request: web.Request) -> web.Response:
 
 async def delete_bdr(request: web.Request) -> web.Response:
     bdr_id = path_uuid(request)
+    principal = request[PRINCIPAL]
     await service.cancel_or_remove(
-        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, request[PRINCIPAL].target.id
+        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, principal.target.id
     )
+    await service.audit(request.app[DB_POOL], principal, "pmd_bdr_delete", bdr_id)
     return web.Response(status=204)
 
 
 async def download_bdr(request: web.Request) -> web.StreamResponse:
     bdr_id = path_uuid(request)
+    principal = request[PRINCIPAL]
+    settings = request.app[SETTINGS]
     found = await service.download(
-        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, request[PRINCIPAL].target.id
+        request.app[DB_POOL], settings.bdr_path, settings.vault_path, bdr_id, principal.target.id
     )
+    if request.method == "GET" and _from_the_start(request):
+        # Once per download, not per resumed range or HEAD.
+        await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
     # FileResponse answers Range, ETag and Last-Modified from the file itself and streams it
     # with sendfile: the event loop never reads the ZIP.
     cls = _WholeFileResponse if _range_must_be_ignored(request, found.etag) else web.FileResponse
@@ -71,6 +90,13 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
             "Cache-Control": "private, no-store",
         },
     )
+
+
+def _from_the_start(request: web.Request) -> bool:
+    try:
+        return not request.http_range.start
+    except ValueError:  # a malformed Range: FileResponse answers it (416)
+        return False
 
 
 class _WholeFileResponse(web.FileResponse):

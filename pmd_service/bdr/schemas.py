@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlencode
 
 import msgspec
+from msgspec import Meta
 
 from ..posts.schemas import PostIds, Sqid
 
@@ -53,7 +55,13 @@ class _BdrFields(msgspec.Struct):
 class BdrItem(_BdrFields):
     progress: Progress
     skipped: list[Skipped]
-    download_url: str | None
+    download_url: Annotated[
+        str | None,
+        Meta(
+            description="When ready: the ZIP's URL, carrying the owner as `target_sqid` so the "
+            "owner and a moderator can both use it as given"
+        ),
+    ]
 
 
 class BdrList(msgspec.Struct):
@@ -65,12 +73,22 @@ class _Row(_BdrFields):
 
     progress_done: int
     skipped: list[Skipped]
+    user_sqid: str | None = None
 
 
 ITEM_COLUMNS = """
     id, status, artwork_count, include_comments, include_reactions, send_email, created_at,
-    started_at, completed_at, expires_at, error_message, file_size_bytes, progress_done, skipped
+    started_at, completed_at, expires_at, error_message, file_size_bytes, progress_done, skipped,
+    user_sqid
 """
+
+
+def download_url(bdr_id: uuid.UUID, user_sqid: str | None) -> str:
+    """Carries the owner as `target_sqid`: pages use the URL as given, and a moderator's
+    request without it would look among the moderator's own downloads (404). For the owner,
+    `target_sqid` naming themselves is the same as none."""
+    url = f"/api/pmd/bdr/{bdr_id}/download"
+    return f"{url}?{urlencode({'target_sqid': user_sqid})}" if user_sqid else url
 
 
 def bdr_item(row: Any) -> BdrItem:
@@ -78,8 +96,9 @@ def bdr_item(row: Any) -> BdrItem:
     r = msgspec.convert(dict(row), _Row, strict=False)
     fields = msgspec.structs.asdict(r)
     done = fields.pop("progress_done")
+    user_sqid = fields.pop("user_sqid")
     return BdrItem(
         **fields,
         progress=Progress(done=done, total=r.artwork_count),
-        download_url=f"/api/pmd/bdr/{r.id}/download" if r.status == "ready" else None,
+        download_url=download_url(r.id, user_sqid) if r.status == "ready" else None,
     )

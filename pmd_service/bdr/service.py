@@ -17,7 +17,7 @@ from arq.connections import ArqRedis
 from ..auth import Principal
 from ..errors import ProblemError, conflict, gone, not_found
 from ..posts.service import ensure_unique, lock_eligible
-from ..vault import VaultPathError, bdr_zip_path
+from ..vault import VaultPathError, bdr_zip_path, is_host_file, stored_zip_path
 from .enqueue import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
@@ -32,16 +32,19 @@ SQL_COUNT_TODAY = """
 SELECT count(*) FROM batch_download_requests
 WHERE user_id = $1 AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 """
+# Inserted unannounced: its first event is published by `announce`, after the reply.
 SQL_INSERT = f"""
 INSERT INTO batch_download_requests
-    (user_id, requested_by, post_ids, artwork_count, include_comments, include_reactions,
-     send_email, request_id)
-VALUES ($1, $2, $3, cardinality($3::int[]), $4, $5, $6, $7)
+    (user_id, user_sqid, requested_by, post_ids, artwork_count, include_comments,
+     include_reactions, send_email, request_id, announced)
+VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, false)
 RETURNING {ITEM_COLUMNS}
 """
+SQL_ANNOUNCE = "UPDATE batch_download_requests SET announced = true WHERE id = $1 AND NOT announced"
+# A moderator's actions on a user's downloads, in the host's audit log (its id has no default).
 SQL_AUDIT = """
-INSERT INTO audit_logs (actor_id, action, target_type, target_id, note)
-VALUES ($1, 'pmd_batch_download', 'user', $2, $3)
+INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
+VALUES (gen_random_uuid(), $1, $2, 'user', $3, $4)
 """
 SQL_NEWEST = f"""
 SELECT {ITEM_COLUMNS} FROM batch_download_requests
@@ -53,7 +56,7 @@ SQL_ONE = (
 SQL_CANCEL = f"""
 UPDATE batch_download_requests
 SET status = 'cancelled', completed_at = now(), claim_token = NULL, heartbeat_at = NULL,
-    retry_at = NULL
+    retry_at = NULL, announced = true
 WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing')
 RETURNING {ITEM_COLUMNS}
 """
@@ -72,13 +75,12 @@ def seconds_to_utc_midnight(now: datetime | None = None) -> int:
 
 async def create(
     pool: asyncpg.Pool,
-    redis: ArqRedis,
     principal: Principal,
     body: BdrRequest,
     daily_limit: int,
     request_id: str | None,
 ) -> BdrItem:
-    """Check eligibility and quota, commit the row, then enqueue (a failed enqueue is swept)."""
+    """Check eligibility and quota and commit the row, unannounced (see `announce`)."""
     ensure_unique(body.post_ids)
     user_id = principal.target.id
     requested_by = principal.caller.id if principal.as_moderator else None
@@ -103,6 +105,7 @@ async def create(
         row = await conn.fetchrow(
             SQL_INSERT,
             user_id,
+            principal.target.public_sqid,
             requested_by,
             body.post_ids,
             body.include_comments,
@@ -113,14 +116,35 @@ async def create(
         assert row is not None
         if principal.as_moderator:
             note = json.dumps({"bdr_id": str(row["id"]), "post_ids": body.post_ids})
-            await conn.execute(SQL_AUDIT, principal.caller.id, str(user_id), note)
+            await conn.execute(
+                SQL_AUDIT, principal.caller.id, "pmd_batch_download", str(user_id), note
+            )
     item = bdr_item(row)
     log.info("BDR %s requested: %d artworks of user %d", item.id, item.artwork_count, user_id)
-    try:
-        await enqueue_bdr(redis, item.id)
-    except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it
-        log.warning("enqueue of BDR %s failed (%s); the sweep will pick it up", item.id, exc)
     return item
+
+
+async def announce(pool: asyncpg.Pool, redis: ArqRedis, bdr_id: uuid.UUID) -> None:
+    """Publish a new request's first event, then enqueue it: called once the reply to its POST
+    has been written, so no page hears of the request from the stream before the reply (the
+    worker's first event follows the enqueue). Failures are left to the every-minute sweep,
+    which announces and enqueues what is left unannounced or unqueued."""
+    try:
+        await pool.execute(SQL_ANNOUNCE, bdr_id)
+    except (asyncpg.PostgresError, OSError) as exc:
+        log.warning("announcing BDR %s failed (%s); the sweep will", bdr_id, exc)
+        return
+    try:
+        await enqueue_bdr(redis, bdr_id)
+    except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it
+        log.warning("enqueue of BDR %s failed (%s); the sweep will pick it up", bdr_id, exc)
+
+
+async def audit(pool: asyncpg.Pool, principal: Principal, action: str, bdr_id: uuid.UUID) -> None:
+    """A moderator's download or removal of a user's ZIP, in the host's audit log."""
+    if principal.as_moderator:
+        note = json.dumps({"bdr_id": str(bdr_id)})
+        await pool.execute(SQL_AUDIT, principal.caller.id, action, str(principal.target.id), note)
 
 
 async def newest(pool: asyncpg.Pool, user_id: int) -> list[BdrItem]:
@@ -139,8 +163,8 @@ async def get(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> BdrItem:
 
 
 async def _remove(root: Path, relative: str | None) -> None:
-    if not relative:
-        return
+    if not relative or is_host_file(relative):
+        return  # a host's ZIP (imported at the cut-over) is not the service's to delete
     try:
         path = bdr_zip_path(root, relative)
     except VaultPathError:
@@ -171,7 +195,9 @@ class Download:
     etag: str  # the strong ETag FileResponse sends for this file: "{mtime_ns:x}-{size:x}"
 
 
-async def download(pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_id: int) -> Download:
+async def download(
+    pool: asyncpg.Pool, bdr_root: Path, vault: Path, bdr_id: uuid.UUID, user_id: int
+) -> Download:
     row = await _row(pool, bdr_id, user_id)
     status = row["status"]
     if status in ("pending", "processing"):
@@ -189,7 +215,7 @@ async def download(pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_i
     if status == "expired" or (expires_at is not None and expires_at <= datetime.now(UTC)):
         raise gone(f"Download request {bdr_id} has expired; request a new download.")
     try:
-        path = bdr_zip_path(bdr_root, row["file_path"] or "")
+        path = stored_zip_path(bdr_root, vault, row["file_path"] or "")
         st = await aiofiles.os.stat(path)
     except (VaultPathError, FileNotFoundError, NotADirectoryError):
         await pool.execute(SQL_EXPIRE, bdr_id)

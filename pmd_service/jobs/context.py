@@ -12,7 +12,7 @@ import aiohttp
 import asyncpg
 
 from ..db import create_pool
-from ..migrate import apply_migrations
+from ..migrate import migrate
 from ..public_ids import PublicIds
 from ..settings import Settings
 from .metrics import MetricsServer, WorkerMetrics
@@ -42,10 +42,16 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
     """`serve_metrics`: the worker process serves METRICS_PORT; the ops CLI, which runs jobs
     once beside a running worker, does not."""
     assert settings.database_url is not None
-    pool = await create_pool(settings.database_url, "pmd-worker", min_size=1, max_size=8)
+    pool = await create_pool(
+        settings.database_url,
+        "pmd-worker",
+        search_path=settings.search_path,
+        min_size=1,
+        max_size=8,
+    )
     if settings.auto_migrate:
         async with pool.acquire() as conn:
-            await apply_migrations(conn)
+            await migrate(conn, settings)
     http = None
     if settings.artwork_base_url:
         connector = aiohttp.TCPConnector(limit=settings.artwork_fetch_concurrency * 2)

@@ -26,7 +26,7 @@ import redis.exceptions
 from arq import Retry
 
 from ..logs import request_id_set
-from ..vault import bdr_file_path, bdr_zip_path
+from ..vault import bdr_file_path, bdr_temp_name, bdr_zip_path
 from .archive_content import Extras, Plan, json_files, load_extras, plan_artworks, skipped_entries
 from .context import WorkerState, state
 from .notify import send_bdr_email
@@ -42,7 +42,7 @@ HEARTBEAT_EVERY = 5.0
 
 SQL_CLAIM = """
 UPDATE batch_download_requests
-SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
+SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL, announced = true,
     attempts = attempts + 1, started_at = coalesce(started_at, now()),
     progress_done = 0, skipped = '[]'::jsonb
 WHERE id = $1
@@ -181,7 +181,7 @@ class Run:
         file_path = bdr_file_path(user_sqid, self.bdr_id)
         final = bdr_zip_path(settings.bdr_path, file_path)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
-        temp = final.with_name(f".{self.bdr_id}.{self.token.hex[:8]}.part")
+        temp = final.with_name(bdr_temp_name(self.bdr_id, self.token.hex[:8]))
         try:
             result = await self._stream(plan, extras, user["handle"], temp)
             skipped = self.in_request_order(plan, result.skipped)

@@ -1,6 +1,6 @@
 """Every minute: no request is ever stuck, and no owed email is forgotten.
 
-- `pending` rows older than 30 s are (re-)enqueued: the server commits before it enqueues, so
+- `pending` rows older than 30 s are announced if the server did not, and (re-)enqueued: the server commits before it enqueues, so
   a Redis outage at that moment leaves a row only this finds.
 - `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
   are enqueued under a fresh job id; the claim lets exactly one run take them over.
@@ -26,6 +26,11 @@ RETRY_GRACE_SECONDS = 60
 # then it gets a fresh job id, at most one per such period.
 LATE_PENDING_SECONDS = 300
 
+# A server that stopped between committing a request and announcing it (see bdr.service).
+SQL_ANNOUNCE_LEFT = """
+UPDATE batch_download_requests SET announced = true
+WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
+"""
 SQL_STUCK_PENDING = """
 SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
 FROM batch_download_requests
@@ -45,6 +50,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     st = state(ctx)
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
+    await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
     for row in await st.pool.fetch(SQL_STUCK_PENDING, float(st.settings.bdr_pending_grace_seconds)):
         if await enqueue_bdr(redis, row["id"]):
             requeued += 1

@@ -36,6 +36,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     assert settings.database_url is not None, "resolve embedded services before create_app"
     hub = Hub(
         settings.database_url,
+        search_path=settings.search_path,
         max_per_user=settings.sse_max_per_user,
         queue_size=settings.sse_queue_size,
         ping_seconds=settings.sse_ping_seconds,

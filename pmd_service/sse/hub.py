@@ -136,12 +136,14 @@ class Hub:
         self,
         dsn: str,
         *,
+        search_path: str | None = None,
         max_per_user: int,
         queue_size: int,
         ping_seconds: float,
         liveness_seconds: float,
     ) -> None:
         self._dsn = dsn
+        self._search_path = search_path
         self._max_per_user = max_per_user
         self._queue_size = queue_size
         self._ping_seconds = ping_seconds
@@ -269,7 +271,9 @@ class Hub:
     # --- the listener ------------------------------------------------------------------------
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await connect(self._dsn, LISTENER_NAME, timeout=self._liveness_seconds)
+        conn = await connect(
+            self._dsn, LISTENER_NAME, search_path=self._search_path, timeout=self._liveness_seconds
+        )
         try:
             conn.add_termination_listener(self._on_terminated)
             await conn.add_listener(CHANNEL, self._on_doorbell)

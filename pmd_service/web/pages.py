@@ -63,8 +63,8 @@ async def dev_root(request: web.Request) -> web.Response:
 async def dev_vault(request: web.Request) -> web.FileResponse:
     """Dev mode only: artwork files for thumbnails, as the host site serves `art_url`.
 
-    Only `{shard}/{uuid}.{png|gif|webp|bmp}` resolves, and never inside BDR_PATH (which
-    defaults to a folder of the vault): ZIPs are served by the authenticated endpoint alone.
+    Only `{shard}/{uuid}.{png|gif|webp|bmp}` resolves (the shard of one or more levels), and
+    never inside BDR_PATH: ZIPs are served by the authenticated endpoint alone.
     """
     settings = request.app[SETTINGS]
     match = _VAULT_NAME_RE.match(request.match_info["name"])
@@ -86,4 +86,4 @@ def setup(app: web.Application) -> None:
     app.router.add_static("/static/pmd/", STATIC_DIR, name=STATIC_ROUTE)
     if app[SETTINGS].dev_mode:
         app.router.add_get("/", dev_root, name="dev_root")
-        app.router.add_get("/vault/{shard}/{name}", dev_vault, name="dev_vault")
+        app.router.add_get("/vault/{shard:.+}/{name}", dev_vault, name="dev_vault")
