@@ -1,6 +1,6 @@
 """Operations CLI: `python -m pmd_service --help`.
 
-Commands: migrate, dev, token, requeue, sweep, cleanup, stats. Each uses the same environment
+Commands: migrate, dev, token, requeue, sweep, cleanup, stats, check-host, import-host-bdrs. Each uses the same environment
 as the server and worker (DATABASE_URL, REDIS_URL, …; embedded servers when unset).
 """
 
@@ -25,21 +25,47 @@ class CliError(Exception):
 
 async def _migrate(settings: Settings) -> None:
     from .db import connect
-    from .migrate import apply_migrations
+    from .migrate import migrate
 
-    conn = await connect(settings.database_url or "", "pmd-cli")
+    conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
     try:
-        applied = await apply_migrations(conn)
+        applied = await migrate(conn, settings)
     finally:
         await conn.close()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+
+
+async def _check_host(settings: Settings) -> bool:
+    from .db import connect
+    from .hostcheck import check_host
+
+    conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
+    try:
+        report = await check_host(conn, settings.host_schema)
+    finally:
+        await conn.close()
+    print(report.render())
+    return report.fits
+
+
+async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
+    from .cutover import import_host_bdrs
+    from .jobs.context import state
+
+    async with job_context(settings) as ctx, state(ctx).pool.acquire() as conn:
+        summary = await import_host_bdrs(
+            conn, ctx["redis"], settings.vault_path, settings.host_schema, apply=apply
+        )
+    print(json.dumps(summary.as_json(), indent=2))
+    if not apply:
+        print("dry run: nothing was written; run again with --apply", file=sys.stderr)
 
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     from .auth import mint_token
     from .db import connect
 
-    conn = await connect(settings.database_url or "", "pmd-cli")
+    conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
     try:
         roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
     finally:
@@ -118,6 +144,14 @@ async def _stats(settings: Settings) -> None:
     }, indent=2))  # fmt: skip
 
 
+def _bdr_id(raw: str) -> str:
+    """Checked before anything connects: a bad id never starts an embedded server."""
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a BDR id (a UUID)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pmd_service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -128,10 +162,22 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("user_sqid", help="the user's public id")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     requeue = sub.add_parser("requeue", help="enqueue a BDR again (pending, processing or failed)")
-    requeue.add_argument("bdr_id", help="the BDR's id (a UUID)")
+    requeue.add_argument("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)")
     sub.add_parser("sweep", help="run the every-minute sweep once now")
     sub.add_parser("cleanup", help="run the daily cleanup once now")
     sub.add_parser("stats", help="BDRs by status today, oldest pending, queue depth")
+    cutover = sub.add_parser(
+        "import-host-bdrs",
+        help="the cut-over from the host's own PMD: rebuild its pending requests, serve its "
+        "ready ZIPs until they expire (a dry run unless --apply; safe to run again)",
+    )
+    cutover.add_argument("--apply", action="store_true", help="write (default: a dry run)")
+    sub.add_parser(
+        "check-host",
+        help="report the host-table indexes and columns the service relies on; prints CREATE "
+        "INDEX CONCURRENTLY for missing indexes (exit 0 when everything fits, 1 when something "
+        "is missing or does not fit)",
+    )
     args = parser.parse_args(argv)
 
     if args.command == "token" and args.ttl <= 0:
@@ -158,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_run_job(settings, cleanup_expired_bdrs))
         elif args.command == "stats":
             asyncio.run(_stats(settings))
+        elif args.command == "import-host-bdrs":
+            asyncio.run(_import_host_bdrs(settings, args.apply))
+        elif args.command == "check-host":
+            return 0 if asyncio.run(_check_host(settings)) else 1
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

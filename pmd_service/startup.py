@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 from . import logs
 from .settings import ConfigError, Settings
@@ -16,10 +17,19 @@ def load_settings(process: str) -> Settings:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        sys.exit(f"{process}: configuration error: {exc}")
+        _stop(f"{process}: configuration error: {exc}")
     logs.configure(settings.log_format)
     if settings.embedded:
-        from .embedded import with_embedded_services
+        from .embedded import EmbeddedError, with_embedded_services
 
-        settings = with_embedded_services(settings)
+        try:
+            settings = with_embedded_services(settings)
+        except EmbeddedError as exc:
+            _stop(f"{process}: {exc}")
     return settings
+
+
+def _stop(line: str) -> NoReturn:
+    """One line and exit status 2, as for a bad argument: no traceback for a setup problem."""
+    print(line, file=sys.stderr)
+    sys.exit(2)

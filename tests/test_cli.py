@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import jwt
@@ -57,7 +61,10 @@ def test_help_and_bad_input(capsys: pytest.CaptureFixture[str], env: Settings) -
     with pytest.raises(SystemExit) as exit_info:
         main(["explode"])
     assert exit_info.value.code == 2
-    assert main(["requeue", "not-a-uuid"]) == 2
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["requeue", "not-a-uuid"])  # refused by the argument parser, before any connection
+    assert exit_info.value.code == 2
     assert "not a BDR id" in capsys.readouterr().err
     assert main(["requeue", str(uuid.uuid4())]) == 2
     assert main(["token", "nobody"]) == 2
@@ -109,3 +116,28 @@ def test_requeue_a_failed_bdr(capsys: pytest.CaptureFixture[str], env: Settings)
     _sql(env, "UPDATE batch_download_requests SET status = 'ready' WHERE id = $1", bdr_id)
     assert main(["requeue", str(bdr_id)]) == 2
     assert "is ready" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["requeue", "not-a-uuid"], ["stats"], ["migrate"]])
+def test_no_database_and_no_embedded_extra_is_one_line(tmp_path: Path, argv: list[str]) -> None:
+    """Without DATABASE_URL and without the embedded extra: one line, exit 2, no traceback."""
+    # A `pgserver` package that fails to import shadows the installed one: as if the extra were
+    # not installed.
+    (tmp_path / "pgserver").mkdir()
+    (tmp_path / "pgserver" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {"PYTHONPATH": str(tmp_path), "PMD_DATA_DIR": str(tmp_path / "data"),
+            "REDIS_URL": "redis://127.0.0.1:1/0"}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "pmd_service", *argv],
+        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 2, done
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 or argv[0] == "requeue", done.stderr
+    if argv[0] == "requeue":
+        assert "not a BDR id" in done.stderr and "pgserver" not in done.stderr
+    else:
+        assert "DATABASE_URL is unset" in lines[0]

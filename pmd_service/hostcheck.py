@@ -1,0 +1,393 @@
+"""`python -m pmd_service check-host`: does the host's database give the service what it needs?
+
+Beside the host the service creates no index on a host table: indexes are the operator's call.
+This says, for each index the service's queries need, whether one that serves exists —
+compared by definition read from the catalog (valid btree, leading key columns, predicate), not
+by name, since the host already has several under its own names — and prints
+`CREATE INDEX CONCURRENTLY` for the rest. It also checks every host column the service reads or
+writes (present, type, nullability), one line per misfit. It only reads the catalog.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Literal
+
+import asyncpg
+
+if TYPE_CHECKING:
+    from .db import Conn
+
+log = logging.getLogger(__name__)
+
+
+# --- indexes -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexNeed:
+    table: str
+    columns: tuple[str, ...]  # leading key columns, in order (a btree scans both ways)
+    where: str | None  # the query's predicate a partial index may share (shown in the report)
+    why: str
+    name: str  # of the recommended index
+    keys: str  # the recommended index's key columns
+    recommended_where: str | None
+    # Predicates of partial indexes that serve the need, as pg_get_expr prints them (the tests
+    # create each spelling and read it back). A non-partial index always serves.
+    serving_predicates: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        label = f"{self.table} ({', '.join(self.columns)})"
+        return f"{label} WHERE {self.where}" if self.where else label
+
+    def statement(self, schema: str) -> str:
+        where = f" WHERE {self.recommended_where}" if self.recommended_where else ""
+        return (
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} "
+            f"ON {quote_ident(schema)}.{self.table} ({self.keys}){where};"
+        )
+
+    def drop_statement(self, schema: str) -> str:
+        return f"DROP INDEX CONCURRENTLY IF EXISTS {quote_ident(schema)}.{self.name};"
+
+
+_LIVE_ARTWORKS = (
+    # `kind` as the host has it (varchar), and as text.
+    "(((kind)::text = 'artwork'::text) AND (NOT deleted_by_user))",
+    "(((kind)::text = 'artwork'::text) AND (deleted_by_user = false))",
+    "((kind = 'artwork'::text) AND (NOT deleted_by_user))",
+    "((kind = 'artwork'::text) AND (deleted_by_user = false))",
+)
+
+# From the SQL of posts/service.py (list, counts), jobs/archive_content.py (the ZIP's posts,
+# comments, reactions) and auth.py (the token's user).
+NEEDED_INDEXES = (
+    IndexNeed(
+        "posts", ("owner_id", "created_at"), None,
+        "the live list: a user's artworks, newest first, and its total",
+        "pmd_posts_owner_live", "owner_id, created_at DESC, id DESC",
+        "kind = 'artwork' AND NOT deleted_by_user", _LIVE_ARTWORKS,
+    ),
+    IndexNeed(
+        "posts", ("owner_id", "deleted_by_user_date"), "deleted_by_user",
+        "the recently-deleted list and its restore window",
+        "pmd_posts_owner_deleted", "owner_id, deleted_by_user_date DESC, id DESC",
+        "deleted_by_user", ("deleted_by_user", "(deleted_by_user = true)"),
+    ),
+    IndexNeed(
+        "post_files", ("post_id",), None, "each listed post's files, each ZIP's artwork files",
+        "pmd_post_files_post", "post_id", None,
+    ),
+    IndexNeed(
+        "comments", ("post_id",), None, "comment counts, comments.json",
+        "pmd_comments_post", "post_id, created_at", None,
+    ),
+    IndexNeed(
+        "reactions", ("post_id",), None, "reaction counts, reactions.json",
+        "pmd_reactions_post", "post_id", None,
+    ),
+    IndexNeed(
+        "users", ("public_sqid",), None, "every request: the token's user, by `sub`",
+        "pmd_users_public_sqid", "public_sqid", None,
+    ),
+    IndexNeed(
+        "users", ("user_key",), None, "the host's older tokens, by their legacy `user_id`",
+        "pmd_users_user_key", "user_key", None,
+    ),
+)  # fmt: skip
+
+
+# --- columns -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TypeFamily:
+    label: str  # for the report
+    names: frozenset[str]  # pg_type.typname
+
+
+INT = TypeFamily("integer or bigint", frozenset({"int4", "int8"}))
+TEXT = TypeFamily("varchar or text", frozenset({"varchar", "text"}))
+TEXT_ARRAY = TypeFamily("varchar[] or text[]", frozenset({"_varchar", "_text"}))
+BOOL = TypeFamily("boolean", frozenset({"bool"}))
+# Not `timestamp`: asyncpg returns naive datetimes for it, which the cursors cannot compare.
+TIME = TypeFamily("timestamp with time zone", frozenset({"timestamptz"}))
+JSON = TypeFamily("json or jsonb", frozenset({"json", "jsonb"}))
+UUID = TypeFamily("uuid", frozenset({"uuid"}))
+
+# "set": the service reads a value in every row (NULL would break a reply or hide a row);
+# "cleared": the service writes NULL into it; "any": either.
+Null = Literal["any", "set", "cleared"]
+
+
+@dataclass(frozen=True)
+class ColumnNeed:
+    column: str
+    family: TypeFamily
+    null: Null = "any"
+    why: str = ""
+    table: str = ""
+
+
+def _col(column: str, family: TypeFamily, null: Null = "any", why: str = "") -> ColumnNeed:
+    return ColumnNeed(column, family, null, why)
+
+
+def _table(table: str, why: str, *columns: ColumnNeed) -> tuple[ColumnNeed, ...]:
+    return tuple(replace(c, table=table, why=c.why or why) for c in columns)
+
+
+# Every host column named by the package's SQL (tests/test_hostcheck.py prepares each statement
+# with only these columns present, and without each of them).
+NEEDED_COLUMNS = (
+    *_table(
+        "users", "read on every request: the token's user",
+        _col("id", INT, "set"), _col("user_key", UUID), _col("public_sqid", TEXT),
+        _col("handle", TEXT, "set"), _col("email", TEXT, "set", "BDR emails go to it"),
+        _col("roles", JSON), _col("deactivated", BOOL), _col("banned_until", TIME),
+    ),
+    *_table(
+        "posts", "listed, checked and changed by the dashboard",
+        _col("id", INT, "set"), _col("owner_id", INT, "set"), _col("kind", TEXT, "set"),
+        _col("public_sqid", TEXT), _col("title", TEXT, "set"), _col("description", TEXT),
+        _col("created_at", TIME, "set"), _col("width", INT), _col("height", INT),
+        _col("frame_count", INT, "set"), _col("art_url", TEXT),
+        _col("hidden_by_user", BOOL, "set"), _col("hidden_by_mod", BOOL, "set"),
+        _col("deleted_by_user", BOOL, "set"),
+        _col("deleted_by_user_date", TIME, "cleared", "delete sets it, restore clears it"),
+        _col("view_count", INT, "set"),
+        _col("license_id", INT, "cleared", "the license action sets or clears it"),
+        _col("updated_at", TIME, why="the service sets it on every change"),
+        _col("hashtags", TEXT_ARRAY, why="metadata.json"),
+        _col("storage_shard", TEXT, why="where the worker finds the artwork file"),
+        _col("storage_key", UUID, "set", "where the worker finds the artwork file"),
+    ),
+    *_table(
+        "post_files", "each post's files",
+        _col("post_id", INT, "set"), _col("format", TEXT, "set"), _col("file_bytes", INT, "set"),
+        _col("is_native", BOOL, "set"),
+    ),
+    *_table(
+        "licenses", "the license action and the listed posts' license",
+        _col("id", INT, "set"), _col("identifier", TEXT, "set"), _col("title", TEXT, "set"),
+    ),
+    *_table(
+        "comments", "comment counts, comments.json",
+        _col("id", UUID, "set"), _col("post_id", INT, "set"), _col("author_id", INT),
+        _col("parent_id", UUID), _col("body", TEXT, "set"), _col("created_at", TIME, "set"),
+        _col("hidden_by_mod", BOOL, "set"), _col("deleted_by_owner", BOOL, "set"),
+        _col("deleted_by_mod", BOOL, "set"),
+    ),
+    *_table(
+        "reactions", "reaction counts, reactions.json",
+        _col("post_id", INT, "set"), _col("emoji", TEXT, "set"),
+    ),
+    *_table(
+        "audit_logs", "written for every moderator's batch",
+        _col("id", UUID), _col("actor_id", INT), _col("action", TEXT), _col("target_type", TEXT),
+        _col("target_id", TEXT), _col("note", TEXT),
+    ),
+)  # fmt: skip
+
+# The columns each INSERT of the service names (posts/service.py `_BATCH`, bdr/service.py
+# `SQL_AUDIT`): any other NOT NULL column without a default makes the insert fail.
+INSERTED = {
+    "audit_logs": frozenset({"id", "actor_id", "action", "target_type", "target_id", "note"}),
+}
+
+HOST_TABLES = sorted({n.table for n in NEEDED_INDEXES} | {c.table for c in NEEDED_COLUMNS})
+
+
+# --- reading the catalog -------------------------------------------------------------------
+
+SQL_COLUMNS = """
+SELECT c.relname AS table, a.attname AS column, t.typname AS type,
+       format_type(a.atttypid, a.atttypmod) AS type_shown, a.attnotnull AS not_null,
+       a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '' AS filled
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p')
+  AND a.attnum > 0 AND NOT a.attisdropped
+"""
+# Every index on the tables, with its key columns in order (INCLUDE columns left out). A key
+# column is NULL where it is an expression, or where its collation is not the column's (the
+# planner uses such an index only for queries in that collation).
+SQL_INDEXES = """
+SELECT c.relname AS table, i.relname AS index,
+       x.indisvalid AND x.indisready AND am.amname = 'btree' AND x.indexprs IS NULL AS usable,
+       array(SELECT CASE WHEN x.indcollation[k.o - 1] = a.attcollation THEN a.attname END
+             FROM unnest(x.indkey[0:x.indnkeyatts - 1]) WITH ORDINALITY AS k(n, o)
+             LEFT JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.n
+             ORDER BY k.o) AS columns,
+       pg_get_expr(x.indpred, x.indrelid) AS predicate
+FROM pg_index x
+JOIN pg_class i ON i.oid = x.indexrelid
+JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_am am ON am.oid = i.relam
+WHERE n.nspname = $1 AND c.relname = ANY($2::text[])
+"""
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexFound:
+    need: IndexNeed
+    covered_by: str | None  # an existing index that serves the need (the narrowest)
+    # An index under the recommended name that does not serve (a failed CONCURRENTLY leaves an
+    # INVALID one): `IF NOT EXISTS` would skip over it, so it is dropped first.
+    in_the_way: str | None = None
+
+    def statements(self, schema: str) -> list[str]:
+        if self.covered_by is not None:
+            return []
+        drop = [self.need.drop_statement(schema)] if self.in_the_way else []
+        return [*drop, self.need.statement(schema)]
+
+
+@dataclass
+class HostReport:
+    schema: str
+    indexes: list[IndexFound] = field(default_factory=list)
+    column_problems: list[str] = field(default_factory=list)
+
+    @property
+    def fits(self) -> bool:
+        return not missing_indexes(self) and not self.column_problems
+
+    def statements(self) -> list[str]:
+        return [s for found in self.indexes for s in found.statements(self.schema)]
+
+    def render(self) -> str:
+        lines = [
+            f"Indexes the service's queries need on the host's tables (schema {self.schema}), "
+            "compared by definition whatever their names:"
+        ]
+        lines += [_index_line(found) for found in self.indexes]
+        if self.column_problems:
+            lines.append("Host columns the service reads or writes that do not fit:")
+            lines += [f"  {problem}" for problem in self.column_problems]
+        else:
+            lines.append(f"Host columns the service reads or writes: all {len(NEEDED_COLUMNS)} fit")
+        if missing_indexes(self):
+            lines.append(
+                "Create the missing indexes when convenient: CONCURRENTLY takes no write lock; "
+                "run each statement on its own, outside a transaction (psql does):"
+            )
+            lines += self.statements()
+        return "\n".join(lines)
+
+
+def _index_line(found: IndexFound) -> str:
+    if found.covered_by is not None:
+        return f"  ok       {found.need.label}: served by {found.covered_by} ({found.need.why})"
+    line = f"  MISSING  {found.need.label} ({found.need.why})"
+    if found.in_the_way:
+        line += f"; {found.in_the_way} exists but does not serve it (invalid, or another shape)"
+    return line
+
+
+def missing_indexes(report: HostReport) -> list[IndexNeed]:
+    return [found.need for found in report.indexes if found.covered_by is None]
+
+
+def quote_ident(name: str) -> str:
+    """A PostgreSQL identifier, quoted: safe for any name, in the statements printed."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def check_host(conn: Conn, host_schema: str) -> HostReport:
+    indexes = await conn.fetch(SQL_INDEXES, host_schema, HOST_TABLES)
+    columns = await conn.fetch(SQL_COLUMNS, host_schema, HOST_TABLES)
+    found = {(r["table"], r["column"]): r for r in columns}
+    return HostReport(
+        host_schema,
+        [_index_found(need, indexes) for need in NEEDED_INDEXES],
+        _column_problems(host_schema, found),
+    )
+
+
+def serves(need: IndexNeed, columns: list[str | None], predicate: str | None) -> bool:
+    """Whether a usable btree index with these key columns and predicate serves `need`."""
+    if predicate is not None and predicate not in need.serving_predicates:
+        return False  # a partial index serves only queries within its own predicate
+    return tuple(columns[: len(need.columns)]) == need.columns
+
+
+def _index_found(need: IndexNeed, indexes: list[asyncpg.Record]) -> IndexFound:
+    # The narrowest first (fewest key columns), then by name: stable from run to run.
+    serving = sorted(
+        (len(r["columns"]), r["index"])
+        for r in indexes
+        if r["table"] == need.table
+        and r["usable"]
+        and serves(need, list(r["columns"]), r["predicate"])
+    )
+    if serving:
+        return IndexFound(need, serving[0][1])
+    in_the_way = next((r["index"] for r in indexes if r["index"] == need.name), None)
+    return IndexFound(need, None, in_the_way)
+
+
+def _column_problems(schema: str, found: dict[tuple[str, str], asyncpg.Record]) -> list[str]:
+    present = {table for table, _ in found}
+    problems = [f"{t}: no such table in schema {schema}" for t in HOST_TABLES if t not in present]
+    for need in NEEDED_COLUMNS:
+        if need.table in present:
+            problem = _column_problem(need, found.get((need.table, need.column)))
+            if problem:
+                problems.append(f"{need.table}.{need.column}: {problem}")
+    for (table, column), row in sorted(found.items()):
+        named = INSERTED.get(table)
+        if named is not None and column not in named and row["not_null"] and not row["filled"]:
+            problems.append(
+                f"{table}.{column}: NOT NULL without a default, and the service's inserts do "
+                "not name it"
+            )
+    return problems
+
+
+def _column_problem(need: ColumnNeed, row: asyncpg.Record | None) -> str | None:
+    if row is None:
+        return f"missing ({need.why})"
+    if row["type"] not in need.family.names:
+        return f"type {row['type_shown']}, expected {need.family.label}"
+    if need.null == "set" and not row["not_null"]:
+        return f"nullable, expected NOT NULL (the service reads a value in every row: {need.why})"
+    if need.null == "cleared" and row["not_null"]:
+        return f"NOT NULL, expected nullable (the service writes NULL into it: {need.why})"
+    return None
+
+
+def summary(report: HostReport) -> str:
+    """One line: what does not fit, for the start-up warning."""
+    parts = []
+    if missing := missing_indexes(report):
+        parts.append("missing indexes: " + ", ".join(need.label for need in missing))
+    if report.column_problems:
+        parts.append("columns: " + "; ".join(report.column_problems))
+    return "; ".join(parts)
+
+
+async def warn_if_host_lacks(conn: Conn, host_schema: str) -> None:
+    """At start: one warning line when an index or column does not fit; never a failure."""
+    try:
+        report = await check_host(conn, host_schema)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("could not check the host's tables in schema %s (%s)", host_schema, exc)
+        return
+    if not report.fits:
+        log.warning(
+            "the host's database (schema %s) lacks what the service relies on: %s; "
+            "run `python -m pmd_service check-host` for the details and the "
+            "CREATE INDEX CONCURRENTLY statements",
+            host_schema,
+            summary(report),
+        )
