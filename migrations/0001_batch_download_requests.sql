@@ -51,6 +51,9 @@ CREATE TABLE batch_download_requests (
 
 -- A user's newest BDRs, and the daily quota count (user_id, created_at >= UTC midnight).
 CREATE INDEX bdr_user_created_idx ON batch_download_requests (user_id, created_at DESC);
+-- A moderator's requests for others count against the moderator's own daily quota.
+CREATE INDEX bdr_requested_by_created_idx ON batch_download_requests (requested_by, created_at DESC)
+    WHERE requested_by IS NOT NULL;
 -- The daily expiry sweep.
 CREATE INDEX bdr_ready_expires_idx ON batch_download_requests (expires_at) WHERE status = 'ready';
 -- The every-minute sweep of unfinished requests.

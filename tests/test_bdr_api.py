@@ -88,6 +88,44 @@ async def test_yesterdays_requests_do_not_count(client: Client, factory: Factory
     await request_bdr(client, owner, [post.id])
 
 
+async def test_a_moderators_requests_spend_the_moderators_limit_not_the_users(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    user = await factory.user()
+    mod = await factory.user(roles=["moderator"])
+    post = await factory.post(user)
+    as_mod = {"target_sqid": user.sqid}
+    made = []
+    for _ in range(settings.bdr_daily_limit):
+        made.append(await request_bdr(client, mod, [post.id], **as_mod))
+    resp = await client.post(
+        "/api/pmd/bdr", json={"post_ids": [post.id], **as_mod}, headers=mod.auth
+    )
+    await assert_problem(resp, 429)
+    # The user's own limit is untouched: all eight of theirs are still available.
+    for _ in range(settings.bdr_daily_limit):
+        await request_bdr(client, user, [post.id])
+    resp = await client.post("/api/pmd/bdr", json={"post_ids": [post.id]}, headers=user.auth)
+    await assert_problem(resp, 429)
+
+    # The user sees who asked, and cannot cancel or delete the moderator's requests.
+    resp = await client.get("/api/pmd/bdr", headers=user.auth)
+    flags = {i["id"]: i["requested_by_moderator"] for i in (await resp.json())["items"]}
+    assert len(flags) == 16 and sum(flags.values()) == 8
+    assert all(flags[m["id"]] for m in made)
+    problem = await assert_problem(
+        await client.delete(f"/api/pmd/bdr/{made[0]['id']}", headers=user.auth), 403
+    )
+    assert "moderator" in problem["detail"]
+    assert (await fetch_item(client, user, made[0]["id"]))["status"] == "pending"
+    # A moderator on the user's page may.
+    resp = await client.delete(
+        f"/api/pmd/bdr/{made[0]['id']}?target_sqid={user.sqid}", headers=mod.auth
+    )
+    assert resp.status == 204
+    assert (await fetch_item(client, user, made[0]["id"]))["status"] == "cancelled"
+
+
 def test_retry_after_counts_to_utc_midnight() -> None:
     assert seconds_to_utc_midnight(datetime(2026, 1, 1, 23, 59, 30, tzinfo=UTC)) == 30
     assert seconds_to_utc_midnight(datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)) == 86400

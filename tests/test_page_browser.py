@@ -393,6 +393,28 @@ async def test_cancel_a_queued_download(browser: Browser, stack: Stack, factory:
     assert watch.errors == []
 
 
+async def test_a_moderators_request_shows_as_such_and_only_the_moderator_may_cancel_it(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    assert stack.worker is not None
+    stack.worker.terminate()  # nobody builds: the request stays queued
+    await asyncio.to_thread(stack.worker.wait, 10)
+    member = await factory.user()
+    ids = await artworks(factory, member, 2)
+    moderator = await factory.user(roles=["moderator"])
+    await request_bdr(stack, moderator, {"post_ids": ids, "target_sqid": member.sqid})
+    page, watch = await open_page(browser, stack, member)
+    card = page.locator("#bdr-list li").first
+    await expect(card).to_contain_text("requested by a moderator")
+    await expect(card.get_by_role("button", name="Cancel")).to_have_count(0)
+    mod_page, mod_watch = await open_page(browser, stack, member, token=moderator.token)
+    mod_card = mod_page.locator("#bdr-list li").first
+    await mod_card.get_by_role("button", name="Cancel").click()
+    await expect(mod_card).to_have_attribute("data-status", "cancelled")
+    await expect(card).to_have_attribute("data-status", "cancelled")  # live on the user's page
+    assert watch.errors == [] and mod_watch.errors == []
+
+
 async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:

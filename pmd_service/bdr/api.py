@@ -63,7 +63,7 @@ async def delete_bdr(request: web.Request) -> web.Response:
     bdr_id = path_uuid(request)
     principal = request[PRINCIPAL]
     await service.cancel_or_remove(
-        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, principal.target.id
+        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, principal
     )
     await service.audit(request.app[DB_POOL], principal, "pmd_bdr_delete", bdr_id)
     return web.Response(status=204)
@@ -140,7 +140,7 @@ OPERATIONS = (
               response=BdrItem, params=(_ID,), problems=(404,)),
     Operation("delete", "/api/pmd/bdr/{id}", "deleteBdr",
               "Cancel a pending/processing request, or remove a ready ZIP", "downloads",
-              ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(404,)),
+              ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(403, 404)),
     Operation("get", "/api/pmd/bdr/{id}/download", "downloadBdr", "The ZIP (Range supported)",
               "downloads", response_media="application/zip", ok_description="The ZIP file",
               params=(

@@ -53,6 +53,13 @@ class _BdrFields(msgspec.Struct):
 
 
 class BdrItem(_BdrFields):
+    requested_by_moderator: Annotated[
+        bool,
+        Meta(
+            description="Asked for by a moderator on the user's behalf: it counts against the "
+            "moderator's daily limit, and only a moderator may cancel or delete it"
+        ),
+    ]
     progress: Progress
     skipped: list[Skipped]
     download_url: Annotated[
@@ -74,12 +81,13 @@ class _Row(_BdrFields):
     progress_done: int
     skipped: list[Skipped]
     user_sqid: str | None = None
+    requested_by: int | None = None
 
 
 ITEM_COLUMNS = """
     id, status, artwork_count, include_comments, include_reactions, send_email, created_at,
     started_at, completed_at, expires_at, error_message, file_size_bytes, progress_done, skipped,
-    user_sqid
+    user_sqid, requested_by
 """
 
 
@@ -97,8 +105,10 @@ def bdr_item(row: Any) -> BdrItem:
     fields = msgspec.structs.asdict(r)
     done = fields.pop("progress_done")
     user_sqid = fields.pop("user_sqid")
+    requested_by = fields.pop("requested_by")
     return BdrItem(
         **fields,
+        requested_by_moderator=requested_by is not None,
         progress=Progress(done=done, total=r.artwork_count),
         download_url=download_url(r.id, user_sqid) if r.status == "ready" else None,
     )

@@ -15,7 +15,7 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from ..auth import Principal
-from ..errors import ProblemError, conflict, gone, not_found
+from ..errors import ProblemError, conflict, forbidden, gone, not_found
 from ..posts.service import ensure_unique, lock_eligible
 from ..vault import VaultPathError, bdr_zip_path, is_host_file, stored_zip_path
 from .enqueue import enqueue_bdr
@@ -24,13 +24,16 @@ from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 log = logging.getLogger(__name__)
 
 NEWEST = 20
-# Serialises quota checks per user: (this constant, user id) is the advisory lock key.
+# Serialises quota checks per requester: (this constant, user id) is the advisory lock key.
 _QUOTA_LOCK = 5064069
 
 SQL_QUOTA_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
+# What a caller asked for today: their own requests, and those made for others as a moderator
+# (which never spend the user's quota).
 SQL_COUNT_TODAY = """
 SELECT count(*) FROM batch_download_requests
-WHERE user_id = $1 AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+WHERE ((user_id = $1 AND requested_by IS NULL) OR requested_by = $1)
+  AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
 """
 # Inserted unannounced: its first event is published by `announce`, after the reply.
 SQL_INSERT = f"""
@@ -84,11 +87,12 @@ async def create(
     ensure_unique(body.post_ids)
     user_id = principal.target.id
     requested_by = principal.caller.id if principal.as_moderator else None
+    requester = principal.caller.id
     async with pool.acquire() as conn, conn.transaction():
-        # Two-key advisory lock: concurrent requests of one user count and insert one at a
-        # time, so the quota can never be overrun (the seed's check-then-insert raced).
-        await conn.execute(SQL_QUOTA_LOCK, _QUOTA_LOCK, user_id)
-        used = await conn.fetchval(SQL_COUNT_TODAY, user_id)
+        # Two-key advisory lock: concurrent requests of one requester count and insert one at
+        # a time, so the quota can never be overrun (the seed's check-then-insert raced).
+        await conn.execute(SQL_QUOTA_LOCK, _QUOTA_LOCK, requester)
+        used = await conn.fetchval(SQL_COUNT_TODAY, requester)
         if used >= daily_limit:
             wait = seconds_to_utc_midnight()
             raise ProblemError(
@@ -175,10 +179,16 @@ async def _remove(root: Path, relative: str | None) -> None:
 
 
 async def cancel_or_remove(
-    pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, user_id: int
+    pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, by: Principal
 ) -> None:
     """pending/processing → cancelled (the worker stops); ready → ZIP removed, expired."""
+    user_id = by.target.id
     row = await _row(pool, bdr_id, user_id)
+    if row["requested_by"] is not None and not by.as_moderator:
+        raise forbidden(
+            f"Download request {bdr_id} was made by a moderator; only a moderator can cancel "
+            "or delete it. It expires on its own."
+        )
     if row["status"] in ("pending", "processing"):
         if await pool.fetchrow(SQL_CANCEL, bdr_id, user_id) is not None:
             return

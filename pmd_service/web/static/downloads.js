@@ -22,6 +22,8 @@ const BACKOFF_MAX_MS = 30_000;
 export class Downloads {
   constructor(api, { toast, confirmAction, onError, highlightId }) {
     this.api = api;
+    // A user cannot cancel or delete what a moderator asked for on their behalf.
+    this.asModerator = Boolean(api.targetSqid);
     this.toast = toast;
     this.confirmAction = confirmAction;
     this.onError = onError;
@@ -265,6 +267,7 @@ export class Downloads {
     ].filter(Boolean);
     const opts = [extras.length ? `with ${extras.join(" and ")}` : "artworks only"];
     if (item.send_email) opts.push("email when done");
+    if (item.requested_by_moderator) opts.push("requested by a moderator");
     li.append(el("p", "bdr-opts", opts.join(" · ")));
 
     if (ACTIVE.has(item.status)) {
@@ -296,10 +299,11 @@ export class Downloads {
       li.append(details);
     }
     const buttons = el("div", "bdr-buttons");
+    const mayRemove = this.asModerator || !item.requested_by_moderator;
     if (item.status === "ready" && item.download_url) {
       buttons.append(button("download", "Download ZIP", "primary"));
-      buttons.append(button("delete", "Delete file"));
-    } else if (ACTIVE.has(item.status)) {
+      if (mayRemove) buttons.append(button("delete", "Delete file"));
+    } else if (ACTIVE.has(item.status) && mayRemove) {
       buttons.append(button("cancel", "Cancel"));
     }
     if (buttons.childElementCount) li.append(buttons);
