@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import jwt
@@ -82,6 +82,16 @@ def unauthorized(detail: str, error: str = "invalid_token") -> ProblemError:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRules:
+    """What a token must satisfy besides its signature (from the settings)."""
+
+    secret: str = field(repr=False)
+    leeway: float = 30
+    audience: str | None = None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
     """Who a token names: `sub` (the public id), or, in the host's older tokens, only the
     legacy `user_id` claim (the user's `user_key`)."""
@@ -91,22 +101,42 @@ class Subject:
     expires_at: float
 
 
-def decode_token(token: str, secret: str, leeway: float = 30) -> Subject:
+def decode_token(token: str, rules: TokenRules) -> Subject:
     """The subject of a valid access token; 401 otherwise. Only HS256, never `none`.
 
     Accepts what the host's `get_current_user` accepts: `sub`, or a legacy `user_id`; refuses
-    its refresh tokens (`type` other than `access`). `leeway` absorbs clock skew between the
-    host that minted the token and this service (exp, iat, nbf).
+    its refresh tokens (`type` other than `access`). The leeway absorbs clock skew between the
+    host that minted the token and this service (exp, iat, nbf). `aud` and `iss` are checked
+    only when configured: the host sets neither.
     """
+    require = ["exp", *(["aud"] if rules.audience else []), *(["iss"] if rules.issuer else [])]
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp"]}, leeway=leeway
+            token,
+            rules.secret,
+            algorithms=[ALGORITHM],
+            options={"require": require, "verify_aud": rules.audience is not None},
+            leeway=rules.leeway,
+            audience=rules.audience,
+            issuer=rules.issuer,
         )
     except jwt.ExpiredSignatureError:
         raise unauthorized("The access token has expired; sign in again.") from None
     except jwt.ImmatureSignatureError:
         raise unauthorized(
             "The access token is not valid yet (`iat`/`nbf` in the future)."
+        ) from None
+    except jwt.MissingRequiredClaimError as e:
+        raise unauthorized(
+            f"The access token lacks the `{e.claim}` claim; sign in again."
+        ) from None
+    except jwt.InvalidAudienceError:
+        raise unauthorized(
+            f"The access token is not meant for {rules.audience!r} (`aud`)."
+        ) from None
+    except jwt.InvalidIssuerError:
+        raise unauthorized(
+            f"The access token was not issued by {rules.issuer!r} (`iss`)."
         ) from None
     except jwt.InvalidTokenError:
         raise unauthorized(
@@ -153,9 +183,9 @@ async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
 
 
 async def caller_from_token(
-    pool: asyncpg.Pool, token: str, secret: str, leeway: float = 30
+    pool: asyncpg.Pool, token: str, rules: TokenRules
 ) -> tuple[User, float]:
-    subject = decode_token(token, secret, leeway)
+    subject = decode_token(token, rules)
     row = await load_user(pool, subject.sqid) if subject.sqid is not None else None
     if row is None and subject.user_key is not None:
         # As the host does: `sub` first, then the legacy claim.
@@ -182,15 +212,22 @@ async def resolve_target(pool: asyncpg.Pool, caller: User, target_sqid: str | No
     target = User.from_row(row)
     if "owner" in target.roles:
         raise forbidden("An owner's posts can be managed only by that owner.")
+    # Moderators do not moderate each other: that is the site owner's call.
+    if target.is_staff and "owner" not in caller.roles:
+        raise forbidden("A moderator's posts can be managed only by that moderator or an owner.")
     return target
 
 
 async def authenticate(request: web.Request, token: str) -> Principal:
     pool = request.app[DB_POOL]
     settings = request.app[SETTINGS]
-    caller, exp = await caller_from_token(
-        pool, token, settings.jwt_secret_key, settings.jwt_leeway_seconds
+    rules = TokenRules(
+        settings.jwt_secret_key,
+        settings.jwt_leeway_seconds,
+        settings.jwt_audience,
+        settings.jwt_issuer,
     )
+    caller, exp = await caller_from_token(pool, token, rules)
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
     return Principal(caller=caller, target=target, token_expires_at=exp)
 

@@ -76,6 +76,8 @@ class Settings:
     artwork_base_url: str | None = field(default=None, repr=False)  # may carry credentials
     jwt_secret_key: str = field(default="", repr=False)
     jwt_leeway_seconds: int = 30  # clock skew tolerated on exp/iat/nbf
+    jwt_audience: str | None = None  # when set, a token's `aud` must name it
+    jwt_issuer: str | None = None  # when set, a token's `iss` must equal it
     sqids_alphabet: str = DEFAULT_ALPHABET
     base_url: str = "http://127.0.0.1:8080"
     smtp_host: str | None = None
@@ -180,6 +182,8 @@ class Settings:
             artwork_base_url=artwork_base.rstrip("/") if artwork_base else None,
             jwt_secret_key=secret,
             jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30, 0, 600),
+            jwt_audience=env.get("JWT_AUDIENCE") or None,
+            jwt_issuer=env.get("JWT_ISSUER") or None,
             sqids_alphabet=alphabet,
             base_url=(env.get("BASE_URL") or "http://127.0.0.1:8080").rstrip("/"),
             smtp_host=env.get("SMTP_HOST") or None,

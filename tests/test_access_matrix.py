@@ -46,6 +46,7 @@ class World:
     victim: UserRow
     attacker: UserRow
     moderator: UserRow
+    other_moderator: UserRow
     site_owner: UserRow
     banned: UserRow
     deactivated: UserRow
@@ -61,6 +62,7 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     attacker = await factory.user("attacker")
     attacker_posts = [await factory.post(attacker, title="attacker's own art") for _ in range(2)]
     moderator = await factory.user("moderator", roles=["user", "moderator"])
+    other_moderator = await factory.user("othermod", roles=["user", "moderator"])
     site_owner = await factory.user("siteowner", roles=["user", "owner"])
     banned = await factory.user("banneduser", banned_until=_in_a_day())
     deactivated = await factory.user("gone", deactivated=True)
@@ -97,6 +99,7 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
         victim=victim,
         attacker=attacker,
         moderator=moderator,
+        other_moderator=other_moderator,
         site_owner=site_owner,
         banned=banned,
         deactivated=deactivated,
@@ -189,6 +192,20 @@ CALLERS = (
         "moderator, owner target in the body",
         lambda w, f: w.moderator.auth,
         lambda w: w.site_owner.sqid,
+        in_body=True,
+        status=403,
+    ),
+    # Moderators do not act on each other: only an owner may.
+    Caller(
+        "moderator, another moderator's target",
+        lambda w, f: w.moderator.auth,
+        lambda w: w.other_moderator.sqid,
+        status=403,
+    ),
+    Caller(
+        "moderator, another moderator's target in the body",
+        lambda w, f: w.moderator.auth,
+        lambda w: w.other_moderator.sqid,
         in_body=True,
         status=403,
     ),

@@ -3,13 +3,17 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
+from pmd_service.app import create_app
+from pmd_service.settings import Settings
 from tests.conftest import SECRET
 from tests.factories import Factory
 
@@ -126,6 +130,14 @@ async def test_target_rules(client: Client, factory: Factory) -> None:
     assert resp.status == 200
     resp = await client.get(f"/api/pmd/posts?target_sqid={owner.sqid}", headers=owner.auth)
     assert resp.status == 200
+    # A moderator's posts are off limits to other moderators; the owner and the moderator may.
+    mod2 = await factory.user("mod2", roles=["moderator"])
+    resp = await client.get(f"/api/pmd/posts?target_sqid={mod2.sqid}", headers=mod.auth)
+    problem = await assert_problem(resp, 403)
+    assert "moderator" in problem["detail"]
+    for caller in (owner, mod2):
+        resp = await client.get(f"/api/pmd/posts?target_sqid={mod2.sqid}", headers=caller.auth)
+        assert resp.status == 200
 
 
 async def test_roles_come_from_the_database_not_the_token(client: Client, factory: Factory) -> None:
@@ -140,3 +152,33 @@ async def test_roles_come_from_the_database_not_the_token(client: Client, factor
         f"/api/pmd/posts?target_sqid={bob.sqid}", headers={"Authorization": f"Bearer {forged}"}
     )
     await assert_problem(resp, 403)
+
+
+async def test_audience_and_issuer_are_checked_when_configured(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    user = await factory.user()
+    exp = int(time.time()) + 60
+
+    def token(**claims: Any) -> dict[str, str]:
+        body = {"sub": user.sqid, "exp": exp, "type": "access", **claims}
+        return {"Authorization": f"Bearer {jwt.encode(body, SECRET, algorithm='HS256')}"}
+
+    # Unconfigured (the host's case): neither claim is needed, and one present is not refused.
+    client = await aiohttp_client(create_app(settings))
+    for headers in (token(), token(aud="elsewhere", iss="someone")):
+        assert (await client.get("/api/pmd/posts", headers=headers)).status == 200
+
+    strict = replace(settings, jwt_audience="pmd", jwt_issuer="https://makapix.club")
+    client = await aiohttp_client(create_app(strict))
+    ok = token(aud=["web", "pmd"], iss="https://makapix.club")
+    assert (await client.get("/api/pmd/posts", headers=ok)).status == 200
+    for claims, word in [
+        ({"iss": "https://makapix.club"}, "aud"),
+        ({"aud": "web", "iss": "https://makapix.club"}, "aud"),
+        ({"aud": "pmd"}, "iss"),
+        ({"aud": "pmd", "iss": "https://evil.example"}, "iss"),
+    ]:
+        resp = await client.get("/api/pmd/posts", headers=token(**claims))
+        body = await assert_problem(resp, 401)
+        assert word in body["detail"], (claims, body["detail"])
