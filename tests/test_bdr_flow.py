@@ -277,6 +277,17 @@ async def test_range_if_range_and_head(
         resp = await client.get(url, headers={**owner.auth, **extra})
         assert resp.status == 200
         assert await resp.read() == full
+    # A unit other than bytes is ignored (RFC 9110 §14.2): the whole file.
+    for unit in ("items=0-1", "Items=0-1", "none"):
+        resp = await client.get(url, headers={**owner.auth, "Range": unit})
+        assert resp.status == 200, unit
+        assert await resp.read() == full
+    # A suffix of zero bytes, and a range past the end, are unsatisfiable: 416 with the size.
+    for unsatisfiable in ("bytes=-0", "BYTES = -00", f"bytes={len(full)}-"):
+        for method in (client.get, client.head):
+            resp = await method(url, headers={**owner.auth, "Range": unsatisfiable})
+            assert resp.status == 416, (unsatisfiable, method)
+            assert resp.headers["Content-Range"] == f"bytes */{len(full)}"
 
 
 async def test_email_sent_once_with_the_link(

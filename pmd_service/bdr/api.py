@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
 from .. import request_ids
 from ..auth import retarget
+from ..errors import ProblemError
 from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 from ..logs import REQUEST_ID_HEADER
 from ..openapi import Operation, Param
@@ -76,6 +79,17 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     found = await service.download(
         request.app[DB_POOL], settings.bdr_path, settings.vault_path, bdr_id, principal.target.id
     )
+    if _SUFFIX_OF_NOTHING.fullmatch(request.headers.get("Range", "")):
+        # aiohttp serves `bytes=-0` as the whole file with 206; no byte satisfies it (RFC 9110
+        # §14.1.3), so 416 as for any range past the end.
+        raise ProblemError(
+            416,
+            "range-not-satisfiable",
+            "Range Not Satisfiable",
+            f"`Range: {request.headers['Range'].strip()}` asks for no byte; the ZIP has "
+            f"{found.size} bytes (ask for `bytes=0-{max(found.size - 1, 0)}` or a part of it).",
+            headers={"Content-Range": f"bytes */{found.size}"},
+        )
     if request.method == "GET" and _from_the_start(request):
         # Once per download, not per resumed range or HEAD.
         await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
@@ -90,6 +104,9 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
             "Cache-Control": "private, no-store",
         },
     )
+
+
+_SUFFIX_OF_NOTHING = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
 
 
 def _from_the_start(request: web.Request) -> bool:
@@ -116,6 +133,8 @@ def _range_must_be_ignored(request: web.Request, etag: str) -> bool:
     """
     if "Range" not in request.headers:
         return False
+    if request.headers["Range"].partition("=")[0].strip().lower() != "bytes":
+        return True  # a unit other than bytes is ignored (§14.2), not refused
     if "," in request.headers["Range"]:
         return True
     if_range = request.headers.get("If-Range")

@@ -203,6 +203,7 @@ class Download:
     path: Path
     filename: str
     etag: str  # the strong ETag FileResponse sends for this file: "{mtime_ns:x}-{size:x}"
+    size: int
 
 
 async def download(
@@ -236,4 +237,5 @@ async def download(
         path=path,
         filename=f"makapix-artworks-{str(bdr_id)[:8]}.zip",
         etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+        size=st.st_size,
     )
