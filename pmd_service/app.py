@@ -23,7 +23,8 @@ from .keys import (
     SELF_AUTHENTICATED,
     SETTINGS,
 )
-from .metrics import Metrics, metrics_handler, metrics_middleware
+from .logs import quiet_malformed_requests
+from .metrics import Metrics, internal_metrics_ctx, metrics_handler, metrics_middleware
 from .migrate import migrate
 from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handler
 from .posts import api as posts_api
@@ -74,6 +75,7 @@ async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings) -> web.Application:
+    quiet_malformed_requests()
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
         middlewares=[
@@ -92,9 +94,11 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)
     app.cleanup_ctx.append(sse_api.hub_ctx)
+    app.cleanup_ctx.append(internal_metrics_ctx)
+    metrics_public = settings.server_metrics_port is None
 
     operations: list[Operation] = [
-        *HEALTH_OPERATIONS,
+        *(op for op in HEALTH_OPERATIONS if op.path != "/metrics" or metrics_public),
         *posts_api.OPERATIONS,
         *sse_api.OPERATIONS,
         *bdr_api.OPERATIONS,
@@ -104,7 +108,8 @@ def create_app(settings: Settings) -> web.Application:
     sse_api.setup(app)  # before the BDR routes: /api/pmd/bdr/{id} would match /bdr/sse
     bdr_api.setup(app)
     app.router.add_get("/openapi.json", openapi_handler, name="openapi")
-    app.router.add_get("/metrics", metrics_handler, name="metrics")
+    if metrics_public:
+        app.router.add_get("/metrics", metrics_handler, name="metrics")
     pages.setup(app)
     if settings.cors_origins:
         setup_cors(app, settings.cors_origins)

@@ -25,6 +25,8 @@ HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+# Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
+METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 # Names of routes that authenticate themselves (the SSE stream also accepts a one-time ticket).
 SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)

@@ -12,12 +12,15 @@ import json
 import logging
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TextIO
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("pmd_request_id", default=None)
 
@@ -114,6 +117,44 @@ def handler(log_format: str, stream: TextIO | None = None) -> logging.Handler:
     out.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     out.addFilter(ContextFilter())
     return out
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs each request it cannot parse (a bad Content-Length, a space in a header
+    name) as an ERROR with a full traceback: anyone can fill the logs with them. Here each is
+    one WARNING line without traceback, at most one per `interval` seconds, the next line
+    saying how many were left out. The client still gets aiohttp's 400."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._next = 0.0
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        if now < self._next:
+            self._left_out += 1
+            return False
+        self._next = now + self.interval
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        reason = " ".join(str(exc.message).split())[:200]
+        more = f" ({self._left_out} more since the last such line)" if self._left_out else ""
+        self._left_out = 0
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg, record.args = "malformed HTTP request from %s: %s%s", (peer, reason, more)
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_malformed_requests(interval: float = 10.0) -> None:
+    """Install `MalformedRequestFilter` on aiohttp's server logger, once per process."""
+    logger = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in logger.filters):
+        logger.addFilter(MalformedRequestFilter(interval))
 
 
 def configure(log_format: str, level: int = logging.INFO) -> None:

@@ -6,8 +6,9 @@ histograms, and the SSE hub's and the queue's figures read at scrape time.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -22,7 +23,9 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .keys import METRICS, REDIS, SSE_HUB
+from .keys import METRICS, METRICS_ADDRESS, REDIS, SETTINGS, SSE_HUB
+
+log = logging.getLogger(__name__)
 
 
 class _HubCollector(Collector):
@@ -98,13 +101,48 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
+async def _render(app: web.Application) -> web.Response:
+    metrics = app[METRICS]
     try:
-        metrics.hub.queue_depth = await request.app[REDIS].zcard(default_queue_name)
+        metrics.hub.queue_depth = await app[REDIS].zcard(default_queue_name)
     except Exception:  # Redis down: report what we can; /readyz says why
         metrics.hub.queue_depth = None
     return web.Response(
         body=generate_latest(metrics.registry),
         headers={"Content-Type": CONTENT_TYPE_LATEST},
     )
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    return await _render(request.app)
+
+
+async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """/metrics on a port of its own (SERVER_METRICS_PORT), kept off the public one: each
+    scrape reads Redis, and route counts and open streams are not for everyone to see."""
+    settings = app[SETTINGS]
+    port = settings.server_metrics_port
+    if port is None:
+        yield
+        return
+
+    async def scrape(request: web.Request) -> web.Response:
+        return await _render(app)
+
+    internal = web.Application()
+    internal.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(internal, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RuntimeError(
+            f"the server's metrics port {settings.host}:{port} is unavailable "
+            f"({exc.strerror}); give each server process its own SERVER_METRICS_PORT"
+        ) from exc
+    app[METRICS_ADDRESS] = runner.addresses[0]
+    log.info("server metrics at http://%s:%d/metrics", *runner.addresses[0][:2])
+    yield
+    await runner.cleanup()

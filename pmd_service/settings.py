@@ -35,6 +35,11 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
+def _optional_port(env: Mapping[str, str], name: str) -> int | None:
+    """Unset: None; 0 picks a free port."""
+    return _int(env, name, 0, 0, 65535) if env.get(name) else None
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -103,6 +108,7 @@ class Settings:
     max_body_bytes: int = 256 * 1024
     log_format: str = "text"
     metrics_port: int = 9108  # the worker's /metrics (the server's is on its own port); 0: off
+    server_metrics_port: int | None = None  # the server's /metrics there, not on `port`
     cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
     host_cache_redis_url: str | None = field(default=None, repr=False)  # None: caches left alone
     host_cache_patterns: tuple[str, ...] = DEFAULT_HOST_CACHE_PATTERNS
@@ -206,6 +212,7 @@ class Settings:
             sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
             sse_queue_size=_int(env, "SSE_QUEUE_SIZE", 256, 1, 100_000),
             log_format=log_format,
+            server_metrics_port=_optional_port(env, "SERVER_METRICS_PORT"),
             metrics_port=_int(env, "METRICS_PORT", 9108, 0, 65535),
             cors_origins=cors_origins,
             host_cache_redis_url=cache_url,

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from pmd_service.logs import MalformedRequestFilter, quiet_malformed_requests
 from pmd_service.web.pages import PAGE_ROUTES
 from tests.factories import Factory
 from tests.test_auth import assert_problem
@@ -124,3 +127,37 @@ async def test_raw_bytes_that_are_not_utf8_never_give_5xx(client: Client, factor
                b"\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() +
                b"\r\nConnection: close\r\n\r\n" + body)  # fmt: skip
     assert await raw(request) == 400
+
+
+async def test_malformed_requests_log_one_warning_line_not_a_traceback_each(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def raw(request: bytes) -> int:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(request)
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        return int(status_line.split()[1])
+
+    malformed = [
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n",
+    ]
+    # A fresh filter: an earlier test in this process may have opened the current interval.
+    logger = logging.getLogger("aiohttp.server")
+    for old in [f for f in logger.filters if isinstance(f, MalformedRequestFilter)]:
+        logger.removeFilter(old)
+    quiet_malformed_requests()
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        for request in malformed * 50:
+            assert await raw(request) == 400
+    lines = [r for r in caplog.records if r.name == "aiohttp.server"]
+    # 100 malformed requests within the rate limit's interval: one line, a warning, no traceback.
+    assert len(lines) == 1
+    (line,) = lines
+    assert line.levelno == logging.WARNING and line.exc_info is None
+    assert line.getMessage().startswith("malformed HTTP request from 127.0.0.1: ")
+    assert "Content-Length" in line.getMessage()
+    # Nothing else was logged at ERROR.
+    assert not any(r.levelno >= logging.ERROR for r in caplog.records)

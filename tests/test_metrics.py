@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
 
+from pmd_service.app import create_app
+from pmd_service.keys import METRICS_ADDRESS
+from pmd_service.settings import Settings
 from tests.factories import Factory
 from tests.test_bdr_flow import request_bdr
 
@@ -40,3 +46,24 @@ async def test_metrics_count_requests_by_route_and_status(client: Client, factor
     assert _value(text, "pmd_sse_subscribers ") == 0
     assert _value(text, "pmd_sse_listen_reconnects_total ") == 0
     assert _value(text, "pmd_arq_queue_depth ") == 1  # the BDR's job waits for a worker
+
+
+async def test_metrics_on_an_internal_port_only(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    app = create_app(replace(settings, server_metrics_port=0))
+    client = await aiohttp_client(app)
+    user = await factory.user()
+    await client.get("/api/pmd/posts", headers=user.auth)
+    # Not on the public port any more (and not in the API's own description)...
+    resp = await client.get("/metrics")
+    assert resp.status == 404
+    assert "/metrics" not in (await (await client.get("/openapi.json")).json())["paths"]
+    # ...but on its own, where it counts the public port's requests.
+    host, port = app[METRICS_ADDRESS][:2]
+    async with aiohttp.ClientSession() as http, http.get(f"http://{host}:{port}/metrics") as r:
+        assert r.status == 200
+        text = await r.text()
+    ok = 'pmd_http_requests_total{method="GET",route="/api/pmd/posts",status="200"}'
+    assert _value(text, ok) == 1
+    assert _value(text, 'pmd_http_requests_total{method="GET",route="unmatched",status="404"}') == 1
