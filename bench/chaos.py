@@ -184,6 +184,8 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                 PMD_DEV="false",
                 PMD_DATA_DIR=str(run_dir / "data"),
                 BDR_DAILY_LIMIT=str(daily_limit),
+                # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
+                BDR_MIN_FREE_BYTES=str(8 * 2**20),
                 BDR_RETRY_BASE_SECONDS="1",
                 BDR_STALE_SECONDS="15",
                 BDR_PENDING_GRACE_SECONDS="5",

@@ -142,17 +142,24 @@ class Faults:
             self.note("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1
             return
+        start = time.monotonic()
+        self.ledger.disk_full.append((start, start + 3600))
         taken = await asyncio.to_thread(self.tmpfs.fill)
         self.note(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
                   f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
-        # A build that is sure to need space while there is none (the actors may be idle).
+        # A request while there is no space: refused with 503 + Retry-After (BDR_MIN_FREE_BYTES),
+        # not queued to fail; builds already running meet ENOSPC and are retried.
         body = {"post_ids": self.rng.sample(self.victim.downloads, 40), "send_email": True}
         a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
         if a is not None and a.status == 202:
             self.disk_bdr = a.json()["id"]
             self.ledger.seen_bdrs.add(self.disk_bdr)
+        elif a is not None:
+            self.note(f"BDR requested on the full disk: {a.status}, "
+                      f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
         await asyncio.sleep(self.disk_seconds)
         await asyncio.to_thread(self.tmpfs.empty)
+        self.ledger.disk_full[-1] = (start, time.monotonic())
         self.note(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
 
     # --- schedule and supervision ------------------------------------------------------------

@@ -52,6 +52,8 @@ class Ledger:
     dependency_503: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     redis_down: list[tuple[float, float]] = field(default_factory=list)
+    disk_full: list[tuple[float, float]] = field(default_factory=list)
+    disk_503: int = 0  # new BDRs refused while the ZIP folder was short of space
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     created_at: list[float] = field(default_factory=list)  # seconds into the workload
@@ -64,6 +66,9 @@ class Ledger:
 
     def redis_was_down(self, t: float, grace: float = 5.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.redis_down)
+
+    def disk_was_full(self, t: float, grace: float = 2.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.disk_full)
 
 
 def label(method: str, path: str) -> str:
@@ -106,6 +111,13 @@ class Api:
             self.ledger.shutdown_503 += 1
         elif status == 503 and name in REDIS_DEPENDENT and self.ledger.redis_was_down(started):
             self.ledger.dependency_503[name] += 1
+        elif (
+            status == 503
+            and name == "POST /api/pmd/bdr"
+            and b"low-disk-space" in body
+            and self.ledger.disk_was_full(started)
+        ):
+            self.ledger.disk_503 += 1
         else:
             self.ledger.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
 
@@ -321,6 +333,10 @@ class Actor:
             self.l.counts["BDR requests refused by the daily limit (429)"] += 1
             if "Retry-After" not in a.headers:
                 self.l.violation("429 without Retry-After")
+            return
+        if a.status == 503 and "Retry-After" in a.headers:
+            # classify() has booked it: allowed only while the disk was full (or a shutdown).
+            self.l.counts["BDR requests answered 503 + Retry-After"] += 1
             return
         if a.status != 202:
             self.l.violation(f"BDR request answered {a.status}: {a.body[:200]!r}")

@@ -22,6 +22,9 @@ CREATE TABLE batch_download_requests (
     file_path         varchar(500),
     file_size_bytes   bigint,
     file_sha256       char(64),
+    -- The artworks' declared size (the host's post_files.file_bytes) when requested: the
+    -- requester's daily byte budget counts it.
+    estimated_bytes   bigint NOT NULL DEFAULT 0,
     artwork_count     integer NOT NULL
         CONSTRAINT bdr_artwork_count_range CHECK (artwork_count BETWEEN 1 AND 128),
     progress_done     integer NOT NULL DEFAULT 0,

@@ -92,6 +92,9 @@ class Settings:
     smtp_starttls: bool = False
     mail_from: str = "pmd@localhost"
     bdr_daily_limit: int = 8
+    bdr_max_bytes: int = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
+    bdr_daily_bytes: int = 8 * 2**30  # what one requester may ask for in a UTC day
+    bdr_min_free_bytes: int = 2**30  # below this free in BDR_PATH, new requests get 503
     bdr_expiry_days: int = 7
     host: str = "127.0.0.1"
     port: int = 8080
@@ -199,6 +202,9 @@ class Settings:
             smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
             mail_from=env.get("MAIL_FROM") or "pmd@localhost",
             bdr_daily_limit=_int(env, "BDR_DAILY_LIMIT", 8, 1, 10_000),
+            bdr_max_bytes=_int(env, "BDR_MAX_BYTES", 2 * 2**30, 1, 2**50),
+            bdr_daily_bytes=_int(env, "BDR_DAILY_BYTES", 8 * 2**30, 1, 2**50),
+            bdr_min_free_bytes=_int(env, "BDR_MIN_FREE_BYTES", 2**30, 0, 2**50),
             bdr_expiry_days=_int(env, "BDR_EXPIRY_DAYS", 7, 1, 365),
             host=env.get("HOST") or "127.0.0.1",
             port=_int(env, "PORT", 8080, 0, 65535),

@@ -17,6 +17,7 @@ from ..openapi import Operation, Param
 from ..responses import json_response
 from ..validation import path_uuid, read_json
 from . import service
+from .budget import Limits, ensure_free_space
 from .schemas import BdrItem, BdrList, BdrRequest
 
 
@@ -29,13 +30,9 @@ async def create_bdr(request: web.Request) -> web.Response:
     body = await read_json(request, BdrRequest)
     principal = await retarget(request, body.target_sqid)
     rid = request_id(request)
-    item = await service.create(
-        request.app[DB_POOL],
-        principal,
-        body,
-        request.app[SETTINGS].bdr_daily_limit,
-        rid,
-    )
+    settings = request.app[SETTINGS]
+    await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
+    item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)
     response = json_response(
         item,
         status=202,
@@ -151,7 +148,7 @@ OPERATIONS = (
     Operation(
         "post", "/api/pmd/bdr", "createBdr", "Request a ZIP of up to 128 artworks", "downloads",
         ok_status=202, ok_description="Accepted: the request is queued", request=BdrRequest,
-        response=BdrItem, problems=(429,), headers={"Location": "The new request's URL"},
+        response=BdrItem, problems=(429, 503), headers={"Location": "The new request's URL"},
     ),
     Operation("get", "/api/pmd/bdr", "listBdrs", "The 20 newest download requests", "downloads",
               response=BdrList),

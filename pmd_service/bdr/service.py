@@ -18,6 +18,7 @@ from ..auth import Principal
 from ..errors import ProblemError, conflict, forbidden, gone, not_found
 from ..posts.service import ensure_unique, lock_eligible
 from ..vault import VaultPathError, bdr_zip_path, is_host_file, stored_zip_path
+from .budget import Limits, human_bytes, too_large
 from .enqueue import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
@@ -30,17 +31,23 @@ _QUOTA_LOCK = 5064069
 SQL_QUOTA_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 # What a caller asked for today: their own requests, and those made for others as a moderator
 # (which never spend the user's quota).
-SQL_COUNT_TODAY = """
-SELECT count(*) FROM batch_download_requests
+SQL_USED_TODAY = """
+SELECT count(*) AS requests, coalesce(sum(estimated_bytes), 0)::bigint AS bytes
+FROM batch_download_requests
 WHERE ((user_id = $1 AND requested_by IS NULL) OR requested_by = $1)
   AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+"""
+# The artworks' declared size: each post's native file, as the host recorded it.
+SQL_DECLARED_BYTES = """
+SELECT coalesce(sum(file_bytes), 0)::bigint FROM post_files
+WHERE post_id = ANY($1::int[]) AND is_native
 """
 # Inserted unannounced: its first event is published by `announce`, after the reply.
 SQL_INSERT = f"""
 INSERT INTO batch_download_requests
     (user_id, user_sqid, requested_by, post_ids, artwork_count, include_comments,
-     include_reactions, send_email, request_id, announced)
-VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, false)
+     include_reactions, send_email, request_id, estimated_bytes, announced)
+VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false)
 RETURNING {ITEM_COLUMNS}
 """
 SQL_ANNOUNCE = "UPDATE batch_download_requests SET announced = true WHERE id = $1 AND NOT announced"
@@ -76,14 +83,25 @@ def seconds_to_utc_midnight(now: datetime | None = None) -> int:
     return max(1, int((midnight - now).total_seconds() + 0.999))
 
 
+def _over_the_day(why: str) -> ProblemError:
+    wait = seconds_to_utc_midnight()
+    return ProblemError(
+        429,
+        "daily-limit",
+        "Too Many Requests",
+        f"{why}; it resets at midnight UTC, in {wait // 3600} h {wait % 3600 // 60} min.",
+        headers={"Retry-After": str(wait)},
+    )
+
+
 async def create(
     pool: asyncpg.Pool,
     principal: Principal,
     body: BdrRequest,
-    daily_limit: int,
+    limits: Limits,
     request_id: str | None,
 ) -> BdrItem:
-    """Check eligibility and quota and commit the row, unannounced (see `announce`)."""
+    """Check eligibility, size and quota and commit the row, unannounced (see `announce`)."""
     ensure_unique(body.post_ids)
     user_id = principal.target.id
     requested_by = principal.caller.id if principal.as_moderator else None
@@ -92,20 +110,28 @@ async def create(
         # Two-key advisory lock: concurrent requests of one requester count and insert one at
         # a time, so the quota can never be overrun (the seed's check-then-insert raced).
         await conn.execute(SQL_QUOTA_LOCK, _QUOTA_LOCK, requester)
-        used = await conn.fetchval(SQL_COUNT_TODAY, requester)
-        if used >= daily_limit:
-            wait = seconds_to_utc_midnight()
-            raise ProblemError(
-                429,
-                "daily-limit",
-                "Too Many Requests",
-                f"The limit of {daily_limit} download requests per day is reached; "
-                f"it resets at midnight UTC, in {wait // 3600} h {wait % 3600 // 60} min.",
-                headers={"Retry-After": str(wait)},
+        used = await conn.fetchrow(SQL_USED_TODAY, requester)
+        assert used is not None  # an aggregate always has its row
+        if used["requests"] >= limits.requests_a_day:
+            raise _over_the_day(
+                f"The limit of {limits.requests_a_day} download requests per day is reached"
             )
         # Row locks until commit: a concurrent delete cannot slip between check and insert
         # (and the worker re-checks at build time anyway).
         await lock_eligible(conn, user_id, body.post_ids)
+        size = await conn.fetchval(SQL_DECLARED_BYTES, body.post_ids)
+        if size > limits.bytes_a_request:
+            raise ProblemError(
+                400, "too-large", "Bad Request",
+                too_large(size, limits.bytes_a_request, len(body.post_ids)),
+                extra={"size_bytes": size, "limit_bytes": limits.bytes_a_request},
+            )  # fmt: skip
+        if used["bytes"] + size > limits.bytes_a_day:
+            raise _over_the_day(
+                f"This download ({human_bytes(size)}) would take today's downloads past the "
+                f"limit of {human_bytes(limits.bytes_a_day)} a day "
+                f"({human_bytes(used['bytes'])} asked for so far)"
+            )
         row = await conn.fetchrow(
             SQL_INSERT,
             user_id,
@@ -116,6 +142,7 @@ async def create(
             body.include_reactions,
             body.send_email,
             request_id,
+            size,
         )
         assert row is not None
         if principal.as_moderator:

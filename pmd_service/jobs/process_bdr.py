@@ -25,6 +25,7 @@ import asyncpg
 import redis.exceptions
 from arq import Retry
 
+from ..bdr.budget import human_bytes
 from ..logs import request_id_set
 from ..vault import bdr_file_path, bdr_temp_name, bdr_zip_path
 from .archive_content import Extras, Plan, json_files, load_extras, plan_artworks, skipped_entries
@@ -266,9 +267,22 @@ class Run:
             )
         )
         reported, last_beat = -1, time.monotonic()
+        cap = settings.bdr_max_bytes
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+                # Declared sizes were checked at request time; the files may be bigger. The cap
+                # is enforced on what is written, overshooting by one interval's writes at most.
+                written = await asyncio.to_thread(_size_of, temp)
+                if written > cap:
+                    cancel.set()
+                    with contextlib.suppress(BaseException):
+                        await task
+                    raise PermanentError(
+                        f"This download grew past the limit of {human_bytes(cap)} a download "
+                        f"(over {human_bytes(written)} after {done - pre_skipped} of "
+                        f"{len(plan.artworks)} artworks); request fewer artworks at a time."
+                    )
                 now = time.monotonic()
                 if task.done() or (done == reported and now - last_beat < HEARTBEAT_EVERY):
                     continue
@@ -276,7 +290,13 @@ class Run:
                 reported, last_beat = done, now
                 if not still_ours:
                     cancel.set()  # the build thread stops before the next artwork
-            return await task
+            result = await task
+            if result.size > cap:
+                raise PermanentError(
+                    f"This download is {human_bytes(result.size)}, past the limit of "
+                    f"{human_bytes(cap)} a download; request fewer artworks at a time."
+                )
+            return result
         finally:
             if not task.done():
                 cancel.set()
@@ -284,6 +304,13 @@ class Run:
                     await task
             if source is not None:
                 await source.aclose()
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:  # not created yet
+        return 0
 
 
 async def process_bdr(ctx: dict[str, Any], bdr_id: str) -> str:

@@ -1,0 +1,70 @@
+"""What a download may cost: requests a day, bytes a request, bytes a day, and disk to spare.
+
+Sizes at request time are the host's declared ones (`post_files.file_bytes` of each native
+file): the worker checks the real ZIP against the same per-request cap while it builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ProblemError
+from ..settings import Settings
+
+# Free space was short: ask again after this long (the daily cleanup or an operator frees it).
+LOW_DISK_RETRY_AFTER = 300
+
+
+@dataclass(frozen=True)
+class Limits:
+    requests_a_day: int
+    bytes_a_request: int
+    bytes_a_day: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.bdr_daily_limit, settings.bdr_max_bytes, settings.bdr_daily_bytes)
+
+
+def human_bytes(n: int) -> str:
+    """1 decimal, binary units, as people read file sizes: 1.5 GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def too_large(size: int, cap: int, artworks: int) -> str:
+    return (
+        f"These {artworks} artworks take {human_bytes(size)}; one download may hold at most "
+        f"{human_bytes(cap)}. Request fewer artworks at a time."
+    )
+
+
+async def ensure_free_space(folder: Path, floor: int) -> None:
+    """503 while the ZIP folder's file system has less than `floor` bytes free."""
+    if floor <= 0:
+        return
+    free = await asyncio.to_thread(_free_bytes, folder)
+    if free < floor:
+        raise ProblemError(
+            503,
+            "low-disk-space",
+            "Service Unavailable",
+            "The server is short of disk space for new downloads; please try again in a few "
+            "minutes.",
+            headers={"Retry-After": str(LOW_DISK_RETRY_AFTER)},
+        )
+
+
+def _free_bytes(folder: Path) -> int:
+    # The folder may not exist yet (first request): its nearest existing parent's file system.
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return shutil.disk_usage(candidate).free
+    return 0
