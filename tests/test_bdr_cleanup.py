@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+from pmd_service.jobs.cleanup import cleanup_expired_bdrs, old_files
 from pmd_service.settings import Settings
 from tests.conftest import run_worker
 from tests.factories import Factory
@@ -133,3 +135,32 @@ async def test_orphan_zips_are_removed_and_ready_ones_kept(
     summary = await cleanup_expired_bdrs(worker_ctx)
     assert summary["orphan_zips_removed"] == 1
     assert kept.exists() and young_orphan.exists() and not orphan.exists()
+
+
+def test_files_that_vanish_during_the_scan_are_skipped(tmp_path: Path) -> None:
+    """Builds rename and remove their `.part` files while the cleanup lists the folder; an
+    entry gone between the listing and its stat() is skipped, not the end of the cleanup."""
+    folder = tmp_path / "someone"
+    folder.mkdir()
+    keep = folder / f".pmd-{uuid.uuid4()}.0123abcd.part"
+    keep.write_bytes(b"old")
+    os.utime(keep, (time.time() - 7200, time.time() - 7200))
+    stop = threading.Event()
+
+    def churn() -> None:  # as concurrent builds do: create, then rename or remove
+        while not stop.is_set():
+            names = [folder / f".pmd-{uuid.uuid4()}.{n:08x}.part" for n in range(20)]
+            for path in names:
+                path.write_bytes(b"")
+            for path in names:
+                path.unlink()
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(3000):
+            parts, zips = old_files(tmp_path, time.time())
+            assert parts == [keep] and zips == []
+    finally:
+        stop.set()
+        thread.join()

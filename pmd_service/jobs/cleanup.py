@@ -61,7 +61,11 @@ def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
     for user_dir in root.iterdir():
         if not user_dir.is_dir() or user_dir.is_symlink():
             continue
-        for entry in user_dir.iterdir():
+        try:
+            entries = list(user_dir.iterdir())
+        except FileNotFoundError:
+            continue  # removed meanwhile (emptied and removed by another cleanup)
+        for entry in entries:
             own_temp = OWN_TEMP_RE.fullmatch(entry.name) is not None
             if not own_temp and OWN_ZIP_RE.fullmatch(entry.name) is None:
                 continue
