@@ -3,7 +3,8 @@
 Every line carries the request id of the work it belongs to (`REQUEST_ID`): the server's
 middleware sets it per HTTP request, the worker per BDR job (from the row, so a BDR's lines on
 both sides and its email share one id). Credentials never reach the output: the handler's
-filter masks Bearer tokens, JWTs and `ticket=` values in any message, whichever library wrote it.
+filter masks Bearer tokens, JWTs, `ticket=` values and the user info of URLs in any message,
+whichever library wrote it.
 """
 
 from __future__ import annotations
@@ -39,10 +40,14 @@ _SECRETS = re.compile(
     r"(?P<bearer>\bBearer\s+)[^\s\"',;]+"
     r"|(?P<param>[?&;\s](?:ticket|token|access_token)=)[^&\s\"',;]+"
     r"|\beyJ[\w-]{8,}\.[\w-]+\.[\w-]*"  # any JWT (header.payload.signature)
+    # user info in a URL (`https://user:password@host`): ARTWORK_BASE_URL, database URLs
+    r"|(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@\"'<>]+@"
 )
 
 
 def _mask(match: re.Match[str]) -> str:
+    if match.group("scheme"):
+        return match.group("scheme") + "[redacted]@"
     return (match.group("bearer") or match.group("param") or "") + "[redacted]"
 
 

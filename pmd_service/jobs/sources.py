@@ -7,12 +7,15 @@ taken from a row (the seed fetched `art_url` as given).
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import yarl
 
 from ..vault import VaultPathError, artwork_path, relative_artwork_path
 from .archive_content import Artwork
@@ -43,29 +46,69 @@ def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
         yield Entry(a.post_id, _arcname(a), path=path)
 
 
-async def _fetch(session: aiohttp.ClientSession, base_url: str, artwork: Artwork) -> Entry:
+@dataclass(frozen=True)
+class Origin:
+    """ARTWORK_BASE_URL split in two: `url` without any user info, the only form ever requested,
+    logged or put in a message (logging the configured URL as is wrote `user:pass@` into every
+    failure line), and its credentials, sent as an HTTP basic `Authorization` header instead."""
+
+    url: str
+    headers: dict[str, str]
+
+    @classmethod
+    def parse(cls, base_url: str) -> Origin:
+        parsed = yarl.URL(base_url)
+        headers = {}
+        if parsed.user is not None or parsed.password is not None:
+            # yarl decodes the percent-encoding; UTF-8 as RFC 7617 recommends.
+            pair = f"{parsed.user or ''}:{parsed.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return cls(str(parsed.with_user(None)).rstrip("/"), headers)
+
+
+class _TooLarge(Exception):
+    """The body passed MAX_ARTWORK_BYTES: refused at once, never retried."""
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """The whole body up to EOF, at most MAX_ARTWORK_BYTES of it.
+
+    `content.read(n)` returns only what happens to be buffered (often 64 KiB), so the body is
+    accumulated until EOF. A connection closed before the declared Content-Length (or the last
+    chunk) raises aiohttp.ClientPayloadError here: a transient failure, never a short file.
+    """
+    cap = MAX_ARTWORK_BYTES
+    if resp.content_length is not None and resp.content_length > cap:
+        raise _TooLarge(f"fetch {url}: Content-Length {resp.content_length} is over {cap} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > cap:  # no Content-Length (chunked) or a lying one: stop reading now
+            raise _TooLarge(f"fetch {url}: body over {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwork) -> Entry:
     arcname = _arcname(artwork)
     try:
-        url = f"{base_url}/{relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)}"
+        url = f"{origin.url}/{relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)}"
     except VaultPathError:
         return Entry(artwork.post_id, arcname, skip_reason="file_missing")
     for attempt in range(1, FETCH_ATTEMPTS + 1):
         try:
-            async with session.get(url, timeout=FETCH_TIMEOUT, allow_redirects=False) as resp:
+            async with session.get(
+                url, headers=origin.headers, timeout=FETCH_TIMEOUT, allow_redirects=False
+            ) as resp:
                 if resp.status == 404:
                     return Entry(artwork.post_id, arcname, skip_reason="file_missing")
                 if resp.status == 200:
-                    if (resp.content_length or 0) > MAX_ARTWORK_BYTES:
-                        log.warning(
-                            "fetch %s: %s bytes is over the limit", url, resp.content_length
-                        )
-                        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
-                    data = await resp.content.read(MAX_ARTWORK_BYTES + 1)
-                    if len(data) > MAX_ARTWORK_BYTES or not resp.content.at_eof():
-                        log.warning("fetch %s: body over %d bytes", url, MAX_ARTWORK_BYTES)
-                        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
-                    return Entry(artwork.post_id, arcname, data=data)
+                    return Entry(artwork.post_id, arcname, data=await _read_capped(resp, url))
                 log.warning("fetch %s: HTTP %s (attempt %d)", url, resp.status, attempt)
+        except _TooLarge as exc:
+            log.warning("%s; skipped", exc)
+            return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("fetch %s: %s (attempt %d)", url, exc, attempt)
         if attempt < FETCH_ATTEMPTS:
@@ -80,18 +123,19 @@ async def fetched_in_order(
 
     The window also bounds memory: at most `concurrency` artworks are held at once.
     """
+    origin = Origin.parse(base_url)
     pending = iter(artworks)
     window: deque[asyncio.Task[Entry]] = deque()
     try:
         for artwork in pending:
-            window.append(asyncio.create_task(_fetch(session, base_url, artwork)))
+            window.append(asyncio.create_task(_fetch(session, origin, artwork)))
             if len(window) >= concurrency:
                 break
         while window:
             entry = await window.popleft()
             following = next(pending, None)
             if following is not None:
-                window.append(asyncio.create_task(_fetch(session, base_url, following)))
+                window.append(asyncio.create_task(_fetch(session, origin, following)))
             yield entry
     finally:
         for task in window:
