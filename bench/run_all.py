@@ -49,6 +49,7 @@ BENCHMARKS = (
     Bench("sse", (), 1200),
     Bench("page", (), 600),
     Bench("host_migrate", (), 900),
+    Bench("worker_memory", (), 900),
 )
 
 
@@ -447,6 +448,19 @@ def host_migrate_section(f: dict[str, Any]) -> dict[str, str]:
     return {"host_migrate_table": table, "host_migrate_targets": targets}
 
 
+def worker_memory_section(f: dict[str, Any]) -> dict[str, str]:
+    growth = f["growth_mb"]
+    return {
+        "worker_memory_figures": (
+            f"{f['visible_comments']:,} visible comments on one artwork (comments.json "
+            f"{f['comments_json_bytes'] / 1e6:.0f} MB): worker RSS {f['baseline_rss_mb']:.1f} MB "
+            f"after the warm-up, peak **{f['peak_rss_mb']:.1f} MB** during the build, so "
+            f"**{growth:.1f} MB** of growth (target ≤ 20 MB: {_verdict(growth <= 20)}); the "
+            f"build took {f['build_s']:.1f} s."
+        )
+    }
+
+
 def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
     rows = [
         "| subscribers | RSS | per subscriber | LISTEN conns | (a) p50 | (a) p99 | (b) p50 | (b) p99 | (b) max | delivered |",
@@ -504,6 +518,7 @@ def render(names: list[str], failures: dict[str, str]) -> None:
         "sse": (sse_section, ("sse_table", "sse_targets", "sse_update")),
         "page": (page_section, ("page_runs", "page_table", "page_targets")),
         "host_migrate": (host_migrate_section, ("host_migrate_table", "host_migrate_targets")),
+        "worker_memory": (worker_memory_section, ("worker_memory_figures",)),
     }  # fmt: skip
     for name, (make, keys) in sections.items():
         if name in figures:

@@ -62,8 +62,8 @@ _LIVE_ARTWORKS = (
     "((kind = 'artwork'::text) AND (deleted_by_user = false))",
 )
 
-# From the SQL of posts/service.py (list, counts), jobs/archive_content.py (the ZIP's posts,
-# comments, reactions) and auth.py (the token's user).
+# From the SQL of posts/service.py (list, counts), jobs/archive_content.py (the ZIP's posts),
+# jobs/archive_json.py (its comments, reactions) and auth.py (the token's user).
 NEEDED_INDEXES = (
     IndexNeed(
         "posts", ("owner_id", "created_at"), None,

@@ -8,10 +8,16 @@ from sqids import Sqids
 class PublicIds:
     def __init__(self, alphabet: str) -> None:
         self._sqids = Sqids(alphabet=alphabet, min_length=0)
+        self._alphabet = frozenset(alphabet)
 
     def encode(self, numeric_id: int) -> str:
         value: str = self._sqids.encode([numeric_id])
         return value
+
+    def in_alphabet(self, value: str) -> bool:
+        """Whether `value` is non-empty and made only of the alphabet's characters: a host row's
+        sqid may be anything, and only such a value is fit to become part of a file name."""
+        return bool(value) and self._alphabet.issuperset(value)
 
     def decode(self, sqid: str) -> int | None:
         """The id behind `sqid`, or None when it is not the canonical encoding of one id."""

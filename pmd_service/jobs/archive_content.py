@@ -2,7 +2,7 @@
 
 Formats follow the seed (`metadata.json`, `comments.json`, `reactions.json`) plus `skipped` in
 metadata.json and `parent_id` in each comment. JSON is UTF-8 without escaping, so titles and
-emoji arrive byte-exact.
+emoji arrive byte-exact. comments.json and reactions.json are streamed (archive_json.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import asyncpg
 import msgspec
 
 from ..public_ids import PublicIds
+from .archive_json import Extras
+from .entry_names import extension, post_sqid, safe_part
+from .zipbuild import Trailing
 
 # Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
 # since the request are skipped (the seed exported them anyway).
@@ -27,20 +30,6 @@ FROM unnest($1::int[]) WITH ORDINALITY AS r(post_id, ord)
 LEFT JOIN posts p ON p.id = r.post_id
 LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
 ORDER BY r.ord
-"""
-SQL_VISIBLE_COMMENTS = """
-SELECT c.id, c.post_id, c.parent_id, c.body, c.created_at, u.handle AS author_handle
-FROM comments c
-LEFT JOIN users u ON u.id = c.author_id
-WHERE c.post_id = ANY($1::int[])
-  AND NOT c.hidden_by_mod AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod
-ORDER BY c.post_id, c.created_at, c.id
-"""
-SQL_REACTION_COUNTS = """
-SELECT post_id, emoji, count(*) AS n
-FROM reactions WHERE post_id = ANY($1::int[])
-GROUP BY post_id, emoji
-ORDER BY post_id, n DESC, emoji
 """
 
 
@@ -57,11 +46,18 @@ class Artwork:
     hashtags: list[str]
     storage_shard: str | None
     storage_key: uuid.UUID
-    fmt: str
+    fmt: str  # as the host stores it: finds the file (vault.py refuses any unknown format)
+
+    @property
+    def ext(self) -> str:
+        return extension(self.fmt)
 
     @property
     def filename(self) -> str:
-        return f"{self.sqid}.{self.fmt}"
+        """The entry's name under `artworks/`: plan_artworks gives a checked sqid already; the
+        check is repeated here, where every entry name is made, for Artworks built elsewhere."""
+        sqid = self.sqid if safe_part(self.sqid) else str(self.post_id)
+        return f"{sqid}.{self.ext}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,8 @@ async def plan_artworks(
     sqids: dict[int, str] = {}
     for row in await conn.fetch(SQL_POSTS_IN_ORDER, post_ids):
         post_id = row["post_id"]
-        sqids[post_id] = row["public_sqid"] or ids.encode(post_id)
+        # Names in the ZIP and its JSON files are built from this: never the host's value as is.
+        sqids[post_id] = post_sqid(row["public_sqid"], post_id, ids)
         if not row["found"] or row["deleted_by_user"]:
             skipped.append((post_id, "deleted"))
         elif row["owner_id"] != user_id:
@@ -108,21 +105,6 @@ async def plan_artworks(
     return Plan(artworks, skipped, sqids)
 
 
-@dataclass(frozen=True)
-class Extras:
-    comments: list[asyncpg.Record] | None
-    reactions: list[asyncpg.Record] | None
-
-
-async def load_extras(
-    conn: asyncpg.Pool, post_ids: list[int], comments: bool, reactions: bool
-) -> Extras:
-    return Extras(
-        comments=await conn.fetch(SQL_VISIBLE_COMMENTS, post_ids) if comments else None,
-        reactions=await conn.fetch(SQL_REACTION_COUNTS, post_ids) if reactions else None,
-    )
-
-
 def _json(value: Any) -> bytes:
     return msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
 
@@ -137,12 +119,11 @@ def json_files(
     extras: Extras,
     added: list[int],
     skipped: list[tuple[int, str]],
-) -> list[tuple[str, bytes]]:
+) -> list[tuple[str, Trailing]]:
     """metadata.json (always), comments.json and reactions.json (when asked), for `added`."""
     now = datetime.now(UTC)
-    included = set(added)
     by_id = {a.post_id: a for a in plan.artworks}
-    files = [
+    files: list[tuple[str, Trailing]] = [
         (
             "metadata.json",
             _json({
@@ -159,7 +140,7 @@ def json_files(
                         "width": a.width,
                         "height": a.height,
                         "frame_count": a.frame_count,
-                        "file_format": a.fmt,
+                        "file_format": a.ext,
                         "hashtags": a.hashtags,
                     }
                     for a in (by_id[pid] for pid in added)
@@ -168,26 +149,4 @@ def json_files(
             }),
         )
     ]  # fmt: skip
-    if extras.comments is not None:
-        comments: dict[str, list[dict[str, Any]]] = {}
-        for c in extras.comments:
-            if c["post_id"] in included:
-                comments.setdefault(plan.sqids[c["post_id"]], []).append({
-                    "id": str(c["id"]),
-                    "author_handle": c["author_handle"] or "anonymous",
-                    "body": c["body"],
-                    "created_at": c["created_at"],
-                    "parent_id": str(c["parent_id"]) if c["parent_id"] else None,
-                })  # fmt: skip
-        files.append(
-            ("comments.json", _json({"generated_at": now, "comments_by_artwork": comments}))
-        )
-    if extras.reactions is not None:
-        reactions: dict[str, dict[str, int]] = {}
-        for r in extras.reactions:
-            if r["post_id"] in included:
-                reactions.setdefault(plan.sqids[r["post_id"]], {})[r["emoji"]] = r["n"]
-        files.append(
-            ("reactions.json", _json({"generated_at": now, "reactions_by_artwork": reactions}))
-        )
-    return files
+    return [*files, *extras.files(now, added, plan.sqids)]

@@ -28,11 +28,12 @@ from arq import Retry
 from ..bdr.budget import human_bytes
 from ..logs import request_id_set
 from ..vault import bdr_file_path, bdr_temp_name, bdr_zip_path
-from .archive_content import Extras, Plan, json_files, load_extras, plan_artworks, skipped_entries
+from .archive_content import Plan, json_files, plan_artworks, skipped_entries
+from .archive_json import Extras
 from .context import WorkerState, state
 from .notify import send_bdr_email
 from .sources import bridge_to_thread, fetched_in_order, vault_entries
-from .zipbuild import BuildCancelled, BuildResult, build_zip, discard, publish
+from .zipbuild import BuildCancelled, BuildResult, Trailing, build_zip, discard, publish
 
 log = logging.getLogger(__name__)
 
@@ -173,18 +174,12 @@ class Run:
         plan = await plan_artworks(
             self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids
         )
-        extras = await load_extras(
-            self.pool,
-            [a.post_id for a in plan.artworks],
-            claim["include_comments"],
-            claim["include_reactions"],
-        )
         file_path = bdr_file_path(user_sqid, self.bdr_id)
         final = bdr_zip_path(settings.bdr_path, file_path)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
         temp = final.with_name(bdr_temp_name(self.bdr_id, self.token.hex[:8]))
         try:
-            result = await self._stream(plan, extras, user["handle"], temp)
+            result = await self._stream(plan, user["handle"], temp)
             skipped = self.in_request_order(plan, result.skipped)
             self.skipped_json = skipped_entries(skipped, plan.sqids)
             if not result.added:
@@ -228,10 +223,17 @@ class Run:
                 self.st.settings.bdr_expiry_days,
             )
 
-    async def _stream(self, plan: Plan, extras: Extras, handle: str, temp: Any) -> BuildResult:
+    async def _stream(self, plan: Plan, handle: str, temp: Any) -> BuildResult:
         settings = self.st.settings
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
+        extras = Extras(
+            self.pool,
+            loop,
+            cancel,
+            comments=self.claim["include_comments"],
+            reactions=self.claim["include_reactions"],
+        )
         pre_skipped = len(plan.skipped)
         done = pre_skipped
         source = None
@@ -253,7 +255,7 @@ class Run:
         def from_thread(n: int) -> None:
             loop.call_soon_threadsafe(on_progress, n)
 
-        def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+        def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, Trailing]]:
             return json_files(handle, plan, extras, added, self.in_request_order(plan, skipped))
 
         task = asyncio.ensure_future(
@@ -302,6 +304,7 @@ class Run:
                 cancel.set()
                 with contextlib.suppress(BaseException):
                     await task
+            await extras.aclose()  # the build thread has ended: no fetch of it is left to run
             if source is not None:
                 await source.aclose()
 

@@ -45,6 +45,10 @@ class Entry:
     skip_reason: str | None = None
 
 
+# A trailing JSON file: whole, or streamed as chunks (comments.json of 200,000 comments).
+Trailing = bytes | Iterable[bytes]
+
+
 @dataclass
 class BuildResult:
     size: int
@@ -131,13 +135,16 @@ class _Writer:
 def build_zip(
     temp_path: Path,
     entries: Iterable[Entry],
-    trailer: Callable[[list[int], list[tuple[int, str]]], list[tuple[str, bytes]]],
+    trailer: Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]],
     on_progress: Callable[[int], None],
     cancel: threading.Event,
 ) -> BuildResult:
     """Write the ZIP to `temp_path` and fsync it; the caller renames it into place.
 
-    `trailer(added, skipped)` returns the JSON files, built once the artworks are known.
+    `trailer(added, skipped)` returns the JSON files, built once the artworks are known. A file
+    given as an iterable is consumed here, chunk by chunk, while it is deflated and written: it
+    is never whole in memory. (zipstream-ng gives such an entry, whose size is unknown up front,
+    a Zip64 local header; Info-ZIP unzip and Python's zipfile read it.)
     """
     stream = ZipStream(compress_type=ZIP_STORED)
     result = BuildResult(size=0, sha256="")

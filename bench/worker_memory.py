@@ -1,0 +1,199 @@
+"""Worker memory while building a BDR with a huge comment thread: `python -m bench.worker_memory`.
+
+Not a test: prints figures, exits 0. A fresh database holds one artwork with 200,000 visible
+comments of ~2 KB (plus hidden ones and reactions); the real worker process
+(`arq worker.WorkerSettings`) first builds a small BDR with comments (so every code path is
+loaded and warm), then the big one with `include_comments` and `include_reactions`. The
+worker's RSS is read from /proc every 5 ms during the big build: growth = peak − the RSS it
+settled at after the warm-up. Target: growth ≤ 20 MB. (Before comments were streamed, 20,000
+comments took a worker from 49.5 MB to 189 MB.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.stack import fresh_stack, service_env, start_worker, stop
+from pmd_service.bdr.enqueue import enqueue_bdr
+from pmd_service.db import connect
+from pmd_service.public_ids import PublicIds
+from pmd_service.queue import create_redis
+from pmd_service.settings import Settings
+from pmd_service.vault import artwork_path, bdr_zip_path
+
+TARGET_GROWTH_MB = 20
+SAMPLE_EVERY = 0.005
+
+# ~2 KB of text per comment, different in every row (deflate still finds its repeats).
+SQL_COMMENTS = """
+INSERT INTO comments (post_id, author_id, body, created_at, hidden_by_mod)
+SELECT $1::int, CASE WHEN g % 7 = 0 THEN NULL ELSE $2::int END,
+       left(repeat(md5(g::text) || ' ' || md5((g * 31)::text) || ' ✨ ', 32), 2000),
+       timestamptz '2024-01-01' + make_interval(secs => g / 3), g % 50 = 0
+FROM generate_series(1, $3::int) g
+"""
+SQL_BDR = """
+INSERT INTO batch_download_requests
+    (user_id, user_sqid, post_ids, artwork_count, include_comments, include_reactions)
+VALUES ($1, $2, $3, cardinality($3::int[]), true, true)
+RETURNING id
+"""
+SQL_STATUS = "SELECT status, file_path, error_message FROM batch_download_requests WHERE id = $1"
+
+
+async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> dict[str, Any]:
+    ids = PublicIds(settings.sqids_alphabet)
+    user = await conn.fetchval(
+        "INSERT INTO users (handle, email) VALUES ('chatty', 'chatty@x') RETURNING id"
+    )
+    await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", user, ids.encode(user))
+    posts = []
+    for title in ("warm-up", "the big thread"):
+        key = uuid.uuid4()
+        post = await conn.fetchval(
+            "INSERT INTO posts (storage_key, storage_shard, owner_id, title) VALUES ($1, 'ab', $2, $3) RETURNING id",
+            key, user, title,
+        )  # fmt: skip
+        await conn.execute(
+            "UPDATE posts SET public_sqid = $2 WHERE id = $1", post, ids.encode(post)
+        )
+        path = artwork_path(settings.vault_path, "ab", key, "png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)
+        await conn.execute(
+            "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, 'png', 4104, true)",
+            post,
+        )  # fmt: skip
+        posts.append(post)
+    started = time.perf_counter()
+    await conn.execute(SQL_COMMENTS, posts[0], user, 100, timeout=600)
+    await conn.execute(SQL_COMMENTS, posts[1], user, comments, timeout=600)
+    await conn.execute(
+        "INSERT INTO reactions (post_id, emoji) SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1] "
+        "FROM generate_series(1, 3000) g",
+        posts[1],
+    )
+    await conn.execute("ANALYZE comments")
+    visible = await conn.fetchval(
+        "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", posts[1]
+    )
+    text_mb = await conn.fetchval(
+        "SELECT sum(octet_length(body)) / 1e6 FROM comments WHERE post_id = $1", posts[1]
+    )
+    print(f"seeded {comments:,} comments ({visible:,} visible, {text_mb:.0f} MB of text) "
+          f"in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    return {"user": user, "user_sqid": ids.encode(user), "posts": posts, "visible": visible}
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def build(conn: asyncpg.Connection, settings: Settings, bdr_id: uuid.UUID) -> str:
+    redis = create_redis(settings.redis_url or "")
+    try:
+        await enqueue_bdr(redis, bdr_id)
+    finally:
+        await redis.aclose()
+    while True:
+        row = await conn.fetchrow(SQL_STATUS, bdr_id)
+        assert row is not None
+        if row["status"] == "ready":
+            return str(row["file_path"])
+        assert row["status"] in ("pending", "processing"), dict(row)
+        await asyncio.sleep(0.1)
+
+
+async def run(comments: int) -> dict[str, Any]:
+    async with fresh_stack() as settings:
+        conn = await connect(settings.database_url or "", "pmd-bench")
+        worker = None
+        try:
+            seeded = await seed(conn, settings, comments)
+            user, user_sqid, posts = seeded["user"], seeded["user_sqid"], seeded["posts"]
+            warm = await conn.fetchval(SQL_BDR, user, user_sqid, [posts[0]])
+            worker = start_worker(service_env(settings))
+            await build(conn, settings, warm)
+            await asyncio.sleep(1.0)  # let the warm-up's garbage go
+            baseline = rss_kb(worker.pid)
+            # Inserted only now: the worker's sweep must not pick it up during the warm-up.
+            big = await conn.fetchval(SQL_BDR, user, user_sqid, [posts[1]])
+            peak = baseline
+            stop_sampling = threading.Event()
+
+            def sample() -> None:
+                nonlocal peak
+                while not stop_sampling.wait(SAMPLE_EVERY):
+                    peak = max(peak, rss_kb(worker.pid))
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            started = time.perf_counter()
+            try:
+                file_path = await build(conn, settings, big)
+            finally:
+                stop_sampling.set()
+                sampler.join()
+            seconds = time.perf_counter() - started
+            after = rss_kb(worker.pid)
+            zip_path = bdr_zip_path(settings.bdr_path, file_path)
+            zip_bytes = zip_path.stat().st_size
+            with zipfile.ZipFile(zip_path) as archive:
+                info = archive.getinfo("comments.json")
+                assert archive.testzip() is None
+                with archive.open(info) as f:
+                    thread = json.load(f)["comments_by_artwork"]
+            in_zip = sum(len(t) for t in thread.values())
+            assert in_zip == seeded["visible"], (in_zip, seeded["visible"])
+            del thread
+        finally:
+            if worker is not None:
+                stop(worker)
+            await conn.close()
+    growth_mb = (peak - baseline) / 1024
+    figures = {
+        "comments": comments,
+        "visible_comments": seeded["visible"],
+        "comments_json_bytes": info.file_size,
+        "zip_bytes": zip_bytes,
+        "baseline_rss_mb": baseline / 1024,
+        "peak_rss_mb": peak / 1024,
+        "after_rss_mb": after / 1024,
+        "growth_mb": growth_mb,
+        "build_s": seconds,
+    }
+    print(
+        f"worker RSS: {baseline / 1024:.1f} MB after the warm-up, peak {peak / 1024:.1f} MB "
+        f"during the build, {after / 1024:.1f} MB after it\n"
+        f"growth {growth_mb:.1f} MB for {seeded['visible']:,} comments "
+        f"(comments.json {info.file_size / 1e6:.0f} MB, built in {seconds:.1f} s; "
+        f"target <= {TARGET_GROWTH_MB} MB: {'met' if growth_mb <= TARGET_GROWTH_MB else 'MISSED'})"
+    )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.worker_memory", description=__doc__)
+    parser.add_argument("--comments", type=int, default=200_000)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = asyncio.run(run(args.comments))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
