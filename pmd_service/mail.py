@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any
 
 import aiosmtplib
 
@@ -28,11 +30,19 @@ class BdrMail:
     request_id: str | None = None  # of the POST that asked for it, for support to trace
 
 
+def message_id(settings: Settings, bdr_id: str) -> str:
+    """The same on every attempt for one BDR, so a copy that does get through twice (a server
+    that took the message but never said so) can be recognised as one by mail clients."""
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    return f"<bdr-{bdr_id}@{domain}>"
+
+
 def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
     link = f"{settings.base_url}/u/{mail.user_sqid}/posts?bdr={mail.bdr_id}"
     msg = EmailMessage()
     msg["From"] = settings.mail_from
     msg["To"] = mail.to
+    msg["Message-ID"] = message_id(settings, mail.bdr_id)
     if mail.request_id:
         msg["X-Request-ID"] = mail.request_id
     if mail.status == "ready":
@@ -68,19 +78,50 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
     return msg
 
 
-async def send(settings: Settings, message: EmailMessage) -> None:
-    """Send, or log when no SMTP server is configured. Raises on SMTP failure."""
+class Attempt:
+    """How far one send got, for telling a failure that delivered nothing from one that may have.
+
+    Before DATA the server holds nothing: any failure can be retried. Once DATA is under way the
+    server may store the message even if its reply never reaches us (a slow server answering
+    250 after our read timeout; a connection lost after the final dot): retrying then sends a
+    second copy. Only an explicit error reply to DATA says it was not taken.
+    """
+
+    def __init__(self) -> None:
+        self.data_started = False
+
+    def may_have_delivered(self, exc: BaseException) -> bool:
+        return self.data_started and not isinstance(exc, aiosmtplib.SMTPResponseException)
+
+
+class _SMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting on `attempt` when DATA starts (sendmail calls `data`)."""
+
+    def __init__(self, attempt: Attempt, **options: Any) -> None:
+        super().__init__(**options)
+        self._attempt = attempt
+
+    async def data(self, message: str | bytes, /, **options: Any) -> aiosmtplib.SMTPResponse:
+        self._attempt.data_started = True
+        return await super().data(message, **options)
+
+
+async def send(settings: Settings, message: EmailMessage, attempt: Attempt | None = None) -> None:
+    """Send, or log when no SMTP server is configured. Raises on SMTP failure; `attempt` tells
+    the caller whether that failure may still have delivered the message."""
     if settings.smtp_host is None:
         log.info(
             "email (SMTP_HOST unset, not sent) to=%s subject=%r", message["To"], message["Subject"]
         )
         return
-    await aiosmtplib.send(
-        message,
+    client = _SMTP(
+        attempt or Attempt(),
         hostname=settings.smtp_host,
         port=settings.smtp_port,
         username=settings.smtp_username,
         password=settings.smtp_password,
         start_tls=settings.smtp_starttls,
-        timeout=10,
+        timeout=settings.smtp_timeout,
     )
+    async with client:
+        await client.send_message(message)

@@ -90,6 +90,7 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_starttls: bool = False
+    smtp_timeout: float = 10.0  # seconds per SMTP step; no resend once DATA is under way
     mail_from: str = "pmd@localhost"
     bdr_daily_limit: int = 8
     bdr_max_bytes: int = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
@@ -200,6 +201,7 @@ class Settings:
             smtp_username=env.get("SMTP_USERNAME") or None,
             smtp_password=env.get("SMTP_PASSWORD") or None,
             smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
+            smtp_timeout=_int(env, "SMTP_TIMEOUT", 10, 1, 600),
             mail_from=env.get("MAIL_FROM") or "pmd@localhost",
             bdr_daily_limit=_int(env, "BDR_DAILY_LIMIT", 8, 1, 10_000),
             bdr_max_bytes=_int(env, "BDR_MAX_BYTES", 2 * 2**30, 1, 2**50),

@@ -1,4 +1,5 @@
-"""The ready/failed email of a BDR: sent at most once, retried by the sweep if SMTP fails."""
+"""The ready/failed email of a BDR: sent at most once, retried by the sweep if SMTP fails
+before the message went out (see mail.Attempt for where that line is)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import uuid
 import asyncpg
 
 from ..logs import request_id_set
-from ..mail import BdrMail, compose, send
+from ..mail import Attempt, BdrMail, compose, send
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,23 @@ async def _send(
         error_message=row["error_message"],
         request_id=row["request_id"],
     )
+    attempt = Attempt()
     try:
-        await send(settings, compose(settings, mail))
+        await send(settings, compose(settings, mail), attempt)
     except BaseException as exc:
-        # SMTP/network failure, or cancelled mid-send (sweep timeout, shutdown): release it for
+        if attempt.may_have_delivered(exc):
+            # The server may hold it (one that answers 250 after our timeout was sent up to
+            # five copies): it stays taken, so at most one copy, and at worst none.
+            log.warning(
+                "email for BDR %s may have been delivered (%r after DATA); not sent again",
+                bdr_id,
+                exc,
+            )
+            if not isinstance(exc, Exception):
+                raise
+            return True
+        # Nothing reached the server (refused, auth, recipient rejected, or an explicit error
+        # reply to DATA), or cancelled before DATA (sweep timeout, shutdown): release it for
         # the sweep. Shielded, so a cancellation cannot skip the release and lose the email.
         log.warning("email for BDR %s not sent (%r); the sweep will retry", bdr_id, exc)
         release = asyncio.ensure_future(pool.execute(SQL_RELEASE_EMAIL, bdr_id))
