@@ -16,6 +16,7 @@ from .keys import DB_POOL, PRINCIPAL, SELF_AUTHENTICATED, SETTINGS
 
 ALGORITHM = "HS256"
 STAFF_ROLES = frozenset({"moderator", "owner"})
+NOT_STAFF = "Only moderators may act on another user's posts (`target_sqid`)."
 
 _USER_COLUMNS = """
 SELECT id, public_sqid, handle, email, roles, deactivated,
@@ -25,6 +26,8 @@ FROM users
 SQL_USER_BY_SQID = _USER_COLUMNS + "WHERE public_sqid = $1"
 # Tokens the host minted before `sub` carry only `user_id`: the user's `user_key`.
 SQL_USER_BY_KEY = _USER_COLUMNS + "WHERE user_key = $1"
+# The callers and targets of every open stream of a process, re-checked in one query.
+SQL_USERS_BY_ID = _USER_COLUMNS + "WHERE id = ANY($1::int[])"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,31 +193,54 @@ async def caller_from_token(
     if row is None and subject.user_key is not None:
         # As the host does: `sub` first, then the legacy claim.
         row = await pool.fetchrow(SQL_USER_BY_KEY, subject.user_key)
-    exp = subject.expires_at
     if row is None:
         raise unauthorized("The access token names a user that does not exist; sign in again.")
+    denial = account_denial(row)
+    if denial is not None:
+        raise denial
+    return User.from_row(row), subject.expires_at
+
+
+def account_denial(row: asyncpg.Record) -> ProblemError | None:
+    """Why this account (a row of `_USER_COLUMNS`) may not use the service now, if it may not.
+
+    Applied to every token, every ticket redeemed and, every few seconds, to the callers of
+    open streams (sse/access.py): one rule, so the three cannot drift apart.
+    """
     if row["deactivated"]:
-        raise unauthorized("This account is deactivated.")
+        return unauthorized("This account is deactivated.")
     if row["banned"]:
         until = row["banned_until"].isoformat()
-        raise forbidden(f"This account is banned until {until}; bulk tools are unavailable.")
-    return User.from_row(row), exp
+        return forbidden(f"This account is banned until {until}; bulk tools are unavailable.")
+    return None
+
+
+def target_denial(caller: User, target: User) -> str | None:
+    """Why `caller` may not act on `target`'s posts (a 403's detail), or None when it may."""
+    if caller.id == target.id:
+        return None
+    if not caller.is_staff:
+        return NOT_STAFF
+    if "owner" in target.roles:
+        return "An owner's posts can be managed only by that owner."
+    # Moderators do not moderate each other: that is the site owner's call.
+    if target.is_staff and "owner" not in caller.roles:
+        return "A moderator's posts can be managed only by that moderator or an owner."
+    return None
 
 
 async def resolve_target(pool: asyncpg.Pool, caller: User, target_sqid: str | None) -> User:
     if target_sqid is None or target_sqid == caller.public_sqid:
         return caller
-    if not caller.is_staff:
-        raise forbidden("Only moderators may act on another user's posts (`target_sqid`).")
+    if not caller.is_staff:  # before the lookup: a non-moderator learns nothing of who exists
+        raise forbidden(NOT_STAFF)
     row = await load_user(pool, target_sqid)
     if row is None:
         raise not_found(f"No user has the public id {target_sqid[:32]!r}.")
     target = User.from_row(row)
-    if "owner" in target.roles:
-        raise forbidden("An owner's posts can be managed only by that owner.")
-    # Moderators do not moderate each other: that is the site owner's call.
-    if target.is_staff and "owner" not in caller.roles:
-        raise forbidden("A moderator's posts can be managed only by that moderator or an owner.")
+    denial = target_denial(caller, target)
+    if denial is not None:
+        raise forbidden(denial)
     return target
 
 

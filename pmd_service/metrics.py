@@ -51,6 +51,11 @@ class _HubCollector(Collector):
                 "Reconnects of the LISTEN connection",
                 value=hub.reconnects,
             )
+            yield CounterMetricFamily(
+                "pmd_sse_streams_revoked",
+                "SSE streams ended because the account lost its access (ban, role, deactivation)",
+                value=hub.revoked,
+            )
         if self.queue_depth is not None:
             yield GaugeMetricFamily(
                 "pmd_arq_queue_depth", "Jobs waiting in the arq queue", value=self.queue_depth

@@ -109,6 +109,8 @@ class Settings:
     sse_ping_seconds: float = 15.0
     sse_queue_size: int = 256  # events queued for one stream before it counts as too slow
     sse_liveness_seconds: float = 5.0  # idle listener connection checked this often
+    # Open streams' accounts re-checked this often (bans, deactivations, lost roles).
+    sse_access_check_seconds: float = 30.0
     max_body_bytes: int = 256 * 1024
     log_format: str = "text"
     metrics_port: int = 9108  # the worker's /metrics (the server's is on its own port); 0: off
@@ -219,6 +221,7 @@ class Settings:
             artwork_fetch_concurrency=_int(env, "ARTWORK_FETCH_CONCURRENCY", 8, 1, 64),
             sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
             sse_queue_size=_int(env, "SSE_QUEUE_SIZE", 256, 1, 100_000),
+            sse_access_check_seconds=_int(env, "SSE_ACCESS_CHECK_SECONDS", 30, 1, 3600),
             log_format=log_format,
             server_metrics_port=_optional_port(env, "SERVER_METRICS_PORT"),
             metrics_port=_int(env, "METRICS_PORT", 9108, 0, 65535),

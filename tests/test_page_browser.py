@@ -432,6 +432,27 @@ async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
     assert watch.errors == []
 
 
+async def test_a_moderator_who_loses_the_role_sees_the_stream_end_and_why(
+    browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
+) -> None:
+    member = await factory.user()
+    await artworks(factory, member, 2)
+    moderator = await factory.user(roles=["moderator"])
+    port = _free_port()
+    async with running_stack(settings, tmp_path, port, SSE_ACCESS_CHECK_SECONDS="1") as stack:
+        page, watch = await open_page(browser, stack, member, token=moderator.token)
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        await factory.pool.execute(
+            "UPDATE users SET roles = '[\"user\"]' WHERE id = $1", moderator.id
+        )
+        await expect(page.locator("#live")).to_have_attribute("data-state", "off")
+        await expect(page.locator("#notice")).to_contain_text("Only moderators may act")
+        # The event said why: no new ticket asked for only to be refused.
+        assert len(watch.urls("/api/pmd/bdr/sse-ticket")) == 1
+        assert len(watch.urls("/api/pmd/bdr/sse?")) == 1
+        assert watch.errors == []
+
+
 async def test_a_wide_screen_and_a_server_that_went_away(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:

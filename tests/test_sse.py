@@ -665,3 +665,74 @@ async def test_shutdown_ends_open_streams_at_once(
         assert await stream.ended() == []
         assert time.monotonic() - started < 2
     assert hub.closing and hub.subscriber_count == 0
+
+
+async def test_streams_end_when_their_access_is_withdrawn(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    """A ban, a deactivation or a lost role ends the open streams it concerns within one check
+    (SSE_ACCESS_CHECK_SECONDS), with an event saying why; the others go on, and each check is one
+    query for every open stream of the process."""
+    server = await serve(sse_access_check_seconds=0.3)
+    hub = server.app[SSE_HUB]
+    checked: list[int] = []
+    real_check = hub.access_check
+    assert real_check is not None
+
+    async def counting(pairs: Any) -> Any:
+        checked.append(len(pairs))
+        return await real_check(pairs)
+
+    hub.access_check = counting
+    url = str(server.make_url(SSE))
+    mod, demoted = await factory.user(roles=["moderator"]), await factory.user(roles=["moderator"])
+    user, promoted = await factory.user(), await factory.user()
+    banned, deactivated = await factory.user(), await factory.user()
+    bdr = await insert_bdr(factory.pool, user)
+    ticket = await mint_ticket(session, server, demoted, target_sqid=user.sqid)
+    async with (
+        open_stream(session, url, user.auth) as own,
+        open_stream(session, url, mod.auth, {"target_sqid": user.sqid}) as kept,
+        open_stream(session, url, params={"ticket": ticket}) as demoted_s,
+        open_stream(session, url, mod.auth, {"target_sqid": promoted.sqid}) as on_promoted,
+        open_stream(session, url, banned.auth) as banned_s,
+        open_stream(session, url, deactivated.auth) as deactivated_s,
+    ):
+        streams = (own, kept, demoted_s, on_promoted, banned_s, deactivated_s)
+        for stream in streams:
+            await stream.opening()
+        # Untyped literals: the roles column is json on the host's schema, jsonb standalone.
+        await factory.pool.execute(
+            "UPDATE users SET roles = '[\"user\"]' WHERE id = $1", demoted.id
+        )
+        await factory.pool.execute(
+            "UPDATE users SET roles = '[\"moderator\"]' WHERE id = $1", promoted.id
+        )
+        await factory.pool.execute(
+            "UPDATE users SET banned_until = now() + interval '1 day' WHERE id = $1", banned.id
+        )
+        await factory.pool.execute(
+            "UPDATE users SET deactivated = true WHERE id = $1", deactivated.id
+        )
+        ends = {}
+        for name, stream in (("demoted", demoted_s), ("on_promoted", on_promoted),
+                             ("banned", banned_s), ("deactivated", deactivated_s)):  # fmt: skip
+            rest = [m for m in await stream.ended(within=5) if m.comment is None]
+            assert [m.event for m in rest] == ["access_revoked"], (name, rest)
+            ends[name] = rest[0].json()
+        assert ends["demoted"]["reason"] == "not_allowed" and ends["demoted"]["status"] == 403
+        assert "Only moderators" in ends["demoted"]["detail"]
+        assert ends["on_promoted"]["reason"] == "not_allowed"
+        assert "moderator's posts" in ends["on_promoted"]["detail"]
+        assert ends["banned"]["reason"] == "banned" and ends["banned"]["status"] == 403
+        assert "banned until" in ends["banned"]["detail"]
+        assert ends["deactivated"]["reason"] == "deactivated"
+        assert ends["deactivated"]["status"] == 401
+        # The streams that keep their access go on receiving the user's updates.
+        await step(factory.pool, bdr)
+        expected = (await event_ids(factory.pool, user))[-1:]
+        for stream in (own, kept):
+            assert ids(await stream.updates(1)) == expected
+    assert hub.revoked == 4
+    assert checked and max(checked) == 6  # every open stream's pair in one call
+    await assert_problem(await session.get(url, headers=banned.auth), 403)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from aiohttp import web
 
@@ -12,7 +12,8 @@ from ..keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_
 from ..logs import REQUEST_ID_HEADER, request_id_from
 from ..openapi import Operation, Param
 from ..responses import json_response
-from . import frames, service, tickets
+from . import access, frames, service, tickets
+from .access import Pair, Revoked
 from .hub import Hub, Subscriber
 
 STREAM_ROUTE = "bdr_sse"
@@ -25,15 +26,16 @@ SSE_HEADERS = {
     # nginx (and proxies that honour it) would otherwise buffer the stream.
     "X-Accel-Buffering": "no",
 }
-TIMEOUT = frames.event(
-    b"timeout",
-    {"detail": "The access token expired; reconnect with a fresh token (or a new ticket)."},
-)
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     assert settings.database_url is not None, "resolve embedded services before create_app"
+    pool = app[DB_POOL]
+
+    async def access_check(pairs: Collection[Pair]) -> dict[Pair, Revoked]:
+        return await access.revocations(pool, pairs)
+
     hub = Hub(
         settings.database_url,
         search_path=settings.search_path,
@@ -41,6 +43,8 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         queue_size=settings.sse_queue_size,
         ping_seconds=settings.sse_ping_seconds,
         liveness_seconds=settings.sse_liveness_seconds,
+        access_check=access_check,
+        access_check_seconds=settings.sse_access_check_seconds,
     )
     await hub.start()
     app[SSE_HUB] = hub
@@ -111,8 +115,8 @@ async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> No
         sent = sub.collect(out, sent)
         if out:
             await response.write(out[0] if len(out) == 1 else b"".join(out))
-    if sub.end == "timeout":
-        await response.write(TIMEOUT)
+    if sub.farewell is not None:  # timeout, access_revoked
+        await response.write(sub.farewell)
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -143,7 +147,9 @@ OPERATIONS = (
         "get", "/api/pmd/bdr/sse", "streamBdrs",
         "Live download-request status (Server-Sent Events): `retry`, a snapshot of the 20 newest "
         "as `bdr_update`, `connected`, then a `bdr_update` (with `id:`) per change; `: ping` "
-        "every 15 s; `timeout` when the token expires. With Last-Event-ID, only the missed "
+        "every 15 s; `timeout` when the token expires; `access_revoked` ({reason, status, detail}) "
+        "when the account is banned, deactivated or loses the role it watched with (checked every "
+        "30 s). With Last-Event-ID, only the missed "
         "events (or `reset` and the snapshot when it is too old). Auth: Bearer or `ticket`.",
         "downloads", response_media="text/event-stream", ok_description="The event stream",
         problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

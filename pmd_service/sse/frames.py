@@ -33,3 +33,9 @@ def bdr_update(row: Any, event_id: int | None = None) -> bytes:
 
 def bdr_update_from_payload(payload: str, event_id: int) -> bytes:
     return bdr_update(msgspec.json.decode(payload), event_id)
+
+
+TIMEOUT = event(
+    b"timeout",
+    {"detail": "The access token expired; reconnect with a fresh token (or a new ticket)."},
+)

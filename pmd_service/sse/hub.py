@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from asyncio import Transport
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import Any
 
 import asyncpg
@@ -24,6 +24,10 @@ import asyncpg
 from ..db import connect
 from ..errors import ProblemError
 from . import frames
+from .access import Pair, Revoked
+
+# Which (caller, target) pairs of open streams lost their access (access.revocations).
+AccessCheck = Callable[[Collection[Pair]], Awaitable[dict[Pair, Revoked]]]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class Subscriber:
         "caller_id",
         "end",
         "expires_at",
+        "farewell",
         "next_ping",
         "ping_due",
         "target_id",
@@ -85,7 +90,10 @@ class Subscriber:
         self.ping_due = False
         self.next_ping = next_ping  # loop time
         self.expires_at = expires_at  # wall-clock time, as the token's `exp`
-        self.end: str | None = None  # why the stream must end: overflow, timeout, gone, shutdown
+        # Why the stream must end (overflow, timeout, revoked, gone, shutdown), and the last
+        # frame that tells the client so, if any.
+        self.end: str | None = None
+        self.farewell: bytes | None = None
 
     def push(self, event: Event) -> None:
         if self.end is not None:
@@ -102,9 +110,10 @@ class Subscriber:
         self._queue.append(event)
         self._wake()
 
-    def finish(self, reason: str) -> None:
+    def finish(self, reason: str, farewell: bytes | None = None) -> None:
         if self.end is None:
             self.end = reason
+            self.farewell = farewell
         self._wake()
 
     def _wake(self) -> None:
@@ -141,8 +150,12 @@ class Hub:
         queue_size: int,
         ping_seconds: float,
         liveness_seconds: float,
+        access_check: AccessCheck | None = None,
+        access_check_seconds: float = 30.0,
     ) -> None:
         self._dsn = dsn
+        self.access_check = access_check
+        self._access_check_seconds = access_check_seconds
         self._search_path = search_path
         self._max_per_user = max_per_user
         self._queue_size = queue_size
@@ -158,6 +171,7 @@ class Hub:
         self.last_seen = 0
         self.reconnects = 0
         self.frames_queued = 0  # bdr_update frames handed to subscribers (for /metrics)
+        self.revoked = 0  # streams ended because their access was withdrawn (for /metrics)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -169,6 +183,8 @@ class Hub:
             asyncio.create_task(self._listen(), name="sse-hub-listen"),
             asyncio.create_task(self._tick(), name="sse-hub-tick"),
         ]
+        if self.access_check is not None:
+            self._tasks.append(asyncio.create_task(self._guard(), name="sse-hub-access"))
 
     def close_all(self) -> None:
         """End every stream now (shutdown); new subscriptions are refused from here on."""
@@ -262,11 +278,45 @@ class Hub:
                     if sub.transport.is_closing():
                         sub.finish("gone")
                     elif sub.expires_at <= wall:
-                        sub.finish("timeout")
+                        sub.finish("timeout", frames.TIMEOUT)
                     elif sub.next_ping <= now:
                         sub.next_ping = now + self._ping_seconds
                         sub.ping_due = True
                         sub._wake()
+
+    async def _guard(self) -> None:
+        """End the streams whose caller may no longer see their target's downloads.
+
+        One query per period for every open stream of the process (a stream per query would be
+        20,000 queries at 20,000 streams). A failed check ends nothing: it is tried again next
+        period, and an account change is still seen within two periods.
+        """
+        assert self.access_check is not None
+        while True:
+            await asyncio.sleep(self._access_check_seconds)
+            pairs = {
+                (sub.caller_id, target_id)
+                for target_id, subs in self._by_target.items()
+                for sub in subs
+                if sub.end is None
+            }
+            if not pairs:
+                continue
+            try:
+                revoked = await self.access_check(pairs)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                log.warning("SSE access check failed (%s: %s); next try in %.0f s",
+                            type(exc).__name__, exc, self._access_check_seconds)  # fmt: skip
+                continue
+            if not revoked:
+                continue
+            for sub in self._subscribers():
+                why = revoked.get((sub.caller_id, sub.target_id))
+                if why is not None and sub.end is None:
+                    sub.finish("revoked", why.frame())
+                    self.revoked += 1
+                    log.info("SSE stream of user %d on user %d ended: %s",
+                             sub.caller_id, sub.target_id, why.reason)  # fmt: skip
 
     # --- the listener ------------------------------------------------------------------------
 

@@ -16,8 +16,8 @@ import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from ..auth import Principal, User, load_user, resolve_target, unauthorized
-from ..errors import ProblemError, bad_request, forbidden
+from ..auth import Principal, User, account_denial, load_user, resolve_target, unauthorized
+from ..errors import ProblemError, bad_request
 
 TICKET_SECONDS = 30
 _KEY_PREFIX = "pmd:sse-ticket:"
@@ -95,13 +95,9 @@ async def redeem(
     row = await load_user(pool, stored.caller)
     if row is None or row["id"] != stored.caller_id:
         raise unauthorized("The ticket names a user that no longer exists; sign in again.")
-    if row["deactivated"]:
-        raise unauthorized("This account is deactivated.")
-    if row["banned"]:
-        raise forbidden(
-            f"This account is banned until {row['banned_until'].isoformat()}; "
-            "bulk tools are unavailable."
-        )
+    denial = account_denial(row)
+    if denial is not None:
+        raise denial
     caller = User.from_row(row)
     target = await resolve_target(pool, caller, stored.target)
     if target.id != stored.target_id:

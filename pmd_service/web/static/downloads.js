@@ -5,7 +5,7 @@
 // any error the page closes it and opens a new one with a fresh ticket and `last_event_id`: the
 // server then sends only what was missed (or `reset` and a new snapshot).
 
-import { explain } from "./api.js";
+import { ApiError, explain } from "./api.js";
 import * as fmt from "./format.js";
 
 const STATUS = {
@@ -116,6 +116,14 @@ export class Downloads {
       source.close();
       this.stop();
       this.onError({ status: 401 });
+    });
+    // Banned, deactivated or no longer a moderator since the stream opened: reconnecting
+    // would only be refused, so stop and say why.
+    source.addEventListener("access_revoked", (ev) => {
+      source.close();
+      this.stop();
+      const { status, detail } = JSON.parse(ev.data);
+      this.onError(new ApiError(status, "Access withdrawn", detail));
     });
     source.onerror = () => {
       if (this.source !== source) return;
