@@ -32,7 +32,7 @@ CREATE TABLE users (
     deactivated boolean DEFAULT false NOT NULL,
     banned_until timestamp with time zone,
     auto_public_approval boolean DEFAULT false NOT NULL,
-    approved_hashtags character varying[] DEFAULT '{}'::character varying[] NOT NULL,
+    approved_hashtags character varying(50)[] DEFAULT '{}'::character varying[] NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     updated_at timestamp with time zone,
     handle_normalized character varying(128) NOT NULL,
