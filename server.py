@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pmd_service.app import create_app
 from pmd_service.startup import load_settings
+from pmd_service.web.app import create_app
 
 
 def main() -> None:

@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 
 from bench.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
-from pmd_service.auth import mint_token
 from pmd_service.db import connect
 from pmd_service.demo import pixel_art
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
+from pmd_service.tokens import mint_token
 from pmd_service.vault import artwork_path
 
 TARGET_P50_S = 1.5

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import asyncpg
 
-from pmd_service.auth import mint_token
 from pmd_service.public_ids import PublicIds
+from pmd_service.tokens import mint_token
 from pmd_service.vault import artwork_path
 
 FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]

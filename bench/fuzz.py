@@ -268,9 +268,9 @@ async def seed_database(
     database_url: str, jwt_secret: str, sqids_alphabet: str, bdr_path: Path
 ) -> Seed:
     """A moderator (the token's user) and another user, each with artworks and BDRs."""
-    from pmd_service.auth import mint_token
     from pmd_service.db import connect
     from pmd_service.public_ids import PublicIds
+    from pmd_service.tokens import mint_token
 
     ids = PublicIds(sqids_alphabet)
     conn = await connect(database_url, "pmd-bench")

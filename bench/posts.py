@@ -34,13 +34,14 @@ import asyncpg
 from aiohttp import web
 
 from bench.stack import fresh_stack
-from pmd_service.app import create_app
-from pmd_service.auth import mint_token
 from pmd_service.db import connect, create_pool
 from pmd_service.migrate import apply_migrations
-from pmd_service.posts import service
+from pmd_service.posts import batch_sql, listing
+from pmd_service.posts.cursor import Cursor
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
+from pmd_service.tokens import mint_token
+from pmd_service.web.app import create_app
 
 POSTS = 10_000
 OTHER_POSTS = 20_000
@@ -169,14 +170,14 @@ async def seed(dsn: str, ids: PublicIds, secret: str) -> tuple[int, str]:
     return owner, mint_token(secret, ids.encode(owner))
 
 
-async def explain(pool: asyncpg.Pool, owner: int, cursor: service.Cursor | None) -> None:
+async def explain(pool: asyncpg.Pool, owner: int, cursor: Cursor | None) -> None:
     if cursor is None:
         plan = await pool.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + service.SQL_LIST_FIRST, owner, PAGE + 1
+            "EXPLAIN (ANALYZE, BUFFERS) " + listing.SQL_LIST_FIRST, owner, PAGE + 1
         )
     else:
         plan = await pool.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + service.SQL_LIST_AFTER,
+            "EXPLAIN (ANALYZE, BUFFERS) " + listing.SQL_LIST_AFTER,
             owner,
             PAGE + 1,
             cursor.at,
@@ -224,7 +225,7 @@ async def bench(
             assert listed == len(seen) == POSTS, (listed, len(seen))
             last = pages[-1]
             assert last is not None
-            last_cursor = service.Cursor.decode(last, deleted=False)
+            last_cursor = Cursor.decode(last, deleted=False)
             print(f"listing: {len(pages)} pages of up to {PAGE}, {listed} posts, each once")
 
             async def get_page(cursor: str | None) -> None:
@@ -233,12 +234,12 @@ async def bench(
                     await resp.read()
                     assert resp.status == 200
 
-            async def sql_page(after: service.Cursor | None) -> None:
+            async def sql_page(after: Cursor | None) -> None:
                 if after is None:
-                    await floor_pool.fetch(service.SQL_LIST_FIRST, owner, PAGE + 1)
+                    await floor_pool.fetch(listing.SQL_LIST_FIRST, owner, PAGE + 1)
                 else:
                     await floor_pool.fetch(
-                        service.SQL_LIST_AFTER, owner, PAGE + 1, after.at, after.post_id
+                        listing.SQL_LIST_AFTER, owner, PAGE + 1, after.at, after.post_id
                     )
 
             # Warm-up: caches, prepared statements, pool connections.
@@ -266,9 +267,7 @@ async def bench(
             for _ in range(requests):
                 for d, (http_ms, sql_ms) in by_depth.items():
                     page_cursor = pages[d - 1]
-                    after = (
-                        service.Cursor.decode(page_cursor, deleted=False) if page_cursor else None
-                    )
+                    after = Cursor.decode(page_cursor, deleted=False) if page_cursor else None
                     http_ms.append(await _ms(get_page(page_cursor)))
                     sql_ms.append(await _ms(sql_page(after)))
 
@@ -300,7 +299,7 @@ async def bench(
 
             async def sql_hide(post_ids: list[int], hidden: bool) -> None:
                 row = await floor_pool.fetchrow(
-                    service.SQL_BATCH_HIDE_BY_USER, owner, post_ids, "hide", None, hidden
+                    batch_sql.SQL_BATCH_HIDE_BY_USER, owner, post_ids, "hide", None, hidden
                 )
                 assert row is not None and len(row["changed"]) == BATCH
 

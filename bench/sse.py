@@ -40,11 +40,11 @@ from typing import Any
 import asyncpg
 
 from bench.stack import fresh_stack
-from pmd_service.auth import mint_token
 from pmd_service.db import connect
 from pmd_service.migrate import apply_migrations
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.tokens import mint_token
 
 PER_USER = 10
 LEVELS = (1_000, 5_000, 10_000)

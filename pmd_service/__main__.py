@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .jobs.context import job_context
+from .rules import UTC_DAY_START
 from .settings import Settings
 from .startup import load_settings
 
@@ -62,8 +63,8 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
 
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
-    from .auth import mint_token
     from .db import connect
+    from .tokens import mint_token
 
     conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
     try:
@@ -115,11 +116,11 @@ async def _run_job(settings: Settings, job: Callable[[dict[str, Any]], Awaitable
         print(json.dumps(await job(ctx)))
 
 
-SQL_STATS = """
+SQL_STATS = f"""
 SELECT
-  (SELECT coalesce(jsonb_object_agg(status, n), '{}'::jsonb) FROM (
+  (SELECT coalesce(jsonb_object_agg(status, n), '{{}}'::jsonb) FROM (
       SELECT status, count(*) AS n FROM batch_download_requests
-      WHERE created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+      WHERE created_at >= {UTC_DAY_START}
       GROUP BY status) s) AS today,
   (SELECT min(created_at) FROM batch_download_requests WHERE status = 'pending') AS oldest_pending,
   (SELECT count(*) FROM batch_download_requests WHERE status = 'processing') AS processing

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import asyncpg
 
+from .demo_user import DEMO_HANDLE
 from .public_ids import PublicIds
 from .vault import artwork_path, host_shard
 
-DEMO_HANDLE = "demo"
 _FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]
 _EMOJI = ["👍", "❤️", "🔥", "✨", "😂"]
 _TITLES = [

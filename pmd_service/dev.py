@@ -16,13 +16,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .auth import mint_token
 from .db import connect
-from .demo import DEMO_HANDLE, load_demo
+from .demo import load_demo
+from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import with_embedded_services
 from .migrate import migrate
 from .public_ids import PublicIds
 from .settings import PROJECT_ROOT, Settings
+from .tokens import mint_token
 
 
 async def _prepare(settings: Settings) -> str | None:
@@ -31,10 +32,7 @@ async def _prepare(settings: Settings) -> str | None:
     try:
         await migrate(conn, settings)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
-        sqid: str | None = await conn.fetchval(
-            "SELECT public_sqid FROM users WHERE handle = $1", DEMO_HANDLE
-        )
-        return sqid
+        return await demo_user_sqid(conn)
     finally:
         await conn.close()
 

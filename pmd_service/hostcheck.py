@@ -62,7 +62,7 @@ _LIVE_ARTWORKS = (
     "((kind = 'artwork'::text) AND (deleted_by_user = false))",
 )
 
-# From the SQL of posts/service.py (list, counts), jobs/archive_content.py (the ZIP's posts),
+# From the SQL of posts/listing.py (list, counts), jobs/archive_content.py (the ZIP's posts),
 # jobs/archive_json.py (its comments, reactions) and auth.py (the token's user).
 NEEDED_INDEXES = (
     IndexNeed(
@@ -192,7 +192,7 @@ NEEDED_COLUMNS = (
     ),
 )  # fmt: skip
 
-# The columns each INSERT of the service names (posts/service.py `_BATCH`, bdr/service.py
+# The columns each INSERT of the service names (posts/batch_sql.py `_BATCH`, bdr/service.py
 # `SQL_AUDIT`): any other NOT NULL column without a default makes the insert fail.
 INSERTED = {
     "audit_logs": frozenset({"id", "actor_id", "action", "target_type", "target_id", "note"}),

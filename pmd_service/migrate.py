@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .rules import AdvisoryLock
 from .settings import PROJECT_ROOT, Settings
 
 if TYPE_CHECKING:
@@ -31,8 +32,6 @@ MIGRATIONS_DIR = Path(os.environ.get("PMD_MIGRATIONS_DIR") or PROJECT_ROOT / "mi
 STANDALONE_HOST_TABLES = "standalone/host_tables.sql"
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-# Any constant unique to this service; pg_advisory_lock takes a bigint.
-_LOCK_KEY = 0x504D445F4D4947  # "PMD_MIG"
 
 # Run with the search path set to the service's schema (see `_use`): names stay unqualified.
 SQL_CREATE_LEDGER = """
@@ -99,7 +98,7 @@ async def apply_migrations(
     own, host = _quoted(schema), _quoted(host_schema)
     migrations = discover(directory)
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", AdvisoryLock.MIGRATIONS)
     try:
         if not await conn.fetchval(SQL_SCHEMA_EXISTS, schema):
             # Needs the CREATE privilege on the database once; later starts need none.
@@ -133,7 +132,7 @@ async def apply_migrations(
             applied_now.append(f"{migration.version:04d}_{migration.name}")
             log.info("applied migration %04d_%s", migration.version, migration.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock($1)", AdvisoryLock.MIGRATIONS)
     return applied_now
 
 

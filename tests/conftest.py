@@ -22,10 +22,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
 from pmd_service.db import create_pool
 from pmd_service.migrate import apply_migrations
 from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.web.app import create_app
 from tests.factories import Factory
 
 SECRET = "test-secret-" + "x" * 40

@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from pmd_service.auth import mint_token
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
+from pmd_service.tokens import mint_token
 from pmd_service.vault import artwork_path, host_shard
 
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
 from tests.conftest import SECRET
 from tests.factories import Factory
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from pmd_service.bdr.service import seconds_to_utc_midnight
+from pmd_service.rules import seconds_to_next_utc_day
 from pmd_service.settings import Settings
 from tests.conftest import run_worker
 from tests.factories import Factory
@@ -69,7 +69,7 @@ async def test_daily_limit_is_race_free(
     assert "8" in body["detail"] and "midnight UTC" in body["detail"]
     retry_after = int(limited.headers["Retry-After"])
     assert 0 < retry_after <= 86400
-    assert abs(retry_after - seconds_to_utc_midnight()) <= 5
+    assert abs(retry_after - seconds_to_next_utc_day()) <= 5
     assert await factory.pool.fetchval("SELECT count(*) FROM batch_download_requests") == 8
 
 
@@ -127,8 +127,8 @@ async def test_a_moderators_requests_spend_the_moderators_limit_not_the_users(
 
 
 def test_retry_after_counts_to_utc_midnight() -> None:
-    assert seconds_to_utc_midnight(datetime(2026, 1, 1, 23, 59, 30, tzinfo=UTC)) == 30
-    assert seconds_to_utc_midnight(datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)) == 86400
+    assert seconds_to_next_utc_day(datetime(2026, 1, 1, 23, 59, 30, tzinfo=UTC)) == 30
+    assert seconds_to_next_utc_day(datetime(2026, 1, 1, 0, 0, 0, tzinfo=UTC)) == 86400
 
 
 async def test_list_get_and_ownership(client: Client, factory: Factory) -> None:

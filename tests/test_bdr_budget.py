@@ -10,9 +10,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
 from pmd_service.bdr.budget import human_bytes
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
 from tests.conftest import run_worker
 from tests.factories import Factory
 from tests.test_auth import assert_problem

@@ -20,10 +20,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from pmd_service.bdr.enqueue import enqueue_bdr, job_id
-from pmd_service.keys import DB_POOL, REDIS
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.vault import artwork_path
+from pmd_service.web.keys import DB_POOL, REDIS
 from tests.conftest import Mailbox, run_worker
 from tests.factories import Factory, PostRow, UserRow
 from tests.test_auth import assert_problem

@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestClient
 from arq.constants import in_progress_key_prefix
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from pmd_service.app import create_app
 from pmd_service.bdr.enqueue import job_id
 from pmd_service.embedded import EmbeddedRedis
 from pmd_service.jobs.context import job_context, state
@@ -32,6 +31,7 @@ from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult
 from pmd_service.queue import create_redis
 from pmd_service.settings import PROJECT_ROOT, Settings
 from pmd_service.vault import relative_artwork_path
+from pmd_service.web.app import create_app
 from tests.conftest import Mailbox, _free_port, run_worker
 from tests.factories import Factory, PostRow, UserRow
 from tests.test_bdr_flow import download_zip, fetch_item, request_bdr

@@ -19,7 +19,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
 from pmd_service.cutover import import_host_bdrs
 from pmd_service.db import create_pool
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
@@ -27,6 +26,7 @@ from pmd_service.jobs.context import job_context
 from pmd_service.migrate import migrate
 from pmd_service.queue import create_redis
 from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.web.app import create_app
 from tests.conftest import SECRET, run_worker
 from tests.test_host_schema import HostPost, HostSite, HostUser
 

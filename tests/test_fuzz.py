@@ -19,9 +19,9 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 
 from bench.fuzz import fuzz, seed_database
-from pmd_service.app import create_app
-from pmd_service.keys import OPENAPI_DOC
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
+from pmd_service.web.keys import OPENAPI_DOC
 
 CASES = 400
 

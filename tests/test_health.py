@@ -6,9 +6,9 @@ from pathlib import Path
 import asyncpg
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
 from pmd_service.embedded import EmbeddedRedis
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
 from tests.test_auth import assert_problem
 
 

@@ -17,9 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
 from pmd_service.posts.host_cache import create_host_cache
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
 from tests.conftest import SECRET, run_worker
 from tests.factories import Factory
 from tests.test_auth import assert_problem

@@ -29,14 +29,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
-from pmd_service.auth import mint_token
 from pmd_service.db import create_pool
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.migrate import migrate
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
+from pmd_service.tokens import mint_token
 from pmd_service.vault import artwork_path, host_shard
+from pmd_service.web.app import create_app
 from tests.conftest import run_worker
 from tests.test_bdr_flow import announced
 from tests.test_sse import SSE, open_stream

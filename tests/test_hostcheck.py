@@ -19,7 +19,6 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 import pmd_service
-from pmd_service.app import create_app
 from pmd_service.db import connect
 from pmd_service.hostcheck import (
     HOST_TABLES,
@@ -34,6 +33,7 @@ from pmd_service.hostcheck import (
 )
 from pmd_service.migrate import migrate
 from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.web.app import create_app
 from tests.conftest import SECRET
 
 # A name that needs quoting: the printed statements must quote the schema they name.
@@ -275,7 +275,7 @@ async def _unpreparable(conn: asyncpg.Connection, statements: dict[str, str]) ->
 
 async def test_the_column_list_is_what_the_sql_names(host: asyncpg.Connection) -> None:
     statements = _service_statements()
-    assert "pmd_service.posts.service.SQL_LIST_FIRST" in statements
+    assert "pmd_service.posts.listing.SQL_LIST_FIRST" in statements
     assert len(statements) > 40
     assert await _unpreparable(host, statements) == {}
     needed = {(c.table, c.column) for c in NEEDED_COLUMNS}

@@ -7,9 +7,9 @@ import aiohttp
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
-from pmd_service.keys import METRICS_ADDRESS
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
+from pmd_service.web.keys import METRICS_ADDRESS
 from tests.factories import Factory
 from tests.test_bdr_flow import request_bdr
 

@@ -3,6 +3,7 @@ the vault's artwork files (never a ZIP)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -10,8 +11,11 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
-from pmd_service.app import create_app
+from pmd_service.eligibility import MAX_BATCH
+from pmd_service.rules import RESTORE_WINDOW_DAYS
 from pmd_service.settings import Settings
+from pmd_service.web.app import create_app
+from pmd_service.web.pages import STATIC_DIR
 from tests.factories import Factory
 from tests.test_auth import assert_problem
 
@@ -121,3 +125,15 @@ async def test_licenses_are_listed_for_the_license_menu(client: Client, factory:
     items = (await resp.json())["items"]
     assert [i["identifier"] for i in items] == ["CC-BY-4.0", "CC0-1.0"]
     assert set(items[0]) == {"id", "identifier", "title"}
+
+
+def test_the_pages_rules_are_the_services() -> None:
+    """The page states two of the service's rules for the browser; they must not drift."""
+
+    def constant(file: str, name: str) -> int:
+        match = re.search(rf"export const {name} = (\d+);", (STATIC_DIR / file).read_text())
+        assert match is not None, f"{name} not found in {file}"
+        return int(match[1])
+
+    assert constant("format.js", "RESTORE_WINDOW_DAYS") == RESTORE_WINDOW_DAYS
+    assert constant("bulk.js", "MAX_BATCH") == MAX_BATCH

@@ -11,7 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.db import create_pool
-from pmd_service.posts import service
+from pmd_service.posts import listing
+from pmd_service.posts.cursor import Cursor
 from tests.factories import Factory, UserRow
 from tests.test_auth import assert_problem
 
@@ -151,7 +152,7 @@ async def test_playlists_deleted_and_foreign_posts_are_never_listed_nor_counted(
     assert page["items"][0]["hidden_by_user"] is False
 
     # An empty page past the end still reports the total.
-    cursor = service.Cursor(False, T0 - timedelta(days=1), 1).encode()
+    cursor = Cursor(False, T0 - timedelta(days=1), 1).encode()
     past = await _get(client, user, f"?cursor={cursor}")
     assert past == {"items": [], "next_cursor": None, "total_count": 2}
 
@@ -261,7 +262,7 @@ async def test_page_is_one_round_trip_not_one_query_per_post(
             conn.add_query_logger(
                 lambda record: None if record.query == reset else queries.append(record.query)
             )
-        page = await service.list_posts(pool, user.id, 512, None, deleted=False)
+        page = await listing.list_posts(pool, user.id, 512, None, deleted=False)
     finally:
         await pool.close()
     assert len(page.items) == 200

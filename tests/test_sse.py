@@ -20,12 +20,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.app import create_app
-from pmd_service.keys import SSE_HUB
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.sse import tickets
 from pmd_service.sse.hub import LISTENER_NAME
+from pmd_service.web.app import create_app
+from pmd_service.web.keys import SSE_HUB
 from tests.conftest import run_worker
 from tests.factories import Factory, UserRow
 from tests.test_auth import assert_problem

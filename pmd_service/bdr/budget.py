@@ -11,7 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ProblemError
+from ..problems import ProblemError
 from ..settings import Settings
 
 # Free space was short: ask again after this long (the daily cleanup or an operator frees it).

@@ -7,16 +7,17 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiofiles.os
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..auth import Principal
-from ..errors import ProblemError, conflict, forbidden, gone, not_found
-from ..posts.service import ensure_unique, lock_eligible
+from ..access import Principal
+from ..eligibility import ensure_unique, lock_eligible
+from ..problems import ProblemError, conflict, forbidden, gone, not_found
+from ..rules import NEWEST_BDRS, UTC_DAY_START, AdvisoryLock, seconds_to_next_utc_day
 from ..vault import VaultPathError, bdr_zip_path, is_host_file, stored_zip_path
 from .budget import Limits, human_bytes, too_large
 from .enqueue import enqueue_bdr
@@ -24,18 +25,14 @@ from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
 log = logging.getLogger(__name__)
 
-NEWEST = 20
-# Serialises quota checks per requester: (this constant, user id) is the advisory lock key.
-_QUOTA_LOCK = 5064069
-
 SQL_QUOTA_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 # What a caller asked for today: their own requests, and those made for others as a moderator
 # (which never spend the user's quota).
-SQL_USED_TODAY = """
+SQL_USED_TODAY = f"""
 SELECT count(*) AS requests, coalesce(sum(estimated_bytes), 0)::bigint AS bytes
 FROM batch_download_requests
 WHERE ((user_id = $1 AND requested_by IS NULL) OR requested_by = $1)
-  AND created_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+  AND created_at >= {UTC_DAY_START}
 """
 # The artworks' declared size: each post's native file, as the host recorded it.
 SQL_DECLARED_BYTES = """
@@ -58,7 +55,7 @@ VALUES (gen_random_uuid(), $1, $2, 'user', $3, $4)
 """
 SQL_NEWEST = f"""
 SELECT {ITEM_COLUMNS} FROM batch_download_requests
-WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST}
+WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
 """
 SQL_ONE = (
     f"SELECT {ITEM_COLUMNS}, file_path FROM batch_download_requests WHERE id = $1 AND user_id = $2"
@@ -77,14 +74,8 @@ RETURNING file_path
 """
 
 
-def seconds_to_utc_midnight(now: datetime | None = None) -> int:
-    now = now or datetime.now(UTC)
-    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return max(1, int((midnight - now).total_seconds() + 0.999))
-
-
 def _over_the_day(why: str) -> ProblemError:
-    wait = seconds_to_utc_midnight()
+    wait = seconds_to_next_utc_day()
     return ProblemError(
         429,
         "daily-limit",
@@ -109,7 +100,7 @@ async def create(
     async with pool.acquire() as conn, conn.transaction():
         # Two-key advisory lock: concurrent requests of one requester count and insert one at
         # a time, so the quota can never be overrun (the seed's check-then-insert raced).
-        await conn.execute(SQL_QUOTA_LOCK, _QUOTA_LOCK, requester)
+        await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)
         used = await conn.fetchrow(SQL_USED_TODAY, requester)
         assert used is not None  # an aggregate always has its row
         if used["requests"] >= limits.requests_a_day:

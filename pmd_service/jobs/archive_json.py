@@ -20,14 +20,15 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from ..rules import visible_comment
 from .row_feed import RowFeed
 
-SQL_VISIBLE_COMMENTS = """
+SQL_VISIBLE_COMMENTS = f"""
 SELECT c.id, c.post_id, c.parent_id, c.body, c.created_at, u.handle AS author_handle
 FROM comments c
 LEFT JOIN users u ON u.id = c.author_id
 WHERE c.post_id = ANY($1::int[])
-  AND NOT c.hidden_by_mod AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod
+  AND {visible_comment("c")}
 ORDER BY c.post_id, c.created_at, c.id
 """
 SQL_REACTION_COUNTS = """

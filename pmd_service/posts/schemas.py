@@ -8,13 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-MAX_BATCH = 128
-PostId = Annotated[int, Meta(ge=1, le=2_147_483_647, description="A post id")]
-PostIds = Annotated[
-    list[PostId],
-    Meta(min_length=1, max_length=MAX_BATCH, description=f"1 to {MAX_BATCH} distinct post ids"),
-]
-Sqid = Annotated[str, Meta(max_length=16)]
+from ..eligibility import PostIds, Sqid
+
 Action = Literal["hide", "unhide", "delete", "restore"]
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from ..db import connect
-from ..errors import ProblemError
+from ..problems import ProblemError
 from . import frames
 from .access import Pair, Revoked
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..bdr.schemas import ITEM_COLUMNS
-from ..bdr.service import NEWEST
+from ..rules import NEWEST_BDRS
 from . import frames
 
 # More missed events than this and a fresh snapshot is the cheaper way to catch up.
@@ -20,7 +20,7 @@ SELECT w.watermark, b.*
 FROM (SELECT coalesce(max(id), 0) AS watermark FROM bdr_events) AS w
 LEFT JOIN LATERAL (
     SELECT {ITEM_COLUMNS} FROM batch_download_requests
-    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST}
+    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
 ) AS b ON true
 """
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"

@@ -14,10 +14,10 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
-from ..demo import DEMO_HANDLE
-from ..errors import not_found
-from ..keys import DB_POOL, SETTINGS
+from ..demo_user import DEMO_HANDLE, demo_user_sqid
+from ..problems import not_found
 from ..vault import VaultPathError, artwork_path
+from .keys import DB_POOL, SETTINGS
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
@@ -40,8 +40,6 @@ PAGE_HEADERS = {
     "Cache-Control": "no-cache",
 }
 
-SQL_DEMO_SQID = "SELECT public_sqid FROM users WHERE handle = $1"
-
 
 async def dashboard(request: web.Request) -> web.FileResponse:
     sqid = request.match_info["user_sqid"]
@@ -54,7 +52,7 @@ async def dashboard(request: web.Request) -> web.FileResponse:
 async def dev_root(request: web.Request) -> web.Response:
     """Dev mode only: `/` opens the demo user's page."""
     pool: asyncpg.Pool = request.app[DB_POOL]
-    sqid = await pool.fetchval(SQL_DEMO_SQID, DEMO_HANDLE)
+    sqid = await demo_user_sqid(pool)
     if sqid is None:
         raise not_found(f"There is no @{DEMO_HANDLE} user yet: start the service with `make run`.")
     raise web.HTTPFound(f"/u/{sqid}/posts")

@@ -3,7 +3,7 @@
 import { Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, tokenSubject } from "./api.js";
 import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
-import { plural } from "./format.js";
+import { plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PostTable } from "./posts.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
@@ -98,7 +98,7 @@ function boot() {
     const sure = await confirmAction({
       title: `Delete ${plural(n, "post")}?`,
       text: "They disappear from your profile at once. You can restore them from " +
-        "“Recently deleted” for 7 days.",
+        `“Recently deleted” for ${RESTORE_WINDOW_DAYS} days.`,
       ok: `Delete ${plural(n, "post")}`,
     });
     if (sure) await batch("delete", act("delete"));

@@ -1,5 +1,9 @@
 // How numbers, sizes and dates read on the page.
 
+// How long a deleted post can be restored: pmd_service/rules.py RESTORE_WINDOW_DAYS (a test
+// holds the two equal).
+export const RESTORE_WINDOW_DAYS = 7;
+
 const numberFmt = new Intl.NumberFormat();
 const dateFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
 const dateTimeFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });

@@ -233,7 +233,7 @@ export class PostTable {
     const none = this.done && this.posts.length === 0;
     empty.hidden = !none;
     empty.textContent = this.view === "deleted"
-      ? "Nothing was deleted in the last 7 days."
+      ? `Nothing was deleted in the last ${fmt.RESTORE_WINDOW_DAYS} days.`
       : "You have no artworks yet. Posts you upload appear here.";
     const of = this.total ? fmt.count(this.total) : "?";
     loading.textContent = this.done

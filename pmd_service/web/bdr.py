@@ -8,17 +8,17 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from multidict import CIMultiDict
 
-from .. import request_ids
-from ..auth import retarget
-from ..errors import ProblemError
-from ..keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from ..bdr import service
+from ..bdr.budget import Limits, ensure_free_space
+from ..bdr.schemas import BdrItem, BdrList, BdrRequest
 from ..logs import REQUEST_ID_HEADER
-from ..openapi import Operation, Param
-from ..responses import json_response
-from ..validation import path_uuid, read_json
-from . import service
-from .budget import Limits, ensure_free_space
-from .schemas import BdrItem, BdrList, BdrRequest
+from ..problems import ProblemError
+from . import request_ids
+from .auth import retarget
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from .openapi import Operation, Param
+from .responses import json_response
+from .validation import path_uuid, read_json
 
 
 def request_id(request: web.Request) -> str:

@@ -9,13 +9,13 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from .public_ids import PublicIds
-from .settings import Settings
+from ..public_ids import PublicIds
+from ..settings import Settings
 
 if TYPE_CHECKING:
-    from .auth import Principal
+    from ..access import Principal
+    from ..sse.hub import Hub
     from .metrics import Metrics
-    from .sse.hub import Hub
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)

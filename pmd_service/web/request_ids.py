@@ -12,8 +12,8 @@ from collections.abc import Awaitable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
-from .sse.api import STREAM_ROUTE
+from ..logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+from .sse import STREAM_ROUTE
 
 
 def current() -> str:

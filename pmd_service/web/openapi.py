@@ -9,8 +9,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .errors import PROBLEM_JSON, Problem
+from ..problems import Problem
 from .keys import OPENAPI_DOC
+from .problems import PROBLEM_JSON
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import retarget
-from ..keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
-from ..openapi import Operation, Param
-from ..responses import json_response
-from ..validation import query_bool, query_int, read_json
-from . import service
-from .host_cache import drop_cached_feeds
-from .schemas import ActionRequest, ActionResult, LicenseList, LicenseRequest, PostPage
+from ..posts import batches, listing
+from ..posts.host_cache import drop_cached_feeds
+from ..posts.schemas import ActionRequest, ActionResult, LicenseList, LicenseRequest, PostPage
+from .auth import retarget
+from .keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
+from .openapi import Operation, Param
+from .responses import json_response
+from .validation import query_bool, query_int, read_json
 
 MAX_PAGE = 512
 
@@ -19,7 +19,7 @@ MAX_PAGE = 512
 async def list_posts(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", MAX_PAGE, 1, MAX_PAGE)
     deleted = query_bool(request, "deleted")
-    page = await service.list_posts(
+    page = await listing.list_posts(
         request.app[DB_POOL],
         request[PRINCIPAL].target.id,
         limit,
@@ -32,7 +32,7 @@ async def list_posts(request: web.Request) -> web.Response:
 async def post_action(request: web.Request) -> web.Response:
     body = await read_json(request, ActionRequest)
     principal = await retarget(request, body.target_sqid)
-    outcome = await service.apply_action(
+    outcome = await batches.apply_action(
         request.app[DB_POOL], principal, body.action, body.post_ids
     )
     cache = request.app[HOST_CACHE]
@@ -46,13 +46,13 @@ async def post_action(request: web.Request) -> web.Response:
 async def post_license(request: web.Request) -> web.Response:
     body = await read_json(request, LicenseRequest)
     principal = await retarget(request, body.target_sqid)
-    outcome = await service.set_license(
+    outcome = await batches.set_license(
         request.app[DB_POOL], principal, body.post_ids, body.license_id
     )
     return _result(outcome)
 
 
-def _result(outcome: service.BatchOutcome) -> web.Response:
+def _result(outcome: batches.BatchOutcome) -> web.Response:
     return json_response(
         ActionResult(
             success=True,
@@ -64,7 +64,7 @@ def _result(outcome: service.BatchOutcome) -> web.Response:
 
 
 async def list_licenses(request: web.Request) -> web.Response:
-    return json_response(await service.list_licenses(request.app[DB_POOL]))
+    return json_response(await listing.list_licenses(request.app[DB_POOL]))
 
 
 OPERATIONS = (

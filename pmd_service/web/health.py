@@ -6,8 +6,8 @@ import asyncio
 
 from aiohttp import web
 
-from .errors import problem_response
 from .keys import DB_POOL, REDIS
+from .problems import problem_response
 
 CHECK_TIMEOUT = 2.0
 

@@ -1,4 +1,4 @@
-"""Domain errors and the one middleware that turns every error into problem+json (RFC 9457)."""
+"""The one middleware that turns every error into problem+json (RFC 9457)."""
 
 from __future__ import annotations
 
@@ -11,54 +11,12 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..problems import TYPE_BASE, FieldError, Problem, ProblemError
 from .keys import SETTINGS, STREAM_RESPONSE
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
-_TYPE_BASE = "urn:pmd:problem:"
-
-
-class FieldError(msgspec.Struct):
-    field: str
-    message: str
-
-
-class Problem(msgspec.Struct, omit_defaults=True):
-    type: str
-    title: str
-    status: int
-    detail: str
-    errors: list[FieldError] | None = None
-
-
-class ProblemError(Exception):
-    """An error a client can act on: status, a stable type slug, and a sentence of detail."""
-
-    def __init__(
-        self,
-        status: int,
-        slug: str,
-        title: str,
-        detail: str,
-        *,
-        errors: list[FieldError] | None = None,
-        headers: Mapping[str, str] | None = None,
-        extra: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.title = title
-        self.detail = detail
-        self.errors = errors
-        self.headers = dict(headers or {})
-        self.extra = dict(extra or {})
-
-    def response(self) -> web.Response:
-        return problem_response(
-            self.status, self.slug, self.title, self.detail, self.errors, self.headers, self.extra
-        )
 
 
 def problem_response(
@@ -70,7 +28,7 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    body = msgspec.to_builtins(Problem(_TYPE_BASE + slug, title, status, detail, errors))
+    body = msgspec.to_builtins(Problem(TYPE_BASE + slug, title, status, detail, errors))
     if extra:
         body.update(extra)
     return web.Response(
@@ -81,28 +39,10 @@ def problem_response(
     )
 
 
-def bad_request(detail: str, slug: str = "bad-request", **kw: Any) -> ProblemError:
-    return ProblemError(400, slug, "Bad request", detail, **kw)
-
-
-def validation_error(detail: str, errors: list[FieldError]) -> ProblemError:
-    return ProblemError(422, "validation", "Invalid request", detail, errors=errors)
-
-
-def not_found(detail: str) -> ProblemError:
-    return ProblemError(404, "not-found", "Not found", detail)
-
-
-def forbidden(detail: str) -> ProblemError:
-    return ProblemError(403, "forbidden", "Forbidden", detail)
-
-
-def conflict(detail: str, slug: str = "conflict") -> ProblemError:
-    return ProblemError(409, slug, "Conflict", detail)
-
-
-def gone(detail: str) -> ProblemError:
-    return ProblemError(410, "gone", "Gone", detail)
+def answer(exc: ProblemError) -> web.Response:
+    return problem_response(
+        exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers, exc.extra
+    )
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -137,7 +77,7 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 log.exception("stream %s %s failed", request.method, request.path)
             return started
         if isinstance(exc, ProblemError):
-            return exc.response()
+            return answer(exc)
         if isinstance(exc, web.HTTPException):
             if exc.status < 400:
                 raise

@@ -7,14 +7,16 @@ from collections.abc import AsyncIterator, Collection
 
 from aiohttp import web
 
-from ..auth import Principal, authenticate, bearer_token, unauthorized
-from ..keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_HUB, STREAM_RESPONSE
+from ..access import Principal
 from ..logs import REQUEST_ID_HEADER, request_id_from
-from ..openapi import Operation, Param
-from ..responses import json_response
-from . import access, frames, service, tickets
-from .access import Pair, Revoked
-from .hub import Hub, Subscriber
+from ..problems import unauthorized
+from ..sse import access, frames, service, tickets
+from ..sse.access import Pair, Revoked
+from ..sse.hub import Hub, Subscriber
+from .auth import authenticate, bearer_token
+from .keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_HUB, STREAM_RESPONSE
+from .openapi import Operation, Param
+from .responses import json_response
 
 STREAM_ROUTE = "bdr_sse"
 RETRY_MS = 3000

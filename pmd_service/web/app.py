@@ -6,13 +6,21 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from . import __version__, health
+from .. import __version__
+from ..db import create_pool
+from ..hostcheck import warn_if_host_lacks
+from ..logs import quiet_malformed_requests
+from ..migrate import migrate
+from ..posts.host_cache import create_host_cache
+from ..public_ids import PublicIds
+from ..queue import create_redis
+from ..settings import Settings
+from . import bdr as bdr_api
+from . import health, pages
+from . import posts as posts_api
+from . import sse as sse_api
 from .auth import auth_middleware
-from .bdr import api as bdr_api
 from .cors import setup_cors
-from .db import create_pool
-from .errors import problem_middleware
-from .hostcheck import warn_if_host_lacks
 from .keys import (
     DB_POOL,
     HOST_CACHE,
@@ -23,18 +31,10 @@ from .keys import (
     SELF_AUTHENTICATED,
     SETTINGS,
 )
-from .logs import quiet_malformed_requests
 from .metrics import Metrics, internal_metrics_ctx, metrics_handler, metrics_middleware
-from .migrate import migrate
 from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handler
-from .posts import api as posts_api
-from .posts.host_cache import create_host_cache
-from .public_ids import PublicIds
-from .queue import create_redis
+from .problems import problem_middleware
 from .request_ids import request_id_middleware
-from .settings import Settings
-from .sse import api as sse_api
-from .web import pages
 
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:

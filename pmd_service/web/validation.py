@@ -9,7 +9,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from .errors import FieldError, ProblemError, bad_request, validation_error
+from ..problems import FieldError, ProblemError, bad_request, validation_error
 
 T = TypeVar("T")
 

@@ -1,0 +1,129 @@
+"""Who calls, whose posts they act on, and whether they may: the rules every request, ticket and
+open stream is held to (no HTTP here; web/auth.py applies them to requests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from .problems import ProblemError, forbidden, not_found, unauthorized
+from .tokens import TokenRules, decode_token
+
+STAFF_ROLES = frozenset({"moderator", "owner"})
+NOT_STAFF = "Only moderators may act on another user's posts (`target_sqid`)."
+
+_USER_COLUMNS = """
+SELECT id, public_sqid, handle, email, roles, deactivated,
+       coalesce(banned_until > now(), false) AS banned, banned_until
+FROM users
+"""
+SQL_USER_BY_SQID = _USER_COLUMNS + "WHERE public_sqid = $1"
+# Tokens the host minted before `sub` carry only `user_id`: the user's `user_key`.
+SQL_USER_BY_KEY = _USER_COLUMNS + "WHERE user_key = $1"
+# The callers and targets of every open stream of a process, re-checked in one query.
+SQL_USERS_BY_ID = _USER_COLUMNS + "WHERE id = ANY($1::int[])"
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    public_sqid: str
+    handle: str
+    email: str
+    roles: frozenset[str]
+
+    @property
+    def is_staff(self) -> bool:
+        return not STAFF_ROLES.isdisjoint(self.roles)
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> User:
+        roles = row["roles"] if isinstance(row["roles"], list) else []
+        return cls(
+            id=row["id"],
+            public_sqid=row["public_sqid"],
+            handle=row["handle"],
+            email=row["email"],
+            roles=frozenset(r for r in roles if isinstance(r, str)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who calls (`caller`), whose posts they act on (`target`), and until when."""
+
+    caller: User
+    target: User
+    token_expires_at: float
+
+    @property
+    def as_moderator(self) -> bool:
+        return self.caller.id != self.target.id
+
+
+async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
+    # Not a sqid at all (too long, or a NUL PostgreSQL text cannot hold): nobody has it.
+    if len(sqid) > 16 or "\x00" in sqid:
+        return None
+    row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
+    return row
+
+
+async def caller_from_token(
+    pool: asyncpg.Pool, token: str, rules: TokenRules
+) -> tuple[User, float]:
+    subject = decode_token(token, rules)
+    row = await load_user(pool, subject.sqid) if subject.sqid is not None else None
+    if row is None and subject.user_key is not None:
+        # As the host does: `sub` first, then the legacy claim.
+        row = await pool.fetchrow(SQL_USER_BY_KEY, subject.user_key)
+    if row is None:
+        raise unauthorized("The access token names a user that does not exist; sign in again.")
+    denial = account_denial(row)
+    if denial is not None:
+        raise denial
+    return User.from_row(row), subject.expires_at
+
+
+def account_denial(row: asyncpg.Record) -> ProblemError | None:
+    """Why this account (a row of `_USER_COLUMNS`) may not use the service now, if it may not.
+
+    Applied to every token, every ticket redeemed and, every few seconds, to the callers of
+    open streams (sse/access.py): one rule, so the three cannot drift apart.
+    """
+    if row["deactivated"]:
+        return unauthorized("This account is deactivated.")
+    if row["banned"]:
+        until = row["banned_until"].isoformat()
+        return forbidden(f"This account is banned until {until}; bulk tools are unavailable.")
+    return None
+
+
+def target_denial(caller: User, target: User) -> str | None:
+    """Why `caller` may not act on `target`'s posts (a 403's detail), or None when it may."""
+    if caller.id == target.id:
+        return None
+    if not caller.is_staff:
+        return NOT_STAFF
+    if "owner" in target.roles:
+        return "An owner's posts can be managed only by that owner."
+    # Moderators do not moderate each other: that is the site owner's call.
+    if target.is_staff and "owner" not in caller.roles:
+        return "A moderator's posts can be managed only by that moderator or an owner."
+    return None
+
+
+async def resolve_target(pool: asyncpg.Pool, caller: User, target_sqid: str | None) -> User:
+    if target_sqid is None or target_sqid == caller.public_sqid:
+        return caller
+    if not caller.is_staff:  # before the lookup: a non-moderator learns nothing of who exists
+        raise forbidden(NOT_STAFF)
+    row = await load_user(pool, target_sqid)
+    if row is None:
+        raise not_found(f"No user has the public id {target_sqid[:32]!r}.")
+    target = User.from_row(row)
+    denial = target_denial(caller, target)
+    if denial is not None:
+        raise forbidden(denial)
+    return target

@@ -1,0 +1,131 @@
+"""Listing a user's artworks (live, or recently deleted) and the site's licenses."""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from ..rules import restorable, visible_comment
+from .cursor import Cursor
+from .schemas import License, LicenseList, PostFile, PostItem, PostPage
+
+_ITEM_COLUMNS = f"""
+    p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
+    p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
+    p.deleted_by_user_date, l.identifier AS license_identifier,
+    coalesce(f.files, '[]') AS files,
+    (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) AS reaction_count,
+    (SELECT count(*) FROM comments c WHERE c.post_id = p.id
+        AND {visible_comment("c")}) AS comment_count
+"""
+_ITEM_JOINS = """
+    LEFT JOIN licenses l ON l.id = p.license_id
+    -- json text, not jsonb: cheaper to build, and decoded straight into PostFile structs
+    -- (a generic JSON decode plus msgspec.convert took half the Python time of a page).
+    LEFT JOIN LATERAL (
+        SELECT json_agg(json_build_object(
+                   'format', pf.format, 'file_bytes', pf.file_bytes, 'is_native', pf.is_native)
+               ORDER BY pf.is_native DESC, pf.format)::text AS files
+        FROM post_files pf WHERE pf.post_id = p.id
+    ) f ON true
+"""
+_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
+# The total is an uncorrelated scalar subquery: evaluated once, same round trip as the page.
+_TOTAL_LIVE = f"(SELECT count(*) FROM posts p WHERE {_LIVE}) AS total_count"
+_TOTAL_DELETED = f"(SELECT count(*) FROM posts p WHERE {_DELETED}) AS total_count"
+
+# Keyset pagination on (created_at, id): ids break timestamp ties, so nothing is skipped.
+SQL_LIST_FIRST = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_LIVE}
+FROM posts p {_ITEM_JOINS}
+WHERE {_LIVE}
+ORDER BY p.created_at DESC, p.id DESC
+LIMIT $2
+"""
+SQL_LIST_AFTER = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_LIVE}
+FROM posts p {_ITEM_JOINS}
+WHERE {_LIVE} AND (p.created_at, p.id) < ($3, $4)
+ORDER BY p.created_at DESC, p.id DESC
+LIMIT $2
+"""
+SQL_LIST_DELETED_FIRST = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_DELETED}
+FROM posts p {_ITEM_JOINS}
+WHERE {_DELETED}
+ORDER BY p.deleted_by_user_date DESC, p.id DESC
+LIMIT $2
+"""
+SQL_LIST_DELETED_AFTER = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_DELETED}
+FROM posts p {_ITEM_JOINS}
+WHERE {_DELETED} AND (p.deleted_by_user_date, p.id) < ($3, $4)
+ORDER BY p.deleted_by_user_date DESC, p.id DESC
+LIMIT $2
+"""
+SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE}"
+SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
+
+
+_FILES = msgspec.json.Decoder(list[PostFile])
+
+
+def _item(row: asyncpg.Record) -> PostItem:
+    return PostItem(
+        id=row["id"],
+        public_sqid=row["public_sqid"],
+        title=row["title"],
+        description=row["description"],
+        created_at=row["created_at"],
+        width=row["width"],
+        height=row["height"],
+        frame_count=row["frame_count"],
+        files=_FILES.decode(row["files"]),
+        art_url=row["art_url"],
+        hidden_by_user=row["hidden_by_user"],
+        hidden_by_mod=row["hidden_by_mod"],
+        reaction_count=row["reaction_count"],
+        comment_count=row["comment_count"],
+        view_count=row["view_count"],
+        license_identifier=row["license_identifier"],
+        deleted_by_user_date=row["deleted_by_user_date"],
+    )
+
+
+async def list_posts(
+    pool: asyncpg.Pool, owner_id: int, limit: int, cursor: str | None, deleted: bool
+) -> PostPage:
+    after = Cursor.decode(cursor, deleted) if cursor else None
+    first_sql, after_sql = (
+        (SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER)
+        if deleted
+        else (SQL_LIST_FIRST, SQL_LIST_AFTER)
+    )
+    # One row more than asked tells whether another page exists, so the last page carries no
+    # cursor and a client never spends a request on an empty page.
+    if after is None:
+        rows = await pool.fetch(first_sql, owner_id, limit + 1)
+    else:
+        rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id)
+    if rows:
+        total = rows[0]["total_count"]
+    else:  # an empty page (no posts, or a cursor past the end) still reports the total
+        total = await pool.fetchval(SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE, owner_id)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [_item(r) for r in rows]
+    next_cursor = None
+    if more:
+        last = rows[-1]
+        key = last["deleted_by_user_date"] if deleted else last["created_at"]
+        next_cursor = Cursor(deleted, key, last["id"]).encode()
+    return PostPage(items=items, next_cursor=next_cursor, total_count=total)
+
+
+SQL_LICENSES = "SELECT id, identifier, title FROM licenses ORDER BY identifier, id"
+
+
+async def list_licenses(pool: asyncpg.Pool) -> LicenseList:
+    rows = await pool.fetch(SQL_LICENSES)
+    return LicenseList([License(r["id"], r["identifier"], r["title"]) for r in rows])

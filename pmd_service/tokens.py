@@ -1,0 +1,102 @@
+"""The host's access tokens: HS256 JWTs, decoded and checked (and minted, for dev and support)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import jwt
+
+from .problems import unauthorized
+
+ALGORITHM = "HS256"
+
+
+def mint_token(
+    secret: str, sub: str, *, ttl_seconds: int = 3600, roles: list[str] | None = None
+) -> str:
+    now = int(time.time())
+    claims = {"sub": sub, "iat": now, "exp": now + ttl_seconds, "roles": roles or ["user"]}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRules:
+    """What a token must satisfy besides its signature (from the settings)."""
+
+    secret: str = field(repr=False)
+    leeway: float = 30
+    audience: str | None = None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """Who a token names: `sub` (the public id), or, in the host's older tokens, only the
+    legacy `user_id` claim (the user's `user_key`)."""
+
+    sqid: str | None
+    user_key: uuid.UUID | None
+    expires_at: float
+
+
+def decode_token(token: str, rules: TokenRules) -> Subject:
+    """The subject of a valid access token; 401 otherwise. Only HS256, never `none`.
+
+    Accepts what the host's `get_current_user` accepts: `sub`, or a legacy `user_id`; refuses
+    its refresh tokens (`type` other than `access`). The leeway absorbs clock skew between the
+    host that minted the token and this service (exp, iat, nbf). `aud` and `iss` are checked
+    only when configured: the host sets neither.
+    """
+    require = ["exp", *(["aud"] if rules.audience else []), *(["iss"] if rules.issuer else [])]
+    try:
+        claims = jwt.decode(
+            token,
+            rules.secret,
+            algorithms=[ALGORITHM],
+            options={"require": require, "verify_aud": rules.audience is not None},
+            leeway=rules.leeway,
+            audience=rules.audience,
+            issuer=rules.issuer,
+        )
+    except jwt.ExpiredSignatureError:
+        raise unauthorized("The access token has expired; sign in again.") from None
+    except jwt.ImmatureSignatureError:
+        raise unauthorized(
+            "The access token is not valid yet (`iat`/`nbf` in the future)."
+        ) from None
+    except jwt.MissingRequiredClaimError as e:
+        raise unauthorized(
+            f"The access token lacks the `{e.claim}` claim; sign in again."
+        ) from None
+    except jwt.InvalidAudienceError:
+        raise unauthorized(
+            f"The access token is not meant for {rules.audience!r} (`aud`)."
+        ) from None
+    except jwt.InvalidIssuerError:
+        raise unauthorized(
+            f"The access token was not issued by {rules.issuer!r} (`iss`)."
+        ) from None
+    except jwt.InvalidTokenError:
+        raise unauthorized(
+            "The access token is not valid (malformed, wrong signature or algorithm, "
+            "or missing `exp`); sign in again."
+        ) from None
+    kind = claims.get("type", "access")
+    if kind != "access":
+        raise unauthorized(f"A {str(kind)[:20]!r} token cannot be used here; send an access token.")
+    sub = claims.get("sub")
+    legacy = claims.get("user_id")
+    if sub is not None and (not isinstance(sub, str) or not sub):
+        raise unauthorized("The access token's `sub` must be the user's public id.")
+    user_key = None
+    if legacy is not None:
+        try:
+            user_key = uuid.UUID(str(legacy))
+        except ValueError:
+            if sub is None:
+                raise unauthorized("The access token's `user_id` is not a user key.") from None
+    if sub is None and user_key is None:
+        raise unauthorized("The access token names no user (`sub` or `user_id`); sign in again.")
+    return Subject(sub, user_key, float(claims["exp"]))

@@ -1,0 +1,70 @@
+"""Bearer authentication of requests and the moderator `target_sqid`, applied by route."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from ..access import Principal, caller_from_token, resolve_target
+from ..problems import ProblemError, unauthorized
+from ..tokens import TokenRules
+from .keys import DB_POOL, PRINCIPAL, SELF_AUTHENTICATED, SETTINGS
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("Send the token as `Authorization: Bearer <token>`.", "invalid_request")
+    if not token.isascii():  # a JWT is ASCII; anything else cannot be one (nor be encoded)
+        raise unauthorized("The access token is not valid; sign in again.")
+    return token.strip()
+
+
+async def authenticate(request: web.Request, token: str) -> Principal:
+    pool = request.app[DB_POOL]
+    settings = request.app[SETTINGS]
+    rules = TokenRules(
+        settings.jwt_secret_key,
+        settings.jwt_leeway_seconds,
+        settings.jwt_audience,
+        settings.jwt_issuer,
+    )
+    caller, exp = await caller_from_token(pool, token, rules)
+    target = await resolve_target(pool, caller, request.query.get("target_sqid"))
+    return Principal(caller=caller, target=target, token_expires_at=exp)
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/pmd/"):
+        return await handler(request)
+    route = request.match_info.route
+    if request.method == "OPTIONS":
+        return await handler(request)  # a CORS preflight (answered by aiohttp-cors), or a 405
+    if route.resource is None or route.name in request.app[SELF_AUTHENTICATED]:
+        return await handler(request)  # unknown route: let it 404; self-authenticated: its own
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
+    request[PRINCIPAL] = await authenticate(request, token)
+    return await handler(request)
+
+
+async def retarget(request: web.Request, body_target: str | None) -> Principal:
+    """The principal, honouring a `target_sqid` sent in a JSON body instead of the query."""
+    principal = request[PRINCIPAL]
+    if body_target is None:
+        return principal
+    query_target = request.query.get("target_sqid")
+    if query_target is not None and query_target != body_target:
+        raise ProblemError(
+            400,
+            "bad-request",
+            "Bad request",
+            "`target_sqid` in the query and in the body differ; send it once.",
+        )
+    target = await resolve_target(request.app[DB_POOL], principal.caller, body_target)
+    return Principal(principal.caller, target, principal.token_expires_at)
