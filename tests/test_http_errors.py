@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.logs import MalformedRequestFilter, quiet_malformed_requests
-from pmd_service.web.pages import PAGE_ROUTES
+from pmd_service.web.keys import ROUTE_ENDPOINTS
 from tests.factories import Factory
 from tests.test_auth import assert_problem
 
@@ -96,13 +96,17 @@ async def test_openapi_document_lists_every_route(client: Client) -> None:
     documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     app = client.app
     assert app is not None
-    # The document describes the API; the dashboard page's routes serve HTML and files.
+    # The document describes every declared endpoint; the dashboard page's routes (HTML and
+    # files) are the only others.
+    declared = app[ROUTE_ENDPOINTS]
     routed = {
         (r.method, r.resource.canonical)
         for r in app.router.routes()
-        if r.resource is not None and r.method != "HEAD" and r.name not in PAGE_ROUTES
+        if r.resource is not None and r.method != "HEAD" and r in declared
     }
     assert routed == documented
+    pages = {r.resource.canonical for r in app.router.routes() if r.resource and r not in declared}
+    assert pages == {"/u/{user_sqid}/posts", "/static/pmd"}
 
 
 async def test_raw_bytes_that_are_not_utf8_never_give_5xx(client: Client, factory: Factory) -> None:

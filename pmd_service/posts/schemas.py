@@ -9,6 +9,33 @@ import msgspec
 from msgspec import Meta
 
 from ..eligibility import PostIds, Sqid
+from ..rules import RESTORE_WINDOW_DAYS
+
+MAX_PAGE = 512
+
+
+class PostsQuery(msgspec.Struct):
+    """The query of GET /api/pmd/posts."""
+
+    limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page size")] = MAX_PAGE
+    cursor: (
+        Annotated[
+            str,
+            Meta(
+                max_length=100,
+                description="`next_cursor` of the previous page; omit for the first page",
+            ),
+        ]
+        | None
+    ) = None
+    deleted: Annotated[
+        bool,
+        Meta(
+            description=f"List posts deleted within the {RESTORE_WINDOW_DAYS}-day restore window "
+            "instead"
+        ),
+    ] = False
+
 
 Action = Literal["hide", "unhide", "delete", "restore"]
 

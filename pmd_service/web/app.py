@@ -15,12 +15,9 @@ from ..posts.host_cache import create_host_cache
 from ..public_ids import PublicIds
 from ..queue import create_redis
 from ..settings import Settings
-from . import bdr as bdr_api
-from . import health, pages
-from . import posts as posts_api
-from . import sse as sse_api
-from .auth import auth_middleware
+from . import bdr, health, metrics, openapi, pages, posts, sse
 from .cors import setup_cors
+from .endpoints import register
 from .keys import (
     DB_POOL,
     HOST_CACHE,
@@ -28,11 +25,10 @@ from .keys import (
     OPENAPI_DOC,
     PUBLIC_IDS,
     REDIS,
-    SELF_AUTHENTICATED,
+    ROUTE_ENDPOINTS,
     SETTINGS,
 )
-from .metrics import Metrics, internal_metrics_ctx, metrics_handler, metrics_middleware
-from .openapi import HEALTH_OPERATIONS, Operation, build_document, openapi_handler
+from .metrics import Metrics, internal_metrics_ctx, metrics_middleware
 from .problems import problem_middleware
 from .request_ids import request_id_middleware
 
@@ -82,36 +78,31 @@ def create_app(settings: Settings) -> web.Application:
             request_id_middleware,
             metrics_middleware,
             problem_middleware,
-            auth_middleware,
         ],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
     app[PUBLIC_IDS] = PublicIds(settings.sqids_alphabet)
-    app[SELF_AUTHENTICATED] = set()
     app[METRICS] = Metrics(app)
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)
-    app.cleanup_ctx.append(sse_api.hub_ctx)
+    app.cleanup_ctx.append(sse.hub_ctx)
     app.cleanup_ctx.append(internal_metrics_ctx)
-    metrics_public = settings.server_metrics_port is None
-
-    operations: list[Operation] = [
-        *(op for op in HEALTH_OPERATIONS if op.path != "/metrics" or metrics_public),
-        *posts_api.OPERATIONS,
-        *sse_api.OPERATIONS,
-        *bdr_api.OPERATIONS,
-    ]
-    health.setup(app)
-    posts_api.setup(app)
-    sse_api.setup(app)  # before the BDR routes: /api/pmd/bdr/{id} would match /bdr/sse
-    bdr_api.setup(app)
-    app.router.add_get("/openapi.json", openapi_handler, name="openapi")
-    if metrics_public:
-        app.router.add_get("/metrics", metrics_handler, name="metrics")
+    register(
+        app,
+        (
+            *health.ENDPOINTS,
+            *openapi.ENDPOINTS,
+            *((metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
+            *posts.ENDPOINTS,
+            *sse.ENDPOINTS,
+            *bdr.ENDPOINTS,
+        ),
+    )
+    sse.setup(app)
     pages.setup(app)
     if settings.cors_origins:
         setup_cors(app, settings.cors_origins)
-    app[OPENAPI_DOC] = build_document(operations, __version__)
+    app[OPENAPI_DOC] = openapi.build_document(app[ROUTE_ENDPOINTS].values(), __version__)
     return app

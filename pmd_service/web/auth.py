@@ -1,14 +1,14 @@
-"""Bearer authentication of requests and the moderator `target_sqid`, applied by route."""
+"""Bearer authentication of requests and the moderator `target_sqid` (endpoints.py applies it
+to the routes that declare it)."""
 
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from ..access import Principal, caller_from_token, resolve_target
 from ..problems import ProblemError, unauthorized
 from ..tokens import TokenRules
-from .keys import DB_POOL, PRINCIPAL, SELF_AUTHENTICATED, SETTINGS
+from .keys import DB_POOL, PRINCIPAL, SETTINGS
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -35,22 +35,6 @@ async def authenticate(request: web.Request, token: str) -> Principal:
     caller, exp = await caller_from_token(pool, token, rules)
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
     return Principal(caller=caller, target=target, token_expires_at=exp)
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith("/api/pmd/"):
-        return await handler(request)
-    route = request.match_info.route
-    if request.method == "OPTIONS":
-        return await handler(request)  # a CORS preflight (answered by aiohttp-cors), or a 405
-    if route.resource is None or route.name in request.app[SELF_AUTHENTICATED]:
-        return await handler(request)  # unknown route: let it 404; self-authenticated: its own
-    token = bearer_token(request)
-    if token is None:
-        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
-    request[PRINCIPAL] = await authenticate(request, token)
-    return await handler(request)
 
 
 async def retarget(request: web.Request, body_target: str | None) -> Principal:

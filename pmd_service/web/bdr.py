@@ -1,4 +1,4 @@
-"""HTTP handlers of the BDR endpoints."""
+"""The download request (BDR) endpoints."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ..logs import REQUEST_ID_HEADER
 from ..problems import ProblemError
 from . import request_ids
 from .auth import retarget
+from .endpoints import Endpoint, Param
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
-from .openapi import Operation, Param
 from .responses import json_response
 from .validation import path_uuid, read_json
 
@@ -144,39 +144,33 @@ def _range_must_be_ignored(request: web.Request, etag: str) -> bool:
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
 
-OPERATIONS = (
-    Operation(
-        "post", "/api/pmd/bdr", "createBdr", "Request a ZIP of up to 128 artworks", "downloads",
-        ok_status=202, ok_description="Accepted: the request is queued", request=BdrRequest,
-        response=BdrItem, problems=(429, 503), headers={"Location": "The new request's URL"},
+ENDPOINTS = (
+    Endpoint(
+        "post", "/api/pmd/bdr", create_bdr, "createBdr", "Request a ZIP of up to 128 artworks",
+        "downloads", ok_status=202, ok_description="Accepted: the request is queued",
+        request=BdrRequest, response=BdrItem, problems=(429, 503),
+        headers={"Location": "The new request's URL"},
     ),
-    Operation("get", "/api/pmd/bdr", "listBdrs", "The 20 newest download requests", "downloads",
-              response=BdrList),
-    Operation("get", "/api/pmd/bdr/{id}", "getBdr", "One download request", "downloads",
-              response=BdrItem, params=(_ID,), problems=(404,)),
-    Operation("delete", "/api/pmd/bdr/{id}", "deleteBdr",
-              "Cancel a pending/processing request, or remove a ready ZIP", "downloads",
-              ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(403, 404)),
-    Operation("get", "/api/pmd/bdr/{id}/download", "downloadBdr", "The ZIP (Range supported)",
-              "downloads", response_media="application/zip", ok_description="The ZIP file",
-              params=(
-                  _ID,
-                  Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`); several "
-                        "ranges are answered with the whole file", location="header"),
-                  Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
-                        "has this ETag or Last-Modified date", location="header"),
-              ),
-              problems=(404, 409, 410),
-              other_responses=((206, "The requested byte range", "application/zip"),
-                               (416, "The range lies outside the file", None)),
-              headers={"Content-Disposition": "attachment; filename=makapix-artworks-….zip",
-                       "ETag": "Entity tag", "Last-Modified": "When the ZIP was written"}),
+    Endpoint("get", "/api/pmd/bdr", list_bdrs, "listBdrs", "The 20 newest download requests",
+             "downloads", response=BdrList),
+    Endpoint("get", "/api/pmd/bdr/{id}", get_bdr, "getBdr", "One download request", "downloads",
+             response=BdrItem, params=(_ID,), problems=(404,)),
+    Endpoint("delete", "/api/pmd/bdr/{id}", delete_bdr, "deleteBdr",
+             "Cancel a pending/processing request, or remove a ready ZIP", "downloads",
+             ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(403, 404)),
+    Endpoint("get", "/api/pmd/bdr/{id}/download", download_bdr, "downloadBdr",
+             "The ZIP (Range supported)", "downloads", response_media="application/zip",
+             ok_description="The ZIP file",
+             params=(
+                 _ID,
+                 Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`); several "
+                       "ranges are answered with the whole file"),
+                 Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
+                       "has this ETag or Last-Modified date"),
+             ),
+             problems=(404, 409, 410),
+             other_responses=((206, "The requested byte range", "application/zip"),
+                              (416, "The range lies outside the file", None)),
+             headers={"Content-Disposition": "attachment; filename=makapix-artworks-….zip",
+                      "ETag": "Entity tag", "Last-Modified": "When the ZIP was written"}),
 )  # fmt: skip
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_post("/api/pmd/bdr", create_bdr, name="create_bdr")
-    app.router.add_get("/api/pmd/bdr", list_bdrs, name="list_bdrs")
-    app.router.add_get("/api/pmd/bdr/{id}", get_bdr, name="get_bdr")
-    app.router.add_delete("/api/pmd/bdr/{id}", delete_bdr, name="delete_bdr")
-    app.router.add_get("/api/pmd/bdr/{id}/download", download_bdr, name="download_bdr")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 from aiohttp import web
 
+from .endpoints import Auth, Endpoint
 from .keys import DB_POOL, REDIS
 from .problems import problem_response
 
@@ -47,6 +49,18 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/healthz", healthz, name="healthz")
-    app.router.add_get("/readyz", readyz, name="readyz")
+class HealthStatus(msgspec.Struct):
+    status: str
+
+
+class ReadyStatus(msgspec.Struct):
+    status: str
+    checks: dict[str, str]
+
+
+ENDPOINTS = (
+    Endpoint("get", "/healthz", healthz, "healthz", "Liveness", "operations", auth=Auth.PUBLIC,
+             response=HealthStatus),
+    Endpoint("get", "/readyz", readyz, "readyz", "Readiness: database and Redis reachable",
+             "operations", auth=Auth.PUBLIC, response=ReadyStatus, problems=(503,)),
+)  # fmt: skip

@@ -13,8 +13,11 @@ from ..public_ids import PublicIds
 from ..settings import Settings
 
 if TYPE_CHECKING:
+    from aiohttp.web_urldispatcher import AbstractRoute
+
     from ..access import Principal
     from ..sse.hub import Hub
+    from .endpoints import Endpoint
     from .metrics import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -28,8 +31,8 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
 METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
-# Names of routes that authenticate themselves (the SSE stream also accepts a one-time ticket).
-SELF_AUTHENTICATED: web.AppKey[set[str]] = web.AppKey("self_authenticated", set)
+# Every endpoint's declaration by its route (web/endpoints.py).
+ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # Set by handlers that stream (SSE): once headers are out, an error can only end the stream.

@@ -23,6 +23,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .endpoints import Auth, Endpoint
 from .keys import METRICS, METRICS_ADDRESS, REDIS, SETTINGS, SSE_HUB
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,14 @@ async def _render(app: web.Application) -> web.Response:
 
 async def metrics_handler(request: web.Request) -> web.Response:
     return await _render(request.app)
+
+
+# On the public port only when SERVER_METRICS_PORT is unset (see internal_metrics_ctx).
+PUBLIC_ENDPOINT = Endpoint(
+    "get", "/metrics", metrics_handler, "metrics", "Prometheus metrics of this server process",
+    "operations", auth=Auth.PUBLIC, response_media="text/plain",
+    ok_description="Prometheus text exposition format",
+)  # fmt: skip
 
 
 async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,85 +3,46 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from aiohttp import web
 
 from ..problems import Problem
+from .endpoints import Auth, Endpoint, Param
 from .keys import OPENAPI_DOC
 from .problems import PROBLEM_JSON
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    schema: dict[str, Any]
-    description: str
-    location: str = "query"
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Operation:
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    tag: str
-    ok_status: int = 200
-    ok_description: str = "OK"
-    request: type | None = None
-    response: type | None = None
-    response_media: str = "application/json"
-    problems: tuple[int, ...] = ()
-    params: tuple[Param, ...] = ()
-    auth: bool = True
-    headers: dict[str, str] = field(default_factory=dict)
-    # Other non-problem answers: (status, description, media type of the body or None).
-    other_responses: tuple[tuple[int, str, str | None], ...] = ()
-
-
 TARGET_SQID = Param(
     "target_sqid",
     {"type": "string", "maxLength": 16},
     "Moderators only: act on this user's posts instead of your own.",
+    location="query",
 )
 AUTH_PROBLEMS = (401, 403, 404)
 
 
-class HealthStatus(msgspec.Struct):
-    status: str
+def _query_params(struct: type[msgspec.Struct]) -> list[Param]:
+    """One parameter per field of the endpoint's query struct, as msgspec describes it."""
+    schema = msgspec.json.schema(struct)
+    definition = schema["$defs"][struct.__name__] if "$defs" in schema else schema
+    params = []
+    for name, prop in definition["properties"].items():
+        prop = dict(prop)
+        if "anyOf" in prop:  # `X | None`: absent means None; present, it is an X
+            prop = {**next(p for p in prop.pop("anyOf") if p.get("type") != "null"), **prop}
+        description = prop.pop("description", "")
+        if prop.get("default", ...) is None:
+            del prop["default"]
+        params.append(Param(name, prop, description, location="query"))
+    return params
 
 
-class ReadyStatus(msgspec.Struct):
-    status: str
-    checks: dict[str, str]
-
-
-HEALTH_OPERATIONS = (
-    Operation("get", "/healthz", "healthz", "Liveness", "operations", response=HealthStatus, auth=False),
-    Operation(
-        "get", "/readyz", "readyz", "Readiness: database and Redis reachable", "operations",
-        response=ReadyStatus, problems=(503,), auth=False,
-    ),
-    Operation(
-        "get", "/openapi.json", "openapi", "This document", "operations",
-        response=None, auth=False, ok_description="The OpenAPI 3.1 document",
-    ),
-    Operation(
-        "get", "/metrics", "metrics", "Prometheus metrics of this server process", "operations",
-        response=None, response_media="text/plain", auth=False,
-        ok_description="Prometheus text exposition format",
-    ),
-)  # fmt: skip
-
-
-def build_document(operations: Iterable[Operation], version: str) -> dict[str, Any]:
-    operations = list(operations)
+def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any]:
+    operations = list(endpoints)
     types: list[Any] = [Problem]
     for op in operations:
         types += [t for t in (op.request, op.response) if t is not None]
@@ -108,12 +69,14 @@ def build_document(operations: Iterable[Operation], version: str) -> dict[str, A
                 other["content"] = {media: {"schema": {}}}
             responses[str(status)] = other
         problem_statuses = set(op.problems)
-        if op.auth:
+        authenticated = op.auth is not Auth.PUBLIC
+        if authenticated:
             # 404 too: an unknown `target_sqid` (every authenticated endpoint takes one).
             problem_statuses |= set(AUTH_PROBLEMS)
         if op.request is not None:
             problem_statuses |= {400, 413, 415, 422}
-        if op.params:
+        params = (_query_params(op.query) if op.query is not None else []) + list(op.params)
+        if params:
             problem_statuses.add(400)
         for status in sorted(problem_statuses):
             responses[str(status)] = {
@@ -126,8 +89,7 @@ def build_document(operations: Iterable[Operation], version: str) -> dict[str, A
             "tags": [op.tag],
             "responses": responses,
         }
-        params = list(op.params)
-        if op.auth and op.path.startswith("/api/pmd/"):
+        if authenticated:
             params.append(TARGET_SQID)
         if params:
             entry["parameters"] = [
@@ -145,7 +107,7 @@ def build_document(operations: Iterable[Operation], version: str) -> dict[str, A
                 "required": True,
                 "content": {"application/json": {"schema": by_type[op.request]}},
             }
-        if op.auth:
+        if authenticated:
             entry["security"] = [{"bearer": []}]
         paths.setdefault(op.path, {})[op.method] = entry
 
@@ -186,3 +148,9 @@ async def openapi_handler(request: web.Request) -> web.Response:
     return web.json_response(
         request.app[OPENAPI_DOC], dumps=lambda o: msgspec.json.encode(o).decode()
     )
+
+
+ENDPOINTS = (
+    Endpoint("get", "/openapi.json", openapi_handler, "openapi", "This document", "operations",
+             auth=Auth.PUBLIC, ok_description="The OpenAPI 3.1 document"),
+)  # fmt: skip

@@ -23,8 +23,6 @@ STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
 PAGE_ROUTE = "dashboard_page"
 STATIC_ROUTE = "dashboard_static"
-# Route names that serve the page rather than the API (the OpenAPI document covers the API).
-PAGE_ROUTES = frozenset({PAGE_ROUTE, STATIC_ROUTE, "dev_root", "dev_vault"})
 
 _VAULT_NAME_RE = re.compile(r"^([0-9a-fA-F-]{36})\.(png|gif|webp|bmp)$")
 

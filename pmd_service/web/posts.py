@@ -1,4 +1,4 @@
-"""HTTP handlers of the posts endpoints: parse, call the service, answer JSON."""
+"""The posts endpoints: parse, call the service, answer JSON."""
 
 from __future__ import annotations
 
@@ -6,25 +6,29 @@ from aiohttp import web
 
 from ..posts import batches, listing
 from ..posts.host_cache import drop_cached_feeds
-from ..posts.schemas import ActionRequest, ActionResult, LicenseList, LicenseRequest, PostPage
+from ..posts.schemas import (
+    ActionRequest,
+    ActionResult,
+    LicenseList,
+    LicenseRequest,
+    PostPage,
+    PostsQuery,
+)
 from .auth import retarget
+from .endpoints import Endpoint, parse_query
 from .keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
-from .openapi import Operation, Param
 from .responses import json_response
-from .validation import query_bool, query_int, read_json
-
-MAX_PAGE = 512
+from .validation import read_json
 
 
 async def list_posts(request: web.Request) -> web.Response:
-    limit = query_int(request, "limit", MAX_PAGE, 1, MAX_PAGE)
-    deleted = query_bool(request, "deleted")
+    query = parse_query(request, PostsQuery)
     page = await listing.list_posts(
         request.app[DB_POOL],
         request[PRINCIPAL].target.id,
-        limit,
-        request.query.get("cursor") or None,
-        deleted,
+        query.limit,
+        query.cursor or None,
+        query.deleted,
     )
     return json_response(page)
 
@@ -67,40 +71,25 @@ async def list_licenses(request: web.Request) -> web.Response:
     return json_response(await listing.list_licenses(request.app[DB_POOL]))
 
 
-OPERATIONS = (
-    Operation(
-        "get", "/api/pmd/posts", "listPosts",
+ENDPOINTS = (
+    Endpoint(
+        "get", "/api/pmd/posts", list_posts, "listPosts",
         "The target's artworks (playlists excluded), newest first, keyset-paginated", "posts",
-        response=PostPage,
-        params=(
-            Param("limit", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": MAX_PAGE},
-                  "Page size"),
-            Param("cursor", {"type": "string", "maxLength": 100},
-                  "`next_cursor` of the previous page; omit for the first page"),
-            Param("deleted", {"type": "boolean", "default": False},
-                  "List posts deleted within the 7-day restore window instead"),
-        ),
+        query=PostsQuery, response=PostPage,
     ),
-    Operation(
-        "post", "/api/pmd/action", "batchAction",
+    Endpoint(
+        "post", "/api/pmd/action", post_action, "batchAction",
         "Hide, unhide, delete or restore up to 128 posts, all or nothing", "posts",
         request=ActionRequest, response=ActionResult,
     ),
-    Operation(
-        "post", "/api/pmd/license", "batchLicense",
+    Endpoint(
+        "post", "/api/pmd/license", post_license, "batchLicense",
         "Set (or clear with null) the license of up to 128 posts, all or nothing", "posts",
         request=LicenseRequest, response=ActionResult,
     ),
-    Operation(
-        "get", "/api/pmd/licenses", "listLicenses",
+    Endpoint(
+        "get", "/api/pmd/licenses", list_licenses, "listLicenses",
         "The licenses a post can carry (for POST /api/pmd/license)", "posts",
         response=LicenseList,
     ),
 )  # fmt: skip
-
-
-def setup(app: web.Application) -> None:
-    app.router.add_get("/api/pmd/posts", list_posts, name="list_posts")
-    app.router.add_post("/api/pmd/action", post_action, name="post_action")
-    app.router.add_post("/api/pmd/license", post_license, name="post_license")
-    app.router.add_get("/api/pmd/licenses", list_licenses, name="list_licenses")

@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
-from .sse import STREAM_ROUTE
+from .endpoints import endpoint_of
 
 
 def current() -> str:
@@ -23,7 +23,8 @@ def current() -> str:
 
 @web.middleware
 def request_id_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    if request.match_info.route.name == STREAM_ROUTE:
+    endpoint = endpoint_of(request)
+    if endpoint is not None and endpoint.long_lived:
         # An SSE stream lives for hours, 10,000 at once per process. It echoes the id itself,
         # but gets neither a frame of ours on its stack nor the context variable: setting it in
         # every stream's task was measured to double the slowest delivery of a 10,000-stream

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Collection
+from typing import Annotated
 
+import msgspec
 from aiohttp import web
+from msgspec import Meta
 
 from ..access import Principal
 from ..logs import REQUEST_ID_HEADER, request_id_from
@@ -14,11 +17,10 @@ from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
 from ..sse.hub import Hub, Subscriber
 from .auth import authenticate, bearer_token
-from .keys import DB_POOL, PRINCIPAL, REDIS, SELF_AUTHENTICATED, SETTINGS, SSE_HUB, STREAM_RESPONSE
-from .openapi import Operation, Param
+from .endpoints import Auth, Endpoint, Param, parse_query
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE
 from .responses import json_response
 
-STREAM_ROUTE = "bdr_sse"
 RETRY_MS = 3000
 # Spread reconnects: after a deploy, thousands of clients must not all come back at once.
 RETRY_JITTER_MS = 2000
@@ -61,11 +63,11 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
-async def _principal(request: web.Request) -> Principal:
+async def _principal(request: web.Request, query: StreamQuery) -> Principal:
     token = bearer_token(request)
     if token is not None:
         return await authenticate(request, token)
-    ticket = request.query.get("ticket")
+    ticket = query.ticket
     if ticket is None:
         raise unauthorized(
             "This stream needs `Authorization: Bearer <token>`, or (for EventSource) "
@@ -78,9 +80,10 @@ async def _principal(request: web.Request) -> Principal:
 
 
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
-    principal = await _principal(request)
+    query = parse_query(request, StreamQuery)
+    principal = await _principal(request, query)
     last_event_id = service.parse_last_event_id(
-        request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+        request.headers.get("Last-Event-ID") or query.last_event_id
     )
     transport = request.transport
     if transport is None:  # the client is already gone
@@ -139,37 +142,50 @@ async def create_ticket(request: web.Request) -> web.Response:
     return json_response(out, headers={"Cache-Control": "no-store"})
 
 
-OPERATIONS = (
-    Operation(
-        "post", "/api/pmd/bdr/sse-ticket", "createSseTicket",
+class StreamQuery(msgspec.Struct):
+    """The query of GET /api/pmd/bdr/sse (EventSource can set neither header)."""
+
+    ticket: (
+        Annotated[
+            str,
+            Meta(
+                description="A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer header"
+            ),
+        ]
+        | None
+    ) = None
+    last_event_id: (
+        Annotated[
+            str,
+            Meta(
+                description="Resume after this event id (for a new EventSource, which cannot set the header)"
+            ),
+        ]
+        | None
+    ) = None
+
+
+ENDPOINTS = (
+    Endpoint(
+        "post", "/api/pmd/bdr/sse-ticket", create_ticket, "createSseTicket",
         "A single-use, 30-second ticket for EventSource (which cannot send headers)", "downloads",
         response=tickets.TicketOut, problems=(503,),
     ),
-    Operation(
-        "get", "/api/pmd/bdr/sse", "streamBdrs",
+    Endpoint(
+        "get", "/api/pmd/bdr/sse", stream, "streamBdrs",
         "Live download-request status (Server-Sent Events): `retry`, a snapshot of the 20 newest "
         "as `bdr_update`, `connected`, then a `bdr_update` (with `id:`) per change; `: ping` "
         "every 15 s; `timeout` when the token expires; `access_revoked` ({reason, status, detail}) "
         "when the account is banned, deactivated or loses the role it watched with (checked every "
         "30 s). With Last-Event-ID, only the missed "
         "events (or `reset` and the snapshot when it is too old). Auth: Bearer or `ticket`.",
-        "downloads", response_media="text/event-stream", ok_description="The event stream",
+        "downloads", auth=Auth.OWN, query=StreamQuery, allow_head=False, long_lived=True,
+        response_media="text/event-stream", ok_description="The event stream",
         problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        params=(
-            Param("ticket", {"type": "string"},
-                  "A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer header"),
-            Param("last_event_id", {"type": "string"},
-                  "Resume after this event id (for a new EventSource, which cannot set the header)"),
-            Param("Last-Event-ID", {"type": "string"}, "Resume after this event id",
-                  location="header"),
-        ),
+        params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
     ),
 )  # fmt: skip
 
 
 def setup(app: web.Application) -> None:
-    """Register before the BDR routes: `/api/pmd/bdr/{id}` would otherwise match `sse`."""
-    app.router.add_get("/api/pmd/bdr/sse", stream, name=STREAM_ROUTE, allow_head=False)
-    app.router.add_post("/api/pmd/bdr/sse-ticket", create_ticket, name="create_sse_ticket")
-    app[SELF_AUTHENTICATED].add(STREAM_ROUTE)
     app.on_shutdown.append(_close_streams)

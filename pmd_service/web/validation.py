@@ -1,4 +1,5 @@
-"""Request parsing: JSON bodies into msgspec structs, query parameters, with actionable 4xx."""
+"""Request parsing: JSON bodies into msgspec structs and path ids, with actionable 4xx (query
+parameters: endpoints.parse_query)."""
 
 from __future__ import annotations
 
@@ -62,37 +63,6 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
         # may never send (the limit is otherwise only enforced as the body arrives).
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     return decode_json(await request.read(), type_)
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not lo <= value <= hi:
-        message = f"must be a whole number from {lo} to {hi}"
-        raise bad_request(
-            f"Query parameter `{name}` {message}; got {raw[:40]!r}.",
-            slug="invalid-query",
-            errors=[FieldError(field=name, message=message)],
-        )
-    return value
-
-
-def query_bool(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name)
-    if raw is None or raw.lower() in {"false", "0", ""}:
-        return False
-    if raw.lower() in {"true", "1"}:
-        return True
-    raise bad_request(
-        f"Query parameter `{name}` must be true or false; got {raw[:40]!r}.",
-        slug="invalid-query",
-        errors=[FieldError(field=name, message="must be true or false")],
-    )
 
 
 def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:
