@@ -6,20 +6,20 @@ FROM python:3.12-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m venv /venv
 WORKDIR /src
+COPY requirements.lock ./
+RUN /venv/bin/pip install -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY pmd_service ./pmd_service
-RUN /venv/bin/pip install .
+RUN /venv/bin/pip install --no-deps .
 
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /home/pmd pmd \
     && mkdir -p /vault /bdr && chown pmd /vault /bdr
 COPY --from=build /venv /venv
 WORKDIR /app
-COPY migrations ./migrations
 COPY server.py worker.py ./
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PMD_MIGRATIONS_DIR=/app/migrations \
     PMD_DATA_DIR=/home/pmd/.data \
     VAULT_PATH=/vault \
     BDR_PATH=/bdr \

@@ -29,11 +29,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from msgspec.structs import replace
 
 from bench import chaos_checks as checks
 from bench.chaos_faults import Faults

@@ -21,9 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from bench.stack import free_port
+from bench.stack import CHECKOUT, free_port
 from pmd_service.embedded import redis_answers
-from pmd_service.settings import PROJECT_ROOT
 
 
 def redis_executable() -> str:
@@ -144,7 +143,7 @@ class Proc:
             out.write(f"\n===== start #{self.starts} at {time.time():.3f} =====\n".encode())
             out.flush()
             self.proc = subprocess.Popen(
-                self.argv, cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=out,
+                self.argv, cwd=CHECKOUT, env=self.env, stdout=out, stderr=out,
                 start_new_session=True,  # Ctrl-C reaches only the chaos run, which stops us
             )  # fmt: skip
 

@@ -22,11 +22,11 @@ from typing import Any
 
 import asyncpg
 
-from bench.stack import with_database
+from bench.stack import CHECKOUT, with_database
 from pmd_service.migrate import migrate
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 
-HOST_SCHEMA_SQL = PROJECT_ROOT / "tests" / "host_schema.sql"
+HOST_SCHEMA_SQL = CHECKOUT / "tests" / "host_schema.sql"
 
 SQL_USERS = """
 INSERT INTO users (user_key, handle, handle_normalized, email)
@@ -87,7 +87,8 @@ async def _host_writes(url: str, stop: asyncio.Event, latencies: list[float]) ->
 
 
 async def _measure(url: str) -> dict[str, float]:
-    settings = Settings(database_url=url, jwt_secret_key="x" * 40)
+    # Only the schemas and search path matter here: nothing connects to Redis.
+    settings = Settings(database_url=url, redis_url="redis://unused", jwt_secret_key="x" * 40)
     writes: list[float] = []  # each host write's latency, in order
     stop = asyncio.Event()
     writer = asyncio.create_task(_host_writes(url, stop, writes))
@@ -118,7 +119,7 @@ async def bench(posts: int) -> dict[str, Any]:
     from pmd_service.embedded import start_postgres
 
     admin_url = os.environ.get("DATABASE_URL") or start_postgres(
-        PROJECT_ROOT / ".data" / "bench" / "pg"
+        CHECKOUT / ".data" / "bench" / "pg"
     )
     t = time.perf_counter()
     big = await _fresh(admin_url, posts)

@@ -27,12 +27,12 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from pmd_service.settings import PROJECT_ROOT, Settings
+from bench.stack import CHECKOUT
 
-RESULTS = PROJECT_ROOT / ".data" / "bench" / "results"
-TEMPLATE = PROJECT_ROOT / "bench" / "benchmarks.md.in"
-REPORT = PROJECT_ROOT / "docs" / "benchmarks.md"
-PLOTS = PROJECT_ROOT / "docs" / "plots"
+RESULTS = CHECKOUT / ".data" / "bench" / "results"
+TEMPLATE = CHECKOUT / "bench" / "benchmarks.md.in"
+REPORT = CHECKOUT / "docs" / "benchmarks.md"
+PLOTS = CHECKOUT / "docs" / "plots"
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def run_one(bench: Bench) -> str | None:
     cmd = [sys.executable, "-m", f"bench.{bench.name}", *bench.args, "--json", str(out)]
     print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True)
     try:
         code = proc.wait(bench.limit_s)
     except subprocess.TimeoutExpired:
@@ -80,24 +80,17 @@ async def _service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
     import asyncpg
 
+    from bench.stack import bench_settings
     from pmd_service.queue import create_redis
 
-    base = Settings(
-        database_url=os.environ.get("DATABASE_URL") or None,
-        redis_url=os.environ.get("REDIS_URL") or None,
-        data_dir=PROJECT_ROOT / ".data" / "bench",
-    )
-    embedded = base.embedded
-    if embedded:
-        from pmd_service.embedded import with_embedded_services
-
-        base = await asyncio.to_thread(with_embedded_services, base)
+    embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+    base = await asyncio.to_thread(bench_settings)
     conn = await asyncpg.connect(base.database_url)
     try:
         pg = str(await conn.fetchval("SHOW server_version")).split()[0]
     finally:
         await conn.close()
-    redis = create_redis(base.redis_url or "")
+    redis = create_redis(base.redis_url)
     try:
         info = await redis.info("server")
         rv = str(info.get("redis_version", "?"))
@@ -533,9 +526,7 @@ def render(names: list[str], failures: dict[str, str]) -> None:
     if "posts" in figures:
         plot_posts(figures["posts"], PLOTS / "posts_depth.png")
     REPORT.write_text(Template(TEMPLATE.read_text()).substitute(values))
-    print(
-        f"\nwrote {REPORT.relative_to(PROJECT_ROOT)} and plots in {PLOTS.relative_to(PROJECT_ROOT)}/"
-    )
+    print(f"\nwrote {REPORT.relative_to(CHECKOUT)} and plots in {PLOTS.relative_to(CHECKOUT)}/")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,11 +39,11 @@ from typing import Any
 
 import asyncpg
 
-from bench.stack import fresh_stack
+from bench.stack import CHECKOUT, fresh_stack
 from pmd_service.db import connect
 from pmd_service.migrate import apply_migrations
 from pmd_service.public_ids import PublicIds
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 from pmd_service.tokens import mint_token
 
 PER_USER = 10
@@ -199,7 +199,7 @@ async def server_process(settings: Settings, log: Path) -> AsyncIterator[tuple[i
     with log.open("wb") as err:
         proc = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once
             [sys.executable, "server.py"],
-            cwd=PROJECT_ROOT,
+            cwd=CHECKOUT,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -18,15 +18,31 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 
 from pmd_service.db import connect
+from pmd_service.embedded import services
 from pmd_service.migrate import apply_migrations
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
+
+# The checkout: the benchmarks run server.py and worker.py from it and write under .data.
+CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def bench_settings() -> Settings:
+    """DATABASE_URL and REDIS_URL from the environment, else the embedded servers under
+    .data/bench (started or joined); a throwaway token secret."""
+    env = {
+        "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
+        "REDIS_URL": os.environ.get("REDIS_URL", ""),
+        "PMD_DATA_DIR": str(CHECKOUT / ".data" / "bench"),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    return Settings.from_env(env, embedded=services)
 
 
 def with_database(url: str, name: str) -> str:
@@ -36,17 +52,8 @@ def with_database(url: str, name: str) -> str:
 @asynccontextmanager
 async def fresh_stack() -> AsyncIterator[Settings]:
     """Settings pointing at a new, migrated database, Redis, and a temp vault."""
-    base = Settings(
-        database_url=os.environ.get("DATABASE_URL") or None,
-        redis_url=os.environ.get("REDIS_URL") or None,
-        data_dir=PROJECT_ROOT / ".data" / "bench",
-    )
-    if base.embedded:
-        from pmd_service.embedded import with_embedded_services
-
-        # pgserver's start-up blocks; keep it off the event loop.
-        base = await asyncio.to_thread(with_embedded_services, base)
-    assert base.database_url is not None
+    # pgserver's start-up blocks; keep it off the event loop.
+    base = await asyncio.to_thread(bench_settings)
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(base.database_url)
     try:
@@ -57,7 +64,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
         await admin.close()
     try:
         with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
-            settings = replace(
+            settings = msgspec.structs.replace(
                 base,
                 database_url=with_database(base.database_url, name),
                 vault_path=Path(tmp) / "vault",
@@ -65,7 +72,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
                 jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
             )
-            conn = await connect(settings.database_url or "", "pmd-bench")
+            conn = await connect(settings.database_url, "pmd-bench")
             try:
                 await apply_migrations(conn)
             finally:
@@ -104,7 +111,7 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """`python server.py` as production runs it; returns once /readyz answers 200."""
     proc = subprocess.Popen(
-        [sys.executable, "server.py"], cwd=PROJECT_ROOT, env={**env, "PORT": str(port)}
+        [sys.executable, "server.py"], cwd=CHECKOUT, env={**env, "PORT": str(port)}
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -121,7 +128,7 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`arq worker.WorkerSettings` as production runs it."""
     arq = str(Path(sys.executable).with_name("arq"))
-    return subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env,
+    return subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT, env=env,
                             stderr=subprocess.DEVNULL)  # fmt: skip
 
 

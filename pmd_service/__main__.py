@@ -28,7 +28,7 @@ async def _migrate(settings: Settings) -> None:
     from .db import connect
     from .migrate import migrate
 
-    conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
         applied = await migrate(conn, settings)
     finally:
@@ -40,7 +40,7 @@ async def _check_host(settings: Settings) -> bool:
     from .db import connect
     from .hostcheck import check_host
 
-    conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
         report = await check_host(conn, settings.host_schema)
     finally:
@@ -66,7 +66,7 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     from .db import connect
     from .tokens import mint_token
 
-    conn = await connect(settings.database_url or "", "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
         roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
     finally:
@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser("dev", help="run everything locally (what `make run` does)")
+    sub.add_parser("serve", help="run the HTTP server (what `python server.py` does)")
     token = sub.add_parser("token", help="mint a Bearer token for a user (dev and support)")
     token.add_argument("user_sqid", help="the user's public id")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
@@ -188,6 +189,11 @@ def main(argv: list[str] | None = None) -> int:
             from .dev import run_dev
 
             return run_dev()
+        if args.command == "serve":
+            from .web.serve import main as serve
+
+            serve()
+            return 0
         settings = load_settings("pmd")
         if args.command == "migrate":
             asyncio.run(_migrate(settings))

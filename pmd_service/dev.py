@@ -19,15 +19,14 @@ from pathlib import Path
 from .db import connect
 from .demo import load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
-from .embedded import with_embedded_services
+from .embedded import services
 from .migrate import migrate
 from .public_ids import PublicIds
-from .settings import PROJECT_ROOT, Settings
+from .settings import Settings
 from .tokens import mint_token
 
 
 async def _prepare(settings: Settings) -> str | None:
-    assert settings.database_url is not None
     conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
         await migrate(conn, settings)
@@ -65,13 +64,13 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def run_dev() -> int:
-    settings = with_embedded_services(Settings.from_env())
+    settings = Settings.from_env(embedded=services)
     demo_sqid = asyncio.run(_prepare(settings))
 
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=settings.database_url or "",
-        REDIS_URL=settings.redis_url or "",
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
         JWT_SECRET_KEY=settings.jwt_secret_key,
         PMD_DEV="true",
         AUTO_MIGRATE="false",  # applied above, once
@@ -79,8 +78,8 @@ def run_dev() -> int:
     )
     arq = str(Path(sys.executable).with_name("arq"))
     procs = [
-        subprocess.Popen([sys.executable, "server.py"], cwd=PROJECT_ROOT, env=env),
-        subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env),
+        subprocess.Popen([sys.executable, "-m", "pmd_service", "serve"], env=env),
+        subprocess.Popen([arq, "pmd_service.jobs.worker.WorkerSettings"], env=env),
     ]
     stopping = False
 

@@ -12,11 +12,8 @@ import logging
 import subprocess
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +131,13 @@ class EmbeddedRedis:
             proc.wait()
 
 
-def with_embedded_services(settings: Settings) -> Settings:
-    """Fill unset DATABASE_URL / REDIS_URL with embedded servers under the data dir."""
-    database_url, redis_url = settings.database_url, settings.redis_url
+def services(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
+    """The URLs given, the unset ones filled by embedded servers under `data_dir` (started, or
+    joined when already running): Settings.from_env's `embedded` in dev runs."""
     if database_url is None:
-        database_url = start_postgres(settings.data_dir / "pg")
-        log.info("embedded PostgreSQL at %s", settings.data_dir / "pg")
+        database_url = start_postgres(data_dir / "pg")
+        log.info("embedded PostgreSQL at %s", data_dir / "pg")
     if redis_url is None:
-        redis_url = EmbeddedRedis(settings.data_dir / "redis").start()
+        redis_url = EmbeddedRedis(data_dir / "redis").start()
         log.info("embedded Redis at %s", redis_url)
-    return replace(settings, database_url=database_url, redis_url=redis_url)
+    return database_url, redis_url

@@ -1,4 +1,7 @@
-"""Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction.
+"""Apply `pmd_service/migrations/NNNN_name.sql` in order, each once, in its own transaction.
+
+The files ship inside the package and are read with importlib.resources, so a wheel or the
+Docker image needs nothing from the checkout.
 
 Everything they create lives in the service's own schema (`PMD_SCHEMA`, default `pmd`), its
 ledger included: beside the host site the service never creates, alters, indexes or locks a
@@ -13,14 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
 
 from .rules import AdvisoryLock
-from .settings import PROJECT_ROOT, Settings
+from .settings import Settings
 
 if TYPE_CHECKING:
     from .db import Conn
@@ -28,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(os.environ.get("PMD_MIGRATIONS_DIR") or PROJECT_ROOT / "migrations")
+MIGRATIONS: Traversable = files(__package__ or "pmd_service") / "migrations"
 STANDALONE_HOST_TABLES = "standalone/host_tables.sql"
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -68,9 +71,10 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def discover(directory: Traversable = MIGRATIONS) -> list[Migration]:
     found: list[Migration] = []
-    for path in sorted(directory.glob("*.sql")):
+    sql_files = (f for f in directory.iterdir() if f.is_file() and f.name.endswith(".sql"))
+    for path in sorted(sql_files, key=lambda f: f.name):
         match = _NAME_RE.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNNN_snake_name.sql")
@@ -89,7 +93,7 @@ def _quoted(schema: str) -> str:
 
 async def apply_migrations(
     conn: Conn,
-    directory: Path = MIGRATIONS_DIR,
+    directory: Traversable = MIGRATIONS,
     *,
     schema: str = "pmd",
     host_schema: str = "public",
@@ -106,7 +110,9 @@ async def apply_migrations(
         if await conn.fetchval(SQL_STANDALONE, host_schema):
             async with conn.transaction():
                 await conn.execute(SQL_USE, host)
-                await conn.execute((directory / STANDALONE_HOST_TABLES).read_text("utf-8"))
+                await conn.execute(
+                    directory.joinpath(*STANDALONE_HOST_TABLES.split("/")).read_text("utf-8")
+                )
             applied_now.append("standalone host tables")
             log.info("no host tables in schema %s: created the standalone ones", host_schema)
         search_path = f"{own}, {host}"

@@ -1,234 +1,229 @@
-"""Configuration from the environment (12-factor), frozen once built."""
+"""Configuration from the environment (12-factor): one frozen msgspec struct.
+
+Each field is one variable: its name upper-cased (or the `name=` given), its type and `Meta`
+bounds are the parsing rules, its default is the only default. `from_env` converts the
+environment into it; checks that involve several fields run in `__post_init__`, so a struct
+built directly (tests, tools) is held to them too.
+
+DATABASE_URL and REDIS_URL are plain `str`: a process has them once it has started. Outside
+production they may be unset, and then `from_env` asks `embedded` (the embedded PostgreSQL and
+Redis of dev runs and tests) for them; parsing alone never starts a server.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import msgspec
+from msgspec import Meta, field
 from sqids.constants import DEFAULT_ALPHABET
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The host's PMD drops these cached feeds after a hide or delete (its api/app/routers/pmd.py).
 DEFAULT_HOST_CACHE_PATTERNS = ("feed:recent:*", "feed:promoted:*", "hashtags:*")
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(ge=0)]
+Bytes = Annotated[int, Meta(ge=1, le=2**50)]
+Identifier = Annotated[str, Meta(pattern=_IDENTIFIER_RE.pattern)]
+# Given the data dir (and the URLs that are set), the URLs of running embedded servers.
+Embedded = Callable[[Path, str | None, str | None], tuple[str, str]]
 
 
 class ConfigError(Exception):
     """A setting is missing or malformed; start-up must stop with this message."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, got {value}")
-    return value
-
-
-def _optional_port(env: Mapping[str, str], name: str) -> int | None:
-    """Unset: None; 0 picks a free port."""
-    return _int(env, name, 0, 0, 65535) if env.get(name) else None
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    if raw.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if raw.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"{name} must be true or false, got {raw!r}")
-
-
-def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
-    value = env.get(name) or default
-    if not _IDENTIFIER_RE.fullmatch(value):
-        raise ConfigError(
-            f"{name} must be a lower-case PostgreSQL identifier (letters, digits, _), got {value!r}"
-        )
-    return value
-
-
-def _list(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-@dataclass(frozen=True)
-class Settings:
-    database_url: str | None = field(default=None, repr=False)  # may embed a password
-    redis_url: str | None = field(default=None, repr=False)
-    data_dir: Path = PROJECT_ROOT / ".data"
-    vault_path: Path = PROJECT_ROOT / ".data" / "vault"
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    database_url: str
+    redis_url: str
+    data_dir: Path = field(default=Path(".data"), name="PMD_DATA_DIR")
+    # Empty paths mean "under data_dir": {data_dir}/vault and {data_dir}/bdr.
+    vault_path: Path = Path()
     # The service's own folder: the host's worker writes its ZIPs to {VAULT_PATH}/bdr.
-    bdr_path: Path = PROJECT_ROOT / ".data" / "bdr"
+    bdr_path: Path = Path()
     # Everything the service creates lives in this PostgreSQL schema; host tables in the other.
-    pmd_schema: str = "pmd"
-    host_schema: str = "public"
-    artwork_base_url: str | None = field(default=None, repr=False)  # may carry credentials
-    jwt_secret_key: str = field(default="", repr=False)
-    jwt_leeway_seconds: int = 30  # clock skew tolerated on exp/iat/nbf
+    pmd_schema: Identifier = "pmd"
+    host_schema: Identifier = "public"
+    artwork_base_url: str | None = None  # may carry credentials
+    jwt_secret_key: str = ""
+    jwt_leeway_seconds: Annotated[int, Meta(ge=0, le=600)] = 30  # clock skew on exp/iat/nbf
     jwt_audience: str | None = None  # when set, a token's `aud` must name it
     jwt_issuer: str | None = None  # when set, a token's `iss` must equal it
     sqids_alphabet: str = DEFAULT_ALPHABET
     base_url: str = "http://127.0.0.1:8080"
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 25
     smtp_username: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
+    smtp_password: str | None = None
     smtp_starttls: bool = False
-    smtp_timeout: float = 10.0  # seconds per SMTP step; no resend once DATA is under way
+    # Seconds per SMTP step; no resend once DATA is under way.
+    smtp_timeout: Annotated[float, Meta(ge=1, le=600)] = 10.0
     mail_from: str = "pmd@localhost"
-    bdr_daily_limit: int = 8
-    bdr_max_bytes: int = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
-    bdr_daily_bytes: int = 8 * 2**30  # what one requester may ask for in a UTC day
-    bdr_min_free_bytes: int = 2**30  # below this free in BDR_PATH, new requests get 503
-    bdr_expiry_days: int = 7
+    bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
+    bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
+    bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
+    # Below this free in BDR_PATH, new requests get 503.
+    bdr_min_free_bytes: Annotated[int, Meta(ge=0, le=2**50)] = 2**30
+    bdr_expiry_days: Annotated[int, Meta(ge=1, le=365)] = 7
     host: str = "127.0.0.1"
-    port: int = 8080
-    dev_mode: bool = False
+    port: Port = 8080
+    dev_mode: bool = field(default=False, name="PMD_DEV")  # unset: on when a URL is unset
     auto_migrate: bool = True
-    bdr_retry_base_seconds: float = 5.0
-    bdr_stale_seconds: int = 60
-    bdr_pending_grace_seconds: int = 30
-    artwork_fetch_concurrency: int = 8
-    sse_max_per_user: int = 10
-    sse_ping_seconds: float = 15.0
-    sse_queue_size: int = 256  # events queued for one stream before it counts as too slow
-    sse_liveness_seconds: float = 5.0  # idle listener connection checked this often
+    bdr_retry_base_seconds: Annotated[float, Meta(ge=0, le=600)] = 5.0
+    # At least three missed heartbeats (every 5 s) before a run counts as dead.
+    bdr_stale_seconds: Annotated[int, Meta(ge=15, le=3600)] = 60
+    bdr_pending_grace_seconds: Annotated[int, Meta(ge=0, le=3600)] = 30
+    artwork_fetch_concurrency: Annotated[int, Meta(ge=1, le=64)] = 8
+    sse_max_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
+    sse_ping_seconds: Seconds = 15.0
+    # Events queued for one stream before it counts as too slow.
+    sse_queue_size: Annotated[int, Meta(ge=1, le=100_000)] = 256
+    sse_liveness_seconds: Seconds = 5.0  # idle listener connection checked this often
     # Open streams' accounts re-checked this often (bans, deactivations, lost roles).
-    sse_access_check_seconds: float = 30.0
+    sse_access_check_seconds: Annotated[float, Meta(ge=0.01, le=3600)] = 30.0
     max_body_bytes: int = 256 * 1024
-    log_format: str = "text"
-    metrics_port: int = 9108  # the worker's /metrics (the server's is on its own port); 0: off
-    server_metrics_port: int | None = None  # the server's /metrics there, not on `port`
+    log_format: Literal["text", "json"] = "text"
+    metrics_port: Port = 9108  # the worker's /metrics (the server's is on its own port); 0: off
+    server_metrics_port: Port | None = None  # the server's /metrics there, not on `port`
     cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
-    host_cache_redis_url: str | None = field(default=None, repr=False)  # None: caches left alone
+    host_cache_redis_url: str | None = None  # None: the host's caches are left alone
     host_cache_patterns: tuple[str, ...] = DEFAULT_HOST_CACHE_PATTERNS
 
-    @property
-    def search_path(self) -> str:
-        """Own schema first (its tables shadow any same-named host table), then the host's."""
-        return f'"{self.pmd_schema}", "{self.host_schema}"'
-
-    @property
-    def embedded(self) -> bool:
-        return self.database_url is None or self.redis_url is None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        data_dir = Path(env.get("PMD_DATA_DIR") or PROJECT_ROOT / ".data").resolve()
-        vault = Path(env.get("VAULT_PATH") or data_dir / "vault").resolve()
-        bdr = Path(env.get("BDR_PATH") or data_dir / "bdr").resolve()
+    def __post_init__(self) -> None:
+        data_dir = self.data_dir.resolve()
+        vault = (self.vault_path if self.vault_path != Path() else data_dir / "vault").resolve()
+        bdr = (self.bdr_path if self.bdr_path != Path() else data_dir / "bdr").resolve()
+        for name, value in (("data_dir", data_dir), ("vault_path", vault), ("bdr_path", bdr)):
+            msgspec.structs.force_setattr(self, name, value)
         if bdr.is_relative_to(vault):
             raise ConfigError(
                 f"BDR_PATH ({bdr}) must not be inside VAULT_PATH ({vault}): the host site "
                 "serves the vault and its own worker writes {VAULT_PATH}/bdr. Give the service "
                 "a folder of its own."
             )
-        pmd_schema = _identifier(env, "PMD_SCHEMA", "pmd")
-        host_schema = _identifier(env, "HOST_SCHEMA", "public")
-        if pmd_schema == host_schema:
+        if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")
-        database_url = env.get("DATABASE_URL") or None
-        redis_url = env.get("REDIS_URL") or None
-        dev_mode = _bool(env, "PMD_DEV", database_url is None or redis_url is None)
-
-        secret = env.get("JWT_SECRET_KEY", "")
-        if not secret:
-            if not dev_mode:
-                raise ConfigError(
-                    "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
-                    "of at least 32 characters (e.g. `python -c 'import secrets; "
-                    "print(secrets.token_urlsafe(48))'`)."
-                )
-            secret = dev_secret(data_dir)
-        if len(secret) < 32:
+        if len(self.jwt_secret_key) < 32:
             raise ConfigError("JWT_SECRET_KEY must be at least 32 characters long.")
-
-        alphabet = env.get("SQIDS_ALPHABET") or DEFAULT_ALPHABET
+        alphabet = self.sqids_alphabet
         if len(set(alphabet)) != len(alphabet) or len(alphabet) < 3:
             raise ConfigError("SQIDS_ALPHABET must hold at least 3 distinct characters.")
-
-        artwork_base = env.get("ARTWORK_BASE_URL") or None
-        if artwork_base is not None and not artwork_base.startswith(("http://", "https://")):
+        base = self.artwork_base_url
+        if base is not None and not base.startswith(("http://", "https://")):
             raise ConfigError("ARTWORK_BASE_URL must start with http:// or https://")
-
-        cors_origins = _list(env, "CORS_ORIGINS", ())
-        for origin in cors_origins:
+        for origin in self.cors_origins:
             if not _ORIGIN_RE.fullmatch(origin):
                 raise ConfigError(
                     f"CORS_ORIGINS: {origin!r} is not an origin; list them as "
                     "scheme://host[:port], comma-separated (e.g. https://makapix.club)"
                 )
-        cache_url = env.get("HOST_CACHE_REDIS_URL") or None
-        if cache_url is not None and not cache_url.startswith(("redis://", "rediss://", "unix://")):
+        cache = self.host_cache_redis_url
+        if cache is not None and not cache.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("HOST_CACHE_REDIS_URL must start with redis://, rediss:// or unix://")
+        for name in ("artwork_base_url", "base_url"):
+            value = getattr(self, name)
+            if value is not None:
+                msgspec.structs.force_setattr(self, name, value.rstrip("/"))
 
-        log_format = env.get("LOG_FORMAT", "text")
-        if log_format not in {"text", "json"}:
-            raise ConfigError("LOG_FORMAT must be text or json")
-
-        return cls(
-            database_url=database_url,
-            redis_url=redis_url,
-            data_dir=data_dir,
-            vault_path=vault,
-            bdr_path=bdr,
-            pmd_schema=pmd_schema,
-            host_schema=host_schema,
-            artwork_base_url=artwork_base.rstrip("/") if artwork_base else None,
-            jwt_secret_key=secret,
-            jwt_leeway_seconds=_int(env, "JWT_LEEWAY_SECONDS", 30, 0, 600),
-            jwt_audience=env.get("JWT_AUDIENCE") or None,
-            jwt_issuer=env.get("JWT_ISSUER") or None,
-            sqids_alphabet=alphabet,
-            base_url=(env.get("BASE_URL") or "http://127.0.0.1:8080").rstrip("/"),
-            smtp_host=env.get("SMTP_HOST") or None,
-            smtp_port=_int(env, "SMTP_PORT", 25, 1, 65535),
-            smtp_username=env.get("SMTP_USERNAME") or None,
-            smtp_password=env.get("SMTP_PASSWORD") or None,
-            smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
-            smtp_timeout=_int(env, "SMTP_TIMEOUT", 10, 1, 600),
-            mail_from=env.get("MAIL_FROM") or "pmd@localhost",
-            bdr_daily_limit=_int(env, "BDR_DAILY_LIMIT", 8, 1, 10_000),
-            bdr_max_bytes=_int(env, "BDR_MAX_BYTES", 2 * 2**30, 1, 2**50),
-            bdr_daily_bytes=_int(env, "BDR_DAILY_BYTES", 8 * 2**30, 1, 2**50),
-            bdr_min_free_bytes=_int(env, "BDR_MIN_FREE_BYTES", 2**30, 0, 2**50),
-            bdr_expiry_days=_int(env, "BDR_EXPIRY_DAYS", 7, 1, 365),
-            host=env.get("HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 8080, 0, 65535),
-            dev_mode=dev_mode,
-            auto_migrate=_bool(env, "AUTO_MIGRATE", True),
-            bdr_retry_base_seconds=_int(env, "BDR_RETRY_BASE_SECONDS", 5, 0, 600),
-            # At least three missed heartbeats (every 5 s) before a run counts as dead.
-            bdr_stale_seconds=_int(env, "BDR_STALE_SECONDS", 60, 15, 3600),
-            bdr_pending_grace_seconds=_int(env, "BDR_PENDING_GRACE_SECONDS", 30, 0, 3600),
-            artwork_fetch_concurrency=_int(env, "ARTWORK_FETCH_CONCURRENCY", 8, 1, 64),
-            sse_max_per_user=_int(env, "SSE_MAX_PER_USER", 10, 1, 1000),
-            sse_queue_size=_int(env, "SSE_QUEUE_SIZE", 256, 1, 100_000),
-            sse_access_check_seconds=_int(env, "SSE_ACCESS_CHECK_SECONDS", 30, 1, 3600),
-            log_format=log_format,
-            server_metrics_port=_optional_port(env, "SERVER_METRICS_PORT"),
-            metrics_port=_int(env, "METRICS_PORT", 9108, 0, 65535),
-            cors_origins=cors_origins,
-            host_cache_redis_url=cache_url,
-            host_cache_patterns=_list(env, "HOST_CACHE_PATTERNS", DEFAULT_HOST_CACHE_PATTERNS),
+    def __repr__(self) -> str:
+        # URLs and passwords may carry credentials: never in a log line or a traceback.
+        shown = (
+            f"{f}={getattr(self, f)!r}" for f in self.__struct_fields__ if f not in _SECRET_FIELDS
         )
+        return f"Settings({', '.join(shown)})"
+
+    @property
+    def search_path(self) -> str:
+        """Own schema first (its tables shadow any same-named host table), then the host's."""
+        return f'"{self.pmd_schema}", "{self.host_schema}"'
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, embedded: Embedded | None = None
+    ) -> Settings:
+        """The settings the environment gives. With DATABASE_URL or REDIS_URL unset, `embedded`
+        provides them (dev and tests); without it, that is a configuration error."""
+        env = os.environ if env is None else env
+        raw = _raw_values(env)
+        data_dir = Path(raw.get("PMD_DATA_DIR") or ".data").resolve()
+        database_url, redis_url = raw.get("DATABASE_URL"), raw.get("REDIS_URL")
+        missing = database_url is None or redis_url is None
+        raw.setdefault("PMD_DEV", missing)
+        if not raw.get("JWT_SECRET_KEY"):
+            if not _as_bool("PMD_DEV", raw["PMD_DEV"]):
+                raise ConfigError(
+                    "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
+                    "of at least 32 characters (e.g. `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(48))'`)."
+                )
+            raw["JWT_SECRET_KEY"] = dev_secret(data_dir)
+        if missing:
+            if embedded is None:
+                raise ConfigError("DATABASE_URL and REDIS_URL are both required.")
+            raw["DATABASE_URL"], raw["REDIS_URL"] = embedded(data_dir, database_url, redis_url)
+        return _convert(raw)
+
+
+_SECRET_FIELDS = frozenset({
+    "database_url", "redis_url", "artwork_base_url", "jwt_secret_key", "smtp_password",
+    "host_cache_redis_url",
+})  # fmt: skip
+_INFO = msgspec.inspect.type_info(Settings)
+assert isinstance(_INFO, msgspec.inspect.StructType)
+_KINDS = {f.encode_name: f.type for f in _INFO.fields}  # variable name -> its type
+
+
+def _as_bool(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text in _TRUE | _FALSE:
+        return text in _TRUE
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _raw_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """The variables that name a setting, as the struct expects them: empty means unset,
+    lists are comma-separated, booleans also read yes/no/on/off."""
+    raw: dict[str, Any] = {}
+    for name, kind in _KINDS.items():
+        value = env.get(name)
+        if value is None or value == "":
+            continue
+        inner = kind.type if isinstance(kind, msgspec.inspect.Metadata) else kind
+        if isinstance(inner, msgspec.inspect.VarTupleType):
+            raw[name] = [part.strip() for part in value.split(",") if part.strip()]
+        elif isinstance(inner, msgspec.inspect.BoolType):
+            raw[name] = _as_bool(name, value)
+        else:
+            raw[name] = value
+    return raw
+
+
+def _convert(raw: dict[str, Any]) -> Settings:
+    try:
+        return msgspec.convert(raw, Settings, strict=False, dec_hook=_decode)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at `$.")
+        name = where.rstrip("`") or "configuration"
+        got = raw.get(name)
+        raise ConfigError(
+            f"{name}: {message}" + (f", got {got!r}" if got is not None else "")
+        ) from None
+
+
+def _decode(kind: type, value: Any) -> Any:
+    if kind is Path:
+        return Path(value)
+    raise NotImplementedError(kind)
 
 
 def dev_secret(data_dir: Path) -> str:

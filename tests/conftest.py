@@ -24,9 +24,10 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.db import create_pool
 from pmd_service.migrate import apply_migrations
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
+from tests.helpers import CHECKOUT
 
 SECRET = "test-secret-" + "x" * 40
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
@@ -51,7 +52,7 @@ def database_url() -> Iterator[str]:
     if not admin_url:
         from pmd_service.embedded import start_postgres
 
-        admin_url = start_postgres(PROJECT_ROOT / ".data" / "test-pg")
+        admin_url = start_postgres(CHECKOUT / ".data" / "test-pg")
     name = f"pmd_test_{uuid.uuid4().hex[:10]}"
 
     async def create() -> None:

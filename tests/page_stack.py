@@ -19,8 +19,9 @@ import aiohttp
 import asyncpg
 
 from pmd_service.demo import pixel_art
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 from tests.factories import Factory, UserRow
+from tests.helpers import CHECKOUT
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
 # CI sets PMD_REQUIRE_BROWSER=1: a missing browser is then a failure, not a skip.
@@ -72,7 +73,7 @@ class Stack:
     async def start_server(self) -> None:
         log = (self.directory / "server.log").open("ab")
         # Popen does not block; the server must be its own process to be signalled.
-        self.server = subprocess.Popen([sys.executable, "server.py"], cwd=PROJECT_ROOT,  # noqa: ASYNC220
+        self.server = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,  # noqa: ASYNC220
                                        env=self.env(), stdout=log, stderr=log)  # fmt: skip
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as http:
@@ -94,7 +95,7 @@ class Stack:
     def start_worker(self) -> None:
         log = (self.directory / "worker.log").open("ab")
         arq = str(Path(sys.executable).with_name("arq"))
-        self.worker = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT,
+        self.worker = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT,
                                        env=self.env(), stdout=log, stderr=log)  # fmt: skip
 
     def log(self, name: str) -> str:

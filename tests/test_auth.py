@@ -3,13 +3,13 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.settings import Settings

@@ -4,10 +4,10 @@ free disk in the ZIP folder."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.bdr.budget import human_bytes

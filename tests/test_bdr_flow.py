@@ -10,12 +10,12 @@ import json
 import time
 import uuid
 import zipfile
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
 from arq.constants import job_key_prefix
+from msgspec.structs import replace
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 

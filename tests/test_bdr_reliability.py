@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from arq.constants import in_progress_key_prefix
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from pmd_service.bdr.enqueue import job_id
@@ -29,11 +30,12 @@ from pmd_service.jobs.process_bdr import Run, process_bdr
 from pmd_service.jobs.sweep import sweep
 from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult
 from pmd_service.queue import create_redis
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 from pmd_service.vault import relative_artwork_path
 from pmd_service.web.app import create_app
 from tests.conftest import Mailbox, _free_port, run_worker
 from tests.factories import Factory, PostRow, UserRow
+from tests.helpers import CHECKOUT
 from tests.test_bdr_flow import download_zip, fetch_item, request_bdr
 
 Client = TestClient[Any, Any]
@@ -233,7 +235,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     }
     arq = str(Path(sys.executable).with_name("arq"))
     # Popen does not block; the real worker must be a separate process to be SIGKILLed.
-    proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=PROJECT_ROOT, env=env,  # noqa: ASYNC220
+    proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT, env=env,  # noqa: ASYNC220
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         deadline = time.monotonic() + 60

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from pmd_service.settings import PROJECT_ROOT
+from tests.helpers import CHECKOUT
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("PMD_CHAOS") != "1",
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(
 def test_chaos_ci_run_finds_no_violation() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "bench.chaos", "--ci"],
-        cwd=PROJECT_ROOT,
+        cwd=CHECKOUT,
         capture_output=True,
         text=True,
         timeout=900,

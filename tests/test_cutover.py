@@ -10,13 +10,13 @@ import sys
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.cutover import import_host_bdrs
@@ -25,9 +25,10 @@ from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
 from pmd_service.migrate import migrate
 from pmd_service.queue import create_redis
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.conftest import SECRET, run_worker
+from tests.helpers import CHECKOUT
 from tests.test_host_schema import HostPost, HostSite, HostUser
 
 Client = TestClient[Any, Any]
@@ -179,7 +180,7 @@ def test_cli_dry_run_then_apply(host_url: str, redis_url: str, tmp_path: Any) ->
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "pmd_service", "import-host-bdrs", *args],
-            env=env, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+            env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 

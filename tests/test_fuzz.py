@@ -13,10 +13,10 @@ headers, a body matching the response schema, and invalid input rejected with a 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 
 import asyncpg
 from aiohttp.test_utils import TestServer
+from msgspec.structs import replace
 
 from bench.fuzz import fuzz, seed_database
 from pmd_service.settings import Settings

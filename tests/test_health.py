@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.embedded import EmbeddedRedis

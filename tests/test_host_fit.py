@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -15,6 +14,7 @@ import asyncpg
 import jwt
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.posts.host_cache import create_host_cache

@@ -18,7 +18,7 @@ import subprocess
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.db import create_pool
@@ -155,7 +156,8 @@ async def beside_host(
 async def test_migrations_touch_no_host_table_and_block_no_write(host_url: str) -> None:
     """Applied while the host writes (an open transaction holding row locks on users and posts,
     as any request of the host does), the migrations neither wait for it nor lock a host table."""
-    settings = Settings(database_url=host_url, jwt_secret_key="x" * 40)
+    # Only the schemas and search path matter here: nothing connects to Redis.
+    settings = Settings(database_url=host_url, redis_url="redis://unused", jwt_secret_key="x" * 40)
     host = await asyncpg.connect(host_url)
     watcher = await asyncpg.connect(host_url)
     migrator = await asyncpg.connect(

@@ -11,11 +11,11 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
 import pytest
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 import pmd_service
@@ -31,10 +31,11 @@ from pmd_service.hostcheck import (
     quote_ident,
     warn_if_host_lacks,
 )
-from pmd_service.migrate import migrate
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.migrate import apply_migrations
+from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.conftest import SECRET
+from tests.helpers import CHECKOUT
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
@@ -44,7 +45,7 @@ COPY = "host copy"
 async def host(host_url: str) -> AsyncIterator[asyncpg.Connection]:
     """The host's tables with the service's migrations applied beside them, as deployed."""
     conn = await connect(host_url, "pmd-test", search_path='"pmd", "public"')
-    await migrate(conn, Settings(database_url=host_url, jwt_secret_key=SECRET))
+    await apply_migrations(conn)
     yield conn
     await conn.close()
 
@@ -249,8 +250,9 @@ async def test_a_missing_table_is_one_line(host: asyncpg.Connection) -> None:
 
 
 def _service_statements() -> dict[str, str]:
-    """Every SQL_* constant of the package but the standalone-only and catalog modules."""
-    skip = {"dev", "demo", "embedded", "hostcheck", "migrate"}
+    """Every SQL_* constant of the package but the standalone-only and catalog modules (and
+    the worker's entry module, which reads its settings from the environment on import)."""
+    skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker"}
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
         if info.name.rsplit(".", 1)[-1] in skip:
@@ -327,7 +329,7 @@ def _cli(url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
                         "AUTO_MIGRATE": "false"}  # fmt: skip
     return subprocess.run(
         [sys.executable, "-m", "pmd_service", "check-host"],
-        env=env, capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+        env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -349,7 +351,7 @@ async def test_cli_exit_status_and_statements(
 def test_cli_help_says_what_the_exit_status_means() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "pmd_service", "--help"],
-        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT, stdin=subprocess.DEVNULL,
+        capture_output=True, text=True, timeout=60, cwd=CHECKOUT, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0
     text = " ".join(done.stdout.split())

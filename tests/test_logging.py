@@ -7,12 +7,12 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 
 from pmd_service import logs
 from pmd_service.settings import Settings

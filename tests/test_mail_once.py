@@ -14,11 +14,12 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 
 from pmd_service.jobs.context import job_context
 from pmd_service.jobs.notify import send_bdr_email

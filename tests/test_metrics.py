@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.settings import Settings

@@ -4,12 +4,13 @@ import asyncio
 import shutil
 import uuid
 from collections.abc import AsyncIterator
+from importlib.resources import as_file
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from pmd_service.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations, discover
+from pmd_service.migrate import MIGRATIONS, MigrationError, apply_migrations, discover
 from tests.conftest import _with_database
 
 
@@ -70,7 +71,8 @@ async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
 
 async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, copy)
+    with as_file(MIGRATIONS) as shipped:
+        shutil.copytree(shipped, copy)
     conn = await asyncpg.connect(empty_db)
     try:
         await apply_migrations(conn, copy)
@@ -84,7 +86,8 @@ async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) ->
 
 async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path: Path) -> None:
     copy = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, copy)
+    with as_file(MIGRATIONS) as shipped:
+        shutil.copytree(shipped, copy)
     (copy / "9999_broken.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1/0;\n")
     conn = await asyncpg.connect(empty_db)
     try:

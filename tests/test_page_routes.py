@@ -4,10 +4,10 @@ the vault's artwork files (never a ZIP)."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 

@@ -6,6 +6,12 @@ import pytest
 
 from pmd_service.settings import ConfigError, Settings
 
+PRODUCTION = {
+    "DATABASE_URL": "postgresql://db/x",
+    "REDIS_URL": "redis://r",
+    "JWT_SECRET_KEY": "s" * 32,
+}
+
 
 def test_production_requires_a_jwt_secret(tmp_path: Path) -> None:
     env = {
@@ -18,14 +24,30 @@ def test_production_requires_a_jwt_secret(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="at least 32"):
         Settings.from_env({**env, "JWT_SECRET_KEY": "short"})
     settings = Settings.from_env({**env, "JWT_SECRET_KEY": "s" * 32})
-    assert not settings.dev_mode and not settings.embedded
+    assert not settings.dev_mode
+    assert (settings.database_url, settings.redis_url) == ("postgresql://db/x", "redis://r")
 
 
-def test_dev_mode_generates_a_stable_secret(tmp_path: Path) -> None:
-    first = Settings.from_env({"PMD_DATA_DIR": str(tmp_path)})
-    second = Settings.from_env({"PMD_DATA_DIR": str(tmp_path)})
-    assert first.dev_mode and first.embedded
+def test_unset_urls_come_from_the_embedded_servers_in_dev_mode(
+    tmp_path: Path, database_url: str, redis_url: str
+) -> None:
+    asked: list[tuple[Path, str | None, str | None]] = []
+
+    def embedded(data_dir: Path, db: str | None, redis: str | None) -> tuple[str, str]:
+        asked.append((data_dir, db, redis))
+        return db or database_url, redis or redis_url
+
+    env = {"PMD_DATA_DIR": str(tmp_path)}
+    first = Settings.from_env(env, embedded=embedded)
+    second = Settings.from_env(env | {"REDIS_URL": "redis://given"}, embedded=embedded)
+    assert first.dev_mode and (first.database_url, first.redis_url) == (database_url, redis_url)
+    assert second.redis_url == "redis://given"
+    assert asked == [(tmp_path, None, None), (tmp_path, None, "redis://given")]
+    # A per-checkout secret, the same on every start.
     assert first.jwt_secret_key == second.jwt_secret_key and len(first.jwt_secret_key) >= 32
+    # Without embedded servers (production installs, the worker), the URLs are required.
+    with pytest.raises(ConfigError, match="DATABASE_URL and REDIS_URL"):
+        Settings.from_env(env)
 
 
 def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
@@ -48,4 +70,4 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
 )  # fmt: skip
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
-        Settings.from_env({"PMD_DATA_DIR": str(tmp_path), name: value})
+        Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: value})

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -209,7 +210,7 @@ async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> As
     servers: list[TestServer] = []
 
     async def start(**overrides: Any) -> TestServer:
-        server = ServedLikeServerPy(create_app(replace(settings, **overrides)))
+        server = ServedLikeServerPy(create_app(msgspec.structs.replace(settings, **overrides)))
         await server.start_server()
         servers.append(server)
         return server

@@ -18,9 +18,10 @@ import aiohttp
 import asyncpg
 
 from pmd_service.queue import create_redis
-from pmd_service.settings import PROJECT_ROOT, Settings
+from pmd_service.settings import Settings
 from tests.conftest import _free_port, run_worker
 from tests.factories import Factory, UserRow
+from tests.helpers import CHECKOUT
 from tests.test_bdr_flow import announced_in
 from tests.test_sse import SSE, Stream, event_ids, ids, listener_pids
 
@@ -58,7 +59,7 @@ async def server_process(
     log = directory / f"{name}.log"
     with log.open("wb") as out:
         # Popen does not block; the server must be its own process to be signalled.
-        proc = subprocess.Popen([sys.executable, "server.py"], cwd=PROJECT_ROOT, env=environ,  # noqa: ASYNC220
+        proc = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT, env=environ,  # noqa: ASYNC220
                                 stdout=subprocess.DEVNULL, stderr=out)  # fmt: skip
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
     try:

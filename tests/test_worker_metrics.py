@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
 from typing import Any
 
 import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
 from prometheus_client import CollectorRegistry
 
 from pmd_service.jobs import context
@@ -109,6 +109,10 @@ async def test_only_the_worker_serves_metrics_and_a_taken_port_is_a_clear_error(
 
 
 def test_metrics_port_setting() -> None:
-    env = {"PMD_DEV": "true", "JWT_SECRET_KEY": "k" * 40}
+    env = {
+        "DATABASE_URL": "postgresql://db/x",
+        "REDIS_URL": "redis://r",
+        "JWT_SECRET_KEY": "k" * 40,
+    }
     assert Settings.from_env(env).metrics_port == 9108
     assert Settings.from_env(env | {"METRICS_PORT": "0"}).metrics_port == 0

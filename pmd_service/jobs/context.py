@@ -41,7 +41,6 @@ def state(ctx: dict[str, Any]) -> WorkerState:
 async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: bool = False) -> None:
     """`serve_metrics`: the worker process serves METRICS_PORT; the ops CLI, which runs jobs
     once beside a running worker, does not."""
-    assert settings.database_url is not None
     pool = await create_pool(
         settings.database_url,
         "pmd-worker",
@@ -85,7 +84,7 @@ async def job_context(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     """The context arq gives a job, for running one outside the worker (ops CLI, tests)."""
     from ..queue import create_redis
 
-    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url or "")}
+    ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url)}
     try:
         await startup(ctx, settings=settings)
         yield ctx

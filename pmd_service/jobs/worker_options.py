@@ -1,4 +1,5 @@
-"""The arq Worker configuration, shared by `worker.py` and the tests (which run it in burst mode)."""
+"""The arq worker's options, stated once: `WorkerSettings` (jobs/worker.py, what `arq` runs)
+and the tests (which run a Worker in burst mode with their own settings) both use them."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..queue import redis_settings
 from ..settings import Settings
 from . import context
 from .cleanup import cleanup_expired_bdrs
-from .process_bdr import process_bdr
+from .process_bdr import MAX_ATTEMPTS, process_bdr
 from .sweep import sweep
 
 # arq's poll loop has no error handling: one failed Redis call ends the worker process (seen
@@ -28,6 +29,22 @@ from .sweep import sweep
 REDIS_RETRIES = 40
 REDIS_BACKOFF_CAP = 2.0
 
+# Attempts are counted in the database row, which decides when a BDR fails (a sweep-enqueued
+# run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
+# never runs one job more often than the row allows; a run past it is the sweep's to fail.
+# keep_result=0 frees the job id at once so it can be enqueued again.
+FUNCTIONS = [func(process_bdr, name=JOB_NAME, max_tries=MAX_ATTEMPTS, timeout=1800, keep_result=0)]
+CRON_JOBS = [
+    cron(sweep, second={5}, run_at_startup=True, timeout=120),
+    cron(cleanup_expired_bdrs, hour={3}, minute={17}, second={0}, timeout=1800),
+]
+HEALTH_CHECK_INTERVAL = 30
+MAX_JOBS = 4
+# arq polls its queue; the default 0.5 s was most of a small BDR's POST → ready time.
+POLL_DELAY = 0.1
+# On SIGTERM a running build gets this long; an interrupted one is taken over later.
+JOB_COMPLETION_WAIT = 20
+
 
 def worker_redis_settings(url: str) -> RedisSettings:
     settings = redis_settings(url)
@@ -36,23 +53,20 @@ def worker_redis_settings(url: str) -> RedisSettings:
     return settings
 
 
+def on_startup(settings: Settings) -> Any:
+    return partial(context.startup, settings=settings, serve_metrics=True)
+
+
 def worker_options(settings: Settings) -> dict[str, Any]:
-    assert settings.redis_url is not None
+    """The keyword arguments of arq's Worker, as WorkerSettings gives them."""
     return {
-        # Retries are counted in the database (attempts), not by arq: a sweep-enqueued run is
-        # a new arq job. keep_result=0 frees the job id at once so it can be enqueued again.
-        "functions": [func(process_bdr, name=JOB_NAME, max_tries=10, timeout=1800, keep_result=0)],
-        "cron_jobs": [
-            cron(sweep, second={5}, run_at_startup=True, timeout=120),
-            cron(cleanup_expired_bdrs, hour={3}, minute={17}, second={0}, timeout=1800),
-        ],
-        "on_startup": partial(context.startup, settings=settings, serve_metrics=True),
+        "functions": FUNCTIONS,
+        "cron_jobs": CRON_JOBS,
+        "on_startup": on_startup(settings),
         "on_shutdown": context.shutdown,
         "redis_settings": worker_redis_settings(settings.redis_url),
-        "health_check_interval": 30,
-        "max_jobs": 4,
-        # arq polls its queue; the default 0.5 s was most of a small BDR's POST → ready time.
-        "poll_delay": 0.1,
-        # On SIGTERM a running build gets this long; an interrupted one is taken over later.
-        "job_completion_wait": 20,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "max_jobs": MAX_JOBS,
+        "poll_delay": POLL_DELAY,
+        "job_completion_wait": JOB_COMPLETION_WAIT,
     }

@@ -35,7 +35,6 @@ from .request_ids import request_id_middleware
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    assert settings.database_url is not None, "resolve embedded services before create_app"
     pool = await create_pool(
         settings.database_url,
         "pmd-server",
@@ -54,7 +53,6 @@ async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    assert settings.redis_url is not None, "resolve embedded services before create_app"
     redis = create_redis(settings.redis_url)
     app[REDIS] = redis
     yield

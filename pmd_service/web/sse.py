@@ -34,7 +34,6 @@ SSE_HEADERS = {
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    assert settings.database_url is not None, "resolve embedded services before create_app"
     pool = app[DB_POOL]
 
     async def access_check(pairs: Collection[Pair]) -> dict[Pair, Revoked]:
