@@ -18,10 +18,3 @@ class PublicIds:
         """Whether `value` is non-empty and made only of the alphabet's characters: a host row's
         sqid may be anything, and only such a value is fit to become part of a file name."""
         return bool(value) and self._alphabet.issuperset(value)
-
-    def decode(self, sqid: str) -> int | None:
-        """The id behind `sqid`, or None when it is not the canonical encoding of one id."""
-        numbers: list[int] = self._sqids.decode(sqid)
-        if len(numbers) != 1 or self.encode(numbers[0]) != sqid:
-            return None
-        return numbers[0]

@@ -1,7 +1,7 @@
 """Where an artwork file lives: `{VAULT_PATH}/{storage_shard}/{storage_key}.{ext}`, never outside.
 
-The seed's `art_url.lstrip("/vault/")` stripped characters, not a prefix; paths here are built
-from validated parts only and checked again after symlinks are resolved.
+Paths are built from validated parts only (never by trimming `art_url`: `lstrip("/vault/")`
+strips characters, not a prefix) and checked again after symlinks are resolved.
 """
 
 from __future__ import annotations

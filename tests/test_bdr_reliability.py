@@ -26,7 +26,8 @@ from pmd_service.bdr.enqueue import job_id
 from pmd_service.embedded import EmbeddedRedis
 from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.notify import send_bdr_email
-from pmd_service.jobs.process_bdr import Run, process_bdr
+from pmd_service.jobs.process_bdr import process_bdr
+from pmd_service.jobs.run import Run
 from pmd_service.jobs.sweep import sweep
 from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult
 from pmd_service.queue import create_redis

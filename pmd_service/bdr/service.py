@@ -99,7 +99,7 @@ async def create(
     requester = principal.caller.id
     async with pool.acquire() as conn, conn.transaction():
         # Two-key advisory lock: concurrent requests of one requester count and insert one at
-        # a time, so the quota can never be overrun (the seed's check-then-insert raced).
+        # a time, so the quota can never be overrun (a check then an insert would race past it).
         await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)
         used = await conn.fetchrow(SQL_USED_TODAY, requester)
         assert used is not None  # an aggregate always has its row

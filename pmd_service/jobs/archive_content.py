@@ -1,6 +1,7 @@
 """What goes into a BDR ZIP: artworks re-checked at build time, and the JSON files.
 
-Formats follow the seed (`metadata.json`, `comments.json`, `reactions.json`) plus `skipped` in
+Formats are the feature's original ones (`metadata.json`, `comments.json`, `reactions.json`;
+see docs/architecture.md, "ZIP layout") plus `skipped` in
 metadata.json and `parent_id` in each comment. JSON is UTF-8 without escaping, so titles and
 emoji arrive byte-exact. comments.json and reactions.json are streamed (archive_json.py).
 """
@@ -21,7 +22,7 @@ from .entry_names import extension, post_sqid, safe_part
 from .zipbuild import Trailing
 
 # Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
-# since the request are skipped (the seed exported them anyway).
+# since the request are skipped, never exported.
 SQL_POSTS_IN_ORDER = """
 SELECT r.post_id, p.id IS NOT NULL AS found, p.public_sqid, p.owner_id, p.kind,
        p.deleted_by_user, p.title, p.description, p.created_at, p.width, p.height,

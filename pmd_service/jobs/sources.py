@@ -1,7 +1,8 @@
 """Where artwork bytes come from: the vault on disk, or ARTWORK_BASE_URL over HTTP.
 
 Only the configured origin is ever fetched, with paths built from validated parts: never a URL
-taken from a row (the seed fetched `art_url` as given).
+taken from a row: `art_url` is whatever the host stored, and fetching it would let a row
+send the worker anywhere.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ from ..queue import redis_settings
 from ..settings import Settings
 from . import context
 from .cleanup import cleanup_expired_bdrs
-from .process_bdr import MAX_ATTEMPTS, process_bdr
+from .failures import MAX_ATTEMPTS
+from .process_bdr import process_bdr
 from .sweep import sweep
 
 # arq's poll loop has no error handling: one failed Redis call ends the worker process (seen
@@ -40,7 +41,7 @@ CRON_JOBS = [
 ]
 HEALTH_CHECK_INTERVAL = 30
 MAX_JOBS = 4
-# arq polls its queue; the default 0.5 s was most of a small BDR's POST → ready time.
+# arq polls its queue; its default (0.5 s) was most of a small BDR's POST → ready time.
 POLL_DELAY = 0.1
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20

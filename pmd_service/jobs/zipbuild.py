@@ -1,11 +1,12 @@
 """Streaming a BDR ZIP to disk with zipstream-ng, in a worker thread.
 
-Measured on this machine kind (128 × 1 MB PNGs): zipstream-ng writing synchronously is 1.9× a
-plain copy; the same with one awaited aiofiles write per 64 KiB chunk 7.8×. So the whole build
-(file reads, CRC, writes) runs in one thread with plain buffered I/O, and sha256 in a second one:
-the event loop only receives progress callbacks and is never blocked by file I/O or hashing. Artworks are stored
-(they are compressed images already: DEFLATE saved 0.6%), the JSON files deflated. Memory is one
-read buffer plus, for HTTP sources, the few artworks fetched ahead: never the size of the ZIP.
+One awaited write per chunk on the event loop was several times slower than buffered writes
+on a thread (figures in docs/benchmarks.md, "Measurements behind the code"). So the whole build
+(file reads, CRC, writes) runs in one thread with plain buffered I/O, and sha256 in a second
+one: the event loop only receives progress callbacks and is never blocked by file I/O or
+hashing. Artworks are stored (they are compressed images already: DEFLATE gains next to
+nothing), the JSON files deflated. Memory is one read buffer plus, for HTTP sources, the few
+artworks fetched ahead: never the size of the ZIP.
 """
 
 from __future__ import annotations
@@ -67,9 +68,7 @@ class _Writer:
     """Writes chunks on the build thread and hashes them (sha256) on a second one, so hashing
     overlaps with reading, CRC and writing: on two cores the build costs the slower of the two
     rather than their sum. The queue is bounded: at most QUEUE_DEPTH chunks wait in memory.
-
-    (Writing on the hash thread instead gave that thread most of the work: the build of
-    128 × 1 MB took ~6% longer in bench.zip, 0.65× against 0.61× the required work.)"""
+    (Writing on the hash thread instead gave that thread most of the work, and was slower.)"""
 
     QUEUE_DEPTH = 8
 

@@ -8,7 +8,8 @@ from ..rules import restorable
 # deadlock), name every requested id that is not eligible, and only when there is none change
 # the rows, write the moderator's audit row and NOTIFY pmd_posts_changed. A single statement
 # is atomic, so all-or-nothing needs no explicit transaction, and a batch costs one round trip
-# (BEGIN, lock, update, audit, notify, COMMIT as separate statements measured ~30% slower).
+# (BEGIN, lock, update, audit, notify, COMMIT as separate statements were slower: see
+# docs/benchmarks.md).
 #
 # $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for self-actions),
 # $5 the new value (hide/unhide: bool; license: license id or NULL).

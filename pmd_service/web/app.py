@@ -12,7 +12,6 @@ from ..hostcheck import warn_if_host_lacks
 from ..logs import quiet_malformed_requests
 from ..migrate import migrate
 from ..posts.host_cache import create_host_cache
-from ..public_ids import PublicIds
 from ..queue import create_redis
 from ..settings import Settings
 from . import bdr, health, metrics, openapi, pages, posts, sse
@@ -23,7 +22,6 @@ from .keys import (
     HOST_CACHE,
     METRICS,
     OPENAPI_DOC,
-    PUBLIC_IDS,
     REDIS,
     ROUTE_ENDPOINTS,
     SETTINGS,
@@ -80,7 +78,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app[PUBLIC_IDS] = PublicIds(settings.sqids_alphabet)
     app[METRICS] = Metrics(app)
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)

@@ -21,15 +21,11 @@ from .responses import json_response
 from .validation import path_uuid, read_json
 
 
-def request_id(request: web.Request) -> str:
-    """The request's id (see request_ids): stored in the BDR row, it follows the BDR."""
-    return request_ids.current()
-
-
 async def create_bdr(request: web.Request) -> web.Response:
     body = await read_json(request, BdrRequest)
     principal = await retarget(request, body.target_sqid)
-    rid = request_id(request)
+    # The request's id: stored in the BDR row, it follows the BDR (worker logs, its email).
+    rid = request_ids.current()
     settings = request.app[SETTINGS]
     await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
     item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)

@@ -9,7 +9,6 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from ..public_ids import PublicIds
 from ..settings import Settings
 
 if TYPE_CHECKING:
@@ -25,7 +24,6 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 # The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
 HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
-PUBLIC_IDS = web.AppKey("public_ids", PublicIds)
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.

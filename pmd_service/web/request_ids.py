@@ -27,8 +27,8 @@ def request_id_middleware(request: web.Request, handler: Handler) -> Awaitable[w
     if endpoint is not None and endpoint.long_lived:
         # An SSE stream lives for hours, 10,000 at once per process. It echoes the id itself,
         # but gets neither a frame of ours on its stack nor the context variable: setting it in
-        # every stream's task was measured to double the slowest delivery of a 10,000-stream
-        # burst (0.4 s -> 0.9 s, more GC work). Its rare log lines go without the id.
+        # every stream's task doubled the slowest delivery of a 10,000-stream burst (more GC
+        # work; docs/benchmarks.md). Its rare log lines go without the id.
         return handler(request)
     return _with_id(request, handler)
 

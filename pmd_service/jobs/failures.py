@@ -1,0 +1,66 @@
+"""What stops a run, whether retrying can help, and what the user is told."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import aiohttp
+import asyncpg
+import redis.exceptions
+
+MAX_ATTEMPTS = 4  # the first run and three retries
+BACKOFF_CAP_SECONDS = 600.0
+
+
+class PermanentError(Exception):
+    """Retrying cannot help; the message is shown to the user as is."""
+
+
+class TransientError(Exception):
+    """Worth retrying; the message is shown if no retry is left."""
+
+
+# Database, Redis, disk and network trouble: retried with backoff.
+TRANSIENT = (
+    TransientError,
+    OSError,  # TimeoutError and ConnectionError included
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    redis.exceptions.RedisError,
+    aiohttp.ClientError,
+)
+
+_REASON_TEXT = {
+    "deleted": "deleted",
+    "not_owner": "no longer yours",
+    "playlist": "playlists",
+    "file_missing": "missing their file",
+    "fetch_failed": "unreachable on the artwork server",
+}
+
+
+def nothing_added(skipped: list[tuple[int, str]]) -> Exception:
+    counts = Counter(reason for _, reason in skipped)
+    if counts.get("fetch_failed"):
+        return TransientError(
+            "The artwork server could not be reached for any of the requested artworks; "
+            "please try again later."
+        )
+    parts = ", ".join(f"{n} {_REASON_TEXT[r]}" for r, n in counts.most_common())
+    return PermanentError(
+        f"None of the {len(skipped)} requested artworks could be added ({parts}); "
+        "a ZIP without artworks is not made. Choose other posts and request again."
+    )
+
+
+def transient_message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == 28:
+        return "The server ran out of disk space while building the ZIP; please request it again later."
+    if isinstance(exc, TransientError):
+        return str(exc)
+    return (
+        f"The download could not be prepared after {MAX_ATTEMPTS} attempts because of a "
+        "temporary problem on our side; please request it again later."
+    )

@@ -1,0 +1,47 @@
+"""The statements of one run of a BDR: the claim, then every write guarded by its claim token."""
+
+from __future__ import annotations
+
+SQL_CLAIM = """
+UPDATE batch_download_requests
+SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL, announced = true,
+    attempts = attempts + 1, started_at = coalesce(started_at, now()),
+    progress_done = 0, skipped = '[]'::jsonb
+WHERE id = $1
+  AND (status = 'pending'
+       OR (status = 'processing'
+           AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => $3))))
+RETURNING user_id, post_ids, include_comments, include_reactions, send_email, attempts,
+          artwork_count, request_id
+"""
+SQL_USER = "SELECT handle, public_sqid FROM users WHERE id = $1"
+SQL_PROGRESS = """
+UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()
+WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+RETURNING 1
+"""
+SQL_LOCK_OWNED = """
+SELECT 1 FROM batch_download_requests
+WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+FOR UPDATE
+"""
+SQL_READY = """
+UPDATE batch_download_requests
+SET status = 'ready', file_path = $3, file_size_bytes = $4, file_sha256 = $5, skipped = $6,
+    progress_done = artwork_count, completed_at = now(),
+    expires_at = now() + make_interval(days => $7),
+    claim_token = NULL, heartbeat_at = NULL, error_message = NULL
+WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+"""
+SQL_FAILED = """
+UPDATE batch_download_requests
+SET status = 'failed', error_message = left($3, 500), skipped = $4, completed_at = now(),
+    claim_token = NULL, heartbeat_at = NULL, retry_at = NULL
+WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+RETURNING 1
+"""
+SQL_RELEASE_FOR_RETRY = """
+UPDATE batch_download_requests
+SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+"""
