@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(PY) -m pmd_service dev
 
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --cov=pmd_service --cov-branch --cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

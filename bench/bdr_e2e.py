@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
+from harness.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
 from pmd_service.db import connect
 from pmd_service.demo import pixel_art
 from pmd_service.public_ids import PublicIds

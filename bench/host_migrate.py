@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.stack import CHECKOUT, with_database
+from harness.stack import CHECKOUT, with_database
 from pmd_service.migrate import migrate
 from pmd_service.settings import Settings
 

@@ -31,7 +31,7 @@ from typing import Any
 import aiohttp
 
 from bench.posts import POSTS, seed
-from bench.stack import free_port, fresh_stack, service_env, start_server, stop
+from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.public_ids import PublicIds
 
 CHROMIUM = "/usr/bin/chromium"

@@ -33,7 +33,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench.stack import fresh_stack
+from harness.stack import fresh_stack
 from pmd_service.db import connect, create_pool
 from pmd_service.migrate import apply_migrations
 from pmd_service.posts import batch_sql, listing

@@ -27,7 +27,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from bench.stack import CHECKOUT
+from harness.stack import CHECKOUT
 
 RESULTS = CHECKOUT / ".data" / "bench" / "results"
 TEMPLATE = CHECKOUT / "bench" / "benchmarks.md.in"
@@ -80,7 +80,7 @@ async def _service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
     import asyncpg
 
-    from bench.stack import bench_settings
+    from harness.stack import bench_settings
     from pmd_service.queue import create_redis
 
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))

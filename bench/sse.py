@@ -39,7 +39,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.stack import CHECKOUT, fresh_stack
+from harness.stack import CHECKOUT, fresh_stack
 from pmd_service.db import connect
 from pmd_service.migrate import apply_migrations
 from pmd_service.public_ids import PublicIds

@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.stack import fresh_stack, service_env, start_worker, stop
+from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.bdr.enqueue import enqueue_bdr
 from pmd_service.db import connect
 from pmd_service.public_ids import PublicIds

@@ -5,14 +5,9 @@ drops, and flushes the Redis database it is given)."""
 from __future__ import annotations
 
 import asyncio
-import email.policy
 import os
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +22,10 @@ from pmd_service.migrate import apply_migrations
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, SECRET, TABLES, Mailbox, free_port, with_database
 
-SECRET = "test-secret-" + "x" * 40
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
-TABLES = (
-    "batch_download_requests, bdr_events, moderator_deletions, audit_logs, reactions, comments, "
-    "post_files, posts, licenses, users"
-)
-
-
-def _with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` (pgserver URLs carry the host in the query)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +46,7 @@ def database_url() -> Iterator[str]:
             await conn.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
         finally:
             await conn.close()
-        conn = await asyncpg.connect(_with_database(admin_url, name))
+        conn = await asyncpg.connect(with_database(admin_url, name))
         try:
             await apply_migrations(conn)
         finally:
@@ -78,7 +60,7 @@ def database_url() -> Iterator[str]:
             await conn.close()
 
     asyncio.run(create())
-    yield _with_database(admin_url, name)
+    yield with_database(admin_url, name)
     asyncio.run(drop())
 
 
@@ -89,7 +71,7 @@ async def host_url(database_url: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(database_url, name)
+        url = with_database(database_url, name)
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
@@ -166,36 +148,17 @@ async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestCli
 # --- worker, SMTP ----------------------------------------------------------------------------
 
 
-@dataclass
-class Mailbox:
-    host: str
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
-        self.messages.append(message)
-        return "250 OK"
-
-
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
     """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
     from aiosmtpd.controller import Controller
 
-    port = _free_port()
+    port = free_port()
     box = Mailbox("127.0.0.1", port)
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
     yield box
     controller.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -205,17 +168,3 @@ async def worker_ctx(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[di
 
     async with job_context(settings) as ctx:
         yield ctx
-
-
-async def run_worker(settings: Settings, **overrides: Any) -> None:
-    """Drain the queue the way arq does it: a real Worker in burst mode."""
-    from arq.worker import Worker
-
-    from pmd_service.jobs.worker_options import worker_options
-
-    options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
-    worker = Worker(burst=True, handle_signals=False, **options)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()

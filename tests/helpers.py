@@ -1,9 +1,363 @@
-"""What many test modules share: the checkout the suite runs in, and (see issue of the
-reshaping) the helpers that were spread over test modules."""
+"""What many test modules share: the checkout, test constants, the worker run in burst mode, a
+real SMTP mailbox, request shortcuts, problem checks and an SSE client (the WHATWG parser)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import email.policy
+import io
+import json
+import os
+import socket
+import time
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp.test_utils import TestClient
+from arq.constants import job_key_prefix
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pmd_service.bdr.enqueue import job_id
+from pmd_service.public_ids import PublicIds
+from pmd_service.settings import Settings
+from pmd_service.sse.hub import LISTENER_NAME
+from pmd_service.tokens import mint_token
+from pmd_service.vault import artwork_path, host_shard
+from pmd_service.web.keys import DB_POOL, REDIS
+from tests.factories import UserRow
+
+Client = TestClient[Any, Any]
 
 # server.py and worker.py run from here, and .data holds the embedded servers.
 CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+SECRET = "test-secret-" + "x" * 40
+
+
+TABLES = (
+    "batch_download_requests, bdr_events, moderator_deletions, audit_logs, reactions, comments, "
+    "post_files, posts, licenses, users"
+)
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` (pgserver URLs carry the host in the query)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@dataclass
+class Mailbox:
+    host: str
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        self.messages.append(message)
+        return "250 OK"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def run_worker(settings: Settings, **overrides: Any) -> None:
+    """Drain the queue the way arq does it: a real Worker in burst mode."""
+    from arq.worker import Worker
+
+    from pmd_service.jobs.worker_options import worker_options
+
+    options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
+    worker = Worker(burst=True, handle_signals=False, **options)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    body: dict[str, Any] = await resp.json()
+    assert body["status"] == status
+    assert body["type"].startswith("urn:pmd:problem:")
+    assert body["title"] and len(body["detail"]) > 10
+    return body
+
+
+async def request_bdr(
+    client: Client, user: UserRow, post_ids: list[int], **flags: Any
+) -> dict[str, Any]:
+    resp = await client.post(
+        "/api/pmd/bdr", json={"post_ids": post_ids, **flags}, headers=user.auth
+    )
+    assert resp.status == 202, await resp.text()
+    item: dict[str, Any] = await resp.json()
+    assert resp.headers["Location"] == f"/api/pmd/bdr/{item['id']}"
+    await announced(client, item["id"])
+    return item
+
+
+async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
+    """The server announces and enqueues a request just after its reply is out (so no page
+    hears of it from the stream first): tests that drain the queue next wait for that."""
+    await announced_in(client.app[DB_POOL], client.app[REDIS], bdr_id, within)
+
+
+async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
+    """`announced` for a test that holds the database and Redis but not the server's app."""
+    deadline = time.monotonic() + within
+    sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
+    while not await pool.fetchval(sql, bdr_id):
+        assert time.monotonic() < deadline, f"BDR {bdr_id} was never announced"
+        await asyncio.sleep(0.005)
+    with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
+        while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.005)
+
+
+async def fetch_item(client: Client, user: UserRow, bdr_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/pmd/bdr/{bdr_id}", headers=user.auth)
+    assert resp.status == 200
+    item: dict[str, Any] = await resp.json()
+    return item
+
+
+async def download_zip(client: Client, user: UserRow, bdr_id: str) -> zipfile.ZipFile:
+    resp = await client.get(f"/api/pmd/bdr/{bdr_id}/download", headers=user.auth)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "application/zip"
+    assert resp.headers["Content-Disposition"] == (
+        f"attachment; filename=makapix-artworks-{bdr_id[:8]}.zip"
+    )
+    body = await resp.read()
+    assert int(resp.headers["Content-Length"]) == len(body)
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    assert archive.testzip() is None  # every entry's CRC checks out
+    return archive
+
+
+async def act(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
+    return await client.post(
+        "/api/pmd/action", json={"action": action, "post_ids": post_ids, **extra}, headers=user.auth
+    )
+
+
+async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
+    resp = await act(client, user, action, post_ids, **extra)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+SSE = "/api/pmd/bdr/sse"
+
+
+@dataclass
+class Message:
+    event: str | None = None
+    id: str | None = None
+    data: str | None = None
+    retry: int | None = None
+    comment: str | None = None
+
+    def json(self) -> dict[str, Any]:
+        assert self.data is not None
+        value: dict[str, Any] = json.loads(self.data)
+        return value
+
+
+class Stream:
+    """Parses `text/event-stream` as the WHATWG spec says (what EventSource does)."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+        self.last_event_id: str | None = None
+
+    async def next(self, within: float = 10) -> Message | None:
+        """The next message (an event, a comment or a retry), or None at the end of stream."""
+        msg = Message()
+        started = False
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.resp.content.readline(), within)
+            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+                return None
+            if not raw:
+                return None
+            line = raw.decode().rstrip("\r\n")
+            if line == "":
+                if started:
+                    return msg
+                continue
+            started = True
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "":
+                msg.comment = value
+            elif name == "event":
+                msg.event = value
+            elif name == "id":
+                msg.id = self.last_event_id = value
+            elif name == "data":
+                msg.data = value if msg.data is None else f"{msg.data}\n{value}"
+            elif name == "retry":
+                msg.retry = int(value)
+
+    async def until(self, done: Callable[[Message], bool], within: float = 10) -> list[Message]:
+        """Messages up to and including the first for which `done` is true (pings dropped)."""
+        out: list[Message] = []
+        deadline = time.monotonic() + within
+        while True:
+            msg = await self.next(max(0.1, deadline - time.monotonic()))
+            assert msg is not None, f"stream ended; got {[(m.event, m.id) for m in out]}"
+            if msg.comment is None:
+                out.append(msg)
+            if done(msg):
+                return out
+
+    async def opening(self) -> list[Message]:
+        """retry, snapshot (or missed events), connected."""
+        return await self.until(lambda m: m.event == "connected")
+
+    async def updates(self, n: int, within: float = 15) -> list[Message]:
+        got: list[Message] = []
+        deadline = time.monotonic() + within
+        while len(got) < n:
+            msg = await self.next(max(0.1, deadline - time.monotonic()))
+            assert msg is not None, f"stream ended after {len(got)} of {n} updates"
+            if msg.event == "bdr_update":
+                got.append(msg)
+        return got
+
+    async def ended(self, within: float = 10) -> list[Message]:
+        """Everything until the end of the stream."""
+        out: list[Message] = []
+        while (msg := await self.next(within)) is not None:
+            out.append(msg)
+        return out
+
+    def close(self) -> None:
+        self.resp.close()
+
+
+@contextlib.asynccontextmanager
+async def open_stream(
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+) -> AsyncIterator[Stream]:
+    resp = await session.get(url, headers=headers, params=params)
+    try:
+        assert resp.status == 200, await resp.text()
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        yield Stream(resp)
+    finally:
+        resp.close()
+
+
+async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
+    )
+    return [r["id"] for r in rows]
+
+
+def ids(messages: list[Message]) -> list[int]:
+    return [int(m.id) for m in messages if m.event == "bdr_update" and m.id is not None]
+
+
+async def listener_pids(pool: asyncpg.Pool) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+        " AND datname = current_database()",
+        LISTENER_NAME,
+    )
+    return [r["pid"] for r in rows]
+
+
+@dataclass
+class HostUser:
+    id: int
+    sqid: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class HostPost:
+    id: int
+    sqid: str
+    shard: str
+    data: bytes
+
+
+class HostSite:
+    """Rows written the way the host's code writes them: every NOT NULL column without a
+    default named (user_key, handle_normalized, comment and audit ids), json roles, sqids."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
+        self.pool, self.settings = pool, settings
+        self.ids = PublicIds(settings.sqids_alphabet)
+
+    async def user(self, handle: str, roles: list[str]) -> HostUser:
+        user_id: int = await self.pool.fetchval(
+            """INSERT INTO public.users (user_key, handle, handle_normalized, email, roles)
+               VALUES ($1, $2::text, lower($2::text), $2::text || '@example.com', $3::json)
+               RETURNING id""",
+            uuid.uuid4(), handle, roles,
+        )  # fmt: skip
+        sqid = self.ids.encode(user_id)
+        await self.pool.execute(
+            "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
+        )
+        token = mint_token(self.settings.jwt_secret_key, sqid, roles=roles)
+        return HostUser(user_id, sqid, token)
+
+    async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
+        key = uuid.uuid4()
+        shard = host_shard(key, legacy=legacy)
+        data = f"PIXELS {n} ".encode() + os.urandom(3000)
+        post_id: int = await self.pool.fetchval(
+            """INSERT INTO public.posts (storage_key, storage_shard, owner_id, title, art_url,
+                                         created_at)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            key, shard, owner.id, f"Art {n}", f"/vault/{shard}/{key}.png",
+            datetime.now(UTC) - timedelta(minutes=n),
+        )  # fmt: skip
+        sqid = self.ids.encode(post_id)
+        await self.pool.execute(
+            "UPDATE public.posts SET public_sqid = $2 WHERE id = $1", post_id, sqid
+        )
+        await self.pool.execute(
+            "INSERT INTO public.post_files (post_id, format, file_bytes, is_native)"
+            " VALUES ($1, 'png', $2, true)",
+            post_id, len(data),
+        )  # fmt: skip
+        path = artwork_path(self.settings.vault_path, shard, key, "png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return HostPost(post_id, sqid, shard, data)

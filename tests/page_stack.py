@@ -54,8 +54,8 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "DATABASE_URL": self.settings.database_url or "",
-            "REDIS_URL": self.settings.redis_url or "",
+            "DATABASE_URL": self.settings.database_url,
+            "REDIS_URL": self.settings.redis_url,
             "JWT_SECRET_KEY": self.settings.jwt_secret_key,
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
@@ -71,10 +71,11 @@ class Stack:
         }
 
     async def start_server(self) -> None:
-        log = (self.directory / "server.log").open("ab")
-        # Popen does not block; the server must be its own process to be signalled.
-        self.server = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,  # noqa: ASYNC220
-                                       env=self.env(), stdout=log, stderr=log)  # fmt: skip
+        # The child keeps its own copy of the log's descriptor; ours is closed at once.
+        with (self.directory / "server.log").open("ab") as log:
+            # Popen does not block; the server must be its own process to be signalled.
+            self.server = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,  # noqa: ASYNC220
+                                           env=self.env(), stdout=log, stderr=log)  # fmt: skip
         deadline = time.monotonic() + 30
         async with aiohttp.ClientSession() as http:
             while True:
@@ -93,10 +94,10 @@ class Stack:
         await asyncio.to_thread(self.server.wait, 10)
 
     def start_worker(self) -> None:
-        log = (self.directory / "worker.log").open("ab")
         arq = str(Path(sys.executable).with_name("arq"))
-        self.worker = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT,
-                                       env=self.env(), stdout=log, stderr=log)  # fmt: skip
+        with (self.directory / "worker.log").open("ab") as log:
+            self.worker = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT,
+                                           env=self.env(), stdout=log, stderr=log)  # fmt: skip
 
     def log(self, name: str) -> str:
         path = self.directory / f"{name}.log"

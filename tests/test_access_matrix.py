@@ -28,9 +28,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.settings import Settings
-from tests.conftest import run_worker
 from tests.factories import Factory, UserRow
-from tests.test_bdr_flow import fetch_item, request_bdr
+from tests.helpers import fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -28,9 +28,8 @@ from pmd_service.jobs.row_feed import BATCH_ROWS, RowFeed
 from pmd_service.jobs.zipbuild import BuildCancelled
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
-from tests.conftest import run_worker
 from tests.factories import Factory, PostRow, UserRow
-from tests.test_bdr_flow import download_zip, fetch_item, request_bdr
+from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

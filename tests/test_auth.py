@@ -14,20 +14,10 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
-from tests.conftest import SECRET
 from tests.factories import Factory
+from tests.helpers import SECRET, assert_problem
 
 Client = TestClient[Any, Any]
-
-
-async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
-    assert resp.status == status, await resp.text()
-    assert resp.content_type == "application/problem+json"
-    body: dict[str, Any] = await resp.json()
-    assert body["status"] == status
-    assert body["type"].startswith("urn:pmd:problem:")
-    assert body["title"] and len(body["detail"]) > 10
-    return body
 
 
 def _b64(obj: dict[str, Any]) -> str:
@@ -57,6 +47,8 @@ async def test_valid_token_lists_posts(client: Client, factory: Factory) -> None
         ("banned", 403),
     ],
 )
+# The hs512 case signs with the test secret on purpose, to show other algorithms are refused.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 async def test_auth_failures(client: Client, factory: Factory, case: str, expected: int) -> None:
     user = await factory.user()
     now = int(time.time())

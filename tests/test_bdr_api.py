@@ -11,10 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.rules import seconds_to_next_utc_day
 from pmd_service.settings import Settings
-from tests.conftest import run_worker
 from tests.factories import Factory
-from tests.test_auth import assert_problem
-from tests.test_bdr_flow import fetch_item, request_bdr
+from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -13,10 +13,8 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.bdr.budget import human_bytes
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
-from tests.conftest import run_worker
 from tests.factories import Factory
-from tests.test_auth import assert_problem
-from tests.test_bdr_flow import fetch_item, request_bdr
+from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 MiB = 2**20

@@ -14,9 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs, old_files
 from pmd_service.settings import Settings
-from tests.conftest import run_worker
 from tests.factories import Factory
-from tests.test_bdr_flow import fetch_item, request_bdr
+from tests.helpers import fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -2,87 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
-import io
 import json
-import time
 import uuid
 import zipfile
 from typing import Any
 
-import asyncpg
 from aiohttp.test_utils import TestClient
-from arq.constants import job_key_prefix
 from msgspec.structs import replace
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from pmd_service.bdr.enqueue import enqueue_bdr, job_id
+from pmd_service.bdr.enqueue import enqueue_bdr
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.vault import artwork_path
-from pmd_service.web.keys import DB_POOL, REDIS
-from tests.conftest import Mailbox, run_worker
-from tests.factories import Factory, PostRow, UserRow
-from tests.test_auth import assert_problem
+from tests.factories import Factory, PostRow
+from tests.helpers import Mailbox, assert_problem, download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
-
-
-async def request_bdr(
-    client: Client, user: UserRow, post_ids: list[int], **flags: Any
-) -> dict[str, Any]:
-    resp = await client.post(
-        "/api/pmd/bdr", json={"post_ids": post_ids, **flags}, headers=user.auth
-    )
-    assert resp.status == 202, await resp.text()
-    item: dict[str, Any] = await resp.json()
-    assert resp.headers["Location"] == f"/api/pmd/bdr/{item['id']}"
-    await announced(client, item["id"])
-    return item
-
-
-async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
-    """The server announces and enqueues a request just after its reply is out (so no page
-    hears of it from the stream first): tests that drain the queue next wait for that."""
-    await announced_in(client.app[DB_POOL], client.app[REDIS], bdr_id, within)
-
-
-async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
-    """`announced` for a test that holds the database and Redis but not the server's app."""
-    deadline = time.monotonic() + within
-    sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
-    while not await pool.fetchval(sql, bdr_id):
-        assert time.monotonic() < deadline, f"BDR {bdr_id} was never announced"
-        await asyncio.sleep(0.005)
-    with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
-        while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.005)
-
-
-async def fetch_item(client: Client, user: UserRow, bdr_id: str) -> dict[str, Any]:
-    resp = await client.get(f"/api/pmd/bdr/{bdr_id}", headers=user.auth)
-    assert resp.status == 200
-    item: dict[str, Any] = await resp.json()
-    return item
-
-
-async def download_zip(client: Client, user: UserRow, bdr_id: str) -> zipfile.ZipFile:
-    resp = await client.get(f"/api/pmd/bdr/{bdr_id}/download", headers=user.auth)
-    assert resp.status == 200
-    assert resp.headers["Content-Type"] == "application/zip"
-    assert resp.headers["Content-Disposition"] == (
-        f"attachment; filename=makapix-artworks-{bdr_id[:8]}.zip"
-    )
-    body = await resp.read()
-    assert int(resp.headers["Content-Length"]) == len(body)
-    archive = zipfile.ZipFile(io.BytesIO(body))
-    assert archive.testzip() is None  # every entry's CRC checks out
-    return archive
 
 
 async def test_post_to_ready_zip(client: Client, factory: Factory, settings: Settings) -> None:

@@ -34,10 +34,16 @@ from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.vault import relative_artwork_path
 from pmd_service.web.app import create_app
-from tests.conftest import Mailbox, _free_port, run_worker
 from tests.factories import Factory, PostRow, UserRow
-from tests.helpers import CHECKOUT
-from tests.test_bdr_flow import download_zip, fetch_item, request_bdr
+from tests.helpers import (
+    CHECKOUT,
+    Mailbox,
+    download_zip,
+    fetch_item,
+    free_port,
+    request_bdr,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
 
@@ -307,7 +313,7 @@ async def test_smtp_down_never_fails_the_bdr_and_the_sweep_sends_later(
     owner = await factory.user()
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id], send_email=True)
-    await run_worker(replace(settings, smtp_host="127.0.0.1", smtp_port=_free_port()))
+    await run_worker(replace(settings, smtp_host="127.0.0.1", smtp_port=free_port()))
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
     row = await factory.pool.fetchrow(
         "SELECT email_sent_at, email_attempts FROM batch_download_requests WHERE id = $1::uuid",
@@ -386,8 +392,14 @@ async def test_partial_fetch_failure_is_retried_not_shipped(
 async def test_email_cancelled_mid_send_is_released_for_the_sweep(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
+    connected, done = asyncio.Event(), asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(30)  # an SMTP server that never answers
+        connected.set()  # an SMTP server that never answers, until the test is over
+        try:
+            await done.wait()
+        finally:
+            writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -401,11 +413,13 @@ async def test_email_cancelled_mid_send_is_released_for_the_sweep(
     )
     hung = replace(settings, smtp_host="127.0.0.1", smtp_port=port)
     task = asyncio.create_task(send_bdr_email(factory.pool, hung, uuid.UUID(item["id"])))
-    await asyncio.sleep(0.5)
+    await asyncio.wait_for(connected.wait(), 10)  # the send is waiting for the greeting
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    done.set()
     server.close()
+    await server.wait_closed()
     sent_at = await factory.pool.fetchval(
         "SELECT email_sent_at FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )

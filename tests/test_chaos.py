@@ -1,4 +1,4 @@
-"""The chaos run's CI variant (`python -m bench.chaos --ci`), only when PMD_CHAOS=1.
+"""The chaos run's CI variant (`python -m harness.chaos --ci`), only when PMD_CHAOS=1.
 
 It starts its own Redis, SMTP server, two servers and two workers, runs for about two minutes
 and mounts a tmpfs when root: too heavy for every `make test`, so CI opts in.
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_chaos_ci_run_finds_no_violation() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", "--ci"],
+        [sys.executable, "-m", "harness.chaos", "--ci"],
         cwd=CHECKOUT,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ import pytest
 
 from pmd_service.__main__ import main
 from pmd_service.settings import Settings
-from tests.conftest import SECRET, TABLES
+from tests.helpers import SECRET, TABLES
 
 
 @pytest.fixture

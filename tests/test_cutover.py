@@ -27,9 +27,7 @@ from pmd_service.migrate import migrate
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
-from tests.conftest import SECRET, run_worker
-from tests.helpers import CHECKOUT
-from tests.test_host_schema import HostPost, HostSite, HostUser
+from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -9,7 +9,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.embedded import EmbeddedRedis
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
-from tests.test_auth import assert_problem
+from tests.helpers import assert_problem
 
 
 async def test_healthz(

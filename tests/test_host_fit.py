@@ -20,12 +20,19 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.posts.host_cache import create_host_cache
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
-from tests.conftest import SECRET, run_worker
 from tests.factories import Factory
-from tests.test_auth import assert_problem
-from tests.test_bdr_flow import announced, fetch_item, request_bdr
-from tests.test_posts_actions import _act, _ok
-from tests.test_sse import SSE, open_stream
+from tests.helpers import (
+    SECRET,
+    SSE,
+    act,
+    announced,
+    assert_problem,
+    fetch_item,
+    ok,
+    open_stream,
+    request_bdr,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
 
@@ -130,25 +137,25 @@ async def test_a_moderators_delete_is_not_the_owners_to_undo(
     owner = await factory.user()
     ids = await factory.posts_bulk(owner, 3)
 
-    await _ok(client, mod, "delete", ids[:2], target_sqid=owner.sqid)
-    await _ok(client, owner, "delete", ids[2:])
+    await ok(client, mod, "delete", ids[:2], target_sqid=owner.sqid)
+    await ok(client, owner, "delete", ids[2:])
 
     # The owner may restore their own delete, not the moderator's; nothing changes on refusal.
-    resp = await _act(client, owner, "restore", ids)
+    resp = await act(client, owner, "restore", ids)
     body = await assert_problem(resp, 400)
     assert "moderator" in body["detail"]
     assert sorted(body["invalid_post_ids"]) == ids[:2]
     assert all(f["deleted_by_user"] for f in (await factory.post_flags(ids)).values())
     # Someone else learns nothing about these posts from a refusal.
     stranger = await factory.user()
-    body = await assert_problem(await _act(client, stranger, "restore", ids[:2]), 400)
+    body = await assert_problem(await act(client, stranger, "restore", ids[:2]), 400)
     assert "moderator" not in body["detail"]
-    await _ok(client, owner, "restore", ids[2:])
+    await ok(client, owner, "restore", ids[2:])
 
     # A moderator's restore clears the mark; the owner's own delete/restore works again after.
-    await _ok(client, mod, "restore", ids[:1], target_sqid=owner.sqid)
-    await _ok(client, owner, "delete", ids[:1])
-    await _ok(client, owner, "restore", ids[:1])
+    await ok(client, mod, "restore", ids[:1], target_sqid=owner.sqid)
+    await ok(client, owner, "delete", ids[:1])
+    await ok(client, owner, "restore", ids[:1])
     assert await factory.pool.fetchval(
         "SELECT array_agg(post_id) FROM moderator_deletions"
     ) == [ids[1]]  # fmt: skip
@@ -213,12 +220,12 @@ async def test_actions_drop_the_hosts_cached_feeds(
                 for key in ("user:42:profile", "feedback:1"):
                     pipe.set(key, "kept")
                 await pipe.execute()
-            await _ok(cache_client, user, action, ids)
+            await ok(cache_client, user, action, ids)
             left = sorted(k.decode() for k in await cache.keys("*"))
             assert left == ["feedback:1", "user:42:profile"], (action, left[:5])
         # A batch that changes nothing leaves the feeds alone.
         await cache.set("feed:recent:0", "x")
-        await _ok(cache_client, user, "unhide", ids)
+        await ok(cache_client, user, "unhide", ids)
         assert await cache.exists("feed:recent:0")
     finally:
         await cache.aclose()
@@ -236,7 +243,7 @@ async def test_an_unreachable_cache_never_fails_the_action(
     )
     user = await factory.user()
     ids = await factory.posts_bulk(user, 2)
-    body = await _ok(client, user, "hide", ids)
+    body = await ok(client, user, "hide", ids)
     assert body["affected_count"] == 2
     assert all(f["hidden_by_user"] for f in (await factory.post_flags(ids)).values())
     assert "cached feeds" in caplog.text

@@ -18,8 +18,7 @@ import subprocess
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,9 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.db import create_pool
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.migrate import migrate
-from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
-from pmd_service.tokens import mint_token
-from pmd_service.vault import artwork_path, host_shard
 from pmd_service.web.app import create_app
-from tests.conftest import run_worker
-from tests.test_bdr_flow import announced
-from tests.test_sse import SSE, open_stream
+from tests.helpers import SSE, HostSite, announced, open_stream, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -67,73 +61,6 @@ def dump_host_schema(url: str) -> str:
         capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.stdout
-
-
-@dataclass
-class HostUser:
-    id: int
-    sqid: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass
-class HostPost:
-    id: int
-    sqid: str
-    shard: str
-    data: bytes
-
-
-class HostSite:
-    """Rows written the way the host's code writes them: every NOT NULL column without a
-    default named (user_key, handle_normalized, comment and audit ids), json roles, sqids."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self.pool, self.settings = pool, settings
-        self.ids = PublicIds(settings.sqids_alphabet)
-
-    async def user(self, handle: str, roles: list[str]) -> HostUser:
-        user_id: int = await self.pool.fetchval(
-            """INSERT INTO public.users (user_key, handle, handle_normalized, email, roles)
-               VALUES ($1, $2::text, lower($2::text), $2::text || '@example.com', $3::json)
-               RETURNING id""",
-            uuid.uuid4(), handle, roles,
-        )  # fmt: skip
-        sqid = self.ids.encode(user_id)
-        await self.pool.execute(
-            "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
-        )
-        token = mint_token(self.settings.jwt_secret_key, sqid, roles=roles)
-        return HostUser(user_id, sqid, token)
-
-    async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
-        key = uuid.uuid4()
-        shard = host_shard(key, legacy=legacy)
-        data = f"PIXELS {n} ".encode() + os.urandom(3000)
-        post_id: int = await self.pool.fetchval(
-            """INSERT INTO public.posts (storage_key, storage_shard, owner_id, title, art_url,
-                                         created_at)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            key, shard, owner.id, f"Art {n}", f"/vault/{shard}/{key}.png",
-            datetime.now(UTC) - timedelta(minutes=n),
-        )  # fmt: skip
-        sqid = self.ids.encode(post_id)
-        await self.pool.execute(
-            "UPDATE public.posts SET public_sqid = $2 WHERE id = $1", post_id, sqid
-        )
-        await self.pool.execute(
-            "INSERT INTO public.post_files (post_id, format, file_bytes, is_native)"
-            " VALUES ($1, 'png', $2, true)",
-            post_id, len(data),
-        )  # fmt: skip
-        path = artwork_path(self.settings.vault_path, shard, key, "png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return HostPost(post_id, sqid, shard, data)
 
 
 @pytest.fixture

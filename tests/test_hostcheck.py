@@ -34,8 +34,7 @@ from pmd_service.hostcheck import (
 from pmd_service.migrate import apply_migrations
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
-from tests.conftest import SECRET
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, SECRET
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"

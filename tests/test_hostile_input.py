@@ -21,7 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.factories import Factory, UserRow
-from tests.test_auth import assert_problem
+from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]
 POSTS = ("/api/pmd/action", "/api/pmd/license", "/api/pmd/bdr")

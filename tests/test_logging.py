@@ -16,9 +16,8 @@ from msgspec.structs import replace
 
 from pmd_service import logs
 from pmd_service.settings import Settings
-from tests.conftest import Mailbox, run_worker
 from tests.factories import Factory
-from tests.test_sse import SSE, Stream
+from tests.helpers import SSE, Mailbox, Stream, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -25,9 +25,8 @@ from pmd_service.jobs.context import job_context
 from pmd_service.jobs.notify import send_bdr_email
 from pmd_service.jobs.sweep import sweep
 from pmd_service.settings import Settings
-from tests.conftest import Mailbox, _free_port, run_worker
 from tests.factories import Factory
-from tests.test_bdr_flow import fetch_item, request_bdr
+from tests.helpers import Mailbox, fetch_item, free_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -65,7 +64,7 @@ class FaultyMailbox(Mailbox):
 def faulty_smtp() -> Iterator[FaultyMailbox]:
     from aiosmtpd.controller import Controller
 
-    port = _free_port()
+    port = free_port()
     box = FaultyMailbox("127.0.0.1", port)
     controller = Controller(box, hostname="127.0.0.1", port=port)
     controller.start()
@@ -181,7 +180,7 @@ async def test_a_refused_connection_is_still_retried(
     owner = await factory.user()
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id], send_email=True)
-    down = replace(mail_settings(settings, smtp), smtp_port=_free_port())
+    down = replace(mail_settings(settings, smtp), smtp_port=free_port())
     await run_worker(down)
     assert (await email_row(factory, item["id"]))["email_sent_at"] is None
     async with job_context(mail_settings(settings, smtp)) as ctx:

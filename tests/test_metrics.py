@@ -11,7 +11,7 @@ from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import METRICS_ADDRESS
 from tests.factories import Factory
-from tests.test_bdr_flow import request_bdr
+from tests.helpers import request_bdr
 
 Client = TestClient[Any, Any]
 

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from pmd_service.migrate import MIGRATIONS, MigrationError, apply_migrations, discover
-from tests.conftest import _with_database
+from tests.helpers import with_database
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def empty_db(database_url: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _with_database(database_url, name)
+        yield with_database(database_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from pmd_service.settings import Settings
-from tests.conftest import _free_port
 from tests.factories import Factory, UserRow
+from tests.helpers import free_port
 from tests.page_stack import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -53,7 +53,7 @@ async def browser() -> AsyncIterator[Browser]:
 async def stack(
     settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    async with running_stack(settings, tmp_path, _free_port()) as stack:
+    async with running_stack(settings, tmp_path, free_port()) as stack:
         yield stack
 
 
@@ -319,7 +319,7 @@ async def test_the_daily_limit_says_when_it_resets(
 ) -> None:
     owner = await factory.user()
     await artworks(factory, owner, 3)
-    async with running_stack(settings, tmp_path, _free_port(), BDR_DAILY_LIMIT="1") as stack:
+    async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
         page, _ = await open_page(browser, stack, owner)
         await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
         await page.get_by_role("button", name="Select page").click()
@@ -438,7 +438,7 @@ async def test_a_moderator_who_loses_the_role_sees_the_stream_end_and_why(
     member = await factory.user()
     await artworks(factory, member, 2)
     moderator = await factory.user(roles=["moderator"])
-    port = _free_port()
+    port = free_port()
     async with running_stack(settings, tmp_path, port, SSE_ACCESS_CHECK_SECONDS="1") as stack:
         page, watch = await open_page(browser, stack, member, token=moderator.token)
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")

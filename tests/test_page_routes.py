@@ -17,7 +17,7 @@ from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.pages import STATIC_DIR
 from tests.factories import Factory
-from tests.test_auth import assert_problem
+from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]
 

@@ -4,6 +4,7 @@ moderator attribution, the restore window, concurrency, and the pmd_posts_change
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import random
 from collections.abc import AsyncIterator
@@ -15,24 +16,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.settings import Settings
-from tests.factories import Factory, UserRow
-from tests.test_auth import assert_problem
+from tests.factories import Factory
+from tests.helpers import act, assert_problem, ok
 
 Client = TestClient[Any, Any]
-
-
-async def _act(
-    client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any
-) -> Any:
-    return await client.post(
-        "/api/pmd/action", json={"action": action, "post_ids": post_ids, **extra}, headers=user.auth
-    )
-
-
-async def _ok(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
-    resp = await _act(client, user, action, post_ids, **extra)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 async def _snapshot(pool: asyncpg.Pool) -> list[dict[str, Any]]:
@@ -60,7 +47,7 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
 
     # affected_count: the posts acted on (the host's page says "hidden N posts" with it);
     # changed_count: the rows that changed.
-    body = await _ok(client, user, "hide", ids[:3])
+    body = await ok(client, user, "hide", ids[:3])
     assert body == {
         "success": True, "affected_count": 3, "message": "Hidden 3 post(s)", "changed_count": 3
     }  # fmt: skip
@@ -69,24 +56,24 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
     assert not any(flags[i]["hidden_by_mod"] for i in ids)
 
     # Again, overlapping: only the two not yet hidden change.
-    body = await _ok(client, user, "hide", ids)
+    body = await ok(client, user, "hide", ids)
     assert body == {
         "success": True,
         "affected_count": 5,
         "message": "Hidden 5 post(s) (3 already hidden)",
         "changed_count": 2,
     }
-    body = await _ok(client, user, "hide", ids)
+    body = await ok(client, user, "hide", ids)
     assert (body["affected_count"], body["changed_count"]) == (5, 0)
     assert body["message"] == "Hidden 5 post(s) (5 already hidden)"
 
-    body = await _ok(client, user, "unhide", ids[:1])
+    body = await ok(client, user, "unhide", ids[:1])
     assert body == {
         "success": True, "affected_count": 1, "message": "Unhidden 1 post(s)", "changed_count": 1
     }  # fmt: skip
-    body = await _ok(client, user, "unhide", ids)
+    body = await ok(client, user, "unhide", ids)
     assert (body["affected_count"], body["changed_count"]) == (5, 4)
-    body = await _ok(client, user, "unhide", ids)
+    body = await ok(client, user, "unhide", ids)
     assert body["message"] == "Unhidden 5 post(s) (5 already visible)"
 
     flags = await factory.post_flags(ids + untouched)
@@ -98,7 +85,7 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
     ids = await factory.posts_bulk(user, 4)
     before = datetime.now(UTC)
 
-    body = await _ok(client, user, "delete", ids[:3])
+    body = await ok(client, user, "delete", ids[:3])
     assert body == {
         "success": True, "affected_count": 3, "message": "Deleted 3 post(s)", "changed_count": 3
     }  # fmt: skip
@@ -116,7 +103,7 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
 
     # Deleting again names the already-deleted ids and changes nothing.
     snapshot = await _snapshot(pool)
-    resp = await _act(client, user, "delete", [ids[3], ids[0]])
+    resp = await act(client, user, "delete", [ids[3], ids[0]])
     body = await assert_problem(resp, 400)
     assert body["invalid_post_ids"] == [ids[0]]
     assert str(ids[0]) in body["detail"]
@@ -124,13 +111,13 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
     assert await _snapshot(pool) == snapshot
 
     # Restoring a live post is refused the same way.
-    resp = await _act(client, user, "restore", [ids[0], ids[3]])
+    resp = await act(client, user, "restore", [ids[0], ids[3]])
     body = await assert_problem(resp, 400)
     assert body["invalid_post_ids"] == [ids[3]]
     assert "7 days" in body["detail"]
     assert await _snapshot(pool) == snapshot
 
-    body = await _ok(client, user, "restore", ids[:2])
+    body = await ok(client, user, "restore", ids[:2])
     assert body == {
         "success": True, "affected_count": 2, "message": "Restored 2 post(s)", "changed_count": 2
     }  # fmt: skip
@@ -144,12 +131,12 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
 async def test_hidden_state_survives_delete_and_restore(client: Client, factory: Factory) -> None:
     user = await factory.user()
     ids = await factory.posts_bulk(user, 2)
-    await _ok(client, user, "hide", ids[:1])
-    await _ok(client, user, "delete", ids)
+    await ok(client, user, "hide", ids[:1])
+    await ok(client, user, "delete", ids)
     # A deleted post cannot be hidden or unhidden until restored.
-    body = await assert_problem(await _act(client, user, "unhide", ids[:1]), 400)
+    body = await assert_problem(await act(client, user, "unhide", ids[:1]), 400)
     assert body["invalid_post_ids"] == ids[:1]
-    await _ok(client, user, "restore", ids)
+    await ok(client, user, "restore", ids)
     flags = await factory.post_flags(ids)
     assert [flags[i]["hidden_by_user"] for i in ids] == [True, False]
 
@@ -162,7 +149,7 @@ async def test_129_ids_change_nothing(client: Client, factory: Factory, pool: as
     ids = await factory.posts_bulk(user, 129)
     snapshot = await _snapshot(pool)
     for action in ("hide", "delete"):
-        body = await assert_problem(await _act(client, user, action, ids), 422)
+        body = await assert_problem(await act(client, user, action, ids), 422)
         assert "128" in body["detail"]
         assert body["errors"][0]["field"] == "post_ids"
     body = await assert_problem(
@@ -174,7 +161,7 @@ async def test_129_ids_change_nothing(client: Client, factory: Factory, pool: as
     assert "128" in body["detail"]
     assert await _snapshot(pool) == snapshot
     # Exactly 128 is fine.
-    assert (await _ok(client, user, "hide", ids[:128]))["affected_count"] == 128
+    assert (await ok(client, user, "hide", ids[:128]))["affected_count"] == 128
 
 
 async def test_duplicate_ids_are_422_and_change_nothing(
@@ -183,7 +170,7 @@ async def test_duplicate_ids_are_422_and_change_nothing(
     user = await factory.user()
     ids = await factory.posts_bulk(user, 3)
     snapshot = await _snapshot(pool)
-    body = await assert_problem(await _act(client, user, "hide", [*ids, ids[1]]), 422)
+    body = await assert_problem(await act(client, user, "hide", [*ids, ids[1]]), 422)
     assert str(ids[1]) in body["detail"]
     assert "128" in body["detail"]
     assert body["errors"][0]["field"] == "post_ids"
@@ -207,7 +194,7 @@ async def test_another_users_post_rejects_the_whole_batch(
     if action == "unhide":
         await pool.execute("UPDATE posts SET hidden_by_user = true")
     snapshot = await _snapshot(pool)
-    resp = await _act(client, user, action, [mine[0], bobs[0], *mine[1:]])
+    resp = await act(client, user, action, [mine[0], bobs[0], *mine[1:]])
     body = await assert_problem(resp, 400)
     assert body["invalid_post_ids"] == bobs
     assert body["errors"][0]["field"] == "post_ids"
@@ -232,7 +219,7 @@ async def test_every_ineligible_id_is_named(
     nonexistent = 2_000_000_000
     bad = sorted([*playlist, *deleted, *bobs, nonexistent])
     snapshot = await _snapshot(pool)
-    body = await assert_problem(await _act(client, user, "hide", [*good, *bad]), 400)
+    body = await assert_problem(await act(client, user, "hide", [*good, *bad]), 400)
     assert body["invalid_post_ids"] == bad
     assert body["detail"].startswith("Posts " + ", ".join(map(str, bad)) + " are not")
     assert await _snapshot(pool) == snapshot
@@ -240,7 +227,7 @@ async def test_every_ineligible_id_is_named(
 
 async def test_many_ineligible_ids_stay_readable(client: Client, factory: Factory) -> None:
     user = await factory.user()
-    body = await assert_problem(await _act(client, user, "delete", list(range(1, 129))), 400)
+    body = await assert_problem(await act(client, user, "delete", list(range(1, 129))), 400)
     assert body["invalid_post_ids"] == list(range(1, 129))
     assert "and 108 more" in body["detail"]
     assert len(body["detail"]) < 300
@@ -256,14 +243,14 @@ async def test_moderator_actions_are_attributed_and_audited(
     bob = await factory.user()
     ids = await factory.posts_bulk(bob, 4)
 
-    body = await _ok(client, mod, "hide", ids[:3], target_sqid=bob.sqid)
+    body = await ok(client, mod, "hide", ids[:3], target_sqid=bob.sqid)
     assert body["message"] == "Hidden 3 post(s)"
     flags = await factory.post_flags(ids)
     assert [flags[i]["hidden_by_mod"] for i in ids] == [True, True, True, False]
     assert not any(f["hidden_by_user"] for f in flags.values())
 
     # Bob unhiding his own posts does not undo a moderator's hide.
-    body = await _ok(client, bob, "unhide", ids[:3])
+    body = await ok(client, bob, "unhide", ids[:3])
     assert body["changed_count"] == 0
     assert all(f["hidden_by_mod"] for f in (await factory.post_flags(ids[:3])).values())
 
@@ -276,9 +263,9 @@ async def test_moderator_actions_are_attributed_and_audited(
     assert resp.status == 200
     assert (await resp.json())["changed_count"] == 0
 
-    await _ok(client, mod, "unhide", ids[:2], target_sqid=bob.sqid)
-    await _ok(client, mod, "delete", ids[3:], target_sqid=bob.sqid)
-    await _ok(client, mod, "restore", ids[3:], target_sqid=bob.sqid)
+    await ok(client, mod, "unhide", ids[:2], target_sqid=bob.sqid)
+    await ok(client, mod, "delete", ids[3:], target_sqid=bob.sqid)
+    await ok(client, mod, "restore", ids[3:], target_sqid=bob.sqid)
     cc = await factory.license("CC0")
     resp = await client.post(
         "/api/pmd/license",
@@ -316,7 +303,7 @@ async def test_rejected_moderator_batch_writes_no_audit_row(
     carols = await factory.posts_bulk(carol, 1)
     snapshot = await _snapshot(pool)
     body = await assert_problem(
-        await _act(client, mod, "hide", [*bobs, *carols], target_sqid=bob.sqid), 400
+        await act(client, mod, "hide", [*bobs, *carols], target_sqid=bob.sqid), 400
     )
     assert body["invalid_post_ids"] == carols
     assert await _audit_rows(pool) == []
@@ -328,9 +315,9 @@ async def test_self_actions_write_no_audit_rows(
 ) -> None:
     mod = await factory.user(roles=["moderator"])
     ids = await factory.posts_bulk(mod, 2)
-    await _ok(client, mod, "hide", ids)
+    await ok(client, mod, "hide", ids)
     # A moderator naming themselves is a self-action too: their own flag, no audit.
-    await _ok(client, mod, "delete", ids, target_sqid=mod.sqid)
+    await ok(client, mod, "delete", ids, target_sqid=mod.sqid)
     flags = await factory.post_flags(ids)
     assert all(f["hidden_by_user"] and not f["hidden_by_mod"] for f in flags.values())
     assert all(f["deleted_by_user"] for f in flags.values())
@@ -344,8 +331,8 @@ async def test_plain_user_cannot_act_on_another_users_posts(
     bob = await factory.user()
     ids = await factory.posts_bulk(bob, 2)
     snapshot = await _snapshot(pool)
-    await assert_problem(await _act(client, alice, "delete", ids, target_sqid=bob.sqid), 403)
-    body = await assert_problem(await _act(client, alice, "delete", ids), 400)
+    await assert_problem(await act(client, alice, "delete", ids, target_sqid=bob.sqid), 403)
+    body = await assert_problem(await act(client, alice, "delete", ids), 400)
     assert body["invalid_post_ids"] == ids
     resp = await client.post(
         f"/api/pmd/action?target_sqid={bob.sqid}",
@@ -376,17 +363,17 @@ async def test_restore_window_edges(client: Client, factory: Factory, pool: asyn
     snapshot = await _snapshot(pool)
 
     # One expired id spoils the batch.
-    body = await assert_problem(await _act(client, user, "restore", [fresh, outside, inside]), 400)
+    body = await assert_problem(await act(client, user, "restore", [fresh, outside, inside]), 400)
     assert body["invalid_post_ids"] == [outside]
     assert str(outside) in body["detail"]
     assert "7 days" in body["detail"]
     assert await _snapshot(pool) == snapshot
 
-    body = await _ok(client, user, "restore", [inside])
+    body = await ok(client, user, "restore", [inside])
     assert body == {
         "success": True, "affected_count": 1, "message": "Restored 1 post(s)", "changed_count": 1
     }  # fmt: skip
-    body = await assert_problem(await _act(client, user, "restore", [outside]), 400)
+    body = await assert_problem(await act(client, user, "restore", [outside]), 400)
     assert body["detail"].startswith(f"Post {outside} is not a deleted artwork")
     flags = await factory.post_flags([inside, outside, fresh])
     assert flags[inside]["deleted_by_user"] is False
@@ -553,7 +540,10 @@ async def test_ten_megabyte_body_is_413(client: Client, factory: Factory) -> Non
     for path in ("/api/pmd/action", "/api/pmd/license"):
         resp = await client.post(
             path,
-            data=json.dumps({"action": "hide", "post_ids": ids, "pad": padding}),
+            # File-like (Content-Length from its size): aiohttp warns about large raw bodies.
+            data=io.BytesIO(
+                json.dumps({"action": "hide", "post_ids": ids, "pad": padding}).encode()
+            ),
             headers={**user.auth, "Content-Type": "application/json"},
         )
         body = await assert_problem(resp, 413)
@@ -601,7 +591,7 @@ async def test_concurrent_overlapping_batches_stay_consistent(
             batches.append((action, batch))
 
         async def run(action: str, batch: list[int]) -> tuple[int, dict[str, Any]]:
-            resp = await _act(client, user, action, batch)
+            resp = await act(client, user, action, batch)
             return resp.status, await resp.json()
 
         results = await asyncio.wait_for(
@@ -674,7 +664,7 @@ async def test_notify_after_commit_and_not_for_rejected_batches(
     ids = await factory.posts_bulk(user, 3)
     bobs = await factory.posts_bulk(bob, 1)
 
-    await _ok(client, user, "hide", ids[:2])
+    await ok(client, user, "hide", ids[:2])
     note = await asyncio.wait_for(notifications.get(), timeout=5)
     assert note == {
         "channel": "pmd_posts_changed",
@@ -687,20 +677,20 @@ async def test_notify_after_commit_and_not_for_rejected_batches(
     assert all(f["hidden_by_user"] for f in flags.values())
 
     # Only the ids that changed are announced.
-    await _ok(client, user, "hide", ids)
+    await ok(client, user, "hide", ids)
     note = await asyncio.wait_for(notifications.get(), timeout=5)
     assert note["post_ids"] == ids[2:]
 
     # Rejected batches and batches that change nothing stay silent.
-    await assert_problem(await _act(client, user, "delete", [*ids, *bobs]), 400)
-    await assert_problem(await _act(client, user, "delete", [*ids, ids[0]]), 422)
-    await _ok(client, user, "hide", ids)
+    await assert_problem(await act(client, user, "delete", [*ids, *bobs]), 400)
+    await assert_problem(await act(client, user, "delete", [*ids, ids[0]]), 422)
+    await ok(client, user, "hide", ids)
     await _no_notification(notifications)
 
-    await _ok(client, user, "delete", ids)
+    await ok(client, user, "delete", ids)
     note = await asyncio.wait_for(notifications.get(), timeout=5)
     assert (note["action"], note["post_ids"]) == ("delete", ids)
-    await _ok(client, user, "restore", ids[:1])
+    await ok(client, user, "restore", ids[:1])
     note = await asyncio.wait_for(notifications.get(), timeout=5)
     assert (note["action"], note["post_ids"]) == ("restore", ids[:1])
 
@@ -713,7 +703,7 @@ async def test_notify_for_moderator_and_license_changes(
     mod = await factory.user(roles=["moderator"])
     bob = await factory.user()
     ids = await factory.posts_bulk(bob, 2)
-    await _ok(client, mod, "hide", ids, target_sqid=bob.sqid)
+    await ok(client, mod, "hide", ids, target_sqid=bob.sqid)
     note = await asyncio.wait_for(notifications.get(), timeout=5)
     # The user whose posts changed, so the host site invalidates the right feeds.
     assert (note["user_id"], note["action"], note["post_ids"]) == (bob.id, "hide", ids)

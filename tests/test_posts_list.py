@@ -14,7 +14,7 @@ from pmd_service.db import create_pool
 from pmd_service.posts import listing
 from pmd_service.posts.cursor import Cursor
 from tests.factories import Factory, UserRow
-from tests.test_auth import assert_problem
+from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]
 

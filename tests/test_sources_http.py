@@ -34,9 +34,8 @@ from pmd_service.jobs.sources import fetched_in_order
 from pmd_service.jobs.zipbuild import Entry
 from pmd_service.settings import Settings
 from pmd_service.vault import relative_artwork_path
-from tests.conftest import _free_port, run_worker
 from tests.factories import Factory, PostRow, UserRow
-from tests.test_bdr_flow import download_zip, fetch_item, request_bdr
+from tests.helpers import download_zip, fetch_item, free_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -243,7 +242,7 @@ async def test_credentials_go_as_basic_auth_and_never_into_logs(
     # As an operator writes it: the password percent-encoded in the URL.
     base = origin.url.replace("://", "://vault-reader:s3cr%40t-p%C3%A4ssword@")
     # And an origin that is down: the connection error names the host, never the password.
-    down = f"http://vault-reader:s3cr%40t-p%C3%A4ssword@127.0.0.1:{_free_port()}/vault"
+    down = f"http://vault-reader:s3cr%40t-p%C3%A4ssword@127.0.0.1:{free_port()}/vault"
     entries = await fetch_all(base, [good, failing]) + await fetch_all(down, [good])
     assert entries[0].data == origin.files[path_of(good)]
     assert [e.skip_reason for e in entries] == [None, "fetch_failed", "fetch_failed"]

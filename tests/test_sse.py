@@ -4,13 +4,11 @@ killed or frozen, slow subscribers, the cap, pings, token expiry, and an EventSo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -24,123 +22,27 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.sse import tickets
-from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import SSE_HUB
-from tests.conftest import run_worker
 from tests.factories import Factory, UserRow
-from tests.test_auth import assert_problem
-from tests.test_bdr_flow import fetch_item, request_bdr
+from tests.helpers import (
+    SSE,
+    Message,
+    Stream,
+    assert_problem,
+    event_ids,
+    fetch_item,
+    ids,
+    listener_pids,
+    open_stream,
+    request_bdr,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
-SSE = "/api/pmd/bdr/sse"
 
 
 # --- an SSE client -------------------------------------------------------------------------
-
-
-@dataclass
-class Message:
-    event: str | None = None
-    id: str | None = None
-    data: str | None = None
-    retry: int | None = None
-    comment: str | None = None
-
-    def json(self) -> dict[str, Any]:
-        assert self.data is not None
-        value: dict[str, Any] = json.loads(self.data)
-        return value
-
-
-class Stream:
-    """Parses `text/event-stream` as the WHATWG spec says (what EventSource does)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self.resp = resp
-        self.last_event_id: str | None = None
-
-    async def next(self, within: float = 10) -> Message | None:
-        """The next message (an event, a comment or a retry), or None at the end of stream."""
-        msg = Message()
-        started = False
-        while True:
-            try:
-                raw = await asyncio.wait_for(self.resp.content.readline(), within)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                return None
-            if not raw:
-                return None
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if started:
-                    return msg
-                continue
-            started = True
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "":
-                msg.comment = value
-            elif name == "event":
-                msg.event = value
-            elif name == "id":
-                msg.id = self.last_event_id = value
-            elif name == "data":
-                msg.data = value if msg.data is None else f"{msg.data}\n{value}"
-            elif name == "retry":
-                msg.retry = int(value)
-
-    async def until(self, done: Callable[[Message], bool], within: float = 10) -> list[Message]:
-        """Messages up to and including the first for which `done` is true (pings dropped)."""
-        out: list[Message] = []
-        deadline = time.monotonic() + within
-        while True:
-            msg = await self.next(max(0.1, deadline - time.monotonic()))
-            assert msg is not None, f"stream ended; got {[(m.event, m.id) for m in out]}"
-            if msg.comment is None:
-                out.append(msg)
-            if done(msg):
-                return out
-
-    async def opening(self) -> list[Message]:
-        """retry, snapshot (or missed events), connected."""
-        return await self.until(lambda m: m.event == "connected")
-
-    async def updates(self, n: int, within: float = 15) -> list[Message]:
-        got: list[Message] = []
-        deadline = time.monotonic() + within
-        while len(got) < n:
-            msg = await self.next(max(0.1, deadline - time.monotonic()))
-            assert msg is not None, f"stream ended after {len(got)} of {n} updates"
-            if msg.event == "bdr_update":
-                got.append(msg)
-        return got
-
-    async def ended(self, within: float = 10) -> list[Message]:
-        """Everything until the end of the stream."""
-        out: list[Message] = []
-        while (msg := await self.next(within)) is not None:
-            out.append(msg)
-        return out
-
-    def close(self) -> None:
-        self.resp.close()
-
-
-@contextlib.asynccontextmanager
-async def open_stream(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-) -> AsyncIterator[Stream]:
-    resp = await session.get(url, headers=headers, params=params)
-    try:
-        assert resp.status == 200, await resp.text()
-        assert resp.headers["Content-Type"].startswith("text/event-stream")
-        yield Stream(resp)
-    finally:
-        resp.close()
 
 
 # --- rows and events -----------------------------------------------------------------------
@@ -168,26 +70,6 @@ async def step(pool: asyncpg.Pool, bdr_id: str) -> None:
         " WHERE id = $1::uuid",
         bdr_id,
     )
-
-
-async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
-    )
-    return [r["id"] for r in rows]
-
-
-def ids(messages: list[Message]) -> list[int]:
-    return [int(m.id) for m in messages if m.event == "bdr_update" and m.id is not None]
-
-
-async def listener_pids(pool: asyncpg.Pool) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-        " AND datname = current_database()",
-        LISTENER_NAME,
-    )
-    return [r["pid"] for r in rows]
 
 
 # --- fixtures ------------------------------------------------------------------------------

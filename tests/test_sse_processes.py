@@ -19,11 +19,18 @@ import asyncpg
 
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
-from tests.conftest import _free_port, run_worker
 from tests.factories import Factory, UserRow
-from tests.helpers import CHECKOUT
-from tests.test_bdr_flow import announced_in
-from tests.test_sse import SSE, Stream, event_ids, ids, listener_pids
+from tests.helpers import (
+    CHECKOUT,
+    SSE,
+    Stream,
+    announced_in,
+    event_ids,
+    free_port,
+    ids,
+    listener_pids,
+    run_worker,
+)
 
 STREAMS_AT_SHUTDOWN = 2000
 
@@ -42,7 +49,7 @@ class ServerProcess:
 async def server_process(
     settings: Settings, directory: Path, name: str, **env: str
 ) -> AsyncIterator[ServerProcess]:
-    port = _free_port()
+    port = free_port()
     environ = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",

@@ -14,9 +14,8 @@ from prometheus_client import CollectorRegistry
 
 from pmd_service.jobs import context
 from pmd_service.settings import Settings
-from tests.conftest import _free_port, run_worker
 from tests.factories import Factory
-from tests.test_bdr_flow import request_bdr
+from tests.helpers import free_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -37,7 +36,7 @@ async def test_process_bdr_records_outcomes_sizes_and_counts_served_on_its_port(
     await request_bdr(client, user, [gone.id])
     await pool.execute("UPDATE posts SET deleted_by_user = true WHERE id = $1", gone.id)
 
-    port = _free_port()
+    port = free_port()
     seen: dict[str, Any] = {}
 
     async def scrape_then_shutdown(ctx: dict[str, Any]) -> None:
@@ -86,7 +85,7 @@ async def test_only_the_worker_serves_metrics_and_a_taken_port_is_a_clear_error(
 ) -> None:
     # The ops CLI runs jobs through the same start-up beside a running worker: no port.
     ctx: dict[str, Any] = {}
-    await context.startup(ctx, settings=replace(settings, metrics_port=_free_port()))
+    await context.startup(ctx, settings=replace(settings, metrics_port=free_port()))
     try:
         assert context.state(ctx).metrics_server is None
     finally:

@@ -1,4 +1,4 @@
-"""Fuzzing from the contract: `python -m bench.fuzz [--cases 1200]`.
+"""Fuzzing from the contract: `python -m harness.fuzz [--cases 1200]`.
 
 Not a test (tests/test_fuzz.py runs the same engine, smaller, in CI). Against a real
 `python server.py` process on a fresh database, seeded so the happy paths are reachable (a
@@ -373,7 +373,7 @@ async def bench(cases: int) -> int:
 
 
 async def _bench(cases: int) -> int:
-    from bench.stack import free_port, fresh_stack, service_env, start_server, stop
+    from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 
     async with fresh_stack() as settings:
         assert settings.database_url is not None

@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from bench.chaos_seed import SeedUser
-from bench.chaos_stack import Proc
-from bench.chaos_workload import CONNECTION_ERRORS, Api, label
+from harness.chaos_seed import SeedUser
+from harness.chaos_stack import Proc
+from harness.chaos_workload import CONNECTION_ERRORS, Api, label
 
 
 class SseClient:

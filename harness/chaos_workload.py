@@ -20,8 +20,8 @@ import aiohttp
 import asyncpg
 from multidict import CIMultiDict
 
-from bench.chaos_seed import Seed, SeedUser
-from bench.chaos_stack import Proc
+from harness.chaos_seed import Seed, SeedUser
+from harness.chaos_stack import Proc
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TERMINAL = {"ready", "failed", "expired", "cancelled"}

@@ -12,10 +12,10 @@ from typing import Any
 
 import asyncpg
 
-from bench.chaos_seed import SeedUser
-from bench.chaos_sse import SseClient
-from bench.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
-from bench.chaos_workload import Api, Ledger
+from harness.chaos_seed import SeedUser
+from harness.chaos_sse import SseClient
+from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
+from harness.chaos_workload import Api, Ledger
 
 SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity

@@ -14,9 +14,9 @@ from typing import Any
 
 import asyncpg
 
-from bench.chaos_seed import Seed
-from bench.chaos_sse import SseClient
-from bench.chaos_workload import TERMINAL, Api, Ledger
+from harness.chaos_seed import Seed
+from harness.chaos_sse import SseClient
+from harness.chaos_workload import TERMINAL, Api, Ledger
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 

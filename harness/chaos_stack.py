@@ -21,7 +21,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.stack import CHECKOUT, free_port
+from harness.stack import CHECKOUT, free_port
 from pmd_service.embedded import redis_answers
 
 

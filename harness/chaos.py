@@ -1,6 +1,6 @@
-"""Chaos run: `python -m bench.chaos [--duration 180]`, or `--ci` for the slim variant.
+"""Chaos run: `python -m harness.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback: PostgreSQL (a fresh database, see bench.stack), a Redis and an SMTP
+A real stack on loopback: PostgreSQL (a fresh database, see harness.stack), a Redis and an SMTP
 server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
 `arq worker.WorkerSettings` processes. From this process, one actor per user lists posts,
 runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
@@ -35,13 +35,13 @@ from typing import Any
 import aiohttp
 from msgspec.structs import replace
 
-from bench import chaos_checks as checks
-from bench.chaos_faults import Faults
-from bench.chaos_seed import Seed, seed
-from bench.chaos_sse import SseClient
-from bench.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
-from bench.chaos_workload import Actor, Api, Ledger
-from bench.stack import fresh_stack, service_env
+from harness import chaos_checks as checks
+from harness.chaos_faults import Faults
+from harness.chaos_seed import Seed, seed
+from harness.chaos_sse import SseClient
+from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
+from harness.chaos_workload import Actor, Api, Ledger
+from harness.stack import fresh_stack, service_env
 from pmd_service.db import connect, create_pool
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
@@ -56,7 +56,7 @@ FROM batch_download_requests
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
     p.add_argument("--duration", type=float, help="seconds of workload (default 180, --ci 75)")
     p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 6)")
