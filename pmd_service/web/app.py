@@ -25,9 +25,11 @@ from .keys import (
     REDIS,
     ROUTE_ENDPOINTS,
     SETTINGS,
+    SSE_HUB,
 )
-from .metrics import Metrics, internal_metrics_ctx, metrics_middleware
+from .metrics import internal_metrics_ctx, metrics_middleware
 from .problems import problem_middleware
+from .prometheus import Metrics
 from .request_ids import request_id_middleware
 
 
@@ -78,7 +80,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
-    app[METRICS] = Metrics(app)
+    app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)

@@ -15,7 +15,7 @@ from ..logs import REQUEST_ID_HEADER
 from ..problems import ProblemError
 from . import request_ids
 from .auth import retarget
-from .endpoints import Endpoint, Param
+from .endpoint import Endpoint, Param
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 from .responses import json_response
 from .validation import path_uuid, read_json

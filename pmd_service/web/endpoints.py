@@ -1,4 +1,5 @@
-"""Each endpoint declared once: route, handler, authentication, query struct and OpenAPI entry.
+"""Registering the endpoints (each declared once, as an `endpoint.Endpoint`) and parsing their
+query structs.
 
 `register` adds the routes and keeps every declaration in `app[ROUTE_ENDPOINTS]`, keyed by its route:
 the OpenAPI document is built from them, and a middleware that needs to know something of an
@@ -7,10 +8,8 @@ endpoint (does it stream for hours?) looks it up there instead of matching names
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -18,50 +17,8 @@ from aiohttp.typedefs import Handler
 
 from ..problems import FieldError, bad_request, unauthorized
 from .auth import authenticate, bearer_token
+from .endpoint import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
-
-
-class Auth(enum.Enum):
-    PUBLIC = "public"  # health, readiness, the OpenAPI document, metrics
-    BEARER = "bearer"  # `Authorization: Bearer`; the handler finds request[PRINCIPAL]
-    OWN = "own"  # the handler authenticates itself (the SSE stream also takes a ticket)
-
-
-@dataclass(frozen=True)
-class Param:
-    """A header or path parameter (query parameters come from the endpoint's `query` struct)."""
-
-    name: str
-    schema: dict[str, Any]
-    description: str
-    location: str = "header"
-    required: bool = False
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    method: str
-    path: str
-    handler: Handler
-    operation_id: str
-    summary: str
-    tag: str
-    auth: Auth = Auth.BEARER
-    # Query parameters as a struct (field types and Meta give parsing and the document).
-    query: type[msgspec.Struct] | None = None
-    request: type | None = None
-    response: type | None = None
-    ok_status: int = 200
-    ok_description: str = "OK"
-    response_media: str = "application/json"
-    problems: tuple[int, ...] = ()
-    params: tuple[Param, ...] = ()
-    headers: dict[str, str] = field(default_factory=dict)
-    # Other non-problem answers: (status, description, media type of the body or None).
-    other_responses: tuple[tuple[int, str, str | None], ...] = ()
-    allow_head: bool = True  # GET only
-    # Open for hours, thousands at once (SSE): kept free of per-request context (request_ids).
-    long_lived: bool = False
 
 
 def _with_bearer(handler: Handler) -> Handler:

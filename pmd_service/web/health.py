@@ -7,7 +7,7 @@ import asyncio
 import msgspec
 from aiohttp import web
 
-from .endpoints import Auth, Endpoint
+from .endpoint import Auth, Endpoint
 from .keys import DB_POOL, REDIS
 from .problems import problem_response
 

@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 
     from ..access import Principal
     from ..sse.hub import Hub
-    from .endpoints import Endpoint
-    from .metrics import Metrics
+    from .endpoint import Endpoint
+    from .prometheus import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)

@@ -1,86 +1,24 @@
-"""Prometheus metrics of the server process, served at /metrics (prometheus-client).
-
-One registry per app (no global state): HTTP requests by route and status with latency
-histograms, and the SSE hub's and the queue's figures read at scrape time.
-"""
+"""Prometheus metrics of the server process (the registry is prometheus.py): each request
+recorded by a middleware, and /metrics served on the public port or an internal one."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from arq.constants import default_queue_name
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
-from .endpoints import Auth, Endpoint
-from .keys import METRICS, METRICS_ADDRESS, REDIS, SETTINGS, SSE_HUB
+from .endpoint import Auth, Endpoint
+from .keys import METRICS, METRICS_ADDRESS, REDIS, SETTINGS
 
 log = logging.getLogger(__name__)
-
-
-class _HubCollector(Collector):
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-        self.queue_depth: int | None = None
-
-    def collect(self) -> Iterator[Metric]:
-        hub = self.app.get(SSE_HUB)
-        if hub is not None:
-            yield GaugeMetricFamily(
-                "pmd_sse_subscribers",
-                "Open SSE streams in this process",
-                value=hub.subscriber_count,
-            )
-            yield CounterMetricFamily(
-                "pmd_sse_events_sent",
-                "bdr_update frames queued to SSE streams",
-                value=hub.frames_queued,
-            )
-            yield CounterMetricFamily(
-                "pmd_sse_listen_reconnects",
-                "Reconnects of the LISTEN connection",
-                value=hub.reconnects,
-            )
-            yield CounterMetricFamily(
-                "pmd_sse_streams_revoked",
-                "SSE streams ended because the account lost its access (ban, role, deactivation)",
-                value=hub.revoked,
-            )
-        if self.queue_depth is not None:
-            yield GaugeMetricFamily(
-                "pmd_arq_queue_depth", "Jobs waiting in the arq queue", value=self.queue_depth
-            )
-
-
-class Metrics:
-    def __init__(self, app: web.Application) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "pmd_http_requests",
-            "HTTP requests",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "pmd_http_request_duration_seconds",
-            "Time to produce the response (for SSE: the stream's lifetime)",
-            ["method", "route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
-        )
-        self.hub = _HubCollector(app)
-        self.registry.register(self.hub)
 
 
 def _route(request: web.Request) -> str:

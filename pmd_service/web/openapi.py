@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from ..problems import Problem
-from .endpoints import Auth, Endpoint, Param
+from .endpoint import Auth, Endpoint, Param
 from .keys import OPENAPI_DOC
 from .problems import PROBLEM_JSON
 

@@ -15,7 +15,8 @@ from ..posts.schemas import (
     PostsQuery,
 )
 from .auth import retarget
-from .endpoints import Endpoint, parse_query
+from .endpoint import Endpoint
+from .endpoints import parse_query
 from .keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
 from .responses import json_response
 from .validation import read_json

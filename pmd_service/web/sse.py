@@ -17,7 +17,8 @@ from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
 from ..sse.hub import Hub, Subscriber
 from .auth import authenticate, bearer_token
-from .endpoints import Auth, Endpoint, Param, parse_query
+from .endpoint import Auth, Endpoint, Param
+from .endpoints import parse_query
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE
 from .responses import json_response
 

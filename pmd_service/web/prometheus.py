@@ -1,0 +1,71 @@
+"""The server process's Prometheus registry: one per app (no global state), with HTTP requests
+by route and status, latency histograms, and the SSE hub's and the queue's figures read at
+scrape time (metrics.py records into it and serves it)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ..sse.hub import Hub
+
+
+class _HubCollector(Collector):
+    def __init__(self, hub: Callable[[], Hub | None]) -> None:
+        self.hub = hub
+        self.queue_depth: int | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        hub = self.hub()
+        if hub is not None:
+            yield GaugeMetricFamily(
+                "pmd_sse_subscribers",
+                "Open SSE streams in this process",
+                value=hub.subscriber_count,
+            )
+            yield CounterMetricFamily(
+                "pmd_sse_events_sent",
+                "bdr_update frames queued to SSE streams",
+                value=hub.frames_queued,
+            )
+            yield CounterMetricFamily(
+                "pmd_sse_listen_reconnects",
+                "Reconnects of the LISTEN connection",
+                value=hub.reconnects,
+            )
+            yield CounterMetricFamily(
+                "pmd_sse_streams_revoked",
+                "SSE streams ended because the account lost its access (ban, role, deactivation)",
+                value=hub.revoked,
+            )
+        if self.queue_depth is not None:
+            yield GaugeMetricFamily(
+                "pmd_arq_queue_depth", "Jobs waiting in the arq queue", value=self.queue_depth
+            )
+
+
+class Metrics:
+    """`hub` gives the process's SSE hub once it runs (None before): read at scrape time."""
+
+    def __init__(self, hub: Callable[[], Hub | None]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pmd_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pmd_http_request_duration_seconds",
+            "Time to produce the response (for SSE: the stream's lifetime)",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60),
+        )
+        self.hub = _HubCollector(hub)
+        self.registry.register(self.hub)
