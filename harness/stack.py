@@ -96,8 +96,8 @@ def free_port() -> int:
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
-        "REDIS_URL": settings.redis_url or "",
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "VAULT_PATH": str(settings.vault_path),
         "BDR_PATH": str(settings.bdr_path),
