@@ -75,6 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bdr_expiry_days: Annotated[int, Meta(ge=1, le=365)] = 7
     host: str = "127.0.0.1"
     port: Port = 8080
+    # Server processes sharing PORT (SO_REUSEPORT), each with its own pool and LISTEN connection.
+    server_processes: Annotated[int, Meta(ge=1, le=256)] = 1
     dev_mode: bool = field(default=False, name="PMD_DEV")  # unset: on when a URL is unset
     auto_migrate: bool = True
     bdr_retry_base_seconds: Annotated[float, Meta(ge=0, le=600)] = 5.0

@@ -1,20 +1,45 @@
-"""Run the HTTP server: `python -m pmd_service serve` (or `python server.py` from a checkout)."""
+"""Run the HTTP server: `python -m pmd_service serve` (or `python server.py` from a checkout).
+
+With SERVER_PROCESSES=N (default 1) N processes accept on the same port: each binds it with
+SO_REUSEPORT and the kernel spreads new connections over them, so one machine's every core
+serves requests and holds streams. Each process runs its own app, pool and LISTEN connection
+(an SSE stream lives in the process that accepted it). The parent only starts them, passes
+SIGTERM/SIGINT on and exits once they have; if one dies, it stops the others and exits 1, so
+the supervisor above (systemd, Kubernetes, Docker) restarts the lot.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import sys
+from multiprocessing.connection import wait
+from types import FrameType
+
+import msgspec
 from aiohttp import web
 
+from ..settings import Settings
 from ..startup import load_settings
 from .app import create_app
 
 
 def main() -> None:
     settings = load_settings("pmd-server")
-    # shutdown_timeout bounds how long open streams may delay exit on SIGTERM.
+    if settings.server_processes == 1:
+        run(settings)
+    else:
+        sys.exit(supervise(settings))
+
+
+def run(settings: Settings, *, shared_port: bool = False) -> None:
     web.run_app(
         create_app(settings),
         host=settings.host,
         port=settings.port,
+        reuse_port=shared_port,
+        # Bounds how long open streams may delay exit on SIGTERM.
         shutdown_timeout=1.0,
         # Idle keep-alive connections (and clients that never finish a request) are closed
         # after 15 s instead of aiohttp's 75 s.
@@ -22,3 +47,49 @@ def main() -> None:
         access_log=None,
         print=lambda msg: None,
     )
+
+
+def _process_settings(settings: Settings, index: int) -> Settings:
+    """Each process's own metrics port (SERVER_METRICS_PORT + index; 0 stays 0: any free)."""
+    port = settings.server_metrics_port
+    if port is None or port == 0:
+        return settings
+    return msgspec.structs.replace(settings, server_metrics_port=port + index)
+
+
+def supervise(settings: Settings) -> int:
+    # fork: the children start from this process's state (settings read, logging set up); no
+    # event loop, pool or socket exists yet to be shared by mistake.
+    context = multiprocessing.get_context("fork")
+    children = [
+        context.Process(
+            target=run,
+            args=(_process_settings(settings, i),),
+            kwargs={"shared_port": True},
+            name=f"pmd-server-{i}",
+        )
+        for i in range(settings.server_processes)
+    ]
+    signalled = False
+
+    def stop_all(signum: int) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signum)
+
+    def pass_on(signum: int, frame: FrameType | None) -> None:
+        nonlocal signalled
+        signalled = True
+        stop_all(signum)
+
+    for child in children:
+        child.start()
+    signal.signal(signal.SIGTERM, pass_on)
+    signal.signal(signal.SIGINT, pass_on)
+    # Until one ends: on a signal all do; otherwise that one failed and the rest are stopped.
+    wait([c.sentinel for c in children])
+    if not signalled:
+        stop_all(signal.SIGTERM)
+    for child in children:
+        child.join()
+    return 0 if signalled and all(c.exitcode == 0 for c in children) else 1

@@ -1,0 +1,128 @@
+"""SERVER_PROCESSES: several `python server.py` processes on one port (SO_REUSEPORT), each with
+its own LISTEN connection, started and stopped by one parent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+
+from pmd_service.settings import Settings
+from tests.factories import Factory
+from tests.helpers import CHECKOUT, SSE, Stream, free_port, listener_pids
+
+
+def start(
+    settings: Settings, directory: Path, port: int, processes: int
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "SERVER_PROCESSES": str(processes),
+        "AUTO_MIGRATE": "false",
+        "PMD_DATA_DIR": str(directory),
+        "VAULT_PATH": str(settings.vault_path),
+        "BDR_PATH": str(settings.bdr_path),
+        "METRICS_PORT": "0",
+    }
+    with (directory / "server.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "server.py"], cwd=CHECKOUT, env=env, stdout=log, stderr=log
+        )
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.05)
+
+
+async def test_processes_share_the_port_and_each_listens(
+    settings: Settings, factory: Factory, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    port = free_port()
+    parent = start(settings, tmp_path, port, processes=2)
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def ready() -> bool:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        return resp.status == 200 and len(await listener_pids(pool)) == 2
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await until(ready, (tmp_path / "server.log").read_text())
+            assert len(children(parent.pid)) == 2
+            # A stream opened through the shared port gets what a commit announces, whichever
+            # process accepted it.
+            user = await factory.user()
+            async with http.get(f"http://127.0.0.1:{port}{SSE}", headers=user.auth) as resp:
+                assert resp.status == 200
+                stream = Stream(resp)
+                await stream.opening()
+                bdr = await pool.fetchval(
+                    "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
+                    " VALUES ($1, '{1}', 1) RETURNING id::text",
+                    user.id,
+                )
+                update = await stream.next(10)
+                assert update is not None and update.event == "bdr_update"
+                assert update.json()["id"] == bdr
+        pids = children(parent.pid)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(10) == 0
+        assert all(gone(pid) for pid in pids)  # ended, and reaped by the parent
+        await until(lambda: _no_listeners(pool), "listeners left behind")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+async def _no_listeners(pool: asyncpg.Pool) -> bool:
+    return not await listener_pids(pool)
+
+
+async def test_one_process_dying_stops_the_group(
+    settings: Settings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A process that dies takes the others down and the parent exits 1, so whatever supervises
+    the server restarts it whole rather than running on with fewer processes than configured."""
+    port = free_port()
+    parent = start(settings, tmp_path, port, processes=2)
+    try:
+
+        async def both_listening() -> bool:
+            return len(await listener_pids(pool)) == 2
+
+        await until(both_listening, (tmp_path / "server.log").read_text())
+        os.kill(children(parent.pid)[0], signal.SIGKILL)
+        assert parent.wait(15) == 1
+        await until(lambda: _no_listeners(pool), "listeners left behind")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
