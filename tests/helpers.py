@@ -13,7 +13,7 @@ import socket
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -93,6 +93,30 @@ async def run_worker(settings: Settings, **overrides: Any) -> None:
         await worker.close()
 
 
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    within: float = 10,
+    what: str | Callable[[], str] = "the condition",
+    interval: float = 0.01,
+) -> None:
+    """Poll `check` until it returns true, failing after `within` seconds with `what` (a text,
+    or a function giving one at that moment: a log's tail). For states nothing announces (a row
+    changing, a count reached, a port answering); `check` may itself fail, to stop early."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {within} s: {what() if callable(what) else what}")
+        await asyncio.sleep(interval)
+
+
+async def answers_200(http: aiohttp.ClientSession, url: str) -> bool:
+    """Whether `url` answers 200 now (False while nothing listens yet): a server is up."""
+    with contextlib.suppress(aiohttp.ClientConnectionError):
+        async with http.get(url) as resp:
+            return resp.status == 200
+    return False
+
+
 async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
@@ -126,9 +150,11 @@ async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: fl
     """`announced` for a test that holds the database and Redis but not the server's app."""
     deadline = time.monotonic() + within
     sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
-    while not await pool.fetchval(sql, bdr_id):
-        assert time.monotonic() < deadline, f"BDR {bdr_id} was never announced"
-        await asyncio.sleep(0.005)
+
+    async def is_announced() -> bool:
+        return bool(await pool.fetchval(sql, bdr_id))
+
+    await eventually(is_announced, within, f"BDR {bdr_id} announced", interval=0.005)
     with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
         while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
             if time.monotonic() > deadline:

@@ -10,7 +10,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import asyncpg
 from pmd_service.demo import pixel_art
 from pmd_service.settings import Settings
 from tests.factories import Factory, UserRow
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, answers_200, eventually
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
 # CI sets PMD_REQUIRE_BROWSER=1: a missing browser is then a failure, not a skip.
@@ -76,16 +75,14 @@ class Stack:
             # Popen does not block; the server must be its own process to be signalled.
             self.server = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,  # noqa: ASYNC220
                                            env=self.env(), stdout=log, stderr=log)  # fmt: skip
-        deadline = time.monotonic() + 30
+        server = self.server
         async with aiohttp.ClientSession() as http:
-            while True:
-                assert self.server.poll() is None, self.log("server")
-                assert time.monotonic() < deadline, self.log("server")
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    async with http.get(self.base + "/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.05)
+
+            async def ready() -> bool:
+                assert server.poll() is None, self.log("server")
+                return await answers_200(http, self.base + "/readyz")
+
+            await eventually(ready, 30, lambda: self.log("server"), interval=0.05)
 
     async def stop_server(self) -> None:
         """SIGTERM, as a deploy does: every SSE stream is closed from the server side."""

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from aiohttp.test_utils import TestClient
 from arq.constants import in_progress_key_prefix
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
+from redis.backoff import AbstractBackoff
 
 from pmd_service.bdr.enqueue import job_id
 from pmd_service.embedded import EmbeddedRedis
@@ -39,6 +39,7 @@ from tests.helpers import (
     CHECKOUT,
     Mailbox,
     download_zip,
+    eventually,
     fetch_item,
     free_port,
     request_bdr,
@@ -91,6 +92,13 @@ async def posts_on_origin(
     for p in posts:
         origin.serve(p)
     return posts
+
+
+async def progressed(pool: asyncpg.Pool, bdr_id: str, at_least: int) -> bool:
+    done = await pool.fetchval(
+        "SELECT progress_done FROM batch_download_requests WHERE id = $1::uuid", bdr_id
+    )
+    return bool(done >= at_least)
 
 
 async def statuses(pool: asyncpg.Pool, bdr_id: str) -> list[str]:
@@ -190,13 +198,7 @@ async def test_cancel_mid_build_stops_and_removes_the_partial_file(
     item = await request_bdr(client, owner, [p.id for p in posts])
     slow = replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=1)
     worker = asyncio.create_task(run_worker(slow))
-    for _ in range(200):
-        done = await factory.pool.fetchval(
-            "SELECT progress_done FROM batch_download_requests WHERE id = $1::uuid", item["id"]
-        )
-        if done >= 2:
-            break
-        await asyncio.sleep(0.05)
+    await eventually(lambda: progressed(factory.pool, item["id"], 2), 10, "two artworks fetched")
     assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
     await asyncio.wait_for(worker, 30)
     item = await fetch_item(client, owner, item["id"])
@@ -245,16 +247,9 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT, env=env,  # noqa: ASYNC220
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            done = await factory.pool.fetchval(
-                "SELECT progress_done FROM batch_download_requests WHERE id = $1::uuid", item["id"]
-            )
-            if done >= 3:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the worker subprocess never made progress")
+        await eventually(
+            lambda: progressed(factory.pool, item["id"], 3), 60, "the worker subprocess's progress"
+        )
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -267,7 +262,17 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     # The heartbeat goes stale; the sweep hands the BDR to a live worker.
     origin.delay = 0
     stale = replace(settings, bdr_stale_seconds=1, artwork_base_url=origin.url)
-    await asyncio.sleep(1.5)
+
+    async def heartbeat_stale() -> bool:  # what the sweep's SQL_ORPHANED asks, to the microsecond
+        return bool(
+            await factory.pool.fetchval(
+                "SELECT heartbeat_at < now() - interval '1 second' FROM batch_download_requests"
+                " WHERE id = $1::uuid",
+                item["id"],
+            )
+        )
+
+    await eventually(heartbeat_stale, 10, "the dead run's heartbeat going stale")
     async with job_context(stale) as ctx:
         assert (await sweep(ctx))["retaken"] == 1
     # The dead run's own job stays queued until its arq timeout passes; then arq runs it again.
@@ -444,6 +449,24 @@ async def test_a_late_pending_bdr_whose_job_id_is_held_gets_a_fresh_job(
     assert (await sweep(worker_ctx))["requeued"] == 0  # one fresh job per period, not per minute
 
 
+class CountingBackoff(AbstractBackoff):
+    """The worker's own backoff, counting the failed Redis calls it waits after. One object for
+    every connection: redis-py gives each connection a deep copy of the pool's Retry."""
+
+    def __init__(self, inner: AbstractBackoff) -> None:
+        self.inner, self.count = inner, 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CountingBackoff:
+        return self
+
+    def reset(self) -> None:
+        self.inner.reset()  # type: ignore[no-untyped-call]
+
+    def compute(self, failures: int) -> float:
+        self.count += 1
+        return self.inner.compute(failures)
+
+
 async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
     aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, tmp_path: Path
 ) -> None:
@@ -458,15 +481,22 @@ async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
     client = await aiohttp_client(create_app(flaky))
     owner = await factory.user()
     post = await factory.post(owner)
-    worker = Worker(
-        handle_signals=False, **worker_options(flaky) | {"cron_jobs": [], "poll_delay": 0.05}
-    )
+    options = worker_options(flaky) | {"cron_jobs": [], "poll_delay": 0.05}
+    retry = options["redis_settings"].retry
+    retry._backoff = failures = CountingBackoff(retry._backoff)
+    worker = Worker(handle_signals=False, **options)
     running = asyncio.ensure_future(worker.main())
     try:
         first = await request_bdr(client, owner, [post.id])
         await wait_for_status(client, owner, first["id"], "ready")
         redis.stop()
-        await asyncio.sleep(2)  # dozens of polls against a Redis that refuses connections
+        before = failures.count
+
+        async def refused_often() -> bool:  # as many as 2 s of refusals gave (the backoff grows)
+            assert not running.done(), running.exception()
+            return failures.count >= before + 4
+
+        await eventually(refused_often, 30, "the worker's Redis calls failing")
         assert not running.done(), running.exception()
         redis.start()
         second = await request_bdr(client, owner, [post.id])
@@ -481,7 +511,7 @@ async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
 
 
 async def wait_for_status(client: Client, owner: UserRow, bdr_id: str, status: str) -> None:
-    deadline = time.monotonic() + 60
-    while (await fetch_item(client, owner, bdr_id))["status"] != status:
-        assert time.monotonic() < deadline, f"BDR {bdr_id} never became {status}"
-        await asyncio.sleep(0.1)
+    async def reached() -> bool:
+        return bool((await fetch_item(client, owner, bdr_id))["status"] == status)
+
+    await eventually(reached, 60, f"BDR {bdr_id} becoming {status}", interval=0.05)

@@ -27,6 +27,7 @@ from tests.helpers import (
     act,
     announced,
     assert_problem,
+    eventually,
     fetch_item,
     ok,
     open_stream,
@@ -82,15 +83,17 @@ async def test_the_reply_reaches_the_page_before_the_stream_does(
             log.append(("reply", item))
             ids.append(item["id"])
             await announced(client, item["id"])
-            deadline = time.monotonic() + 10
-            while not any(s == "stream" and i["id"] == item["id"] for s, i in log):
-                assert time.monotonic() < deadline, "the request never reached the stream"
-                await asyncio.sleep(0.01)
+
+            async def on_stream(bdr_id: str = item["id"]) -> bool:
+                return any(s == "stream" and i["id"] == bdr_id for s, i in log)
+
+            await eventually(on_stream, 10, "the request reached the stream")
         await run_worker(settings)
-        deadline = time.monotonic() + 10
-        while sum(1 for s, i in log if s == "stream" and i["status"] == "ready") < 3:
-            assert time.monotonic() < deadline, log
-            await asyncio.sleep(0.01)
+
+        async def all_ready() -> bool:
+            return sum(1 for s, i in log if s == "stream" and i["status"] == "ready") >= 3
+
+        await eventually(all_ready, 10, lambda: f"three ready on the stream: {log}")
         listener.cancel()
 
     for bdr_id in ids:

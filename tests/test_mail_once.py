@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pmd_service.jobs.notify import send_bdr_email
 from pmd_service.jobs.sweep import sweep
 from pmd_service.settings import Settings
 from tests.factories import Factory
-from tests.helpers import Mailbox, fetch_item, free_port, request_bdr, run_worker
+from tests.helpers import Mailbox, eventually, fetch_item, free_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -127,10 +126,11 @@ async def test_cancelled_once_data_is_under_way_is_not_sent_again(
         item["id"],
     )
     task = asyncio.create_task(send_bdr_email(factory.pool, mailing, uuid.UUID(item["id"])))
-    deadline = time.monotonic() + 30
-    while not faulty_smtp.messages:  # the server has the message: the shutdown comes now
-        assert time.monotonic() < deadline, "the message never reached the server"
-        await asyncio.sleep(0.02)
+
+    async def stored() -> bool:  # the server has the message: the shutdown comes now
+        return bool(faulty_smtp.messages)
+
+    await eventually(stored, 30, "the message reaching the server")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import random
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -648,9 +649,14 @@ async def notifications(settings: Settings) -> AsyncIterator[asyncio.Queue[dict[
         await conn.close()
 
 
-async def _no_notification(queue: asyncio.Queue[dict[str, Any]]) -> None:
-    await asyncio.sleep(0.5)  # a NOTIFY arrives within milliseconds of its commit
-    assert queue.empty(), f"unexpected notification {queue.get_nowait()}"
+async def _no_notification(pool: asyncpg.Pool, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    """Nothing was announced by what committed so far. PostgreSQL delivers the notifications of
+    different transactions in the order they committed, so a marker sent now arrives after any
+    NOTIFY of the batches before it: the first notification must be the marker."""
+    marker = {"marker": str(uuid.uuid4())}
+    await pool.execute("SELECT pg_notify('pmd_posts_changed', $1)", json.dumps(marker))
+    note = await asyncio.wait_for(queue.get(), timeout=5)
+    assert note == {"channel": "pmd_posts_changed", **marker}, f"unexpected notification {note}"
 
 
 async def test_notify_after_commit_and_not_for_rejected_batches(
@@ -685,7 +691,7 @@ async def test_notify_after_commit_and_not_for_rejected_batches(
     await assert_problem(await act(client, user, "delete", [*ids, *bobs]), 400)
     await assert_problem(await act(client, user, "delete", [*ids, ids[0]]), 422)
     await ok(client, user, "hide", ids)
-    await _no_notification(notifications)
+    await _no_notification(factory.pool, notifications)
 
     await ok(client, user, "delete", ids)
     note = await asyncio.wait_for(notifications.get(), timeout=5)
@@ -720,4 +726,4 @@ async def test_notify_for_moderator_and_license_changes(
         "/api/pmd/license", json={"post_ids": ids, "license_id": 999}, headers=bob.auth
     )
     await assert_problem(resp, 400)
-    await _no_notification(notifications)
+    await _no_notification(factory.pool, notifications)

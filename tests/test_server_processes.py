@@ -3,13 +3,10 @@ its own LISTEN connection, started and stopped by one parent."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +14,7 @@ import asyncpg
 
 from pmd_service.settings import Settings
 from tests.factories import Factory
-from tests.helpers import CHECKOUT, SSE, Stream, free_port, listener_pids
+from tests.helpers import CHECKOUT, SSE, Stream, eventually, free_port, listener_pids
 
 
 def start(
@@ -52,13 +49,6 @@ def gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.05)
-
-
 async def test_processes_share_the_port_and_each_listens(
     settings: Settings, factory: Factory, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -74,7 +64,7 @@ async def test_processes_share_the_port_and_each_listens(
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await until(ready, (tmp_path / "server.log").read_text())
+            await eventually(ready, 30, lambda: (tmp_path / "server.log").read_text())
             assert len(children(parent.pid)) == 2
             # A stream opened through the shared port gets what a commit announces, whichever
             # process accepted it.
@@ -95,7 +85,7 @@ async def test_processes_share_the_port_and_each_listens(
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(10) == 0
         assert all(gone(pid) for pid in pids)  # ended, and reaped by the parent
-        await until(lambda: _no_listeners(pool), "listeners left behind")
+        await eventually(lambda: _no_listeners(pool), 30, "no listeners left behind")
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -118,10 +108,10 @@ async def test_one_process_dying_stops_the_group(
         async def both_listening() -> bool:
             return len(await listener_pids(pool)) == 2
 
-        await until(both_listening, (tmp_path / "server.log").read_text())
+        await eventually(both_listening, 30, lambda: (tmp_path / "server.log").read_text())
         os.kill(children(parent.pid)[0], signal.SIGKILL)
         assert parent.wait(15) == 1
-        await until(lambda: _no_listeners(pool), "listeners left behind")
+        await eventually(lambda: _no_listeners(pool), 30, "no listeners left behind")
     finally:
         if parent.poll() is None:
             parent.kill()

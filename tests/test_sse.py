@@ -31,6 +31,7 @@ from tests.helpers import (
     Stream,
     assert_problem,
     event_ids,
+    eventually,
     fetch_item,
     ids,
     listener_pids,
@@ -223,9 +224,13 @@ async def test_other_users_events_never_arrive_and_tickets_are_single_use(
         assert await redis.exists(tickets.redis_key(expiring))
         assert not await redis.exists(tickets.redis_key(ticket))  # redeemed means deleted
         await redis.pexpire(tickets.redis_key(expiring), 1)
+
+        async def expired() -> bool:
+            return not await redis.exists(tickets.redis_key(expiring))
+
+        await eventually(expired, 5, "the ticket's key expiring in Redis")
     finally:
         await redis.aclose()
-    await asyncio.sleep(0.05)
     await assert_problem(await session.get(url, params={"ticket": expiring}), 401)
 
 
@@ -297,15 +302,20 @@ async def test_listener_killed_while_events_commit_loses_and_doubles_nothing(
 
         async def kill() -> int:
             kills = 0
-            for _ in range(3):
-                await asyncio.sleep(0.25)
+            for n in range(3):
+                # Each kill lands while events commit: after 15, 30 and 45 of the 60.
+                async def committed(n: int = n) -> bool:
+                    return len(await event_ids(factory.pool, user, watermark)) >= 15 * (n + 1)
+
+                await eventually(committed, 10, f"{15 * (n + 1)} events committed")
                 (pid,) = await listener_pids(factory.pool)
                 assert await factory.pool.fetchval("SELECT pg_terminate_backend($1)", pid)
                 kills += 1
-                for _ in range(500):  # until the hub has reconnected
-                    if await listener_pids(factory.pool) not in ([], [pid]):
-                        break
-                    await asyncio.sleep(0.02)
+
+                async def reconnected(pid: int = pid) -> bool:
+                    return await listener_pids(factory.pool) not in ([], [pid])
+
+                await eventually(reconnected, 10, "the hub's new LISTEN connection")
             return kills
 
         _, kills = await asyncio.gather(commit(), kill())
@@ -388,17 +398,15 @@ async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factor
             assert "limit is 2" in body["detail"]
             async with open_stream(session, url, other.auth) as theirs:  # per user
                 await theirs.opening()
+
         # A closed stream frees its place (noticed within a second, no write needed).
-        deadline = time.monotonic() + 5
-        while True:
+        async def admitted() -> bool:
             resp = await session.get(url, headers=user.auth)
-            if resp.status == 200:
-                resp.close()
-                break
-            assert resp.status == 429
             resp.close()
-            assert time.monotonic() < deadline, "the closed stream never freed its place"
-            await asyncio.sleep(0.1)
+            assert resp.status in (200, 429), resp.status
+            return resp.status == 200
+
+        await eventually(admitted, 5, "the closed stream freeing its place", interval=0.05)
 
 
 async def test_a_slow_subscriber_is_closed_and_catches_up(

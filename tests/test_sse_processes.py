@@ -25,7 +25,9 @@ from tests.helpers import (
     SSE,
     Stream,
     announced_in,
+    answers_200,
     event_ids,
+    eventually,
     free_port,
     ids,
     listener_pids,
@@ -71,15 +73,14 @@ async def server_process(
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
     try:
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
+
+            async def started() -> bool:
                 assert proc.poll() is None, f"{name} exited: {log.read_text()}"
-                assert time.monotonic() < deadline, f"{name} did not start: {log.read_text()}"
-                with contextlib.suppress(aiohttp.ClientConnectionError):
-                    async with http.get(server.url("/healthz")) as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.05)
+                return await answers_200(http, server.url("/healthz"))
+
+            await eventually(
+                started, 30, lambda: f"{name} did not start: {log.read_text()}", interval=0.05
+            )
         yield server
     finally:
         if proc.poll() is None:
