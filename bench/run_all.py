@@ -46,6 +46,7 @@ BENCHMARKS = (
     Bench("zip", ("--sizes", "16,32,64,128"), 1200),
     Bench("bdr_e2e", (), 600),
     Bench("job", (), 900),
+    Bench("processes", (), 900),
     Bench("posts", ("--depths", "1,5,10,15,19"), 900),
     Bench("sse", (), 1200),
     Bench("page", (), 600),
@@ -371,6 +372,17 @@ def job_section(j: dict[str, Any]) -> dict[str, str]:
     return {"job_table": table, "job_note": note}
 
 
+def processes_section(rows: list[dict[str, Any]]) -> dict[str, str]:
+    table = "\n".join([
+        "| server processes | list requests/s (best of 2 runs) | streams held | RSS in all | per stream | LISTEN connections |",
+        "|---|---|---|---|---|---|",
+        *(f"| {r['processes']} | {r['list_rps']:.0f} | {r['streams']:,} | {r['rss_streams_mb']:.0f} MB "
+          f"| {r['kb_per_stream']:.1f} KB | {r['listeners']} |" for r in rows),
+    ])  # fmt: skip
+    ratio = rows[1]["list_rps"] / rows[0]["list_rps"]
+    return {"processes_table": table, "processes_ratio": f"{ratio:.2f}"}
+
+
 def posts_section(p: dict[str, Any]) -> dict[str, str]:
     def row(label: str, key: str) -> str:
         return f"| {label} | {p[key]['p50_ms']:.1f} ms | {p[key]['p99_ms']:.1f} ms |"
@@ -536,6 +548,7 @@ def render(names: list[str], failures: dict[str, str]) -> None:
                               "zip_small_ms", "zip_by_size")),
         "bdr_e2e": (e2e_section, ("e2e_figures",)),
         "job": (job_section, ("job_table", "job_note")),
+        "processes": (processes_section, ("processes_table", "processes_ratio")),
         "posts": (posts_section, ("posts_requests", "posts_table", "posts_targets",
                                   "posts_depth_table", "posts_depth_note")),
         "sse": (sse_section, ("sse_table", "sse_targets", "sse_update")),

@@ -1,0 +1,174 @@
+"""One machine's cores: `python server.py` with SERVER_PROCESSES=1 and =2, `python -m bench.processes`.
+
+Not a test: prints figures, exits 0. On a fresh database with the posts benchmark's data (a
+user with 10,000 artworks), for each process count: list requests per second (GET
+/api/pmd/posts?limit=20 from 32 concurrent loopback clients for a fixed time, small pages so the
+server's own work dominates) and 1,000 SSE streams held (connected, then the server processes'
+total RSS and their LISTEN connections counted). The load comes from this process, on the same
+machine: with 2 cores, client and servers share them, which caps what a second process can add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from bench.posts import seed
+from harness.stack import free_port, fresh_stack, service_env, start_server, stop
+from pmd_service.public_ids import PublicIds
+from pmd_service.settings import Settings
+
+CLIENTS = 32
+STREAMS = 1000
+LOAD_SECONDS = 8.0
+
+
+def rss_mb(pid: int) -> float:
+    """RSS of `pid` and its children (the server processes under the parent), in MB."""
+    pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    total = 0
+    for p in pids:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+async def list_rate(base: str, token: str) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=CLIENTS, force_close=False)
+    done = 0
+    async with aiohttp.ClientSession(base, headers=headers, connector=connector) as http:
+        deadline = time.monotonic() + LOAD_SECONDS
+
+        async def loop() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                async with http.get("/api/pmd/posts?limit=20") as resp:
+                    assert resp.status == 200, resp.status
+                    await resp.read()
+                done += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(loop() for _ in range(CLIENTS)))
+        return done / (time.monotonic() - start)
+
+
+class _Stream(asyncio.Protocol):
+    def __init__(self, request: bytes) -> None:
+        self.request, self.buffer = request, b""
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.ready.done():
+            self.buffer += data
+            if b"event: connected" in self.buffer:
+                self.ready.set_result(None)
+                self.buffer = b""
+
+
+async def hold_streams(port: int, token: str) -> list[_Stream]:
+    loop = asyncio.get_running_loop()
+    request = (
+        f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    ).encode()
+    gate = asyncio.Semaphore(50)
+
+    async def one() -> _Stream:
+        async with gate:
+            _, stream = await loop.create_connection(lambda: _Stream(request), "127.0.0.1", port)
+            await asyncio.wait_for(stream.ready, 30)
+            return stream
+
+    return await asyncio.gather(*(one() for _ in range(STREAMS)))
+
+
+async def listeners(conn: asyncpg.Connection) -> int:
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"
+        " AND datname = current_database()"
+    )
+    return count
+
+
+async def measure(settings: Settings, token: str, processes: int) -> dict[str, Any]:
+    port = free_port()
+    env = service_env(settings, SERVER_PROCESSES=str(processes), SSE_MAX_PER_USER="1000")
+    server = await asyncio.to_thread(start_server, env, port)
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        # Every process up (one answering /readyz is not all): each holds its LISTEN connection.
+        while await listeners(conn) < processes:  # noqa: ASYNC110 - nothing announces it
+            await asyncio.sleep(0.05)
+        rate = await list_rate(f"http://127.0.0.1:{port}", token)
+        idle = rss_mb(server.pid)
+        streams = await hold_streams(port, token)
+        held = rss_mb(server.pid)
+        listening = await listeners(conn)
+        for s in streams:
+            assert s.transport is not None
+            s.transport.close()
+    finally:
+        stop(server)
+        await conn.close()
+    return {
+        "processes": processes,
+        "list_rps": rate,
+        "streams": len(streams),
+        "rss_idle_mb": idle,
+        "rss_streams_mb": held,
+        "kb_per_stream": (held - idle) * 1024 / len(streams),
+        "listeners": listening,
+    }
+
+
+async def run() -> list[dict[str, Any]]:
+    async with fresh_stack() as settings:
+        _, token = await seed(
+            settings.database_url, PublicIds(settings.sqids_alphabet), settings.jwt_secret_key
+        )
+        results = [await measure(settings, token, n) for n in (1, 2, 1, 2)]
+    by_n: dict[int, list[dict[str, Any]]] = {}
+    for r in results:
+        by_n.setdefault(r["processes"], []).append(r)
+    summary = []
+    for n, runs in sorted(by_n.items()):
+        best = {
+            **max(runs, key=lambda r: r["list_rps"]),
+            "list_rps_runs": [r["list_rps"] for r in runs],
+        }
+        summary.append(best)
+        print(f"{n} process(es): list {best['list_rps']:7.0f} req/s (best of runs: "
+              f"{', '.join(f'{r:.0f}' for r in best['list_rps_runs'])}); {best['streams']} streams held, "
+              f"{best['rss_streams_mb']:.0f} MB RSS in all ({best['kb_per_stream']:.1f} KB a stream), "
+              f"{best['listeners']} LISTEN connection(s)")  # fmt: skip
+    one, two = summary[0]["list_rps"], summary[1]["list_rps"]
+    print(f"2 processes ÷ 1: {two / one:.2f}× the list requests per second")
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.processes", description=__doc__)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = asyncio.run(run())
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
