@@ -30,7 +30,7 @@ _ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
-Seconds = Annotated[float, Meta(ge=0)]
+Seconds = Annotated[float, Meta(gt=0, le=3600)]  # a period: never 0, which would spin
 Bytes = Annotated[int, Meta(ge=1, le=2**50)]
 Identifier = Annotated[str, Meta(pattern=_IDENTIFIER_RE.pattern)]
 # Given the data dir (and the URLs that are set), the URLs of running embedded servers.
@@ -91,7 +91,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     sse_liveness_seconds: Seconds = 5.0  # idle listener connection checked this often
     # Open streams' accounts re-checked this often (bans, deactivations, lost roles).
     sse_access_check_seconds: Annotated[float, Meta(ge=0.01, le=3600)] = 30.0
-    max_body_bytes: int = 256 * 1024
+    max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 2**20)] = 256 * 1024
     log_format: Literal["text", "json"] = "text"
     metrics_port: Port = 9108  # the worker's /metrics (the server's is on its own port); 0: off
     server_metrics_port: Port | None = None  # the server's /metrics there, not on `port`

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from pmd_service.settings import ConfigError, Settings
+from tests.helpers import CHECKOUT
 
 PRODUCTION = {
     "DATABASE_URL": "postgresql://db/x",
@@ -71,3 +73,18 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_every_variable_is_documented() -> None:
+    """Each field of Settings is an environment variable: docs/configuration.md names them all."""
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    documented = (CHECKOUT / "docs" / "configuration.md").read_text()
+    missing = [f.encode_name for f in info.fields if f"`{f.encode_name}`" not in documented]
+    assert missing == []
+
+
+def test_periods_and_sizes_are_bounded(tmp_path: Path) -> None:
+    for name, value in (("SSE_PING_SECONDS", "0"), ("MAX_BODY_BYTES", "-1"), ("PORT", "70000")):
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: value})
