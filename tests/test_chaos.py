@@ -20,6 +20,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+# Minutes of injected faults: its own limit, the subprocess's, instead of the suite's 300 s.
+@pytest.mark.timeout(960)
 def test_chaos_ci_run_finds_no_violation() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "harness.chaos", "--ci"],
