@@ -170,6 +170,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if missing:
             if embedded is None:
                 raise ConfigError("DATABASE_URL and REDIS_URL are both required.")
+            # Every other variable is checked before anything is started for the missing URLs.
+            _convert(raw | {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://"})
             raw["DATABASE_URL"], raw["REDIS_URL"] = embedded(data_dir, database_url, redis_url)
         return _convert(raw)
 
@@ -218,7 +220,7 @@ def _convert(raw: dict[str, Any]) -> Settings:
         name = where.rstrip("`") or "configuration"
         got = raw.get(name)
         raise ConfigError(
-            f"{name}: {message}" + (f", got {got!r}" if got is not None else "")
+            f"{name}: {message}" + (f" ({got!r})" if got is not None else "")
         ) from None
 
 

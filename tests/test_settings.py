@@ -50,6 +50,10 @@ def test_unset_urls_come_from_the_embedded_servers_in_dev_mode(
     # Without embedded servers (production installs, the worker), the URLs are required.
     with pytest.raises(ConfigError, match="DATABASE_URL and REDIS_URL"):
         Settings.from_env(env)
+    # A bad variable is named before any embedded server is asked for.
+    with pytest.raises(ConfigError, match="PORT"):
+        Settings.from_env(env | {"PORT": "eighty"}, embedded=embedded)
+    assert len(asked) == 2
 
 
 def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
