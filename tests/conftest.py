@@ -22,7 +22,7 @@ from pmd_service.migrate import apply_migrations
 from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
-from tests.helpers import CHECKOUT, SECRET, TABLES, Mailbox, free_port, with_database
+from tests.helpers import CHECKOUT, SECRET, TABLES, Mailbox, free_port, serving, with_database
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
@@ -151,14 +151,8 @@ async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestCli
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
     """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
-    from aiosmtpd.controller import Controller
-
-    port = free_port()
-    box = Mailbox("127.0.0.1", port)
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box
-    controller.stop()
+    with serving(Mailbox("127.0.0.1", free_port())) as box:
+        yield box
 
 
 @pytest.fixture

@@ -13,13 +13,13 @@ import socket
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -35,9 +35,10 @@ from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.tokens import mint_token
 from pmd_service.vault import artwork_path, host_shard
 from pmd_service.web.keys import DB_POOL, REDIS
-from tests.factories import UserRow
+from tests.factories import Factory, UserRow
 
 Client = TestClient[Any, Any]
+M = TypeVar("M", bound="Mailbox")
 
 # server.py and worker.py run from here, and .data holds the embedded servers.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -387,3 +388,30 @@ class HostSite:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return HostPost(post_id, sqid, shard, data)
+
+
+@contextlib.contextmanager
+def serving(box: M) -> Iterator[M]:
+    """`box` answering SMTP on its host and port (aiosmtpd) for the block's duration."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(box, hostname=box.host, port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) -> str:
+    """A BDR of one post that asked for an email, made ready (as a build would) with its email
+    still owed: the id."""
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id], send_email=True)
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET status = 'ready', expires_at = now() + interval '1 day'"
+        " WHERE id = $1::uuid",
+        item["id"],
+    )
+    bdr_id: str = item["id"]
+    return bdr_id

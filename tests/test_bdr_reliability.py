@@ -42,6 +42,7 @@ from tests.helpers import (
     eventually,
     fetch_item,
     free_port,
+    ready_owing_email,
     request_bdr,
     run_worker,
 )
@@ -408,16 +409,9 @@ async def test_email_cancelled_mid_send_is_released_for_the_sweep(
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id], send_email=True)
-    await factory.pool.execute(
-        "UPDATE batch_download_requests SET status = 'ready', expires_at = now() + interval '1 day'"
-        " WHERE id = $1::uuid",
-        item["id"],
-    )
+    bdr_id = await ready_owing_email(client, factory, await factory.user())
     hung = replace(settings, smtp_host="127.0.0.1", smtp_port=port)
-    task = asyncio.create_task(send_bdr_email(factory.pool, hung, uuid.UUID(item["id"])))
+    task = asyncio.create_task(send_bdr_email(factory.pool, hung, uuid.UUID(bdr_id)))
     await asyncio.wait_for(connected.wait(), 10)  # the send is waiting for the greeting
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -426,7 +420,7 @@ async def test_email_cancelled_mid_send_is_released_for_the_sweep(
     server.close()
     await server.wait_closed()
     sent_at = await factory.pool.fetchval(
-        "SELECT email_sent_at FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+        "SELECT email_sent_at FROM batch_download_requests WHERE id = $1::uuid", bdr_id
     )
     assert sent_at is None  # owed again: the sweep will send it
 

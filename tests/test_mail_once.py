@@ -25,7 +25,16 @@ from pmd_service.jobs.notify import send_bdr_email
 from pmd_service.jobs.sweep import sweep
 from pmd_service.settings import Settings
 from tests.factories import Factory
-from tests.helpers import Mailbox, eventually, fetch_item, free_port, request_bdr, run_worker
+from tests.helpers import (
+    Mailbox,
+    eventually,
+    fetch_item,
+    free_port,
+    ready_owing_email,
+    request_bdr,
+    run_worker,
+    serving,
+)
 
 Client = TestClient[Any, Any]
 
@@ -61,14 +70,8 @@ class FaultyMailbox(Mailbox):
 
 @pytest.fixture
 def faulty_smtp() -> Iterator[FaultyMailbox]:
-    from aiosmtpd.controller import Controller
-
-    port = free_port()
-    box = FaultyMailbox("127.0.0.1", port)
-    controller = Controller(box, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield box
-    controller.stop()
+    with serving(FaultyMailbox("127.0.0.1", free_port())) as box:
+        yield box
 
 
 def mail_settings(settings: Settings, box: Mailbox) -> Settings:
@@ -117,15 +120,8 @@ async def test_cancelled_once_data_is_under_way_is_not_sent_again(
     # No timeout first: the send is still waiting for the reply when it is cancelled below.
     faulty_smtp.slow_reply = 3.0
     mailing = replace(mail_settings(settings, faulty_smtp), smtp_timeout=30.0)
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id], send_email=True)
-    await factory.pool.execute(
-        "UPDATE batch_download_requests SET status = 'ready', expires_at = now() + interval '1 day'"
-        " WHERE id = $1::uuid",
-        item["id"],
-    )
-    task = asyncio.create_task(send_bdr_email(factory.pool, mailing, uuid.UUID(item["id"])))
+    bdr_id = await ready_owing_email(client, factory, await factory.user())
+    task = asyncio.create_task(send_bdr_email(factory.pool, mailing, uuid.UUID(bdr_id)))
 
     async def stored() -> bool:  # the server has the message: the shutdown comes now
         return bool(faulty_smtp.messages)
@@ -134,7 +130,7 @@ async def test_cancelled_once_data_is_under_way_is_not_sent_again(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    row = await email_row(factory, item["id"])
+    row = await email_row(factory, bdr_id)
     assert row["email_sent_at"] is not None  # not owed again: the sweep leaves it alone
     async with job_context(mailing) as ctx:
         assert (await sweep(ctx))["emails"] == 0
