@@ -21,6 +21,7 @@ import aiohttp
 import asyncpg
 
 from bench.posts import seed
+from bench.sse import Receipts, SseClient
 from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
@@ -61,26 +62,7 @@ async def list_rate(base: str, token: str) -> float:
         return done / (time.monotonic() - start)
 
 
-class _Stream(asyncio.Protocol):
-    def __init__(self, request: bytes) -> None:
-        self.request, self.buffer = request, b""
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        if not self.ready.done():
-            self.buffer += data
-            if b"event: connected" in self.buffer:
-                self.ready.set_result(None)
-                self.buffer = b""
-
-
-async def hold_streams(port: int, token: str) -> list[_Stream]:
+async def hold_streams(port: int, token: str) -> list[SseClient]:
     loop = asyncio.get_running_loop()
     request = (
         f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -88,9 +70,13 @@ async def hold_streams(port: int, token: str) -> list[_Stream]:
     ).encode()
     gate = asyncio.Semaphore(50)
 
-    async def one() -> _Stream:
+    receipts = Receipts()
+
+    async def one() -> SseClient:
         async with gate:
-            _, stream = await loop.create_connection(lambda: _Stream(request), "127.0.0.1", port)
+            _, stream = await loop.create_connection(
+                lambda: SseClient(0, request, receipts), "127.0.0.1", port
+            )
             await asyncio.wait_for(stream.ready, 30)
             return stream
 
