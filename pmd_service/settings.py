@@ -23,6 +23,8 @@ import msgspec
 from msgspec import Meta, field
 from sqids.constants import DEFAULT_ALPHABET
 
+from .objects import S3Access, StoreUrl, StoreUrlError
+
 # The host's PMD drops these cached feeds after a hide or delete (its api/app/routers/pmd.py).
 DEFAULT_HOST_CACHE_PATTERNS = ("feed:recent:*", "feed:promoted:*", "hashtags:*")
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -53,6 +55,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     pmd_schema: Identifier = "pmd"
     host_schema: Identifier = "public"
     artwork_base_url: str | None = None  # may carry credentials
+    # Object storage: `s3://bucket/prefix` (ZIPs written there, artworks read from there) or
+    # `file:///folder` (the same as BDR_PATH / VAULT_PATH). Unset: the local folders.
+    bdr_store: str | None = None
+    artwork_store: str | None = None
+    aws_endpoint_url: str = ""  # any S3-compatible service; empty: AWS itself
+    aws_region: str = "us-east-1"
+    aws_access_key_id: str | None = None  # unset: the environment's credentials chain
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    # With BDR_STORE in a bucket: answer downloads with a redirect to a signed URL, or stream
+    # them through the server (for stores the browser cannot reach).
+    bdr_download_mode: Literal["redirect", "proxy"] = "redirect"
+    bdr_signed_url_seconds: Annotated[int, Meta(ge=10, le=7 * 86400)] = 300
     jwt_secret_key: str = ""
     jwt_leeway_seconds: Annotated[int, Meta(ge=0, le=600)] = 30  # clock skew on exp/iat/nbf
     jwt_audience: str | None = None  # when set, a token's `aud` must name it
@@ -100,6 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     host_cache_patterns: tuple[str, ...] = DEFAULT_HOST_CACHE_PATTERNS
 
     def __post_init__(self) -> None:
+        self._stores_from_urls()
         data_dir = self.data_dir.resolve()
         vault = (self.vault_path if self.vault_path != Path() else data_dir / "vault").resolve()
         bdr = (self.bdr_path if self.bdr_path != Path() else data_dir / "bdr").resolve()
@@ -134,6 +150,54 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             value = getattr(self, name)
             if value is not None:
                 msgspec.structs.force_setattr(self, name, value.rstrip("/"))
+
+    def _stores_from_urls(self) -> None:
+        """`file://` store URLs are the local folders; `s3://` ones are checked here."""
+        for store, folder in (("bdr_store", "bdr_path"), ("artwork_store", "vault_path")):
+            url = getattr(self, store)
+            if url is None:
+                continue
+            if url.startswith("file://"):
+                path = Path(url.removeprefix("file://"))
+                if not path.is_absolute():
+                    raise ConfigError(f"{store.upper()}: write file:///absolute/folder")
+                msgspec.structs.force_setattr(self, folder, path)
+                msgspec.structs.force_setattr(self, store, None)
+            elif url.startswith("s3://"):
+                try:
+                    StoreUrl.parse(url, store.upper())
+                except StoreUrlError as exc:
+                    raise ConfigError(str(exc)) from None
+            else:
+                raise ConfigError(
+                    f"{store.upper()} must be s3://bucket/prefix or file:///folder, got {url!r}"
+                )
+        if self.artwork_store and self.artwork_base_url:
+            raise ConfigError(
+                "Set ARTWORK_STORE or ARTWORK_BASE_URL, not both: each says where artworks are read."
+            )
+        endpoint = self.aws_endpoint_url
+        if endpoint and not endpoint.startswith(("http://", "https://")):
+            raise ConfigError("AWS_ENDPOINT_URL must start with http:// or https://")
+
+    @property
+    def bdr_bucket(self) -> StoreUrl | None:
+        """Where ZIPs go when they go to object storage (None: the BDR_PATH folder)."""
+        return StoreUrl.parse(self.bdr_store, "BDR_STORE") if self.bdr_store else None
+
+    @property
+    def artwork_bucket(self) -> StoreUrl | None:
+        return StoreUrl.parse(self.artwork_store, "ARTWORK_STORE") if self.artwork_store else None
+
+    @property
+    def s3_access(self) -> S3Access:
+        return S3Access(
+            self.aws_endpoint_url.rstrip("/"),
+            self.aws_region,
+            self.aws_access_key_id,
+            self.aws_secret_access_key,
+            self.aws_session_token,
+        )
 
     def __repr__(self) -> str:
         # URLs and passwords may carry credentials: never in a log line or a traceback.
@@ -178,7 +242,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
 _SECRET_FIELDS = frozenset({
     "database_url", "redis_url", "artwork_base_url", "jwt_secret_key", "smtp_password",
-    "host_cache_redis_url",
+    "host_cache_redis_url", "aws_secret_access_key", "aws_session_token",
 })  # fmt: skip
 _INFO = msgspec.inspect.type_info(Settings)
 assert isinstance(_INFO, msgspec.inspect.StructType)

@@ -78,6 +78,30 @@ def bdr_file_path(user_sqid: str, bdr_id: object) -> str:
     return f"{BDR_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.zip"
 
 
+# In a bucket each run uploads to a name of its own (there is no rename to publish with): the
+# row's `file_path` names the run whose commit made it ready, and a run that lost its claim
+# deletes its object, or the cleanup does (an orphan: no ready row points at it).
+OWN_OBJECT_RE = re.compile(rf"{OWN_FILE_PREFIX}(?P<id>{_UUID})\.(?P<run>[0-9a-f]{{8}})\.zip")
+_USER_FOLDER_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def bdr_object_file_path(user_sqid: str, bdr_id: object, run: str) -> str:
+    """The stored `file_path` of a run's ZIP in a bucket: `bdr/{user_sqid}/pmd-{id}.{run}.zip`."""
+    return f"{BDR_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.{run}.zip"
+
+
+def bdr_object_key(file_path: str) -> str:
+    """The key, under the store's prefix, of a stored `file_path` the service wrote."""
+    user, _, name = file_path.removeprefix(BDR_PREFIX).partition("/")
+    if (
+        not file_path.startswith(BDR_PREFIX)
+        or not _USER_FOLDER_RE.fullmatch(user)
+        or not OWN_OBJECT_RE.fullmatch(name)
+    ):
+        raise VaultPathError("not a BDR object path")
+    return f"{user}/{name}"
+
+
 def bdr_temp_name(bdr_id: object, run: str) -> str:
     """The file a run writes before it renames it to the final name (atomic publish)."""
     return f".{OWN_FILE_PREFIX}{bdr_id}.{run}.part"

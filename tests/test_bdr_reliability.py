@@ -29,7 +29,7 @@ from pmd_service.jobs.notify import send_bdr_email
 from pmd_service.jobs.process_bdr import process_bdr
 from pmd_service.jobs.run import Run
 from pmd_service.jobs.sweep import sweep
-from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult
+from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult, publish
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.vault import relative_artwork_path
@@ -372,8 +372,9 @@ async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
     assert claim is not None
     run = Run(state(worker_ctx), uuid.UUID(item["id"]), uuid.uuid4(), claim)
     with pytest.raises(BuildCancelled):
-        await run._publish(stale_temp, final, f"bdr/{owner.sqid}/pmd-{item['id']}.zip",
-                           BuildResult(size=1, sha256="0" * 64))  # fmt: skip
+        await run._publish(f"bdr/{owner.sqid}/pmd-{item['id']}.zip",
+                           BuildResult(size=1, sha256="0" * 64),
+                           lambda: publish(stale_temp, final))  # fmt: skip
     assert final.read_bytes() == published
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
 

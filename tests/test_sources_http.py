@@ -30,7 +30,7 @@ from pytest_aiohttp import AiohttpServer
 from pmd_service import logs
 from pmd_service.jobs import sources
 from pmd_service.jobs.archive_content import Artwork
-from pmd_service.jobs.sources import fetched_in_order
+from pmd_service.jobs.sources import fetched_in_order, http_fetcher
 from pmd_service.jobs.zipbuild import Entry
 from pmd_service.settings import Settings
 from pmd_service.vault import relative_artwork_path
@@ -150,7 +150,10 @@ def path_of(a: Artwork) -> str:
 async def fetch_all(base_url: str, artworks: list[Artwork], concurrency: int = 4) -> list[Entry]:
     """Through the worker's own fetch code and a session made as the worker makes it."""
     async with aiohttp.ClientSession(raise_for_status=False) as session:
-        return [e async for e in fetched_in_order(session, base_url, artworks, concurrency)]
+        return [
+            e
+            async for e in fetched_in_order(http_fetcher(session, base_url), artworks, concurrency)
+        ]
 
 
 # --- the fetch code on its own -----------------------------------------------------------------

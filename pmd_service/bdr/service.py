@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-import aiofiles.os
 import asyncpg
 from arq.connections import ArqRedis
 
@@ -18,9 +15,9 @@ from ..access import Principal
 from ..eligibility import ensure_unique, lock_eligible
 from ..problems import ProblemError, conflict, forbidden, gone, not_found
 from ..rules import NEWEST_BDRS, UTC_DAY_START, AdvisoryLock, seconds_to_next_utc_day
-from ..vault import VaultPathError, bdr_zip_path, is_host_file, stored_zip_path
 from .budget import Limits, human_bytes, too_large
 from .enqueue import enqueue_bdr
+from .files import StoredZip, ZipFiles, ZipMissing
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
 log = logging.getLogger(__name__)
@@ -184,20 +181,8 @@ async def get(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> BdrItem:
     return bdr_item(await _row(pool, bdr_id, user_id))
 
 
-async def _remove(root: Path, relative: str | None) -> None:
-    if not relative or is_host_file(relative):
-        return  # a host's ZIP (imported at the cut-over) is not the service's to delete
-    try:
-        path = bdr_zip_path(root, relative)
-    except VaultPathError:
-        log.error("refusing to delete %r: outside the BDR folder", relative)
-        return
-    with contextlib.suppress(FileNotFoundError):
-        await aiofiles.os.remove(path)
-
-
 async def cancel_or_remove(
-    pool: asyncpg.Pool, bdr_root: Path, bdr_id: uuid.UUID, by: Principal
+    pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, by: Principal
 ) -> None:
     """pending/processing → cancelled (the worker stops); ready → ZIP removed, expired."""
     user_id = by.target.id
@@ -212,20 +197,21 @@ async def cancel_or_remove(
             return
         row = await _row(pool, bdr_id, user_id)  # it finished meanwhile: treat as such
     if row["status"] == "ready":
-        relative = await pool.fetchval(SQL_EXPIRE, bdr_id)
-        await _remove(bdr_root, relative)
+        await files.remove(await pool.fetchval(SQL_EXPIRE, bdr_id))
 
 
 @dataclass(frozen=True)
 class Download:
-    path: Path
+    stored: StoredZip
     filename: str
-    etag: str  # the strong ETag FileResponse sends for this file: "{mtime_ns:x}-{size:x}"
-    size: int
+
+
+def download_filename(bdr_id: uuid.UUID) -> str:
+    return f"makapix-artworks-{str(bdr_id)[:8]}.zip"
 
 
 async def download(
-    pool: asyncpg.Pool, bdr_root: Path, vault: Path, bdr_id: uuid.UUID, user_id: int
+    pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, user_id: int
 ) -> Download:
     row = await _row(pool, bdr_id, user_id)
     status = row["status"]
@@ -244,16 +230,10 @@ async def download(
     if status == "expired" or (expires_at is not None and expires_at <= datetime.now(UTC)):
         raise gone(f"Download request {bdr_id} has expired; request a new download.")
     try:
-        path = stored_zip_path(bdr_root, vault, row["file_path"] or "")
-        st = await aiofiles.os.stat(path)
-    except (VaultPathError, FileNotFoundError, NotADirectoryError):
+        stored = await files.locate(row["file_path"] or "")
+    except ZipMissing:
         await pool.execute(SQL_EXPIRE, bdr_id)
         raise gone(
             f"The file of download request {bdr_id} is no longer available; request a new download."
         ) from None
-    return Download(
-        path=path,
-        filename=f"makapix-artworks-{str(bdr_id)[:8]}.zip",
-        etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
-        size=st.st_size,
-    )
+    return Download(stored, download_filename(bdr_id))

@@ -10,9 +10,12 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from obstore.store import S3Store
 
+from ..bdr.files import ZipFiles
 from ..db import create_pool
 from ..migrate import migrate
+from ..objects import open_store
 from ..public_ids import PublicIds
 from ..settings import Settings
 from .metrics import MetricsServer, WorkerMetrics
@@ -23,8 +26,11 @@ class WorkerState:
     settings: Settings
     pool: asyncpg.Pool
     public_ids: PublicIds
+    zips: ZipFiles  # where ZIPs go: the BDR_PATH folder or the BDR_STORE bucket
     # Only when ARTWORK_BASE_URL is set: workers without the vault fetch over HTTP.
     http: aiohttp.ClientSession | None = None
+    # ARTWORK_STORE's bucket, when artworks are read from one.
+    artwork_store: S3Store | None = None
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     metrics_server: MetricsServer | None = None
 
@@ -55,7 +61,15 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
     if settings.artwork_base_url:
         connector = aiohttp.TCPConnector(limit=settings.artwork_fetch_concurrency * 2)
         http = aiohttp.ClientSession(connector=connector, raise_for_status=False)
-    st = WorkerState(settings, pool, PublicIds(settings.sqids_alphabet), http)
+    artworks = settings.artwork_bucket
+    st = WorkerState(
+        settings,
+        pool,
+        PublicIds(settings.sqids_alphabet),
+        ZipFiles(settings),
+        http,
+        artwork_store=open_store(artworks, settings.s3_access) if artworks else None,
+    )
     if serve_metrics and settings.metrics_port:
         try:
             st.metrics_server = MetricsServer(

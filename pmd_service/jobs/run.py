@@ -1,5 +1,5 @@
-"""One claimed run of one BDR: plan, stream the ZIP on a thread while reporting progress,
-publish it atomically."""
+"""One claimed run of one BDR: plan, stream the ZIP on a thread (into a file or a bucket) while
+reporting progress, publish it atomically."""
 
 from __future__ import annotations
 
@@ -9,21 +9,35 @@ import logging
 import threading
 import time
 import uuid
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import aiofiles.os
 import asyncpg
 
 from ..bdr.budget import human_bytes
-from ..vault import bdr_file_path, bdr_temp_name, bdr_zip_path
+from ..bdr.service import download_filename
+from ..vault import bdr_file_path, bdr_object_file_path, bdr_object_key, bdr_temp_name, bdr_zip_path
 from .archive_content import Plan, json_files, plan_artworks, skipped_entries
 from .archive_json import Extras
 from .context import WorkerState
 from .failures import MAX_ATTEMPTS, PermanentError, TransientError, nothing_added
 from .run_sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
-from .sources import bridge_to_thread, fetched_in_order, vault_entries
-from .zipbuild import BuildCancelled, BuildResult, Trailing, build_zip, discard, publish
+from .sources import bridge_to_thread, fetched_in_order, http_fetcher, object_fetcher, vault_entries
+from .zipbuild import (
+    BuildCancelled,
+    BuildResult,
+    Sink,
+    Trailing,
+    build,
+    discard,
+    file_sink,
+    object_sink,
+    publish,
+)
+
+if TYPE_CHECKING:
+    from obstore import Attributes
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +70,7 @@ class Run:
         return row is not None
 
     async def build(self) -> None:
-        claim, settings = self.claim, self.st.settings
+        claim = self.claim
         user = await self.pool.fetchrow(SQL_USER, claim["user_id"])
         if user is None:
             raise PermanentError("The account this download belongs to no longer exists.")
@@ -64,44 +78,85 @@ class Run:
         plan = await plan_artworks(
             self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids
         )
+        if self.st.zips.store is None:
+            result = await self._build_file(plan, user["handle"], user_sqid)
+        else:
+            result = await self._build_object(plan, user["handle"], user_sqid)
+        log.info(
+            "BDR %s ready: %d artworks, %d skipped, %d bytes",
+            self.bdr_id, len(result.added), len(self.skipped_json), result.size,
+        )  # fmt: skip
+
+    async def _build_file(self, plan: Plan, handle: str, user_sqid: str) -> BuildResult:
+        """Into BDR_PATH: a temp file beside the final name, fsynced, renamed when ready."""
         file_path = bdr_file_path(user_sqid, self.bdr_id)
-        final = bdr_zip_path(settings.bdr_path, file_path)
+        final = bdr_zip_path(self.st.settings.bdr_path, file_path)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
         temp = final.with_name(bdr_temp_name(self.bdr_id, self.token.hex[:8]))
         try:
-            result = await self._stream(plan, user["handle"], temp)
-            skipped = self.in_request_order(plan, result.skipped)
-            self.skipped_json = skipped_entries(skipped, plan.sqids)
-            if not result.added:
-                raise nothing_added(skipped)
-            if (
-                any(why == "fetch_failed" for _, why in skipped)
-                and claim["attempts"] < MAX_ATTEMPTS
-            ):
-                # The artwork server hiccuped: try again rather than ship an incomplete ZIP;
-                # only the last attempt settles for what it could fetch.
-                raise TransientError("Some artworks could not be fetched from the artwork server.")
-            await self._publish(temp, final, file_path, result)
-            self.result = result
+            result = await self._stream(plan, handle, file_sink(temp))
+            self._check(plan, result)
+            await self._publish(file_path, result, lambda: publish(temp, final))
         finally:
             await asyncio.to_thread(discard, temp)
-        log.info(
-            "BDR %s ready: %d artworks, %d skipped, %d bytes",
-            self.bdr_id, len(result.added), len(skipped), result.size,
-        )  # fmt: skip
+        return result
 
-    async def _publish(self, temp: Path, final: Path, file_path: str, result: BuildResult) -> None:
-        """Rename into place and mark ready in one transaction holding the row's lock.
+    async def _build_object(self, plan: Plan, handle: str, user_sqid: str) -> BuildResult:
+        """Into the BDR_STORE bucket: a multipart upload under this run's own name, fed while
+        the ZIP is built; the object exists only once complete, and the row points at it only
+        when this run still owns the claim (a run that lost it deletes its object)."""
+        file_path = bdr_object_file_path(user_sqid, self.bdr_id, self.token.hex[:8])
+        store = self.st.zips.store
+        assert store is not None
+        attributes: Attributes = {
+            "Content-Type": "application/zip",
+            # The browser saves the host's file name when it follows the signed URL.
+            "Content-Disposition": f"attachment; filename={download_filename(self.bdr_id)}",
+        }
+        sink = object_sink(store, bdr_object_key(file_path), attributes)
+        published = False
+        try:
+            result = await self._stream(plan, handle, sink)
+            self._check(plan, result)
+            await self._publish(file_path, result)
+            published = True
+        finally:
+            if not published:  # an object completed by a run that did not make it ready
+                await self.st.zips.remove(file_path)
+        return result
 
-        Every run of a BDR targets the same final name, so only the run that still owns the
-        claim may rename: the lock makes "still ours" true until commit (a takeover or a cancel
-        waits for it, then finds the row ready). A run that lost its claim never touches the
-        final name, so it can never replace or delete another run's ZIP.
+    def _check(self, plan: Plan, result: BuildResult) -> None:
+        """A complete ZIP that must not be shipped raises: nothing added, or a retry may add
+        what the artwork server failed to give."""
+        skipped = self.in_request_order(plan, result.skipped)
+        self.skipped_json = skipped_entries(skipped, plan.sqids)
+        if not result.added:
+            raise nothing_added(skipped)
+        if (
+            any(why == "fetch_failed" for _, why in skipped)
+            and self.claim["attempts"] < MAX_ATTEMPTS
+        ):
+            # The artwork server hiccuped: try again rather than ship an incomplete ZIP; only
+            # the last attempt settles for what it could fetch.
+            raise TransientError("Some artworks could not be fetched from the artwork server.")
+
+    async def _publish(
+        self, file_path: str, result: BuildResult, move: Callable[[], None] | None = None
+    ) -> None:
+        """Mark ready (after `move`, the rename into place) in one transaction holding the
+        row's lock.
+
+        Every run of a BDR in the folder targets the same final name, so only the run that
+        still owns the claim may rename: the lock makes "still ours" true until commit (a
+        takeover or a cancel waits for it, then finds the row ready). A run that lost its
+        claim never touches the final name, so it can never replace or delete another run's
+        ZIP.
         """
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(SQL_LOCK_OWNED, self.bdr_id, self.token) is None:
                 raise BuildCancelled
-            await asyncio.to_thread(publish, temp, final)
+            if move is not None:
+                await asyncio.to_thread(move)
             await conn.execute(
                 SQL_READY,
                 self.bdr_id,
@@ -112,8 +167,9 @@ class Run:
                 self.skipped_json,
                 self.st.settings.bdr_expiry_days,
             )
+        self.result = result
 
-    async def _stream(self, plan: Plan, handle: str, temp: Any) -> BuildResult:
+    async def _stream(self, plan: Plan, handle: str, sink: Sink) -> BuildResult:
         settings = self.st.settings
         loop = asyncio.get_running_loop()
         cancel = threading.Event()
@@ -127,13 +183,13 @@ class Run:
         pre_skipped = len(plan.skipped)
         done = pre_skipped
         source = None
-        if settings.artwork_base_url and self.st.http is not None:
-            source = fetched_in_order(
-                self.st.http,
-                settings.artwork_base_url,
-                plan.artworks,
-                settings.artwork_fetch_concurrency,
-            )
+        fetch = None
+        if self.st.artwork_store is not None:
+            fetch = object_fetcher(self.st.artwork_store)
+        elif settings.artwork_base_url and self.st.http is not None:
+            fetch = http_fetcher(self.st.http, settings.artwork_base_url)
+        if fetch is not None:
+            source = fetched_in_order(fetch, plan.artworks, settings.artwork_fetch_concurrency)
             entries: Any = bridge_to_thread(source, loop)
         else:
             entries = vault_entries(settings.vault_path, plan.artworks)
@@ -148,15 +204,9 @@ class Run:
         def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, Trailing]]:
             return json_files(handle, plan, extras, added, self.in_request_order(plan, skipped))
 
+        progress = BuildResult(size=0, sha256="")  # its size grows as the ZIP is written
         task = asyncio.ensure_future(
-            asyncio.to_thread(
-                build_zip,
-                temp,
-                entries,
-                trailer,
-                from_thread,
-                cancel,
-            )
+            asyncio.to_thread(build, sink, entries, trailer, from_thread, cancel, progress)
         )
         reported, last_beat = -1, time.monotonic()
         cap = settings.bdr_max_bytes
@@ -165,7 +215,7 @@ class Run:
                 await asyncio.wait({task}, timeout=PROGRESS_EVERY)
                 # Declared sizes were checked at request time; the files may be bigger. The cap
                 # is enforced on what is written, overshooting by one interval's writes at most.
-                written = await asyncio.to_thread(_size_of, temp)
+                written = progress.size
                 if written > cap:
                     cancel.set()
                     with contextlib.suppress(BaseException):
@@ -197,10 +247,3 @@ class Run:
             await extras.aclose()  # the build thread has ended: no fetch of it is left to run
             if source is not None:
                 await source.aclose()
-
-
-def _size_of(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:  # not created yet
-        return 0

@@ -1,4 +1,5 @@
-"""Where artwork bytes come from: the vault on disk, or ARTWORK_BASE_URL over HTTP.
+"""Where artwork bytes come from: the vault on disk, ARTWORK_BASE_URL over HTTP, or the
+ARTWORK_STORE bucket.
 
 Only the configured origin is ever fetched, with paths built from validated parts: never a URL
 taken from a row: `art_url` is whatever the host stored, and fetching it would let a row
@@ -11,16 +12,22 @@ import asyncio
 import base64
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiohttp
+import obstore
 import yarl
 
+from ..bdr.files import OBJECT_MISSING
 from ..vault import VaultPathError, artwork_path, relative_artwork_path
 from .archive_content import Artwork
 from .zipbuild import Entry
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -117,26 +124,63 @@ async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwor
     return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
 
 
+Fetch = Callable[[Artwork], Awaitable[Entry]]
+
+
+def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
+    origin = Origin.parse(base_url)
+    return lambda artwork: _fetch(session, origin, artwork)
+
+
+def object_fetcher(store: ObjectStore) -> Fetch:
+    return lambda artwork: _get_object(store, artwork)
+
+
+async def _get_object(store: ObjectStore, artwork: Artwork) -> Entry:
+    """An artwork from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout).
+
+    obstore retries a failed request itself (3 times, with backoff, within 30 s); what still
+    fails is `fetch_failed`, which makes the whole run retry later, as for the artwork server.
+    """
+    arcname = _arcname(artwork)
+    try:
+        path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
+    except VaultPathError:
+        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+    try:
+        result = await obstore.get_async(store, path)
+        if result.meta["size"] > MAX_ARTWORK_BYTES:
+            log.warning("object %s is %d bytes, over %d; skipped", path, result.meta["size"],
+                        MAX_ARTWORK_BYTES)  # fmt: skip
+            return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+        data = await result.bytes_async()
+    except OBJECT_MISSING:
+        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+    except (obstore.exceptions.BaseError, OSError) as exc:
+        log.warning("read %s from the artwork store: %s", path, exc)
+        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+    return Entry(artwork.post_id, arcname, data=data.to_bytes())
+
+
 async def fetched_in_order(
-    session: aiohttp.ClientSession, base_url: str, artworks: list[Artwork], concurrency: int
+    fetch: Fetch, artworks: list[Artwork], concurrency: int
 ) -> AsyncGenerator[Entry, None]:
     """Fetch up to `concurrency` ahead, yield in request order whatever order they finish in.
 
     The window also bounds memory: at most `concurrency` artworks are held at once.
     """
-    origin = Origin.parse(base_url)
     pending = iter(artworks)
     window: deque[asyncio.Task[Entry]] = deque()
     try:
         for artwork in pending:
-            window.append(asyncio.create_task(_fetch(session, origin, artwork)))
+            window.append(asyncio.ensure_future(fetch(artwork)))
             if len(window) >= concurrency:
                 break
         while window:
             entry = await window.popleft()
             following = next(pending, None)
             if following is not None:
-                window.append(asyncio.create_task(_fetch(session, origin, following)))
+                window.append(asyncio.ensure_future(fetch(following)))
             yield entry
     finally:
         for task in window:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .. import __version__
+from ..bdr.files import ZipFiles
 from ..db import create_pool
 from ..hostcheck import warn_if_host_lacks
 from ..logs import quiet_malformed_requests
@@ -26,6 +27,7 @@ from .keys import (
     ROUTE_ENDPOINTS,
     SETTINGS,
     SSE_HUB,
+    ZIP_FILES,
 )
 from .metrics import internal_metrics_ctx, metrics_middleware
 from .problems import problem_middleware
@@ -81,6 +83,8 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
+    # Opening a store makes no request: readiness never depends on the bucket.
+    app[ZIP_FILES] = ZipFiles(settings)
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)

@@ -13,10 +13,10 @@ from ..bdr.budget import Limits, ensure_free_space
 from ..bdr.schemas import BdrItem, BdrList, BdrRequest
 from ..logs import REQUEST_ID_HEADER
 from ..problems import ProblemError
-from . import request_ids
+from . import object_download, request_ids
 from .auth import retarget
 from .endpoint import Endpoint, Param
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json
 
@@ -27,7 +27,8 @@ async def create_bdr(request: web.Request) -> web.Response:
     # The request's id: stored in the BDR row, it follows the BDR (worker logs, its email).
     rid = request_ids.current()
     settings = request.app[SETTINGS]
-    await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
+    if settings.bdr_store is None:  # a bucket has no free space to run out of
+        await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
     item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)
     response = json_response(
         item,
@@ -58,9 +59,7 @@ async def get_bdr(request: web.Request) -> web.Response:
 async def delete_bdr(request: web.Request) -> web.Response:
     bdr_id = path_uuid(request)
     principal = request[PRINCIPAL]
-    await service.cancel_or_remove(
-        request.app[DB_POOL], request.app[SETTINGS].bdr_path, bdr_id, principal
-    )
+    await service.cancel_or_remove(request.app[DB_POOL], request.app[ZIP_FILES], bdr_id, principal)
     await service.audit(request.app[DB_POOL], principal, "pmd_bdr_delete", bdr_id)
     return web.Response(status=204)
 
@@ -68,10 +67,15 @@ async def delete_bdr(request: web.Request) -> web.Response:
 async def download_bdr(request: web.Request) -> web.StreamResponse:
     bdr_id = path_uuid(request)
     principal = request[PRINCIPAL]
-    settings = request.app[SETTINGS]
-    found = await service.download(
-        request.app[DB_POOL], settings.bdr_path, settings.vault_path, bdr_id, principal.target.id
-    )
+    files = request.app[ZIP_FILES]
+    found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
+    stored = found.stored
+    if stored.key is not None and request.app[SETTINGS].bdr_download_mode == "redirect":
+        # The bytes go from the bucket to the browser; the checks above stay in front. The
+        # object carries the file name (Content-Disposition, set at upload).
+        if request.method == "GET" and _from_the_start(request):
+            await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
+        return await object_download.redirect(files, stored)
     if _SUFFIX_OF_NOTHING.fullmatch(request.headers.get("Range", "")):
         # aiohttp serves `bytes=-0` as the whole file with 206; no byte satisfies it (RFC 9110
         # §14.1.3), so 416 as for any range past the end.
@@ -80,23 +84,24 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
             "range-not-satisfiable",
             "Range Not Satisfiable",
             f"`Range: {request.headers['Range'].strip()}` asks for no byte; the ZIP has "
-            f"{found.size} bytes (ask for `bytes=0-{max(found.size - 1, 0)}` or a part of it).",
-            headers={"Content-Range": f"bytes */{found.size}"},
+            f"{stored.size} bytes (ask for `bytes=0-{max(stored.size - 1, 0)}` or a part of it).",
+            headers={"Content-Range": f"bytes */{stored.size}"},
         )
     if request.method == "GET" and _from_the_start(request):
         # Once per download, not per resumed range or HEAD.
         await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
+    headers = {
+        "Content-Type": "application/zip",
+        "Content-Disposition": f"attachment; filename={found.filename}",
+        "Cache-Control": "private, no-store",
+    }
+    whole = _range_must_be_ignored(request, stored.etag)
+    if stored.key is not None:  # BDR_DOWNLOAD_MODE=proxy
+        return await object_download.proxy(request, files, stored, headers, whole=whole)
+    assert stored.path is not None
     # FileResponse answers Range, ETag and Last-Modified from the file itself and streams it
     # with sendfile: the event loop never reads the ZIP.
-    cls = _WholeFileResponse if _range_must_be_ignored(request, found.etag) else web.FileResponse
-    return cls(
-        found.path,
-        headers={
-            "Content-Type": "application/zip",
-            "Content-Disposition": f"attachment; filename={found.filename}",
-            "Cache-Control": "private, no-store",
-        },
-    )
+    return (_WholeFileResponse if whole else web.FileResponse)(stored.path, headers=headers)
 
 
 _SUFFIX_OF_NOTHING = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
@@ -166,6 +171,9 @@ ENDPOINTS = (
              ),
              problems=(404, 409, 410),
              other_responses=((206, "The requested byte range", "application/zip"),
+                              (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): "
+                               "`Location` is a signed URL of the ZIP, valid "
+                               "BDR_SIGNED_URL_SECONDS", None),
                               (416, "The range lies outside the file", None)),
              headers={"Content-Disposition": "attachment; filename=makapix-artworks-….zip",
                       "ETag": "Entity tag", "Last-Modified": "When the ZIP was written"}),

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
 
     from ..access import Principal
+    from ..bdr.files import ZipFiles
     from ..sse.hub import Hub
     from .endpoint import Endpoint
     from .prometheus import Metrics
@@ -24,6 +25,8 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 # The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
 HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
+# Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
+ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.

@@ -1,0 +1,104 @@
+"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…).
+
+The server finds a ZIP to serve and removes one on request; the worker writes them (jobs/run.py)
+and the cleanup tidies both kinds of place (jobs/cleanup.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiofiles.os
+import obstore
+from obstore.store import S3Store
+
+from ..objects import StoreUrl, open_store
+from ..settings import Settings
+from ..vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
+
+log = logging.getLogger(__name__)
+
+# A missing object: obstore raises the builtin for a 404 on GET/HEAD, its own class elsewhere.
+OBJECT_MISSING = (FileNotFoundError, obstore.exceptions.NotFoundError)
+
+
+class ZipMissing(Exception):
+    """The row says ready but its ZIP is gone (or its stored path is not one of ours)."""
+
+
+@dataclass(frozen=True)
+class StoredZip:
+    """A ZIP to serve: a local `path`, or an object `key` in the BDR bucket."""
+
+    size: int
+    etag: str  # strong, quoted
+    last_modified: datetime
+    path: Path | None = None
+    key: str | None = None
+
+
+class ZipFiles:
+    def __init__(self, settings: Settings) -> None:
+        self.root = settings.bdr_path
+        self.vault = settings.vault_path
+        self.bucket: StoreUrl | None = settings.bdr_bucket
+        self.store: S3Store | None = (
+            open_store(self.bucket, settings.s3_access) if self.bucket else None
+        )
+        self.signed_url_ttl = timedelta(seconds=settings.bdr_signed_url_seconds)
+
+    def _key(self, file_path: str) -> str | None:
+        """The object key when `file_path` lives in the bucket; None when it is a file."""
+        if self.store is None or is_host_file(file_path):
+            return None  # the host's ZIPs (imported at the cut-over) stay under the vault
+        return bdr_object_key(file_path)
+
+    async def locate(self, file_path: str) -> StoredZip:
+        try:
+            key = self._key(file_path)
+            if key is not None:
+                assert self.store is not None
+                meta = await obstore.head_async(self.store, key)
+                return StoredZip(
+                    size=meta["size"],
+                    etag=meta["e_tag"] or f'"{meta["size"]:x}"',
+                    last_modified=meta["last_modified"],
+                    key=key,
+                )
+            path = stored_zip_path(self.root, self.vault, file_path)
+            st = await aiofiles.os.stat(path)
+        except (VaultPathError, NotADirectoryError, *OBJECT_MISSING):
+            raise ZipMissing(file_path) from None
+        return StoredZip(
+            size=st.st_size,
+            # The strong ETag aiohttp's FileResponse sends for this file.
+            etag=f'"{st.st_mtime_ns:x}-{st.st_size:x}"',
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            path=path,
+        )
+
+    async def signed_url(self, stored: StoredZip) -> str:
+        """A GET URL of the object valid for BDR_SIGNED_URL_SECONDS (signed locally: no request)."""
+        assert self.store is not None and stored.key is not None
+        return await obstore.sign_async(self.store, "GET", stored.key, self.signed_url_ttl)
+
+    async def remove(self, file_path: str | None) -> None:
+        if not file_path or is_host_file(file_path):
+            return  # a host's ZIP (imported at the cut-over) is not the service's to delete
+        try:
+            key = self._key(file_path)
+            if key is not None:
+                assert self.store is not None
+                with contextlib.suppress(*OBJECT_MISSING):
+                    await obstore.delete_async(self.store, key)
+                return
+            path = bdr_zip_path(self.root, file_path)
+        except VaultPathError:
+            log.error("refusing to delete %r: not a ZIP the service wrote", file_path)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.remove(path)

@@ -1,0 +1,152 @@
+"""Object storage (S3 and S3-compatible: R2, MinIO, SeaweedFS, Ceph) behind `s3://bucket/prefix`.
+
+The data path (multipart upload while the ZIP is built, reads, HEAD, signed URLs, listing,
+deletes) uses obstore, the Python binding of Rust's `object_store`: its requests run on a Tokio
+runtime outside the GIL, it streams a multipart upload from an iterator with a bounded number of
+parts in flight, and aborts that upload itself when the iterator raises (a cancel, a failed
+build). What `object_store` does not offer is listing and aborting the multipart uploads that a
+killed process left behind: those two housekeeping calls use aiobotocore (docs/architecture.md,
+"Object storage", has the comparison and its figures).
+
+Every key the service writes is under the store's prefix, and nothing outside it is ever listed
+or deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from obstore.store import S3Store
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig
+
+_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+_PREFIX_PART_RE = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class StoreUrlError(ValueError):
+    """Not an `s3://bucket[/prefix]` URL the service can use."""
+
+
+@dataclass(frozen=True)
+class StoreUrl:
+    """`s3://bucket/prefix`: the bucket, and the folder-like prefix every key goes under."""
+
+    bucket: str
+    prefix: str  # "" or "a/b", no leading or trailing slash
+
+    @classmethod
+    def parse(cls, url: str, variable: str) -> StoreUrl:
+        rest = url.removeprefix("s3://")
+        bucket, _, prefix = rest.partition("/")
+        prefix = prefix.strip("/")
+        if not _BUCKET_RE.fullmatch(bucket):
+            raise StoreUrlError(
+                f"{variable}: {bucket!r} is not a bucket name (3-63 characters: lowercase "
+                "letters, digits, dots and hyphens); write s3://bucket or s3://bucket/prefix"
+            )
+        if prefix and not all(
+            _PREFIX_PART_RE.fullmatch(p) and p not in {".", ".."} for p in prefix.split("/")
+        ):
+            raise StoreUrlError(
+                f"{variable}: the prefix {prefix!r} must be folder names of letters, digits, "
+                "'.', '_' and '-', separated by '/'"
+            )
+        return cls(bucket, prefix)
+
+    def key(self, relative: str) -> str:
+        """The object key of `relative` (as the bucket sees it, prefix included)."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+@dataclass(frozen=True, repr=False)
+class S3Access:
+    """The AWS_* settings: endpoint (empty: AWS), region, and keys (None: the environment's
+    credentials chain, e.g. an instance profile: the usual way on AWS, never a key in a file)."""
+
+    endpoint: str
+    region: str
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None
+
+    def __repr__(self) -> str:  # keys never reach a log line
+        return f"S3Access(endpoint={self.endpoint!r}, region={self.region!r})"
+
+    def keys(self) -> dict[str, str]:
+        names = ("access_key_id", "secret_access_key", "session_token")
+        return {n: v for n in names if (v := getattr(self, n))}
+
+
+def open_store(url: StoreUrl, access: S3Access) -> S3Store:
+    """An obstore S3 store rooted at the URL's prefix (paths given to it are relative)."""
+    config: dict[str, Any] = {"region": access.region, **access.keys()}
+    if access.endpoint:
+        config["endpoint"] = access.endpoint
+    client: ClientConfig = {
+        "allow_http": access.endpoint.startswith("http://"),
+        "connect_timeout": "10s",
+        "timeout": "120s",
+    }
+    return S3Store(
+        url.bucket,
+        prefix=url.prefix or None,
+        client_options=client,
+        retry_config={"max_retries": 3, "backoff": {"init_backoff": timedelta(milliseconds=100)},
+                      "retry_timeout": timedelta(seconds=30)},
+        **config,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Upload:
+    key: str  # relative to the prefix
+    upload_id: str
+    initiated: datetime
+
+
+def _client_kwargs(access: S3Access) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"region_name": access.region}
+    if access.endpoint:
+        kwargs["endpoint_url"] = access.endpoint
+    return kwargs | {f"aws_{name}": value for name, value in access.keys().items()}
+
+
+async def incomplete_uploads(url: StoreUrl, access: S3Access) -> list[Upload]:
+    """Multipart uploads begun under the prefix and never completed nor aborted."""
+    from aiobotocore.session import get_session  # imported only where object storage is used
+
+    prefix = f"{url.prefix}/" if url.prefix else ""
+    found: list[Upload] = []
+    async with get_session().create_client("s3", **_client_kwargs(access)) as client:
+        paginator = client.get_paginator("list_multipart_uploads")
+        async for page in paginator.paginate(Bucket=url.bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                key = upload["Key"]
+                if key.startswith(prefix):  # a store that ignores Prefix is not trusted
+                    found.append(
+                        Upload(key.removeprefix(prefix), upload["UploadId"], upload["Initiated"])
+                    )
+    return found
+
+
+async def abort_uploads(url: StoreUrl, access: S3Access, uploads: list[Upload]) -> None:
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client("s3", **_client_kwargs(access)) as client:
+        for upload in uploads:
+            await client.abort_multipart_upload(
+                Bucket=url.bucket, Key=url.key(upload.key), UploadId=upload.upload_id
+            )
+
+
+def older_than(uploads: list[Upload], seconds: float) -> list[Upload]:
+    cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
+    return [u for u in uploads if u.initiated < cutoff]
