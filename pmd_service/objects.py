@@ -14,6 +14,7 @@ or deleted.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -142,9 +143,11 @@ async def abort_uploads(url: StoreUrl, access: S3Access, uploads: list[Upload]) 
 
     async with get_session().create_client("s3", **_client_kwargs(access)) as client:
         for upload in uploads:
-            await client.abort_multipart_upload(
-                Bucket=url.bucket, Key=url.key(upload.key), UploadId=upload.upload_id
-            )
+            # Completed or aborted since it was listed: nothing left to do.
+            with contextlib.suppress(client.exceptions.NoSuchUpload):
+                await client.abort_multipart_upload(
+                    Bucket=url.bucket, Key=url.key(upload.key), UploadId=upload.upload_id
+                )
 
 
 def older_than(uploads: list[Upload], seconds: float) -> list[Upload]:

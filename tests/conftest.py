@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from pmd_service.db import create_pool
 from pmd_service.migrate import apply_migrations
 from pmd_service.settings import Settings
@@ -94,6 +95,26 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     redis = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield redis.start()
     redis.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[Seaweed]:
+    """A real S3-compatible server (SeaweedFS), started once for the run when a test asks."""
+    with running_seaweed() as weed:
+        yield weed
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweed: Seaweed) -> str:
+    """One bucket per test run; each test works under a prefix of its own (`s3_prefix`)."""
+    name = new_bucket_name()
+    asyncio.run(create_bucket(seaweed, name))
+    return name
+
+
+@pytest.fixture
+def s3_prefix() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -1,18 +1,20 @@
-"""Daily: expire old downloads, purge old rows and events, tidy the BDR folder."""
+"""Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-import aiofiles.os
+import asyncpg
+from obstore.store import S3Store
 
-from ..vault import BDR_PREFIX, OWN_TEMP_RE, OWN_ZIP_RE, VaultPathError, bdr_zip_path, is_host_file
+from ..objects import S3Access, StoreUrl
+from ..vault import BDR_PREFIX, OWN_TEMP_RE, OWN_ZIP_RE
 from .context import state
+from .object_tidy import abort_dead_uploads, remove_orphan_objects
 
 log = logging.getLogger(__name__)
 
@@ -99,25 +101,35 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     root = st.settings.bdr_path
     expired = await st.pool.fetch(SQL_EXPIRE_DUE)
     for row in expired:
-        if is_host_file(row["file_path"] or ""):
-            continue  # the host's ZIP, imported at the cut-over: never the service's to delete
-        try:
-            path = bdr_zip_path(root, row["file_path"] or "")
-        except VaultPathError:
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.remove(path)
+        await st.zips.remove(row["file_path"])  # never a host's ZIP (imported at the cut-over)
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
-    parts, zips = await asyncio.to_thread(old_files, root, time.time())
-    stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
-    kept = {r["file_path"] for r in await st.pool.fetch(SQL_READY_FILES, list(stored))}
-    orphans = [path for name, path in stored.items() if name not in kept]
-    folders = await asyncio.to_thread(remove_files_and_empty_folders, root, parts + orphans)
-    summary = {"expired": len(expired), "purged": purged, "events_purged": events,
-               "temp_files_removed": len(parts), "orphan_zips_removed": len(orphans),
-               "folders_removed": folders}  # fmt: skip
+    if st.zips.store is not None:
+        assert st.zips.bucket is not None
+        summary = await _tidy_bucket(st.pool, st.zips.store, st.zips.bucket, st.settings.s3_access)
+    else:
+        summary = await _tidy_folder(st.pool, root)
+    summary = {"expired": len(expired), "purged": purged, "events_purged": events, **summary}
     log.info("cleanup: %s", summary)
     return summary
+
+
+async def _tidy_bucket(
+    pool: asyncpg.Pool, store: S3Store, bucket: StoreUrl, access: S3Access
+) -> dict[str, int]:
+    return {
+        "uploads_aborted": await abort_dead_uploads(pool, bucket, access, TEMP_MAX_AGE_SECONDS),
+        "orphan_zips_removed": await remove_orphan_objects(pool, store, TEMP_MAX_AGE_SECONDS),
+    }
+
+
+async def _tidy_folder(pool: asyncpg.Pool, root: Path) -> dict[str, int]:
+    parts, zips = await asyncio.to_thread(old_files, root, time.time())
+    stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
+    kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(stored))}
+    orphans = [path for name, path in stored.items() if name not in kept]
+    folders = await asyncio.to_thread(remove_files_and_empty_folders, root, parts + orphans)
+    return {"temp_files_removed": len(parts), "orphan_zips_removed": len(orphans),
+            "folders_removed": folders}  # fmt: skip

@@ -6,6 +6,7 @@ from collections import Counter
 
 import aiohttp
 import asyncpg
+import obstore.exceptions
 import redis.exceptions
 
 MAX_ATTEMPTS = 4  # the first run and three retries
@@ -20,7 +21,7 @@ class TransientError(Exception):
     """Worth retrying; the message is shown if no retry is left."""
 
 
-# Database, Redis, disk and network trouble: retried with backoff.
+# Database, Redis, disk, object store and network trouble: retried with backoff.
 TRANSIENT = (
     TransientError,
     OSError,  # TimeoutError and ConnectionError included
@@ -30,6 +31,7 @@ TRANSIENT = (
     asyncpg.exceptions.TooManyConnectionsError,
     redis.exceptions.RedisError,
     aiohttp.ClientError,
+    obstore.exceptions.BaseError,  # the bucket unreachable, a part refused, a timeout
 )
 
 _REASON_TEXT = {

@@ -21,7 +21,7 @@ from ..vault import bdr_file_path, bdr_object_file_path, bdr_object_key, bdr_tem
 from .archive_content import Plan, json_files, plan_artworks, skipped_entries
 from .archive_json import Extras
 from .context import WorkerState
-from .failures import MAX_ATTEMPTS, PermanentError, TransientError, nothing_added
+from .failures import MAX_ATTEMPTS, TRANSIENT, PermanentError, TransientError, nothing_added
 from .run_sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
 from .sources import bridge_to_thread, fetched_in_order, http_fetcher, object_fetcher, vault_entries
 from .zipbuild import (
@@ -122,7 +122,10 @@ class Run:
             published = True
         finally:
             if not published:  # an object completed by a run that did not make it ready
-                await self.st.zips.remove(file_path)
+                try:
+                    await self.st.zips.remove(file_path)
+                except TRANSIENT:  # the cleanup removes it later; keep the run's own error
+                    log.warning("BDR %s: could not remove %s", self.bdr_id, file_path)
         return result
 
     def _check(self, plan: Plan, result: BuildResult) -> None:

@@ -5,6 +5,8 @@
 - `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
   are enqueued under a fresh job id; the claim lets exactly one run take them over.
 - Emails whose SMTP send failed are retried.
+- With ZIPs in a bucket: multipart uploads of runs that are over (a worker killed mid-upload)
+  are aborted, so their parts stop taking space.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from arq.connections import ArqRedis
 from ..bdr.enqueue import enqueue_bdr
 from .context import state
 from .notify import send_owed_emails
+from .object_tidy import abort_dead_uploads
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,8 @@ RETRY_GRACE_SECONDS = 60
 # worker that died between dequeuing and claiming (arq frees it only after the job timeout):
 # then it gets a fresh job id, at most one per such period.
 LATE_PENDING_SECONDS = 300
+# An upload under the prefix whose name is not the service's: aborted only once this old.
+UPLOAD_MAX_AGE_SECONDS = 3600
 
 # A server that stopped between committing a request and announcing it (see bdr.service).
 SQL_ANNOUNCE_LEFT = """
@@ -62,8 +67,17 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         SQL_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
         retaken += await enqueue_bdr(redis, row["id"], retake=f"take{row['attempts']}")
+    aborted = 0
+    bucket = st.zips.bucket
+    if bucket is not None:
+        try:
+            aborted = await abort_dead_uploads(
+                st.pool, bucket, st.settings.s3_access, UPLOAD_MAX_AGE_SECONDS
+            )
+        except Exception:  # the store being down must not stop the rest of the sweep
+            log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
     emails = await send_owed_emails(st.pool, st.settings)
-    if requeued or retaken or emails:
-        log.info("sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent",
-                 requeued, retaken, emails)  # fmt: skip
-    return {"requeued": requeued, "retaken": retaken, "emails": emails}
+    if requeued or retaken or emails or aborted:
+        log.info("sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "
+                 "%d uploads aborted", requeued, retaken, emails, aborted)  # fmt: skip
+    return {"requeued": requeued, "retaken": retaken, "emails": emails, "uploads_aborted": aborted}

