@@ -41,8 +41,10 @@ from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
 from harness.chaos_workload import Actor, Api, Ledger
+from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from harness.stack import fresh_stack, service_env
 from pmd_service.db import connect, create_pool
+from pmd_service.objects import open_store
 from pmd_service.public_ids import PublicIds
 from pmd_service.settings import Settings
 
@@ -62,6 +64,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 6)")
     p.add_argument("--drain", type=float, help="max seconds to wait for BDRs to settle")
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
+    p.add_argument("--store", action="store_true",
+                   help="ZIPs in a bucket of a real S3 server (SeaweedFS), which is stopped for "
+                        "20 s instead of the full disk; workers SIGKILLed mid-upload")  # fmt: skip
     args = p.parse_args(argv)
     args.duration = args.duration or (75.0 if args.ci else 180.0)
     args.users = args.users or (6 if args.ci else 8)
@@ -79,7 +84,7 @@ def schedule(
         (0.20, f.redis_down, True),
         (0.27, f.smtp_down, True),
         (0.45, f.sigterm_server, True),
-        (0.52, f.disk_full, True),
+        (0.52, f.store_down if f.store is not None else f.disk_full, True),
         (0.70, f.kill_listeners, True),
         (0.72, f.kill_worker, False),  # after the disk is free again: one fault at a time
         (0.78, f.sigterm_server, True),
@@ -150,6 +155,15 @@ async def converge(
 
 
 async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
+    if not args.store:
+        return await run_stack(args, run_dir, tmpfs, None)
+    with running_seaweed() as weed:
+        return await run_stack(args, run_dir, tmpfs, weed)
+
+
+async def run_stack(
+    args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None, weed: Seaweed | None
+) -> int:
     rng = random.Random(20260509)
     logs = run_dir / "logs"
     logs.mkdir(parents=True)
@@ -194,7 +208,21 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                 BASE_URL="http://pmd.chaos",
                 SSE_MAX_PER_USER="10",
             )
-            servers = [server_proc(f"server-{c}", env, logs) for c in "ab"]
+            store_env: dict[str, str] = {}
+            if weed is not None:
+                bucket_name = new_bucket_name()
+                await create_bucket(weed, bucket_name)
+                store_env = weed.env(bucket_name, "chaos")
+                env |= store_env
+                settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
+                print(f"ZIPs in {store_env['BDR_STORE']} on SeaweedFS at {weed.endpoint}; "
+                      "server-a redirects downloads, server-b streams them")  # fmt: skip
+            servers = [
+                server_proc(
+                    f"server-{c}", env | ({"BDR_DOWNLOAD_MODE": mode} if weed else {}), logs
+                )
+                for c, mode in (("a", "redirect"), ("b", "proxy"))
+            ]
             workers = [worker_proc(f"worker-{n}", env, logs) for n in (1, 2)]
             procs = [*servers, *workers]
             for p in procs:
@@ -214,7 +242,13 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                 tasks += [asyncio.create_task(c.run()) for c in clients]
                 await wait_streams(clients, 30)
                 faults = Faults(ledger, api, pool, servers, workers, redis, smtp, tmpfs,
-                                data.victim, clients)  # fmt: skip
+                                data.victim, clients, store=weed, bucket=settings.bdr_bucket,
+                                access=settings.s3_access)  # fmt: skip
+                zip_store = (
+                    open_store(settings.bdr_bucket, settings.s3_access)
+                    if settings.bdr_bucket is not None
+                    else None
+                )
                 # The full run keeps the disk full past the last retry (the BDR fails, with an
                 # email saying why); the CI run frees it in time for a retry to succeed.
                 faults.smtp_seconds, faults.disk_seconds = (20.0, 12.0) if args.ci else (40.0, 28.0)
@@ -227,7 +261,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                 # (and meet 429s), the others about when the workload ends.
                 actors = [
                     Actor(api, pool, data, u, every=args.duration / (20 if i < 2 else 9),
-                          bdr_root=settings.bdr_path)
+                          bdr_root=settings.bdr_path, zip_store=zip_store)
                     for i, u in enumerate(data.users)
                 ]  # fmt: skip
                 await asyncio.gather(
@@ -242,8 +276,16 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                 if not settled:
                     report.violations.append("drain: BDRs or emails still open at the bound")
                 await checks.check_terminal(report, api, data, ledger, bdrs)
-                await asyncio.to_thread(checks.check_zips, report, settings.bdr_path, data, bdrs)
-                checks.check_folder(report, settings.bdr_path, bdrs)
+                if zip_store is not None:
+                    assert settings.bdr_bucket is not None
+                    # The workers' sweep runs once a minute: it aborts what the kill left open.
+                    await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
+                                              settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
+                else:
+                    await asyncio.to_thread(
+                        checks.check_zips, report, settings.bdr_path, data, bdrs
+                    )
+                    checks.check_folder(report, settings.bdr_path, bdrs)
                 checks.check_emails(report, bdrs, smtp.received())
                 checks.check_sse(report, clients, views)
                 checks.check_actions(report, ledger)
@@ -294,7 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="pmd-chaos-"))
-    tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() else None
+    # The full disk is a fault of the BDR folder; with --store there is none.
+    tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() and not args.store else None
     code = 1
     try:
         if tmpfs is not None:
@@ -302,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"BDR_PATH on its own {tmpfs.size_mb} MiB tmpfs at {tmpfs.path}")
         else:
             (run_dir / "bdr").mkdir()
-            print("not root: the full-disk fault will be skipped")
+            if not args.store:
+                print("not root: the full-disk fault will be skipped")
         code = asyncio.run(run(args, run_dir, tmpfs))
     finally:
         if tmpfs is not None:

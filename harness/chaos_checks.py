@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import io
 import re
+import time
 import uuid
 import zipfile
 from collections import Counter
@@ -13,10 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import obstore
+from obstore.store import ObjectStore
 
 from harness.chaos_seed import Seed
 from harness.chaos_sse import SseClient
 from harness.chaos_workload import TERMINAL, Api, Ledger
+from pmd_service.jobs.object_tidy import remove_orphan_objects
+from pmd_service.objects import S3Access, StoreUrl, incomplete_uploads
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 
@@ -81,7 +88,11 @@ def _zip_problems(row: Any, root: Path, seed: Seed) -> list[str]:
         return [f"{row['id']}: unexpected file_path {row['file_path']}"]
     if not path.is_file():
         return [f"{row['id']}: ready but {path} is missing"]
-    data = path.read_bytes()
+    return _content_problems(row, path.read_bytes(), seed)
+
+
+def _content_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
+    """The ZIP's bytes against the row (size, sha256) and the seed (its entries, byte-exact)."""
     problems = []
     if (
         len(data) != row["file_size_bytes"]
@@ -89,7 +100,7 @@ def _zip_problems(row: Any, root: Path, seed: Seed) -> list[str]:
     ):
         problems.append(f"{row['id']}: size/sha256 on disk differ from the row")
     try:
-        with zipfile.ZipFile(path) as z:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
             if (bad := z.testzip()) is not None:
                 return [*problems, f"{row['id']}: CRC error in {bad}"]
             names = set(z.namelist())
@@ -154,6 +165,41 @@ def check_folder(report: Report, root: Path, bdrs: list[Any]) -> None:
     report.info(
         f".part files left by SIGKILLed builds (the daily cleanup removes them): {len(parts)}"
     )
+
+
+async def check_bucket(
+    report: Report, pool: asyncpg.Pool, store: ObjectStore, bucket: StoreUrl, access: S3Access, seed: Seed,
+    bdrs: list[Any], uploads_within: float,
+) -> None:  # fmt: skip
+    """--store mode: each ready row's object byte-exact, no other object under the prefix (no
+    partial one ever visible: an upload that did not complete is no object), and every upload a
+    killed worker left open aborted by the workers' own sweep within `uploads_within` s."""
+    ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
+    found = {m["path"] for batch in obstore.list(store) for m in batch}
+    bad: list[str] = []
+    ok = 0
+    for key, row in sorted(ready.items()):
+        if key not in found:
+            bad.append(f"{row['id']}: ready but {key} is not in the bucket")
+            continue
+        data = (await (await obstore.get_async(store, key)).bytes_async()).to_bytes()
+        problems = await asyncio.to_thread(_content_problems, row, data, seed)
+        bad += problems
+        ok += not problems
+    report.count("ready ZIPs in the bucket, CRC-valid and byte-exact", ok, len(ready), bad)
+    # ZIPs whose owner removed them while the store was down are left to the daily cleanup
+    # (their rows expired first, so they are never served): run its orphan removal now, as if
+    # the hour it waits had passed, and count what is left.
+    report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
+    found = {m["path"] for batch in obstore.list(store) for m in batch}
+    stray = sorted(found - set(ready))
+    report.count("objects under the prefix that are a ready BDR's ZIP (no strays, no partials)",
+                 len(found) - len(stray), len(found), [f"{k} is no ready BDR's ZIP" for k in stray])  # fmt: skip
+    deadline = time.monotonic() + uploads_within
+    while (left := await incomplete_uploads(bucket, access)) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the store
+        await asyncio.sleep(2)
+    report.count("multipart uploads left open (aborted by the sweep)", 0 if left else 1, 1,
+                 [f"upload of {u.key} still open" for u in left])  # fmt: skip
 
 
 def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) -> None:
@@ -250,9 +296,9 @@ def check_5xx(report: Report, ledger: Ledger) -> None:
     fives = sum(n for (_, _, status), n in ledger.statuses.items() if status >= 500)
     bad = [v for v in ledger.violations if " from server-" in v]
     report.count("5xx answers that are allowed 503s (server shutting down, documented "
-                 "Redis-down 503, or disk short of space)", fives - len(bad), fives, bad)  # fmt: skip
+                 "Redis-down or store-down 503, or disk short of space)", fives - len(bad), fives, bad)  # fmt: skip
     report.info(f"503 from a server shutting down: {ledger.shutdown_503}; documented Redis-down "
-                f"503s: {dict(ledger.dependency_503) or 0}; new BDRs refused while the disk "
+                f"or store-down 503s: {dict(ledger.dependency_503) or 0}; new BDRs refused while the disk "
                 f"was full: {ledger.disk_503}")  # fmt: skip
     answers = sum(ledger.statuses.values())
     by_status = Counter[int]()

@@ -16,6 +16,8 @@ from harness.chaos_seed import SeedUser
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
 from harness.chaos_workload import Api, Ledger
+from harness.seaweed import Seaweed
+from pmd_service.objects import S3Access, StoreUrl, incomplete_uploads
 
 SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
@@ -48,6 +50,11 @@ class Faults:
     rng: random.Random = field(default_factory=lambda: random.Random(6))
     _server_turn: int = 0
     disk_bdr: str | None = None  # requested while the disk was full
+    # --store mode: the S3 server, and the BDR bucket's prefix as the service sees it.
+    store: Seaweed | None = None
+    bucket: StoreUrl | None = None
+    access: S3Access | None = None
+    store_seconds: float = 20.0
 
     def note(self, text: str) -> None:
         line = f"  [{self.ledger.at()}] {text}"
@@ -57,13 +64,18 @@ class Faults:
     # --- the faults --------------------------------------------------------------------------
 
     async def kill_worker(self) -> None:
-        """A 128-artwork BDR of big files, then SIGKILL whichever worker holds its `.part`."""
+        """A 128-artwork BDR of big files, then SIGKILL whichever worker holds its `.part` (or,
+        with ZIPs in a bucket, every worker once an upload is under way: which one holds it
+        cannot be seen from outside)."""
         ids = self.rng.sample(self.victim.downloads, 128)
         body = {"post_ids": ids, "send_email": True, "include_comments": True}
         a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
         if a is not None and a.status == 202:
             self.ledger.seen_bdrs.add(a.json()["id"])
         deadline = time.monotonic() + 40
+        if self.bucket is not None:
+            await self._kill_workers_mid_upload(deadline)
+            return
         while time.monotonic() < deadline:
             for w in self.workers:
                 parts = w.open_parts() if w.alive() else []
@@ -79,6 +91,40 @@ class Faults:
                     return
             await asyncio.sleep(0.01)
         self.ledger.violation("fault not injected: no worker was building a ZIP within 40 s")
+
+    async def _kill_workers_mid_upload(self, deadline: float) -> None:
+        assert self.bucket is not None and self.access is not None
+        while time.monotonic() < deadline:
+            uploads = await incomplete_uploads(self.bucket, self.access)
+            if uploads:
+                killed = [w for w in self.workers if w.alive()]
+                for w in killed:
+                    self.held.add(w.name)
+                    w.sigkill()
+                self.note(f"SIGKILL {', '.join(w.name for w in killed)} mid-upload of "
+                          f"{', '.join(u.key for u in uploads)}")  # fmt: skip
+                await asyncio.sleep(3)
+                for w in killed:
+                    w.start()
+                    self.held.discard(w.name)
+                self.note("restarted the workers")
+                return
+            await asyncio.sleep(0.05)
+        self.ledger.violation("fault not injected: no upload was under way within 40 s")
+
+    async def store_down(self) -> None:
+        """The S3 server SIGKILLed for `store_seconds`: builds fail and are retried, never
+        failed while retries remain; downloads answer 5xx-free (the server's part is a HEAD)."""
+        if self.store is None:
+            return
+        start = time.monotonic()
+        self.ledger.store_down.append((start, start + 3600))
+        await asyncio.to_thread(self.store.stop)
+        self.note(f"object store stopped (for {self.store_seconds:.0f} s)")
+        await asyncio.sleep(self.store_seconds)
+        await asyncio.to_thread(self.store.start)
+        self.ledger.store_down[-1] = (start, time.monotonic())
+        self.note("object store started again")
 
     async def sigterm_server(self) -> None:
         i = self._server_turn % len(self.servers)

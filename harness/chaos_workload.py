@@ -18,7 +18,9 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import obstore
 from multidict import CIMultiDict
+from obstore.store import ObjectStore
 
 from harness.chaos_seed import Seed, SeedUser
 from harness.chaos_stack import Proc
@@ -53,6 +55,7 @@ class Ledger:
     violations: list[str] = field(default_factory=list)
     redis_down: list[tuple[float, float]] = field(default_factory=list)
     disk_full: list[tuple[float, float]] = field(default_factory=list)
+    store_down: list[tuple[float, float]] = field(default_factory=list)
     disk_503: int = 0  # new BDRs refused while the ZIP folder was short of space
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
@@ -66,6 +69,9 @@ class Ledger:
 
     def redis_was_down(self, t: float, grace: float = 5.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.redis_down)
+
+    def store_was_down(self, t: float, grace: float = 5.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.store_down)
 
     def disk_was_full(self, t: float, grace: float = 2.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.disk_full)
@@ -94,8 +100,9 @@ class Api:
         name = label(method, path)
         try:
             async with self.http.request(
-                method, server.base + path, timeout=aiohttp.ClientTimeout(total=60), **kw
-            ) as resp:
+                method, server.base + path, timeout=aiohttp.ClientTimeout(total=60),
+                allow_redirects=False, **kw,
+            ) as resp:  # fmt: skip
                 body = await resp.read()
         except CONNECTION_ERRORS:
             self.ledger.conn_errors[server.name] += 1
@@ -109,7 +116,14 @@ class Api:
         now = time.monotonic()
         if status == 503 and (server.in_shutdown(started) or server.in_shutdown(now)):
             self.ledger.shutdown_503 += 1
-        elif status == 503 and name in REDIS_DEPENDENT and self.ledger.redis_was_down(started):
+        elif (
+            status == 503 and name in REDIS_DEPENDENT and self.ledger.redis_was_down(started)
+        ) or (
+            status == 503
+            and name.endswith("/download")
+            and b"store-unavailable" in body
+            and self.ledger.store_was_down(started)
+        ):
             self.ledger.dependency_503[name] += 1
         elif (
             status == 503
@@ -150,12 +164,14 @@ class Actor:
     for occasional bursts of concurrent BDR requests aimed at the daily limit."""
 
     def __init__(
-        self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float, bdr_root: Path
-    ) -> None:
+        self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float,
+        bdr_root: Path, zip_store: ObjectStore | None = None,
+    ) -> None:  # fmt: skip
         self.api, self.pool, self.seed, self.user = api, pool, seed, user
         self.every = every  # seconds between download requests, on average
         self.next_create = 0.0
         self.bdr_root = bdr_root
+        self.zip_store = zip_store  # the BDR bucket, in the chaos run's --store mode
         self.rng = random.Random(user.id)
         self.model = {pid: PostState() for pid in user.actions + user.doomed}
         self.mine: dict[str, str] = {}  # BDR id -> last status seen
@@ -393,6 +409,20 @@ class Actor:
         if a is not None and a.status not in (200, 503):
             self.l.violation(f"sse-ticket answered {a.status}")
 
+    async def fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        """The download as a browser gets it: a 302 (ZIPs in a bucket, redirect mode) is
+        followed to the signed URL with the same method and Range headers, without the token."""
+        a = await self.api.call(method, path, headers=headers)
+        if a is not None and a.status == 503 and self.l.store_was_down(time.monotonic()):
+            self.l.counts["downloads answered 503 while the object store was down"] += 1
+            return None  # booked by Api.classify; nothing to compare
+        if a is None or a.status != 302:
+            return a
+        self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
+        plain = {k: v for k, v in headers.items() if k != "Authorization"}
+        async with self.api.http.request(method, a.headers["Location"], headers=plain) as resp:
+            return Answer(resp.status, CIMultiDict(resp.headers), await resp.read(), "store")
+
     async def download(self) -> None:
         await self.list_bdrs()
         ready = [i for i, s in self.mine.items() if s == "ready"]
@@ -407,7 +437,7 @@ class Actor:
         path = f"/api/pmd/bdr/{bdr_id}/download"
         kind = self.rng.choice(["full", "range", "if-range", "head"])
         if kind == "head":
-            a = await self.api.call("HEAD", path, headers=self.user.auth)
+            a = await self.fetch_zip("HEAD", path, self.user.auth)
             if a is not None and not (
                 a.status == 200 and int(a.headers["Content-Length"]) == row["file_size_bytes"]
             ):
@@ -415,7 +445,7 @@ class Actor:
             self.l.counts["downloads checked: HEAD"] += a is not None
             return
         if kind == "full":
-            a = await self.api.call("GET", path, headers=self.user.auth)
+            a = await self.fetch_zip("GET", path, self.user.auth)
             if a is None:
                 return
             ok = (a.status == 200 and len(a.body) == row["file_size_bytes"]
@@ -432,14 +462,19 @@ class Actor:
         end = min(size - 1, start + self.rng.randint(0, 200_000))
         headers = {**self.user.auth, "Range": f"bytes={start}-{end}"}
         if kind == "if-range":
-            head = await self.api.call("HEAD", path, headers=self.user.auth)
+            head = await self.fetch_zip("HEAD", path, self.user.auth)
             if head is None or head.status != 200:
                 return
             headers["If-Range"] = head.headers["ETag"]
-        a = await self.api.call("GET", path, headers=headers)
+        a = await self.fetch_zip("GET", path, headers)
         if a is None:
             return
-        on_disk = await asyncio.to_thread(_slice, self.bdr_root, row["file_path"], start, end)
+        if self.zip_store is not None:
+            key = row["file_path"].removeprefix("bdr/")
+            got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
+            on_disk = got.to_bytes()
+        else:
+            on_disk = await asyncio.to_thread(_slice, self.bdr_root, row["file_path"], start, end)
         self.l.counts[f"downloads checked: Range ({kind})"] += 1
         if a.status != 206 or a.body != on_disk:
             self.l.violation(

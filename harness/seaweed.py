@@ -87,7 +87,8 @@ class Seaweed:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.proc.returncode}: see {self.directory}")
+                tail = (self.directory / "weed.log").read_text(errors="replace")[-600:]
+                raise RuntimeError(f"weed exited with {self.proc.returncode}: …{tail}")
             try:
                 urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
                 return
@@ -105,10 +106,20 @@ class Seaweed:
             self.proc.wait()
 
 
+def _server_args(directory: Path, config: Path) -> tuple[str, list[str]]:
+    master, volume, filer, s3 = _free_ports(4)
+    return f"http://127.0.0.1:{s3}", [
+        weed_binary(), "server", f"-dir={directory / 'data'}",
+        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+        f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+        "-s3", f"-s3.config={config}", "-volume.max=16", "-master.volumeSizeLimitMB=256",
+    ]  # fmt: skip
+
+
 @contextmanager
 def running_seaweed() -> Iterator[Seaweed]:
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
-    master, volume, filer, s3 = _free_ports(4)
     config = directory / "s3.json"
     config.write_text(json.dumps({"identities": [{
         "name": "pmd",
@@ -116,16 +127,19 @@ def running_seaweed() -> Iterator[Seaweed]:
         "actions": ["Admin", "Read", "List", "Tagging", "Write"],
     }]}))  # fmt: skip
     (directory / "data").mkdir()
-    args = [
-        weed_binary(), "server", f"-dir={directory / 'data'}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-        f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-s3", f"-s3.config={config}", "-volume.max=16", "-master.volumeSizeLimitMB=256",
-    ]  # fmt: skip
-    weed = Seaweed(f"http://127.0.0.1:{s3}", directory, args=args)
+    weed = Seaweed("", directory)
     try:
-        weed.start()
+        # A free port can be taken by another process between the pick and weed's bind (it
+        # binds eight): then weed exits at once, and another set of ports is tried.
+        for attempt in range(3):
+            weed.endpoint, weed.args = _server_args(directory, config)
+            try:
+                weed.start()
+                break
+            except RuntimeError:
+                weed.stop()
+                if attempt == 2:
+                    raise
         yield weed
     finally:
         weed.stop()

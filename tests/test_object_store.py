@@ -374,3 +374,38 @@ def test_file_urls_name_the_folders(tmp_path: Path) -> None:
 async def test_a_job_context_opens_the_stores(settings: Settings) -> None:
     async with job_context(settings) as ctx:
         assert ctx["pmd"].zips.store is not None
+
+
+async def test_a_download_while_the_store_is_unreachable_is_503(
+    aiohttp_client: Any, client: Client, factory: Factory, settings: Settings
+) -> None:
+    from pmd_service.web.app import create_app
+
+    owner, _, item = await ready_bdr(client, factory, settings, n=1)
+    down = replace(settings, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    other = await aiohttp_client(create_app(down))
+    resp = await other.get(item["download_url"], headers=owner.auth, allow_redirects=False)
+    problem = await assert_problem(resp, 503)
+    assert resp.headers["Retry-After"] == "30"
+    assert "try again" in problem["detail"]
+    # Nothing was concluded from the outage: the ZIP is still ready.
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+
+
+async def test_a_browser_link_downloads_with_a_single_use_ticket(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """The page lets the browser follow the link and save the file (no blob): the link carries
+    a ticket instead of the Bearer header, good for one request."""
+    owner, _, item = await ready_bdr(client, factory, settings, n=1)
+    ticket = (await (await client.post("/api/pmd/bdr/sse-ticket", headers=owner.auth)).json())[
+        "ticket"
+    ]
+    url = f"/api/pmd/bdr/{item['id']}/download?ticket={ticket}"
+    resp = await client.get(url, allow_redirects=False)
+    assert resp.status == 302
+    async with aiohttp.ClientSession() as http, http.get(resp.headers["Location"]) as got:
+        assert got.status == 200 and len(await got.read()) == item["file_size_bytes"]
+    again = await client.get(url, allow_redirects=False)
+    await assert_problem(again, 401)
+    assert (await client.get(f"/api/pmd/bdr/{item['id']}/download")).status == 401

@@ -11,12 +11,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import aiofiles.os
 import obstore
 from obstore.store import S3Store
 
 from ..objects import StoreUrl, open_store
+from ..problems import ProblemError
 from ..settings import Settings
 from ..vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
 
@@ -24,6 +26,20 @@ log = logging.getLogger(__name__)
 
 # A missing object: obstore raises the builtin for a 404 on GET/HEAD, its own class elsewhere.
 OBJECT_MISSING = (FileNotFoundError, obstore.exceptions.NotFoundError)
+
+
+STORE_RETRY_AFTER = 30
+
+
+def store_unavailable(exc: Exception) -> ProblemError:
+    log.warning("object store unavailable: %s", str(exc).partition("\n")[0])
+    return ProblemError(
+        503,
+        "store-unavailable",
+        "Service Unavailable",
+        "The storage holding the ZIPs cannot be reached right now; please try again in a minute.",
+        headers={"Retry-After": str(STORE_RETRY_AFTER)},
+    )
 
 
 class ZipMissing(Exception):
@@ -62,7 +78,12 @@ class ZipFiles:
             key = self._key(file_path)
             if key is not None:
                 assert self.store is not None
-                meta = await obstore.head_async(self.store, key)
+                try:
+                    meta = await obstore.head_async(self.store, key)
+                except OBJECT_MISSING:
+                    raise
+                except (obstore.exceptions.BaseError, OSError) as exc:
+                    raise store_unavailable(exc) from None
                 return StoredZip(
                     size=meta["size"],
                     etag=meta["e_tag"] or f'"{meta["size"]:x}"',
@@ -81,10 +102,13 @@ class ZipFiles:
             path=path,
         )
 
-    async def signed_url(self, stored: StoredZip) -> str:
-        """A GET URL of the object valid for BDR_SIGNED_URL_SECONDS (signed locally: no request)."""
+    async def signed_url(self, stored: StoredZip, method: Literal["GET", "HEAD"]) -> str:
+        """A URL of the object valid for BDR_SIGNED_URL_SECONDS (signed locally: no request).
+
+        The method is part of the signature: a HEAD is redirected to a URL signed for HEAD.
+        """
         assert self.store is not None and stored.key is not None
-        return await obstore.sign_async(self.store, "GET", stored.key, self.signed_url_ttl)
+        return await obstore.sign_async(self.store, method, stored.key, self.signed_url_ttl)
 
     async def remove(self, file_path: str | None) -> None:
         if not file_path or is_host_file(file_path):
@@ -93,8 +117,13 @@ class ZipFiles:
             key = self._key(file_path)
             if key is not None:
                 assert self.store is not None
-                with contextlib.suppress(*OBJECT_MISSING):
+                try:
                     await obstore.delete_async(self.store, key)
+                except OBJECT_MISSING:
+                    pass
+                except (obstore.exceptions.BaseError, OSError) as exc:
+                    # The row no longer points at it: the daily cleanup removes it as an orphan.
+                    log.warning("could not delete %s now: %s", key, str(exc).partition("\n")[0])
                 return
             path = bdr_zip_path(self.root, file_path)
         except VaultPathError:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import obstore
-from obstore.store import S3Store
+from obstore.store import ObjectStore
 
 from ..bdr.files import OBJECT_MISSING
 from ..objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads, older_than
@@ -73,7 +73,9 @@ async def abort_dead_uploads(
     return len(dead)
 
 
-async def remove_orphan_objects(pool: asyncpg.Pool, store: S3Store, min_age_seconds: float) -> int:
+async def remove_orphan_objects(
+    pool: asyncpg.Pool, store: ObjectStore, min_age_seconds: float
+) -> int:
     """Delete the service's ZIPs older than `min_age_seconds` that no ready row points at (a
     run whose commit failed after its upload completed, a row purged while its object was
     kept)."""

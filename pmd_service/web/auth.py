@@ -7,8 +7,9 @@ from aiohttp import web
 
 from ..access import Principal, caller_from_token, resolve_target
 from ..problems import ProblemError, unauthorized
+from ..sse import tickets
 from ..tokens import TokenRules
-from .keys import DB_POOL, PRINCIPAL, SETTINGS
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -52,3 +53,21 @@ async def retarget(request: web.Request, body_target: str | None) -> Principal:
         )
     target = await resolve_target(request.app[DB_POOL], principal.caller, body_target)
     return Principal(principal.caller, target, principal.token_expires_at)
+
+
+async def bearer_or_ticket(request: web.Request) -> Principal:
+    """The Bearer header, or else `?ticket=` from POST /api/pmd/bdr/sse-ticket: for what a
+    browser opens without headers (EventSource, a download link the browser saves itself)."""
+    token = bearer_token(request)
+    if token is not None:
+        return await authenticate(request, token)
+    ticket = request.query.get("ticket")
+    if ticket is None:
+        raise unauthorized(
+            "This needs `Authorization: Bearer <token>`, or (for a browser's own request) "
+            "`?ticket=` from POST /api/pmd/bdr/sse-ticket.",
+            "",
+        )
+    return await tickets.redeem(
+        request.app[REDIS], request.app[DB_POOL], ticket, request.query.get("target_sqid")
+    )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
+import msgspec
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from msgspec import Meta
 from multidict import CIMultiDict
 
 from ..bdr import service
@@ -15,7 +18,7 @@ from ..logs import REQUEST_ID_HEADER
 from ..problems import ProblemError
 from . import object_download, request_ids
 from .auth import retarget
-from .endpoint import Endpoint, Param
+from .endpoint import Auth, Endpoint, Param
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json
@@ -75,7 +78,7 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
         # object carries the file name (Content-Disposition, set at upload).
         if request.method == "GET" and _from_the_start(request):
             await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
-        return await object_download.redirect(files, stored)
+        return await object_download.redirect(request, files, stored)
     if _SUFFIX_OF_NOTHING.fullmatch(request.headers.get("Range", "")):
         # aiohttp serves `bytes=-0` as the whole file with 206; no byte satisfies it (RFC 9110
         # §14.1.3), so 416 as for any range past the end.
@@ -143,6 +146,21 @@ def _range_must_be_ignored(request: web.Request, etag: str) -> bool:
     return request.if_range is None  # not a valid HTTP date either
 
 
+class DownloadQuery(msgspec.Struct):
+    """The download's query: a browser saving the ZIP itself sends no Authorization header."""
+
+    ticket: (
+        Annotated[
+            str,
+            Meta(
+                description="A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer "
+                "header: for a link the browser follows and saves itself (no blob in the page)"
+            ),
+        ]
+        | None
+    ) = None
+
+
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
 
 ENDPOINTS = (
@@ -161,6 +179,7 @@ ENDPOINTS = (
              ok_status=204, ok_description="Cancelled or removed", params=(_ID,), problems=(403, 404)),
     Endpoint("get", "/api/pmd/bdr/{id}/download", download_bdr, "downloadBdr",
              "The ZIP (Range supported)", "downloads", response_media="application/zip",
+             auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
              ok_description="The ZIP file",
              params=(
                  _ID,

@@ -14,6 +14,9 @@ from aiohttp.typedefs import Handler
 class Auth(enum.Enum):
     PUBLIC = "public"  # health, readiness, the OpenAPI document, metrics
     BEARER = "bearer"  # `Authorization: Bearer`; the handler finds request[PRINCIPAL]
+    # Bearer, or `?ticket=` for what a browser opens itself (a download it saves): the endpoint
+    # declares a `ticket` in its query struct.
+    BEARER_OR_TICKET = "bearer_or_ticket"
     OWN = "own"  # the handler authenticates itself (the SSE stream also takes a ticket)
 
 

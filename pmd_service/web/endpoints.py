@@ -17,7 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..problems import FieldError, bad_request, unauthorized
-from .auth import authenticate, bearer_token
+from .auth import authenticate, bearer_or_ticket, bearer_token
 from .endpoint import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
 
@@ -33,15 +33,25 @@ def _with_bearer(handler: Handler) -> Handler:
     return authenticated
 
 
+def _with_bearer_or_ticket(handler: Handler) -> Handler:
+    async def authenticated(request: web.Request) -> web.StreamResponse:
+        request[PRINCIPAL] = await bearer_or_ticket(request)
+        return await handler(request)
+
+    return authenticated
+
+
+_WRAPPERS = {Auth.BEARER: _with_bearer, Auth.BEARER_OR_TICKET: _with_bearer_or_ticket}
+
+
 def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
     if ROUTE_ENDPOINTS not in app:
         app[ROUTE_ENDPOINTS] = {}
     for endpoint in endpoints:
         if endpoint.query is not None:
             _query_fields(endpoint.query)  # an unsupported field fails here, at start-up
-        handler = (
-            _with_bearer(endpoint.handler) if endpoint.auth is Auth.BEARER else endpoint.handler
-        )
+        wrap = _WRAPPERS.get(endpoint.auth)
+        handler = wrap(endpoint.handler) if wrap is not None else endpoint.handler
         if endpoint.method == "get":
             route = app.router.add_get(
                 endpoint.path, handler, name=endpoint.operation_id, allow_head=endpoint.allow_head

@@ -13,14 +13,14 @@ from collections.abc import Mapping
 import obstore
 from aiohttp import hdrs, web
 
-from ..bdr.files import StoredZip, ZipFiles
-from ..problems import ProblemError
+from ..bdr.files import OBJECT_MISSING, StoredZip, ZipFiles, store_unavailable
+from ..problems import ProblemError, gone
 
 READ_CHUNK = 1 << 20
 
 
-async def redirect(files: ZipFiles, stored: StoredZip) -> web.Response:
-    url = await files.signed_url(stored)
+async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> web.Response:
+    url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
     return web.Response(status=302, headers={"Location": url, "Cache-Control": "private, no-store"})
 
 
@@ -83,9 +83,14 @@ async def proxy(
         return response
     # The ETag pins the version: if the object was replaced meanwhile, the read fails rather
     # than splicing two files into one download.
-    result = await obstore.get_async(
-        files.store, stored.key, options={"range": (start, stop), "if_match": stored.etag}
-    )
+    try:
+        result = await obstore.get_async(
+            files.store, stored.key, options={"range": (start, stop), "if_match": stored.etag}
+        )
+    except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
+        raise gone("This download's file is no longer available; request a new download.") from None
+    except (obstore.exceptions.BaseError, OSError) as exc:
+        raise store_unavailable(exc) from None
     await response.prepare(request)
     async for chunk in result.stream(min_chunk_size=READ_CHUNK):
         await response.write(chunk)

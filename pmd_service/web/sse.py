@@ -10,13 +10,11 @@ import msgspec
 from aiohttp import web
 from msgspec import Meta
 
-from ..access import Principal
 from ..logs import REQUEST_ID_HEADER, request_id_from
-from ..problems import unauthorized
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
 from ..sse.hub import Hub, Subscriber
-from .auth import authenticate, bearer_token
+from .auth import bearer_or_ticket
 from .endpoint import Auth, Endpoint, Param
 from .endpoints import parse_query
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE
@@ -63,25 +61,9 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
-async def _principal(request: web.Request, query: StreamQuery) -> Principal:
-    token = bearer_token(request)
-    if token is not None:
-        return await authenticate(request, token)
-    ticket = query.ticket
-    if ticket is None:
-        raise unauthorized(
-            "This stream needs `Authorization: Bearer <token>`, or (for EventSource) "
-            "`?ticket=` from POST /api/pmd/bdr/sse-ticket.",
-            "",
-        )
-    return await tickets.redeem(
-        request.app[REDIS], request.app[DB_POOL], ticket, request.query.get("target_sqid")
-    )
-
-
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     query = parse_query(request, StreamQuery)
-    principal = await _principal(request, query)
+    principal = await bearer_or_ticket(request)
     last_event_id = service.parse_last_event_id(
         request.headers.get("Last-Event-ID") or query.last_event_id
     )

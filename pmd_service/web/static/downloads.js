@@ -201,22 +201,20 @@ export class Downloads {
     }
   }
 
-  // The download needs the Bearer header, so it goes through fetch and a blob URL.
+  // The browser saves the ZIP itself, streaming it to disk: never read into a blob (a ZIP may
+  // be gigabytes). A link cannot carry the Bearer header, so it carries a single-use ticket;
+  // the server answers with the file, or (ZIPs in object storage) a redirect to a signed URL.
   async download(item, button) {
     const label = button.textContent;
-    button.textContent = "Downloading…";
+    button.textContent = "Starting download…";
     try {
-      const response = await this.api.request("GET", item.download_url, { raw: true });
-      const disposition = response.headers.get("Content-Disposition") ?? "";
-      const name = /filename="?([^";]+)"?/.exec(disposition)?.[1] ?? `download-${item.id}.zip`;
-      const url = URL.createObjectURL(await response.blob());
+      const { ticket } = await this.api.post("/api/pmd/bdr/sse-ticket");
       const a = document.createElement("a");
-      a.href = url;
-      a.download = name;
+      a.href = this.api.url(item.download_url, { ticket });
+      a.download = ""; // the name comes from Content-Disposition
       document.body.append(a);
       a.click();
       a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 60_000);
     } finally {
       button.textContent = label;
     }
