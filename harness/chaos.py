@@ -212,8 +212,10 @@ async def run_stack(
             if weed is not None:
                 bucket_name = new_bucket_name()
                 await create_bucket(weed, bucket_name)
+                # Retries 3, 12 and 48 s apart outlast the store's outage (20 s, plus its
+                # restart): no BDR may fail because of it.
                 store_env = weed.env(bucket_name, "chaos")
-                env |= store_env
+                env |= store_env | {"BDR_RETRY_BASE_SECONDS": "3"}
                 settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
                 print(f"ZIPs in {store_env['BDR_STORE']} on SeaweedFS at {weed.endpoint}; "
                       "server-a redirects downloads, server-b streams them")  # fmt: skip

@@ -76,6 +76,11 @@ async def check_terminal(
     db_terminal = sum(r["status"] in TERMINAL for r in bdrs)
     report.count("BDRs in the database, terminal", db_terminal, len(bdrs),
                  [f"BDR {r['id']} stuck {r['status']}" for r in bdrs if r["status"] not in TERMINAL])  # fmt: skip
+    for r in bdrs:
+        if r["status"] == "failed":
+            report.info(
+                f"failed BDR {r['id']} after {r['attempts']} attempts: {r['error_message']}"
+            )
     by_status = Counter(r["status"] for r in bdrs)
     report.info("final statuses: " + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())))
     retaken = sum(r["attempts"] > 1 for r in bdrs)

@@ -121,7 +121,8 @@ class Api:
         ) or (
             status == 503
             and name.endswith("/download")
-            and b"store-unavailable" in body
+            # A HEAD answer has no body to say why.
+            and (b"store-unavailable" in body or name.startswith("HEAD "))
             and self.ledger.store_was_down(started)
         ):
             self.ledger.dependency_503[name] += 1
