@@ -14,6 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from harness.seaweed import Seaweed
 from pmd_service.settings import Settings
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
@@ -283,6 +284,31 @@ async def test_a_download_goes_live_to_ready_and_downloads(
     assert sum(n.startswith("artworks/") for n in names) == 16
     assert {"metadata.json", "comments.json"} <= set(names)
     assert watch.errors == []
+
+
+@pytest.mark.parametrize("mode", ["redirect", "proxy"])
+async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
+    browser: Browser, settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path,
+    factory: Factory, seaweed: Seaweed, s3_bucket: str, s3_prefix: str, mode: str,
+) -> None:  # fmt: skip
+    """BDR_STORE in a real S3 server: the browser follows the link (a ticket, no blob), gets a
+    302 to the signed URL (or the bytes through the server) and saves the host's file name."""
+    env = seaweed.env(s3_bucket, s3_prefix, BDR_DOWNLOAD_MODE=mode)
+    async with running_stack(settings, tmp_path, free_port(), **env) as stack:
+        ids, page, watch = await loaded_page(browser, stack, factory, 3)
+        await page.get_by_role("button", name="Select page").click()
+        await page.get_by_role("button", name="Request download of 3 posts").click()
+        card = page.locator("#bdr-list li").first
+        await expect(card).to_have_attribute("data-status", "ready", timeout=60_000)
+        async with page.expect_download() as info:
+            await card.get_by_role("button", name="Download ZIP").click()
+        download = await info.value
+        assert download.suggested_filename.startswith("makapix-artworks-")
+        data = await asyncio.to_thread(Path(await download.path()).read_bytes)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            assert archive.testzip() is None
+            assert sum(n.startswith("artworks/") for n in archive.namelist()) == len(ids)
+        assert watch.errors == []
 
 
 async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches_up(
