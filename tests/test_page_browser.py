@@ -33,7 +33,7 @@ if not REQUIRE_BROWSER:
     if not CHROMIUM.exists():
         pytest.skip(f"no browser at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
 
 # A shared 2-core machine: generous, and never a timing assertion.
 expect.set_options(timeout=30_000)
@@ -121,6 +121,18 @@ async def request_bdr(stack: Stack, owner: UserRow, body: dict[str, Any]) -> str
         assert r.status == 202, await r.text()
         bdr_id: str = (await r.json())["id"]
         return bdr_id
+
+
+async def saved_zip(page: Page, card: Locator) -> list[str]:
+    """Click the card's Download button: the ZIP the browser saved (valid), its entry names."""
+    async with page.expect_download() as info:
+        await card.get_by_role("button", name="Download ZIP").click()
+    download = await info.value
+    assert download.suggested_filename.startswith("makapix-artworks-")
+    data = await asyncio.to_thread(Path(await download.path()).read_bytes)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.testzip() is None
+        return archive.namelist()
 
 
 async def shot(page: Page, name: str) -> None:
@@ -273,14 +285,7 @@ async def test_a_download_goes_live_to_ready_and_downloads(
     await expect(card).to_contain_text("expires in 7 days")
     await shot(page, "download-ready")
 
-    async with page.expect_download() as info:
-        await card.get_by_role("button", name="Download ZIP").click()
-    download = await info.value
-    assert download.suggested_filename.startswith("makapix-artworks-")
-    data = await asyncio.to_thread(Path(await download.path()).read_bytes)
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        assert archive.testzip() is None
-        names = archive.namelist()
+    names = await saved_zip(page, card)
     assert sum(n.startswith("artworks/") for n in names) == 16
     assert {"metadata.json", "comments.json"} <= set(names)
     assert watch.errors == []
@@ -300,14 +305,8 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
         await page.get_by_role("button", name="Request download of 3 posts").click()
         card = page.locator("#bdr-list li").first
         await expect(card).to_have_attribute("data-status", "ready", timeout=60_000)
-        async with page.expect_download() as info:
-            await card.get_by_role("button", name="Download ZIP").click()
-        download = await info.value
-        assert download.suggested_filename.startswith("makapix-artworks-")
-        data = await asyncio.to_thread(Path(await download.path()).read_bytes)
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            assert archive.testzip() is None
-            assert sum(n.startswith("artworks/") for n in archive.namelist()) == len(ids)
+        names = await saved_zip(page, card)
+        assert sum(n.startswith("artworks/") for n in names) == len(ids)
         assert watch.errors == []
 
 

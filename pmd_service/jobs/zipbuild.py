@@ -53,6 +53,8 @@ class Entry:
 
 # A trailing JSON file: whole, or streamed as chunks (comments.json of 200,000 comments).
 Trailing = bytes | Iterable[bytes]
+# (added, skipped) -> the JSON files, made once the artworks are known.
+Trailer = Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]]
 
 
 @dataclass
@@ -133,7 +135,7 @@ Sink = Callable[[Iterator[bytes]], None]
 
 def _zip_chunks(
     entries: Iterable[Entry],
-    trailer: Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]],
+    trailer: Trailer,
     on_progress: Callable[[int], None],
     cancel: threading.Event,
     result: BuildResult,
@@ -171,7 +173,7 @@ def _zip_chunks(
 def build(
     sink: Sink,
     entries: Iterable[Entry],
-    trailer: Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]],
+    trailer: Trailer,
     on_progress: Callable[[int], None],
     cancel: threading.Event,
     result: BuildResult | None = None,
@@ -243,7 +245,7 @@ def object_sink(store: ObjectStore, path: str, attributes: Attributes) -> Sink:
 def build_zip(
     temp_path: Path,
     entries: Iterable[Entry],
-    trailer: Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]],
+    trailer: Trailer,
     on_progress: Callable[[int], None],
     cancel: threading.Event,
 ) -> BuildResult:
