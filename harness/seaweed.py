@@ -64,6 +64,7 @@ class Seaweed:
     directory: Path
     proc: subprocess.Popen[bytes] | None = None
     args: list[str] = field(default_factory=list)
+    master: str = ""  # the master's HTTP endpoint (its admin calls: vacuum)
 
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
         """The service's variables for ZIPs in `s3://bucket/prefix`."""
@@ -97,6 +98,14 @@ class Seaweed:
                 time.sleep(0.2)
         raise RuntimeError(f"SeaweedFS S3 did not answer within {timeout} s")
 
+    def vacuum(self, timeout: float = 120) -> None:
+        """Reclaim the space of deleted objects now. SeaweedFS only marks them deleted and
+        compacts a volume later (every 15 min), so a benchmark that uploads and deletes
+        gigabytes fills its volumes of 256 MB anyway; an upload running while the server grew
+        new ones was seen to fail with 500s (after ~1.7 GB written and deleted)."""
+        url = f"{self.master}/vol/vacuum?garbageThreshold=0.0001"
+        urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - our own server
+
     def stop(self) -> None:
         """SIGKILL the whole process group: the chaos run stops it this way on purpose."""
         if self.proc is not None and self.proc.poll() is None:
@@ -123,7 +132,9 @@ def running_seaweed() -> Iterator[Seaweed]:
         f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-s3", f"-s3.config={config}", "-volume.max=16", "-master.volumeSizeLimitMB=256",
     ]  # fmt: skip
-    weed = Seaweed(f"http://127.0.0.1:{s3}", directory, args=args)
+    weed = Seaweed(
+        f"http://127.0.0.1:{s3}", directory, args=args, master=f"http://127.0.0.1:{master}"
+    )
     try:
         weed.start()
         yield weed
