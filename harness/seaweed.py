@@ -64,6 +64,7 @@ class Seaweed:
     directory: Path
     proc: subprocess.Popen[bytes] | None = None
     args: list[str] = field(default_factory=list)
+    master: str = ""  # the master's HTTP endpoint (its admin calls: vacuum)
 
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
         """The service's variables for ZIPs in `s3://bucket/prefix`."""
@@ -98,6 +99,14 @@ class Seaweed:
                 time.sleep(0.2)
         raise RuntimeError(f"SeaweedFS S3 did not answer within {timeout} s")
 
+    def vacuum(self, timeout: float = 120) -> None:
+        """Reclaim the space of deleted objects now. SeaweedFS only marks them deleted and
+        compacts a volume later (every 15 min), so a benchmark that uploads and deletes
+        gigabytes fills its volumes of 256 MB anyway; an upload running while the server grew
+        new ones was seen to fail with 500s (after ~1.7 GB written and deleted)."""
+        url = f"{self.master}/vol/vacuum?garbageThreshold=0.0001"
+        urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - our own server
+
     def stop(self) -> None:
         """SIGKILL the whole process group: the chaos run stops it this way on purpose."""
         if self.proc is not None and self.proc.poll() is None:
@@ -106,9 +115,10 @@ class Seaweed:
             self.proc.wait()
 
 
-def _server_args(directory: Path, config: Path) -> tuple[str, list[str]]:
+def _server_args(directory: Path, config: Path) -> tuple[str, str, list[str]]:
+    """(S3 endpoint, master URL, the command) on free ports."""
     master, volume, filer, s3 = _free_ports(4)
-    return f"http://127.0.0.1:{s3}", [
+    return f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}", [
         weed_binary(), "server", f"-dir={directory / 'data'}",
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
@@ -132,7 +142,7 @@ def running_seaweed() -> Iterator[Seaweed]:
         # A free port can be taken by another process between the pick and weed's bind (it
         # binds eight): then weed exits at once, and another set of ports is tried.
         for attempt in range(3):
-            weed.endpoint, weed.args = _server_args(directory, config)
+            weed.endpoint, weed.master, weed.args = _server_args(directory, config)
             try:
                 weed.start()
                 break
