@@ -32,9 +32,9 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -54,7 +54,8 @@ from harness.stack import (
 )
 from pmd_service.db import connect
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
-from pmd_service.jobs.context import job_context
+from pmd_service.jobs.context import job_context, state
+from pmd_service.jobs.worker_options import MAX_JOBS, POLL_DELAY
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
 from pmd_service.sse.service import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
@@ -75,6 +76,8 @@ REPLAYER_EVENTS = 2 * max(REPLAYS)
 REPLAY_ROUNDS = 15
 PROBE_EVERY_S = 0.01
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
+CONNECTED = b"event: connected"
 SERVER_LOG = CHECKOUT / ".data" / "bench" / "scaling-server.log"
 
 SQL_OUR_BACKENDS = """
@@ -181,16 +184,22 @@ class CpuMeter:
             return spent
 
         per_worker = [x - y for x, y in zip(a["workers"], b["workers"], strict=True)]
-        return {
-            "wall_s": a["wall"] - b["wall"],
+        spent = {
             "workers_s": sum(per_worker),
-            "per_worker_s": per_worker,
             "server_s": a["server"] - b["server"],
             "postgres_s": backends("postgres"),
             "pg_shared_s": backends("pg_shared"),
             "redis_s": a["redis"] - b["redis"],
             "bench_s": a["bench"] - b["bench"],
-            "machine_busy_s": a["machine"] - b["machine"],
+        }
+        busy = a["machine"] - b["machine"]
+        return {
+            "wall_s": a["wall"] - b["wall"],
+            "per_worker_s": per_worker,
+            **spent,
+            # The rest of the machine's busy time: other work sharing the cores.
+            "others_s": max(0.0, busy - sum(spent.values())),
+            "machine_busy_s": busy,
             "machine_iowait_s": a["iowait"] - b["iowait"],
         }
 
@@ -328,7 +337,8 @@ def cpu_line(r: dict[str, Any]) -> str:
     return (
         f"cores busy: workers {workers}, postgres {c['postgres_s'] / wall:.2f} "
         f"(+{c['pg_shared_s'] / wall:.2f} shared), server {c['server_s'] / wall:.2f}, "
-        f"redis {c['redis_s'] / wall:.2f}; machine {c['machine_busy_s'] / wall:.2f} of 2 "
+        f"redis {c['redis_s'] / wall:.2f}, this bench {c['bench_s'] / wall:.2f}, other work "
+        f"{c['others_s'] / wall:.2f}; machine {c['machine_busy_s'] / wall:.2f} of 2 "
         f"(iowait {c['machine_iowait_s'] / wall:.2f}); CPU per BDR: workers "
         f"{c['workers_s'] / n * 1000:.1f} ms, postgres {c['postgres_s'] / n * 1000:.1f} ms"
     )
@@ -414,6 +424,8 @@ async def burst_latency(
         for t, up in zip(users.tokens, ups, strict=True)
     ]
     samples: list[float] = []
+    replies: list[float] = []  # POST → 202
+    spans: list[float] = []  # a burst's first POST → its last ready
     try:
         await asyncio.wait_for(asyncio.gather(*ups), 30)
         for b in range(BURSTS + 1):  # the first burst warms the workers up
@@ -423,6 +435,8 @@ async def burst_latency(
                 start = time.perf_counter()
                 bdr_id = await post_bdr(http, users.tokens[u], request_ids(users.posts[u], b))
                 sent[bdr_id] = start
+                if b > 0:
+                    replies.append(time.perf_counter() - start)
 
             await asyncio.gather(*(one(u) for u in range(USERS)))
             deadline = time.monotonic() + 60
@@ -432,6 +446,7 @@ async def burst_latency(
                 await asyncio.sleep(0.02)
             if b > 0:
                 samples += [seen[i] - t for i, t in sent.items()]
+                spans.append(max(seen[i] for i in sent) - min(sent.values()))
     finally:
         for s in streams:
             s.cancel()
@@ -446,6 +461,9 @@ async def burst_latency(
         "p99_ms": percentile(ms, 0.99),
         "max_ms": max(ms),
         "min_ms": min(ms),
+        "reply_p50_ms": percentile(replies, 0.5) * 1000,
+        "reply_p99_ms": percentile(replies, 0.99) * 1000,
+        "burst_s": statistics.median(spans),
         "samples_ms": ms,
     }
 
@@ -477,19 +495,18 @@ async def open_stream(
     headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
-    frames, reset = 0, False
+    buf = bytearray()
     start = time.perf_counter()
     async with http.get("/api/pmd/bdr/sse", headers=headers) as resp:
         assert resp.status == 200, resp.status
-        async for line in resp.content:
-            if line.startswith(b"event: bdr_update"):
-                frames += 1
-            elif line.startswith(b"event: reset"):
-                reset = True
-            elif line.startswith(b"event: connected"):
+        # Raw chunks, not lines: a client parsing 8,000 lines in Python would time itself.
+        async for chunk in resp.content.iter_any():
+            seen = max(0, len(buf) - len(CONNECTED))
+            buf += chunk
+            if buf.find(CONNECTED, seen) >= 0:
                 seconds = time.perf_counter() - start
                 resp.close()  # the connection too: the server frees the stream at once
-                return seconds, frames, reset
+                return seconds, buf.count(b"event: bdr_update"), b"event: reset" in buf
     raise RuntimeError("stream ended before `connected`")
 
 
@@ -557,37 +574,53 @@ async def probe_writes(
     return samples
 
 
+async def probed(
+    probe: asyncpg.Connection, bdr_id: uuid.UUID, work: Awaitable[T]
+) -> tuple[T, float, list[float]]:
+    """`work`'s result and seconds, and the event writes timed while it ran."""
+    stop_at = asyncio.Event()
+    task = asyncio.create_task(probe_writes(probe, bdr_id, stop_at))
+    start = time.perf_counter()
+    try:
+        result = await work
+    finally:
+        seconds = time.perf_counter() - start
+        stop_at.set()
+        samples = await task
+    return result, seconds, samples
+
+
+def probe_figures(prefix: str, samples: list[float]) -> dict[str, float]:
+    ms = [x * 1000 for x in samples]
+    return {
+        f"{prefix}_p50_ms": percentile(ms, 0.5),
+        f"{prefix}_p99_ms": percentile(ms, 0.99),
+        f"{prefix}_max_ms": max(ms),
+    }
+
+
 async def one_cleanup(
     settings: Settings, probe: asyncpg.Connection, bdr_id: uuid.UUID
 ) -> dict[str, Any]:
     async with job_context(settings) as ctx:
-        # The same probe with nothing else happening, for comparison.
-        quiet_stop = asyncio.Event()
-        quiet = asyncio.create_task(probe_writes(probe, bdr_id, quiet_stop))
-        await asyncio.sleep(2.0)
-        quiet_stop.set()
-        quiet_s = await quiet
-        during_stop = asyncio.Event()
-        during = asyncio.create_task(probe_writes(probe, bdr_id, during_stop))
-        start = time.perf_counter()
-        summary = await cleanup_expired_bdrs(ctx)
-        seconds = time.perf_counter() - start
-        during_stop.set()
-        during_s = await during
-        # Again with nothing left to purge: the cost of everything else it does.
+        pool = state(ctx).pool
+        _, _, quiet = await probed(probe, bdr_id, asyncio.sleep(2.0))
+        summary, seconds, during = await probed(probe, bdr_id, cleanup_expired_bdrs(ctx))
+        # The deleted rows' space and index entries are reclaimed by the next (auto)vacuum:
+        # part of the purge's cost, paid later.
+        _, vacuum_s, vacuuming = await probed(probe, bdr_id, pool.execute("VACUUM bdr_events"))
+        # With nothing due: what the cleanup costs on a day with no events to purge.
         start = time.perf_counter()
         await cleanup_expired_bdrs(ctx)
-        rest = time.perf_counter() - start
+        idle_s = time.perf_counter() - start
     return {
         "purged": summary["events_purged"],
         "seconds": seconds,
-        "rest_s": rest,
-        "probe_quiet_p50_ms": statistics.median(quiet_s) * 1000,
-        "probe_quiet_max_ms": max(quiet_s) * 1000,
-        "probe_p50_ms": statistics.median(during_s) * 1000,
-        "probe_p99_ms": percentile(during_s, 0.99) * 1000,
-        "probe_max_ms": max(during_s) * 1000,
-        "probes": len(during_s),
+        "vacuum_s": vacuum_s,
+        "nothing_due_s": idle_s,
+        **probe_figures("quiet", quiet),
+        **probe_figures("purge", during),
+        **probe_figures("vacuum", vacuuming),
     }
 
 
@@ -621,17 +654,18 @@ async def events_costs(
         stop(server)
     cleanups = []
     for i in range(2):
-        if i:
-            await conn.execute("VACUUM bdr_events")  # as autovacuum would in the day between
+        if i:  # the purged half again (the previous round vacuumed, as autovacuum would)
             await seed_events(conn, rows, replayer, rows // 2)
         before = await conn.fetchval("SELECT count(*) FROM bdr_events")
         c = {"rows_before": before, **await one_cleanup(settings, conn, bdr_id)}
         cleanups.append(c)
         print(f"  cleanup at {before:,} rows: {c['purged']:,} events purged in {c['seconds']:.2f} s "
-              f"({c['purged'] / c['seconds']:,.0f}/s; the rest of the cleanup {c['rest_s'] * 1000:.0f} ms); "
-              f"event writes meanwhile p50 {c['probe_p50_ms']:.1f} ms, p99 {c['probe_p99_ms']:.1f} ms, "
-              f"max {c['probe_max_ms']:.1f} ms (quiet: p50 {c['probe_quiet_p50_ms']:.1f}, "
-              f"max {c['probe_quiet_max_ms']:.1f})", flush=True)  # fmt: skip
+              f"({c['purged'] / c['seconds']:,.0f}/s), then VACUUM {c['vacuum_s']:.2f} s; with "
+              f"nothing due {c['nothing_due_s'] * 1000:.0f} ms. Event writes (p50/p99/max ms): "
+              f"quiet {c['quiet_p50_ms']:.1f}/{c['quiet_p99_ms']:.1f}/{c['quiet_max_ms']:.1f}, "
+              f"during the purge {c['purge_p50_ms']:.1f}/{c['purge_p99_ms']:.1f}/{c['purge_max_ms']:.1f}, "
+              f"during VACUUM {c['vacuum_p50_ms']:.1f}/{c['vacuum_p99_ms']:.1f}/{c['vacuum_max_ms']:.1f}",
+              flush=True)  # fmt: skip
     return {"rows": rows, "table_mb": size / 1e6, "seed_s": seed_s, **figures, "cleanups": cleanups}
 
 
@@ -663,6 +697,12 @@ async def run(parts: set[str], backlog: int, repeats: int, events: int) -> dict[
                 "users": USERS,
                 "artworks_per_bdr": ARTWORKS_PER_BDR,
                 "synchronous_commit": await conn.fetchval("SHOW synchronous_commit"),
+                "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
+                # arq starts at most max_jobs jobs a poll (start_jobs stops at the first job
+                # that does not fit): jobs shorter than a poll run at most this many a second.
+                "max_jobs": MAX_JOBS,
+                "poll_delay_s": POLL_DELAY,
+                "poll_ceiling_per_worker": MAX_JOBS / POLL_DELAY,
                 "cpus": len(os.sched_getaffinity(0)),
             }
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
@@ -680,7 +720,9 @@ async def run(parts: set[str], backlog: int, repeats: int, events: int) -> dict[
                         b = await burst_latency(conn, http, settings, env, users, n)
                         figures["burst"].append(b)
                         print(f"  {n} worker(s): p50 {b['p50_ms']:.0f} ms, p99 {b['p99_ms']:.0f} ms,"
-                              f" max {b['max_ms']:.0f} ms, min {b['min_ms']:.0f} ms", flush=True)  # fmt: skip
+                              f" max {b['max_ms']:.0f} ms, min {b['min_ms']:.0f} ms; the 202 replies p50 "
+                              f"{b['reply_p50_ms']:.0f} ms, p99 {b['reply_p99_ms']:.0f} ms; all {USERS} ready "
+                              f"{b['burst_s']:.2f} s after the first POST", flush=True)  # fmt: skip
             stop(server)
             if "events" in parts:
                 print(f"3. bdr_events at {events:,} rows:", flush=True)
