@@ -745,7 +745,7 @@ async def run(parts: set[str], backlog: int, repeats: int, events: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
     parser.add_argument("--backlog", type=int, default=300, help="BDRs per drain (≤ 8 a user)")
-    parser.add_argument("--repeats", type=int, default=2, help="drains per worker count")
+    parser.add_argument("--repeats", type=int, default=3, help="drains per worker count")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--parts", default="backlog,burst,events")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
