@@ -18,7 +18,9 @@ worker.WorkerSettings` processes on a fresh database, driven over HTTP as client
    its SQL alone through asyncpg); then `cleanup_expired_bdrs` run as the ops CLI runs it, its
    time and what it did to event writes happening meanwhile (a BDR progress update every 10 ms).
 
-The machine's cores are shared with everything else on it: read ratios within one run.
+The machine's cores are shared with everything else on it: read ratios within one run. Redis:
+arq's keys in REDIS_URL's database are deleted first (a dead run's jobs would join the backlog),
+so give it a database no running worker uses.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ SELECT extract(epoch FROM max(completed_at))::float8 AS last_done,
            AS claim_ready_p90
 FROM batch_download_requests
 """
+# $1 events over $7 seconds up to now, of which the first $9 (oldest first); one in $4 is user
+# $3's, the others spread over $6 users from $5 (no such users: events outlive their rows).
 SQL_SEED_EVENTS = """
 INSERT INTO bdr_events (bdr_id, user_id, created_at, payload)
 SELECT $2::uuid,
@@ -112,7 +116,8 @@ SELECT $2::uuid,
        $8::text::jsonb
 FROM generate_series(1, $9) AS g
 """
-# The probe row: its progress updates are event writes (the trigger appends and notifies).
+# The probe row: its progress updates are event writes (the trigger appends and notifies), and
+# its insert's event, a ready row's, is the payload the seeded events copy.
 SQL_PROBE_ROW = """
 INSERT INTO batch_download_requests
     (user_id, user_sqid, post_ids, artwork_count, status, started_at, completed_at, expires_at,
