@@ -53,6 +53,7 @@ BENCHMARKS = (
     Bench("host_migrate", (), 900),
     Bench("worker_memory", (), 900),
     Bench("store", (), 600),
+    Bench("scaling", (), 600),
 )
 
 
@@ -252,6 +253,85 @@ def plot_posts(posts: dict[str, Any], path: Path) -> None:
     ax.set_title(f"GET /api/pmd/posts?limit={posts['page_size']} by page depth "
                  f"({posts['posts']:,} posts)")  # fmt: skip
     _below(ax, ncols=3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_scaling(f: dict[str, Any], path: Path) -> None:
+    plt = _pyplot()
+    rows = f["backlog"]["by_workers"]
+    runs = f["backlog"]["runs"]
+    counts = [r["workers"] for r in rows]
+    ceiling = f["config"]["poll_ceiling_per_worker"]
+    fig, ((rate, cores), (burst, replay)) = plt.subplots(2, 2, figsize=(11, 9.5))
+
+    rate.plot([r["workers"] for r in runs], [r["per_s"] for r in runs], "o", color="C0",
+              alpha=0.4, label="each drain")  # fmt: skip
+    rate.plot(counts, [r["per_s"] for r in rows], "o-", color="C0", label="median")
+    rate.plot(counts, [ceiling * n for n in counts], ":", color="red",
+              label=f"arq's poll ceiling ({f['config']['max_jobs']} jobs a "
+                    f"{f['config']['poll_delay_s']:g} s poll a worker)")  # fmt: skip
+    rate.set_ylim(0, max(ceiling * counts[-1], max(r["per_s"] for r in runs)) * 1.1)
+    rate.set_xlabel("worker processes")
+    rate.set_ylabel("BDRs completed per second")
+    rate.set_title(f"(a) draining {rows[0]['bdrs']} small BDRs")
+    _below(rate, ncols=1)
+
+    parties = (
+        ("workers_s", "worker processes", "C0"),
+        ("postgres_s", "PostgreSQL (this database's backends)", "C2"),
+        ("rest_s", "server, Redis, PostgreSQL's shared processes, this bench", "C7"),
+        ("others_s", "other work on the machine", "C3"),
+    )
+    bottom = [0.0] * len(rows)
+    for key, label, color in parties:
+        values = []
+        for r in rows:
+            c = r["cpu"]
+            spent = (c["server_s"] + c["redis_s"] + c["pg_shared_s"] + c["bench_s"]
+                     if key == "rest_s" else c[key])  # fmt: skip
+            values.append(spent / c["wall_s"])
+        cores.bar([str(n) for n in counts], values, bottom=bottom, color=color, label=label)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    cores.axhline(f["config"]["cpus"], color="black", linestyle=":", label="cores on the machine")
+    cores.set_xlabel("worker processes (the fastest drain of each)")
+    cores.set_ylabel("cores busy during the drain")
+    cores.set_title("(b) where the CPU went")
+    _below(cores, ncols=1)
+
+    b = f["burst"]
+    bc = [x["workers"] for x in b]
+    for key, style in (("p50_ms", "o-"), ("p99_ms", "^-"), ("reply_p50_ms", "s--")):
+        label = {"p50_ms": "POST → ready p50", "p99_ms": "POST → ready p99",
+                 "reply_p50_ms": "POST → 202 reply p50"}[key]  # fmt: skip
+        burst.plot(bc, [x[key] for x in b], style, label=label)
+    burst.set_ylim(0, max(x["max_ms"] for x in b) * 1.1)
+    burst.set_xlabel("worker processes")
+    burst.set_ylabel("ms")
+    burst.set_title(f"(c) {b[0]['users']} users POSTing at once (ready seen over SSE)")
+    _below(burst, ncols=3)
+
+    for ax in (rate, burst):
+        ax.set_xticks(counts)
+
+    e = f["events"]
+    plain = [x for x in e["replays"] if not x["reset"]]
+    missed = [x["missed"] for x in plain]
+    replay.plot(
+        missed, [x["p50_ms"] for x in plain], "o-", label="stream opening to `connected`, p50"
+    )
+    replay.plot(missed, [x["sql_p50_ms"] for x in plain], "s--", label="its SQL alone, p50")
+    replay.axhline(e["snapshot_ms"], color="C7", linestyle=":",
+                   label="opening without Last-Event-ID (snapshot)")  # fmt: skip
+    replay.set_xscale("log")
+    replay.set_yscale("log")
+    _plain_log_ticks(replay.xaxis)
+    _plain_log_ticks(replay.yaxis)
+    replay.set_xlabel("events missed (replayed from an old Last-Event-ID)")
+    replay.set_ylabel("ms")
+    replay.set_title(f"(d) replay with bdr_events at {e['rows']:,} rows")
+    _below(replay, ncols=1)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -582,6 +662,84 @@ def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
     return {"sse_table": "\n".join(rows), "sse_targets": targets, "sse_update": update}
 
 
+def scaling_section(f: dict[str, Any]) -> dict[str, str]:
+    cfg, rows = f["config"], f["backlog"]["by_workers"]
+    ceiling, cpus = cfg["poll_ceiling_per_worker"], cfg["cpus"]
+    one = rows[0]["per_s"]
+    backlog = [
+        "| worker processes | BDRs/s, median (each drain) | ÷ 1 worker | arq's poll ceiling | claim → ready p50 "
+        "| cores busy: workers | PostgreSQL | server, Redis, bench | other work | machine | CPU a BDR: workers + PostgreSQL |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        c, w = r["cpu"], r["cpu"]["wall_s"]
+        rest = c["server_s"] + c["redis_s"] + c["pg_shared_s"] + c["bench_s"]
+        backlog.append(
+            f"| {r['workers']} | **{r['per_s']:.1f}** ({', '.join(f'{x:.1f}' for x in r['per_s_runs'])}) "
+            f"| {r['per_s'] / one:.2f}× | {ceiling * r['workers']:.0f}/s "
+            f"| {r['claim_ready_p50_ms']:.0f} ms | {c['workers_s'] / w:.2f} | {c['postgres_s'] / w:.2f} "
+            f"| {rest / w:.2f} | {c['others_s'] / w:.2f} | {c['machine_busy_s'] / w:.2f} of {cpus} "
+            f"| {c['workers_s'] / r['bdrs'] * 1000:.1f} + {c['postgres_s'] / r['bdrs'] * 1000:.1f} ms |"
+        )
+    first = rows[0]
+    worker_busy = first["cpu"]["per_worker_s"][0] / first["cpu"]["wall_s"]
+    top = rows[-1]
+    ours = (top["cpu"]["machine_busy_s"] - top["cpu"]["others_s"]) / top["cpu"]["wall_s"]
+    per_bdr = (top["cpu"]["machine_busy_s"] - top["cpu"]["others_s"]) / top["bdrs"]
+    stops = (
+        f"One worker drained {first['per_s']:.1f} BDRs/s, {first['per_s'] / ceiling:.0%} of its "
+        f"poll ceiling of {ceiling:.0f}/s, while its process was only {worker_busy:.2f} of a core "
+        f"busy. With {top['workers']} workers the machine was {top['cpu']['machine_busy_s'] / top['cpu']['wall_s']:.2f} "
+        f"of {cpus} cores busy ({ours:.2f} of them this stack and bench, "
+        f"{top['cpu']['others_s'] / top['cpu']['wall_s']:.2f} other work), at "
+        f"{per_bdr * 1000:.1f} ms of CPU a BDR across every process: {cpus} whole cores would "
+        f"allow about {cpus / per_bdr:.0f} BDRs/s."
+    )
+    burst = [
+        "| worker processes | POST → ready p50 | p99 | max | POST → 202 p50 | p99 | first POST → last ready |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {b['workers']} | **{b['p50_ms']:.0f} ms** | **{b['p99_ms']:.0f} ms** | {b['max_ms']:.0f} ms "
+          f"| {b['reply_p50_ms']:.0f} ms | {b['reply_p99_ms']:.0f} ms | {b['burst_s']:.2f} s |"
+          for b in f["burst"]),
+    ]  # fmt: skip
+    e = f["events"]
+    replay = [
+        "| events missed | opening → `connected`, p50 | p90 | its SQL alone, p50 | sent as |",
+        "|---|---|---|---|---|",
+        f"| none (no Last-Event-ID) | {e['snapshot_ms']:.1f} ms | | | the snapshot |",
+    ]
+    for x in e["replays"]:
+        sent = (
+            "`reset` + the snapshot (past the replay limit)"
+            if x["reset"]
+            else f"{x['frames']:,} events"
+        )
+        replay.append(f"| {x['missed']:,} | **{x['p50_ms']:.1f} ms** | {x['p90_ms']:.1f} ms "
+                      f"| {x['sql_p50_ms']:.1f} ms | {sent} |")  # fmt: skip
+    cleanup = [
+        "| rows before | events purged | purge | VACUUM after it | cleanup with nothing due "
+        "| event writes p50 / p99 / max: quiet | during the purge | during VACUUM |",
+        "|---|---|---|---|---|---|---|---|",
+        *(f"| {c['rows_before']:,} | {c['purged']:,} | **{c['seconds']:.2f} s** | {c['vacuum_s']:.2f} s "
+          f"| {c['nothing_due_s'] * 1000:.0f} ms "
+          f"| {c['quiet_p50_ms']:.1f} / {c['quiet_p99_ms']:.1f} / {c['quiet_max_ms']:.1f} ms "
+          f"| {c['purge_p50_ms']:.1f} / {c['purge_p99_ms']:.1f} / {c['purge_max_ms']:.1f} ms "
+          f"| {c['vacuum_p50_ms']:.1f} / {c['vacuum_p99_ms']:.1f} / {c['vacuum_max_ms']:.1f} ms |"
+          for c in e["cleanups"]),
+    ]  # fmt: skip
+    return {
+        "scaling_backlog_table": "\n".join(backlog),
+        "scaling_stops": stops,
+        "scaling_burst_table": "\n".join(burst),
+        "scaling_events": (
+            f"{e['rows']:,} rows, {e['table_mb']:,.0f} MB with their indexes (PostgreSQL's "
+            f"shared_buffers: {cfg['shared_buffers']})"
+        ),
+        "scaling_replay_table": "\n".join(replay),
+        "scaling_cleanup_table": "\n".join(cleanup),
+    }
+
+
 def render(names: list[str], failures: dict[str, str]) -> None:
     figures: dict[str, Any] = {}
     for name in names:
@@ -613,6 +771,9 @@ def render(names: list[str], failures: dict[str, str]) -> None:
         "worker_memory": (worker_memory_section, ("worker_memory_figures",)),
         "store": (store_section, ("store_table", "store_clients", "store_downloads",
                                   "store_reads")),
+        "scaling": (scaling_section, ("scaling_backlog_table", "scaling_stops",
+                                      "scaling_burst_table", "scaling_events",
+                                      "scaling_replay_table", "scaling_cleanup_table")),
     }  # fmt: skip
     for name, (make, keys) in sections.items():
         if name in figures:
@@ -626,6 +787,8 @@ def render(names: list[str], failures: dict[str, str]) -> None:
         plot_sse(figures["sse"], PLOTS / "sse_latency.png")
     if "posts" in figures:
         plot_posts(figures["posts"], PLOTS / "posts_depth.png")
+    if "scaling" in figures:
+        plot_scaling(figures["scaling"], PLOTS / "scaling.png")
     REPORT.write_text(Template(TEMPLATE.read_text()).substitute(values))
     print(f"\nwrote {REPORT.relative_to(CHECKOUT)} and plots in {PLOTS.relative_to(CHECKOUT)}/")
 

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -108,10 +109,13 @@ def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    """`python server.py` as production runs it; returns once /readyz answers 200."""
+def start_server(
+    env: dict[str, str], port: int, log: IO[bytes] | None = None
+) -> subprocess.Popen[bytes]:
+    """`python server.py` as production runs it; returns once /readyz answers 200. `log`: where
+    its log goes instead of this process's stderr (a line per request drowns a bench's figures)."""
     proc = subprocess.Popen(
-        [sys.executable, "server.py"], cwd=CHECKOUT, env={**env, "PORT": str(port)}
+        [sys.executable, "server.py"], cwd=CHECKOUT, env={**env, "PORT": str(port)}, stderr=log
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
