@@ -122,7 +122,11 @@ class Faults:
         await asyncio.to_thread(self.store.stop)
         self.note(f"object store stopped (for {self.store_seconds:.0f} s)")
         await asyncio.sleep(self.store_seconds)
-        await asyncio.to_thread(self.store.start)
+        try:
+            await asyncio.to_thread(self.store.start)
+        except RuntimeError as exc:  # the rest of the run needs it: say why, and stop there
+            self.ledger.violation(f"the object store did not start again: {exc}")
+            raise
         self.ledger.store_down[-1] = (start, time.monotonic())
         self.note("object store started again")
 

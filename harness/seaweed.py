@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -38,22 +39,37 @@ def weed_binary() -> str:
     return found
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_ports(n: int) -> list[int]:
-    """n free ports whose +10000 (SeaweedFS's gRPC ports) are free too."""
+    """n free ports whose +10000 (SeaweedFS's gRPC ports) are free too, all below the
+    ephemeral range: the chaos run restarts the server on the same ports after 20 s, and a
+    port from that range may meanwhile be the local end of any outgoing connection."""
+    low, _ = _ephemeral_range()
+    candidates = list(range(10000, max(10000, low - 10000)))
+    random.shuffle(candidates)
     ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535 or port in ports:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        ports.append(port)
-    return ports
+    for port in candidates:
+        if _bindable(port) and _bindable(port + 10000):
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    raise RuntimeError(f"no {n} free port pairs below the ephemeral range ({low})")
 
 
 @dataclass
