@@ -1,0 +1,88 @@
+-- BDR events from one trigger call per statement instead of one per row. A statement that
+-- changed 2,000 rows (a mass cancel, the expiry cleanup, a burst of progress) paid 2,000
+-- PL/pgSQL calls, advisory-lock checks, single-row INSERTs and NOTIFYs (~75 us a row); reading
+-- the changed rows from the statement's transition tables does it in one INSERT ... SELECT,
+-- one lock and one NOTIFY. What becomes an event is unchanged: an announced insert, and an
+-- update that announces a row or changes what its item shows.
+DROP TRIGGER bdr_emit_on_insert ON batch_download_requests;
+DROP TRIGGER bdr_emit_on_change ON batch_download_requests;
+DROP FUNCTION bdr_emit_event();
+
+-- SET search_path FROM CURRENT: the functions find bdr_events in the service's schema even
+-- when rows are changed from a session with another search path (an operator's psql).
+CREATE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    last_id bigint;
+BEGIN
+    -- Most inserts are unannounced (the server announces them after its reply): no event, so
+    -- no lock either.
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE announced) THEN
+        RETURN NULL;
+    END IF;
+    -- Readers resume with "id > last seen", which is only safe if ids become visible in
+    -- commit order: the lock, taken before the first id is drawn and held to commit,
+    -- serialises event-producing transactions.
+    PERFORM pg_advisory_xact_lock(5064068);
+    WITH added AS (
+        INSERT INTO bdr_events (bdr_id, user_id, payload)
+        SELECT n.id, n.user_id, to_jsonb(n) - 'post_ids' - 'claim_token'
+        FROM new_rows AS n WHERE n.announced
+        RETURNING id
+    )
+    SELECT max(id) INTO last_id FROM added;
+    -- One doorbell per statement (the listener reads everything after the last id it saw);
+    -- it carries the statement's last event id, for whoever watches the channel by hand.
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    RETURN NULL;
+END
+$$;
+
+-- Rows are paired by id: the service never changes a BDR's id.
+CREATE FUNCTION bdr_emit_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    last_id bigint;
+BEGIN
+    -- The worker's heartbeats and claims change nothing an item shows: checked before the
+    -- lock, so they never wait for (or hold up) a transaction that does emit.
+    IF NOT EXISTS (
+        SELECT 1 FROM new_rows AS n JOIN old_rows AS o USING (id)
+        WHERE n.announced
+          AND (NOT o.announced
+               OR o.status IS DISTINCT FROM n.status
+               OR o.progress_done IS DISTINCT FROM n.progress_done
+               OR o.skipped IS DISTINCT FROM n.skipped
+               OR o.expires_at IS DISTINCT FROM n.expires_at
+               OR o.error_message IS DISTINCT FROM n.error_message)
+    ) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
+    WITH added AS (
+        INSERT INTO bdr_events (bdr_id, user_id, payload)
+        SELECT n.id, n.user_id, to_jsonb(n) - 'post_ids' - 'claim_token'
+        FROM new_rows AS n JOIN old_rows AS o USING (id)
+        WHERE n.announced
+          AND (NOT o.announced
+               OR o.status IS DISTINCT FROM n.status
+               OR o.progress_done IS DISTINCT FROM n.progress_done
+               OR o.skipped IS DISTINCT FROM n.skipped
+               OR o.expires_at IS DISTINCT FROM n.expires_at
+               OR o.error_message IS DISTINCT FROM n.error_message)
+        RETURNING id
+    )
+    SELECT max(id) INTO last_id FROM added;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    RETURN NULL;
+END
+$$;
+
+-- PostgreSQL allows transition tables only on a trigger for a single event: two triggers.
+CREATE TRIGGER bdr_emit_on_insert AFTER INSERT ON batch_download_requests
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bdr_emit_inserted();
+
+CREATE TRIGGER bdr_emit_on_change AFTER UPDATE ON batch_download_requests
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION bdr_emit_changed();
