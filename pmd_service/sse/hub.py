@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "pmd_bdr_events"
 LISTENER_NAME = "pmd-sse-listener"
-READ_BATCH = 1000
+READ_BATCH = 5000
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
@@ -45,14 +45,18 @@ WHERE id > $1 ORDER BY id LIMIT $2
 """
 
 
-# (event id, frame): one tuple per event, shared by every subscriber it goes to. A burst then
-# allocates per event, not per delivery, which keeps short-lived objects out of the old GC
-# generation (with 10,000 streams a full collection of it costs hundreds of milliseconds).
-Event = tuple[int, bytes]
+# (event id, frame, the frame as one HTTP/1.1 chunk): one tuple per event, shared by every
+# subscriber it goes to. A burst then allocates per event, not per delivery, which keeps
+# short-lived objects out of the old GC generation.
+Event = tuple[int, bytes, bytes]
 
 
 class Subscriber:
-    """One open stream: a bounded queue of `(event id, frame)` the hub fills.
+    """One open stream. While its handler waits with nothing queued (`live`), the hub writes
+    frames straight to the socket: waking 20,000 handler tasks to each write one frame cost
+    more than the writes themselves (a task step, a future and a Handle per delivery). When
+    the socket is backed up, or the opening is not sent yet, frames go to a bounded queue the
+    handler drains with aiohttp's flow control, as before.
 
     Slotted, and holding a list (not a deque: an empty deque is ~600 bytes) because there
     are thousands of them per process.
@@ -63,11 +67,14 @@ class Subscriber:
         "_queue",
         "_waiter",
         "caller_id",
+        "chunked",
         "end",
         "expires_at",
         "farewell",
+        "live",
         "next_ping",
         "ping_due",
+        "sent",
         "target_id",
         "transport",
     )
@@ -94,26 +101,69 @@ class Subscriber:
         # frame that tells the client so, if any.
         self.end: str | None = None
         self.farewell: bytes | None = None
+        # The last event id the client has been sent (the opening's watermark at first): live
+        # events at or below it are duplicates.
+        self.sent = 0
+        # How the response frames its body once the opening is out (None: not yet, or in a
+        # way the hub does not write itself); `live` while the hub may write directly.
+        self.chunked: bool | None = None
+        self.live = False
 
-    def push(self, event: Event) -> None:
+    def _writable(self) -> bool:
+        # Nothing of ours waiting in the socket's buffer: a direct write keeps the order and
+        # does not pile up behind a client that is not reading.
+        return self.live and not self.transport.get_write_buffer_size()
+
+    def deliver(self, events: list[Event]) -> None:
+        """Hand on one read batch's events for this stream's user (ascending ids)."""
         if self.end is not None:
             return
-        if len(self._queue) >= self._limit:
-            # Fell behind: drop it rather than buffer without bound. The client reconnects
-            # with the last id it received and catches up from the table.
-            self._queue.clear()
-            self.finish("overflow")
-            if self.transport.get_write_buffer_size() > 0:
-                # Its handler may be stuck waiting for the socket to drain: free it now.
-                self.transport.abort()
+        if self._writable():
+            if self.transport.is_closing():
+                self.finish("gone")
+                return
+            sent = self.sent
+            fresh = events if events[0][0] > sent else [e for e in events if e[0] > sent]
+            if not fresh:
+                return
+            if len(fresh) > self._limit:
+                self._overflow()
+                return
+            if len(fresh) == 1:
+                self.transport.write(fresh[0][2] if self.chunked else fresh[0][1])
+            else:
+                self.transport.write(b"".join([e[2] if self.chunked else e[1] for e in fresh]))
+            self.sent = fresh[-1][0]
             return
-        self._queue.append(event)
+        self.live = False
+        if len(self._queue) + len(events) > self._limit:
+            self._overflow()
+            return
+        self._queue.extend(events)
         self._wake()
+
+    def _overflow(self) -> None:
+        # Fell behind: drop it rather than buffer without bound (and never send part of a
+        # batch). The client reconnects with the last id it received and catches up from the
+        # table.
+        self._queue.clear()
+        self.finish("overflow")
+        if self.transport.get_write_buffer_size() > 0:
+            # Its handler may be stuck waiting for the socket to drain: free it now.
+            self.transport.abort()
+
+    def ping(self) -> None:
+        if self._writable() and not self.transport.is_closing():
+            self.transport.write(frames.PING_CHUNK if self.chunked else frames.PING)
+        else:
+            self.ping_due = True
+            self._wake()
 
     def finish(self, reason: str, farewell: bytes | None = None) -> None:
         if self.end is None:
             self.end = reason
             self.farewell = farewell
+        self.live = False
         self._wake()
 
     def _wake(self) -> None:
@@ -122,22 +172,26 @@ class Subscriber:
             waiter.set_result(None)
 
     async def wait(self) -> None:
-        """Until there is something to send (events, a ping) or the stream must end."""
+        """Until there is something to send (events, a ping) or the stream must end; the hub
+        writes directly meanwhile, unless the socket is backed up."""
         while not (self._queue or self.ping_due or self.end):
+            self.live = self.chunked is not None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+        self.live = False
 
-    def collect(self, out: list[bytes], sent: int) -> int:
-        """Move queued frames newer than `sent` to `out`; returns the new `sent`."""
-        for event_id, frame in self._queue:
+    def collect(self, out: list[bytes]) -> None:
+        """Move queued frames newer than the last sent to `out`."""
+        sent = self.sent
+        for event_id, frame, _ in self._queue:
             if event_id > sent:  # the opening (or an earlier batch) already had it
                 out.append(frame)
                 sent = event_id
+        self.sent = sent
         self._queue.clear()
-        return sent
 
 
 class Hub:
@@ -281,8 +335,7 @@ class Hub:
                         sub.finish("timeout", frames.TIMEOUT)
                     elif sub.next_ping <= now:
                         sub.next_ping = now + self._ping_seconds
-                        sub.ping_due = True
-                        sub._wake()
+                        sub.ping()
 
     async def _guard(self) -> None:
         """End the streams whose caller may no longer see their target's downloads.
@@ -389,22 +442,33 @@ class Hub:
             rows = await conn.fetch(
                 SQL_EVENTS_AFTER, self.last_seen, READ_BATCH, timeout=self._liveness_seconds
             )
-            for row in rows:
-                self._dispatch(row["id"], row["user_id"], row["payload"])
             if rows:
-                self.last_seen = rows[-1]["id"]
+                self._dispatch(rows)
+                self.last_seen = rows[-1][0]
             if len(rows) < READ_BATCH:
                 return
 
-    def _dispatch(self, event_id: int, user_id: int, payload: str) -> None:
-        subs = self._by_target.get(user_id)
-        if not subs:
-            return
-        try:
-            event = (event_id, frames.bdr_update_from_payload(payload, event_id))
-        except Exception:  # a row the item shape rejects must not stop the stream of others
-            log.exception("SSE: event %d has a payload that is not a BDR item; skipped", event_id)
-            return
-        for sub in subs:
-            sub.push(event)
-        self.frames_queued += len(subs)
+    def _dispatch(self, rows: list[asyncpg.Record]) -> None:
+        """Route one read batch: each event encoded once, each stream written once."""
+        watched = self._by_target
+        by_user: dict[int, list[Event]] = {}
+        for event_id, user_id, payload in rows:
+            if user_id not in watched:
+                continue
+            try:
+                frame = frames.bdr_update_from_payload(payload, event_id)
+            except Exception:  # a row the item shape rejects must not stop the stream of others
+                log.exception(
+                    "SSE: event %d has a payload that is not a BDR item; skipped", event_id
+                )
+                continue
+            event = (event_id, frame, frames.chunk(frame))
+            if (events := by_user.get(user_id)) is None:
+                by_user[user_id] = [event]
+            else:
+                events.append(event)
+        for user_id, events in by_user.items():
+            subs = watched[user_id]
+            for sub in subs:
+                sub.deliver(events)
+            self.frames_queued += len(subs) * len(events)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Collection
 from typing import Annotated
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 from msgspec import Meta
 
 from ..access import Principal
@@ -108,7 +108,7 @@ async def _open(
     return response, opening.watermark
 
 
-async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> None:
+async def _relay(response: web.StreamResponse, sub: Subscriber) -> None:
     while True:
         await sub.wait()
         if sub.end is not None:
@@ -117,11 +117,19 @@ async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> No
         if sub.ping_due:
             sub.ping_due = False
             out.append(frames.PING)
-        sent = sub.collect(out, sent)
+        sub.collect(out)
         if out:
             await response.write(out[0] if len(out) == 1 else b"".join(out))
     if sub.farewell is not None:  # timeout, access_revoked
         await response.write(sub.farewell)
+
+
+def _framing(response: web.StreamResponse) -> bool | None:
+    """How the hub may frame what it writes to this response's socket itself: as chunks
+    (HTTP/1.1), plainly (HTTP/1.0, closed at the end), or not at all (compressed)."""
+    if response.compression:
+        return None
+    return response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -130,8 +138,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # for hours, thousands of times over) free of the principal and the opening's bytes.
     sub, last_event_id = await _subscribe(request)
     try:
-        response, watermark = await _open(request, sub.target_id, last_event_id)
-        await _relay(response, sub, watermark)
+        response, sub.sent = await _open(request, sub.target_id, last_event_id)
+        sub.chunked = _framing(response)
+        await _relay(response, sub)
         return response
     finally:
         request.app[SSE_HUB].unsubscribe(sub)
