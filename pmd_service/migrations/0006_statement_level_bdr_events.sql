@@ -4,6 +4,10 @@
 -- the changed rows from the statement's transition tables does it in one INSERT ... SELECT,
 -- one lock and one NOTIFY. What becomes an event is unchanged: an announced insert, and an
 -- update that announces a row or changes what its item shows.
+--
+-- The payload keeps only what a BDR item is made of (bdr/schemas.py ITEM_COLUMNS, which a
+-- test holds this function to): to_jsonb of the whole row, then dropping two keys, was the
+-- larger part of the trigger's time (~30 us a row against ~15 us).
 DROP TRIGGER bdr_emit_on_insert ON batch_download_requests;
 DROP TRIGGER bdr_emit_on_change ON batch_download_requests;
 DROP FUNCTION bdr_emit_event();
@@ -26,7 +30,14 @@ BEGIN
     PERFORM pg_advisory_xact_lock(5064068);
     WITH added AS (
         INSERT INTO bdr_events (bdr_id, user_id, payload)
-        SELECT n.id, n.user_id, to_jsonb(n) - 'post_ids' - 'claim_token'
+        SELECT n.id, n.user_id, jsonb_build_object(
+            'id', n.id, 'status', n.status, 'artwork_count', n.artwork_count,
+            'include_comments', n.include_comments, 'include_reactions', n.include_reactions,
+            'send_email', n.send_email, 'created_at', n.created_at, 'started_at', n.started_at,
+            'completed_at', n.completed_at, 'expires_at', n.expires_at,
+            'error_message', n.error_message, 'file_size_bytes', n.file_size_bytes,
+            'progress_done', n.progress_done, 'skipped', n.skipped, 'user_sqid', n.user_sqid,
+            'requested_by', n.requested_by)
         FROM new_rows AS n WHERE n.announced
         RETURNING id
     )
@@ -61,7 +72,14 @@ BEGIN
     PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
     WITH added AS (
         INSERT INTO bdr_events (bdr_id, user_id, payload)
-        SELECT n.id, n.user_id, to_jsonb(n) - 'post_ids' - 'claim_token'
+        SELECT n.id, n.user_id, jsonb_build_object(
+            'id', n.id, 'status', n.status, 'artwork_count', n.artwork_count,
+            'include_comments', n.include_comments, 'include_reactions', n.include_reactions,
+            'send_email', n.send_email, 'created_at', n.created_at, 'started_at', n.started_at,
+            'completed_at', n.completed_at, 'expires_at', n.expires_at,
+            'error_message', n.error_message, 'file_size_bytes', n.file_size_bytes,
+            'progress_done', n.progress_done, 'skipped', n.skipped, 'user_sqid', n.user_sqid,
+            'requested_by', n.requested_by)
         FROM new_rows AS n JOIN old_rows AS o USING (id)
         WHERE n.announced
           AND (NOT o.announced

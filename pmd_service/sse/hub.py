@@ -25,6 +25,7 @@ from ..db import connect
 from ..problems import ProblemError
 from . import frames
 from .access import Pair, Revoked
+from .heap import HeapKeeper
 
 # Which (caller, target) pairs of open streams lost their access (access.revocations).
 AccessCheck = Callable[[Collection[Pair]], Awaitable[dict[Pair, Revoked]]]
@@ -206,6 +207,7 @@ class Hub:
         liveness_seconds: float,
         access_check: AccessCheck | None = None,
         access_check_seconds: float = 30.0,
+        heap: HeapKeeper | None = None,
     ) -> None:
         self._dsn = dsn
         self.access_check = access_check
@@ -226,6 +228,9 @@ class Hub:
         self.reconnects = 0
         self.frames_queued = 0  # bdr_update frames handed to subscribers (for /metrics)
         self.revoked = 0  # streams ended because their access was withdrawn (for /metrics)
+        self.opened = 0  # streams ever subscribed, and ever unsubscribed (for `heap`)
+        self.ended = 0
+        self.heap = heap
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -233,6 +238,8 @@ class Hub:
         """LISTEN before the first read, so no event falls between the two; then run."""
         self._conn = await self._connect()
         self.last_seen = await self._conn.fetchval(SQL_LAST_EVENT, timeout=self._liveness_seconds)
+        if self.heap is not None:
+            self.heap.start()
         self._tasks = [
             asyncio.create_task(self._listen(), name="sse-hub-listen"),
             asyncio.create_task(self._tick(), name="sse-hub-tick"),
@@ -254,6 +261,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._drop()
+        if self.heap is not None:
+            self.heap.stop()
 
     # --- subscribers -------------------------------------------------------------------------
 
@@ -290,6 +299,7 @@ class Hub:
             token_expires_at,
         )
         self._per_caller[caller_id] = open_now + 1
+        self.opened += 1
         self._by_target.setdefault(target_id, set()).add(sub)
         return sub
 
@@ -299,6 +309,7 @@ class Hub:
             subs.discard(sub)
             if not subs:
                 del self._by_target[sub.target_id]
+            self.ended += 1
             left = self._per_caller[sub.caller_id] - 1
             if left:
                 self._per_caller[sub.caller_id] = left
@@ -324,6 +335,8 @@ class Hub:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)
+            if self.heap is not None:
+                self.heap.tend(self.opened, self.ended, self.subscriber_count)
             now, wall = loop.time(), time.time()
             for subs in self._by_target.values():
                 for sub in subs:

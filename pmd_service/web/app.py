@@ -26,6 +26,7 @@ from .keys import (
     ROUTE_ENDPOINTS,
     SETTINGS,
     SSE_HUB,
+    TEND_HEAP,
 )
 from .metrics import internal_metrics_ctx, metrics_middleware
 from .problems import problem_middleware
@@ -68,7 +69,9 @@ async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
         await cache.aclose()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Application:
+    """`tend_heap`: this app is its process's only one, and may freeze and collect its heap
+    (see sse/heap.py)."""
     quiet_malformed_requests()
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
@@ -80,6 +83,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[TEND_HEAP] = tend_heap
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)

@@ -15,11 +15,12 @@ from ..logs import REQUEST_ID_HEADER, request_id_from
 from ..problems import unauthorized
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
+from ..sse.heap import HeapKeeper
 from ..sse.hub import Hub, Subscriber
 from .auth import authenticate, bearer_token
 from .endpoint import Auth, Endpoint, Param
 from .endpoints import parse_query
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE, TEND_HEAP
 from .responses import json_response
 
 RETRY_MS = 3000
@@ -49,6 +50,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         liveness_seconds=settings.sse_liveness_seconds,
         access_check=access_check,
         access_check_seconds=settings.sse_access_check_seconds,
+        heap=HeapKeeper() if app[TEND_HEAP] else None,
     )
     await hub.start()
     app[SSE_HUB] = hub
