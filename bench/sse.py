@@ -275,7 +275,11 @@ class Level:
     disconnects: int = 0
     asked: int = 0  # the level asked for, when the descriptor limit allowed fewer
     gc_pause_max_ms: float = 0.0
+    gc_pause_max_cpu_ms: float = 0.0
+    gc_pause_max_generation: int = -1
     gc_pauses: int = 0
+    gc_freezes: int = 0
+    gc_reclaims: int = 0
 
 
 async def run_level(
@@ -342,25 +346,30 @@ async def run_level(
             level.burst_worst_s = max(level.burst_worst_s, max(got) / 1000)
             level.burst_delivered = f"{len(got)}/{len(clients)}"
         level.disconnects = receipts.disconnects
-        level.gc_pause_max_ms, level.gc_pauses = await gc_figures(port)
+        await gc_figures(port, level)
         for client in clients:
             if client.transport is not None:
                 client.transport.abort()
     return level
 
 
-async def gc_figures(port: int) -> tuple[float, int]:
-    """The server's longest GC pause so far (ms) and how many it had, from its /metrics."""
+async def gc_figures(port: int, level: Level) -> None:
+    """The server's longest GC pause so far and its other GC figures, from its /metrics."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
     body = (await reader.read()).decode()
     writer.close()
-    values = {}
+    values: dict[str, float] = {}
     for line in body.splitlines():
         name, _, value = line.partition(" ")
-        if name in ("pmd_gc_pause_max_seconds", "pmd_gc_pauses_total"):
+        if name.startswith("pmd_gc_"):
             values[name] = float(value)
-    return values["pmd_gc_pause_max_seconds"] * 1000, int(values["pmd_gc_pauses_total"])
+    level.gc_pause_max_ms = values["pmd_gc_pause_max_seconds"] * 1000
+    level.gc_pause_max_cpu_ms = values["pmd_gc_pause_max_cpu_seconds"] * 1000
+    level.gc_pause_max_generation = int(values["pmd_gc_pause_max_generation"])
+    level.gc_pauses = int(values["pmd_gc_pauses_total"])
+    level.gc_freezes = int(values["pmd_gc_freezes_total"])
+    level.gc_reclaims = int(values["pmd_gc_reclaims_total"])
 
 
 def report(levels: list[Level]) -> None:
@@ -423,6 +432,12 @@ def report(levels: list[Level]) -> None:
         f"longest GC pause <= {TARGET_GC_PAUSE_MS:.0f} ms (worst {worst_gc:.1f} ms): "
         f"{verdict(worst_gc <= TARGET_GC_PAUSE_MS)}"
     )
+    for lv in levels:
+        print(
+            f"  GC at {lv.subscribers:,}: longest pause {lv.gc_pause_max_ms:.1f} ms wall, "
+            f"{lv.gc_pause_max_cpu_ms:.1f} ms CPU (generation {lv.gc_pause_max_generation}); "
+            f"{lv.gc_pauses} pauses, {lv.gc_freezes} freezes, {lv.gc_reclaims} reclaims"
+        )
     one = all(lv.listeners == 1 for lv in levels)
     print(f"exactly one LISTEN connection per process at every level: {verdict(one)}")
     print(f"streams dropped during the runs: {sum(lv.disconnects for lv in levels)}")
@@ -450,7 +465,11 @@ def summary(lv: Level) -> dict[str, Any]:
         "burst_update_ms": statistics.median(lv.burst_update_ms),
         "burst_update_all_ms": lv.burst_update_ms,
         "gc_pause_max_ms": lv.gc_pause_max_ms,
+        "gc_pause_max_cpu_ms": lv.gc_pause_max_cpu_ms,
+        "gc_pause_max_generation": lv.gc_pause_max_generation,
         "gc_pauses": lv.gc_pauses,
+        "gc_freezes": lv.gc_freezes,
+        "gc_reclaims": lv.gc_reclaims,
         "asked": lv.asked or lv.subscribers,
         "burst_delivered": lv.burst_delivered,
         "errors": lv.misrouted + lv.disconnects,

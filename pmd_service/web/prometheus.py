@@ -50,6 +50,16 @@ class _HubCollector(Collector):
                     "The longest garbage-collector pause since start-up (heap frozen after it)",
                     value=heap.pause_max,
                 )
+                yield GaugeMetricFamily(
+                    "pmd_gc_pause_max_cpu_seconds",
+                    "CPU time of that longest pause (less than its wall time on a busy machine)",
+                    value=heap.pause_max_cpu,
+                )
+                yield GaugeMetricFamily(
+                    "pmd_gc_pause_max_generation",
+                    "The generation that longest pause collected (2: a full collection)",
+                    value=heap.pause_max_generation,
+                )
                 for name, doc, value in (
                     ("pmd_gc_pauses", "Garbage-collector pauses", heap.pauses),
                     ("pmd_gc_freezes", "Heap freezes after a wave of new streams", heap.freezes),
