@@ -323,9 +323,9 @@ async def run_level(
 
         # (b) every user's BDR changes in one statement: one event per user, all at once.
         # Timed from sending the UPDATE, so its own execution (1 trigger per row) is included.
-        # An untimed first burst warms up PostgreSQL, and takes the server's first full garbage
-        # collection after the connection phase grew its heap (~0.5 s at 10,000 streams: about
-        # 60 GC-tracked objects each). A real server pays that pause after a mass reconnect.
+        # An untimed first burst warms up PostgreSQL. (It used to take the server's first full
+        # garbage collection after the connection phase too, ~0.5 s at 10,000 streams; the
+        # server now freezes its streams' objects, and its longest pause is reported.)
         burst = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = ANY($1::uuid[])"
         everyone = seeded.bdr_ids[:users]
         for i in range(BURSTS + 1):
