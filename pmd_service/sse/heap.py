@@ -54,9 +54,10 @@ class HeapKeeper:
         gc.callbacks.append(self._on_gc)
 
     def stop(self) -> None:
+        # Nothing is unfrozen: the process is ending, and the interpreter's last collection
+        # would otherwise walk every stream's objects on the way out (SIGTERM must exit in 2 s).
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
-        gc.unfreeze()
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
