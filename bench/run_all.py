@@ -236,7 +236,9 @@ def plot_sse(levels: list[dict[str, Any]], path: Path) -> None:
     memory.set_ylabel("KB per idle subscriber")
     memory.set_title("Server memory per subscriber")
     pause.plot(subs, [lv.get("gc_pause_max_ms", 0.0) for lv in levels], "o-",
-               label="longest GC pause (start-up to end of level)")  # fmt: skip
+               label="longest GC pause, wall clock (start-up to end of level)")  # fmt: skip
+    pause.plot(subs, [lv.get("gc_pause_max_cpu_ms", 0.0) for lv in levels], "s--",
+               label="its CPU time (the rest: waiting for a core)")  # fmt: skip
     _target(pause, 50, "target: ≤ 50 ms", max(lv.get("gc_pause_max_ms", 0.0) for lv in levels))
     pause.set_ylabel("ms")
     pause.set_title("Longest garbage-collector pause")
@@ -244,7 +246,7 @@ def plot_sse(levels: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("concurrent SSE subscribers on one server process")
         ax.set_xticks(subs)
         ax.set_xticklabels([f"{n:,}" for n in subs])
-        _below(ax, ncols=3)
+        _below(ax, ncols=1 if ax is pause else 3)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -514,7 +516,7 @@ def worker_memory_section(f: dict[str, Any]) -> dict[str, str]:
 def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
     rows = [
         "| subscribers | RSS | per subscriber | LISTEN conns | (a) p50 | (a) p99 | (b) p50 | (b) p99 "
-        "| (b) max | its UPDATE | longest GC pause | delivered |",
+        "| (b) max | its UPDATE | longest GC pause (its CPU time) | delivered |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
@@ -526,13 +528,15 @@ def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
             f"| {lv['listeners']} | {lv['single']['p50_ms']:.1f} ms | {lv['single']['p99_ms']:.1f} ms "
             f"| {lv['burst']['p50_ms']:.0f} ms | {lv['burst']['p99_ms']:.0f} ms "
             f"| {lv['burst']['max_ms']:.0f} ms | {lv['burst_update_ms']:.0f} ms "
-            f"| {lv.get('gc_pause_max_ms', float('nan')):.0f} ms | {lv['burst_delivered']} |"
+            f"| {lv.get('gc_pause_max_ms', float('nan')):.0f} ms "
+            f"({lv.get('gc_pause_max_cpu_ms', float('nan')):.1f} ms) | {lv['burst_delivered']} |"
         )
     top = max(lv["subscribers"] for lv in levels)
     kb = max(lv["kb_per_subscriber"] for lv in levels)
     p99 = max(lv["single"]["p99_ms"] for lv in levels)
     worst = max(lv["burst"]["max_ms"] for lv in levels)
     gc_max = max(lv.get("gc_pause_max_ms", float("inf")) for lv in levels)
+    gc_cpu = max(lv.get("gc_pause_max_cpu_ms", float("inf")) for lv in levels)
     delivered = all(
         lv["burst_delivered"] == f"{lv['subscribers']}/{lv['subscribers']}" and lv["errors"] == 0
         for lv in levels
@@ -545,7 +549,8 @@ def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
         f"Targets (issue #17): 20,000 held by one process ({held}); ≤ 15 KB per idle subscriber "
         f"({_verdict(kb <= 15)}); (a) p99 ≤ 10 ms ({_verdict(p99 <= 10)}); (b) every client "
         f"within 0.5 s ({_verdict(worst <= 500 and delivered)}); no GC pause above 50 ms "
-        f"({_verdict(gc_max <= 50)}); one LISTEN connection per process ({_verdict(one)})."
+        f"({_verdict(gc_max <= 50)}: {gc_max:.0f} ms by the wall clock, of which the collection's "
+        f"own CPU time {gc_cpu:.1f} ms); one LISTEN connection per process ({_verdict(one)})."
     )
     update = ", ".join(f"{lv['burst_update_ms']:.0f} ms at {lv['subscribers']:,}" for lv in levels)
     return {"sse_table": "\n".join(rows), "sse_targets": targets, "sse_update": update}
