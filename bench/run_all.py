@@ -549,8 +549,8 @@ def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
         f"Targets (issue #17): 20,000 held by one process ({held}); ≤ 15 KB per idle subscriber "
         f"({_verdict(kb <= 15)}); (a) p99 ≤ 10 ms ({_verdict(p99 <= 10)}); (b) every client "
         f"within 0.5 s ({_verdict(worst <= 500 and delivered)}); no GC pause above 50 ms "
-        f"({_verdict(gc_max <= 50)}: {gc_max:.0f} ms by the wall clock, of which the collection's "
-        f"own CPU time {gc_cpu:.1f} ms); one LISTEN connection per process ({_verdict(one)})."
+        f"({_verdict(gc_max <= 50)}: at most {gc_max:.0f} ms by the wall clock; a collection's "
+        f"own CPU time at most {gc_cpu:.1f} ms); one LISTEN connection per process ({_verdict(one)})."
     )
     update = ", ".join(f"{lv['burst_update_ms']:.0f} ms at {lv['subscribers']:,}" for lv in levels)
     return {"sse_table": "\n".join(rows), "sse_targets": targets, "sse_update": update}
