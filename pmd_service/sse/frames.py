@@ -15,6 +15,15 @@ from ..bdr.schemas import bdr_item
 PING = b": ping\n\n"
 
 
+def chunk(data: bytes) -> bytes:
+    """`data` as one chunk of HTTP/1.1 chunked transfer coding, as aiohttp would frame it:
+    the hub writes live frames straight to the socket of a response that is already chunked."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+PING_CHUNK = chunk(PING)
+
+
 def retry(milliseconds: int) -> bytes:
     return b"retry: %d\n\n" % milliseconds
 

@@ -27,6 +27,7 @@ from .keys import (
     ROUTE_ENDPOINTS,
     SETTINGS,
     SSE_HUB,
+    TEND_HEAP,
     ZIP_FILES,
 )
 from .metrics import internal_metrics_ctx, metrics_middleware
@@ -70,7 +71,9 @@ async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
         await cache.aclose()
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Application:
+    """`tend_heap`: this app is its process's only one, and may freeze and collect its heap
+    (see sse/heap.py)."""
     quiet_malformed_requests()
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
@@ -82,6 +85,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[TEND_HEAP] = tend_heap
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
     # Opening a store makes no request: readiness never depends on the bucket.
     app[ZIP_FILES] = ZipFiles(settings)

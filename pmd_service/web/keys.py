@@ -28,6 +28,9 @@ HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 # Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
+# Whether the hub tends the process's garbage collector (sse/heap.py): the server process's
+# app only, never an app among others in one process (tests).
+TEND_HEAP: web.AppKey[bool] = web.AppKey("tend_heap")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
 METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")

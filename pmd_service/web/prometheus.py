@@ -43,6 +43,34 @@ class _HubCollector(Collector):
                 "SSE streams ended because the account lost its access (ban, role, deactivation)",
                 value=hub.revoked,
             )
+            heap = hub.heap
+            if heap is not None:
+                yield GaugeMetricFamily(
+                    "pmd_gc_pause_max_seconds",
+                    "The longest garbage-collector pause since start-up (heap frozen after it)",
+                    value=heap.pause_max,
+                )
+                yield GaugeMetricFamily(
+                    "pmd_gc_pause_max_cpu_seconds",
+                    "CPU time of that longest pause (less than its wall time on a busy machine)",
+                    value=heap.pause_max_cpu,
+                )
+                yield GaugeMetricFamily(
+                    "pmd_gc_pause_max_generation",
+                    "The generation that longest pause collected (2: a full collection)",
+                    value=heap.pause_max_generation,
+                )
+                for name, doc, value in (
+                    ("pmd_gc_pauses", "Garbage-collector pauses", heap.pauses),
+                    ("pmd_gc_freezes", "Heap freezes after a wave of new streams", heap.freezes),
+                    ("pmd_gc_reclaims", "Full collections of the unfrozen heap", heap.reclaims),
+                ):
+                    yield CounterMetricFamily(name, doc, value=value)
+                yield CounterMetricFamily(
+                    "pmd_gc_pause_seconds",
+                    "Time spent in garbage-collector pauses",
+                    value=heap.pause_seconds,
+                )
         if self.queue_depth is not None:
             yield GaugeMetricFamily(
                 "pmd_arq_queue_depth", "Jobs waiting in the arq queue", value=self.queue_depth

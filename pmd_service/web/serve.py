@@ -35,7 +35,7 @@ def main() -> None:
 
 def run(settings: Settings, *, shared_port: bool = False) -> None:
     web.run_app(
-        create_app(settings),
+        create_app(settings, tend_heap=True),
         host=settings.host,
         port=settings.port,
         reuse_port=shared_port,

@@ -7,17 +7,18 @@ from collections.abc import AsyncIterator, Collection
 from typing import Annotated
 
 import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 from msgspec import Meta
 
 from ..logs import REQUEST_ID_HEADER, request_id_from
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
+from ..sse.heap import HeapKeeper
 from ..sse.hub import Hub, Subscriber
 from .auth import bearer_or_ticket
 from .endpoint import Auth, Endpoint, Param
 from .endpoints import parse_query
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE, TEND_HEAP
 from .responses import json_response
 
 RETRY_MS = 3000
@@ -47,6 +48,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         liveness_seconds=settings.sse_liveness_seconds,
         access_check=access_check,
         access_check_seconds=settings.sse_access_check_seconds,
+        heap=HeapKeeper() if app[TEND_HEAP] else None,
     )
     await hub.start()
     app[SSE_HUB] = hub
@@ -90,7 +92,7 @@ async def _open(
     return response, opening.watermark
 
 
-async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> None:
+async def _relay(response: web.StreamResponse, sub: Subscriber) -> None:
     while True:
         await sub.wait()
         if sub.end is not None:
@@ -99,11 +101,19 @@ async def _relay(response: web.StreamResponse, sub: Subscriber, sent: int) -> No
         if sub.ping_due:
             sub.ping_due = False
             out.append(frames.PING)
-        sent = sub.collect(out, sent)
+        sub.collect(out)
         if out:
             await response.write(out[0] if len(out) == 1 else b"".join(out))
     if sub.farewell is not None:  # timeout, access_revoked
         await response.write(sub.farewell)
+
+
+def _framing(response: web.StreamResponse) -> bool | None:
+    """How the hub may frame what it writes to this response's socket itself: as chunks
+    (HTTP/1.1), plainly (HTTP/1.0, closed at the end), or not at all (compressed)."""
+    if response.compression:
+        return None
+    return response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
@@ -112,8 +122,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # for hours, thousands of times over) free of the principal and the opening's bytes.
     sub, last_event_id = await _subscribe(request)
     try:
-        response, watermark = await _open(request, sub.target_id, last_event_id)
-        await _relay(response, sub, watermark)
+        response, sub.sent = await _open(request, sub.target_id, last_event_id)
+        sub.chunked = _framing(response)
+        await _relay(response, sub)
         return response
     finally:
         request.app[SSE_HUB].unsubscribe(sub)
