@@ -124,7 +124,7 @@ async def test_schema_constraints(pool: asyncpg.Pool) -> None:
 
 
 async def test_event_payloads_hold_what_an_item_is_made_of(pool: asyncpg.Pool) -> None:
-    # The events trigger (0006) builds its payload from a list of columns: every column the
+    # The events trigger (0005) builds its payload from a list of columns: every column the
     # item reads must be in it, from an insert and from an update alike.
     user_id = await pool.fetchval(
         "INSERT INTO users (handle, email) VALUES ('p', 'p@x') RETURNING id"
