@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import jwt
 import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,7 +17,7 @@ from pmd_service.posts import listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.posts.schemas import ListedPost, PostItem, PostPage
 from tests.factories import Factory, UserRow
-from tests.helpers import assert_problem
+from tests.helpers import SECRET, assert_problem
 
 Client = TestClient[Any, Any]
 
@@ -424,3 +425,48 @@ async def test_the_reply_is_what_the_documented_shapes_encode_to(
         ("webp", 7, False),
         ("\x01\x1f\x7f\u2028é", 2147483647, False),
     }
+
+
+async def test_the_page_is_the_principals_whichever_way_the_token_names_them(
+    client: Client, factory: Factory
+) -> None:
+    # The handler reads the page of the user the token's `sub` names while it authenticates;
+    # a token the host resolves otherwise (its legacy `user_id`) must still get its own page.
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 3)
+    await factory.posts_bulk(await factory.user(), 2)
+    key = await factory.pool.fetchval("SELECT user_key FROM users WHERE id = $1", user.id)
+    exp = int(datetime.now(UTC).timestamp()) + 600
+    tokens = {
+        "sub": factory.token(user.sqid),
+        "user_id only": jwt.encode({"user_id": str(key), "exp": exp}, SECRET, "HS256"),
+        "sub unknown": jwt.encode({"sub": "nobody", "user_id": str(key), "exp": exp}, SECRET),
+    }
+    for name, token in tokens.items():
+        resp = await client.get("/api/pmd/posts", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200, name
+        page = await resp.json()
+        assert [i["id"] for i in page["items"]] == sorted(ids, reverse=True), name
+        assert page["total_count"] == 3, name
+
+
+async def test_list_errors_come_in_the_order_of_every_endpoint(
+    client: Client, factory: Factory
+) -> None:
+    # The token first (401, 403), then the query (400), as the route wrapper does elsewhere.
+    user = await factory.user()
+    banned = await factory.user(banned_until=datetime.now(UTC) + timedelta(days=1))
+    plain = await factory.user()
+    bad = {"Authorization": "Bearer not.a.jwt"}
+    await assert_problem(await client.get("/api/pmd/posts?limit=0", headers=bad), 401)
+    await assert_problem(await client.get("/api/pmd/posts?limit=0"), 401)
+    await assert_problem(await client.get("/api/pmd/posts?cursor=junk", headers=banned.auth), 403)
+    await assert_problem(
+        await client.get(f"/api/pmd/posts?limit=0&target_sqid={user.sqid}", headers=plain.auth),
+        403,
+    )
+    await assert_problem(
+        await client.get("/api/pmd/posts?limit=0&target_sqid=nobody", headers=plain.auth), 403
+    )
+    await assert_problem(await client.get("/api/pmd/posts?limit=0", headers=user.auth), 400)
+    await assert_problem(await client.get("/api/pmd/posts?cursor=junk", headers=user.auth), 400)

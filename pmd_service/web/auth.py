@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..access import Principal, caller_from_token, resolve_target
+from ..access import Principal, caller_of, resolve_target
 from ..problems import ProblemError, unauthorized
-from ..tokens import TokenRules
+from ..tokens import Subject, TokenRules, decode_token
 from .keys import DB_POOL, PRINCIPAL, SETTINGS
 
 
@@ -23,8 +23,15 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def authenticate(request: web.Request, token: str) -> Principal:
-    pool = request.app[DB_POOL]
+def required_bearer_token(request: web.Request) -> str:
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
+    return token
+
+
+def token_subject(request: web.Request, token: str) -> Subject:
+    """Whom a valid token names (401 for any other), before any database lookup."""
     settings = request.app[SETTINGS]
     rules = TokenRules(
         settings.jwt_secret_key,
@@ -32,9 +39,20 @@ async def authenticate(request: web.Request, token: str) -> Principal:
         settings.jwt_audience,
         settings.jwt_issuer,
     )
-    caller, exp = await caller_from_token(pool, token, rules)
+    return decode_token(token, rules)
+
+
+async def principal_of(request: web.Request, subject: Subject) -> Principal:
+    """The caller a token's subject is and the target the query names, if the caller may act
+    on that target's posts (else 401, 403 or 404)."""
+    pool = request.app[DB_POOL]
+    caller = await caller_of(pool, subject)
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
-    return Principal(caller=caller, target=target, token_expires_at=exp)
+    return Principal(caller=caller, target=target, token_expires_at=subject.expires_at)
+
+
+async def authenticate(request: web.Request, token: str) -> Principal:
+    return await principal_of(request, token_subject(request, token))
 
 
 async def retarget(request: web.Request, body_target: str | None) -> Principal:
