@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from .problems import ProblemError, forbidden, not_found, unauthorized
-from .tokens import Subject
+from .tokens import TokenRules, decode_token
 
 STAFF_ROLES = frozenset({"moderator", "owner"})
 NOT_STAFF = "Only moderators may act on another user's posts (`target_sqid`)."
@@ -62,21 +62,18 @@ class Principal:
         return self.caller.id != self.target.id
 
 
-def could_be_sqid(value: str) -> bool:
-    """False for what no user's public id can be (too long, or a NUL PostgreSQL text cannot
-    hold), which is then nobody's, without asking the database."""
-    return len(value) <= 16 and "\x00" not in value
-
-
 async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
-    if not could_be_sqid(sqid):
+    # Not a sqid at all (too long, or a NUL PostgreSQL text cannot hold): nobody has it.
+    if len(sqid) > 16 or "\x00" in sqid:
         return None
     row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
     return row
 
 
-async def caller_of(pool: asyncpg.Pool, subject: Subject) -> User:
-    """The user a valid token names, if that account may use the service (else 401/403)."""
+async def caller_from_token(
+    pool: asyncpg.Pool, token: str, rules: TokenRules
+) -> tuple[User, float]:
+    subject = decode_token(token, rules)
     row = await load_user(pool, subject.sqid) if subject.sqid is not None else None
     if row is None and subject.user_key is not None:
         # As the host does: `sub` first, then the legacy claim.
@@ -86,7 +83,7 @@ async def caller_of(pool: asyncpg.Pool, subject: Subject) -> User:
     denial = account_denial(row)
     if denial is not None:
         raise denial
-    return User.from_row(row)
+    return User.from_row(row), subject.expires_at
 
 
 def account_denial(row: asyncpg.Record) -> ProblemError | None:

@@ -32,56 +32,43 @@ _ITEM_COLUMNS = f"""
     p.view_count, l.identifier AS license_identifier, p.deleted_by_user_date
 """
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
-# $1 names the owner: by id, or by public id (the handler reads a page by the target's sqid
-# while the caller's row is being read, so the two round trips overlap; web/posts.py).
-_BY_ID = "$1"
-_BY_SQID = "(SELECT u.id FROM users u WHERE u.public_sqid = $1)"
+_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
+# The total is an uncorrelated scalar subquery: evaluated once, same round trip as the page.
+_TOTAL_LIVE = f"(SELECT count(*) FROM posts p WHERE {_LIVE}) AS total_count"
+_TOTAL_DELETED = f"(SELECT count(*) FROM posts p WHERE {_DELETED}) AS total_count"
 
-
-def _live(owner: str) -> str:
-    return f"p.owner_id = {owner} AND p.kind = 'artwork' AND NOT p.deleted_by_user"
-
-
-def _deleted(owner: str) -> str:
-    return f"p.owner_id = {owner} AND p.kind = 'artwork' AND {restorable('p')}"
-
-
-def _page(where: str, key: str, after: bool) -> str:
-    # Keyset pagination on (key, id): ids break ties, so nothing is skipped. The total is an
-    # uncorrelated scalar subquery: evaluated once, in the same round trip as the page.
-    return f"""
-SELECT {_ITEM_COLUMNS}, (SELECT count(*) FROM posts p WHERE {where}) AS total_count
+# Keyset pagination on (created_at, id): ids break timestamp ties, so nothing is skipped.
+SQL_LIST_FIRST = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_LIVE}
 FROM posts p {_ITEM_JOINS}
-WHERE {where}{f" AND (p.{key}, p.id) < ($3, $4)" if after else ""}
-ORDER BY p.{key} DESC, p.id DESC
+WHERE {_LIVE}
+ORDER BY p.created_at DESC, p.id DESC
 LIMIT $2
 """
-
-
-SQL_LIST_FIRST = _page(_live(_BY_ID), "created_at", after=False)
-SQL_LIST_AFTER = _page(_live(_BY_ID), "created_at", after=True)
-SQL_LIST_DELETED_FIRST = _page(_deleted(_BY_ID), "deleted_by_user_date", after=False)
-SQL_LIST_DELETED_AFTER = _page(_deleted(_BY_ID), "deleted_by_user_date", after=True)
-SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_live(_BY_ID)}"
-SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_deleted(_BY_ID)}"
-SQL_LIST_FIRST_BY_SQID = _page(_live(_BY_SQID), "created_at", after=False)
-SQL_LIST_AFTER_BY_SQID = _page(_live(_BY_SQID), "created_at", after=True)
-SQL_LIST_DELETED_FIRST_BY_SQID = _page(_deleted(_BY_SQID), "deleted_by_user_date", after=False)
-SQL_LIST_DELETED_AFTER_BY_SQID = _page(_deleted(_BY_SQID), "deleted_by_user_date", after=True)
-SQL_COUNT_LIVE_BY_SQID = f"SELECT count(*) FROM posts p WHERE {_live(_BY_SQID)}"
-SQL_COUNT_DELETED_BY_SQID = f"SELECT count(*) FROM posts p WHERE {_deleted(_BY_SQID)}"
-
-# (first page, next pages, count) by (owner named by sqid, deleted listing).
-_STATEMENTS = {
-    (False, False): (SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE),
-    (False, True): (SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED),
-    (True, False): (SQL_LIST_FIRST_BY_SQID, SQL_LIST_AFTER_BY_SQID, SQL_COUNT_LIVE_BY_SQID),
-    (True, True): (
-        SQL_LIST_DELETED_FIRST_BY_SQID,
-        SQL_LIST_DELETED_AFTER_BY_SQID,
-        SQL_COUNT_DELETED_BY_SQID,
-    ),
-}
+SQL_LIST_AFTER = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_LIVE}
+FROM posts p {_ITEM_JOINS}
+WHERE {_LIVE} AND (p.created_at, p.id) < ($3, $4)
+ORDER BY p.created_at DESC, p.id DESC
+LIMIT $2
+"""
+SQL_LIST_DELETED_FIRST = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_DELETED}
+FROM posts p {_ITEM_JOINS}
+WHERE {_DELETED}
+ORDER BY p.deleted_by_user_date DESC, p.id DESC
+LIMIT $2
+"""
+SQL_LIST_DELETED_AFTER = f"""
+SELECT {_ITEM_COLUMNS}, {_TOTAL_DELETED}
+FROM posts p {_ITEM_JOINS}
+WHERE {_DELETED} AND (p.deleted_by_user_date, p.id) < ($3, $4)
+ORDER BY p.deleted_by_user_date DESC, p.id DESC
+LIMIT $2
+"""
+SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE}"
+SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
 
 
 def _item(row: asyncpg.Record) -> ListedPost:
@@ -95,21 +82,24 @@ def _item(row: asyncpg.Record) -> ListedPost:
 
 
 async def list_posts(
-    pool: asyncpg.Pool, owner: int | str, limit: int, cursor: str | None, deleted: bool
+    pool: asyncpg.Pool, owner_id: int, limit: int, cursor: str | None, deleted: bool
 ) -> ListedPage:
-    """A page of the posts of `owner`: a user's id, or a user's public id (sqid)."""
     after = Cursor.decode(cursor, deleted) if cursor else None
-    first_sql, after_sql, count_sql = _STATEMENTS[isinstance(owner, str), deleted]
+    first_sql, after_sql = (
+        (SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER)
+        if deleted
+        else (SQL_LIST_FIRST, SQL_LIST_AFTER)
+    )
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
     if after is None:
-        rows = await pool.fetch(first_sql, owner, limit + 1)
+        rows = await pool.fetch(first_sql, owner_id, limit + 1)
     else:
-        rows = await pool.fetch(after_sql, owner, limit + 1, after.at, after.post_id)
+        rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id)
     if rows:
         total = rows[0]["total_count"]
     else:  # an empty page (no posts, or a cursor past the end) still reports the total
-        total = await pool.fetchval(count_sql, owner)
+        total = await pool.fetchval(SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE, owner_id)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [_item(r) for r in rows]

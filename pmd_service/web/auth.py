@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..access import Principal, caller_of, resolve_target
+from ..access import Principal, caller_from_token, resolve_target
 from ..problems import ProblemError, unauthorized
-from ..tokens import Subject, TokenRules, decode_token
+from ..tokens import TokenRules
 from .keys import DB_POOL, PRINCIPAL, SETTINGS
 
 
@@ -23,15 +23,8 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-def required_bearer_token(request: web.Request) -> str:
-    token = bearer_token(request)
-    if token is None:
-        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
-    return token
-
-
-def token_subject(request: web.Request, token: str) -> Subject:
-    """Whom a valid token names (401 for any other), before any database lookup."""
+async def authenticate(request: web.Request, token: str) -> Principal:
+    pool = request.app[DB_POOL]
     settings = request.app[SETTINGS]
     rules = TokenRules(
         settings.jwt_secret_key,
@@ -39,20 +32,9 @@ def token_subject(request: web.Request, token: str) -> Subject:
         settings.jwt_audience,
         settings.jwt_issuer,
     )
-    return decode_token(token, rules)
-
-
-async def principal_of(request: web.Request, subject: Subject) -> Principal:
-    """The caller a token's subject is and the target the query names, if the caller may act
-    on that target's posts (else 401, 403 or 404)."""
-    pool = request.app[DB_POOL]
-    caller = await caller_of(pool, subject)
+    caller, exp = await caller_from_token(pool, token, rules)
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
-    return Principal(caller=caller, target=target, token_expires_at=subject.expires_at)
-
-
-async def authenticate(request: web.Request, token: str) -> Principal:
-    return await principal_of(request, token_subject(request, token))
+    return Principal(caller=caller, target=target, token_expires_at=exp)
 
 
 async def retarget(request: web.Request, body_target: str | None) -> Principal:

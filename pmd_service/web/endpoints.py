@@ -16,15 +16,18 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..problems import FieldError, bad_request
-from .auth import authenticate, required_bearer_token
+from ..problems import FieldError, bad_request, unauthorized
+from .auth import authenticate, bearer_token
 from .endpoint import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
 
 
 def _with_bearer(handler: Handler) -> Handler:
     async def authenticated(request: web.Request) -> web.StreamResponse:
-        request[PRINCIPAL] = await authenticate(request, required_bearer_token(request))
+        token = bearer_token(request)
+        if token is None:
+            raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
+        request[PRINCIPAL] = await authenticate(request, token)
         return await handler(request)
 
     return authenticated
