@@ -47,7 +47,7 @@ BENCHMARKS = (
     Bench("bdr_e2e", (), 600),
     Bench("job", (), 900),
     Bench("processes", (), 900),
-    Bench("posts", ("--depths", "1,5,10,15,19"), 900),
+    Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900),
     Bench("sse", (), 1200),
     Bench("page", (), 600),
     Bench("host_migrate", (), 900),
@@ -518,6 +518,30 @@ def posts_section(p: dict[str, Any]) -> dict[str, str]:
             f"| {r['sql']['p50_ms']:.1f} ms | {r['sql']['p99_ms']:.1f} ms "
             f"| {r['http']['p50_ms'] / r['sql']['p50_ms']:.2f}× |"
         )
+    cases = [
+        "| user's posts | post sqids | page | GET p50 | GET p99 | floor SQL p50 | GET ÷ floor (p50) "
+        "| target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in p.get("cases", []):
+        cases.append(
+            f"| {c['posts']:,} | {'set' if c['sqids'] else 'NULL'} | {c['page']} "
+            f"| {c['http']['p50_ms']:.1f} ms | {c['http']['p99_ms']:.1f} ms "
+            f"| {c['sql']['p50_ms']:.1f} ms | {c['ratio']:.2f}× "
+            f"| ≤ {c['target']}× ({_verdict(c['ratio'] <= c['target'])}) |"
+        )
+    scale = p.get("scale", {})
+    scale_note = (
+        "With {big:,} posts the list's p50 is {r1:.2f}× the {small:,}-post user's on page 1 and "
+        "{r19:.2f}× on page 19 (target ≤ {t}×: {v})."
+    ).format(
+        big=p.get("big_posts", 0),
+        small=p["posts"],
+        r1=scale.get("1", float("nan")),
+        r19=scale.get("19", float("nan")),
+        t=p.get("scale_target", 1.2),
+        v=_verdict(bool(scale) and max(scale.values()) <= p.get("scale_target", 1.2)),
+    )
     deepest, shallowest = p["depths"][-1], p["depths"][0]
     spread = deepest["http"]["p50_ms"] / shallowest["http"]["p50_ms"]
     return {
@@ -525,6 +549,8 @@ def posts_section(p: dict[str, Any]) -> dict[str, str]:
         "posts_table": table,
         "posts_targets": targets,
         "posts_depth_table": "\n".join(depth),
+        "posts_cases_table": "\n".join(cases),
+        "posts_scale": scale_note,
         "posts_depth_note": (
             f"Page {deepest['page']} costs {spread:.2f}× page {shallowest['page']} (p50): the keyset "
             "cursor seeks straight to its position instead of skipping rows, so depth does not "
@@ -794,7 +820,8 @@ def render(names: list[str], failures: dict[str, str]) -> None:
         "job": (job_section, ("job_table", "job_note")),
         "processes": (processes_section, ("processes_table", "processes_ratio")),
         "posts": (posts_section, ("posts_requests", "posts_table", "posts_targets",
-                                  "posts_depth_table", "posts_depth_note")),
+                                  "posts_depth_table", "posts_depth_note",
+                                  "posts_cases_table", "posts_scale")),
         "sse": (sse_section, ("sse_table", "sse_targets", "sse_update")),
         "page": (page_section, ("page_runs", "page_table", "page_targets")),
         "host_migrate": (host_migrate_section, ("host_migrate_table", "host_migrate_targets")),

@@ -7,14 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import jwt
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.db import create_pool
 from pmd_service.posts import listing
 from pmd_service.posts.cursor import Cursor
+from pmd_service.posts.schemas import ListedPost, PostItem, PostPage
 from tests.factories import Factory, UserRow
-from tests.helpers import assert_problem
+from tests.helpers import SECRET, assert_problem
 
 Client = TestClient[Any, Any]
 
@@ -388,3 +391,82 @@ async def test_moderator_lists_the_target_and_counts_are_the_targets(
     assert page["total_count"] == 2
     # Listing writes nothing, not even for a moderator.
     assert await pool.fetchval("SELECT count(*) FROM audit_logs") == 0
+
+
+async def test_the_reply_is_what_the_documented_shapes_encode_to(
+    client: Client, factory: Factory
+) -> None:
+    # The list sends each post's files as the JSON text its query builds (posts/listing.py):
+    # it must be byte for byte what msgspec makes of PostItem's `files`, odd formats included.
+    assert ListedPost.__struct_fields__ == PostItem.__struct_fields__
+    user = await factory.user()
+    odd = await factory.post(user, title='quote " backslash \\ tab \t', created_at=T0)
+    await factory.pool.execute("DELETE FROM post_files WHERE post_id = $1", odd.id)
+    await factory.pool.execute(
+        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
+        " VALUES ($1, $2, 0, true), ($1, $3, 2147483647, false), ($1, $4, 7, false)",
+        odd.id,
+        'p"n\\g',
+        "\x01\x1f\x7f\u2028é",
+        "webp",
+    )
+    bare = await factory.post(user, title="no files", created_at=T0 + timedelta(seconds=1))
+    await factory.pool.execute("DELETE FROM post_files WHERE post_id = $1", bare.id)
+    await factory.post(user, title="plain", created_at=T0 + timedelta(microseconds=5))
+    for query in ("?limit=2", ""):
+        resp = await client.get(f"/api/pmd/posts{query}", headers=user.auth)
+        assert resp.status == 200
+        body = await resp.read()
+        assert msgspec.json.encode(msgspec.json.decode(body, type=PostPage)) == body
+    files = msgspec.json.decode(body, type=PostPage).items[-1].files
+    # The native file first; the order of the others is the database collation's.
+    assert (files[0].format, files[0].file_bytes, files[0].is_native) == ('p"n\\g', 0, True)
+    assert {(f.format, f.file_bytes, f.is_native) for f in files[1:]} == {
+        ("webp", 7, False),
+        ("\x01\x1f\x7f\u2028é", 2147483647, False),
+    }
+
+
+async def test_the_page_is_the_principals_whichever_way_the_token_names_them(
+    client: Client, factory: Factory
+) -> None:
+    # The handler reads the page of the user the token's `sub` names while it authenticates;
+    # a token the host resolves otherwise (its legacy `user_id`) must still get its own page.
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 3)
+    await factory.posts_bulk(await factory.user(), 2)
+    key = await factory.pool.fetchval("SELECT user_key FROM users WHERE id = $1", user.id)
+    exp = int(datetime.now(UTC).timestamp()) + 600
+    tokens = {
+        "sub": factory.token(user.sqid),
+        "user_id only": jwt.encode({"user_id": str(key), "exp": exp}, SECRET, "HS256"),
+        "sub unknown": jwt.encode({"sub": "nobody", "user_id": str(key), "exp": exp}, SECRET),
+    }
+    for name, token in tokens.items():
+        resp = await client.get("/api/pmd/posts", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status == 200, name
+        page = await resp.json()
+        assert [i["id"] for i in page["items"]] == sorted(ids, reverse=True), name
+        assert page["total_count"] == 3, name
+
+
+async def test_list_errors_come_in_the_order_of_every_endpoint(
+    client: Client, factory: Factory
+) -> None:
+    # The token first (401, 403), then the query (400), as the route wrapper does elsewhere.
+    user = await factory.user()
+    banned = await factory.user(banned_until=datetime.now(UTC) + timedelta(days=1))
+    plain = await factory.user()
+    bad = {"Authorization": "Bearer not.a.jwt"}
+    await assert_problem(await client.get("/api/pmd/posts?limit=0", headers=bad), 401)
+    await assert_problem(await client.get("/api/pmd/posts?limit=0"), 401)
+    await assert_problem(await client.get("/api/pmd/posts?cursor=junk", headers=banned.auth), 403)
+    await assert_problem(
+        await client.get(f"/api/pmd/posts?limit=0&target_sqid={user.sqid}", headers=plain.auth),
+        403,
+    )
+    await assert_problem(
+        await client.get("/api/pmd/posts?limit=0&target_sqid=nobody", headers=plain.auth), 403
+    )
+    await assert_problem(await client.get("/api/pmd/posts?limit=0", headers=user.auth), 400)
+    await assert_problem(await client.get("/api/pmd/posts?cursor=junk", headers=user.auth), 400)

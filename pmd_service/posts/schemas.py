@@ -72,6 +72,37 @@ class PostPage(msgspec.Struct):
     total_count: int
 
 
+class ListedPost(msgspec.Struct):
+    """PostItem as the list query yields it: the same fields in the same order, with `files`
+    as the JSON text the query built (posts/listing.py), so it encodes to the same bytes."""
+
+    id: int
+    public_sqid: str | None
+    title: str
+    description: str | None
+    created_at: datetime
+    width: int | None
+    height: int | None
+    frame_count: int
+    files: msgspec.Raw
+    art_url: str | None
+    hidden_by_user: bool
+    hidden_by_mod: bool
+    reaction_count: int
+    comment_count: int
+    view_count: int
+    license_identifier: str | None
+    deleted_by_user_date: datetime | None = None
+
+
+class ListedPage(msgspec.Struct):
+    """PostPage of ListedPost items (PostPage stays the documented shape)."""
+
+    items: list[ListedPost]
+    next_cursor: str | None
+    total_count: int
+
+
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: Action
     post_ids: PostIds
