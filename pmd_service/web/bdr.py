@@ -188,7 +188,7 @@ ENDPOINTS = (
                  Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
                        "has this ETag or Last-Modified date"),
              ),
-             problems=(404, 409, 410),
+             problems=(404, 409, 410, 503),
              other_responses=((206, "The requested byte range", "application/zip"),
                               (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): "
                                "`Location` is a signed URL of the ZIP, valid "
