@@ -86,7 +86,15 @@ class S3Access:
         return {n: v for n in names if (v := getattr(self, n))}
 
 
-def open_store(url: StoreUrl, access: S3Access) -> S3Store:
+# A request's whole time, its body included. Parts and artworks take seconds; a ZIP streamed
+# through the server (proxy mode) to a slow client may take long, and is cut off at this.
+REQUEST_TIMEOUT = timedelta(minutes=2)
+STREAMING_TIMEOUT = timedelta(hours=4)
+
+
+def open_store(
+    url: StoreUrl, access: S3Access, request_timeout: timedelta = REQUEST_TIMEOUT
+) -> S3Store:
     """An obstore S3 store rooted at the URL's prefix (paths given to it are relative)."""
     config: dict[str, Any] = {"region": access.region, **access.keys()}
     if access.endpoint:
@@ -94,7 +102,7 @@ def open_store(url: StoreUrl, access: S3Access) -> S3Store:
     client: ClientConfig = {
         "allow_http": access.endpoint.startswith("http://"),
         "connect_timeout": "10s",
-        "timeout": "120s",
+        "timeout": f"{int(request_timeout.total_seconds())}s",
     }
     return S3Store(
         url.bucket,

@@ -34,6 +34,7 @@ from pmd_service.jobs.zipbuild import PART_BYTES, Entry, build, object_sink
 from pmd_service.objects import StoreUrl, incomplete_uploads, open_store
 from pmd_service.settings import ConfigError, Settings
 from pmd_service.vault import relative_artwork_path
+from pmd_service.web.keys import ZIP_FILES
 from tests.factories import Factory, PostRow
 from tests.helpers import Client, assert_problem, fetch_item, free_port, request_bdr, run_worker
 
@@ -171,6 +172,10 @@ async def test_proxy_mode_streams_with_ranges_and_validators(
     from pmd_service.web.app import create_app
 
     client = await aiohttp_client(create_app(proxy_settings))
+    # A slow client's download is not cut off at the 2 minutes a part or an artwork gets.
+    store = client.app[ZIP_FILES].store
+    assert store is not None and store.client_options is not None
+    assert store.client_options.get("timeout") == "14400s"
     owner, _, item = await ready_bdr(client, factory, proxy_settings)
     url, auth = item["download_url"], owner.auth
     whole = await client.get(url, headers=auth)

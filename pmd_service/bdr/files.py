@@ -17,7 +17,7 @@ import aiofiles.os
 import obstore
 from obstore.store import S3Store
 
-from ..objects import StoreUrl, open_store
+from ..objects import REQUEST_TIMEOUT, StoreUrl, open_store
 from ..problems import ProblemError
 from ..settings import Settings
 from ..vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
@@ -58,12 +58,12 @@ class StoredZip:
 
 
 class ZipFiles:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, request_timeout: timedelta = REQUEST_TIMEOUT) -> None:
         self.root = settings.bdr_path
         self.vault = settings.vault_path
         self.bucket: StoreUrl | None = settings.bdr_bucket
         self.store: S3Store | None = (
-            open_store(self.bucket, settings.s3_access) if self.bucket else None
+            open_store(self.bucket, settings.s3_access, request_timeout) if self.bucket else None
         )
         self.signed_url_ttl = timedelta(seconds=settings.bdr_signed_url_seconds)
 

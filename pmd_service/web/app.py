@@ -12,6 +12,7 @@ from ..db import create_pool
 from ..hostcheck import warn_if_host_lacks
 from ..logs import quiet_malformed_requests
 from ..migrate import migrate
+from ..objects import STREAMING_TIMEOUT
 from ..posts.host_cache import create_host_cache
 from ..queue import create_redis
 from ..settings import Settings
@@ -87,8 +88,9 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app[SETTINGS] = settings
     app[TEND_HEAP] = tend_heap
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
-    # Opening a store makes no request: readiness never depends on the bucket.
-    app[ZIP_FILES] = ZipFiles(settings)
+    # Opening a store makes no request: readiness never depends on the bucket. In proxy mode a
+    # download streams from it for as long as the client takes.
+    app[ZIP_FILES] = ZipFiles(settings, STREAMING_TIMEOUT)
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)
