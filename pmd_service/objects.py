@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from obstore.store import S3Store
@@ -156,8 +156,3 @@ async def abort_uploads(url: StoreUrl, access: S3Access, uploads: list[Upload]) 
                 await client.abort_multipart_upload(
                     Bucket=url.bucket, Key=url.key(upload.key), UploadId=upload.upload_id
                 )
-
-
-def older_than(uploads: list[Upload], seconds: float) -> list[Upload]:
-    cutoff = datetime.now(UTC) - timedelta(seconds=seconds)
-    return [u for u in uploads if u.initiated < cutoff]

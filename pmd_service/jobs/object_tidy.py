@@ -17,7 +17,7 @@ import obstore
 from obstore.store import ObjectStore
 
 from ..bdr.files import OBJECT_MISSING
-from ..objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads, older_than
+from ..objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
 from ..vault import BDR_PREFIX, OWN_OBJECT_RE
 
 log = logging.getLogger(__name__)
@@ -56,17 +56,13 @@ async def abort_dead_uploads(
     owned = {u.upload_id: _own(u.key) for u in uploads}
     ids = list({o[0] for o in owned.values() if o is not None})
     live = {(r["id"], r["run"]) for r in await pool.fetch(SQL_LIVE_RUNS, ids)}
-    young_others = {u.upload_id for u in uploads} - {
-        u.upload_id for u in older_than(uploads, min_age_seconds)
-    }
-    dead: list[Upload] = []
-    for upload in uploads:
-        own = owned[upload.upload_id]
-        if own is None:
-            if upload.upload_id not in young_others:
-                dead.append(upload)
-        elif own not in live:
-            dead.append(upload)
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
+    dead: list[Upload] = [
+        u
+        for u in uploads
+        if ((own := owned[u.upload_id]) is None and u.initiated < cutoff)
+        or (own is not None and own not in live)
+    ]
     if dead:
         await abort_uploads(url, access, dead)
         log.info("aborted %d multipart uploads left behind", len(dead))
