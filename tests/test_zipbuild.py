@@ -8,11 +8,15 @@ import hashlib
 import os
 import threading
 import zipfile
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zipstream.ng
+from zlib_ng import zlib_ng
 
-from pmd_service.jobs.zipbuild import BuildCancelled, Entry, build_zip
+from pmd_service.jobs.zipbuild import CHUNK, BuildCancelled, Entry, build, build_zip
 
 
 def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
@@ -75,3 +79,63 @@ def test_a_cancel_is_buildcancelled_and_leaves_no_thread(tmp_path: Path) -> None
     with pytest.raises(BuildCancelled):
         build_zip(tmp_path / "out.zip", entries, _trailer, on_progress, cancel)
     assert _threads() == before
+
+
+def test_sizes_around_the_buffer_size_come_out_whole(tmp_path: Path) -> None:
+    # Reads land in reused buffers: big ones travel down the pipeline, small ones and the tails
+    # of big ones are copied into packs. Every boundary, many times over the pool's size.
+    sizes = [0, 1, CHUNK // 2 - 1, CHUNK // 2, CHUNK // 2 + 1, CHUNK - 1, CHUNK, CHUNK + 1]
+    sizes += [3 * CHUNK + 5, 2 * CHUNK, 17, CHUNK // 2 - 1] * 4
+    entries = _artworks(tmp_path, sizes)
+    out = tmp_path / "out.zip"
+    result = build_zip(out, entries, _trailer, lambda n: None, threading.Event())
+    data = out.read_bytes()
+    assert result.size == len(data) and result.sha256 == hashlib.sha256(data).hexdigest()
+    with zipfile.ZipFile(out) as archive:
+        assert archive.testzip() is None
+        for e in entries:
+            assert e.path is not None
+            assert archive.read(e.arcname) == e.path.read_bytes()
+
+
+def test_a_sink_that_stops_early_is_an_error_not_a_hang(tmp_path: Path) -> None:
+    entries = _artworks(tmp_path, [CHUNK] * 40)  # far more than the buffers in flight
+    taken: list[int] = []
+
+    def sink(chunks: Iterator[bytes | memoryview]) -> None:
+        taken.append(len(next(chunks)))
+
+    before = _threads()
+    with pytest.raises(RuntimeError, match="before the end"):
+        build(sink, entries, _trailer, lambda n: None, threading.Event())
+    assert len(taken) == 1
+    assert _threads() == before
+
+
+def test_a_sink_error_midway_stops_the_build(tmp_path: Path) -> None:
+    entries = _artworks(tmp_path, [CHUNK] * 40)
+    read: list[int] = []
+
+    def sink(chunks: Iterator[bytes | memoryview]) -> None:
+        for chunk in chunks:
+            read.append(len(chunk))
+            if len(read) == 3:
+                raise OSError(errno.EIO, "I/O error")
+
+    before = _threads()
+    with pytest.raises(OSError, match="I/O error"):
+        build(sink, entries, _trailer, lambda n: None, threading.Event())
+    assert _threads() == before
+
+
+def test_zipstream_computes_its_crcs_with_zlib_ng(tmp_path: Path) -> None:
+    # zipbuild swaps zipstream-ng's `crc32` for zlib-ng's (~10x faster); if an upgrade of
+    # zipstream-ng stops looking the name up there, the swap is silently lost: fail instead.
+    assert zipstream.ng.crc32 is zlib_ng.crc32
+    entries = _artworks(tmp_path, [CHUNK + 12_345, 777])
+    out = tmp_path / "out.zip"
+    build_zip(out, entries, _trailer, lambda n: None, threading.Event())
+    with zipfile.ZipFile(out) as archive:
+        for info, entry in zip(archive.infolist(), entries, strict=False):
+            assert entry.path is not None
+            assert zlib.crc32(entry.path.read_bytes()) == info.CRC

@@ -1,21 +1,28 @@
-"""Streaming a BDR ZIP with zipstream-ng, in a worker thread, to disk or an object store.
+"""Streaming a BDR ZIP with zipstream-ng, off the event loop, to disk or an object store.
 
-One awaited write per chunk on the event loop was several times slower than buffered writes
-on a thread (figures in docs/benchmarks.md, "Measurements behind the code"). So the whole build
-(file reads, CRC, writes) runs in one thread with plain buffered I/O, and sha256 in a second
-one: the event loop only receives progress callbacks and is never blocked by file I/O or
-hashing. Artworks are stored (they are compressed images already: DEFLATE gains next to
-nothing), the JSON files deflated. Memory is one read buffer plus, for HTTP sources, the few
-artworks fetched ahead: never the size of the ZIP.
-"""
+Three threads share the work: the build thread reads the artworks and runs zipstream-ng (the
+format and its CRC-32), and every piece that comes out goes both to the hash thread (SHA-256)
+and to the sink thread, which writes it (a file, fsynced) or uploads it (a bucket). On two
+cores the build costs about its slowest stage, the SHA-256, rather than the sum, and the
+writes and the fsync overlap the hashing instead of following it (figures in
+docs/benchmarks.md, "Measurements behind the code"); the event loop only reads how far the
+build got. Every read lands in one of a few reused buffers that come back once both stages are
+done with them: a fresh 1 MiB `bytes` per read cost a page fault every 4 KiB (glibc returns big
+blocks to the kernel when they are freed), about a third of the whole build. Artworks are
+stored (they are compressed images already: DEFLATE gains next to nothing), the JSON files
+deflated. Memory is those buffers plus, for HTTP sources, the few artworks fetched ahead:
+never the size of the ZIP."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 import queue
 import threading
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +30,21 @@ from typing import TYPE_CHECKING
 from zipfile import ZIP_DEFLATED, ZIP_STORED
 
 import obstore
+import zipstream.ng
 from zipstream import ZipStream
+from zlib_ng import zlib_ng
 
 if TYPE_CHECKING:
     from obstore import Attributes
     from obstore.store import ObjectStore
+
+# zipstream-ng computes each entry's CRC-32 with zlib's `crc32`, a global of its module looked
+# up at every chunk; zlib-ng's gives the same values ~10x faster (carry-less multiplication in
+# SIMD): 33 -> 3 ms for 128 MiB here, about a sixth of a large build's CPU on two cores. Set
+# only where zipstream-ng still holds zlib's function; tests/test_zipbuild.py fails when an
+# upgrade of it stops using that name, and zipfile checks every CRC in the tests' ZIPs.
+if getattr(zipstream.ng, "crc32", None) is zlib.crc32:
+    zipstream.ng.crc32 = zlib_ng.crc32
 
 CHUNK = 1 << 20  # ~1 MiB reads and writes
 WRITEBACK_EVERY = 16 << 20
@@ -65,72 +82,194 @@ class BuildResult:
     skipped: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _read_chunks(handle: object) -> Iterator[bytes]:
-    read = handle.read  # type: ignore[attr-defined]
-    while chunk := read(CHUNK):
-        yield chunk
+# Buffers in flight at once: one being read, one being packed, the rest queued between the
+# stages (STAGE_DEPTH each) or in a stage's hands. A build's memory is BUFFERS x CHUNK.
+STAGE_DEPTH = 4
+BUFFERS = 2 * STAGE_DEPTH + 4
 
 
-class _Hasher:
-    """Hashes the chunks (sha256) on a second thread while they pass through on the build
-    thread, so hashing overlaps with reading, CRC and writing: on two cores the build costs the
-    slower of the two rather than their sum. The queue is bounded: at most QUEUE_DEPTH chunks
-    wait in memory. (Writing on the hash thread instead gave that thread most of the work, and
-    was slower.) `result.size` grows as chunks pass: the run reads it to enforce the size cap."""
+class _Buffers:
+    """Up to `count` CHUNK-sized bytearrays, reused: a buffer comes back once both stages are
+    done with the piece it holds; `take` waits while all are in flight, which holds the reads
+    back to the slowest stage. They are made when first needed (a small ZIP needs two, and
+    making one costs a zero-filled MiB)."""
 
-    QUEUE_DEPTH = 8
+    def __init__(self, count: int) -> None:
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._unmade = count
+        self._lock = threading.Lock()
 
-    def __init__(self, result: BuildResult) -> None:
-        self.result = result
+    def take(self) -> bytearray:
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            if self._unmade > 0:  # only the build thread takes: no race on the count
+                self._unmade -= 1
+                return bytearray(CHUNK)
+            return self._free.get()
+
+    def give(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
+
+    def release(self, piece: _Piece) -> None:
+        """One stage is done with `piece`; the second one gives its buffer back."""
+        with self._lock:
+            piece.holders -= 1
+            last = not piece.holders
+        if last and piece.buffer is not None:
+            self._free.put(piece.buffer)
+
+
+Chunk = bytes | memoryview
+
+
+class _Piece:
+    """A piece of the ZIP on its way to both stages: its bytes, and the reused buffer they sit
+    in (None when they are bytes of their own), given back when both stages are done."""
+
+    __slots__ = ("buffer", "chunk", "holders")
+
+    def __init__(self, chunk: Chunk, buffer: bytearray | None) -> None:
+        self.chunk = chunk
+        self.buffer = buffer
+        self.holders = 2
+
+
+# What _packed yields: a piece's bytes and the buffer they sit in (None: bytes of their own).
+Piece = tuple[Chunk, bytearray | None]
+
+# Where the ZIP's bytes go: a local file (file_sink) or an object store's multipart upload
+# (object_sink). It runs on the sink thread and consumes the chunks as they come; a chunk is
+# valid only until the sink asks for the next one (its buffer is then reused), so a sink that
+# keeps bytes copies them. When the build fails the iterator raises, and the sink drops what
+# it wrote (obstore aborts the upload; the caller discards the temp file).
+Sink = Callable[[Iterator[Chunk]], None]
+
+
+class _Aborted(Exception):
+    """Raised into the sink when the build failed: what it wrote is not a ZIP."""
+
+
+class _Pipeline:
+    """The two stages beside the build thread, each taking every piece in order: the hash
+    thread (SHA-256) and the sink thread (write or upload). They run side by side, so the sink
+    writes (and fsyncs) while the hash is still catching up, instead of after it. `send` blocks
+    while a stage is STAGE_DEPTH pieces behind, and re-raises the sink's error; `close` waits
+    for the end."""
+
+    def __init__(self, sink: Sink, buffers: _Buffers, result: BuildResult) -> None:
         self.digest = hashlib.sha256()
-        self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_DEPTH)
-        self._thread = threading.Thread(target=self._hash, name="zip-sha256", daemon=True)
-        self._thread.start()
+        self._sink = sink
+        self._buffers = buffers
+        self._result = result
+        self._error: BaseException | None = None
+        self._aborted = False
+        self._ended = False  # the sink's iterator reached the end
+        self._to_hash: queue.Queue[_Piece | None] = queue.Queue(STAGE_DEPTH)
+        self._to_sink: queue.Queue[_Piece | None] = queue.Queue(STAGE_DEPTH)
+        self._threads = [
+            threading.Thread(target=self._hash, name="zip-sha256", daemon=True),
+            threading.Thread(target=self._write, name="zip-sink", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def send(self, chunk: Chunk, buffer: bytearray | None) -> None:
+        if self._error is not None:  # the sink's, or the hash's
+            raise self._error
+        self._result.size += len(chunk)  # the run reads it to enforce the size cap
+        piece = _Piece(chunk, buffer)
+        self._to_hash.put(piece)
+        self._to_sink.put(piece)
+
+    def close(self) -> None:
+        """After the last piece: wait for both stages to finish (raising a stage's error)."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def abort(self) -> None:
+        """The build failed: the sink's iterator raises, and both threads end."""
+        self._aborted = True
+        self._stop()
+
+    def _stop(self) -> None:
+        self._to_hash.put(None)
+        self._to_sink.put(None)
+        for thread in self._threads:
+            thread.join()
 
     def _hash(self) -> None:
-        update = self.digest.update
-        while (chunk := self._queue.get()) is not None:
-            update(chunk)
+        update, release = self.digest.update, self._buffers.release
+        while (piece := self._to_hash.get()) is not None:
+            try:
+                update(piece.chunk)  # releases the GIL: the other stages run meanwhile
+            except BaseException as exc:  # (MemoryError): fail the build, keep releasing
+                self._error = self._error or exc
+            release(piece)
 
-    def passing(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            self._queue.put(chunk)  # bytes are immutable: the hash thread may read it meanwhile
-            self.result.size += len(chunk)
-            yield chunk
+    def _chunks(self) -> Iterator[Chunk]:
+        release = self._buffers.release
+        while (piece := self._to_sink.get()) is not None:
+            yield piece.chunk
+            release(piece)
+        self._ended = True
+        if self._aborted:
+            raise _Aborted
 
-    def stop(self) -> None:
-        """End the hash thread, whether the build succeeded or not."""
-        self._queue.put(None)
-        self._thread.join()
+    def _write(self) -> None:
+        try:
+            self._sink(self._chunks())
+        except BaseException as exc:  # handed to the build thread (send, close)
+            self._error = exc
+        else:
+            if not self._ended:
+                self._error = RuntimeError("the sink returned before the end of the ZIP")
+        if not self._ended:  # keep taking pieces, so no stage waits on a sink that stopped
+            while (piece := self._to_sink.get()) is not None:
+                self._buffers.release(piece)
 
 
-def _batched(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Small chunks (headers, pixel-art files) joined to ~1 MiB, so each write, hash and upload
-    call moves a lot of bytes; big ones pass as they are."""
-    pending: list[bytes] = []
-    pending_bytes = 0
+def _read_chunks(handle: io.RawIOBase, buffers: _Buffers) -> Iterator[memoryview]:
+    readinto = handle.readinto
+    while True:
+        buffer = buffers.take()
+        size = readinto(buffer)
+        if not size:
+            buffers.give(buffer)
+            return
+        yield memoryview(buffer)[:size]
+
+
+def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Iterator[Piece]:
+    """The ZIP's chunks as pieces: big ones as they are (a read buffer travels on with its
+    bytes), small ones (headers, pixel-art files) copied together into a buffer up to CHUNK,
+    so each hash, write and upload call moves a lot of bytes."""
+    pack: bytearray | None = None
+    used = 0
     for chunk in chunks:
-        if len(chunk) >= CHUNK // 2:
-            if pending:
-                yield b"".join(pending)
-                pending.clear()
-                pending_bytes = 0
-            yield chunk
+        size = len(chunk)
+        if not size:
             continue
-        pending.append(chunk)
-        pending_bytes += len(chunk)
-        if pending_bytes >= CHUNK:
-            yield b"".join(pending)
-            pending.clear()
-            pending_bytes = 0
-    if pending:
-        yield b"".join(pending)
-
-
-# Where the ZIP's bytes go: a local file (write_file) or an object store's multipart upload
-# (objects_sink). It consumes the chunks as they are made, and fails (aborting what it wrote)
-# when the iterator raises.
-Sink = Callable[[Iterator[bytes]], None]
+        own = chunk.obj if isinstance(chunk, memoryview) else None
+        assert own is None or isinstance(own, bytearray)
+        if size >= CHUNK // 2:
+            if pack is not None:
+                yield memoryview(pack)[:used], pack
+                pack = None
+            yield chunk, own
+            continue
+        if pack is not None and used + size > CHUNK:
+            yield memoryview(pack)[:used], pack
+            pack = None
+        if pack is None:
+            pack, used = buffers.take(), 0
+        pack[used : used + size] = chunk
+        used += size
+        if own is not None:
+            buffers.give(own)  # copied: its buffer can take the next read
+    if pack is not None:
+        yield memoryview(pack)[:used], pack
 
 
 def _zip_chunks(
@@ -139,7 +278,8 @@ def _zip_chunks(
     on_progress: Callable[[int], None],
     cancel: threading.Event,
     result: BuildResult,
-) -> Iterator[bytes]:
+    buffers: _Buffers,
+) -> Iterator[Chunk]:
     stream = ZipStream(compress_type=ZIP_STORED)
     for done, entry in enumerate(entries, start=1):
         if cancel.is_set():
@@ -148,13 +288,13 @@ def _zip_chunks(
             result.skipped.append((entry.post_id, entry.skip_reason))
         elif entry.path is not None:
             try:
-                handle = open(entry.path, "rb")  # noqa: SIM115 - closed below, after streaming
+                handle = open(entry.path, "rb", buffering=0)  # noqa: SIM115 - closed below
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 result.skipped.append((entry.post_id, "file_missing"))
             else:
                 with handle:
                     size = os.fstat(handle.fileno()).st_size
-                    stream.add(_read_chunks(handle), entry.arcname, size=size)
+                    stream.add(_read_chunks(handle, buffers), entry.arcname, size=size)
                     yield from stream.all_files()
                 result.added.append(entry.post_id)
         else:
@@ -178,7 +318,8 @@ def build(
     cancel: threading.Event,
     result: BuildResult | None = None,
 ) -> BuildResult:
-    """Stream the ZIP into `sink`; on the caller's thread (the event loop never runs this).
+    """Stream the ZIP into `sink`; on the caller's thread (the event loop never runs this),
+    with the hash and sink threads behind it, both ended when this returns or raises.
 
     `trailer(added, skipped)` returns the JSON files, built once the artworks are known. A file
     given as an iterable is consumed here, chunk by chunk, while it is deflated and written: it
@@ -186,31 +327,41 @@ def build(
     a Zip64 local header; Info-ZIP unzip and Python's zipfile read it.)
     """
     result = result if result is not None else BuildResult(size=0, sha256="")
-    hasher = _Hasher(result)
+    buffers = _Buffers(BUFFERS)
+    pipeline = _Pipeline(sink, buffers, result)
     try:
-        sink(hasher.passing(_batched(_zip_chunks(entries, trailer, on_progress, cancel, result))))
-    finally:
-        hasher.stop()
-    result.sha256 = hasher.digest.hexdigest()
+        chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers)
+        for chunk, buffer in _packed(chunks, buffers):
+            pipeline.send(chunk, buffer)
+    except BaseException:
+        pipeline.abort()
+        raise
+    pipeline.close()
+    result.sha256 = pipeline.digest.hexdigest()
     return result
 
 
 def file_sink(temp_path: Path) -> Sink:
     """Write to `temp_path` and fsync it; the caller renames it into place (publish)."""
 
-    def write(chunks: Iterator[bytes]) -> None:
-        with open(temp_path, "wb", buffering=CHUNK) as out:
+    def write(chunks: Iterator[Chunk]) -> None:
+        # Unbuffered: the pieces are ~1 MiB already, and a buffered writer copied each one
+        # into its own buffer before writing it.
+        with open(temp_path, "wb", buffering=0) as out:
             since_hint = 0
             for chunk in chunks:
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:  # a raw write may take less than it was given
+                    written = out.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, f"no progress writing {temp_path}")
+                    view = view[written:]
                 since_hint += len(chunk)
                 if since_hint >= WRITEBACK_EVERY:
                     # Start the kernel's writeback of what is written so far, so the final
                     # fsync has little left to wait for (the disk works while we read and hash).
                     since_hint = 0
-                    out.flush()
                     os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-            out.flush()
             os.fsync(out.fileno())
 
     return write
@@ -226,13 +377,14 @@ PARTS_IN_FLIGHT = 2
 def object_sink(store: ObjectStore, path: str, attributes: Attributes) -> Sink:
     """A multipart upload fed while the ZIP is built: the object appears only when the upload
     completes (atomically, as a whole); if the chunks' iterator raises (a cancel, a failed read)
-    obstore aborts the upload before re-raising."""
+    obstore aborts the upload before re-raising. Each chunk is copied: obstore may hold on to
+    what it is given, and the build reuses its buffers."""
 
-    def upload(chunks: Iterator[bytes]) -> None:
+    def upload(chunks: Iterator[Chunk]) -> None:
         obstore.put(
             store,
             path,
-            chunks,
+            (bytes(chunk) for chunk in chunks),
             attributes=attributes,
             use_multipart=True,
             chunk_size=PART_BYTES,
