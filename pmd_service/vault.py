@@ -7,6 +7,7 @@ strips characters, not a prefix) and checked again after symlinks are resolved.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import uuid
 from pathlib import Path
@@ -42,12 +43,22 @@ def relative_artwork_path(storage_shard: str | None, storage_key: uuid.UUID | st
 def artwork_path(
     vault: Path, storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str
 ) -> Path:
-    root = vault.resolve()
-    candidate = (root / relative_artwork_path(storage_shard, storage_key, fmt)).resolve()
-    # resolve() follows symlinks: a link inside the vault that points out of it is refused.
-    if not candidate.is_relative_to(root):
+    return artwork_path_in(vault.resolve(), storage_shard, storage_key, fmt)
+
+
+def artwork_path_in(
+    root: Path, storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str
+) -> Path:
+    """artwork_path under a vault `root` already resolved: a build resolves it once, not once
+    per artwork (resolving costs an lstat per level of the path)."""
+    base = str(root)
+    candidate = os.path.realpath(
+        os.path.join(base, relative_artwork_path(storage_shard, storage_key, fmt))
+    )
+    # realpath follows symlinks: a link inside the vault that points out of it is refused.
+    if not candidate.startswith(base.rstrip(os.sep) + os.sep):
         raise VaultPathError("artwork path resolves outside the vault")
-    return candidate
+    return Path(candidate)
 
 
 def contained(root: Path, relative: str) -> Path:

@@ -184,7 +184,6 @@ class Run:
             reactions=self.claim["include_reactions"],
         )
         pre_skipped = len(plan.skipped)
-        done = pre_skipped
         source = None
         fetch = None
         if self.st.artwork_store is not None:
@@ -197,12 +196,13 @@ class Run:
         else:
             entries = vault_entries(settings.vault_path, plan.artworks)
 
-        def on_progress(n: int) -> None:
-            nonlocal done
-            done = pre_skipped + n
+        # The build thread only records how far it got; the loop reads it when it wakes (every
+        # PROGRESS_EVERY). A hop onto the loop per artwork woke it 128 times a job for nothing,
+        # each wake-up taking the GIL from the build's threads.
+        built = [0]
 
         def from_thread(n: int) -> None:
-            loop.call_soon_threadsafe(on_progress, n)
+            built[0] = n
 
         def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, Trailing]]:
             return json_files(handle, plan, extras, added, self.in_request_order(plan, skipped))
@@ -216,6 +216,7 @@ class Run:
         try:
             while not task.done():
                 await asyncio.wait({task}, timeout=PROGRESS_EVERY)
+                done = pre_skipped + built[0]
                 # Declared sizes were checked at request time; the files may be bigger. The cap
                 # is enforced on what is written, overshooting by one interval's writes at most.
                 written = progress.size

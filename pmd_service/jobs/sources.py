@@ -22,7 +22,7 @@ import obstore
 import yarl
 
 from ..bdr.files import OBJECT_MISSING
-from ..vault import VaultPathError, artwork_path, relative_artwork_path
+from ..vault import VaultPathError, artwork_path_in, relative_artwork_path
 from .archive_content import Artwork
 from .zipbuild import Entry
 
@@ -44,9 +44,10 @@ def _arcname(artwork: Artwork) -> str:
 def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
     """Paths only, resolved lazily: the build thread iterates this, so the path checks (which
     stat the filesystem, maybe a network one) never run on the event loop."""
+    root = vault.resolve()
     for a in artworks:
         try:
-            path = artwork_path(vault, a.storage_shard, a.storage_key, a.fmt)
+            path = artwork_path_in(root, a.storage_shard, a.storage_key, a.fmt)
         except VaultPathError:
             log.warning("post %s has storage parts that leave the vault; skipped", a.post_id)
             yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
