@@ -41,8 +41,12 @@ CRON_JOBS = [
 ]
 HEALTH_CHECK_INTERVAL = 30
 MAX_JOBS = 4
-# arq polls its queue; its default (0.5 s) was most of a small BDR's POST → ready time.
-POLL_DELAY = 0.1
+# arq polls its queue and starts at most MAX_JOBS jobs a poll, so the delay bounds both a
+# request's wait (its default, 0.5 s, was most of a small BDR's POST → ready time) and one
+# worker's rate: at 0.1 s it drained a backlog of small BDRs at ~39 a second, idle between
+# polls (bench.scaling). A poll is one ZRANGEBYSCORE, skipped while every slot is busy: 50 a
+# second of an idle worker are nothing to Redis.
+POLL_DELAY = 0.02
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20
 
