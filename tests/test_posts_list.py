@@ -119,6 +119,25 @@ async def test_default_limit_is_512_and_last_page_has_no_cursor(
     assert second["total_count"] == 515
 
 
+async def test_later_pages_carry_the_total_the_first_page_counted(
+    client: Client, factory: Factory
+) -> None:
+    # Counting reads every live post of the user: the first page counts, its cursor carries
+    # the figure, and later pages of the same walk report it without counting again.
+    user = await factory.user()
+    await factory.posts_bulk(user, 12, created_at=T0)
+    first = await _get(client, user, "?limit=5")
+    assert first["total_count"] == 12
+    await factory.posts_bulk(user, 3, created_at=T0 - timedelta(days=1))  # older: later pages
+    second = await _get(client, user, f"?limit=5&cursor={first['next_cursor']}")
+    assert second["total_count"] == 12, "the walk's total, as counted when it began"
+    assert Cursor.decode(second["next_cursor"], deleted=False).total == 12
+    third = await _get(client, user, f"?limit=5&cursor={second['next_cursor']}")
+    assert [len(p["items"]) for p in (first, second, third)] == [5, 5, 5]
+    assert third["total_count"] == 12
+    assert (await _get(client, user, "?limit=5"))["total_count"] == 15  # a new walk counts
+
+
 async def test_exactly_full_page_ends_the_listing(client: Client, factory: Factory) -> None:
     user = await factory.user()
     await factory.posts_bulk(user, 10)
@@ -241,7 +260,7 @@ async def test_a_post_without_files_lists_an_empty_files_array(
     assert items[0]["files"] == []
 
 
-async def test_page_is_one_round_trip_not_one_query_per_post(
+async def test_a_page_is_one_statement_and_its_count_never_a_query_per_post(
     factory: Factory, database_url: str
 ) -> None:
     user = await factory.user()
@@ -265,12 +284,19 @@ async def test_page_is_one_round_trip_not_one_query_per_post(
             conn.add_query_logger(
                 lambda record: None if record.query == reset else queries.append(record.query)
             )
-        page = await listing.list_posts(pool, user.id, 512, None, deleted=False)
+        first = await listing.list_posts(pool, user.id, 150, None, deleted=False)
+        first_queries = list(queries)
+        queries.clear()
+        later = await listing.list_posts(pool, user.id, 150, first.next_cursor, deleted=False)
     finally:
         await pool.close()
-    assert len(page.items) == 200
-    assert all(i.reaction_count == 1 and i.comment_count == 1 for i in page.items)
-    assert len(queries) == 1, queries
+    assert len(first.items) == 150 and len(later.items) == 50
+    assert all(i.reaction_count == 1 and i.comment_count == 1 for i in first.items + later.items)
+    # The first page: its statement and the count (side by side on two connections when the
+    # pool has them); a later page: its statement alone, the total coming with the cursor.
+    assert sorted(first_queries) == sorted([listing.SQL_LIST_FIRST, listing.SQL_COUNT_LIVE])
+    assert queries == [listing.SQL_LIST_AFTER]
+    assert first.total_count == later.total_count == 200
 
 
 async def test_deleted_listing_shows_posts_within_the_restore_window(
@@ -346,7 +372,10 @@ async def test_deleted_listing_pagination_with_shared_deletion_times(
         ("?deleted=maybe", "deleted"),
         ("?cursor=not-a-cursor", "cursor"),
         ("?cursor=%FF%FE", "cursor"),
-        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:2:3").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:2:3:4").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:2:").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:2:-3").decode(), "cursor"),
+        ("?cursor=" + base64.urlsafe_b64encode(b"l:1:2:9999999999").decode(), "cursor"),
         ("?cursor=" + base64.urlsafe_b64encode(b"x:1:2").decode(), "cursor"),
         ("?cursor=" + base64.urlsafe_b64encode(b"l:1:0").decode(), "cursor"),
         ("?cursor=" + base64.urlsafe_b64encode(b"l:1:99999999999").decode(), "cursor"),

@@ -1,4 +1,5 @@
-"""The opaque keyset cursor of the posts list: (timestamp, id), base64 of a strict grammar."""
+"""The opaque keyset cursor of the posts list: (timestamp, id) and the walk's total, base64 of a
+strict grammar."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from ..problems import FieldError, bad_request
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_CURSOR_RE = re.compile(r"(?P<kind>[dl]):(?P<micros>-?[0-9]{1,18}):(?P<post_id>[0-9]{1,10})")
+_CURSOR_RE = re.compile(
+    r"(?P<kind>[dl]):(?P<micros>-?[0-9]{1,18}):(?P<post_id>[0-9]{1,10})(?::(?P<total>[0-9]{1,10}))?"
+)
 _MAX_CURSOR = 100
 
 
@@ -20,9 +23,14 @@ class Cursor:
     deleted: bool
     at: datetime
     post_id: int
+    # The total_count the first page counted, carried along the walk so that later pages do
+    # not count again (None: a cursor minted before totals were carried; that page counts).
+    total: int | None = None
 
     def encode(self) -> str:
         raw = f"{'d' if self.deleted else 'l'}:{_micros(self.at)}:{self.post_id}"
+        if self.total is not None:
+            raw += f":{self.total}"
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
@@ -49,9 +57,10 @@ class Cursor:
             at = _EPOCH + timedelta(microseconds=int(match["micros"]))
         except OverflowError:
             raise problem from None
-        if not 0 < post_id < 2**31:
+        total = None if match["total"] is None else int(match["total"])
+        if not 0 < post_id < 2**31 or (total is not None and total >= 2**31):
             raise problem
-        return cls(deleted, at, post_id)
+        return cls(deleted, at, post_id, total)
 
 
 def _micros(at: datetime) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import msgspec
 
@@ -34,34 +36,31 @@ _ITEM_COLUMNS = f"""
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
 _LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
-# The total is an uncorrelated scalar subquery: evaluated once, same round trip as the page.
-_TOTAL_LIVE = f"(SELECT count(*) FROM posts p WHERE {_LIVE}) AS total_count"
-_TOTAL_DELETED = f"(SELECT count(*) FROM posts p WHERE {_DELETED}) AS total_count"
 
 # Keyset pagination on (created_at, id): ids break timestamp ties, so nothing is skipped.
 SQL_LIST_FIRST = f"""
-SELECT {_ITEM_COLUMNS}, {_TOTAL_LIVE}
+SELECT {_ITEM_COLUMNS}
 FROM posts p {_ITEM_JOINS}
 WHERE {_LIVE}
 ORDER BY p.created_at DESC, p.id DESC
 LIMIT $2
 """
 SQL_LIST_AFTER = f"""
-SELECT {_ITEM_COLUMNS}, {_TOTAL_LIVE}
+SELECT {_ITEM_COLUMNS}
 FROM posts p {_ITEM_JOINS}
 WHERE {_LIVE} AND (p.created_at, p.id) < ($3, $4)
 ORDER BY p.created_at DESC, p.id DESC
 LIMIT $2
 """
 SQL_LIST_DELETED_FIRST = f"""
-SELECT {_ITEM_COLUMNS}, {_TOTAL_DELETED}
+SELECT {_ITEM_COLUMNS}
 FROM posts p {_ITEM_JOINS}
 WHERE {_DELETED}
 ORDER BY p.deleted_by_user_date DESC, p.id DESC
 LIMIT $2
 """
 SQL_LIST_DELETED_AFTER = f"""
-SELECT {_ITEM_COLUMNS}, {_TOTAL_DELETED}
+SELECT {_ITEM_COLUMNS}
 FROM posts p {_ITEM_JOINS}
 WHERE {_DELETED} AND (p.deleted_by_user_date, p.id) < ($3, $4)
 ORDER BY p.deleted_by_user_date DESC, p.id DESC
@@ -72,7 +71,7 @@ SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
 
 
 def _item(row: asyncpg.Record) -> ListedPost:
-    # By position, in _ITEM_COLUMNS' order (total_count follows): by name, with the files
+    # By position, in _ITEM_COLUMNS' order: by name, with the files
     # decoded into structs, this took ~5x as long.
     return ListedPost(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
@@ -92,14 +91,21 @@ async def list_posts(
     )
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
+    count_sql = SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE
+    total: int
     if after is None:
-        rows = await pool.fetch(first_sql, owner_id, limit + 1)
+        # The first page counts, on a second connection at the same time as the page: the
+        # count reads every live post of the user, so run in sequence (one statement) it added
+        # its whole time to the page's. Its cursor carries the figure to the later pages.
+        rows, total = await asyncio.gather(
+            pool.fetch(first_sql, owner_id, limit + 1), pool.fetchval(count_sql, owner_id)
+        )
     else:
         rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id)
-    if rows:
-        total = rows[0]["total_count"]
-    else:  # an empty page (no posts, or a cursor past the end) still reports the total
-        total = await pool.fetchval(SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE, owner_id)
+        if after.total is not None:
+            total = after.total
+        else:  # a cursor from before totals were carried
+            total = await pool.fetchval(count_sql, owner_id)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [_item(r) for r in rows]
@@ -107,7 +113,7 @@ async def list_posts(
     if more:
         last = rows[-1]
         key = last["deleted_by_user_date"] if deleted else last["created_at"]
-        next_cursor = Cursor(deleted, key, last["id"]).encode()
+        next_cursor = Cursor(deleted, key, last["id"], total).encode()
     return ListedPage(items=items, next_cursor=next_cursor, total_count=total)
 
 

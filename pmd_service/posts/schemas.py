@@ -66,10 +66,19 @@ class PostItem(msgspec.Struct):
     deleted_by_user_date: datetime | None = None
 
 
+TotalCount = Annotated[
+    int,
+    Meta(
+        description="The listing's posts, counted by the first page (no cursor); later pages "
+        "of the same walk repeat that figure, carried in the cursor, without counting again."
+    ),
+]
+
+
 class PostPage(msgspec.Struct):
     items: list[PostItem]
     next_cursor: str | None
-    total_count: int
+    total_count: TotalCount
 
 
 class ListedPost(msgspec.Struct):
@@ -100,7 +109,7 @@ class ListedPage(msgspec.Struct):
 
     items: list[ListedPost]
     next_cursor: str | None
-    total_count: int
+    total_count: TotalCount
 
 
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
