@@ -35,8 +35,11 @@ class IndexNeed:
     keys: str  # the recommended index's key columns
     recommended_where: str | None
     # Predicates of partial indexes that serve the need, as pg_get_expr prints them (the tests
-    # create each spelling and read it back). A non-partial index always serves.
+    # create each spelling and read it back). A non-partial index serves too, unless
+    # `partial_only`: a count is read from the index alone only when it holds just the rows
+    # counted, and otherwise reads every one of them from the table.
     serving_predicates: tuple[str, ...] = ()
+    partial_only: bool = False
 
     @property
     def label(self) -> str:
@@ -66,10 +69,11 @@ _LIVE_ARTWORKS = (
 # jobs/archive_json.py (its comments, reactions) and auth.py (the token's user).
 NEEDED_INDEXES = (
     IndexNeed(
-        "posts", ("owner_id", "created_at"), None,
-        "the live list: a user's artworks, newest first, and its total",
+        "posts", ("owner_id", "created_at"), "kind = 'artwork' AND NOT deleted_by_user",
+        "the live list, newest first, and its total, counted from this index alone (with an "
+        "index of all the owner's posts the count reads each post: 31 ms against 7 ms at 100,000)",
         "pmd_posts_owner_live", "owner_id, created_at DESC, id DESC",
-        "kind = 'artwork' AND NOT deleted_by_user", _LIVE_ARTWORKS,
+        "kind = 'artwork' AND NOT deleted_by_user", _LIVE_ARTWORKS, partial_only=True,
     ),
     IndexNeed(
         "posts", ("owner_id", "deleted_by_user_date"), "deleted_by_user",
@@ -316,6 +320,8 @@ async def check_host(conn: Conn, host_schema: str) -> HostReport:
 
 def serves(need: IndexNeed, columns: list[str | None], predicate: str | None) -> bool:
     """Whether a usable btree index with these key columns and predicate serves `need`."""
+    if predicate is None and need.partial_only:
+        return False
     if predicate is not None and predicate not in need.serving_predicates:
         return False  # a partial index serves only queries within its own predicate
     return tuple(columns[: len(need.columns)]) == need.columns

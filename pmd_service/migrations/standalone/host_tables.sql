@@ -53,7 +53,10 @@ CREATE TABLE posts (
 -- The indexes the service's queries need (`python -m pmd_service check-host` lists them).
 -- The host's own: the owner's posts by date.
 CREATE INDEX ix_posts_owner_created ON posts (owner_id, created_at DESC);
--- Recommended to operators by check-host: the "recently deleted" list.
+-- Recommended to operators by check-host: the live list and its total (counted from the index
+-- alone), and the "recently deleted" list.
+CREATE INDEX pmd_posts_owner_live ON posts (owner_id, created_at DESC, id DESC)
+    WHERE kind = 'artwork' AND NOT deleted_by_user;
 CREATE INDEX pmd_posts_owner_deleted ON posts (owner_id, deleted_by_user_date DESC, id DESC)
     WHERE deleted_by_user;
 
