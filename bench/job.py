@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import time
@@ -32,6 +33,7 @@ from pmd_service.db import connect
 from pmd_service.public_ids import PublicIds
 from pmd_service.queue import create_redis
 from pmd_service.settings import Settings
+from pmd_service.sse.hub import CHANNEL
 from pmd_service.vault import artwork_path
 
 TARGET_LARGE_RATIO = 1.5
@@ -74,8 +76,13 @@ async def seed_user(
     return owner, post_ids
 
 
-async def one_job(conn: Any, redis: Any, owner: int, post_ids: list[int]) -> float:
-    """Enqueue one BDR as the server does; its claim → ready once the worker is done (s)."""
+async def one_job(
+    conn: Any, redis: Any, owner: int, post_ids: list[int], doorbell: asyncio.Queue[str]
+) -> float:
+    """Enqueue one BDR as the server does; its claim → ready once the worker is done (s).
+
+    The row is read when the events' NOTIFY rings (as the server's SSE hub learns of changes),
+    not polled: polling every few ms took CPU from the two cores the job runs on."""
     bdr_id = await conn.fetchval(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) "
         "VALUES ($1, $2, cardinality($2::int[])) RETURNING id",
@@ -89,7 +96,8 @@ async def one_job(conn: Any, redis: Any, owner: int, post_ids: list[int]) -> flo
             seconds: float = row["seconds"]
             return seconds
         assert row["status"] in ("pending", "processing"), row["status"]
-        await asyncio.sleep(0.005)
+        with contextlib.suppress(TimeoutError):  # a ring missed: read the row anyway
+            await asyncio.wait_for(doorbell.get(), timeout=1.0)
     raise RuntimeError(f"BDR {bdr_id} not ready within 120 s")
 
 
@@ -105,6 +113,9 @@ async def run(rounds: int) -> dict[str, Any]:
         large_files = make_large_pngs(sources / "large", FILES)
         small_files = make_small_pixel_art(sources / "small", FILES)
         conn = await connect(settings.database_url, "pmd-bench")
+        listener = await connect(settings.database_url, "pmd-bench-listen")
+        doorbell: asyncio.Queue[str] = asyncio.Queue()
+        await listener.add_listener(CHANNEL, lambda *args: doorbell.put_nowait(args[3]))
         redis = create_redis(settings.redis_url)
         worker = start_worker(service_env(settings, BDR_DAILY_LIMIT="10000"))
         scratch = settings.bdr_path.parent / "scratch"
@@ -115,7 +126,7 @@ async def run(rounds: int) -> dict[str, Any]:
                 owner, post_ids = await seed_user(conn, settings, name, files)
                 jobs, floors, originals = [], [], []
                 for i in range(rounds + 2):  # two warm-up rounds
-                    job = await one_job(conn, redis, owner, post_ids)
+                    job = await one_job(conn, redis, owner, post_ids, doorbell)
                     floor = await asyncio.to_thread(
                         _timed, required_floor, files, scratch / "floor.bin"
                     )
@@ -138,6 +149,7 @@ async def run(rounds: int) -> dict[str, Any]:
         finally:
             stop(worker)
             await redis.aclose()
+            await listener.close()
             await conn.close()
     large, small = figures["large"], figures["small"]
     ratio = large["job_s"] / large["floor_s"]
@@ -150,9 +162,9 @@ async def run(rounds: int) -> dict[str, Any]:
     print(f"  original algorithm    {large['original_s'] * 1000:8.1f} ms   {vs_original:.1f}× slower"
           f" than the job (target ≥ {TARGET_VS_ORIGINAL:.0f}: {'met' if vs_original >= TARGET_VS_ORIGINAL else 'MISSED'})")  # fmt: skip
     needed = large["original_s"] / TARGET_VS_ORIGINAL / large["floor_s"]
-    print(f"  (the original algorithm took {large['original_s'] / large['floor_s']:.1f}× the floor"
-          f" here: {TARGET_VS_ORIGINAL:.0f}× faster than it means {needed:.2f}× the floor"
-          f"{', below the required work itself' if needed < 1 else ''})")  # fmt: skip
+    print(f"  (the original algorithm took {large['original_s'] / large['floor_s']:.1f}× the"
+          f" one-pass floor here: {TARGET_VS_ORIGINAL:.0f}× faster than it means {needed:.2f}×"
+          " that floor; the job spreads the work over both cores, bound by the SHA-256 on one)")  # fmt: skip
     print(f"128 small ({small['bytes'] / 1e3:.0f} KB): claim → ready {small_ms:.1f} ms"
           f" (max {small['job_max_s'] * 1000:.1f}), floor {small['floor_s'] * 1000:.1f} ms"
           f" (target ≤ {TARGET_SMALL_MS:.0f} ms: {'met' if small_ms <= TARGET_SMALL_MS else 'MISSED'})")  # fmt: skip

@@ -405,8 +405,9 @@ def zip_section(z: dict[str, Any]) -> dict[str, str]:
         seed_note = (
             f'The "≥ 25× the seed" target assumed the seed at ~57× the copy floor; on this run '
             f"the seed was {seed_over_floor:.0f}× the floor, so 25× would need a build at "
-            f"{seed_over_floor / 25:.2f}× a plain copy, below what the format's CRC and the "
-            "required sha256 cost."
+            f"{seed_over_floor / 25:.2f}× a plain copy. The build's slowest stage is the "
+            "SHA-256 of every byte, on one core (it cannot be split); the rest of the work "
+            "shares the other core."
         )
     rows = [
         "| artworks | ZIP size | seed | worker | plain copy | copy + fsync | seed ÷ worker | worker ÷ copy |",
@@ -460,12 +461,17 @@ def job_section(j: dict[str, Any]) -> dict[str, str]:
         f"| {_ms(small['original_s'])} | {small['original_s'] / small['job_s']:.1f}× |",
     ])  # fmt: skip
     note = (
-        f"The original algorithm took {original:.1f}× the floor on this run, so being 25× faster "
-        f"than it would mean running at {original / 25:.2f}× the floor"
+        f"The original algorithm took {original:.1f}× the one-pass floor on this run, so being 25× "
+        f"faster than it means running at {original / 25:.2f}× that floor"
         + (
-            ": below the required work itself, which any correct build must do."
-            if original < 25
-            else "."
+            "."
+            if faster >= 25
+            else (
+                f" (the job ran at {ratio:.2f}×). The job already beats the one-pass floor by "
+                "spreading the work over both cores; what bounds it is the SHA-256 of every "
+                "byte, which cannot be split (one core: ~68 ms for these 129 MB), with the "
+                "reads, CRC-32, writes and fsync sharing the other core."
+            )
         )
     )
     return {"job_table": table, "job_note": note}

@@ -126,10 +126,10 @@ async def worker_build(paths: list[Path], out: Path) -> float:
             stall = max(stall, loop.time() - before - 0.001)
 
     watcher = asyncio.create_task(watch())
-    progress: list[int] = []
+    built = [0]
 
-    def on_progress(n: int) -> None:  # as process_bdr does: hop back onto the loop
-        loop.call_soon_threadsafe(progress.append, n)
+    def on_progress(n: int) -> None:  # as process_bdr does: recorded, read by the loop later
+        built[0] = n
 
     await asyncio.to_thread(build_zip, out, entries, _trailer, on_progress, threading.Event())
     done.set()
