@@ -303,6 +303,8 @@ class Hub:
         self._per_caller[caller_id] = open_now + 1
         self.opened += 1
         self._by_target.setdefault(target_id, set()).add(sub)
+        if self.heap is not None:
+            self.heap.opened(self.opened)
         return sub
 
     def unsubscribe(self, sub: Subscriber) -> None:
