@@ -422,6 +422,11 @@ class Actor:
         self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
         plain = {k: v for k, v in headers.items() if k != "Authorization"}
         async with self.api.http.request(method, a.headers["Location"], headers=plain) as resp:
+            if resp.status >= 500 and self.l.store_was_down(time.monotonic()):
+                # The store's own answer to the browser (a restarted SeaweedFS answers 500s
+                # until its volumes are loaded), not the service's.
+                self.l.counts["signed-URL reads the object store failed while down"] += 1
+                return None
             return Answer(resp.status, CIMultiDict(resp.headers), await resp.read(), "store")
 
     async def download(self) -> None:
@@ -472,7 +477,13 @@ class Actor:
             return
         if self.zip_store is not None:
             key = row["file_path"].removeprefix("bdr/")
-            got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
+            try:
+                got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
+            except Exception:
+                if not self.l.store_was_down(time.monotonic()):
+                    raise
+                self.l.counts["reference reads the object store failed while down"] += 1
+                return  # nothing to compare the service's answer with
             on_disk = got.to_bytes()
         else:
             on_disk = await asyncio.to_thread(_slice, self.bdr_root, row["file_path"], start, end)
