@@ -20,12 +20,12 @@ from typing import Any
 import aiohttp
 
 from harness.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
-from pmd_service.db import connect
-from pmd_service.demo import pixel_art
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
-from pmd_service.tokens import mint_token
-from pmd_service.vault import artwork_path
+from pmd_service.core.db import connect
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+from pmd_service.dev.demo import pixel_art
+from pmd_service.host.tokens import mint_token
+from pmd_service.host.vault import artwork_path
 
 TARGET_P50_S = 1.5
 

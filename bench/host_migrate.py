@@ -23,8 +23,8 @@ from typing import Any
 import asyncpg
 
 from harness.stack import CHECKOUT, with_database
-from pmd_service.migrate import migrate
-from pmd_service.settings import Settings
+from pmd_service.core.migrate import migrate
+from pmd_service.core.settings import Settings
 
 HOST_SCHEMA_SQL = CHECKOUT / "tests" / "host_schema.sql"
 
@@ -116,7 +116,7 @@ async def _measure(url: str) -> dict[str, float]:
 
 
 async def bench(posts: int) -> dict[str, Any]:
-    from pmd_service.embedded import start_postgres
+    from pmd_service.dev.embedded import start_postgres
 
     admin_url = os.environ.get("DATABASE_URL") or start_postgres(
         CHECKOUT / ".data" / "bench" / "pg"

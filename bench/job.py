@@ -28,13 +28,12 @@ from typing import Any
 
 from bench.zip import FILES, make_large_pngs, make_small_pixel_art, required_floor, seed_algorithm
 from harness.stack import fresh_stack, service_env, start_worker, stop
-from pmd_service.bdr.enqueue import enqueue_bdr
-from pmd_service.db import connect
-from pmd_service.public_ids import PublicIds
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
+from pmd_service.core.db import connect
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.settings import Settings
+from pmd_service.host.vault import artwork_path
 from pmd_service.sse.hub import CHANNEL
-from pmd_service.vault import artwork_path
 
 TARGET_LARGE_RATIO = 1.5
 TARGET_VS_ORIGINAL = 25.0

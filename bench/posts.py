@@ -40,13 +40,13 @@ import asyncpg
 from aiohttp import web
 
 from harness.stack import fresh_stack
-from pmd_service.db import connect, create_pool
-from pmd_service.migrate import apply_migrations
+from pmd_service.core.db import connect, create_pool
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
 from pmd_service.posts import batch_sql, listing
 from pmd_service.posts.cursor import Cursor
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
-from pmd_service.tokens import mint_token
 from pmd_service.web.app import create_app
 
 POSTS = 10_000

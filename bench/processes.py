@@ -23,8 +23,8 @@ import asyncpg
 from bench.posts import seed
 from bench.sse import Receipts, SseClient
 from harness.stack import free_port, fresh_stack, service_env, start_server, stop
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
 
 CLIENTS = 32
 STREAMS = 1000

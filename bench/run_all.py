@@ -85,7 +85,7 @@ async def _service_versions() -> tuple[str, str]:
     import asyncpg
 
     from harness.stack import bench_settings
-    from pmd_service.queue import create_redis
+    from pmd_service.core.queue import create_redis
 
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     base = await asyncio.to_thread(bench_settings)

@@ -54,14 +54,14 @@ from harness.stack import (
     start_worker,
     stop,
 )
-from pmd_service.db import connect
+from pmd_service.core.db import connect
+from pmd_service.core.queue import create_redis
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.worker_options import MAX_JOBS, POLL_DELAY
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
 from pmd_service.sse.service import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
-from pmd_service.tokens import mint_token
 
 USERS = 50
 ARTWORKS_PER_USER = 8

@@ -47,11 +47,11 @@ from typing import Any
 import asyncpg
 
 from harness.stack import CHECKOUT, fresh_stack
-from pmd_service.db import connect
-from pmd_service.migrate import apply_migrations
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
-from pmd_service.tokens import mint_token
+from pmd_service.core.db import connect
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
 
 PER_USER = 10
 LEVELS = (1_000, 5_000, 10_000, 20_000)

@@ -67,8 +67,13 @@ from harness.stack import (
     start_worker,
     stop,
 )
-from pmd_service.bdr.enqueue import enqueue_bdr
-from pmd_service.db import connect
+from pmd_service.core.db import connect
+from pmd_service.core.objects import S3Access, StoreUrl, open_store
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
+from pmd_service.host.vault import artwork_path, relative_artwork_path
 from pmd_service.jobs.archive_content import Artwork
 from pmd_service.jobs.sources import fetched_in_order, object_fetcher
 from pmd_service.jobs.zipbuild import (
@@ -81,12 +86,6 @@ from pmd_service.jobs.zipbuild import (
     file_sink,
     object_sink,
 )
-from pmd_service.objects import S3Access, StoreUrl, open_store
-from pmd_service.public_ids import PublicIds
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
-from pmd_service.tokens import mint_token
-from pmd_service.vault import artwork_path, relative_artwork_path
 
 TARGET_BUILD_RATIO = 1.3
 TARGET_GROWTH_MB = 50

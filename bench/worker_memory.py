@@ -24,12 +24,11 @@ from typing import Any
 import asyncpg
 
 from harness.stack import fresh_stack, service_env, start_worker, stop
-from pmd_service.bdr.enqueue import enqueue_bdr
-from pmd_service.db import connect
-from pmd_service.public_ids import PublicIds
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
-from pmd_service.vault import artwork_path, bdr_zip_path
+from pmd_service.core.db import connect
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.settings import Settings
+from pmd_service.host.vault import artwork_path, bdr_zip_path
 
 TARGET_GROWTH_MB = 20
 SAMPLE_EVERY = 0.005

@@ -34,7 +34,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from pmd_service.demo import pixel_art
+from pmd_service.dev.demo import pixel_art
 from pmd_service.jobs.zipbuild import Entry, build_zip
 
 FILES = 128

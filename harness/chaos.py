@@ -43,10 +43,10 @@ from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_pro
 from harness.chaos_workload import Actor, Api, Ledger
 from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from harness.stack import fresh_stack, service_env
-from pmd_service.db import connect, create_pool
-from pmd_service.objects import open_store
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
+from pmd_service.core.db import connect, create_pool
+from pmd_service.core.objects import open_store
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
 
 SUMMARY = "chaos: {verdict}: {n} violations"
 SQL_UNSETTLED = """

@@ -22,8 +22,8 @@ from obstore.store import ObjectStore
 from harness.chaos_seed import Seed
 from harness.chaos_sse import SseClient
 from harness.chaos_workload import TERMINAL, Api, Ledger
+from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
 from pmd_service.jobs.object_tidy import remove_orphan_objects
-from pmd_service.objects import S3Access, StoreUrl, incomplete_uploads
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 

@@ -18,7 +18,7 @@ from harness.chaos_sse import SseClient
 from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
 from harness.chaos_workload import Api, Ledger
 from harness.seaweed import Seaweed
-from pmd_service.objects import S3Access, StoreUrl, incomplete_uploads, open_store
+from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
 
 SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity

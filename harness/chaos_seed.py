@@ -12,9 +12,9 @@ from pathlib import Path
 
 import asyncpg
 
-from pmd_service.public_ids import PublicIds
-from pmd_service.tokens import mint_token
-from pmd_service.vault import artwork_path
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.host.tokens import mint_token
+from pmd_service.host.vault import artwork_path
 
 FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]
 EMOJI = ["👍", "❤️", "🔥", "✨"]

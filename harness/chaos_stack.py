@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from harness.stack import CHECKOUT, free_port
-from pmd_service.embedded import redis_answers
+from pmd_service.dev.embedded import redis_answers
 
 
 def redis_executable() -> str:

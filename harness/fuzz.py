@@ -268,9 +268,9 @@ async def seed_database(
     database_url: str, jwt_secret: str, sqids_alphabet: str, bdr_path: Path
 ) -> Seed:
     """A moderator (the token's user) and another user, each with artworks and BDRs."""
-    from pmd_service.db import connect
-    from pmd_service.public_ids import PublicIds
-    from pmd_service.tokens import mint_token
+    from pmd_service.core.db import connect
+    from pmd_service.core.public_ids import PublicIds
+    from pmd_service.host.tokens import mint_token
 
     ids = PublicIds(sqids_alphabet)
     conn = await connect(database_url, "pmd-bench")
@@ -356,7 +356,7 @@ async def _seed_user(conn: Any, ids: Any, bdr_path: Path, handle: str, roles: li
 
 
 async def bench(cases: int) -> int:
-    from pmd_service.embedded import EmbeddedRedis
+    from pmd_service.dev.embedded import EmbeddedRedis
 
     redis = None
     if not os.environ.get("REDIS_URL"):

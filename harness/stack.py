@@ -25,10 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import msgspec
 
-from pmd_service.db import connect
-from pmd_service.embedded import services
-from pmd_service.migrate import apply_migrations
-from pmd_service.settings import Settings
+from pmd_service.core.db import connect
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.settings import Settings
+from pmd_service.dev.embedded import services
 
 # The checkout: the benchmarks run server.py and worker.py from it and write under .data.
 CHECKOUT = Path(__file__).resolve().parent.parent

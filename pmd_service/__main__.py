@@ -14,10 +14,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .core.rules import UTC_DAY_START
+from .core.settings import Settings
+from .core.startup import load_settings
+from .dev.embedded import services
 from .jobs.context import job_context
-from .rules import UTC_DAY_START
-from .settings import Settings
-from .startup import load_settings
 
 
 class CliError(Exception):
@@ -25,8 +26,8 @@ class CliError(Exception):
 
 
 async def _migrate(settings: Settings) -> None:
-    from .db import connect
-    from .migrate import migrate
+    from .core.db import connect
+    from .core.migrate import migrate
 
     conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
@@ -37,8 +38,8 @@ async def _migrate(settings: Settings) -> None:
 
 
 async def _check_host(settings: Settings) -> bool:
-    from .db import connect
-    from .hostcheck import check_host
+    from .core.db import connect
+    from .host.hostcheck import check_host
 
     conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
@@ -50,7 +51,7 @@ async def _check_host(settings: Settings) -> bool:
 
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
-    from .cutover import import_host_bdrs
+    from .host.cutover import import_host_bdrs
     from .jobs.context import state
 
     async with job_context(settings) as ctx, state(ctx).pool.acquire() as conn:
@@ -63,8 +64,8 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
 
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
-    from .db import connect
-    from .tokens import mint_token
+    from .core.db import connect
+    from .host.tokens import mint_token
 
     conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
@@ -86,7 +87,7 @@ WHERE id = $1 AND status = 'failed'
 
 
 async def _requeue(settings: Settings, raw_id: str) -> None:
-    from .bdr.enqueue import enqueue_bdr
+    from .core.queue import enqueue_bdr
     from .jobs.context import state
 
     try:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ttl must be a positive number of seconds")
     try:
         if args.command == "dev":
-            from .dev import run_dev
+            from .dev.stack import run_dev
 
             return run_dev()
         if args.command == "serve":
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
             serve()
             return 0
-        settings = load_settings("pmd")
+        settings = load_settings("pmd", embedded=services)
         if args.command == "migrate":
             asyncio.run(_migrate(settings))
         elif args.command == "token":

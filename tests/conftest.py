@@ -18,9 +18,9 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from pmd_service.db import create_pool
-from pmd_service.migrate import apply_migrations
-from pmd_service.settings import Settings
+from pmd_service.core.db import create_pool
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
 from tests.helpers import CHECKOUT, SECRET, TABLES, Mailbox, free_port, serving, with_database
@@ -33,7 +33,7 @@ HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 def database_url() -> Iterator[str]:
     admin_url = os.environ.get("TEST_DATABASE_URL")
     if not admin_url:
-        from pmd_service.embedded import start_postgres
+        from pmd_service.dev.embedded import start_postgres
 
         admin_url = start_postgres(CHECKOUT / ".data" / "test-pg")
     name = f"pmd_test_{uuid.uuid4().hex[:10]}"
@@ -90,7 +90,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
-    from pmd_service.embedded import EmbeddedRedis
+    from pmd_service.dev.embedded import EmbeddedRedis
 
     redis = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
     yield redis.start()
@@ -144,7 +144,7 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def redis_clean(redis_url: str) -> None:
-    from pmd_service.queue import create_redis
+    from pmd_service.core.queue import create_redis
 
     redis = create_redis(redis_url)
     await redis.flushdb()

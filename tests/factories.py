@@ -9,10 +9,10 @@ from typing import Any
 
 import asyncpg
 
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
-from pmd_service.tokens import mint_token
-from pmd_service.vault import artwork_path, host_shard
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
+from pmd_service.host.vault import artwork_path, host_shard
 
 
 @dataclass(frozen=True)

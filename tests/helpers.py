@@ -28,12 +28,12 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pmd_service.bdr.enqueue import job_id
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.queue import job_id
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
+from pmd_service.host.vault import artwork_path, host_shard
 from pmd_service.sse.hub import LISTENER_NAME
-from pmd_service.tokens import mint_token
-from pmd_service.vault import artwork_path, host_shard
 from pmd_service.web.keys import DB_POOL, REDIS
 from tests.factories import Factory, UserRow
 

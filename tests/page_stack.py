@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from pmd_service.demo import pixel_art
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
+from pmd_service.dev.demo import pixel_art
 from tests.factories import Factory, UserRow
 from tests.helpers import CHECKOUT, answers_200, eventually
 

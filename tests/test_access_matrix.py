@@ -27,7 +27,7 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from tests.factories import Factory, UserRow
 from tests.helpers import fetch_item, request_bdr, run_worker
 

@@ -21,13 +21,13 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.db import create_pool
+from pmd_service.core.db import create_pool
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
 from pmd_service.jobs.archive_content import plan_artworks
 from pmd_service.jobs.entry_names import post_sqid, safe_part
 from pmd_service.jobs.row_feed import BATCH_ROWS, RowFeed
 from pmd_service.jobs.zipbuild import BuildCancelled
-from pmd_service.public_ids import PublicIds
-from pmd_service.settings import Settings
 from tests.factories import Factory, PostRow, UserRow
 from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
 from tests.helpers import SECRET, assert_problem

@@ -11,7 +11,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.bdr.budget import human_bytes
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs, old_files
-from pmd_service.settings import Settings
 from tests.factories import Factory
 from tests.helpers import fetch_item, request_bdr, run_worker
 

@@ -11,10 +11,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
-from pmd_service.bdr.enqueue import enqueue_bdr
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
-from pmd_service.vault import artwork_path
+from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.settings import Settings
+from pmd_service.host.vault import artwork_path
 from tests.factories import Factory, PostRow
 from tests.helpers import Mailbox, assert_problem, download_zip, fetch_item, request_bdr, run_worker
 

@@ -22,17 +22,16 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
-from pmd_service.bdr.enqueue import job_id
-from pmd_service.embedded import EmbeddedRedis
+from pmd_service.core.queue import create_redis, job_id
+from pmd_service.core.settings import Settings
+from pmd_service.dev.embedded import EmbeddedRedis
+from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.notify import send_bdr_email
 from pmd_service.jobs.process_bdr import process_bdr
 from pmd_service.jobs.run import Run
 from pmd_service.jobs.sweep import sweep
 from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult, publish
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
-from pmd_service.vault import relative_artwork_path
 from pmd_service.web.app import create_app
 from tests.factories import Factory, PostRow, UserRow
 from tests.helpers import (

@@ -16,7 +16,7 @@ import jwt
 import pytest
 
 from pmd_service.__main__ import main
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from tests.helpers import SECRET, TABLES
 
 

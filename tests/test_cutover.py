@@ -19,13 +19,13 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.cutover import import_host_bdrs
-from pmd_service.db import create_pool
+from pmd_service.core.db import create_pool
+from pmd_service.core.migrate import migrate
+from pmd_service.core.queue import create_redis
+from pmd_service.core.settings import Settings
+from pmd_service.host.cutover import import_host_bdrs
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
-from pmd_service.migrate import migrate
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, run_worker
 

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from msgspec.structs import replace
 
 from harness.fuzz import fuzz, seed_database
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import OPENAPI_DOC
 

@@ -6,8 +6,8 @@ import asyncpg
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.embedded import EmbeddedRedis
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
+from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.web.app import create_app
 from tests.helpers import assert_problem
 

@@ -29,10 +29,10 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.db import create_pool
+from pmd_service.core.db import create_pool
+from pmd_service.core.migrate import migrate
+from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
-from pmd_service.migrate import migrate
-from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.helpers import SSE, HostSite, announced, open_stream, run_worker
 

@@ -19,8 +19,10 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 import pmd_service
-from pmd_service.db import connect
-from pmd_service.hostcheck import (
+from pmd_service.core.db import connect
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.settings import Settings
+from pmd_service.host.hostcheck import (
     HOST_TABLES,
     INSERTED,
     NEEDED_COLUMNS,
@@ -31,8 +33,6 @@ from pmd_service.hostcheck import (
     quote_ident,
     warn_if_host_lacks,
 )
-from pmd_service.migrate import apply_migrations
-from pmd_service.settings import Settings
 from pmd_service.web.app import create_app
 from tests.helpers import CHECKOUT, SECRET
 
@@ -388,7 +388,7 @@ def _hostcheck_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRec
     return [
         r
         for r in caplog.records
-        if r.name == "pmd_service.hostcheck"
+        if r.name == "pmd_service.host.hostcheck"
         or (r.levelno >= logging.WARNING and "check-host" in r.getMessage())
     ]
 
@@ -434,7 +434,7 @@ async def test_the_server_is_silent_when_everything_fits(
 async def test_a_failed_check_is_a_warning_never_a_failure(
     host: asyncpg.Connection, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="pmd_service.hostcheck")
+    caplog.set_level(logging.WARNING, logger="pmd_service.host.hostcheck")
     tr = host.transaction()
     await tr.start()
     with pytest.raises(asyncpg.DivisionByZeroError):

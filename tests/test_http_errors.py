@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.logs import MalformedRequestFilter, quiet_malformed_requests
+from pmd_service.core.logs import MalformedRequestFilter, quiet_malformed_requests
 from pmd_service.web.keys import ROUTE_ENDPOINTS
 from tests.factories import Factory
 from tests.helpers import assert_problem

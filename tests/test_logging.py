@@ -14,8 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
-from pmd_service import logs
-from pmd_service.settings import Settings
+from pmd_service.core import logs
+from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import SSE, Mailbox, Stream, run_worker
 

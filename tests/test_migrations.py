@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from pmd_service.bdr.schemas import ITEM_COLUMNS, bdr_item
-from pmd_service.migrate import MIGRATIONS, MigrationError, apply_migrations, discover
+from pmd_service.core.migrate import MIGRATIONS, MigrationError, apply_migrations, discover
 from tests.helpers import with_database
 
 

@@ -9,7 +9,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from pmd_service.migrate import discover
+from pmd_service.core.migrate import discover
 from tests.helpers import CHECKOUT
 
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from harness.seaweed import Seaweed
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
 from tests.page_stack import (

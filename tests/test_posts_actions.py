@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import act, assert_problem, ok
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.db import create_pool
+from pmd_service.core.db import create_pool
 from pmd_service.posts import listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.posts.schemas import ListedPost, PostItem, PostPage

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from pmd_service.settings import Settings
+from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import CHECKOUT, SSE, Stream, eventually, free_port, listener_pids
 

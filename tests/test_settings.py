@@ -5,7 +5,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pmd_service.settings import ConfigError, Settings
+from pmd_service.core.settings import ConfigError, Settings
 from tests.helpers import CHECKOUT
 
 PRODUCTION = {

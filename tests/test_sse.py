@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
+from pmd_service.core.queue import create_redis
+from pmd_service.core.settings import Settings
 from pmd_service.sse import tickets
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import SSE_HUB

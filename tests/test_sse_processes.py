@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from pmd_service.queue import create_redis
-from pmd_service.settings import Settings
+from pmd_service.core.queue import create_redis
+from pmd_service.core.settings import Settings
 from tests.factories import Factory, UserRow
 from tests.helpers import (
     CHECKOUT,

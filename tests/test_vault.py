@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pmd_service.vault import (
+from pmd_service.host.vault import (
     VaultPathError,
     artwork_path,
     contained,

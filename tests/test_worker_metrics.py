@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from prometheus_client import CollectorRegistry
 
+from pmd_service.core.settings import Settings
 from pmd_service.jobs import context
-from pmd_service.settings import Settings
 from tests.factories import Factory
 from tests.helpers import free_port, request_bdr, run_worker
 

@@ -11,8 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..problems import ProblemError
-from ..settings import Settings
+from ..core.problems import ProblemError
+from ..core.settings import Settings
 
 # Free space was short: ask again after this long (the daily cleanup or an operator frees it).
 LOW_DISK_RETRY_AFTER = 300

@@ -17,10 +17,10 @@ import aiofiles.os
 import obstore
 from obstore.store import S3Store
 
-from ..objects import REQUEST_TIMEOUT, StoreUrl, open_store
-from ..problems import ProblemError
-from ..settings import Settings
-from ..vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
+from ..core.objects import REQUEST_TIMEOUT, StoreUrl, open_store
+from ..core.problems import ProblemError
+from ..core.settings import Settings
+from ..host.vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import msgspec
 from msgspec import Meta
 
-from ..eligibility import PostIds, Sqid
+from ..host.eligibility import PostIds, Sqid
 
 Status = Literal["pending", "processing", "ready", "failed", "expired", "cancelled"]
 SkipReason = Literal["deleted", "not_owner", "playlist", "file_missing", "fetch_failed"]

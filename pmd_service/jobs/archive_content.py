@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ..public_ids import PublicIds
+from ..core.public_ids import PublicIds
 from .archive_json import Extras
 from .entry_names import extension, post_sqid, safe_part
 from .zipbuild import Trailing

@@ -11,8 +11,8 @@ from typing import Any
 import asyncpg
 from obstore.store import S3Store
 
-from ..objects import S3Access, StoreUrl
-from ..vault import BDR_PREFIX, OWN_TEMP_RE, OWN_ZIP_RE
+from ..core.objects import S3Access, StoreUrl
+from ..host.vault import BDR_PREFIX, OWN_TEMP_RE, OWN_ZIP_RE
 from .context import state
 from .object_tidy import abort_dead_uploads, remove_orphan_objects
 

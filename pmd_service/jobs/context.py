@@ -13,11 +13,11 @@ import asyncpg
 from obstore.store import S3Store
 
 from ..bdr.files import ZipFiles
-from ..db import create_pool
-from ..migrate import migrate
-from ..objects import open_store
-from ..public_ids import PublicIds
-from ..settings import Settings
+from ..core.db import create_pool
+from ..core.migrate import migrate
+from ..core.objects import open_store
+from ..core.public_ids import PublicIds
+from ..core.settings import Settings
 from .metrics import MetricsServer, WorkerMetrics
 
 
@@ -96,7 +96,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 @asynccontextmanager
 async def job_context(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     """The context arq gives a job, for running one outside the worker (ops CLI, tests)."""
-    from ..queue import create_redis
+    from ..core.queue import create_redis
 
     ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url)}
     try:

@@ -10,9 +10,9 @@ import uuid
 
 import asyncpg
 
-from ..logs import request_id_set
-from ..mail import Attempt, BdrMail, compose, send
-from ..settings import Settings
+from ..core.logs import request_id_set
+from ..core.mail import Attempt, BdrMail, compose, send
+from ..core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import obstore
 from obstore.store import ObjectStore
 
 from ..bdr.files import OBJECT_MISSING
-from ..objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
-from ..vault import BDR_PREFIX, OWN_OBJECT_RE
+from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
+from ..host.vault import BDR_PREFIX, OWN_OBJECT_RE
 
 log = logging.getLogger(__name__)
 

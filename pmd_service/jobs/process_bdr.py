@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from arq import Retry
 
-from ..logs import request_id_set
+from ..core.logs import request_id_set
 from .context import WorkerState, state
 from .failures import (
     BACKOFF_CAP_SECONDS,

@@ -17,7 +17,13 @@ import asyncpg
 
 from ..bdr.budget import human_bytes
 from ..bdr.service import download_filename
-from ..vault import bdr_file_path, bdr_object_file_path, bdr_object_key, bdr_temp_name, bdr_zip_path
+from ..host.vault import (
+    bdr_file_path,
+    bdr_object_file_path,
+    bdr_object_key,
+    bdr_temp_name,
+    bdr_zip_path,
+)
 from .archive_content import Plan, json_files, plan_artworks, skipped_entries
 from .archive_json import Extras
 from .context import WorkerState

@@ -22,7 +22,7 @@ import obstore
 import yarl
 
 from ..bdr.files import OBJECT_MISSING
-from ..vault import VaultPathError, artwork_path_in, relative_artwork_path
+from ..host.vault import VaultPathError, artwork_path_in, relative_artwork_path
 from .archive_content import Artwork
 from .zipbuild import Entry
 

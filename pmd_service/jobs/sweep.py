@@ -16,7 +16,7 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from ..bdr.enqueue import enqueue_bdr
+from ..core.queue import enqueue_bdr
 from .context import state
 from .notify import send_owed_emails
 from .object_tidy import abort_dead_uploads

@@ -8,7 +8,7 @@ its worker). Importing it starts nothing and connects nowhere.
 
 from __future__ import annotations
 
-from ..startup import load_settings
+from ..core.startup import load_settings
 from . import context
 from .worker_options import (
     CRON_JOBS,
@@ -21,7 +21,7 @@ from .worker_options import (
     worker_redis_settings,
 )
 
-_settings = load_settings("pmd-worker", embedded=False)
+_settings = load_settings("pmd-worker")
 
 
 class WorkerSettings:

@@ -13,9 +13,8 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..bdr.enqueue import JOB_NAME
-from ..queue import redis_settings
-from ..settings import Settings
+from ..core.queue import JOB_NAME, redis_settings
+from ..core.settings import Settings
 from . import context
 from .cleanup import cleanup_expired_bdrs
 from .failures import MAX_ATTEMPTS

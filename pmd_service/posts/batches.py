@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..access import Principal
-from ..eligibility import ensure_unique, ineligible, list_ids
-from ..problems import FieldError, ProblemError, bad_request
+from ..core.problems import FieldError, ProblemError, bad_request
+from ..host.access import Principal
+from ..host.eligibility import ensure_unique, ineligible, list_ids
 from .batch_sql import (
     SQL_BATCH_DELETE_BY_MOD,
     SQL_BATCH_DELETE_BY_USER,

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from ..eligibility import PostIds, Sqid
-from ..rules import RESTORE_WINDOW_DAYS
+from ..core.rules import RESTORE_WINDOW_DAYS
+from ..host.eligibility import PostIds, Sqid
 
 MAX_PAGE = 512
 

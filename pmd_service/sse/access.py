@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..access import SQL_USERS_BY_ID, User, account_denial, target_denial
+from ..host.access import SQL_USERS_BY_ID, User, account_denial, target_denial
 from . import frames
 
 Pair = tuple[int, int]  # (caller id, target id) of one or more open streams

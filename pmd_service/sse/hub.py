@@ -21,8 +21,8 @@ from typing import Any
 
 import asyncpg
 
-from ..db import connect
-from ..problems import ProblemError
+from ..core.db import connect
+from ..core.problems import ProblemError
 from . import frames
 from .access import Pair, Revoked
 from .heap import HeapKeeper

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..bdr.schemas import ITEM_COLUMNS
-from ..rules import NEWEST_BDRS
+from ..core.rules import NEWEST_BDRS
 from . import frames
 
 # More missed events than this and a fresh snapshot is the cheaper way to catch up.

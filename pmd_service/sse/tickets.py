@@ -16,8 +16,8 @@ import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from ..access import Principal, User, account_denial, load_user, resolve_target
-from ..problems import ProblemError, bad_request, unauthorized
+from ..core.problems import ProblemError, bad_request, unauthorized
+from ..host.access import Principal, User, account_denial, load_user, resolve_target
 
 TICKET_SECONDS = 30
 _KEY_PREFIX = "pmd:sse-ticket:"

@@ -8,14 +8,14 @@ from aiohttp import web
 
 from .. import __version__
 from ..bdr.files import ZipFiles
-from ..db import create_pool
-from ..hostcheck import warn_if_host_lacks
-from ..logs import quiet_malformed_requests
-from ..migrate import migrate
-from ..objects import STREAMING_TIMEOUT
+from ..core.db import create_pool
+from ..core.logs import quiet_malformed_requests
+from ..core.migrate import migrate
+from ..core.objects import STREAMING_TIMEOUT
+from ..core.queue import create_redis
+from ..core.settings import Settings
+from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
-from ..queue import create_redis
-from ..settings import Settings
 from . import bdr, health, metrics, openapi, pages, posts, sse
 from .cors import setup_cors
 from .endpoints import register

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..access import Principal, caller_from_token, resolve_target
-from ..problems import ProblemError, unauthorized
+from ..core.problems import ProblemError, unauthorized
+from ..host.access import Principal, caller_from_token, resolve_target
+from ..host.tokens import TokenRules
 from ..sse import tickets
-from ..tokens import TokenRules
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 
 

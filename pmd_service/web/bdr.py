@@ -14,8 +14,8 @@ from multidict import CIMultiDict
 from ..bdr import service
 from ..bdr.budget import Limits, ensure_free_space
 from ..bdr.schemas import BdrItem, BdrList, BdrRequest
-from ..logs import REQUEST_ID_HEADER
-from ..problems import ProblemError
+from ..core.logs import REQUEST_ID_HEADER
+from ..core.problems import ProblemError
 from . import object_download, request_ids
 from .auth import retarget
 from .endpoint import Auth, Endpoint, Param

@@ -16,7 +16,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..problems import FieldError, bad_request, unauthorized
+from ..core.problems import FieldError, bad_request, unauthorized
 from .auth import authenticate, bearer_or_ticket, bearer_token
 from .endpoint import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS

@@ -9,13 +9,13 @@ from aiohttp import web
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
-from ..settings import Settings
+from ..core.settings import Settings
 
 if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
 
-    from ..access import Principal
     from ..bdr.files import ZipFiles
+    from ..host.access import Principal
     from ..sse.hub import Hub
     from .endpoint import Endpoint
     from .prometheus import Metrics

@@ -14,7 +14,7 @@ import obstore
 from aiohttp import hdrs, web
 
 from ..bdr.files import OBJECT_MISSING, StoredZip, ZipFiles, store_unavailable
-from ..problems import ProblemError, gone
+from ..core.problems import ProblemError, gone
 
 READ_CHUNK = 1 << 20
 

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..problems import Problem
+from ..core.problems import Problem
 from .endpoint import Auth, Endpoint, Param
 from .keys import OPENAPI_DOC
 from .problems import PROBLEM_JSON

@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 
-from ..demo_user import DEMO_HANDLE, demo_user_sqid
-from ..problems import not_found
-from ..vault import VaultPathError, artwork_path
+from ..core.problems import not_found
+from ..dev.demo_user import DEMO_HANDLE, demo_user_sqid
+from ..host.vault import VaultPathError, artwork_path
 from .keys import DB_POOL, SETTINGS
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -11,7 +11,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..problems import TYPE_BASE, FieldError, Problem, ProblemError
+from ..core.problems import TYPE_BASE, FieldError, Problem, ProblemError
 from .keys import SETTINGS, STREAM_RESPONSE
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from collections.abc import Awaitable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
 from .endpoints import endpoint_of
 
 

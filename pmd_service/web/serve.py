@@ -20,13 +20,14 @@ from types import FrameType
 import msgspec
 from aiohttp import web
 
-from ..settings import Settings
-from ..startup import load_settings
+from ..core.settings import Settings
+from ..core.startup import load_settings
+from ..dev.embedded import services
 from .app import create_app
 
 
 def main() -> None:
-    settings = load_settings("pmd-server")
+    settings = load_settings("pmd-server", embedded=services)
     if settings.server_processes == 1:
         run(settings)
     else:

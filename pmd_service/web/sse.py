@@ -10,7 +10,7 @@ import msgspec
 from aiohttp import hdrs, web
 from msgspec import Meta
 
-from ..logs import REQUEST_ID_HEADER, request_id_from
+from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
 from ..sse.heap import HeapKeeper

@@ -10,7 +10,7 @@ from typing import TypeVar
 import msgspec
 from aiohttp import web
 
-from ..problems import FieldError, ProblemError, bad_request, validation_error
+from ..core.problems import FieldError, ProblemError, bad_request, validation_error
 
 T = TypeVar("T")
 

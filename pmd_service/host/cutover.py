@@ -28,11 +28,11 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from .bdr.enqueue import enqueue_bdr
+from ..core.queue import enqueue_bdr
 from .vault import HOST_FILE_PREFIX, VaultPathError, contained
 
 if TYPE_CHECKING:
-    from .db import Conn
+    from ..core.db import Conn
 
 log = logging.getLogger(__name__)
 

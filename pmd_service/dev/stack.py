@@ -16,14 +16,14 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .db import connect
+from ..core.db import connect
+from ..core.migrate import migrate
+from ..core.public_ids import PublicIds
+from ..core.settings import Settings
+from ..host.tokens import mint_token
 from .demo import load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import services
-from .migrate import migrate
-from .public_ids import PublicIds
-from .settings import Settings
-from .tokens import mint_token
 
 
 async def _prepare(settings: Settings) -> str | None:

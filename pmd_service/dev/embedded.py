@@ -15,14 +15,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..core.settings import ConfigError
+
 log = logging.getLogger(__name__)
 
 # sun_path is 108 bytes on Linux; a deep checkout would overflow it.
 _MAX_SOCKET_PATH = 100
 
 
-class EmbeddedError(RuntimeError):
-    pass
+class EmbeddedError(ConfigError):
+    """An embedded server would not start: a setup problem, reported in one line."""
 
 
 def start_postgres(pgdata: Path) -> str:

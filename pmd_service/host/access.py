@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from .problems import ProblemError, forbidden, not_found, unauthorized
+from ..core.problems import ProblemError, forbidden, not_found, unauthorized
 from .tokens import TokenRules, decode_token
 
 STAFF_ROLES = frozenset({"moderator", "owner"})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import asyncpg
 
 if TYPE_CHECKING:
-    from .db import Conn
+    from ..core.db import Conn
 
 log = logging.getLogger(__name__)
 

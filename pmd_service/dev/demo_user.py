@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 if TYPE_CHECKING:
-    from .db import Conn
+    from ..core.db import Conn
 
 DEMO_HANDLE = "demo"
 SQL_DEMO_SQID = "SELECT public_sqid FROM users WHERE handle = $1"

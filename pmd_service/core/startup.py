@@ -6,23 +6,20 @@ import sys
 from typing import NoReturn
 
 from . import logs
-from .embedded import EmbeddedError, services
-from .settings import ConfigError, Settings
+from .settings import ConfigError, Embedded, Settings
 
 
-def load_settings(process: str, *, embedded: bool = True) -> Settings:
+def load_settings(process: str, *, embedded: Embedded | None = None) -> Settings:
     """Settings for `process`, or exit with one line naming the bad variable.
 
-    With DATABASE_URL/REDIS_URL unset (dev only) the embedded servers are started or joined
-    (embedded.py imports their packages only then: production installs lack them), unless
-    `embedded` is false: then the URLs are required.
+    With DATABASE_URL/REDIS_URL unset (dev only) `embedded` (`pmd_service.dev.embedded.services`,
+    passed by the entry points that allow it: the core knows nothing of development) starts or
+    joins the embedded servers; without it the URLs are required.
     """
     try:
-        settings = Settings.from_env(embedded=services if embedded else None)
+        settings = Settings.from_env(embedded=embedded)
     except ConfigError as exc:
         _stop(f"{process}: configuration error: {exc}")
-    except EmbeddedError as exc:
-        _stop(f"{process}: {exc}")
     logs.configure(settings.log_format)
     return settings
 

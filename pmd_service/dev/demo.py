@@ -13,9 +13,9 @@ from pathlib import Path
 
 import asyncpg
 
+from ..core.public_ids import PublicIds
+from ..host.vault import artwork_path, host_shard
 from .demo_user import DEMO_HANDLE
-from .public_ids import PublicIds
-from .vault import artwork_path, host_shard
 
 _FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]
 _EMOJI = ["👍", "❤️", "🔥", "✨", "😂"]

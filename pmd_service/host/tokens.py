@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import jwt
 
-from .problems import unauthorized
+from ..core.problems import unauthorized
 
 ALGORITHM = "HS256"
 

@@ -1,7 +1,8 @@
-"""Apply `pmd_service/migrations/NNNN_name.sql` in order, each once, in its own transaction.
+"""Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction.
 
-The files ship inside the package and are read with importlib.resources, so a wheel or the
-Docker image needs nothing from the checkout.
+The files' one source is the checkout's top-level `migrations/`; the build maps that folder to
+the subpackage `pmd_service.migrations` (pyproject.toml), so a wheel or the image carries them
+and they are read with importlib.resources wherever the package is installed.
 
 Everything they create lives in the service's own schema (`PMD_SCHEMA`, default `pmd`), its
 ledger included: beside the host site the service never creates, alters, indexes or locks a
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: Traversable = files(__package__ or "pmd_service") / "migrations"
+MIGRATIONS: Traversable = files("pmd_service.migrations")
 STANDALONE_HOST_TABLES = "standalone/host_tables.sql"
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")

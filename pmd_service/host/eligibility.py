@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 
 from msgspec import Meta
 
-from .problems import FieldError, bad_request, validation_error
-from .rules import RESTORE_WINDOW_DAYS
+from ..core.problems import FieldError, bad_request, validation_error
+from ..core.rules import RESTORE_WINDOW_DAYS
 
 if TYPE_CHECKING:
-    from .db import Conn
+    from ..core.db import Conn
 
 MAX_BATCH = 128  # posts per batch action or download request
 PostId = Annotated[int, Meta(ge=1, le=2_147_483_647, description="A post id")]
