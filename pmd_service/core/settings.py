@@ -113,6 +113,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
     host_cache_redis_url: str | None = None  # None: the host's caches are left alone
     host_cache_patterns: tuple[str, ...] = DEFAULT_HOST_CACHE_PATTERNS
+    # Errors to Sentry (the `sentry` extra), under the host's own variable names.
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    sentry_traces_sample_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
+    sentry_release: str | None = None
 
     def __post_init__(self) -> None:
         self._stores_from_urls()
@@ -242,7 +247,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
 _SECRET_FIELDS = frozenset({
     "database_url", "redis_url", "artwork_base_url", "jwt_secret_key", "smtp_password",
-    "host_cache_redis_url", "aws_secret_access_key", "aws_session_token",
+    "host_cache_redis_url", "aws_secret_access_key", "aws_session_token", "sentry_dsn",
 })  # fmt: skip
 _INFO = msgspec.inspect.type_info(Settings)
 assert isinstance(_INFO, msgspec.inspect.StructType)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-from . import logs
+from . import error_reports, logs
 from .settings import ConfigError, Embedded, Settings
 
 
@@ -21,6 +21,10 @@ def load_settings(process: str, *, embedded: Embedded | None = None) -> Settings
     except ConfigError as exc:
         _stop(f"{process}: configuration error: {exc}")
     logs.configure(settings.log_format)
+    try:
+        error_reports.configure(settings, process)
+    except ConfigError as exc:
+        _stop(f"{process}: configuration error: {exc}")
     return settings
 
 

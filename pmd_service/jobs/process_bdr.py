@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 from arq import Retry
 
+from ..core import error_reports
 from ..core.logs import request_id_set
 from .context import WorkerState, state
 from .failures import (
@@ -45,6 +46,7 @@ async def process_bdr(ctx: dict[str, Any], bdr_id: str) -> str:
     except ValueError:
         log.error("process_bdr called with %r, not a UUID", bdr_id)
         return "invalid"
+    error_reports.tag("bdr_id", bdr_id)  # arq's integration gives each job a scope of its own
     token = uuid.uuid4()
     claim = await st.pool.fetchrow(SQL_CLAIM, uid, token, float(st.settings.bdr_stale_seconds))
     if claim is None:

@@ -1,0 +1,175 @@
+"""Errors to the host's Sentry, when `SENTRY_DSN` is set (the optional extra `sentry`).
+
+The host's services all read `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_TRACES_SAMPLE_RATE` and
+`SENTRY_RELEASE`; so does this one, so an operator adds nothing to their `.env`. sentry-sdk's
+aiohttp and arq integrations catch what escapes a handler or a job, and its logging integration
+turns every ERROR line (the problem middleware's "unhandled error", a job's "unexpected error")
+into an event.
+
+What leaves the process is scrubbed twice: `_Scrubber` drops values by key (sentry-sdk's own
+denylist, extended with our names), and masks values by shape in every string of the event (Bearer
+tokens, JWTs, `ticket=`, signed URLs' signatures, URL user info, as the logs do) and this
+process's secrets by value (JWT key, passwords, S3 keys). Query strings, bodies and stack
+frames' local variables are never collected: they may hold a ticket, a token or the settings.
+
+Each event carries the request id (the server's per request, the worker's per BDR: one id for
+a BDR's lines on both sides and its email) and, from a job, the BDR id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from .logs import REQUEST_ID, redact
+from .settings import ConfigError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+REDACTED = "[redacted]"
+# Query parameters of presigned S3 URLs and our own tickets: whoever has them has the file.
+_SIGNED_PARAMS = re.compile(
+    r"(?P<name>[?&;](?:X-Amz-[A-Za-z-]+|Signature|Expires|AWSAccessKeyId|sig|ticket|token)=)"
+    r"[^&\s\"'<>]+",
+    re.IGNORECASE,
+)
+# Keys whose values are dropped wherever they stand in the event, beside sentry-sdk's own
+# denylist ("authorization", "token", "secret", "password", …). sentry-sdk ignores its
+# EventScrubber once `data_collection` is given, so `_Scrubber` applies both lists itself.
+EXTRA_DENYLIST = (
+    "ticket",
+    "signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "database_url",
+    "redis_url",
+    "host_cache_redis_url",
+    "artwork_base_url",
+    "jwt_secret_key",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "smtp_password",
+    "dsn",
+)
+
+_HEADER_DENYLIST = (
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "x-forwarded-for",
+    "x-real-ip",
+    "forwarded",
+    "last-event-id",
+)
+
+_enabled = False
+
+
+def configure(settings: Settings, process: str) -> bool:
+    """Start reporting to Sentry when SENTRY_DSN is set; False (nothing done) when it is not."""
+    global _enabled
+    if not settings.sentry_dsn:
+        return False
+    try:
+        import sentry_sdk
+        from sentry_sdk.integrations.aiohttp import AioHttpIntegration
+        from sentry_sdk.integrations.arq import ArqIntegration
+        from sentry_sdk.scrubber import DEFAULT_DENYLIST
+    except ImportError:
+        raise ConfigError(
+            "SENTRY_DSN is set but sentry-sdk is not installed: install the `sentry` extra "
+            "(pip install 'pmd-service[sentry]'), or unset SENTRY_DSN."
+        ) from None
+    keys = frozenset(k.lower() for k in (*DEFAULT_DENYLIST, *EXTRA_DENYLIST))
+    scrubber = _Scrubber(_secrets_of(settings), keys)
+    sentry_sdk.init(
+        dsn=settings.sentry_dsn,
+        environment=settings.sentry_environment,
+        release=settings.sentry_release,
+        traces_sample_rate=settings.sentry_traces_sample_rate,
+        integrations=[AioHttpIntegration(), ArqIntegration()],
+        # No user identity, cookies, bodies, query strings, SQL parameters or frame locals; of
+        # the request's headers, none that carries a credential or a client's address.
+        data_collection={
+            "user_info": False,
+            "cookies": {"mode": "off"},
+            "http_headers": {"request": {"mode": "denylist", "terms": list(_HEADER_DENYLIST)}},
+            "http_bodies": [],
+            "url_query_params": {"mode": "off"},
+            "database_query_data": False,
+            "stack_frame_variables": False,
+        },
+        before_send=scrubber.event,
+        before_send_transaction=scrubber.event,
+        before_breadcrumb=scrubber.breadcrumb,
+    )
+    sentry_sdk.set_tag("process", process)
+    _enabled = True
+    return True
+
+
+def tag(name: str, value: str) -> None:
+    """Tag the events of the current request or job (a no-op when Sentry is off)."""
+    if _enabled:
+        import sentry_sdk
+
+        sentry_sdk.set_tag(name, value)
+
+
+def _secrets_of(settings: Settings) -> tuple[str, ...]:
+    """This process's secret values, each masked wherever it appears in an event."""
+    values = [
+        settings.jwt_secret_key,
+        settings.smtp_password,
+        settings.aws_secret_access_key,
+        settings.aws_session_token,
+    ]
+    for url in (
+        settings.database_url,
+        settings.redis_url,
+        settings.host_cache_redis_url,
+        settings.artwork_base_url,
+    ):
+        if url:
+            password = urlsplit(url).password
+            values.append(unquote(password) if password else None)
+    # Short values would mask ordinary words; no real secret here is that short.
+    return tuple(sorted({v for v in values if v and len(v) >= 6}, key=len, reverse=True))
+
+
+class _Scrubber:
+    def __init__(self, secrets: tuple[str, ...], keys: frozenset[str]) -> None:
+        self.secrets = secrets
+        self.keys = keys
+
+    def text(self, value: str) -> str:
+        value = redact(_SIGNED_PARAMS.sub(lambda m: m.group("name") + REDACTED, value))
+        for secret in self.secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+
+    def walk(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, dict):
+            return {
+                k: REDACTED if isinstance(k, str) and k.lower() in self.keys else self.walk(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.walk(v) for v in value]
+        return value
+
+    def event(self, event: Any, hint: Any) -> Any:
+        tags = event.setdefault("tags", {})
+        request_id = REQUEST_ID.get()
+        if request_id and "request_id" not in tags:
+            tags["request_id"] = request_id
+        return self.walk(event)
+
+    def breadcrumb(self, crumb: Any, hint: Any) -> Any:
+        return self.walk(crumb)
