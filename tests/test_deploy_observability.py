@@ -169,7 +169,7 @@ async def test_every_metric_the_rules_and_panels_name_is_exported(
         async def ready() -> bool:
             async with http.get(f"{base}/api/pmd/bdr/{item['id']}", headers=owner.auth) as r:
                 item.update(await r.json())
-            return item["status"] == "ready"
+            return bool(item["status"] == "ready")
 
         await eventually(ready, 60, "the download ready", interval=0.1)
         async with http.get(base + item["download_url"], headers=owner.auth) as resp:

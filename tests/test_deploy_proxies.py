@@ -73,7 +73,7 @@ async def until_ready(http: aiohttp.ClientSession, base: str, user: UserRow, bdr
             assert resp.status == 200, await resp.text()
             item.update(await resp.json())
         assert item["status"] in {"pending", "processing", "ready"}, item
-        return item["status"] == "ready"
+        return bool(item["status"] == "ready")
 
     await eventually(ready, 60, f"BDR {bdr_id} ready", interval=0.1)
     return item
