@@ -142,6 +142,7 @@ def test_healthchecks_and_start_order(config: dict[str, Any]) -> None:
     assert command(migrate) == ["python", "-m", "pmd_service", "migrate"]
     assert migrate["restart"] == "no"
     assert migrate["depends_on"]["db"]["condition"] == "service_healthy"
+    assert migrate["depends_on"]["pmd-redis"]["condition"] == "service_healthy"
     for name in ("pmd-server", "pmd-worker"):
         deps = service(config, name)["depends_on"]
         assert deps["pmd-migrate"]["condition"] == "service_completed_successfully"
