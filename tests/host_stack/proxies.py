@@ -5,6 +5,7 @@ for the host's own /api/* rule (prefix stripped, as the host's labels do)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tests.host_stack import CHECKOUT
 
@@ -79,18 +81,27 @@ http://127.0.0.1:{port} {{
 @contextlib.contextmanager
 def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
+    with caddy_serving(directory, caddyfile(port), port, {"PMD_UPSTREAM": upstream}):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def caddy_serving(
+    directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
     binary = caddy_binary()
     assert binary is not None, "no caddy binary (apt-get install caddy)"
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "Caddyfile"
-    config.write_text(caddyfile(port))
+    config.write_text(config_text)
     log = directory / "caddy.log"
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(directory),
         "XDG_DATA_HOME": str(directory / "data"),
         "XDG_CONFIG_HOME": str(directory / "config"),
-        "PMD_UPSTREAM": upstream,
+        **(extra_env or {}),
     }
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -99,9 +110,26 @@ def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
         )  # fmt: skip
     try:
         _wait_listening(port, proc, log)
-        yield f"http://127.0.0.1:{port}"
+        yield
     finally:
         _stop(proc)
+
+
+def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
+    """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
+    binary = caddy_binary()
+    assert binary is not None, "no caddy binary (apt-get install caddy)"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "Caddyfile"
+    config.write_text(config_text)
+    result = subprocess.run(
+        [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
+        capture_output=True, text=True, timeout=30, check=False,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(directory)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    adapted: dict[str, Any] = json.loads(result.stdout)
+    return adapted
 
 
 def nginx_conf(directory: Path, port: int, upstream: str) -> str:
