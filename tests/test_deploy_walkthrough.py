@@ -182,7 +182,9 @@ async def test_step_5_the_roles_sql_then_migrations_and_check_host_as_that_role(
         from urllib.parse import urlsplit, urlunsplit
 
         parts = urlsplit(host_url)
-        netloc = f"{role}:doc-step-5@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        # Embedded PostgreSQL's URLs name no host (the socket folder is in the query).
+        host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+        netloc = f"{role}:doc-step-5@{host}"
         as_role = urlunsplit(parts._replace(netloc=netloc))
         env = {
             **os.environ, "DATABASE_URL": as_role, "REDIS_URL": redis_url,
