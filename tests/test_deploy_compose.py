@@ -11,9 +11,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from pmd_service.core.settings import Settings
 from tests.host_stack import (
+    CHECKOUT,
     HOST_DOTENV,
     HOST_ENV_PROD,
     HOST_FILES,
@@ -234,3 +236,17 @@ def test_caddy_labels_route_api_pmd_on_the_hosts_site_without_stripping(
     # The host's rule this must precede: /api/* with the prefix stripped.
     assert web["caddy.@api.path"] == "/api/*"
     assert web["caddy.handle_0.handle_path"] == "/api/*"
+
+
+def test_the_scrape_config_targets_the_ports_the_overlay_opens(config: dict[str, Any]) -> None:
+    scrape = yaml.safe_load((CHECKOUT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    ports = {
+        job["job_name"]: (job["dns_sd_configs"][0]["names"], job["dns_sd_configs"][0]["port"])
+        for job in scrape["scrape_configs"]
+    }
+    server = service(config, "pmd-server")["environment"]
+    worker = service(config, "pmd-worker")["environment"]
+    assert ports["pmd-server"] == (["pmd-server"], int(server["SERVER_METRICS_PORT"]))
+    assert ports["pmd-worker"] == (["pmd-worker"], int(worker["METRICS_PORT"]))
+    # A Prometheus reaching them shares their network: both are on `internal`.
+    assert server["SERVER_METRICS_PORT"] != server["PORT"]
