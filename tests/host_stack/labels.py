@@ -1,0 +1,176 @@
+"""caddy-docker-proxy's conversion of container labels into a Caddyfile, ported from its Go
+source (github.com/lucaslorentz/caddy-docker-proxy, caddyfile/fromlabels.go, merge.go and
+marshal.go at d246679) for the tests: the host's proxy builds its Caddyfile this way from every
+container's labels, then Caddy parses it and orders the directives itself. Go templates are not
+run; `{{upstreams PORT}}` is replaced from a mapping the caller gives."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+MAX_ORDER = 2**31 - 1
+_LABEL = re.compile(r"^(?:(.+)\.)?(?:(\d+)_)?([^.]+?)(?:_(\d+))?$")
+_UPSTREAMS = re.compile(r"\{\{\s*upstreams\s+(\d+)\s*\}\}")
+
+
+@dataclass(eq=False)
+class Block:
+    keys: list[str] = field(default_factory=list)
+    children: list[Block] = field(default_factory=list)
+    order: int = MAX_ORDER
+
+    def first(self) -> str:
+        return self.keys[0] if self.keys else ""
+
+    @property
+    def is_global(self) -> bool:
+        return not self.keys
+
+    @property
+    def is_snippet(self) -> bool:
+        return len(self.keys) == 1 and self.keys[0].startswith("(") and self.keys[0].endswith(")")
+
+    @property
+    def is_matcher(self) -> bool:
+        return bool(self.keys) and self.keys[0].startswith("@")
+
+
+def _tokens(text: str) -> list[str]:
+    """Caddy's lexer for one label value: whitespace-separated, "…" (with \\") or `…` quoted."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        if text[i] in '"`':
+            quote, i, token = text[i], i + 1, []
+            while i < n and text[i] != quote:
+                if quote == '"' and text[i] == "\\" and i + 1 < n and text[i + 1] == '"':
+                    i += 1
+                token.append(text[i])
+                i += 1
+            out.append("".join(token))
+            i += 1
+        else:
+            start = i
+            while i < n and not text[i].isspace():
+                i += 1
+            out.append(text[start:i])
+    return out
+
+
+def from_labels(labels: Mapping[str, str], upstreams: Mapping[int, str]) -> Block:
+    """One container's `caddy*` labels as a Caddyfile tree (fromlabels.go)."""
+    root = Block()
+    by_path: dict[str, Block] = {}
+
+    def block_for(path: str) -> Block:
+        if path in by_path:
+            return by_path[path]
+        match = _LABEL.match(path.replace("\\.", "\x00"))
+        assert match is not None, path
+        parent, order, name = match.group(1) or "", match.group(2), match.group(3)
+        block = Block(order=int(order) if order else MAX_ORDER)
+        if parent:
+            block.keys.append(name.replace("\x00", "."))
+            block_for(parent.replace("\x00", "\\.")).children.append(block)
+        else:
+            root.children.append(block)
+        by_path[path] = block
+        return block
+
+    for label, value in labels.items():
+        if label == "caddy" or label.startswith(("caddy.", "caddy_")):
+            text = _UPSTREAMS.sub(lambda m: upstreams[int(m.group(1))], value)
+            block_for(label).keys.extend(_tokens(text))
+    return root
+
+
+def _matcher(block: Block) -> str:
+    if len(block.keys) <= 1 or not _is_matcher(block.keys[1]):
+        return "*"
+    return block.keys[1]
+
+
+def _is_matcher(value: str) -> bool:
+    return value == "*" or value.startswith(("/", "@"))
+
+
+def merge(into: Block, other: Block) -> None:
+    """merge.go: equal blocks merge their children; reverse_proxy with one matcher, its keys."""
+    for b in other.children:
+        for a in [c for c in into.children if c.first() == b.first()]:
+            if b.first() in {"reverse_proxy", "php_fastcgi"} and _matcher(a) == _matcher(b):
+                for index, key in enumerate(b.keys[1:]):
+                    if index > 0 or not _is_matcher(key):
+                        a.keys.append(key)
+                merge(a, b)
+                break
+            if a.keys == b.keys:
+                merge(a, b)
+                break
+        else:
+            into.children.append(b)
+
+
+def _compare(a: Block, b: Block) -> int:
+    for flag in ("is_global", "is_snippet", "is_matcher"):
+        fa, fb = getattr(a, flag), getattr(b, flag)
+        if fa != fb:
+            return -1 if fa else 1
+    if a.order != b.order:
+        return -1 if a.order < b.order else 1
+    for ka, kb in zip(a.keys, b.keys, strict=False):
+        if ka != kb:
+            return -1 if ka < kb else 1
+    if len(a.keys) != len(b.keys):
+        return -1 if len(a.keys) < len(b.keys) else 1
+    for ca, cb in zip(a.children, b.children, strict=False):
+        c = _compare(ca, cb)
+        if c:
+            return c
+    if len(a.children) != len(b.children):
+        return -1 if len(a.children) < len(b.children) else 1
+    return 0
+
+
+def _sort(block: Block) -> None:
+    import functools
+
+    for child in block.children:
+        _sort(child)
+    block.children.sort(key=functools.cmp_to_key(_compare))
+
+
+def _write(block: Block, level: int, out: list[str]) -> None:
+    words = []
+    for key in block.keys:
+        if "\n" in key or '"' in key:
+            words.append("`" + key.replace("`", "\\`") + "`")
+        elif " " in key:
+            words.append('"' + key.replace('"', '\\"') + '"')
+        else:
+            words.append(key)
+    line = "\t" * level + " ".join(words)
+    if block.children:
+        out.append(line + (" " if words else "") + "{")
+        for child in block.children:
+            _write(child, level + 1, out)
+        out.append("\t" * level + "}")
+    else:
+        out.append(line)
+
+
+def caddyfile(containers: Iterable[Mapping[str, str]], upstreams: Mapping[int, str]) -> str:
+    """The Caddyfile caddy-docker-proxy generates from these containers' labels."""
+    root = Block()
+    for labels in containers:
+        merge(root, from_labels(labels, upstreams))
+    _sort(root)
+    out: list[str] = []
+    for child in root.children:
+        _write(child, 0, out)
+    return "\n".join(out) + "\n"

@@ -1,0 +1,203 @@
+"""Debian's Caddy and nginx, run on loopback in front of a running service with the shipped
+files (deploy/caddy/pmd.Caddyfile, deploy/nginx/pmd.conf) included verbatim, beside a stand-in
+for the host's own /api/* rule (prefix stripped, as the host's labels do)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tests.host_stack import CHECKOUT
+
+CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
+NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
+# What the host's api stand-in answers: the path as the host's api sees it (prefix stripped).
+HOST_API_REPLY = "host api saw "
+
+
+def caddy_binary() -> str | None:
+    return shutil.which("caddy")
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+    )
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"proxy not listening on {port}: {log.read_text(errors='replace')}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def caddyfile(port: int) -> str:
+    return f"""{{
+	admin off
+	auto_https off
+}}
+
+import {CADDY_SNIPPET}
+
+http://127.0.0.1:{port} {{
+	import pmd
+	# The host's own rule, as its web labels write it: /api/* to its api, /api stripped.
+	@api path /api/*
+	handle @api {{
+		handle_path /api/* {{
+			respond "{HOST_API_REPLY}{{path}}" 200
+		}}
+	}}
+	handle {{
+		respond "host web" 200
+	}}
+}}
+"""
+
+
+@contextlib.contextmanager
+def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
+    """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
+    with caddy_serving(directory, caddyfile(port), port, {"PMD_UPSTREAM": upstream}):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def caddy_serving(
+    directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
+    binary = caddy_binary()
+    assert binary is not None, "no caddy binary (apt-get install caddy)"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "Caddyfile"
+    config.write_text(config_text)
+    log = directory / "caddy.log"
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(directory),
+        "XDG_DATA_HOME": str(directory / "data"),
+        "XDG_CONFIG_HOME": str(directory / "config"),
+        **(extra_env or {}),
+    }
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [binary, "run", "--config", str(config), "--adapter", "caddyfile"],
+            env=env, stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        _wait_listening(port, proc, log)
+        yield
+    finally:
+        _stop(proc)
+
+
+def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
+    """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
+    binary = caddy_binary()
+    assert binary is not None, "no caddy binary (apt-get install caddy)"
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "Caddyfile"
+    config.write_text(config_text)
+    result = subprocess.run(
+        [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
+        capture_output=True, text=True, timeout=30, check=False,
+        env={"PATH": os.environ.get("PATH", ""), "HOME": str(directory)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    adapted: dict[str, Any] = json.loads(result.stdout)
+    return adapted
+
+
+def nginx_conf(directory: Path, port: int, upstream: str) -> str:
+    temp = directory / "temp"
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}daemon off;
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    upstream pmd_service {{
+        server {upstream};
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        include {NGINX_INCLUDE};
+        # The host's own rule: /api/ to its api.
+        location /api/ {{
+            return 200 "{HOST_API_REPLY}$uri";
+        }}
+        location / {{
+            return 200 "host web";
+        }}
+    }}
+}}
+"""
+
+
+def nginx_test(
+    directory: Path, upstream: str = "127.0.0.1:8080"
+) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a configuration that includes the shipped file."""
+    binary = nginx_binary()
+    assert binary is not None, "no nginx binary (apt-get install nginx-light)"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "temp").mkdir(exist_ok=True)
+    config = directory / "nginx.conf"
+    config.write_text(nginx_conf(directory, 1, upstream))
+    return subprocess.run(
+        [binary, "-t", "-p", str(directory), "-c", str(config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
+    """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
+    binary = nginx_binary()
+    assert binary is not None, "no nginx binary (apt-get install nginx-light)"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "temp").mkdir(exist_ok=True)
+    config = directory / "nginx.conf"
+    config.write_text(nginx_conf(directory, port, upstream))
+    log = directory / "nginx.out"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [binary, "-p", str(directory), "-c", str(config)], stdout=out, stderr=out
+        )
+    try:
+        _wait_listening(port, proc, directory / "error.log")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
