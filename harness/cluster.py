@@ -155,6 +155,17 @@ class Cluster:
         argv = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
         host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
 
+    def reads_vault(self, name: str) -> bool:
+        """Whether a process of host `name` holds an artwork of the vault open (building)."""
+        vault = str(self.net.private / "vault") + "/"
+        for proc in self.host(name).procs:
+            with contextlib.suppress(OSError):
+                for fd in Path(f"/proc/{proc.pid}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(fd).startswith(vault):
+                            return True
+        return False
+
     def start_lb(self) -> None:
         lb = self.host("lb")
         servers = [self.host(n) for n in ("srv1", "srv2")]
