@@ -150,10 +150,22 @@ class Cluster:
         source = self.run_dir / "vault"
         # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
         host.run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
-                              f"mount --bind {source} {vault} && "
-                              f"mount -o remount,bind,ro {vault}"])  # fmt: skip
+                              f"(mountpoint -q {vault} || (mount --bind {source} {vault} && "
+                              f"mount -o remount,bind,ro {vault}))"])  # fmt: skip
         argv = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
         host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+
+    async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            stat = await asyncio.to_thread(self.haproxy, "show stat")
+            header = stat.lstrip("# ").splitlines()[0].split(",")
+            for line in stat.splitlines()[1:]:
+                row = dict(zip(header, line.split(","), strict=False))
+                if row.get("svname") == name and row.get("status") == "UP":
+                    return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{name} not up at the balancer within {within:.0f} s")
 
     def reads_vault(self, name: str) -> bool:
         """Whether a process of host `name` holds an artwork of the vault open (building)."""
@@ -205,7 +217,7 @@ pidfile =
 
 def _haproxy_cfg(address: str, servers: list[Host], sock: Path) -> str:
     lines = "\n".join(
-        f"    server {h.name} {h.address}:8080 check inter 1s fall 2 rise 2" for h in servers
+        f"    server {h.name} {h.address}:8080 check inter 1s fall 3 rise 2" for h in servers
     )
     return f"""global
     # Two descriptors a connection and the machine's hard limit is 20,000 per process.
@@ -217,6 +229,8 @@ defaults
     timeout client 1h
     timeout server 1h
     timeout tunnel 1h
+    # A server busy with a reconnect storm may answer its health check late, not never.
+    timeout check 3s
     option redispatch
     retries 2
 frontend fe
@@ -226,6 +240,9 @@ backend servers
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
+    # Which host answered: the run checks that a download in flight on a host being
+    # deployed was cut and resumed elsewhere.
+    http-response set-header X-Served-By %s
 {lines}
 """
 
@@ -259,6 +276,12 @@ def up(run_dir: Path) -> Cluster:
     for name, octet in (("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("srv1", 21),
                         ("srv2", 22), ("wrk1", 31), ("wrk2", 32), ("client", 50)):  # fmt: skip
         net.add(name, octet)
+    # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's
+    # loopback tuning allows: with that, a 60 MB download sits in socket buffers within
+    # seconds and no server stop could ever cut it.
+    for name in ("client", "lb"):
+        net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
+                             "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip
     cluster = Cluster(net, run_dir)
     cluster.logs.mkdir(parents=True, exist_ok=True)
     (run_dir / "vault").mkdir(exist_ok=True)
@@ -271,6 +294,9 @@ def up(run_dir: Path) -> Cluster:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m harness.cluster", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="the short run CI executes")
+    p.add_argument("--rolling", action="store_true",
+                   help="a rolling deploy (every server, then every worker, restarted one at a "
+                        "time) under streams, requests, downloads and builds, instead of faults")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
     return p.parse_args(argv)
 
@@ -289,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     code = 1
     try:
         enter(cluster.host("client").ns)
-        code = asyncio.run(run(cluster, ci=args.ci))
+        code = asyncio.run(run(cluster, ci=args.ci, rolling=args.rolling))
     finally:
         cluster.net.close()
         if code == 0 and not args.keep:

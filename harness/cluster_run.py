@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -47,12 +50,18 @@ class Balancer:
     name: str = "lb"
     # (start, end) of every host loss: the balancer's 5xx inside one lost a request in flight.
     losses: list[tuple[float, float]] = field(default_factory=list)
+    # (SIGTERM, exit) of every graceful stop: the service's own 503 inside one is documented.
+    shutdowns: list[tuple[float, float]] = field(default_factory=list)
+    stopped: dict[str, tuple[float, float]] = field(default_factory=dict)  # host: last stop
 
     @property
     def base(self) -> str:
         return f"http://{self.address}"
 
-    def in_shutdown(self, t: float, grace: float = 3.0) -> bool:
+    def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.shutdowns)
+
+    def lost(self, t: float, grace: float = 3.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.losses)
 
     def alive(self) -> bool:
@@ -62,7 +71,7 @@ class Balancer:
 class ClusterApi(Api):
     def classify(self, server: Any, name: str, status: int, body: bytes, started: float) -> None:
         if status in (502, 503, 504) and body.startswith(HAPROXY_PAGE) and (
-            server.in_shutdown(started) or server.in_shutdown(time.monotonic())
+            server.lost(started) or server.lost(time.monotonic())
         ):
             self.ledger.counts["balancer 5xx while a host was lost"] += 1
             return
@@ -133,6 +142,42 @@ class Faults:
         host.reconnect_to(other)
         self.say(f"host {name} reaches {peer} again")
 
+    async def stop_gracefully(self, name: str) -> float:
+        """SIGTERM to the host's service process, as a deploy does; seconds until it exited."""
+        host = self.cluster.host(name)
+        proc = host.procs[-1]
+        start = time.monotonic()
+        self.lb.shutdowns.append((start, start + 3600))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+            await asyncio.to_thread(host.kill_all)
+            code = -9
+        end = time.monotonic()
+        self.lb.shutdowns[-1] = self.lb.stopped[name] = (start, end)
+        host.procs.remove(proc)
+        if code not in (0, -signal.SIGTERM):
+            self.ledger.violation(f"{name} exited with {code} after SIGTERM")
+        return end - start
+
+    async def roll(self) -> None:
+        """A rolling deploy: every server host, then every worker host, one at a time, each
+        stopped with SIGTERM and started again; the next waits until the balancer sees the
+        last one up."""
+        for name in ("srv1", "srv2"):
+            took = await self.stop_gracefully(name)
+            self.say(f"deploy: {name} stopped in {took:.1f} s")
+            await asyncio.to_thread(self.cluster.start_server, name, self.env)
+            await self.cluster.until_up_at_balancer(name)
+            self.say(f"deploy: {name} up again at the balancer")
+        for name in ("wrk1", "wrk2"):
+            took = await self.stop_gracefully(name)
+            self.say(f"deploy: {name} stopped in {took:.1f} s")
+            self.cluster.start_worker(name, self.env)
+            self.say(f"deploy: {name} started")
+
     async def run(self, plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
         t0 = self.ledger.t0
         running = []
@@ -143,14 +188,90 @@ class Faults:
 
 
 def schedule(
-    f: Faults, duration: float, victim: Any
+    f: Faults, duration: float, victim: Any, rolling: bool
 ) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
+    if rolling:
+        return [(0.15 * duration, f.roll)]
     return [
         (0.05 * duration, lambda: f.lose_worker_mid_build(victim)),
         (0.20 * duration, lambda: f.cut("wrk2", "redis", 30)),
         (0.40 * duration, lambda: f.lose_host("srv1", 15)),
         (0.55 * duration, lambda: f.cut("wrk2", "db", 30)),
     ]
+
+
+class CountingClient(SseClient):
+    """An SSE client that also keeps the id of every `bdr_update` it receives: after a rolling
+    deploy it must hold every event of its user since the workload began, none twice."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.ids: list[int] = []
+
+    def _dispatch(self, event: str, data: str) -> None:
+        super()._dispatch(event, data)
+        if event == "bdr_update" and self.last_id is not None:
+            self.ids.append(int(self.last_id))
+
+
+SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
+
+
+async def check_every_event(
+    report: checks.Report, pool: asyncpg.Pool, clients: list[CountingClient], since: int
+) -> None:
+    whole = 0
+    for c in clients:
+        expected = [r["id"] for r in await pool.fetch(SQL_EVENTS, c.user.id, since)]
+        got = [i for i in c.ids if i > since]
+        if got == expected:
+            whole += 1
+        else:
+            missing = sorted(set(expected) - set(got))[:5]
+            twice = len(got) - len(set(got))
+            report.violations.append(
+                f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. {missing}, "
+                f"{twice} twice)"
+            )
+    report.lines.append(
+        f"  streams that received every event of their user since the start, in order, once: "
+        f"{whole}/{len(clients)}"
+    )
+
+
+async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str, out: dict[str, Any]) -> None:
+    """A download read at about 1 MB/s, resumed with Range and If-Range whenever its
+    connection is cut (a server stopping), until the whole ZIP is in and its SHA-256 checks."""
+    got = bytearray()
+    etag: str | None = None
+    out["resumes"] = 0
+    out["attempts"] = attempts = []
+    started = time.monotonic()
+    while True:
+        headers = dict(user.auth)
+        if got:
+            headers |= {"Range": f"bytes={len(got)}-", "If-Range": etag or ""}
+        url = f"{api.servers[0].base}/api/pmd/bdr/{bdr_id}/download"
+        try:
+            async with api.http.get(url, headers=headers) as resp:
+                attempts.append([resp.headers.get("X-Served-By"), time.monotonic(), None])
+                if resp.status not in (200, 206) or (got and resp.status != 206):
+                    out["error"] = f"status {resp.status} at byte {len(got)}"
+                    return
+                etag = resp.headers.get("ETag", etag)
+                async for chunk in resp.content.iter_chunked(65536):
+                    got += chunk
+                    await asyncio.sleep(0.05)
+            attempts[-1][2] = time.monotonic()
+            break
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            if attempts:
+                attempts[-1][2] = time.monotonic()
+            out["resumes"] += 1
+            await asyncio.sleep(0.5)
+    out["bytes"] = len(got)
+    out["seconds"] = round(time.monotonic() - started, 1)
+    out["exact"] = hashlib.sha256(got).hexdigest() == sha256
 
 
 async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
@@ -182,8 +303,28 @@ async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
     return False
 
 
-async def run(cluster: Cluster, ci: bool) -> int:
+async def big_ready_zip(api: Api, pool: asyncpg.Pool, victim: Any) -> tuple[str, str]:
+    """A ready ZIP of 128 big artworks (the download a deploy must not break): id, SHA-256."""
+    body = {"post_ids": random.sample(victim.downloads, 128)}
+    a = await api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
+    assert a is not None and a.status == 202, a
+    bdr_id = a.json()["id"]
+    api.ledger.seen_bdrs.add(bdr_id)
+    sql = "SELECT status, file_sha256 FROM batch_download_requests WHERE id = $1::uuid"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = await pool.fetchrow(sql, bdr_id)
+        if row is not None and row["status"] == "ready":
+            return bdr_id, str(row["file_sha256"])
+        await asyncio.sleep(0.3)
+    raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
+
+
+async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
     duration, users = (70.0, 4) if ci else (180.0, 8)
+    # A rolling deploy under 1,000 open streams (200 in the short run), spread over the users.
+    streams = (200 if ci else 1000) if rolling else 2 * (users + 1)
+    per_user = -(-streams // (users + 1))
     client = cluster.host("client").address
     smtp = SmtpServer(port=1025)
     from aiosmtpd.controller import Controller
@@ -194,7 +335,7 @@ async def run(cluster: Cluster, ci: bool) -> int:
         SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
         BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
         BDR_RETRY_BASE_SECONDS="2", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
-        SSE_MAX_PER_USER="10",
+        SSE_MAX_PER_USER=str(max(10, per_user)),
     )  # fmt: skip
     data = await prepare(cluster, env, users)
     for name in ("srv1", "srv2"):
@@ -208,7 +349,7 @@ async def run(cluster: Cluster, ci: bool) -> int:
     zip_store = open_store(settings.bdr_bucket, settings.s3_access)
     pool = await create_pool(env["DATABASE_URL"], "pmd-cluster", max_size=8)
     lb = Balancer(cluster.host("lb").address)
-    clients: list[SseClient] = []
+    clients: list[CountingClient] = []
     tasks: list[asyncio.Task[None]] = []
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
@@ -216,11 +357,18 @@ async def run(cluster: Cluster, ci: bool) -> int:
             api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
             await _until_ready(http, lb)
             for u in [*data.users, data.victim]:
-                for n, ticket in enumerate((False, True)):
-                    clients.append(SseClient(api, u, f"sse-{u.handle}-{n}", 0, ticket))
+                for n in range(per_user):
+                    clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
             tasks += [asyncio.create_task(c.run()) for c in clients]
-            await wait_streams(clients, 30)
+            await wait_streams(clients, 60)
+            print(f"{sum(c.connected for c in clients)} streams open", flush=True)
+            since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
             faults = Faults(cluster, env, ledger, lb, pool, api)
+            download: dict[str, Any] = {}
+            if rolling:
+                big, sha = await big_ready_zip(api, pool, data.victim)
+                tasks.append(asyncio.create_task(slow_download(api, data.victim, big, sha, download)))
+                print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
             print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
                   f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
             ledger.t0 = time.monotonic()
@@ -231,7 +379,8 @@ async def run(cluster: Cluster, ci: bool) -> int:
                 for i, u in enumerate(data.users)
             ]  # fmt: skip
             await asyncio.gather(
-                faults.run(schedule(faults, duration, data.victim)), *(a.run(until) for a in actors)
+                faults.run(schedule(faults, duration, data.victim, rolling)),
+                *(a.run(until) for a in actors),
             )
             print(f"  [{ledger.at()}] workload over", flush=True)
             settled = await settle(pool, ledger, 150)
@@ -248,6 +397,25 @@ async def run(cluster: Cluster, ci: bool) -> int:
             checks.check_actions(report, ledger)
             await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
             checks.check_5xx(report, ledger)
+            if rolling:
+                await check_every_event(report, pool, clients, since)
+                resets = sum(c.resets for c in clients)
+                if resets:
+                    report.violations.append(f"{resets} streams were reset (events lost to them)")
+                await asyncio.wait_for(tasks[-1], 300)
+                attempts = download.pop("attempts", [])
+                report.info(f"the download in flight: {download}, served by "
+                            f"{[a[0] for a in attempts]}")  # fmt: skip
+                if not download.get("exact"):
+                    report.violations.append(f"the download in flight: {download}")
+                for host, began, ended in attempts:
+                    stop = lb.stopped.get(host or "")
+                    # Its host stopped while it was under way: it must have been cut there
+                    # (and resumed on the other), not carried on by a process that exited.
+                    if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 5:
+                        report.violations.append(
+                            f"the download in flight on {host} outlived that host's stop"
+                        )
             served = await _served_by(cluster)
             report.info(f"requests each server host answered (HAProxy): {served}")
             for k, n in sorted(ledger.counts.items()):
