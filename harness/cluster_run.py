@@ -70,8 +70,10 @@ class Balancer:
 
 class ClusterApi(Api):
     def classify(self, server: Any, name: str, status: int, body: bytes, started: float) -> None:
-        if status in (502, 503, 504) and body.startswith(HAPROXY_PAGE) and (
-            server.lost(started) or server.lost(time.monotonic())
+        if (
+            status in (502, 503, 504)
+            and body.startswith(HAPROXY_PAGE)
+            and (server.lost(started) or server.lost(time.monotonic()))
         ):
             self.ledger.counts["balancer 5xx while a host was lost"] += 1
             return
@@ -214,6 +216,10 @@ class CountingClient(SseClient):
             self.ids.append(int(self.last_id))
 
 
+def streams_of(clients: list[CountingClient]) -> list[SseClient]:
+    return list(clients)
+
+
 SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
 
 
@@ -343,8 +349,8 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
     for name in ("wrk1", "wrk2"):
         cluster.start_worker(name, env)
     await asyncio.to_thread(cluster.start_lb)
-    settings = Settings(**{k.lower(): v for k, v in env.items() if k in _FIELDS},
-                        jwt_secret_key=cluster.jwt_secret)  # fmt: skip
+    settings = Settings.from_env({k: v for k, v in env.items() if k in _FIELDS}
+                                 | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
     assert settings.bdr_bucket is not None
     zip_store = open_store(settings.bdr_bucket, settings.s3_access)
     pool = await create_pool(env["DATABASE_URL"], "pmd-cluster", max_size=8)
@@ -360,14 +366,16 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
                 for n in range(per_user):
                     clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
             tasks += [asyncio.create_task(c.run()) for c in clients]
-            await wait_streams(clients, 60)
+            await wait_streams(streams_of(clients), 60)
             print(f"{sum(c.connected for c in clients)} streams open", flush=True)
             since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
             faults = Faults(cluster, env, ledger, lb, pool, api)
             download: dict[str, Any] = {}
             if rolling:
                 big, sha = await big_ready_zip(api, pool, data.victim)
-                tasks.append(asyncio.create_task(slow_download(api, data.victim, big, sha, download)))
+                tasks.append(
+                    asyncio.create_task(slow_download(api, data.victim, big, sha, download))
+                )
                 print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
             print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
                   f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
@@ -384,7 +392,7 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
             )
             print(f"  [{ledger.at()}] workload over", flush=True)
             settled = await settle(pool, ledger, 150)
-            views = await converge(api, data, clients, 30)
+            views = await converge(api, data, streams_of(clients), 30)
             bdrs = await checks.rows(pool)
             report = checks.Report()
             if not settled:
@@ -393,7 +401,7 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
             await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
                                       settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
             checks.check_emails(report, bdrs, smtp.received())
-            checks.check_sse(report, clients, views)
+            checks.check_sse(report, streams_of(clients), views)
             checks.check_actions(report, ledger)
             await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
             checks.check_5xx(report, ledger)
@@ -412,7 +420,12 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
                     stop = lb.stopped.get(host or "")
                     # Its host stopped while it was under way: it must have been cut there
                     # (and resumed on the other), not carried on by a process that exited.
-                    if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 5:
+                    if (
+                        stop is not None
+                        and began < stop[0]
+                        and ended is not None
+                        and ended > stop[1] + 5
+                    ):
                         report.violations.append(
                             f"the download in flight on {host} outlived that host's stop"
                         )

@@ -13,6 +13,7 @@ peer blackholed, every process of a host killed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -103,10 +104,8 @@ class Host:
         """A power cut: SIGKILL every process group started on this host."""
         for proc in self.procs:
             if proc.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         self.procs = [p for p in self.procs if p.poll() is None]
 
