@@ -1,0 +1,475 @@
+"""The cluster's workload, faults and checks, run from the client host (see harness/cluster.py).
+
+The chaos run's actors, SSE clients and checks (harness/chaos_*.py), pointed at the balancer
+instead of at each server: one "server" for them, the balancer's address. What differs is the
+faults, which act on whole hosts and links, and one more kind of answer a client may see: the
+balancer's own 502/503/504 while a server host it had chosen is being lost (a power cut takes
+requests in flight with it; those are counted, and a write among them is an unknown outcome the
+checks then read back from the database, as after a dropped connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from harness import chaos_checks as checks
+from harness.chaos import SQL_UNSETTLED, converge, wait_streams
+from harness.chaos_seed import Seed, seed
+from harness.chaos_sse import SseClient
+from harness.chaos_stack import SmtpServer
+from harness.chaos_workload import Actor, Api, Ledger
+from harness.cluster import BUCKET, Cluster
+from harness.seaweed import Seaweed, create_bucket
+from pmd_service.core.db import connect, create_pool
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.objects import open_store
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+
+DAILY_LIMIT = 10
+HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
+
+
+@dataclass
+class Balancer:
+    """What the chaos clients take for a server: here, the balancer in front of both."""
+
+    address: str
+    name: str = "lb"
+    # (start, end) of every host loss: the balancer's 5xx inside one lost a request in flight.
+    losses: list[tuple[float, float]] = field(default_factory=list)
+    # (SIGTERM, exit) of every graceful stop: the service's own 503 inside one is documented.
+    shutdowns: list[tuple[float, float]] = field(default_factory=list)
+    stopped: dict[str, tuple[float, float]] = field(default_factory=dict)  # host: last stop
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.address}"
+
+    def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.shutdowns)
+
+    def lost(self, t: float, grace: float = 3.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.losses)
+
+    def alive(self) -> bool:
+        return True
+
+
+class ClusterApi(Api):
+    def classify(self, server: Any, name: str, status: int, body: bytes, started: float) -> None:
+        if (
+            status in (502, 503, 504)
+            and body.startswith(HAPROXY_PAGE)
+            and (server.lost(started) or server.lost(time.monotonic()))
+        ):
+            self.ledger.counts["balancer 5xx while a host was lost"] += 1
+            return
+        super().classify(server, name, status, body, started)
+
+
+@dataclass
+class Faults:
+    cluster: Cluster
+    env: dict[str, str]
+    ledger: Ledger
+    lb: Balancer
+    pool: asyncpg.Pool
+    api: Api
+    log: list[str] = field(default_factory=list)
+
+    def say(self, text: str) -> None:
+        line = f"  [{self.ledger.at()}] {text}"
+        self.log.append(line)
+        print(line, flush=True)
+
+    async def building(self) -> int:
+        return int(
+            await self.pool.fetchval(
+                "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
+            )
+        )
+
+    async def lose_host(self, name: str, down_for: float) -> None:
+        """A power cut: every process killed, the link down; back `down_for` seconds later."""
+        host = self.cluster.host(name)
+        start = time.monotonic()
+        self.lb.losses.append((start, start + 3600))
+        building = await self.building()
+        await asyncio.to_thread(host.kill_all)
+        host.link_down()
+        self.say(f"host {name} lost ({building} BDRs building)")
+        await asyncio.sleep(down_for)
+        host.link_up()
+        if name.startswith("srv"):
+            await asyncio.to_thread(self.cluster.start_server, name, self.env)
+        else:
+            self.cluster.start_worker(name, self.env)
+        self.lb.losses[-1] = (start, time.monotonic())
+        self.say(f"host {name} back")
+
+    async def lose_worker_mid_build(self, victim: Any) -> None:
+        """A BDR of 128 big artworks, then the loss of whichever worker host reads the vault for
+        it (its process holds artwork files open: it is building)."""
+        body = {"post_ids": random.sample(victim.downloads, 128), "send_email": True}
+        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
+        if a is not None and a.status == 202:
+            self.ledger.seen_bdrs.add(a.json()["id"])
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            for name in ("wrk1", "wrk2"):
+                if self.cluster.reads_vault(name):
+                    await self.lose_host(name, 15)
+                    return
+            await asyncio.sleep(0.01)
+        self.ledger.violation("fault not injected: no worker host was building within 40 s")
+
+    async def cut(self, name: str, peer: str, seconds: float) -> None:
+        host, other = self.cluster.host(name), self.cluster.host(peer)
+        host.cut_from(other)
+        self.say(f"host {name} cut off from {peer} for {seconds:.0f} s")
+        await asyncio.sleep(seconds)
+        host.reconnect_to(other)
+        self.say(f"host {name} reaches {peer} again")
+
+    async def stop_gracefully(self, name: str) -> float:
+        """SIGTERM to the host's service process, as a deploy does; seconds until it exited."""
+        host = self.cluster.host(name)
+        proc = host.procs[-1]
+        start = time.monotonic()
+        self.lb.shutdowns.append((start, start + 3600))
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = await asyncio.to_thread(proc.wait, 60)
+        except subprocess.TimeoutExpired:
+            self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+            await asyncio.to_thread(host.kill_all)
+            code = -9
+        end = time.monotonic()
+        self.lb.shutdowns[-1] = self.lb.stopped[name] = (start, end)
+        host.procs.remove(proc)
+        if code not in (0, -signal.SIGTERM):
+            self.ledger.violation(f"{name} exited with {code} after SIGTERM")
+        return end - start
+
+    async def roll(self) -> None:
+        """A rolling deploy: every server host, then every worker host, one at a time, each
+        stopped with SIGTERM and started again; the next waits until the balancer sees the
+        last one up."""
+        for name in ("srv1", "srv2"):
+            took = await self.stop_gracefully(name)
+            self.say(f"deploy: {name} stopped in {took:.1f} s")
+            await asyncio.to_thread(self.cluster.start_server, name, self.env)
+            await self.cluster.until_up_at_balancer(name)
+            self.say(f"deploy: {name} up again at the balancer")
+        for name in ("wrk1", "wrk2"):
+            took = await self.stop_gracefully(name)
+            self.say(f"deploy: {name} stopped in {took:.1f} s")
+            self.cluster.start_worker(name, self.env)
+            self.say(f"deploy: {name} started")
+
+    async def run(self, plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
+        t0 = self.ledger.t0
+        running = []
+        for at, fault in plan:
+            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+            running.append(asyncio.create_task(fault()))
+        await asyncio.gather(*running)
+
+
+def schedule(
+    f: Faults, duration: float, victim: Any, rolling: bool
+) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
+    if rolling:
+        return [(0.15 * duration, f.roll)]
+    return [
+        (0.05 * duration, lambda: f.lose_worker_mid_build(victim)),
+        (0.20 * duration, lambda: f.cut("wrk2", "redis", 30)),
+        (0.40 * duration, lambda: f.lose_host("srv1", 15)),
+        (0.55 * duration, lambda: f.cut("wrk2", "db", 30)),
+    ]
+
+
+class CountingClient(SseClient):
+    """An SSE client that also keeps the id of every `bdr_update` it receives: after a rolling
+    deploy it must hold every event of its user since the workload began, none twice."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.ids: list[int] = []
+
+    def _dispatch(self, event: str, data: str) -> None:
+        super()._dispatch(event, data)
+        if event == "bdr_update" and self.last_id is not None:
+            self.ids.append(int(self.last_id))
+
+
+def streams_of(clients: list[CountingClient]) -> list[SseClient]:
+    return list(clients)
+
+
+SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
+
+
+async def check_every_event(
+    report: checks.Report, pool: asyncpg.Pool, clients: list[CountingClient], since: int
+) -> None:
+    whole = 0
+    for c in clients:
+        expected = [r["id"] for r in await pool.fetch(SQL_EVENTS, c.user.id, since)]
+        got = [i for i in c.ids if i > since]
+        if got == expected:
+            whole += 1
+        else:
+            missing = sorted(set(expected) - set(got))[:5]
+            twice = len(got) - len(set(got))
+            report.violations.append(
+                f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. {missing}, "
+                f"{twice} twice)"
+            )
+    report.lines.append(
+        f"  streams that received every event of their user since the start, in order, once: "
+        f"{whole}/{len(clients)}"
+    )
+
+
+async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str, out: dict[str, Any]) -> None:
+    """A download read at about 1 MB/s, resumed with Range and If-Range whenever its
+    connection is cut (a server stopping), until the whole ZIP is in and its SHA-256 checks."""
+    got = bytearray()
+    etag: str | None = None
+    out["resumes"] = 0
+    out["attempts"] = attempts = []
+    started = time.monotonic()
+    while True:
+        headers = dict(user.auth)
+        if got:
+            headers |= {"Range": f"bytes={len(got)}-", "If-Range": etag or ""}
+        url = f"{api.servers[0].base}/api/pmd/bdr/{bdr_id}/download"
+        try:
+            async with api.http.get(url, headers=headers) as resp:
+                attempts.append([resp.headers.get("X-Served-By"), time.monotonic(), None])
+                if resp.status not in (200, 206) or (got and resp.status != 206):
+                    out["error"] = f"status {resp.status} at byte {len(got)}"
+                    return
+                etag = resp.headers.get("ETag", etag)
+                async for chunk in resp.content.iter_chunked(65536):
+                    got += chunk
+                    await asyncio.sleep(0.05)
+            attempts[-1][2] = time.monotonic()
+            break
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            if attempts:
+                attempts[-1][2] = time.monotonic()
+            out["resumes"] += 1
+            await asyncio.sleep(0.5)
+    out["bytes"] = len(got)
+    out["seconds"] = round(time.monotonic() - started, 1)
+    out["exact"] = hashlib.sha256(got).hexdigest() == sha256
+
+
+async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
+    conn = await connect(env["DATABASE_URL"], "pmd-cluster")
+    try:
+        # The run's own connections name the service's tables unqualified, as the service does.
+        await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
+        await apply_migrations(conn)
+        from sqids.constants import DEFAULT_ALPHABET
+
+        data = await seed(conn, cluster.run_dir / "vault", cluster.jwt_secret,
+                          PublicIds(DEFAULT_ALPHABET), users=users, posts_per_user=160,
+                          victim_posts=130, rng=random.Random(20261123))  # fmt: skip
+    finally:
+        await conn.close()
+    await create_bucket(Seaweed(env["AWS_ENDPOINT_URL"], cluster.run_dir), BUCKET)
+    return data
+
+
+async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
+    start = time.monotonic()
+    while time.monotonic() - start < bound:
+        row = await pool.fetchrow(SQL_UNSETTLED)
+        assert row is not None
+        if row["open"] == 0 and row["emails"] == 0:
+            print(f"  [{ledger.at()}] settled after {time.monotonic() - start:.0f} s", flush=True)
+            return True
+        await asyncio.sleep(1)
+    return False
+
+
+async def big_ready_zip(api: Api, pool: asyncpg.Pool, victim: Any) -> tuple[str, str]:
+    """A ready ZIP of 128 big artworks (the download a deploy must not break): id, SHA-256."""
+    body = {"post_ids": random.sample(victim.downloads, 128)}
+    a = await api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
+    assert a is not None and a.status == 202, a
+    bdr_id = a.json()["id"]
+    api.ledger.seen_bdrs.add(bdr_id)
+    sql = "SELECT status, file_sha256 FROM batch_download_requests WHERE id = $1::uuid"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        row = await pool.fetchrow(sql, bdr_id)
+        if row is not None and row["status"] == "ready":
+            return bdr_id, str(row["file_sha256"])
+        await asyncio.sleep(0.3)
+    raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
+
+
+async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
+    duration, users = (70.0, 4) if ci else (180.0, 8)
+    # A rolling deploy under 1,000 open streams (200 in the short run), spread over the users.
+    streams = (200 if ci else 1000) if rolling else 2 * (users + 1)
+    per_user = -(-streams // (users + 1))
+    client = cluster.host("client").address
+    smtp = SmtpServer(port=1025)
+    from aiosmtpd.controller import Controller
+
+    smtp.controller = Controller(smtp, hostname=client, port=smtp.port)
+    smtp.controller.start()
+    env = cluster.service_env(
+        SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
+        BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
+        BDR_RETRY_BASE_SECONDS="2", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
+        SSE_MAX_PER_USER=str(max(10, per_user)),
+    )  # fmt: skip
+    data = await prepare(cluster, env, users)
+    for name in ("srv1", "srv2"):
+        await asyncio.to_thread(cluster.start_server, name, env)
+    for name in ("wrk1", "wrk2"):
+        cluster.start_worker(name, env)
+    await asyncio.to_thread(cluster.start_lb)
+    settings = Settings.from_env({k: v for k, v in env.items() if k in _FIELDS}
+                                 | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
+    assert settings.bdr_bucket is not None
+    zip_store = open_store(settings.bdr_bucket, settings.s3_access)
+    pool = await create_pool(env["DATABASE_URL"], "pmd-cluster", max_size=8)
+    lb = Balancer(cluster.host("lb").address)
+    clients: list[CountingClient] = []
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            ledger = Ledger(t0=time.monotonic())
+            api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
+            await _until_ready(http, lb)
+            for u in [*data.users, data.victim]:
+                for n in range(per_user):
+                    clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
+            tasks += [asyncio.create_task(c.run()) for c in clients]
+            await wait_streams(streams_of(clients), 60)
+            print(f"{sum(c.connected for c in clients)} streams open", flush=True)
+            since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
+            faults = Faults(cluster, env, ledger, lb, pool, api)
+            download: dict[str, Any] = {}
+            if rolling:
+                big, sha = await big_ready_zip(api, pool, data.victim)
+                tasks.append(
+                    asyncio.create_task(slow_download(api, data.victim, big, sha, download))
+                )
+                print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
+            print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
+                  f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
+            ledger.t0 = time.monotonic()
+            until = ledger.t0 + duration
+            actors = [
+                Actor(api, pool, data, u, every=duration / (20 if i < 2 else 9),
+                      bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)
+                for i, u in enumerate(data.users)
+            ]  # fmt: skip
+            await asyncio.gather(
+                faults.run(schedule(faults, duration, data.victim, rolling)),
+                *(a.run(until) for a in actors),
+            )
+            print(f"  [{ledger.at()}] workload over", flush=True)
+            settled = await settle(pool, ledger, 150)
+            views = await converge(api, data, streams_of(clients), 30)
+            bdrs = await checks.rows(pool)
+            report = checks.Report()
+            if not settled:
+                report.violations.append("drain: BDRs or emails still open at the bound")
+            await checks.check_terminal(report, api, data, ledger, bdrs)
+            await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
+                                      settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
+            checks.check_emails(report, bdrs, smtp.received())
+            checks.check_sse(report, streams_of(clients), views)
+            checks.check_actions(report, ledger)
+            await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
+            checks.check_5xx(report, ledger)
+            if rolling:
+                await check_every_event(report, pool, clients, since)
+                resets = sum(c.resets for c in clients)
+                if resets:
+                    report.violations.append(f"{resets} streams were reset (events lost to them)")
+                await asyncio.wait_for(tasks[-1], 300)
+                attempts = download.pop("attempts", [])
+                report.info(f"the download in flight: {download}, served by "
+                            f"{[a[0] for a in attempts]}")  # fmt: skip
+                if not download.get("exact"):
+                    report.violations.append(f"the download in flight: {download}")
+                for host, began, ended in attempts:
+                    stop = lb.stopped.get(host or "")
+                    # Its host stopped while it was under way: it must have been cut there
+                    # (and resumed on the other), not carried on by a process that exited.
+                    if (
+                        stop is not None
+                        and began < stop[0]
+                        and ended is not None
+                        and ended > stop[1] + 5
+                    ):
+                        report.violations.append(
+                            f"the download in flight on {host} outlived that host's stop"
+                        )
+            served = await _served_by(cluster)
+            report.info(f"requests each server host answered (HAProxy): {served}")
+            for k, n in sorted(ledger.counts.items()):
+                if not k.startswith("actions:"):
+                    report.info(f"{k}: {n}")
+            violations = report.violations + ledger.violations
+            print("checks:")
+            print("\n".join(report.lines))
+            for v in violations[:40]:
+                print(f"  VIOLATION {v}")
+            print(f"cluster: {'OK' if not violations else 'FAILED'}: {len(violations)} violations")
+            return 0 if not violations else 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await pool.close()
+        smtp.stop()
+
+
+_FIELDS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
+           "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
+
+
+async def _served_by(cluster: Cluster) -> dict[str, int]:
+    out: dict[str, int] = {}
+    stat = await asyncio.to_thread(cluster.haproxy, "show stat")
+    header = stat.lstrip("# ").splitlines()[0].split(",")
+    for line in stat.splitlines()[1:]:
+        row = dict(zip(header, line.split(","), strict=False))
+        if row.get("pxname") == "servers" and row.get("svname", "").startswith("srv"):
+            out[row["svname"]] = int(row.get("stot") or 0)
+    return out
+
+
+async def _until_ready(http: aiohttp.ClientSession, lb: Balancer, within: float = 60) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            async with http.get(f"{lb.base}/readyz") as resp:
+                if resp.status == 200:
+                    return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the balancer did not answer /readyz 200")
