@@ -120,11 +120,17 @@ class Api:
         return Answer(resp.status, CIMultiDict(resp.headers), body, server.name)
 
     def download_cut(self, server: Proc, name: str, exc: Exception, started: float) -> None:
-        """A download that did not arrive whole. Allowed only when its server was stopping:
-        refused because it had closed its socket, or cut by its 1 s shutdown_timeout (then the
-        GET is retried on the other server and checked there, as a browser resumes)."""
-        if server.in_shutdown(started) or server.in_shutdown(time.monotonic()):
-            self.ledger.counts[f"downloads refused or cut by a stopping server ({name})"] += 1
+        """A download that did not arrive whole. A refused connection never reached a server
+        (nothing listened: one stopped by a fault, or restarting); a download cut or lost after
+        that is allowed only while its server was stopping (aiohttp cuts what is left after
+        its 1 s shutdown_timeout). Either way the GET is retried on the other server and
+        checked there, as a browser resumes; a server that crashed is a violation of its own."""
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            self.ledger.counts[
+                "downloads refused by a server that was down (sent to the other)"
+            ] += 1
+        elif server.in_shutdown(started) or server.in_shutdown(time.monotonic()):
+            self.ledger.counts["downloads cut by a stopping server (retried on the other)"] += 1
         else:
             self.ledger.download_failed(f"{name} on {server.name}: {exc!r}")
 
