@@ -585,7 +585,8 @@ async def batches_waiting(pool: asyncpg.Pool, n: int) -> None:
     """Until `n` batch statements wait on a row lock together (bounded: a guard against a hang)."""
 
     async def waiting() -> bool:
-        return await pool.fetchval(SQL_BATCHES_WAITING) >= n
+        count: int = await pool.fetchval(SQL_BATCHES_WAITING)
+        return count >= n
 
     await eventually(waiting, 30, lambda: f"fewer than {n} batches waiting on the lock")
 
