@@ -393,7 +393,7 @@ async def test_idle_and_trickling_connections_are_closed_by_the_keepalive_timeou
 ) -> None:
     """What bounds a slowloris on the server side: aiohttp's keep-alive timer runs from the
     moment a connection opens, and a connection whose request is still incomplete when it fires
-    is closed. `server.py` runs with `web.run_app`'s 75 s; here 1 s keeps the test short."""
+    is closed. `server.py` sets 15 s (web/serve.py); here 1 s keeps the test short."""
     server = TestServer(app)
     await server.start_server(keepalive_timeout=1.0)
     try:
