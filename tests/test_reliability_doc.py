@@ -1,4 +1,5 @@
-"""The counts docs/reliability.md gives (matrix cells, rows, callers, tests) are the code's."""
+"""The counts docs/reliability.md gives (matrix cells, rows, callers, tests, the chaos runs'
+users, seconds and faults) are the code's."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import ast
 import re
 import subprocess
 import sys
+from types import SimpleNamespace
 
+from harness import chaos
+from harness.chaos_faults import Faults
 from tests import test_access_matrix as matrix
 from tests.helpers import CHECKOUT
 
 DOC = (CHECKOUT / "docs" / "reliability.md").read_text()
+# Every coroutine method of Faults a schedule may name.
+FAULT_NAMES = [n for n in vars(Faults) if not n.startswith("_") and callable(getattr(Faults, n))]
 FILES = ["tests/test_access_matrix.py", "tests/test_hostile_input.py", "tests/test_fuzz.py"]
 
 
@@ -55,3 +61,22 @@ def test_the_matrix_figures_are_the_tables() -> None:
 def test_the_test_counts_are_what_pytest_collects() -> None:
     assert _number(r"\| hostile input \|[^|]*\| (\d+) tests") == _collected(FILES[1])
     assert _number(r"tests/test_fuzz\.py` \((\d+) tests") == _collected(*FILES)
+
+
+def test_the_chaos_sizes_are_the_harness_defaults() -> None:
+    faults = SimpleNamespace(**{name: name for name in FAULT_NAMES}, store=None)
+    for flags, row in (([], "chaos run, full"), (["--ci"], "chaos run, CI")):
+        args = chaos.parse(flags)
+        injected = len(chaos.schedule(faults, args.duration, args.ci))  # type: ignore[arg-type]
+        users, seconds, count = _row_sizes(row)
+        assert (users, seconds, count) == (args.users, args.duration, injected), (
+            f"docs/reliability.md's '{row}' row says {users} users, {seconds:.0f} s, {count} "
+            f"faults; harness/chaos.py makes {args.users}, {args.duration:.0f} s, {injected}"
+        )
+
+
+def _row_sizes(row: str) -> tuple[int, float, int]:
+    line = next(line for line in DOC.splitlines() if line.startswith(f"| {row} |"))
+    found = re.search(r"(\d+) users, (\d+) s[^,|]*, (\d+) faults", line)
+    assert found, line
+    return int(found[1]), float(found[2]), int(found[3])
