@@ -14,7 +14,10 @@ Then it restarts whatever is down, waits (bounded) until every BDR is terminal a
 email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
 final name, emails exactly once, SSE views equal to the database, actions all-or-nothing, the
 daily limit, and no 5xx but 503s from a server shutting down (or documented while Redis is
-down). Prints the counts; exit status 1 on any violation.
+down), every checked download byte-exact, no process exiting by itself, and minimums of BDRs,
+downloads, emails, actions and events that scale with the workload (a check with nothing to
+check fails). Prints the counts; exit status 1 on any violation. `--doc` writes the output into
+docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/test_chaos.py).
 """
 
 from __future__ import annotations
