@@ -7,25 +7,21 @@ and then polls GET /api/pmd/bdr/{id} every 10 ms, sequentially, 20 times. Target
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import random
 import statistics
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from bench import cli, seeding
 from harness.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from pmd_service.host.tokens import mint_token
-from pmd_service.host.vault import artwork_path
 
 TARGET_P50_S = 1.5
 
@@ -35,30 +31,11 @@ async def seed(settings: Settings, n: int) -> tuple[str, list[int]]:
     conn = await connect(settings.database_url or "", "pmd-bench")
     rng = random.Random(3)
     try:
-        owner = await conn.fetchval(
-            "INSERT INTO users (handle, email) VALUES ('e2e', 'e2e@x') RETURNING id"
-        )
-        sqid = ids.encode(owner)
-        await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, sqid)
+        owner, sqid = await seeding.add_user(conn, ids, "e2e")
         post_ids = []
         for i in range(n):
-            key = uuid.uuid4()
-            post_id = await conn.fetchval(
-                "INSERT INTO posts (storage_key, storage_shard, owner_id, title) VALUES ($1, $2, $3, $4) RETURNING id",
-                key, key.hex[:2], owner, f"art {i}",
-            )  # fmt: skip
-            await conn.execute(
-                "UPDATE posts SET public_sqid = $2 WHERE id = $1", post_id, ids.encode(post_id)
-            )
             data = pixel_art(rng, 16, 4, "png")
-            path = artwork_path(settings.vault_path, key.hex[:2], key, "png")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            await conn.execute(
-                "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, 'png', $2, true)",
-                post_id, len(data),
-            )  # fmt: skip
-            post_ids.append(post_id)
+            post_ids.append(await seeding.add_artwork(conn, settings, ids, owner, f"art {i}", data))
     finally:
         await conn.close()
     return sqid, post_ids
@@ -108,13 +85,11 @@ async def run(rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.bdr_e2e", description=__doc__)
+    parser = cli.parser("bdr_e2e", __doc__)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     figures = asyncio.run(run(args.rounds))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
 
 
 if __name__ == "__main__":

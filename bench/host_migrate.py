@@ -10,18 +10,16 @@ should depend on N.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench import cli
 from harness.stack import CHECKOUT, with_database
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
@@ -141,9 +139,8 @@ async def bench(posts: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.host_migrate", description=__doc__)
+    parser = cli.parser("host_migrate", __doc__)
     parser.add_argument("--posts", type=int, default=1_000_000)
-    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     figures = asyncio.run(bench(args.posts))
     e, big = figures["empty"], figures["loaded"]
@@ -153,8 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"host writes while migrating: {big['writes_during']}, longest "
           f"{big['longest_write_during_ms']:.1f} ms (before: longest "
           f"{big['longest_write_before_ms']:.1f} ms, median {big['median_write_before_ms']:.2f} ms)")  # fmt: skip
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
     return 0
 
 

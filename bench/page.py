@@ -20,9 +20,7 @@ walks, which the Python client's walk does not.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import statistics
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import cli
 from bench.posts import POSTS, seed
 from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.core.public_ids import PublicIds
@@ -169,17 +168,15 @@ def report(f: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.page", description=__doc__)
+    parser = cli.parser("page", __doc__)
     parser.add_argument("--runs", type=int, default=7, help="page loads (and floor walks)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     if not Path(CHROMIUM).exists():
         print(f"no browser at {CHROMIUM} (apt-get install chromium): not measured")
         return 1
     figures = asyncio.run(bench(max(args.runs, 1)))
     report(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
     return 0
 
 

@@ -23,7 +23,6 @@ way the app starts them (under .data/bench).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import statistics
@@ -32,13 +31,13 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
+from bench import cli
 from harness.stack import fresh_stack
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
@@ -604,7 +603,7 @@ async def main_async(requests: int, show_plan: bool, depths: list[int], big: int
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.posts", description=__doc__)
+    parser = cli.parser("posts", __doc__)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per series")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans")
     parser.add_argument(
@@ -616,12 +615,10 @@ def main(argv: list[str] | None = None) -> int:
         default=100_000,
         help=f"artworks of a third user, timed against the {POSTS:,}-post one (0: none)",
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
     figures = asyncio.run(main_async(max(args.requests, 1), args.explain, depths, args.big))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
     return 0
 
 

@@ -6,13 +6,14 @@ user with 10,000 artworks), for each process count: list requests per second (GE
 server's own work dominates) and 1,000 SSE streams held (connected, then the server processes'
 total RSS and their LISTEN connections counted). The load comes from this process, on the same
 machine: with 2 cores, client and servers share them, which caps what a second process can add.
+
+Then SIGTERM: how long one `python server.py` takes from the signal to its exit with 2,000 SSE
+streams open, against the same exit with none open (measured in the same run, alternating).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -20,26 +21,25 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from bench import cli
+from bench.memory import rss_kb
 from bench.posts import seed
 from bench.sse import Receipts, SseClient
 from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
 
 CLIENTS = 32
 STREAMS = 1000
+STREAMS_AT_SHUTDOWN = 2000
 LOAD_SECONDS = 8.0
 
 
 def rss_mb(pid: int) -> float:
     """RSS of `pid` and its children (the server processes under the parent), in MB."""
     pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-    total = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
+    return sum(rss_kb(p) for p in pids) / 1024
 
 
 async def list_rate(base: str, token: str) -> float:
@@ -62,7 +62,7 @@ async def list_rate(base: str, token: str) -> float:
         return done / (time.monotonic() - start)
 
 
-async def hold_streams(port: int, token: str) -> list[SseClient]:
+async def hold_streams(port: int, token: str, count: int = STREAMS) -> list[SseClient]:
     loop = asyncio.get_running_loop()
     request = (
         f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
@@ -80,7 +80,7 @@ async def hold_streams(port: int, token: str) -> list[SseClient]:
             await asyncio.wait_for(stream.ready, 30)
             return stream
 
-    return await asyncio.gather(*(one() for _ in range(STREAMS)))
+    return await asyncio.gather(*(one() for _ in range(count)))
 
 
 async def listeners(conn: asyncpg.Connection) -> int:
@@ -122,12 +122,61 @@ async def measure(settings: Settings, token: str, processes: int) -> dict[str, A
     }
 
 
-async def run() -> list[dict[str, Any]]:
+async def stream_tokens(settings: Settings, n: int) -> list[str]:
+    """Tokens of `n` seeded users: a user may hold at most 1,000 streams (SSE_MAX_PER_USER)."""
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT public_sqid FROM users WHERE public_sqid IS NOT NULL ORDER BY id LIMIT $1", n
+        )
+    finally:
+        await conn.close()
+    assert len(rows) == n, rows
+    return [mint_token(settings.jwt_secret_key, r["public_sqid"]) for r in rows]
+
+
+async def sigterm_exit(settings: Settings, tokens: list[str], streams: int) -> float:
+    """Seconds from SIGTERM to the exit of one server process holding `streams` streams,
+    spread evenly over the users of `tokens`."""
+    port = free_port()
+    env = service_env(settings, SSE_MAX_PER_USER=str(STREAMS))
+    server = await asyncio.to_thread(start_server, env, port)
+    try:
+        share = streams // len(tokens)
+        held = [s for t in tokens for s in await hold_streams(port, t, share)] if streams else []
+        started = time.monotonic()
+        server.terminate()
+        await asyncio.to_thread(server.wait, 60)
+        took = time.monotonic() - started
+        for s in held:
+            if s.transport is not None:
+                s.transport.close()
+    finally:
+        stop(server)
+    return took
+
+
+async def sigterm(settings: Settings, rounds: int = 3) -> dict[str, Any]:
+    tokens = await stream_tokens(settings, STREAMS_AT_SHUTDOWN // STREAMS)
+    idle: list[float] = []
+    busy: list[float] = []
+    for _ in range(rounds):
+        idle.append(await sigterm_exit(settings, tokens, 0))
+        busy.append(await sigterm_exit(settings, tokens, STREAMS_AT_SHUTDOWN))
+    med_idle, med_busy = sorted(idle)[rounds // 2], sorted(busy)[rounds // 2]
+    print(f"SIGTERM → exit: {med_busy:.2f} s with {STREAMS_AT_SHUTDOWN:,} streams open, "
+          f"{med_idle:.2f} s with none ({med_busy / med_idle:.2f}×; medians of {rounds})")  # fmt: skip
+    return {"streams": STREAMS_AT_SHUTDOWN, "busy_s": busy, "idle_s": idle,
+            "busy_median_s": med_busy, "idle_median_s": med_idle}  # fmt: skip
+
+
+async def run() -> dict[str, Any]:
     async with fresh_stack() as settings:
         _, token = await seed(
             settings.database_url, PublicIds(settings.sqids_alphabet), settings.jwt_secret_key
         )
         results = [await measure(settings, token, n) for n in (1, 2, 1, 2)]
+        shutdown = await sigterm(settings)
     by_n: dict[int, list[dict[str, Any]]] = {}
     for r in results:
         by_n.setdefault(r["processes"], []).append(r)
@@ -144,16 +193,14 @@ async def run() -> list[dict[str, Any]]:
               f"{best['listeners']} LISTEN connection(s)")  # fmt: skip
     one, two = summary[0]["list_rps"], summary[1]["list_rps"]
     print(f"2 processes ÷ 1: {two / one:.2f}× the list requests per second")
-    return summary
+    return {"by_processes": summary, "sigterm": shutdown}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.processes", description=__doc__)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser = cli.parser("processes", __doc__)
     args = parser.parse_args()
     figures = asyncio.run(run())
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
 
 
 if __name__ == "__main__":

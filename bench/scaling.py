@@ -25,7 +25,6 @@ so give it a database no running worker uses.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -35,6 +34,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -43,6 +43,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name
 
+from bench import cli
 from bench.job import seed_user
 from bench.zip import make_small_pixel_art
 from harness.stack import (
@@ -269,17 +270,22 @@ async def start_workers(
 # --- 1. the backlog ------------------------------------------------------------------------
 
 
-async def drain(
-    conn: asyncpg.Connection,
-    redis: ArqRedis,
-    http: aiohttp.ClientSession,
-    settings: Settings,
-    env: dict[str, str],
-    server_pid: int,
-    users: Users,
-    backlog: int,
-    n_workers: int,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Rig:
+    """What a drain runs against: the stack, its server and the seeded users."""
+
+    conn: asyncpg.Connection
+    redis: ArqRedis
+    http: aiohttp.ClientSession
+    settings: Settings
+    env: dict[str, str]
+    server_pid: int
+    users: Users
+
+
+async def drain(rig: Rig, backlog: int, n_workers: int) -> dict[str, Any]:
+    conn, redis, http, settings, users = rig.conn, rig.redis, rig.http, rig.settings, rig.users
+    env, server_pid = rig.env, rig.server_pid
     await forget_bdrs(conn, settings)
     per_user = -(-backlog // USERS)
     assert per_user <= 8, "the daily limit: more users needed"
@@ -349,23 +355,13 @@ def cpu_line(r: dict[str, Any]) -> str:
     )
 
 
-async def backlog_curve(
-    conn: asyncpg.Connection,
-    redis: ArqRedis,
-    http: aiohttp.ClientSession,
-    settings: Settings,
-    env: dict[str, str],
-    server_pid: int,
-    users: Users,
-    backlog: int,
-    repeats: int,
-) -> dict[str, Any]:
+async def backlog_curve(rig: Rig, backlog: int, repeats: int) -> dict[str, Any]:
     runs = []
     order = list(WORKER_COUNTS)
     for rep in range(repeats):
         # Alternating the order spreads slow drift of the machine's load over every count.
         for n in order if rep % 2 == 0 else reversed(order):
-            r = await drain(conn, redis, http, settings, env, server_pid, users, backlog, n)
+            r = await drain(rig, backlog, n)
             runs.append(r)
             print(f"  {n} worker(s): {r['bdrs']} BDRs in {r['seconds']:.2f} s = "
                   f"{r['per_s']:.1f}/s, claim → ready p50 {r['claim_ready_p50_ms']:.0f} ms; "
@@ -715,7 +711,7 @@ async def run(parts: set[str], backlog: int, repeats: int, events: int) -> dict[
                     print(f"1. a backlog of {backlog} BDRs of {ARTWORKS_PER_BDR} small artworks "
                           f"({USERS} users), drained by fresh workers:", flush=True)  # fmt: skip
                     figures["backlog"] = await backlog_curve(
-                        conn, redis, http, settings, env, server.pid, users, backlog, repeats
+                        Rig(conn, redis, http, settings, env, server.pid, users), backlog, repeats
                     )
                 if "burst" in parts:
                     print(f"2. {USERS} users POST one BDR each at once ({BURSTS} bursts), "
@@ -748,16 +744,14 @@ async def run(parts: set[str], backlog: int, repeats: int, events: int) -> dict[
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.scaling", description=__doc__)
+    parser = cli.parser("scaling", __doc__)
     parser.add_argument("--backlog", type=int, default=300, help="BDRs per drain (≤ 8 a user)")
     parser.add_argument("--repeats", type=int, default=3, help="drains per worker count")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--parts", default="backlog,burst,events")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     figures = asyncio.run(run(set(args.parts.split(",")), args.backlog, args.repeats, args.events))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
 
 
 if __name__ == "__main__":

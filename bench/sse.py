@@ -28,10 +28,8 @@ PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
 import resource
 import statistics
@@ -46,6 +44,8 @@ from typing import Any
 
 import asyncpg
 
+from bench import cli
+from bench.memory import rss_kb
 from harness.stack import CHECKOUT, fresh_stack
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
@@ -74,13 +74,6 @@ UPDATE = b"event: bdr_update\nid: "
 def _percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 @dataclass
@@ -523,19 +516,17 @@ async def main_async(levels: tuple[int, ...]) -> list[Level]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.sse", description=__doc__)
+    parser = cli.parser("sse", __doc__)
     parser.add_argument(
         "--levels",
         default=",".join(str(n) for n in LEVELS),
         help="comma-separated subscriber counts (multiples of 10)",
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     levels = tuple(int(n) for n in args.levels.split(","))
     raise_fd_limit(max(levels))
     results = asyncio.run(main_async(levels))
-    if args.json:
-        args.json.write_text(json.dumps([summary(lv) for lv in results], indent=2))
+    cli.save(args.json, [summary(lv) for lv in results])
     return 0
 
 

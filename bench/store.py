@@ -47,7 +47,8 @@ import obstore
 from aiohttp import web
 from obstore.store import S3Store
 
-from bench.worker_memory import rss_kb
+from bench import cli, seeding
+from bench.memory import PeakRss, rss_kb
 from bench.zip import make_large_pngs, make_small_pixel_art
 from harness.seaweed import (
     ACCESS_KEY,
@@ -73,7 +74,7 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis, enqueue_bdr
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
-from pmd_service.host.vault import artwork_path, relative_artwork_path
+from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.archive_content import Artwork
 from pmd_service.jobs.sources import fetched_in_order, object_fetcher
 from pmd_service.jobs.zipbuild import (
@@ -365,30 +366,14 @@ async def _seed(settings: Settings) -> tuple[int, str, list[int], list[int]]:
     conn = await connect(settings.database_url, "pmd-bench")
     rng = random.Random(11)
     try:
-        owner = await conn.fetchval(
-            "INSERT INTO users (handle, email) VALUES ('stored', 'stored@bench') RETURNING id"
-        )
-        sqid = ids.encode(owner)
-        await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, sqid)
+        owner, sqid = await seeding.add_user(conn, ids, "stored")
         post_ids = []
         for i in range(BIG_FILES + 1):
-            key, shard = uuid.uuid4(), f"{i % 64:02x}"
-            post = await conn.fetchval(
-                "INSERT INTO posts (storage_key, storage_shard, owner_id, title) VALUES ($1, $2, $3, $4) RETURNING id",
-                key, shard, owner, f"stored {i}",
-            )  # fmt: skip
-            await conn.execute(
-                "UPDATE posts SET public_sqid = $2 WHERE id = $1", post, ids.encode(post)
-            )
             size = 4096 if i == 0 else BIG_FILE_BYTES
-            path = artwork_path(settings.vault_path, shard, key, "png")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"\x89PNG\r\n\x1a\n" + rng.randbytes(size - 8))
-            await conn.execute(
-                "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, 'png', $2, true)",
-                post, size,
-            )  # fmt: skip
-            post_ids.append(post)
+            data = b"\x89PNG\r\n\x1a\n" + rng.randbytes(size - 8)
+            post_ids.append(await seeding.add_artwork(
+                conn, settings, ids, owner, f"stored {i}", data, f"{i % 64:02x}"
+            ))  # fmt: skip
     finally:
         await conn.close()
     return owner, sqid, post_ids[:1], post_ids[1:]
@@ -424,22 +409,11 @@ async def worker_memory(
     try:
         await _run_bdr(conn, settings, owner, warm_posts)
         await asyncio.sleep(1.0)  # let the warm-up's garbage go
-        baseline = peak = rss_kb(worker.pid)
-        stop_sampling = threading.Event()
-
-        def sample() -> None:
-            nonlocal peak
-            while not stop_sampling.wait(SAMPLE_EVERY):
-                peak = max(peak, rss_kb(worker.pid))
-
-        sampler = threading.Thread(target=sample)
-        sampler.start()
+        baseline = rss_kb(worker.pid)
         started = time.perf_counter()
-        try:
+        with PeakRss(lambda: rss_kb(worker.pid), SAMPLE_EVERY, baseline) as rss:
             bdr_id = await _run_bdr(conn, settings, owner, big_posts)
-        finally:
-            stop_sampling.set()
-            sampler.join()
+        peak = rss.peak
         seconds = time.perf_counter() - started
         after = rss_kb(worker.pid)
         row = await conn.fetchrow(SQL_STATUS, bdr_id)
@@ -622,10 +596,8 @@ def _report_downloads(f: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.store", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = cli.parser("store", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds of test 1")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--slow-proxy", nargs=3, metavar=("UPSTREAM", "PORT", "LATENCY"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
@@ -633,8 +605,7 @@ def main() -> None:
         serve_slow_proxy(args.slow_proxy[0], int(args.slow_proxy[1]), float(args.slow_proxy[2]))
         return
     figures = run(args.rounds)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    cli.save(args.json, figures)
 
 
 if __name__ == "__main__":

@@ -11,18 +11,17 @@ comments took a worker from 49.5 MB to 189 MB.)
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import threading
 import time
 import uuid
 import zipfile
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from bench import cli
+from bench.memory import PeakRss, rss_kb
 from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -94,13 +93,6 @@ async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> d
     return {"user": user, "user_sqid": ids.encode(user), "posts": posts, "visible": visible}
 
 
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
-
-
 async def build(conn: asyncpg.Connection, settings: Settings, bdr_id: uuid.UUID) -> str:
     redis = create_redis(settings.redis_url or "")
     try:
@@ -130,22 +122,10 @@ async def run(comments: int) -> dict[str, Any]:
             baseline = rss_kb(worker.pid)
             # Inserted only now: the worker's sweep must not pick it up during the warm-up.
             big = await conn.fetchval(SQL_BDR, user, user_sqid, [posts[1]])
-            peak = baseline
-            stop_sampling = threading.Event()
-
-            def sample() -> None:
-                nonlocal peak
-                while not stop_sampling.wait(SAMPLE_EVERY):
-                    peak = max(peak, rss_kb(worker.pid))
-
-            sampler = threading.Thread(target=sample)
-            sampler.start()
             started = time.perf_counter()
-            try:
+            with PeakRss(lambda: rss_kb(worker.pid), SAMPLE_EVERY, baseline) as rss:
                 file_path = await build(conn, settings, big)
-            finally:
-                stop_sampling.set()
-                sampler.join()
+            peak = rss.peak
             seconds = time.perf_counter() - started
             after = rss_kb(worker.pid)
             zip_path = bdr_zip_path(settings.bdr_path, file_path)
@@ -185,13 +165,11 @@ async def run(comments: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.worker_memory", description=__doc__)
+    parser = cli.parser("worker_memory", __doc__)
     parser.add_argument("--comments", type=int, default=200_000)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     figures = asyncio.run(run(args.comments))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
 
 
 if __name__ == "__main__":

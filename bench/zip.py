@@ -34,6 +34,8 @@ import zipfile
 import zlib
 from pathlib import Path
 
+from bench import cli
+from bench.memory import PeakRss
 from pmd_service.dev.demo import pixel_art
 from pmd_service.jobs.zipbuild import Entry, build_zip
 
@@ -200,32 +202,18 @@ def rss_child(paths_file: str, out: str, repeat: int) -> None:
         for i, (k, p) in enumerate((k, p) for k in range(repeat) for p in paths)
     ]
     baseline = _rss_kb()
-    peak = baseline
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.wait(0.005):
-            peak = max(peak, _rss_kb())
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    result = build_zip(Path(out), entries, _trailer, lambda n: None, threading.Event())
-    stop.set()
-    sampler.join()
-    print(json.dumps({"zip_bytes": result.size, "rss_growth_kb": peak - baseline}))
+    with PeakRss(_rss_kb, start=baseline) as rss:
+        result = build_zip(Path(out), entries, _trailer, lambda n: None, threading.Event())
+    print(json.dumps({"zip_bytes": result.size, "rss_growth_kb": rss.peak - baseline}))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = cli.parser("zip", __doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-repeat", type=int, default=8, help="1 GB ZIP = 128 x 1 MB x 8")
     parser.add_argument(
         "--rss-child", nargs=3, metavar=("PATHS", "OUT", "REPEAT"), help=argparse.SUPPRESS
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument(
         "--sizes",
         default="",
@@ -271,8 +259,7 @@ def main() -> None:
             f"1 GB-class ZIP ({big['zip_bytes'] / 1e9:.2f} GB): peak RSS growth "
             f"{big['rss_growth_kb'] / 1024:.1f} MB (target <= 50 MB)"
         )
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    cli.save(args.json, results)
     os.sync()
 
 

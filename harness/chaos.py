@@ -14,7 +14,10 @@ Then it restarts whatever is down, waits (bounded) until every BDR is terminal a
 email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
 final name, emails exactly once, SSE views equal to the database, actions all-or-nothing, the
 daily limit, and no 5xx but 503s from a server shutting down (or documented while Redis is
-down). Prints the counts; exit status 1 on any violation.
+down), every checked download byte-exact, no process exiting by itself, and minimums of BDRs,
+downloads, emails, actions and events that scale with the workload (a check with nothing to
+check fails). Prints the counts; exit status 1 on any violation. `--doc` writes the output into
+docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/test_chaos.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import aiohttp
 from msgspec.structs import replace
 
 from harness import chaos_checks as checks
+from harness import chaos_doc
 from harness.chaos_faults import Faults
 from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
@@ -67,6 +71,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--store", action="store_true",
                    help="ZIPs in a bucket of a real S3 server (SeaweedFS), which is stopped for "
                         "20 s instead of the full disk; workers SIGKILLed mid-upload")  # fmt: skip
+    p.add_argument("--no-faults", action="store_true",
+                   help="inject nothing: the workload and every check alone")  # fmt: skip
+    p.add_argument("--break-downloads", action="store_true",
+                   help="flip a byte of every downloaded body before checking it: the run must "
+                        "fail (proves the download checks can)")  # fmt: skip
+    p.add_argument("--doc", action="store_true",
+                   help="write this run's output, dated, into its marked section of "
+                        "docs/reliability.md")  # fmt: skip
     args = p.parse_args(argv)
     args.duration = args.duration or (75.0 if args.ci else 180.0)
     args.users = args.users or (6 if args.ci else 8)
@@ -263,11 +275,12 @@ async def run_stack(
                 # (and meet 429s), the others about when the workload ends.
                 actors = [
                     Actor(api, pool, data, u, every=args.duration / (20 if i < 2 else 9),
-                          bdr_root=settings.bdr_path, zip_store=zip_store)
+                          bdr_root=settings.bdr_path, zip_store=zip_store,
+                          break_downloads=args.break_downloads)
                     for i, u in enumerate(data.users)
                 ]  # fmt: skip
                 await asyncio.gather(
-                    faults.run(schedule(faults, args.duration, args.ci)),
+                    faults.run([] if args.no_faults else schedule(faults, args.duration, args.ci)),
                     *(a.run(until) for a in actors),
                 )
                 print(f"  [{ledger.at()}] workload over", flush=True)
@@ -288,11 +301,15 @@ async def run_stack(
                         checks.check_zips, report, settings.bdr_path, data, bdrs
                     )
                     checks.check_folder(report, settings.bdr_path, bdrs)
-                checks.check_emails(report, bdrs, smtp.received())
+                received = smtp.received()
+                checks.check_emails(report, bdrs, received)
+                checks.check_downloads(report, ledger)
                 checks.check_sse(report, clients, views)
                 checks.check_actions(report, ledger)
                 await checks.check_limit(report, pool, daily_limit, ledger)
                 checks.check_5xx(report, ledger)
+                checks.check_volume(report, checks.Workload(len(data.users), args.duration),
+                                    ledger, bdrs, len(received), clients)  # fmt: skip
                 for k, n in sorted(ledger.counts.items()):
                     if not k.startswith("actions:"):
                         report.info(f"{k}: {n}")
@@ -309,8 +326,10 @@ async def run_stack(
                 for at in ledger.created_at:
                     thirds[min(2, int(3 * at / args.duration))] += 1
                 report.info(f"BDRs created in each third of the workload: {thirds}")
-                for c in faults.crashes:
-                    report.info(f"unplanned exit: {c}")
+                starts = sum(p.starts for p in procs)
+                report.count("process starts that ended only when told to (no crash; the "
+                             "supervisor restarts one that did)", starts - len(faults.crashes),
+                             starts, faults.crashes)  # fmt: skip
                 violations = report.violations + [
                     v for v in ledger.violations if v not in "\n".join(report.violations)
                 ]
@@ -339,15 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="pmd-chaos-"))
     # The full disk is a fault of the BDR folder; with --store there is none.
-    tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() and not args.store else None
+    full_disk = not args.store and not args.no_faults
+    tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() and full_disk else None
     code = 1
+    transcript = chaos_doc.Transcript.start() if args.doc else None
     try:
         if tmpfs is not None:
             tmpfs.mount()
             print(f"BDR_PATH on its own {tmpfs.size_mb} MiB tmpfs at {tmpfs.path}")
         else:
             (run_dir / "bdr").mkdir()
-            if not args.store:
+            if full_disk:
                 print("not root: the full-disk fault will be skipped")
         code = asyncio.run(run(args, run_dir, tmpfs))
     finally:
@@ -357,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
               if code or args.keep else f"wall time {time.monotonic() - started:.0f} s")  # fmt: skip
         if code == 0 and not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
+        if transcript is not None:
+            transcript.stop()
+            where = chaos_doc.write(
+                argv if argv is not None else sys.argv[1:], transcript.text, code
+            )
+            print(f"wrote this run into {where}")
     return code
 
 

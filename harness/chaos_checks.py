@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import math
 import re
 import time
 import uuid
@@ -21,7 +22,7 @@ from obstore.store import ObjectStore
 
 from harness.chaos_seed import Seed
 from harness.chaos_sse import SseClient
-from harness.chaos_workload import TERMINAL, Api, Ledger
+from harness.chaos_workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
 from pmd_service.jobs.object_tidy import remove_orphan_objects
 
@@ -33,12 +34,24 @@ class Report:
     lines: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
 
-    def count(self, name: str, ok: int, total: int, bad: list[str] | None = None) -> None:
+    def count(
+        self, name: str, ok: int, total: int, bad: list[str] | None = None, *, at_least: int = 1
+    ) -> None:
+        """`ok` of `total` passed. Fewer than `at_least` to check is a violation too: a check
+        that found nothing to look at proved nothing (0/0 passes only when asked to)."""
         self.lines.append(f"  {name}: {ok}/{total}")
         for b in bad or []:
             self.violations.append(f"{name}: {b}")
         if ok != total and not bad:
             self.violations.append(f"{name}: {ok}/{total}")
+        if total < at_least:
+            self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
+
+    def minimum(self, name: str, got: int, want: int) -> None:
+        """The workload must have produced at least `want` of something."""
+        self.lines.append(f"  {name}: {got} (at least {want})")
+        if got < want:
+            self.violations.append(f"{name}: {got}, fewer than the {want} this workload owes")
 
     def info(self, text: str) -> None:
         self.lines.append(f"  {text}")
@@ -301,7 +314,8 @@ def check_5xx(report: Report, ledger: Ledger) -> None:
     fives = sum(n for (_, _, status), n in ledger.statuses.items() if status >= 500)
     bad = [v for v in ledger.violations if " from server-" in v]
     report.count("5xx answers that are allowed 503s (server shutting down, documented "
-                 "Redis-down or store-down 503, or disk short of space)", fives - len(bad), fives, bad)  # fmt: skip
+                 "Redis-down or store-down 503, or disk short of space)", fives - len(bad), fives, bad,
+                 at_least=0)  # fmt: skip
     report.info(f"503 from a server shutting down: {ledger.shutdown_503}; documented Redis-down "
                 f"or store-down 503s: {dict(ledger.dependency_503) or 0}; new BDRs refused while the disk "
                 f"was full: {ledger.disk_503}")  # fmt: skip
@@ -311,3 +325,53 @@ def check_5xx(report: Report, ledger: Ledger) -> None:
         by_status[status] += n
     report.info(f"answers: {answers} (" + ", ".join(f"{s}×{n}" for s, n in sorted(by_status.items()))
                 + f"); connection errors: {dict(ledger.conn_errors) or 0}")  # fmt: skip
+
+
+def check_downloads(report: Report, ledger: Ledger) -> None:
+    """Every download the actors checked, failed ones included: only a documented 503 (booked
+    by Api.classify, never checked) is no failure."""
+    checked = sum(n for k, n in ledger.counts.items() if k.startswith("downloads checked: "))
+    bad = [v for v in ledger.violations if DOWNLOAD_FAILED in v]
+    report.count("downloads that got the recorded ZIP's bytes (whole, Range, If-Range, HEAD)",
+                 checked - len(bad), checked, bad)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the run's size owes: each minimum is well under what a healthy run makes (about a
+    third or less of the CI run's counts), so only a run where something stopped working, or
+    never ran, falls short."""
+
+    users: int
+    seconds: float
+
+    def minimums(self) -> dict[str, int]:
+        u, per_minute = self.users, self.users * self.seconds / 60
+        return {
+            "BDRs created (202)": 4 * u,
+            "BDRs ready at the end": math.ceil(1.5 * u),
+            "downloads checked": math.ceil(4 * per_minute),
+            "emails received": u,
+            "batch actions checked in the database": math.ceil(6 * per_minute),
+            "SSE bdr_update events": 4 * u,
+        }
+
+
+def check_volume(
+    report: Report, work: Workload, ledger: Ledger, bdrs: list[Any], emails: int,
+    clients: list[SseClient],
+) -> None:  # fmt: skip
+    got = {
+        "BDRs created (202)": ledger.counts["BDRs created (202)"],
+        "BDRs ready at the end": sum(r["status"] == "ready" for r in bdrs),
+        "downloads checked": sum(
+            n for k, n in ledger.counts.items() if k.startswith("downloads checked: ")
+        ),
+        "emails received": emails,
+        "batch actions checked in the database": sum(
+            n for k, n in ledger.counts.items() if k.startswith("actions:")
+        ),
+        "SSE bdr_update events": sum(c.events for c in clients),
+    }
+    for name, want in work.minimums().items():
+        report.minimum(f"workload: {name}", got[name], want)

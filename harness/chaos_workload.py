@@ -30,6 +30,8 @@ TERMINAL = {"ready", "failed", "expired", "cancelled"}
 # Endpoints that answer 503 by contract while Redis is unreachable (tickets live in Redis).
 REDIS_DEPENDENT = {"POST /api/pmd/bdr/sse-ticket", "GET /api/pmd/bdr/sse?ticket", "GET /readyz"}
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
+# Marks a violation as a failed download (chaos_checks counts them against those checked).
+DOWNLOAD_FAILED = "download failed: "
 
 
 @dataclass
@@ -66,6 +68,9 @@ class Ledger:
 
     def violation(self, text: str) -> None:
         self.violations.append(f"{self.at()} {text}")
+
+    def download_failed(self, text: str) -> None:
+        self.violation(DOWNLOAD_FAILED + text)
 
     def redis_was_down(self, t: float, grace: float = 5.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.redis_down)
@@ -104,13 +109,30 @@ class Api:
                 allow_redirects=False, **kw,
             ) as resp:  # fmt: skip
                 body = await resp.read()
-        except CONNECTION_ERRORS:
+        except CONNECTION_ERRORS as exc:
             self.ledger.conn_errors[server.name] += 1
+            if name.endswith("/download"):
+                self.download_cut(server, name, exc, started)
             raise
         self.ledger.statuses[(server.name, name, resp.status)] += 1
         if resp.status >= 500:
             self.classify(server, name, resp.status, body, started)
         return Answer(resp.status, CIMultiDict(resp.headers), body, server.name)
+
+    def download_cut(self, server: Proc, name: str, exc: Exception, started: float) -> None:
+        """A download that did not arrive whole. A refused connection never reached a server
+        (nothing listened: one stopped by a fault, or restarting); a download cut or lost after
+        that is allowed only while its server was stopping (aiohttp cuts what is left after
+        its 1 s shutdown_timeout). Either way the GET is retried on the other server and
+        checked there, as a browser resumes; a server that crashed is a violation of its own."""
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            self.ledger.counts[
+                "downloads refused by a server that was down (sent to the other)"
+            ] += 1
+        elif server.in_shutdown(started) or server.in_shutdown(time.monotonic()):
+            self.ledger.counts["downloads cut by a stopping server (retried on the other)"] += 1
+        else:
+            self.ledger.download_failed(f"{name} on {server.name}: {exc!r}")
 
     def classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
         now = time.monotonic()
@@ -166,13 +188,16 @@ class Actor:
 
     def __init__(
         self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float,
-        bdr_root: Path, zip_store: ObjectStore | None = None,
+        bdr_root: Path, zip_store: ObjectStore | None = None, break_downloads: bool = False,
     ) -> None:  # fmt: skip
         self.api, self.pool, self.seed, self.user = api, pool, seed, user
         self.every = every  # seconds between download requests, on average
         self.next_create = 0.0
         self.bdr_root = bdr_root
         self.zip_store = zip_store  # the BDR bucket, in the chaos run's --store mode
+        # --break-downloads: every body this actor downloads gets one byte flipped before it is
+        # checked, so a run proves its own checks fail (tests/test_chaos.py).
+        self.break_downloads = break_downloads
         self.rng = random.Random(user.id)
         self.model = {pid: PostState() for pid in user.actions + user.doomed}
         self.mine: dict[str, str] = {}  # BDR id -> last status seen
@@ -411,8 +436,18 @@ class Actor:
             self.l.violation(f"sse-ticket answered {a.status}")
 
     async def fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
+        a = await self._fetch_zip(method, path, headers)
+        if self.break_downloads and a is not None and a.body:
+            middle = len(a.body) // 2
+            body = a.body[:middle] + bytes([a.body[middle] ^ 0xFF]) + a.body[middle + 1 :]
+            return Answer(a.status, a.headers, body, a.server)
+        return a
+
+    async def _fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
         """The download as a browser gets it: a 302 (ZIPs in a bucket, redirect mode) is
-        followed to the signed URL with the same method and Range headers, without the token."""
+        followed to the signed URL with the same method and Range headers, without the token.
+        None only for the documented 503 while the store is down (and the store's own 5xx to
+        a signed URL then): no bytes to check."""
         a = await self.api.call(method, path, headers=headers)
         if a is not None and a.status == 503 and self.l.store_was_down(time.monotonic()):
             self.l.counts["downloads answered 503 while the object store was down"] += 1
@@ -444,11 +479,15 @@ class Actor:
         kind = self.rng.choice(["full", "range", "if-range", "head"])
         if kind == "head":
             a = await self.fetch_zip("HEAD", path, self.user.auth)
-            if a is not None and not (
-                a.status == 200 and int(a.headers["Content-Length"]) == row["file_size_bytes"]
+            if a is None:
+                return
+            self.l.counts["downloads checked: HEAD"] += 1
+            if not (
+                a.status == 200 and a.headers.get("Content-Length") == str(row["file_size_bytes"])
             ):
-                self.l.violation(f"HEAD {bdr_id}: {a.status} {a.headers.get('Content-Length')}")
-            self.l.counts["downloads checked: HEAD"] += a is not None
+                self.l.download_failed(
+                    f"HEAD {bdr_id}: {a.status} {a.headers.get('Content-Length')}"
+                )
             return
         if kind == "full":
             a = await self.fetch_zip("GET", path, self.user.auth)
@@ -459,8 +498,8 @@ class Actor:
                   and await asyncio.to_thread(_crc_ok, a.body))  # fmt: skip
             self.l.counts["downloads checked: whole ZIP, sha256 and CRC"] += 1
             if not ok:
-                self.l.violation(
-                    f"download of {bdr_id}: {a.status}, {len(a.body)} bytes, not the recorded ZIP"
+                self.l.download_failed(
+                    f"GET {bdr_id}: {a.status}, {len(a.body)} bytes, not the recorded ZIP"
                 )
             return
         size = row["file_size_bytes"]
@@ -469,7 +508,11 @@ class Actor:
         headers = {**self.user.auth, "Range": f"bytes={start}-{end}"}
         if kind == "if-range":
             head = await self.fetch_zip("HEAD", path, self.user.auth)
-            if head is None or head.status != 200:
+            if head is None:
+                return
+            if head.status != 200 or "ETag" not in head.headers:
+                self.l.counts["downloads checked: Range (if-range)"] += 1
+                self.l.download_failed(f"HEAD {bdr_id} for If-Range: {head.status}, no ETag")
                 return
             headers["If-Range"] = head.headers["ETag"]
         a = await self.fetch_zip("GET", path, headers)
@@ -489,14 +532,17 @@ class Actor:
             on_disk = await asyncio.to_thread(_slice, self.bdr_root, row["file_path"], start, end)
         self.l.counts[f"downloads checked: Range ({kind})"] += 1
         if a.status != 206 or a.body != on_disk:
-            self.l.violation(
+            self.l.download_failed(
                 f"Range {start}-{end} of {bdr_id}: {a.status}, {len(a.body)} bytes differ from the file"
             )
 
 
 def _crc_ok(body: bytes) -> bool:
-    with zipfile.ZipFile(io.BytesIO(body)) as z:
-        return z.testzip() is None
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as z:
+            return z.testzip() is None
+    except zipfile.BadZipFile:
+        return False
 
 
 def _slice(root: Path, file_path: str, start: int, end: int) -> bytes:

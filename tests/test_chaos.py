@@ -36,3 +36,27 @@ def test_chaos_ci_run_finds_no_violation(where: str) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "chaos: OK: 0 violations" in result.stdout, output[-6000:]
+
+
+# A tiny run (two users, 25 s, no faults) whose harness flips a byte of every body it downloads
+# before checking it: the run's own download checks must fail it, and nothing else may.
+@pytest.mark.timeout(420)
+def test_chaos_run_fails_when_every_download_is_corrupt() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.chaos", "--users", "2", "--duration", "25",
+         "--no-faults", "--break-downloads"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-6000:]
+    assert "chaos: FAILED:" in result.stdout, output[-6000:]
+    violations = [
+        v.strip() for v in result.stdout.splitlines() if v.strip().startswith("VIOLATION")
+    ]
+    assert violations, output[-6000:]
+    # Only the downloads failed (the report's own line for them, and each failed download).
+    unrelated = [v for v in violations if "download" not in v]
+    assert unrelated == [], output[-6000:]

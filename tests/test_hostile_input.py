@@ -26,6 +26,8 @@ from tests.helpers import assert_problem, eventually
 Client = TestClient[Any, Any]
 POSTS = ("/api/pmd/action", "/api/pmd/license", "/api/pmd/bdr")
 LIMIT = 256 * 1024  # Settings.max_body_bytes
+# Seconds after which a wait that should end counts as hung: a guard, not a performance claim.
+HUNG = 30.0
 
 
 # --- raw HTTP ----------------------------------------------------------------------------------
@@ -116,11 +118,12 @@ async def test_bodies_over_the_limit_are_413_everywhere(client: Client, factory:
             path, data=chunks(), headers={**user.auth, "Content-Type": "application/json"}
         )
         await assert_problem(resp, 413)
-        # A Content-Length far beyond the limit and no body: refused at once, not after
-        # waiting for bytes that never come (the server then closes within its lingering time).
+        # A Content-Length far beyond the limit and no body: refused from the header alone.
+        # The body never comes, so a server that waited for it would never answer; the bound
+        # only turns such a hang into a failure, it is no claim about speed.
         head = http("POST", path.encode(), user, b"")
         head = head.replace(b"Content-Length: 0", b"Content-Length: 10000000000")
-        assert status_of(await raw(client, head, within=3, until=b"\r\n")) == 413
+        assert status_of(await raw(client, head, within=HUNG, until=b"\r\n")) == 413
     await healthy(client, user)
 
 
@@ -234,21 +237,35 @@ async def test_invalid_utf8_anywhere(client: Client, factory: Factory) -> None:
         b"X-Request-ID: abc\rInjected: yes\r\n",  # a bare CR
         b"X-Request-ID: abc\nInjected: yes\r\n",  # a bare LF inside the block
         b"X Request ID: abc\r\n",  # a space in a name
-        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",  # smuggling
-        b"Content-Length: 5\r\nContent-Length: 6\r\n",
-        b"Transfer-Encoding: chunked, identity\r\n",
     ],
-    ids=["obs-fold", "bare CR", "bare LF", "space in name", "CL+TE", "two CLs", "bad TE"],
+    ids=["obs-fold", "bare CR", "bare LF", "space in name"],
 )
-async def test_crlf_and_smuggling_in_headers(
-    client: Client, factory: Factory, headers: bytes
-) -> None:
+async def test_crlf_in_headers(client: Client, factory: Factory, headers: bytes) -> None:
     user = await factory.user()
     response = await raw(client, http("GET", b"/api/pmd/posts", user, headers=headers))
     status = status_of(response)
     assert status is None or 400 <= status < 500 or status == 200, response[:300]
     head = response.split(b"\r\n\r\n", 1)[0].lower()
     assert b"\r\ninjected:" not in head, head  # nothing the client sent became a header
+    await healthy(client, user)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        b"Content-Length: 5\r\nContent-Length: 6\r\n",
+        b"Transfer-Encoding: chunked, identity\r\n",
+    ],
+    ids=["CL+TE", "two CLs", "bad TE"],
+)
+async def test_request_smuggling_headers_are_400(
+    client: Client, factory: Factory, headers: bytes
+) -> None:
+    """Framing a proxy in front could read differently from the server is refused outright."""
+    user = await factory.user()
+    response = await raw(client, http("GET", b"/api/pmd/posts", user, headers=headers))
+    assert status_of(response) == 400, response[:300]
     await healthy(client, user)
 
 
@@ -313,22 +330,14 @@ async def test_slowloris_clients_do_not_hold_up_others(client: Client, factory: 
         writer.write(head_only if i % 2 else body_slow + b'{"action": ')
         slow.append(writer)
 
-    async def trickle() -> None:
-        for _ in range(15):  # 3 s: one byte every 0.2 s on every slow connection
-            for w in slow:
-                if not w.is_closing():
-                    w.write(b"a")
-            await asyncio.sleep(0.2)
-
-    trickling = asyncio.create_task(trickle())
-    served: list[float] = []
-    while not trickling.done():
-        started = time.monotonic()
-        await healthy(client, user)
-        served.append(time.monotonic() - started)
-        await asyncio.sleep(0.05)
-    await trickling
-    assert len(served) >= 10 and max(served) < 2, served  # others never waited on them
+    for _ in range(15):  # 3 s: one byte every 0.2 s on every slow connection
+        for w in slow:
+            w.write(b"a")
+        # Another client is served while every slow one is still open mid-request. The bound
+        # only turns a server stuck behind them into a failure ("hung"), no claim about speed.
+        await asyncio.wait_for(healthy(client, user), HUNG)
+        assert _server_connections(client) >= baseline - 1 + len(slow)
+        await asyncio.sleep(0.2)
     for w in slow:
         w.close()
     await _wait_for_connections(client, baseline)
@@ -384,7 +393,7 @@ async def test_idle_and_trickling_connections_are_closed_by_the_keepalive_timeou
 ) -> None:
     """What bounds a slowloris on the server side: aiohttp's keep-alive timer runs from the
     moment a connection opens, and a connection whose request is still incomplete when it fires
-    is closed. `server.py` runs with `web.run_app`'s 75 s; here 1 s keeps the test short."""
+    is closed. `server.py` sets 15 s (web/serve.py); here 1 s keeps the test short."""
     server = TestServer(app)
     await server.start_server(keepalive_timeout=1.0)
     try:
@@ -392,17 +401,16 @@ async def test_idle_and_trickling_connections_are_closed_by_the_keepalive_timeou
         for i, (_, writer) in enumerate(conns):
             if i % 2:
                 writer.write(b"GET /api/pmd/posts HTTP/1.1\r\nHost: x\r\nX-Slow: a")
-        started = time.monotonic()
 
         async def closed(reader: asyncio.StreamReader) -> bool:
+            # Without the timer nothing would ever close them: HUNG only ends such a wait.
             try:
-                return await asyncio.wait_for(reader.read(), 8) == b""
+                return await asyncio.wait_for(reader.read(), HUNG) == b""
             except (TimeoutError, ConnectionError):
                 return False
 
         results = await asyncio.gather(*(closed(r) for r, _ in conns))
         assert all(results), results.count(False)
-        assert time.monotonic() - started < 8
         for _, writer in conns:
             writer.close()
     finally:

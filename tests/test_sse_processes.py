@@ -9,13 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import asyncpg
+import pytest
 
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
@@ -35,6 +35,8 @@ from tests.helpers import (
 )
 
 STREAMS_AT_SHUTDOWN = 2000
+# Seconds after which a wait that should end counts as hung: a guard, not a performance claim.
+HUNG = 30.0
 
 
 @dataclass
@@ -137,7 +139,7 @@ async def test_two_server_processes_both_deliver_what_a_worker_commits(
             stream.close()
 
 
-async def test_sigterm_closes_thousands_of_streams_and_exits_within_2s(
+async def test_sigterm_closes_thousands_of_streams_and_exits(
     factory: Factory, settings: Settings, pool: asyncpg.Pool, tmp_path: Path, redis_clean: None
 ) -> None:
     per_user = 500
@@ -155,15 +157,19 @@ async def test_sigterm_closes_thousands_of_streams_and_exits_within_2s(
         streams = await asyncio.gather(*(one(u) for u in users for _ in range(per_user)))
         assert len(streams) == STREAMS_AT_SHUTDOWN
 
-        started = time.monotonic()
         server.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.to_thread(server.proc.wait, 10)
-        elapsed = time.monotonic() - started
-        assert elapsed <= 2.0, f"exit took {elapsed:.2f} s"
+        # How long the exit takes is a figure of bench.processes; HUNG only turns a server that
+        # never exits into a failure.
+        try:
+            code = await asyncio.to_thread(server.proc.wait, HUNG)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"hung: still running {HUNG:.0f} s after SIGTERM")
         assert code == 0, server.log.read_text()
-        # Every stream ended (cleanly or by the socket closing), none left hanging.
-        leftovers = await asyncio.gather(*(s.ended(within=5) for s in streams))
-        assert all(rest == [] for rest in leftovers)
+        # Every stream ended (cleanly or by the socket closing), none left hanging, with no
+        # event but the keep-alive pings sent while the 2,000 were still connecting.
+        leftovers = await asyncio.gather(*(s.ended(within=HUNG) for s in streams))
+        events = [(m.event, m.data) for rest in leftovers for m in rest if m.comment != "ping"]
+        assert events == []
         for s in streams:
             s.close()
     assert await listener_pids(pool) == []

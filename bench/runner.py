@@ -1,0 +1,131 @@
+"""Running one benchmark as its own process, and recording when and where it ran.
+
+Each benchmark runs as `python -m bench.<name> ... --json FILE` in its own session, killed with
+its children if it overruns its time limit; its figures land in `.data/bench/results/`, beside
+`runs.json` (when each benchmark last ran, the load around it, its command) and `machine.json`
+(the hardware and the servers' versions). A benchmark that was not rerun keeps its entry, so
+the report never dates figures by a later run that did not measure them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.stack import CHECKOUT
+
+RESULTS = CHECKOUT / ".data" / "bench" / "results"
+RUNS = RESULTS / "runs.json"
+MACHINE = RESULTS / "machine.json"
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    args: tuple[str, ...]
+    limit_s: int  # wall-clock bound; the run is killed past it
+
+    @property
+    def command(self) -> str:
+        return " ".join(["python -m", f"bench.{self.name}", *self.args])
+
+
+def runs() -> dict[str, dict[str, Any]]:
+    """When each benchmark last ran (by name)."""
+    return json.loads(RUNS.read_text()) if RUNS.exists() else {}
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.2f}"
+
+
+def run_one(bench: Bench) -> str | None:
+    """Runs one benchmark; None when it wrote its figures, else why not. Either way its entry
+    in runs.json says when, and nothing else's changes."""
+    out = RESULTS / f"{bench.name}.json"
+    out.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", f"bench.{bench.name}", *bench.args, "--json", str(out)]
+    print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
+    entry: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "load_start": _load(),
+        "command": bench.command,
+    }
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True)
+    try:
+        code = proc.wait(bench.limit_s)
+        print(f"=== {bench.name}: {time.monotonic() - started:.0f} s, exit {code}", flush=True)
+        why = None if code == 0 and out.exists() else f"exited with status {code}"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # with the server/worker processes it started
+        proc.wait()
+        why = f"killed after {bench.limit_s} s"
+    entry |= {"load_end": _load(), "seconds": round(time.monotonic() - started)}
+    if why is not None:
+        entry["failed"] = why
+    RUNS.write_text(json.dumps(runs() | {bench.name: entry}, indent=2))
+    return why
+
+
+async def _service_versions() -> tuple[str, str]:
+    """PostgreSQL and Redis versions of the servers the benchmarks use."""
+    import asyncpg
+
+    from harness.stack import bench_settings
+    from pmd_service.core.queue import create_redis
+
+    embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
+    base = await asyncio.to_thread(bench_settings)
+    conn = await asyncpg.connect(base.database_url)
+    try:
+        pg = str(await conn.fetchval("SHOW server_version")).split()[0]
+    finally:
+        await conn.close()
+    redis = create_redis(base.redis_url)
+    try:
+        info = await redis.info("server")
+        rv = str(info.get("redis_version", "?"))
+    finally:
+        await redis.aclose()
+    suffix = " (embedded)" if embedded else ""
+    return f"PostgreSQL {pg}{suffix}", f"Redis {rv}{suffix}"
+
+
+def record_machine() -> None:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    os_name = platform.system()
+    with_release = Path("/etc/os-release")
+    if with_release.exists():
+        for line in with_release.read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    pg, redis = asyncio.run(_service_versions())
+    info = {
+        "cpu": cpu,
+        "nproc": str(len(os.sched_getaffinity(0))),
+        "memory": f"{mem_kb / 1024**2:.0f} GiB",
+        "os": f"{os_name}, Linux {platform.release()}",
+        "python": f"Python {platform.python_version()}",
+        "postgres": pg,
+        "redis": redis,
+    }
+    MACHINE.write_text(json.dumps(info, indent=2))

@@ -1,0 +1,62 @@
+"""The chaos run's report: a check with nothing to check, or a workload that made too little,
+fails the run instead of passing it (no stack needed)."""
+
+from __future__ import annotations
+
+import math
+
+from harness.chaos_checks import Report, Workload, check_downloads
+from harness.chaos_workload import Ledger
+
+
+def test_nothing_to_check_is_a_violation() -> None:
+    report = Report()
+    report.count("ready ZIPs byte-exact", 0, 0)
+    assert report.violations == ["ready ZIPs byte-exact: only 0 to check, at least 1 wanted"]
+
+
+def test_none_may_be_allowed_where_none_is_the_goal() -> None:
+    report = Report()
+    report.count("5xx answers that are allowed", 0, 0, at_least=0)
+    report.count("emails exactly once", 3, 3)
+    assert report.violations == []
+    assert report.lines == ["  5xx answers that are allowed: 0/0", "  emails exactly once: 3/3"]
+
+
+def test_a_failed_check_is_a_violation_even_without_details() -> None:
+    report = Report()
+    report.count("SSE views equal", 2, 3)
+    assert report.violations == ["SSE views equal: 2/3"]
+
+
+def test_a_workload_short_of_its_minimum_is_a_violation() -> None:
+    report = Report()
+    report.minimum("downloads checked", 3, 30)
+    report.minimum("emails received", 6, 6)
+    assert report.violations == ["downloads checked: 3, fewer than the 30 this workload owes"]
+
+
+def test_the_minimums_scale_with_the_workload() -> None:
+    ci, full = Workload(6, 75).minimums(), Workload(8, 180).minimums()
+    assert ci["downloads checked"] == 30 and full["downloads checked"] == 96
+    assert ci["BDRs created (202)"] == 24 and full["BDRs created (202)"] == 32
+    assert all(full[k] >= ci[k] for k in ci)
+    assert all(v >= 1 for v in Workload(1, 1).minimums().values())
+    assert Workload(2, 25).minimums()["downloads checked"] == math.ceil(4 * 2 * 25 / 60)
+
+
+def test_every_failed_download_is_a_violation() -> None:
+    ledger = Ledger(t0=0.0)
+    ledger.counts["downloads checked: whole ZIP, sha256 and CRC"] += 4
+    ledger.counts["downloads checked: HEAD"] += 1
+    ledger.download_failed("GET 1234: 200, 10 bytes, not the recorded ZIP")
+    report = Report()
+    check_downloads(report, ledger)
+    assert report.lines[0].endswith(": 4/5")
+    assert len(report.violations) == 1 and "not the recorded ZIP" in report.violations[0]
+
+
+def test_downloads_never_checked_are_a_violation() -> None:
+    report = Report()
+    check_downloads(report, Ledger(t0=0.0))
+    assert report.violations and "at least 1 wanted" in report.violations[0]
