@@ -133,11 +133,10 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
-    """The service's role on `host_url`'s database, with `grants --cutover` (the cut-over reads
-    the host's own batch_download_requests)."""
+    """The service's role on `host_url`'s database, as `grants` makes it."""
     conn = await asyncpg.connect(host_url)
     try:
-        await grant_role(conn, test_database.role, test_database.password, cutover=True)
+        await grant_role(conn, test_database.role, test_database.password)
     finally:
         await conn.close()
     return as_role(host_url, test_database.role, test_database.password)

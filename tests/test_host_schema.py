@@ -39,7 +39,7 @@ from tests.helpers import SSE, HostSite, announced, open_stream, run_worker
 Client = TestClient[Any, Any]
 
 
-def _pg_dump() -> str:
+def pg_dump() -> str:
     """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
     try:
         import pgserver
@@ -57,7 +57,7 @@ def _pg_dump() -> str:
 
 def dump_host_schema(url: str) -> str:
     done = subprocess.run(
-        [_pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
+        [pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
         capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.stdout

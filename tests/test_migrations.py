@@ -69,9 +69,7 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
 async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
     conns = [await asyncpg.connect(empty_db) for _ in range(3)]
     try:
-        results = await asyncio.gather(
-            *(apply_migrations(c, with_host_tables=True) for c in conns)
-        )
+        results = await asyncio.gather(*(apply_migrations(c, with_host_tables=True) for c in conns))
         every = [name for result in results for name in result]
         assert sorted(every) == sorted(
             ["standalone host tables", *(f"{m.version:04d}_{m.name}" for m in discover())]
