@@ -169,6 +169,13 @@ async def test_check_host_reports_what_a_role_holds_beyond_need(
             in lines[0]
         )
         assert not any(line.startswith("  beyond need  reactions") for line in lines)
+        # The cut-over's right is said to be the cut-over's.
+        await admin.execute(grants_sql(role, cutover=True))
+        report = await check_host(as_role, "public", privileges=True)
+        assert report.privileges is not None
+        [line] = [ln for ln in report.privileges.lines() if "batch_download_requests" in ln]
+        assert line.startswith("  beyond need  batch_download_requests: SELECT on id, user_id")
+        assert line.endswith("for import-host-bdrs: revoke after the cut-over)")
         superuser = await check_host(admin, "public", privileges=True)
         assert superuser.privileges is not None
         assert (

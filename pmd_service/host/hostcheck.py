@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import asyncpg
 
 from ..core.migrate import STANDIN_COMMENT
-from .grants import needed
+from .grants import CUTOVER_READS, needed
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -252,7 +252,10 @@ SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND obj_description(c.oid, 'pg_class') = $3
 """
-SQL_ROLE = "SELECT current_user::text AS name, rolsuper FROM pg_roles WHERE rolname = current_user"
+SQL_ROLE = """
+SELECT current_user::text AS name, rolsuper, has_schema_privilege($1::text, 'USAGE') AS usage
+FROM pg_roles WHERE rolname = current_user
+"""
 # What the connected role may do to each table of the host schema, its memberships included.
 SQL_PRIVILEGES = """
 SELECT c.relname AS table, pg_has_role(c.relowner, 'USAGE') AS owned,
@@ -274,7 +277,7 @@ class Privileges:
     role: str
     superuser: bool
     owned: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)  # "posts.title: SELECT"
+    missing: list[str] = field(default_factory=list)  # "posts.title: no SELECT privilege"
     beyond: list[str] = field(default_factory=list)  # one line per table
 
     def lines(self) -> list[str]:
@@ -303,9 +306,11 @@ def _shown(columns: list[str], most: int = 6) -> str:
 
 
 async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
-    role = await conn.fetchrow(SQL_ROLE)
+    role = await conn.fetchrow(SQL_ROLE, host_schema)
     assert role is not None
     found = Privileges(role["name"], role["rolsuper"])
+    if not role["usage"]:
+        found.missing.append(f"schema {host_schema}: no USAGE privilege")
     need = needed()
     for row in await conn.fetch(SQL_PRIVILEGES, host_schema):
         table = row["table"]
@@ -328,7 +333,11 @@ async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
             if more:
                 extra.append(f"{privilege} on {_shown(more)}")
         if extra:
-            found.beyond.append(f"{table}: {'; '.join(extra)}")
+            line = f"{table}: {'; '.join(extra)}"
+            cutover = CUTOVER_READS.get(table, ())
+            if extra == [f"SELECT on {_shown([c for c in held['SELECT'] if c in cutover])}"]:
+                line += " (`grants --cutover`, for import-host-bdrs: revoke after the cut-over)"
+            found.beyond.append(line)
     return found
 
 
