@@ -192,11 +192,11 @@ async def test_import_host_bdrs(
         assert (settings.vault_path / "bdr" / owner.sqid / f"{bdr_id}.zip").exists()
 
 
-# Rows and tuples written in a database, as its backends report them (PostgreSQL 15 flushes a
-# backend's counts at the latest when it exits).
+# Rows written into the database's tables, as its backends report them (PostgreSQL 15 flushes a
+# backend's counts at the latest when it exits). Not pg_stat_database's tup_*: they also count
+# the catalog rows autovacuum's ANALYZE writes, whenever it runs.
 SQL_WRITES = """
-SELECT tup_inserted + tup_updated + tup_deleted FROM pg_stat_database
-WHERE datname = current_database()
+SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables
 """
 SQL_OTHERS = """
 SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
@@ -204,7 +204,8 @@ SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid
 
 
 async def _writes(url: str) -> int:
-    """The database's write count once every other backend has gone and the count is steady."""
+    """The database's write count once every other backend (autovacuum's too) has gone and the
+    count is steady."""
     conn = await asyncpg.connect(url)
     try:
         last = None

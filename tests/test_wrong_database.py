@@ -10,10 +10,12 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
+from pmd_service.core.migrate import database_label
 from tests.helpers import CHECKOUT, SECRET, free_port, with_database
 
 COMMANDS = [
@@ -58,12 +60,13 @@ def _run(
     )  # fmt: skip
 
 
-def _assert_one_line(done: subprocess.CompletedProcess[str], name: str) -> None:
+def _assert_one_line(done: subprocess.CompletedProcess[str], url: str) -> None:
     assert done.returncode != 0, done
     assert "Traceback" not in done.stderr, done.stderr
     lines = [line for line in done.stderr.splitlines() if "has no host table" in line]
     assert len(lines) == 1, done.stderr
-    assert f"127.0.0.1:5432/{name} has no host table public.audit_logs" in lines[0]
+    assert f"database {database_label(url)} has no host table public.audit_logs" in lines[0]
+    assert database_label(url).endswith("/" + urlsplit(url).path.lstrip("/"))
     assert "postgres@" not in lines[0]
 
 
@@ -86,19 +89,19 @@ async def _untouched(url: str) -> None:
 async def test_every_command_stops_with_one_line(
     argv: list[str], wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
 ) -> None:
-    url, name = wrong_db
+    url, _ = wrong_db
     done = _run([sys.executable, "-m", "pmd_service", *argv], url, redis_url, tmp_path)
-    _assert_one_line(done, name)
+    _assert_one_line(done, url)
     await _untouched(url)
 
 
 async def test_the_worker_stops_with_one_line(
     wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
 ) -> None:
-    url, name = wrong_db
+    url, _ = wrong_db
     arq = str(Path(sys.executable).with_name("arq"))
     done = _run([arq, "pmd_service.jobs.worker.WorkerSettings"], url, redis_url, tmp_path)
-    _assert_one_line(done, name)
+    _assert_one_line(done, url)
     await _untouched(url)
 
 
