@@ -1,6 +1,6 @@
 """Operations CLI: `python -m pmd_service --help`.
 
-Commands: migrate, dev, token, requeue, sweep, cleanup, stats, check-host, import-host-bdrs, grants. Each uses the same environment
+Commands: migrate, dev, token, requeue, sweep, cleanup, stats, check-host, import-host-bdrs. Each uses the same environment
 as the server and worker (DATABASE_URL, REDIS_URL, …; embedded servers when unset).
 """
 
