@@ -213,3 +213,16 @@ def test_database_label_names_no_credentials() -> None:
     assert (
         database_label("postgresql://postgres:@/postgres?host=/tmp/pg") == "/tmp/pg:5432/postgres"
     )
+
+
+async def test_the_embedded_development_database_gets_the_stand_ins(empty_db: str) -> None:
+    """What `services` does for an embedded PostgreSQL (development only), idempotently."""
+    from pmd_service.dev.embedded import with_host_tables
+
+    with_host_tables(empty_db, "public")
+    with_host_tables(empty_db, "public")
+    conn = await asyncpg.connect(empty_db)
+    try:
+        assert await _tables(conn) == {("public", t) for t in HOST_TABLES}
+    finally:
+        await conn.close()
