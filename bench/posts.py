@@ -146,7 +146,7 @@ async def seed_listers(
     3 comments (one not visible) and 5 reactions per post, one or two files each."""
     conn = await connect(dsn, "pmd-bench-seed")
     try:
-        await apply_migrations(conn)
+        await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
         users = await conn.fetch(
             """
             INSERT INTO users (handle, email)

@@ -146,7 +146,7 @@ class Seeded:
 async def seed(dsn: str, ids: PublicIds, secret: str, users: int) -> Seeded:
     conn = await connect(dsn, "pmd-bench-seed")
     try:
-        await apply_migrations(conn)
+        await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
         rows = await conn.fetch(
             """
             INSERT INTO users (handle, email)

@@ -75,7 +75,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
             )
             conn = await connect(settings.database_url, "pmd-bench")
             try:
-                await apply_migrations(conn)
+                await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
             finally:
                 await conn.close()
             yield settings

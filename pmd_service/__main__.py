@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .core.migrate import HostTablesMissing
 from .core.rules import UTC_DAY_START
 from .core.settings import Settings
 from .core.startup import load_settings
@@ -25,25 +26,29 @@ class CliError(Exception):
     """Bad input or state: printed as one line, exit status 2."""
 
 
-async def _migrate(settings: Settings) -> None:
+async def _migrate(settings: Settings, with_host_tables: bool = False) -> None:
     from .core.db import connect
     from .core.migrate import migrate
 
     conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
-        applied = await migrate(conn, settings)
+        applied = await migrate(conn, settings, with_host_tables=with_host_tables)
     finally:
         await conn.close()
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
-async def _check_host(settings: Settings) -> bool:
+async def _check_host(settings: Settings, dev_database: bool = False) -> bool:
     from .core.db import connect
+    from .core.migrate import require_host_tables
     from .host.hostcheck import check_host
 
     conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
-        report = await check_host(conn, settings.host_schema)
+        await require_host_tables(conn, settings)
+        report = await check_host(
+            conn, settings.host_schema, dev_database=dev_database, privileges=True
+        )
     finally:
         await conn.close()
     print(report.render())
@@ -51,13 +56,27 @@ async def _check_host(settings: Settings) -> bool:
 
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
+    from .core.db import connect
+    from .core.migrate import require_host_tables
     from .host.cutover import import_host_bdrs
     from .jobs.context import state
 
-    async with job_context(settings) as ctx, state(ctx).pool.acquire() as conn:
-        summary = await import_host_bdrs(
-            conn, ctx["redis"], settings.vault_path, settings.host_schema, apply=apply
-        )
+    where = (settings.vault_path, settings.host_schema)
+    if apply:  # migrates (AUTO_MIGRATE) and writes
+        async with job_context(settings) as ctx, state(ctx).pool.acquire() as conn:
+            summary = await import_host_bdrs(
+                conn, ctx["redis"], *where, apply=True, own_schema=settings.pmd_schema
+            )
+    else:  # a dry run writes nothing: no migration, no Redis, a read-only transaction
+        reader = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+        try:
+            await require_host_tables(reader, settings)
+            async with reader.transaction(readonly=True):
+                summary = await import_host_bdrs(
+                    reader, None, *where, apply=False, own_schema=settings.pmd_schema
+                )
+        finally:
+            await reader.close()
     print(json.dumps(summary.as_json(), indent=2))
     if not apply:
         print("dry run: nothing was written; run again with --apply", file=sys.stderr)
@@ -65,10 +84,12 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     from .core.db import connect
+    from .core.migrate import require_host_tables
     from .host.tokens import mint_token
 
     conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
     try:
+        await require_host_tables(conn, settings)
         roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
     finally:
         await conn.close()
@@ -146,6 +167,23 @@ async def _stats(settings: Settings) -> None:
     }, indent=2))  # fmt: skip
 
 
+def _grants(role: str, cutover: bool) -> int:
+    """Only PMD_SCHEMA and HOST_SCHEMA matter: no database, no other setting is needed."""
+    import os
+
+    from .host.grants import GrantsError, grants_sql
+
+    try:
+        print(grants_sql(
+            role, cutover=cutover, pmd_schema=os.environ.get("PMD_SCHEMA") or "pmd",
+            host_schema=os.environ.get("HOST_SCHEMA") or "public",
+        ))  # fmt: skip
+    except GrantsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _bdr_id(raw: str) -> str:
     """Checked before anything connects: a bad id never starts an embedded server."""
     try:
@@ -158,7 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pmd_service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("migrate", help="apply pending database migrations")
+    migrate = sub.add_parser("migrate", help="apply pending database migrations")
+    migrate.add_argument(
+        "--with-host-tables", action="store_true",
+        help="development and tests only: first create stand-ins for the host's tables when "
+        "the database has none (nothing else ever creates a host table)",
+    )  # fmt: skip
+    grants = sub.add_parser(
+        "grants",
+        help="print the SQL a host admin runs for a least-privilege database role for the "
+        "service (connects nowhere)",
+    )
+    grants.add_argument("--role", required=True, help="the role's name (created if missing)")
+    grants.add_argument(
+        "--cutover", action="store_true",
+        help="also SELECT on the host's own batch_download_requests, for import-host-bdrs",
+    )  # fmt: skip
     sub.add_parser("dev", help="run everything locally (what `make run` does)")
     sub.add_parser("serve", help="run the HTTP server (what `python server.py` does)")
     token = sub.add_parser("token", help="mint a Bearer token for a user (dev and support)")
@@ -175,12 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         "ready ZIPs until they expire (a dry run unless --apply; safe to run again)",
     )
     cutover.add_argument("--apply", action="store_true", help="write (default: a dry run)")
-    sub.add_parser(
+    check_host = sub.add_parser(
         "check-host",
         help="report the host-table indexes and columns the service relies on; prints CREATE "
         "INDEX CONCURRENTLY for missing indexes (exit 0 when everything fits, 1 when something "
         "is missing or does not fit)",
     )
+    check_host.add_argument(
+        "--dev-database", action="store_true",
+        help="accept host tables the service created itself (`migrate --with-host-tables`)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
 
     if args.command == "token" and args.ttl <= 0:
@@ -195,9 +252,11 @@ def main(argv: list[str] | None = None) -> int:
 
             serve()
             return 0
+        if args.command == "grants":
+            return _grants(args.role, args.cutover)
         settings = load_settings("pmd", embedded=services)
         if args.command == "migrate":
-            asyncio.run(_migrate(settings))
+            asyncio.run(_migrate(settings, args.with_host_tables))
         elif args.command == "token":
             asyncio.run(_token(settings, args.user_sqid, args.ttl))
         elif args.command == "requeue":
@@ -215,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import-host-bdrs":
             asyncio.run(_import_host_bdrs(settings, args.apply))
         elif args.command == "check-host":
-            return 0 if asyncio.run(_check_host(settings)) else 1
-    except CliError as exc:
+            return 0 if asyncio.run(_check_host(settings, args.dev_database)) else 1
+    except (CliError, HostTablesMissing) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,6 +1,8 @@
 """Real PostgreSQL and Redis for every test: embedded by default, or TEST_DATABASE_URL /
 TEST_REDIS_URL to use standalone servers (the suite then works in a database it creates and
-drops, and flushes the Redis database it is given)."""
+drops, and flushes the Redis database it is given). The service under test connects as a
+least-privilege role made from `python -m pmd_service grants`; the tests' own connections (host
+rows, checks) as the admin."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +22,51 @@ from pytest_aiohttp import AiohttpClient
 
 from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from pmd_service.core.db import create_pool
-from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from tests.factories import Factory
-from tests.helpers import CHECKOUT, SECRET, TABLES, Mailbox, free_port, serving, with_database
+from tests.helpers import (
+    CHECKOUT,
+    SECRET,
+    TABLES,
+    Mailbox,
+    as_role,
+    free_port,
+    grant_role,
+    serving,
+    with_database,
+)
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 
 
+@dataclass(frozen=True)
+class TestDatabase:
+    admin_url: str  # a superuser: the host's side (its rows, its schema) and the tests' checks
+    service_url: str  # the service's least-privilege role, made by `grants`
+    role: str
+    password: str
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    admin_url = os.environ.get("TEST_DATABASE_URL")
-    if not admin_url:
+def test_database() -> Iterator[TestDatabase]:
+    """The suite's database: stand-in host tables created by the admin (`migrate
+    --with-host-tables`), a role made from `grants`' output (the admin creates schema `pmd`
+    owned by it), then the service's migrations applied as that role, as beside the host."""
+    server_url = os.environ.get("TEST_DATABASE_URL")
+    if not server_url:
         from pmd_service.dev.embedded import start_postgres
 
-        admin_url = start_postgres(CHECKOUT / ".data" / "test-pg")
-    name = f"pmd_test_{uuid.uuid4().hex[:10]}"
+        server_url = start_postgres(CHECKOUT / ".data" / "test-pg")
+    suffix = uuid.uuid4().hex[:10]
+    name, role, password = f"pmd_test_{suffix}", f"pmd_svc_{suffix}", uuid.uuid4().hex
+    admin_url = with_database(server_url, name)
+    db = TestDatabase(admin_url, as_role(admin_url, role, password), role, password)
 
     async def create() -> None:
-        conn = await asyncpg.connect(admin_url)
+        conn = await asyncpg.connect(server_url)
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
             # The service sets its search path on every connection it opens; this default lets
@@ -47,32 +74,52 @@ def database_url() -> Iterator[str]:
             await conn.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
         finally:
             await conn.close()
-        conn = await asyncpg.connect(with_database(admin_url, name))
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await create_host_tables(conn)
+            await grant_role(conn, role, password)
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(db.service_url)
         try:
             await apply_migrations(conn)
         finally:
             await conn.close()
 
     async def drop() -> None:
-        conn = await asyncpg.connect(admin_url)
+        conn = await asyncpg.connect(server_url)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(f"DROP ROLE IF EXISTS {role}")
         finally:
             await conn.close()
 
     asyncio.run(create())
-    yield with_database(admin_url, name)
+    yield db
     asyncio.run(drop())
 
 
+@pytest.fixture(scope="session")
+def database_url(test_database: TestDatabase) -> str:
+    """What the service is given: its least-privilege role."""
+    return test_database.service_url
+
+
+@pytest.fixture(scope="session")
+def admin_database_url(test_database: TestDatabase) -> str:
+    """The tests' own connections: host rows, truncation, checks of what the service wrote."""
+    return test_database.admin_url
+
+
 @pytest.fixture
-async def host_url(database_url: str) -> AsyncIterator[str]:
-    """A fresh database holding the host's tables, and nothing of the service's yet."""
+async def host_url(admin_database_url: str) -> AsyncIterator[str]:
+    """A fresh database holding the host's tables, and nothing of the service's yet (an admin
+    URL; `host_role_url` is the service's role on it)."""
     name = f"pmd_host_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
+    admin = await asyncpg.connect(admin_database_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(database_url, name)
+        url = with_database(admin_database_url, name)
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
@@ -82,6 +129,17 @@ async def host_url(database_url: str) -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture
+async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
+    """The service's role on `host_url`'s database, as `grants` makes it."""
+    conn = await asyncpg.connect(host_url)
+    try:
+        await grant_role(conn, test_database.role, test_database.password)
+    finally:
+        await conn.close()
+    return as_role(host_url, test_database.role, test_database.password)
 
 
 @pytest.fixture(scope="session")
@@ -135,8 +193,10 @@ def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, "pmd-test", min_size=1, max_size=10)
+async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The tests' own pool (an admin): the factory's host rows, truncation, checks. The service
+    under test connects as its role (`settings.database_url`)."""
+    pool = await create_pool(admin_database_url, "pmd-test", min_size=1, max_size=10)
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     yield pool
     await pool.close()

@@ -61,6 +61,23 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def as_role(url: str, role: str, password: str) -> str:
+    """`url` connecting as `role` instead of its user."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
+
+
+async def grant_role(admin: asyncpg.Connection, role: str, password: str, **options: Any) -> None:
+    """The service's least-privilege role on the admin's database, from `grants`' own SQL."""
+    from pmd_service.host.grants import grants_sql
+
+    await admin.execute(grants_sql(role, **options))
+    await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
+
+
 @dataclass
 class Mailbox:
     host: str

@@ -21,7 +21,9 @@ from tests.helpers import SECRET, TABLES
 
 
 @pytest.fixture
-def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_clean: None) -> Settings:
+def env(
+    settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
+) -> Settings:
     monkeypatch.setenv("DATABASE_URL", settings.database_url or "")
     monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
     monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
@@ -30,7 +32,7 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_clean: None) 
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
 
     async def reset() -> None:
-        conn = await asyncpg.connect(settings.database_url)
+        conn = await asyncpg.connect(admin_database_url)
         await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
         await conn.close()
 
@@ -42,9 +44,11 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_clean: None) 
     return settings
 
 
-def _sql(settings: Settings, query: str, *args: object) -> object:
+def _sql(admin_url: str, query: str, *args: object) -> object:
+    """The test's own statements, as the admin (the CLI runs as the service's role)."""
+
     async def run() -> object:
-        conn = await asyncpg.connect(settings.database_url)
+        conn = await asyncpg.connect(admin_url)
         try:
             return await conn.fetchval(query, *args)
         finally:
@@ -71,12 +75,12 @@ def test_help_and_bad_input(capsys: pytest.CaptureFixture[str], env: Settings) -
 
 
 def test_migrate_token_stats_sweep_cleanup(
-    capsys: pytest.CaptureFixture[str], env: Settings
+    capsys: pytest.CaptureFixture[str], env: Settings, admin_database_url: str
 ) -> None:
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
     user_id = _sql(
-        env,
+        admin_database_url,
         "INSERT INTO users (handle, email, public_sqid, roles) VALUES ('op', 'op@x', 'Op1', '[\"moderator\"]') RETURNING id",
     )
     assert main(["token", "Op1", "--ttl", "60"]) == 0
@@ -84,7 +88,7 @@ def test_migrate_token_stats_sweep_cleanup(
     assert claims["sub"] == "Op1" and claims["roles"] == ["moderator"]
     assert claims["exp"] - claims["iat"] == 60
 
-    _sql(env, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
+    _sql(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
               " VALUES ($1, '{1}', 1, now())", user_id)  # fmt: skip
     assert main(["stats"]) == 0
     stats = json.loads(capsys.readouterr().out)
@@ -98,22 +102,30 @@ def test_migrate_token_stats_sweep_cleanup(
     assert "purged" in json.loads(capsys.readouterr().out)
 
 
-def test_requeue_a_failed_bdr(capsys: pytest.CaptureFixture[str], env: Settings) -> None:
-    user_id = _sql(env, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id")
-    bdr_id = _sql(env, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
+def test_requeue_a_failed_bdr(
+    capsys: pytest.CaptureFixture[str], env: Settings, admin_database_url: str
+) -> None:
+    user_id = _sql(
+        admin_database_url, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id"
+    )
+    bdr_id = _sql(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
                        " error_message, attempts) VALUES ($1, '{1}', 1, 'failed', 'boom', 4) RETURNING id",
                   user_id)  # fmt: skip
     assert main(["requeue", str(bdr_id)]) == 0
     assert "was failed" in capsys.readouterr().out
     assert (
         _sql(
-            env,
+            admin_database_url,
             "SELECT status || ':' || attempts FROM batch_download_requests WHERE id = $1",
             bdr_id,
         )
         == "pending:0"
     )
-    _sql(env, "UPDATE batch_download_requests SET status = 'ready' WHERE id = $1", bdr_id)
+    _sql(
+        admin_database_url,
+        "UPDATE batch_download_requests SET status = 'ready' WHERE id = $1",
+        bdr_id,
+    )
     assert main(["requeue", str(bdr_id)]) == 2
     assert "is ready" in capsys.readouterr().err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -19,15 +20,17 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.db import create_pool
+from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.cutover import import_host_bdrs
+from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
 from pmd_service.web.app import create_app
 from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, run_worker
+from tests.test_host_schema import pg_dump
 
 Client = TestClient[Any, Any]
 
@@ -41,14 +44,31 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() - interval '2 hours', $9, $10)
 
 @pytest.fixture
 async def host(
-    host_url: str, settings: Settings, redis_clean: None
+    host_url: str, host_role_url: str, settings: Settings, redis_clean: None
 ) -> AsyncIterator[tuple[Settings, asyncpg.Pool]]:
-    host_settings = replace(settings, database_url=host_url)
-    pool = await create_pool(host_url, "pmd-test-host", search_path=host_settings.search_path)
-    async with pool.acquire() as conn:
+    """(the service's settings: its role, with `grants --cutover`; the host's own pool)."""
+    await _cutover_grants(host_url)
+    host_settings = replace(settings, database_url=host_role_url)
+    conn = await connect(host_role_url, "pmd-test", search_path=host_settings.search_path)
+    try:
         await migrate(conn, host_settings)
+    finally:
+        await conn.close()
+    pool = await create_pool(host_url, "pmd-test-host", search_path=host_settings.search_path)
     yield host_settings, pool
     await pool.close()
+
+
+async def _cutover_grants(host_url: str) -> None:
+    """`grants --cutover` for the role of `host_role_url`: SELECT on the host's own table."""
+    conn = await asyncpg.connect(host_url)
+    try:
+        role = await conn.fetchval(
+            "SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'pmd'"
+        )
+        await conn.execute(grants_sql(role, cutover=True))
+    finally:
+        await conn.close()
 
 
 async def _host_bdr(
@@ -91,13 +111,14 @@ async def test_import_host_bdrs(
     host_rows = await pool.fetch("SELECT * FROM public.batch_download_requests ORDER BY id")
 
     redis = create_redis(settings.redis_url or "")
+    conn = await connect(settings.database_url, "pmd-test", search_path=settings.search_path)
     try:
-        async with pool.acquire() as conn:
-            dry = await import_host_bdrs(conn, redis, settings.vault_path, "public", apply=False)
-            assert await conn.fetchval("SELECT count(*) FROM batch_download_requests") == 0
-            applied = await import_host_bdrs(conn, redis, settings.vault_path, "public", apply=True)
-            again = await import_host_bdrs(conn, redis, settings.vault_path, "public", apply=True)
+        dry = await import_host_bdrs(conn, None, settings.vault_path, "public", apply=False)
+        assert await conn.fetchval("SELECT count(*) FROM batch_download_requests") == 0
+        applied = await import_host_bdrs(conn, redis, settings.vault_path, "public", apply=True)
+        again = await import_host_bdrs(conn, redis, settings.vault_path, "public", apply=True)
     finally:
+        await conn.close()
         await redis.aclose()
     expected = {
         "rebuilt": 2,
@@ -171,9 +192,67 @@ async def test_import_host_bdrs(
         assert (settings.vault_path / "bdr" / owner.sqid / f"{bdr_id}.zip").exists()
 
 
-def test_cli_dry_run_then_apply(host_url: str, redis_url: str, tmp_path: Any) -> None:
-    env = os.environ | {"DATABASE_URL": host_url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
-                        "VAULT_PATH": str(tmp_path / "vault"), "PMD_DATA_DIR": str(tmp_path)}  # fmt: skip
+# Rows written into the database's tables, as its backends report them (PostgreSQL 15 flushes a
+# backend's counts at the latest when it exits). Not pg_stat_database's tup_*: they also count
+# the catalog rows autovacuum's ANALYZE writes, whenever it runs.
+SQL_WRITES = """
+SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_user_tables
+"""
+SQL_OTHERS = """
+SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()
+"""
+
+
+async def _writes(url: str) -> int:
+    """The database's write count once every other backend (autovacuum's too) has gone and the
+    count is steady."""
+    conn = await asyncpg.connect(url)
+    try:
+        last = None
+        for _ in range(100):
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            count: int = await conn.fetchval(SQL_WRITES)
+            if count == last and await conn.fetchval(SQL_OTHERS) == 0:
+                return count
+            last = count
+            await asyncio.sleep(0.1)
+        raise AssertionError("the database's write count never settled")
+    finally:
+        await conn.close()
+
+
+def _dump(url: str) -> str:
+    """Schema and data, owners and privileges included."""
+    return subprocess.run(
+        [pg_dump(), url], capture_output=True, text=True, check=True, timeout=60,
+        stdin=subprocess.DEVNULL,
+    ).stdout  # fmt: skip
+
+
+async def _seed_host_pmd(host_url: str, settings: Settings) -> None:
+    pool = await create_pool(host_url, "pmd-test-host", min_size=1, max_size=2)
+    try:
+        site = HostSite(pool, settings)
+        owner = await site.user("painter", ["user"])
+        posts = [await site.post(owner, n, legacy=False) for n in range(2)]
+        await _host_bdr(pool, settings, owner, posts, "pending")
+        await _host_bdr(pool, settings, owner, posts, "ready", zip_bytes=b"PK host")
+    finally:
+        await pool.close()
+
+
+async def test_cli_dry_run_writes_nothing_then_apply(
+    host_url: str, host_role_url: str, settings: Settings, redis_url: str, redis_clean: None,
+    tmp_path: Any,
+) -> None:  # fmt: skip
+    """Issue: the dry run said "nothing was written" but migrated first. Run before the
+    service's first migration, with AUTO_MIGRATE on (the default), as the service's role."""
+    await _seed_host_pmd(host_url, settings)
+    await _cutover_grants(host_url)
+    env = os.environ | {"DATABASE_URL": host_role_url, "REDIS_URL": redis_url,
+                        "JWT_SECRET_KEY": SECRET, "VAULT_PATH": str(settings.vault_path),
+                        "PMD_DATA_DIR": str(tmp_path)}  # fmt: skip
+    env.pop("AUTO_MIGRATE", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -182,12 +261,27 @@ def test_cli_dry_run_then_apply(host_url: str, redis_url: str, tmp_path: Any) ->
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
-    dry = run()
-    assert dry.returncode == 0, dry.stderr
-    assert json.loads(dry.stdout)["applied"] is False
-    assert "dry run" in dry.stderr
-    applied = run("--apply")
-    assert applied.returncode == 0, applied.stderr
-    assert json.loads(applied.stdout)["applied"] is True
+    redis = create_redis(redis_url)
+    try:
+        dump, writes, keys = _dump(host_url), await _writes(host_url), await redis.dbsize()
+        dry = run()
+        assert dry.returncode == 0, dry.stderr
+        summary = json.loads(dry.stdout)
+        assert summary["applied"] is False
+        assert (summary["rebuilt"], summary["served_until_expiry"]) == (1, 1)
+        assert "dry run: nothing was written" in dry.stderr
+        assert _dump(host_url) == dump
+        assert await _writes(host_url) == writes
+        assert await redis.dbsize() == keys == 0
+
+        # The same measures see a write: --apply migrates, imports two rows and enqueues one.
+        applied = run("--apply")
+        assert applied.returncode == 0, applied.stderr
+        assert json.loads(applied.stdout)["applied"] is True
+        assert _dump(host_url) != dump
+        assert await _writes(host_url) > writes
+        assert await redis.dbsize() > 0
+    finally:
+        await redis.aclose()
     bad = run("--bogus")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -39,7 +39,7 @@ from tests.helpers import SSE, HostSite, announced, open_stream, run_worker
 Client = TestClient[Any, Any]
 
 
-def _pg_dump() -> str:
+def pg_dump() -> str:
     """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
     try:
         import pgserver
@@ -57,7 +57,7 @@ def _pg_dump() -> str:
 
 def dump_host_schema(url: str) -> str:
     done = subprocess.run(
-        [_pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
+        [pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
         capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return done.stdout
@@ -65,15 +65,21 @@ def dump_host_schema(url: str) -> str:
 
 @pytest.fixture
 async def beside_host(
-    host_url: str, settings: Settings, redis_clean: None
+    host_url: str, host_role_url: str, settings: Settings, redis_clean: None
 ) -> AsyncIterator[tuple[Settings, asyncpg.Pool, str]]:
-    """(settings, a pool on the host database, its schema dump before the service migrated)."""
+    """(settings: the service as its `grants` role; the host's own pool, an admin's; the
+    host's schema dump before the service migrated)."""
     before = dump_host_schema(host_url)
-    host_settings = replace(settings, database_url=host_url)
+    host_settings = replace(settings, database_url=host_role_url)
     pool = await create_pool(host_url, "pmd-test-host", search_path=host_settings.search_path)
     try:
-        async with pool.acquire() as conn:
-            applied = await migrate(conn, host_settings)
+        role_conn = await asyncpg.connect(
+            host_role_url, server_settings={"search_path": host_settings.search_path}
+        )
+        try:
+            applied = await migrate(role_conn, host_settings)
+        finally:
+            await role_conn.close()
         assert "standalone host tables" not in applied  # the host's tables are there
         yield host_settings, pool, before
     finally:
@@ -126,6 +132,7 @@ async def test_migrations_touch_no_host_table_and_block_no_write(host_url: str) 
 
 async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
     beside_host: tuple[Settings, asyncpg.Pool, str],
+    host_url: str,
     aiohttp_client: AiohttpClient,
 ) -> None:
     settings, pool, before = beside_host
@@ -255,4 +262,4 @@ async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
     assert [(r["id"], r["status"]) for r in host_rows] == [(host_bdr, "ready")]
 
     # Nothing of the host's schema changed, whatever ran.
-    assert dump_host_schema(settings.database_url or "") == before
+    assert dump_host_schema(host_url) == before

@@ -20,6 +20,7 @@ from pytest_aiohttp import AiohttpClient
 
 import pmd_service
 from pmd_service.core.db import connect
+from pmd_service.core.migrate import HOST_TABLES as MIGRATE_HOST_TABLES
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.host.hostcheck import (
@@ -342,11 +343,22 @@ async def test_the_column_list_is_what_the_sql_names(host: asyncpg.Connection) -
     assert inserted == {table: set(columns) for table, columns in INSERTED.items()}
 
 
-async def test_standalone_fits(pool: asyncpg.Pool) -> None:
+async def test_standalone_fits_only_as_a_dev_database(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
+        report = await check_host(conn, "public", dev_database=True)
+        assert report.fits, report.render()
+        assert "CREATE INDEX" not in report.render()
+        # The stand-ins `migrate --with-host-tables` made are never taken for the host's.
         report = await check_host(conn, "public")
-    assert report.fits, report.render()
-    assert "CREATE INDEX" not in report.render()
+    assert not report.fits
+    assert report.standins == sorted(HOST_TABLES)
+    first, *_ = report.render().splitlines()
+    assert first.startswith("NOT THE HOST'S: audit_logs, comments, licenses, post_files, posts")
+    assert "`migrate --with-host-tables`" in first
+
+
+def test_the_host_tables_agree() -> None:
+    assert tuple(HOST_TABLES) == MIGRATE_HOST_TABLES
 
 
 def _cli(url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
@@ -360,15 +372,24 @@ def _cli(url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_cli_exit_status_and_statements(
-    host: asyncpg.Connection, host_url: str, redis_url: str
+    host: asyncpg.Connection, host_role_url: str, redis_url: str
 ) -> None:
-    done = _cli(host_url, redis_url)
+    # As the service's role (`grants` also made the admin-migrated schema the role's).
+    done = _cli(host_role_url, redis_url)
     assert done.returncode == 1, done
     assert "  MISSING  posts (owner_id, deleted_by_user_date) WHERE deleted_by_user" in done.stdout
-    report = await check_host(host, "public")
+    role = await connect(host_role_url, "pmd-test", search_path='"pmd", "public"')
+    try:
+        report = await check_host(role, "public", privileges=True)
+    finally:
+        await role.close()
     assert done.stdout.strip() == report.render()
+    assert report.privileges is not None
+    assert report.privileges.lines() == [
+        f"  ok       role {report.privileges.role} holds exactly what the service needs"
+    ]
     assert await _run_printed(host, done.stdout) == report.statements()
-    done = _cli(host_url, redis_url)
+    done = _cli(host_role_url, redis_url)
     assert done.returncode == 0, done
     assert "MISSING" not in done.stdout and "CREATE INDEX" not in done.stdout
 

@@ -11,18 +11,29 @@ import asyncpg
 import pytest
 
 from pmd_service.bdr.schemas import ITEM_COLUMNS, bdr_item
-from pmd_service.core.migrate import MIGRATIONS, MigrationError, apply_migrations, discover
+from pmd_service.core.migrate import (
+    HOST_TABLES,
+    MIGRATIONS,
+    STANDIN_COMMENT,
+    HostTablesMissing,
+    MigrationError,
+    apply_migrations,
+    database_label,
+    discover,
+    migrate,
+)
+from pmd_service.core.settings import Settings
 from tests.helpers import with_database
 
 
 @pytest.fixture
-async def empty_db(database_url: str) -> AsyncIterator[str]:
-    """A brand-new empty database on the same server as the suite's."""
+async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
+    """A brand-new empty database on the same server as the suite's (an admin URL)."""
     name = f"pmd_mig_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_url)
+    admin = await asyncpg.connect(admin_database_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield with_database(database_url, name)
+        yield with_database(admin_database_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
@@ -31,12 +42,13 @@ async def empty_db(database_url: str) -> AsyncIterator[str]:
 async def test_apply_on_empty_then_noop(empty_db: str) -> None:
     conn = await asyncpg.connect(empty_db)
     try:
-        applied = await apply_migrations(conn)
+        applied = await apply_migrations(conn, with_host_tables=True)
         assert applied == [
             "standalone host tables",
             *(f"{m.version:04d}_{m.name}" for m in discover()),
         ]
         assert await apply_migrations(conn) == []
+        assert await apply_migrations(conn, with_host_tables=True) == []
         tables = {
             (r["schemaname"], r["tablename"])
             for r in await conn.fetch("SELECT schemaname, tablename FROM pg_tables")
@@ -57,7 +69,7 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
 async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
     conns = [await asyncpg.connect(empty_db) for _ in range(3)]
     try:
-        results = await asyncio.gather(*(apply_migrations(c) for c in conns))
+        results = await asyncio.gather(*(apply_migrations(c, with_host_tables=True) for c in conns))
         every = [name for result in results for name in result]
         assert sorted(every) == sorted(
             ["standalone host tables", *(f"{m.version:04d}_{m.name}" for m in discover())]
@@ -76,7 +88,7 @@ async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) ->
         shutil.copytree(shipped, copy)
     conn = await asyncpg.connect(empty_db)
     try:
-        await apply_migrations(conn, copy)
+        await apply_migrations(conn, copy, with_host_tables=True)
         first = sorted(copy.glob("*.sql"))[0]
         first.write_text(first.read_text() + "\n-- edited after the fact\n")
         with pytest.raises(MigrationError, match="was changed after it was applied"):
@@ -93,7 +105,7 @@ async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path
     conn = await asyncpg.connect(empty_db)
     try:
         with pytest.raises(asyncpg.DivisionByZeroError):
-            await apply_migrations(conn, copy)
+            await apply_migrations(conn, copy, with_host_tables=True)
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
         assert await conn.fetchval("SELECT to_regclass('pmd.half_done')") is None
         assert await conn.fetchval("SELECT max(version) FROM pmd.schema_migrations") < 9999
@@ -145,3 +157,72 @@ async def test_event_payloads_hold_what_an_item_is_made_of(pool: asyncpg.Pool) -
     assert [set(p["payload"]) for p in payloads] == [wanted, wanted]
     items = [bdr_item(p["payload"]) for p in payloads]
     assert [(i.status, i.progress.done) for i in items] == [("pending", 0), ("processing", 1)]
+
+
+async def _tables(conn: asyncpg.Connection) -> set[tuple[str, str]]:
+    rows = await conn.fetch(
+        "SELECT schemaname, tablename FROM pg_tables"
+        " WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"
+    )
+    return {(r["schemaname"], r["tablename"]) for r in rows}
+
+
+async def test_no_host_table_is_created_without_the_explicit_flag(empty_db: str) -> None:
+    """A wrong DATABASE_URL: migrate stops, naming the database and a missing table, and the
+    database is left as it was (no stand-in host, no schema of the service's)."""
+    settings = Settings(database_url=empty_db, redis_url="redis://unused", jwt_secret_key="x" * 40)
+    conn = await asyncpg.connect(empty_db)
+    try:
+        with pytest.raises(HostTablesMissing) as raised:
+            await migrate(conn, settings)
+        message = str(raised.value)
+        assert f"database {database_label(empty_db)} has no host table" in message
+        assert "has no host table public.audit_logs" in message and "\n" not in message
+        assert "postgres@" not in message and "password" not in message
+        with pytest.raises(MigrationError, match="no host table"):
+            await apply_migrations(conn)
+        assert await _tables(conn) == set()
+        assert await conn.fetchval("SELECT to_regnamespace('pmd')") is None
+        # The explicit development form creates the stand-ins, each marked as such.
+        applied = await migrate(conn, settings, with_host_tables=True)
+        assert applied[0] == "standalone host tables"
+        marks = await conn.fetch(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class') AS mark FROM pg_class c"
+            " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'"
+        )
+        assert {r["relname"] for r in marks} == set(HOST_TABLES)
+        assert {r["mark"] for r in marks} == {STANDIN_COMMENT}
+    finally:
+        await conn.close()
+
+
+async def test_stand_ins_go_only_into_a_schema_with_no_host_table(empty_db: str) -> None:
+    conn = await asyncpg.connect(empty_db)
+    try:
+        await conn.execute("CREATE TABLE users (id int)")
+        with pytest.raises(MigrationError, match="holds some host tables"):
+            await apply_migrations(conn, with_host_tables=True)
+        assert await _tables(conn) == {("public", "users")}
+    finally:
+        await conn.close()
+
+
+def test_database_label_names_no_credentials() -> None:
+    assert database_label("postgresql://u:secret@db.example:6543/site") == "db.example:6543/site"
+    assert database_label("postgresql://u@10.0.0.5/site") == "10.0.0.5:5432/site"
+    assert (
+        database_label("postgresql://postgres:@/postgres?host=/tmp/pg") == "/tmp/pg:5432/postgres"
+    )
+
+
+async def test_the_embedded_development_database_gets_the_stand_ins(empty_db: str) -> None:
+    """What `services` does for an embedded PostgreSQL (development only), idempotently."""
+    from pmd_service.dev.embedded import with_host_tables
+
+    with_host_tables(empty_db, "public")
+    with_host_tables(empty_db, "public")
+    conn = await asyncpg.connect(empty_db)
+    try:
+        assert await _tables(conn) == {("public", t) for t in HOST_TABLES}
+    finally:
+        await conn.close()

@@ -1,6 +1,9 @@
--- Standalone mode only (dev, demo, tests): the host site's tables, created when the host schema
--- has no `users` and no `posts` table. Beside the real host (Makapix Club) this file is never
--- applied: the service then never creates, alters or indexes a host table.
+-- Standalone mode only (dev, demo, tests): stand-ins for the host site's tables, created by the
+-- explicit `python -m pmd_service migrate --with-host-tables` into a host schema that has none
+-- of them. Beside the real host (Makapix Club) this file is never applied: the service then
+-- never creates, alters or indexes a host table, and no other command or start-up applies it.
+-- Each table is marked (the COMMENTs at the end): check-host refuses to take a stand-in for
+-- the host's own table.
 --
 -- Shapes follow the host's migrations where the service cares (`roles` is json, posts carry
 -- `updated_at`, `storage_shard` is a varchar(8) folder path of one or more levels), with two
@@ -102,3 +105,12 @@ CREATE TABLE audit_logs (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX ix_audit_logs_actor_created ON audit_logs (actor_id, created_at DESC);
+
+-- The mark check-host looks for (pmd_service.core.migrate.STANDIN_COMMENT).
+COMMENT ON TABLE users IS 'pmd-service standalone stand-in';
+COMMENT ON TABLE licenses IS 'pmd-service standalone stand-in';
+COMMENT ON TABLE posts IS 'pmd-service standalone stand-in';
+COMMENT ON TABLE post_files IS 'pmd-service standalone stand-in';
+COMMENT ON TABLE comments IS 'pmd-service standalone stand-in';
+COMMENT ON TABLE reactions IS 'pmd-service standalone stand-in';
+COMMENT ON TABLE audit_logs IS 'pmd-service standalone stand-in';

@@ -6,8 +6,12 @@ and they are read with importlib.resources wherever the package is installed.
 
 Everything they create lives in the service's own schema (`PMD_SCHEMA`, default `pmd`), its
 ledger included: beside the host site the service never creates, alters, indexes or locks a
-host table. Only when the host schema has neither `users` nor `posts` (standalone: dev, demo,
-tests) does `migrations/standalone/host_tables.sql` create the host tables the service needs.
+host table. Only the explicit `python -m pmd_service migrate --with-host-tables` (dev, demo,
+tests: `with_host_tables=True`) creates the host tables from
+`migrations/standalone/host_tables.sql`, each marked with `STANDIN_COMMENT` so that check-host
+never takes them for the host's. Every other start-up and command first checks that the host's
+tables are there (`require_host_tables`): a wrong DATABASE_URL stops it with one line instead of
+growing a stand-in host in the wrong database.
 
 An advisory lock serialises concurrent migrators (several replicas starting together); a file
 whose checksum changed after it was applied is refused loudly rather than silently skipped.
@@ -22,9 +26,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
 
 from .rules import AdvisoryLock
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 if TYPE_CHECKING:
     from .db import Conn
@@ -33,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MIGRATIONS: Traversable = files("pmd_service.migrations")
-STANDALONE_HOST_TABLES = "standalone/host_tables.sql"
+STANDALONE: Traversable = MIGRATIONS.joinpath("standalone", "host_tables.sql")
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -49,9 +54,16 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 SQL_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
 SQL_RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 SQL_SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)"
-SQL_STANDALONE = """
-SELECT to_regclass(format('%I.users', $1::text)) IS NULL
-   AND to_regclass(format('%I.posts', $1::text)) IS NULL
+# The host tables the service reads or writes (host/hostcheck.py's HOST_TABLES, which a test
+# keeps equal to this).
+HOST_TABLES = ("audit_logs", "comments", "licenses", "post_files", "posts", "reactions", "users")
+# What host_tables.sql puts on each table it creates: check-host reports such a table as the
+# service's own stand-in, never as the host's.
+STANDIN_COMMENT = "pmd-service standalone stand-in"
+SQL_MISSING_HOST_TABLES = """
+SELECT coalesce(array_agg(t ORDER BY t), '{}')
+FROM unnest($2::text[]) AS t
+WHERE to_regclass(format('%I.%I', $1::text, t)) IS NULL
 """
 # Transaction-local: a pooled or reused connection keeps its own search path afterwards.
 SQL_USE = "SELECT set_config('search_path', $1, true)"
@@ -59,6 +71,62 @@ SQL_USE = "SELECT set_config('search_path', $1, true)"
 
 class MigrationError(RuntimeError):
     pass
+
+
+class HostTablesMissing(ConfigError):
+    """The database has not the host's tables: most likely DATABASE_URL names another one.
+
+    A ConfigError: a setup problem, reported in one line with no traceback, never retried."""
+
+
+def database_label(url: str | None) -> str:
+    """`host:port/dbname` of a PostgreSQL URL, without user or password (for messages)."""
+    parts = urlsplit(url or "")
+    query = parse_qs(parts.query)
+    host = parts.hostname or (query.get("host") or ["localhost"])[0]
+    port = parts.port or int((query.get("port") or ["5432"])[0])
+    dbname = parts.path.lstrip("/") or (query.get("dbname") or [""])[0] or "postgres"
+    return f"{host}:{port}/{dbname}"
+
+
+async def missing_host_tables(conn: Conn, host_schema: str) -> list[str]:
+    missing: list[str] = await conn.fetchval(SQL_MISSING_HOST_TABLES, host_schema, HOST_TABLES)
+    return missing
+
+
+async def require_host_tables(conn: Conn, settings: Settings) -> None:
+    """Stop (HostTablesMissing) unless the host's tables are there: every start-up and command
+    but `migrate --with-host-tables` calls this before anything else touches the database."""
+    missing = await missing_host_tables(conn, settings.host_schema)
+    if missing:
+        others = f" (nor {', '.join(missing[1:])})" if missing[1:] else ""
+        raise HostTablesMissing(
+            f"database {database_label(settings.database_url)} has no host table "
+            f"{settings.host_schema}.{missing[0]}{others}: is DATABASE_URL the host's database? "
+            "(a development database gets stand-ins from "
+            "`python -m pmd_service migrate --with-host-tables`)"
+        )
+
+
+async def create_host_tables(conn: Conn, host_schema: str = "public") -> bool:
+    """Development and tests only: the stand-in host tables, when the host schema has none of
+    them yet; returns whether it created them. Refuses a schema holding only some of them."""
+    host = _quoted(host_schema)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", AdvisoryLock.MIGRATIONS)
+        missing = await missing_host_tables(conn, host_schema)
+        if not missing:
+            return False
+        if len(missing) < len(HOST_TABLES):
+            raise MigrationError(
+                f"schema {host_schema} holds some host tables but not {', '.join(missing)}: "
+                "stand-ins are created only into a schema with none of them"
+            )
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {host}")
+        await conn.execute(SQL_USE, host)
+        await conn.execute(STANDALONE.read_text("utf-8"))
+    log.info("created the stand-in host tables in schema %s (development only)", host_schema)
+    return True
 
 
 @dataclass(frozen=True)
@@ -98,24 +166,29 @@ async def apply_migrations(
     *,
     schema: str = "pmd",
     host_schema: str = "public",
+    with_host_tables: bool = False,
 ) -> list[str]:
-    """Apply pending migrations; returns the names applied by this call."""
+    """Apply pending migrations; returns the names applied by this call.
+
+    `with_host_tables` (development and tests only) first creates the stand-in host tables
+    when there are none; without it a database lacking them raises MigrationError (the entry
+    points check with `require_host_tables` first, which names the database)."""
     own, host = _quoted(schema), _quoted(host_schema)
     migrations = discover(directory)
     applied_now: list[str] = []
+    if with_host_tables and await create_host_tables(conn, host_schema):
+        applied_now.append("standalone host tables")
+    if missing := await missing_host_tables(conn, host_schema):
+        raise MigrationError(
+            f"schema {host_schema} has no host table {', '.join(missing)}: the service never "
+            "creates one beside the host (development: `migrate --with-host-tables`)"
+        )
     await conn.execute("SELECT pg_advisory_lock($1)", AdvisoryLock.MIGRATIONS)
     try:
         if not await conn.fetchval(SQL_SCHEMA_EXISTS, schema):
-            # Needs the CREATE privilege on the database once; later starts need none.
+            # Needs the CREATE privilege on the database once; later starts need none. Beside
+            # the host the admin creates it owned by the service's role (`grants` prints that).
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {own}")
-        if await conn.fetchval(SQL_STANDALONE, host_schema):
-            async with conn.transaction():
-                await conn.execute(SQL_USE, host)
-                await conn.execute(
-                    directory.joinpath(*STANDALONE_HOST_TABLES.split("/")).read_text("utf-8")
-                )
-            applied_now.append("standalone host tables")
-            log.info("no host tables in schema %s: created the standalone ones", host_schema)
         search_path = f"{own}, {host}"
         async with conn.transaction():
             await conn.execute(SQL_USE, search_path)
@@ -143,8 +216,15 @@ async def apply_migrations(
     return applied_now
 
 
-async def migrate(conn: Conn, settings: Settings) -> list[str]:
-    """The migrations into the configured schemas."""
+async def migrate(conn: Conn, settings: Settings, *, with_host_tables: bool = False) -> list[str]:
+    """The migrations into the configured schemas; `with_host_tables`: development and tests
+    only (see apply_migrations). Without it, a database lacking the host's tables raises
+    HostTablesMissing, naming the database."""
+    if not with_host_tables:
+        await require_host_tables(conn, settings)
     return await apply_migrations(
-        conn, schema=settings.pmd_schema, host_schema=settings.host_schema
+        conn,
+        schema=settings.pmd_schema,
+        host_schema=settings.host_schema,
+        with_host_tables=with_host_tables,
     )

@@ -5,16 +5,20 @@ Production always sets DATABASE_URL and REDIS_URL; nothing here is imported then
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import hashlib
 import logging
+import os
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..core.migrate import create_host_tables
 from ..core.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -133,12 +137,30 @@ class EmbeddedRedis:
             proc.wait()
 
 
+def with_host_tables(url: str, host_schema: str) -> None:
+    """The embedded database is a development one: it gets the stand-in host tables, explicitly
+    (what `migrate --with-host-tables` does; beside a real DATABASE_URL nothing creates them)."""
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(url)
+        try:
+            await create_host_tables(conn, host_schema)
+        finally:
+            await conn.close()
+
+    # In a thread of its own: the caller may already run an event loop.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+
+
 def services(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
     """The URLs given, the unset ones filled by embedded servers under `data_dir` (started, or
     joined when already running): Settings.from_env's `embedded` in dev runs."""
     if database_url is None:
         database_url = start_postgres(data_dir / "pg")
         log.info("embedded PostgreSQL at %s", data_dir / "pg")
+        with_host_tables(database_url, os.environ.get("HOST_SCHEMA") or "public")
     if redis_url is None:
         redis_url = EmbeddedRedis(data_dir / "redis").start()
         log.info("embedded Redis at %s", redis_url)

@@ -29,7 +29,8 @@ from .embedded import services
 async def _prepare(settings: Settings) -> str | None:
     conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
-        await migrate(conn, settings)
+        # Development: the stand-in host tables too, explicitly (nothing else creates them).
+        await migrate(conn, settings, with_host_tables=True)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
         return await demo_user_sqid(conn)
     finally:

@@ -11,8 +11,9 @@ schema, beside the service's own table of the same name) once its workers are st
 - Everything else (failed, expired, a ZIP past its expiry or gone, a user gone, a row breaking
   the service's checks) is left out, and said why.
 
-A dry run (the default) reports the same without writing; `--apply` writes. Idempotent: a row
-already here (same id) is left as it is.
+A dry run (the default) reports the same without writing anything: it neither migrates nor
+connects to Redis, and reads in a READ ONLY transaction. `--apply` migrates and writes.
+Idempotent: a row already here (same id) is left as it is.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ SELECT b.id, b.user_id, u.public_sqid AS user_sqid, b.post_ids, b.include_commen
        b.include_reactions, b.send_email, b.status, b.file_path, b.file_size_bytes,
        b.artwork_count, b.created_at, b.started_at, b.completed_at, b.expires_at,
        u.id IS NOT NULL AS user_exists, b.expires_at > now() AS unexpired,
-       EXISTS (SELECT 1 FROM batch_download_requests o WHERE o.id = b.id) AS imported
+       {imported} AS imported
 FROM "{schema}".batch_download_requests b
 LEFT JOIN "{schema}".users u ON u.id = b.user_id
 ORDER BY b.created_at, b.id
 """
+_IMPORTED = 'EXISTS (SELECT 1 FROM "{own}".batch_download_requests o WHERE o.id = b.id)'
 SQL_HOST_TABLE = "SELECT to_regclass(format('%I.batch_download_requests', $1::text))"
 SQL_IMPORT_PENDING = """
 INSERT INTO batch_download_requests
@@ -118,12 +120,19 @@ def _host_zip(vault: Path, row: asyncpg.Record) -> Path | None:
 
 
 async def import_host_bdrs(
-    conn: Conn, redis: ArqRedis, vault: Path, host_schema: str, *, apply: bool
-) -> Summary:
+    conn: Conn, redis: ArqRedis | None, vault: Path, host_schema: str, *, apply: bool,
+    own_schema: str = "pmd",
+) -> Summary:  # fmt: skip
+    """`redis`: needed only to `apply`. A dry run may come before the first migration: the
+    service's own table missing, nothing counts as imported."""
+    if apply and redis is None:
+        raise ValueError("applying the import enqueues: it needs Redis")
     summary = Summary(applied=apply)
     if await conn.fetchval(SQL_HOST_TABLE, host_schema) is None:
         return summary  # the host never had its own PMD: nothing to carry over
-    for row in await conn.fetch(_SQL_HOST_ROWS.format(schema=host_schema)):
+    own = await conn.fetchval(SQL_HOST_TABLE, own_schema)
+    imported = _IMPORTED.format(own=own_schema) if own is not None else "false"
+    for row in await conn.fetch(_SQL_HOST_ROWS.format(schema=host_schema, imported=imported)):
         if row["imported"]:
             summary.already += 1
             continue
@@ -141,6 +150,7 @@ async def import_host_bdrs(
         )  # fmt: skip
         if status in ("pending", "processing"):
             if apply and await conn.fetchval(SQL_IMPORT_PENDING, *common) is not None:
+                assert redis is not None
                 await _enqueue(redis, row["id"])
             summary.rebuilt.append(str(row["id"]))
             continue

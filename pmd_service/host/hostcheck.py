@@ -6,6 +6,12 @@ compared by definition read from the catalog (valid btree, leading key columns, 
 by name, since the host already has several under its own names — and prints
 `CREATE INDEX CONCURRENTLY` for the rest. It also checks every host column the service reads or
 writes (present, type, nullability), one line per misfit. It only reads the catalog.
+
+It fails on tables `migrate --with-host-tables` created (their comment says so): stand-ins in a
+dev database, or a wrong DATABASE_URL, never the host's (unless told it is a dev database). And
+it compares the connected role's privileges on the host's tables with what the service needs
+(host/grants.py): a missing one fails; one beyond need, owning a host table or being a
+superuser is a warning.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 import asyncpg
+
+from ..core.migrate import STANDIN_COMMENT
+from .grants import CUTOVER_READS, needed
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -238,6 +247,100 @@ WHERE n.nspname = $1 AND c.relname = ANY($2::text[])
 """
 
 
+SQL_STANDINS = """
+SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND obj_description(c.oid, 'pg_class') = $3
+"""
+SQL_ROLE = """
+SELECT current_user::text AS name, rolsuper, has_schema_privilege($1::text, 'USAGE') AS usage
+FROM pg_roles WHERE rolname = current_user
+"""
+# What the connected role may do to each table of the host schema, its memberships included.
+SQL_PRIVILEGES = """
+SELECT c.relname AS table, pg_has_role(c.relowner, 'USAGE') AS owned,
+       array(SELECT p FROM unnest(ARRAY['DELETE', 'TRUNCATE', 'TRIGGER']) AS p
+             WHERE has_table_privilege(c.oid, p)) AS table_privileges,
+       array(SELECT p || ' ' || a.attname
+             FROM pg_attribute a, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) AS p
+             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+               AND has_column_privilege(c.oid, a.attnum, p)
+             ORDER BY a.attnum) AS column_privileges
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+ORDER BY c.relname
+"""
+
+
+@dataclass
+class Privileges:
+    role: str
+    superuser: bool
+    owned: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # "posts.title: no SELECT privilege"
+    beyond: list[str] = field(default_factory=list)  # one line per table
+
+    def lines(self) -> list[str]:
+        lines = []
+        if self.superuser:
+            lines.append(
+                f"  WARNING  role {self.role} is a superuser: it may alter, drop or empty any "
+                "host table; run the service as a role made by `python -m pmd_service grants`"
+            )
+        if self.owned:
+            lines.append(
+                f"  WARNING  role {self.role} owns host tables {', '.join(self.owned)}: an owner "
+                "may alter or drop them; run the service as a role made by "
+                "`python -m pmd_service grants`"
+            )
+        lines += [f"  MISSING  {m}" for m in self.missing]
+        lines += [f"  beyond need  {b}" for b in self.beyond]
+        if not lines:
+            lines.append(f"  ok       role {self.role} holds exactly what the service needs")
+        return lines
+
+
+def _shown(columns: list[str], most: int = 6) -> str:
+    shown = ", ".join(columns[:most])
+    return shown + (f" (+{len(columns) - most} more)" if len(columns) > most else "")
+
+
+async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
+    role = await conn.fetchrow(SQL_ROLE, host_schema)
+    assert role is not None
+    found = Privileges(role["name"], role["rolsuper"])
+    if not role["usage"]:
+        found.missing.append(f"schema {host_schema}: no USAGE privilege")
+    need = needed()
+    for row in await conn.fetch(SQL_PRIVILEGES, host_schema):
+        table = row["table"]
+        held: dict[str, list[str]] = {}
+        for entry in row["column_privileges"]:
+            privilege, column = entry.split(" ", 1)
+            held.setdefault(privilege, []).append(column)
+        for privilege in ("SELECT", "UPDATE", "INSERT"):
+            lacking = sorted(
+                need.get((table, privilege), frozenset()) - set(held.get(privilege, ()))
+            )
+            found.missing += [f"{table}.{column}: no {privilege} privilege" for column in lacking]
+        if row["owned"]:
+            found.owned.append(table)
+        if found.superuser or row["owned"]:
+            continue  # they hold everything: the warning above says so
+        extra = list(row["table_privileges"])
+        for privilege in ("SELECT", "INSERT", "UPDATE", "REFERENCES"):
+            more = [c for c in held.get(privilege, ()) if c not in need.get((table, privilege), ())]
+            if more:
+                extra.append(f"{privilege} on {_shown(more)}")
+        if extra:
+            line = f"{table}: {'; '.join(extra)}"
+            cutover = CUTOVER_READS.get(table, ())
+            if extra == [f"SELECT on {_shown([c for c in held['SELECT'] if c in cutover])}"]:
+                line += " (`grants --cutover`, for import-host-bdrs: revoke after the cut-over)"
+            found.beyond.append(line)
+    return found
+
+
 # --- the report ----------------------------------------------------------------------------
 
 
@@ -261,16 +364,35 @@ class HostReport:
     schema: str
     indexes: list[IndexFound] = field(default_factory=list)
     column_problems: list[str] = field(default_factory=list)
+    standins: list[str] = field(default_factory=list)  # host tables the service created
+    dev_database: bool = False  # stand-ins accepted
+    privileges: Privileges | None = None
+
+    @property
+    def refused_standins(self) -> bool:
+        return bool(self.standins) and not self.dev_database
 
     @property
     def fits(self) -> bool:
-        return not missing_indexes(self) and not self.column_problems
+        return (
+            not missing_indexes(self)
+            and not self.column_problems
+            and not self.refused_standins
+            and not (self.privileges and self.privileges.missing)
+        )
 
     def statements(self) -> list[str]:
         return [s for found in self.indexes for s in found.statements(self.schema)]
 
     def render(self) -> str:
-        lines = [
+        lines = []
+        if self.refused_standins:
+            lines.append(
+                f"NOT THE HOST'S: {', '.join(self.standins)} in schema {self.schema} are stand-ins "
+                "the service created (`migrate --with-host-tables`); is DATABASE_URL the host's "
+                "database? (--dev-database accepts them)"
+            )
+        lines += [
             f"Indexes the service's queries need on the host's tables (schema {self.schema}), "
             "compared by definition whatever their names:"
         ]
@@ -280,6 +402,12 @@ class HostReport:
             lines += [f"  {problem}" for problem in self.column_problems]
         else:
             lines.append(f"Host columns the service reads or writes: all {len(NEEDED_COLUMNS)} fit")
+        if self.privileges is not None:
+            lines.append(
+                f"Privileges of role {self.privileges.role} on the host's tables, against what the "
+                "service needs (`python -m pmd_service grants`):"
+            )
+            lines += self.privileges.lines()
         if missing_indexes(self):
             lines.append(
                 "Create the missing indexes when convenient: CONCURRENTLY takes no write lock; "
@@ -307,7 +435,11 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-async def check_host(conn: Conn, host_schema: str) -> HostReport:
+async def check_host(
+    conn: Conn, host_schema: str, *, dev_database: bool = False, privileges: bool = False
+) -> HostReport:
+    """`dev_database`: stand-in host tables pass; `privileges`: compare the connected role's
+    privileges with the service's needs (check-host does; the start-up warning does not)."""
     indexes = await conn.fetch(SQL_INDEXES, host_schema, HOST_TABLES)
     columns = await conn.fetch(SQL_COLUMNS, host_schema, HOST_TABLES)
     found = {(r["table"], r["column"]): r for r in columns}
@@ -315,6 +447,9 @@ async def check_host(conn: Conn, host_schema: str) -> HostReport:
         host_schema,
         [_index_found(need, indexes) for need in NEEDED_INDEXES],
         _column_problems(host_schema, found),
+        standins=await conn.fetchval(SQL_STANDINS, host_schema, HOST_TABLES, STANDIN_COMMENT),
+        dev_database=dev_database,
+        privileges=await read_privileges(conn, host_schema) if privileges else None,
     )
 
 
@@ -385,7 +520,7 @@ def summary(report: HostReport) -> str:
 async def warn_if_host_lacks(conn: Conn, host_schema: str) -> None:
     """At start: one warning line when an index or column does not fit; never a failure."""
     try:
-        report = await check_host(conn, host_schema)
+        report = await check_host(conn, host_schema, dev_database=True)
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("could not check the host's tables in schema %s (%s)", host_schema, exc)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from obstore.store import S3Store
 
 from ..bdr.files import ZipFiles
 from ..core.db import create_pool
-from ..core.migrate import migrate
+from ..core.migrate import HostTablesMissing, migrate, require_host_tables
 from ..core.objects import open_store
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
@@ -54,9 +55,16 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
         min_size=1,
         max_size=8,
     )
-    if settings.auto_migrate:
+    try:
         async with pool.acquire() as conn:
-            await migrate(conn, settings)
+            # Before anything else: on a database without the host's tables (a wrong
+            # DATABASE_URL) the worker and every ops command stop here, writing nothing.
+            await require_host_tables(conn, settings)
+            if settings.auto_migrate:
+                await migrate(conn, settings)
+    except BaseException:
+        await pool.close()
+        raise
     http = None
     if settings.artwork_base_url:
         connector = aiohttp.TCPConnector(limit=settings.artwork_fetch_concurrency * 2)
@@ -81,6 +89,16 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
                 await http.close()
             raise
     ctx[STATE_KEY] = st
+
+
+async def worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
+    """arq's on_startup: a database without the host's tables stops the worker with one line
+    (arq would print a traceback for an exception)."""
+    try:
+        await startup(ctx, settings=settings, serve_metrics=True)
+    except HostTablesMissing as exc:
+        print(f"pmd-worker: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

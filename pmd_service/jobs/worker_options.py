@@ -58,7 +58,7 @@ def worker_redis_settings(url: str) -> RedisSettings:
 
 
 def on_startup(settings: Settings) -> Any:
-    return partial(context.startup, settings=settings, serve_metrics=True)
+    return partial(context.worker_startup, settings=settings)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from .. import __version__
 from ..bdr.files import ZipFiles
 from ..core.db import create_pool
 from ..core.logs import quiet_malformed_requests
-from ..core.migrate import migrate
+from ..core.migrate import migrate, require_host_tables
 from ..core.objects import STREAMING_TIMEOUT
 from ..core.queue import create_redis
 from ..core.settings import Settings
@@ -46,10 +46,15 @@ async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
         min_size=2,
         max_size=20,
     )
-    async with pool.acquire() as conn:
-        if settings.auto_migrate:
-            await migrate(conn, settings)
-        await warn_if_host_lacks(conn, settings.host_schema)
+    try:
+        async with pool.acquire() as conn:
+            await require_host_tables(conn, settings)  # a wrong DATABASE_URL stops here
+            if settings.auto_migrate:
+                await migrate(conn, settings)
+            await warn_if_host_lacks(conn, settings.host_schema)
+    except BaseException:
+        await pool.close()
+        raise
     app[DB_POOL] = pool
     yield
     await pool.close()

@@ -20,6 +20,7 @@ from types import FrameType
 import msgspec
 from aiohttp import web
 
+from ..core.migrate import HostTablesMissing
 from ..core.settings import Settings
 from ..core.startup import load_settings
 from ..dev.embedded import services
@@ -35,6 +36,14 @@ def main() -> None:
 
 
 def run(settings: Settings, *, shared_port: bool = False) -> None:
+    try:
+        _run_app(settings, shared_port)
+    except HostTablesMissing as exc:  # a wrong DATABASE_URL: one line, no traceback
+        print(f"pmd-server: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
+def _run_app(settings: Settings, shared_port: bool) -> None:
     web.run_app(
         create_app(settings, tend_heap=True),
         host=settings.host,

@@ -1,0 +1,136 @@
+"""`python -m pmd_service grants --role NAME`: the SQL a host admin runs for a least-privilege
+database role for the service.
+
+The role gets exactly what the service's SQL needs on the host's tables, column by column:
+SELECT on the columns it reads, UPDATE on the posts columns the dashboard's actions change, and
+INSERT into `audit_logs` (a moderator's batches). No host table takes a row from a sequence of
+the service's, so there is no sequence right; no DELETE, TRUNCATE, TRIGGER or REFERENCES; no
+ownership of anything of the host's. It owns the service's own schema (`pmd`): the migrations
+run as the role and create its tables, functions and triggers there; the admin creates the
+schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advisory locks and
+`gen_random_uuid()` need no grant.
+
+The lists below come from the SQL constants of posts/, bdr/, sse/, jobs/, host/ and web/ that
+name host tables (tests/test_grants.py EXPLAINs every one of them as a role holding exactly
+these rights, and each right taken away breaks one), and the test suite runs the whole service
+as such a role.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Columns the service reads (SELECT, WHERE, JOIN, RETURNING), per host table.
+READS: dict[str, tuple[str, ...]] = {
+    "users": (
+        "id", "user_key", "public_sqid", "handle", "email", "roles", "deactivated",
+        "banned_until",
+    ),
+    "posts": (
+        "id", "owner_id", "kind", "public_sqid", "title", "description", "created_at", "width",
+        "height", "frame_count", "art_url", "hidden_by_user", "hidden_by_mod",
+        "deleted_by_user", "deleted_by_user_date", "view_count", "license_id", "hashtags",
+        "storage_shard", "storage_key",
+    ),
+    "post_files": ("post_id", "format", "file_bytes", "is_native"),
+    "licenses": ("id", "identifier", "title"),
+    "comments": (
+        "id", "post_id", "author_id", "parent_id", "body", "created_at", "hidden_by_mod",
+        "deleted_by_owner", "deleted_by_mod",
+    ),
+    "reactions": ("post_id", "emoji"),
+}  # fmt: skip
+# posts/batch_sql.py: hide, unhide, delete, restore, license; `updated_at` is bumped by each.
+UPDATES: dict[str, tuple[str, ...]] = {
+    "posts": (
+        "hidden_by_user", "hidden_by_mod", "deleted_by_user", "deleted_by_user_date",
+        "license_id", "updated_at",
+    ),
+}  # fmt: skip
+# posts/batch_sql.py and bdr/service.py: a moderator's batch, in the host's audit log.
+INSERTS: dict[str, tuple[str, ...]] = {
+    "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
+}
+# `import-host-bdrs` only (host/cutover.py): the host's own PMD table, read once at cut-over.
+CUTOVER_READS: dict[str, tuple[str, ...]] = {
+    "batch_download_requests": (
+        "id", "user_id", "post_ids", "include_comments", "include_reactions", "send_email",
+        "status", "file_path", "file_size_bytes", "artwork_count", "created_at", "started_at",
+        "completed_at", "expires_at",
+    ),
+}  # fmt: skip
+
+_NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+class GrantsError(ValueError):
+    pass
+
+
+def _name(kind: str, value: str) -> str:
+    # Plain lower-case names only: they need no quoting, in SQL or in the DO block's literals.
+    if not _NAME_RE.fullmatch(value):
+        raise GrantsError(f"{kind} {value!r}: use a plain lower-case name ([a-z_][a-z0-9_]*)")
+    return value
+
+
+def needed(*, cutover: bool = False) -> dict[tuple[str, str], frozenset[str]]:
+    """(table, privilege) -> columns: what the service needs, as check-host compares it."""
+    out: dict[tuple[str, str], set[str]] = {}
+    reads = READS | CUTOVER_READS if cutover else READS
+    for privilege, tables in (("SELECT", reads), ("UPDATE", UPDATES), ("INSERT", INSERTS)):
+        for table, columns in tables.items():
+            out.setdefault((table, privilege), set()).update(columns)
+    return {key: frozenset(columns) for key, columns in out.items()}
+
+
+def _grant(privilege: str, table: str, columns: tuple[str, ...], schema: str, role: str) -> str:
+    return f"GRANT {privilege} ({', '.join(columns)}) ON {schema}.{table} TO {role};"
+
+
+def grants_sql(
+    role: str, *, pmd_schema: str = "pmd", host_schema: str = "public", cutover: bool = False
+) -> str:
+    """The script: idempotent (run it again after an upgrade that needs more), one transaction."""
+    role = _name("role", role)
+    own, host = _name("schema", pmd_schema), _name("schema", host_schema)
+    lines = [
+        f"-- pmd-service's least-privilege role {role}: run as an admin of the host's database",
+        "-- (psql -v ON_ERROR_STOP=1 -f grants.sql). Then set its password (psql: \\password "
+        f"{role})",
+        "-- and give the service DATABASE_URL=postgresql://" + role + ":…@host/db.",
+        "BEGIN;",
+        "DO $$BEGIN",
+        f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN",
+        f"    CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;",
+        "  END IF;",
+        "END$$;",
+        "-- The service's own schema, owned by the role: its migrations create everything there.",
+        f"CREATE SCHEMA IF NOT EXISTS {own} AUTHORIZATION {role};",
+        f"ALTER SCHEMA {own} OWNER TO {role};",
+        "-- Objects an earlier deployment created there as another role become the role's.",
+        "DO $$DECLARE r record; BEGIN",
+        "  FOR r IN SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace",
+        f"           WHERE n.nspname = '{own}' AND c.relkind IN ('r', 'p', 'v') LOOP",
+        f"    EXECUTE format('ALTER TABLE {own}.%I OWNER TO {role}', r.relname);",
+        "  END LOOP;",
+        "  FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p",
+        f"           JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = '{own}' LOOP",
+        f"    EXECUTE format('ALTER ROUTINE %s OWNER TO {role}', r.f);",
+        "  END LOOP;",
+        "END$$;",
+        "-- The host's tables: only the columns the service reads and the ones it changes.",
+        f"GRANT USAGE ON SCHEMA {host} TO {role};",
+    ]
+    for table, columns in READS.items():
+        lines.append(_grant("SELECT", table, columns, host, role))
+    for table, columns in UPDATES.items():
+        lines.append(_grant("UPDATE", table, columns, host, role))
+    for table, columns in INSERTS.items():
+        lines.append(_grant("INSERT", table, columns, host, role))
+    if cutover:
+        lines.append("-- import-host-bdrs only: revoke after the cut-over.")
+        for table, columns in CUTOVER_READS.items():
+            lines.append(_grant("SELECT", table, columns, host, role))
+    lines.append("COMMIT;")
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""A DATABASE_URL naming a database without the host's tables (issue: a wrong URL grew a
+stand-in host there, and check-host then passed): every process and command stops with one line
+naming the database and a missing table, and leaves the database exactly as it was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from pmd_service.core.migrate import database_label
+from tests.helpers import CHECKOUT, SECRET, free_port, with_database
+
+COMMANDS = [
+    ["serve"],
+    ["migrate"],
+    ["stats"],
+    ["sweep"],
+    ["cleanup"],
+    ["requeue", str(uuid.UUID(int=7))],
+    ["token", "someone"],
+    ["check-host"],
+    ["import-host-bdrs"],
+    ["import-host-bdrs", "--apply"],
+]
+
+
+@pytest.fixture
+async def wrong_db(admin_database_url: str) -> AsyncIterator[tuple[str, str]]:
+    """(a superuser's URL to an empty database, its name): the worst case, a role that could
+    create anything there."""
+    name = f"pmd_wrong_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(admin_database_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(admin_database_url, name), name
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _run(
+    argv: list[str], url: str, redis_url: str, tmp_path: Path
+) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {
+        "DATABASE_URL": url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
+        "PORT": str(free_port()), "METRICS_PORT": "0", "PMD_DATA_DIR": str(tmp_path),
+        "VAULT_PATH": str(tmp_path / "vault"), "BDR_PATH": str(tmp_path / "bdr"),
+    }  # fmt: skip
+    return subprocess.run(
+        argv, env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _assert_one_line(done: subprocess.CompletedProcess[str], url: str) -> None:
+    assert done.returncode != 0, done
+    assert "Traceback" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "has no host table" in line]
+    assert len(lines) == 1, done.stderr
+    assert f"database {database_label(url)} has no host table public.audit_logs" in lines[0]
+    assert database_label(url).endswith("/" + urlsplit(url).path.lstrip("/"))
+    assert "postgres@" not in lines[0]
+
+
+async def _untouched(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        assert (
+            await conn.fetch(
+                "SELECT relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+            )
+            == []
+        )
+        assert await conn.fetchval("SELECT to_regnamespace('pmd')") is None
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
+async def test_every_command_stops_with_one_line(
+    argv: list[str], wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    url, _ = wrong_db
+    done = _run([sys.executable, "-m", "pmd_service", *argv], url, redis_url, tmp_path)
+    _assert_one_line(done, url)
+    await _untouched(url)
+
+
+async def test_the_worker_stops_with_one_line(
+    wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    url, _ = wrong_db
+    arq = str(Path(sys.executable).with_name("arq"))
+    done = _run([arq, "pmd_service.jobs.worker.WorkerSettings"], url, redis_url, tmp_path)
+    _assert_one_line(done, url)
+    await _untouched(url)
+
+
+async def test_the_development_form_creates_them(
+    wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
+) -> None:
+    url, _ = wrong_db
+    argv = [sys.executable, "-m", "pmd_service", "migrate", "--with-host-tables"]
+    done = _run(argv, url, redis_url, tmp_path)
+    assert done.returncode == 0, done
+    assert "standalone host tables" in done.stdout
+    # check-host refuses them, unless told this is a dev database.
+    check = [sys.executable, "-m", "pmd_service", "check-host"]
+    done = _run(check, url, redis_url, tmp_path)
+    assert done.returncode == 1, done
+    [refusal] = [line for line in done.stdout.splitlines() if line.startswith("NOT THE HOST'S")]
+    assert "audit_logs, comments, licenses, post_files, posts, reactions, users" in refusal
+    assert "stand-ins the service created" in refusal
+    done = _run([*check, "--dev-database"], url, redis_url, tmp_path)
+    assert done.returncode == 0, done
+    assert "NOT THE HOST'S" not in done.stdout
