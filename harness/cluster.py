@@ -45,6 +45,9 @@ from harness.stack import CHECKOUT
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
 BUCKET = "pmd-cluster"
+SERVICE_ROLE = (
+    "pmd_svc"  # made from `python -m pmd_service grants`: the host's tables, column by column
+)
 
 
 @dataclass
@@ -113,12 +116,16 @@ class Cluster:
         )  # fmt: skip
         _wait_port(store, store.address, 8333, "SeaweedFS S3", within=60)
 
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@{self.host('db').address}:5432/pmd"
+
     def service_env(self, **extra: str) -> dict[str, str]:
         db, redis, store = self.host("db"), self.host("redis"), self.host("store")
         private = self.net.private
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "DATABASE_URL": f"postgresql://postgres@{db.address}:5432/pmd",
+            "DATABASE_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:5432/pmd",
             "REDIS_URL": f"redis://{redis.address}:6379/0",
             "JWT_SECRET_KEY": self.jwt_secret,
             "PMD_DEV": "false",

@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from sqids.constants import DEFAULT_ALPHABET
 
 from harness import chaos_checks as checks
 from harness.chaos import SQL_UNSETTLED, converge, wait_streams
@@ -30,13 +31,14 @@ from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import SmtpServer
 from harness.chaos_workload import Actor, Api, Ledger
-from harness.cluster import BUCKET, Cluster
+from harness.cluster import BUCKET, SERVICE_ROLE, Cluster
 from harness.seaweed import Seaweed, create_bucket
 from pmd_service.core.db import connect, create_pool
-from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
+from pmd_service.host.grants import grants_sql
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -282,16 +284,22 @@ async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str, out: dict
 
 
 async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
-    conn = await connect(env["DATABASE_URL"], "pmd-cluster")
+    """The database as beside the host: host tables (stand-ins) made by the admin, the
+    service's least-privilege role from `grants`, its migrations applied as that role."""
+    conn = await connect(cluster.admin_url, "pmd-cluster")
     try:
         # The run's own connections name the service's tables unqualified, as the service does.
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
-        await apply_migrations(conn)
-        from sqids.constants import DEFAULT_ALPHABET
-
+        await create_host_tables(conn)
+        await conn.execute(grants_sql(SERVICE_ROLE))
         data = await seed(conn, cluster.run_dir / "vault", cluster.jwt_secret,
                           PublicIds(DEFAULT_ALPHABET), users=users, posts_per_user=160,
                           victim_posts=130, rng=random.Random(20261123))  # fmt: skip
+    finally:
+        await conn.close()
+    conn = await connect(env["DATABASE_URL"], "pmd-cluster")
+    try:
+        await apply_migrations(conn)
     finally:
         await conn.close()
     await create_bucket(Seaweed(env["AWS_ENDPOINT_URL"], cluster.run_dir), BUCKET)
@@ -354,7 +362,7 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
                                  | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
     assert settings.bdr_bucket is not None
     zip_store = open_store(settings.bdr_bucket, settings.s3_access)
-    pool = await create_pool(env["DATABASE_URL"], "pmd-cluster", max_size=8)
+    pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
     lb = Balancer(cluster.host("lb").address)
     clients: list[CountingClient] = []
     tasks: list[asyncio.Task[None]] = []
