@@ -163,11 +163,6 @@ async def test_step_5_the_roles_sql_then_migrations_and_check_host_as_that_role(
 ) -> None:
     """The walk-through's grants step: its SQL run by the admin on a database holding the
     host's tables, then `migrate` and `check-host` as the new role, as pmd-migrate runs them."""
-    if "grants" not in cli_commands():
-        pytest.skip(
-            "`python -m pmd_service grants` is not on this branch yet (the least-privilege "
-            "role's command comes from its own branch); this step runs once both are merged"
-        )
     role = f"pmd_doc_{uuid.uuid4().hex[:8]}"
     made = await asyncio.to_thread(
         subprocess.run,
