@@ -99,12 +99,10 @@ def free_port() -> int:
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:
     """Drain the queue the way arq does it: a real Worker in burst mode."""
-    from arq.worker import Worker
-
-    from pmd_service.jobs.worker_options import worker_options
+    from pmd_service.jobs.worker_options import PmdWorker, worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
-    worker = Worker(burst=True, handle_signals=False, **options)
+    worker = PmdWorker(burst=True, handle_signals=False, **options)
     try:
         await worker.main()
     finally:

@@ -8,10 +8,12 @@ from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from arq.worker import Worker
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from ..core.queue import JOB_NAME, redis_settings
 from ..core.settings import Settings
@@ -48,6 +50,25 @@ MAX_JOBS = 4
 POLL_DELAY = 0.02
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20
+
+
+class PmdWorker(Worker):
+    """arq's Worker, surviving a Redis connection lost while it claims a job.
+
+    arq watches a job's in-progress key before claiming it, and redis-py turns a connection
+    lost while watching into WatchError instead of retrying (the watch is gone with the
+    connection). arq expects that error only from the claim's EXEC; from the reads before it,
+    it escaped the poll loop and ended the worker (seen in the chaos run: a worker exited 1
+    when Redis stopped). Here that job's slot is given back and the next poll claims it again.
+    """
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except WatchError:
+            # arq took the slot (counter and semaphore) for the job it was claiming.
+            self.job_counter -= 1
+            self.sem.release()
 
 
 def worker_redis_settings(url: str) -> RedisSettings:
