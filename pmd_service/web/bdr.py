@@ -153,8 +153,9 @@ class DownloadQuery(msgspec.Struct):
         Annotated[
             str,
             Meta(
-                description="A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer "
-                "header: for a link the browser follows and saves itself (no blob in the page)"
+                description="A ticket from POST /api/pmd/bdr/sse-ticket?bdr_id=<this id>, instead "
+                "of the Bearer header: for a link the browser follows and saves itself (no blob "
+                "in the page); good for this request's ZIP only"
             ),
         ]
         | None
