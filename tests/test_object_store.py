@@ -403,9 +403,10 @@ async def test_a_browser_link_downloads_with_a_single_use_ticket(
     """The page lets the browser follow the link and save the file (no blob): the link carries
     a ticket instead of the Bearer header, good for one request."""
     owner, _, item = await ready_bdr(client, factory, settings, n=1)
-    ticket = (await (await client.post("/api/pmd/bdr/sse-ticket", headers=owner.auth)).json())[
-        "ticket"
-    ]
+    minted = await client.post(
+        "/api/pmd/bdr/sse-ticket", headers=owner.auth, params={"bdr_id": item["id"]}
+    )
+    ticket = (await minted.json())["ticket"]
     url = f"/api/pmd/bdr/{item['id']}/download?ticket={ticket}"
     resp = await client.get(url, allow_redirects=False)
     assert resp.status == 302

@@ -83,12 +83,23 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
             "The access token is not valid (malformed, wrong signature or algorithm, "
             "or missing `exp`); sign in again."
         ) from None
+    for name in ("exp", "iat", "nbf"):
+        value = claims.get(name)
+        # PyJWT reads these through int(): "1795456875" passes as a number and True as 1.
+        # RFC 7519 makes them NumericDates; a string may be read differently by another reader.
+        if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise unauthorized(
+                f"The access token's `{name}` must be a number of seconds (a NumericDate), "
+                f"not {type(value).__name__}; sign in again."
+            )
     kind = claims.get("type", "access")
     if kind != "access":
         raise unauthorized(f"A {str(kind)[:20]!r} token cannot be used here; send an access token.")
-    sub = claims.get("sub")
-    legacy = claims.get("user_id")
-    if sub is not None and (not isinstance(sub, str) or not sub):
+    # Exactly the host's `get_current_user`: an empty `sub` or `user_id` counts as absent;
+    # `sub` is looked up first and `user_id` only when `sub` names nobody (access.py).
+    sub = claims.get("sub") or None
+    legacy = claims.get("user_id") or None
+    if sub is not None and not isinstance(sub, str):  # PyJWT refuses it already
         raise unauthorized("The access token's `sub` must be the user's public id.")
     user_key = None
     if legacy is not None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+# It leaves `announced` alone: a request is claimed during its first event's hold
+# (bdr/announcer.py), and its announcement, not the claim, makes that event.
 SQL_CLAIM = """
 UPDATE batch_download_requests
-SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL, announced = true,
+SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
     attempts = attempts + 1, started_at = coalesce(started_at, now()),
     progress_done = 0, skipped = '[]'::jsonb
 WHERE id = $1

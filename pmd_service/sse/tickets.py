@@ -1,4 +1,6 @@
-"""Single-use, 30-second tickets for browsers' EventSource, which cannot send a Bearer header.
+"""Single-use, 30-second tickets for what a browser opens without a Bearer header: EventSource
+(a stream ticket), or a link to one ZIP the browser saves itself (a download ticket, minted with
+`bdr_id` and good for that download request only: a copied link opens nothing else).
 
 Stored in Redis so any server replica can redeem one, under a hash of the ticket (a copy of
 Redis holds nothing usable), and redeemed with GETDEL: the first use is the only one.
@@ -10,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+import uuid
 
 import asyncpg
 import msgspec
@@ -35,6 +38,7 @@ class _Stored(msgspec.Struct):
     target_id: int
     target: str
     exp: float  # the expiry of the token the ticket was minted with
+    bdr_id: str | None = None  # a download ticket's one BDR; None: a stream ticket
 
 
 def redis_key(ticket: str) -> str:
@@ -52,7 +56,9 @@ def _redis_down() -> ProblemError:
     )
 
 
-async def mint(redis: ArqRedis, principal: Principal) -> TicketOut:
+async def mint(redis: ArqRedis, principal: Principal, bdr_id: uuid.UUID | None = None) -> TicketOut:
+    """A stream ticket, or with `bdr_id` (whose BDR the caller has checked is the target's) a
+    ticket for that one download."""
     ticket = secrets.token_urlsafe(32)
     stored = _Stored(
         caller_id=principal.caller.id,
@@ -60,6 +66,7 @@ async def mint(redis: ArqRedis, principal: Principal) -> TicketOut:
         target_id=principal.target.id,
         target=principal.target.public_sqid,
         exp=principal.token_expires_at,
+        bdr_id=None if bdr_id is None else str(bdr_id),
     )
     try:
         await redis.set(redis_key(ticket), msgspec.json.encode(stored), ex=TICKET_SECONDS)
@@ -68,9 +75,25 @@ async def mint(redis: ArqRedis, principal: Principal) -> TicketOut:
     return TicketOut(ticket=ticket, expires_in=TICKET_SECONDS)
 
 
+def _bdr_key(raw: str | None) -> str | None:
+    """A path's BDR id as stored in tickets (a malformed one stays as is, and matches none)."""
+    if raw is None:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return raw
+
+
 async def redeem(
-    redis: ArqRedis, pool: asyncpg.Pool, ticket: str, target_sqid: str | None
+    redis: ArqRedis,
+    pool: asyncpg.Pool,
+    ticket: str,
+    target_sqid: str | None,
+    bdr_id: str | None = None,
 ) -> Principal:
+    """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
+    minted for that BDR; for a stream (None), a stream ticket."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
@@ -84,6 +107,21 @@ async def redeem(
     if raw is None:
         raise unknown
     stored = msgspec.json.decode(raw, type=_Stored)
+    wanted = _bdr_key(bdr_id)
+    if stored.bdr_id != wanted:
+        if stored.bdr_id is None:
+            raise unauthorized(
+                "This is a stream ticket; a download needs a ticket minted for it: "
+                "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id>."
+            )
+        if wanted is None:
+            raise unauthorized(
+                "This ticket is for one download; for the stream, mint one without `bdr_id`."
+            )
+        raise unauthorized(
+            f"This ticket was minted for download request {stored.bdr_id}, not this one; "
+            "mint one with this request's `bdr_id`."
+        )
     if target_sqid is not None and target_sqid != stored.target:
         raise bad_request(
             "`target_sqid` differs from the user the ticket was issued for; mint the ticket "

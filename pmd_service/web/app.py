@@ -100,6 +100,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)
     app.cleanup_ctx.append(sse.hub_ctx)
+    app.cleanup_ctx.append(bdr.announcer_ctx)  # flushed before the pool and Redis close
     app.cleanup_ctx.append(internal_metrics_ctx)
     register(
         app,

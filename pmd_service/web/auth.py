@@ -68,6 +68,11 @@ async def bearer_or_ticket(request: web.Request) -> Principal:
             "`?ticket=` from POST /api/pmd/bdr/sse-ticket.",
             "",
         )
+    # A ticket for a download is bound to its BDR (the route's `{id}`); the stream has none.
     return await tickets.redeem(
-        request.app[REDIS], request.app[DB_POOL], ticket, request.query.get("target_sqid")
+        request.app[REDIS],
+        request.app[DB_POOL],
+        ticket,
+        request.query.get("target_sqid"),
+        request.match_info.get("id"),
     )

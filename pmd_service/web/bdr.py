@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
@@ -12,6 +13,7 @@ from msgspec import Meta
 from multidict import CIMultiDict
 
 from ..bdr import service
+from ..bdr.announcer import Announcer
 from ..bdr.budget import Limits, ensure_free_space
 from ..bdr.schemas import BdrItem, BdrList, BdrRequest
 from ..core.logs import REQUEST_ID_HEADER
@@ -19,7 +21,7 @@ from ..core.problems import ProblemError
 from . import object_download, request_ids
 from .auth import retarget
 from .endpoint import Auth, Endpoint, Param
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
+from .keys import ANNOUNCER, DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json
 
@@ -38,13 +40,20 @@ async def create_bdr(request: web.Request) -> web.Response:
         status=202,
         headers={"Location": f"/api/pmd/bdr/{item.id}", REQUEST_ID_HEADER: rid},
     )
-    # The reply goes out before the request's first event exists: the host's page adds the
-    # reply to its list and updates cards by id from the stream, so a stream event arriving
-    # first would leave a second card that never changes.
+    # The reply goes out before the request's first event exists, and the event comes a moment
+    # later still: the host's page adds the reply to its list and updates cards by id from the
+    # stream, so a stream event handled first would leave a second card that never changes.
     await response.prepare(request)
     await response.write_eof()
-    await service.announce(request.app[DB_POOL], request.app[REDIS], item.id)
+    await request.app[ANNOUNCER].after_reply(item.id)
     return response
+
+
+async def announcer_ctx(app: web.Application) -> AsyncIterator[None]:
+    hold = app[SETTINGS].sse_first_event_hold_ms / 1000
+    app[ANNOUNCER] = announcer = Announcer(app[DB_POOL], app[REDIS], hold)
+    yield
+    await announcer.flush()
 
 
 async def list_bdrs(request: web.Request) -> web.Response:
@@ -153,8 +162,9 @@ class DownloadQuery(msgspec.Struct):
         Annotated[
             str,
             Meta(
-                description="A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer "
-                "header: for a link the browser follows and saves itself (no blob in the page)"
+                description="A ticket from POST /api/pmd/bdr/sse-ticket?bdr_id=<this id>, instead "
+                "of the Bearer header: for a link the browser follows and saves itself (no blob "
+                "in the page); good for this request's ZIP only"
             ),
         ]
         | None

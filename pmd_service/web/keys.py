@@ -14,6 +14,7 @@ from ..core.settings import Settings
 if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import AbstractRoute
 
+    from ..bdr.announcer import Announcer
     from ..bdr.files import ZipFiles
     from ..host.access import Principal
     from ..sse.hub import Hub
@@ -28,6 +29,8 @@ HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 # Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
+# Publishes new requests' first events, a moment after their replies.
+ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")
 # Whether the hub tends the process's garbage collector (sse/heap.py): the server process's
 # app only, never an app among others in one process (tests).
 TEND_HEAP: web.AppKey[bool] = web.AppKey("tend_heap")

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import hdrs, web
 from msgspec import Meta
 
+from ..bdr import service as bdr_service
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
@@ -20,6 +21,7 @@ from .endpoint import Auth, Endpoint, Param
 from .endpoints import parse_query
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE, TEND_HEAP
 from .responses import json_response
+from .validation import parse_uuid
 
 RETRY_MS = 3000
 # Spread reconnects: after a deploy, thousands of clients must not all come back at once.
@@ -131,8 +133,31 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 async def create_ticket(request: web.Request) -> web.Response:
-    out = await tickets.mint(request.app[REDIS], request[PRINCIPAL])
+    query = parse_query(request, TicketQuery)
+    principal = request[PRINCIPAL]
+    bdr_id = None
+    if query.bdr_id is not None:
+        bdr_id = parse_uuid(query.bdr_id)
+        # 404 now rather than at the download: the BDR must be the target's.
+        await bdr_service.get(request.app[DB_POOL], bdr_id, principal.target.id)
+    out = await tickets.mint(request.app[REDIS], principal, bdr_id)
     return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+class TicketQuery(msgspec.Struct):
+    """The query of POST /api/pmd/bdr/sse-ticket."""
+
+    bdr_id: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64,
+                description="Mint a ticket for downloading this request's ZIP (only that one); "
+                "without it, a ticket for the stream",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class StreamQuery(msgspec.Struct):
@@ -161,8 +186,9 @@ class StreamQuery(msgspec.Struct):
 ENDPOINTS = (
     Endpoint(
         "post", "/api/pmd/bdr/sse-ticket", create_ticket, "createSseTicket",
-        "A single-use, 30-second ticket for EventSource (which cannot send headers)", "downloads",
-        response=tickets.TicketOut, problems=(503,),
+        "A single-use, 30-second ticket for EventSource (which cannot send headers), or with "
+        "`bdr_id` for a link to that one ZIP", "downloads",
+        query=TicketQuery, response=tickets.TicketOut, problems=(503,),
     ),
     Endpoint(
         "get", "/api/pmd/bdr/sse", stream, "streamBdrs",

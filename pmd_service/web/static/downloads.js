@@ -208,7 +208,10 @@ export class Downloads {
     const label = button.textContent;
     button.textContent = "Starting download…";
     try {
-      const { ticket } = await this.api.post("/api/pmd/bdr/sse-ticket");
+      // Bound to this request: a copied link opens no other ZIP.
+      const { ticket } = await this.api.request("POST", "/api/pmd/bdr/sse-ticket", {
+        query: { bdr_id: item.id },
+      });
       const a = document.createElement("a");
       a.href = this.api.url(item.download_url, { ticket });
       a.download = ""; // the name comes from Content-Disposition
