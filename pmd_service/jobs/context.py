@@ -18,7 +18,7 @@ from ..core.migrate import migrate
 from ..core.objects import open_store
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
-from .metrics import MetricsServer, WorkerMetrics
+from .metrics import MetricsServer, WorkerMetrics, metrics_server
 
 
 @dataclass
@@ -70,9 +70,9 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
         http,
         artwork_store=open_store(artworks, settings.s3_access) if artworks else None,
     )
-    if serve_metrics and settings.metrics_port:
+    if serve_metrics:
         try:
-            st.metrics_server = MetricsServer(
+            st.metrics_server = metrics_server(
                 st.metrics.registry, settings.host, settings.metrics_port
             )
         except RuntimeError:
