@@ -81,8 +81,11 @@ class Proc:
         return self.out + self.err
 
     def log(self) -> str:
-        return f"--- {self.name} stdout:\n" + "\n".join(self.out) + "\n--- stderr:\n" + "\n".join(
-            self.err
+        return (
+            f"--- {self.name} stdout:\n"
+            + "\n".join(self.out)
+            + "\n--- stderr:\n"
+            + "\n".join(self.err)
         )
 
     async def line(self, match: Callable[[str], bool], within: float = 60) -> str:
@@ -114,7 +117,9 @@ class Proc:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-            raise AssertionError(f"{self.name} did not exit within {within} s\n{self.log()}")
+            raise AssertionError(
+                f"{self.name} did not exit within {within} s\n{self.log()}"
+            ) from None
         await asyncio.gather(*self._readers)
         return code
 

@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import asyncpg
 import jwt
 import pytest
 
+from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
 from tests.helpers import SECRET, TABLES
@@ -39,6 +41,8 @@ def env(settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_clean: None) 
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     return settings
 
 
@@ -141,3 +145,69 @@ def test_no_database_and_no_embedded_extra_is_one_line(tmp_path: Path, argv: lis
         assert "not a BDR id" in done.stderr and "pgserver" not in done.stderr
     else:
         assert "DATABASE_URL is unset" in lines[0]
+
+
+def test_every_command_has_a_help_page_and_the_cli_a_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pmd-service {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    commands = ["serve", "worker", "migrate", "dev", "token", "requeue", "sweep", "cleanup",
+                "stats", "import-host-bdrs", "check-host"]  # fmt: skip
+    for command in commands:
+        assert f"\n    {command}" in listing, command
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        page = capsys.readouterr().out
+        assert page.startswith(f"usage: python -m pmd_service {command}")
+        # A description: the paragraph between the usage and the options.
+        description = page.split("\n\n")[1]
+        assert not description.startswith(("options:", "positional")), (command, page)
+        assert description[0].isupper() and len(description) > 20, (command, page)
+
+
+def test_a_bad_ttl_shows_the_token_commands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    for ttl in ("-5", "0", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["token", "Op1", "--ttl", ttl])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: python -m pmd_service token [-h] [--ttl TTL] user_sqid")
+        assert f"argument --ttl: must be a positive whole number of seconds, got '{ttl}'" in err
+
+
+def test_cleanup_and_import_show_their_progress_on_stderr(
+    capsys: pytest.CaptureFixture[str], env: Settings
+) -> None:
+    assert main(["cleanup"]) == 0
+    out, err = capsys.readouterr()
+    assert "purged" in json.loads(out)
+    steps = [line for line in err.splitlines() if "INFO pmd_service.jobs.cleanup" in line]
+    assert len(steps) == 4, err
+    assert "downloads past their expiry expired" in steps[0]
+    assert "tidying the folder" in steps[2]
+    assert main(["import-host-bdrs"]) == 0
+    err = capsys.readouterr().err
+    assert "import-host-bdrs: " in err and "pmd_service.host.cutover" in err
+
+
+def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> None:
+    """pgserver asks platformdirs for XDG_RUNTIME_DIR as it is imported; unset (root in a
+    container), platformdirs warned on every command that started the embedded PostgreSQL."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR", "LOG_FORMAT")}  # fmt: skip
+    env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PYTHONWARNINGS": "always"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pmd_service", "stats"],
+        env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "queue_depth" in done.stdout
+    assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr

@@ -127,9 +127,11 @@ async def test_a_database_that_comes_up_during_the_wait_is_joined(
             await server.line(lambda s: "(try 2;" in s)  # refused twice, then it comes up
             await db.open()
             await server.line(lambda s: f"listening on http://127.0.0.1:{port}" in s)
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
-                    assert resp.status == 200
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/readyz") as resp,
+            ):
+                assert resp.status == 200
             assert "PostgreSQL and Redis answer (try " in server.log()
             assert await server.stop() == 0, server.log()
         finally:
