@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -211,3 +212,36 @@ def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     assert "queue_depth" in done.stdout
     assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr
+
+
+def test_make_runs_curl_line_holds_the_whole_token() -> None:
+    from pmd_service.dev.stack import banner
+
+    token = jwt.encode({"sub": "Abc", "exp": 2**31}, SECRET, algorithm="HS256")
+    text = banner("http://127.0.0.1:8080", "Abc", token)
+    curl = next(line for line in text.splitlines() if line.startswith("Try: curl"))
+    assert f"-H 'Authorization: Bearer {token}' http://127.0.0.1:8080/api/pmd/posts" in curl
+    assert "…" not in text
+    assert "PORT=9000 make run" in text
+
+
+def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    """`make run` checks the port before starting anything: one line naming it, exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PORT": str(port), "HOST": "127.0.0.1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "pmd_service", "dev"],
+            env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+    assert done.returncode == 1, done
+    lines = [line for line in done.stderr.splitlines() if "pmd dev" in line]
+    assert lines == [
+        f"pmd dev: cannot listen on 127.0.0.1:{port} (Address already in use): another process "
+        "(an earlier `make run`?) holds it. Stop it, or choose another port: PORT=9000 make run"
+    ], done.stderr
+    assert "Traceback" not in done.stderr

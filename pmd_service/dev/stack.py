@@ -77,6 +77,18 @@ def _port_free(host: str, port: int) -> None:
             ) from None
 
 
+def banner(base: str, demo_sqid: str, token: str) -> str:
+    """What `make run` prints once everything answers: each line whole, to be copied."""
+    return (
+        f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
+        # The token rides in the fragment, which browsers never send to a server.
+        f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
+        f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
+        f"Try: curl -H 'Authorization: Bearer {token}' {base}/api/pmd/posts\n"
+        "Another port: PORT=9000 make run. Press Ctrl-C to stop everything.\n"
+    )
+
+
 def run_dev() -> int:
     settings = Settings.from_env(embedded=services)
     _port_free(settings.host, settings.port)
@@ -107,15 +119,7 @@ def run_dev() -> int:
     try:
         _wait_ready(f"{base}/readyz", procs)
         token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
-        print(
-            f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
-            # The token rides in the fragment, which browsers never send to a server.
-            f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
-            f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
-            f"Try: curl -H 'Authorization: Bearer {token}' {base}/api/pmd/posts\n"
-            "Press Ctrl-C to stop everything.\n",
-            flush=True,
-        )
+        print(banner(base, demo_sqid or "", token), flush=True)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:
