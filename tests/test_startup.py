@@ -151,3 +151,15 @@ async def test_a_port_in_use_is_one_line_naming_it(settings: Settings, tmp_path:
             assert len(proc.lines) == 1, proc.log()
             assert f"cannot listen on 127.0.0.1:{port} (another process holds it)" in proc.lines[0]
             assert "PORT=9000" in proc.lines[0]
+
+
+async def test_a_taken_server_metrics_port_is_one_line(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = process_env(settings, tmp_path, PORT=str(free_port()), SERVER_METRICS_PORT=str(port))
+        code, proc = await run(SERVE, env)
+    assert code == 1, proc.log()
+    assert len(proc.lines) == 1, proc.log()
+    assert f"the server's metrics port 127.0.0.1:{port} is unavailable" in proc.lines[0]

@@ -33,6 +33,7 @@ from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
 from ..dev.embedded import services
 from .app import SERVER_NAME, create_app
+from .metrics import MetricsPortError
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
         if "bind" not in str(exc):
             raise
         _cannot_listen(settings, exc)
+    except MetricsPortError as exc:
+        stop(f"{PROCESS}: {exc}")
 
 
 def _cannot_listen(settings: Settings, exc: OSError) -> NoReturn:
