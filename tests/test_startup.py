@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -163,3 +164,31 @@ async def test_a_taken_server_metrics_port_is_one_line(settings: Settings, tmp_p
     assert code == 1, proc.log()
     assert len(proc.lines) == 1, proc.log()
     assert f"the server's metrics port 127.0.0.1:{port} is unavailable" in proc.lines[0]
+
+
+async def test_a_second_signal_during_shutdown_changes_nothing(
+    settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    """Ctrl-C in `make run` reaches every process, then the dev supervisor sends SIGTERM: the
+    server used to end in a traceback (aiohttp raised again in the middle of its shutdown)."""
+    port = free_port()
+    server = await Proc.start(SERVE, process_env(settings, tmp_path, PORT=str(port)), "server")
+    try:
+        await server.line(lambda s: "listening on" in s)
+        # A keep-alive connection open makes the shutdown last long enough (aiohttp waits for
+        # it) for the second signal to land in the middle of it.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            server.proc.send_signal(signal.SIGINT)
+            server.proc.send_signal(signal.SIGTERM)
+            assert await server.wait() == 0, server.log()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        assert "Traceback" not in server.log() and "CRITICAL" not in server.log()
+    finally:
+        await server.kill()

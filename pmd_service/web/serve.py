@@ -14,6 +14,7 @@ process holds is one line and exit status 1.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import multiprocessing
@@ -57,6 +58,10 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
     # Also the answers aiohttp writes without the app (a request it cannot parse), which the
     # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+    loop = asyncio.new_event_loop()
+    shut_down = _ShutDown()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, shut_down)
     try:
         web.run_app(
             create_app(settings, tend_heap=True),
@@ -71,6 +76,8 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
             access_log=None,
             # Called once every socket accepts connections: aiohttp's "Running on …" message.
             print=_listening,
+            handle_signals=False,  # _ShutDown instead
+            loop=loop,
         )
     except OSError as exc:
         if "bind" not in str(exc):
@@ -100,6 +107,23 @@ def _port_free(settings: Settings) -> None:
             probe.bind((settings.host, settings.port))
         except OSError as exc:
             _cannot_listen(settings, exc)
+
+
+class _ShutDown:
+    """The first SIGINT or SIGTERM shuts the server down; any further one is ignored.
+
+    aiohttp's own handlers raise again on a second signal, in the middle of the shutdown, and
+    the process ends in a traceback: Ctrl-C in `make run` is a SIGINT to every process and then
+    the dev supervisor's SIGTERM, and a supervisor may repeat its SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self) -> None:
+        if not self.started:
+            self.started = True
+            raise web.GracefulExit()
 
 
 def _listening(message: str) -> None:
