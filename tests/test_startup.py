@@ -192,3 +192,16 @@ async def test_a_second_signal_during_shutdown_changes_nothing(
         assert "Traceback" not in server.log() and "CRITICAL" not in server.log()
     finally:
         await server.kill()
+
+
+async def test_a_database_that_refuses_is_not_waited_for(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A missing database (or a wrong password) will not fix itself: one line at once."""
+    url = urlunsplit(urlsplit(settings.database_url)._replace(path="/no_such_database_here"))
+    env = process_env(replace(settings, database_url=url), tmp_path, STARTUP_WAIT_SECONDS="600")
+    code, proc = await run([*CLI, "stats"], env, within=60)
+    assert code == 1, proc.log()
+    assert len(proc.lines) == 1, proc.log()
+    assert "pmd: PostgreSQL refused the connection" in proc.lines[0]
+    assert "no_such_database_here" in proc.lines[0]
