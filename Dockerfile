@@ -1,6 +1,6 @@
 # One image for both processes:
 #   server (default):  docker run -p 8080:8080 --env-file prod.env pmd-service
-#   worker:            docker run --env-file prod.env pmd-service arq worker.WorkerSettings
+#   worker:            docker run --env-file prod.env pmd-service python -m pmd_service worker
 # Production sets DATABASE_URL, REDIS_URL and JWT_SECRET_KEY (no embedded servers in the image).
 FROM python:3.12-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1

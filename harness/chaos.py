@@ -2,7 +2,7 @@
 
 A real stack on loopback: PostgreSQL (a fresh database, see harness.stack), a Redis and an SMTP
 server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
-`arq worker.WorkerSettings` processes. From this process, one actor per user lists posts,
+`python -m pmd_service worker` processes. From this process, one actor per user lists posts,
 runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
 downloads ready ZIPs with and without Range, while several SSE clients per user stay connected
 through either server and resume with Last-Event-ID. Meanwhile, on a schedule: SIGKILL of a

@@ -113,7 +113,7 @@ class SmtpServer:
 
 @dataclass
 class Proc:
-    """One service process (`python server.py` or `arq worker.WorkerSettings`), restartable."""
+    """One service process (`python server.py` or `python -m pmd_service worker`), restartable."""
 
     name: str
     argv: list[str]
@@ -220,8 +220,7 @@ def server_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
 
 
 def worker_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
-    arq = str(Path(sys.executable).with_name("arq"))
-    return Proc(name, [arq, "worker.WorkerSettings"], env, logs / f"{name}.log")
+    return Proc(name, [sys.executable, "-m", "pmd_service", "worker"], env, logs / f"{name}.log")
 
 
 class Tmpfs:

@@ -160,7 +160,7 @@ class Cluster:
         host.run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
                               f"(mountpoint -q {vault} || (mount --bind {source} {vault} && "
                               f"mount -o remount,bind,ro {vault}))"])  # fmt: skip
-        argv = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
+        argv = [sys.executable, "-m", "pmd_service", "worker"]
         host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
 
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:

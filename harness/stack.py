@@ -130,10 +130,9 @@ def start_server(
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`arq worker.WorkerSettings` as production runs it."""
-    arq = str(Path(sys.executable).with_name("arq"))
-    return subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT, env=env,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    """`python -m pmd_service worker` as production runs it."""
+    return subprocess.Popen([sys.executable, "-m", "pmd_service", "worker"], cwd=CHECKOUT,
+                            env=env, stderr=subprocess.DEVNULL)  # fmt: skip
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:

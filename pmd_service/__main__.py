@@ -1,7 +1,9 @@
 """Operations CLI: `python -m pmd_service --help`.
 
-Commands: migrate, dev, token, requeue, sweep, cleanup, stats, check-host, import-host-bdrs. Each uses the same environment
-as the server and worker (DATABASE_URL, REDIS_URL, …; embedded servers when unset).
+Every command uses the same environment as the server and worker (DATABASE_URL, REDIS_URL, …;
+embedded servers when unset, in development). `python -m pmd_service COMMAND --help` tells
+more about one. Results go to stdout; progress and problems to stderr, as log lines (JSON
+objects with LOG_FORMAT=json, and then the result too is one: `{"msg": …, "result": …}`).
 """
 
 from __future__ import annotations
@@ -9,17 +11,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import __version__
+from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
 from .core.rules import UTC_DAY_START
 from .core.settings import Settings
-from .core.startup import load_settings
+from .core.startup import load_settings, wait_for_services
 from .dev.embedded import services
 from .jobs.context import job_context
+
+log = logging.getLogger("pmd_service.cli")
 
 
 class CliError(Exception):
@@ -192,9 +199,53 @@ def _bdr_id(raw: str) -> str:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a BDR id (a UUID)") from None
 
 
+def _positive_seconds(raw: str) -> int:
+    """--ttl: refused by the `token` command's own parser, which prints its own usage."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number of seconds, got {raw!r}")
+    return value
+
+
+# More than the one line of the command list, on each command's --help page.
+DETAILS = {
+    "serve": "Listens on HOST:PORT (127.0.0.1:8080 unless set; PORT=9000 moves it) with "
+    "SERVER_PROCESSES processes, once PostgreSQL and Redis answer (it waits up to "
+    "STARTUP_WAIT_SECONDS for them).",
+    "worker": "Builds the ZIPs, sends the emails, runs the sweep and the daily cleanup, and "
+    "serves its metrics on METRICS_PORT, once PostgreSQL and Redis answer (it waits up to "
+    "STARTUP_WAIT_SECONDS for them). Each log line once, JSON under LOG_FORMAT=json.",
+    "dev": "Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
+    "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 moves "
+    "the server.",
+    "token": "Prints a JWT signed with JWT_SECRET_KEY, carrying the user's roles.",
+    "requeue": "A failed request starts over, its attempts reset.",
+    "sweep": "Re-enqueues pending requests and takes over those whose worker is gone.",
+    "cleanup": "Expires downloads past their expiry, purges old requests and events, removes "
+    "stale files; each step is a line on stderr.",
+    "import-host-bdrs": "Progress goes to stderr as it goes through the host's requests.",
+}
+
+
+def _describe(sub: Any) -> None:
+    """Each command's --help page starts with what it does (argparse shows `help` only in the
+    list of commands), then its details."""
+    for action in sub._choices_actions:
+        command: argparse.ArgumentParser = sub.choices[action.dest]
+        summary = action.help or ""
+        extra = DETAILS.get(action.dest)
+        command.description = (
+            summary[:1].upper() + summary[1:] + "." + (f" {extra}" if extra else "")
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pmd_service", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"pmd-service {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     migrate = sub.add_parser("migrate", help="apply pending database migrations")
     migrate.add_argument(
@@ -214,9 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     sub.add_parser("dev", help="run everything locally (what `make run` does)")
     sub.add_parser("serve", help="run the HTTP server (what `python server.py` does)")
+    sub.add_parser(
+        "worker", help="run the arq worker (the supported form of `arq worker.WorkerSettings`)"
+    )
     token = sub.add_parser("token", help="mint a Bearer token for a user (dev and support)")
     token.add_argument("user_sqid", help="the user's public id")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument(
+        "--ttl", type=_positive_seconds, default=3600, help="lifetime in seconds (default 3600)"
+    )
     requeue = sub.add_parser("requeue", help="enqueue a BDR again (pending, processing or failed)")
     requeue.add_argument("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)")
     sub.add_parser("sweep", help="run the every-minute sweep once now")
@@ -238,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         "--dev-database", action="store_true",
         help="accept host tables the service created itself (`migrate --with-host-tables`)",
     )  # fmt: skip
+    _describe(sub)
     args = parser.parse_args(argv)
 
-    if args.command == "token" and args.ttl <= 0:
-        parser.error("--ttl must be a positive number of seconds")
+    results = None  # under LOG_FORMAT=json: the command's output, as one JSON line
     try:
         if args.command == "dev":
             from .dev.stack import run_dev
@@ -254,7 +310,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "grants":
             return _grants(args.role, args.cutover)
+        if args.command == "worker":
+            from .jobs.main import main as worker
+
+            return worker()
         settings = load_settings("pmd", embedded=services)
+        wait_for_services(settings, "pmd")
+        results = ResultLine.capture(settings.log_format, args.command)
         if args.command == "migrate":
             asyncio.run(_migrate(settings, args.with_host_tables))
         elif args.command == "token":
@@ -276,8 +338,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check-host":
             return 0 if asyncio.run(_check_host(settings, args.dev_database)) else 1
     except (CliError, HostTablesMissing) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        log.error("%s", exc)
         return 2
+    finally:
+        if results is not None:
+            results.emit()
     return 0
 
 

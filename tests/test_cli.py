@@ -6,8 +6,10 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import asyncpg
 import jwt
 import pytest
 
+from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
 from tests.helpers import SECRET, TABLES
@@ -41,6 +44,8 @@ def env(
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
     return settings
 
 
@@ -153,3 +158,102 @@ def test_no_database_and_no_embedded_extra_is_one_line(tmp_path: Path, argv: lis
         assert "not a BDR id" in done.stderr and "pgserver" not in done.stderr
     else:
         assert "DATABASE_URL is unset" in lines[0]
+
+
+def test_every_command_has_a_help_page_and_the_cli_a_version(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"pmd-service {__version__}"
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listing = capsys.readouterr().out
+    commands = ["serve", "worker", "migrate", "dev", "token", "requeue", "sweep", "cleanup",
+                "stats", "import-host-bdrs", "check-host"]  # fmt: skip
+    for command in commands:
+        assert f"\n    {command}" in listing, command
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        page = capsys.readouterr().out
+        assert page.startswith(f"usage: python -m pmd_service {command}")
+        # A description: the paragraph between the usage and the options.
+        description = page.split("\n\n")[1]
+        assert not description.startswith(("options:", "positional")), (command, page)
+        assert description[0].isupper() and len(description) > 20, (command, page)
+
+
+def test_a_bad_ttl_shows_the_token_commands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    for ttl in ("-5", "0", "soon"):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["token", "Op1", "--ttl", ttl])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("usage: python -m pmd_service token [-h] [--ttl TTL] user_sqid")
+        assert f"argument --ttl: must be a positive whole number of seconds, got '{ttl}'" in err
+
+
+def test_cleanup_and_import_show_their_progress_on_stderr(
+    capsys: pytest.CaptureFixture[str], env: Settings
+) -> None:
+    assert main(["cleanup"]) == 0
+    out, err = capsys.readouterr()
+    assert "purged" in json.loads(out)
+    steps = [line for line in err.splitlines() if "INFO pmd_service.jobs.cleanup" in line]
+    assert len(steps) == 4, err
+    assert "downloads past their expiry expired" in steps[0]
+    assert "tidying the folder" in steps[2]
+    assert main(["import-host-bdrs"]) == 0
+    err = capsys.readouterr().err
+    assert "import-host-bdrs: " in err and "pmd_service.host.cutover" in err
+
+
+def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> None:
+    """pgserver asks platformdirs for XDG_RUNTIME_DIR as it is imported; unset (root in a
+    container), platformdirs warned on every command that started the embedded PostgreSQL."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR", "LOG_FORMAT")}  # fmt: skip
+    env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PYTHONWARNINGS": "always"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pmd_service", "stats"],
+        env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "queue_depth" in done.stdout
+    assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr
+
+
+def test_make_runs_curl_line_holds_the_whole_token() -> None:
+    from pmd_service.dev.stack import banner
+
+    token = jwt.encode({"sub": "Abc", "exp": 2**31}, SECRET, algorithm="HS256")
+    text = banner("http://127.0.0.1:8080", "Abc", token)
+    curl = next(line for line in text.splitlines() if line.startswith("Try: curl"))
+    assert f"-H 'Authorization: Bearer {token}' http://127.0.0.1:8080/api/pmd/posts" in curl
+    assert "…" not in text
+    assert "PORT=9000 make run" in text
+
+
+def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    """`make run` checks the port before starting anything: one line naming it, exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PORT": str(port), "HOST": "127.0.0.1"}
+        done = subprocess.run(
+            [sys.executable, "-m", "pmd_service", "dev"],
+            env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parent.parent,
+        )  # fmt: skip
+    assert done.returncode == 1, done
+    lines = [line for line in done.stderr.splitlines() if "pmd dev" in line]
+    assert lines == [
+        f"pmd dev: cannot listen on 127.0.0.1:{port} (Address already in use): another process "
+        "(an earlier `make run`?) holds it. Stop it, or choose another port: PORT=9000 make run"
+    ], done.stderr
+    assert "Traceback" not in done.stderr

@@ -31,15 +31,22 @@ def test_migrations_are_read_from_the_package() -> None:
 
 
 def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
-    """Without DATABASE_URL/REDIS_URL the worker module stops with one line (exit 2); it never
-    starts the embedded servers, whatever the data dir."""
-    env = {"PATH": "/usr/bin:/bin", "PMD_DATA_DIR": str(tmp_path), "PMD_DEV": "true"}
-    done = subprocess.run(
-        [sys.executable, "-c", "import pmd_service.jobs.worker"],
-        env=env, capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "pmd-worker: configuration error: DATABASE_URL and REDIS_URL are both required."
-    ]
-    assert not (tmp_path / "pg").exists() and not (tmp_path / "redis").exists()
+    """Without DATABASE_URL/REDIS_URL the worker module stops with one line (exit 2) naming
+    exactly what is missing; it never starts the embedded servers and writes nothing (not even
+    the dev secret), whatever the data dir."""
+    base = {"PATH": "/usr/bin:/bin", "PMD_DATA_DIR": str(tmp_path / "data"), "PMD_DEV": "true"}
+    for given, missing in [
+        ({}, "DATABASE_URL and REDIS_URL are required"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "DATABASE_URL is required"),
+        ({"DATABASE_URL": "postgresql://127.0.0.1:1/x"}, "REDIS_URL is required"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-c", "import pmd_service.jobs.worker"],
+            env=base | given, capture_output=True, text=True, timeout=60, check=False,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].endswith(f"pmd-worker: configuration error: {missing} and not set.")
+        assert list(tmp_path.iterdir()) == []

@@ -366,7 +366,23 @@ async def test_an_expired_token_asks_to_sign_in_again(
     banner = page.locator("#signin")
     await expect(banner).to_be_visible()
     await expect(banner).to_contain_text("expired or is not valid")
+    await expect(banner).to_contain_text("Sign in on the site again")
+    await expect(banner).not_to_contain_text("make")  # nothing a site's user cannot do
     assert "#token" not in page.url  # the token left the address bar at once
+
+
+async def test_without_a_token_the_page_asks_to_sign_in_on_the_site(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    context = await browser.new_context(viewport=WIDE)
+    page = await context.new_page()
+    await page.goto(f"{stack.base}/u/{owner.sqid}/posts")
+    banner = page.locator("#signin")
+    await expect(banner).to_be_visible()
+    await expect(banner).to_contain_text("Sign in on the site and open this page from there")
+    await expect(banner).not_to_contain_text("make")
+    await context.close()
 
 
 async def test_a_link_with_bdr_highlights_that_request(

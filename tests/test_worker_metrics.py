@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +18,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.jobs import context
 from tests.factories import Factory
 from tests.helpers import free_port, request_bdr, run_worker
+from tests.procs import WORKER, Proc, process_env, run
 
 Client = TestClient[Any, Any]
 
@@ -113,5 +116,53 @@ def test_metrics_port_setting() -> None:
         "REDIS_URL": "redis://r",
         "JWT_SECRET_KEY": "k" * 40,
     }
-    assert Settings.from_env(env).metrics_port == 9108
+    assert Settings.from_env(env).metrics_port is None  # 9108, or any free port if taken
+    assert Settings.from_env(env | {"METRICS_PORT": "9108"}).metrics_port == 9108
     assert Settings.from_env(env | {"METRICS_PORT": "0"}).metrics_port == 0
+
+
+async def test_two_workers_with_default_settings_both_run(
+    settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    """METRICS_PORT unset: the first worker takes 9108 (unless something else holds it), the
+    second says so in one line and serves on a free port; both run and both are scraped."""
+    env = process_env(settings, tmp_path)
+    del env["METRICS_PORT"]
+    workers = [await Proc.start(WORKER, env, f"worker {i}") for i in (1, 2)]
+    try:
+        urls = []
+        for worker in workers:
+            ready = await worker.line(lambda s: "worker ready" in s)
+            urls.append(ready.rsplit("metrics ", 1)[1])
+        assert len(set(urls)) == 2 and all(u.startswith("http://127.0.0.1:") for u in urls)
+        async with aiohttp.ClientSession() as http:
+            for url in urls:
+                async with http.get(url) as resp:
+                    assert resp.status == 200
+                    assert "bdr_status_total" in await resp.text()
+        fell_back = [
+            line for w in workers for line in w.lines if "default port 127.0.0.1:9108" in line
+        ]
+        assert 1 <= len(fell_back) <= 2
+        assert all("set METRICS_PORT for a fixed one" in line for line in fell_back)
+        for worker in workers:
+            assert await worker.stop() == 0, worker.log()
+    finally:
+        for worker in workers:
+            await worker.kill()
+
+
+async def test_a_metrics_port_the_operator_set_and_is_taken_stops_the_worker(
+    settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = process_env(settings, tmp_path, METRICS_PORT=str(port), LOG_FORMAT="json")
+        code, worker = await run(WORKER, env)
+    assert code == 1, worker.log()
+    errors = [json.loads(line) for line in worker.lines if '"level": "error"' in line]
+    assert len(errors) == 1, worker.log()
+    assert f"metrics port 127.0.0.1:{port} (METRICS_PORT) is unavailable" in errors[0]["msg"]
+    assert "exc" not in errors[0] and "Traceback" not in worker.log()

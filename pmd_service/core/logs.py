@@ -5,20 +5,28 @@ middleware sets it per HTTP request, the worker per BDR job (from the row, so a 
 both sides and its email share one id). Credentials never reach the output: the handler's
 filter masks Bearer tokens, JWTs, `ticket=` values and the user info of URLs in any message,
 whichever library wrote it.
+
+With LOG_FORMAT=json every line a process writes is one JSON object: its log records, Python's
+warnings (`logging.captureWarnings`), uncaught exceptions (`sys.excepthook`, also in threads) and
+arq's lines, which go through this handler alone (see `drop_foreign_handlers`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
@@ -91,7 +99,9 @@ class JsonFormatter(logging.Formatter):
             entry["request_id"] = request_id
         if record.exc_info:
             entry["exc"] = redact(self.formatException(record.exc_info))
-        return json.dumps(entry, ensure_ascii=False)
+        if hasattr(record, "result"):
+            entry["result"] = record.result
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -162,10 +172,91 @@ def quiet_malformed_requests(interval: float = 10.0) -> None:
         logger.addFilter(MalformedRequestFilter(interval))
 
 
+class ResultLine:
+    """Under LOG_FORMAT=json, what a CLI command prints as its result becomes one JSON object
+    on stdout (`result`: the output parsed as JSON when it is JSON, else its text), so that
+    every line the command writes is one. In text mode the output stays as it is."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+        self.buffer = io.StringIO()
+        self.stdout = sys.stdout
+        sys.stdout = self.buffer
+
+    @classmethod
+    def capture(cls, log_format: str, command: str) -> ResultLine | None:
+        return cls(command) if log_format == "json" else None
+
+    def emit(self) -> None:
+        sys.stdout = self.stdout
+        text = self.buffer.getvalue().strip()
+        if not text:
+            return
+        try:
+            result: object = json.loads(text)
+        except ValueError:
+            result = text
+        record = logging.LogRecord(
+            "pmd_service.cli", logging.INFO, __file__, 0, "%s: done", (self.command,), None
+        )
+        record.result = result  # a token is the command's answer: not masked
+        print(JsonFormatter().format(record), flush=True)
+
+
+def format_from_env() -> str:
+    """LOG_FORMAT as the environment gives it, before the settings are parsed: a configuration
+    error is reported in the format the operator asked for."""
+    return "json" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" else "text"
+
+
+def _is_ours(h: logging.Handler) -> bool:
+    return any(isinstance(f, ContextFilter) for f in h.filters)
+
+
+def drop_foreign_handlers(name: str = "arq") -> None:
+    """Remove handlers of `name`'s logger that are not this module's.
+
+    The `arq` command configures its own logging (`logging.config.dictConfig` of
+    `arq.logs.default_log_config`: a plain StreamHandler on the `arq` logger) after importing the
+    worker's settings. Its records also reach the root handler, so each arq line would be
+    written twice, once not as JSON; the root handler alone writes them.
+    """
+    logger = logging.getLogger(name)
+    for h in list(logger.handlers):
+        if not _is_ours(h):
+            logger.removeHandler(h)
+            h.close()
+
+
+def _log_uncaught(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+        return
+    logging.getLogger("pmd_service").critical("uncaught exception", exc_info=(kind, value, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit or args.exc_value is None:
+        return
+    logging.getLogger("pmd_service").critical(
+        "uncaught exception in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
 def configure(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler(log_format)]
     root.setLevel(level)
+    drop_foreign_handlers("arq")
+    # Warnings and uncaught exceptions go through the same handler: formatted, masked, and in
+    # JSON one object each instead of bare lines of text.
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
     # Access lines would hold query strings (SSE tickets); server.py turns them off, and this
     # keeps them off for any other runner. Errors and the request id are in our own lines.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

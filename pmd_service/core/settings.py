@@ -110,7 +110,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     sse_first_event_hold_ms: Annotated[int, Meta(ge=0, le=5000)] = 500
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 2**20)] = 256 * 1024
     log_format: Literal["text", "json"] = "text"
-    metrics_port: Port = 9108  # the worker's /metrics (the server's is on its own port); 0: off
+    # How long a starting process waits for PostgreSQL and Redis to answer (0: one try).
+    startup_wait_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0
+    # The worker's /metrics (the server's is on its own port); 0: off. Unset: 9108, or any free
+    # port when another worker holds that one (set, a taken port stops the worker).
+    metrics_port: Port | None = None
     server_metrics_port: Port | None = None  # the server's /metrics there, not on `port`
     cors_origins: tuple[str, ...] = ()  # origins of a page served elsewhere; empty: CORS off
     host_cache_redis_url: str | None = None  # None: the host's caches are left alone
@@ -229,6 +233,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         data_dir = Path(raw.get("PMD_DATA_DIR") or ".data").resolve()
         database_url, redis_url = raw.get("DATABASE_URL"), raw.get("REDIS_URL")
         missing = database_url is None or redis_url is None
+        if missing and embedded is None:
+            # Before anything is written (the dev secret below): this process cannot start.
+            unset = [n for n in ("DATABASE_URL", "REDIS_URL") if raw.get(n) is None]
+            verb = "is" if len(unset) == 1 else "are"
+            raise ConfigError(f"{' and '.join(unset)} {verb} required and not set.")
         raw.setdefault("PMD_DEV", missing)
         if not raw.get("JWT_SECRET_KEY"):
             if not _as_bool("PMD_DEV", raw["PMD_DEV"]):
@@ -239,8 +248,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 )
             raw["JWT_SECRET_KEY"] = dev_secret(data_dir)
         if missing:
-            if embedded is None:
-                raise ConfigError("DATABASE_URL and REDIS_URL are both required.")
+            assert embedded is not None
             # Every other variable is checked before anything is started for the missing URLs.
             _convert(raw | {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://"})
             raw["DATABASE_URL"], raw["REDIS_URL"] = embedded(data_dir, database_url, redis_url)

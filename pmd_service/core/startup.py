@@ -1,12 +1,38 @@
-"""What every process does first: settings from the environment, logging, embedded servers."""
+"""What every process does first: logging, settings from the environment, error reporting,
+embedded servers, and waiting for PostgreSQL and Redis.
+
+Every setup problem ends the process with one log line (one JSON object under
+LOG_FORMAT=json) and no traceback: exit status 2 for a bad setting, as for a bad argument, and 1
+for a database or Redis that stayed unreachable.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
+import time
 from typing import NoReturn
 
+import asyncpg
+from redis import asyncio as aioredis
+from redis import exceptions as redis_errors
+
 from . import error_reports, logs
+from .db import connect
 from .settings import ConfigError, Embedded, Settings
+
+log = logging.getLogger("pmd_service.startup")
+
+# The pause between two tries grows from the first to the last (then stays there).
+FIRST_PAUSE_SECONDS = 0.5
+LONGEST_PAUSE_SECONDS = 5.0
+# One try never waits longer than this for an answer (a host that drops packets).
+TRY_TIMEOUT_SECONDS = 5.0
+
+
+class StartupError(Exception):
+    """A service the process needs stayed unreachable: one line, exit status 1."""
 
 
 def load_settings(process: str, *, embedded: Embedded | None = None) -> Settings:
@@ -16,19 +42,111 @@ def load_settings(process: str, *, embedded: Embedded | None = None) -> Settings
     passed by the entry points that allow it: the core knows nothing of development) starts or
     joins the embedded servers; without it the URLs are required.
     """
+    # Before anything can fail: even a bad setting is reported in the format asked for.
+    logs.configure(logs.format_from_env())
     try:
         settings = Settings.from_env(embedded=embedded)
     except ConfigError as exc:
-        _stop(f"{process}: configuration error: {exc}")
+        stop(f"{process}: configuration error: {exc}", status=2)
     logs.configure(settings.log_format)
-    try:
-        error_reports.configure(settings, process)
-    except ConfigError as exc:
-        _stop(f"{process}: configuration error: {exc}")
+    configure_error_reporting(settings, process)
     return settings
 
 
-def _stop(line: str) -> NoReturn:
-    """One line and exit status 2, as for a bad argument: no traceback for a setup problem."""
-    print(line, file=sys.stderr)
-    sys.exit(2)
+def configure_error_reporting(settings: Settings, process: str) -> None:
+    """The one place where every process (server, worker, CLI) sets up error reporting to an
+    outside service (Sentry, core/error_reports.py), once its settings and logging are in place."""
+    try:
+        error_reports.configure(settings, process)
+    except ConfigError as exc:
+        stop(f"{process}: configuration error: {exc}", status=2)
+
+
+def stop(line: str, *, status: int = 1) -> NoReturn:
+    """One log line and exit: no traceback for a setup problem."""
+    log.error("%s", line)
+    sys.exit(status)
+
+
+def wait_for_services(settings: Settings, process: str) -> None:
+    """`services_reachable` for a process's entry point: returns once both answer, or exits 1
+    with one line."""
+    try:
+        asyncio.run(services_reachable(settings, process))
+    except StartupError as exc:
+        stop(str(exc))
+
+
+async def services_reachable(settings: Settings, process: str) -> None:
+    """Wait until PostgreSQL and Redis both answer, for at most STARTUP_WAIT_SECONDS.
+
+    Containers started together, a database restarting under the service, a Redis still
+    loading its data: each try that fails is one warning line, and the next comes after a
+    growing pause. A refused password or a missing database is not waited for.
+    """
+    wait = settings.startup_wait_seconds
+    deadline = time.monotonic() + wait
+    pause = FIRST_PAUSE_SECONDS
+    tries = 0
+    while True:
+        tries += 1
+        timeout = max(0.5, min(TRY_TIMEOUT_SECONDS, deadline - time.monotonic()))
+        down = [
+            problem
+            for problem in (
+                await _postgres_problem(settings, process, timeout),
+                await _redis_problem(settings, process, timeout),
+            )
+            if problem is not None
+        ]
+        if not down:
+            if tries > 1:
+                log.info("%s: PostgreSQL and Redis answer (try %d)", process, tries)
+            return
+        left = deadline - time.monotonic()
+        what = "; ".join(down)
+        if left <= 0:
+            raise StartupError(
+                f"{process}: gave up after {tries} tries in {wait:g} s (STARTUP_WAIT_SECONDS): "
+                f"{what}. Check DATABASE_URL and REDIS_URL, and that both servers run."
+            )
+        pause = min(pause, left)
+        log.warning("%s: %s (try %d; next in %.1f s)", process, what, tries, pause)
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, LONGEST_PAUSE_SECONDS)
+
+
+async def _postgres_problem(settings: Settings, process: str, seconds: float) -> str | None:
+    try:
+        conn = await connect(settings.database_url, f"{process}-startup", timeout=seconds)
+    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
+        # CannotConnectNow: the server is starting up or shutting down.
+        return f"PostgreSQL is unreachable ({_reason(exc)})"
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(f"{process}: PostgreSQL refused the connection: {exc}") from None
+    await conn.close()
+    return None
+
+
+async def _redis_problem(settings: Settings, process: str, seconds: float) -> str | None:
+    client = aioredis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=seconds, socket_timeout=seconds
+    )
+    try:
+        await client.ping()
+    except redis_errors.AuthenticationError as exc:
+        raise StartupError(f"{process}: Redis refused the connection: {exc}") from None
+    except redis_errors.BusyLoadingError:
+        return "Redis is loading its data"
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        return f"Redis is unreachable ({_reason(exc)})"
+    except redis_errors.ResponseError as exc:
+        raise StartupError(f"{process}: Redis refused the connection: {exc}") from None
+    finally:
+        await client.aclose()
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return logs.redact(" ".join(text.split()))[:200]

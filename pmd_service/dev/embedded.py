@@ -14,6 +14,7 @@ import os
 import subprocess
 import tempfile
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,12 @@ def start_postgres(pgdata: Path) -> str:
     when the last one exits, so the dev supervisor, the server and the worker can share it.
     """
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder as it is imported; without
+            # XDG_RUNTIME_DIR (root in a container, no login session) platformdirs warns and
+            # falls back to /tmp/runtime-<uid>, which suits the embedded server's lock file.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
+            import pgserver
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EmbeddedError(
             "DATABASE_URL is unset and the embedded PostgreSQL is not installed: "

@@ -1,7 +1,7 @@
 """`make run`: embedded PostgreSQL + Redis, migrations, demo data, server and worker, one Ctrl-C.
 
-The children are ordinary `python server.py` and `arq worker.WorkerSettings` processes given
-explicit URLs, exactly as in production; only this supervisor owns the embedded servers, and it
+The children are ordinary `python -m pmd_service serve` and `python -m pmd_service worker`
+processes given explicit URLs, exactly as in production; only this supervisor owns the embedded servers, and it
 stops them after the children have exited.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 from ..core.db import connect
 from ..core.migrate import migrate
@@ -64,8 +64,35 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             proc.wait()
 
 
+def _port_free(host: str, port: int) -> None:
+    """Before the slow start-up: a taken port is one line naming it and what to do."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise SystemExit(
+                f"pmd dev: cannot listen on {host}:{port} ({exc.strerror}): another process "
+                f"(an earlier `make run`?) holds it. Stop it, or choose another port: "
+                f"PORT=9000 make run"
+            ) from None
+
+
+def banner(base: str, demo_sqid: str, token: str) -> str:
+    """What `make run` prints once everything answers: each line whole, to be copied."""
+    return (
+        f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
+        # The token rides in the fragment, which browsers never send to a server.
+        f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
+        f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
+        f"Try: curl -H 'Authorization: Bearer {token}' {base}/api/pmd/posts\n"
+        "Another port: PORT=9000 make run. Press Ctrl-C to stop everything.\n"
+    )
+
+
 def run_dev() -> int:
     settings = Settings.from_env(embedded=services)
+    _port_free(settings.host, settings.port)
     demo_sqid = asyncio.run(_prepare(settings))
 
     env = dict(os.environ)
@@ -77,10 +104,9 @@ def run_dev() -> int:
         AUTO_MIGRATE="false",  # applied above, once
         PMD_DATA_DIR=str(settings.data_dir),
     )
-    arq = str(Path(sys.executable).with_name("arq"))
     procs = [
         subprocess.Popen([sys.executable, "-m", "pmd_service", "serve"], env=env),
-        subprocess.Popen([arq, "pmd_service.jobs.worker.WorkerSettings"], env=env),
+        subprocess.Popen([sys.executable, "-m", "pmd_service", "worker"], env=env),
     ]
     stopping = False
 
@@ -94,15 +120,7 @@ def run_dev() -> int:
     try:
         _wait_ready(f"{base}/readyz", procs)
         token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
-        print(
-            f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
-            # The token rides in the fragment, which browsers never send to a server.
-            f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
-            f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
-            f"Try: curl -H 'Authorization: Bearer {token[:16]}…' {base}/api/pmd/posts\n"
-            "Press Ctrl-C to stop everything.\n",
-            flush=True,
-        )
+        print(banner(base, demo_sqid or "", token), flush=True)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PROGRESS_EVERY = 100  # host requests between two progress lines
+
 MAX_ARTWORKS = 128
 
 # The host's table named by schema: unqualified, `batch_download_requests` is the service's own.
@@ -129,10 +131,15 @@ async def import_host_bdrs(
         raise ValueError("applying the import enqueues: it needs Redis")
     summary = Summary(applied=apply)
     if await conn.fetchval(SQL_HOST_TABLE, host_schema) is None:
+        log.info("import-host-bdrs: the host has no requests table of its own: nothing to do")
         return summary  # the host never had its own PMD: nothing to carry over
     own = await conn.fetchval(SQL_HOST_TABLE, own_schema)
     imported = _IMPORTED.format(own=own_schema) if own is not None else "false"
-    for row in await conn.fetch(_SQL_HOST_ROWS.format(schema=host_schema, imported=imported)):
+    rows = await conn.fetch(_SQL_HOST_ROWS.format(schema=host_schema, imported=imported))
+    log.info("import-host-bdrs: %d requests in the host's table", len(rows))
+    for done, row in enumerate(rows):
+        if done and done % PROGRESS_EVERY == 0:
+            log.info("import-host-bdrs: %d of %d requests looked at", done, len(rows))
         if row["imported"]:
             summary.already += 1
             continue
@@ -168,4 +175,5 @@ async def import_host_bdrs(
                 row["started_at"], row["completed_at"], row["expires_at"],
             )  # fmt: skip
         summary.served.append(str(row["id"]))
+    log.info("import-host-bdrs: all %d requests looked at", len(rows))
     return summary

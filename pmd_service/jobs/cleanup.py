@@ -99,17 +99,22 @@ def remove_files_and_empty_folders(root: Path, files: list[Path]) -> int:
 async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     st = state(ctx)
     root = st.settings.bdr_path
+    # A line per step: `python -m pmd_service cleanup` shows its progress on stderr.
     expired = await st.pool.fetch(SQL_EXPIRE_DUE)
     for row in expired:
         await st.zips.remove(row["file_path"])  # never a host's ZIP (imported at the cut-over)
+    log.info("cleanup: %d downloads past their expiry expired, their ZIPs removed", len(expired))
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
+    log.info("cleanup: %d old finished requests and %d old events purged", purged, events)
     if st.zips.store is not None:
         assert st.zips.bucket is not None
+        log.info("cleanup: tidying s3://%s/%s", st.zips.bucket.bucket, st.zips.bucket.prefix)
         summary = await _tidy_bucket(st.pool, st.zips.store, st.zips.bucket, st.settings.s3_access)
     else:
+        log.info("cleanup: tidying the folder %s", root)
         summary = await _tidy_folder(st.pool, root)
     summary = {"expired": len(expired), "purged": purged, "events_purged": events, **summary}
     log.info("cleanup: %s", summary)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -19,7 +18,8 @@ from ..core.migrate import HostTablesMissing, migrate, require_host_tables
 from ..core.objects import open_store
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
-from .metrics import MetricsServer, WorkerMetrics
+from ..core.startup import stop
+from .metrics import MetricsServer, WorkerMetrics, metrics_server
 
 
 @dataclass
@@ -78,9 +78,9 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
         http,
         artwork_store=open_store(artworks, settings.s3_access) if artworks else None,
     )
-    if serve_metrics and settings.metrics_port:
+    if serve_metrics:
         try:
-            st.metrics_server = MetricsServer(
+            st.metrics_server = metrics_server(
                 st.metrics.registry, settings.host, settings.metrics_port
             )
         except RuntimeError:
@@ -97,8 +97,7 @@ async def worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
     try:
         await startup(ctx, settings=settings, serve_metrics=True)
     except HostTablesMissing as exc:
-        print(f"pmd-worker: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        stop(f"pmd-worker: {exc}", status=2)  # a log line: one JSON object under LOG_FORMAT=json
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:

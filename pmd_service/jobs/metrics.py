@@ -3,6 +3,11 @@
 Scraped, not pushed: each worker serves `/metrics` (prometheus-client's HTTP server, on a
 thread) for as long as it runs, so Prometheus sees each replica as a target and notices when one
 is gone. One registry per worker (no global state), so tests can read its values.
+
+METRICS_PORT unset means the default port, 9108, and a default never stops a worker: when
+another process (another worker on the host) holds it, the worker says so in one line and
+serves on a free port the system picks, named in that line. A port the operator set is
+theirs: when it is taken the worker stops with one line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ if TYPE_CHECKING:
     from .zipbuild import BuildResult
 
 log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 9108
 
 # How a claimed run ended: the BDR's new status, or "retry" (released for a later attempt).
 OUTCOMES = ("ready", "failed", "cancelled", "retry")
@@ -64,23 +71,46 @@ class WorkerMetrics:
             self.artworks.observe(len(result.added))
 
 
+class MetricsPortError(RuntimeError):
+    """The METRICS_PORT the operator set is taken: the worker stops with this line."""
+
+
 class MetricsServer:
     """prometheus-client's HTTP server for one registry, stopped with the worker."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
-        try:
-            self._server: WSGIServer
-            self._thread: threading.Thread
-            self._server, self._thread = start_http_server(port, host, registry)
-        except OSError as exc:
-            raise RuntimeError(
-                f"the worker's metrics port {host}:{port} is unavailable ({exc.strerror}); "
-                "give each worker on a host its own METRICS_PORT, or 0 to turn it off"
-            ) from exc
+        self._server: WSGIServer
+        self._thread: threading.Thread
+        self._server, self._thread = start_http_server(port, host, registry)
         self.port: int = self._server.server_port
-        log.info("worker metrics at http://%s:%d/metrics", host, self.port)
 
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def metrics_server(
+    registry: CollectorRegistry, host: str, port: int | None
+) -> MetricsServer | None:
+    """The worker's metrics server on METRICS_PORT (`port`; None: unset, 0: off)."""
+    if port == 0:
+        return None
+    try:
+        server = MetricsServer(registry, host, DEFAULT_METRICS_PORT if port is None else port)
+    except OSError as exc:
+        if port is not None:
+            raise MetricsPortError(
+                f"the worker's metrics port {host}:{port} (METRICS_PORT) is unavailable "
+                f"({exc.strerror}); give each worker on a host its own METRICS_PORT, "
+                "leave it unset to take any free port, or set 0 to turn metrics off"
+            ) from exc
+        server = MetricsServer(registry, host, 0)
+        log.warning(
+            "worker metrics: the default port %s:%d is unavailable (%s; another worker on this "
+            "host?), serving on http://%s:%d/metrics instead; set METRICS_PORT for a fixed one",
+            host, DEFAULT_METRICS_PORT, exc.strerror, host, server.port,
+        )  # fmt: skip
+        return server
+    log.info("worker metrics at http://%s:%d/metrics", host, server.port)
+    return server

@@ -3,11 +3,13 @@ and the tests (which run a Worker in burst mode with their own settings) both us
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import Any
 
 from arq import cron, func
 from arq.connections import RedisSettings
+from arq.constants import default_queue_name
 from arq.worker import Worker
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -15,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from ..core import logs
 from ..core.queue import JOB_NAME, redis_settings
 from ..core.settings import Settings
 from . import context
@@ -22,6 +25,8 @@ from .cleanup import cleanup_expired_bdrs
 from .failures import MAX_ATTEMPTS
 from .process_bdr import process_bdr
 from .sweep import sweep
+
+log = logging.getLogger(__name__)
 
 # arq's poll loop has no error handling: one failed Redis call ends the worker process (seen
 # in the chaos run: a 20 s Redis restart killed both workers, and a supervisor restarting them
@@ -78,8 +83,19 @@ def worker_redis_settings(url: str) -> RedisSettings:
     return settings
 
 
+async def _worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
+    logs.drop_foreign_handlers("arq")  # whoever ran the Worker: each of its lines once
+    await context.worker_startup(ctx, settings=settings)
+    server = context.state(ctx).metrics_server
+    metrics = f"http://{settings.host}:{server.port}/metrics" if server else "off"
+    log.info(
+        "worker ready: queue %s, up to %d jobs at once, metrics %s",
+        default_queue_name, MAX_JOBS, metrics,
+    )  # fmt: skip
+
+
 def on_startup(settings: Settings) -> Any:
-    return partial(context.worker_startup, settings=settings)
+    return partial(_worker_startup, settings=settings)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:

@@ -36,6 +36,14 @@ from .problems import problem_middleware
 from .prometheus import Metrics
 from .request_ids import request_id_middleware
 
+# The Server header of every answer: aiohttp's own default names the Python and aiohttp
+# versions, which tell an attacker which published flaws to try.
+SERVER_NAME = "pmd-service"
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_NAME
+
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
@@ -92,6 +100,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     )
     app[SETTINGS] = settings
     app[TEND_HEAP] = tend_heap
+    app.on_response_prepare.append(_server_header)
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
     # Opening a store makes no request: readiness never depends on the bucket. In proxy mode a
     # download streams from it for as long as the client takes.

@@ -69,6 +69,10 @@ PUBLIC_ENDPOINT = Endpoint(
 )  # fmt: skip
 
 
+class MetricsPortError(RuntimeError):
+    """SERVER_METRICS_PORT is taken: the server stops with this line."""
+
+
 async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     """/metrics on a port of its own (SERVER_METRICS_PORT), kept off the public one: each
     scrape reads Redis, and route counts and open streams are not for everyone to see."""
@@ -90,7 +94,7 @@ async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise RuntimeError(
+        raise MetricsPortError(
             f"the server's metrics port {settings.host}:{port} is unavailable "
             f"({exc.strerror}); give each server process its own SERVER_METRICS_PORT"
         ) from exc

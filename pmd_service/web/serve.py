@@ -6,29 +6,49 @@ serves requests and holds streams. Each process runs its own app, pool and LISTE
 (an SSE stream lives in the process that accepted it). The parent only starts them, passes
 SIGTERM/SIGINT on and exits once they have; if one dies, it stops the others and exits 1, so
 the supervisor above (systemd, Kubernetes, Docker) restarts the lot.
+
+Before any of that it waits for PostgreSQL and Redis (STARTUP_WAIT_SECONDS); once a process
+accepts connections it logs one "listening on http://HOST:PORT" line. A port that another
+process holds is one line and exit status 1.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import logging
 import multiprocessing
 import os
+import re
 import signal
+import socket
 import sys
 from multiprocessing.connection import wait
 from types import FrameType
+from typing import NoReturn
 
 import msgspec
-from aiohttp import web
+from aiohttp import web, web_response
 
 from ..core.migrate import HostTablesMissing
 from ..core.settings import Settings
-from ..core.startup import load_settings
+from ..core.startup import load_settings, stop, wait_for_services
 from ..dev.embedded import services
-from .app import create_app
+from .app import SERVER_NAME, create_app
+from .metrics import MetricsPortError
+
+log = logging.getLogger(__name__)
+
+PROCESS = "pmd-server"
+_URL_RE = re.compile(r"https?://[^\s,]+")
+# A bind that fails for one of these is the operator's to fix: one line, no traceback.
+_BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
+                errno.EADDRNOTAVAIL: "HOST is not an address of this machine"}  # fmt: skip
 
 
 def main() -> None:
-    settings = load_settings("pmd-server", embedded=services)
+    settings = load_settings(PROCESS, embedded=services)
+    wait_for_services(settings, PROCESS)
     if settings.server_processes == 1:
         run(settings)
     else:
@@ -36,27 +56,82 @@ def main() -> None:
 
 
 def run(settings: Settings, *, shared_port: bool = False) -> None:
+    # Also the answers aiohttp writes without the app (a request it cannot parse), which the
+    # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+    loop = asyncio.new_event_loop()
+    shut_down = _ShutDown()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, shut_down)
     try:
-        _run_app(settings, shared_port)
+        web.run_app(
+            create_app(settings, tend_heap=True),
+            host=settings.host,
+            port=settings.port,
+            reuse_port=shared_port,
+            # Bounds how long open streams may delay exit on SIGTERM.
+            shutdown_timeout=1.0,
+            # Idle keep-alive connections (and clients that never finish a request) are closed
+            # after 15 s instead of aiohttp's 75 s.
+            keepalive_timeout=15,
+            access_log=None,
+            # Called once every socket accepts connections: aiohttp's "Running on …" message.
+            print=_listening,
+            handle_signals=False,  # _ShutDown instead
+            loop=loop,
+        )
+    except OSError as exc:
+        if "bind" not in str(exc):
+            raise
+        _cannot_listen(settings, exc)
+    except MetricsPortError as exc:
+        stop(f"{PROCESS}: {exc}")
     except HostTablesMissing as exc:  # a wrong DATABASE_URL: one line, no traceback
-        print(f"pmd-server: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+        stop(f"{PROCESS}: {exc}", status=2)
 
 
-def _run_app(settings: Settings, shared_port: bool) -> None:
-    web.run_app(
-        create_app(settings, tend_heap=True),
-        host=settings.host,
-        port=settings.port,
-        reuse_port=shared_port,
-        # Bounds how long open streams may delay exit on SIGTERM.
-        shutdown_timeout=1.0,
-        # Idle keep-alive connections (and clients that never finish a request) are closed
-        # after 15 s instead of aiohttp's 75 s.
-        keepalive_timeout=15,
-        access_log=None,
-        print=lambda msg: None,
+def _cannot_listen(settings: Settings, exc: OSError) -> NoReturn:
+    why = _BIND_ERRORS.get(exc.errno or 0)
+    if why is None:
+        raise exc
+    stop(
+        f"{PROCESS}: cannot listen on {settings.host}:{settings.port} ({why}). Stop the "
+        "process that holds it, or choose another port: PORT=9000 (HOST and PORT say "
+        "where the server listens)."
     )
+
+
+def _port_free(settings: Settings) -> None:
+    """Before the processes start: a taken port is one line, not one per process."""
+    with socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            probe.bind((settings.host, settings.port))
+        except OSError as exc:
+            _cannot_listen(settings, exc)
+
+
+class _ShutDown:
+    """The first SIGINT or SIGTERM shuts the server down; any further one is ignored.
+
+    aiohttp's own handlers raise again on a second signal, in the middle of the shutdown, and
+    the process ends in a traceback: Ctrl-C in `make run` is a SIGINT to every process and then
+    the dev supervisor's SIGTERM, and a supervisor may repeat its SIGTERM.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+
+    def __call__(self) -> None:
+        if not self.started:
+            self.started = True
+            raise web.GracefulExit()
+
+
+def _listening(message: str) -> None:
+    for url in _URL_RE.findall(message):
+        log.info("listening on %s", url)
 
 
 def _process_settings(settings: Settings, index: int) -> Settings:
@@ -68,6 +143,7 @@ def _process_settings(settings: Settings, index: int) -> Settings:
 
 
 def supervise(settings: Settings) -> int:
+    _port_free(settings)
     # fork: the children start from this process's state (settings read, logging set up); no
     # event loop, pool or socket exists yet to be shared by mistake.
     context = multiprocessing.get_context("fork")

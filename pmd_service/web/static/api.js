@@ -110,8 +110,9 @@ export function explain(error) {
   if (!(error instanceof ApiError)) return `Something went wrong in the page: ${error.message}`;
   if (error.status === 0) return error.detail;
   if (error.status === 401) {
-    return "Your access token has expired or is not valid. Open a fresh link " +
-      "(`make run` prints one) or paste a new token above.";
+    return "Your sign-in has expired or is not valid. Sign in on the site again and reopen " +
+      "this page, or paste a new access token above. If this keeps happening, ask the site's " +
+      "operators for help.";
   }
   if (error.status === 429 && error.retryAfter) {
     const at = new Date(Date.now() + error.retryAfter * 1000);

@@ -9,6 +9,10 @@ import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
 
+// Said to a person of the site, who knows nothing of how the service is run.
+const SIGNED_OUT = "You are not signed in here. Sign in on the site and open this page from there, " +
+  "or paste an access token below. If it keeps asking, ask the site's operators for help.";
+
 function boot() {
   takeTokenFromFragment();
   $("signin-form").addEventListener("submit", (ev) => {
@@ -18,7 +22,7 @@ function boot() {
   });
   const token = getToken();
   if (!token) {
-    askSignIn("This page needs an access token. Paste one below, or open the link `make run` prints.");
+    askSignIn(SIGNED_OUT);
     return;
   }
   const pageSqid = location.pathname.split("/")[2];

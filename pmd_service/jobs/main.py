@@ -1,0 +1,26 @@
+"""`python -m pmd_service worker`: the arq worker with the service's own start-up.
+
+The options of `arq worker.WorkerSettings`, run the way arq's command runs them, by a Worker
+that survives a Redis connection lost while it claims a job (`PmdWorker`), but without arq's logging set-up (each line once, JSON under LOG_FORMAT=json), after
+PostgreSQL and Redis answer (STARTUP_WAIT_SECONDS), and with setup problems as one line.
+"""
+
+from __future__ import annotations
+
+from ..core.startup import load_settings, stop, wait_for_services
+from ..dev.embedded import services
+from .metrics import MetricsPortError
+from .worker_options import PmdWorker, worker_options
+
+PROCESS = "pmd-worker"
+
+
+def main() -> int:
+    settings = load_settings(PROCESS, embedded=services)
+    wait_for_services(settings, PROCESS)
+    worker = PmdWorker(**worker_options(settings))
+    try:
+        worker.run()
+    except MetricsPortError as exc:
+        stop(f"{PROCESS}: {exc}")
+    return 0

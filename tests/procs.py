@@ -1,0 +1,135 @@
+"""The service's real processes (server, worker, CLI) for tests of what they print."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pmd_service.core.settings import Settings
+from tests.helpers import CHECKOUT
+
+SERVE = [sys.executable, "-m", "pmd_service", "serve"]
+WORKER = [sys.executable, "-m", "pmd_service", "worker"]
+ARQ_WORKER = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
+CLI = [sys.executable, "-m", "pmd_service"]
+
+# One line of the text format (core/logs.py TEXT_FORMAT).
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+ \[[^\]]*\]: ")
+
+
+def process_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PMD_", "LOG_", "METRICS_", "STARTUP_")) and k not in ("PORT", "HOST")
+    }
+    env |= {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "JWT_SECRET_KEY": settings.jwt_secret_key,
+        "HOST": "127.0.0.1",
+        "AUTO_MIGRATE": "false",
+        "PMD_DATA_DIR": str(data_dir),
+        "VAULT_PATH": str(settings.vault_path),
+        "BDR_PATH": str(settings.bdr_path),
+        "METRICS_PORT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return env | extra
+
+
+class Proc:
+    """A child process whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._changed = asyncio.Event()
+        assert proc.stdout is not None and proc.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._read(proc.stdout, self.out)),
+            asyncio.create_task(self._read(proc.stderr, self.err)),
+        ]
+
+    @classmethod
+    async def start(cls, argv: list[str], env: dict[str, str], name: str = "") -> Proc:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=CHECKOUT,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(proc, name or " ".join(argv[-2:]))
+
+    async def _read(self, stream: asyncio.StreamReader, into: list[str]) -> None:
+        while line := await stream.readline():
+            into.append(line.decode("utf-8", "replace").rstrip("\n"))
+            self._changed.set()
+        self._changed.set()
+
+    @property
+    def lines(self) -> list[str]:
+        return self.out + self.err
+
+    def log(self) -> str:
+        return (
+            f"--- {self.name} stdout:\n"
+            + "\n".join(self.out)
+            + "\n--- stderr:\n"
+            + "\n".join(self.err)
+        )
+
+    async def line(self, match: Callable[[str], bool], within: float = 60) -> str:
+        """The first line (stdout or stderr) for which `match` is true, waiting for it."""
+
+        async def found() -> str:
+            while True:
+                for line in self.lines:
+                    if match(line):
+                        return line
+                if self.proc.returncode is not None and all(r.done() for r in self._readers):
+                    raise AssertionError(f"{self.name} exited first\n{self.log()}")
+                self._changed.clear()
+                await self._changed.wait()
+
+        try:
+            return await asyncio.wait_for(found(), within)
+        except TimeoutError:
+            raise AssertionError(f"no such line within {within} s\n{self.log()}") from None
+
+    async def stop(self, sig: int = signal.SIGTERM, within: float = 30) -> int:
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        return await self.wait(within)
+
+    async def wait(self, within: float = 60) -> int:
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), within)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(
+                f"{self.name} did not exit within {within} s\n{self.log()}"
+            ) from None
+        await asyncio.gather(*self._readers)
+        return code
+
+    async def kill(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+
+
+async def run(argv: list[str], env: dict[str, str], within: float = 120) -> tuple[int, Proc]:
+    proc = await Proc.start(argv, env)
+    return await proc.wait(within), proc

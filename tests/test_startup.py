@@ -1,0 +1,207 @@
+"""Start-up as an operator sees it: PostgreSQL or Redis unreachable is retried for
+STARTUP_WAIT_SECONDS with one line per try, then one line and exit 1 (no traceback); a database
+that comes up during the wait is joined; a port already in use is one line naming it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import pytest
+from msgspec.structs import replace
+
+from pmd_service.core.settings import Settings
+from tests.helpers import free_port
+from tests.procs import CLI, SERVE, WORKER, Proc, process_env, run
+
+
+def _on_port(url: str, port: int) -> str:
+    """`url` (TCP, or a unix socket as the embedded server's) pointing at 127.0.0.1:`port`."""
+    parts = urlsplit(url)
+    auth = parts.username or ""
+    if parts.password:
+        auth += f":{parts.password}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+    return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}", query=query))
+
+
+async def _open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the real PostgreSQL server of `url`, TCP or unix socket."""
+    parts = urlsplit(url)
+    socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
+    if socket_dir.startswith("/"):
+        return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
+    return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
+
+
+@pytest.mark.parametrize(
+    ("argv", "down"),
+    [(SERVE, "PostgreSQL"), (WORKER, "Redis"), ([*CLI, "stats"], "PostgreSQL")],
+)
+async def test_an_unreachable_service_is_retried_then_one_line_and_exit_1(
+    settings: Settings, tmp_path: Path, argv: list[str], down: str
+) -> None:
+    nowhere = free_port()  # nothing listens there
+    if down == "PostgreSQL":
+        settings = replace(settings, database_url=_on_port(settings.database_url, nowhere))
+    else:
+        settings = replace(settings, redis_url=f"redis://127.0.0.1:{nowhere}/0")
+    env = process_env(settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2",
+                      PORT=str(free_port()))  # fmt: skip
+    code, proc = await run(argv, env)
+    assert code == 1, proc.log()
+    lines = [json.loads(line) for line in proc.lines]
+    *tries, last = lines
+    assert len(tries) >= 2, proc.log()  # 0.5 s, then 0.7 s: at least two tries before giving up
+    for number, line in enumerate(tries, 1):
+        assert line["level"] == "warning"
+        assert f"{down} is unreachable" in line["msg"] and f"(try {number};" in line["msg"]
+    assert last["level"] == "error"
+    assert "STARTUP_WAIT_SECONDS" in last["msg"] and f"{down} is unreachable" in last["msg"]
+    assert "exc" not in last and "Traceback" not in proc.log()
+
+
+class LateForwarder:
+    """A TCP port that at first nobody listens on; once `open()` is called it forwards each
+    connection to `target` (the real server): a database that comes up late."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await _open_database(self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(OSError):
+                dst.close()
+
+        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
+            t = asyncio.create_task(task)
+            self.tasks.add(t)
+            t.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def late(target: str) -> AsyncIterator[LateForwarder]:
+    forwarder = LateForwarder(target)
+    try:
+        yield forwarder
+    finally:
+        await forwarder.close()
+
+
+async def test_a_database_that_comes_up_during_the_wait_is_joined(
+    settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    async with late(settings.database_url) as db:
+        port = free_port()
+        env = process_env(
+            replace(settings, database_url=_on_port(settings.database_url, db.port)),
+            tmp_path, STARTUP_WAIT_SECONDS="120", PORT=str(port),
+        )  # fmt: skip
+        server = await Proc.start(SERVE, env, "server")
+        try:
+            await server.line(lambda s: "(try 2;" in s)  # refused twice, then it comes up
+            await db.open()
+            await server.line(lambda s: f"listening on http://127.0.0.1:{port}" in s)
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(f"http://127.0.0.1:{port}/readyz") as resp,
+            ):
+                assert resp.status == 200
+            assert "PostgreSQL and Redis answer (try " in server.log()
+            assert await server.stop() == 0, server.log()
+        finally:
+            await server.kill()
+    assert "Traceback" not in server.log()
+
+
+async def test_a_port_in_use_is_one_line_naming_it(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for processes in ("1", "2"):
+            env = process_env(settings, tmp_path, PORT=str(port), SERVER_PROCESSES=processes)
+            code, proc = await run(SERVE, env)
+            assert code == 1, proc.log()
+            assert len(proc.lines) == 1, proc.log()
+            assert f"cannot listen on 127.0.0.1:{port} (another process holds it)" in proc.lines[0]
+            assert "PORT=9000" in proc.lines[0]
+
+
+async def test_a_taken_server_metrics_port_is_one_line(settings: Settings, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = process_env(settings, tmp_path, PORT=str(free_port()), SERVER_METRICS_PORT=str(port))
+        code, proc = await run(SERVE, env)
+    assert code == 1, proc.log()
+    assert len(proc.lines) == 1, proc.log()
+    assert f"the server's metrics port 127.0.0.1:{port} is unavailable" in proc.lines[0]
+
+
+async def test_a_second_signal_during_shutdown_changes_nothing(
+    settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    """Ctrl-C in `make run` reaches every process, then the dev supervisor sends SIGTERM: the
+    server used to end in a traceback (aiohttp raised again in the middle of its shutdown)."""
+    port = free_port()
+    server = await Proc.start(SERVE, process_env(settings, tmp_path, PORT=str(port)), "server")
+    try:
+        await server.line(lambda s: "listening on" in s)
+        # A keep-alive connection open makes the shutdown last long enough (aiohttp waits for
+        # it) for the second signal to land in the middle of it.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")
+            server.proc.send_signal(signal.SIGINT)
+            server.proc.send_signal(signal.SIGTERM)
+            assert await server.wait() == 0, server.log()
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        assert "Traceback" not in server.log() and "CRITICAL" not in server.log()
+    finally:
+        await server.kill()
+
+
+async def test_a_database_that_refuses_is_not_waited_for(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A missing database (or a wrong password) will not fix itself: one line at once."""
+    url = urlunsplit(urlsplit(settings.database_url)._replace(path="/no_such_database_here"))
+    env = process_env(replace(settings, database_url=url), tmp_path, STARTUP_WAIT_SECONDS="600")
+    code, proc = await run([*CLI, "stats"], env, within=60)
+    assert code == 1, proc.log()
+    assert len(proc.lines) == 1, proc.log()
+    assert "pmd: PostgreSQL refused the connection" in proc.lines[0]
+    assert "no_such_database_here" in proc.lines[0]
