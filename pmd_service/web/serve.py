@@ -10,6 +10,8 @@ the supervisor above (systemd, Kubernetes, Docker) restarts the lot.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import multiprocessing
 import os
 import signal
@@ -17,17 +19,22 @@ import sys
 from multiprocessing.connection import wait
 from types import FrameType
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
+from ..core.db import DatabaseSetupError, check_budget, connections_needed
 from ..core.settings import Settings
 from ..core.startup import load_settings
 from ..dev.embedded import services
 from .app import create_app
 
+log = logging.getLogger(__name__)
+
 
 def main() -> None:
     settings = load_settings("pmd-server", embedded=services)
+    check_connections(settings)
     if settings.server_processes == 1:
         run(settings)
     else:
@@ -40,14 +47,36 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         reuse_port=shared_port,
-        # Bounds how long open streams may delay exit on SIGTERM.
-        shutdown_timeout=1.0,
+        # On SIGTERM aiohttp closes the listening socket, then our on_shutdown ends every
+        # stream (with `reconnect`), then requests in flight get this long to finish.
+        shutdown_timeout=settings.shutdown_grace_seconds,
         # Idle keep-alive connections (and clients that never finish a request) are closed
         # after 15 s instead of aiohttp's 75 s.
         keepalive_timeout=15,
         access_log=None,
         print=lambda msg: None,
     )
+
+
+def check_connections(settings: Settings) -> None:
+    """Before any process starts: the pools and LISTEN connections of all SERVER_PROCESSES must
+    fit in what the database allows, or none starts (one line, exit status 2)."""
+    needed = connections_needed(settings, settings.server_processes, settings.db_pool_max, 1)
+    what = (
+        f"{settings.server_processes} server process(es) with DB_POOL_MAX={settings.db_pool_max}"
+        " and a LISTEN connection each"
+    )
+    try:
+        warning = asyncio.run(check_budget(settings, needed, what))
+    except DatabaseSetupError as exc:
+        print(f"pmd-server: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (OSError, asyncpg.PostgresError) as exc:
+        # Unreachable now: each process's start will find out for itself, and retry.
+        log.warning("could not check the database's connection limit: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
 
 
 def _process_settings(settings: Settings, index: int) -> Settings:
