@@ -5,6 +5,7 @@ max_connections gives), on a role of the test's own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import subprocess
@@ -52,10 +53,8 @@ class Role:
         terminated come free a moment after they leave pg_stat_activity."""
 
         async def taken() -> bool:
-            try:
+            with contextlib.suppress(asyncpg.TooManyConnectionsError):
                 self.held.append(await asyncpg.connect(self.url))
-            except asyncpg.TooManyConnectionsError:
-                pass
             return len(self.held) == target
 
         await eventually(taken, 10, f"{target} connections of {self.name} held")
@@ -253,7 +252,7 @@ def budget(**kw: Any) -> Budget:
 
 def test_a_configuration_that_can_never_fit_is_refused() -> None:
     # The measured failure: 7 processes x (a pool of 20 + a listener) on max_connections 100.
-    with pytest.raises(DatabaseSetupError, match="need up to 147 database connections.* 97"):
+    with pytest.raises(DatabaseSetupError, match=r"need up to 147 database connections.* 97"):
         judge_budget(budget(), 7 * 21, "7 server processes")
     with pytest.raises(DatabaseSetupError, match="CONNECTION LIMIT 10"):
         judge_budget(budget(role_limit=10), 11, "a worker")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import subprocess
 import tempfile
@@ -74,7 +75,10 @@ def pgbouncer(database_url: str) -> Iterator[tuple[str, Path]]:
         path.chmod(0o666)
     command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:
-        command[1:1] = ["-u", "postgres" if _user_exists("postgres") else "nobody"]
+        # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
+        owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
+        runs_as = owner if owner and owner != "root" else "postgres"
+        command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = urlunsplit(db._replace(netloc=f"{user}@127.0.0.1:{port}", query=""))
     try:
@@ -89,8 +93,6 @@ def pgbouncer(database_url: str) -> Iterator[tuple[str, Path]]:
 
 
 def _user_exists(name: str) -> bool:
-    import pwd
-
     try:
         pwd.getpwnam(name)
     except KeyError:
@@ -153,22 +155,24 @@ async def test_a_bdr_lists_actions_and_a_stream_through_pgbouncer(
     assert all(a for a in actions)
     await ok(client, owner, "unhide", [posts[0].id, posts[2].id])
 
-    async with aiohttp.ClientSession() as http:
-        async with open_stream(http, str(client.make_url(SSE)), owner.auth) as stream:
-            await stream.opening()
-            wanted = [p.id for p in posts[2:]]
-            item = await request_bdr(client, owner, wanted, include_comments=True)
-            await asyncio.gather(*[run_worker(pooled) for _ in range(2)])
-            done = await fetch_item(client, owner, item["id"])
-            assert done["status"] == "ready", done
-            archive = await download_zip(client, owner, item["id"])
-            assert len([n for n in archive.namelist() if n.startswith("artworks/")]) == 4
-            # The stream (its LISTEN connection direct) saw every event the table holds.
-            events = await pool.fetch(
-                "SELECT id FROM bdr_events WHERE user_id = $1 ORDER BY id", owner.id
-            )
-            got = ids(await stream.updates(len(events)))
-            assert got == [r["id"] for r in events]
+    async with (
+        aiohttp.ClientSession() as http,
+        open_stream(http, str(client.make_url(SSE)), owner.auth) as stream,
+    ):
+        await stream.opening()
+        wanted = [p.id for p in posts[2:]]
+        item = await request_bdr(client, owner, wanted, include_comments=True)
+        await asyncio.gather(*[run_worker(pooled) for _ in range(2)])
+        done = await fetch_item(client, owner, item["id"])
+        assert done["status"] == "ready", done
+        archive = await download_zip(client, owner, item["id"])
+        assert len([n for n in archive.namelist() if n.startswith("artworks/")]) == 4
+        # The stream (its LISTEN connection direct) saw every event the table holds.
+        events = await pool.fetch(
+            "SELECT id FROM bdr_events WHERE user_id = $1 ORDER BY id", owner.id
+        )
+        got = ids(await stream.updates(len(events)))
+        assert got == [r["id"] for r in events]
 
     # The pooled connections went through PgBouncer; the LISTEN connection did not: its
     # backend is one of PostgreSQL's own, under its own name.
@@ -203,8 +207,7 @@ async def test_without_the_pooler_setting_pgbouncer_refuses_the_connection(
     connection start, which PgBouncer refuses."""
     plain = msgspec.structs.replace(pooled, database_pooler="none")
     with pytest.raises(asyncpg.PostgresError, match="search_path"):
-        through = await settings_pool(plain, "pmd-test", min_size=1, max_size=1)
-        await through.close()
+        await settings_pool(plain, "pmd-test", min_size=1, max_size=1)
 
 
 async def test_a_ticket_and_a_stream_through_pgbouncer(
@@ -215,6 +218,8 @@ async def test_a_ticket_and_a_stream_through_pgbouncer(
     resp = await client.post("/api/pmd/bdr/sse-ticket", headers=user.auth)
     assert resp.status == 200
     ticket = (await resp.json())["ticket"]
-    async with aiohttp.ClientSession() as http:
-        async with open_stream(http, str(client.make_url(SSE)), params={"ticket": ticket}) as s:
-            assert [m.event for m in await s.opening()][-1] == "connected"
+    async with (
+        aiohttp.ClientSession() as http,
+        open_stream(http, str(client.make_url(SSE)), params={"ticket": ticket}) as s,
+    ):
+        assert [m.event for m in await s.opening()][-1] == "connected"
