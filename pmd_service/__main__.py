@@ -29,7 +29,7 @@ async def _migrate(settings: Settings) -> None:
     from .core.db import connect
     from .core.migrate import migrate
 
-    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
     try:
         applied = await migrate(conn, settings)
     finally:
@@ -41,7 +41,7 @@ async def _check_host(settings: Settings) -> bool:
     from .core.db import connect
     from .host.hostcheck import check_host
 
-    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
     try:
         report = await check_host(conn, settings.host_schema)
     finally:
