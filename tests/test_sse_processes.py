@@ -163,7 +163,9 @@ async def test_sigterm_closes_thousands_of_streams_and_exits_within_2s(
         assert code == 0, server.log.read_text()
         # Every stream ended (told to reconnect, or by the socket closing), none left hanging.
         leftovers = await asyncio.gather(*(s.ended(within=5) for s in streams))
-        assert all(rest == [] or [m.event for m in rest] == [None, "reconnect"] for rest in leftovers)
+        assert all(
+            rest == [] or [m.event for m in rest] == [None, "reconnect"] for rest in leftovers
+        )
         assert any(rest for rest in leftovers)
         for s in streams:
             s.close()
