@@ -260,7 +260,10 @@ def test_a_configuration_that_can_never_fit_is_refused() -> None:
     # Fits, but not beside what others hold now (an old release mid-deploy): a warning only.
     warning = judge_budget(budget(in_use=41), 80, "servers")
     assert warning is not None and "only 57 are free" in warning
-    assert judge_budget(budget(superuser=True), 100, "servers") is None
+    # Not even a superuser's pools may count on the slots reserved for an administrator.
+    with pytest.raises(DatabaseSetupError, match="allows 97"):
+        judge_budget(budget(superuser=True, role_limit=5), 98, "servers")
+    assert judge_budget(budget(superuser=True, role_limit=5), 97, "servers") is None
 
 
 async def test_the_server_refuses_to_start_when_its_processes_cannot_fit(

@@ -206,8 +206,10 @@ class Budget:
 
     @property
     def allowed(self) -> int:
-        """The most connections this role can ever hold at once."""
-        total = self.max_connections - (0 if self.superuser else self.reserved)
+        """The most connections this role can ever hold at once. A superuser could take the
+        reserved slots too, but those are for an administrator reaching a full database: the
+        service never counts on them."""
+        total = self.max_connections - self.reserved
         if self.role_limit >= 0 and not self.superuser:
             total = min(total, self.role_limit)
         return total
@@ -223,7 +225,7 @@ async def read_budget(dsn: str) -> Budget:
     return Budget(**dict(row))
 
 
-def judge_budget(budget: Budget, needed: int, what: str) -> str | None:
+def judge_budget(budget: Budget, needed: int, what: str, knobs: str = "DB_POOL_MAX") -> str | None:
     """Refuses (DatabaseSetupError) a configuration that can never fit; returns a warning when
     it fits only once connections held now by others (an old release, other hosts) are gone.
 
@@ -237,9 +239,8 @@ def judge_budget(budget: Budget, needed: int, what: str) -> str | None:
         )
         raise DatabaseSetupError(
             f"{what} need up to {needed} database connections, but the database allows "
-            f"{budget.allowed} ({limit}); lower SERVER_PROCESSES or DB_POOL_MAX (or "
-            "WORKER_DB_POOL_MAX), raise the database's limit, or put PgBouncer in front "
-            "(DATABASE_POOLER=pgbouncer)"
+            f"{budget.allowed} ({limit}); lower {knobs}, raise the database's limit, or put "
+            "PgBouncer in front (DATABASE_POOLER=pgbouncer)"
         )
     # Our own reading connection is one of `in_use` and closed by now.
     free = budget.allowed - (budget.in_use - 1)
@@ -260,8 +261,8 @@ def connections_needed(settings: Settings, processes: int, pool_max: int, listen
     return processes * (pooled + listeners)
 
 
-async def check_budget(settings: Settings, needed: int, what: str) -> str | None:
-    return judge_budget(await read_budget(settings.direct_url), needed, what)
+async def check_budget(settings: Settings, needed: int, what: str, knobs: str) -> str | None:
+    return judge_budget(await read_budget(settings.direct_url), needed, what, knobs)
 
 
 # --- a database that refuses ----------------------------------------------------------------

@@ -52,7 +52,10 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
     once beside a running worker, does not."""
     needed = connections_needed(settings, 1, settings.worker_db_pool_max, 0)
     warning = await check_budget(
-        settings, needed, f"a worker with WORKER_DB_POOL_MAX={settings.worker_db_pool_max}"
+        settings,
+        needed,
+        f"a worker with WORKER_DB_POOL_MAX={settings.worker_db_pool_max}",
+        "WORKER_DB_POOL_MAX",
     )
     if warning:
         log.warning("%s", warning)

@@ -67,7 +67,9 @@ def check_connections(settings: Settings) -> None:
         " and a LISTEN connection each"
     )
     try:
-        warning = asyncio.run(check_budget(settings, needed, what))
+        warning = asyncio.run(
+            check_budget(settings, needed, what, "SERVER_PROCESSES or DB_POOL_MAX")
+        )
     except DatabaseSetupError as exc:
         print(f"pmd-server: {exc}", file=sys.stderr)
         sys.exit(2)
