@@ -9,6 +9,7 @@ ones after it are counted and summed up once per `window`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from dataclasses import dataclass, field
@@ -61,7 +62,13 @@ class OutageLog:
             service, reason, where, self.window,
         )  # fmt: skip
         self._open[service] = _Window()
-        asyncio.get_running_loop().call_later(self.window, self._flush, service)
+        self._schedule(service)
+
+    def _schedule(self, service: str) -> None:
+        # A context of its own: the summary is no request's, so it carries no request id.
+        asyncio.get_running_loop().call_later(
+            self.window, self._flush, service, context=contextvars.Context()
+        )
 
     def _flush(self, service: str) -> None:
         current = self._open.pop(service, None)
@@ -72,4 +79,4 @@ class OutageLog:
             service, current.count, time.monotonic() - current.opened, current.last,
         )  # fmt: skip
         self._open[service] = _Window()
-        asyncio.get_running_loop().call_later(self.window, self._flush, service)
+        self._schedule(service)
