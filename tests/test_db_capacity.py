@@ -24,7 +24,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.db import Budget, DatabaseSetupError, judge_budget
+from pmd_service.core.db import (
+    Budget,
+    DatabaseRefusing,
+    DatabaseSetupError,
+    create_pool,
+    database_refusal,
+    judge_budget,
+)
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, OUTAGES
@@ -170,10 +177,33 @@ async def test_a_full_database_is_503_with_retry_after_and_one_log_line(
 
     await eventually(summed_up, 10, lambda: "\n".join(r.getMessage() for r in caplog.records))
 
-    # Once the database takes connections again, so does the service.
+    # Once the database takes connections again, so does the service (after a short pause:
+    # a refused pool does not ask again at once).
     await role.release()
-    resp = await client.get("/api/pmd/posts", headers=owner.auth)
-    assert resp.status == 200, await resp.text()
+
+    async def served() -> bool:
+        resp = await client.get("/api/pmd/posts", headers=owner.auth)
+        return resp.status == 200
+
+    await eventually(served, 10, "lists served again")
+
+
+async def test_a_refused_pool_pauses_before_it_asks_again(
+    settings: Settings, limited_role: Callable[[int], Any]
+) -> None:
+    """After a refusal, acquires with no idle connection fail at once (DatabaseRefusing)
+    instead of each making the full database fork a backend to refuse it again."""
+    role: Role = await limited_role(1)
+    await role.fill(1)
+    pool = await create_pool(role.url, "pmd-server", min_size=0, max_size=2, refused_pause=30)
+    try:
+        with pytest.raises(asyncpg.TooManyConnectionsError):
+            await pool.fetchval("SELECT 1")
+        with pytest.raises(DatabaseRefusing, match="TooManyConnectionsError"):
+            await pool.fetchval("SELECT 1")
+        assert database_refusal(DatabaseRefusing("x"))
+    finally:
+        await pool.close()
 
 
 async def _none_left(role: Role) -> bool:

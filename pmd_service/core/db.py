@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -56,23 +57,57 @@ class PoolTimeout(TimeoutError):
     """No pooled connection came free within DB_ACQUIRE_TIMEOUT: the database is saturated."""
 
 
+class DatabaseRefusing(ConnectionError):
+    """The database refused a new connection a moment ago: not asked again so soon."""
+
+
+# What a database says when it will not take another connection now.
+_CONNECT_REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    OSError,
+)
+REFUSED_PAUSE = 0.5  # seconds
+
+
 class _Pool(asyncpg.Pool):
-    """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time.
+    """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time, and
+    that does not hammer a database that refuses connections.
 
     Without a bound, a request queues for as long as the pool stays exhausted and the client
-    sees a hang; with it, the request fails fast as PoolTimeout and is answered 503.
+    sees a hang; with it, the request fails fast as PoolTimeout and is answered 503. After a
+    refused connection, acquires that find no idle connection fail at once for `REFUSED_PAUSE`
+    instead of each trying again: a full PostgreSQL forks a backend for every attempt only to
+    refuse it, and thousands of attempts a second would keep it busy doing just that.
     """
 
-    __slots__ = ("_acquire_timeout",)
+    __slots__ = ("_acquire_timeout", "_refused", "_refused_pause")
     _acquire_timeout: float | None
+    _refused: tuple[float, str] | None  # until when (monotonic), and what the database said
+    _refused_pause: float
+
+    def _idle_connection(self) -> bool:
+        return any(h.is_connected() and h.is_idle() for h in self._holders)  # type: ignore[attr-defined]
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own signature)
+        refused = self._refused
+        if refused is not None and time.monotonic() < refused[0] and not self._idle_connection():
+            raise DatabaseRefusing(f"the database refused a connection just now ({refused[1]})")
         try:
-            return await super()._acquire(self._acquire_timeout if timeout is None else timeout)  # type: ignore[misc]
+            proxy = await super()._acquire(self._acquire_timeout if timeout is None else timeout)  # type: ignore[misc]
         except TimeoutError:
             raise PoolTimeout(
                 f"no database connection came free within {self._acquire_timeout} s"
             ) from None
+        except _CONNECT_REFUSALS as exc:
+            self._refused = (
+                time.monotonic() + self._refused_pause,
+                f"{type(exc).__name__}: {exc}",
+            )
+            raise
+        self._refused = None
+        return proxy
 
 
 async def create_pool(
@@ -84,6 +119,7 @@ async def create_pool(
     max_size: int = 10,
     pooler: bool = False,
     acquire_timeout: float | None = None,
+    refused_pause: float = REFUSED_PAUSE,
 ) -> asyncpg.Pool:
     """`pooler`: `dsn` is a transaction-mode pooler (PgBouncer). Each transaction may then run
     on another server connection, so nothing may outlive one: no named prepared statements
@@ -107,6 +143,8 @@ async def create_pool(
         **extra,
     )
     pool._acquire_timeout = acquire_timeout
+    pool._refused = None
+    pool._refused_pause = refused_pause
     await pool
     return pool
 
@@ -275,7 +313,7 @@ _REFUSALS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08
     asyncpg.ConnectionDoesNotExistError,  # the connection died mid-query
     PoolTimeout,
-    ConnectionError,  # refused, reset, aborted (OSError's socket errors)
+    ConnectionError,  # refused, reset, aborted (OSError's socket errors); DatabaseRefusing
     socket.gaierror,  # the database's host name does not resolve
 )
 
