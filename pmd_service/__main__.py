@@ -37,7 +37,7 @@ async def _migrate(settings: Settings, with_host_tables: bool = False) -> None:
     from .core.db import connect
     from .core.migrate import migrate
 
-    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
     try:
         applied = await migrate(conn, settings, with_host_tables=with_host_tables)
     finally:
@@ -50,7 +50,7 @@ async def _check_host(settings: Settings, dev_database: bool = False) -> bool:
     from .core.migrate import require_host_tables
     from .host.hostcheck import check_host
 
-    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
     try:
         await require_host_tables(conn, settings)
         report = await check_host(

@@ -569,7 +569,10 @@ async def test_shutdown_ends_open_streams_at_once(
         # Were the stream left to the runner, close() would take its hour: HUNG only turns
         # that into a failure, it is no claim about speed.
         await asyncio.wait_for(server.close(), HUNG)
-        assert await stream.ended() == []
+        # Told to come back (elsewhere) after a spread-out pause, then the end.
+        retry, reconnect = await stream.ended()
+        assert retry.retry is not None and retry.retry >= 500
+        assert reconnect.event == "reconnect" and reconnect.json()["reason"] == "shutdown"
     assert hub.closing and hub.subscriber_count == 0
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
@@ -9,6 +14,8 @@ import msgspec
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
+
+    from .settings import Settings
 
     # A plain connection or one borrowed from a pool: services accept either.
     Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
@@ -46,6 +53,63 @@ def _server_settings(application_name: str, search_path: str | None) -> dict[str
     return found
 
 
+class PoolTimeout(TimeoutError):
+    """No pooled connection came free within DB_ACQUIRE_TIMEOUT: the database is saturated."""
+
+
+class DatabaseRefusing(ConnectionError):
+    """The database refused a new connection a moment ago: not asked again so soon."""
+
+
+# What a database says when it will not take another connection now.
+_CONNECT_REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    OSError,
+)
+REFUSED_PAUSE = 0.5  # seconds
+
+
+class _Pool(asyncpg.Pool):
+    """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time, and
+    that does not hammer a database that refuses connections.
+
+    Without a bound, a request queues for as long as the pool stays exhausted and the client
+    sees a hang; with it, the request fails fast as PoolTimeout and is answered 503. After a
+    refused connection, acquires that find no idle connection fail at once for `REFUSED_PAUSE`
+    instead of each trying again: a full PostgreSQL forks a backend for every attempt only to
+    refuse it, and thousands of attempts a second would keep it busy doing just that.
+    """
+
+    __slots__ = ("_acquire_timeout", "_refused", "_refused_pause")
+    _acquire_timeout: float | None
+    _refused: tuple[float, str] | None  # until when (monotonic), and what the database said
+    _refused_pause: float
+
+    def _idle_connection(self) -> bool:
+        return any(h.is_connected() and h.is_idle() for h in self._holders)  # type: ignore[attr-defined]
+
+    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own signature)
+        refused = self._refused
+        if refused is not None and time.monotonic() < refused[0] and not self._idle_connection():
+            raise DatabaseRefusing(f"the database refused a connection just now ({refused[1]})")
+        try:
+            proxy = await super()._acquire(self._acquire_timeout if timeout is None else timeout)  # type: ignore[misc]
+        except TimeoutError:
+            raise PoolTimeout(
+                f"no database connection came free within {self._acquire_timeout} s"
+            ) from None
+        except _CONNECT_REFUSALS as exc:
+            self._refused = (
+                time.monotonic() + self._refused_pause,
+                f"{type(exc).__name__}: {exc}",
+            )
+            raise
+        self._refused = None
+        return proxy
+
+
 async def create_pool(
     dsn: str,
     application_name: str,
@@ -53,17 +117,51 @@ async def create_pool(
     search_path: str | None = None,
     min_size: int = 1,
     max_size: int = 10,
+    pooler: bool = False,
+    acquire_timeout: float | None = None,
+    refused_pause: float = REFUSED_PAUSE,
 ) -> asyncpg.Pool:
-    pool: asyncpg.Pool = await asyncpg.create_pool(
+    """`pooler`: `dsn` is a transaction-mode pooler (PgBouncer). Each transaction may then run
+    on another server connection, so nothing may outlive one: no named prepared statements
+    (asyncpg's unnamed ones are parsed and run before the Sync that ends a transaction), and no
+    search_path at connection start (PgBouncer refuses unknown startup parameters; it must be
+    set on the role or database instead, which `check_search_path` verifies)."""
+    extra: dict[str, Any] = {"statement_cache_size": 0} if pooler else {}
+    pool = _Pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
+        max_queries=50000,
+        max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_keep_session,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
         command_timeout=30,
-        server_settings=_server_settings(application_name, search_path),
+        server_settings=_server_settings(application_name, None if pooler else search_path),
+        **extra,
     )
+    pool._acquire_timeout = acquire_timeout
+    pool._refused = None
+    pool._refused_pause = refused_pause
+    await pool
     return pool
+
+
+async def settings_pool(
+    settings: Settings, application_name: str, *, min_size: int, max_size: int
+) -> asyncpg.Pool:
+    """create_pool as the settings configure it (the pooled URL, the pooler, the wait)."""
+    return await create_pool(
+        settings.database_url,
+        application_name,
+        search_path=settings.search_path,
+        min_size=min(min_size, max_size),
+        max_size=max_size,
+        pooler=settings.database_pooler != "none",
+        acquire_timeout=settings.db_acquire_timeout,
+    )
 
 
 async def connect(
@@ -74,3 +172,152 @@ async def connect(
     )
     await _init_connection(conn)
     return conn
+
+
+@asynccontextmanager
+async def session(
+    settings: Settings, pool: asyncpg.Pool, application_name: str
+) -> AsyncIterator[Conn]:
+    """A connection whose session is its own for as long as it is held (the migrator's
+    advisory lock spans transactions): a pooled one, or a direct one behind a pooler."""
+    if settings.database_pooler == "none":
+        async with pool.acquire() as conn:
+            yield conn
+        return
+    direct = await connect(settings.direct_url, application_name, search_path=settings.search_path)
+    try:
+        yield direct
+    finally:
+        await direct.close()
+
+
+# --- a pooler's search path ------------------------------------------------------------------
+
+
+class DatabaseSetupError(Exception):
+    """The database cannot serve this configuration; start-up stops with this one line."""
+
+
+def _schemas(search_path: str) -> list[str]:
+    return [part.strip().strip('"') for part in search_path.split(",") if part.strip()]
+
+
+async def check_search_path(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Through a pooler the search path comes from the role or database, not the connection:
+    refuse to start if it is not the service's, rather than query the wrong schema."""
+    found = await pool.fetchval("SELECT current_setting('search_path')")
+    want = _schemas(settings.search_path)
+    if _schemas(found)[: len(want)] != want:
+        raise DatabaseSetupError(
+            f"DATABASE_POOLER={settings.database_pooler}: the pooled connections' search_path is "
+            f"{found!r}, not {settings.search_path!r}; a transaction-mode pooler cannot set it "
+            f"per connection, so set it on the role: ALTER ROLE <user> SET search_path = "
+            f"{settings.search_path}"
+        )
+
+
+# --- the connection budget -------------------------------------------------------------------
+
+SQL_BUDGET = """
+SELECT current_setting('max_connections')::int AS max_connections,
+       current_setting('superuser_reserved_connections')::int
+         + coalesce(nullif(current_setting('reserved_connections', true), ''), '0')::int
+         AS reserved,
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user) AS role_limit,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS superuser,
+       (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::int
+         AS in_use,
+       (SELECT count(*) FROM pg_stat_activity WHERE usename = current_user)::int AS role_in_use
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What the database admits, read once at start."""
+
+    max_connections: int
+    reserved: int
+    role_limit: int  # -1: none
+    superuser: bool
+    in_use: int  # client backends open now, the reader's own included
+    role_in_use: int
+
+    @property
+    def allowed(self) -> int:
+        """The most connections this role can ever hold at once. A superuser could take the
+        reserved slots too, but those are for an administrator reaching a full database: the
+        service never counts on them."""
+        total = self.max_connections - self.reserved
+        if self.role_limit >= 0 and not self.superuser:
+            total = min(total, self.role_limit)
+        return total
+
+
+async def read_budget(dsn: str) -> Budget:
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": "pmd-budget"})
+    try:
+        row = await conn.fetchrow(SQL_BUDGET)
+    finally:
+        await conn.close()
+    assert row is not None
+    return Budget(**dict(row))
+
+
+def judge_budget(budget: Budget, needed: int, what: str, knobs: str = "DB_POOL_MAX") -> str | None:
+    """Refuses (DatabaseSetupError) a configuration that can never fit; returns a warning when
+    it fits only once connections held now by others (an old release, other hosts) are gone.
+
+    Connections in use are not grounds to refuse: during a rolling deploy the old processes
+    still hold theirs, and a start that waits for them would never come."""
+    if needed > budget.allowed:
+        limit = (
+            f"the role's CONNECTION LIMIT {budget.role_limit}"
+            if budget.role_limit >= 0 and budget.allowed == budget.role_limit
+            else f"max_connections {budget.max_connections} minus {budget.reserved} reserved"
+        )
+        raise DatabaseSetupError(
+            f"{what} need up to {needed} database connections, but the database allows "
+            f"{budget.allowed} ({limit}); lower {knobs}, raise the database's limit, or put "
+            "PgBouncer in front (DATABASE_POOLER=pgbouncer)"
+        )
+    # Our own reading connection is one of `in_use` and closed by now.
+    free = budget.allowed - (budget.in_use - 1)
+    if budget.role_limit >= 0 and not budget.superuser:
+        free = min(free, budget.role_limit - (budget.role_in_use - 1))
+    if needed > free:
+        return (
+            f"{what} may need up to {needed} database connections, and only {free} are free "
+            "now; requests will be answered 503 when the pools cannot grow"
+        )
+    return None
+
+
+def connections_needed(settings: Settings, processes: int, pool_max: int, listeners: int) -> int:
+    """The most connections `processes` processes take from the database itself: their pools
+    (unless a pooler stands between) and their LISTEN connections."""
+    pooled = 0 if settings.database_pooler != "none" else pool_max
+    return processes * (pooled + listeners)
+
+
+async def check_budget(settings: Settings, needed: int, what: str, knobs: str) -> str | None:
+    return judge_budget(await read_budget(settings.direct_url), needed, what, knobs)
+
+
+# --- a database that refuses ----------------------------------------------------------------
+
+_REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.TooManyConnectionsError,  # max_connections, or the role's CONNECTION LIMIT
+    asyncpg.CannotConnectNowError,  # starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08
+    asyncpg.ConnectionDoesNotExistError,  # the connection died mid-query
+    PoolTimeout,
+    ConnectionError,  # refused, reset, aborted (OSError's socket errors); DatabaseRefusing
+    socket.gaierror,  # the database's host name does not resolve
+)
+
+
+def database_refusal(exc: BaseException) -> bool:
+    """Whether `exc` says the database is unreachable or full, not that a query is wrong."""
+    return isinstance(exc, _REFUSALS)

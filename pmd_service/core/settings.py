@@ -124,6 +124,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     sentry_environment: str | None = None
     sentry_traces_sample_rate: Annotated[float, Meta(ge=0, le=1)] = 0.0
     sentry_release: str | None = None
+    # Each server process's pool, and each worker's: checked at start against what the
+    # database allows (core/db.py, connection_budget).
+    db_pool_min: Annotated[int, Meta(ge=0, le=1000)] = 1
+    db_pool_max: Annotated[int, Meta(ge=1, le=1000)] = 10
+    worker_db_pool_max: Annotated[int, Meta(ge=1, le=1000)] = 8
+    # How long a request waits for a pooled connection before it is answered 503.
+    db_acquire_timeout: Annotated[float, Meta(gt=0, le=600)] = 5.0
+    # What needs a session of its own (LISTEN, migrations, session advisory locks) connects
+    # here; unset: DATABASE_URL. Set it when DATABASE_URL is a transaction-mode pooler.
+    database_direct_url: str | None = None
+    # `pgbouncer`: DATABASE_URL is a transaction-mode pooler, so pooled connections use no
+    # named prepared statements and send no session settings.
+    database_pooler: Literal["none", "pgbouncer"] = "none"
+    # How long a stopping server lets requests in flight finish (streams end at once).
+    shutdown_grace_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
 
     def __post_init__(self) -> None:
         self._stores_from_urls()
@@ -137,6 +152,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 f"BDR_PATH ({bdr}) must not be inside VAULT_PATH ({vault}): the host site "
                 "serves the vault and its own worker writes {VAULT_PATH}/bdr. Give the service "
                 "a folder of its own."
+            )
+        if self.db_pool_min > self.db_pool_max:
+            raise ConfigError(
+                f"DB_POOL_MIN ({self.db_pool_min}) must not exceed DB_POOL_MAX ({self.db_pool_max})."
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")
@@ -218,6 +237,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         return f"Settings({', '.join(shown)})"
 
     @property
+    def direct_url(self) -> str:
+        """Where sessions go that a transaction-mode pooler would break."""
+        return self.database_direct_url or self.database_url
+
+    @property
     def search_path(self) -> str:
         """Own schema first (its tables shadow any same-named host table), then the host's."""
         return f'"{self.pmd_schema}", "{self.host_schema}"'
@@ -258,6 +282,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 _SECRET_FIELDS = frozenset({
     "database_url", "redis_url", "artwork_base_url", "jwt_secret_key", "smtp_password",
     "host_cache_redis_url", "aws_secret_access_key", "aws_session_token", "sentry_dsn",
+    "database_direct_url",
 })  # fmt: skip
 _INFO = msgspec.inspect.type_info(Settings)
 assert isinstance(_INFO, msgspec.inspect.StructType)

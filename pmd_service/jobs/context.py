@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ import asyncpg
 from obstore.store import S3Store
 
 from ..bdr.files import ZipFiles
-from ..core.db import create_pool
+from ..core.db import check_budget, check_search_path, connections_needed, session, settings_pool
 from ..core.migrate import HostTablesMissing, migrate, require_host_tables
 from ..core.objects import open_store
 from ..core.public_ids import PublicIds
@@ -36,6 +37,8 @@ class WorkerState:
     metrics_server: MetricsServer | None = None
 
 
+log = logging.getLogger(__name__)
+
 STATE_KEY = "pmd"
 
 
@@ -48,19 +51,27 @@ def state(ctx: dict[str, Any]) -> WorkerState:
 async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: bool = False) -> None:
     """`serve_metrics`: the worker process serves METRICS_PORT; the ops CLI, which runs jobs
     once beside a running worker, does not."""
-    pool = await create_pool(
-        settings.database_url,
-        "pmd-worker",
-        search_path=settings.search_path,
-        min_size=1,
-        max_size=8,
+    needed = connections_needed(settings, 1, settings.worker_db_pool_max, 0)
+    warning = await check_budget(
+        settings,
+        needed,
+        f"a worker with WORKER_DB_POOL_MAX={settings.worker_db_pool_max}",
+        "WORKER_DB_POOL_MAX",
+    )
+    if warning:
+        log.warning("%s", warning)
+    pool = await settings_pool(
+        settings, "pmd-worker", min_size=settings.db_pool_min, max_size=settings.worker_db_pool_max
     )
     try:
         async with pool.acquire() as conn:
             # Before anything else: on a database without the host's tables (a wrong
             # DATABASE_URL) the worker and every ops command stop here, writing nothing.
             await require_host_tables(conn, settings)
-            if settings.auto_migrate:
+        if settings.database_pooler != "none":
+            await check_search_path(pool, settings)
+        if settings.auto_migrate:
+            async with session(settings, pool, "pmd-worker") as conn:
                 await migrate(conn, settings)
     except BaseException:
         await pool.close()

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..bdr.files import ZipFiles
-from ..core.db import create_pool
+from ..core.db import check_search_path, session, settings_pool
 from ..core.logs import quiet_malformed_requests
 from ..core.migrate import migrate, require_host_tables
 from ..core.objects import STREAMING_TIMEOUT
@@ -24,6 +24,7 @@ from .keys import (
     HOST_CACHE,
     METRICS,
     OPENAPI_DOC,
+    OUTAGES,
     REDIS,
     ROUTE_ENDPOINTS,
     SETTINGS,
@@ -32,6 +33,7 @@ from .keys import (
     ZIP_FILES,
 )
 from .metrics import internal_metrics_ctx, metrics_middleware
+from .outage import OutageLog
 from .problems import problem_middleware
 from .prometheus import Metrics
 from .request_ids import request_id_middleware
@@ -47,16 +49,15 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await create_pool(
-        settings.database_url,
-        "pmd-server",
-        search_path=settings.search_path,
-        min_size=2,
-        max_size=20,
+    pool = await settings_pool(
+        settings, "pmd-server", min_size=settings.db_pool_min, max_size=settings.db_pool_max
     )
     try:
         async with pool.acquire() as conn:
             await require_host_tables(conn, settings)  # a wrong DATABASE_URL stops here
+        if settings.database_pooler != "none":
+            await check_search_path(pool, settings)
+        async with session(settings, pool, "pmd-server") as conn:
             if settings.auto_migrate:
                 await migrate(conn, settings)
             await warn_if_host_lacks(conn, settings.host_schema)
@@ -102,6 +103,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app[TEND_HEAP] = tend_heap
     app.on_response_prepare.append(_server_header)
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
+    app[OUTAGES] = OutageLog()
     # Opening a store makes no request: readiness never depends on the bucket. In proxy mode a
     # download streams from it for as long as the client takes.
     app[ZIP_FILES] = ZipFiles(settings, STREAMING_TIMEOUT)

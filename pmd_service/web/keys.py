@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..host.access import Principal
     from ..sse.hub import Hub
     from .endpoint import Endpoint
+    from .outage import OutageLog
     from .prometheus import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -40,6 +41,8 @@ METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 # Every endpoint's declaration by its route (web/endpoints.py).
 ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
+# Refusals of the database and Redis, logged once a minute with a count (web/outage.py).
+OUTAGES: web.AppKey[OutageLog] = web.AppKey("outages")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # Set by handlers that stream (SSE): once headers are out, an error can only end the stream.

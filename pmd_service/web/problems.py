@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..core.problems import TYPE_BASE, FieldError, Problem, ProblemError
-from .keys import SETTINGS, STREAM_RESPONSE
+from .keys import OUTAGES, SETTINGS, STREAM_RESPONSE
+from .outage import RETRY_AFTER_SECONDS, refused_by
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ def problem_response(
 def answer(exc: ProblemError) -> web.Response:
     return problem_response(
         exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers, exc.extra
+    )
+
+
+def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Response:
+    request.app[OUTAGES].record(service, exc, f"{request.method} {request.path}")
+    return problem_response(
+        503,
+        f"{service}-unavailable",
+        "Service Unavailable",
+        f"The {service} is not taking connections right now (overloaded or restarting); "
+        f"retry in {RETRY_AFTER_SECONDS} seconds.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
     )
 
 
@@ -82,6 +95,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             if exc.status < 400:
                 raise
             return _from_http_exception(request, exc)
+        if (service := refused_by(exc)) is not None:
+            return _unavailable(request, service, exc)
         log.exception("unhandled error in %s %s", request.method, request.path)
         return problem_response(
             500,

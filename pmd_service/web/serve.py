@@ -27,9 +27,11 @@ from multiprocessing.connection import wait
 from types import FrameType
 from typing import NoReturn
 
+import asyncpg
 import msgspec
 from aiohttp import web, web_response
 
+from ..core.db import DatabaseSetupError, check_budget, connections_needed
 from ..core.migrate import HostTablesMissing
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
@@ -37,18 +39,19 @@ from ..dev.embedded import services
 from .app import SERVER_NAME, create_app
 from .metrics import MetricsPortError
 
-log = logging.getLogger(__name__)
-
 PROCESS = "pmd-server"
 _URL_RE = re.compile(r"https?://[^\s,]+")
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
 _BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
                 errno.EADDRNOTAVAIL: "HOST is not an address of this machine"}  # fmt: skip
 
+log = logging.getLogger(__name__)
+
 
 def main() -> None:
     settings = load_settings(PROCESS, embedded=services)
     wait_for_services(settings, PROCESS)
+    check_connections(settings)
     if settings.server_processes == 1:
         run(settings)
     else:
@@ -69,8 +72,9 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
             host=settings.host,
             port=settings.port,
             reuse_port=shared_port,
-            # Bounds how long open streams may delay exit on SIGTERM.
-            shutdown_timeout=1.0,
+            # On SIGTERM aiohttp closes the listening socket, then our on_shutdown ends every
+            # stream (with `reconnect`), then requests in flight get this long to finish.
+            shutdown_timeout=settings.shutdown_grace_seconds,
             # Idle keep-alive connections (and clients that never finish a request) are closed
             # after 15 s instead of aiohttp's 75 s.
             keepalive_timeout=15,
@@ -132,6 +136,28 @@ class _ShutDown:
 def _listening(message: str) -> None:
     for url in _URL_RE.findall(message):
         log.info("listening on %s", url)
+
+
+def check_connections(settings: Settings) -> None:
+    """Before any process starts: the pools and LISTEN connections of all SERVER_PROCESSES must
+    fit in what the database allows, or none starts (one line, exit status 2)."""
+    needed = connections_needed(settings, settings.server_processes, settings.db_pool_max, 1)
+    what = (
+        f"{settings.server_processes} server process(es) with DB_POOL_MAX={settings.db_pool_max}"
+        " and a LISTEN connection each"
+    )
+    try:
+        warning = asyncio.run(
+            check_budget(settings, needed, what, "SERVER_PROCESSES or DB_POOL_MAX")
+        )
+    except DatabaseSetupError as exc:
+        stop(f"{PROCESS}: {exc}", status=2)
+    except (OSError, asyncpg.PostgresError) as exc:
+        # Unreachable now: each process's start will find out for itself, and retry.
+        log.warning("could not check the database's connection limit: %s", exc)
+        return
+    if warning:
+        log.warning("%s", warning)
 
 
 def _process_settings(settings: Settings, index: int) -> Settings:

@@ -24,6 +24,8 @@ from .responses import json_response
 from .validation import parse_uuid
 
 RETRY_MS = 3000
+# After a drain the other servers are up already: come back sooner than after an error.
+RECONNECT_MS = 500
 # Spread reconnects: after a deploy, thousands of clients must not all come back at once.
 RETRY_JITTER_MS = 2000
 SSE_HEADERS = {
@@ -42,7 +44,8 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
         return await access.revocations(pool, pairs)
 
     hub = Hub(
-        settings.database_url,
+        # LISTEN needs a session of its own: never through a transaction-mode pooler.
+        settings.direct_url,
         search_path=settings.search_path,
         max_per_user=settings.sse_max_per_user,
         queue_size=settings.sse_queue_size,
@@ -108,6 +111,20 @@ async def _relay(response: web.StreamResponse, sub: Subscriber) -> None:
             await response.write(out[0] if len(out) == 1 else b"".join(out))
     if sub.farewell is not None:  # timeout, access_revoked
         await response.write(sub.farewell)
+    elif sub.end == "shutdown":
+        await response.write(_reconnect_frame())
+
+
+def _reconnect_frame() -> bytes:
+    """A stopping server's last words to a stream: come back (elsewhere) after a spread-out
+    pause, with Last-Event-ID. Pages that know `reconnect` show it as a reconnect, not an
+    error; any other client sees the stream end, which every client already retries."""
+    wait = RECONNECT_MS + random.randrange(RETRY_JITTER_MS)
+    return frames.retry(wait) + frames.event(
+        b"reconnect",
+        {"reason": "shutdown", "retry_ms": wait,
+         "detail": "This server is restarting; reconnecting to another one."},
+    )  # fmt: skip
 
 
 def _framing(response: web.StreamResponse) -> bool | None:
@@ -196,7 +213,8 @@ ENDPOINTS = (
         "as `bdr_update`, `connected`, then a `bdr_update` (with `id:`) per change; `: ping` "
         "every 15 s; `timeout` when the token expires; `access_revoked` ({reason, status, detail}) "
         "when the account is banned, deactivated or loses the role it watched with (checked every "
-        "30 s). With Last-Event-ID, only the missed "
+        "30 s); `retry` and `reconnect` ({reason, retry_ms, detail}) when the server shuts "
+        "down: reconnect (with Last-Event-ID) to resume. With Last-Event-ID, only the missed "
         "events (or `reset` and the snapshot when it is too old). Auth: Bearer or `ticket`.",
         "downloads", auth=Auth.OWN, query=StreamQuery, allow_head=False, long_lived=True,
         response_media="text/event-stream", ok_description="The event stream",

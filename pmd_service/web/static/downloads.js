@@ -125,6 +125,16 @@ export class Downloads {
       const { status, detail } = JSON.parse(ev.data);
       this.onError(new ApiError(status, "Access withdrawn", detail));
     });
+    // The server is stopping (a deploy): come back after the pause it asks for, resuming
+    // from the last event on another server. Not a failure, so the backoff does not grow.
+    source.addEventListener("reconnect", (ev) => {
+      if (this.source !== source) return;
+      source.close();
+      this.source = null;
+      const { retry_ms: wait } = JSON.parse(ev.data);
+      this.setLive("reconnecting", "Reconnecting…");
+      setTimeout(() => this.connect(), wait);
+    });
     source.onerror = () => {
       if (this.source !== source) return;
       source.close();

@@ -1,0 +1,225 @@
+"""PgBouncer in transaction mode in front of PostgreSQL: DATABASE_URL points at it, with
+DATABASE_POOLER=pgbouncer, and DATABASE_DIRECT_URL (LISTEN, migrations) goes around it. A real
+BDR, the posts list, actions and a live stream all work through it, with more client
+connections than PgBouncer has server connections, so transactions of different clients share
+server sessions as they do in production."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.core.db import DatabaseSetupError, check_search_path, settings_pool
+from pmd_service.core.settings import Settings
+from pmd_service.web.app import create_app
+from pmd_service.web.keys import SSE_HUB
+from tests.factories import Factory
+from tests.helpers import (
+    SSE,
+    download_zip,
+    fetch_item,
+    free_port,
+    ids,
+    ok,
+    open_stream,
+    request_bdr,
+    run_worker,
+)
+
+Client = TestClient[Any, Any]
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
+
+
+@pytest.fixture
+def pgbouncer(database_url: str) -> Iterator[tuple[str, Path]]:
+    """A PgBouncer (transaction mode) in front of the test database; its URL and log."""
+    if not Path(PGBOUNCER).exists():
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    db = urlsplit(database_url)
+    # A TCP server, or the embedded one's socket folder (`?host=/folder`).
+    server_host = db.hostname or parse_qs(db.query)["host"][0]
+    port = free_port()
+    # Its own folder, readable by the unprivileged user PgBouncer runs as (it refuses root).
+    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+    folder.chmod(0o777)
+    user = db.username or "postgres"
+    (folder / "userlist.txt").write_text(f'"{user}" ""\n')
+    log = folder / "pgbouncer.log"
+    (folder / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={server_host} port={db.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
+        f"pool_mode = transaction\ndefault_pool_size = {SERVER_CONNECTIONS}\n"
+        "max_client_conn = 500\nreserve_pool_size = 0\n"
+        f"logfile = {log}\nlog_connections = 1\n"
+    )
+    for path in folder.iterdir():
+        path.chmod(0o666)
+    command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
+        owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
+        runs_as = owner if owner and owner != "root" else "postgres"
+        command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = urlunsplit(db._replace(netloc=f"{user}@127.0.0.1:{port}", query=""))
+    try:
+        asyncio.run(_wait_for(url, proc))
+        yield url, log
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+async def _wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"pgbouncer exited: {out}")
+        try:
+            conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
+        except (OSError, TimeoutError, asyncpg.PostgresError):
+            await asyncio.sleep(0.05)
+            continue
+        await conn.close()
+        return
+    raise AssertionError("pgbouncer did not answer")
+
+
+@pytest.fixture
+def pooled(settings: Settings, pgbouncer: tuple[str, Path]) -> Settings:
+    return msgspec.structs.replace(
+        settings,
+        database_url=pgbouncer[0],
+        database_direct_url=settings.database_url,
+        database_pooler="pgbouncer",
+        db_pool_max=8,
+        worker_db_pool_max=6,
+    )
+
+
+async def test_a_bdr_lists_actions_and_a_stream_through_pgbouncer(
+    pgbouncer: tuple[str, Path],
+    pooled: Settings,
+    aiohttp_client: AiohttpClient,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client: Client = await aiohttp_client(create_app(pooled))
+    owner = await factory.user()
+    mod = await factory.user(roles=["user", "moderator"])
+    posts = [await factory.post(owner, title=f"Art {i}") for i in range(6)]
+
+    # Many transactions at once over two server connections: each must find its statements.
+    lists = await asyncio.gather(*[
+        client.get("/api/pmd/posts", headers=owner.auth) for _ in range(30)
+    ])  # fmt: skip
+    for resp in lists:
+        assert resp.status == 200, await resp.text()
+        assert len((await resp.json())["items"]) == 6
+    actions = await asyncio.gather(
+        ok(client, owner, "hide", [posts[0].id]),
+        ok(client, mod, "hide", [posts[1].id], target_sqid=owner.sqid),
+        ok(client, owner, "hide", [posts[2].id]),
+    )
+    assert all(a for a in actions)
+    await ok(client, owner, "unhide", [posts[0].id, posts[2].id])
+
+    async with (
+        aiohttp.ClientSession() as http,
+        open_stream(http, str(client.make_url(SSE)), owner.auth) as stream,
+    ):
+        await stream.opening()
+        wanted = [p.id for p in posts[2:]]
+        item = await request_bdr(client, owner, wanted, include_comments=True)
+        await asyncio.gather(*[run_worker(pooled) for _ in range(2)])
+        done = await fetch_item(client, owner, item["id"])
+        assert done["status"] == "ready", done
+        archive = await download_zip(client, owner, item["id"])
+        assert len([n for n in archive.namelist() if n.startswith("artworks/")]) == 4
+        # The stream (its LISTEN connection direct) saw every event the table holds.
+        events = await pool.fetch(
+            "SELECT id FROM bdr_events WHERE user_id = $1 ORDER BY id", owner.id
+        )
+        got = ids(await stream.updates(len(events)))
+        assert got == [r["id"] for r in events]
+
+    # The pooled connections went through PgBouncer; the LISTEN connection did not: its
+    # backend is one of PostgreSQL's own, under its own name.
+    assert "login attempt" in pgbouncer[1].read_text()
+    listener = client.app[SSE_HUB]._conn
+    assert listener is not None
+    name = await pool.fetchval(
+        "SELECT application_name FROM pg_stat_activity WHERE pid = $1", listener.get_server_pid()
+    )
+    assert name == "pmd-sse-listener"
+
+
+async def test_a_pooler_without_the_service_search_path_is_refused(
+    pooled: Settings, pool: asyncpg.Pool
+) -> None:
+    """PgBouncer cannot pass a search_path per connection: the role's or database's must be
+    the service's, or the server refuses to start rather than query the wrong schema."""
+    other = msgspec.structs.replace(pooled, pmd_schema="pmd_elsewhere")
+    through = await settings_pool(other, "pmd-test", min_size=1, max_size=1)
+    try:
+        with pytest.raises(DatabaseSetupError, match="ALTER ROLE"):
+            await check_search_path(through, other)
+        await check_search_path(through, pooled)  # the test database's own default fits
+    finally:
+        await through.close()
+
+
+async def test_without_the_pooler_setting_pgbouncer_refuses_the_connection(
+    pooled: Settings,
+) -> None:
+    """What DATABASE_POOLER=pgbouncer is for: without it the pool sends a search_path at
+    connection start, which PgBouncer refuses."""
+    plain = msgspec.structs.replace(pooled, database_pooler="none")
+    with pytest.raises(asyncpg.PostgresError, match="search_path"):
+        await settings_pool(plain, "pmd-test", min_size=1, max_size=1)
+
+
+async def test_a_ticket_and_a_stream_through_pgbouncer(
+    pooled: Settings, aiohttp_client: AiohttpClient, factory: Factory, redis_clean: None
+) -> None:
+    client: Client = await aiohttp_client(create_app(pooled))
+    user = await factory.user()
+    resp = await client.post("/api/pmd/bdr/sse-ticket", headers=user.auth)
+    assert resp.status == 200
+    ticket = (await resp.json())["ticket"]
+    async with (
+        aiohttp.ClientSession() as http,
+        open_stream(http, str(client.make_url(SSE)), params={"ticket": ticket}) as s,
+    ):
+        assert [m.event for m in await s.opening()][-1] == "connected"
