@@ -1,0 +1,52 @@
+"""How many proxied downloads stream at once, per user and in the process (proxy mode)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
+
+from ..core.problems import ProblemError
+
+BUSY_RETRY_AFTER = 30
+
+
+class ProxySlots:
+    """Proxied downloads streaming in this process: each holds a store connection and a
+    chunk of memory for as long as its client reads, so they are capped per user and in all
+    (BDR_PROXY_MAX_PER_USER, BDR_PROXY_MAX_DOWNLOADS)."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total = total
+        self.per_user = per_user
+        self.by_user: Counter[int] = Counter()
+        self.active = 0
+        self.refused: Counter[str] = Counter()  # "user" (429), "server" (503)
+
+    @contextlib.contextmanager
+    def hold(self, user_id: int) -> Iterator[None]:
+        if self.by_user[user_id] >= self.per_user:
+            self.refused["user"] += 1
+            raise ProblemError(
+                429, "too-many-downloads", "Too Many Requests",
+                f"{self.per_user} downloads of yours are already streaming from this server; "
+                "let one finish (or close it), then try again.",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            )  # fmt: skip
+        if self.active >= self.total:
+            self.refused["server"] += 1
+            raise ProblemError(
+                503, "downloads-busy", "Service Unavailable",
+                f"This server is streaming as many downloads as it can ({self.total}); please "
+                "try again in a minute.",
+                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            )  # fmt: skip
+        self.by_user[user_id] += 1
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            self.by_user[user_id] -= 1
+            if not self.by_user[user_id]:
+                del self.by_user[user_id]
