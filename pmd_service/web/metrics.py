@@ -42,12 +42,13 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     status = 500
     try:
         response = await handler(request)
-        status = request.get(COUNTED_STATUS, response.status)
+        status = response.status
         return response
     except web.HTTPException as exc:
         status = exc.status
         raise
     finally:
+        status = request.get(COUNTED_STATUS, status)
         route = _route(request)
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,8 +44,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Read from the store per step of a proxied download. Above aiohttp's 64 KiB write limit, so
-# every write waits for the client to take it before the next read (see _relay).
+# A proxied download's step: read from the store (at least this much), written this much at a
+# time. Above aiohttp's 64 KiB write limit, so every write waits until the client took it
+# (see _relay).
 READ_CHUNK = 128 * 1024
 
 
@@ -93,9 +95,10 @@ def _plan(request: web.Request, stored: StoredZip) -> Plan:
     return Plan(206, *span)
 
 
-def _seconds(when: datetime) -> float:
-    # HTTP dates have whole seconds: a file's mtime of 12.7 s was announced as 12 s.
-    return math.floor(when.timestamp())
+def _seconds(when: datetime) -> int:
+    # HTTP dates have whole seconds; aiohttp announces a file's mtime of 12.7 s as 13 s (so
+    # that the date it sends back means "not modified since"), and so does this module.
+    return math.ceil(when.timestamp())
 
 
 def _matches(etag: str, tags: tuple[ETag, ...], *, weak: bool) -> bool:
@@ -169,7 +172,7 @@ def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -
 
 
 def _http_date(when: datetime) -> str:
-    return when.strftime("%a, %d %b %Y %H:%M:%S GMT")
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(_seconds(when)))
 
 
 def _validators(stored: StoredZip) -> dict[str, str]:
@@ -291,17 +294,22 @@ async def _relay(
     total = response.content_length or 0
     try:
         async for chunk in files.chunks(result, READ_CHUNK):
-            try:
-                async with asyncio.timeout(idle_seconds):
-                    await response.write(chunk)
-            except TimeoutError:
-                transport.abort()  # its unsent bytes would never go: let them go now
-                client_went_away(
-                    request,
-                    f"took no byte for {idle_seconds:g} s; cut off after {sent} of {total} bytes",
-                )
-                return
-            sent += len(chunk)
+            # The store's reads come in pieces of up to a few hundred KiB: written a chunk at
+            # a time, so no more than one chunk waits in the buffer.
+            for at in range(0, len(chunk), READ_CHUNK):
+                piece = chunk[at : at + READ_CHUNK]
+                try:
+                    async with asyncio.timeout(idle_seconds):
+                        await response.write(piece)
+                except TimeoutError:
+                    transport.abort()  # its unsent bytes would never go: drop them now
+                    client_went_away(
+                        request,
+                        f"took no byte for {idle_seconds:g} s; cut off after {sent} of "
+                        f"{total} bytes",
+                    )
+                    return
+                sent += len(piece)
         await response.write_eof()
     except StoreFailed as exc:
         # The client must see a short body, not a complete-looking one: close without EOF.

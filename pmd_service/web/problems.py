@@ -77,6 +77,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except asyncio.CancelledError:
+        # Cancelled because its client left (aiohttp's handler_cancellation, as in its test
+        # server), or at shutdown: either way the client never gets the whole answer.
+        if request.transport is None or request.transport.is_closing():
+            client_went_away(request, "went away; its handler was cancelled")
         raise
     except Exception as exc:
         started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
