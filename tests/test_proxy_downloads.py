@@ -229,8 +229,9 @@ def proxy_settings(
 
 def _server_buffers(client: Client) -> list[int]:
     """Bytes each connection of the server holds unsent (asyncio's write buffer)."""
-    server = client.server.runner.server
-    assert server is not None
+    runner = client.server.runner
+    assert runner is not None and runner.server is not None
+    server = runner.server
     return [
         h.transport.get_write_buffer_size()
         for h in server.connections
