@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -43,12 +41,11 @@ def own_bucket(own_weed: Seaweed) -> str:
 
 @contextlib.asynccontextmanager
 async def frozen(weed: Seaweed) -> AsyncIterator[None]:
-    assert weed.proc is not None
-    os.killpg(weed.proc.pid, signal.SIGSTOP)
+    weed.freeze()
     try:
         yield
     finally:
-        os.killpg(weed.proc.pid, signal.SIGCONT)
+        weed.thaw()
 
 
 @pytest.fixture(params=["redirect", "proxy"])
