@@ -53,6 +53,7 @@ BENCHMARKS = (
     Bench("host_migrate", (), 900),
     Bench("worker_memory", (), 900),
     Bench("store", (), 600),
+    Bench("proxy_memory", (), 600),
     Bench("scaling", (), 600),
 )
 
@@ -689,6 +690,32 @@ def store_section(s: dict[str, Any]) -> dict[str, str]:
             "store_reads": reads}  # fmt: skip
 
 
+def proxy_memory_section(f: dict[str, Any]) -> dict[str, str]:
+    r, base = f["readers"], f["readers"]["baseline_rss_mb"]
+    rows = [
+        "| stalled readers | server RSS | against the baseline | per reader |",
+        "|---|---|---|---|",
+        f"| 0 (after one whole download) | {base:.1f} MiB | — | — |",
+        *(f"| {lv['readers']} | {lv['rss_mb']:.1f} MiB | {lv['rss_mb'] / base:.2f}×, "
+          f"+{lv['rss_mb'] - base:.1f} MiB | {(lv['rss_mb'] - base) / lv['readers']:.2f} MiB |"
+          for lv in r["levels"]),
+        f"| all closed | {r['after_rss_mb']:.1f} MiB | {r['after_rss_mb'] - base:+.1f} MiB | — |",
+        f"| {r['levels'][-1]['readers']} again, then closed | {r['again_rss_mb']:.1f} MiB, then "
+        f"{r['after_again_rss_mb']:.1f} MiB | {r['after_again_rss_mb'] - base:+.1f} MiB | — |",
+    ]  # fmt: skip
+    frozen = f["frozen"]
+    answers = []
+    for what, label in (("get_redirect", "download, redirect mode"),
+                        ("get_proxy", "download, proxy mode"), ("delete", "removal")):  # fmt: skip
+        well = min(a["seconds"] for a in frozen[f"well_{what}"])
+        slowest = max(a["seconds"] for a in frozen[f"frozen_{what}"])
+        statuses = ", ".join(sorted({str(a["status"]) for a in frozen[f"frozen_{what}"]}))
+        answers.append(f"{label} {statuses} in {slowest:.2f} s at most (well: "
+                       f"{well * 1000:.0f} ms)")  # fmt: skip
+    text = "\n".join(rows) + "\n\nWhile the store was frozen: " + "; ".join(answers) + "."
+    return {"proxy_memory_figures": text}
+
+
 def sse_section(levels: list[dict[str, Any]]) -> dict[str, str]:
     rows = [
         "| subscribers | RSS | per subscriber | LISTEN conns | (a) p50 | (a) p99 | (b) p50 | (b) p99 "
@@ -842,6 +869,7 @@ def render(names: list[str], failures: dict[str, str]) -> None:
         "worker_memory": (worker_memory_section, ("worker_memory_figures",)),
         "store": (store_section, ("store_table", "store_clients", "store_downloads",
                                   "store_reads")),
+        "proxy_memory": (proxy_memory_section, ("proxy_memory_figures",)),
         "scaling": (scaling_section, ("scaling_backlog_table", "scaling_stops",
                                       "scaling_burst_table", "scaling_events",
                                       "scaling_replay_table", "scaling_cleanup_table")),
