@@ -9,8 +9,9 @@ one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS buc
    baseline; then readers are added until 10, 40, 100 are open: each sends the GET, reads the
    headers and never reads again (the kernel's buffers fill, then the server's writes wait).
    Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
-   RSS is read again once the server has let them go. Printed: RSS − baseline, per reader, and
-   after the readers went. The caps are raised for the run (BDR_PROXY_MAX_PER_USER and
+   RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
+   largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
+   the readers went. The caps are raised for the run (BDR_PROXY_MAX_PER_USER and
    BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so that none of them cuts in.
 2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
    while SeaweedFS is SIGSTOPped, against the same requests with the store well; the answer
@@ -117,7 +118,7 @@ async def _proxy_downloads(http: aiohttp.ClientSession, metrics: str) -> float:
 
 
 async def stalled_readers(
-    port: int, pid: int, path: str, token: str, levels: list[int], size: int
+    port: int, pid: int, path: str, token: str, levels: list[int], size: int, waves_of: int
 ) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -142,17 +143,20 @@ async def stalled_readers(
         print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
               "the baseline", flush=True)  # fmt: skip
         # The same again: what stays after the first wave is reused, or it grows each time.
-        for _ in range(levels[-1]):
-            reader = Reader()
-            await reader.open(port, path, token)
-            readers.append(reader)
-        again = await _settled_rss(pid)
-        after_again = await _close(http, base_url, pid, readers)
-        print(f"   {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after they closed "
-              f"{after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against the baseline",
-              flush=True)  # fmt: skip
+        waves = []
+        for wave in range(2, waves_of + 1):
+            for _ in range(levels[-1]):
+                reader = Reader()
+                await reader.open(port, path, token)
+                readers.append(reader)
+            again = await _settled_rss(pid)
+            after_again = await _close(http, base_url, pid, readers)
+            waves.append({"open_rss_mb": again, "after_rss_mb": after_again})
+            print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
+                  f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
+                  "the baseline", flush=True)  # fmt: skip
     return {"zip_bytes": size, "baseline_rss_mb": baseline, "levels": rows,
-            "after_rss_mb": after, "again_rss_mb": again, "after_again_rss_mb": after_again}  # fmt: skip
+            "after_rss_mb": after, "waves": waves}  # fmt: skip
 
 
 async def _close(
@@ -219,7 +223,7 @@ async def frozen_store(
 
 
 async def _run(
-    weed: Seaweed, bucket: str, levels: list[int], size: int, quiet: IO[bytes]
+    weed: Seaweed, bucket: str, levels: list[int], size: int, waves: int, quiet: IO[bytes]
 ) -> dict[str, Any]:
     env = weed.env(bucket, "bench/proxied")
     async with fresh_stack() as settings:
@@ -237,7 +241,7 @@ async def _run(
         try:
             path = f"/api/pmd/bdr/{ids[0]}/download"
             readers = await stalled_readers(
-                ports["proxy"], servers["proxy"].pid, path, token, levels, size
+                ports["proxy"], servers["proxy"].pid, path, token, levels, size, waves
             )
             frozen = await frozen_store(weed, ports, token, ids)
         finally:
@@ -250,12 +254,12 @@ def _access(env: dict[str, str]) -> S3Access:
                     env["AWS_SECRET_ACCESS_KEY"], None)  # fmt: skip
 
 
-def run(levels: list[int], size: int) -> dict[str, Any]:
+def run(levels: list[int], size: int, waves: int) -> dict[str, Any]:
     # The servers' logs (a line per reader that leaves) would drown the figures.
     with running_seaweed() as weed, open(os.devnull, "wb") as quiet:
         bucket = new_bucket_name()
         asyncio.run(create_bucket(weed, bucket))
-        return asyncio.run(_run(weed, bucket, levels, size, quiet))
+        return asyncio.run(_run(weed, bucket, levels, size, waves, quiet))
 
 
 def main() -> None:
@@ -263,9 +267,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--readers", default="10,40,100", help="stalled readers, cumulative")
     parser.add_argument("--mib", type=int, default=24, help="size of the ZIP served")
+    parser.add_argument(
+        "--waves",
+        type=int,
+        default=2,
+        help="waves of the largest number of readers (each opened, then closed)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    figures = run([int(n) for n in args.readers.split(",")], args.mib * MIB)
+    figures = run([int(n) for n in args.readers.split(",")], args.mib * MIB, args.waves)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, default=str))
 
