@@ -53,6 +53,7 @@ SECTIONS: dict[str, Section] = {
     "worker_memory": Section(sections_builds.worker_memory_section, ("worker_memory_figures",)),
     "store": Section(sections_builds.store_section,
                      ("store_table", "store_clients", "store_downloads", "store_reads")),
+    "proxy_memory": Section(sections_builds.proxy_memory_section, ("proxy_memory_figures",)),
     "scaling": Section(sections_serving.scaling_section,
                        ("scaling_backlog_table", "scaling_stops", "scaling_burst_table",
                         "scaling_events", "scaling_replay_table", "scaling_cleanup_table"),

@@ -29,6 +29,7 @@ BENCHMARKS = (
     Bench("host_migrate", (), 900),
     Bench("worker_memory", (), 900),
     Bench("store", (), 600),
+    Bench("proxy_memory", ("--waves", "4"), 600),
     Bench("scaling", (), 600),
 )
 

@@ -195,3 +195,31 @@ def store_section(s: dict[str, Any]) -> dict[str, str]:
     )
     return {"store_table": table, "store_clients": clients, "store_downloads": downloads,
             "store_reads": reads}  # fmt: skip
+
+
+def proxy_memory_section(f: dict[str, Any]) -> dict[str, str]:
+    r, base = f["readers"], f["readers"]["baseline_rss_mb"]
+    rows = [
+        "| stalled readers | server RSS | against the baseline | per reader |",
+        "|---|---|---|---|",
+        f"| 0 (after one whole download) | {base:.1f} MiB | — | — |",
+        *(f"| {lv['readers']} | {lv['rss_mb']:.1f} MiB | {lv['rss_mb'] / base:.2f}×, "
+          f"+{lv['rss_mb'] - base:.1f} MiB | {(lv['rss_mb'] - base) / lv['readers']:.2f} MiB |"
+          for lv in r["levels"]),
+        f"| all closed | {r['after_rss_mb']:.1f} MiB | {r['after_rss_mb'] - base:+.1f} MiB | — |",
+        *(f"| {r['levels'][-1]['readers']} again (wave {n}), then closed | "
+          f"{w['open_rss_mb']:.1f} MiB, then {w['after_rss_mb']:.1f} MiB | "
+          f"{w['after_rss_mb'] - base:+.1f} MiB | — |"
+          for n, w in enumerate(r["waves"], start=2)),
+    ]  # fmt: skip
+    frozen = f["frozen"]
+    answers = []
+    for what, label in (("get_redirect", "download, redirect mode"),
+                        ("get_proxy", "download, proxy mode"), ("delete", "removal")):  # fmt: skip
+        well = min(a["seconds"] for a in frozen[f"well_{what}"])
+        slowest = max(a["seconds"] for a in frozen[f"frozen_{what}"])
+        statuses = ", ".join(sorted({str(a["status"]) for a in frozen[f"frozen_{what}"]}))
+        answers.append(f"{label} {statuses} in {slowest:.2f} s at most (well: "
+                       f"{well * 1000:.0f} ms)")  # fmt: skip
+    text = "\n".join(rows) + "\n\nWhile the store was frozen: " + "; ".join(answers) + "."
+    return {"proxy_memory_figures": text}

@@ -69,8 +69,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drain", type=float, help="max seconds to wait for BDRs to settle")
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
     p.add_argument("--store", action="store_true",
-                   help="ZIPs in a bucket of a real S3 server (SeaweedFS), which is stopped for "
-                        "20 s instead of the full disk; workers SIGKILLed mid-upload")  # fmt: skip
+                   help="ZIPs in a bucket of a real S3 server (SeaweedFS), which is frozen "
+                        "(SIGSTOP) for 20 s (--ci 12 s), later stopped for 20 s instead of the "
+                        "full disk; workers SIGKILLed mid-upload")  # fmt: skip
     p.add_argument("--no-faults", action="store_true",
                    help="inject nothing: the workload and every check alone")  # fmt: skip
     p.add_argument("--break-downloads", action="store_true",
@@ -91,10 +92,12 @@ def schedule(
 ) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
     """Fractions of the workload; the full run repeats the process faults."""
     plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]], bool]] = [
+        (0.0, f.prepare_frozen, True),  # nothing without --store
         (0.06, f.kill_worker, True),
         (0.14, f.kill_listeners, True),
         (0.20, f.redis_down, True),
         (0.27, f.smtp_down, True),
+        (0.30, f.store_frozen, True),  # nothing without --store
         (0.45, f.sigterm_server, True),
         (0.52, f.store_down if f.store is not None else f.disk_full, True),
         (0.70, f.kill_listeners, True),
@@ -266,6 +269,8 @@ async def run_stack(
                 # The full run keeps the disk full past the last retry (the BDR fails, with an
                 # email saying why); the CI run frees it in time for a retry to succeed.
                 faults.smtp_seconds, faults.disk_seconds = (20.0, 12.0) if args.ci else (40.0, 28.0)
+                # Over before the store is stopped (at 0.52 of the workload) in the CI run too.
+                faults.frozen_seconds = 12.0 if args.ci else 20.0
                 tasks.append(asyncio.create_task(faults.supervise()))
                 print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
                       f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip

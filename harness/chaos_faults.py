@@ -16,7 +16,7 @@ import obstore
 from harness.chaos_seed import SeedUser
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
-from harness.chaos_workload import Api, Ledger
+from harness.chaos_workload import CONNECTION_ERRORS, Api, Ledger
 from harness.seaweed import Seaweed
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
 
@@ -32,6 +32,9 @@ WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
 
 # After a restart, how long the object store may take to serve what it stored before.
 STORE_READY_SECONDS = 30
+# While the store is frozen, the longest a download or a removal may take to answer (the
+# server gives up on the store after STORE_TIMEOUT_SECONDS, 5 s by default).
+FROZEN_ANSWER_SECONDS = 15.0
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Faults:
     bucket: StoreUrl | None = None
     access: S3Access | None = None
     store_seconds: float = 20.0
+    frozen_seconds: float = 20.0
+    frozen_bdrs: list[str] = field(default_factory=list)  # the victim's, for the freeze's probes
 
     def note(self, text: str) -> None:
         line = f"  [{self.ledger.at()}] {text}"
@@ -160,6 +165,88 @@ class Faults:
                         f"no object could be read for {STORE_READY_SECONDS} s"
                     ) from exc
                 await asyncio.sleep(0.1)
+
+    async def prepare_frozen(self) -> None:
+        """Small BDRs of the victim, requested while everything is up: while the store is
+        frozen, one is downloaded through each server, the others removed (one per server)."""
+        if self.store is None:
+            return
+        for _ in range(1 + len(self.servers)):
+            body = {"post_ids": self.rng.sample(self.victim.downloads, 2)}
+            a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
+            if a is not None and a.status == 202:
+                self.frozen_bdrs.append(a.json()["id"])
+                self.ledger.seen_bdrs.add(a.json()["id"])
+
+    async def store_frozen(self) -> None:
+        """The S3 server SIGSTOPped for `frozen_seconds`: it accepts connections and answers
+        nothing. Meanwhile downloads (GET and HEAD, through both servers: one redirects, one
+        proxies) must answer 503 with Retry-After, and removals 204, each within
+        FROZEN_ANSWER_SECONDS; then SIGCONT."""
+        if self.store is None:
+            return
+        ready = await self._frozen_bdrs_ready()
+        start = time.monotonic()
+        self.ledger.store_down.append((start, start + 3600))
+        await asyncio.to_thread(self.store.freeze)
+        self.note(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
+        slowest = 0.0
+        try:
+            # The first is downloaded throughout; the others are removed, one per server.
+            download, removed = ready[:1], ready[1:]
+            while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
+                probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
+                          for bdr_id in download for i in range(len(self.servers))
+                          for method in ("GET", "HEAD")]  # fmt: skip
+                probes += [
+                    (i, "DELETE", f"/api/pmd/bdr/{bdr_id}") for i, bdr_id in enumerate(removed)
+                ]
+                removed = []
+                took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
+                slowest = max([slowest, *took])
+                await asyncio.sleep(2)
+            await asyncio.sleep(max(0.0, start + self.frozen_seconds - time.monotonic()))
+        finally:
+            await asyncio.to_thread(self.store.thaw)
+        self.ledger.store_down[-1] = (start, time.monotonic())
+        self.ledger.counts["slowest answer while the store was frozen (ms)"] = round(slowest * 1000)
+        self.note(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
+
+    async def _frozen_bdrs_ready(self) -> list[str]:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            rows = await self.pool.fetch(
+                "SELECT id::text, status FROM batch_download_requests WHERE id = ANY($1::uuid[])",
+                self.frozen_bdrs,
+            )
+            if rows and all(r["status"] == "ready" for r in rows):
+                return [r["id"] for r in rows]
+            await asyncio.sleep(0.5)
+        self.ledger.violation(
+            "fault not fully injected: the victim's BDRs for the freeze are not ready"
+        )
+        return [r["id"] for r in rows if r["status"] == "ready"]
+
+    async def _frozen_probe(self, server: int, method: str, path: str) -> float:
+        """One request while the store is frozen: how long it took to answer (its body too)."""
+        s = self.servers[server]
+        began = time.monotonic()
+        try:
+            a = await self.api.once(s, method, path, headers=self.victim.auth)
+        except CONNECTION_ERRORS as exc:
+            if s.alive() and s.name not in self.held:
+                self.ledger.violation(f"frozen store: {method} {path} on {s.name}: {exc!r}")
+            return 0.0
+        took = time.monotonic() - began
+        self.ledger.counts[f"answers while the store was frozen: {method} {a.status}"] += 1
+        expected = 204 if method == "DELETE" else 503
+        if a.status != expected or (expected == 503 and "Retry-After" not in a.headers):
+            self.ledger.violation(f"frozen store: {method} {path} on {s.name} answered "
+                                  f"{a.status} (Retry-After {a.headers.get('Retry-After')})")  # fmt: skip
+        if took > FROZEN_ANSWER_SECONDS:
+            self.ledger.violation(f"frozen store: {method} {path} on {s.name} took {took:.1f} s "
+                                  f"(more than {FROZEN_ANSWER_SECONDS:.0f} s)")  # fmt: skip
+        return took
 
     async def sigterm_server(self) -> None:
         i = self._server_turn % len(self.servers)

@@ -123,6 +123,15 @@ class Seaweed:
         url = f"{self.master}/vol/vacuum?garbageThreshold=0.0001"
         urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - our own server
 
+    def freeze(self) -> None:
+        """SIGSTOP: it still accepts connections (the kernel does) and answers nothing."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """SIGKILL the whole process group: the chaos run stops it this way on purpose."""
         if self.proc is not None and self.proc.poll() is None:

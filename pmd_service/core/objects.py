@@ -86,32 +86,49 @@ class S3Access:
         return {n: v for n in names if (v := getattr(self, n))}
 
 
-# A request's whole time, its body included. Parts and artworks take seconds; a ZIP streamed
-# through the server (proxy mode) to a slow client may take long, and is cut off at this.
+# A request's whole time, its body included: the worker's parts and artworks take seconds.
 REQUEST_TIMEOUT = timedelta(minutes=2)
-STREAMING_TIMEOUT = timedelta(hours=4)
+# A body streamed for as long as its reader takes (the server's proxy mode) has no whole-time
+# bound of its own: it is cut when no byte comes for `read_timeout` (STORE_IDLE_SECONDS). This
+# ceiling only keeps the client from being unbounded.
+STREAMING_CEILING = timedelta(days=7)
 
 
 def open_store(
-    url: StoreUrl, access: S3Access, request_timeout: timedelta = REQUEST_TIMEOUT
+    url: StoreUrl,
+    access: S3Access,
+    request_timeout: timedelta = REQUEST_TIMEOUT,
+    *,
+    read_timeout: timedelta | None = None,
+    retry_timeout: timedelta = timedelta(seconds=30),
 ) -> S3Store:
-    """An obstore S3 store rooted at the URL's prefix (paths given to it are relative)."""
+    """An obstore S3 store rooted at the URL's prefix (paths given to it are relative).
+
+    `request_timeout` bounds each request as a whole; `read_timeout`, when given, bounds the
+    wait for each read of a response (the store's silence, not the body's length);
+    `retry_timeout` bounds the retries of one call."""
     config: dict[str, Any] = {"region": access.region, **access.keys()}
     if access.endpoint:
         config["endpoint"] = access.endpoint
     client: ClientConfig = {
         "allow_http": access.endpoint.startswith("http://"),
-        "connect_timeout": "10s",
-        "timeout": f"{int(request_timeout.total_seconds())}s",
+        "connect_timeout": _duration(min(request_timeout, timedelta(seconds=10))),
+        "timeout": _duration(request_timeout),
     }
+    if read_timeout is not None:
+        client["read_timeout"] = _duration(read_timeout)
     return S3Store(
         url.bucket,
         prefix=url.prefix or None,
         client_options=client,
         retry_config={"max_retries": 3, "backoff": {"init_backoff": timedelta(milliseconds=100)},
-                      "retry_timeout": timedelta(seconds=30)},
+                      "retry_timeout": retry_timeout},
         **config,
     )  # fmt: skip
+
+
+def _duration(value: timedelta) -> str:
+    return f"{max(1, round(value.total_seconds() * 1000))}ms"
 
 
 @dataclass(frozen=True)

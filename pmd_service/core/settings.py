@@ -68,6 +68,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # them through the server (for stores the browser cannot reach).
     bdr_download_mode: Literal["redirect", "proxy"] = "redirect"
     bdr_signed_url_seconds: Annotated[int, Meta(ge=10, le=7 * 86400)] = 300
+    # The server's calls to the bucket: HEAD, DELETE, signing, a GET's answer (then 503).
+    store_timeout_seconds: Annotated[float, Meta(ge=0.1, le=120)] = 5.0
+    # A body read from the bucket (proxy mode) is cut when the store sends nothing this long.
+    store_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 30.0
+    # Proxy mode: downloads streaming at once per server process (503 beyond), per user (429).
+    bdr_proxy_max_downloads: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    bdr_proxy_max_per_user: Annotated[int, Meta(ge=1, le=1000)] = 4
+    # Proxy mode: a client that takes no chunk (128 KiB) for this long is cut off.
+    bdr_proxy_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 60.0
     jwt_secret_key: str = ""
     jwt_leeway_seconds: Annotated[int, Meta(ge=0, le=600)] = 30  # clock skew on exp/iat/nbf
     jwt_audience: str | None = None  # when set, a token's `aud` must name it

@@ -11,13 +11,13 @@ from ..bdr.files import ZipFiles
 from ..core.db import check_search_path, session, settings_pool
 from ..core.logs import quiet_malformed_requests
 from ..core.migrate import migrate, require_host_tables
-from ..core.objects import STREAMING_TIMEOUT
 from ..core.queue import create_redis
 from ..core.settings import Settings
 from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
 from . import bdr, health, metrics, openapi, pages, posts, sse
 from .cors import setup_cors
+from .download_slots import ProxySlots
 from .endpoints import register
 from .keys import (
     DB_POOL,
@@ -25,6 +25,7 @@ from .keys import (
     METRICS,
     OPENAPI_DOC,
     OUTAGES,
+    PROXY_SLOTS,
     REDIS,
     ROUTE_ENDPOINTS,
     SETTINGS,
@@ -32,7 +33,7 @@ from .keys import (
     TEND_HEAP,
     ZIP_FILES,
 )
-from .metrics import internal_metrics_ctx, metrics_middleware
+from .metrics import download_metrics, internal_metrics_ctx, metrics_middleware
 from .outage import OutageLog
 from .problems import problem_middleware
 from .prometheus import Metrics
@@ -104,9 +105,11 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app.on_response_prepare.append(_server_header)
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
     app[OUTAGES] = OutageLog()
-    # Opening a store makes no request: readiness never depends on the bucket. In proxy mode a
-    # download streams from it for as long as the client takes.
-    app[ZIP_FILES] = ZipFiles(settings, STREAMING_TIMEOUT)
+    # Opening a store makes no request: readiness never calls the bucket (it reports what the
+    # downloads found). In proxy mode a download streams from it for as long as the client reads.
+    app[ZIP_FILES] = ZipFiles(settings, streams=True)
+    app[PROXY_SLOTS] = ProxySlots(settings.bdr_proxy_max_downloads, settings.bdr_proxy_max_per_user)
+    download_metrics(app[METRICS], app[ZIP_FILES], app[PROXY_SLOTS])
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)

@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 from msgspec import Meta
-from multidict import CIMultiDict
 
 from ..bdr import service
 from ..bdr.announcer import Announcer
 from ..bdr.budget import Limits, ensure_free_space
 from ..bdr.schemas import BdrItem, BdrList, BdrRequest
 from ..core.logs import REQUEST_ID_HEADER
-from ..core.problems import ProblemError
 from . import object_download, request_ids
 from .auth import retarget
 from .endpoint import Auth, Endpoint, Param
-from .keys import ANNOUNCER, DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
+from .keys import ANNOUNCER, DB_POOL, PRINCIPAL, PROXY_SLOTS, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json
 
@@ -80,79 +76,25 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     bdr_id = path_uuid(request)
     principal = request[PRINCIPAL]
     files = request.app[ZIP_FILES]
+    settings = request.app[SETTINGS]
     found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
     stored = found.stored
-    if stored.key is not None and request.app[SETTINGS].bdr_download_mode == "redirect":
+    # Once per download, not per resumed range or HEAD.
+    if request.method == "GET" and object_download.starts_at_zero(request, stored):
+        await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
+    if stored.key is not None and settings.bdr_download_mode == "redirect":
         # The bytes go from the bucket to the browser; the checks above stay in front. The
         # object carries the file name (Content-Disposition, set at upload).
-        if request.method == "GET" and _from_the_start(request):
-            await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
         return await object_download.redirect(request, files, stored)
-    if _SUFFIX_OF_NOTHING.fullmatch(request.headers.get("Range", "")):
-        # aiohttp serves `bytes=-0` as the whole file with 206; no byte satisfies it (RFC 9110
-        # §14.1.3), so 416 as for any range past the end.
-        raise ProblemError(
-            416,
-            "range-not-satisfiable",
-            "Range Not Satisfiable",
-            f"`Range: {request.headers['Range'].strip()}` asks for no byte; the ZIP has "
-            f"{stored.size} bytes (ask for `bytes=0-{max(stored.size - 1, 0)}` or a part of it).",
-            headers={"Content-Range": f"bytes */{stored.size}"},
-        )
-    if request.method == "GET" and _from_the_start(request):
-        # Once per download, not per resumed range or HEAD.
-        await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
     headers = {
         "Content-Type": "application/zip",
         "Content-Disposition": f"attachment; filename={found.filename}",
         "Cache-Control": "private, no-store",
     }
-    whole = _range_must_be_ignored(request, stored.etag)
-    if stored.key is not None:  # BDR_DOWNLOAD_MODE=proxy
-        return await object_download.proxy(request, files, stored, headers, whole=whole)
-    assert stored.path is not None
-    # FileResponse answers Range, ETag and Last-Modified from the file itself and streams it
-    # with sendfile: the event loop never reads the ZIP.
-    return (_WholeFileResponse if whole else web.FileResponse)(stored.path, headers=headers)
-
-
-_SUFFIX_OF_NOTHING = re.compile(r"\s*bytes\s*=\s*-\s*0+\s*", re.IGNORECASE)
-
-
-def _from_the_start(request: web.Request) -> bool:
-    try:
-        return not request.http_range.start
-    except ValueError:  # a malformed Range: FileResponse answers it (416)
-        return False
-
-
-class _WholeFileResponse(web.FileResponse):
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        headers = CIMultiDict(request.headers)
-        headers.popall("Range", None)
-        headers.popall("If-Range", None)
-        return await super().prepare(request.clone(headers=headers))
-
-
-def _range_must_be_ignored(request: web.Request, etag: str) -> bool:
-    """Cases where the whole file (200) is the right answer to a Range request.
-
-    aiohttp only understands an If-Range *date*: an entity tag that does not match, or an
-    If-Range that is neither, means "send the whole file" (RFC 9110 §13.1.5). Several ranges
-    are not served as multipart; the whole file is a valid answer to them too.
-    """
-    if "Range" not in request.headers:
-        return False
-    if request.headers["Range"].partition("=")[0].strip().lower() != "bytes":
-        return True  # a unit other than bytes is ignored (§14.2), not refused
-    if "," in request.headers["Range"]:
-        return True
-    if_range = request.headers.get("If-Range")
-    if if_range is None:
-        return False
-    if if_range.startswith(('"', "W/")):
-        return if_range != etag  # a strong match is needed; weak tags never match
-    return request.if_range is None  # not a valid HTTP date either
+    proxying = object_download.Proxying(
+        request.app[PROXY_SLOTS], principal.caller.id, settings.bdr_proxy_idle_seconds
+    )
+    return await object_download.serve(request, files, stored, headers, proxying)
 
 
 class DownloadQuery(msgspec.Struct):
@@ -194,12 +136,24 @@ ENDPOINTS = (
              params=(
                  _ID,
                  Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`); several "
-                       "ranges are answered with the whole file"),
+                       "ranges, or an invalid one, are answered with the whole file"),
                  Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
                        "has this ETag or Last-Modified date"),
+                 Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
+                       "ETags (`*`: any)"),
              ),
-             problems=(404, 409, 410, 503),
+             problems=(404, 409, 410, 412, 429, 503),
+             problem_notes={
+                 412: "If-Match or If-Unmodified-Since does not hold for the ZIP",
+                 429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
+                      "streaming from this server; see Retry-After",
+                 503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
+                      "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
+                      "see Retry-After",
+             },
              other_responses=((206, "The requested byte range", "application/zip"),
+                              (304, "Not modified: If-None-Match (`*` included) or "
+                               "If-Modified-Since matches the ZIP", None),
                               (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): "
                                "`Location` is a signed URL of the ZIP, valid "
                                "BDR_SIGNED_URL_SECONDS", None),

@@ -48,6 +48,8 @@ class Endpoint:
     ok_description: str = "OK"
     response_media: str = "application/json"
     problems: tuple[int, ...] = ()
+    # What a problem status means here, where the document's general wording says too little.
+    problem_notes: dict[int, str] = field(default_factory=dict)
     params: tuple[Param, ...] = ()
     headers: dict[str, str] = field(default_factory=dict)
     # Other non-problem answers: (status, description, media type of the body or None).

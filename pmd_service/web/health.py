@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 from aiohttp import web
 
 from .endpoint import Auth, Endpoint
-from .keys import DB_POOL, REDIS
+from .keys import DB_POOL, REDIS, ZIP_FILES
 from .problems import problem_response
 
 CHECK_TIMEOUT = 2.0
@@ -28,6 +29,21 @@ async def _check_redis(request: web.Request) -> None:
         await request.app[REDIS].ping()
 
 
+def _store_state(request: web.Request) -> str | None:
+    """The bucket as the downloads and removals found it (None: ZIPs on disk): never a call of
+    its own, so a probe every second costs the store nothing."""
+    files = request.app[ZIP_FILES]
+    if files.bucket is None:
+        return None
+    health = files.health
+    if health.failing_since is None:
+        return "ok" if health.calls else "ok (not called yet)"
+    return (
+        f"failing for {time.time() - health.failing_since:.0f} s ({health.last_error}); "
+        "clears at the next call that works"
+    )
+
+
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     for name, check in (("database", _check_db), ("redis", _check_redis)):
@@ -36,9 +52,14 @@ async def readyz(request: web.Request) -> web.Response:
             checks[name] = "ok"
         except Exception as exc:  # any failure means "not ready"; the reason is reported
             checks[name] = f"unreachable: {type(exc).__name__}"
-    if all(v == "ok" for v in checks.values()):
-        return web.json_response({"status": "ready", "checks": checks})
     failing = ", ".join(k for k, v in checks.items() if v != "ok")
+    store = _store_state(request)
+    if store is not None:
+        # Reported, not a reason to be unready: every server shares the store, and taking
+        # them all out of rotation would stop what works without it (posts, new requests).
+        checks["store"] = store
+    if not failing:
+        return web.json_response({"status": "ready", "checks": checks})
     return problem_response(
         503,
         "not-ready",
@@ -61,6 +82,7 @@ class ReadyStatus(msgspec.Struct):
 ENDPOINTS = (
     Endpoint("get", "/healthz", healthz, "healthz", "Liveness", "operations", auth=Auth.PUBLIC,
              response=HealthStatus),
-    Endpoint("get", "/readyz", readyz, "readyz", "Readiness: database and Redis reachable",
+    Endpoint("get", "/readyz", readyz, "readyz", "Readiness: database and Redis reachable "
+             "(and, with ZIPs in a bucket, how the store's last call went: `checks.store`)",
              "operations", auth=Auth.PUBLIC, response=ReadyStatus, problems=(503,)),
 )  # fmt: skip

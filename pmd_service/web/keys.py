@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from ..bdr.files import ZipFiles
     from ..host.access import Principal
     from ..sse.hub import Hub
+    from .download_slots import ProxySlots
     from .endpoint import Endpoint
     from .outage import OutageLog
     from .prometheus import Metrics
@@ -47,3 +48,7 @@ OUTAGES: web.AppKey[OutageLog] = web.AppKey("outages")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 # Set by handlers that stream (SSE): once headers are out, an error can only end the stream.
 STREAM_RESPONSE: web.RequestKey[web.StreamResponse] = web.RequestKey("stream_response")
+# The status to count for a response other than the one it started with (499: the client left).
+COUNTED_STATUS: web.RequestKey[int] = web.RequestKey("counted_status")
+# Proxy mode's downloads streaming in this process (web/object_download.py).
+PROXY_SLOTS: web.AppKey[ProxySlots] = web.AppKey("proxy_slots")

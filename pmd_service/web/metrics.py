@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -14,9 +15,16 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .endpoint import Auth, Endpoint
-from .keys import METRICS, METRICS_ADDRESS, REDIS, SETTINGS
+from .keys import COUNTED_STATUS, METRICS, METRICS_ADDRESS, REDIS, SETTINGS
+
+if TYPE_CHECKING:
+    from ..bdr.files import ZipFiles
+    from .download_slots import ProxySlots
+    from .prometheus import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +48,52 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
+        status = request.get(COUNTED_STATUS, status)
         route = _route(request)
         metrics.requests.labels(request.method, route, str(status)).inc()
         metrics.latency.labels(request.method, route).observe(time.perf_counter() - start)
+
+
+class _DownloadCollector(Collector):
+    """The object store as this process's own calls found it (no probe of its own), and the
+    proxied downloads under way."""
+
+    def __init__(self, files: ZipFiles, slots: ProxySlots) -> None:
+        self.files = files
+        self.slots = slots
+
+    def collect(self) -> Iterator[Metric]:
+        health = self.files.health
+        if self.files.bucket is not None:
+            yield GaugeMetricFamily(
+                "pmd_object_store_failing",
+                "1 while the last call to the object store failed or timed out (STORE_TIMEOUT_SECONDS)",
+                value=health.failing_since is not None,
+            )
+            yield CounterMetricFamily(
+                "pmd_object_store_calls", "Calls to the object store", value=health.calls
+            )
+            yield CounterMetricFamily(
+                "pmd_object_store_failures",
+                "Calls to the object store that failed or timed out (body reads included)",
+                value=health.failures,
+            )
+        yield GaugeMetricFamily(
+            "pmd_proxy_downloads", "Downloads streaming through this process (proxy mode)",
+            value=self.slots.active,
+        )  # fmt: skip
+        refused = CounterMetricFamily(
+            "pmd_proxy_downloads_refused",
+            "Proxied downloads refused by a cap: user (429) or server (503)",
+            labels=["cap"],
+        )
+        for cap in ("user", "server"):
+            refused.add_metric([cap], self.slots.refused[cap])
+        yield refused
+
+
+def download_metrics(metrics: Metrics, files: ZipFiles, slots: ProxySlots) -> None:
+    metrics.registry.register(_DownloadCollector(files, slots))
 
 
 async def _render(app: web.Application) -> web.Response:

@@ -1,22 +1,53 @@
-"""Serving a ZIP kept in a bucket: a redirect to a signed URL, or streamed through (proxy mode).
+"""Serving a ready ZIP: a redirect to a signed URL, or its bytes (a local file, or streamed from
+the bucket in proxy mode).
 
-Redirect is the default: the browser fetches the bytes from the store, and the server's part is
-one small response. Proxy mode is for stores the browser cannot reach; it answers Range,
-If-Range, ETag and HEAD as the local FileResponse does, reading from the store as it sends
-(memory: one chunk, whatever the ZIP's size).
+Redirect is the default for a bucket: the browser fetches the bytes from the store, and the
+server's part is one small response. Proxy mode is for stores the browser cannot reach.
+
+Both ways of sending the bytes answer conditions and ranges by one set of rules (`_plan`), so
+the two modes cannot disagree: If-Match and If-Unmodified-Since (412), If-None-Match and
+If-Modified-Since (304, `*` included), If-Range (an entity tag or a date, exact), and one byte
+range (206; an invalid or multiple range is ignored: the whole ZIP, RFC 9110 §14.2; a range
+that selects no byte is 416). The local file then goes out with sendfile (aiohttp's
+FileResponse, given only the range decided here); a proxied one is read from the store a chunk
+at a time, the next only once the client has taken the last one (memory: one chunk per
+download, whatever the ZIP's size), with caps per user and per process.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import math
+import re
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import obstore
 from aiohttp import hdrs, web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.helpers import ETAG_ANY, ETag
+from multidict import CIMultiDict
 
-from ..bdr.files import OBJECT_MISSING, StoredZip, ZipFiles, store_unavailable
+from ..bdr.files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
 from ..core.problems import ProblemError, gone
+from .download_slots import ProxySlots
+from .keys import STREAM_RESPONSE
+from .problems import client_went_away
 
-READ_CHUNK = 1 << 20
+if TYPE_CHECKING:
+    from obstore import GetResult
+
+log = logging.getLogger(__name__)
+
+# A proxied download's step: read from the store (at least this much), written this much at a
+# time. Above aiohttp's 64 KiB write limit, so every write waits until the client took it
+# (see _relay).
+READ_CHUNK = 128 * 1024
 
 
 async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> web.Response:
@@ -24,22 +55,97 @@ async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> 
     return web.Response(status=302, headers={"Location": url, "Cache-Control": "private, no-store"})
 
 
-def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
-    """[start, end) of the one range asked for, None for the whole object."""
-    try:
-        asked = request.http_range
-    except ValueError:
-        raise _unsatisfiable(request, size) from None
-    start, stop = asked.start, asked.stop
-    if start is None and stop is None:
+# --- conditions and ranges: one answer for both modes -----------------------------------------
+
+_RANGE_SPEC = re.compile(r"(\d+)-(\d*)|-(\d+)")
+_CONDITIONS = (
+    hdrs.RANGE, hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH,
+    hdrs.IF_MODIFIED_SINCE, hdrs.IF_UNMODIFIED_SINCE,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to send: `status` 200/206 with bytes [start, stop), or 304 with none."""
+
+    status: int
+    start: int = 0
+    stop: int = 0
+
+
+def _plan(request: web.Request, stored: StoredZip) -> Plan:
+    """The answer the request's conditions and Range call for (RFC 9110 §13.2.2 order);
+    412 and 416 are raised as problems."""
+    etag, modified = stored.etag, _seconds(stored.last_modified)
+    if_match = request.if_match
+    if if_match is not None and not _matches(etag, if_match, weak=False):
+        raise _precondition_failed(request, stored, hdrs.IF_MATCH)
+    since = request.if_unmodified_since
+    if if_match is None and since is not None and modified > since.timestamp():
+        raise _precondition_failed(request, stored, hdrs.IF_UNMODIFIED_SINCE)
+    if_none_match = request.if_none_match
+    if if_none_match is not None and _matches(etag, if_none_match, weak=True):
+        return Plan(304)
+    since = request.if_modified_since
+    if if_none_match is None and since is not None and modified <= since.timestamp():
+        return Plan(304)
+    span = _byte_range(request, stored) if _if_range_holds(request, stored) else None
+    if span is None:
+        return Plan(200, 0, stored.size)
+    return Plan(206, *span)
+
+
+def _seconds(when: datetime) -> int:
+    # HTTP dates have whole seconds; aiohttp announces a file's mtime of 12.7 s as 13 s (so
+    # that the date it sends back means "not modified since"), and so does this module.
+    return math.ceil(when.timestamp())
+
+
+def _matches(etag: str, tags: tuple[ETag, ...], *, weak: bool) -> bool:
+    if len(tags) == 1 and tags[0].value == ETAG_ANY:
+        return True  # the ZIP exists: `*` matches it
+    value = etag.removeprefix("W/").strip('"')
+    return any(tag.value == value for tag in tags if weak or not tag.is_weak)
+
+
+def _if_range_holds(request: web.Request, stored: StoredZip) -> bool:
+    """Whether the Range applies: no If-Range, or one naming this version exactly (a strong
+    entity tag, or the Last-Modified date); anything else asks for the whole ZIP (§13.1.5)."""
+    value = request.headers.get(hdrs.IF_RANGE)
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == stored.etag  # a weak tag never matches
+    date = request.if_range
+    return date is not None and date.timestamp() == _seconds(stored.last_modified)
+
+
+def _byte_range(request: web.Request, stored: StoredZip) -> tuple[int, int] | None:
+    """[start, stop) of the one range asked for; None to send the whole ZIP: no Range, a unit
+    other than bytes, several ranges, or one that is not a valid range (`bytes=10-5`: RFC 9110
+    §14.2 says to ignore it, not to refuse it)."""
+    header = request.headers.get(hdrs.RANGE)
+    if header is None:
         return None
-    if start is not None and start < 0:  # a suffix: the last -start bytes
-        start, stop = max(size + start, 0), size
-    start = start or 0
-    stop = size if stop is None else min(stop, size)
-    if start >= size or start >= stop:
+    unit, equals, spec = header.partition("=")
+    if not equals or unit.strip().lower() != "bytes":
+        return None
+    found = _RANGE_SPEC.fullmatch(spec.strip())
+    if found is None:
+        return None  # several ranges (not served as multipart), or not a range at all
+    first, last, suffix = found.groups()
+    size = stored.size
+    if suffix is not None:
+        if int(suffix) == 0:  # the last 0 bytes: no byte at all (§14.1.3)
+            raise _unsatisfiable(request, size)
+        return max(size - int(suffix), 0), size
+    start = int(first)
+    if last and int(last) < start:
+        return None
+    if start >= size:
         raise _unsatisfiable(request, size)
-    return start, stop
+    return start, size if not last else min(int(last) + 1, size)
 
 
 def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
@@ -47,56 +153,173 @@ def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
         416,
         "range-not-satisfiable",
         "Range Not Satisfiable",
-        f"`Range: {request.headers.get('Range', '').strip()}` asks for no byte of the ZIP's "
+        f"`Range: {request.headers.get(hdrs.RANGE, '').strip()}` asks for no byte of the ZIP's "
         f"{size} bytes (ask for `bytes=0-{max(size - 1, 0)}` or a part of it).",
         headers={"Content-Range": f"bytes */{size}"},
     )
 
 
-async def proxy(
+def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -> ProblemError:
+    return ProblemError(
+        412,
+        "precondition-failed",
+        "Precondition Failed",
+        f"`{header}: {request.headers.get(header, '').strip()}` does not hold: the ZIP is now "
+        f"ETag {stored.etag}, last modified {_http_date(stored.last_modified)}. Download it "
+        "again without the condition.",
+        headers={hdrs.ETAG: stored.etag},
+    )
+
+
+def _http_date(when: datetime) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(_seconds(when)))
+
+
+def _validators(stored: StoredZip) -> dict[str, str]:
+    return {
+        hdrs.ETAG: stored.etag,
+        hdrs.LAST_MODIFIED: _http_date(stored.last_modified),
+        hdrs.ACCEPT_RANGES: "bytes",
+    }
+
+
+def starts_at_zero(request: web.Request, stored: StoredZip) -> bool:
+    """Whether a GET asks for the ZIP from its first byte (a download, not a resumption)."""
+    with contextlib.suppress(ProblemError):
+        plan = _plan(request, stored)
+        return plan.status != 304 and plan.start == 0
+    return False
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proxying:
+    """Proxy mode's limits, for `serve`."""
+
+    slots: ProxySlots
+    user_id: int
+    idle_seconds: float  # BDR_PROXY_IDLE_SECONDS
+
+
+async def serve(
     request: web.Request,
     files: ZipFiles,
     stored: StoredZip,
     headers: Mapping[str, str],
-    *,
-    whole: bool,
+    proxying: Proxying,
 ) -> web.StreamResponse:
-    assert files.store is not None and stored.key is not None
-    size = stored.size
-    validators = {
-        hdrs.ETAG: stored.etag,
-        hdrs.LAST_MODIFIED: stored.last_modified.strftime("%a, %d %b %Y %H:%M:%S GMT"),
-        hdrs.ACCEPT_RANGES: "bytes",
-    }
-    if stored.etag in _etags(request.headers.get(hdrs.IF_NONE_MATCH, "")):
-        return web.Response(status=304, headers=validators)
-    span = None if whole else _byte_range(request, size)
-    response = web.StreamResponse(status=200 if span is None else 206, headers=headers)
-    response.headers.update(validators)
-    start, stop = span or (0, size)
-    if span is not None:
-        response.headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{size}"
+    """The ZIP's bytes (or 304) as `_plan` decides, from the local file or the bucket."""
+    plan = _plan(request, stored)
+    if plan.status == 304:
+        return web.Response(
+            status=304, headers={**_validators(stored), "Cache-Control": headers["Cache-Control"]}
+        )
+    if stored.path is not None:
+        response: web.StreamResponse = _PlannedFile(stored.path, plan, headers)
+        request[STREAM_RESPONSE] = response  # before any byte can fail to go out
+        # Prepared here rather than after the handler: a client leaving mid-file then reaches
+        # problem_middleware (one line, status 499) like one leaving a proxied download.
+        await response.prepare(request)
+        return response
+    return await _proxy(request, files, stored, headers, plan, proxying)
+
+
+class _PlannedFile(web.FileResponse):
+    """FileResponse (sendfile) for a plan already made: it sees no condition and, for a
+    206, the one canonical range, so it cannot decide otherwise than `_plan` did."""
+
+    def __init__(self, path: Path, plan: Plan, headers: Mapping[str, str]) -> None:
+        super().__init__(path, headers=headers)
+        self.plan = plan
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:  # by `serve`: aiohttp's own call after the handler finds it done
+            return None
+        headers = CIMultiDict(request.headers)
+        for name in _CONDITIONS:
+            headers.popall(name, None)
+        if self.plan.status == 206:
+            headers[hdrs.RANGE] = f"bytes={self.plan.start}-{self.plan.stop - 1}"
+        return await super().prepare(request.clone(headers=headers))
+
+
+async def _proxy(
+    request: web.Request,
+    files: ZipFiles,
+    stored: StoredZip,
+    headers: Mapping[str, str],
+    plan: Plan,
+    proxying: Proxying,
+) -> web.StreamResponse:
+    response = web.StreamResponse(status=plan.status, headers=headers)
+    response.headers.update(_validators(stored))
+    start, stop = plan.start, plan.stop
+    if plan.status == 206:
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{stored.size}"
     response.content_length = stop - start
     if request.method == hdrs.METH_HEAD or stop == start:
         await response.prepare(request)
         await response.write_eof()
         return response
-    # The ETag pins the version: if the object was replaced meanwhile, the read fails rather
-    # than splicing two files into one download.
-    try:
-        result = await obstore.get_async(
-            files.store, stored.key, options={"range": (start, stop), "if_match": stored.etag}
-        )
-    except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
-        raise gone("This download's file is no longer available; request a new download.") from None
-    except (obstore.exceptions.BaseError, OSError) as exc:
-        raise store_unavailable(exc) from None
-    await response.prepare(request)
-    async for chunk in result.stream(min_chunk_size=READ_CHUNK):
-        await response.write(chunk)
-    await response.write_eof()
+    with proxying.slots.hold(proxying.user_id):
+        try:
+            result = await files.read(stored, start, stop)
+        except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
+            raise gone(
+                "This download's file is no longer available; request a new download."
+            ) from None
+        request[STREAM_RESPONSE] = response
+        await response.prepare(request)
+        await _relay(request, response, files, result, proxying.idle_seconds)
     return response
 
 
-def _etags(header: str) -> set[str]:
-    return {tag.strip() for tag in header.split(",") if tag.strip()}
+async def _relay(
+    request: web.Request,
+    response: web.StreamResponse,
+    files: ZipFiles,
+    result: GetResult,
+    idle_seconds: float,
+) -> None:
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client left before the first byte")
+    # Any byte the kernel did not take pauses the writer, and aiohttp's write of more than
+    # 64 KiB waits until the writer resumes: the buffer is then empty. So a download holds at
+    # most one chunk, and a client that stops reading stops the reads from the store.
+    transport.set_write_buffer_limits(high=0)
+    sent = 0
+    total = response.content_length or 0
+    try:
+        async for chunk in files.chunks(result, READ_CHUNK):
+            # The store's reads come in pieces of up to a few hundred KiB: written a chunk at
+            # a time, so no more than one chunk waits in the buffer.
+            for at in range(0, len(chunk), READ_CHUNK):
+                piece = chunk[at : at + READ_CHUNK]
+                try:
+                    async with asyncio.timeout(idle_seconds):
+                        await response.write(piece)
+                except TimeoutError:
+                    transport.abort()  # its unsent bytes would never go: drop them now
+                    client_went_away(
+                        request,
+                        f"took no byte for {idle_seconds:g} s; cut off after {sent} of "
+                        f"{total} bytes",
+                    )
+                    return
+                sent += len(piece)
+        await response.write_eof()
+    except StoreFailed as exc:
+        # The client must see a short body, not a complete-looking one: close without EOF.
+        transport.abort()
+        log.warning(
+            "%s %s: the object store failed mid-body (%s); cut off after %d of %d bytes",
+            request.method, request.path, exc, sent, total,
+        )  # fmt: skip
+    except ConnectionError:
+        client_went_away(request, f"left after {sent} of {total} bytes")
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits()  # asyncio's defaults, for its next request

@@ -80,7 +80,8 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
             problem_statuses.add(400)
         for status in sorted(problem_statuses):
             responses[str(status)] = {
-                "description": _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
+                "description": op.problem_notes.get(status)
+                or _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
                 "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},
             }
         entry: dict[str, Any] = {

@@ -12,12 +12,21 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..core.problems import TYPE_BASE, FieldError, Problem, ProblemError
-from .keys import OUTAGES, SETTINGS, STREAM_RESPONSE
+from .keys import COUNTED_STATUS, OUTAGES, SETTINGS, STREAM_RESPONSE
 from .outage import RETRY_AFTER_SECONDS, refused_by
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# nginx's status for a client that closed the connection before the response was complete:
+# counted as such, never as a 5xx (the server did nothing wrong).
+CLIENT_CLOSED_REQUEST = 499
+
+
+def client_went_away(request: web.Request, detail: str) -> None:
+    """A client that left (or stopped reading) mid-body: one line, counted as 499."""
+    request[COUNTED_STATUS] = CLIENT_CLOSED_REQUEST
+    log.info("%s %s: the client %s", request.method, request.path, detail)
 
 
 def problem_response(
@@ -81,12 +90,18 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         return await handler(request)
     except asyncio.CancelledError:
+        # Cancelled because its client left (aiohttp's handler_cancellation, as in its test
+        # server), or at shutdown: either way the client never gets the whole answer.
+        if request.transport is None or request.transport.is_closing():
+            client_went_away(request, "went away; its handler was cancelled")
         raise
     except Exception as exc:
         started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
         if started is not None and started.prepared:
             # Never touch a response already streaming: the client sees the stream end.
-            if not isinstance(exc, ProblemError | web.HTTPException | ConnectionResetError):
+            if isinstance(exc, ConnectionError):
+                client_went_away(request, f"went away mid-body ({type(exc).__name__})")
+            elif not isinstance(exc, ProblemError | web.HTTPException):
                 log.exception("stream %s %s failed", request.method, request.path)
             return started
         if isinstance(exc, ProblemError):

@@ -1,0 +1,284 @@
+"""Proxy mode against clients that stop reading, and a store that stops answering:
+`python -m bench.proxy_memory [--readers 10,40,100] [--mib 24]`.
+
+Not a test: prints figures, exits 0. A real `python server.py` in BDR_DOWNLOAD_MODE=proxy (and
+one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS bucket, holds
+`--mib` MiB. Every figure is against a baseline measured in the same run.
+
+1. Stalled readers: after one whole download (the warm-up), the server's RSS at rest is the
+   baseline; then readers are added until 10, 40, 100 are open: each sends the GET, reads the
+   headers and never reads again (the kernel's buffers fill, then the server's writes wait).
+   Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
+   RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
+   largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
+   the readers went. The caps are raised for the run (BDR_PROXY_MAX_PER_USER and
+   BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so that none of them cuts in.
+2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
+   while SeaweedFS is SIGSTOPped, against the same requests with the store well; the answer
+   expected meanwhile: 503 + Retry-After for a download, 204 for a removal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import obstore
+
+from bench.memory import rss_kb
+from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from harness.stack import free_port, fresh_stack, service_env, start_server, stop
+from pmd_service.core.db import connect
+from pmd_service.core.objects import S3Access, StoreUrl, open_store
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+from pmd_service.host.tokens import mint_token
+
+SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
+MIB = 2**20
+
+
+async def _ready_bdrs(
+    settings: Settings, store: Any, n: int, size: int
+) -> tuple[str, list[uuid.UUID]]:
+    """n ready BDRs of one user, their objects `size` random bytes each (what is sent is not
+    the point: its length is): (the owner's sqid, the ids)."""
+    conn = await connect(settings.database_url, "pmd-bench")
+    try:
+        owner = await conn.fetchval(
+            "INSERT INTO users (handle, email) VALUES ('proxied', 'proxied@bench') RETURNING id"
+        )
+        sqid = PublicIds(settings.sqids_alphabet).encode(owner)
+        await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, sqid)
+        ids = []
+        for _ in range(n):
+            bdr_id = uuid.uuid4()
+            file_path = f"bdr/{sqid}/pmd-{bdr_id}.{os.urandom(4).hex()}.zip"
+            await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(size))
+            await conn.execute(
+                "INSERT INTO batch_download_requests (id, user_id, user_sqid, post_ids, "
+                "artwork_count, status, file_path, file_size_bytes, completed_at, expires_at) "
+                "VALUES ($1, $2, $3, '{1}', 1, 'ready', $4, $5, now(), $6)",
+                bdr_id, owner, sqid, file_path, size, datetime.now(UTC) + timedelta(days=1),
+            )  # fmt: skip
+            ids.append(bdr_id)
+    finally:
+        await conn.close()
+    return sqid, ids
+
+
+async def _settled_rss(pid: int, bound: float = 60) -> float:
+    """The server's RSS (MiB) once it stops moving."""
+    deadline = time.monotonic() + bound
+    last, since = rss_kb(pid), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        now = rss_kb(pid)
+        if abs(now - last) > 1024:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= SETTLE_S:
+            break
+    return rss_kb(pid) / 1024
+
+
+class Reader:
+    """A client that asks for the ZIP, reads the headers, and never reads on."""
+
+    def __init__(self) -> None:
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self, port: int, path: str, token: str) -> None:
+        reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self.writer.write(
+            f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head[:200]
+
+    def close(self) -> None:
+        assert self.writer is not None
+        self.writer.transport.abort()
+
+
+async def _proxy_downloads(http: aiohttp.ClientSession, metrics: str) -> float:
+    async with http.get(metrics) as resp:
+        for line in (await resp.text()).splitlines():
+            if line.startswith("pmd_proxy_downloads "):
+                return float(line.split()[1])
+    return float("nan")
+
+
+async def stalled_readers(
+    port: int, pid: int, path: str, token: str, levels: list[int], size: int, waves_of: int
+) -> dict[str, Any]:
+    base_url = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
+            assert len(await r.read()) == size  # the warm-up: one whole download
+        baseline = await _settled_rss(pid)
+        print(f"1. server RSS at rest after one download: {baseline:.1f} MiB", flush=True)
+        readers: list[Reader] = []
+        rows = []
+        for level in levels:
+            while len(readers) < level:
+                reader = Reader()
+                await reader.open(port, path, token)
+                readers.append(reader)
+            rss = await _settled_rss(pid)
+            streaming = await _proxy_downloads(http, base_url + "/metrics")
+            rows.append({"readers": level, "rss_mb": rss, "streaming": streaming})
+            print(f"   {level:4d} stalled readers: RSS {rss:.1f} MiB, +{rss - baseline:.1f} MiB "
+                  f"({(rss - baseline) / level:.2f} MiB each, {rss / baseline:.2f}× the "
+                  f"baseline); {streaming:.0f} downloads streaming", flush=True)  # fmt: skip
+        after = await _close(http, base_url, pid, readers)
+        print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
+              "the baseline", flush=True)  # fmt: skip
+        # The same again: what stays after the first wave is reused, or it grows each time.
+        waves = []
+        for wave in range(2, waves_of + 1):
+            for _ in range(levels[-1]):
+                reader = Reader()
+                await reader.open(port, path, token)
+                readers.append(reader)
+            again = await _settled_rss(pid)
+            after_again = await _close(http, base_url, pid, readers)
+            waves.append({"open_rss_mb": again, "after_rss_mb": after_again})
+            print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
+                  f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
+                  "the baseline", flush=True)  # fmt: skip
+    return {"zip_bytes": size, "baseline_rss_mb": baseline, "levels": rows,
+            "after_rss_mb": after, "waves": waves}  # fmt: skip
+
+
+async def _close(
+    http: aiohttp.ClientSession, base_url: str, pid: int, readers: list[Reader]
+) -> float:
+    """Every reader leaves; the server's RSS once it has let them all go."""
+    for reader in readers:
+        reader.close()
+    readers.clear()
+    deadline = time.monotonic() + 60
+    while await _proxy_downloads(http, base_url + "/metrics") and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the server
+        await asyncio.sleep(0.1)
+    return await _settled_rss(pid)
+
+
+async def _timed(http: aiohttp.ClientSession, method: str, url: str, token: str) -> dict[str, Any]:
+    """One request's time to its whole answer; a GET asks for one byte (the answer's time,
+    not the body's)."""
+    headers = {"Authorization": f"Bearer {token}"} | (
+        {"Range": "bytes=0-0"} if method == "GET" else {}
+    )
+    started = time.perf_counter()
+    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
+        await resp.read()
+        return {"status": resp.status, "retry_after": resp.headers.get("Retry-After"),
+                "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+async def frozen_store(
+    weed: Seaweed, ports: dict[str, int], token: str, ids: list[uuid.UUID], rounds: int = 3
+) -> dict[str, Any]:
+    """Answer times with the store well, then frozen: GET of a download in each mode, a
+    DELETE of a ready BDR (through the proxy-mode server)."""
+    assert len(ids) >= 2 * rounds + 1
+    get_id, removable = ids[0], ids[1:]
+    out: dict[str, Any] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+        for state in ("well", "frozen"):
+            if state == "frozen":
+                weed.freeze()
+            try:
+                for mode, port in ports.items():
+                    url = f"http://127.0.0.1:{port}/api/pmd/bdr/{get_id}/download"
+                    out[f"{state}_get_{mode}"] = [await _timed(http, "GET", url, token)
+                                                  for _ in range(rounds)]  # fmt: skip
+                out[f"{state}_delete"] = [
+                    await _timed(
+                        http, "DELETE",
+                        f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/{removable.pop()}", token,
+                    )
+                    for _ in range(rounds)
+                ]  # fmt: skip
+            finally:
+                if state == "frozen":
+                    weed.thaw()
+    print("2. answers while the store is frozen (SIGSTOP), against the store well:", flush=True)
+    for what in ("get_redirect", "get_proxy", "delete"):
+        well = statistics.median(a["seconds"] for a in out[f"well_{what}"])
+        frozen = [a["seconds"] for a in out[f"frozen_{what}"]]
+        statuses = sorted({(a["status"], a["retry_after"]) for a in out[f"frozen_{what}"]})
+        print(f"   {what.replace('_', ' ')}: {statuses} in {max(frozen):.2f} s at most "
+              f"(well: {well * 1000:.0f} ms; {max(frozen) - well:+.2f} s)", flush=True)  # fmt: skip
+    return out
+
+
+async def _run(
+    weed: Seaweed, bucket: str, levels: list[int], size: int, waves: int, quiet: IO[bytes]
+) -> dict[str, Any]:
+    env = weed.env(bucket, "bench/proxied")
+    async with fresh_stack() as settings:
+        store = open_store(StoreUrl.parse(env["BDR_STORE"], "BDR_STORE"), _access(env))
+        sqid, ids = await _ready_bdrs(settings, store, 8, size)
+        token = mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3600)
+        ports = {"redirect": free_port(), "proxy": free_port()}
+        caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
+                "BDR_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
+        servers = {
+            mode: start_server(service_env(settings, **env, **caps, BDR_DOWNLOAD_MODE=mode),
+                               port, log=quiet)
+            for mode, port in ports.items()
+        }  # fmt: skip
+        try:
+            path = f"/api/pmd/bdr/{ids[0]}/download"
+            readers = await stalled_readers(
+                ports["proxy"], servers["proxy"].pid, path, token, levels, size, waves
+            )
+            frozen = await frozen_store(weed, ports, token, ids)
+        finally:
+            stop(*servers.values())
+    return {"readers": readers, "frozen": frozen}
+
+
+def _access(env: dict[str, str]) -> S3Access:
+    return S3Access(env["AWS_ENDPOINT_URL"], env["AWS_REGION"], env["AWS_ACCESS_KEY_ID"],
+                    env["AWS_SECRET_ACCESS_KEY"], None)  # fmt: skip
+
+
+def run(levels: list[int], size: int, waves: int) -> dict[str, Any]:
+    # The servers' logs (a line per reader that leaves) would drown the figures.
+    with running_seaweed() as weed, open(os.devnull, "wb") as quiet:
+        bucket = new_bucket_name()
+        asyncio.run(create_bucket(weed, bucket))
+        return asyncio.run(_run(weed, bucket, levels, size, waves, quiet))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.proxy_memory", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--readers", default="10,40,100", help="stalled readers, cumulative")
+    parser.add_argument("--mib", type=int, default=24, help="size of the ZIP served")
+    parser.add_argument(
+        "--waves",
+        type=int,
+        default=2,
+        help="waves of the largest number of readers (each opened, then closed)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    figures = run([int(n) for n in args.readers.split(",")], args.mib * MIB, args.waves)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

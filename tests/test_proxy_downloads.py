@@ -1,0 +1,355 @@
+"""Sending a ZIP's bytes: proxied from a real S3 store (SeaweedFS) or from the local folder,
+through a real aiohttp server on loopback, with raw sockets for clients that stop reading or
+leave mid-body.
+
+Both modes answer conditions and ranges alike; a client that leaves is one info line and a
+499, never a 5xx; a proxied download holds one chunk, is cut off when its client takes nothing
+for BDR_PROXY_IDLE_SECONDS, and is capped per user (429) and per process (503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import obstore
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from msgspec.structs import replace
+from pytest_aiohttp import AiohttpClient
+
+from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from pmd_service.core.objects import open_store
+from pmd_service.core.settings import Settings
+from pmd_service.web.app import create_app
+from pmd_service.web.object_download import READ_CHUNK
+from tests.factories import Factory, UserRow
+from tests.helpers import assert_problem, eventually, fetch_item, request_bdr, run_worker
+
+Client = TestClient[Any, Any]
+BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
+HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
+
+
+def in_bucket(settings: Settings, seaweed: Seaweed, bucket: str, prefix: str) -> Settings:
+    return replace(
+        settings,
+        bdr_store=f"s3://{bucket}/{prefix}/zips",
+        bdr_download_mode="proxy",
+        aws_endpoint_url=seaweed.endpoint,
+        aws_region=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+@pytest.fixture(params=["folder", "proxy"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def served(
+    request: pytest.FixtureRequest, mode: str, settings: Settings, s3_prefix: str
+) -> Settings:
+    """The settings of one way of sending bytes: the local folder, or a bucket in proxy mode."""
+    if mode == "folder":
+        return settings
+    seaweed = request.getfixturevalue("seaweed")
+    return in_bucket(settings, seaweed, request.getfixturevalue("s3_bucket"), s3_prefix)
+
+
+class ServerAsInProduction(TestServer):
+    """aiohttp's test server, but as `web.run_app` runs it: a handler is not cancelled when its
+    client leaves (it finds out when it writes)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, **(kwargs | {"handler_cancellation": False}))
+
+
+async def start(
+    aiohttp_client: AiohttpClient, settings: Settings, *, cancels: bool = False
+) -> Client:
+    """The app on a loopback port; `cancels`: aiohttp's test server, which cancels a handler
+    whose client left."""
+    app = create_app(settings)
+    client: Client = await aiohttp_client(app if cancels else ServerAsInProduction(app))
+    return client
+
+
+async def ready_zip(
+    client: Client, factory: Factory, settings: Settings, owner: UserRow | None = None,
+    size: int | None = None,
+) -> tuple[UserRow, str, bytes]:  # fmt: skip
+    """A ready BDR built by the worker: (owner, download URL, its bytes). With `size`, its ZIP
+    is replaced by that many random bytes (what is sent is not the point: its length is)."""
+    owner = owner or await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready", item
+    file_path = await factory.pool.fetchval(
+        "SELECT file_path FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+    )
+    if size is not None:
+        data = os.urandom(size)
+        if settings.bdr_bucket is not None:
+            store = open_store(settings.bdr_bucket, settings.s3_access)
+            await obstore.put_async(store, file_path.removeprefix("bdr/"), data)
+        else:
+            (settings.bdr_path / file_path.removeprefix("bdr/")).write_bytes(data)
+    resp = await client.get(item["download_url"], headers=owner.auth)
+    assert resp.status == 200
+    return owner, item["download_url"], await resp.read()
+
+
+def _http_date(when: datetime) -> str:
+    return format_datetime(when.astimezone(UTC), usegmt=True)
+
+
+async def test_both_modes_answer_conditions_and_ranges_alike(
+    aiohttp_client: AiohttpClient, factory: Factory, served: Settings, redis_clean: None
+) -> None:
+    """RFC 9110: an invalid range is ignored (200, whole ZIP), `If-None-Match: *` is 304,
+    If-Match and If-Unmodified-Since are 412 when they do not hold, If-Range is exact."""
+    client = await start(aiohttp_client, served)
+    owner, url, full = await ready_zip(client, factory, served)
+    head = await client.head(url, headers=owner.auth)
+    etag, modified = head.headers["ETag"], head.headers["Last-Modified"]
+    size = len(full)
+    last = datetime.strptime(modified, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
+    earlier, later = _http_date(last - timedelta(hours=1)), _http_date(last + timedelta(hours=1))
+    cases: list[tuple[dict[str, str], int, bytes]] = [
+        ({"Range": "bytes=10-5"}, 200, full),  # invalid: ignored, not 416
+        ({"Range": "bytes=abc"}, 200, full),
+        ({"Range": "bytes=5-"}, 206, full[5:]),
+        ({"Range": f"bytes=0-{size + 100}"}, 206, full),
+        ({"Range": "bytes=0-1,5-6"}, 200, full),
+        ({"If-None-Match": "*"}, 304, b""),
+        ({"If-None-Match": f'"nope", W/{etag}'}, 304, b""),  # weak comparison
+        ({"If-None-Match": '"nope"'}, 200, full),
+        ({"If-Match": "*"}, 200, full),
+        ({"If-Match": etag, "Range": "bytes=0-9"}, 206, full[:10]),
+        ({"If-Modified-Since": modified}, 304, b""),
+        ({"If-Modified-Since": earlier}, 200, full),
+        ({"If-Unmodified-Since": later}, 200, full),
+        ({"Range": "bytes=0-9", "If-Range": modified}, 206, full[:10]),
+        ({"Range": "bytes=0-9", "If-Range": earlier}, 200, full),
+        ({"Range": "bytes=0-9", "If-Range": f"W/{etag}"}, 200, full),
+    ]
+    for headers, status, body in cases:
+        resp = await client.get(url, headers={**owner.auth, **headers})
+        assert (resp.status, await resp.read()) == (status, body), headers
+        if status == 304:
+            assert resp.headers["ETag"] == etag
+            again = await client.head(url, headers={**owner.auth, **headers})
+            assert again.status == 304, headers
+        if status == 206:
+            stop = 5 + len(body) - 1 if headers["Range"] == "bytes=5-" else len(body) - 1
+            first = 5 if headers["Range"] == "bytes=5-" else 0
+            assert resp.headers["Content-Range"] == f"bytes {first}-{stop}/{size}"
+    for headers in ({"If-Match": '"nope"'}, {"If-Unmodified-Since": earlier}):
+        problem = await assert_problem(
+            await client.get(url, headers={**owner.auth, **headers}), 412
+        )
+        assert etag in problem["detail"]
+    for unsatisfiable in ("bytes=-0", f"bytes={size}-"):
+        resp = await client.get(url, headers={**owner.auth, "Range": unsatisfiable})
+        await assert_problem(resp, 416)
+        assert resp.headers["Content-Range"] == f"bytes */{size}"
+
+
+def _metric(text: str, prefix: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
+    )
+
+
+DOWNLOADS = 'pmd_http_requests_total{method="GET",route="/api/pmd/bdr/{id}/download",status='
+
+
+async def _open(client: Client, url: str, user: UserRow, rcvbuf: int | None = None) -> Any:
+    """A raw connection that sent the GET and read the status line and headers only."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(
+        sock, (str(client.server.host), client.server.port)
+    )
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
+    auth = user.auth["Authorization"]
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: pmd\r\nAuthorization: {auth}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
+    return reader, writer, head.decode()
+
+
+@pytest.mark.parametrize("cancels", [False, True], ids=["as-run_app", "cancelling"])
+async def test_a_client_leaving_mid_body_is_one_info_line_and_a_499(
+    aiohttp_client: AiohttpClient, factory: Factory, served: Settings, redis_clean: None,
+    caplog: pytest.LogCaptureFixture, cancels: bool,
+) -> None:  # fmt: skip
+    """As `curl … | head -c 65536`: never an ERROR with a traceback, never counted as a 500,
+    whether the server finds out when it writes or cancels the handler."""
+    client = await start(aiohttp_client, served, cancels=cancels)
+    owner, url, _ = await ready_zip(client, factory, served, size=BIG)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            reader, writer, head = await _open(client, url, owner)
+            assert head.startswith("HTTP/1.1 200")
+            await reader.readexactly(65536)
+            writer.transport.abort()  # gone, with most of the ZIP unsent
+
+        async def counted() -> bool:
+            text = await (await client.get("/metrics")).text()
+            return _metric(text, DOWNLOADS + '"499"}') == 3
+
+        await eventually(counted, HANG_GUARD, "three downloads counted as 499")
+    text = await (await client.get("/metrics")).text()
+    assert _metric(text, DOWNLOADS + '"5') == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    gone = [r for r in caplog.records if "the client" in r.getMessage()]
+    assert len(gone) == 3 and all(r.exc_info is None for r in gone), caplog.text
+
+
+@pytest.fixture
+def proxy_settings(
+    settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str
+) -> Settings:
+    return in_bucket(settings, seaweed, s3_bucket, s3_prefix)
+
+
+def _server_buffers(client: Client) -> list[int]:
+    """Bytes each connection of the server holds unsent (asyncio's write buffer)."""
+    runner = client.server.runner
+    assert runner is not None and runner.server is not None
+    server = runner.server
+    return [
+        h.transport.get_write_buffer_size()
+        for h in server.connections
+        if h.transport is not None and not h.transport.is_closing()
+    ]
+
+
+async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
+    aiohttp_client: AiohttpClient, factory: Factory, proxy_settings: Settings,
+    redis_clean: None, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """The next chunk is read from the store only once the client took the last one: a
+    reader that stops holds at most a chunk in the server; after BDR_PROXY_IDLE_SECONDS
+    without taking a byte it is cut off (one info line, 499) and its slot is free again."""
+    settings = replace(proxy_settings, bdr_proxy_idle_seconds=2.0)
+    client = await start(aiohttp_client, settings)
+    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        reader, writer, head = await _open(client, url, owner, rcvbuf=4096)
+        assert head.startswith("HTTP/1.1 200")
+        held: list[int] = []
+
+        async def stalled() -> bool:  # the kernel's buffers full, the server's one settled
+            held.append(max(_server_buffers(client), default=0))
+            return len(held) > 20 and held[-1] > 0 and held[-1] == held[-10]
+
+        await eventually(stalled, HANG_GUARD, lambda: f"server buffers {held[-5:]}", 0.05)
+        assert 0 < held[-1] <= READ_CHUNK, held[-1]
+
+        async def cut_off() -> bool:
+            text = await (await client.get("/metrics")).text()
+            return _metric(text, DOWNLOADS + '"499"}') == 1
+
+        # Nothing taken for 2 s: the server closes the connection, the ZIP far from sent.
+        await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
+        got = 0
+        try:
+            async with asyncio.timeout(HANG_GUARD):
+                while chunk := await reader.read(2**20):
+                    got += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            writer.transport.abort()
+        assert got < BIG
+    text = await (await client.get("/metrics")).text()
+    assert _metric(text, DOWNLOADS + '"499"}') == 1
+    assert _metric(text, "pmd_proxy_downloads ") == 0
+    cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
+    assert len(cut) == 1, caplog.text
+
+
+async def test_proxied_downloads_are_capped_per_user_and_per_process(
+    aiohttp_client: AiohttpClient, factory: Factory, proxy_settings: Settings, redis_clean: None
+) -> None:
+    settings = replace(proxy_settings, bdr_proxy_max_per_user=2, bdr_proxy_max_downloads=3)
+    client = await start(aiohttp_client, settings)
+    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
+    other, other_url, _ = await ready_zip(client, factory, settings)
+    held = [await _open(client, url, owner, rcvbuf=4096) for _ in range(2)]
+    assert all(head.startswith("HTTP/1.1 200") for _, _, head in held)
+
+    resp = await client.get(url, headers=owner.auth)
+    problem = await assert_problem(resp, 429)
+    assert resp.headers["Retry-After"] == "30"
+    assert "2 downloads of yours" in problem["detail"]
+    # A HEAD streams nothing: never refused. A moderator's download counts as the moderator's.
+    assert (await client.head(url, headers=owner.auth)).status == 200
+    moderator = await factory.user(roles=["user", "moderator"])
+    assert f"target_sqid={owner.sqid}" in url  # the owner's download, asked by the moderator
+    held.append(await _open(client, url, moderator, rcvbuf=4096))
+    assert held[-1][2].startswith("HTTP/1.1 200")
+    resp = await client.get(other_url, headers=other.auth)
+    problem = await assert_problem(resp, 503)
+    assert resp.headers["Retry-After"] == "30"
+    assert "as many downloads as it can (3)" in problem["detail"]
+    text = await (await client.get("/metrics")).text()
+    assert _metric(text, "pmd_proxy_downloads ") == 3
+    assert _metric(text, 'pmd_proxy_downloads_refused_total{cap="user"}') == 1
+    assert _metric(text, 'pmd_proxy_downloads_refused_total{cap="server"}') == 1
+
+    for _, writer, _ in held:
+        writer.transport.abort()
+
+    async def freed() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return _metric(text, "pmd_proxy_downloads ") == 0
+
+    await eventually(freed, HANG_GUARD, "the slots given back")
+    resp = await client.get(url, headers=owner.auth)
+    assert resp.status == 200 and len(await resp.read()) == BIG
+
+
+@pytest.mark.parametrize("cancels", [False, True], ids=["as-run_app", "cancelling"])
+async def test_a_client_leaving_an_sse_stream_is_no_error(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None,
+    caplog: pytest.LogCaptureFixture, cancels: bool,
+) -> None:  # fmt: skip
+    client = await start(aiohttp_client, settings, cancels=cancels)
+    owner = await factory.user()
+    post = await factory.post(owner)
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):
+            reader, writer, head = await _open(client, "/api/pmd/bdr/sse", owner)
+            assert head.startswith("HTTP/1.1 200")
+            await reader.readuntil(b"event: connected")
+            writer.transport.abort()
+        await request_bdr(client, owner, [post.id])  # an event for the streams that left
+
+        async def ended() -> bool:
+            text = await (await client.get("/metrics")).text()
+            return _metric(text, "pmd_sse_subscribers ") == 0
+
+        await eventually(ended, HANG_GUARD, "the streams ended")
+    text = await (await client.get("/metrics")).text()
+    assert (
+        _metric(text, 'pmd_http_requests_total{method="GET",route="/api/pmd/bdr/sse",status="5')
+        == 0
+    )
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
