@@ -152,7 +152,9 @@ async def test_every_metric_the_rules_and_panels_name_is_exported(
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(2)]
     worker_port = free_port()
-    env = {"METRICS_PORT": str(worker_port)}
+    # A stream a client closed is counted when the server finds its socket closed: at its next
+    # write, which with one event per new request (the first-event hold) may be a ping.
+    env = {"METRICS_PORT": str(worker_port), "SSE_PING_SECONDS": "0.5"}
     async with (
         running_stack(settings, tmp_path, free_port(), **env) as stack,
         aiohttp.ClientSession() as http,
@@ -175,8 +177,15 @@ async def test_every_metric_the_rules_and_panels_name_is_exported(
         async with http.get(base + item["download_url"], headers=owner.auth) as resp:
             assert resp.status == 200
             await resp.read()
-        await scrape(http, base + "/metrics")  # a scrape counts in the next one
-        server_names, routes = await scrape(http, base + "/metrics")
+        scraped: tuple[set[str], set[str]] = (set(), set())
+
+        async def stream_counted() -> bool:
+            nonlocal scraped
+            scraped = await scrape(http, base + "/metrics")  # a scrape counts in the next one
+            return SSE in scraped[1] and "/metrics" in scraped[1]
+
+        await eventually(stream_counted, 30, "the closed stream counted in the server's metrics")
+        server_names, routes = scraped
         worker_names, _ = await scrape(http, f"http://127.0.0.1:{worker_port}/metrics")
 
     exported = server_names | worker_names
