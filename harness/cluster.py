@@ -4,7 +4,8 @@ Each host is a network namespace with its own address on a private switch and it
 namespace (harness/netns.py), so no host reaches another but over the network and none sees
 another's files:
 
-    db      10.77.0.10   PostgreSQL, PgBouncer (transaction mode) in front on :6432
+    db      10.77.0.10   PostgreSQL, PgBouncer (transaction mode) in front on :6432: the
+                         servers' and workers' pools go through it, LISTEN and migrations not
     redis   10.77.0.11   Redis (the job queue)
     store   10.77.0.12   SeaweedFS, S3 on :8333 (the ZIPs' bucket)
     srv1/2  10.77.0.21/22  `python server.py`, SERVER_PROCESSES=2 each
@@ -84,7 +85,7 @@ class Cluster:
         db.run([str(PG_BIN / "createdb"), "-h", str(data), "pmd"], user="postgres")
         ini = self.net.private / "pgbouncer.ini"
         db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{_pgbouncer_ini(db.address, ini.parent)}EOF\n"
-                            f"echo '\"postgres\" \"\"' > {ini.parent}/userlist.txt && "
+                            f"printf '\"postgres\" \"\"\\n\"{SERVICE_ROLE}\" \"\"\\n' > {ini.parent}/userlist.txt && "
                             f"chown postgres {ini} {ini.parent}/userlist.txt"])  # fmt: skip
         db.spawn(["pgbouncer", str(ini)], self.logs / "pgbouncer.log", user="postgres")
         _wait_port(db, db.address, 6432, "PgBouncer")
@@ -125,7 +126,10 @@ class Cluster:
         private = self.net.private
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "DATABASE_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:5432/pmd",
+            # Pooled queries through PgBouncer in transaction mode; LISTEN and migrations direct.
+            "DATABASE_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:6432/pmd",
+            "DATABASE_DIRECT_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:5432/pmd",
+            "DATABASE_POOLER": "pgbouncer",
             "REDIS_URL": f"redis://{redis.address}:6379/0",
             "JWT_SECRET_KEY": self.jwt_secret,
             "PMD_DEV": "false",

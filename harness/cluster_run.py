@@ -297,7 +297,7 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
                           victim_posts=130, rng=random.Random(20261123))  # fmt: skip
     finally:
         await conn.close()
-    conn = await connect(env["DATABASE_URL"], "pmd-cluster")
+    conn = await connect(env["DATABASE_DIRECT_URL"], "pmd-cluster")
     try:
         await apply_migrations(conn)
     finally:
