@@ -3,26 +3,115 @@ worker does (nothing but read the environment)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pmd_service.core.migrate import discover
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, SECRET
+
+LOCKS = CHECKOUT / "requirements"
+# The Pythons the locks are for: the oldest 3.11 a distribution ships (Debian 12's), a current
+# 3.11, and newer ones; markers such as `python_full_version < "3.11.3"` differ between them.
+PYTHONS = ("3.11.2", "3.11.14", "3.12.12", "3.13.9")
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+    return canonicalize_name(Requirement(requirement).name)
 
 
-def test_the_lock_pins_every_runtime_dependency() -> None:
-    project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
-    lock = (CHECKOUT / "requirements.lock").read_text().splitlines()
-    pinned = {_name(line): line for line in lock if line and not line.startswith("#")}
-    assert all("==" in line for line in pinned.values())
-    assert {_name(d) for d in project["dependencies"]} <= pinned.keys()
+def _lock(name: str) -> dict[str, list[tuple[Requirement, list[str]]]]:
+    """The lock's pins by package name: (requirement with its marker, its hashes) each."""
+    text = (LOCKS / name).read_text().replace("\\\n", " ")
+    pins: dict[str, list[tuple[Requirement, list[str]]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split(" --hash=")
+        requirement = Requirement(spec)
+        pins.setdefault(_name(spec), []).append((requirement, options))
+    return pins
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def _wanted(extra: str | None) -> set[str]:
+    project = _project()
+    wanted = {_name(d) for d in project["dependencies"]}
+    for requirement in project["optional-dependencies"].get(extra, []):
+        req = Requirement(requirement)
+        if _name(requirement) == "pmd-service":  # the project's own extras, as in dev
+            for inner in req.extras:
+                wanted |= {_name(d) for d in project["optional-dependencies"][inner]}
+        else:
+            wanted.add(_name(requirement))
+    return wanted
+
+
+@pytest.mark.parametrize(
+    ("lock", "extra"),
+    [("runtime.txt", None), ("run.txt", "embedded"), ("dev.txt", "dev")],
+)
+def test_each_lock_pins_its_dependencies_exactly_with_hashes(lock: str, extra: str | None) -> None:
+    """Every dependency pyproject.toml names (and its extra's) is pinned to one version, each
+    pin with hashes: pip installs these files with --require-hashes. After editing the
+    dependencies, `make lock` regenerates them."""
+    pins = _lock(lock)
+    assert _wanted(extra) <= pins.keys(), f"run `make lock`: {_wanted(extra) - pins.keys()}"
+    for entries in pins.values():
+        for requirement, hashes in entries:
+            assert [s.operator for s in requirement.specifier] == ["=="], requirement
+            assert hashes and all(h.startswith("sha256:") for h in hashes), requirement
+
+
+def test_the_image_lock_holds_only_the_runtime() -> None:
+    """The image's lock is [project] dependencies and what they need, no extra's packages."""
+    runtime = _lock("runtime.txt").keys()
+    extras_only = (_wanted("dev") | _wanted("embedded")) - _wanted(None)
+    assert not runtime & extras_only
+
+
+def test_the_runtime_lock_is_complete_for_every_supported_python() -> None:
+    """Each runtime package's own requirements (read from the installed distributions, which
+    the dev lock pins at the same versions), evaluated for each Python the image or a host may
+    run, are pinned too: async-timeout, which redis needs below Python 3.11.3 only, included.
+    Nothing unpinned can slip in: pip's --require-hashes would refuse it at install."""
+    pins = _lock("runtime.txt")
+    dev = _lock("dev.txt")
+    for name, entries in pins.items():
+        shared = [str(r.specifier) for r, _ in dev.get(name, [])]
+        assert all(str(r.specifier) in shared for r, _ in entries), f"{name}: {shared}"
+    missing: set[str] = set()
+    for python in PYTHONS:
+        env = {"python_full_version": python, "python_version": python.rsplit(".", 1)[0],
+               "sys_platform": "linux", "platform_system": "Linux", "extra": ""}  # fmt: skip
+        wanted = {n for n, entries in pins.items() if any(
+            r.marker is None or r.marker.evaluate(env) for r, _ in entries)}  # fmt: skip
+        for name in wanted:
+            try:
+                requires = metadata.requires(name) or []
+            except metadata.PackageNotFoundError:
+                # Not for this interpreter (its marker says so); the others' needs still count.
+                assert not all(r.marker is None or r.marker.evaluate() for r, _ in pins[name])
+                continue
+            for text in requires:
+                dep = Requirement(text)
+                if (dep.marker is None or dep.marker.evaluate(env)) and _name(text) not in wanted:
+                    missing.add(f"{_name(text)} (for {name} on Python {python})")
+    assert not missing
+    assert "async-timeout" in pins
 
 
 def test_migrations_are_read_from_the_package() -> None:
@@ -43,3 +132,55 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         "pmd-worker: configuration error: DATABASE_URL and REDIS_URL are both required."
     ]
     assert not (tmp_path / "pg").exists() and not (tmp_path / "redis").exists()
+
+
+def _wheel_in_a_clean_venv(tmp_path: Path) -> Path:
+    """The checkout's wheel installed with the runtime lock into a new venv: its python."""
+    quiet: dict[str, Any] = {"capture_output": True, "text": True, "check": True, "timeout": 600}
+    dist, venv = tmp_path / "dist", tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist),
+         str(CHECKOUT)], **quiet,
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "--require-hashes", "-r", str(LOCKS / "runtime.txt")], **quiet)
+    subprocess.run([*pip, "--no-deps", str(next(dist.glob("pmd_service-*.whl")))], **quiet)
+    return python
+
+
+def _from_root(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), *args], env={"PATH": "/usr/bin:/bin", **env}, cwd="/",
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def test_the_wheel_migrates_a_fresh_database_outside_the_checkout(
+    host_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The built wheel, in a clean venv with the runtime lock, run from `/`: its migrations
+    (top-level `migrations/` in the checkout) come from the installed `pmd_service.migrations`."""
+    python = _wheel_in_a_clean_venv(tmp_path)
+    env = {
+        "DATABASE_URL": host_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET_KEY": SECRET,
+        "PMD_DATA_DIR": str(tmp_path / "data"),
+    }
+    where = _from_root(python, env, "-c", "import pmd_service; print(pmd_service.__file__)")
+    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr
+    done = _from_root(python, env, "-m", "pmd_service", "migrate")
+    assert done.returncode == 0, done.stderr
+    # Every migration the checkout has, from the wheel; the host's tables were there already.
+    assert done.stdout.strip() == "applied: " + ", ".join(
+        f"{m.version:04d}_{m.name}" for m in discover()
+    )
+    conn = await asyncpg.connect(host_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('pmd.batch_download_requests')::text")
+    finally:
+        await conn.close()
+    again = _from_root(python, env, "-m", "pmd_service", "migrate")
+    assert again.stdout.strip() == "schema is up to date", again.stdout + again.stderr
