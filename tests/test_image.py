@@ -192,6 +192,20 @@ def image() -> tuple[Podman, str]:
     return podman, tag
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _runtime_lock() -> dict[str, bool]:
+    """The runtime lock's package names, each with whether an environment marker limits it."""
+    pins = re.findall(
+        r"^([A-Za-z0-9][A-Za-z0-9._-]*)==\S+( ;)?",
+        (CHECKOUT / "requirements" / "runtime.txt").read_text(),
+        re.M,
+    )
+    return {_canonical(name): bool(marker) for name, marker in pins}
+
+
 def _env(**values: str) -> list[str]:
     return [arg for name, value in values.items() for arg in ("--env", f"{name}={value}")]
 
@@ -262,6 +276,15 @@ async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
             assert version.startswith(f"Python {series[1]}."), version
             for container in (server, worker):
                 assert set(_uids(podman, container)) == {"10001"}, container
+
+            # /venv holds the runtime lock and the package: no pip, build or dev tools.
+            listing = "import importlib.metadata as m; print(*(d.name for d in m.distributions()))"
+            installed = {
+                _canonical(n)
+                for n in podman("exec", server, "python", "-c", listing).stdout.split()
+            }
+            assert installed - _runtime_lock().keys() == {"pmd-service"}
+            assert {n for n, marked in _runtime_lock().items() if not marked} <= installed
 
             # One BDR: a user and an artwork the host's way, the file in the mounted vault.
             pool = await create_pool(host_url, "pmd-test-image", min_size=1, max_size=2)
