@@ -1,18 +1,38 @@
-# One image for both processes:
+# One image for both processes (docs/operations.md, "The image"):
 #   server (default):  docker run -p 8080:8080 --env-file prod.env pmd-service
-#   worker:            docker run --env-file prod.env pmd-service python -m pmd_service worker
+#   worker:            docker run --env-file prod.env \
+#                          --health-cmd 'arq --check worker.WorkerSettings' \
+#                          pmd-service python -m pmd_service worker
+#   schema:            docker run --rm --env-file prod.env pmd-service python -m pmd_service migrate
 # Production sets DATABASE_URL, REDIS_URL and JWT_SECRET_KEY (no embedded servers in the image).
-FROM python:3.12-slim AS build
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-RUN python -m venv /venv
+#
+# The base is pinned to an exact release; pin its digest too where the registry is reachable
+# (docs/operations.md says how). Build with BuildKit/Buildah's secrets, never an ARG, if pip
+# needs an extra CA bundle to reach the index: --secret id=pip_cert,src=/path/to/bundle.pem
+ARG BASE=python:3.11.14-slim-bookworm
+
+# --- build: the runtime lock into /venv, then the package's own wheel; nothing compiles ------
+FROM ${BASE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /src
-COPY requirements.lock ./
-RUN /venv/bin/pip install -r requirements.lock
+COPY requirements/build.txt requirements/runtime.txt requirements/
+# --require-hashes: every package, transitive ones included, must be in the lock with its hash;
+# --only-binary: wheels only (no compiler in this image, and none needed).
+RUN --mount=type=secret,id=pip_cert \
+    if [ -f /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+    && python -m venv /tools \
+    && /tools/bin/pip install --quiet --require-hashes --only-binary :all: -r requirements/build.txt \
+    && python -m venv --without-pip /venv \
+    && /tools/bin/pip --python /venv/bin/python install --quiet --require-hashes \
+        --only-binary :all: -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY pmd_service ./pmd_service
-RUN /venv/bin/pip install --no-deps .
+COPY migrations ./migrations
+RUN /tools/bin/pip wheel --quiet --no-build-isolation --no-deps --wheel-dir /dist . \
+    && /tools/bin/pip --python /venv/bin/python install --quiet --no-deps --no-index /dist/*.whl
 
-FROM python:3.12-slim
+# --- runtime: the base, the venv, the two entry points; no pip cache, no build tools ----------
+FROM ${BASE}
 RUN useradd --system --uid 10001 --create-home --home-dir /home/pmd pmd \
     && mkdir -p /vault /bdr && chown pmd /vault /bdr
 COPY --from=build /venv /venv
@@ -28,8 +48,9 @@ ENV PATH=/venv/bin:$PATH \
 USER pmd
 # 8080: the server (API, /metrics); 9108: a worker's /metrics (METRICS_PORT)
 EXPOSE 8080 9108
-# The worker container overrides this with: arq --check worker.WorkerSettings
+# The server's check asks its own PORT, whatever it is set to. A worker container replaces it
+# with `arq --check worker.WorkerSettings` (docker-compose.yml, docs/operations.md).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '8080'), timeout=2)"]
 STOPSIGNAL SIGTERM
 CMD ["python", "server.py"]

@@ -2,17 +2,30 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Two installs from the hashed locks under requirements/ (scripts/lock.sh says which is which):
+# `make run` needs the runtime and the embedded servers only; tests, lint, benchmarks and the
+# page tests' browser driver come with the first `make test`/`make lint`.
+STAMP     := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+UV_VERSION := 0.13.9
 
-.PHONY: run test lint format bench screenshots clean
+.PHONY: run test lint format bench screenshots lock clean
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+
+$(RUN_STAMP): requirements/run.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --require-hashes -r requirements/run.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): requirements/dev.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) -m pmd_service dev
 
 test: $(STAMP)
@@ -36,6 +49,12 @@ bench: $(STAMP)
 # The page tests in Chromium, saving the README's screenshots under docs/screenshots.
 screenshots: $(STAMP)
 	PMD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/test_page_browser.py
+
+# The locks again, from pyproject.toml: after changing a dependency (LOCK_ARGS=--upgrade moves
+# every pin to the newest release its range allows).
+lock: | $(PY)
+	$(PY) -m pip install --quiet uv==$(UV_VERSION)
+	bash scripts/lock.sh $(LOCK_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

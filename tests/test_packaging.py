@@ -3,26 +3,115 @@ worker does (nothing but read the environment)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import tomllib
+from importlib import metadata
 from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pmd_service.core.migrate import discover
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, SECRET
+
+LOCKS = CHECKOUT / "requirements"
+# The Pythons the locks are for: the oldest 3.11 a distribution ships (Debian 12's), a current
+# 3.11, and newer ones; markers such as `python_full_version < "3.11.3"` differ between them.
+PYTHONS = ("3.11.2", "3.11.14", "3.12.12", "3.13.9")
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+    return canonicalize_name(Requirement(requirement).name)
 
 
-def test_the_lock_pins_every_runtime_dependency() -> None:
-    project = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
-    lock = (CHECKOUT / "requirements.lock").read_text().splitlines()
-    pinned = {_name(line): line for line in lock if line and not line.startswith("#")}
-    assert all("==" in line for line in pinned.values())
-    assert {_name(d) for d in project["dependencies"]} <= pinned.keys()
+def _lock(name: str) -> dict[str, list[tuple[Requirement, list[str]]]]:
+    """The lock's pins by package name: (requirement with its marker, its hashes) each."""
+    text = (LOCKS / name).read_text().replace("\\\n", " ")
+    pins: dict[str, list[tuple[Requirement, list[str]]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split(" --hash=")
+        requirement = Requirement(spec)
+        pins.setdefault(_name(spec), []).append((requirement, options))
+    return pins
+
+
+def _project() -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]
+    return project
+
+
+def _wanted(extra: str | None) -> set[str]:
+    project = _project()
+    wanted = {_name(d) for d in project["dependencies"]}
+    for requirement in project["optional-dependencies"].get(extra, []):
+        req = Requirement(requirement)
+        if _name(requirement) == "pmd-service":  # the project's own extras, as in dev
+            for inner in req.extras:
+                wanted |= {_name(d) for d in project["optional-dependencies"][inner]}
+        else:
+            wanted.add(_name(requirement))
+    return wanted
+
+
+@pytest.mark.parametrize(
+    ("lock", "extra"),
+    [("runtime.txt", None), ("run.txt", "embedded"), ("dev.txt", "dev")],
+)
+def test_each_lock_pins_its_dependencies_exactly_with_hashes(lock: str, extra: str | None) -> None:
+    """Every dependency pyproject.toml names (and its extra's) is pinned to one version, each
+    pin with hashes: pip installs these files with --require-hashes. After editing the
+    dependencies, `make lock` regenerates them."""
+    pins = _lock(lock)
+    assert _wanted(extra) <= pins.keys(), f"run `make lock`: {_wanted(extra) - pins.keys()}"
+    for entries in pins.values():
+        for requirement, hashes in entries:
+            assert [s.operator for s in requirement.specifier] == ["=="], requirement
+            assert hashes and all(h.startswith("sha256:") for h in hashes), requirement
+
+
+def test_the_image_lock_holds_only_the_runtime() -> None:
+    """The image's lock is [project] dependencies and what they need, no extra's packages."""
+    runtime = _lock("runtime.txt").keys()
+    extras_only = (_wanted("dev") | _wanted("embedded")) - _wanted(None)
+    assert not runtime & extras_only
+
+
+def test_the_runtime_lock_is_complete_for_every_supported_python() -> None:
+    """Each runtime package's own requirements (read from the installed distributions, which
+    the dev lock pins at the same versions), evaluated for each Python the image or a host may
+    run, are pinned too: async-timeout, which redis needs below Python 3.11.3 only, included.
+    Nothing unpinned can slip in: pip's --require-hashes would refuse it at install."""
+    pins = _lock("runtime.txt")
+    dev = _lock("dev.txt")
+    for name, entries in pins.items():
+        shared = [str(r.specifier) for r, _ in dev.get(name, [])]
+        assert all(str(r.specifier) in shared for r, _ in entries), f"{name}: {shared}"
+    missing: set[str] = set()
+    for python in PYTHONS:
+        env = {"python_full_version": python, "python_version": python.rsplit(".", 1)[0],
+               "sys_platform": "linux", "platform_system": "Linux", "extra": ""}  # fmt: skip
+        wanted = {n for n, entries in pins.items() if any(
+            r.marker is None or r.marker.evaluate(env) for r, _ in entries)}  # fmt: skip
+        for name in wanted:
+            try:
+                requires = metadata.requires(name) or []
+            except metadata.PackageNotFoundError:
+                # Not for this interpreter (its marker says so); the others' needs still count.
+                assert not all(r.marker is None or r.marker.evaluate() for r, _ in pins[name])
+                continue
+            for text in requires:
+                dep = Requirement(text)
+                if (dep.marker is None or dep.marker.evaluate(env)) and _name(text) not in wanted:
+                    missing.add(f"{_name(text)} (for {name} on Python {python})")
+    assert not missing
+    assert "async-timeout" in pins
 
 
 def test_migrations_are_read_from_the_package() -> None:
