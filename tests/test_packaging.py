@@ -77,9 +77,11 @@ def test_each_lock_pins_its_dependencies_exactly_with_hashes(lock: str, extra: s
 
 
 def test_the_image_lock_holds_only_the_runtime() -> None:
-    """The image's lock is [project] dependencies and what they need, no extra's packages."""
+    """The image's lock is [project] dependencies and the `sentry` extra (errors to the host's
+    Sentry) and what they need, no other extra's packages."""
     runtime = _lock("runtime.txt").keys()
-    extras_only = (_wanted("dev") | _wanted("embedded")) - _wanted(None)
+    assert _wanted("sentry") <= runtime
+    extras_only = (_wanted("dev") | _wanted("embedded")) - _wanted(None) - _wanted("sentry")
     assert not runtime & extras_only
 
 
@@ -139,3 +141,55 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         assert len(lines) == 1, done.stderr
         assert lines[0].endswith(f"pmd-worker: configuration error: {missing} and not set.")
         assert list(tmp_path.iterdir()) == []
+
+
+def _wheel_in_a_clean_venv(tmp_path: Path) -> Path:
+    """The checkout's wheel installed with the runtime lock into a new venv: its python."""
+    quiet: dict[str, Any] = {"capture_output": True, "text": True, "check": True, "timeout": 600}
+    dist, venv = tmp_path / "dist", tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist),
+         str(CHECKOUT)], **quiet,
+    )  # fmt: skip
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
+    python = venv / "bin" / "python"
+    pip = [str(python), "-m", "pip", "install", "--quiet"]
+    subprocess.run([*pip, "--require-hashes", "-r", str(LOCKS / "runtime.txt")], **quiet)
+    subprocess.run([*pip, "--no-deps", str(next(dist.glob("pmd_service-*.whl")))], **quiet)
+    return python
+
+
+def _from_root(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), *args], env={"PATH": "/usr/bin:/bin", **env}, cwd="/",
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+async def test_the_wheel_migrates_a_fresh_database_outside_the_checkout(
+    host_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The built wheel, in a clean venv with the runtime lock, run from `/`: its migrations
+    (top-level `migrations/` in the checkout) come from the installed `pmd_service.migrations`."""
+    python = _wheel_in_a_clean_venv(tmp_path)
+    env = {
+        "DATABASE_URL": host_url,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET_KEY": SECRET,
+        "PMD_DATA_DIR": str(tmp_path / "data"),
+    }
+    where = _from_root(python, env, "-c", "import pmd_service; print(pmd_service.__file__)")
+    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr
+    done = _from_root(python, env, "-m", "pmd_service", "migrate")
+    assert done.returncode == 0, done.stderr
+    # Every migration the checkout has, from the wheel; the host's tables were there already.
+    assert done.stdout.strip() == "applied: " + ", ".join(
+        f"{m.version:04d}_{m.name}" for m in discover()
+    )
+    conn = await asyncpg.connect(host_url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('pmd.batch_download_requests')::text")
+    finally:
+        await conn.close()
+    again = _from_root(python, env, "-m", "pmd_service", "migrate")
+    assert again.stdout.strip() == "schema is up to date", again.stdout + again.stderr
