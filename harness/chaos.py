@@ -90,14 +90,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def schedule(
     f: Faults, duration: float, ci: bool
 ) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
-    """Fractions of the workload; the full run repeats the process faults."""
+    """Fractions of the workload; the full run repeats the process faults. With --store the
+    store is also frozen (its downloads and removals requested at the start)."""
+    frozen = f.store is not None
     plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]], bool]] = [
-        (0.0, f.prepare_frozen, True),  # nothing without --store
+        *([(0.0, f.prepare_frozen, True)] if frozen else []),
         (0.06, f.kill_worker, True),
         (0.14, f.kill_listeners, True),
         (0.20, f.redis_down, True),
         (0.27, f.smtp_down, True),
-        (0.30, f.store_frozen, True),  # nothing without --store
+        *([(0.30, f.store_frozen, True)] if frozen else []),
         (0.45, f.sigterm_server, True),
         (0.52, f.store_down if f.store is not None else f.disk_full, True),
         (0.70, f.kill_listeners, True),

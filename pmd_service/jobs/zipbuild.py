@@ -329,13 +329,19 @@ def build(
     result = result if result is not None else BuildResult(size=0, sha256="")
     buffers = _Buffers(BUFFERS)
     pipeline = _Pipeline(sink, buffers, result)
+    chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers)
+    packed = _packed(chunks, buffers)
     try:
-        chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers)
-        for chunk, buffer in _packed(chunks, buffers):
+        for chunk, buffer in packed:
             pipeline.send(chunk, buffer)
     except BaseException:
         pipeline.abort()
         raise
+    finally:
+        # On an error (a sink that fails, a cancel) the generators stop mid-artwork: closed now,
+        # the artwork open in `_zip_chunks` is closed now too, not whenever the GC gets to it.
+        packed.close()
+        chunks.close()
     pipeline.close()
     result.sha256 = pipeline.digest.hexdigest()
     return result
