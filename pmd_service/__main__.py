@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import __version__
+from .core.db import DatabaseSetupError
 from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
 from .core.rules import UTC_DAY_START
@@ -75,7 +76,8 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
                 conn, ctx["redis"], *where, apply=True, own_schema=settings.pmd_schema
             )
     else:  # a dry run writes nothing: no migration, no Redis, a read-only transaction
-        reader = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+        # Direct: a transaction-mode pooler refuses the search path as a startup parameter.
+        reader = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
         try:
             await require_host_tables(reader, settings)
             async with reader.transaction(readonly=True):
@@ -86,7 +88,7 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
             await reader.close()
     print(json.dumps(summary.as_json(), indent=2))
     if not apply:
-        print("dry run: nothing was written; run again with --apply", file=sys.stderr)
+        log.info("dry run: nothing was written; run again with --apply")
 
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
@@ -94,7 +96,7 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     from .core.migrate import require_host_tables
     from .host.tokens import mint_token
 
-    conn = await connect(settings.database_url, "pmd-cli", search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
     try:
         await require_host_tables(conn, settings)
         roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
@@ -337,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_import_host_bdrs(settings, args.apply))
         elif args.command == "check-host":
             return 0 if asyncio.run(_check_host(settings, args.dev_database)) else 1
-    except (CliError, HostTablesMissing) as exc:
+    except (CliError, HostTablesMissing, DatabaseSetupError) as exc:
         log.error("%s", exc)
         return 2
     finally:

@@ -45,6 +45,7 @@ EXTRA_DENYLIST = (
     "x-amz-credential",
     "x-amz-security-token",
     "database_url",
+    "database_direct_url",
     "redis_url",
     "host_cache_redis_url",
     "artwork_base_url",
@@ -130,6 +131,7 @@ def _secrets_of(settings: Settings) -> tuple[str, ...]:
     ]
     for url in (
         settings.database_url,
+        settings.database_direct_url,
         settings.redis_url,
         settings.host_cache_redis_url,
         settings.artwork_base_url,

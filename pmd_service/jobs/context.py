@@ -14,7 +14,14 @@ import asyncpg
 from obstore.store import S3Store
 
 from ..bdr.files import ZipFiles
-from ..core.db import check_budget, check_search_path, connections_needed, session, settings_pool
+from ..core.db import (
+    DatabaseSetupError,
+    check_budget,
+    check_search_path,
+    connections_needed,
+    session,
+    settings_pool,
+)
 from ..core.migrate import HostTablesMissing, migrate, require_host_tables
 from ..core.objects import open_store
 from ..core.public_ids import PublicIds
@@ -107,7 +114,7 @@ async def worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
     (arq would print a traceback for an exception)."""
     try:
         await startup(ctx, settings=settings, serve_metrics=True)
-    except HostTablesMissing as exc:
+    except (HostTablesMissing, DatabaseSetupError) as exc:
         stop(f"pmd-worker: {exc}", status=2)  # a log line: one JSON object under LOG_FORMAT=json
 
 

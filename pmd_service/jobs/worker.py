@@ -1,7 +1,8 @@
 """The arq worker's settings for the `arq` command: `arq pmd_service.jobs.worker.WorkerSettings`
 (or `arq worker.WorkerSettings` from a checkout) runs it; `arq --check …` checks its health.
-`python -m pmd_service worker` (jobs/main.py) runs the same worker with the service's own
-start-up (waiting for PostgreSQL and Redis, one-line errors) and is the supported form.
+`python -m pmd_service worker` (jobs/main.py) runs the same options with the service's own
+start-up (waiting for PostgreSQL and Redis, one-line errors) and its own Worker (`PmdWorker`,
+which survives a Redis connection lost while it claims a job): the supported form.
 
 arq reads the options when this module is imported, so the settings are read then: from the
 environment only (DATABASE_URL and REDIS_URL must be set). Importing it starts nothing,

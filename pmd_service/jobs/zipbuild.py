@@ -23,7 +23,7 @@ import os
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -241,7 +241,7 @@ def _read_chunks(handle: io.RawIOBase, buffers: _Buffers) -> Iterator[memoryview
         yield memoryview(buffer)[:size]
 
 
-def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Iterator[Piece]:
+def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Generator[Piece, None, None]:
     """The ZIP's chunks as pieces: big ones as they are (a read buffer travels on with its
     bytes), small ones (headers, pixel-art files) copied together into a buffer up to CHUNK,
     so each hash, write and upload call moves a lot of bytes."""
@@ -279,7 +279,7 @@ def _zip_chunks(
     cancel: threading.Event,
     result: BuildResult,
     buffers: _Buffers,
-) -> Iterator[Chunk]:
+) -> Generator[Chunk, None, None]:
     stream = ZipStream(compress_type=ZIP_STORED)
     for done, entry in enumerate(entries, start=1):
         if cancel.is_set():

@@ -90,7 +90,7 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
         _cannot_listen(settings, exc)
     except MetricsPortError as exc:
         stop(f"{PROCESS}: {exc}")
-    except HostTablesMissing as exc:  # a wrong DATABASE_URL: one line, no traceback
+    except (HostTablesMissing, DatabaseSetupError) as exc:  # one line, no traceback
         stop(f"{PROCESS}: {exc}", status=2)
 
 
