@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from harness.stack import service_env
 from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import (
@@ -36,21 +36,14 @@ SQL_NEW_BDR = (
 
 
 def start(settings: Settings, directory: Path, port: int, name: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(directory),
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        "METRICS_PORT": "0",
+    env = service_env(
+        settings,
+        HOST="127.0.0.1",
+        PORT=str(port),
+        PMD_DATA_DIR=str(directory),
         # Ample, so that a loaded machine cannot turn "finishes" into "cut off".
-        "SHUTDOWN_GRACE_SECONDS": "20",
-    }
+        SHUTDOWN_GRACE_SECONDS="20",
+    )
     with (directory / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "server.py"], cwd=CHECKOUT, env=env, stdout=log, stderr=log
