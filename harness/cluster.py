@@ -8,8 +8,8 @@ another's files:
                          servers' and workers' pools go through it, LISTEN and migrations not
     redis   10.77.0.11   Redis (the job queue)
     store   10.77.0.12   SeaweedFS, S3 on :8333 (the ZIPs' bucket)
-    srv1/2  10.77.0.21/22  `python server.py`, SERVER_PROCESSES=2 each
-    wrk1/2  10.77.0.31/32  the arq worker; only these two mount the vault (read-only)
+    srv1/2  10.77.0.21/22  `python server.py`, SERVER_PROCESSES=2 each (srv3… when asked)
+    wrk1/2  10.77.0.31/32  the arq worker; only worker hosts mount the vault (read-only)
     lb      10.77.0.5    HAProxy on :80, health checks on /readyz
     client  10.77.0.50   this process after start-up: the workload, the SMTP server, the checks
 
@@ -56,7 +56,15 @@ class Cluster:
     net: Network
     run_dir: Path
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
-    hosts: dict[str, Host] = field(default_factory=dict)
+    max_connections: int = 300
+
+    @property
+    def servers(self) -> list[str]:
+        return [n for n in self.net.hosts if n.startswith("srv")]
+
+    @property
+    def workers(self) -> list[str]:
+        return [n for n in self.net.hosts if n.startswith("wrk")]
 
     @property
     def logs(self) -> Path:
@@ -77,7 +85,7 @@ class Cluster:
                             f">> {data}/pg_hba.conf"])  # fmt: skip
         db.spawn(
             [str(PG_BIN / "postgres"), "-D", str(data), "-c", f"listen_addresses={db.address}",
-             "-c", f"unix_socket_directories={data}", "-c", "max_connections=300",
+             "-c", f"unix_socket_directories={data}", "-c", f"max_connections={self.max_connections}",
              "-c", "fsync=off", "-c", "synchronous_commit=off"],
             self.logs / "postgres.log", user="postgres",
         )  # fmt: skip
@@ -192,7 +200,7 @@ class Cluster:
 
     def start_lb(self) -> None:
         lb = self.host("lb")
-        servers = [self.host(n) for n in ("srv1", "srv2")]
+        servers = [self.host(n) for n in self.servers]
         config = self.run_dir / "haproxy.cfg"
         config.write_text(_haproxy_cfg(lb.address, servers, self.run_dir / "haproxy.sock"))
         lb.spawn(["haproxy", "-f", str(config), "-db"], self.logs / "haproxy.log")
@@ -282,11 +290,15 @@ def enter(ns: str) -> None:
         os.close(fd)
 
 
-def up(run_dir: Path) -> Cluster:
+def up(run_dir: Path, servers: int = 2, workers: int = 2, max_connections: int = 300) -> Cluster:
+    """The network, its hosts, and the shared parts started: `servers` server hosts and
+    `workers` worker hosts (at most 9 each), their processes not yet."""
     net = Network(run_dir)
     net.up()
-    for name, octet in (("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("srv1", 21),
-                        ("srv2", 22), ("wrk1", 31), ("wrk2", 32), ("client", 50)):  # fmt: skip
+    hosts = [("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("client", 50)]
+    hosts += [(f"srv{i}", 20 + i) for i in range(1, servers + 1)]
+    hosts += [(f"wrk{i}", 30 + i) for i in range(1, workers + 1)]
+    for name, octet in hosts:
         net.add(name, octet)
     # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's
     # loopback tuning allows: with that, a 60 MB download sits in socket buffers within
@@ -294,7 +306,7 @@ def up(run_dir: Path) -> Cluster:
     for name in ("client", "lb"):
         net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
                              "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip
-    cluster = Cluster(net, run_dir)
+    cluster = Cluster(net, run_dir, max_connections=max_connections)
     cluster.logs.mkdir(parents=True, exist_ok=True)
     (run_dir / "vault").mkdir(exist_ok=True)
     cluster.start_db()

@@ -132,7 +132,7 @@ class Faults:
             self.ledger.seen_bdrs.add(a.json()["id"])
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
-            for name in ("wrk1", "wrk2"):
+            for name in self.cluster.workers:
                 if self.cluster.reads_vault(name):
                     await self.lose_host(name, 15)
                     return
@@ -171,13 +171,13 @@ class Faults:
         """A rolling deploy: every server host, then every worker host, one at a time, each
         stopped with SIGTERM and started again; the next waits until the balancer sees the
         last one up."""
-        for name in ("srv1", "srv2"):
+        for name in self.cluster.servers:
             took = await self.stop_gracefully(name)
             self.say(f"deploy: {name} stopped in {took:.1f} s")
             await asyncio.to_thread(self.cluster.start_server, name, self.env)
             await self.cluster.until_up_at_balancer(name)
             self.say(f"deploy: {name} up again at the balancer")
-        for name in ("wrk1", "wrk2"):
+        for name in self.cluster.workers:
             took = await self.stop_gracefully(name)
             self.say(f"deploy: {name} stopped in {took:.1f} s")
             self.cluster.start_worker(name, self.env)
@@ -353,9 +353,9 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
         SSE_MAX_PER_USER=str(max(10, per_user)),
     )  # fmt: skip
     data = await prepare(cluster, env, users)
-    for name in ("srv1", "srv2"):
+    for name in cluster.servers:
         await asyncio.to_thread(cluster.start_server, name, env)
-    for name in ("wrk1", "wrk2"):
+    for name in cluster.workers:
         cluster.start_worker(name, env)
     await asyncio.to_thread(cluster.start_lb)
     settings = Settings.from_env({k: v for k, v in env.items() if k in _FIELDS}
