@@ -12,3 +12,9 @@ def ms(seconds: float) -> str:
     if value >= 100:
         return f"{value:.0f} ms"
     return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)

@@ -3,7 +3,8 @@
 `make bench` runs this. Each benchmark runs as its own process (bench/runner.py); the figures
 land in `.data/bench/results/`, then the report is rendered (bench/report.py) from
 `bench/benchmarks.md.in` (the prose lives there) into `docs/benchmarks.md`, with PNG plots in
-`docs/plots/` (bench/plots.py). Each section is dated by its own benchmark's last run.
+`docs/plots/` (bench/plots.py), and `docs/scaling.md` from `bench/scaling.md.in`
+(bench/scaling_doc.py). Each section is dated by its own benchmark's last run.
 
 `--only zip,posts` reruns some benchmarks and reuses the saved figures (and dates) of the
 others; `--report-only` renders the report from the saved figures without running anything.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench import scaling_doc
 from bench.report import render
 from bench.runner import RESULTS, Bench, record_machine, run_one
 
@@ -31,6 +33,9 @@ BENCHMARKS = (
     Bench("store", (), 600),
     Bench("proxy_memory", ("--waves", "4"), 600),
     Bench("scaling", (), 600),
+    # The cluster of simulated hosts (root): docs/scaling.md.
+    Bench("capacity", (), 900),
+    Bench("cluster", (), 1800),  # the fault run and the rolling deploy, full form
 )
 
 
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 failures[bench.name] = why
                 print(f"=== {bench.name}: {why}", flush=True)
     render(failures)
+    scaling_doc.render()
     if failures:
         print(f"failed: {', '.join(f'{n} ({w})' for n, w in failures.items())}")
         return 1

@@ -1,0 +1,574 @@
+"""How capacity grows, and what shared part gives out first: `python -m bench.capacity` (root).
+
+Not a test: prints figures, exits 0. It builds the cluster of harness/cluster.py with
+`--servers` server hosts (SERVER_PROCESSES=2 each) and `--workers` worker hosts, then measures,
+each part with the CPU spent by every host (every process in its network namespace) and by the
+whole machine, so a curve that flattens because the box's cores are spent is told apart from
+one the service itself limits:
+
+1. **List requests a second against server hosts**: GET /api/pmd/posts (the PMD page's list
+   call) through HAProxy, with 1, 2, … server hosts left in the balancer's rotation; the
+   database connections each party held meanwhile, through PgBouncer and then with the
+   servers connecting directly.
+2. **PostgreSQL connections**: the service's own start-up check with SERVER_PROCESSES past what
+   a default `max_connections` (100) admits (the service role's CONNECTION LIMIT is set to the
+   97 slots a default server leaves to non-superusers), and what clients see when the servers'
+   pools cannot grow: the status of every request.
+3. **BDRs a second against worker hosts**: a backlog of small BDRs POSTed with no worker up,
+   drained by 1, 2, … worker hosts; Redis commands per BDR and per stream open, and per idle
+   worker a second (INFO commandstats).
+4. **Redis**: what it sustains (redis-benchmark from the client host) for the commands the
+   service sends.
+5. **NOTIFY fan-out**: commit → receipt latency of one NOTIFY and the database host's CPU per
+   NOTIFY, against 1 … 200 listening connections.
+6. **The bucket**: PUT and GET of ZIP-sized objects on SeaweedFS, several at once.
+
+docs/scaling.md is rendered from these figures (bench/scaling_doc.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import concurrent.futures
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import obstore
+from arq.constants import default_queue_name
+
+from bench.scaling import cpu_seconds, machine_seconds, percentile
+from bench.store import _plain_put, _store
+from harness.chaos_seed import Seed, SeedUser
+from harness.cluster import BUCKET, SERVICE_ROLE, Cluster, enter, up
+from harness.netns import possible
+from harness.stack import CHECKOUT
+from pmd_service.core.queue import create_redis
+
+LIST_PATH = "/api/pmd/posts?limit=50"
+LIST_SECONDS, LIST_CONCURRENCY = 8.0, 32
+ARTWORKS_PER_BDR = 4
+HELD_QUEUE = "pmd-bench:held-queue"
+DRAIN_LIMIT_S = 240.0
+STREAM_OPENS = 20
+IDLE_SECONDS = 5.0
+LISTENERS = (1, 10, 50, 100, 200)
+NOTIFIES = 150
+OBJECT_BYTES, OBJECTS, OBJECTS_AT_ONCE = 8 << 20, 12, 4
+# A default PostgreSQL: max_connections 100, 3 reserved for superusers.
+DEFAULT_MAX_CONNECTIONS, DEFAULT_RESERVED = 100, 3
+REDIS_COMMANDS = "set,get,zadd,lpush,incr"
+
+SQL_BACKENDS = f"""
+SELECT coalesce(host(client_addr), 'local') AS addr, count(*)::int AS n
+FROM pg_stat_activity WHERE usename = '{SERVICE_ROLE}' GROUP BY 1
+"""
+SQL_STATUS = """
+SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
+       count(*) FILTER (WHERE status NOT IN ('pending', 'processing', 'ready')) AS other
+FROM batch_download_requests WHERE id = ANY($1::uuid[])
+"""
+
+
+# --- who spent the CPU -----------------------------------------------------------------------
+
+
+class Meter:
+    """CPU seconds of each host (every process in its network namespace) and of the machine."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.names = [n for n in cluster.net.hosts if n != "client"]
+        self.ns = {
+            _netns(h.holder.pid): n for n, h in cluster.net.hosts.items() if h.holder is not None
+        }
+
+    def sample(self) -> dict[str, float]:
+        out = dict.fromkeys(self.names, 0.0)
+        for entry in Path("/proc").iterdir():
+            name = self.ns.get(_netns(int(entry.name))) if entry.name.isdigit() else None
+            if name and name != "client":  # this process: counted by os.times
+                out[name] += cpu_seconds(int(entry.name))
+        out["client"] = sum(os.times()[:2])
+        out["machine"], _ = machine_seconds()
+        out["wall"] = time.monotonic()
+        return out
+
+    async def around(self, work: Awaitable[Any]) -> tuple[Any, dict[str, float]]:
+        before = await asyncio.to_thread(self.sample)
+        result = await work
+        after = await asyncio.to_thread(self.sample)
+        spent = {k: round(after[k] - before[k], 2) for k in after}
+        cores = len(os.sched_getaffinity(0))
+        spent["others"] = round(
+            max(0.0, spent["machine"] - sum(v for k, v in spent.items() if k not in
+                                            ("machine", "wall"))), 2)  # fmt: skip
+        spent["box_busy"] = round(spent["machine"] / (spent["wall"] * cores), 3)
+        return result, spent
+
+
+def _netns(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
+# --- 1. list requests through the balancer ---------------------------------------------------
+
+
+async def list_load(
+    http: aiohttp.ClientSession, base: str, users: list[SeedUser], seconds: float
+) -> dict[str, Any]:
+    statuses: Counter[str] = Counter()
+    took: list[float] = []
+    end = time.monotonic() + seconds
+
+    async def loop(i: int) -> None:
+        auth = users[i % len(users)].auth
+        while time.monotonic() < end:
+            t = time.monotonic()
+            try:
+                async with http.get(base + LIST_PATH, headers=auth) as resp:
+                    await resp.read()
+                    statuses[str(resp.status)] += 1
+            except (aiohttp.ClientError, TimeoutError):
+                statuses["connection error"] += 1
+                continue
+            took.append(time.monotonic() - t)
+
+    await asyncio.gather(*(loop(i) for i in range(LIST_CONCURRENCY)))
+    return {
+        "per_s": round(statuses["200"] / seconds, 1),
+        "p50_ms": round(percentile(took, 0.5) * 1000, 1) if took else None,
+        "p99_ms": round(percentile(took, 0.99) * 1000, 1) if took else None,
+        "statuses": dict(statuses),
+    }
+
+
+async def peak_backends(
+    admin: asyncpg.Pool, stop: asyncio.Event, names: dict[str, str]
+) -> dict[str, int]:
+    """The most connections the service role held at once, by the host they came from."""
+    peak: Counter[str] = Counter()
+    while not stop.is_set():
+        now: Counter[str] = Counter()
+        for row in await admin.fetch(SQL_BACKENDS):
+            now[names.get(row["addr"], row["addr"])] += row["n"]
+        now["total"] = sum(now.values())
+        for k, v in now.items():
+            peak[k] = max(peak[k], v)
+        await asyncio.sleep(0.2)
+    return dict(peak)
+
+
+async def in_rotation(cluster: Cluster, n: int) -> None:
+    for i, name in enumerate(cluster.servers):
+        state = "ready" if i < n else "maint"
+        await asyncio.to_thread(cluster.haproxy, f"set server servers/{name} state {state}")
+    for name in cluster.servers[:n]:
+        await cluster.until_up_at_balancer(name)
+
+
+async def list_curve(rig: Rig, label: str, counts: list[int]) -> list[dict[str, Any]]:
+    out = []
+    for n in counts:
+        await in_rotation(rig.cluster, n)
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(peak_backends(rig.admin, stop, rig.names))
+        figures, cpu = await rig.meter.around(
+            list_load(rig.http, rig.base, rig.data.users, LIST_SECONDS)
+        )
+        stop.set()
+        figures |= {"server_hosts": n, "connections": await sampler, "cpu": cpu}
+        print(f"  {label}: {n} server host(s): {figures['per_s']} lists/s, p99 "
+              f"{figures['p99_ms']} ms, statuses {figures['statuses']}, connections "
+              f"{figures['connections']}, box busy {cpu['box_busy']:.0%}", flush=True)  # fmt: skip
+        out.append(figures)
+    return out
+
+
+# --- 2. connections: the start-up check, and a database that is full ------------------------
+
+
+def start_check(cluster: Cluster, env: dict[str, str], processes: int) -> dict[str, Any]:
+    """`python server.py` with `processes` SERVER_PROCESSES on a spare port: its exit status
+    and last line (it refuses before any process starts when they cannot fit)."""
+    host = cluster.host(cluster.servers[0])
+    argv = host.command([sys.executable, str(CHECKOUT / "server.py")])
+    own = {"HOST": host.address, "PORT": "8090", "SERVER_PROCESSES": str(processes)}
+    proc = subprocess.Popen(argv, env=env | own, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=20)
+        code: int | None = proc.returncode
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        code = None  # it started: it fit
+    lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+    # Its own one line when it refuses; the last logged error otherwise, not a traceback's tail.
+    said = [line for line in lines if " ERROR " in line or " WARNING " in line] or lines
+    return {"processes": processes, "exit": code, "last_line": said[-1] if said else ""}
+
+
+async def full_database(rig: Rig) -> dict[str, Any]:
+    """The servers (direct, pools at their minimum) under load while the role may hold only
+    two connections more than it holds now: what the clients see."""
+    held = int(await rig.admin.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", SERVICE_ROLE))  # fmt: skip
+    limit = held + 2
+    await rig.admin.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT {limit}")
+    try:
+        await in_rotation(rig.cluster, len(rig.cluster.servers))
+        figures = await list_load(rig.http, rig.base, rig.data.users, LIST_SECONDS)
+    finally:
+        await rig.admin.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
+    figures |= {"connection_limit": limit, "held_before": held}
+    print(f"  a full database (role limit {limit}): {figures['statuses']}", flush=True)
+    return figures
+
+
+# --- 3. BDRs against worker hosts, and Redis commands -----------------------------------------
+
+
+async def commands(redis: Any) -> dict[str, int]:
+    stats = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    # INFO itself is counted too: left out.
+    return {k: b[k] - a.get(k, 0) for k in b if b[k] - a.get(k, 0) and k != "info"}
+
+
+async def post_backlog(rig: Rig, n: int, rng: random.Random) -> list[str]:
+    ids: list[str] = []
+
+    async def one(user: SeedUser, k: int) -> None:
+        for _ in range(k):
+            body = {"post_ids": rng.sample(user.downloads, ARTWORKS_PER_BDR)}
+            async with rig.http.post(f"{rig.base}/api/pmd/bdr", json=body,
+                                     headers=user.auth) as resp:  # fmt: skip
+                assert resp.status == 202, (resp.status, await resp.text())
+                ids.append((await resp.json())["id"])
+
+    users = rig.data.users
+    share = -(-n // len(users))
+    await asyncio.gather(*(one(u, min(share, n - i * share)) for i, u in enumerate(users)))
+    deadline = time.monotonic() + 20
+    while await rig.redis.zcard(default_queue_name) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the servers did not enqueue every BDR within 20 s")
+        await asyncio.sleep(0.05)
+    return ids
+
+
+async def workers_up(rig: Rig, names: list[str]) -> None:
+    """Each worker host holds a Redis connection once its worker polls the queue."""
+    addresses = {rig.cluster.host(n).address for n in names}
+    deadline = time.monotonic() + 90
+    while True:
+        clients = await rig.redis.client_list()
+        seen = {c["addr"].rsplit(":", 1)[0] for c in clients}
+        if addresses <= seen:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"worker hosts {sorted(addresses - seen)} not up within 90 s")
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(2.0)  # their start-up sweep and first polls
+
+
+async def drain(rig: Rig, n_hosts: int, backlog: int, rng: random.Random) -> dict[str, Any]:
+    before = await commands(rig.redis)
+    ids = await post_backlog(rig, backlog, rng)
+    posted = delta(before, await commands(rig.redis))
+    # Held aside until every worker is up: otherwise the first to start drains alone.
+    await rig.redis.rename(default_queue_name, HELD_QUEUE)
+    names = rig.cluster.workers[:n_hosts]
+    for name in names:
+        rig.cluster.start_worker(name, rig.env)
+    await workers_up(rig, names)
+
+    async def until_drained() -> float:
+        start = time.monotonic()
+        await rig.redis.rename(HELD_QUEUE, default_queue_name)
+        while True:
+            row = await rig.admin.fetchrow(SQL_STATUS, ids)
+            assert row is not None and row["other"] == 0, "a BDR failed or was cancelled"
+            if row["ready"] == backlog:
+                return time.monotonic() - start
+            if time.monotonic() - start > DRAIN_LIMIT_S:
+                raise RuntimeError(f"{row['ready']}/{backlog} ready after {DRAIN_LIMIT_S} s")
+            await asyncio.sleep(0.1)
+
+    before = await commands(rig.redis)
+    seconds, cpu = await rig.meter.around(until_drained())
+    drained = delta(before, await commands(rig.redis))
+    idle: dict[str, int] = {}
+    if n_hosts == len(rig.cluster.workers):
+        before = await commands(rig.redis)
+        await asyncio.sleep(IDLE_SECONDS)
+        idle = delta(before, await commands(rig.redis))
+    for name in names:
+        await asyncio.to_thread(rig.cluster.host(name).kill_all)
+    figures = {
+        "worker_hosts": n_hosts, "bdrs": backlog, "seconds": round(seconds, 2),
+        "per_s": round(backlog / seconds, 2), "cpu": cpu,
+        "redis_per_bdr": round((sum(posted.values()) + sum(drained.values())) / backlog, 1),
+        "redis_commands": {"post": posted, "drain": drained},
+    }  # fmt: skip
+    if idle:
+        figures["idle_per_worker_s"] = round(sum(idle.values()) / IDLE_SECONDS / n_hosts, 1)
+        figures["idle_commands"] = idle
+    print(f"  {n_hosts} worker host(s): {backlog} BDRs in {seconds:.1f} s = "
+          f"{figures['per_s']}/s, {figures['redis_per_bdr']} Redis commands a BDR, box busy "
+          f"{cpu['box_busy']:.0%} (workers {[cpu[n] for n in names]} CPU s)", flush=True)  # fmt: skip
+    return figures
+
+
+async def stream_opens(rig: Rig) -> dict[str, Any]:
+    """Redis commands per stream the page opens: a ticket minted, then redeemed by the stream."""
+    user = rig.data.users[0]
+    before = await commands(rig.redis)
+    for _ in range(STREAM_OPENS):
+        async with rig.http.post(f"{rig.base}/api/pmd/bdr/sse-ticket", headers=user.auth) as r:
+            ticket = (await r.json())["ticket"]
+        async with rig.http.get(f"{rig.base}/api/pmd/bdr/sse?ticket={ticket}") as resp:
+            assert resp.status == 200, resp.status
+            await resp.content.readline()
+    used = delta(before, await commands(rig.redis))
+    return {"opens": STREAM_OPENS, "per_open": round(sum(used.values()) / STREAM_OPENS, 2),
+            "commands": used}  # fmt: skip
+
+
+# --- 4. what Redis sustains -------------------------------------------------------------------
+
+
+def redis_benchmark(address: str) -> dict[str, float]:
+    out = subprocess.run(
+        ["redis-benchmark", "-h", address, "-p", "6379", "-c", "50", "-n", "100000", "-q",
+         "--csv", "-t", REDIS_COMMANDS],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    rates: dict[str, float] = {}
+    for line in out.splitlines():
+        cells = [c.strip('"') for c in line.split(",")]
+        if len(cells) >= 2 and cells[0] != "test":
+            rates[cells[0]] = float(cells[1])
+    return rates
+
+
+# --- 5. NOTIFY fan-out --------------------------------------------------------------------------
+
+
+async def notify_fanout(rig: Rig, listeners: int) -> dict[str, Any]:
+    got: dict[str, list[float]] = {}
+    done: dict[str, asyncio.Event] = {}
+
+    def heard(_c: Any, _pid: int, _channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        got[payload].append(time.monotonic())
+        if len(got[payload]) == listeners:
+            done[payload].set()
+
+    conns = [await asyncpg.connect(rig.cluster.admin_url) for _ in range(listeners)]
+    notifier = await asyncpg.connect(rig.cluster.admin_url)
+    try:
+        for c in conns:
+            await c.add_listener("pmd_capacity", heard)
+
+        async def burst() -> tuple[list[float], list[float]]:
+            first, last = [], []
+            for i in range(NOTIFIES):
+                key = str(i)
+                got[key], done[key] = [], asyncio.Event()
+                t = time.monotonic()
+                await notifier.execute("SELECT pg_notify('pmd_capacity', $1)", key)
+                await asyncio.wait_for(done[key].wait(), 10)
+                first.append(got[key][0] - t)
+                last.append(got[key][-1] - t)
+                await asyncio.sleep(0.02)
+            return first, last
+
+        (first, last), cpu = await rig.meter.around(burst())
+    finally:
+        for c in [*conns, notifier]:
+            await c.close()
+    figures = {
+        "listeners": listeners,
+        "first_p50_ms": round(statistics.median(first) * 1000, 2),
+        "all_p50_ms": round(statistics.median(last) * 1000, 2),
+        "all_p99_ms": round(percentile(last, 0.99) * 1000, 2),
+        "db_cpu_ms_per_notify": round(cpu["db"] * 1000 / NOTIFIES, 2),
+        "client_cpu_ms_per_notify": round(cpu["client"] * 1000 / NOTIFIES, 2),
+        "cpu": cpu,
+    }
+    print(f"  NOTIFY to {listeners} listeners: all received p50 {figures['all_p50_ms']} ms, "
+          f"p99 {figures['all_p99_ms']} ms; the database {figures['db_cpu_ms_per_notify']} ms "
+          "CPU a NOTIFY", flush=True)  # fmt: skip
+    return figures
+
+
+# --- 6. the bucket ------------------------------------------------------------------------------
+
+
+def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
+    store = _store(env["AWS_ENDPOINT_URL"], BUCKET, "capacity")
+    local = scratch / "object.zip"
+    local.write_bytes(os.urandom(OBJECT_BYTES))
+
+    def timed(one: Callable[[int], None]) -> float:
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(OBJECTS_AT_ONCE) as ex:
+            list(ex.map(one, range(OBJECTS)))
+        return time.monotonic() - start
+
+    def get(i: int) -> None:
+        assert len(obstore.get(store, f"o{i}").bytes()) == OBJECT_BYTES
+
+    put_s = timed(lambda i: _plain_put(store, f"o{i}", local))
+    get_s = timed(get)
+    mb = OBJECT_BYTES * OBJECTS / 1e6
+    return {
+        "object_mb": OBJECT_BYTES / 1e6, "objects": OBJECTS, "at_once": OBJECTS_AT_ONCE,
+        "put_mb_s": round(mb / put_s, 1), "get_mb_s": round(mb / get_s, 1),
+        "put_objects_s": round(OBJECTS / put_s, 2), "get_objects_s": round(OBJECTS / get_s, 2),
+    }  # fmt: skip
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class Rig:
+    def __init__(self, cluster: Cluster, env: dict[str, str], data: Seed, admin: asyncpg.Pool,
+                 redis: Any, http: aiohttp.ClientSession) -> None:  # fmt: skip
+        self.cluster, self.env, self.data, self.admin = cluster, env, data, admin
+        self.redis, self.http = redis, http
+        self.base = f"http://{cluster.host('lb').address}"
+        self.meter = Meter(cluster)
+        self.names = {h.address: n for n, h in cluster.net.hosts.items()}
+
+
+def direct(env: dict[str, str]) -> dict[str, str]:
+    return env | {"DATABASE_URL": env["DATABASE_DIRECT_URL"], "DATABASE_POOLER": "none"}
+
+
+async def restart_servers(rig: Rig, env: dict[str, str]) -> None:
+    for name in rig.cluster.servers:
+        await asyncio.to_thread(rig.cluster.host(name).kill_all)
+    for name in rig.cluster.servers:
+        await asyncio.to_thread(rig.cluster.start_server, name, env)
+
+
+async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
+    from harness.cluster_run import _until_ready, prepare
+
+    hosts = list(range(1, len(cluster.servers) + 1))
+    env = cluster.service_env(BDR_DAILY_LIMIT="10000", BDR_DOWNLOAD_MODE="proxy",
+                              BASE_URL="http://pmd.cluster", SSE_MAX_PER_USER="100")  # fmt: skip
+    data = await prepare(cluster, env, users=4)
+    for name in cluster.servers:
+        await asyncio.to_thread(cluster.start_server, name, env)
+    await asyncio.to_thread(cluster.start_lb)
+    admin = await asyncpg.create_pool(cluster.admin_url, min_size=1, max_size=4)
+    redis = create_redis(env["REDIS_URL"])
+    out: dict[str, Any] = {"server_processes_per_host": 2}
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            rig = Rig(cluster, env, data, admin, redis, http)
+            await _until_ready(http, rig)  # type: ignore[arg-type]
+            print("1. list requests through the balancer (PgBouncer)", flush=True)
+            out["lists"] = await list_curve(rig, "via PgBouncer", hosts)
+            print("3. BDRs against worker hosts", flush=True)
+            rng = random.Random(24)
+            out["streams_redis"] = await stream_opens(rig)
+            out["bdrs"] = [await drain(rig, n, backlog, rng)
+                           for n in range(1, len(cluster.workers) + 1)]  # fmt: skip
+            print("2. connections: servers direct", flush=True)
+            await restart_servers(rig, direct(env))
+            out["lists_direct"] = await list_curve(rig, "direct", [len(hosts)])
+            # Fresh processes, their pools at the minimum: the limit then stops them growing.
+            await restart_servers(rig, direct(env))
+            out["full_database"] = await full_database(rig)
+            # The start-up check reads what the database allows; nothing of ours may hold
+            # connections meanwhile but PgBouncer's idle ones.
+            for name in cluster.servers:
+                await asyncio.to_thread(cluster.host(name).kill_all)
+            await admin.execute(
+                f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT "
+                f"{DEFAULT_MAX_CONNECTIONS - DEFAULT_RESERVED}"
+            )
+            try:
+                out["start_checks"] = [
+                    await asyncio.to_thread(start_check, cluster, direct(env) | pooled, n)
+                    for pooled, n in (({}, 8), ({}, 9), (env, 9))
+                ]
+            finally:
+                await admin.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
+            for c in out["start_checks"]:
+                print(f"  SERVER_PROCESSES={c['processes']}: exit {c['exit']}: "
+                      f"{c['last_line'][-160:]}", flush=True)  # fmt: skip
+            out["start_checks"][2]["pooler"] = "pgbouncer"
+            print("4. Redis", flush=True)
+            out["redis_benchmark"] = await asyncio.to_thread(
+                redis_benchmark, cluster.host("redis").address
+            )
+            print(f"  {out['redis_benchmark']}", flush=True)
+            print("5. NOTIFY fan-out", flush=True)
+            out["notify"] = [await notify_fanout(rig, n) for n in LISTENERS]
+            print("6. the bucket", flush=True)
+            out["bucket"] = await asyncio.to_thread(bucket, env, cluster.run_dir)
+            print(f"  {out['bucket']}", flush=True)
+    finally:
+        await redis.aclose()
+        await admin.close()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n")[0])
+    p.add_argument("--servers", type=int, default=3, help="server hosts (at most 9)")
+    p.add_argument("--workers", type=int, default=3, help="worker hosts (at most 9)")
+    p.add_argument("--backlog", type=int, default=160, help="small BDRs in each drain")
+    p.add_argument("--json", type=Path, help="write the figures here")
+    args = p.parse_args()
+    why = possible()
+    if why is not None:
+        sys.exit(f"capacity: cannot run here: {why}")
+    run_dir = Path(tempfile.mkdtemp(prefix="pmd-capacity-"))
+    os.chmod(run_dir, 0o755)  # noqa: S103 - PostgreSQL's own user reads what is written here
+    cluster = up(run_dir, servers=args.servers, workers=args.workers)
+    ok = False
+    try:
+        enter(cluster.host("client").ns)
+        started = time.monotonic()
+        figures = asyncio.run(measure(cluster, args.backlog))
+        figures["seconds"] = round(time.monotonic() - started)
+        figures["cores"] = len(os.sched_getaffinity(0))
+        ok = True
+    finally:
+        cluster.net.close()
+        if ok:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            print(f"logs in {cluster.logs}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""docs/scaling.md from bench/scaling.md.in and the saved figures of `bench.capacity`,
+`bench.cluster` and `bench.sse --box` (its `box` key), with the model for 1×, 10× and 100× the
+host computed here from those figures. bench/report.py renders it beside docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from string import Template
+from typing import Any
+
+import msgspec
+
+from bench.fmt import table
+from bench.report import measured, not_measured
+from bench.runner import RESULTS, runs
+from harness.stack import CHECKOUT
+from pmd_service.core.settings import Settings
+
+TEMPLATE = CHECKOUT / "bench" / "scaling.md.in"
+REPORT = CHECKOUT / "docs" / "scaling.md"
+BOX_BUSY = 0.9  # the machine's cores this busy: the box, not the service, sets the figure
+SSE_BOX = "python -m bench.sse --box"
+
+# --- the model's inputs -------------------------------------------------------------------------
+# The host's deployment, as its repository has it (Makapix Club, deploy/stack/):
+HOST = {
+    "api_processes": 1,  # docker-compose.yml: `uvicorn app.main:app` with no --workers
+    "celery_concurrency": 2,  # worker/worker.py: `worker --beat --concurrency=2`
+    "max_connections": 100,  # docker-compose.yml: postgres:17-alpine, no max_connections set
+    "reserved": 3,  # PostgreSQL's default superuser_reserved_connections
+}
+# The base load (1×): ASSUMED, not measured; the host's repository states no traffic. Change
+# these and rerun `python -m bench.run_all --report-only`.
+BASE = {
+    "streams": 200,  # dashboard streams open at once (a user with the page open)
+    "bdrs_per_day": 2000,  # batch downloads requested a day
+    "peak": 10,  # the busiest minutes' rate against the day's average
+    "lists_per_s": 5,  # the page's list calls a second at the peak
+    "zip_mb": 5,  # a ZIP's mean size
+    "notifies_per_bdr": 3,  # pending, processing, ready: one doorbell each (progress adds more)
+    "reopen_s": 30,  # a reconnect storm: every stream opens again within this many seconds
+}
+SCALES = (1, 10, 100)
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in msgspec.structs.fields(Settings)}
+
+
+def _cpu(c: dict[str, float], hosts: list[str]) -> str:
+    return f"{sum(c.get(h, 0.0) for h in hosts):.1f}"
+
+
+def _busy(c: dict[str, float]) -> str:
+    mark = " (box)" if c["box_busy"] >= BOX_BUSY else ""
+    return f"{c['box_busy']:.0%}{mark}"
+
+
+def lists_table(f: dict[str, Any]) -> str:
+    per_host = f["server_processes_per_host"]
+    rows = []
+    for label, runs_ in (("PgBouncer", f["lists"]), ("direct", f["lists_direct"])):
+        for r in runs_:
+            c, n = r["cpu"], r["server_hosts"]
+            servers = [f"srv{i}" for i in range(1, n + 1)]
+            rows.append([
+                str(n), str(n * per_host), label, f"{r['per_s']:.0f}",
+                f"{r['per_s'] / (n * per_host):.0f}", f"{r['p50_ms']:.0f} / {r['p99_ms']:.0f}",
+                _cpu(c, servers), _cpu(c, ["lb"]), _cpu(c, ["db"]), _cpu(c, ["client"]),
+                _busy(c), ", ".join(f"{k} {v}" for k, v in r["statuses"].items()),
+            ])  # fmt: skip
+    return table(
+        ["server hosts", "processes", "pool via", "lists/s", "per process", "p50 / p99 ms",
+         "CPU s: servers", "HAProxy", "database", "clients", "box busy", "answers"],
+        rows,
+    )  # fmt: skip
+
+
+def bdrs_table(f: dict[str, Any]) -> str:
+    rows = []
+    for r in f["bdrs"]:
+        c, n = r["cpu"], r["worker_hosts"]
+        rows.append([
+            str(n), str(r["bdrs"]), f"{r['seconds']:.1f}", f"{r['per_s']:.1f}",
+            _cpu(c, [f"wrk{i}" for i in range(1, n + 1)]), _cpu(c, ["db"]), _cpu(c, ["redis"]),
+            _cpu(c, ["store"]), _cpu(c, ["srv1", "srv2", "srv3"]), f"{c['others']:.1f}",
+            _busy(c),
+        ])  # fmt: skip
+    return table(
+        ["worker hosts", "BDRs", "seconds", "BDRs/s", "CPU s: workers", "database", "Redis",
+         "bucket", "servers", "others", "box busy"],
+        rows,
+    )  # fmt: skip
+
+
+def ratio_line(rows: list[dict[str, Any]], key: str, what: str) -> str:
+    one, last = rows[0], rows[-1]
+    n = last.get(key)
+    grew = last["per_s"] / one["per_s"]
+    boxed = all(r["cpu"]["box_busy"] >= BOX_BUSY for r in rows)
+    why = (
+        f"every run had the machine's {{cores}} cores at least {BOX_BUSY:.0%} busy, so this "
+        "box, not the service, is the limit: the hosts share its cores"
+        if boxed
+        else "the machine had cores to spare in some runs"
+    )
+    return f"{n} {what} gave {grew:.2f}× the rate of one; {why}."
+
+
+def sse_part() -> str:
+    path = RESULTS / "sse.json"
+    box = json.loads(path.read_text()).get("box") if path.exists() else None
+    if not box or not box.get("levels"):
+        return f"Streams against processes: not measured yet (`{SSE_BOX}`)."
+    rows = [[str(lv["streams"]), str(lv["processes"]), str(lv["held"]),
+             f"{lv['kb_per_stream_rss']:.1f}", f"{lv['kb_per_stream_kernel']:.1f}",
+             f"{lv['event_p99_ms']:.1f}", f"{lv['burst_all_s']:.2f}", f"{lv['storm_s']:.1f}",
+             str(lv["storm_5xx"])] for lv in box["levels"]]  # fmt: skip
+    return (
+        f"{measured('sse', runs().get('sse'))}\n\n"
+        + table(["streams", "processes", "held", "KB/stream (processes)", "KB/stream (kernel)",
+                 "one event p99 ms", "burst to all s", "reconnect storm s", "storm 5xx"], rows)
+    )  # fmt: skip
+
+
+def streams_per_process() -> float | None:
+    path = RESULTS / "sse.json"
+    box = json.loads(path.read_text()).get("box") if path.exists() else None
+    if not box or not box.get("levels"):
+        return None
+    return float(max(lv["held"] / lv["processes"] for lv in box["levels"]))
+
+
+def connections_part(f: dict[str, Any]) -> str:
+    d = defaults()
+    allowed = HOST["max_connections"] - HOST["reserved"]
+    direct, pooled = f["lists_direct"][-1]["connections"], f["lists"][-1]["connections"]
+    per_host = f["server_processes_per_host"]
+    srv_direct = max(v for k, v in direct.items() if k.startswith("srv")) / per_host
+    srv_pooled = max(v for k, v in pooled.items() if k.startswith("srv")) / per_host
+    fits_direct = allowed // int(srv_direct)
+    bouncer = pooled.get("db", 0)
+    fits_pooled = (allowed - bouncer) // max(1, int(srv_pooled))
+    checks = "\n".join(
+        f"- `SERVER_PROCESSES={c['processes']}` {'through PgBouncer' if c.get('pooler') else 'direct'}: "
+        + ("started (it fits)" if c["exit"] is None else f"exit status {c['exit']}: `{c['last_line'][-220:]}`")
+        for c in f["start_checks"]
+    )  # fmt: skip
+    full = f["full_database"]
+    answers = ", ".join(f"{k}: {v}" for k, v in full["statuses"].items())
+    return f"""Measured with the list load on {len(f["lists"])} server hosts ({
+        len(f["lists"]) * per_host
+    } processes):
+the most connections the service's role held at once, by where they came from.
+
+{
+        table(
+            ["pools", "per server process", "PgBouncer → PostgreSQL", "total"],
+            [
+                ["direct", f"{srv_direct:.0f}", "–", str(direct["total"])],
+                ["through PgBouncer", f"{srv_pooled:.0f}", str(bouncer), str(pooled["total"])],
+            ],
+        )
+    }
+
+With the defaults (`DB_POOL_MAX={d["db_pool_max"]}`, `WORKER_DB_POOL_MAX={d["worker_db_pool_max"]}`)
+a server process holds up to {srv_direct:.0f} connections direct (its pool and its LISTEN
+connection) and {srv_pooled:.0f} through PgBouncer (the LISTEN connection only; PgBouncer's own
+{bouncer} serve every process). A default PostgreSQL (`max_connections` {HOST["max_connections"]},
+{HOST["reserved"]} reserved) leaves {allowed}: **{fits_direct} server processes direct**
+(`{allowed} // {srv_direct:.0f}`), before any worker (each takes up to
+{d["worker_db_pool_max"]}), against **{fits_pooled} through PgBouncer**
+(`({allowed} − {bouncer}) // {srv_pooled:.0f}`, the LISTEN connections then being the limit).
+
+What is seen past that, measured with the service role's `CONNECTION LIMIT` at {allowed} (the
+{allowed} a default server leaves):
+
+{checks}
+
+And with the servers running direct while their pools could not grow (the role's limit set to
+{full["connection_limit"]}, {full["held_before"]} held), {LIST_CONC} clients calling the list for
+{LIST_S:.0f} s saw: {answers}."""
+
+
+def notify_part(f: dict[str, Any]) -> tuple[str, float, float]:
+    rows = f["notify"]
+    xs = [r["listeners"] for r in rows]
+    ys = [r["db_cpu_ms_per_notify"] for r in rows]
+    slope, base = _fit(xs, ys)
+    body = table(
+        ["listeners", "first received p50 ms", "all received p50 ms", "all received p99 ms",
+         "database CPU ms a NOTIFY", "client CPU ms a NOTIFY"],
+        [[str(r["listeners"]), f"{r['first_p50_ms']:.2f}", f"{r['all_p50_ms']:.2f}",
+          f"{r['all_p99_ms']:.2f}", f"{r['db_cpu_ms_per_notify']:.2f}",
+          f"{r['client_cpu_ms_per_notify']:.2f}"] for r in rows],
+    )  # fmt: skip
+    line = (
+        f"A least-squares line through the database's CPU: **{base:.3f} ms + {slope * 1000:.2f} µs "
+        "per listener, a NOTIFY** (each listening backend is woken and sends it on). The "
+        "latency to the last listener grows with the count too; part of it is the one client "
+        "process that holds every listener here."
+    )
+    return body + "\n\n" + line, slope, base
+
+
+def _fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    return max(slope, 0.0), max(my - slope * mx, 0.0)
+
+
+def redis_part(f: dict[str, Any]) -> tuple[str, dict[str, float]]:
+    last = f["bdrs"][-1]
+    per_bdr = sum(r["redis_per_bdr"] for r in f["bdrs"]) / len(f["bdrs"])
+    unit = {
+        "per_bdr": per_bdr,
+        "per_open": f["streams_redis"]["per_open"],
+        "idle_per_worker_s": last.get("idle_per_worker_s", 0.0),
+        "capacity": min(f["redis_benchmark"].values()),
+    }
+    bench = ", ".join(f"{k} {v:,.0f}/s" for k, v in f["redis_benchmark"].items())
+    top = sorted(last["redis_commands"]["drain"].items(), key=lambda kv: -kv[1])[:6]
+    text = (
+        f"- per BDR (its POST and its build, the mean of the drains): **{per_bdr:.1f} commands** "
+        f"(the drain's most frequent: {', '.join(f'{k} {v}' for k, v in top)});\n"
+        f"- per stream opened with a ticket (mint, then redeem): **{unit['per_open']:.1f}**;\n"
+        f"- per idle worker a second (its queue polls): **{unit['idle_per_worker_s']:.1f}**;\n"
+        f"- what this Redis sustains (`redis-benchmark -c 50 -n 100000` from the client host): "
+        f"{bench}; the model takes the lowest, **{unit['capacity']:,.0f} commands/s**."
+    )
+    return text, unit
+
+
+def bucket_part(f: dict[str, Any]) -> str:
+    b = f["bucket"]
+    return (
+        f"{b['objects']} objects of {b['object_mb']:.1f} MB, {b['at_once']} at once, from the "
+        f"client host: **PUT {b['put_mb_s']:.0f} MB/s** ({b['put_objects_s']:.1f} objects/s), "
+        f"**GET {b['get_mb_s']:.0f} MB/s** ({b['get_objects_s']:.1f} objects/s)."
+    )
+
+
+def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float]) -> str:
+    d = defaults()
+    allowed = HOST["max_connections"] - HOST["reserved"]
+    per_host = f["server_processes_per_host"]
+    lists_pp = max(r["per_s"] / (r["server_hosts"] * per_host)
+                   for r in f["lists"] + f["lists_direct"])  # fmt: skip
+    bdrs_pw = f["bdrs"][0]["per_s"] / f["bdrs"][0]["worker_hosts"]
+    direct = f["lists_direct"][-1]["connections"]
+    srv_direct = max(v for k, v in direct.items() if k.startswith("srv")) / per_host
+    bouncer = f["lists"][-1]["connections"].get("db", 0)
+    spp = streams_per_process()
+    put = f["bucket"]["put_mb_s"]
+    rows = []
+    for s in SCALES:
+        streams = s * BASE["streams"]
+        bdr_s = s * BASE["bdrs_per_day"] / 86400 * BASE["peak"]
+        lists = s * BASE["lists_per_s"]
+        servers = max(1, math.ceil(lists / lists_pp),
+                      math.ceil(streams / spp) if spp else 1)  # fmt: skip
+        workers = max(1, math.ceil(bdr_s / bdrs_pw))
+        pg_direct = servers * srv_direct + workers * d["worker_db_pool_max"]
+        pg_pooled = servers + bouncer
+        notify_core = bdr_s * BASE["notifies_per_bdr"] * (base + slope * servers) / 1000
+        ops = (bdr_s * redis["per_bdr"] + streams / BASE["reopen_s"] * redis["per_open"]
+               + workers * redis["idle_per_worker_s"])  # fmt: skip
+        mb_s = bdr_s * BASE["zip_mb"]
+        shares = {
+            # Whichever deployment needs fewer: direct while it fits, then PgBouncer.
+            "PostgreSQL connections": min(pg_direct, pg_pooled) / allowed,
+            "NOTIFY (one database core)": notify_core,
+            "Redis": ops / redis["capacity"],
+            "the bucket (PUT)": mb_s / put,
+        }
+        first, share = max(shares.items(), key=lambda kv: kv[1])
+        rows.append([
+            f"{s}×", f"{streams:,}", f"{bdr_s:.2f}", f"{lists:,}", str(servers), str(workers),
+            f"{pg_direct:.0f} / {pg_pooled:.0f}", str(servers), f"{notify_core:.1%}",
+            f"{ops:,.0f} ({ops / redis['capacity']:.1%})", f"{mb_s:.1f} ({mb_s / put:.1%})",
+            f"{first}: {share:.0%} of its limit",
+        ])  # fmt: skip
+    streams_note = (
+        f"`ceil(streams / {spp:,.0f})` (streams a process held, `{SSE_BOX}`)"
+        if spp
+        else f"streams not counted: streams against processes are not measured yet (`{SSE_BOX}`)"
+    )
+    formulas = f"""Per-unit figures from the run above (the box-limited ones are lower bounds):
+{lists_pp:.0f} list calls a second per server process (the best of the list runs),
+{bdrs_pw:.1f} small BDRs a second per worker process (one worker host),
+{srv_direct:.0f} connections per server process direct, {bouncer} from PgBouncer,
+{redis["per_bdr"]:.1f} Redis commands per BDR, {redis["per_open"]:.1f} per stream open,
+{redis["idle_per_worker_s"]:.1f} per idle worker a second, {put:.0f} MB/s PUT to the bucket.
+
+- BDRs/s at the peak = `scale × {BASE["bdrs_per_day"]} / 86400 × {BASE["peak"]}`;
+  streams = `scale × {BASE["streams"]}`; list calls/s = `scale × {BASE["lists_per_s"]}`
+- server processes = `max(ceil(lists / {lists_pp:.0f}), streams term)`; streams term:
+  {streams_note}
+- worker processes = `ceil(BDRs/s / {bdrs_pw:.1f})`
+- PostgreSQL connections direct = `servers × {srv_direct:.0f} + workers × {d["worker_db_pool_max"]}`;
+  through PgBouncer = `servers × 1 (LISTEN) + {bouncer}`; the limit `{allowed}`
+- NOTIFY listeners = server processes; NOTIFY's share of one database core =
+  `BDRs/s × {BASE["notifies_per_bdr"]} × ({base:.3f} + {slope * 1000:.2f}e-3 × listeners) ms / 1000`
+- Redis commands/s = `BDRs/s × {redis["per_bdr"]:.1f} + streams / {BASE["reopen_s"]} × {redis["per_open"]:.1f} + workers × {redis["idle_per_worker_s"]:.1f}`
+  (streams reopening within {BASE["reopen_s"]} s: a reconnect storm), against `{redis["capacity"]:,.0f}`
+- bucket MB/s = `BDRs/s × {BASE["zip_mb"]} MB`, against `{put:.0f}`
+- gives out first: the largest of these shares of its limit (PostgreSQL connections: the
+  fewer of direct and through PgBouncer, against the limit)"""
+    return formulas + "\n\n" + table(
+        ["scale", "streams", "BDRs/s (peak)", "lists/s", "server processes",
+         "worker processes", "PG connections direct / PgBouncer", "NOTIFY listeners",
+         "NOTIFY: database core", "Redis commands/s (of capacity)", "bucket MB/s (of PUT)",
+         "gives out first"],
+        rows,
+    )  # fmt: skip
+
+
+def cluster_part() -> str:
+    path = RESULTS / "cluster.json"
+    run = runs().get("cluster")
+    if not path.exists():
+        return not_measured("cluster", run.get("failed") if run else None)
+    out = json.loads(path.read_text())
+    rows = []
+    for name, r in out.items():
+        rows.append([
+            name, f"`{r['command'].removeprefix('python ')}`",
+            "passed" if r["exit"] == 0 else f"failed (exit {r['exit']})",
+            str(r.get("violations", "?")), str(r.get("streams", "?")),
+            str(r.get("sse_connections", "?")), str(r.get("events", "?")),
+            str(r.get("views", "?")), str(r.get("every_event", "–")), f"{r['seconds']} s",
+        ])  # fmt: skip
+    lines = [f"{measured('cluster', run)}", "", table(
+        ["run", "command", "outcome", "violations", "streams", "stream connections",
+         "bdr_update events received", "views equal to the database",
+         "streams with every event, once, in order", "took"], rows)]  # fmt: skip
+    for name, r in out.items():
+        lines += [f"- {name}: {v}" for v in r.get("violation_lines", [])]
+    return "\n".join(lines)
+
+
+LIST_CONC, LIST_S = 32, 8.0
+
+
+def render() -> None:
+    path = RESULTS / "capacity.json"
+    run = runs().get("capacity")
+    if not path.exists():
+        why = not_measured("capacity", run.get("failed") if run else None)
+        REPORT.write_text(f"# Scaling\n\n{why}\n\n{cluster_part()}\n")
+        return
+    f = json.loads(path.read_text())
+    notify, slope, base = notify_part(f)
+    redis_text, redis = redis_part(f)
+    values = {
+        "capacity_measured": measured("capacity", run),
+        "cores": str(f["cores"]),
+        "lists_table": lists_table(f),
+        "lists_line": ratio_line(f["lists"], "server_hosts", "server hosts").format(cores=f["cores"]),
+        "bdrs_table": bdrs_table(f),
+        "bdrs_line": ratio_line(f["bdrs"], "worker_hosts", "worker hosts").format(cores=f["cores"]),
+        "sse_part": sse_part(),
+        "connections_part": connections_part(f),
+        "notify_part": notify,
+        "redis_part": redis_text,
+        "bucket_part": bucket_part(f),
+        "host": "\n".join(f"| `{k}` | {v} |" for k, v in HOST.items()),
+        "base": "\n".join(f"| `{k}` | {v} |" for k, v in BASE.items()),
+        "model": model(f, slope, base, redis),
+        "cluster_part": cluster_part(),
+    }  # fmt: skip
+    REPORT.write_text(Template(TEMPLATE.read_text()).substitute(values))
+    print(f"wrote {REPORT}")
+
+
+if __name__ == "__main__":
+    render()
