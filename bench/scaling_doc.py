@@ -30,6 +30,8 @@ HOST = {
     "celery_concurrency": 2,  # worker/worker.py: `worker --beat --concurrency=2`
     "max_connections": 100,  # docker-compose.yml: postgres:17-alpine, no max_connections set
     "reserved": 3,  # PostgreSQL's default superuser_reserved_connections
+    # ASSUMED: the VPS's size is not in the repository; this machine's cores.
+    "db_cores": 2,
 }
 # The base load (1×): ASSUMED, not measured; the host's repository states no traffic. Change
 # these and rerun `python -m bench.run_all --report-only`.
@@ -95,18 +97,25 @@ def bdrs_table(f: dict[str, Any]) -> str:
     )  # fmt: skip
 
 
-def ratio_line(rows: list[dict[str, Any]], key: str, what: str) -> str:
+def ratio_line(rows: list[dict[str, Any]], key: str, what: str, cores: int) -> str:
     one, last = rows[0], rows[-1]
-    n = last.get(key)
     grew = last["per_s"] / one["per_s"]
-    boxed = all(r["cpu"]["box_busy"] >= BOX_BUSY for r in rows)
+    boxed = [r[key] for r in rows if r["cpu"]["box_busy"] >= BOX_BUSY]
+    c = one["cpu"]
+    parties = {k: v for k, v in c.items() if k not in ("machine", "wall", "box_busy")}
+    top = max(parties, key=lambda k: parties[k])
     why = (
-        f"every run had the machine's {{cores}} cores at least {BOX_BUSY:.0%} busy, so this "
-        "box, not the service, is the limit: the hosts share its cores"
+        f"the machine's {cores} cores were at least {BOX_BUSY:.0%} busy with "
+        f"{', '.join(map(str, boxed))} {what}, so there the box, not the service, is the limit: "
+        "the hosts share its cores, and a host added takes CPU from the others"
         if boxed
-        else "the machine had cores to spare in some runs"
+        else f"the machine had cores to spare in every run ({BOX_BUSY:.0%} busy or less)"
     )
-    return f"{n} {what} gave {grew:.2f}× the rate of one; {why}."
+    return (
+        f"{last[key]} {what} gave {grew:.2f}× the rate of one; {why}. With one, the busiest "
+        f"party was {'other work on the machine' if top == 'others' else top}: {parties[top]:.1f} CPU s in {c['wall']:.1f} s "
+        f"({parties[top] / c['wall']:.0%} of a core)."
+    )
 
 
 def sse_part() -> str:
@@ -256,8 +265,14 @@ def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float])
     bouncer = f["lists"][-1]["connections"].get("db", 0)
     spp = streams_per_process()
     put = f["bucket"]["put_mb_s"]
-    rows = []
-    for s in SCALES:
+    # PostgreSQL's own CPU per call (the direct run: no PgBouncer on the database host) and
+    # per BDR (one worker host's drain, its POSTs not included).
+    ld = f["lists_direct"][-1]
+    db_list_ms = ld["cpu"]["db"] * 1000 / (ld["per_s"] * ld["cpu"]["wall"])
+    b1 = f["bdrs"][0]
+    db_bdr_ms = b1["cpu"]["db"] * 1000 / b1["bdrs"]
+
+    def at(s: float) -> tuple[list[str], dict[str, float]]:
         streams = s * BASE["streams"]
         bdr_s = s * BASE["bdrs_per_day"] / 86400 * BASE["peak"]
         lists = s * BASE["lists_per_s"]
@@ -270,7 +285,9 @@ def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float])
         ops = (bdr_s * redis["per_bdr"] + streams / BASE["reopen_s"] * redis["per_open"]
                + workers * redis["idle_per_worker_s"])  # fmt: skip
         mb_s = bdr_s * BASE["zip_mb"]
+        db_cores = (lists * db_list_ms + bdr_s * db_bdr_ms) / 1000 + notify_core
         shares = {
+            "database CPU": db_cores / HOST["db_cores"],
             # Whichever deployment needs fewer: direct while it fits, then PgBouncer.
             "PostgreSQL connections": min(pg_direct, pg_pooled) / allowed,
             "NOTIFY (one database core)": notify_core,
@@ -278,12 +295,25 @@ def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float])
             "the bucket (PUT)": mb_s / put,
         }
         first, share = max(shares.items(), key=lambda kv: kv[1])
-        rows.append([
-            f"{s}×", f"{streams:,}", f"{bdr_s:.2f}", f"{lists:,}", str(servers), str(workers),
-            f"{pg_direct:.0f} / {pg_pooled:.0f}", str(servers), f"{notify_core:.1%}",
-            f"{ops:,.0f} ({ops / redis['capacity']:.1%})", f"{mb_s:.1f} ({mb_s / put:.1%})",
-            f"{first}: {share:.0%} of its limit",
-        ])  # fmt: skip
+        cells = [
+            f"{s:g}×", f"{streams:,.0f}", f"{bdr_s:.2f}", f"{lists:,.0f}", str(servers),
+            str(workers), f"{pg_direct:.0f} / {pg_pooled:.0f}", str(servers),
+            f"{notify_core:.1%}", f"{db_cores:.2f}", f"{ops:,.0f} ({ops / redis['capacity']:.1%})",
+            f"{mb_s:.1f} ({mb_s / put:.1%})", f"{first}: {share:.0%} of its limit",
+        ]  # fmt: skip
+        return cells, shares
+
+    rows = [at(s)[0] for s in SCALES]
+    # Where each part reaches its limit: the smallest scale (in steps of 5 %) that fills it.
+    grid = [1.05**k for k in range(0, 260)]
+    limits = []
+    for part in at(1)[1]:
+        hit = next((g for g in grid if at(g)[1][part] >= 1), None)
+        if hit is None:
+            limits.append([part, f"beyond {grid[-1]:,.0f}×", "", "", ""])
+        else:
+            c = at(hit)[0]
+            limits.append([part, f"{hit:,.0f}×", c[1], c[2], c[4]])
     streams_note = (
         f"`ceil(streams / {spp:,.0f})` (streams a process held, `{SSE_BOX}`)"
         if spp
@@ -307,16 +337,22 @@ def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float])
   `BDRs/s × {BASE["notifies_per_bdr"]} × ({base:.3f} + {slope * 1000:.2f}e-3 × listeners) ms / 1000`
 - Redis commands/s = `BDRs/s × {redis["per_bdr"]:.1f} + streams / {BASE["reopen_s"]} × {redis["per_open"]:.1f} + workers × {redis["idle_per_worker_s"]:.1f}`
   (streams reopening within {BASE["reopen_s"]} s: a reconnect storm), against `{redis["capacity"]:,.0f}`
+- database CPU (cores) = `(lists/s × {db_list_ms:.2f} + BDRs/s × {db_bdr_ms:.2f}) ms / 1000 + NOTIFY's`
+  (PostgreSQL's CPU per list call with the servers direct, and per BDR in the one-worker
+  drain), against `{HOST["db_cores"]}` cores
 - bucket MB/s = `BDRs/s × {BASE["zip_mb"]} MB`, against `{put:.0f}`
 - gives out first: the largest of these shares of its limit (PostgreSQL connections: the
   fewer of direct and through PgBouncer, against the limit)"""
+    gives_out = table(
+        ["part", "reaches its limit at", "streams", "BDRs/s (peak)", "server processes"], limits
+    )
     return formulas + "\n\n" + table(
         ["scale", "streams", "BDRs/s (peak)", "lists/s", "server processes",
          "worker processes", "PG connections direct / PgBouncer", "NOTIFY listeners",
-         "NOTIFY: database core", "Redis commands/s (of capacity)", "bucket MB/s (of PUT)",
+         "NOTIFY: database core", "database CPU (cores)", "Redis commands/s (of capacity)", "bucket MB/s (of PUT)",
          "gives out first"],
         rows,
-    )  # fmt: skip
+    ) + "\n\nAnd the load at which each part reaches its limit, by the same formulas:\n\n" + gives_out  # fmt: skip
 
 
 def cluster_part() -> str:
@@ -360,9 +396,9 @@ def render() -> None:
         "capacity_measured": measured("capacity", run),
         "cores": str(f["cores"]),
         "lists_table": lists_table(f),
-        "lists_line": ratio_line(f["lists"], "server_hosts", "server hosts").format(cores=f["cores"]),
+        "lists_line": ratio_line(f["lists"], "server_hosts", "server hosts", f["cores"]),
         "bdrs_table": bdrs_table(f),
-        "bdrs_line": ratio_line(f["bdrs"], "worker_hosts", "worker hosts").format(cores=f["cores"]),
+        "bdrs_line": ratio_line(f["bdrs"], "worker_hosts", "worker hosts", f["cores"]),
         "sse_part": sse_part(),
         "connections_part": connections_part(f),
         "notify_part": notify,
