@@ -486,7 +486,8 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
     await asyncio.to_thread(cluster.start_lb)
     admin = await asyncpg.create_pool(cluster.admin_url, min_size=1, max_size=4)
     redis = create_redis(env["REDIS_URL"])
-    out: dict[str, Any] = {"server_processes_per_host": 2}
+    out: dict[str, Any] = {"server_processes_per_host": 2, "list_clients": LIST_CONCURRENCY,
+                           "list_seconds": LIST_SECONDS, "notifies": NOTIFIES}  # fmt: skip
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             rig = Rig(cluster, env, data, admin, redis, http)

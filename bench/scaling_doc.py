@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from bench.capacity import LIST_CONCURRENCY, LIST_SECONDS, NOTIFIES
 from bench.fmt import table
 from bench.report import measured, not_measured
 from bench.runner import RESULTS, runs
@@ -189,8 +190,10 @@ What is seen past that, measured with the service role's `CONNECTION LIMIT` at {
 {checks}
 
 And with the servers running direct while their pools could not grow (the role's limit set to
-{full["connection_limit"]}, {full["held_before"]} held), {LIST_CONC} clients calling the list for
-{LIST_S:.0f} s saw: {answers}."""
+{full["connection_limit"]}, {full["held_before"]} held), {
+        LIST_CONCURRENCY
+    } clients calling the list for
+{LIST_SECONDS:.0f} s saw: {answers}."""
 
 
 def notify_part(f: dict[str, Any]) -> tuple[str, float, float]:
@@ -379,9 +382,6 @@ def cluster_part() -> str:
     return "\n".join(lines)
 
 
-LIST_CONC, LIST_S = 32, 8.0
-
-
 def render() -> None:
     path = RESULTS / "capacity.json"
     run = runs().get("capacity")
@@ -395,6 +395,9 @@ def render() -> None:
     values = {
         "capacity_measured": measured("capacity", run),
         "cores": str(f["cores"]),
+        "list_clients": str(f.get("list_clients", LIST_CONCURRENCY)),
+        "list_seconds": f"{f.get('list_seconds', LIST_SECONDS):.0f}",
+        "notifies": str(f.get("notifies", NOTIFIES)),
         "lists_table": lists_table(f),
         "lists_line": ratio_line(f["lists"], "server_hosts", "server hosts", f["cores"]),
         "bdrs_table": bdrs_table(f),
