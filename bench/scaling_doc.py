@@ -25,26 +25,29 @@ BOX_BUSY = 0.9  # the machine's cores this busy: the box, not the service, sets 
 SSE_BOX = "python -m bench.sse --box"
 
 # --- the model's inputs -------------------------------------------------------------------------
-# The host's deployment, as its repository has it (Makapix Club, deploy/stack/):
-HOST = {
-    "api_processes": 1,  # docker-compose.yml: `uvicorn app.main:app` with no --workers
-    "celery_concurrency": 2,  # worker/worker.py: `worker --beat --concurrency=2`
-    "max_connections": 100,  # docker-compose.yml: postgres:17-alpine, no max_connections set
-    "reserved": 3,  # PostgreSQL's default superuser_reserved_connections
-    # ASSUMED: the VPS's size is not in the repository; this machine's cores.
-    "db_cores": 2,
-}
+# The host's deployment, as its repository has it (Makapix Club), each with where it comes from:
+HOST_INPUTS: dict[str, tuple[int, str]] = {
+    "api_processes": (1, "`deploy/stack/docker-compose.yml`: `uvicorn app.main:app`, no `--workers`"),
+    "celery_concurrency": (2, "`worker/worker.py`: `worker --beat --concurrency=2`"),
+    "max_connections": (100, "`deploy/stack/docker-compose.yml`: `postgres:17-alpine`, no "
+                             "`max_connections` set: PostgreSQL's default"),
+    "reserved": (3, "PostgreSQL's default `superuser_reserved_connections`"),
+    "db_cores": (2, "ASSUMED: the VPS's size is not in the repository; this machine's cores"),
+}  # fmt: skip
 # The base load (1×): ASSUMED, not measured; the host's repository states no traffic. Change
 # these and rerun `python -m bench.run_all --report-only`.
-BASE = {
-    "streams": 200,  # dashboard streams open at once (a user with the page open)
-    "bdrs_per_day": 2000,  # batch downloads requested a day
-    "peak": 10,  # the busiest minutes' rate against the day's average
-    "lists_per_s": 5,  # the page's list calls a second at the peak
-    "zip_mb": 5,  # a ZIP's mean size
-    "notifies_per_bdr": 3,  # pending, processing, ready: one doorbell each (progress adds more)
-    "reopen_s": 30,  # a reconnect storm: every stream opens again within this many seconds
-}
+BASE_INPUTS: dict[str, tuple[float, str]] = {
+    "streams": (200, "ASSUMED: dashboard streams open at once (a user with the page open)"),
+    "bdrs_per_day": (2000, "ASSUMED: batch downloads requested a day"),
+    "peak": (10, "ASSUMED: the busiest minutes' rate against the day's average"),
+    "lists_per_s": (5, "ASSUMED: the page's list calls a second at the peak"),
+    "zip_mb": (5, "ASSUMED: a ZIP's mean size"),
+    "notifies_per_bdr": (3, "pending, processing, ready: one doorbell each (progress adds more)"),
+    "reopen_s": (30, "a reconnect storm: every stream opens again within this many seconds "
+                     "(issue #24's target for the storm)"),
+}  # fmt: skip
+HOST = {k: v for k, (v, _) in HOST_INPUTS.items()}
+BASE = {k: v for k, (v, _) in BASE_INPUTS.items()}
 SCALES = (1, 10, 100)
 
 
@@ -155,7 +158,7 @@ def connections_part(f: dict[str, Any]) -> str:
     fits_pooled = (allowed - bouncer) // max(1, int(srv_pooled))
     checks = "\n".join(
         f"- `SERVER_PROCESSES={c['processes']}` {'through PgBouncer' if c.get('pooler') else 'direct'}: "
-        + ("started (it fits)" if c["exit"] is None else f"exit status {c['exit']}: `{c['last_line'][-220:]}`")
+        + ("started (it fits)" if c["exit"] is None else f"exit status {c['exit']}: `{c['last_line'].split(' [-]: ')[-1]}`")
         for c in f["start_checks"]
     )  # fmt: skip
     full = f["full_database"]
@@ -407,8 +410,8 @@ def render() -> None:
         "notify_part": notify,
         "redis_part": redis_text,
         "bucket_part": bucket_part(f),
-        "host": "\n".join(f"| `{k}` | {v} |" for k, v in HOST.items()),
-        "base": "\n".join(f"| `{k}` | {v} |" for k, v in BASE.items()),
+        "host": "\n".join(f"| `{k}` | {v:g} | {why} |" for k, (v, why) in HOST_INPUTS.items()),
+        "base": "\n".join(f"| `{k}` | {v:g} | {why} |" for k, (v, why) in BASE_INPUTS.items()),
         "model": model(f, slope, base, redis),
         "cluster_part": cluster_part(),
     }  # fmt: skip
