@@ -122,28 +122,44 @@ def ratio_line(rows: list[dict[str, Any]], key: str, what: str, cores: int) -> s
     )
 
 
+def sse_box() -> tuple[str, dict[str, Any]] | None:
+    """The box's stream figures and the benchmark that saved them: `sse_box.json` (run_all's
+    entry for `bench.sse --box`), else the `box` key of `sse.json`."""
+    for name in ("sse_box", "sse"):
+        path = RESULTS / f"{name}.json"
+        box = json.loads(path.read_text()).get("box") if path.exists() else None
+        if box and box.get("levels"):
+            return name, box
+    return None
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
 def sse_part() -> str:
-    path = RESULTS / "sse.json"
-    box = json.loads(path.read_text()).get("box") if path.exists() else None
-    if not box or not box.get("levels"):
+    found = sse_box()
+    if found is None:
         return f"Streams against processes: not measured yet (`{SSE_BOX}`)."
-    rows = [[str(lv["streams"]), str(lv["processes"]), str(lv["held"]),
-             f"{lv['kb_per_stream_rss']:.1f}", f"{lv['kb_per_stream_kernel']:.1f}",
-             f"{lv['event_p99_ms']:.1f}", f"{lv['burst_all_s']:.2f}", f"{lv['storm_s']:.1f}",
-             str(lv["storm_5xx"])] for lv in box["levels"]]  # fmt: skip
+    name, box = found
+    rows = [[_num(lv.get("streams"), ","), _num(lv.get("processes"), "d"),
+             _num(lv.get("held"), ","), _num(lv.get("kb_per_stream_rss"), ".1f"),
+             _num(lv.get("kb_per_stream_kernel"), ".1f"), _num(lv.get("event_p99_ms"), ".1f"),
+             _num(lv.get("burst_all_s"), ".2f"), _num(lv.get("storm_s"), ".1f"),
+             _num(lv.get("storm_5xx"), "d")] for lv in box["levels"]]  # fmt: skip
     return (
-        f"{measured('sse', runs().get('sse'))}\n\n"
+        f"{measured(name, runs().get(name))}\n\n"
         + table(["streams", "processes", "held", "KB/stream (processes)", "KB/stream (kernel)",
                  "one event p99 ms", "burst to all s", "reconnect storm s", "storm 5xx"], rows)
     )  # fmt: skip
 
 
 def streams_per_process() -> float | None:
-    path = RESULTS / "sse.json"
-    box = json.loads(path.read_text()).get("box") if path.exists() else None
-    if not box or not box.get("levels"):
+    found = sse_box()
+    if found is None:
         return None
-    return float(max(lv["held"] / lv["processes"] for lv in box["levels"]))
+    levels = [lv for lv in found[1]["levels"] if lv.get("held") and lv.get("processes")]
+    return float(max(lv["held"] / lv["processes"] for lv in levels)) if levels else None
 
 
 def connections_part(f: dict[str, Any]) -> str:

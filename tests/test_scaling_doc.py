@@ -33,7 +33,16 @@ def test_streams_not_measured_says_how(results: Path) -> None:
 def test_streams_measured_are_tabled_and_feed_the_model(results: Path) -> None:
     (results / "sse.json").write_text(json.dumps({"box": {"levels": [LEVEL]}}))
     part = scaling_doc.sse_part()
-    assert "| 50000 | 4 | 49000 | 11.5 | 4.5 | 31.0 | 1.25 | 12.5 | 0 |" in part
+    assert "| 50,000 | 4 | 49,000 | 11.5 | 4.5 | 31.0 | 1.25 | 12.5 | 0 |" in part
+    assert scaling_doc.streams_per_process() == 12250.0
+
+
+def test_the_box_run_of_its_own_is_read_first(results: Path) -> None:
+    (results / "sse.json").write_text(json.dumps({"rows": []}))
+    (results / "sse_box.json").write_text(
+        json.dumps({"box": {"levels": [LEVEL | {"storm_s": None}]}})
+    )
+    assert "| 12.5 |" not in scaling_doc.sse_part()  # a storm not absorbed: no time
     assert scaling_doc.streams_per_process() == 12250.0
 
 
