@@ -174,7 +174,9 @@ def connections_part(f: dict[str, Any]) -> str:
     fits_pooled = (allowed - bouncer) // max(1, int(srv_pooled))
     checks = "\n".join(
         f"- `SERVER_PROCESSES={c['processes']}` {'through PgBouncer' if c.get('pooler') else 'direct'}: "
-        + ("started (it fits)" if c["exit"] is None else f"exit status {c['exit']}: `{c['last_line'].split(' [-]: ')[-1]}`")
+        + (("started (it fits)" + (f"; it warned: `{c['last_line'].split(' [-]: ')[-1]}`"
+                                   if " WARNING " in c["last_line"] else ""))
+           if c["exit"] is None else f"exit status {c['exit']}: `{c['last_line'].split(' [-]: ')[-1]}`")
         for c in f["start_checks"]
     )  # fmt: skip
     full = f["full_database"]
@@ -386,7 +388,7 @@ def cluster_part() -> str:
     rows = []
     for name, r in out.items():
         rows.append([
-            name, f"`{r['command'].removeprefix('python ')}`",
+            name, f"`{r['command']}`",
             "passed" if r["exit"] == 0 else f"failed (exit {r['exit']})",
             str(r.get("violations", "?")), str(r.get("streams", "?")),
             str(r.get("sse_connections", "?")), str(r.get("events", "?")),
