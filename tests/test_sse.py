@@ -22,7 +22,7 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import tickets
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import SSE_HUB
+from pmd_service.web.keys import SSE_HUB, SSE_OPENINGS
 from tests.factories import Factory, UserRow
 from tests.helpers import (
     SSE,
@@ -408,6 +408,29 @@ async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factor
             return resp.status == 200
 
         await eventually(admitted, 5, "the closed stream freeing its place", interval=0.05)
+
+
+async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_others(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # A reconnect storm: every opening's turn is taken (half the pool of 2: one), so another
+    # opening waits, past the pool's acquire timeout, and is not answered 503; the pool keeps
+    # serving other requests meanwhile.
+    server = await serve(db_pool_max=2, db_acquire_timeout=0.2)
+    user = await factory.user()
+    url = str(server.make_url(SSE))
+    async with server.app[SSE_OPENINGS]:
+        waiting = asyncio.ensure_future(session.get(url, headers=user.auth))
+        await asyncio.sleep(0.6)  # three acquire timeouts
+        assert not waiting.done()
+        other = await session.get(server.make_url("/api/pmd/bdr"), headers=user.auth)
+        assert other.status == 200, await other.text()
+    resp = await asyncio.wait_for(waiting, HUNG)
+    try:
+        assert resp.status == 200, await resp.text()
+        await Stream(resp).opening()
+    finally:
+        resp.close()
 
 
 async def test_a_slow_subscriber_is_closed_and_catches_up(
