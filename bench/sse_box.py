@@ -503,8 +503,8 @@ async def run(levels: list[int]) -> dict[str, Any]:
         )
         budget = await read_budget(settings.database_url)
         # What the servers may take: all the database allows, less what others hold now and
-        # a few for this bench's own connections.
-        room = budget.allowed - budget.in_use - 5
+        # some for this bench's own connections and for others that may connect meanwhile.
+        room = budget.allowed - budget.in_use - 15
         print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
               f"{budget.in_use} in use: {room} for the servers' pools and listeners", flush=True)  # fmt: skip
         db = await connect(settings.database_url, "pmd-bench")
@@ -558,7 +558,7 @@ def report(figures: dict[str, Any]) -> None:
     verdicts = met(top)
     t = TARGETS
     print()
-    print(f"at {top['streams']:,} streams asked ({top['processes']} server processes):")
+    print(f"at {top['streams']:,} streams asked ({top['processes']} server process(es)):")
     for key, text in (
         ("streams", f"held {top['held']:,} (target >= {t['streams']:,})"),
         ("kb_per_stream_rss", f"{top['kb_per_stream_rss']:.1f} KB a stream in the server "
