@@ -22,7 +22,7 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import tickets
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import SSE_HUB, SSE_OPENINGS
+from pmd_service.web.keys import DB_POOL, SSE_HUB, SSE_OPENINGS
 from tests.factories import Factory, UserRow
 from tests.helpers import (
     SSE,
@@ -431,6 +431,25 @@ async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_o
         await Stream(resp).opening()
     finally:
         resp.close()
+
+
+async def test_an_opening_that_waited_through_the_start_of_a_shutdown_is_a_503(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # Queued behind a storm's openings when SIGTERM came: by its turn the pool is closing. It is
+    # told to reconnect elsewhere, never answered 500.
+    server = await serve(db_pool_max=2)
+    user = await factory.user()
+    async with server.app[SSE_OPENINGS]:
+        waiting = asyncio.ensure_future(session.get(server.make_url(SSE), headers=user.auth))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        server.app[SSE_HUB].close_all()
+        await server.app[DB_POOL].close()  # as the app's cleanup does, after the streams end
+    resp = await asyncio.wait_for(waiting, HUNG)
+    body = await assert_problem(resp, 503)
+    assert resp.headers["Retry-After"] == "2"
+    assert "shutting down" in body["detail"]
 
 
 async def test_a_slow_subscriber_is_closed_and_catches_up(

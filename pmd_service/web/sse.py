@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Collection
 from typing import Annotated
@@ -84,9 +85,18 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
+@contextlib.asynccontextmanager
+async def _turn(request: web.Request) -> AsyncIterator[None]:
+    """An opening's turn at the pool. One that waited through the start of a shutdown is
+    answered 503 (reconnect elsewhere), not sent to a pool that is closing."""
+    async with request.app[SSE_OPENINGS]:
+        request.app[SSE_HUB].refuse_if_closing()
+        yield
+
+
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     query = parse_query(request, StreamQuery)
-    async with request.app[SSE_OPENINGS]:
+    async with _turn(request):
         principal = await bearer_or_ticket(request)
     last_event_id = service.parse_last_event_id(
         request.headers.get("Last-Event-ID") or query.last_event_id
@@ -104,7 +114,7 @@ async def _open(
     request: web.Request, target_id: int, last_event_id: int | None
 ) -> tuple[web.StreamResponse, int]:
     """Send the opening; returns the response and the watermark (the last event id it holds)."""
-    async with request.app[SSE_OPENINGS]:
+    async with _turn(request):
         opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
     response = web.StreamResponse(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
