@@ -452,6 +452,29 @@ async def test_an_opening_that_waited_through_the_start_of_a_shutdown_is_a_503(
     assert "shutting down" in body["detail"]
 
 
+async def test_a_client_gone_before_the_answer_is_no_database_outage(
+    settings: Settings, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stream's opening that waited its turn while its client left: writing the headers
+    # raises aiohttp's ConnectionError, which says nothing about the database. A route of the
+    # test's own raises it the way aiohttp's writer does (the race is not reproducible).
+    async def left(request: web.Request) -> web.StreamResponse:
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+
+    app = create_app(settings)
+    app.router.add_get("/left", left)
+    server = ServedLikeServerPy(app)
+    await server.start_server()
+    try:
+        with caplog.at_level("INFO"):
+            resp = await session.get(server.make_url("/left"))
+            assert resp.status == 499
+        assert "went away before the answer" in caplog.text
+        assert "database unavailable" not in caplog.text
+    finally:
+        await server.close()
+
+
 async def test_a_slow_subscriber_is_closed_and_catches_up(
     serve: Serve, session: aiohttp.ClientSession, factory: Factory
 ) -> None:
