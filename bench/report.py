@@ -7,6 +7,7 @@ Every section is dated by its own benchmark's last run (runs.json), so a report 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ SECTIONS: dict[str, Section] = {
                      (plots.plot_posts, "posts_depth.png")),
     "sse": Section(sections_serving.sse_section, ("sse_table", "sse_targets", "sse_update"),
                    (plots.plot_sse, "sse_latency.png")),
+    "sse_box": Section(sections_serving.sse_box_section,
+                       ("sse_box_table", "sse_box_targets", "sse_box_notes"),
+                       (plots.plot_sse_box, "sse_box.png")),
     "page": Section(sections_serving.page_section, ("page_runs", "page_table", "page_targets")),
     "host_migrate": Section(sections_serving.host_migrate_section,
                             ("host_migrate_table", "host_migrate_targets")),
@@ -106,8 +110,30 @@ def render(failures: dict[str, str]) -> None:
         if section.plot is not None:
             draw, file = section.plot
             draw(figures, PLOTS / file)
-    REPORT.write_text(Template(TEMPLATE.read_text()).substitute(values))
+    unsaved = [n for n in SECTIONS if n not in failures and not (RESULTS / f"{n}.json").exists()]
+    text = Template(TEMPLATE.read_text()).substitute(values)
+    if REPORT.exists():
+        text = keep_unsaved(text, REPORT.read_text(), unsaved)
+    REPORT.write_text(text)
     print(f"\nwrote {_shown(REPORT)} and plots in {_shown(PLOTS)}/")
+
+
+def _blocks(text: str) -> dict[str, str]:
+    """A report's sections by their `## ` heading line."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    return {part.split("\n", 1)[0]: part for part in parts if part.startswith("## ")}
+
+
+def keep_unsaved(new: str, old: str, unsaved: list[str]) -> str:
+    """`new`, with the sections of benchmarks whose figures are not saved here (a checkout that
+    never ran them) as `old` had them: `--only X` there must not blank or re-date the others."""
+    template = _blocks(TEMPLATE.read_text())
+    before = _blocks(old)
+    for heading, block in _blocks(new).items():
+        source = template.get(heading, "")
+        if any(f"${{{name}_measured}}" in source for name in unsaved) and heading in before:
+            new = new.replace(block, before[heading])
+    return new
 
 
 def _shown(path: Path) -> Path:

@@ -34,10 +34,15 @@ class Bench:
     name: str
     args: tuple[str, ...]
     limit_s: int  # wall-clock bound; the run is killed past it
+    module: str = ""  # bench.<module> runs it, when that is not bench.<name> (a mode of one)
+
+    @property
+    def argv(self) -> list[str]:
+        return ["-m", f"bench.{self.module or self.name}", *self.args]
 
     @property
     def command(self) -> str:
-        return " ".join(["python -m", f"bench.{self.name}", *self.args])
+        return " ".join(["python", *self.argv])
 
 
 def runs() -> dict[str, dict[str, Any]]:
@@ -54,7 +59,7 @@ def run_one(bench: Bench) -> str | None:
     in runs.json says when, and nothing else's changes."""
     out = RESULTS / f"{bench.name}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", f"bench.{bench.name}", *bench.args, "--json", str(out)]
+    cmd = [sys.executable, *bench.argv, "--json", str(out)]
     print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
     entry: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -519,11 +519,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = cli.parser("sse", __doc__)
     parser.add_argument(
         "--levels",
-        default=",".join(str(n) for n in LEVELS),
-        help="comma-separated subscriber counts (multiples of 10)",
+        help=f"comma-separated subscriber counts (multiples of 10; default {LEVELS}); with "
+        "--box, stream counts (multiples of 100) instead of --streams and its fractions",
+    )
+    parser.add_argument(
+        "--box",
+        action="store_true",
+        help="the whole box instead: many server and client processes (see bench/sse_box.py)",
+    )
+    parser.add_argument(
+        "--streams", type=int, default=100_000, help="with --box: the top stream count"
     )
     args = parser.parse_args(argv)
-    levels = tuple(int(n) for n in args.levels.split(","))
+    if args.box:
+        from bench import sse_box
+
+        box_levels = sse_box.levels_for(args.streams)
+        if args.levels:
+            box_levels = [int(n) for n in args.levels.split(",")]
+        cli.save(args.json, {"box": asyncio.run(sse_box.run(box_levels))})
+        return 0
+    levels = tuple(int(n) for n in args.levels.split(",")) if args.levels else LEVELS
     raise_fd_limit(max(levels))
     results = asyncio.run(main_async(levels))
     cli.save(args.json, [summary(lv) for lv in results])

@@ -50,3 +50,23 @@ def test_each_section_is_dated_by_its_own_run(results: Path) -> None:
     assert "`python -m bench.zip --sizes 16`" in page
     assert "job: *Measured date not recorded" in page  # never given another section's date
     assert "*Not measured in this run (`bench.job` exited with status 1).*" in page
+
+
+def test_sections_without_saved_figures_keep_the_last_reports_text(results: Path) -> None:
+    # A checkout that never ran zip or job (no zip.json, job.json): rerunning one benchmark
+    # there must not blank the others' sections, nor date them by this run.
+    template = results / "page.md.in"
+    template.write_text(
+        "${machine}\n## ZIP\n${zip_measured}\n## Job\n${job_measured}\n${job_table}\n"
+    )
+    (results / "page.md").write_text(
+        "old machine\n## ZIP\nzip figures of May\n## Job\njob figures of May\n"
+    )
+    report.render({"job": "exited with status 1"})
+    page = (results / "page.md").read_text()
+    assert "## ZIP\nzip figures of May\n" in page
+    assert "2026-01-02" not in page
+    # A benchmark that failed in this run says so, rather than keep figures it did not remeasure.
+    assert "job figures of May" not in page
+    assert "*Not measured in this run (`bench.job` exited with status 1).*" in page
+    assert "old machine" not in page

@@ -22,7 +22,7 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import tickets
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import SSE_HUB
+from pmd_service.web.keys import DB_POOL, SSE_HUB, SSE_OPENINGS
 from tests.factories import Factory, UserRow
 from tests.helpers import (
     SSE,
@@ -408,6 +408,71 @@ async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factor
             return resp.status == 200
 
         await eventually(admitted, 5, "the closed stream freeing its place", interval=0.05)
+
+
+async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_others(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # A reconnect storm: every opening's turn is taken (half the pool of 2: one), so another
+    # opening waits, past the pool's acquire timeout, and is not answered 503; the pool keeps
+    # serving other requests meanwhile.
+    server = await serve(db_pool_max=2, db_acquire_timeout=0.2)
+    user = await factory.user()
+    url = str(server.make_url(SSE))
+    async with server.app[SSE_OPENINGS]:
+        waiting = asyncio.ensure_future(session.get(url, headers=user.auth))
+        await asyncio.sleep(0.6)  # three acquire timeouts
+        assert not waiting.done()
+        other = await session.get(server.make_url("/api/pmd/bdr"), headers=user.auth)
+        assert other.status == 200, await other.text()
+    resp = await asyncio.wait_for(waiting, HUNG)
+    try:
+        assert resp.status == 200, await resp.text()
+        await Stream(resp).opening()
+    finally:
+        resp.close()
+
+
+async def test_an_opening_that_waited_through_the_start_of_a_shutdown_is_a_503(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # Queued behind a storm's openings when SIGTERM came: by its turn the pool is closing. It is
+    # told to reconnect elsewhere, never answered 500.
+    server = await serve(db_pool_max=2)
+    user = await factory.user()
+    async with server.app[SSE_OPENINGS]:
+        waiting = asyncio.ensure_future(session.get(server.make_url(SSE), headers=user.auth))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        server.app[SSE_HUB].close_all()
+        await server.app[DB_POOL].close()  # as the app's cleanup does, after the streams end
+    resp = await asyncio.wait_for(waiting, HUNG)
+    body = await assert_problem(resp, 503)
+    assert resp.headers["Retry-After"] == "2"
+    assert "shutting down" in body["detail"]
+
+
+async def test_a_client_gone_before_the_answer_is_no_database_outage(
+    settings: Settings, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stream's opening that waited its turn while its client left: writing the headers
+    # raises aiohttp's ConnectionError, which says nothing about the database. A route of the
+    # test's own raises it the way aiohttp's writer does (the race is not reproducible).
+    async def left(request: web.Request) -> web.StreamResponse:
+        raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+
+    app = create_app(settings)
+    app.router.add_get("/left", left)
+    server = ServedLikeServerPy(app)
+    await server.start_server()
+    try:
+        with caplog.at_level("INFO"):
+            resp = await session.get(server.make_url("/left"))
+            assert resp.status == 499
+        assert "went away before the answer" in caplog.text
+        assert "database unavailable" not in caplog.text
+    finally:
+        await server.close()
 
 
 async def test_a_slow_subscriber_is_closed_and_catches_up(

@@ -268,9 +268,7 @@ class Hub:
 
     # --- subscribers -------------------------------------------------------------------------
 
-    def subscribe(
-        self, caller_id: int, target_id: int, transport: Transport, token_expires_at: float
-    ) -> Subscriber:
+    def refuse_if_closing(self) -> None:
         if self.closing:
             raise ProblemError(
                 503,
@@ -279,6 +277,11 @@ class Hub:
                 "This server is shutting down; reconnect in a few seconds.",
                 headers={"Retry-After": "2"},
             )
+
+    def subscribe(
+        self, caller_id: int, target_id: int, transport: Transport, token_expires_at: float
+    ) -> Subscriber:
+        self.refuse_if_closing()
         # Counted per caller (a moderator's streams on others count against the moderator) and
         # per process: each replica enforces it for the streams it holds.
         open_now = self._per_caller.get(caller_id, 0)

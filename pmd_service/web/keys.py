@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -31,6 +32,8 @@ HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 # Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
+# Stream openings whose database queries may run at once (web/sse.py): the rest wait their turn.
+SSE_OPENINGS = web.AppKey("sse_openings", asyncio.Semaphore)
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")
 # Whether the hub tends the process's garbage collector (sse/heap.py): the server process's

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 
 from ..core.problems import TYPE_BASE, FieldError, Problem, ProblemError
@@ -104,6 +104,12 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             elif not isinstance(exc, ProblemError | web.HTTPException):
                 log.exception("stream %s %s failed", request.method, request.path)
             return started
+        if isinstance(exc, ClientConnectionResetError):
+            # aiohttp's "Cannot write to closing transport": the client left before the first
+            # bytes of the answer (a stream's opening that waited its turn). A ConnectionError,
+            # but no sign of the database: never counted as its outage.
+            client_went_away(request, f"went away before the answer ({type(exc).__name__})")
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
         if isinstance(exc, ProblemError):
             return answer(exc)
         if isinstance(exc, web.HTTPException):

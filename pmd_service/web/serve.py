@@ -40,6 +40,7 @@ from .app import SERVER_NAME, create_app
 from .metrics import MetricsPortError
 
 PROCESS = "pmd-server"
+LISTEN_BACKLOG = 4096
 _URL_RE = re.compile(r"https?://[^\s,]+")
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
 _BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
@@ -72,6 +73,10 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
             host=settings.host,
             port=settings.port,
             reuse_port=shared_port,
+            # aiohttp's default of 128 pending connections overflowed in a reconnect storm: the
+            # kernel dropped the SYNs past it, and their clients waited 1, 3, 7, 15 s... to
+            # retry (bench.sse --box). The kernel caps this at net.core.somaxconn.
+            backlog=LISTEN_BACKLOG,
             # On SIGTERM aiohttp closes the listening socket, then our on_shutdown ends every
             # stream (with `reconnect`), then requests in flight get this long to finish.
             shutdown_timeout=settings.shutdown_grace_seconds,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Collection
 from typing import Annotated
@@ -19,7 +21,16 @@ from ..sse.hub import Hub, Subscriber
 from .auth import bearer_or_ticket
 from .endpoint import Auth, Endpoint, Param
 from .endpoints import parse_query
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, SSE_HUB, STREAM_RESPONSE, TEND_HEAP
+from .keys import (
+    DB_POOL,
+    PRINCIPAL,
+    REDIS,
+    SETTINGS,
+    SSE_HUB,
+    SSE_OPENINGS,
+    STREAM_RESPONSE,
+    TEND_HEAP,
+)
 from .responses import json_response
 from .validation import parse_uuid
 
@@ -57,6 +68,12 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     await hub.start()
     app[SSE_HUB] = hub
+    # A reconnect storm (a server's every stream after a restart, or a network's after a drop)
+    # is thousands of openings at once, each with its queries. Queued for the pool they would
+    # time out after DB_ACQUIRE_TIMEOUT as 503s (3,220 of 12,500 in bench.sse --box), and take
+    # every connection from the other requests meanwhile. Here they wait their turn instead,
+    # with half the pool, and the kernel's accept queue holds the rest.
+    app[SSE_OPENINGS] = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
     yield
     await hub.stop()
 
@@ -68,9 +85,19 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
+@contextlib.asynccontextmanager
+async def _turn(request: web.Request) -> AsyncIterator[None]:
+    """An opening's turn at the pool. One that waited through the start of a shutdown is
+    answered 503 (reconnect elsewhere), not sent to a pool that is closing."""
+    async with request.app[SSE_OPENINGS]:
+        request.app[SSE_HUB].refuse_if_closing()
+        yield
+
+
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     query = parse_query(request, StreamQuery)
-    principal = await bearer_or_ticket(request)
+    async with _turn(request):
+        principal = await bearer_or_ticket(request)
     last_event_id = service.parse_last_event_id(
         request.headers.get("Last-Event-ID") or query.last_event_id
     )
@@ -87,7 +114,8 @@ async def _open(
     request: web.Request, target_id: int, last_event_id: int | None
 ) -> tuple[web.StreamResponse, int]:
     """Send the opening; returns the response and the watermark (the last event id it holds)."""
-    opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
+    async with _turn(request):
+        opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
     response = web.StreamResponse(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     await response.prepare(request)

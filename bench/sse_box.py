@@ -1,0 +1,585 @@
+"""One box, every core: `python -m bench.sse --box [--streams 100000]`.
+
+Not a test: it prints figures and exits 0. At four stream counts (the top one given by
+`--streams`, then a half, a quarter and an eighth of it: 12,500 to 100,000 by default) it runs
+`python server.py` with as many SERVER_PROCESSES as keep each under 20,000 descriptors
+(STREAMS_PER_PROCESS streams at most: 1, 2, 4 and 7 processes), so the levels are also the
+curve of streams against processes at about the same load per process. The streams belong to
+users with PER_USER streams each (SSE_MAX_PER_USER raised to that), and are held by client
+processes of their own (raw asyncio sockets, as bench.sse), one per STREAMS_PER_CLIENT
+streams, each from its own loopback source address (127.0.0.2, .3, ...: one source address
+has ~28,000 ports to one destination). Each user's streams are all in one client process.
+
+Per level it reports
+- memory per stream: the server processes' RSS (their sum, growth from a warm baseline of
+  PER_USER streams per client) per stream; the kernel's TCP memory per stream from
+  /proc/net/sockstat (its `mem` pages, from the same baseline) for both of a loopback
+  stream's sockets together, since both ends are on this box; and the kernel's slab growth
+  per stream (/proc/meminfo `Slab`: socket structures, files, epoll entries of both ends);
+- one event's latency: from the committing UPDATE of one user's BDR to each of that user's
+  PER_USER streams receiving it, all other streams open (SINGLE_ROUNDS users);
+- the burst: every user's BDR changes in one UPDATE; time from sending it until each stream
+  has its event (BURSTS bursts after an untimed one);
+- a reconnect storm: every client drops all its streams at once (RST) and opens them all
+  again at once; the time until every stream has its `connected` again, and the answers that
+  were not 200, by status (a refused or reset connection counts as status 0). A client
+  retries a refusal after a second or two, as EventSource does.
+
+The clocks compared are CLOCK_MONOTONIC, which every process on the box shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import random
+import resource
+import socket
+import statistics
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+PER_USER = 100
+STREAMS_PER_PROCESS = 14_300  # 100,000 / 7: each server process stays under 20,000 descriptors
+STREAMS_PER_CLIENT = 12_500
+CONNECT_CONCURRENCY = 200  # openings in flight per client while the level fills
+SINGLE_ROUNDS = 40
+BURSTS = 3
+STORM_DEADLINE_S = 300.0
+OPEN_DEADLINE_S = 600.0
+
+TARGETS = {
+    "streams": 100_000,
+    "kb_per_stream_rss": 12.0,
+    "event_p99_ms": 50.0,
+    "burst_all_s": 2.0,
+    "storm_s": 30.0,
+    "storm_5xx": 0,
+}
+
+CONNECTED = b"event: connected"
+UPDATE = b"event: bdr_update\nid: "
+LINGER_RST = struct.pack("ii", 1, 0)
+
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --- the client processes ------------------------------------------------------------------
+
+
+class _Stream(asyncio.Protocol):
+    """One subscriber: its answer's status, then every live event's receipt time."""
+
+    __slots__ = ("client", "opened", "request", "tail", "transport", "user")
+
+    def __init__(self, client: _Client, user: int, request: bytes) -> None:
+        self.client = client
+        self.user = user
+        self.request = request
+        self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.tail = b""
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buf = self.tail + data
+        if not self.opened.done():
+            if len(buf) < 12:
+                self.tail = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 200"):
+                self.opened.set_result(int(buf[9:12]))
+                assert self.transport is not None
+                self.transport.abort()
+                return
+            at = buf.find(CONNECTED)
+            if at < 0:
+                self.tail = buf
+                return
+            self.opened.set_result(200)
+            buf = buf[at + len(CONNECTED) :]
+        count = buf.count(UPDATE)
+        if count:
+            self.client.received(self.user, now, count)
+        self.tail = buf[-(len(UPDATE) - 1) :]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_result(0)
+        elif (
+            not self.opened.cancelled() and self.opened.result() == 200 and not self.client.dropping
+        ):
+            self.client.lost += 1
+
+    def __call__(self) -> _Stream:
+        """Its own protocol factory (a lambda in the retry loop would bind the wrong one)."""
+        return self
+
+    def drop(self) -> None:
+        """Gone at once, with a reset: no FIN handshake, no TIME_WAIT holding the port."""
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            self.transport.abort()
+
+
+@dataclass
+class _Client:
+    """A client process's state: its streams, and the receipts since the last `arm`."""
+
+    source: str
+    port: int
+    users: list[tuple[int, str]]
+    streams: list[_Stream] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    target: int = -1  # the user whose event is awaited (-1: every user's)
+    misrouted: int = 0
+    expected: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    dropping: bool = False
+    lost: int = 0
+
+    def received(self, user: int, at: float, count: int) -> None:
+        if self.target >= 0 and user != self.target:
+            self.misrouted += count
+            return
+        self.times.extend([at] * count)
+        if len(self.times) >= self.expected:
+            self.done.set()
+
+    def request(self, token: str) -> bytes:
+        return (
+            f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+        ).encode()
+
+    async def open(
+        self, users: list[tuple[int, str]], concurrency: int, within_s: float
+    ) -> dict[str, Any]:
+        """Opens PER_USER streams for each of `users`, retrying refusals until the deadline.
+        Returns how many opened, the statuses that were not 200, and when the last opened."""
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(concurrency)
+        statuses: Counter[int] = Counter()
+        deadline = time.monotonic() + within_s
+        last = 0.0
+
+        async def one(user: int, token: str) -> _Stream | None:
+            nonlocal last
+            request = self.request(token)
+            while time.monotonic() < deadline:
+                stream = _Stream(self, user, request)
+                async with gate:
+                    try:
+                        await loop.create_connection(
+                            stream, "127.0.0.1", self.port, local_addr=(self.source, 0)
+                        )
+                        # No timeout of its own, as EventSource: an opening queued in the
+                        # server, abandoned and retried, would only add to the queue.
+                        status = await asyncio.wait_for(stream.opened, deadline - time.monotonic())
+                    except (OSError, TimeoutError):
+                        status = 0
+                        stream.drop()
+                if status == 200:
+                    last = max(last, time.monotonic())
+                    return stream
+                statuses[status] += 1
+                await asyncio.sleep(1 + random.random())  # as EventSource's retry would
+            return None
+
+        got = await asyncio.gather(*(one(u, t) for u, t in users for _ in range(PER_USER)))
+        opened = [s for s in got if s is not None]
+        self.streams += opened
+        return {
+            "opened": len(opened),
+            "asked": len(got),
+            "statuses": {str(k): v for k, v in statuses.items()},
+            "last": last,
+        }
+
+    def arm(self, target: int, expected: int) -> None:
+        self.times = []
+        self.target = target
+        self.misrouted = 0
+        self.expected = expected
+        self.done = asyncio.Event()
+        if expected == 0:
+            self.done.set()
+
+    async def wait(self, within_s: float) -> dict[str, Any]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), within_s)
+        return {"times": self.times, "misrouted": self.misrouted}
+
+    async def storm(self) -> dict[str, Any]:
+        self.dropping = True
+        for s in self.streams:
+            s.drop()
+        self.streams = []
+        await asyncio.sleep(0)
+        self.dropping = False
+        # All at once: as many openings in flight as there are streams.
+        return await self.open(self.users, len(self.users) * PER_USER, STORM_DEADLINE_S)
+
+    def close(self) -> None:
+        self.dropping = True
+        for s in self.streams:
+            s.drop()
+        self.streams = []
+
+
+async def _serve(conn: Connection, client: _Client) -> None:
+    while True:
+        command, args = await asyncio.to_thread(conn.recv)
+        reply: Any = None
+        if command == "open":
+            first, count = args
+            mine = client.users[first : first + count]
+            reply = await client.open(mine, CONNECT_CONCURRENCY, OPEN_DEADLINE_S)
+        elif command == "arm":
+            client.arm(*args)
+        elif command == "wait":
+            reply = await client.wait(args)
+        elif command == "storm":
+            reply = await client.storm()
+        elif command == "held":
+            reply = {"held": len(client.streams), "lost": client.lost}
+        elif command == "close":
+            client.close()
+            conn.send(None)
+            return
+        conn.send(reply)
+
+
+def client_main(conn: Connection, source: str, port: int, users: list[tuple[int, str]]) -> None:
+    """A client process: PER_USER streams for each of `users`, from `source`, on command."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = len(users) * PER_USER + 1000
+    if soft < want:
+        # Root may raise the hard limit too (up to fs.nr_open); the servers never get this.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    asyncio.run(_serve(conn, _Client(source, port, users)))
+
+
+class _Clients:
+    """The client processes of a level, driven over pipes."""
+
+    def __init__(self, port: int, users: list[tuple[int, str]], count: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        share = math.ceil(len(users) / count)
+        self.shares = [users[i * share : (i + 1) * share] for i in range(count)]
+        self.pipes: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        for i, mine in enumerate(self.shares):
+            ours, theirs = ctx.Pipe()
+            p = ctx.Process(target=client_main, args=(theirs, f"127.0.0.{2 + i}", port, mine))
+            p.start()
+            self.pipes.append(ours)
+            self.procs.append(p)
+
+    def owner(self, user: int) -> int:
+        return next(i for i, share in enumerate(self.shares) if any(u == user for u, _ in share))
+
+    async def ask(self, command: str, args: list[Any]) -> list[Any]:
+        """Sends each client its command (args[i]), then gathers the answers."""
+        for pipe, arg in zip(self.pipes, args, strict=True):
+            pipe.send((command, arg))
+        return list(await asyncio.gather(*(asyncio.to_thread(p.recv) for p in self.pipes)))
+
+    async def all(self, command: str, arg: Any = None) -> list[Any]:
+        return await self.ask(command, [arg] * len(self.pipes))
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            await self.all("close")
+        for p in self.procs:
+            await asyncio.to_thread(p.join, 30)
+            if p.is_alive():
+                p.kill()
+
+
+# --- measuring -----------------------------------------------------------------------------
+
+
+def sockstat_tcp_pages() -> int:
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            parts = line.split()
+            return int(parts[parts.index("mem") + 1])
+    raise RuntimeError("no TCP line in /proc/net/sockstat")
+
+
+def slab_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Slab:"):
+            return int(line.split()[1])
+    raise RuntimeError("no Slab in /proc/meminfo")
+
+
+def servers_rss_kb(pid: int) -> int:
+    """RSS of the server: its parent process and the SERVER_PROCESSES under it."""
+    from bench.memory import rss_kb
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return sum(rss_kb(p) for p in [pid, *(int(c) for c in children)])
+
+
+def processes_for(streams: int) -> int:
+    return max(1, math.ceil(streams / STREAMS_PER_PROCESS))
+
+
+def clients_for(streams: int) -> int:
+    return max(1, math.ceil(streams / STREAMS_PER_CLIENT))
+
+
+def levels_for(top: int) -> list[int]:
+    return sorted({max(PER_USER, top // d // PER_USER * PER_USER) for d in (8, 4, 2, 1)})
+
+
+@dataclass
+class Box:
+    """What a level's run needs from the stack: settings, seeded users, a connection."""
+
+    settings: Any
+    tokens: list[str]
+    bdr_ids: list[Any]
+    db: Any
+    pool_room: int  # connections the servers' pools and listeners may take in all
+    log_dir: Path
+
+
+async def run_level(box: Box, streams: int) -> dict[str, Any]:
+    from bench.processes import listeners
+    from harness.stack import free_port, service_env, start_server, stop
+
+    processes = processes_for(streams)
+    users = streams // PER_USER
+    pool = max(2, min(10, box.pool_room // processes - 1))
+    env = service_env(
+        box.settings,
+        SERVER_PROCESSES=str(processes),
+        SSE_MAX_PER_USER=str(PER_USER),
+        DB_POOL_MAX=str(pool),
+        DB_POOL_MIN="1",
+    )
+    port = free_port()
+    log = (box.log_dir / f"box-server-{streams}.log").open("wb")
+    server = await asyncio.to_thread(start_server, env, port, log)
+    clients: _Clients | None = None
+    try:
+        while await listeners(box.db) < processes:  # noqa: ASYNC110 - nothing announces it
+            await asyncio.sleep(0.05)
+        mine = [(u, box.tokens[u]) for u in range(users)]
+        clients = _Clients(port, mine, clients_for(streams))
+        n = len(clients.pipes)
+        fig: dict[str, Any] = {"streams": streams, "processes": processes, "clients": n,
+                               "pool_max": pool, "users": users}  # fmt: skip
+
+        # Warm: one user's streams per client, then the baselines.
+        started = time.monotonic()
+        warm = await clients.all("open", (0, 1))
+        warm_streams = sum(r["opened"] for r in warm)
+        await asyncio.sleep(1.0)
+        rss0, tcp0, slab0 = servers_rss_kb(server.pid), sockstat_tcp_pages(), slab_kb()
+        rest = await clients.ask("open", [(1, len(s) - 1) for s in clients.shares])
+        fig["connect_s"] = time.monotonic() - started
+        fig["open_statuses"] = dict(sum((Counter(r["statuses"]) for r in warm + rest), Counter()))
+        await asyncio.sleep(3.0)  # idle: let the server settle
+        rss1, tcp1, slab1 = servers_rss_kb(server.pid), sockstat_tcp_pages(), slab_kb()
+        held = sum(r["held"] for r in await clients.all("held"))
+        grown = held - warm_streams
+        page_kb = os.sysconf("SC_PAGE_SIZE") / 1024
+        fig |= {
+            "held": held,
+            "rss_mb": rss1 / 1024,
+            "kb_per_stream_rss": (rss1 - rss0) / grown,
+            "kb_per_stream_kernel": (tcp1 - tcp0) * page_kb / grown,
+            "kb_per_stream_slab": (slab1 - slab0) / grown,
+        }
+        print(f"  {held:,} held in {fig['connect_s']:.0f} s; {fig['kb_per_stream_rss']:.1f} KB "
+              f"RSS, {fig['kb_per_stream_kernel']:.2f} KB TCP, {fig['kb_per_stream_slab']:.1f} KB "
+              "slab a stream", flush=True)  # fmt: skip
+
+        step = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = $1"
+        single: list[float] = []
+        misrouted = 0
+        for i in range(SINGLE_ROUNDS):
+            user = (i * 7919) % users
+            owner = clients.owner(user)
+            await clients.ask("arm", [(user, PER_USER if c == owner else 0) for c in range(n)])
+            t0 = time.monotonic()
+            await box.db.execute(step, box.bdr_ids[user])
+            for r in await clients.all("wait", 10.0):
+                single += [(at - t0) * 1000 for at in r["times"]]
+                misrouted += r["misrouted"]
+            await asyncio.sleep(0.02)
+        fig["event"] = {"p50_ms": statistics.median(single), "p99_ms": _percentile(single, 0.99),
+                        "max_ms": max(single), "samples": len(single),
+                        "expected": SINGLE_ROUNDS * PER_USER}  # fmt: skip
+        fig["event_p99_ms"] = fig["event"]["p99_ms"]
+        print(f"  one event: p50 {fig['event']['p50_ms']:.1f} ms, p99 {fig['event_p99_ms']:.1f} ms",
+              flush=True)  # fmt: skip
+
+        burst = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = ANY($1::uuid[])"
+        everyone = box.bdr_ids[:users]
+        burst_ms: list[float] = []
+        worst = 0.0
+        delivered: list[str] = []
+        update_ms: list[float] = []
+        holding = [r["held"] for r in await clients.all("held")]
+        for i in range(BURSTS + 1):
+            await clients.ask("arm", [(-1, h) for h in holding])
+            t0 = time.monotonic()
+            await box.db.execute(burst, everyone)
+            committed = time.monotonic()
+            got = [at for r in await clients.all("wait", 30.0) for at in r["times"]]
+            await asyncio.sleep(0.5)
+            if i == 0:
+                continue  # warms PostgreSQL up
+            update_ms.append((committed - t0) * 1000)
+            ms = [(at - t0) * 1000 for at in got]
+            burst_ms += ms
+            delivered.append(f"{len(ms)}/{sum(holding)}")
+            worst = max(worst, max(ms) / 1000 if len(ms) == sum(holding) else math.inf)
+        fig["burst"] = {"p50_ms": statistics.median(burst_ms), "p99_ms": _percentile(burst_ms, 0.99),
+                        "max_ms": max(burst_ms), "update_ms": statistics.median(update_ms),
+                        "delivered": delivered}  # fmt: skip
+        fig["burst_all_s"] = worst
+        print(f"  burst: p50 {fig['burst']['p50_ms']:.0f} ms, p99 {fig['burst']['p99_ms']:.0f} ms, "
+              f"all {worst:.2f} s ({', '.join(delivered)})", flush=True)  # fmt: skip
+
+        t0 = time.monotonic()
+        storm = await clients.all("storm")
+        statuses = sum((Counter(r["statuses"]) for r in storm), Counter())
+        reopened = sum(r["opened"] for r in storm)
+        fig["storm_s"] = (
+            max(r["last"] for r in storm) - t0 if reopened == sum(holding) else math.inf
+        )
+        fig["storm_reopened"] = reopened
+        fig["storm_statuses"] = {str(k): v for k, v in sorted(statuses.items())}
+        fig["storm_5xx"] = sum(v for k, v in statuses.items() if 500 <= int(k) < 600)
+        after = await clients.all("held")
+        fig["lost"] = sum(r["lost"] for r in after)
+        fig["misrouted"] = misrouted
+        print(f"  storm: {reopened:,}/{sum(holding):,} back in {fig['storm_s']:.1f} s; not 200: "
+              f"{fig['storm_statuses'] or 'none'}", flush=True)  # fmt: skip
+        return fig
+    finally:
+        if clients is not None:
+            await clients.close()
+        await asyncio.to_thread(stop, server)
+        log.close()
+
+
+async def run(levels: list[int]) -> dict[str, Any]:
+    from bench.sse import seed
+    from harness.stack import CHECKOUT, fresh_stack
+    from pmd_service.core.db import connect, read_budget
+    from pmd_service.core.public_ids import PublicIds
+
+    async with fresh_stack() as settings:
+        seeded = await seed(
+            settings.database_url,
+            PublicIds(settings.sqids_alphabet),
+            settings.jwt_secret_key,
+            max(levels) // PER_USER,
+        )
+        budget = await read_budget(settings.database_url)
+        # What the servers may take: all the database allows, less what others hold now and
+        # some for this bench's own connections and for others that may connect meanwhile.
+        room = budget.allowed - budget.in_use - 15
+        print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
+              f"{budget.in_use} in use: {room} for the servers' pools and listeners", flush=True)  # fmt: skip
+        db = await connect(settings.database_url, "pmd-bench")
+        # The servers' logs stay for a look after the run (the stack's folder goes with it).
+        logs = CHECKOUT / ".data" / "bench"
+        box = Box(settings, seeded.tokens, seeded.bdr_ids, db, room, logs)
+        results = []
+        try:
+            for n in levels:
+                print(f"{n:,} streams, {processes_for(n)} server process(es), "
+                      f"{clients_for(n)} client process(es) ...", flush=True)  # fmt: skip
+                results.append(await run_level(box, n))
+        finally:
+            await db.close()
+    figures = {
+        "levels": results,
+        "targets": TARGETS,
+        "per_user": PER_USER,
+        "max_connections": budget.max_connections,
+    }
+    report(figures)
+    return figures
+
+
+def met(level: dict[str, Any]) -> dict[str, bool]:
+    """Each target, met or not, by the level's figures."""
+    return {
+        "streams": level["held"] >= TARGETS["streams"],
+        "kb_per_stream_rss": level["kb_per_stream_rss"] <= TARGETS["kb_per_stream_rss"],
+        "event_p99_ms": level["event_p99_ms"] <= TARGETS["event_p99_ms"],
+        "burst_all_s": level["burst_all_s"] <= TARGETS["burst_all_s"],
+        "storm_s": level["storm_s"] <= TARGETS["storm_s"],
+        "storm_5xx": level["storm_5xx"] <= TARGETS["storm_5xx"],
+    }
+
+
+def report(figures: dict[str, Any]) -> None:
+    levels = figures["levels"]
+    print()
+    print(f"{'streams':>8} {'procs':>5} {'held':>8} {'KB RSS':>7} {'KB TCP':>7} {'KB slab':>8} "
+          f"{'event p50':>9} {'p99':>7} {'burst p50':>9} {'p99':>7} {'all':>7} {'storm':>7} "
+          f"{'not 200 in storm':>20}")  # fmt: skip
+    for lv in levels:
+        print(f"{lv['streams']:>8,} {lv['processes']:>5} {lv['held']:>8,} "
+              f"{lv['kb_per_stream_rss']:>7.1f} {lv['kb_per_stream_kernel']:>7.2f} "
+              f"{lv['kb_per_stream_slab']:>8.1f} {lv['event']['p50_ms']:>7.1f}ms "
+              f"{lv['event_p99_ms']:>5.1f}ms {lv['burst']['p50_ms']:>7.0f}ms "
+              f"{lv['burst']['p99_ms']:>5.0f}ms {lv['burst_all_s']:>6.2f}s {lv['storm_s']:>6.1f}s "
+              f"{lv['storm_statuses'] or '-'!s:>20}")  # fmt: skip
+    top = max(levels, key=lambda lv: lv["streams"])
+    verdicts = met(top)
+    t = TARGETS
+    print()
+    print(f"at {top['streams']:,} streams asked ({top['processes']} server process(es)):")
+    for key, text in (
+        ("streams", f"held {top['held']:,} (target >= {t['streams']:,})"),
+        ("kb_per_stream_rss", f"{top['kb_per_stream_rss']:.1f} KB a stream in the server "
+                              f"processes (target <= {t['kb_per_stream_rss']:.0f} KB)"),
+        ("event_p99_ms", f"one event's p99 {top['event_p99_ms']:.1f} ms "
+                         f"(target <= {t['event_p99_ms']:.0f} ms)"),
+        ("burst_all_s", f"burst to every stream {top['burst_all_s']:.2f} s "
+                        f"(target <= {t['burst_all_s']:.0f} s)"),
+        ("storm_s", f"reconnect storm absorbed in {top['storm_s']:.1f} s "
+                    f"(target <= {t['storm_s']:.0f} s)"),
+        ("storm_5xx", f"{top['storm_5xx']} 5xx answers in the storm (target {t['storm_5xx']})"),
+    ):  # fmt: skip
+        print(f"  {text}: {'met' if verdicts[key] else 'MISSED'}")
+    print(
+        f"kernel TCP memory counts both ends of each stream (both are on this box); "
+        f"the server's end is about half: {top['kb_per_stream_kernel'] / 2:.2f} KB"
+    )
+    for lv in levels:
+        if lv["lost"] or lv["misrouted"] or lv["open_statuses"]:
+            print(f"at {lv['streams']:,}: {lv['lost']} streams closed by the server, "
+                  f"{lv['misrouted']} events to the wrong user, openings refused while "
+                  f"filling: {lv['open_statuses']}")  # fmt: skip
