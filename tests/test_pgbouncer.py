@@ -7,15 +7,9 @@ server sessions as they do in production."""
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -33,86 +27,25 @@ from tests.helpers import (
     SSE,
     download_zip,
     fetch_item,
-    free_port,
     ids,
     ok,
     open_stream,
     request_bdr,
     run_worker,
 )
+from tests.pgbouncer import installed, running_pgbouncer
 
 Client = TestClient[Any, Any]
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
 
 
 @pytest.fixture
 def pgbouncer(database_url: str) -> Iterator[tuple[str, Path]]:
     """A PgBouncer (transaction mode) in front of the test database; its URL and log."""
-    if not Path(PGBOUNCER).exists():
+    if not installed():
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    db = urlsplit(database_url)
-    # A TCP server, or the embedded one's socket folder (`?host=/folder`).
-    server_host = db.hostname or parse_qs(db.query)["host"][0]
-    port = free_port()
-    # Its own folder, readable by the unprivileged user PgBouncer runs as (it refuses root).
-    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
-    folder.chmod(0o777)
-    user = db.username or "postgres"
-    (folder / "userlist.txt").write_text(f'"{user}" ""\n')
-    log = folder / "pgbouncer.log"
-    (folder / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host={server_host} port={db.port or 5432}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
-        f"pool_mode = transaction\ndefault_pool_size = {SERVER_CONNECTIONS}\n"
-        "max_client_conn = 500\nreserve_pool_size = 0\n"
-        f"logfile = {log}\nlog_connections = 1\n"
-    )
-    for path in folder.iterdir():
-        path.chmod(0o666)
-    command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
-    if os.geteuid() == 0:
-        # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
-        owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
-        runs_as = owner if owner and owner != "root" else "postgres"
-        command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = urlunsplit(db._replace(netloc=f"{user}@127.0.0.1:{port}", query=""))
-    try:
-        asyncio.run(_wait_for(url, proc))
+    with running_pgbouncer(database_url, SERVER_CONNECTIONS) as (url, log):
         yield url, log
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-async def _wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"pgbouncer exited: {out}")
-        try:
-            conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
-        except (OSError, TimeoutError, asyncpg.PostgresError):
-            await asyncio.sleep(0.05)
-            continue
-        await conn.close()
-        return
-    raise AssertionError("pgbouncer did not answer")
 
 
 @pytest.fixture
@@ -120,7 +53,7 @@ def pooled(settings: Settings, pgbouncer: tuple[str, Path]) -> Settings:
     return msgspec.structs.replace(
         settings,
         database_url=pgbouncer[0],
-        database_direct_url=settings.database_url,
+        database_direct_url=settings.direct_url,
         database_pooler="pgbouncer",
         db_pool_max=8,
         worker_db_pool_max=6,
