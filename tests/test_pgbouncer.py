@@ -7,6 +7,8 @@ server sessions as they do in production."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from pmd_service.web.app import create_app
 from pmd_service.web.keys import SSE_HUB
 from tests.factories import Factory
 from tests.helpers import (
+    CHECKOUT,
     SSE,
     download_zip,
     fetch_item,
@@ -156,3 +159,49 @@ async def test_a_ticket_and_a_stream_through_pgbouncer(
         open_stream(http, str(client.make_url(SSE)), params={"ticket": ticket}) as s,
     ):
         assert [m.event for m in await s.opening()][-1] == "connected"
+
+
+@pytest.fixture
+def one_server_connection(database_url: str) -> Iterator[str]:
+    """A PgBouncer with one server connection: every client's transactions share it."""
+    if not installed():
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    with running_pgbouncer(database_url, 1) as (url, _log):
+        yield url
+
+
+def test_comment_feeds_of_two_workers_share_one_pgbouncer_server_connection(
+    one_server_connection: str,
+) -> None:
+    """A build's comments and reactions are read through a cursor (jobs/row_feed.py). asyncpg's
+    own cursors prepare a named statement, numbered per process, that outlives the transaction
+    on PgBouncer's server connection: the next worker process to open a cursor there got
+    "prepared statement __asyncpg_stmt_…__ already exists" and its BDR failed (found by the
+    cluster run). Two worker processes, one after the other, one server connection shared."""
+    for rows in (7, 1_200, 1_200):  # one short batch; then several, the last one short
+        run = subprocess.run(
+            [sys.executable, "-c", FEED_ONCE, one_server_connection, str(rows)],
+            cwd=CHECKOUT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.split() == [str(rows), str(rows * (rows + 1) // 2)]
+
+
+# What a worker process does with one feed: the service's pool through the pooler, the rows
+# taken on a thread as the ZIP build takes them; prints the row count and the sum.
+FEED_ONCE = """
+import asyncio, sys, threading
+from pmd_service.core.db import create_pool
+from pmd_service.jobs.row_feed import RowFeed
+
+async def main(url, rows):
+    pool = await create_pool(url, "pmd-test", min_size=1, max_size=1, pooler=True)
+    sql = "SELECT g AS post_id FROM generate_series(1, $1::int) g ORDER BY g"
+    feed = RowFeed(pool, asyncio.get_running_loop(), threading.Event(), sql, rows, batch=500)
+    got = await asyncio.to_thread(lambda: [r["post_id"] for b in feed for r in b])
+    await feed.aclose()
+    await pool.close()
+    print(len(got), sum(got))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
