@@ -94,10 +94,19 @@ def free_port() -> int:
         return port
 
 
+def database_env(settings: Settings) -> dict[str, str]:
+    """The database part of a process's environment: DATABASE_URL, and with a pooler in front
+    DATABASE_DIRECT_URL (LISTEN, migrations) and DATABASE_POOLER."""
+    env = {"DATABASE_URL": settings.database_url, "DATABASE_POOLER": settings.database_pooler}
+    if settings.database_direct_url:
+        env["DATABASE_DIRECT_URL"] = settings.database_direct_url
+    return env
+
+
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": settings.database_url,
+        **database_env(settings),
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "VAULT_PATH": str(settings.vault_path),

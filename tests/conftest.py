@@ -2,7 +2,13 @@
 TEST_REDIS_URL to use standalone servers (the suite then works in a database it creates and
 drops, and flushes the Redis database it is given). The service under test connects as a
 least-privilege role made from `python -m pmd_service grants`; the tests' own connections (host
-rows, checks) as the admin."""
+rows, checks) as the admin.
+
+TEST_DATABASE_POOLER=pgbouncer puts PgBouncer (transaction mode) in front of the test database
+for the whole run: the service's settings (and so every server, worker, CLI and in-process app
+the tests start) get DATABASE_URL = PgBouncer, DATABASE_DIRECT_URL = the database itself and
+DATABASE_POOLER=pgbouncer, as an operator configures it. Tests about the database itself (admin
+connections, grants, the host's schema) keep their direct URLs."""
 
 from __future__ import annotations
 
@@ -106,6 +112,25 @@ def database_url(test_database: TestDatabase) -> str:
 
 
 @pytest.fixture(scope="session")
+def pooler_url(database_url: str) -> Iterator[str | None]:
+    """PgBouncer's URL for the service's role with TEST_DATABASE_POOLER=pgbouncer, else None."""
+    pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
+    if pooler == "none":
+        yield None
+        return
+    if pooler != "pgbouncer":
+        raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
+    from tests.pgbouncer import installed, running_pgbouncer
+
+    if not installed():
+        raise pytest.UsageError("TEST_DATABASE_POOLER=pgbouncer: pgbouncer is not installed")
+    # Fewer server connections than the suite's clients (many processes at once): transactions
+    # of different clients share server sessions, as in production.
+    with running_pgbouncer(database_url, server_connections=20) as (url, _log):
+        yield url
+
+
+@pytest.fixture(scope="session")
 def admin_database_url(test_database: TestDatabase) -> str:
     """The tests' own connections: host rows, truncation, checks of what the service wrote."""
     return test_database.admin_url
@@ -176,11 +201,13 @@ def s3_prefix() -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, redis_url: str, tmp_path: Path) -> Settings:
+def settings(database_url: str, pooler_url: str | None, redis_url: str, tmp_path: Path) -> Settings:
     vault = tmp_path / "vault"
     vault.mkdir()
     return Settings(
-        database_url=database_url,
+        database_url=pooler_url or database_url,
+        database_direct_url=database_url if pooler_url else None,
+        database_pooler="pgbouncer" if pooler_url else "none",
         redis_url=redis_url,
         data_dir=tmp_path,
         vault_path=vault,

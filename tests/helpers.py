@@ -61,6 +61,16 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
+def direct(settings: Settings, url: str, **changes: Any) -> Settings:
+    """`settings` on `url` with no pooler in front: for tests about another database or role
+    (the suite's pooler, TEST_DATABASE_POOLER, stands before the test database only)."""
+    import msgspec
+
+    return msgspec.structs.replace(
+        settings, database_url=url, database_direct_url=None, database_pooler="none", **changes
+    )
+
+
 def as_role(url: str, role: str, password: str) -> str:
     """`url` connecting as `role` instead of its user."""
     from urllib.parse import quote, urlsplit, urlunsplit

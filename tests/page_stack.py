@@ -17,6 +17,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from harness.stack import database_env
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from tests.factories import Factory, UserRow
@@ -53,7 +54,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
-            "DATABASE_URL": self.settings.database_url,
+            **database_env(self.settings),
             "REDIS_URL": self.settings.redis_url,
             "JWT_SECRET_KEY": self.settings.jwt_secret_key,
             "HOST": "127.0.0.1",

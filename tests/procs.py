@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.stack import database_env
 from pmd_service.core.settings import Settings
 from tests.helpers import CHECKOUT
 
@@ -29,7 +30,7 @@ def process_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, s
         if not k.startswith(("PMD_", "LOG_", "METRICS_", "STARTUP_")) and k not in ("PORT", "HOST")
     }
     env |= {
-        "DATABASE_URL": settings.database_url,
+        **database_env(settings),
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "HOST": "127.0.0.1",

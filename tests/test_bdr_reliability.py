@@ -22,6 +22,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
+from harness.stack import database_env
 from pmd_service.core.queue import create_redis, job_id
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
@@ -232,7 +233,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     item = await request_bdr(client, owner, [p.id for p in posts])
     env = {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        **database_env(settings),
         "REDIS_URL": settings.redis_url or "",
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "VAULT_PATH": str(settings.vault_path),

@@ -17,6 +17,7 @@ import asyncpg
 import jwt
 import pytest
 
+from harness.stack import database_env
 from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
@@ -27,7 +28,8 @@ from tests.helpers import SECRET, TABLES
 def env(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
-    monkeypatch.setenv("DATABASE_URL", settings.database_url or "")
+    for name, value in database_env(settings).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
     monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
     monkeypatch.setenv("AUTO_MIGRATE", "false")

@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import connect, create_pool
@@ -29,7 +28,7 @@ from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, run_worker
+from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, direct, run_worker
 from tests.test_host_schema import pg_dump
 
 Client = TestClient[Any, Any]
@@ -48,7 +47,7 @@ async def host(
 ) -> AsyncIterator[tuple[Settings, asyncpg.Pool]]:
     """(the service's settings: its role, with `grants --cutover`; the host's own pool)."""
     await _cutover_grants(host_url)
-    host_settings = replace(settings, database_url=host_role_url)
+    host_settings = direct(settings, host_role_url)
     conn = await connect(host_role_url, "pmd-test", search_path=host_settings.search_path)
     try:
         await migrate(conn, host_settings)
@@ -111,7 +110,7 @@ async def test_import_host_bdrs(
     host_rows = await pool.fetch("SELECT * FROM public.batch_download_requests ORDER BY id")
 
     redis = create_redis(settings.redis_url or "")
-    conn = await connect(settings.database_url, "pmd-test", search_path=settings.search_path)
+    conn = await connect(settings.direct_url, "pmd-test", search_path=settings.search_path)
     try:
         dry = await import_host_bdrs(conn, None, settings.vault_path, "public", apply=False)
         assert await conn.fetchval("SELECT count(*) FROM batch_download_requests") == 0

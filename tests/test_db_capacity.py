@@ -140,8 +140,9 @@ async def test_a_full_database_is_503_with_retry_after_and_one_log_line(
     role: Role = await limited_role(3)  # the pool (2) and the LISTEN connection
     # No minimum: the pool would otherwise reconnect by itself as soon as a slot is free.
     settings = msgspec.structs.replace(
-        settings, database_url=role.url, db_pool_min=0, db_pool_max=2
-    )
+        settings, database_url=role.url, database_direct_url=None, database_pooler="none",
+        db_pool_min=0, db_pool_max=2,
+    )  # fmt: skip
     client = await start(aiohttp_client, settings, OutageLog(window=0.5))
     owner = await factory.user()
     post = await factory.post(owner)
@@ -250,8 +251,9 @@ async def test_streams_hold_no_pooled_connection(
     database sees no more than the two pooled sessions (plus the one listener)."""
     role: Role = await limited_role(3)
     settings = msgspec.structs.replace(
-        settings, database_url=role.url, db_pool_min=1, db_pool_max=2, db_acquire_timeout=2.0
-    )
+        settings, database_url=role.url, database_direct_url=None, database_pooler="none",
+        db_pool_min=1, db_pool_max=2, db_acquire_timeout=2.0,
+    )  # fmt: skip
     client = await start(aiohttp_client, settings)
     users = [await factory.user() for _ in range(3)]
     async with aiohttp.ClientSession() as http:

@@ -71,7 +71,7 @@ async def test_sigterm_drains_and_the_stream_resumes_elsewhere(
                 seen = ids(await stream.updates(1))
 
                 # A request in flight: its UPDATE waits on a row lock this test holds.
-                blocker = await asyncpg.connect(settings.database_url)
+                blocker = await asyncpg.connect(settings.direct_url)
                 locked = blocker.transaction()
                 await locked.start()
                 await blocker.execute("SELECT 1 FROM posts WHERE id = $1 FOR UPDATE", post.id)

@@ -26,7 +26,6 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import create_pool
@@ -34,7 +33,7 @@ from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
-from tests.helpers import SSE, HostSite, announced, open_stream, run_worker
+from tests.helpers import SSE, HostSite, announced, direct, open_stream, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -70,7 +69,7 @@ async def beside_host(
     """(settings: the service as its `grants` role; the host's own pool, an admin's; the
     host's schema dump before the service migrated)."""
     before = dump_host_schema(host_url)
-    host_settings = replace(settings, database_url=host_role_url)
+    host_settings = direct(settings, host_role_url)
     pool = await create_pool(host_url, "pmd-test-host", search_path=host_settings.search_path)
     try:
         role_conn = await asyncpg.connect(

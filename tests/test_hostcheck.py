@@ -15,7 +15,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 import pmd_service
@@ -35,7 +34,7 @@ from pmd_service.host.hostcheck import (
     warn_if_host_lacks,
 )
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET
+from tests.helpers import CHECKOUT, SECRET, direct
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
@@ -424,7 +423,7 @@ async def test_the_server_warns_once_at_start(
 ) -> None:
     await host.execute("ALTER TABLE users ALTER COLUMN roles TYPE text USING roles::text")
     caplog.set_level(logging.WARNING)
-    client = await aiohttp_client(create_app(replace(settings, database_url=host_url)))
+    client = await aiohttp_client(create_app(direct(settings, host_url)))
     assert (await client.get("/healthz")).status == 200
     [warning] = _hostcheck_warnings(caplog)
     assert warning.levelno == logging.WARNING

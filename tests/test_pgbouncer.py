@@ -7,15 +7,11 @@ server sessions as they do in production."""
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import shutil
 import subprocess
-import tempfile
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -30,89 +26,29 @@ from pmd_service.web.app import create_app
 from pmd_service.web.keys import SSE_HUB
 from tests.factories import Factory
 from tests.helpers import (
+    CHECKOUT,
     SSE,
     download_zip,
     fetch_item,
-    free_port,
     ids,
     ok,
     open_stream,
     request_bdr,
     run_worker,
 )
+from tests.pgbouncer import installed, running_pgbouncer
 
 Client = TestClient[Any, Any]
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
 
 
 @pytest.fixture
 def pgbouncer(database_url: str) -> Iterator[tuple[str, Path]]:
     """A PgBouncer (transaction mode) in front of the test database; its URL and log."""
-    if not Path(PGBOUNCER).exists():
+    if not installed():
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    db = urlsplit(database_url)
-    # A TCP server, or the embedded one's socket folder (`?host=/folder`).
-    server_host = db.hostname or parse_qs(db.query)["host"][0]
-    port = free_port()
-    # Its own folder, readable by the unprivileged user PgBouncer runs as (it refuses root).
-    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
-    folder.chmod(0o777)
-    user = db.username or "postgres"
-    (folder / "userlist.txt").write_text(f'"{user}" ""\n')
-    log = folder / "pgbouncer.log"
-    (folder / "pgbouncer.ini").write_text(
-        "[databases]\n"
-        f"* = host={server_host} port={db.port or 5432}\n"
-        "[pgbouncer]\n"
-        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
-        f"pool_mode = transaction\ndefault_pool_size = {SERVER_CONNECTIONS}\n"
-        "max_client_conn = 500\nreserve_pool_size = 0\n"
-        f"logfile = {log}\nlog_connections = 1\n"
-    )
-    for path in folder.iterdir():
-        path.chmod(0o666)
-    command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
-    if os.geteuid() == 0:
-        # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
-        owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
-        runs_as = owner if owner and owner != "root" else "postgres"
-        command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = urlunsplit(db._replace(netloc=f"{user}@127.0.0.1:{port}", query=""))
-    try:
-        asyncio.run(_wait_for(url, proc))
+    with running_pgbouncer(database_url, SERVER_CONNECTIONS) as (url, log):
         yield url, log
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-async def _wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"pgbouncer exited: {out}")
-        try:
-            conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
-        except (OSError, TimeoutError, asyncpg.PostgresError):
-            await asyncio.sleep(0.05)
-            continue
-        await conn.close()
-        return
-    raise AssertionError("pgbouncer did not answer")
 
 
 @pytest.fixture
@@ -120,7 +56,7 @@ def pooled(settings: Settings, pgbouncer: tuple[str, Path]) -> Settings:
     return msgspec.structs.replace(
         settings,
         database_url=pgbouncer[0],
-        database_direct_url=settings.database_url,
+        database_direct_url=settings.direct_url,
         database_pooler="pgbouncer",
         db_pool_max=8,
         worker_db_pool_max=6,
@@ -223,3 +159,49 @@ async def test_a_ticket_and_a_stream_through_pgbouncer(
         open_stream(http, str(client.make_url(SSE)), params={"ticket": ticket}) as s,
     ):
         assert [m.event for m in await s.opening()][-1] == "connected"
+
+
+@pytest.fixture
+def one_server_connection(database_url: str) -> Iterator[str]:
+    """A PgBouncer with one server connection: every client's transactions share it."""
+    if not installed():
+        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
+    with running_pgbouncer(database_url, 1) as (url, _log):
+        yield url
+
+
+def test_comment_feeds_of_two_workers_share_one_pgbouncer_server_connection(
+    one_server_connection: str,
+) -> None:
+    """A build's comments and reactions are read through a cursor (jobs/row_feed.py). asyncpg's
+    own cursors prepare a named statement, numbered per process, that outlives the transaction
+    on PgBouncer's server connection: the next worker process to open a cursor there got
+    "prepared statement __asyncpg_stmt_…__ already exists" and its BDR failed (found by the
+    cluster run). Two worker processes, one after the other, one server connection shared."""
+    for rows in (7, 1_200, 1_200):  # one short batch; then several, the last one short
+        run = subprocess.run(
+            [sys.executable, "-c", FEED_ONCE, one_server_connection, str(rows)],
+            cwd=CHECKOUT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert run.stdout.split() == [str(rows), str(rows * (rows + 1) // 2)]
+
+
+# What a worker process does with one feed: the service's pool through the pooler, the rows
+# taken on a thread as the ZIP build takes them; prints the row count and the sum.
+FEED_ONCE = """
+import asyncio, sys, threading
+from pmd_service.core.db import create_pool
+from pmd_service.jobs.row_feed import RowFeed
+
+async def main(url, rows):
+    pool = await create_pool(url, "pmd-test", min_size=1, max_size=1, pooler=True)
+    sql = "SELECT g AS post_id FROM generate_series(1, $1::int) g ORDER BY g"
+    feed = RowFeed(pool, asyncio.get_running_loop(), threading.Event(), sql, rows, batch=500)
+    got = await asyncio.to_thread(lambda: [r["post_id"] for b in feed for r in b])
+    await feed.aclose()
+    await pool.close()
+    print(len(got), sum(got))
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""

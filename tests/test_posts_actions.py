@@ -673,7 +673,7 @@ async def test_a_batch_that_loses_to_a_concurrent_delete_names_the_deleted_posts
 async def notifications(settings: Settings) -> AsyncIterator[asyncio.Queue[dict[str, Any]]]:
     assert settings.database_url is not None
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    conn = await asyncpg.connect(settings.database_url)
+    conn = await asyncpg.connect(settings.direct_url)
 
     def on_notify(_c: object, _pid: int, channel: str, payload: object) -> None:
         assert isinstance(payload, str)

@@ -12,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from harness.stack import database_env
 from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import CHECKOUT, SSE, Stream, eventually, free_port, listener_pids
@@ -22,7 +23,7 @@ def start(
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "DATABASE_URL": settings.database_url,
+        **database_env(settings),
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "HOST": "127.0.0.1",

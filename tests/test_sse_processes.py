@@ -17,6 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from harness.stack import database_env
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from tests.factories import Factory, UserRow
@@ -56,7 +57,7 @@ async def server_process(
     port = free_port()
     environ = {
         **os.environ,
-        "DATABASE_URL": settings.database_url or "",
+        **database_env(settings),
         "REDIS_URL": settings.redis_url or "",
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "HOST": "127.0.0.1",

@@ -18,7 +18,7 @@ import pytest
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from tests.helpers import free_port
+from tests.helpers import direct, free_port
 from tests.procs import CLI, SERVE, WORKER, Proc, process_env, run
 
 
@@ -50,7 +50,7 @@ async def test_an_unreachable_service_is_retried_then_one_line_and_exit_1(
 ) -> None:
     nowhere = free_port()  # nothing listens there
     if down == "PostgreSQL":
-        settings = replace(settings, database_url=_on_port(settings.database_url, nowhere))
+        settings = direct(settings, _on_port(settings.direct_url, nowhere))
     else:
         settings = replace(settings, redis_url=f"redis://127.0.0.1:{nowhere}/0")
     env = process_env(settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2",
@@ -117,10 +117,10 @@ async def late(target: str) -> AsyncIterator[LateForwarder]:
 async def test_a_database_that_comes_up_during_the_wait_is_joined(
     settings: Settings, tmp_path: Path, redis_clean: None
 ) -> None:
-    async with late(settings.database_url) as db:
+    async with late(settings.direct_url) as db:
         port = free_port()
         env = process_env(
-            replace(settings, database_url=_on_port(settings.database_url, db.port)),
+            direct(settings, _on_port(settings.direct_url, db.port)),
             tmp_path, STARTUP_WAIT_SECONDS="120", PORT=str(port),
         )  # fmt: skip
         server = await Proc.start(SERVE, env, "server")
@@ -198,8 +198,8 @@ async def test_a_database_that_refuses_is_not_waited_for(
     settings: Settings, tmp_path: Path
 ) -> None:
     """A missing database (or a wrong password) will not fix itself: one line at once."""
-    url = urlunsplit(urlsplit(settings.database_url)._replace(path="/no_such_database_here"))
-    env = process_env(replace(settings, database_url=url), tmp_path, STARTUP_WAIT_SECONDS="600")
+    url = urlunsplit(urlsplit(settings.direct_url)._replace(path="/no_such_database_here"))
+    env = process_env(direct(settings, url), tmp_path, STARTUP_WAIT_SECONDS="600")
     code, proc = await run([*CLI, "stats"], env, within=60)
     assert code == 1, proc.log()
     assert len(proc.lines) == 1, proc.log()

@@ -34,6 +34,12 @@ TRANSIENT = (
     obstore.exceptions.BaseError,  # the bucket unreachable, a part refused, a timeout
 )
 
+# What the user is told when a run stops on an error nobody classified: a bug, never a fault of
+# the machine (the chaos and cluster runs count a BDR failed with it as a violation).
+UNEXPECTED_MESSAGE = (
+    "An unexpected error stopped this download; it has been logged. Please request it again."
+)
+
 _REASON_TEXT = {
     "deleted": "deleted",
     "not_owner": "no longer yours",

@@ -28,6 +28,7 @@ from .failures import (
     BACKOFF_CAP_SECONDS,
     MAX_ATTEMPTS,
     TRANSIENT,
+    UNEXPECTED_MESSAGE,
     PermanentError,
     transient_message,
 )
@@ -99,8 +100,5 @@ async def _attempt(st: WorkerState, run: Run) -> str:
             raise Retry(defer=defer) from exc
     except Exception:
         log.exception("BDR %s: unexpected error", uid)
-        await run.fail(
-            "An unexpected error stopped this download; it has been logged. "
-            "Please request it again."
-        )
+        await run.fail(UNEXPECTED_MESSAGE)
     return "failed"

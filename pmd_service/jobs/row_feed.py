@@ -6,6 +6,16 @@ the thread pulls batches across: each batch is fetched by a coroutine handed to 
 current one. That keeps at most two batches in memory, lets the database work while the thread
 encodes and deflates, and needs no queue that the loop would have to block on: the thread only
 ever waits for a future, the loop never waits for the thread.
+
+The cursor is SQL's own (`DECLARE` … `FETCH`), not asyncpg's `Connection.cursor()`: asyncpg
+prepares a cursor's query as a *named* statement whatever its statement cache, and names them
+`__asyncpg_stmt_<n>__` counting from 1 on every connection. Behind a transaction-mode PgBouncer
+the statement outlives the transaction on the server connection, and the next client to open a
+cursor there gets "prepared statement … already exists" (found by the cluster run: a BDR failed).
+`DECLARE` and `FETCH` go as unnamed statements, and the cursor ends with its transaction.
+The cursor's name comes from its query: with a statement cache (no pooler) asyncpg keeps the
+`FETCH` statement and its row description, so one name for two queries would read the second's
+rows with the first's columns.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import concurrent.futures
 import contextlib
 import logging
 import threading
+import zlib
 from collections.abc import Generator
 from typing import Any
 
@@ -42,20 +53,24 @@ class RowFeed:
     ) -> None:
         self._pool, self._loop, self._cancel = pool, loop, cancel
         self._sql, self._args, self._batch = sql, args, batch
+        self._cursor = f"pmd_feed_{zlib.crc32(sql.encode()):08x}"
         self._held = contextlib.AsyncExitStack()  # the connection and its transaction
-        self._cursor: asyncpg.cursor.Cursor[asyncpg.Record] | None = None
+        self._conn: asyncpg.pool.PoolConnectionProxy[asyncpg.Record] | None = None
         self._exhausted = False
         self._step: concurrent.futures.Future[list[asyncpg.Record]] | None = None
 
     async def _fetch(self) -> list[asyncpg.Record]:
         if self._exhausted:
             return []
-        if self._cursor is None:
+        if self._conn is None:
             conn = await self._held.enter_async_context(self._pool.acquire())
             # A cursor lives only inside a transaction; read-only, it locks nothing.
             await self._held.enter_async_context(conn.transaction(readonly=True))
-            self._cursor = await conn.cursor(self._sql, *self._args)
-        rows = await self._cursor.fetch(self._batch)
+            await conn.execute(
+                f"DECLARE {self._cursor} NO SCROLL CURSOR FOR {self._sql}", *self._args
+            )
+            self._conn = conn
+        rows = await self._conn.fetch(f"FETCH {self._batch:d} FROM {self._cursor}")
         if len(rows) < self._batch:
             # The last rows are in: give the connection back now, not after the whole ZIP.
             self._exhausted = True
