@@ -141,7 +141,7 @@ async def stalled_readers(
                   f"baseline); {streaming:.0f} downloads streaming", flush=True)  # fmt: skip
         after = await _close(http, base_url, pid, readers)
         print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
-              "the baseline", flush=True)  # fmt: skip
+              f"the baseline ({after / baseline:.2f}×)", flush=True)  # fmt: skip
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
@@ -154,7 +154,7 @@ async def stalled_readers(
             waves.append({"open_rss_mb": again, "after_rss_mb": after_again})
             print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
                   f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
-                  "the baseline", flush=True)  # fmt: skip
+                  f"the baseline ({after_again / baseline:.2f}×)", flush=True)  # fmt: skip
     return {"zip_bytes": size, "baseline_rss_mb": baseline, "levels": rows,
             "after_rss_mb": after, "waves": waves}  # fmt: skip
 
