@@ -11,8 +11,9 @@ one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS buc
    Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
    RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
    largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
-   the readers went. The caps are raised for the run (BDR_PROXY_MAX_PER_USER and
-   BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so that none of them cuts in.
+   the readers went (also as a ratio to the baseline). The caps are raised for the run
+   (BDR_PROXY_MAX_PER_USER and BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so
+   that none of them cuts in.
 2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
    while SeaweedFS is SIGSTOPped, against the same requests with the store well; the answer
    expected meanwhile: 503 + Retry-After for a download, 204 for a removal.
