@@ -11,8 +11,9 @@ one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS buc
    Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
    RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
    largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
-   the readers went. The caps are raised for the run (BDR_PROXY_MAX_PER_USER and
-   BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so that none of them cuts in.
+   the readers went (also as a ratio to the baseline). The caps are raised for the run
+   (BDR_PROXY_MAX_PER_USER and BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so
+   that none of them cuts in.
 2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
    while SeaweedFS is SIGSTOPped, against the same requests with the store well; the answer
    expected meanwhile: 503 + Retry-After for a download, 204 for a removal.
@@ -141,7 +142,7 @@ async def stalled_readers(
                   f"baseline); {streaming:.0f} downloads streaming", flush=True)  # fmt: skip
         after = await _close(http, base_url, pid, readers)
         print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
-              "the baseline", flush=True)  # fmt: skip
+              f"the baseline ({after / baseline:.2f}×)", flush=True)  # fmt: skip
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
@@ -154,7 +155,7 @@ async def stalled_readers(
             waves.append({"open_rss_mb": again, "after_rss_mb": after_again})
             print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
                   f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
-                  "the baseline", flush=True)  # fmt: skip
+                  f"the baseline ({after_again / baseline:.2f}×)", flush=True)  # fmt: skip
     return {"zip_bytes": size, "baseline_rss_mb": baseline, "levels": rows,
             "after_rss_mb": after, "waves": waves}  # fmt: skip
 

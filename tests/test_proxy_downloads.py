@@ -10,9 +10,11 @@ for BDR_PROXY_IDLE_SECONDS, and is capped per user (429) and per process (503).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
+import types
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -28,7 +30,7 @@ from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from pmd_service.web.object_download import READ_CHUNK
+from pmd_service.web.object_download import READ_CHUNK, _relay
 from tests.factories import Factory, UserRow
 from tests.helpers import assert_problem, eventually, fetch_item, request_bdr, run_worker
 
@@ -283,6 +285,42 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     assert _metric(text, "pmd_proxy_downloads ") == 0
     cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
     assert len(cut) == 1, caplog.text
+
+
+async def test_stalled_readers_that_leave_leave_no_memory_behind(
+    aiohttp_client: AiohttpClient, factory: Factory, proxy_settings: Settings, redis_clean: None
+) -> None:
+    """A download whose client left while its write waited is freed when it ends, not at the
+    next full garbage collection (which may not come for a long time: the server's memory
+    grew with every wave of readers that left, docs/reliability.md). The collector is off
+    meanwhile, so nothing can free a reference cycle by chance."""
+    client = await start(aiohttp_client, proxy_settings)  # as run_app: the write finds out
+    owner, url, _ = await ready_zip(client, factory, proxy_settings, size=BIG)
+    gc.collect()
+    gc.disable()
+    try:
+        held = [await _open(client, url, owner, rcvbuf=4096) for _ in range(3)]
+
+        async def stalled() -> bool:  # each waits in a write, its chunk in the buffer
+            buffers = _server_buffers(client)
+            return len(buffers) == 3 and all(buffers)
+
+        await eventually(stalled, HANG_GUARD, "three stalled downloads")
+        for _, writer, _ in held:
+            writer.transport.abort()
+
+        async def ended() -> bool:
+            text = await (await client.get("/metrics")).text()
+            return _metric(text, "pmd_proxy_downloads ") == 0
+
+        await eventually(ended, HANG_GUARD, "the downloads ended")
+        left = [
+            o for o in gc.get_objects()
+            if isinstance(o, types.FrameType) and o.f_code is _relay.__code__
+        ]  # fmt: skip
+        assert not left, f"{len(left)} downloads still hold their chunk and store stream"
+    finally:
+        gc.enable()
 
 
 async def test_proxied_downloads_are_capped_per_user_and_per_process(

