@@ -9,6 +9,7 @@ import email.policy
 import io
 import json
 import os
+import random
 import socket
 import time
 import uuid
@@ -100,11 +101,30 @@ class Mailbox:
         return "250 OK"
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
+    """A port free on every address, below the kernel's range for outgoing connections: a port
+    the kernel hands out (bind to 0) may be taken by a client's connection before the server it
+    is meant for binds it, and with a pooler in front of the test database (TCP on loopback,
+    TEST_DATABASE_POOLER) the suite opens many."""
+    try:
+        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    for _ in range(200):
+        port = random.randrange(10000, first_ephemeral)
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        found: int = s.getsockname()[1]
+        return found
 
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:

@@ -61,16 +61,18 @@ def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[tu
         owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
         runs_as = owner if owner and owner != "root" else "postgres"
         command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Its output into a file, never a pipe: a pipe nobody reads fills up with a long run's
+    # log lines, and then PgBouncer blocks on its next one and answers no client.
+    output = folder / "output.txt"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     url = urlunsplit(db._replace(netloc=f"{user}@127.0.0.1:{port}", query=""))
     try:
-        asyncio.run(_wait_for(url, proc))
+        asyncio.run(_wait_for(url, proc, output))
         yield url, log
     finally:
         proc.terminate()
         proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -82,11 +84,11 @@ def _user_exists(name: str) -> bool:
     return True
 
 
-async def _wait_for(url: str, proc: subprocess.Popen[bytes]) -> None:
+async def _wait_for(url: str, proc: subprocess.Popen[bytes], output: Path) -> None:
     for _ in range(200):
         if proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            raise AssertionError(f"pgbouncer exited: {out}")
+            text = await asyncio.to_thread(output.read_text, errors="replace")
+            raise AssertionError(f"pgbouncer exited: {text}")
         try:
             conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
         except (OSError, TimeoutError, asyncpg.PostgresError):

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -38,6 +39,9 @@ from pmd_service.web.keys import DB_POOL, OUTAGES
 from pmd_service.web.outage import OutageLog
 from tests.factories import Factory
 from tests.helpers import CHECKOUT, SSE, assert_problem, eventually, open_stream
+from tests.procs import ARQ_WORKER, WORKER, process_env, run
+
+TEXT_INFO = re.compile(r"^\S+ \S+ (INFO|DEBUG) ")
 
 Client = TestClient[Any, Any]
 
@@ -327,3 +331,24 @@ async def test_the_server_refuses_to_start_when_its_processes_cannot_fit(
     assert len(lines) == 1, lines
     assert "need up to 18 database connections" in lines[0]
     assert "CONNECTION LIMIT 10" in lines[0]
+
+
+@pytest.mark.parametrize("argv", [WORKER, ARQ_WORKER], ids=["python -m", "arq"])
+async def test_a_worker_whose_pool_cannot_fit_stops_with_one_line(
+    settings: Settings, tmp_path: Path, limited_role: Callable[[int], Any], argv: list[str]
+) -> None:
+    """Both forms of the worker: a pool larger than the role may ever open is one line and
+    exit status 2, not arq's traceback."""
+    role: Role = await limited_role(4)
+    plain = msgspec.structs.replace(
+        settings, database_url=role.url, database_direct_url=None, database_pooler="none"
+    )
+    env = process_env(plain, tmp_path, WORKER_DB_POOL_MAX="8", LOG_FORMAT="text")
+    code, proc = await run(argv, env, within=60)
+    assert code == 2, proc.err
+    # arq's own start-up lines (INFO) come first; the problem is one line, and the only one
+    # above INFO.
+    lines = [line for line in proc.err if line.strip() and not TEXT_INFO.match(line)]
+    assert len(lines) == 1, proc.err
+    assert "CONNECTION LIMIT 4" in lines[0] and "WORKER_DB_POOL_MAX" in lines[0], lines
+    assert "Traceback" not in "\n".join(proc.err + proc.out)

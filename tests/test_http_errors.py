@@ -7,11 +7,16 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from msgspec.structs import replace
+from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.logs import MalformedRequestFilter, quiet_malformed_requests
+from pmd_service.core.settings import Settings
+from pmd_service.web import object_download
+from pmd_service.web.app import create_app
 from pmd_service.web.keys import ROUTE_ENDPOINTS
 from tests.factories import Factory
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, fetch_item, free_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -167,3 +172,85 @@ async def test_malformed_requests_log_one_warning_line_not_a_traceback_each(
     assert "Content-Length" in line.getMessage()
     # Nothing else was logged at ERROR.
     assert not any(r.levelno >= logging.ERROR for r in caplog.records)
+
+
+# --- the document's headers, against what the server reads and sends --------------------------
+
+DOWNLOAD = "/api/pmd/bdr/{id}/download"
+
+
+def _header_params(doc: dict[str, Any], path: str) -> set[str]:
+    params = doc["paths"][path]["get"].get("parameters", [])
+    return {p["name"].lower() for p in params if p["in"] == "header"}
+
+
+def _documented_response_headers(
+    doc: dict[str, Any], method: str, path: str, status: int
+) -> set[str]:
+    response = doc["paths"][path][method.lower()]["responses"][str(status)]
+    return {name.lower() for name in response.get("headers", {})}
+
+
+async def test_the_document_names_every_condition_the_download_reads(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """Each request header object_download reads changes the real server's answer, and the
+    document lists it as a parameter of the download."""
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    url = (await fetch_item(client, owner, item["id"]))["download_url"]
+    plain = await client.get(url, headers=owner.auth)
+    assert plain.status == 200
+    etag, modified = plain.headers["ETag"], plain.headers["Last-Modified"]
+    # A request with the header that must be answered otherwise than one without it.
+    probes: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+        "Range": ({}, {"Range": "bytes=0-0"}),
+        "If-Range": ({"Range": "bytes=0-0"}, {"Range": "bytes=0-0", "If-Range": '"other"'}),
+        "If-Match": ({}, {"If-Match": '"other"'}),
+        "If-None-Match": ({}, {"If-None-Match": etag}),
+        "If-Modified-Since": ({}, {"If-Modified-Since": modified}),
+        "If-Unmodified-Since": ({}, {"If-Unmodified-Since": "Sat, 01 Jan 2000 00:00:00 GMT"}),
+    }
+    read = {name.lower() for name in object_download._CONDITIONS}
+    assert read == {name.lower() for name in probes}, "a condition without a probe here"
+    documented = _header_params(await (await client.get("/openapi.json")).json(), DOWNLOAD)
+    for name, (without, with_it) in probes.items():
+        a = await client.get(url, headers=owner.auth | without)
+        b = await client.get(url, headers=owner.auth | with_it)
+        assert a.status != b.status, f"{name}: the server does not read it"
+        assert name.lower() in documented, f"{name}: read by the server, not in the document"
+
+
+async def test_the_document_names_every_header_the_server_sends(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, redis_clean: None
+) -> None:
+    """Real answers (a download, a daily limit's 429, a 503 of a Redis that refuses): every
+    header beyond those of any answer (/healthz's) is in the document for that status."""
+    limited = replace(settings, bdr_daily_limit=1)
+    client: Client = await aiohttp_client(create_app(limited))
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(limited)
+    url = (await fetch_item(client, owner, item["id"]))["download_url"]
+    answers = [
+        ("GET", DOWNLOAD, await client.get(url, headers=owner.auth)),
+        ("POST", "/api/pmd/bdr", await client.post("/api/pmd/bdr", headers=owner.auth,
+                                                   json={"post_ids": [post.id]})),
+    ]  # fmt: skip
+    down = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    gone: Client = await aiohttp_client(create_app(down))
+    answers += [
+        ("GET", "/readyz", await gone.get("/readyz")),
+        ("POST", "/api/pmd/bdr/sse-ticket", await gone.post("/api/pmd/bdr/sse-ticket",
+                                                            headers=owner.auth)),
+    ]  # fmt: skip
+    assert [a.status for _, _, a in answers] == [200, 429, 503, 503]
+    everywhere = {name.lower() for name in (await client.get("/healthz")).headers}
+    doc = await (await client.get("/openapi.json")).json()
+    for method, path, answer in answers:
+        sent = {name.lower() for name in answer.headers} - everywhere - {"content-type"}
+        missing = sent - _documented_response_headers(doc, method, path, answer.status)
+        assert not missing, f"{method} {path} {answer.status} sends {missing}, undocumented"

@@ -30,6 +30,7 @@ from tests.helpers import (
     SSE,
     download_zip,
     fetch_item,
+    free_port,
     ids,
     ok,
     open_stream,
@@ -37,6 +38,7 @@ from tests.helpers import (
     run_worker,
 )
 from tests.pgbouncer import installed, running_pgbouncer
+from tests.procs import ARQ_WORKER, SERVE, WORKER, process_env, run
 
 Client = TestClient[Any, Any]
 SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
@@ -159,6 +161,23 @@ async def test_a_ticket_and_a_stream_through_pgbouncer(
         open_stream(http, str(client.make_url(SSE)), params={"ticket": ticket}) as s,
     ):
         assert [m.event for m in await s.opening()][-1] == "connected"
+
+
+@pytest.mark.parametrize(
+    "argv", [WORKER, ARQ_WORKER, SERVE], ids=["python -m worker", "arq", "server x2"]
+)
+async def test_a_pooler_without_the_search_path_stops_each_process_with_one_line(
+    pooled: Settings, tmp_path: Path, argv: list[str]
+) -> None:
+    """The refusal above, as the processes meet it: one line and exit status 2 from both forms
+    of the worker, and from a server of two processes (found once, before they start)."""
+    env = process_env(pooled, tmp_path, PMD_SCHEMA="pmd_elsewhere", SERVER_PROCESSES="2",
+                      PORT=str(free_port()), LOG_FORMAT="text")  # fmt: skip
+    code, proc = await run(argv, env, within=60)
+    assert code == 2, proc.err
+    problems = [line for line in proc.err if "ALTER ROLE" in line]
+    assert len(problems) == 1, proc.err
+    assert "Traceback" not in "\n".join(proc.err + proc.out)
 
 
 @pytest.fixture

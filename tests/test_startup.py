@@ -19,7 +19,7 @@ from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
 from tests.helpers import direct, free_port
-from tests.procs import CLI, SERVE, WORKER, Proc, process_env, run
+from tests.procs import ARQ_WORKER, CLI, SERVE, WORKER, Proc, process_env, run
 
 
 def _on_port(url: str, port: int) -> str:
@@ -138,6 +138,28 @@ async def test_a_database_that_comes_up_during_the_wait_is_joined(
         finally:
             await server.kill()
     assert "Traceback" not in server.log()
+
+
+async def test_the_arq_form_waits_for_the_database_too(
+    settings: Settings, tmp_path: Path, redis_clean: None
+) -> None:
+    """`arq worker.WorkerSettings` has no start-up of the service's own before arq's Worker:
+    its on_startup waits STARTUP_WAIT_SECONDS for PostgreSQL, as `python -m pmd_service
+    worker` does."""
+    async with late(settings.direct_url) as db:
+        env = process_env(
+            direct(settings, _on_port(settings.direct_url, db.port)),
+            tmp_path, STARTUP_WAIT_SECONDS="120", LOG_FORMAT="text",
+        )  # fmt: skip
+        worker = await Proc.start(ARQ_WORKER, env, "worker")
+        try:
+            await worker.line(lambda s: "(try 2;" in s)  # refused twice, then it comes up
+            await db.open()
+            await worker.line(lambda s: "worker ready" in s)
+            assert await worker.stop() == 0, worker.log()
+        finally:
+            await worker.kill()
+    assert "Traceback" not in worker.log()
 
 
 async def test_a_port_in_use_is_one_line_naming_it(settings: Settings, tmp_path: Path) -> None:

@@ -47,9 +47,9 @@ async def wrong_db(admin_database_url: str) -> AsyncIterator[tuple[str, str]]:
 
 
 def _run(
-    argv: list[str], url: str, redis_url: str, tmp_path: Path
+    argv: list[str], url: str, redis_url: str, tmp_path: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {
+    env = os.environ | extra | {
         "DATABASE_URL": url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
         "PORT": str(free_port()), "METRICS_PORT": "0", "PMD_DATA_DIR": str(tmp_path),
         "VAULT_PATH": str(tmp_path / "vault"), "BDR_PATH": str(tmp_path / "bdr"),
@@ -92,6 +92,20 @@ async def test_every_command_stops_with_one_line(
     url, _ = wrong_db
     done = _run([sys.executable, "-m", "pmd_service", *argv], url, redis_url, tmp_path)
     _assert_one_line(done, url)
+    await _untouched(url)
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+async def test_the_server_stops_with_one_line_and_status_2(
+    wrong_db: tuple[str, str], redis_url: str, tmp_path: Path, processes: str
+) -> None:
+    """With SERVER_PROCESSES>1 as with one: the setup problem is found once, before the
+    processes start, and is exit status 2."""
+    url, _ = wrong_db
+    done = _run([sys.executable, "server.py"], url, redis_url, tmp_path,
+                SERVER_PROCESSES=processes)  # fmt: skip
+    _assert_one_line(done, url)
+    assert done.returncode == 2, done.stderr
     await _untouched(url)
 
 

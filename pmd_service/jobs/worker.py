@@ -32,4 +32,4 @@ class ArqOptions(dict[str, Any]):
         return super().items()
 
 
-WorkerSettings = ArqOptions(worker_options(load_settings("pmd-worker")))
+WorkerSettings = ArqOptions(worker_options(load_settings("pmd-worker"), wait_for_services=True))

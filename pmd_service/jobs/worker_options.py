@@ -20,6 +20,7 @@ from redis.exceptions import WatchError
 from ..core import logs
 from ..core.queue import JOB_NAME, redis_settings
 from ..core.settings import Settings
+from ..core.startup import StartupError, services_reachable, stop
 from . import context
 from .cleanup import cleanup_expired_bdrs
 from .failures import MAX_ATTEMPTS
@@ -83,8 +84,16 @@ def worker_redis_settings(url: str) -> RedisSettings:
     return settings
 
 
-async def _worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
+async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool) -> None:
     logs.drop_foreign_handlers("arq")  # whoever ran the Worker: each of its lines once
+    if wait:
+        # `arq worker.WorkerSettings`: arq has connected to Redis (with its own retries);
+        # PostgreSQL gets the STARTUP_WAIT_SECONDS that `python -m pmd_service worker` gives
+        # both before it starts the Worker.
+        try:
+            await services_reachable(settings, "pmd-worker")
+        except StartupError as exc:
+            stop(str(exc))
     await context.worker_startup(ctx, settings=settings)
     server = context.state(ctx).metrics_server
     metrics = f"http://{settings.host}:{server.port}/metrics" if server else "off"
@@ -94,16 +103,18 @@ async def _worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
     )  # fmt: skip
 
 
-def on_startup(settings: Settings) -> Any:
-    return partial(_worker_startup, settings=settings)
+def on_startup(settings: Settings, *, wait: bool = False) -> Any:
+    return partial(_worker_startup, settings=settings, wait=wait)
 
 
-def worker_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments of arq's Worker, as WorkerSettings gives them."""
+def worker_options(settings: Settings, *, wait_for_services: bool = False) -> dict[str, Any]:
+    """The keyword arguments of arq's Worker, as WorkerSettings gives them.
+    `wait_for_services`: wait for PostgreSQL and Redis in on_startup (the `arq` command's
+    form, which has no start-up of the service's own before the Worker)."""
     return {
         "functions": FUNCTIONS,
         "cron_jobs": CRON_JOBS,
-        "on_startup": on_startup(settings),
+        "on_startup": on_startup(settings, wait=wait_for_services),
         "on_shutdown": context.shutdown,
         "redis_settings": worker_redis_settings(settings.redis_url),
         "health_check_interval": HEALTH_CHECK_INTERVAL,

@@ -133,14 +133,28 @@ ENDPOINTS = (
              "The ZIP (Range supported)", "downloads", response_media="application/zip",
              auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
              ok_description="The ZIP file",
+             headers={
+                 "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
+                 "Last-Modified": "When the ZIP was written (If-Modified-Since, "
+                                  "If-Unmodified-Since, If-Range)",
+                 "Accept-Ranges": "`bytes`: a download can be resumed with Range",
+                 "Content-Disposition": "attachment; filename=makapix-artworks-….zip",
+                 "Cache-Control": "`private, no-store`",
+             },
              params=(
                  _ID,
                  Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`); several "
                        "ranges, or an invalid one, are answered with the whole file"),
                  Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
                        "has this ETag or Last-Modified date"),
+                 Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
+                       "ETags (`*`: any)"),
+                 Param("If-Unmodified-Since", {"type": "string"}, "412 when the ZIP changed after "
+                       "this HTTP date (ignored with If-Match)"),
                  Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
                        "ETags (`*`: any)"),
+                 Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
+                       "since this HTTP date (ignored with If-None-Match)"),
              ),
              problems=(404, 409, 410, 412, 429, 503),
              problem_notes={
@@ -158,6 +172,5 @@ ENDPOINTS = (
                                "`Location` is a signed URL of the ZIP, valid "
                                "BDR_SIGNED_URL_SECONDS", None),
                               (416, "The range lies outside the file", None)),
-             headers={"Content-Disposition": "attachment; filename=makapix-artworks-….zip",
-                      "ETag": "Entity tag", "Last-Modified": "When the ZIP was written"}),
+    ),
 )  # fmt: skip

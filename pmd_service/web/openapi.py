@@ -23,6 +23,13 @@ TARGET_SQID = Param(
     location="query",
 )
 AUTH_PROBLEMS = (401, 403, 404)
+# Every 429 and 503 the service answers says when to come back (a limit that resets, a
+# dependency that refuses, a server that drains).
+RETRY_AFTER_STATUSES = (429, 503)
+RETRY_AFTER = {
+    "description": "Seconds to wait before retrying",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
 
 
 def _query_params(struct: type[msgspec.Struct]) -> list[Param]:
@@ -84,6 +91,8 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
                 or _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
                 "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},
             }
+            if status in RETRY_AFTER_STATUSES:
+                responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
         entry: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,

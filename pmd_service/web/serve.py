@@ -31,8 +31,14 @@ import asyncpg
 import msgspec
 from aiohttp import web, web_response
 
-from ..core.db import DatabaseSetupError, check_budget, connections_needed
-from ..core.migrate import HostTablesMissing
+from ..core.db import (
+    DatabaseSetupError,
+    check_budget,
+    check_search_path,
+    connections_needed,
+    settings_pool,
+)
+from ..core.migrate import HostTablesMissing, require_host_tables
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
 from ..dev.embedded import services
@@ -145,17 +151,12 @@ def _listening(message: str) -> None:
 
 def check_connections(settings: Settings) -> None:
     """Before any process starts: the pools and LISTEN connections of all SERVER_PROCESSES must
-    fit in what the database allows, or none starts (one line, exit status 2)."""
-    needed = connections_needed(settings, settings.server_processes, settings.db_pool_max, 1)
-    what = (
-        f"{settings.server_processes} server process(es) with DB_POOL_MAX={settings.db_pool_max}"
-        " and a LISTEN connection each"
-    )
+    fit in what the database allows, or none starts (one line, exit status 2). With several
+    processes the checks each process's start makes (the host's tables, a pooler's search path)
+    are made here too, once: otherwise every process would print the same line."""
     try:
-        warning = asyncio.run(
-            check_budget(settings, needed, what, "SERVER_PROCESSES or DB_POOL_MAX")
-        )
-    except DatabaseSetupError as exc:
+        warning = asyncio.run(_preflight(settings))
+    except (DatabaseSetupError, HostTablesMissing) as exc:
         stop(f"{PROCESS}: {exc}", status=2)
     except (OSError, asyncpg.PostgresError) as exc:
         # Unreachable now: each process's start will find out for itself, and retry.
@@ -163,6 +164,25 @@ def check_connections(settings: Settings) -> None:
         return
     if warning:
         log.warning("%s", warning)
+
+
+async def _preflight(settings: Settings) -> str | None:
+    needed = connections_needed(settings, settings.server_processes, settings.db_pool_max, 1)
+    what = (
+        f"{settings.server_processes} server process(es) with DB_POOL_MAX={settings.db_pool_max}"
+        " and a LISTEN connection each"
+    )
+    warning = await check_budget(settings, needed, what, "SERVER_PROCESSES or DB_POOL_MAX")
+    if settings.server_processes > 1:
+        pool = await settings_pool(settings, PROCESS, min_size=1, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                await require_host_tables(conn, settings)
+            if settings.database_pooler != "none":
+                await check_search_path(pool, settings)
+        finally:
+            await pool.close()
+    return warning
 
 
 def _process_settings(settings: Settings, index: int) -> Settings:
@@ -204,9 +224,13 @@ def supervise(settings: Settings) -> int:
     signal.signal(signal.SIGTERM, pass_on)
     signal.signal(signal.SIGINT, pass_on)
     # Until one ends: on a signal all do; otherwise that one failed and the rest are stopped.
-    wait([c.sentinel for c in children])
+    ended = wait([c.sentinel for c in children])
     if not signalled:
         stop_all(signal.SIGTERM)
     for child in children:
         child.join()
-    return 0 if signalled and all(c.exitcode == 0 for c in children) else 1
+    if signalled and all(c.exitcode == 0 for c in children):
+        return 0
+    # The status of the process that ended first (2: a setup problem, as with one process).
+    first = next(c for c in children if c.sentinel in ended)
+    return first.exitcode if first.exitcode is not None and first.exitcode > 0 else 1
