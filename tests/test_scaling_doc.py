@@ -11,7 +11,7 @@ import pytest
 from bench import runner, scaling_doc
 
 LEVEL = {"streams": 50000, "processes": 4, "held": 49000, "kb_per_stream_rss": 11.5,
-         "kb_per_stream_kernel": 4.5, "event_p99_ms": 31.0, "burst_all_s": 1.25,
+         "kb_per_stream_slab": 4.5, "event_p99_ms": 31.0, "burst_all_s": 1.25,
          "storm_s": 12.5, "storm_5xx": 0}  # fmt: skip
 
 
