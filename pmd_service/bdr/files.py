@@ -102,7 +102,10 @@ class ZipFiles:
         self.timeout = settings.store_timeout_seconds
         self.idle = settings.store_idle_seconds
         self.health = StoreHealth()
-        short = timedelta(seconds=self.timeout)
+        # The client's own timeouts are a backstop at twice the bound: `_call`'s bound must be
+        # the one that fires, or a frozen store reads as a store error instead of "no answer"
+        # depending on which of two equal timers the loop saw first.
+        short = timedelta(seconds=2 * self.timeout)
         self.store: S3Store | None = None
         self.meta: S3Store | None = None
         if self.bucket is not None:
