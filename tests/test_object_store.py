@@ -173,13 +173,15 @@ async def test_proxy_mode_streams_with_ranges_and_validators(
 
     client = await aiohttp_client(create_app(proxy_settings))
     # A slow client's download is cut off by the store's silence, never by its length; the
-    # calls about it (HEAD, DELETE, signing) by STORE_TIMEOUT_SECONDS.
+    # calls about it (HEAD, DELETE, signing) by STORE_TIMEOUT_SECONDS (5 s; ZipFiles._call's
+    # bound), with the client's own timeout a backstop at twice that, so the bound fires first.
     files = client.app[ZIP_FILES]
     assert files.store is not None and files.store.client_options is not None
     assert files.store.client_options.get("read_timeout") == "30000ms"
     assert files.store.client_options.get("timeout") == "604800000ms"
     assert files.meta is not None and files.meta.client_options is not None
-    assert files.meta.client_options.get("timeout") == "5000ms"
+    assert files.timeout == 5.0
+    assert files.meta.client_options.get("timeout") == "10000ms"
     owner, _, item = await ready_bdr(client, factory, proxy_settings)
     url, auth = item["download_url"], owner.auth
     whole = await client.get(url, headers=auth)
