@@ -387,6 +387,51 @@ async def test_moderator_watches_a_user(
             assert ids(await stream.updates(1)) == expected
 
 
+def _awaited_chain(task: asyncio.Task[Any]) -> list[str]:
+    """The coroutines a suspended task is parked in, outermost first."""
+    names = []
+    coro: Any = task.get_coro()
+    while coro is not None and hasattr(coro, "cr_code"):
+        names.append(coro.cr_code.co_qualname)
+        coro = coro.cr_await
+    return names
+
+
+async def test_an_open_stream_keeps_no_middleware_or_handler_frame_alive(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    # Tens of thousands of streams a process: each frame parked for a stream's life is paid
+    # that many times over (the middlewares' and the handler's were ~1.5 KB a stream).
+    server = await serve()
+    user = await factory.user()
+    bdr_id = await insert_bdr(pool, user)
+    async with open_stream(session, str(server.make_url(SSE)), user.auth) as stream:
+        await stream.opening()
+        parked = [
+            chain
+            for task in asyncio.all_tasks()
+            if (chain := _awaited_chain(task))[0] == "RequestHandler._handle_request"
+        ]
+        assert parked == [
+            [
+                "RequestHandler._handle_request",
+                "RequestHandler.finish_response",
+                "EventStream.write_eof",
+                "Subscriber.wait",
+            ]
+        ]
+        # ... and it still relays.
+        await step(pool, bdr_id)
+        [update] = await stream.updates(1, within=HUNG)
+        assert update.json()["id"] == bdr_id
+    hub = server.app[SSE_HUB]
+
+    async def let_go() -> bool:
+        return hub.subscriber_count == 0
+
+    await eventually(let_go, 5, "the hub letting the closed stream go")
+
+
 async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factory: Factory) -> None:
     server = await serve(sse_max_per_user=2)
     url = str(server.make_url(SSE))

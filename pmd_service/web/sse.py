@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator, Collection
 from typing import Annotated
@@ -33,6 +34,8 @@ from .keys import (
 )
 from .responses import json_response
 from .validation import parse_uuid
+
+log = logging.getLogger(__name__)
 
 RETRY_MS = 3000
 # After a drain the other servers are up already: come back sooner than after an error.
@@ -112,11 +115,11 @@ async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
 
 async def _open(
     request: web.Request, target_id: int, last_event_id: int | None
-) -> tuple[web.StreamResponse, int]:
+) -> tuple[EventStream, int]:
     """Send the opening; returns the response and the watermark (the last event id it holds)."""
     async with _turn(request):
         opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
-    response = web.StreamResponse(headers=SSE_HEADERS)
+    response = EventStream(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     await response.prepare(request)
     request[STREAM_RESPONSE] = response
@@ -125,22 +128,52 @@ async def _open(
     return response, opening.watermark
 
 
-async def _relay(response: web.StreamResponse, sub: Subscriber) -> None:
-    while True:
-        await sub.wait()
-        if sub.end is not None:
-            break
-        out: list[bytes] = []
-        if sub.ping_due:
-            sub.ping_due = False
-            out.append(frames.PING)
-        sub.collect(out)
-        if out:
-            await response.write(out[0] if len(out) == 1 else b"".join(out))
-    if sub.farewell is not None:  # timeout, access_revoked
-        await response.write(sub.farewell)
-    elif sub.end == "shutdown":
-        await response.write(_reconnect_frame())
+class EventStream(web.StreamResponse):
+    """The stream's response. Its relay runs in `write_eof`, which aiohttp awaits once the
+    handler and every middleware have returned: a stream open for hours then keeps aiohttp's
+    two frames, this one and `Subscriber.wait` alive, not the whole chain's (three
+    middlewares, the handler and its helpers: ~1 KB a stream, with tens of thousands of
+    streams a process; docs/benchmarks.md). The middlewares see the stream once its opening
+    is out: it is counted, and timed, as opened; a client that leaves later is a log line."""
+
+    _sub: Subscriber | None = None
+    _hub: Hub | None = None
+
+    def hand_over(self, hub: Hub, sub: Subscriber) -> None:
+        self._hub, self._sub = hub, sub
+        # Sent, and never read again (nor by aiohttp, whose access log is off): ~0.8 KB a
+        # stream.
+        self.headers.clear()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        hub, sub = self._hub, self._sub
+        if hub is None or sub is None:  # never handed over: the handler failed after prepare
+            await super().write_eof(data)
+            return
+        self._hub = self._sub = None
+        try:
+            # The relay, inline: a coroutine of its own would be one more frame a stream.
+            while True:
+                await sub.wait()
+                if sub.end is not None:
+                    break
+                out: list[bytes] = []
+                if sub.ping_due:
+                    sub.ping_due = False
+                    out.append(frames.PING)
+                sub.collect(out)
+                if out:
+                    await self.write(out[0] if len(out) == 1 else b"".join(out))
+            if sub.farewell is not None:  # timeout, access_revoked
+                await self.write(sub.farewell)
+            elif sub.end == "shutdown":
+                await self.write(_reconnect_frame())
+        except ConnectionError as exc:
+            log.info("GET /api/pmd/bdr/sse: the client went away mid-body (%s)", type(exc).__name__)
+            raise  # aiohttp's own answer to a client gone: no end chunk, the connection closed
+        finally:
+            hub.unsubscribe(sub)
+        await super().write_eof(data)
 
 
 def _reconnect_frame() -> bytes:
@@ -165,16 +198,19 @@ def _framing(response: web.StreamResponse) -> bool | None:
 
 async def stream(request: web.Request) -> web.StreamResponse:
     # Subscribe before reading the opening, so nothing committed in between is missed; the
-    # watermark then drops what the opening already holds. The helpers keep this frame (alive
-    # for hours, thousands of times over) free of the principal and the opening's bytes.
+    # watermark then drops what the opening already holds. The stream's life after the
+    # opening is the response's (EventStream.write_eof), so nothing of this frame, nor the
+    # principal or the opening's bytes, is held for it.
     sub, last_event_id = await _subscribe(request)
+    hub = request.app[SSE_HUB]
     try:
         response, sub.sent = await _open(request, sub.target_id, last_event_id)
-        sub.chunked = _framing(response)
-        await _relay(response, sub)
-        return response
-    finally:
-        request.app[SSE_HUB].unsubscribe(sub)
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    sub.chunked = _framing(response)
+    response.hand_over(hub, sub)  # from here on the response relays, and unsubscribes
+    return response
 
 
 async def create_ticket(request: web.Request) -> web.Response:
