@@ -343,6 +343,29 @@ def servers_rss_kb(pid: int) -> int:
     return sum(rss_kb(p) for p in [pid, *(int(c) for c in children)])
 
 
+def _postgres_pids() -> list[int]:
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (d / "comm").read_text().strip() == "postgres":
+                    pids.append(int(d.name))
+    return pids
+
+
+def _cpu_split(server: int, clients: _Clients) -> dict[str, float]:
+    """CPU seconds so far of the servers, PostgreSQL, the client processes, and the machine."""
+    from bench.scaling import cpu_seconds, machine_seconds
+
+    children = Path(f"/proc/{server}/task/{server}/children").read_text().split()
+    return {
+        "servers": sum(cpu_seconds(p) for p in [server, *(int(c) for c in children)]),
+        "database": sum(cpu_seconds(p) for p in _postgres_pids()),
+        "clients": sum(cpu_seconds(p.pid) for p in clients.procs if p.pid is not None),
+        "machine": machine_seconds()[0],
+    }
+
+
 def processes_for(streams: int) -> int:
     return max(1, math.ceil(streams / STREAMS_PER_PROCESS))
 
@@ -467,6 +490,7 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         print(f"  burst: p50 {fig['burst']['p50_ms']:.0f} ms, p99 {fig['burst']['p99_ms']:.0f} ms, "
               f"all {worst:.2f} s ({', '.join(delivered)})", flush=True)  # fmt: skip
 
+        cpu0 = _cpu_split(server.pid, clients)
         t0 = time.monotonic()
         storm = await clients.all("storm")
         statuses = sum((Counter(r["statuses"]) for r in storm), Counter())
@@ -475,13 +499,19 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
             max(r["last"] for r in storm) - t0 if reopened == sum(holding) else math.inf
         )
         fig["storm_reopened"] = reopened
+        cpu1 = _cpu_split(server.pid, clients)
+        # Where an opening's CPU goes (ms of one core per reopened stream), to say what bounds
+        # the storm: the servers, the database, the clients, or the rest (the kernel's softirq
+        # work for loopback TCP is charged to whoever is running, so part of it hides in each).
+        fig["storm_cpu_ms"] = {k: (cpu1[k] - cpu0[k]) * 1000 / max(1, reopened) for k in cpu0}
         fig["storm_statuses"] = {str(k): v for k, v in sorted(statuses.items())}
         fig["storm_5xx"] = sum(v for k, v in statuses.items() if 500 <= int(k) < 600)
         after = await clients.all("held")
         fig["lost"] = sum(r["lost"] for r in after)
         fig["misrouted"] = misrouted
         print(f"  storm: {reopened:,}/{sum(holding):,} back in {fig['storm_s']:.1f} s; not 200: "
-              f"{fig['storm_statuses'] or 'none'}", flush=True)  # fmt: skip
+              f"{fig['storm_statuses'] or 'none'}; CPU ms an opening: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in fig["storm_cpu_ms"].items()), flush=True)  # fmt: skip
         return fig
     finally:
         if clients is not None:
