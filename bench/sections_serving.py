@@ -287,8 +287,9 @@ def sse_box_section(f: dict[str, Any]) -> dict[str, str]:
     rows = [
         "| streams | server processes (pool each) | held | RSS | RSS per stream | kernel slab per "
         "stream, both ends | TCP buffers per stream, both ends | one event p50 | p99 | burst "
-        "p50 | p99 | every stream | its UPDATE | storm: all back | not 200 in the storm |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "p50 | p99 | every stream | its UPDATE | storm: all back | not 200 in the storm "
+        "| floor's storm | storm ÷ floor |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in levels:
         statuses = ", ".join(f"{n:,} × {k}" for k, n in lv["storm_statuses"].items()) or "none"
@@ -302,7 +303,7 @@ def sse_box_section(f: dict[str, Any]) -> dict[str, str]:
             f"| {lv['event']['p50_ms']:.1f} ms | {lv['event_p99_ms']:.1f} ms "
             f"| {lv['burst']['p50_ms']:.0f} ms | {lv['burst']['p99_ms']:.0f} ms "
             f"| {lv['burst_all_s']:.2f} s | {lv['burst']['update_ms']:.0f} ms "
-            f"| {storm} | {statuses} |"
+            f"| {storm} | {statuses} | {_floor_cell(lv)} |"
         )
     top = max(levels, key=lambda lv: lv["streams"])
     storm_top = f"{top['storm_s']:.1f} s"
@@ -340,4 +341,40 @@ def sse_box_section(f: dict[str, Any]) -> dict[str, str]:
         f"both, so absorbing {t['streams']:,} in {t['storm_s']:.0f} s would take "
         f"{t['streams'] / t['storm_s']:,.0f} a second."
     )
+    if "floor" in top:
+        notes += " " + _storm_cpu_note(top, t["storm_s"])
     return {"sse_box_table": "\n".join(rows), "sse_box_targets": targets, "sse_box_notes": notes}
+
+
+def _floor_cell(lv: dict[str, Any]) -> str:
+    """The floor's storm (sse_floor: the same clients against servers that do nothing) and the
+    service's as a multiple of it; older figures have none."""
+    floor = lv.get("floor")
+    if floor is None:
+        return "– | –"
+    if floor["storm_s"] == float("inf"):
+        return f"not all: {floor['storm_reopened']:,} | –"
+    ratio = lv["storm_s"] / floor["storm_s"]
+    return (
+        f"{floor['storm_s']:.1f} s | {ratio:.2f}×"
+        if ratio != float("inf")
+        else f"{floor['storm_s']:.1f} s | –"
+    )
+
+
+def _storm_cpu_note(top: dict[str, Any], target_s: float) -> str:
+    def split(cpu: dict[str, float]) -> str:
+        return (f"servers {cpu['servers']:.2f}, PostgreSQL {cpu['database']:.2f}, clients "
+                f"{cpu['clients']:.2f}, the whole machine {cpu['machine']:.2f}")  # fmt: skip
+
+    floor = top["floor"]
+    cores = top.get("cores", 2)
+    return (
+        f"Where a reopening's CPU went in the storm at {top['streams']:,} streams, in ms of one "
+        f"core: {split(top['storm_cpu_ms'])}; against the floor's servers, which only answer a "
+        f"fixed opening: {split(floor['storm_cpu_ms'])}. The floor's storm took "
+        f"{floor['storm_s']:.1f} s: the clients and the kernel's TCP set-up alone, on "
+        f"{cores} cores, leave {target_s:.0f} s "
+        f"{'room' if floor['storm_s'] < target_s else 'no room'} for any server work, and the "
+        f"service's storm is {top['storm_s'] / floor['storm_s']:.2f}× the floor's."
+    )
