@@ -455,6 +455,33 @@ async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factor
         await eventually(admitted, 5, "the closed stream freeing its place", interval=0.05)
 
 
+async def test_a_reconnect_at_the_cap_is_not_refused_for_the_stream_it_replaces(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # A reload, or every client of a network that dropped: the new stream arrives before the
+    # once-a-second pass has seen the old one go, and must not get a 429 for it.
+    server = await serve(sse_max_per_user=1)
+    url = str(server.make_url(SSE))
+    user = await factory.user()
+    hub = server.app[SSE_HUB]
+    async with (
+        aiohttp.ClientSession() as first_client,
+        open_stream(first_client, url, user.auth) as first,
+    ):
+        await first.opening()
+        [old] = list(hub._subscribers())
+    # The server has seen the connection close; the pass that frees its place has not run.
+
+    async def closed() -> bool:
+        return old.transport.is_closing()
+
+    await eventually(closed, 5, "the server seeing the first stream's connection close")
+    assert hub.subscriber_count == 1 and old.end is None
+    async with open_stream(session, url, user.auth) as second:
+        await second.opening()
+        assert hub.subscriber_count == 1
+
+
 async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_others(
     serve: Serve, session: aiohttp.ClientSession, factory: Factory
 ) -> None:

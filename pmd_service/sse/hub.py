@@ -286,6 +286,8 @@ class Hub:
         # per process: each replica enforces it for the streams it holds.
         open_now = self._per_caller.get(caller_id, 0)
         if open_now >= self._max_per_user:
+            open_now -= self._let_go_of_gone(caller_id, target_id)
+        if open_now >= self._max_per_user:
             raise ProblemError(
                 429,
                 "too-many-streams",
@@ -309,6 +311,20 @@ class Hub:
         if self.heap is not None:
             self.heap.opened(self.opened)
         return sub
+
+    def _let_go_of_gone(self, caller_id: int, target_id: int) -> int:
+        """At the cap: the caller's streams on this target whose client has already left (a
+        page reloaded, a network that dropped; the tick would see it within a second) go
+        now, so that a reconnect is not refused for the stream it replaces. Returns how many."""
+        gone = [
+            sub
+            for sub in self._by_target.get(target_id, ())
+            if sub.caller_id == caller_id and sub.transport.is_closing()
+        ]
+        for sub in gone:
+            sub.finish("gone")
+            self.unsubscribe(sub)  # its relay's own unsubscribe then finds it gone already
+        return len(gone)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         subs = self._by_target.get(sub.target_id)
