@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from string import Template
 from typing import Any
 
@@ -406,17 +407,52 @@ def cluster_part() -> str:
     return "\n".join(lines)
 
 
+def _blocks(text: str) -> list[tuple[str, str]]:
+    """A page's parts: what stands before its first `## ` heading (""), then each `## ` section
+    (its `### ` ones with it), by heading line."""
+    parts = re.split(r"(?m)^(?=## )", text)
+    return [(p.split("\n", 1)[0] if p.startswith("## ") else "", p) for p in parts]
+
+
+def _placeholders(text: str) -> set[str]:
+    return {m["named"] or m["braced"] for m in Template.pattern.finditer(text)} - {None}
+
+
+def splice(template: str, values: dict[str, str], old: str) -> str:
+    """The page from `template`, each part with every figure it names filled in; a part naming
+    a figure not measured here (a checkout that never ran that benchmark, or `--only` another)
+    stays as `old` had it, so a partial rerun never blanks or re-dates the rest."""
+    before = dict(_blocks(old))
+    out = []
+    for heading, block in _blocks(template):
+        if _placeholders(block) <= values.keys():
+            out.append(Template(block).substitute(values))
+        elif heading in before:
+            out.append(before[heading])
+        else:
+            missing = sorted(_placeholders(block) - values.keys())
+            out.append(Template(block).safe_substitute(
+                dict.fromkeys(missing, not_measured("capacity", None))))  # fmt: skip
+    return "".join(out)
+
+
 def render() -> None:
     path = RESULTS / "capacity.json"
     run = runs().get("capacity")
-    if not path.exists():
-        why = not_measured("capacity", run.get("failed") if run else None)
-        REPORT.write_text(f"# Scaling\n\n{why}\n\n{cluster_part()}\n")
-        return
-    f = json.loads(path.read_text())
+    values = {"sse_part": sse_part()} if sse_box() is not None else {}
+    if (RESULTS / "cluster.json").exists():
+        values["cluster_part"] = cluster_part()
+    if path.exists():
+        values |= _capacity_values(json.loads(path.read_text()), run)
+    old = REPORT.read_text() if REPORT.exists() else ""
+    REPORT.write_text(splice(TEMPLATE.read_text(), values, old))
+    print(f"wrote {REPORT}")
+
+
+def _capacity_values(f: dict[str, Any], run: dict[str, Any] | None) -> dict[str, str]:
     notify, slope, base = notify_part(f)
     redis_text, redis = redis_part(f)
-    values = {
+    return {
         "capacity_measured": measured("capacity", run),
         "cores": str(f["cores"]),
         "list_clients": str(f.get("list_clients", LIST_CONCURRENCY)),
@@ -426,7 +462,6 @@ def render() -> None:
         "lists_line": ratio_line(f["lists"], "server_hosts", "server hosts", f["cores"]),
         "bdrs_table": bdrs_table(f),
         "bdrs_line": ratio_line(f["bdrs"], "worker_hosts", "worker hosts", f["cores"]),
-        "sse_part": sse_part(),
         "connections_part": connections_part(f),
         "notify_part": notify,
         "redis_part": redis_text,
@@ -434,10 +469,7 @@ def render() -> None:
         "host": "\n".join(f"| `{k}` | {v:g} | {why} |" for k, (v, why) in HOST_INPUTS.items()),
         "base": "\n".join(f"| `{k}` | {v:g} | {why} |" for k, (v, why) in BASE_INPUTS.items()),
         "model": model(f, slope, base, redis),
-        "cluster_part": cluster_part(),
     }  # fmt: skip
-    REPORT.write_text(Template(TEMPLATE.read_text()).substitute(values))
-    print(f"wrote {REPORT}")
 
 
 if __name__ == "__main__":
