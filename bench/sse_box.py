@@ -83,12 +83,14 @@ def _percentile(samples: list[float], q: float) -> float:
 class _Stream(asyncio.Protocol):
     """One subscriber: its answer's status, then every live event's receipt time."""
 
-    __slots__ = ("client", "opened", "request", "tail", "transport", "user")
+    __slots__ = ("client", "last_id", "opened", "request", "tail", "token", "transport", "user")
 
-    def __init__(self, client: _Client, user: int, request: bytes) -> None:
+    def __init__(self, client: _Client, user: int, token: str, last_id: bytes | None) -> None:
         self.client = client
         self.user = user
-        self.request = request
+        self.token = token
+        self.request = client.request(token, last_id)
+        self.last_id = last_id  # the newest `id:` received: sent back as Last-Event-ID
         self.opened: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.tail = b""
         self.transport: asyncio.Transport | None = None
@@ -111,11 +113,14 @@ class _Stream(asyncio.Protocol):
                 self.transport.abort()
                 return
             at = buf.find(CONNECTED)
-            if at < 0:
+            if at < 0 or buf.find(b"\n\n", at) < 0:
                 self.tail = buf
                 return
             self.opened.set_result(200)
+            self._note_id(buf)
             buf = buf[at + len(CONNECTED) :]
+        else:
+            self._note_id(buf)
         count = buf.count(UPDATE)
         if count:
             self.client.received(self.user, now, count)
@@ -128,6 +133,11 @@ class _Stream(asyncio.Protocol):
             not self.opened.cancelled() and self.opened.result() == 200 and not self.client.dropping
         ):
             self.client.lost += 1
+
+    def _note_id(self, buf: bytes) -> None:
+        at = buf.rfind(b"\nid: ")
+        if at >= 0 and (end := buf.find(b"\n", at + 5)) > 0:
+            self.last_id = buf[at + 5 : end]
 
     def __call__(self) -> _Stream:
         """Its own protocol factory (a lambda in the retry loop would bind the wrong one)."""
@@ -167,28 +177,42 @@ class _Client:
         if len(self.times) >= self.expected:
             self.done.set()
 
-    def request(self, token: str) -> bytes:
+    def request(self, token: str, last_id: bytes | None) -> bytes:
+        resume = b"Last-Event-ID: " + last_id + b"\r\n" if last_id else b""
         return (
-            f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
-        ).encode()
+            (
+                f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+                f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n"
+            ).encode()
+            + resume
+            + b"\r\n"
+        )
 
     async def open(
         self, users: list[tuple[int, str]], concurrency: int, within_s: float
     ) -> dict[str, Any]:
-        """Opens PER_USER streams for each of `users`, retrying refusals until the deadline.
-        Returns how many opened, the statuses that were not 200, and when the last opened."""
+        """Opens PER_USER streams for each of `users` (see `reopen`)."""
+        wanted: list[tuple[int, str, bytes | None]] = [
+            (u, t, None) for u, t in users for _ in range(PER_USER)
+        ]
+        return await self.reopen(wanted, concurrency, within_s)
+
+    async def reopen(
+        self, wanted: list[tuple[int, str, bytes | None]], concurrency: int, within_s: float
+    ) -> dict[str, Any]:
+        """Opens a stream for each (user, token, Last-Event-ID or None), retrying refusals
+        until the deadline. Returns how many opened, the statuses that were not 200, and
+        when the last opened."""
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         statuses: Counter[int] = Counter()
         deadline = time.monotonic() + within_s
         last = 0.0
 
-        async def one(user: int, token: str) -> _Stream | None:
+        async def one(user: int, token: str, last_id: bytes | None) -> _Stream | None:
             nonlocal last
-            request = self.request(token)
             while time.monotonic() < deadline:
-                stream = _Stream(self, user, request)
+                stream = _Stream(self, user, token, last_id)
                 async with gate:
                     try:
                         await loop.create_connection(
@@ -207,7 +231,7 @@ class _Client:
                 await asyncio.sleep(1 + random.random())  # as EventSource's retry would
             return None
 
-        got = await asyncio.gather(*(one(u, t) for u, t in users for _ in range(PER_USER)))
+        got = await asyncio.gather(*(one(*w) for w in wanted))
         opened = [s for s in got if s is not None]
         self.streams += opened
         return {
@@ -233,13 +257,17 @@ class _Client:
 
     async def storm(self) -> dict[str, Any]:
         self.dropping = True
+        # Each comes back as EventSource does: with the last event id it received.
+        wanted = [(s.user, s.token, s.last_id) for s in self.streams]
         for s in self.streams:
             s.drop()
         self.streams = []
         await asyncio.sleep(0)
         self.dropping = False
         # All at once: as many openings in flight as there are streams.
-        return await self.open(self.users, len(self.users) * PER_USER, STORM_DEADLINE_S)
+        return await self.reopen(wanted, len(wanted), STORM_DEADLINE_S) | {
+            "resumed": sum(1 for w in wanted if w[2])
+        }
 
     def close(self) -> None:
         self.dropping = True
@@ -548,7 +576,8 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
         after = await clients.all("held")
         fig["lost"] = sum(r["lost"] for r in after)
         fig["misrouted"] = misrouted
-        print(f"  storm: {reopened:,}/{sum(holding):,} back in {fig['storm_s']:.1f} s; not 200: "
+        print(f"  storm: {reopened:,}/{sum(holding):,} back ({fig['storm_resumed']:,} with "
+              f"Last-Event-ID) in {fig['storm_s']:.1f} s; not 200: "
               f"{fig['storm_statuses'] or 'none'}; CPU ms an opening: "
               + ", ".join(f"{k} {v:.2f}" for k, v in fig["storm_cpu_ms"].items()), flush=True)  # fmt: skip
         return fig

@@ -103,5 +103,7 @@ def storm_summary(storm: list[dict[str, Any]], holding: int, t0: float) -> dict[
     return {
         "storm_s": max(r["last"] for r in storm) - t0 if reopened == holding else float("inf"),
         "storm_reopened": reopened,
+        # Streams that came back with Last-Event-ID (the others had received no event id).
+        "storm_resumed": sum(r.get("resumed", 0) for r in storm),
         "storm_statuses": {str(k): v for k, v in sorted(statuses.items())},
     }

@@ -4,6 +4,7 @@ killed or frozen, slow subscribers, the cap, pings, token expiry, and an EventSo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.sse import tickets
+from pmd_service.sse import service, tickets
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, SSE_HUB, SSE_OPENINGS
 from tests.factories import Factory, UserRow
@@ -274,14 +275,56 @@ async def test_last_event_id_resumes_with_exactly_the_missed_events(
     async with open_stream(session, url, user.auth, params) as stream:
         assert ids(await stream.opening()) == await event_ids(factory.pool, user, after=missed[1])
 
-    # Too old (purged by the daily cleanup), or never issued: reset, then the snapshot.
+    # Too old (purged by the daily cleanup), or never issued: reset, then the snapshot. A
+    # purged event is a day old, long gone from what a server holds in memory (its hub
+    # answers resumes from the events it read since it started, for an hour at most): a
+    # server started now holds none of these.
     await factory.pool.execute("DELETE FROM bdr_events WHERE id <= $1", missed[0])
+    url = str((await serve()).make_url(SSE))
     for stale in (str(last), "999999999", "not-a-number"):
         async with open_stream(session, url, user.auth | {"Last-Event-ID": stale}) as stream:
             opening = await stream.opening()
             assert [m.event for m in opening[1:]] == ["reset", "bdr_update", "connected"]
             assert opening[2].json()["id"] == bdr and opening[2].json()["progress"]["done"] == 8
             assert opening[-1].json() == {"resumed": False}
+
+
+async def test_a_resume_is_answered_from_the_hubs_memory_exactly_as_the_table_answers(
+    serve: Serve, factory: Factory
+) -> None:
+    """A reconnect storm's openings carry Last-Event-ID; the hub answers them from the events
+    it has read (no query), and must say exactly what `bdr_events` would."""
+    server = await serve()
+    hub = server.app[SSE_HUB]
+    user, other = await factory.user(), await factory.user()
+    mine, theirs = await insert_bdr(factory.pool, user), await insert_bdr(factory.pool, other)
+    for _ in range(3):
+        await step(factory.pool, mine)
+        await step(factory.pool, theirs)
+    newest = await factory.pool.fetchval("SELECT max(id) FROM bdr_events")
+
+    async def read_all() -> bool:
+        return bool(hub.recent.newest == newest)
+
+    await eventually(read_all, HUNG, "the hub reading every event")
+    own = await event_ids(factory.pool, user)
+    everyone = await factory.pool.fetch("SELECT id FROM bdr_events ORDER BY id")
+    # After each event there is, the user's own and the other's: the same bytes both ways.
+    for (after,) in everyone:
+        memory = service.resumed_from_memory(hub.recent, user.id, after)
+        table = await service.opening(factory.pool, user.id, after)
+        assert memory is not None, after
+        assert memory.body == table.body, after
+        assert memory.watermark == newest  # every later event reaches the stream live
+    assert service.resumed_from_memory(hub.recent, user.id, own[-1]) is not None
+
+    # What the hub cannot vouch for goes to the table: never an event id, newer than it
+    # has read, or older than what it holds (a server started after those events).
+    for unknown in (0, -1, newest + 1000):
+        assert service.resumed_from_memory(hub.recent, user.id, unknown) is None
+    fresh = (await serve()).app[SSE_HUB]
+    assert service.resumed_from_memory(fresh.recent, user.id, own[0]) is None
+    assert service.resumed_from_memory(fresh.recent, user.id, None) is None
 
 
 async def test_listener_killed_while_events_commit_loses_and_doubles_nothing(
@@ -398,7 +441,11 @@ def _awaited_chain(task: asyncio.Task[Any]) -> list[str]:
 
 
 async def test_an_open_stream_keeps_no_middleware_or_handler_frame_alive(
-    serve: Serve, session: aiohttp.ClientSession, factory: Factory, pool: asyncpg.Pool
+    serve: Serve,
+    session: aiohttp.ClientSession,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # Tens of thousands of streams a process: each frame parked for a stream's life is paid
     # that many times over (the middlewares' and the handler's were ~1.5 KB a stream).
@@ -430,6 +477,12 @@ async def test_an_open_stream_keeps_no_middleware_or_handler_frame_alive(
         return hub.subscriber_count == 0
 
     await eventually(let_go, 5, "the hub letting the closed stream go")
+    # A client leaving is the common end of a stream (a storm is a site's worth at once):
+    # counted by reason, not a log line each.
+    assert hub.ended_by == {"gone": 1}
+    metrics = await (await session.get(server.make_url("/metrics"))).text()
+    assert 'pmd_sse_streams_ended_total{reason="gone"} 1.0' in metrics
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO and "went away" in r.message]
 
 
 async def test_per_user_cap(serve: Serve, session: aiohttp.ClientSession, factory: Factory) -> None:

@@ -26,6 +26,7 @@ from ..core.problems import ProblemError
 from . import frames
 from .access import Pair, Revoked
 from .heap import HeapKeeper
+from .recent import RecentEvents
 
 # Which (caller, target) pairs of open streams lost their access (access.revocations).
 AccessCheck = Callable[[Collection[Pair]], Awaitable[dict[Pair, Revoked]]]
@@ -227,11 +228,15 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self.closing = False
         self.last_seen = 0
+        # The newest events read, for streams that resume (Last-Event-ID) without a query.
+        self.recent = RecentEvents()
         self.reconnects = 0
         self.frames_queued = 0  # bdr_update frames handed to subscribers (for /metrics)
         self.revoked = 0  # streams ended because their access was withdrawn (for /metrics)
         self.opened = 0  # streams ever subscribed, and ever unsubscribed (for `heap`)
         self.ended = 0
+        # Streams ended, by why (gone, timeout, revoked, overflow, shutdown), for /metrics.
+        self.ended_by: dict[str, int] = {}
         self.heap = heap
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -240,6 +245,7 @@ class Hub:
         """LISTEN before the first read, so no event falls between the two; then run."""
         self._conn = await self._connect()
         self.last_seen = await self._conn.fetchval(SQL_LAST_EVENT, timeout=self._liveness_seconds)
+        self.recent.start(self.last_seen)
         if self.heap is not None:
             self.heap.start()
         self._tasks = [
@@ -333,6 +339,8 @@ class Hub:
             if not subs:
                 del self._by_target[sub.target_id]
             self.ended += 1
+            why = sub.end or "gone"  # ended before its relay began: the opening failed
+            self.ended_by[why] = self.ended_by.get(why, 0) + 1
             left = self._per_caller[sub.caller_id] - 1
             if left:
                 self._per_caller[sub.caller_id] = left
@@ -484,6 +492,11 @@ class Hub:
                 SQL_EVENTS_AFTER, self.last_seen, READ_BATCH, timeout=self._liveness_seconds
             )
             if rows:
+                # Kept before the dispatch, which yields: a stream resuming meanwhile is
+                # answered up to the newest event kept, and this batch's live copies of what
+                # it was answered are then dropped as duplicates (Subscriber.sent).
+                for event_id, user_id, payload in rows:
+                    self.recent.add(event_id, user_id, payload)
                 await self._dispatch(rows)
                 self.last_seen = rows[-1][0]
             if len(rows) < READ_BATCH:

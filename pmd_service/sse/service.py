@@ -9,6 +9,7 @@ import asyncpg
 from ..bdr.schemas import ITEM_COLUMNS
 from ..core.rules import NEWEST_BDRS
 from . import frames
+from .recent import RecentEvents
 
 # More missed events than this and a fresh snapshot is the cheaper way to catch up.
 MAX_REPLAY = 2000
@@ -50,6 +51,25 @@ def parse_last_event_id(raw: str | None) -> int | None:
 
 def _connected(watermark: int, resumed: bool) -> bytes:
     return frames.event(b"connected", {"resumed": resumed}, watermark or None)
+
+
+def resumed_from_memory(
+    recent: RecentEvents, user_id: int, last_event_id: int | None
+) -> Opening | None:
+    """The opening of a stream resuming after an event the hub still holds, with no query:
+    what a reconnect storm is made of. None when the table must answer (no id, an id the
+    hub cannot vouch for, or more missed events than a replay sends)."""
+    if last_event_id is None:
+        return None
+    missed = recent.missed(user_id, last_event_id)
+    if missed is None or len(missed) > MAX_REPLAY:
+        return None
+    body = [frames.bdr_update_from_payload(payload, event_id) for event_id, payload in missed]
+    # `connected` carries the client's newest event, as from the table; the watermark is the
+    # newest kept: the subscriber is registered already, so every later event reaches it
+    # live, and none of this user's up to it is missing from this body.
+    after = missed[-1][0] if missed else last_event_id
+    return Opening(b"".join([*body, _connected(after, True)]), recent.newest)
 
 
 async def opening(pool: asyncpg.Pool, user_id: int, last_event_id: int | None) -> Opening:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -19,6 +18,7 @@ if TYPE_CHECKING:
     from ..bdr.files import ZipFiles
     from ..host.access import Principal
     from ..sse.hub import Hub
+    from ..sse.turns import Turns
     from .download_slots import ProxySlots
     from .endpoint import Endpoint
     from .outage import OutageLog
@@ -33,7 +33,7 @@ HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 # Stream openings whose database queries may run at once (web/sse.py): the rest wait their turn.
-SSE_OPENINGS = web.AppKey("sse_openings", asyncio.Semaphore)
+SSE_OPENINGS: web.AppKey[Turns] = web.AppKey("sse_openings")
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")
 # Whether the hub tends the process's garbage collector (sse/heap.py): the server process's

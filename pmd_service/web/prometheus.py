@@ -43,6 +43,15 @@ class _HubCollector(Collector):
                 "SSE streams ended because the account lost its access (ban, role, deactivation)",
                 value=hub.revoked,
             )
+            ended = CounterMetricFamily(
+                "pmd_sse_streams_ended",
+                "SSE streams ended, by why: gone (the client left), timeout (token expired), "
+                "revoked, overflow (fell behind), shutdown",
+                labels=["reason"],
+            )
+            for reason, count in sorted(hub.ended_by.items()):
+                ended.add_metric([reason], count)
+            yield ended
             heap = hub.heap
             if heap is not None:
                 yield GaugeMetricFamily(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import AsyncIterator, Collection
@@ -19,6 +17,7 @@ from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
 from ..sse.heap import HeapKeeper
 from ..sse.hub import Hub, Subscriber
+from ..sse.turns import Turns
 from .auth import bearer_or_ticket
 from .endpoint import Auth, Endpoint, Param
 from .endpoints import parse_query
@@ -76,7 +75,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # time out after DB_ACQUIRE_TIMEOUT as 503s (3,220 of 12,500 in bench.sse --box), and take
     # every connection from the other requests meanwhile. Here they wait their turn instead,
     # with half the pool, and the kernel's accept queue holds the rest.
-    app[SSE_OPENINGS] = asyncio.Semaphore(max(1, settings.db_pool_max // 2))
+    app[SSE_OPENINGS] = Turns(max(1, settings.db_pool_max // 2))
     yield
     await hub.stop()
 
@@ -88,18 +87,12 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
-@contextlib.asynccontextmanager
-async def _turn(request: web.Request) -> AsyncIterator[None]:
-    """An opening's turn at the pool. One that waited through the start of a shutdown is
-    answered 503 (reconnect elsewhere), not sent to a pool that is closing."""
-    async with request.app[SSE_OPENINGS]:
-        request.app[SSE_HUB].refuse_if_closing()
-        yield
-
-
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     query = parse_query(request, StreamQuery)
-    async with _turn(request):
+    # An opening's turn at the pool. One that waited through the start of a shutdown is
+    # answered 503 (reconnect elsewhere), not sent to a pool that is closing.
+    async with request.app[SSE_OPENINGS]:
+        request.app[SSE_HUB].refuse_if_closing()
         principal = await bearer_or_ticket(request)
     last_event_id = service.parse_last_event_id(
         request.headers.get("Last-Event-ID") or query.last_event_id
@@ -117,8 +110,11 @@ async def _open(
     request: web.Request, target_id: int, last_event_id: int | None
 ) -> tuple[EventStream, int]:
     """Send the opening; returns the response and the watermark (the last event id it holds)."""
-    async with _turn(request):
-        opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
+    opening = service.resumed_from_memory(request.app[SSE_HUB].recent, target_id, last_event_id)
+    if opening is None:
+        async with request.app[SSE_OPENINGS]:
+            request.app[SSE_HUB].refuse_if_closing()
+            opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
     response = EventStream(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     await response.prepare(request)
@@ -134,7 +130,8 @@ class EventStream(web.StreamResponse):
     two frames, this one and `Subscriber.wait` alive, not the whole chain's (three
     middlewares, the handler and its helpers: ~1 KB a stream, with tens of thousands of
     streams a process; docs/benchmarks.md). The middlewares see the stream once its opening
-    is out: it is counted, and timed, as opened; a client that leaves later is a log line."""
+    is out: it is counted, and timed, as opened; a client that leaves later is counted in
+    /metrics (`pmd_sse_streams_ended_total`)."""
 
     _sub: Subscriber | None = None
     _hub: Hub | None = None
@@ -164,12 +161,21 @@ class EventStream(web.StreamResponse):
                 sub.collect(out)
                 if out:
                     await self.write(out[0] if len(out) == 1 else b"".join(out))
+            if sub.end == "gone" or sub.transport.is_closing():
+                # The client left (the common end of a stream): nothing to write to. Counted
+                # by reason in /metrics rather than logged: a reconnect storm is a whole
+                # site's streams ending at once, and a line each was ~100,000 lines.
+                sub.end = "gone"
+                return
             if sub.farewell is not None:  # timeout, access_revoked
                 await self.write(sub.farewell)
             elif sub.end == "shutdown":
                 await self.write(_reconnect_frame())
         except ConnectionError as exc:
-            log.info("GET /api/pmd/bdr/sse: the client went away mid-body (%s)", type(exc).__name__)
+            sub.end = "gone"
+            log.debug(
+                "GET /api/pmd/bdr/sse: the client went away mid-body (%s)", type(exc).__name__
+            )
             raise  # aiohttp's own answer to a client gone: no end chunk, the connection closed
         finally:
             hub.unsubscribe(sub)

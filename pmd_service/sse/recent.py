@@ -1,0 +1,92 @@
+"""The newest BDR events a server process has read, kept so a stream that resumes with
+`Last-Event-ID` is answered without a query.
+
+A reconnect storm (a network drop, a balancer restart, a deploy) is thousands of streams
+reopening within seconds, each missing at most a few events. Read from `bdr_events`, each
+resume is a pooled connection and two statements; the hub has already read every one of
+those events from its LISTEN connection, in commit order, so it can answer from memory
+whenever it still holds every event after the client's.
+
+What it holds is a contiguous run: every event with `floor < id <= newest`, as read (ids
+have gaps where a transaction rolled back; no event in the run is missing). Only an id the
+run can vouch for is answered here: one it holds, or its floor (itself an event id that was
+read, or the newest at start-up). Anything else (older than the run, newer than this
+process has read, or never an event id) goes to the table as before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+# Events kept: at the end of a storm's few seconds a stream has missed a handful; a process
+# that read more than this since a client's last event sends it to the table instead. About
+# 0.5 KB each (the payload's JSON text), so ~2 MB a process.
+KEEP = 4096
+# And for this long at most: far inside the table's day (jobs/cleanup.py), so an id the
+# table has purged ("too old": `reset` and a snapshot) is never answered here instead.
+MAX_AGE_S = 3600.0
+
+
+class RecentEvents:
+    __slots__ = ("_by_user", "_floor_at", "_ids", "_keep", "_max_age", "floor", "newest")
+
+    def __init__(self, keep: int = KEEP, max_age_s: float = MAX_AGE_S) -> None:
+        self._keep = keep
+        self._max_age = max_age_s
+        # In id order: (id, user, when read) for eviction, and (id, payload) per user for a
+        # replay that looks at that user's events only.
+        self._ids: deque[tuple[int, int, float]] = deque()
+        self._by_user: dict[int, deque[tuple[int, str]]] = {}
+        self.floor = -1  # nothing is vouched for until `start`
+        self._floor_at = 0.0
+        self.newest = -1
+
+    def start(self, newest: int) -> None:
+        """The run begins after `newest` (the table's newest event when the listener began:
+        every later event will be read, in order)."""
+        self._ids.clear()
+        self._by_user.clear()
+        self.floor = self.newest = newest
+        self._floor_at = time.monotonic()
+
+    def add(self, event_id: int, user_id: int, payload: str) -> None:
+        """The next event read (ids ascending, none skipped). One read again (a batch whose
+        dispatch failed is read once more) is not added twice."""
+        if self.floor < 0 or event_id <= self.newest:
+            return
+        self._ids.append((event_id, user_id, time.monotonic()))
+        self._by_user.setdefault(user_id, deque()).append((event_id, payload))
+        self.newest = event_id
+        if len(self._ids) > self._keep:
+            old_id, old_user, self._floor_at = self._ids.popleft()
+            mine = self._by_user[old_user]
+            mine.popleft()
+            if not mine:
+                del self._by_user[old_user]
+            self.floor = old_id
+
+    def missed(self, user_id: int, after: int) -> list[tuple[int, str]] | None:
+        """`user_id`'s events after event `after`, oldest first; None when the run cannot
+        vouch that this is all of them (the table must answer)."""
+        if after <= 0 or not self.floor <= after <= self.newest:  # 0: never an event id
+            return None
+        read_at = self._floor_at if after == self.floor else self._read_at(after)
+        if read_at is None or time.monotonic() - read_at > self._max_age:
+            return None
+        return [e for e in self._by_user.get(user_id, ()) if e[0] > after]
+
+    def _read_at(self, event_id: int) -> float | None:
+        """When the run's event `event_id` was read; None when it holds no such id. Ids
+        ascend: a binary search (~log2(KEEP) probes into the deque)."""
+        ids = self._ids
+        lo, hi = 0, len(ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ids[mid][0] < event_id:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(ids) and ids[lo][0] == event_id:
+            return ids[lo][2]
+        return None

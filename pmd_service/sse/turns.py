@@ -1,0 +1,56 @@
+"""Turns at the pool for stream openings: a FIFO semaphore whose every step is O(1).
+
+A reconnect storm queues thousands of openings here at once. asyncio.Semaphore (3.11) scans
+its waiters on every acquire (`locked()`) and removes each woken one from the middle of its
+deque: both linear in the queue, so a storm of N openings cost O(N^2) (8% of a server's CPU
+at 12,500 streams, bench.sse --box). Here a released turn is handed straight to the oldest
+waiter still waiting; a waiter that gave up is skipped when its turn comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from types import TracebackType
+
+
+class Turns:
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, turns: int) -> None:
+        self._free = turns
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w.done())
+
+    async def __aenter__(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        turn = asyncio.get_running_loop().create_future()
+        self._waiters.append(turn)
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()  # handed a turn as it was cancelled: pass it on
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            turn = waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1

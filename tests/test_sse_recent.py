@@ -1,0 +1,67 @@
+"""The hub's memory of the newest events (pmd_service/sse/recent.py): what it vouches for."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pmd_service.sse.recent import RecentEvents
+
+
+def filled(keep: int, events: list[tuple[int, int]], newest_at_start: int = 10) -> RecentEvents:
+    run = RecentEvents(keep)
+    run.start(newest_at_start)
+    for event_id, user in events:
+        run.add(event_id, user, f'{{"e": {event_id}}}')
+    return run
+
+
+def test_nothing_is_vouched_for_before_the_listener_starts() -> None:
+    run = RecentEvents()
+    run.add(5, 1, "{}")
+    assert run.missed(1, 4) is None
+    assert run.newest == -1
+
+
+def test_the_users_events_after_a_held_id_or_the_floor_with_gaps_in_the_ids() -> None:
+    run = filled(100, [(11, 1), (12, 2), (15, 1), (16, 2), (20, 1)])  # 13, 14: rolled back
+    assert run.missed(1, 10) == [(11, '{"e": 11}'), (15, '{"e": 15}'), (20, '{"e": 20}')]
+    assert run.missed(1, 12) == [(15, '{"e": 15}'), (20, '{"e": 20}')]  # another user's id
+    assert run.missed(2, 16) == []
+    assert run.missed(1, 20) == []
+    assert run.missed(3, 11) == []  # a user with no events
+    # Not ids of the run: a gap, newer than read, older than the floor, never an id.
+    for after in (13, 14, 21, 9, 0, -1):
+        assert run.missed(1, after) is None, after
+
+
+def test_the_floor_moves_up_as_old_events_go() -> None:
+    run = filled(3, [(11, 1), (12, 1), (13, 2), (14, 1), (15, 2)])
+    assert run.floor == 12
+    assert run.missed(1, 11) is None  # gone: only the table can say what followed it
+    assert run.missed(1, 12) == [(14, '{"e": 14}')]
+    assert run.missed(2, 13) == [(15, '{"e": 15}')]
+
+
+def test_an_event_read_again_is_kept_once() -> None:
+    run = filled(10, [(11, 1), (12, 1)])
+    run.add(12, 1, "again")
+    run.add(11, 1, "again")
+    assert run.missed(1, 10) == [(11, '{"e": 11}'), (12, '{"e": 12}')]
+
+
+def test_ids_held_longer_than_the_age_limit_go_to_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    run = RecentEvents(100, max_age_s=60)
+    run.start(10)
+    run.add(11, 1, "a")
+    now[0] += 50
+    run.add(12, 1, "b")
+    now[0] += 20  # the floor (read at start) and 11 are 70 s old, 12 is 20 s old
+    assert run.missed(1, 10) is None
+    assert run.missed(1, 11) is None
+    assert run.missed(1, 12) == []
