@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.sse_floor import FloorServers, storm_summary
+from bench.storm_client import Storm
 
 PER_USER = 100
 STREAMS_PER_PROCESS = 14_300  # 100,000 / 7: each server process stays under 20,000 descriptors
@@ -168,6 +169,7 @@ class _Client:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     dropping: bool = False
     lost: int = 0
+    stormed: Storm | None = None
 
     def received(self, user: int, at: float, count: int) -> None:
         if self.target >= 0 and user != self.target:
@@ -264,16 +266,24 @@ class _Client:
         self.streams = []
         await asyncio.sleep(0)
         self.dropping = False
-        # All at once: as many openings in flight as there are streams.
-        return await self.reopen(wanted, len(wanted), STORM_DEADLINE_S) | {
-            "resumed": sum(1 for w in wanted if w[2])
-        }
+        # All at once (every opening in flight), from the lean client (bench/storm_client.py):
+        # its streams are only held after this, never read.
+        self.stormed = Storm(
+            self.source, self.port, [self.request(t, i) for _, t, i in wanted], STORM_DEADLINE_S
+        )
+        return self.stormed.run() | {"resumed": sum(1 for w in wanted if w[2])}
+
+    @property
+    def held(self) -> int:
+        return len(self.streams) + (len(self.stormed.held) if self.stormed else 0)
 
     def close(self) -> None:
         self.dropping = True
         for s in self.streams:
             s.drop()
         self.streams = []
+        if self.stormed is not None:
+            self.stormed.close()
 
 
 async def _serve(conn: Connection, client: _Client) -> None:
@@ -291,7 +301,7 @@ async def _serve(conn: Connection, client: _Client) -> None:
         elif command == "storm":
             reply = await client.storm()
         elif command == "held":
-            reply = {"held": len(client.streams), "lost": client.lost}
+            reply = {"held": client.held, "lost": client.lost}
         elif command == "close":
             client.close()
             conn.send(None)

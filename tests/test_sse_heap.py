@@ -37,3 +37,38 @@ def test_each_wave_of_streams_is_frozen_as_it_opens() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+# A storm: every stream ends and opens again at once. The full collection that reclaims the
+# ended streams' frozen garbage waits until openings pause, unless the garbage piles up.
+RECLAIM_CHILD = """
+from pmd_service.sse.heap import OVERDUE, QUIET_S, RECLAIM_AT_LEAST, HeapKeeper
+
+now = [100.0]
+keeper = HeapKeeper(clock=lambda: now[0])
+keeper.start()
+open_now = 2 * RECLAIM_AT_LEAST
+keeper.opened(1)
+keeper.tend(opened=1, ended=open_now, open_now=open_now)  # mid-storm: openings still coming
+assert keeper.reclaims == 0
+now[0] += QUIET_S
+keeper.tend(opened=1, ended=open_now, open_now=open_now)  # the storm is over
+assert keeper.reclaims == 1
+keeper.opened(2)
+keeper.tend(opened=2, ended=open_now + OVERDUE * open_now, open_now=open_now)  # piled up
+assert keeper.reclaims == 2
+keeper.stop()
+print("ok")
+"""
+
+
+def test_the_reclaim_waits_for_openings_to_pause_unless_garbage_piles_up() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", RECLAIM_CHILD],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

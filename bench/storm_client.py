@@ -1,0 +1,158 @@
+"""A reconnect storm's client side, as lean as Python allows: `bench.sse --box` reopens every
+stream of a client process at once through this, against the service and against its floor.
+
+On a real site the clients of a storm are other machines; here they share the server's two
+cores, so what they spend is taken from the servers. asyncio's `create_connection` costs a
+task, several futures, a transport and an address lookup per stream (~0.4 ms of CPU an
+opening, with the kernel's part); this is one epoll loop over plain non-blocking sockets,
+bound with IP_BIND_ADDRESS_NO_PORT (the kernel picks the port at connect time instead of
+searching for a free one at bind time among ~12,500 in use). The process does nothing else
+while its storm runs, so the loop blocks it.
+
+A stream counts as back when its answer's `connected` event has arrived; one refused, reset
+or answered other than 200 is retried after 1–2 s, as EventSource's retry would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import heapq
+import random
+import select
+import socket
+import struct
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
+LINGER_RST = struct.pack("ii", 1, 0)
+CONNECTED = b"event: connected"
+IN, OUT, ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR | select.EPOLLHUP
+
+
+@dataclass(slots=True)
+class _Conn:
+    sock: socket.socket
+    request: bytes
+    wanted: int  # its index in the storm's list
+    sent: bool = False
+    buf: bytes = b""
+
+
+@dataclass
+class Storm:
+    """Reopens `requests` (each a whole HTTP request) against `port` from `source`."""
+
+    source: str
+    port: int
+    requests: list[bytes]
+    deadline_s: float
+    held: list[socket.socket] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    last: float = 0.0
+
+    def run(self) -> dict[str, Any]:
+        ep = select.epoll()
+        conns: dict[int, _Conn] = {}
+        retry: list[tuple[float, int]] = []
+        deadline = time.monotonic() + self.deadline_s
+        try:
+            for i in range(len(self.requests)):
+                self._start(ep, conns, i, retry)
+            while (conns or retry) and time.monotonic() < deadline:
+                now = time.monotonic()
+                while retry and retry[0][0] <= now:
+                    self._start(ep, conns, heapq.heappop(retry)[1], retry)
+                wait = min(1.0, retry[0][0] - now) if retry else 1.0
+                for fd, ev in ep.poll(max(0.0, wait)):
+                    conn = conns.get(fd)
+                    if conn is not None:
+                        self._step(ep, conns, fd, conn, ev, retry)
+        finally:
+            for conn in conns.values():
+                _reset(conn.sock)
+            ep.close()
+        return {
+            "opened": len(self.held),
+            "asked": len(self.requests),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "last": self.last,
+        }
+
+    def _start(
+        self, ep: select.epoll, conns: dict[int, _Conn], i: int, retry: list[tuple[float, int]]
+    ) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+            sock.bind((self.source, 0))
+            code = sock.connect_ex(("127.0.0.1", self.port))
+        except OSError:
+            code = -1
+        if code not in (0, errno.EINPROGRESS):
+            sock.close()
+            self._failed(i, 0, retry)
+            return
+        conns[sock.fileno()] = _Conn(sock, self.requests[i], i)
+        ep.register(sock.fileno(), OUT | IN)
+
+    def _step(
+        self,
+        ep: select.epoll,
+        conns: dict[int, _Conn],
+        fd: int,
+        conn: _Conn,
+        ev: int,
+        retry: list[tuple[float, int]],
+    ) -> None:
+        try:
+            if not conn.sent and ev & OUT and not ev & ERR:
+                conn.sock.send(conn.request)
+                conn.sent = True
+                ep.modify(fd, IN)
+                return
+            data = conn.sock.recv(65536) if ev & IN else b""
+        except OSError:
+            data = b""
+        if not data:  # refused, reset, or closed before the opening
+            self._drop(ep, conns, fd, conn)
+            self._failed(conn.wanted, 0, retry)
+            return
+        buf = conn.buf + data
+        if len(buf) >= 12 and not buf.startswith(b"HTTP/1.1 200"):
+            self._drop(ep, conns, fd, conn)
+            self._failed(conn.wanted, int(buf[9:12]), retry)
+            return
+        at = buf.find(CONNECTED)
+        if at < 0 or buf.find(b"\n\n", at) < 0:
+            conn.buf = buf
+            return
+        ep.unregister(fd)
+        del conns[fd]
+        self.held.append(conn.sock)
+        self.last = time.monotonic()
+
+    def _drop(self, ep: select.epoll, conns: dict[int, _Conn], fd: int, conn: _Conn) -> None:
+        ep.unregister(fd)
+        del conns[fd]
+        _reset(conn.sock)
+
+    def _failed(self, i: int, status: int, retry: list[tuple[float, int]]) -> None:
+        self.statuses[status] += 1
+        heapq.heappush(retry, (time.monotonic() + 1 + random.random(), i))
+
+    def close(self) -> None:
+        for sock in self.held:
+            _reset(sock)
+        self.held = []
+
+
+def _reset(sock: socket.socket) -> None:
+    """Gone at once, with a reset: no FIN handshake, no TIME_WAIT holding the port."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    sock.close()
