@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -23,7 +24,7 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import service, tickets
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import DB_POOL, SSE_HUB, SSE_OPENINGS
+from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_OPENINGS
 from tests.factories import Factory, UserRow
 from tests.helpers import (
     SSE,
@@ -556,6 +557,40 @@ async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_o
         await Stream(resp).opening()
     finally:
         resp.close()
+
+
+async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_answer(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # A reconnect storm: many openings at once, one turn at the pool (half of 2). Their
+    # callers are looked up many to a query, and each opening still gets its own answer.
+    server = await serve(db_pool_max=2)
+    url = str(server.make_url(SSE))
+    users = [await factory.user() for _ in range(40)]
+    mine = {u.id: await insert_bdr(factory.pool, u) for u in users}
+    banned = await factory.user(banned_until=datetime.now(UTC) + timedelta(days=1))
+    gone = replace(users[0], token=factory.token("nosuchsqid"))
+    lookups = server.app[SSE_CALLERS]
+    before = lookups.queries
+    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+        asked = [session.get(url, headers=u.auth) for u in [*users, banned, gone]]
+        pending = [asyncio.ensure_future(a) for a in asked]
+        await asyncio.sleep(0.3)
+        assert not any(p.done() for p in pending)
+    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    try:
+        for user, resp in zip(users, answers, strict=False):
+            assert resp.status == 200, await resp.text()
+            snapshot = await Stream(resp).opening()
+            assert [m.json()["id"] for m in snapshot if m.event == "bdr_update"] == [mine[user.id]]
+        await assert_problem(answers[-2], 403)  # banned
+        await assert_problem(answers[-1], 401)  # names nobody
+    finally:
+        for resp in answers:
+            resp.close()
+    # 42 lookups: the first may have gone alone before the turn was taken; the rest share.
+    assert lookups.looked_up >= 42
+    assert lookups.queries - before <= 3, lookups.queries - before
 
 
 async def test_an_opening_that_waited_through_the_start_of_a_shutdown_is_a_503(

@@ -3,6 +3,7 @@ open stream is held to (no HTTP here; web/auth.py applies them to requests)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -23,6 +24,11 @@ SQL_USER_BY_SQID = _USER_COLUMNS + "WHERE public_sqid = $1"
 SQL_USER_BY_KEY = _USER_COLUMNS + "WHERE user_key = $1"
 # The callers and targets of every open stream of a process, re-checked in one query.
 SQL_USERS_BY_ID = _USER_COLUMNS + "WHERE id = ANY($1::int[])"
+# The callers of many stream openings at once (sse/callers.py).
+SQL_USERS_BY_SQIDS = _USER_COLUMNS + "WHERE public_sqid = ANY($1::text[])"
+
+# A user's row by public id, or None: load_user, or what batches the lookups of openings.
+UserLoader = Callable[[str], Awaitable[asyncpg.Record | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,19 +68,25 @@ class Principal:
         return self.caller.id != self.target.id
 
 
-async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
+def valid_sqid(sqid: str) -> bool:
     # Not a sqid at all (too long, or a NUL PostgreSQL text cannot hold): nobody has it.
-    if len(sqid) > 16 or "\x00" in sqid:
+    return len(sqid) <= 16 and "\x00" not in sqid
+
+
+async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
+    if not valid_sqid(sqid):
         return None
     row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
     return row
 
 
 async def caller_from_token(
-    pool: asyncpg.Pool, token: str, rules: TokenRules
+    pool: asyncpg.Pool, token: str, rules: TokenRules, load: UserLoader | None = None
 ) -> tuple[User, float]:
     subject = decode_token(token, rules)
-    row = await load_user(pool, subject.sqid) if subject.sqid is not None else None
+    row = None
+    if subject.sqid is not None:
+        row = await (load(subject.sqid) if load else load_user(pool, subject.sqid))
     if row is None and subject.user_key is not None:
         # As the host does: `sub` first, then the legacy claim.
         row = await pool.fetchrow(SQL_USER_BY_KEY, subject.user_key)

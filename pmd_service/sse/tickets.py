@@ -20,7 +20,14 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from ..core.problems import ProblemError, bad_request, unauthorized
-from ..host.access import Principal, User, account_denial, load_user, resolve_target
+from ..host.access import (
+    Principal,
+    User,
+    UserLoader,
+    account_denial,
+    load_user,
+    resolve_target,
+)
 
 TICKET_SECONDS = 30
 _KEY_PREFIX = "pmd:sse-ticket:"
@@ -91,9 +98,11 @@ async def redeem(
     ticket: str,
     target_sqid: str | None,
     bdr_id: str | None = None,
+    load: UserLoader | None = None,
 ) -> Principal:
     """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
-    minted for that BDR; for a stream (None), a stream ticket."""
+    minted for that BDR; for a stream (None), a stream ticket. `load` looks the caller up
+    (a stream's opening batches it with others')."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
@@ -130,7 +139,7 @@ async def redeem(
     if stored.exp <= time.time():
         raise unauthorized("The access token behind this ticket has expired; sign in again.")
     # The account may have changed in the seconds since: apply the token rules again.
-    row = await load_user(pool, stored.caller)
+    row = await (load(stored.caller) if load else load_user(pool, stored.caller))
     if row is None or row["id"] != stored.caller_id:
         raise unauthorized("The ticket names a user that no longer exists; sign in again.")
     denial = account_denial(row)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..core.problems import ProblemError, unauthorized
-from ..host.access import Principal, caller_from_token, resolve_target
+from ..host.access import Principal, UserLoader, caller_from_token, resolve_target
 from ..host.tokens import TokenRules
 from ..sse import tickets
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
@@ -24,7 +24,9 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def authenticate(request: web.Request, token: str) -> Principal:
+async def authenticate(
+    request: web.Request, token: str, load: UserLoader | None = None
+) -> Principal:
     pool = request.app[DB_POOL]
     settings = request.app[SETTINGS]
     rules = TokenRules(
@@ -33,7 +35,7 @@ async def authenticate(request: web.Request, token: str) -> Principal:
         settings.jwt_audience,
         settings.jwt_issuer,
     )
-    caller, exp = await caller_from_token(pool, token, rules)
+    caller, exp = await caller_from_token(pool, token, rules, load)
     target = await resolve_target(pool, caller, request.query.get("target_sqid"))
     return Principal(caller=caller, target=target, token_expires_at=exp)
 
@@ -55,12 +57,13 @@ async def retarget(request: web.Request, body_target: str | None) -> Principal:
     return Principal(principal.caller, target, principal.token_expires_at)
 
 
-async def bearer_or_ticket(request: web.Request) -> Principal:
+async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None) -> Principal:
     """The Bearer header, or else `?ticket=` from POST /api/pmd/bdr/sse-ticket: for what a
-    browser opens without headers (EventSource, a download link the browser saves itself)."""
+    browser opens without headers (EventSource, a download link the browser saves itself).
+    `load`: how the caller is looked up (a stream's opening batches it)."""
     token = bearer_token(request)
     if token is not None:
-        return await authenticate(request, token)
+        return await authenticate(request, token, load)
     ticket = request.query.get("ticket")
     if ticket is None:
         raise unauthorized(
@@ -75,4 +78,5 @@ async def bearer_or_ticket(request: web.Request) -> Principal:
         ticket,
         request.query.get("target_sqid"),
         request.match_info.get("id"),
+        load,
     )

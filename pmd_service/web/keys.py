@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..bdr.announcer import Announcer
     from ..bdr.files import ZipFiles
     from ..host.access import Principal
+    from ..sse.callers import UserLookups
     from ..sse.hub import Hub
     from ..sse.turns import Turns
     from .download_slots import ProxySlots
@@ -34,6 +35,7 @@ ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 # Stream openings whose database queries may run at once (web/sse.py): the rest wait their turn.
 SSE_OPENINGS: web.AppKey[Turns] = web.AppKey("sse_openings")
+SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")
 # Whether the hub tends the process's garbage collector (sse/heap.py): the server process's

@@ -15,6 +15,7 @@ from ..bdr import service as bdr_service
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
+from ..sse.callers import UserLookups
 from ..sse.heap import HeapKeeper
 from ..sse.hub import Hub, Subscriber
 from ..sse.turns import Turns
@@ -26,6 +27,7 @@ from .keys import (
     PRINCIPAL,
     REDIS,
     SETTINGS,
+    SSE_CALLERS,
     SSE_HUB,
     SSE_OPENINGS,
     STREAM_RESPONSE,
@@ -75,8 +77,10 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # time out after DB_ACQUIRE_TIMEOUT as 503s (3,220 of 12,500 in bench.sse --box), and take
     # every connection from the other requests meanwhile. Here they wait their turn instead,
     # with half the pool, and the kernel's accept queue holds the rest.
-    app[SSE_OPENINGS] = Turns(max(1, settings.db_pool_max // 2))
+    app[SSE_OPENINGS] = turns = Turns(max(1, settings.db_pool_max // 2))
+    app[SSE_CALLERS] = callers = UserLookups(pool, turns, hub.refuse_if_closing)
     yield
+    await callers.stop()
     await hub.stop()
 
 
@@ -89,11 +93,9 @@ async def _close_streams(app: web.Application) -> None:
 
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     query = parse_query(request, StreamQuery)
-    # An opening's turn at the pool. One that waited through the start of a shutdown is
-    # answered 503 (reconnect elsewhere), not sent to a pool that is closing.
-    async with request.app[SSE_OPENINGS]:
-        request.app[SSE_HUB].refuse_if_closing()
-        principal = await bearer_or_ticket(request)
+    # The caller's lookup is batched with other openings' (sse/callers.py), in their turns
+    # at the pool.
+    principal = await bearer_or_ticket(request, request.app[SSE_CALLERS].by_sqid)
     last_event_id = service.parse_last_event_id(
         request.headers.get("Last-Event-ID") or query.last_event_id
     )

@@ -1,0 +1,94 @@
+"""The user lookups of stream openings, many to a query.
+
+Every opening checks the account its token (or ticket) names: deactivated, banned, its
+roles. A reconnect storm is thousands of openings at once, and one query each was the
+largest share of a server's CPU per opening (~27% at 100,000 streams, bench.sse --box: the
+round trip, asyncpg's protocol work and the loopback's, per opening). Here lookups that
+arrive while a query is out wait for the next one, which takes them all: under load a query
+serves hundreds of openings; alone, a lookup is sent at once.
+
+The queries take the openings' turns at the pool (sse/turns.py), as the openings' other
+queries do, so a storm still leaves the rest of the pool to other requests; and one that
+got its turn as the server began to stop answers every waiting opening 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+
+import asyncpg
+
+from ..host.access import SQL_USERS_BY_SQIDS, valid_sqid
+from .turns import Turns
+
+# Public ids a query looks up at most (the rest wait for the next one).
+MAX_BATCH = 500
+# Queries out at once: each takes a turn; a second lets lookups flow while one is out.
+IN_FLIGHT = 2
+
+
+class UserLookups:
+    def __init__(self, pool: asyncpg.Pool, turns: Turns, refuse_if_closing: Callable[[], None]):
+        self._pool = pool
+        self._turns = turns
+        self._refuse_if_closing = refuse_if_closing
+        self._waiting: dict[str, list[asyncio.Future[asyncpg.Record | None]]] = {}
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.queries = 0  # for tests and benchmarks: lookups answered per query
+        self.looked_up = 0
+
+    async def by_sqid(self, sqid: str) -> asyncpg.Record | None:
+        """The `users` row (host/access.py's columns) with this public id, or None."""
+        if not valid_sqid(sqid):
+            return None
+        found = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(sqid, []).append(found)
+        self._send()
+        row: asyncpg.Record | None = await found
+        return row
+
+    def _send(self) -> None:
+        while self._waiting and self._in_flight < IN_FLIGHT:
+            batch = dict(itertools.islice(self._waiting.items(), MAX_BATCH))
+            for sqid in batch:
+                del self._waiting[sqid]
+            self._in_flight += 1
+            task = asyncio.create_task(self._query(batch), name="sse-user-lookups")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _query(self, batch: dict[str, list[asyncio.Future[asyncpg.Record | None]]]) -> None:
+        try:
+            async with self._turns:
+                self._refuse_if_closing()
+                rows = await self._pool.fetch(SQL_USERS_BY_SQIDS, list(batch))
+        except Exception as exc:  # the database's or the shutdown's: every opening answers it
+            for waiters in batch.values():
+                for found in waiters:
+                    if not found.done():
+                        # Shared: a future re-raises it with the traceback it was set with,
+                        # so the openings' tracebacks do not pile onto one another.
+                        found.set_exception(exc)
+            return
+        else:
+            self.queries += 1
+            by_sqid = {row["public_sqid"]: row for row in rows}
+            for sqid, waiters in batch.items():
+                self.looked_up += len(waiters)
+                for found in waiters:
+                    if not found.done():  # its opening was cancelled meanwhile
+                        found.set_result(by_sqid.get(sqid))
+        finally:
+            for waiters in batch.values():  # only when this query itself was cancelled
+                for found in waiters:
+                    found.cancel()
+            self._in_flight -= 1
+            self._send()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
