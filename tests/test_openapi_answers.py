@@ -3,12 +3,15 @@ and header the server sends is declared for its operation (header values as the 
 pattern says), and every media type and header declared for a status it answered is one it
 sent.
 
-The answers: a ready download asked with Range and every condition, in each way of sending the
-ZIP (the local folder, a bucket proxied or redirected to).
+Two sets of answers: a ready download asked with Range and every condition, in each way of
+sending the ZIP (the local folder, a bucket proxied or redirected to); and every operation of
+the document while PostgreSQL is unreachable (its port refuses, its connections are cut).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -23,8 +26,17 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory
-from tests.helpers import fetch_item, request_bdr, run_worker
+from tests.factories import Factory, UserRow
+from tests.helpers import (
+    SSE,
+    direct,
+    fetch_item,
+    free_port,
+    on_port,
+    open_database,
+    request_bdr,
+    run_worker,
+)
 from tests.test_proxy_downloads import in_bucket
 
 Client = TestClient[Any, Any]
@@ -196,3 +208,149 @@ async def test_every_answer_of_a_download_is_declared_as_sent(
     doc, everywhere = await _document(client)
     assert not undeclared(doc, answers.values(), everywhere)
     assert not never_sent(doc, answers.values())
+
+
+# --- every operation while the database is unreachable ----------------------------------------
+
+
+class DatabaseRelay:
+    """A port in front of the test's PostgreSQL that can be cut, as a database host that went
+    away: it stops listening (new connections are refused) and drops the open ones."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await open_database(self.target)
+        self.writers += [writer, up_writer]
+        for task in (_pipe(reader, up_writer), _pipe(up_reader, writer)):
+            t = asyncio.create_task(task)
+            self.tasks.add(t)
+            t.add_done_callback(self.tasks.discard)
+
+    async def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    with contextlib.suppress(OSError):
+        dst.close()
+
+
+@dataclass(frozen=True)
+class World:
+    owner: UserRow
+    post_id: int
+    bdr_id: str
+    tickets: dict[str, str]  # a download's and a stream's, minted before the outage
+
+
+Request = tuple[str, str, dict[str, Any]]  # method, URL, aiohttp's keyword arguments
+
+
+def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
+    """Per documented operation, requests that work while the database does."""
+    auth = {"headers": w.owner.auth}
+    bdr = f"/api/pmd/bdr/{w.bdr_id}"
+    return {
+        ("GET", "/healthz"): [("GET", "/healthz", {})],
+        ("GET", "/readyz"): [("GET", "/readyz", {})],
+        ("GET", "/openapi.json"): [("GET", "/openapi.json", {})],
+        ("GET", "/metrics"): [("GET", "/metrics", {})],
+        ("GET", "/api/pmd/posts"): [("GET", "/api/pmd/posts", auth)],
+        ("POST", "/api/pmd/action"): [
+            ("POST", "/api/pmd/action", auth | {"json": {"action": "hide", "post_ids": [w.post_id]}})
+        ],
+        ("POST", "/api/pmd/license"): [
+            ("POST", "/api/pmd/license", auth | {"json": {"post_ids": [w.post_id], "license_id": None}})
+        ],
+        ("GET", "/api/pmd/licenses"): [("GET", "/api/pmd/licenses", auth)],
+        ("POST", "/api/pmd/bdr"): [("POST", "/api/pmd/bdr", auth | {"json": {"post_ids": [w.post_id]}})],
+        ("GET", "/api/pmd/bdr"): [("GET", "/api/pmd/bdr", auth)],
+        ("GET", "/api/pmd/bdr/{id}"): [("GET", bdr, auth)],
+        ("DELETE", "/api/pmd/bdr/{id}"): [("DELETE", bdr, auth)],
+        ("GET", DOWNLOAD): [
+            ("GET", f"{bdr}/download", auth),
+            ("HEAD", f"{bdr}/download", auth),
+            ("GET", f"{bdr}/download", {"params": {"ticket": w.tickets["download"]}}),
+        ],
+        ("POST", "/api/pmd/bdr/sse-ticket"): [("POST", "/api/pmd/bdr/sse-ticket", auth)],
+        ("GET", SSE): [("GET", SSE, auth), ("GET", SSE, {"params": {"ticket": w.tickets["stream"]}})],
+    }  # fmt: skip
+
+
+async def _world(client: Client, factory: Factory, settings: Settings) -> World:
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+
+    async def ticket(**params: str) -> str:
+        resp = await client.post("/api/pmd/bdr/sse-ticket", headers=owner.auth, params=params)
+        assert resp.status == 200
+        value: str = (await resp.json())["ticket"]
+        return value
+
+    tickets = {"download": await ticket(bdr_id=item["id"]), "stream": await ticket()}
+    return World(owner, post.id, item["id"], tickets)
+
+
+async def _send(client: Client, method: str, url: str, kwargs: dict[str, Any]) -> ClientResponse:
+    resp = await client.request(method, url, allow_redirects=False, **kwargs)
+    await resp.read()  # an SSE stream would not end: none opens while the database is away
+    return resp
+
+
+async def test_every_answer_while_the_database_is_unreachable_is_declared(
+    aiohttp_client: AiohttpClient,
+    factory: Factory,
+    settings: Settings,
+    redis_clean: None,
+) -> None:
+    relay = DatabaseRelay(settings.direct_url)
+    await relay.open()
+    try:
+        through = direct(settings, on_port(settings.direct_url, relay.port))
+        client: Client = await aiohttp_client(create_app(through))
+        world = await _world(client, factory, through)
+        doc, everywhere = await _document(client)
+        requests = _outage_requests(world)
+        documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+        assert set(requests) == documented, "an operation without a request here"
+
+        await relay.cut()
+        answers = [
+            Answer.of(method, path, await _send(client, *request))
+            for (method, path), sent in requests.items()
+            for request in sent
+        ]
+    finally:
+        await relay.cut()
+
+    # Whatever else it does, every operation that authenticates reads the database first.
+    secured = {
+        (m, p) for p, ops in doc["paths"].items() for m, op in ops.items() if "security" in op
+    }
+    refused = {(a.method, a.path) for a in answers if a.status == 503}
+    assert refused == secured | {("get", "/readyz")}, [(a.path, a.status) for a in answers]
+    assert all(int(a.headers["retry-after"]) > 0 for a in answers if a.status == 503)
+    assert not undeclared(doc, answers, everywhere)
+    assert not never_sent(doc, answers)

@@ -133,6 +133,8 @@ ENDPOINTS = (
         "post", "/api/pmd/bdr", create_bdr, "createBdr", "Request a ZIP of up to 128 artworks",
         "downloads", ok_status=202, ok_description="Accepted: the request is queued",
         request=BdrRequest, response=BdrItem, problems=(429, 503),
+        problem_notes={503: "The ZIP folder's file system is short of free space "
+                            "(BDR_MIN_FREE_BYTES); see Retry-After"},
         headers={"Location": "The new request's URL"},
     ),
     Endpoint("get", "/api/pmd/bdr", list_bdrs, "listBdrs", "The 20 newest download requests",

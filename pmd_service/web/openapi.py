@@ -36,6 +36,7 @@ _HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
     # `bytes 0-1023/4096` (a 206), or `bytes */4096` (a 416: the size, no range).
     "Content-Range": {"type": "string", "pattern": r"^bytes ([0-9]+-[0-9]+|\*)/[0-9]+$"},
 }
+DATABASE_REFUSES = "the database is not taking connections (overloaded, restarting or unreachable)"
 
 
 def _query_params(struct: type[msgspec.Struct]) -> list[Param]:
@@ -150,11 +151,21 @@ def _headers(described: dict[str, str]) -> dict[str, Any]:
     }
 
 
+def _reads_database(op: Endpoint) -> bool:
+    """Authentication reads the caller's row from PostgreSQL (a token's user, a ticket's)
+    before any handler runs, the stream's own included: while the database refuses
+    connections, every authenticated endpoint is answered 503 with Retry-After
+    (web/problems.py), whatever its handler would have done."""
+    return op.auth is not Auth.PUBLIC
+
+
 def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
     statuses = set(op.problems)
     if op.auth is not Auth.PUBLIC:
         # 404 too: an unknown `target_sqid` (every authenticated endpoint takes one).
         statuses |= set(AUTH_PROBLEMS)
+    if _reads_database(op):
+        statuses.add(503)
     if op.request is not None:
         statuses |= {400, 413, 415, 422}
     if has_params:
@@ -163,7 +174,12 @@ def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
 
 
 def _problem_description(op: Endpoint, status: int) -> str:
-    return op.problem_notes.get(status) or _PROBLEM_DESCRIPTIONS.get(status, "Problem")
+    own = op.problem_notes.get(status) or _PROBLEM_DESCRIPTIONS.get(status, "Problem")
+    if status != 503 or not _reads_database(op):
+        return own
+    if 503 not in op.problems:
+        return f"Unavailable while {DATABASE_REFUSES}; see Retry-After"
+    return f"{own}. Also while {DATABASE_REFUSES}"
 
 
 _PROBLEM_DESCRIPTIONS = {
@@ -177,7 +193,7 @@ _PROBLEM_DESCRIPTIONS = {
     415: "Body is not JSON",
     422: "Body does not match the schema",
     429: "Limit reached; see Retry-After",
-    503: "Not ready",
+    503: "Unavailable for now; see Retry-After",
 }
 
 
