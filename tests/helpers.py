@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -70,6 +71,25 @@ def direct(settings: Settings, url: str, **changes: Any) -> Settings:
     return msgspec.structs.replace(
         settings, database_url=url, database_direct_url=None, database_pooler="none", **changes
     )
+
+
+def on_port(url: str, port: int) -> str:
+    """`url` (TCP, or a unix socket as the embedded server's) pointing at 127.0.0.1:`port`."""
+    parts = urlsplit(url)
+    auth = parts.username or ""
+    if parts.password:
+        auth += f":{parts.password}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
+    return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}", query=query))
+
+
+async def open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the real PostgreSQL server of `url`, TCP or unix socket."""
+    parts = urlsplit(url)
+    socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
+    if socket_dir.startswith("/"):
+        return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
+    return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
 
 
 def as_role(url: str, role: str, password: str) -> str:

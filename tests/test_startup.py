@@ -11,34 +11,15 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from tests.helpers import direct, free_port
+from tests.helpers import direct, free_port, on_port, open_database
 from tests.procs import ARQ_WORKER, CLI, SERVE, WORKER, Proc, process_env, run
-
-
-def _on_port(url: str, port: int) -> str:
-    """`url` (TCP, or a unix socket as the embedded server's) pointing at 127.0.0.1:`port`."""
-    parts = urlsplit(url)
-    auth = parts.username or ""
-    if parts.password:
-        auth += f":{parts.password}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k != "host"])
-    return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}", query=query))
-
-
-async def _open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the real PostgreSQL server of `url`, TCP or unix socket."""
-    parts = urlsplit(url)
-    socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
-    if socket_dir.startswith("/"):
-        return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
-    return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
 
 
 @pytest.mark.parametrize(
@@ -50,7 +31,7 @@ async def test_an_unreachable_service_is_retried_then_one_line_and_exit_1(
 ) -> None:
     nowhere = free_port()  # nothing listens there
     if down == "PostgreSQL":
-        settings = direct(settings, _on_port(settings.direct_url, nowhere))
+        settings = direct(settings, on_port(settings.direct_url, nowhere))
     else:
         settings = replace(settings, redis_url=f"redis://127.0.0.1:{nowhere}/0")
     env = process_env(settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2",
@@ -82,7 +63,7 @@ class LateForwarder:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await _open_database(self.target)
+        up_reader, up_writer = await open_database(self.target)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(ConnectionError):
@@ -120,7 +101,7 @@ async def test_a_database_that_comes_up_during_the_wait_is_joined(
     async with late(settings.direct_url) as db:
         port = free_port()
         env = process_env(
-            direct(settings, _on_port(settings.direct_url, db.port)),
+            direct(settings, on_port(settings.direct_url, db.port)),
             tmp_path, STARTUP_WAIT_SECONDS="120", PORT=str(port),
         )  # fmt: skip
         server = await Proc.start(SERVE, env, "server")
@@ -148,7 +129,7 @@ async def test_the_arq_form_waits_for_the_database_too(
     worker` does."""
     async with late(settings.direct_url) as db:
         env = process_env(
-            direct(settings, _on_port(settings.direct_url, db.port)),
+            direct(settings, on_port(settings.direct_url, db.port)),
             tmp_path, STARTUP_WAIT_SECONDS="120", LOG_FORMAT="text",
         )  # fmt: skip
         worker = await Proc.start(ARQ_WORKER, env, "worker")

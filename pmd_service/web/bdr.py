@@ -115,11 +115,26 @@ class DownloadQuery(msgspec.Struct):
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
 
+# What a cache or a resuming client needs of every answer with the ZIP's bytes (200 and 206).
+_VALIDATORS = {
+    "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
+    "Last-Modified": "When the ZIP was written (If-Modified-Since, If-Unmodified-Since, If-Range)",
+    "Accept-Ranges": "`bytes`: a download can be resumed with Range",
+    "Cache-Control": "`private, no-store`",
+}
+_ZIP_HEADERS = {
+    **_VALIDATORS,
+    "Content-Disposition": "attachment; filename=makapix-artworks-….zip",
+    "Content-Length": "The bytes in this answer: the whole ZIP's size for a 200, the range's for a 206",
+}
+
 ENDPOINTS = (
     Endpoint(
         "post", "/api/pmd/bdr", create_bdr, "createBdr", "Request a ZIP of up to 128 artworks",
         "downloads", ok_status=202, ok_description="Accepted: the request is queued",
         request=BdrRequest, response=BdrItem, problems=(429, 503),
+        problem_notes={503: "The ZIP folder's file system is short of free space "
+                            "(BDR_MIN_FREE_BYTES); see Retry-After"},
         headers={"Location": "The new request's URL"},
     ),
     Endpoint("get", "/api/pmd/bdr", list_bdrs, "listBdrs", "The 20 newest download requests",
@@ -132,19 +147,14 @@ ENDPOINTS = (
     Endpoint("get", "/api/pmd/bdr/{id}/download", download_bdr, "downloadBdr",
              "The ZIP (Range supported)", "downloads", response_media="application/zip",
              auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
-             ok_description="The ZIP file",
-             headers={
-                 "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
-                 "Last-Modified": "When the ZIP was written (If-Modified-Since, "
-                                  "If-Unmodified-Since, If-Range)",
-                 "Accept-Ranges": "`bytes`: a download can be resumed with Range",
-                 "Content-Disposition": "attachment; filename=makapix-artworks-….zip",
-                 "Cache-Control": "`private, no-store`",
-             },
+             ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
+                            "an invalid one, or an If-Range that does not hold)",
+             headers=_ZIP_HEADERS,
              params=(
                  _ID,
-                 Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`); several "
-                       "ranges, or an invalid one, are answered with the whole file"),
+                 Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`, `bytes=1024-`, "
+                       "`bytes=-512`); several ranges, or an invalid one, are answered with the "
+                       "whole file"),
                  Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
                        "has this ETag or Last-Modified date"),
                  Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
@@ -156,21 +166,35 @@ ENDPOINTS = (
                  Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
                        "since this HTTP date (ignored with If-None-Match)"),
              ),
-             problems=(404, 409, 410, 412, 429, 503),
+             problems=(404, 409, 410, 412, 416, 429, 503),
              problem_notes={
-                 412: "If-Match or If-Unmodified-Since does not hold for the ZIP",
+                 412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
+                      "the ZIP's now",
+                 416: "The one range asked for holds no byte of the ZIP (it starts at or past "
+                      "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
                  429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
                       "streaming from this server; see Retry-After",
                  503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
                       "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
                       "see Retry-After",
              },
-             other_responses=((206, "The requested byte range", "application/zip"),
+             # One range at most: a request for several is answered 200 with the whole ZIP,
+             # never multipart/byteranges (object_download._byte_range).
+             other_responses=((206, "The one byte range asked for (If-Range, if sent, holds)",
+                               "application/zip"),
                               (304, "Not modified: If-None-Match (`*` included) or "
                                "If-Modified-Since matches the ZIP", None),
                               (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): "
                                "`Location` is a signed URL of the ZIP, valid "
-                               "BDR_SIGNED_URL_SECONDS", None),
-                              (416, "The range lies outside the file", None)),
+                               "BDR_SIGNED_URL_SECONDS", None)),
+             status_headers={
+                 206: {**_ZIP_HEADERS, "Content-Range": "`bytes <first>-<last>/<size>`: where "
+                       "this part lies in the ZIP"},
+                 304: _VALIDATORS,
+                 302: {"Location": "A signed URL of the ZIP (conditions and ranges are the "
+                       "store's to answer there)", "Cache-Control": "`private, no-store`"},
+                 412: {"ETag": "The ZIP's entity tag now"},
+                 416: {"Content-Range": "`bytes */<size>`: the ZIP's size"},
+             },
     ),
 )  # fmt: skip

@@ -54,6 +54,9 @@ class Endpoint:
     headers: dict[str, str] = field(default_factory=dict)
     # Other non-problem answers: (status, description, media type of the body or None).
     other_responses: tuple[tuple[int, str, str | None], ...] = ()
+    # The headers of answers other than the success (a 206's Content-Range, a 412's ETag), by
+    # status; each status must be one the endpoint declares.
+    status_headers: dict[int, dict[str, str]] = field(default_factory=dict)
     allow_head: bool = True  # GET only
     # Open for hours, thousands at once (SSE): kept free of per-request context (request_ids).
     long_lived: bool = False

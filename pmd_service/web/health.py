@@ -84,5 +84,7 @@ ENDPOINTS = (
              response=HealthStatus),
     Endpoint("get", "/readyz", readyz, "readyz", "Readiness: database and Redis reachable "
              "(and, with ZIPs in a bucket, how the store's last call went: `checks.store`)",
-             "operations", auth=Auth.PUBLIC, response=ReadyStatus, problems=(503,)),
+             "operations", auth=Auth.PUBLIC, response=ReadyStatus, problems=(503,),
+             problem_notes={503: "Not ready: the database or Redis is unreachable (`checks` "
+                                 "names which); see Retry-After"}),
 )  # fmt: skip

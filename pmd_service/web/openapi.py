@@ -30,6 +30,13 @@ RETRY_AFTER = {
     "description": "Seconds to wait before retrying",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
 }
+# Headers whose values have a shape a client may rely on; any other is just a string.
+_HEADER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Content-Length": {"type": "string", "pattern": "^[0-9]+$"},
+    # `bytes 0-1023/4096` (a 206), or `bytes */4096` (a 416: the size, no range).
+    "Content-Range": {"type": "string", "pattern": r"^bytes ([0-9]+-[0-9]+|\*)/[0-9]+$"},
+}
+DATABASE_REFUSES = "the database is not taking connections (overloaded, restarting or unreachable)"
 
 
 def _query_params(struct: type[msgspec.Struct]) -> list[Param]:
@@ -58,41 +65,9 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
 
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        responses: dict[str, Any] = {}
-        ok: dict[str, Any] = {"description": op.ok_description}
-        if op.response is not None:
-            ok["content"] = {op.response_media: {"schema": by_type[op.response]}}
-        elif op.response_media != "application/json" or op.operation_id == "openapi":
-            ok["content"] = {op.response_media: {"schema": {}}}
-        if op.headers:
-            ok["headers"] = {
-                name: {"description": desc, "schema": {"type": "string"}}
-                for name, desc in op.headers.items()
-            }
-        responses[str(op.ok_status)] = ok
-        for status, description, media in op.other_responses:
-            other: dict[str, Any] = {"description": description}
-            if media is not None:
-                other["content"] = {media: {"schema": {}}}
-            responses[str(status)] = other
-        problem_statuses = set(op.problems)
-        authenticated = op.auth is not Auth.PUBLIC
-        if authenticated:
-            # 404 too: an unknown `target_sqid` (every authenticated endpoint takes one).
-            problem_statuses |= set(AUTH_PROBLEMS)
-        if op.request is not None:
-            problem_statuses |= {400, 413, 415, 422}
         params = (_query_params(op.query) if op.query is not None else []) + list(op.params)
-        if params:
-            problem_statuses.add(400)
-        for status in sorted(problem_statuses):
-            responses[str(status)] = {
-                "description": op.problem_notes.get(status)
-                or _PROBLEM_DESCRIPTIONS.get(status, "Problem"),
-                "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},
-            }
-            if status in RETRY_AFTER_STATUSES:
-                responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
+        responses = _responses(op, by_type, has_params=bool(params))
+        authenticated = op.auth is not Auth.PUBLIC
         entry: dict[str, Any] = {
             "operationId": op.operation_id,
             "summary": op.summary,
@@ -139,6 +114,74 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     }
 
 
+def _responses(
+    op: Endpoint, by_type: dict[Any, dict[str, Any]], *, has_params: bool
+) -> dict[str, Any]:
+    ok: dict[str, Any] = {"description": op.ok_description}
+    if op.response is not None:
+        ok["content"] = {op.response_media: {"schema": by_type[op.response]}}
+    elif op.response_media != "application/json" or op.operation_id == "openapi":
+        ok["content"] = {op.response_media: {"schema": {}}}
+    if op.headers:
+        ok["headers"] = _headers(op.headers)
+    responses: dict[str, Any] = {str(op.ok_status): ok}
+    for status, description, media in op.other_responses:
+        other: dict[str, Any] = {"description": description}
+        if media is not None:
+            other["content"] = {media: {"schema": {}}}
+        responses[str(status)] = other
+    for status in sorted(_problem_statuses(op, has_params=has_params)):
+        responses[str(status)] = {
+            "description": _problem_description(op, status),
+            "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},
+        }
+        if status in RETRY_AFTER_STATUSES:
+            responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
+    for status, described in op.status_headers.items():
+        if str(status) not in responses:  # at start-up, not in a client generated from it
+            raise ValueError(f"{op.operation_id}: headers for {status}, which it never answers")
+        responses[str(status)].setdefault("headers", {}).update(_headers(described))
+    return responses
+
+
+def _headers(described: dict[str, str]) -> dict[str, Any]:
+    return {
+        name: {"description": text, "schema": _HEADER_SCHEMAS.get(name, {"type": "string"})}
+        for name, text in described.items()
+    }
+
+
+def _reads_database(op: Endpoint) -> bool:
+    """Authentication reads the caller's row from PostgreSQL (a token's user, a ticket's)
+    before any handler runs, the stream's own included: while the database refuses
+    connections, every authenticated endpoint is answered 503 with Retry-After
+    (web/problems.py), whatever its handler would have done."""
+    return op.auth is not Auth.PUBLIC
+
+
+def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
+    statuses = set(op.problems)
+    if op.auth is not Auth.PUBLIC:
+        # 404 too: an unknown `target_sqid` (every authenticated endpoint takes one).
+        statuses |= set(AUTH_PROBLEMS)
+    if _reads_database(op):
+        statuses.add(503)
+    if op.request is not None:
+        statuses |= {400, 413, 415, 422}
+    if has_params:
+        statuses.add(400)
+    return statuses
+
+
+def _problem_description(op: Endpoint, status: int) -> str:
+    own = op.problem_notes.get(status) or _PROBLEM_DESCRIPTIONS.get(status, "Problem")
+    if status != 503 or not _reads_database(op):
+        return own
+    if 503 not in op.problems:
+        return f"Unavailable while {DATABASE_REFUSES}; see Retry-After"
+    return f"{own}. Also while {DATABASE_REFUSES}"
+
+
 _PROBLEM_DESCRIPTIONS = {
     400: "Bad request: malformed JSON, invalid query or ineligible ids",
     401: "Missing, invalid or expired token",
@@ -150,7 +193,7 @@ _PROBLEM_DESCRIPTIONS = {
     415: "Body is not JSON",
     422: "Body does not match the schema",
     429: "Limit reached; see Retry-After",
-    503: "Not ready",
+    503: "Unavailable for now; see Retry-After",
 }
 
 
