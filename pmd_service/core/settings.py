@@ -148,8 +148,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     database_pooler: Literal["none", "pgbouncer"] = "none"
     # How long a stopping server lets requests in flight finish (streams end at once).
     shutdown_grace_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
-    # The server's event loop: libuv's (uvloop), or the standard library's.
-    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def __post_init__(self) -> None:
         self._stores_from_urls()

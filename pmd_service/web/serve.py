@@ -69,7 +69,7 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
     # Also the answers aiohttp writes without the app (a request it cannot parse), which the
     # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
-    loop = new_loop(settings.event_loop)
+    loop = asyncio.new_event_loop()
     shut_down = _ShutDown()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shut_down)
@@ -103,17 +103,6 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
         stop(f"{PROCESS}: {exc}")
     except (HostTablesMissing, DatabaseSetupError) as exc:  # one line, no traceback
         stop(f"{PROCESS}: {exc}", status=2)
-
-
-def new_loop(kind: str) -> asyncio.AbstractEventLoop:
-    """The server's event loop. uvloop takes less CPU per connection (accept, transport,
-    callbacks): in a reconnect storm, where every stream's opening and end is that work,
-    ~17% less server CPU an opening (bench.sse --box, 12,500 streams, one-off 2026-11-24)."""
-    if kind == "uvloop":
-        import uvloop
-
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
 
 
 def _cannot_listen(settings: Settings, exc: OSError) -> NoReturn:
