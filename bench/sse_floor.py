@@ -106,4 +106,5 @@ def storm_summary(storm: list[dict[str, Any]], holding: int, t0: float) -> dict[
         # Streams that came back with Last-Event-ID (the others had received no event id).
         "storm_resumed": sum(r.get("resumed", 0) for r in storm),
         "storm_statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "storm_failures": dict(sum((Counter(r.get("failures", {})) for r in storm), Counter())),
     }

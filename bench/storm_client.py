@@ -52,6 +52,9 @@ class Storm:
     deadline_s: float
     held: list[socket.socket] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
+    # Why the connections counted as status 0 failed: an errno's name, or `eof` (closed
+    # before an answer).
+    failures: Counter[str] = field(default_factory=Counter)
     last: float = 0.0
 
     def run(self) -> dict[str, Any]:
@@ -79,6 +82,7 @@ class Storm:
             "opened": len(self.held),
             "asked": len(self.requests),
             "statuses": {str(k): v for k, v in self.statuses.items()},
+            "failures": dict(self.failures),
             "last": self.last,
         }
 
@@ -91,10 +95,11 @@ class Storm:
             sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((self.source, 0))
             code = sock.connect_ex(("127.0.0.1", self.port))
-        except OSError:
-            code = -1
+        except OSError as exc:
+            code = exc.errno or -1
         if code not in (0, errno.EINPROGRESS):
             sock.close()
+            self.failures[errno.errorcode.get(code, str(code))] += 1
             self._failed(i, 0, retry)
             return
         conns[sock.fileno()] = _Conn(sock, self.requests[i], i)
@@ -116,9 +121,11 @@ class Storm:
                 ep.modify(fd, IN)
                 return
             data = conn.sock.recv(65536) if ev & IN else b""
-        except OSError:
-            data = b""
+            why = "eof" if ev & IN else "error event"
+        except OSError as exc:
+            data, why = b"", errno.errorcode.get(exc.errno or 0, str(exc.errno))
         if not data:  # refused, reset, or closed before the opening
+            self.failures[why] += 1
             self._drop(ep, conns, fd, conn)
             self._failed(conn.wanted, 0, retry)
             return
