@@ -9,6 +9,8 @@ through either server and resume with Last-Event-ID. Meanwhile, on a schedule: S
 worker mid-build, SIGTERM of a server with open streams, Redis stopped for 20 s,
 pg_terminate_backend of every SSE listener, SMTP down, and (as root) a full disk for the BDR
 folder (a tmpfs mounted over it for the whole run, filled by a ballast file for a while).
+With `--pooler pgbouncer` the servers' and workers' pools go through PgBouncer in transaction
+mode (their LISTEN connections direct), and PgBouncer is paused too.
 
 Then it restarts whatever is down, waits (bounded) until every BDR is terminal and every owed
 email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
