@@ -9,6 +9,8 @@ through either server and resume with Last-Event-ID. Meanwhile, on a schedule: S
 worker mid-build, SIGTERM of a server with open streams, Redis stopped for 20 s,
 pg_terminate_backend of every SSE listener, SMTP down, and (as root) a full disk for the BDR
 folder (a tmpfs mounted over it for the whole run, filled by a ballast file for a while).
+With `--pooler pgbouncer` the servers' and workers' pools go through PgBouncer in transaction
+mode (their LISTEN connections direct), and PgBouncer is paused too.
 
 Then it restarts whatever is down, waits (bounded) until every BDR is terminal and every owed
 email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
@@ -45,6 +47,7 @@ from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
 from harness.chaos_workload import Actor, Api, Ledger
+from harness.pgbouncer import PgBouncer, running_pgbouncer
 from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from harness.stack import fresh_stack, service_env
 from pmd_service.core.db import connect, create_pool
@@ -53,6 +56,9 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 
 SUMMARY = "chaos: {verdict}: {n} violations"
+# PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
+# 2 × 8), so transactions of different processes share server sessions, as in production.
+POOLER_CONNECTIONS = 12
 SQL_UNSETTLED = """
 SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
        count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
@@ -72,6 +78,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="ZIPs in a bucket of a real S3 server (SeaweedFS), which is frozen "
                         "(SIGSTOP) for 20 s (--ci 12 s), later stopped for 20 s instead of the "
                         "full disk; workers SIGKILLed mid-upload")  # fmt: skip
+    p.add_argument("--pooler", choices=["none", "pgbouncer"], default="none",
+                   help="pgbouncer: the servers' and workers' pools through PgBouncer in "
+                        "transaction mode (LISTEN and migrations direct), which is also PAUSEd "
+                        "for 3 s")  # fmt: skip
     p.add_argument("--no-faults", action="store_true",
                    help="inject nothing: the workload and every check alone")  # fmt: skip
     p.add_argument("--break-downloads", action="store_true",
@@ -91,8 +101,10 @@ def schedule(
     f: Faults, duration: float, ci: bool
 ) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
     """Fractions of the workload; the full run repeats the process faults. With --store the
-    store is also frozen (its downloads and removals requested at the start)."""
+    store is also frozen (its downloads and removals requested at the start); with --pooler
+    pgbouncer, PgBouncer is paused."""
     frozen = f.store is not None
+    pooled = f.pooler is not None
     plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]], bool]] = [
         *([(0.0, f.prepare_frozen, True)] if frozen else []),
         (0.06, f.kill_worker, True),
@@ -100,8 +112,11 @@ def schedule(
         (0.20, f.redis_down, True),
         (0.27, f.smtp_down, True),
         *([(0.30, f.store_frozen, True)] if frozen else []),
+        *([(0.36, f.pooler_paused, False)] if pooled else []),
         (0.45, f.sigterm_server, True),
         (0.52, f.store_down if f.store is not None else f.disk_full, True),
+        # No server restarts or listener kills meanwhile: the pause counts the listeners.
+        *([(0.62, f.pooler_paused, True)] if pooled else []),
         (0.70, f.kill_listeners, True),
         (0.72, f.kill_worker, False),  # after the disk is free again: one fault at a time
         (0.78, f.sigterm_server, True),
@@ -193,6 +208,7 @@ async def run_stack(
     procs: list[Proc] = []
     clients: list[SseClient] = []
     tasks: list[asyncio.Task[None]] = []
+    exits = contextlib.ExitStack()
     try:
         async with fresh_stack() as base:
             settings: Settings = replace(base, bdr_path=run_dir / "bdr")
@@ -209,8 +225,23 @@ async def run_stack(
                   f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
                   f"{sum(not p.has_file for p in data.posts.values())} missing files, "
                   f"in {time.monotonic() - t:.0f} s")  # fmt: skip
+            bouncer: PgBouncer | None = None
+            service = settings
+            if args.pooler == "pgbouncer":
+                # Its start waits on an event loop of its own: on a thread.
+                bouncer = await asyncio.to_thread(
+                    exits.enter_context,
+                    running_pgbouncer(settings.database_url, POOLER_CONNECTIONS),
+                )
+                # This run's own connections (seed, faults, checks) stay direct: they must see
+                # the database while PgBouncer is paused.
+                service = replace(settings, database_url=bouncer.url, database_pooler="pgbouncer",
+                                  database_direct_url=settings.database_url)  # fmt: skip
+                print(f"the servers' and workers' pools through PgBouncer (transaction mode, "
+                      f"{POOLER_CONNECTIONS} server connections) at {bouncer.url}; LISTEN and "
+                      "migrations direct")  # fmt: skip
             env = service_env(
-                settings,
+                service,
                 REDIS_URL=redis.url,
                 PMD_DEV="false",
                 PMD_DATA_DIR=str(run_dir / "data"),
@@ -262,7 +293,7 @@ async def run_stack(
                 await wait_streams(clients, 30)
                 faults = Faults(ledger, api, pool, servers, workers, redis, smtp, tmpfs,
                                 data.victim, clients, store=weed, bucket=settings.bdr_bucket,
-                                access=settings.s3_access)  # fmt: skip
+                                access=settings.s3_access, pooler=bouncer)  # fmt: skip
                 zip_store = (
                     open_store(settings.bdr_bucket, settings.s3_access)
                     if settings.bdr_bucket is not None
@@ -356,6 +387,7 @@ async def run_stack(
             task.cancel()
         for p in procs:
             await asyncio.to_thread(p.stop)
+        await asyncio.to_thread(exits.close)
         await asyncio.to_thread(smtp.stop)
         await asyncio.to_thread(redis.stop)
 

@@ -319,10 +319,10 @@ def check_5xx(report: Report, ledger: Ledger) -> None:
     fives = sum(n for (_, _, status), n in ledger.statuses.items() if status >= 500)
     bad = [v for v in ledger.violations if " from server-" in v]
     report.count("5xx answers that are allowed 503s (server shutting down, documented "
-                 "Redis-down or store-down 503, or disk short of space)", fives - len(bad), fives, bad,
-                 at_least=0)  # fmt: skip
-    report.info(f"503 from a server shutting down: {ledger.shutdown_503}; documented Redis-down "
-                f"or store-down 503s: {dict(ledger.dependency_503) or 0}; new BDRs refused while the disk "
+                 "Redis-down, store-down or PgBouncer-paused 503, or disk short of space)",
+                 fives - len(bad), fives, bad, at_least=0)  # fmt: skip
+    report.info(f"503 from a server shutting down: {ledger.shutdown_503}; documented Redis-down, "
+                f"store-down or PgBouncer-paused 503s: {dict(ledger.dependency_503) or 0}; new BDRs refused while the disk "
                 f"was full: {ledger.disk_503}")  # fmt: skip
     answers = sum(ledger.statuses.values())
     by_status = Counter[int]()

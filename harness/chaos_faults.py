@@ -17,6 +17,7 @@ from harness.chaos_seed import SeedUser
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
 from harness.chaos_workload import CONNECTION_ERRORS, Api, Ledger
+from harness.pgbouncer import PgBouncer, console
 from harness.seaweed import Seaweed
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
 
@@ -65,6 +66,10 @@ class Faults:
     store_seconds: float = 20.0
     frozen_seconds: float = 20.0
     frozen_bdrs: list[str] = field(default_factory=list)  # the victim's, for the freeze's probes
+    # --pooler pgbouncer: the PgBouncer the servers' and workers' pools go through.
+    pooler: PgBouncer | None = None
+    # Under the servers' pool wait (DB_ACQUIRE_TIMEOUT, 5 s), so a held request waits, never 503s.
+    pause_seconds: float = 3.0
 
     def note(self, text: str) -> None:
         line = f"  [{self.ledger.at()}] {text}"
@@ -290,13 +295,54 @@ class Faults:
             self.ledger.violation(
                 f"fault not fully injected: {killed} listeners for {alive} servers"
             )
-        deadline = time.monotonic() + 30
+        await self._listeners_back()
+
+    async def _listeners_back(self, within: float = 30, quiet: bool = False) -> bool:
+        deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             if await self.pool.fetchval(SQL_LISTENERS) >= sum(s.alive() for s in self.servers):
                 self.note("every server's listener is back")
-                return
-        self.note("a listener did not come back within 30 s")
+                return True
+        if not quiet:
+            self.note(f"a listener did not come back within {within:.0f} s")
+        return False
+
+    async def pooler_paused(self) -> None:
+        """PgBouncer PAUSEd for `pause_seconds` (how PostgreSQL is restarted or failed over
+        behind it): it closes every server connection as its transaction ends and holds every
+        new transaction of the servers' and workers' pools until RESUME. The LISTEN connections
+        go around it, directly: the pause must leave each server's, and meanwhile they are
+        terminated, so a listener comes back (and its stream catches up) while the pooled
+        path is still held."""
+        if self.pooler is None:
+            return
+        listeners = await self.pool.fetchval(SQL_LISTENERS)
+        start = time.monotonic()
+        self.ledger.pooler_paused.append((start, start + 3600))
+        try:
+            # PAUSE returns once the transactions under way have ended.
+            await console(self.pooler, "PAUSE", within=30)
+            paused = time.monotonic()
+            kept = await self.pool.fetchval(SQL_LISTENERS)
+            rows = await self.pool.fetch(SQL_KILL_LISTENERS)
+            self.note(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction had "
+                      f"ended; every server connection closed), for {self.pause_seconds:.0f} s; "
+                      f"{kept} of {listeners} LISTEN connections (direct) kept, then "
+                      f"pg_terminate_backend of {sum(r['killed'] for r in rows)}")  # fmt: skip
+            if kept < listeners:
+                self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection "
+                                      f"({kept} of {listeners} left): they must go direct")  # fmt: skip
+            back = await self._listeners_back(paused + self.pause_seconds - time.monotonic(), True)
+            self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
+            await asyncio.sleep(max(0.0, paused + self.pause_seconds - time.monotonic()))
+        finally:
+            await console(self.pooler, "RESUME", within=10)
+            self.ledger.pooler_paused[-1] = (start, time.monotonic())
+        self.ledger.counts["PgBouncer pauses"] += 1
+        self.note("PgBouncer RESUMEd: new server connections")
+        if not back:
+            await self._listeners_back()
 
     async def smtp_down(self) -> None:
         await asyncio.to_thread(self.smtp.stop)

@@ -58,6 +58,7 @@ class Ledger:
     redis_down: list[tuple[float, float]] = field(default_factory=list)
     disk_full: list[tuple[float, float]] = field(default_factory=list)
     store_down: list[tuple[float, float]] = field(default_factory=list)
+    pooler_paused: list[tuple[float, float]] = field(default_factory=list)
     disk_503: int = 0  # new BDRs refused while the ZIP folder was short of space
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
@@ -77,6 +78,9 @@ class Ledger:
 
     def store_was_down(self, t: float, grace: float = 5.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.store_down)
+
+    def pooler_was_paused(self, t: float, grace: float = 2.0) -> bool:
+        return any(a - grace <= t <= b + grace for a, b in self.pooler_paused)
 
     def disk_was_full(self, t: float, grace: float = 2.0) -> bool:
         return any(a - grace <= t <= b + grace for a, b in self.disk_full)
@@ -148,6 +152,9 @@ class Api:
             and self.ledger.store_was_down(started)
         ):
             self.ledger.dependency_503[name] += 1
+        elif status == 503 and name == "GET /readyz" and self.ledger.pooler_was_paused(started):
+            # Its database check waits 2 s: a transaction PgBouncer holds is "not ready".
+            self.ledger.dependency_503[f"{name} (PgBouncer paused)"] += 1
         elif (
             status == 503
             and name == "POST /api/pmd/bdr"

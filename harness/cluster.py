@@ -39,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import pgbouncer
 from harness.netns import Host, Network, possible
 from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
 from harness.stack import CHECKOUT
@@ -92,8 +93,12 @@ class Cluster:
         _wait_port(db, db.address, 5432, "PostgreSQL")
         db.run([str(PG_BIN / "createdb"), "-h", str(data), "pmd"], user="postgres")
         ini = self.net.private / "pgbouncer.ini"
-        db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{_pgbouncer_ini(db.address, ini.parent)}EOF\n"
-                            f"printf '\"postgres\" \"\"\\n\"{SERVICE_ROLE}\" \"\"\\n' > {ini.parent}/userlist.txt && "
+        text = pgbouncer.config(server=(db.address, 5432), listen=(db.address, 6432),
+                                folder=ini.parent, pool_size=40, max_client_conn=4000)  # fmt: skip
+        users = pgbouncer.userlist({"postgres": "", SERVICE_ROLE: ""})
+        # Written from inside the host: its private folder is a tmpfs of its own mount namespace.
+        db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{text}EOF\n"
+                            f"cat > {ini.parent}/userlist.txt <<'EOF'\n{users}EOF\n"
                             f"chown postgres {ini} {ini.parent}/userlist.txt"])  # fmt: skip
         db.spawn(["pgbouncer", str(ini)], self.logs / "pgbouncer.log", user="postgres")
         _wait_port(db, db.address, 6432, "PgBouncer")
@@ -215,24 +220,6 @@ class Cluster:
             while chunk := s.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
-
-
-def _pgbouncer_ini(address: str, folder: Path) -> str:
-    return f"""[databases]
-* = host={address} port=5432
-[pgbouncer]
-listen_addr = {address}
-listen_port = 6432
-unix_socket_dir =
-auth_type = trust
-auth_file = {folder}/userlist.txt
-pool_mode = transaction
-max_client_conn = 4000
-default_pool_size = 40
-ignore_startup_parameters = extra_float_digits,application_name
-logfile =
-pidfile =
-"""
 
 
 def _haproxy_cfg(address: str, servers: list[Host], sock: Path) -> str:

@@ -120,14 +120,14 @@ def pooler_url(database_url: str) -> Iterator[str | None]:
         return
     if pooler != "pgbouncer":
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
-    from tests.pgbouncer import installed, running_pgbouncer
+    from harness.pgbouncer import installed, running_pgbouncer
 
     if not installed():
         raise pytest.UsageError("TEST_DATABASE_POOLER=pgbouncer: pgbouncer is not installed")
     # Fewer server connections than the suite's clients (many processes at once): transactions
     # of different clients share server sessions, as in production.
-    with running_pgbouncer(database_url, server_connections=20) as (url, _log):
-        yield url
+    with running_pgbouncer(database_url, server_connections=20) as bouncer:
+        yield bouncer.url
 
 
 @pytest.fixture(scope="session")

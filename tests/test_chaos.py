@@ -1,7 +1,9 @@
 """The chaos run's CI variant (`python -m harness.chaos --ci`), only when PMD_CHAOS=1.
 
 It starts its own Redis, SMTP server, two servers and two workers, runs for about two minutes
-and mounts a tmpfs when root: too heavy for every `make test`, so CI opts in.
+and mounts a tmpfs when root: too heavy for every `make test`, so CI opts in. With
+TEST_DATABASE_POOLER=pgbouncer, as the rest of the suite, its servers and workers go through
+PgBouncer in transaction mode (`--pooler pgbouncer`: a PgBouncer of its own, paused once).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.skipif(
     os.environ.get("PMD_CHAOS") != "1",
     reason="the chaos run takes minutes and starts its own servers; set PMD_CHAOS=1 to run it",
 )
+POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 
 
 # Minutes of injected faults: its own limit, the subprocess's, instead of the suite's 300 s.
@@ -27,12 +30,13 @@ pytestmark = pytest.mark.skipif(
 @pytest.mark.parametrize("where", ["--ci", "--store"], ids=["folder", "bucket"])
 def test_chaos_ci_run_finds_no_violation(where: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "harness.chaos", "--ci", *([where] if where != "--ci" else [])],
+        [sys.executable, "-m", "harness.chaos", "--ci", *([where] if where != "--ci" else []),
+         *POOLER],
         cwd=CHECKOUT,
         capture_output=True,
         text=True,
         timeout=900,
-    )
+    )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "chaos: OK: 0 violations" in result.stdout, output[-6000:]
@@ -44,7 +48,7 @@ def test_chaos_ci_run_finds_no_violation(where: str) -> None:
 def test_chaos_run_fails_when_every_download_is_corrupt() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "harness.chaos", "--users", "2", "--duration", "25",
-         "--no-faults", "--break-downloads"],
+         "--no-faults", "--break-downloads", *POOLER],
         cwd=CHECKOUT,
         capture_output=True,
         text=True,

@@ -20,6 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from harness.pgbouncer import PgBouncer, installed, running_pgbouncer
 from pmd_service.core.db import DatabaseSetupError, check_search_path, settings_pool
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
@@ -37,7 +38,6 @@ from tests.helpers import (
     request_bdr,
     run_worker,
 )
-from tests.pgbouncer import installed, running_pgbouncer
 from tests.procs import ARQ_WORKER, SERVE, WORKER, process_env, run
 
 Client = TestClient[Any, Any]
@@ -45,19 +45,19 @@ SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
 
 
 @pytest.fixture
-def pgbouncer(database_url: str) -> Iterator[tuple[str, Path]]:
+def pgbouncer(database_url: str) -> Iterator[PgBouncer]:
     """A PgBouncer (transaction mode) in front of the test database; its URL and log."""
     if not installed():
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    with running_pgbouncer(database_url, SERVER_CONNECTIONS) as (url, log):
-        yield url, log
+    with running_pgbouncer(database_url, SERVER_CONNECTIONS) as bouncer:
+        yield bouncer
 
 
 @pytest.fixture
-def pooled(settings: Settings, pgbouncer: tuple[str, Path]) -> Settings:
+def pooled(settings: Settings, pgbouncer: PgBouncer) -> Settings:
     return msgspec.structs.replace(
         settings,
-        database_url=pgbouncer[0],
+        database_url=pgbouncer.url,
         database_direct_url=settings.direct_url,
         database_pooler="pgbouncer",
         db_pool_max=8,
@@ -66,7 +66,7 @@ def pooled(settings: Settings, pgbouncer: tuple[str, Path]) -> Settings:
 
 
 async def test_a_bdr_lists_actions_and_a_stream_through_pgbouncer(
-    pgbouncer: tuple[str, Path],
+    pgbouncer: PgBouncer,
     pooled: Settings,
     aiohttp_client: AiohttpClient,
     factory: Factory,
@@ -114,7 +114,7 @@ async def test_a_bdr_lists_actions_and_a_stream_through_pgbouncer(
 
     # The pooled connections went through PgBouncer; the LISTEN connection did not: its
     # backend is one of PostgreSQL's own, under its own name.
-    assert "login attempt" in pgbouncer[1].read_text()
+    assert "login attempt" in pgbouncer.log.read_text()
     listener = client.app[SSE_HUB]._conn
     assert listener is not None
     name = await pool.fetchval(
@@ -185,8 +185,8 @@ def one_server_connection(database_url: str) -> Iterator[str]:
     """A PgBouncer with one server connection: every client's transactions share it."""
     if not installed():
         pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
-    with running_pgbouncer(database_url, 1) as (url, _log):
-        yield url
+    with running_pgbouncer(database_url, 1) as bouncer:
+        yield bouncer.url
 
 
 def test_comment_feeds_of_two_workers_share_one_pgbouncer_server_connection(

@@ -64,7 +64,7 @@ def test_the_test_counts_are_what_pytest_collects() -> None:
 
 
 def test_the_chaos_sizes_are_the_harness_defaults() -> None:
-    faults = SimpleNamespace(**{name: name for name in FAULT_NAMES}, store=None)
+    faults = SimpleNamespace(**{name: name for name in FAULT_NAMES}, store=None, pooler=None)
     for flags, row in (([], "chaos run, full"), (["--ci"], "chaos run, CI")):
         args = chaos.parse(flags)
         injected = len(chaos.schedule(faults, args.duration, args.ci))  # type: ignore[arg-type]

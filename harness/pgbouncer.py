@@ -1,0 +1,146 @@
+"""Debian's PgBouncer in transaction mode in front of PostgreSQL, configured in one place for
+every caller: the test suite (tests/test_pgbouncer.py, and the whole suite with
+TEST_DATABASE_POOLER=pgbouncer), the chaos run (`--pooler pgbouncer`) and the cluster's db host
+(which writes `config()` into its own mount namespace and starts PgBouncer there)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+
+import asyncpg
+
+from harness.stack import free_port
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+
+
+def installed() -> bool:
+    return Path(PGBOUNCER).exists()
+
+
+def config(
+    *,
+    server: tuple[str, int],
+    listen: tuple[str, int],
+    folder: Path,
+    pool_size: int,
+    max_client_conn: int,
+    logfile: Path | None = None,
+    admin: str = "",
+) -> str:
+    """pgbouncer.ini: every database of `server` (a host, or a socket folder) behind `listen`;
+    `folder` holds userlist.txt; no logfile: its log goes to stderr."""
+    return (
+        "[databases]\n"
+        f"* = host={server[0]} port={server[1]}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = {listen[0]}\nlisten_port = {listen[1]}\nunix_socket_dir =\n"
+        # `trust`: PgBouncer asks the client for no password and logs in to PostgreSQL with the
+        # one userlist.txt gives.
+        f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
+        f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nreserve_pool_size = 0\n"
+        f"max_client_conn = {max_client_conn}\n"
+        # What drivers other than asyncpg send at connection start (psql, psycopg).
+        "ignore_startup_parameters = extra_float_digits,application_name\n"
+        f"admin_users = {admin}\n"
+        f"logfile = {logfile or ''}\npidfile =\nlog_connections = 1\n"
+    )
+
+
+def userlist(users: dict[str, str]) -> str:
+    """userlist.txt: each role with the password PgBouncer logs in to PostgreSQL with."""
+    return "".join(
+        f'"{user}" "{password.replace(chr(34), chr(34) * 2)}"\n' for user, password in users.items()
+    )
+
+
+@dataclass(frozen=True)
+class PgBouncer:
+    url: str  # the database's URL with PgBouncer in place of its server
+    log: Path
+    console: str  # its admin console (database `pgbouncer`): PAUSE, RESUME, RECONNECT
+
+
+@contextmanager
+def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[PgBouncer]:
+    """PgBouncer (transaction mode, `server_connections` per database and role) on a free
+    loopback port in front of `database_url`'s server, for `database_url`'s role and database."""
+    db = urlsplit(database_url)
+    # A TCP server, or the embedded one's socket folder (`?host=/folder`).
+    server_host = db.hostname or parse_qs(db.query)["host"][0]
+    port = free_port()
+    # Its own folder, readable by the unprivileged user PgBouncer runs as (it refuses root).
+    folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
+    folder.chmod(0o777)
+    user = db.username or "postgres"
+    (folder / "userlist.txt").write_text(userlist({user: unquote(db.password or "")}))
+    log = folder / "pgbouncer.log"
+    ini = config(server=(server_host, db.port or 5432), listen=("127.0.0.1", port),
+                 folder=folder, pool_size=server_connections, max_client_conn=2000, logfile=log,
+                 admin=user)  # fmt: skip
+    (folder / "pgbouncer.ini").write_text(ini)
+    for path in folder.iterdir():
+        path.chmod(0o666)
+    command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
+        owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
+        runs_as = owner if owner and owner != "root" else "postgres"
+        command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
+    # Its output into a file, never a pipe: a pipe nobody reads fills up with a long run's
+    # log lines, and then PgBouncer blocks on its next one and answers no client.
+    output = folder / "output.txt"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    at = f"{user}@127.0.0.1:{port}"
+    url = urlunsplit(db._replace(netloc=at, query=""))
+    try:
+        asyncio.run(_wait_for(url, proc, output))
+        yield PgBouncer(url, log, urlunsplit(db._replace(netloc=at, path="/pgbouncer", query="")))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def console(bouncer: PgBouncer, command: str, within: float) -> None:
+    """One command on the admin console; PAUSE returns once every server connection is free."""
+    # The console speaks only the simple query protocol: `execute` without arguments uses it.
+    conn = await asyncpg.connect(bouncer.console, statement_cache_size=0, timeout=5)
+    try:
+        await conn.execute(command, timeout=within)
+    finally:
+        await conn.close()
+
+
+def _user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+async def _wait_for(url: str, proc: subprocess.Popen[bytes], output: Path) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            text = await asyncio.to_thread(output.read_text, errors="replace")
+            raise RuntimeError(f"pgbouncer exited: {text}")
+        try:
+            conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
+        except (OSError, TimeoutError, asyncpg.PostgresError):
+            await asyncio.sleep(0.05)
+            continue
+        await conn.close()
+        return
+    raise RuntimeError("pgbouncer did not answer")
