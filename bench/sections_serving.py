@@ -335,10 +335,12 @@ def sse_box_section(f: dict[str, Any]) -> dict[str, str]:
     )
     fills = ", ".join(f"{lv['held'] / lv['connect_s']:,.0f}" for lv in levels)
     notes += (
-        f" The storm brought back {rates} streams a second (by level), and the levels filled at "
-        f"{fills} a second (200 openings in flight per client): an opening's CPU (the server's, "
-        "PostgreSQL's for its two queries, and the clients', all on the same two cores) bounds "
-        f"both, so absorbing {t['streams']:,} in {t['storm_s']:.0f} s would take "
+        f" The storm brought back {rates} streams a second (by level), each resuming with "
+        "Last-Event-ID (answered from the hub's memory, its caller's lookup batched with "
+        f"others'), and the levels filled at {fills} a second (200 openings in flight per "
+        "client, each without an event id: a snapshot query as well): an opening's CPU (the "
+        "server's, PostgreSQL's, the clients' and the kernel's, all on the same two cores) "
+        f"bounds both, so absorbing {t['streams']:,} in {t['storm_s']:.0f} s would take "
         f"{t['streams'] / t['storm_s']:,.0f} a second."
     )
     if "floor" in top:
@@ -369,12 +371,17 @@ def _storm_cpu_note(top: dict[str, Any], target_s: float) -> str:
 
     floor = top["floor"]
     cores = top.get("cores", 2)
+    budget = target_s * cores * 1000 / top["streams"]
+    taken = floor["storm_cpu_ms"]["machine"]
+    service = top["storm_cpu_ms"]["machine"] - taken
     return (
         f"Where a reopening's CPU went in the storm at {top['streams']:,} streams, in ms of one "
         f"core: {split(top['storm_cpu_ms'])}; against the floor's servers, which only answer a "
         f"fixed opening: {split(floor['storm_cpu_ms'])}. The floor's storm took "
-        f"{floor['storm_s']:.1f} s: the clients and the kernel's TCP set-up alone, on "
-        f"{cores} cores, leave {target_s:.0f} s "
-        f"{'room' if floor['storm_s'] < target_s else 'no room'} for any server work, and the "
-        f"service's storm is {top['storm_s'] / floor['storm_s']:.2f}× the floor's."
+        f"{floor['storm_s']:.1f} s, and the service's is {top['storm_s'] / floor['storm_s']:.2f}× "
+        f"that. To absorb {top['streams']:,} in {target_s:.0f} s the {cores} cores have "
+        f"{budget:.2f} ms of CPU a reopening; the floor's parties (the clients, the kernel's TCP "
+        f"work, servers that only answer) take {taken:.2f} of it, which leaves "
+        f"{max(0.0, budget - taken):.2f} ms for the service's own work, against the "
+        f"{service:.2f} ms it took."
     )

@@ -588,7 +588,7 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
         fig["misrouted"] = misrouted
         print(f"  storm: {reopened:,}/{sum(holding):,} back ({fig['storm_resumed']:,} with "
               f"Last-Event-ID) in {fig['storm_s']:.1f} s; not 200: "
-              f"{fig['storm_failures'] or ''} "
+              f"{' '.join(f'{k} {v:,}' for k, v in fig['storm_failures'].items())} "
               f"{fig['storm_statuses'] or 'none'}; CPU ms an opening: "
               + ", ".join(f"{k} {v:.2f}" for k, v in fig["storm_cpu_ms"].items()), flush=True)  # fmt: skip
         return fig
