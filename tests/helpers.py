@@ -92,6 +92,48 @@ async def open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamW
     return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
 
 
+class DatabaseRelay:
+    """A TCP port in front of the test's PostgreSQL: nobody listens on it until `open()`
+    (a database that comes up late), then it forwards each connection; `cut()` stops
+    listening and drops the open connections (a database host that went away)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.port = free_port()
+        self.server: asyncio.Server | None = None
+        self.writers: list[asyncio.StreamWriter] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await open_database(self.target)
+        self.writers += [writer, up_writer]
+        for task in (_pipe(reader, up_writer), _pipe(up_reader, writer)):
+            t = asyncio.create_task(task)
+            self.tasks.add(t)
+            t.add_done_callback(self.tasks.discard)
+
+    async def cut(self) -> None:
+        if self.server is not None:
+            self.server.close()
+        for writer in self.writers:
+            writer.transport.abort()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(ConnectionError):
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+    with contextlib.suppress(OSError):
+        dst.close()
+
+
 def as_role(url: str, role: str, password: str) -> str:
     """`url` connecting as `role` instead of its user."""
     from urllib.parse import quote, urlsplit, urlunsplit

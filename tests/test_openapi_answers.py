@@ -10,8 +10,6 @@ the document while PostgreSQL is unreachable (its port refuses, its connections 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -29,11 +27,10 @@ from pmd_service.web.app import create_app
 from tests.factories import Factory, UserRow
 from tests.helpers import (
     SSE,
+    DatabaseRelay,
     direct,
     fetch_item,
-    free_port,
     on_port,
-    open_database,
     request_bdr,
     run_worker,
 )
@@ -211,47 +208,6 @@ async def test_every_answer_of_a_download_is_declared_as_sent(
 
 
 # --- every operation while the database is unreachable ----------------------------------------
-
-
-class DatabaseRelay:
-    """A port in front of the test's PostgreSQL that can be cut, as a database host that went
-    away: it stops listening (new connections are refused) and drops the open ones."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.port = free_port()
-        self.server: asyncio.Server | None = None
-        self.writers: list[asyncio.StreamWriter] = []
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def open(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await open_database(self.target)
-        self.writers += [writer, up_writer]
-        for task in (_pipe(reader, up_writer), _pipe(up_reader, writer)):
-            t = asyncio.create_task(task)
-            self.tasks.add(t)
-            t.add_done_callback(self.tasks.discard)
-
-    async def cut(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for writer in self.writers:
-            writer.transport.abort()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(ConnectionError):
-        while data := await src.read(65536):
-            dst.write(data)
-            await dst.drain()
-    with contextlib.suppress(OSError):
-        dst.close()
 
 
 @dataclass(frozen=True)

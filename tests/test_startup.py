@@ -18,7 +18,7 @@ import pytest
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from tests.helpers import direct, free_port, on_port, open_database
+from tests.helpers import DatabaseRelay, direct, free_port, on_port
 from tests.procs import ARQ_WORKER, CLI, SERVE, WORKER, Proc, process_env, run
 
 
@@ -49,50 +49,14 @@ async def test_an_unreachable_service_is_retried_then_one_line_and_exit_1(
     assert "exc" not in last and "Traceback" not in proc.log()
 
 
-class LateForwarder:
-    """A TCP port that at first nobody listens on; once `open()` is called it forwards each
-    connection to `target` (the real server): a database that comes up late."""
-
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.port = free_port()
-        self.server: asyncio.Server | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def open(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await open_database(self.target)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(ConnectionError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            with contextlib.suppress(OSError):
-                dst.close()
-
-        for task in (pipe(reader, up_writer), pipe(up_reader, writer)):
-            t = asyncio.create_task(task)
-            self.tasks.add(t)
-            t.add_done_callback(self.tasks.discard)
-
-    async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
 @contextlib.asynccontextmanager
-async def late(target: str) -> AsyncIterator[LateForwarder]:
-    forwarder = LateForwarder(target)
+async def late(target: str) -> AsyncIterator[DatabaseRelay]:
+    """A database that comes up late: a port nobody listens on until `open()`."""
+    relay = DatabaseRelay(target)
     try:
-        yield forwarder
+        yield relay
     finally:
-        await forwarder.close()
+        await relay.cut()
 
 
 async def test_a_database_that_comes_up_during_the_wait_is_joined(
