@@ -163,11 +163,10 @@ class EventStream(web.StreamResponse):
                 sub.collect(out)
                 if out:
                     await self.write(out[0] if len(out) == 1 else b"".join(out))
-            if sub.end == "gone" or sub.transport.is_closing():
-                # The client left (the common end of a stream): nothing to write to. Counted
-                # by reason in /metrics rather than logged: a reconnect storm is a whole
-                # site's streams ending at once, and a line each was ~100,000 lines.
-                sub.end = "gone"
+            if sub.transport.is_closing():
+                # The client left (the common end of a stream, `gone`) or was cut off: nothing
+                # to write to. Counted by reason in /metrics rather than logged: a reconnect
+                # storm is a whole site's streams ending at once, and a line each was ~100,000.
                 return
             if sub.farewell is not None:  # timeout, access_revoked
                 await self.write(sub.farewell)
