@@ -23,6 +23,8 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import service, tickets
+from pmd_service.sse.callers import UserLookups
+from pmd_service.sse.turns import Turns
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_OPENINGS
 from tests.factories import Factory, UserRow
@@ -591,6 +593,24 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     # 42 lookups: the first may have gone alone before the turn was taken; the rest share.
     assert lookups.looked_up >= 42
     assert lookups.queries - before <= 3, lookups.queries - before
+
+
+async def test_lookups_still_waiting_at_shutdown_are_cancelled_and_leave_no_task(
+    pool: asyncpg.Pool, factory: Factory
+) -> None:
+    user = await factory.user()
+    turns = Turns(1)
+    lookups = UserLookups(pool, turns, lambda: None)
+    row = await lookups.by_sqid(user.sqid)  # alone: sent at once
+    assert row is not None and row["id"] == user.id
+    async with turns:  # the pool's turn is taken: the next lookups wait
+        waiting = [asyncio.ensure_future(lookups.by_sqid(user.sqid)) for _ in range(5)]
+        await asyncio.sleep(0.05)
+        await lookups.stop()
+    for lookup in waiting:
+        with pytest.raises(asyncio.CancelledError):
+            await lookup
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "sse-user-lookups"]
 
 
 async def test_an_opening_that_waited_through_the_start_of_a_shutdown_is_a_503(

@@ -37,6 +37,7 @@ class UserLookups:
         self._waiting: dict[str, list[asyncio.Future[asyncpg.Record | None]]] = {}
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False
         self.queries = 0  # for tests and benchmarks: lookups answered per query
         self.looked_up = 0
 
@@ -51,7 +52,7 @@ class UserLookups:
         return row
 
     def _send(self) -> None:
-        while self._waiting and self._in_flight < IN_FLIGHT:
+        while self._waiting and self._in_flight < IN_FLIGHT and not self._stopped:
             batch = dict(itertools.islice(self._waiting.items(), MAX_BATCH))
             for sqid in batch:
                 del self._waiting[sqid]
@@ -89,6 +90,12 @@ class UserLookups:
             self._send()
 
     async def stop(self) -> None:
+        """At shutdown: no query is sent any more, and what waits for one is cancelled."""
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        for waiters in self._waiting.values():
+            for found in waiters:
+                found.cancel()
+        self._waiting.clear()
