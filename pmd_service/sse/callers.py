@@ -73,7 +73,6 @@ class UserLookups:
                         # Shared: a future re-raises it with the traceback it was set with,
                         # so the openings' tracebacks do not pile onto one another.
                         found.set_exception(exc)
-            return
         else:
             self.queries += 1
             by_sqid = {row["public_sqid"]: row for row in rows}
