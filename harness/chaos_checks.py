@@ -130,7 +130,7 @@ def _content_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
             skipped = {s["post_id"]: s["reason"] for s in row["skipped"]}
             wanted = [pid for pid in row["post_ids"] if pid not in skipped]
             expect = {f"artworks/{seed.posts[p].sqid}.{seed.posts[p].fmt}" for p in wanted}
-            expect |= {"metadata.json"}
+            expect |= {"metadata.json", "manifest-sha256.txt"}
             expect |= {"comments.json"} if row["include_comments"] else set()
             expect |= {"reactions.json"} if row["include_reactions"] else set()
             if names != expect:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
+import subprocess
 import uuid
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -20,7 +24,9 @@ from tests.helpers import Mailbox, assert_problem, download_zip, fetch_item, req
 Client = TestClient[Any, Any]
 
 
-async def test_post_to_ready_zip(client: Client, factory: Factory, settings: Settings) -> None:
+async def test_post_to_ready_zip(
+    client: Client, factory: Factory, settings: Settings, tmp_path: Path
+) -> None:
     owner = await factory.user("artist")
     fan = await factory.user("fan")
     posts: list[PostRow] = []
@@ -56,7 +62,18 @@ async def test_post_to_ready_zip(client: Client, factory: Factory, settings: Set
     names = archive.namelist()
     # Request order is kept.
     assert names[:5] == [f"artworks/{p.sqid}.{p.fmt}" for p in reversed(posts)]
-    assert set(names[5:]) == {"metadata.json", "comments.json", "reactions.json"}
+    assert set(names[5:-1]) == {"metadata.json", "comments.json", "reactions.json"}
+    # The manifest comes last, over every other file, and sha256sum checks it where unzipped.
+    assert names[-1] == "manifest-sha256.txt"
+    manifest = archive.read("manifest-sha256.txt").decode()
+    assert [line.split("  ", 1)[1] for line in manifest.splitlines()] == names[:-1]
+    archive.extractall(tmp_path)
+    checked = await asyncio.to_thread(
+        subprocess.run, ["sha256sum", "--strict", "-c", "manifest-sha256.txt"],
+        cwd=tmp_path, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(": OK") == len(names) - 1
     for p in posts:
         info = archive.getinfo(f"artworks/{p.sqid}.{p.fmt}")
         assert info.compress_type == zipfile.ZIP_STORED
@@ -111,7 +128,11 @@ async def test_json_files_only_when_asked(
     item = await request_bdr(client, owner, [post.id])
     await run_worker(settings)
     archive = await download_zip(client, owner, item["id"])
-    assert archive.namelist() == [f"artworks/{post.sqid}.png", "metadata.json"]
+    assert archive.namelist() == [
+        f"artworks/{post.sqid}.png",
+        "metadata.json",
+        "manifest-sha256.txt",
+    ]
 
 
 async def test_skipped_artworks_are_listed_and_the_rest_delivered(
@@ -250,3 +271,23 @@ async def test_email_sent_once_with_the_link(
     assert text is not None and html is not None
     assert link in text.get_content() and "mailme" in text.get_content()
     assert link.replace("&", "&amp;") in html.get_content()
+
+
+async def test_download_carries_repr_digest(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """RFC 9530: the whole ZIP's SHA-256, on the whole answer and on a range of it alike."""
+    owner = await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    url = f"/api/pmd/bdr/{item['id']}/download"
+    whole = await client.get(url, headers=owner.auth)
+    body = await whole.read()
+    expected = "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+    assert whole.headers["Repr-Digest"] == expected
+    part = await client.get(url, headers={**owner.auth, "Range": "bytes=0-9"})
+    assert part.status == 206 and len(await part.read()) == 10
+    assert part.headers["Repr-Digest"] == expected
+    head = await client.head(url, headers=owner.auth)
+    assert head.headers["Repr-Digest"] == expected

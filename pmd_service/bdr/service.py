@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import uuid
@@ -54,9 +55,10 @@ SQL_NEWEST = f"""
 SELECT {ITEM_COLUMNS} FROM batch_download_requests
 WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
 """
-SQL_ONE = (
-    f"SELECT {ITEM_COLUMNS}, file_path FROM batch_download_requests WHERE id = $1 AND user_id = $2"
-)
+SQL_ONE = f"""
+SELECT {ITEM_COLUMNS}, file_path, file_sha256 FROM batch_download_requests
+WHERE id = $1 AND user_id = $2
+"""
 SQL_CANCEL = f"""
 UPDATE batch_download_requests
 SET status = 'cancelled', completed_at = now(), claim_token = NULL, heartbeat_at = NULL,
@@ -204,6 +206,15 @@ async def cancel_or_remove(
 class Download:
     stored: StoredZip
     filename: str
+    sha256: str | None  # hex, as recorded when the ZIP was built (None: a host's ZIP)
+
+
+def repr_digest(sha256_hex: str | None) -> dict[str, str]:
+    """RFC 9530's `Repr-Digest` of a whole ZIP (on a 206 too: it is the file's, not the
+    range's), so a client can check what it saved without unpacking it."""
+    if not sha256_hex:
+        return {}
+    return {"Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"}
 
 
 def download_filename(bdr_id: uuid.UUID) -> str:
@@ -236,4 +247,4 @@ async def download(
         raise gone(
             f"The file of download request {bdr_id} is no longer available; request a new download."
         ) from None
-    return Download(stored, download_filename(bdr_id))
+    return Download(stored, download_filename(bdr_id), row["file_sha256"])

@@ -97,6 +97,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Below this free in BDR_PATH, new requests get 503.
     bdr_min_free_bytes: Annotated[int, Meta(ge=0, le=2**50)] = 2**30
     bdr_expiry_days: Annotated[int, Meta(ge=1, le=365)] = 7
+    # A full export's parts: the size asked for by default, and the bounds a request must keep.
+    export_part_bytes: Bytes = 2 * 2**30
+    export_min_part_bytes: Bytes = 256 * 2**20
+    export_max_part_bytes: Bytes = 50 * 2**30
+    # After an export that neither failed nor was cancelled, the next one waits this long.
+    export_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 7 * 86400
+    # Export parts one worker builds at once (BDRs are never held up by them).
+    export_concurrency: Annotated[int, Meta(ge=1, le=16)] = 1
     host: str = "127.0.0.1"
     port: Port = 8080
     # Server processes sharing PORT (SO_REUSEPORT), each with its own pool and LISTEN connection.
@@ -165,6 +173,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if self.db_pool_min > self.db_pool_max:
             raise ConfigError(
                 f"DB_POOL_MIN ({self.db_pool_min}) must not exceed DB_POOL_MAX ({self.db_pool_max})."
+            )
+        if not (self.export_min_part_bytes <= self.export_part_bytes <= self.export_max_part_bytes):
+            raise ConfigError(
+                f"EXPORT_PART_BYTES ({self.export_part_bytes}) must lie within "
+                f"EXPORT_MIN_PART_BYTES ({self.export_min_part_bytes}) and EXPORT_MAX_PART_BYTES "
+                f"({self.export_max_part_bytes})."
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")

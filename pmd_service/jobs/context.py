@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,27 @@ class WorkerState:
     artwork_store: S3Store | None = None
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     metrics_server: MetricsServer | None = None
+    # Set while no BDR is being built here: an export's build waits on it between artworks,
+    # so a BDR asked for during a long export is not slowed by it (BDRs go first).
+    bdrs_idle: threading.Event = field(default_factory=threading.Event)
+    bdrs_building: int = 0
+    # At most EXPORT_CONCURRENCY export parts are built at once by this worker.
+    export_slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.bdrs_idle.set()
+        self.export_slots = asyncio.Semaphore(self.settings.export_concurrency)
+
+    @contextmanager
+    def building_bdr(self) -> Iterator[None]:
+        self.bdrs_building += 1
+        self.bdrs_idle.clear()
+        try:
+            yield
+        finally:
+            self.bdrs_building -= 1
+            if not self.bdrs_building:
+                self.bdrs_idle.set()
 
 
 log = logging.getLogger(__name__)

@@ -61,7 +61,8 @@ async def _run(st: WorkerState, uid: uuid.UUID, token: uuid.UUID, claim: asyncpg
     run = Run(st, uid, token, claim)
     started = time.monotonic()
     try:
-        outcome = await _attempt(st, run)
+        with st.building_bdr():
+            outcome = await _attempt(st, run)
     except Retry:
         st.metrics.finished("retry", time.monotonic() - started)
         raise

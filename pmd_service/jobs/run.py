@@ -4,10 +4,7 @@ reporting progress, publish it atomically."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -29,17 +26,19 @@ from .archive_json import Extras
 from .context import WorkerState
 from .failures import MAX_ATTEMPTS, TRANSIENT, PermanentError, TransientError, nothing_added
 from .run_sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
-from .sources import bridge_to_thread, fetched_in_order, http_fetcher, object_fetcher, vault_entries
+from .streaming import Job, stream_zip
 from .zipbuild import (
     BuildCancelled,
     BuildResult,
+    FileDigest,
     Sink,
+    Trailer,
     Trailing,
-    build,
     discard,
     file_sink,
     object_sink,
     publish,
+    sha256sum_lines,
 )
 
 if TYPE_CHECKING:
@@ -47,8 +46,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROGRESS_EVERY = 0.25  # at most four progress events a second reach SSE
-HEARTBEAT_EVERY = 5.0
+
+def root_manifest(files: list[FileDigest]) -> list[tuple[str, bytes]]:
+    """A BDR's `manifest-sha256.txt`: every other file, `sha256sum -c` run where it is unzipped."""
+    return [("manifest-sha256.txt", sha256sum_lines(files))]
 
 
 class Run:
@@ -179,81 +180,43 @@ class Run:
         self.result = result
 
     async def _stream(self, plan: Plan, handle: str, sink: Sink) -> BuildResult:
-        settings = self.st.settings
-        loop = asyncio.get_running_loop()
-        cancel = threading.Event()
-        extras = Extras(
-            self.pool,
-            loop,
-            cancel,
+        pre_skipped = len(plan.skipped)
+        cap = self.st.settings.bdr_max_bytes
+
+        def trailer(extras: Extras) -> Trailer:
+            def files(
+                added: list[int], skipped: list[tuple[int, str]]
+            ) -> list[tuple[str, Trailing]]:
+                return json_files(handle, plan, extras, added, self.in_request_order(plan, skipped))
+
+            return files
+
+        def over_cap(written: int, done: int) -> Exception | None:
+            if written <= cap:
+                return None
+            return PermanentError(
+                f"This download grew past the limit of {human_bytes(cap)} a download "
+                f"(over {human_bytes(written)} after {done} of "
+                f"{len(plan.artworks)} artworks); request fewer artworks at a time."
+            )
+
+        async def report(done: int) -> bool:
+            still_ours = await self.pool.fetchval(
+                SQL_PROGRESS, self.bdr_id, self.token, pre_skipped + done
+            )
+            return bool(still_ours)
+
+        job = Job(
+            plan.artworks,
+            trailer,
+            closing=root_manifest,
             comments=self.claim["include_comments"],
             reactions=self.claim["include_reactions"],
         )
-        pre_skipped = len(plan.skipped)
-        source = None
-        fetch = None
-        if self.st.artwork_store is not None:
-            fetch = object_fetcher(self.st.artwork_store)
-        elif settings.artwork_base_url and self.st.http is not None:
-            fetch = http_fetcher(self.st.http, settings.artwork_base_url)
-        if fetch is not None:
-            source = fetched_in_order(fetch, plan.artworks, settings.artwork_fetch_concurrency)
-            entries: Any = bridge_to_thread(source, loop)
-        else:
-            entries = vault_entries(settings.vault_path, plan.artworks)
-
-        # The build thread only records how far it got; the loop reads it when it wakes (every
-        # PROGRESS_EVERY). A hop onto the loop per artwork woke it 128 times a job for nothing,
-        # each wake-up taking the GIL from the build's threads.
-        built = [0]
-
-        def from_thread(n: int) -> None:
-            built[0] = n
-
-        def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, Trailing]]:
-            return json_files(handle, plan, extras, added, self.in_request_order(plan, skipped))
-
-        progress = BuildResult(size=0, sha256="")  # its size grows as the ZIP is written
-        task = asyncio.ensure_future(
-            asyncio.to_thread(build, sink, entries, trailer, from_thread, cancel, progress)
-        )
-        reported, last_beat = -1, time.monotonic()
-        cap = settings.bdr_max_bytes
-        try:
-            while not task.done():
-                await asyncio.wait({task}, timeout=PROGRESS_EVERY)
-                done = pre_skipped + built[0]
-                # Declared sizes were checked at request time; the files may be bigger. The cap
-                # is enforced on what is written, overshooting by one interval's writes at most.
-                written = progress.size
-                if written > cap:
-                    cancel.set()
-                    with contextlib.suppress(BaseException):
-                        await task
-                    raise PermanentError(
-                        f"This download grew past the limit of {human_bytes(cap)} a download "
-                        f"(over {human_bytes(written)} after {done - pre_skipped} of "
-                        f"{len(plan.artworks)} artworks); request fewer artworks at a time."
-                    )
-                now = time.monotonic()
-                if task.done() or (done == reported and now - last_beat < HEARTBEAT_EVERY):
-                    continue
-                still_ours = await self.pool.fetchval(SQL_PROGRESS, self.bdr_id, self.token, done)
-                reported, last_beat = done, now
-                if not still_ours:
-                    cancel.set()  # the build thread stops before the next artwork
-            result = await task
-            if result.size > cap:
-                raise PermanentError(
-                    f"This download is {human_bytes(result.size)}, past the limit of "
-                    f"{human_bytes(cap)} a download; request fewer artworks at a time."
-                )
-            return result
-        finally:
-            if not task.done():
-                cancel.set()
-                with contextlib.suppress(BaseException):
-                    await task
-            await extras.aclose()  # the build thread has ended: no fetch of it is left to run
-            if source is not None:
-                await source.aclose()
+        result = await stream_zip(self.st, job, sink, report, over_cap)
+        if result.size > cap:
+            raise PermanentError(
+                f"This download is {human_bytes(result.size)}, past the limit of "
+                f"{human_bytes(cap)} a download; request fewer artworks at a time."
+            )
+        return result

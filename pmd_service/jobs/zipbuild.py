@@ -74,12 +74,27 @@ Trailing = bytes | Iterable[bytes]
 Trailer = Callable[[list[int], list[tuple[int, str]]], Iterable[tuple[str, Trailing]]]
 
 
+@dataclass(frozen=True)
+class FileDigest:
+    """One entry written: its name in the ZIP, the SHA-256 of its bytes and their count."""
+
+    name: str
+    sha256: str
+    size: int
+
+
+# The digests of every entry written so far -> the last small files (a `sha256sum` manifest
+# over them; a bag's tag files), added after them and deflated.
+Closing = Callable[[list[FileDigest]], Iterable[tuple[str, bytes]]]
+
+
 @dataclass
 class BuildResult:
     size: int
     sha256: str
     added: list[int] = field(default_factory=list)
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    files: list[FileDigest] = field(default_factory=list)
 
 
 # Buffers in flight at once: one being read, one being packed, the rest queued between the
@@ -272,6 +287,43 @@ def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Generator[Piece, None
         yield memoryview(pack)[:used], pack
 
 
+class _Digesting:
+    """Passes an entry's chunks on while hashing them (SHA-256 releases the GIL on big chunks:
+    the other stages run meanwhile); `done` records the entry once its last chunk went by."""
+
+    __slots__ = ("_digest", "_name", "_size")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._digest = hashlib.sha256()
+        self._size = 0
+
+    def through(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
+        update = self._digest.update
+        for chunk in chunks:
+            update(chunk)
+            self._size += len(chunk)
+            yield chunk
+
+    def done(self) -> FileDigest:
+        return FileDigest(self._name, self._digest.hexdigest(), self._size)
+
+
+def _add(
+    stream: ZipStream,
+    result: BuildResult,
+    name: str,
+    data: Iterable[Chunk],
+    size: int | None = None,
+    compress_type: int | None = None,
+) -> Iterator[Chunk]:
+    """One entry added and written, its digest recorded in `result.files`."""
+    digesting = _Digesting(name)
+    stream.add(digesting.through(data), name, size=size, compress_type=compress_type)
+    yield from stream.all_files()
+    result.files.append(digesting.done())
+
+
 def _zip_chunks(
     entries: Iterable[Entry],
     trailer: Trailer,
@@ -279,6 +331,7 @@ def _zip_chunks(
     cancel: threading.Event,
     result: BuildResult,
     buffers: _Buffers,
+    closing: Closing | None = None,
 ) -> Generator[Chunk, None, None]:
     stream = ZipStream(compress_type=ZIP_STORED)
     for done, entry in enumerate(entries, start=1):
@@ -294,20 +347,32 @@ def _zip_chunks(
             else:
                 with handle:
                     size = os.fstat(handle.fileno()).st_size
-                    stream.add(_read_chunks(handle, buffers), entry.arcname, size=size)
-                    yield from stream.all_files()
+                    chunks = _read_chunks(handle, buffers)
+                    yield from _add(stream, result, entry.arcname, chunks, size)
                 result.added.append(entry.post_id)
         else:
-            stream.add(entry.data or b"", entry.arcname)
-            yield from stream.all_files()
+            data = entry.data or b""
+            yield from _add(stream, result, entry.arcname, (data,), len(data))
             result.added.append(entry.post_id)
         on_progress(done)
 
     if cancel.is_set():
         raise BuildCancelled
     for name, blob in trailer(result.added, result.skipped):
-        stream.add(blob, name, compress_type=ZIP_DEFLATED)
+        if isinstance(blob, bytes):
+            yield from _add(stream, result, name, (blob,), len(blob), ZIP_DEFLATED)
+        else:
+            yield from _add(stream, result, name, blob, compress_type=ZIP_DEFLATED)
+    if closing is not None:
+        for name, made in closing(list(result.files)):
+            yield from _add(stream, result, name, (made,), len(made), ZIP_DEFLATED)
     yield from stream.finalize()
+
+
+def sha256sum_lines(files: Iterable[FileDigest], relative_to: str = "") -> bytes:
+    """`sha256sum`'s format (`<hex>  <name>`, text mode), names relative to `relative_to`:
+    `sha256sum -c` run there checks every file (a BagIt manifest has the same lines)."""
+    return b"".join(f"{f.sha256}  {f.name.removeprefix(relative_to)}\n".encode() for f in files)
 
 
 def build(
@@ -317,6 +382,7 @@ def build(
     on_progress: Callable[[int], None],
     cancel: threading.Event,
     result: BuildResult | None = None,
+    closing: Closing | None = None,
 ) -> BuildResult:
     """Stream the ZIP into `sink`; on the caller's thread (the event loop never runs this),
     with the hash and sink threads behind it, both ended when this returns or raises.
@@ -325,11 +391,14 @@ def build(
     given as an iterable is consumed here, chunk by chunk, while it is deflated and written: it
     is never whole in memory. (zipstream-ng gives such an entry, whose size is unknown up front,
     a Zip64 local header; Info-ZIP unzip and Python's zipfile read it.)
+
+    Every entry's SHA-256 is taken as it is written (`result.files`); `closing(files)` then
+    gives the last files, made from those digests (a manifest, a bag's tag files).
     """
     result = result if result is not None else BuildResult(size=0, sha256="")
     buffers = _Buffers(BUFFERS)
     pipeline = _Pipeline(sink, buffers, result)
-    chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers)
+    chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers, closing)
     packed = _packed(chunks, buffers)
     try:
         for chunk, buffer in packed:

@@ -90,6 +90,7 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
         "Content-Type": "application/zip",
         "Content-Disposition": f"attachment; filename={found.filename}",
         "Cache-Control": "private, no-store",
+        **service.repr_digest(found.sha256),
     }
     proxying = object_download.Proxying(
         request.app[PROXY_SLOTS], principal.caller.id, settings.bdr_proxy_idle_seconds
@@ -124,6 +125,8 @@ _VALIDATORS = {
 }
 _ZIP_HEADERS = {
     **_VALIDATORS,
+    "Repr-Digest": "The whole ZIP's SHA-256 (RFC 9530: `sha-256=:<base64>:`), on a 206 too: "
+    "check the saved file against it",
     "Content-Disposition": "attachment; filename=makapix-artworks-….zip",
     "Content-Length": "The bytes in this answer: the whole ZIP's size for a 200, the range's for a 206",
 }
