@@ -215,7 +215,8 @@ class World:
     owner: UserRow
     post_id: int
     bdr_id: str
-    tickets: dict[str, str]  # a download's and a stream's, minted before the outage
+    tickets: dict[str, str]  # a download's, a stream's and a part's, minted before the outage
+    export_id: str
 
 
 Request = tuple[str, str, dict[str, Any]]  # method, URL, aiohttp's keyword arguments
@@ -225,6 +226,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
     """Per documented operation, requests that work while the database does."""
     auth = {"headers": w.owner.auth}
     bdr = f"/api/pmd/bdr/{w.bdr_id}"
+    export = f"/api/pmd/exports/{w.export_id}"
     return {
         ("GET", "/healthz"): [("GET", "/healthz", {})],
         ("GET", "/readyz"): [("GET", "/readyz", {})],
@@ -248,6 +250,16 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
             ("GET", f"{bdr}/download", {"params": {"ticket": w.tickets["download"]}}),
         ],
         ("POST", "/api/pmd/bdr/sse-ticket"): [("POST", "/api/pmd/bdr/sse-ticket", auth)],
+        ("POST", "/api/pmd/exports"): [("POST", "/api/pmd/exports", auth | {"json": {}})],
+        ("GET", "/api/pmd/exports"): [("GET", "/api/pmd/exports", auth)],
+        ("GET", "/api/pmd/exports/{id}"): [("GET", export, auth)],
+        ("DELETE", "/api/pmd/exports/{id}"): [("DELETE", export, auth)],
+        ("GET", "/api/pmd/exports/{id}/SHA256SUMS"): [("GET", f"{export}/SHA256SUMS", auth)],
+        ("GET", "/api/pmd/exports/{id}/parts/{n}/download"): [
+            ("GET", f"{export}/parts/1/download", auth),
+            ("HEAD", f"{export}/parts/1/download", auth),
+            ("GET", f"{export}/parts/1/download", {"params": {"ticket": w.tickets["part"]}}),
+        ],
         ("GET", SSE): [("GET", SSE, auth), ("GET", SSE, {"params": {"ticket": w.tickets["stream"]}})],
     }  # fmt: skip
 
@@ -265,8 +277,16 @@ async def _world(client: Client, factory: Factory, settings: Settings) -> World:
         value: str = (await resp.json())["ticket"]
         return value
 
-    tickets = {"download": await ticket(bdr_id=item["id"]), "stream": await ticket()}
-    return World(owner, post.id, item["id"], tickets)
+    resp = await client.post("/api/pmd/exports", headers=owner.auth, json={})
+    assert resp.status == 202, await resp.text()
+    export_id = (await resp.json())["id"]
+    await run_worker(settings)
+    tickets = {
+        "download": await ticket(bdr_id=item["id"]),
+        "stream": await ticket(),
+        "part": await ticket(export_id=export_id),
+    }
+    return World(owner, post.id, item["id"], tickets, export_id)
 
 
 async def _send(client: Client, method: str, url: str, kwargs: dict[str, Any]) -> ClientResponse:

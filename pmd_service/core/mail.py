@@ -78,6 +78,78 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
     return msg
 
 
+@dataclass(frozen=True)
+class ExportMail:
+    to: str
+    handle: str
+    user_sqid: str
+    export_id: str
+    status: str  # "ready" or "failed"
+    artwork_count: int
+    part_count: int
+    total_bytes: int
+    expires_at: datetime | None
+    error_message: str | None
+    request_id: str | None = None
+
+
+def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
+    """The page's link, never the files': a part is fetched signed in, and checked there."""
+    link = f"{settings.base_url}/u/{mail.user_sqid}/posts?export={mail.export_id}"
+    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    msg = EmailMessage()
+    msg["From"] = settings.mail_from
+    msg["To"] = mail.to
+    msg["Message-ID"] = f"<export-{mail.export_id}@{domain}>"
+    if mail.request_id:
+        msg["X-Request-ID"] = mail.request_id
+    expiry = mail.expires_at.strftime("%d %B %Y, %H:%M UTC") if mail.expires_at else None
+    if mail.status == "ready":
+        noun = "artwork" if mail.artwork_count == 1 else "artworks"
+        parts = "1 part" if mail.part_count == 1 else f"{mail.part_count} parts"
+        msg["Subject"] = f"Your export of {mail.artwork_count} {noun} is ready"
+        text = (
+            f"Hi {mail.handle},\n\n"
+            f"Your full export is ready: {mail.artwork_count} {noun} in {parts} "
+            f"({_size(mail.total_bytes)}). Download the parts from your posts page:\n{link}\n\n"
+            f"They can be downloaded until {expiry or 'they expire'}. Each part is a BagIt bag "
+            "with a README.txt that says how to check it.\n"
+        )
+        body = (
+            f"<p>Hi {html.escape(mail.handle)},</p>"
+            f"<p>Your full export is ready: <strong>{mail.artwork_count} {noun}</strong> in "
+            f"{parts} ({_size(mail.total_bytes)}).</p>"
+            f'<p><a href="{html.escape(link)}">Download the parts from your posts page</a></p>'
+            f"<p>They can be downloaded until {html.escape(expiry or 'they expire')}. Each part "
+            "is a BagIt bag with a README.txt that says how to check it.</p>"
+        )
+    else:
+        reason = mail.error_message or "An unexpected error stopped it."
+        kept = f" The parts already built can be downloaded until {expiry}." if expiry else ""
+        msg["Subject"] = "Your export could not be completed"
+        text = (
+            f"Hi {mail.handle},\n\nWe could not complete your export: {reason}{kept}\n\n"
+            f"You can request a new export from your posts page:\n{link}\n"
+        )
+        body = (
+            f"<p>Hi {html.escape(mail.handle)},</p>"
+            f"<p>We could not complete your export: {html.escape(reason)}{html.escape(kept)}</p>"
+            f'<p>You can <a href="{html.escape(link)}">request a new export from your posts '
+            "page</a>.</p>"
+        )
+    msg.set_content(text)
+    msg.add_alternative(f"<!doctype html><html><body>{body}</body></html>", subtype="html")
+    return msg
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} bytes"  # pragma: no cover
+
+
 class Attempt:
     """How far one send got, for telling a failure that delivered nothing from one that may have.
 

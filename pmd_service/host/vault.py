@@ -101,8 +101,40 @@ def bdr_object_file_path(user_sqid: str, bdr_id: object, run: str) -> str:
     return f"{BDR_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.{run}.zip"
 
 
+# A full export's parts: a folder per export, beside the user folders of BDRs (a sqid has no
+# `-`, so no user folder is ever named so), `part-{n}.zip`; in a bucket each run's upload has a
+# name of its own, as for BDRs.
+EXPORTS_FOLDER = "pmd-exports"
+_EXPORT_PART_RE = re.compile(
+    rf"{EXPORTS_FOLDER}/{_UUID}/part-[1-9][0-9]{{0,5}}(\.[0-9a-f]{{8}})?\.zip"
+)
+
+
+# An export part's key in a bucket (relative to the prefix), with the run that uploaded it.
+EXPORT_OBJECT_RE = re.compile(
+    rf"{EXPORTS_FOLDER}/(?P<id>{_UUID})/part-[1-9][0-9]{{0,5}}\.(?P<run>[0-9a-f]{{8}})\.zip"
+)
+
+
+def export_part_file_path(export_id: object, number: int, run: str | None = None) -> str:
+    """The stored `file_path` of an export's part: `bdr/pmd-exports/{id}/part-{n}.zip` in the
+    folder, `bdr/pmd-exports/{id}/part-{n}.{run}.zip` in a bucket."""
+    suffix = f".{run}" if run else ""
+    return f"{BDR_PREFIX}{EXPORTS_FOLDER}/{export_id}/part-{number}{suffix}.zip"
+
+
+def export_part_temp_name(number: int, run: str) -> str:
+    return f".part-{number}.{run}.part"
+
+
+def is_export_part(file_path: str) -> bool:
+    return _EXPORT_PART_RE.fullmatch(file_path.removeprefix(BDR_PREFIX)) is not None
+
+
 def bdr_object_key(file_path: str) -> str:
     """The key, under the store's prefix, of a stored `file_path` the service wrote."""
+    if file_path.startswith(BDR_PREFIX) and is_export_part(file_path):
+        return file_path.removeprefix(BDR_PREFIX)
     user, _, name = file_path.removeprefix(BDR_PREFIX).partition("/")
     if (
         not file_path.startswith(BDR_PREFIX)

@@ -26,10 +26,12 @@ from .zipbuild import Trailing
 SQL_POSTS_IN_ORDER = """
 SELECT r.post_id, p.id IS NOT NULL AS found, p.public_sqid, p.owner_id, p.kind,
        p.deleted_by_user, p.title, p.description, p.created_at, p.width, p.height,
-       p.frame_count, p.hashtags, p.storage_shard, p.storage_key, pf.format AS native_format
+       p.frame_count, p.hashtags, p.storage_shard, p.storage_key, pf.format AS native_format,
+       p.hidden_by_user, p.hidden_by_mod, l.identifier AS license
 FROM unnest($1::int[]) WITH ORDINALITY AS r(post_id, ord)
 LEFT JOIN posts p ON p.id = r.post_id
 LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
+LEFT JOIN licenses l ON l.id = p.license_id
 ORDER BY r.ord
 """
 
@@ -48,6 +50,9 @@ class Artwork:
     storage_shard: str | None
     storage_key: uuid.UUID
     fmt: str  # as the host stores it: finds the file (vault.py refuses any unknown format)
+    hidden_by_user: bool = False
+    hidden_by_mod: bool = False
+    license: str | None = None
 
     @property
     def ext(self) -> str:
@@ -101,6 +106,9 @@ async def plan_artworks(
                     storage_shard=row["storage_shard"],
                     storage_key=row["storage_key"],
                     fmt=row["native_format"],
+                    hidden_by_user=row["hidden_by_user"],
+                    hidden_by_mod=row["hidden_by_mod"],
+                    license=row["license"],
                 )
             )
     return Plan(artworks, skipped, sqids)
@@ -114,40 +122,48 @@ def skipped_entries(skipped: list[tuple[int, str]], sqids: dict[int, str]) -> li
     return [{"post_id": pid, "public_sqid": sqids.get(pid), "reason": why} for pid, why in skipped]
 
 
+def _entry(a: Artwork, full: bool) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "sqid": a.sqid,
+        "filename": a.filename,
+        "title": a.title,
+        "description": a.description,
+        "created_at": a.created_at,
+        "width": a.width,
+        "height": a.height,
+        "frame_count": a.frame_count,
+        "file_format": a.ext,
+        "hashtags": a.hashtags,
+    }
+    if full:  # an export holds hidden posts too: say which, and under what license
+        entry |= {
+            "hidden_by_user": a.hidden_by_user,
+            "hidden_by_mod": a.hidden_by_mod,
+            "license": a.license,
+        }
+    return entry
+
+
 def json_files(
     handle: str,
     plan: Plan,
     extras: Extras,
     added: list[int],
     skipped: list[tuple[int, str]],
+    export: dict[str, Any] | None = None,
 ) -> list[tuple[str, Trailing]]:
-    """metadata.json (always), comments.json and reactions.json (when asked), for `added`."""
+    """metadata.json (always), comments.json and reactions.json (when asked), for `added`.
+    `export`: what an export's part adds at the top of metadata.json (its id and place), and
+    each artwork's flags and license."""
     now = datetime.now(UTC)
     by_id = {a.post_id: a for a in plan.artworks}
-    files: list[tuple[str, Trailing]] = [
-        (
-            "metadata.json",
-            _json({
-                "generated_at": now,
-                "user_handle": handle,
-                "artwork_count": len(added),
-                "artworks": [
-                    {
-                        "sqid": a.sqid,
-                        "filename": a.filename,
-                        "title": a.title,
-                        "description": a.description,
-                        "created_at": a.created_at,
-                        "width": a.width,
-                        "height": a.height,
-                        "frame_count": a.frame_count,
-                        "file_format": a.ext,
-                        "hashtags": a.hashtags,
-                    }
-                    for a in (by_id[pid] for pid in added)
-                ],
-                "skipped": skipped_entries(skipped, plan.sqids),
-            }),
-        )
-    ]  # fmt: skip
+    document: dict[str, Any] = {
+        "generated_at": now,
+        "user_handle": handle,
+        **(export or {}),
+        "artwork_count": len(added),
+        "artworks": [_entry(by_id[pid], export is not None) for pid in added],
+        "skipped": skipped_entries(skipped, plan.sqids),
+    }
+    files: list[tuple[str, Trailing]] = [("metadata.json", _json(document))]
     return [*files, *extras.files(now, added, plan.sqids)]

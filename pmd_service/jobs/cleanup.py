@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import asyncpg
 from obstore.store import S3Store
 
 from ..core.objects import S3Access, StoreUrl
-from ..host.vault import BDR_PREFIX, OWN_TEMP_RE, OWN_ZIP_RE
+from ..host.vault import BDR_PREFIX, EXPORTS_FOLDER, OWN_TEMP_RE, OWN_ZIP_RE
 from .context import state
 from .object_tidy import abort_dead_uploads, remove_orphan_objects
 
@@ -36,6 +37,26 @@ WHERE status IN ('failed', 'expired', 'cancelled')
 SQL_READY_FILES = """
 SELECT file_path FROM batch_download_requests
 WHERE status = 'ready' AND file_path = ANY($1::text[])
+"""
+# Exports: ready (or failed, with the parts it built) past their expiry → expired, parts gone.
+SQL_EXPIRE_EXPORTS_DUE = """
+WITH due AS (
+    UPDATE exports SET status = 'expired', parts_version = parts_version + 1
+    WHERE status IN ('ready', 'failed') AND expires_at <= now()
+    RETURNING id
+)
+UPDATE export_parts p SET status = 'expired'
+FROM due WHERE p.export_id = due.id AND p.status = 'ready'
+RETURNING p.file_path
+"""
+SQL_PURGE_EXPORTS = """
+DELETE FROM exports
+WHERE status IN ('failed', 'expired', 'cancelled')
+  AND (expires_at IS NULL OR expires_at <= now())
+  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
+"""
+SQL_READY_PARTS = """
+SELECT file_path FROM export_parts WHERE status = 'ready' AND file_path = ANY($1::text[])
 """
 SQL_PURGE_EVENTS = "DELETE FROM bdr_events WHERE created_at < now() - interval '1 day'"
 # No foreign key reaches the host's tables (creating one would lock them), so rows of users the
@@ -81,6 +102,36 @@ def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
     return parts, zips
 
 
+def old_export_files(root: Path, now: float) -> list[Path]:
+    """Files under the exports' folders older than an hour: temp files of runs that died, and
+    parts (kept only if a ready part row points at them: the caller checks)."""
+    found: list[Path] = []
+    exports = root / EXPORTS_FOLDER
+    if not exports.is_dir() or exports.is_symlink():
+        return found
+    for folder in exports.iterdir():
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        for entry in folder.iterdir():
+            try:
+                if now - entry.lstat().st_mtime > TEMP_MAX_AGE_SECONDS and entry.is_file():
+                    found.append(entry)
+            except FileNotFoundError:
+                continue
+    return found
+
+
+def remove_empty_export_folders(root: Path) -> int:
+    removed = 0
+    exports = root / EXPORTS_FOLDER
+    if exports.is_dir() and not exports.is_symlink():
+        for folder in exports.iterdir():
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only succeeds when empty
+                removed += 1
+    return removed
+
+
 def remove_files_and_empty_folders(root: Path, files: list[Path]) -> int:
     for path in files:
         path.unlink(missing_ok=True)
@@ -104,9 +155,14 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     for row in expired:
         await st.zips.remove(row["file_path"])  # never a host's ZIP (imported at the cut-over)
     log.info("cleanup: %d downloads past their expiry expired, their ZIPs removed", len(expired))
+    parts = await st.pool.fetch(SQL_EXPIRE_EXPORTS_DUE)
+    for row in parts:
+        await st.zips.remove(row["file_path"])
+    log.info("cleanup: %d parts of expired exports removed", len(parts))
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
+    purged += int((await st.pool.execute(SQL_PURGE_EXPORTS, TERMINAL_RETENTION_DAYS)).split()[-1])
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
     log.info("cleanup: %d old finished requests and %d old events purged", purged, events)
     if st.zips.store is not None:
@@ -116,7 +172,13 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     else:
         log.info("cleanup: tidying the folder %s", root)
         summary = await _tidy_folder(st.pool, root)
-    summary = {"expired": len(expired), "purged": purged, "events_purged": events, **summary}
+    summary = {
+        "expired": len(expired),
+        "export_parts_expired": len(parts),
+        "purged": purged,
+        "events_purged": events,
+        **summary,
+    }
     log.info("cleanup: %s", summary)
     return summary
 
@@ -136,5 +198,12 @@ async def _tidy_folder(pool: asyncpg.Pool, root: Path) -> dict[str, int]:
     kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(stored))}
     orphans = [path for name, path in stored.items() if name not in kept]
     folders = await asyncio.to_thread(remove_files_and_empty_folders, root, parts + orphans)
-    return {"temp_files_removed": len(parts), "orphan_zips_removed": len(orphans),
+    # An export's folder: its temp files of runs that died, and parts no ready row points at.
+    export_files = await asyncio.to_thread(old_export_files, root, time.time())
+    named = {f"{BDR_PREFIX}{EXPORTS_FOLDER}/{f.parent.name}/{f.name}": f for f in export_files}
+    kept_parts = {r["file_path"] for r in await pool.fetch(SQL_READY_PARTS, list(named))}
+    stale = [path for name, path in named.items() if name not in kept_parts]
+    await asyncio.to_thread(remove_files_and_empty_folders, root, stale)
+    folders += await asyncio.to_thread(remove_empty_export_folders, root)
+    return {"temp_files_removed": len(parts), "orphan_zips_removed": len(orphans) + len(stale),
             "folders_removed": folders}  # fmt: skip

@@ -11,7 +11,7 @@ import uuid
 import asyncpg
 
 from ..core.logs import request_id_set
-from ..core.mail import Attempt, BdrMail, compose, send
+from ..core.mail import Attempt, BdrMail, ExportMail, compose, compose_export, send
 from ..core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -98,4 +98,58 @@ async def send_owed_emails(pool: asyncpg.Pool, settings: Settings) -> int:
     sent = 0
     for row in await pool.fetch(SQL_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
         sent += await send_bdr_email(pool, settings, row["id"])
+    return sent
+
+
+# An export's email, taken as a BDR's is: at most one, to its owner.
+SQL_TAKE_EXPORT_EMAIL = """
+UPDATE exports e
+SET email_sent_at = now(), email_attempts = email_attempts + 1
+FROM users owner
+WHERE e.id = $1 AND e.send_email AND e.email_sent_at IS NULL
+  AND e.status IN ('ready', 'failed') AND e.email_attempts < $2 AND owner.id = e.user_id
+RETURNING e.status, e.artwork_count, e.total_bytes, e.expires_at, e.error_message,
+          e.request_id, owner.email, owner.handle, coalesce(owner.public_sqid, e.user_sqid) AS sqid,
+          (SELECT count(*) FROM export_parts p WHERE p.export_id = e.id) AS parts,
+          (SELECT coalesce(sum(p.artwork_count), 0) FROM export_parts p
+           WHERE p.export_id = e.id AND p.status = 'ready') AS delivered
+"""
+SQL_RELEASE_EXPORT_EMAIL = "UPDATE exports SET email_sent_at = NULL WHERE id = $1"
+SQL_EXPORT_EMAILS_OWED = """
+SELECT id FROM exports
+WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
+  AND email_attempts < $1
+ORDER BY completed_at LIMIT 10
+"""
+
+
+async def send_export_email(pool: asyncpg.Pool, settings: Settings, export_id: uuid.UUID) -> bool:
+    """True if this call sent it; SMTP failures are left for the sweep, never raised."""
+    row = await pool.fetchrow(SQL_TAKE_EXPORT_EMAIL, export_id, MAX_EMAIL_ATTEMPTS)
+    if row is None:
+        return False
+    mail = ExportMail(
+        to=row["email"], handle=row["handle"], user_sqid=row["sqid"] or "",
+        export_id=str(export_id), status=row["status"], artwork_count=row["delivered"],
+        part_count=row["parts"], total_bytes=row["total_bytes"], expires_at=row["expires_at"],
+        error_message=row["error_message"], request_id=row["request_id"],
+    )  # fmt: skip
+    attempt = Attempt()
+    with request_id_set(row["request_id"]):
+        try:
+            await send(settings, compose_export(settings, mail), attempt)
+        except Exception as exc:
+            if attempt.may_have_delivered(exc):
+                log.warning("email for export %s may have been delivered (%r)", export_id, exc)
+                return True
+            log.warning("email for export %s not sent (%r); the sweep will retry", export_id, exc)
+            await pool.execute(SQL_RELEASE_EXPORT_EMAIL, export_id)
+            return False
+    return True
+
+
+async def send_owed_export_emails(pool: asyncpg.Pool, settings: Settings) -> int:
+    sent = 0
+    for row in await pool.fetch(SQL_EXPORT_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
+        sent += await send_export_email(pool, settings, row["id"])
     return sent

@@ -18,7 +18,7 @@ from obstore.store import ObjectStore
 
 from ..bdr.files import OBJECT_MISSING
 from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
-from ..host.vault import BDR_PREFIX, OWN_OBJECT_RE
+from ..host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,26 @@ SQL_LIVE_RUNS = """
 SELECT id, left(replace(claim_token::text, '-', ''), 8) AS run
 FROM batch_download_requests
 WHERE id = ANY($1::uuid[]) AND status = 'processing' AND claim_token IS NOT NULL
+UNION ALL
+SELECT id, left(replace(claim_token::text, '-', ''), 8) AS run
+FROM exports
+WHERE id = ANY($1::uuid[]) AND status = 'processing' AND claim_token IS NOT NULL
 """
+# An export's part is kept while its part row points at it, as a BDR's ZIP while its row does.
 SQL_READY_FILES = """
 SELECT file_path FROM batch_download_requests
+WHERE status = 'ready' AND file_path = ANY($1::text[])
+UNION ALL
+SELECT file_path FROM export_parts
 WHERE status = 'ready' AND file_path = ANY($1::text[])
 """
 
 
 def _own(key: str) -> tuple[uuid.UUID, str] | None:
-    """(BDR id, run) of a key the service names, None for any other key."""
+    """(BDR or export id, run) of a key the service names, None for any other key."""
+    export = EXPORT_OBJECT_RE.fullmatch(key)
+    if export is not None:
+        return uuid.UUID(export["id"]), export["run"]
     _, _, name = key.rpartition("/")
     match = OWN_OBJECT_RE.fullmatch(name)
     if match is None or key.count("/") != 1:

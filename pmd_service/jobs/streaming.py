@@ -16,7 +16,7 @@ from .archive_content import Artwork
 from .archive_json import Extras
 from .context import WorkerState
 from .sources import bridge_to_thread, fetched_in_order, http_fetcher, object_fetcher, vault_entries
-from .zipbuild import BuildResult, Closing, Entry, Sink, Trailer, build
+from .zipbuild import BuildResult, Closing, Entry, Sink, Trailer, Trailing, build
 
 PROGRESS_EVERY = 0.25  # at most four progress events a second reach SSE
 HEARTBEAT_EVERY = 5.0
@@ -31,7 +31,7 @@ Cap = Callable[[int, int], Exception | None]
 @dataclass(frozen=True)
 class Job:
     """What to build: the artworks in order, the JSON files after them, the closing files, and
-    a folder every name goes under (a bag's; "" for a BDR)."""
+    a folder the artworks and JSON files go under (a bag's `…/data/`; "" for a BDR)."""
 
     artworks: list[Artwork]
     trailer: Callable[[Extras], Trailer]
@@ -44,6 +44,13 @@ class Job:
 def _prefixed(entries: Iterable[Entry], prefix: str) -> Iterator[Entry]:
     for entry in entries:
         yield dataclasses.replace(entry, arcname=prefix + entry.arcname)
+
+
+def _prefixed_trailer(trailer: Trailer, prefix: str) -> Trailer:
+    def files(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, Trailing]]:
+        return [(prefix + name, blob) for name, blob in trailer(added, skipped)]
+
+    return files
 
 
 def _gated(
@@ -88,6 +95,8 @@ async def stream_zip(
     if gate is not None:
         entries = _gated(entries, gate, cancel)
     trailer = job.trailer(extras)
+    if job.prefix:
+        trailer = _prefixed_trailer(trailer, job.prefix)
 
     # The build thread only records how far it got; the loop reads it when it wakes (every
     # PROGRESS_EVERY). A hop onto the loop per artwork woke it 128 times a job for nothing,

@@ -16,9 +16,9 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from ..core.queue import enqueue_bdr
+from ..core.queue import enqueue_bdr, enqueue_export
 from .context import state
-from .notify import send_owed_emails
+from .notify import send_owed_emails, send_owed_export_emails
 from .object_tidy import abort_dead_uploads
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,39 @@ WHERE status = 'processing'
 ORDER BY created_at LIMIT 500
 """
 
+# Exports: the same two cases. No export blocks a new one for ever: one whose worker is gone is
+# taken back within a minute or so of its heartbeat stopping.
+SQL_EXPORTS_STUCK_PENDING = """
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM exports
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT 100
+"""
+SQL_EXPORTS_ORPHANED = """
+SELECT id, attempts FROM exports
+WHERE status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+ORDER BY created_at LIMIT 100
+"""
+
+
+async def _sweep_exports(ctx: dict[str, Any]) -> tuple[int, int]:
+    st = state(ctx)
+    redis: ArqRedis = ctx["redis"]
+    requeued = retaken = 0
+    grace = float(st.settings.bdr_pending_grace_seconds)
+    for row in await st.pool.fetch(SQL_EXPORTS_STUCK_PENDING, grace):
+        if await enqueue_export(redis, row["id"]):
+            requeued += 1
+        elif row["age"] >= LATE_PENDING_SECONDS:
+            late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
+            requeued += await enqueue_export(redis, row["id"], retake=late)
+    for row in await st.pool.fetch(
+        SQL_EXPORTS_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
+    ):
+        retaken += await enqueue_export(redis, row["id"], retake=f"take{row['attempts']}")
+    return requeued, retaken
+
 
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     st = state(ctx)
@@ -67,6 +100,9 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         SQL_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
         retaken += await enqueue_bdr(redis, row["id"], retake=f"take{row['attempts']}")
+    exports_requeued, exports_retaken = await _sweep_exports(ctx)
+    requeued += exports_requeued
+    retaken += exports_retaken
     aborted = 0
     bucket = st.zips.bucket
     if bucket is not None:
@@ -77,6 +113,7 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
         except Exception:  # the store being down must not stop the rest of the sweep
             log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
     emails = await send_owed_emails(st.pool, st.settings)
+    emails += await send_owed_export_emails(st.pool, st.settings)
     if requeued or retaken or emails or aborted:
         log.info("sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "
                  "%d uploads aborted", requeued, retaken, emails, aborted)  # fmt: skip

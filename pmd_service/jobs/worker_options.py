@@ -18,13 +18,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from ..core import logs
-from ..core.queue import JOB_NAME, redis_settings
+from ..core.queue import EXPORT_JOB_NAME, JOB_NAME, redis_settings
 from ..core.settings import Settings
 from ..core.startup import StartupError, services_reachable, stop
 from . import context
 from .cleanup import cleanup_expired_bdrs
 from .failures import MAX_ATTEMPTS
 from .process_bdr import process_bdr
+from .process_export import process_export
 from .sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,13 @@ REDIS_BACKOFF_CAP = 2.0
 # run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
 # never runs one job more often than the row allows; a run past it is the sweep's to fail.
 # keep_result=0 frees the job id at once so it can be enqueued again.
-FUNCTIONS = [func(process_bdr, name=JOB_NAME, max_tries=MAX_ATTEMPTS, timeout=1800, keep_result=0)]
+# An export runs as long as its parts take (hours for a large account): arq's timeout is only
+# a backstop, and its try count is no limit either (a published part restarts the row's
+# attempts, which decide; the sweep takes back what arq gives up on).
+FUNCTIONS = [
+    func(process_bdr, name=JOB_NAME, max_tries=MAX_ATTEMPTS, timeout=1800, keep_result=0),
+    func(process_export, name=EXPORT_JOB_NAME, max_tries=1000, timeout=24 * 3600, keep_result=0),
+]
 CRON_JOBS = [
     cron(sweep, second={5}, run_at_startup=True, timeout=120),
     cron(cleanup_expired_bdrs, hour={3}, minute={17}, second={0}, timeout=1800),

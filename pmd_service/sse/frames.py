@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from ..bdr.schemas import bdr_item
+from ..exports.schemas import export_item, is_export_payload
 
 PING = b": ping\n\n"
 
@@ -40,8 +41,27 @@ def bdr_update(row: Any, event_id: int | None = None) -> bytes:
     return event(b"bdr_update", bdr_item(row), event_id)
 
 
-def bdr_update_from_payload(payload: str, event_id: int) -> bytes:
-    return bdr_update(msgspec.json.decode(payload), event_id)
+def export_update(payload: Any, event_id: int | None = None) -> bytes:
+    """An `export_update` from an export's payload (`export_payload(row)` in the database)."""
+    return event(EXPORT_UPDATE, export_item(payload), event_id)
+
+
+def update_from_payload(payload: str, event_id: int) -> bytes:
+    """The frame of an event read from the events table: a BDR's, or an export's (whose
+    payload says so), which pages listening for `bdr_update` only never see."""
+    data = msgspec.json.decode(payload)
+    if is_export_payload(data):
+        return export_update(data, event_id)
+    return bdr_update(data, event_id)
+
+
+EXPORT_UPDATE = b"export_update"
+_EXPORT_HEAD = b"event: " + EXPORT_UPDATE + b"\n"
+
+
+def is_export_frame(frame: bytes) -> bool:
+    """An export's event: its owner's alone, never sent to a moderator watching the user."""
+    return frame.startswith(_EXPORT_HEAD)
 
 
 TIMEOUT = event(

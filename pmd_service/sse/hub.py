@@ -513,10 +513,11 @@ class Hub:
             if user_id not in watched:
                 continue
             try:
-                frame = frames.bdr_update_from_payload(payload, event_id)
+                frame = frames.update_from_payload(payload, event_id)
             except Exception:  # a row the item shape rejects must not stop the stream of others
                 log.exception(
-                    "SSE: event %d has a payload that is not a BDR item; skipped", event_id
+                    "SSE: event %d has a payload that is neither a BDR nor an export; skipped",
+                    event_id,
                 )
                 continue
             event = (event_id, frame, frames.chunk(frame))
@@ -532,7 +533,15 @@ class Hub:
             subs = watched.get(user_id)
             if not subs:  # its last stream closed meanwhile
                 continue
+            # An export's events are its owner's: a moderator watching the user gets the rest.
+            others = None
             for sub in subs:
-                sub.deliver(events)
+                if sub.caller_id == sub.target_id:
+                    sub.deliver(events)
+                    continue
+                if others is None:
+                    others = [e for e in events if not frames.is_export_frame(e[1])]
+                if others:
+                    sub.deliver(others)
             written += len(subs)
             self.frames_queued += len(subs) * len(events)

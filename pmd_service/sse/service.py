@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import asyncpg
+import msgspec
 
 from ..bdr.schemas import ITEM_COLUMNS
 from ..core.rules import NEWEST_BDRS
@@ -16,9 +18,20 @@ MAX_REPLAY = 2000
 
 # One statement, so one MVCC snapshot: the BDR rows and the newest event id agree. Every event
 # up to `watermark` is reflected in the rows; every later one will reach the stream live.
+# The owner's stream holds the newest exports too ($2), as `export_payload` makes them.
 SQL_SNAPSHOT = f"""
-SELECT w.watermark, b.*
-FROM (SELECT coalesce(max(id), 0) AS watermark FROM bdr_events) AS w
+SELECT w.watermark, w.exports, b.*
+FROM (
+    SELECT coalesce(max(id), 0) AS watermark,
+           CASE WHEN $2 THEN (
+               SELECT json_agg(export_payload(e) ORDER BY e.created_at DESC, e.id DESC)::text
+               FROM exports e
+               WHERE e.id = ANY(ARRAY(
+                   SELECT id FROM exports WHERE user_id = $1
+                   ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}))
+           ) END AS exports
+    FROM bdr_events
+) AS w
 LEFT JOIN LATERAL (
     SELECT {ITEM_COLUMNS} FROM batch_download_requests
     WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
@@ -53,8 +66,13 @@ def _connected(watermark: int, resumed: bool) -> bytes:
     return frames.event(b"connected", {"resumed": resumed}, watermark or None)
 
 
+def _frames(events: Iterable[tuple[int, str]], owner: bool) -> list[bytes]:
+    made = (frames.update_from_payload(payload, event_id) for event_id, payload in events)
+    return [f for f in made if owner or not frames.is_export_frame(f)]
+
+
 def resumed_from_memory(
-    recent: RecentEvents, user_id: int, last_event_id: int | None
+    recent: RecentEvents, user_id: int, last_event_id: int | None, owner: bool = True
 ) -> Opening | None:
     """The opening of a stream resuming after an event the hub still holds, with no query:
     what a reconnect storm is made of. None when the table must answer (no id, an id the
@@ -64,7 +82,7 @@ def resumed_from_memory(
     missed = recent.missed(user_id, last_event_id)
     if missed is None or len(missed) > MAX_REPLAY:
         return None
-    body = [frames.bdr_update_from_payload(payload, event_id) for event_id, payload in missed]
+    body = _frames(missed, owner)
     # `connected` carries the client's newest event, as from the table; the watermark is the
     # newest kept: the subscriber is registered already, so every later event reaches it
     # live, and none of this user's up to it is missing from this body.
@@ -72,7 +90,10 @@ def resumed_from_memory(
     return Opening(b"".join([*body, _connected(after, True)]), recent.newest)
 
 
-async def opening(pool: asyncpg.Pool, user_id: int, last_event_id: int | None) -> Opening:
+async def opening(
+    pool: asyncpg.Pool, user_id: int, last_event_id: int | None, owner: bool = True
+) -> Opening:
+    """`owner`: the stream is the user's own (a moderator's gets no export events)."""
     reset = b""
     if last_event_id is not None:
         async with pool.acquire() as conn:
@@ -82,13 +103,15 @@ async def opening(pool: asyncpg.Pool, user_id: int, last_event_id: int | None) -
                 rows = await conn.fetch(SQL_MISSED, user_id, last_event_id, MAX_REPLAY + 1)
                 if len(rows) <= MAX_REPLAY:
                     after: int = rows[-1]["id"] if rows else last_event_id
-                    missed = [frames.bdr_update_from_payload(r["payload"], r["id"]) for r in rows]
+                    missed = _frames(((r["id"], r["payload"]) for r in rows), owner)
                     return Opening(b"".join([*missed, _connected(after, True)]), after)
         reset = frames.event(
             b"reset",
             {"detail": "The last event id is too old or unknown; here is a fresh snapshot."},
         )
-    rows = await pool.fetch(SQL_SNAPSHOT, user_id)
+    rows = await pool.fetch(SQL_SNAPSHOT, user_id, owner)
     watermark: int = rows[0]["watermark"]
     items = [frames.bdr_update(r) for r in rows if r["id"] is not None]
+    exports = msgspec.json.decode(rows[0]["exports"]) if rows[0]["exports"] else []
+    items += [frames.export_update(e) for e in exports]
     return Opening(b"".join([reset, *items, _connected(watermark, False)]), watermark)

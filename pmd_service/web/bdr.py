@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -116,20 +116,79 @@ class DownloadQuery(msgspec.Struct):
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
 
-# What a cache or a resuming client needs of every answer with the ZIP's bytes (200 and 206).
-_VALIDATORS = {
-    "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
-    "Last-Modified": "When the ZIP was written (If-Modified-Since, If-Unmodified-Since, If-Range)",
-    "Accept-Ranges": "`bytes`: a download can be resumed with Range",
-    "Cache-Control": "`private, no-store`",
-}
-_ZIP_HEADERS = {
-    **_VALIDATORS,
-    "Repr-Digest": "The whole ZIP's SHA-256 (RFC 9530: `sha-256=:<base64>:`), on a 206 too: "
-    "check the saved file against it",
-    "Content-Disposition": "attachment; filename=makapix-artworks-….zip",
-    "Content-Length": "The bytes in this answer: the whole ZIP's size for a 200, the range's for a 206",
-}
+
+def download_params() -> tuple[Param, ...]:
+    """The headers a ZIP download answers to (a BDR's, or an export part's)."""
+    return (
+        Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`, `bytes=1024-`, "
+              "`bytes=-512`); several ranges, or an invalid one, are answered with the "
+              "whole file"),
+        Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
+              "has this ETag or Last-Modified date"),
+        Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
+              "ETags (`*`: any)"),
+        Param("If-Unmodified-Since", {"type": "string"}, "412 when the ZIP changed after "
+              "this HTTP date (ignored with If-Match)"),
+        Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
+              "ETags (`*`: any)"),
+        Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
+              "since this HTTP date (ignored with If-None-Match)"),
+    )  # fmt: skip
+
+
+def zip_answers(filename: str, what: str) -> dict[str, Any]:
+    """The answers of a ZIP download as Endpoint arguments: `filename` as the header shows it,
+    `what` the resource's name in the notes ("download", "part")."""
+    # What a cache or a resuming client needs of every answer with the ZIP's bytes (200, 206).
+    validators = {
+        "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
+        "Last-Modified": "When the ZIP was written (If-Modified-Since, If-Unmodified-Since, If-Range)",
+        "Accept-Ranges": "`bytes`: a download can be resumed with Range",
+        "Cache-Control": "`private, no-store`",
+    }
+    zip_headers = {
+        **validators,
+        "Repr-Digest": "The whole ZIP's SHA-256 (RFC 9530: `sha-256=:<base64>:`), on a 206 too: "
+        "check the saved file against it",
+        "Content-Disposition": f"attachment; filename={filename}",
+        "Content-Length": "The bytes in this answer: the whole ZIP's size for a 200, the range's for a 206",
+    }
+    return {
+        "headers": zip_headers,
+        "problems": (404, 409, 410, 412, 416, 429, 503),
+        "problem_notes": {
+            409: f"The {what} is not ready (still being built), or was never built",
+            410: f"The {what} expired or was removed, or its file is gone",
+            412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
+                 "the ZIP's now",
+            416: "The one range asked for holds no byte of the ZIP (it starts at or past "
+                 "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
+            429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
+                 "streaming from this server; see Retry-After",
+            503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
+                 "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
+                 "see Retry-After",
+        },
+        # One range at most: a request for several is answered 200 with the whole ZIP,
+        # never multipart/byteranges (object_download._byte_range).
+        "other_responses": (
+            (206, "The one byte range asked for (If-Range, if sent, holds)", "application/zip"),
+            (304, "Not modified: If-None-Match (`*` included) or If-Modified-Since matches "
+             "the ZIP", None),
+            (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
+             "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS", None),
+        ),
+        "status_headers": {
+            206: {**zip_headers, "Content-Range": "`bytes <first>-<last>/<size>`: where "
+                  "this part lies in the ZIP"},
+            304: validators,
+            302: {"Location": "A signed URL of the ZIP (conditions and ranges are the "
+                  "store's to answer there)", "Cache-Control": "`private, no-store`"},
+            412: {"ETag": "The ZIP's entity tag now"},
+            416: {"Content-Range": "`bytes */<size>`: the ZIP's size"},
+        },
+    }  # fmt: skip
+
 
 ENDPOINTS = (
     Endpoint(
@@ -152,52 +211,6 @@ ENDPOINTS = (
              auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
              ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
                             "an invalid one, or an If-Range that does not hold)",
-             headers=_ZIP_HEADERS,
-             params=(
-                 _ID,
-                 Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`, `bytes=1024-`, "
-                       "`bytes=-512`); several ranges, or an invalid one, are answered with the "
-                       "whole file"),
-                 Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
-                       "has this ETag or Last-Modified date"),
-                 Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
-                       "ETags (`*`: any)"),
-                 Param("If-Unmodified-Since", {"type": "string"}, "412 when the ZIP changed after "
-                       "this HTTP date (ignored with If-Match)"),
-                 Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
-                       "ETags (`*`: any)"),
-                 Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
-                       "since this HTTP date (ignored with If-None-Match)"),
-             ),
-             problems=(404, 409, 410, 412, 416, 429, 503),
-             problem_notes={
-                 412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
-                      "the ZIP's now",
-                 416: "The one range asked for holds no byte of the ZIP (it starts at or past "
-                      "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
-                 429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
-                      "streaming from this server; see Retry-After",
-                 503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
-                      "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
-                      "see Retry-After",
-             },
-             # One range at most: a request for several is answered 200 with the whole ZIP,
-             # never multipart/byteranges (object_download._byte_range).
-             other_responses=((206, "The one byte range asked for (If-Range, if sent, holds)",
-                               "application/zip"),
-                              (304, "Not modified: If-None-Match (`*` included) or "
-                               "If-Modified-Since matches the ZIP", None),
-                              (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): "
-                               "`Location` is a signed URL of the ZIP, valid "
-                               "BDR_SIGNED_URL_SECONDS", None)),
-             status_headers={
-                 206: {**_ZIP_HEADERS, "Content-Range": "`bytes <first>-<last>/<size>`: where "
-                       "this part lies in the ZIP"},
-                 304: _VALIDATORS,
-                 302: {"Location": "A signed URL of the ZIP (conditions and ranges are the "
-                       "store's to answer there)", "Cache-Control": "`private, no-store`"},
-                 412: {"ETag": "The ZIP's entity tag now"},
-                 416: {"Content-Range": "`bytes */<size>`: the ZIP's size"},
-             },
-    ),
+             params=(_ID, *download_params()),
+             **zip_answers("makapix-artworks-….zip", "download")),
 )  # fmt: skip

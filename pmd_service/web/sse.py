@@ -13,6 +13,8 @@ from msgspec import Meta
 
 from ..bdr import service as bdr_service
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
+from ..core.problems import bad_request
+from ..exports import service as export_service
 from ..sse import access, frames, service, tickets
 from ..sse.access import Pair, Revoked
 from ..sse.callers import UserLookups
@@ -109,14 +111,16 @@ async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
 
 
 async def _open(
-    request: web.Request, target_id: int, last_event_id: int | None
+    request: web.Request, target_id: int, last_event_id: int | None, owner: bool
 ) -> tuple[EventStream, int]:
-    """Send the opening; returns the response and the watermark (the last event id it holds)."""
-    opening = service.resumed_from_memory(request.app[SSE_HUB].recent, target_id, last_event_id)
+    """Send the opening; returns the response and the watermark (the last event id it holds).
+    `owner`: the caller watches their own downloads (a moderator's stream has no exports)."""
+    recent = request.app[SSE_HUB].recent
+    opening = service.resumed_from_memory(recent, target_id, last_event_id, owner)
     if opening is None:
         async with request.app[SSE_OPENINGS]:
             request.app[SSE_HUB].refuse_if_closing()
-            opening = await service.opening(request.app[DB_POOL], target_id, last_event_id)
+            opening = await service.opening(request.app[DB_POOL], target_id, last_event_id, owner)
     response = EventStream(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     await response.prepare(request)
@@ -211,7 +215,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     sub, last_event_id = await _subscribe(request)
     hub = request.app[SSE_HUB]
     try:
-        response, sub.sent = await _open(request, sub.target_id, last_event_id)
+        response, sub.sent = await _open(
+            request, sub.target_id, last_event_id, sub.caller_id == sub.target_id
+        )
     except BaseException:
         hub.unsubscribe(sub)
         raise
@@ -224,10 +230,16 @@ async def create_ticket(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
     principal = request[PRINCIPAL]
     bdr_id = None
+    if query.bdr_id is not None and query.export_id is not None:
+        raise bad_request("Send `bdr_id` or `export_id`: a ticket opens one download.")
     if query.bdr_id is not None:
         bdr_id = parse_uuid(query.bdr_id)
         # 404 now rather than at the download: the BDR must be the target's.
         await bdr_service.get(request.app[DB_POOL], bdr_id, principal.target.id)
+    elif query.export_id is not None:
+        # Good for one download of any part of that export (the parts' URLs carry its id).
+        bdr_id = parse_uuid(query.export_id)
+        await export_service.get(request.app[DB_POOL], bdr_id, principal)
     out = await tickets.mint(request.app[REDIS], principal, bdr_id)
     return json_response(out, headers={"Cache-Control": "no-store"})
 
@@ -242,6 +254,17 @@ class TicketQuery(msgspec.Struct):
                 max_length=64,
                 description="Mint a ticket for downloading this request's ZIP (only that one); "
                 "without it, a ticket for the stream",
+            ),
+        ]
+        | None
+    ) = None
+    export_id: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64,
+                description="Mint a ticket for downloading one part of this export (the owner's "
+                "own); without it or `bdr_id`, a ticket for the stream",
             ),
         ]
         | None

@@ -1,0 +1,1 @@
+"""Full exports: every artwork of one user in parts, each part a BagIt bag in a ZIP."""

@@ -1,0 +1,159 @@
+"""Export request and item shapes (API, SSE and OpenAPI share them)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from ..bdr.schemas import Progress, Skipped, Status
+
+PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
+
+
+class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
+    include_comments: bool = True
+    include_reactions: bool = True
+    send_email: bool = False
+    part_bytes: Annotated[
+        int | None,
+        Meta(
+            description="The largest a part may be, in bytes (default EXPORT_PART_BYTES, 2 GiB; "
+            "within EXPORT_MIN_PART_BYTES and EXPORT_MAX_PART_BYTES). An artwork larger than "
+            "this goes alone into a part of its own"
+        ),
+    ] = None
+    # Accepted so that a page sending it for every call gets a clear 403 for someone else.
+    target_sqid: str | None = None
+
+
+class ExportPart(msgspec.Struct):
+    number: int
+    status: PartStatus
+    artwork_count: int
+    file_size_bytes: int | None
+    sha256: Annotated[str | None, Meta(description="The part's SHA-256 (hex), once ready")]
+    download_url: Annotated[str | None, Meta(description="When ready: the part's URL")]
+
+
+class ExportItem(msgspec.Struct):
+    id: uuid.UUID
+    status: Status
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    expires_at: datetime | None
+    part_bytes: int
+    include_comments: bool
+    include_reactions: bool
+    send_email: bool
+    artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
+    progress: Progress
+    total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
+    skipped: list[Skipped]
+    error_message: str | None
+    parts: list[ExportPart]
+    sha256sums_url: Annotated[
+        str, Meta(description="Every ready part's SHA-256 and file name, in `sha256sum` format")
+    ]
+
+
+class ExportList(msgspec.Struct):
+    items: list[ExportItem]
+
+
+class _PartRow(msgspec.Struct):
+    number: int
+    status: PartStatus
+    artwork_count: int
+    file_size_bytes: int | None
+    sha256: str | None
+
+
+class _Payload(msgspec.Struct):
+    """The database's `export_payload(row)`: an event's payload, or a row read by the API."""
+
+    id: uuid.UUID
+    status: Status
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    expires_at: datetime | None
+    part_bytes: int
+    include_comments: bool
+    include_reactions: bool
+    send_email: bool
+    artwork_count: int
+    progress_done: int
+    total_bytes: int
+    skipped: list[Skipped]
+    error_message: str | None
+    parts: list[_PartRow]
+    kind: Literal["export"] = "export"
+    user_sqid: str | None = None
+
+
+def export_base_url(export_id: uuid.UUID) -> str:
+    return f"/api/pmd/exports/{export_id}"
+
+
+def part_download_url(export_id: uuid.UUID, number: int) -> str:
+    return f"{export_base_url(export_id)}/parts/{number}/download"
+
+
+def part_filename(export_id: uuid.UUID, number: int, count: int) -> str:
+    return f"makapix-export-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
+
+
+def bag_name(export_id: uuid.UUID, number: int) -> str:
+    """The one top-level folder of a part's ZIP: the bag."""
+    return f"makapix-export-{str(export_id)[:8]}-part-{number}"
+
+
+def export_item(payload: Any) -> ExportItem:
+    """An item from `export_payload(row)`, as JSON text, bytes or a decoded mapping."""
+    if isinstance(payload, str | bytes):
+        p = msgspec.json.decode(payload, type=_Payload)
+    else:
+        p = msgspec.convert(payload, _Payload, strict=False)
+    servable = p.status in ("pending", "processing", "ready", "failed")
+    return ExportItem(
+        id=p.id,
+        status=p.status,
+        created_at=p.created_at,
+        started_at=p.started_at,
+        completed_at=p.completed_at,
+        expires_at=p.expires_at,
+        part_bytes=p.part_bytes,
+        include_comments=p.include_comments,
+        include_reactions=p.include_reactions,
+        send_email=p.send_email,
+        artwork_count=p.artwork_count,
+        progress=Progress(done=p.progress_done, total=p.artwork_count),
+        total_bytes=p.total_bytes,
+        skipped=p.skipped,
+        error_message=p.error_message,
+        parts=[
+            ExportPart(
+                number=part.number,
+                status=part.status,
+                artwork_count=part.artwork_count,
+                file_size_bytes=part.file_size_bytes,
+                sha256=part.sha256,
+                download_url=(
+                    part_download_url(p.id, part.number)
+                    if servable and part.status == "ready"
+                    else None
+                ),
+            )
+            for part in p.parts
+        ],
+        sha256sums_url=f"{export_base_url(p.id)}/SHA256SUMS",
+    )
+
+
+def is_export_payload(payload: Any) -> bool:
+    return isinstance(payload, dict) and payload.get("kind") == "export"

@@ -1,0 +1,260 @@
+"""Creating, listing, cancelling and serving full exports: the server's side."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from arq.connections import ArqRedis
+
+from ..bdr.budget import human_bytes
+from ..bdr.files import StoredZip, ZipFiles, ZipMissing
+from ..bdr.service import repr_digest
+from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
+from ..core.queue import enqueue_export
+from ..core.rules import NEWEST_BDRS, AdvisoryLock
+from ..core.settings import Settings
+from ..host.access import Principal
+from .schemas import ExportItem, ExportRequest, export_item, part_filename
+
+log = logging.getLogger(__name__)
+
+SQL_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
+SQL_RUNNING = """
+SELECT id, status, progress_done, artwork_count FROM exports
+WHERE user_id = $1 AND status IN ('pending', 'processing')
+"""
+# The cooldown runs from the newest export that counts: one that neither failed nor was
+# cancelled (a failure must not lock the user out for a week).
+SQL_SECONDS_SINCE_LAST = """
+SELECT extract(epoch FROM now() - max(created_at))::float8 FROM exports
+WHERE user_id = $1 AND status NOT IN ('failed', 'cancelled')
+"""
+SQL_ARTWORKS = """
+SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
+"""
+SQL_INSERT = """
+INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
+                     send_email, request_id, artwork_count)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING export_payload(exports)::text
+"""
+SQL_NEWEST = f"""
+SELECT export_payload(e)::text FROM exports e
+WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
+"""
+SQL_ONE = "SELECT export_payload(e)::text FROM exports e WHERE id = $1 AND user_id = $2"
+SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"
+# Cancelling (running) or removing (finished) ends every part in the same transaction, so a
+# part published just before is among the files to remove; the worker's guarded writes then
+# find the claim gone.
+SQL_CANCEL = """
+UPDATE exports
+SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE 'expired' END,
+    completed_at = coalesce(completed_at, now()), claim_token = NULL, heartbeat_at = NULL,
+    retry_at = NULL, parts_version = parts_version + 1
+WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing', 'ready', 'failed')
+RETURNING status
+"""
+SQL_END_PARTS = """
+UPDATE export_parts SET status = CASE WHEN status = 'ready' THEN 'expired' ELSE 'cancelled' END
+WHERE export_id = $1 AND status <> 'expired'
+RETURNING file_path
+"""
+SQL_PART = """
+SELECT p.status, p.file_path, p.sha256, e.status AS export_status, e.expires_at,
+       (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS part_count
+FROM exports e JOIN export_parts p ON p.export_id = e.id
+WHERE e.id = $1 AND e.user_id = $2 AND p.number = $3
+"""
+SQL_PART_GONE = "UPDATE export_parts SET status = 'expired' WHERE export_id = $1 AND number = $2"
+SQL_TOUCH = "UPDATE exports SET parts_version = parts_version + 1 WHERE id = $1"
+SQL_READY_PARTS = """
+SELECT p.number, p.sha256, (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS n
+FROM exports e JOIN export_parts p ON p.export_id = e.id
+WHERE e.id = $1 AND e.user_id = $2 AND p.status = 'ready'
+ORDER BY p.number
+"""
+
+
+def owner_only(principal: Principal) -> None:
+    if principal.as_moderator:
+        raise forbidden(
+            "A full export is its owner's alone: a moderator cannot request, see or download "
+            "another user's export. Use batch downloads (POST /api/pmd/bdr) instead."
+        )
+
+
+def _part_bytes(body: ExportRequest, settings: Settings) -> int:
+    low, high = settings.export_min_part_bytes, settings.export_max_part_bytes
+    size = body.part_bytes if body.part_bytes is not None else settings.export_part_bytes
+    if not low <= size <= high:
+        message = (
+            f"must lie within {low} ({human_bytes(low)}) and {high} ({human_bytes(high)}) bytes"
+        )
+        raise ProblemError(
+            400, "invalid-part-size", "Bad Request",
+            f"`part_bytes` {message}; got {size}. Leave it out for {human_bytes(settings.export_part_bytes)}.",
+            errors=[FieldError(field="part_bytes", message=message)],
+            extra={"min_part_bytes": low, "max_part_bytes": high},
+        )  # fmt: skip
+    return size
+
+
+async def create(
+    pool: asyncpg.Pool,
+    principal: Principal,
+    body: ExportRequest,
+    settings: Settings,
+    request_id: str | None,
+) -> ExportItem:
+    owner_only(principal)
+    part_bytes = _part_bytes(body, settings)
+    user = principal.target
+    async with pool.acquire() as conn, conn.transaction():
+        # One request of a user at a time checks and inserts: two at once cannot both pass the
+        # cooldown (the partial unique index would also refuse a second running one).
+        await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user.id)
+        running = await conn.fetchrow(SQL_RUNNING, user.id)
+        if running is not None:
+            done, total = running["progress_done"], running["artwork_count"]
+            progress = f"{done} of {total} artworks" if total else "being planned"
+            raise ProblemError(
+                409, "export-running", "Conflict",
+                f"Export {running['id']} is already {running['status']} ({progress}); wait for "
+                f"it, or cancel it with DELETE /api/pmd/exports/{running['id']}.",
+                extra={"export_id": str(running["id"]), "progress": {"done": done, "total": total}},
+            )  # fmt: skip
+        since = await conn.fetchval(SQL_SECONDS_SINCE_LAST, user.id)
+        cooldown = settings.export_cooldown_seconds
+        if since is not None and since < cooldown:
+            wait = max(1, int(cooldown - since + 0.999))
+            raise ProblemError(
+                429, "export-cooldown", "Too Many Requests",
+                f"One full export per {_duration(cooldown)}: the next can be requested in "
+                f"{_duration(wait)}. The parts of the last one stay downloadable until they expire.",
+                headers={"Retry-After": str(wait)}, extra={"retry_after_seconds": wait},
+            )  # fmt: skip
+        count = await conn.fetchval(SQL_ARTWORKS, user.id)
+        if not count:
+            raise ProblemError(
+                422, "nothing-to-export", "Unprocessable Content",
+                "There is no artwork to export: post an artwork first (deleted posts and "
+                "playlists are not exported).",
+            )  # fmt: skip
+        payload = await conn.fetchval(
+            SQL_INSERT, user.id, user.public_sqid, part_bytes, body.include_comments,
+            body.include_reactions, body.send_email, request_id, count,
+        )  # fmt: skip
+    item = export_item(payload)
+    log.info("export %s requested: %d artworks of user %d", item.id, count, user.id)
+    return item
+
+
+def _duration(seconds: int) -> str:
+    if seconds >= 86400:
+        days, hours = divmod(seconds, 86400)
+        return f"{days} d {hours // 3600} h" if hours >= 3600 else f"{days} d"
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+    return f"{max(1, seconds // 60)} min" if seconds >= 60 else f"{seconds} s"
+
+
+async def enqueue(redis: ArqRedis, export_id: uuid.UUID) -> None:
+    try:
+        await enqueue_export(redis, export_id)
+    except Exception as exc:  # Redis down: the row is safe; the every-minute sweep enqueues it
+        log.warning("enqueue of export %s failed (%s); the sweep will pick it up", export_id, exc)
+
+
+async def newest(pool: asyncpg.Pool, principal: Principal) -> list[ExportItem]:
+    owner_only(principal)
+    return [export_item(r[0]) for r in await pool.fetch(SQL_NEWEST, principal.target.id)]
+
+
+async def get(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> ExportItem:
+    owner_only(principal)
+    payload = await pool.fetchval(SQL_ONE, export_id, principal.target.id)
+    if payload is None:
+        raise not_found(f"There is no export {export_id} for this user.")
+    return export_item(payload)
+
+
+async def cancel_or_remove(
+    pool: asyncpg.Pool, files: ZipFiles, export_id: uuid.UUID, principal: Principal
+) -> None:
+    """Running → cancelled (the worker stops at its next artwork); finished → parts removed,
+    expired. Either way no part file is left."""
+    owner_only(principal)
+    async with pool.acquire() as conn, conn.transaction():
+        status = await conn.fetchval(SQL_CANCEL, export_id, principal.target.id)
+        if status is None:
+            if await conn.fetchrow(SQL_STATUS, export_id, principal.target.id) is None:
+                raise not_found(f"There is no export {export_id} for this user.")
+            return  # cancelled or expired already: nothing left to remove
+        paths = [r[0] for r in await conn.fetch(SQL_END_PARTS, export_id) if r[0]]
+    for path in paths:
+        await files.remove(path)
+
+
+@dataclass(frozen=True)
+class PartDownload:
+    stored: StoredZip
+    filename: str
+    headers: dict[str, str]
+
+
+async def part_download(
+    pool: asyncpg.Pool, files: ZipFiles, export_id: uuid.UUID, number: int, principal: Principal
+) -> PartDownload:
+    owner_only(principal)
+    row = await pool.fetchrow(SQL_PART, export_id, principal.target.id, number)
+    if row is None:
+        if await pool.fetchrow(SQL_STATUS, export_id, principal.target.id) is None:
+            raise not_found(f"There is no export {export_id} for this user.")
+        raise not_found(f"Export {export_id} has no part {number}.")
+    export_status, expires_at = row["export_status"], row["expires_at"]
+    if export_status in ("expired", "cancelled") or (
+        expires_at is not None and expires_at <= datetime.now(UTC)
+    ):
+        raise gone(
+            f"Export {export_id} is {export_status}; its parts are gone. Request a new export."
+        )
+    if row["status"] != "ready":
+        if export_status in ("pending", "processing"):
+            raise conflict(
+                f"Part {number} of export {export_id} is still being built; it can be "
+                "downloaded once its status is ready (watch /api/pmd/bdr/sse).",
+                slug="not-ready",
+            )
+        raise conflict(
+            f"Part {number} of export {export_id} was not built (the export {export_status}); "
+            "there is no file.",
+            slug="no-file",
+        )
+    try:
+        stored = await files.locate(row["file_path"] or "")
+    except ZipMissing:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(SQL_PART_GONE, export_id, number)
+            await conn.execute(SQL_TOUCH, export_id)
+        raise gone(
+            f"The file of part {number} of export {export_id} is no longer available; "
+            "request a new export."
+        ) from None
+    filename = part_filename(export_id, number, row["part_count"])
+    return PartDownload(stored, filename, repr_digest(row["sha256"]))
+
+
+async def sha256sums(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> str:
+    """`sha256sum -c SHA256SUMS`, run where the parts were saved, checks them all."""
+    owner_only(principal)
+    if await pool.fetchrow(SQL_STATUS, export_id, principal.target.id) is None:
+        raise not_found(f"There is no export {export_id} for this user.")
+    rows = await pool.fetch(SQL_READY_PARTS, export_id, principal.target.id)
+    return "".join(
+        f"{r['sha256']}  {part_filename(export_id, r['number'], r['n'])}\n" for r in rows
+    )

@@ -1,0 +1,91 @@
+"""`process_export`: claim an export, build its parts, tell the user.
+
+As for BDRs (process_bdr.py): one UPDATE claims the row, every later write is guarded by the
+claim token, transient failures retry with backoff, and status is `failed` only when no retry
+is left. An export runs for as long as its parts take; the sweep takes back one whose worker
+is gone (its heartbeat stops), and the next run keeps every part already published.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from arq import Retry
+
+from ..core import error_reports
+from ..core.logs import request_id_set
+from .context import state
+from .export_run import ExportRun
+from .export_sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
+from .failures import (
+    BACKOFF_CAP_SECONDS,
+    MAX_ATTEMPTS,
+    TRANSIENT,
+    UNEXPECTED_MESSAGE,
+    PermanentError,
+    transient_message,
+)
+from .notify import send_export_email
+from .zipbuild import BuildCancelled
+
+log = logging.getLogger(__name__)
+
+
+async def process_export(ctx: dict[str, Any], export_id: str) -> str:
+    st = state(ctx)
+    try:
+        uid = uuid.UUID(export_id)
+    except ValueError:
+        log.error("process_export called with %r, not a UUID", export_id)
+        return "invalid"
+    error_reports.tag("export_id", export_id)
+    token = uuid.uuid4()
+    claim = await st.pool.fetchrow(SQL_CLAIM, uid, token, float(st.settings.bdr_stale_seconds))
+    if claim is None:
+        return "not claimable"  # finished, cancelled, or another run holds it
+    with request_id_set(claim["request_id"]):
+        run = ExportRun(st, uid, token, claim)
+        started = time.monotonic()
+        outcome = await _attempt(run)
+        log.info("export %s: %s after %.1f s", uid, outcome, time.monotonic() - started)
+        if outcome != "cancelled" and claim["send_email"]:
+            await send_export_email(st.pool, st.settings, uid)
+        return outcome
+
+
+async def _attempt(run: ExportRun) -> str:
+    """ready, failed or cancelled; raises Retry when a later attempt may succeed."""
+    uid, st = run.export_id, run.st
+    if run.attempts > MAX_ATTEMPTS:
+        await run.fail(transient_message(TimeoutError()))
+        return "failed"
+    try:
+        await run.build()
+        return "ready"
+    except BuildCancelled:
+        return "cancelled"
+    except PermanentError as exc:
+        await run.fail(str(exc))
+    except TRANSIENT as exc:
+        attempts = run.attempts
+        if attempts >= MAX_ATTEMPTS:
+            log.warning("export %s: attempt %d failed (%r); giving up", uid, attempts, exc)
+            await run.fail(transient_message(exc))
+        else:
+            defer = min(
+                BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (attempts - 1)
+            )
+            log.warning(
+                "export %s: attempt %d failed (%r); retry in %.0f s", uid, attempts, exc, defer
+            )
+            with contextlib.suppress(*TRANSIENT):
+                await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, run.token, defer)
+            raise Retry(defer=defer) from exc
+    except Exception:
+        log.exception("export %s: unexpected error", uid)
+        await run.fail(UNEXPECTED_MESSAGE)
+    return "failed"

@@ -1,0 +1,141 @@
+"""The full-export endpoints: owner only, parts served as BDR ZIPs are."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..core.logs import REQUEST_ID_HEADER
+from ..core.problems import not_found
+from ..exports import service
+from ..exports.schemas import ExportItem, ExportList, ExportRequest, export_base_url
+from . import object_download, request_ids
+from .auth import retarget
+from .bdr import DownloadQuery, download_params, zip_answers
+from .endpoint import Auth, Endpoint, Param
+from .keys import DB_POOL, PRINCIPAL, PROXY_SLOTS, REDIS, SETTINGS, ZIP_FILES
+from .responses import json_response
+from .validation import path_uuid, read_json
+
+
+async def create_export(request: web.Request) -> web.Response:
+    body = await read_json(request, ExportRequest)
+    principal = await retarget(request, body.target_sqid)
+    rid = request_ids.current()
+    settings = request.app[SETTINGS]
+    item = await service.create(request.app[DB_POOL], principal, body, settings, rid)
+    await service.enqueue(request.app[REDIS], item.id)
+    return json_response(
+        item,
+        status=202,
+        headers={"Location": export_base_url(item.id), REQUEST_ID_HEADER: rid},
+    )
+
+
+async def list_exports(request: web.Request) -> web.Response:
+    items = await service.newest(request.app[DB_POOL], request[PRINCIPAL])
+    return json_response(ExportList(items=items))
+
+
+async def get_export(request: web.Request) -> web.Response:
+    export_id = path_uuid(request)
+    return json_response(await service.get(request.app[DB_POOL], export_id, request[PRINCIPAL]))
+
+
+async def delete_export(request: web.Request) -> web.Response:
+    export_id = path_uuid(request)
+    files = request.app[ZIP_FILES]
+    await service.cancel_or_remove(request.app[DB_POOL], files, export_id, request[PRINCIPAL])
+    return web.Response(status=204)
+
+
+async def export_sha256sums(request: web.Request) -> web.Response:
+    export_id = path_uuid(request)
+    text = await service.sha256sums(request.app[DB_POOL], export_id, request[PRINCIPAL])
+    return web.Response(
+        text=text,
+        content_type="text/plain",
+        headers={
+            "Content-Disposition": f"inline; filename=makapix-export-{str(export_id)[:8]}.SHA256SUMS",
+            "Cache-Control": "private, no-store",
+        },
+    )
+
+
+def _part_number(request: web.Request) -> int:
+    raw = request.match_info["n"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
+        raise not_found(f"There is no part {raw[:20]!r}: parts are numbered 1, 2, 3…")
+    return int(raw)
+
+
+async def download_part(request: web.Request) -> web.StreamResponse:
+    export_id = path_uuid(request)
+    number = _part_number(request)
+    principal = request[PRINCIPAL]
+    files = request.app[ZIP_FILES]
+    settings = request.app[SETTINGS]
+    found = await service.part_download(request.app[DB_POOL], files, export_id, number, principal)
+    stored = found.stored
+    if stored.key is not None and settings.bdr_download_mode == "redirect":
+        return await object_download.redirect(request, files, stored)
+    headers = {
+        "Content-Type": "application/zip",
+        "Content-Disposition": f"attachment; filename={found.filename}",
+        "Cache-Control": "private, no-store",
+        **found.headers,
+    }
+    proxying = object_download.Proxying(
+        request.app[PROXY_SLOTS], principal.caller.id, settings.bdr_proxy_idle_seconds
+    )
+    return await object_download.serve(request, files, stored, headers, proxying)
+
+
+_ID = Param("id", {"type": "string", "format": "uuid"}, "The export's id", location="path")
+_N = Param(
+    "n", {"type": "integer", "minimum": 1}, "The part's number (1 = the newest posts)",
+    location="path", required=True,
+)  # fmt: skip
+_OWNER_ONLY = {
+    403: "A moderator's `target_sqid` naming another user: exports are the owner's alone"
+}
+
+ENDPOINTS = (
+    Endpoint(
+        "post", "/api/pmd/exports", create_export, "createExport",
+        "Export every artwork (hidden ones included) in parts, each a BagIt bag in a ZIP",
+        "exports", ok_status=202, ok_description="Accepted: the export is queued",
+        request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429),
+        problem_notes={
+            400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
+                 "bounds are in the answer), or an invalid body",
+            409: "An export of this user is already pending or processing: `export_id` and "
+                 "`progress` name it",
+            422: "The user has no artwork to export",
+            429: "Within EXPORT_COOLDOWN_SECONDS of the last export that neither failed nor "
+                 "was cancelled; see Retry-After",
+            **_OWNER_ONLY,
+        },
+        headers={"Location": "The new export's URL"},
+    ),
+    Endpoint("get", "/api/pmd/exports", list_exports, "listExports", "The 20 newest exports",
+             "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY),
+    Endpoint("get", "/api/pmd/exports/{id}", get_export, "getExport", "One export", "exports",
+             response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
+    Endpoint("delete", "/api/pmd/exports/{id}", delete_export, "deleteExport",
+             "Cancel a running export, or remove the parts of a finished one", "exports",
+             ok_status=204, ok_description="Cancelled or removed (no part file is left)",
+             params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
+    Endpoint("get", "/api/pmd/exports/{id}/SHA256SUMS", export_sha256sums, "exportSha256sums",
+             "Every ready part's SHA-256 and file name, in `sha256sum` format: "
+             "`sha256sum -c SHA256SUMS` where the parts were saved checks them all",
+             "exports", response_media="text/plain", params=(_ID,), problems=(403, 404),
+             problem_notes=_OWNER_ONLY),
+    Endpoint("get", "/api/pmd/exports/{id}/parts/{n}/download", download_part,
+             "downloadExportPart", "One part's ZIP (Range supported): downloadable as soon as "
+             "it is ready, while later parts are still built", "exports",
+             response_media="application/zip", auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
+             ok_description="The whole part: no Range, or one that is ignored",
+             params=(_ID, _N, *download_params()),
+             **zip_answers("makapix-export-…-part-N-of-M.zip", "part"),
+             ),
+)  # fmt: skip
