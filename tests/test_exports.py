@@ -406,3 +406,21 @@ async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     part = item["parts"][0]
     url = f"/api/pmd/exports/{item['id']}/parts/{part['number']}/download"
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)
+
+
+async def test_the_sweep_queues_an_export_whose_job_was_lost(
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
+    worker_ctx: dict[str, Any], redis_clean: None,
+) -> None:  # fmt: skip
+    from pmd_service.jobs.sweep import sweep
+
+    owner = await factory.user()
+    await artworks(factory, owner, [KIB] * 2)
+    item = await request_export(ex_client, owner)
+    await worker_ctx["redis"].flushdb()  # Redis lost the job: only the row is left
+    await run_worker(small)
+    assert (await get_export(ex_client, owner, item["id"]))["status"] == "pending"
+    await pool.execute("UPDATE exports SET created_at = now() - interval '1 minute'")
+    assert (await sweep(worker_ctx))["requeued"] == 1
+    await run_worker(small)
+    assert (await get_export(ex_client, owner, item["id"]))["status"] == "ready"

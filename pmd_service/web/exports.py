@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..core.logs import REQUEST_ID_HEADER
@@ -99,6 +101,14 @@ _OWNER_ONLY = {
     403: "A moderator's `target_sqid` naming another user: exports are the owner's alone"
 }
 
+
+def _part_answers() -> dict[str, Any]:
+    answers = zip_answers("makapix-export-…-part-N-of-M.zip", "part")
+    answers["problems"] = (403, *answers["problems"])
+    answers["problem_notes"] |= _OWNER_ONLY
+    return answers
+
+
 ENDPOINTS = (
     Endpoint(
         "post", "/api/pmd/exports", create_export, "createExport",
@@ -136,6 +146,5 @@ ENDPOINTS = (
              response_media="application/zip", auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
              ok_description="The whole part: no Range, or one that is ignored",
              params=(_ID, _N, *download_params()),
-             **zip_answers("makapix-export-…-part-N-of-M.zip", "part"),
-             ),
+             **_part_answers()),
 )  # fmt: skip
