@@ -53,6 +53,7 @@ class World:
     attacker_post_ids: list[int]
     ready_bdr: str  # the victim's, with a ZIP on disk
     pending_bdr: str  # the victim's, queued
+    ready_export: str  # the victim's full export, its parts on disk
     license_id: int
     secrets: list[bytes] = field(default_factory=list)
 
@@ -79,6 +80,10 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     ready = await request_bdr(client, victim, ids)
     await run_worker(settings)
     assert (await fetch_item(client, victim, ready["id"]))["status"] == "ready"
+    resp = await client.post("/api/pmd/exports", json={}, headers=victim.auth)
+    assert resp.status == 202, await resp.text()
+    export_id = (await resp.json())["id"]
+    await run_worker(settings)
     pending = await request_bdr(client, victim, ids[:1])
     zip_bytes = (settings.bdr_path / _zip_file(settings.bdr_path)).read_bytes()
 
@@ -88,6 +93,7 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
         victim.sqid.encode(),
         ready["id"].encode(),
         pending["id"].encode(),
+        export_id.encode(),
         b"PK\x03\x04",  # any ZIP local header
         zip_bytes[-200:],  # the victim's ZIP's central directory
     ]
@@ -106,6 +112,7 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
         attacker_post_ids=[p.id for p in attacker_posts],
         ready_bdr=ready["id"],
         pending_bdr=pending["id"],
+        ready_export=export_id,
         license_id=license_id,
         secrets=secrets,
     )
@@ -116,7 +123,8 @@ def _in_a_day() -> datetime:
 
 
 def _zip_file(root: Path) -> Path:
-    (found,) = [p for p in root.rglob("*.zip")]
+    """The ready BDR's ZIP (an export's parts are in a folder of their own)."""
+    (found,) = [p for p in root.rglob("*.zip") if "pmd-exports" not in p.parts]
     return found.relative_to(root)
 
 
@@ -271,6 +279,24 @@ ROWS: dict[tuple[str, str], Row] = {
     ("POST", "/api/pmd/bdr/sse-ticket"): Row(lambda w: Req("/api/pmd/bdr/sse-ticket"), 200, 200),
     ("GET", "/api/pmd/bdr/sse"): Row(lambda w: Req("/api/pmd/bdr/sse"), 200, 200, stream=True),
     ("GET", "/api/pmd/licenses"): Row(lambda w: Req("/api/pmd/licenses"), 200, 200),
+    # Exports are the owner's alone: an authorised moderator or the site's owner gets 403. A
+    # request in one's own scope asks for a part size out of bounds (400): nothing is created.
+    ("POST", "/api/pmd/exports"): Row(
+        lambda w: Req("/api/pmd/exports", {"part_bytes": 1}), 400, 403
+    ),
+    ("GET", "/api/pmd/exports"): Row(lambda w: Req("/api/pmd/exports"), 200, 403),
+    ("GET", "/api/pmd/exports/{id}"): Row(
+        lambda w: Req(f"/api/pmd/exports/{w.ready_export}"), 404, 403
+    ),
+    ("DELETE", "/api/pmd/exports/{id}"): Row(
+        lambda w: Req(f"/api/pmd/exports/{w.ready_export}"), 404, 403
+    ),
+    ("GET", "/api/pmd/exports/{id}/SHA256SUMS"): Row(
+        lambda w: Req(f"/api/pmd/exports/{w.ready_export}/SHA256SUMS"), 404, 403
+    ),
+    ("GET", "/api/pmd/exports/{id}/parts/{n}/download"): Row(
+        lambda w: Req(f"/api/pmd/exports/{w.ready_export}/parts/1/download"), 404, 403
+    ),
     # The page holds no data (it reads the API with the token it keeps), so anyone may load it.
     ("GET", "/u/{user_sqid}/posts"): Row(
         lambda w: Req(f"/u/{w.victim.sqid}/posts"), 200, 200, public=True
@@ -308,6 +334,8 @@ SNAPSHOT = {
         ("reactions", "id"),
         ("audit_logs", "id"),
         ("batch_download_requests", "id"),
+        ("exports", "id"),
+        ("export_parts", "export_id, number"),
         ("bdr_events", "id"),
     )
 }

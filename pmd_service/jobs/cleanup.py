@@ -154,11 +154,13 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     expired = await st.pool.fetch(SQL_EXPIRE_DUE)
     for row in expired:
         await st.zips.remove(row["file_path"])  # never a host's ZIP (imported at the cut-over)
-    log.info("cleanup: %d downloads past their expiry expired, their ZIPs removed", len(expired))
     parts = await st.pool.fetch(SQL_EXPIRE_EXPORTS_DUE)
     for row in parts:
         await st.zips.remove(row["file_path"])
-    log.info("cleanup: %d parts of expired exports removed", len(parts))
+    log.info(
+        "cleanup: %d downloads past their expiry expired, their ZIPs removed; %d parts of "
+        "expired exports removed", len(expired), len(parts),
+    )  # fmt: skip
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
