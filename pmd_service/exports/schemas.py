@@ -10,6 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from ..bdr.schemas import Progress, Skipped, Status
+from ..host.eligibility import Sqid
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
 
@@ -27,7 +28,7 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
         ),
     ] = None
     # Accepted so that a page sending it for every call gets a clear 403 for someone else.
-    target_sqid: str | None = None
+    target_sqid: Sqid | None = None
 
 
 class ExportPart(msgspec.Struct):
@@ -106,11 +107,6 @@ def part_download_url(export_id: uuid.UUID, number: int) -> str:
 
 def part_filename(export_id: uuid.UUID, number: int, count: int) -> str:
     return f"makapix-export-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
-
-
-def bag_name(export_id: uuid.UUID, number: int) -> str:
-    """The one top-level folder of a part's ZIP: the bag."""
-    return f"makapix-export-{str(export_id)[:8]}-part-{number}"
 
 
 def export_item(payload: Any) -> ExportItem:
