@@ -1,16 +1,22 @@
-"""The report is a render of its template and the committed figures: `python -m bench.run_all
---only X` dates only what it reran, a failed rerun keeps the figures before it and says so, and
-a section without figures says "not measured yet" instead of keeping any text of the page."""
+"""The docs the benchmarks and the chaos runs write are renders of their templates and the
+committed figures (bench/figures/, harness/chaos_runs/), and a hand edit of a generated part
+fails here. `python -m bench.run_all --only X` dates only what it reran, a failed rerun keeps
+the figures before it and says so, and a section without figures says "not measured yet"
+instead of keeping any text of the page."""
 
 from __future__ import annotations
 
+import difflib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import report, runner
+from bench import report, runner, scaling_doc
+from harness import chaos_doc
+from tests.helpers import CHECKOUT
 
 OLD = {"date": "2026-01-02 03:04 UTC", "load_start": "0.50", "load_end": "0.60",
        "command": "python -m bench.bdr_e2e", "seconds": 42}  # fmt: skip
@@ -92,3 +98,82 @@ def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> N
 def test_a_section_the_template_names_must_exist(figures: Path) -> None:
     with pytest.raises(ValueError, match="no_such_section"):
         report.render(figures, TEMPLATE + "## X\n${no_such_section_measured}\n")
+
+
+# --- the committed docs are renders of their templates and the committed figures ---------------
+
+REDO = (
+    "it is generated: edit its template (bench/*.md.in) or the code that renders it, then "
+    "render it again with `python -m bench.run_all --report-only` (chaos sections: from "
+    "harness/chaos_runs/, by `python -m harness.chaos ... --doc`)"
+)
+
+
+def renders() -> dict[Path, str]:
+    """Every generated page, or generated part of a page, as the committed figures render it."""
+    out = {report.REPORT: report.render(), scaling_doc.REPORT: scaling_doc.render()}
+    filled = report.values()
+    for page in report.quoting_pages():
+        out[page] = report.quote(page.read_text(), filled)
+    out[chaos_doc.DOC] = chaos_doc.render(out.get(chaos_doc.DOC, chaos_doc.DOC.read_text()))
+    return out
+
+
+def stale() -> list[str]:
+    """The pages that differ from their render, each with the first lines of the difference."""
+    found = []
+    for page, text in renders().items():
+        committed = page.read_text()
+        if committed != text:
+            diff = difflib.unified_diff(
+                text.splitlines(), committed.splitlines(), "render", page.name, lineterm="", n=0
+            )
+            found.append(f"{page.name}: {REDO}\n" + "\n".join(list(diff)[2:22]))
+    return found
+
+
+def test_the_docs_are_renders_of_their_templates_and_the_committed_figures() -> None:
+    problems = stale()
+    assert not problems, "\n\n".join(problems)
+
+
+def test_every_section_of_the_report_has_its_block() -> None:
+    assert set(report.blocks(report.TEMPLATE.read_text())) == set(report.SECTIONS)
+
+
+@pytest.mark.parametrize(
+    ("page", "before", "after"),
+    [
+        ("benchmarks.md", "| seed algorithm | 3345 ms |", "| seed algorithm | 2345 ms |"),
+        ("scaling.md", "gave 0.69× the rate of one", "gave 0.96× the rate of one"),
+        ("reliability.md", "wall time 255 s;", "wall time 200 s;"),
+    ],
+)
+def test_a_hand_edit_of_a_generated_part_fails(
+    page: str, before: str, after: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = tmp_path / "docs"
+    shutil.copytree(CHECKOUT / "docs", docs)
+    text = (docs / page).read_text()
+    assert before in text
+    (docs / page).write_text(text.replace(before, after, 1))
+    monkeypatch.setattr(report, "REPORT", docs / "benchmarks.md")
+    monkeypatch.setattr(report, "DOCS", docs)
+    monkeypatch.setattr(scaling_doc, "REPORT", docs / "scaling.md")
+    monkeypatch.setattr(chaos_doc, "DOC", docs / "reliability.md")
+    assert [p.split(":", 1)[0] for p in stale()] == [page]
+
+
+def test_a_chaos_run_is_saved_and_rendered_into_its_section(tmp_path: Path) -> None:
+    doc = tmp_path / "page.md"
+    doc.write_text("a\n<!-- chaos run: --ci -->\nold\n<!-- /chaos run: --ci -->\nb\n")
+    chaos_doc.write(["--ci", "--doc"], "chaos: OK: 0 violations\n", 0, doc, tmp_path / "runs")
+    saved = json.loads((tmp_path / "runs" / "ci.json").read_text())
+    assert saved["argv"] == ["--ci", "--doc"] and saved["exit"] == 0
+    assert doc.read_text() == (
+        "a\n<!-- chaos run: --ci -->\nWritten by `.venv/bin/python -m harness.chaos --ci --doc` "
+        f"on {saved['date']} UTC (exit 0):\n\n```\nchaos: OK: 0 violations\n```\n"
+        "<!-- /chaos run: --ci -->\nb\n"
+    )
+    (tmp_path / "runs" / "ci.json").unlink()
+    assert "Not run yet: no saved output" in chaos_doc.render(doc.read_text(), tmp_path / "runs")
