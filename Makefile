@@ -42,7 +42,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # Every benchmark under bench/, then docs/benchmarks.md and docs/plots/*.png rewritten from
-# their figures (bench/run_all.py; each run is time-bounded, ~15 minutes in all).
+# their figures, committed in bench/figures/ (bench/run_all.py; each run is time-bounded,
+# ~15 minutes in all; BENCH_ARGS=--report-only renders the pages without running any).
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
 

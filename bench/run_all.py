@@ -1,13 +1,15 @@
 """Run every benchmark and write docs/benchmarks.md with plots: `python -m bench.run_all`.
 
-`make bench` runs this. Each benchmark runs as its own process (bench/runner.py); the figures
-land in `.data/bench/results/`, then the report is rendered (bench/report.py) from
-`bench/benchmarks.md.in` (the prose lives there) into `docs/benchmarks.md`, with PNG plots in
-`docs/plots/` (bench/plots.py), and `docs/scaling.md` from `bench/scaling.md.in`
-(bench/scaling_doc.py). Each section is dated by its own benchmark's last run.
+`make bench` runs this. Each benchmark runs as its own process (bench/runner.py); its figures
+are kept in `bench/figures/<name>.json` (committed with the pages they make), then the report
+is rendered (bench/report.py) from `bench/benchmarks.md.in` (the prose lives there) into
+`docs/benchmarks.md`, with PNG plots in `docs/plots/` (bench/plots.py), and `docs/scaling.md`
+from `bench/scaling.md.in` (bench/scaling_doc.py). Each section is dated by its own
+benchmark's run.
 
-`--only zip,posts` reruns some benchmarks and reuses the saved figures (and dates) of the
-others; `--report-only` renders the report from the saved figures without running anything.
+`--only zip,posts` reruns some benchmarks and renders the others from their committed figures
+(and dates); `--report-only` renders the pages from the committed figures without running
+anything.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import scaling_doc
-from bench.report import render
-from bench.runner import RESULTS, Bench, record_machine, run_one
+from bench import report, scaling_doc
+from bench.runner import Bench, record_machine, run_one
 
 # name, arguments, seconds before it is killed: in the order they run.
 BENCHMARKS = (
@@ -57,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(
             f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(names)}"
         )
-    RESULTS.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
     if not args.report_only:
         record_machine()
@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             if bench.name in chosen and (why := run_one(bench)) is not None:
                 failures[bench.name] = why
                 print(f"=== {bench.name}: {why}", flush=True)
-    render(failures)
-    scaling_doc.render()
+    report.write()
+    scaling_doc.write()
     if failures:
         print(f"failed: {', '.join(f'{n} ({w})' for n, w in failures.items())}")
         return 1

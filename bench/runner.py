@@ -1,10 +1,16 @@
-"""Running one benchmark as its own process, and recording when and where it ran.
+"""Running one benchmark as its own process, and keeping the figures it saved.
 
 Each benchmark runs as `python -m bench.<name> ... --json FILE` in its own session, killed with
-its children if it overruns its time limit; its figures land in `.data/bench/results/`, beside
-`runs.json` (when each benchmark last ran, the load around it, its command) and `machine.json`
-(the hardware and the servers' versions). A benchmark that was not rerun keeps its entry, so
-the report never dates figures by a later run that did not measure them.
+its children if it overruns its time limit. What it wrote is kept in `bench/figures/<name>.json`,
+which is committed: the docs are rendered from those files alone (bench/report.py,
+bench/scaling_doc.py), so anyone can render them again and a test can hold the docs to them.
+Each file says how its figures were measured beside them:
+
+    {"run": {"date", "load_start", "load_end", "seconds", "command"}, "figures": ...}
+
+and, when a later run of the same benchmark failed, `"failed": {"date", "command", "why"}`
+beside the figures of the run before (a failed rerun never deletes figures). `machine.json`
+there has the hardware and the servers' versions of the last `bench.run_all`.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from typing import Any
 
 from harness.stack import CHECKOUT
 
-RESULTS = CHECKOUT / ".data" / "bench" / "results"
-RUNS = RESULTS / "runs.json"
-MACHINE = RESULTS / "machine.json"
+FIGURES = CHECKOUT / "bench" / "figures"
+MACHINE = FIGURES / "machine.json"
+# Where a benchmark writes while it runs (git-ignored): kept only when it exits 0.
+SCRATCH = CHECKOUT / ".data" / "bench" / "results"
 
 
 @dataclass(frozen=True)
@@ -45,19 +52,45 @@ class Bench:
         return " ".join(["python", *self.argv])
 
 
-def runs() -> dict[str, dict[str, Any]]:
-    """When each benchmark last ran (by name)."""
-    return json.loads(RUNS.read_text()) if RUNS.exists() else {}
+@dataclass(frozen=True)
+class Saved:
+    """A benchmark's committed file: its figures (None: never measured) and their run."""
+
+    name: str
+    run: dict[str, Any] | None
+    figures: Any
+    failed: dict[str, Any] | None = None
+    recovered: str | None = None  # how figures lost before they were committed were recovered
+
+
+def path_of(name: str, folder: Path = FIGURES) -> Path:
+    return folder / f"{name}.json"
+
+
+def saved(name: str, folder: Path = FIGURES) -> Saved:
+    path = path_of(name, folder)
+    if not path.exists():
+        return Saved(name, None, None)
+    data = json.loads(path.read_text())
+    return Saved(name, data.get("run"), data.get("figures"), data.get("failed"),
+                 data.get("recovered"))  # fmt: skip
+
+
+def _write(name: str, data: dict[str, Any], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path_of(name, folder).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def _load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
-def run_one(bench: Bench) -> str | None:
-    """Runs one benchmark; None when it wrote its figures, else why not. Either way its entry
-    in runs.json says when, and nothing else's changes."""
-    out = RESULTS / f"{bench.name}.json"
+def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
+    """Runs one benchmark; None when it wrote its figures, else why not. Its file in `folder`
+    then holds the new figures with their run, or (on failure) the old ones and the failure;
+    no other benchmark's file changes."""
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    out = SCRATCH / f"{bench.name}.json"
     out.unlink(missing_ok=True)
     cmd = [sys.executable, *bench.argv, "--json", str(out)]
     print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
@@ -77,9 +110,13 @@ def run_one(bench: Bench) -> str | None:
         proc.wait()
         why = f"killed after {bench.limit_s} s"
     entry |= {"load_end": _load(), "seconds": round(time.monotonic() - started)}
-    if why is not None:
-        entry["failed"] = why
-    RUNS.write_text(json.dumps(runs() | {bench.name: entry}, indent=2))
+    if why is None:
+        _write(bench.name, {"run": entry, "figures": json.loads(out.read_text())}, folder)
+        return None
+    before = path_of(bench.name, folder)
+    old = json.loads(before.read_text()) if before.exists() else {}
+    failed = {"date": entry["date"], "command": entry["command"], "why": why}
+    _write(bench.name, old | {"failed": failed}, folder)
     return why
 
 
@@ -133,4 +170,5 @@ def record_machine() -> None:
         "postgres": pg,
         "redis": redis,
     }
-    MACHINE.write_text(json.dumps(info, indent=2))
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    MACHINE.write_text(json.dumps(info, indent=2) + "\n")

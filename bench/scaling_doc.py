@@ -1,13 +1,15 @@
-"""docs/scaling.md from bench/scaling.md.in and the saved figures of `bench.capacity`,
-`bench.cluster` and `bench.sse --box` (its `box` key), with the model for 1×, 10× and 100× the
-host computed here from those figures. bench/report.py renders it beside docs/benchmarks.md.
+"""docs/scaling.md from bench/scaling.md.in and the committed figures of `bench.capacity`,
+`bench.cluster` and `bench.sse --box` (bench/figures/), with the model for 1×, 10× and 100×
+the host computed here from those figures; bench/run_all.py renders it beside
+docs/benchmarks.md. Like that page it is a render of its template and the figures alone: a
+part whose figures are missing says so, nothing of the page as it was is carried over.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
+from pathlib import Path
 from string import Template
 from typing import Any
 
@@ -16,7 +18,7 @@ import msgspec
 from bench.capacity import LIST_CONCURRENCY, LIST_SECONDS, NOTIFIES
 from bench.fmt import table
 from bench.report import measured, not_measured
-from bench.runner import RESULTS, runs
+from bench.runner import FIGURES, Saved, saved
 from harness.stack import CHECKOUT
 from pmd_service.core.settings import Settings
 
@@ -123,33 +125,28 @@ def ratio_line(rows: list[dict[str, Any]], key: str, what: str, cores: int) -> s
     )
 
 
-def sse_box() -> tuple[str, dict[str, Any]] | None:
-    """The box's stream figures and the benchmark that saved them: `sse_box.json` (run_all's
-    entry for `bench.sse --box`), else the `box` key of `sse.json`."""
-    for name in ("sse_box", "sse"):
-        path = RESULTS / f"{name}.json"
-        box = json.loads(path.read_text()).get("box") if path.exists() else None
-        if box and box.get("levels"):
-            return name, box
-    return None
+def sse_box(folder: Path = FIGURES) -> dict[str, Any] | None:
+    """The box's stream figures: the `box` of `bench.sse --box` (run_all's `sse_box`)."""
+    figures = saved("sse_box", folder).figures
+    box = figures.get("box") if isinstance(figures, dict) else None
+    return box if box and box.get("levels") else None
 
 
 def _num(value: Any, fmt: str) -> str:
     return "–" if value is None else format(value, fmt)
 
 
-def sse_part() -> str:
-    found = sse_box()
-    if found is None:
+def sse_part(folder: Path = FIGURES) -> str:
+    box = sse_box(folder)
+    if box is None:
         return f"Streams against processes: not measured yet (`{SSE_BOX}`)."
-    name, box = found
     rows = [[_num(lv.get("streams"), ","), _num(lv.get("processes"), "d"),
              _num(lv.get("held"), ","), _num(lv.get("kb_per_stream_rss"), ".1f"),
              _num(lv.get("kb_per_stream_slab"), ".1f"), _num(lv.get("event_p99_ms"), ".1f"),
              _num(lv.get("burst_all_s"), ".2f"), _num(lv.get("storm_s"), ".1f"),
              _num(lv.get("storm_5xx"), "d")] for lv in box["levels"]]  # fmt: skip
     return (
-        f"{measured(name, runs().get(name))}\n\n"
+        f"{measured(saved('sse_box', folder))}\n\n"
         # The kernel's share of an idle stream is in the slab (its TCP buffers are empty), for
         # both ends of a loopback stream: a server with remote clients keeps about half.
         + table(["streams", "processes", "held", "KB/stream (processes)",
@@ -158,11 +155,11 @@ def sse_part() -> str:
     )  # fmt: skip
 
 
-def streams_per_process() -> float | None:
-    found = sse_box()
-    if found is None:
+def streams_per_process(folder: Path = FIGURES) -> float | None:
+    box = sse_box(folder)
+    if box is None:
         return None
-    levels = [lv for lv in found[1]["levels"] if lv.get("held") and lv.get("processes")]
+    levels = [lv for lv in box["levels"] if lv.get("held") and lv.get("processes")]
     return float(max(lv["held"] / lv["processes"] for lv in levels)) if levels else None
 
 
@@ -281,7 +278,9 @@ def bucket_part(f: dict[str, Any]) -> str:
     )
 
 
-def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float]) -> str:
+def model(
+    f: dict[str, Any], slope: float, base: float, redis: dict[str, float], spp: float | None
+) -> str:
     d = defaults()
     allowed = HOST["max_connections"] - HOST["reserved"]
     per_host = f["server_processes_per_host"]
@@ -291,7 +290,6 @@ def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float])
     direct = f["lists_direct"][-1]["connections"]
     srv_direct = max(v for k, v in direct.items() if k.startswith("srv")) / per_host
     bouncer = f["lists"][-1]["connections"].get("db", 0)
-    spp = streams_per_process()
     put = f["bucket"]["put_mb_s"]
     # PostgreSQL's own CPU per call (the direct run: no PgBouncer on the database host) and
     # per BDR (one worker host's drain, its POSTs not included).
@@ -383,12 +381,11 @@ def model(f: dict[str, Any], slope: float, base: float, redis: dict[str, float])
     ) + "\n\nAnd the load at which each part reaches its limit, by the same formulas:\n\n" + gives_out  # fmt: skip
 
 
-def cluster_part() -> str:
-    path = RESULTS / "cluster.json"
-    run = runs().get("cluster")
-    if not path.exists():
-        return not_measured("cluster", run.get("failed") if run else None)
-    out = json.loads(path.read_text())
+def cluster_part(folder: Path = FIGURES) -> str:
+    s = saved("cluster", folder)
+    if s.figures is None:
+        return not_measured(s)
+    out: dict[str, Any] = s.figures
     rows = []
     for name, r in out.items():
         rows.append([
@@ -398,7 +395,7 @@ def cluster_part() -> str:
             str(r.get("sse_connections", "?")), str(r.get("events", "?")),
             str(r.get("views", "?")), str(r.get("every_event", "–")), f"{r['seconds']} s",
         ])  # fmt: skip
-    lines = [f"{measured('cluster', run)}", "", table(
+    lines = [measured(s), "", table(
         ["run", "command", "outcome", "violations", "streams", "stream connections",
          "bdr_update events received", "views equal to the database",
          "streams with every event, once, in order", "took"], rows)]  # fmt: skip
@@ -407,53 +404,49 @@ def cluster_part() -> str:
     return "\n".join(lines)
 
 
-def _blocks(text: str) -> list[tuple[str, str]]:
-    """A page's parts: what stands before its first `## ` heading (""), then each `## ` section
-    (its `### ` ones with it), by heading line."""
-    parts = re.split(r"(?m)^(?=## )", text)
-    return [(p.split("\n", 1)[0] if p.startswith("## ") else "", p) for p in parts]
+def _blocks(text: str) -> list[str]:
+    """A page's parts: what stands before its first `## ` heading, then each `## ` section
+    (its `### ` ones with it)."""
+    return re.split(r"(?m)^(?=## )", text)
 
 
 def _placeholders(text: str) -> set[str]:
     return {m["named"] or m["braced"] for m in Template.pattern.finditer(text)} - {None}
 
 
-def splice(template: str, values: dict[str, str], old: str) -> str:
-    """The page from `template`, each part with every figure it names filled in; a part naming
-    a figure not measured here (a checkout that never ran that benchmark, or `--only` another)
-    stays as `old` had it, so a partial rerun never blanks or re-dates the rest."""
-    before = dict(_blocks(old))
+def fill(template: str, values: dict[str, str], missing: str) -> str:
+    """The page from `template`: each part with every figure it names filled in, and a part
+    naming a figure that is not measured as its heading line and `missing`."""
     out = []
-    for heading, block in _blocks(template):
+    for block in _blocks(template):
         if _placeholders(block) <= values.keys():
             out.append(Template(block).substitute(values))
-        elif heading in before:
-            out.append(before[heading])
         else:
-            missing = sorted(_placeholders(block) - values.keys())
-            out.append(Template(block).safe_substitute(
-                dict.fromkeys(missing, not_measured("capacity", None))))  # fmt: skip
+            first = block.split("\n", 1)[0]
+            out.append(f"{first}\n\n{missing}\n\n" if first.startswith("#") else f"{missing}\n\n")
     return "".join(out)
 
 
-def render() -> None:
-    path = RESULTS / "capacity.json"
-    run = runs().get("capacity")
-    values = {"sse_part": sse_part()} if sse_box() is not None else {}
-    if (RESULTS / "cluster.json").exists():
-        values["cluster_part"] = cluster_part()
-    if path.exists():
-        values |= _capacity_values(json.loads(path.read_text()), run)
-    old = REPORT.read_text() if REPORT.exists() else ""
-    REPORT.write_text(splice(TEMPLATE.read_text(), values, old))
-    print(f"wrote {REPORT}")
+def render(folder: Path = FIGURES) -> str:
+    """The page, from the template and the figures in `folder` alone."""
+    capacity = saved("capacity", folder)
+    values = {"sse_part": sse_part(folder), "cluster_part": cluster_part(folder)}
+    if capacity.figures is not None:
+        values |= _capacity_values(capacity, streams_per_process(folder))
+    return fill(TEMPLATE.read_text(), values, not_measured(capacity))
 
 
-def _capacity_values(f: dict[str, Any], run: dict[str, Any] | None) -> dict[str, str]:
+def write(folder: Path = FIGURES) -> None:
+    REPORT.write_text(render(folder))
+    print(f"wrote {REPORT.relative_to(CHECKOUT)}")
+
+
+def _capacity_values(s: Saved, spp: float | None) -> dict[str, str]:
+    f: dict[str, Any] = s.figures
     notify, slope, base = notify_part(f)
     redis_text, redis = redis_part(f)
     return {
-        "capacity_measured": measured("capacity", run),
+        "capacity_measured": measured(s),
         "cores": str(f["cores"]),
         "list_clients": str(f.get("list_clients", LIST_CONCURRENCY)),
         "list_seconds": f"{f.get('list_seconds', LIST_SECONDS):.0f}",
@@ -468,9 +461,9 @@ def _capacity_values(f: dict[str, Any], run: dict[str, Any] | None) -> dict[str,
         "bucket_part": bucket_part(f),
         "host": "\n".join(f"| `{k}` | {v:g} | {why} |" for k, (v, why) in HOST_INPUTS.items()),
         "base": "\n".join(f"| `{k}` | {v:g} | {why} |" for k, (v, why) in BASE_INPUTS.items()),
-        "model": model(f, slope, base, redis),
+        "model": model(f, slope, base, redis, spp),
     }  # fmt: skip
 
 
 if __name__ == "__main__":
-    render()
+    write()

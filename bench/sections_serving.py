@@ -19,7 +19,10 @@ def processes_section(f: dict[str, Any] | list[dict[str, Any]]) -> dict[str, str
           f"| {r['kb_per_stream']:.1f} KB | {r['listeners']} |" for r in rows),
     ])  # fmt: skip
     ratio = rows[1]["list_rps"] / rows[0]["list_rps"]
-    sigterm = "*Not measured in this run (saved before the SIGTERM measurement).*"
+    sigterm = (
+        "*Not measured yet: these figures were saved before the benchmark timed SIGTERM "
+        "(`python -m bench.run_all --only processes` does).*"
+    )
     if isinstance(f, dict):
         t = f["sigterm"]
         sigterm = (
