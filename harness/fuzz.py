@@ -22,8 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import functools
+import hashlib
 import math
 import os
 import tempfile
