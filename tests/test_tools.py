@@ -1,9 +1,11 @@
 """The machine's programs (harness/tools.py): a missing one is one line naming it and the Debian
-package that provides it, from the cluster and chaos runs before they start anything."""
+package that provides it, from the cluster and chaos runs before they start anything, and the
+table is the one CI installs from."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -100,3 +102,23 @@ def test_python_m_harness_cluster_with_an_empty_path_prints_one_line(tmp_path: P
     absent = match[1].split(", ")
     assert {"nsenter", "unshare", "redis-server"} <= set(absent) <= set(tools.CLUSTER)
     assert match[3].split() == list(dict.fromkeys(tools.PACKAGES[t] for t in absent))
+
+
+def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
+    """`.ci/run` asks `python3 -m harness.tools --packages` (before the project's virtualenv
+    exists: the standard library only, hence `-S`) which packages to install, for every program
+    the table knows."""
+    script = (CHECKOUT / ".ci" / "run").read_text()
+    match = re.search(r"^PROGRAMS=\((.+?)\)", script, re.MULTILINE | re.DOTALL)
+    assert match is not None
+    assert sorted(shlex.split(match[1])) == sorted(tools.PACKAGES)
+    assert 'python3 -m harness.tools --packages "${PROGRAMS[@]}"' in script
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-S", "-m", "harness.tools", "--packages", "nsenter", "promtool",
+         "unshare"],
+        cwd=CHECKOUT, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=60,
+        check=True,
+    )  # fmt: skip
+    assert done.stdout == "util-linux prometheus\n"
