@@ -41,7 +41,7 @@ import aiohttp
 from msgspec.structs import replace
 
 from harness import chaos_checks as checks
-from harness import chaos_doc
+from harness import chaos_doc, tools
 from harness.chaos_faults import Faults
 from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
@@ -394,6 +394,9 @@ async def run_stack(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if (absent := tools.missing(["pgbouncer"] if args.pooler == "pgbouncer" else [])) is not None:
+        print(f"chaos: {absent}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="pmd-chaos-"))
     # The full disk is a fault of the BDR folder; with --store there is none.

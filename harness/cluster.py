@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import pgbouncer
+from harness import pgbouncer, tools
 from harness.netns import Host, Network, possible
 from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
 from harness.stack import CHECKOUT
@@ -316,6 +316,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if (absent := tools.missing(tools.CLUSTER)) is not None:
+        print(f"cluster: {absent}", file=sys.stderr)
+        return 2
     why = possible()
     if why is not None:
         print(f"cluster: cannot run here: {why}", file=sys.stderr)

@@ -19,13 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from harness import tools
 from harness.stack import free_port
-
-PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-
-
-def installed() -> bool:
-    return Path(PGBOUNCER).exists()
 
 
 def config(
@@ -75,6 +70,9 @@ class PgBouncer:
 def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[PgBouncer]:
     """PgBouncer (transaction mode, `server_connections` per database and role) on a free
     loopback port in front of `database_url`'s server, for `database_url`'s role and database."""
+    binary = tools.find("pgbouncer")
+    if binary is None:
+        raise RuntimeError(tools.missing(["pgbouncer"]))
     db = urlsplit(database_url)
     # A TCP server, or the embedded one's socket folder (`?host=/folder`).
     server_host = db.hostname or parse_qs(db.query)["host"][0]
@@ -91,7 +89,7 @@ def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[Pg
     (folder / "pgbouncer.ini").write_text(ini)
     for path in folder.iterdir():
         path.chmod(0o666)
-    command = [PGBOUNCER, str(folder / "pgbouncer.ini")]
+    command = [binary, str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:
         # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
         owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""

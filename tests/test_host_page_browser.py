@@ -29,12 +29,11 @@ from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import free_port
 from tests.host_page import page_html, serving_page
-from tests.page_stack import CHROMIUM, CHROMIUM_ARGS, REQUIRE_BROWSER, Stack, running_stack
+from tests.page_stack import CHROMIUM, CHROMIUM_ARGS, Stack, browser_missing, running_stack
+from tests.prerequisites import unmet
 
-if not REQUIRE_BROWSER:
-    pytest.importorskip("playwright", reason="Playwright for Python is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no browser at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+if (why := browser_missing()) is not None:
+    unmet("browser", why, module=True)
 
 from playwright.async_api import Browser, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeout

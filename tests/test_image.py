@@ -11,7 +11,8 @@ goes into it, so a second run (CI's second pass, a rerun) reuses it.
 
 Containers share the host's network (the servers given by TEST_DATABASE_URL/TEST_REDIS_URL
 listen on loopback), so the test needs those TCP servers: it skips without them, or without a
-working podman, unless PMD_REQUIRE_IMAGE=1 (CI), where either is a failure.
+working podman, unless PMD_REQUIRE_IMAGE=1 (CI), where either is a failure
+(tests/prerequisites.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import hashlib
 import io
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -33,8 +33,8 @@ import pytest
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from tests.helpers import CHECKOUT, SECRET, HostSite, answers_200, eventually, free_port
+from tests.prerequisites import needs, programs
 
-REQUIRED = os.environ.get("PMD_REQUIRE_IMAGE") == "1"
 TOOLS = ("podman", "runc", "mmdebstrap")
 # What the Dockerfile copies into the image: a change to any of them means a new image.
 CONTEXT = (
@@ -46,9 +46,8 @@ IMAGE_REPO = "localhost/pmd-service-test"
 
 def _missing() -> str | None:
     """Why the test cannot run here, or None."""
-    absent = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if absent:
-        return f"needs {', '.join(absent)} (Debian: apt-get install podman buildah runc mmdebstrap uidmap)"
+    if (absent := programs(*TOOLS)) is not None:
+        return absent
     for var in ("TEST_DATABASE_URL", "TEST_REDIS_URL"):
         if not os.environ.get(var, "").startswith(("postgresql://", "postgres://", "redis://")):
             return f"needs {var}: a PostgreSQL and a Redis over TCP that containers can reach"
@@ -56,7 +55,7 @@ def _missing() -> str | None:
 
 
 pytestmark = [
-    pytest.mark.skipif(not REQUIRED and _missing() is not None, reason=str(_missing())),
+    needs("image", _missing()),
     # A first run builds the stand-in base (a few minutes) and the image (about two).
     pytest.mark.timeout(1800),
 ]
@@ -164,8 +163,6 @@ def pip_cert() -> Path | None:
 @pytest.fixture(scope="module")
 def image() -> tuple[Podman, str]:
     """(podman, the image's tag), built unless an identical one is there already."""
-    if (why := _missing()) is not None:
-        pytest.fail(f"PMD_REQUIRE_IMAGE=1, but the image test {why}")
     store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image")
     store = store.resolve()
     # Stable for a store (podman records it), and short (its sockets' paths must fit in 108).

@@ -143,46 +143,98 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         assert list(tmp_path.iterdir()) == []
 
 
-def _wheel_in_a_clean_venv(tmp_path: Path) -> Path:
-    """The checkout's wheel installed with the runtime lock into a new venv: its python."""
-    quiet: dict[str, Any] = {"capture_output": True, "text": True, "check": True, "timeout": 600}
-    dist, venv = tmp_path / "dist", tmp_path / "venv"
+# What setuptools says of a folder inside the package that `packages` does not list (the page's
+# static files were one): such a folder is left out of a build, or installed only by chance.
+LEFT_OUT = "is absent from the `packages` configuration"
+QUIET: dict[str, Any] = {"capture_output": True, "text": True, "check": True, "timeout": 600}
+
+
+def _venv_with_the_runtime(where: Path) -> Path:
+    """A new venv holding the runtime lock and nothing of the service yet: its python."""
+    subprocess.run([sys.executable, "-m", "venv", str(where)], **QUIET)
+    python = where / "bin" / "python"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist),
-         str(CHECKOUT)], **quiet,
+        [str(python), "-m", "pip", "install", "--quiet", "--require-hashes", "-r",
+         str(LOCKS / "runtime.txt")], **QUIET,
     )  # fmt: skip
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
-    python = venv / "bin" / "python"
-    pip = [str(python), "-m", "pip", "install", "--quiet"]
-    subprocess.run([*pip, "--require-hashes", "-r", str(LOCKS / "runtime.txt")], **quiet)
-    subprocess.run([*pip, "--no-deps", str(next(dist.glob("pmd_service-*.whl")))], **quiet)
     return python
 
 
-def _from_root(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def plain_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checkout's wheel, as the image installs it, in a venv of its own: its python."""
+    tmp = tmp_path_factory.mktemp("plain")
+    dist = tmp / "dist"
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--wheel-dir", str(dist),
+         str(CHECKOUT)], **QUIET,
+    )  # fmt: skip
+    assert LEFT_OUT not in built.stdout + built.stderr, built.stdout + built.stderr
+    python = _venv_with_the_runtime(tmp / "venv")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+         str(next(dist.glob("pmd_service-*.whl")))], **QUIET,
+    )  # fmt: skip
+    return python
+
+
+@pytest.fixture(scope="module")
+def editable_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`pip install -e` of the checkout, as `make` does, in a venv of its own: its python."""
+    python = _venv_with_the_runtime(tmp_path_factory.mktemp("editable") / "venv")
+    done = subprocess.run(
+        [str(python), "-m", "pip", "install", "--verbose", "--no-deps", "-e", str(CHECKOUT)],
+        **QUIET,
+    )  # fmt: skip
+    assert LEFT_OUT not in done.stdout + done.stderr, done.stdout + done.stderr
+    return python
+
+
+def _run(
+    python: Path, cwd: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(python), *args], env={"PATH": "/usr/bin:/bin", **env}, cwd="/",
+        [str(python), *args], env={"PATH": "/usr/bin:/bin", **env}, cwd=cwd,
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 
 
-async def test_the_wheel_migrates_a_fresh_database_outside_the_checkout(
-    host_url: str, redis_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("install", "cwd"),
+    [("plain_install", Path("/")), ("plain_install", CHECKOUT),
+     ("editable_install", CHECKOUT), ("editable_install", Path("/"))],
+    ids=["wheel, elsewhere", "wheel, from the checkout's root", "editable, from the root",
+         "editable, elsewhere"],
+)  # fmt: skip
+async def test_migrate_applies_every_migration_from_wherever_it_is_run(
+    install: str,
+    cwd: Path,
+    request: pytest.FixtureRequest,
+    host_url: str,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
-    """The built wheel, in a clean venv with the runtime lock, run from `/`: its migrations
-    (top-level `migrations/` in the checkout) come from the installed `pmd_service.migrations`."""
-    python = _wheel_in_a_clean_venv(tmp_path)
+    """`python -m pmd_service migrate` in a clean venv holding the runtime lock and the service,
+    installed from its wheel (the migrations, top-level `migrations/` in the checkout, come from
+    the installed `pmd_service.migrations`) or editable, run from `/` or from the checkout's
+    root. There the checkout's own `pmd_service/` comes first on sys.path and shadows a plain
+    install, which alone holds the migrations as a subpackage: migrate failed with "No module
+    named 'pmd_service.migrations'" until it read them beside the package."""
+    python: Path = request.getfixturevalue(install)
     env = {
         "DATABASE_URL": host_url,
         "REDIS_URL": redis_url,
         "JWT_SECRET_KEY": SECRET,
         "PMD_DATA_DIR": str(tmp_path / "data"),
     }
-    where = _from_root(python, env, "-c", "import pmd_service; print(pmd_service.__file__)")
-    assert where.stdout.startswith(str(tmp_path / "venv")), where.stdout + where.stderr
-    done = _from_root(python, env, "-m", "pmd_service", "migrate")
+    where = _run(python, cwd, env, "-c", "import pmd_service; print(pmd_service.__file__)")
+    imported = Path(where.stdout.strip())
+    shadowed = cwd == CHECKOUT or install == "editable_install"
+    expected = CHECKOUT if shadowed else python.parent.parent
+    assert imported.is_relative_to(expected), where.stdout + where.stderr
+    done = _run(python, cwd, env, "-m", "pmd_service", "migrate")
     assert done.returncode == 0, done.stderr
-    # Every migration the checkout has, from the wheel; the host's tables were there already.
+    # Every migration the checkout has; the host's tables were there already.
     assert done.stdout.strip() == "applied: " + ", ".join(
         f"{m.version:04d}_{m.name}" for m in discover()
     )
@@ -191,5 +243,5 @@ async def test_the_wheel_migrates_a_fresh_database_outside_the_checkout(
         assert await conn.fetchval("SELECT to_regclass('pmd.batch_download_requests')::text")
     finally:
         await conn.close()
-    again = _from_root(python, env, "-m", "pmd_service", "migrate")
+    again = _run(python, cwd, env, "-m", "pmd_service", "migrate")
     assert again.stdout.strip() == "schema is up to date", again.stdout + again.stderr

@@ -20,7 +20,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from harness.pgbouncer import PgBouncer, installed, running_pgbouncer
+from harness.pgbouncer import PgBouncer, running_pgbouncer
 from pmd_service.core.db import DatabaseSetupError, check_search_path, settings_pool
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
@@ -38,7 +38,10 @@ from tests.helpers import (
     request_bdr,
     run_worker,
 )
+from tests.prerequisites import needs, programs
 from tests.procs import ARQ_WORKER, SERVE, WORKER, process_env, run
+
+pytestmark = needs("pgbouncer", programs("pgbouncer"))
 
 Client = TestClient[Any, Any]
 SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
@@ -47,8 +50,6 @@ SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients
 @pytest.fixture
 def pgbouncer(database_url: str) -> Iterator[PgBouncer]:
     """A PgBouncer (transaction mode) in front of the test database; its URL and log."""
-    if not installed():
-        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
     with running_pgbouncer(database_url, SERVER_CONNECTIONS) as bouncer:
         yield bouncer
 
@@ -183,8 +184,6 @@ async def test_a_pooler_without_the_search_path_stops_each_process_with_one_line
 @pytest.fixture
 def one_server_connection(database_url: str) -> Iterator[str]:
     """A PgBouncer with one server connection: every client's transactions share it."""
-    if not installed():
-        pytest.skip("pgbouncer is not installed (Debian: apt-get install pgbouncer)")
     with running_pgbouncer(database_url, 1) as bouncer:
         yield bouncer.url
 

