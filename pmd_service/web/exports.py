@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..bdr.budget import ensure_free_space
 from ..core.logs import REQUEST_ID_HEADER
 from ..core.problems import not_found
 from ..exports import service
@@ -24,6 +25,8 @@ async def create_export(request: web.Request) -> web.Response:
     principal = await retarget(request, body.target_sqid)
     rid = request_ids.current()
     settings = request.app[SETTINGS]
+    if settings.bdr_store is None:  # parts are written where BDR ZIPs are: the same floor
+        await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
     item = await service.create(request.app[DB_POOL], principal, body, settings, rid)
     await service.enqueue(request.app[REDIS], item.id)
     return json_response(
@@ -114,7 +117,7 @@ ENDPOINTS = (
         "post", "/api/pmd/exports", create_export, "createExport",
         "Export every artwork (hidden ones included) in parts, each a BagIt bag in a ZIP",
         "exports", ok_status=202, ok_description="Accepted: the export is queued",
-        request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429),
+        request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429, 503),
         problem_notes={
             400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
                  "bounds are in the answer), or an invalid body",
@@ -123,6 +126,8 @@ ENDPOINTS = (
             422: "The user has no artwork to export",
             429: "Within EXPORT_COOLDOWN_SECONDS of the last export that neither failed nor "
                  "was cancelled; see Retry-After",
+            503: "The parts' file system is short of free space (BDR_MIN_FREE_BYTES); see "
+                 "Retry-After",
             **_OWNER_ONLY,
         },
         headers={"Location": "The new export's URL"},
