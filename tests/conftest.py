@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
@@ -268,6 +269,13 @@ async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestCli
 
 
 # --- worker, SMTP ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session without a total timeout: streams stay open as long as a test reads."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as s:
+        yield s
 
 
 @pytest.fixture

@@ -40,12 +40,6 @@ async def served(
     await server.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as s:
-        yield s
-
-
 async def start_export(
     session: aiohttp.ClientSession, server: TestServer, user: UserRow
 ) -> dict[str, Any]:

@@ -108,12 +108,6 @@ async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> As
         await server.close()
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as s:
-        yield s
-
-
 async def mint_ticket(
     session: aiohttp.ClientSession, server: TestServer, user: UserRow, **query: str
 ) -> str:

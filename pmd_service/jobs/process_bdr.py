@@ -12,7 +12,6 @@ and what the user is told).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
@@ -23,19 +22,11 @@ from arq import Retry
 
 from ..core import error_reports
 from ..core.logs import request_id_set
+from .attempts import attempt
 from .context import WorkerState, state
-from .failures import (
-    BACKOFF_CAP_SECONDS,
-    MAX_ATTEMPTS,
-    TRANSIENT,
-    UNEXPECTED_MESSAGE,
-    PermanentError,
-    transient_message,
-)
 from .notify import send_bdr_email
 from .run import Run
 from .run_sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
-from .zipbuild import BuildCancelled
 
 log = logging.getLogger(__name__)
 
@@ -74,32 +65,12 @@ async def _run(st: WorkerState, uid: uuid.UUID, token: uuid.UUID, claim: asyncpg
 
 async def _attempt(st: WorkerState, run: Run) -> str:
     """ready, failed or cancelled; raises Retry when a later attempt may succeed."""
-    uid, attempts = run.bdr_id, run.claim["attempts"]
-    if attempts > MAX_ATTEMPTS:
-        await run.fail(transient_message(TimeoutError()))
-        return "failed"
-    try:
-        await run.build()
-        return "ready"
-    except BuildCancelled:
-        return "cancelled"
-    except PermanentError as exc:
-        await run.fail(str(exc))
-    except TRANSIENT as exc:
-        if attempts >= MAX_ATTEMPTS:
-            log.warning("BDR %s: attempt %d failed (%r); giving up", uid, attempts, exc)
-            await run.fail(transient_message(exc))
-        else:
-            defer = min(
-                BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (attempts - 1)
-            )
-            log.warning(
-                "BDR %s: attempt %d failed (%r); retry in %.0f s", uid, attempts, exc, defer
-            )
-            with contextlib.suppress(*TRANSIENT):
-                await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, run.token, defer)
-            raise Retry(defer=defer) from exc
-    except Exception:
-        log.exception("BDR %s: unexpected error", uid)
-        await run.fail(UNEXPECTED_MESSAGE)
-    return "failed"
+    uid, token = run.bdr_id, run.token
+
+    async def release(defer: float) -> None:
+        await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, token, defer)
+
+    return await attempt(
+        f"BDR {uid}", lambda: run.claim["attempts"], run.build, run.fail, release,
+        st.settings.bdr_retry_base_seconds,
+    )  # fmt: skip

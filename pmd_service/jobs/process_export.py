@@ -8,29 +8,18 @@ is gone (its heartbeat stops), and the next run keeps every part already publish
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import uuid
 from typing import Any
 
-from arq import Retry
-
 from ..core import error_reports
 from ..core.logs import request_id_set
+from .attempts import attempt
 from .context import state
 from .export_run import ExportRun
 from .export_sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
-from .failures import (
-    BACKOFF_CAP_SECONDS,
-    MAX_ATTEMPTS,
-    TRANSIENT,
-    UNEXPECTED_MESSAGE,
-    PermanentError,
-    transient_message,
-)
 from .notify import send_export_email
-from .zipbuild import BuildCancelled
 
 log = logging.getLogger(__name__)
 
@@ -59,33 +48,12 @@ async def process_export(ctx: dict[str, Any], export_id: str) -> str:
 
 async def _attempt(run: ExportRun) -> str:
     """ready, failed or cancelled; raises Retry when a later attempt may succeed."""
-    uid, st = run.export_id, run.st
-    if run.attempts > MAX_ATTEMPTS:
-        await run.fail(transient_message(TimeoutError()))
-        return "failed"
-    try:
-        await run.build()
-        return "ready"
-    except BuildCancelled:
-        return "cancelled"
-    except PermanentError as exc:
-        await run.fail(str(exc))
-    except TRANSIENT as exc:
-        attempts = run.attempts
-        if attempts >= MAX_ATTEMPTS:
-            log.warning("export %s: attempt %d failed (%r); giving up", uid, attempts, exc)
-            await run.fail(transient_message(exc))
-        else:
-            defer = min(
-                BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (attempts - 1)
-            )
-            log.warning(
-                "export %s: attempt %d failed (%r); retry in %.0f s", uid, attempts, exc, defer
-            )
-            with contextlib.suppress(*TRANSIENT):
-                await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, run.token, defer)
-            raise Retry(defer=defer) from exc
-    except Exception:
-        log.exception("export %s: unexpected error", uid)
-        await run.fail(UNEXPECTED_MESSAGE)
-    return "failed"
+    uid, token, st = run.export_id, run.token, run.st
+
+    async def release(defer: float) -> None:
+        await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, token, defer)
+
+    return await attempt(
+        f"export {uid}", lambda: run.attempts, run.build, run.fail, release,
+        st.settings.bdr_retry_base_seconds,
+    )  # fmt: skip

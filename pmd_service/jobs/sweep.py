@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -66,43 +68,37 @@ ORDER BY created_at LIMIT 100
 """
 
 
-async def _sweep_exports(ctx: dict[str, Any]) -> tuple[int, int]:
+Enqueue = Callable[[ArqRedis, uuid.UUID, str | None], Awaitable[bool]]
+
+
+async def _requeue(
+    ctx: dict[str, Any], enqueue: Enqueue, stuck_sql: str, orphaned_sql: str
+) -> tuple[int, int]:
+    """(re-enqueued, taken over) of one kind of job: pending rows past the grace, and rows
+    whose worker is gone."""
     st = state(ctx)
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
-    grace = float(st.settings.bdr_pending_grace_seconds)
-    for row in await st.pool.fetch(SQL_EXPORTS_STUCK_PENDING, grace):
-        if await enqueue_export(redis, row["id"]):
+    for row in await st.pool.fetch(stuck_sql, float(st.settings.bdr_pending_grace_seconds)):
+        if await enqueue(redis, row["id"], None):
             requeued += 1
         elif row["age"] >= LATE_PENDING_SECONDS:
             late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
-            requeued += await enqueue_export(redis, row["id"], retake=late)
+            requeued += await enqueue(redis, row["id"], late)
     for row in await st.pool.fetch(
-        SQL_EXPORTS_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
+        orphaned_sql, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
-        retaken += await enqueue_export(redis, row["id"], retake=f"take{row['attempts']}")
+        retaken += await enqueue(redis, row["id"], f"take{row['attempts']}")
     return requeued, retaken
 
 
 async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
     st = state(ctx)
-    redis: ArqRedis = ctx["redis"]
-    requeued = retaken = 0
     await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
-    for row in await st.pool.fetch(SQL_STUCK_PENDING, float(st.settings.bdr_pending_grace_seconds)):
-        if await enqueue_bdr(redis, row["id"]):
-            requeued += 1
-        elif row["age"] >= LATE_PENDING_SECONDS:
-            requeued += await enqueue_bdr(
-                redis, row["id"], retake=f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
-            )
-    for row in await st.pool.fetch(
-        SQL_ORPHANED, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
-    ):
-        retaken += await enqueue_bdr(redis, row["id"], retake=f"take{row['attempts']}")
-    exports_requeued, exports_retaken = await _sweep_exports(ctx)
-    requeued += exports_requeued
-    retaken += exports_retaken
+    requeued, retaken = await _requeue(ctx, enqueue_bdr, SQL_STUCK_PENDING, SQL_ORPHANED)
+    exports = await _requeue(ctx, enqueue_export, SQL_EXPORTS_STUCK_PENDING, SQL_EXPORTS_ORPHANED)
+    requeued += exports[0]
+    retaken += exports[1]
     aborted = 0
     bucket = st.zips.bucket
     if bucket is not None:

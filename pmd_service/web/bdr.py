@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -12,6 +12,7 @@ from msgspec import Meta
 from ..bdr import service
 from ..bdr.announcer import Announcer
 from ..bdr.budget import Limits, ensure_free_space
+from ..bdr.files import StoredZip
 from ..bdr.schemas import BdrItem, BdrList, BdrRequest
 from ..core.logs import REQUEST_ID_HEADER
 from . import object_download, request_ids
@@ -76,24 +77,33 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     bdr_id = path_uuid(request)
     principal = request[PRINCIPAL]
     files = request.app[ZIP_FILES]
-    settings = request.app[SETTINGS]
     found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
     stored = found.stored
     # Once per download, not per resumed range or HEAD.
     if request.method == "GET" and object_download.starts_at_zero(request, stored):
         await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
+    return await send_zip(request, stored, found.filename, service.repr_digest(found.sha256))
+
+
+async def send_zip(
+    request: web.Request, stored: StoredZip, filename: str, digest: Mapping[str, str]
+) -> web.StreamResponse:
+    """A ZIP found for the caller (a BDR's, or an export's part): a redirect to a signed URL, or
+    its bytes, with ranges and conditions (object_download)."""
+    files = request.app[ZIP_FILES]
+    settings = request.app[SETTINGS]
     if stored.key is not None and settings.bdr_download_mode == "redirect":
-        # The bytes go from the bucket to the browser; the checks above stay in front. The
+        # The bytes go from the bucket to the browser; the checks before stay in front. The
         # object carries the file name (Content-Disposition, set at upload).
         return await object_download.redirect(request, files, stored)
     headers = {
         "Content-Type": "application/zip",
-        "Content-Disposition": f"attachment; filename={found.filename}",
+        "Content-Disposition": f"attachment; filename={filename}",
         "Cache-Control": "private, no-store",
-        **service.repr_digest(found.sha256),
+        **digest,
     }
     proxying = object_download.Proxying(
-        request.app[PROXY_SLOTS], principal.caller.id, settings.bdr_proxy_idle_seconds
+        request.app[PROXY_SLOTS], request[PRINCIPAL].caller.id, settings.bdr_proxy_idle_seconds
     )
     return await object_download.serve(request, files, stored, headers, proxying)
 

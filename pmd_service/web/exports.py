@@ -11,11 +11,11 @@ from ..core.logs import REQUEST_ID_HEADER
 from ..core.problems import not_found
 from ..exports import service
 from ..exports.schemas import ExportItem, ExportList, ExportRequest, export_base_url
-from . import object_download, request_ids
+from . import request_ids
 from .auth import retarget
-from .bdr import DownloadQuery, download_params, zip_answers
+from .bdr import DownloadQuery, download_params, send_zip, zip_answers
 from .endpoint import Auth, Endpoint, Param
-from .keys import DB_POOL, PRINCIPAL, PROXY_SLOTS, REDIS, SETTINGS, ZIP_FILES
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json
 
@@ -76,23 +76,11 @@ def _part_number(request: web.Request) -> int:
 async def download_part(request: web.Request) -> web.StreamResponse:
     export_id = path_uuid(request)
     number = _part_number(request)
-    principal = request[PRINCIPAL]
     files = request.app[ZIP_FILES]
-    settings = request.app[SETTINGS]
-    found = await service.part_download(request.app[DB_POOL], files, export_id, number, principal)
-    stored = found.stored
-    if stored.key is not None and settings.bdr_download_mode == "redirect":
-        return await object_download.redirect(request, files, stored)
-    headers = {
-        "Content-Type": "application/zip",
-        "Content-Disposition": f"attachment; filename={found.filename}",
-        "Cache-Control": "private, no-store",
-        **found.headers,
-    }
-    proxying = object_download.Proxying(
-        request.app[PROXY_SLOTS], principal.caller.id, settings.bdr_proxy_idle_seconds
+    found = await service.part_download(
+        request.app[DB_POOL], files, export_id, number, request[PRINCIPAL]
     )
-    return await object_download.serve(request, files, stored, headers, proxying)
+    return await send_zip(request, found.stored, found.filename, found.headers)
 
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The export's id", location="path")

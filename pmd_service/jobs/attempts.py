@@ -1,0 +1,62 @@
+"""One attempt of a claimed job (a BDR's or an export's), and what its outcome is: ready, a
+cancel, a failure the user is told about, or a retry later with exponential backoff. Status
+is `failed` only when no retry is left (setting it before retrying meant retries never ran)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from arq import Retry
+
+from .failures import (
+    BACKOFF_CAP_SECONDS,
+    MAX_ATTEMPTS,
+    TRANSIENT,
+    UNEXPECTED_MESSAGE,
+    PermanentError,
+    transient_message,
+)
+from .zipbuild import BuildCancelled
+
+log = logging.getLogger(__name__)
+
+
+async def attempt(
+    what: str,
+    attempts: Callable[[], int],
+    build: Callable[[], Awaitable[None]],
+    fail: Callable[[str], Awaitable[object]],
+    release: Callable[[float], Awaitable[object]],
+    retry_base_seconds: float,
+) -> str:
+    """ready, failed or cancelled; raises Retry when a later attempt may succeed. `what` names
+    the job in log lines ("BDR <id>"); `attempts()` is the run's attempt number (read again
+    after a failure: an export's published part starts its count again); `release(defer)` hands
+    the row back for the retry."""
+    if attempts() > MAX_ATTEMPTS:
+        await fail(transient_message(TimeoutError()))
+        return "failed"
+    try:
+        await build()
+        return "ready"
+    except BuildCancelled:
+        return "cancelled"
+    except PermanentError as exc:
+        await fail(str(exc))
+    except TRANSIENT as exc:
+        n = attempts()
+        if n >= MAX_ATTEMPTS:
+            log.warning("%s: attempt %d failed (%r); giving up", what, n, exc)
+            await fail(transient_message(exc))
+        else:
+            defer = min(BACKOFF_CAP_SECONDS, retry_base_seconds * 4 ** (n - 1))
+            log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
+            with contextlib.suppress(*TRANSIENT):
+                await release(defer)
+            raise Retry(defer=defer) from exc
+    except Exception:
+        log.exception("%s: unexpected error", what)
+        await fail(UNEXPECTED_MESSAGE)
+    return "failed"
