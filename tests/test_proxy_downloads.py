@@ -211,6 +211,25 @@ async def test_both_modes_read_range_numbers_of_any_length_and_only_ascii_digits
         assert int(head.headers["Content-Length"]) == len(body)
 
 
+async def test_file_answers_carry_the_request_id_in_both_modes(
+    aiohttp_client: AiohttpClient, factory: Factory, served: Settings, redis_clean: None
+) -> None:
+    """A ZIP's 200 and 206 (sent as a file, or proxied) echo X-Request-ID like every answer."""
+    client = await start(aiohttp_client, served)
+    owner, url, _ = await ready_zip(client, factory, served)
+    for method in ("GET", "HEAD"):
+        for extra, status in (({}, 200), ({"Range": "bytes=1-4"}, 206)):
+            rid = f"rid-{method.lower()}-{status}"
+            headers = {**owner.auth, "X-Request-ID": rid, **extra}
+            resp = await client.request(method, url, headers=headers)
+            await resp.read()
+            assert resp.status == status
+            assert resp.headers.get("X-Request-ID") == rid, (method, status, dict(resp.headers))
+            made = await client.request(method, url, headers={**owner.auth, **extra})
+            await made.read()
+            assert len(made.headers.get("X-Request-ID", "")) == 32  # one made for it
+
+
 def _metric(text: str, prefix: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)
