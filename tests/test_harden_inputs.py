@@ -196,6 +196,24 @@ async def test_a_download_ticket_opens_its_own_bdr_only(
     await assert_problem(resp, 400)
 
 
+async def test_a_head_leaves_the_download_ticket_for_the_get(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """A HEAD sends no byte of the ZIP: its ticket still opens the one GET after it."""
+    owner = await factory.user()
+    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    await run_worker(settings)
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+    link = f"/api/pmd/bdr/{item['id']}/download?ticket={await _ticket(client, owner, bdr_id=item['id'])}"
+    for _ in range(2):
+        head = await client.head(link)
+        assert head.status == 200 and head.headers["Content-Type"] == "application/zip"
+    resp = await client.get(link)
+    assert resp.status == 200 and len(await resp.read()) == int(head.headers["Content-Length"])
+    await assert_problem(await client.get(link), 401)  # the GET spent it
+    assert (await client.head(link)).status == 401
+
+
 async def test_a_user_without_a_public_id_redeems_tickets(
     client: Client, factory: Factory, settings: Settings
 ) -> None:

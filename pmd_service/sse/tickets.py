@@ -103,10 +103,13 @@ async def redeem(
     target_sqid: str | None,
     bdr_id: str | None = None,
     load: UserLoader | None = None,
+    *,
+    spend: bool = True,
 ) -> Principal:
     """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
     minted for that BDR; for a stream (None), a stream ticket. `load` looks the caller up
-    (a stream's opening batches it with others')."""
+    (a stream's opening batches it with others'). `spend=False` (a download's HEAD, which
+    sends no byte of the ZIP) leaves the ticket for the GET that follows."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
@@ -114,7 +117,8 @@ async def redeem(
     if not _TICKET_RE.match(ticket):
         raise unknown
     try:
-        raw = await redis.getdel(redis_key(ticket))
+        key = redis_key(ticket)
+        raw = await (redis.getdel(key) if spend else redis.get(key))
     except RedisError:
         raise _redis_down() from None
     if raw is None:
