@@ -288,13 +288,15 @@ def main(argv: list[str] | None = None) -> int:
     cutover.add_argument("--apply", action="store_true", help="write (default: a dry run)")
     check_host = sub.add_parser(
         "check-host",
-        help="report the host-table indexes and columns the service relies on; prints CREATE "
-        "INDEX CONCURRENTLY for missing indexes (exit 0 when everything fits, 1 when something "
-        "is missing or does not fit)",
+        help="report the host-table indexes and columns the service relies on, and the "
+        "connected role's privileges; prints CREATE INDEX CONCURRENTLY for missing indexes (exit "
+        "0 when everything fits, 1 when something is missing or does not fit, or the role could "
+        "alter, drop or take over the host's tables)",
     )
     check_host.add_argument(
         "--dev-database", action="store_true",
-        help="accept host tables the service created itself (`migrate --with-host-tables`)",
+        help="accept host tables the service created itself (`migrate --with-host-tables`), "
+        "and a role that could take them over (a dev database's admin)",
     )  # fmt: skip
     _describe(sub)
     args = parser.parse_args(argv)

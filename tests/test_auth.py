@@ -43,6 +43,7 @@ async def test_valid_token_lists_posts(client: Client, factory: Factory) -> None
         ("expired", 401),
         ("no_exp", 401),
         ("unknown_sub", 401),
+        ("lone_surrogate_sub", 401),
         ("deactivated", 401),
         ("banned", 403),
     ],
@@ -73,6 +74,8 @@ async def test_auth_failures(client: Client, factory: Factory, case: str, expect
         headers = {"Authorization": f"Bearer {token}"}
     elif case == "unknown_sub":
         headers = {"Authorization": f"Bearer {factory.token('nobodyhere')}"}
+    elif case == "lone_surrogate_sub":  # JSON's "\ud800": no database value, nor UTF-8
+        headers = {"Authorization": f"Bearer {factory.token(chr(0xD800))}"}
     elif case == "deactivated":
         await factory.pool.execute("UPDATE users SET deactivated = true WHERE id = $1", user.id)
         headers = user.auth

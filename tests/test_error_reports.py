@@ -173,6 +173,65 @@ async def test_an_error_in_a_job_reaches_sentry_with_the_bdr_id(
     assert_nothing_secret(ingest, SECRET, DB_PASSWORD, "0123456789abcdef0123", "AKIAEXAMPLE")
 
 
+async def _arq_command_worker(settings: Settings) -> None:
+    """The Worker the `arq` command makes: arq.worker.create_worker (sentry-sdk's, wrapped)."""
+    from arq.worker import create_worker
+
+    from pmd_service.jobs.worker_options import worker_options
+
+    # The options as jobs/worker.py's WorkerSettings gives them (a dict), without reading the
+    # environment as importing it does.
+    options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05}
+    worker = create_worker(options, burst=True, handle_signals=False)
+    assert type(worker).__name__ == "Worker"
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+@pytest.mark.parametrize("form", ["python -m pmd_service worker", "arq worker.WorkerSettings"])
+async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worker_form(
+    aiohttp_client: AiohttpClient,
+    reporting: Settings,
+    ingest: Ingest,
+    factory: Factory,
+    redis_clean: None,
+    monkeypatch: pytest.MonkeyPatch,
+    form: str,
+) -> None:
+    """Not caught by the job's own handler (which logs it): raised out of process_bdr, to arq.
+    The supported form builds its Worker directly, which sentry-sdk's arq integration does not
+    wrap: it logged an ERROR and sent nothing. The `arq` command's form sends one, not two."""
+    from pmd_service.jobs import process_bdr
+
+    owner = await factory.user("escaper")
+    post = await factory.post(owner)
+    client = await aiohttp_client(create_app(reporting))
+    item = await request_bdr(client, owner, [post.id])
+
+    async def broken(*args: Any) -> str:
+        raise RuntimeError(f"escaped with {SIGNED}, key {SECRET} ({DB_PASSWORD})")
+
+    monkeypatch.setattr(process_bdr, "_run", broken)
+    if form == "arq worker.WorkerSettings":
+        await _arq_command_worker(reporting)
+    else:
+        await run_worker(reporting)  # PmdWorker, as jobs/main.py builds it
+    await flushed(ingest)
+
+    await eventually(_has_bdr(ingest, item["id"]), 10, "the job's event at the ingest")
+    await asyncio.sleep(0.5)  # a second event, if one were coming, arrives meanwhile
+    await flushed(ingest)
+    events = [e for e in ingest.events if e.get("tags", {}).get("bdr_id") == item["id"]]
+    assert len(events) == 1, [e.get("logger") or e.get("exception") for e in events]
+    [event] = events
+    assert event["exception"]["values"][-1]["type"] == "RuntimeError"
+    assert event["exception"]["values"][-1]["mechanism"] == {"type": "arq", "handled": False}
+    assert "escaped with" in json.dumps(event)
+    assert_nothing_secret(ingest, SECRET, DB_PASSWORD, "0123456789abcdef0123", "AKIAEXAMPLE")
+
+
 def test_a_dsn_without_the_extra_is_one_clear_line(tmp_path: Path) -> None:
     """An install without the `sentry` extra (sentry_sdk made unimportable in a child
     interpreter) stops at start with one line saying what to install; no DSN starts nothing."""

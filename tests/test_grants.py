@@ -4,18 +4,24 @@ dropped or emptied by it; check-host says what a role holds beyond that."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
 
 from pmd_service.core.db import connect
+from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.cutover import _IMPORTED, _SQL_HOST_ROWS
 from pmd_service.host.grants import INSERTS, READS, UPDATES, GrantsError, grants_sql
-from pmd_service.host.hostcheck import NEEDED_COLUMNS, check_host
-from tests.helpers import CHECKOUT
+from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, HostReport, check_host
+from tests.helpers import CHECKOUT, SECRET, grant_role
+from tests.helpers import as_role as url_as_role
 from tests.test_hostcheck import _service_statements
 
 ROLE_SEARCH_PATH = '"pmd", "public"'
@@ -153,22 +159,32 @@ async def test_check_host_reports_what_a_role_holds_beyond_need(
         report = await check_host(as_role, "public", privileges=True)
         assert report.privileges is not None
         assert report.privileges.lines() == [
+            "  UNSAFE   posts: DELETE; TRUNCATE; UPDATE on title (the service needs none of these)",
+            f"  to fix:  {FIX.format(role=role)}",
             "  MISSING  posts.license_id: no UPDATE privilege",
-            "  beyond need  posts: DELETE; TRUNCATE; UPDATE on title",
             "  beyond need  users: SELECT on bio, tagline, website, avatar_url, email_normalized, "
             "email_verified (+12 more)",
         ]
-        assert not report.fits  # a missing right fails; one beyond need is a warning
+        assert not _privileges_fit(report)
         await admin.execute(f"GRANT UPDATE (license_id) ON posts TO {role}")
-        assert (await check_host(as_role, "public", privileges=True)).privileges.missing == []  # type: ignore[union-attr]
-        # An owner of a host table, and a superuser: warned, not detailed.
+        await admin.execute(f"REVOKE DELETE, TRUNCATE, UPDATE (title) ON posts FROM {role}")
+        report = await check_host(as_role, "public", privileges=True)
+        assert report.privileges is not None and report.privileges.missing == []
+        assert _privileges_fit(report)  # a read beyond need is a warning
+        # An owner of a host table: unsafe, not detailed.
         await admin.execute(f"ALTER TABLE reactions OWNER TO {role}")
-        lines = (await check_host(as_role, "public", privileges=True)).privileges.lines()  # type: ignore[union-attr]
-        assert (
-            f"  WARNING  role {role} owns host tables reactions: an owner may alter or drop"
-            in lines[0]
+        report = await check_host(as_role, "public", privileges=True)
+        assert report.privileges is not None
+        lines = report.privileges.lines()
+        assert lines[0].startswith(
+            f"  UNSAFE   role {role} owns host tables reactions; sequences reactions_id_seq: an "
+            "owner may alter or drop"
         )
-        assert not any(line.startswith("  beyond need  reactions") for line in lines)
+        assert not any(" reactions:" in line for line in lines)
+        assert not _privileges_fit(report)
+        await admin.execute(
+            f"ALTER TABLE reactions OWNER TO {await admin.fetchval('SELECT current_user')}"
+        )
         # The cut-over's right is said to be the cut-over's.
         await admin.execute(grants_sql(role, cutover=True))
         report = await check_host(as_role, "public", privileges=True)
@@ -176,14 +192,209 @@ async def test_check_host_reports_what_a_role_holds_beyond_need(
         [line] = [ln for ln in report.privileges.lines() if "batch_download_requests" in ln]
         assert line.startswith("  beyond need  batch_download_requests: SELECT on id, user_id")
         assert line.endswith("for import-host-bdrs: revoke after the cut-over)")
+        # Run again without --cutover, the script takes that right back.
+        await admin.execute(grants_sql(role))
+        report = await check_host(as_role, "public", privileges=True)
+        assert report.privileges is not None
+        assert report.privileges.lines() == [
+            f"  ok       role {role} holds exactly what the service needs"
+        ]
         superuser = await check_host(admin, "public", privileges=True)
         assert superuser.privileges is not None
-        assert (
-            "is a superuser: it may alter, drop or empty any host table"
-            in superuser.privileges.lines()[0]
-        )
+        assert superuser.privileges.unsafe == [
+            f"role {superuser.privileges.role} is a superuser: it may alter, drop or empty any "
+            "host table"
+        ]
+        assert not _privileges_fit(superuser)
+        # A dev database's admin: reported, and accepted with --dev-database.
+        dev = HostReport(superuser.schema, privileges=superuser.privileges, dev_database=True)
+        assert dev.fits, dev.render()
     finally:
         await admin.close()
+
+
+def _privileges_fit(report: HostReport) -> bool:
+    """Whether check-host passes on privileges alone (indexes and columns aside)."""
+    return HostReport(report.schema, privileges=report.privileges).fits
+
+
+@dataclass
+class FreshRole:
+    """A role made by `grants` on the host database, for one test: what it is given there
+    (attributes, memberships) would otherwise outlive the test, roles being the cluster's."""
+
+    name: str
+    url: str
+    admin: asyncpg.Connection
+    others: list[str]
+
+    async def check(self) -> HostReport:
+        conn = await connect(self.url, "pmd-test", search_path=ROLE_SEARCH_PATH)
+        try:
+            return await check_host(conn, "public", privileges=True)
+        finally:
+            await conn.close()
+
+
+@pytest.fixture
+async def fresh_role(host_url: str) -> AsyncIterator[FreshRole]:
+    suffix = uuid.uuid4().hex[:8]
+    name = f"pmd_chk_{suffix}"
+    admin = await asyncpg.connect(host_url)
+    await grant_role(admin, name, "fresh-role-pw")
+    url = url_as_role(host_url, name, "fresh-role-pw")
+    role = FreshRole(name, url, admin, [f"pmd_grp_{suffix}"])
+    try:
+        yield role
+    finally:
+        me = await admin.fetchval("SELECT current_user")
+        for other in [name, *role.others]:
+            if await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", other):
+                await admin.execute(f"REASSIGN OWNED BY {other} TO {me}; DROP OWNED BY {other}")
+                await admin.execute(f"DROP ROLE {other}")
+        await admin.close()
+
+
+# Each way a role could take over the host's database that check-host once passed as "holds
+# exactly what the service needs" (exit 0): {role} is the service's role, {other} a role of the
+# test's. Then the line that reports it.
+TAKEOVERS = {
+    "a member of the host tables' owner role (NOINHERIT: SET ROLE all the same)": (
+        "CREATE ROLE {other} NOLOGIN; ALTER TABLE audit_logs OWNER TO {other}; "
+        "GRANT {other} TO {role}",
+        "role {role} may act as role {other} (a member: SET ROLE needs no INHERIT), which owns "
+        "host tables audit_logs: an owner may alter or drop them",
+    ),
+    "CREATEROLE": (
+        "ALTER ROLE {role} CREATEROLE",
+        "role {role} has CREATEROLE: it may create roles",
+    ),
+    "pg_write_all_data": (
+        "GRANT pg_write_all_data TO {role}",
+        "role {role} may act as role pg_write_all_data (a member: SET ROLE needs no INHERIT): "
+        "it may write, delete and empty every table",
+    ),
+    "pg_execute_server_program": (
+        "GRANT pg_execute_server_program TO {role}",
+        "role {role} may act as role pg_execute_server_program (a member: SET ROLE needs no "
+        "INHERIT): it may run programs on the database server",
+    ),
+    "CREATE on the host schema": (
+        "GRANT CREATE ON SCHEMA public TO {role}",
+        "schema public: CREATE: a table or function the role creates there may take the place",
+    ),
+    "UPDATE on a host sequence": (
+        "GRANT UPDATE ON SEQUENCE users_id_seq TO {role}",
+        "sequence users_id_seq: UPDATE: setval() may make the host's inserts collide",
+    ),
+    "BYPASSRLS": ("ALTER ROLE {role} BYPASSRLS", "role {role} has BYPASSRLS: it is exempt"),
+    "CREATEDB": ("ALTER ROLE {role} CREATEDB", "role {role} has CREATEDB: it may create"),
+    "REPLICATION": (
+        "ALTER ROLE {role} REPLICATION",
+        "role {role} has REPLICATION: it may stream every row of the database out",
+    ),
+    "SUPERUSER": ("ALTER ROLE {role} SUPERUSER", "role {role} is a superuser: it may alter"),
+    "a member of a role holding an attribute and a write right": (
+        "CREATE ROLE {other} NOLOGIN CREATEDB; GRANT DELETE ON posts TO {other}; "
+        "GRANT {other} TO {role}",
+        "role {role} may act as role {other} (a member: SET ROLE needs no INHERIT), which has "
+        "CREATEDB",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TAKEOVERS))
+async def test_check_host_fails_a_role_that_could_take_over_and_grants_resets_it(
+    fresh_role: FreshRole, case: str
+) -> None:
+    role, other = fresh_role.name, fresh_role.others[0]
+    before = await fresh_role.check()
+    assert before.privileges is not None
+    assert before.privileges.lines() == [
+        f"  ok       role {role} holds exactly what the service needs"
+    ]
+    setup, reported = TAKEOVERS[case]
+    await fresh_role.admin.execute(setup.format(role=role, other=other))
+    report = await fresh_role.check()
+    assert report.privileges is not None
+    lines = report.privileges.lines()
+    assert not any("holds exactly what the service needs" in line for line in lines), lines
+    expected = "  UNSAFE   " + reported.format(role=role, other=other)
+    assert any(line.startswith(expected) for line in lines), lines
+    assert not _privileges_fit(report)  # check-host exits 1
+    assert f"  to fix:  {FIX.format(role=role)}" in report.render()
+    # The script run again takes it all back: the role holds what the service needs, again.
+    await fresh_role.admin.execute(grants_sql(role))
+    after = await fresh_role.check()
+    assert after.privileges is not None
+    assert after.privileges.lines() == [
+        f"  ok       role {role} holds exactly what the service needs"
+    ]
+
+
+async def test_a_noinherit_member_of_the_owner_role_can_drop_host_tables(
+    fresh_role: FreshRole,
+) -> None:
+    """Why a membership counts even without INHERIT: the role may SET ROLE to the owner."""
+    role, owner = fresh_role.name, fresh_role.others[0]
+    setup, _ = TAKEOVERS[
+        "a member of the host tables' owner role (NOINHERIT: SET ROLE all the same)"
+    ]
+    await fresh_role.admin.execute(setup.format(role=role, other=owner))
+    assert not await fresh_role.admin.fetchval(
+        "SELECT rolinherit FROM pg_roles WHERE rolname = $1", role
+    )
+    conn = await connect(fresh_role.url, "pmd-test", search_path=ROLE_SEARCH_PATH)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("DROP TABLE audit_logs")  # not as itself
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute(f"SET ROLE {owner}")
+        await conn.execute("DROP TABLE audit_logs")  # as the owner
+        await tx.rollback()
+    finally:
+        await conn.close()
+
+
+async def test_the_cli_exits_1_for_a_role_that_could_take_over(
+    fresh_role: FreshRole, redis_url: str
+) -> None:
+    """The command itself, on a host whose indexes are all there (exit 0 before)."""
+    role, owner = fresh_role.name, fresh_role.others[0]
+    migrated = await connect(fresh_role.url, "pmd-test", search_path=ROLE_SEARCH_PATH)
+    try:
+        await apply_migrations(migrated)
+    finally:
+        await migrated.close()
+    report = await fresh_role.check()
+    for statement in report.statements():
+        await fresh_role.admin.execute(statement)
+    env = os.environ | {"DATABASE_URL": fresh_role.url, "REDIS_URL": redis_url,
+                        "JWT_SECRET_KEY": SECRET, "AUTO_MIGRATE": "false"}  # fmt: skip
+
+    def check_host_cli() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pmd_service", "check-host"],
+            env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    done = await asyncio.to_thread(check_host_cli)
+    assert done.returncode == 0, done
+    assert "holds exactly what the service needs" in done.stdout
+    setup, _ = TAKEOVERS[
+        "a member of the host tables' owner role (NOINHERIT: SET ROLE all the same)"
+    ]
+    await fresh_role.admin.execute(setup.format(role=role, other=owner))
+    await fresh_role.admin.execute(f"ALTER ROLE {role} CREATEROLE")
+    done = await asyncio.to_thread(check_host_cli)
+    assert done.returncode == 1, done
+    assert "holds exactly what the service needs" not in done.stdout
+    unsafe = [line for line in done.stdout.splitlines() if line.startswith("  UNSAFE")]
+    assert len(unsafe) == 2, done.stdout
+    assert any("which owns host tables audit_logs" in line for line in unsafe)
+    assert any(f"role {role} has CREATEROLE" in line for line in unsafe)
 
 
 def test_the_cli_prints_the_script() -> None:

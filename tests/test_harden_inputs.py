@@ -194,3 +194,51 @@ async def test_a_download_ticket_opens_its_own_bdr_only(
     resp = await client.post("/api/pmd/bdr/sse-ticket", headers=owner.auth,
                              params={"bdr_id": "nope"})  # fmt: skip
     await assert_problem(resp, 400)
+
+
+async def test_a_head_leaves_the_download_ticket_for_the_get(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """A HEAD sends no byte of the ZIP: its ticket still opens the one GET after it."""
+    owner = await factory.user()
+    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    await run_worker(settings)
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+    link = f"/api/pmd/bdr/{item['id']}/download?ticket={await _ticket(client, owner, bdr_id=item['id'])}"
+    for _ in range(2):
+        head = await client.head(link)
+        assert head.status == 200 and head.headers["Content-Type"] == "application/zip"
+    resp = await client.get(link)
+    assert resp.status == 200 and len(await resp.read()) == int(head.headers["Content-Length"])
+    await assert_problem(await client.get(link), 401)  # the GET spent it
+    assert (await client.head(link)).status == 401
+
+
+async def test_a_user_without_a_public_id_redeems_tickets(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """The host's users.public_sqid allows NULL, and its older tokens name a user by
+    `user_id` alone: such a user's tickets open the stream and the download (a 500 before)."""
+    made = await factory.user()
+    post = await factory.post(made)
+    key = await factory.pool.fetchval(
+        "UPDATE users SET public_sqid = NULL WHERE id = $1 RETURNING user_key", made.id
+    )
+    token = jwt.encode(
+        {"user_id": str(key), "type": "access", "exp": int(time.time()) + 600},
+        SECRET, algorithm="HS256",
+    )  # fmt: skip
+    user = UserRow(made.id, "", made.handle, token)
+    item = await request_bdr(client, user, [post.id])
+    await run_worker(settings)
+    assert (await fetch_item(client, user, item["id"]))["status"] == "ready"
+    stream = await client.get(SSE, params={"ticket": await _ticket(client, user)})
+    try:
+        assert stream.status == 200, await stream.text()
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+    finally:
+        stream.close()
+    ticket = await _ticket(client, user, bdr_id=item["id"])
+    resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", params={"ticket": ticket})
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Content-Type"] == "application/zip"

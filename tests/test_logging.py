@@ -16,6 +16,7 @@ from msgspec.structs import replace
 
 from pmd_service.core import logs
 from pmd_service.core.settings import Settings
+from pmd_service.sse import service
 from tests.factories import Factory
 from tests.helpers import SSE, Mailbox, Stream, run_worker
 
@@ -126,6 +127,32 @@ async def test_sse_stream_carries_the_request_id(client: Client, factory: Factor
         await Stream(resp).opening()
     finally:
         resp.close()
+
+
+async def test_a_failed_sse_opening_logs_and_answers_with_its_request_id(
+    client: Client, factory: Factory, captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream runs without the id in its context (it would cost every open stream); its
+    failure's lines and answer carry one all the same (they said "-", and the answer none)."""
+    user = await factory.user()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the opening's query broke")
+
+    monkeypatch.setattr(service, "opening", broken)
+    resp = await client.get(SSE, headers={**user.auth, "X-Request-ID": "sse-err-1"})
+    assert resp.status == 500
+    assert resp.headers["X-Request-ID"] == "sse-err-1"
+    resp = await client.get(SSE, headers=user.auth)
+    assert resp.status == 500
+    made = resp.headers["X-Request-ID"]
+    assert len(made) == 32
+    failed = [line for line in captured.lines() if line["msg"].startswith("unhandled error in GET")]
+    assert [line.get("request_id") for line in failed] == ["sse-err-1", made]
+    assert "[sse-err-1]" in captured.text()
+    refused = await client.get(SSE)  # no token: a 401, no line, the id on the answer
+    assert refused.status == 401
+    assert len(refused.headers["X-Request-ID"]) == 32
 
 
 def test_json_lines_parse_and_text_lines_show_the_id() -> None:

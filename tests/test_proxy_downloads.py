@@ -168,6 +168,68 @@ async def test_both_modes_answer_conditions_and_ranges_alike(
         assert resp.headers["Content-Range"] == f"bytes */{size}"
 
 
+# Past Python's int() limit (4,300 digits), which made every one of these a 500.
+HUGE = "9" * 4301
+
+
+async def test_both_modes_read_range_numbers_of_any_length_and_only_ascii_digits(
+    aiohttp_client: AiohttpClient, factory: Factory, served: Settings, redis_clean: None
+) -> None:
+    """RFC 9110 §14.1.1: a first-byte-pos past the end is 416 however long, a last-byte-pos
+    past it is the end, a range that does not parse (its DIGIT is ASCII only) the whole ZIP."""
+    client = await start(aiohttp_client, served)
+    owner, url, full = await ready_zip(client, factory, served)
+    size = len(full)
+    cases: list[tuple[str, int, bytes]] = [
+        (f"bytes={HUGE}-", 416, b""),
+        (f"bytes={'9' * 3000}-{HUGE}", 416, b""),
+        (f"bytes=0-{HUGE}", 206, full),
+        (f"bytes=5-{HUGE}", 206, full[5:]),
+        (f"bytes=-{HUGE}", 206, full),
+        (f"bytes={'0' * 5000}5-", 206, full[5:]),  # leading zeros: it is 5
+        (f"bytes={HUGE}-5", 200, full),  # last before first: ignored
+        (f"bytes={HUGE}-{'9' * 3000}", 200, full),
+        ("bytes=\u0660-\u0664", 200, full),  # Arabic-Indic digits: not a range
+        ("bytes=0-\u0664", 200, full),
+        ("bytes=\uff11-\uff12", 200, full),  # fullwidth digits
+    ]
+    for spec, status, body in cases:
+        headers = {**owner.auth, "Range": spec}
+        resp = await client.get(url, headers=headers)
+        got = await resp.read()
+        assert resp.status == status, (spec[:40], resp.status, got[:300])
+        if status == 416:
+            assert resp.headers["Content-Range"] == f"bytes */{size}"
+            assert len(got) < 1000  # the detail quotes the start of the header, not all of it
+            continue
+        assert got == body, spec[:40]
+        if status == 206:
+            first = size - len(body)
+            assert resp.headers["Content-Range"] == f"bytes {first}-{size - 1}/{size}"
+        head = await client.head(url, headers=headers)
+        assert head.status == status, spec[:40]
+        assert int(head.headers["Content-Length"]) == len(body)
+
+
+async def test_file_answers_carry_the_request_id_in_both_modes(
+    aiohttp_client: AiohttpClient, factory: Factory, served: Settings, redis_clean: None
+) -> None:
+    """A ZIP's 200 and 206 (sent as a file, or proxied) echo X-Request-ID like every answer."""
+    client = await start(aiohttp_client, served)
+    owner, url, _ = await ready_zip(client, factory, served)
+    for method in ("GET", "HEAD"):
+        for extra, status in (({}, 200), ({"Range": "bytes=1-4"}, 206)):
+            rid = f"rid-{method.lower()}-{status}"
+            headers = {**owner.auth, "X-Request-ID": rid, **extra}
+            resp = await client.request(method, url, headers=headers)
+            await resp.read()
+            assert resp.status == status
+            assert resp.headers.get("X-Request-ID") == rid, (method, status, dict(resp.headers))
+            made = await client.request(method, url, headers={**owner.auth, **extra})
+            await made.read()
+            assert len(made.headers.get("X-Request-ID", "")) == 32  # one made for it
+
+
 def _metric(text: str, prefix: str) -> float:
     return sum(
         float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix)

@@ -589,6 +589,55 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     assert lookups.queries - before <= 3, lookups.queries - before
 
 
+# JSON's "\ud800": a lone surrogate, which asyncpg cannot encode.
+LONE_SURROGATE = "\ud800"
+
+
+async def test_a_token_naming_a_lone_surrogate_fails_only_its_own_opening(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    """Eight openings and one whose `sub` is a lone surrogate, their lookups in one query: the
+    eight are answered (it made six or seven of them 500), the one is a 401."""
+    server = await serve(db_pool_max=2)
+    url = str(server.make_url(SSE))
+    users = [await factory.user() for _ in range(8)]
+    odd = replace(users[0], token=factory.token(LONE_SURROGATE))
+    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+        pending = [asyncio.ensure_future(session.get(url, headers=u.auth)) for u in [*users, odd]]
+        await asyncio.sleep(0.3)
+    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    try:
+        assert [r.status for r in answers] == [200] * 8 + [401]
+        problem = await assert_problem(answers[-1], 401)
+        assert "`sub`" in problem["detail"]
+        assert not any(u.sqid in problem["detail"] for u in users)
+    finally:
+        for resp in answers:
+            resp.close()
+
+
+async def test_a_lookup_refused_for_its_value_fails_alone(
+    pool: asyncpg.Pool, factory: Factory
+) -> None:
+    """A public id the query cannot take (here one a token could no longer carry) fails its
+    own lookup only, its error naming no other id; the others in its query are answered."""
+    users = [await factory.user() for _ in range(8)]
+    turns = Turns(1)
+    lookups = UserLookups(pool, turns, lambda: None)
+    async with turns:  # one query for all of them, once the turn is free
+        pending = [
+            asyncio.ensure_future(lookups.by_sqid(sqid))
+            for sqid in [*(u.sqid for u in users[:4]), LONE_SURROGATE, *(u.sqid for u in users[4:])]
+        ]
+        await asyncio.sleep(0.05)
+    answers = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), HUNG)
+    refused = answers.pop(4)
+    assert [row["id"] for row in answers] == [u.id for u in users]  # type: ignore[index]
+    assert isinstance(refused, asyncpg.DataError)
+    assert not any(u.sqid in str(refused) for u in users), str(refused)
+    await lookups.stop()
+
+
 async def test_lookups_still_waiting_at_shutdown_are_cancelled_and_leave_no_task(
     pool: asyncpg.Pool, factory: Factory
 ) -> None:

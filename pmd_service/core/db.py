@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -19,6 +21,50 @@ if TYPE_CHECKING:
 
     # A plain connection or one borrowed from a pool: services accept either.
     Conn: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+
+log = logging.getLogger(__name__)
+
+# asyncpg (0.32.0, the newest; MagicStack/asyncpg#1310, its fix #1312 unreleased) cancels a
+# query that timed out or was cancelled over a second connection, which over TCP first asks
+# for TLS whenever the DSN allows it (sslmode `prefer`, the default), whether or not the
+# connection it cancels is TLS. When that connection closes meanwhile (terminated, its pool
+# closing), asyncpg cancels the cancel; if that lands while its TLS attempt's socket is being
+# set up, asyncio closes the socket and asyncpg's TLSUpgradeProto sets this error on a future
+# no one awaits any more: asyncio logs "Future exception was never retrieved" at ERROR (10
+# times in a 100,000-stream flood), and Sentry would have made an event of each. The query
+# had failed and been answered already, and a cancel request is best effort: nothing is lost.
+_ORPHANED_CANCEL = "unexpected connection_lost() call"
+
+
+class _QuietOrphanedCancels:
+    """The loop's exception handler, but for exactly that orphaned future (a debug line)."""
+
+    def __init__(self, inner: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None):
+        self.inner = inner
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if (
+            context.get("message") == "Future exception was never retrieved"
+            and isinstance(exc, ConnectionError)
+            and str(exc) == _ORPHANED_CANCEL
+        ):
+            log.debug("a query's cancel request was itself cancelled (%s)", exc)
+            return
+        if self.inner is None:
+            loop.default_exception_handler(context)
+        else:
+            self.inner(loop, context)
+
+
+def quiet_orphaned_cancels() -> None:
+    """Installs `_QuietOrphanedCancels` on the running loop (once), wherever the service opens
+    connections: the server's, the worker's (either form) and the CLI's loops alike."""
+    loop = asyncio.get_running_loop()
+    current = loop.get_exception_handler()
+    if not isinstance(current, _QuietOrphanedCancels):
+        loop.set_exception_handler(_QuietOrphanedCancels(current))
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -126,6 +172,7 @@ async def create_pool(
     (asyncpg's unnamed ones are parsed and run before the Sync that ends a transaction), and no
     search_path at connection start (PgBouncer refuses unknown startup parameters; it must be
     set on the role or database instead, which `check_search_path` verifies)."""
+    quiet_orphaned_cancels()
     extra: dict[str, Any] = {"statement_cache_size": 0} if pooler else {}
     pool = _Pool(
         dsn,
@@ -167,6 +214,7 @@ async def settings_pool(
 async def connect(
     dsn: str, application_name: str, *, search_path: str | None = None, **kwargs: Any
 ) -> asyncpg.Connection:
+    quiet_orphaned_cancels()
     conn: asyncpg.Connection = await asyncpg.connect(
         dsn, server_settings=_server_settings(application_name, search_path), **kwargs
     )

@@ -14,11 +14,20 @@ frames' local variables are never collected: they may hold a ticket, a token or 
 
 Each event carries the request id (the server's per request, the worker's per BDR: one id for
 a BDR's lines on both sides and its email) and, from a job, the BDR id.
+
+The arq integration wraps the jobs of the Workers that `arq.worker.create_worker` makes (the
+`arq` command's), and ignores the `arq.worker` logger: a job run by a Worker made directly (`python
+-m pmd_service worker`, jobs/main.py) that raised only logged an ERROR and sent nothing.
+`job_reporter` wraps those jobs the same way: one event for each exception that escapes a job,
+in either form.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -119,6 +128,38 @@ def tag(name: str, value: str) -> None:
         import sentry_sdk
 
         sentry_sdk.set_tag(name, value)
+
+
+Job = Callable[..., Coroutine[Any, Any, Any]]
+
+
+def job_reporter(name: str, job: Job) -> Job:
+    """`job` (an arq job's coroutine function), each exception escaping it sent as one event
+    as the arq integration sends it; `job` itself when Sentry is off."""
+    if not _enabled:
+        return job
+    import sentry_sdk
+    from arq.worker import JobExecutionFailed, Retry, RetryJob
+    from sentry_sdk.utils import event_from_exception
+
+    @functools.wraps(job)
+    async def reported(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await job(ctx, *args, **kwargs)
+        except (Retry, RetryJob, JobExecutionFailed):
+            raise  # arq's control flow: a retry is no failure
+        except Exception:
+            event, hint = event_from_exception(
+                sys.exc_info(),
+                client_options=sentry_sdk.get_client().options,
+                mechanism={"type": "arq", "handled": False},
+            )
+            event["transaction"] = name
+            event.setdefault("tags", {})["arq_task_id"] = str(ctx.get("job_id"))
+            sentry_sdk.capture_event(event, hint=hint)
+            raise
+
+    return reported
 
 
 def _secrets_of(settings: Settings) -> tuple[str, ...]:

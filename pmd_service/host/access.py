@@ -24,6 +24,8 @@ SQL_USER_BY_SQID = _USER_COLUMNS + "WHERE public_sqid = $1"
 SQL_USER_BY_KEY = _USER_COLUMNS + "WHERE user_key = $1"
 # The callers and targets of every open stream of a process, re-checked in one query.
 SQL_USERS_BY_ID = _USER_COLUMNS + "WHERE id = ANY($1::int[])"
+# A ticket's caller who has no public id (the host's column allows NULL).
+SQL_USER_BY_ID = _USER_COLUMNS + "WHERE id = $1"
 # The callers of many stream openings at once (sse/callers.py).
 SQL_USERS_BY_SQIDS = _USER_COLUMNS + "WHERE public_sqid = ANY($1::text[])"
 
@@ -34,7 +36,7 @@ UserLoader = Callable[[str], Awaitable[asyncpg.Record | None]]
 @dataclass(frozen=True, slots=True)
 class User:
     id: int
-    public_sqid: str
+    public_sqid: str | None  # NULL in the host's column for some users (older tokens name them)
     handle: str
     email: str
     roles: frozenset[str]
@@ -77,6 +79,11 @@ async def load_user(pool: asyncpg.Pool, sqid: str) -> asyncpg.Record | None:
     if not valid_sqid(sqid):
         return None
     row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_SQID, sqid)
+    return row
+
+
+async def load_user_by_id(pool: asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(SQL_USER_BY_ID, user_id)
     return row
 
 

@@ -5,7 +5,14 @@ The role gets exactly what the service's SQL needs on the host's tables, column 
 SELECT on the columns it reads, UPDATE on the posts columns the dashboard's actions change, and
 INSERT into `audit_logs` (a moderator's batches). No host table takes a row from a sequence of
 the service's, so there is no sequence right; no DELETE, TRUNCATE, TRIGGER or REFERENCES; no
-ownership of anything of the host's. It owns the service's own schema (`pmd`): the migrations
+ownership of anything of the host's.
+
+Run again, the script also takes back what the role was given since by hand: an attribute
+(SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
+member may `SET ROLE` to it, NOINHERIT or not, and then act with its rights and attributes: as
+the host tables' owner, it may drop them), and any right on the host schema's tables and
+sequences or CREATE on the schema itself; then it grants the lists below again. An ownership
+stays: `check-host` reports it. It owns the service's own schema (`pmd`): the migrations
 run as the role and create its tables, functions and triggers there; the admin creates the
 schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advisory locks and
 `gen_random_uuid()` need no grant.
@@ -62,6 +69,18 @@ CUTOVER_READS: dict[str, tuple[str, ...]] = {
 
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
+# The role's attributes: none beyond LOGIN (pg_roles column, and the keyword resetting it).
+_RESETS = (
+    ("rolsuper", "NOSUPERUSER"),
+    ("rolcreatedb", "NOCREATEDB"),
+    ("rolcreaterole", "NOCREATEROLE"),
+    ("rolinherit", "NOINHERIT"),
+    ("rolreplication", "NOREPLICATION"),
+    ("rolbypassrls", "NOBYPASSRLS"),
+    ("rolcanlogin", "LOGIN"),
+)
+_ATTRIBUTES = " ".join(reset for _, reset in _RESETS if reset != "LOGIN")
+
 
 class GrantsError(ValueError):
     pass
@@ -100,10 +119,32 @@ def grants_sql(
         f"{role})",
         "-- and give the service DATABASE_URL=postgresql://" + role + ":…@host/db.",
         "BEGIN;",
-        "DO $$BEGIN",
-        f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN",
-        f"    CREATE ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT;",
+        "-- The role, or an existing one's attributes reset: only those set are named (changing",
+        "-- SUPERUSER, REPLICATION or BYPASSRLS takes a superuser).",
+        "DO $$DECLARE r record; fix text := ''; BEGIN",
+        f"  SELECT * INTO r FROM pg_roles WHERE rolname = '{role}';",
+        "  IF NOT FOUND THEN",
+        f"    CREATE ROLE {role} LOGIN {_ATTRIBUTES};",
+        "    RETURN;",
         "  END IF;",
+        *(
+            f"  IF {'NOT ' if reset == 'LOGIN' else ''}r.{column} THEN "
+            f"fix := fix || ' {reset}'; END IF;"
+            for column, reset in _RESETS
+        ),
+        f"  IF fix <> '' THEN EXECUTE 'ALTER ROLE {role}' || fix; END IF;",
+        "END$$;",
+        "-- No membership of any role: a member may SET ROLE to it (NOINHERIT or not).",
+        "DO $$DECLARE m record; BEGIN",
+        "  FOR m IN SELECT g.rolname AS granted, w.rolname AS grantor FROM pg_auth_members a",
+        "           JOIN pg_roles g ON g.oid = a.roleid LEFT JOIN pg_roles w ON w.oid = a.grantor",
+        f"           WHERE a.member = '{role}'::regrole LOOP",
+        "    IF m.grantor IS NULL THEN",
+        f"      EXECUTE format('REVOKE %I FROM {role}', m.granted);",
+        "    ELSE",
+        f"      EXECUTE format('REVOKE %I FROM {role} GRANTED BY %I', m.granted, m.grantor);",
+        "    END IF;",
+        "  END LOOP;",
         "END$$;",
         "-- The service's own schema, owned by the role: its migrations create everything there.",
         f"CREATE SCHEMA IF NOT EXISTS {own} AUTHORIZATION {role};",
@@ -119,7 +160,11 @@ def grants_sql(
         f"    EXECUTE format('ALTER ROUTINE %s OWNER TO {role}', r.f);",
         "  END LOOP;",
         "END$$;",
-        "-- The host's tables: only the columns the service reads and the ones it changes.",
+        "-- The host's tables: only the columns the service reads and the ones it changes (what",
+        "-- the role held there before is taken back first).",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {host} FROM {role};",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {host} FROM {role};",
+        f"REVOKE CREATE ON SCHEMA {host} FROM {role};",
         f"GRANT USAGE ON SCHEMA {host} TO {role};",
     ]
     for table, columns in READS.items():

@@ -10,8 +10,12 @@ writes (present, type, nullability), one line per misfit. It only reads the cata
 It fails on tables `migrate --with-host-tables` created (their comment says so): stand-ins in a
 dev database, or a wrong DATABASE_URL, never the host's (unless told it is a dev database). And
 it compares the connected role's privileges on the host's tables with what the service needs
-(host/grants.py): a missing one fails; one beyond need, owning a host table or being a
-superuser is a warning.
+(host/grants.py): a missing one fails; so does anything that lets the role alter, drop, empty or
+take over the host's database, whether the role holds it or may `SET ROLE` to a role that does
+(a membership, INHERIT or not): being a superuser, owning the database, the host schema or
+anything in it, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, a predefined role such as
+pg_write_all_data, CREATE on the host schema, UPDATE on a host sequence, and any write right on
+a host table beyond need. Reads beyond need, and other memberships, are warnings.
 """
 
 from __future__ import annotations
@@ -252,47 +256,124 @@ SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND obj_description(c.oid, 'pg_class') = $3
 """
-SQL_ROLE = """
-SELECT current_user::text AS name, rolsuper, has_schema_privilege($1::text, 'USAGE') AS usage
-FROM pg_roles WHERE rolname = current_user
+# The roles the connected role may act as: itself, and every role it is a member of, directly or
+# through others, with INHERIT or without. has_*_privilege() and pg_has_role(…, 'USAGE') see
+# only what it inherits, but a member may `SET ROLE` to any of them and then use that role's
+# rights, attributes and ownerships (a superuser is a member of every role).
+_REACH = "SELECT r.oid FROM pg_roles r WHERE pg_has_role(current_user, r.oid, 'MEMBER')"
+SQL_ROLES = """
+SELECT r.rolname::text AS name, r.rolname = current_user AS self, r.rolsuper,
+       r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
+FROM pg_roles r WHERE pg_has_role(current_user, r.oid, 'MEMBER')
+ORDER BY r.rolname <> current_user, r.rolname
 """
-# What the connected role may do to each table of the host schema, its memberships included.
-SQL_PRIVILEGES = """
-SELECT c.relname AS table, pg_has_role(c.relowner, 'USAGE') AS owned,
-       array(SELECT p FROM unnest(ARRAY['DELETE', 'TRUNCATE', 'TRIGGER']) AS p
-             WHERE has_table_privilege(c.oid, p)) AS table_privileges,
-       array(SELECT p || ' ' || a.attname
-             FROM pg_attribute a, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) AS p
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-               AND has_column_privilege(c.oid, a.attnum, p)
-             ORDER BY a.attnum) AS column_privileges
+SQL_SCHEMA = f"""
+SELECT coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usage,
+       coalesce(bool_or(has_schema_privilege(reach.oid, n.oid, 'CREATE')), false) AS can_create
+FROM (SELECT 1) AS one
+LEFT JOIN pg_namespace n ON n.nspname = $1
+LEFT JOIN ({_REACH}) AS reach ON true
+GROUP BY n.oid
+"""
+# What any of those roles owns: the database, the host schema, and what is in it.
+SQL_OWNED = """
+SELECT o.kind, o.name, pg_get_userbyid(o.owner)::text AS owner
+FROM (
+    SELECT 'database' AS kind, d.datname::text AS name, d.datdba AS owner
+    FROM pg_database d WHERE d.datname = current_database()
+  UNION ALL
+    SELECT 'schema', n.nspname::text, n.nspowner FROM pg_namespace n WHERE n.nspname = $1
+  UNION ALL
+    SELECT CASE WHEN c.relkind = 'S' THEN 'sequence' ELSE 'table' END, c.relname::text,
+           c.relowner
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  UNION ALL
+    SELECT 'function', p.oid::regprocedure::text, p.proowner
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = $1
+) AS o
+WHERE pg_has_role(o.owner, 'MEMBER')
+ORDER BY o.owner, o.kind, o.name
+"""
+# Each table of the host schema: what the connected role holds itself (`column_privileges`:
+# what the service uses, it never changes role) and what it may reach (`reachable_…`).
+_COLUMN_PRIVILEGES = """
+array(SELECT p || ' ' || a.attname
+      FROM pg_attribute a, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) AS p
+      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND {held}
+      ORDER BY a.attnum)
+"""
+_HELD = "has_column_privilege(c.oid, a.attnum, p)"
+_REACHABLE = f"""EXISTS (SELECT 1 FROM ({_REACH}) AS reach
+                    WHERE has_column_privilege(reach.oid, c.oid, a.attnum, p))"""
+SQL_PRIVILEGES = f"""
+SELECT c.relname AS table,
+       array(SELECT p FROM unnest($2::text[]) AS p
+             WHERE EXISTS (SELECT 1 FROM ({_REACH}) AS reach
+                           WHERE has_table_privilege(reach.oid, c.oid, p))) AS table_privileges,
+       {_COLUMN_PRIVILEGES.format(held=_HELD)} AS column_privileges,
+       {_COLUMN_PRIVILEGES.format(held=_REACHABLE)} AS reachable_column_privileges
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
 ORDER BY c.relname
 """
+SQL_SEQUENCES = f"""
+SELECT c.relname AS sequence,
+       array(SELECT p FROM unnest(ARRAY['USAGE', 'SELECT', 'UPDATE']) AS p
+             WHERE EXISTS (SELECT 1 FROM ({_REACH}) AS reach
+                           WHERE has_sequence_privilege(reach.oid, c.oid, p))) AS privileges
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = $1 AND c.relkind = 'S'
+ORDER BY c.relname
+"""
+# Table privileges the service never needs; each lets the role damage a host table. MAINTAIN
+# (PostgreSQL 17: LOCK, VACUUM, CLUSTER, REINDEX) is asked only of servers that know it.
+TABLE_PRIVILEGES = ("DELETE", "TRUNCATE", "TRIGGER")
+MAINTAIN_SINCE = 17  # PostgreSQL's major version
+
+# What a role's attributes let whoever may act as it do.
+ATTRIBUTES = (
+    ("rolcreaterole", "CREATEROLE", "it may create roles, and before PostgreSQL 16 grant itself "
+     "any role that is not a superuser, the host tables' owner included"),
+    ("rolcreatedb", "CREATEDB", "it may create databases"),
+    ("rolreplication", "REPLICATION", "it may stream every row of the database out"),
+    ("rolbypassrls", "BYPASSRLS", "it is exempt from every row-level security policy"),
+)  # fmt: skip
+# PostgreSQL's predefined roles whose members may take over, or read all of, the database or
+# its server.
+PREDEFINED_ROLES = {
+    "pg_read_all_data": "it may read every table, the host's credentials too",
+    "pg_write_all_data": "it may write, delete and empty every table",
+    "pg_execute_server_program": "it may run programs on the database server (COPY … PROGRAM)",
+    "pg_read_server_files": "it may read the database server's files",
+    "pg_write_server_files": "it may write the database server's files",
+    "pg_signal_backend": "it may cancel and end the host's sessions",
+    "pg_maintain": "it may lock, vacuum, cluster and reindex every table",
+    "pg_create_subscription": "it may create subscriptions that write into the database",
+}
+# Implied by owning the database, which is reported as such.
+_IMPLICIT_ROLES = frozenset({"pg_database_owner"})
+FIX = (
+    "as an admin, run the output of `python -m pmd_service grants --role {role}` again: it resets "
+    "the role's attributes and takes back its memberships and its rights beyond need (an "
+    "ownership stays: give the object to another role, ALTER … OWNER TO)"
+)
 
 
 @dataclass
 class Privileges:
     role: str
     superuser: bool
-    owned: list[str] = field(default_factory=list)
+    owned: list[str] = field(default_factory=list)  # host tables it may act as the owner of
+    # What lets the role alter, drop, empty or take over the host's database: check-host fails.
+    unsafe: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # "posts.title: no SELECT privilege"
-    beyond: list[str] = field(default_factory=list)  # one line per table
+    beyond: list[str] = field(default_factory=list)  # reads beyond need, harmless memberships
 
     def lines(self) -> list[str]:
-        lines = []
-        if self.superuser:
-            lines.append(
-                f"  WARNING  role {self.role} is a superuser: it may alter, drop or empty any "
-                "host table; run the service as a role made by `python -m pmd_service grants`"
-            )
-        if self.owned:
-            lines.append(
-                f"  WARNING  role {self.role} owns host tables {', '.join(self.owned)}: an owner "
-                "may alter or drop them; run the service as a role made by "
-                "`python -m pmd_service grants`"
-            )
+        lines = [f"  UNSAFE   {u}" for u in self.unsafe]
+        if self.unsafe:
+            lines.append(f"  to fix:  {FIX.format(role=self.role)}")
         lines += [f"  MISSING  {m}" for m in self.missing]
         lines += [f"  beyond need  {b}" for b in self.beyond]
         if not lines:
@@ -305,40 +386,140 @@ def _shown(columns: list[str], most: int = 6) -> str:
     return shown + (f" (+{len(columns) - most} more)" if len(columns) > most else "")
 
 
+def _as(role: str, other: str) -> str:
+    """Who holds something: the role itself, or a role it may act as."""
+    if other == role:
+        return f"role {role}"
+    return f"role {role} may act as role {other} (a member: SET ROLE needs no INHERIT), which"
+
+
 async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
-    role = await conn.fetchrow(SQL_ROLE, host_schema)
-    assert role is not None
-    found = Privileges(role["name"], role["rolsuper"])
-    if not role["usage"]:
+    roles = await conn.fetch(SQL_ROLES)
+    name = roles[0]["name"]  # the connected role comes first
+    # A superuser is a member of every role: only its own line, then.
+    supers = [r["name"] for r in roles[:1] if r["rolsuper"]] or [
+        r["name"] for r in roles if r["rolsuper"]
+    ]
+    found = Privileges(name, bool(supers))
+    for other in supers:
+        found.unsafe.append(
+            f"{_as(name, other)} is a superuser: it may alter, drop or empty any host table"
+        )
+    if not found.superuser:
+        await _read_reach(conn, host_schema, found, roles)
+    schema = await conn.fetchrow(SQL_SCHEMA, host_schema)
+    assert schema is not None
+    if not schema["usage"]:
         found.missing.append(f"schema {host_schema}: no USAGE privilege")
+    if schema["can_create"] and not found.superuser:
+        found.unsafe.append(
+            f"schema {host_schema}: CREATE: a table or function the role creates there may take "
+            "the place of one the host's queries name (CVE-2018-1058)"
+        )
+    await _read_tables(conn, host_schema, found)
+    return found
+
+
+async def _read_reach(
+    conn: Conn, host_schema: str, found: Privileges, roles: list[asyncpg.Record]
+) -> None:
+    """Attributes, memberships and ownerships of every role the connected role may act as."""
+    name = found.role
+    owners: dict[str, dict[str, list[str]]] = {}
+    for row in await conn.fetch(SQL_OWNED, host_schema):
+        owners.setdefault(row["owner"], {}).setdefault(row["kind"], []).append(row["name"])
+        if row["kind"] == "table":
+            found.owned.append(row["name"])
+    for role in roles:
+        other = role["name"]
+        flagged = False
+        for column, attribute, power in ATTRIBUTES:
+            if role[column]:
+                found.unsafe.append(f"{_as(name, other)} has {attribute}: {power}")
+                flagged = True
+        if other in PREDEFINED_ROLES:
+            found.unsafe.append(
+                f"role {name} may act as role {other} (a member: SET ROLE needs no INHERIT): "
+                f"{PREDEFINED_ROLES[other]}"
+            )
+            flagged = True
+        if other in owners:
+            found.unsafe.append(
+                f"{_as(name, other)} owns {_things(owners[other])}: an owner may alter or drop "
+                "them, and grant itself any right on them"
+            )
+            flagged = True
+        if not (flagged or role["self"] or other in _IMPLICIT_ROLES):
+            found.beyond.append(
+                f"member of role {other}: the service needs no other role's rights "
+                "(`grants` takes the membership back)"
+            )
+
+
+def _things(owned: dict[str, list[str]]) -> str:
+    kinds = {"database": "the database", "schema": "schema", "table": "host tables",
+             "sequence": "sequences", "function": "functions"}  # fmt: skip
+    return "; ".join(f"{kinds[kind]} {_shown(owned[kind])}" for kind in kinds if kind in owned)
+
+
+async def _read_tables(conn: Conn, host_schema: str, found: Privileges) -> None:
+    table_privileges = [*TABLE_PRIVILEGES]
+    if conn.get_server_version().major >= MAINTAIN_SINCE:
+        table_privileges.append("MAINTAIN")
     need = needed()
-    for row in await conn.fetch(SQL_PRIVILEGES, host_schema):
+    for row in await conn.fetch(SQL_PRIVILEGES, host_schema, table_privileges):
         table = row["table"]
-        held: dict[str, list[str]] = {}
-        for entry in row["column_privileges"]:
-            privilege, column = entry.split(" ", 1)
-            held.setdefault(privilege, []).append(column)
+        held = _by_privilege(row["column_privileges"])
         for privilege in ("SELECT", "UPDATE", "INSERT"):
             lacking = sorted(
                 need.get((table, privilege), frozenset()) - set(held.get(privilege, ()))
             )
             found.missing += [f"{table}.{column}: no {privilege} privilege" for column in lacking]
-        if row["owned"]:
-            found.owned.append(table)
-        if found.superuser or row["owned"]:
-            continue  # they hold everything: the warning above says so
-        extra = list(row["table_privileges"])
-        for privilege in ("SELECT", "INSERT", "UPDATE", "REFERENCES"):
-            more = [c for c in held.get(privilege, ()) if c not in need.get((table, privilege), ())]
+        if found.superuser or table in found.owned:
+            continue  # they hold everything: a line above says so
+        reachable = _by_privilege(row["reachable_column_privileges"])
+        writes = list(row["table_privileges"])
+        for privilege in ("INSERT", "UPDATE", "REFERENCES"):
+            more = _beyond(reachable, need, table, privilege)
             if more:
-                extra.append(f"{privilege} on {_shown(more)}")
-        if extra:
-            line = f"{table}: {'; '.join(extra)}"
-            cutover = CUTOVER_READS.get(table, ())
-            if extra == [f"SELECT on {_shown([c for c in held['SELECT'] if c in cutover])}"]:
+                writes.append(f"{privilege} on {_shown(more)}")
+        if writes:
+            found.unsafe.append(f"{table}: {'; '.join(writes)} (the service needs none of these)")
+        reads = _beyond(reachable, need, table, "SELECT")
+        if reads:
+            line = f"{table}: SELECT on {_shown(reads)}"
+            if set(reads) <= set(CUTOVER_READS.get(table, ())):
                 line += " (`grants --cutover`, for import-host-bdrs: revoke after the cut-over)"
             found.beyond.append(line)
-    return found
+    if found.superuser:
+        return
+    for row in await conn.fetch(SQL_SEQUENCES, host_schema):
+        privileges = list(row["privileges"])
+        if "UPDATE" in privileges:
+            found.unsafe.append(
+                f"sequence {row['sequence']}: UPDATE: setval() may make the host's inserts "
+                "collide with its rows"
+            )
+            privileges.remove("UPDATE")
+        if privileges:
+            found.beyond.append(f"sequence {row['sequence']}: {', '.join(privileges)}")
+
+
+def _by_privilege(entries: list[str]) -> dict[str, list[str]]:
+    held: dict[str, list[str]] = {}
+    for entry in entries:
+        privilege, column = entry.split(" ", 1)
+        held.setdefault(privilege, []).append(column)
+    return held
+
+
+def _beyond(
+    held: dict[str, list[str]],
+    need: dict[tuple[str, str], frozenset[str]],
+    table: str,
+    privilege: str,
+) -> list[str]:
+    return [c for c in held.get(privilege, ()) if c not in need.get((table, privilege), ())]
 
 
 # --- the report ----------------------------------------------------------------------------
@@ -365,7 +546,8 @@ class HostReport:
     indexes: list[IndexFound] = field(default_factory=list)
     column_problems: list[str] = field(default_factory=list)
     standins: list[str] = field(default_factory=list)  # host tables the service created
-    dev_database: bool = False  # stand-ins accepted
+    # Stand-ins accepted, and a role that could take over the database (a dev database's admin).
+    dev_database: bool = False
     privileges: Privileges | None = None
 
     @property
@@ -379,6 +561,7 @@ class HostReport:
             and not self.column_problems
             and not self.refused_standins
             and not (self.privileges and self.privileges.missing)
+            and not (self.privileges and self.privileges.unsafe and not self.dev_database)
         )
 
     def statements(self) -> list[str]:

@@ -101,6 +101,12 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
     legacy = claims.get("user_id") or None
     if sub is not None and not isinstance(sub, str):  # PyJWT refuses it already
         raise unauthorized("The access token's `sub` must be the user's public id.")
+    if sub is not None and not _is_text(sub):
+        # JSON's "\ud800" decodes to a lone surrogate, which no database value can equal and
+        # asyncpg cannot encode: each lookup of it was a 500.
+        raise unauthorized(
+            "The access token's `sub` is not text (a lone surrogate); sign in again."
+        )
     user_key = None
     if legacy is not None:
         try:
@@ -111,3 +117,12 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
     if sub is None and user_key is None:
         raise unauthorized("The access token names no user (`sub` or `user_id`); sign in again.")
     return Subject(sub, user_key, float(claims["exp"]))
+
+
+def _is_text(value: str) -> bool:
+    """Whether `value` is text UTF-8 can hold (no lone surrogate)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

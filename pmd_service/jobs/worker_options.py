@@ -4,6 +4,7 @@ and the tests (which run a Worker in burst mode with their own settings) both us
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -17,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from ..core import logs
+from ..core import error_reports, logs
 from ..core.queue import EXPORT_JOB_NAME, JOB_NAME, redis_settings
 from ..core.settings import Settings
 from ..core.startup import StartupError, services_reachable, stop
@@ -74,6 +75,15 @@ class PmdWorker(Worker):
     it escaped the poll loop and ended the worker (seen in the chaos run: a worker exited 1
     when Redis stopped). Here that job's slot is given back and the next poll claims it again.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Sentry's arq integration reports what escapes a job only for the Workers that
+        # arq.worker.create_worker makes (the `arq` command's); this one is made directly.
+        # Copies: a cron job's object is the module's (CRON_JOBS), shared by every Worker.
+        for name, function in list(self.functions.items()):
+            reported = error_reports.job_reporter(name, function.coroutine)
+            self.functions[name] = replace(function, coroutine=reported)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         try:

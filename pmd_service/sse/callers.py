@@ -9,7 +9,9 @@ serves hundreds of openings; alone, a lookup is sent at once.
 
 The queries take the openings' turns at the pool (sse/turns.py), as the openings' other
 queries do, so a storm still leaves the rest of the pool to other requests; and one that
-got its turn as the server began to stop answers every waiting opening 503.
+got its turn as the server began to stop answers every waiting opening 503. A query refused
+for a value in it (one public id asyncpg cannot encode, or PostgreSQL cannot take) is asked
+again in halves until that value is alone: only its opening fails, with only its id named.
 """
 
 from __future__ import annotations
@@ -65,18 +67,16 @@ class UserLookups:
         try:
             async with self._turns:
                 self._refuse_if_closing()
-                rows = await self._pool.fetch(SQL_USERS_BY_SQIDS, list(batch))
+                rows, refused = await self._fetch(list(batch))
         except Exception as exc:  # the database's or the shutdown's: every opening answers it
             for waiters in batch.values():
-                for found in waiters:
-                    if not found.done():
-                        # Shared: a future re-raises it with the traceback it was set with,
-                        # so the openings' tracebacks do not pile onto one another.
-                        found.set_exception(exc)
+                _fail(waiters, exc)
         else:
-            self.queries += 1
             by_sqid = {row["public_sqid"]: row for row in rows}
             for sqid, waiters in batch.items():
+                if sqid in refused:
+                    _fail(waiters, refused[sqid])
+                    continue
                 self.looked_up += len(waiters)
                 for found in waiters:
                     if not found.done():  # its opening was cancelled meanwhile
@@ -88,6 +88,20 @@ class UserLookups:
             self._in_flight -= 1
             self._send()
 
+    async def _fetch(self, sqids: list[str]) -> tuple[list[asyncpg.Record], dict[str, Exception]]:
+        """The rows of `sqids`, and the ids refused for their value (each asked alone)."""
+        try:
+            rows = await self._pool.fetch(SQL_USERS_BY_SQIDS, sqids)
+        except asyncpg.DataError as exc:
+            if len(sqids) == 1:
+                return [], {sqids[0]: exc}
+            half = len(sqids) // 2
+            rows, refused = await self._fetch(sqids[:half])
+            more, refused_too = await self._fetch(sqids[half:])
+            return rows + more, refused | refused_too
+        self.queries += 1
+        return rows, {}
+
     async def stop(self) -> None:
         """At shutdown: no query is sent any more, and what waits for one is cancelled."""
         self._stopped = True
@@ -98,3 +112,11 @@ class UserLookups:
             for found in waiters:
                 found.cancel()
         self._waiting.clear()
+
+
+def _fail(waiters: list[asyncio.Future[asyncpg.Record | None]], exc: Exception) -> None:
+    for found in waiters:
+        if not found.done():
+            # Shared: a future re-raises it with the traceback it was set with, so the
+            # openings' tracebacks do not pile onto one another.
+            found.set_exception(exc)

@@ -26,6 +26,7 @@ from ..host.access import (
     UserLoader,
     account_denial,
     load_user,
+    load_user_by_id,
     resolve_target,
 )
 
@@ -41,9 +42,12 @@ class TicketOut(msgspec.Struct):
 
 class _Stored(msgspec.Struct):
     caller_id: int
-    caller: str  # public sqids: users are re-loaded, and the rules re-applied, at redemption
+    # Public sqids: users are re-loaded, and the rules re-applied, at redemption. None: a user
+    # without one (the host's column allows NULL; its older tokens name users by `user_key`),
+    # re-loaded by id; as a target, only the caller can be such a user.
+    caller: str | None
     target_id: int
-    target: str
+    target: str | None
     exp: float  # the expiry of the token the ticket was minted with
     bdr_id: str | None = None  # a download ticket's one BDR; None: a stream ticket
 
@@ -99,10 +103,13 @@ async def redeem(
     target_sqid: str | None,
     bdr_id: str | None = None,
     load: UserLoader | None = None,
+    *,
+    spend: bool = True,
 ) -> Principal:
     """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
     minted for that BDR; for a stream (None), a stream ticket. `load` looks the caller up
-    (a stream's opening batches it with others')."""
+    (a stream's opening batches it with others'). `spend=False` (a download's HEAD, which
+    sends no byte of the ZIP) leaves the ticket for the GET that follows."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
@@ -110,7 +117,8 @@ async def redeem(
     if not _TICKET_RE.match(ticket):
         raise unknown
     try:
-        raw = await redis.getdel(redis_key(ticket))
+        key = redis_key(ticket)
+        raw = await (redis.getdel(key) if spend else redis.get(key))
     except RedisError:
         raise _redis_down() from None
     if raw is None:
@@ -139,7 +147,10 @@ async def redeem(
     if stored.exp <= time.time():
         raise unauthorized("The access token behind this ticket has expired; sign in again.")
     # The account may have changed in the seconds since: apply the token rules again.
-    row = await (load(stored.caller) if load else load_user(pool, stored.caller))
+    if stored.caller is None:
+        row = await load_user_by_id(pool, stored.caller_id)
+    else:
+        row = await (load(stored.caller) if load else load_user(pool, stored.caller))
     if row is None or row["id"] != stored.caller_id:
         raise unauthorized("The ticket names a user that no longer exists; sign in again.")
     denial = account_denial(row)

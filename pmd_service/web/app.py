@@ -37,7 +37,7 @@ from .metrics import download_metrics, internal_metrics_ctx, metrics_middleware
 from .outage import OutageLog
 from .problems import problem_middleware
 from .prometheus import Metrics
-from .request_ids import request_id_middleware
+from .request_ids import echo_on_prepare, request_id_middleware
 
 # The Server header of every answer: aiohttp's own default names the Python and aiohttp
 # versions, which tell an attacker which published flaws to try.
@@ -103,6 +103,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app[SETTINGS] = settings
     app[TEND_HEAP] = tend_heap
     app.on_response_prepare.append(_server_header)
+    app.on_response_prepare.append(echo_on_prepare)
     app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
     app[OUTAGES] = OutageLog()
     # Opening a store makes no request: readiness never calls the bucket (it reports what the

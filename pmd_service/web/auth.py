@@ -72,6 +72,8 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
             "",
         )
     # A ticket for a download is bound to its BDR (the route's `{id}`); the stream has none.
+    # A HEAD answers headers only (a download manager's look before its GET): it does not
+    # spend the ticket, which still lasts its 30 seconds and opens one GET.
     return await tickets.redeem(
         request.app[REDIS],
         request.app[DB_POOL],
@@ -79,4 +81,5 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
         request.query.get("target_sqid"),
         request.match_info.get("id"),
         load,
+        spend=request.method != "HEAD",
     )

@@ -58,7 +58,8 @@ async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> 
 
 # --- conditions and ranges: one answer for both modes -----------------------------------------
 
-_RANGE_SPEC = re.compile(r"(\d+)-(\d*)|-(\d+)")
+# RFC 9110's DIGIT is ASCII only (`\d` also takes "٤" and the like, and int() reads them).
+_RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
 _CONDITIONS = (
     hdrs.RANGE, hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH,
     hdrs.IF_MODIFIED_SINCE, hdrs.IF_UNMODIFIED_SINCE,
@@ -130,23 +131,39 @@ def _byte_range(request: web.Request, stored: StoredZip) -> tuple[int, int] | No
     if header is None:
         return None
     unit, equals, spec = header.partition("=")
-    if not equals or unit.strip().lower() != "bytes":
+    if not equals or unit.strip(_OWS).lower() != "bytes":
         return None
-    found = _RANGE_SPEC.fullmatch(spec.strip())
+    found = _RANGE_SPEC.fullmatch(spec.strip(_OWS))
     if found is None:
         return None  # several ranges (not served as multipart), or not a range at all
     first, last, suffix = found.groups()
     size = stored.size
     if suffix is not None:
-        if int(suffix) == 0:  # the last 0 bytes: no byte at all (§14.1.3)
+        if _number(suffix) == (1, "0"):  # the last 0 bytes: no byte at all (§14.1.3)
             raise _unsatisfiable(request, size)
-        return max(size - int(suffix), 0), size
-    start = int(first)
-    if last and int(last) < start:
+        return size - _at_most(suffix, size), size
+    if last and _number(last) < _number(first):
         return None
-    if start >= size:
+    start = _at_most(first, size)
+    if start >= size:  # past the end, however far
         raise _unsatisfiable(request, size)
-    return start, size if not last else min(int(last) + 1, size)
+    return start, size if not last else _at_most(last, size - 1) + 1
+
+
+_OWS = " \t"
+
+
+def _number(digits: str) -> tuple[int, str]:
+    """A key that orders digit strings as their numbers, of any length: int() refuses more
+    than 4,300 digits (a ValueError, which was a 500)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
+def _at_most(digits: str, limit: int) -> int:
+    """min(int(digits), limit), reading no more digits than `limit` has."""
+    number = _number(digits)
+    return limit if number > _number(str(limit)) else int(number[1])
 
 
 def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
@@ -154,10 +171,16 @@ def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
         416,
         "range-not-satisfiable",
         "Range Not Satisfiable",
-        f"`Range: {request.headers.get(hdrs.RANGE, '').strip()}` asks for no byte of the ZIP's "
+        f"`Range: {_quoted(request, hdrs.RANGE)}` asks for no byte of the ZIP's "
         f"{size} bytes (ask for `bytes=0-{max(size - 1, 0)}` or a part of it).",
         headers={"Content-Range": f"bytes */{size}"},
     )
+
+
+def _quoted(request: web.Request, header: str, most: int = 80) -> str:
+    """A header's value for a problem's detail: its start only (a Range may be 8 KB)."""
+    value = request.headers.get(header, "").strip()
+    return value if len(value) <= most else value[:most] + "…"
 
 
 def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -> ProblemError:
@@ -165,7 +188,7 @@ def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -
         412,
         "precondition-failed",
         "Precondition Failed",
-        f"`{header}: {request.headers.get(header, '').strip()}` does not hold: the ZIP is now "
+        f"`{header}: {_quoted(request, header)}` does not hold: the ZIP is now "
         f"ETag {stored.etag}, last modified {_http_date(stored.last_modified)}. Download it "
         "again without the condition.",
         headers={hdrs.ETAG: stored.etag},

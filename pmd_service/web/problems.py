@@ -11,6 +11,7 @@ import msgspec
 from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 
+from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
 from ..core.problems import TYPE_BASE, FieldError, Problem, ProblemError
 from .keys import COUNTED_STATUS, OUTAGES, SETTINGS, STREAM_RESPONSE
 from .outage import RETRY_AFTER_SECONDS, refused_by
@@ -85,6 +86,18 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     return problem_response(status, f"http-{status}", exc.reason, detail, headers=headers)
 
 
+def _adopt_request_id(request: web.Request) -> None:
+    """A stream's handler runs without the request id in its context (request_ids.py: it would
+    cost every open stream); when it fails, its log lines, its error report and its answer
+    carry one all the same: the id its response went out with, else the client's, else a new
+    one (the answer echoes it)."""
+    if REQUEST_ID.get() is not None:
+        return
+    started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
+    sent = started.headers.get(REQUEST_ID_HEADER) if started is not None else None
+    REQUEST_ID.set(sent or request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -93,9 +106,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         # Cancelled because its client left (aiohttp's handler_cancellation, as in its test
         # server), or at shutdown: either way the client never gets the whole answer.
         if request.transport is None or request.transport.is_closing():
+            _adopt_request_id(request)
             client_went_away(request, "went away; its handler was cancelled")
         raise
     except Exception as exc:
+        _adopt_request_id(request)
         started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
         if started is not None and started.prepared:
             # Never touch a response already streaming: the client sees the stream end.

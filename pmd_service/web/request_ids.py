@@ -45,3 +45,11 @@ async def _with_id(request: web.Request, handler: Handler) -> web.StreamResponse
     if not response.prepared:
         response.headers[REQUEST_ID_HEADER] = rid
     return response
+
+
+async def echo_on_prepare(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """The id on an answer its handler sent itself (a ZIP as a file, or proxied from the
+    bucket): prepared before the middleware gets it back, it would go out without one."""
+    rid = REQUEST_ID.get()
+    if rid is not None and REQUEST_ID_HEADER not in response.headers:
+        response.headers[REQUEST_ID_HEADER] = rid
