@@ -30,6 +30,7 @@ from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
+from pmd_service.web.keys import ZIP_FILES
 from pmd_service.web.object_download import READ_CHUNK, _relay
 from tests.factories import Factory, UserRow
 from tests.helpers import assert_problem, eventually, fetch_item, request_bdr, run_worker
@@ -395,18 +396,23 @@ async def test_proxied_downloads_are_capped_per_user_and_per_process(
     held = [await _open(client, url, owner, rcvbuf=4096) for _ in range(2)]
     assert all(head.startswith("HTTP/1.1 200") for _, _, head in held)
 
+    calls = client.app[ZIP_FILES].health.calls
     resp = await client.get(url, headers=owner.auth)
     problem = await assert_problem(resp, 429)
     assert resp.headers["Retry-After"] == "30"
     assert "2 downloads of yours" in problem["detail"]
+    # Refused before the store was asked anything (no HEAD for a download that cannot stream).
+    assert client.app[ZIP_FILES].health.calls == calls
     # A HEAD streams nothing: never refused. A moderator's download counts as the moderator's.
     assert (await client.head(url, headers=owner.auth)).status == 200
     moderator = await factory.user(roles=["user", "moderator"])
     assert f"target_sqid={owner.sqid}" in url  # the owner's download, asked by the moderator
     held.append(await _open(client, url, moderator, rcvbuf=4096))
     assert held[-1][2].startswith("HTTP/1.1 200")
+    calls = client.app[ZIP_FILES].health.calls
     resp = await client.get(other_url, headers=other.auth)
     problem = await assert_problem(resp, 503)
+    assert client.app[ZIP_FILES].health.calls == calls
     assert resp.headers["Retry-After"] == "30"
     assert "as many downloads as it can (3)" in problem["detail"]
     text = await (await client.get("/metrics")).text()

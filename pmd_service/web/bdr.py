@@ -77,12 +77,25 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     bdr_id = path_uuid(request)
     principal = request[PRINCIPAL]
     files = request.app[ZIP_FILES]
+    refuse_if_no_proxy_slot(request)
     found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
     stored = found.stored
     # Once per download, not per resumed range or HEAD.
     if request.method == "GET" and object_download.starts_at_zero(request, stored):
         await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
     return await send_zip(request, stored, found.filename, service.repr_digest(found.sha256))
+
+
+def refuse_if_no_proxy_slot(request: web.Request) -> None:
+    """Proxy mode: a download the caller's (or this server's) slots are full for is refused
+    before the database or the store is asked anything (a HEAD to the store each, otherwise)."""
+    settings = request.app[SETTINGS]
+    if (
+        settings.bdr_store is not None
+        and settings.bdr_download_mode == "proxy"
+        and request.method == "GET"
+    ):
+        request.app[PROXY_SLOTS].check(request[PRINCIPAL].caller.id)
 
 
 async def send_zip(

@@ -47,8 +47,9 @@ class ProxySlots:
         self.active = 0
         self.refused: Counter[str] = Counter()  # "user" (429), "server" (503)
 
-    @contextlib.contextmanager
-    def hold(self, user_id: int) -> Iterator[None]:
+    def check(self, user_id: int) -> None:
+        """Refuse now (429, 503) what `hold` would refuse: before the store is asked anything
+        for a download that could not stream anyway."""
         if self.by_user[user_id] >= self.per_user:
             self.refused["user"] += 1
             raise ProblemError(
@@ -65,6 +66,10 @@ class ProxySlots:
                 "try again in a minute.",
                 headers={"Retry-After": str(BUSY_RETRY_AFTER)},
             )  # fmt: skip
+
+    @contextlib.contextmanager
+    def hold(self, user_id: int) -> Iterator[None]:
+        self.check(user_id)
         self.by_user[user_id] += 1
         self.active += 1
         try:

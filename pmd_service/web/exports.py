@@ -13,7 +13,13 @@ from ..exports import service
 from ..exports.schemas import ExportItem, ExportList, ExportRequest, export_base_url
 from . import request_ids
 from .auth import retarget
-from .bdr import DownloadQuery, download_params, send_zip, zip_answers
+from .bdr import (
+    DownloadQuery,
+    download_params,
+    refuse_if_no_proxy_slot,
+    send_zip,
+    zip_answers,
+)
 from .endpoint import Auth, Endpoint, Param
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
@@ -77,6 +83,7 @@ async def download_part(request: web.Request) -> web.StreamResponse:
     export_id = path_uuid(request)
     number = _part_number(request)
     files = request.app[ZIP_FILES]
+    refuse_if_no_proxy_slot(request)
     found = await service.part_download(
         request.app[DB_POOL], files, export_id, number, request[PRINCIPAL]
     )
