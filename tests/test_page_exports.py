@@ -152,6 +152,20 @@ async def wrapped_texts(page: Page, selector: str) -> list[str]:
     return found
 
 
+async def serious_violations(page: Page) -> list[str]:
+    """What axe-core (the engine behind most accessibility audits) finds of serious or
+    critical impact on the page as it is."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(page)
+    assert len(results.response["passes"]) > 30  # the rules really ran
+    return [
+        f"{v['id']}: {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
 async def fits(page: Page, width: int) -> None:
     """Nothing wider than the screen, and no part table scrolled sideways in its card."""
     assert await page.evaluate("document.documentElement.scrollWidth") <= width
@@ -259,6 +273,7 @@ async def test_an_export_goes_live_to_ready_in_parts_and_a_part_downloads(
     await expect(message).to_contain_text("(in 7 days)")
     await expect(page.locator("#export-list > li")).to_have_count(1)
     await shot(page, "export-cooldown")
+    assert await serious_violations(page) == []
     assert watch.errors == []
 
 
@@ -366,8 +381,6 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
 async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    from axe_playwright_python.async_playwright import Axe
-
     owner = await factory.user()
     await artworks(factory, owner, 3)
     status, older = await api(stack, owner, "POST", "/api/pmd/exports", {"part_bytes": KIB})
@@ -408,13 +421,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     await expect(card.get_by_role("button", name="Download part 1 of 3")).to_be_visible()
     await fits(page, PHONE["width"])
 
-    results = await Axe().run(page)
-    serious = [
-        f"{v['id']}: {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
-    assert serious == []
+    assert await serious_violations(page) == []
 
     await card.get_by_role("button", name="Remove…").click()
     dialog = page.locator("#confirm")
