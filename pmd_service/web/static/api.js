@@ -3,13 +3,15 @@
 const TOKEN_KEY = "pmd.token";
 
 export class ApiError extends Error {
-  constructor(status, title, detail, { retryAfter = null, errors = [] } = {}) {
+  constructor(status, title, detail, { retryAfter = null, errors = [], problem = {} } = {}) {
     super(detail || title);
     this.status = status; // 0: the request never got an answer (network, server down)
     this.title = title;
     this.detail = detail;
     this.retryAfter = retryAfter;
     this.errors = errors;
+    // The whole problem body: some answers carry more (a 409's `export_id`, a 400's bounds).
+    this.problem = problem;
   }
 }
 
@@ -86,7 +88,11 @@ export class Api {
       response.status,
       body.title || response.statusText || "Error",
       body.detail || `The server answered ${response.status}.`,
-      { retryAfter: Number.isFinite(retry) && retry > 0 ? retry : null, errors: body.errors || [] },
+      {
+        retryAfter: Number.isFinite(retry) && retry > 0 ? retry : null,
+        errors: body.errors || [],
+        problem: body && typeof body === "object" ? body : {},
+      },
     );
     if (response.status === 401 && this.onUnauthorized) this.onUnauthorized(error);
     return error;

@@ -1,8 +1,10 @@
-// The dashboard page: wires the posts table, the batch actions and the downloads panel.
+// The dashboard page: wires the posts table, the batch actions, the downloads panel and (on
+// the user's own page) the exports panel.
 
 import { Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, tokenSubject } from "./api.js";
 import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
+import { Exports } from "./exports.js";
 import { plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PostTable } from "./posts.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
@@ -28,7 +30,8 @@ function boot() {
   const pageSqid = location.pathname.split("/")[2];
   const subject = tokenSubject(token);
   const targetSqid = subject && subject !== pageSqid ? pageSqid : null;
-  const highlightId = new URLSearchParams(location.search).get("bdr");
+  const params = new URLSearchParams(location.search);
+  const highlightId = params.get("bdr");
 
   let downloads = null;
   const signInAgain = () => {
@@ -45,7 +48,13 @@ function boot() {
 
   let busy = false; // a batch is running: actions and view switches wait
   const table = new PostTable(api, { onChange: () => refreshControls(), onError });
-  downloads = new Downloads(api, { toast, confirmAction, onError, highlightId });
+  // Exports are the owner's alone: a moderator looking at someone's posts never sees them.
+  const exportsPanel = targetSqid
+    ? null
+    : new Exports(api, { toast, confirmAction, onError, highlightId: params.get("export") });
+  downloads = new Downloads(api, {
+    toast, confirmAction, onError, highlightId, exportsFeed: exportsPanel,
+  });
 
   function refreshControls() {
     const n = table.selected.size;
@@ -179,6 +188,7 @@ function boot() {
   }, onError);
 
   table.load("live");
+  exportsPanel?.start();
   downloads.start();
 }
 

@@ -1,4 +1,5 @@
-// The download requests panel: the user's BDRs, kept live over Server-Sent Events.
+// The download requests panel: the user's BDRs, kept live over Server-Sent Events. The stream
+// also carries the owner's exports, handed on to the exports panel (exports.js).
 //
 // EventSource cannot send an Authorization header, so each connection uses a single-use ticket
 // (POST /api/pmd/bdr/sse-ticket). EventSource's own retry would reuse the spent ticket, so on
@@ -7,20 +8,37 @@
 
 import { ApiError, explain } from "./api.js";
 import * as fmt from "./format.js";
+import { el, timeEl } from "./ui.js";
 
 const STATUS = {
   pending: "Queued", processing: "Building", ready: "Ready", failed: "Failed",
   expired: "Expired", cancelled: "Cancelled",
 };
-const REASON = {
+export const REASON = {
   deleted: "deleted since the request", not_owner: "no longer yours", playlist: "now a playlist",
   file_missing: "file missing", fetch_failed: "file could not be fetched",
 };
 const ACTIVE = new Set(["pending", "processing"]);
 const BACKOFF_MAX_MS = 30_000;
 
+// The browser saves the file itself, streaming it to disk: never read into a blob (a ZIP may
+// be gigabytes). A link cannot carry the Bearer header, so it carries a single-use ticket bound
+// to one request (`{bdr_id}`) or export (`{export_id}`): a copied link opens nothing else. The
+// server answers with the file, or (ZIPs in object storage) a redirect to a signed URL.
+export async function saveThroughTicket(api, url, bindTo) {
+  const { ticket } = await api.request("POST", "/api/pmd/bdr/sse-ticket", { query: bindTo });
+  const a = document.createElement("a");
+  a.href = api.url(url, { ticket });
+  a.download = ""; // the name comes from Content-Disposition
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
 export class Downloads {
-  constructor(api, { toast, confirmAction, onError, highlightId }) {
+  // `exportsFeed`: who takes the stream's `export_update` events ({update(item, inSnapshot),
+  // connected(afterSnapshot)}); the owner's stream carries them, a moderator's never does.
+  constructor(api, { toast, confirmAction, onError, highlightId, exportsFeed = null }) {
     this.api = api;
     // A user cannot cancel or delete what a moderator asked for on their behalf.
     this.asModerator = Boolean(api.targetSqid);
@@ -28,6 +46,7 @@ export class Downloads {
     this.confirmAction = confirmAction;
     this.onError = onError;
     this.highlightId = highlightId;
+    this.exportsFeed = exportsFeed;
     this.items = new Map();
     this.lastEventId = null;
     this.source = null;
@@ -101,12 +120,18 @@ export class Downloads {
       if (this.snapshot) this.snapshot.set(item.id, item);
       else this.update(item);
     });
+    // Exports share the stream and its event ids: a resume with the last id skips neither kind.
+    source.addEventListener("export_update", (ev) => {
+      if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      this.exportsFeed?.update(JSON.parse(ev.data), this.snapshot !== null);
+    });
     // Our last event id was too old: what follows is a full snapshot, not the missed events.
     source.addEventListener("reset", () => {
       this.snapshot = new Map();
     });
     source.addEventListener("connected", (ev) => {
       if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      this.exportsFeed?.connected(this.snapshot !== null);
       if (this.snapshot) this.replaceAll(this.snapshot);
       this.snapshot = null;
       this.backoff = 1000;
@@ -211,23 +236,11 @@ export class Downloads {
     }
   }
 
-  // The browser saves the ZIP itself, streaming it to disk: never read into a blob (a ZIP may
-  // be gigabytes). A link cannot carry the Bearer header, so it carries a single-use ticket;
-  // the server answers with the file, or (ZIPs in object storage) a redirect to a signed URL.
   async download(item, button) {
     const label = button.textContent;
     button.textContent = "Starting download…";
     try {
-      // Bound to this request: a copied link opens no other ZIP.
-      const { ticket } = await this.api.request("POST", "/api/pmd/bdr/sse-ticket", {
-        query: { bdr_id: item.id },
-      });
-      const a = document.createElement("a");
-      a.href = this.api.url(item.download_url, { ticket });
-      a.download = ""; // the name comes from Content-Disposition
-      document.body.append(a);
-      a.click();
-      a.remove();
+      await saveThroughTicket(this.api, item.download_url, { bdr_id: item.id });
     } finally {
       button.textContent = label;
     }
@@ -330,23 +343,9 @@ export class Downloads {
   }
 }
 
-function el(tag, cls, text) {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function button(action, text, cls = "") {
   const b = el("button", cls, text);
   b.type = "button";
   b.dataset.do = action;
   return b;
-}
-
-function timeEl(iso, text) {
-  const t = el("time", "bdr-time", text);
-  t.dateTime = iso;
-  t.title = fmt.dateTime(iso);
-  return t;
 }

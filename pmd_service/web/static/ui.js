@@ -1,6 +1,23 @@
-// Page-wide feedback: toasts, the confirmation dialog, the notice and sign-in banners.
+// Page-wide feedback: toasts, the confirmation dialog, the notice and sign-in banners; and the
+// small DOM builders the panels share.
+
+import * as fmt from "./format.js";
 
 const $ = (id) => document.getElementById(id);
+
+export function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+export function timeEl(iso, text) {
+  const t = el("time", "bdr-time", text);
+  t.dateTime = iso;
+  t.title = fmt.dateTime(iso);
+  return t;
+}
 
 export function toast(message, kind = "info") {
   const node = document.createElement("div");
@@ -24,11 +41,14 @@ export function toast(message, kind = "info") {
   setTimeout(expire, linger);
 }
 
-export function confirmAction({ title, text, ok }) {
+// `cancel`: the name of the button that changes nothing, where "Cancel" would be ambiguous
+// (cancelling an export).
+export function confirmAction({ title, text, ok, cancel = "Cancel" }) {
   const dialog = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-ok").textContent = ok;
+  $("confirm-cancel").textContent = cancel;
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
     dialog.returnValue = "cancel";
