@@ -25,17 +25,16 @@ from tests.helpers import free_port
 from tests.page_stack import (
     CHROMIUM,
     CHROMIUM_ARGS,
-    REQUIRE_BROWSER,
     SCREENSHOTS,
     Stack,
     artworks,
+    browser_missing,
     running_stack,
 )
+from tests.prerequisites import unmet
 
-if not REQUIRE_BROWSER:
-    pytest.importorskip("playwright", reason="Playwright for Python is not installed")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no browser at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+if (why := browser_missing()) is not None:
+    unmet("browser", why, module=True)
 
 from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
 
