@@ -184,8 +184,14 @@ async def test_parts_are_bags_any_tool_validates(
         found = list((tmp_path / "unzipped").glob(f"*/data/artworks/{post.sqid}.png"))
         assert len(found) == 1 and found[0].read_bytes() == post.data
 
-    # SHA256SUMS checks every saved part with one command.
-    resp = await ex_client.get(f"/api/pmd/exports/{item['id']}/SHA256SUMS", headers=owner.auth)
+    # SHA256SUMS checks every saved part with one command; a browser's link takes a ticket.
+    minted = await ex_client.post(
+        "/api/pmd/bdr/sse-ticket", params={"export_id": item["id"]}, headers=owner.auth
+    )
+    ticket = (await minted.json())["ticket"]
+    resp = await ex_client.get(
+        f"/api/pmd/exports/{item['id']}/SHA256SUMS", params={"ticket": ticket}
+    )
     assert resp.status == 200 and resp.content_type == "text/plain"
     (saved / "SHA256SUMS").write_text(await resp.text())
     summed = await run("sha256sum", "--strict", "-c", "SHA256SUMS", cwd=saved)
@@ -236,6 +242,14 @@ async def test_refusals(
     assert conflict["progress"] == {"done": 0, "total": 2}
     await run_worker(small)
     assert (await get_export(ex_client, owner, export_id))["status"] == "ready"
+    # The list says the bounds and when the next export may start.
+    listed = await (await ex_client.get("/api/pmd/exports", headers=owner.auth)).json()
+    assert [i["id"] for i in listed["items"]] == [export_id]
+    assert listed["limits"] == {
+        "min_part_bytes": KIB, "max_part_bytes": small.export_max_part_bytes,
+        "default_part_bytes": 64 * KIB, "cooldown_seconds": 3600,
+    }  # fmt: skip
+    assert listed["next_export_at"] is not None
 
     # Within the cooldown, even ten at once: all 429 with Retry-After.
     answers = await asyncio.gather(

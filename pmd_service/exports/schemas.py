@@ -62,8 +62,25 @@ class ExportItem(msgspec.Struct):
     ]
 
 
+class ExportLimits(msgspec.Struct):
+    """What a request may ask for, so a page offers only part sizes the server accepts."""
+
+    min_part_bytes: int
+    max_part_bytes: int
+    default_part_bytes: int
+    cooldown_seconds: int
+
+
 class ExportList(msgspec.Struct):
     items: list[ExportItem]
+    limits: ExportLimits
+    next_export_at: Annotated[
+        datetime | None,
+        Meta(
+            description="When the cooldown of the last export that neither failed nor was "
+            "cancelled ends (null: a new export may be requested now, unless one is running)"
+        ),
+    ]
 
 
 class _PartRow(msgspec.Struct):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -18,7 +18,14 @@ from ..core.queue import enqueue_export
 from ..core.rules import NEWEST_BDRS, AdvisoryLock
 from ..core.settings import Settings
 from ..host.access import Principal
-from .schemas import ExportItem, ExportRequest, export_item, part_filename
+from .schemas import (
+    ExportItem,
+    ExportLimits,
+    ExportList,
+    ExportRequest,
+    export_item,
+    part_filename,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +119,6 @@ async def create(
     request_id: str | None,
 ) -> ExportItem:
     owner_only(principal)
-    part_bytes = _part_bytes(body, settings)
     user = principal.target
     async with pool.acquire() as conn, conn.transaction():
         # One request of a user at a time checks and inserts: two at once cannot both pass the
@@ -138,6 +144,9 @@ async def create(
                 f"{_duration(wait)}. The parts of the last one stay downloadable until they expire.",
                 headers={"Retry-After": str(wait)}, extra={"retry_after_seconds": wait},
             )  # fmt: skip
+        # After the 409 and the 429: a page offering a size out of bounds still learns first
+        # that an export runs, or when the next may start.
+        part_bytes = _part_bytes(body, settings)
         count = await conn.fetchval(SQL_ARTWORKS, user.id)
         if not count:
             raise ProblemError(
@@ -170,9 +179,23 @@ async def enqueue(redis: ArqRedis, export_id: uuid.UUID) -> None:
         log.warning("enqueue of export %s failed (%s); the sweep will pick it up", export_id, exc)
 
 
-async def newest(pool: asyncpg.Pool, principal: Principal) -> list[ExportItem]:
+async def newest(pool: asyncpg.Pool, principal: Principal, settings: Settings) -> ExportList:
+    """The 20 newest, the bounds of a request, and when the cooldown lets a new one start."""
     owner_only(principal)
-    return [export_item(r[0]) for r in await pool.fetch(SQL_NEWEST, principal.target.id)]
+    user_id = principal.target.id
+    items = [export_item(r[0]) for r in await pool.fetch(SQL_NEWEST, user_id)]
+    since = await pool.fetchval(SQL_SECONDS_SINCE_LAST, user_id)
+    cooldown = settings.export_cooldown_seconds
+    next_at = None
+    if since is not None and since < cooldown:
+        next_at = datetime.now(UTC) + timedelta(seconds=cooldown - since)
+    limits = ExportLimits(
+        min_part_bytes=settings.export_min_part_bytes,
+        max_part_bytes=settings.export_max_part_bytes,
+        default_part_bytes=settings.export_part_bytes,
+        cooldown_seconds=cooldown,
+    )
+    return ExportList(items=items, limits=limits, next_export_at=next_at)
 
 
 async def get(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> ExportItem:

@@ -43,8 +43,8 @@ async def create_export(request: web.Request) -> web.Response:
 
 
 async def list_exports(request: web.Request) -> web.Response:
-    items = await service.newest(request.app[DB_POOL], request[PRINCIPAL])
-    return json_response(ExportList(items=items))
+    found = await service.newest(request.app[DB_POOL], request[PRINCIPAL], request.app[SETTINGS])
+    return json_response(found)
 
 
 async def get_export(request: web.Request) -> web.Response:
@@ -66,7 +66,7 @@ async def export_sha256sums(request: web.Request) -> web.Response:
         text=text,
         content_type="text/plain",
         headers={
-            "Content-Disposition": f"inline; filename=makapix-export-{str(export_id)[:8]}.SHA256SUMS",
+            "Content-Disposition": "inline; filename=SHA256SUMS",
             "Cache-Control": "private, no-store",
         },
     )
@@ -139,7 +139,7 @@ ENDPOINTS = (
              "Every ready part's SHA-256 and file name, in `sha256sum` format: "
              "`sha256sum -c SHA256SUMS` where the parts were saved checks them all",
              "exports", response_media="text/plain", params=(_ID,), problems=(403, 404),
-             problem_notes=_OWNER_ONLY),
+             problem_notes=_OWNER_ONLY, auth=Auth.BEARER_OR_TICKET, query=DownloadQuery),
     Endpoint("get", "/api/pmd/exports/{id}/parts/{n}/download", download_part,
              "downloadExportPart", "One part's ZIP (Range supported): downloadable as soon as "
              "it is ready, while later parts are still built", "exports",

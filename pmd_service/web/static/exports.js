@@ -85,6 +85,7 @@ export class Exports {
     this.liveRegion = $("export-live");
     this.list = $("export-list");
     this.empty = $("export-empty");
+    this.defaultSize = DEFAULT_SIZE; // the server's, once GET /api/pmd/exports said it
     this.fillSizes(DEFAULT_SIZE);
     this.form.addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -95,7 +96,13 @@ export class Exports {
 
   async start() {
     try {
-      const { items } = await this.api.get("/api/pmd/exports");
+      const { items, limits } = await this.api.get("/api/pmd/exports");
+      if (limits) {
+        // The server's bounds and default, known before the first request.
+        this.bounds = { min: limits.min_part_bytes, max: limits.max_part_bytes };
+        this.defaultSize = limits.default_part_bytes;
+        this.fillSizes(limits.default_part_bytes);
+      }
       for (const item of items) this.merge(item);
     } catch (error) {
       if (error.status === 403) return; // not this user's own page: the panel stays hidden
@@ -236,11 +243,16 @@ export class Exports {
       if (!sizes.includes(min)) sizes.unshift(min);
       if (!sizes.includes(max)) sizes.push(max);
     }
+    const fallback = this.defaultSize ?? DEFAULT_SIZE;
+    if (fallback >= min && fallback <= max && !sizes.includes(fallback)) {
+      sizes.push(fallback);
+      sizes.sort((a, b) => a - b);
+    }
     const distance = (s) => Math.abs(Math.log(s) - Math.log(chosen));
     const pick = sizes.reduce((a, b) => (distance(b) < distance(a) ? b : a));
     this.size.replaceChildren(...sizes.map((s) => {
       let label = sizeLabel(s);
-      if (s === DEFAULT_SIZE) label += " (default)";
+      if (s === (this.defaultSize ?? DEFAULT_SIZE)) label += " (default)";
       else if (this.bounds && s === min && !SIZES.includes(s)) label += " (smallest allowed)";
       else if (this.bounds && s === max && !SIZES.includes(s)) label += " (largest allowed)";
       const option = el("option", "", label);
