@@ -7,12 +7,14 @@ import asyncio
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness.chaos_checks import Report
 from harness.cluster_checks import Findings, Supervisor, check_processes, log_findings
 from harness.netns import Host, pids_of_run
+from tests.helpers import CHECKOUT
 
 
 class LocalHost(Host):
@@ -160,3 +162,11 @@ def test_a_known_finding_is_counted_not_a_violation_and_only_where_it_is_known()
     found = log_findings("wrk2.log", _log(failed, after=in_claim))
     assert found.violations == [] and list(found.known.values()) == [1]
     assert log_findings("wrk2.log", _log(failed, after=elsewhere)).violations
+
+
+def test_the_run_and_its_workload_import_each_other_no_more() -> None:
+    """harness/cluster.py (the entry point) imports the run; the run imports only the hosts."""
+    probe = "import sys, harness.cluster_run; print('harness.cluster' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=CHECKOUT, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == "False"
