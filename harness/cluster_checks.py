@@ -47,7 +47,10 @@ class Known:
 
 KNOWN = (
     Known(
-        "ERROR", "arq.worker", re.compile(r"process_bdr failed, (TimeoutError|\w*Connection\w*):"),
+        "ERROR", "arq.worker",
+        # What pmd_service/jobs/failures.py's TRANSIENT catches of a database out of reach.
+        re.compile(r"process_bdr failed, (TimeoutError|OSError|DatabaseRefusing|InterfaceError|"
+                   r"TooManyConnectionsError|\w*Connect\w*):"),
         "SQL_CLAIM",
         "a transient database error in process_bdr's claim, which comes before its failures "
         "are classified (pmd_service/jobs/process_bdr.py), is no Retry: arq logs the job as "

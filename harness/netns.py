@@ -24,6 +24,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class Host:
     unexpected: list[Exited] = field(default_factory=list)
     # Where each process's output begins in its log (logs are appended to across restarts).
     outputs: dict[int, tuple[Path, int]] = field(default_factory=dict)
+    # A lost host is killed on a thread while the supervisor reaps on the event loop.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def command(self, argv: Sequence[str]) -> list[str]:
         assert self.holder is not None, f"host {self.name} is not up"
@@ -116,6 +119,10 @@ class Host:
     def reap(self) -> list[Exited]:
         """Take the processes that have exited off `procs`; those nobody stopped are returned
         (and kept in `unexpected`)."""
+        with self._lock:
+            return self._reap()
+
+    def _reap(self) -> list[Exited]:
         found = []
         for proc in [p for p in self.procs if p.poll() is not None]:
             self.procs.remove(proc)
@@ -141,7 +148,7 @@ class Host:
     def kill_all(self) -> None:
         """A power cut: SIGKILL every process group started on this host. One that had already
         exited by itself stays a finding (`reap`)."""
-        for proc in self.procs:
+        for proc in list(self.procs):
             if proc.poll() is None:
                 self.expect_exit(proc)
                 with contextlib.suppress(ProcessLookupError):
