@@ -6,8 +6,10 @@ stopped after any step of its start, by an error, Ctrl-C or SIGTERM, must leave 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.cluster_hosts import STEPS
-from harness.netns import possible
+from harness.netns import possible, sweep
 from tests.helpers import CHECKOUT
 
 pytestmark = pytest.mark.skipif(
@@ -36,34 +38,26 @@ def _root() -> None:
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("mode", [[], ["--rolling"]], ids=["faults", "rolling-deploy"])
-def test_cluster_ci_run_finds_no_violation(mode: list[str]) -> None:
-    result = subprocess.run(
-        [*CLUSTER, "--ci", *mode], cwd=CHECKOUT, capture_output=True, text=True, timeout=840
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-8000:]
-    assert "cluster: OK: 0 violations" in result.stdout, output[-8000:]
-    assert not _leftovers(output), output[-8000:]
+def test_cluster_ci_run_finds_no_violation(mode: list[str], tmp_path: Path) -> None:
+    code, output = _run(["--ci", *mode], tmp_path, timeout=840)
+    assert code == 0, output[-8000:]
+    assert "cluster: OK: 0 violations" in output, output[-8000:]
 
 
 # Two users for 25 s, no faults, and one worker host's process SIGKILLed as no fault of the
 # run does: its other worker does the work, every other check holds, and the run fails.
 @pytest.mark.timeout(420)
-def test_cluster_run_fails_when_a_process_ends_unasked() -> None:
-    result = subprocess.run(
-        [*CLUSTER, "--users", "2", "--duration", "25", "--no-faults", "--break-crash-check"],
-        cwd=CHECKOUT, capture_output=True, text=True, timeout=400,
-    )  # fmt: skip
-    output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-6000:]
-    assert "cluster: FAILED: 1 violations" in result.stdout, output[-6000:]
-    (violation,) = [v.strip() for v in result.stdout.splitlines() if "VIOLATION" in v]
+def test_cluster_run_fails_when_a_process_ends_unasked(tmp_path: Path) -> None:
+    args = ["--users", "2", "--duration", "25", "--no-faults", "--break-crash-check"]
+    code, output = _run(args, tmp_path, timeout=400)
+    assert code == 1, output[-6000:]
+    assert "cluster: FAILED: 1 violations" in output, output[-6000:]
+    (violation,) = [v.strip() for v in output.splitlines() if "VIOLATION" in v]
     assert re.search(
         r"process starts that ended only when the run stopped them .*: wrk1: "
         r"python\S* -m pmd_service worker \(pid \d+\) ended unasked: killed by SIGKILL",
         violation,
     ), output[-6000:]
-    assert not _leftovers(output), output[-6000:]
 
 
 FAILURES = [(step, "error") for step in STEPS] + [("hosts", "sigint"), ("servers", "sigterm")]
@@ -71,16 +65,12 @@ FAILURES = [(step, "error") for step in STEPS] + [("hosts", "sigint"), ("servers
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("step", "how"), FAILURES, ids=[f"{s}-{h}" for s, h in FAILURES])
-def test_a_run_stopped_after_any_step_leaves_nothing_behind(step: str, how: str) -> None:
-    result = subprocess.run(
-        [*CLUSTER, "--ci", "--fail-at", step, "--fail-with", how],
-        cwd=CHECKOUT, capture_output=True, text=True, timeout=100,
-    )  # fmt: skip
-    output = result.stdout + result.stderr
-    expected = {"error": 1, "sigint": 130, "sigterm": 143}[how]
-    assert result.returncode == expected, output[-6000:]
-    assert f"] {step}\n" in result.stdout, output[-6000:]  # it did get that far
-    assert _leftovers(output) == [], output[-6000:]
+def test_a_run_stopped_after_any_step_leaves_nothing_behind(
+    step: str, how: str, tmp_path: Path
+) -> None:
+    code, output = _run(["--ci", "--fail-at", step, "--fail-with", how], tmp_path, timeout=100)
+    assert code == {"error": 1, "sigint": 130, "sigterm": 143}[how], output[-6000:]
+    assert f"] {step}\n" in output, output[-6000:]  # it did get that far
 
 
 @pytest.mark.timeout(150)
@@ -89,35 +79,48 @@ def test_a_run_stopped_after_any_step_leaves_nothing_behind(step: str, how: str)
     [(signal.SIGINT, "] database\n"), (signal.SIGTERM, "workload: ")],
     ids=["ctrl-c-during-the-start", "sigterm-during-the-workload"],
 )
-def test_a_signal_from_outside_leaves_nothing_behind(number: int, when: str) -> None:
-    proc = subprocess.Popen(
-        [*CLUSTER, "--ci"], cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    output = ""
+def test_a_signal_from_outside_leaves_nothing_behind(
+    number: int, when: str, tmp_path: Path
+) -> None:
+    code, output = _run(["--ci"], tmp_path, timeout=120, signal_on=(when, number))
+    assert code == 128 + number, output[-6000:]
+    assert f"cluster: stopped by {signal.Signals(number).name}" in output, output[-6000:]
+
+
+def _run(
+    args: list[str], tmp_path: Path, timeout: float, signal_on: tuple[str, int] | None = None
+) -> tuple[int, str]:
+    """The run's exit status and output (stdout and stderr, into a file: a process the run
+    left behind would hold a pipe open), `signal_on[1]` sent to it once its output shows
+    `signal_on[0]`. Then nothing of the run may be left; whatever is, is removed."""
+    out = tmp_path / "output.txt"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen([*CLUSTER, *args], cwd=CHECKOUT, stdout=sink,
+                                stderr=subprocess.STDOUT)  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        while when not in output and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            output += line
-        assert when in output, output
-        proc.send_signal(number)
-        output += proc.communicate(timeout=60)[0]
+        deadline = time.monotonic() + timeout
+        signalled = signal_on is None
+        while proc.poll() is None and time.monotonic() < deadline:
+            if not signalled and signal_on is not None and signal_on[0] in out.read_text():
+                proc.send_signal(signal_on[1])
+                signalled = True
+            time.sleep(0.1)
+        assert proc.poll() is not None, f"not over within {timeout:.0f} s"
+        assert signalled, f"never reached {signal_on}"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 128 + number, output[-6000:]
-    assert f"cluster: stopped by {signal.Signals(number).name}" in output, output[-6000:]
-    assert _leftovers(output) == [], output[-6000:]
+        output = out.read_text()
+        left = _leftovers(output)
+    assert left == [], f"{left}\n{output[-6000:]}"
+    return proc.returncode, output
 
 
 def _leftovers(output: str) -> list[str]:
     """What the run named in `output` left: namespaces, processes (by the tag in their
-    environment or the run folder on their command line), mounts, its folder."""
+    environment or the run folder on their command line), mounts, its folder. Each is removed
+    once seen, so that one failed test leaves nothing behind either."""
     match = RUN.search(output)
     assert match is not None, output[-3000:]
     tag, folder = match[1], match[2]
@@ -140,4 +143,10 @@ def _leftovers(output: str) -> list[str]:
     left += [f"mount {line}" for line in mounts.splitlines() if folder in line]
     if Path(folder).exists():
         left.append(f"folder {folder}")
+    if left:
+        sweep(tag)
+        for pid in [int(x.split()[1].rstrip(":")) for x in left if x.startswith("process ")]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
     return left
