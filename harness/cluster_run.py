@@ -5,7 +5,9 @@ instead of at each server: one "server" for them, the balancer's address. What d
 faults, which act on whole hosts and links, and one more kind of answer a client may see: the
 balancer's own 502/503/504 while a server host it had chosen is being lost (a power cut takes
 requests in flight with it; those are counted, and a write among them is an unknown outcome the
-checks then read back from the database, as after a dropped connection).
+checks then read back from the database, as after a dropped connection). Two checks are its own
+(harness/cluster_checks.py): no process may end unless the run ended it, and no service
+process may log an ERROR or a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import os
 import random
 import signal
 import subprocess
@@ -31,7 +34,8 @@ from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
 from harness.chaos_stack import SmtpServer
 from harness.chaos_workload import Actor, Api, Ledger
-from harness.cluster import BUCKET, SERVICE_ROLE, Cluster
+from harness.cluster_checks import Supervisor, check_processes, service_logs
+from harness.cluster_hosts import BUCKET, SERVICE_ROLE, Cluster
 from harness.seaweed import Seaweed, create_bucket
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
@@ -42,6 +46,16 @@ from pmd_service.host.grants import grants_sql
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
+
+
+@dataclass(frozen=True)
+class Options:
+    ci: bool = False
+    rolling: bool = False
+    users: int = 8
+    duration: float = 180.0
+    faults: bool = True
+    break_crash_check: bool = False  # a worker SIGKILLed unannounced: the run must fail
 
 
 @dataclass
@@ -92,6 +106,7 @@ class Faults:
     pool: asyncpg.Pool
     api: Api
     log: list[str] = field(default_factory=list)
+    down: set[str] = field(default_factory=set)  # hosts lost at the moment
 
     def say(self, text: str) -> None:
         line = f"  [{self.ledger.at()}] {text}"
@@ -110,6 +125,7 @@ class Faults:
         host = self.cluster.host(name)
         start = time.monotonic()
         self.lb.losses.append((start, start + 3600))
+        self.down.add(name)
         building = await self.building()
         await asyncio.to_thread(host.kill_all)
         host.link_down()
@@ -121,6 +137,7 @@ class Faults:
         else:
             self.cluster.start_worker(name, self.env)
         self.lb.losses[-1] = (start, time.monotonic())
+        self.down.discard(name)
         self.say(f"host {name} back")
 
     async def lose_worker_mid_build(self, victim: Any) -> None:
@@ -139,6 +156,13 @@ class Faults:
             await asyncio.sleep(0.01)
         self.ledger.violation("fault not injected: no worker host was building within 40 s")
 
+    def worker_up(self, rather: str) -> str:
+        """`rather`, unless that worker host is lost at the moment: then one that is up. A cut
+        is a fault of a running host; one that comes back while still cut off only waits
+        (STARTUP_WAIT_SECONDS) and exits, as it should, for its supervisor to start it again."""
+        up = [n for n in self.cluster.workers if n not in self.down]
+        return rather if rather in up or not up else up[0]
+
     async def cut(self, name: str, peer: str, seconds: float) -> None:
         host, other = self.cluster.host(name), self.cluster.host(peer)
         host.cut_from(other)
@@ -153,6 +177,7 @@ class Faults:
         proc = host.procs[-1]
         start = time.monotonic()
         self.lb.shutdowns.append((start, start + 3600))
+        host.expect_exit(proc)
         proc.send_signal(signal.SIGTERM)
         try:
             code = await asyncio.to_thread(proc.wait, 60)
@@ -162,7 +187,7 @@ class Faults:
             code = -9
         end = time.monotonic()
         self.lb.shutdowns[-1] = self.lb.stopped[name] = (start, end)
-        host.procs.remove(proc)
+        host.reap()
         if code not in (0, -signal.SIGTERM):
             self.ledger.violation(f"{name} exited with {code} after SIGTERM")
         return end - start
@@ -183,26 +208,65 @@ class Faults:
             self.cluster.start_worker(name, self.env)
             self.say(f"deploy: {name} started")
 
+    async def kill_unannounced(self) -> None:
+        """--break-crash-check: a worker host's process SIGKILLed as no planned fault does (the
+        run is not told): the process check must find it."""
+        name = self.cluster.workers[0]
+        proc = self.cluster.host(name).procs[-1]
+        os.kill(proc.pid, signal.SIGKILL)
+        self.say(f"--break-crash-check: SIGKILL to the process of {name} (pid {proc.pid}), "
+                 "unannounced")  # fmt: skip
+
     async def run(self, plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
         t0 = self.ledger.t0
-        running = []
-        for at, fault in plan:
-            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
-            running.append(asyncio.create_task(fault()))
-        await asyncio.gather(*running)
+
+        async def at(when: float, fault: Callable[[], Coroutine[Any, Any, None]]) -> None:
+            await asyncio.sleep(max(0.0, t0 + when - time.monotonic()))
+            await fault()
+
+        await together(*(at(when, fault) for when, fault in plan))
 
 
-def schedule(
-    f: Faults, duration: float, victim: Any, rolling: bool
-) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
-    if rolling:
-        return [(0.15 * duration, f.roll)]
+async def together(*aws: Coroutine[Any, Any, None]) -> None:
+    """Every one of `aws` to its end; or, as soon as one fails, the others cancelled and its
+    error raised as it is (a TaskGroup would wrap it in a group)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
+
+
+def schedule(f: Faults, options: Options, victim: Any) -> Plan:
+    duration = options.duration
+    plan: Plan = []
+    if options.break_crash_check:
+        plan.append((0.3 * duration, f.kill_unannounced))
+    if f.cluster.steps.fail_at == "workload":
+        plan.append((0.1 * duration, _reach_workload(f.cluster)))
+    if not options.faults:
+        return plan
+    if options.rolling:
+        return [*plan, (0.15 * duration, f.roll)]
     return [
+        *plan,
         (0.05 * duration, lambda: f.lose_worker_mid_build(victim)),
-        (0.20 * duration, lambda: f.cut("wrk2", "redis", 30)),
+        (0.20 * duration, lambda: f.cut(f.worker_up("wrk2"), "redis", 30)),
         (0.40 * duration, lambda: f.lose_host("srv1", 15)),
-        (0.55 * duration, lambda: f.cut("wrk2", "db", 30)),
+        (0.55 * duration, lambda: f.cut(f.worker_up("wrk2"), "db", 30)),
     ]
+
+
+def _reach_workload(cluster: Cluster) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def reach() -> None:
+        cluster.steps.reached("workload")
+
+    return reach
 
 
 class CountingClient(SseClient):
@@ -335,10 +399,19 @@ async def big_ready_zip(api: Api, pool: asyncpg.Pool, victim: Any) -> tuple[str,
     raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
 
 
-async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
-    duration, users = (70.0, 4) if ci else (180.0, 8)
+async def run(cluster: Cluster, options: Options) -> int:
+    """The workload, faults and checks on a cluster that is `up`; what it starts here (SMTP
+    server, service processes, balancer, pool, tasks) is registered on a stack of undos as it
+    is made, the service processes with their hosts, and undone however the run ends."""
+    async with contextlib.AsyncExitStack() as undo:
+        return await _run(cluster, options, undo)
+
+
+async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitStack) -> int:
+    steps = cluster.steps
+    duration, users, rolling = options.duration, options.users, options.rolling
     # A rolling deploy under 1,000 open streams (200 in the short run), spread over the users.
-    streams = (200 if ci else 1000) if rolling else 2 * (users + 1)
+    streams = (200 if options.ci else 1000) if rolling else 2 * (users + 1)
     per_user = -(-streams // (users + 1))
     client = cluster.host("client").address
     smtp = SmtpServer(port=1025)
@@ -346,6 +419,8 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
 
     smtp.controller = Controller(smtp, hostname=client, port=smtp.port)
     smtp.controller.start()
+    undo.callback(smtp.stop)
+    steps.reached("smtp")
     env = cluster.service_env(
         SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
         BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
@@ -353,112 +428,136 @@ async def run(cluster: Cluster, ci: bool, rolling: bool = False) -> int:
         SSE_MAX_PER_USER=str(max(10, per_user)),
     )  # fmt: skip
     data = await prepare(cluster, env, users)
+    steps.reached("database")
+    tasks: list[asyncio.Task[None]] = []
+    undo.push_async_callback(_cancel, tasks)
+
+    async def restart(name: str) -> None:
+        """What a service host's supervisor does when its process has ended."""
+        if name.startswith("srv"):
+            await asyncio.to_thread(cluster.start_server, name, env)
+        else:
+            cluster.start_worker(name, env)
+
+    supervisor = Supervisor(cluster.net.hosts, restart, say=lambda t: print(f"  {t}", flush=True))
     for name in cluster.servers:
         await asyncio.to_thread(cluster.start_server, name, env)
+    steps.reached("servers")
     for name in cluster.workers:
         cluster.start_worker(name, env)
+    steps.reached("workers")
+    tasks.append(asyncio.create_task(supervisor.watch()))
     await asyncio.to_thread(cluster.start_lb)
+    steps.reached("balancer")
     settings = Settings.from_env({k: v for k, v in env.items() if k in _FIELDS}
                                  | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
     assert settings.bdr_bucket is not None
     zip_store = open_store(settings.bdr_bucket, settings.s3_access)
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
+    undo.push_async_callback(_close_pool, pool)
     lb = Balancer(cluster.host("lb").address)
     clients: list[CountingClient] = []
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            ledger = Ledger(t0=time.monotonic())
-            api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
-            await _until_ready(http, lb)
-            for u in [*data.users, data.victim]:
-                for n in range(per_user):
-                    clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
-            tasks += [asyncio.create_task(c.run()) for c in clients]
-            await wait_streams(streams_of(clients), 60)
-            print(f"{sum(c.connected for c in clients)} streams open", flush=True)
-            since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
-            faults = Faults(cluster, env, ledger, lb, pool, api)
-            download: dict[str, Any] = {}
-            if rolling:
-                big, sha = await big_ready_zip(api, pool, data.victim)
-                tasks.append(
-                    asyncio.create_task(slow_download(api, data.victim, big, sha, download))
+    http = await undo.enter_async_context(
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    )
+    # Again, so that the tasks stop before the session and the pool they use are closed.
+    undo.push_async_callback(_cancel, tasks)
+    ledger = Ledger(t0=time.monotonic())
+    api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
+    await _until_ready(http, lb)
+    for u in [*data.users, data.victim]:
+        for n in range(per_user):
+            clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
+    tasks += [asyncio.create_task(c.run()) for c in clients]
+    await wait_streams(streams_of(clients), 60)
+    print(f"{sum(c.connected for c in clients)} streams open", flush=True)
+    steps.reached("streams")
+    since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
+    faults = Faults(cluster, env, ledger, lb, pool, api)
+    download: dict[str, Any] = {}
+    in_flight: asyncio.Task[None] | None = None
+    if rolling:
+        big, sha = await big_ready_zip(api, pool, data.victim)
+        in_flight = asyncio.create_task(slow_download(api, data.victim, big, sha, download))
+        tasks.append(in_flight)
+        print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
+    print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
+          f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
+    ledger.t0 = time.monotonic()
+    until = ledger.t0 + duration
+    actors = [
+        Actor(api, pool, data, u, every=duration / (20 if i < 2 else 9),
+              bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)
+        for i, u in enumerate(data.users)
+    ]  # fmt: skip
+    await together(
+        faults.run(schedule(faults, options, data.victim)),
+        *(a.run(until) for a in actors),
+    )
+    print(f"  [{ledger.at()}] workload over", flush=True)
+    settled = await settle(pool, ledger, 150)
+    views = await converge(api, data, streams_of(clients), 30)
+    bdrs = await checks.rows(pool)
+    report = checks.Report()
+    if not settled:
+        report.violations.append("drain: BDRs or emails still open at the bound")
+    await checks.check_terminal(report, api, data, ledger, bdrs)
+    await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
+                              settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
+    checks.check_emails(report, bdrs, smtp.received())
+    checks.check_downloads(report, ledger)
+    checks.check_sse(report, streams_of(clients), views)
+    checks.check_actions(report, ledger)
+    await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
+    checks.check_5xx(report, ledger)
+    checks.check_volume(report, checks.Workload(users, duration), ledger, bdrs,
+                        len(smtp.received()), streams_of(clients))  # fmt: skip
+    if rolling:
+        assert in_flight is not None
+        await check_every_event(report, pool, clients, since)
+        resets = sum(c.resets for c in clients)
+        if resets:
+            report.violations.append(f"{resets} streams were reset (events lost to them)")
+        await asyncio.wait_for(in_flight, 300)
+        attempts = download.pop("attempts", [])
+        report.info(f"the download in flight: {download}, served by "
+                    f"{[a[0] for a in attempts]}")  # fmt: skip
+        if not download.get("exact"):
+            report.violations.append(f"the download in flight: {download}")
+        for host, began, ended in attempts:
+            stop = lb.stopped.get(host or "")
+            # Its host stopped while it was under way: it must have been cut there
+            # (and resumed on the other), not carried on by a process that exited.
+            if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 5:
+                report.violations.append(
+                    f"the download in flight on {host} outlived that host's stop"
                 )
-                print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
-            print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
-                  f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-            ledger.t0 = time.monotonic()
-            until = ledger.t0 + duration
-            actors = [
-                Actor(api, pool, data, u, every=duration / (20 if i < 2 else 9),
-                      bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)
-                for i, u in enumerate(data.users)
-            ]  # fmt: skip
-            await asyncio.gather(
-                faults.run(schedule(faults, duration, data.victim, rolling)),
-                *(a.run(until) for a in actors),
-            )
-            print(f"  [{ledger.at()}] workload over", flush=True)
-            settled = await settle(pool, ledger, 150)
-            views = await converge(api, data, streams_of(clients), 30)
-            bdrs = await checks.rows(pool)
-            report = checks.Report()
-            if not settled:
-                report.violations.append("drain: BDRs or emails still open at the bound")
-            await checks.check_terminal(report, api, data, ledger, bdrs)
-            await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
-                                      settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
-            checks.check_emails(report, bdrs, smtp.received())
-            checks.check_downloads(report, ledger)
-            checks.check_sse(report, streams_of(clients), views)
-            checks.check_actions(report, ledger)
-            await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
-            checks.check_5xx(report, ledger)
-            checks.check_volume(report, checks.Workload(users, duration), ledger, bdrs,
-                                len(smtp.received()), streams_of(clients))  # fmt: skip
-            if rolling:
-                await check_every_event(report, pool, clients, since)
-                resets = sum(c.resets for c in clients)
-                if resets:
-                    report.violations.append(f"{resets} streams were reset (events lost to them)")
-                await asyncio.wait_for(tasks[-1], 300)
-                attempts = download.pop("attempts", [])
-                report.info(f"the download in flight: {download}, served by "
-                            f"{[a[0] for a in attempts]}")  # fmt: skip
-                if not download.get("exact"):
-                    report.violations.append(f"the download in flight: {download}")
-                for host, began, ended in attempts:
-                    stop = lb.stopped.get(host or "")
-                    # Its host stopped while it was under way: it must have been cut there
-                    # (and resumed on the other), not carried on by a process that exited.
-                    if (
-                        stop is not None
-                        and began < stop[0]
-                        and ended is not None
-                        and ended > stop[1] + 5
-                    ):
-                        report.violations.append(
-                            f"the download in flight on {host} outlived that host's stop"
-                        )
-            served = await _served_by(cluster)
-            report.info(f"requests each server host answered (HAProxy): {served}")
-            for k, n in sorted(ledger.counts.items()):
-                if not k.startswith("actions:"):
-                    report.info(f"{k}: {n}")
-            violations = report.violations + ledger.violations
-            print("checks:")
-            print("\n".join(report.lines))
-            for v in violations[:40]:
-                print(f"  VIOLATION {v}")
-            print(f"cluster: {'OK' if not violations else 'FAILED'}: {len(violations)} violations")
-            return 0 if not violations else 1
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await pool.close()
-        smtp.stop()
+    check_processes(report, supervisor, service_logs(cluster.logs, cluster.net.hosts))
+    served = await _served_by(cluster)
+    report.info(f"requests each server host answered (HAProxy): {served}")
+    for k, n in sorted(ledger.counts.items()):
+        if not k.startswith("actions:"):
+            report.info(f"{k}: {n}")
+    violations = report.violations + ledger.violations
+    print("checks:")
+    print("\n".join(report.lines))
+    for v in violations[:40]:
+        print(f"  VIOLATION {v}")
+    print(f"cluster: {'OK' if not violations else 'FAILED'}: {len(violations)} violations")
+    return 0 if not violations else 1
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), 10)
+    except TimeoutError:
+        pool.terminate()
 
 
 _FIELDS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",

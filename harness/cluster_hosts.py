@@ -1,0 +1,376 @@
+"""The cluster's hosts and what runs on them (harness/cluster.py describes the cluster): the
+network, the shared parts (PostgreSQL with PgBouncer, Redis, SeaweedFS, HAProxy), how a server
+or worker host starts its process, and the client host this process enters. Shared by the
+run's entry point (harness/cluster.py), its workload and checks (harness/cluster_run.py) and
+the capacity benchmark."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import pgbouncer
+from harness.netns import Host, Network
+from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
+from harness.stack import CHECKOUT
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+CLONE_NEWNET = 0x40000000
+BUCKET = "pmd-cluster"
+SERVICE_ROLE = (
+    "pmd_svc"  # made from `python -m pmd_service grants`: the host's tables, column by column
+)
+# The steps of a run, in order: each one's undo is registered the moment it is made.
+# `--fail-at STEP` stops the run right after STEP (tests/test_cluster.py: nothing may be left).
+STEPS = (
+    "folder", "switch", "host", "hosts", "postgres", "pgbouncer", "redis", "store", "client",
+    "smtp", "database", "servers", "workers", "balancer", "streams", "workload",
+)  # fmt: skip
+
+
+class StartFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Steps:
+    """Where the run is; with `fail_at`, the step after which it fails (by an error, or by
+    SIGINT or SIGTERM sent to itself, as Ctrl-C or a `kill` would)."""
+
+    fail_at: str | None = None
+    fail_with: str = "error"
+    say: bool = False
+    t0: float = field(default_factory=time.monotonic)
+
+    def reached(self, step: str) -> None:
+        assert step in STEPS, step
+        if self.say:
+            print(f"  [start {time.monotonic() - self.t0:5.1f}s] {step}", flush=True)
+        if step != self.fail_at:
+            return
+        if self.fail_with == "error":
+            raise StartFailed(f"failing after step {step!r}, as --fail-at asked")
+        os.kill(os.getpid(), signal.SIGTERM if self.fail_with == "sigterm" else signal.SIGINT)
+        # The signal's handler runs in the main thread at its next instruction.
+        time.sleep(1)
+
+
+@dataclass
+class Cluster:
+    net: Network
+    run_dir: Path
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    max_connections: int = 300
+    steps: Steps = field(default_factory=Steps)
+
+    @property
+    def servers(self) -> list[str]:
+        return [n for n in self.net.hosts if n.startswith("srv")]
+
+    @property
+    def workers(self) -> list[str]:
+        return [n for n in self.net.hosts if n.startswith("wrk")]
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+    def host(self, name: str) -> Host:
+        return self.net.hosts[name]
+
+    # --- the shared parts -------------------------------------------------------------------
+
+    def start_db(self) -> None:
+        db = self.host("db")
+        data = self.net.private / "pg"
+        db.run(["sh", "-c", f"mkdir -p {data} && chown postgres {data} && chmod 700 {data}"])
+        db.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+                "--no-sync"], user="postgres")  # fmt: skip
+        db.run(["sh", "-c", f"echo 'host all all {db.address.rsplit('.', 1)[0]}.0/24 trust' "
+                            f">> {data}/pg_hba.conf"])  # fmt: skip
+        log = self.logs / "postgres.log"
+        proc = db.spawn(
+            [str(PG_BIN / "postgres"), "-D", str(data), "-c", f"listen_addresses={db.address}",
+             "-c", f"unix_socket_directories={data}", "-c", f"max_connections={self.max_connections}",
+             "-c", "fsync=off", "-c", "synchronous_commit=off"],
+            log, user="postgres",
+        )  # fmt: skip
+        _wait_port(db, db.address, 5432, "PostgreSQL", proc=proc, log=log)
+        self.steps.reached("postgres")
+        db.run([str(PG_BIN / "createdb"), "-h", str(data), "pmd"], user="postgres")
+        ini = self.net.private / "pgbouncer.ini"
+        text = pgbouncer.config(server=(db.address, 5432), listen=(db.address, 6432),
+                                folder=ini.parent, pool_size=40, max_client_conn=4000)  # fmt: skip
+        users = pgbouncer.userlist({"postgres": "", SERVICE_ROLE: ""})
+        # Written from inside the host: its private folder is a tmpfs of its own mount namespace.
+        db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{text}EOF\n"
+                            f"cat > {ini.parent}/userlist.txt <<'EOF'\n{users}EOF\n"
+                            f"chown postgres {ini} {ini.parent}/userlist.txt"])  # fmt: skip
+        log = self.logs / "pgbouncer.log"
+        proc = db.spawn(["pgbouncer", str(ini)], log, user="postgres")
+        _wait_port(db, db.address, 6432, "PgBouncer", proc=proc, log=log)
+        self.steps.reached("pgbouncer")
+
+    def start_redis(self) -> None:
+        redis = self.host("redis")
+        log = self.logs / "redis.log"
+        proc = redis.spawn(
+            ["redis-server", "--bind", redis.address, "--port", "6379", "--protected-mode", "no",
+             "--save", "", "--appendonly", "no", "--dir", str(self.net.private)],
+            log,
+        )  # fmt: skip
+        _wait_port(redis, redis.address, 6379, "Redis", proc=proc, log=log)
+        self.steps.reached("redis")
+
+    def start_store(self) -> None:
+        store = self.host("store")
+        config = self.net.private / "s3.json"
+        identities = {"identities": [{
+            "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+        }]}  # fmt: skip
+        store.run(["sh", "-c", f"mkdir -p {self.net.private}/weed && "
+                               f"echo '{json.dumps(identities)}' > {config}"])  # fmt: skip
+        log = self.logs / "weed.log"
+        proc = store.spawn(
+            [weed_binary(), "server", f"-dir={self.net.private}/weed", f"-ip={store.address}",
+             f"-ip.bind={store.address}", "-s3", "-s3.port=8333", "-s3.port.iceberg=0",
+             "-s3.port.lance=0", f"-s3.config={config}", "-volume.max=16",
+             "-master.volumeSizeLimitMB=256"],
+            log,
+        )  # fmt: skip
+        _wait_port(store, store.address, 8333, "SeaweedFS S3", within=60, proc=proc, log=log)
+        self.steps.reached("store")
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@{self.host('db').address}:5432/pmd"
+
+    def service_env(self, **extra: str) -> dict[str, str]:
+        db, redis, store = self.host("db"), self.host("redis"), self.host("store")
+        private = self.net.private
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # Pooled queries through PgBouncer in transaction mode; LISTEN and migrations direct.
+            "DATABASE_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:6432/pmd",
+            "DATABASE_DIRECT_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:5432/pmd",
+            "DATABASE_POOLER": "pgbouncer",
+            "REDIS_URL": f"redis://{redis.address}:6379/0",
+            "JWT_SECRET_KEY": self.jwt_secret,
+            "PMD_DEV": "false",
+            "PMD_DATA_DIR": str(private / "data"),
+            "VAULT_PATH": str(private / "vault"),
+            "BDR_PATH": str(private / "bdr"),
+            "BDR_STORE": f"s3://{BUCKET}/zips",
+            "AWS_ENDPOINT_URL": f"http://{store.address}:8333",
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AUTO_MIGRATE": "false",
+            "METRICS_PORT": "0",
+            "LOG_FORMAT": "text",
+            **extra,
+        }
+
+    def start_server(self, name: str, env: dict[str, str]) -> None:
+        host = self.host(name)
+        host.run(["mkdir", "-p", str(self.net.private / "data"), str(self.net.private / "vault")])
+        argv = [sys.executable, str(CHECKOUT / "server.py")]
+        every_address = "0.0.0.0"  # noqa: S104 - the host's own namespace: its one link
+        own = {"HOST": every_address, "PORT": "8080", "SERVER_PROCESSES": "2"}
+        log = self.logs / f"{name}.log"
+        proc = host.spawn(argv, log, env | own)
+        _wait_port(host, host.address, 8080, f"the server on {name}", within=60, proc=proc,
+                   log=log)  # fmt: skip
+
+    def start_worker(self, name: str, env: dict[str, str]) -> None:
+        host = self.host(name)
+        vault = self.net.private / "vault"
+        source = self.run_dir / "vault"
+        # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
+        host.run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
+                              f"(mountpoint -q {vault} || (mount --bind {source} {vault} && "
+                              f"mount -o remount,bind,ro {vault}))"])  # fmt: skip
+        argv = [sys.executable, "-m", "pmd_service", "worker"]
+        host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+
+    async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            stat = await asyncio.to_thread(self.haproxy, "show stat")
+            header = stat.lstrip("# ").splitlines()[0].split(",")
+            for line in stat.splitlines()[1:]:
+                row = dict(zip(header, line.split(","), strict=False))
+                if row.get("svname") == name and row.get("status") == "UP":
+                    return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"{name} not up at the balancer within {within:.0f} s")
+
+    def reads_vault(self, name: str) -> bool:
+        """Whether a process of host `name` holds an artwork of the vault open (building)."""
+        vault = str(self.net.private / "vault") + "/"
+        for proc in self.host(name).procs:
+            with contextlib.suppress(OSError):
+                for fd in Path(f"/proc/{proc.pid}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        if os.readlink(fd).startswith(vault):
+                            return True
+        return False
+
+    def start_lb(self) -> None:
+        lb = self.host("lb")
+        servers = [self.host(n) for n in self.servers]
+        config = self.run_dir / "haproxy.cfg"
+        config.write_text(_haproxy_cfg(lb.address, servers, self.run_dir / "haproxy.sock"))
+        log = self.logs / "haproxy.log"
+        proc = lb.spawn(["haproxy", "-f", str(config), "-db"], log)
+        _wait_port(lb, lb.address, 80, "HAProxy", proc=proc, log=log)
+
+    def haproxy(self, command: str) -> str:
+        """A command on HAProxy's runtime API (its admin socket)."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(self.run_dir / "haproxy.sock"))
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+
+def _haproxy_cfg(address: str, servers: list[Host], sock: Path) -> str:
+    lines = "\n".join(
+        f"    server {h.name} {h.address}:8080 check inter 1s fall 3 rise 2" for h in servers
+    )
+    return f"""global
+    # Two descriptors a connection and the machine's hard limit is 20,000 per process.
+    maxconn 9000
+    stats socket {sock} mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+    # A server busy with a reconnect storm may answer its health check late, not never.
+    timeout check 3s
+    option redispatch
+    retries 2
+frontend fe
+    bind {address}:80
+    default_backend servers
+backend servers
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    # Which host answered: the run checks that a download in flight on a host being
+    # deployed was cut and resumed elsewhere.
+    http-response set-header X-Served-By %s
+{lines}
+"""
+
+
+def _wait_port(
+    host: Host, address: str, port: int, what: str, within: float = 30,
+    proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+) -> None:  # fmt: skip
+    """Until `address:port` takes connections; an error at once if `proc` (the process that
+    should listen there) exits first, with the end of its log."""
+    probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
+             "int(sys.argv[2])), timeout=1).close()", address, str(port)]  # fmt: skip
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if subprocess.run(host.command(probe), capture_output=True).returncode == 0:
+            return
+        if proc is not None and proc.poll() is not None:
+            raise StartFailed(f"{what} exited with {proc.returncode} at start{_tail(log)}")
+        time.sleep(0.2)
+    raise StartFailed(f"{what} did not listen on {address}:{port} within {within:.0f} s"
+                      f"{_tail(log)}")  # fmt: skip
+
+
+def _tail(log: Path | None, lines: int = 5) -> str:
+    try:
+        text = log.read_text(errors="replace").strip() if log is not None else ""
+    except OSError:
+        return ""
+    return "; its log ends:\n    " + "\n    ".join(text.splitlines()[-lines:]) if text else ""
+
+
+def enter(ns: str) -> None:
+    """Move this process (its only thread, before any other starts) into namespace `ns`: the
+    workload then reaches the hosts as a client on the switch would, and nothing else."""
+    _setns(f"/run/netns/{ns}")
+
+
+@contextlib.contextmanager
+def entered(ns: str) -> Iterator[None]:
+    """In namespace `ns` (as `enter`), and back in this process's own one afterwards."""
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        _setns(f"/run/netns/{ns}")
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+
+
+def _setns(ns: str | int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(ns, os.O_RDONLY) if isinstance(ns, str) else ns
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {ns}")
+    finally:
+        if isinstance(ns, str):
+            os.close(fd)
+
+
+def up(
+    run_dir: Path, servers: int = 2, workers: int = 2, max_connections: int = 300,
+    steps: Steps | None = None, owner: contextlib.ExitStack | None = None,
+) -> Cluster:  # fmt: skip
+    """The network, its hosts, and the shared parts started: `servers` server hosts and
+    `workers` worker hosts (at most 9 each), their processes not yet. `cluster.net.close()`
+    removes it all (or `owner`, when given, on which it is registered before anything is made);
+    a step that fails removes what the steps before it made, then raises."""
+    steps = steps or Steps()
+    with contextlib.ExitStack() as undo:
+        net = (owner if owner is not None else undo).enter_context(Network(run_dir))
+        net.up()
+        steps.reached("switch")
+        hosts = [("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("client", 50)]
+        hosts += [(f"srv{i}", 20 + i) for i in range(1, servers + 1)]
+        hosts += [(f"wrk{i}", 30 + i) for i in range(1, workers + 1)]
+        for name, octet in hosts:
+            net.add(name, octet)
+            if name == hosts[0][0]:
+                steps.reached("host")
+        steps.reached("hosts")
+        # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's
+        # loopback tuning allows: with that, a 60 MB download sits in socket buffers within
+        # seconds and no server stop could ever cut it.
+        for name in ("client", "lb"):
+            net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
+                                 "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip
+        cluster = Cluster(net, run_dir, max_connections=max_connections, steps=steps)
+        cluster.logs.mkdir(parents=True, exist_ok=True)
+        (run_dir / "vault").mkdir(exist_ok=True)
+        cluster.start_db()
+        cluster.start_redis()
+        cluster.start_store()
+        undo.pop_all()  # up: from here `cluster.net.close()` undoes it
+    return cluster
