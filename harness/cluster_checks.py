@@ -45,18 +45,9 @@ class Known:
         )
 
 
-KNOWN = (
-    Known(
-        "ERROR", "arq.worker",
-        # What pmd_service/jobs/failures.py's TRANSIENT catches of a database out of reach.
-        re.compile(r"process_bdr failed, (TimeoutError|OSError|DatabaseRefusing|InterfaceError|"
-                   r"TooManyConnectionsError|\w*Connect\w*):"),
-        "SQL_CLAIM",
-        "a transient database error in process_bdr's claim, which comes before its failures "
-        "are classified (pmd_service/jobs/process_bdr.py), is no Retry: arq logs the job as "
-        "failed, with its traceback, and the BDR waits for the sweep instead of a retry",
-    ),
-)  # fmt: skip
+# None today. (The first: a transient database error in a job's claim ended the job as failed,
+# with a traceback; jobs/attempts.claimed now makes it a Retry.)
+KNOWN: tuple[Known, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -37,11 +37,14 @@ from pmd_service.web.app import create_app
 from tests.factories import Factory, PostRow, UserRow
 from tests.helpers import (
     CHECKOUT,
+    DatabaseRelay,
     Mailbox,
+    direct,
     download_zip,
     eventually,
     fetch_item,
     free_port,
+    on_port,
     ready_owing_email,
     request_bdr,
     run_worker,
@@ -517,3 +520,26 @@ async def wait_for_status(client: Client, owner: UserRow, bdr_id: str, status: s
         return bool((await fetch_item(client, owner, bdr_id))["status"] == status)
 
     await eventually(reached, 60, f"BDR {bdr_id} becoming {status}", interval=0.05)
+
+
+@pytest.mark.parametrize("job", ["process_bdr", "process_export"])
+async def test_a_database_out_of_reach_at_the_claim_is_a_retry(
+    settings: Settings, pool: asyncpg.Pool, job: str
+) -> None:
+    """Before the claim nothing is the run's: a database that cannot be reached then is a
+    Retry (arq runs the job again soon), not an error that ends the job as failed with a
+    traceback and leaves the row to the sweep."""
+    from arq import Retry
+
+    from pmd_service.jobs.context import job_context
+    from pmd_service.jobs.process_bdr import process_bdr
+    from pmd_service.jobs.process_export import process_export
+
+    relay = DatabaseRelay(settings.direct_url)
+    await relay.open()
+    through = direct(settings, on_port(settings.direct_url, relay.port))
+    run = process_bdr if job == "process_bdr" else process_export
+    async with job_context(through) as ctx:
+        await relay.cut()
+        with pytest.raises(Retry):
+            await run(ctx, str(uuid.uuid4()))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from arq import Retry
 
@@ -21,6 +22,7 @@ from .failures import (
 from .zipbuild import BuildCancelled
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 async def attempt(
@@ -60,3 +62,15 @@ async def attempt(
         log.exception("%s: unexpected error", what)
         await fail(UNEXPECTED_MESSAGE)
     return "failed"
+
+
+async def claimed(what: str, claim: Callable[[], Awaitable[T]], retry_base_seconds: float) -> T:
+    """The job's claim, or a Retry when the database cannot be reached for it: nothing is the
+    run's yet, so trying again soon is all there is to do (escaping, the error ended the job
+    as failed, with an ERROR and a traceback, and the row waited for the sweep)."""
+    try:
+        return await claim()
+    except TRANSIENT as exc:
+        defer = max(retry_base_seconds, 1.0)
+        log.warning("%s: could not claim it (%r); retry in %.0f s", what, exc, defer)
+        raise Retry(defer=defer) from exc

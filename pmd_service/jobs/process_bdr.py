@@ -22,7 +22,7 @@ from arq import Retry
 
 from ..core import error_reports
 from ..core.logs import request_id_set
-from .attempts import attempt
+from .attempts import attempt, claimed
 from .context import WorkerState, state
 from .notify import send_bdr_email
 from .run import Run
@@ -40,7 +40,12 @@ async def process_bdr(ctx: dict[str, Any], bdr_id: str) -> str:
         return "invalid"
     error_reports.tag("bdr_id", bdr_id)  # arq's integration gives each job a scope of its own
     token = uuid.uuid4()
-    claim = await st.pool.fetchrow(SQL_CLAIM, uid, token, float(st.settings.bdr_stale_seconds))
+    stale = float(st.settings.bdr_stale_seconds)
+    claim = await claimed(
+        f"BDR {uid}",
+        lambda: st.pool.fetchrow(SQL_CLAIM, uid, token, stale),
+        st.settings.bdr_retry_base_seconds,
+    )
     if claim is None:
         return "not claimable"  # finished, cancelled, or another run holds it
     # The id of the POST that asked for it: every line of this run and its email carry it.

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core import error_reports
 from ..core.logs import request_id_set
-from .attempts import attempt
+from .attempts import attempt, claimed
 from .context import state
 from .export_run import ExportRun
 from .export_sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
@@ -33,7 +33,12 @@ async def process_export(ctx: dict[str, Any], export_id: str) -> str:
         return "invalid"
     error_reports.tag("export_id", export_id)
     token = uuid.uuid4()
-    claim = await st.pool.fetchrow(SQL_CLAIM, uid, token, float(st.settings.bdr_stale_seconds))
+    stale = float(st.settings.bdr_stale_seconds)
+    claim = await claimed(
+        f"export {uid}",
+        lambda: st.pool.fetchrow(SQL_CLAIM, uid, token, stale),
+        st.settings.bdr_retry_base_seconds,
+    )
     if claim is None:
         return "not claimable"  # finished, cancelled, or another run holds it
     with request_id_set(claim["request_id"]):
