@@ -94,6 +94,22 @@ def test_periods_and_sizes_are_bounded(tmp_path: Path) -> None:
             Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: value})
 
 
+def test_every_setting_refuses_its_bad_value_naming_it(tmp_path: Path) -> None:
+    """In-process, the same bad values tests/test_config_errors.py gives the entry points: each
+    one is refused by `from_env` (what the server, worker and CLI read) and by `check_env` (what
+    `grants` reads), naming its variable."""
+    from tests.test_config_errors import BAD, FILE
+
+    (tmp_path / "a-file").write_text("")
+    for name, value in BAD.items():
+        bad = {name: str(tmp_path / "a-file") if value == FILE else value}
+        env = {**PRODUCTION, "PMD_DATA_DIR": str(tmp_path / "data"), **bad}
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env(env)
+        with pytest.raises(ConfigError, match=name):
+            Settings.check_env({"PMD_DATA_DIR": str(tmp_path / "data"), **bad})
+
+
 def test_url_messages_never_repeat_the_url(tmp_path: Path) -> None:
     """A URL may carry a password: a malformed one is described, not shown."""
     for name, url in (
