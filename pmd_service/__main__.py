@@ -84,8 +84,8 @@ def _host_report(report: HostReport) -> str:
         return dataclasses.replace(report, privileges=None).render()
     if report.refused_standins:
         return (
-            f"{', '.join(report.standins)} in schema {report.schema} are stand-ins the service "
-            "created (`migrate --with-host-tables`), not the host's tables: check DATABASE_URL. "
+            f"NOT THE HOST'S: {', '.join(report.standins)} in schema {report.schema} are "
+            "stand-ins the service created (`migrate --with-host-tables`): check DATABASE_URL. "
             "On a development database (`make run`, tests) run `check-host --dev-database`."
         )
     return report.render()
