@@ -25,8 +25,9 @@ $(STAMP): requirements/dev.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# Dev mode, asked for explicitly: embedded PostgreSQL and Redis, a per-checkout JWT secret.
 run: $(RUN_STAMP)
-	$(PY) -m pmd_service dev
+	PMD_DEV=1 $(PY) -m pmd_service dev
 
 test: $(STAMP)
 	$(PY) -m pytest --cov=pmd_service --cov-branch --cov-report=term:skip-covered $(PYTEST_ARGS)

@@ -1,21 +1,25 @@
-"""Operations CLI: `python -m pmd_service --help`.
+"""The operator's command line: `pmd-service --help` (or `python -m pmd_service --help`).
 
 Every command uses the same environment as the server and worker (DATABASE_URL, REDIS_URL, …;
-embedded servers when unset, in development). `python -m pmd_service COMMAND --help` tells
-more about one. Results go to stdout; progress and problems to stderr, as log lines (JSON
-objects with LOG_FORMAT=json, and then the result too is one: `{"msg": …, "result": …}`).
+with PMD_DEV=1, embedded servers for unset URLs). Results go to stdout, once; progress and
+problems to stderr, as log lines (JSON objects with LOG_FORMAT=json, and then the result too
+is one: `{"msg": …, "result": …}`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from . import __version__
 from .core.db import DatabaseSetupError
@@ -23,9 +27,12 @@ from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
 from .core.rules import UTC_DAY_START
 from .core.settings import Settings
-from .core.startup import load_settings, wait_for_services
+from .core.startup import check_env, load_settings, wait_for_services
 from .dev.embedded import services
 from .jobs.context import job_context
+
+if TYPE_CHECKING:
+    from .host.hostcheck import HostReport
 
 log = logging.getLogger("pmd_service.cli")
 
@@ -59,8 +66,29 @@ async def _check_host(settings: Settings, dev_database: bool = False) -> bool:
         )
     finally:
         await conn.close()
-    print(report.render())
+    print(_host_report(report))
     return report.fits
+
+
+def _host_report(report: HostReport) -> str:
+    """A development database is quiet with --dev-database: one line when it fits (its role is
+    the embedded server's superuser, owner of the stand-ins, so the report's privilege warnings,
+    which are about the host's database, do not apply). Without the flag its stand-ins are
+    refused, and the report says that the flag is what a development database needs."""
+    if report.standins and report.dev_database:
+        if report.fits:
+            return (
+                f"development database: the stand-in host tables in schema {report.schema} fit "
+                "what the service needs"
+            )
+        return dataclasses.replace(report, privileges=None).render()
+    if report.refused_standins:
+        return (
+            f"NOT THE HOST'S: {', '.join(report.standins)} in schema {report.schema} are "
+            "stand-ins the service created (`migrate --with-host-tables`): check DATABASE_URL. "
+            "On a development database (`make run`, tests) run `check-host --dev-database`."
+        )
+    return report.render()
 
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
@@ -142,9 +170,33 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
     print(f"requeued {bdr_id} (was {status})")
 
 
+class _SummaryLeftOut(logging.Filter):
+    """The sweep and the cleanup end with a log line of their summary, for the worker's log.
+    Run from here, that summary is the result, printed on stdout: its log line is left out
+    (progress lines stay, on stderr)."""
+
+    SUMMARIES = (("pmd_service.jobs.sweep", "sweep: %d pending re-enqueued"),
+                 ("pmd_service.jobs.cleanup", "cleanup: %s"))  # fmt: skip
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(
+            record.name == name and str(record.msg).startswith(start)
+            for name, start in self.SUMMARIES
+        )
+
+
 async def _run_job(settings: Settings, job: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
-    async with job_context(settings) as ctx:
-        print(json.dumps(await job(ctx)))
+    once = _SummaryLeftOut()
+    loggers = [logging.getLogger(name) for name, _ in once.SUMMARIES]
+    for logger in loggers:
+        logger.addFilter(once)
+    try:
+        async with job_context(settings) as ctx:
+            result = await job(ctx)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(once)
+    print(json.dumps(result))
 
 
 SQL_STATS = f"""
@@ -201,6 +253,27 @@ def _bdr_id(raw: str) -> str:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a BDR id (a UUID)") from None
 
 
+def _wait_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0 to 3600, got {raw!r}")
+    return value
+
+
+def _wait(given: float | None) -> tuple[float | None, str]:
+    """How long a command a person runs waits for the database, and what sets it: --wait, else
+    STARTUP_WAIT_SECONDS when set, else one try (a person should not watch 30 s of retries,
+    the server's start-up wait, before learning that the database is down)."""
+    if given is not None:
+        return given, "--wait"
+    if os.environ.get("STARTUP_WAIT_SECONDS"):
+        return None, "STARTUP_WAIT_SECONDS"
+    return 0.0, "--wait SECONDS"
+
+
 def _positive_seconds(raw: str) -> int:
     """--ttl: refused by the `token` command's own parser, which prints its own usage."""
     try:
@@ -226,8 +299,9 @@ DETAILS = {
     "token": "Prints a JWT signed with JWT_SECRET_KEY, carrying the user's roles.",
     "requeue": "A failed request starts over, its attempts reset.",
     "sweep": "Re-enqueues pending requests and takes over those whose worker is gone.",
-    "cleanup": "Expires downloads past their expiry, purges old requests and events, removes "
-    "stale files; each step is a line on stderr.",
+    "cleanup": "Expires downloads and export parts past their expiry, purges old requests and "
+    "events, removes stale files; each step is a line on stderr, the summary goes to stdout. "
+    "--dry-run says what it would do and changes nothing.",
     "import-host-bdrs": "Progress goes to stderr as it goes through the host's requests.",
 }
 
@@ -244,8 +318,32 @@ def _describe(sub: Any) -> None:
         )
 
 
+DESCRIPTION = """\
+The Post Management Dashboard's backend for a pixel-art site: a person hides, deletes, restores
+and relicenses their posts in bulk, and downloads them as ZIPs (or their whole account, in
+parts) built in the background and announced live. This command runs its HTTP server and its
+worker, everything at once for development, and the operator's tasks below."""
+
+EPILOG = """\
+Every command reads the environment the server and worker read (DATABASE_URL, REDIS_URL, …;
+docs/configuration.md); a malformed or missing variable is one line naming it. With PMD_DEV=1,
+unset URLs start embedded servers (development only). Results go to stdout, once; progress and
+problems to stderr. `COMMAND --help` tells more about one."""
+
+# Commands a person runs against the database: they wait for it only when told to (--wait).
+ONE_SHOT = ("migrate", "token", "requeue", "sweep", "cleanup", "stats", "import-host-bdrs",
+            "check-host")  # fmt: skip
+USES_REDIS = ("requeue", "sweep", "stats")  # and import-host-bdrs --apply
+
+
+def _prog() -> str:
+    """The name the usage lines show: the console script's, or the module form."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return name if name == "pmd-service" else "python -m pmd_service"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pmd_service", description=__doc__,
+    parser = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--version", action="version", version=f"pmd-service {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -278,7 +376,11 @@ def main(argv: list[str] | None = None) -> int:
     requeue = sub.add_parser("requeue", help="enqueue a BDR again (pending, processing or failed)")
     requeue.add_argument("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)")
     sub.add_parser("sweep", help="run the every-minute sweep once now")
-    sub.add_parser("cleanup", help="run the daily cleanup once now")
+    cleanup = sub.add_parser("cleanup", help="run the daily cleanup once now")
+    cleanup.add_argument(
+        "--dry-run", action="store_true",
+        help="say what it would expire and remove (the same counts as a run), change nothing",
+    )  # fmt: skip
     sub.add_parser("stats", help="BDRs by status today, oldest pending, queue depth")
     cutover = sub.add_parser(
         "import-host-bdrs",
@@ -298,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
         help="accept host tables the service created itself (`migrate --with-host-tables`), "
         "and a role that could take them over (a dev database's admin)",
     )  # fmt: skip
+    for name in ONE_SHOT:
+        sub.choices[name].add_argument(
+            "--wait", type=_wait_seconds, metavar="SECONDS",
+            help="wait up to SECONDS for the database to answer (default: STARTUP_WAIT_SECONDS "
+            "when set, else a single try, failing within seconds)",
+        )  # fmt: skip
     _describe(sub)
     args = parser.parse_args(argv)
 
@@ -313,13 +421,16 @@ def main(argv: list[str] | None = None) -> int:
             serve()
             return 0
         if args.command == "grants":
+            check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
             return _grants(args.role, args.cutover)
         if args.command == "worker":
             from .jobs.main import main as worker
 
             return worker()
-        settings = load_settings("pmd", embedded=services)
-        wait_for_services(settings, "pmd")
+        settings = load_settings("pmd", embedded=services, needs_secret=args.command == "token")
+        wait, wait_hint = _wait(args.wait)
+        redis = args.command in USES_REDIS or (args.command == "import-host-bdrs" and args.apply)
+        wait_for_services(settings, "pmd", wait=wait, redis=redis, wait_hint=wait_hint)
         results = ResultLine.capture(settings.log_format, args.command)
         if args.command == "migrate":
             asyncio.run(_migrate(settings, args.with_host_tables))
@@ -332,9 +443,13 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(_run_job(settings, sweep))
         elif args.command == "cleanup":
-            from .jobs.cleanup import cleanup_expired_bdrs
+            from .jobs.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 
-            asyncio.run(_run_job(settings, cleanup_expired_bdrs))
+            if args.dry_run:  # no migration either: nothing is written
+                unchanged = msgspec.structs.replace(settings, auto_migrate=False)
+                asyncio.run(_run_job(unchanged, cleanup_dry_run))
+            else:
+                asyncio.run(_run_job(settings, cleanup_expired_bdrs))
         elif args.command == "stats":
             asyncio.run(_stats(settings))
         elif args.command == "import-host-bdrs":

@@ -92,3 +92,94 @@ def test_periods_and_sizes_are_bounded(tmp_path: Path) -> None:
     for name, value in (("SSE_PING_SECONDS", "0"), ("MAX_BODY_BYTES", "-1"), ("PORT", "70000")):
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: value})
+
+
+def test_every_setting_refuses_its_bad_value_naming_it(tmp_path: Path) -> None:
+    """In-process, the same bad values tests/test_config_errors.py gives the entry points: each
+    one is refused by `from_env` (what the server, worker and CLI read) and by `check_env` (what
+    `grants` reads), naming its variable."""
+    from tests.test_config_errors import BAD, FILE
+
+    (tmp_path / "a-file").write_text("")
+    for name, value in BAD.items():
+        bad = {name: str(tmp_path / "a-file") if value == FILE else value}
+        env = {**PRODUCTION, "PMD_DATA_DIR": str(tmp_path / "data"), **bad}
+        with pytest.raises(ConfigError, match=name):
+            Settings.from_env(env)
+        with pytest.raises(ConfigError, match=name):
+            Settings.check_env({"PMD_DATA_DIR": str(tmp_path / "data"), **bad})
+
+
+def test_url_messages_never_repeat_the_url(tmp_path: Path) -> None:
+    """A URL may carry a password: a malformed one is described, not shown."""
+    for name, url in (
+        ("DATABASE_URL", "pmd:hunter22@db:5432/pmd"),
+        ("DATABASE_URL", "postgresql://pmd:hunter22@db:port/pmd"),
+        ("DATABASE_URL", "postgresql://pmd:hunter22@[::1/pmd"),
+        ("REDIS_URL", "hunter22@cache:6379"),
+        ("SENTRY_DSN", "hunter22@sentry.example.org/1"),
+    ):
+        with pytest.raises(ConfigError, match=name) as raised:
+            Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: url})
+        assert "hunter22" not in str(raised.value)
+
+
+def test_good_urls_of_every_shape_pass(tmp_path: Path) -> None:
+    for name, url in (
+        ("DATABASE_URL", "postgres://u:p@db/x"),
+        ("DATABASE_URL", "postgresql://u@h1:5432,h2:5433/x?sslmode=verify-full"),
+        ("DATABASE_URL", "postgresql:///x?host=/run/postgresql"),
+        ("DATABASE_URL", "postgresql://[::1]:5432/x"),
+        ("REDIS_URL", "rediss://:p@r:6380/1"),
+        ("REDIS_URL", "unix:///run/redis.sock?db=2"),
+        ("SENTRY_DSN", "https://key@o1.ingest.sentry.io/42"),
+        ("HOST", "0.0.0.0"),  # noqa: S104 - a value checked, nothing bound
+        ("HOST", "::"),
+        ("HOST", "localhost"),
+    ):
+        Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: url})
+
+
+def test_a_half_configured_production_names_what_is_missing(tmp_path: Path) -> None:
+    """DATABASE_URL set and REDIS_URL forgotten used to start dev mode quietly (an embedded
+    Redis, a generated secret). Only an explicit PMD_DEV=1 asks for that (core/startup.py)."""
+    env = {"DATABASE_URL": "postgresql://db/x", "PMD_DATA_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"^REDIS_URL is required and not set \(.*PMD_DEV=1"):
+        Settings.from_env(env)
+    assert not (tmp_path / "dev-jwt-secret").exists()
+    from pmd_service.core.settings import dev_requested
+
+    assert not dev_requested(env)
+    assert dev_requested(env | {"PMD_DEV": "1"}) and dev_requested({"PMD_DEV": "yes"})
+    assert not dev_requested({"PMD_DEV": ""}) and not dev_requested({"PMD_DEV": "false"})
+    with pytest.raises(ConfigError, match="PMD_DEV"):
+        dev_requested({"PMD_DEV": "maybe"})
+
+
+def test_the_jwt_secret_is_required_only_where_it_is_used(tmp_path: Path) -> None:
+    env = {
+        "DATABASE_URL": "postgresql://db/x",
+        "REDIS_URL": "redis://r",
+        "PMD_DATA_DIR": str(tmp_path),
+    }
+    with pytest.raises(ConfigError, match="JWT_SECRET_KEY is required"):
+        Settings.from_env(env)
+    assert Settings.from_env(env, needs_secret=False).jwt_secret_key == ""
+    with pytest.raises(ConfigError, match="at least 32"):  # set, it is checked all the same
+        Settings.from_env(env | {"JWT_SECRET_KEY": "short"}, needs_secret=False)
+    # Without a secret nothing is signed, and no token checks out.
+    from pmd_service.core.problems import ProblemError
+    from pmd_service.host.tokens import TokenRules, decode_token, mint_token
+
+    with pytest.raises(ValueError, match="JWT_SECRET_KEY"):
+        mint_token("", "Op1")
+    with pytest.raises(ProblemError):
+        decode_token(mint_token("s" * 32, "Op1"), TokenRules(""))
+
+
+def test_schema_names_are_whole_identifiers(tmp_path: Path) -> None:
+    """msgspec's `pattern` searches: unanchored, "public schema" and "Bad-Name" passed."""
+    for value in ("public schema", "Bad-Name", "pmd;drop", "a" * 64):
+        with pytest.raises(ConfigError, match="PMD_SCHEMA"):
+            Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), "PMD_SCHEMA": value})
+    assert Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), "PMD_SCHEMA": "pmd_2"})

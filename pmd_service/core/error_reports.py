@@ -96,27 +96,30 @@ def configure(settings: Settings, process: str) -> bool:
         ) from None
     keys = frozenset(k.lower() for k in (*DEFAULT_DENYLIST, *EXTRA_DENYLIST))
     scrubber = _Scrubber(_secrets_of(settings), keys)
-    sentry_sdk.init(
-        dsn=settings.sentry_dsn,
-        environment=settings.sentry_environment,
-        release=settings.sentry_release,
-        traces_sample_rate=settings.sentry_traces_sample_rate,
-        integrations=[AioHttpIntegration(), ArqIntegration()],
-        # No user identity, cookies, bodies, query strings, SQL parameters or frame locals; of
-        # the request's headers, none that carries a credential or a client's address.
-        data_collection={
-            "user_info": False,
-            "cookies": {"mode": "off"},
-            "http_headers": {"request": {"mode": "denylist", "terms": list(_HEADER_DENYLIST)}},
-            "http_bodies": [],
-            "url_query_params": {"mode": "off"},
-            "database_query_data": False,
-            "stack_frame_variables": False,
-        },
-        before_send=scrubber.event,
-        before_send_transaction=scrubber.event,
-        before_breadcrumb=scrubber.breadcrumb,
-    )
+    try:
+        sentry_sdk.init(
+            dsn=settings.sentry_dsn,
+            environment=settings.sentry_environment,
+            release=settings.sentry_release,
+            traces_sample_rate=settings.sentry_traces_sample_rate,
+            integrations=[AioHttpIntegration(), ArqIntegration()],
+            # No user identity, cookies, bodies, query strings, SQL parameters or frame locals; of
+            # the request's headers, none that carries a credential or a client's address.
+            data_collection={
+                "user_info": False,
+                "cookies": {"mode": "off"},
+                "http_headers": {"request": {"mode": "denylist", "terms": list(_HEADER_DENYLIST)}},
+                "http_bodies": [],
+                "url_query_params": {"mode": "off"},
+                "database_query_data": False,
+                "stack_frame_variables": False,
+            },
+            before_send=scrubber.event,
+            before_send_transaction=scrubber.event,
+            before_breadcrumb=scrubber.breadcrumb,
+        )
+    except sentry_sdk.utils.BadDsn as exc:  # the settings check its shape; this, the rest
+        raise ConfigError(f"SENTRY_DSN: {exc}") from None
     sentry_sdk.set_tag("process", process)
     _enabled = True
     return True

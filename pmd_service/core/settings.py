@@ -5,9 +5,12 @@ bounds are the parsing rules, its default is the only default. `from_env` conver
 environment into it; checks that involve several fields run in `__post_init__`, so a struct
 built directly (tests, tools) is held to them too.
 
-DATABASE_URL and REDIS_URL are plain `str`: a process has them once it has started. Outside
-production they may be unset, and then `from_env` asks `embedded` (the embedded PostgreSQL and
-Redis of dev runs and tests) for them; parsing alone never starts a server.
+DATABASE_URL and REDIS_URL are plain `str`: a process has them once it has started. In dev mode
+(PMD_DEV=1, asked for explicitly: core/startup.py) they may be unset, and then `from_env` asks
+`embedded` (the embedded PostgreSQL and Redis of dev runs and tests) for them; parsing alone
+never starts a server. Every variable that is set is checked by every process, whether or not it
+uses it (`check_env`): a mistake shows at the first command an operator runs. Only what a
+process uses is required (JWT_SECRET_KEY: `needs_secret`).
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 from collections.abc import Callable, Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 from msgspec import Meta, field
+from redis.asyncio import ConnectionPool
+from sqids import Sqids
 from sqids.constants import DEFAULT_ALPHABET
 
 from .objects import S3Access, StoreUrl, StoreUrlError
@@ -30,11 +38,14 @@ DEFAULT_HOST_CACHE_PATTERNS = ("feed:recent:*", "feed:promoted:*", "hashtags:*")
 _IDENTIFIER_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _ORIGIN_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+_PORT_RE = re.compile(r"[0-9]{1,5}")
+# libpq's sslmode values, as asyncpg accepts them.
+_SSLMODES = {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
 
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0, le=3600)]  # a period: never 0, which would spin
 Bytes = Annotated[int, Meta(ge=1, le=2**50)]
-Identifier = Annotated[str, Meta(pattern=_IDENTIFIER_RE.pattern)]
+Identifier = Annotated[str, Meta(pattern=rf"\A{_IDENTIFIER_RE.pattern}\Z")]
 # Given the data dir (and the URLs that are set), the URLs of running embedded servers.
 Embedded = Callable[[Path, str | None, str | None], tuple[str, str]]
 
@@ -77,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bdr_proxy_max_per_user: Annotated[int, Meta(ge=1, le=1000)] = 4
     # Proxy mode: a client that takes no chunk (128 KiB) for this long is cut off.
     bdr_proxy_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 60.0
+    # Empty: unset, for a process that never signs or checks a token (from_env's `needs_secret`).
     jwt_secret_key: str = ""
     jwt_leeway_seconds: Annotated[int, Meta(ge=0, le=600)] = 30  # clock skew on exp/iat/nbf
     jwt_audience: str | None = None  # when set, a token's `aud` must name it
@@ -109,7 +121,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     port: Port = 8080
     # Server processes sharing PORT (SO_REUSEPORT), each with its own pool and LISTEN connection.
     server_processes: Annotated[int, Meta(ge=1, le=256)] = 1
-    dev_mode: bool = field(default=False, name="PMD_DEV")  # unset: on when a URL is unset
+    # Development: unset URLs start embedded servers, and a per-checkout JWT secret is made.
+    # Never implied by a missing URL in a process's start-up (core/startup.py asks for it).
+    dev_mode: bool = field(default=False, name="PMD_DEV")
     auto_migrate: bool = True
     bdr_retry_base_seconds: Annotated[float, Meta(ge=0, le=600)] = 5.0
     # At least three missed heartbeats (every 5 s) before a run counts as dead.
@@ -164,6 +178,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         bdr = (self.bdr_path if self.bdr_path != Path() else data_dir / "bdr").resolve()
         for name, value in (("data_dir", data_dir), ("vault_path", vault), ("bdr_path", bdr)):
             msgspec.structs.force_setattr(self, name, value)
+        for variable, path in (
+            ("PMD_DATA_DIR", data_dir),
+            ("VAULT_PATH", vault),
+            ("BDR_PATH", bdr),
+        ):
+            if path.exists() and not path.is_dir():
+                raise ConfigError(f"{variable} ({path}) is not a folder.")
         if bdr.is_relative_to(vault):
             raise ConfigError(
                 f"BDR_PATH ({bdr}) must not be inside VAULT_PATH ({vault}): the host site "
@@ -182,23 +203,40 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")
-        if len(self.jwt_secret_key) < 32:
+        if self.jwt_secret_key and len(self.jwt_secret_key) < 32:
             raise ConfigError("JWT_SECRET_KEY must be at least 32 characters long.")
         alphabet = self.sqids_alphabet
         if len(set(alphabet)) != len(alphabet) or len(alphabet) < 3:
             raise ConfigError("SQIDS_ALPHABET must hold at least 3 distinct characters.")
-        base = self.artwork_base_url
-        if base is not None and not base.startswith(("http://", "https://")):
-            raise ConfigError("ARTWORK_BASE_URL must start with http:// or https://")
+        try:
+            Sqids(alphabet=alphabet, min_length=0)
+        except ValueError as exc:
+            raise ConfigError(f"SQIDS_ALPHABET: {exc}") from None
+        for variable, url in (("ARTWORK_BASE_URL", self.artwork_base_url),
+                              ("BASE_URL", self.base_url)):  # fmt: skip
+            if url is not None and not url.startswith(("http://", "https://")):
+                raise ConfigError(f"{variable} must start with http:// or https://, got {url!r}")
+        for variable, url in (("DATABASE_URL", self.database_url),
+                              ("DATABASE_DIRECT_URL", self.database_direct_url)):  # fmt: skip
+            if url is not None:
+                _check_postgres_url(variable, url)
+        for variable, url in (("REDIS_URL", self.redis_url),
+                              ("HOST_CACHE_REDIS_URL", self.host_cache_redis_url)):  # fmt: skip
+            if url is not None:
+                _check_redis_url(variable, url)
+        if self.sentry_dsn is not None:
+            _check_sentry_dsn(self.sentry_dsn)
+        if "@" not in parseaddr(self.mail_from)[1]:
+            raise ConfigError(
+                f"MAIL_FROM must be an email address (pmd@example.org, or "
+                f"PMD <pmd@example.org>), got {self.mail_from!r}"
+            )
         for origin in self.cors_origins:
             if not _ORIGIN_RE.fullmatch(origin):
                 raise ConfigError(
                     f"CORS_ORIGINS: {origin!r} is not an origin; list them as "
                     "scheme://host[:port], comma-separated (e.g. https://makapix.club)"
                 )
-        cache = self.host_cache_redis_url
-        if cache is not None and not cache.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError("HOST_CACHE_REDIS_URL must start with redis://, rediss:// or unix://")
         for name in ("artwork_base_url", "base_url"):
             value = getattr(self, name)
             if value is not None:
@@ -271,12 +309,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, embedded: Embedded | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        embedded: Embedded | None = None,
+        needs_secret: bool = True,
     ) -> Settings:
-        """The settings the environment gives. With DATABASE_URL or REDIS_URL unset, `embedded`
-        provides them (dev and tests); without it, that is a configuration error."""
+        """The settings the environment gives.
+
+        Every variable that is set is checked first (`check_env`), before anything is required,
+        written or started. With DATABASE_URL or REDIS_URL unset, `embedded` provides them (dev
+        and tests: the caller decides); without it, that is a configuration error naming the
+        missing variable. JWT_SECRET_KEY is required when `needs_secret`, outside dev mode
+        (where a per-checkout secret stands in); a process that never signs or checks a token
+        passes False and gets an empty secret when it is unset."""
         env = os.environ if env is None else env
         raw = _raw_values(env)
+        _check_values(raw)
         data_dir = Path(raw.get("PMD_DATA_DIR") or ".data").resolve()
         database_url, redis_url = raw.get("DATABASE_URL"), raw.get("REDIS_URL")
         missing = database_url is None or redis_url is None
@@ -284,10 +333,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             # Before anything is written (the dev secret below): this process cannot start.
             unset = [n for n in ("DATABASE_URL", "REDIS_URL") if raw.get(n) is None]
             verb = "is" if len(unset) == 1 else "are"
-            raise ConfigError(f"{' and '.join(unset)} {verb} required and not set.")
+            hint = (
+                ""
+                if raw.get("PMD_DEV")
+                else " (development only: PMD_DEV=1 starts embedded servers for unset URLs; "
+                "`make run` sets it)"
+            )
+            raise ConfigError(f"{' and '.join(unset)} {verb} required and not set{hint}.")
         raw.setdefault("PMD_DEV", missing)
-        if not raw.get("JWT_SECRET_KEY"):
-            if not _as_bool("PMD_DEV", raw["PMD_DEV"]):
+        if needs_secret and not raw.get("JWT_SECRET_KEY"):
+            if not raw["PMD_DEV"]:
                 raise ConfigError(
                     "JWT_SECRET_KEY is required outside dev mode: set it to a random string "
                     "of at least 32 characters (e.g. `python -c 'import secrets; "
@@ -296,10 +351,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raw["JWT_SECRET_KEY"] = dev_secret(data_dir)
         if missing:
             assert embedded is not None
-            # Every other variable is checked before anything is started for the missing URLs.
-            _convert(raw | {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://"})
             raw["DATABASE_URL"], raw["REDIS_URL"] = embedded(data_dir, database_url, redis_url)
         return _convert(raw)
+
+    @classmethod
+    def check_env(cls, env: Mapping[str, str] | None = None) -> None:
+        """Raise a ConfigError naming the first variable that is set and malformed (or a pair
+        that does not go together); require none. For commands that need no other setting
+        (`grants`), so that a mistake is reported by every command alike."""
+        _check_values(_raw_values(os.environ if env is None else env))
+
+
+def dev_requested(env: Mapping[str, str] | None = None) -> bool:
+    """Whether PMD_DEV asks for dev mode (only then may a process start embedded servers)."""
+    value = (os.environ if env is None else env).get("PMD_DEV", "")
+    return value != "" and _as_bool("PMD_DEV", value)
 
 
 _SECRET_FIELDS = frozenset({
@@ -337,6 +403,78 @@ def _raw_values(env: Mapping[str, str]) -> dict[str, Any]:
         else:
             raw[name] = value
     return raw
+
+
+# What `_check_values` gives the struct for required variables that are unset: it checks the
+# others (their absence is the caller's to report).
+_STAND_INS = {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://", "JWT_SECRET_KEY": "x" * 32}
+
+
+def _check_values(raw: dict[str, Any]) -> None:
+    """Every variable that is set, checked as the struct checks it, and HOST resolved: the
+    server binds it, the worker serves its metrics there (a name that does not resolve used to
+    end the server in a traceback)."""
+    checked = _convert(_STAND_INS | raw)
+    try:
+        socket.getaddrinfo(checked.host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(
+            f"HOST: {checked.host!r} is neither an address nor a name this machine resolves "
+            f"({why}); HOST and PORT say where the server listens (e.g. HOST=127.0.0.1, or "
+            "HOST=0.0.0.0 for every interface)."
+        ) from None
+
+
+def _check_postgres_url(variable: str, url: str) -> None:
+    """What asyncpg would refuse only when connecting (with a traceback): the scheme, a port
+    that is not a number, a bad IPv6 bracket, an unknown sslmode. Messages never repeat the URL,
+    which may hold a password."""
+    shape = "postgresql://user:password@host:5432/database"
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            given = f"not {parts.scheme}://" if "://" in url else "it has no scheme"
+            raise ConfigError(f"{variable} must start with postgresql:// ({shape}); {given}")
+        for host in parts.netloc.rpartition("@")[2].split(","):
+            tail = host.rpartition("]")[2] if host.startswith("[") else host
+            port = tail.rpartition(":")[2] if ":" in tail else ""
+            if port and not (_PORT_RE.fullmatch(port) and 0 < int(port) < 65536):
+                raise ConfigError(f"{variable}: the port {port!r} is not a port number ({shape})")
+        sslmode = parse_qs(parts.query).get("sslmode", [])
+        if any(mode not in _SSLMODES for mode in sslmode):
+            raise ConfigError(f"{variable}: sslmode must be one of {', '.join(sorted(_SSLMODES))}")
+    except ValueError as exc:  # urlsplit: "Invalid IPv6 URL"
+        raise ConfigError(f"{variable}: {exc} ({shape})") from None
+
+
+def _check_sentry_dsn(dsn: str) -> None:
+    """The shape sentry-sdk demands (it raises BadDsn, a traceback, at start-up otherwise),
+    checked whether or not the `sentry` extra is installed. The DSN's key is not repeated."""
+    shape = "https://<key>@<host>/<project id>, from the Sentry project's settings"
+    try:
+        parts = urlsplit(dsn)
+        fits = parts.scheme in ("http", "https") and bool(parts.hostname and parts.username)
+    except ValueError:  # a bad IPv6 bracket or port
+        fits = False
+    if not fits:
+        raise ConfigError(f"SENTRY_DSN is not a Sentry DSN ({shape})")
+    if not parts.path.strip("/"):
+        raise ConfigError(f"SENTRY_DSN names no project ({shape})")
+
+
+def _check_redis_url(variable: str, url: str) -> None:
+    """redis-py's own parsing (no connection is made): what it would raise at start-up."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        given = f"not {url.partition('://')[0]}://" if "://" in url else "it has no scheme"
+        raise ConfigError(
+            f"{variable} must start with redis://, rediss:// or unix:// "
+            f"(redis://host:6379/0); {given}"
+        )
+    try:
+        ConnectionPool.from_url(url)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{variable}: {exc}") from None
 
 
 def _convert(raw: dict[str, Any]) -> Settings:

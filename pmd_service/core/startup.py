@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from typing import NoReturn
@@ -20,7 +21,7 @@ from redis import exceptions as redis_errors
 
 from . import error_reports, logs
 from .db import connect
-from .settings import ConfigError, Embedded, Settings
+from .settings import ConfigError, Embedded, Settings, dev_requested
 
 log = logging.getLogger("pmd_service.startup")
 
@@ -35,22 +36,45 @@ class StartupError(Exception):
     """A service the process needs stayed unreachable: one line, exit status 1."""
 
 
-def load_settings(process: str, *, embedded: Embedded | None = None) -> Settings:
-    """Settings for `process`, or exit with one line naming the bad variable.
+def load_settings(
+    process: str,
+    *,
+    embedded: Embedded | None = None,
+    needs_secret: bool = True,
+    dev: bool = False,
+) -> Settings:
+    """Settings for `process`, or exit with one line naming the bad or missing variable.
 
-    With DATABASE_URL/REDIS_URL unset (dev only) `embedded` (`pmd_service.dev.embedded.services`,
-    passed by the entry points that allow it: the core knows nothing of development) starts or
-    joins the embedded servers; without it the URLs are required.
+    `embedded` (`pmd_service.dev.embedded.services`, passed by the entry points that allow it:
+    the core knows nothing of development) starts or joins the embedded servers for unset
+    DATABASE_URL/REDIS_URL, but only in dev mode, which is asked for explicitly: PMD_DEV=1, or
+    `dev` (the `dev` command). A production environment that forgot a URL stops here, naming
+    it, instead of starting a private Redis or PostgreSQL and a generated JWT secret.
+    `needs_secret`: False for a process that never signs or checks a token.
     """
     # Before anything can fail: even a bad setting is reported in the format asked for.
     logs.configure(logs.format_from_env())
+    env = dict(os.environ)
+    if dev and not env.get("PMD_DEV"):
+        env["PMD_DEV"] = "true"
     try:
-        settings = Settings.from_env(embedded=embedded)
+        allowed = embedded if dev_requested(env) else None
+        settings = Settings.from_env(env, embedded=allowed, needs_secret=needs_secret)
     except ConfigError as exc:
         stop(f"{process}: configuration error: {exc}", status=2)
     logs.configure(settings.log_format)
     configure_error_reporting(settings, process)
     return settings
+
+
+def check_env(process: str) -> None:
+    """For a command that needs no setting: every variable that is set is still checked, so
+    that a mistake is one line whichever command meets it first."""
+    logs.configure(logs.format_from_env())
+    try:
+        Settings.check_env()
+    except ConfigError as exc:
+        stop(f"{process}: configuration error: {exc}", status=2)
 
 
 def configure_error_reporting(settings: Settings, process: str) -> None:
@@ -68,47 +92,77 @@ def stop(line: str, *, status: int = 1) -> NoReturn:
     sys.exit(status)
 
 
-def wait_for_services(settings: Settings, process: str) -> None:
+def wait_for_services(
+    settings: Settings,
+    process: str,
+    *,
+    wait: float | None = None,
+    redis: bool = True,
+    wait_hint: str = "STARTUP_WAIT_SECONDS",
+) -> None:
     """`services_reachable` for a process's entry point: returns once both answer, or exits 1
     with one line."""
     try:
-        asyncio.run(services_reachable(settings, process))
+        asyncio.run(services_reachable(settings, process, wait=wait, redis=redis,
+                                       wait_hint=wait_hint))  # fmt: skip
     except StartupError as exc:
         stop(str(exc))
 
 
-async def services_reachable(settings: Settings, process: str) -> None:
-    """Wait until PostgreSQL and Redis both answer, for at most STARTUP_WAIT_SECONDS.
+async def services_reachable(
+    settings: Settings,
+    process: str,
+    *,
+    wait: float | None = None,
+    redis: bool = True,
+    wait_hint: str = "STARTUP_WAIT_SECONDS",
+) -> None:
+    """Wait until PostgreSQL and Redis both answer, for at most `wait` seconds
+    (STARTUP_WAIT_SECONDS unless given; `redis=False`: PostgreSQL only).
 
     Containers started together, a database restarting under the service, a Redis still
     loading its data: each try that fails is one warning line, and the next comes after a
-    growing pause. A refused password or a missing database is not waited for.
+    growing pause. A refused password or a missing database is not waited for. With no wait
+    (a command a person runs) there is one try, of up to TRY_TIMEOUT_SECONDS, and no warning:
+    its failure is the one line, naming `wait_hint`, the way to wait.
     """
-    wait = settings.startup_wait_seconds
+    wait = settings.startup_wait_seconds if wait is None else wait
     deadline = time.monotonic() + wait
     pause = FIRST_PAUSE_SECONDS
     tries = 0
+    names = "DATABASE_URL and REDIS_URL" if redis else "DATABASE_URL"
+    servers = "both servers run" if redis else "PostgreSQL runs"
     while True:
         tries += 1
-        timeout = max(0.5, min(TRY_TIMEOUT_SECONDS, deadline - time.monotonic()))
+        timeout = (
+            TRY_TIMEOUT_SECONDS
+            if wait == 0
+            else max(0.5, min(TRY_TIMEOUT_SECONDS, deadline - time.monotonic()))
+        )
         down = [
             problem
             for problem in (
                 await _postgres_problem(settings, process, timeout),
-                await _redis_problem(settings, process, timeout),
+                await _redis_problem(settings, process, timeout) if redis else None,
             )
             if problem is not None
         ]
         if not down:
             if tries > 1:
-                log.info("%s: PostgreSQL and Redis answer (try %d)", process, tries)
+                log.info("%s: %s answer (try %d)", process,
+                         "PostgreSQL and Redis" if redis else "PostgreSQL", tries)  # fmt: skip
             return
         left = deadline - time.monotonic()
         what = "; ".join(down)
         if left <= 0:
+            if wait == 0:
+                raise StartupError(
+                    f"{process}: {what}. Check {names}, and that {servers}; to wait for "
+                    f"{'them' if redis else 'it'}: {wait_hint}."
+                )
             raise StartupError(
-                f"{process}: gave up after {tries} tries in {wait:g} s (STARTUP_WAIT_SECONDS): "
-                f"{what}. Check DATABASE_URL and REDIS_URL, and that both servers run."
+                f"{process}: gave up after {tries} tries in {wait:g} s ({wait_hint}): "
+                f"{what}. Check {names}, and that {servers}."
             )
         pause = min(pause, left)
         log.warning("%s: %s (try %d; next in %.1f s)", process, what, tries, pause)

@@ -20,6 +20,7 @@ from ..core.db import connect
 from ..core.migrate import migrate
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
+from ..core.startup import load_settings
 from ..host.tokens import mint_token
 from .demo import load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
@@ -91,7 +92,8 @@ def banner(base: str, demo_sqid: str, token: str) -> str:
 
 
 def run_dev() -> int:
-    settings = Settings.from_env(embedded=services)
+    # Dev mode by the command itself (`make run` sets PMD_DEV=1 too): a bad setting is one line.
+    settings = load_settings("pmd dev", embedded=services, dev=True)
     _port_free(settings.host, settings.port)
     demo_sqid = asyncio.run(_prepare(settings))
 

@@ -16,6 +16,8 @@ ALGORITHM = "HS256"
 def mint_token(
     secret: str, sub: str, *, ttl_seconds: int = 3600, roles: list[str] | None = None
 ) -> str:
+    if not secret:  # a process started without JWT_SECRET_KEY (it needs none) signs nothing
+        raise ValueError("no JWT_SECRET_KEY: tokens cannot be signed")
     now = int(time.time())
     claims = {"sub": sub, "iat": now, "exp": now + ttl_seconds, "roles": roles or ["user"]}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
@@ -49,6 +51,8 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
     host that minted the token and this service (exp, iat, nbf). `aud` and `iss` are checked
     only when configured: the host sets neither.
     """
+    if not rules.secret:  # never an HMAC check against an empty key: no token is valid
+        raise unauthorized("The access token is not valid; sign in again.")
     require = ["exp", *(["aud"] if rules.audience else []), *(["iss"] if rules.issuer else [])]
     try:
         claims = jwt.decode(

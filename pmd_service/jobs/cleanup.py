@@ -1,4 +1,8 @@
-"""Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket."""
+"""Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket.
+
+`cleanup_dry_run` (`python -m pmd_service cleanup --dry-run`) counts what a run would do, with
+each statement's rows read by a SELECT of its own, in a read-only transaction.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,32 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import obstore
 from obstore.store import S3Store
 
-from ..core.objects import S3Access, StoreUrl
-from ..host.vault import BDR_PREFIX, EXPORTS_FOLDER, OWN_TEMP_RE, OWN_ZIP_RE
+from ..core.objects import S3Access, StoreUrl, incomplete_uploads
+from ..host.vault import (
+    BDR_PREFIX,
+    EXPORTS_FOLDER,
+    OWN_TEMP_RE,
+    OWN_ZIP_RE,
+    VaultPathError,
+    bdr_zip_path,
+    is_host_file,
+)
 from .context import state
-from .object_tidy import abort_dead_uploads, remove_orphan_objects
+from .object_tidy import SQL_LIVE_RUNS, abort_dead_uploads, remove_orphan_objects
+from .object_tidy import SQL_READY_FILES as SQL_READY_OBJECTS
+from .object_tidy import _own as own_object
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +89,41 @@ WHERE status IN ('failed', 'expired', 'cancelled')
 SQL_PURGE_MODERATOR_MARKS = """
 DELETE FROM moderator_deletions m
 WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
+"""
+
+# The dry run: the rows each statement above would change, read instead. A row the first step
+# would expire counts as expired for the purges after it, as in a run.
+_TERMINAL_AFTER_EXPIRY = (
+    "(status IN ('failed', 'expired', 'cancelled') OR (status = 'ready' AND expires_at <= now()))"
+)
+SQL_EXPIRE_DUE_PREVIEW = """
+SELECT id, file_path FROM batch_download_requests
+WHERE status = 'ready' AND expires_at <= now()
+"""
+SQL_EXPIRE_EXPORTS_DUE_PREVIEW = """
+SELECT p.file_path FROM export_parts p JOIN exports e ON e.id = p.export_id
+WHERE e.status IN ('ready', 'failed') AND e.expires_at <= now() AND p.status = 'ready'
+"""
+SQL_PURGE_TERMINAL_PREVIEW = f"""
+SELECT count(*) FROM batch_download_requests
+WHERE {_TERMINAL_AFTER_EXPIRY}
+  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
+"""
+SQL_PURGE_EVENTS_PREVIEW = (
+    "SELECT count(*) FROM bdr_events WHERE created_at < now() - interval '1 day'"
+)
+# Those the purge above leaves (younger), whose user the host deleted.
+SQL_PURGE_USERS_GONE_PREVIEW = f"""
+SELECT count(*) FROM batch_download_requests b
+WHERE {_TERMINAL_AFTER_EXPIRY}
+  AND coalesce(completed_at, created_at) >= now() - make_interval(days => $1)
+  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
+"""
+SQL_PURGE_EXPORTS_PREVIEW = f"""
+SELECT count(*) FROM exports
+WHERE {_TERMINAL_AFTER_EXPIRY}
+  AND (expires_at IS NULL OR expires_at <= now())
+  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
 """
 
 
@@ -209,3 +264,109 @@ async def _tidy_folder(pool: asyncpg.Pool, root: Path) -> dict[str, int]:
     folders += await asyncio.to_thread(remove_empty_export_folders, root)
     return {"temp_files_removed": len(parts), "orphan_zips_removed": len(orphans) + len(stale),
             "folders_removed": folders}  # fmt: skip
+
+
+async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
+    """What `cleanup_expired_bdrs` would do now, in the same summary (plus `dry_run`), changing
+    nothing: the database is read in a read-only transaction, the folder or bucket only listed."""
+    st = state(ctx)
+    days = TERMINAL_RETENTION_DAYS
+    async with st.pool.acquire() as conn, conn.transaction(readonly=True):
+        expired = await conn.fetch(SQL_EXPIRE_DUE_PREVIEW)
+        parts = await conn.fetch(SQL_EXPIRE_EXPORTS_DUE_PREVIEW)
+        log.info(
+            "cleanup (dry run): %d downloads past their expiry would be expired, their ZIPs "
+            "removed; %d parts of expired exports removed", len(expired), len(parts),
+        )  # fmt: skip
+        purged = int(await conn.fetchval(SQL_PURGE_TERMINAL_PREVIEW, days))
+        purged += int(await conn.fetchval(SQL_PURGE_USERS_GONE_PREVIEW, days))
+        purged += int(await conn.fetchval(SQL_PURGE_EXPORTS_PREVIEW, days))
+        events = int(await conn.fetchval(SQL_PURGE_EVENTS_PREVIEW))
+        log.info("cleanup (dry run): %d old finished requests and %d old events would be purged",
+                 purged, events)  # fmt: skip
+        if st.zips.store is not None:
+            assert st.zips.bucket is not None
+            log.info("cleanup (dry run): listing s3://%s/%s", st.zips.bucket.bucket,
+                     st.zips.bucket.prefix)  # fmt: skip
+            tidy = await _tidy_bucket_preview(conn, st.zips.store, st.zips.bucket,
+                                              st.settings.s3_access)  # fmt: skip
+        else:
+            root = st.settings.bdr_path
+            log.info("cleanup (dry run): listing the folder %s", root)
+            due = [r["file_path"] for r in [*expired, *parts]]
+            tidy = await _tidy_folder_preview(conn, root, due)
+    return {
+        "dry_run": True,
+        "expired": len(expired),
+        "export_parts_expired": len(parts),
+        "purged": purged,
+        "events_purged": events,
+        **tidy,
+    }
+
+
+async def _tidy_folder_preview(conn: Conn, root: Path, due: list[str | None]) -> dict[str, int]:
+    """`_tidy_folder`'s counts, and the folders it would find empty once the files of the
+    expired rows (`due`) and its own are gone."""
+    temps, zips = await asyncio.to_thread(old_files, root, time.time())
+    stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
+    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
+    orphans = [path for name, path in stored.items() if name not in kept]
+    export_files = await asyncio.to_thread(old_export_files, root, time.time())
+    named = {f"{BDR_PREFIX}{EXPORTS_FOLDER}/{f.parent.name}/{f.name}": f for f in export_files}
+    kept_parts = {r["file_path"] for r in await conn.fetch(SQL_READY_PARTS, list(named))}
+    stale = [path for name, path in named.items() if name not in kept_parts]
+    gone = {*temps, *orphans, *stale}
+    for file_path in due:
+        if file_path and not is_host_file(file_path):
+            with contextlib.suppress(VaultPathError):
+                gone.add(bdr_zip_path(root, file_path))
+    folders = await asyncio.to_thread(_folders_left_empty, root, gone)
+    return {"temp_files_removed": len(temps), "orphan_zips_removed": len(orphans) + len(stale),
+            "folders_removed": folders}  # fmt: skip
+
+
+def _folders_left_empty(root: Path, gone: set[Path]) -> int:
+    """The user folders and export folders that would hold nothing once `gone` is removed (what
+    `remove_files_and_empty_folders` and `remove_empty_export_folders` count)."""
+
+    def emptied(folder: Path) -> bool:
+        try:
+            return all(entry in gone for entry in folder.iterdir())
+        except OSError:
+            return False
+
+    if not root.is_dir():
+        return 0
+    count = sum(1 for d in root.iterdir() if d.is_dir() and not d.is_symlink() and emptied(d))
+    exports = root / EXPORTS_FOLDER
+    if exports.is_dir() and not exports.is_symlink():
+        count += sum(
+            1 for d in exports.iterdir() if d.is_dir() and not d.is_symlink() and emptied(d)
+        )
+    return count
+
+
+async def _tidy_bucket_preview(
+    conn: Conn, store: S3Store, bucket: StoreUrl, access: S3Access
+) -> dict[str, int]:
+    """`_tidy_bucket`'s counts from listings alone (object_tidy's rules: the same names, ages
+    and rows)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=TEMP_MAX_AGE_SECONDS)
+    uploads = await incomplete_uploads(bucket, access)
+    owned = {u.upload_id: own_object(u.key) for u in uploads}
+    ids: list[uuid.UUID] = list({o[0] for o in owned.values() if o is not None})
+    live = {(r["id"], r["run"]) for r in await conn.fetch(SQL_LIVE_RUNS, ids)} if ids else set()
+    dead = sum(
+        1
+        for u in uploads
+        if ((own := owned[u.upload_id]) is None and u.initiated < cutoff)
+        or (own is not None and own not in live)
+    )
+    candidates: set[str] = set()
+    async for batch in obstore.list(store, chunk_size=1000):
+        for meta in batch:
+            if own_object(meta["path"]) is not None and meta["last_modified"] < cutoff:
+                candidates.add(f"{BDR_PREFIX}{meta['path']}")
+    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_OBJECTS, list(candidates))}
+    return {"uploads_aborted": dead, "orphan_zips_removed": len(candidates - kept)}

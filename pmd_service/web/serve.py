@@ -96,7 +96,7 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
             loop=loop,
         )
     except OSError as exc:
-        if "bind" not in str(exc):
+        if "bind" not in str(exc) and not isinstance(exc, socket.gaierror):
             raise
         _cannot_listen(settings, exc)
     except MetricsPortError as exc:
@@ -106,6 +106,12 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
 
 
 def _cannot_listen(settings: Settings, exc: OSError) -> NoReturn:
+    if isinstance(exc, socket.gaierror):
+        # The settings resolved HOST at start; a name can still stop resolving since (DNS).
+        stop(
+            f"{PROCESS}: cannot listen on {settings.host}:{settings.port}: HOST does not "
+            f"resolve ({exc.strerror}). HOST and PORT say where the server listens."
+        )
     why = _BIND_ERRORS.get(exc.errno or 0)
     if why is None:
         raise exc

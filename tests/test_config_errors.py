@@ -1,0 +1,268 @@
+"""Every configuration mistake is one line naming the variable, from every entry point.
+
+docs/configuration.md promises it; `REDIS_URL=localhost:6379` (no scheme) used to end `stats`,
+`serve` and `worker` in 35 lines of redis-py's traceback, `HOST=localhostt` the server in 42
+lines of `socket.gaierror`, and a production environment that forgot REDIS_URL started quietly
+with a private embedded Redis and a generated JWT secret.
+
+Each case runs one entry point in a subprocess, as an operator would, and passes when it exits
+with status 2, prints nothing on stdout, and prints exactly one line on stderr, which names the
+variable (and no traceback). The environment is otherwise complete and valid, with PostgreSQL
+and Redis URLs where nothing listens and STARTUP_WAIT_SECONDS=0: a mistake that went unnoticed
+would end in a line about an unreachable server (or a traceback), not in the expected line.
+
+Coverage (the runs go in parallel; about 120 processes):
+
+- every entry point: `python server.py`, `python -m pmd_service serve`, `… worker`, `arq
+  worker.WorkerSettings`, `… dev`, and every other CLI command (`migrate`, `grants`, `token`,
+  `requeue`, `sweep`, `cleanup`, `stats`, through the `pmd-service` console script,
+  `import-host-bdrs`, `check-host`);
+- every entry point gets the two mistakes of the issue (REDIS_URL without a scheme, HOST that
+  does not resolve), and every entry point that needs the URLs gets the half-configured
+  production (DATABASE_URL set, REDIS_URL forgotten, PMD_DEV unset). `grants` connects nowhere
+  and requires nothing; `dev` is dev mode, where unset URLs start embedded servers;
+- every entry point that signs or checks tokens (the server, the worker, `token`) gets
+  JWT_SECRET_KEY unset;
+- every setting (each field of `Settings`, checked below) gets a bad value, of its kind (a URL
+  without its scheme, a number out of its bounds or not a number, a boolean or a choice that is
+  neither, a file where a folder belongs, a pair that does not go together), and these cases are
+  dealt out over the entry points in turn, so each entry point meets several kinds. All entry
+  points read the settings through one function (`Settings.from_env`, or `check_env` for
+  `grants`), which tests/test_settings.py runs in-process for every setting too. The settings in
+  FREE_TEXT accept any text: nothing to refuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from pmd_service.core.settings import Settings
+from tests.helpers import CHECKOUT, SECRET, free_port
+from tests.procs import ARQ_WORKER, CLI
+
+SCRIPT = str(Path(sys.executable).with_name("pmd-service"))
+ENTRY_POINTS = {
+    "server.py": [sys.executable, "server.py"],
+    "serve": [*CLI, "serve"],
+    "worker": [*CLI, "worker"],
+    "arq worker.WorkerSettings": ARQ_WORKER,
+    "dev": [*CLI, "dev"],
+    "migrate": [*CLI, "migrate"],
+    "grants": [*CLI, "grants", "--role", "pmd"],
+    "token": [*CLI, "token", "Op1"],
+    "requeue": [*CLI, "requeue", str(uuid.uuid4())],
+    "sweep": [*CLI, "sweep"],
+    "cleanup": [*CLI, "cleanup"],
+    "stats": [SCRIPT, "stats"],
+    "import-host-bdrs": [*CLI, "import-host-bdrs"],
+    "check-host": [*CLI, "check-host"],
+}
+NEEDS_SECRET = ("server.py", "serve", "worker", "arq worker.WorkerSettings", "token")
+NEEDS_URLS = [name for name in ENTRY_POINTS if name not in ("grants", "dev")]
+
+FILE = "<a file>"  # stands for a file where a folder belongs
+BAD = {
+    "DATABASE_URL": "localhost:5432/pmd",
+    "REDIS_URL": "localhost:6379",
+    "PMD_DATA_DIR": FILE,
+    "VAULT_PATH": FILE,
+    "BDR_PATH": FILE,
+    "PMD_SCHEMA": "Bad-Name",
+    "HOST_SCHEMA": "public schema",
+    "ARTWORK_BASE_URL": "vault.example.org",
+    "BDR_STORE": "bucket/prefix",
+    "ARTWORK_STORE": "s3://A",
+    "AWS_ENDPOINT_URL": "s3.example.org",
+    "BDR_DOWNLOAD_MODE": "stream",
+    "BDR_SIGNED_URL_SECONDS": "5",
+    "STORE_TIMEOUT_SECONDS": "soon",
+    "STORE_IDLE_SECONDS": "0",
+    "BDR_PROXY_MAX_DOWNLOADS": "0",
+    "BDR_PROXY_MAX_PER_USER": "many",
+    "BDR_PROXY_IDLE_SECONDS": "-1",
+    "JWT_SECRET_KEY": "short",
+    "JWT_LEEWAY_SECONDS": "3600",
+    "SQIDS_ALPHABET": "aab",
+    "BASE_URL": "pmd.example.org",
+    "SMTP_PORT": "0",
+    "SMTP_STARTTLS": "maybe",
+    "SMTP_TIMEOUT": "0",
+    "MAIL_FROM": "nobody",
+    "BDR_DAILY_LIMIT": "0",
+    "BDR_MAX_BYTES": "2GB",
+    "BDR_DAILY_BYTES": "0",
+    "BDR_MIN_FREE_BYTES": "-1",
+    "BDR_EXPIRY_DAYS": "400",
+    "EXPORT_PART_BYTES": "1",
+    "EXPORT_MIN_PART_BYTES": "0",
+    "EXPORT_MAX_PART_BYTES": "lots",
+    "EXPORT_COOLDOWN_SECONDS": "-5",
+    "EXPORT_CONCURRENCY": "17",
+    "HOST": "localhostt",
+    "PORT": "eighty",
+    "SERVER_PROCESSES": "0",
+    "PMD_DEV": "maybe",
+    "AUTO_MIGRATE": "sometimes",
+    "BDR_RETRY_BASE_SECONDS": "601",
+    "BDR_STALE_SECONDS": "5",
+    "BDR_PENDING_GRACE_SECONDS": "-1",
+    "ARTWORK_FETCH_CONCURRENCY": "0",
+    "SSE_MAX_PER_USER": "0",
+    "SSE_PING_SECONDS": "0",
+    "SSE_QUEUE_SIZE": "0",
+    "SSE_LIVENESS_SECONDS": "0",
+    "SSE_ACCESS_CHECK_SECONDS": "0",
+    "SSE_FIRST_EVENT_HOLD_MS": "6000",
+    "MAX_BODY_BYTES": "-1",
+    "LOG_FORMAT": "xml",
+    "STARTUP_WAIT_SECONDS": "-1",
+    "METRICS_PORT": "70000",
+    "SERVER_METRICS_PORT": "metrics",
+    "CORS_ORIGINS": "makapix.club",
+    "HOST_CACHE_REDIS_URL": "cache:6379",
+    "SENTRY_DSN": "nonsense",
+    "SENTRY_TRACES_SAMPLE_RATE": "2",
+    "DB_POOL_MIN": "20",
+    "DB_POOL_MAX": "0",
+    "WORKER_DB_POOL_MAX": "0",
+    "DB_ACQUIRE_TIMEOUT": "0",
+    "DATABASE_DIRECT_URL": "postgresql://db:port/pmd",
+    "DATABASE_POOLER": "pgpool",
+    "SHUTDOWN_GRACE_SECONDS": "0",
+}
+FREE_TEXT = {
+    "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    "JWT_AUDIENCE", "JWT_ISSUER", "SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD",
+    "HOST_CACHE_PATTERNS", "SENTRY_ENVIRONMENT", "SENTRY_RELEASE",
+}  # fmt: skip
+UNSET = None
+
+
+@dataclass(frozen=True)
+class Case:
+    entry: str
+    variable: str
+    value: str | None  # None: the variable is left unset
+
+    @property
+    def id(self) -> str:
+        return f"{self.entry}: {self.variable}={'(unset)' if self.value is None else self.value}"
+
+
+def _cases() -> list[Case]:
+    cases = [Case(entry, "REDIS_URL", "localhost:6379") for entry in ENTRY_POINTS]
+    cases += [Case(entry, "HOST", "localhostt") for entry in ENTRY_POINTS]
+    cases += [Case(entry, "REDIS_URL", UNSET) for entry in NEEDS_URLS]
+    cases += [Case(entry, "JWT_SECRET_KEY", UNSET) for entry in NEEDS_SECRET]
+    entries = list(ENTRY_POINTS)
+    dealt = sorted(set(BAD) - {"REDIS_URL", "HOST"})
+    cases += [Case(entries[i % len(entries)], v, BAD[v]) for i, v in enumerate(dealt)]
+    return cases
+
+
+CASES = _cases()
+# The processes run in the first test's set-up: on a busy machine that takes minutes.
+pytestmark = pytest.mark.timeout(900)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    out: str
+    err: str
+
+
+def _env(data: Path, case: Case) -> dict[str, str]:
+    fields = msgspec.inspect.type_info(Settings)
+    assert isinstance(fields, msgspec.inspect.StructType)
+    names = {f.encode_name for f in fields.fields}
+    # Nothing of the developer's own environment that names a setting.
+    env = {k: v for k, v in os.environ.items() if k not in names and not k.startswith("PMD_")}
+    env |= {
+        "DATABASE_URL": f"postgresql://pmd@127.0.0.1:{CLOSED_PORT}/pmd",
+        "REDIS_URL": f"redis://127.0.0.1:{CLOSED_PORT}/0",
+        "JWT_SECRET_KEY": SECRET,
+        "PMD_DATA_DIR": str(data),
+        "STARTUP_WAIT_SECONDS": "0",
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "METRICS_PORT": "0",
+        "AUTO_MIGRATE": "false",
+        "LOG_FORMAT": "text",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if case.value is None:
+        env.pop(case.variable)
+    else:
+        env[case.variable] = str(data / "a-file") if case.value == FILE else case.value
+    return env
+
+
+CLOSED_PORT = free_port()  # nothing listens there
+
+
+async def _run(case: Case, data: Path, slots: asyncio.Semaphore) -> Outcome:
+    async with slots:
+        proc = await asyncio.create_subprocess_exec(
+            *ENTRY_POINTS[case.entry],
+            cwd=CHECKOUT,
+            env=_env(data, case),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            out, err = await proc.communicate()
+        assert proc.returncode is not None
+        return Outcome(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[Case, Outcome]:
+    """Every case, run at once (a few processes at a time)."""
+    data = tmp_path_factory.mktemp("config-errors")
+    (data / "a-file").write_text("not a folder\n")
+
+    async def run_all() -> dict[Case, Outcome]:
+        slots = asyncio.Semaphore(max(2, (os.cpu_count() or 2) + 1))
+        results = await asyncio.gather(*(_run(case, data, slots) for case in CASES))
+        return dict(zip(CASES, results, strict=True))
+
+    return asyncio.run(run_all())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_one_line_naming_the_variable(case: Case, outcomes: dict[Case, Outcome]) -> None:
+    got = outcomes[case]
+    shown = f"status {got.status}\n--- stdout:\n{got.out}\n--- stderr:\n{got.err}"
+    lines = [line for line in got.err.splitlines() if line.strip()]
+    assert got.status == 2, shown
+    assert "Traceback" not in got.err, shown
+    assert got.out == "", shown
+    assert len(lines) == 1, shown
+    assert case.variable in lines[0], shown
+    assert "configuration error" in lines[0], shown
+
+
+def test_every_setting_and_every_entry_point_is_covered() -> None:
+    info = msgspec.inspect.type_info(Settings)
+    assert isinstance(info, msgspec.inspect.StructType)
+    variables = {f.encode_name for f in info.fields}
+    assert set(BAD) | FREE_TEXT == variables, "give each new setting a bad value, or say why not"
+    assert not set(BAD) & FREE_TEXT
+    assert {case.variable for case in CASES} >= set(BAD)
+    assert {case.entry for case in CASES} == set(ENTRY_POINTS)
+    # Each entry point meets mistakes of several kinds, not only the two of the issue.
+    for entry in ENTRY_POINTS:
+        assert len({c.variable for c in CASES if c.entry == entry}) >= 5, entry

@@ -1,0 +1,361 @@
+"""The CLI as an operator expects it: a `pmd-service` command whose --help says what it is for,
+commands that require only what they use, a person not kept waiting 30 s for a database that is
+down, each result printed once, `cleanup --dry-run`, and `check-host` on a development
+database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import tomllib
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import obstore
+import pytest
+from msgspec.structs import replace
+
+from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from harness.stack import database_env
+from pmd_service.__main__ import main
+from pmd_service.core.objects import incomplete_uploads, open_store
+from pmd_service.core.settings import Settings
+from pmd_service.jobs import cleanup as cleanup_module
+from pmd_service.jobs.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+from pmd_service.jobs.context import job_context
+from tests.factories import Factory
+from tests.helpers import CHECKOUT, SECRET, TABLES, free_port, on_port
+from tests.procs import CLI, process_env, run
+
+SCRIPT = Path(sys.executable).with_name("pmd-service")
+
+
+@pytest.fixture
+def cli(
+    settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
+) -> Settings:
+    """The environment of an operator's shell on the test database (no JWT_SECRET_KEY: each
+    test sets it when it wants it); `main` run in-process."""
+    for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
+        monkeypatch.delenv(name)
+    for name, value in database_env(settings).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("AUTO_MIGRATE", "false")
+    monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
+    monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
+    monkeypatch.setenv("BDR_PATH", str(settings.bdr_path))
+
+    async def reset() -> None:
+        conn = await asyncpg.connect(admin_database_url)
+        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        await conn.close()
+
+    asyncio.run(reset())
+    # The CLI configures logging for the process; give the next tests theirs back.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    return settings
+
+
+def _sql(admin_url: str, query: str, *args: object) -> object:
+    async def go() -> object:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+# --- the command itself ----------------------------------------------------------------------
+
+
+def test_the_console_script_and_what_its_help_says_first() -> None:
+    """`pmd-service` is installed by the package ([project.scripts]); its --help starts with
+    what the tool is for (it used to start with "Operations CLI: `python -m pmd_service
+    --help`")."""
+    scripts = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"pmd-service": "pmd_service.__main__:main"}
+    assert SCRIPT.exists(), "reinstall the package (make .venv/.installed)"
+    done = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, check=True)  # fmt: skip
+    usage, what, *_ = done.stdout.split("\n\n")
+    assert usage.startswith("usage: pmd-service [-h] [--version] COMMAND")
+    assert what.startswith("The Post Management Dashboard's backend for a pixel-art site: ")
+    assert "bulk" in what and "ZIP" in what
+    version = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True, timeout=60,
+                             check=True)  # fmt: skip
+    assert version.stdout.startswith("pmd-service ")
+    # The module form names itself so.
+    done = subprocess.run([*CLI, "stats", "--help"], capture_output=True, text=True, timeout=60,
+                          cwd=CHECKOUT, check=True)  # fmt: skip
+    assert done.stdout.startswith("usage: python -m pmd_service stats [-h] [--wait SECONDS]")
+
+
+# --- required only where used ----------------------------------------------------------------
+
+
+def test_commands_that_sign_no_token_need_no_jwt_secret(
+    capsys: pytest.CaptureFixture[str], cli: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["migrate"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert main(["stats"]) == 0
+    assert "queue_depth" in json.loads(capsys.readouterr().out)
+    assert main(["check-host", "--dev-database"]) in (0, 1)  # what it finds is another test's
+    assert main(["sweep"]) == 0 and main(["cleanup"]) == 0
+    assert "JWT_SECRET_KEY" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:  # the one that signs
+        main(["token", "Op1"])
+    assert stopped.value.code == 2
+    assert "JWT_SECRET_KEY is required" in capsys.readouterr().err
+    monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
+    assert main(["token", "Op1"]) == 2  # now it gets as far as the user
+    assert "no user has the public id 'Op1'" in capsys.readouterr().err
+
+
+# --- a person is not kept waiting ------------------------------------------------------------
+
+
+async def test_a_person_learns_within_seconds_that_the_database_is_down(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A command a person runs tries once (it used to wait the server's 30 s, ten warning
+    lines); --wait, or STARTUP_WAIT_SECONDS set, makes it wait."""
+    down = replace(
+        settings,
+        database_url=on_port(settings.database_url, free_port()),
+        database_direct_url=None,
+        database_pooler="none",
+    )
+    env = process_env(down, tmp_path)  # STARTUP_WAIT_SECONDS unset, as in a shell
+    for argv in (["stats"], ["migrate"], ["check-host"]):
+        started = time.monotonic()
+        code, proc = await run([*CLI, *argv], env, within=60)
+        assert code == 1, proc.log()
+        assert time.monotonic() - started < 10, proc.log()
+        assert proc.out == [] and len(proc.err) == 1, proc.log()
+        assert "PostgreSQL is unreachable" in proc.err[0], proc.log()
+        assert "to wait for" in proc.err[0] and "--wait SECONDS" in proc.err[0], proc.log()
+        # migrate and check-host need no Redis: they neither look for it nor name it.
+        assert ("REDIS_URL" in proc.err[0]) is (argv == ["stats"]), proc.log()
+    code, proc = await run([*CLI, "migrate", "--wait", "1.2"], env, within=60)
+    assert code == 1, proc.log()
+    *tries, last = proc.err
+    assert len(tries) >= 2 and all("(try " in line for line in tries), proc.log()
+    assert "gave up after" in last and "(--wait)" in last, proc.log()
+
+
+# --- each result once --------------------------------------------------------------------------
+
+
+def test_each_result_is_printed_once(
+    capsys: pytest.CaptureFixture[str], cli: Settings, admin_database_url: str
+) -> None:
+    """The sweep and the cleanup log their summary (the worker's log has nothing else); run
+    from the CLI that summary is the result on stdout, and not a log line as well."""
+    user_id = _sql(
+        admin_database_url, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id"
+    )
+    _sql(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
+                             " VALUES ($1, '{1}', 1)", user_id)  # fmt: skip
+    assert main(["sweep"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["requeued"] == 1
+    assert "re-enqueued" not in err, err
+    for argv in (["cleanup"], ["cleanup", "--dry-run"]):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        summary = json.loads(out)
+        assert str({k: v for k, v in summary.items() if k != "dry_run"}) not in err, err
+        assert len(err.splitlines()) == 3, err  # its steps
+
+
+# --- cleanup --dry-run -----------------------------------------------------------------------
+
+
+async def _scenario(factory: Factory, root: Path) -> None:
+    """A bit of everything the cleanup does, in the BDR folder and the database."""
+    now = datetime.now(UTC)
+    two_hours_ago = time.time() - 7200
+    a, b = await factory.user(), await factory.user()
+    post = await factory.post(a)
+
+    async def bdr(user_id: int, status: str, done_days: float, expires_days: float | None,
+                  with_file: bool = False, owner_sqid: str = "") -> None:  # fmt: skip
+        bdr_id = uuid.uuid4()
+        path = f"bdr/{owner_sqid}/pmd-{bdr_id}.zip" if with_file else None
+        await factory.pool.execute(
+            """INSERT INTO batch_download_requests (id, user_id, post_ids, artwork_count, status,
+                   created_at, completed_at, expires_at, file_path)
+               VALUES ($1, $2, $3, 1, $4, $5, $5, $6, $7)""",
+            bdr_id, user_id, [post.id], status, now - timedelta(days=done_days),
+            None if expires_days is None else now + timedelta(days=expires_days), path,
+        )  # fmt: skip
+        if with_file:
+            (root / owner_sqid).mkdir(parents=True, exist_ok=True)
+            (root / owner_sqid / f"pmd-{bdr_id}.zip").write_bytes(b"PK")
+
+    await bdr(a.id, "ready", 8, -1, with_file=True, owner_sqid=a.sqid)  # expires; folder emptied
+    await bdr(b.id, "ready", 1, 6, with_file=True, owner_sqid=b.sqid)  # kept
+    await bdr(a.id, "ready", 20, -13)  # expires, then is purged in the same run
+    await bdr(a.id, "failed", 20, None)  # purged
+    await bdr(a.id, "failed", 2, None)  # kept: young
+    await bdr(999_999, "cancelled", 1, None)  # purged: its user is gone
+    await factory.pool.execute("UPDATE bdr_events SET created_at = now() - interval '25 hours'")
+    await bdr(a.id, "pending", 0, None)  # its event is young
+    # Files: a temp file of a dead run (its folder then empty), an orphan ZIP, an empty folder.
+    dead = root / "c"
+    dead.mkdir()
+    (dead / f".pmd-{uuid.uuid4()}.0123abcd.part").write_bytes(b"partial")
+    (root / b.sqid / f"pmd-{uuid.uuid4()}.zip").write_bytes(b"PK")
+    (root / "nobody").mkdir()
+    # Exports: one past its expiry with two parts on disk, one failed long ago, and a stale file
+    # in the folder of a ready one.
+    due, live = uuid.uuid4(), uuid.uuid4()
+    for export_id, status, done_days, expires_days in (
+        (due, "ready", 8, -1), (uuid.uuid4(), "failed", 20, None), (live, "ready", 1, 6),
+    ):  # fmt: skip
+        await factory.pool.execute(
+            """INSERT INTO exports (id, user_id, status, part_bytes, created_at, completed_at,
+                   expires_at) VALUES ($1, $2, $3, 1000000, $4, $4, $5)""",
+            export_id, a.id, status, now - timedelta(days=done_days),
+            None if expires_days is None else now + timedelta(days=expires_days),
+        )  # fmt: skip
+    (root / "pmd-exports" / str(due)).mkdir(parents=True)
+    for number in (1, 2):
+        await factory.pool.execute(
+            """INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
+                   estimated_bytes, file_path) VALUES ($1, $2, 'ready', $3, 1, 1, $4)""",
+            due, number, [post.id], f"bdr/pmd-exports/{due}/part-{number}.zip",
+        )  # fmt: skip
+        (root / "pmd-exports" / str(due) / f"part-{number}.zip").write_bytes(b"PK")
+    (root / "pmd-exports" / str(live)).mkdir()
+    (root / "pmd-exports" / str(live) / "part-9.zip").write_bytes(b"PK")
+    _age(root, two_hours_ago)
+
+
+def _age(root: Path, mtime: float) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, (mtime, mtime))
+
+
+def _files(root: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(root)), p.stat().st_mtime_ns) for p in root.rglob("*"))
+
+
+async def _state(pool: asyncpg.Pool, root: Path) -> tuple[object, ...]:
+    """Every row the cleanup may touch, and every file and folder under BDR_PATH."""
+    rows = []
+    for table in ("batch_download_requests", "exports", "export_parts", "bdr_events"):
+        rows.append(sorted(map(str, await pool.fetch(f"SELECT * FROM {table}"))))
+    return (*rows, _files(root))
+
+
+async def test_the_dry_run_says_what_a_run_does_and_changes_nothing(
+    factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    await _scenario(factory, settings.bdr_path)
+    before = await _state(factory.pool, settings.bdr_path)
+    preview = await cleanup_dry_run(worker_ctx)
+    assert await _state(factory.pool, settings.bdr_path) == before
+    done = await cleanup_expired_bdrs(worker_ctx)
+    assert preview == {"dry_run": True, **done}
+    # Every count is at work here: the equality above is not one of zeros.
+    assert done == {
+        "expired": 2, "export_parts_expired": 2, "purged": 4, "events_purged": 6,
+        "temp_files_removed": 1, "orphan_zips_removed": 2, "folders_removed": 5,
+    }  # fmt: skip
+    assert await _state(factory.pool, settings.bdr_path) != before
+    # The run after: what the first left (the exports' folder, emptied last) is found again.
+    assert await cleanup_dry_run(worker_ctx) == {
+        "dry_run": True,
+        **await cleanup_expired_bdrs(worker_ctx),
+    }
+
+
+async def test_the_dry_run_in_a_bucket(
+    factory: Factory, settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """With BDR_STORE in a bucket: the uploads it would abort and the ZIPs it would remove are
+    only listed."""
+    from aiobotocore.session import get_session
+
+    in_bucket = replace(
+        settings, bdr_store=f"s3://{s3_bucket}/{s3_prefix}/zips", aws_endpoint_url=seaweed.endpoint,
+        aws_region=REGION, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+    )  # fmt: skip
+    bucket = in_bucket.bdr_bucket
+    assert bucket is not None
+    store = open_store(bucket, in_bucket.s3_access)
+    await obstore.put_async(store, f"someone/pmd-{uuid.uuid4()}.0badc0de.zip", b"orphan")
+    await obstore.put_async(store, "someone/notes.txt", b"not the service's")
+    async with get_session().create_client(
+        "s3", endpoint_url=seaweed.endpoint, region_name=REGION,
+        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+    ) as s3:  # fmt: skip
+        await s3.create_multipart_upload(
+            Bucket=s3_bucket, Key=bucket.key(f"someone/pmd-{uuid.uuid4()}.deadbeef.zip")
+        )
+    monkeypatch.setattr(cleanup_module, "TEMP_MAX_AGE_SECONDS", 0)
+
+    def listed() -> list[str]:
+        return sorted(m["path"] for batch in obstore.list(store) for m in batch)
+
+    objects = listed()
+    async with job_context(in_bucket) as ctx:
+        preview = await cleanup_dry_run(ctx)
+        assert listed() == objects
+        assert len(await incomplete_uploads(bucket, in_bucket.s3_access)) == 1
+        done = await cleanup_expired_bdrs(ctx)
+    assert preview == {"dry_run": True, **done}
+    assert done["orphan_zips_removed"] == 1 and done["uploads_aborted"] == 1
+
+
+def test_the_dry_run_from_the_command_line(
+    capsys: pytest.CaptureFixture[str], cli: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTO_MIGRATE", "true")  # a dry run migrates nothing either
+    assert main(["cleanup", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["dry_run"] is True
+    assert "(dry run)" in err and "applied migration" not in err
+
+
+# --- check-host on a development database ----------------------------------------------------
+
+
+def test_check_host_on_a_development_database(
+    capsys: pytest.CaptureFixture[str], cli: Settings
+) -> None:
+    """The test database's host tables are stand-ins (`migrate --with-host-tables`): without
+    --dev-database that is the finding, saying the flag is what a development database needs;
+    with it, one quiet line and exit 0."""
+    assert main(["check-host"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1, out
+    assert "stand-ins" in out and "check DATABASE_URL" in out and "--dev-database" in out
+    assert main(["check-host", "--dev-database"]) == 0
+    out, err = capsys.readouterr()
+    assert (
+        out
+        == "development database: the stand-in host tables in schema public fit what the service needs\n"
+    )
+    assert "WARNING" not in out + err
