@@ -41,6 +41,10 @@ async def test_post_to_ready_zip(
         await factory.reaction(posts[0], fan, emoji)
     await factory.reaction(posts[1], None, "🔥")
 
+    license_id = await factory.license("CC-BY-4.0")
+    await factory.pool.execute(
+        "UPDATE posts SET license_id = $1 WHERE id = $2", license_id, posts[-1].id
+    )
     requested = [p.id for p in reversed(posts)]
     item = await request_bdr(
         client, owner, requested, include_comments=True, include_reactions=True
@@ -95,6 +99,8 @@ async def test_post_to_ready_zip(
     assert first["hashtags"] == ["pixelart", "ドット絵"]
     assert first["filename"] == f"{posts[-1].sqid}.png"
     assert first["file_format"] == "png"
+    assert first["license"] == "CC-BY-4.0" and "hidden_by_user" not in first
+    assert meta["artworks"][1]["license"] is None
     # Emoji stay byte-exact (not \u-escaped).
     assert "🐉".encode() in archive.read("metadata.json")
 

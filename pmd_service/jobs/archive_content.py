@@ -134,13 +134,10 @@ def _entry(a: Artwork, full: bool) -> dict[str, Any]:
         "frame_count": a.frame_count,
         "file_format": a.ext,
         "hashtags": a.hashtags,
+        "license": a.license,  # its identifier (CC-BY-4.0…), null when the post has none
     }
-    if full:  # an export holds hidden posts too: say which, and under what license
-        entry |= {
-            "hidden_by_user": a.hidden_by_user,
-            "hidden_by_mod": a.hidden_by_mod,
-            "license": a.license,
-        }
+    if full:  # an export holds hidden posts too: say which
+        entry |= {"hidden_by_user": a.hidden_by_user, "hidden_by_mod": a.hidden_by_mod}
     return entry
 
 
