@@ -109,11 +109,18 @@ SQL_BATCH_DELETE_BY_USER = _batch(eligible=_ELIGIBLE_LIVE, assign=_DELETE)
 SQL_BATCH_DELETE_BY_MOD = _batch(
     eligible=_ELIGIBLE_LIVE, assign=_DELETE, moderation=_MARK_MODERATOR_DELETE
 )
+# A post restored already (not deleted) is eligible and left as it is: a repeated restore is
+# idempotent, as a repeated hide is. A deleted one must be inside the restore window.
 SQL_BATCH_RESTORE_BY_USER = _batch(
-    eligible=f"{_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR}", assign=_RESTORE
+    eligible=f"(NOT deleted_by_user OR ({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR}))",
+    assign=_RESTORE,
+    differs="p.deleted_by_user",
 )
 SQL_BATCH_RESTORE_BY_MOD = _batch(
-    eligible=_ELIGIBLE_RESTORABLE, assign=_RESTORE, moderation=_UNMARK_MODERATOR_DELETE
+    eligible=f"(NOT deleted_by_user OR {_ELIGIBLE_RESTORABLE})",
+    assign=_RESTORE,
+    differs="p.deleted_by_user",
+    moderation=_UNMARK_MODERATOR_DELETE,
 )
 # An unknown license refuses the batch too (`precondition_ok` false); the row carries the
 # license's identifier for the message the host's page parses.

@@ -22,7 +22,7 @@ from .batch_sql import (
 from .schemas import Action
 
 _PAST = {"hide": "Hidden", "unhide": "Unhidden", "delete": "Deleted", "restore": "Restored"}
-_ALREADY = {"hide": "already hidden", "unhide": "already visible"}
+_ALREADY = {"hide": "already hidden", "unhide": "already visible", "restore": "not deleted"}
 _SQL_BY_ACTION = {
     # action: (as the user, as a moderator)
     "hide": (SQL_BATCH_HIDE_BY_USER, SQL_BATCH_HIDE_BY_MOD),
