@@ -424,9 +424,9 @@ async def test_license_set_clear_and_unknown(
     assert await _snapshot(pool) == snapshot
 
     resp = await license(ids[:1], None)
-    assert (await resp.json())["message"] == "Changed license to None for 1 post(s)"
+    assert (await resp.json())["message"] == "Removed license from 1 post(s)"
     body = await (await license(ids, None)).json()
-    assert body["message"] == "Changed license to None for 3 post(s)"
+    assert body["message"] == "Removed license from 3 post(s)"
     assert (body["affected_count"], body["changed_count"]) == (3, 2)
     flags = await factory.post_flags(ids)
     assert all(f["license_id"] is None for f in flags.values())

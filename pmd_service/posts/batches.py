@@ -124,7 +124,10 @@ async def set_license(
     if row["missing"]:
         raise ineligible(list(row["missing"]), restorable=False)
     # The host's page reads the new license back out of this sentence
-    # (`/Changed license to (\S+)/`): keep its form exactly, "None" for no license.
-    identifier = row["license_identifier"] if license_id is not None else None
-    message = f"Changed license to {identifier} for {_posts(len(post_ids))}"
+    # (`/Changed license to (\S+)/`, only when it set one): keep its form exactly. Cleared, the
+    # host's own words (its api/app/routers/pmd.py).
+    if license_id is None:
+        message = f"Removed license from {_posts(len(post_ids))}"
+    else:
+        message = f"Changed license to {row['license_identifier']} for {_posts(len(post_ids))}"
     return BatchOutcome(len(post_ids), len(row["changed"]), message)

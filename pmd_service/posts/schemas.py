@@ -134,7 +134,7 @@ class ActionResult(msgspec.Struct):
         str,
         Meta(
             description="In the host site's words: `Hidden 3 post(s)`, "
-            "`Changed license to CC-BY-4.0 for 3 post(s)` (`None` when cleared)"
+            "`Changed license to CC-BY-4.0 for 3 post(s)`, `Removed license from 3 post(s)`"
         ),
     ]
     changed_count: Annotated[
