@@ -258,6 +258,8 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"): Row(lambda w: Req("/healthz"), 200, 200, public=True),
     ("GET", "/readyz"): Row(lambda w: Req("/readyz"), 200, 200, public=True),
     ("GET", "/openapi.json"): Row(lambda w: Req("/openapi.json"), 200, 200, public=True),
+    # The API reference: a page that renders /openapi.json (its viewer is under /static/pmd).
+    ("GET", "/docs"): Row(lambda w: Req("/docs"), 200, 200, public=True),
     ("GET", "/metrics"): Row(lambda w: Req("/metrics"), 200, 200, public=True),
     # Listing in one's own scope answers 200 with one's own posts: the victim's never appear.
     ("GET", "/api/pmd/posts"): Row(lambda w: Req("/api/pmd/posts"), 200, 200),

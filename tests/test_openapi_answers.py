@@ -231,6 +231,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
         ("GET", "/healthz"): [("GET", "/healthz", {})],
         ("GET", "/readyz"): [("GET", "/readyz", {})],
         ("GET", "/openapi.json"): [("GET", "/openapi.json", {})],
+        ("GET", "/docs"): [("GET", "/docs", {})],
         ("GET", "/metrics"): [("GET", "/metrics", {})],
         ("GET", "/api/pmd/posts"): [("GET", "/api/pmd/posts", auth)],
         ("POST", "/api/pmd/action"): [

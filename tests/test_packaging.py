@@ -3,6 +3,7 @@ worker does (nothing but read the environment)."""
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tomllib
@@ -245,3 +246,28 @@ async def test_migrate_applies_every_migration_from_wherever_it_is_run(
         await conn.close()
     again = _run(python, cwd, env, "-m", "pmd_service", "migrate")
     assert again.stdout.strip() == "schema is up to date", again.stdout + again.stderr
+
+
+def test_the_wheel_ships_the_pages_files_and_the_api_references_viewer(
+    plain_install: Path,
+) -> None:
+    """Every file under pmd_service/web/static, the vendored viewer of /docs in static/vendor/
+    included, is in the installed wheel, byte for byte: a folder the build left out would
+    answer 404 only in the image."""
+    static = CHECKOUT / "pmd_service" / "web" / "static"
+    listing = (
+        "import hashlib, pathlib, pmd_service.web.pages as p\n"
+        "for f in sorted(p.STATIC_DIR.rglob('*')):\n"
+        "    if f.is_file() and '__pycache__' not in f.parts:\n"
+        "        print(f.relative_to(p.STATIC_DIR), hashlib.sha256(f.read_bytes()).hexdigest())\n"
+    )
+    done = _run(plain_install, Path("/"), {}, "-c", listing)
+    assert done.returncode == 0, done.stderr
+    installed = dict(line.split(" ") for line in done.stdout.splitlines())
+    shipped = {
+        str(f.relative_to(static)): hashlib.sha256(f.read_bytes()).hexdigest()
+        for f in sorted(static.rglob("*"))
+        if f.is_file() and "__pycache__" not in f.parts
+    }
+    assert "vendor/swagger-ui-bundle.js" in shipped
+    assert installed == shipped

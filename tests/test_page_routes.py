@@ -1,8 +1,10 @@
-"""How the app serves the dashboard page, its files and, in dev mode only, the demo shortcut and
-the vault's artwork files (never a ZIP)."""
+"""How the app serves the dashboard page, its files, the API reference (/docs) and its vendored
+viewer and, in dev mode only, the demo shortcut and the vault's artwork files (never a ZIP)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Any
 
@@ -16,6 +18,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.host.eligibility import MAX_BATCH
 from pmd_service.web.app import create_app
 from pmd_service.web.pages import STATIC_DIR
+from pmd_service.web.reference import SWAGGER_UI_VERSION
 from tests.factories import Factory
 from tests.helpers import assert_problem
 
@@ -139,3 +142,52 @@ def test_the_pages_rules_are_the_services() -> None:
 
     assert constant("format.js", "RESTORE_WINDOW_DAYS") == RESTORE_WINDOW_DAYS
     assert constant("bulk.js", "MAX_BATCH") == MAX_BATCH
+
+
+VENDOR = STATIC_DIR / "vendor"
+
+
+async def test_the_reference_page_runs_only_this_origins_scripts(client: Client) -> None:
+    resp = await client.get("/docs")
+    assert resp.status == 200 and resp.content_type == "text/html"
+    html = await resp.text()
+    policy = dict(
+        part.strip().split(" ", 1) for part in resp.headers["Content-Security-Policy"].split(";")
+    )
+    # The page's one inline script is allowed by its digest, and nothing else inline is.
+    (script,) = re.findall(r"<script>(.*?)</script>", html, re.S)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert policy["script-src"] == f"'self' 'sha256-{digest}'"
+    assert policy["style-src"] == "'self'"
+    assert policy["default-src"] == "'none'" and policy["connect-src"] == "'self'"
+    assert policy["frame-ancestors"] == "'none'"
+    assert "unsafe" not in resp.headers["Content-Security-Policy"]
+    assert '"url": "/openapi.json"' in script and '"validatorUrl": null' in script
+    # Every file it loads is this origin's, and served.
+    sources = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert sorted(sources) == [
+        f"/static/pmd/vendor/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}",
+        f"/static/pmd/vendor/swagger-ui.css?v={SWAGGER_UI_VERSION}",
+    ]
+    for source in sources:
+        served = await client.get(source)
+        assert served.status == 200, source
+        assert served.content_type in {"text/css", "text/javascript", "application/javascript"}
+    head = await client.head("/docs")
+    assert head.status == 200 and head.headers["Content-Security-Policy"]
+
+
+def test_the_vendored_viewer_is_the_pinned_release() -> None:
+    """The files are the ones SHA256SUMS names, of the version the page asks for and the
+    README names, with their license beside them."""
+    sums = (VENDOR / "SHA256SUMS").read_text().splitlines()
+    assert [line.split()[1] for line in sums] == ["swagger-ui-bundle.js", "swagger-ui.css"]
+    for line in sums:
+        digest, name = line.split()
+        assert hashlib.sha256((VENDOR / name).read_bytes()).hexdigest() == digest, name
+    readme = (VENDOR / "README.md").read_text()
+    assert readme.startswith(f"# Vendored: Swagger UI {SWAGGER_UI_VERSION}\n")
+    assert f"`swagger-ui-dist` {SWAGGER_UI_VERSION}" in readme
+    assert f'"{SWAGGER_UI_VERSION}"' in (VENDOR / "swagger-ui-bundle.js").read_text()
+    assert "Apache License" in (VENDOR / "LICENSE").read_text()
+    assert (VENDOR / "NOTICE").read_text().startswith("swagger-ui")

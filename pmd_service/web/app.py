@@ -15,7 +15,7 @@ from ..core.queue import create_redis
 from ..core.settings import Settings
 from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
-from . import bdr, exports, health, metrics, openapi, pages, posts, sse
+from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse
 from .cors import setup_cors
 from .download_slots import ProxySlots
 from .endpoints import register
@@ -127,6 +127,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             *sse.ENDPOINTS,
             *bdr.ENDPOINTS,
             *exports.ENDPOINTS,
+            *reference.ENDPOINTS,
         ),
     )
     sse.setup(app)

@@ -1,0 +1,96 @@
+"""The API reference at /docs in a real browser (Debian's Chromium, driven by Playwright): it
+renders every operation of /openapi.json with the viewer the package ships, and neither asks
+nor tries anything of another origin."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.page_stack import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, browser_missing
+from tests.prerequisites import unmet
+
+if (why := browser_missing()) is not None:
+    unmet("browser", why, module=True)
+
+from playwright.async_api import Browser, Request, async_playwright, expect
+
+Client = TestClient[Any, Any]
+# A shared 2-core machine: generous, and never a timing assertion.
+expect.set_options(timeout=30_000)
+
+# Every Content-Security-Policy violation, as the page sees it: a load the policy blocks is
+# something the viewer tried, even when no byte left the browser.
+WATCH_POLICY = """
+window.__violations = [];
+document.addEventListener('securitypolicyviolation', (e) => {
+  window.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`);
+});
+"""
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+def _origin(url: str) -> str:
+    """scheme://host:port; a `blob:` URL's is the origin that made it; `data:` has none."""
+    parts = urlsplit(url.removeprefix("blob:"))
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
+
+
+async def test_the_reference_shows_every_operation_and_asks_only_its_own_origin(
+    client: Client, browser: Browser
+) -> None:
+    doc = await (await client.get("/openapi.json")).json()
+    operations = [op for ops in doc["paths"].values() for op in ops.values()]
+    assert len(operations) >= 20
+    url = str(client.make_url("/docs"))
+    context = await browser.new_context(viewport={"width": 1440, "height": 900})
+    await context.add_init_script(WATCH_POLICY)
+    page = await context.new_page()
+    requests: list[Request] = []
+    errors: list[str] = []
+    page.on("request", lambda r: requests.append(r))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        await page.goto(url)
+        await expect(page.locator(".opblock")).to_have_count(len(operations))
+        for op in operations:
+            # Swagger UI's id for an operation: its tag and its operationId.
+            block = page.locator(f'[id="operations-{op["tags"][0]}-{op["operationId"]}"]')
+            await expect(block.locator(".opblock-summary-description")).to_have_text(op["summary"])
+        if SCREENSHOTS:
+            await page.screenshot(path=f"{SCREENSHOTS}/api-reference.png")
+
+        # "Try it out" talks to this origin, as the policy allows: /healthz answers 200.
+        healthz = page.locator('[id="operations-operations-healthz"]')
+        await healthz.locator(".opblock-summary").click()
+        await healthz.get_by_role("button", name="Try it out").click()
+        await healthz.get_by_role("button", name="Execute").click()
+        live = healthz.locator(".live-responses-table tbody .response-col_status")
+        await expect(live).to_have_text("200")
+
+        own = _origin(url)
+        elsewhere = [r.url for r in requests if _origin(r.url) not in {own, "data:"}]
+        assert elsewhere == [], elsewhere
+        asked = {urlsplit(r.url).path for r in requests}
+        assert {"/docs", "/openapi.json", "/healthz"} <= asked, asked
+        assert {p for p in asked if p.startswith("/static/")} == {
+            "/static/pmd/vendor/swagger-ui-bundle.js",
+            "/static/pmd/vendor/swagger-ui.css",
+        }
+        assert await page.evaluate("window.__violations") == []
+        assert errors == []
+    finally:
+        await context.close()
