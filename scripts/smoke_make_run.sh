@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fresh-clone smoke test of the README's first command: `make run` must reach /readyz, print a
-# token that works and a dashboard link that loads, and leave no postgres/redis/server/worker
-# process behind after Ctrl-C.
+# token that works, a dashboard link that loads (the banner's first URL) and the API reference's,
+# and leave no postgres/redis/server/worker process behind after Ctrl-C.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
@@ -43,6 +43,12 @@ link=$(grep -oE 'Open the dashboard: \S+' "$work/run.log" | head -n 1 | cut -d' 
 curl -fsS "${link%%#*}" | grep -q '/static/pmd/app.js' || { echo "smoke: no page at $link"; exit 1; }
 root=$(curl -fsS -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$port/")
 [ "$root" = "302 ${link%%#*}" ] || { echo "smoke: / answered '$root'"; exit 1; }
+# The banner's first URL is that signed-in link; it names the API reference, which loads.
+first=$(sed -n '/^pmd-service is running/,$p' "$work/run.log" | grep -oE 'https?://\S+' | head -n 1)
+[ "$first" = "$link" ] || { echo "smoke: the banner's first URL is $first"; exit 1; }
+docs=$(grep -oE 'API reference: \S+' "$work/run.log" | head -n 1 | cut -d' ' -f3)
+[ "$docs" = "http://127.0.0.1:$port/docs" ] || { echo "smoke: API reference at '$docs'"; exit 1; }
+curl -fsS "$docs" | grep -q 'swagger-ui-bundle.js' || { echo "smoke: no reference at $docs"; exit 1; }
 
 kill -INT -- "-$leader"   # Ctrl-C reaches the whole foreground group, as in a terminal
 for _ in $(seq 1 30); do kill -0 "$leader" 2>/dev/null || break; sleep 1; done
@@ -50,4 +56,4 @@ sleep 1
 if pgrep -f "$work/pmd" >/dev/null; then
     pgrep -af "$work/pmd"; echo "smoke: processes left behind after Ctrl-C"; exit 1
 fi
-echo "smoke: make run served $count demo artworks and the dashboard page, and stopped cleanly"
+echo "smoke: make run served $count demo artworks, the dashboard page and the API reference, and stopped cleanly"

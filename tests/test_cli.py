@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import jwt
 import pytest
+from msgspec.structs import replace
 
 from harness.stack import database_env
 from pmd_service import __version__
@@ -233,15 +235,38 @@ def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> Non
     assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr
 
 
-def test_make_runs_curl_line_holds_the_whole_token() -> None:
+def test_make_runs_banner_opens_the_page_signed_in_first_and_names_the_reference() -> None:
     from pmd_service.dev.stack import banner
 
     token = jwt.encode({"sub": "Abc", "exp": 2**31}, SECRET, algorithm="HS256")
-    text = banner("http://127.0.0.1:8080", "Abc", token)
+    text = banner("http://127.0.0.1:8080", "Abc", token, 8)
     curl = next(line for line in text.splitlines() if line.startswith("Try: curl"))
     assert f"-H 'Authorization: Bearer {token}' http://127.0.0.1:8080/api/pmd/posts" in curl
     assert "…" not in text
     assert "PORT=9000 make run" in text
+    # The first URL a person sees opens the dashboard signed in (the token in the fragment).
+    urls = re.findall(r"https?://\S+", text)
+    assert urls[0] == f"http://127.0.0.1:8080/u/Abc/posts#token={token}"
+    assert "API reference: http://127.0.0.1:8080/docs " in text
+    limit = next(line for line in text.splitlines() if "BDR_DAILY_LIMIT" in line)
+    assert "at most 8 per user per UTC day" in limit
+
+
+def test_the_reference_is_named_at_base_url_or_at_host_and_port(settings: Settings) -> None:
+    """The server's start-up line and `make run`'s banner name the same address."""
+    from pmd_service.dev import stack
+    from pmd_service.web.reference import docs_url
+
+    unset = replace(settings, base_url="http://127.0.0.1:8080")  # BASE_URL's default
+    public = replace(settings, base_url="https://pmd.example.org", port=9000)
+    cases = [
+        (replace(unset, host="127.0.0.1", port=9000), "http://127.0.0.1:9000"),
+        (replace(unset, host="::1", port=9000), "http://[::1]:9000"),
+        (public, "https://pmd.example.org"),
+    ]
+    for case, base in cases:
+        assert docs_url(case) == f"{base}/docs"
+        assert stack.public_base(case) == base
 
 
 def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:

@@ -67,6 +67,15 @@ async def test_processes_share_the_port_and_each_listens(
 
             await eventually(ready, 30, lambda: (tmp_path / "server.log").read_text())
             assert len(children(parent.pid)) == 2
+            # Each process says where it listens; one of them where the API reference is.
+            reference = f"API reference at http://127.0.0.1:{port}/docs"
+
+            async def announced() -> bool:
+                log = (tmp_path / "server.log").read_text()
+                return log.count("listening on") == 2 and reference in log
+
+            await eventually(announced, 30, lambda: (tmp_path / "server.log").read_text())
+            assert (tmp_path / "server.log").read_text().count("API reference at") == 1
             # A stream opened through the shared port gets what a commit announces, whichever
             # process accepted it.
             user = await factory.user()

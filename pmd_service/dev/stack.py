@@ -16,6 +16,8 @@ import sys
 import time
 import urllib.request
 
+import msgspec
+
 from ..core.db import connect
 from ..core.migrate import migrate
 from ..core.public_ids import PublicIds
@@ -79,12 +81,27 @@ def _port_free(host: str, port: int) -> None:
             ) from None
 
 
-def banner(base: str, demo_sqid: str, token: str) -> str:
-    """What `make run` prints once everything answers: each line whole, to be copied."""
+def public_base(settings: Settings) -> str:
+    """BASE_URL when it is set (to anything but its default), else http://HOST:PORT: the same
+    rule as the server's start-up line (web/reference.py, which this package may not import)."""
+    default = next(f.default for f in msgspec.structs.fields(Settings) if f.name == "base_url")
+    if settings.base_url != default:
+        return settings.base_url
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
+
+
+def banner(base: str, demo_sqid: str, token: str, daily_limit: int) -> str:
+    """What `make run` prints once everything answers: each line whole, to be copied. The first
+    URL opens the dashboard signed in; `base` is BASE_URL, or http://HOST:PORT when it is unset."""
     return (
-        f"\npmd-service is running at {base}  (API under {base}/api/pmd, docs {base}/openapi.json)\n"
+        f"\npmd-service is running. This link opens the dashboard signed in as @{DEMO_HANDLE}:\n"
         # The token rides in the fragment, which browsers never send to a server.
         f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
+        f"API reference: {base}/docs  (the OpenAPI document: {base}/openapi.json; "
+        f"the API is under {base}/api/pmd)\n"
+        f"Download requests (BDRs): at most {daily_limit} per user per UTC day "
+        f"(BDR_DAILY_LIMIT; more: BDR_DAILY_LIMIT=50 make run)\n\n"
         f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
         f"Try: curl -H 'Authorization: Bearer {token}' {base}/api/pmd/posts\n"
         "Another port: PORT=9000 make run. Press Ctrl-C to stop everything.\n"
@@ -118,11 +135,12 @@ def run_dev() -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    base = f"http://{settings.host}:{settings.port}"
+    local = f"http://{settings.host}:{settings.port}"
     try:
-        _wait_ready(f"{base}/readyz", procs)
+        _wait_ready(f"{local}/readyz", procs)
         token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
-        print(banner(base, demo_sqid or "", token), flush=True)
+        base = public_base(settings)
+        print(banner(base, demo_sqid or "", token, settings.bdr_daily_limit), flush=True)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:

@@ -8,14 +8,16 @@ SIGTERM/SIGINT on and exits once they have; if one dies, it stops the others and
 the supervisor above (systemd, Kubernetes, Docker) restarts the lot.
 
 Before any of that it waits for PostgreSQL and Redis (STARTUP_WAIT_SECONDS); once a process
-accepts connections it logs one "listening on http://HOST:PORT" line. A port that another
-process holds is one line and exit status 1.
+accepts connections it logs one "listening on http://HOST:PORT" line, and the first process one
+"API reference at {BASE_URL or http://HOST:PORT}/docs" line. A port that another process holds
+is one line and exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import multiprocessing
 import os
@@ -44,6 +46,7 @@ from ..core.startup import load_settings, stop, wait_for_services
 from ..dev.embedded import services
 from .app import SERVER_NAME, create_app
 from .metrics import MetricsPortError
+from .reference import docs_url
 
 PROCESS = "pmd-server"
 LISTEN_BACKLOG = 4096
@@ -65,7 +68,8 @@ def main() -> None:
         sys.exit(supervise(settings))
 
 
-def run(settings: Settings, *, shared_port: bool = False) -> None:
+def run(settings: Settings, *, shared_port: bool = False, announce: bool = True) -> None:
+    """`announce`: log where the API reference is (one process of several does)."""
     # Also the answers aiohttp writes without the app (a request it cannot parse), which the
     # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
@@ -91,7 +95,7 @@ def run(settings: Settings, *, shared_port: bool = False) -> None:
             keepalive_timeout=15,
             access_log=None,
             # Called once every socket accepts connections: aiohttp's "Running on …" message.
-            print=_listening,
+            print=functools.partial(_listening, docs_url(settings) if announce else None),
             handle_signals=False,  # _ShutDown instead
             loop=loop,
         )
@@ -150,9 +154,11 @@ class _ShutDown:
             raise web.GracefulExit()
 
 
-def _listening(message: str) -> None:
+def _listening(reference: str | None, message: str) -> None:
     for url in _URL_RE.findall(message):
         log.info("listening on %s", url)
+    if reference is not None:
+        log.info("API reference at %s", reference)
 
 
 def check_connections(settings: Settings) -> None:
@@ -208,7 +214,7 @@ def supervise(settings: Settings) -> int:
         context.Process(
             target=run,
             args=(_process_settings(settings, i),),
-            kwargs={"shared_port": True},
+            kwargs={"shared_port": True, "announce": i == 0},
             name=f"pmd-server-{i}",
         )
         for i in range(settings.server_processes)
