@@ -1,4 +1,4 @@
-"""docs/operations.md, "Deploying beside Makapix Club", followed as far as a machine without a
+"""docs/operations.md, "Running beside Makapix Club", followed as far as a machine without a
 Docker engine can: the overlay copied beside the host's files, the environment the doc tells
 the operator to add, the doc's own compose command (`$C config --quiet`), the commands it names,
 and step 5 (the role's SQL, then the migrations and check-host as that role)."""
@@ -31,7 +31,7 @@ from tests.host_stack import (
 from tests.prerequisites import needs
 
 DOC = CHECKOUT / "docs" / "operations.md"
-TITLE = "## Deploying beside Makapix Club"
+TITLE = "## Running beside Makapix Club"
 
 
 def section() -> str:
