@@ -4,7 +4,8 @@ unless its area is required: `PMD_REQUIRE_<AREA>=1`. CI sets those switches (`.c
 there the same line fails the test instead. One mechanism for every area:
 
     area       switch                   tests
-    browser    PMD_REQUIRE_BROWSER      test_page_browser, test_host_page_browser (Chromium)
+    browser    PMD_REQUIRE_BROWSER      test_page_browser, test_host_page_browser,
+                                        test_api_reference_browser (Chromium)
     deploy     PMD_REQUIRE_DEPLOY       test_deploy_* (Caddy, nginx, promtool, docker-compose)
     image      PMD_REQUIRE_IMAGE        test_image (podman, and servers its containers reach)
     pgbouncer  PMD_REQUIRE_PGBOUNCER    test_pgbouncer
