@@ -75,7 +75,7 @@ class Podman:
         return self("image", "exists", image, check=False).returncode == 0
 
 
-def tests_podman() -> Podman:
+def store_podman() -> Podman:
     """The tests' podman on their store (PMD_IMAGE_STORE or `.data/image`), checked to work:
     installed but broken fails here, in CI and elsewhere alike."""
     store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image").resolve()

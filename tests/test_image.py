@@ -30,7 +30,7 @@ import pytest
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from tests.helpers import CHECKOUT, SECRET, HostSite, answers_200, eventually, free_port
-from tests.images import TOOLS, Podman, base_image, service_image, tests_podman
+from tests.images import TOOLS, Podman, base_image, service_image, store_podman
 from tests.prerequisites import needs, programs
 
 
@@ -55,7 +55,7 @@ pytestmark = [
 def image() -> tuple[Podman, str]:
     """(podman, the image's tag), built unless an identical one is there already
     (tests/images.py)."""
-    podman = tests_podman()
+    podman = store_podman()
     return podman, service_image(podman)
 
 
