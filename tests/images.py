@@ -37,7 +37,7 @@ PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certifica
 class Podman:
     """podman with this test's own configuration and storage."""
 
-    def __init__(self, store: Path, runroot: Path) -> None:
+    def __init__(self, store: Path, runroot: Path, driver: str = "vfs") -> None:
         store.mkdir(parents=True, exist_ok=True)
         # runc: crun refuses some hosts' cgroups. Ulimits within what an unprivileged host
         # grants (podman's defaults are refused on some). No systemd: cgroupfs, a file log.
@@ -49,15 +49,20 @@ class Podman:
             'cgroup_manager = "cgroupfs"\n'
             'events_logger = "file"\n'
         )
-        (store / "storage.conf").write_text(
-            f'[storage]\ndriver = "vfs"\ngraphroot = "{store / "graph"}"\nrunroot = "{runroot}"\n'
+        # Each driver its own images (vfs: `graph`, as it always was): they cannot share one.
+        suffix = "" if driver == "vfs" else f"-{driver}"
+        storage = store / f"storage{suffix}.conf"
+        storage.write_text(
+            f'[storage]\ndriver = "{driver}"\ngraphroot = "{store / f"graph{suffix}"}"\n'
+            f'runroot = "{runroot}"\n'
         )
         self.store = store
         self.runroot = runroot
+        self.driver = driver
         self.env = {
             **os.environ,
             "CONTAINERS_CONF": str(store / "containers.conf"),
-            "CONTAINERS_STORAGE_CONF": str(store / "storage.conf"),
+            "CONTAINERS_STORAGE_CONF": str(storage),
         }
 
     def __call__(
@@ -75,15 +80,18 @@ class Podman:
         return self("image", "exists", image, check=False).returncode == 0
 
 
-def store_podman() -> Podman:
+def store_podman(driver: str = "vfs") -> Podman:
     """The tests' podman on their store (PMD_IMAGE_STORE or `.data/image`), checked to work:
-    installed but broken fails here, in CI and elsewhere alike."""
+    installed but broken fails here, in CI and elsewhere alike. `driver`: vfs works wherever
+    podman does; overlay makes a container in a blink where vfs copies its image's whole tree
+    (seconds each), and falls back to vfs where the kernel refuses it (inside some containers)."""
     store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image").resolve()
-    # Stable for a store (podman records it), and short (its sockets' paths must fit in 108).
-    runroot = (
-        Path(tempfile.gettempdir()) / f"pmd-podman-{hashlib.sha256(bytes(store)).hexdigest()[:12]}"
-    )
-    podman = Podman(store, runroot)
+    # Stable for a store and driver (podman records it), and short (sockets' paths fit in 108).
+    name = bytes(store) if driver == "vfs" else bytes(store) + f" {driver}".encode()
+    key = hashlib.sha256(name).hexdigest()[:12]
+    podman = Podman(store, Path(tempfile.gettempdir()) / f"pmd-podman-{key}", driver)
+    if driver != "vfs" and podman("info", check=False).returncode != 0:
+        return store_podman()
     podman("info")
     return podman
 
