@@ -258,8 +258,9 @@ DETAILS = {
     "the server.",
     "token": "Prints a JWT signed with JWT_SECRET_KEY, carrying the user's roles.",
     "demo": "The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
-    "into a database with no user (the host tables from `migrate --with-host-tables`). Needs "
-    "Pillow (the `embedded` extra; the image built with DEMO=true).",
+    "into a database with no user (the host tables from `migrate --with-host-tables`), as a "
+    "role that may write them. Needs Pillow (the `embedded` extra; the image built with "
+    "DEMO=true).",
     "requeue": "A failed request starts over, its attempts reset.",
     "sweep": "Re-enqueues pending requests and takes over those whose worker is gone.",
     "cleanup": "Expires downloads past their expiry, purges old requests and events, removes "
