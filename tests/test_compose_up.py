@@ -261,7 +261,16 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
         assert demo["page"] == f"{base}/u/{sqid}/posts"
         auth = {"Authorization": f"Bearer {mint_token(secret, sqid)}"}
 
+        # The token a person gets as the README says, accepted as the minted one is.
+        minted = docker.compose(tmp_path, *args, "run", "--rm", "--no-deps", "-e",
+                                "LOG_FORMAT=text", "migrate", "python", "-m", "pmd_service",
+                                "token", sqid)  # fmt: skip
+        assert minted.returncode == 0, minted.stderr
+        cli_auth = {"Authorization": f"Bearer {minted.stdout.strip()}"}
+
         async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/api/pmd/posts?limit=1", headers=cli_auth) as resp:
+                assert resp.status == 200, await resp.text()
             async with http.get(demo["page"]) as resp:
                 assert resp.status == 200  # the page, on the published port
                 assert "text/html" in resp.content_type
