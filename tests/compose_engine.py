@@ -7,7 +7,9 @@ One thing a Docker engine does that podman leaves to systemd, which the tests' m
 run, is done here instead: running the containers' healthchecks: podman schedules them with
 systemd timers; here a thread runs `podman healthcheck run` on every container that has one,
 every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces,
-so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces.
+so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces;
+and its `exec` through that API leaves the exec's conmon process running, so the tests run
+commands in a service's container with `podman exec` instead of `compose exec`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.host_stack import COMPOSE_MISSING, compose_binary
 from tests.images import Podman
 
 HEALTH_INTERVAL = 2.0
+STOPPING = {"down", "stop", "kill", "rm", "restart"}
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Engine:
     podman: Podman
     socket: Path
     stopping: threading.Event = field(default_factory=threading.Event)
+    # Held by a round of healthchecks, and by a command that stops containers: an exec into a
+    # container being removed leaves its conmon behind.
+    round: threading.Lock = field(default_factory=threading.Lock)
     checks: int = 0
 
     @property
@@ -46,21 +52,29 @@ class Engine:
     def run_healthchecks(self) -> None:
         """podman's missing timers: every running container with a healthcheck, checked."""
         while not self.stopping.wait(HEALTH_INTERVAL):
-            listed = self.podman("ps", "--format", "{{.ID}}\t{{.Status}}", check=False).stdout
-            for line in listed.splitlines():
-                cid, _, status = line.partition("\t")
-                if "(" in status:  # "Up 5 seconds (starting)": it has a healthcheck
-                    self.podman("healthcheck", "run", cid, check=False, timeout=60)
-                    self.checks += 1
+            with self.round:
+                listed = self.podman("ps", "--format", "{{.ID}}\t{{.Status}}", check=False)
+                for line in listed.stdout.splitlines():
+                    cid, _, status = line.partition("\t")
+                    if "(" in status:  # "Up 5 seconds (starting)": it has a healthcheck
+                        self.podman("healthcheck", "run", cid, check=False, timeout=60)
+                        self.checks += 1
 
     def compose(
         self, directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
-        """`docker compose ARGS` in `directory`, against this engine."""
+        """`docker compose ARGS` in `directory`, against this engine (one that stops
+        containers waits for the round of healthchecks under way, and holds the next)."""
+        if STOPPING & set(args):
+            with self.round:
+                return compose(
+                    directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
+                )
         return compose(directory, *args, env=env, timeout=timeout, docker_host=self.docker_host)
 
-    def leftovers(self, project: str) -> dict[str, list[str]]:
-        """What of the compose project is still there: containers, volumes, networks, pods."""
+    def leftovers(self, project: str, ids: list[str]) -> dict[str, list[str]]:
+        """What of the compose project is still there: containers, volumes, networks, pods, and
+        processes naming one of its containers `ids` (a conmon left behind)."""
         label = f"label=com.docker.compose.project={project}"
         found = {
             "containers": self.podman("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
@@ -69,7 +83,16 @@ class Engine:
             # compose makes no pods; none may appear either
             "pods": self.podman("pod", "ls", "--format", "{{.Name}}"),
         }
-        return {kind: done.stdout.split() for kind, done in found.items()}
+        left = {kind: done.stdout.split() for kind, done in found.items()}
+        left["processes"] = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:  # gone meanwhile, or not a process
+                continue
+            if proc.name.isdigit() and any(cid[:12] in cmdline for cid in ids):
+                left["processes"].append(f"{proc.name}: {cmdline.replace(chr(0), ' ')[:120]}")
+        return left
 
 
 def compose(

@@ -74,6 +74,9 @@ from tests.images import TOOLS, Podman, service_image, store_podman
 from tests.prerequisites import needs, programs
 
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
+NOTHING: dict[str, list[str]] = {
+    "containers": [], "volumes": [], "networks": [], "pods": [], "processes": [],
+}  # fmt: skip
 
 
 def _missing() -> str | None:
@@ -143,6 +146,16 @@ async def wait_settled(
 
     await eventually(settled, within, lambda: json.dumps(seen, indent=1), interval=1)
     return seen
+
+
+def container_ids(docker: Engine, directory: Path, args: list[str]) -> list[str]:
+    """The project's containers' ids, to look for processes they leave behind (none when the
+    project cannot be listed: the `down` after this must run whatever happened)."""
+    try:
+        found = services(docker, directory, args)
+    except AssertionError:
+        return []
+    return [row["ID"] for rows in found.values() for row in rows]
 
 
 def _logs(docker: Engine, directory: Path, args: list[str], row: dict[str, Any]) -> str:
@@ -247,10 +260,9 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
         await wait_settled(docker, tmp_path, args, 240, one_shot={"migrate", "demo"})
 
         def psql(sql: str) -> list[list[str]]:
-            done = docker.compose(tmp_path, *args, "exec", "-T", "postgres", "psql", "-U", "pmd",
-                                  "-d", "pmd", "-AtF", "\t", "-c", sql)  # fmt: skip
-            assert done.returncode == 0, done.stderr
-            return [line.split("\t") for line in done.stdout.splitlines()]
+            done = in_service(docker, tmp_path, args, "postgres",
+                              "psql", "-U", "pmd", "-d", "pmd", "-AtF", "\t", "-c", sql)  # fmt: skip
+            return [line.split("\t") for line in done.splitlines()]
 
         # The demo user, as `python -m pmd_service demo` printed it.
         logs = docker.compose(tmp_path, *args, "logs", "--no-color", "--no-log-prefix", "demo")
@@ -323,24 +335,26 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
                 text = (await resp.json())["Text"]
             assert f"{base}/u/{sqid}/posts?bdr={item['id']}" in text
     finally:
+        ids = container_ids(docker, tmp_path, args)
         down = docker.compose(tmp_path, *args, "down", "--volumes", "--remove-orphans",
                               "--timeout", "10")  # fmt: skip
     assert down.returncode == 0, down.stderr
-    assert docker.leftovers(project) == {
-        "containers": [],
-        "volumes": [],
-        "networks": [],
-        "pods": [],
-    }
+    assert docker.leftovers(project, ids) == NOTHING
+
+
+def in_service(docker: Engine, directory: Path, args: list[str], service: str, *cmd: str) -> str:
+    """`cmd`'s output in the service's container, by `podman exec`: `compose exec` through
+    podman's Docker API (4.3) leaves each exec's conmon process running."""
+    (row,) = services(docker, directory, args)[service]
+    return docker.podman("exec", row["Name"], *cmd).stdout
 
 
 def _exec_bytes(docker: Engine, directory: Path, args: list[str], service: str, path: str) -> bytes:
-    """A file of a service's container, read through `compose exec` (base64: binary-safe)."""
-    done = docker.compose(directory, *args, "exec", "-T", service, "python", "-c",
-                          "import base64, sys; print(base64.b64encode(open(sys.argv[1], 'rb').read()).decode())",
-                          path)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return base64.b64decode(done.stdout)
+    """A file of a service's container (base64 on the way: binary-safe)."""
+    script = "import base64, sys; print(base64.b64encode(open(sys.argv[1], 'rb').read()).decode())"
+    return base64.b64decode(
+        in_service(docker, directory, args, service, "python", "-c", script, path)
+    )
 
 
 # --- deploy/makapix/compose.pmd.yml in the host's stack ---------------------------------------
@@ -498,16 +512,12 @@ async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_d
     finally:
         if pool is not None:
             await pool.close()
+        ids = container_ids(docker, stack, args)
         down = docker.compose(stack, *args, "down", "--volumes", "--remove-orphans",
                               "--timeout", "10")  # fmt: skip
         _remove_externals(podman)
     assert down.returncode == 0, down.stderr
-    assert docker.leftovers(PROJECT) == {
-        "containers": [],
-        "volumes": [],
-        "networks": [],
-        "pods": [],
-    }
+    assert docker.leftovers(PROJECT, ids) == NOTHING
     names = podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
     assert not [n for n in names if n == "caddy" or n.startswith(PROJECT)], names
     assert not set(EXTERNAL_VOLUMES) & set(
