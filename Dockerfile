@@ -1,4 +1,4 @@
-# One image for both processes (docs/operations.md, "The image"):
+# One image for both processes (docs/operations.md, "The image"); prod.env from deploy/prod.env.example:
 #   server (default):  docker run -p 8080:8080 --env-file prod.env pmd-service
 #   worker:            docker run --env-file prod.env \
 #                          --health-cmd 'arq --check worker.WorkerSettings' \
