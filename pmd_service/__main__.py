@@ -135,6 +135,39 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     print(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=ttl, roles=list(roles)))
 
 
+async def _demo(settings: Settings) -> None:
+    """The demo data of `make run` (dev/demo.py: a user `demo` with ~40 artworks, fans, a
+    moderator) into the database and vault the settings name, when they hold no user yet;
+    prints the demo user's id and page. Needs Pillow, which draws the art."""
+    from importlib.util import find_spec
+
+    from .core.db import connect
+    from .core.migrate import require_host_tables
+    from .core.public_ids import PublicIds
+    from .dev.demo import load_demo
+    from .dev.demo_user import DEMO_HANDLE, demo_user_sqid
+
+    if find_spec("PIL") is None:  # before anything is written
+        raise CliError(
+            "the demo data needs Pillow: pip install 'pmd-service[embedded]' (the image: "
+            "build it with --build-arg DEMO=true, as docker-compose.yml's demo service does)"
+        )
+    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
+    try:
+        await require_host_tables(conn, settings)
+        loaded = await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
+        sqid = loaded or await demo_user_sqid(conn)
+    finally:
+        await conn.close()
+    if sqid is None:
+        raise CliError("the database already has users: the demo data goes only into an empty one")
+    print(json.dumps({
+        "handle": DEMO_HANDLE, "user_sqid": sqid, "loaded": loaded is not None,
+        "page": f"{settings.base_url}/u/{sqid}/posts",
+        "token": f"python -m pmd_service token {sqid}",
+    }, indent=2))  # fmt: skip
+
+
 SQL_REQUEUE_FAILED = """
 UPDATE batch_download_requests
 SET status = 'pending', attempts = 0, error_message = NULL, completed_at = NULL,
@@ -297,6 +330,10 @@ DETAILS = {
     "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 moves "
     "the server.",
     "token": "Prints a JWT signed with JWT_SECRET_KEY, carrying the user's roles.",
+    "demo": "The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
+    "into a database with no user (the host tables from `migrate --with-host-tables`), as a "
+    "role that may write them. Needs Pillow (the `embedded` extra; the image built with "
+    "DEMO=true).",
     "requeue": "A failed request starts over, its attempts reset.",
     "sweep": "Re-enqueues pending requests and takes over those whose worker is gone.",
     "cleanup": "Expires downloads and export parts past their expiry, purges old requests and "
@@ -375,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     requeue = sub.add_parser("requeue", help="enqueue a BDR again (pending, processing or failed)")
     requeue.add_argument("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)")
+    sub.add_parser(
+        "demo", help="load the demo user and artworks into an empty database (demo stacks only)"
+    )
     sub.add_parser("sweep", help="run the every-minute sweep once now")
     cleanup = sub.add_parser("cleanup", help="run the daily cleanup once now")
     cleanup.add_argument(
@@ -436,6 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_migrate(settings, args.with_host_tables))
         elif args.command == "token":
             asyncio.run(_token(settings, args.user_sqid, args.ttl))
+        elif args.command == "demo":
+            asyncio.run(_demo(settings))
         elif args.command == "requeue":
             asyncio.run(_requeue(settings, args.bdr_id))
         elif args.command == "sweep":

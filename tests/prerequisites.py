@@ -8,6 +8,7 @@ there the same line fails the test instead. One mechanism for every area:
                                         test_api_reference_browser (Chromium)
     deploy     PMD_REQUIRE_DEPLOY       test_deploy_* (Caddy, nginx, promtool, docker-compose)
     image      PMD_REQUIRE_IMAGE        test_image (podman, and servers its containers reach)
+    compose    PMD_REQUIRE_COMPOSE      test_compose_up (podman, docker-compose, root)
     pgbouncer  PMD_REQUIRE_PGBOUNCER    test_pgbouncer
 
 The machine's programs and their Debian packages are harness/tools.py's table. Beyond these
@@ -25,7 +26,7 @@ import pytest
 
 from harness import tools
 
-AREAS = ("browser", "deploy", "image", "pgbouncer")
+AREAS = ("browser", "deploy", "image", "compose", "pgbouncer")
 
 
 def switch(area: str) -> str:

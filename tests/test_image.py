@@ -17,12 +17,9 @@ working podman, unless PMD_REQUIRE_IMAGE=1 (CI), where either is a failure
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
-import subprocess
-import tempfile
 import uuid
 import zipfile
 from pathlib import Path
@@ -33,15 +30,8 @@ import pytest
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from tests.helpers import CHECKOUT, SECRET, HostSite, answers_200, eventually, free_port
+from tests.images import TOOLS, Podman, base_image, service_image, store_podman
 from tests.prerequisites import needs, programs
-
-TOOLS = ("podman", "runc", "mmdebstrap")
-# What the Dockerfile copies into the image: a change to any of them means a new image.
-CONTEXT = (
-    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "server.py", "worker.py",
-    "requirements/build.txt", "requirements/runtime.txt", "pmd_service", "migrations",
-)  # fmt: skip
-IMAGE_REPO = "localhost/pmd-service-test"
 
 
 def _missing() -> str | None:
@@ -61,132 +51,12 @@ pytestmark = [
 ]
 
 
-class Podman:
-    """podman with this test's own configuration and storage."""
-
-    def __init__(self, store: Path, runroot: Path) -> None:
-        store.mkdir(parents=True, exist_ok=True)
-        # runc: crun refuses some hosts' cgroups. Ulimits within what an unprivileged host
-        # grants (podman's defaults are refused on some). No systemd: cgroupfs, a file log.
-        (store / "containers.conf").write_text(
-            "[containers]\n"
-            'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-            "[engine]\n"
-            'runtime = "runc"\n'
-            'cgroup_manager = "cgroupfs"\n'
-            'events_logger = "file"\n'
-        )
-        (store / "storage.conf").write_text(
-            f'[storage]\ndriver = "vfs"\ngraphroot = "{store / "graph"}"\nrunroot = "{runroot}"\n'
-        )
-        self.store = store
-        self.env = {
-            **os.environ,
-            "CONTAINERS_CONF": str(store / "containers.conf"),
-            "CONTAINERS_STORAGE_CONF": str(store / "storage.conf"),
-        }
-
-    def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["podman", *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        if check and done.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
-        return done
-
-    def exists(self, image: str) -> bool:
-        return self("image", "exists", image, check=False).returncode == 0
-
-
-def base_image() -> str:
-    """The Dockerfile's FROM (its `ARG BASE=` default), as podman names it."""
-    match = re.search(r"^ARG BASE=(\S+)$", (CHECKOUT / "Dockerfile").read_text(), re.M)
-    assert match, "the Dockerfile names its base in `ARG BASE=`"
-    name = match[1]
-    return name if "/" in name else f"docker.io/library/{name}"
-
-
-def build_stand_in(podman: Podman, tag: str) -> None:
-    """A minimal Debian bookworm with Debian's python3 (+ venv, `python`), tagged `tag`."""
-    tar = podman.store / "base.tar"
-    hook = (  # reuse the host's downloaded packages, where it has them: faster, same bytes
-        'mkdir -p "$1/var/cache/apt/archives" && '
-        'cp -al /var/cache/apt/archives/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true'
-    )
-    subprocess.run(
-        ["mmdebstrap", "--variant=apt", "--include=python3,python3-venv,python-is-python3,ca-certificates",
-         "--aptopt=Acquire::Check-Valid-Until \"false\"",
-         "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
-         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-         "--dpkgopt=path-exclude=/usr/share/locale/*",
-         "--skip=download/empty", f"--setup-hook={hook}", "--quiet", "bookworm", str(tar)],
-        check=True, timeout=1200, capture_output=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        podman("import", "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]',
-               str(tar), tag, timeout=600)  # fmt: skip
-    finally:
-        tar.unlink()
-
-
-def context_digest() -> str:
-    digest = hashlib.sha256()
-    for name in CONTEXT:
-        root = CHECKOUT / name
-        files = sorted(root.rglob("*")) if root.is_dir() else [root]
-        for path in files:
-            if path.is_file() and "__pycache__" not in path.parts:
-                digest.update(str(path.relative_to(CHECKOUT)).encode() + b"\0")
-                digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def pip_cert() -> Path | None:
-    """The CA bundle this machine's pip trusts (its config or PIP_CERT), for pip in the build;
-    None when pip uses its own."""
-    done = subprocess.run(
-        ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    )
-    values = [os.environ.get("PIP_CERT", "")]
-    values += [v for k, _, v in (line.partition("=") for line in done.stdout.splitlines())
-               if k.endswith(".cert")]  # fmt: skip
-    for value in values:
-        path = Path(value.strip().strip("'\""))
-        if value and path.is_file():
-            return path
-    return None
-
-
 @pytest.fixture(scope="module")
 def image() -> tuple[Podman, str]:
-    """(podman, the image's tag), built unless an identical one is there already."""
-    store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image")
-    store = store.resolve()
-    # Stable for a store (podman records it), and short (its sockets' paths must fit in 108).
-    runroot = (
-        Path(tempfile.gettempdir()) / f"pmd-podman-{hashlib.sha256(bytes(store)).hexdigest()[:12]}"
-    )
-    podman = Podman(store, runroot)
-    # Installed but broken fails here, in CI and elsewhere alike.
-    podman("info")
-    base = base_image()
-    if not podman.exists(base):
-        build_stand_in(podman, base)
-    tag = f"{IMAGE_REPO}:{context_digest()}"
-    if not podman.exists(tag):
-        for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
-            if old.startswith(IMAGE_REPO + ":"):
-                podman("rmi", "--force", old)
-        secret: list[str] = []
-        if (cert := pip_cert()) is not None:
-            secret = ["--secret", f"id=pip_cert,src={cert}"]
-        # --layers=false: one commit at the end (with vfs each commit copies the tree).
-        podman("build", "--pull=never", "--layers=false", "--format", "docker",
-               "--network=host", *secret, "--tag", tag, str(CHECKOUT), timeout=1200)  # fmt: skip
-    return podman, tag
+    """(podman, the image's tag), built unless an identical one is there already
+    (tests/images.py)."""
+    podman = store_podman()
+    return podman, service_image(podman)
 
 
 def _canonical(name: str) -> str:

