@@ -369,7 +369,7 @@ problems to stderr. `COMMAND --help` tells more about one."""
 
 # Commands a person runs against the database: they wait for it only when told to (--wait).
 ONE_SHOT = ("migrate", "token", "requeue", "sweep", "cleanup", "stats", "import-host-bdrs",
-            "check-host")  # fmt: skip
+            "check-host", "demo")  # fmt: skip
 USES_REDIS = ("requeue", "sweep", "stats")  # and import-host-bdrs --apply
 
 
