@@ -14,6 +14,8 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -24,6 +26,9 @@ from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from tests.factories import Factory, UserRow
 from tests.helpers import CHECKOUT, answers_200, eventually
+
+if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip (browser_missing)
+    from playwright.async_api import Page
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
 # Where the tests save their screenshots: docs/screenshots when refreshing the README's.
@@ -167,3 +172,22 @@ async def artworks(factory: Factory, owner: UserRow, count: int, *, seed: int = 
             await factory.reaction(post, owner, "❤️")
         ids.append(post.id)
     return ids
+
+
+class Watch:
+    """What a page did that a test asserts on: uncaught errors and requests."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        self.requests: list[Any] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r))
+        self.page = page
+
+    def posts_to(self, path: str) -> list[Any]:
+        """The JSON bodies POSTed to exactly `path` (whatever the query)."""
+        return [
+            r.post_data_json
+            for r in self.requests
+            if r.method == "POST" and urlsplit(r.url).path == path
+        ]

@@ -90,6 +90,10 @@ function boot() {
       });
       toast(result.message, result.ok ? "ok" : "error");
       if (!result.ok && result.error?.status === 401) onError(result.error);
+      if (!result.ok && !result.unknown && table.generation === generation) {
+        // What failed stays selected, alone, to try again; what was done is done.
+        table.deselect(result.doneIds);
+      }
       if (result.unknown && table.generation === generation) {
         // Show what the server holds, and keep selected what is still there to retry.
         await table.load(view, result.leftIds);

@@ -1,5 +1,5 @@
 // The posts table: every post loaded progressively through the cursor, sorted and paged in the
-// page, with a selection that survives sorting, paging and loading.
+// page, with a selection that survives sorting, paging, loading and batch actions.
 
 import * as fmt from "./format.js";
 
@@ -32,6 +32,9 @@ export class PostTable {
     this.total = 0;
     this.done = false;
     this.selected = new Set();
+    // Posts a delete or restore moved out of one view, selected in the other when it loads next:
+    // "Recently deleted" then holds what was just deleted, ready to restore in one click.
+    this.carried = { live: new Set(), deleted: new Set() };
     this.sort = { key: "created_at", dir: "descending" };
     this.page = 0;
     this.generation = 0; // a view switch abandons the loading still under way
@@ -70,7 +73,8 @@ export class PostTable {
   // `keep`: ids to select again once everything is loaded (what a failed batch left).
   load(view = this.view, keep = []) {
     this.generation += 1;
-    this.keep = keep;
+    this.keep = [...keep, ...this.carried[view]];
+    this.carried[view].clear();
     this.view = view;
     this.posts = [];
     this.total = 0;
@@ -186,13 +190,21 @@ export class PostTable {
   selectPage() { for (const p of this.pageRows) this.selected.add(p.id); this.render(); }
   selectLoaded() { for (const p of this.posts) this.selected.add(p.id); this.render(); }
   clearSelection() { this.selected.clear(); this.render(); }
+  deselect(ids) { for (const id of ids) this.selected.delete(id); this.render(); }
 
-  // What a successful batch did, applied to the rows already loaded (no reload needed).
+  // What a successful batch did, applied to the rows already loaded (no reload needed). The
+  // posts stay selected (a download of the same posts is then one click), except those a delete
+  // or restore moved to the other view: they are selected there instead.
   applied(action, ids, { asModerator = false, license = null } = {}) {
     const set = new Set(ids);
     if (action === "delete" || action === "restore") {
       this.posts = this.posts.filter((p) => !set.has(p.id));
       this.total -= ids.length;
+      const other = this.carried[this.view === "live" ? "deleted" : "live"];
+      for (const id of ids) {
+        this.selected.delete(id);
+        other.add(id);
+      }
     }
     for (const p of this.posts) {
       if (!set.has(p.id)) continue;
@@ -202,7 +214,6 @@ export class PostTable {
         p.license_identifier = license;
       }
     }
-    for (const id of ids) this.selected.delete(id);
     this.resort();
     this.render();
   }

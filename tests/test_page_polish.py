@@ -1,0 +1,138 @@
+"""The first minutes on the dashboard page (issue 33), in Debian's Chromium against real
+`server.py` and `arq` worker processes, PostgreSQL and Redis: the selection after a batch
+action."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from pmd_service.core.settings import Settings
+from tests.factories import Factory, UserRow
+from tests.helpers import free_port
+from tests.page_stack import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Stack,
+    Watch,
+    artworks,
+    browser_missing,
+    running_stack,
+)
+from tests.prerequisites import unmet
+
+if (why := browser_missing()) is not None:
+    unmet("browser", why, module=True)
+
+from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+
+expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a timing assertion
+WIDE: ViewportSize = {"width": 1440, "height": 900}
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    async with running_stack(settings, tmp_path, free_port()) as stack:
+        yield stack
+
+
+async def open_page(
+    browser: Browser,
+    stack: Stack,
+    user: UserRow,
+    *,
+    token: str | None = None,
+    viewport: ViewportSize = WIDE,
+) -> tuple[Page, Watch]:
+    context = await browser.new_context(viewport=viewport, color_scheme="light")
+    page = await context.new_page()
+    watch = Watch(page)
+    await page.goto(f"{stack.base}/u/{user.sqid}/posts#token={token or user.token}")
+    return page, watch
+
+
+async def checked_ids(page: Page) -> list[int]:
+    """The posts ticked on the page shown."""
+    ids = await page.locator("#posts-body input:checked").evaluate_all(
+        "boxes => boxes.map(b => Number(b.dataset.id))"
+    )
+    return sorted(ids)
+
+
+async def test_after_each_batch_action_the_posts_stay_selected_for_a_download(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, 6)
+    license_id = await factory.license("CC-BY-4.0")
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
+    boxes = page.locator("#posts-body input[type=checkbox]")
+    for n in (0, 2, 4):
+        await boxes.nth(n).check()
+    chosen = await checked_ids(page)
+    assert len(chosen) == 3
+    count = page.locator("#selected-count")
+    text = page.locator("#batch-text")
+
+    # Once each batch is done, the posts are still selected, and the page says so.
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await expect(text).to_contain_text("3 posts hidden.")
+    await expect(count).to_have_text("3")
+    await expect(text).to_have_text("3 posts hidden. They stay selected.")
+    await page.get_by_role("button", name="Unhide").click()
+    await expect(text).to_contain_text("3 posts unhidden.")
+    await expect(count).to_have_text("3")
+    await expect(text).to_have_text("3 posts unhidden. They stay selected.")
+    await page.locator("#license-select").select_option(str(license_id))
+    await page.get_by_role("button", name="Set license").click()
+    await expect(text).to_contain_text("3 posts relicensed.")
+    await expect(count).to_have_text("3")
+    await expect(text).to_have_text("3 posts relicensed. They stay selected.")
+    await expect(page.locator("#posts-body tr.selected td.license")).to_have_text(["CC-BY-4.0"] * 3)
+    assert await checked_ids(page) == chosen
+    # The download of the same posts: one click.
+    await page.get_by_role("button", name="Request download of 3 posts").click()
+    await expect(page.locator("#bdr-list li")).to_have_count(1)
+    assert [sorted(b["post_ids"]) for b in watch.posts_to("/api/pmd/bdr")] == [chosen]
+
+    # Deleted posts leave the list, and so the selection; "Recently deleted" has them selected.
+    await page.get_by_role("button", name="Delete…").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete 3 posts").click()
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await expect(count).to_have_text("0")
+    await expect(text).to_have_text(
+        "3 posts deleted. They are selected under “Recently deleted”, should you want them back."
+    )
+    await page.get_by_role("button", name="Recently deleted").click()
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await expect(count).to_have_text("3")
+    await page.get_by_role("button", name="Restore").click()
+    await expect(page.locator("#empty")).to_be_visible()
+    await expect(count).to_have_text("0")
+    await expect(text).to_have_text("3 posts restored. They are selected again under “Posts”.")
+    await page.get_by_role("button", name="Posts", exact=True).click()
+    await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
+    await expect(count).to_have_text("3")
+    assert await checked_ids(page) == chosen
+    await page.get_by_role("button", name="Request download of 3 posts").click()
+    await expect(page.locator("#bdr-list li")).to_have_count(2)
+    assert [sorted(b["post_ids"]) for b in watch.posts_to("/api/pmd/bdr")] == [chosen, chosen]
+    flags = await factory.post_flags(chosen)
+    assert not any(f["deleted_by_user"] or f["hidden_by_user"] for f in flags.values())
+    assert watch.errors == []
