@@ -1,6 +1,6 @@
 """The first minutes on the dashboard page (issue 33), in Debian's Chromium against real
 `server.py` and `arq` worker processes, PostgreSQL and Redis: the selection after a batch
-action."""
+action and a refused token."""
 
 from __future__ import annotations
 
@@ -135,4 +135,63 @@ async def test_after_each_batch_action_the_posts_stay_selected_for_a_download(
     assert [sorted(b["post_ids"]) for b in watch.posts_to("/api/pmd/bdr")] == [chosen, chosen]
     flags = await factory.post_flags(chosen)
     assert not any(f["deleted_by_user"] or f["hidden_by_user"] for f in flags.values())
+    assert watch.errors == []
+
+
+async def test_a_refused_token_is_said_as_such_not_as_a_loading_failure(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, 3)
+    page, watch = await open_page(browser, stack, owner, token=factory.token(owner.sqid, ttl=-60))
+    # The first page of posts got a 401: the token is the problem, not the loading, and Retry
+    # (with the same token) would not mend it.
+    await expect(page.locator("#loading")).to_have_text(
+        "Your posts were not loaded: the access token was not accepted. Sign in on the site "
+        "again and reopen this page, or paste a new token into the “Access token” field at the "
+        "top of this page."
+    )
+    await expect(page.get_by_role("button", name="Retry")).to_be_hidden()
+    # Nor do the panels claim there is nothing: they were not loaded either.
+    await expect(page.locator("#bdr-empty")).to_have_text(
+        "Not loaded: the access token was not accepted."
+    )
+    await expect(page.locator("#exports")).to_be_hidden()
+    assert watch.errors == []
+
+
+async def test_the_bad_token_message_points_to_the_token_field(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    await artworks(factory, owner, 40)
+    page, watch = await open_page(browser, stack, owner, token=factory.token(owner.sqid, ttl=-60))
+    await expect(page.locator("#signin")).to_be_visible()
+    await expect(page.locator("#signin-reason")).to_contain_text(
+        "paste a new access token into the “Access token” field at the top of this page"
+    )
+    # The field is where the message says, in view, and takes the paste at once.
+    field = page.get_by_label("Access token")
+    await expect(field).to_be_focused()
+    await expect(field).to_be_in_viewport()
+    field_box = await field.bounding_box()
+    table_box = await page.locator("#posts-table").bounding_box()
+    assert field_box and table_box and field_box["y"] + field_box["height"] < table_box["y"]
+    assert watch.errors == []
+
+    # Signed in, far down the page, when the token stops being accepted: the field comes into
+    # view, focused, and the message says where it is.
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 40 posts loaded.")
+    start = page.get_by_role("button", name="Start export")
+    await start.scroll_into_view_if_needed()
+    field = page.get_by_label("Access token")
+    await expect(field).to_be_hidden()
+    await pool.execute("UPDATE users SET deactivated = true WHERE id = $1", owner.id)
+    await start.click()
+    await expect(page.locator("#signin-reason")).to_contain_text(
+        "the “Access token” field at the top of this page"
+    )
+    await expect(field).to_be_focused()
+    await expect(field).to_be_in_viewport()
     assert watch.errors == []

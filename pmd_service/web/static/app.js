@@ -1,7 +1,9 @@
 // The dashboard page: wires the posts table, the batch actions, the downloads panel and (on
 // the user's own page) the exports panel.
 
-import { Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, tokenSubject } from "./api.js";
+import {
+  Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, TOKEN_FIELD, tokenSubject,
+} from "./api.js";
 import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
@@ -13,7 +15,8 @@ const $ = (id) => document.getElementById(id);
 
 // Said to a person of the site, who knows nothing of how the service is run.
 const SIGNED_OUT = "You are not signed in here. Sign in on the site and open this page from there, " +
-  "or paste an access token below. If it keeps asking, ask the site's operators for help.";
+  `or paste an access token into ${TOKEN_FIELD}. ` +
+  "If it keeps asking, ask the site's operators for help.";
 
 function boot() {
   takeTokenFromFragment();

@@ -65,6 +65,8 @@ export class Downloads {
       const { items } = await this.api.get("/api/pmd/bdr");
       for (const item of items) this.items.set(item.id, item);
     } catch (error) {
+      // A refused token: the list is unknown, not empty.
+      if (error.status === 401) this.empty.textContent = "Not loaded: the access token was not accepted.";
       this.onError(error);
     }
     if (this.highlightId && !this.items.has(this.highlightId)) {

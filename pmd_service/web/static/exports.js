@@ -105,8 +105,10 @@ export class Exports {
       }
       for (const item of items) this.merge(item);
     } catch (error) {
-      if (error.status === 403) return; // not this user's own page: the panel stays hidden
-      this.onError(error);
+      if (error.status !== 403) this.onError(error);
+      // 403: not this user's own page. 401: the sign-in banner says what to do, where an empty
+      // panel would claim there are no exports. Either way the panel stays hidden.
+      if (error.status === 403 || error.status === 401) return;
     }
     this.section.hidden = false;
     if (this.highlightId && !this.items.has(this.highlightId)) {

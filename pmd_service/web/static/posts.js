@@ -1,6 +1,7 @@
 // The posts table: every post loaded progressively through the cursor, sorted and paged in the
 // page, with a selection that survives sorting, paging, loading and batch actions.
 
+import { TOKEN_FIELD } from "./api.js";
 import * as fmt from "./format.js";
 
 export const PAGE_SIZE = 16;
@@ -105,7 +106,8 @@ export class PostTable {
         page = await pending;
       } catch (error) {
         if (generation !== this.generation) return;
-        this.failed = true;
+        // A refused token is not a loading failure that Retry could mend: a new token is.
+        this.failed = error.status === 401 ? "token" : true;
         this.render();
         this.onError(error);
         return;
@@ -247,13 +249,18 @@ export class PostTable {
       ? `Nothing was deleted in the last ${fmt.RESTORE_WINDOW_DAYS} days.`
       : "You have no artworks yet. Posts you upload appear here.";
     const of = this.total ? fmt.count(this.total) : "?";
-    loading.textContent = this.done
-      ? (none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`)
-      : this.failed
-        ? `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts.`
-        : `Loading more… ${fmt.count(this.posts.length)} of ${of}`;
+    if (this.done) loading.textContent = none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`;
+    else if (this.failed === "token") {
+      loading.textContent = (this.posts.length
+        ? `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts: `
+        : "Your posts were not loaded: ") +
+        `the access token was not accepted. Sign in on the site again and reopen this page, or ` +
+        `paste a new token into ${TOKEN_FIELD}.`;
+    } else if (this.failed) {
+      loading.textContent = `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts.`;
+    } else loading.textContent = `Loading more… ${fmt.count(this.posts.length)} of ${of}`;
     loading.classList.toggle("busy", !this.done && !this.failed);
-    this.el.retry.hidden = !this.failed;
+    this.el.retry.hidden = !this.failed || this.failed === "token";
     info.textContent = `Page ${this.page + 1} of ${this.pageCount}`;
     input.max = String(this.pageCount);
     input.value = String(this.page + 1);
