@@ -1,12 +1,14 @@
 """The first minutes on the dashboard page (issue 33), in Debian's Chromium against real
 `server.py` and `arq` worker processes, PostgreSQL and Redis: the selection after a batch
-action and a refused token."""
+action, a refused token, and a download its owner removed."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -27,7 +29,7 @@ from tests.prerequisites import unmet
 if (why := browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
 
 expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a timing assertion
 WIDE: ViewportSize = {"width": 1440, "height": 900}
@@ -64,6 +66,16 @@ async def open_page(
     watch = Watch(page)
     await page.goto(f"{stack.base}/u/{user.sqid}/posts#token={token or user.token}")
     return page, watch
+
+
+async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = None) -> Any:
+    """A call as another tab makes it; its JSON."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, stack.base + path, json=body, headers=user.auth) as r,
+    ):
+        assert r.status < 300, await r.text()
+        return await r.json()
 
 
 async def checked_ids(page: Page) -> list[int]:
@@ -195,3 +207,51 @@ async def test_the_bad_token_message_points_to_the_token_field(
     await expect(field).to_be_focused()
     await expect(field).to_be_in_viewport()
     assert watch.errors == []
+
+
+async def test_a_download_its_owner_removed_shows_as_removed_not_expired(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    ids = await artworks(factory, owner, 3)
+    made = [(await api(stack, owner, "POST", "/api/pmd/bdr", {"post_ids": [i]}))["id"] for i in ids]
+    removed, expired, past_due = made
+    page, watch = await open_page(browser, stack, owner)
+
+    def card(bdr_id: str) -> Locator:
+        return page.locator(f'#bdr-list li[data-id="{bdr_id}"]')
+
+    for bdr_id in made:
+        await expect(card(bdr_id)).to_have_attribute("data-status", "ready", timeout=60_000)
+
+    # Its owner removes it before it expires: the API says `expired`, the page says removed.
+    await card(removed).get_by_role("button", name="Delete file").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete the file").click()
+    await expect(card(removed)).to_have_attribute("data-status", "expired")
+    await expect(card(removed).locator(".badge")).to_have_text("Removed")
+    await expect(card(removed)).to_contain_text("The file was removed before it expired.")
+    await expect(card(removed).get_by_role("button")).to_have_count(0)
+
+    # The daily clean-up expires one past its date: that one is expired.
+    await pool.execute(
+        "UPDATE batch_download_requests SET status = 'expired', "
+        "expires_at = now() - interval '3 hours' WHERE id = $1::uuid",
+        expired,
+    )
+    await expect(card(expired)).to_have_attribute("data-status", "expired")
+    await expect(card(expired).locator(".badge")).to_have_text("Expired")
+    await expect(card(expired)).to_contain_text("The file expired 3 hours ago.")
+
+    # One past its date that the clean-up has not reached yet: expired too, nothing to click.
+    await pool.execute(
+        "UPDATE batch_download_requests SET expires_at = now() - interval '1 minute' "
+        "WHERE id = $1::uuid",
+        past_due,
+    )
+    page, watch2 = await open_page(browser, stack, owner)
+    await expect(card(past_due)).to_have_attribute("data-status", "ready")
+    await expect(card(past_due).locator(".badge")).to_have_text("Expired")
+    await expect(card(past_due).get_by_role("button")).to_have_count(0)
+    await expect(card(removed).locator(".badge")).to_have_text("Removed")
+    await expect(card(expired).locator(".badge")).to_have_text("Expired")
+    assert watch.errors == [] and watch2.errors == []

@@ -12,7 +12,7 @@ import { el, timeEl } from "./ui.js";
 
 const STATUS = {
   pending: "Queued", processing: "Building", ready: "Ready", failed: "Failed",
-  expired: "Expired", cancelled: "Cancelled",
+  expired: "Expired", removed: "Removed", cancelled: "Cancelled",
 };
 export const REASON = {
   deleted: "deleted since the request", not_owner: "no longer yours", playlist: "now a playlist",
@@ -289,9 +289,14 @@ export class Downloads {
       li.classList.add("highlight");
       li.tabIndex = -1;
     }
+    // What the person sees: a ready file past its date is expired, an expired one whose date is
+    // still ahead was removed (format.js).
+    const shown = fmt.removed(item)
+      ? "removed"
+      : item.status === "ready" && fmt.pastDate(item) ? "expired" : item.status;
     const head = el("div", "bdr-head");
     head.append(
-      el("span", `badge status-${item.status}`, STATUS[item.status] ?? item.status),
+      el("span", `badge status-${shown}`, STATUS[shown] ?? shown),
       el("span", "bdr-count", fmt.plural(item.artwork_count, "artwork")),
       timeEl(item.created_at, `requested ${fmt.relative(item.created_at)}`),
     );
@@ -313,11 +318,18 @@ export class Downloads {
       li.append(bar, el("p", "bdr-progress",
         item.status === "pending" ? "Waiting for a worker…" : `${done} of ${total} added`));
     }
-    if (item.status === "ready") {
+    if (shown === "ready") {
       const bits = [fmt.bytes(item.file_size_bytes)];
       if (item.expires_at) bits.push(`expires ${fmt.relative(item.expires_at)}`);
       const p = el("p", "bdr-ready", bits.join(" · "));
       if (item.expires_at) p.title = `Expires ${fmt.dateTime(item.expires_at)}`;
+      li.append(p);
+    }
+    if (shown === "removed") {
+      li.append(el("p", "bdr-ended", "The file was removed before it expired."));
+    } else if (shown === "expired" && item.expires_at) {
+      const p = el("p", "bdr-ended", `The file expired ${fmt.relative(item.expires_at)}.`);
+      p.title = `Expired ${fmt.dateTime(item.expires_at)}`;
       li.append(p);
     }
     if (item.error_message) li.append(el("p", "bdr-error", item.error_message));
@@ -334,7 +346,7 @@ export class Downloads {
     }
     const buttons = el("div", "bdr-buttons");
     const mayRemove = this.asModerator || !item.requested_by_moderator;
-    if (item.status === "ready" && item.download_url) {
+    if (shown === "ready" && item.download_url) {
       buttons.append(button("download", "Download ZIP", "primary"));
       if (mayRemove) buttons.append(button("delete", "Delete file"));
     } else if (ACTIVE.has(item.status) && mayRemove) {
