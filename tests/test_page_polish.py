@@ -1,6 +1,7 @@
 """The first minutes on the dashboard page (issue 33), in Debian's Chromium against real
 `server.py` and `arq` worker processes, PostgreSQL and Redis: the selection after a batch
-action, a refused token, and a download its owner removed."""
+action, a refused token, the toolbar and panels at 1440 px and on a phone, and a download its
+owner removed."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from tests.page_stack import (
     Stack,
     Watch,
     artworks,
+    broken_rows,
     browser_missing,
+    outside_width,
     running_stack,
 )
 from tests.prerequisites import unmet
@@ -33,6 +36,28 @@ from playwright.async_api import Browser, Locator, Page, ViewportSize, async_pla
 
 expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a timing assertion
 WIDE: ViewportSize = {"width": 1440, "height": 900}
+PHONE: ViewportSize = {"width": 375, "height": 812}
+# The rows a person reads as one line of controls at 1440 px, in every panel.
+ONE_LINE_ROWS = ", ".join(
+    [
+        ".top",
+        ".views",
+        ".toolbar",
+        "#batch",
+        ".pager",
+        "#bdr-form button",
+        "#bdr-list .bdr-head",
+        "#bdr-list .bdr-buttons",
+        "#export-form",
+        "#export-list .export-head",
+        "#export-list .bdr-buttons",
+    ]
+)
+# The licenses of the site beside the service, with their long names.
+LICENSES = [
+    ("CC-BY-4.0", "Creative Commons Attribution 4.0 International"),
+    ("CC-BY-NC-SA-4.0", "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International"),
+]
 
 
 @pytest.fixture
@@ -207,6 +232,65 @@ async def test_the_bad_token_message_points_to_the_token_field(
     await expect(field).to_be_focused()
     await expect(field).to_be_in_viewport()
     assert watch.errors == []
+
+
+async def test_one_row_each_at_1440_px_and_the_toolbar_works_on_a_phone(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    real = await artworks(factory, owner, 5)
+    bulk = await factory.posts_bulk(owner, 1495)  # no files: their download fails
+    license_ids = {
+        title: await pool.fetchval(
+            "INSERT INTO licenses (identifier, title) VALUES ($1, $2) RETURNING id",
+            identifier,
+            title,
+        )
+        for identifier, title in LICENSES
+    }
+    longest = license_ids[max(license_ids, key=len)]
+    ready = (await api(stack, owner, "POST", "/api/pmd/bdr", {"post_ids": real[:3]}))["id"]
+    failed = (await api(stack, owner, "POST", "/api/pmd/bdr", {"post_ids": bulk[:128]}))["id"]
+    await api(stack, owner, "POST", "/api/pmd/exports", {})
+
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 1,500 posts loaded.")
+    cards = page.locator("#bdr-list")
+    await expect(cards.locator(f'li[data-id="{ready}"]')).to_have_attribute(
+        "data-status", "ready", timeout=90_000
+    )
+    await expect(cards.locator(f'li[data-id="{failed}"]')).to_have_attribute(
+        "data-status", "failed", timeout=90_000
+    )
+    await expect(page.locator("#export-list > li .bdr-buttons")).to_be_visible(timeout=90_000)
+    # The widest the toolbar gets: a four-digit count, the longest license chosen.
+    await page.get_by_role("button", name="Select all loaded").click()
+    await expect(page.locator("#posts-body input:checked")).to_have_count(16)
+    await page.locator("#license-select").select_option(str(longest))
+    assert await broken_rows(page, ONE_LINE_ROWS) == []
+    assert await page.evaluate("document.documentElement.scrollWidth") <= WIDE["width"]
+    await expect(page.locator("#selected-count")).to_have_text("1,500")
+    # The batch line too, with its longest message.
+    await page.get_by_role("button", name="Clear").click()
+    await page.locator("#posts-body input[type=checkbox]").first.check()
+    await page.get_by_role("button", name="Delete…").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete 1 post").click()
+    await expect(page.locator("#batch-text")).to_contain_text("should you want them back")
+    assert await broken_rows(page, ONE_LINE_ROWS) == []
+
+    # A phone: the toolbar wraps within the screen, and its actions work.
+    phone, phone_watch = await open_page(browser, stack, owner, viewport=PHONE)
+    await expect(phone.locator("#loading")).to_have_text("All 1,499 posts loaded.")
+    assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    controls = ".toolbar button, .toolbar select, .toolbar .count, .views button, .pager > *"
+    assert await outside_width(phone, controls, PHONE["width"]) == []
+    first = phone.locator("#posts-body tr").first
+    await first.locator("input[type=checkbox]").check()
+    await phone.get_by_role("button", name="Hide", exact=True).click()
+    await expect(first.locator("td.hidden")).to_have_text("Hidden")
+    await expect(phone.locator("#selected-count")).to_have_text("1")
+    await expect(phone.get_by_role("button", name="Request download of 1 post")).to_be_enabled()
+    assert watch.errors == [] and phone_watch.errors == []
 
 
 async def test_a_download_its_owner_removed_shows_as_removed_not_expired(

@@ -7,7 +7,7 @@ import {
 import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
-import { plural, RESTORE_WINDOW_DAYS } from "./format.js";
+import { count, plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PostTable } from "./posts.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
@@ -61,7 +61,7 @@ function boot() {
 
   function refreshControls() {
     const n = table.selected.size;
-    $("selected-count").textContent = String(n);
+    $("selected-count").textContent = count(n);
     for (const b of document.querySelectorAll("[data-needs-selection]")) b.disabled = n === 0 || busy;
     $("view-live").disabled = busy;
     $("view-deleted").disabled = busy;
@@ -72,8 +72,8 @@ function boot() {
     if (table.view !== "live") why.textContent = "Switch to Posts to download.";
     else if (n === 0) why.textContent = "Select the posts to put in the ZIP.";
     else if (n > MAX_BATCH) {
-      why.textContent = `A download holds at most ${MAX_BATCH} posts; ${n} are selected. ` +
-        `Unselect ${n - MAX_BATCH}, or request several downloads.`;
+      why.textContent = `A download holds at most ${MAX_BATCH} posts; ${count(n)} are selected. ` +
+        `Unselect ${count(n - MAX_BATCH)}, or request several downloads.`;
     } else why.textContent = "";
   }
 
@@ -189,7 +189,10 @@ function boot() {
       const option = document.createElement("option");
       option.value = String(l.id);
       option.dataset.identifier = l.identifier || "";
-      option.textContent = l.title ? `${l.title} (${l.identifier})` : l.identifier;
+      // The identifier first: the choice is cut to fit the toolbar, and the table shows it.
+      option.textContent = l.title && l.title !== l.identifier
+        ? `${l.identifier} · ${l.title}`
+        : l.identifier;
       select.append(option);
     }
   }, onError);

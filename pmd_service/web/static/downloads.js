@@ -294,11 +294,11 @@ export class Downloads {
     const shown = fmt.removed(item)
       ? "removed"
       : item.status === "ready" && fmt.pastDate(item) ? "expired" : item.status;
+    // Badge and count on one line; the time goes with the options, which may wrap as prose.
     const head = el("div", "bdr-head");
     head.append(
       el("span", `badge status-${shown}`, STATUS[shown] ?? shown),
       el("span", "bdr-count", fmt.plural(item.artwork_count, "artwork")),
-      timeEl(item.created_at, `requested ${fmt.relative(item.created_at)}`),
     );
     li.append(head);
     const extras = [
@@ -307,7 +307,10 @@ export class Downloads {
     const opts = [extras.length ? `with ${extras.join(" and ")}` : "artworks only"];
     if (item.send_email) opts.push("email when done");
     if (item.requested_by_moderator) opts.push("requested by a moderator");
-    li.append(el("p", "bdr-opts", opts.join(" · ")));
+    const line = el("p", "bdr-opts");
+    line.append(timeEl(item.created_at, `Requested ${fmt.relative(item.created_at)}`),
+      ` · ${opts.join(" · ")}`);
+    li.append(line);
 
     if (ACTIVE.has(item.status)) {
       const { done, total } = item.progress;
