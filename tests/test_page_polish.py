@@ -306,7 +306,9 @@ async def test_a_download_its_owner_removed_shows_as_removed_not_expired(
         return page.locator(f'#bdr-list li[data-id="{bdr_id}"]')
 
     for bdr_id in made:
-        await expect(card(bdr_id)).to_have_attribute("data-status", "ready", timeout=60_000)
+        await expect(card(bdr_id)).to_have_attribute("data-status", "ready", timeout=90_000)
+    # The stream's snapshot is in: no redraw of the list races the clicks below.
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
 
     # Its owner removes it before it expires: the API says `expired`, the page says removed.
     await card(removed).get_by_role("button", name="Delete file").click()
