@@ -14,6 +14,8 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -24,6 +26,9 @@ from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from tests.factories import Factory, UserRow
 from tests.helpers import CHECKOUT, answers_200, eventually
+
+if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip (browser_missing)
+    from playwright.async_api import Page
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
 # Where the tests save their screenshots: docs/screenshots when refreshing the README's.
@@ -167,3 +172,76 @@ async def artworks(factory: Factory, owner: UserRow, count: int, *, seed: int = 
             await factory.reaction(post, owner, "❤️")
         ids.append(post.id)
     return ids
+
+
+# The rows that must stay one line: for each element matching the selector, its visible items
+# (its children, a `display: contents` child's children counting as its own) must share one
+# line, and no text in it may break onto a second line.
+_BROKEN_ROWS = """(selector) => {
+    const out = [];
+    const shown = (el) => el.getClientRects().length > 0 &&
+        getComputedStyle(el).visibility !== "hidden" && getComputedStyle(el).position !== "absolute";
+    const items = (el) => [...el.children].flatMap(
+        (c) => (getComputedStyle(c).display === "contents" ? items(c) : [c]));
+    const name = (el) => (el.id ? `#${el.id}` : "") ||
+        el.textContent.trim().replace(/\\s+/g, " ").slice(0, 40) || el.tagName.toLowerCase();
+    for (const root of document.querySelectorAll(selector)) {
+        if (!shown(root)) continue;
+        const boxes = items(root).filter(shown).map((el) => [el, el.getBoundingClientRect()]);
+        const lowestTop = Math.max(...boxes.map(([, r]) => r.top));
+        const highestBottom = Math.min(...boxes.map(([, r]) => r.bottom));
+        if (boxes.length > 1 && lowestTop >= highestBottom) {
+            out.push(`${name(root)}: items on more than one line: ` +
+                boxes.map(([el, r]) => `${name(el)} at ${Math.round(r.top)}`).join(", "));
+        }
+        const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+        for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+            if (!n.textContent.trim()) continue;
+            const range = document.createRange();
+            range.selectNodeContents(n);
+            const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+            if (lines.size > 1) out.push(`${name(root)}: "${n.textContent.trim()}" on ${lines.size} lines`);
+        }
+    }
+    return out;
+}"""
+
+
+async def broken_rows(page: Page, selector: str) -> list[str]:
+    """What a person sees wrapped among the rows `selector` matches (a toolbar, a card's head,
+    a button): each item that fell onto another line, each text broken over lines. Measured
+    from the boxes Chromium laid out; empty when every row is one line."""
+    found: list[str] = await page.evaluate(_BROKEN_ROWS, selector)
+    return found
+
+
+async def outside_width(page: Page, selector: str, width: int) -> list[str]:
+    """The visible elements matching `selector` that reach beyond [0, width] sideways."""
+    found: list[str] = await page.evaluate(
+        """([selector, width]) => [...document.querySelectorAll(selector)]
+            .filter((el) => el.getClientRects().length > 0)
+            .map((el) => [el, el.getBoundingClientRect()])
+            .filter(([, r]) => r.left < 0 || r.right > width)
+            .map(([el, r]) => `${el.id || el.textContent.trim()}: ${r.left}..${r.right}`)""",
+        [selector, width],
+    )
+    return found
+
+
+class Watch:
+    """What a page did that a test asserts on: uncaught errors and requests."""
+
+    def __init__(self, page: Page) -> None:
+        self.errors: list[str] = []
+        self.requests: list[Any] = []
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r))
+        self.page = page
+
+    def posts_to(self, path: str) -> list[Any]:
+        """The JSON bodies POSTed to exactly `path` (whatever the query)."""
+        return [
+            r.post_data_json
+            for r in self.requests
+            if r.method == "POST" and urlsplit(r.url).path == path
+        ]

@@ -178,7 +178,9 @@ async def test_select_150_posts_and_hide_them_in_two_batches(
 
     await record_texts(page, "#batch-text")
     await page.get_by_role("button", name="Hide", exact=True).click()
-    await expect(page.locator("#batch-text")).to_have_text("150 posts hidden in 2 batches.")
+    await expect(page.locator("#batch-text")).to_have_text(
+        "150 posts hidden in 2 batches. They stay selected."
+    )
     seen = await page.evaluate("window.seen")
     assert "Hiding 150 posts: batch 1 of 2" in seen
     assert "Hiding 150 posts: batch 2 of 2" in seen
@@ -189,7 +191,7 @@ async def test_select_150_posts_and_hide_them_in_two_batches(
 
     flags = await factory.post_flags(ids)
     assert all(f["hidden_by_user"] for f in flags.values())
-    await expect(page.locator("#selected-count")).to_have_text("0")
+    await expect(page.locator("#selected-count")).to_have_text("150")
     await expect(page.locator("#posts-body td.hidden")).to_have_text(["Hidden"] * 16)
     await shot(page, "hidden-in-two-batches")
     assert watch.errors == []
@@ -244,7 +246,9 @@ async def test_delete_asks_first_then_restore_from_recently_deleted(
     await expect(page.locator("#posts-body")).to_contain_text("restorable until")
     await page.get_by_role("button", name="Select page").click()
     await page.get_by_role("button", name="Restore").click()
-    await expect(page.locator("#batch-text")).to_have_text("2 posts restored.")
+    await expect(page.locator("#batch-text")).to_have_text(
+        "2 posts restored. They are selected again under “Posts”."
+    )
     await expect(page.locator("#empty")).to_have_text("Nothing was deleted in the last 7 days.")
     assert not any(f["deleted_by_user"] for f in (await factory.post_flags(ids)).values())
     assert watch.errors == []
@@ -261,7 +265,9 @@ async def test_change_the_license_of_selected_posts(
     await page.get_by_role("button", name="Select page").click()
     await page.locator("#license-select").select_option(str(license_id))
     await page.get_by_role("button", name="Set license").click()
-    await expect(page.locator("#batch-text")).to_have_text("5 posts relicensed.")
+    await expect(page.locator("#batch-text")).to_have_text(
+        "5 posts relicensed. They stay selected."
+    )
     await expect(page.locator("#posts-body td.license")).to_have_text(["CC-BY-4.0"] * 5)
     rows = await pool.fetch("SELECT license_id FROM posts WHERE id = any($1)", ids)
     assert {r["license_id"] for r in rows} == {license_id}

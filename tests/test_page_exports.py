@@ -425,6 +425,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     await expect(dialog).to_contain_text("Its 3 parts are deleted from the site now")
     await dialog.get_by_role("button", name="Remove the parts").click()
     await expect(card).to_have_attribute("data-status", "expired")
+    await expect(card.locator(".badge")).to_have_text("Removed")  # not expired: still in date
     await expect(card).to_contain_text("Its parts were removed.")
     await expect(card.get_by_role("button")).to_have_count(0)
     assert await pool.fetchval(query, older["id"]) == "expired"

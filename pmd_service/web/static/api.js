@@ -26,6 +26,10 @@ export function takeTokenFromFragment() {
   }
 }
 
+// Where a person puts a fresh token: the sign-in banner's field, which the page shows (and
+// scrolls to) at the top whenever a token is refused. Every message about a token says so.
+export const TOKEN_FIELD = "the “Access token” field at the top of this page";
+
 export const getToken = () => sessionStorage.getItem(TOKEN_KEY);
 export const setToken = (token) => sessionStorage.setItem(TOKEN_KEY, token.trim());
 
@@ -117,8 +121,8 @@ export function explain(error) {
   if (error.status === 0) return error.detail;
   if (error.status === 401) {
     return "Your sign-in has expired or is not valid. Sign in on the site again and reopen " +
-      "this page, or paste a new access token above. If this keeps happening, ask the site's " +
-      "operators for help.";
+      `this page, or paste a new access token into ${TOKEN_FIELD}. If this keeps happening, ` +
+      "ask the site's operators for help.";
   }
   if (error.status === 429 && error.retryAfter) {
     const at = new Date(Date.now() + error.retryAfter * 1000);

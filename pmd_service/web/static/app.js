@@ -1,11 +1,13 @@
 // The dashboard page: wires the posts table, the batch actions, the downloads panel and (on
 // the user's own page) the exports panel.
 
-import { Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, tokenSubject } from "./api.js";
+import {
+  Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, TOKEN_FIELD, tokenSubject,
+} from "./api.js";
 import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
-import { plural, RESTORE_WINDOW_DAYS } from "./format.js";
+import { count, plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PostTable } from "./posts.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
@@ -13,7 +15,8 @@ const $ = (id) => document.getElementById(id);
 
 // Said to a person of the site, who knows nothing of how the service is run.
 const SIGNED_OUT = "You are not signed in here. Sign in on the site and open this page from there, " +
-  "or paste an access token below. If it keeps asking, ask the site's operators for help.";
+  `or paste an access token into ${TOKEN_FIELD}. ` +
+  "If it keeps asking, ask the site's operators for help.";
 
 function boot() {
   takeTokenFromFragment();
@@ -58,7 +61,7 @@ function boot() {
 
   function refreshControls() {
     const n = table.selected.size;
-    $("selected-count").textContent = String(n);
+    $("selected-count").textContent = count(n);
     for (const b of document.querySelectorAll("[data-needs-selection]")) b.disabled = n === 0 || busy;
     $("view-live").disabled = busy;
     $("view-deleted").disabled = busy;
@@ -69,8 +72,8 @@ function boot() {
     if (table.view !== "live") why.textContent = "Switch to Posts to download.";
     else if (n === 0) why.textContent = "Select the posts to put in the ZIP.";
     else if (n > MAX_BATCH) {
-      why.textContent = `A download holds at most ${MAX_BATCH} posts; ${n} are selected. ` +
-        `Unselect ${n - MAX_BATCH}, or request several downloads.`;
+      why.textContent = `A download holds at most ${MAX_BATCH} posts; ${count(n)} are selected. ` +
+        `Unselect ${count(n - MAX_BATCH)}, or request several downloads.`;
     } else why.textContent = "";
   }
 
@@ -90,6 +93,10 @@ function boot() {
       });
       toast(result.message, result.ok ? "ok" : "error");
       if (!result.ok && result.error?.status === 401) onError(result.error);
+      if (!result.ok && !result.unknown && table.generation === generation) {
+        // What failed stays selected, alone, to try again; what was done is done.
+        table.deselect(result.doneIds);
+      }
       if (result.unknown && table.generation === generation) {
         // Show what the server holds, and keep selected what is still there to retry.
         await table.load(view, result.leftIds);
@@ -182,7 +189,10 @@ function boot() {
       const option = document.createElement("option");
       option.value = String(l.id);
       option.dataset.identifier = l.identifier || "";
-      option.textContent = l.title ? `${l.title} (${l.identifier})` : l.identifier;
+      // The identifier first: the choice is cut to fit the toolbar, and the table shows it.
+      option.textContent = l.title && l.title !== l.identifier
+        ? `${l.identifier} · ${l.title}`
+        : l.identifier;
       select.append(option);
     }
   }, onError);

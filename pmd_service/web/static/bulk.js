@@ -16,6 +16,13 @@ const PAST = {
   hide: "hidden", unhide: "unhidden", delete: "deleted", restore: "restored",
   license: "relicensed",
 };
+// Where the posts are after a successful batch: still selected, so a download of the same
+// posts is one click; a delete or restore moves them to the other view, selected there.
+const AFTER = {
+  hide: "They stay selected.", unhide: "They stay selected.", license: "They stay selected.",
+  delete: "They are selected under “Recently deleted”, should you want them back.",
+  restore: "They are selected again under “Posts”.",
+};
 const VERB = {
   hide: "Hiding", unhide: "Unhiding", delete: "Deleting", restore: "Restoring",
   license: "Changing the license of",
@@ -69,7 +76,7 @@ export async function runBatches(action, ids, send, done) {
     }
     bar.value = parts.length;
     const message = `${plural(ids.length, "post")} ${PAST[action]}` +
-      (parts.length > 1 ? ` in ${parts.length} batches.` : ".");
+      (parts.length > 1 ? ` in ${parts.length} batches. ` : ". ") + AFTER[action];
     text.textContent = message;
     return { ok: true, doneIds, leftIds: [], message };
   } catch (error) {

@@ -12,7 +12,7 @@ import { el, timeEl } from "./ui.js";
 
 const STATUS = {
   pending: "Queued", processing: "Building", ready: "Ready", failed: "Failed",
-  expired: "Expired", cancelled: "Cancelled",
+  expired: "Expired", removed: "Removed", cancelled: "Cancelled",
 };
 export const REASON = {
   deleted: "deleted since the request", not_owner: "no longer yours", playlist: "now a playlist",
@@ -65,6 +65,8 @@ export class Downloads {
       const { items } = await this.api.get("/api/pmd/bdr");
       for (const item of items) this.items.set(item.id, item);
     } catch (error) {
+      // A refused token: the list is unknown, not empty.
+      if (error.status === 401) this.empty.textContent = "Not loaded: the access token was not accepted.";
       this.onError(error);
     }
     if (this.highlightId && !this.items.has(this.highlightId)) {
@@ -287,11 +289,16 @@ export class Downloads {
       li.classList.add("highlight");
       li.tabIndex = -1;
     }
+    // What the person sees: a ready file past its date is expired, an expired one whose date is
+    // still ahead was removed (format.js).
+    const shown = fmt.removed(item)
+      ? "removed"
+      : item.status === "ready" && fmt.pastDate(item) ? "expired" : item.status;
+    // Badge and count on one line; the time goes with the options, which may wrap as prose.
     const head = el("div", "bdr-head");
     head.append(
-      el("span", `badge status-${item.status}`, STATUS[item.status] ?? item.status),
+      el("span", `badge status-${shown}`, STATUS[shown] ?? shown),
       el("span", "bdr-count", fmt.plural(item.artwork_count, "artwork")),
-      timeEl(item.created_at, `requested ${fmt.relative(item.created_at)}`),
     );
     li.append(head);
     const extras = [
@@ -300,7 +307,10 @@ export class Downloads {
     const opts = [extras.length ? `with ${extras.join(" and ")}` : "artworks only"];
     if (item.send_email) opts.push("email when done");
     if (item.requested_by_moderator) opts.push("requested by a moderator");
-    li.append(el("p", "bdr-opts", opts.join(" · ")));
+    const line = el("p", "bdr-opts");
+    line.append(timeEl(item.created_at, `Requested ${fmt.relative(item.created_at)}`),
+      ` · ${opts.join(" · ")}`);
+    li.append(line);
 
     if (ACTIVE.has(item.status)) {
       const { done, total } = item.progress;
@@ -311,11 +321,18 @@ export class Downloads {
       li.append(bar, el("p", "bdr-progress",
         item.status === "pending" ? "Waiting for a worker…" : `${done} of ${total} added`));
     }
-    if (item.status === "ready") {
+    if (shown === "ready") {
       const bits = [fmt.bytes(item.file_size_bytes)];
       if (item.expires_at) bits.push(`expires ${fmt.relative(item.expires_at)}`);
       const p = el("p", "bdr-ready", bits.join(" · "));
       if (item.expires_at) p.title = `Expires ${fmt.dateTime(item.expires_at)}`;
+      li.append(p);
+    }
+    if (shown === "removed") {
+      li.append(el("p", "bdr-ended", "The file was removed before it expired."));
+    } else if (shown === "expired" && item.expires_at) {
+      const p = el("p", "bdr-ended", `The file expired ${fmt.relative(item.expires_at)}.`);
+      p.title = `Expired ${fmt.dateTime(item.expires_at)}`;
       li.append(p);
     }
     if (item.error_message) li.append(el("p", "bdr-error", item.error_message));
@@ -332,7 +349,7 @@ export class Downloads {
     }
     const buttons = el("div", "bdr-buttons");
     const mayRemove = this.asModerator || !item.requested_by_moderator;
-    if (item.status === "ready" && item.download_url) {
+    if (shown === "ready" && item.download_url) {
       buttons.append(button("download", "Download ZIP", "primary"));
       if (mayRemove) buttons.append(button("delete", "Delete file"));
     } else if (ACTIVE.has(item.status) && mayRemove) {

@@ -18,7 +18,7 @@ const DEFAULT_SIZE = 2 * GIB;
 
 const STATUS = {
   pending: "Queued", processing: "Building", ready: "Ready", failed: "Failed",
-  cancelled: "Cancelled", expired: "Expired",
+  cancelled: "Cancelled", expired: "Expired", removed: "Removed",
 };
 const PART_STATUS = {
   pending: "Waiting", processing: "Building", ready: "Ready", expired: "Gone",
@@ -37,7 +37,7 @@ const ANNOUNCE_EVERY_MS = 15_000;
 
 const short = (id) => String(id).slice(0, 8);
 const readyParts = (item) => item.parts.filter((p) => p.status === "ready" && p.download_url);
-const pastDate = (item) => Boolean(item.expires_at) && new Date(item.expires_at) <= Date.now();
+const { pastDate } = fmt;
 
 // "256 MB", "2 GB", "1 KB": a part size as a person reads it (binary units, as fmt.bytes).
 function sizeLabel(n) {
@@ -105,8 +105,10 @@ export class Exports {
       }
       for (const item of items) this.merge(item);
     } catch (error) {
-      if (error.status === 403) return; // not this user's own page: the panel stays hidden
-      this.onError(error);
+      if (error.status !== 403) this.onError(error);
+      // 403: not this user's own page. 401: the sign-in banner says what to do, where an empty
+      // panel would claim there are no exports. Either way the panel stays hidden.
+      if (error.status === 403 || error.status === 401) return;
     }
     this.section.hidden = false;
     if (this.highlightId && !this.items.has(this.highlightId)) {
@@ -281,7 +283,10 @@ export class Exports {
         said.push(`${name} failed: ${reason}${kept}`);
         this.toast(`Your export failed: ${reason}${kept}`, "error");
       } else {
-        said.push(`${name} ${LIVE_STATUS[item.status] ?? item.status}.`);
+        const what = item.status === "expired" && !fmt.removed(item)
+          ? "has expired"
+          : LIVE_STATUS[item.status] ?? item.status;
+        said.push(`${name} ${what}.`);
       }
     }
     if (ACTIVE.has(item.status)) {
@@ -356,7 +361,7 @@ export class Exports {
 
     const head = el("div", "export-head");
     const name = el("h3", "export-name", `Export ${id}`);
-    const status = expired ? "expired" : item.status;
+    const status = expired ? (fmt.removed(item) ? "removed" : "expired") : item.status;
     head.append(
       name,
       el("span", `badge status-${status}`, STATUS[status] ?? status),

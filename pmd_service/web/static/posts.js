@@ -1,6 +1,7 @@
 // The posts table: every post loaded progressively through the cursor, sorted and paged in the
-// page, with a selection that survives sorting, paging and loading.
+// page, with a selection that survives sorting, paging, loading and batch actions.
 
+import { TOKEN_FIELD } from "./api.js";
 import * as fmt from "./format.js";
 
 export const PAGE_SIZE = 16;
@@ -32,6 +33,9 @@ export class PostTable {
     this.total = 0;
     this.done = false;
     this.selected = new Set();
+    // Posts a delete or restore moved out of one view, selected in the other when it loads next:
+    // "Recently deleted" then holds what was just deleted, ready to restore in one click.
+    this.carried = { live: new Set(), deleted: new Set() };
     this.sort = { key: "created_at", dir: "descending" };
     this.page = 0;
     this.generation = 0; // a view switch abandons the loading still under way
@@ -70,7 +74,8 @@ export class PostTable {
   // `keep`: ids to select again once everything is loaded (what a failed batch left).
   load(view = this.view, keep = []) {
     this.generation += 1;
-    this.keep = keep;
+    this.keep = [...keep, ...this.carried[view]];
+    this.carried[view].clear();
     this.view = view;
     this.posts = [];
     this.total = 0;
@@ -101,7 +106,8 @@ export class PostTable {
         page = await pending;
       } catch (error) {
         if (generation !== this.generation) return;
-        this.failed = true;
+        // A refused token is not a loading failure that Retry could mend: a new token is.
+        this.failed = error.status === 401 ? "token" : true;
         this.render();
         this.onError(error);
         return;
@@ -186,13 +192,21 @@ export class PostTable {
   selectPage() { for (const p of this.pageRows) this.selected.add(p.id); this.render(); }
   selectLoaded() { for (const p of this.posts) this.selected.add(p.id); this.render(); }
   clearSelection() { this.selected.clear(); this.render(); }
+  deselect(ids) { for (const id of ids) this.selected.delete(id); this.render(); }
 
-  // What a successful batch did, applied to the rows already loaded (no reload needed).
+  // What a successful batch did, applied to the rows already loaded (no reload needed). The
+  // posts stay selected (a download of the same posts is then one click), except those a delete
+  // or restore moved to the other view: they are selected there instead.
   applied(action, ids, { asModerator = false, license = null } = {}) {
     const set = new Set(ids);
     if (action === "delete" || action === "restore") {
       this.posts = this.posts.filter((p) => !set.has(p.id));
       this.total -= ids.length;
+      const other = this.carried[this.view === "live" ? "deleted" : "live"];
+      for (const id of ids) {
+        this.selected.delete(id);
+        other.add(id);
+      }
     }
     for (const p of this.posts) {
       if (!set.has(p.id)) continue;
@@ -202,7 +216,6 @@ export class PostTable {
         p.license_identifier = license;
       }
     }
-    for (const id of ids) this.selected.delete(id);
     this.resort();
     this.render();
   }
@@ -236,13 +249,18 @@ export class PostTable {
       ? `Nothing was deleted in the last ${fmt.RESTORE_WINDOW_DAYS} days.`
       : "You have no artworks yet. Posts you upload appear here.";
     const of = this.total ? fmt.count(this.total) : "?";
-    loading.textContent = this.done
-      ? (none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`)
-      : this.failed
-        ? `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts.`
-        : `Loading more… ${fmt.count(this.posts.length)} of ${of}`;
+    if (this.done) loading.textContent = none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`;
+    else if (this.failed === "token") {
+      loading.textContent = (this.posts.length
+        ? `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts: `
+        : "Your posts were not loaded: ") +
+        `the access token was not accepted. Sign in on the site again and reopen this page, or ` +
+        `paste a new token into ${TOKEN_FIELD}.`;
+    } else if (this.failed) {
+      loading.textContent = `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts.`;
+    } else loading.textContent = `Loading more… ${fmt.count(this.posts.length)} of ${of}`;
     loading.classList.toggle("busy", !this.done && !this.failed);
-    this.el.retry.hidden = !this.failed;
+    this.el.retry.hidden = !this.failed || this.failed === "token";
     info.textContent = `Page ${this.page + 1} of ${this.pageCount}`;
     input.max = String(this.pageCount);
     input.value = String(this.page + 1);

@@ -61,7 +61,11 @@ export function showNotice(message) {
   $("notice").hidden = !message;
 }
 
+// The banner at the top of the page, in view, its token field focused: every message about a
+// refused token points there (api.js TOKEN_FIELD), wherever the person was on the page.
 export function askSignIn(reason) {
   $("signin-reason").textContent = reason;
   $("signin").hidden = false;
+  $("signin").scrollIntoView({ block: "nearest" });
+  $("signin-token").focus({ preventScroll: true });
 }
