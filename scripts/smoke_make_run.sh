@@ -40,7 +40,9 @@ count=$(curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$port/api/
 # The printed dashboard link: the page loads, and its token (in the fragment) is the demo's.
 link=$(grep -oE 'Open the dashboard: \S+' "$work/run.log" | head -n 1 | cut -d' ' -f4)
 [ "${link#*#token=}" = "$token" ] || { echo "smoke: dashboard link lacks the token"; exit 1; }
-curl -fsS "${link%%#*}" | grep -q '/static/pmd/app.js' || { echo "smoke: no page at $link"; exit 1; }
+# Read whole, then searched: `curl | grep -q` fails under pipefail when grep stops reading early.
+page=$(curl -fsS "${link%%#*}")
+grep -q '/static/pmd/app.js' <<<"$page" || { echo "smoke: no page at $link"; exit 1; }
 root=$(curl -fsS -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$port/")
 [ "$root" = "302 ${link%%#*}" ] || { echo "smoke: / answered '$root'"; exit 1; }
 # The banner's first URL is that signed-in link; it names the API reference, which loads.
@@ -48,7 +50,8 @@ first=$(sed -n '/^pmd-service is running/,$p' "$work/run.log" | grep -oE 'https?
 [ "$first" = "$link" ] || { echo "smoke: the banner's first URL is $first"; exit 1; }
 docs=$(grep -oE 'API reference: \S+' "$work/run.log" | head -n 1 | cut -d' ' -f3)
 [ "$docs" = "http://127.0.0.1:$port/docs" ] || { echo "smoke: API reference at '$docs'"; exit 1; }
-curl -fsS "$docs" | grep -q 'swagger-ui-bundle.js' || { echo "smoke: no reference at $docs"; exit 1; }
+reference=$(curl -fsS "$docs")
+grep -q 'swagger-ui-bundle.js' <<<"$reference" || { echo "smoke: no reference at $docs"; exit 1; }
 
 kill -INT -- "-$leader"   # Ctrl-C reaches the whole foreground group, as in a terminal
 for _ in $(seq 1 30); do kill -0 "$leader" 2>/dev/null || break; sleep 1; done
