@@ -14,7 +14,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from bench import plots, sections_builds, sections_serving
+from bench import plots, sections_builds, sections_export, sections_serving
 from bench.runner import MACHINE, RESULTS, runs
 from harness.stack import CHECKOUT
 
@@ -62,6 +62,7 @@ SECTIONS: dict[str, Section] = {
                        ("scaling_backlog_table", "scaling_stops", "scaling_burst_table",
                         "scaling_events", "scaling_replay_table", "scaling_cleanup_table"),
                        (plots.plot_scaling, "scaling.png")),
+    "export": Section(sections_export.export_section, ("export_table", "export_notes")),
 }  # fmt: skip
 
 

@@ -1,0 +1,117 @@
+"""The report's text for bench.export (a full export in parts): the values of the `${export_*}`
+placeholders in bench/benchmarks.md.in, from the benchmark's saved figures. Kept apart from
+the other sections' modules so that the export's part of the report moves as one piece."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import fmt
+from bench.export import TARGET_BDR_SLOWDOWN, TARGET_GROWTH_MB, TARGET_THROUGHPUT
+
+STORES = (("folder", "folder (`BDR_PATH`)"), ("seaweedfs", "SeaweedFS (`BDR_STORE=s3://…`)"))
+SHORT = {"folder": "folder", "seaweedfs": "SeaweedFS"}
+
+
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"{n} runs"
+
+
+def _verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def _throughput(f: dict[str, Any]) -> str:
+    ratio = f["throughput_ratio"]
+    rounds = ", ".join(f"{r:.2f}" for r in f["throughput_ratio_by_round"])
+    return (
+        f"**{ratio:.2f}×**: {_verdict(ratio >= TARGET_THROUGHPUT)} (export "
+        f"{f['export_throughput_mb_s']:.0f} MB/s over {_runs(len(f['exports']))}, BDRs "
+        f"{f['bdr_throughput_mb_s']:.0f} MB/s over {len(f['idle_bdrs'])}; by round {rounds})"
+    )
+
+
+def _memory(f: dict[str, Any]) -> str:
+    rss = f["rss"]
+    growth = rss["growth_mb"]
+    return (
+        f"**{growth:+.1f} MB**: {_verdict(growth <= TARGET_GROWTH_MB)} ({rss['baseline_mb']:.1f} "
+        f"→ {rss['peak_mb']:.1f} MB, {rss['samples']:,} readings; a BDR alone: "
+        f"{rss['bdr_growth_mb']:+.1f} MB)"
+    )
+
+
+def _priority(f: dict[str, Any]) -> str:
+    slow = f["bdr_slowdown"]
+    return (
+        f"**{slow:.2f}×**: {_verdict(slow <= TARGET_BDR_SLOWDOWN)} "
+        f"({f['busy_to_ready_s'] * 1000:.0f} ms against {f['idle_to_ready_s'] * 1000:.0f} ms, "
+        f"medians of {f['busy_inside']} and {len(f['idle_bdrs'])})"
+    )
+
+
+def _notes(label: str, f: dict[str, Any]) -> list[str]:
+    notes = []
+    cpu = f["export_cpu_s_per_gb"] / f["bdr_cpu_s_per_gb"]
+    notes.append(
+        f"{label}: the worker's CPU time per GB, export ÷ BDR, {cpu:.2f}× "
+        f"({f['export_cpu_s_per_gb']:.2f} s against {f['bdr_cpu_s_per_gb']:.2f} s); the BDRs' "
+        f"median throughput was {f['bdr_median_mb_s']:.0f} MB/s against their "
+        f"{f['bdr_throughput_mb_s']:.0f} MB/s over all their bytes."
+    )
+    trace = [mb for e in f["exports"] for _, mb in e.get("rss_trace", [])]
+    if trace:
+        rss = f["rss"]
+        notes.append(
+            f"{label}: the export grew the worker by {rss['growth_mb']:.1f} MB, a BDR alone by "
+            f"{rss['bdr_growth_mb']:.1f} MB; during the export on its own the RSS stayed "
+            f"between {min(trace):.1f} and {max(trace):.1f} MB (the highest of each half "
+            f"second, over its {f['exports'][0]['parts']} parts); with BDRs beside it, peak "
+            f"{rss['peak_with_bdrs_mb']:.1f} MB."
+        )
+    if "floors" in f:
+        fl = f["floors"]
+        notes.append(
+            f"{label}, the disk's floor (the same artworks copied plainly into files, each "
+            f"fsynced): {fl['export_mb_s']:.0f} MB/s for the export's bytes in files of 256 MiB, "
+            f"{fl['bdr_mb_s']:.0f} MB/s for a BDR's 128 artworks in one ({fl['ratio']:.2f}×); the "
+            f"export ran at {fl['export_share']:.2f} of its floor, the BDRs at "
+            f"{fl['bdr_share']:.2f} of theirs."
+        )
+    if "control" in f:
+        c = f["control"]
+        notes.append(
+            f"{label}, the control: the same BDRs while a second worker process built the same "
+            f"export (no gate between them): **{c['slowdown']:.2f}×** idle "
+            f"({c['to_ready_s'] * 1000:.0f} ms, median of {c['inside']}), against "
+            f"{f['bdr_slowdown']:.2f}× with the export in the same worker."
+        )
+    return notes
+
+
+def export_section(figures: dict[str, Any]) -> dict[str, str]:
+    stores = [(name, label) for name, label in STORES if name in figures["stores"]]
+    header = ["target", *(label for _, label in stores)]
+    rows = [
+        [f"export throughput per byte ≥ {TARGET_THROUGHPUT}× a 128-artwork BDR's"]
+        + [_throughput(figures["stores"][name]) for name, _ in stores],
+        [f"worker RSS growth during the export ≤ +{TARGET_GROWTH_MB:.0f} MB"]
+        + [_memory(figures["stores"][name]) for name, _ in stores],
+        [f"a BDR's time to ready while the export builds ≤ {TARGET_BDR_SLOWDOWN}× idle"]
+        + [_priority(figures["stores"][name]) for name, _ in stores],
+    ]
+    table = fmt.table(header, rows)
+    size = (
+        f"{figures['artworks']:,} artworks, {figures['artwork_bytes'] / 1e9:.2f} GB, exported "
+        f"in {figures['stores'][stores[0][0]]['exports'][0]['parts']} parts of at most "
+        f"{figures['part_bytes'] >> 20} MiB; rounds: "
+        + ", ".join(f"{figures['stores'][name]['rounds']} ({SHORT[name]})" for name, _ in stores)
+        + "."
+    )
+    if figures.get("quick"):
+        size += " *The quick form (`--quick`): a smoke test, not figures to go by.*"
+    notes = [note for name, _ in stores for note in _notes(SHORT[name], figures["stores"][name])]
+    return {
+        "export_table": size + "\n\n" + table,
+        "export_notes": "\n".join(f"- {note}" for note in notes),
+    }
