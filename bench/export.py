@@ -450,8 +450,8 @@ class Plan:
     control: dict[str, str] | None = None
 
 
-# SeaweedFS on these two cores takes about a minute an export of 3 GB (a plain multipart
-# upload of 1 GiB took 11 to 17 s): two rounds there keep the whole run near 8 minutes.
+# SeaweedFS on these two cores takes 20 s to a minute an export of 3 GB (a plain multipart
+# upload of 1 GiB took 11 to 17 s): two rounds there keep the whole run within 6 to 8 minutes.
 PLANS = {"folder": Plan(rounds=3, bdrs=5), "seaweedfs": Plan(rounds=2, bdrs=6)}
 QUICK_PLANS = {"folder": Plan(rounds=1, bdrs=2), "seaweedfs": Plan(rounds=1, bdrs=1)}
 
