@@ -30,7 +30,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from bench import plots, sections_builds, sections_serving
+from bench import plots, sections_builds, sections_export, sections_serving
 from bench.runner import FIGURES, MACHINE, Saved, saved
 from harness.stack import CHECKOUT
 
@@ -65,6 +65,7 @@ SECTIONS: dict[str, Section] = {
     "store": Section(sections_builds.store_section),
     "proxy_memory": Section(sections_builds.proxy_memory_section),
     "scaling": Section(sections_serving.scaling_section, (plots.plot_scaling, "scaling.png")),
+    "export": Section(sections_export.export_section),
 }  # fmt: skip
 
 

@@ -140,7 +140,7 @@ class Seaweed:
             self.proc.wait()
 
 
-def _server_args(directory: Path, config: Path) -> tuple[str, str, list[str]]:
+def _server_args(directory: Path, config: Path, volumes: int) -> tuple[str, str, list[str]]:
     """(S3 endpoint, master URL, the command) on free ports."""
     master, volume, filer, s3 = _free_ports(4)
     return f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}", [
@@ -148,12 +148,15 @@ def _server_args(directory: Path, config: Path) -> tuple[str, str, list[str]]:
         "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
         f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
         f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-s3", f"-s3.config={config}", "-volume.max=16", "-master.volumeSizeLimitMB=256",
+        "-s3", f"-s3.config={config}", f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256",
     ]  # fmt: skip
 
 
 @contextmanager
-def running_seaweed() -> Iterator[Seaweed]:
+def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
+    """`volumes`: how many volumes of 256 MB the server may grow. Vacuumed space does not
+    always come back as writable volumes: with 16, a second export of 3 GB in a row (after the
+    first one's objects were deleted and vacuumed) failed with "No writable volumes"."""
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
     config = directory / "s3.json"
     config.write_text(json.dumps({"identities": [{
@@ -167,7 +170,7 @@ def running_seaweed() -> Iterator[Seaweed]:
         # A free port can be taken by another process between the pick and weed's bind (it
         # binds eight): then weed exits at once, and another set of ports is tried.
         for attempt in range(3):
-            weed.endpoint, weed.master, weed.args = _server_args(directory, config)
+            weed.endpoint, weed.master, weed.args = _server_args(directory, config, volumes)
             try:
                 weed.start()
                 break
