@@ -18,7 +18,7 @@ import argparse
 import sys
 
 from bench import report, scaling_doc
-from bench.runner import Bench, record_machine, run_one
+from bench.runner import Bench, record_machine, run_one, saved
 
 # name, arguments, seconds before it is killed: in the order they run.
 BENCHMARKS = (
@@ -44,10 +44,29 @@ BENCHMARKS = (
 )
 
 
+def _how_long() -> str:
+    bound = sum(b.limit_s for b in BENCHMARKS)
+    lines = [
+        f"How long: each benchmark is killed past its bound; all of them, at most "
+        f"{bound / 3600:.1f} h. What each took when last run is its figures file's "
+        "`run.seconds`:"
+    ]
+    for b in BENCHMARKS:
+        run = saved(b.name).run or {}
+        took = f"{run['seconds']} s" if "seconds" in run else "not recorded"
+        lines.append(f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run {took}")
+    lines.append(
+        "Files it rewrites (committed): bench/figures/<name>.json of each benchmark "
+        "run, docs/benchmarks.md, docs/scaling.md, docs/plots/*.png."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run_all",
         description=__doc__,
+        epilog=_how_long(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--only", default="", help="comma-separated benchmarks to rerun")
