@@ -43,8 +43,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 # Every benchmark under bench/, then docs/benchmarks.md and docs/plots/*.png rewritten from
-# their figures, committed in bench/figures/ (bench/run_all.py; each run is time-bounded,
-# ~15 minutes in all; BENCH_ARGS=--report-only renders the pages without running any).
+# their figures, committed in bench/figures/ (bench/run_all.py; each run is time-bounded:
+# `python -m bench.run_all --help` lists the bounds and what each took last;
+# BENCH_ARGS=--report-only renders the pages without running any).
 bench: $(STAMP)
 	$(PY) -m bench.run_all $(BENCH_ARGS)
 
