@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -244,6 +245,29 @@ async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
     assert hashlib.sha256(own_zip.read_bytes()).hexdigest() == await pool.fetchval(
         "SELECT file_sha256 FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )
+
+    # A full export on the host's own tables: every live artwork (hidden ones too), both shard
+    # layouts, the licenses set above, one bag.
+    resp = await client.post("/api/pmd/exports", json={}, headers=owner.auth)
+    assert resp.status == 202, await resp.text()
+    export_id = (await resp.json())["id"]
+    await run_worker(settings)
+    export = await (await client.get(f"/api/pmd/exports/{export_id}", headers=owner.auth)).json()
+    assert export["status"] == "ready" and export["skipped"] == [], export
+    (part,) = export["parts"]
+    got = await client.get(part["download_url"], headers=owner.auth)
+    assert got.status == 200, await got.text()
+    bag = zipfile.ZipFile(io.BytesIO(await got.read()))
+    assert bag.testzip() is None
+    root = f"makapix-export-{export_id[:8]}-part-1/"
+    meta = json.loads(bag.read(root + "data/metadata.json"))
+    live = [p for p in posts if p.id != ids[4]]
+    assert sorted(a["sqid"] for a in meta["artworks"]) == sorted(p.sqid for p in live)
+    for post in live:
+        assert bag.read(f"{root}data/artworks/{post.sqid}.png") == post.data
+    licensed = {a["sqid"]: a["license"] for a in meta["artworks"]}
+    assert {licensed[p.sqid] for p in posts[:3] if p.id != ids[4]} == {"CC-BY-4.0"}
+    await client.delete(f"/api/pmd/exports/{export_id}", headers=owner.auth)
 
     # The daily cleanup, with every date far in the future: the service's ZIP goes, the host's
     # stays, and so do the host's rows.
