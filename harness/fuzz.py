@@ -70,7 +70,7 @@ class Scope:
     sqid: str
     post_ids: list[int]
     bdr_ids: list[str]
-    export_ids: list[str]  # a ready export with its one part on disk
+    export_ids: list[str]  # two ready exports with their one part on disk
 
 
 @dataclass
@@ -133,10 +133,16 @@ def aim(seed: Seed, case: Any) -> Any:
         start = len(str(headers["Range"])) * 331 % 4000
         headers["Range"] = f"bytes={start}-{start + len(scope.bdr_ids) * 100}"
     if case.path_parameters and "id" in case.path_parameters:
-        pool = scope.export_ids if "/exports/" in case.path else scope.bdr_ids
-        case.path_parameters["id"] = _pick(pool, case.path_parameters["id"])
+        if "/exports/" in case.path:
+            # A removal takes the second export: the first stays for the reads and downloads.
+            chosen = (
+                scope.export_ids[-1] if case.method.upper() == "DELETE" else scope.export_ids[0]
+            )
+            case.path_parameters["id"] = chosen
+        else:
+            case.path_parameters["id"] = _pick(scope.bdr_ids, case.path_parameters["id"])
     if case.path_parameters and "n" in case.path_parameters:
-        case.path_parameters["n"] = 1 + len(str(case.path_parameters["n"])) % 2  # 1 or 2
+        case.path_parameters["n"] = 1  # the seeded exports' one part
     return case
 
 
@@ -362,33 +368,37 @@ async def _seed_user(conn: Any, ids: Any, bdr_path: Path, handle: str, roles: li
 
 
 async def _seed_exports(conn: Any, bdr_path: Path, user_id: int, sqid: str) -> list[str]:
-    """A ready export (one part, a real ZIP), made longer ago than the cooldown: the fuzzer's
-    first request of a new one is accepted, the next ones find it running (409)."""
-    ready = uuid.uuid4()
-    relative = f"bdr/pmd-exports/{ready}/part-1.zip"
-    path = bdr_path / relative.removeprefix("bdr/")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt", "BagIt-Version: 1.0\n")
-    await conn.execute(
-        """
-        INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
-                             progress_done, created_at, started_at, completed_at, expires_at)
-        VALUES ($1, $2, $3, 'ready', 1073741824, 1, 1, now() - interval '30 days', now(), now(),
-                now() + interval '7 days')
-        """,
-        ready, user_id, sqid,
-    )  # fmt: skip
-    await conn.execute(
-        """
-        INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
-                                  estimated_bytes, file_path, file_size_bytes, sha256)
-        VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)
-        """,
-        ready, relative, path.stat().st_size,
-        hashlib.sha256(path.read_bytes()).hexdigest(),
-    )  # fmt: skip
-    return [str(ready)]
+    """Two ready exports (one part each, a real ZIP), made longer ago than the cooldown: the
+    fuzzer's first request of a new one is accepted, the next ones find it running (409); its
+    removals take the second, so the first stays for its reads and downloads."""
+    made = []
+    for _ in range(2):
+        ready = uuid.uuid4()
+        relative = f"bdr/pmd-exports/{ready}/part-1.zip"
+        path = bdr_path / relative.removeprefix("bdr/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr(f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt", "BagIt-Version: 1.0\n")
+        await conn.execute(
+            """
+            INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
+                                 progress_done, created_at, started_at, completed_at, expires_at)
+            VALUES ($1, $2, $3, 'ready', 1073741824, 1, 1, now() - interval '30 days', now(),
+                    now(), now() + interval '7 days')
+            """,
+            ready, user_id, sqid,
+        )  # fmt: skip
+        await conn.execute(
+            """
+            INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
+                                      estimated_bytes, file_path, file_size_bytes, sha256)
+            VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)
+            """,
+            ready, relative, path.stat().st_size,
+            hashlib.sha256(path.read_bytes()).hexdigest(),
+        )  # fmt: skip
+        made.append(str(ready))
+    return made
 
 
 async def bench(cases: int) -> int:
