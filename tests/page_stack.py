@@ -238,6 +238,16 @@ class Watch:
         page.on("request", lambda r: self.requests.append(r))
         self.page = page
 
+    async def mark(self) -> None:
+        """A flag in the document: still there later means the page was never reloaded."""
+        await self.page.evaluate("window.__sameDocument = true")
+
+    async def same_document(self) -> bool:
+        return bool(await self.page.evaluate("window.__sameDocument === true"))
+
+    def urls(self, path: str) -> list[str]:
+        return [r.url for r in self.requests if path in r.url]
+
     def posts_to(self, path: str) -> list[Any]:
         """The JSON bodies POSTed to exactly `path` (whatever the query)."""
         return [

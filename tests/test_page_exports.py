@@ -28,6 +28,7 @@ from tests.page_stack import (
     CHROMIUM_ARGS,
     SCREENSHOTS,
     Stack,
+    Watch,
     artworks,
     browser_missing,
     running_stack,
@@ -66,26 +67,6 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     async with running_stack(settings, tmp_path, free_port(), **SMALL_PARTS) as stack:
         yield stack
-
-
-class Watch:
-    """Uncaught errors of a page, its requests, and a flag that survives only without reload."""
-
-    def __init__(self, page: Page) -> None:
-        self.errors: list[str] = []
-        self.requests: list[Any] = []
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("request", lambda r: self.requests.append(r))
-        self.page = page
-
-    async def mark(self) -> None:
-        await self.page.evaluate("window.__sameDocument = true")
-
-    async def same_document(self) -> bool:
-        return bool(await self.page.evaluate("window.__sameDocument === true"))
-
-    def urls(self, path: str) -> list[str]:
-        return [r.url for r in self.requests if path in r.url]
 
 
 async def open_page(
