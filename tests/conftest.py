@@ -55,6 +55,9 @@ from tests.prerequisites import programs
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 
+# The page tests' fixtures (browser, stack), one copy, beside the stack they start.
+pytest_plugins = ["tests.page_stack"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Plugins of their own, which tests/test_ci_guards.py also runs by themselves (`-p`).

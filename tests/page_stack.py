@@ -19,16 +19,17 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
+import pytest
 
 from harness import tools
 from harness.stack import database_env
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from tests.factories import Factory, UserRow
-from tests.helpers import CHECKOUT, answers_200, eventually
+from tests.helpers import CHECKOUT, answers_200, eventually, free_port
 
 if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip (browser_missing)
-    from playwright.async_api import Page
+    from playwright.async_api import Browser, Page, ViewportSize
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
 # Where the tests save their screenshots: docs/screenshots when refreshing the README's.
@@ -41,6 +42,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+WIDE: ViewportSize = {"width": 1440, "height": 900}
+PHONE: ViewportSize = {"width": 375, "height": 812}
 
 
 def browser_missing() -> str | None:
@@ -255,3 +258,67 @@ class Watch:
             for r in self.requests
             if r.method == "POST" and urlsplit(r.url).path == path
         ]
+
+
+async def open_page(
+    browser: Browser,
+    stack: Stack,
+    user: UserRow,
+    *,
+    token: str | None = None,
+    query: str = "",
+    viewport: ViewportSize = WIDE,
+    color_scheme: Any = "light",
+) -> tuple[Page, Watch]:
+    """`user`'s dashboard page in a new browser context, signed in with `token` (theirs by
+    default) in the fragment, as the site's link opens it."""
+    context = await browser.new_context(
+        viewport=viewport, color_scheme=color_scheme, accept_downloads=True
+    )
+    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.base)
+    page = await context.new_page()
+    watch = Watch(page)
+    await page.goto(f"{stack.base}/u/{user.sqid}/posts{query}#token={token or user.token}")
+    return page, watch
+
+
+# The page tests' fixtures, one copy for every module (tests/conftest.py registers this module
+# as a plugin); a module changes what its stack runs with by overriding `stack_env`, and what
+# Chromium runs with by overriding `browser_args`.
+
+
+@pytest.fixture
+def browser_args() -> list[str]:
+    return CHROMIUM_ARGS
+
+
+@pytest.fixture
+async def browser(browser_args: list[str]) -> AsyncIterator[Browser]:
+    from playwright.async_api import async_playwright, expect
+
+    # A shared 2-core machine: generous, and never a timing assertion.
+    expect.set_options(timeout=30_000)
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=browser_args
+        )
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+def stack_env() -> dict[str, str]:
+    """What the stack's server and worker run with beyond their defaults."""
+    return {}
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+    tmp_path: Path,
+    stack_env: dict[str, str],
+) -> AsyncIterator[Stack]:
+    async with running_stack(settings, tmp_path, free_port(), **stack_env) as stack:
+        yield stack

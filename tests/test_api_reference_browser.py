@@ -4,24 +4,21 @@ nor tries anything of another origin."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.page_stack import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, browser_missing
+from tests import page_stack
+from tests.page_stack import SCREENSHOTS
 from tests.prerequisites import unmet
 
-if (why := browser_missing()) is not None:
+if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Request, async_playwright, expect
+from playwright.async_api import Browser, Request, expect
 
 Client = TestClient[Any, Any]
-# A shared 2-core machine: generous, and never a timing assertion.
-expect.set_options(timeout=30_000)
 
 # Every Content-Security-Policy violation, as the page sees it: a load the policy blocks is
 # something the viewer tried, even when no byte left the browser.
@@ -31,16 +28,6 @@ document.addEventListener('securitypolicyviolation', (e) => {
   window.__violations.push(`${e.effectiveDirective} ${e.blockedURI}`);
 });
 """
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 def _origin(url: str) -> str:

@@ -18,24 +18,25 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import pytest
 
-from pmd_service.core.settings import Settings
+from tests import page_stack
 from tests.factories import Factory
 from tests.helpers import free_port
 from tests.host_page import page_html, serving_page
-from tests.page_stack import CHROMIUM, CHROMIUM_ARGS, Stack, browser_missing, running_stack
+from tests.page_stack import CHROMIUM_ARGS
 from tests.prerequisites import unmet
 
-if (why := browser_missing()) is not None:
+if TYPE_CHECKING:
+    from tests.page_stack import Stack
+
+if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 RUNS = int(os.environ.get("PMD_HOST_PAGE_RUNS", "20"))
@@ -46,11 +47,8 @@ ARGS = [*CHROMIUM_ARGS, "--disable-gpu", "--disable-quic"]
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=ARGS)
-        yield browser
-        await browser.close()
+def browser_args() -> list[str]:
+    return ARGS
 
 
 @pytest.fixture
@@ -59,14 +57,11 @@ def page_port() -> int:
 
 
 @pytest.fixture
-async def stack(
-    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path, page_port: int
-) -> AsyncIterator[Stack]:
+def stack_env(page_port: int) -> dict[str, str]:
     env = {"CORS_ORIGINS": f"http://127.0.0.1:{page_port}", "BDR_DAILY_LIMIT": "10000"}
     if HOLD_MS is not None:
         env["SSE_FIRST_EVENT_HOLD_MS"] = HOLD_MS
-    async with running_stack(settings, tmp_path, free_port(), **env) as stack:
-        yield stack
+    return env
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import io
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
@@ -16,88 +15,19 @@ import pytest
 
 from harness.seaweed import Seaweed
 from pmd_service.core.settings import Settings
+from tests import page_stack
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
-from tests.page_stack import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SCREENSHOTS,
-    Stack,
-    artworks,
-    browser_missing,
-    running_stack,
-)
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, open_page, running_stack
 from tests.prerequisites import unmet
 
-if (why := browser_missing()) is not None:
+if TYPE_CHECKING:
+    from tests.page_stack import Stack, Watch
+
+if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
-
-# A shared 2-core machine: generous, and never a timing assertion.
-expect.set_options(timeout=30_000)
-WIDE: ViewportSize = {"width": 1440, "height": 900}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
-
-
-@pytest.fixture
-async def stack(
-    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(settings, tmp_path, free_port()) as stack:
-        yield stack
-
-
-class Watch:
-    """What a page did that a test asserts on: uncaught errors and requests."""
-
-    def __init__(self, page: Page) -> None:
-        self.errors: list[str] = []
-        self.requests: list[Any] = []
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("request", lambda r: self.requests.append(r))
-        self.page = page
-
-    async def mark(self) -> None:
-        """A flag in the document: still there later means the page was never reloaded."""
-        await self.page.evaluate("window.__sameDocument = true")
-
-    async def same_document(self) -> bool:
-        return bool(await self.page.evaluate("window.__sameDocument === true"))
-
-    def posts_to(self, path: str) -> list[Any]:
-        return [r.post_data_json for r in self.requests if r.method == "POST" and path in r.url]
-
-    def urls(self, path: str) -> list[str]:
-        return [r.url for r in self.requests if path in r.url]
-
-
-async def open_page(
-    browser: Browser,
-    stack: Stack,
-    user: UserRow,
-    *,
-    token: str | None = None,
-    query: str = "",
-    viewport: ViewportSize = WIDE,
-    color_scheme: Any = "light",
-) -> tuple[Page, Watch]:
-    context = await browser.new_context(
-        viewport=viewport, color_scheme=color_scheme, accept_downloads=True
-    )
-    page = await context.new_page()
-    watch = Watch(page)
-    await page.goto(f"{stack.base}/u/{user.sqid}/posts{query}#token={token or user.token}")
-    return page, watch
+from playwright.async_api import Browser, Locator, Page, expect
 
 
 async def loaded_page(
@@ -612,8 +542,7 @@ async def test_no_serious_accessibility_violations(
     ids = await artworks(factory, owner, 20)
     await request_bdr(stack, owner, {"post_ids": ids[:3], "include_comments": True})
     axe = Axe()
-    phone: ViewportSize = {"width": 375, "height": 812}
-    for scheme, viewport in (("light", WIDE), ("dark", phone)):
+    for scheme, viewport in (("light", WIDE), ("dark", PHONE)):
         page, _ = await open_page(browser, stack, owner, color_scheme=scheme, viewport=viewport)
         await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
         await expect(page.locator("#bdr-list li").first).to_have_attribute("data-status", "ready")

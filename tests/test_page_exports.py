@@ -14,35 +14,27 @@ import io
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
+from tests import page_stack
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
-from tests.page_stack import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    SCREENSHOTS,
-    Stack,
-    Watch,
-    artworks,
-    browser_missing,
-    running_stack,
-)
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, open_page, running_stack
 from tests.prerequisites import unmet
 
-if (why := browser_missing()) is not None:
+if TYPE_CHECKING:
+    from tests.page_stack import Stack
+
+if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
-expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a timing assertion
-WIDE: ViewportSize = {"width": 1440, "height": 900}
-PHONE: ViewportSize = {"width": 375, "height": 812}
 KIB = 1024
 SMALL_PARTS = {
     "EXPORT_MIN_PART_BYTES": str(KIB),
@@ -52,41 +44,8 @@ SMALL_PARTS = {
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
-
-
-@pytest.fixture
-async def stack(
-    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(settings, tmp_path, free_port(), **SMALL_PARTS) as stack:
-        yield stack
-
-
-async def open_page(
-    browser: Browser,
-    stack: Stack,
-    user: UserRow,
-    *,
-    token: str | None = None,
-    query: str = "",
-    viewport: ViewportSize = WIDE,
-    color_scheme: Any = "light",
-) -> tuple[Page, Watch]:
-    context = await browser.new_context(
-        viewport=viewport, color_scheme=color_scheme, accept_downloads=True
-    )
-    await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.base)
-    page = await context.new_page()
-    watch = Watch(page)
-    await page.goto(f"{stack.base}/u/{user.sqid}/posts{query}#token={token or user.token}")
-    return page, watch
+def stack_env() -> dict[str, str]:
+    return SMALL_PARTS
 
 
 async def api(

@@ -5,38 +5,24 @@ owner removed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import asyncpg
-import pytest
 
-from pmd_service.core.settings import Settings
+from tests import page_stack
 from tests.factories import Factory, UserRow
-from tests.helpers import free_port
-from tests.page_stack import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    Stack,
-    Watch,
-    artworks,
-    broken_rows,
-    browser_missing,
-    outside_width,
-    running_stack,
-)
+from tests.page_stack import PHONE, WIDE, artworks, broken_rows, open_page, outside_width
 from tests.prerequisites import unmet
 
-if (why := browser_missing()) is not None:
+if TYPE_CHECKING:
+    from tests.page_stack import Stack
+
+if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Locator, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, Locator, Page, expect
 
-expect.set_options(timeout=30_000)  # a shared 2-core machine: generous, never a timing assertion
-WIDE: ViewportSize = {"width": 1440, "height": 900}
-PHONE: ViewportSize = {"width": 375, "height": 812}
 # The rows a person reads as one line of controls at 1440 px, in every panel.
 ONE_LINE_ROWS = ", ".join(
     [
@@ -58,39 +44,6 @@ LICENSES = [
     ("CC-BY-4.0", "Creative Commons Attribution 4.0 International"),
     ("CC-BY-NC-SA-4.0", "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International"),
 ]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
-
-
-@pytest.fixture
-async def stack(
-    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
-) -> AsyncIterator[Stack]:
-    async with running_stack(settings, tmp_path, free_port()) as stack:
-        yield stack
-
-
-async def open_page(
-    browser: Browser,
-    stack: Stack,
-    user: UserRow,
-    *,
-    token: str | None = None,
-    viewport: ViewportSize = WIDE,
-) -> tuple[Page, Watch]:
-    context = await browser.new_context(viewport=viewport, color_scheme="light")
-    page = await context.new_page()
-    watch = Watch(page)
-    await page.goto(f"{stack.base}/u/{user.sqid}/posts#token={token or user.token}")
-    return page, watch
 
 
 async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = None) -> Any:
