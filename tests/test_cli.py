@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import re
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
-import asyncpg
 import jwt
 import pytest
 from msgspec.structs import replace
@@ -23,6 +19,7 @@ from harness.stack import database_env
 from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
+from tests.cli_env import admin_value, keep_process_logging
 from tests.helpers import SECRET, TABLES
 
 
@@ -37,33 +34,9 @@ def env(
     monkeypatch.setenv("AUTO_MIGRATE", "false")
     monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-
-    async def reset() -> None:
-        conn = await asyncpg.connect(admin_database_url)
-        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        await conn.close()
-
-    asyncio.run(reset())
-    # The CLI configures logging for the process, as it should; give the next tests theirs back.
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))
-    monkeypatch.setattr(root, "level", root.level)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    keep_process_logging(monkeypatch)
     return settings
-
-
-def _sql(admin_url: str, query: str, *args: object) -> object:
-    """The test's own statements, as the admin (the CLI runs as the service's role)."""
-
-    async def run() -> object:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            return await conn.fetchval(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def test_help_and_bad_input(capsys: pytest.CaptureFixture[str], env: Settings) -> None:
@@ -88,7 +61,7 @@ def test_migrate_token_stats_sweep_cleanup(
 ) -> None:
     assert main(["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
-    user_id = _sql(
+    user_id = admin_value(
         admin_database_url,
         "INSERT INTO users (handle, email, public_sqid, roles) VALUES ('op', 'op@x', 'Op1', '[\"moderator\"]') RETURNING id",
     )
@@ -97,7 +70,7 @@ def test_migrate_token_stats_sweep_cleanup(
     assert claims["sub"] == "Op1" and claims["roles"] == ["moderator"]
     assert claims["exp"] - claims["iat"] == 60
 
-    _sql(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
+    admin_value(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
               " VALUES ($1, '{1}', 1, now())", user_id)  # fmt: skip
     assert main(["stats"]) == 0
     stats = json.loads(capsys.readouterr().out)
@@ -114,23 +87,23 @@ def test_migrate_token_stats_sweep_cleanup(
 def test_requeue_a_failed_bdr(
     capsys: pytest.CaptureFixture[str], env: Settings, admin_database_url: str
 ) -> None:
-    user_id = _sql(
+    user_id = admin_value(
         admin_database_url, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id"
     )
-    bdr_id = _sql(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
+    bdr_id = admin_value(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
                        " error_message, attempts) VALUES ($1, '{1}', 1, 'failed', 'boom', 4) RETURNING id",
                   user_id)  # fmt: skip
     assert main(["requeue", str(bdr_id)]) == 0
     assert "was failed" in capsys.readouterr().out
     assert (
-        _sql(
+        admin_value(
             admin_database_url,
             "SELECT status || ':' || attempts FROM batch_download_requests WHERE id = $1",
             bdr_id,
         )
         == "pending:0"
     )
-    _sql(
+    admin_value(
         admin_database_url,
         "UPDATE batch_download_requests SET status = 'ready' WHERE id = $1",
         bdr_id,

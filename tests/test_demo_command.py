@@ -5,31 +5,15 @@ line and nothing written where it cannot (users already there, no Pillow). docke
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
-import logging
-import sys
-import threading
-from typing import Any
 
-import asyncpg
 import pytest
 
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
+from tests.cli_env import admin_value, keep_process_logging
 from tests.helpers import SECRET, TABLES
-
-
-def _fetch(url: str, query: str) -> Any:
-    async def run() -> Any:
-        conn = await asyncpg.connect(url)
-        try:
-            return await conn.fetchval(query)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 @pytest.fixture
@@ -46,13 +30,8 @@ def env(
     monkeypatch.setenv("AUTO_MIGRATE", "false")
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
     monkeypatch.setenv("BASE_URL", "http://localhost:8123")
-    _fetch(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    # The CLI configures logging for the process; give the next tests theirs back.
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))
-    monkeypatch.setattr(root, "level", root.level)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    keep_process_logging(monkeypatch)
     return settings
 
 
@@ -67,26 +46,26 @@ def test_loads_once_and_says_who_and_where(
     assert first["page"] == f"http://localhost:8123/u/{sqid}/posts"
     assert first["token"] == f"python -m pmd_service token {sqid}"
     query = "SELECT count(*) FROM posts WHERE kind = 'artwork'"
-    artworks = _fetch(admin_database_url, query)
+    artworks = admin_value(admin_database_url, query)
     assert artworks == 40
     assert len([p for p in env.vault_path.rglob("*") if p.is_file()]) == artworks
     # Again: nothing more, the same user.
     assert main(["demo"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again == first | {"loaded": False}
-    assert _fetch(admin_database_url, query) == artworks
+    assert admin_value(admin_database_url, query) == artworks
 
 
 def test_never_into_a_database_with_users(
     env: Settings, admin_database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _fetch(
+    admin_value(
         admin_database_url,
         "INSERT INTO users (handle, email) VALUES ('someone', 's@x') RETURNING id",
     )
     assert main(["demo"]) == 2
     assert "already has users" in capsys.readouterr().err
-    assert _fetch(admin_database_url, "SELECT count(*) FROM posts") == 0
+    assert admin_value(admin_database_url, "SELECT count(*) FROM posts") == 0
 
 
 def test_without_pillow_one_line_and_nothing_written(
@@ -99,4 +78,4 @@ def test_without_pillow_one_line_and_nothing_written(
     )
     assert main(["demo"]) == 2
     assert "needs Pillow" in capsys.readouterr().err
-    assert _fetch(admin_database_url, "SELECT count(*) FROM users") == 0
+    assert admin_value(admin_database_url, "SELECT count(*) FROM users") == 0

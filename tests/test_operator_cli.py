@@ -5,13 +5,10 @@ database."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import os
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 import uuid
@@ -32,6 +29,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.jobs import cleanup as cleanup_module
 from pmd_service.jobs.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
+from tests.cli_env import admin_value, keep_process_logging
 from tests.factories import Factory
 from tests.helpers import CHECKOUT, SECRET, TABLES, free_port, on_port
 from tests.procs import CLI, process_env, run
@@ -55,31 +53,9 @@ def cli(
     monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
     monkeypatch.setenv("BDR_PATH", str(settings.bdr_path))
-
-    async def reset() -> None:
-        conn = await asyncpg.connect(admin_database_url)
-        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-        await conn.close()
-
-    asyncio.run(reset())
-    # The CLI configures logging for the process; give the next tests theirs back.
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))
-    monkeypatch.setattr(root, "level", root.level)
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
-    monkeypatch.setattr(threading, "excepthook", threading.excepthook)
+    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    keep_process_logging(monkeypatch)
     return settings
-
-
-def _sql(admin_url: str, query: str, *args: object) -> object:
-    async def go() -> object:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            return await conn.fetchval(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(go())
 
 
 # --- the command itself ----------------------------------------------------------------------
@@ -169,10 +145,10 @@ def test_each_result_is_printed_once(
 ) -> None:
     """The sweep and the cleanup log their summary (the worker's log has nothing else); run
     from the CLI that summary is the result on stdout, and not a log line as well."""
-    user_id = _sql(
+    user_id = admin_value(
         admin_database_url, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id"
     )
-    _sql(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
+    admin_value(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
                              " VALUES ($1, '{1}', 1)", user_id)  # fmt: skip
     assert main(["sweep"]) == 0
     out, err = capsys.readouterr()
