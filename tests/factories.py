@@ -180,3 +180,12 @@ class Factory:
             post_ids,
         )
         return {r["id"]: dict(r) for r in rows}
+
+
+async def posts_state(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """Every post's flags and license, by id: equal before and after means nothing changed."""
+    rows = await pool.fetch(
+        "SELECT id, hidden_by_user, hidden_by_mod, deleted_by_user, deleted_by_user_date,"
+        " license_id FROM posts ORDER BY id"
+    )
+    return [dict(r) for r in rows]
