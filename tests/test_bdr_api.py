@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.rules import seconds_to_next_utc_day
 from pmd_service.core.settings import Settings
+from tests.bdr_steps import built, requested, zip_path
 from tests.factories import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
@@ -181,9 +182,7 @@ async def test_newest_twenty(client: Client, factory: Factory) -> None:
 
 
 async def test_download_not_ready_is_409(client: Client, factory: Factory) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, _, [item] = await requested(client, factory)
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
     body = await assert_problem(resp, 409)
     assert "pending" in body["detail"]
@@ -192,16 +191,14 @@ async def test_download_not_ready_is_409(client: Client, factory: Factory) -> No
 async def test_cancel_pending_then_worker_does_nothing(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, _, [item] = await requested(client, factory)
     resp = await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)
     assert resp.status == 204
     await run_worker(settings)
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "cancelled"
     assert item["completed_at"] is not None
-    assert not (settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip").exists()
+    assert not zip_path(settings, owner, item["id"]).exists()
     # Deleting again is harmless.
     assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
 
@@ -209,14 +206,11 @@ async def test_cancel_pending_then_worker_does_nothing(
 async def test_delete_ready_removes_zip_and_expires(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
-    zip_path = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
-    assert zip_path.exists()
+    owner, _, [item] = await built(client, factory, settings)
+    zip_file = zip_path(settings, owner, item["id"])
+    assert zip_file.exists()
     assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
-    assert not zip_path.exists()
+    assert not zip_file.exists()
     assert (await fetch_item(client, owner, item["id"]))["status"] == "expired"
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
     await assert_problem(resp, 410)
@@ -225,11 +219,7 @@ async def test_delete_ready_removes_zip_and_expires(
 async def test_expired_by_date_and_missing_file_are_410(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    a = await request_bdr(client, owner, [post.id])
-    b = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
+    owner, _, [a, b] = await built(client, factory, settings, 2)
     await factory.pool.execute(
         "UPDATE batch_download_requests SET expires_at = now() - interval '1 second' WHERE id = $1::uuid",
         a["id"],
@@ -238,7 +228,7 @@ async def test_expired_by_date_and_missing_file_are_410(
         await client.get(f"/api/pmd/bdr/{a['id']}/download", headers=owner.auth), 410
     )
 
-    (settings.bdr_path / owner.sqid / f"pmd-{b['id']}.zip").unlink()
+    zip_path(settings, owner, b["id"]).unlink()
     body = await assert_problem(
         await client.get(f"/api/pmd/bdr/{b['id']}/download", headers=owner.auth), 410
     )

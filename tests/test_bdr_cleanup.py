@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs, old_files
+from tests.bdr_steps import built
 from tests.factories import Factory
-from tests.helpers import fetch_item, request_bdr, run_worker
+from tests.helpers import fetch_item
 
 Client = TestClient[Any, Any]
 
@@ -23,11 +24,7 @@ Client = TestClient[Any, Any]
 async def test_expiry_boundary(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    due = await request_bdr(client, owner, [post.id])
-    not_yet = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
+    owner, _, [due, not_yet] = await built(client, factory, settings, 2)
     set_expiry = (
         "UPDATE batch_download_requests SET expires_at = now() + $2::interval WHERE id = $1::uuid"
     )
@@ -118,10 +115,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
 async def test_orphan_zips_are_removed_and_ready_ones_kept(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
+    owner, _, [item] = await built(client, factory, settings)
     folder = settings.bdr_path / owner.sqid
     kept = folder / f"pmd-{item['id']}.zip"
     orphan = folder / "pmd-00000000-0000-4000-8000-000000000000.zip"

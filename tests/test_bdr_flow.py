@@ -18,6 +18,7 @@ from msgspec.structs import replace
 from pmd_service.core.queue import create_redis, enqueue_bdr
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path
+from tests.bdr_steps import built, zip_path
 from tests.factories import Factory, PostRow
 from tests.helpers import Mailbox, assert_problem, download_zip, fetch_item, request_bdr, run_worker
 
@@ -86,7 +87,7 @@ async def test_post_to_ready_zip(
             == artwork_path(settings.vault_path, p.shard, p.storage_key, p.fmt).read_bytes()
         )
     assert archive.getinfo("metadata.json").compress_type == zipfile.ZIP_DEFLATED
-    zip_file = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
+    zip_file = zip_path(settings, owner, item["id"])
     assert item["file_size_bytes"] == zip_file.stat().st_size
 
     meta = json.loads(archive.read("metadata.json").decode("utf-8"))
@@ -120,7 +121,7 @@ async def test_post_to_ready_zip(
     )
     assert row is not None
     assert row["file_path"] == f"bdr/{owner.sqid}/pmd-{item['id']}.zip"
-    data = (settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip").read_bytes()
+    data = zip_path(settings, owner, item["id"]).read_bytes()
     assert row["file_sha256"] == hashlib.sha256(data).hexdigest()
     # No temp file left beside it.
     assert [p.name for p in (settings.bdr_path / owner.sqid).iterdir()] == [f"pmd-{item['id']}.zip"]
@@ -129,16 +130,10 @@ async def test_post_to_ready_zip(
 async def test_json_files_only_when_asked(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
+    owner, post, [item] = await built(client, factory, settings)
     archive = await download_zip(client, owner, item["id"])
-    assert archive.namelist() == [
-        f"artworks/{post.sqid}.png",
-        "metadata.json",
-        "manifest-sha256.txt",
-    ]
+    names = [f"artworks/{post.sqid}.png", "metadata.json", "manifest-sha256.txt"]
+    assert archive.namelist() == names
 
 
 async def test_skipped_artworks_are_listed_and_the_rest_delivered(
@@ -175,12 +170,8 @@ async def test_skipped_artworks_are_listed_and_the_rest_delivered(
     ]
     meta = json.loads(archive.read("metadata.json"))
     assert meta["artwork_count"] == 1
-    assert [s["reason"] for s in meta["skipped"]] == [
-        "deleted",
-        "file_missing",
-        "not_owner",
-        "playlist",
-    ]
+    reasons = ["deleted", "file_missing", "not_owner", "playlist"]
+    assert [s["reason"] for s in meta["skipped"]] == reasons
 
 
 async def test_nothing_to_add_fails_with_a_clear_message(
@@ -197,7 +188,7 @@ async def test_nothing_to_add_fails_with_a_clear_message(
     assert "None of the 2 requested artworks" in item["error_message"]
     assert "missing their file" in item["error_message"] and "deleted" in item["error_message"]
     assert item["download_url"] is None
-    assert not (settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip").exists()
+    assert not zip_path(settings, owner, item["id"]).exists()
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
     await assert_problem(resp, 409)
 
@@ -205,10 +196,7 @@ async def test_nothing_to_add_fails_with_a_clear_message(
 async def test_range_if_range_and_head(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
+    owner, _, [item] = await built(client, factory, settings)
     url = f"/api/pmd/bdr/{item['id']}/download"
     full = await (await client.get(url, headers=owner.auth)).read()
 
@@ -283,10 +271,7 @@ async def test_download_carries_repr_digest(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
     """RFC 9530: the whole ZIP's SHA-256, on the whole answer and on a range of it alike."""
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
+    owner, _, [item] = await built(client, factory, settings)
     url = f"/api/pmd/bdr/{item['id']}/download"
     whole = await client.get(url, headers=owner.auth)
     body = await whole.read()

@@ -34,6 +34,7 @@ from pmd_service.jobs.run import Run
 from pmd_service.jobs.sweep import sweep
 from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult, publish
 from pmd_service.web.app import create_app
+from tests.bdr_steps import built, requested, zip_path
 from tests.factories import Factory, PostRow, UserRow
 from tests.helpers import (
     CHECKOUT,
@@ -116,12 +117,52 @@ async def statuses(pool: asyncpg.Pool, bdr_id: str) -> list[str]:
     return out
 
 
+async def attempts(pool: asyncpg.Pool, bdr_id: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT attempts FROM batch_download_requests WHERE id = $1::uuid", bdr_id
+    )
+    return count
+
+
+async def owner_on_origin(
+    factory: Factory, aiohttp_server: AiohttpServer, count: int
+) -> tuple[ArtworkOrigin, UserRow, list[PostRow]]:
+    """A new artwork origin, a new user and `count` artworks of theirs it serves."""
+    origin = await start_origin(aiohttp_server)
+    owner = await factory.user()
+    return origin, owner, await posts_on_origin(factory, owner, origin, count)
+
+
+async def requested_from_slow_origin(
+    client: Client, factory: Factory, aiohttp_server: AiohttpServer, delay: float, count: int
+) -> tuple[ArtworkOrigin, UserRow, list[PostRow], dict[str, Any]]:
+    """A request of `count` artworks from an origin that answers each fetch after `delay` s:
+    the origin, the owner, the posts and the request."""
+    origin, owner, posts = await owner_on_origin(factory, aiohttp_server, count)
+    origin.delay = delay
+    return origin, owner, posts, await request_bdr(client, owner, [p.id for p in posts])
+
+
+async def built_from_flaky_origin(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    aiohttp_server: AiohttpServer,
+    fail_next: int,
+) -> tuple[ArtworkOrigin, UserRow, PostRow, dict[str, Any]]:
+    """A request of one artwork from an origin whose next `fail_next` fetches fail, the worker
+    run over it (retrying at once): the origin, the owner, the post and the request as it ended."""
+    origin, owner, (post,) = await owner_on_origin(factory, aiohttp_server, 1)
+    origin.fail_next = fail_next
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0))
+    return origin, owner, post, await fetch_item(client, owner, item["id"])
+
+
 async def test_http_source_keeps_request_order(
     client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
 ) -> None:
-    origin = await start_origin(aiohttp_server)
-    owner = await factory.user()
-    posts = await posts_on_origin(factory, owner, origin, 6)
+    origin, owner, posts = await owner_on_origin(factory, aiohttp_server, 6)
     # Remove the vault copies: the worker must not read them.
     for p in posts:
         for f in settings.vault_path.rglob(f"{p.storage_key}.*"):
@@ -149,20 +190,12 @@ async def test_http_source_keeps_request_order(
 async def test_transient_failure_retries_then_ready(
     client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
 ) -> None:
-    origin = await start_origin(aiohttp_server)
-    owner = await factory.user()
-    (post,) = await posts_on_origin(factory, owner, origin, 1)
-    origin.fail_next = 3  # every fetch attempt of the first run fails
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0))
-    item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready"
-    assert (
-        await factory.pool.fetchval(
-            "SELECT attempts FROM batch_download_requests WHERE id = $1::uuid", item["id"]
-        )
-        == 2
+    # Every fetch attempt of the first run fails.
+    _, owner, post, item = await built_from_flaky_origin(
+        client, factory, settings, aiohttp_server, 3
     )
+    assert item["status"] == "ready"
+    assert await attempts(factory.pool, item["id"]) == 2
     # Never `failed` in between: the status stayed `processing` across the retry.
     assert await statuses(factory.pool, item["id"]) == ["pending", "processing", "ready"]
     archive = await download_zip(client, owner, item["id"])
@@ -172,22 +205,13 @@ async def test_transient_failure_retries_then_ready(
 async def test_transient_failure_gives_up_after_three_retries(
     client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
 ) -> None:
-    origin = await start_origin(aiohttp_server)
-    owner = await factory.user()
-    (post,) = await posts_on_origin(factory, owner, origin, 1)
-    origin.fail_next = 10**6
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0))
-    item = await fetch_item(client, owner, item["id"])
+    origin, _, _, item = await built_from_flaky_origin(
+        client, factory, settings, aiohttp_server, 10**6
+    )
     assert item["status"] == "failed"
     assert "artwork server could not be reached" in item["error_message"]
     assert "Traceback" not in item["error_message"] and len(item["error_message"]) <= 500
-    assert (
-        await factory.pool.fetchval(
-            "SELECT attempts FROM batch_download_requests WHERE id = $1::uuid", item["id"]
-        )
-        == 4
-    )
+    assert await attempts(factory.pool, item["id"]) == 4
     assert await statuses(factory.pool, item["id"]) == ["pending", "processing", "failed"]
     assert origin.requests == 4 * 3  # four runs, three fetch attempts each
 
@@ -195,11 +219,9 @@ async def test_transient_failure_gives_up_after_three_retries(
 async def test_cancel_mid_build_stops_and_removes_the_partial_file(
     client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
 ) -> None:
-    origin = await start_origin(aiohttp_server)
-    origin.delay = 0.2
-    owner = await factory.user()
-    posts = await posts_on_origin(factory, owner, origin, 12)
-    item = await request_bdr(client, owner, [p.id for p in posts])
+    origin, owner, _, item = await requested_from_slow_origin(
+        client, factory, aiohttp_server, 0.2, 12
+    )
     slow = replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=1)
     worker = asyncio.create_task(run_worker(slow))
     await eventually(lambda: progressed(factory.pool, item["id"], 2), 10, "two artworks fetched")
@@ -215,9 +237,7 @@ async def test_cancel_mid_build_stops_and_removes_the_partial_file(
 async def test_two_runs_of_one_bdr_build_it_once(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, _, [item] = await requested(client, factory)
     outcomes = await asyncio.gather(
         process_bdr(worker_ctx, item["id"]), process_bdr(worker_ctx, item["id"])
     )
@@ -229,11 +249,9 @@ async def test_two_runs_of_one_bdr_build_it_once(
 async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
 ) -> None:
-    origin = await start_origin(aiohttp_server)
-    origin.delay = 0.25
-    owner = await factory.user()
-    posts = await posts_on_origin(factory, owner, origin, 16)
-    item = await request_bdr(client, owner, [p.id for p in posts])
+    origin, owner, posts, item = await requested_from_slow_origin(
+        client, factory, aiohttp_server, 0.25, 16
+    )
     env = {
         **os.environ,
         **database_env(settings),
@@ -259,7 +277,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     finally:
         if proc.poll() is None:
             proc.kill()
-    final = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
+    final = zip_path(settings, owner, item["id"])
     assert not final.exists()
     assert (await fetch_item(client, owner, item["id"]))["status"] == "processing"
 
@@ -358,11 +376,8 @@ async def test_failed_bdr_emails_what_went_wrong(
 async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
-    final = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
+    owner, _, [item] = await built(client, factory, settings)
+    final = zip_path(settings, owner, item["id"])
     published = final.read_bytes()
     # A stale run (its claim long taken over) reaches its publish step with its own file.
     stale_temp = final.with_name(".stale.part")
@@ -385,9 +400,7 @@ async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
 async def test_partial_fetch_failure_is_retried_not_shipped(
     client: Client, factory: Factory, settings: Settings, aiohttp_server: AiohttpServer
 ) -> None:
-    origin = await start_origin(aiohttp_server)
-    owner = await factory.user()
-    posts = await posts_on_origin(factory, owner, origin, 2)
+    origin, owner, posts = await owner_on_origin(factory, aiohttp_server, 2)
     origin.fail_next = 3  # the first artwork's three tries fail; the second one arrives
     item = await request_bdr(client, owner, [p.id for p in posts])
     await run_worker(replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=1,
