@@ -17,7 +17,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,44 @@ def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-CALLERS = (
+# Who calls (their headers) and on whose behalf (target_sqid), as the table below names them.
+def _attacker(w: World, f: Factory) -> dict[str, str]:
+    return w.attacker.auth
+
+
+def _banned(w: World, f: Factory) -> dict[str, str]:
+    return w.banned.auth
+
+
+def _deactivated(w: World, f: Factory) -> dict[str, str]:
+    return w.deactivated.auth
+
+
+def _moderator(w: World, f: Factory) -> dict[str, str]:
+    return w.moderator.auth
+
+
+def _site_owner(w: World, f: Factory) -> dict[str, str]:
+    return w.site_owner.auth
+
+
+def _victims(w: World) -> str:
+    return w.victim.sqid
+
+
+def _site_owners(w: World) -> str:
+    return w.site_owner.sqid
+
+
+def _other_moderators(w: World) -> str:
+    return w.other_moderator.sqid
+
+
+def _unknown(w: World) -> str:
+    return "zzzzzz"
+
+
+_REFUSED = (
     Caller("no token", lambda w, f: {}, status=401),
     Caller("expired token", lambda w, f: _bearer(f.token(w.attacker.sqid, ttl=-30)), status=401),
     Caller(
@@ -157,78 +194,35 @@ CALLERS = (
         status=401,
     ),
     Caller("unknown user", lambda w, f: _bearer(f.token("nosuchuser")), status=401),
-    Caller("deactivated user", lambda w, f: w.deactivated.auth, status=401),
-    Caller("banned user", lambda w, f: w.banned.auth, status=403),
-    Caller(
-        "banned user on victim", lambda w, f: w.banned.auth, lambda w: w.victim.sqid, status=403
-    ),
-    Caller("another user with the victim's ids", lambda w, f: w.attacker.auth, column="foreign"),
-    Caller(
-        "another user, target_sqid=victim",
-        lambda w, f: w.attacker.auth,
-        lambda w: w.victim.sqid,
-        status=403,
-    ),
-    Caller(
-        "another user, target_sqid=victim in the body",
-        lambda w, f: w.attacker.auth,
-        lambda w: w.victim.sqid,
-        in_body=True,
-        status=403,
-    ),
-    Caller(
-        "another user, unknown target_sqid",  # 403, not 404: no existence oracle for non-staff
-        lambda w, f: w.attacker.auth,
-        lambda w: "zzzzzz",
-        status=403,
-    ),
-    Caller("moderator without target_sqid", lambda w, f: w.moderator.auth, column="foreign"),
-    Caller(
-        "moderator, unknown target_sqid",
-        lambda w, f: w.moderator.auth,
-        lambda w: "zzzzzz",
-        status=404,
-    ),
-    Caller(
-        "moderator, owner target",
-        lambda w, f: w.moderator.auth,
-        lambda w: w.site_owner.sqid,
-        status=403,
-    ),
-    Caller(
-        "moderator, owner target in the body",
-        lambda w, f: w.moderator.auth,
-        lambda w: w.site_owner.sqid,
-        in_body=True,
-        status=403,
-    ),
+    Caller("deactivated user", _deactivated, status=401),
+    Caller("banned user", _banned, status=403),
+    Caller("banned user on victim", _banned, _victims, status=403),
+    Caller("another user with the victim's ids", _attacker, column="foreign"),
+    Caller("another user, target_sqid=victim", _attacker, _victims, status=403),
+    # 403, not 404: no existence oracle for non-staff.
+    Caller("another user, unknown target_sqid", _attacker, _unknown, status=403),
+    Caller("moderator without target_sqid", _moderator, column="foreign"),
+    Caller("moderator, unknown target_sqid", _moderator, _unknown, status=404),
+    Caller("moderator, owner target", _moderator, _site_owners, status=403),
     # Moderators do not act on each other: only an owner may.
-    Caller(
-        "moderator, another moderator's target",
-        lambda w, f: w.moderator.auth,
-        lambda w: w.other_moderator.sqid,
-        status=403,
-    ),
-    Caller(
-        "moderator, another moderator's target in the body",
-        lambda w, f: w.moderator.auth,
-        lambda w: w.other_moderator.sqid,
-        in_body=True,
-        status=403,
+    Caller("moderator, another moderator's target", _moderator, _other_moderators, status=403),
+)
+# The refused targets again, named in the JSON body instead of the query.
+_IN_BODY = (
+    "another user, target_sqid=victim",
+    "moderator, owner target",
+    "moderator, another moderator's target",
+)
+CALLERS = (
+    *_REFUSED,
+    *(
+        replace(c, name=f"{c.name} in the body", in_body=True)
+        for c in _REFUSED
+        if c.name in _IN_BODY
     ),
     # The authorised cells (they may change state, so they run last).
-    Caller(
-        "moderator, target_sqid=victim",
-        lambda w, f: w.moderator.auth,
-        lambda w: w.victim.sqid,
-        column="ok",
-    ),
-    Caller(
-        "owner, target_sqid=victim",
-        lambda w, f: w.site_owner.auth,
-        lambda w: w.victim.sqid,
-        column="ok",
-    ),
+    Caller("moderator, target_sqid=victim", _moderator, _victims, column="ok"),
+    Caller("owner, target_sqid=victim", _site_owner, _victims, column="ok"),
 )
 
 

@@ -164,18 +164,22 @@ async def test_the_live_predicate_when_kind_is_text(bare: asyncpg.Connection) ->
 
 
 async def test_names_do_not_count_definitions_do(host: asyncpg.Connection) -> None:
-    await host.execute("DROP INDEX ix_posts_owner_created")
-    await host.execute("ALTER INDEX ix_reactions_post_id RENAME TO whatever_it_is_called")
-    # Neither an expression, nor an INCLUDE column, nor another collation makes a key column.
-    await host.execute("CREATE INDEX by_utc ON posts (owner_id, (created_at AT TIME ZONE 'UTC'))")
-    await host.execute("CREATE INDEX with_include ON posts (owner_id) INCLUDE (created_at)")
-    await host.execute("ALTER TABLE users DROP CONSTRAINT users_public_sqid_key")
-    await host.execute("DROP INDEX ix_users_public_sqid")
-    await host.execute('CREATE INDEX sqid_c ON users (public_sqid COLLATE "C")')
-    # Only btree: a hash index on comments (post_id) serves no ORDER BY, no range, no count plan.
-    await host.execute("DROP INDEX ix_comments_post_id")
-    await host.execute("DROP INDEX ix_comments_post_created")
-    await host.execute("CREATE INDEX comments_hash ON comments USING hash (post_id)")
+    await host.execute(
+        """
+        DROP INDEX ix_posts_owner_created;
+        ALTER INDEX ix_reactions_post_id RENAME TO whatever_it_is_called;
+        -- Neither an expression, nor an INCLUDE column, nor another collation makes a key column.
+        CREATE INDEX by_utc ON posts (owner_id, (created_at AT TIME ZONE 'UTC'));
+        CREATE INDEX with_include ON posts (owner_id) INCLUDE (created_at);
+        ALTER TABLE users DROP CONSTRAINT users_public_sqid_key;
+        DROP INDEX ix_users_public_sqid;
+        CREATE INDEX sqid_c ON users (public_sqid COLLATE "C");
+        -- Only btree: a hash index on comments (post_id) serves no ORDER BY, no range, no count plan.
+        DROP INDEX ix_comments_post_id;
+        DROP INDEX ix_comments_post_created;
+        CREATE INDEX comments_hash ON comments USING hash (post_id);
+        """
+    )
     covered = _covered(await check_host(host, "public"))
     assert (
         covered["posts (owner_id, created_at) WHERE kind = 'artwork' AND NOT deleted_by_user"]
@@ -238,14 +242,18 @@ async def test_an_invalid_index_serves_nothing_and_is_dropped_first(
 
 
 async def test_columns_that_do_not_fit_are_one_line_each(host: asyncpg.Connection) -> None:
-    await host.execute("ALTER TABLE posts DROP COLUMN updated_at")
-    await host.execute("ALTER TABLE users ALTER COLUMN roles TYPE text USING roles::text")
-    await host.execute("ALTER TABLE posts ALTER COLUMN created_at TYPE timestamp")
-    await host.execute("ALTER TABLE posts ALTER COLUMN title DROP NOT NULL")
-    await host.execute("ALTER TABLE posts ALTER COLUMN license_id SET NOT NULL")
-    await host.execute("ALTER TABLE licenses ALTER COLUMN identifier TYPE char(50)")
-    await host.execute("ALTER TABLE audit_logs ADD COLUMN severity int NOT NULL")
-    await host.execute("ALTER TABLE audit_logs ADD COLUMN tag text NOT NULL DEFAULT ''")
+    await host.execute(
+        """
+        ALTER TABLE posts DROP COLUMN updated_at;
+        ALTER TABLE users ALTER COLUMN roles TYPE text USING roles::text;
+        ALTER TABLE posts ALTER COLUMN created_at TYPE timestamp;
+        ALTER TABLE posts ALTER COLUMN title DROP NOT NULL;
+        ALTER TABLE posts ALTER COLUMN license_id SET NOT NULL;
+        ALTER TABLE licenses ALTER COLUMN identifier TYPE char(50);
+        ALTER TABLE audit_logs ADD COLUMN severity int NOT NULL;
+        ALTER TABLE audit_logs ADD COLUMN tag text NOT NULL DEFAULT '';
+        """
+    )
     report = await check_host(host, "public")
     assert report.column_problems == [
         "users.roles: type text, expected json or jsonb",
