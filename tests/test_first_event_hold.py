@@ -5,23 +5,28 @@ its first event, and a shutdown announces what is held at once."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
 from arq.constants import job_key_prefix
 from msgspec.structs import replace
-from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
 from pmd_service.core.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import REDIS
-from tests.factories import Factory
-from tests.helpers import SSE, eventually, open_stream, run_worker
+from tests.factories import Factory, UserRow
+from tests.helpers import SSE, Stream, eventually, open_stream, run_worker
 
+Client = TestClient[Any, Any]
 SQL_ANNOUNCED = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
 SQL_STATUS = "SELECT status FROM batch_download_requests WHERE id = $1::uuid"
 
@@ -30,22 +35,30 @@ async def queued(redis: Redis, bdr_id: str) -> bool:
     return bool(await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"))
 
 
-async def test_the_first_event_follows_the_reply_after_the_hold_with_the_build_coalesced(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
-) -> None:
-    """The build runs during the hold and makes no event; the one first event shows it done."""
-    client = await aiohttp_client(create_app(replace(settings, sse_first_event_hold_ms=5000)))
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(2)]
+@pytest.fixture
+def app(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> web.Application:
+    """The app with a first-event hold (5 s) far longer than anything the tests wait for."""
+    return create_app(replace(settings, sse_first_event_hold_ms=5000))
+
+
+@contextlib.asynccontextmanager
+async def opened_stream(client: Client, user: UserRow) -> AsyncIterator[Stream]:
+    """`user`'s stream of the app, past its opening: what comes next is an update."""
     async with (
         aiohttp.ClientSession() as http,
         open_stream(http, str(client.make_url(SSE)), headers=user.auth) as stream,
     ):
         await stream.opening()
+        yield stream
+
+
+async def test_the_first_event_follows_the_reply_after_the_hold_with_the_build_coalesced(
+    client: Client, settings: Settings, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    """The build runs during the hold and makes no event; the one first event shows it done."""
+    user = await factory.user()
+    posts = [await factory.post(user) for _ in range(2)]
+    async with opened_stream(client, user) as stream:
         resp = await client.post(
             "/api/pmd/bdr", json={"post_ids": [p.id for p in posts]}, headers=user.auth
         )
@@ -67,20 +80,11 @@ async def test_the_first_event_follows_the_reply_after_the_hold_with_the_build_c
 
 
 async def test_a_cancel_within_the_hold_is_the_first_event(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    client: Client, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await aiohttp_client(create_app(replace(settings, sse_first_event_hold_ms=5000)))
     user = await factory.user()
     post = await factory.post(user)
-    async with (
-        aiohttp.ClientSession() as http,
-        open_stream(http, str(client.make_url(SSE)), headers=user.auth) as stream,
-    ):
-        await stream.opening()
+    async with opened_stream(client, user) as stream:
         resp = await client.post("/api/pmd/bdr", json={"post_ids": [post.id]}, headers=user.auth)
         bdr_id = (await resp.json())["id"]
         assert (await client.delete(f"/api/pmd/bdr/{bdr_id}", headers=user.auth)).status == 204
@@ -91,14 +95,9 @@ async def test_a_cancel_within_the_hold_is_the_first_event(
 
 
 async def test_a_shutdown_announces_what_is_held_at_once(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    client: Client, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    # The longest hold there is: the shutdown's flush announces them, not the timer.
-    client = await aiohttp_client(create_app(replace(settings, sse_first_event_hold_ms=5000)))
+    # The shutdown's flush announces them, not the timer.
     user = await factory.user()
     posts = [await factory.post(user) for _ in range(3)]
     ids: list[Any] = []
