@@ -282,6 +282,19 @@ async def open_page(
     return page, watch
 
 
+async def live_page(
+    browser: Browser, stack: Stack, factory: Factory, n: int
+) -> tuple[UserRow, list[int], Page, Watch]:
+    """A new user with `n` artworks (their ids), their page open with its stream live."""
+    from playwright.async_api import expect
+
+    owner = await factory.user()
+    ids = await artworks(factory, owner, n)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    return owner, ids, page, watch
+
+
 # The page tests' fixtures, one copy for every module (tests/conftest.py registers this module
 # as a plugin); a module changes what its stack runs with by overriding `stack_env`, and what
 # Chromium runs with by overriding `browser_args`.

@@ -18,7 +18,7 @@ from pmd_service.core.settings import Settings
 from tests import page_stack
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, live_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -248,10 +248,7 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
 async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches_up(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 4)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    owner, ids, page, watch = await live_page(browser, stack, factory, 4)
     await watch.mark()
     bdr_id = await request_bdr(stack, owner, {"post_ids": ids})
     card = page.locator(f'#bdr-list li[data-id="{bdr_id}"]')

@@ -24,7 +24,7 @@ from pmd_service.core.settings import Settings
 from tests import page_stack
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, live_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -230,10 +230,7 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
     browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     stack = stack_without_worker
-    owner = await factory.user()
-    await artworks(factory, owner, 2)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    owner, _, page, watch = await live_page(browser, stack, factory, 2)
     await expect(page.locator("#export-empty")).to_be_visible()
 
     # Another tab starts one: it shows up live.
@@ -401,10 +398,7 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     stack = stack_without_worker
-    owner = await factory.user()
-    await artworks(factory, owner, 2)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    owner, _, page, watch = await live_page(browser, stack, factory, 2)
     await watch.mark()
     status, made = await api(stack, owner, "POST", "/api/pmd/exports", {})
     assert status == 202
