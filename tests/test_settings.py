@@ -15,12 +15,14 @@ PRODUCTION = {
 }
 
 
+def without_secret(data_dir: Path) -> dict[str, str]:
+    """PRODUCTION's environment but for its JWT secret."""
+    env = {name: value for name, value in PRODUCTION.items() if name != "JWT_SECRET_KEY"}
+    return env | {"PMD_DATA_DIR": str(data_dir)}
+
+
 def test_production_requires_a_jwt_secret(tmp_path: Path) -> None:
-    env = {
-        "DATABASE_URL": "postgresql://db/x",
-        "REDIS_URL": "redis://r",
-        "PMD_DATA_DIR": str(tmp_path),
-    }
+    env = without_secret(tmp_path)
     with pytest.raises(ConfigError, match="JWT_SECRET_KEY is required"):
         Settings.from_env(env)
     with pytest.raises(ConfigError, match="at least 32"):
@@ -110,34 +112,42 @@ def test_every_setting_refuses_its_bad_value_naming_it(tmp_path: Path) -> None:
             Settings.check_env({"PMD_DATA_DIR": str(tmp_path / "data"), **bad})
 
 
+# Malformed URLs carrying a password (hunter22), by the setting they are given to.
+BAD_URLS = {
+    "DATABASE_URL": [
+        "pmd:hunter22@db:5432/pmd",
+        "postgresql://pmd:hunter22@db:port/pmd",
+        "postgresql://pmd:hunter22@[::1/pmd",
+    ],
+    "REDIS_URL": ["hunter22@cache:6379"],
+    "SENTRY_DSN": ["hunter22@sentry.example.org/1"],
+}
+GOOD_URLS = {
+    "DATABASE_URL": [
+        "postgres://u:p@db/x",
+        "postgresql://u@h1:5432,h2:5433/x?sslmode=verify-full",
+        "postgresql:///x?host=/run/postgresql",
+        "postgresql://[::1]:5432/x",
+    ],
+    "REDIS_URL": ["rediss://:p@r:6380/1", "unix:///run/redis.sock?db=2"],
+    "SENTRY_DSN": ["https://key@o1.ingest.sentry.io/42"],
+    "HOST": ["0.0.0.0", "::", "localhost"],  # noqa: S104 - values checked, nothing bound
+}
+
+
 def test_url_messages_never_repeat_the_url(tmp_path: Path) -> None:
     """A URL may carry a password: a malformed one is described, not shown."""
-    for name, url in (
-        ("DATABASE_URL", "pmd:hunter22@db:5432/pmd"),
-        ("DATABASE_URL", "postgresql://pmd:hunter22@db:port/pmd"),
-        ("DATABASE_URL", "postgresql://pmd:hunter22@[::1/pmd"),
-        ("REDIS_URL", "hunter22@cache:6379"),
-        ("SENTRY_DSN", "hunter22@sentry.example.org/1"),
-    ):
-        with pytest.raises(ConfigError, match=name) as raised:
-            Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: url})
-        assert "hunter22" not in str(raised.value)
+    for name, urls in BAD_URLS.items():
+        for url in urls:
+            with pytest.raises(ConfigError, match=name) as raised:
+                Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: url})
+            assert "hunter22" not in str(raised.value)
 
 
 def test_good_urls_of_every_shape_pass(tmp_path: Path) -> None:
-    for name, url in (
-        ("DATABASE_URL", "postgres://u:p@db/x"),
-        ("DATABASE_URL", "postgresql://u@h1:5432,h2:5433/x?sslmode=verify-full"),
-        ("DATABASE_URL", "postgresql:///x?host=/run/postgresql"),
-        ("DATABASE_URL", "postgresql://[::1]:5432/x"),
-        ("REDIS_URL", "rediss://:p@r:6380/1"),
-        ("REDIS_URL", "unix:///run/redis.sock?db=2"),
-        ("SENTRY_DSN", "https://key@o1.ingest.sentry.io/42"),
-        ("HOST", "0.0.0.0"),  # noqa: S104 - a value checked, nothing bound
-        ("HOST", "::"),
-        ("HOST", "localhost"),
-    ):
-        Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: url})
+    for name, urls in GOOD_URLS.items():
+        for url in urls:
+            Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: url})
 
 
 def test_a_half_configured_production_names_what_is_missing(tmp_path: Path) -> None:
@@ -157,11 +167,7 @@ def test_a_half_configured_production_names_what_is_missing(tmp_path: Path) -> N
 
 
 def test_the_jwt_secret_is_required_only_where_it_is_used(tmp_path: Path) -> None:
-    env = {
-        "DATABASE_URL": "postgresql://db/x",
-        "REDIS_URL": "redis://r",
-        "PMD_DATA_DIR": str(tmp_path),
-    }
+    env = without_secret(tmp_path)
     with pytest.raises(ConfigError, match="JWT_SECRET_KEY is required"):
         Settings.from_env(env)
     assert Settings.from_env(env, needs_secret=False).jwt_secret_key == ""
