@@ -14,7 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory
+from tests.factories import Factory, UserRow
 from tests.helpers import SECRET, assert_problem
 
 Client = TestClient[Any, Any]
@@ -104,35 +104,30 @@ async def test_target_rules(client: Client, factory: Factory) -> None:
     owner = await factory.user("boss", roles=["owner"])
     await factory.post(bob, title="bob's art")
 
+    async def posts_of(target: str, caller: UserRow) -> Any:
+        return await client.get(f"/api/pmd/posts?target_sqid={target}", headers=caller.auth)
+
     # A plain user may not look at someone else's posts.
-    resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=alice.auth)
-    await assert_problem(resp, 403)
+    await assert_problem(await posts_of(bob.sqid, alice), 403)
     # Naming yourself is fine.
-    resp = await client.get(f"/api/pmd/posts?target_sqid={alice.sqid}", headers=alice.auth)
-    assert resp.status == 200
+    assert (await posts_of(alice.sqid, alice)).status == 200
     # A moderator may, and sees bob's posts.
-    resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=mod.auth)
+    resp = await posts_of(bob.sqid, mod)
     assert resp.status == 200
     assert [i["title"] for i in (await resp.json())["items"]] == ["bob's art"]
     # Unknown target, also when it could never be a sqid.
     for junk in ("zzzzzzzz", "%00", "a%00b", "x" * 300, "%F0%9F%90%89"):
-        resp = await client.get(f"/api/pmd/posts?target_sqid={junk}", headers=mod.auth)
-        await assert_problem(resp, 404)
+        await assert_problem(await posts_of(junk, mod), 404)
     # An owner's posts are off limits to moderators, but not to the owner.
-    resp = await client.get(f"/api/pmd/posts?target_sqid={owner.sqid}", headers=mod.auth)
-    await assert_problem(resp, 403)
-    resp = await client.get(f"/api/pmd/posts?target_sqid={bob.sqid}", headers=owner.auth)
-    assert resp.status == 200
-    resp = await client.get(f"/api/pmd/posts?target_sqid={owner.sqid}", headers=owner.auth)
-    assert resp.status == 200
+    await assert_problem(await posts_of(owner.sqid, mod), 403)
+    assert (await posts_of(bob.sqid, owner)).status == 200
+    assert (await posts_of(owner.sqid, owner)).status == 200
     # A moderator's posts are off limits to other moderators; the owner and the moderator may.
     mod2 = await factory.user("mod2", roles=["moderator"])
-    resp = await client.get(f"/api/pmd/posts?target_sqid={mod2.sqid}", headers=mod.auth)
-    problem = await assert_problem(resp, 403)
+    problem = await assert_problem(await posts_of(mod2.sqid, mod), 403)
     assert "moderator" in problem["detail"]
     for caller in (owner, mod2):
-        resp = await client.get(f"/api/pmd/posts?target_sqid={mod2.sqid}", headers=caller.auth)
-        assert resp.status == 200
+        assert (await posts_of(mod2.sqid, caller)).status == 200
 
 
 async def test_roles_come_from_the_database_not_the_token(client: Client, factory: Factory) -> None:
