@@ -145,18 +145,21 @@ async def test_an_error_in_a_handler_reaches_sentry_scrubbed(
     assert_nothing_secret(ingest, token, SECRET, TICKET, DB_PASSWORD, "0123456789abcdef0123")
 
 
-async def test_an_error_in_a_job_reaches_sentry_with_the_bdr_id(
-    aiohttp_client: AiohttpClient,
-    reporting: Settings,
-    ingest: Ingest,
-    factory: Factory,
-    redis_clean: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+async def bdr_id(
+    aiohttp_client: AiohttpClient, reporting: Settings, factory: Factory, redis_clean: None
+) -> str:
+    """A download request made through the app with reporting on, not built yet: its id."""
     owner = await factory.user("jobber")
     post = await factory.post(owner)
     client = await aiohttp_client(create_app(reporting))
     item = await request_bdr(client, owner, [post.id])
+    return str(item["id"])
+
+
+async def test_an_error_in_a_job_reaches_sentry_with_the_bdr_id(
+    reporting: Settings, ingest: Ingest, bdr_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
 
     async def build(self: Run) -> None:
         # A bug deep in a build: the job's own code raising, with secrets in its message.
@@ -166,8 +169,8 @@ async def test_an_error_in_a_job_reaches_sentry_with_the_bdr_id(
     await run_worker(reporting)
     await flushed(ingest)
 
-    await eventually(_has_bdr(ingest, item["id"]), 10, "the job's event at the ingest")
-    event = next(e for e in ingest.events if e.get("tags", {}).get("bdr_id") == item["id"])
+    await eventually(_has_bdr(ingest, bdr_id), 10, "the job's event at the ingest")
+    event = next(e for e in ingest.events if e.get("tags", {}).get("bdr_id") == bdr_id)
     assert event["tags"]["request_id"]  # the request id the BDR's row carries
     assert "cannot upload to" in json.dumps(event)
     assert_nothing_secret(ingest, SECRET, DB_PASSWORD, "0123456789abcdef0123", "AKIAEXAMPLE")
@@ -192,11 +195,9 @@ async def _arq_command_worker(settings: Settings) -> None:
 
 @pytest.mark.parametrize("form", ["python -m pmd_service worker", "arq worker.WorkerSettings"])
 async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worker_form(
-    aiohttp_client: AiohttpClient,
     reporting: Settings,
     ingest: Ingest,
-    factory: Factory,
-    redis_clean: None,
+    bdr_id: str,
     monkeypatch: pytest.MonkeyPatch,
     form: str,
 ) -> None:
@@ -204,11 +205,6 @@ async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worke
     The supported form builds its Worker directly, which sentry-sdk's arq integration does not
     wrap: it logged an ERROR and sent nothing. The `arq` command's form sends one, not two."""
     from pmd_service.jobs import process_bdr
-
-    owner = await factory.user("escaper")
-    post = await factory.post(owner)
-    client = await aiohttp_client(create_app(reporting))
-    item = await request_bdr(client, owner, [post.id])
 
     async def broken(*args: Any) -> str:
         raise RuntimeError(f"escaped with {SIGNED}, key {SECRET} ({DB_PASSWORD})")
@@ -220,10 +216,10 @@ async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worke
         await run_worker(reporting)  # PmdWorker, as jobs/main.py builds it
     await flushed(ingest)
 
-    await eventually(_has_bdr(ingest, item["id"]), 10, "the job's event at the ingest")
+    await eventually(_has_bdr(ingest, bdr_id), 10, "the job's event at the ingest")
     await asyncio.sleep(0.5)  # a second event, if one were coming, arrives meanwhile
     await flushed(ingest)
-    events = [e for e in ingest.events if e.get("tags", {}).get("bdr_id") == item["id"]]
+    events = [e for e in ingest.events if e.get("tags", {}).get("bdr_id") == bdr_id]
     assert len(events) == 1, [e.get("logger") or e.get("exception") for e in events]
     [event] = events
     assert event["exception"]["values"][-1]["type"] == "RuntimeError"
