@@ -80,6 +80,19 @@ def mail_settings(settings: Settings, box: Mailbox) -> Settings:
                    mail_from="PMD <pmd@pmd.test>")  # fmt: skip
 
 
+@dataclass
+class Mail:
+    """A faulty SMTP server and the settings that send to it."""
+
+    box: FaultyMailbox
+    settings: Settings
+
+
+@pytest.fixture
+def mail(settings: Settings, faulty_smtp: FaultyMailbox) -> Mail:
+    return Mail(faulty_smtp, mail_settings(settings, faulty_smtp))
+
+
 async def email_row(factory: Factory, bdr_id: str) -> Any:
     return await factory.pool.fetchrow(
         "SELECT email_sent_at, email_attempts FROM batch_download_requests WHERE id = $1::uuid",
@@ -88,26 +101,22 @@ async def email_row(factory: Factory, bdr_id: str) -> Any:
 
 
 async def test_a_server_answering_after_the_timeout_gets_one_copy(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    faulty_smtp: FaultyMailbox,
-    caplog: pytest.LogCaptureFixture,
+    client: Client, factory: Factory, mail: Mail, caplog: pytest.LogCaptureFixture
 ) -> None:
-    faulty_smtp.slow_reply = 3.0  # longer than smtp_timeout: the worker gives up waiting
-    mailing = mail_settings(settings, faulty_smtp)
+    mail.box.slow_reply = 3.0  # longer than smtp_timeout: the worker gives up waiting
+    mailing = mail.settings
     owner = await factory.user("slowmail")
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id], send_email=True)
     await run_worker(mailing)
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
-    assert len(faulty_smtp.messages) == 1
+    assert len(mail.box.messages) == 1
 
     # Everything that used to send it again: the sweep (every minute), a direct retry.
     async with job_context(mailing) as ctx:
         resent = [(await sweep(ctx))["emails"] for _ in range(3)]
     again = await send_bdr_email(factory.pool, mailing, uuid.UUID(item["id"]))
-    assert len(faulty_smtp.messages) == 1
+    assert len(mail.box.messages) == 1
     assert resent == [0, 0, 0] and again is False
     row = await email_row(factory, item["id"])
     assert row["email_sent_at"] is not None and row["email_attempts"] == 1  # counted as sent
@@ -138,20 +147,16 @@ async def test_cancelled_once_data_is_under_way_is_not_sent_again(
 
 
 async def test_message_id_is_the_same_on_every_attempt(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    faulty_smtp: FaultyMailbox,
-    caplog: pytest.LogCaptureFixture,
+    client: Client, factory: Factory, mail: Mail, caplog: pytest.LogCaptureFixture
 ) -> None:
-    faulty_smtp.refuse_rcpt = 1  # attempt 1 fails before DATA: nothing stored
-    faulty_smtp.refuse_data = 1  # attempt 2 stored, then refused in so many words
-    mailing = mail_settings(settings, faulty_smtp)
+    mail.box.refuse_rcpt = 1  # attempt 1 fails before DATA: nothing stored
+    mail.box.refuse_data = 1  # attempt 2 stored, then refused in so many words
+    mailing = mail.settings
     owner = await factory.user()
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id], send_email=True)
     await run_worker(mailing)
-    assert faulty_smtp.rcpts == 1 and faulty_smtp.messages == []
+    assert mail.box.rcpts == 1 and mail.box.messages == []
     assert (await email_row(factory, item["id"]))["email_sent_at"] is None  # owed again
 
     async with job_context(mailing) as ctx:
@@ -162,7 +167,7 @@ async def test_message_id_is_the_same_on_every_attempt(
     row = await email_row(factory, item["id"])
     assert row["email_sent_at"] is not None and row["email_attempts"] == 3
     # The refused copy and the delivered one: one Message-ID, derived from the BDR's id.
-    assert [m["Message-ID"] for m in faulty_smtp.messages] == [f"<bdr-{item['id']}@pmd.test>"] * 2
+    assert [m["Message-ID"] for m in mail.box.messages] == [f"<bdr-{item['id']}@pmd.test>"] * 2
 
 
 async def test_a_refused_connection_is_still_retried(
