@@ -24,23 +24,23 @@ pytestmark = pytest.mark.skipif(
 POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 
 
+def chaos(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], str]:
+    """`python -m harness.chaos ARGS` from the checkout: its result and its whole output."""
+    result = subprocess.run([sys.executable, "-m", "harness.chaos", *args], cwd=CHECKOUT,
+                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    return result, result.stdout + result.stderr
+
+
 # Minutes of injected faults: its own limit, the subprocess's, instead of the suite's 300 s.
 # Twice: ZIPs in the BDR folder (with a full disk when root), and in a bucket of a real S3
 # server (SeaweedFS stopped for 20 s, workers SIGKILLed mid-upload).
 @pytest.mark.timeout(960)
 @pytest.mark.parametrize("where", ["--ci", "--store"], ids=["folder", "bucket"])
 def test_chaos_ci_run_finds_no_violation(where: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.chaos", "--ci", *([where] if where != "--ci" else []),
-         # The bucket's run stays direct: a CI pass through PgBouncer still has one chaos
-         # run of each deployment.
-         *(POOLER if where == "--ci" else ["--pooler", "none"])],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )  # fmt: skip
-    output = result.stdout + result.stderr
+    # The bucket's run stays direct: a CI pass through PgBouncer still has one chaos run of
+    # each deployment.
+    pooler = POOLER if where == "--ci" else ["--pooler", "none"]
+    result, output = chaos("--ci", *([where] if where != "--ci" else []), *pooler, timeout=900)
     assert result.returncode == 0, output[-6000:]
     assert "chaos: OK: 0 violations" in result.stdout, output[-6000:]
 
@@ -49,15 +49,8 @@ def test_chaos_ci_run_finds_no_violation(where: str) -> None:
 # before checking it: the run's own download checks must fail it, and nothing else may.
 @pytest.mark.timeout(420)
 def test_chaos_run_fails_when_every_download_is_corrupt() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "harness.chaos", "--users", "2", "--duration", "25",
-         "--no-faults", "--break-downloads", *POOLER],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )  # fmt: skip
-    output = result.stdout + result.stderr
+    result, output = chaos("--users", "2", "--duration", "25", "--no-faults",
+                           "--break-downloads", *POOLER, timeout=400)  # fmt: skip
     assert result.returncode == 1, output[-6000:]
     assert "chaos: FAILED:" in result.stdout, output[-6000:]
     violations = [
