@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from harness import chaos
 from harness.chaos_faults import Faults
-from tests import test_access_matrix as matrix
+from tests import access_table as matrix
 from tests.helpers import CHECKOUT
 
 DOC = (CHECKOUT / "docs" / "reliability.md").read_text()
