@@ -34,7 +34,7 @@ from tests.helpers import (
     request_bdr,
     run_worker,
 )
-from tests.test_proxy_downloads import in_bucket
+from tests.served_zips import in_bucket
 
 Client = TestClient[Any, Any]
 DOWNLOAD = "/api/pmd/bdr/{id}/download"

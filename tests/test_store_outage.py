@@ -19,24 +19,23 @@ import pytest
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from harness.seaweed import Seaweed, running_seaweed
 from pmd_service.core.settings import Settings
 from tests.factories import Factory
 from tests.helpers import assert_problem, eventually, fetch_item
-from tests.test_proxy_downloads import BIG, HANG_GUARD, _open, in_bucket, ready_zip, start
+from tests.served_zips import BIG, HANG_GUARD, in_bucket, new_bucket, open_raw, ready_zip, start
 
 
 @pytest.fixture(scope="module")
 def own_weed() -> Iterator[Seaweed]:
+    """A SeaweedFS of this module's own: its tests freeze it, which would stall the shared one."""
     with running_seaweed() as weed:
         yield weed
 
 
 @pytest.fixture(scope="module")
 def own_bucket(own_weed: Seaweed) -> str:
-    name = new_bucket_name()
-    asyncio.run(create_bucket(own_weed, name))
-    return name
+    return new_bucket(own_weed)
 
 
 @contextlib.asynccontextmanager
@@ -126,7 +125,7 @@ async def test_a_store_frozen_mid_body_cuts_the_download_short(
     owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await _open(client, url, owner)
+        reader, writer, head = await open_raw(client, url, owner)
         try:
             assert head.startswith("HTTP/1.1 200")
             got = len(await reader.readexactly(2**20))
