@@ -29,7 +29,7 @@ from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
 from pmd_service.web.app import create_app
 from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, direct, run_worker
-from tests.test_host_schema import pg_dump
+from tests.schema_dump import pg_dump
 
 Client = TestClient[Any, Any]
 
