@@ -127,6 +127,20 @@ class Factory:
         )
         return license_id
 
+    async def owner_and_posts(self, count: int) -> tuple[UserRow, list[PostRow]]:
+        """A new user and `count` artworks of theirs, with their files in the vault."""
+        owner = await self.user()
+        return owner, [await self.post(owner) for _ in range(count)]
+
+    async def caller_and_posts(
+        self, count: int, roles: list[str] | None = None
+    ) -> tuple[UserRow, UserRow, list[int]]:
+        """A caller (a new user with `roles`) and `count` posts of another new user: the
+        caller, the other user and the posts' ids."""
+        caller = await self.user(roles=roles)
+        owner = await self.user()
+        return caller, owner, await self.posts_bulk(owner, count)
+
     async def posts_bulk(
         self,
         owner: UserRow,

@@ -38,8 +38,7 @@ async def test_a_request_over_the_size_cap_is_refused_saying_the_size(
     aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
 ) -> None:
     client = await aiohttp_client(create_app(replace(settings, bdr_max_bytes=100 * MiB)))
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(3)]
+    user, posts = await factory.owner_and_posts(3)
     ids = [p.id for p in posts]
     await _declare(factory, ids, 40 * MiB)
     resp = await client.post("/api/pmd/bdr", json={"post_ids": ids}, headers=user.auth)

@@ -56,8 +56,7 @@ async def test_the_first_event_follows_the_reply_after_the_hold_with_the_build_c
     client: Client, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     """The build runs during the hold and makes no event; the one first event shows it done."""
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(2)]
+    user, posts = await factory.owner_and_posts(2)
     async with opened_stream(client, user) as stream:
         resp = await client.post(
             "/api/pmd/bdr", json={"post_ids": [p.id for p in posts]}, headers=user.auth
@@ -98,8 +97,7 @@ async def test_a_shutdown_announces_what_is_held_at_once(
     client: Client, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     # The shutdown's flush announces them, not the timer.
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(3)]
+    user, posts = await factory.owner_and_posts(3)
     ids: list[Any] = []
     for post in posts:
         resp = await client.post("/api/pmd/bdr", json={"post_ids": [post.id]}, headers=user.auth)

@@ -64,9 +64,7 @@ async def test_a_key_name_as_a_value_or_escapes_without_repeats_still_pass(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     """The exact check behind the fast one: a field's name inside a value is no repeat."""
-    user = await factory.user(roles=["user", "moderator"])
-    victim = await factory.user()
-    ids = await factory.posts_bulk(victim, 2)
+    user, victim, ids = await factory.caller_and_posts(2, roles=["user", "moderator"])
     # The victim's sqid could itself be "action": the fast check sees `"action"` twice, or
     # a backslash; the exact one finds no repeated key.
     await pool.execute("UPDATE users SET public_sqid = 'action' WHERE id = $1", victim.id)
@@ -156,8 +154,7 @@ async def _ticket(client: Client, user: UserRow, **params: str) -> str:
 async def test_a_download_ticket_opens_its_own_bdr_only(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
-    posts = [await factory.post(owner) for _ in range(2)]
+    owner, posts = await factory.owner_and_posts(2)
     a = await request_bdr(client, owner, [posts[0].id])
     b = await request_bdr(client, owner, [posts[1].id])
     await run_worker(settings)

@@ -58,8 +58,7 @@ def _host_page_cards(log: list[tuple[str, dict[str, Any]]]) -> list[dict[str, An
 async def test_the_reply_reaches_the_page_before_the_stream_does(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(2)]
+    user, posts = await factory.owner_and_posts(2)
     log: list[tuple[str, dict[str, Any]]] = []
     async with (
         aiohttp.ClientSession() as http,
@@ -136,9 +135,7 @@ async def test_an_unannounced_request_is_announced_by_the_sweep(
 async def test_a_moderators_delete_is_not_the_owners_to_undo(
     client: Client, factory: Factory
 ) -> None:
-    mod = await factory.user(roles=["user", "moderator"])
-    owner = await factory.user()
-    ids = await factory.posts_bulk(owner, 3)
+    mod, owner, ids = await factory.caller_and_posts(3, roles=["user", "moderator"])
 
     await ok(client, mod, "delete", ids[:2], target_sqid=owner.sqid)
     await ok(client, owner, "delete", ids[2:])

@@ -84,8 +84,7 @@ def cpu_burners() -> Iterator[None]:
 async def test_the_host_page_shows_one_card_per_request_on_a_loaded_machine(
     browser: Browser, stack: Stack, factory: Factory, page_port: int, cpu_burners: None
 ) -> None:
-    owner = await factory.user()
-    posts = [await factory.post(owner) for _ in range(2)]
+    owner, posts = await factory.owner_and_posts(2)
     started = time.monotonic()
     async with serving_page(page_html(stack.base, owner.token, RENDER_MS), page_port) as url:
         page = await browser.new_page()

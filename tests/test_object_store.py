@@ -65,8 +65,7 @@ def keys(store: S3Store) -> list[str]:
 async def ready_bdr(
     client: Client, factory: Factory, settings: Settings, n: int = 3
 ) -> tuple[Any, list[PostRow], dict[str, Any]]:
-    owner = await factory.user()
-    posts = [await factory.post(owner) for _ in range(n)]
+    owner, posts = await factory.owner_and_posts(n)
     item = await request_bdr(client, owner, [p.id for p in posts], include_comments=True)
     await run_worker(settings)
     item = await fetch_item(client, owner, item["id"])
@@ -321,8 +320,7 @@ async def test_artworks_read_from_a_bucket(
     skipped as file_missing, as a missing file is."""
     artworks = StoreUrl(s3_bucket, f"{s3_prefix}/vault")
     store = open_store(artworks, settings.s3_access)
-    owner = await factory.user()
-    posts = [await factory.post(owner) for _ in range(5)]
+    owner, posts = await factory.owner_and_posts(5)
     for post in posts[:-1]:  # the last one's object is missing
         rel = relative_artwork_path(post.shard, post.storage_key, "png")
         assert post.data is not None

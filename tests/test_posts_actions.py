@@ -226,9 +226,7 @@ async def test_many_ineligible_ids_stay_readable(client: Client, factory: Factor
 async def test_moderator_actions_are_attributed_and_audited(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    mod = await factory.user(roles=["user", "moderator"])
-    bob = await factory.user()
-    ids = await factory.posts_bulk(bob, 4)
+    mod, bob, ids = await factory.caller_and_posts(4, roles=["user", "moderator"])
 
     body = await ok(client, mod, "hide", ids[:3], target_sqid=bob.sqid)
     assert body["message"] == "Hidden 3 post(s)"
@@ -314,9 +312,7 @@ async def test_self_actions_write_no_audit_rows(
 async def test_plain_user_cannot_act_on_another_users_posts(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    alice = await factory.user()
-    bob = await factory.user()
-    ids = await factory.posts_bulk(bob, 2)
+    alice, bob, ids = await factory.caller_and_posts(2)
     snapshot = await posts_state(pool)
     await assert_problem(await act(client, alice, "delete", ids, target_sqid=bob.sqid), 403)
     body = await assert_problem(await act(client, alice, "delete", ids), 400)

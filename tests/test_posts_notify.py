@@ -95,9 +95,7 @@ async def test_notify_for_moderator_and_license_changes(
     factory: Factory,
     notifications: asyncio.Queue[dict[str, Any]],
 ) -> None:
-    mod = await factory.user(roles=["moderator"])
-    bob = await factory.user()
-    ids = await factory.posts_bulk(bob, 2)
+    mod, bob, ids = await factory.caller_and_posts(2, roles=["moderator"])
     await ok(client, mod, "hide", ids, target_sqid=bob.sqid)
     note = await asyncio.wait_for(notifications.get(), timeout=5)
     # The user whose posts changed, so the host site invalidates the right feeds.

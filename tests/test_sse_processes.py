@@ -102,8 +102,7 @@ async def connect(http: aiohttp.ClientSession, url: str, **kw: object) -> Stream
 async def test_two_server_processes_both_deliver_what_a_worker_commits(
     factory: Factory, settings: Settings, tmp_path: Path, redis_clean: None
 ) -> None:
-    owner = await factory.user()
-    posts = [await factory.post(owner) for _ in range(3)]
+    owner, posts = await factory.owner_and_posts(3)
     async with (
         server_process(settings, tmp_path, "a") as a,
         server_process(settings, tmp_path, "b") as b,

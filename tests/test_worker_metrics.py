@@ -32,8 +32,7 @@ def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
 async def test_process_bdr_records_outcomes_sizes_and_counts_served_on_its_port(
     client: Client, factory: Factory, settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(3)]
+    user, posts = await factory.owner_and_posts(3)
     ready = await request_bdr(client, user, [p.id for p in posts])
     gone = await factory.post(user)
     await request_bdr(client, user, [gone.id])
