@@ -177,6 +177,12 @@ async def artworks(factory: Factory, owner: UserRow, count: int, *, seed: int = 
     return ids
 
 
+async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
+    """A new user and `count` artworks of theirs, as `artworks` makes them: the user, the ids."""
+    owner = await factory.user()
+    return owner, await artworks(factory, owner, count)
+
+
 # The rows that must stay one line: for each element matching the selector, its visible items
 # (its children, a `display: contents` child's children counting as its own) must share one
 # line, and no text in it may break onto a second line.
@@ -288,11 +294,24 @@ async def live_page(
     """A new user with `n` artworks (their ids), their page open with its stream live."""
     from playwright.async_api import expect
 
-    owner = await factory.user()
-    ids = await artworks(factory, owner, n)
+    owner, ids = await artist(factory, n)
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     return owner, ids, page, watch
+
+
+async def moderated_page(
+    browser: Browser, stack: Stack, factory: Factory, n: int
+) -> tuple[UserRow, list[int], Page, Watch]:
+    """A new user with `n` artworks (their ids), their page opened by a new moderator with
+    every post loaded."""
+    from playwright.async_api import expect
+
+    member, ids = await artist(factory, n)
+    moderator = await factory.user(roles=["moderator"])
+    page, watch = await open_page(browser, stack, member, token=moderator.token)
+    await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
+    return member, ids, page, watch
 
 
 # The page tests' fixtures, one copy for every module (tests/conftest.py registers this module

@@ -18,7 +18,7 @@ from pmd_service.core.settings import Settings
 from tests import page_stack
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, live_page, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, live_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ async def loaded_page(
     browser: Browser, stack: Stack, factory: Factory, n: int, **kw: Any
 ) -> tuple[list[int], Page, Watch]:
     """A new user with `n` artworks (their ids), their page open with every post loaded."""
-    owner = await factory.user()
-    ids = await artworks(factory, owner, n)
+    owner, ids = await artist(factory, n)
     page, watch = await open_page(browser, stack, owner, **kw)
     await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
     return ids, page, watch
@@ -187,8 +186,7 @@ async def test_delete_asks_first_then_restore_from_recently_deleted(
 async def test_change_the_license_of_selected_posts(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 5)
+    owner, ids = await artist(factory, 5)
     license_id = await factory.license("CC-BY-4.0")
     page, _ = await open_page(browser, stack, owner)
     await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
@@ -274,8 +272,7 @@ async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches
 async def test_the_daily_limit_says_when_it_resets(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 3)
+    owner, _ = await artist(factory, 3)
     async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
         page, _ = await open_page(browser, stack, owner)
         await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
@@ -320,8 +317,7 @@ async def test_without_a_token_the_page_asks_to_sign_in_on_the_site(
 async def test_a_link_with_bdr_highlights_that_request(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 3)
+    owner, ids = await artist(factory, 3)
     made = [await request_bdr(stack, owner, {"post_ids": [post_id]}) for post_id in ids]
     page, _ = await open_page(browser, stack, owner, query=f"?bdr={made[1]}")
     card = page.locator(f'#bdr-list li[data-id="{made[1]}"]')
@@ -333,8 +329,7 @@ async def test_a_link_with_bdr_highlights_that_request(
 async def test_a_phone_sized_screen_in_dark_mode(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 20)
+    owner, _ = await artist(factory, 20)
     page, watch = await open_page(
         browser, stack, owner, viewport={"width": 375, "height": 812}, color_scheme="dark"
     )
@@ -372,8 +367,7 @@ async def test_a_moderators_request_shows_as_such_and_only_the_moderator_may_can
     assert stack.worker is not None
     stack.worker.terminate()  # nobody builds: the request stays queued
     await asyncio.to_thread(stack.worker.wait, 10)
-    member = await factory.user()
-    ids = await artworks(factory, member, 2)
+    member, ids = await artist(factory, 2)
     moderator = await factory.user(roles=["moderator"])
     await request_bdr(stack, moderator, {"post_ids": ids, "target_sqid": member.sqid})
     page, watch = await open_page(browser, stack, member)
@@ -391,12 +385,8 @@ async def test_a_moderators_request_shows_as_such_and_only_the_moderator_may_can
 async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    member = await factory.user()
-    ids = await artworks(factory, member, 3)
-    moderator = await factory.user(roles=["moderator"])
-    page, watch = await open_page(browser, stack, member, token=moderator.token)
+    member, ids, page, watch = await page_stack.moderated_page(browser, stack, factory, 3)
     await expect(page.locator("#who")).to_have_text(f"Moderating the posts of {member.sqid}")
-    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
     await page.get_by_role("button", name="Select page").click()
     await page.get_by_role("button", name="Hide", exact=True).click()
     await expect(page.locator("#posts-body td.hidden")).to_have_text(["By moderator"] * 3)
@@ -408,8 +398,7 @@ async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
 async def test_a_moderator_who_loses_the_role_sees_the_stream_end_and_why(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    member = await factory.user()
-    await artworks(factory, member, 2)
+    member, _ = await artist(factory, 2)
     moderator = await factory.user(roles=["moderator"])
     port = free_port()
     async with running_stack(settings, tmp_path, port, SSE_ACCESS_CHECK_SECONDS="1") as stack:
@@ -456,8 +445,7 @@ async def test_a_wide_screen_and_a_server_that_went_away(
 async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 2)
+    owner, ids = await artist(factory, 2)
     made = [await request_bdr(stack, owner, {"post_ids": [post_id]}) for post_id in ids]
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
@@ -535,8 +523,7 @@ async def test_no_serious_accessibility_violations(
     light and dark: nothing of serious or critical impact."""
     from axe_playwright_python.async_playwright import Axe
 
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 20)
+    owner, ids = await artist(factory, 20)
     await request_bdr(stack, owner, {"post_ids": ids[:3], "include_comments": True})
     axe = Axe()
     for scheme, viewport in (("light", WIDE), ("dark", PHONE)):

@@ -24,7 +24,7 @@ from pmd_service.core.settings import Settings
 from tests import page_stack
 from tests.factories import Factory, UserRow
 from tests.helpers import free_port
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artworks, live_page, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, live_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -117,8 +117,7 @@ async def fits(page: Page, width: int) -> None:
 async def test_an_export_goes_live_to_ready_in_parts_and_a_part_downloads(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 5)
+    owner, _ = await artist(factory, 5)
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
@@ -315,8 +314,7 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
 async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 3)
+    owner, _ = await artist(factory, 3)
     status, older = await api(stack, owner, "POST", "/api/pmd/exports", {"part_bytes": KIB})
     assert status == 202
     query = "SELECT status FROM exports WHERE id = $1::uuid"
@@ -372,11 +370,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
 async def test_no_panel_for_a_moderator_and_nothing_to_export_says_so(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    member = await factory.user()
-    await artworks(factory, member, 2)
-    moderator = await factory.user(roles=["moderator"])
-    page, watch = await open_page(browser, stack, member, token=moderator.token)
-    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    _, _, page, watch = await page_stack.moderated_page(browser, stack, factory, 2)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await expect(page.locator("#exports")).to_be_hidden()
     assert watch.urls("/api/pmd/exports") == []  # not even asked: it would be a 403

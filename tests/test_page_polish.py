@@ -12,7 +12,7 @@ import asyncpg
 
 from tests import page_stack
 from tests.factories import Factory, UserRow
-from tests.page_stack import PHONE, WIDE, artworks, broken_rows, open_page, outside_width
+from tests.page_stack import PHONE, WIDE, artist, broken_rows, open_page, outside_width
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -67,8 +67,7 @@ async def checked_ids(page: Page) -> list[int]:
 async def test_after_each_batch_action_the_posts_stay_selected_for_a_download(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 6)
+    owner, _ = await artist(factory, 6)
     license_id = await factory.license("CC-BY-4.0")
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
@@ -131,8 +130,7 @@ async def test_after_each_batch_action_the_posts_stay_selected_for_a_download(
 async def test_a_refused_token_is_said_as_such_not_as_a_loading_failure(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 3)
+    owner, _ = await artist(factory, 3)
     page, watch = await open_page(browser, stack, owner, token=factory.token(owner.sqid, ttl=-60))
     # The first page of posts got a 401: the token is the problem, not the loading, and Retry
     # (with the same token) would not mend it.
@@ -153,8 +151,7 @@ async def test_a_refused_token_is_said_as_such_not_as_a_loading_failure(
 async def test_the_bad_token_message_points_to_the_token_field(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, 40)
+    owner, _ = await artist(factory, 40)
     page, watch = await open_page(browser, stack, owner, token=factory.token(owner.sqid, ttl=-60))
     await expect(page.locator("#signin")).to_be_visible()
     await expect(page.locator("#signin-reason")).to_contain_text(
@@ -190,8 +187,7 @@ async def test_the_bad_token_message_points_to_the_token_field(
 async def test_one_row_each_at_1440_px_and_the_toolbar_works_on_a_phone(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    real = await artworks(factory, owner, 5)
+    owner, real = await artist(factory, 5)
     bulk = await factory.posts_bulk(owner, 1495)  # no files: their download fails
     license_ids = {
         title: await pool.fetchval(
@@ -249,8 +245,7 @@ async def test_one_row_each_at_1440_px_and_the_toolbar_works_on_a_phone(
 async def test_a_download_its_owner_removed_shows_as_removed_not_expired(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner = await factory.user()
-    ids = await artworks(factory, owner, 3)
+    owner, ids = await artist(factory, 3)
     made = [(await api(stack, owner, "POST", "/api/pmd/bdr", {"post_ids": [i]}))["id"] for i in ids]
     removed, expired, past_due = made
     page, watch = await open_page(browser, stack, owner)
