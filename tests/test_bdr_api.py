@@ -97,9 +97,8 @@ async def test_yesterdays_requests_do_not_count(client: Client, factory: Factory
 async def test_a_moderators_requests_spend_the_moderators_limit_not_the_users(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    user = await factory.user()
+    user, [post] = await factory.owner_and_posts(1)
     mod = await factory.user(roles=["moderator"])
-    post = await factory.post(user)
     as_mod = {"target_sqid": user.sqid}
     made = []
     for _ in range(settings.bdr_daily_limit):
@@ -239,9 +238,8 @@ async def test_expired_by_date_and_missing_file_are_410(
 async def test_moderator_requests_for_a_user(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner = await factory.user()
+    owner, [post] = await factory.owner_and_posts(1)
     mod = await factory.user(roles=["moderator"])
-    post = await factory.post(owner)
     resp = await client.post(
         f"/api/pmd/bdr?target_sqid={owner.sqid}", json={"post_ids": [post.id]}, headers=mod.auth
     )

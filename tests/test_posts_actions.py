@@ -370,10 +370,8 @@ async def test_restore_window_edges(client: Client, factory: Factory, pool: asyn
 async def test_license_set_clear_and_unknown(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    bob = await factory.user()
+    user, _, bobs = await factory.caller_and_posts(1)
     ids = await factory.posts_bulk(user, 3)
-    bobs = await factory.posts_bulk(bob, 1)
     cc = await factory.license("CC-BY-SA-4.0")
 
     async def license(post_ids: list[int], license_id: int | None) -> Any:

@@ -173,6 +173,18 @@ def _metric(text: str, prefix: str) -> float:
     )
 
 
+async def dropped(client: Client, held: list[Any], what: str) -> None:
+    """Each held connection aborted, then until the process counts no proxied download."""
+    for _, writer, _ in held:
+        writer.transport.abort()
+
+    async def none_left() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return _metric(text, "pmd_proxy_downloads ") == 0
+
+    await eventually(none_left, HANG_GUARD, what)
+
+
 DOWNLOADS = 'pmd_http_requests_total{method="GET",route="/api/pmd/bdr/{id}/download",status='
 
 
@@ -289,14 +301,7 @@ async def test_stalled_readers_that_leave_leave_no_memory_behind(
             return len(buffers) == 3 and all(buffers)
 
         await eventually(stalled, HANG_GUARD, "three stalled downloads")
-        for _, writer, _ in held:
-            writer.transport.abort()
-
-        async def ended() -> bool:
-            text = await (await client.get("/metrics")).text()
-            return _metric(text, "pmd_proxy_downloads ") == 0
-
-        await eventually(ended, HANG_GUARD, "the downloads ended")
+        await dropped(client, held, "the downloads ended")
         left = [
             o for o in gc.get_objects()
             if isinstance(o, types.FrameType) and o.f_code is _relay.__code__
@@ -340,14 +345,7 @@ async def test_proxied_downloads_are_capped_per_user_and_per_process(
     assert _metric(text, 'pmd_proxy_downloads_refused_total{cap="user"}') == 1
     assert _metric(text, 'pmd_proxy_downloads_refused_total{cap="server"}') == 1
 
-    for _, writer, _ in held:
-        writer.transport.abort()
-
-    async def freed() -> bool:
-        text = await (await client.get("/metrics")).text()
-        return _metric(text, "pmd_proxy_downloads ") == 0
-
-    await eventually(freed, HANG_GUARD, "the slots given back")
+    await dropped(client, held, "the slots given back")
     resp = await client.get(url, headers=owner.auth)
     assert resp.status == 200 and len(await resp.read()) == BIG
 
