@@ -18,6 +18,7 @@ PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -78,6 +79,15 @@ class TestDatabase:
     password: str
 
 
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(scope="session")
 def test_database() -> Iterator[TestDatabase]:
     """The suite's database: stand-in host tables created by the admin (`migrate
@@ -94,33 +104,21 @@ def test_database() -> Iterator[TestDatabase]:
     db = TestDatabase(admin_url, as_role(admin_url, role, password), role, password)
 
     async def create() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
+        async with _connected(server_url) as conn:
             await conn.execute(f'CREATE DATABASE "{name}"')
             # The service sets its search path on every connection it opens; this default lets
             # the tests' own connections name the service's tables unqualified too.
             await conn.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(admin_url)
-        try:
+        async with _connected(admin_url) as conn:
             await create_host_tables(conn)
             await grant_role(conn, role, password)
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(db.service_url)
-        try:
+        async with _connected(db.service_url) as conn:
             await apply_migrations(conn)
-        finally:
-            await conn.close()
 
     async def drop() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
+        async with _connected(server_url) as conn:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await conn.execute(f"DROP ROLE IF EXISTS {role}")
-        finally:
-            await conn.close()
 
     asyncio.run(create())
     yield db
@@ -163,11 +161,8 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = with_database(admin_database_url, name)
-        conn = await asyncpg.connect(url)
-        try:
+        async with _connected(url) as conn:
             await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
-        finally:
-            await conn.close()
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -177,11 +172,8 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
     """The service's role on `host_url`'s database, as `grants` makes it."""
-    conn = await asyncpg.connect(host_url)
-    try:
+    async with _connected(host_url) as conn:
         await grant_role(conn, test_database.role, test_database.password)
-    finally:
-        await conn.close()
     return as_role(host_url, test_database.role, test_database.password)
 
 
