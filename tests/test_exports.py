@@ -92,6 +92,15 @@ async def artworks(factory: Factory, owner: UserRow, sizes: list[int]) -> list[P
     return posts
 
 
+async def exporting(
+    client: Client, factory: Factory, sizes: list[int]
+) -> tuple[UserRow, dict[str, Any]]:
+    """A new user with artworks of these sizes and an export of theirs requested."""
+    owner = await factory.user()
+    await artworks(factory, owner, sizes)
+    return owner, await request_export(client, owner)
+
+
 async def test_parts_are_bags_any_tool_validates(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -318,9 +327,7 @@ async def test_a_crash_mid_part_keeps_the_published_parts(
     from pmd_service.jobs.context import state
     from pmd_service.jobs.process_export import process_export
 
-    owner = await factory.user()
-    await artworks(factory, owner, [20 * KIB] * 12)
-    item = await request_export(ex_client, owner)
+    owner, item = await exporting(ex_client, factory, [20 * KIB] * 12)
     export_id = uuid.UUID(item["id"])
     st = state(worker_ctx)
     st.bdrs_idle.clear()  # builds wait between artworks: the test decides when each goes on
@@ -380,9 +387,7 @@ async def test_expiry_removes_the_parts(
 ) -> None:  # fmt: skip
     from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 
-    owner = await factory.user()
-    await artworks(factory, owner, [30 * KIB] * 4)
-    item = await request_export(ex_client, owner)
+    owner, item = await exporting(ex_client, factory, [30 * KIB] * 4)
     await run_worker(small)
     item = await get_export(ex_client, owner, item["id"])
     files = [small.bdr_path / "pmd-exports" / item["id"] / f"part-{p['number']}.zip"
@@ -406,9 +411,7 @@ async def test_expiry_removes_the_parts(
 async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     ex_client: Client, factory: Factory, small: Settings
 ) -> None:
-    owner = await factory.user()
-    await artworks(factory, owner, [30 * KIB] * 3)
-    item = await request_export(ex_client, owner)
+    owner, item = await exporting(ex_client, factory, [30 * KIB] * 3)
     await run_worker(small)
     folder = small.bdr_path / "pmd-exports" / item["id"]
     assert list(folder.glob("part-*.zip"))
@@ -428,9 +431,7 @@ async def test_the_sweep_queues_an_export_whose_job_was_lost(
 ) -> None:  # fmt: skip
     from pmd_service.jobs.sweep import sweep
 
-    owner = await factory.user()
-    await artworks(factory, owner, [KIB] * 2)
-    item = await request_export(ex_client, owner)
+    owner, item = await exporting(ex_client, factory, [KIB] * 2)
     await worker_ctx["redis"].flushdb()  # Redis lost the job: only the row is left
     await run_worker(small)
     assert (await get_export(ex_client, owner, item["id"]))["status"] == "pending"
