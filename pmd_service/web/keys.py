@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..host.access import Principal
     from ..sse.callers import UserLookups
     from ..sse.hub import Hub
+    from ..sse.redemptions import Redemptions
     from ..sse.turns import Turns
     from .download_slots import ProxySlots
     from .endpoint import Endpoint
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
+# Tickets spent (GETDEL) many to a round trip (sse/redemptions.py).
+TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
 # The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
 HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 # Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
