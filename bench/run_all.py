@@ -36,7 +36,7 @@ BENCHMARKS = (
     Bench("store", (), 600),
     # A full export of 3,000 artworks in parts, in the folder and in SeaweedFS (~8 minutes).
     Bench("export", (), 1200),
-    Bench("proxy_memory", ("--waves", "4"), 600),
+    Bench("proxy_memory", ("--waves", "6"), 600),
     Bench("scaling", (), 600),
     # The cluster of simulated hosts (root): docs/scaling.md.
     Bench("capacity", (), 900),

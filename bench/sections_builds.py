@@ -207,17 +207,24 @@ def store_section(s: dict[str, Any]) -> dict[str, str]:
 
 def proxy_memory_section(f: dict[str, Any]) -> dict[str, str]:
     r, base = f["readers"], f["readers"]["baseline_rss_mb"]
+
+    def arenas(mb: float | None) -> str:  # figures before 2026-11-25 did not read them
+        return "—" if mb is None else f"{mb:.1f} MiB"
+
     rows = [
-        "| stalled readers | server RSS | against the baseline | per reader |",
-        "|---|---|---|---|",
-        f"| 0 (after one whole download) | {base:.1f} MiB | — | — |",
+        "| stalled readers | server RSS | against the baseline | per reader | in glibc's thread arenas |",
+        "|---|---|---|---|---|",
+        f"| 0 (after one whole download) | {base:.1f} MiB | — | — | "
+        f"{arenas(r.get('baseline_arenas_mb'))} |",
         *(f"| {lv['readers']} | {lv['rss_mb']:.1f} MiB | {lv['rss_mb'] / base:.2f}×, "
-          f"+{lv['rss_mb'] - base:.1f} MiB | {(lv['rss_mb'] - base) / lv['readers']:.2f} MiB |"
+          f"+{lv['rss_mb'] - base:.1f} MiB | {(lv['rss_mb'] - base) / lv['readers']:.2f} MiB | "
+          f"{arenas(lv.get('arenas_mb'))} |"
           for lv in r["levels"]),
-        f"| all closed | {r['after_rss_mb']:.1f} MiB | {r['after_rss_mb'] - base:+.1f} MiB | — |",
+        f"| all closed | {r['after_rss_mb']:.1f} MiB | {r['after_rss_mb'] - base:+.1f} MiB | — | "
+        f"{arenas(r.get('after_arenas_mb'))} |",
         *(f"| {r['levels'][-1]['readers']} again (wave {n}), then closed | "
           f"{w['open_rss_mb']:.1f} MiB, then {w['after_rss_mb']:.1f} MiB | "
-          f"{w['after_rss_mb'] - base:+.1f} MiB | — |"
+          f"{w['after_rss_mb'] - base:+.1f} MiB | — | {arenas(w.get('after_arenas_mb'))} |"
           for n, w in enumerate(r["waves"], start=2)),
     ]  # fmt: skip
     frozen = f["frozen"]
