@@ -30,6 +30,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 (Markdown from committed figures, never HTML)
     )
+    env.globals |= {"inf": float("inf"), "nan": float("nan")}
     env.filters |= {"ms": fmt.ms, "verdict": fmt.verdict, "table": _table, "f": format}
     return env
 
