@@ -1,22 +1,5 @@
-"""Rows of one query, read through a server-side cursor on the event loop, for the build thread.
-
-The ZIP is built in a worker thread (see zipbuild.py) while asyncpg lives on the event loop, so
-the thread pulls batches across: each batch is fetched by a coroutine handed to the loop
-(`run_coroutine_threadsafe`), and the next one is requested before the thread encodes the
-current one. That keeps at most two batches in memory, lets the database work while the thread
-encodes and deflates, and needs no queue that the loop would have to block on: the thread only
-ever waits for a future, the loop never waits for the thread.
-
-The cursor is SQL's own (`DECLARE` … `FETCH`), not asyncpg's `Connection.cursor()`: asyncpg
-prepares a cursor's query as a *named* statement whatever its statement cache, and names them
-`__asyncpg_stmt_<n>__` counting from 1 on every connection. Behind a transaction-mode PgBouncer
-the statement outlives the transaction on the server connection, and the next client to open a
-cursor there gets "prepared statement … already exists" (found by the cluster run: a BDR failed).
-`DECLARE` and `FETCH` go as unnamed statements, and the cursor ends with its transaction.
-The cursor's name comes from its query: with a statement cache (no pooler) asyncpg keeps the
-`FETCH` statement and its row description, so one name for two queries would read the second's
-rows with the first's columns.
-"""
+"""Rows of one query, read through a server-side cursor on the event loop, for the build thread
+(why this shape: docs/architecture.md, "Streamed JSON files")."""
 
 from __future__ import annotations
 
