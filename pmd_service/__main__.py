@@ -17,6 +17,7 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -28,13 +29,19 @@ from .core.migrate import HostTablesMissing
 from .core.rules import UTC_DAY_START
 from .core.settings import Settings
 from .core.startup import check_env, load_settings, wait_for_services
-from .dev.embedded import services
 from .jobs.context import job_context
 
 if TYPE_CHECKING:
     from .host.hostcheck import HostReport
 
 log = logging.getLogger("pmd_service.cli")
+
+
+def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
+    """load_settings' `embedded`, called in dev mode only: production never imports dev/."""
+    from .dev.embedded import services
+
+    return services(data_dir, database_url, redis_url)
 
 
 class CliError(Exception):
@@ -467,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             from .jobs.main import main as worker
 
             return worker()
-        settings = load_settings("pmd", embedded=services, needs_secret=args.command == "token")
+        settings = load_settings("pmd", embedded=dev_servers, needs_secret=args.command == "token")
         wait, wait_hint = _wait(args.wait)
         redis = args.command in USES_REDIS or (args.command == "import-host-bdrs" and args.apply)
         wait_for_services(settings, "pmd", wait=wait, redis=redis, wait_hint=wait_hint)
