@@ -24,9 +24,9 @@ import msgspec
 
 from . import __version__
 from .core.db import DatabaseSetupError
+from .core.limits import UTC_DAY_START
 from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
-from .core.rules import UTC_DAY_START
 from .core.settings import Settings
 from .core.startup import check_env, load_settings, wait_for_services
 from .jobs.context import job_context
