@@ -68,10 +68,11 @@ from harness.stack import (
     start_worker,
     stop,
 )
+from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import relative_artwork_path

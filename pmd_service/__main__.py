@@ -99,9 +99,9 @@ def _host_report(report: HostReport) -> str:
 
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
+    from .bdr.cutover import import_host_bdrs
     from .core.db import connect
     from .core.migrate import require_host_tables
-    from .host.cutover import import_host_bdrs
     from .jobs.context import state
 
     where = (settings.vault_path, settings.host_schema)
@@ -185,7 +185,7 @@ WHERE id = $1 AND status = 'failed'
 
 
 async def _requeue(settings: Settings, raw_id: str) -> None:
-    from .core.queue import enqueue_bdr
+    from .bdr.queue import enqueue_bdr
     from .jobs.context import state
 
     try:

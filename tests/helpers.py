@@ -30,8 +30,8 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from pmd_service.bdr.queue import job_id
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard

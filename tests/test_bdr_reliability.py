@@ -23,7 +23,8 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
 from harness.stack import database_env
-from pmd_service.core.queue import create_redis, job_id
+from pmd_service.bdr.queue import job_id
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.host.vault import relative_artwork_path

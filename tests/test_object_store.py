@@ -24,8 +24,8 @@ from msgspec.structs import replace
 from obstore.store import S3Store
 
 from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from pmd_service.bdr.queue import JOB_NAME
 from pmd_service.core.objects import StoreUrl, incomplete_uploads, open_store
-from pmd_service.core.queue import JOB_NAME
 from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs import cleanup as cleanup_module

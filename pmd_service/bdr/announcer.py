@@ -26,7 +26,7 @@ import uuid
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.queue import enqueue_bdr
+from .queue import enqueue_bdr
 from .service import SQL_ANNOUNCE, announce
 
 log = logging.getLogger(__name__)

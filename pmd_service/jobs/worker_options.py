@@ -18,10 +18,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
+from ..bdr.queue import JOB_NAME
 from ..core import error_reports, logs
-from ..core.queue import EXPORT_JOB_NAME, JOB_NAME, redis_settings
+from ..core.queue import redis_settings
 from ..core.settings import Settings
 from ..core.startup import StartupError, services_reachable, stop
+from ..exports.queue import EXPORT_JOB_NAME
 from . import context
 from .cleanup import cleanup_expired_bdrs
 from .failures import MAX_ATTEMPTS
