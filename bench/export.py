@@ -95,8 +95,8 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path
-from pmd_service.jobs.zipbuild import PART_BYTES as ZIP_PART_BYTES
-from pmd_service.jobs.zipbuild import PARTS_IN_FLIGHT
+from pmd_service.jobs.zip.build import PART_BYTES as ZIP_PART_BYTES
+from pmd_service.jobs.zip.build import PARTS_IN_FLIGHT
 from pmd_service.sse.hub import CHANNEL
 
 ARTWORKS = 3000

@@ -215,8 +215,8 @@ class _SummaryLeftOut(logging.Filter):
     Run from here, that summary is the result, printed on stdout: its log line is left out
     (progress lines stay, on stderr)."""
 
-    SUMMARIES = (("pmd_service.jobs.sweep", "sweep: %d pending re-enqueued"),
-                 ("pmd_service.jobs.cleanup", "cleanup: %s"))  # fmt: skip
+    SUMMARIES = (("pmd_service.jobs.upkeep.sweep", "sweep: %d pending re-enqueued"),
+                 ("pmd_service.jobs.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(
@@ -471,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
             check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
             return _grants(args.role, args.cutover)
         if args.command == "worker":
-            from .jobs.main import main as worker
+            from .jobs.worker import main as worker
 
             return worker()
         settings = load_settings("pmd", embedded=dev_servers, needs_secret=args.command == "token")
@@ -488,11 +488,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "requeue":
             asyncio.run(_requeue(settings, args.bdr_id))
         elif args.command == "sweep":
-            from .jobs.sweep import sweep
+            from .jobs.upkeep.sweep import sweep
 
             asyncio.run(_run_job(settings, sweep))
         elif args.command == "cleanup":
-            from .jobs.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+            from .jobs.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 
             if args.dry_run:  # no migration either: nothing is written
                 unchanged = msgspec.structs.replace(settings, auto_migrate=False)

@@ -192,7 +192,7 @@ def free_port() -> int:
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:
     """Drain the queue the way arq does it: a real Worker in burst mode."""
-    from pmd_service.jobs.worker_options import PmdWorker, worker_options
+    from pmd_service.jobs.worker import PmdWorker, worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
     worker = PmdWorker(burst=True, handle_signals=False, **options)

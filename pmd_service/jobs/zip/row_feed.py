@@ -1,6 +1,6 @@
 """Rows of one query, read through a server-side cursor on the event loop, for the build thread.
 
-The ZIP is built in a worker thread (see zipbuild.py) while asyncpg lives on the event loop, so
+The ZIP is built in a worker thread (see build.py) while asyncpg lives on the event loop, so
 the thread pulls batches across: each batch is fetched by a coroutine handed to the loop
 (`run_coroutine_threadsafe`), and the next one is requested before the thread encodes the
 current one. That keeps at most two batches in memory, lets the database work while the thread
@@ -31,7 +31,7 @@ from typing import Any
 
 import asyncpg
 
-from .zipbuild import BuildCancelled
+from .build import BuildCancelled
 
 log = logging.getLogger(__name__)
 
