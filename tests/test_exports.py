@@ -316,7 +316,7 @@ async def test_a_crash_mid_part_keeps_the_published_parts(
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
     from pmd_service.jobs.context import state
-    from pmd_service.jobs.process_export import process_export
+    from pmd_service.jobs.exports.process import process_export
 
     owner = await factory.user()
     await artworks(factory, owner, [20 * KIB] * 12)
@@ -378,7 +378,7 @@ async def test_expiry_removes_the_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
-    from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+    from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 
     owner = await factory.user()
     await artworks(factory, owner, [30 * KIB] * 4)
@@ -426,7 +426,7 @@ async def test_the_sweep_queues_an_export_whose_job_was_lost(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any], redis_clean: None,
 ) -> None:  # fmt: skip
-    from pmd_service.jobs.sweep import sweep
+    from pmd_service.jobs.upkeep.sweep import sweep
 
     owner = await factory.user()
     await artworks(factory, owner, [KIB] * 2)

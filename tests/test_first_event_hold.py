@@ -15,7 +15,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 from redis.asyncio import Redis
 
-from pmd_service.core.queue import job_id
+from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import REDIS

@@ -19,7 +19,6 @@ from ..sse.redemptions import Redemptions
 from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse
 from .cors import setup_cors
 from .download_slots import ProxySlots
-from .endpoints import register
 from .keys import (
     DB_POOL,
     HOST_CACHE,
@@ -40,6 +39,7 @@ from .outage import OutageLog
 from .problems import problem_middleware
 from .prometheus import Metrics
 from .request_ids import echo_on_prepare, request_id_middleware
+from .routing import register
 
 # The Server header of every answer: aiohttp's own default names the Python and aiohttp
 # versions, which tell an attacker which published flaws to try.

@@ -1,4 +1,4 @@
-"""Bearer authentication of requests and the moderator `target_sqid` (endpoints.py applies it
+"""Bearer authentication of requests and the moderator `target_sqid` (routing.py applies it
 to the routes that declare it)."""
 
 from __future__ import annotations

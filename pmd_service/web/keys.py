@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from ..sse.hub import Hub
     from ..sse.redemptions import Redemptions
     from ..sse.turns import Turns
+    from .declaration import Endpoint
     from .download_slots import ProxySlots
-    from .endpoint import Endpoint
     from .outage import OutageLog
     from .prometheus import Metrics
 
@@ -48,7 +48,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
 METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
-# Every endpoint's declaration by its route (web/endpoints.py).
+# Every endpoint's declaration by its route (web/routing.py).
 ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
 # Refusals of the database and Redis, logged once a minute with a count (web/outage.py).
 OUTAGES: web.AppKey[OutageLog] = web.AppKey("outages")

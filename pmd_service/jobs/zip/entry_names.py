@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ..core.public_ids import PublicIds
+from ...core.public_ids import PublicIds
 
 # post_files.format is varchar(10) on the host; an artwork's extension is a short lowercase word.
 _EXTENSION = re.compile(r"[a-z0-9]{1,10}", re.ASCII)

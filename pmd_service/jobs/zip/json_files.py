@@ -20,7 +20,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from ..core.rules import visible_comment
+from ...core.visibility import visible_comment
 from .row_feed import RowFeed
 
 SQL_VISIBLE_COMMENTS = f"""

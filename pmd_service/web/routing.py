@@ -1,4 +1,4 @@
-"""Registering the endpoints (each declared once, as an `endpoint.Endpoint`) and parsing their
+"""Registering the endpoints (each declared once, as a `declaration.Endpoint`) and parsing their
 query structs.
 
 `register` adds the routes and keeps every declaration in `app[ROUTE_ENDPOINTS]`, keyed by its route:
@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 
 from ..core.problems import FieldError, bad_request, unauthorized
 from .auth import authenticate, bearer_or_ticket, bearer_token
-from .endpoint import Auth, Endpoint
+from .declaration import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
 
 

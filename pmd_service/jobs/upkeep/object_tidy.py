@@ -16,9 +16,9 @@ import asyncpg
 import obstore
 from obstore.store import ObjectStore
 
-from ..bdr.files import OBJECT_MISSING
-from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
-from ..host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
+from ...bdr.files import OBJECT_MISSING
+from ...core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
+from ...host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
 
 log = logging.getLogger(__name__)
 

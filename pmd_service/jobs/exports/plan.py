@@ -16,8 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
-from ..core.rules import visible_comment
-from ..host.vault import VaultPathError, artwork_path_in
+from ...core.visibility import visible_comment
+from ...host.vault import VaultPathError, artwork_path_in
 
 # Zip headers (local, Zip64 extra, data descriptor, central directory, each with the ~60-byte
 # name), the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.

@@ -14,7 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from .zipbuild import BuildCancelled
+from .build import BuildCancelled
 
 log = logging.getLogger(__name__)
 

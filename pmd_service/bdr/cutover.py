@@ -29,8 +29,8 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from ..core.queue import enqueue_bdr
-from .vault import HOST_FILE_PREFIX, VaultPathError, contained
+from ..host.vault import HOST_FILE_PREFIX, VaultPathError, contained
+from .queue import enqueue_bdr
 
 if TYPE_CHECKING:
     from ..core.db import Conn

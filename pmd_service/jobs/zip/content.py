@@ -3,7 +3,7 @@
 Formats are the feature's original ones (`metadata.json`, `comments.json`, `reactions.json`;
 see docs/architecture.md, "ZIP layout") plus `skipped` in
 metadata.json and `parent_id` in each comment. JSON is UTF-8 without escaping, so titles and
-emoji arrive byte-exact. comments.json and reactions.json are streamed (archive_json.py).
+emoji arrive byte-exact. comments.json and reactions.json are streamed (json_files.py).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from ..core.public_ids import PublicIds
-from .archive_json import Extras
+from ...core.public_ids import PublicIds
+from .build import Trailing
 from .entry_names import extension, post_sqid, safe_part
-from .zipbuild import Trailing
+from .json_files import Extras
 
 # Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
 # since the request are skipped, never exported.

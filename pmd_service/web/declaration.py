@@ -1,5 +1,5 @@
 """The declaration of one endpoint: route, handler, authentication, query struct and its OpenAPI
-entry, side by side (endpoints.py registers them)."""
+entry, side by side (routing.py registers them)."""
 
 from __future__ import annotations
 

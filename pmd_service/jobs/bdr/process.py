@@ -6,7 +6,7 @@ the claim token, so a run that lost its claim (cancelled, or taken over after go
 can never overwrite the row. Status is `failed` only when no retry is left (setting it before
 retrying would mean the retries never run).
 
-The parts: run.py (one claimed run), run_sql.py (its statements), failures.py (what is retried
+The parts: run.py (one claimed run), sql.py (its statements), failures.py (what is retried
 and what the user is told).
 """
 
@@ -20,13 +20,13 @@ from typing import Any
 import asyncpg
 from arq import Retry
 
-from ..core import error_reports
-from ..core.logs import request_id_set
-from .attempts import attempt, claimed
-from .context import WorkerState, state
-from .notify import send_bdr_email
+from ...core import error_reports
+from ...core.logs import request_id_set
+from ..attempts import attempt, claimed
+from ..context import WorkerState, state
+from ..mail.notify import send_bdr_email
 from .run import Run
-from .run_sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
+from .sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The ready/failed email of a BDR: sent at most once, retried by the sweep if SMTP fails
-before the message went out (see mail.Attempt for where that line is)."""
+before the message went out (see compose.Attempt for where that line is)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import uuid
 
 import asyncpg
 
-from ..core.logs import request_id_set
-from ..core.mail import Attempt, BdrMail, ExportMail, compose, compose_export, send
-from ..core.settings import Settings
+from ...core.logs import request_id_set
+from ...core.settings import Settings
+from .compose import Attempt, BdrMail, ExportMail, compose, compose_export, send
 
 log = logging.getLogger(__name__)
 

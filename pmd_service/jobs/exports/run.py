@@ -14,14 +14,27 @@ from typing import TYPE_CHECKING, Any
 import aiofiles.os
 import asyncpg
 
-from ..exports.schemas import part_filename
-from ..host.vault import bdr_object_key, bdr_zip_path, export_part_file_path, export_part_temp_name
-from .archive_content import Plan, json_files, plan_artworks, skipped_entries
-from .archive_json import Extras
-from .context import WorkerState
-from .export_bag import BagPlace, bag_closing
-from .export_plan import plan_parts
-from .export_sql import (
+from ...exports.schemas import part_filename
+from ...host.vault import bdr_object_key, bdr_zip_path, export_part_file_path, export_part_temp_name
+from ..context import WorkerState
+from ..failures import TRANSIENT, PermanentError
+from ..streaming import Job, stream_zip
+from ..zip.build import (
+    BuildCancelled,
+    BuildResult,
+    Sink,
+    Trailer,
+    Trailing,
+    discard,
+    file_sink,
+    object_sink,
+    publish,
+)
+from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
+from ..zip.json_files import Extras
+from .bag import BagPlace, bag_closing
+from .plan import plan_parts
+from .sql import (
     SQL_ADD_PART,
     SQL_AFTER_PART,
     SQL_FAILED,
@@ -34,19 +47,6 @@ from .export_sql import (
     SQL_READY,
     SQL_TOUCH,
     SQL_USER,
-)
-from .failures import TRANSIENT, PermanentError
-from .streaming import Job, stream_zip
-from .zipbuild import (
-    BuildCancelled,
-    BuildResult,
-    Sink,
-    Trailer,
-    Trailing,
-    discard,
-    file_sink,
-    object_sink,
-    publish,
 )
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ class ExportRun:
         move: Callable[[], None] | None = None,
     ) -> None:
         """The part ready, and the export's progress, in one transaction holding its row: only
-        the run that still owns the claim renames into place (see jobs/run.py's _publish)."""
+        the run that still owns the claim renames into place (see jobs/bdr/run.py's _publish)."""
         skipped = self._skipped(plan, result)
         done = self.done + len(plan.artworks) + len(plan.skipped)
         async with self.pool.acquire() as conn, conn.transaction():

@@ -12,22 +12,19 @@ from typing import TYPE_CHECKING, Any
 import aiofiles.os
 import asyncpg
 
-from ..bdr.budget import human_bytes
-from ..bdr.service import download_filename
-from ..host.vault import (
+from ...bdr.budget import human_bytes
+from ...bdr.service import download_filename
+from ...host.vault import (
     bdr_file_path,
     bdr_object_file_path,
     bdr_object_key,
     bdr_temp_name,
     bdr_zip_path,
 )
-from .archive_content import Plan, json_files, plan_artworks, skipped_entries
-from .archive_json import Extras
-from .context import WorkerState
-from .failures import MAX_ATTEMPTS, TRANSIENT, PermanentError, TransientError, nothing_added
-from .run_sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
-from .streaming import Job, stream_zip
-from .zipbuild import (
+from ..context import WorkerState
+from ..failures import MAX_ATTEMPTS, TRANSIENT, PermanentError, TransientError, nothing_added
+from ..streaming import Job, stream_zip
+from ..zip.build import (
     BuildCancelled,
     BuildResult,
     FileDigest,
@@ -40,6 +37,9 @@ from .zipbuild import (
     publish,
     sha256sum_lines,
 )
+from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
+from ..zip.json_files import Extras
+from .sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
 
 if TYPE_CHECKING:
     from obstore import Attributes

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiosmtplib
 
-from ..core.settings import Settings
+from ...core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ import aiohttp
 import obstore
 import yarl
 
-from ..bdr.files import OBJECT_MISSING
-from ..host.vault import VaultPathError, artwork_path_in, relative_artwork_path
-from .archive_content import Artwork
-from .zipbuild import Entry
+from ...bdr.files import OBJECT_MISSING
+from ...host.vault import VaultPathError, artwork_path_in, relative_artwork_path
+from .build import Entry
+from .content import Artwork
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore

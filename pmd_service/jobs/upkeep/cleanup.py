@@ -19,8 +19,8 @@ import asyncpg
 import obstore
 from obstore.store import S3Store
 
-from ..core.objects import S3Access, StoreUrl, incomplete_uploads
-from ..host.vault import (
+from ...core.objects import S3Access, StoreUrl, incomplete_uploads
+from ...host.vault import (
     BDR_PREFIX,
     EXPORTS_FOLDER,
     OWN_TEMP_RE,
@@ -29,13 +29,13 @@ from ..host.vault import (
     bdr_zip_path,
     is_host_file,
 )
-from .context import state
+from ..context import state
 from .object_tidy import SQL_LIVE_RUNS, abort_dead_uploads, remove_orphan_objects
 from .object_tidy import SQL_READY_FILES as SQL_READY_OBJECTS
 from .object_tidy import _own as own_object
 
 if TYPE_CHECKING:
-    from ..core.db import Conn
+    from ...core.db import Conn
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """`process_export`: claim an export, build its parts, tell the user.
 
-As for BDRs (process_bdr.py): one UPDATE claims the row, every later write is guarded by the
+As for BDRs (jobs/bdr/process.py): one UPDATE claims the row, every later write is guarded by the
 claim token, transient failures retry with backoff, and status is `failed` only when no retry
 is left. An export runs for as long as its parts take; the sweep takes back one whose worker
 is gone (its heartbeat stops), and the next run keeps every part already published.
@@ -13,13 +13,13 @@ import time
 import uuid
 from typing import Any
 
-from ..core import error_reports
-from ..core.logs import request_id_set
-from .attempts import attempt, claimed
-from .context import state
-from .export_run import ExportRun
-from .export_sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
-from .notify import send_export_email
+from ...core import error_reports
+from ...core.logs import request_id_set
+from ..attempts import attempt, claimed
+from ..context import state
+from ..mail.notify import send_export_email
+from .run import ExportRun
+from .sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ from typing import Any
 
 from arq.connections import ArqRedis
 
-from ..core.queue import enqueue_bdr, enqueue_export
-from .context import state
-from .notify import send_owed_emails, send_owed_export_emails
+from ...bdr.queue import enqueue_bdr
+from ...exports.queue import enqueue_export
+from ..context import state
+from ..mail.notify import send_owed_emails, send_owed_export_emails
 from .object_tidy import abort_dead_uploads
 
 log = logging.getLogger(__name__)

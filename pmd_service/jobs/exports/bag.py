@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..bdr.budget import human_bytes
-from .zipbuild import Closing, FileDigest, sha256sum_lines
+from ...bdr.budget import human_bytes
+from ..zip.build import Closing, FileDigest, sha256sum_lines
 
 SOURCE_ORGANIZATION = "Makapix Club"
 BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
