@@ -88,13 +88,15 @@ from harness.seaweed import (
 )
 from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.bdr.files import ZipFiles
+from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import create_redis, enqueue_bdr, enqueue_export
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
+from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path
-from pmd_service.jobs.zipbuild import PART_BYTES as ZIP_PART_BYTES
-from pmd_service.jobs.zipbuild import PARTS_IN_FLIGHT
+from pmd_service.jobs.zip.build import PART_BYTES as ZIP_PART_BYTES
+from pmd_service.jobs.zip.build import PARTS_IN_FLIGHT
 from pmd_service.sse.hub import CHANNEL
 
 ARTWORKS = 3000

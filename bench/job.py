@@ -27,9 +27,10 @@ from typing import Any
 from bench import cli, seeding
 from bench.zip import FILES, make_large_pngs, make_small_pixel_art, required_floor, seed_algorithm
 from harness.stack import fresh_stack, service_env, start_worker, stop
+from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import CHANNEL
 

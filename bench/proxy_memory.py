@@ -11,7 +11,8 @@ one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS buc
    Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
    RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
    largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
-   the readers went (also as a ratio to the baseline). The caps are raised for the run
+   the readers went (also as a ratio to the baseline), and what of it is in glibc's thread
+   arenas (where the store client's threads allocate). The caps are raised for the run
    (BDR_PROXY_MAX_PER_USER and BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so
    that none of them cuts in.
 2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
@@ -35,7 +36,7 @@ from typing import IO, Any
 import aiohttp
 import obstore
 
-from bench.memory import rss_kb
+from bench.memory import rss_kb, thread_arenas_kb
 from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.core.db import connect
@@ -110,6 +111,10 @@ class Reader:
         self.writer.transport.abort()
 
 
+def _arenas_mb(pid: int) -> float:
+    return thread_arenas_kb(pid) / 1024
+
+
 async def _proxy_downloads(http: aiohttp.ClientSession, metrics: str) -> float:
     async with http.get(metrics) as resp:
         for line in (await resp.text()).splitlines():
@@ -126,7 +131,9 @@ async def stalled_readers(
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
             assert len(await r.read()) == size  # the warm-up: one whole download
         baseline = await _settled_rss(pid)
-        print(f"1. server RSS at rest after one download: {baseline:.1f} MiB", flush=True)
+        arenas = _arenas_mb(pid)
+        print(f"1. server RSS at rest after one download: {baseline:.1f} MiB ({arenas:.1f} MiB "
+              "in thread arenas)", flush=True)  # fmt: skip
         readers: list[Reader] = []
         rows = []
         for level in levels:
@@ -136,13 +143,16 @@ async def stalled_readers(
                 readers.append(reader)
             rss = await _settled_rss(pid)
             streaming = await _proxy_downloads(http, base_url + "/metrics")
-            rows.append({"readers": level, "rss_mb": rss, "streaming": streaming})
+            rows.append({"readers": level, "rss_mb": rss, "streaming": streaming,
+                         "arenas_mb": _arenas_mb(pid)})  # fmt: skip
             print(f"   {level:4d} stalled readers: RSS {rss:.1f} MiB, +{rss - baseline:.1f} MiB "
                   f"({(rss - baseline) / level:.2f} MiB each, {rss / baseline:.2f}× the "
                   f"baseline); {streaming:.0f} downloads streaming", flush=True)  # fmt: skip
         after = await _close(http, base_url, pid, readers)
+        after_arenas = _arenas_mb(pid)
         print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
-              f"the baseline ({after / baseline:.2f}×)", flush=True)  # fmt: skip
+              f"the baseline ({after / baseline:.2f}×; {after_arenas:.1f} MiB in thread "
+              "arenas)", flush=True)  # fmt: skip
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
@@ -152,12 +162,15 @@ async def stalled_readers(
                 readers.append(reader)
             again = await _settled_rss(pid)
             after_again = await _close(http, base_url, pid, readers)
-            waves.append({"open_rss_mb": again, "after_rss_mb": after_again})
+            waves.append({"open_rss_mb": again, "after_rss_mb": after_again,
+                          "after_arenas_mb": _arenas_mb(pid)})  # fmt: skip
             print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
                   f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
-                  f"the baseline ({after_again / baseline:.2f}×)", flush=True)  # fmt: skip
-    return {"zip_bytes": size, "baseline_rss_mb": baseline, "levels": rows,
-            "after_rss_mb": after, "waves": waves}  # fmt: skip
+                  f"the baseline ({after_again / baseline:.2f}×; "
+                  f"{waves[-1]['after_arenas_mb']:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
+    return {"zip_bytes": size, "baseline_rss_mb": baseline, "baseline_arenas_mb": arenas,
+            "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
+            "waves": waves}  # fmt: skip
 
 
 async def _close(
@@ -271,7 +284,7 @@ def main() -> None:
     parser.add_argument(
         "--waves",
         type=int,
-        default=2,
+        default=6,
         help="waves of the largest number of readers (each opened, then closed)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")

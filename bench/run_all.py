@@ -1,10 +1,9 @@
 """Run every benchmark and write docs/benchmarks.md with plots: `python -m bench.run_all`.
 
 `make bench` runs this. Each benchmark runs as its own process (bench/runner.py); its figures
-are kept in `bench/figures/<name>.json` (committed with the pages they make), then the report
-is rendered (bench/report.py) from `bench/benchmarks.md.in` (the prose lives there) into
-`docs/benchmarks.md`, with PNG plots in `docs/plots/` (bench/plots.py), and `docs/scaling.md`
-from `bench/scaling.md.in` (bench/scaling_doc.py). Each section is dated by its own
+are kept in `bench/figures/<name>.json` (committed with the pages they make), then every
+generated page (bench/docs.py) is rendered from its template in bench/templates/ (the prose
+lives there), with PNG plots in `docs/plots/` (bench/plots.py). Each section is dated by its own
 benchmark's run.
 
 `--only zip,posts` reruns some benchmarks and renders the others from their committed figures
@@ -17,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import report, scaling_doc
+from bench import docs
 from bench.runner import Bench, record_machine, run_one, saved
 
 # name, arguments, seconds before it is killed: in the order they run.
@@ -36,7 +35,7 @@ BENCHMARKS = (
     Bench("store", (), 600),
     # A full export of 3,000 artworks in parts, in the folder and in SeaweedFS (~8 minutes).
     Bench("export", (), 1200),
-    Bench("proxy_memory", ("--waves", "4"), 600),
+    Bench("proxy_memory", ("--waves", "6"), 600),
     Bench("scaling", (), 600),
     # The cluster of simulated hosts (root): docs/scaling.md.
     Bench("capacity", (), 900),
@@ -86,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             if bench.name in chosen and (why := run_one(bench)) is not None:
                 failures[bench.name] = why
                 print(f"=== {bench.name}: {why}", flush=True)
-    report.write()
-    scaling_doc.write()
+    docs.write()
     if failures:
         print(f"failed: {', '.join(f'{n} ({w})' for n, w in failures.items())}")
         return 1

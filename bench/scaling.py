@@ -59,9 +59,9 @@ from pmd_service.core.db import connect
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
-from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context, state
-from pmd_service.jobs.worker_options import MAX_JOBS, POLL_DELAY
+from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.jobs.worker import MAX_JOBS, POLL_DELAY
 from pmd_service.sse.service import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
 
 USERS = 50

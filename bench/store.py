@@ -68,16 +68,15 @@ from harness.stack import (
     start_worker,
     stop,
 )
+from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import relative_artwork_path
-from pmd_service.jobs.archive_content import Artwork
-from pmd_service.jobs.sources import fetched_in_order, object_fetcher
-from pmd_service.jobs.zipbuild import (
+from pmd_service.jobs.zip.build import (
     CHUNK,
     PART_BYTES,
     PARTS_IN_FLIGHT,
@@ -87,6 +86,8 @@ from pmd_service.jobs.zipbuild import (
     file_sink,
     object_sink,
 )
+from pmd_service.jobs.zip.content import Artwork
+from pmd_service.jobs.zip.sources import fetched_in_order, object_fetcher
 
 TARGET_BUILD_RATIO = 1.3
 TARGET_GROWTH_MB = 50

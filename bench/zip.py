@@ -2,7 +2,7 @@
 
 In one run, on 128 real PNGs of ~1 MB and on 128 small pixel-art files, times
 
-- the worker's build (`pmd_service.jobs.zipbuild.build_zip` in a thread, driven from an event
+- the worker's build (`pmd_service.jobs.zip.build.build_zip` in a thread, driven from an event
   loop exactly as `process_bdr` drives it, with the JSON trailer),
 - (a) the seed's algorithm: `shutil.copy` of every file into a temp dir, then zipfile DEFLATED,
 - (b) the floor: a plain `shutil.copyfileobj` of the same bytes into one file,
@@ -37,7 +37,7 @@ from pathlib import Path
 from bench import cli
 from bench.memory import PeakRss
 from pmd_service.dev.demo import pixel_art
-from pmd_service.jobs.zipbuild import Entry, build_zip
+from pmd_service.jobs.zip.build import Entry, build_zip
 
 FILES = 128
 

@@ -19,7 +19,7 @@ daily limit, and no 5xx but 503s from a server shutting down (or documented whil
 down), every checked download byte-exact, no process exiting by itself, and minimums of BDRs,
 downloads, emails, actions and events that scale with the workload (a check with nothing to
 check fails). Prints the counts; exit status 1 on any violation. `--doc` writes the output into
-docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/test_chaos.py).
+docs/runs/ and its result into docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/test_chaos.py).
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="flip a byte of every downloaded body before checking it: the run must "
                         "fail (proves the download checks can)")  # fmt: skip
     p.add_argument("--doc", action="store_true",
-                   help="write this run's output, dated, into its marked section of "
-                        "docs/reliability.md")  # fmt: skip
+                   help="save this run's output, dated, and render it into docs/runs/ and "
+                        "its result into docs/reliability.md")  # fmt: skip
     args = p.parse_args(argv)
     args.duration = args.duration or (75.0 if args.ci else 180.0)
     args.users = args.users or (6 if args.ci else 8)

@@ -25,7 +25,7 @@ from harness.chaos_sse import SseClient
 from harness.chaos_workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
-from pmd_service.jobs.object_tidy import remove_orphan_objects
+from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 

@@ -1,7 +1,7 @@
 """`python -m harness.chaos ... --doc`: the run's own output, dated and with its command, kept in
-harness/chaos_runs/<mode>.json (committed) and rendered from there into its marked section of
-docs/reliability.md, so the page shows what a run printed, nobody copies figures by hand, and a
-test (tests/test_bench_report.py) holds every marked section to the run saved for it."""
+harness/chaos_runs/<mode>.json (committed) and rendered from there into docs/runs/chaos-<mode>.md
+and the last result in docs/reliability.md (bench/render.py renders both), so nobody copies
+a figure by hand."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from bench import render as pages
 from harness.stack import CHECKOUT
 
 DOC = CHECKOUT / "docs" / "reliability.md"
+DOCS_RUNS = CHECKOUT / "docs" / "runs"
 RUNS = CHECKOUT / "harness" / "chaos_runs"
-_SECTION = re.compile(r"(<!-- chaos run: (.*?) -->\n)(.*?)(\n<!-- /chaos run: \2 -->)", re.S)
 
 
 class Transcript(io.TextIOBase):
@@ -59,39 +60,53 @@ def run_file(key: str, folder: Path = RUNS) -> Path:
     return folder / (re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-") + ".json")
 
 
-def section(run: dict[str, Any]) -> str:
-    command = " ".join([".venv/bin/python -m harness.chaos", *run["argv"]])
-    return (
-        f"Written by `{command}` on {run['date']} UTC (exit {run['exit']}):\n\n"
-        f"```\n{run['output'].rstrip()}\n```"
-    )
+MODES = {  # each run kept, and what it is
+    "(full run)": "the full run, ZIPs in the BDR folder",
+    "--ci": "the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault)",
+    "--ci --pooler pgbouncer": "the CI run through PgBouncer in transaction mode",
+    "--ci --store": "the CI run, ZIPs in a SeaweedFS bucket (the store down, then frozen)",
+}
 
 
-def render(doc: str, folder: Path = RUNS) -> str:
-    """`doc` with every marked section holding the run saved for it, or saying there is none."""
-
-    def one(m: re.Match[str]) -> str:
-        path = run_file(m[2], folder)
-        if path.exists():
-            body = section(json.loads(path.read_text()))
-        else:
-            flags = "" if m[2] == "(full run)" else f" {m[2]}"
-            body = (
-                f"Not run yet: no saved output (`harness/chaos_runs/{path.name}`); "
-                f"`.venv/bin/python -m harness.chaos{flags} --doc` runs it and writes it here."
-            )
-        return f"{m[1]}{body}{m[4]}"
-
-    return _SECTION.sub(one, doc)
+def transcript_page(key: str) -> Path:
+    return DOCS_RUNS / f"chaos-{run_file(key).stem}.md"
 
 
-def write(argv: list[str], output: str, code: int, doc: Path = DOC, folder: Path = RUNS) -> Path:
+def runs(folder: Path = RUNS) -> list[dict[str, Any]]:
+    """Every mode with its saved run (None: never run) and the page of its transcript."""
+    out = []
+    for key, what in MODES.items():
+        path = run_file(key, folder)
+        run = json.loads(path.read_text()) if path.exists() else None
+        lines = run["output"].rstrip().splitlines() if run else []
+        out.append({
+            "key": key, "what": what, "run": run, "saved": path.name,
+            "page": transcript_page(key).name,
+            "flags": "" if key == "(full run)" else f" {key}",
+            "verdict": next((x for x in reversed(lines) if x.startswith("chaos: ")), None),
+            "wall": next((x.split(";")[0] for x in reversed(lines) if x.startswith("wall time")),
+                         None),
+        })  # fmt: skip
+    return out
+
+
+def renders(folder: Path = RUNS) -> dict[Path, str]:
+    """docs/reliability.md and each chaos run's transcript page, from the runs saved."""
+    saved = runs(folder)
+    out = {DOC: pages.render("reliability.md.j2", runs=saved)}
+    for r in saved:
+        out[transcript_page(r["key"])] = pages.render("chaos_run.md.j2", r=r)
+    return out
+
+
+def write(argv: list[str], output: str, code: int, folder: Path = RUNS) -> Path:
+    """Saves the run's output under its mode and renders the pages again."""
     key = mode(argv)
-    if f"<!-- chaos run: {key} -->" not in doc.read_text():
-        raise SystemExit(f"no section marked <!-- chaos run: {key} --> in {doc}")
+    if key not in MODES:
+        raise SystemExit(f"no page for a chaos run of {key!r}: add it to MODES in {__name__}")
     run = {"argv": argv, "date": f"{datetime.now(UTC):%Y-%m-%d %H:%M}", "exit": code,
            "output": output}  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     run_file(key, folder).write_text(json.dumps(run, indent=1, ensure_ascii=False) + "\n")
-    doc.write_text(render(doc.read_text(), folder))
-    return doc
+    pages.write(renders(folder))
+    return transcript_page(key)

@@ -17,24 +17,31 @@ import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import __version__
 from .core.db import DatabaseSetupError
+from .core.limits import UTC_DAY_START
 from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
-from .core.rules import UTC_DAY_START
 from .core.settings import Settings
 from .core.startup import check_env, load_settings, wait_for_services
-from .dev.embedded import services
 from .jobs.context import job_context
 
 if TYPE_CHECKING:
     from .host.hostcheck import HostReport
 
 log = logging.getLogger("pmd_service.cli")
+
+
+def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
+    """load_settings' `embedded`, called in dev mode only: production never imports dev/."""
+    from .dev.embedded import services
+
+    return services(data_dir, database_url, redis_url)
 
 
 class CliError(Exception):
@@ -92,9 +99,9 @@ def _host_report(report: HostReport) -> str:
 
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
+    from .bdr.cutover import import_host_bdrs
     from .core.db import connect
     from .core.migrate import require_host_tables
-    from .host.cutover import import_host_bdrs
     from .jobs.context import state
 
     where = (settings.vault_path, settings.host_schema)
@@ -178,7 +185,7 @@ WHERE id = $1 AND status = 'failed'
 
 
 async def _requeue(settings: Settings, raw_id: str) -> None:
-    from .core.queue import enqueue_bdr
+    from .bdr.queue import enqueue_bdr
     from .jobs.context import state
 
     try:
@@ -208,8 +215,8 @@ class _SummaryLeftOut(logging.Filter):
     Run from here, that summary is the result, printed on stdout: its log line is left out
     (progress lines stay, on stderr)."""
 
-    SUMMARIES = (("pmd_service.jobs.sweep", "sweep: %d pending re-enqueued"),
-                 ("pmd_service.jobs.cleanup", "cleanup: %s"))  # fmt: skip
+    SUMMARIES = (("pmd_service.jobs.upkeep.sweep", "sweep: %d pending re-enqueued"),
+                 ("pmd_service.jobs.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(
@@ -464,10 +471,10 @@ def main(argv: list[str] | None = None) -> int:
             check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
             return _grants(args.role, args.cutover)
         if args.command == "worker":
-            from .jobs.main import main as worker
+            from .jobs.worker import main as worker
 
             return worker()
-        settings = load_settings("pmd", embedded=services, needs_secret=args.command == "token")
+        settings = load_settings("pmd", embedded=dev_servers, needs_secret=args.command == "token")
         wait, wait_hint = _wait(args.wait)
         redis = args.command in USES_REDIS or (args.command == "import-host-bdrs" and args.apply)
         wait_for_services(settings, "pmd", wait=wait, redis=redis, wait_hint=wait_hint)
@@ -481,11 +488,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "requeue":
             asyncio.run(_requeue(settings, args.bdr_id))
         elif args.command == "sweep":
-            from .jobs.sweep import sweep
+            from .jobs.upkeep.sweep import sweep
 
             asyncio.run(_run_job(settings, sweep))
         elif args.command == "cleanup":
-            from .jobs.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+            from .jobs.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 
             if args.dry_run:  # no migration either: nothing is written
                 unchanged = msgspec.structs.replace(settings, auto_migrate=False)

@@ -30,8 +30,8 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from pmd_service.bdr.queue import job_id
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
@@ -192,7 +192,7 @@ def free_port() -> int:
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:
     """Drain the queue the way arq does it: a real Worker in burst mode."""
-    from pmd_service.jobs.worker_options import PmdWorker, worker_options
+    from pmd_service.jobs.worker import PmdWorker, worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
     worker = PmdWorker(burst=True, handle_signals=False, **options)

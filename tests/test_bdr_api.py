@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from pmd_service.core.rules import seconds_to_next_utc_day
+from pmd_service.core.limits import seconds_to_next_utc_day
 from pmd_service.core.settings import Settings
 from tests.bdr_steps import built, requested, zip_path
 from tests.factories import Factory

@@ -15,7 +15,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
-from pmd_service.core.queue import create_redis, enqueue_bdr
+from pmd_service.bdr.queue import enqueue_bdr
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path
 from tests.bdr_steps import built, zip_path

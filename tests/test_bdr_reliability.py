@@ -23,16 +23,17 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
 from harness.stack import database_env
-from pmd_service.core.queue import create_redis, job_id
+from pmd_service.bdr.queue import job_id
+from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.host.vault import relative_artwork_path
+from pmd_service.jobs.bdr.process import process_bdr
+from pmd_service.jobs.bdr.run import Run
 from pmd_service.jobs.context import job_context, state
-from pmd_service.jobs.notify import send_bdr_email
-from pmd_service.jobs.process_bdr import process_bdr
-from pmd_service.jobs.run import Run
-from pmd_service.jobs.sweep import sweep
-from pmd_service.jobs.zipbuild import BuildCancelled, BuildResult, publish
+from pmd_service.jobs.mail.notify import send_bdr_email
+from pmd_service.jobs.upkeep.sweep import sweep
+from pmd_service.jobs.zip.build import BuildCancelled, BuildResult, publish
 from pmd_service.web.app import create_app
 from tests.bdr_steps import built, requested, zip_path
 from tests.factories import Factory, PostRow, UserRow
@@ -485,7 +486,7 @@ async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
     Redis restart killed every worker (a reconnect refused while Redis was down)."""
     from arq.worker import Worker
 
-    from pmd_service.jobs.worker_options import worker_options
+    from pmd_service.jobs.worker import worker_options
 
     redis = EmbeddedRedis(tmp_path / "restarting-redis")
     flaky = replace(settings, redis_url=redis.start())
@@ -544,9 +545,9 @@ async def test_a_database_out_of_reach_at_the_claim_is_a_retry(
     traceback and leaves the row to the sweep."""
     from arq import Retry
 
+    from pmd_service.jobs.bdr.process import process_bdr
     from pmd_service.jobs.context import job_context
-    from pmd_service.jobs.process_bdr import process_bdr
-    from pmd_service.jobs.process_export import process_export
+    from pmd_service.jobs.exports.process import process_export
 
     relay = DatabaseRelay(settings.direct_url)
     await relay.open()

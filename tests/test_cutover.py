@@ -19,14 +19,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.bdr.cutover import import_host_bdrs
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.host.cutover import import_host_bdrs
 from pmd_service.host.grants import grants_sql
-from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
+from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, direct, run_worker
 from tests.schema_dump import pg_dump

@@ -325,7 +325,7 @@ async def test_a_crash_mid_part_keeps_the_published_parts(
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
     from pmd_service.jobs.context import state
-    from pmd_service.jobs.process_export import process_export
+    from pmd_service.jobs.exports.process import process_export
 
     owner, item = await exporting(ex_client, factory, [20 * KIB] * 12)
     export_id = uuid.UUID(item["id"])
@@ -385,7 +385,7 @@ async def test_expiry_removes_the_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
-    from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+    from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 4)
     await run_worker(small)
@@ -429,7 +429,7 @@ async def test_the_sweep_queues_an_export_whose_job_was_lost(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any], redis_clean: None,
 ) -> None:  # fmt: skip
-    from pmd_service.jobs.sweep import sweep
+    from pmd_service.jobs.upkeep.sweep import sweep
 
     owner, item = await exporting(ex_client, factory, [KIB] * 2)
     await worker_ctx["redis"].flushdb()  # Redis lost the job: only the row is left

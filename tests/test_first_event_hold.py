@@ -19,7 +19,7 @@ from arq.constants import job_key_prefix
 from msgspec.structs import replace
 from redis.asyncio import Redis
 
-from pmd_service.core.queue import job_id
+from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import REDIS

@@ -29,7 +29,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.cleanup import cleanup_expired_bdrs
+from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from tests.helpers import SSE, HostSite, announced, direct, open_stream, run_worker
 from tests.schema_dump import dump_host_schema

@@ -26,9 +26,9 @@ from harness.stack import database_env
 from pmd_service.__main__ import main
 from pmd_service.core.objects import incomplete_uploads, open_store
 from pmd_service.core.settings import Settings
-from pmd_service.jobs import cleanup as cleanup_module
-from pmd_service.jobs.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context
+from pmd_service.jobs.upkeep import cleanup as cleanup_module
+from pmd_service.jobs.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 from tests.cli_env import admin_value, keep_process_logging
 from tests.factories import Factory
 from tests.helpers import CHECKOUT, SECRET, TABLES, free_port, on_port

@@ -133,7 +133,7 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         ({"DATABASE_URL": "postgresql://127.0.0.1:1/x"}, "REDIS_URL is required"),
     ]:
         done = subprocess.run(
-            [sys.executable, "-c", "import pmd_service.jobs.worker"],
+            [sys.executable, "-c", "from pmd_service.jobs.worker import WorkerSettings"],
             env=base | given, capture_output=True, text=True, timeout=60, check=False,
             cwd=tmp_path,
         )  # fmt: skip
@@ -142,6 +142,27 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         assert len(lines) == 1, done.stderr
         assert lines[0].endswith(f"pmd-worker: configuration error: {missing} and not set.")
         assert list(tmp_path.iterdir()) == []
+
+
+# Every production entry point, and the app built outside dev mode: none of them imports dev/.
+NO_DEV = """
+import sys
+import pmd_service.__main__, pmd_service.web.serve, pmd_service.jobs.worker
+from pmd_service.core.settings import Settings
+from pmd_service.web.app import create_app
+env = {"DATABASE_URL": "postgresql://127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0",
+       "JWT_SECRET_KEY": "k" * 32}
+create_app(Settings.from_env(env))
+print(sorted(m for m in sys.modules if m.startswith("pmd_service.dev")))
+"""
+
+
+def test_production_never_imports_the_development_package(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", NO_DEV], capture_output=True, text=True, timeout=60, check=True,
+        cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.stdout.strip() == "[]"
 
 
 # What setuptools says of a folder inside the package that `packages` does not list (the page's

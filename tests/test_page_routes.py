@@ -13,8 +13,8 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 from yarl import URL
 
-from pmd_service.core.rules import RESTORE_WINDOW_DAYS
 from pmd_service.core.settings import Settings
+from pmd_service.core.visibility import RESTORE_WINDOW_DAYS
 from pmd_service.host.eligibility import MAX_BATCH
 from pmd_service.web.app import create_app
 from pmd_service.web.pages import STATIC_DIR

@@ -589,6 +589,53 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     assert lookups.queries - before <= 3, lookups.queries - before
 
 
+async def test_moderators_openings_at_once_share_their_target_lookups_too(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # Moderators' streams of users (`target_sqid`), by header and by ticket, many at once:
+    # the targets are looked up many to a query as the callers are; a target that is nobody,
+    # or that a caller may not watch, fails only its own opening.
+    server = await serve(db_pool_max=2)
+    url = str(server.make_url(SSE))
+    mods = [await factory.user(roles=["moderator"]) for _ in range(12)]
+    users = [await factory.user() for _ in range(12)]
+    mine = {u.id: await insert_bdr(factory.pool, u) for u in users}
+    plain = await factory.user()
+    by_ticket = [
+        await mint_ticket(session, server, m, target_sqid=u.sqid)
+        for m, u in zip(mods[6:], users[6:], strict=True)
+    ]
+    lookups = server.app[SSE_CALLERS]
+    before_queries, before_looked_up = lookups.queries, lookups.looked_up
+    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+        asked = [
+            *(session.get(url, headers=m.auth, params={"target_sqid": u.sqid})
+              for m, u in zip(mods[:6], users[:6], strict=True)),
+            *(session.get(url, params={"ticket": t}) for t in by_ticket),
+            session.get(url, headers=mods[0].auth, params={"target_sqid": "nosuchsqid"}),
+            session.get(url, headers=plain.auth, params={"target_sqid": users[0].sqid}),
+        ]  # fmt: skip
+        pending = [asyncio.ensure_future(a) for a in asked]
+        await asyncio.sleep(0.3)
+        assert not any(p.done() for p in pending)
+    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    try:
+        for user, resp in zip(users, answers, strict=False):
+            assert resp.status == 200, await resp.text()
+            snapshot = await Stream(resp).opening()
+            assert [m.json()["id"] for m in snapshot if m.event == "bdr_update"] == [mine[user.id]]
+        await assert_problem(answers[-2], 404)  # a target that is nobody
+        await assert_problem(answers[-1], 403)  # not a moderator: never looked up
+    finally:
+        for resp in answers:
+            resp.close()
+    # 14 callers and 12 targets (and the unknown one's, when it is a public id at all; the
+    # last caller's target is refused before any lookup), many to a query.
+    looked_up, queries = lookups.looked_up - before_looked_up, lookups.queries - before_queries
+    assert looked_up >= 14 + 12, looked_up
+    assert queries <= 10, queries  # one each would be 26
+
+
 # JSON's "\ud800": a lone surrogate, which asyncpg cannot encode.
 LONE_SURROGATE = "\ud800"
 

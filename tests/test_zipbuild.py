@@ -16,7 +16,7 @@ import pytest
 import zipstream.ng
 from zlib_ng import zlib_ng
 
-from pmd_service.jobs.zipbuild import CHUNK, BuildCancelled, Entry, build, build_zip
+from pmd_service.jobs.zip.build import CHUNK, BuildCancelled, Entry, build, build_zip
 
 
 def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
@@ -129,7 +129,7 @@ def test_a_sink_error_midway_stops_the_build(tmp_path: Path) -> None:
 
 
 def test_zipstream_computes_its_crcs_with_zlib_ng(tmp_path: Path) -> None:
-    # zipbuild swaps zipstream-ng's `crc32` for zlib-ng's (~10x faster); if an upgrade of
+    # jobs/zip/build.py swaps zipstream-ng's `crc32` for zlib-ng's (~10x faster); if an upgrade of
     # zipstream-ng stops looking the name up there, the swap is silently lost: fail instead.
     assert zipstream.ng.crc32 is zlib_ng.crc32
     entries = _artworks(tmp_path, [CHUNK + 12_345, 777])

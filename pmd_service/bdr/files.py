@@ -1,7 +1,7 @@
 """Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…).
 
-The server finds a ZIP to serve and removes one on request; the worker writes them (jobs/run.py)
-and the cleanup tidies both kinds of place (jobs/cleanup.py).
+The server finds a ZIP to serve and removes one on request; the worker writes them (jobs/bdr/run.py)
+and the cleanup tidies both kinds of place (jobs/upkeep/cleanup.py).
 """
 
 from __future__ import annotations

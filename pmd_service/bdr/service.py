@@ -12,13 +12,14 @@ from datetime import UTC, datetime
 import asyncpg
 from arq.connections import ArqRedis
 
+from ..core.limits import NEWEST_BDRS, UTC_DAY_START, seconds_to_next_utc_day
+from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError, conflict, forbidden, gone, not_found
-from ..core.queue import enqueue_bdr
-from ..core.rules import NEWEST_BDRS, UTC_DAY_START, AdvisoryLock, seconds_to_next_utc_day
 from ..host.access import Principal
 from ..host.eligibility import ensure_unique, lock_eligible
 from .budget import Limits, human_bytes, too_large
 from .files import StoredZip, ZipFiles, ZipMissing
+from .queue import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
 log = logging.getLogger(__name__)

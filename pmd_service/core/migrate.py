@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
-from .rules import AdvisoryLock
+from .locks import AdvisoryLock
 from .settings import ConfigError, Settings
 
 if TYPE_CHECKING:

@@ -1,13 +1,9 @@
-"""The Redis client used to enqueue arq jobs (and hold SSE tickets), and enqueueing `process_bdr`:
-job id `bdr:<id>`, so arq never queues one BDR twice."""
+"""The Redis client used to enqueue arq jobs (and hold SSE tickets). Each feature enqueues its
+own job: bdr/queue.py, exports/queue.py."""
 
 from __future__ import annotations
 
-import uuid
-
 from arq.connections import ArqRedis, RedisSettings
-
-JOB_NAME = "process_bdr"
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -33,30 +29,3 @@ def create_redis(url: str) -> ArqRedis:
         socket_timeout=5,
         encoding="utf8",
     )
-
-
-def job_id(bdr_id: uuid.UUID, retake: str | None = None) -> str:
-    # A retake (after a worker died holding the job) needs a fresh id: arq still holds the
-    # dead run's job under the plain id until its timeout passes.
-    return f"bdr:{bdr_id}" if retake is None else f"bdr:{bdr_id}:{retake}"
-
-
-async def enqueue_bdr(redis: ArqRedis, bdr_id: uuid.UUID, retake: str | None = None) -> bool:
-    """True if queued now; False if a job with that id is already queued or running."""
-    job = await redis.enqueue_job(JOB_NAME, str(bdr_id), _job_id=job_id(bdr_id, retake))
-    return job is not None
-
-
-EXPORT_JOB_NAME = "process_export"
-
-
-def export_job_id(export_id: uuid.UUID, retake: str | None = None) -> str:
-    return f"export:{export_id}" if retake is None else f"export:{export_id}:{retake}"
-
-
-async def enqueue_export(redis: ArqRedis, export_id: uuid.UUID, retake: str | None = None) -> bool:
-    """True if queued now; False if a job with that id is already queued or running."""
-    job = await redis.enqueue_job(
-        EXPORT_JOB_NAME, str(export_id), _job_id=export_job_id(export_id, retake)
-    )
-    return job is not None

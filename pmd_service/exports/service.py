@@ -13,11 +13,12 @@ from arq.connections import ArqRedis
 from ..bdr.budget import human_bytes
 from ..bdr.files import StoredZip, ZipFiles, ZipMissing
 from ..bdr.service import repr_digest
+from ..core.limits import NEWEST_BDRS
+from ..core.locks import AdvisoryLock
 from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
-from ..core.queue import enqueue_export
-from ..core.rules import NEWEST_BDRS, AdvisoryLock
 from ..core.settings import Settings
 from ..host.access import Principal
+from .queue import enqueue_export
 from .schemas import (
     ExportItem,
     ExportLimits,

@@ -133,12 +133,16 @@ def target_denial(caller: User, target: User) -> str | None:
     return None
 
 
-async def resolve_target(pool: asyncpg.Pool, caller: User, target_sqid: str | None) -> User:
+async def resolve_target(
+    pool: asyncpg.Pool, caller: User, target_sqid: str | None, load: UserLoader | None = None
+) -> User:
+    """The user `caller` acts for: itself, or a moderator's `target_sqid`. `load` looks the
+    target up (a stream's opening batches it with other openings' lookups)."""
     if target_sqid is None or target_sqid == caller.public_sqid:
         return caller
     if not caller.is_staff:  # before the lookup: a non-moderator learns nothing of who exists
         raise forbidden(NOT_STAFF)
-    row = await load_user(pool, target_sqid)
+    row = await (load(target_sqid) if load else load_user(pool, target_sqid))
     if row is None:
         raise not_found(f"No user has the public id {target_sqid[:32]!r}.")
     target = User.from_row(row)

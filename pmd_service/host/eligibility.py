@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 from msgspec import Meta
 
 from ..core.problems import FieldError, bad_request, validation_error
-from ..core.rules import RESTORE_WINDOW_DAYS
+from ..core.visibility import RESTORE_WINDOW_DAYS
 
 if TYPE_CHECKING:
     from ..core.db import Conn

@@ -58,7 +58,7 @@ UPDATES: dict[str, tuple[str, ...]] = {
 INSERTS: dict[str, tuple[str, ...]] = {
     "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
 }
-# `import-host-bdrs` only (host/cutover.py): the host's own PMD table, read once at cut-over.
+# `import-host-bdrs` only (bdr/cutover.py): the host's own PMD table, read once at cut-over.
 CUTOVER_READS: dict[str, tuple[str, ...]] = {
     "batch_download_requests": (
         "id", "user_id", "post_ids", "include_comments", "include_reactions", "send_email",

@@ -19,7 +19,7 @@ from .failures import (
     PermanentError,
     transient_message,
 )
-from .zipbuild import BuildCancelled
+from .zip.build import BuildCancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

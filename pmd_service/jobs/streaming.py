@@ -1,6 +1,6 @@
 """One ZIP streamed on a thread from planned artworks, watched from the event loop: progress
 and heartbeats reported, a size cap enforced on what is written, a cancel passed on. A BDR's
-run (run.py) and an export's parts (export_run.py) both build through here."""
+run (bdr/run.py) and an export's parts (exports/run.py) both build through here."""
 
 from __future__ import annotations
 
@@ -12,11 +12,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .archive_content import Artwork
-from .archive_json import Extras
 from .context import WorkerState
-from .sources import bridge_to_thread, fetched_in_order, http_fetcher, object_fetcher, vault_entries
-from .zipbuild import BuildResult, Closing, Entry, Sink, Trailer, Trailing, build
+from .zip.build import BuildResult, Closing, Entry, Sink, Trailer, Trailing, build
+from .zip.content import Artwork
+from .zip.json_files import Extras
+from .zip.sources import (
+    bridge_to_thread,
+    fetched_in_order,
+    http_fetcher,
+    object_fetcher,
+    vault_entries,
+)
 
 PROGRESS_EVERY = 0.25  # at most four progress events a second reach SSE
 HEARTBEAT_EVERY = 5.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.rules import restorable
+from ..core.visibility import restorable
 
 # One statement per batch: lock the eligible rows (in id order, so overlapping batches never
 # deadlock), name every requested id that is not eligible, and only when there is none change

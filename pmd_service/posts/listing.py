@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import msgspec
 
-from ..core.rules import restorable, visible_comment
+from ..core.visibility import restorable, visible_comment
 from .cursor import Cursor
 from .schemas import License, LicenseList, ListedPage, ListedPost
 

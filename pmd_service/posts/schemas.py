@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from ..core.rules import RESTORE_WINDOW_DAYS
+from ..core.visibility import RESTORE_WINDOW_DAYS
 from ..host.eligibility import PostIds, Sqid
 
 MAX_PAGE = 512

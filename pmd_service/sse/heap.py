@@ -1,25 +1,5 @@
-"""Keeping the cyclic garbage collector's pauses short in a server holding thousands of streams.
-
-An open stream is ~70 GC-tracked objects (aiohttp's request, response, protocol, transport,
-our subscriber, ...) that live as long as the stream. A full collection walks every tracked
-object, ~1 us each: at 10,000 streams it stopped the process for ~0.5 s, delaying every event
-of every stream. Objects that will live long are moved out of the collector's reach with
-`gc.freeze()`: once after start-up, then whenever a wave of new streams has arrived, so the
-generations the collector walks hold at most a few hundred streams' worth.
-
-The price: a frozen object that later becomes cyclic garbage is not collected while frozen,
-and a closed stream leaves ~20 such objects (aiohttp's request/protocol cycles). So once as
-many streams have ended since the last reclaim as are open (the frozen heap is then at most
-about half garbage), everything is unfrozen, collected and frozen again: the one full
-collection left, rare, and its cost is that of the streams open at that moment. It waits
-for a quiet moment (no stream opened for QUIET_S): a reconnect storm is every stream ending
-and opening again at once, and the collection in the middle of it (~1 s of CPU a process at
-12,500 streams, 12% of the storm's server CPU in bench.sse --box) held up every opening and
-event behind it. Past OVERDUE times the usual amount of garbage it runs anyway.
-
-Only the real server process tends its heap (`python server.py`): gc state is the process's,
-and a test process running many apps must not have its objects frozen.
-"""
+"""The cyclic garbage collector's pauses kept short with thousands of streams open (why and how:
+docs/architecture.md, "Garbage collection")."""
 
 from __future__ import annotations
 

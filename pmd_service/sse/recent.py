@@ -23,7 +23,7 @@ from collections import deque
 # that read more than this since a client's last event sends it to the table instead. About
 # 0.5 KB each (the payload's JSON text), so ~2 MB a process.
 KEEP = 4096
-# And for this long at most: far inside the table's day (jobs/cleanup.py), so an id the
+# And for this long at most: far inside the table's day (jobs/upkeep/cleanup.py), so an id the
 # table has purged ("too old": `reset` and a snapshot) is never answered here instead.
 MAX_AGE_S = 3600.0
 

@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from ..bdr.schemas import ITEM_COLUMNS
-from ..core.rules import NEWEST_BDRS
+from ..core.limits import NEWEST_BDRS
 from . import frames
 from .recent import RecentEvents
 

@@ -29,6 +29,7 @@ from ..host.access import (
     load_user_by_id,
     resolve_target,
 )
+from .redemptions import Redemptions
 
 TICKET_SECONDS = 30
 _KEY_PREFIX = "pmd:sse-ticket:"
@@ -105,11 +106,13 @@ async def redeem(
     load: UserLoader | None = None,
     *,
     spend: bool = True,
+    redemptions: Redemptions | None = None,
 ) -> Principal:
     """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
     minted for that BDR; for a stream (None), a stream ticket. `load` looks the caller up
     (a stream's opening batches it with others'). `spend=False` (a download's HEAD, which
-    sends no byte of the ZIP) leaves the ticket for the GET that follows."""
+    sends no byte of the ZIP) leaves the ticket for the GET that follows. `redemptions`
+    spends it in one round trip with other requests' tickets (sse/redemptions.py)."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
@@ -118,7 +121,12 @@ async def redeem(
         raise unknown
     try:
         key = redis_key(ticket)
-        raw = await (redis.getdel(key) if spend else redis.get(key))
+        if not spend:
+            raw = await redis.get(key)
+        elif redemptions is not None:
+            raw = await redemptions.getdel(key)
+        else:
+            raw = await redis.getdel(key)
     except RedisError:
         raise _redis_down() from None
     if raw is None:
@@ -157,7 +165,7 @@ async def redeem(
     if denial is not None:
         raise denial
     caller = User.from_row(row)
-    target = await resolve_target(pool, caller, stored.target)
+    target = await resolve_target(pool, caller, stored.target, load)
     if target.id != stored.target_id:
         raise unauthorized("The ticket names a user that no longer exists; sign in again.")
     return Principal(caller=caller, target=target, token_expires_at=stored.exp)

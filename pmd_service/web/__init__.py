@@ -1,1 +1,1 @@
-"""The dashboard page: static HTML, CSS and ES modules served by the same aiohttp app."""
+"""The HTTP layer: the aiohttp app, its API endpoints, the dashboard page and its assets."""

@@ -15,10 +15,10 @@ from ..core.queue import create_redis
 from ..core.settings import Settings
 from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
+from ..sse.redemptions import Redemptions
 from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse
 from .cors import setup_cors
 from .download_slots import ProxySlots
-from .endpoints import register
 from .keys import (
     DB_POOL,
     HOST_CACHE,
@@ -31,6 +31,7 @@ from .keys import (
     SETTINGS,
     SSE_HUB,
     TEND_HEAP,
+    TICKET_REDEMPTIONS,
     ZIP_FILES,
 )
 from .metrics import download_metrics, internal_metrics_ctx, metrics_middleware
@@ -38,6 +39,7 @@ from .outage import OutageLog
 from .problems import problem_middleware
 from .prometheus import Metrics
 from .request_ids import echo_on_prepare, request_id_middleware
+from .routing import register
 
 # The Server header of every answer: aiohttp's own default names the Python and aiohttp
 # versions, which tell an attacker which published flaws to try.
@@ -74,7 +76,9 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = create_redis(settings.redis_url)
     app[REDIS] = redis
+    app[TICKET_REDEMPTIONS] = redemptions = Redemptions(redis)
     yield
+    await redemptions.stop()
     await redis.aclose()
 
 

@@ -1,4 +1,4 @@
-"""Bearer authentication of requests and the moderator `target_sqid` (endpoints.py applies it
+"""Bearer authentication of requests and the moderator `target_sqid` (routing.py applies it
 to the routes that declare it)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from ..core.problems import ProblemError, unauthorized
 from ..host.access import Principal, UserLoader, caller_from_token, resolve_target
 from ..host.tokens import TokenRules
 from ..sse import tickets
-from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, TICKET_REDEMPTIONS
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -36,7 +36,7 @@ async def authenticate(
         settings.jwt_issuer,
     )
     caller, exp = await caller_from_token(pool, token, rules, load)
-    target = await resolve_target(pool, caller, request.query.get("target_sqid"))
+    target = await resolve_target(pool, caller, request.query.get("target_sqid"), load)
     return Principal(caller=caller, target=target, token_expires_at=exp)
 
 
@@ -82,4 +82,5 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
         request.match_info.get("id"),
         load,
         spend=request.method != "HEAD",
+        redemptions=request.app[TICKET_REDEMPTIONS],
     )

@@ -17,7 +17,7 @@ from ..bdr.schemas import BdrItem, BdrList, BdrRequest
 from ..core.logs import REQUEST_ID_HEADER
 from . import object_download, request_ids
 from .auth import retarget
-from .endpoint import Auth, Endpoint, Param
+from .declaration import Auth, Endpoint, Param
 from .keys import ANNOUNCER, DB_POOL, PRINCIPAL, PROXY_SLOTS, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import ctypes.util
@@ -33,6 +34,10 @@ def _malloc_trim() -> Callable[[], object] | None:
 # pass through this one) are freed when it ends, but glibc keeps the freed pages in its
 # arenas: a trim gives them back (docs/reliability.md, bench/proxy_memory.py).
 RELEASE_FREE_MEMORY = _malloc_trim()
+# How long after the last download ended the trim runs. The store client's threads free a
+# download's connection and buffers a moment after Python let go of its stream: a trim as
+# the last download ended left ~7-25 MiB of those in their arenas, one this much later ~1.
+TRIM_DELAY_SECONDS = 0.5
 
 
 class ProxySlots:
@@ -46,6 +51,7 @@ class ProxySlots:
         self.by_user: Counter[int] = Counter()
         self.active = 0
         self.refused: Counter[str] = Counter()  # "user" (429), "server" (503)
+        self._trim: asyncio.TimerHandle | None = None
 
     def check(self, user_id: int) -> None:
         """Refuse now (429, 503) what `hold` would refuse: before the store is asked anything
@@ -80,4 +86,14 @@ class ProxySlots:
             if not self.by_user[user_id]:
                 del self.by_user[user_id]
             if not self.active and RELEASE_FREE_MEMORY is not None:
-                RELEASE_FREE_MEMORY()  # the last one ended: give the pages back (~ms)
+                # The last one ended: give the pages back (~ms) once its threads freed them.
+                if self._trim is not None:
+                    self._trim.cancel()
+                self._trim = asyncio.get_running_loop().call_later(
+                    TRIM_DELAY_SECONDS, self._release
+                )
+
+    def _release(self) -> None:
+        self._trim = None
+        if not self.active and RELEASE_FREE_MEMORY is not None:
+            RELEASE_FREE_MEMORY()

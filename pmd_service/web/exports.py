@@ -20,7 +20,7 @@ from .bdr import (
     send_zip,
     zip_answers,
 )
-from .endpoint import Auth, Endpoint, Param
+from .declaration import Auth, Endpoint, Param
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from .responses import json_response
 from .validation import path_uuid, read_json

@@ -8,7 +8,7 @@ import time
 import msgspec
 from aiohttp import web
 
-from .endpoint import Auth, Endpoint
+from .declaration import Auth, Endpoint
 from .keys import DB_POOL, REDIS, ZIP_FILES
 from .problems import problem_response
 

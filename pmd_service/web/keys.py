@@ -19,15 +19,18 @@ if TYPE_CHECKING:
     from ..host.access import Principal
     from ..sse.callers import UserLookups
     from ..sse.hub import Hub
+    from ..sse.redemptions import Redemptions
     from ..sse.turns import Turns
+    from .declaration import Endpoint
     from .download_slots import ProxySlots
-    from .endpoint import Endpoint
     from .outage import OutageLog
     from .prometheus import Metrics
 
 SETTINGS = web.AppKey("settings", Settings)
 DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
+# Tickets spent (GETDEL) many to a round trip (sse/redemptions.py).
+TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
 # The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
 HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 # Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
@@ -45,7 +48,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 # Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
 METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
-# Every endpoint's declaration by its route (web/endpoints.py).
+# Every endpoint's declaration by its route (web/routing.py).
 ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
 # Refusals of the database and Redis, logged once a minute with a count (web/outage.py).
 OUTAGES: web.AppKey[OutageLog] = web.AppKey("outages")

@@ -18,7 +18,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .endpoint import Auth, Endpoint
+from .declaration import Auth, Endpoint
 from .keys import COUNTED_STATUS, METRICS, METRICS_ADDRESS, REDIS, SETTINGS
 
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from ..core.problems import Problem
-from .endpoint import Auth, Endpoint, Param
+from .declaration import Auth, Endpoint, Param
 from .keys import OPENAPI_DOC
 from .problems import PROBLEM_JSON
 

@@ -15,10 +15,10 @@ from ..posts.schemas import (
     PostsQuery,
 )
 from .auth import retarget
-from .endpoint import Endpoint
-from .endpoints import parse_query
+from .declaration import Endpoint
 from .keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
 from .responses import json_response
+from .routing import parse_query
 from .validation import read_json
 
 

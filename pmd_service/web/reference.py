@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 
 from ..core.settings import Settings
-from .endpoint import Auth, Endpoint
+from .declaration import Auth, Endpoint
 
 # Pinned in static/vendor/ (README.md, SHA256SUMS). The version in the files' URLs makes a
 # browser fetch the new files after an update instead of older ones it cached.

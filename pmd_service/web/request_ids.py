@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
-from .endpoints import endpoint_of
+from .routing import endpoint_of
 
 
 def current() -> str:

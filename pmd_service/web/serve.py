@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 from multiprocessing.connection import wait
+from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
@@ -43,7 +44,6 @@ from ..core.db import (
 from ..core.migrate import HostTablesMissing, require_host_tables
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
-from ..dev.embedded import services
 from .app import SERVER_NAME, create_app
 from .metrics import MetricsPortError
 from .reference import docs_url
@@ -58,8 +58,15 @@ _BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not
 log = logging.getLogger(__name__)
 
 
+def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
+    """load_settings' `embedded`, called in dev mode only: production never imports dev/."""
+    from ..dev.embedded import services
+
+    return services(data_dir, database_url, redis_url)
+
+
 def main() -> None:
-    settings = load_settings(PROCESS, embedded=services)
+    settings = load_settings(PROCESS, embedded=dev_servers)
     wait_for_services(settings, PROCESS)
     check_connections(settings)
     if settings.server_processes == 1:

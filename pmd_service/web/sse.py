@@ -22,8 +22,7 @@ from ..sse.heap import HeapKeeper
 from ..sse.hub import Hub, Subscriber
 from ..sse.turns import Turns
 from .auth import bearer_or_ticket
-from .endpoint import Auth, Endpoint, Param
-from .endpoints import parse_query
+from .declaration import Auth, Endpoint, Param
 from .keys import (
     DB_POOL,
     PRINCIPAL,
@@ -36,6 +35,7 @@ from .keys import (
     TEND_HEAP,
 )
 from .responses import json_response
+from .routing import parse_query
 from .validation import parse_uuid
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 // How numbers, sizes and dates read on the page.
 
-// How long a deleted post can be restored: pmd_service/rules.py RESTORE_WINDOW_DAYS (a test
+// How long a deleted post can be restored: pmd_service/core/visibility.py RESTORE_WINDOW_DAYS (a test
 // holds the two equal).
 export const RESTORE_WINDOW_DAYS = 7;
 

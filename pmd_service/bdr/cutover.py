@@ -1,0 +1,179 @@
+"""The cut-over from the host's own PMD (its Celery worker): no user's request is stranded.
+
+`python -m pmd_service import-host-bdrs` reads the host's `batch_download_requests` (in the host
+schema, beside the service's own table of the same name) once its workers are stopped:
+
+- `pending`/`processing` rows are recreated here as `pending`, same id and creation time (so
+  the daily limit counts them on their day), and enqueued: the service's worker builds them.
+- `ready` rows not yet expired whose ZIP is in the vault are recreated as `ready`, pointing at
+  the host's file (`host:` + its `file_path`): downloadable until they expire, never deleted by
+  the service, never emailed again.
+- Everything else (failed, expired, a ZIP past its expiry or gone, a user gone, a row breaking
+  the service's checks) is left out, and said why.
+
+A dry run (the default) reports the same without writing anything: it neither migrates nor
+connects to Redis, and reads in a READ ONLY transaction. `--apply` migrates and writes.
+Idempotent: a row already here (same id) is left as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from ..host.vault import HOST_FILE_PREFIX, VaultPathError, contained
+from .queue import enqueue_bdr
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY = 100  # host requests between two progress lines
+
+MAX_ARTWORKS = 128
+
+# The host's table named by schema: unqualified, `batch_download_requests` is the service's own.
+_SQL_HOST_ROWS = """
+SELECT b.id, b.user_id, u.public_sqid AS user_sqid, b.post_ids, b.include_comments,
+       b.include_reactions, b.send_email, b.status, b.file_path, b.file_size_bytes,
+       b.artwork_count, b.created_at, b.started_at, b.completed_at, b.expires_at,
+       u.id IS NOT NULL AS user_exists, b.expires_at > now() AS unexpired,
+       {imported} AS imported
+FROM "{schema}".batch_download_requests b
+LEFT JOIN "{schema}".users u ON u.id = b.user_id
+ORDER BY b.created_at, b.id
+"""
+_IMPORTED = 'EXISTS (SELECT 1 FROM "{own}".batch_download_requests o WHERE o.id = b.id)'
+SQL_HOST_TABLE = "SELECT to_regclass(format('%I.batch_download_requests', $1::text))"
+SQL_IMPORT_PENDING = """
+INSERT INTO batch_download_requests
+    (id, user_id, user_sqid, post_ids, artwork_count, include_comments, include_reactions,
+     send_email, created_at, status)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending')
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+# The host's worker already sent its email: `email_sent_at` keeps the sweep from sending another.
+SQL_IMPORT_READY = """
+INSERT INTO batch_download_requests
+    (id, user_id, user_sqid, post_ids, artwork_count, include_comments, include_reactions,
+     send_email, created_at, status, file_path, file_size_bytes, progress_done, started_at,
+     completed_at, expires_at, email_sent_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'ready', $10, $11, $5, $12, $13, $14,
+        coalesce($13, now()))
+ON CONFLICT (id) DO NOTHING
+RETURNING id
+"""
+
+
+@dataclass
+class Summary:
+    applied: bool
+    rebuilt: list[str] = field(default_factory=list)  # pending again, enqueued
+    served: list[str] = field(default_factory=list)  # ready, the host's ZIP served until expiry
+    already: int = 0  # imported by an earlier run
+    left_out: dict[str, list[str]] = field(default_factory=dict)  # why -> ids
+
+    def leave_out(self, why: str, row: asyncpg.Record) -> None:
+        self.left_out.setdefault(why, []).append(str(row["id"]))
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "applied": self.applied,
+            "rebuilt": len(self.rebuilt),
+            "served_until_expiry": len(self.served),
+            "already_imported": self.already,
+            "left_out": {why: len(ids) for why, ids in sorted(self.left_out.items())},
+            "left_out_ids": dict(sorted(self.left_out.items())),
+        }
+
+
+async def _enqueue(redis: ArqRedis, bdr_id: uuid.UUID) -> None:
+    try:
+        await enqueue_bdr(redis, bdr_id)
+    except (RedisError, OSError) as exc:  # the row is safe: the every-minute sweep enqueues it
+        log.warning("enqueue of imported BDR %s failed (%s); the sweep will", bdr_id, exc)
+
+
+def _unfit(row: asyncpg.Record) -> str | None:
+    if not row["user_exists"]:
+        return "user no longer exists"
+    post_ids = row["post_ids"] or []
+    if not 1 <= row["artwork_count"] <= MAX_ARTWORKS or row["artwork_count"] != len(post_ids):
+        return f"artwork_count not 1..{MAX_ARTWORKS} or not the number of post_ids"
+    return None
+
+
+def _host_zip(vault: Path, row: asyncpg.Record) -> Path | None:
+    try:
+        path = contained(vault, row["file_path"] or "")
+    except VaultPathError:
+        return None
+    return path if path.is_file() else None
+
+
+async def import_host_bdrs(
+    conn: Conn, redis: ArqRedis | None, vault: Path, host_schema: str, *, apply: bool,
+    own_schema: str = "pmd",
+) -> Summary:  # fmt: skip
+    """`redis`: needed only to `apply`. A dry run may come before the first migration: the
+    service's own table missing, nothing counts as imported."""
+    if apply and redis is None:
+        raise ValueError("applying the import enqueues: it needs Redis")
+    summary = Summary(applied=apply)
+    if await conn.fetchval(SQL_HOST_TABLE, host_schema) is None:
+        log.info("import-host-bdrs: the host has no requests table of its own: nothing to do")
+        return summary  # the host never had its own PMD: nothing to carry over
+    own = await conn.fetchval(SQL_HOST_TABLE, own_schema)
+    imported = _IMPORTED.format(own=own_schema) if own is not None else "false"
+    rows = await conn.fetch(_SQL_HOST_ROWS.format(schema=host_schema, imported=imported))
+    log.info("import-host-bdrs: %d requests in the host's table", len(rows))
+    for done, row in enumerate(rows):
+        if done and done % PROGRESS_EVERY == 0:
+            log.info("import-host-bdrs: %d of %d requests looked at", done, len(rows))
+        if row["imported"]:
+            summary.already += 1
+            continue
+        status = row["status"]
+        if status not in ("pending", "processing", "ready"):
+            summary.leave_out(f"{status} at the host", row)
+            continue
+        if (why := _unfit(row)) is not None:
+            summary.leave_out(why, row)
+            continue
+        common = (
+            row["id"], row["user_id"], row["user_sqid"], list(row["post_ids"]),
+            row["artwork_count"], row["include_comments"], row["include_reactions"],
+            row["send_email"], row["created_at"],
+        )  # fmt: skip
+        if status in ("pending", "processing"):
+            if apply and await conn.fetchval(SQL_IMPORT_PENDING, *common) is not None:
+                assert redis is not None
+                await _enqueue(redis, row["id"])
+            summary.rebuilt.append(str(row["id"]))
+            continue
+        if not row["unexpired"]:
+            summary.leave_out("ready but expired", row)
+            continue
+        path = _host_zip(vault, row)
+        if path is None:
+            summary.leave_out("ready but its ZIP is not in the vault", row)
+            continue
+        size = row["file_size_bytes"] or os.stat(path).st_size
+        if apply:
+            await conn.fetchval(
+                SQL_IMPORT_READY, *common, HOST_FILE_PREFIX + row["file_path"], size,
+                row["started_at"], row["completed_at"], row["expires_at"],
+            )  # fmt: skip
+        summary.served.append(str(row["id"]))
+    log.info("import-host-bdrs: all %d requests looked at", len(rows))
+    return summary

@@ -1,0 +1,11 @@
+"""PostgreSQL advisory lock keys of this service, in one place so no two collide."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class AdvisoryLock(IntEnum):
+    MIGRATIONS = 0x504D445F4D4947  # "PMD_MIG": one migrator at a time, session lock
+    BDR_QUOTA = 5064069  # with the requester's id as second key: one quota check at a time
+    EXPORT_START = 5064070  # with the user's id: one export request of a user at a time

@@ -1,0 +1,1 @@
+"""Building a BDR: the arq job, one claimed run, its SQL."""

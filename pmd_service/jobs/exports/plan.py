@@ -1,0 +1,112 @@
+"""Which artworks go into which part of an export: planned once, newest first, by size.
+
+A part holds artworks until the next would take it past `part_bytes`; one artwork larger than
+that goes alone. Sizes are the files' own where the vault is local (a stat each), else what
+the host declared (post_files.file_bytes), plus what the ZIP and the bag add per artwork and
+what its comments and reactions take as JSON: an upper bound, so a part stays within
+`part_bytes` even if its posts gain a few comments before it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+from ...core.visibility import visible_comment
+from ...host.vault import VaultPathError, artwork_path_in
+
+# Zip headers (local, Zip64 extra, data descriptor, central directory, each with the ~60-byte
+# name), the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
+PER_ARTWORK = 1536
+PER_COMMENT = 320  # its JSON around the body (ids, author, dates, indentation)
+PER_REACTION_KIND = 64
+# The tag files, the JSON files' heads and the ZIP's end, whatever the artworks.
+PER_PART = 64 * 1024
+
+SQL_EXPORT_POSTS = f"""
+SELECT p.id, p.storage_shard, p.storage_key, pf.format,
+       coalesce(pf.file_bytes, 0)::bigint AS file_bytes,
+       (octet_length(p.title) + coalesce(octet_length(p.description), 0)
+        + coalesce(octet_length(array_to_string(p.hashtags, ' ')), 0))::bigint AS text_bytes,
+       coalesce(c.bytes, 0)::bigint AS comment_bytes, coalesce(r.kinds, 0)::bigint AS kinds
+FROM posts p
+LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
+LEFT JOIN LATERAL (
+    SELECT sum(2 * octet_length(c.body) + {PER_COMMENT}) AS bytes
+    FROM comments c WHERE c.post_id = p.id AND {visible_comment("c")}
+) AS c ON $2
+LEFT JOIN LATERAL (
+    SELECT count(DISTINCT emoji) AS kinds FROM reactions x WHERE x.post_id = p.id
+) AS r ON $3
+WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
+ORDER BY p.created_at DESC, p.id DESC
+"""
+
+
+@dataclass(frozen=True)
+class PlannedPart:
+    post_ids: list[int]
+    estimated_bytes: int
+
+
+def _file_sizes(vault: Path, rows: list[asyncpg.Record]) -> dict[int, int]:
+    """The vault's own sizes, where a file is there (a stat each, on a thread)."""
+    root = vault.resolve()
+    sizes: dict[int, int] = {}
+    for row in rows:
+        if row["format"] is None:
+            continue
+        try:
+            path = artwork_path_in(root, row["storage_shard"], row["storage_key"], row["format"])
+            sizes[row["id"]] = os.stat(path).st_size
+        except (VaultPathError, OSError):
+            continue  # skipped at build time, with its reason
+    return sizes
+
+
+def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
+    """(post id, estimated bytes) in export order → parts, each within `part_bytes` unless it
+    holds one artwork larger than that alone."""
+    budget = max(part_bytes - PER_PART, 1)
+    parts: list[PlannedPart] = []
+    current: list[int] = []
+    size = 0
+    for post_id, estimate in sizes:
+        if current and size + estimate > budget:
+            parts.append(PlannedPart(current, size + PER_PART))
+            current, size = [], 0
+        current.append(post_id)
+        size += estimate
+    if current:
+        parts.append(PlannedPart(current, size + PER_PART))
+    return parts
+
+
+async def plan_parts(
+    pool: asyncpg.Pool,
+    user_id: int,
+    part_bytes: int,
+    *,
+    comments: bool,
+    reactions: bool,
+    vault: Path | None,
+) -> list[PlannedPart]:
+    """`vault`: stat the files there (None: artworks come from elsewhere; declared sizes)."""
+    rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions)
+    actual = await asyncio.to_thread(_file_sizes, vault, rows) if vault is not None else {}
+    sizes = [
+        (
+            row["id"],
+            actual.get(row["id"], row["file_bytes"])
+            + PER_ARTWORK
+            + 2 * row["text_bytes"]
+            + row["comment_bytes"]
+            + PER_REACTION_KIND * row["kinds"],
+        )
+        for row in rows
+    ]
+    return split(sizes, part_bytes)

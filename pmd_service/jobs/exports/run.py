@@ -1,0 +1,258 @@
+"""One claimed run of an export: plan the parts once, then build each part not yet published
+(a BagIt bag in a ZIP, through the same streaming, store and publishing as a BDR), newest
+posts first. A run that dies loses at most the part it was building; the next run keeps every
+published part and goes on from the first one missing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aiofiles.os
+import asyncpg
+
+from ...exports.schemas import part_filename
+from ...host.vault import bdr_object_key, bdr_zip_path, export_part_file_path, export_part_temp_name
+from ..context import WorkerState
+from ..failures import TRANSIENT, PermanentError
+from ..streaming import Job, stream_zip
+from ..zip.build import (
+    BuildCancelled,
+    BuildResult,
+    Sink,
+    Trailer,
+    Trailing,
+    discard,
+    file_sink,
+    object_sink,
+    publish,
+)
+from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
+from ..zip.json_files import Extras
+from .bag import BagPlace, bag_closing
+from .plan import plan_parts
+from .sql import (
+    SQL_ADD_PART,
+    SQL_AFTER_PART,
+    SQL_FAILED,
+    SQL_LOCK_OWNED,
+    SQL_PART_READY,
+    SQL_PART_STARTED,
+    SQL_PARTS,
+    SQL_PLANNED,
+    SQL_PROGRESS,
+    SQL_READY,
+    SQL_TOUCH,
+    SQL_USER,
+)
+
+if TYPE_CHECKING:
+    from obstore import Attributes
+
+log = logging.getLogger(__name__)
+
+
+class ExportRun:
+    """One claimed run of one export."""
+
+    def __init__(
+        self, st: WorkerState, export_id: uuid.UUID, token: uuid.UUID, claim: asyncpg.Record
+    ):
+        self.st = st
+        self.pool = st.pool
+        self.export_id = export_id
+        self.token = token
+        self.claim = claim
+        self.attempts: int = claim["attempts"]
+        self.added = 0  # artworks in the parts published so far (this run's and earlier ones')
+        self.done = 0  # artworks the published parts went through (added or skipped)
+
+    async def fail(self, message: str) -> bool:
+        row = await self.pool.fetchrow(
+            SQL_FAILED, self.export_id, self.token, message, self.st.settings.bdr_expiry_days
+        )
+        return row is not None
+
+    async def build(self) -> None:
+        claim = self.claim
+        user = await self.pool.fetchrow(SQL_USER, claim["user_id"])
+        if user is None:
+            raise PermanentError("The account this export belongs to no longer exists.")
+        parts = await self.pool.fetch(SQL_PARTS, self.export_id)
+        if not parts:
+            parts = await self._plan()
+        count = len(parts)
+        for part in parts:
+            if part["status"] == "ready":
+                self.added += part["artwork_count"]
+                self.done += part["artwork_count"] + len(part["skipped"])
+        for part in parts:
+            if part["status"] != "ready":
+                place = BagPlace(self.export_id, part["number"], count, user["handle"])
+                async with self.st.export_slots:
+                    await self._part(place, part["post_ids"])
+        if not self.added:
+            raise PermanentError(
+                "None of the artworks could be added (deleted or missing their file since the "
+                "export was asked for); an export without artworks is not made."
+            )
+        if (
+            await self.pool.fetchval(
+                SQL_READY, self.export_id, self.token, self.st.settings.bdr_expiry_days
+            )
+            is None
+        ):
+            raise BuildCancelled
+        log.info("export %s ready: %d parts, %d artworks", self.export_id, count, self.added)
+
+    async def _plan(self) -> list[asyncpg.Record]:
+        claim = self.claim
+        local = self.st.artwork_store is None and not self.st.settings.artwork_base_url
+        planned = await plan_parts(
+            self.pool,
+            claim["user_id"],
+            claim["part_bytes"],
+            comments=claim["include_comments"],
+            reactions=claim["include_reactions"],
+            vault=self.st.settings.vault_path if local else None,
+        )
+        if not planned:
+            raise PermanentError("There is no artwork to export any more.")
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
+                raise BuildCancelled
+            await conn.executemany(
+                SQL_ADD_PART,
+                [
+                    (self.export_id, n, p.post_ids, p.estimated_bytes)
+                    for n, p in enumerate(planned, 1)
+                ],
+            )
+            await conn.execute(SQL_PLANNED, self.export_id, sum(len(p.post_ids) for p in planned))
+            parts: list[asyncpg.Record] = await conn.fetch(SQL_PARTS, self.export_id)
+        log.info("export %s planned: %d parts", self.export_id, len(parts))
+        return parts
+
+    async def _part(self, place: BagPlace, post_ids: list[int]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
+                raise BuildCancelled
+            await conn.execute(SQL_PART_STARTED, self.export_id, place.number)
+            await conn.execute(SQL_TOUCH, self.export_id)
+        plan = await plan_artworks(self.pool, self.claim["user_id"], post_ids, self.st.public_ids)
+        if self.st.zips.store is None:
+            await self._part_file(place, plan)
+        else:
+            await self._part_object(place, plan)
+
+    async def _part_file(self, place: BagPlace, plan: Plan) -> None:
+        """Into BDR_PATH: a temp file beside the final name, fsynced, renamed when ready."""
+        file_path = export_part_file_path(self.export_id, place.number)
+        final = bdr_zip_path(self.st.settings.bdr_path, file_path)
+        await aiofiles.os.makedirs(final.parent, exist_ok=True)
+        temp = final.with_name(export_part_temp_name(place.number, self.token.hex[:8]))
+        try:
+            result = await self._stream(place, plan, file_sink(temp))
+            await self._publish(place, plan, file_path, result, lambda: publish(temp, final))
+        finally:
+            await asyncio.to_thread(discard, temp)
+
+    async def _part_object(self, place: BagPlace, plan: Plan) -> None:
+        """Into the bucket: a multipart upload under this run's own name; the row points at it
+        only when this run still owns the claim (else the object is deleted)."""
+        file_path = export_part_file_path(self.export_id, place.number, self.token.hex[:8])
+        store = self.st.zips.store
+        assert store is not None
+        attributes: Attributes = {
+            "Content-Type": "application/zip",
+            "Content-Disposition": "attachment; filename="
+            + part_filename(self.export_id, place.number, place.count),
+        }
+        sink = object_sink(store, bdr_object_key(file_path), attributes)
+        published = False
+        try:
+            result = await self._stream(place, plan, sink)
+            await self._publish(place, plan, file_path, result)
+            published = True
+        finally:
+            if not published:
+                try:
+                    await self.st.zips.remove(file_path)
+                except TRANSIENT:  # the cleanup removes it later; keep the run's own error
+                    log.warning("export %s: could not remove %s", self.export_id, file_path)
+
+    def _skipped(self, plan: Plan, result: BuildResult) -> list[dict[str, Any]]:
+        order = {a.post_id: i for i, a in enumerate(plan.artworks)}
+        found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
+        return skipped_entries(plan.skipped + found, plan.sqids)
+
+    async def _stream(self, place: BagPlace, plan: Plan, sink: Sink) -> BuildResult:
+        handle = place.handle
+        header = {"export_id": str(self.export_id), "part": place.number, "part_count": place.count}
+        pre_skipped = len(plan.skipped)
+        base = self.done
+
+        def trailer(extras: Extras) -> Trailer:
+            def files(
+                added: list[int], skipped: list[tuple[int, str]]
+            ) -> list[tuple[str, Trailing]]:
+                order = {a.post_id: i for i, a in enumerate(plan.artworks)}
+                ordered = plan.skipped + sorted(skipped, key=lambda s: order.get(s[0], -1))
+                return json_files(handle, plan, extras, added, ordered, header)
+
+            return files
+
+        def no_cap(written: int, done: int) -> Exception | None:
+            return None  # a part's size was planned; one large artwork is a part of its own
+
+        async def report(done: int) -> bool:
+            still_ours = await self.pool.fetchval(
+                SQL_PROGRESS, self.export_id, self.token, base + pre_skipped + done
+            )
+            return bool(still_ours)
+
+        job = Job(
+            plan.artworks,
+            trailer,
+            closing=bag_closing(place),
+            prefix=f"{place.name}/data/",
+            comments=self.claim["include_comments"],
+            reactions=self.claim["include_reactions"],
+        )
+        # BDRs go first: while one is built here, this part waits between two artworks.
+        return await stream_zip(self.st, job, sink, report, no_cap, self.st.bdrs_idle)
+
+    async def _publish(
+        self,
+        place: BagPlace,
+        plan: Plan,
+        file_path: str,
+        result: BuildResult,
+        move: Callable[[], None] | None = None,
+    ) -> None:
+        """The part ready, and the export's progress, in one transaction holding its row: only
+        the run that still owns the claim renames into place (see jobs/bdr/run.py's _publish)."""
+        skipped = self._skipped(plan, result)
+        done = self.done + len(plan.artworks) + len(plan.skipped)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
+                raise BuildCancelled
+            if move is not None:
+                await asyncio.to_thread(move)
+            await conn.execute(
+                SQL_PART_READY, self.export_id, place.number, file_path, result.size,
+                result.sha256, len(result.added), skipped,
+            )  # fmt: skip
+            await conn.execute(
+                SQL_AFTER_PART, self.export_id, self.token, done, result.size, skipped
+            )
+        self.added += len(result.added)
+        self.done = done
+        self.attempts = 1
+        log.info(
+            "export %s: part %d of %d ready, %d artworks, %d bytes",
+            self.export_id, place.number, place.count, len(result.added), result.size,
+        )  # fmt: skip

@@ -1,0 +1,155 @@
+"""The ready/failed email of a BDR: sent at most once, retried by the sweep if SMTP fails
+before the message went out (see compose.Attempt for where that line is)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+import asyncpg
+
+from ...core.logs import request_id_set
+from ...core.settings import Settings
+from .compose import Attempt, BdrMail, ExportMail, compose, compose_export, send
+
+log = logging.getLogger(__name__)
+
+MAX_EMAIL_ATTEMPTS = 5
+
+# Taking the email is the atomic step: of two runs (a repeated job, the sweep) only one gets
+# the row back, so a person never receives it twice. It goes to whoever asked (a moderator
+# asking on a user's behalf gets it), with the link to the user's posts page.
+SQL_TAKE_EMAIL = """
+UPDATE batch_download_requests b
+SET email_sent_at = now(), email_attempts = email_attempts + 1
+FROM users asker, users owner
+WHERE b.id = $1 AND b.send_email AND b.email_sent_at IS NULL
+  AND b.status IN ('ready', 'failed') AND b.email_attempts < $2
+  AND asker.id = coalesce(b.requested_by, b.user_id) AND owner.id = b.user_id
+RETURNING b.status, b.artwork_count - jsonb_array_length(b.skipped) AS delivered,
+          b.expires_at, b.error_message, b.request_id, asker.email, asker.handle,
+          owner.public_sqid
+"""
+SQL_RELEASE_EMAIL = "UPDATE batch_download_requests SET email_sent_at = NULL WHERE id = $1"
+# A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
+SQL_EMAILS_OWED = """
+SELECT id FROM batch_download_requests
+WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
+  AND email_attempts < $1
+ORDER BY completed_at LIMIT 10
+"""
+
+
+async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID) -> bool:
+    """True if this call sent it. SMTP failures are logged and left for the sweep, never raised."""
+    row = await pool.fetchrow(SQL_TAKE_EMAIL, bdr_id, MAX_EMAIL_ATTEMPTS)
+    if row is None:
+        return False
+    # Sent from the sweep too: the row's id, not the caller's, tags these lines and the email.
+    with request_id_set(row["request_id"]):
+        return await _send(pool, settings, bdr_id, row)
+
+
+async def _send(
+    pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID, row: asyncpg.Record
+) -> bool:
+    mail = BdrMail(
+        to=row["email"],
+        handle=row["handle"],
+        user_sqid=row["public_sqid"],
+        bdr_id=str(bdr_id),
+        status=row["status"],
+        artwork_count=row["delivered"],
+        expires_at=row["expires_at"],
+        error_message=row["error_message"],
+        request_id=row["request_id"],
+    )
+    attempt = Attempt()
+    try:
+        await send(settings, compose(settings, mail), attempt)
+    except BaseException as exc:
+        if attempt.may_have_delivered(exc):
+            # The server may hold it (one that answers 250 after our timeout was sent up to
+            # five copies): it stays taken, so at most one copy, and at worst none.
+            log.warning(
+                "email for BDR %s may have been delivered (%r after DATA); not sent again",
+                bdr_id,
+                exc,
+            )
+            if not isinstance(exc, Exception):
+                raise
+            return True
+        # Nothing reached the server (refused, auth, recipient rejected, or an explicit error
+        # reply to DATA), or cancelled before DATA (sweep timeout, shutdown): release it for
+        # the sweep. Shielded, so a cancellation cannot skip the release and lose the email.
+        log.warning("email for BDR %s not sent (%r); the sweep will retry", bdr_id, exc)
+        release = asyncio.ensure_future(pool.execute(SQL_RELEASE_EMAIL, bdr_id))
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(release)
+        if not isinstance(exc, Exception):
+            raise
+        return False
+    return True
+
+
+async def send_owed_emails(pool: asyncpg.Pool, settings: Settings) -> int:
+    sent = 0
+    for row in await pool.fetch(SQL_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
+        sent += await send_bdr_email(pool, settings, row["id"])
+    return sent
+
+
+# An export's email, taken as a BDR's is: at most one, to its owner.
+SQL_TAKE_EXPORT_EMAIL = """
+UPDATE exports e
+SET email_sent_at = now(), email_attempts = email_attempts + 1
+FROM users owner
+WHERE e.id = $1 AND e.send_email AND e.email_sent_at IS NULL
+  AND e.status IN ('ready', 'failed') AND e.email_attempts < $2 AND owner.id = e.user_id
+RETURNING e.status, e.artwork_count, e.total_bytes, e.expires_at, e.error_message,
+          e.request_id, owner.email, owner.handle, coalesce(owner.public_sqid, e.user_sqid) AS sqid,
+          (SELECT count(*) FROM export_parts p WHERE p.export_id = e.id) AS parts,
+          (SELECT coalesce(sum(p.artwork_count), 0) FROM export_parts p
+           WHERE p.export_id = e.id AND p.status = 'ready') AS delivered
+"""
+SQL_RELEASE_EXPORT_EMAIL = "UPDATE exports SET email_sent_at = NULL WHERE id = $1"
+SQL_EXPORT_EMAILS_OWED = """
+SELECT id FROM exports
+WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
+  AND email_attempts < $1
+ORDER BY completed_at LIMIT 10
+"""
+
+
+async def send_export_email(pool: asyncpg.Pool, settings: Settings, export_id: uuid.UUID) -> bool:
+    """True if this call sent it; SMTP failures are left for the sweep, never raised."""
+    row = await pool.fetchrow(SQL_TAKE_EXPORT_EMAIL, export_id, MAX_EMAIL_ATTEMPTS)
+    if row is None:
+        return False
+    mail = ExportMail(
+        to=row["email"], handle=row["handle"], user_sqid=row["sqid"] or "",
+        export_id=str(export_id), status=row["status"], artwork_count=row["delivered"],
+        part_count=row["parts"], total_bytes=row["total_bytes"], expires_at=row["expires_at"],
+        error_message=row["error_message"], request_id=row["request_id"],
+    )  # fmt: skip
+    attempt = Attempt()
+    with request_id_set(row["request_id"]):
+        try:
+            await send(settings, compose_export(settings, mail), attempt)
+        except Exception as exc:
+            if attempt.may_have_delivered(exc):
+                log.warning("email for export %s may have been delivered (%r)", export_id, exc)
+                return True
+            log.warning("email for export %s not sent (%r); the sweep will retry", export_id, exc)
+            await pool.execute(SQL_RELEASE_EXPORT_EMAIL, export_id)
+            return False
+    return True
+
+
+async def send_owed_export_emails(pool: asyncpg.Pool, settings: Settings) -> int:
+    sent = 0
+    for row in await pool.fetch(SQL_EXPORT_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
+        sent += await send_export_email(pool, settings, row["id"])
+    return sent

@@ -1,0 +1,117 @@
+"""Every minute: no request is ever stuck, and no owed email is forgotten.
+
+- `pending` rows older than 30 s are announced if the server did not, and (re-)enqueued: the server commits before it enqueues, so
+  a Redis outage at that moment leaves a row only this finds.
+- `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
+  are enqueued under a fresh job id; the claim lets exactly one run take them over.
+- Emails whose SMTP send failed are retried.
+- With ZIPs in a bucket: multipart uploads of runs that are over (a worker killed mid-upload)
+  are aborted, so their parts stop taking space.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq.connections import ArqRedis
+
+from ...bdr.queue import enqueue_bdr
+from ...exports.queue import enqueue_export
+from ..context import state
+from ..mail.notify import send_owed_emails, send_owed_export_emails
+from .object_tidy import abort_dead_uploads
+
+log = logging.getLogger(__name__)
+
+RETRY_GRACE_SECONDS = 60
+# A pending row still unclaimed this long after creation may have its plain job id held by a
+# worker that died between dequeuing and claiming (arq frees it only after the job timeout):
+# then it gets a fresh job id, at most one per such period.
+LATE_PENDING_SECONDS = 300
+# An upload under the prefix whose name is not the service's: aborted only once this old.
+UPLOAD_MAX_AGE_SECONDS = 3600
+
+# A server that stopped between committing a request and announcing it (see bdr.service).
+SQL_ANNOUNCE_LEFT = """
+UPDATE batch_download_requests SET announced = true
+WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
+"""
+SQL_STUCK_PENDING = """
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
+FROM batch_download_requests
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT 500
+"""
+SQL_ORPHANED = """
+SELECT id, attempts FROM batch_download_requests
+WHERE status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+ORDER BY created_at LIMIT 500
+"""
+
+# Exports: the same two cases. No export blocks a new one for ever: one whose worker is gone is
+# taken back within a minute or so of its heartbeat stopping.
+SQL_EXPORTS_STUCK_PENDING = """
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM exports
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT 100
+"""
+SQL_EXPORTS_ORPHANED = """
+SELECT id, attempts FROM exports
+WHERE status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+ORDER BY created_at LIMIT 100
+"""
+
+
+Enqueue = Callable[[ArqRedis, uuid.UUID, str | None], Awaitable[bool]]
+
+
+async def _requeue(
+    ctx: dict[str, Any], enqueue: Enqueue, stuck_sql: str, orphaned_sql: str
+) -> tuple[int, int]:
+    """(re-enqueued, taken over) of one kind of job: pending rows past the grace, and rows
+    whose worker is gone."""
+    st = state(ctx)
+    redis: ArqRedis = ctx["redis"]
+    requeued = retaken = 0
+    for row in await st.pool.fetch(stuck_sql, float(st.settings.bdr_pending_grace_seconds)):
+        if await enqueue(redis, row["id"], None):
+            requeued += 1
+        elif row["age"] >= LATE_PENDING_SECONDS:
+            late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
+            requeued += await enqueue(redis, row["id"], late)
+    for row in await st.pool.fetch(
+        orphaned_sql, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
+    ):
+        retaken += await enqueue(redis, row["id"], f"take{row['attempts']}")
+    return requeued, retaken
+
+
+async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    st = state(ctx)
+    await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
+    requeued, retaken = await _requeue(ctx, enqueue_bdr, SQL_STUCK_PENDING, SQL_ORPHANED)
+    exports = await _requeue(ctx, enqueue_export, SQL_EXPORTS_STUCK_PENDING, SQL_EXPORTS_ORPHANED)
+    requeued += exports[0]
+    retaken += exports[1]
+    aborted = 0
+    bucket = st.zips.bucket
+    if bucket is not None:
+        try:
+            aborted = await abort_dead_uploads(
+                st.pool, bucket, st.settings.s3_access, UPLOAD_MAX_AGE_SECONDS
+            )
+        except Exception:  # the store being down must not stop the rest of the sweep
+            log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
+    emails = await send_owed_emails(st.pool, st.settings)
+    emails += await send_owed_export_emails(st.pool, st.settings)
+    if requeued or retaken or emails or aborted:
+        log.info("sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "
+                 "%d uploads aborted", requeued, retaken, emails, aborted)  # fmt: skip
+    return {"requeued": requeued, "retaken": retaken, "emails": emails, "uploads_aborted": aborted}

@@ -1,0 +1,1 @@
+"""Building a ZIP, shared by BDRs and exports: the streamed build (build.py), the artworks' sources, their entry names, the JSON files."""

@@ -1,0 +1,201 @@
+"""Where artwork bytes come from: the vault on disk, ARTWORK_BASE_URL over HTTP, or the
+ARTWORK_STORE bucket.
+
+Only the configured origin is ever fetched, with paths built from validated parts: never a URL
+taken from a row: `art_url` is whatever the host stored, and fetching it would let a row
+send the worker anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import obstore
+import yarl
+
+from ...bdr.files import OBJECT_MISSING
+from ...host.vault import VaultPathError, artwork_path_in, relative_artwork_path
+from .build import Entry
+from .content import Artwork
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+FETCH_ATTEMPTS = 3
+# An artwork larger than this is not an artwork: refuse it rather than hold it in memory.
+MAX_ARTWORK_BYTES = 64 << 20
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
+
+
+def _arcname(artwork: Artwork) -> str:
+    return f"artworks/{artwork.filename}"
+
+
+def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
+    """Paths only, resolved lazily: the build thread iterates this, so the path checks (which
+    stat the filesystem, maybe a network one) never run on the event loop."""
+    root = vault.resolve()
+    for a in artworks:
+        try:
+            path = artwork_path_in(root, a.storage_shard, a.storage_key, a.fmt)
+        except VaultPathError:
+            log.warning("post %s has storage parts that leave the vault; skipped", a.post_id)
+            yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
+            continue
+        yield Entry(a.post_id, _arcname(a), path=path)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """ARTWORK_BASE_URL split in two: `url` without any user info, the only form ever requested,
+    logged or put in a message (logging the configured URL as is wrote `user:pass@` into every
+    failure line), and its credentials, sent as an HTTP basic `Authorization` header instead."""
+
+    url: str
+    headers: dict[str, str]
+
+    @classmethod
+    def parse(cls, base_url: str) -> Origin:
+        parsed = yarl.URL(base_url)
+        headers = {}
+        if parsed.user is not None or parsed.password is not None:
+            # yarl decodes the percent-encoding; UTF-8 as RFC 7617 recommends.
+            pair = f"{parsed.user or ''}:{parsed.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return cls(str(parsed.with_user(None)).rstrip("/"), headers)
+
+
+class _TooLarge(Exception):
+    """The body passed MAX_ARTWORK_BYTES: refused at once, never retried."""
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """The whole body up to EOF, at most MAX_ARTWORK_BYTES of it.
+
+    `content.read(n)` returns only what happens to be buffered (often 64 KiB), so the body is
+    accumulated until EOF. A connection closed before the declared Content-Length (or the last
+    chunk) raises aiohttp.ClientPayloadError here: a transient failure, never a short file.
+    """
+    cap = MAX_ARTWORK_BYTES
+    if resp.content_length is not None and resp.content_length > cap:
+        raise _TooLarge(f"fetch {url}: Content-Length {resp.content_length} is over {cap} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > cap:  # no Content-Length (chunked) or a lying one: stop reading now
+            raise _TooLarge(f"fetch {url}: body over {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwork) -> Entry:
+    arcname = _arcname(artwork)
+    try:
+        url = f"{origin.url}/{relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)}"
+    except VaultPathError:
+        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        try:
+            async with session.get(
+                url, headers=origin.headers, timeout=FETCH_TIMEOUT, allow_redirects=False
+            ) as resp:
+                if resp.status == 404:
+                    return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+                if resp.status == 200:
+                    return Entry(artwork.post_id, arcname, data=await _read_capped(resp, url))
+                log.warning("fetch %s: HTTP %s (attempt %d)", url, resp.status, attempt)
+        except _TooLarge as exc:
+            log.warning("%s; skipped", exc)
+            return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("fetch %s: %s (attempt %d)", url, exc, attempt)
+        if attempt < FETCH_ATTEMPTS:
+            await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+    return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+
+
+Fetch = Callable[[Artwork], Awaitable[Entry]]
+
+
+def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
+    origin = Origin.parse(base_url)
+    return lambda artwork: _fetch(session, origin, artwork)
+
+
+def object_fetcher(store: ObjectStore) -> Fetch:
+    return lambda artwork: _get_object(store, artwork)
+
+
+async def _get_object(store: ObjectStore, artwork: Artwork) -> Entry:
+    """An artwork from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout).
+
+    obstore retries a failed request itself (3 times, with backoff, within 30 s); what still
+    fails is `fetch_failed`, which makes the whole run retry later, as for the artwork server.
+    """
+    arcname = _arcname(artwork)
+    try:
+        path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
+    except VaultPathError:
+        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+    try:
+        result = await obstore.get_async(store, path)
+        if result.meta["size"] > MAX_ARTWORK_BYTES:
+            log.warning("object %s is %d bytes, over %d; skipped", path, result.meta["size"],
+                        MAX_ARTWORK_BYTES)  # fmt: skip
+            return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+        data = await result.bytes_async()
+    except OBJECT_MISSING:
+        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+    except (obstore.exceptions.BaseError, OSError) as exc:
+        log.warning("read %s from the artwork store: %s", path, exc)
+        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+    return Entry(artwork.post_id, arcname, data=data.to_bytes())
+
+
+async def fetched_in_order(
+    fetch: Fetch, artworks: list[Artwork], concurrency: int
+) -> AsyncGenerator[Entry, None]:
+    """Fetch up to `concurrency` ahead, yield in request order whatever order they finish in.
+
+    The window also bounds memory: at most `concurrency` artworks are held at once.
+    """
+    pending = iter(artworks)
+    window: deque[asyncio.Task[Entry]] = deque()
+    try:
+        for artwork in pending:
+            window.append(asyncio.ensure_future(fetch(artwork)))
+            if len(window) >= concurrency:
+                break
+        while window:
+            entry = await window.popleft()
+            following = next(pending, None)
+            if following is not None:
+                window.append(asyncio.ensure_future(fetch(following)))
+            yield entry
+    finally:
+        for task in window:
+            task.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+
+
+def bridge_to_thread(
+    source: AsyncIterator[Entry], loop: asyncio.AbstractEventLoop
+) -> Iterator[Entry]:
+    """A blocking iterator for the build thread over an async source running on `loop`."""
+    while True:
+        future = asyncio.run_coroutine_threadsafe(anext(source, None), loop)
+        entry = future.result()
+        if entry is None:
+            return
+        yield entry

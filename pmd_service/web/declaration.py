@@ -1,0 +1,62 @@
+"""The declaration of one endpoint: route, handler, authentication, query struct and its OpenAPI
+entry, side by side (routing.py registers them)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from aiohttp.typedefs import Handler
+
+
+class Auth(enum.Enum):
+    PUBLIC = "public"  # health, readiness, the OpenAPI document, metrics
+    BEARER = "bearer"  # `Authorization: Bearer`; the handler finds request[PRINCIPAL]
+    # Bearer, or `?ticket=` for what a browser opens itself (a download it saves): the endpoint
+    # declares a `ticket` in its query struct.
+    BEARER_OR_TICKET = "bearer_or_ticket"
+    OWN = "own"  # the handler authenticates itself (the SSE stream also takes a ticket)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A header or path parameter (query parameters come from the endpoint's `query` struct)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str
+    location: str = "header"
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    tag: str
+    auth: Auth = Auth.BEARER
+    # Query parameters as a struct (field types and Meta give parsing and the document).
+    query: type[msgspec.Struct] | None = None
+    request: type | None = None
+    response: type | None = None
+    ok_status: int = 200
+    ok_description: str = "OK"
+    response_media: str = "application/json"
+    problems: tuple[int, ...] = ()
+    # What a problem status means here, where the document's general wording says too little.
+    problem_notes: dict[int, str] = field(default_factory=dict)
+    params: tuple[Param, ...] = ()
+    headers: dict[str, str] = field(default_factory=dict)
+    # Other non-problem answers: (status, description, media type of the body or None).
+    other_responses: tuple[tuple[int, str, str | None], ...] = ()
+    # The headers of answers other than the success (a 206's Content-Range, a 412's ETag), by
+    # status; each status must be one the endpoint declares.
+    status_headers: dict[int, dict[str, str]] = field(default_factory=dict)
+    allow_head: bool = True  # GET only
+    # Open for hours, thousands at once (SSE): kept free of per-request context (request_ids).
+    long_lived: bool = False

@@ -1,0 +1,178 @@
+"""Every generated page under docs/ is a render of its template (bench/templates/) and the
+committed data (bench/figures/, harness/chaos_runs/), and a hand edit of one fails here. A
+benchmark's section is dated by its own run, a failed rerun keeps the figures before it and
+says so, and a section or part without figures says "not measured yet" and keeps nothing."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import docs, report, runner, scaling_doc
+from harness import chaos_doc
+
+OLD = {"date": "2026-01-02 03:04 UTC", "load_start": "0.50", "load_end": "0.60",
+       "command": "python -m bench.bdr_e2e", "seconds": 42}  # fmt: skip
+E2E = {"artworks": 128, "samples_ms": [60.0, 70.0], "p50_ms": 65.0, "p99_ms": 70.0}
+JOB = {
+    side: {"job_s": 0.2, "floor_s": 0.3, "original_s": 3.0, "bytes": 129e6}
+    for side in ("large", "small")
+}
+LEVEL = {"streams": 50000, "processes": 4, "held": 49000, "kb_per_stream_rss": 11.5,
+         "kb_per_stream_slab": 4.5, "event_p99_ms": 31.0, "burst_all_s": 1.25,
+         "storm_s": 12.5, "storm_5xx": 0}  # fmt: skip
+REDO = (
+    "it is generated: edit its template (bench/templates/) or the code that gives it its "
+    "figures, then render it again with `python -m bench.run_all --report-only`"
+)
+
+
+def save(folder: Path, name: str, data: dict[str, Any]) -> None:
+    (folder / f"{name}.json").write_text(json.dumps(data))
+
+
+@pytest.fixture
+def figures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(runner, "SCRATCH", tmp_path / "scratch")
+    folder = tmp_path / "figures"
+    folder.mkdir()
+    return folder
+
+
+def stale(pages: dict[Path, str]) -> list[str]:
+    """The pages that differ from their render, each with the first lines of the difference."""
+    found = []
+    for page, text in pages.items():
+        committed = page.read_text() if page.exists() else ""
+        if committed != text:
+            diff = difflib.unified_diff(
+                text.splitlines(), committed.splitlines(), "render", page.name, lineterm="", n=0
+            )
+            found.append(f"{page.name}: {REDO}\n" + "\n".join(list(diff)[2:22]))
+    return found
+
+
+def test_the_docs_are_renders_of_their_templates_and_the_committed_data() -> None:
+    problems = stale(docs.renders())
+    assert not problems, "\n\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("page", "before", "after"),
+    [
+        ("benchmarks.md", "| seed algorithm | 3345 ms |", "| seed algorithm | 2345 ms |"),
+        ("scaling.md", "gave 0.69× the rate of one", "gave 0.96× the rate of one"),
+        ("reliability.md", "wall time 255 s (", "wall time 200 s ("),
+        ("runs/chaos-ci.md", "chaos: OK: 0 violations", "chaos: OK: 1 violations"),
+    ],
+)
+def test_a_hand_edit_of_a_generated_page_fails(
+    page: str, before: str, after: str, tmp_path: Path
+) -> None:
+    pages = docs.renders()
+    docs_dir = report.REPORT.parent
+    copied = {tmp_path / path.relative_to(docs_dir): text for path, text in pages.items()}
+    shutil.copytree(docs_dir, tmp_path, dirs_exist_ok=True)
+    text = (tmp_path / page).read_text()
+    assert before in text
+    (tmp_path / page).write_text(text.replace(before, after, 1))
+    assert [p.split(":", 1)[0] for p in stale(copied)] == [Path(page).name]
+
+
+def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
+    save(figures, "bdr_e2e", {"run": OLD, "figures": E2E})
+    save(figures, "job", {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": JOB})
+    page = report.render(figures)
+    assert (
+        "*Measured 2026-01-02 03:04 UTC (1-minute load average 0.50 before, 0.60 after, 42 s): "
+        "`python -m bench.bdr_e2e`.*\n\n" in page
+    )
+    assert "2 sequential BDRs: **p50 65 ms, p99 70 ms**" in page
+    assert "*Measured on or before 2025-12-31 00:00 UTC (figures saved before each" in page
+    assert page.count("2026-01-02") == 1  # never given another section's date
+
+
+def test_a_section_without_figures_says_so_and_keeps_nothing(figures: Path) -> None:
+    save(figures, "bdr_e2e", {"run": OLD, "figures": E2E})
+    page = report.render(figures)
+    assert (
+        "## The whole job — `python -m bench.job`\n\n*Not measured yet: no figures in "
+        "`bench/figures/job.json` (`python -m bench.run_all --only job` measures them).*\n\n## "
+    ) in page
+    assert "| 128 artworks | claim → ready |" not in page  # nothing of the job's block
+    assert "p50 65 ms" in page  # the section with figures is rendered all the same
+    assert "Machine: not recorded" in page
+
+
+def test_a_failed_first_run_is_said(figures: Path) -> None:
+    why = runner.run_one(runner.Bench("job", (), 60, module="no_such_benchmark"), figures)
+    assert why is not None and "status 1" in why
+    page = report.render(figures)
+    assert "*Not measured yet: its last run, " in page
+    assert "failed (exited with status 1): `python -m bench.no_such_benchmark`.*" in page
+
+
+def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> None:
+    save(figures, "bdr_e2e", {"run": OLD, "figures": E2E})
+    save(figures, "job", {"run": OLD | {"command": "python -m bench.job"}, "figures": JOB})
+    before = (figures / "bdr_e2e.json").read_text()
+    why = runner.run_one(runner.Bench("job", (), 60, module="no_such_benchmark"), figures)
+    assert why is not None and "status 1" in why
+    kept = runner.saved("job", figures)
+    assert kept.figures == JOB and kept.run is not None and kept.run["date"] == OLD["date"]
+    assert kept.failed is not None and kept.failed["why"] == why
+    assert (figures / "bdr_e2e.json").read_text() == before  # no other benchmark's file
+    page = report.render(figures)
+    assert f"failed ({why}): these are the figures of the run before.*" in page
+    assert "| ~1 MB each (129 MB) | 200 ms |" in page
+
+
+def test_a_page_without_capacity_figures_says_so_in_each_part(figures: Path) -> None:
+    page = scaling_doc.render(figures)
+    assert page.count("no figures in `bench/figures/capacity.json`") == 5
+    assert "## A model for 10× and 100× the host\n\n*Not measured yet" in page
+    assert "Streams against processes: not measured yet (`python -m bench.sse --box`)." in page
+    assert "no figures in `bench/figures/cluster.json`" in page
+    assert scaling_doc.streams_per_process(figures) is None
+
+
+def test_streams_measured_are_tabled_and_feed_the_model(figures: Path) -> None:
+    save(figures, "sse_box", {"run": OLD, "figures": {"box": {"levels": [LEVEL]}}})
+    page = scaling_doc.render(figures)
+    assert "| 50,000 | 4 | 49,000 | 11.5 | 4.5 | 31.0 | 1.25 | 12.5 | 0 |" in page
+    assert scaling_doc.streams_per_process(figures) == 12250.0
+    save(
+        figures,
+        "sse_box",
+        {"run": OLD, "figures": {"box": {"levels": [LEVEL | {"storm_s": None}]}}},
+    )
+    assert "| 1.25 | – | 0 |" in scaling_doc.render(figures)  # a storm not absorbed has no time
+
+
+def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chaos_doc, "DOC", tmp_path / "reliability.md")
+    monkeypatch.setattr(chaos_doc, "DOCS_RUNS", tmp_path / "runs")
+    page = chaos_doc.write(["--ci", "--doc"], "chaos: OK: 0 violations\nwall time 9 s\n", 0,
+                           tmp_path / "saved")  # fmt: skip
+    saved = json.loads((tmp_path / "saved" / "ci.json").read_text())
+    assert saved["argv"] == ["--ci", "--doc"] and saved["exit"] == 0
+    assert page == tmp_path / "runs" / "chaos-ci.md"
+    assert (
+        f"Written by `.venv/bin/python -m harness.chaos --ci --doc` on {saved['date']} UTC "
+        "(exit 0):\n\n```\nchaos: OK: 0 violations\nwall time 9 s\n```\n"
+    ) in page.read_text()
+    summary = (tmp_path / "reliability.md").read_text()
+    assert (
+        f"| `--ci` | the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault) | `chaos: OK: 0 violations`, wall time 9 s ({saved['date']} UTC) |"
+        in summary
+    )
+    assert "not run yet (`.venv/bin/python -m harness.chaos --ci --store --doc`)" in summary
+    with pytest.raises(SystemExit, match="no page for a chaos run"):
+        chaos_doc.write(["--ci", "--made-up", "--doc"], "", 0, tmp_path / "saved")
