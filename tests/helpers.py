@@ -431,15 +431,8 @@ async def listener_pids(pool: asyncpg.Pool) -> list[int]:
     return [r["pid"] for r in rows]
 
 
-@dataclass
-class HostUser:
-    id: int
-    sqid: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
+# A user the host's code wrote: the same fields as the factory's.
+HostUser = UserRow
 
 
 @dataclass
@@ -470,7 +463,7 @@ class HostSite:
             "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
         )
         token = mint_token(self.settings.jwt_secret_key, sqid, roles=roles)
-        return HostUser(user_id, sqid, token)
+        return HostUser(user_id, sqid, handle, token)
 
     async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
         key = uuid.uuid4()
