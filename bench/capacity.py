@@ -51,13 +51,13 @@ import asyncpg
 import obstore
 from arq.constants import default_queue_name
 
-from bench.scaling import cpu_seconds, machine_seconds, percentile
 from bench.store import _plain_put, _store
 from harness.chaos_seed import Seed, SeedUser
 from harness.cluster import BUCKET, SERVICE_ROLE, Cluster, enter, up
 from harness.netns import possible
-from harness.stack import CHECKOUT
 from pmd_service.core.queue import create_redis
+from support.measures import cpu_seconds, machine_seconds, percentile
+from support.stack import CHECKOUT
 
 LIST_PATH = "/api/pmd/posts?limit=50"
 LIST_SECONDS, LIST_CONCURRENCY = 8.0, 32

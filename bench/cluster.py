@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.stack import CHECKOUT
+from support.stack import CHECKOUT
 
 RUNS = {"faults": (), "rolling": ("--rolling",)}
 LIMIT_S = 900

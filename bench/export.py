@@ -5,7 +5,7 @@ about 1 MB each (0.9 to 1.1 MB of random bytes: incompressible, like detailed PN
 with 8 for the warm-ups. The real worker process (`python -m pmd_service worker`) builds
 exports of the 3,000 in parts of 256 MiB (the smallest EXPORT_MIN_PART_BYTES allows), inserted
 and enqueued as the server does with the API's defaults, into the folder (BDR_PATH) and then
-into SeaweedFS (BDR_STORE=s3://…, harness/seaweed.py). In each store, after a warm-up BDR and
+into SeaweedFS (BDR_STORE=s3://…, support/seaweed.py). In each store, after a warm-up BDR and
 a warm-up export, each round runs:
 
 1. BDRs of 128 of the same artworks (spread over the 3,000), one after another, the worker
@@ -78,15 +78,7 @@ import obstore
 from arq.connections import ArqRedis
 
 from bench import cli
-from bench.memory import rss_kb
 from bench.runner import _service_versions
-from harness.seaweed import (
-    Seaweed,
-    create_bucket,
-    new_bucket_name,
-    running_seaweed,
-)
-from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.bdr.files import ZipFiles
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -96,6 +88,14 @@ from pmd_service.host.vault import artwork_path
 from pmd_service.jobs.zipbuild import PART_BYTES as ZIP_PART_BYTES
 from pmd_service.jobs.zipbuild import PARTS_IN_FLIGHT
 from pmd_service.sse.hub import CHANNEL
+from support.measures import rss_kb
+from support.seaweed import (
+    Seaweed,
+    create_bucket,
+    new_bucket_name,
+    running_seaweed,
+)
+from support.stack import fresh_stack, service_env, start_worker, stop
 
 ARTWORKS = 3000
 QUICK_ARTWORKS = 300
@@ -741,7 +741,7 @@ def _remove_leftovers(weed: Seaweed, since: float) -> None:
                     path.unlink()
 
     ports = [int(a.split("=")[1]) for a in weed.args if a.split("=")[0].endswith(".port")]
-    for port in ports + [p + 10000 for p in ports]:  # gRPC on +10000 (harness/seaweed.py)
+    for port in ports + [p + 10000 for p in ports]:  # gRPC on +10000 (support/seaweed.py)
         remove(Path("/tmp").glob(f"seaweedfs-*-{port}.sock"))
     if weed.proc is not None:
         logs = Path(tempfile.gettempdir())

@@ -20,9 +20,9 @@ from typing import Any
 import asyncpg
 
 from bench import cli
-from harness.stack import CHECKOUT, with_database
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
+from support.stack import CHECKOUT, with_database
 
 HOST_SCHEMA_SQL = CHECKOUT / "tests" / "host_schema.sql"
 

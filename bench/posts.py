@@ -38,7 +38,6 @@ import asyncpg
 from aiohttp import web
 
 from bench import cli
-from harness.stack import fresh_stack
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
@@ -47,6 +46,7 @@ from pmd_service.host.tokens import mint_token
 from pmd_service.posts import batch_sql, listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
+from support.stack import fresh_stack
 
 POSTS = 10_000
 OTHER_POSTS = 20_000

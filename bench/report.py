@@ -32,7 +32,7 @@ from typing import Any
 
 from bench import plots, sections_builds, sections_export, sections_serving
 from bench.runner import FIGURES, MACHINE, Saved, saved
-from harness.stack import CHECKOUT
+from support.stack import CHECKOUT
 
 TEMPLATE = CHECKOUT / "bench" / "benchmarks.md.in"
 REPORT = CHECKOUT / "docs" / "benchmarks.md"

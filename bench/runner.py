@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.stack import CHECKOUT
+from support.stack import CHECKOUT
 
 FIGURES = CHECKOUT / "bench" / "figures"
 MACHINE = FIGURES / "machine.json"
@@ -124,8 +124,8 @@ async def _service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
     import asyncpg
 
-    from harness.stack import bench_settings
     from pmd_service.core.queue import create_redis
+    from support.stack import bench_settings
 
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     base = await asyncio.to_thread(bench_settings)

@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -46,15 +46,6 @@ from arq.constants import default_queue_name
 from bench import cli
 from bench.job import seed_user
 from bench.zip import make_small_pixel_art
-from harness.stack import (
-    CHECKOUT,
-    free_port,
-    fresh_stack,
-    service_env,
-    start_server,
-    start_worker,
-    stop,
-)
 from pmd_service.core.db import connect
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
@@ -63,6 +54,16 @@ from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.worker_options import MAX_JOBS, POLL_DELAY
 from pmd_service.sse.service import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
+from support.measures import cpu_seconds, machine_seconds, percentile
+from support.stack import (
+    CHECKOUT,
+    free_port,
+    fresh_stack,
+    service_env,
+    start_server,
+    start_worker,
+    stop,
+)
 
 USERS = 50
 ARTWORKS_PER_USER = 8
@@ -78,7 +79,6 @@ REPLAYS = (10, 100, 1000, MAX_REPLAY, MAX_REPLAY + 1000)
 REPLAYER_EVENTS = 2 * max(REPLAYS)
 REPLAY_ROUNDS = 15
 PROBE_EVERY_S = 0.01
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 CONNECTED = b"event: connected"
 SERVER_LOG = CHECKOUT / ".data" / "bench" / "scaling-server.log"
@@ -128,31 +128,6 @@ VALUES ($1, $2, $3, cardinality($3::int[]), 'ready', now(), now(), now() + inter
 RETURNING id
 """
 SQL_PROBE = "UPDATE batch_download_requests SET progress_done = progress_done + 1 WHERE id = $1"
-
-
-def percentile(samples: Iterable[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-# --- CPU accounting ----------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (every thread of it); 0 for one that is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields follow it
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_seconds() -> tuple[float, float]:
-    """(busy, iowait) CPU seconds of the whole machine since boot, all cores."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle, iowait = ticks[3], ticks[4]
-    return (sum(ticks) - idle - iowait) / CLK_TCK, iowait / CLK_TCK
 
 
 class CpuMeter:

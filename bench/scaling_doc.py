@@ -19,8 +19,8 @@ from bench.capacity import LIST_CONCURRENCY, LIST_SECONDS, NOTIFIES
 from bench.fmt import table
 from bench.report import measured, not_measured
 from bench.runner import FIGURES, Saved, saved
-from harness.stack import CHECKOUT
 from pmd_service.core.settings import Settings
+from support.stack import CHECKOUT
 
 TEMPLATE = CHECKOUT / "bench" / "scaling.md.in"
 REPORT = CHECKOUT / "docs" / "scaling.md"

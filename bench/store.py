@@ -1,7 +1,7 @@
 """ZIPs and artworks in an object store: `python -m bench.store [--rounds 5]`.
 
 Not a test: prints figures, exits 0. Everything runs against a real SeaweedFS S3 server
-(harness/seaweed.py), one bucket per run, on loopback; ratios are taken within the run.
+(support/seaweed.py), one bucket per run, on loopback; ratios are taken within the run.
 
 1. Build into the store: `build(object_sink(...))` of 128 noise PNGs of ~1 MB, against a plain
    `obstore.put` multipart upload of the same ZIP's bytes read from a local copy in 1 MiB chunks,
@@ -47,30 +47,10 @@ import obstore
 from aiohttp import web
 from obstore.store import S3Store
 
-from bench import cli, seeding
-from bench.memory import PeakRss, rss_kb
+from bench import cli
 from bench.zip import make_large_pngs, make_small_pixel_art
-from harness.seaweed import (
-    ACCESS_KEY,
-    REGION,
-    SECRET_KEY,
-    Seaweed,
-    create_bucket,
-    new_bucket_name,
-    running_seaweed,
-)
-from harness.stack import (
-    CHECKOUT,
-    free_port,
-    fresh_stack,
-    service_env,
-    start_server,
-    start_worker,
-    stop,
-)
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis, enqueue_bdr
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
@@ -86,6 +66,26 @@ from pmd_service.jobs.zipbuild import (
     build,
     file_sink,
     object_sink,
+)
+from support.measures import PeakRss, rss_kb
+from support.seaweed import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    Seaweed,
+    create_bucket,
+    new_bucket_name,
+    running_seaweed,
+)
+from support.seeding import Factory
+from support.stack import (
+    CHECKOUT,
+    free_port,
+    fresh_stack,
+    service_env,
+    start_server,
+    start_worker,
+    stop,
 )
 
 TARGET_BUILD_RATIO = 1.3
@@ -362,21 +362,20 @@ async def slow_reads(
 
 async def _seed(settings: Settings) -> tuple[int, str, list[int], list[int]]:
     """A user with one small artwork (the warm-up) and 128 of 8 MB, written into the vault."""
-    ids = PublicIds(settings.sqids_alphabet)
     conn = await connect(settings.database_url, "pmd-bench")
     rng = random.Random(11)
     try:
-        owner, sqid = await seeding.add_user(conn, ids, "stored")
+        seed = Factory(conn, settings)
+        owner = await seed.user("stored")
         post_ids = []
         for i in range(BIG_FILES + 1):
             size = 4096 if i == 0 else BIG_FILE_BYTES
             data = b"\x89PNG\r\n\x1a\n" + rng.randbytes(size - 8)
-            post_ids.append(await seeding.add_artwork(
-                conn, settings, ids, owner, f"stored {i}", data, f"{i % 64:02x}"
-            ))  # fmt: skip
+            post = await seed.post(owner, title=f"stored {i}", data=data, shard=f"{i % 64:02x}")
+            post_ids.append(post.id)
     finally:
         await conn.close()
-    return owner, sqid, post_ids[:1], post_ids[1:]
+    return owner.id, owner.sqid, post_ids[:1], post_ids[1:]
 
 
 async def _run_bdr(conn: Any, settings: Settings, owner: int, post_ids: list[int]) -> uuid.UUID:

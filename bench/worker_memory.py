@@ -21,13 +21,13 @@ from typing import Any
 import asyncpg
 
 from bench import cli
-from bench.memory import PeakRss, rss_kb
-from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis, enqueue_bdr
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path, bdr_zip_path
+from support.measures import PeakRss, rss_kb
+from support.stack import fresh_stack, service_env, start_worker, stop
 
 TARGET_GROWTH_MB = 20
 SAMPLE_EVERY = 0.005

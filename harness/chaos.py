@@ -1,6 +1,6 @@
 """Chaos run: `python -m harness.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback: PostgreSQL (a fresh database, see harness.stack), a Redis and an SMTP
+A real stack on loopback: PostgreSQL (a fresh database, see support.stack), a Redis and an SMTP
 server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
 `python -m pmd_service worker` processes. From this process, one actor per user lists posts,
 runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
@@ -41,19 +41,22 @@ import aiohttp
 from msgspec.structs import replace
 
 from harness import chaos_checks as checks
-from harness import chaos_doc, tools
+from harness import chaos_doc
 from harness.chaos_faults import Faults
 from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
-from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
+from harness.chaos_stack import Proc, Tmpfs, server_proc, worker_proc
 from harness.chaos_workload import Actor, Api, Ledger
-from harness.pgbouncer import PgBouncer, running_pgbouncer
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from harness.stack import fresh_stack, service_env
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
+from support import tools
+from support.mailbox import Mailbox
+from support.pgbouncer import PgBouncer, running_pgbouncer
+from support.redis import RedisServer
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.stack import fresh_stack, service_env
 
 SUMMARY = "chaos: {verdict}: {n} violations"
 # PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
@@ -202,7 +205,7 @@ async def run_stack(
     redis = RedisServer(run_dir / "redis")
     await asyncio.to_thread(redis.start)
     os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared embedded Redis alone
-    smtp = SmtpServer()
+    smtp = Mailbox()
     await asyncio.to_thread(smtp.start)
     daily_limit = 10
     procs: list[Proc] = []

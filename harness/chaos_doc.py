@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from harness.stack import CHECKOUT
+from support.stack import CHECKOUT
 
 DOC = CHECKOUT / "docs" / "reliability.md"
 RUNS = CHECKOUT / "harness" / "chaos_runs"

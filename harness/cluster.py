@@ -41,7 +41,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from harness import tools
 from harness.cluster_hosts import (
     BUCKET,
     PG_BIN,
@@ -56,6 +55,7 @@ from harness.cluster_hosts import (
 )
 from harness.cluster_run import Options, run
 from harness.netns import possible, run_tag
+from support import tools
 
 # What other harnesses (bench/capacity.py) take from here.
 __all__ = ["BUCKET", "SERVICE_ROLE", "Cluster", "enter", "main", "up"]

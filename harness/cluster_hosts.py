@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import pgbouncer
 from harness.netns import Host, Network
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
-from harness.stack import CHECKOUT
+from support import pgbouncer
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
+from support.stack import CHECKOUT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000

@@ -32,17 +32,17 @@ from harness import chaos_checks as checks
 from harness.chaos import SQL_UNSETTLED, converge, wait_streams
 from harness.chaos_seed import Seed, seed
 from harness.chaos_sse import SseClient
-from harness.chaos_stack import SmtpServer
 from harness.chaos_workload import Actor, Api, Ledger
 from harness.cluster_checks import Supervisor, check_processes, service_logs
 from harness.cluster_hosts import BUCKET, SERVICE_ROLE, Cluster
-from harness.seaweed import Seaweed, create_bucket
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
+from support.mailbox import Mailbox
+from support.seaweed import Seaweed, create_bucket
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -414,11 +414,8 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     streams = (200 if options.ci else 1000) if rolling else 2 * (users + 1)
     per_user = -(-streams // (users + 1))
     client = cluster.host("client").address
-    smtp = SmtpServer(port=1025)
-    from aiosmtpd.controller import Controller
-
-    smtp.controller = Controller(smtp, hostname=client, port=smtp.port)
-    smtp.controller.start()
+    smtp = Mailbox(client, 1025)
+    smtp.start()
     undo.callback(smtp.stop)
     steps.reached("smtp")
     env = cluster.service_env(

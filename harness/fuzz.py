@@ -419,7 +419,7 @@ async def bench(cases: int) -> int:
 
 
 async def _bench(cases: int) -> int:
-    from harness.stack import free_port, fresh_stack, service_env, start_server, stop
+    from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
     async with fresh_stack() as settings:
         assert settings.database_url is not None

@@ -32,24 +32,16 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
+from support.mailbox import Mailbox, serving
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
+from support.stack import free_port
 from tests import prerequisites, skip_guard
-from tests.factories import Factory
-from tests.helpers import (
-    CHECKOUT,
-    SECRET,
-    TABLES,
-    Mailbox,
-    as_role,
-    free_port,
-    grant_role,
-    serving,
-    with_database,
-)
+from tests.helpers import CHECKOUT, SECRET, TABLES, as_role, grant_role, with_database
 from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
@@ -137,7 +129,7 @@ def pooler_url(database_url: str) -> Iterator[str | None]:
     if pooler == "none":
         yield None
         return
-    from harness.pgbouncer import running_pgbouncer
+    from support.pgbouncer import running_pgbouncer
 
     # Fewer server connections than the suite's clients (many processes at once): transactions
     # of different clients share server sessions, as in production.

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
 import io
 import json
-import os
-import random
-import socket
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.parser import BytesParser
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
@@ -30,17 +23,14 @@ from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import job_id
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
-from pmd_service.host.vault import artwork_path, host_shard
 from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.keys import DB_POOL, REDIS
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
+from support.stack import free_port
 
 Client = TestClient[Any, Any]
-M = TypeVar("M", bound="Mailbox")
 
 # server.py and worker.py run from here, and .data holds the embedded servers.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -150,44 +140,6 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str, **opti
 
     await admin.execute(grants_sql(role, **options))
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
-
-
-@dataclass
-class Mailbox:
-    host: str
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
-        self.messages.append(message)
-        return "250 OK"
-
-
-EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def free_port() -> int:
-    """A port free on every address, below the kernel's range for outgoing connections: a port
-    the kernel hands out (bind to 0) may be taken by a client's connection before the server it
-    is meant for binds it, and with a pooler in front of the test database (TCP on loopback,
-    TEST_DATABASE_POOLER) the suite opens many."""
-    try:
-        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        first_ephemeral = 32768
-    for _ in range(200):
-        port = random.randrange(10000, first_ephemeral)
-        with socket.socket() as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        found: int = s.getsockname()[1]
-        return found
 
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:
@@ -429,86 +381,6 @@ async def listener_pids(pool: asyncpg.Pool) -> list[int]:
         LISTENER_NAME,
     )
     return [r["pid"] for r in rows]
-
-
-@dataclass
-class HostUser:
-    id: int
-    sqid: str
-    token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-@dataclass
-class HostPost:
-    id: int
-    sqid: str
-    shard: str
-    data: bytes
-
-
-class HostSite:
-    """Rows written the way the host's code writes them: every NOT NULL column without a
-    default named (user_key, handle_normalized, comment and audit ids), json roles, sqids."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self.pool, self.settings = pool, settings
-        self.ids = PublicIds(settings.sqids_alphabet)
-
-    async def user(self, handle: str, roles: list[str]) -> HostUser:
-        user_id: int = await self.pool.fetchval(
-            """INSERT INTO public.users (user_key, handle, handle_normalized, email, roles)
-               VALUES ($1, $2::text, lower($2::text), $2::text || '@example.com', $3::json)
-               RETURNING id""",
-            uuid.uuid4(), handle, roles,
-        )  # fmt: skip
-        sqid = self.ids.encode(user_id)
-        await self.pool.execute(
-            "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
-        )
-        token = mint_token(self.settings.jwt_secret_key, sqid, roles=roles)
-        return HostUser(user_id, sqid, token)
-
-    async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
-        key = uuid.uuid4()
-        shard = host_shard(key, legacy=legacy)
-        data = f"PIXELS {n} ".encode() + os.urandom(3000)
-        post_id: int = await self.pool.fetchval(
-            """INSERT INTO public.posts (storage_key, storage_shard, owner_id, title, art_url,
-                                         created_at)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            key, shard, owner.id, f"Art {n}", f"/vault/{shard}/{key}.png",
-            datetime.now(UTC) - timedelta(minutes=n),
-        )  # fmt: skip
-        sqid = self.ids.encode(post_id)
-        await self.pool.execute(
-            "UPDATE public.posts SET public_sqid = $2 WHERE id = $1", post_id, sqid
-        )
-        await self.pool.execute(
-            "INSERT INTO public.post_files (post_id, format, file_bytes, is_native)"
-            " VALUES ($1, 'png', $2, true)",
-            post_id, len(data),
-        )  # fmt: skip
-        path = artwork_path(self.settings.vault_path, shard, key, "png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return HostPost(post_id, sqid, shard, data)
-
-
-@contextlib.contextmanager
-def serving(box: M) -> Iterator[M]:
-    """`box` answering SMTP on its host and port (aiosmtpd) for the block's duration."""
-    from aiosmtpd.controller import Controller
-
-    controller = Controller(box, hostname=box.host, port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
 
 
 async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) -> str:

@@ -28,7 +28,7 @@ from pmd_service.jobs.archive_content import plan_artworks
 from pmd_service.jobs.entry_names import post_sqid, safe_part
 from pmd_service.jobs.row_feed import BATCH_ROWS, RowFeed
 from pmd_service.jobs.zipbuild import BuildCancelled
-from tests.factories import Factory, PostRow, UserRow
+from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

@@ -19,7 +19,7 @@ from pmd_service.core.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import REDIS
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import SSE, eventually, open_stream, run_worker
 
 SQL_ANNOUNCED = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"

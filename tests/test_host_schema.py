@@ -34,7 +34,8 @@ from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
-from tests.helpers import SSE, HostSite, announced, direct, open_stream, run_worker
+from support.seeding import HostSite
+from tests.helpers import SSE, announced, direct, open_stream, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -17,8 +17,9 @@ from msgspec.structs import replace
 from pmd_service.core import logs
 from pmd_service.core.settings import Settings
 from pmd_service.sse import service
-from tests.factories import Factory
-from tests.helpers import SSE, Mailbox, Stream, run_worker
+from support.mailbox import Mailbox
+from support.seeding import Factory
+from tests.helpers import SSE, Stream, run_worker
 
 Client = TestClient[Any, Any]
 

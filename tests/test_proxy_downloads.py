@@ -26,13 +26,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import ZIP_FILES
 from pmd_service.web.object_download import READ_CHUNK, _relay
-from tests.factories import Factory, UserRow
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, eventually, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

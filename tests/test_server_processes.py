@@ -12,29 +12,16 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from harness.stack import database_env
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import CHECKOUT, SSE, Stream, eventually, free_port, listener_pids
+from support.seeding import Factory
+from support.stack import free_port, service_env
+from tests.helpers import CHECKOUT, SSE, Stream, eventually, listener_pids
 
 
 def start(
     settings: Settings, directory: Path, port: int, processes: int
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url,
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SERVER_PROCESSES": str(processes),
-        "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(directory),
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        "METRICS_PORT": "0",
-    }
+    env = service_env(settings, directory, PORT=str(port), SERVER_PROCESSES=str(processes))
     with (directory / "server.log").open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "server.py"], cwd=CHECKOUT, env=env, stdout=log, stderr=log

@@ -34,8 +34,9 @@ from pmd_service.jobs import sources
 from pmd_service.jobs.archive_content import Artwork
 from pmd_service.jobs.sources import fetched_in_order, http_fetcher
 from pmd_service.jobs.zipbuild import Entry
-from tests.factories import Factory, PostRow, UserRow
-from tests.helpers import download_zip, fetch_item, free_port, request_bdr, run_worker
+from support.seeding import Factory, PostRow, UserRow
+from support.stack import free_port
+from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -27,7 +27,7 @@ from pmd_service.sse.callers import UserLookups
 from pmd_service.sse.turns import Turns
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_OPENINGS
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
 from tests.helpers import (
     SSE,
     Message,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -17,10 +16,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from harness.stack import database_env
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
+from support.stack import free_port, service_env
 from tests.helpers import (
     CHECKOUT,
     SSE,
@@ -29,7 +28,6 @@ from tests.helpers import (
     answers_200,
     event_ids,
     eventually,
-    free_port,
     ids,
     listener_pids,
     run_worker,
@@ -55,19 +53,7 @@ async def server_process(
     settings: Settings, directory: Path, name: str, **env: str
 ) -> AsyncIterator[ServerProcess]:
     port = free_port()
-    environ = {
-        **os.environ,
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(directory),
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        **env,
-    }
+    environ = service_env(settings, directory, PORT=str(port), **env)
     log = directory / f"{name}.log"
     with log.open("wb") as out:
         # Popen does not block; the server must be its own process to be signalled.

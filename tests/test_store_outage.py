@@ -19,9 +19,9 @@ import pytest
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
 from tests.helpers import assert_problem, eventually, fetch_item
 from tests.test_proxy_downloads import BIG, HANG_GUARD, _open, in_bucket, ready_zip, start
 

@@ -1,4 +1,4 @@
-"""The machine's programs (harness/tools.py): a missing one is one line naming it and the Debian
+"""The machine's programs (support/tools.py): a missing one is one line naming it and the Debian
 package that provides it, from the cluster and chaos runs before they start anything, and the
 table is the one CI installs from."""
 
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import chaos, cluster, tools
+from harness import chaos, cluster
 from harness.chaos_stack import Tmpfs
+from support import tools
 from tests.helpers import CHECKOUT
 
 
@@ -105,18 +106,18 @@ def test_python_m_harness_cluster_with_an_empty_path_prints_one_line(tmp_path: P
 
 
 def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
-    """`.ci/run` asks `python3 -m harness.tools --packages` (before the project's virtualenv
+    """`.ci/run` asks `python3 -m support.tools --packages` (before the project's virtualenv
     exists: the standard library only, hence `-S`) which packages to install, for every program
     the table knows."""
     script = (CHECKOUT / ".ci" / "run").read_text()
     match = re.search(r"^PROGRAMS=\((.+?)\)", script, re.MULTILINE | re.DOTALL)
     assert match is not None
     assert sorted(shlex.split(match[1])) == sorted(tools.PACKAGES)
-    assert 'python3 -m harness.tools --packages "${PROGRAMS[@]}"' in script
+    assert 'python3 -m support.tools --packages "${PROGRAMS[@]}"' in script
     empty = tmp_path / "bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-S", "-m", "harness.tools", "--packages", "nsenter", "promtool",
+        [sys.executable, "-S", "-m", "support.tools", "--packages", "nsenter", "promtool",
          "unshare"],
         cwd=CHECKOUT, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=60,
         check=True,

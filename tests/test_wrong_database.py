@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 
 from pmd_service.core.migrate import database_label
-from tests.helpers import CHECKOUT, SECRET, free_port, with_database
+from support.stack import free_port
+from tests.helpers import CHECKOUT, SECRET, with_database
 
 COMMANDS = [
     ["serve"],

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a fresh database on real servers, and the service's processes.
+"""One way to start a stack: a fresh database on real servers, the service's processes, and
+the one builder of their environment (`service_env`), for the tests, benchmarks and runs.
 
 PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones started the
 way the app starts them (under .data/bench). Each run works in a database it creates and drops.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -87,11 +89,30 @@ async def fresh_stack() -> AsyncIterator[Settings]:
             await admin.close()
 
 
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
+    """A port free on every address, below the kernel's range for outgoing connections: a port
+    the kernel hands out (bind to 0) may be taken by a client's connection before the server it
+    is meant for binds it, and with a pooler in front of the test database (TCP on loopback,
+    TEST_DATABASE_POOLER) the suite opens many."""
+    try:
+        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    for _ in range(200):
+        port = random.randrange(10000, first_ephemeral)
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        found: int = s.getsockname()[1]
+        return found
 
 
 def database_env(settings: Settings) -> dict[str, str]:
@@ -103,17 +124,32 @@ def database_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
+# What a test's child does not inherit from the test's own environment: it sets what it checks.
+_OWN = ("PMD_", "LOG_", "METRICS_", "STARTUP_")
+
+
+def service_env(
+    settings: Settings, data_dir: Path | None = None, /, **extra: str
+) -> dict[str, str]:
+    """The environment of a server, worker or CLI process on `settings`: the only builder of it.
+    Without `data_dir`, this process's environment with text logs (a benchmark's or a run's
+    child); with it, a test's child: on 127.0.0.1 with its data under `data_dir`, and none of
+    the caller's PMD_/LOG_/METRICS_/STARTUP_ settings, PORT or HOST (a test names what it checks)."""
+    if data_dir is None:
+        env = {**os.environ, "LOG_FORMAT": "text"}
+    else:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN)}
+        env = {k: v for k, v in env.items() if k not in ("PORT", "HOST")}
+        env |= {"HOST": "127.0.0.1", "PMD_DATA_DIR": str(data_dir)}
+    return env | {
         **database_env(settings),
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "VAULT_PATH": str(settings.vault_path),
         "BDR_PATH": str(settings.bdr_path),
         "AUTO_MIGRATE": "false",
-        "LOG_FORMAT": "text",
         "METRICS_PORT": "0",  # a dev worker may hold the default port
+        "PYTHONUNBUFFERED": "1",
         **extra,
     }
 

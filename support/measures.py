@@ -1,0 +1,76 @@
+"""The measures every benchmark takes: a percentile, a process's RSS (now, of its tree, and its
+peak while a block of code runs), and CPU seconds (of a process, and of the whole machine)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: Iterable[float], q: float) -> float:
+    """The nearest-rank `q` quantile (0 to 1) of `samples`, one of them."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (every thread of it); 0 for one that is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields follow it
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_seconds() -> tuple[float, float]:
+    """(busy, iowait) CPU seconds of the whole machine since boot, all cores."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / CLK_TCK, iowait / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def tree_rss_kb(pid: int) -> int:
+    """RSS of `pid` and its children (a server's processes under their parent), in KB."""
+    pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    return sum(rss_kb(p) for p in pids)
+
+
+class PeakRss:
+    """The highest of `read()` (an RSS in KB) while the `with` block runs, sampled every
+    `every` seconds on a thread of its own, from `start` (by default one reading now)."""
+
+    def __init__(
+        self, read: Callable[[], int], every: float = 0.005, start: int | None = None
+    ) -> None:
+        self.read = read
+        self.every = every
+        self.peak = read() if start is None else start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self.read())
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
