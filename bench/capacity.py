@@ -1,6 +1,6 @@
 """How capacity grows, and what shared part gives out first: `python -m bench.capacity` (root).
 
-Not a test: prints figures, exits 0. It builds the cluster of harness/cluster.py with
+Not a test: prints figures, exits 0. It builds the cluster of runs/cluster/run.py with
 `--servers` server hosts (SERVER_PROCESSES=2 each) and `--workers` worker hosts, then measures,
 each part with the CPU spent by every host (every process in its network namespace) and by the
 whole machine, so a curve that flattens because the box's cores are spent is told apart from
@@ -52,10 +52,10 @@ import obstore
 from arq.constants import default_queue_name
 
 from bench.store import _plain_put, _store
-from harness.chaos_seed import Seed, SeedUser
-from harness.cluster import BUCKET, SERVICE_ROLE, Cluster, enter, up
-from harness.netns import possible
 from pmd_service.core.queue import create_redis
+from runs.chaos.seed import Seed, SeedUser
+from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster, enter, up
+from runs.cluster.netns import possible
 from support.measures import cpu_seconds, machine_seconds, percentile
 from support.stack import CHECKOUT
 
@@ -475,7 +475,7 @@ async def restart_servers(rig: Rig, env: dict[str, str]) -> None:
 
 
 async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
-    from harness.cluster_run import _until_ready, prepare
+    from runs.cluster.client import prepare, until_ready
 
     hosts = list(range(1, len(cluster.servers) + 1))
     env = cluster.service_env(BDR_DAILY_LIMIT="10000", BDR_DOWNLOAD_MODE="proxy",
@@ -491,7 +491,7 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             rig = Rig(cluster, env, data, admin, redis, http)
-            await _until_ready(http, rig)  # type: ignore[arg-type]
+            await until_ready(http, rig)  # type: ignore[arg-type]
             print("1. list requests through the balancer (PgBouncer)", flush=True)
             out["lists"] = await list_curve(rig, "via PgBouncer", hosts)
             print("3. BDRs against worker hosts", flush=True)

@@ -1,4 +1,2 @@
-"""Real stacks on loopback for what is not a unit test: fresh databases, `server.py` and worker
-processes (stack.py), the chaos run (`python -m harness.chaos`) and the fuzzer from the
-OpenAPI contract (`python -m harness.fuzz`). The test suite and the benchmarks use them;
-nothing here is shipped."""
+"""The chaos run's report page (chaos_doc.py) and its saved runs (chaos_runs/); the runs
+themselves are in runs/, what they share in support/."""

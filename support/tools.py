@@ -33,7 +33,7 @@ PACKAGES: dict[str, str] = {
     "promtool": "prometheus",
     "chromium": "chromium",
 }
-# What `python -m harness.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
+# What `python -m runs.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
 # HAProxy, PgBouncer and Redis. (Its PostgreSQL is PG_BIN's there, Debian's postgresql-15.)
 CLUSTER = ("ip", "nsenter", "unshare", "haproxy", "pgbouncer", "redis-server")
 # Debian installs pgbouncer, haproxy, nginx and ip here, which a normal user's PATH lacks.

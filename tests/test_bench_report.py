@@ -105,7 +105,7 @@ def test_a_section_the_template_names_must_exist(figures: Path) -> None:
 REDO = (
     "it is generated: edit its template (bench/*.md.in) or the code that renders it, then "
     "render it again with `python -m bench.run_all --report-only` (chaos sections: from "
-    "harness/chaos_runs/, by `python -m harness.chaos ... --doc`)"
+    "harness/chaos_runs/, by `python -m runs.chaos ... --doc`)"
 )
 
 

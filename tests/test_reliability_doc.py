@@ -9,8 +9,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from harness import chaos
-from harness.chaos_faults import Faults
+from runs.chaos import run as chaos
+from runs.chaos.faults import Faults
 from tests import test_access_matrix as matrix
 from tests.helpers import CHECKOUT
 
@@ -71,7 +71,7 @@ def test_the_chaos_sizes_are_the_harness_defaults() -> None:
         users, seconds, count = _row_sizes(row)
         assert (users, seconds, count) == (args.users, args.duration, injected), (
             f"docs/reliability.md's '{row}' row says {users} users, {seconds:.0f} s, {count} "
-            f"faults; harness/chaos.py makes {args.users}, {args.duration:.0f} s, {injected}"
+            f"faults; runs/chaos/run.py makes {args.users}, {args.duration:.0f} s, {injected}"
         )
 
 

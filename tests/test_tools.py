@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import chaos, cluster
-from harness.chaos_stack import Tmpfs
+from runs.chaos import run as chaos
+from runs.chaos.procs import Tmpfs
+from runs.cluster import run as cluster
 from support import tools
 from tests.helpers import CHECKOUT
 
@@ -90,7 +91,7 @@ def test_python_m_harness_cluster_with_an_empty_path_prints_one_line(tmp_path: P
     empty = tmp_path / "bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cluster", "--ci"], cwd=CHECKOUT, env={"PATH": str(empty)},
+        [sys.executable, "-m", "runs.cluster", "--ci"], cwd=CHECKOUT, env={"PATH": str(empty)},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr

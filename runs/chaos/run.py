@@ -1,4 +1,4 @@
-"""Chaos run: `python -m harness.chaos [--duration 180]`, or `--ci` for the slim variant.
+"""Chaos run: `python -m runs.chaos [--duration 180]`, or `--ci` for the slim variant.
 
 A real stack on loopback: PostgreSQL (a fresh database, see support.stack), a Redis and an SMTP
 server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
@@ -40,17 +40,17 @@ from typing import Any
 import aiohttp
 from msgspec.structs import replace
 
-from harness import chaos_checks as checks
 from harness import chaos_doc
-from harness.chaos_faults import Faults
-from harness.chaos_seed import Seed, seed
-from harness.chaos_sse import SseClient
-from harness.chaos_stack import Proc, Tmpfs, server_proc, worker_proc
-from harness.chaos_workload import Actor, Api, Ledger
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
+from runs.chaos import checks
+from runs.chaos.faults import Faults
+from runs.chaos.procs import Proc, Tmpfs, server_proc, worker_proc
+from runs.chaos.seed import Seed, seed
+from runs.chaos.sse import SseClient
+from runs.chaos.workload import Actor, Api, Ledger
 from support import tools
 from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, running_pgbouncer
@@ -71,7 +71,7 @@ FROM batch_download_requests
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m runs.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
     p.add_argument("--duration", type=float, help="seconds of workload (default 180, --ci 75)")
     p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 6)")
@@ -430,9 +430,3 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote this run into {where}")
     return code
-
-
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-    sys.exit(130)

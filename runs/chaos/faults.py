@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 import obstore
 
-from harness.chaos_seed import SeedUser
-from harness.chaos_sse import SseClient
-from harness.chaos_stack import Proc, Tmpfs
-from harness.chaos_workload import CONNECTION_ERRORS, Api, Ledger
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
+from runs.chaos.procs import Proc, Tmpfs
+from runs.chaos.seed import SeedUser
+from runs.chaos.sse import SseClient
+from runs.chaos.workload import CONNECTION_ERRORS, Api, Ledger
 from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, console
 from support.redis import RedisServer

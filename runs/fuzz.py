@@ -1,4 +1,4 @@
-"""Fuzzing from the contract: `python -m harness.fuzz [--cases 1200]`.
+"""Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]`.
 
 Not a test (tests/test_fuzz.py runs the same engine, smaller, in CI). Against a real
 `python server.py` process on a fresh database, seeded so the happy paths are reachable (a

@@ -11,9 +11,9 @@ from typing import Any
 
 import aiohttp
 
-from harness.chaos_seed import SeedUser
-from harness.chaos_stack import Proc
-from harness.chaos_workload import CONNECTION_ERRORS, Api, label
+from runs.chaos.procs import Proc
+from runs.chaos.seed import SeedUser
+from runs.chaos.workload import CONNECTION_ERRORS, Api, label
 
 
 class SseClient:
