@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import io
 import json
+import pkgutil
+import shutil
 import time
 import uuid
 import zipfile
@@ -18,11 +21,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+import pmd_service
 from pmd_service.core.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
@@ -395,3 +400,34 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
     )
     bdr_id: str = item["id"]
     return bdr_id
+
+
+def pg_dump() -> str:
+    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
+    try:
+        import pgserver
+
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.skip("no pg_dump on this machine")
+    return found
+
+
+def service_statements() -> dict[str, str]:
+    """Every SQL_* constant of the package but the standalone-only and catalog modules (and
+    the worker's entry module, which reads its settings from the environment on import)."""
+    skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker"}
+    found: dict[str, str] = {}
+    for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
+        if info.name.rsplit(".", 1)[-1] in skip:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if name.startswith("SQL_") and isinstance(value, str) and value not in found.values():
+                found[f"{info.name}.{name}"] = value
+    return found

@@ -14,13 +14,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -35,25 +33,9 @@ from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from support.seeding import HostSite
-from tests.helpers import SSE, announced, direct, open_stream, run_worker
+from tests.helpers import SSE, announced, direct, open_stream, pg_dump, run_worker
 
 Client = TestClient[Any, Any]
-
-
-def pg_dump() -> str:
-    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
-    try:
-        import pgserver
-
-        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
-        if bundled.exists():
-            return str(bundled)
-    except ImportError:
-        pass
-    found = shutil.which("pg_dump")
-    if found is None:
-        pytest.skip("no pg_dump on this machine")
-    return found
 
 
 def dump_host_schema(url: str) -> str:

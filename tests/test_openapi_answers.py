@@ -25,6 +25,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
+from tests.downloads import in_bucket
 from tests.helpers import (
     SSE,
     DatabaseRelay,
@@ -34,7 +35,6 @@ from tests.helpers import (
     request_bdr,
     run_worker,
 )
-from tests.test_proxy_downloads import in_bucket
 
 Client = TestClient[Any, Any]
 DOWNLOAD = "/api/pmd/bdr/{id}/download"
