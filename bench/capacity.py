@@ -51,7 +51,7 @@ import asyncpg
 import obstore
 from arq.constants import default_queue_name
 
-from bench.store import _plain_put, _store
+from bench.store import plain_put, store_at
 from pmd_service.core.queue import create_redis
 from runs.chaos.seed import Seed, SeedUser
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster, enter, up
@@ -427,7 +427,7 @@ async def notify_fanout(rig: Rig, listeners: int) -> dict[str, Any]:
 
 
 def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
-    store = _store(env["AWS_ENDPOINT_URL"], BUCKET, "capacity")
+    store = store_at(env["AWS_ENDPOINT_URL"], BUCKET, "capacity")
     local = scratch / "object.zip"
     local.write_bytes(os.urandom(OBJECT_BYTES))
 
@@ -440,7 +440,7 @@ def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
     def get(i: int) -> None:
         assert len(obstore.get(store, f"o{i}").bytes()) == OBJECT_BYTES
 
-    put_s = timed(lambda i: _plain_put(store, f"o{i}", local))
+    put_s = timed(lambda i: plain_put(store, f"o{i}", local))
     get_s = timed(get)
     mb = OBJECT_BYTES * OBJECTS / 1e6
     return {

@@ -107,7 +107,7 @@ def _access(endpoint: str) -> S3Access:
     return S3Access(endpoint, REGION, ACCESS_KEY, SECRET_KEY, None)
 
 
-def _store(endpoint: str, bucket: str, prefix: str) -> S3Store:
+def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
     return open_store(StoreUrl(bucket, prefix), _access(endpoint))
 
 
@@ -142,7 +142,7 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _plain_put(store: S3Store, key: str, local: Path) -> None:
+def plain_put(store: S3Store, key: str, local: Path) -> None:
     obstore.put(store, key, _file_chunks(local), use_multipart=True, chunk_size=PART_BYTES,
                 max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
 
@@ -158,7 +158,7 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
         built = time.perf_counter() - started
         assert result.size == zip_bytes, (result.size, zip_bytes)
         started = time.perf_counter()
-        _plain_put(store, "plain.zip", local)
+        plain_put(store, "plain.zip", local)
         put = time.perf_counter() - started
         assert obstore.head(store, "plain.zip")["size"] == zip_bytes
         obstore.delete(store, ["built.zip", "plain.zip"])  # keep the store's volumes small
@@ -214,7 +214,7 @@ async def _botocore_put(endpoint: str, bucket: str, key: str, source: BinaryIO) 
 
 
 def clients(weed: Seaweed, bucket: str, prefix: str, local: Path, rounds: int) -> dict[str, Any]:
-    store = _store(weed.endpoint, bucket, prefix)
+    store = store_at(weed.endpoint, bucket, prefix)
     size = local.stat().st_size
     figures: dict[str, dict[str, list[float]]] = {
         name: {"wall_s": [], "cpu_s": []} for name in ("obstore", "aiobotocore")
@@ -223,7 +223,7 @@ def clients(weed: Seaweed, bucket: str, prefix: str, local: Path, rounds: int) -
         for name in ("obstore", "aiobotocore"):
             wall, cpu = time.perf_counter(), time.process_time()
             if name == "obstore":
-                _plain_put(store, "client.zip", local)
+                plain_put(store, "client.zip", local)
             else:
                 with open(local, "rb") as source:
                     asyncio.run(
@@ -326,7 +326,7 @@ async def slow_reads(
 ) -> dict[str, Any]:  # fmt: skip
     """Reads through the slow proxy (ports[0]) 8 at a time and one by one, rounds alternating;
     then two floors 8 at a time: through the relay with no sleep (ports[1]), and direct."""
-    direct = _store(weed.endpoint, bucket, prefix)
+    direct = store_at(weed.endpoint, bucket, prefix)
     artworks = []
     for i, path in enumerate(files):
         key, shard = uuid.uuid4(), f"{i % 16:02x}"
@@ -336,8 +336,8 @@ async def slow_reads(
             width=None, height=None, frame_count=1, hashtags=[], storage_shard=shard,
             storage_key=key, fmt="png",
         ))  # fmt: skip
-    slow = _store(f"http://127.0.0.1:{ports[0]}", bucket, prefix)
-    relay = _store(f"http://127.0.0.1:{ports[1]}", bucket, prefix)
+    slow = store_at(f"http://127.0.0.1:{ports[0]}", bucket, prefix)
+    relay = store_at(f"http://127.0.0.1:{ports[1]}", bucket, prefix)
     times: dict[int, list[float]] = {FETCH_CONCURRENCY: [], 1: []}
     for i in range(rounds + 1):
         for concurrency in times:
@@ -509,7 +509,7 @@ def run(rounds: int) -> dict[str, Any]:
         asyncio.run(create_bucket(weed, bucket))
         files = make_large_pngs(Path(tmp) / "large", 128)
         local = Path(tmp) / "local.zip"
-        store = _store(weed.endpoint, bucket, "bench/build")
+        store = store_at(weed.endpoint, bucket, "bench/build")
         figures["build"] = build_vs_put(store, files, local, rounds)
         _report_build(figures["build"])
         weed.vacuum()

@@ -33,9 +33,7 @@ async def test_generated_requests_never_break_the_contract(
     settings = replace(settings, bdr_daily_limit=10_000, sse_max_per_user=1000)
     assert settings.database_url is not None
     # The seed writes host rows, as the host would: the admin's URL (the app runs as its role).
-    seed = await seed_database(
-        admin_database_url, settings.jwt_secret_key, settings.sqids_alphabet, settings.bdr_path
-    )
+    seed = await seed_database(settings, admin_database_url)
     app = create_app(settings)
     operations = {f"{m.upper()} {p}" for p, ops in app[OPENAPI_DOC]["paths"].items() for m in ops}
     server = TestServer(app)
