@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -50,20 +51,32 @@ def tree_rss_kb(pid: int) -> int:
 
 class PeakRss:
     """The highest of `read()` (an RSS in KB) while the `with` block runs, sampled every
-    `every` seconds on a thread of its own, from `start` (by default one reading now)."""
+    `every` seconds on a thread of its own, from `start` (by default one reading now), and how
+    many readings were taken (a peak from three readings of a ten-second build proves little).
+    With `trace_every`, `trace` holds the highest of each such window: (seconds, MB)."""
 
     def __init__(
-        self, read: Callable[[], int], every: float = 0.005, start: int | None = None
-    ) -> None:
-        self.read = read
-        self.every = every
+        self, read: Callable[[], int], every: float = 0.005, start: int | None = None,
+        trace_every: float | None = None,
+    ) -> None:  # fmt: skip
+        self.read, self.every, self.trace_every = read, every, trace_every
         self.peak = read() if start is None else start
+        self.samples = 1
+        self.trace: list[tuple[float, float]] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
+        self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
+        started = time.monotonic()
+        window, high = started + (self.trace_every or 0), 0
         while not self._stop.wait(self.every):
-            self.peak = max(self.peak, self.read())
+            rss = self.read()
+            self.peak = max(self.peak, rss)
+            self.samples += 1
+            high = max(high, rss)
+            if self.trace_every and (now := time.monotonic()) >= window:
+                self.trace.append((round(now - started, 2), round(high / 1024, 1)))
+                window, high = window + self.trace_every, 0
 
     def __enter__(self) -> PeakRss:
         self._thread.start()

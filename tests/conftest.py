@@ -39,9 +39,9 @@ from pmd_service.web.app import create_app
 from support.mailbox import Mailbox, serving
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from support.seeding import Factory
-from support.stack import free_port
+from support.stack import create_database, drop_database, free_port, with_database
 from tests import prerequisites, skip_guard
-from tests.helpers import CHECKOUT, SECRET, TABLES, as_role, grant_role, with_database
+from tests.helpers import CHECKOUT, SECRET, TABLES, as_role, grant_role
 from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
@@ -83,14 +83,7 @@ def test_database() -> Iterator[TestDatabase]:
     db = TestDatabase(admin_url, as_role(admin_url, role, password), role, password)
 
     async def create() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            # The service sets its search path on every connection it opens; this default lets
-            # the tests' own connections name the service's tables unqualified too.
-            await conn.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
-        finally:
-            await conn.close()
+        await create_database(server_url, name)
         conn = await asyncpg.connect(admin_url)
         try:
             await create_host_tables(conn)
@@ -103,17 +96,9 @@ def test_database() -> Iterator[TestDatabase]:
         finally:
             await conn.close()
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(server_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f"DROP ROLE IF EXISTS {role}")
-        finally:
-            await conn.close()
-
     asyncio.run(create())
     yield db
-    asyncio.run(drop())
+    asyncio.run(drop_database(server_url, name, role))
 
 
 @pytest.fixture(scope="session")
@@ -148,10 +133,8 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
     """A fresh database holding the host's tables, and nothing of the service's yet (an admin
     URL; `host_role_url` is the service's role on it)."""
     name = f"pmd_host_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_database_url)
+    url = await create_database(admin_database_url, name, search_path=False)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(admin_database_url, name)
         conn = await asyncpg.connect(url)
         try:
             await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
@@ -159,8 +142,7 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
             await conn.close()
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(admin_database_url, name)
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ import asyncio
 import contextlib
 import importlib
 import io
-import json
 import pkgutil
 import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +31,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.keys import DB_POOL, REDIS
 from support.seeding import Factory, UserRow
+from support.sse import Message
 from support.stack import free_port
 
 Client = TestClient[Any, Any]
@@ -49,14 +48,6 @@ TABLES = (
     "reactions, comments, "
     "post_files, posts, licenses, users"
 )
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` (pgserver URLs carry the host in the query)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 def direct(settings: Settings, url: str, **changes: Any) -> Settings:
@@ -259,113 +250,6 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
     resp = await act(client, user, action, post_ids, **extra)
     assert resp.status == 200, await resp.text()
     return await resp.json()
-
-
-SSE = "/api/pmd/bdr/sse"
-
-
-@dataclass
-class Message:
-    event: str | None = None
-    id: str | None = None
-    data: str | None = None
-    retry: int | None = None
-    comment: str | None = None
-
-    def json(self) -> dict[str, Any]:
-        assert self.data is not None
-        value: dict[str, Any] = json.loads(self.data)
-        return value
-
-
-class Stream:
-    """Parses `text/event-stream` as the WHATWG spec says (what EventSource does)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self.resp = resp
-        self.last_event_id: str | None = None
-
-    async def next(self, within: float = 10) -> Message | None:
-        """The next message (an event, a comment or a retry), or None at the end of stream."""
-        msg = Message()
-        started = False
-        while True:
-            try:
-                raw = await asyncio.wait_for(self.resp.content.readline(), within)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                return None
-            if not raw:
-                return None
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if started:
-                    return msg
-                continue
-            started = True
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "":
-                msg.comment = value
-            elif name == "event":
-                msg.event = value
-            elif name == "id":
-                msg.id = self.last_event_id = value
-            elif name == "data":
-                msg.data = value if msg.data is None else f"{msg.data}\n{value}"
-            elif name == "retry":
-                msg.retry = int(value)
-
-    async def until(self, done: Callable[[Message], bool], within: float = 10) -> list[Message]:
-        """Messages up to and including the first for which `done` is true (pings dropped)."""
-        out: list[Message] = []
-        deadline = time.monotonic() + within
-        while True:
-            msg = await self.next(max(0.1, deadline - time.monotonic()))
-            assert msg is not None, f"stream ended; got {[(m.event, m.id) for m in out]}"
-            if msg.comment is None:
-                out.append(msg)
-            if done(msg):
-                return out
-
-    async def opening(self) -> list[Message]:
-        """retry, snapshot (or missed events), connected."""
-        return await self.until(lambda m: m.event == "connected")
-
-    async def updates(self, n: int, within: float = 15) -> list[Message]:
-        got: list[Message] = []
-        deadline = time.monotonic() + within
-        while len(got) < n:
-            msg = await self.next(max(0.1, deadline - time.monotonic()))
-            assert msg is not None, f"stream ended after {len(got)} of {n} updates"
-            if msg.event == "bdr_update":
-                got.append(msg)
-        return got
-
-    async def ended(self, within: float = 10) -> list[Message]:
-        """Everything until the end of the stream."""
-        out: list[Message] = []
-        while (msg := await self.next(within)) is not None:
-            out.append(msg)
-        return out
-
-    def close(self) -> None:
-        self.resp.close()
-
-
-@contextlib.asynccontextmanager
-async def open_stream(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-) -> AsyncIterator[Stream]:
-    resp = await session.get(url, headers=headers, params=params)
-    try:
-        assert resp.status == 200, await resp.text()
-        assert resp.headers["Content-Type"].startswith("text/event-stream")
-        yield Stream(resp)
-    finally:
-        resp.close()
 
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:

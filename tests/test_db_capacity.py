@@ -38,8 +38,9 @@ from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, OUTAGES
 from pmd_service.web.outage import OutageLog
 from support.seeding import Factory
+from support.sse import SSE, open_stream
 from support.stack import service_env
-from tests.helpers import CHECKOUT, SSE, assert_problem, eventually, open_stream
+from tests.helpers import CHECKOUT, assert_problem, eventually
 from tests.procs import ARQ_WORKER, WORKER, run
 
 TEXT_INFO = re.compile(r"^\S+ \S+ (INFO|DEBUG) ")

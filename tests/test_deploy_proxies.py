@@ -23,8 +23,9 @@ import pytest
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
+from support.sse import SSE, open_stream
 from support.stack import free_port
-from tests.helpers import SSE, eventually, open_stream
+from tests.helpers import eventually
 from tests.host_stack.proxies import (
     HOST_API_REPLY,
     nginx_test,

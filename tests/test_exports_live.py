@@ -20,7 +20,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, UserRow
-from tests.helpers import SSE, Message, eventually, open_stream, run_worker
+from support.sse import SSE, Message, open_stream
+from tests.helpers import eventually, run_worker
 
 KIB = 1024
 

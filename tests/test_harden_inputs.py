@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
-from tests.helpers import SECRET, SSE, assert_problem, fetch_item, request_bdr, run_worker
+from support.sse import SSE
+from tests.helpers import SECRET, assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -33,7 +33,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.jobs.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from support.seeding import HostSite
-from tests.helpers import SSE, announced, direct, open_stream, pg_dump, run_worker
+from support.sse import SSE, open_stream
+from tests.helpers import announced, direct, pg_dump, run_worker
 
 Client = TestClient[Any, Any]
 

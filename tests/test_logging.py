@@ -19,7 +19,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.sse import service
 from support.mailbox import Mailbox
 from support.seeding import Factory
-from tests.helpers import SSE, Stream, run_worker
+from support.sse import SSE, Stream
+from tests.helpers import run_worker
 
 Client = TestClient[Any, Any]
 

@@ -23,7 +23,7 @@ from pmd_service.core.migrate import (
     migrate,
 )
 from pmd_service.core.settings import Settings
-from tests.helpers import with_database
+from support.stack import with_database
 
 
 @pytest.fixture

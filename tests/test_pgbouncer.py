@@ -26,18 +26,9 @@ from pmd_service.web.app import create_app
 from pmd_service.web.keys import SSE_HUB
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.seeding import Factory
+from support.sse import SSE, open_stream
 from support.stack import free_port, service_env
-from tests.helpers import (
-    CHECKOUT,
-    SSE,
-    download_zip,
-    fetch_item,
-    ids,
-    ok,
-    open_stream,
-    request_bdr,
-    run_worker,
-)
+from tests.helpers import CHECKOUT, download_zip, fetch_item, ids, ok, request_bdr, run_worker
 from tests.prerequisites import needs, programs
 from tests.procs import ARQ_WORKER, SERVE, WORKER, run
 

@@ -12,8 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
+from support.sse import SSE, Stream
 from support.stack import free_port, service_env
-from tests.helpers import SSE, Stream
 from tests.procs import SERVE, Proc
 
 Client = TestClient[Any, Any]

@@ -3,10 +3,10 @@ its own LISTEN connection, started and stopped by one parent."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -14,18 +14,17 @@ import asyncpg
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
-from support.stack import free_port, service_env
-from tests.helpers import CHECKOUT, SSE, Stream, eventually, listener_pids
+from support.sse import SSE, Stream
+from support.stack import free_port, service_env, start_server
+from tests.helpers import eventually, listener_pids
 
 
 def start(
     settings: Settings, directory: Path, port: int, processes: int
 ) -> subprocess.Popen[bytes]:
-    env = service_env(settings, directory, PORT=str(port), SERVER_PROCESSES=str(processes))
+    env = service_env(settings, directory, SERVER_PROCESSES=str(processes))
     with (directory / "server.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "server.py"], cwd=CHECKOUT, env=env, stdout=log, stderr=log
-        )
+        return start_server(env, port, log)
 
 
 def children(pid: int) -> list[int]:
@@ -41,7 +40,7 @@ async def test_processes_share_the_port_and_each_listens(
     settings: Settings, factory: Factory, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     port = free_port()
-    parent = start(settings, tmp_path, port, processes=2)
+    parent = await asyncio.to_thread(start, settings, tmp_path, port, 2)
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -99,7 +98,7 @@ async def test_one_process_dying_stops_the_group(
     """A process that dies takes the others down and the parent exits 1, so whatever supervises
     the server restarts it whole rather than running on with fewer processes than configured."""
     port = free_port()
-    parent = start(settings, tmp_path, port, processes=2)
+    parent = await asyncio.to_thread(start, settings, tmp_path, port, 2)
     try:
 
         async def both_listening() -> bool:

@@ -28,17 +28,14 @@ from pmd_service.sse.turns import Turns
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_OPENINGS
 from support.seeding import Factory, UserRow
+from support.sse import SSE, Message, Stream, open_stream
 from tests.helpers import (
-    SSE,
-    Message,
-    Stream,
     assert_problem,
     event_ids,
     eventually,
     fetch_item,
     ids,
     listener_pids,
-    open_stream,
     request_bdr,
     run_worker,
 )

@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from pmd_service.core.migrate import database_label
-from support.stack import free_port
-from tests.helpers import CHECKOUT, SECRET, with_database
+from support.stack import free_port, with_database
+from tests.helpers import CHECKOUT, SECRET
 
 COMMANDS = [
     ["serve"],
