@@ -49,8 +49,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 import obstore
-from arq.constants import default_queue_name
 
+from bench.scaling import drained, hold_backlog
 from bench.store import plain_put, store_at
 from pmd_service.core.queue import create_redis
 from runs.chaos.seed import Seed, SeedUser
@@ -62,7 +62,6 @@ from support.stack import CHECKOUT
 LIST_PATH = "/api/pmd/posts?limit=50"
 LIST_SECONDS, LIST_CONCURRENCY = 8.0, 32
 ARTWORKS_PER_BDR = 4
-HELD_QUEUE = "pmd-bench:held-queue"
 DRAIN_LIMIT_S = 240.0
 STREAM_OPENS = 20
 IDLE_SECONDS = 5.0
@@ -76,11 +75,6 @@ REDIS_COMMANDS = "set,get,zadd,lpush,incr"
 SQL_BACKENDS = f"""
 SELECT coalesce(host(client_addr), 'local') AS addr, count(*)::int AS n
 FROM pg_stat_activity WHERE usename = '{SERVICE_ROLE}' GROUP BY 1
-"""
-SQL_STATUS = """
-SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
-       count(*) FILTER (WHERE status NOT IN ('pending', 'processing', 'ready')) AS other
-FROM batch_download_requests WHERE id = ANY($1::uuid[])
 """
 
 
@@ -269,11 +263,6 @@ async def post_backlog(rig: Rig, n: int, rng: random.Random) -> list[str]:
     users = rig.data.users
     share = -(-n // len(users))
     await asyncio.gather(*(one(u, min(share, n - i * share)) for i, u in enumerate(users)))
-    deadline = time.monotonic() + 20
-    while await rig.redis.zcard(default_queue_name) < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the servers did not enqueue every BDR within 20 s")
-        await asyncio.sleep(0.05)
     return ids
 
 
@@ -295,29 +284,18 @@ async def workers_up(rig: Rig, names: list[str]) -> None:
 async def drain(rig: Rig, n_hosts: int, backlog: int, rng: random.Random) -> dict[str, Any]:
     before = await commands(rig.redis)
     ids = await post_backlog(rig, backlog, rng)
+    await hold_backlog(rig.redis, backlog, 20)
     posted = delta(before, await commands(rig.redis))
-    # Held aside until every worker is up: otherwise the first to start drains alone.
-    await rig.redis.rename(default_queue_name, HELD_QUEUE)
     names = rig.cluster.workers[:n_hosts]
     for name in names:
         rig.cluster.start_worker(name, rig.env)
     await workers_up(rig, names)
 
-    async def until_drained() -> float:
-        start = time.monotonic()
-        await rig.redis.rename(HELD_QUEUE, default_queue_name)
-        while True:
-            row = await rig.admin.fetchrow(SQL_STATUS, ids)
-            assert row is not None and row["other"] == 0, "a BDR failed or was cancelled"
-            if row["ready"] == backlog:
-                return time.monotonic() - start
-            if time.monotonic() - start > DRAIN_LIMIT_S:
-                raise RuntimeError(f"{row['ready']}/{backlog} ready after {DRAIN_LIMIT_S} s")
-            await asyncio.sleep(0.1)
-
     before = await commands(rig.redis)
-    seconds, cpu = await rig.meter.around(until_drained())
-    drained = delta(before, await commands(rig.redis))
+    seconds, cpu = await rig.meter.around(
+        drained(rig.admin, rig.redis, backlog, DRAIN_LIMIT_S, ids)
+    )
+    draining = delta(before, await commands(rig.redis))
     idle: dict[str, int] = {}
     if n_hosts == len(rig.cluster.workers):
         before = await commands(rig.redis)
@@ -328,8 +306,8 @@ async def drain(rig: Rig, n_hosts: int, backlog: int, rng: random.Random) -> dic
     figures = {
         "worker_hosts": n_hosts, "bdrs": backlog, "seconds": round(seconds, 2),
         "per_s": round(backlog / seconds, 2), "cpu": cpu,
-        "redis_per_bdr": round((sum(posted.values()) + sum(drained.values())) / backlog, 1),
-        "redis_commands": {"post": posted, "drain": drained},
+        "redis_per_bdr": round((sum(posted.values()) + sum(draining.values())) / backlog, 1),
+        "redis_commands": {"post": posted, "drain": draining},
     }  # fmt: skip
     if idle:
         figures["idle_per_worker_s"] = round(sum(idle.values()) / IDLE_SECONDS / n_hosts, 1)

@@ -120,7 +120,7 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     return why
 
 
-async def _service_versions() -> tuple[str, str]:
+async def service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
     import asyncpg
 
@@ -160,7 +160,7 @@ def record_machine() -> None:
         for line in with_release.read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
                 os_name = line.split("=", 1)[1].strip('"')
-    pg, redis = asyncio.run(_service_versions())
+    pg, redis = asyncio.run(service_versions())
     info = {
         "cpu": cpu,
         "nproc": str(len(os.sched_getaffinity(0))),

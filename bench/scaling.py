@@ -94,10 +94,11 @@ SQL_WORKERS_UP = """
 SELECT count(*) FROM pg_stat_activity
 WHERE application_name = 'pmd-worker' AND datname = current_database()
 """
+# Of the BDRs $1 (all when NULL): how many are ready, and how many ended otherwise.
 SQL_DRAINED = """
 SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
        count(*) FILTER (WHERE status NOT IN ('pending', 'processing', 'ready')) AS other
-FROM batch_download_requests
+FROM batch_download_requests WHERE $1::uuid[] IS NULL OR id = ANY($1::uuid[])
 """
 SQL_DRAIN_TIMES = """
 SELECT extract(epoch FROM max(completed_at))::float8 AS last_done,
@@ -245,6 +246,33 @@ async def start_workers(
 # --- 1. the backlog ------------------------------------------------------------------------
 
 
+async def hold_backlog(redis: ArqRedis, backlog: int, within: float) -> None:
+    """Once the servers have enqueued all `backlog` BDRs (each after its reply is written), the
+    queue held aside until every worker is up: otherwise the first to start drains alone."""
+    deadline = time.monotonic() + within
+    while await redis.zcard(default_queue_name) < backlog:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the servers did not enqueue every BDR within {within:.0f} s")
+        await asyncio.sleep(0.02)
+    await redis.rename(default_queue_name, HELD_QUEUE)
+
+
+async def drained(db: Any, redis: ArqRedis, backlog: int, limit: float,
+                  ids: list[str] | None = None) -> float:  # fmt: skip
+    """The held queue released; seconds until all `backlog` BDRs (`ids`, or every one) are
+    ready. `db`: a connection or pool."""
+    start = time.monotonic()
+    await redis.rename(HELD_QUEUE, default_queue_name)
+    while True:
+        row = await db.fetchrow(SQL_DRAINED, ids)
+        assert row is not None and row["other"] == 0, "a BDR failed or was cancelled"
+        if row["ready"] == backlog:
+            return time.monotonic() - start
+        if time.monotonic() - start > limit:
+            raise RuntimeError(f"{row['ready']}/{backlog} ready after {limit:.0f} s")
+        await asyncio.sleep(0.1)
+
+
 @dataclass(frozen=True)
 class Rig:
     """What a drain runs against: the stack, its server and the seeded users."""
@@ -275,30 +303,13 @@ async def drain(rig: Rig, backlog: int, n_workers: int) -> dict[str, Any]:
     shares = [min(per_user, backlog - u * per_user) for u in range(USERS)]
     await asyncio.gather(*(one_user(u, k) for u, k in enumerate(shares) if k > 0))
     assert count == backlog
-    # The server enqueues after its reply is written: wait for the last of them.
-    deadline = time.monotonic() + 10
-    while await redis.zcard(default_queue_name) < backlog:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not enqueue every BDR within 10 s")
-        await asyncio.sleep(0.02)
-    # Held aside until every worker is up: otherwise the first to start drains alone.
-    await redis.rename(default_queue_name, HELD_QUEUE)
+    await hold_backlog(redis, backlog, 10)
     workers = await start_workers(conn, env, n_workers)
     meter = CpuMeter(conn, redis, server_pid, [w.pid for w in workers])
     try:
         await meter.start()
         start = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
-        await redis.rename(HELD_QUEUE, default_queue_name)
-        deadline = time.monotonic() + DRAIN_LIMIT_S
-        while True:
-            row = await conn.fetchrow(SQL_DRAINED)
-            assert row is not None
-            assert row["other"] == 0, "a BDR failed or was cancelled"
-            if row["ready"] == backlog:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{row['ready']}/{backlog} ready after {DRAIN_LIMIT_S} s")
-            await asyncio.sleep(0.1)
+        await drained(conn, redis, backlog, DRAIN_LIMIT_S)
         cpu = await meter.stop()
     finally:
         stop(*workers)

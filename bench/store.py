@@ -67,7 +67,7 @@ from pmd_service.jobs.zipbuild import (
     file_sink,
     object_sink,
 )
-from support.measures import PeakRss, rss_kb
+from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import (
     ACCESS_KEY,
     REGION,
@@ -428,12 +428,6 @@ async def worker_memory(
     return figures, bdr_id, sqid
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
-
-
 async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
     async with http.get(url, headers=headers, allow_redirects=False) as resp:
         if resp.status == 302:
@@ -465,9 +459,9 @@ async def downloads(
                 for mode in modes:
                     url = f"http://127.0.0.1:{ports[mode]}/api/pmd/bdr/{bdr_id}/download"
                     pid = servers[mode].pid
-                    before, started = cpu_s(pid), time.perf_counter()
+                    before, started = cpu_seconds(pid), time.perf_counter()
                     got = await _download(http, url, headers)
-                    seconds, used = time.perf_counter() - started, cpu_s(pid) - before
+                    seconds, used = time.perf_counter() - started, cpu_seconds(pid) - before
                     assert got == zip_bytes, (got, zip_bytes)
                     if i:  # round 0 warms up connections, code paths and the store
                         cpu[mode].append(used)
@@ -475,12 +469,12 @@ async def downloads(
         # One download is a few clock ticks at most in redirect mode: many 302s, for the
         # CPU of one with some resolution.
         url = f"http://127.0.0.1:{ports['redirect']}/api/pmd/bdr/{bdr_id}/download"
-        before = cpu_s(servers["redirect"].pid)
+        before = cpu_seconds(servers["redirect"].pid)
         async with aiohttp.ClientSession() as http:
             for _ in range(REDIRECTS):
                 async with http.get(url, headers=headers, allow_redirects=False) as resp:
                     assert resp.status == 302, resp.status
-        per_302 = (cpu_s(servers["redirect"].pid) - before) / REDIRECTS
+        per_302 = (cpu_seconds(servers["redirect"].pid) - before) / REDIRECTS
     finally:
         stop(*servers.values())
     gb = zip_bytes / 1e9
