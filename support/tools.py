@@ -1,5 +1,5 @@
-"""The machine's programs the tests and the harness runs need, each with the Debian package that
-provides it: the one table CI installs from (`.ci/run`) and every check reads, so that a
+"""The machine's programs the tests and the chaos and cluster runs need, each with the Debian
+package that provides it: the one table CI installs from (`.ci/run`) and every check reads, so that a
 missing program is reported in one line naming it and its package, before anything starts,
 instead of as whatever its absence breaks later (a port that never listens, a FileNotFoundError).
 

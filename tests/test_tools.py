@@ -85,7 +85,7 @@ def test_the_cluster_and_the_chaos_run_stop_with_the_line_before_starting_anythi
     )
 
 
-def test_python_m_harness_cluster_with_an_empty_path_prints_one_line(tmp_path: Path) -> None:
+def test_python_m_runs_cluster_with_an_empty_path_prints_one_line(tmp_path: Path) -> None:
     """The entry point itself, with PATH an empty folder: whatever the sbin folders hold here,
     nsenter, unshare and redis-server live in /usr/bin, so at least they are missing."""
     empty = tmp_path / "bin"

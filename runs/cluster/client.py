@@ -1,6 +1,6 @@
 """The cluster's workload, faults and checks, run from the client host (see runs/cluster/run.py).
 
-The chaos run's actors, SSE clients and checks (harness/chaos_*.py), pointed at the balancer
+The chaos run's actors, SSE clients and checks (runs/chaos/), pointed at the balancer
 instead of at each server: one "server" for them, the balancer's address. What differs is the
 faults, which act on whole hosts and links, and one more kind of answer a client may see: the
 balancer's own 502/503/504 while a server host it had chosen is being lost (a power cut takes
