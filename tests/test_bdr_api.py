@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.limits import seconds_to_next_utc_day
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

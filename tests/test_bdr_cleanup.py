@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs, old_files
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

@@ -22,7 +22,6 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
-from harness.stack import database_env
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
@@ -35,16 +34,16 @@ from pmd_service.jobs.mail.notify import send_bdr_email
 from pmd_service.jobs.upkeep.sweep import sweep
 from pmd_service.jobs.zip.build import BuildCancelled, BuildResult, publish
 from pmd_service.web.app import create_app
-from tests.factories import Factory, PostRow, UserRow
+from support.mailbox import Mailbox
+from support.seeding import Factory, PostRow, UserRow
+from support.stack import free_port, service_env
 from tests.helpers import (
     CHECKOUT,
     DatabaseRelay,
-    Mailbox,
     direct,
     download_zip,
     eventually,
     fetch_item,
-    free_port,
     on_port,
     ready_owing_email,
     request_bdr,
@@ -235,18 +234,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     owner = await factory.user()
     posts = await posts_on_origin(factory, owner, origin, 16)
     item = await request_bdr(client, owner, [p.id for p in posts])
-    env = {
-        **os.environ,
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        "ARTWORK_BASE_URL": origin.url,
-        "ARTWORK_FETCH_CONCURRENCY": "1",
-        "AUTO_MIGRATE": "false",
-        "METRICS_PORT": "0",
-    }
+    env = service_env(settings, ARTWORK_BASE_URL=origin.url, ARTWORK_FETCH_CONCURRENCY="1")
     arq = str(Path(sys.executable).with_name("arq"))
     # Popen does not block; the real worker must be a separate process to be SIGKILLed.
     proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT, env=env,  # noqa: ASYNC220

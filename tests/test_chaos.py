@@ -1,4 +1,4 @@
-"""The chaos run's CI variant (`python -m harness.chaos --ci`), only when PMD_CHAOS=1.
+"""The chaos run's CI variant (`python -m runs.chaos --ci`), only when PMD_CHAOS=1.
 
 It starts its own Redis, SMTP server, two servers and two workers, runs for about two minutes
 and mounts a tmpfs when root: too heavy for every `make test`, so CI opts in. With
@@ -31,7 +31,7 @@ POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 @pytest.mark.parametrize("where", ["--ci", "--store"], ids=["folder", "bucket"])
 def test_chaos_ci_run_finds_no_violation(where: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "harness.chaos", "--ci", *([where] if where != "--ci" else []),
+        [sys.executable, "-m", "runs.chaos", "--ci", *([where] if where != "--ci" else []),
          # The bucket's run stays direct: a CI pass through PgBouncer still has one chaos
          # run of each deployment.
          *(POOLER if where == "--ci" else ["--pooler", "none"])],
@@ -50,7 +50,7 @@ def test_chaos_ci_run_finds_no_violation(where: str) -> None:
 @pytest.mark.timeout(420)
 def test_chaos_run_fails_when_every_download_is_corrupt() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "harness.chaos", "--users", "2", "--duration", "25",
+        [sys.executable, "-m", "runs.chaos", "--users", "2", "--duration", "25",
          "--no-faults", "--break-downloads", *POOLER],
         cwd=CHECKOUT,
         capture_output=True,

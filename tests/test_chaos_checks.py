@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import math
 
-from harness.chaos_checks import Report, Workload, check_downloads
-from harness.chaos_workload import Ledger
+from runs.chaos.checks import Report, Workload, check_downloads
+from runs.chaos.workload import Ledger
 
 
 def test_nothing_to_check_is_a_violation() -> None:

@@ -45,7 +45,9 @@ import msgspec
 import pytest
 
 from pmd_service.core.settings import Settings
-from tests.helpers import CHECKOUT, SECRET, free_port
+from support.stack import free_port
+from tests.bad_settings import BAD, FILE
+from tests.helpers import CHECKOUT, SECRET
 from tests.procs import ARQ_WORKER, CLI
 
 SCRIPT = str(Path(sys.executable).with_name("pmd-service"))
@@ -68,76 +70,6 @@ ENTRY_POINTS = {
 NEEDS_SECRET = ("server.py", "serve", "worker", "arq worker.WorkerSettings", "token")
 NEEDS_URLS = [name for name in ENTRY_POINTS if name not in ("grants", "dev")]
 
-FILE = "<a file>"  # stands for a file where a folder belongs
-BAD = {
-    "DATABASE_URL": "localhost:5432/pmd",
-    "REDIS_URL": "localhost:6379",
-    "PMD_DATA_DIR": FILE,
-    "VAULT_PATH": FILE,
-    "BDR_PATH": FILE,
-    "PMD_SCHEMA": "Bad-Name",
-    "HOST_SCHEMA": "public schema",
-    "ARTWORK_BASE_URL": "vault.example.org",
-    "BDR_STORE": "bucket/prefix",
-    "ARTWORK_STORE": "s3://A",
-    "AWS_ENDPOINT_URL": "s3.example.org",
-    "BDR_DOWNLOAD_MODE": "stream",
-    "BDR_SIGNED_URL_SECONDS": "5",
-    "STORE_TIMEOUT_SECONDS": "soon",
-    "STORE_IDLE_SECONDS": "0",
-    "BDR_PROXY_MAX_DOWNLOADS": "0",
-    "BDR_PROXY_MAX_PER_USER": "many",
-    "BDR_PROXY_IDLE_SECONDS": "-1",
-    "JWT_SECRET_KEY": "short",
-    "JWT_LEEWAY_SECONDS": "3600",
-    "SQIDS_ALPHABET": "aab",
-    "BASE_URL": "pmd.example.org",
-    "SMTP_PORT": "0",
-    "SMTP_STARTTLS": "maybe",
-    "SMTP_TIMEOUT": "0",
-    "MAIL_FROM": "nobody",
-    "BDR_DAILY_LIMIT": "0",
-    "BDR_MAX_BYTES": "2GB",
-    "BDR_DAILY_BYTES": "0",
-    "BDR_MIN_FREE_BYTES": "-1",
-    "BDR_EXPIRY_DAYS": "400",
-    "EXPORT_PART_BYTES": "1",
-    "EXPORT_MIN_PART_BYTES": "0",
-    "EXPORT_MAX_PART_BYTES": "lots",
-    "EXPORT_COOLDOWN_SECONDS": "-5",
-    "EXPORT_CONCURRENCY": "17",
-    "HOST": "localhostt",
-    "PORT": "eighty",
-    "SERVER_PROCESSES": "0",
-    "PMD_DEV": "maybe",
-    "AUTO_MIGRATE": "sometimes",
-    "BDR_RETRY_BASE_SECONDS": "601",
-    "BDR_STALE_SECONDS": "5",
-    "BDR_PENDING_GRACE_SECONDS": "-1",
-    "ARTWORK_FETCH_CONCURRENCY": "0",
-    "SSE_MAX_PER_USER": "0",
-    "SSE_PING_SECONDS": "0",
-    "SSE_QUEUE_SIZE": "0",
-    "SSE_LIVENESS_SECONDS": "0",
-    "SSE_ACCESS_CHECK_SECONDS": "0",
-    "SSE_FIRST_EVENT_HOLD_MS": "6000",
-    "MAX_BODY_BYTES": "-1",
-    "LOG_FORMAT": "xml",
-    "STARTUP_WAIT_SECONDS": "-1",
-    "METRICS_PORT": "70000",
-    "SERVER_METRICS_PORT": "metrics",
-    "CORS_ORIGINS": "makapix.club",
-    "HOST_CACHE_REDIS_URL": "cache:6379",
-    "SENTRY_DSN": "nonsense",
-    "SENTRY_TRACES_SAMPLE_RATE": "2",
-    "DB_POOL_MIN": "20",
-    "DB_POOL_MAX": "0",
-    "WORKER_DB_POOL_MAX": "0",
-    "DB_ACQUIRE_TIMEOUT": "0",
-    "DATABASE_DIRECT_URL": "postgresql://db:port/pmd",
-    "DATABASE_POOLER": "pgpool",
-    "SHUTDOWN_GRACE_SECONDS": "0",
-}
 FREE_TEXT = {
     "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "JWT_AUDIENCE", "JWT_ISSUER", "SMTP_HOST", "SMTP_USERNAME", "SMTP_PASSWORD",

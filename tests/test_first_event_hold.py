@@ -19,8 +19,9 @@ from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import REDIS
-from tests.factories import Factory
-from tests.helpers import SSE, eventually, open_stream, run_worker
+from support.seeding import Factory
+from support.sse import SSE, open_stream
+from tests.helpers import eventually, run_worker
 
 SQL_ANNOUNCED = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
 SQL_STATUS = "SELECT status FROM batch_download_requests WHERE id = $1::uuid"

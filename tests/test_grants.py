@@ -20,15 +20,14 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.grants import INSERTS, READS, UPDATES, GrantsError, grants_sql
 from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, HostReport, check_host
-from tests.helpers import CHECKOUT, SECRET, grant_role
+from tests.helpers import CHECKOUT, SECRET, grant_role, service_statements
 from tests.helpers import as_role as url_as_role
-from tests.test_hostcheck import _service_statements
 
 ROLE_SEARCH_PATH = '"pmd", "public"'
 
 
 def _statements() -> dict[str, str]:
-    found = _service_statements()
+    found = service_statements()
     # Statements outside SQL_* constants: the cut-over's query and the token command's.
     found["cutover rows"] = _SQL_HOST_ROWS.format(
         schema="public", imported=_IMPORTED.format(own="pmd")

@@ -26,8 +26,8 @@ import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import free_port
+from support.seeding import Factory
+from support.stack import free_port
 from tests.host_page import page_html, serving_page
 from tests.page_stack import CHROMIUM, CHROMIUM_ARGS, Stack, browser_missing, running_stack
 from tests.prerequisites import unmet

@@ -14,13 +14,11 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -34,25 +32,11 @@ from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
-from tests.helpers import SSE, HostSite, announced, direct, open_stream, run_worker
+from support.seeding import HostSite
+from support.sse import SSE, open_stream
+from tests.helpers import announced, direct, pg_dump, run_worker
 
 Client = TestClient[Any, Any]
-
-
-def pg_dump() -> str:
-    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
-    try:
-        import pgserver
-
-        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
-        if bundled.exists():
-            return str(bundled)
-    except ImportError:
-        pass
-    found = shutil.which("pg_dump")
-    if found is None:
-        pytest.skip("no pg_dump on this machine")
-    return found
 
 
 def dump_host_schema(url: str) -> str:

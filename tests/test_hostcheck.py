@@ -3,10 +3,8 @@ against copies of its tables without indexes, and against standalone; all on rea
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import pkgutil
 import re
 import subprocess
 import sys
@@ -17,7 +15,6 @@ import asyncpg
 import pytest
 from pytest_aiohttp import AiohttpClient
 
-import pmd_service
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import HOST_TABLES as MIGRATE_HOST_TABLES
 from pmd_service.core.migrate import apply_migrations
@@ -34,7 +31,7 @@ from pmd_service.host.hostcheck import (
     warn_if_host_lacks,
 )
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET, direct
+from tests.helpers import CHECKOUT, SECRET, direct, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
@@ -274,21 +271,6 @@ async def test_a_missing_table_is_one_line(host: asyncpg.Connection) -> None:
     ]
 
 
-def _service_statements() -> dict[str, str]:
-    """Every SQL_* constant of the package but the standalone-only and catalog modules (and
-    the worker's entry module, which reads its settings from the environment on import)."""
-    skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker"}
-    found: dict[str, str] = {}
-    for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
-        if info.name.rsplit(".", 1)[-1] in skip:
-            continue
-        module = importlib.import_module(info.name)
-        for name, value in vars(module).items():
-            if name.startswith("SQL_") and isinstance(value, str) and value not in found.values():
-                found[f"{info.name}.{name}"] = value
-    return found
-
-
 async def _unpreparable(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[str, str]:
     failed: dict[str, str] = {}
     for name, sql in statements.items():
@@ -301,7 +283,7 @@ async def _unpreparable(conn: asyncpg.Connection, statements: dict[str, str]) ->
 
 
 async def test_the_column_list_is_what_the_sql_names(host: asyncpg.Connection) -> None:
-    statements = _service_statements()
+    statements = service_statements()
     assert "pmd_service.posts.listing.SQL_LIST_FIRST" in statements
     assert len(statements) > 40
     assert await _unpreparable(host, statements) == {}

@@ -14,10 +14,10 @@ import aiohttp
 import asyncpg
 import pytest
 
-from harness.seaweed import Seaweed
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
-from tests.helpers import free_port
+from support.seaweed import Seaweed
+from support.seeding import Factory, UserRow
+from support.stack import free_port
 from tests.page_stack import (
     CHROMIUM,
     CHROMIUM_ARGS,

@@ -21,8 +21,8 @@ import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
-from tests.helpers import free_port
+from support.seeding import Factory, UserRow
+from support.stack import free_port
 from tests.page_stack import (
     CHROMIUM,
     CHROMIUM_ARGS,

@@ -12,44 +12,21 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-import socket
 import types
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any
 
-import obstore
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
-from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
-from pmd_service.web.app import create_app
 from pmd_service.web.keys import ZIP_FILES
 from pmd_service.web.object_download import READ_CHUNK, _relay
-from tests.factories import Factory, UserRow
-from tests.helpers import assert_problem, eventually, fetch_item, request_bdr, run_worker
-
-Client = TestClient[Any, Any]
-BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
-HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
-
-
-def in_bucket(settings: Settings, seaweed: Seaweed, bucket: str, prefix: str) -> Settings:
-    return replace(
-        settings,
-        bdr_store=f"s3://{bucket}/{prefix}/zips",
-        bdr_download_mode="proxy",
-        aws_endpoint_url=seaweed.endpoint,
-        aws_region=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
+from support.seaweed import Seaweed
+from support.seeding import Factory
+from tests.downloads import BIG, HANG_GUARD, Client, in_bucket, open_raw, ready_zip, start
+from tests.helpers import assert_problem, eventually, request_bdr
 
 
 @pytest.fixture(params=["folder", "proxy"])
@@ -66,51 +43,6 @@ def served(
         return settings
     seaweed = request.getfixturevalue("seaweed")
     return in_bucket(settings, seaweed, request.getfixturevalue("s3_bucket"), s3_prefix)
-
-
-class ServerAsInProduction(TestServer):
-    """aiohttp's test server, but as `web.run_app` runs it: a handler is not cancelled when its
-    client leaves (it finds out when it writes)."""
-
-    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
-        return web.AppRunner(self.app, **(kwargs | {"handler_cancellation": False}))
-
-
-async def start(
-    aiohttp_client: AiohttpClient, settings: Settings, *, cancels: bool = False
-) -> Client:
-    """The app on a loopback port; `cancels`: aiohttp's test server, which cancels a handler
-    whose client left."""
-    app = create_app(settings)
-    client: Client = await aiohttp_client(app if cancels else ServerAsInProduction(app))
-    return client
-
-
-async def ready_zip(
-    client: Client, factory: Factory, settings: Settings, owner: UserRow | None = None,
-    size: int | None = None,
-) -> tuple[UserRow, str, bytes]:  # fmt: skip
-    """A ready BDR built by the worker: (owner, download URL, its bytes). With `size`, its ZIP
-    is replaced by that many random bytes (what is sent is not the point: its length is)."""
-    owner = owner or await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready", item
-    file_path = await factory.pool.fetchval(
-        "SELECT file_path FROM batch_download_requests WHERE id = $1::uuid", item["id"]
-    )
-    if size is not None:
-        data = os.urandom(size)
-        if settings.bdr_bucket is not None:
-            store = open_store(settings.bdr_bucket, settings.s3_access)
-            await obstore.put_async(store, file_path.removeprefix("bdr/"), data)
-        else:
-            (settings.bdr_path / file_path.removeprefix("bdr/")).write_bytes(data)
-    resp = await client.get(item["download_url"], headers=owner.auth)
-    assert resp.status == 200
-    return owner, item["download_url"], await resp.read()
 
 
 def _http_date(when: datetime) -> str:
@@ -240,22 +172,6 @@ def _metric(text: str, prefix: str) -> float:
 DOWNLOADS = 'pmd_http_requests_total{method="GET",route="/api/pmd/bdr/{id}/download",status='
 
 
-async def _open(client: Client, url: str, user: UserRow, rcvbuf: int | None = None) -> Any:
-    """A raw connection that sent the GET and read the status line and headers only."""
-    sock = socket.socket()
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(
-        sock, (str(client.server.host), client.server.port)
-    )
-    reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
-    auth = user.auth["Authorization"]
-    writer.write(f"GET {url} HTTP/1.1\r\nHost: pmd\r\nAuthorization: {auth}\r\n\r\n".encode())
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
-    return reader, writer, head.decode()
-
-
 @pytest.mark.parametrize("cancels", [False, True], ids=["as-run_app", "cancelling"])
 async def test_a_client_leaving_mid_body_is_one_info_line_and_a_499(
     aiohttp_client: AiohttpClient, factory: Factory, served: Settings, redis_clean: None,
@@ -268,7 +184,7 @@ async def test_a_client_leaving_mid_body_is_one_info_line_and_a_499(
     caplog.clear()
     with caplog.at_level(logging.INFO):
         for _ in range(3):
-            reader, writer, head = await _open(client, url, owner)
+            reader, writer, head = await open_raw(client, url, owner)
             assert head.startswith("HTTP/1.1 200")
             await reader.readexactly(65536)
             writer.transport.abort()  # gone, with most of the ZIP unsent
@@ -316,7 +232,7 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await _open(client, url, owner, rcvbuf=4096)
+        reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
         assert head.startswith("HTTP/1.1 200")
         held: list[int] = []
 
@@ -362,7 +278,7 @@ async def test_stalled_readers_that_leave_leave_no_memory_behind(
     gc.collect()
     gc.disable()
     try:
-        held = [await _open(client, url, owner, rcvbuf=4096) for _ in range(3)]
+        held = [await open_raw(client, url, owner, rcvbuf=4096) for _ in range(3)]
 
         async def stalled() -> bool:  # each waits in a write, its chunk in the buffer
             buffers = _server_buffers(client)
@@ -393,7 +309,7 @@ async def test_proxied_downloads_are_capped_per_user_and_per_process(
     client = await start(aiohttp_client, settings)
     owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
     other, other_url, _ = await ready_zip(client, factory, settings)
-    held = [await _open(client, url, owner, rcvbuf=4096) for _ in range(2)]
+    held = [await open_raw(client, url, owner, rcvbuf=4096) for _ in range(2)]
     assert all(head.startswith("HTTP/1.1 200") for _, _, head in held)
 
     calls = client.app[ZIP_FILES].health.calls
@@ -407,7 +323,7 @@ async def test_proxied_downloads_are_capped_per_user_and_per_process(
     assert (await client.head(url, headers=owner.auth)).status == 200
     moderator = await factory.user(roles=["user", "moderator"])
     assert f"target_sqid={owner.sqid}" in url  # the owner's download, asked by the moderator
-    held.append(await _open(client, url, moderator, rcvbuf=4096))
+    held.append(await open_raw(client, url, moderator, rcvbuf=4096))
     assert held[-1][2].startswith("HTTP/1.1 200")
     calls = client.app[ZIP_FILES].health.calls
     resp = await client.get(other_url, headers=other.auth)
@@ -442,7 +358,7 @@ async def test_a_client_leaving_an_sse_stream_is_no_error(
     post = await factory.post(owner)
     with caplog.at_level(logging.INFO):
         for _ in range(3):
-            reader, writer, head = await _open(client, "/api/pmd/bdr/sse", owner)
+            reader, writer, head = await open_raw(client, "/api/pmd/bdr/sse", owner)
             assert head.startswith("HTTP/1.1 200")
             await reader.readuntil(b"event: connected")
             writer.transport.abort()

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from pmd_service.core.settings import ConfigError, Settings
+from tests.bad_settings import BAD, FILE
 from tests.helpers import CHECKOUT
 
 PRODUCTION = {
@@ -98,8 +99,6 @@ def test_every_setting_refuses_its_bad_value_naming_it(tmp_path: Path) -> None:
     """In-process, the same bad values tests/test_config_errors.py gives the entry points: each
     one is refused by `from_env` (what the server, worker and CLI read) and by `check_env` (what
     `grants` reads), naming its variable."""
-    from tests.test_config_errors import BAD, FILE
-
     (tmp_path / "a-file").write_text("")
     for name, value in BAD.items():
         bad = {name: str(tmp_path / "a-file") if value == FILE else value}

@@ -19,11 +19,11 @@ import pytest
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
+from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
 from tests.helpers import assert_problem, eventually, fetch_item
-from tests.test_proxy_downloads import BIG, HANG_GUARD, _open, in_bucket, ready_zip, start
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ async def test_a_store_frozen_mid_body_cuts_the_download_short(
     owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
     caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await _open(client, url, owner)
+        reader, writer, head = await open_raw(client, url, owner)
         try:
             assert head.startswith("HTTP/1.1 200")
             got = len(await reader.readexactly(2**20))

@@ -1,0 +1,99 @@
+"""What the download tests share: settings that keep the ZIPs in a SeaweedFS bucket, the app
+served as production serves it, a ready BDR, and a raw connection that reads only the head."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import obstore
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from msgspec.structs import replace
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.core.objects import open_store
+from pmd_service.core.settings import Settings
+from pmd_service.web.app import create_app
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seeding import Factory, UserRow
+from tests.helpers import fetch_item, request_bdr, run_worker
+
+Client = TestClient[Any, Any]
+BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
+HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
+
+
+def in_bucket(settings: Settings, seaweed: Seaweed, bucket: str, prefix: str) -> Settings:
+    return replace(
+        settings,
+        bdr_store=f"s3://{bucket}/{prefix}/zips",
+        bdr_download_mode="proxy",
+        aws_endpoint_url=seaweed.endpoint,
+        aws_region=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+
+
+class ServerAsInProduction(TestServer):
+    """aiohttp's test server, but as `web.run_app` runs it: a handler is not cancelled when its
+    client leaves (it finds out when it writes)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return web.AppRunner(self.app, **(kwargs | {"handler_cancellation": False}))
+
+
+async def start(
+    aiohttp_client: AiohttpClient, settings: Settings, *, cancels: bool = False
+) -> Client:
+    """The app on a loopback port; `cancels`: aiohttp's test server, which cancels a handler
+    whose client left."""
+    app = create_app(settings)
+    client: Client = await aiohttp_client(app if cancels else ServerAsInProduction(app))
+    return client
+
+
+async def ready_zip(
+    client: Client, factory: Factory, settings: Settings, owner: UserRow | None = None,
+    size: int | None = None,
+) -> tuple[UserRow, str, bytes]:  # fmt: skip
+    """A ready BDR built by the worker: (owner, download URL, its bytes). With `size`, its ZIP
+    is replaced by that many random bytes (what is sent is not the point: its length is)."""
+    owner = owner or await factory.user()
+    post = await factory.post(owner)
+    item = await request_bdr(client, owner, [post.id])
+    await run_worker(settings)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready", item
+    file_path = await factory.pool.fetchval(
+        "SELECT file_path FROM batch_download_requests WHERE id = $1::uuid", item["id"]
+    )
+    if size is not None:
+        data = os.urandom(size)
+        if settings.bdr_bucket is not None:
+            store = open_store(settings.bdr_bucket, settings.s3_access)
+            await obstore.put_async(store, file_path.removeprefix("bdr/"), data)
+        else:
+            (settings.bdr_path / file_path.removeprefix("bdr/")).write_bytes(data)
+    resp = await client.get(item["download_url"], headers=owner.auth)
+    assert resp.status == 200
+    return owner, item["download_url"], await resp.read()
+
+
+async def open_raw(client: Client, url: str, user: UserRow, rcvbuf: int | None = None) -> Any:
+    """A raw connection that sent the GET and read the status line and headers only."""
+    sock = socket.socket()
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(
+        sock, (str(client.server.host), client.server.port)
+    )
+    reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
+    auth = user.auth["Authorization"]
+    writer.write(f"GET {url} HTTP/1.1\r\nHost: pmd\r\nAuthorization: {auth}\r\n\r\n".encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
+    return reader, writer, head.decode()
