@@ -15,30 +15,28 @@ from typing import Any
 
 import aiohttp
 
-from bench import cli, seeding
-from harness.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
+from bench import cli
 from pmd_service.core.db import connect
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from pmd_service.host.tokens import mint_token
+from support.seeding import Factory
+from support.stack import free_port, fresh_stack, service_env, start_server, start_worker, stop
 
 TARGET_P50_S = 1.5
 
 
 async def seed(settings: Settings, n: int) -> tuple[str, list[int]]:
-    ids = PublicIds(settings.sqids_alphabet)
     conn = await connect(settings.database_url or "", "pmd-bench")
     rng = random.Random(3)
     try:
-        owner, sqid = await seeding.add_user(conn, ids, "e2e")
-        post_ids = []
-        for i in range(n):
-            data = pixel_art(rng, 16, 4, "png")
-            post_ids.append(await seeding.add_artwork(conn, settings, ids, owner, f"art {i}", data))
+        seed = Factory(conn, settings)
+        owner = await seed.user("e2e")
+        posts = [await seed.post(owner, title=f"art {i}", data=pixel_art(rng, 16, 4, "png"))
+                 for i in range(n)]  # fmt: skip
     finally:
         await conn.close()
-    return sqid, post_ids
+    return owner.sqid, [p.id for p in posts]
 
 
 async def run(rounds: int) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """How capacity grows, and what shared part gives out first: `python -m bench.capacity` (root).
 
-Not a test: prints figures, exits 0. It builds the cluster of harness/cluster.py with
+Not a test: prints figures, exits 0. It builds the cluster of runs/cluster/run.py with
 `--servers` server hosts (SERVER_PROCESSES=2 each) and `--workers` worker hosts, then measures,
 each part with the CPU spent by every host (every process in its network namespace) and by the
 whole machine, so a curve that flattens because the box's cores are spent is told apart from
@@ -49,20 +49,19 @@ from typing import Any
 import aiohttp
 import asyncpg
 import obstore
-from arq.constants import default_queue_name
 
-from bench.scaling import cpu_seconds, machine_seconds, percentile
-from bench.store import _plain_put, _store
-from harness.chaos_seed import Seed, SeedUser
-from harness.cluster import BUCKET, SERVICE_ROLE, Cluster, enter, up
-from harness.netns import possible
-from harness.stack import CHECKOUT
+from bench.scaling import drained, hold_backlog
+from bench.store import plain_put, store_at
 from pmd_service.core.queue import create_redis
+from runs.chaos.seed import Seed, SeedUser
+from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster, enter, up
+from runs.cluster.netns import possible
+from support.measures import cpu_seconds, machine_seconds, percentile
+from support.stack import CHECKOUT
 
 LIST_PATH = "/api/pmd/posts?limit=50"
 LIST_SECONDS, LIST_CONCURRENCY = 8.0, 32
 ARTWORKS_PER_BDR = 4
-HELD_QUEUE = "pmd-bench:held-queue"
 DRAIN_LIMIT_S = 240.0
 STREAM_OPENS = 20
 IDLE_SECONDS = 5.0
@@ -76,11 +75,6 @@ REDIS_COMMANDS = "set,get,zadd,lpush,incr"
 SQL_BACKENDS = f"""
 SELECT coalesce(host(client_addr), 'local') AS addr, count(*)::int AS n
 FROM pg_stat_activity WHERE usename = '{SERVICE_ROLE}' GROUP BY 1
-"""
-SQL_STATUS = """
-SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
-       count(*) FILTER (WHERE status NOT IN ('pending', 'processing', 'ready')) AS other
-FROM batch_download_requests WHERE id = ANY($1::uuid[])
 """
 
 
@@ -269,11 +263,6 @@ async def post_backlog(rig: Rig, n: int, rng: random.Random) -> list[str]:
     users = rig.data.users
     share = -(-n // len(users))
     await asyncio.gather(*(one(u, min(share, n - i * share)) for i, u in enumerate(users)))
-    deadline = time.monotonic() + 20
-    while await rig.redis.zcard(default_queue_name) < n:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the servers did not enqueue every BDR within 20 s")
-        await asyncio.sleep(0.05)
     return ids
 
 
@@ -295,29 +284,18 @@ async def workers_up(rig: Rig, names: list[str]) -> None:
 async def drain(rig: Rig, n_hosts: int, backlog: int, rng: random.Random) -> dict[str, Any]:
     before = await commands(rig.redis)
     ids = await post_backlog(rig, backlog, rng)
+    await hold_backlog(rig.redis, backlog, 20)
     posted = delta(before, await commands(rig.redis))
-    # Held aside until every worker is up: otherwise the first to start drains alone.
-    await rig.redis.rename(default_queue_name, HELD_QUEUE)
     names = rig.cluster.workers[:n_hosts]
     for name in names:
         rig.cluster.start_worker(name, rig.env)
     await workers_up(rig, names)
 
-    async def until_drained() -> float:
-        start = time.monotonic()
-        await rig.redis.rename(HELD_QUEUE, default_queue_name)
-        while True:
-            row = await rig.admin.fetchrow(SQL_STATUS, ids)
-            assert row is not None and row["other"] == 0, "a BDR failed or was cancelled"
-            if row["ready"] == backlog:
-                return time.monotonic() - start
-            if time.monotonic() - start > DRAIN_LIMIT_S:
-                raise RuntimeError(f"{row['ready']}/{backlog} ready after {DRAIN_LIMIT_S} s")
-            await asyncio.sleep(0.1)
-
     before = await commands(rig.redis)
-    seconds, cpu = await rig.meter.around(until_drained())
-    drained = delta(before, await commands(rig.redis))
+    seconds, cpu = await rig.meter.around(
+        drained(rig.admin, rig.redis, backlog, DRAIN_LIMIT_S, ids)
+    )
+    draining = delta(before, await commands(rig.redis))
     idle: dict[str, int] = {}
     if n_hosts == len(rig.cluster.workers):
         before = await commands(rig.redis)
@@ -328,8 +306,8 @@ async def drain(rig: Rig, n_hosts: int, backlog: int, rng: random.Random) -> dic
     figures = {
         "worker_hosts": n_hosts, "bdrs": backlog, "seconds": round(seconds, 2),
         "per_s": round(backlog / seconds, 2), "cpu": cpu,
-        "redis_per_bdr": round((sum(posted.values()) + sum(drained.values())) / backlog, 1),
-        "redis_commands": {"post": posted, "drain": drained},
+        "redis_per_bdr": round((sum(posted.values()) + sum(draining.values())) / backlog, 1),
+        "redis_commands": {"post": posted, "drain": draining},
     }  # fmt: skip
     if idle:
         figures["idle_per_worker_s"] = round(sum(idle.values()) / IDLE_SECONDS / n_hosts, 1)
@@ -427,7 +405,7 @@ async def notify_fanout(rig: Rig, listeners: int) -> dict[str, Any]:
 
 
 def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
-    store = _store(env["AWS_ENDPOINT_URL"], BUCKET, "capacity")
+    store = store_at(env["AWS_ENDPOINT_URL"], BUCKET, "capacity")
     local = scratch / "object.zip"
     local.write_bytes(os.urandom(OBJECT_BYTES))
 
@@ -440,7 +418,7 @@ def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
     def get(i: int) -> None:
         assert len(obstore.get(store, f"o{i}").bytes()) == OBJECT_BYTES
 
-    put_s = timed(lambda i: _plain_put(store, f"o{i}", local))
+    put_s = timed(lambda i: plain_put(store, f"o{i}", local))
     get_s = timed(get)
     mb = OBJECT_BYTES * OBJECTS / 1e6
     return {
@@ -475,7 +453,7 @@ async def restart_servers(rig: Rig, env: dict[str, str]) -> None:
 
 
 async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
-    from harness.cluster_run import _until_ready, prepare
+    from runs.cluster.client import prepare, until_ready
 
     hosts = list(range(1, len(cluster.servers) + 1))
     env = cluster.service_env(BDR_DAILY_LIMIT="10000", BDR_DOWNLOAD_MODE="proxy",
@@ -491,7 +469,7 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             rig = Rig(cluster, env, data, admin, redis, http)
-            await _until_ready(http, rig)  # type: ignore[arg-type]
+            await until_ready(http, rig)  # type: ignore[arg-type]
             print("1. list requests through the balancer (PgBouncer)", flush=True)
             out["lists"] = await list_curve(rig, "via PgBouncer", hosts)
             print("3. BDRs against worker hosts", flush=True)

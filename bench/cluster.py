@@ -1,6 +1,6 @@
 """The cluster's full form, for the report: `python -m bench.cluster` (root).
 
-Runs `python -m harness.cluster` (the faults) and `python -m harness.cluster --rolling` (a
+Runs `python -m runs.cluster` (the faults) and `python -m runs.cluster --rolling` (a
 rolling deploy under 1,000 streams) without `--ci`, each as its own process bounded in time,
 and saves what each one's checks said: its violations, the streams it held, the events they
 received. docs/scaling.md shows the outcome (bench/scaling_doc.py).
@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.stack import CHECKOUT
+from support.stack import CHECKOUT
 
 RUNS = {"faults": (), "rolling": ("--rolling",)}
 LIMIT_S = 900
@@ -34,7 +34,7 @@ PATTERNS = {
 
 
 def one(args: tuple[str, ...]) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "harness.cluster", *args]
+    cmd = [sys.executable, "-m", "runs.cluster", *args]
     print(f"=== {' '.join(cmd[1:])}", flush=True)
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

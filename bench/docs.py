@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import render, report, scaling_doc
+from bench import report, scaling_doc
 from bench.runner import FIGURES
-from harness import chaos_doc
+from support import chaos_pages as chaos_doc
+from support import render
 
 
 def renders(figures: Path = FIGURES, runs: Path = chaos_doc.RUNS) -> dict[Path, str]:

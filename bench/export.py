@@ -5,7 +5,7 @@ about 1 MB each (0.9 to 1.1 MB of random bytes: incompressible, like detailed PN
 with 8 for the warm-ups. The real worker process (`python -m pmd_service worker`) builds
 exports of the 3,000 in parts of 256 MiB (the smallest EXPORT_MIN_PART_BYTES allows), inserted
 and enqueued as the server does with the API's defaults, into the folder (BDR_PATH) and then
-into SeaweedFS (BDR_STORE=s3://…, harness/seaweed.py). In each store, after a warm-up BDR and
+into SeaweedFS (BDR_STORE=s3://…, support/seaweed.py). In each store, after a warm-up BDR and
 a warm-up export, each round runs:
 
 1. BDRs of 128 of the same artworks (spread over the 3,000), one after another, the worker
@@ -60,7 +60,6 @@ import os
 import random
 import statistics
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -78,15 +77,7 @@ import obstore
 from arq.connections import ArqRedis
 
 from bench import cli
-from bench.memory import rss_kb
-from bench.runner import _service_versions
-from harness.seaweed import (
-    Seaweed,
-    create_bucket,
-    new_bucket_name,
-    running_seaweed,
-)
-from harness.stack import fresh_stack, service_env, start_worker, stop
+from bench.runner import service_versions
 from pmd_service.bdr.files import ZipFiles
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
@@ -98,6 +89,14 @@ from pmd_service.host.vault import artwork_path
 from pmd_service.jobs.zip.build import PART_BYTES as ZIP_PART_BYTES
 from pmd_service.jobs.zip.build import PARTS_IN_FLIGHT
 from pmd_service.sse.hub import CHANNEL
+from support.measures import PeakRss, cpu_seconds, rss_kb
+from support.seaweed import (
+    Seaweed,
+    create_bucket,
+    new_bucket_name,
+    running_seaweed,
+)
+from support.stack import fresh_stack, service_env, start_worker, stop
 
 ARTWORKS = 3000
 QUICK_ARTWORKS = 300
@@ -216,15 +215,6 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
 # --- the worker, as the server drives it -------------------------------------------------------
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
-
-
 @dataclass(frozen=True)
 class Requested:
     """An export just requested, and the worker's CPU time then."""
@@ -265,11 +255,11 @@ class Run:
     async def bdr(self, owner: Owner, post_ids: list[int], min_bytes: int = 0) -> dict[str, Any]:
         """One BDR, requested as the server does, until ready; its times from its row; its ZIP
         checked (none skipped, at least `min_bytes`, there with its row's size) and removed."""
-        cpu = cpu_s(self.worker_pid)
+        cpu = cpu_seconds(self.worker_pid)
         bdr_id = await self.conn.fetchval(SQL_BDR, owner.id, owner.sqid, post_ids)
         await enqueue_bdr(self.redis, bdr_id)
         row = await self.until(SQL_BDR_ROW, bdr_id, lambda r: r["status"] == "ready")
-        cpu = cpu_s(self.worker_pid) - cpu
+        cpu = cpu_seconds(self.worker_pid) - cpu
         assert row["skipped"] == [] and row["file_size_bytes"] >= min_bytes, dict(row)
         stored = await self.zips.locate(row["file_path"])
         assert stored.size == row["file_size_bytes"], (stored.size, row["file_size_bytes"])
@@ -285,7 +275,7 @@ class Run:
 
     async def request_export(self, owner: Owner, redis: ArqRedis | None = None) -> Requested:
         """`redis`: another queue than the worker's (the control's second worker)."""
-        cpu = cpu_s(self.worker_pid)
+        cpu = cpu_seconds(self.worker_pid)
         export_id: uuid.UUID = await self.conn.fetchval(
             SQL_EXPORT, owner.id, owner.sqid, PART_BYTES, len(owner.post_ids)
         )
@@ -297,7 +287,7 @@ class Run:
         """The export once ready, checked (see the module's docstring), its parts removed."""
         export_id = export.id
         row = await self.until(SQL_EXPORT_ROW, export_id, lambda r: r["status"] == "ready")
-        cpu = cpu_s(self.worker_pid) - export.cpu_s
+        cpu = cpu_seconds(self.worker_pid) - export.cpu_s
         parts = await self.conn.fetch(SQL_PARTS, export_id)
         n = len(owner.post_ids)
         assert row["artwork_count"] == n and row["progress_done"] == n, dict(row)
@@ -344,40 +334,6 @@ def _file_sha256(path: Path) -> str:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-class RssSampler:
-    """The highest RSS of a process while the `with` block runs, read every SAMPLE_EVERY on a
-    thread of its own, and how many readings were taken (a peak from three readings of a
-    ten-second build would prove little)."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = rss_kb(pid)
-        self.samples = 1
-        self.trace: list[tuple[float, float]] = []  # (s, MB): the highest of each TRACE_EVERY
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        started = time.monotonic()
-        window, high = started + TRACE_EVERY, 0
-        while not self._stop.wait(SAMPLE_EVERY):
-            rss = rss_kb(self.pid)
-            self.peak = max(self.peak, rss)
-            self.samples += 1
-            high = max(high, rss)
-            if (now := time.monotonic()) >= window:
-                self.trace.append((round(now - started, 2), round(high / 1024, 1)))
-                window, high = window + TRACE_EVERY, 0
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # --- one store ---------------------------------------------------------------------------------
@@ -471,7 +427,7 @@ async def _idle_bdrs(run: Run, owner: Owner, bdr: Picked, plan: Plan
                      ) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:  # fmt: skip
     done, floors = [], []
     for _ in range(plan.bdrs):
-        with RssSampler(run.worker_pid) as rss:
+        with PeakRss(lambda: rss_kb(run.worker_pid), SAMPLE_EVERY, None, TRACE_EVERY) as rss:
             done.append(await run.bdr(owner, bdr.posts, bdr.bytes))
         done[-1]["peak_rss_mb"] = rss.peak / 1024
         await asyncio.sleep(GAP_S)
@@ -587,7 +543,7 @@ async def measure_store(run: Run, worker_pid: int, owner: Owner, warm: Owner, pl
         await asyncio.to_thread(_read_all, owner.paths)
         before = rss_kb(worker_pid)
         export = await run.request_export(owner)
-        with RssSampler(worker_pid) as rss:
+        with PeakRss(lambda: rss_kb(worker_pid), SAMPLE_EVERY, None, TRACE_EVERY) as rss:
             alone.append(await run.export_done(export, owner, read_back=r == 0))
         peaks.append(rss.peak)
         samples.append(rss.samples)
@@ -606,7 +562,7 @@ async def measure_store(run: Run, worker_pid: int, owner: Owner, warm: Owner, pl
         idle.append(done)
         bdr_floors += floors
         export = await run.request_export(owner)
-        with RssSampler(worker_pid) as rss:
+        with PeakRss(lambda: rss_kb(worker_pid), SAMPLE_EVERY, None, TRACE_EVERY) as rss:
             during = await _busy_bdrs(run, owner, bdr, plan.bdrs, export)
             busy_exports.append(await run.export_done(export, owner, read_back=False))
         busy_peak = max(busy_peak, rss.peak)
@@ -743,7 +699,7 @@ def _remove_leftovers(weed: Seaweed, since: float) -> None:
                     path.unlink()
 
     ports = [int(a.split("=")[1]) for a in weed.args if a.split("=")[0].endswith(".port")]
-    for port in ports + [p + 10000 for p in ports]:  # gRPC on +10000 (harness/seaweed.py)
+    for port in ports + [p + 10000 for p in ports]:  # gRPC on +10000 (support/seaweed.py)
         remove(Path("/tmp").glob(f"seaweedfs-*-{port}.sock"))
     if weed.proc is not None:
         logs = Path(tempfile.gettempdir())
@@ -799,7 +755,7 @@ async def _stores(artworks: int, plans: dict[str, Plan]) -> dict[str, Any]:
         figures["artwork_bytes"] = owner.bytes
         # Those of this run, which the report's machine line (of whichever benchmark ran
         # last) may not name.
-        figures["servers"] = list(await _service_versions())
+        figures["servers"] = list(await service_versions())
         if "folder" in plans:
             control = service_env(settings, REDIS_URL=other_queue(settings.redis_url))
             plan = dataclasses.replace(plans["folder"], control=control)

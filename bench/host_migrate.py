@@ -20,9 +20,9 @@ from typing import Any
 import asyncpg
 
 from bench import cli
-from harness.stack import CHECKOUT, with_database
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
+from support.stack import CHECKOUT, create_database, drop_database
 
 HOST_SCHEMA_SQL = CHECKOUT / "tests" / "host_schema.sql"
 
@@ -40,12 +40,7 @@ FROM generate_series($1::int, $1::int + $3::int - 1) g
 
 async def _fresh(admin_url: str, posts: int, users: int = 1000) -> str:
     name = f"pmd_bench_host_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = with_database(admin_url, name)
+    url = await create_database(admin_url, name, search_path=False)
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
@@ -60,12 +55,7 @@ async def _fresh(admin_url: str, posts: int, users: int = 1000) -> str:
 
 
 async def _drop(admin_url: str, url: str) -> None:
-    admin = await asyncpg.connect(admin_url)
-    try:
-        name = url.rsplit("/", 1)[-1].split("?")[0]
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_database(admin_url, url.rsplit("/", 1)[-1].split("?")[0])
 
 
 async def _host_writes(url: str, stop: asyncio.Event, latencies: list[float]) -> None:

@@ -24,15 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cli, seeding
+from bench import cli
 from bench.zip import FILES, make_large_pngs, make_small_pixel_art, required_floor, seed_algorithm
-from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import CHANNEL
+from support.seeding import Factory
+from support.stack import fresh_stack, service_env, start_worker, stop
 
 TARGET_LARGE_RATIO = 1.5
 TARGET_VS_ORIGINAL = 25.0
@@ -47,15 +47,12 @@ async def seed_user(
     conn: Any, settings: Settings, handle: str, files: list[Path]
 ) -> tuple[int, list[int]]:
     """A user whose artworks are `files`, in the vault as the host lays it out."""
-    ids = PublicIds(settings.sqids_alphabet)
-    owner, _ = await seeding.add_user(conn, ids, handle)
-    post_ids = []
-    for i, source in enumerate(files):
-        shard = f"{i % 64:02x}/{i * 7 % 64:02x}"
-        post_ids.append(await seeding.add_artwork(
-            conn, settings, ids, owner, f"{handle} {i}", source.read_bytes(), shard
-        ))  # fmt: skip
-    return owner, post_ids
+    seed = Factory(conn, settings)
+    owner = await seed.user(handle)
+    posts = [await seed.post(owner, title=f"{handle} {i}", data=source.read_bytes(),
+                             shard=f"{i % 64:02x}/{i * 7 % 64:02x}")
+             for i, source in enumerate(files)]  # fmt: skip
+    return owner.id, [p.id for p in posts]
 
 
 async def one_job(

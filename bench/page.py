@@ -30,8 +30,8 @@ import aiohttp
 
 from bench import cli
 from bench.posts import POSTS, seed
-from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.core.public_ids import PublicIds
+from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
 CHROMIUM = "/usr/bin/chromium"
 FIRST_LIMIT, NEXT_LIMIT = 64, 512  # as pmd_service/web/static/posts.js asks

@@ -38,7 +38,6 @@ import asyncpg
 from aiohttp import web
 
 from bench import cli
-from harness.stack import fresh_stack
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
@@ -47,6 +46,8 @@ from pmd_service.host.tokens import mint_token
 from pmd_service.posts import batch_sql, listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
+from support.measures import percentile
+from support.stack import fresh_stack
 
 POSTS = 10_000
 OTHER_POSTS = 20_000
@@ -64,11 +65,6 @@ TARGET_RATIO_NULL_SQIDS = 1.6
 TARGET_SCALE_RATIO = 1.2
 
 
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 @dataclass(frozen=True)
 class Figures:
     name: str
@@ -80,7 +76,7 @@ class Figures:
 
     @property
     def p99(self) -> float:
-        return _percentile(self.samples_ms, 0.99)
+        return percentile(self.samples_ms, 0.99)
 
     def line(self) -> str:
         return f"{self.name:<44} p50 {self.p50:7.2f} ms   p99 {self.p99:7.2f} ms   n={len(self.samples_ms)}"

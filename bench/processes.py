@@ -22,13 +22,13 @@ import aiohttp
 import asyncpg
 
 from bench import cli
-from bench.memory import rss_kb
 from bench.posts import seed
 from bench.sse import Receipts, SseClient
-from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
+from support.measures import rss_kb
+from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
 CLIENTS = 32
 STREAMS = 1000

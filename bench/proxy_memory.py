@@ -36,14 +36,14 @@ from typing import IO, Any
 import aiohttp
 import obstore
 
-from bench.memory import rss_kb, thread_arenas_kb
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from harness.stack import free_port, fresh_stack, service_env, start_server, stop
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
+from support.measures import rss_kb, thread_arenas_kb
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
 SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
 MIB = 2**20

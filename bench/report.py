@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import plots, sections_builds, sections_export, sections_serving
-from bench import render as pages
 from bench.runner import FIGURES, MACHINE, Saved, saved
-from harness.stack import CHECKOUT
+from support import render as pages
+from support.stack import CHECKOUT
 
 TEMPLATE = "benchmarks.md.j2"
 REPORT = CHECKOUT / "docs" / "benchmarks.md"

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.stack import CHECKOUT
+from support.stack import CHECKOUT
 
 FIGURES = CHECKOUT / "bench" / "figures"
 MACHINE = FIGURES / "machine.json"
@@ -120,12 +120,12 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     return why
 
 
-async def _service_versions() -> tuple[str, str]:
+async def service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
     import asyncpg
 
-    from harness.stack import bench_settings
     from pmd_service.core.queue import create_redis
+    from support.stack import bench_settings
 
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     base = await asyncio.to_thread(bench_settings)
@@ -160,7 +160,7 @@ def record_machine() -> None:
         for line in with_release.read_text().splitlines():
             if line.startswith("PRETTY_NAME="):
                 os_name = line.split("=", 1)[1].strip('"')
-    pg, redis = asyncio.run(_service_versions())
+    pg, redis = asyncio.run(service_versions())
     info = {
         "cpu": cpu,
         "nproc": str(len(os.sched_getaffinity(0))),

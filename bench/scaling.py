@@ -33,7 +33,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -46,15 +46,6 @@ from arq.constants import default_queue_name
 from bench import cli
 from bench.job import seed_user
 from bench.zip import make_small_pixel_art
-from harness.stack import (
-    CHECKOUT,
-    free_port,
-    fresh_stack,
-    service_env,
-    start_server,
-    start_worker,
-    stop,
-)
 from pmd_service.core.db import connect
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
@@ -63,6 +54,16 @@ from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.worker import MAX_JOBS, POLL_DELAY
 from pmd_service.sse.service import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
+from support.measures import cpu_seconds, machine_seconds, percentile
+from support.stack import (
+    CHECKOUT,
+    free_port,
+    fresh_stack,
+    service_env,
+    start_server,
+    start_worker,
+    stop,
+)
 
 USERS = 50
 ARTWORKS_PER_USER = 8
@@ -78,7 +79,6 @@ REPLAYS = (10, 100, 1000, MAX_REPLAY, MAX_REPLAY + 1000)
 REPLAYER_EVENTS = 2 * max(REPLAYS)
 REPLAY_ROUNDS = 15
 PROBE_EVERY_S = 0.01
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 T = TypeVar("T")
 CONNECTED = b"event: connected"
 SERVER_LOG = CHECKOUT / ".data" / "bench" / "scaling-server.log"
@@ -94,10 +94,11 @@ SQL_WORKERS_UP = """
 SELECT count(*) FROM pg_stat_activity
 WHERE application_name = 'pmd-worker' AND datname = current_database()
 """
+# Of the BDRs $1 (all when NULL): how many are ready, and how many ended otherwise.
 SQL_DRAINED = """
 SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
        count(*) FILTER (WHERE status NOT IN ('pending', 'processing', 'ready')) AS other
-FROM batch_download_requests
+FROM batch_download_requests WHERE $1::uuid[] IS NULL OR id = ANY($1::uuid[])
 """
 SQL_DRAIN_TIMES = """
 SELECT extract(epoch FROM max(completed_at))::float8 AS last_done,
@@ -128,31 +129,6 @@ VALUES ($1, $2, $3, cardinality($3::int[]), 'ready', now(), now(), now() + inter
 RETURNING id
 """
 SQL_PROBE = "UPDATE batch_download_requests SET progress_done = progress_done + 1 WHERE id = $1"
-
-
-def percentile(samples: Iterable[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-# --- CPU accounting ----------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of one process (every thread of it); 0 for one that is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields follow it
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_seconds() -> tuple[float, float]:
-    """(busy, iowait) CPU seconds of the whole machine since boot, all cores."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle, iowait = ticks[3], ticks[4]
-    return (sum(ticks) - idle - iowait) / CLK_TCK, iowait / CLK_TCK
 
 
 class CpuMeter:
@@ -270,6 +246,33 @@ async def start_workers(
 # --- 1. the backlog ------------------------------------------------------------------------
 
 
+async def hold_backlog(redis: ArqRedis, backlog: int, within: float) -> None:
+    """Once the servers have enqueued all `backlog` BDRs (each after its reply is written), the
+    queue held aside until every worker is up: otherwise the first to start drains alone."""
+    deadline = time.monotonic() + within
+    while await redis.zcard(default_queue_name) < backlog:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the servers did not enqueue every BDR within {within:.0f} s")
+        await asyncio.sleep(0.02)
+    await redis.rename(default_queue_name, HELD_QUEUE)
+
+
+async def drained(db: Any, redis: ArqRedis, backlog: int, limit: float,
+                  ids: list[str] | None = None) -> float:  # fmt: skip
+    """The held queue released; seconds until all `backlog` BDRs (`ids`, or every one) are
+    ready. `db`: a connection or pool."""
+    start = time.monotonic()
+    await redis.rename(HELD_QUEUE, default_queue_name)
+    while True:
+        row = await db.fetchrow(SQL_DRAINED, ids)
+        assert row is not None and row["other"] == 0, "a BDR failed or was cancelled"
+        if row["ready"] == backlog:
+            return time.monotonic() - start
+        if time.monotonic() - start > limit:
+            raise RuntimeError(f"{row['ready']}/{backlog} ready after {limit:.0f} s")
+        await asyncio.sleep(0.1)
+
+
 @dataclass(frozen=True)
 class Rig:
     """What a drain runs against: the stack, its server and the seeded users."""
@@ -300,30 +303,13 @@ async def drain(rig: Rig, backlog: int, n_workers: int) -> dict[str, Any]:
     shares = [min(per_user, backlog - u * per_user) for u in range(USERS)]
     await asyncio.gather(*(one_user(u, k) for u, k in enumerate(shares) if k > 0))
     assert count == backlog
-    # The server enqueues after its reply is written: wait for the last of them.
-    deadline = time.monotonic() + 10
-    while await redis.zcard(default_queue_name) < backlog:
-        if time.monotonic() > deadline:
-            raise RuntimeError("the server did not enqueue every BDR within 10 s")
-        await asyncio.sleep(0.02)
-    # Held aside until every worker is up: otherwise the first to start drains alone.
-    await redis.rename(default_queue_name, HELD_QUEUE)
+    await hold_backlog(redis, backlog, 10)
     workers = await start_workers(conn, env, n_workers)
     meter = CpuMeter(conn, redis, server_pid, [w.pid for w in workers])
     try:
         await meter.start()
         start = await conn.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
-        await redis.rename(HELD_QUEUE, default_queue_name)
-        deadline = time.monotonic() + DRAIN_LIMIT_S
-        while True:
-            row = await conn.fetchrow(SQL_DRAINED)
-            assert row is not None
-            assert row["other"] == 0, "a BDR failed or was cancelled"
-            if row["ready"] == backlog:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{row['ready']}/{backlog} ready after {DRAIN_LIMIT_S} s")
-            await asyncio.sleep(0.1)
+        await drained(conn, redis, backlog, DRAIN_LIMIT_S)
         cpu = await meter.stop()
     finally:
         stop(*workers)

@@ -13,11 +13,11 @@ from typing import Any
 
 import msgspec
 
-from bench import render as pages
 from bench.capacity import LIST_CONCURRENCY, LIST_SECONDS, NOTIFIES
 from bench.runner import FIGURES, Saved, saved
-from harness.stack import CHECKOUT
 from pmd_service.core.settings import Settings
+from support import render as pages
+from support.stack import CHECKOUT
 
 TEMPLATE = "scaling.md.j2"
 REPORT = CHECKOUT / "docs" / "scaling.md"

@@ -45,13 +45,13 @@ from typing import Any
 import asyncpg
 
 from bench import cli
-from bench.memory import rss_kb
-from harness.stack import CHECKOUT, fresh_stack
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
+from support.measures import rss_kb
+from support.stack import CHECKOUT, fresh_stack
 
 PER_USER = 10
 LEVELS = (1_000, 5_000, 10_000, 20_000)

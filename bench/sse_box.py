@@ -377,7 +377,7 @@ def slab_kb() -> int:
 
 def servers_rss_kb(pid: int) -> int:
     """RSS of the server: its parent process and the SERVER_PROCESSES under it."""
-    from bench.memory import rss_kb
+    from support.measures import rss_kb
 
     return sum(rss_kb(p) for p in _server_pids(pid))
 
@@ -399,7 +399,7 @@ def _server_pids(pid: int) -> list[int]:
 
 def _cpu_split(servers: list[int], clients: _Clients) -> dict[str, float]:
     """CPU seconds so far of the servers, PostgreSQL, the client processes, and the machine."""
-    from bench.scaling import cpu_seconds, machine_seconds
+    from support.measures import cpu_seconds, machine_seconds
 
     return {
         "servers": sum(cpu_seconds(p) for p in servers),
@@ -448,7 +448,7 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
 
 async def _floor_storm(box: Box, streams: int) -> dict[str, Any]:
     """The same clients' storm against servers that only answer a fixed opening (sse_floor)."""
-    from harness.stack import free_port
+    from support.stack import free_port
 
     port = free_port()
     floor = await asyncio.to_thread(FloorServers, port, processes_for(streams))
@@ -472,7 +472,7 @@ async def _floor_storm(box: Box, streams: int) -> dict[str, Any]:
 
 async def _service_level(box: Box, streams: int) -> dict[str, Any]:
     from bench.processes import listeners
-    from harness.stack import free_port, service_env, start_server, stop
+    from support.stack import free_port, service_env, start_server, stop
 
     processes = processes_for(streams)
     users = streams // PER_USER
@@ -601,9 +601,9 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
 
 async def run(levels: list[int]) -> dict[str, Any]:
     from bench.sse import seed
-    from harness.stack import CHECKOUT, fresh_stack
     from pmd_service.core.db import connect, read_budget
     from pmd_service.core.public_ids import PublicIds
+    from support.stack import CHECKOUT, fresh_stack
 
     async with fresh_stack() as settings:
         seeded = await seed(

@@ -1,7 +1,7 @@
 """ZIPs and artworks in an object store: `python -m bench.store [--rounds 5]`.
 
 Not a test: prints figures, exits 0. Everything runs against a real SeaweedFS S3 server
-(harness/seaweed.py), one bucket per run, on loopback; ratios are taken within the run.
+(support/seaweed.py), one bucket per run, on loopback; ratios are taken within the run.
 
 1. Build into the store: `build(object_sink(...))` of 128 noise PNGs of ~1 MB, against a plain
    `obstore.put` multipart upload of the same ZIP's bytes read from a local copy in 1 MiB chunks,
@@ -47,31 +47,11 @@ import obstore
 from aiohttp import web
 from obstore.store import S3Store
 
-from bench import cli, seeding
-from bench.memory import PeakRss, rss_kb
+from bench import cli
 from bench.zip import make_large_pngs, make_small_pixel_art
-from harness.seaweed import (
-    ACCESS_KEY,
-    REGION,
-    SECRET_KEY,
-    Seaweed,
-    create_bucket,
-    new_bucket_name,
-    running_seaweed,
-)
-from harness.stack import (
-    CHECKOUT,
-    free_port,
-    fresh_stack,
-    service_env,
-    start_server,
-    start_worker,
-    stop,
-)
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
@@ -88,6 +68,26 @@ from pmd_service.jobs.zip.build import (
 )
 from pmd_service.jobs.zip.content import Artwork
 from pmd_service.jobs.zip.sources import fetched_in_order, object_fetcher
+from support.measures import PeakRss, cpu_seconds, rss_kb
+from support.seaweed import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    Seaweed,
+    create_bucket,
+    new_bucket_name,
+    running_seaweed,
+)
+from support.seeding import Factory
+from support.stack import (
+    CHECKOUT,
+    free_port,
+    fresh_stack,
+    service_env,
+    start_server,
+    start_worker,
+    stop,
+)
 
 TARGET_BUILD_RATIO = 1.3
 TARGET_GROWTH_MB = 50
@@ -108,7 +108,7 @@ def _access(endpoint: str) -> S3Access:
     return S3Access(endpoint, REGION, ACCESS_KEY, SECRET_KEY, None)
 
 
-def _store(endpoint: str, bucket: str, prefix: str) -> S3Store:
+def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
     return open_store(StoreUrl(bucket, prefix), _access(endpoint))
 
 
@@ -143,7 +143,7 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _plain_put(store: S3Store, key: str, local: Path) -> None:
+def plain_put(store: S3Store, key: str, local: Path) -> None:
     obstore.put(store, key, _file_chunks(local), use_multipart=True, chunk_size=PART_BYTES,
                 max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
 
@@ -159,7 +159,7 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
         built = time.perf_counter() - started
         assert result.size == zip_bytes, (result.size, zip_bytes)
         started = time.perf_counter()
-        _plain_put(store, "plain.zip", local)
+        plain_put(store, "plain.zip", local)
         put = time.perf_counter() - started
         assert obstore.head(store, "plain.zip")["size"] == zip_bytes
         obstore.delete(store, ["built.zip", "plain.zip"])  # keep the store's volumes small
@@ -215,7 +215,7 @@ async def _botocore_put(endpoint: str, bucket: str, key: str, source: BinaryIO) 
 
 
 def clients(weed: Seaweed, bucket: str, prefix: str, local: Path, rounds: int) -> dict[str, Any]:
-    store = _store(weed.endpoint, bucket, prefix)
+    store = store_at(weed.endpoint, bucket, prefix)
     size = local.stat().st_size
     figures: dict[str, dict[str, list[float]]] = {
         name: {"wall_s": [], "cpu_s": []} for name in ("obstore", "aiobotocore")
@@ -224,7 +224,7 @@ def clients(weed: Seaweed, bucket: str, prefix: str, local: Path, rounds: int) -
         for name in ("obstore", "aiobotocore"):
             wall, cpu = time.perf_counter(), time.process_time()
             if name == "obstore":
-                _plain_put(store, "client.zip", local)
+                plain_put(store, "client.zip", local)
             else:
                 with open(local, "rb") as source:
                     asyncio.run(
@@ -327,7 +327,7 @@ async def slow_reads(
 ) -> dict[str, Any]:  # fmt: skip
     """Reads through the slow proxy (ports[0]) 8 at a time and one by one, rounds alternating;
     then two floors 8 at a time: through the relay with no sleep (ports[1]), and direct."""
-    direct = _store(weed.endpoint, bucket, prefix)
+    direct = store_at(weed.endpoint, bucket, prefix)
     artworks = []
     for i, path in enumerate(files):
         key, shard = uuid.uuid4(), f"{i % 16:02x}"
@@ -337,8 +337,8 @@ async def slow_reads(
             width=None, height=None, frame_count=1, hashtags=[], storage_shard=shard,
             storage_key=key, fmt="png",
         ))  # fmt: skip
-    slow = _store(f"http://127.0.0.1:{ports[0]}", bucket, prefix)
-    relay = _store(f"http://127.0.0.1:{ports[1]}", bucket, prefix)
+    slow = store_at(f"http://127.0.0.1:{ports[0]}", bucket, prefix)
+    relay = store_at(f"http://127.0.0.1:{ports[1]}", bucket, prefix)
     times: dict[int, list[float]] = {FETCH_CONCURRENCY: [], 1: []}
     for i in range(rounds + 1):
         for concurrency in times:
@@ -363,21 +363,20 @@ async def slow_reads(
 
 async def _seed(settings: Settings) -> tuple[int, str, list[int], list[int]]:
     """A user with one small artwork (the warm-up) and 128 of 8 MB, written into the vault."""
-    ids = PublicIds(settings.sqids_alphabet)
     conn = await connect(settings.database_url, "pmd-bench")
     rng = random.Random(11)
     try:
-        owner, sqid = await seeding.add_user(conn, ids, "stored")
+        seed = Factory(conn, settings)
+        owner = await seed.user("stored")
         post_ids = []
         for i in range(BIG_FILES + 1):
             size = 4096 if i == 0 else BIG_FILE_BYTES
             data = b"\x89PNG\r\n\x1a\n" + rng.randbytes(size - 8)
-            post_ids.append(await seeding.add_artwork(
-                conn, settings, ids, owner, f"stored {i}", data, f"{i % 64:02x}"
-            ))  # fmt: skip
+            post = await seed.post(owner, title=f"stored {i}", data=data, shard=f"{i % 64:02x}")
+            post_ids.append(post.id)
     finally:
         await conn.close()
-    return owner, sqid, post_ids[:1], post_ids[1:]
+    return owner.id, owner.sqid, post_ids[:1], post_ids[1:]
 
 
 async def _run_bdr(conn: Any, settings: Settings, owner: int, post_ids: list[int]) -> uuid.UUID:
@@ -430,12 +429,6 @@ async def worker_memory(
     return figures, bdr_id, sqid
 
 
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc/<pid>/stat."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
-
-
 async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
     async with http.get(url, headers=headers, allow_redirects=False) as resp:
         if resp.status == 302:
@@ -467,9 +460,9 @@ async def downloads(
                 for mode in modes:
                     url = f"http://127.0.0.1:{ports[mode]}/api/pmd/bdr/{bdr_id}/download"
                     pid = servers[mode].pid
-                    before, started = cpu_s(pid), time.perf_counter()
+                    before, started = cpu_seconds(pid), time.perf_counter()
                     got = await _download(http, url, headers)
-                    seconds, used = time.perf_counter() - started, cpu_s(pid) - before
+                    seconds, used = time.perf_counter() - started, cpu_seconds(pid) - before
                     assert got == zip_bytes, (got, zip_bytes)
                     if i:  # round 0 warms up connections, code paths and the store
                         cpu[mode].append(used)
@@ -477,12 +470,12 @@ async def downloads(
         # One download is a few clock ticks at most in redirect mode: many 302s, for the
         # CPU of one with some resolution.
         url = f"http://127.0.0.1:{ports['redirect']}/api/pmd/bdr/{bdr_id}/download"
-        before = cpu_s(servers["redirect"].pid)
+        before = cpu_seconds(servers["redirect"].pid)
         async with aiohttp.ClientSession() as http:
             for _ in range(REDIRECTS):
                 async with http.get(url, headers=headers, allow_redirects=False) as resp:
                     assert resp.status == 302, resp.status
-        per_302 = (cpu_s(servers["redirect"].pid) - before) / REDIRECTS
+        per_302 = (cpu_seconds(servers["redirect"].pid) - before) / REDIRECTS
     finally:
         stop(*servers.values())
     gb = zip_bytes / 1e9
@@ -511,7 +504,7 @@ def run(rounds: int) -> dict[str, Any]:
         asyncio.run(create_bucket(weed, bucket))
         files = make_large_pngs(Path(tmp) / "large", 128)
         local = Path(tmp) / "local.zip"
-        store = _store(weed.endpoint, bucket, "bench/build")
+        store = store_at(weed.endpoint, bucket, "bench/build")
         figures["build"] = build_vs_put(store, files, local, rounds)
         _report_build(figures["build"])
         weed.vacuum()

@@ -21,14 +21,14 @@ from typing import Any
 import asyncpg
 
 from bench import cli
-from bench.memory import PeakRss, rss_kb
-from harness.stack import fresh_stack, service_env, start_worker, stop
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.host.vault import artwork_path, bdr_zip_path
+from pmd_service.host.vault import bdr_zip_path
+from support.measures import PeakRss, rss_kb
+from support.seeding import Factory
+from support.stack import fresh_stack, service_env, start_worker, stop
 
 TARGET_GROWTH_MB = 20
 SAMPLE_EVERY = 0.005
@@ -51,29 +51,12 @@ SQL_STATUS = "SELECT status, file_path, error_message FROM batch_download_reques
 
 
 async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> dict[str, Any]:
-    ids = PublicIds(settings.sqids_alphabet)
-    user = await conn.fetchval(
-        "INSERT INTO users (handle, email) VALUES ('chatty', 'chatty@x') RETURNING id"
-    )
-    await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", user, ids.encode(user))
-    posts = []
-    for title in ("warm-up", "the big thread"):
-        key = uuid.uuid4()
-        post = await conn.fetchval(
-            "INSERT INTO posts (storage_key, storage_shard, owner_id, title) VALUES ($1, 'ab', $2, $3) RETURNING id",
-            key, user, title,
-        )  # fmt: skip
-        await conn.execute(
-            "UPDATE posts SET public_sqid = $2 WHERE id = $1", post, ids.encode(post)
-        )
-        path = artwork_path(settings.vault_path, "ab", key, "png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)
-        await conn.execute(
-            "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, 'png', 4104, true)",
-            post,
-        )  # fmt: skip
-        posts.append(post)
+    seeder = Factory(conn, settings)
+    chatty = await seeder.user("chatty")
+    user = chatty.id
+    posts = [(await seeder.post(chatty, title=title, shard="ab",
+                                data=b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)).id
+             for title in ("warm-up", "the big thread")]  # fmt: skip
     started = time.perf_counter()
     await conn.execute(SQL_COMMENTS, posts[0], user, 100, timeout=600)
     await conn.execute(SQL_COMMENTS, posts[1], user, comments, timeout=600)
@@ -91,7 +74,7 @@ async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> d
     )
     print(f"seeded {comments:,} comments ({visible:,} visible, {text_mb:.0f} MB of text) "
           f"in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-    return {"user": user, "user_sqid": ids.encode(user), "posts": posts, "visible": visible}
+    return {"user": user, "user_sqid": chatty.sqid, "posts": posts, "visible": visible}
 
 
 async def build(conn: asyncpg.Connection, settings: Settings, bdr_id: uuid.UUID) -> str:

@@ -35,9 +35,9 @@ import zlib
 from pathlib import Path
 
 from bench import cli
-from bench.memory import PeakRss
 from pmd_service.dev.demo import pixel_art
 from pmd_service.jobs.zip.build import Entry, build_zip
+from support.measures import PeakRss
 
 FILES = 128
 

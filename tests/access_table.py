@@ -14,7 +14,7 @@ import jwt
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
 from tests.helpers import fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

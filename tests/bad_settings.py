@@ -1,7 +1,5 @@
-"""One bad value for every setting: tests/test_config_errors.py gives them to the entry points,
-tests/test_settings.py to the settings themselves."""
-
-from __future__ import annotations
+"""A bad value for every setting: the entry points (tests/test_config_errors.py) and `from_env`
+(tests/test_settings.py) refuse each one, naming its variable."""
 
 FILE = "<a file>"  # stands for a file where a folder belongs
 BAD = {

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, PostRow, UserRow
+from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import request_bdr, run_worker
 
 Client = TestClient[Any, Any]

@@ -18,7 +18,6 @@ PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -28,29 +27,22 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
+from support.mailbox import Mailbox, serving
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
+from support.stack import create_database, drop_database, free_port, with_database
 from tests import prerequisites, skip_guard
-from tests.factories import Factory
-from tests.helpers import (
-    CHECKOUT,
-    SECRET,
-    TABLES,
-    Mailbox,
-    as_role,
-    free_port,
-    grant_role,
-    serving,
-    with_database,
-)
+from tests.helpers import CHECKOUT, SECRET, TABLES, Serve, ServedLikeServerPy, as_role, grant_role
 from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
@@ -79,15 +71,6 @@ class TestDatabase:
     password: str
 
 
-@contextlib.asynccontextmanager
-async def _connected(url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def test_database() -> Iterator[TestDatabase]:
     """The suite's database: stand-in host tables created by the admin (`migrate
@@ -104,25 +87,22 @@ def test_database() -> Iterator[TestDatabase]:
     db = TestDatabase(admin_url, as_role(admin_url, role, password), role, password)
 
     async def create() -> None:
-        async with _connected(server_url) as conn:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-            # The service sets its search path on every connection it opens; this default lets
-            # the tests' own connections name the service's tables unqualified too.
-            await conn.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
-        async with _connected(admin_url) as conn:
+        await create_database(server_url, name)
+        conn = await asyncpg.connect(admin_url)
+        try:
             await create_host_tables(conn)
             await grant_role(conn, role, password)
-        async with _connected(db.service_url) as conn:
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(db.service_url)
+        try:
             await apply_migrations(conn)
-
-    async def drop() -> None:
-        async with _connected(server_url) as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.execute(f"DROP ROLE IF EXISTS {role}")
+        finally:
+            await conn.close()
 
     asyncio.run(create())
     yield db
-    asyncio.run(drop())
+    asyncio.run(drop_database(server_url, name, role))
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +118,7 @@ def pooler_url(database_url: str) -> Iterator[str | None]:
     if pooler == "none":
         yield None
         return
-    from harness.pgbouncer import running_pgbouncer
+    from support.pgbouncer import running_pgbouncer
 
     # Fewer server connections than the suite's clients (many processes at once): transactions
     # of different clients share server sessions, as in production.
@@ -157,23 +137,26 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
     """A fresh database holding the host's tables, and nothing of the service's yet (an admin
     URL; `host_role_url` is the service's role on it)."""
     name = f"pmd_host_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_database_url)
+    url = await create_database(admin_database_url, name, search_path=False)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = with_database(admin_database_url, name)
-        async with _connected(url) as conn:
+        conn = await asyncpg.connect(url)
+        try:
             await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
+        finally:
+            await conn.close()
         yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(admin_database_url, name)
 
 
 @pytest.fixture
 async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
     """The service's role on `host_url`'s database, as `grants` makes it."""
-    async with _connected(host_url) as conn:
+    conn = await asyncpg.connect(host_url)
+    try:
         await grant_role(conn, test_database.role, test_database.password)
+    finally:
+        await conn.close()
     return as_role(host_url, test_database.role, test_database.password)
 
 
@@ -287,3 +270,19 @@ async def worker_ctx(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[di
 
     async with job_context(settings) as ctx:
         yield ctx
+
+
+@pytest.fixture
+async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> AsyncIterator[Serve]:
+    """Start servers with settings overridden per test; all closed at the end."""
+    servers: list[TestServer] = []
+
+    async def start(**overrides: Any) -> TestServer:
+        server = ServedLikeServerPy(create_app(msgspec.structs.replace(settings, **overrides)))
+        await server.start_server()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.close()

@@ -5,42 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
+import importlib
 import io
-import json
-import os
-import random
-import socket
+import pkgutil
+import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.parser import BytesParser
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
-from aiohttp.test_utils import TestClient
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+import pmd_service
 from pmd_service.bdr.queue import job_id
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
-from pmd_service.host.vault import artwork_path, host_shard
 from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.keys import DB_POOL, REDIS
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
+from support.sse import Message
+from support.stack import free_port
 
 Client = TestClient[Any, Any]
-M = TypeVar("M", bound="Mailbox")
 
 # server.py and worker.py run from here, and .data holds the embedded servers.
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -54,14 +49,6 @@ TABLES = (
     "reactions, comments, "
     "post_files, posts, licenses, users"
 )
-
-
-def with_database(url: str, name: str) -> str:
-    """`url` pointing at database `name` (pgserver URLs carry the host in the query)."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
 
 
 def direct(settings: Settings, url: str, **changes: Any) -> Settings:
@@ -150,44 +137,6 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str, **opti
 
     await admin.execute(grants_sql(role, **options))
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
-
-
-@dataclass
-class Mailbox:
-    host: str
-    port: int
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
-        self.messages.append(message)
-        return "250 OK"
-
-
-EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-
-
-def free_port() -> int:
-    """A port free on every address, below the kernel's range for outgoing connections: a port
-    the kernel hands out (bind to 0) may be taken by a client's connection before the server it
-    is meant for binds it, and with a pooler in front of the test database (TCP on loopback,
-    TEST_DATABASE_POOLER) the suite opens many."""
-    try:
-        first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        first_ephemeral = 32768
-    for _ in range(200):
-        port = random.randrange(10000, first_ephemeral)
-        with socket.socket() as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        found: int = s.getsockname()[1]
-        return found
 
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:
@@ -304,113 +253,6 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
     return await resp.json()
 
 
-SSE = "/api/pmd/bdr/sse"
-
-
-@dataclass
-class Message:
-    event: str | None = None
-    id: str | None = None
-    data: str | None = None
-    retry: int | None = None
-    comment: str | None = None
-
-    def json(self) -> dict[str, Any]:
-        assert self.data is not None
-        value: dict[str, Any] = json.loads(self.data)
-        return value
-
-
-class Stream:
-    """Parses `text/event-stream` as the WHATWG spec says (what EventSource does)."""
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self.resp = resp
-        self.last_event_id: str | None = None
-
-    async def next(self, within: float = 10) -> Message | None:
-        """The next message (an event, a comment or a retry), or None at the end of stream."""
-        msg = Message()
-        started = False
-        while True:
-            try:
-                raw = await asyncio.wait_for(self.resp.content.readline(), within)
-            except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-                return None
-            if not raw:
-                return None
-            line = raw.decode().rstrip("\r\n")
-            if line == "":
-                if started:
-                    return msg
-                continue
-            started = True
-            name, _, value = line.partition(":")
-            value = value.removeprefix(" ")
-            if name == "":
-                msg.comment = value
-            elif name == "event":
-                msg.event = value
-            elif name == "id":
-                msg.id = self.last_event_id = value
-            elif name == "data":
-                msg.data = value if msg.data is None else f"{msg.data}\n{value}"
-            elif name == "retry":
-                msg.retry = int(value)
-
-    async def until(self, done: Callable[[Message], bool], within: float = 10) -> list[Message]:
-        """Messages up to and including the first for which `done` is true (pings dropped)."""
-        out: list[Message] = []
-        deadline = time.monotonic() + within
-        while True:
-            msg = await self.next(max(0.1, deadline - time.monotonic()))
-            assert msg is not None, f"stream ended; got {[(m.event, m.id) for m in out]}"
-            if msg.comment is None:
-                out.append(msg)
-            if done(msg):
-                return out
-
-    async def opening(self) -> list[Message]:
-        """retry, snapshot (or missed events), connected."""
-        return await self.until(lambda m: m.event == "connected")
-
-    async def updates(self, n: int, within: float = 15) -> list[Message]:
-        got: list[Message] = []
-        deadline = time.monotonic() + within
-        while len(got) < n:
-            msg = await self.next(max(0.1, deadline - time.monotonic()))
-            assert msg is not None, f"stream ended after {len(got)} of {n} updates"
-            if msg.event == "bdr_update":
-                got.append(msg)
-        return got
-
-    async def ended(self, within: float = 10) -> list[Message]:
-        """Everything until the end of the stream."""
-        out: list[Message] = []
-        while (msg := await self.next(within)) is not None:
-            out.append(msg)
-        return out
-
-    def close(self) -> None:
-        self.resp.close()
-
-
-@contextlib.asynccontextmanager
-async def open_stream(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-) -> AsyncIterator[Stream]:
-    resp = await session.get(url, headers=headers, params=params)
-    try:
-        assert resp.status == 200, await resp.text()
-        assert resp.headers["Content-Type"].startswith("text/event-stream")
-        yield Stream(resp)
-    finally:
-        resp.close()
-
-
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
     rows = await pool.fetch(
         "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
@@ -431,79 +273,6 @@ async def listener_pids(pool: asyncpg.Pool) -> list[int]:
     return [r["pid"] for r in rows]
 
 
-# A user the host's code wrote: the same fields as the factory's.
-HostUser = UserRow
-
-
-@dataclass
-class HostPost:
-    id: int
-    sqid: str
-    shard: str
-    data: bytes
-
-
-class HostSite:
-    """Rows written the way the host's code writes them: every NOT NULL column without a
-    default named (user_key, handle_normalized, comment and audit ids), json roles, sqids."""
-
-    def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
-        self.pool, self.settings = pool, settings
-        self.ids = PublicIds(settings.sqids_alphabet)
-
-    async def user(self, handle: str, roles: list[str]) -> HostUser:
-        user_id: int = await self.pool.fetchval(
-            """INSERT INTO public.users (user_key, handle, handle_normalized, email, roles)
-               VALUES ($1, $2::text, lower($2::text), $2::text || '@example.com', $3::json)
-               RETURNING id""",
-            uuid.uuid4(), handle, roles,
-        )  # fmt: skip
-        sqid = self.ids.encode(user_id)
-        await self.pool.execute(
-            "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
-        )
-        token = mint_token(self.settings.jwt_secret_key, sqid, roles=roles)
-        return HostUser(user_id, sqid, handle, token)
-
-    async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
-        key = uuid.uuid4()
-        shard = host_shard(key, legacy=legacy)
-        data = f"PIXELS {n} ".encode() + os.urandom(3000)
-        post_id: int = await self.pool.fetchval(
-            """INSERT INTO public.posts (storage_key, storage_shard, owner_id, title, art_url,
-                                         created_at)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            key, shard, owner.id, f"Art {n}", f"/vault/{shard}/{key}.png",
-            datetime.now(UTC) - timedelta(minutes=n),
-        )  # fmt: skip
-        sqid = self.ids.encode(post_id)
-        await self.pool.execute(
-            "UPDATE public.posts SET public_sqid = $2 WHERE id = $1", post_id, sqid
-        )
-        await self.pool.execute(
-            "INSERT INTO public.post_files (post_id, format, file_bytes, is_native)"
-            " VALUES ($1, 'png', $2, true)",
-            post_id, len(data),
-        )  # fmt: skip
-        path = artwork_path(self.settings.vault_path, shard, key, "png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return HostPost(post_id, sqid, shard, data)
-
-
-@contextlib.contextmanager
-def serving(box: M) -> Iterator[M]:
-    """`box` answering SMTP on its host and port (aiosmtpd) for the block's duration."""
-    from aiosmtpd.controller import Controller
-
-    controller = Controller(box, hostname=box.host, port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
-
-
 async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) -> str:
     """A BDR of one post that asked for an email, made ready (as a build would) with its email
     still owed: the id."""
@@ -516,3 +285,65 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
     )
     bdr_id: str = item["id"]
     return bdr_id
+
+
+def pg_dump() -> str:
+    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
+    try:
+        import pgserver
+
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+        if bundled.exists():
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("pg_dump")
+    if found is None:
+        pytest.skip("no pg_dump on this machine")
+    return found
+
+
+def service_statements() -> dict[str, str]:
+    """Every SQL_* constant of the package but the standalone-only and catalog modules (and
+    the worker's entry module, which reads its settings from the environment on import)."""
+    skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker"}
+    found: dict[str, str] = {}
+    for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
+        if info.name.rsplit(".", 1)[-1] in skip:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if name.startswith("SQL_") and isinstance(value, str) and value not in found.values():
+                found[f"{info.name}.{name}"] = value
+    return found
+
+
+# --- servers on loopback, as server.py runs them (the SSE tests) ----------------------
+
+# Seconds after which a wait that should end counts as hung: a guard, not a performance claim.
+HUNG = 30.0
+
+Serve = Callable[..., Awaitable[TestServer]]
+
+
+class ServedLikeServerPy(TestServer):
+    """A real server on a loopback port, run the way `server.py` runs it: aiohttp's test server
+    cancels a handler when its client goes away, `web.run_app` does not."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        kwargs |= {"handler_cancellation": False, "shutdown_timeout": 1.0}
+        return web.AppRunner(self.app, **kwargs)
+
+
+async def mint_ticket(
+    session: aiohttp.ClientSession, server: TestServer, user: UserRow, **query: str
+) -> str:
+    resp = await session.post(
+        server.make_url("/api/pmd/bdr/sse-ticket"), headers=user.auth, params=query
+    )
+    assert resp.status == 200, await resp.text()
+    assert resp.headers["Cache-Control"] == "no-store"
+    body = await resp.json()
+    assert body["expires_in"] == 30
+    ticket: str = body["ticket"]
+    return ticket

@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import asyncpg
 import pytest
 
-from harness import tools
-from harness.stack import database_env
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
-from tests.factories import Factory, UserRow
-from tests.helpers import CHECKOUT, answers_200, eventually, free_port
+from support import tools
+from support.seeding import Factory, UserRow
+from support.stack import free_port, service_env, start_server
+from tests.helpers import CHECKOUT
 
 if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip (browser_missing)
     from playwright.async_api import Browser, Page, ViewportSize
@@ -72,38 +71,14 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def env(self) -> dict[str, str]:
-        return {
-            **os.environ,
-            **database_env(self.settings),
-            "REDIS_URL": self.settings.redis_url,
-            "JWT_SECRET_KEY": self.settings.jwt_secret_key,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "AUTO_MIGRATE": "false",
-            # Dev mode serves the vault's artwork files, for the thumbnails.
-            "PMD_DEV": "true",
-            "PMD_DATA_DIR": str(self.directory),
-            "VAULT_PATH": str(self.settings.vault_path),
-            "BDR_PATH": str(self.settings.bdr_path),
-            "METRICS_PORT": "0",
-            "LOG_FORMAT": "text",
-            **self.extra_env,
-        }
+        # Dev mode serves the vault's artwork files, for the thumbnails.
+        return service_env(self.settings, self.directory, PORT=str(self.port), PMD_DEV="true",
+                           LOG_FORMAT="text", **self.extra_env)  # fmt: skip
 
     async def start_server(self) -> None:
         # The child keeps its own copy of the log's descriptor; ours is closed at once.
         with (self.directory / "server.log").open("ab") as log:
-            # Popen does not block; the server must be its own process to be signalled.
-            self.server = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,  # noqa: ASYNC220
-                                           env=self.env(), stdout=log, stderr=log)  # fmt: skip
-        server = self.server
-        async with aiohttp.ClientSession() as http:
-
-            async def ready() -> bool:
-                assert server.poll() is None, self.log("server")
-                return await answers_200(http, self.base + "/readyz")
-
-            await eventually(ready, 30, lambda: self.log("server"), interval=0.05)
+            self.server = await asyncio.to_thread(start_server, self.env(), self.port, log)
 
     async def stop_server(self) -> None:
         """SIGTERM, as a deploy does: every SSE stream is closed from the server side."""

@@ -11,7 +11,7 @@ there the same line fails the test instead. One mechanism for every area:
     compose    PMD_REQUIRE_COMPOSE      test_compose_up (podman, docker-compose, root)
     pgbouncer  PMD_REQUIRE_PGBOUNCER    test_pgbouncer
 
-The machine's programs and their Debian packages are harness/tools.py's table. Beyond these
+The machine's programs and their Debian packages are support/tools.py's table. Beyond these
 switches, CI fails on any skip that tests/skips_allowed.txt does not allow (tests/skip_guard.py).
 
 A pytest plugin: tests/conftest.py loads it; elsewhere `python -m pytest -p tests.prerequisites`.
@@ -24,7 +24,7 @@ from typing import NoReturn
 
 import pytest
 
-from harness import tools
+from support import tools
 
 AREAS = ("browser", "deploy", "image", "compose", "pgbouncer")
 

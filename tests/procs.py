@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.stack import database_env
-from pmd_service.core.settings import Settings
 from tests.helpers import CHECKOUT
 
 SERVE = [sys.executable, "-m", "pmd_service", "serve"]
@@ -21,27 +18,6 @@ CLI = [sys.executable, "-m", "pmd_service"]
 
 # One line of the text format (core/logs.py TEXT_FORMAT).
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+ \[[^\]]*\]: ")
-
-
-def process_env(settings: Settings, data_dir: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PMD_", "LOG_", "METRICS_", "STARTUP_")) and k not in ("PORT", "HOST")
-    }
-    env |= {
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url,
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "HOST": "127.0.0.1",
-        "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(data_dir),
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        "METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    return env | extra
 
 
 class Proc:

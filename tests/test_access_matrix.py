@@ -26,6 +26,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
+from support.seeding import Factory, UserRow
 from tests.access_table import (
     CALLERS,
     ENDPOINTS,
@@ -37,7 +38,6 @@ from tests.access_table import (
     build_world,
     expected,
 )
-from tests.factories import Factory, UserRow
 
 Client = TestClient[Any, Any]
 

@@ -28,7 +28,7 @@ from pmd_service.jobs.zip.build import BuildCancelled
 from pmd_service.jobs.zip.content import plan_artworks
 from pmd_service.jobs.zip.entry_names import post_sqid, safe_part
 from pmd_service.jobs.zip.row_feed import BATCH_ROWS, RowFeed
-from tests.factories import Factory, PostRow, UserRow
+from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

@@ -14,7 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
 from tests.helpers import SECRET, assert_problem
 
 Client = TestClient[Any, Any]

@@ -13,7 +13,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.bdr.budget import human_bytes
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs, old_files
+from support.seeding import Factory
 from tests.bdr_steps import built
-from tests.factories import Factory
 from tests.helpers import fetch_item
 
 Client = TestClient[Any, Any]

@@ -19,9 +19,10 @@ from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path
+from support.mailbox import Mailbox
+from support.seeding import Factory, PostRow
 from tests.bdr_steps import built, zip_path
-from tests.factories import Factory, PostRow
-from tests.helpers import Mailbox, assert_problem, download_zip, fetch_item, request_bdr, run_worker
+from tests.helpers import assert_problem, download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -22,7 +22,6 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
-from harness.stack import database_env
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
@@ -35,17 +34,17 @@ from pmd_service.jobs.mail.notify import send_bdr_email
 from pmd_service.jobs.upkeep.sweep import sweep
 from pmd_service.jobs.zip.build import BuildCancelled, BuildResult, publish
 from pmd_service.web.app import create_app
+from support.mailbox import Mailbox
+from support.seeding import Factory, PostRow, UserRow
+from support.stack import free_port, service_env
 from tests.bdr_steps import built, requested, zip_path
-from tests.factories import Factory, PostRow, UserRow
 from tests.helpers import (
     CHECKOUT,
     DatabaseRelay,
-    Mailbox,
     direct,
     download_zip,
     eventually,
     fetch_item,
-    free_port,
     on_port,
     ready_owing_email,
     request_bdr,
@@ -253,18 +252,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
     origin, owner, posts, item = await requested_from_slow_origin(
         client, factory, aiohttp_server, 0.25, 16
     )
-    env = {
-        **os.environ,
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        "ARTWORK_BASE_URL": origin.url,
-        "ARTWORK_FETCH_CONCURRENCY": "1",
-        "AUTO_MIGRATE": "false",
-        "METRICS_PORT": "0",
-    }
+    env = service_env(settings, ARTWORK_BASE_URL=origin.url, ARTWORK_FETCH_CONCURRENCY="1")
     arq = str(Path(sys.executable).with_name("arq"))
     # Popen does not block; the real worker must be a separate process to be SIGKILLed.
     proc = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT, env=env,  # noqa: ASYNC220

@@ -1,4 +1,4 @@
-"""The chaos run's CI variant (`python -m harness.chaos --ci`), only when PMD_CHAOS=1.
+"""The chaos run's CI variant (`python -m runs.chaos --ci`), only when PMD_CHAOS=1.
 
 It starts its own Redis, SMTP server, two servers and two workers, runs for about two minutes
 and mounts a tmpfs when root: too heavy for every `make test`, so CI opts in. With
@@ -25,8 +25,8 @@ POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 
 
 def chaos(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], str]:
-    """`python -m harness.chaos ARGS` from the checkout: its result and its whole output."""
-    result = subprocess.run([sys.executable, "-m", "harness.chaos", *args], cwd=CHECKOUT,
+    """`python -m runs.chaos ARGS` from the checkout: its result and its whole output."""
+    result = subprocess.run([sys.executable, "-m", "runs.chaos", *args], cwd=CHECKOUT,
                             capture_output=True, text=True, timeout=timeout)  # fmt: skip
     return result, result.stdout + result.stderr
 

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from harness.chaos_checks import Report, Workload, check_downloads
-from harness.chaos_workload import Ledger
+from runs.chaos.checks import Report, Workload, check_downloads
+from runs.chaos.workload import Ledger
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,10 @@ import jwt
 import pytest
 from msgspec.structs import replace
 
-from harness.stack import database_env
 from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
+from support.stack import database_env
 from tests.cli_env import admin_value, keep_process_logging
 from tests.helpers import SECRET, TABLES
 

@@ -1,4 +1,4 @@
-"""The cluster's runs (harness/cluster.py), only when PMD_CHAOS=1: simulated hosts in network
+"""The cluster's runs (runs/cluster/run.py), only when PMD_CHAOS=1: simulated hosts in network
 namespaces need root. The two CI runs (with faults, and as a rolling deploy) take about two
 minutes each; a short run whose worker host is killed behind its back must fail; and a run
 stopped after any step of its start, by an error, Ctrl-C or SIGTERM, must leave nothing behind
@@ -18,15 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster_hosts import STEPS
-from harness.netns import possible, sweep
+from runs.cluster.hosts import STEPS
+from runs.cluster.netns import possible, sweep
 from tests.helpers import CHECKOUT
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("PMD_CHAOS") != "1",
     reason="the cluster runs take minutes and need root; set PMD_CHAOS=1 to run them",
 )
-CLUSTER = [sys.executable, "-m", "harness.cluster"]
+CLUSTER = [sys.executable, "-m", "runs.cluster"]
 RUN = re.compile(r"^cluster run (pmd\d+) in (\S+)$", re.MULTILINE)
 
 

@@ -1,4 +1,4 @@
-"""The cluster run's checks of its own processes (harness/cluster_checks.py), on processes of
+"""The cluster run's checks of its own processes (runs/cluster/checks.py), on processes of
 this machine and on recorded logs: no namespaces, no root, a second or two."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.chaos_checks import Report
-from harness.cluster_checks import Findings, Known, Supervisor, check_processes, log_findings
-from harness.netns import Host, pids_of_run
+from runs.chaos.checks import Report
+from runs.cluster.checks import Findings, Known, Supervisor, check_processes, log_findings
+from runs.cluster.netns import Host, pids_of_run
 from tests.helpers import CHECKOUT
 
 
@@ -182,8 +182,8 @@ def test_a_known_finding_is_counted_not_a_violation_and_only_where_it_is_known(e
 
 
 def test_the_run_and_its_workload_import_each_other_no_more() -> None:
-    """harness/cluster.py (the entry point) imports the run; the run imports only the hosts."""
-    probe = "import sys, harness.cluster_run; print('harness.cluster' in sys.modules)"
+    """runs/cluster/run.py (the entry point) imports the run; the run imports only the hosts."""
+    probe = "import sys, runs.cluster.client; print('runs.cluster.run' in sys.modules)"  # the entry point (run.py) imports the client; never the reverse
     done = subprocess.run([sys.executable, "-c", probe], cwd=CHECKOUT, capture_output=True,
                           text=True, check=True)  # fmt: skip
     assert done.stdout.strip() == "False"

@@ -55,9 +55,11 @@ from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from pmd_service.host.tokens import mint_token
+from support.seeding import HostSite
+from support.stack import free_port
 from tests import standins
 from tests.compose_engine import Engine, compose, engine, services
-from tests.helpers import CHECKOUT, HostSite, eventually, free_port
+from tests.helpers import CHECKOUT, eventually
 from tests.host_stack import (
     COMPOSE_MISSING,
     HOST_DOTENV,

@@ -45,8 +45,9 @@ import msgspec
 import pytest
 
 from pmd_service.core.settings import Settings
+from support.stack import free_port
 from tests.bad_settings import BAD, FILE
-from tests.helpers import CHECKOUT, SECRET, free_port
+from tests.helpers import CHECKOUT, SECRET
 from tests.procs import ARQ_WORKER, CLI
 
 SCRIPT = str(Path(sys.executable).with_name("pmd-service"))

@@ -28,8 +28,8 @@ from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.context import job_context
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET, HostPost, HostSite, HostUser, direct, run_worker
-from tests.schema_dump import pg_dump
+from support.seeding import HostPost, HostSite, HostUser
+from tests.helpers import CHECKOUT, SECRET, direct, pg_dump, run_worker
 
 Client = TestClient[Any, Any]
 

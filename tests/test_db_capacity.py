@@ -37,9 +37,11 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, OUTAGES
 from pmd_service.web.outage import OutageLog
-from tests.factories import Factory
-from tests.helpers import CHECKOUT, SSE, assert_problem, eventually, open_stream
-from tests.procs import ARQ_WORKER, WORKER, process_env, run
+from support.seeding import Factory
+from support.sse import SSE, open_stream
+from support.stack import service_env
+from tests.helpers import CHECKOUT, assert_problem, eventually
+from tests.procs import ARQ_WORKER, WORKER, run
 
 TEXT_INFO = re.compile(r"^\S+ \S+ (INFO|DEBUG) ")
 
@@ -234,7 +236,7 @@ async def test_an_exhausted_pool_is_503_after_the_acquire_timeout(
 async def test_unreachable_redis_is_503_not_500(
     aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    from tests.helpers import free_port
+    from support.stack import free_port
 
     settings = msgspec.structs.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     client = await start(aiohttp_client, settings)
@@ -343,7 +345,7 @@ async def test_a_worker_whose_pool_cannot_fit_stops_with_one_line(
     plain = msgspec.structs.replace(
         settings, database_url=role.url, database_direct_url=None, database_pooler="none"
     )
-    env = process_env(plain, tmp_path, WORKER_DB_POOL_MAX="8", LOG_FORMAT="text")
+    env = service_env(plain, tmp_path, WORKER_DB_POOL_MAX="8", LOG_FORMAT="text")
     code, proc = await run(argv, env, within=60)
     assert code == 2, proc.err
     # arq's own start-up lines (INFO) come first; the problem is one line, and the only one

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import SSE, free_port, open_stream
+from support.seeding import Factory
+from support.sse import SSE, open_stream
+from support.stack import free_port
 from tests.host_stack import COMPOSE_MISSING, compose_binary, merged, stack_dir
 from tests.host_stack.labels import _tokens, caddyfile
 from tests.host_stack.proxies import caddy_adapt, caddy_serving

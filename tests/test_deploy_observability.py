@@ -16,10 +16,12 @@ import asyncpg
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness import tools
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import SSE, eventually, free_port, open_stream
+from support import tools
+from support.seeding import Factory
+from support.sse import SSE, open_stream
+from support.stack import free_port
+from tests.helpers import eventually
 from tests.host_stack import CHECKOUT
 from tests.page_stack import running_stack
 from tests.prerequisites import needs, programs

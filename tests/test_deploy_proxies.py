@@ -20,10 +20,12 @@ import aiohttp
 import asyncpg
 import pytest
 
-from harness.seaweed import Seaweed
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
-from tests.helpers import SSE, eventually, free_port, open_stream
+from support.seaweed import Seaweed
+from support.seeding import Factory, UserRow
+from support.sse import SSE, open_stream
+from support.stack import free_port
+from tests.helpers import eventually
 from tests.host_stack.proxies import (
     HOST_API_REPLY,
     nginx_test,

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.helpers import SECRET, with_database
+from support.stack import with_database
+from tests.helpers import SECRET
 from tests.host_stack import (
     CHECKOUT,
     COMPOSE_MISSING,

@@ -1,5 +1,5 @@
 """Every generated page under docs/ is a render of its template (bench/templates/) and the
-committed data (bench/figures/, harness/chaos_runs/), and a hand edit of one fails here. A
+committed data (bench/figures/, runs/chaos/saved/), and a hand edit of one fails here. A
 benchmark's section is dated by its own run, a failed rerun keeps the figures before it and
 says so, and a section or part without figures says "not measured yet" and keeps nothing."""
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench import docs, report, runner, scaling_doc
-from harness import chaos_doc
+from support import chaos_pages as chaos_doc
 
 OLD = {"date": "2026-01-02 03:04 UTC", "load_start": "0.50", "load_end": "0.60",
        "command": "python -m bench.bdr_e2e", "seconds": 42}  # fmt: skip
@@ -165,7 +165,7 @@ def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
     assert saved["argv"] == ["--ci", "--doc"] and saved["exit"] == 0
     assert page == tmp_path / "runs" / "chaos-ci.md"
     assert (
-        f"Written by `.venv/bin/python -m harness.chaos --ci --doc` on {saved['date']} UTC "
+        f"Written by `.venv/bin/python -m runs.chaos --ci --doc` on {saved['date']} UTC "
         "(exit 0):\n\n```\nchaos: OK: 0 violations\nwall time 9 s\n```\n"
     ) in page.read_text()
     summary = (tmp_path / "reliability.md").read_text()
@@ -173,6 +173,6 @@ def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
         f"| `--ci` | the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault) | `chaos: OK: 0 violations`, wall time 9 s ({saved['date']} UTC) |"
         in summary
     )
-    assert "not run yet (`.venv/bin/python -m harness.chaos --ci --store --doc`)" in summary
+    assert "not run yet (`.venv/bin/python -m runs.chaos --ci --store --doc`)" in summary
     with pytest.raises(SystemExit, match="no page for a chaos run"):
         chaos_doc.write(["--ci", "--made-up", "--doc"], "", 0, tmp_path / "saved")

@@ -15,19 +15,11 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from harness.stack import service_env
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import (
-    CHECKOUT,
-    SSE,
-    answers_200,
-    event_ids,
-    eventually,
-    free_port,
-    ids,
-    open_stream,
-)
+from support.seeding import Factory
+from support.sse import SSE, open_stream
+from support.stack import free_port, service_env
+from tests.helpers import CHECKOUT, answers_200, event_ids, eventually, ids
 
 SQL_NEW_BDR = (
     "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"

@@ -26,8 +26,9 @@ from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.jobs.bdr.run import Run
 from pmd_service.web.app import create_app
-from tests.factories import Factory
-from tests.helpers import CHECKOUT, SECRET, eventually, free_port, request_bdr, run_worker
+from support.seeding import Factory
+from support.stack import free_port
+from tests.helpers import CHECKOUT, SECRET, eventually, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -25,8 +25,9 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory, PostRow, UserRow
-from tests.helpers import Mailbox, assert_problem, eventually, run_worker
+from support.mailbox import Mailbox
+from support.seeding import Factory, PostRow, UserRow
+from tests.helpers import assert_problem, eventually, run_worker
 
 Client = TestClient[Any, Any]
 KIB = 1024

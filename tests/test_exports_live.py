@@ -15,12 +15,13 @@ import obstore
 import pytest
 from aiohttp.test_utils import TestServer
 
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from pmd_service.core.objects import incomplete_uploads, open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory, UserRow
-from tests.helpers import SSE, Message, eventually, open_stream, run_worker
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seeding import Factory, UserRow
+from support.sse import SSE, Message, open_stream
+from tests.helpers import eventually, run_worker
 
 KIB = 1024
 

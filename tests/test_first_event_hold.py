@@ -23,8 +23,9 @@ from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import REDIS
-from tests.factories import Factory, UserRow
-from tests.helpers import SSE, Stream, eventually, open_stream, run_worker
+from support.seeding import Factory, UserRow
+from support.sse import SSE, Stream, open_stream
+from tests.helpers import eventually, run_worker
 
 Client = TestClient[Any, Any]
 SQL_ANNOUNCED = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"

@@ -1,6 +1,6 @@
 """Fuzzing from the contract: schemathesis against a live server, a few hundred cases.
 
-The engine is `harness/fuzz.py` (whose bench run sends over a thousand to a real `server.py`).
+The engine is `runs/fuzz.py` (whose bench run sends over a thousand to a real `server.py`).
 Here it runs against the app on a real loopback port, on the test database seeded with a
 moderator (the token's user) and another user, each with 200 artworks and a ready, a pending
 and a failed BDR, so generated requests reach the handlers' happy paths as well as their
@@ -18,10 +18,10 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 from msgspec.structs import replace
 
-from harness.fuzz import fuzz, seed_database
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import OPENAPI_DOC
+from runs.fuzz import fuzz, seed_database
 
 CASES = 400
 
@@ -33,9 +33,7 @@ async def test_generated_requests_never_break_the_contract(
     settings = replace(settings, bdr_daily_limit=10_000, sse_max_per_user=1000)
     assert settings.database_url is not None
     # The seed writes host rows, as the host would: the admin's URL (the app runs as its role).
-    seed = await seed_database(
-        admin_database_url, settings.jwt_secret_key, settings.sqids_alphabet, settings.bdr_path
-    )
+    seed = await seed_database(settings, admin_database_url)
     app = create_app(settings)
     operations = {f"{m.upper()} {p}" for p, ops in app[OPENAPI_DOC]["paths"].items() for m in ops}
     server = TestServer(app)

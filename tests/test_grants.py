@@ -20,9 +20,8 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.grants import INSERTS, READS, UPDATES, GrantsError, grants_sql
 from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, HostReport, check_host
-from tests.helpers import CHECKOUT, SECRET, grant_role
+from tests.helpers import CHECKOUT, SECRET, grant_role, service_statements
 from tests.helpers import as_role as url_as_role
-from tests.service_sql import service_statements
 
 ROLE_SEARCH_PATH = '"pmd", "public"'
 

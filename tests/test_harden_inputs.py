@@ -14,8 +14,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
-from tests.helpers import SECRET, SSE, assert_problem, fetch_item, request_bdr, run_worker
+from support.seeding import Factory, UserRow
+from support.sse import SSE
+from tests.helpers import SECRET, assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

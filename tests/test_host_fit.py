@@ -20,17 +20,16 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.posts.host_cache import create_host_cache
 from pmd_service.web.app import create_app
-from tests.factories import Factory
+from support.seeding import Factory
+from support.sse import SSE, open_stream
 from tests.helpers import (
     SECRET,
-    SSE,
     act,
     announced,
     assert_problem,
     eventually,
     fetch_item,
     ok,
-    open_stream,
     request_bdr,
     run_worker,
 )

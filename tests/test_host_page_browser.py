@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from support.seeding import Factory
+from support.stack import free_port
 from tests import page_stack
-from tests.factories import Factory
-from tests.helpers import free_port
 from tests.host_page import page_html, serving_page
 from tests.page_stack import CHROMIUM_ARGS
 from tests.prerequisites import unmet

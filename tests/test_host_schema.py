@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -31,10 +32,19 @@ from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
-from tests.helpers import SSE, HostSite, announced, direct, open_stream, run_worker
-from tests.schema_dump import dump_host_schema
+from support.seeding import HostSite
+from support.sse import SSE, open_stream
+from tests.helpers import announced, direct, pg_dump, run_worker
 
 Client = TestClient[Any, Any]
+
+
+def dump_host_schema(url: str) -> str:
+    done = subprocess.run(
+        [pg_dump(), "--schema-only", "--schema=public", "--no-owner", "--no-privileges", url],
+        capture_output=True, text=True, check=True, timeout=60, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return done.stdout
 
 
 @pytest.fixture

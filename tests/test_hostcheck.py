@@ -31,8 +31,7 @@ from pmd_service.host.hostcheck import (
     warn_if_host_lacks,
 )
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET, direct
-from tests.service_sql import service_statements
+from tests.helpers import CHECKOUT, SECRET, direct, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, eventually
 
 Client = TestClient[Any, Any]

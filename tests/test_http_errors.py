@@ -15,8 +15,9 @@ from pmd_service.core.settings import Settings
 from pmd_service.web import object_download
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import ROUTE_ENDPOINTS
-from tests.factories import Factory
-from tests.helpers import assert_problem, fetch_item, free_port, request_bdr, run_worker
+from support.seeding import Factory
+from support.stack import free_port
+from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -29,7 +29,9 @@ import pytest
 
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
-from tests.helpers import CHECKOUT, SECRET, HostSite, answers_200, eventually, free_port
+from support.seeding import HostSite
+from support.stack import free_port
+from tests.helpers import CHECKOUT, SECRET, answers_200, eventually
 from tests.images import TOOLS, Podman, base_image, service_image, store_podman
 from tests.prerequisites import needs, programs
 

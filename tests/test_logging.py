@@ -17,8 +17,10 @@ from msgspec.structs import replace
 from pmd_service.core import logs
 from pmd_service.core.settings import Settings
 from pmd_service.sse import service
-from tests.factories import Factory
-from tests.helpers import SSE, Mailbox, Stream, run_worker
+from support.mailbox import Mailbox
+from support.seeding import Factory
+from support.sse import SSE, Stream
+from tests.helpers import run_worker
 
 Client = TestClient[Any, Any]
 

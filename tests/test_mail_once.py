@@ -24,17 +24,10 @@ from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
 from pmd_service.jobs.mail.notify import send_bdr_email
 from pmd_service.jobs.upkeep.sweep import sweep
-from tests.factories import Factory
-from tests.helpers import (
-    Mailbox,
-    eventually,
-    fetch_item,
-    free_port,
-    ready_owing_email,
-    request_bdr,
-    run_worker,
-    serving,
-)
+from support.mailbox import Mailbox, serving
+from support.seeding import Factory
+from support.stack import free_port
+from tests.helpers import eventually, fetch_item, ready_owing_email, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

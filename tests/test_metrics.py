@@ -10,7 +10,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import METRICS_ADDRESS
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import request_bdr
 
 Client = TestClient[Any, Any]

@@ -23,20 +23,18 @@ from pmd_service.core.migrate import (
     migrate,
 )
 from pmd_service.core.settings import Settings
-from tests.helpers import with_database
+from support.stack import create_database, drop_database
 
 
 @pytest.fixture
 async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
     """A brand-new empty database on the same server as the suite's (an admin URL)."""
     name = f"pmd_mig_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = await create_database(admin_database_url, name, search_path=False)
     try:
-        yield with_database(admin_database_url, name)
+        yield url
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(admin_database_url, name)
 
 
 async def test_apply_on_empty_then_noop(empty_db: str) -> None:

@@ -23,7 +23,6 @@ from arq.worker import func
 from msgspec.structs import replace
 from obstore.store import S3Store
 
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from pmd_service.bdr.queue import JOB_NAME
 from pmd_service.core.objects import StoreUrl, incomplete_uploads, open_store
 from pmd_service.core.settings import ConfigError, Settings
@@ -35,8 +34,10 @@ from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.upkeep.sweep import sweep
 from pmd_service.jobs.zip.build import PART_BYTES, Entry, build, object_sink
 from pmd_service.web.keys import ZIP_FILES
-from tests.factories import Factory, PostRow
-from tests.helpers import Client, assert_problem, fetch_item, free_port, request_bdr, run_worker
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seeding import Factory, PostRow
+from support.stack import free_port
+from tests.helpers import Client, assert_problem, fetch_item, request_bdr, run_worker
 
 
 @pytest.fixture

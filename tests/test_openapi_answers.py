@@ -24,17 +24,10 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory, UserRow
-from tests.helpers import (
-    SSE,
-    DatabaseRelay,
-    direct,
-    fetch_item,
-    on_port,
-    request_bdr,
-    run_worker,
-)
-from tests.served_zips import in_bucket
+from support.seeding import Factory, UserRow
+from support.sse import SSE
+from tests.downloads import in_bucket
+from tests.helpers import DatabaseRelay, direct, fetch_item, on_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 DOWNLOAD = "/api/pmd/bdr/{id}/download"

@@ -21,18 +21,18 @@ import obstore
 import pytest
 from msgspec.structs import replace
 
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
-from harness.stack import database_env
 from pmd_service.__main__ import main
 from pmd_service.core.objects import incomplete_uploads, open_store
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
 from pmd_service.jobs.upkeep import cleanup as cleanup_module
 from pmd_service.jobs.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seeding import Factory
+from support.stack import database_env, free_port, service_env
 from tests.cli_env import admin_value, keep_process_logging
-from tests.factories import Factory
-from tests.helpers import CHECKOUT, SECRET, TABLES, free_port, on_port
-from tests.procs import CLI, process_env, run
+from tests.helpers import CHECKOUT, SECRET, TABLES, on_port
+from tests.procs import CLI, run
 
 SCRIPT = Path(sys.executable).with_name("pmd-service")
 
@@ -119,7 +119,7 @@ async def test_a_person_learns_within_seconds_that_the_database_is_down(
         database_direct_url=None,
         database_pooler="none",
     )
-    env = process_env(down, tmp_path)  # STARTUP_WAIT_SECONDS unset, as in a shell
+    env = service_env(down, tmp_path)  # STARTUP_WAIT_SECONDS unset, as in a shell
     for argv in (["stats"], ["migrate"], ["check-host"]):
         started = time.monotonic()
         code, proc = await run([*CLI, *argv], env, within=60)

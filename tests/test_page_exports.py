@@ -21,9 +21,9 @@ import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
+from support.seeding import Factory, UserRow
+from support.stack import free_port
 from tests import page_stack
-from tests.factories import Factory, UserRow
-from tests.helpers import free_port
 from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, live_page, open_page, running_stack
 from tests.prerequisites import unmet
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import asyncpg
 
+from support.seeding import Factory, UserRow
 from tests import page_stack
-from tests.factories import Factory, UserRow
 from tests.page_stack import PHONE, WIDE, artist, broken_rows, open_page, outside_width
 from tests.prerequisites import unmet
 

@@ -19,7 +19,7 @@ from pmd_service.host.eligibility import MAX_BATCH
 from pmd_service.web.app import create_app
 from pmd_service.web.pages import STATIC_DIR
 from pmd_service.web.reference import SWAGGER_UI_VERSION
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]

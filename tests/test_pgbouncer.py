@@ -20,26 +20,17 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from harness.pgbouncer import PgBouncer, running_pgbouncer
 from pmd_service.core.db import DatabaseSetupError, check_search_path, settings_pool
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import SSE_HUB
-from tests.factories import Factory
-from tests.helpers import (
-    CHECKOUT,
-    SSE,
-    download_zip,
-    fetch_item,
-    free_port,
-    ids,
-    ok,
-    open_stream,
-    request_bdr,
-    run_worker,
-)
+from support.pgbouncer import PgBouncer, running_pgbouncer
+from support.seeding import Factory
+from support.sse import SSE, open_stream
+from support.stack import free_port, service_env
+from tests.helpers import CHECKOUT, download_zip, fetch_item, ids, ok, request_bdr, run_worker
 from tests.prerequisites import needs, programs
-from tests.procs import ARQ_WORKER, SERVE, WORKER, process_env, run
+from tests.procs import ARQ_WORKER, SERVE, WORKER, run
 
 pytestmark = needs("pgbouncer", programs("pgbouncer"))
 
@@ -172,7 +163,7 @@ async def test_a_pooler_without_the_search_path_stops_each_process_with_one_line
 ) -> None:
     """The refusal above, as the processes meet it: one line and exit status 2 from both forms
     of the worker, and from a server of two processes (found once, before they start)."""
-    env = process_env(pooled, tmp_path, PMD_SCHEMA="pmd_elsewhere", SERVER_PROCESSES="2",
+    env = service_env(pooled, tmp_path, PMD_SCHEMA="pmd_elsewhere", SERVER_PROCESSES="2",
                       PORT=str(free_port()), LOG_FORMAT="text")  # fmt: skip
     code, proc = await run(argv, env, within=60)
     assert code == 2, proc.err

@@ -12,7 +12,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.factories import Factory, posts_state
+from support.seeding import Factory, posts_state
 from tests.helpers import act, assert_problem, ok
 
 Client = TestClient[Any, Any]

@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.factories import Factory, posts_state
+from support.seeding import Factory, posts_state
 from tests.helpers import assert_problem
 
 Client = TestClient[Any, Any]

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import act, assert_problem, eventually
 
 Client = TestClient[Any, Any]

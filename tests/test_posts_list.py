@@ -16,7 +16,7 @@ from pmd_service.core.db import create_pool
 from pmd_service.posts import listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.posts.schemas import ListedPost, PostItem, PostPage
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
 from tests.helpers import SECRET, assert_problem
 
 Client = TestClient[Any, Any]

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
+from support.seeding import Factory
 from tests.helpers import act, assert_problem, ok
 
 Client = TestClient[Any, Any]

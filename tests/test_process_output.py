@@ -15,9 +15,10 @@ import aiohttp
 import asyncpg
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import eventually, free_port
-from tests.procs import ARQ_WORKER, CLI, SERVE, TEXT_LINE, WORKER, Proc, process_env, run
+from support.seeding import Factory
+from support.stack import free_port, service_env
+from tests.helpers import eventually
+from tests.procs import ARQ_WORKER, CLI, SERVE, TEXT_LINE, WORKER, Proc, run
 
 
 def _objects(proc: Proc) -> list[dict[str, Any]]:
@@ -39,7 +40,7 @@ async def _a_bdr_built_by_the_processes(
     """Server and both kinds of worker started, a BDR requested over HTTP and built, all
     stopped with SIGTERM: their output, each process's own."""
     port = free_port()
-    env = process_env(settings, tmp_path, LOG_FORMAT=log_format, PORT=str(port))
+    env = service_env(settings, tmp_path, LOG_FORMAT=log_format, PORT=str(port))
     procs = [
         await Proc.start(SERVE, env, "server"),
         await Proc.start(WORKER, env, "worker"),
@@ -91,7 +92,7 @@ async def test_json_mode_every_line_of_every_process_is_one_object(
     built = [o for o in worker + arq_worker if o["logger"] == "pmd_service.jobs.bdr.run"]
     assert any("ready" in o["msg"] for o in built)
 
-    env = process_env(settings, tmp_path, LOG_FORMAT="json")
+    env = service_env(settings, tmp_path, LOG_FORMAT="json")
     for argv in (["stats"], ["cleanup"], ["token", "nobody"]):
         code, cli = await run([*CLI, *argv], env)
         objects = _objects(cli)
@@ -110,7 +111,7 @@ async def test_json_mode_every_line_of_every_process_is_one_object(
 async def test_json_mode_setup_errors_uncaught_exceptions_and_warnings_are_objects(
     settings: Settings, tmp_path: Path
 ) -> None:
-    env = process_env(settings, tmp_path, LOG_FORMAT="json", PORT="eighty")
+    env = service_env(settings, tmp_path, LOG_FORMAT="json", PORT="eighty")
     for argv in (SERVE, WORKER, [*CLI, "stats"]):
         code, proc = await run(argv, env)
         assert code == 2

@@ -18,19 +18,16 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed
 from pmd_service.core.settings import Settings
 from pmd_service.web.keys import ZIP_FILES
 from pmd_service.web.object_download import READ_CHUNK, _relay
-from tests.factories import Factory
+from support.seaweed import Seaweed
+from support.seeding import Factory
+from tests.downloads import BIG, HANG_GUARD, Client, in_bucket, open_raw, ready_zip, start
 from tests.helpers import assert_problem, eventually, request_bdr
-from tests.served_zips import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
-
-Client = TestClient[Any, Any]
 
 
 @pytest.fixture(params=["folder", "proxy"])

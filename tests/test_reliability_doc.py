@@ -9,8 +9,8 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from harness import chaos
-from harness.chaos_faults import Faults
+from runs.chaos import run as chaos
+from runs.chaos.faults import Faults
 from tests import access_table as matrix
 from tests.helpers import CHECKOUT
 
@@ -50,12 +50,16 @@ def _ticket_cells() -> int:
 
 
 def test_the_matrix_figures_are_the_tables() -> None:
-    cells = len(matrix.ROWS) * len(matrix.CALLERS)
+    rows, callers = (
+        _collected("tests/test_access_matrix.py::test_access_matrix"),
+        len(matrix.CALLERS),
+    )
+    cells = rows * callers
     assert _number(r"`: (\d[\d,]*) cells \+ \d+ ticket cells") == cells
     assert _number(r"caller \(\d+\), (\d[\d,]*) cells") == cells
     assert _number(r"`: \d[\d,]* cells \+ (\d+) ticket cells") == _ticket_cells()
-    assert _number(r"HEAD included \((\d+)\s+rows") == len(matrix.ROWS)
-    assert _number(r"one column per kind of\s+caller \((\d+)\)") == len(matrix.CALLERS)
+    assert _number(r"HEAD included \((\d+)\s+rows") == rows
+    assert _number(r"one column per kind of\s+caller \((\d+)\)") == callers
 
 
 def test_the_test_counts_are_what_pytest_collects() -> None:
@@ -73,7 +77,7 @@ def test_the_chaos_sizes_are_the_harness_defaults() -> None:
         users, seconds, count = _row_sizes(row)
         assert (users, seconds, count) == (args.users, args.duration, injected), (
             f"docs/reliability.md's '{row}' row says {users} users, {seconds:.0f} s, {count} "
-            f"faults; harness/chaos.py makes {args.users}, {args.duration:.0f} s, {injected}"
+            f"faults; runs/chaos/run.py makes {args.users}, {args.duration:.0f} s, {injected}"
         )
 
 

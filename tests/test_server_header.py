@@ -11,9 +11,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import SSE, Stream, free_port
-from tests.procs import SERVE, Proc, process_env
+from support.seeding import Factory
+from support.sse import SSE, Stream
+from support.stack import free_port, service_env
+from tests.procs import SERVE, Proc
 
 Client = TestClient[Any, Any]
 
@@ -46,7 +47,7 @@ async def test_the_server_process_names_only_the_service_even_to_a_request_it_ca
     settings: Settings, tmp_path: Path, redis_clean: None
 ) -> None:
     port = free_port()
-    server = await Proc.start(SERVE, process_env(settings, tmp_path, PORT=str(port)), "server")
+    server = await Proc.start(SERVE, service_env(settings, tmp_path, PORT=str(port)), "server")
     try:
         await server.line(lambda s: "listening on" in s)
         for request in (b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

@@ -3,42 +3,28 @@ its own LISTEN connection, started and stopped by one parent."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
 import asyncpg
 
-from harness.stack import database_env
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import CHECKOUT, SSE, Stream, eventually, free_port, listener_pids
+from support.seeding import Factory
+from support.sse import SSE, Stream
+from support.stack import free_port, service_env, start_server
+from tests.helpers import eventually, listener_pids
 
 
 def start(
     settings: Settings, directory: Path, port: int, processes: int
 ) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url,
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "SERVER_PROCESSES": str(processes),
-        "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(directory),
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        "METRICS_PORT": "0",
-    }
+    env = service_env(settings, directory, SERVER_PROCESSES=str(processes))
     with (directory / "server.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "server.py"], cwd=CHECKOUT, env=env, stdout=log, stderr=log
-        )
+        return start_server(env, port, log)
 
 
 def children(pid: int) -> list[int]:
@@ -54,7 +40,7 @@ async def test_processes_share_the_port_and_each_listens(
     settings: Settings, factory: Factory, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     port = free_port()
-    parent = start(settings, tmp_path, port, processes=2)
+    parent = await asyncio.to_thread(start, settings, tmp_path, port, 2)
     try:
         async with aiohttp.ClientSession() as http:
 
@@ -112,7 +98,7 @@ async def test_one_process_dying_stops_the_group(
     """A process that dies takes the others down and the parent exits 1, so whatever supervises
     the server restarts it whole rather than running on with fewer processes than configured."""
     port = free_port()
-    parent = start(settings, tmp_path, port, processes=2)
+    parent = await asyncio.to_thread(start, settings, tmp_path, port, 2)
     try:
 
         async def both_listening() -> bool:

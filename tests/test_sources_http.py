@@ -34,8 +34,9 @@ from pmd_service.jobs.zip import sources
 from pmd_service.jobs.zip.build import Entry
 from pmd_service.jobs.zip.content import Artwork
 from pmd_service.jobs.zip.sources import fetched_in_order, http_fetcher
-from tests.factories import Factory, PostRow, UserRow
-from tests.helpers import download_zip, fetch_item, free_port, request_bdr, run_worker
+from support.seeding import Factory, PostRow, UserRow
+from support.stack import free_port
+from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -7,14 +7,13 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
-import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -27,25 +26,24 @@ from pmd_service.sse.callers import UserLookups
 from pmd_service.sse.turns import Turns
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_OPENINGS
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
+from support.sse import SSE, Message, Stream, open_stream
 from tests.helpers import (
-    SSE,
-    Message,
-    Stream,
+    HUNG,
+    Serve,
+    ServedLikeServerPy,
     assert_problem,
     event_ids,
     eventually,
     fetch_item,
     ids,
     listener_pids,
-    open_stream,
+    mint_ticket,
     request_bdr,
     run_worker,
 )
 
 Client = TestClient[Any, Any]
-# Seconds after which a wait that should end counts as hung: a guard, not a performance claim.
-HUNG = 30.0
 
 
 # --- an SSE client -------------------------------------------------------------------------
@@ -76,50 +74,6 @@ async def step(pool: asyncpg.Pool, bdr_id: str) -> None:
         " WHERE id = $1::uuid",
         bdr_id,
     )
-
-
-# --- fixtures ------------------------------------------------------------------------------
-
-Serve = Callable[..., Awaitable[TestServer]]
-
-
-class ServedLikeServerPy(TestServer):
-    """A real server on a loopback port, run the way `server.py` runs it: aiohttp's test server
-    cancels a handler when its client goes away, `web.run_app` does not."""
-
-    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
-        kwargs |= {"handler_cancellation": False, "shutdown_timeout": 1.0}
-        return web.AppRunner(self.app, **kwargs)
-
-
-@pytest.fixture
-async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> AsyncIterator[Serve]:
-    """Start servers with settings overridden per test; all closed at the end."""
-    servers: list[TestServer] = []
-
-    async def start(**overrides: Any) -> TestServer:
-        server = ServedLikeServerPy(create_app(msgspec.structs.replace(settings, **overrides)))
-        await server.start_server()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.close()
-
-
-async def mint_ticket(
-    session: aiohttp.ClientSession, server: TestServer, user: UserRow, **query: str
-) -> str:
-    resp = await session.post(
-        server.make_url("/api/pmd/bdr/sse-ticket"), headers=user.auth, params=query
-    )
-    assert resp.status == 200, await resp.text()
-    assert resp.headers["Cache-Control"] == "no-store"
-    body = await resp.json()
-    assert body["expires_in"] == 30
-    ticket: str = body["ticket"]
-    return ticket
 
 
 # --- tests ---------------------------------------------------------------------------------

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,19 +15,14 @@ import aiohttp
 import asyncpg
 import pytest
 
-from harness.stack import database_env
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from tests.factories import Factory, UserRow
+from support.seeding import Factory, UserRow
+from support.sse import SSE, Stream
+from support.stack import free_port, service_env, start_server
 from tests.helpers import (
-    CHECKOUT,
-    SSE,
-    Stream,
     announced_in,
-    answers_200,
     event_ids,
-    eventually,
-    free_port,
     ids,
     listener_pids,
     run_worker,
@@ -55,35 +48,12 @@ async def server_process(
     settings: Settings, directory: Path, name: str, **env: str
 ) -> AsyncIterator[ServerProcess]:
     port = free_port()
-    environ = {
-        **os.environ,
-        **database_env(settings),
-        "REDIS_URL": settings.redis_url or "",
-        "JWT_SECRET_KEY": settings.jwt_secret_key,
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(directory),
-        "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
-        **env,
-    }
     log = directory / f"{name}.log"
     with log.open("wb") as out:
-        # Popen does not block; the server must be its own process to be signalled.
-        proc = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT, env=environ,  # noqa: ASYNC220
-                                stdout=subprocess.DEVNULL, stderr=out)  # fmt: skip
+        proc = await asyncio.to_thread(start_server, service_env(settings, directory, **env),
+                                       port, out)  # fmt: skip
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
     try:
-        async with aiohttp.ClientSession() as http:
-
-            async def started() -> bool:
-                assert proc.poll() is None, f"{name} exited: {log.read_text()}"
-                return await answers_200(http, server.url("/healthz"))
-
-            await eventually(
-                started, 30, lambda: f"{name} did not start: {log.read_text()}", interval=0.05
-            )
         yield server
     finally:
         if proc.poll() is None:

@@ -18,8 +18,9 @@ import pytest
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from tests.helpers import DatabaseRelay, direct, free_port, on_port
-from tests.procs import ARQ_WORKER, CLI, SERVE, WORKER, Proc, process_env, run
+from support.stack import free_port, service_env
+from tests.helpers import DatabaseRelay, direct, on_port
+from tests.procs import ARQ_WORKER, CLI, SERVE, WORKER, Proc, run
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ async def test_an_unreachable_service_is_retried_then_one_line_and_exit_1(
         settings = direct(settings, on_port(settings.direct_url, nowhere))
     else:
         settings = replace(settings, redis_url=f"redis://127.0.0.1:{nowhere}/0")
-    env = process_env(settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2",
+    env = service_env(settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2",
                       PORT=str(free_port()))  # fmt: skip
     code, proc = await run(argv, env)
     assert code == 1, proc.log()
@@ -64,7 +65,7 @@ async def test_a_database_that_comes_up_during_the_wait_is_joined(
 ) -> None:
     async with late(settings.direct_url) as db:
         port = free_port()
-        env = process_env(
+        env = service_env(
             direct(settings, on_port(settings.direct_url, db.port)),
             tmp_path, STARTUP_WAIT_SECONDS="120", PORT=str(port),
         )  # fmt: skip
@@ -92,7 +93,7 @@ async def test_the_arq_form_waits_for_the_database_too(
     its on_startup waits STARTUP_WAIT_SECONDS for PostgreSQL, as `python -m pmd_service
     worker` does."""
     async with late(settings.direct_url) as db:
-        env = process_env(
+        env = service_env(
             direct(settings, on_port(settings.direct_url, db.port)),
             tmp_path, STARTUP_WAIT_SECONDS="120", LOG_FORMAT="text",
         )  # fmt: skip
@@ -113,7 +114,7 @@ async def test_a_port_in_use_is_one_line_naming_it(settings: Settings, tmp_path:
         taken.listen()
         port = taken.getsockname()[1]
         for processes in ("1", "2"):
-            env = process_env(settings, tmp_path, PORT=str(port), SERVER_PROCESSES=processes)
+            env = service_env(settings, tmp_path, PORT=str(port), SERVER_PROCESSES=processes)
             code, proc = await run(SERVE, env)
             assert code == 1, proc.log()
             assert len(proc.lines) == 1, proc.log()
@@ -126,7 +127,7 @@ async def test_a_taken_server_metrics_port_is_one_line(settings: Settings, tmp_p
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = process_env(settings, tmp_path, PORT=str(free_port()), SERVER_METRICS_PORT=str(port))
+        env = service_env(settings, tmp_path, PORT=str(free_port()), SERVER_METRICS_PORT=str(port))
         code, proc = await run(SERVE, env)
     assert code == 1, proc.log()
     assert len(proc.lines) == 1, proc.log()
@@ -139,7 +140,7 @@ async def test_a_second_signal_during_shutdown_changes_nothing(
     """Ctrl-C in `make run` reaches every process, then the dev supervisor sends SIGTERM: the
     server used to end in a traceback (aiohttp raised again in the middle of its shutdown)."""
     port = free_port()
-    server = await Proc.start(SERVE, process_env(settings, tmp_path, PORT=str(port)), "server")
+    server = await Proc.start(SERVE, service_env(settings, tmp_path, PORT=str(port)), "server")
     try:
         await server.line(lambda s: "listening on" in s)
         # A keep-alive connection open makes the shutdown last long enough (aiohttp waits for
@@ -166,7 +167,7 @@ async def test_a_database_that_refuses_is_not_waited_for(
 ) -> None:
     """A missing database (or a wrong password) will not fix itself: one line at once."""
     url = urlunsplit(urlsplit(settings.direct_url)._replace(path="/no_such_database_here"))
-    env = process_env(direct(settings, url), tmp_path, STARTUP_WAIT_SECONDS="600")
+    env = service_env(direct(settings, url), tmp_path, STARTUP_WAIT_SECONDS="600")
     code, proc = await run([*CLI, "stats"], env, within=60)
     assert code == 1, proc.log()
     assert len(proc.lines) == 1, proc.log()

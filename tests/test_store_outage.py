@@ -19,23 +19,24 @@ import pytest
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import Seaweed, running_seaweed
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
+from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
 from tests.helpers import assert_problem, eventually, fetch_item
-from tests.served_zips import BIG, HANG_GUARD, in_bucket, new_bucket, open_raw, ready_zip, start
 
 
 @pytest.fixture(scope="module")
 def own_weed() -> Iterator[Seaweed]:
-    """A SeaweedFS of this module's own: its tests freeze it, which would stall the shared one."""
     with running_seaweed() as weed:
         yield weed
 
 
 @pytest.fixture(scope="module")
 def own_bucket(own_weed: Seaweed) -> str:
-    return new_bucket(own_weed)
+    name = new_bucket_name()
+    asyncio.run(create_bucket(own_weed, name))
+    return name
 
 
 @contextlib.asynccontextmanager

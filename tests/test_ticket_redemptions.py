@@ -17,9 +17,9 @@ from pmd_service.core.queue import create_redis
 from pmd_service.sse import tickets
 from pmd_service.sse.redemptions import Redemptions
 from pmd_service.web.keys import TICKET_REDEMPTIONS
-from tests.factories import Factory
-from tests.helpers import SSE, assert_problem, eventually
-from tests.test_sse import HUNG, Serve, mint_ticket, serve  # noqa: F401 - the fixture
+from support.seeding import Factory
+from support.sse import SSE
+from tests.helpers import HUNG, Serve, assert_problem, eventually, mint_ticket
 
 # Seconds Redis holds every write while a test lines spends up behind it: a guard, lifted as
 # soon as the spends are waiting (CLIENT UNPAUSE).
@@ -98,7 +98,7 @@ async def test_spends_waiting_at_shutdown_are_cancelled_and_leave_no_task(
 
 
 async def test_stream_openings_with_tickets_share_round_trips_and_a_broken_one_fails_alone(
-    serve: Serve,  # noqa: F811 - the fixture
+    serve: Serve,
     session: aiohttp.ClientSession,
     factory: Factory,
     redis: ArqRedis,

@@ -1,4 +1,4 @@
-"""The machine's programs (harness/tools.py): a missing one is one line naming it and the Debian
+"""The machine's programs (support/tools.py): a missing one is one line naming it and the Debian
 package that provides it, from the cluster and chaos runs before they start anything, and the
 table is the one CI installs from."""
 
@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import chaos, cluster, tools
-from harness.chaos_stack import Tmpfs
+from runs.chaos import run as chaos
+from runs.chaos.procs import Tmpfs
+from runs.cluster import run as cluster
+from support import tools
 from tests.helpers import CHECKOUT
 
 
@@ -83,13 +85,13 @@ def test_the_cluster_and_the_chaos_run_stop_with_the_line_before_starting_anythi
     )
 
 
-def test_python_m_harness_cluster_with_an_empty_path_prints_one_line(tmp_path: Path) -> None:
+def test_python_m_runs_cluster_with_an_empty_path_prints_one_line(tmp_path: Path) -> None:
     """The entry point itself, with PATH an empty folder: whatever the sbin folders hold here,
     nsenter, unshare and redis-server live in /usr/bin, so at least they are missing."""
     empty = tmp_path / "bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cluster", "--ci"], cwd=CHECKOUT, env={"PATH": str(empty)},
+        [sys.executable, "-m", "runs.cluster", "--ci"], cwd=CHECKOUT, env={"PATH": str(empty)},
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
@@ -105,18 +107,18 @@ def test_python_m_harness_cluster_with_an_empty_path_prints_one_line(tmp_path: P
 
 
 def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
-    """`.ci/run` asks `python3 -m harness.tools --packages` (before the project's virtualenv
+    """`.ci/run` asks `python3 -m support.tools --packages` (before the project's virtualenv
     exists: the standard library only, hence `-S`) which packages to install, for every program
     the table knows."""
     script = (CHECKOUT / ".ci" / "run").read_text()
     match = re.search(r"^PROGRAMS=\((.+?)\)", script, re.MULTILINE | re.DOTALL)
     assert match is not None
     assert sorted(shlex.split(match[1])) == sorted(tools.PACKAGES)
-    assert 'python3 -m harness.tools --packages "${PROGRAMS[@]}"' in script
+    assert 'python3 -m support.tools --packages "${PROGRAMS[@]}"' in script
     empty = tmp_path / "bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-S", "-m", "harness.tools", "--packages", "nsenter", "promtool",
+        [sys.executable, "-S", "-m", "support.tools", "--packages", "nsenter", "promtool",
          "unshare"],
         cwd=CHECKOUT, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=60,
         check=True,

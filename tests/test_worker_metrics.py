@@ -16,9 +16,10 @@ from prometheus_client import CollectorRegistry
 
 from pmd_service.core.settings import Settings
 from pmd_service.jobs import context
-from tests.factories import Factory
-from tests.helpers import free_port, request_bdr, run_worker
-from tests.procs import WORKER, Proc, process_env, run
+from support.seeding import Factory
+from support.stack import free_port, service_env
+from tests.helpers import request_bdr, run_worker
+from tests.procs import WORKER, Proc, run
 
 Client = TestClient[Any, Any]
 
@@ -125,7 +126,7 @@ async def test_two_workers_with_default_settings_both_run(
 ) -> None:
     """METRICS_PORT unset: the first worker takes 9108 (unless something else holds it), the
     second says so in one line and serves on a free port; both run and both are scraped."""
-    env = process_env(settings, tmp_path)
+    env = service_env(settings, tmp_path)
     del env["METRICS_PORT"]
     workers = [await Proc.start(WORKER, env, f"worker {i}") for i in (1, 2)]
     try:
@@ -158,7 +159,7 @@ async def test_a_metrics_port_the_operator_set_and_is_taken_stops_the_worker(
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = process_env(settings, tmp_path, METRICS_PORT=str(port), LOG_FORMAT="json")
+        env = service_env(settings, tmp_path, METRICS_PORT=str(port), LOG_FORMAT="json")
         code, worker = await run(WORKER, env)
     assert code == 1, worker.log()
     errors = [json.loads(line) for line in worker.lines if '"level": "error"' in line]

@@ -16,8 +16,9 @@ from msgspec.structs import replace
 
 from pmd_service.core.queue import redis_settings
 from pmd_service.core.settings import Settings
-from tests.factories import Factory
-from tests.helpers import fetch_item, free_port, request_bdr, run_worker
+from support.seeding import Factory
+from support.stack import free_port
+from tests.helpers import fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 

@@ -16,7 +16,8 @@ import asyncpg
 import pytest
 
 from pmd_service.core.migrate import database_label
-from tests.helpers import CHECKOUT, SECRET, free_port, with_database
+from support.stack import create_database, drop_database, free_port
+from tests.helpers import CHECKOUT, SECRET
 
 COMMANDS = [
     ["serve"],
@@ -37,13 +38,11 @@ async def wrong_db(admin_database_url: str) -> AsyncIterator[tuple[str, str]]:
     """(a superuser's URL to an empty database, its name): the worst case, a role that could
     create anything there."""
     name = f"pmd_wrong_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_database_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = await create_database(admin_database_url, name, search_path=False)
     try:
-        yield with_database(admin_database_url, name), name
+        yield url, name
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(admin_database_url, name)
 
 
 def _run(

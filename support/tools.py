@@ -1,9 +1,9 @@
-"""The machine's programs the tests and the harness runs need, each with the Debian package that
-provides it: the one table CI installs from (`.ci/run`) and every check reads, so that a
+"""The machine's programs the tests and the chaos and cluster runs need, each with the Debian
+package that provides it: the one table CI installs from (`.ci/run`) and every check reads, so that a
 missing program is reported in one line naming it and its package, before anything starts,
 instead of as whatever its absence breaks later (a port that never listens, a FileNotFoundError).
 
-Standard library only: `.ci/run` runs `python3 -m harness.tools --packages TOOL…` before the
+Standard library only: `.ci/run` runs `python3 -m support.tools --packages TOOL…` before the
 project's virtualenv exists, to learn which packages to install.
 """
 
@@ -33,7 +33,7 @@ PACKAGES: dict[str, str] = {
     "promtool": "prometheus",
     "chromium": "chromium",
 }
-# What `python -m harness.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
+# What `python -m runs.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
 # HAProxy, PgBouncer and Redis. (Its PostgreSQL is PG_BIN's there, Debian's postgresql-15.)
 CLUSTER = ("ip", "nsenter", "unshare", "haproxy", "pgbouncer", "redis-server")
 # Debian installs pgbouncer, haproxy, nginx and ip here, which a normal user's PATH lacks.
@@ -43,7 +43,7 @@ SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 def find(tool: str) -> str | None:
     """The program's path: on PATH, else in the sbin folders; None when it is not installed."""
     if tool not in PACKAGES:
-        raise KeyError(f"{tool}: not in harness/tools.py's PACKAGES (which Debian package?)")
+        raise KeyError(f"{tool}: not in support/tools.py's PACKAGES (which Debian package?)")
     return shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN]))
 
 
@@ -66,7 +66,7 @@ def missing(tools: Iterable[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m harness.tools", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m support.tools", description=__doc__.split("\n")[0])
     p.add_argument("tools", nargs="+", metavar="TOOL", choices=sorted(PACKAGES))
     p.add_argument("--packages", action="store_true",
                    help="print the Debian packages of the missing ones (nothing when none is), "

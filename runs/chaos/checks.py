@@ -20,12 +20,12 @@ import asyncpg
 import obstore
 from obstore.store import ObjectStore
 
-from harness.chaos_seed import Seed
-from harness.chaos_sse import SseClient
-from harness.chaos_workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
 from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
+from runs.chaos.seed import Seed
+from runs.chaos.sse import SseClient
+from runs.chaos.workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 

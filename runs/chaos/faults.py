@@ -13,13 +13,15 @@ from typing import Any
 import asyncpg
 import obstore
 
-from harness.chaos_seed import SeedUser
-from harness.chaos_sse import SseClient
-from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs
-from harness.chaos_workload import CONNECTION_ERRORS, Api, Ledger
-from harness.pgbouncer import PgBouncer, console
-from harness.seaweed import Seaweed
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
+from runs.chaos.procs import Proc, Tmpfs
+from runs.chaos.seed import SeedUser
+from runs.chaos.sse import SseClient
+from runs.chaos.workload import CONNECTION_ERRORS, Api, Ledger
+from support.mailbox import Mailbox
+from support.pgbouncer import PgBouncer, console
+from support.redis import RedisServer
+from support.seaweed import Seaweed
 
 SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
@@ -46,7 +48,7 @@ class Faults:
     servers: list[Proc]
     workers: list[Proc]
     redis: RedisServer
-    smtp: SmtpServer
+    smtp: Mailbox
     tmpfs: Tmpfs | None
     victim: SeedUser
     streams: list[SseClient]

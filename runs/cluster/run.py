@@ -1,7 +1,7 @@
-"""A cluster on one machine: `python -m harness.cluster` (root), `--ci` for the short run.
+"""A cluster on one machine: `python -m runs.cluster` (root), `--ci` for the short run.
 
 Each host is a network namespace with its own address on a private switch and its own mount
-namespace (harness/netns.py), so no host reaches another but over the network and none sees
+namespace (runs/cluster/netns.py), so no host reaches another but over the network and none sees
 another's files:
 
     db      10.77.0.10   PostgreSQL, PgBouncer (transaction mode) in front on :6432: the
@@ -17,9 +17,9 @@ Every request of the workload goes through the load balancer. The run then loses
 server host and a whole worker host mid-build (every process killed, the link down), cuts a
 worker host off from Redis for 30 s and another from the database, and drains a server host at
 the balancer so that its streams reconnect to the other one. The chaos run's checks hold
-(harness/chaos_checks.py): every BDR terminal, every ZIP byte-exact, every email once, every
+(runs/chaos/checks.py): every BDR terminal, every ZIP byte-exact, every email once, every
 SSE view equal to the database, every batch all-or-nothing; and the run's own
-(harness/cluster_checks.py): no process ends unless the run ended it, no server or worker logs
+(runs/cluster/checks.py): no process ends unless the run ended it, no server or worker logs
 an ERROR or a traceback. `--break-crash-check` is the run that must fail (tests/test_cluster.py).
 
 Whichever way the run ends (its verdict, an error at any step of its start, Ctrl-C, SIGTERM),
@@ -41,30 +41,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from harness import tools
-from harness.cluster_hosts import (
-    BUCKET,
+from runs.cluster.client import Options, run
+from runs.cluster.hosts import (
     PG_BIN,
-    SERVICE_ROLE,
     STEPS,
-    Cluster,
     StartFailed,
     Steps,
-    enter,
     entered,
     up,
 )
-from harness.cluster_run import Options, run
-from harness.netns import possible, run_tag
-
-# What other harnesses (bench/capacity.py) take from here.
-__all__ = ["BUCKET", "SERVICE_ROLE", "Cluster", "enter", "main", "up"]
+from runs.cluster.netns import possible, run_tag
+from support import tools
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     needs = ", ".join(f"{tool} ({tools.PACKAGES[tool]})" for tool in dict.fromkeys(tools.CLUSTER))
     p = argparse.ArgumentParser(
-        prog="python -m harness.cluster",
+        prog="python -m runs.cluster",
         description=__doc__.split("\n")[0],
         epilog=f"Needs: root (network namespaces, mounts), Linux network namespaces, the tools "
         f"{needs} (Debian packages in parentheses; a missing one stops the run with one line "
@@ -181,7 +174,3 @@ def _signals_held() -> Iterator[None]:
     finally:
         for number, handler in before.items():
             signal.signal(number, handler)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

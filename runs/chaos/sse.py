@@ -11,9 +11,10 @@ from typing import Any
 
 import aiohttp
 
-from harness.chaos_seed import SeedUser
-from harness.chaos_stack import Proc
-from harness.chaos_workload import CONNECTION_ERRORS, Api, label
+from runs.chaos.procs import Proc
+from runs.chaos.seed import SeedUser
+from runs.chaos.workload import CONNECTION_ERRORS, Api, label
+from support.sse import read_message
 
 
 class SseClient:
@@ -82,30 +83,13 @@ class SseClient:
             self.where = i
             if self.last_id is None:
                 self.view.clear()  # a snapshot follows
-            event: str | None = None
-            data: str | None = None
-            pending_id: str | None = None
-            while True:
-                raw = await resp.content.readline()
-                if not raw:
-                    return "ok"  # the server ended it (shutdown, overflow)
-                line = raw.decode().rstrip("\r\n")
-                if line == "":
-                    # As EventSource: an id counts once its whole event has arrived.
-                    if pending_id is not None:
-                        self.last_id = pending_id
-                    if data is not None:
-                        self._dispatch(event or "message", data)
-                    event = data = pending_id = None
-                    continue
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "event":
-                    event = value
-                elif name == "data":
-                    data = value if data is None else data + "\n" + value
-                elif name == "id":
-                    pending_id = value
+            while (msg := await read_message(resp.content)) is not None:
+                # As EventSource: an id counts once its whole event has arrived.
+                if msg.id is not None:
+                    self.last_id = msg.id
+                if msg.data is not None:
+                    self._dispatch(msg.event or "message", msg.data)
+            return "ok"  # the server ended it (shutdown, overflow)
 
     def _dispatch(self, event: str, data: str) -> None:
         if event == "bdr_update":

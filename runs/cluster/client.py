@@ -1,12 +1,12 @@
-"""The cluster's workload, faults and checks, run from the client host (see harness/cluster.py).
+"""The cluster's workload, faults and checks, run from the client host (see runs/cluster/run.py).
 
-The chaos run's actors, SSE clients and checks (harness/chaos_*.py), pointed at the balancer
+The chaos run's actors, SSE clients and checks (runs/chaos/), pointed at the balancer
 instead of at each server: one "server" for them, the balancer's address. What differs is the
 faults, which act on whole hosts and links, and one more kind of answer a client may see: the
 balancer's own 502/503/504 while a server host it had chosen is being lost (a power cut takes
 requests in flight with it; those are counted, and a write among them is an unknown outcome the
 checks then read back from the database, as after a dropped connection). Two checks are its own
-(harness/cluster_checks.py): no process may end unless the run ended it, and no service
+(runs/cluster/checks.py): no process may end unless the run ended it, and no service
 process may log an ERROR or a traceback.
 """
 
@@ -28,21 +28,21 @@ import aiohttp
 import asyncpg
 from sqids.constants import DEFAULT_ALPHABET
 
-from harness import chaos_checks as checks
-from harness.chaos import SQL_UNSETTLED, converge, wait_streams
-from harness.chaos_seed import Seed, seed
-from harness.chaos_sse import SseClient
-from harness.chaos_stack import SmtpServer
-from harness.chaos_workload import Actor, Api, Ledger
-from harness.cluster_checks import Supervisor, check_processes, service_logs
-from harness.cluster_hosts import BUCKET, SERVICE_ROLE, Cluster
-from harness.seaweed import Seaweed, create_bucket
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
+from runs.chaos import checks
+from runs.chaos.run import SQL_UNSETTLED, converge, wait_streams
+from runs.chaos.seed import Seed, seed
+from runs.chaos.sse import SseClient
+from runs.chaos.workload import Actor, Api, Ledger
+from runs.cluster.checks import Supervisor, check_processes, service_logs
+from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
+from support.mailbox import Mailbox
+from support.seaweed import Seaweed, create_bucket
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -414,11 +414,8 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     streams = (200 if options.ci else 1000) if rolling else 2 * (users + 1)
     per_user = -(-streams // (users + 1))
     client = cluster.host("client").address
-    smtp = SmtpServer(port=1025)
-    from aiosmtpd.controller import Controller
-
-    smtp.controller = Controller(smtp, hostname=client, port=smtp.port)
-    smtp.controller.start()
+    smtp = Mailbox(client, 1025)
+    smtp.start()
     undo.callback(smtp.stop)
     steps.reached("smtp")
     env = cluster.service_env(
@@ -464,7 +461,7 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     undo.push_async_callback(_cancel, tasks)
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
-    await _until_ready(http, lb)
+    await until_ready(http, lb)
     for u in [*data.users, data.victim]:
         for n in range(per_user):
             clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
@@ -575,7 +572,7 @@ async def _served_by(cluster: Cluster) -> dict[str, int]:
     return out
 
 
-async def _until_ready(http: aiohttp.ClientSession, lb: Balancer, within: float = 60) -> None:
+async def until_ready(http: aiohttp.ClientSession, lb: Balancer, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         with contextlib.suppress(aiohttp.ClientError, OSError):

@@ -1,4 +1,4 @@
-"""The cluster run's checks of its own processes (harness/cluster.py).
+"""The cluster run's checks of its own processes (runs/cluster/run.py).
 
 No process the run started may end unless the run ended it: a planned fault (a host lost, a
 deploy's SIGTERM) or the end of the run. The supervisor finds those that did, every half
@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.chaos_checks import Report
-from harness.netns import Exited, Host
+from runs.chaos.checks import Report
+from runs.cluster.netns import Exited, Host
 
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z]+) (\S+) \[[^\]]*\]: (.*)$")
 TRACEBACK = "Traceback (most recent call last):"

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a fresh database on real servers, and the service's processes.
+"""One way to start a stack: a fresh database on real servers, the service's processes, and
+the one builder of their environment (`service_env`), for the tests, benchmarks and runs.
 
 PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones started the
 way the app starts them (under .data/bench). Each run works in a database it creates and drops.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
 import socket
 import subprocess
@@ -47,7 +49,32 @@ def bench_settings() -> Settings:
 
 
 def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` (pgserver URLs carry the host in the query)."""
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
+    """A new database `name` on `server_url`'s server; its URL. With `search_path`, connections
+    to it name the service's tables unqualified, as the service does (it sets its own)."""
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        if search_path:
+            await admin.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
+    finally:
+        await admin.close()
+    return with_database(server_url, name)
+
+
+async def drop_database(server_url: str, name: str, *roles: str) -> None:
+    """Database `name` dropped, its connections cut, and then `roles`."""
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in roles:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager
@@ -56,18 +83,12 @@ async def fresh_stack() -> AsyncIterator[Settings]:
     # pgserver's start-up blocks; keep it off the event loop.
     base = await asyncio.to_thread(bench_settings)
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(base.database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        # The bench's own connections name the service's tables unqualified, as the service does.
-        await admin.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
-    finally:
-        await admin.close()
+    url = await create_database(base.database_url, name)
     try:
         with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
             settings = msgspec.structs.replace(
                 base,
-                database_url=with_database(base.database_url, name),
+                database_url=url,
                 vault_path=Path(tmp) / "vault",
                 bdr_path=Path(tmp) / "bdr",
                 jwt_secret_key=secrets.token_urlsafe(48),
@@ -80,18 +101,34 @@ async def fresh_stack() -> AsyncIterator[Settings]:
                 await conn.close()
             yield settings
     finally:
-        admin = await asyncpg.connect(base.database_url)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(base.database_url, name)
+
+
+def first_ephemeral_port() -> int:
+    """The first port of the kernel's range for the local end of outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_port() -> int:
+    """A port free on every address, below the kernel's range for outgoing connections: a port
+    the kernel hands out (bind to 0) may be taken by a client's connection before the server it
+    is meant for binds it, and with a pooler in front of the test database (TCP on loopback,
+    TEST_DATABASE_POOLER) the suite opens many."""
+    for _ in range(200):
+        port = random.randrange(10000, first_ephemeral_port())
+        with socket.socket() as s:
+            try:
+                s.bind(("", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        found: int = s.getsockname()[1]
+        return found
 
 
 def database_env(settings: Settings) -> dict[str, str]:
@@ -103,17 +140,32 @@ def database_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def service_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
+# What a test's child does not inherit from the test's own environment: it sets what it checks.
+_OWN = ("PMD_", "LOG_", "METRICS_", "STARTUP_")
+
+
+def service_env(
+    settings: Settings, data_dir: Path | None = None, /, **extra: str
+) -> dict[str, str]:
+    """The environment of a server, worker or CLI process on `settings`: the only builder of it.
+    Without `data_dir`, this process's environment with text logs (a benchmark's or a run's
+    child); with it, a test's child: on 127.0.0.1 with its data under `data_dir`, and none of
+    the caller's PMD_/LOG_/METRICS_/STARTUP_ settings, PORT or HOST (a test names what it checks)."""
+    if data_dir is None:
+        env = {**os.environ, "LOG_FORMAT": "text"}
+    else:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN)}
+        env = {k: v for k, v in env.items() if k not in ("PORT", "HOST")}
+        env |= {"HOST": "127.0.0.1", "PMD_DATA_DIR": str(data_dir)}
+    return env | {
         **database_env(settings),
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "VAULT_PATH": str(settings.vault_path),
         "BDR_PATH": str(settings.bdr_path),
         "AUTO_MIGRATE": "false",
-        "LOG_FORMAT": "text",
         "METRICS_PORT": "0",  # a dev worker may hold the default port
+        "PYTHONUNBUFFERED": "1",
         **extra,
     }
 
@@ -122,12 +174,11 @@ def start_server(
     env: dict[str, str], port: int, log: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
     """`python server.py` as production runs it; returns once /readyz answers 200. `log`: where
-    its log goes instead of this process's stderr (a line per request drowns a bench's figures)."""
-    proc = subprocess.Popen(
-        [sys.executable, "server.py"], cwd=CHECKOUT, env={**env, "PORT": str(port)}, stderr=log
-    )
+    its output goes instead of this process's (a line per request drowns a bench's figures)."""
+    proc = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,
+                            env={**env, "PORT": str(port)}, stdout=log, stderr=log)  # fmt: skip
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
                 if r.status == 200:
@@ -135,7 +186,10 @@ def start_server(
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("server did not become ready")
+    name = getattr(log, "name", None)
+    raise RuntimeError(f"server.py on port {port} did not become ready"
+                       + (f"; its log: {Path(name).read_text(errors='replace')[-4000:]}"
+                          if isinstance(name, str) else ""))  # fmt: skip
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:

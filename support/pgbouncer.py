@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from harness import tools
-from harness.stack import free_port
+from support import tools
+from support.stack import free_port
 
 
 def config(

@@ -1,5 +1,5 @@
 """The one renderer of every generated page under docs/: a Jinja2 template of bench/templates/
-rendered from committed data alone (bench/figures/*.json, harness/chaos_runs/*.json). The
+rendered from committed data alone (bench/figures/*.json, runs/chaos/saved/*.json). The
 sentences are in the templates; Python gives them figures. bench/docs.py lists the pages, and
 tests/test_docs_rendered.py holds each committed page to its render."""
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import jinja2
 
-from bench import fmt
+from support import fmt
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 TEMPLATES = CHECKOUT / "bench" / "templates"

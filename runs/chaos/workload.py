@@ -22,8 +22,8 @@ import obstore
 from multidict import CIMultiDict
 from obstore.store import ObjectStore
 
-from harness.chaos_seed import Seed, SeedUser
-from harness.chaos_stack import Proc
+from runs.chaos.procs import Proc
+from runs.chaos.seed import Seed, SeedUser
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TERMINAL = {"ready", "failed", "expired", "cancelled"}

@@ -1,7 +1,7 @@
-"""The cluster's hosts and what runs on them (harness/cluster.py describes the cluster): the
+"""The cluster's hosts and what runs on them (runs/cluster/run.py describes the cluster): the
 network, the shared parts (PostgreSQL with PgBouncer, Redis, SeaweedFS, HAProxy), how a server
 or worker host starts its process, and the client host this process enters. Shared by the
-run's entry point (harness/cluster.py), its workload and checks (harness/cluster_run.py) and
+run's entry point (runs/cluster/run.py), its workload and checks (runs/cluster/client.py) and
 the capacity benchmark."""
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import pgbouncer
-from harness.netns import Host, Network
-from harness.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
-from harness.stack import CHECKOUT
+from runs.cluster.netns import Host, Network
+from support import pgbouncer
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
+from support.stack import CHECKOUT
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000

@@ -1,6 +1,6 @@
-"""Chaos run: `python -m harness.chaos [--duration 180]`, or `--ci` for the slim variant.
+"""Chaos run: `python -m runs.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback: PostgreSQL (a fresh database, see harness.stack), a Redis and an SMTP
+A real stack on loopback: PostgreSQL (a fresh database, see support.stack), a Redis and an SMTP
 server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
 `python -m pmd_service worker` processes. From this process, one actor per user lists posts,
 runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
@@ -40,20 +40,23 @@ from typing import Any
 import aiohttp
 from msgspec.structs import replace
 
-from harness import chaos_checks as checks
-from harness import chaos_doc, tools
-from harness.chaos_faults import Faults
-from harness.chaos_seed import Seed, seed
-from harness.chaos_sse import SseClient
-from harness.chaos_stack import Proc, RedisServer, SmtpServer, Tmpfs, server_proc, worker_proc
-from harness.chaos_workload import Actor, Api, Ledger
-from harness.pgbouncer import PgBouncer, running_pgbouncer
-from harness.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from harness.stack import fresh_stack, service_env
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
+from runs.chaos import checks
+from runs.chaos.faults import Faults
+from runs.chaos.procs import Proc, Tmpfs, server_proc, worker_proc
+from runs.chaos.seed import Seed, seed
+from runs.chaos.sse import SseClient
+from runs.chaos.workload import Actor, Api, Ledger
+from support import chaos_pages as chaos_doc
+from support import tools
+from support.mailbox import Mailbox
+from support.pgbouncer import PgBouncer, running_pgbouncer
+from support.redis import RedisServer
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.stack import fresh_stack, service_env
 
 SUMMARY = "chaos: {verdict}: {n} violations"
 # PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
@@ -68,7 +71,7 @@ FROM batch_download_requests
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m harness.chaos", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m runs.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
     p.add_argument("--duration", type=float, help="seconds of workload (default 180, --ci 75)")
     p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 6)")
@@ -202,7 +205,7 @@ async def run_stack(
     redis = RedisServer(run_dir / "redis")
     await asyncio.to_thread(redis.start)
     os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared embedded Redis alone
-    smtp = SmtpServer()
+    smtp = Mailbox()
     await asyncio.to_thread(smtp.start)
     daily_limit = 10
     procs: list[Proc] = []
@@ -427,9 +430,3 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"wrote this run into {where}")
     return code
-
-
-if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main())
-    sys.exit(130)

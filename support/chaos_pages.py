@@ -1,6 +1,6 @@
-"""`python -m harness.chaos ... --doc`: the run's own output, dated and with its command, kept in
-harness/chaos_runs/<mode>.json (committed) and rendered from there into docs/runs/chaos-<mode>.md
-and the last result in docs/reliability.md (bench/render.py renders both), so nobody copies
+"""`python -m runs.chaos ... --doc`: the run's own output, dated and with its command, kept in
+runs/chaos/saved/<mode>.json (committed) and rendered from there into docs/runs/chaos-<mode>.md
+and the last result in docs/reliability.md (support/render.py renders both), so nobody copies
 a figure by hand."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bench import render as pages
-from harness.stack import CHECKOUT
+from support import render as pages
+from support.stack import CHECKOUT
 
 DOC = CHECKOUT / "docs" / "reliability.md"
 DOCS_RUNS = CHECKOUT / "docs" / "runs"
-RUNS = CHECKOUT / "harness" / "chaos_runs"
+RUNS = CHECKOUT / "runs" / "chaos" / "saved"
 
 
 class Transcript(io.TextIOBase):

@@ -1,4 +1,4 @@
-"""Fuzzing from the contract: `python -m harness.fuzz [--cases 1200]`.
+"""Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]`.
 
 Not a test (tests/test_fuzz.py runs the same engine, smaller, in CI). Against a real
 `python server.py` process on a fresh database, seeded so the happy paths are reachable (a
@@ -50,6 +50,9 @@ from schemathesis.checks import (
 )
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
+
+from pmd_service.core.settings import Settings
+from support.seeding import Factory
 
 CHECKS = [
     not_a_server_error,
@@ -275,62 +278,29 @@ def _curl(case: Any) -> str:
 # --- the bench run: a real server process on a fresh, seeded database --------------------------
 
 
-async def seed_database(
-    database_url: str, jwt_secret: str, sqids_alphabet: str, bdr_path: Path
-) -> Seed:
+async def seed_database(settings: Settings, database_url: str | None = None) -> Seed:
     """A moderator (the token's user) and another user, each with artworks and BDRs."""
     from pmd_service.core.db import connect
-    from pmd_service.core.public_ids import PublicIds
     from pmd_service.host.tokens import mint_token
 
-    ids = PublicIds(sqids_alphabet)
-    conn = await connect(database_url, "pmd-bench")
+    conn = await connect(database_url or settings.database_url, "pmd-bench")
     try:
-        await conn.execute("INSERT INTO licenses (identifier, title) VALUES ('CC0', 'CC0')")
-        own = await _seed_user(conn, ids, bdr_path, "fuzzer", ["user", "moderator"])
-        other = await _seed_user(conn, ids, bdr_path, "fuzzed", ["user"])
+        seeder = Factory(conn, settings)
+        await seeder.license("CC0")
+        own = await _seed_user(seeder, "fuzzer", ["user", "moderator"])
+        other = await _seed_user(seeder, "fuzzed", ["user"])
     finally:
         await conn.close()
-    token = mint_token(jwt_secret, own.sqid, ttl_seconds=3600, roles=["user", "moderator"])
+    token = mint_token(settings.jwt_secret_key, own.sqid, ttl_seconds=3600,
+                       roles=["user", "moderator"])  # fmt: skip
     return Seed(token=token, own=own, other=other)
 
 
-async def _seed_user(conn: Any, ids: Any, bdr_path: Path, handle: str, roles: list[str]) -> Scope:
-    user_id = await conn.fetchval(
-        "INSERT INTO users (user_key, handle, email, roles) VALUES ($1, $2, $3, $4) RETURNING id",
-        uuid.uuid4(),
-        handle,
-        f"{handle}@example.com",
-        roles,
-    )
-    sqid = ids.encode(user_id)
-    await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", user_id, sqid)
-    post_ids = [
-        r["id"]
-        for r in await conn.fetch(
-            """
-            INSERT INTO posts (storage_key, storage_shard, owner_id, title)
-            SELECT gen_random_uuid(), 'fz', $1, $2 || ' art ' || g
-            FROM generate_series(1, $3) g RETURNING id
-            """,
-            user_id,
-            handle,
-            SEED_POSTS,
-        )
-    ]
-    await conn.execute(
-        """
-        UPDATE posts p SET public_sqid = s.sqid
-        FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE p.id = s.id
-        """,
-        post_ids,
-        [ids.encode(i) for i in post_ids],
-    )
-    await conn.execute(
-        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
-        " SELECT unnest($1::int[]), 'png', 10, true",
-        post_ids,
-    )
+async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
+    conn, bdr_path = seeder.pool, seeder.settings.bdr_path
+    user = await seeder.user(handle, roles)
+    user_id, sqid = user.id, user.sqid
+    post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
     # A ready BDR with a real ZIP on disk, a pending one and a failed one: downloads, Range
     # requests, cancels and removals all have something to act on.
     ready = uuid.uuid4()
@@ -419,16 +389,11 @@ async def bench(cases: int) -> int:
 
 
 async def _bench(cases: int) -> int:
-    from harness.stack import free_port, fresh_stack, service_env, start_server, stop
+    from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
     async with fresh_stack() as settings:
         assert settings.database_url is not None
-        seed = await seed_database(
-            settings.database_url,
-            settings.jwt_secret_key,
-            settings.sqids_alphabet,
-            settings.bdr_path,
-        )
+        seed = await seed_database(settings)
         port = free_port()
         # A daily limit no run reaches, so BDR creation keeps exercising its happy path.
         env = service_env(settings, BDR_DAILY_LIMIT="10000", SSE_MAX_PER_USER="1000")

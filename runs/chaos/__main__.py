@@ -1,0 +1,10 @@
+"""`python -m runs.chaos`: the entry point; the run itself is runs/chaos/run.py."""
+
+import contextlib
+import sys
+
+from runs.chaos.run import main
+
+with contextlib.suppress(KeyboardInterrupt):
+    sys.exit(main())
+sys.exit(130)

@@ -1,0 +1,1 @@
+"""The cluster run: `python -m runs.cluster` (run.py says what it does)."""

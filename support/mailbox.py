@@ -1,0 +1,57 @@
+"""The SMTP mailbox: aiosmtpd on a port, in a thread of this process, keeping every message it
+receives; the tests read what was sent, the chaos run stops it and starts it again."""
+
+from __future__ import annotations
+
+import contextlib
+import email.policy
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any, TypeVar
+
+from support.stack import free_port
+
+M = TypeVar("M", bound="Mailbox")
+
+
+@dataclass
+class Mailbox:
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    messages: list[EmailMessage] = field(default_factory=list)
+    controller: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
+        with self._lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.controller = Controller(self, hostname=self.host, port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+    def received(self) -> list[EmailMessage]:
+        with self._lock:
+            return list(self.messages)
+
+
+@contextlib.contextmanager
+def serving(box: M) -> Iterator[M]:
+    """`box` answering SMTP on its host and port for the block's duration."""
+    box.start()
+    try:
+        yield box
+    finally:
+        box.stop()

@@ -1,0 +1,106 @@
+"""The measures every benchmark takes: a percentile, a process's RSS (now, of its tree, and its
+peak while a block of code runs), and CPU seconds (of a process, and of the whole machine)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: Iterable[float], q: float) -> float:
+    """The nearest-rank `q` quantile (0 to 1) of `samples`, one of them."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process (every thread of it); 0 for one that is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields follow it
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_seconds() -> tuple[float, float]:
+    """(busy, iowait) CPU seconds of the whole machine since boot, all cores."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle, iowait = ticks[3], ticks[4]
+    return (sum(ticks) - idle - iowait) / CLK_TCK, iowait / CLK_TCK
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def tree_rss_kb(pid: int) -> int:
+    """RSS of `pid` and its children (a server's processes under their parent), in KB."""
+    pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    return sum(rss_kb(p) for p in pids)
+
+
+class PeakRss:
+    """The highest of `read()` (an RSS in KB) while the `with` block runs, sampled every
+    `every` seconds on a thread of its own, from `start` (by default one reading now), and how
+    many readings were taken (a peak from three readings of a ten-second build proves little).
+    With `trace_every`, `trace` holds the highest of each such window: (seconds, MB)."""
+
+    def __init__(
+        self, read: Callable[[], int], every: float = 0.005, start: int | None = None,
+        trace_every: float | None = None,
+    ) -> None:  # fmt: skip
+        self.read, self.every, self.trace_every = read, every, trace_every
+        self.peak = read() if start is None else start
+        self.samples = 1
+        self.trace: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        started = time.monotonic()
+        window, high = started + (self.trace_every or 0), 0
+        while not self._stop.wait(self.every):
+            rss = self.read()
+            self.peak = max(self.peak, rss)
+            self.samples += 1
+            high = max(high, rss)
+            if self.trace_every and (now := time.monotonic()) >= window:
+                self.trace.append((round(now - started, 2), round(high / 1024, 1)))
+                window, high = window + self.trace_every, 0
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+_ARENA_ALIGN = 64 * 2**20  # glibc maps each thread arena at a 64 MiB boundary (HEAP_MAX_SIZE)
+
+
+def thread_arenas_kb(pid: int) -> int:
+    """The resident KB of glibc's thread arenas in the process: its anonymous mappings that
+    start at a 64 MiB boundary (another mapping could, rarely, start at one too)."""
+    total, counting = 0, False
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if not head[0].endswith(":"):  # a mapping: "start-end perms offset dev inode [path]"
+            start = int(head[0].split("-")[0], 16)
+            counting = len(head) == 5 and start % _ARENA_ALIGN == 0
+        elif counting and head[0] == "Rss:":
+            total += int(head[1])
+    return total
