@@ -232,6 +232,8 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
         ("GET", "/readyz"): [("GET", "/readyz", {})],
         ("GET", "/openapi.json"): [("GET", "/openapi.json", {})],
         ("GET", "/docs"): [("GET", "/docs", {})],
+        ("GET", "/api/pmd/openapi.json"): [("GET", "/api/pmd/openapi.json", {})],
+        ("GET", "/api/pmd/docs"): [("GET", "/api/pmd/docs", {})],
         ("GET", "/metrics"): [("GET", "/metrics", {})],
         ("GET", "/api/pmd/posts"): [("GET", "/api/pmd/posts", auth)],
         ("POST", "/api/pmd/action"): [
