@@ -9,12 +9,15 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import report, runner, scaling_doc
+from bench.run_all import BENCHMARKS
 from harness import chaos_doc
 from tests.helpers import CHECKOUT
 
@@ -178,3 +181,25 @@ def test_a_chaos_run_is_saved_and_rendered_into_its_section(tmp_path: Path) -> N
     )
     (tmp_path / "runs" / "ci.json").unlink()
     assert "Not run yet: no saved output" in chaos_doc.render(doc.read_text(), tmp_path / "runs")
+
+
+def test_run_alls_help_says_how_long_and_what_it_rewrites() -> None:
+    """`python -m bench.run_all --help` names every benchmark with its time bound, the bound of
+    them all, and the committed files a run rewrites (issue 33)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--help"],
+        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    text = done.stdout
+    total = sum(b.limit_s for b in BENCHMARKS) / 3600
+    assert f"all of them, at most {total:.1f} h" in text
+    for b in BENCHMARKS:
+        assert f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run " in text, b.name
+    rewrites = text[text.index("Files it rewrites (committed):") :]
+    for path in (
+        "bench/figures/<name>.json",
+        "docs/benchmarks.md",
+        "docs/scaling.md",
+        "docs/plots",
+    ):
+        assert path in rewrites, path
