@@ -10,8 +10,9 @@ version, where it came from and how to update it; SHA256SUMS holds their digests
 this origin like the dashboard's own files. The page asks nothing of any other origin, and its
 policy allows nothing else: Swagger UI needs no inline style, no worker, no font and no frame.
 
-`/docs` is declared as an endpoint, so the document it renders describes it too: it is a route
-of this service that anyone may call, as `/openapi.json` is.
+Both pages are declared as endpoints, so the document they render describes them too: routes
+of this service that anyone may call, as `/openapi.json` is. The viewer's files under
+/api/pmd/docs/vendor/ are static files, as /static/pmd/ is.
 """
 
 from __future__ import annotations
