@@ -241,6 +241,14 @@ ROWS: dict[tuple[str, str], Row] = {
     ("GET", "/openapi.json"): Row(lambda w: Req("/openapi.json"), 200, 200, public=True),
     # The API reference: a page that renders /openapi.json (its viewer is under /static/pmd).
     ("GET", "/docs"): Row(lambda w: Req("/docs"), 200, 200, public=True),
+    # The same under /api/pmd/, the one path a site's proxy sends here (its viewer's files too).
+    ("GET", "/api/pmd/openapi.json"): Row(
+        lambda w: Req("/api/pmd/openapi.json"), 200, 200, public=True
+    ),
+    ("GET", "/api/pmd/docs"): Row(lambda w: Req("/api/pmd/docs"), 200, 200, public=True),
+    ("GET", "/api/pmd/docs/vendor"): Row(
+        lambda w: Req("/api/pmd/docs/vendor/swagger-ui.css"), 200, 200, public=True
+    ),
     ("GET", "/metrics"): Row(lambda w: Req("/metrics"), 200, 200, public=True),
     # Listing in one's own scope answers 200 with one's own posts: the victim's never appear.
     ("GET", "/api/pmd/posts"): Row(lambda w: Req("/api/pmd/posts"), 200, 200),
@@ -286,7 +294,11 @@ ROWS: dict[tuple[str, str], Row] = {
     ),
     ("GET", "/static/pmd"): Row(lambda w: Req("/static/pmd/app.js"), 200, 200, public=True),
 }
-PAGE_ROWS = {("GET", "/u/{user_sqid}/posts"), ("GET", "/static/pmd")}
+PAGE_ROWS = {
+    ("GET", "/u/{user_sqid}/posts"),
+    ("GET", "/static/pmd"),
+    ("GET", "/api/pmd/docs/vendor"),
+}
 # HEAD is served wherever GET is (except the stream): same statuses, no body.
 ROWS |= {
     ("HEAD", path): row

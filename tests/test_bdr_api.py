@@ -195,7 +195,7 @@ async def test_cancel_pending_then_worker_does_nothing(
     assert resp.status == 204
     await run_worker(settings)
     item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "cancelled"
+    assert item["status"] == "cancelled" and item["removed_at"] is None
     assert item["completed_at"] is not None
     assert not zip_path(settings, owner, item["id"]).exists()
     # Deleting again is harmless.
@@ -210,9 +210,18 @@ async def test_delete_ready_removes_zip_and_expires(
     assert zip_file.exists()
     assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
     assert not zip_file.exists()
-    assert (await fetch_item(client, owner, item["id"]))["status"] == "expired"
+    removed = await fetch_item(client, owner, item["id"])
+    # The status set stays the contract's; `removed_at` says it was removed, not expired.
+    assert removed["status"] == "expired" and removed["removed_at"] is not None
+    completed, removed_at, expires = (
+        datetime.fromisoformat(removed[k]) for k in ("completed_at", "removed_at", "expires_at")
+    )
+    assert completed <= removed_at < expires
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
     await assert_problem(resp, 410)
+    # Deleting again changes nothing: it keeps the time it was removed.
+    assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
+    assert await fetch_item(client, owner, item["id"]) == removed
 
 
 async def test_expired_by_date_and_missing_file_are_410(
@@ -232,7 +241,8 @@ async def test_expired_by_date_and_missing_file_are_410(
         await client.get(f"/api/pmd/bdr/{b['id']}/download", headers=owner.auth), 410
     )
     assert "no longer available" in body["detail"]
-    assert (await fetch_item(client, owner, b["id"]))["status"] == "expired"
+    lost = await fetch_item(client, owner, b["id"])
+    assert lost["status"] == "expired" and lost["removed_at"] is None  # lost, not removed
 
 
 async def test_moderator_requests_for_a_user(

@@ -34,7 +34,8 @@ async def test_expiry_boundary(
     summary = await cleanup_expired_bdrs(worker_ctx)
 
     assert summary["expired"] == 1
-    assert (await fetch_item(client, owner, due["id"]))["status"] == "expired"
+    expired = await fetch_item(client, owner, due["id"])
+    assert expired["status"] == "expired" and expired["removed_at"] is None  # not removed
     assert (await fetch_item(client, owner, not_yet["id"]))["status"] == "ready"
     folder = settings.bdr_path / owner.sqid
     assert not (folder / f"pmd-{due['id']}.zip").exists()

@@ -226,7 +226,8 @@ def test_make_runs_banner_opens_the_page_signed_in_first_and_names_the_reference
 
 
 def test_the_reference_is_named_at_base_url_or_at_host_and_port(settings: Settings) -> None:
-    """The server's start-up line and `make run`'s banner name the same address."""
+    """The server's start-up line and `make run`'s banner name the same base; the server's
+    names the reference under /api/pmd/, the one path a site's proxy sends to the service."""
     from pmd_service.dev import stack
     from pmd_service.web.reference import docs_url
 
@@ -238,7 +239,7 @@ def test_the_reference_is_named_at_base_url_or_at_host_and_port(settings: Settin
         (public, "https://pmd.example.org"),
     ]
     for case, base in cases:
-        assert docs_url(case) == f"{base}/docs"
+        assert docs_url(case) == f"{base}/api/pmd/docs"
         assert stack.public_base(case) == base
 
 

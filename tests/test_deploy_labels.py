@@ -23,6 +23,7 @@ from tests.host_stack.labels import _tokens, caddyfile
 from tests.host_stack.proxies import caddy_adapt, caddy_serving
 from tests.page_stack import running_stack
 from tests.prerequisites import needs, programs
+from tests.test_deploy_proxies import check_reference
 
 pytestmark = needs("deploy", programs("caddy") or (None if compose_binary() else COMPOSE_MISSING))
 GLOBAL = "{\n\tadmin off\n\tauto_https off\n}\n"
@@ -117,6 +118,11 @@ async def test_the_generated_site_in_front_of_the_service(
                 async with http.get(site + "/api/auth/login") as resp:
                     assert await resp.text() == "host api saw /auth/login"
                 async with http.get(site + "/u/x/posts") as resp:
+                    assert await resp.text() == "host web"
+                # The reference the start-up line names works on the host's site; /docs is
+                # the host's web app's.
+                await check_reference(http, site)
+                async with http.get(site + "/docs") as resp:
                     assert await resp.text() == "host web"
                 async with open_stream(http, site + SSE, headers=owner.auth) as stream:
                     await stream.opening()

@@ -8,13 +8,17 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import docs, report, runner, scaling_doc
+from bench.run_all import BENCHMARKS
 from support import chaos_pages as chaos_doc
+from tests.helpers import CHECKOUT
 
 OLD = {"date": "2026-01-02 03:04 UTC", "load_start": "0.50", "load_end": "0.60",
        "command": "python -m bench.bdr_e2e", "seconds": 42}  # fmt: skip
@@ -176,3 +180,25 @@ def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
     assert "not run yet (`.venv/bin/python -m runs.chaos --ci --store --doc`)" in summary
     with pytest.raises(SystemExit, match="no page for a chaos run"):
         chaos_doc.write(["--ci", "--made-up", "--doc"], "", 0, tmp_path / "saved")
+
+
+def test_run_alls_help_says_how_long_and_what_it_rewrites() -> None:
+    """`python -m bench.run_all --help` names every benchmark with its time bound, the bound of
+    them all, and the committed files a run rewrites (issue 33)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.run_all", "--help"],
+        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    text = done.stdout
+    total = sum(b.limit_s for b in BENCHMARKS) / 3600
+    assert f"all of them, at most {total:.1f} h" in text
+    for b in BENCHMARKS:
+        assert f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run " in text, b.name
+    rewrites = text[text.index("Files it rewrites (committed):") :]
+    for path in (
+        "bench/figures/<name>.json",
+        "docs/benchmarks.md",
+        "docs/scaling.md",
+        "docs/plots",
+    ):
+        assert path in rewrites, path

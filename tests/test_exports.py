@@ -14,16 +14,19 @@ import sys
 import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
+from pmd_service.exports.schemas import export_item
 from pmd_service.web.app import create_app
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow, UserRow
@@ -274,7 +277,8 @@ async def test_refusals(
     second = await request_export(ex_client, owner)
     resp = await ex_client.delete(f"/api/pmd/exports/{second['id']}", headers=owner.auth)
     assert resp.status == 204
-    assert (await get_export(ex_client, owner, second["id"]))["status"] == "cancelled"
+    cancelled = await get_export(ex_client, owner, second["id"])
+    assert cancelled["status"] == "cancelled" and cancelled["removed_at"] is None
     await request_export(ex_client, owner)
     # Exports never count against the daily BDR limit.
     assert await pool.fetchval("SELECT count(*) FROM batch_download_requests") == 0
@@ -404,13 +408,13 @@ async def test_expiry_removes_the_parts(
     assert summary["export_parts_expired"] == len(files)
     assert not any(f.exists() for f in files)
     item = await get_export(ex_client, owner, item["id"])
-    assert item["status"] == "expired"
+    assert item["status"] == "expired" and item["removed_at"] is None  # expired, not removed
     assert all(p["status"] == "expired" and p["download_url"] is None for p in item["parts"])
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)
 
 
 async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
-    ex_client: Client, factory: Factory, small: Settings
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool
 ) -> None:
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 3)
     await run_worker(small)
@@ -420,7 +424,20 @@ async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     assert resp.status == 204
     assert list(folder.glob("*.zip")) == []
     item = await get_export(ex_client, owner, item["id"])
-    assert item["status"] == "expired"
+    # The status set stays the contract's; `removed_at` says it was removed, not expired.
+    assert item["status"] == "expired" and item["removed_at"] is not None
+    removed_at = datetime.fromisoformat(item["removed_at"])
+    assert removed_at < datetime.fromisoformat(item["expires_at"])
+    # The stream's last event of it makes the same item, so a page watching learns it too.
+    payload = await pool.fetchval(
+        "SELECT payload::text FROM bdr_events WHERE bdr_id = $1 ORDER BY id DESC LIMIT 1",
+        uuid.UUID(item["id"]),
+    )
+    assert msgspec.to_builtins(export_item(payload)) == item
+    # Removing it again changes nothing.
+    resp = await ex_client.delete(f"/api/pmd/exports/{item['id']}", headers=owner.auth)
+    assert resp.status == 204
+    assert await get_export(ex_client, owner, item["id"]) == item
     part = item["parts"][0]
     url = f"/api/pmd/exports/{item['id']}/parts/{part['number']}/download"
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)

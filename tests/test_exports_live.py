@@ -194,3 +194,25 @@ async def worker_ctx_for(pool: asyncpg.Pool) -> AsyncIterator[Callable[..., Any]
     yield make
     for manager in opened:
         await manager.__aexit__(None, None, None)
+
+
+async def test_a_removal_reaches_the_stream_as_removed_not_expired(
+    served: TestServer, session: aiohttp.ClientSession, factory: Factory, small: Settings
+) -> None:
+    owner = await factory.user()
+    await some_art(factory, owner, 3)
+    item = await start_export(session, served, owner)
+    await run_worker(small)
+    url = str(served.make_url(SSE))
+    async with open_stream(session, url, owner.auth) as stream:
+        opening = export_events(await stream.opening())
+        assert [(m.json()["status"], m.json()["removed_at"]) for m in opening] == [("ready", None)]
+        resp = await session.delete(
+            served.make_url(f"/api/pmd/exports/{item['id']}"), headers=owner.auth
+        )
+        assert resp.status == 204
+        got = await stream.until(lambda m: m.event == "export_update", within=15)
+    event = export_events(got)[-1].json()
+    assert event["status"] == "expired" and event["removed_at"] is not None
+    resp = await session.get(served.make_url(f"/api/pmd/exports/{item['id']}"), headers=owner.auth)
+    assert event == await resp.json()

@@ -114,7 +114,7 @@ async def test_openapi_document_lists_every_route(client: Client) -> None:
     }
     assert routed == documented
     pages = {r.resource.canonical for r in app.router.routes() if r.resource and r not in declared}
-    assert pages == {"/u/{user_sqid}/posts", "/static/pmd"}
+    assert pages == {"/u/{user_sqid}/posts", "/static/pmd", "/api/pmd/docs/vendor"}
 
 
 async def test_raw_bytes_that_are_not_utf8_never_give_5xx(client: Client, factory: Factory) -> None:

@@ -225,6 +225,8 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
         ("GET", "/readyz"): [("GET", "/readyz", {})],
         ("GET", "/openapi.json"): [("GET", "/openapi.json", {})],
         ("GET", "/docs"): [("GET", "/docs", {})],
+        ("GET", "/api/pmd/openapi.json"): [("GET", "/api/pmd/openapi.json", {})],
+        ("GET", "/api/pmd/docs"): [("GET", "/api/pmd/docs", {})],
         ("GET", "/metrics"): [("GET", "/metrics", {})],
         ("GET", "/api/pmd/posts"): [("GET", "/api/pmd/posts", auth)],
         ("POST", "/api/pmd/action"): [
@@ -324,3 +326,40 @@ async def test_every_answer_while_the_database_is_unreachable_is_declared(
     assert all(int(a.headers["retry-after"]) > 0 for a in answers if a.status == 503)
     assert not undeclared(doc, answers, everywhere)
     assert not never_sent(doc, answers)
+
+
+# --- the items sent, against their documented shapes ------------------------------------------
+
+
+def _properties(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    schema = doc["components"]["schemas"][name]
+    assert set(schema["required"]) == set(schema["properties"]), name
+    properties: dict[str, Any] = schema["properties"]
+    return properties
+
+
+async def test_a_removed_download_and_export_say_so_as_documented(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, redis_clean: None
+) -> None:
+    """A removal keeps the documented status set (`expired`) and is told by `removed_at`: the
+    items sent carry exactly the documented fields, `removed_at` among them."""
+    client: Client = await aiohttp_client(create_app(settings))
+    world = await _world(client, factory, settings)
+    owner = world.owner
+    for path in (f"/api/pmd/bdr/{world.bdr_id}", f"/api/pmd/exports/{world.export_id}"):
+        assert (await client.delete(path, headers=owner.auth)).status == 204
+    bdr = await fetch_item(client, owner, world.bdr_id)
+    export = await (
+        await client.get(f"/api/pmd/exports/{world.export_id}", headers=owner.auth)
+    ).json()
+
+    doc, _ = await _document(client)
+    for name, item in (("BdrItem", bdr), ("ExportItem", export)):
+        properties = _properties(doc, name)
+        assert set(item) == set(properties), name
+        assert item["status"] == "expired" and item["removed_at"] is not None, name
+        status = properties["status"]
+        assert "removed" not in status["enum"] and "expired" in status["enum"], name
+        removed_at = properties["removed_at"]
+        assert removed_at["anyOf"] == properties["expires_at"]["anyOf"], name  # a date or null
+        assert "removed" in removed_at["description"], name

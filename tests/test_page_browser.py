@@ -262,6 +262,9 @@ async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches
 
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await expect(card).to_have_attribute("data-status", "expired")
+    # Expired with its date ahead and no `removed_at`: its file was lost, not removed.
+    await expect(card.locator(".badge")).to_have_text("Expired")
+    await expect(card.locator(".bdr-ended")).to_have_text("The file is no longer available.")
     streams = watch.urls("/api/pmd/bdr/sse?")
     assert len(streams) >= 2
     assert "last_event_id=" in streams[-1]  # resumed, not a fresh snapshot

@@ -360,11 +360,21 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     await expect(dialog).to_contain_text("Its 3 parts are deleted from the site now")
     await dialog.get_by_role("button", name="Remove the parts").click()
     await expect(card).to_have_attribute("data-status", "expired")
-    await expect(card.locator(".badge")).to_have_text("Removed")  # not expired: still in date
-    await expect(card).to_contain_text("Its parts were removed.")
+    await expect(card.locator(".badge")).to_have_text("Removed")  # the API's `removed_at`
+    await expect(card.locator(".export-summary")).to_have_text("Its parts were removed just now.")
     await expect(card.get_by_role("button")).to_have_count(0)
     assert await pool.fetchval(query, older["id"]) == "expired"
-    assert watch.errors == []
+    # Days later its date has passed too: still removed (a guess from the date would not be).
+    await pool.execute(
+        "UPDATE exports SET expires_at = now() - interval '1 day', "
+        "removed_at = now() - interval '2 days' WHERE id = $1::uuid",
+        older["id"],
+    )
+    later, watch2 = await open_page(browser, stack, owner)
+    card = later.locator(f'#export-list > li[data-id="{older["id"]}"]')
+    await expect(card.locator(".badge")).to_have_text("Removed")
+    await expect(card.locator(".export-summary")).to_have_text("Its parts were removed 2 days ago.")
+    assert watch.errors == [] and watch2.errors == []
 
 
 async def test_no_panel_for_a_moderator_and_nothing_to_export_says_so(

@@ -258,12 +258,13 @@ async def test_a_download_its_owner_removed_shows_as_removed_not_expired(
     # The stream's snapshot is in: no redraw of the list races the clicks below.
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
 
-    # Its owner removes it before it expires: the API says `expired`, the page says removed.
+    # Its owner removes it before it expires: the status is `expired`, the API's `removed_at`
+    # says it was removed, and so does the page.
     await card(removed).get_by_role("button", name="Delete file").click()
     await page.locator("#confirm").get_by_role("button", name="Delete the file").click()
     await expect(card(removed)).to_have_attribute("data-status", "expired")
     await expect(card(removed).locator(".badge")).to_have_text("Removed")
-    await expect(card(removed)).to_contain_text("The file was removed before it expired.")
+    await expect(card(removed).locator(".bdr-ended")).to_have_text("The file was removed just now.")
     await expect(card(removed).get_by_role("button")).to_have_count(0)
 
     # The daily clean-up expires one past its date: that one is expired.
@@ -282,10 +283,18 @@ async def test_a_download_its_owner_removed_shows_as_removed_not_expired(
         "WHERE id = $1::uuid",
         past_due,
     )
+    # Days later the removed one's date has passed too: it still shows as removed (a guess from
+    # the date alone would now call it expired).
+    await pool.execute(
+        "UPDATE batch_download_requests SET expires_at = now() - interval '2 days', "
+        "removed_at = now() - interval '3 days' WHERE id = $1::uuid",
+        removed,
+    )
     page, watch2 = await open_page(browser, stack, owner)
     await expect(card(past_due)).to_have_attribute("data-status", "ready")
     await expect(card(past_due).locator(".badge")).to_have_text("Expired")
     await expect(card(past_due).get_by_role("button")).to_have_count(0)
     await expect(card(removed).locator(".badge")).to_have_text("Removed")
+    await expect(card(removed)).to_contain_text("The file was removed 3 days ago.")
     await expect(card(expired).locator(".badge")).to_have_text("Expired")
     assert watch.errors == [] and watch2.errors == []

@@ -8,6 +8,7 @@ import hashlib
 import re
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
@@ -147,8 +148,18 @@ def test_the_pages_rules_are_the_services() -> None:
 VENDOR = STATIC_DIR / "vendor"
 
 
-async def test_the_reference_page_runs_only_this_origins_scripts(client: Client) -> None:
-    resp = await client.get("/docs")
+@pytest.mark.parametrize(
+    ("path", "spec", "vendor"),
+    [
+        ("/docs", "/openapi.json", "/static/pmd/vendor"),
+        # Under /api/pmd/, the one path a site's proxy sends here: page, document and files.
+        ("/api/pmd/docs", "/api/pmd/openapi.json", "/api/pmd/docs/vendor"),
+    ],
+)
+async def test_the_reference_page_runs_only_this_origins_scripts(
+    client: Client, path: str, spec: str, vendor: str
+) -> None:
+    resp = await client.get(path)
     assert resp.status == 200 and resp.content_type == "text/html"
     html = await resp.text()
     policy = dict(
@@ -162,18 +173,19 @@ async def test_the_reference_page_runs_only_this_origins_scripts(client: Client)
     assert policy["default-src"] == "'none'" and policy["connect-src"] == "'self'"
     assert policy["frame-ancestors"] == "'none'"
     assert "unsafe" not in resp.headers["Content-Security-Policy"]
-    assert '"url": "/openapi.json"' in script and '"validatorUrl": null' in script
+    assert f'"url": "{spec}"' in script and '"validatorUrl": null' in script
+    assert (await client.get(spec)).status == 200
     # Every file it loads is this origin's, and served.
     sources = re.findall(r'(?:src|href)="([^"]+)"', html)
     assert sorted(sources) == [
-        f"/static/pmd/vendor/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}",
-        f"/static/pmd/vendor/swagger-ui.css?v={SWAGGER_UI_VERSION}",
+        f"{vendor}/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}",
+        f"{vendor}/swagger-ui.css?v={SWAGGER_UI_VERSION}",
     ]
     for source in sources:
         served = await client.get(source)
         assert served.status == 200, source
         assert served.content_type in {"text/css", "text/javascript", "application/javascript"}
-    head = await client.head("/docs")
+    head = await client.head(path)
     assert head.status == 200 and head.headers["Content-Security-Policy"]
 
 

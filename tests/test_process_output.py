@@ -84,7 +84,7 @@ async def test_json_mode_every_line_of_every_process_is_one_object(
     listening = [o["msg"] for o in server if o["msg"].startswith("listening")]
     assert listening == [f"listening on http://127.0.0.1:{port}"]
     reference = [o["msg"] for o in server if o["msg"].startswith("API reference")]
-    assert reference == [f"API reference at http://127.0.0.1:{port}/docs"]
+    assert reference == [f"API reference at http://127.0.0.1:{port}/api/pmd/docs"]
     for lines in (worker, arq_worker):
         assert any(o["logger"] == "arq.worker" for o in lines)  # arq's lines, as JSON
         ready = [o["msg"] for o in lines if o["msg"].startswith("worker ready")]

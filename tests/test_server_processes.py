@@ -54,7 +54,7 @@ async def test_processes_share_the_port_and_each_listens(
             await eventually(ready, 30, lambda: (tmp_path / "server.log").read_text())
             assert len(children(parent.pid)) == 2
             # Each process says where it listens; one of them where the API reference is.
-            reference = f"API reference at http://127.0.0.1:{port}/docs"
+            reference = f"API reference at http://127.0.0.1:{port}/api/pmd/docs"
 
             async def announced() -> bool:
                 log = (tmp_path / "server.log").read_text()

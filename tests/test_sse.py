@@ -125,6 +125,27 @@ async def test_snapshot_then_live_updates_as_the_worker_builds(
         )
 
 
+async def test_a_removed_download_reaches_the_stream_as_removed_not_expired(
+    serve: Serve,
+    aiohttp_client: AiohttpClient,
+    session: aiohttp.ClientSession,
+    factory: Factory,
+    settings: Settings,
+) -> None:
+    server = await serve()
+    client: Client = await aiohttp_client(server)
+    owner = await factory.user()
+    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    await run_worker(settings)
+    async with open_stream(session, str(server.make_url(SSE)), owner.auth) as stream:
+        snapshot = [m.json() for m in await stream.opening() if m.event == "bdr_update"]
+        assert [(i["status"], i["removed_at"]) for i in snapshot] == [("ready", None)]
+        assert (await client.delete(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 204
+        (event,) = await stream.updates(1)
+    assert event.json()["status"] == "expired" and event.json()["removed_at"] is not None
+    assert event.json() == await fetch_item(client, owner, item["id"])
+
+
 async def test_routes_auth_and_openapi(serve: Serve, session: aiohttp.ClientSession) -> None:
     server = await serve()
     # /api/pmd/bdr/{id} must not swallow /api/pmd/bdr/sse ("not a UUID" would be a 400).

@@ -124,3 +124,18 @@ def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
         check=True,
     )  # fmt: skip
     assert done.stdout == "util-linux prometheus\n"
+
+
+def test_the_clusters_help_names_everything_it_needs() -> None:
+    """`python -m runs.cluster --help` says what the run is, then every program of its table
+    with the Debian package that provides it, root, and how long a run takes (issue 33)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "runs.cluster", "--help"],
+        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    text = " ".join(done.stdout.split())  # argparse wraps the epilog
+    assert text.startswith("usage: python -m runs.cluster")
+    needs = text[text.index("Needs:") :]
+    assert "root" in needs and "minutes" in needs
+    for tool in tools.CLUSTER:
+        assert f"{tool} ({tools.PACKAGES[tool]})" in needs, tool

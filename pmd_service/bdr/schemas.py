@@ -52,7 +52,15 @@ class _BdrFields(msgspec.Struct):
     file_size_bytes: int | None
 
 
+REMOVED_AT = (
+    "When its owner (or a moderator acting for them) removed it: its status is then `expired`, "
+    "as when its date passes, and this tells the two apart. Null for anything else (expired "
+    "by date or because its file was lost, cancelled, failed, still running or ready)"
+)
+
+
 class BdrItem(_BdrFields):
+    removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
     requested_by_moderator: Annotated[
         bool,
         Meta(
@@ -82,12 +90,14 @@ class _Row(_BdrFields):
     skipped: list[Skipped]
     user_sqid: str | None = None
     requested_by: int | None = None
+    # Absent from events written before migration 0007.
+    removed_at: datetime | None = None
 
 
 ITEM_COLUMNS = """
     id, status, artwork_count, include_comments, include_reactions, send_email, created_at,
     started_at, completed_at, expires_at, error_message, file_size_bytes, progress_done, skipped,
-    user_sqid, requested_by
+    user_sqid, requested_by, removed_at
 """
 
 

@@ -67,8 +67,16 @@ SET status = 'cancelled', completed_at = now(), claim_token = NULL, heartbeat_at
 WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing')
 RETURNING {ITEM_COLUMNS}
 """
+# Its file is lost: expired, as if its date had passed.
 SQL_EXPIRE = """
 UPDATE batch_download_requests SET status = 'expired'
+WHERE id = $1 AND status = 'ready'
+RETURNING file_path
+"""
+# Removed on request: expired too (the status set is the contract), with `removed_at` telling
+# the two apart for the item.
+SQL_REMOVE = """
+UPDATE batch_download_requests SET status = 'expired', removed_at = now()
 WHERE id = $1 AND status = 'ready'
 RETURNING file_path
 """
@@ -187,7 +195,8 @@ async def get(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> BdrItem:
 async def cancel_or_remove(
     pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, by: Principal
 ) -> None:
-    """pending/processing → cancelled (the worker stops); ready → ZIP removed, expired."""
+    """pending/processing → cancelled (the worker stops); ready → ZIP removed, expired with
+    `removed_at` set."""
     user_id = by.target.id
     row = await _row(pool, bdr_id, user_id)
     if row["requested_by"] is not None and not by.as_moderator:
@@ -200,7 +209,7 @@ async def cancel_or_remove(
             return
         row = await _row(pool, bdr_id, user_id)  # it finished meanwhile: treat as such
     if row["status"] == "ready":
-        await files.remove(await pool.fetchval(SQL_EXPIRE, bdr_id))
+        await files.remove(await pool.fetchval(SQL_REMOVE, bdr_id))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from ..bdr.schemas import Progress, Skipped, Status
+from ..bdr.schemas import REMOVED_AT, Progress, Skipped, Status
 from ..host.eligibility import Sqid
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
@@ -47,6 +47,7 @@ class ExportItem(msgspec.Struct):
     started_at: datetime | None
     completed_at: datetime | None
     expires_at: datetime | None
+    removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
     part_bytes: int
     include_comments: bool
     include_reactions: bool
@@ -112,6 +113,8 @@ class _Payload(msgspec.Struct):
     parts: list[_PartRow]
     kind: Literal["export"] = "export"
     user_sqid: str | None = None
+    # Absent from events written before migration 0007.
+    removed_at: datetime | None = None
 
 
 def export_base_url(export_id: uuid.UUID) -> str:
@@ -140,6 +143,7 @@ def export_item(payload: Any) -> ExportItem:
         started_at=p.started_at,
         completed_at=p.completed_at,
         expires_at=p.expires_at,
+        removed_at=p.removed_at,
         part_bytes=p.part_bytes,
         include_comments=p.include_comments,
         include_reactions=p.include_reactions,

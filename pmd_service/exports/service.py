@@ -58,19 +58,22 @@ SQL_ONE = "SELECT export_payload(e)::text FROM exports e WHERE id = $1 AND user_
 SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"
 # Cancelling (running) or removing (finished) ends every part in the same transaction, so a
 # part published just before is among the files to remove; the worker's guarded writes then
-# find the claim gone.
-SQL_CANCEL = """
-UPDATE exports
-SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE 'expired' END,
-    completed_at = coalesce(completed_at, now()), claim_token = NULL, heartbeat_at = NULL,
-    retry_at = NULL, parts_version = parts_version + 1
-WHERE id = $1 AND user_id = $2 AND status IN ('pending', 'processing', 'ready', 'failed')
-RETURNING status
-"""
+# find the claim gone. The export's row is locked first, as the worker locks it before it
+# touches a part, and updated last: its one event then carries the parts as they end.
+SQL_LOCK_ONE = "SELECT status FROM exports WHERE id = $1 AND user_id = $2 FOR UPDATE"
 SQL_END_PARTS = """
 UPDATE export_parts SET status = CASE WHEN status = 'ready' THEN 'expired' ELSE 'cancelled' END
 WHERE export_id = $1 AND status <> 'expired'
 RETURNING file_path
+"""
+# A removal is `expired` with `removed_at` set (see bdr/service.py SQL_REMOVE).
+SQL_CANCEL = """
+UPDATE exports
+SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE 'expired' END,
+    removed_at = CASE WHEN status IN ('pending', 'processing') THEN NULL ELSE now() END,
+    completed_at = coalesce(completed_at, now()), claim_token = NULL, heartbeat_at = NULL,
+    retry_at = NULL, parts_version = parts_version + 1
+WHERE id = $1
 """
 SQL_PART = """
 SELECT p.status, p.file_path, p.sha256, e.status AS export_status, e.expires_at,
@@ -211,15 +214,16 @@ async def cancel_or_remove(
     pool: asyncpg.Pool, files: ZipFiles, export_id: uuid.UUID, principal: Principal
 ) -> None:
     """Running → cancelled (the worker stops at its next artwork); finished → parts removed,
-    expired. Either way no part file is left."""
+    expired with `removed_at` set. Either way no part file is left."""
     owner_only(principal)
     async with pool.acquire() as conn, conn.transaction():
-        status = await conn.fetchval(SQL_CANCEL, export_id, principal.target.id)
-        if status is None:
-            if await conn.fetchrow(SQL_STATUS, export_id, principal.target.id) is None:
-                raise not_found(f"There is no export {export_id} for this user.")
+        row = await conn.fetchrow(SQL_LOCK_ONE, export_id, principal.target.id)
+        if row is None:
+            raise not_found(f"There is no export {export_id} for this user.")
+        if row["status"] not in ("pending", "processing", "ready", "failed"):
             return  # cancelled or expired already: nothing left to remove
         paths = [r[0] for r in await conn.fetch(SQL_END_PARTS, export_id) if r[0]]
+        await conn.execute(SQL_CANCEL, export_id)
     for path in paths:
         await files.remove(path)
 

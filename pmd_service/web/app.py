@@ -136,6 +136,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     )
     sse.setup(app)
     pages.setup(app)
+    reference.setup(app)
     if settings.cors_origins:
         setup_cors(app, settings.cors_origins)
     app[OPENAPI_DOC] = openapi.build_document(app[ROUTE_ENDPOINTS].values(), __version__)

@@ -133,7 +133,9 @@ ENDPOINTS = (
              response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
     Endpoint("delete", "/api/pmd/exports/{id}", delete_export, "deleteExport",
              "Cancel a running export, or remove the parts of a finished one", "exports",
-             ok_status=204, ok_description="Cancelled or removed (no part file is left)",
+             ok_status=204,
+             ok_description="Cancelled, or removed (then `expired` with `removed_at` set); no "
+             "part file is left",
              params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
     Endpoint("get", "/api/pmd/exports/{id}/SHA256SUMS", export_sha256sums, "exportSha256sums",
              "Every ready part's SHA-256 and file name, in `sha256sum` format: "

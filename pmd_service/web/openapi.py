@@ -120,7 +120,7 @@ def _responses(
     ok: dict[str, Any] = {"description": op.ok_description}
     if op.response is not None:
         ok["content"] = {op.response_media: {"schema": by_type[op.response]}}
-    elif op.response_media != "application/json" or op.operation_id == "openapi":
+    elif op.response_media != "application/json" or op.operation_id in ("openapi", "apiOpenapi"):
         ok["content"] = {op.response_media: {"schema": {}}}
     if op.headers:
         ok["headers"] = _headers(op.headers)
@@ -205,5 +205,10 @@ async def openapi_handler(request: web.Request) -> web.Response:
 
 ENDPOINTS = (
     Endpoint("get", "/openapi.json", openapi_handler, "openapi", "This document", "operations",
+             auth=Auth.PUBLIC, ok_description="The OpenAPI 3.1 document"),
+    # Where a site's proxy sends this service's requests (only /api/pmd/*): the reference at
+    # /api/pmd/docs reads it from here.
+    Endpoint("get", "/api/pmd/openapi.json", openapi_handler, "apiOpenapi",
+             "This document, under /api/pmd/", "operations",
              auth=Auth.PUBLIC, ok_description="The OpenAPI 3.1 document"),
 )  # fmt: skip

@@ -1,12 +1,18 @@
 """The API reference at `/docs`: `/openapi.json` rendered in the browser by Swagger UI.
 
+The same page is at `/api/pmd/docs`, rendering `/api/pmd/openapi.json` with the viewer's files
+under `/api/pmd/docs/vendor/`: a site's proxy sends only `/api/pmd/*` to this service (the
+host's Caddy, deploy/caddy, deploy/nginx), so that is the address that works everywhere, and
+the one the start-up line names.
+
 The viewer is two pinned files shipped in the package (static/vendor/: its README says which
 version, where it came from and how to update it; SHA256SUMS holds their digests), served from
 this origin like the dashboard's own files. The page asks nothing of any other origin, and its
 policy allows nothing else: Swagger UI needs no inline style, no worker, no font and no frame.
 
-`/docs` is declared as an endpoint, so the document it renders describes it too: it is a route
-of this service that anyone may call, as `/openapi.json` is.
+Both pages are declared as endpoints, so the document they render describes them too: routes
+of this service that anyone may call, as `/openapi.json` is. The viewer's files under
+/api/pmd/docs/vendor/ are static files, as /static/pmd/ is.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from pathlib import Path
 
 import msgspec
 from aiohttp import web
@@ -24,49 +31,71 @@ from .declaration import Auth, Endpoint
 # Pinned in static/vendor/ (README.md, SHA256SUMS). The version in the files' URLs makes a
 # browser fetch the new files after an update instead of older ones it cached.
 SWAGGER_UI_VERSION = "5.35.0"
+VENDOR_DIR = Path(__file__).parent / "static" / "vendor"
 VENDOR_URL = "/static/pmd/vendor"
 SPEC_URL = "/openapi.json"
+# Under the prefix a site's proxy sends to this service.
+API_DOCS_PATH = "/api/pmd/docs"
+API_VENDOR_URL = API_DOCS_PATH + "/vendor"
+API_SPEC_URL = "/api/pmd/openapi.json"
 
-# The page's one script of its own, allowed by its digest (no 'unsafe-inline'). validatorUrl
-# null: otherwise Swagger UI shows a badge fetched from a validator on another origin.
-# "Try it out" sends its requests to this origin (the document names no `servers`).
-INIT_SCRIPT = (
-    "window.ui = SwaggerUIBundle("
-    + json.dumps(
-        {"url": SPEC_URL, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
-    )
-    + ");"
-)
-INIT_DIGEST = base64.b64encode(hashlib.sha256(INIT_SCRIPT.encode()).digest()).decode()
-
-# img-src data: the icons swagger-ui.css draws as `data:` SVG images.
-POLICY = (
-    f"default-src 'none'; script-src 'self' 'sha256-{INIT_DIGEST}'; style-src 'self'; "
-    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'none'"
-)
-HEADERS = {
-    "Content-Security-Policy": POLICY,
+HEADERS_DOC = {
+    "Content-Security-Policy": "This origin only: its scripts (and the page's own "
+    "one line, by its digest), styles, images and requests; no frame, form or base",
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-cache",
+    "Cache-Control": "no-cache: revalidated, so an update's page is seen at once",
 }
 
-PAGE = f"""<!doctype html>
+
+def init_script(spec_url: str) -> str:
+    """The page's one script of its own, allowed by its digest (no 'unsafe-inline').
+    validatorUrl null: otherwise Swagger UI shows a badge fetched from a validator on another
+    origin. "Try it out" sends its requests to this origin (the document names no `servers`)."""
+    options = {"url": spec_url, "dom_id": "#reference", "validatorUrl": None, "deepLinking": True}
+    return "window.ui = SwaggerUIBundle(" + json.dumps(options) + ");"
+
+
+def headers(script: str) -> dict[str, str]:
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    # img-src data: the icons swagger-ui.css draws as `data:` SVG images.
+    policy = (
+        f"default-src 'none'; script-src 'self' 'sha256-{digest}'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'"
+    )
+    return {
+        "Content-Security-Policy": policy,
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
+
+
+def page(script: str, vendor_url: str) -> str:
+    return f"""<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>pmd-service API reference</title>
-<link rel="stylesheet" href="{VENDOR_URL}/swagger-ui.css?v={SWAGGER_UI_VERSION}">
+<link rel="stylesheet" href="{vendor_url}/swagger-ui.css?v={SWAGGER_UI_VERSION}">
 </head>
 <body>
 <main id="reference"></main>
-<script src="{VENDOR_URL}/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}"></script>
-<script>{INIT_SCRIPT}</script>
+<script src="{vendor_url}/swagger-ui-bundle.js?v={SWAGGER_UI_VERSION}"></script>
+<script>{script}</script>
 </body>
 </html>
 """
+
+
+INIT_SCRIPT = init_script(SPEC_URL)
+PAGE = page(INIT_SCRIPT, VENDOR_URL)
+HEADERS = headers(INIT_SCRIPT)
+API_INIT_SCRIPT = init_script(API_SPEC_URL)
+API_PAGE = page(API_INIT_SCRIPT, API_VENDOR_URL)
+API_HEADERS = headers(API_INIT_SCRIPT)
 
 
 def public_base(settings: Settings) -> str:
@@ -80,22 +109,33 @@ def public_base(settings: Settings) -> str:
 
 
 def docs_url(settings: Settings) -> str:
-    return public_base(settings) + "/docs"
+    """`/api/pmd/docs`, not `/docs`: behind a site's proxy only `/api/pmd/*` reaches us."""
+    return public_base(settings) + API_DOCS_PATH
 
 
 async def docs(request: web.Request) -> web.Response:
     return web.Response(text=PAGE, content_type="text/html", headers=HEADERS)
 
 
+async def api_docs(request: web.Request) -> web.Response:
+    return web.Response(text=API_PAGE, content_type="text/html", headers=API_HEADERS)
+
+
+def setup(app: web.Application) -> None:
+    """The viewer's files under /api/pmd/docs/vendor/ (under /static/pmd/vendor/ they are the
+    dashboard's static files, which a site's proxy does not send here)."""
+    app.router.add_static(API_VENDOR_URL + "/", VENDOR_DIR, name="reference_vendor")
+
+
 ENDPOINTS = (
     Endpoint("get", "/docs", docs, "docs", "This document, as a page to read", "operations",
              auth=Auth.PUBLIC, response_media="text/html",
              ok_description="The API reference: a page that renders /openapi.json",
-             headers={
-                 "Content-Security-Policy": "This origin only: its scripts (and the page's own "
-                 "one line, by its digest), styles, images and requests; no frame, form or base",
-                 "Referrer-Policy": "no-referrer",
-                 "X-Content-Type-Options": "nosniff",
-                 "Cache-Control": "no-cache: revalidated, so an update's page is seen at once",
-             }),
+             headers=HEADERS_DOC),
+    Endpoint("get", API_DOCS_PATH, api_docs, "apiDocs",
+             "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
+             "this service's requests)", "operations",
+             auth=Auth.PUBLIC, response_media="text/html",
+             ok_description="The API reference: a page that renders /api/pmd/openapi.json",
+             headers=HEADERS_DOC),
 )  # fmt: skip

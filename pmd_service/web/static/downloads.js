@@ -289,8 +289,8 @@ export class Downloads {
       li.classList.add("highlight");
       li.tabIndex = -1;
     }
-    // What the person sees: a ready file past its date is expired, an expired one whose date is
-    // still ahead was removed (format.js).
+    // What the person sees: a ready file past its date is expired, a removed one says so
+    // (format.js).
     const shown = fmt.removed(item)
       ? "removed"
       : item.status === "ready" && fmt.pastDate(item) ? "expired" : item.status;
@@ -329,11 +329,16 @@ export class Downloads {
       li.append(p);
     }
     if (shown === "removed") {
-      li.append(el("p", "bdr-ended", "The file was removed before it expired."));
-    } else if (shown === "expired" && item.expires_at) {
+      const p = el("p", "bdr-ended", `The file was removed ${fmt.ago(item.removed_at)}.`);
+      p.title = `Removed ${fmt.dateTime(item.removed_at)}`;
+      li.append(p);
+    } else if (shown === "expired" && fmt.pastDate(item)) {
       const p = el("p", "bdr-ended", `The file expired ${fmt.relative(item.expires_at)}.`);
       p.title = `Expired ${fmt.dateTime(item.expires_at)}`;
       li.append(p);
+    } else if (shown === "expired") {
+      // Neither removed nor past its date: its file was lost (a download answered 410).
+      li.append(el("p", "bdr-ended", "The file is no longer available."));
     }
     if (item.error_message) li.append(el("p", "bdr-error", item.error_message));
     if (item.skipped.length) {

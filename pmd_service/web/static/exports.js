@@ -404,9 +404,13 @@ export class Exports {
       if (item.expires_at) p.title = `The parts expire ${fmt.dateTime(item.expires_at)}`;
       li.append(p);
     } else if (expired) {
-      li.append(el("p", "export-summary", pastDate(item)
-        ? `Its parts expired ${fmt.dateTime(item.expires_at)}.`
-        : "Its parts were removed."));
+      const p = el("p", "export-summary", fmt.removed(item)
+        ? `Its parts were removed ${fmt.ago(item.removed_at)}.`
+        : pastDate(item)
+          ? `Its parts expired ${fmt.dateTime(item.expires_at)}.`
+          : "Its parts are no longer available.");
+      if (fmt.removed(item)) p.title = `Removed ${fmt.dateTime(item.removed_at)}`;
+      li.append(p);
     }
     if (item.status === "failed") {
       const kept = ready.length && !expired

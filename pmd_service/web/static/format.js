@@ -36,11 +36,15 @@ export function relative(iso, now = Date.now()) {
   return rtf.format(Math.round(seconds / 86400), "day");
 }
 
-// A download or export has status `expired` both when its date passed and when its owner removed
-// it (DELETE; the API does not say which): a date still ahead tells a removal. One that is ready
-// past its date is expired too, before the daily clean-up marks it so.
+// After a verb: "was removed just now", where Intl would say "was removed now".
+export const ago = (iso, now = Date.now()) =>
+  Math.abs(now - new Date(iso).getTime()) < 60_000 ? "just now" : relative(iso, now);
+
+// A download or export has status `expired` both when its date passed and when it was removed
+// (DELETE): the API's `removed_at` tells a removal. One that is ready past its date is expired
+// too, before the daily clean-up marks it so.
 export const pastDate = (item, now = Date.now()) =>
   Boolean(item.expires_at) && new Date(item.expires_at) <= now;
-export const removed = (item) => item.status === "expired" && !pastDate(item);
+export const removed = (item) => item.status === "expired" && Boolean(item.removed_at);
 
 export const plural = (n, one, many = `${one}s`) => `${count(n)} ${n === 1 ? one : many}`;
