@@ -10,12 +10,14 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from ..core import error_reports
+from ..core.logs import request_id_set
 from .attempts import attempt, claimed
-from .context import WorkerState
+from .context import WorkerState, state
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,28 @@ class Claim:
     row: asyncpg.Record
 
 
-async def claim_job(
+async def process_claimed(
+    ctx: dict[str, Any],
+    kind: str,
+    label: str,
+    raw_id: str,
+    sql_claim: str,
+    run: Callable[[WorkerState, Claim], Awaitable[str]],
+) -> str:
+    """The job `process_<kind>(raw_id)`: `run` the row once claimed, else "invalid" (not a
+    UUID) or "not claimable" (finished, cancelled, or another run holds it)."""
+    st = state(ctx)
+    claim = await _claim(st, kind, label, raw_id, sql_claim)
+    if isinstance(claim, str):
+        return claim
+    # The id of the POST that asked for it: every line of this run and its email carry it.
+    with request_id_set(claim.row["request_id"]):
+        return await run(st, claim)
+
+
+async def _claim(
     st: WorkerState, kind: str, label: str, raw_id: str, sql_claim: str
 ) -> Claim | str:
-    """The claimed row of job `process_<kind>(raw_id)`, or the job's outcome when there is none:
-    "invalid" (not a UUID) or "not claimable" (finished, cancelled, or another run holds it)."""
     try:
         uid = uuid.UUID(raw_id)
     except ValueError:

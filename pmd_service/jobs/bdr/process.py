@@ -17,22 +17,15 @@ from typing import Any
 
 from arq import Retry
 
-from ...core.logs import request_id_set
-from ..claims import Claim, attempt_claimed, claim_job
-from ..context import WorkerState, state
+from ..claims import Claim, attempt_claimed, process_claimed
+from ..context import WorkerState
 from ..mail.notify import send_bdr_email
 from .run import Run
 from .sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
 
 
 async def process_bdr(ctx: dict[str, Any], bdr_id: str) -> str:
-    st = state(ctx)
-    claim = await claim_job(st, "bdr", "BDR", bdr_id, SQL_CLAIM)
-    if isinstance(claim, str):
-        return claim
-    # The id of the POST that asked for it: every line of this run and its email carry it.
-    with request_id_set(claim.row["request_id"]):
-        return await _run(st, claim)
+    return await process_claimed(ctx, "bdr", "BDR", bdr_id, SQL_CLAIM, _run)
 
 
 async def _run(st: WorkerState, claim: Claim) -> str:

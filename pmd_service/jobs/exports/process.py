@@ -12,9 +12,8 @@ import logging
 import time
 from typing import Any
 
-from ...core.logs import request_id_set
-from ..claims import attempt_claimed, claim_job
-from ..context import state
+from ..claims import Claim, attempt_claimed, process_claimed
+from ..context import WorkerState
 from ..mail.notify import send_export_email
 from .run import ExportRun
 from .sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
@@ -23,17 +22,16 @@ log = logging.getLogger(__name__)
 
 
 async def process_export(ctx: dict[str, Any], export_id: str) -> str:
-    st = state(ctx)
-    claim = await claim_job(st, "export", "export", export_id, SQL_CLAIM)
-    if isinstance(claim, str):
-        return claim
-    with request_id_set(claim.row["request_id"]):
-        run = ExportRun(st, claim.id, claim.token, claim.row)
-        started = time.monotonic()
-        outcome = await attempt_claimed(
-            st, claim, SQL_RELEASE_FOR_RETRY, lambda: run.attempts, run.build, run.fail
-        )
-        log.info("export %s: %s after %.1f s", claim.id, outcome, time.monotonic() - started)
-        if outcome != "cancelled" and claim.row["send_email"]:
-            await send_export_email(st.pool, st.settings, claim.id)
-        return outcome
+    return await process_claimed(ctx, "export", "export", export_id, SQL_CLAIM, _run)
+
+
+async def _run(st: WorkerState, claim: Claim) -> str:
+    run = ExportRun(st, claim.id, claim.token, claim.row)
+    started = time.monotonic()
+    outcome = await attempt_claimed(
+        st, claim, SQL_RELEASE_FOR_RETRY, lambda: run.attempts, run.build, run.fail
+    )
+    log.info("export %s: %s after %.1f s", claim.id, outcome, time.monotonic() - started)
+    if outcome != "cancelled" and claim.row["send_email"]:
+        await send_export_email(st.pool, st.settings, claim.id)
+    return outcome
