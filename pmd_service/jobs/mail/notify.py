@@ -36,13 +36,14 @@ RETURNING b.status, b.artwork_count - jsonb_array_length(b.skipped) AS delivered
           owner.public_sqid
 """
 SQL_RELEASE_EMAIL = "UPDATE batch_download_requests SET email_sent_at = NULL WHERE id = $1"
-# A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
-SQL_EMAILS_OWED = """
-SELECT id FROM batch_download_requests
+# The rows (BDRs' or exports') whose email is owed, fewer than $1 tries made. A bounded batch
+# per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
+_OWED = """
 WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
   AND email_attempts < $1
 ORDER BY completed_at LIMIT 10
 """
+SQL_EMAILS_OWED = f"SELECT id FROM batch_download_requests {_OWED}"
 
 
 async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID) -> bool:
@@ -137,12 +138,7 @@ RETURNING e.status, e.artwork_count, e.total_bytes, e.expires_at, e.error_messag
            WHERE p.export_id = e.id AND p.status = 'ready') AS delivered
 """
 SQL_RELEASE_EXPORT_EMAIL = "UPDATE exports SET email_sent_at = NULL WHERE id = $1"
-SQL_EXPORT_EMAILS_OWED = """
-SELECT id FROM exports
-WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
-  AND email_attempts < $1
-ORDER BY completed_at LIMIT 10
-"""
+SQL_EXPORT_EMAILS_OWED = f"SELECT id FROM exports {_OWED}"
 
 
 async def send_export_email(pool: asyncpg.Pool, settings: Settings, export_id: uuid.UUID) -> bool:
