@@ -1,5 +1,5 @@
 """What the BDR and the export jobs' statements share (jobs/bdr/sql.py, jobs/exports/sql.py):
-which row a run may claim, and the guard of every write of the run that holds it."""
+which row a run may claim, the guard of every write of the run that holds it, and its owner."""
 
 from __future__ import annotations
 
@@ -15,3 +15,4 @@ RELEASE_FOR_RETRY = f"""
 SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => $3)
 WHERE {OWNED}
 """
+SQL_OWNER = "SELECT handle, public_sqid FROM users WHERE id = $1"

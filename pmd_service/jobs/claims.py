@@ -17,7 +17,9 @@ import asyncpg
 from ..core import error_reports
 from ..core.logs import request_id_set
 from .attempts import attempt, claimed
+from .claim_sql import SQL_OWNER
 from .context import WorkerState, state
+from .failures import PermanentError
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +92,11 @@ async def attempt_claimed(
     return await attempt(
         claim.what, attempts, build, fail, release, st.settings.bdr_retry_base_seconds
     )
+
+
+async def job_owner(pool: asyncpg.Pool, user_id: int, what: str) -> asyncpg.Record:
+    """The handle and public sqid of the user a job's row is for (`what`: "download")."""
+    user = await pool.fetchrow(SQL_OWNER, user_id)
+    if user is None:
+        raise PermanentError(f"The account this {what} belongs to no longer exists.")
+    return user

@@ -20,6 +20,7 @@ from ...host.vault import (
     bdr_temp_name,
     bdr_zip_path,
 )
+from ..claims import job_owner
 from ..context import WorkerState
 from ..failures import MAX_ATTEMPTS, PermanentError, TransientError, nothing_added
 from ..placing import Stream, into_file, into_object
@@ -35,7 +36,7 @@ from ..zip.build import (
 )
 from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
 from ..zip.json_files import Extras
-from .sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
+from .sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY
 
 if TYPE_CHECKING:
     from obstore import Attributes
@@ -74,9 +75,7 @@ class Run:
 
     async def build(self) -> None:
         claim = self.claim
-        user = await self.pool.fetchrow(SQL_USER, claim["user_id"])
-        if user is None:
-            raise PermanentError("The account this download belongs to no longer exists.")
+        user = await job_owner(self.pool, claim["user_id"], "download")
         user_sqid = user["public_sqid"] or self.st.public_ids.encode(claim["user_id"])
         plan = await plan_artworks(
             self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids

@@ -15,7 +15,6 @@ WHERE id = $1 AND {CLAIMABLE}
 RETURNING user_id, post_ids, include_comments, include_reactions, send_email, attempts,
           artwork_count, request_id
 """
-SQL_USER = "SELECT handle, public_sqid FROM users WHERE id = $1"
 SQL_PROGRESS = f"""
 UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()
 WHERE {OWNED}

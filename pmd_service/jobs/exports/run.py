@@ -16,6 +16,7 @@ import asyncpg
 
 from ...exports.schemas import part_filename
 from ...host.vault import bdr_zip_path, export_part_file_path, export_part_temp_name
+from ..claims import job_owner
 from ..context import WorkerState
 from ..failures import PermanentError
 from ..placing import into_file, into_object
@@ -43,7 +44,6 @@ from .sql import (
     SQL_PROGRESS,
     SQL_READY,
     SQL_TOUCH,
-    SQL_USER,
 )
 
 if TYPE_CHECKING:
@@ -75,9 +75,7 @@ class ExportRun:
 
     async def build(self) -> None:
         claim = self.claim
-        user = await self.pool.fetchrow(SQL_USER, claim["user_id"])
-        if user is None:
-            raise PermanentError("The account this export belongs to no longer exists.")
+        user = await job_owner(self.pool, claim["user_id"], "export")
         parts = await self.pool.fetch(SQL_PARTS, self.export_id)
         if not parts:
             parts = await self._plan()

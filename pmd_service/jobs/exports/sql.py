@@ -12,7 +12,6 @@ WHERE id = $1 AND {CLAIMABLE}
 RETURNING user_id, user_sqid, part_bytes, include_comments, include_reactions, send_email,
           attempts, request_id
 """
-SQL_USER = "SELECT handle, public_sqid FROM users WHERE id = $1"
 SQL_PARTS = """
 SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes
 FROM export_parts WHERE export_id = $1 ORDER BY number
