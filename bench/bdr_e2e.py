@@ -83,11 +83,7 @@ async def run(rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = cli.parser("bdr_e2e", __doc__)
-    parser.add_argument("--rounds", type=int, default=20)
-    args = parser.parse_args()
-    figures = asyncio.run(run(args.rounds))
-    cli.save(args.json, figures)
+    cli.run_main("bdr_e2e", __doc__, run, "--rounds", 20)
 
 
 if __name__ == "__main__":

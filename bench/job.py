@@ -166,11 +166,7 @@ async def run(rounds: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = cli.parser("job", __doc__)
-    parser.add_argument("--rounds", type=int, default=7)
-    args = parser.parse_args()
-    figures = asyncio.run(run(args.rounds))
-    cli.save(args.json, figures)
+    cli.run_main("job", __doc__, run, "--rounds", 7)
 
 
 if __name__ == "__main__":

@@ -149,11 +149,7 @@ async def run(comments: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = cli.parser("worker_memory", __doc__)
-    parser.add_argument("--comments", type=int, default=200_000)
-    args = parser.parse_args()
-    figures = asyncio.run(run(args.comments))
-    cli.save(args.json, figures)
+    cli.run_main("worker_memory", __doc__, run, "--comments", 200_000)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from pmd_service.dev.embedded import redis_answers
+from pmd_service.dev.embedded import redis_answers, stop_processes
 from support.stack import free_port
 
 
@@ -58,10 +58,5 @@ class RedisServer:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            stop_processes([proc], 10)

@@ -18,16 +18,22 @@ from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
 
 
-@dataclass(frozen=True)
-class UserRow:
-    id: int
-    sqid: str
-    handle: str
+class _Caller:
+    """A user who calls the API with a token of its own."""
+
     token: str
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass(frozen=True)
+class UserRow(_Caller):
+    id: int
+    sqid: str
+    handle: str
+    token: str
 
 
 @dataclass(frozen=True)
@@ -213,14 +219,10 @@ async def posts_state(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 
 
 @dataclass
-class HostUser:
+class HostUser(_Caller):
     id: int
     sqid: str
     token: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 @dataclass

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from typing import NoReturn
+from typing import NoReturn, TypedDict, Unpack
 
 import asyncpg
 from redis import asyncio as aioredis
@@ -92,19 +92,19 @@ def stop(line: str, *, status: int = 1) -> NoReturn:
     sys.exit(status)
 
 
-def wait_for_services(
-    settings: Settings,
-    process: str,
-    *,
-    wait: float | None = None,
-    redis: bool = True,
-    wait_hint: str = "STARTUP_WAIT_SECONDS",
-) -> None:
+class Waiting(TypedDict, total=False):
+    """How `services_reachable` waits (see there)."""
+
+    wait: float | None
+    redis: bool
+    wait_hint: str
+
+
+def wait_for_services(settings: Settings, process: str, **waiting: Unpack[Waiting]) -> None:
     """`services_reachable` for a process's entry point: returns once both answer, or exits 1
     with one line."""
     try:
-        asyncio.run(services_reachable(settings, process, wait=wait, redis=redis,
-                                       wait_hint=wait_hint))  # fmt: skip
+        asyncio.run(services_reachable(settings, process, **waiting))
     except StartupError as exc:
         stop(str(exc))
 

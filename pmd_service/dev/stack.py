@@ -26,7 +26,7 @@ from ..core.startup import load_settings
 from ..host.tokens import mint_token
 from .demo import load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
-from .embedded import services
+from .embedded import services, stop_processes
 
 
 async def _prepare(settings: Settings) -> str | None:
@@ -56,15 +56,7 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float =
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(procs, 10)
 
 
 def _port_free(host: str, port: int) -> None:

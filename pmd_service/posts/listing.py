@@ -37,35 +37,25 @@ _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
 _LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
 
-# Keyset pagination on (created_at, id): ids break timestamp ties, so nothing is skipped.
-SQL_LIST_FIRST = f"""
+
+def _page(where: str, key: str, *, after: bool) -> str:
+    """A page of the items matching `where`, newest `key` first: keyset pagination on (key, id),
+    ids breaking ties, so nothing is skipped. The page `after` starts past ($3, $4)."""
+    if after:
+        where = f"{where} AND ({key}, p.id) < ($3, $4)"
+    return f"""
 SELECT {_ITEM_COLUMNS}
 FROM posts p {_ITEM_JOINS}
-WHERE {_LIVE}
-ORDER BY p.created_at DESC, p.id DESC
+WHERE {where}
+ORDER BY {key} DESC, p.id DESC
 LIMIT $2
 """
-SQL_LIST_AFTER = f"""
-SELECT {_ITEM_COLUMNS}
-FROM posts p {_ITEM_JOINS}
-WHERE {_LIVE} AND (p.created_at, p.id) < ($3, $4)
-ORDER BY p.created_at DESC, p.id DESC
-LIMIT $2
-"""
-SQL_LIST_DELETED_FIRST = f"""
-SELECT {_ITEM_COLUMNS}
-FROM posts p {_ITEM_JOINS}
-WHERE {_DELETED}
-ORDER BY p.deleted_by_user_date DESC, p.id DESC
-LIMIT $2
-"""
-SQL_LIST_DELETED_AFTER = f"""
-SELECT {_ITEM_COLUMNS}
-FROM posts p {_ITEM_JOINS}
-WHERE {_DELETED} AND (p.deleted_by_user_date, p.id) < ($3, $4)
-ORDER BY p.deleted_by_user_date DESC, p.id DESC
-LIMIT $2
-"""
+
+
+SQL_LIST_FIRST = _page(_LIVE, "p.created_at", after=False)
+SQL_LIST_AFTER = _page(_LIVE, "p.created_at", after=True)
+SQL_LIST_DELETED_FIRST = _page(_DELETED, "p.deleted_by_user_date", after=False)
+SQL_LIST_DELETED_AFTER = _page(_DELETED, "p.deleted_by_user_date", after=True)
 SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE}"
 SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
 

@@ -9,6 +9,7 @@ import ctypes.util
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 from ..core.problems import ProblemError
 
@@ -57,21 +58,23 @@ class ProxySlots:
         """Refuse now (429, 503) what `hold` would refuse: before the store is asked anything
         for a download that could not stream anyway."""
         if self.by_user[user_id] >= self.per_user:
-            self.refused["user"] += 1
-            raise ProblemError(
-                429, "too-many-downloads", "Too Many Requests",
+            self._refuse(
+                "user", 429, "too-many-downloads", "Too Many Requests",
                 f"{self.per_user} downloads of yours are already streaming from this server; "
                 "let one finish (or close it), then try again.",
-                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
             )  # fmt: skip
         if self.active >= self.total:
-            self.refused["server"] += 1
-            raise ProblemError(
-                503, "downloads-busy", "Service Unavailable",
+            self._refuse(
+                "server", 503, "downloads-busy", "Service Unavailable",
                 f"This server is streaming as many downloads as it can ({self.total}); please "
                 "try again in a minute.",
-                headers={"Retry-After": str(BUSY_RETRY_AFTER)},
             )  # fmt: skip
+
+    def _refuse(self, by: str, status: int, slug: str, title: str, detail: str) -> NoReturn:
+        self.refused[by] += 1
+        raise ProblemError(
+            status, slug, title, detail, headers={"Retry-After": str(BUSY_RETRY_AFTER)}
+        )
 
     @contextlib.contextmanager
     def hold(self, user_id: int) -> Iterator[None]:

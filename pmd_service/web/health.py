@@ -8,9 +8,10 @@ import time
 import msgspec
 from aiohttp import web
 
+from ..core.problems import ProblemError
 from .declaration import Auth, Endpoint
 from .keys import DB_POOL, REDIS, ZIP_FILES
-from .problems import problem_response
+from .problems import answer
 
 CHECK_TIMEOUT = 2.0
 
@@ -60,13 +61,15 @@ async def readyz(request: web.Request) -> web.Response:
         checks["store"] = store
     if not failing:
         return web.json_response({"status": "ready", "checks": checks})
-    return problem_response(
-        503,
-        "not-ready",
-        "Service Unavailable",
-        f"Not ready: {failing} unreachable.",
-        headers={"Retry-After": "5"},
-        extra={"checks": checks},
+    return answer(
+        ProblemError(
+            503,
+            "not-ready",
+            "Service Unavailable",
+            f"Not ready: {failing} unreachable.",
+            headers={"Retry-After": "5"},
+            extra={"checks": checks},
+        )
     )
 
 

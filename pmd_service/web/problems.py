@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 import msgspec
 from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 
 from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
-from ..core.problems import TYPE_BASE, FieldError, Problem, ProblemError
+from ..core.problems import TYPE_BASE, Problem, ProblemError
 from .keys import COUNTED_STATUS, OUTAGES, SETTINGS, STREAM_RESPONSE
 from .outage import RETRY_AFTER_SECONDS, refused_by
 
@@ -30,41 +28,31 @@ def client_went_away(request: web.Request, detail: str) -> None:
     log.info("%s %s: the client %s", request.method, request.path, detail)
 
 
-def problem_response(
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    errors: list[FieldError] | None = None,
-    headers: Mapping[str, str] | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> web.Response:
-    body = msgspec.to_builtins(Problem(TYPE_BASE + slug, title, status, detail, errors))
-    if extra:
-        body.update(extra)
+def answer(exc: ProblemError) -> web.Response:
+    body = msgspec.to_builtins(
+        Problem(TYPE_BASE + exc.slug, exc.title, exc.status, exc.detail, exc.errors)
+    )
+    if exc.extra:
+        body.update(exc.extra)
     return web.Response(
-        status=status,
+        status=exc.status,
         body=msgspec.json.encode(body),
         content_type=PROBLEM_JSON,
-        headers=headers,
-    )
-
-
-def answer(exc: ProblemError) -> web.Response:
-    return problem_response(
-        exc.status, exc.slug, exc.title, exc.detail, exc.errors, exc.headers, exc.extra
+        headers=exc.headers,
     )
 
 
 def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Response:
     request.app[OUTAGES].record(service, exc, f"{request.method} {request.path}")
-    return problem_response(
-        503,
-        f"{service}-unavailable",
-        "Service Unavailable",
-        f"The {service} is not taking connections right now (overloaded or restarting); "
-        f"retry in {RETRY_AFTER_SECONDS} seconds.",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    return answer(
+        ProblemError(
+            503,
+            f"{service}-unavailable",
+            "Service Unavailable",
+            f"The {service} is not taking connections right now (overloaded or restarting); "
+            f"retry in {RETRY_AFTER_SECONDS} seconds.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     )
 
 
@@ -83,7 +71,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
         detail = exc.text or exc.reason
         if detail.startswith(f"{status}:"):
             detail = exc.reason
-    return problem_response(status, f"http-{status}", exc.reason, detail, headers=headers)
+    return answer(ProblemError(status, f"http-{status}", exc.reason, detail, headers=headers))
 
 
 def _adopt_request_id(request: web.Request) -> None:
@@ -134,9 +122,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if (service := refused_by(exc)) is not None:
             return _unavailable(request, service, exc)
         log.exception("unhandled error in %s %s", request.method, request.path)
-        return problem_response(
-            500,
-            "internal",
-            "Internal Server Error",
-            "The server failed to handle this request; it has been logged. Try again later.",
+        return answer(
+            ProblemError(
+                500,
+                "internal",
+                "Internal Server Error",
+                "The server failed to handle this request; it has been logged. Try again later.",
+            )
         )

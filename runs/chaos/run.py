@@ -50,6 +50,7 @@ from runs.chaos.procs import Proc, Tmpfs, server_proc, worker_proc
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import Actor, Api, Ledger
+from runs.options import parse_with_workload
 from support import chaos_pages as chaos_doc
 from support import tools
 from support.mailbox import Mailbox
@@ -73,8 +74,6 @@ FROM batch_download_requests
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m runs.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
-    p.add_argument("--duration", type=float, help="seconds of workload (default 180, --ci 75)")
-    p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 6)")
     p.add_argument("--drain", type=float, help="max seconds to wait for BDRs to settle")
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
     p.add_argument("--store", action="store_true",
@@ -85,17 +84,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="pgbouncer: the servers' and workers' pools through PgBouncer in "
                         "transaction mode (LISTEN and migrations direct), which is also PAUSEd "
                         "for 3 s")  # fmt: skip
-    p.add_argument("--no-faults", action="store_true",
-                   help="inject nothing: the workload and every check alone")  # fmt: skip
     p.add_argument("--break-downloads", action="store_true",
                    help="flip a byte of every downloaded body before checking it: the run must "
                         "fail (proves the download checks can)")  # fmt: skip
     p.add_argument("--doc", action="store_true",
                    help="save this run's output, dated, and render it into docs/runs/ and "
                         "its result into docs/reliability.md")  # fmt: skip
-    args = p.parse_args(argv)
-    args.duration = args.duration or (75.0 if args.ci else 180.0)
-    args.users = args.users or (6 if args.ci else 8)
+    args = parse_with_workload(p, argv, ci_users=6, ci_duration=75)
     args.drain = args.drain or (150.0 if args.ci else 240.0)
     return args
 

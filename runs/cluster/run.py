@@ -51,6 +51,7 @@ from runs.cluster.hosts import (
     up,
 )
 from runs.cluster.netns import possible, run_tag
+from runs.options import parse_with_workload
 from support import tools
 
 
@@ -72,11 +73,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true",
                    help="keep the run folder (logs) however the run ends; without it the folder "
                         "is removed, as is everything else the run made")  # fmt: skip
-    p.add_argument("--users", type=int, help="users with an actor each (default 8, --ci 4)")
-    p.add_argument("--duration", type=float,
-                   help="seconds of workload (default 180, --ci 70)")  # fmt: skip
-    p.add_argument("--no-faults", action="store_true",
-                   help="inject nothing: the workload and every check alone")  # fmt: skip
     p.add_argument("--break-crash-check", action="store_true",
                    help="SIGKILL a worker host's process mid-workload, as no planned fault does: "
                         "the run must fail (proves the process check can)")  # fmt: skip
@@ -85,9 +81,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         f"made is removed whatever the step: one of {', '.join(STEPS)}")  # fmt: skip
     p.add_argument("--fail-with", choices=["error", "sigint", "sigterm"], default="error",
                    help="how --fail-at fails: an error, or the signal Ctrl-C or `kill` sends")  # fmt: skip
-    args = p.parse_args(argv)
-    args.users = args.users or (4 if args.ci else 8)
-    args.duration = args.duration or (70.0 if args.ci else 180.0)
+    args = parse_with_workload(p, argv, ci_users=4, ci_duration=70)
     return args
 
 

@@ -7,9 +7,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import aiofiles.os
 import asyncpg
 
 from ...bdr.budget import human_bytes
@@ -17,12 +17,13 @@ from ...bdr.service import download_filename
 from ...host.vault import (
     bdr_file_path,
     bdr_object_file_path,
-    bdr_object_key,
     bdr_temp_name,
     bdr_zip_path,
 )
+from ..claims import job_owner
 from ..context import WorkerState
-from ..failures import MAX_ATTEMPTS, TRANSIENT, PermanentError, TransientError, nothing_added
+from ..failures import MAX_ATTEMPTS, PermanentError, TransientError, nothing_added
+from ..placing import Stream, into_file, into_object
 from ..streaming import Job, stream_zip
 from ..zip.build import (
     BuildCancelled,
@@ -31,15 +32,11 @@ from ..zip.build import (
     Sink,
     Trailer,
     Trailing,
-    discard,
-    file_sink,
-    object_sink,
-    publish,
     sha256sum_lines,
 )
 from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
 from ..zip.json_files import Extras
-from .sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY, SQL_USER
+from .sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY
 
 if TYPE_CHECKING:
     from obstore import Attributes
@@ -78,9 +75,7 @@ class Run:
 
     async def build(self) -> None:
         claim = self.claim
-        user = await self.pool.fetchrow(SQL_USER, claim["user_id"])
-        if user is None:
-            raise PermanentError("The account this download belongs to no longer exists.")
+        user = await job_owner(self.pool, claim["user_id"], "download")
         user_sqid = user["public_sqid"] or self.st.public_ids.encode(claim["user_id"])
         plan = await plan_artworks(
             self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids
@@ -95,45 +90,32 @@ class Run:
         )  # fmt: skip
 
     async def _build_file(self, plan: Plan, handle: str, user_sqid: str) -> BuildResult:
-        """Into BDR_PATH: a temp file beside the final name, fsynced, renamed when ready."""
         file_path = bdr_file_path(user_sqid, self.bdr_id)
         final = bdr_zip_path(self.st.settings.bdr_path, file_path)
-        await aiofiles.os.makedirs(final.parent, exist_ok=True)
         temp = final.with_name(bdr_temp_name(self.bdr_id, self.token.hex[:8]))
-        try:
-            result = await self._stream(plan, handle, file_sink(temp))
-            self._check(plan, result)
-            await self._publish(file_path, result, lambda: publish(temp, final))
-        finally:
-            await asyncio.to_thread(discard, temp)
-        return result
+        return await into_file(
+            final, temp, self._checked_stream(plan, handle), partial(self._publish, file_path)
+        )
 
     async def _build_object(self, plan: Plan, handle: str, user_sqid: str) -> BuildResult:
-        """Into the BDR_STORE bucket: a multipart upload under this run's own name, fed while
-        the ZIP is built; the object exists only once complete, and the row points at it only
-        when this run still owns the claim (a run that lost it deletes its object)."""
         file_path = bdr_object_file_path(user_sqid, self.bdr_id, self.token.hex[:8])
-        store = self.st.zips.store
-        assert store is not None
         attributes: Attributes = {
             "Content-Type": "application/zip",
             # The browser saves the host's file name when it follows the signed URL.
             "Content-Disposition": f"attachment; filename={download_filename(self.bdr_id)}",
         }
-        sink = object_sink(store, bdr_object_key(file_path), attributes)
-        published = False
-        try:
+        return await into_object(
+            self.st, f"BDR {self.bdr_id}", file_path, attributes,
+            self._checked_stream(plan, handle), partial(self._publish, file_path),
+        )  # fmt: skip
+
+    def _checked_stream(self, plan: Plan, handle: str) -> Stream:
+        async def stream(sink: Sink) -> BuildResult:
             result = await self._stream(plan, handle, sink)
             self._check(plan, result)
-            await self._publish(file_path, result)
-            published = True
-        finally:
-            if not published:  # an object completed by a run that did not make it ready
-                try:
-                    await self.st.zips.remove(file_path)
-                except TRANSIENT:  # the cleanup removes it later; keep the run's own error
-                    log.warning("BDR %s: could not remove %s", self.bdr_id, file_path)
-        return result
+            return result
+
+        return stream
 
     def _check(self, plan: Plan, result: BuildResult) -> None:
         """A complete ZIP that must not be shipped raises: nothing added, or a retry may add

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
-from ...core import error_reports
-from ...core.logs import request_id_set
-from ..attempts import attempt, claimed
-from ..context import state
+from ..claims import Claim, attempt_claimed, process_claimed
+from ..context import WorkerState
 from ..mail.notify import send_export_email
 from .run import ExportRun
 from .sql import SQL_CLAIM, SQL_RELEASE_FOR_RETRY
@@ -25,40 +22,16 @@ log = logging.getLogger(__name__)
 
 
 async def process_export(ctx: dict[str, Any], export_id: str) -> str:
-    st = state(ctx)
-    try:
-        uid = uuid.UUID(export_id)
-    except ValueError:
-        log.error("process_export called with %r, not a UUID", export_id)
-        return "invalid"
-    error_reports.tag("export_id", export_id)
-    token = uuid.uuid4()
-    stale = float(st.settings.bdr_stale_seconds)
-    claim = await claimed(
-        f"export {uid}",
-        lambda: st.pool.fetchrow(SQL_CLAIM, uid, token, stale),
-        st.settings.bdr_retry_base_seconds,
+    return await process_claimed(ctx, "export", "export", export_id, SQL_CLAIM, _run)
+
+
+async def _run(st: WorkerState, claim: Claim) -> str:
+    run = ExportRun(st, claim.id, claim.token, claim.row)
+    started = time.monotonic()
+    outcome = await attempt_claimed(
+        st, claim, SQL_RELEASE_FOR_RETRY, lambda: run.attempts, run.build, run.fail
     )
-    if claim is None:
-        return "not claimable"  # finished, cancelled, or another run holds it
-    with request_id_set(claim["request_id"]):
-        run = ExportRun(st, uid, token, claim)
-        started = time.monotonic()
-        outcome = await _attempt(run)
-        log.info("export %s: %s after %.1f s", uid, outcome, time.monotonic() - started)
-        if outcome != "cancelled" and claim["send_email"]:
-            await send_export_email(st.pool, st.settings, uid)
-        return outcome
-
-
-async def _attempt(run: ExportRun) -> str:
-    """ready, failed or cancelled; raises Retry when a later attempt may succeed."""
-    uid, token, st = run.export_id, run.token, run.st
-
-    async def release(defer: float) -> None:
-        await st.pool.execute(SQL_RELEASE_FOR_RETRY, uid, token, defer)
-
-    return await attempt(
-        f"export {uid}", lambda: run.attempts, run.build, run.fail, release,
-        st.settings.bdr_retry_base_seconds,
-    )  # fmt: skip
+    log.info("export %s: %s after %.1f s", claim.id, outcome, time.monotonic() - started)
+    if outcome != "cancelled" and claim.row["send_email"]:
+        await send_export_email(st.pool, st.settings, claim.id)
+    return outcome

@@ -9,15 +9,17 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import aiofiles.os
 import asyncpg
 
 from ...exports.schemas import part_filename
-from ...host.vault import bdr_object_key, bdr_zip_path, export_part_file_path, export_part_temp_name
+from ...host.vault import bdr_zip_path, export_part_file_path, export_part_temp_name
+from ..claims import job_owner
 from ..context import WorkerState
-from ..failures import TRANSIENT, PermanentError
+from ..failures import PermanentError
+from ..placing import into_file, into_object
 from ..streaming import Job, stream_zip
 from ..zip.build import (
     BuildCancelled,
@@ -25,10 +27,6 @@ from ..zip.build import (
     Sink,
     Trailer,
     Trailing,
-    discard,
-    file_sink,
-    object_sink,
-    publish,
 )
 from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
 from ..zip.json_files import Extras
@@ -46,7 +44,6 @@ from .sql import (
     SQL_PROGRESS,
     SQL_READY,
     SQL_TOUCH,
-    SQL_USER,
 )
 
 if TYPE_CHECKING:
@@ -78,9 +75,7 @@ class ExportRun:
 
     async def build(self) -> None:
         claim = self.claim
-        user = await self.pool.fetchrow(SQL_USER, claim["user_id"])
-        if user is None:
-            raise PermanentError("The account this export belongs to no longer exists.")
+        user = await job_owner(self.pool, claim["user_id"], "export")
         parts = await self.pool.fetch(SQL_PARTS, self.export_id)
         if not parts:
             parts = await self._plan()
@@ -149,40 +144,27 @@ class ExportRun:
             await self._part_object(place, plan)
 
     async def _part_file(self, place: BagPlace, plan: Plan) -> None:
-        """Into BDR_PATH: a temp file beside the final name, fsynced, renamed when ready."""
         file_path = export_part_file_path(self.export_id, place.number)
         final = bdr_zip_path(self.st.settings.bdr_path, file_path)
-        await aiofiles.os.makedirs(final.parent, exist_ok=True)
         temp = final.with_name(export_part_temp_name(place.number, self.token.hex[:8]))
-        try:
-            result = await self._stream(place, plan, file_sink(temp))
-            await self._publish(place, plan, file_path, result, lambda: publish(temp, final))
-        finally:
-            await asyncio.to_thread(discard, temp)
+        await into_file(
+            final,
+            temp,
+            partial(self._stream, place, plan),
+            partial(self._publish, place, plan, file_path),
+        )
 
     async def _part_object(self, place: BagPlace, plan: Plan) -> None:
-        """Into the bucket: a multipart upload under this run's own name; the row points at it
-        only when this run still owns the claim (else the object is deleted)."""
         file_path = export_part_file_path(self.export_id, place.number, self.token.hex[:8])
-        store = self.st.zips.store
-        assert store is not None
         attributes: Attributes = {
             "Content-Type": "application/zip",
             "Content-Disposition": "attachment; filename="
             + part_filename(self.export_id, place.number, place.count),
         }
-        sink = object_sink(store, bdr_object_key(file_path), attributes)
-        published = False
-        try:
-            result = await self._stream(place, plan, sink)
-            await self._publish(place, plan, file_path, result)
-            published = True
-        finally:
-            if not published:
-                try:
-                    await self.st.zips.remove(file_path)
-                except TRANSIENT:  # the cleanup removes it later; keep the run's own error
-                    log.warning("export %s: could not remove %s", self.export_id, file_path)
+        await into_object(
+            self.st, f"export {self.export_id}", file_path, attributes,
+            partial(self._stream, place, plan), partial(self._publish, place, plan, file_path),
+        )  # fmt: skip
 
     def _skipped(self, plan: Plan, result: BuildResult) -> list[dict[str, Any]]:
         order = {a.post_id: i for i, a in enumerate(plan.artworks)}

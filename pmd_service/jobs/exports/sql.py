@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-SQL_CLAIM = """
+from ..claim_sql import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+
+SQL_CLAIM = f"""
 UPDATE exports
 SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
     attempts = attempts + 1, started_at = coalesce(started_at, now())
-WHERE id = $1
-  AND (status = 'pending'
-       OR (status = 'processing'
-           AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => $3))))
+WHERE id = $1 AND {CLAIMABLE}
 RETURNING user_id, user_sqid, part_bytes, include_comments, include_reactions, send_email,
           attempts, request_id
 """
-SQL_USER = "SELECT handle, public_sqid FROM users WHERE id = $1"
 SQL_PARTS = """
 SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes
 FROM export_parts WHERE export_id = $1 ORDER BY number
 """
-SQL_LOCK_OWNED = """
-SELECT 1 FROM exports WHERE id = $1 AND claim_token = $2 AND status = 'processing' FOR UPDATE
+SQL_LOCK_OWNED = f"""
+SELECT 1 FROM exports WHERE {OWNED} FOR UPDATE
 """
 SQL_ADD_PART = """
 INSERT INTO export_parts (export_id, number, post_ids, artwork_count, estimated_bytes)
@@ -34,9 +32,9 @@ UPDATE export_parts SET status = 'processing' WHERE export_id = $1 AND number = 
   AND status IN ('pending', 'processing')
 """
 SQL_TOUCH = "UPDATE exports SET parts_version = parts_version + 1 WHERE id = $1"
-SQL_PROGRESS = """
+SQL_PROGRESS = f"""
 UPDATE exports SET progress_done = $3, heartbeat_at = now()
-WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+WHERE {OWNED}
 RETURNING 1
 """
 SQL_PART_READY = """
@@ -53,17 +51,17 @@ SET progress_done = $3, total_bytes = total_bytes + $4, skipped = skipped || $5:
     parts_version = parts_version + 1, attempts = 1, heartbeat_at = now()
 WHERE id = $1 AND claim_token = $2
 """
-SQL_READY = """
+SQL_READY = f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),
     claim_token = NULL, heartbeat_at = NULL, error_message = NULL,
     progress_done = artwork_count
-WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+WHERE {OWNED}
 RETURNING 1
 """
 # The parts already built stay downloadable until the export expires: a failure late in a
 # large export does not take what was made from the user.
-SQL_FAILED = """
+SQL_FAILED = f"""
 WITH ended AS (
     UPDATE export_parts SET status = 'failed'
     WHERE export_id = $1 AND status IN ('pending', 'processing')
@@ -75,11 +73,7 @@ SET status = 'failed', error_message = left($3, 500), completed_at = now(),
         SELECT 1 FROM export_parts WHERE export_id = $1 AND status = 'ready')
         THEN now() + make_interval(days => $4) END,
     claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, parts_version = parts_version + 1
-WHERE id = $1 AND claim_token = $2 AND status = 'processing'
+WHERE {OWNED}
 RETURNING 1
 """
-SQL_RELEASE_FOR_RETRY = """
-UPDATE exports
-SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => $3)
-WHERE id = $1 AND claim_token = $2 AND status = 'processing'
-"""
+SQL_RELEASE_FOR_RETRY = f"UPDATE exports {RELEASE_FOR_RETRY}"

@@ -7,6 +7,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from email.message import EmailMessage
+from functools import partial
 
 import asyncpg
 
@@ -33,13 +36,14 @@ RETURNING b.status, b.artwork_count - jsonb_array_length(b.skipped) AS delivered
           owner.public_sqid
 """
 SQL_RELEASE_EMAIL = "UPDATE batch_download_requests SET email_sent_at = NULL WHERE id = $1"
-# A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
-SQL_EMAILS_OWED = """
-SELECT id FROM batch_download_requests
+# The rows (BDRs' or exports') whose email is owed, fewer than $1 tries made. A bounded batch
+# per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
+_OWED = """
 WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
   AND email_attempts < $1
 ORDER BY completed_at LIMIT 10
 """
+SQL_EMAILS_OWED = f"SELECT id FROM batch_download_requests {_OWED}"
 
 
 async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID) -> bool:
@@ -66,17 +70,27 @@ async def _send(
         error_message=row["error_message"],
         request_id=row["request_id"],
     )
+    release = partial(pool.execute, SQL_RELEASE_EMAIL, bdr_id)
+    return await _send_once(settings, compose(settings, mail), f"BDR {bdr_id}", release)
+
+
+async def _send_once(
+    settings: Settings,
+    message: EmailMessage,
+    what: str,
+    release: Callable[[], Awaitable[object]],
+) -> bool:
+    """Send a taken email; on a failure before the server could hold it, `release()` gives it
+    back to the sweep. True if it was (or may have been) delivered."""
     attempt = Attempt()
     try:
-        await send(settings, compose(settings, mail), attempt)
+        await send(settings, message, attempt)
     except BaseException as exc:
         if attempt.may_have_delivered(exc):
             # The server may hold it (one that answers 250 after our timeout was sent up to
             # five copies): it stays taken, so at most one copy, and at worst none.
             log.warning(
-                "email for BDR %s may have been delivered (%r after DATA); not sent again",
-                bdr_id,
-                exc,
+                "email for %s may have been delivered (%r after DATA); not sent again", what, exc
             )
             if not isinstance(exc, Exception):
                 raise
@@ -84,21 +98,30 @@ async def _send(
         # Nothing reached the server (refused, auth, recipient rejected, or an explicit error
         # reply to DATA), or cancelled before DATA (sweep timeout, shutdown): release it for
         # the sweep. Shielded, so a cancellation cannot skip the release and lose the email.
-        log.warning("email for BDR %s not sent (%r); the sweep will retry", bdr_id, exc)
-        release = asyncio.ensure_future(pool.execute(SQL_RELEASE_EMAIL, bdr_id))
+        log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
+        released = asyncio.ensure_future(release())
         with contextlib.suppress(BaseException):
-            await asyncio.shield(release)
+            await asyncio.shield(released)
         if not isinstance(exc, Exception):
             raise
         return False
     return True
 
 
-async def send_owed_emails(pool: asyncpg.Pool, settings: Settings) -> int:
+async def _send_owed(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    sql_owed: str,
+    send_one: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]],
+) -> int:
     sent = 0
-    for row in await pool.fetch(SQL_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
-        sent += await send_bdr_email(pool, settings, row["id"])
+    for row in await pool.fetch(sql_owed, MAX_EMAIL_ATTEMPTS):
+        sent += await send_one(pool, settings, row["id"])
     return sent
+
+
+async def send_owed_emails(pool: asyncpg.Pool, settings: Settings) -> int:
+    return await _send_owed(pool, settings, SQL_EMAILS_OWED, send_bdr_email)
 
 
 # An export's email, taken as a BDR's is: at most one, to its owner.
@@ -115,12 +138,7 @@ RETURNING e.status, e.artwork_count, e.total_bytes, e.expires_at, e.error_messag
            WHERE p.export_id = e.id AND p.status = 'ready') AS delivered
 """
 SQL_RELEASE_EXPORT_EMAIL = "UPDATE exports SET email_sent_at = NULL WHERE id = $1"
-SQL_EXPORT_EMAILS_OWED = """
-SELECT id FROM exports
-WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
-  AND email_attempts < $1
-ORDER BY completed_at LIMIT 10
-"""
+SQL_EXPORT_EMAILS_OWED = f"SELECT id FROM exports {_OWED}"
 
 
 async def send_export_email(pool: asyncpg.Pool, settings: Settings, export_id: uuid.UUID) -> bool:
@@ -134,22 +152,12 @@ async def send_export_email(pool: asyncpg.Pool, settings: Settings, export_id: u
         part_count=row["parts"], total_bytes=row["total_bytes"], expires_at=row["expires_at"],
         error_message=row["error_message"], request_id=row["request_id"],
     )  # fmt: skip
-    attempt = Attempt()
+    release = partial(pool.execute, SQL_RELEASE_EXPORT_EMAIL, export_id)
     with request_id_set(row["request_id"]):
-        try:
-            await send(settings, compose_export(settings, mail), attempt)
-        except Exception as exc:
-            if attempt.may_have_delivered(exc):
-                log.warning("email for export %s may have been delivered (%r)", export_id, exc)
-                return True
-            log.warning("email for export %s not sent (%r); the sweep will retry", export_id, exc)
-            await pool.execute(SQL_RELEASE_EXPORT_EMAIL, export_id)
-            return False
-    return True
+        return await _send_once(
+            settings, compose_export(settings, mail), f"export {export_id}", release
+        )
 
 
 async def send_owed_export_emails(pool: asyncpg.Pool, settings: Settings) -> int:
-    sent = 0
-    for row in await pool.fetch(SQL_EXPORT_EMAILS_OWED, MAX_EMAIL_ATTEMPTS):
-        sent += await send_export_email(pool, settings, row["id"])
-    return sent
+    return await _send_owed(pool, settings, SQL_EXPORT_EMAILS_OWED, send_export_email)

@@ -39,32 +39,34 @@ SQL_ANNOUNCE_LEFT = """
 UPDATE batch_download_requests SET announced = true
 WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
 """
-SQL_STUCK_PENDING = """
+# Pending for $1 seconds.
+_STUCK_PENDING = "status = 'pending' AND created_at < now() - make_interval(secs => $1)"
+# Processing, but its run's heartbeat stopped $1 seconds ago, or its scheduled retry is $2
+# seconds overdue.
+_ORPHANED = """status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))"""
+
+SQL_STUCK_PENDING = f"""
 SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
 FROM batch_download_requests
-WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+WHERE {_STUCK_PENDING}
 ORDER BY created_at LIMIT 500
 """
-SQL_ORPHANED = """
-SELECT id, attempts FROM batch_download_requests
-WHERE status = 'processing'
-  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
-       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+SQL_ORPHANED = f"""
+SELECT id, attempts FROM batch_download_requests WHERE {_ORPHANED}
 ORDER BY created_at LIMIT 500
 """
 
 # Exports: the same two cases. No export blocks a new one for ever: one whose worker is gone is
 # taken back within a minute or so of its heartbeat stopping.
-SQL_EXPORTS_STUCK_PENDING = """
+SQL_EXPORTS_STUCK_PENDING = f"""
 SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM exports
-WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+WHERE {_STUCK_PENDING}
 ORDER BY created_at LIMIT 100
 """
-SQL_EXPORTS_ORPHANED = """
-SELECT id, attempts FROM exports
-WHERE status = 'processing'
-  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
-       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+SQL_EXPORTS_ORPHANED = f"""
+SELECT id, attempts FROM exports WHERE {_ORPHANED}
 ORDER BY created_at LIMIT 100
 """
 
