@@ -20,10 +20,9 @@ from support.sse import SSE, open_stream
 from support.stack import free_port
 from tests.host_stack import COMPOSE_MISSING, compose_binary, merged, stack_dir
 from tests.host_stack.labels import _tokens, caddyfile
-from tests.host_stack.proxies import caddy_adapt, caddy_serving
+from tests.host_stack.proxies import caddy_adapt, caddy_serving, check_reference
 from tests.page_stack import running_stack
 from tests.prerequisites import needs, programs
-from tests.test_deploy_proxies import check_reference
 
 pytestmark = needs("deploy", programs("caddy") or (None if compose_binary() else COMPOSE_MISSING))
 GLOBAL = "{\n\tadmin off\n\tauto_https off\n}\n"

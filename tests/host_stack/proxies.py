@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from support import tools
 from tests.host_stack import CHECKOUT
@@ -199,3 +202,27 @@ def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
+
+
+async def check_reference(http: aiohttp.ClientSession, base: str) -> None:
+    """The API reference the server's start-up line names (`{BASE_URL}/api/pmd/docs`) works
+    through a proxy that sends only /api/pmd/* to the service: the page, the document it
+    renders and the viewer's files all answer from under /api/pmd/ (`/docs` does not reach
+    the service there)."""
+    async with http.get(base + "/api/pmd/docs") as resp:
+        assert resp.status == 200 and resp.content_type == "text/html", await resp.text()
+        html = await resp.text()
+        assert "script-src 'self' 'sha256-" in resp.headers.getall("Content-Security-Policy")[-1]
+    (script,) = re.findall(r"<script>(.*?)</script>", html, re.S)
+    spec = re.findall(r'"url": "([^"]+)"', script)
+    files = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert spec == ["/api/pmd/openapi.json"] and len(files) == 2, html
+    assert all(f.startswith("/api/pmd/docs/vendor/") for f in files), files
+    async with http.get(base + spec[0]) as resp:
+        assert resp.status == 200
+        assert "/api/pmd/bdr/{id}" in (await resp.json())["paths"]
+    for url in files:
+        async with http.get(base + url) as resp:
+            assert resp.status == 200, url
+            assert resp.content_type in {"text/css", "text/javascript", "application/javascript"}
+            assert len(await resp.read()) > 100_000, url  # the viewer's file, not an error page
