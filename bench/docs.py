@@ -1,6 +1,6 @@
 """Every generated page under docs/ and how to render it: the benchmarks, the scaling model, the
 reliability summary and the chaos runs' transcripts. `python -m bench.run_all --report-only`
-writes them all; tests/test_docs_rendered.py holds each committed page to its render."""
+writes them all; tests/tooling/test_docs_rendered.py holds each committed page to its render."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]`.
 
-Not a test (tests/test_fuzz.py runs the same engine, smaller, in CI). Against a real
+Not a test (tests/api/test_fuzz.py runs the same engine, smaller, in CI). Against a real
 `python server.py` process on a fresh database, seeded so the happy paths are reachable (a
 user with 200 artworks at ids 1..200, a license, a ready BDR with its ZIP, a pending one), it
 fetches /openapi.json, then for every operation in it generates requests with schemathesis

@@ -1,5 +1,5 @@
 """Debian's PgBouncer in transaction mode in front of PostgreSQL, configured in one place for
-every caller: the test suite (tests/test_pgbouncer.py, and the whole suite with
+every caller: the test suite (tests/api/test_pgbouncer.py, and the whole suite with
 TEST_DATABASE_POOLER=pgbouncer), the chaos run (`--pooler pgbouncer`) and the cluster's db host
 (which writes `config()` into its own mount namespace and starts PgBouncer there)."""
 

@@ -1,7 +1,7 @@
 """The one renderer of every generated page under docs/: a Jinja2 template of bench/templates/
 rendered from committed data alone (bench/figures/*.json, runs/chaos/saved/*.json). The
 sentences are in the templates; Python gives them figures. bench/docs.py lists the pages, and
-tests/test_docs_rendered.py holds each committed page to its render."""
+tests/tooling/test_docs_rendered.py holds each committed page to its render."""
 
 from __future__ import annotations
 

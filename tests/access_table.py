@@ -1,4 +1,4 @@
-"""The access matrix's tables (tests/test_access_matrix.py runs them): the world every cell runs
+"""The access matrix's tables (tests/api/test_access_matrix.py runs them): the world every cell runs
 against, the callers (its columns), the endpoints (its rows) and the status each cell expects."""
 
 from __future__ import annotations

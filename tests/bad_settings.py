@@ -1,5 +1,5 @@
-"""A bad value for every setting: the entry points (tests/test_config_errors.py) and `from_env`
-(tests/test_settings.py) refuse each one, naming its variable."""
+"""A bad value for every setting: the entry points (tests/processes/test_config_errors.py) and `from_env`
+(tests/unit/test_settings.py) refuse each one, naming its variable."""
 
 FILE = "<a file>"  # stands for a file where a folder belongs
 BAD = {

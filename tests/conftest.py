@@ -53,7 +53,7 @@ pytest_plugins = ["tests.page_stack"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Plugins of their own, which tests/test_ci_guards.py also runs by themselves (`-p`).
+    # Plugins of their own, which tests/tooling/test_ci_guards.py also runs by themselves (`-p`).
     config.pluginmanager.register(prerequisites, "pmd-prerequisites")
     config.pluginmanager.register(skip_guard, "pmd-skip-guard")
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")

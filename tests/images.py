@@ -1,5 +1,5 @@
-"""Images built with podman for the tests that run containers (tests/test_image.py,
-tests/test_compose_up.py): podman with a configuration and storage of the tests' own, the
+"""Images built with podman for the tests that run containers (tests/deploy/test_image.py,
+tests/deploy/test_compose_up.py): podman with a configuration and storage of the tests' own, the
 service's image from the Dockerfile, and stand-ins made from Debian's packages for the images a
 registry would give.
 

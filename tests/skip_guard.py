@@ -7,7 +7,7 @@ allowed; a module's id also covers every test in it), then, after a space, why C
 Blank lines and `#` comments are ignored; an entry without its reason stops the run.
 
 tests/conftest.py loads this plugin; elsewhere `python -m pytest -p tests.skip_guard` does
-(tests/test_ci_guards.py runs it on generated test files).
+(tests/tooling/test_ci_guards.py runs it on generated test files).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advis
 `gen_random_uuid()` need no grant.
 
 The lists below come from the SQL constants of posts/, bdr/, sse/, jobs/, host/ and web/ that
-name host tables (tests/test_grants.py EXPLAINs every one of them as a role holding exactly
+name host tables (tests/api/test_grants.py EXPLAINs every one of them as a role holding exactly
 these rights, and each right taken away breaks one), and the test suite runs the whole service
 as such a role.
 """

@@ -157,7 +157,7 @@ def _table(table: str, why: str, *columns: ColumnNeed) -> tuple[ColumnNeed, ...]
     return tuple(replace(c, table=table, why=c.why or why) for c in columns)
 
 
-# Every host column named by the package's SQL (tests/test_hostcheck.py prepares each statement
+# Every host column named by the package's SQL (tests/api/test_hostcheck.py prepares each statement
 # with only these columns present, and without each of them).
 NEEDED_COLUMNS = (
     *_table(

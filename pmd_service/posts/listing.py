@@ -15,7 +15,7 @@ from .schemas import License, LicenseList, ListedPage, ListedPost
 # order; to_json escapes strings as msgspec does), so the reply carries it as it comes
 # (msgspec.Raw): decoding 512 of these into structs and encoding them again was most of the
 # Python time of a page, and concatenation is also cheaper for PostgreSQL than json_agg of
-# json_build_object. tests/test_posts_list.py holds the two encodings equal.
+# json_build_object. tests/api/test_posts_list.py holds the two encodings equal.
 _FILES_JSON = """coalesce((
         SELECT '[' || string_agg(
                    '{"format":' || to_json(pf.format)::text

@@ -19,7 +19,7 @@ daily limit, and no 5xx but 503s from a server shutting down (or documented whil
 down), every checked download byte-exact, no process exiting by itself, and minimums of BDRs,
 downloads, emails, actions and events that scale with the workload (a check with nothing to
 check fails). Prints the counts; exit status 1 on any violation. `--doc` writes the output into
-docs/runs/ and its result into docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/test_chaos.py).
+docs/runs/ and its result into docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/tooling/test_chaos.py).
 """
 
 from __future__ import annotations

@@ -203,7 +203,7 @@ class Actor:
         self.bdr_root = bdr_root
         self.zip_store = zip_store  # the BDR bucket, in the chaos run's --store mode
         # --break-downloads: every body this actor downloads gets one byte flipped before it is
-        # checked, so a run proves its own checks fail (tests/test_chaos.py).
+        # checked, so a run proves its own checks fail (tests/tooling/test_chaos.py).
         self.break_downloads = break_downloads
         self.rng = random.Random(user.id)
         self.model = {pid: PostState() for pid in user.actions + user.doomed}

@@ -33,7 +33,7 @@ SERVICE_ROLE = (
     "pmd_svc"  # made from `python -m pmd_service grants`: the host's tables, column by column
 )
 # The steps of a run, in order: each one's undo is registered the moment it is made.
-# `--fail-at STEP` stops the run right after STEP (tests/test_cluster.py: nothing may be left).
+# `--fail-at STEP` stops the run right after STEP (tests/tooling/test_cluster.py: nothing may be left).
 STEPS = (
     "folder", "switch", "host", "hosts", "postgres", "pgbouncer", "redis", "store", "client",
     "smtp", "database", "servers", "workers", "balancer", "streams", "workload",

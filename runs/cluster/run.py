@@ -20,7 +20,7 @@ the balancer so that its streams reconnect to the other one. The chaos run's che
 (runs/chaos/checks.py): every BDR terminal, every ZIP byte-exact, every email once, every
 SSE view equal to the database, every batch all-or-nothing; and the run's own
 (runs/cluster/checks.py): no process ends unless the run ended it, no server or worker logs
-an ERROR or a traceback. `--break-crash-check` is the run that must fail (tests/test_cluster.py).
+an ERROR or a traceback. `--break-crash-check` is the run that must fail (tests/tooling/test_cluster.py).
 
 Whichever way the run ends (its verdict, an error at any step of its start, Ctrl-C, SIGTERM),
 it removes what it made: processes, namespaces with their links and mounts, and its folder

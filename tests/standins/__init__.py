@@ -2,7 +2,7 @@
 but PyPI's, Debian's and npm's is reachable here, and the host site's own images are built from
 its source, which the tests do not have. Each is made from Debian bookworm's packages
 (mmdebstrap, tests/images.py) and tagged with the name the compose file uses, so the compose
-files run unchanged; tests/test_compose_up.py and docs/operations.md say which these are.
+files run unchanged; tests/deploy/test_compose_up.py and docs/operations.md say which these are.
 
 | stand-in  | for (the tags)                              | what runs                                   |
 |-----------|---------------------------------------------|---------------------------------------------|

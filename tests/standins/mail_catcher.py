@@ -1,4 +1,4 @@
-"""The stand-in for Mailpit (axllent/mailpit) in tests/test_compose_up.py: it takes every
+"""The stand-in for Mailpit (axllent/mailpit) in tests/deploy/test_compose_up.py: it takes every
 message on SMTP port 1025 and keeps it in memory, and lists them on port 8025 the way Mailpit's
 API does, as far as the test reads it (`GET /api/v1/messages`: `total` and each message's `ID`,
 `From`, `To` and `Subject`; `GET /api/v1/message/{ID}`: those and its `Text` and `HTML`), with

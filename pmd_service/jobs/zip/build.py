@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 # zipstream-ng computes each entry's CRC-32 with zlib's `crc32`, a global of its module looked
 # up at every chunk; zlib-ng's gives the same values ~10x faster (carry-less multiplication in
 # SIMD): 33 -> 3 ms for 128 MiB here, about a sixth of a large build's CPU on two cores. Set
-# only where zipstream-ng still holds zlib's function; tests/test_zipbuild.py fails when an
+# only where zipstream-ng still holds zlib's function; tests/unit/test_zipbuild.py fails when an
 # upgrade of it stops using that name, and zipfile checks every CRC in the tests' ZIPs.
 if getattr(zipstream.ng, "crc32", None) is zlib.crc32:
     zipstream.ng.crc32 = zlib_ng.crc32

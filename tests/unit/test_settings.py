@@ -98,7 +98,7 @@ def test_periods_and_sizes_are_bounded(tmp_path: Path) -> None:
 
 
 def test_every_setting_refuses_its_bad_value_naming_it(tmp_path: Path) -> None:
-    """In-process, the same bad values tests/test_config_errors.py gives the entry points: each
+    """In-process, the same bad values tests/processes/test_config_errors.py gives the entry points: each
     one is refused by `from_env` (what the server, worker and CLI read) and by `check_env` (what
     `grants` reads), naming its variable."""
     (tmp_path / "a-file").write_text("")

@@ -164,7 +164,7 @@ def test_the_projects_allow_list_is_short_and_names_existing_tests() -> None:
     that exists; the list stays short: a skip CI can avoid, it should."""
     entries = read_allow_list(CHECKOUT / ALLOW_LIST)
     assert 0 < len(entries) <= 5
-    files = [str(p.relative_to(CHECKOUT)) for p in (CHECKOUT / "tests").glob("test_*.py")]
+    files = [str(p.relative_to(CHECKOUT)) for p in (CHECKOUT / "tests").glob("*/test_*.py")]
     for entry in entries:
         name = entry.pattern.split("::")[0]
         assert fnmatch.filter(files, name), f"{entry.pattern}: no such test file"
@@ -207,7 +207,7 @@ def test_the_deploy_tests_follow_their_switch_not_ci(tmp_path: Path, required: b
         env["PMD_REQUIRE_DEPLOY"] = "1"
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "promtool",
-         "tests/test_deploy_observability.py"],
+         "tests/deploy/test_deploy_observability.py"],
         cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     line = "promtool not found: install Debian's prometheus (apt-get install prometheus)"

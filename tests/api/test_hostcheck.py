@@ -462,4 +462,4 @@ def test_quote_ident() -> None:
 
 def test_the_host_schema_file_is_there() -> None:
     # The fixture every test above loads; its absence must fail loudly, not skip.
-    assert Path(__file__).with_name("host_schema.sql").stat().st_size > 0
+    assert Path(__file__).parents[1].joinpath("host_schema.sql").stat().st_size > 0

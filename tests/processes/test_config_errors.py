@@ -28,7 +28,7 @@ Coverage (the runs go in parallel; about 120 processes):
   neither, a file where a folder belongs, a pair that does not go together), and these cases are
   dealt out over the entry points in turn, so each entry point meets several kinds. All entry
   points read the settings through one function (`Settings.from_env`, or `check_env` for
-  `grants`), which tests/test_settings.py runs in-process for every setting too. The settings in
+  `grants`), which tests/unit/test_settings.py runs in-process for every setting too. The settings in
   FREE_TEXT accept any text: nothing to refuse.
 """
 

@@ -17,7 +17,11 @@ from tests.helpers import CHECKOUT
 DOC = (CHECKOUT / "docs" / "reliability.md").read_text()
 # Every coroutine method of Faults a schedule may name.
 FAULT_NAMES = [n for n in vars(Faults) if not n.startswith("_") and callable(getattr(Faults, n))]
-FILES = ["tests/test_access_matrix.py", "tests/test_hostile_input.py", "tests/test_fuzz.py"]
+FILES = [
+    "tests/api/test_access_matrix.py",
+    "tests/api/test_hostile_input.py",
+    "tests/api/test_fuzz.py",
+]
 
 
 def _number(pattern: str) -> int:
@@ -38,7 +42,7 @@ def _collected(*files: str) -> int:
 
 
 def _ticket_cells() -> int:
-    source = (CHECKOUT / "tests" / "test_access_matrix.py").read_text()
+    source = (CHECKOUT / "tests" / "api" / "test_access_matrix.py").read_text()
     fn = next(
         n for n in ast.walk(ast.parse(source))
         if isinstance(n, ast.AsyncFunctionDef) and n.name == "test_sse_tickets_of_someone_else"
@@ -51,7 +55,7 @@ def _ticket_cells() -> int:
 
 def test_the_matrix_figures_are_the_tables() -> None:
     rows, callers = (
-        _collected("tests/test_access_matrix.py::test_access_matrix"),
+        _collected("tests/api/test_access_matrix.py::test_access_matrix"),
         len(matrix.CALLERS),
     )
     cells = rows * callers
@@ -63,10 +67,10 @@ def test_the_matrix_figures_are_the_tables() -> None:
 
 
 def test_the_test_counts_are_what_pytest_collects() -> None:
-    assert _number(r"\| hostile input: `tests/test_hostile_input\.py`, (\d+) tests") == _collected(
+    assert _number(r"\| hostile input: `tests/api/test_hostile_input\.py`, (\d+) tests") == _collected(
         FILES[1]
     )
-    assert _number(r"tests/test_fuzz\.py` \((\d+) tests") == _collected(*FILES)
+    assert _number(r"tests/api/test_fuzz\.py` \((\d+) tests") == _collected(*FILES)
 
 
 def test_the_chaos_sizes_are_the_harness_defaults() -> None:

@@ -1,7 +1,7 @@
 """`python -m pmd_service demo` (its `main`), against the test database: the demo data of
 `make run` loaded once, into a database with no user, its artworks' files in VAULT_PATH; one
 line and nothing written where it cannot (users already there, no Pillow). docker-compose.yml's
-`demo` service runs it (tests/test_compose_up.py)."""
+`demo` service runs it (tests/deploy/test_compose_up.py)."""
 
 from __future__ import annotations
 

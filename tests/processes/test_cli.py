@@ -125,7 +125,7 @@ def test_no_database_and_no_embedded_extra_is_one_line(tmp_path: Path, argv: lis
     done = subprocess.run(
         [sys.executable, "-m", "pmd_service", *argv],
         env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr
@@ -201,7 +201,7 @@ def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> Non
     done = subprocess.run(
         [sys.executable, "-m", "pmd_service", "stats"],
         env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "queue_depth" in done.stdout
@@ -254,7 +254,7 @@ def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "pmd_service", "dev"],
             env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parent.parent,
+            cwd=Path(__file__).resolve().parents[2],
         )  # fmt: skip
     assert done.returncode == 1, done
     lines = [line for line in done.stderr.splitlines() if "pmd dev" in line]

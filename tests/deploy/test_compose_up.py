@@ -75,7 +75,7 @@ from tests.host_stack.labels import caddyfile
 from tests.images import TOOLS, Podman, service_image, store_podman
 from tests.prerequisites import needs, programs
 
-HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
+HOST_SCHEMA_SQL = Path(__file__).parents[1].joinpath("host_schema.sql")
 NOTHING: dict[str, list[str]] = {
     "containers": [], "volumes": [], "networks": [], "pods": [], "processes": [],
 }  # fmt: skip
@@ -382,7 +382,7 @@ def machine_file(root: Path, caddy_port: int, db_port: int) -> str:
     """The test's fourth compose file: this machine's ports and paths where the host's files
     fix the host machine's (80, 443 and 2019 of its Caddy, 5432 of its database, 1883 and 8883
     of its broker; the Docker socket, Caddy's logs and the vaults under /mnt)."""
-    return f"""# This machine's ports and paths in place of the host machine's (tests/test_compose_up.py).
+    return f"""# This machine's ports and paths in place of the host machine's (tests/deploy/test_compose_up.py).
 services:
   caddy:
     ports: !override ["127.0.0.1:{caddy_port}:80"]
