@@ -589,6 +589,28 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     assert lookups.queries - before <= 3, lookups.queries - before
 
 
+async def test_openings_are_not_refused_while_a_pooled_connection_is_being_opened(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # An opening flood: the pool (four, two turns for openings) has one connection open and
+    # must open another while openings wait. Opening it takes far longer than this acquire
+    # timeout, as it took longer than 5 s in a 100,000-stream flood; with slots free all the
+    # while, no opening may be answered 503 "no database connection came free".
+    server = await serve(db_pool_min=1, db_pool_max=4, db_acquire_timeout=0.000_001)
+    url = str(server.make_url(SSE))
+    users = [await factory.user() for _ in range(20)]
+    answers = await asyncio.wait_for(
+        asyncio.gather(*[session.get(url, headers=u.auth) for u in users * 2]), HUNG
+    )
+    try:
+        for resp in answers:
+            assert resp.status == 200, await resp.text()
+            await Stream(resp).opening()
+    finally:
+        for resp in answers:
+            resp.close()
+
+
 # JSON's "\ud800": a lone surrogate, which asyncpg cannot encode.
 LONE_SURROGATE = "\ud800"
 
