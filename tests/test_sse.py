@@ -589,6 +589,35 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     assert lookups.queries - before <= 3, lookups.queries - before
 
 
+async def test_tickets_minted_at_once_share_their_user_lookups_in_the_openings_turns(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # A ticket storm (browsers reconnecting: a POST each, then the GET): the POSTs' callers
+    # are looked up as the openings' are, many to a query in the openings' turn at the pool,
+    # not a query each queued for the pool (which answered a storm 503 by the ten thousand).
+    server = await serve(db_pool_max=2)
+    users = [await factory.user() for _ in range(20)]
+    url = server.make_url("/api/pmd/bdr/sse-ticket")
+    lookups = server.app[SSE_CALLERS]
+    before = lookups.queries
+    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+        pending = [asyncio.ensure_future(session.post(url, headers=u.auth)) for u in users]
+        await asyncio.sleep(0.3)
+        assert not any(p.done() for p in pending)
+    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    try:
+        for resp in answers:
+            assert resp.status == 200, await resp.text()
+    finally:
+        for resp in answers:
+            resp.close()
+    assert lookups.looked_up >= 20
+    assert lookups.queries - before <= 3, lookups.queries - before
+    ticket = await mint_ticket(session, server, users[0])  # and each opens its stream
+    async with open_stream(session, str(server.make_url(SSE)), params={"ticket": ticket}) as stream:
+        await stream.opening()
+
+
 async def test_openings_are_not_refused_while_a_pooled_connection_is_being_opened(
     serve: Serve, session: aiohttp.ClientSession, factory: Factory
 ) -> None:
