@@ -350,8 +350,8 @@ def sse_box_section(f: dict[str, Any]) -> dict[str, str]:
     notes += (
         f" The storm brought back {rates} streams a second (by level), each resuming with "
         "Last-Event-ID (answered from the hub's memory, its caller's lookup batched with "
-        f"others'), and the floods filled the levels at {fills} a second (every opening in "
-        "flight at once, each without an event id: a snapshot query as well): an opening's CPU (the "
+        f"others'), and the floods filled the levels at {fills} a second (4,000 openings in "
+        "flight per client, each without an event id: a snapshot query as well): an opening's CPU (the "
         "server's, PostgreSQL's, the clients' and the kernel's, all on the same two cores) "
         f"bounds both, so absorbing {t['streams']:,} in {t['storm_s']:.0f} s would take "
         f"{t['streams'] / t['storm_s']:,.0f} a second."
