@@ -256,12 +256,16 @@ def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
     whole.plot(asked, [lv["burst"]["p50_ms"] / 1000 for lv in levels], "o-", label="burst p50")
     whole.plot(asked, [lv["burst_all_s"] for lv in levels], "^-", label="burst: every stream")
     whole.plot(asked, [lv["storm_s"] for lv in levels], "s-", label="storm: every stream back")
+    if all("base" in lv for lv in levels):
+        whole.plot(asked, [lv["base"]["storm_s"] for lv in levels], "s:", color="C2",
+                   label="storm: a bare aiohttp app")  # fmt: skip
+        whole.plot(asked, [lv["flood_s"] for lv in levels], "D-", label="flood: every stream held")
     whole.axhline(targets["burst_all_s"], color="C1", linestyle=":", label="target: burst ≤ 2 s")
     whole.axhline(targets["storm_s"], color="C2", linestyle=":", label="target: storm ≤ 30 s")
     whole.set_yscale("log")
     _plain_log_ticks(whole.yaxis)
     whole.set_ylabel("seconds (log scale)")
-    whole.set_title("An event for every user; all streams dropped and reopened")
+    whole.set_title("An event for every user; all streams dropped and reopened; the flood")
     for ax in (held, memory, event, whole):
         ax.set_xscale("log", base=2)
         ax.set_xticks(asked)

@@ -84,9 +84,9 @@ def sse_box_section(f: dict[str, Any]) -> dict[str, Any]:
         "worst_kb": max(lv["kb_per_stream_rss"] for lv in levels),
         "best_kb": min(lv["kb_per_stream_rss"] for lv in levels),
     }
-    if "floor" in top:
+    if "base" in top:
         cores = top.get("cores", 2)
-        taken = top["floor"]["storm_cpu_ms"]["machine"]
+        taken = top["base"]["storm_cpu_ms"]["machine"]
         out |= {
             "cores": cores,
             "budget": box["targets"]["storm_s"] * cores * 1000 / top["streams"],

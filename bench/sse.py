@@ -525,7 +525,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--box",
         action="store_true",
-        help="the whole box instead: many server and client processes (see bench/sse_box.py)",
+        help="the whole box instead: many server processes, six asyncio client processes; "
+        "per level an opening flood, memory, events, the burst, a reconnect storm and a ticket "
+        "storm, then the same clients against a bare aiohttp app (see bench/sse_box.py)",
     )
     parser.add_argument(
         "--streams", type=int, default=100_000, help="with --box: the top stream count"

@@ -1,12 +1,14 @@
-"""The floor under `bench.sse --box`'s reconnect storm: the same client processes, reopening
-the same number of streams at once, against servers that do no work at all. Each floor server
-process (as many as the service ran, on one port with SO_REUSEPORT and the same backlog) reads
-a request up to its blank line and answers with a fixed opening (`200`, the SSE headers,
-`retry:` and `connected`), then holds the socket. No parsing, no token, no query, no hub.
+"""The baseline under `bench.sse --box`'s flood and storms: the same client processes, opening
+the same number of streams at once, against a bare aiohttp app. As many processes as the
+service ran (one port, SO_REUSEPORT, the same backlog, no access log, as `server.py` serves)
+each run an app of two routes and nothing else: GET /api/pmd/bdr/sse answers a fixed opening
+(`200`, the SSE headers, `retry:` and `connected`) and holds the stream, and POST
+/api/pmd/bdr/sse-ticket a fixed ticket. No middleware, no token, no query, no hub.
 
-What it leaves is what a storm costs on this box whatever the server does: the clients' own
-work and the kernel's TCP set-up of both ends, on the same cores. The service's storm is then
-reported as a multiple of this floor, measured in the same run.
+What it leaves is what a storm costs on this box with aiohttp whatever the service does: the
+clients' work, the kernel's TCP set-up of both ends, and aiohttp's own per request (its parser,
+request, response and handler task). The service's flood and storms are reported as multiples
+of this baseline's, measured in the same run: the part that is the service's own.
 """
 
 from __future__ import annotations
@@ -17,39 +19,39 @@ import socket
 import time
 from typing import Any
 
+from aiohttp import web
+
 from pmd_service.web.serve import LISTEN_BACKLOG
 
 BODY = b"retry: 3000\n\nevent: connected\ndata: {}\n\n"
-OPENING = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-    b"Transfer-Encoding: chunked\r\n\r\n" + f"{len(BODY):x}\r\n".encode() + BODY + b"\r\n"
-)
+HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+TICKET = b'{"ticket":"baseline","expires_in":30}'
 
 
-class _Held(asyncio.Protocol):
-    __slots__ = ("answered", "transport")
+async def _stream(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers=HEADERS)
+    await response.prepare(request)
+    await response.write(BODY)
+    await asyncio.Event().wait()  # held until the client leaves (the handler is cancelled)
+    return response
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.answered = False
 
-    def data_received(self, data: bytes) -> None:
-        # A request's head fits one segment here; nothing more is read after the answer.
-        if not self.answered and b"\r\n\r\n" in data:
-            self.answered = True
-            self.transport.write(OPENING)
+async def _ticket(request: web.Request) -> web.Response:
+    return web.Response(body=TICKET, content_type="application/json")
 
 
 async def _serve(port: int) -> None:
+    app = web.Application()
+    app.router.add_get("/api/pmd/bdr/sse", _stream)
+    app.router.add_post("/api/pmd/bdr/sse-ticket", _ticket)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
-    server = await asyncio.get_running_loop().create_server(
-        _Held, sock=sock, backlog=LISTEN_BACKLOG
-    )
-    await server.serve_forever()
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    await runner.setup()
+    await web.SockSite(runner, sock, backlog=LISTEN_BACKLOG).start()
+    await asyncio.Event().wait()
 
 
 def _main(port: int) -> None:
@@ -61,7 +63,7 @@ def _main(port: int) -> None:
 
 
 class FloorServers:
-    """`processes` floor server processes on `port`; `pids` for the CPU split."""
+    """`processes` baseline server processes on `port`; `pids` for the CPU split."""
 
     def __init__(self, port: int, processes: int) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -78,9 +80,9 @@ class FloorServers:
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError("the floor servers did not start") from None
+                    raise RuntimeError("the baseline servers did not start") from None
                 time.sleep(0.05)
-        time.sleep(0.5)  # every process bound, not only the first
+        time.sleep(1.0)  # every process bound, not only the first
 
     @property
     def pids(self) -> list[int]:

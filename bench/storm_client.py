@@ -11,6 +11,10 @@ while its storm runs, so the loop blocks it.
 
 A stream counts as back when its answer's `connected` event has arrived; one refused, reset
 or answered other than 200 is retried after 1–2 s, as EventSource's retry would.
+
+A ticket storm (`then`) is what browsers do: each connection first sends a POST for a ticket,
+reads its JSON answer, then sends on the same connection (kept alive, as a browser's would be)
+the GET with that ticket in its query; a refusal retries both.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import heapq
+import json
 import random
 import select
 import socket
@@ -40,6 +45,7 @@ class _Conn:
     wanted: int  # its index in the storm's list
     sent: bool = False
     buf: bytes = b""
+    then: bytes | None = None  # a ticket storm's GET, `{ticket}` in it, once the POST answers
 
 
 @dataclass
@@ -50,6 +56,8 @@ class Storm:
     port: int
     requests: list[bytes]
     deadline_s: float
+    # A ticket storm: each request above is the POST, and this (one for each) the GET.
+    then: list[bytes] | None = None
     held: list[socket.socket] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     # Why the connections counted as status 0 failed: an errno's name, or `eof` (closed
@@ -102,7 +110,8 @@ class Storm:
             self.failures[errno.errorcode.get(code, str(code))] += 1
             self._failed(i, 0, retry)
             return
-        conns[sock.fileno()] = _Conn(sock, self.requests[i], i)
+        then = self.then[i] if self.then is not None else None
+        conns[sock.fileno()] = _Conn(sock, self.requests[i], i, then=then)
         ep.register(sock.fileno(), OUT | IN)
 
     def _step(
@@ -134,6 +143,16 @@ class Storm:
             self._drop(ep, conns, fd, conn)
             self._failed(conn.wanted, int(buf[9:12]), retry)
             return
+        if conn.then is not None:  # the ticket's answer: whole once its body is
+            head, ended, body = buf.partition(b"\r\n\r\n")
+            length = _content_length(head)
+            if not ended or length is None or len(body) < length:
+                conn.buf = buf
+                return
+            ticket = json.loads(body[:length])["ticket"].encode()
+            conn.sock.send(conn.then.replace(b"{ticket}", ticket))
+            conn.then, conn.buf = None, body[length:]
+            return
         at = buf.find(CONNECTED)
         if at < 0 or buf.find(b"\n\n", at) < 0:
             conn.buf = buf
@@ -156,6 +175,14 @@ class Storm:
         for sock in self.held:
             _reset(sock)
         self.held = []
+
+
+def _content_length(head: bytes) -> int | None:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return None
 
 
 def _reset(sock: socket.socket) -> None:

@@ -31,7 +31,13 @@ def _environment() -> jinja2.Environment:
         autoescape=False,  # noqa: S701 (Markdown from committed figures, never HTML)
     )
     env.globals |= {"inf": float("inf"), "nan": float("nan")}
-    env.filters |= {"ms": fmt.ms, "verdict": fmt.verdict, "table": _table, "f": format}
+    env.filters |= {
+        "ms": fmt.ms,
+        "verdict": fmt.verdict,
+        "table": _table,
+        "f": format,
+        "reject_key": lambda d, key: {k: v for k, v in d.items() if k != key},
+    }
     return env
 
 

@@ -118,14 +118,22 @@ REFUSED_PAUSE = 0.5  # seconds
 
 
 class _Pool(asyncpg.Pool):
-    """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time, and
-    that does not hammer a database that refuses connections.
+    """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time for a
+    connection to come free, and that does not hammer a database that refuses connections.
 
     Without a bound, a request queues for as long as the pool stays exhausted and the client
     sees a hang; with it, the request fails fast as PoolTimeout and is answered 503. After a
     refused connection, acquires that find no idle connection fail at once for `REFUSED_PAUSE`
     instead of each trying again: a full PostgreSQL forks a backend for every attempt only to
     refuse it, and thousands of attempts a second would keep it busy doing just that.
+
+    The bound is on the wait for a free slot of the pool only, not on opening a connection in
+    it (asyncpg's own acquire timeout covers both). Opening one is several round trips (the
+    start-up, the JSON codecs' type lookups), each a turn of the event loop, and in an opening
+    flood a turn of the loop takes seconds: with the slot free all along, 5 s ran out while its
+    connection was being opened, and the openings of a 100,000-stream flood were answered 503
+    "no database connection came free" by the thousand (bench.sse --box). Opening a connection
+    is bounded by the connect timeout instead, and fails as the database's refusal would.
     """
 
     __slots__ = ("_acquire_timeout", "_refused", "_refused_pause")
@@ -140,18 +148,38 @@ class _Pool(asyncpg.Pool):
         refused = self._refused
         if refused is not None and time.monotonic() < refused[0] and not self._idle_connection():
             raise DatabaseRefusing(f"the database refused a connection just now ({refused[1]})")
+        if self._closing:  # type: ignore[attr-defined]
+            raise asyncpg.InterfaceError("pool is closing")
+        self._check_init()  # type: ignore[attr-defined]
+        wait = self._acquire_timeout if timeout is None else timeout
+        queue: asyncio.Queue[Any] = self._queue  # type: ignore[attr-defined]
         try:
-            proxy = await super()._acquire(self._acquire_timeout if timeout is None else timeout)  # type: ignore[misc]
+            # A slot freed as the wait times out stays queued for the next (Queue.get's cancel).
+            holder = (
+                await asyncio.wait_for(queue.get(), wait) if queue.empty() else queue.get_nowait()
+            )
         except TimeoutError:
-            raise PoolTimeout(
-                f"no database connection came free within {self._acquire_timeout} s"
-            ) from None
+            raise PoolTimeout(f"no database connection came free within {wait} s") from None
+        try:
+            # As asyncpg's acquire does with the slot it took, less its timeout.
+            proxy = await holder.acquire()
+        except TimeoutError:  # asyncpg's connect timeout: a database too slow to take one
+            queue.put_nowait(holder)
+            self._schedule_min_size_maintenance()  # type: ignore[attr-defined]
+            raise PoolTimeout("a new database connection could not be opened in time") from None
         except _CONNECT_REFUSALS as exc:
+            queue.put_nowait(holder)
+            self._schedule_min_size_maintenance()  # type: ignore[attr-defined]
             self._refused = (
                 time.monotonic() + self._refused_pause,
                 f"{type(exc).__name__}: {exc}",
             )
             raise
+        except BaseException:
+            queue.put_nowait(holder)
+            self._schedule_min_size_maintenance()  # type: ignore[attr-defined]
+            raise
+        holder._timeout = timeout  # what asyncpg's release applies by default
         self._refused = None
         return proxy
 

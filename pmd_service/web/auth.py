@@ -40,6 +40,14 @@ async def authenticate(
     return Principal(caller=caller, target=target, token_expires_at=exp)
 
 
+async def bearer(request: web.Request, load: UserLoader | None = None) -> Principal:
+    """The principal of `Authorization: Bearer`, which this endpoint requires."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
+    return await authenticate(request, token, load)
+
+
 async def retarget(request: web.Request, body_target: str | None) -> Principal:
     """The principal, honouring a `target_sqid` sent in a JSON body instead of the query."""
     principal = request[PRINCIPAL]

@@ -16,18 +16,15 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..core.problems import FieldError, bad_request, unauthorized
-from .auth import authenticate, bearer_or_ticket, bearer_token
+from ..core.problems import FieldError, bad_request
+from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
 
 
 def _with_bearer(handler: Handler) -> Handler:
     async def authenticated(request: web.Request) -> web.StreamResponse:
-        token = bearer_token(request)
-        if token is None:
-            raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
-        request[PRINCIPAL] = await authenticate(request, token)
+        request[PRINCIPAL] = await bearer(request)
         return await handler(request)
 
     return authenticated

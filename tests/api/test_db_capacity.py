@@ -29,6 +29,7 @@ from pmd_service.core.db import (
     Budget,
     DatabaseRefusing,
     DatabaseSetupError,
+    PoolTimeout,
     create_pool,
     database_refusal,
     judge_budget,
@@ -231,6 +232,23 @@ async def test_an_exhausted_pool_is_503_after_the_acquire_timeout(
         body = await assert_problem(resp, 503)
         assert "database" in body["detail"] and resp.headers["Retry-After"]
     assert (await client.get("/api/pmd/posts", headers=owner.auth)).status == 200
+
+
+async def test_the_acquire_timeout_bounds_the_wait_for_a_free_slot_not_opening_a_connection(
+    database_url: str,
+) -> None:
+    # Every slot free, none connected: the acquire opens a connection, which takes longer
+    # than this timeout (it took seconds in an opening flood) and is not a slot to wait for.
+    pool = await create_pool(database_url, "pmd-test", min_size=0, max_size=2,
+                             acquire_timeout=0.000_001)  # fmt: skip
+    try:
+        assert await pool.fetchval("SELECT 1") == 1
+        async with pool.acquire(), pool.acquire():
+            with pytest.raises(PoolTimeout):  # both slots held: that is what the bound is for
+                await pool.fetchval("SELECT 1")
+        assert await pool.fetchval("SELECT 2") == 2
+    finally:
+        await pool.close()
 
 
 async def test_unreachable_redis_is_503_not_500(

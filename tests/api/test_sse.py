@@ -611,6 +611,57 @@ async def test_moderators_openings_at_once_share_their_target_lookups_too(
     assert queries <= 10, queries  # one each would be 26
 
 
+async def test_tickets_minted_at_once_share_their_user_lookups_in_the_openings_turns(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # A ticket storm (browsers reconnecting: a POST each, then the GET): the POSTs' callers
+    # are looked up as the openings' are, many to a query in the openings' turn at the pool,
+    # not a query each queued for the pool (which answered a storm 503 by the ten thousand).
+    server = await serve(db_pool_max=2)
+    users = [await factory.user() for _ in range(20)]
+    url = server.make_url("/api/pmd/bdr/sse-ticket")
+    lookups = server.app[SSE_CALLERS]
+    before = lookups.queries
+    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+        pending = [asyncio.ensure_future(session.post(url, headers=u.auth)) for u in users]
+        await asyncio.sleep(0.3)
+        assert not any(p.done() for p in pending)
+    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    try:
+        for resp in answers:
+            assert resp.status == 200, await resp.text()
+    finally:
+        for resp in answers:
+            resp.close()
+    assert lookups.looked_up >= 20
+    assert lookups.queries - before <= 3, lookups.queries - before
+    ticket = await mint_ticket(session, server, users[0])  # and each opens its stream
+    async with open_stream(session, str(server.make_url(SSE)), params={"ticket": ticket}) as stream:
+        await stream.opening()
+
+
+async def test_openings_are_not_refused_while_a_pooled_connection_is_being_opened(
+    serve: Serve, session: aiohttp.ClientSession, factory: Factory
+) -> None:
+    # An opening flood: the pool (four, two turns for openings) has one connection open and
+    # must open another while openings wait. Opening it takes far longer than this acquire
+    # timeout, as it took longer than 5 s in a 100,000-stream flood; with slots free all the
+    # while, no opening may be answered 503 "no database connection came free".
+    server = await serve(db_pool_min=1, db_pool_max=4, db_acquire_timeout=0.000_001)
+    url = str(server.make_url(SSE))
+    users = [await factory.user() for _ in range(20)]
+    answers = await asyncio.wait_for(
+        asyncio.gather(*[session.get(url, headers=u.auth) for u in users * 2]), HUNG
+    )
+    try:
+        for resp in answers:
+            assert resp.status == 200, await resp.text()
+            await Stream(resp).opening()
+    finally:
+        for resp in answers:
+            resp.close()
+
+
 # JSON's "\ud800": a lone surrogate, which asyncpg cannot encode.
 LONE_SURROGATE = "\ud800"
 

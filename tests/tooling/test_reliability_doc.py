@@ -67,9 +67,9 @@ def test_the_matrix_figures_are_the_tables() -> None:
 
 
 def test_the_test_counts_are_what_pytest_collects() -> None:
-    assert _number(r"\| hostile input: `tests/api/test_hostile_input\.py`, (\d+) tests") == _collected(
-        FILES[1]
-    )
+    assert _number(
+        r"\| hostile input: `tests/api/test_hostile_input\.py`, (\d+) tests"
+    ) == _collected(FILES[1])
     assert _number(r"tests/api/test_fuzz\.py` \((\d+) tests") == _collected(*FILES)
 
 
