@@ -347,3 +347,30 @@ async def mint_ticket(
     assert body["expires_in"] == 30
     ticket: str = body["ticket"]
     return ticket
+
+
+# --- BDR rows and their events, straight in the table (the SSE tests) ----------------------
+
+
+async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
+    """A BDR row written straight to the table (its insert is an event like any other)."""
+    bdr_id = await pool.fetchval(
+        """
+        INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)
+        SELECT $1, array_agg(g), $2 FROM generate_series(1, $2) g
+        RETURNING id::text
+        """,
+        user.id,
+        artworks,
+    )
+    assert isinstance(bdr_id, str)
+    return bdr_id
+
+
+async def step(pool: asyncpg.Pool, bdr_id: str) -> None:
+    """One progress event."""
+    await pool.execute(
+        "UPDATE batch_download_requests SET status = 'processing', progress_done = progress_done + 1"
+        " WHERE id = $1::uuid",
+        bdr_id,
+    )
