@@ -28,7 +28,7 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from support.measures import rss_kb
-from support.stack import free_port, fresh_stack, service_env, start_server, stop
+from support.stack import free_port, fresh_stack, listeners, service_env, start_server, stop
 
 CLIENTS = 32
 STREAMS = 1000
@@ -81,14 +81,6 @@ async def hold_streams(port: int, token: str, count: int = STREAMS) -> list[SseC
             return stream
 
     return await asyncio.gather(*(one() for _ in range(count)))
-
-
-async def listeners(conn: asyncpg.Connection) -> int:
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"
-        " AND datname = current_database()"
-    )
-    return count
 
 
 async def measure(settings: Settings, token: str, processes: int) -> dict[str, Any]:

@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +43,12 @@ from typing import Any
 
 import asyncpg
 
-from bench import cli
+from bench import cli, sse_box
 from pmd_service.core.db import connect
-from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
 from support.measures import rss_kb
+from support.seeding import Seeded, seed_stream_users
 from support.stack import CHECKOUT, fresh_stack
 
 PER_USER = 10
@@ -135,49 +133,6 @@ class SseClient(asyncio.Protocol):
         self.receipts.disconnects += 1
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("closed before connected"))
-
-
-@dataclass(frozen=True)
-class Seeded:
-    tokens: list[str]
-    bdr_ids: list[uuid.UUID]
-
-
-async def seed(dsn: str, ids: PublicIds, secret: str, users: int) -> Seeded:
-    conn = await connect(dsn, "pmd-bench-seed")
-    try:
-        await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
-        rows = await conn.fetch(
-            """
-            INSERT INTO users (handle, email)
-            SELECT 'sse' || g, 'sse' || g || '@example.com' FROM generate_series(1, $1) g
-            RETURNING id
-            """,
-            users,
-        )
-        user_ids = [r["id"] for r in rows]
-        await conn.execute(
-            "UPDATE users u SET public_sqid = s.sqid"
-            " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE u.id = s.id",
-            user_ids,
-            [ids.encode(u) for u in user_ids],
-        )
-        bdrs = await conn.fetch(
-            """
-            INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
-            SELECT u, ARRAY[1, 2, 3, 4], 4, 'processing' FROM unnest($1::int[]) AS u
-            RETURNING id, user_id
-            """,
-            user_ids,
-        )
-        by_user = {r["user_id"]: r["id"] for r in bdrs}
-        await conn.execute("VACUUM ANALYZE")
-    finally:
-        await conn.close()
-    return Seeded(
-        tokens=[mint_token(secret, ids.encode(u), ttl_seconds=3600) for u in user_ids],
-        bdr_ids=[by_user[u] for u in user_ids],
-    )
 
 
 @contextlib.asynccontextmanager
@@ -472,7 +427,7 @@ def summary(lv: Level) -> dict[str, Any]:
 async def bench(settings: Settings, levels: tuple[int, ...], log_dir: Path) -> list[Level]:
     assert settings.database_url is not None
     ids = PublicIds(settings.sqids_alphabet)
-    seeded = await seed(
+    seeded = await seed_stream_users(
         settings.database_url, ids, settings.jwt_secret_key, max(map(fitting, levels)) // PER_USER
     )
     db = await connect(settings.database_url, "pmd-bench")
@@ -534,8 +489,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.box:
-        from bench import sse_box
-
         box_levels = sse_box.levels_for(args.streams)
         if args.levels:
             box_levels = [int(n) for n in args.levels.split(",")]

@@ -561,8 +561,7 @@ async def _baseline(box: Box, streams: int) -> dict[str, Any]:
 
 
 async def _service_level(box: Box, streams: int) -> dict[str, Any]:
-    from bench.processes import listeners
-    from support.stack import free_port, service_env, start_server, stop
+    from support.stack import free_port, listeners, service_env, start_server, stop
 
     processes = processes_for(streams)
     users = streams // PER_USER
@@ -691,13 +690,13 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
 
 
 async def run(levels: list[int]) -> dict[str, Any]:
-    from bench.sse import seed
     from pmd_service.core.db import connect, read_budget
     from pmd_service.core.public_ids import PublicIds
+    from support.seeding import seed_stream_users
     from support.stack import CHECKOUT, fresh_stack
 
     async with fresh_stack() as settings:
-        seeded = await seed(
+        seeded = await seed_stream_users(
             settings.database_url,
             PublicIds(settings.sqids_alphabet),
             settings.jwt_secret_key,

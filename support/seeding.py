@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from pmd_service.core.db import connect
+from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
@@ -279,3 +281,48 @@ class HostSite:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return HostPost(post_id, sqid, shard, data)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    tokens: list[str]
+    bdr_ids: list[uuid.UUID]
+
+
+async def seed_stream_users(dsn: str, ids: PublicIds, secret: str, users: int) -> Seeded:
+    """`users` users with a token each and one BDR each in `processing` (the SSE benchmarks'
+    subscribers and what their events are about), in bulk."""
+    conn = await connect(dsn, "pmd-bench-seed")
+    try:
+        await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
+        rows = await conn.fetch(
+            """
+            INSERT INTO users (handle, email)
+            SELECT 'sse' || g, 'sse' || g || '@example.com' FROM generate_series(1, $1) g
+            RETURNING id
+            """,
+            users,
+        )
+        user_ids = [r["id"] for r in rows]
+        await conn.execute(
+            "UPDATE users u SET public_sqid = s.sqid"
+            " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE u.id = s.id",
+            user_ids,
+            [ids.encode(u) for u in user_ids],
+        )
+        bdrs = await conn.fetch(
+            """
+            INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
+            SELECT u, ARRAY[1, 2, 3, 4], 4, 'processing' FROM unnest($1::int[]) AS u
+            RETURNING id, user_id
+            """,
+            user_ids,
+        )
+        by_user = {r["user_id"]: r["id"] for r in bdrs}
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    return Seeded(
+        tokens=[mint_token(secret, ids.encode(u), ttl_seconds=3600) for u in user_ids],
+        bdr_ids=[by_user[u] for u in user_ids],
+    )

@@ -206,3 +206,12 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
             p.wait(10)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+async def listeners(conn: asyncpg.Connection) -> int:
+    """How many server processes hold their LISTEN connection (each does once it is up)."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"
+        " AND datname = current_database()"
+    )
+    return count
