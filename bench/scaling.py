@@ -53,7 +53,7 @@ from pmd_service.host.tokens import mint_token
 from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.jobs.worker import MAX_JOBS, POLL_DELAY
-from pmd_service.sse.service import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
+from pmd_service.sse.replay import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
 from support.measures import cpu_seconds, machine_seconds, percentile
 from support.stack import (
     CHECKOUT,

@@ -26,7 +26,7 @@ SQL_USER_BY_KEY = _USER_COLUMNS + "WHERE user_key = $1"
 SQL_USERS_BY_ID = _USER_COLUMNS + "WHERE id = ANY($1::int[])"
 # A ticket's caller who has no public id (the host's column allows NULL).
 SQL_USER_BY_ID = _USER_COLUMNS + "WHERE id = $1"
-# The callers of many stream openings at once (sse/callers.py).
+# The callers of many stream openings at once (sse/user_lookups.py).
 SQL_USERS_BY_SQIDS = _USER_COLUMNS + "WHERE public_sqid = ANY($1::text[])"
 
 # A user's row by public id, or None: load_user, or what batches the lookups of openings.

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 # New streams between two freezes: their objects (~70 each) are what a collection of the
-# unfrozen generations walks, so this bounds a pause at ~35,000 objects (~30 ms).
+# unfrozen generations walks, so this bounds a pause at ~35,000 objects (its pause: the
+# GC line of `python -m bench.sse`).
 FREEZE_EVERY = 500
 # Reclaim no earlier than this many ended streams, however few are open.
 RECLAIM_AT_LEAST = 1000
@@ -67,7 +68,7 @@ class HeapKeeper:
 
         Checked at every opening, not once a second: streams arrive by the hundreds a second
         (a whole site reconnecting after a deploy), and a second's worth of them left unfrozen
-        was what a full collection then walked (~60 ms at 800 openings a second).
+        was what a full collection then walked (docs/architecture.md on the heap keeper).
         """
         self._last_opening = self._clock()
         if opened - self._opened_at_freeze >= FREEZE_EVERY:

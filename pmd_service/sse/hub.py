@@ -368,8 +368,8 @@ class Hub:
             await asyncio.sleep(period)
             if self.heap is not None:
                 self.heap.tend(self.opened, self.ended, self.subscriber_count)
-            # A pass over 20,000 streams takes ~20 ms: in slices, with the loop free between
-            # them, so an event is not held up behind the whole pass.
+            # A pass over every stream of a full process is long for one loop turn: in slices,
+            # with the loop free between them, so an event is not held up behind the pass.
             every = [sub for subs in self._by_target.values() for sub in subs]
             for start in range(0, len(every), TICK_SLICE):
                 if start:

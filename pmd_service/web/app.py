@@ -16,7 +16,7 @@ from ..core.settings import Settings
 from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
 from ..sse.redemptions import Redemptions
-from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse
+from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse, sse_hub
 from .cors import setup_cors
 from .download_slots import ProxySlots
 from .keys import (
@@ -118,7 +118,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_host_cache_ctx)
-    app.cleanup_ctx.append(sse.hub_ctx)
+    app.cleanup_ctx.append(sse_hub.hub_ctx)
     app.cleanup_ctx.append(bdr.announcer_ctx)  # flushed before the pool and Redis close
     app.cleanup_ctx.append(internal_metrics_ctx)
     register(
@@ -134,7 +134,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             *reference.ENDPOINTS,
         ),
     )
-    sse.setup(app)
+    sse_hub.setup(app)
     pages.setup(app)
     reference.setup(app)
     if settings.cors_origins:

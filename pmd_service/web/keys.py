@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     from ..bdr.announcer import Announcer
     from ..bdr.files import ZipFiles
     from ..host.access import Principal
-    from ..sse.callers import UserLookups
     from ..sse.hub import Hub
+    from ..sse.pool_turns import Turns
     from ..sse.redemptions import Redemptions
-    from ..sse.turns import Turns
+    from ..sse.user_lookups import UserLookups
     from .declaration import Endpoint
     from .download_slots import ProxySlots
     from .outage import OutageLog
@@ -37,7 +37,7 @@ HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 # Stream openings whose database queries may run at once (web/sse.py): the rest wait their turn.
-SSE_OPENINGS: web.AppKey[Turns] = web.AppKey("sse_openings")
+SSE_POOL_TURNS: web.AppKey[Turns] = web.AppKey("sse_openings")
 SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")

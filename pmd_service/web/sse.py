@@ -1,10 +1,10 @@
-"""GET /api/pmd/bdr/sse (the stream) and POST /api/pmd/bdr/sse-ticket, plus the hub's lifecycle."""
+"""GET /api/pmd/bdr/sse (the stream) and POST /api/pmd/bdr/sse-ticket (the hub's lifetime in
+the app: web/sse_hub.py)."""
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import AsyncIterator, Collection
 from typing import Annotated
 
 import msgspec
@@ -15,24 +15,18 @@ from ..bdr import service as bdr_service
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..core.problems import bad_request
 from ..exports import service as export_service
-from ..sse import access, frames, service, tickets
-from ..sse.access import Pair, Revoked
-from ..sse.callers import UserLookups
-from ..sse.heap import HeapKeeper
+from ..sse import frames, replay, tickets
 from ..sse.hub import Hub, Subscriber
-from ..sse.turns import Turns
 from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint, Param
 from .keys import (
     DB_POOL,
     PRINCIPAL,
     REDIS,
-    SETTINGS,
     SSE_CALLERS,
     SSE_HUB,
-    SSE_OPENINGS,
+    SSE_POOL_TURNS,
     STREAM_RESPONSE,
-    TEND_HEAP,
 )
 from .responses import json_response
 from .routing import parse_query
@@ -53,52 +47,12 @@ SSE_HEADERS = {
 }
 
 
-async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    pool = app[DB_POOL]
-
-    async def access_check(pairs: Collection[Pair]) -> dict[Pair, Revoked]:
-        return await access.revocations(pool, pairs)
-
-    hub = Hub(
-        # LISTEN needs a session of its own: never through a transaction-mode pooler.
-        settings.direct_url,
-        search_path=settings.search_path,
-        max_per_user=settings.sse_max_per_user,
-        queue_size=settings.sse_queue_size,
-        ping_seconds=settings.sse_ping_seconds,
-        liveness_seconds=settings.sse_liveness_seconds,
-        access_check=access_check,
-        access_check_seconds=settings.sse_access_check_seconds,
-        heap=HeapKeeper() if app[TEND_HEAP] else None,
-    )
-    await hub.start()
-    app[SSE_HUB] = hub
-    # A reconnect storm (a server's every stream after a restart, or a network's after a drop)
-    # is thousands of openings at once, each with its queries. Queued for the pool they would
-    # time out after DB_ACQUIRE_TIMEOUT as 503s (3,220 of 12,500 in bench.sse --box), and take
-    # every connection from the other requests meanwhile. Here they wait their turn instead,
-    # with half the pool, and the kernel's accept queue holds the rest.
-    app[SSE_OPENINGS] = turns = Turns(max(1, settings.db_pool_max // 2))
-    app[SSE_CALLERS] = callers = UserLookups(pool, turns, hub.refuse_if_closing)
-    yield
-    await callers.stop()
-    await hub.stop()
-
-
-async def _close_streams(app: web.Application) -> None:
-    # on_shutdown runs before aiohttp waits for open handlers: ending every stream here lets
-    # them all finish at once instead of each waiting out the shutdown timeout.
-    if SSE_HUB in app:
-        app[SSE_HUB].close_all()
-
-
 async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     query = parse_query(request, StreamQuery)
-    # The caller's lookup is batched with other openings' (sse/callers.py), in their turns
+    # The caller's lookup is batched with other openings' (sse/user_lookups.py), in their turns
     # at the pool.
     principal = await bearer_or_ticket(request, request.app[SSE_CALLERS].by_sqid)
-    last_event_id = service.parse_last_event_id(
+    last_event_id = replay.parse_last_event_id(
         request.headers.get("Last-Event-ID") or query.last_event_id
     )
     transport = request.transport
@@ -116,11 +70,11 @@ async def _open(
     """Send the opening; returns the response and the watermark (the last event id it holds).
     `owner`: the caller watches their own downloads (a moderator's stream has no exports)."""
     recent = request.app[SSE_HUB].recent
-    opening = service.resumed_from_memory(recent, target_id, last_event_id, owner)
+    opening = replay.resumed_from_memory(recent, target_id, last_event_id, owner)
     if opening is None:
-        async with request.app[SSE_OPENINGS]:
+        async with request.app[SSE_POOL_TURNS]:
             request.app[SSE_HUB].refuse_if_closing()
-            opening = await service.opening(request.app[DB_POOL], target_id, last_event_id, owner)
+            opening = await replay.opening(request.app[DB_POOL], target_id, last_event_id, owner)
     response = EventStream(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     await response.prepare(request)
@@ -320,7 +274,3 @@ ENDPOINTS = (
         params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
     ),
 )  # fmt: skip
-
-
-def setup(app: web.Application) -> None:
-    app.on_shutdown.append(_close_streams)

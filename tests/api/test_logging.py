@@ -16,7 +16,7 @@ from msgspec.structs import replace
 
 from pmd_service.core import logs
 from pmd_service.core.settings import Settings
-from pmd_service.sse import service
+from pmd_service.sse import replay
 from support.mailbox import Mailbox
 from support.seeding import Factory
 from support.sse import SSE, Stream
@@ -141,7 +141,7 @@ async def test_a_failed_sse_opening_logs_and_answers_with_its_request_id(
     async def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("the opening's query broke")
 
-    monkeypatch.setattr(service, "opening", broken)
+    monkeypatch.setattr(replay, "opening", broken)
     resp = await client.get(SSE, headers={**user.auth, "X-Request-ID": "sse-err-1"})
     assert resp.status == 500
     assert resp.headers["X-Request-ID"] == "sse-err-1"

@@ -18,7 +18,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.sse import service, tickets
+from pmd_service.sse import replay, tickets
 from pmd_service.web.keys import SSE_HUB
 from support.seeding import Factory
 from support.sse import SSE, open_stream
@@ -248,20 +248,20 @@ async def test_a_resume_is_answered_from_the_hubs_memory_exactly_as_the_table_an
     everyone = await factory.pool.fetch("SELECT id FROM bdr_events ORDER BY id")
     # After each event there is, the user's own and the other's: the same bytes both ways.
     for (after,) in everyone:
-        memory = service.resumed_from_memory(hub.recent, user.id, after)
-        table = await service.opening(factory.pool, user.id, after)
+        memory = replay.resumed_from_memory(hub.recent, user.id, after)
+        table = await replay.opening(factory.pool, user.id, after)
         assert memory is not None, after
         assert memory.body == table.body, after
         assert memory.watermark == newest  # every later event reaches the stream live
-    assert service.resumed_from_memory(hub.recent, user.id, own[-1]) is not None
+    assert replay.resumed_from_memory(hub.recent, user.id, own[-1]) is not None
 
     # What the hub cannot vouch for goes to the table: never an event id, newer than it
     # has read, or older than what it holds (a server started after those events).
     for unknown in (0, -1, newest + 1000):
-        assert service.resumed_from_memory(hub.recent, user.id, unknown) is None
+        assert replay.resumed_from_memory(hub.recent, user.id, unknown) is None
     fresh = (await serve()).app[SSE_HUB]
-    assert service.resumed_from_memory(fresh.recent, user.id, own[0]) is None
-    assert service.resumed_from_memory(fresh.recent, user.id, None) is None
+    assert replay.resumed_from_memory(fresh.recent, user.id, own[0]) is None
+    assert replay.resumed_from_memory(fresh.recent, user.id, None) is None
 
 
 async def test_listener_killed_while_events_commit_loses_and_doubles_nothing(

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 
 from pmd_service.core.settings import Settings
-from pmd_service.sse.callers import UserLookups
-from pmd_service.sse.turns import Turns
+from pmd_service.sse.pool_turns import Turns
+from pmd_service.sse.user_lookups import UserLookups
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_OPENINGS
+from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_POOL_TURNS
 from support.seeding import Factory
 from support.sse import SSE, Stream, open_stream
 from tests.helpers import (
@@ -38,7 +38,7 @@ async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_o
     server = await serve(db_pool_max=2, db_acquire_timeout=0.2)
     user = await factory.user()
     url = str(server.make_url(SSE))
-    async with server.app[SSE_OPENINGS]:
+    async with server.app[SSE_POOL_TURNS]:
         waiting = asyncio.ensure_future(session.get(url, headers=user.auth))
         await asyncio.sleep(0.6)  # three acquire timeouts
         assert not waiting.done()
@@ -65,7 +65,7 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     gone = replace(users[0], token=factory.token("nosuchsqid"))
     lookups = server.app[SSE_CALLERS]
     before = lookups.queries
-    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
         asked = [session.get(url, headers=u.auth) for u in [*users, banned, gone]]
         pending = [asyncio.ensure_future(a) for a in asked]
         await asyncio.sleep(0.3)
@@ -104,7 +104,7 @@ async def test_moderators_openings_at_once_share_their_target_lookups_too(
     ]
     lookups = server.app[SSE_CALLERS]
     before_queries, before_looked_up = lookups.queries, lookups.looked_up
-    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
         asked = [
             *(session.get(url, headers=m.auth, params={"target_sqid": u.sqid})
               for m, u in zip(mods[:6], users[:6], strict=True)),
@@ -144,7 +144,7 @@ async def test_tickets_minted_at_once_share_their_user_lookups_in_the_openings_t
     url = server.make_url("/api/pmd/bdr/sse-ticket")
     lookups = server.app[SSE_CALLERS]
     before = lookups.queries
-    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
         pending = [asyncio.ensure_future(session.post(url, headers=u.auth)) for u in users]
         await asyncio.sleep(0.3)
         assert not any(p.done() for p in pending)
@@ -197,7 +197,7 @@ async def test_a_token_naming_a_lone_surrogate_fails_only_its_own_opening(
     url = str(server.make_url(SSE))
     users = [await factory.user() for _ in range(8)]
     odd = replace(users[0], token=factory.token(LONE_SURROGATE))
-    async with server.app[SSE_OPENINGS]:  # the turn is busy: every lookup queues
+    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
         pending = [asyncio.ensure_future(session.get(url, headers=u.auth)) for u in [*users, odd]]
         await asyncio.sleep(0.3)
     answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
@@ -258,7 +258,7 @@ async def test_an_opening_that_waited_through_the_start_of_a_shutdown_is_a_503(
     # told to reconnect elsewhere, never answered 500.
     server = await serve(db_pool_max=2)
     user = await factory.user()
-    async with server.app[SSE_OPENINGS]:
+    async with server.app[SSE_POOL_TURNS]:
         waiting = asyncio.ensure_future(session.get(server.make_url(SSE), headers=user.auth))
         await asyncio.sleep(0.2)
         assert not waiting.done()

@@ -1,11 +1,11 @@
-"""Turns at the pool for stream openings (pmd_service/sse/turns.py): first come, first
+"""Turns at the pool for stream openings (pmd_service/sse/pool_turns.py): first come, first
 served, and a waiter that gives up never takes a turn from another."""
 
 from __future__ import annotations
 
 import asyncio
 
-from pmd_service.sse.turns import Turns
+from pmd_service.sse.pool_turns import Turns
 
 
 async def test_turns_are_handed_on_in_arrival_order() -> None:

@@ -2,12 +2,12 @@
 
 Every opening checks the account its token (or ticket) names: deactivated, banned, its
 roles. A reconnect storm is thousands of openings at once, and one query each was the
-largest share of a server's CPU per opening (~27% at 100,000 streams, bench.sse --box: the
-round trip, asyncpg's protocol work and the loopback's, per opening). Here lookups that
+largest share of a server's CPU per opening (the round trip, asyncpg's protocol work and the
+loopback's; docs/benchmarks.md, "What made the storm cheaper"). Here lookups that
 arrive while a query is out wait for the next one, which takes them all: under load a query
 serves hundreds of openings; alone, a lookup is sent at once.
 
-The queries take the openings' turns at the pool (sse/turns.py), as the openings' other
+The queries take the openings' turns at the pool (sse/pool_turns.py), as the openings' other
 queries do, so a storm still leaves the rest of the pool to other requests; and one that
 got its turn as the server began to stop answers every waiting opening 503. A query refused
 for a value in it (one public id asyncpg cannot encode, or PostgreSQL cannot take) is asked
@@ -24,7 +24,7 @@ import asyncpg
 
 from ..core.db import PoolTimeout
 from ..host.access import SQL_USERS_BY_SQIDS, valid_sqid
-from .turns import Turns
+from .pool_turns import Turns
 
 # Public ids a query looks up at most (the rest wait for the next one).
 MAX_BATCH = 500
@@ -70,8 +70,8 @@ class UserLookups:
                 self._refuse_if_closing()
                 rows, refused = await self._fetch(list(batch))
         except TimeoutError as exc:
-            # The query outlasted the command timeout: in a 100,000-stream ticket storm, a
-            # saturated box answered its openings 500 by the thousand (bench.sse --box). What
+            # The query outlasted the command timeout: in a ticket storm a saturated box
+            # answered its openings 500 by the thousand (docs/benchmarks.md). What
             # the box cannot serve in time is shed as the pool's timeout is: 503, Retry-After.
             shed = (
                 exc

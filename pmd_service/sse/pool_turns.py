@@ -2,8 +2,8 @@
 
 A reconnect storm queues thousands of openings here at once. asyncio.Semaphore (3.11) scans
 its waiters on every acquire (`locked()`) and removes each woken one from the middle of its
-deque: both linear in the queue, so a storm of N openings cost O(N^2) (8% of a server's CPU
-at 12,500 streams, bench.sse --box). Here a released turn is handed straight to the oldest
+deque: both linear in the queue, so a storm of N openings cost O(N^2) (measured: docs/
+benchmarks.md, "What made the storm cheaper"). Here a released turn is handed straight to the oldest
 waiter still waiting; a waiter that gave up is skipped when its turn comes.
 """
 
