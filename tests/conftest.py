@@ -42,7 +42,16 @@ from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_sea
 from support.seeding import Factory
 from support.stack import create_database, drop_database, free_port, with_database
 from tests import prerequisites, skip_guard
-from tests.helpers import CHECKOUT, SECRET, TABLES, Serve, ServedLikeServerPy, as_role, grant_role
+from tests.helpers import (
+    CHECKOUT,
+    SECRET,
+    TABLES,
+    Serve,
+    Served,
+    ServedLikeServerPy,
+    as_role,
+    grant_role,
+)
 from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
@@ -286,3 +295,11 @@ async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> As
     yield start
     for server in servers:
         await server.close()
+
+
+@pytest.fixture
+async def served(serve: Serve, aiohttp_client: AiohttpClient) -> Served:
+    """A server as `python server.py` runs it, with the test's settings, and a client of it."""
+    server = await serve()
+    client: TestClient[Any, Any] = await aiohttp_client(server)
+    return server, client

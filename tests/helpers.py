@@ -324,6 +324,8 @@ def service_statements() -> dict[str, str]:
 HUNG = 30.0
 
 Serve = Callable[..., Awaitable[TestServer]]
+# A server started by `serve` with the test's settings, and a client of it.
+Served = tuple[TestServer, Client]
 
 
 class ServedLikeServerPy(TestServer):

@@ -14,7 +14,6 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
@@ -25,6 +24,7 @@ from support.sse import SSE, open_stream
 from tests.helpers import (
     HUNG,
     Serve,
+    Served,
     assert_problem,
     event_ids,
     eventually,
@@ -45,14 +45,9 @@ Client = TestClient[Any, Any]
 
 
 async def test_snapshot_then_live_updates_as_the_worker_builds(
-    serve: Serve,
-    aiohttp_client: AiohttpClient,
-    session: aiohttp.ClientSession,
-    factory: Factory,
-    settings: Settings,
+    served: Served, session: aiohttp.ClientSession, factory: Factory, settings: Settings
 ) -> None:
-    server = await serve()
-    client: Client = await aiohttp_client(server)
+    server, client = served
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(3)]
     older = [await request_bdr(client, owner, [p.id]) for p in posts[:2]]
@@ -91,14 +86,9 @@ async def test_snapshot_then_live_updates_as_the_worker_builds(
 
 
 async def test_a_removed_download_reaches_the_stream_as_removed_not_expired(
-    serve: Serve,
-    aiohttp_client: AiohttpClient,
-    session: aiohttp.ClientSession,
-    factory: Factory,
-    settings: Settings,
+    served: Served, session: aiohttp.ClientSession, factory: Factory, settings: Settings
 ) -> None:
-    server = await serve()
-    client: Client = await aiohttp_client(server)
+    server, client = served
     owner = await factory.user()
     item = await request_bdr(client, owner, [(await factory.post(owner)).id])
     await run_worker(settings)

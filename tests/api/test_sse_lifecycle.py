@@ -12,7 +12,6 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
@@ -22,6 +21,7 @@ from support.sse import SSE, Message, Stream, open_stream
 from tests.helpers import (
     HUNG,
     Serve,
+    Served,
     ServedLikeServerPy,
     assert_problem,
     event_ids,
@@ -129,14 +129,9 @@ class BrowserClient:
 
 
 async def test_browser_style_client_ends_with_the_database_state(
-    serve: Serve,
-    aiohttp_client: AiohttpClient,
-    session: aiohttp.ClientSession,
-    factory: Factory,
-    settings: Settings,
+    served: Served, session: aiohttp.ClientSession, factory: Factory, settings: Settings
 ) -> None:
-    server = await serve()
-    client: Client = await aiohttp_client(server)
+    server, client = served
     user = await factory.user()
     posts = [await factory.post(user) for _ in range(4)]
     made = [await request_bdr(client, user, [p.id for p in posts[: i + 1]]) for i in range(3)]

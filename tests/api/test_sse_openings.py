@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,13 +12,14 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from pmd_service.core.settings import Settings
 from pmd_service.sse.pool_turns import Turns
 from pmd_service.sse.user_lookups import UserLookups
 from pmd_service.web.app import create_app
 from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_POOL_TURNS
-from support.seeding import Factory
+from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream, open_stream
 from tests.helpers import (
     HUNG,
@@ -27,6 +29,28 @@ from tests.helpers import (
     insert_bdr,
     mint_ticket,
 )
+
+
+async def _asked_behind_the_turn(
+    server: TestServer, asked: Sequence[Awaitable[aiohttp.ClientResponse]]
+) -> list[aiohttp.ClientResponse]:
+    """Every request sent while the openings' turn at the pool is held, so that every lookup
+    queues (none may be answered meanwhile); their answers once the turn is let go."""
+    async with server.app[SSE_POOL_TURNS]:
+        pending = [asyncio.ensure_future(a) for a in asked]
+        await asyncio.sleep(0.3)
+        assert not any(p.done() for p in pending)
+    return list(await asyncio.wait_for(asyncio.gather(*pending), HUNG))
+
+
+async def _each_sees_its_own(
+    users: Sequence[UserRow], answers: Sequence[aiohttp.ClientResponse], mine: dict[int, str]
+) -> None:
+    """Each user's opening answered 200 with a snapshot of its own BDR and nobody else's."""
+    for user, resp in zip(users, answers, strict=False):
+        assert resp.status == 200, await resp.text()
+        snapshot = await Stream(resp).opening()
+        assert [m.json()["id"] for m in snapshot if m.event == "bdr_update"] == [mine[user.id]]
 
 
 async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_others(
@@ -65,17 +89,10 @@ async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_a
     gone = replace(users[0], token=factory.token("nosuchsqid"))
     lookups = server.app[SSE_CALLERS]
     before = lookups.queries
-    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
-        asked = [session.get(url, headers=u.auth) for u in [*users, banned, gone]]
-        pending = [asyncio.ensure_future(a) for a in asked]
-        await asyncio.sleep(0.3)
-        assert not any(p.done() for p in pending)
-    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    asked = [session.get(url, headers=u.auth) for u in [*users, banned, gone]]
+    answers = await _asked_behind_the_turn(server, asked)
     try:
-        for user, resp in zip(users, answers, strict=False):
-            assert resp.status == 200, await resp.text()
-            snapshot = await Stream(resp).opening()
-            assert [m.json()["id"] for m in snapshot if m.event == "bdr_update"] == [mine[user.id]]
+        await _each_sees_its_own(users, answers, mine)
         await assert_problem(answers[-2], 403)  # banned
         await assert_problem(answers[-1], 401)  # names nobody
     finally:
@@ -104,23 +121,16 @@ async def test_moderators_openings_at_once_share_their_target_lookups_too(
     ]
     lookups = server.app[SSE_CALLERS]
     before_queries, before_looked_up = lookups.queries, lookups.looked_up
-    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
-        asked = [
-            *(session.get(url, headers=m.auth, params={"target_sqid": u.sqid})
-              for m, u in zip(mods[:6], users[:6], strict=True)),
-            *(session.get(url, params={"ticket": t}) for t in by_ticket),
-            session.get(url, headers=mods[0].auth, params={"target_sqid": "nosuchsqid"}),
-            session.get(url, headers=plain.auth, params={"target_sqid": users[0].sqid}),
-        ]  # fmt: skip
-        pending = [asyncio.ensure_future(a) for a in asked]
-        await asyncio.sleep(0.3)
-        assert not any(p.done() for p in pending)
-    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    asked = [
+        *(session.get(url, headers=m.auth, params={"target_sqid": u.sqid})
+          for m, u in zip(mods[:6], users[:6], strict=True)),
+        *(session.get(url, params={"ticket": t}) for t in by_ticket),
+        session.get(url, headers=mods[0].auth, params={"target_sqid": "nosuchsqid"}),
+        session.get(url, headers=plain.auth, params={"target_sqid": users[0].sqid}),
+    ]  # fmt: skip
+    answers = await _asked_behind_the_turn(server, asked)
     try:
-        for user, resp in zip(users, answers, strict=False):
-            assert resp.status == 200, await resp.text()
-            snapshot = await Stream(resp).opening()
-            assert [m.json()["id"] for m in snapshot if m.event == "bdr_update"] == [mine[user.id]]
+        await _each_sees_its_own(users, answers, mine)
         await assert_problem(answers[-2], 404)  # a target that is nobody
         await assert_problem(answers[-1], 403)  # not a moderator: never looked up
     finally:
@@ -144,11 +154,9 @@ async def test_tickets_minted_at_once_share_their_user_lookups_in_the_openings_t
     url = server.make_url("/api/pmd/bdr/sse-ticket")
     lookups = server.app[SSE_CALLERS]
     before = lookups.queries
-    async with server.app[SSE_POOL_TURNS]:  # the turn is busy: every lookup queues
-        pending = [asyncio.ensure_future(session.post(url, headers=u.auth)) for u in users]
-        await asyncio.sleep(0.3)
-        assert not any(p.done() for p in pending)
-    answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+    answers = await _asked_behind_the_turn(
+        server, [session.post(url, headers=u.auth) for u in users]
+    )
     try:
         for resp in answers:
             assert resp.status == 200, await resp.text()
