@@ -40,6 +40,7 @@ from support.stack import free_port, service_env
 from tests.bdr_steps import built, requested, zip_path
 from tests.helpers import (
     CHECKOUT,
+    HUNG,
     DatabaseRelay,
     direct,
     download_zip,
@@ -545,3 +546,21 @@ async def test_a_database_out_of_reach_at_the_claim_is_a_retry(
         await relay.cut()
         with pytest.raises(Retry):
             await run(ctx, str(uuid.uuid4()))
+
+
+async def test_a_sweep_with_the_database_out_of_reach_is_a_warning_not_an_error(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The every-minute sweep that finds the database gone (a host cut off from it, as the
+    cluster run does) says so and ends: the next sweep does its work. Raised, it was arq's
+    ERROR "cron:sweep failed" with a traceback, for a condition the service handles."""
+    relay = DatabaseRelay(settings.direct_url)
+    await relay.open()
+    through = direct(settings, on_port(settings.direct_url, relay.port))
+    async with job_context(through) as ctx:
+        await relay.cut()
+        with caplog.at_level("WARNING", logger="pmd_service.jobs.upkeep.sweep"):
+            done = await asyncio.wait_for(sweep(ctx), HUNG)
+    assert done == {"requeued": 0, "retaken": 0, "emails": 0, "uploads_aborted": 0}
+    (line,) = [r for r in caplog.records if r.name == "pmd_service.jobs.upkeep.sweep"]
+    assert line.levelname == "WARNING" and "the next sweep runs in a minute" in line.message
