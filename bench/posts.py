@@ -47,6 +47,7 @@ from pmd_service.posts import batch_sql, listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
 from support.measures import percentile
+from support.seeding import bulk_users
 from support.stack import fresh_stack
 
 POSTS = 10_000
@@ -143,19 +144,7 @@ async def seed_listers(
     conn = await connect(dsn, "pmd-bench-seed")
     try:
         await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
-        users = await conn.fetch(
-            """
-            INSERT INTO users (handle, email)
-            SELECT 'bench' || g, 'bench' || g || '@example.com' FROM generate_series(1, $1) g
-            RETURNING id
-            """,
-            len(wanted) + 2,
-        )
-        other, fan, *listers = (r["id"] for r in users)
-        await conn.executemany(
-            "UPDATE users SET public_sqid = $2 WHERE id = $1",
-            [(u, ids.encode(u)) for u in (other, fan, *listers)],
-        )
+        other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
         license_id = await conn.fetchval(
             "INSERT INTO licenses (identifier, title) VALUES ('CC-BY-4.0', 'CC BY 4.0') RETURNING id"
         )

@@ -283,6 +283,28 @@ class HostSite:
         return HostPost(post_id, sqid, shard, data)
 
 
+async def bulk_users(conn: asyncpg.Connection, ids: PublicIds, prefix: str, n: int) -> list[int]:
+    """`n` users (`{prefix}1`, …) with their public sqids, in two statements: the benchmarks'
+    thousands of users, where the Factory's one at a time would take minutes."""
+    rows = await conn.fetch(
+        """
+        INSERT INTO users (handle, email)
+        SELECT $2::text || g, $2::text || g || '@example.com' FROM generate_series(1, $1) g
+        RETURNING id
+        """,
+        n,
+        prefix,
+    )
+    user_ids = [r["id"] for r in rows]
+    await conn.execute(
+        "UPDATE users u SET public_sqid = s.sqid"
+        " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE u.id = s.id",
+        user_ids,
+        [ids.encode(u) for u in user_ids],
+    )
+    return user_ids
+
+
 @dataclass(frozen=True)
 class Seeded:
     tokens: list[str]
@@ -295,21 +317,7 @@ async def seed_stream_users(dsn: str, ids: PublicIds, secret: str, users: int) -
     conn = await connect(dsn, "pmd-bench-seed")
     try:
         await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
-        rows = await conn.fetch(
-            """
-            INSERT INTO users (handle, email)
-            SELECT 'sse' || g, 'sse' || g || '@example.com' FROM generate_series(1, $1) g
-            RETURNING id
-            """,
-            users,
-        )
-        user_ids = [r["id"] for r in rows]
-        await conn.execute(
-            "UPDATE users u SET public_sqid = s.sqid"
-            " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE u.id = s.id",
-            user_ids,
-            [ids.encode(u) for u in user_ids],
-        )
+        user_ids = await bulk_users(conn, ids, "sse", users)
         bdrs = await conn.fetch(
             """
             INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
