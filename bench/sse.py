@@ -487,12 +487,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--streams", type=int, default=100_000, help="with --box: the top stream count"
     )
+    parser.add_argument(
+        "--burst-only",
+        action="store_true",
+        help="with --box: each level filled by the lean storm client, then the burst alone",
+    )
+    parser.add_argument(
+        "--server-root",
+        type=Path,
+        help="with --box: run the server of this checkout (its server.py, package and "
+        "migrations), to compare another commit's code on the same box",
+    )
     args = parser.parse_args(argv)
     if args.box:
         box_levels = sse_box.levels_for(args.streams)
         if args.levels:
             box_levels = [int(n) for n in args.levels.split(",")]
-        cli.save(args.json, {"box": asyncio.run(sse_box.run(box_levels))})
+        run = sse_box.run(box_levels, args.burst_only, args.server_root)
+        cli.save(args.json, {"box": asyncio.run(run)})
         return 0
     levels = tuple(int(n) for n in args.levels.split(",")) if args.levels else LEVELS
     raise_fd_limit(max(levels))

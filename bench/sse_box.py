@@ -53,6 +53,7 @@ import statistics
 import struct
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -120,7 +121,8 @@ class _Stream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        transport.write(self.request)
+        if not self.opened.done():  # one the lean client opened (`fill`) is only read here
+            transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -220,6 +222,21 @@ class _Client:
             (u, t, None) for u, t in users for _ in range(PER_USER)
         ]
         return await self.reopen(wanted, concurrency, within_s)
+
+    async def fill(self) -> dict[str, Any]:
+        """PER_USER streams for each of its users, all opened at once by the lean client (as
+        the storm reopens them, but without Last-Event-ID), then read here as the flood's
+        are: a level filled in a fraction of the flood's time, for the burst alone."""
+        wanted = [self.request(t, None) for _, t in self.users for _ in range(PER_USER)]
+        filled = Storm(self.source, self.port, wanted, OPEN_DEADLINE_S)
+        out = filled.run()
+        loop = asyncio.get_running_loop()
+        for sock in filled.held:
+            stream = _Stream(self, -1, "", None)  # whose it is matters only for one event's
+            stream.opened.set_result(200)
+            await loop.create_connection(stream, sock=sock)
+            self.streams.append(stream)
+        return out
 
     async def reopen(
         self, wanted: list[tuple[int, str, bytes | None]], concurrency: int, within_s: float
@@ -346,6 +363,8 @@ async def _serve(conn: Connection, client: _Client) -> None:
             reply = await client.wait(args)
         elif command == "storm":
             reply = await client.storm()
+        elif command == "fill":
+            reply = await client.fill()
         elif command == "tickets":
             reply = await client.ticket_storm()
         elif command == "held":
@@ -479,6 +498,7 @@ class Box:
     db: Any
     pool_room: int  # connections the servers' pools and listeners may take in all
     log_dir: Path
+    root: Path  # the checkout whose server.py runs (another's: `--server-root`)
 
 
 async def run_level(box: Box, streams: int) -> dict[str, Any]:
@@ -560,7 +580,10 @@ async def _baseline(box: Box, streams: int) -> dict[str, Any]:
         await asyncio.to_thread(base.stop)
 
 
-async def _service_level(box: Box, streams: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def _served(box: Box, streams: int) -> AsyncIterator[tuple[int, _Clients, dict[str, Any]]]:
+    """The level's server processes (their parent's pid) and client processes, and the
+    level's first figures; all stopped after."""
     from support.stack import free_port, listeners, service_env, start_server, stop
 
     processes = processes_for(streams)
@@ -575,7 +598,7 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
     )
     port = free_port()
     log = (box.log_dir / f"box-server-{streams}.log").open("wb")
-    server = await asyncio.to_thread(start_server, env, port, log)
+    server = await asyncio.to_thread(start_server, env, port, log, box.root)
     clients: _Clients | None = None
     try:
         while await listeners(box.db) < processes:  # noqa: ASYNC110 - nothing announces it
@@ -586,14 +609,24 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
         fig: dict[str, Any] = {"streams": streams, "processes": processes, "clients": n,
                                "pool_max": pool, "users": users,
                                "cores": len(os.sched_getaffinity(0))}  # fmt: skip
+        yield server.pid, clients, fig
+    finally:
+        if clients is not None:
+            await clients.close()
+        await asyncio.to_thread(stop, server)
+        log.close()
 
+
+async def _service_level(box: Box, streams: int) -> dict[str, Any]:
+    async with _served(box, streams) as (server_pid, clients, fig):
+        users, n = fig["users"], fig["clients"]
         # Warm: one user's streams per client, then the baselines.
         started = time.monotonic()
         warm = await clients.all("open", (0, 1, WARM_CONCURRENCY))
         warm_streams = sum(r["opened"] for r in warm)
         await asyncio.sleep(1.0)
-        rss0, tcp0, slab0 = servers_rss_kb(server.pid), sockstat_tcp_pages(), slab_kb()
-        fig |= await _flood(clients, _server_pids(server.pid))
+        rss0, tcp0, slab0 = servers_rss_kb(server_pid), sockstat_tcp_pages(), slab_kb()
+        fig |= await _flood(clients, _server_pids(server_pid))
         fig["connect_s"] = time.monotonic() - started
         fig["open_statuses"] = dict(
             sum((Counter(r["statuses"]) for r in warm), Counter(fig["flood_statuses"]))
@@ -603,7 +636,7 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
               f"({fig['flood_shed_pct']:.2f}%); not 200: {fig['flood_statuses'] or 'none'}",
               flush=True)  # fmt: skip
         await asyncio.sleep(3.0)  # idle: let the server settle
-        rss1, tcp1, slab1 = servers_rss_kb(server.pid), sockstat_tcp_pages(), slab_kb()
+        rss1, tcp1, slab1 = servers_rss_kb(server_pid), sockstat_tcp_pages(), slab_kb()
         held = sum(r["held"] for r in await clients.all("held"))
         grown = held - warm_streams
         page_kb = os.sysconf("SC_PAGE_SIZE") / 1024
@@ -638,35 +671,9 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
         print(f"  one event: p50 {fig['event']['p50_ms']:.1f} ms, p99 {fig['event_p99_ms']:.1f} ms",
               flush=True)  # fmt: skip
 
-        burst = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = ANY($1::uuid[])"
-        everyone = box.bdr_ids[:users]
-        burst_ms: list[float] = []
-        worst = 0.0
-        delivered: list[str] = []
-        update_ms: list[float] = []
         holding = [r["held"] for r in await clients.all("held")]
-        for i in range(BURSTS + 1):
-            await clients.ask("arm", [(-1, h) for h in holding])
-            t0 = time.monotonic()
-            await box.db.execute(burst, everyone)
-            committed = time.monotonic()
-            got = [at for r in await clients.all("wait", 30.0) for at in r["times"]]
-            await asyncio.sleep(0.5)
-            if i == 0:
-                continue  # warms PostgreSQL up
-            update_ms.append((committed - t0) * 1000)
-            ms = [(at - t0) * 1000 for at in got]
-            burst_ms += ms
-            delivered.append(f"{len(ms)}/{sum(holding)}")
-            worst = max(worst, max(ms) / 1000 if len(ms) == sum(holding) else math.inf)
-        fig["burst"] = {"p50_ms": statistics.median(burst_ms), "p99_ms": _percentile(burst_ms, 0.99),
-                        "max_ms": max(burst_ms), "update_ms": statistics.median(update_ms),
-                        "delivered": delivered}  # fmt: skip
-        fig["burst_all_s"] = worst
-        print(f"  burst: p50 {fig['burst']['p50_ms']:.0f} ms, p99 {fig['burst']['p99_ms']:.0f} ms, "
-              f"all {worst:.2f} s ({', '.join(delivered)})", flush=True)  # fmt: skip
-
-        fig |= await _storms(clients, _server_pids(server.pid), sum(holding))
+        fig |= await _bursts(box, clients, users, holding)
+        fig |= await _storms(clients, _server_pids(server_pid), sum(holding))
         reopened = fig["storm_reopened"]
         tickets = fig["tickets"]
         after = await clients.all("held")
@@ -682,20 +689,69 @@ async def _service_level(box: Box, streams: int) -> dict[str, Any]:
               f"{' '.join(f'{k} {v:,}' for k, v in tickets['storm_failures'].items())} "
               f"{tickets['storm_statuses'] or 'none'}", flush=True)  # fmt: skip
         return fig
-    finally:
-        if clients is not None:
-            await clients.close()
-        await asyncio.to_thread(stop, server)
-        log.close()
 
 
-async def run(levels: list[int]) -> dict[str, Any]:
+async def _bursts(box: Box, clients: _Clients, users: int, holding: list[int]) -> dict[str, Any]:
+    """Every user's BDR changed in one UPDATE, BURSTS times after an untimed one: when each
+    stream had its event, from sending the UPDATE."""
+    burst = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = ANY($1::uuid[])"
+    everyone = box.bdr_ids[:users]
+    burst_ms: list[float] = []
+    each: list[dict[str, float]] = []
+    delivered: list[str] = []
+    update_ms: list[float] = []
+    for i in range(BURSTS + 1):
+        await clients.ask("arm", [(-1, h) for h in holding])
+        t0 = time.monotonic()
+        await box.db.execute(burst, everyone)
+        committed = time.monotonic()
+        got = [at for r in await clients.all("wait", 30.0) for at in r["times"]]
+        await asyncio.sleep(0.5)
+        if i == 0:
+            continue  # warms PostgreSQL up
+        update_ms.append((committed - t0) * 1000)
+        ms = [(at - t0) * 1000 for at in got]
+        burst_ms += ms
+        delivered.append(f"{len(ms)}/{sum(holding)}")
+        all_s = max(ms) / 1000 if len(ms) == sum(holding) else math.inf
+        each.append({"p50_ms": statistics.median(ms), "p99_ms": _percentile(ms, 0.99),
+                     "all_s": all_s})  # fmt: skip
+    worst = max(b["all_s"] for b in each)
+    print(f"  burst: p50 {statistics.median(burst_ms):.0f} ms, p99 "
+          f"{_percentile(burst_ms, 0.99):.0f} ms, all {worst:.2f} s ({', '.join(delivered)}); "
+          "each: " + ", ".join(f"{b['all_s']:.2f} s" for b in each), flush=True)  # fmt: skip
+    return {"burst": {"p50_ms": statistics.median(burst_ms), "p99_ms": _percentile(burst_ms, 0.99),
+                      "max_ms": max(burst_ms), "update_ms": statistics.median(update_ms),
+                      "delivered": delivered, "each": each},
+            "burst_all_s": worst}  # fmt: skip
+
+
+async def _burst_level(box: Box, streams: int) -> dict[str, Any]:
+    """The burst alone (`--burst-only`): the level filled by the lean client, then the bursts;
+    the load average before and after, as other work on the box moves the figures."""
+    load = os.getloadavg()
+    async with _served(box, streams) as (_, clients, fig):
+        t0 = time.monotonic()
+        fig["fill"] = storm_summary(await clients.all("fill"), streams, t0)
+        holding = [r["held"] for r in await clients.all("held")]
+        print(f"  filled: {sum(holding):,} held in {fig['fill']['storm_s']:.1f} s; not 200: "
+              f"{fig['fill']['storm_statuses'] or 'none'}", flush=True)  # fmt: skip
+        fig |= await _bursts(box, clients, fig["users"], holding)
+    return fig | {"held": sum(holding), "load_before": load, "load_after": os.getloadavg()}
+
+
+async def run(
+    levels: list[int], burst_only: bool = False, root: Path | None = None
+) -> dict[str, Any]:
+    """Every level's figures (`burst_only`: the burst's alone), the server run from `root`'s
+    checkout (this one's by default) on a database its migrations made."""
     from pmd_service.core.db import connect, read_budget
     from pmd_service.core.public_ids import PublicIds
     from support.seeding import seed_stream_users
     from support.stack import CHECKOUT, fresh_stack
 
-    async with fresh_stack() as settings:
+    root = (root or CHECKOUT).resolve()
+    async with fresh_stack(root / "migrations") as settings:
         seeded = await seed_stream_users(
             settings.database_url,
             PublicIds(settings.sqids_alphabet),
@@ -711,13 +767,13 @@ async def run(levels: list[int]) -> dict[str, Any]:
         db = await connect(settings.database_url, "pmd-bench")
         # The servers' logs stay for a look after the run (the stack's folder goes with it).
         logs = CHECKOUT / ".data" / "bench"
-        box = Box(settings, seeded.tokens, seeded.bdr_ids, db, room, logs)
+        box = Box(settings, seeded.tokens, seeded.bdr_ids, db, room, logs, root)
         results = []
         try:
             for n in levels:
                 print(f"{n:,} streams, {processes_for(n)} server process(es), "
                       f"{clients_for(n)} client process(es) ...", flush=True)  # fmt: skip
-                results.append(await run_level(box, n))
+                results.append(await (_burst_level if burst_only else run_level)(box, n))
         finally:
             await db.close()
     figures = {
@@ -726,7 +782,8 @@ async def run(levels: list[int]) -> dict[str, Any]:
         "per_user": PER_USER,
         "max_connections": budget.max_connections,
     }
-    report(figures)
+    if not burst_only:
+        report(figures)
     return figures
 
 

@@ -13,7 +13,6 @@ from typing import Any
 import asyncpg
 
 from pmd_service.core.db import connect
-from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
@@ -313,10 +312,9 @@ class Seeded:
 
 async def seed_stream_users(dsn: str, ids: PublicIds, secret: str, users: int) -> Seeded:
     """`users` users with a token each and one BDR each in `processing` (the SSE benchmarks'
-    subscribers and what their events are about), in bulk."""
+    subscribers and what their events are about), in bulk, in a database fresh_stack made."""
     conn = await connect(dsn, "pmd-bench-seed")
     try:
-        await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
         user_ids = await bulk_users(conn, ids, "sse", users)
         bdrs = await conn.fetch(
             """

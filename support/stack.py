@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +29,7 @@ import asyncpg
 import msgspec
 
 from pmd_service.core.db import connect
-from pmd_service.core.migrate import apply_migrations
+from pmd_service.core.migrate import MIGRATIONS, apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import services
 
@@ -78,8 +79,9 @@ async def drop_database(server_url: str, name: str, *roles: str) -> None:
 
 
 @asynccontextmanager
-async def fresh_stack() -> AsyncIterator[Settings]:
-    """Settings pointing at a new, migrated database, Redis, and a temp vault."""
+async def fresh_stack(migrations: Traversable = MIGRATIONS) -> AsyncIterator[Settings]:
+    """Settings pointing at a new database migrated by `migrations` (another checkout's, for
+    its server), Redis, and a temp vault."""
     # pgserver's start-up blocks; keep it off the event loop.
     base = await asyncio.to_thread(bench_settings)
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
@@ -96,7 +98,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
             )
             conn = await connect(settings.database_url, "pmd-bench")
             try:
-                await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
+                await apply_migrations(conn, migrations, with_host_tables=True)  # dev: stand-ins
             finally:
                 await conn.close()
             yield settings
@@ -171,11 +173,12 @@ def service_env(
 
 
 def start_server(
-    env: dict[str, str], port: int, log: IO[bytes] | None = None
+    env: dict[str, str], port: int, log: IO[bytes] | None = None, root: Path = CHECKOUT
 ) -> subprocess.Popen[bytes]:
     """`python server.py` as production runs it; returns once /readyz answers 200. `log`: where
-    its output goes instead of this process's (a line per request drowns a bench's figures)."""
-    proc = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,
+    its output goes instead of this process's (a line per request drowns a bench's figures);
+    `root`: the checkout whose server it is (its own package is imported, the folder first)."""
+    proc = subprocess.Popen([sys.executable, "server.py"], cwd=root,
                             env={**env, "PORT": str(port)}, stdout=log, stderr=log)  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
