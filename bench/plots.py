@@ -40,7 +40,10 @@ def _target(ax: Any, value: float, label: str, highest: float) -> None:
         ax.set_ylim(0, highest * 1.15)
 
 
-def plot_zip(by_size: list[dict[str, Any]], path: Path) -> None:
+def plot_zip(figures: dict[str, Any], path: Path) -> None:
+    by_size = figures.get("by_size")
+    if not by_size:  # figures of a run without `--sizes`
+        return
     plt = _pyplot()
     mb = [row["bytes"] / 1e6 for row in by_size]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.6))
