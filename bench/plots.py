@@ -17,6 +17,20 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _log2_x(ax: Any, xs: list[float], labels: list[str]) -> None:
+    """An x axis of doubling sizes, each tick at a measured one."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels)
+    ax.minorticks_off()
+
+
 def _below(ax: Any, ncols: int = 2) -> None:
     """Legend under the axes, where it can never hide a line."""
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=ncols, frameon=False)
@@ -72,16 +86,10 @@ def plot_zip(figures: dict[str, Any], path: Path) -> None:
     right.set_xlabel("ZIP size (artworks of ~1 MB each)")
     right.set_title("Ratios (blue: higher is better; orange: lower is better)")
     _below(right, ncols=1)
+    labels = [f"{r['files']} files\n{x:.0f} MB" for r, x in zip(by_size, mb, strict=True)]
     for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(mb)
-        ax.set_xticklabels(
-            [f"{r['files']} files\n{x:.0f} MB" for r, x in zip(by_size, mb, strict=True)]
-        )
-        ax.minorticks_off()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        _log2_x(ax, mb, labels)
+    _save(plt, fig, path)
 
 
 def plot_sse(levels: list[dict[str, Any]], path: Path) -> None:
@@ -121,9 +129,7 @@ def plot_sse(levels: list[dict[str, Any]], path: Path) -> None:
         ax.set_xticks(subs)
         ax.set_xticklabels([f"{n:,}" for n in subs])
         _below(ax, ncols=1 if ax is pause else 3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_posts(posts: dict[str, Any], path: Path) -> None:
@@ -143,9 +149,7 @@ def plot_posts(posts: dict[str, Any], path: Path) -> None:
     ax.set_title(f"GET /api/pmd/posts?limit={posts['page_size']} by page depth "
                  f"({posts['posts']:,} posts)")  # fmt: skip
     _below(ax, ncols=3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_scaling(f: dict[str, Any], path: Path) -> None:
@@ -222,9 +226,7 @@ def plot_scaling(f: dict[str, Any], path: Path) -> None:
     replay.set_ylabel("ms")
     replay.set_title(f"(d) replay with bdr_events at {e['rows']:,} rows")
     _below(replay, ncols=1)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
@@ -270,12 +272,7 @@ def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
     whole.set_ylabel("seconds (log scale)")
     whole.set_title("An event for every user; all streams dropped and reopened; the flood")
     for ax in (held, memory, event, whole):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(asked)
-        ax.set_xticklabels([f"{lv['streams']:,}\n{lv['processes']} proc." for lv in levels])
-        ax.minorticks_off()
+        _log2_x(ax, asked, [f"{lv['streams']:,}\n{lv['processes']} proc." for lv in levels])
         ax.set_xlabel("streams (server processes)")
         _below(ax, ncols=2 if ax in (memory, whole) else 3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
