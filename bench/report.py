@@ -40,20 +40,6 @@ def processes(f: Figures | list[Figures]) -> Figures:
     return {"rows": rows, "ratio": rows[1]["list_rps"] / rows[0]["list_rps"], "sigterm": sigterm}
 
 
-def posts(p: Figures) -> Figures:
-    scale, target = p.get("scale", {}), p.get("scale_target", 1.2)
-    return p | {
-        "r_first": p["first"]["p50_ms"] / p["first_sql"]["p50_ms"],
-        "r_last": p["last"]["p50_ms"] / p["last_sql"]["p50_ms"],
-        "scale_met": bool(scale) and max(scale.values()) <= target,
-        "scale_target": target,
-        "scale_1": scale.get("1", float("nan")),
-        "scale_19": scale.get("19", float("nan")),
-        "big": p.get("big_posts", 0),
-        "cases": p.get("cases", []),
-    }
-
-
 def sse(levels: list[Figures]) -> Figures:
     top = max(lv["subscribers"] for lv in levels)
     return {
@@ -71,18 +57,6 @@ def sse(levels: list[Figures]) -> Figures:
         ),
         "one": all(lv["listeners"] == 1 for lv in levels),
         "fd_bound": top < 20_000 and any(lv.get("asked", 0) > lv["subscribers"] for lv in levels),
-    }
-
-
-def scaling(f: Figures) -> Figures:
-    rows = f["backlog"]["by_workers"]
-    first, top = rows[0], rows[-1]
-    busy = top["cpu"]["machine_busy_s"] - top["cpu"]["others_s"]
-    return f | {
-        "rows": rows,
-        "worker_busy": first["cpu"]["per_worker_s"][0] / first["cpu"]["wall_s"],
-        "ours": busy / top["cpu"]["wall_s"],
-        "per_bdr": busy / top["bdrs"],
     }
 
 
@@ -145,9 +119,9 @@ def _same(f: Any) -> Any:
 
 # Every section of the page, in its order, and what its block reads of its figures.
 SECTIONS: dict[str, Callable[[Any], Figures]] = {
-    "zip": _same, "bdr_e2e": _same, "job": _same, "processes": processes, "posts": posts,
+    "zip": _same, "bdr_e2e": _same, "job": _same, "processes": processes, "posts": _same,
     "sse": sse, "sse_box": sse_box, "page": _same, "host_migrate": _same,
-    "worker_memory": _same, "store": _same, "proxy_memory": proxy_memory, "scaling": scaling,
+    "worker_memory": _same, "store": _same, "proxy_memory": proxy_memory, "scaling": _same,
     "export": export,
 }  # fmt: skip
 # The plots, drawn from figures as their benchmark saved them: section → (draw, file).
