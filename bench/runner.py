@@ -161,12 +161,12 @@ def _field(path: str, key: str, sep: str) -> str | None:
 def record_machine() -> None:
     pg, redis = asyncio.run(service_versions())
     mem_kb = int((_field("/proc/meminfo", "MemTotal:", ":") or "0").split()[0])
+    os_name = _field("/etc/os-release", "PRETTY_NAME=", "=") or platform.system()
     info = {
         "cpu": _field("/proc/cpuinfo", "model name", ":") or "unknown CPU",
         "nproc": str(len(os.sched_getaffinity(0))),
         "memory": f"{mem_kb / 1024**2:.0f} GiB",
-        "os": f"{_field('/etc/os-release', 'PRETTY_NAME=', '=') or platform.system()}, "
-        f"Linux {platform.release()}",
+        "os": f"{os_name}, Linux {platform.release()}",
         "python": f"Python {platform.python_version()}",
         "postgres": pg,
         "redis": redis,
