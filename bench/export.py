@@ -333,10 +333,12 @@ async def _idle_bdrs(run: Run, bdr: Picked, plan: Plan
     return done, floors
 
 
-async def _busy_bdrs(run: Run, bdr: Picked, count: int, export: Requested
-                     ) -> list[dict[str, Any]]:  # fmt: skip
-    """BDRs one after another while the export builds, from BUSY_FROM of its artworks on,
-    marked by whether each ran wholly inside the export's claim → ready (their rows' times)."""
+async def _beside_export(run: Run, bdr: Picked, count: int, label: str,
+                        redis: ArqRedis | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """An export of the BDRs' owner, and BDRs one after another while it builds, from BUSY_FROM
+    of its artworks on, each marked by whether it ran wholly inside the export's claim → ready
+    (their rows' times): (the BDRs, the export)."""
+    export = await request_export(run, bdr.owner, redis)
     n = len(bdr.owner.post_ids)
     await run.until(SQL_EXPORT_ROW, export.id,
                     lambda r: r["status"] == "ready" or r["progress_done"] >= BUSY_FROM * n)  # fmt: skip
@@ -348,16 +350,14 @@ async def _busy_bdrs(run: Run, bdr: Picked, count: int, export: Requested
             break
         done.append(await bdr.bdr(run))
         await asyncio.sleep(GAP_S)
-    return done
-
-
-def _mark_inside(bdrs: list[dict[str, Any]], export: dict[str, Any]) -> int:
-    """Which BDRs ran wholly inside the export's claim → ready; how many did."""
-    for b in bdrs:
+    built = await export_done(run, export, bdr.owner, read_back=False)
+    for b in done:
         b["inside_export"] = (
-            export["started_at"] <= b["started_at"] <= b["completed_at"] <= export["completed_at"]
+            built["started_at"] <= b["started_at"] <= b["completed_at"] <= built["completed_at"]
         )
-    return sum(b["inside_export"] for b in bdrs)
+    print(f"    {label}: {len(done)} BDRs during an export ({sum(b['inside_export'] for b in done)}"
+          f" wholly inside it, which took {built['build_s']:.1f} s)", flush=True)  # fmt: skip
+    return done, built
 
 
 def _part_groups(owner: Owner) -> list[list[Path]]:
@@ -393,15 +393,10 @@ async def _control(run: Run, warm: Owner, bdr: Picked, plan: Plan) -> dict[str, 
     redis = create_redis(plan.control["REDIS_URL"])
     try:
         await export_done(run, await request_export(run, warm, redis), warm, read_back=False)
-        export = await request_export(run, bdr.owner, redis)
-        during = await _busy_bdrs(run, bdr, plan.bdrs, export)
-        done = await export_done(run, export, bdr.owner, read_back=False)
+        during, done = await _beside_export(run, bdr, plan.bdrs, "control, a second worker", redis)
     finally:
         await redis.aclose()
         stop(second)
-    inside = _mark_inside(during, done)
-    print(f"    control: {len(during)} BDRs while a second worker built the export ({inside} "
-          f"wholly inside it, which took {done['build_s']:.1f} s)", flush=True)  # fmt: skip
     return {"bdrs": during, "export": done}
 
 
@@ -429,9 +424,7 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
     busy_exports: list[dict[str, Any]] = []
     bdr_floors: list[dict[str, float]] = []
     export_floors: list[dict[str, float]] = []
-    peaks: list[int] = []
-    samples: list[int] = []
-    busy_peak = 0
+    busy_peak = samples = 0
 
     async def idle_bdrs() -> None:
         done, floors = await _idle_bdrs(run, bdr, plan)
@@ -447,8 +440,7 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
         export = await request_export(run, owner)
         with _rss(run) as rss:
             alone.append(await export_done(run, export, owner, read_back=r == 0))
-        peaks.append(rss.peak)
-        samples.append(rss.samples)
+        samples = samples or rss.samples  # the first export's
         alone[-1] |= {"rss_trace": rss.trace, "rss_before_mb": before / 1024,
                       "rss_peak_mb": rss.peak / 1024}  # fmt: skip
         await settle()
@@ -461,16 +453,12 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
             line += f"; its floor {_throughput(export_floors[-1]):.0f} MB/s"
         print(line, flush=True)
         await idle_bdrs()
-        export = await request_export(run, owner)
         with _rss(run) as rss:
-            during = await _busy_bdrs(run, bdr, plan.bdrs, export)
-            busy_exports.append(await export_done(run, export, owner, read_back=False))
+            during, built = await _beside_export(run, bdr, plan.bdrs, f"round {r + 1}")
+        busy += during
+        busy_exports.append(built)
         busy_peak = max(busy_peak, rss.peak)
         await settle()
-        inside = _mark_inside(during, busy_exports[-1])
-        busy += during
-        print(f"    round {r + 1}: {len(during)} BDRs during an export ({inside} wholly inside "
-              f"it, which took {busy_exports[-1]['build_s']:.1f} s)", flush=True)  # fmt: skip
     control = await _control(run, warm, bdr, plan) if plan.control is not None else None
     idle_all = [b for group in idle for b in group]
     inside_all = [b for b in busy if b["inside_export"]]
@@ -503,13 +491,13 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
         # allocator does not hand it all back), and later exports start from there.
         "rss": {
             "baseline_mb": baseline / 1024,
-            "peak_mb": peaks[0] / 1024,
-            "growth_mb": (peaks[0] - baseline) / 1024,
-            "samples": samples[0],
+            "peak_mb": alone[0]["rss_peak_mb"],
+            "growth_mb": alone[0]["rss_peak_mb"] - baseline / 1024,
+            "samples": samples,
             # The same reading around each idle BDR before it: what a BDR's build takes.
             "bdr_growth_mb": max(b["peak_rss_mb"] for b in idle[0]) - baseline / 1024,
             "peak_with_bdrs_mb": busy_peak / 1024,
-            "later_peaks_mb": [p / 1024 for p in peaks[1:]],
+            "later_peaks_mb": [e["rss_peak_mb"] for e in alone[1:]],
             "after_mb": rss_kb(run.worker_pid) / 1024,
         },
     }

@@ -28,7 +28,14 @@ import asyncpg
 from arq.connections import ArqRedis
 
 from bench import cli
-from bench.zip import FILES, make_large_pngs, make_small_pixel_art, required_floor, seed_algorithm
+from bench.zip import (
+    FILES,
+    make_large_pngs,
+    make_small_pixel_art,
+    required_floor,
+    seed_algorithm,
+    timed,
+)
 from pmd_service.bdr.files import ZipFiles
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
@@ -143,12 +150,6 @@ async def seed_user(
     return owner.id, [p.id for p in posts]
 
 
-def _timed(fn: Callable[..., object], *args: Any) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
-
-
 def _sha256(contents: list[bytes]) -> None:
     digest = hashlib.sha256()
     for data in contents:
@@ -163,8 +164,8 @@ async def _measure(run: Run, settings: Settings, name: str, files: list[Path], r
     jobs, floors, originals = [], [], []
     for i in range(rounds + 2):  # two warm-up rounds
         job = (await run.bdr(owner, None, post_ids))["build_s"]
-        floor = await asyncio.to_thread(_timed, required_floor, files, scratch / "floor.bin")
-        original = await asyncio.to_thread(_timed, seed_algorithm, files, scratch / "orig.zip")
+        floor = await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin")
+        original = await asyncio.to_thread(timed, seed_algorithm, files, scratch / "orig.zip")
         if i >= 2:
             jobs.append(job)
             floors.append(floor)
@@ -172,7 +173,7 @@ async def _measure(run: Run, settings: Settings, name: str, files: list[Path], r
     # What no build can go below: the SHA-256 of every byte, on one core (already in memory:
     # no read, no write), after the alternating rounds.
     contents = [p.read_bytes() for p in files]
-    hashes = [await asyncio.to_thread(_timed, _sha256, contents) for _ in range(rounds)]
+    hashes = [await asyncio.to_thread(timed, _sha256, contents) for _ in range(rounds)]
     return {
         "files": len(files),
         "sha256_s": min(hashes),
