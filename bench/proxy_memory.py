@@ -22,20 +22,18 @@ one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS buc
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 import obstore
 
+from bench import cli
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.public_ids import PublicIds
@@ -92,98 +90,78 @@ async def _settled_rss(pid: int, bound: float = 60) -> float:
     return rss_kb(pid) / 1024
 
 
-class Reader:
+async def stalled_reader(port: int, path: str, token: str) -> asyncio.StreamWriter:
     """A client that asks for the ZIP, reads the headers, and never reads on."""
-
-    def __init__(self) -> None:
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def open(self, port: int, path: str, token: str) -> None:
-        reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        self.writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), head[:200]
-
-    def close(self) -> None:
-        assert self.writer is not None
-        self.writer.transport.abort()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return writer
 
 
 def _arenas_mb(pid: int) -> float:
     return thread_arenas_kb(pid) / 1024
 
 
-async def _proxy_downloads(http: aiohttp.ClientSession, metrics: str) -> float:
-    async with http.get(metrics) as resp:
-        for line in (await resp.text()).splitlines():
-            if line.startswith("pmd_proxy_downloads "):
-                return float(line.split()[1])
-    return float("nan")
-
-
 async def stalled_readers(
     port: int, pid: int, path: str, token: str, levels: list[int], size: int, waves_of: int
 ) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{port}"
+    readers: list[asyncio.StreamWriter] = []
+
+    async def streaming() -> float:
+        async with http.get(base_url + "/metrics") as resp:
+            for line in (await resp.text()).splitlines():
+                if line.startswith("pmd_proxy_downloads "):
+                    return float(line.split()[1])
+        return float("nan")
+
+    async def open_until(level: int) -> float:
+        """Readers added until `level` are open; the server's RSS once settled."""
+        while len(readers) < level:
+            readers.append(await stalled_reader(port, path, token))
+        return await _settled_rss(pid)
+
+    async def close() -> float:
+        """Every reader leaves; the server's RSS once it has let them all go."""
+        for reader in readers:
+            reader.transport.abort()
+        readers.clear()
+        deadline = time.monotonic() + 60
+        while await streaming() and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the server
+            await asyncio.sleep(0.1)
+        return await _settled_rss(pid)
+
     async with aiohttp.ClientSession() as http:
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
             assert len(await r.read()) == size  # the warm-up: one whole download
-        baseline = await _settled_rss(pid)
+        base = await _settled_rss(pid)
         arenas = _arenas_mb(pid)
-        print(f"1. server RSS at rest after one download: {baseline:.1f} MiB ({arenas:.1f} MiB "
+        print(f"1. server RSS at rest after one download: {base:.1f} MiB ({arenas:.1f} MiB "
               "in thread arenas)", flush=True)  # fmt: skip
-        readers: list[Reader] = []
         rows = []
         for level in levels:
-            while len(readers) < level:
-                reader = Reader()
-                await reader.open(port, path, token)
-                readers.append(reader)
-            rss = await _settled_rss(pid)
-            streaming = await _proxy_downloads(http, base_url + "/metrics")
-            rows.append({"readers": level, "rss_mb": rss, "streaming": streaming,
+            rss = await open_until(level)
+            rows.append({"readers": level, "rss_mb": rss, "streaming": await streaming(),
                          "arenas_mb": _arenas_mb(pid)})  # fmt: skip
-            print(f"   {level:4d} stalled readers: RSS {rss:.1f} MiB, +{rss - baseline:.1f} MiB "
-                  f"({(rss - baseline) / level:.2f} MiB each, {rss / baseline:.2f}× the "
-                  f"baseline); {streaming:.0f} downloads streaming", flush=True)  # fmt: skip
-        after = await _close(http, base_url, pid, readers)
-        after_arenas = _arenas_mb(pid)
-        print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
-              f"the baseline ({after / baseline:.2f}×; {after_arenas:.1f} MiB in thread "
-              "arenas)", flush=True)  # fmt: skip
+            print(f"   {level:4d} stalled readers: +{rss - base:.1f} MiB ({(rss - base) / level:.2f}"
+                  f" MiB each); {rows[-1]['streaming']:.0f} downloads streaming", flush=True)  # fmt: skip
+        after, after_arenas = await close(), _arenas_mb(pid)
+        print(f"   after they closed: {after - base:+.1f} MiB against the baseline "
+              f"({after_arenas:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
-            for _ in range(levels[-1]):
-                reader = Reader()
-                await reader.open(port, path, token)
-                readers.append(reader)
-            again = await _settled_rss(pid)
-            after_again = await _close(http, base_url, pid, readers)
-            waves.append({"open_rss_mb": again, "after_rss_mb": after_again,
+            again = await open_until(levels[-1])
+            waves.append({"open_rss_mb": again, "after_rss_mb": await close(),
                           "after_arenas_mb": _arenas_mb(pid)})  # fmt: skip
-            print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
-                  f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
-                  f"the baseline ({after_again / baseline:.2f}×; "
-                  f"{waves[-1]['after_arenas_mb']:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
-    return {"zip_bytes": size, "baseline_rss_mb": baseline, "baseline_arenas_mb": arenas,
+            print(f"   wave {wave}: RSS {again:.1f} MiB open, "
+                  f"{waves[-1]['after_rss_mb'] - base:+.1f} MiB after", flush=True)  # fmt: skip
+    return {"zip_bytes": size, "baseline_rss_mb": base, "baseline_arenas_mb": arenas,
             "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
             "waves": waves}  # fmt: skip
-
-
-async def _close(
-    http: aiohttp.ClientSession, base_url: str, pid: int, readers: list[Reader]
-) -> float:
-    """Every reader leaves; the server's RSS once it has let them all go."""
-    for reader in readers:
-        reader.close()
-    readers.clear()
-    deadline = time.monotonic() + 60
-    while await _proxy_downloads(http, base_url + "/metrics") and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the server
-        await asyncio.sleep(0.1)
-    return await _settled_rss(pid)
 
 
 async def _timed(http: aiohttp.ClientSession, method: str, url: str, token: str) -> dict[str, Any]:
@@ -216,13 +194,9 @@ async def frozen_store(
                     url = f"http://127.0.0.1:{port}/api/pmd/bdr/{get_id}/download"
                     out[f"{state}_get_{mode}"] = [await _timed(http, "GET", url, token)
                                                   for _ in range(rounds)]  # fmt: skip
-                out[f"{state}_delete"] = [
-                    await _timed(
-                        http, "DELETE",
-                        f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/{removable.pop()}", token,
-                    )
-                    for _ in range(rounds)
-                ]  # fmt: skip
+                bdrs = f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/"
+                out[f"{state}_delete"] = [await _timed(http, "DELETE", f"{bdrs}{removable.pop()}",
+                                                       token) for _ in range(rounds)]  # fmt: skip
             finally:
                 if state == "frozen":
                     weed.thaw()
@@ -277,21 +251,14 @@ def run(levels: list[int], size: int, waves: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxy_memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = cli.parser("proxy_memory", __doc__)
     parser.add_argument("--readers", default="10,40,100", help="stalled readers, cumulative")
     parser.add_argument("--mib", type=int, default=24, help="size of the ZIP served")
-    parser.add_argument(
-        "--waves",
-        type=int,
-        default=6,
-        help="waves of the largest number of readers (each opened, then closed)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--waves", type=int, default=6,
+                        help="waves of the largest number of readers (each opened, then closed)")  # fmt: skip
     args = parser.parse_args()
-    figures = run([int(n) for n in args.readers.split(",")], args.mib * MIB, args.waves)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    levels = [int(n) for n in args.readers.split(",")]
+    cli.save(args.json, run(levels, args.mib * MIB, args.waves))
 
 
 if __name__ == "__main__":
