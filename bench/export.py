@@ -1,29 +1,19 @@
 """A full export in parts through the real worker: `python -m bench.export [--quick]`.
 
-Not a test: prints figures, exits 0. One user with 3,000 artworks of 0.9 to 1.1 MB of random
-bytes (incompressible, like detailed PNGs), one with 8 for the warm-ups. The real worker builds
-exports of the 3,000 in parts of 256 MiB, inserted and enqueued as the server does, into the
-folder (BDR_PATH) and then into SeaweedFS (BDR_STORE=s3://…). In each store, after the
-warm-ups, each round runs: BDRs of 128 of the same artworks one after another, the worker
-otherwise idle, each followed by its floor (the same files written plainly, fsynced, or as one
-object); an export on its own (its files in the page cache, the worker's RSS read every 5 ms),
-then its floor; the same BDRs again; another export with the same BDRs beside it. The folder
-gets three rounds, SeaweedFS two; then, in the folder, the control: the same BDRs while a
-second worker process (on another Redis database) builds the same export.
+Not a test: prints figures, exits 0. One user with 3,000 artworks of ~1 MB of random bytes, one
+with 8 for the warm-ups; the real worker builds exports in parts of 256 MiB, requested as the
+server does, into the folder (BDR_PATH), then into SeaweedFS (BDR_STORE=s3://…). Each round, in
+each store: BDRs of 128 of the same artworks with the worker idle, each beside its floor (the
+same files written plainly); an export alone (the worker's RSS read every 5 ms), beside its
+floor; idle BDRs again; an export with the same BDRs beside it. Three rounds in the folder, two
+in SeaweedFS, then the control in the folder: the same BDRs while a second worker (another Redis
+database) builds the export. Figures, each a ratio within the run: throughput (target ≥ 0.9× a
+BDR's), RSS growth (≤ +30 MB), a BDR's time to ready during an export (≤ 1.5× idle). Every build
+is checked (all artworks, none skipped, sizes as their rows say, one part read back against its
+SHA-256) and every file written is removed. docs/benchmarks.md tells the rest.
 
-Figures, each a ratio within the run: throughput (the export's bytes ÷ claim → ready against the
-idle BDRs', summed over all builds; target ≥ 0.9×), memory (the worker's peak RSS during the
-first export alone minus its RSS after the warm-up; target ≤ +30 MB), BDRs first (a BDR's
-insert → ready while an export builds in the same worker against idle, medians of those wholly
-inside the export; target ≤ 1.5×; the control gives the same figure with nothing holding the
-export back), and beside them CPU per GB and the floors' own ratio.
-
-Every export is checked ready with all artworks and none skipped, its parts within 256 MiB and
-there with their rows' sizes, one part per store read back against its SHA-256; every BDR's ZIP
-there with its row's size. Every file written is removed once checked, or at the end.
-
-`--quick`: 300 artworks (2 parts), one round of 2 BDRs (folder) or 1 (SeaweedFS), in about a
-minute: a smoke test of the benchmark itself, its figures too few to go by.
+`--quick`: 300 artworks, one round of 2 BDRs (folder) or 1 (SeaweedFS), in about a minute: a
+smoke test of the benchmark itself, its figures too few to go by.
 """
 
 from __future__ import annotations
@@ -319,20 +309,6 @@ def _rss(run: Run) -> PeakRss:
     return PeakRss(lambda: rss_kb(run.worker_pid), 0.005, None, 0.5)
 
 
-async def _idle_bdrs(run: Run, bdr: Picked, plan: Plan
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:  # fmt: skip
-    done, floors = [], []
-    for _ in range(plan.bdrs):
-        with _rss(run) as rss:
-            done.append(await bdr.bdr(run))
-        done[-1]["peak_rss_mb"] = rss.peak / 1024
-        await asyncio.sleep(GAP_S)
-        if plan.floors:
-            floors.append(await asyncio.to_thread(_floor, run.zips, [bdr.files]))
-            await asyncio.sleep(GAP_S)
-    return done, floors
-
-
 async def _beside_export(run: Run, bdr: Picked, count: int, label: str,
                         redis: ArqRedis | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     """An export of the BDRs' owner, and BDRs one after another while it builds, from BUSY_FROM
@@ -427,9 +403,15 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
     busy_peak = samples = 0
 
     async def idle_bdrs() -> None:
-        done, floors = await _idle_bdrs(run, bdr, plan)
-        idle.append(done)
-        bdr_floors.extend(floors)
+        idle.append([])
+        for _ in range(plan.bdrs):
+            with _rss(run) as rss:
+                done = await bdr.bdr(run)
+            idle[-1].append(done | {"peak_rss_mb": rss.peak / 1024})
+            await asyncio.sleep(GAP_S)
+            if plan.floors:
+                bdr_floors.append(await asyncio.to_thread(_floor, run.zips, [bdr.files]))
+                await asyncio.sleep(GAP_S)
 
     for r in range(plan.rounds):
         await idle_bdrs()

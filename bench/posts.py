@@ -1,21 +1,16 @@
 """Benchmark of the posts endpoints over loopback: `python -m bench.posts`.
 
-Not a test: it prints figures and exits 0. It seeds a fresh database (created and dropped here)
-with a user owning 10,000 artworks with post sqids (as the host always sets them), one owning
-10,000 whose `public_sqid` is NULL, and one owning `--big` (100,000) (plus comments,
-reactions, other users' posts, playlists and deleted posts), serves `create_app` from a real
-aiohttp server on a loopback port, and reports p50/p99 of
+Not a test: it prints figures and exits 0. A fresh database with a user owning 10,000 artworks
+with post sqids (as the host always sets them), one owning 10,000 whose `public_sqid` is NULL,
+and one owning `--big` (plus comments, reactions, other users' posts, playlists and deleted
+posts); `create_app` served on a loopback port. p50/p99, each series interleaved with its floor
+(the least SQL that yields the same data, run directly on a held asyncpg connection), of
+GET /api/pmd/posts?limit=512 on pages 1 and 19 of each user, on the first, the last and pages
+at `--depths` of the first, and of a 128-id hide action (each one really hides 128 posts).
 
-- GET /api/pmd/posts?limit=512 on pages 1 and 19 of each of the three users, each request
-  interleaved with the floor: the least SQL that yields the same page's data (posts, files,
-  per-post counts, total), run directly on a held asyncpg connection;
-- the first and the last page, and pages at several depths, of the first user;
-- a 128-id hide action (each one really hides 128 posts).
-
-Targets (issue #17): GET p50 <= 1.3x the floor's with post sqids set, <= 1.6x with them NULL,
-on page 1 and page 19; the 100,000-post user's p50 within 1.2x of the 10,000-post user's.
-Earlier ones: list p50 <= 25 ms and <= 2x the floor; last page within 1.3x of the first;
-128-id hide p99 <= 20 ms.
+Targets (issue #17): GET p50 <= 1.3x the floor's with post sqids set, <= 1.6x with them NULL;
+the `--big` user's p50 within 1.2x of the 10,000-post user's. Earlier ones: list p50 <= 25 ms
+and <= 2x the floor; last page within 1.3x of the first; 128-id hide p99 <= 20 ms.
 """
 
 from __future__ import annotations

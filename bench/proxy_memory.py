@@ -1,23 +1,18 @@
 """Proxy mode against clients that stop reading, and a store that stops answering:
-`python -m bench.proxy_memory [--readers 10,40,100] [--mib 24]`.
+`python -m bench.proxy_memory [--readers 10,40,100] [--mib 24] [--waves 6]`.
 
 Not a test: prints figures, exits 0. A real `python server.py` in BDR_DOWNLOAD_MODE=proxy (and
-one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS bucket, holds
-`--mib` MiB. Every figure is against a baseline measured in the same run.
+one in redirect mode) serves a ready BDR whose object, in a real SeaweedFS bucket, holds `--mib`
+MiB; every figure is against a baseline of the same run.
 
-1. Stalled readers: after one whole download (the warm-up), the server's RSS at rest is the
-   baseline; then readers are added until 10, 40, 100 are open: each sends the GET, reads the
-   headers and never reads again (the kernel's buffers fill, then the server's writes wait).
-   Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
-   RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
-   largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
-   the readers went (also as a ratio to the baseline), and what of it is in glibc's thread
-   arenas (where the store client's threads allocate). The caps are raised for the run
-   (BDR_PROXY_MAX_PER_USER and BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so
-   that none of them cuts in.
+1. Stalled readers: the server's RSS at rest after one whole download is the baseline; readers
+   that send the GET, read the headers and never read again are added until 10, 40, 100 are
+   open, the RSS read once settled; then they all close and the RSS is read once the server let
+   them go; then `--waves` − 1 more waves of the largest number. Also what of it is in glibc's
+   thread arenas. The proxy's caps are raised so that none cuts in.
 2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
-   while SeaweedFS is SIGSTOPped, against the same requests with the store well; the answer
-   expected meanwhile: 503 + Retry-After for a download, 204 for a removal.
+   while SeaweedFS is SIGSTOPped, against the same with the store well (expected meanwhile:
+   503 + Retry-After, and 204).
 """
 
 from __future__ import annotations
