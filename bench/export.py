@@ -276,11 +276,10 @@ def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
 @dataclass(frozen=True)
 class Plan:
     """What one store runs: `rounds` of (BDRs, an export alone, BDRs, an export with BDRs
-    beside it), `bdrs` BDRs each time; `floors`: also time the store's floor beside them."""
+    beside it), `bdrs` BDRs each time, each build beside the store's floor."""
 
     rounds: int
     bdrs: int
-    floors: bool = True
     # The control: the worker's environment for a second worker process on another queue.
     control: dict[str, str] | None = None
 
@@ -409,9 +408,8 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
                 done = await bdr.bdr(run)
             idle[-1].append(done | {"peak_rss_mb": rss.peak / 1024})
             await asyncio.sleep(GAP_S)
-            if plan.floors:
-                bdr_floors.append(await asyncio.to_thread(_floor, run.zips, [bdr.files]))
-                await asyncio.sleep(GAP_S)
+            bdr_floors.append(await asyncio.to_thread(_floor, run.zips, [bdr.files]))
+            await asyncio.sleep(GAP_S)
 
     for r in range(plan.rounds):
         await idle_bdrs()
@@ -426,14 +424,12 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
         alone[-1] |= {"rss_trace": rss.trace, "rss_before_mb": before / 1024,
                       "rss_peak_mb": rss.peak / 1024}  # fmt: skip
         await settle()
-        line = (f"    round {r + 1}: export alone {alone[-1]['build_s']:.1f} s "
-                f"({alone[-1]['throughput_mb_s']:.0f} MB/s, {alone[-1]['parts']} parts), "
-                f"peak RSS {rss.peak / 1024:.1f} MB")  # fmt: skip
-        if plan.floors:
-            export_floors.append(await asyncio.to_thread(_floor, run.zips, groups))
-            await settle()
-            line += f"; its floor {_throughput(export_floors[-1]):.0f} MB/s"
-        print(line, flush=True)
+        export_floors.append(await asyncio.to_thread(_floor, run.zips, groups))
+        await settle()
+        print(f"    round {r + 1}: export alone {alone[-1]['build_s']:.1f} s "
+              f"({alone[-1]['throughput_mb_s']:.0f} MB/s, {alone[-1]['parts']} parts), peak RSS "
+              f"{rss.peak / 1024:.1f} MB; its floor {_throughput(export_floors[-1]):.0f} MB/s",
+              flush=True)  # fmt: skip
         await idle_bdrs()
         with _rss(run) as rss:
             during, built = await _beside_export(run, bdr, plan.bdrs, f"round {r + 1}")
@@ -488,20 +484,19 @@ async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: S
         control_ready = _median([b["to_ready_s"] for b in inside_control])
         figures["control"] = control | {"to_ready_s": control_ready, "inside": len(inside_control),
                                         "slowdown": control_ready / idle_ready}  # fmt: skip
-    if plan.floors:
-        bdr_floor, export_floor = _aggregate(bdr_floors), _aggregate(export_floors)
-        figures["floors"] = {
-            "bdr": bdr_floors,
-            "export": export_floors,
-            "bdr_mb_s": bdr_floor,
-            "export_mb_s": export_floor,
-            "ratio": export_floor / bdr_floor,
-            "bdr_share": bdr_rate / bdr_floor,
-            "export_share": export_rate / export_floor,
-            # The throughput ratio with the disk's own difference between the two sizes taken
-            # out: what the export's code does per byte against a BDR's.
-            "normalized": (export_rate / export_floor) / (bdr_rate / bdr_floor),
-        }
+    bdr_floor, export_floor = _aggregate(bdr_floors), _aggregate(export_floors)
+    figures["floors"] = {
+        "bdr": bdr_floors,
+        "export": export_floors,
+        "bdr_mb_s": bdr_floor,
+        "export_mb_s": export_floor,
+        "ratio": export_floor / bdr_floor,
+        "bdr_share": bdr_rate / bdr_floor,
+        "export_share": export_rate / export_floor,
+        # The throughput ratio with the disk's own difference between the two sizes taken
+        # out: what the export's code does per byte against a BDR's.
+        "normalized": (export_rate / export_floor) / (bdr_rate / bdr_floor),
+    }
     return figures
 
 
@@ -615,9 +610,8 @@ def report(name: str, f: dict[str, Any]) -> None:
           f"readings); BDR during an export ÷ idle {f['bdr_slowdown']:.2f}× (target ≤ "
           f"{TARGET_BDR_SLOWDOWN}, median of {f['busy_inside']}); worker CPU per GB, export ÷ "
           f"BDR {f['export_cpu_s_per_gb'] / f['bdr_cpu_s_per_gb']:.2f}×", flush=True)  # fmt: skip
-    if "floors" in f:
-        print(f"  floors: export ÷ BDR {f['floors']['ratio']:.2f}×; throughput ratio against "
-              f"each one's floor {f['floors']['normalized']:.2f}×")  # fmt: skip
+    print(f"  floors: export ÷ BDR {f['floors']['ratio']:.2f}×; throughput ratio against "
+          f"each one's floor {f['floors']['normalized']:.2f}×")  # fmt: skip
     if "control" in f:
         print(f"  control, BDR while a second worker builds the export ÷ idle "
               f"{f['control']['slowdown']:.2f}×: what going first saves")  # fmt: skip
