@@ -58,6 +58,7 @@ from pmd_service.jobs.zip.build import PART_BYTES as ZIP_PART_BYTES
 from pmd_service.jobs.zip.build import PARTS_IN_FLIGHT
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
 from support.stack import fresh_stack, service_env, start_worker, stop
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
@@ -111,12 +112,8 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
                      seed: int) -> Owner:  # fmt: skip
     """A user with `n` artworks of 0.9–1.1 MB of random bytes, in the vault as the host lays it
     out, each post a second older than the one before (the export's order is known)."""
+    user = await Factory(conn, settings).user(handle)
     ids = PublicIds(settings.sqids_alphabet)
-    owner: int = await conn.fetchval(
-        "INSERT INTO users (handle, email) VALUES ($1::text, $1::text || '@bench') RETURNING id",
-        handle,
-    )
-    await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, ids.encode(owner))
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]
     shards = [f"{i % 64:02x}/{i * 7 % 64:02x}" for i in range(n)]
@@ -127,7 +124,7 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
         "SELECT k, s, $3, 'artwork ' || o, c "
         "FROM unnest($1::uuid[], $2::text[], $4::timestamptz[]) WITH ORDINALITY AS u(k, s, c, o) "
         "ORDER BY o RETURNING id",
-        keys, shards, owner, created,
+        keys, shards, user.id, created,
     )  # fmt: skip
     post_ids: list[int] = [r[0] for r in rows]
     await conn.execute(
@@ -148,7 +145,7 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
             for i, (p, size) in enumerate(zip(paths, sizes, strict=True))
         ))  # fmt: skip
     await conn.execute("ANALYZE posts; ANALYZE post_files")
-    return Owner(owner, ids.encode(owner), post_ids, paths, sum(sizes))
+    return Owner(user.id, user.sqid, post_ids, paths, sum(sizes))
 
 
 # --- the worker's exports, as the server requests them -----------------------------------------

@@ -31,11 +31,10 @@ import obstore
 from bench import cli
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
 from support.measures import rss_kb, thread_arenas_kb
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
 from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
 SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
@@ -46,14 +45,11 @@ async def _ready_bdrs(
     settings: Settings, store: Any, n: int, size: int
 ) -> tuple[str, list[uuid.UUID]]:
     """n ready BDRs of one user, their objects `size` random bytes each (what is sent is not
-    the point: its length is): (the owner's sqid, the ids)."""
+    the point: its length is): (the owner's token, the ids)."""
     conn = await connect(settings.database_url, "pmd-bench")
     try:
-        owner = await conn.fetchval(
-            "INSERT INTO users (handle, email) VALUES ('proxied', 'proxied@bench') RETURNING id"
-        )
-        sqid = PublicIds(settings.sqids_alphabet).encode(owner)
-        await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, sqid)
+        owner = await Factory(conn, settings).user("proxied")
+        sqid = owner.sqid
         ids = []
         for _ in range(n):
             bdr_id = uuid.uuid4()
@@ -63,12 +59,12 @@ async def _ready_bdrs(
                 "INSERT INTO batch_download_requests (id, user_id, user_sqid, post_ids, "
                 "artwork_count, status, file_path, file_size_bytes, completed_at, expires_at) "
                 "VALUES ($1, $2, $3, '{1}', 1, 'ready', $4, $5, now(), $6)",
-                bdr_id, owner, sqid, file_path, size, datetime.now(UTC) + timedelta(days=1),
+                bdr_id, owner.id, sqid, file_path, size, datetime.now(UTC) + timedelta(days=1),
             )  # fmt: skip
             ids.append(bdr_id)
     finally:
         await conn.close()
-    return sqid, ids
+    return owner.token, ids
 
 
 async def _settled_rss(pid: int, bound: float = 60) -> float:
@@ -211,8 +207,7 @@ async def _run(
     env = weed.env(bucket, "bench/proxied")
     async with fresh_stack() as settings:
         store = open_store(StoreUrl.parse(env["BDR_STORE"], "BDR_STORE"), _access(env))
-        sqid, ids = await _ready_bdrs(settings, store, 8, size)
-        token = mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3600)
+        token, ids = await _ready_bdrs(settings, store, 8, size)
         ports = {"redirect": free_port(), "proxy": free_port()}
         caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
                 "BDR_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
