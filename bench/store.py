@@ -88,16 +88,12 @@ def _median(values: list[float]) -> dict[str, Any]:
 # --- 1. build into the store vs a plain multipart upload ---------------------------------------
 
 
-def _entries(files: list[Path]) -> list[Entry]:
-    return [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
-
-
-def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
-    return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
-
-
 def _build(sink: Any, files: list[Path]) -> BuildResult:
-    return build(sink, _entries(files), _trailer, lambda _done: None, threading.Event())
+    def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+        return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
+
+    entries = [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
+    return build(sink, entries, trailer, lambda _done: None, threading.Event())
 
 
 def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) -> dict[str, Any]:
