@@ -14,8 +14,8 @@ one the service itself limits:
    a default `max_connections` (100) admits (the service role's CONNECTION LIMIT is set to the
    97 slots a default server leaves to non-superusers), and what clients see when the servers'
    pools cannot grow: the status of every request.
-3. **BDRs a second against worker hosts**: a backlog of small BDRs POSTed with no worker up,
-   drained by 1, 2, … worker hosts; Redis commands per BDR and per stream open, and per idle
+3. **BDRs a second against worker hosts**: bench/drain.py's backlog of small BDRs, drained by
+   1, 2, … worker hosts; Redis commands per BDR and per stream open, and per idle
    worker a second (INFO commandstats).
 4. **Redis**: what it sustains (redis-benchmark from the client host) for the commands the
    service sends.

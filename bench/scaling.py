@@ -3,13 +3,11 @@
 Not a test: prints figures, exits 0. One `python server.py` and 1, 2 or 4 `arq
 worker.WorkerSettings` processes on a fresh database, driven over HTTP as clients drive them:
 
-1. **Backlog.** `--backlog` small BDRs (`ARTWORKS_PER_BDR` pixel-art PNGs each) POSTed by
-   `USERS` users (the daily limit is 8 a user, so the backlog is spread over many) while no
-   worker runs, then drained by 1, 2 and 4 fresh worker processes: BDRs completed per second.
-   The queue is held aside (a Redis RENAME) until every worker is up, so the figure is the
-   drain, not the workers' start-up. The CPU time of every process taking part (workers, server,
-   this database's PostgreSQL backends, Redis) and of the whole machine is read from /proc
-   around each drain, so a plateau can be told apart: CPU saturated, or something waited on.
+1. **Backlog.** The drain of bench/drain.py: `--backlog` small BDRs (`ARTWORKS_PER_BDR`
+   pixel-art PNGs each) POSTed by `USERS` users (the daily limit is 8 a user) while no worker
+   runs, then drained by 1, 2 and 4 fresh worker processes: BDRs completed per second, and the
+   CPU time of every process taking part (workers, server, this database's PostgreSQL
+   backends, Redis) and of the whole machine.
 2. **Burst.** `USERS` users, each following their SSE stream, POST one small BDR each at the
    same moment: POST → the `ready` event on the stream, p50/p99, with 1, 2 and 4 workers.
 3. **Events.** `bdr_events` seeded to `--events` rows (generate_series; 2 days of events, so
