@@ -254,22 +254,21 @@ async def full_database(rig: Hosts) -> dict[str, Any]:
 
 
 async def bdrs(rig: Hosts, backlog: int) -> list[dict[str, Any]]:
-    """The drain by 1, 2, … worker hosts; then what the idle workers of them all send Redis."""
+    """The drain by 1, 2, … worker hosts; after the last, what its idle workers send Redis."""
     out = []
     for n in range(1, len(rig.cluster.workers) + 1):
-        r = await drain(rig, backlog, n, DRAIN_LIMIT_S)
-        cpu, used = r["cpu"], r["redis_commands"]
+        idle_s = IDLE_SECONDS if n == len(rig.cluster.workers) else 0.0
+        r = await drain(rig, backlog, n, DRAIN_LIMIT_S, idle_s)
+        used = r["redis_commands"]
+        idle = used.pop("idle", None)
         per_bdr = sum(sum(c.values()) for c in used.values()) / backlog
         out.append({"worker_hosts": n, "bdrs": backlog, "seconds": r["seconds"],
-                    "per_s": r["per_s"], "cpu": cpu, "redis_per_bdr": round(per_bdr, 1),
+                    "per_s": r["per_s"], "cpu": r["cpu"], "redis_per_bdr": round(per_bdr, 1),
                     "redis_commands": used})  # fmt: skip
+        if idle is not None:
+            out[-1] |= {"idle_per_worker_s": round(sum(idle.values()) / idle_s / n, 1),
+                        "idle_commands": idle}  # fmt: skip
         show(f"  {n} worker host(s)", out[-1])
-    async with rig.workers(n):
-        before = await commands(rig.redis)
-        await asyncio.sleep(IDLE_SECONDS)
-        idle = delta(before, await commands(rig.redis))
-    out[-1] |= {"idle_per_worker_s": round(sum(idle.values()) / IDLE_SECONDS / n, 1),
-                "idle_commands": idle}  # fmt: skip
     return out
 
 

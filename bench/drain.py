@@ -115,10 +115,13 @@ class Rig(ABC):
         return result, {k: round(v, 3) for k, v in spent.items()}
 
 
-async def drain(rig: Rig, backlog: int, n_workers: int, limit: float) -> dict[str, Any]:
+async def drain(
+    rig: Rig, backlog: int, n_workers: int, limit: float, idle_s: float = 0.0
+) -> dict[str, Any]:
     """`backlog` BDRs POSTed (spread evenly over the users) and held, then drained by
     `n_workers` fresh workers: seconds from the release to the last one ready (the database's
-    clock), claim → ready, the CPU spent and the Redis commands of the POSTs and of the drain."""
+    clock), claim → ready, the CPU spent and the Redis commands of the POSTs and of the drain;
+    with `idle_s`, also those of the workers idle that long after it."""
     before = await commands(rig.redis)
     share = -(-backlog // len(rig.users))
 
@@ -136,7 +139,10 @@ async def drain(rig: Rig, backlog: int, n_workers: int, limit: float) -> dict[st
         before = await commands(rig.redis)
         start = await rig.db.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
         _, cpu = await rig.metered(_released(rig, ids, limit))
-        used["drain"] = delta(before, await commands(rig.redis))
+        used["drain"] = delta(before, after := await commands(rig.redis))
+        if idle_s:
+            await asyncio.sleep(idle_s)
+            used["idle"] = delta(after, await commands(rig.redis))
     times = await rig.db.fetchrow(SQL_DRAIN_TIMES, ids)
     seconds = times["last_done"] - start
     return {"workers": n_workers, "bdrs": backlog, "seconds": round(seconds, 3),
