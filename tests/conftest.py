@@ -189,9 +189,10 @@ def seaweed() -> Iterator[Seaweed]:
         yield weed
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def s3_bucket(seaweed: Seaweed) -> str:
-    """One bucket per test run; each test works under a prefix of its own (`s3_prefix`)."""
+    """A bucket per test module, on the `seaweed` it sees (a module may start its own, to
+    freeze it); each test works under a prefix of its own (`s3_prefix`)."""
     name = new_bucket_name()
     asyncio.run(create_bucket(seaweed, name))
     return name

@@ -61,6 +61,11 @@ async def api(
         return r.status, await r.text()
 
 
+async def set_export(pool: asyncpg.Pool, export_id: str, changes: str) -> None:
+    """The export's row changed as a worker (or time passing) would change it."""
+    await pool.execute(f"UPDATE exports SET {changes} WHERE id = $1::uuid", export_id)
+
+
 async def shot(page: Page, name: str) -> None:
     """Saved for the README when PMD_SCREENSHOTS names a folder: the panel in view, without
     the toasts that would cover it."""
@@ -258,10 +263,11 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
         "($1::uuid, 2, 'processing', '{}', 1, 2048, NULL, NULL)",
         made["id"],
     )
-    await pool.execute(
-        "UPDATE exports SET status = 'processing', started_at = now(), progress_done = 1, "
-        "total_bytes = 1500, parts_version = parts_version + 1 WHERE id = $1::uuid",
+    await set_export(
+        pool,
         made["id"],
+        "status = 'processing', started_at = now(), progress_done = 1, total_bytes = 1500, "
+        "parts_version = parts_version + 1",
     )
     await expect(card).to_have_attribute("data-status", "processing")
     await expect(card.locator(".export-progress")).to_have_text(
@@ -339,11 +345,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     assert await wrapped_texts(page, "table.parts tbody tr:not(.sha-row)") == []
 
     # It fails afterwards (as a worker giving up would leave it): the parts built stay.
-    await pool.execute(
-        "UPDATE exports SET status = 'failed', error_message = 'The vault went away.' "
-        "WHERE id = $1::uuid",
-        older["id"],
-    )
+    await set_export(pool, older["id"], "status = 'failed', error_message = 'The vault went away.'")
     await expect(card).to_have_attribute("data-status", "failed")
     await expect(card.locator(".export-error")).to_have_text(
         "The export failed: The vault went away. The 3 parts built before it stopped stay "
@@ -365,10 +367,10 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     await expect(card.get_by_role("button")).to_have_count(0)
     assert await pool.fetchval(query, older["id"]) == "expired"
     # Days later its date has passed too: still removed (a guess from the date would not be).
-    await pool.execute(
-        "UPDATE exports SET expires_at = now() - interval '1 day', "
-        "removed_at = now() - interval '2 days' WHERE id = $1::uuid",
+    await set_export(
+        pool,
         older["id"],
+        "expires_at = now() - interval '1 day', removed_at = now() - interval '2 days'",
     )
     later, watch2 = await open_page(browser, stack, owner)
     card = later.locator(f'#export-list > li[data-id="{older["id"]}"]')
@@ -413,7 +415,7 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     # The server goes away (a deploy); meanwhile the export is cancelled elsewhere.
     await stack.stop_server()
     await expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
-    await pool.execute("UPDATE exports SET status = 'cancelled' WHERE id = $1::uuid", made["id"])
+    await set_export(pool, made["id"], "status = 'cancelled'")
     await stack.start_server()
 
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")

@@ -109,6 +109,12 @@ def docker(podman: Podman) -> Iterator[Engine]:
         yield running
 
 
+@pytest.fixture(scope="module")
+def image(podman: Podman) -> str:
+    """The service's image, as the Dockerfile builds it."""
+    return service_image(podman)
+
+
 def _sha256_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
@@ -241,9 +247,8 @@ def test_the_published_port_and_base_url_agree(tmp_path: Path) -> None:
 @NEEDS_COMPOSE
 @LONG
 async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothing(
-    podman: Podman, docker: Engine, tmp_path: Path
+    podman: Podman, docker: Engine, image: str, tmp_path: Path
 ) -> None:
-    image = service_image(podman)
     demo_image = service_image(podman, demo=True)
     standins.build(podman, STANDALONE_STANDINS)
     port, mail_port, s3_port = free_port(), free_port(), free_port()
@@ -450,9 +455,8 @@ async def seed_host(db_port: int, vault: Path) -> tuple[HostSite, Any, list[Any]
 @NEEDS_COMPOSE
 @LONG
 async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_down(
-    podman: Podman, docker: Engine, tmp_path: Path
+    podman: Podman, docker: Engine, image: str, tmp_path: Path
 ) -> None:
-    image = service_image(podman)
     tag = image.rpartition(":")[2]
     podman("tag", image, f"localhost/pmd-service:{tag}")  # the overlay's pmd-service:TAG
     standins.build(podman, HOST_STANDINS)
