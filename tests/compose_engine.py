@@ -6,27 +6,26 @@ pointed at it with DOCKER_HOST — what `podman compose` does on newer podman.
 One thing a Docker engine does that podman leaves to systemd, which the tests' machines do not
 run, is done here instead: running the containers' healthchecks: podman schedules them with
 systemd timers; here a thread runs `podman healthcheck run` on every container that has one,
-every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces,
-so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces;
+every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's
+Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces, so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces;
 and its `exec` through that API leaves the exec's conmon process running, so the tests run
 commands in a service's container with `podman exec` instead of `compose exec`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.host_stack import COMPOSE_MISSING, compose_binary
+from tests.host_stack import run_compose
 from tests.images import Podman
 
 HEALTH_INTERVAL = 2.0
@@ -65,12 +64,10 @@ class Engine:
     ) -> subprocess.CompletedProcess[str]:
         """`docker compose ARGS` in `directory`, against this engine (one that stops
         containers waits for the round of healthchecks under way, and holds the next)."""
-        if STOPPING & set(args):
-            with self.round:
-                return compose(
-                    directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
-                )
-        return compose(directory, *args, env=env, timeout=timeout, docker_host=self.docker_host)
+        with self.round if STOPPING & set(args) else contextlib.nullcontext():
+            return run_compose(
+                directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
+            )
 
     def leftovers(self, project: str, ids: list[str]) -> dict[str, list[str]]:
         """What of the compose project is still there: containers, volumes, networks, pods, and
@@ -95,26 +92,7 @@ class Engine:
         return left
 
 
-def compose(
-    directory: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 600,
-    docker_host: str = "unix:///nonexistent",
-) -> subprocess.CompletedProcess[str]:
-    """`docker compose ARGS` in `directory` (also its HOME); only `env`, PATH and DOCKER_HOST
-    reach compose, never the machine's other variables (its interpolation reads them)."""
-    binary = compose_binary()
-    assert binary is not None, COMPOSE_MISSING
-    variables = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
-                 "DOCKER_HOST": docker_host, **(env or {})}  # fmt: skip
-    return subprocess.run(
-        [str(binary), *args], cwd=directory, env=variables, capture_output=True, text=True,
-        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-@contextmanager
+@contextlib.contextmanager
 def engine(podman: Podman) -> Iterator[Engine]:
     """The tests' podman serving Docker's API on a fresh socket, healthchecks run, until the
     block ends."""

@@ -58,7 +58,7 @@ from pmd_service.host.tokens import mint_token
 from support.seeding import HostSite
 from support.stack import free_port
 from tests import standins
-from tests.compose_engine import Engine, compose, engine, services
+from tests.compose_engine import Engine, engine, services
 from tests.helpers import CHECKOUT, eventually
 from tests.host_stack import (
     COMPOSE_MISSING,
@@ -68,6 +68,7 @@ from tests.host_stack import (
     PMD_ENV_PROD,
     compose_binary,
     merged,
+    run_compose,
     stack_dir,
     write_env,
 )
@@ -235,7 +236,7 @@ def test_the_published_port_and_base_url_agree(tmp_path: Path) -> None:
         env = {"JWT_SECRET_KEY": "k" * 32} | ({"PMD_PORT": port} if port else {})
         write_env(tmp_path / "stack.env", env)
         args = _standalone_args(tmp_path / "stack.env", "pmd-config")
-        done = compose(tmp_path, *args, "config", "--format", "json")
+        done = run_compose(tmp_path, *args, "config", "--format", "json")
         assert done.returncode == 0, done.stderr
         server = json.loads(done.stdout)["services"]["server"]
         (published,) = server["ports"]

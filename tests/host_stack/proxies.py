@@ -27,12 +27,13 @@ NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
 HOST_API_REPLY = "host api saw "
 
 
-def caddy_binary() -> str | None:
-    return tools.find("caddy")
-
-
-def nginx_binary() -> str | None:
-    return tools.find("nginx")
+def _configured(program: str, directory: Path, name: str, text: str) -> tuple[str, Path]:
+    """`program`'s binary (failing where it is missing) and `text` written to `directory/name`."""
+    binary = tools.find(program)
+    assert binary is not None, tools.missing([program])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(text)
+    return binary, directory / name
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -91,11 +92,7 @@ def caddy_serving(
     directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[None]:
     """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
-    binary = caddy_binary()
-    assert binary is not None, tools.missing(["caddy"])
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "Caddyfile"
-    config.write_text(config_text)
+    binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -118,11 +115,7 @@ def caddy_serving(
 
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
     """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
-    binary = caddy_binary()
-    assert binary is not None, tools.missing(["caddy"])
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "Caddyfile"
-    config.write_text(config_text)
+    binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     result = subprocess.run(
         [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
         capture_output=True, text=True, timeout=30, check=False,
@@ -167,36 +160,35 @@ http {{
 """
 
 
+def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
+    """nginx's command line (without its action) on a configuration that includes the
+    shipped file, listening on `port`."""
+    binary, config = _configured(
+        "nginx", directory, "nginx.conf", nginx_conf(directory, port, upstream)
+    )
+    (directory / "temp").mkdir(exist_ok=True)
+    return [binary, "-p", str(directory), "-c", str(config)]
+
+
 def nginx_test(
     directory: Path, upstream: str = "127.0.0.1:8080"
 ) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on a configuration that includes the shipped file."""
-    binary = nginx_binary()
-    assert binary is not None, tools.missing(["nginx"])
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "temp").mkdir(exist_ok=True)
-    config = directory / "nginx.conf"
-    config.write_text(nginx_conf(directory, 1, upstream))
     return subprocess.run(
-        [binary, "-t", "-p", str(directory), "-c", str(config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [*_nginx(directory, 1, upstream), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 @contextlib.contextmanager
 def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
-    binary = nginx_binary()
-    assert binary is not None, tools.missing(["nginx"])
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "temp").mkdir(exist_ok=True)
-    config = directory / "nginx.conf"
-    config.write_text(nginx_conf(directory, port, upstream))
-    log = directory / "nginx.out"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [binary, "-p", str(directory), "-c", str(config)], stdout=out, stderr=out
-        )
+    command = _nginx(directory, port, upstream)
+    with (directory / "nginx.out").open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out)
     try:
         _wait_listening(port, proc, directory / "error.log")
         yield f"http://127.0.0.1:{port}"
