@@ -10,14 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
-from tests.helpers import fetch_item, request_bdr, run_worker
-
-Client = TestClient[Any, Any]
-
+from tests.helpers import Client, fetch_item, request_bdr, run_worker
 
 # Victim rows get ids no other row has, so a leaked id is a distinctive string in a body.
 VICTIM_POST_ID_BASE = 900_000

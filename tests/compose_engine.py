@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -96,19 +97,19 @@ class Engine:
 def engine(podman: Podman) -> Iterator[Engine]:
     """The tests' podman serving Docker's API on a fresh socket, healthchecks run, until the
     block ends."""
-    socket = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
+    path = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
     podman.runroot.mkdir(parents=True, exist_ok=True)
     log = podman.store / "system-service.log"
     with log.open("ab") as out:
         service = subprocess.Popen(
-            ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+            ["podman", "system", "service", "--time=0", f"unix://{path}"],
             env=podman.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    running = Engine(podman, socket)
+    running = Engine(podman, path)
     checker = threading.Thread(target=running.run_healthchecks, daemon=True)
     try:
         deadline = time.monotonic() + 30
-        while not _answers(socket):
+        while not _answers(path):
             assert service.poll() is None, f"podman system service exited: see {log}"
             assert time.monotonic() < deadline, f"podman's API socket did not answer: see {log}"
             time.sleep(0.2)
@@ -124,30 +125,17 @@ def engine(podman: Podman) -> Iterator[Engine]:
         except subprocess.TimeoutExpired:
             service.kill()
             service.wait()
-        socket.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
-def _answers(socket: Path) -> bool:
-    import http.client
-    import socket as sockets
-
-    if not socket.exists():
-        return False
-
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
-            self.sock.settimeout(5)
-            self.sock.connect(str(socket))
-
-    connection = Connection("localhost")
-    try:
-        connection.request("GET", "/_ping")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+def _answers(path: Path) -> bool:
+    """Whether Docker's API answers on the socket `path` (`GET /_ping`)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        return sock.recv(64).split(b"\r\n")[0].split()[1:2] == [b"200"]
+    return False
 
 
 def services(engine: Engine, directory: Path, args: list[str]) -> dict[str, list[dict[str, Any]]]:

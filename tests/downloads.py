@@ -9,7 +9,6 @@ import socket
 from typing import Any
 
 import obstore
-from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
@@ -18,9 +17,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, UserRow
-from tests.helpers import ServedLikeServerPy, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, ServedLikeServerPy, fetch_item, request_bdr, run_worker
 
-Client = TestClient[Any, Any]
 BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
 HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
 

@@ -15,10 +15,11 @@ import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -54,8 +55,6 @@ TABLES = (
 def direct(settings: Settings, url: str, **changes: Any) -> Settings:
     """`settings` on `url` with no pooler in front: for tests about another database or role
     (the suite's pooler, TEST_DATABASE_POOLER, stands before the test database only)."""
-    import msgspec
-
     return msgspec.structs.replace(
         settings, database_url=url, database_direct_url=None, database_pooler="none", **changes
     )
@@ -124,8 +123,6 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 
 def as_role(url: str, role: str, password: str) -> str:
     """`url` connecting as `role` instead of its user."""
-    from urllib.parse import quote, urlsplit, urlunsplit
-
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
