@@ -7,9 +7,10 @@ One thing a Docker engine does that podman leaves to systemd, which the tests' m
 run, is done here instead: running the containers' healthchecks: podman schedules them with
 systemd timers; here a thread runs `podman healthcheck run` on every container that has one,
 every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's
-Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces, so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces;
-and its `exec` through that API leaves the exec's conmon process running, so the tests run
-commands in a service's container with `podman exec` instead of `compose exec`.
+Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces, so the compose files
+give such checks as `CMD-SHELL` strings, or as arguments without spaces; and its `exec` through
+that API leaves the exec's conmon process running, so the tests run commands in a service's
+container with `podman exec` instead of `compose exec`.
 """
 
 from __future__ import annotations

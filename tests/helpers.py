@@ -128,11 +128,11 @@ def as_role(url: str, role: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
 
 
-async def grant_role(admin: asyncpg.Connection, role: str, password: str, **options: Any) -> None:
+async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> None:
     """The service's least-privilege role on the admin's database, from `grants`' own SQL."""
     from pmd_service.host.grants import grants_sql
 
-    await admin.execute(grants_sql(role, **options))
+    await admin.execute(grants_sql(role))
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
 
 

@@ -229,30 +229,22 @@ async def open_page(
     return page, watch
 
 
-async def live_page(
-    browser: Browser, stack: Stack, factory: Factory, n: int
+async def artist_page(
+    browser: Browser, stack: Stack, factory: Factory, n: int, *, moderated: bool = False
 ) -> tuple[UserRow, list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids), their page open with its stream live."""
+    """A new user with `n` artworks (their ids) and their page open with its stream live, or
+    (`moderated`) opened by a new moderator with every post loaded."""
     from playwright.async_api import expect
 
     owner, ids = await artist(factory, n)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-    return owner, ids, page, watch
-
-
-async def moderated_page(
-    browser: Browser, stack: Stack, factory: Factory, n: int
-) -> tuple[UserRow, list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids), their page opened by a new moderator with
-    every post loaded."""
-    from playwright.async_api import expect
-
-    member, ids = await artist(factory, n)
+    if not moderated:
+        page, watch = await open_page(browser, stack, owner)
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        return owner, ids, page, watch
     moderator = await factory.user(roles=["moderator"])
-    page, watch = await open_page(browser, stack, member, token=moderator.token)
+    page, watch = await open_page(browser, stack, owner, token=moderator.token)
     await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
-    return member, ids, page, watch
+    return owner, ids, page, watch
 
 
 # The page tests' fixtures, one copy for every module (tests/conftest.py registers this module

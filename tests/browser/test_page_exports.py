@@ -24,7 +24,7 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, live_page, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -234,7 +234,7 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
     browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     stack = stack_without_worker
-    owner, _, page, watch = await live_page(browser, stack, factory, 2)
+    owner, _, page, watch = await artist_page(browser, stack, factory, 2)
     await expect(page.locator("#export-empty")).to_be_visible()
 
     # Another tab starts one: it shows up live.
@@ -382,7 +382,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
 async def test_no_panel_for_a_moderator_and_nothing_to_export_says_so(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    _, _, page, watch = await page_stack.moderated_page(browser, stack, factory, 2)
+    _, _, page, watch = await artist_page(browser, stack, factory, 2, moderated=True)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await expect(page.locator("#exports")).to_be_hidden()
     assert watch.urls("/api/pmd/exports") == []  # not even asked: it would be a 403
@@ -404,7 +404,7 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     stack = stack_without_worker
-    owner, _, page, watch = await live_page(browser, stack, factory, 2)
+    owner, _, page, watch = await artist_page(browser, stack, factory, 2)
     await watch.mark()
     status, made = await api(stack, owner, "POST", "/api/pmd/exports", {})
     assert status == 202

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from support import tools
-from tests.host_stack import CHECKOUT
+from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
 NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
@@ -56,34 +56,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def caddyfile(port: int) -> str:
-    return f"""{{
-	admin off
-	auto_https off
-}}
-
-import {CADDY_SNIPPET}
-
-http://127.0.0.1:{port} {{
-	import pmd
-	# The host's own rule, as its web labels write it: /api/* to its api, /api stripped.
-	@api path /api/*
-	handle @api {{
-		handle_path /api/* {{
-			respond "{HOST_API_REPLY}{{path}}" 200
-		}}
-	}}
-	handle {{
-		respond "host web" 200
-	}}
-}}
-"""
+def _filled(template: str, **values: object) -> str:
+    """The file `template` here with each `{{NAME}}` replaced by its value."""
+    text = (HERE / template).read_text()
+    for name, value in values.items():
+        text = text.replace(f"{{{{{name}}}}}", str(value))
+    return text
 
 
 @contextlib.contextmanager
 def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
-    with caddy_serving(directory, caddyfile(port), port, {"PMD_UPSTREAM": upstream}):
+    with caddy_serving(
+        directory,
+        _filled("front.Caddyfile", SNIPPET=CADDY_SNIPPET, PORT=port, REPLY=HOST_API_REPLY),
+        port,
+        {"PMD_UPSTREAM": upstream},
+    ):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -126,56 +115,21 @@ def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
     return adapted
 
 
-def nginx_conf(directory: Path, port: int, upstream: str) -> str:
-    temp = directory / "temp"
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""{user}daemon off;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    upstream pmd_service {{
-        server {upstream};
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {NGINX_INCLUDE};
-        # The host's own rule: /api/ to its api.
-        location /api/ {{
-            return 200 "{HOST_API_REPLY}$uri";
-        }}
-        location / {{
-            return 200 "host web";
-        }}
-    }}
-}}
-"""
-
-
 def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
     """nginx's command line (without its action) on a configuration that includes the
     shipped file, listening on `port`."""
-    binary, config = _configured(
-        "nginx", directory, "nginx.conf", nginx_conf(directory, port, upstream)
-    )
+    user = "user root;" if os.geteuid() == 0 else ""
+    text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
+                   INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
+    binary, config = _configured("nginx", directory, "nginx.conf", text)
     (directory / "temp").mkdir(exist_ok=True)
     return [binary, "-p", str(directory), "-c", str(config)]
 
 
-def nginx_test(
-    directory: Path, upstream: str = "127.0.0.1:8080"
-) -> subprocess.CompletedProcess[str]:
+def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on a configuration that includes the shipped file."""
     return subprocess.run(
-        [*_nginx(directory, 1, upstream), "-t"],
+        [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"],
         capture_output=True,
         text=True,
         timeout=30,

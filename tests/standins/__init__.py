@@ -99,8 +99,8 @@ def build(podman: Podman, names: tuple[str, ...]) -> dict[str, str]:
             with tempfile.TemporaryDirectory(prefix="pmd-standin-") as context:
                 for path, file in zip(sources, files, strict=True):
                     shutil.copy2(path, Path(context) / file)
-                podman.build(tag, context, "--build-arg", f"BASE={base_tag}", "-f",
-                             str(containerfile), replacing=f"{REPO}-{name}:", timeout=600)  # fmt: skip
+                options = ["--build-arg", f"BASE={base_tag}", "-f", str(containerfile)]
+                podman.build(tag, context, *options, replacing=f"{REPO}-{name}:", timeout=600)
         for public in STANDINS[name]:
             podman("tag", tag, public)
         built[name] = tag
