@@ -31,12 +31,13 @@ class World:
     site_owner: UserRow
     banned: UserRow
     deactivated: UserRow
-    victim_post_ids: list[int] = field(default_factory=list)
-    attacker_post_ids: list[int] = field(default_factory=list)
+    # What is made next, as the users' requests (filled in by build_world).
     ready_bdr: str = ""  # the victim's, with a ZIP on disk
     pending_bdr: str = ""  # the victim's, queued
     ready_export: str = ""  # the victim's full export, its parts on disk
     license_id: int = 0
+    victim_post_ids: list[int] = field(default_factory=list)
+    attacker_post_ids: list[int] = field(default_factory=list)
     secrets: list[bytes] = field(default_factory=list)
 
 

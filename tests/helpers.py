@@ -12,7 +12,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -32,6 +32,7 @@ from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.keys import DB_POOL, REDIS
+from support.seaweed import Seaweed, create_bucket, new_bucket_name
 from support.seeding import Factory, UserRow
 from support.sse import Message
 from support.stack import free_port
@@ -121,11 +122,28 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
+def bucket_on(weed: Seaweed) -> str:
+    """A new bucket on `weed`: its name."""
+    name = new_bucket_name()
+    asyncio.run(create_bucket(weed, name))
+    return name
+
+
 def as_role(url: str, role: str, password: str) -> str:
     """`url` connecting as `role` instead of its user."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own to `url`, closed when the block ends."""
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> None:
