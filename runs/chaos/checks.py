@@ -21,6 +21,7 @@ import obstore
 from obstore.store import ObjectStore
 
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
+from pmd_service.core.settings import Settings
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
 from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
 from runs.chaos.seed import Seed
@@ -28,6 +29,12 @@ from runs.chaos.sse import SseClient
 from runs.chaos.workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
+SQL_UNSETTLED = """
+SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
+       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
+                          AND status IN ('ready', 'failed')) AS emails
+FROM batch_download_requests
+"""
 
 
 @dataclass
@@ -58,13 +65,90 @@ class Report:
         self.lines.append(f"  {text}")
 
 
-async def rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(
+async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
+    """Until no BDR is open and no email owed (True), or `bound` s have passed (False)."""
+    start, last = time.monotonic(), ""
+    while time.monotonic() - start < bound:
+        row = await pool.fetchrow(SQL_UNSETTLED)
+        assert row is not None
+        if (state := f"{row['open']} BDRs open, {row['emails']} emails owed") != last:
+            print(f"  [{ledger.at()}] drain: {state}", flush=True)
+            last = state
+        if row["open"] == 0 and row["emails"] == 0:
+            took = time.monotonic() - start
+            print(f"  [{ledger.at()}] drain: settled after {took:.0f} s", flush=True)
+            return True
+        await asyncio.sleep(1)
+    print(f"  [{ledger.at()}] drain: NOT settled after {bound:.0f} s", flush=True)
+    return False
+
+
+async def converge(
+    api: Api, seed: Seed, clients: list[SseClient], bound: float
+) -> dict[int, dict[str, Any]]:
+    """The API's view of each user's BDRs once every SSE client agrees with it (or the bound
+    passes)."""
+    deadline = time.monotonic() + bound
+    while True:
+        views: dict[int, dict[str, Any]] = {}
+        for u in [*seed.users, seed.victim]:
+            a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
+            assert a is not None and a.status == 200, a
+            views[u.id] = {item["id"]: item for item in a.json()["items"]}
+        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
+            return views
+        await asyncio.sleep(0.5)
+
+
+async def check_all(
+    api: Api, pool: asyncpg.Pool, seed: Seed, clients: list[SseClient], settings: Settings,
+    zip_store: ObjectStore | None, received: list[EmailMessage], *, settled: bool, limit: int,
+    duration: float,
+) -> Report:  # fmt: skip
+    """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
+    bound). ZIPs in `zip_store` if given, else in BDR_PATH."""
+    ledger, report = api.ledger, Report()
+    views = await converge(api, seed, clients, 30)
+    bdrs = await pool.fetch(
         """
         SELECT b.*, u.public_sqid AS user_sqid FROM batch_download_requests b
         JOIN users u ON u.id = b.user_id ORDER BY b.created_at
         """
     )
+    if not settled:
+        report.violations.append("drain: BDRs or emails still open at the bound")
+    await check_terminal(report, api, seed, ledger, bdrs)
+    if zip_store is not None:
+        assert settings.bdr_bucket is not None
+        # The workers' sweep runs once a minute: it aborts what the kill left open.
+        await check_bucket(report, pool, zip_store, settings.bdr_bucket, settings.s3_access,
+                           seed, bdrs, uploads_within=75)  # fmt: skip
+    else:
+        await asyncio.to_thread(check_zips, report, settings.bdr_path, seed, bdrs)
+        check_folder(report, settings.bdr_path, bdrs)
+    check_emails(report, bdrs, received)
+    check_downloads(report, ledger)
+    check_sse(report, clients, views)
+    check_actions(report, ledger)
+    await check_limit(report, pool, limit, ledger)
+    check_5xx(report, ledger)
+    check_volume(report, Workload(len(seed.users), duration), ledger, bdrs, len(received), clients)
+    return report
+
+
+def conclude(report: Report, ledger: Ledger, run: str) -> int:
+    """The ledger's counts, the checks and every violation printed, then the verdict line
+    (`run`: OK or FAILED: n violations); the exit status."""
+    report.lines += [f"  {k}: {n}" for k, n in sorted(ledger.counts.items())
+                     if not k.startswith("actions:")]  # fmt: skip
+    found = "\n".join(report.violations)
+    violations = report.violations + [v for v in ledger.violations if v not in found]
+    print("checks:")
+    print("\n".join(report.lines))
+    for v in violations[:40]:
+        print(f"  VIOLATION {v}")
+    print(f"{run}: {'FAILED' if violations else 'OK'}: {len(violations)} violations", flush=True)
+    return 1 if violations else 0
 
 
 async def check_terminal(

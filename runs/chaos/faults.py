@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 import obstore
 
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
-from runs.chaos.procs import Proc, Tmpfs
+from runs.chaos.procs import Proc, Tmpfs, window
 from runs.chaos.seed import SeedUser
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import CONNECTION_ERRORS, Api, Ledger
@@ -134,19 +132,17 @@ class Faults:
         failed while retries remain; downloads answer 5xx-free (the server's part is a HEAD)."""
         if self.store is None:
             return
-        start = time.monotonic()
-        self.ledger.store_down.append((start, start + 3600))
-        await asyncio.to_thread(self.store.stop)
-        self.note(f"object store stopped (for {self.store_seconds:.0f} s)")
-        await asyncio.sleep(self.store_seconds)
-        try:
-            await asyncio.to_thread(self.store.start)
-            answering = time.monotonic()
-            await self._store_serves_reads()
-        except RuntimeError as exc:  # the rest of the run needs it: say why, and stop there
-            self.ledger.violation(f"the object store did not start again: {exc}")
-            raise
-        self.ledger.store_down[-1] = (start, time.monotonic())
+        with window(self.ledger.store_down):
+            await asyncio.to_thread(self.store.stop)
+            self.note(f"object store stopped (for {self.store_seconds:.0f} s)")
+            await asyncio.sleep(self.store_seconds)
+            try:
+                await asyncio.to_thread(self.store.start)
+                answering = time.monotonic()
+                await self._store_serves_reads()
+            except RuntimeError as exc:  # the rest of the run needs it: say why, stop there
+                self.ledger.violation(f"the object store did not start again: {exc}")
+                raise
         self.note(
             "object store started again (its stored objects readable "
             f"{time.monotonic() - answering:.1f} s after its S3 gateway answered)"
@@ -193,29 +189,27 @@ class Faults:
         if self.store is None:
             return
         ready = await self._frozen_bdrs_ready()
-        start = time.monotonic()
-        self.ledger.store_down.append((start, start + 3600))
-        await asyncio.to_thread(self.store.freeze)
-        self.note(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
         slowest = 0.0
-        try:
-            # The first is downloaded throughout; the others are removed, one per server.
-            download, removed = ready[:1], ready[1:]
-            while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
-                probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
-                          for bdr_id in download for i in range(len(self.servers))
-                          for method in ("GET", "HEAD")]  # fmt: skip
-                probes += [
-                    (i, "DELETE", f"/api/pmd/bdr/{bdr_id}") for i, bdr_id in enumerate(removed)
-                ]
-                removed = []
-                took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
-                slowest = max([slowest, *took])
-                await asyncio.sleep(2)
-            await asyncio.sleep(max(0.0, start + self.frozen_seconds - time.monotonic()))
-        finally:
-            await asyncio.to_thread(self.store.thaw)
-        self.ledger.store_down[-1] = (start, time.monotonic())
+        with window(self.ledger.store_down) as start:
+            await asyncio.to_thread(self.store.freeze)
+            self.note(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
+            try:
+                # The first is downloaded throughout; the others are removed, one per server.
+                download, removed = ready[:1], ready[1:]
+                while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
+                    probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
+                              for bdr_id in download for i in range(len(self.servers))
+                              for method in ("GET", "HEAD")]  # fmt: skip
+                    probes += [
+                        (i, "DELETE", f"/api/pmd/bdr/{bdr_id}") for i, bdr_id in enumerate(removed)
+                    ]
+                    removed = []
+                    took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
+                    slowest = max([slowest, *took])
+                    await asyncio.sleep(2)
+                await asyncio.sleep(max(0.0, start + self.frozen_seconds - time.monotonic()))
+            finally:
+                await asyncio.to_thread(self.store.thaw)
         self.ledger.counts["slowest answer while the store was frozen (ms)"] = round(slowest * 1000)
         self.note(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
 
@@ -276,15 +270,12 @@ class Faults:
         self.note(f"restarted {s.name} (pid {s.pid})")
 
     async def redis_down(self) -> None:
-        start = time.monotonic()
-        self.ledger.redis_down.append((start, start + 3600))
-        self.redis.stop()
-        self.note(
-            f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued jobs are lost)"
-        )
-        await asyncio.sleep(self.redis_seconds)
-        await asyncio.to_thread(self.redis.start)
-        self.ledger.redis_down[-1] = (start, time.monotonic())
+        with window(self.ledger.redis_down):
+            self.redis.stop()
+            self.note(f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued "
+                      "jobs are lost)")  # fmt: skip
+            await asyncio.sleep(self.redis_seconds)
+            await asyncio.to_thread(self.redis.start)
         self.note("Redis started again (empty)")
 
     async def kill_listeners(self) -> None:
@@ -320,27 +311,27 @@ class Faults:
         if self.pooler is None:
             return
         listeners = await self.pool.fetchval(SQL_LISTENERS)
-        start = time.monotonic()
-        self.ledger.pooler_paused.append((start, start + 3600))
-        try:
-            # PAUSE returns once the transactions under way have ended.
-            await console(self.pooler, "PAUSE", within=30)
-            paused = time.monotonic()
-            kept = await self.pool.fetchval(SQL_LISTENERS)
-            rows = await self.pool.fetch(SQL_KILL_LISTENERS)
-            self.note(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction had "
-                      f"ended; every server connection closed), for {self.pause_seconds:.0f} s; "
-                      f"{kept} of {listeners} LISTEN connections (direct) kept, then "
-                      f"pg_terminate_backend of {sum(r['killed'] for r in rows)}")  # fmt: skip
-            if kept < listeners:
-                self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection "
-                                      f"({kept} of {listeners} left): they must go direct")  # fmt: skip
-            back = await self._listeners_back(paused + self.pause_seconds - time.monotonic(), True)
-            self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
-            await asyncio.sleep(max(0.0, paused + self.pause_seconds - time.monotonic()))
-        finally:
-            await console(self.pooler, "RESUME", within=10)
-            self.ledger.pooler_paused[-1] = (start, time.monotonic())
+        with window(self.ledger.pooler_paused) as start:
+            try:
+                # PAUSE returns once the transactions under way have ended.
+                await console(self.pooler, "PAUSE", within=30)
+                paused = time.monotonic()
+                kept = await self.pool.fetchval(SQL_LISTENERS)
+                rows = await self.pool.fetch(SQL_KILL_LISTENERS)
+                self.note(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction had "
+                          f"ended; every server connection closed), for {self.pause_seconds:.0f} s; "
+                          f"{kept} of {listeners} LISTEN connections (direct) kept, then "
+                          f"pg_terminate_backend of {sum(r['killed'] for r in rows)}")  # fmt: skip
+                if kept < listeners:
+                    self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection "
+                                          f"({kept} of {listeners} left): they must go direct")  # fmt: skip
+                back = await self._listeners_back(
+                    paused + self.pause_seconds - time.monotonic(), True
+                )
+                self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
+                await asyncio.sleep(max(0.0, paused + self.pause_seconds - time.monotonic()))
+            finally:
+                await console(self.pooler, "RESUME", within=10)
         self.ledger.counts["PgBouncer pauses"] += 1
         self.note("PgBouncer RESUMEd: new server connections")
         if not back:
@@ -358,9 +349,12 @@ class Faults:
             self.note("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1
             return
-        start = time.monotonic()
-        self.ledger.disk_full.append((start, start + 3600))
-        taken = await asyncio.to_thread(self.tmpfs.fill)
+        with window(self.ledger.disk_full):
+            await self._disk_full(self.tmpfs)
+        self.note(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
+
+    async def _disk_full(self, tmpfs: Tmpfs) -> None:
+        taken = await asyncio.to_thread(tmpfs.fill)
         self.note(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
                   f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
         # A request while there is no space: refused with 503 + Retry-After (BDR_MIN_FREE_BYTES),
@@ -374,20 +368,9 @@ class Faults:
             self.note(f"BDR requested on the full disk: {a.status}, "
                       f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
         await asyncio.sleep(self.disk_seconds)
-        await asyncio.to_thread(self.tmpfs.empty)
-        self.ledger.disk_full[-1] = (start, time.monotonic())
-        self.note(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
+        await asyncio.to_thread(tmpfs.empty)
 
-    # --- schedule and supervision ------------------------------------------------------------
-
-    async def run(
-        self, schedule: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
-    ) -> None:
-        tasks: list[asyncio.Task[None]] = []
-        for at, fault in sorted(schedule, key=lambda s: s[0]):
-            await asyncio.sleep(max(0.0, self.ledger.t0 + at - time.monotonic()))
-            tasks.append(asyncio.create_task(fault()))
-        await asyncio.gather(*tasks)
+    # --- supervision ---------------------------------------------------------------------------
 
     async def supervise(self) -> None:
         """Restart a process that died without being told to, and say so: that is a finding."""

@@ -47,9 +47,9 @@ from pmd_service.core.settings import Settings
 from runs.chaos import checks
 from runs.chaos.faults import Faults
 from runs.chaos.procs import Proc, Tmpfs, server_proc, worker_proc
-from runs.chaos.seed import Seed, seed
-from runs.chaos.sse import SseClient
-from runs.chaos.workload import Actor, Api, Ledger
+from runs.chaos.seed import seed
+from runs.chaos.sse import SseClient, start_streams
+from runs.chaos.workload import Api, Ledger, Plan, play
 from runs.options import parse_with_workload
 from support import chaos_pages as chaos_doc
 from support import tools
@@ -59,16 +59,9 @@ from support.redis import RedisServer
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from support.stack import fresh_stack, service_env
 
-SUMMARY = "chaos: {verdict}: {n} violations"
 # PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
 # 2 × 8), so transactions of different processes share server sessions, as in production.
 POOLER_CONNECTIONS = 12
-SQL_UNSETTLED = """
-SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
-       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
-                          AND status IN ('ready', 'failed')) AS emails
-FROM batch_download_requests
-"""
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -95,9 +88,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def schedule(
-    f: Faults, duration: float, ci: bool
-) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
+def schedule(f: Faults, duration: float, ci: bool) -> Plan:
     """Fractions of the workload; the full run repeats the process faults. With --store the
     store is also frozen (its downloads and removals requested at the start); with --pooler
     pgbouncer, PgBouncer is paused."""
@@ -124,12 +115,6 @@ def schedule(
     return [(frac * duration, fn) for frac, fn, in_ci in plan if in_ci or not ci]
 
 
-async def wait_streams(clients: list[SseClient], within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline and not all(c.connected for c in clients):  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-
-
 async def drain(f: Faults, ledger: Ledger, bound: float) -> bool:
     """Bring everything back, then wait until no BDR is open and no email owed."""
     start = time.monotonic()
@@ -144,44 +129,7 @@ async def drain(f: Faults, ledger: Ledger, bound: float) -> bool:
             p.start()
     for s in f.servers:
         await s.wait_healthy()
-    last = ""
-    while time.monotonic() - start < bound:
-        row = await f.pool.fetchrow(SQL_UNSETTLED)
-        assert row is not None
-        state = f"{row['open']} BDRs open, {row['emails']} emails owed"
-        if state != last:
-            print(f"  [{ledger.at()}] drain: {state}", flush=True)
-            last = state
-        if row["open"] == 0 and row["emails"] == 0:
-            print(
-                f"  [{ledger.at()}] drain: settled after {time.monotonic() - start:.0f} s",
-                flush=True,
-            )
-            return True
-        await asyncio.sleep(1)
-    print(f"  [{ledger.at()}] drain: NOT settled after {bound:.0f} s", flush=True)
-    return False
-
-
-async def api_views(api: Api, seed_: Seed) -> dict[int, dict[str, Any]]:
-    out: dict[int, dict[str, Any]] = {}
-    for u in [*seed_.users, seed_.victim]:
-        a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
-        assert a is not None and a.status == 200, a
-        out[u.id] = {item["id"]: item for item in a.json()["items"]}
-    return out
-
-
-async def converge(
-    api: Api, seed_: Seed, clients: list[SseClient], bound: float
-) -> dict[int, dict[str, Any]]:
-    """The API's view once every SSE client agrees with it (or the bound passes)."""
-    deadline = time.monotonic() + bound
-    while True:
-        views = await api_views(api, seed_)
-        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
-            return views
-        await asyncio.sleep(0.5)
+    return await checks.settle(f.pool, ledger, bound - (time.monotonic() - start))
 
 
 async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
@@ -287,8 +235,7 @@ async def run_stack(
                         [(0, False), (1, True), (u.id % 2, u.id % 3 == 0)]
                     ):
                         clients.append(SseClient(api, u, f"sse-{u.handle}-{n}", home, ticket))
-                tasks += [asyncio.create_task(c.run()) for c in clients]
-                await wait_streams(clients, 30)
+                tasks += await start_streams(clients, 30)
                 faults = Faults(ledger, api, pool, servers, workers, redis, smtp, tmpfs,
                                 data.victim, clients, store=weed, bucket=settings.bdr_bucket,
                                 access=settings.s3_access, pooler=bouncer)  # fmt: skip
@@ -305,50 +252,22 @@ async def run_stack(
                 tasks.append(asyncio.create_task(faults.supervise()))
                 print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
                       f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-                ledger.t0 = time.monotonic()
-                until = ledger.t0 + args.duration
-                # Paced over the whole workload: the greedy two reach the daily limit halfway
-                # (and meet 429s), the others about when the workload ends.
-                actors = [
-                    Actor(api, pool, data, u, every=args.duration / (20 if i < 2 else 9),
-                          bdr_root=settings.bdr_path, zip_store=zip_store,
-                          break_downloads=args.break_downloads)
-                    for i, u in enumerate(data.users)
-                ]  # fmt: skip
-                await asyncio.gather(
-                    faults.run([] if args.no_faults else schedule(faults, args.duration, args.ci)),
-                    *(a.run(until) for a in actors),
-                )
-                print(f"  [{ledger.at()}] workload over", flush=True)
+                plan = [] if args.no_faults else schedule(faults, args.duration, args.ci)
+                await play(api, pool, data, plan, args.duration, bdr_root=settings.bdr_path,
+                           zip_store=zip_store, break_downloads=args.break_downloads)  # fmt: skip
                 settled = await drain(faults, ledger, args.drain)
-                views = await converge(api, data, clients, 30)
-                bdrs = await checks.rows(pool)
-                report = checks.Report()
-                if not settled:
-                    report.violations.append("drain: BDRs or emails still open at the bound")
-                await checks.check_terminal(report, api, data, ledger, bdrs)
-                if zip_store is not None:
-                    assert settings.bdr_bucket is not None
-                    # The workers' sweep runs once a minute: it aborts what the kill left open.
-                    await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
-                                              settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
-                else:
-                    await asyncio.to_thread(
-                        checks.check_zips, report, settings.bdr_path, data, bdrs
-                    )
-                    checks.check_folder(report, settings.bdr_path, bdrs)
-                received = smtp.received()
-                checks.check_emails(report, bdrs, received)
-                checks.check_downloads(report, ledger)
-                checks.check_sse(report, clients, views)
-                checks.check_actions(report, ledger)
-                await checks.check_limit(report, pool, daily_limit, ledger)
-                checks.check_5xx(report, ledger)
-                checks.check_volume(report, checks.Workload(len(data.users), args.duration),
-                                    ledger, bdrs, len(received), clients)  # fmt: skip
-                for k, n in sorted(ledger.counts.items()):
-                    if not k.startswith("actions:"):
-                        report.info(f"{k}: {n}")
+                report = await checks.check_all(
+                    api,
+                    pool,
+                    data,
+                    clients,
+                    settings,
+                    zip_store,
+                    smtp.received(),
+                    settled=settled,
+                    limit=daily_limit,
+                    duration=args.duration,
+                )
                 if faults.disk_bdr is not None:
                     row = await pool.fetchrow(
                         "SELECT status, attempts, error_message FROM batch_download_requests"
@@ -366,20 +285,11 @@ async def run_stack(
                 report.count("process starts that ended only when told to (no crash; the "
                              "supervisor restarts one that did)", starts - len(faults.crashes),
                              starts, faults.crashes)  # fmt: skip
-                violations = report.violations + [
-                    v for v in ledger.violations if v not in "\n".join(report.violations)
-                ]
-                print("checks:")
-                print("\n".join(report.lines))
-                for v in violations[:40]:
-                    print(f"  VIOLATION {v}")
-                verdict = "OK" if not violations else "FAILED"
-                print(SUMMARY.format(verdict=verdict, n=len(violations)), flush=True)
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 await pool.close()
-                return 0 if not violations else 1
+                return checks.conclude(report, ledger, "chaos")
     finally:
         for task in tasks:
             task.cancel()

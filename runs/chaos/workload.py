@@ -12,6 +12,7 @@ import re
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import obstore
 from multidict import CIMultiDict
 from obstore.store import ObjectStore
 
-from runs.chaos.procs import Proc
+from runs.chaos.procs import Proc, Spans, during
 from runs.chaos.seed import Seed, SeedUser
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -32,6 +33,8 @@ REDIS_DEPENDENT = {"POST /api/pmd/bdr/sse-ticket", "GET /api/pmd/bdr/sse?ticket"
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 # Marks a violation as a failed download (chaos_checks counts them against those checked).
 DOWNLOAD_FAILED = "download failed: "
+# The faults of a run: (seconds into the workload, the fault).
+Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
 
 
 @dataclass
@@ -55,10 +58,11 @@ class Ledger:
     shutdown_503: int = 0
     dependency_503: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
-    redis_down: list[tuple[float, float]] = field(default_factory=list)
-    disk_full: list[tuple[float, float]] = field(default_factory=list)
-    store_down: list[tuple[float, float]] = field(default_factory=list)
-    pooler_paused: list[tuple[float, float]] = field(default_factory=list)
+    # The faults' windows: an answer inside one may be that fault's documented 503.
+    redis_down: Spans = field(default_factory=list)
+    disk_full: Spans = field(default_factory=list)
+    store_down: Spans = field(default_factory=list)
+    pooler_paused: Spans = field(default_factory=list)
     disk_503: int = 0  # new BDRs refused while the ZIP folder was short of space
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
@@ -73,17 +77,8 @@ class Ledger:
     def download_failed(self, text: str) -> None:
         self.violation(DOWNLOAD_FAILED + text)
 
-    def redis_was_down(self, t: float, grace: float = 5.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.redis_down)
-
-    def store_was_down(self, t: float, grace: float = 5.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.store_down)
-
-    def pooler_was_paused(self, t: float, grace: float = 2.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.pooler_paused)
-
-    def disk_was_full(self, t: float, grace: float = 2.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.disk_full)
+    def store_was_down(self, t: float | None = None) -> bool:
+        return during(self.store_down, time.monotonic() if t is None else t, 5.0)
 
 
 def label(method: str, path: str) -> str:
@@ -143,7 +138,7 @@ class Api:
         if status == 503 and (server.in_shutdown(started) or server.in_shutdown(now)):
             self.ledger.shutdown_503 += 1
         elif (
-            status == 503 and name in REDIS_DEPENDENT and self.ledger.redis_was_down(started)
+            status == 503 and name in REDIS_DEPENDENT and during(self.ledger.redis_down, started, 5)
         ) or (
             status == 503
             and name.endswith("/download")
@@ -152,14 +147,18 @@ class Api:
             and self.ledger.store_was_down(started)
         ):
             self.ledger.dependency_503[name] += 1
-        elif status == 503 and name == "GET /readyz" and self.ledger.pooler_was_paused(started):
+        elif (
+            status == 503
+            and name == "GET /readyz"
+            and during(self.ledger.pooler_paused, started, 2)
+        ):
             # Its database check waits 2 s: a transaction PgBouncer holds is "not ready".
             self.ledger.dependency_503[f"{name} (PgBouncer paused)"] += 1
         elif (
             status == 503
             and name == "POST /api/pmd/bdr"
             and b"low-disk-space" in body
-            and self.ledger.disk_was_full(started)
+            and during(self.ledger.disk_full, started, 2)
         ):
             self.ledger.disk_503 += 1
         else:
@@ -455,7 +454,7 @@ class Actor:
         None only for the documented 503 while the store is down (and the store's own 5xx to
         a signed URL then): no bytes to check."""
         a = await self.api.call(method, path, headers=headers)
-        if a is not None and a.status == 503 and self.l.store_was_down(time.monotonic()):
+        if a is not None and a.status == 503 and self.l.store_was_down():
             self.l.counts["downloads answered 503 while the object store was down"] += 1
             return None  # booked by Api.classify; nothing to compare
         if a is None or a.status != 302:
@@ -463,7 +462,7 @@ class Actor:
         self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
         plain = {k: v for k, v in headers.items() if k != "Authorization"}
         async with self.api.http.request(method, a.headers["Location"], headers=plain) as resp:
-            if resp.status >= 500 and self.l.store_was_down(time.monotonic()):
+            if resp.status >= 500 and self.l.store_was_down():
                 # The store's own answer to the browser (a restarted SeaweedFS answers 500s
                 # until its volumes are loaded), not the service's.
                 self.l.counts["signed-URL reads the object store failed while down"] += 1
@@ -529,7 +528,7 @@ class Actor:
             try:
                 got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
             except Exception:
-                if not self.l.store_was_down(time.monotonic()):
+                if not self.l.store_was_down():
                     raise
                 self.l.counts["reference reads the object store failed while down"] += 1
                 return  # nothing to compare the service's answer with
@@ -556,3 +555,34 @@ def _slice(root: Path, file_path: str, start: int, end: int) -> bytes:
         f.seek(start)
         data: bytes = f.read(end - start + 1)
         return data
+
+
+async def together(*aws: Coroutine[Any, Any, None]) -> None:
+    """Every one of `aws` to its end; or, as soon as one fails, the others cancelled and its
+    error raised as it is (a TaskGroup would wrap it in a group)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def play(
+    api: Api, pool: asyncpg.Pool, seed: Seed, plan: Plan, duration: float, **actor: Any
+) -> None:
+    """The workload: an actor per user for `duration` s, each fault of `plan` at its time.
+    Paced over the whole workload: the greedy two actors reach the daily limit halfway (and
+    meet 429s), the others about when the workload ends."""
+    ledger = api.ledger
+    ledger.t0 = time.monotonic()
+
+    async def at(when: float, fault: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        await asyncio.sleep(max(0.0, ledger.t0 + when - time.monotonic()))
+        await fault()
+
+    actors = [Actor(api, pool, seed, u, duration / (20 if i < 2 else 9), **actor)
+              for i, u in enumerate(seed.users)]  # fmt: skip
+    await together(*(at(*p) for p in plan), *(a.run(ledger.t0 + duration) for a in actors))
+    print(f"  [{ledger.at()}] workload over", flush=True)

@@ -34,11 +34,11 @@ from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
-from runs.chaos import checks
-from runs.chaos.run import SQL_UNSETTLED, converge, wait_streams
+from runs.chaos.checks import Report, check_all, conclude, settle
+from runs.chaos.procs import Spans, during, until_ok, window
 from runs.chaos.seed import Seed, seed
-from runs.chaos.sse import SseClient
-from runs.chaos.workload import Actor, Api, Ledger
+from runs.chaos.sse import SseClient, start_streams
+from runs.chaos.workload import Api, Ledger, Plan, play
 from runs.cluster.checks import Supervisor, check_processes, service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
@@ -65,9 +65,9 @@ class Balancer:
     address: str
     name: str = "lb"
     # (start, end) of every host loss: the balancer's 5xx inside one lost a request in flight.
-    losses: list[tuple[float, float]] = field(default_factory=list)
+    losses: Spans = field(default_factory=list)
     # (SIGTERM, exit) of every graceful stop: the service's own 503 inside one is documented.
-    shutdowns: list[tuple[float, float]] = field(default_factory=list)
+    shutdowns: Spans = field(default_factory=list)
     stopped: dict[str, tuple[float, float]] = field(default_factory=dict)  # host: last stop
 
     @property
@@ -76,10 +76,10 @@ class Balancer:
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
         """A server was stopping (a deploy) or lost: a download cut then is not a failure."""
-        return self.lost(t) or any(a - grace <= t <= b + grace for a, b in self.shutdowns)
+        return self.lost(t) or during(self.shutdowns, t, grace)
 
     def lost(self, t: float, grace: float = 3.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.losses)
+        return during(self.losses, t, grace)
 
     def alive(self) -> bool:
         return True
@@ -123,20 +123,15 @@ class Faults:
     async def lose_host(self, name: str, down_for: float) -> None:
         """A power cut: every process killed, the link down; back `down_for` seconds later."""
         host = self.cluster.host(name)
-        start = time.monotonic()
-        self.lb.losses.append((start, start + 3600))
-        self.down.add(name)
-        building = await self.building()
-        await asyncio.to_thread(host.kill_all)
-        host.link_down()
-        self.say(f"host {name} lost ({building} BDRs building)")
-        await asyncio.sleep(down_for)
-        host.link_up()
-        if name.startswith("srv"):
-            await asyncio.to_thread(self.cluster.start_server, name, self.env)
-        else:
-            self.cluster.start_worker(name, self.env)
-        self.lb.losses[-1] = (start, time.monotonic())
+        with window(self.lb.losses):
+            self.down.add(name)
+            building = await self.building()
+            await asyncio.to_thread(host.kill_all)
+            host.link_down()
+            self.say(f"host {name} lost ({building} BDRs building)")
+            await asyncio.sleep(down_for)
+            host.link_up()
+            await self.cluster.start(name, self.env)
         self.down.discard(name)
         self.say(f"host {name} back")
 
@@ -175,18 +170,17 @@ class Faults:
         """SIGTERM to the host's service process, as a deploy does; seconds until it exited."""
         host = self.cluster.host(name)
         proc = host.procs[-1]
-        start = time.monotonic()
-        self.lb.shutdowns.append((start, start + 3600))
-        host.expect_exit(proc)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.to_thread(proc.wait, 60)
-        except subprocess.TimeoutExpired:
-            self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
-            await asyncio.to_thread(host.kill_all)
-            code = -9
+        with window(self.lb.shutdowns) as start:
+            host.expect_exit(proc)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.to_thread(proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+                await asyncio.to_thread(host.kill_all)
+                code = -9
         end = time.monotonic()
-        self.lb.shutdowns[-1] = self.lb.stopped[name] = (start, end)
+        self.lb.stopped[name] = (start, end)
         host.reap()
         if code not in (0, -signal.SIGTERM):
             self.ledger.violation(f"{name} exited with {code} after SIGTERM")
@@ -196,17 +190,15 @@ class Faults:
         """A rolling deploy: every server host, then every worker host, one at a time, each
         stopped with SIGTERM and started again; the next waits until the balancer sees the
         last one up."""
-        for name in self.cluster.servers:
+        for name in [*self.cluster.servers, *self.cluster.workers]:
             took = await self.stop_gracefully(name)
             self.say(f"deploy: {name} stopped in {took:.1f} s")
-            await asyncio.to_thread(self.cluster.start_server, name, self.env)
-            await self.cluster.until_up_at_balancer(name)
-            self.say(f"deploy: {name} up again at the balancer")
-        for name in self.cluster.workers:
-            took = await self.stop_gracefully(name)
-            self.say(f"deploy: {name} stopped in {took:.1f} s")
-            self.cluster.start_worker(name, self.env)
-            self.say(f"deploy: {name} started")
+            await self.cluster.start(name, self.env)
+            if name in self.cluster.servers:
+                await self.cluster.until_up_at_balancer(name)
+                self.say(f"deploy: {name} up again at the balancer")
+            else:
+                self.say(f"deploy: {name} started")
 
     async def kill_unannounced(self) -> None:
         """--break-crash-check: a worker host's process SIGKILLed as no planned fault does (the
@@ -216,30 +208,6 @@ class Faults:
         os.kill(proc.pid, signal.SIGKILL)
         self.say(f"--break-crash-check: SIGKILL to the process of {name} (pid {proc.pid}), "
                  "unannounced")  # fmt: skip
-
-    async def run(self, plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
-        t0 = self.ledger.t0
-
-        async def at(when: float, fault: Callable[[], Coroutine[Any, Any, None]]) -> None:
-            await asyncio.sleep(max(0.0, t0 + when - time.monotonic()))
-            await fault()
-
-        await together(*(at(when, fault) for when, fault in plan))
-
-
-async def together(*aws: Coroutine[Any, Any, None]) -> None:
-    """Every one of `aws` to its end; or, as soon as one fails, the others cancelled and its
-    error raised as it is (a TaskGroup would wrap it in a group)."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
 
 
 def schedule(f: Faults, options: Options, victim: Any) -> Plan:
@@ -269,47 +237,22 @@ def _reach_workload(cluster: Cluster) -> Callable[[], Coroutine[Any, Any, None]]
     return reach
 
 
-class CountingClient(SseClient):
-    """An SSE client that also keeps the id of every `bdr_update` it receives: after a rolling
-    deploy it must hold every event of its user since the workload began, none twice."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.ids: list[int] = []
-
-    def _dispatch(self, event: str, data: str) -> None:
-        super()._dispatch(event, data)
-        if event == "bdr_update" and self.last_id is not None:
-            self.ids.append(int(self.last_id))
-
-
-def streams_of(clients: list[CountingClient]) -> list[SseClient]:
-    return list(clients)
-
-
 SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
 
 
 async def check_every_event(
-    report: checks.Report, pool: asyncpg.Pool, clients: list[CountingClient], since: int
+    report: Report, pool: asyncpg.Pool, clients: list[SseClient], since: int
 ) -> None:
-    whole = 0
+    bad = []
     for c in clients:
         expected = [r["id"] for r in await pool.fetch(SQL_EVENTS, c.user.id, since)]
         got = [i for i in c.ids if i > since]
-        if got == expected:
-            whole += 1
-        else:
+        if got != expected:
             missing = sorted(set(expected) - set(got))[:5]
-            twice = len(got) - len(set(got))
-            report.violations.append(
-                f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. {missing}, "
-                f"{twice} twice)"
-            )
-    report.lines.append(
-        f"  streams that received every event of their user since the start, in order, once: "
-        f"{whole}/{len(clients)}"
-    )
+            bad.append(f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. "
+                       f"{missing}, {len(got) - len(set(got))} twice)")  # fmt: skip
+    report.count("streams that received every event of their user since the start, in order, "
+                 "once", len(clients) - len(bad), len(clients), bad)  # fmt: skip
 
 
 async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str, out: dict[str, Any]) -> None:
@@ -370,18 +313,6 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
     return data
 
 
-async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
-    start = time.monotonic()
-    while time.monotonic() - start < bound:
-        row = await pool.fetchrow(SQL_UNSETTLED)
-        assert row is not None
-        if row["open"] == 0 and row["emails"] == 0:
-            print(f"  [{ledger.at()}] settled after {time.monotonic() - start:.0f} s", flush=True)
-            return True
-        await asyncio.sleep(1)
-    return False
-
-
 async def big_ready_zip(api: Api, pool: asyncpg.Pool, victim: Any) -> tuple[str, str]:
     """A ready ZIP of 128 big artworks (the download a deploy must not break): id, SHA-256."""
     body = {"post_ids": random.sample(victim.downloads, 128)}
@@ -428,21 +359,13 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     steps.reached("database")
     tasks: list[asyncio.Task[None]] = []
     undo.push_async_callback(_cancel, tasks)
-
-    async def restart(name: str) -> None:
-        """What a service host's supervisor does when its process has ended."""
-        if name.startswith("srv"):
-            await asyncio.to_thread(cluster.start_server, name, env)
-        else:
-            cluster.start_worker(name, env)
-
-    supervisor = Supervisor(cluster.net.hosts, restart, say=lambda t: print(f"  {t}", flush=True))
-    for name in cluster.servers:
-        await asyncio.to_thread(cluster.start_server, name, env)
-    steps.reached("servers")
-    for name in cluster.workers:
-        cluster.start_worker(name, env)
-    steps.reached("workers")
+    # A service host's supervisor starts its process again when it has ended.
+    supervisor = Supervisor(cluster.net.hosts, lambda name: cluster.start(name, env),
+                            say=lambda t: print(f"  {t}", flush=True))  # fmt: skip
+    for group in ("servers", "workers"):
+        for name in getattr(cluster, group):
+            await cluster.start(name, env)
+        steps.reached(group)
     tasks.append(asyncio.create_task(supervisor.watch()))
     await asyncio.to_thread(cluster.start_lb)
     steps.reached("balancer")
@@ -453,7 +376,6 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
     undo.push_async_callback(_close_pool, pool)
     lb = Balancer(cluster.host("lb").address)
-    clients: list[CountingClient] = []
     http = await undo.enter_async_context(
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     )
@@ -461,12 +383,10 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     undo.push_async_callback(_cancel, tasks)
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
-    await until_ready(http, lb)
-    for u in [*data.users, data.victim]:
-        for n in range(per_user):
-            clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
-    tasks += [asyncio.create_task(c.run()) for c in clients]
-    await wait_streams(streams_of(clients), 60)
+    await until_ok(f"{lb.base}/readyz")
+    clients = [SseClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1)
+               for u in [*data.users, data.victim] for n in range(per_user)]  # fmt: skip
+    tasks += await start_streams(clients, 60)
     print(f"{sum(c.connected for c in clients)} streams open", flush=True)
     steps.reached("streams")
     since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
@@ -480,35 +400,11 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
         print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
     print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
           f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-    ledger.t0 = time.monotonic()
-    until = ledger.t0 + duration
-    actors = [
-        Actor(api, pool, data, u, every=duration / (20 if i < 2 else 9),
-              bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)
-        for i, u in enumerate(data.users)
-    ]  # fmt: skip
-    await together(
-        faults.run(schedule(faults, options, data.victim)),
-        *(a.run(until) for a in actors),
-    )
-    print(f"  [{ledger.at()}] workload over", flush=True)
-    settled = await settle(pool, ledger, 150)
-    views = await converge(api, data, streams_of(clients), 30)
-    bdrs = await checks.rows(pool)
-    report = checks.Report()
-    if not settled:
-        report.violations.append("drain: BDRs or emails still open at the bound")
-    await checks.check_terminal(report, api, data, ledger, bdrs)
-    await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
-                              settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
-    checks.check_emails(report, bdrs, smtp.received())
-    checks.check_downloads(report, ledger)
-    checks.check_sse(report, streams_of(clients), views)
-    checks.check_actions(report, ledger)
-    await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
-    checks.check_5xx(report, ledger)
-    checks.check_volume(report, checks.Workload(users, duration), ledger, bdrs,
-                        len(smtp.received()), streams_of(clients))  # fmt: skip
+    await play(api, pool, data, schedule(faults, options, data.victim), duration,
+               bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)  # fmt: skip
+    report = await check_all(api, pool, data, clients, settings, zip_store, smtp.received(),
+                             settled=await settle(pool, ledger, 150), limit=DAILY_LIMIT,
+                             duration=duration)  # fmt: skip
     if rolling:
         assert in_flight is not None
         await check_every_event(report, pool, clients, since)
@@ -530,18 +426,10 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
                     f"the download in flight on {host} outlived that host's stop"
                 )
     check_processes(report, supervisor, service_logs(cluster.logs, cluster.net.hosts))
-    served = await _served_by(cluster)
+    served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
+              if r.get("pxname") == "servers" and r.get("svname", "").startswith("srv")}  # fmt: skip
     report.info(f"requests each server host answered (HAProxy): {served}")
-    for k, n in sorted(ledger.counts.items()):
-        if not k.startswith("actions:"):
-            report.info(f"{k}: {n}")
-    violations = report.violations + ledger.violations
-    print("checks:")
-    print("\n".join(report.lines))
-    for v in violations[:40]:
-        print(f"  VIOLATION {v}")
-    print(f"cluster: {'OK' if not violations else 'FAILED'}: {len(violations)} violations")
-    return 0 if not violations else 1
+    return conclude(report, ledger, "cluster")
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
@@ -559,25 +447,3 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
 
 _FIELDS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
-
-
-async def _served_by(cluster: Cluster) -> dict[str, int]:
-    out: dict[str, int] = {}
-    stat = await asyncio.to_thread(cluster.haproxy, "show stat")
-    header = stat.lstrip("# ").splitlines()[0].split(",")
-    for line in stat.splitlines()[1:]:
-        row = dict(zip(header, line.split(","), strict=False))
-        if row.get("pxname") == "servers" and row.get("svname", "").startswith("srv"):
-            out[row["svname"]] = int(row.get("stot") or 0)
-    return out
-
-
-async def until_ready(http: aiohttp.ClientSession, lb: Balancer, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with http.get(f"{lb.base}/readyz") as resp:
-                if resp.status == 200:
-                    return
-        await asyncio.sleep(0.5)
-    raise RuntimeError("the balancer did not answer /readyz 200")

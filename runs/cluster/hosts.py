@@ -206,15 +206,19 @@ class Cluster:
         argv = [sys.executable, "-m", "pmd_service", "worker"]
         host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
 
+    async def start(self, name: str, env: dict[str, str]) -> None:
+        """A server or worker host's process started (again)."""
+        if name.startswith("srv"):
+            await asyncio.to_thread(self.start_server, name, env)
+        else:
+            self.start_worker(name, env)
+
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            stat = await asyncio.to_thread(self.haproxy, "show stat")
-            header = stat.lstrip("# ").splitlines()[0].split(",")
-            for line in stat.splitlines()[1:]:
-                row = dict(zip(header, line.split(","), strict=False))
-                if row.get("svname") == name and row.get("status") == "UP":
-                    return
+            rows = await asyncio.to_thread(self.stat)
+            if any(r.get("svname") == name and r.get("status") == "UP" for r in rows):
+                return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{name} not up at the balancer within {within:.0f} s")
 
@@ -237,6 +241,12 @@ class Cluster:
         log = self.logs / "haproxy.log"
         proc = lb.spawn(["haproxy", "-f", str(config), "-db"], log)
         _wait_port(lb, lb.address, 80, "HAProxy", proc=proc, log=log)
+
+    def stat(self) -> list[dict[str, str]]:
+        """HAProxy's `show stat`: a row per frontend, backend and server."""
+        stat = self.haproxy("show stat")
+        header = stat.lstrip("# ").splitlines()[0].split(",")
+        return [dict(zip(header, line.split(","), strict=False)) for line in stat.splitlines()[1:]]
 
     def haproxy(self, command: str) -> str:
         """A command on HAProxy's runtime API (its admin socket)."""
