@@ -72,14 +72,13 @@ async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
         row = await pool.fetchrow(SQL_UNSETTLED)
         assert row is not None
         if (state := f"{row['open']} BDRs open, {row['emails']} emails owed") != last:
-            print(f"  [{ledger.at()}] drain: {state}", flush=True)
+            ledger.say(f"drain: {state}")
             last = state
         if row["open"] == 0 and row["emails"] == 0:
-            took = time.monotonic() - start
-            print(f"  [{ledger.at()}] drain: settled after {took:.0f} s", flush=True)
+            ledger.say(f"drain: settled after {time.monotonic() - start:.0f} s")
             return True
         await asyncio.sleep(1)
-    print(f"  [{ledger.at()}] drain: NOT settled after {bound:.0f} s", flush=True)
+    ledger.say(f"drain: NOT settled after {bound:.0f} s")
     return False
 
 

@@ -20,7 +20,6 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +37,7 @@ from runs.chaos.checks import Report, check_all, conclude, settle
 from runs.chaos.procs import Spans, during, until_ok, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
-from runs.chaos.workload import Api, Ledger, Plan, play
+from runs.chaos.workload import Api, Injector, Ledger, Plan, play
 from runs.cluster.checks import Supervisor, check_processes, service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
@@ -98,34 +97,20 @@ class ClusterApi(Api):
 
 
 @dataclass
-class Faults:
+class Faults(Injector):
     cluster: Cluster
     env: dict[str, str]
-    ledger: Ledger
     lb: Balancer
-    pool: asyncpg.Pool
-    api: Api
-    log: list[str] = field(default_factory=list)
     down: set[str] = field(default_factory=set)  # hosts lost at the moment
-
-    def say(self, text: str) -> None:
-        line = f"  [{self.ledger.at()}] {text}"
-        self.log.append(line)
-        print(line, flush=True)
-
-    async def building(self) -> int:
-        return int(
-            await self.pool.fetchval(
-                "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
-            )
-        )
 
     async def lose_host(self, name: str, down_for: float) -> None:
         """A power cut: every process killed, the link down; back `down_for` seconds later."""
         host = self.cluster.host(name)
         with window(self.lb.losses):
             self.down.add(name)
-            building = await self.building()
+            building = await self.pool.fetchval(
+                "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
+            )
             await asyncio.to_thread(host.kill_all)
             host.link_down()
             self.say(f"host {name} lost ({building} BDRs building)")
@@ -138,10 +123,7 @@ class Faults:
     async def lose_worker_mid_build(self, victim: Any) -> None:
         """A BDR of 128 big artworks, then the loss of whichever worker host reads the vault for
         it (its process holds artwork files open: it is building)."""
-        body = {"post_ids": random.sample(victim.downloads, 128), "send_email": True}
-        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
-        if a is not None and a.status == 202:
-            self.ledger.seen_bdrs.add(a.json()["id"])
+        await self.request(victim, random.sample(victim.downloads, 128), send_email=True)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             for name in self.cluster.workers:
@@ -209,6 +191,9 @@ class Faults:
         self.say(f"--break-crash-check: SIGKILL to the process of {name} (pid {proc.pid}), "
                  "unannounced")  # fmt: skip
 
+    async def reach_workload(self) -> None:
+        self.cluster.steps.reached("workload")  # --fail-at workload
+
 
 def schedule(f: Faults, options: Options, victim: Any) -> Plan:
     duration = options.duration
@@ -216,7 +201,7 @@ def schedule(f: Faults, options: Options, victim: Any) -> Plan:
     if options.break_crash_check:
         plan.append((0.3 * duration, f.kill_unannounced))
     if f.cluster.steps.fail_at == "workload":
-        plan.append((0.1 * duration, _reach_workload(f.cluster)))
+        plan.append((0.1 * duration, f.reach_workload))
     if not options.faults:
         return plan
     if options.rolling:
@@ -228,13 +213,6 @@ def schedule(f: Faults, options: Options, victim: Any) -> Plan:
         (0.40 * duration, lambda: f.lose_host("srv1", 15)),
         (0.55 * duration, lambda: f.cut(f.worker_up("wrk2"), "db", 30)),
     ]
-
-
-def _reach_workload(cluster: Cluster) -> Callable[[], Coroutine[Any, Any, None]]:
-    async def reach() -> None:
-        cluster.steps.reached("workload")
-
-    return reach
 
 
 SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
@@ -313,21 +291,12 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
     return data
 
 
-async def big_ready_zip(api: Api, pool: asyncpg.Pool, victim: Any) -> tuple[str, str]:
+async def big_ready_zip(faults: Faults, victim: Any) -> tuple[str, str]:
     """A ready ZIP of 128 big artworks (the download a deploy must not break): id, SHA-256."""
-    body = {"post_ids": random.sample(victim.downloads, 128)}
-    a = await api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
-    assert a is not None and a.status == 202, a
-    bdr_id = a.json()["id"]
-    api.ledger.seen_bdrs.add(bdr_id)
-    sql = "SELECT status, file_sha256 FROM batch_download_requests WHERE id = $1::uuid"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        row = await pool.fetchrow(sql, bdr_id)
-        if row is not None and row["status"] == "ready":
-            return bdr_id, str(row["file_sha256"])
-        await asyncio.sleep(0.3)
-    raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
+    bdr_id = await faults.request(victim, random.sample(victim.downloads, 128))
+    if bdr_id is None or not (ready := await faults.until_ready([bdr_id], 120)):
+        raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
+    return bdr_id, str(ready[0]["file_sha256"])
 
 
 async def run(cluster: Cluster, options: Options) -> int:
@@ -390,11 +359,11 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     print(f"{sum(c.connected for c in clients)} streams open", flush=True)
     steps.reached("streams")
     since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
-    faults = Faults(cluster, env, ledger, lb, pool, api)
+    faults = Faults(ledger, api, pool, cluster, env, lb)
     download: dict[str, Any] = {}
     in_flight: asyncio.Task[None] | None = None
     if rolling:
-        big, sha = await big_ready_zip(api, pool, data.victim)
+        big, sha = await big_ready_zip(faults, data.victim)
         in_flight = asyncio.create_task(slow_download(api, data.victim, big, sha, download))
         tasks.append(in_flight)
         print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
