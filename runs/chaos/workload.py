@@ -593,3 +593,16 @@ async def play(
               for i, u in enumerate(seed.users)]  # fmt: skip
     await together(*(at(*p) for p in plan), *(a.run(ledger.t0 + duration) for a in actors))
     ledger.say("workload over")
+
+
+async def cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), 10)
+    except TimeoutError:
+        pool.terminate()

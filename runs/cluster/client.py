@@ -37,7 +37,7 @@ from runs.chaos.checks import Report, check_all, conclude, settle
 from runs.chaos.procs import Spans, during, until_ok, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
-from runs.chaos.workload import Api, Injector, Ledger, Plan, play
+from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
 from runs.cluster.checks import Supervisor, check_processes, service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
@@ -327,7 +327,7 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     data = await prepare(cluster, env, users)
     steps.reached("database")
     tasks: list[asyncio.Task[None]] = []
-    undo.push_async_callback(_cancel, tasks)
+    undo.push_async_callback(cancel, tasks)
     # A service host's supervisor starts its process again when it has ended.
     supervisor = Supervisor(cluster.net.hosts, lambda name: cluster.start(name, env),
                             say=lambda t: print(f"  {t}", flush=True))  # fmt: skip
@@ -343,13 +343,13 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     assert settings.bdr_bucket is not None
     zip_store = open_store(settings.bdr_bucket, settings.s3_access)
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
-    undo.push_async_callback(_close_pool, pool)
+    undo.push_async_callback(close_pool, pool)
     lb = Balancer(cluster.host("lb").address)
     http = await undo.enter_async_context(
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     )
     # Again, so that the tasks stop before the session and the pool they use are closed.
-    undo.push_async_callback(_cancel, tasks)
+    undo.push_async_callback(cancel, tasks)
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
     await until_ok(f"{lb.base}/readyz")
@@ -396,22 +396,9 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
                 )
     check_processes(report, supervisor, service_logs(cluster.logs, cluster.net.hosts))
     served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
-              if r.get("pxname") == "servers" and r.get("svname", "").startswith("srv")}  # fmt: skip
+              if r.get("pxname") == "servers" and r["svname"].startswith("srv")}  # fmt: skip
     report.info(f"requests each server host answered (HAProxy): {served}")
     return conclude(report, ledger, "cluster")
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _close_pool(pool: asyncpg.Pool) -> None:
-    try:
-        await asyncio.wait_for(pool.close(), 10)
-    except TimeoutError:
-        pool.terminate()
 
 
 _FIELDS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
