@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
-from support.stack import CHECKOUT, free_port
+from support.stack import CHECKOUT, SERVER, WORKER, free_port
 
 Spans = list[tuple[float, float]]
 
@@ -142,12 +141,11 @@ async def until_ok(url: str, proc: Proc | None = None, within: float = 60) -> No
 
 def server_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
     port = free_port()
-    return Proc(name, [sys.executable, "server.py"], {**env, "PORT": str(port)},
-                logs / f"{name}.log", port)  # fmt: skip
+    return Proc(name, SERVER, {**env, "PORT": str(port)}, logs / f"{name}.log", port)
 
 
 def worker_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
-    return Proc(name, [sys.executable, "-m", "pmd_service", "worker"], env, logs / f"{name}.log")
+    return Proc(name, WORKER, env, logs / f"{name}.log")
 
 
 class Tmpfs:

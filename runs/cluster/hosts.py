@@ -24,7 +24,7 @@ from pathlib import Path
 from runs.cluster.netns import Host, Network
 from support import pgbouncer
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
-from support.stack import CHECKOUT
+from support.stack import CHECKOUT, WORKER
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
@@ -203,8 +203,7 @@ class Cluster:
         host.run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
                               f"(mountpoint -q {vault} || (mount --bind {source} {vault} && "
                               f"mount -o remount,bind,ro {vault}))"])  # fmt: skip
-        argv = [sys.executable, "-m", "pmd_service", "worker"]
-        host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+        host.spawn(WORKER, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
 
     async def start(self, name: str, env: dict[str, str]) -> None:
         """A server or worker host's process started (again)."""
