@@ -39,15 +39,7 @@ from typing import Any
 import hypothesis
 import requests
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    not_a_server_error,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis import GenerationMode, checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
@@ -55,12 +47,12 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory
 
 CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+    checks.negative_data_rejection,
 ]
 STREAM_PATH = "/api/pmd/bdr/sse"
 SEED_POSTS = 200

@@ -29,9 +29,8 @@ from support.stack import CHECKOUT, WORKER
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
 BUCKET = "pmd-cluster"
-SERVICE_ROLE = (
-    "pmd_svc"  # made from `python -m pmd_service grants`: the host's tables, column by column
-)
+# Made from `python -m pmd_service grants`: the host's tables, column by column.
+SERVICE_ROLE = "pmd_svc"
 # The steps of a run, in order: each one's undo is registered the moment it is made.
 # `--fail-at STEP` stops the run right after STEP (tests/tooling/test_cluster.py: nothing may be left).
 STEPS = (
