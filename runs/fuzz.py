@@ -142,13 +142,9 @@ def aim(seed: Seed, case: Any) -> Any:
 
 
 def fuzz(
-    base_url: str,
-    seed: Seed,
-    *,
-    cases: int,
-    exclude_stream: bool = False,
+    base_url: str, seed: Seed, *, cases: int, exclude_stream: bool = False,
     on_operation: Callable[[str, int], None] | None = None,
-) -> Report:
+) -> Report:  # fmt: skip
     """Send about `cases` generated requests spread over every operation; never raises on a
     failed check, counts it."""
     doc = requests.get(f"{base_url}/openapi.json", timeout=10).json()
@@ -215,13 +211,9 @@ def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
 
 
 def _one(
-    case: Any,
-    base_url: str,
-    session: requests.Session,
-    headers: dict[str, str],
-    label: str,
+    case: Any, base_url: str, session: requests.Session, headers: dict[str, str], label: str,
     report: Report,
-) -> None:
+) -> None:  # fmt: skip
     report.cases[label] += 1
     stream = case.operation.path == STREAM_PATH
     if case.operation.schema.is_security_param_negated(case):

@@ -1,25 +1,12 @@
 """Chaos run: `python -m runs.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback: PostgreSQL (a fresh database, see support.stack), a Redis and an SMTP
-server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
-`python -m pmd_service worker` processes. From this process, one actor per user lists posts,
-runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
-downloads ready ZIPs with and without Range, while several SSE clients per user stay connected
-through either server and resume with Last-Event-ID. Meanwhile, on a schedule: SIGKILL of a
-worker mid-build, SIGTERM of a server with open streams, Redis stopped for 20 s,
-pg_terminate_backend of every SSE listener, SMTP down, and (as root) a full disk for the BDR
-folder (a tmpfs mounted over it for the whole run, filled by a ballast file for a while).
-With `--pooler pgbouncer` the servers' and workers' pools go through PgBouncer in transaction
-mode (their LISTEN connections direct), and PgBouncer is paused too.
-
-Then it restarts whatever is down, waits (bounded) until every BDR is terminal and every owed
-email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
-final name, emails exactly once, SSE views equal to the database, actions all-or-nothing, the
-daily limit, and no 5xx but 503s from a server shutting down (or documented while Redis is
-down), every checked download byte-exact, no process exiting by itself, and minimums of BDRs,
-downloads, emails, actions and events that scale with the workload (a check with nothing to
-check fails). Prints the counts; exit status 1 on any violation. `--doc` writes the output into
-docs/runs/ and its result into docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/tooling/test_chaos.py).
+A real stack on loopback (a fresh database, a Redis and an SMTP server of its own, two
+`python server.py` and two workers) under one actor and three SSE clients per user, with the
+faults of `schedule` injected at fixed points of the workload; then, once everything is back
+and every BDR and email settled (bounded), the checks of runs/chaos/checks.py. What each fault
+and check is: docs/reliability.md, "Chaos runs". Prints the counts; exit status 1 on any
+violation. `--doc` writes the output into docs/runs/ and its result into docs/reliability.md;
+`--no-faults --break-downloads` is the run that must fail (tests/tooling/test_chaos.py).
 """
 
 from __future__ import annotations

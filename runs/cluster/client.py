@@ -1,13 +1,9 @@
 """The cluster's workload, faults and checks, run from the client host (see runs/cluster/run.py).
 
-The chaos run's actors, SSE clients and checks (runs/chaos/), pointed at the balancer
-instead of at each server: one "server" for them, the balancer's address. What differs is the
-faults, which act on whole hosts and links, and one more kind of answer a client may see: the
-balancer's own 502/503/504 while a server host it had chosen is being lost (a power cut takes
-requests in flight with it; those are counted, and a write among them is an unknown outcome the
-checks then read back from the database, as after a dropped connection). Two checks are its own
-(runs/cluster/checks.py): no process may end unless the run ended it, and no service
-process may log an ERROR or a traceback.
+The chaos run's actors, SSE clients and checks pointed at the balancer, one "server" for them.
+Its own: the faults, on whole hosts and links; the balancer's 502/503/504 while a host it had
+chosen is lost, counted (a write among them is an unknown outcome, read back from the
+database); every event once per stream in a rolling deploy; and runs/cluster/checks.py.
 """
 
 from __future__ import annotations
