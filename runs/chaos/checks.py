@@ -55,6 +55,11 @@ class Report:
         if total < at_least:
             self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
 
+    def each(self, name: str, problems: list[list[str]]) -> None:
+        """`count` over things checked one by one, each with its problems (none: it passed)."""
+        bad = [p for found in problems for p in found]
+        self.count(name, sum(not found for found in problems), len(problems), bad)
+
     def minimum(self, name: str, got: int, want: int) -> None:
         """The workload must have produced at least `want` of something."""
         self.lines.append(f"  {name}: {got} (at least {want})")
@@ -236,14 +241,8 @@ def _content_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
 
 def check_zips(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
     ready = [r for r in bdrs if r["status"] == "ready"]
-    bad: list[str] = []
-    ok = 0
-    for row in ready:
-        problems = _zip_problems(row, root, seed)
-        bad += problems
-        ok += not problems
-    report.count("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
-                 ok, len(ready), bad)  # fmt: skip
+    report.each("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
+                [_zip_problems(row, root, seed) for row in ready])  # fmt: skip
     skipped = Counter(s["reason"] for r in ready for s in r["skipped"])
     report.info("artworks skipped in ready ZIPs: "
                 + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"))  # fmt: skip
@@ -282,17 +281,14 @@ async def check_bucket(
     killed worker left open aborted by the workers' own sweep within `uploads_within` s."""
     ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
     found = {m["path"] for batch in obstore.list(store) for m in batch}
-    bad: list[str] = []
-    ok = 0
+    problems = []
     for key, row in sorted(ready.items()):
         if key not in found:
-            bad.append(f"{row['id']}: ready but {key} is not in the bucket")
+            problems.append([f"{row['id']}: ready but {key} is not in the bucket"])
             continue
         data = (await (await obstore.get_async(store, key)).bytes_async()).to_bytes()
-        problems = await asyncio.to_thread(_content_problems, row, data, seed)
-        bad += problems
-        ok += not problems
-    report.count("ready ZIPs in the bucket, CRC-valid and byte-exact", ok, len(ready), bad)
+        problems.append(await asyncio.to_thread(_content_problems, row, data, seed))
+    report.each("ready ZIPs in the bucket, CRC-valid and byte-exact", problems)
     # ZIPs whose owner removed them while the store was down are left to the daily cleanup
     # (their rows expired first, so they are never served): run its orphan removal now, as if
     # the hour it waits had passed, and count what is left.
@@ -343,19 +339,15 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
 def check_sse(
     report: Report, clients: list[SseClient], api_views: dict[int, dict[str, Any]]
 ) -> None:
-    bad = []
-    ok = 0
+    problems = []
     for c in clients:
         want = api_views[c.user.id]
-        if c.view == want:
-            ok += 1
-            continue
-        diff = [k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k)]
-        sample = diff[0]
-        bad.append(f"{c.name}: {len(diff)} BDRs differ, e.g. {sample}: client "
-                   f"{_brief(c.view.get(sample))} vs API {_brief(want.get(sample))}")  # fmt: skip
-    report.count("SSE clients whose final view equals the database (every field of every BDR)",
-                 ok, len(clients), bad)  # fmt: skip
+        diff = sorted(k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k))
+        problems.append([f"{c.name}: {len(diff)} BDRs differ, e.g. {diff[0]}: client "
+                         f"{_brief(c.view.get(diff[0]))} vs API {_brief(want.get(diff[0]))}"]
+                        if diff else [])  # fmt: skip
+    report.each("SSE clients whose final view equals the database (every field of every BDR)",
+                problems)  # fmt: skip
     report.info(
         f"SSE: {sum(c.connects for c in clients)} connections, {sum(c.events for c in clients)} "
         f"bdr_update events, {sum(c.resets for c in clients)} resets; ends: "
