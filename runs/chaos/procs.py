@@ -111,17 +111,18 @@ class Proc:
 
     def open_parts(self) -> list[str]:
         """Names of `.part` files this process holds open: it is building those ZIPs now."""
-        if self.proc is None:
-            return []
-        out = []
-        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.endswith(".part"):
-                        out.append(Path(target).name)
-        return out
+        files = open_files(self.proc.pid) if self.proc is not None else []
+        return [Path(f).name for f in files if f.endswith(".part")]
+
+
+def open_files(pid: int) -> list[str]:
+    """The paths process `pid` holds open."""
+    out = []
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                out.append(os.readlink(fd))
+    return out
 
 
 async def until_ok(url: str, proc: Proc | None = None, within: float = 60) -> None:
