@@ -137,35 +137,25 @@ class Api:
             self.ledger.download_failed(f"{name} on {server.name}: {exc!r}")
 
     def classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
-        now = time.monotonic()
-        if status == 503 and (server.in_shutdown(started) or server.in_shutdown(now)):
-            self.ledger.shutdown_503 += 1
-        elif (
-            status == 503 and name in REDIS_DEPENDENT and during(self.ledger.redis_down, started, 5)
-        ) or (
-            status == 503
-            and name.endswith("/download")
+        """A 5xx: one of the documented 503s, booked by kind, or a violation."""
+        led, t, unavailable = self.ledger, started, status == 503
+        disk_short = b"low-disk-space" in body and during(led.disk_full, t, 2)
+        if unavailable and (server.in_shutdown(t) or server.in_shutdown(time.monotonic())):
+            led.shutdown_503 += 1
+        elif unavailable and (
+            (name in REDIS_DEPENDENT and during(led.redis_down, t, 5))
             # A HEAD answer has no body to say why.
-            and (b"store-unavailable" in body or name.startswith("HEAD "))
-            and self.ledger.store_was_down(started)
-        ):
-            self.ledger.dependency_503[name] += 1
-        elif (
-            status == 503
-            and name == "GET /readyz"
-            and during(self.ledger.pooler_paused, started, 2)
-        ):
+            or (name.endswith("/download") and led.store_was_down(t)
+                and (b"store-unavailable" in body or name.startswith("HEAD ")))
+        ):  # fmt: skip
+            led.dependency_503[name] += 1
+        elif unavailable and name == "GET /readyz" and during(led.pooler_paused, t, 2):
             # Its database check waits 2 s: a transaction PgBouncer holds is "not ready".
-            self.ledger.dependency_503[f"{name} (PgBouncer paused)"] += 1
-        elif (
-            status == 503
-            and name == "POST /api/pmd/bdr"
-            and b"low-disk-space" in body
-            and during(self.ledger.disk_full, started, 2)
-        ):
-            self.ledger.disk_503 += 1
+            led.dependency_503[f"{name} (PgBouncer paused)"] += 1
+        elif unavailable and name == "POST /api/pmd/bdr" and disk_short:
+            led.disk_503 += 1
         else:
-            self.ledger.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
+            led.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
 
     async def call(
         self, method: str, path: str, *, server: int | None = None, **kw: Any
