@@ -27,6 +27,7 @@ from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
 from runs.chaos.seed import Seed
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
+from support.mailbox import Mailbox
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
 SQL_UNSETTLED = """
@@ -106,7 +107,7 @@ async def converge(
 
 async def check_all(
     api: Api, pool: asyncpg.Pool, seed: Seed, clients: list[SseClient], settings: Settings,
-    zip_store: ObjectStore | None, received: list[EmailMessage], *, settled: bool, limit: int,
+    zip_store: ObjectStore | None, mailbox: Mailbox, *, settled: bool, limit: int,
     duration: float,
 ) -> Report:  # fmt: skip
     """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
@@ -130,6 +131,9 @@ async def check_all(
     else:
         await asyncio.to_thread(check_zips, report, settings.bdr_path, seed, bdrs)
         check_folder(report, settings.bdr_path, bdrs)
+    # Read after the checks above: "settled" counts an email owed no more once it is taken,
+    # before it is sent, and the last ones arrive meanwhile.
+    received = mailbox.received()
     check_emails(report, bdrs, received)
     check_downloads(report, ledger)
     check_sse(report, clients, views)

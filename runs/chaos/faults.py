@@ -89,7 +89,7 @@ class Faults(Injector):
                     self.held.discard(w.name)
                 self.say(f"restarted {', '.join(f'{w.name} (pid {w.pid})' for w in killed)}")
                 return
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01 if self.bucket is None else 0.05)  # a listing asks the store
         what = "upload was" if self.bucket is not None else "worker was building a ZIP"
         self.ledger.violation(f"fault not injected: no {what} under way within 40 s")
 

@@ -229,8 +229,8 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         plan = [] if args.no_faults else schedule(faults, args.duration, args.ci)
         await play(api, pool, data, plan, args.duration, bdr_root=settings.bdr_path,
                    zip_store=zip_store, break_downloads=args.break_downloads)  # fmt: skip
-        report = await checks.check_all(api, pool, data, clients, settings, zip_store,
-                                        smtp.received(), limit=DAILY_LIMIT,
+        report = await checks.check_all(api, pool, data, clients, settings, zip_store, smtp,
+                                        limit=DAILY_LIMIT,
                                         settled=await drain(faults, args.drain),
                                         duration=args.duration)  # fmt: skip
         await cancel(tasks)

@@ -367,7 +367,7 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
           f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
     await play(api, pool, data, schedule(faults, options, data.victim), duration,
                bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)  # fmt: skip
-    report = await check_all(api, pool, data, clients, settings, zip_store, smtp.received(),
+    report = await check_all(api, pool, data, clients, settings, zip_store, smtp,
                              settled=await settle(pool, ledger, 150), limit=DAILY_LIMIT,
                              duration=duration)  # fmt: skip
     if rolling:
