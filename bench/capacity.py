@@ -453,8 +453,7 @@ async def restart_servers(rig: Rig, env: dict[str, str]) -> None:
 
 
 async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
-    from runs.chaos.procs import until_ok
-    from runs.cluster.client import prepare
+    from runs.cluster.client import prepare, until_ready
 
     hosts = list(range(1, len(cluster.servers) + 1))
     env = cluster.service_env(BDR_DAILY_LIMIT="10000", BDR_DOWNLOAD_MODE="proxy",
@@ -470,7 +469,7 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             rig = Rig(cluster, env, data, admin, redis, http)
-            await until_ok(f"{rig.base}/readyz")
+            await until_ready(http, rig)  # type: ignore[arg-type]
             print("1. list requests through the balancer (PgBouncer)", flush=True)
             out["lists"] = await list_curve(rig, "via PgBouncer", hosts)
             print("3. BDRs against worker hosts", flush=True)

@@ -348,7 +348,7 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     undo.push_async_callback(cancel, tasks)
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
-    await until_ok(f"{lb.base}/readyz")
+    await until_ready(http, lb)
     clients = [SseClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1)
                for u in [*data.users, data.victim] for n in range(per_user)]  # fmt: skip
     tasks += await start_streams(clients, 60)
@@ -399,3 +399,9 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
 
 _FIELDS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
+
+
+async def until_ready(http: aiohttp.ClientSession, lb: Balancer) -> None:
+    """Until the balancer answers /readyz 200 (bench/capacity.py waits so too; `http` is not
+    needed: the wait has a session of its own)."""
+    await until_ok(f"{lb.base}/readyz")
