@@ -34,6 +34,9 @@ from pmd_service.dev.embedded import services
 
 # The checkout: the benchmarks run server.py and worker.py from it and write under .data.
 CHECKOUT = Path(__file__).resolve().parent.parent
+# The service's processes as production starts them, from the checkout.
+SERVER = [sys.executable, "server.py"]
+WORKER = [sys.executable, "-m", "pmd_service", "worker"]
 
 
 def bench_settings() -> Settings:
@@ -175,8 +178,8 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """`python server.py` as production runs it; returns once /readyz answers 200. `log`: where
     its output goes instead of this process's (a line per request drowns a bench's figures)."""
-    proc = subprocess.Popen([sys.executable, "server.py"], cwd=CHECKOUT,
-                            env={**env, "PORT": str(port)}, stdout=log, stderr=log)  # fmt: skip
+    proc = subprocess.Popen(SERVER, cwd=CHECKOUT, env={**env, "PORT": str(port)}, stdout=log,
+                            stderr=log)  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -194,8 +197,7 @@ def start_server(
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`python -m pmd_service worker` as production runs it."""
-    return subprocess.Popen([sys.executable, "-m", "pmd_service", "worker"], cwd=CHECKOUT,
-                            env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(WORKER, cwd=CHECKOUT, env=env, stderr=subprocess.DEVNULL)
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:
