@@ -1,1 +1,2 @@
-"""Benchmarks: `python -m bench.posts` (they print figures; they are not tests)."""
+"""Benchmarks: `python -m bench` lists them, `python -m bench NAME` runs one (they print figures;
+they are not tests)."""

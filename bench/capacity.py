@@ -14,8 +14,8 @@ one the service itself limits:
    a default `max_connections` (100) admits (the service role's CONNECTION LIMIT is set to the
    97 slots a default server leaves to non-superusers), and what clients see when the servers'
    pools cannot grow: the status of every request.
-3. **BDRs a second against worker hosts**: a backlog of small BDRs POSTed with no worker up,
-   drained by 1, 2, … worker hosts; Redis commands per BDR and per stream open, and per idle
+3. **BDRs a second against worker hosts**: bench/drain.py's backlog of small BDRs, drained by
+   1, 2, … worker hosts; Redis commands per BDR and per stream open, and per idle
    worker a second (INFO commandstats).
 4. **Redis**: what it sustains (redis-benchmark from the client host) for the commands the
    service sends.
@@ -28,12 +28,9 @@ docs/scaling.md is rendered from these figures (bench/scaling_doc.py).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import concurrent.futures
-import json
 import os
-import random
 import shutil
 import signal
 import statistics
@@ -42,26 +39,30 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
 import obstore
 
-from bench.scaling import drained, hold_backlog
-from bench.store import plain_put, store_at
+from bench import cli
+from bench.drain import Rig, commands, delta, drain, until
+from bench.objects import plain_put, store_at
+from bench.show import show
 from pmd_service.core.queue import create_redis
-from runs.chaos.seed import Seed, SeedUser
+from runs.chaos.seed import Seed
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster, enter, up
 from runs.cluster.netns import possible
-from support.measures import cpu_seconds, machine_seconds, percentile
+from support.measures import cpu_seconds, percentile
 from support.stack import CHECKOUT
 
+T = TypeVar("T")
 LIST_PATH = "/api/pmd/posts?limit=50"
 LIST_SECONDS, LIST_CONCURRENCY = 8.0, 32
-ARTWORKS_PER_BDR = 4
 DRAIN_LIMIT_S = 240.0
 STREAM_OPENS = 20
 IDLE_SECONDS = 5.0
@@ -78,40 +79,58 @@ FROM pg_stat_activity WHERE usename = '{SERVICE_ROLE}' GROUP BY 1
 """
 
 
-# --- who spent the CPU -----------------------------------------------------------------------
+@dataclass
+class Hosts(Rig):
+    """The drain's rig on the cluster, and what the other parts use. Its parties: the hosts,
+    each every process in its network namespace."""
 
+    cluster: Cluster
+    env: dict[str, str]
+    data: Seed
+    names: dict[str, str] = field(init=False)  # address → host
+    ns: dict[str, str] = field(init=False)  # network namespace → host
 
-class Meter:
-    """CPU seconds of each host (every process in its network namespace) and of the machine."""
+    def __post_init__(self) -> None:
+        hosts = self.cluster.net.hosts
+        self.names = {h.address: n for n, h in hosts.items()}
+        self.ns = {_netns(h.holder.pid): n for n, h in hosts.items() if h.holder is not None}
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.names = [n for n in cluster.net.hosts if n != "client"]
-        self.ns = {
-            _netns(h.holder.pid): n for n, h in cluster.net.hosts.items() if h.holder is not None
-        }
+    @asynccontextmanager
+    async def workers(self, n: int) -> AsyncIterator[None]:
+        names = self.cluster.workers[:n]
+        addresses = {self.cluster.host(name).address for name in names}
 
-    def sample(self) -> dict[str, float]:
-        out = dict.fromkeys(self.names, 0.0)
+        async def polling() -> bool:
+            # Each worker host holds a Redis connection once its worker polls the queue.
+            clients = await self.redis.client_list()
+            return addresses <= {c["addr"].rsplit(":", 1)[0] for c in clients}
+
+        for name in names:
+            self.cluster.start_worker(name, self.env)
+        try:
+            await until(polling, 90, f"worker hosts {names}")
+            await asyncio.sleep(2.0)  # their start-up sweep and first polls
+            yield
+        finally:
+            for name in names:
+                await asyncio.to_thread(self.cluster.host(name).kill_all)
+
+    async def parties(self) -> dict[str, dict[Any, float]]:
+        return await asyncio.to_thread(self._by_host)
+
+    def _by_host(self) -> dict[str, dict[Any, float]]:
+        # The client host's processes: this one, counted apart.
+        out: dict[str, dict[Any, float]] = {n: {} for n in self.cluster.net.hosts if n != "client"}
         for entry in Path("/proc").iterdir():
             name = self.ns.get(_netns(int(entry.name))) if entry.name.isdigit() else None
-            if name and name != "client":  # this process: counted by os.times
-                out[name] += cpu_seconds(int(entry.name))
-        out["client"] = sum(os.times()[:2])
-        out["machine"], _ = machine_seconds()
-        out["wall"] = time.monotonic()
+            if name in out:
+                out[name][entry.name] = cpu_seconds(int(entry.name))
         return out
 
-    async def around(self, work: Awaitable[Any]) -> tuple[Any, dict[str, float]]:
-        before = await asyncio.to_thread(self.sample)
-        result = await work
-        after = await asyncio.to_thread(self.sample)
-        spent = {k: round(after[k] - before[k], 2) for k in after}
-        cores = len(os.sched_getaffinity(0))
-        spent["others"] = round(
-            max(0.0, spent["machine"] - sum(v for k, v in spent.items() if k not in
-                                            ("machine", "wall"))), 2)  # fmt: skip
-        spent["box_busy"] = round(spent["machine"] / (spent["wall"] * cores), 3)
-        return result, spent
+    async def metered(self, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
+        result, cpu = await super().metered(work)
+        del cpu["iowait"]  # docs/scaling.md takes every other key but a few for a party
+        return result, cpu
 
 
 def _netns(pid: int) -> str:
@@ -124,19 +143,18 @@ def _netns(pid: int) -> str:
 # --- 1. list requests through the balancer ---------------------------------------------------
 
 
-async def list_load(
-    http: aiohttp.ClientSession, base: str, users: list[SeedUser], seconds: float
-) -> dict[str, Any]:
+async def list_load(rig: Hosts) -> dict[str, Any]:
+    """The users' list call from LIST_CONCURRENCY clients for LIST_SECONDS."""
     statuses: Counter[str] = Counter()
     took: list[float] = []
-    end = time.monotonic() + seconds
+    end = time.monotonic() + LIST_SECONDS
 
     async def loop(i: int) -> None:
-        auth = users[i % len(users)].auth
+        auth = rig.data.users[i % len(rig.data.users)].auth
         while time.monotonic() < end:
             t = time.monotonic()
             try:
-                async with http.get(base + LIST_PATH, headers=auth) as resp:
+                async with rig.http.get(rig.base + LIST_PATH, headers=auth) as resp:
                     await resp.read()
                     statuses[str(resp.status)] += 1
             except (aiohttp.ClientError, TimeoutError):
@@ -146,7 +164,7 @@ async def list_load(
 
     await asyncio.gather(*(loop(i) for i in range(LIST_CONCURRENCY)))
     return {
-        "per_s": round(statuses["200"] / seconds, 1),
+        "per_s": round(statuses["200"] / LIST_SECONDS, 1),
         "p50_ms": round(percentile(took, 0.5) * 1000, 1) if took else None,
         "p99_ms": round(percentile(took, 0.99) * 1000, 1) if took else None,
         "statuses": dict(statuses),
@@ -177,20 +195,16 @@ async def in_rotation(cluster: Cluster, n: int) -> None:
         await cluster.until_up_at_balancer(name)
 
 
-async def list_curve(rig: Rig, label: str, counts: list[int]) -> list[dict[str, Any]]:
+async def list_curve(rig: Hosts, label: str, counts: list[int]) -> list[dict[str, Any]]:
     out = []
     for n in counts:
         await in_rotation(rig.cluster, n)
         stop = asyncio.Event()
-        sampler = asyncio.create_task(peak_backends(rig.admin, stop, rig.names))
-        figures, cpu = await rig.meter.around(
-            list_load(rig.http, rig.base, rig.data.users, LIST_SECONDS)
-        )
+        sampler = asyncio.create_task(peak_backends(rig.db, stop, rig.names))
+        figures, cpu = await rig.metered(list_load(rig))
         stop.set()
         figures |= {"server_hosts": n, "connections": await sampler, "cpu": cpu}
-        print(f"  {label}: {n} server host(s): {figures['per_s']} lists/s, p99 "
-              f"{figures['p99_ms']} ms, statuses {figures['statuses']}, connections "
-              f"{figures['connections']}, box busy {cpu['box_busy']:.0%}", flush=True)  # fmt: skip
+        show(f"  {label}: {n} server host(s)", figures)
         out.append(figures)
     return out
 
@@ -219,18 +233,18 @@ def start_check(cluster: Cluster, env: dict[str, str], processes: int) -> dict[s
     return {"processes": processes, "exit": code, "last_line": said[-1] if said else ""}
 
 
-async def full_database(rig: Rig) -> dict[str, Any]:
+async def full_database(rig: Hosts) -> dict[str, Any]:
     """The servers (direct, pools at their minimum) under load while the role may hold only
     two connections more than it holds now: what the clients see."""
-    held = int(await rig.admin.fetchval(
+    held = int(await rig.db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", SERVICE_ROLE))  # fmt: skip
     limit = held + 2
-    await rig.admin.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT {limit}")
+    await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT {limit}")
     try:
         await in_rotation(rig.cluster, len(rig.cluster.servers))
-        figures = await list_load(rig.http, rig.base, rig.data.users, LIST_SECONDS)
+        figures = await list_load(rig)
     finally:
-        await rig.admin.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
+        await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
     figures |= {"connection_limit": limit, "held_before": held}
     print(f"  a full database (role limit {limit}): {figures['statuses']}", flush=True)
     return figures
@@ -239,86 +253,26 @@ async def full_database(rig: Rig) -> dict[str, Any]:
 # --- 3. BDRs against worker hosts, and Redis commands -----------------------------------------
 
 
-async def commands(redis: Any) -> dict[str, int]:
-    stats = await redis.info("commandstats")
-    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+async def bdrs(rig: Hosts, backlog: int) -> list[dict[str, Any]]:
+    """The drain by 1, 2, … worker hosts; after the last, what its idle workers send Redis."""
+    out = []
+    for n in range(1, len(rig.cluster.workers) + 1):
+        idle_s = IDLE_SECONDS if n == len(rig.cluster.workers) else 0.0
+        r = await drain(rig, backlog, n, DRAIN_LIMIT_S, idle_s)
+        used = r["redis_commands"]
+        idle = used.pop("idle", None)
+        per_bdr = sum(sum(c.values()) for c in used.values()) / backlog
+        out.append({"worker_hosts": n, "bdrs": backlog, "seconds": r["seconds"],
+                    "per_s": r["per_s"], "cpu": r["cpu"], "redis_per_bdr": round(per_bdr, 1),
+                    "redis_commands": used})  # fmt: skip
+        if idle is not None:
+            out[-1] |= {"idle_per_worker_s": round(sum(idle.values()) / idle_s / n, 1),
+                        "idle_commands": idle}  # fmt: skip
+        show(f"  {n} worker host(s)", out[-1])
+    return out
 
 
-def delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
-    # INFO itself is counted too: left out.
-    return {k: b[k] - a.get(k, 0) for k in b if b[k] - a.get(k, 0) and k != "info"}
-
-
-async def post_backlog(rig: Rig, n: int, rng: random.Random) -> list[str]:
-    ids: list[str] = []
-
-    async def one(user: SeedUser, k: int) -> None:
-        for _ in range(k):
-            body = {"post_ids": rng.sample(user.downloads, ARTWORKS_PER_BDR)}
-            async with rig.http.post(f"{rig.base}/api/pmd/bdr", json=body,
-                                     headers=user.auth) as resp:  # fmt: skip
-                assert resp.status == 202, (resp.status, await resp.text())
-                ids.append((await resp.json())["id"])
-
-    users = rig.data.users
-    share = -(-n // len(users))
-    await asyncio.gather(*(one(u, min(share, n - i * share)) for i, u in enumerate(users)))
-    return ids
-
-
-async def workers_up(rig: Rig, names: list[str]) -> None:
-    """Each worker host holds a Redis connection once its worker polls the queue."""
-    addresses = {rig.cluster.host(n).address for n in names}
-    deadline = time.monotonic() + 90
-    while True:
-        clients = await rig.redis.client_list()
-        seen = {c["addr"].rsplit(":", 1)[0] for c in clients}
-        if addresses <= seen:
-            break
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"worker hosts {sorted(addresses - seen)} not up within 90 s")
-        await asyncio.sleep(0.1)
-    await asyncio.sleep(2.0)  # their start-up sweep and first polls
-
-
-async def drain(rig: Rig, n_hosts: int, backlog: int, rng: random.Random) -> dict[str, Any]:
-    before = await commands(rig.redis)
-    ids = await post_backlog(rig, backlog, rng)
-    await hold_backlog(rig.redis, backlog, 20)
-    posted = delta(before, await commands(rig.redis))
-    names = rig.cluster.workers[:n_hosts]
-    for name in names:
-        rig.cluster.start_worker(name, rig.env)
-    await workers_up(rig, names)
-
-    before = await commands(rig.redis)
-    seconds, cpu = await rig.meter.around(
-        drained(rig.admin, rig.redis, backlog, DRAIN_LIMIT_S, ids)
-    )
-    draining = delta(before, await commands(rig.redis))
-    idle: dict[str, int] = {}
-    if n_hosts == len(rig.cluster.workers):
-        before = await commands(rig.redis)
-        await asyncio.sleep(IDLE_SECONDS)
-        idle = delta(before, await commands(rig.redis))
-    for name in names:
-        await asyncio.to_thread(rig.cluster.host(name).kill_all)
-    figures = {
-        "worker_hosts": n_hosts, "bdrs": backlog, "seconds": round(seconds, 2),
-        "per_s": round(backlog / seconds, 2), "cpu": cpu,
-        "redis_per_bdr": round((sum(posted.values()) + sum(draining.values())) / backlog, 1),
-        "redis_commands": {"post": posted, "drain": draining},
-    }  # fmt: skip
-    if idle:
-        figures["idle_per_worker_s"] = round(sum(idle.values()) / IDLE_SECONDS / n_hosts, 1)
-        figures["idle_commands"] = idle
-    print(f"  {n_hosts} worker host(s): {backlog} BDRs in {seconds:.1f} s = "
-          f"{figures['per_s']}/s, {figures['redis_per_bdr']} Redis commands a BDR, box busy "
-          f"{cpu['box_busy']:.0%} (workers {[cpu[n] for n in names]} CPU s)", flush=True)  # fmt: skip
-    return figures
-
-
-async def stream_opens(rig: Rig) -> dict[str, Any]:
+async def stream_opens(rig: Hosts) -> dict[str, Any]:
     """Redis commands per stream the page opens: a ticket minted, then redeemed by the stream."""
     user = rig.data.users[0]
     before = await commands(rig.redis)
@@ -353,7 +307,7 @@ def redis_benchmark(address: str) -> dict[str, float]:
 # --- 5. NOTIFY fan-out --------------------------------------------------------------------------
 
 
-async def notify_fanout(rig: Rig, listeners: int) -> dict[str, Any]:
+async def notify_fanout(rig: Hosts, listeners: int) -> dict[str, Any]:
     got: dict[str, list[float]] = {}
     done: dict[str, asyncio.Event] = {}
 
@@ -382,7 +336,7 @@ async def notify_fanout(rig: Rig, listeners: int) -> dict[str, Any]:
                 await asyncio.sleep(0.02)
             return first, last
 
-        (first, last), cpu = await rig.meter.around(burst())
+        (first, last), cpu = await rig.metered(burst())
     finally:
         for c in [*conns, notifier]:
             await c.close()
@@ -395,9 +349,7 @@ async def notify_fanout(rig: Rig, listeners: int) -> dict[str, Any]:
         "client_cpu_ms_per_notify": round(cpu["client"] * 1000 / NOTIFIES, 2),
         "cpu": cpu,
     }
-    print(f"  NOTIFY to {listeners} listeners: all received p50 {figures['all_p50_ms']} ms, "
-          f"p99 {figures['all_p99_ms']} ms; the database {figures['db_cpu_ms_per_notify']} ms "
-          "CPU a NOTIFY", flush=True)  # fmt: skip
+    show(f"  NOTIFY to {listeners} listeners", figures)
     return figures
 
 
@@ -431,21 +383,11 @@ def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
 # --- the run -------------------------------------------------------------------------------------
 
 
-class Rig:
-    def __init__(self, cluster: Cluster, env: dict[str, str], data: Seed, admin: asyncpg.Pool,
-                 redis: Any, http: aiohttp.ClientSession) -> None:  # fmt: skip
-        self.cluster, self.env, self.data, self.admin = cluster, env, data, admin
-        self.redis, self.http = redis, http
-        self.base = f"http://{cluster.host('lb').address}"
-        self.meter = Meter(cluster)
-        self.names = {h.address: n for n, h in cluster.net.hosts.items()}
-
-
 def direct(env: dict[str, str]) -> dict[str, str]:
     return env | {"DATABASE_URL": env["DATABASE_DIRECT_URL"], "DATABASE_POOLER": "none"}
 
 
-async def restart_servers(rig: Rig, env: dict[str, str]) -> None:
+async def restart_servers(rig: Hosts, env: dict[str, str]) -> None:
     for name in rig.cluster.servers:
         await asyncio.to_thread(rig.cluster.host(name).kill_all)
     for name in rig.cluster.servers:
@@ -468,15 +410,15 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
                            "list_seconds": LIST_SECONDS, "notifies": NOTIFIES}  # fmt: skip
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            rig = Rig(cluster, env, data, admin, redis, http)
+            users = [(u.auth, u.downloads) for u in data.users]
+            base = f"http://{cluster.host('lb').address}"
+            rig = Hosts(http, base, users, admin, redis, cluster, env, data)
             await until_ready(http, rig)  # type: ignore[arg-type]
             print("1. list requests through the balancer (PgBouncer)", flush=True)
             out["lists"] = await list_curve(rig, "via PgBouncer", hosts)
             print("3. BDRs against worker hosts", flush=True)
-            rng = random.Random(24)
             out["streams_redis"] = await stream_opens(rig)
-            out["bdrs"] = [await drain(rig, n, backlog, rng)
-                           for n in range(1, len(cluster.workers) + 1)]  # fmt: skip
+            out["bdrs"] = await bdrs(rig, backlog)
             print("2. connections: servers direct", flush=True)
             await restart_servers(rig, direct(env))
             out["lists_direct"] = await list_curve(rig, "direct", [len(hosts)])
@@ -506,12 +448,12 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
             out["redis_benchmark"] = await asyncio.to_thread(
                 redis_benchmark, cluster.host("redis").address
             )
-            print(f"  {out['redis_benchmark']}", flush=True)
+            show("  requests/s", out["redis_benchmark"])
             print("5. NOTIFY fan-out", flush=True)
             out["notify"] = [await notify_fanout(rig, n) for n in LISTENERS]
             print("6. the bucket", flush=True)
             out["bucket"] = await asyncio.to_thread(bucket, env, cluster.run_dir)
-            print(f"  {out['bucket']}", flush=True)
+            show("  the bucket", out["bucket"])
     finally:
         await redis.aclose()
         await admin.close()
@@ -519,11 +461,10 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__.split("\n")[0])
+    p = cli.parser("capacity", __doc__)
     p.add_argument("--servers", type=int, default=3, help="server hosts (at most 9)")
     p.add_argument("--workers", type=int, default=3, help="worker hosts (at most 9)")
     p.add_argument("--backlog", type=int, default=160, help="small BDRs in each drain")
-    p.add_argument("--json", type=Path, help="write the figures here")
     args = p.parse_args()
     why = possible()
     if why is not None:
@@ -545,8 +486,7 @@ def main() -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
         else:
             print(f"logs in {cluster.logs}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    cli.save(args.json, figures)
 
 
 if __name__ == "__main__":

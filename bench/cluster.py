@@ -8,18 +8,14 @@ received. docs/scaling.md shows the outcome (bench/scaling_doc.py).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from support.stack import CHECKOUT
+from bench import cli
+from bench.runner import bounded
 
 RUNS = {"faults": (), "rolling": ("--rolling",)}
 LIMIT_S = 900
@@ -37,15 +33,8 @@ def one(args: tuple[str, ...]) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "runs.cluster", *args]
     print(f"=== {' '.join(cmd[1:])}", flush=True)
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=CHECKOUT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=LIMIT_S)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None
+    code, out = bounded(cmd, LIMIT_S, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = out or ""
     print(out[-4000:], flush=True)
     found: dict[str, Any] = {"command": " ".join(["python", *cmd[1:]]), "exit": code,
                              "seconds": round(time.monotonic() - started)}  # fmt: skip
@@ -57,12 +46,8 @@ def one(args: tuple[str, ...]) -> dict[str, Any]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.split("\n")[0])
-    p.add_argument("--json", type=Path, help="write the outcomes here")
-    args = p.parse_args()
-    outcomes = {name: one(argv) for name, argv in RUNS.items()}
-    if args.json:
-        args.json.write_text(json.dumps(outcomes, indent=2))
+    args = cli.parser("cluster", __doc__).parse_args()
+    cli.save(args.json, {name: one(argv) for name, argv in RUNS.items()})
 
 
 if __name__ == "__main__":

@@ -1,52 +1,19 @@
 """A full export in parts through the real worker: `python -m bench.export [--quick]`.
 
-Not a test: prints figures, exits 0. A fresh database holds one user with 3,000 artworks of
-about 1 MB each (0.9 to 1.1 MB of random bytes: incompressible, like detailed PNGs), and one
-with 8 for the warm-ups. The real worker process (`python -m pmd_service worker`) builds
-exports of the 3,000 in parts of 256 MiB (the smallest EXPORT_MIN_PART_BYTES allows), inserted
-and enqueued as the server does with the API's defaults, into the folder (BDR_PATH) and then
-into SeaweedFS (BDR_STORE=s3://…, support/seaweed.py). In each store, after a warm-up BDR and
-a warm-up export, each round runs:
+Not a test: prints figures, exits 0. One user with 3,000 artworks of ~1 MB of random bytes, one
+with 8 for the warm-ups; the real worker builds exports in parts of 256 MiB, requested as the
+server does, into the folder (BDR_PATH), then into SeaweedFS (BDR_STORE=s3://…). Each round, in
+each store: BDRs of 128 of the same artworks with the worker idle, each beside its floor (the
+same files written plainly); an export alone (the worker's RSS read every 5 ms), beside its
+floor; idle BDRs again; an export with the same BDRs beside it. Three rounds in the folder, two
+in SeaweedFS, then the control in the folder: the same BDRs while a second worker (another Redis
+database) builds the export. Figures, each a ratio within the run: throughput (target ≥ 0.9× a
+BDR's), RSS growth (≤ +30 MB), a BDR's time to ready during an export (≤ 1.5× idle). Every build
+is checked (all artworks, none skipped, sizes as their rows say, one part read back against its
+SHA-256) and every file written is removed. docs/benchmarks.md tells the rest.
 
-1. BDRs of 128 of the same artworks (spread over the 3,000), one after another, the worker
-   otherwise idle, each followed by its floor: the same files written plainly into one file
-   (fsynced) or one object;
-2. an export on its own (its files read once before, into the page cache, where the BDRs'
-   128 always are), the worker's RSS read from /proc every 5 ms, then its floor: the same
-   files written plainly into files (or objects) of 256 MiB;
-3. the same BDRs again, idle;
-4. another export, and while it builds its parts the same BDRs again, one after another.
-
-The folder gets three rounds, SeaweedFS (about a minute an export on two cores) two; then, in
-the folder, the control: the same BDRs while a second worker process (on another Redis
-database, so the first never sees the job) builds the same export.
-
-Figures, each a ratio within the run, in the same store, on the same files:
-
-- throughput: the export's bytes ÷ its claim → ready, against the idle BDRs' bytes ÷ their
-  claim → ready, each summed over all its builds (see `_aggregate`). Target ≥ 0.9×.
-- memory: the worker's peak RSS during the first export on its own, minus its RSS after the
-  warm-up. Target ≤ +30 MB. The same reading around each idle BDR before it says what a BDR
-  alone takes. (Later exports start from the high-water of a BDR and an export built side by
-  side, which the worker keeps: their peaks are saved, not judged.)
-- BDRs first: a BDR's time to ready (its row's insert → ready) while an export builds in the
-  same worker, against the same BDR with the worker idle (medians). Target ≤ 1.5×. Only BDRs
-  that ran wholly inside the export's claim → ready count (their rows' times say so). The
-  control gives the same figure with nothing holding the export back: if it passed too, this
-  one would prove nothing.
-- beside them: the worker's CPU time per GB (export ÷ BDR), the floors' own ratio (how much
-  of a gap is the store's, writing 3 GB in a row against 128 MB), and the throughput ratio
-  with that taken out (each side against its floor).
-
-Checks that make a pass mean something: every export is ready with all 3,000 artworks and none
-skipped, in as many parts as its bytes need, none over 256 MiB, each part's file (or object)
-there with the size its row gives; one part per store is read back and its SHA-256 compared
-with its row's; every BDR is ready with none skipped, its ZIP there with its row's size. Every
-file the run writes (the vault, ZIPs, parts, floors, SeaweedFS's volumes and what `weed`
-leaves under /tmp) is removed as soon as it has been checked, or at the end.
-
-`--quick`: 300 artworks (2 parts), one round of 2 BDRs (folder) or 1 (SeaweedFS) each time,
-in about a minute: a smoke test of the benchmark itself, its figures too few to go by.
+`--quick`: 300 artworks, one round of 2 BDRs (folder) or 1 (SeaweedFS), in about a minute: a
+smoke test of the benchmark itself, its figures too few to go by.
 """
 
 from __future__ import annotations
@@ -62,7 +29,8 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -77,9 +45,9 @@ import obstore
 from arq.connections import ArqRedis
 
 from bench import cli
+from bench.job import Run, driving
 from bench.runner import service_versions
 from pmd_service.bdr.files import ZipFiles
-from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis
@@ -88,54 +56,31 @@ from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path
 from pmd_service.jobs.zip.build import PART_BYTES as ZIP_PART_BYTES
 from pmd_service.jobs.zip.build import PARTS_IN_FLIGHT
-from pmd_service.sse.hub import CHANNEL
 from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.seaweed import (
-    Seaweed,
-    create_bucket,
-    new_bucket_name,
-    running_seaweed,
-)
+from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
 from support.stack import fresh_stack, service_env, start_worker, stop
 
-ARTWORKS = 3000
-QUICK_ARTWORKS = 300
-WARM_ARTWORKS = 8
-BDR_ARTWORKS = 128
+ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
 PART_BYTES = 256 << 20
 TARGET_THROUGHPUT = 0.9
 TARGET_GROWTH_MB = 30.0
 TARGET_BDR_SLOWDOWN = 1.5
-SAMPLE_EVERY = 0.005
-TRACE_EVERY = 0.5
 # Between two BDRs (idle or during an export alike): the export gets the worker back meanwhile.
 GAP_S = 0.5
 # BDRs during an export start once it has built this share of its artworks (its plan is made,
 # its parts are being built), and no more start past the second share: each should end before
 # the export does.
 BUSY_FROM, BUSY_UNTIL = 0.05, 0.8
-WAIT_S = 600
 # SeaweedFS's data folder with no ZIP left in it (its volumes' indexes and the filer's store).
 SEAWEED_SETTLED_BYTES = 64 << 20
 # Volumes of 256 MB SeaweedFS may grow: room for four exports of 3 GB and the BDRs around them
 # even if no vacuumed volume took writes again (on disk only what is not yet vacuumed).
 SEAWEED_VOLUMES = 128
 
-SQL_BDR = """
-INSERT INTO batch_download_requests (user_id, user_sqid, post_ids, artwork_count)
-VALUES ($1, $2, $3, cardinality($3::int[]))
-RETURNING id
-"""
-SQL_BDR_ROW = """
-SELECT status, file_path, file_size_bytes, skipped, error_message, created_at, started_at,
-       completed_at, extract(epoch FROM completed_at - created_at)::float8 AS to_ready_s,
-       extract(epoch FROM completed_at - started_at)::float8 AS build_s
-FROM batch_download_requests WHERE id = $1
-"""
 # As the server inserts one, with the API's defaults (comments and reactions included).
 SQL_EXPORT = """
-INSERT INTO exports (user_id, user_sqid, part_bytes, artwork_count)
-VALUES ($1, $2, $3, $4)
+INSERT INTO exports (user_id, user_sqid, part_bytes, artwork_count) VALUES ($1, $2, $3, $4)
 RETURNING id
 """
 SQL_EXPORT_ROW = """
@@ -149,9 +94,6 @@ FROM export_parts WHERE export_id = $1 ORDER BY number
 """
 
 
-# --- the data ----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Owner:
     id: int
@@ -163,32 +105,26 @@ class Owner:
 
 def _write_random(path: Path, size: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = b"\x89PNG\r\n\x1a\n" + np.random.default_rng(seed).bytes(size - 8)
-    path.write_bytes(data)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(seed).bytes(size - 8))
 
 
 async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, n: int,
                      seed: int) -> Owner:  # fmt: skip
     """A user with `n` artworks of 0.9–1.1 MB of random bytes, in the vault as the host lays it
     out, each post a second older than the one before (the export's order is known)."""
+    user = await Factory(conn, settings).user(handle)
     ids = PublicIds(settings.sqids_alphabet)
-    owner: int = await conn.fetchval(
-        "INSERT INTO users (handle, email) VALUES ($1::text, $1::text || '@bench') RETURNING id",
-        handle,
-    )
-    await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, ids.encode(owner))
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]
     shards = [f"{i % 64:02x}/{i * 7 % 64:02x}" for i in range(n)]
     sizes = [rng.randrange(900_000, 1_100_000) for _ in range(n)]
-    now = datetime.now(UTC)
-    created = [now - timedelta(seconds=i) for i in range(n)]
+    created = [datetime.now(UTC) - timedelta(seconds=i) for i in range(n)]
     rows = await conn.fetch(
         "INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at) "
         "SELECT k, s, $3, 'artwork ' || o, c "
         "FROM unnest($1::uuid[], $2::text[], $4::timestamptz[]) WITH ORDINALITY AS u(k, s, c, o) "
         "ORDER BY o RETURNING id",
-        keys, shards, owner, created,
+        keys, shards, user.id, created,
     )  # fmt: skip
     post_ids: list[int] = [r[0] for r in rows]
     await conn.execute(
@@ -209,10 +145,10 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
             for i, (p, size) in enumerate(zip(paths, sizes, strict=True))
         ))  # fmt: skip
     await conn.execute("ANALYZE posts; ANALYZE post_files")
-    return Owner(owner, ids.encode(owner), post_ids, paths, sum(sizes))
+    return Owner(user.id, user.sqid, post_ids, paths, sum(sizes))
 
 
-# --- the worker, as the server drives it -------------------------------------------------------
+# --- the worker's exports, as the server requests them -----------------------------------------
 
 
 @dataclass(frozen=True)
@@ -223,115 +159,59 @@ class Requested:
     cpu_s: float
 
 
-@dataclass
-class Run:
-    """What the rounds share: a connection, Redis, the events' doorbell, where the ZIPs go."""
-
-    conn: asyncpg.Connection
-    redis: ArqRedis
-    doorbell: asyncio.Queue[str]
-    zips: ZipFiles
-    worker_pid: int
-
-    async def until(self, sql: str, row_id: uuid.UUID, done: Callable[[asyncpg.Record], bool]
-                    ) -> asyncpg.Record:  # fmt: skip
-        """The row once `done(row)`: read again at each NOTIFY of the events (as the server's
-        SSE hub learns of changes), or every second if one is missed. Polling every few ms took
-        CPU from the two cores the worker builds on."""
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            while not self.doorbell.empty():
-                self.doorbell.get_nowait()
-            row = await self.conn.fetchrow(sql, row_id)
-            assert row is not None
-            if done(row):
-                return row
-            if row["status"] not in ("pending", "processing"):
-                raise RuntimeError(f"{row_id}: {row['status']}: {row['error_message']}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.doorbell.get(), timeout=1.0)
-        raise RuntimeError(f"{row_id} not done within {WAIT_S} s")
-
-    async def bdr(self, owner: Owner, post_ids: list[int], min_bytes: int = 0) -> dict[str, Any]:
-        """One BDR, requested as the server does, until ready; its times from its row; its ZIP
-        checked (none skipped, at least `min_bytes`, there with its row's size) and removed."""
-        cpu = cpu_seconds(self.worker_pid)
-        bdr_id = await self.conn.fetchval(SQL_BDR, owner.id, owner.sqid, post_ids)
-        await enqueue_bdr(self.redis, bdr_id)
-        row = await self.until(SQL_BDR_ROW, bdr_id, lambda r: r["status"] == "ready")
-        cpu = cpu_seconds(self.worker_pid) - cpu
-        assert row["skipped"] == [] and row["file_size_bytes"] >= min_bytes, dict(row)
-        stored = await self.zips.locate(row["file_path"])
-        assert stored.size == row["file_size_bytes"], (stored.size, row["file_size_bytes"])
-        await self.zips.remove(row["file_path"])
-        return {
-            "to_ready_s": row["to_ready_s"],
-            "build_s": row["build_s"],
-            "cpu_s": cpu,
-            "bytes": row["file_size_bytes"],
-            "started_at": row["started_at"].timestamp(),
-            "completed_at": row["completed_at"].timestamp(),
-        }
-
-    async def request_export(self, owner: Owner, redis: ArqRedis | None = None) -> Requested:
-        """`redis`: another queue than the worker's (the control's second worker)."""
-        cpu = cpu_seconds(self.worker_pid)
-        export_id: uuid.UUID = await self.conn.fetchval(
-            SQL_EXPORT, owner.id, owner.sqid, PART_BYTES, len(owner.post_ids)
-        )
-        await enqueue_export(redis or self.redis, export_id)
-        return Requested(export_id, cpu)
-
-    async def export_done(self, export: Requested, owner: Owner, *, read_back: bool
-                          ) -> dict[str, Any]:  # fmt: skip
-        """The export once ready, checked (see the module's docstring), its parts removed."""
-        export_id = export.id
-        row = await self.until(SQL_EXPORT_ROW, export_id, lambda r: r["status"] == "ready")
-        cpu = cpu_seconds(self.worker_pid) - export.cpu_s
-        parts = await self.conn.fetch(SQL_PARTS, export_id)
-        n = len(owner.post_ids)
-        assert row["artwork_count"] == n and row["progress_done"] == n, dict(row)
-        assert row["skipped"] == [], row["skipped"]
-        assert sum(p["artwork_count"] for p in parts) == n
-        sizes = [p["file_size_bytes"] for p in parts]
-        assert sum(sizes) == row["total_bytes"] >= owner.bytes, (sum(sizes), row["total_bytes"])
-        assert max(sizes) <= PART_BYTES and len(parts) >= -(-row["total_bytes"] // PART_BYTES)
-        for part in parts:
-            assert part["status"] == "ready", dict(part)
-            stored = await self.zips.locate(part["file_path"])
-            assert stored.size == part["file_size_bytes"], (stored.size, dict(part))
-        if read_back:  # the bytes are there, and they are the ones the row vouches for
-            part = parts[len(parts) // 2]
-            digest = await self._sha256(part["file_path"], part["file_size_bytes"])
-            assert digest == part["sha256"].strip(), (digest, part["sha256"])
-        for part in parts:
-            await self.zips.remove(part["file_path"])
-        ends = [row["started_at"], *(p["completed_at"] for p in parts)]
-        return {
-            "part_s": [(b - a).total_seconds() for a, b in itertools.pairwise(ends)],
-            "build_s": row["build_s"],
-            "cpu_s": cpu,
-            "bytes": row["total_bytes"],
-            "parts": len(parts),
-            "throughput_mb_s": row["total_bytes"] / row["build_s"] / 1e6,
-            "started_at": row["started_at"].timestamp(),
-            "completed_at": row["completed_at"].timestamp(),
-        }
-
-    async def _sha256(self, file_path: str, size: int) -> str:
-        stored = await self.zips.locate(file_path)
-        if stored.path is not None:
-            return await asyncio.to_thread(_file_sha256, stored.path)
-        digest = hashlib.sha256()
-        async for chunk in self.zips.chunks(await self.zips.read(stored, 0, size), 1 << 20):
-            digest.update(chunk)
-        return digest.hexdigest()
+async def request_export(run: Run, owner: Owner, redis: ArqRedis | None = None) -> Requested:
+    """`redis`: another queue than the worker's (the control's second worker)."""
+    cpu = cpu_seconds(run.worker_pid)
+    export_id: uuid.UUID = await run.conn.fetchval(
+        SQL_EXPORT, owner.id, owner.sqid, PART_BYTES, len(owner.post_ids)
+    )
+    await enqueue_export(redis or run.redis, export_id)
+    return Requested(export_id, cpu)
 
 
-def _file_sha256(path: Path) -> str:
+async def export_done(run: Run, export: Requested, owner: Owner, *, read_back: bool
+                      ) -> dict[str, Any]:  # fmt: skip
+    """The export once ready, checked (see the module's docstring), its parts removed."""
+    row = await run.until(SQL_EXPORT_ROW, export.id, lambda r: r["status"] == "ready")
+    cpu = cpu_seconds(run.worker_pid) - export.cpu_s
+    parts = await run.conn.fetch(SQL_PARTS, export.id)
+    n = len(owner.post_ids)
+    assert row["artwork_count"] == n and row["progress_done"] == n, dict(row)
+    assert row["skipped"] == [], row["skipped"]
+    assert sum(p["artwork_count"] for p in parts) == n
+    sizes = [p["file_size_bytes"] for p in parts]
+    assert sum(sizes) == row["total_bytes"] >= owner.bytes, (sum(sizes), row["total_bytes"])
+    assert max(sizes) <= PART_BYTES and len(parts) >= -(-row["total_bytes"] // PART_BYTES)
+    for part in parts:
+        assert part["status"] == "ready", dict(part)
+        stored = await run.zips.locate(part["file_path"])
+        assert stored.size == part["file_size_bytes"], (stored.size, dict(part))
+    if read_back:  # the bytes are there, and they are the ones the row vouches for
+        part = parts[len(parts) // 2]
+        digest = await _sha256(run.zips, part["file_path"], part["file_size_bytes"])
+        assert digest == part["sha256"].strip(), (digest, part["sha256"])
+    for part in parts:
+        await run.zips.remove(part["file_path"])
+    ends = [row["started_at"], *(p["completed_at"] for p in parts)]
+    return {
+        "part_s": [(b - a).total_seconds() for a, b in itertools.pairwise(ends)],
+        "build_s": row["build_s"],
+        "cpu_s": cpu,
+        "bytes": row["total_bytes"],
+        "parts": len(parts),
+        "throughput_mb_s": row["total_bytes"] / row["build_s"] / 1e6,
+        "started_at": row["started_at"].timestamp(),
+        "completed_at": row["completed_at"].timestamp(),
+    }
+
+
+async def _sha256(zips: ZipFiles, file_path: str, size: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
+    stored = await zips.locate(file_path)
+    if stored.path is not None:
+        await asyncio.to_thread(deque, map(digest.update, _read([stored.path])), 0)
+    else:
+        async for chunk in zips.chunks(await zips.read(stored, 0, size), 1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -366,11 +246,6 @@ def _read(group: list[Path]) -> Iterator[bytes]:
                 yield chunk
 
 
-def _read_all(paths: list[Path]) -> None:
-    for _ in _read(paths):
-        pass
-
-
 def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
     """The store's floor for the same bytes, with no ZIP, no hash, no job: each group of
     artworks written plainly as one file (1 MiB at a time, fsynced) or one object (a multipart
@@ -389,8 +264,7 @@ def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
         out = zips.root.parent / "floor.bin"
         with open(out, "wb", buffering=0) as target:
             for chunk in _read(group):
-                target.write(chunk)
-                size += len(chunk)
+                size += target.write(chunk)
             os.fsync(target.fileno())
         out.unlink()
     return {"build_s": time.perf_counter() - started, "bytes": size}
@@ -399,11 +273,10 @@ def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
 @dataclass(frozen=True)
 class Plan:
     """What one store runs: `rounds` of (BDRs, an export alone, BDRs, an export with BDRs
-    beside it), `bdrs` BDRs each time; `floors`: also time the store's floor beside them."""
+    beside it), `bdrs` BDRs each time, each build beside the store's floor."""
 
     rounds: int
     bdrs: int
-    floors: bool = True  # also time the store's floor beside each build
     # The control: the worker's environment for a second worker process on another queue.
     control: dict[str, str] | None = None
 
@@ -416,43 +289,47 @@ QUICK_PLANS = {"folder": Plan(rounds=1, bdrs=2), "seaweedfs": Plan(rounds=1, bdr
 
 @dataclass(frozen=True)
 class Picked:
-    """The BDR's 128 artworks: their posts, their files, the files' bytes."""
+    """The BDR's 128 artworks (spread over the owner's): their posts, files and bytes."""
 
+    owner: Owner
     posts: list[int]
     files: list[Path]
     bytes: int
 
-
-async def _idle_bdrs(run: Run, owner: Owner, bdr: Picked, plan: Plan
-                     ) -> tuple[list[dict[str, Any]], list[dict[str, float]]]:  # fmt: skip
-    done, floors = [], []
-    for _ in range(plan.bdrs):
-        with PeakRss(lambda: rss_kb(run.worker_pid), SAMPLE_EVERY, None, TRACE_EVERY) as rss:
-            done.append(await run.bdr(owner, bdr.posts, bdr.bytes))
-        done[-1]["peak_rss_mb"] = rss.peak / 1024
-        await asyncio.sleep(GAP_S)
-        if plan.floors:
-            floors.append(await asyncio.to_thread(_floor, run.zips, [bdr.files]))
-            await asyncio.sleep(GAP_S)
-    return done, floors
+    async def bdr(self, run: Run) -> dict[str, Any]:
+        return await run.bdr(self.owner.id, self.owner.sqid, self.posts, self.bytes)
 
 
-async def _busy_bdrs(run: Run, owner: Owner, bdr: Picked, count: int,
-                     export: Requested) -> list[dict[str, Any]]:  # fmt: skip
-    """BDRs one after another while the export builds, from BUSY_FROM of its artworks on."""
-    export_id = export.id
-    n = len(owner.post_ids)
-    await run.until(SQL_EXPORT_ROW, export_id,
+def _rss(run: Run) -> PeakRss:
+    """The worker's peak RSS, read every 5 ms, with its trace every half second."""
+    return PeakRss(lambda: rss_kb(run.worker_pid), 0.005, None, 0.5)
+
+
+async def _beside_export(run: Run, bdr: Picked, count: int, label: str,
+                        redis: ArqRedis | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    """An export of the BDRs' owner, and BDRs one after another while it builds, from BUSY_FROM
+    of its artworks on, each marked by whether it ran wholly inside the export's claim → ready
+    (their rows' times): (the BDRs, the export)."""
+    export = await request_export(run, bdr.owner, redis)
+    n = len(bdr.owner.post_ids)
+    await run.until(SQL_EXPORT_ROW, export.id,
                     lambda r: r["status"] == "ready" or r["progress_done"] >= BUSY_FROM * n)  # fmt: skip
     done: list[dict[str, Any]] = []
     while len(done) < count:
-        row = await run.conn.fetchrow(SQL_EXPORT_ROW, export_id)
+        row = await run.conn.fetchrow(SQL_EXPORT_ROW, export.id)
         assert row is not None
         if row["status"] != "processing" or row["progress_done"] > BUSY_UNTIL * n:
             break
-        done.append(await run.bdr(owner, bdr.posts, bdr.bytes))
+        done.append(await bdr.bdr(run))
         await asyncio.sleep(GAP_S)
-    return done
+    built = await export_done(run, export, bdr.owner, read_back=False)
+    for b in done:
+        b["inside_export"] = (
+            built["started_at"] <= b["started_at"] <= b["completed_at"] <= built["completed_at"]
+        )
+    print(f"    {label}: {len(done)} BDRs during an export ({sum(b['inside_export'] for b in done)}"
+          f" wholly inside it, which took {built['build_s']:.1f} s)", flush=True)  # fmt: skip
+    return done, built
 
 
 def _part_groups(owner: Owner) -> list[list[Path]]:
@@ -479,112 +356,93 @@ def other_queue(url: str) -> str:
     return urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
 
 
-async def _control(run: Run, owner: Owner, warm: Owner, bdr: Picked, plan: Plan
-                   ) -> dict[str, Any]:  # fmt: skip
+async def _control(run: Run, warm: Owner, bdr: Picked, plan: Plan) -> dict[str, Any]:
     """The same BDRs while the same export builds in a second worker process, where the first
     one's gate cannot hold it: what BDRs would suffer without going first. If these were as
     fast as beside the export in the same worker, the figure would prove nothing."""
     assert plan.control is not None
-    env = plan.control
-    second = start_worker(env)
-    redis = create_redis(env["REDIS_URL"])
+    second = start_worker(plan.control)
+    redis = create_redis(plan.control["REDIS_URL"])
     try:
-        await run.export_done(await run.request_export(warm, redis), warm, read_back=False)
-        export = await run.request_export(owner, redis)
-        during = await _busy_bdrs(run, owner, bdr, plan.bdrs, export)
-        done = await run.export_done(export, owner, read_back=False)
+        await export_done(run, await request_export(run, warm, redis), warm, read_back=False)
+        during, done = await _beside_export(run, bdr, plan.bdrs, "control, a second worker", redis)
     finally:
         await redis.aclose()
         stop(second)
-    _mark_inside(during, done)
-    print(f"    control: {len(during)} BDRs while a second worker built the export "
-          f"({sum(b['inside_export'] for b in during)} wholly inside it, which took "
-          f"{done['build_s']:.1f} s)", flush=True)  # fmt: skip
     return {"bdrs": during, "export": done}
 
 
-def _mark_inside(bdrs: list[dict[str, Any]], export: dict[str, Any]) -> None:
-    """Which BDRs ran wholly inside the export's claim → ready (by their rows' times)."""
-    for b in bdrs:
-        b["inside_export"] = (
-            export["started_at"] <= b["started_at"] <= b["completed_at"] <= export["completed_at"]
-        )
-
-
-async def measure_store(run: Run, worker_pid: int, owner: Owner, warm: Owner, plan: Plan,
-                        after_export: Callable[[], Awaitable[None]]) -> dict[str, Any]:  # fmt: skip
-    step = len(owner.post_ids) / BDR_ARTWORKS
-    picks = [int(i * step) for i in range(BDR_ARTWORKS)]
+async def measure_store(run: Run, owner: Owner, warm: Owner, plan: Plan, weed: Seaweed | None
+                        ) -> dict[str, Any]:  # fmt: skip
+    picks = [int(i * len(owner.post_ids) / BDR_ARTWORKS) for i in range(BDR_ARTWORKS)]
     files = [owner.paths[i] for i in picks]
-    bdr = Picked([owner.post_ids[i] for i in picks], files, sum(p.stat().st_size for p in files))
+    bdr = Picked(owner, [owner.post_ids[i] for i in picks], files,
+                 sum(p.stat().st_size for p in files))  # fmt: skip
     groups = _part_groups(owner)
+
+    async def settle() -> None:
+        await asyncio.to_thread(_settle, weed)
+
     # Warm-up: every code path of both jobs loaded, the worker's pools and buffers made.
-    await run.bdr(warm, warm.post_ids)
-    await run.bdr(owner, bdr.posts, bdr.bytes)
-    await run.export_done(await run.request_export(warm), warm, read_back=False)
-    await after_export()
+    await run.bdr(warm.id, warm.sqid, warm.post_ids)
+    await bdr.bdr(run)
+    await export_done(run, await request_export(run, warm), warm, read_back=False)
+    await settle()
     await asyncio.sleep(1.0)  # let the warm-up's garbage go
-    baseline = rss_kb(worker_pid)
+    baseline = rss_kb(run.worker_pid)
     idle: list[list[dict[str, Any]]] = []
     alone: list[dict[str, Any]] = []
     busy: list[dict[str, Any]] = []
     busy_exports: list[dict[str, Any]] = []
     bdr_floors: list[dict[str, float]] = []
     export_floors: list[dict[str, float]] = []
-    peaks: list[int] = []
-    samples: list[int] = []
-    busy_peak = 0
+    busy_peak = samples = 0
+
+    async def idle_bdrs() -> None:
+        idle.append([])
+        for _ in range(plan.bdrs):
+            with _rss(run) as rss:
+                done = await bdr.bdr(run)
+            idle[-1].append(done | {"peak_rss_mb": rss.peak / 1024})
+            await asyncio.sleep(GAP_S)
+            bdr_floors.append(await asyncio.to_thread(_floor, run.zips, [bdr.files]))
+            await asyncio.sleep(GAP_S)
+
     for r in range(plan.rounds):
-        done, floors = await _idle_bdrs(run, owner, bdr, plan)
-        idle.append(done)
-        bdr_floors += floors
+        await idle_bdrs()
         # The BDRs read the same 128 files again and again, always in the page cache; this
         # machine's cache was seen to hold 92-98% of the 3 GB (other work on it evicts some).
-        await asyncio.to_thread(_read_all, owner.paths)
-        before = rss_kb(worker_pid)
-        export = await run.request_export(owner)
-        with PeakRss(lambda: rss_kb(worker_pid), SAMPLE_EVERY, None, TRACE_EVERY) as rss:
-            alone.append(await run.export_done(export, owner, read_back=r == 0))
-        peaks.append(rss.peak)
-        samples.append(rss.samples)
+        await asyncio.to_thread(deque, _read(owner.paths), 0)
+        before = rss_kb(run.worker_pid)
+        export = await request_export(run, owner)
+        with _rss(run) as rss:
+            alone.append(await export_done(run, export, owner, read_back=r == 0))
+        samples = samples or rss.samples  # the first export's
         alone[-1] |= {"rss_trace": rss.trace, "rss_before_mb": before / 1024,
                       "rss_peak_mb": rss.peak / 1024}  # fmt: skip
-        await after_export()
-        line = (f"    round {r + 1}: export alone {alone[-1]['build_s']:.1f} s "
-                f"({alone[-1]['throughput_mb_s']:.0f} MB/s, {alone[-1]['parts']} parts), "
-                f"peak RSS {rss.peak / 1024:.1f} MB")  # fmt: skip
-        if plan.floors:
-            export_floors.append(await asyncio.to_thread(_floor, run.zips, groups))
-            await after_export()
-            line += f"; its floor {_throughput(export_floors[-1]):.0f} MB/s"
-        print(line, flush=True)
-        done, floors = await _idle_bdrs(run, owner, bdr, plan)
-        idle.append(done)
-        bdr_floors += floors
-        export = await run.request_export(owner)
-        with PeakRss(lambda: rss_kb(worker_pid), SAMPLE_EVERY, None, TRACE_EVERY) as rss:
-            during = await _busy_bdrs(run, owner, bdr, plan.bdrs, export)
-            busy_exports.append(await run.export_done(export, owner, read_back=False))
-        busy_peak = max(busy_peak, rss.peak)
-        await after_export()
-        e = busy_exports[-1]
-        _mark_inside(during, e)
+        await settle()
+        export_floors.append(await asyncio.to_thread(_floor, run.zips, groups))
+        await settle()
+        print(f"    round {r + 1}: export alone {alone[-1]['build_s']:.1f} s "
+              f"({alone[-1]['throughput_mb_s']:.0f} MB/s, {alone[-1]['parts']} parts), peak RSS "
+              f"{rss.peak / 1024:.1f} MB; its floor {_throughput(export_floors[-1]):.0f} MB/s",
+              flush=True)  # fmt: skip
+        await idle_bdrs()
+        with _rss(run) as rss:
+            during, built = await _beside_export(run, bdr, plan.bdrs, f"round {r + 1}")
         busy += during
-        print(f"    round {r + 1}: {len(during)} BDRs during an export "
-              f"({sum(b['inside_export'] for b in during)} wholly inside it, which took "
-              f"{e['build_s']:.1f} s)", flush=True)  # fmt: skip
-    control = await _control(run, owner, warm, bdr, plan) if plan.control is not None else None
-    after = rss_kb(worker_pid)
+        busy_exports.append(built)
+        busy_peak = max(busy_peak, rss.peak)
+        await settle()
+    control = await _control(run, warm, bdr, plan) if plan.control is not None else None
     idle_all = [b for group in idle for b in group]
-    inside = [b for b in busy if b["inside_export"]]
-    bdr_rate = _aggregate(idle_all)
-    export_rate = _aggregate(alone)
+    inside_all = [b for b in busy if b["inside_export"]]
+    bdr_rate, export_rate = _aggregate(idle_all), _aggregate(alone)
     # Each export against the idle BDRs just before and just after it.
-    by_round = [
-        _aggregate([e]) / _aggregate(idle[2 * i] + idle[2 * i + 1]) for i, e in enumerate(alone)
-    ]
+    by_round = [_aggregate([e]) / _aggregate(idle[2 * i] + idle[2 * i + 1])
+                for i, e in enumerate(alone)]  # fmt: skip
     idle_ready = _median([b["to_ready_s"] for b in idle_all])
-    busy_ready = _median([b["to_ready_s"] for b in inside])
+    busy_ready = _median([b["to_ready_s"] for b in inside_all])
     figures = {
         "bdr_bytes": idle_all[0]["bytes"],
         "rounds": plan.rounds,
@@ -601,73 +459,50 @@ async def measure_store(run: Run, worker_pid: int, owner: Owner, warm: Owner, pl
         "throughput_ratio_by_round": by_round,
         "idle_to_ready_s": idle_ready,
         "busy_to_ready_s": busy_ready,
-        "busy_inside": len(inside),
+        "busy_inside": len(inside_all),
         "bdr_slowdown": busy_ready / idle_ready,
         # The first export on its own, after the warm-up and idle BDRs only: once a BDR and an
         # export have been built side by side, the worker keeps their joint high-water (its
         # allocator does not hand it all back), and later exports start from there.
         "rss": {
             "baseline_mb": baseline / 1024,
-            "peak_mb": peaks[0] / 1024,
-            "growth_mb": (peaks[0] - baseline) / 1024,
-            "samples": samples[0],
+            "peak_mb": alone[0]["rss_peak_mb"],
+            "growth_mb": alone[0]["rss_peak_mb"] - baseline / 1024,
+            "samples": samples,
             # The same reading around each idle BDR before it: what a BDR's build takes.
             "bdr_growth_mb": max(b["peak_rss_mb"] for b in idle[0]) - baseline / 1024,
             "peak_with_bdrs_mb": busy_peak / 1024,
-            "later_peaks_mb": [p / 1024 for p in peaks[1:]],
-            "after_mb": after / 1024,
+            "later_peaks_mb": [e["rss_peak_mb"] for e in alone[1:]],
+            "after_mb": rss_kb(run.worker_pid) / 1024,
         },
     }
     if control is not None:
         inside_control = [b for b in control["bdrs"] if b["inside_export"]]
         control_ready = _median([b["to_ready_s"] for b in inside_control])
-        figures["control"] = control | {
-            "to_ready_s": control_ready,
-            "inside": len(inside_control),
-            "slowdown": control_ready / idle_ready,
-        }
-    if plan.floors:
-        bdr_floor = _aggregate(bdr_floors)
-        export_floor = _aggregate(export_floors)
-        figures["floors"] = {
-            "bdr": bdr_floors,
-            "export": export_floors,
-            "bdr_mb_s": bdr_floor,
-            "export_mb_s": export_floor,
-            "ratio": export_floor / bdr_floor,
-            "bdr_share": bdr_rate / bdr_floor,
-            "export_share": export_rate / export_floor,
-            # The throughput ratio with the disk's own difference between the two sizes taken
-            # out: what the export's code does per byte against a BDR's.
-            "normalized": (export_rate / export_floor) / (bdr_rate / bdr_floor),
-        }
+        figures["control"] = control | {"to_ready_s": control_ready, "inside": len(inside_control),
+                                        "slowdown": control_ready / idle_ready}  # fmt: skip
+    bdr_floor, export_floor = _aggregate(bdr_floors), _aggregate(export_floors)
+    figures["floors"] = {
+        "bdr": bdr_floors,
+        "export": export_floors,
+        "bdr_mb_s": bdr_floor,
+        "export_mb_s": export_floor,
+        "ratio": export_floor / bdr_floor,
+        "bdr_share": bdr_rate / bdr_floor,
+        "export_share": export_rate / export_floor,
+        # The throughput ratio with the disk's own difference between the two sizes taken
+        # out: what the export's code does per byte against a BDR's.
+        "normalized": (export_rate / export_floor) / (bdr_rate / bdr_floor),
+    }
     return figures
 
 
 # --- the run -----------------------------------------------------------------------------------
 
 
-@contextlib.asynccontextmanager
-async def _run(settings: Settings, store: Settings, worker_pid: int) -> AsyncIterator[Run]:
-    conn = await connect(settings.database_url, "pmd-bench")
-    listener = await connect(settings.database_url, "pmd-bench-listen")
-    doorbell: asyncio.Queue[str] = asyncio.Queue()
-    await listener.add_listener(CHANNEL, lambda *args: doorbell.put_nowait(args[3]))
-    redis = create_redis(settings.redis_url)
-    try:
-        yield Run(conn, redis, doorbell, ZipFiles(store), worker_pid)
-    finally:
-        await redis.aclose()
-        await listener.close()
-        await conn.close()
-
-
 def _disk_bytes(folder: Path) -> int:
-    return sum(
-        os.stat(os.path.join(root, name)).st_blocks * 512
-        for root, _, names in os.walk(folder)
-        for name in names
-    )
+    return sum((Path(root) / name).stat().st_blocks * 512
+               for root, _, names in os.walk(folder) for name in names)  # fmt: skip
 
 
 def _settle(weed: Seaweed | None) -> None:
@@ -675,15 +510,14 @@ def _settle(weed: Seaweed | None) -> None:
     disk, so each measurement starts from a settled disk. SeaweedFS deletes an object's chunks
     a moment after the object (then a vacuum reclaims them): a vacuum at once reclaimed nothing,
     and two exports of 3 GB in a row ran it out of volumes (500s)."""
-    if weed is not None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            weed.vacuum()
-            if _disk_bytes(weed.directory / "data") < SEAWEED_SETTLED_BYTES:
-                break
-            time.sleep(0.25)
-        else:
+    deadline = time.monotonic() + 60
+    while weed is not None:
+        weed.vacuum()
+        if _disk_bytes(weed.directory / "data") < SEAWEED_SETTLED_BYTES:
+            break
+        if time.monotonic() > deadline:
             raise RuntimeError("SeaweedFS kept the deleted parts' space for 60 s")
+        time.sleep(0.25)
     os.sync()
 
 
@@ -691,21 +525,20 @@ def _remove_leftovers(weed: Seaweed, since: float) -> None:
     """What `weed server` leaves outside its own folder once stopped: a Unix socket per
     server and gRPC port (always under /tmp), and its log files, named by its pid. Only files
     made since it started: a dead server's stale ones may carry the same port or pid."""
-
-    def remove(paths: Iterator[Path]) -> None:
-        for path in paths:
-            with contextlib.suppress(FileNotFoundError):
-                if path.lstat().st_mtime >= since:
-                    path.unlink()
-
     ports = [int(a.split("=")[1]) for a in weed.args if a.split("=")[0].endswith(".port")]
-    for port in ports + [p + 10000 for p in ports]:  # gRPC on +10000 (support/seaweed.py)
-        remove(Path("/tmp").glob(f"seaweedfs-*-{port}.sock"))
+    logs = Path(tempfile.gettempdir())
+    found = [path for port in ports + [p + 10000 for p in ports]  # gRPC on +10000
+             for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]  # fmt: skip
     if weed.proc is not None:
-        logs = Path(tempfile.gettempdir())
-        remove(logs.glob(f"weed.*.log.*.{weed.proc.pid}"))
-        # weed.INFO etc. point at the newest server's logs: those just removed, now nothing.
-        remove(link for link in logs.glob("weed.*") if link.is_symlink() and not link.exists())
+        found += logs.glob(f"weed.*.log.*.{weed.proc.pid}")
+    for path in found:
+        with contextlib.suppress(FileNotFoundError):
+            if path.lstat().st_mtime >= since:
+                path.unlink()
+    # weed.INFO etc. point at the newest server's logs: those just removed, now nothing.
+    for link in logs.glob("weed.*"):
+        if link.is_symlink() and not link.exists() and link.lstat().st_mtime >= since:
+            link.unlink()
 
 
 async def _in_store(settings: Settings, name: str, env: dict[str, str], owner: Owner,
@@ -717,21 +550,18 @@ async def _in_store(settings: Settings, name: str, env: dict[str, str], owner: O
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
     )
-
-    async def after_export() -> None:
-        await asyncio.to_thread(_settle, weed)
-
     print(f"  {name}:", flush=True)
     worker = start_worker(service_env(settings, **env))
     try:
-        async with _run(settings, store, worker.pid) as run:
-            return await measure_store(run, worker.pid, owner, warm, plan, after_export)
+        async with driving(settings, worker.pid, store) as run:
+            return await measure_store(run, owner, warm, plan, weed)
     finally:
         stop(worker)
 
 
-@contextlib.asynccontextmanager
-async def _seeded(artworks: int) -> AsyncIterator[tuple[Settings, Owner, Owner]]:
+async def _stores(artworks: int, plans: dict[str, Plan]) -> dict[str, Any]:
+    figures: dict[str, Any] = {"artworks": artworks, "part_bytes": PART_BYTES,
+                               "bdr_artworks": BDR_ARTWORKS, "stores": {}}  # fmt: skip
     async with fresh_stack() as settings:
         conn = await connect(settings.database_url, "pmd-bench")
         try:
@@ -743,15 +573,6 @@ async def _seeded(artworks: int) -> AsyncIterator[tuple[Settings, Owner, Owner]]
         await asyncio.to_thread(os.sync)  # the vault on disk: no writeback during the rounds
         print(f"seeded {artworks:,} artworks, {owner.bytes / 1e9:.2f} GB, in "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-        yield settings, owner, warm
-
-
-async def _stores(artworks: int, plans: dict[str, Plan]) -> dict[str, Any]:
-    figures: dict[str, Any] = {
-        "artworks": artworks, "part_bytes": PART_BYTES, "bdr_artworks": BDR_ARTWORKS,
-        "stores": {},
-    }  # fmt: skip
-    async with _seeded(artworks) as (settings, owner, warm):
         figures["artwork_bytes"] = owner.bytes
         # Those of this run, which the report's machine line (of whichever benchmark ran
         # last) may not name.
@@ -778,49 +599,19 @@ async def _stores(artworks: int, plans: dict[str, Plan]) -> dict[str, Any]:
     return figures
 
 
-def run(artworks: int, plans: dict[str, Plan]) -> dict[str, Any]:
-    figures = asyncio.run(_stores(artworks, plans))
-    for name, f in figures["stores"].items():
-        report(name, f)
-    return figures
-
-
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
 def report(name: str, f: dict[str, Any]) -> None:
-    rss = f["rss"]
-    ratio, growth, slow = f["throughput_ratio"], rss["growth_mb"], f["bdr_slowdown"]
-    by_round = ", ".join(f"{r:.2f}" for r in f["throughput_ratio_by_round"])
-    print(
-        f"{name}:\n"
-        f"  export throughput ÷ a BDR's  {ratio:5.2f}×  (target ≥ {TARGET_THROUGHPUT}: "
-        f"{_verdict(ratio >= TARGET_THROUGHPUT)}) export {f['export_throughput_mb_s']:.0f} MB/s, "
-        f"BDR {f['bdr_throughput_mb_s']:.0f} MB/s; by round {by_round}\n"
-        f"  worker RSS growth           {growth:+5.1f} MB (target ≤ +{TARGET_GROWTH_MB:.0f}: "
-        f"{_verdict(growth <= TARGET_GROWTH_MB)}) {rss['baseline_mb']:.1f} → peak "
-        f"{rss['peak_mb']:.1f} MB, {rss['samples']:,} readings; with BDRs beside it peak "
-        f"{rss['peak_with_bdrs_mb']:.1f} MB\n"
-        f"  BDR during an export ÷ idle  {slow:5.2f}×  (target ≤ {TARGET_BDR_SLOWDOWN}: "
-        f"{_verdict(slow <= TARGET_BDR_SLOWDOWN)}) {f['busy_to_ready_s'] * 1000:.0f} ms against "
-        f"{f['idle_to_ready_s'] * 1000:.0f} ms to ready, medians of {f['busy_inside']} and "
-        f"{len(f['idle_bdrs'])}\n"
-        f"  worker CPU per GB, export ÷ BDR {f['export_cpu_s_per_gb'] / f['bdr_cpu_s_per_gb']:.2f}× "
-        f"({f['export_cpu_s_per_gb']:.2f} s against {f['bdr_cpu_s_per_gb']:.2f} s)",
-        flush=True,
-    )
-    if "floors" in f:
-        fl = f["floors"]
-        print(f"  store floor, the export's bytes ÷ a BDR's {fl['ratio']:.2f}× "
-              f"({fl['export_mb_s']:.0f} against {fl['bdr_mb_s']:.0f} MB/s); export at "
-              f"{fl['export_share']:.2f} of its floor, BDRs at {fl['bdr_share']:.2f}: "
-              f"{fl['normalized']:.2f}× a BDR's per byte against each one's floor")  # fmt: skip
+    rss, by_round = f["rss"], ", ".join(f"{r:.2f}" for r in f["throughput_ratio_by_round"])
+    print(f"{name}: export throughput ÷ a BDR's {f['throughput_ratio']:.2f}× (target ≥ "
+          f"{TARGET_THROUGHPUT}; by round {by_round}); worker RSS growth "
+          f"{rss['growth_mb']:+.1f} MB (target ≤ +{TARGET_GROWTH_MB:.0f}, {rss['samples']:,} "
+          f"readings); BDR during an export ÷ idle {f['bdr_slowdown']:.2f}× (target ≤ "
+          f"{TARGET_BDR_SLOWDOWN}, median of {f['busy_inside']}); worker CPU per GB, export ÷ "
+          f"BDR {f['export_cpu_s_per_gb'] / f['bdr_cpu_s_per_gb']:.2f}×", flush=True)  # fmt: skip
+    print(f"  floors: export ÷ BDR {f['floors']['ratio']:.2f}×; throughput ratio against "
+          f"each one's floor {f['floors']['normalized']:.2f}×")  # fmt: skip
     if "control" in f:
-        c = f["control"]
         print(f"  control, BDR while a second worker builds the export ÷ idle "
-              f"{c['slowdown']:.2f}× ({c['to_ready_s'] * 1000:.0f} ms, median of {c['inside']}): "
-              f"what going first saves", flush=True)  # fmt: skip
+              f"{f['control']['slowdown']:.2f}×: what going first saves")  # fmt: skip
 
 
 def main() -> None:
@@ -830,11 +621,12 @@ def main() -> None:
     args = parser.parse_args()
     artworks, plans = (QUICK_ARTWORKS, QUICK_PLANS) if args.quick else (ARTWORKS, PLANS)
     stores = [s for s in args.stores.split(",") if s]
-    unknown = set(stores) - set(plans)
-    if unknown:
+    if unknown := set(stores) - set(plans):
         parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
-    figures = run(artworks, {s: plans[s] for s in stores}) | {"quick": args.quick}
-    cli.save(args.json, figures)
+    figures = asyncio.run(_stores(artworks, {s: plans[s] for s in stores}))
+    for name, f in figures["stores"].items():
+        report(name, f)
+    cli.save(args.json, figures | {"quick": args.quick})
 
 
 if __name__ == "__main__":

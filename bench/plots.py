@@ -17,6 +17,19 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(plt: Any, fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _log2_x(ax: Any, xs: list[float], labels: list[str]) -> None:
+    """An x axis of doubling sizes, each tick at a measured one."""
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, labels)
+    ax.minorticks_off()
+
+
 def _below(ax: Any, ncols: int = 2) -> None:
     """Legend under the axes, where it can never hide a line."""
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=ncols, frameon=False)
@@ -40,7 +53,10 @@ def _target(ax: Any, value: float, label: str, highest: float) -> None:
         ax.set_ylim(0, highest * 1.15)
 
 
-def plot_zip(by_size: list[dict[str, Any]], path: Path) -> None:
+def plot_zip(figures: dict[str, Any], path: Path) -> None:
+    by_size = figures.get("by_size")
+    if not by_size:  # figures of a run without `--sizes`
+        return
     plt = _pyplot()
     mb = [row["bytes"] / 1e6 for row in by_size]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.6))
@@ -54,8 +70,7 @@ def plot_zip(by_size: list[dict[str, Any]], path: Path) -> None:
     left.set_yscale("log")
     _plain_log_ticks(left.yaxis)
     left.set_xlabel("ZIP size (artworks of ~1 MB each)")
-    left.set_ylabel("build time (ms, log scale), median")
-    left.set_title("ZIP build time by ZIP size")
+    left.set(ylabel="build time (ms, log scale), median", title="ZIP build time by ZIP size")
     _below(left, ncols=1)
     right.plot(mb, [r["seed_s"] / r["worker_s"] for r in by_size], "o-",
                label="seed ÷ worker (times faster)")  # fmt: skip
@@ -64,21 +79,14 @@ def plot_zip(by_size: list[dict[str, Any]], path: Path) -> None:
     right.axhline(25, color="C0", linestyle=":", label="target: ≥ 25× faster than seed")
     right.axhline(2, color="C1", linestyle=":", label="target: ≤ 2.0× the copy")
     right.set_yscale("log")
-    right.set_yticks([1, 2, 5, 10, 25, 50])
-    right.set_yticklabels(["1×", "2×", "5×", "10×", "25×", "50×"])
+    right.set_yticks([1, 2, 5, 10, 25, 50], ["1×", "2×", "5×", "10×", "25×", "50×"])
     right.set_xlabel("ZIP size (artworks of ~1 MB each)")
     right.set_title("Ratios (blue: higher is better; orange: lower is better)")
     _below(right, ncols=1)
+    labels = [f"{r['files']} files\n{x:.0f} MB" for r, x in zip(by_size, mb, strict=True)]
     for ax in (left, right):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(mb)
-        ax.set_xticklabels(
-            [f"{r['files']} files\n{x:.0f} MB" for r, x in zip(by_size, mb, strict=True)]
-        )
-        ax.minorticks_off()
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        _log2_x(ax, mb, labels)
+    _save(plt, fig, path)
 
 
 def plot_sse(levels: list[dict[str, Any]], path: Path) -> None:
@@ -100,27 +108,21 @@ def plot_sse(levels: list[dict[str, Any]], path: Path) -> None:
             ax.plot(subs, [lv["burst_update_ms"] for lv in levels], "d:", color="gray",
                     label="of which the UPDATE")  # fmt: skip
         _target(ax, target, target_label, max(lv[key]["max_ms"] for lv in levels))
-        ax.set_ylabel("commit → client receipt (ms)")
-        ax.set_title(title)
+        ax.set(ylabel="commit → client receipt (ms)", title=title)
     memory.plot(subs, [lv["kb_per_subscriber"] for lv in levels], "o-", label="RSS per subscriber")
     _target(memory, 15, "target: ≤ 15 KB", max(lv["kb_per_subscriber"] for lv in levels))
-    memory.set_ylabel("KB per idle subscriber")
-    memory.set_title("Server memory per subscriber")
+    memory.set(ylabel="KB per idle subscriber", title="Server memory per subscriber")
     pause.plot(subs, [lv.get("gc_pause_max_ms", 0.0) for lv in levels], "o-",
                label="longest GC pause, wall clock (start-up to end of level)")  # fmt: skip
     pause.plot(subs, [lv.get("gc_pause_max_cpu_ms", 0.0) for lv in levels], "s--",
                label="its CPU time (the rest: waiting for a core)")  # fmt: skip
     _target(pause, 50, "target: ≤ 50 ms", max(lv.get("gc_pause_max_ms", 0.0) for lv in levels))
-    pause.set_ylabel("ms")
-    pause.set_title("Longest garbage-collector pause")
+    pause.set(ylabel="ms", title="Longest garbage-collector pause")
     for ax in (single, burst, memory, pause):
         ax.set_xlabel("concurrent SSE subscribers on one server process")
-        ax.set_xticks(subs)
-        ax.set_xticklabels([f"{n:,}" for n in subs])
+        ax.set_xticks(subs, [f"{n:,}" for n in subs])
         _below(ax, ncols=1 if ax is pause else 3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_posts(posts: dict[str, Any], path: Path) -> None:
@@ -140,9 +142,7 @@ def plot_posts(posts: dict[str, Any], path: Path) -> None:
     ax.set_title(f"GET /api/pmd/posts?limit={posts['page_size']} by page depth "
                  f"({posts['posts']:,} posts)")  # fmt: skip
     _below(ax, ncols=3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_scaling(f: dict[str, Any], path: Path) -> None:
@@ -183,8 +183,7 @@ def plot_scaling(f: dict[str, Any], path: Path) -> None:
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
     cores.axhline(f["config"]["cpus"], color="black", linestyle=":", label="cores on the machine")
     cores.set_xlabel("worker processes (the fastest drain of each)")
-    cores.set_ylabel("cores busy during the drain")
-    cores.set_title("(b) where the CPU went")
+    cores.set(ylabel="cores busy during the drain", title="(b) where the CPU went")
     _below(cores, ncols=1)
 
     b = f["burst"]
@@ -216,12 +215,9 @@ def plot_scaling(f: dict[str, Any], path: Path) -> None:
     _plain_log_ticks(replay.xaxis)
     _plain_log_ticks(replay.yaxis)
     replay.set_xlabel("events missed (replayed from an old Last-Event-ID)")
-    replay.set_ylabel("ms")
-    replay.set_title(f"(d) replay with bdr_events at {e['rows']:,} rows")
+    replay.set(ylabel="ms", title=f"(d) replay with bdr_events at {e['rows']:,} rows")
     _below(replay, ncols=1)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
@@ -235,8 +231,7 @@ def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
     (held, memory), (event, whole) = axes
     held.plot(asked, [lv["held"] for lv in levels], "o-", label="streams held")
     held.plot(asked, asked, ":", color="gray", label="asked")
-    held.set_ylabel("streams")
-    held.set_title("Streams held (the server processes under each count)")
+    held.set(ylabel="streams", title="Streams held (the server processes under each count)")
     memory.plot(asked, [lv["kb_per_stream_rss"] for lv in levels], "o-",
                 label="server processes' RSS")  # fmt: skip
     memory.plot(asked, [lv["kb_per_stream_slab"] for lv in levels], "s--",
@@ -245,8 +240,7 @@ def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
                 label="kernel TCP buffers (sockstat), both ends")  # fmt: skip
     top = max(max(lv["kb_per_stream_rss"], lv["kb_per_stream_slab"]) for lv in levels)
     _target(memory, targets["kb_per_stream_rss"], "target: RSS ≤ 12 KB", top)
-    memory.set_ylabel("KB per idle stream")
-    memory.set_title("Memory per stream")
+    memory.set(ylabel="KB per idle stream", title="Memory per stream")
     for q, style in (("p50", "o-"), ("p99", "^-"), ("max", "x--")):
         event.plot(asked, [lv["event"][f"{q}_ms"] for lv in levels], style, label=q)
     _target(event, targets["event_p99_ms"], "target: p99 ≤ 50 ms",
@@ -267,12 +261,7 @@ def plot_sse_box(figures: dict[str, Any], path: Path) -> None:
     whole.set_ylabel("seconds (log scale)")
     whole.set_title("An event for every user; all streams dropped and reopened; the flood")
     for ax in (held, memory, event, whole):
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(asked)
-        ax.set_xticklabels([f"{lv['streams']:,}\n{lv['processes']} proc." for lv in levels])
-        ax.minorticks_off()
+        _log2_x(ax, asked, [f"{lv['streams']:,}\n{lv['processes']} proc." for lv in levels])
         ax.set_xlabel("streams (server processes)")
         _below(ax, ncols=2 if ax in (memory, whole) else 3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)

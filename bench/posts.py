@@ -1,24 +1,16 @@
 """Benchmark of the posts endpoints over loopback: `python -m bench.posts`.
 
-Not a test: it prints figures and exits 0. It seeds a fresh database (created and dropped here)
-with a user owning 10,000 artworks with post sqids (as the host always sets them), one owning
-10,000 whose `public_sqid` is NULL, and one owning `--big` (100,000) (plus comments,
-reactions, other users' posts, playlists and deleted posts), serves `create_app` from a real
-aiohttp server on a loopback port, and reports p50/p99 of
+Not a test: it prints figures and exits 0. A fresh database with a user owning 10,000 artworks
+with post sqids (as the host always sets them), one owning 10,000 whose `public_sqid` is NULL,
+and one owning `--big` (plus comments, reactions, other users' posts, playlists and deleted
+posts); `create_app` served on a loopback port. p50/p99, each series interleaved with its floor
+(the least SQL that yields the same data, run directly on a held asyncpg connection), of
+GET /api/pmd/posts?limit=512 on pages 1 and 19 of each user, on the first, the last and pages
+at `--depths` of the first, and of a 128-id hide action (each one really hides 128 posts).
 
-- GET /api/pmd/posts?limit=512 on pages 1 and 19 of each of the three users, each request
-  interleaved with the floor: the least SQL that yields the same page's data (posts, files,
-  per-post counts, total), run directly on a held asyncpg connection;
-- the first and the last page, and pages at several depths, of the first user;
-- a 128-id hide action (each one really hides 128 posts).
-
-Targets (issue #17): GET p50 <= 1.3x the floor's with post sqids set, <= 1.6x with them NULL,
-on page 1 and page 19; the 100,000-post user's p50 within 1.2x of the 10,000-post user's.
-Earlier ones: list p50 <= 25 ms and <= 2x the floor; last page within 1.3x of the first;
-128-id hide p99 <= 20 ms.
-
-PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones started the
-way the app starts them (under .data/bench).
+Targets (issue #17): GET p50 <= 1.3x the floor's with post sqids set, <= 1.6x with them NULL;
+the `--big` user's p50 within 1.2x of the 10,000-post user's. Earlier ones: list p50 <= 25 ms
+and <= 2x the floor; last page within 1.3x of the first; 128-id hide p99 <= 20 ms.
 """
 
 from __future__ import annotations
@@ -26,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import sys
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -64,23 +55,6 @@ TARGET_RATIO_SQIDS = 1.3
 TARGET_RATIO_NULL_SQIDS = 1.6
 # The big user's p50 over the 10,000-post user's, page for page.
 TARGET_SCALE_RATIO = 1.2
-
-
-@dataclass(frozen=True)
-class Figures:
-    name: str
-    samples_ms: list[float]
-
-    @property
-    def p50(self) -> float:
-        return statistics.median(self.samples_ms)
-
-    @property
-    def p99(self) -> float:
-        return percentile(self.samples_ms, 0.99)
-
-    def line(self) -> str:
-        return f"{self.name:<44} p50 {self.p50:7.2f} ms   p99 {self.p99:7.2f} ms   n={len(self.samples_ms)}"
 
 
 async def _ms(operation: Awaitable[object]) -> float:
@@ -134,6 +108,10 @@ class Lister:
     posts: int
     sqids: bool
 
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
 
 async def seed_listers(
     dsn: str, ids: PublicIds, secret: str, wanted: dict[str, tuple[int, bool]]
@@ -167,19 +145,8 @@ async def seed_listers(
         await conn.execute(SQL_SEED_COMMENTS, fan)
         await conn.execute(SQL_SEED_REACTIONS, fan)
         await conn.execute("VACUUM ANALYZE")
-        counts = await conn.fetchrow(
-            """
-            SELECT (SELECT count(*) FROM posts) AS posts,
-                   (SELECT count(*) FROM comments) AS comments,
-                   (SELECT count(*) FROM reactions) AS reactions
-            """
-        )
-        assert counts is not None
         listed = ", ".join(f"{name} {n:,}" for name, (n, _) in wanted.items())
-        print(
-            f"seeded: {counts['posts']:,} posts (listed: {listed}), "
-            f"{counts['comments']:,} comments, {counts['reactions']:,} reactions"
-        )
+        print(f"seeded: listed {listed}, among {OTHER_POSTS:,} posts of another user")
     finally:
         await conn.close()
     return {
@@ -231,6 +198,9 @@ FLOOR_AFTER = (
 SQL_TOTAL = (
     "SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user"
 )
+SQL_OWNED = """
+SELECT id FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user ORDER BY id
+"""
 SQL_NTH_KEY = """
 SELECT created_at, id FROM posts
 WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
@@ -257,32 +227,35 @@ def _check_floor(rows: list[Any], body: dict[str, Any], after: Cursor | None) ->
     assert len(rows) == len(body["items"]) + (body["next_cursor"] is not None)
 
 
-async def explain(conn: asyncpg.Connection, owner: int, cursor: Cursor | None) -> None:
-    if cursor is None:
-        plan = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + listing.SQL_LIST_FIRST, owner, PAGE + 1
-        )
-    else:
-        plan = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + listing.SQL_LIST_AFTER,
-            owner,
-            PAGE + 1,
-            cursor.at,
-            cursor.post_id,
-        )
+async def explain(conn: asyncpg.Connection, owner: int, after: Cursor | None) -> None:
+    sql, args = (listing.SQL_LIST_FIRST, ()) if after is None else (
+        listing.SQL_LIST_AFTER, (after.at, after.post_id))  # fmt: skip
+    plan = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, owner, PAGE + 1, *args)
     print("\n".join(r[0] for r in plan))
+
+
+def pair(samples: list[float]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99)}
+
+
+def line(name: str, samples: list[float]) -> str:
+    f = pair(samples)
+    return f"{name:<44} p50 {f['p50_ms']:7.2f} ms   p99 {f['p99_ms']:7.2f} ms   n={len(samples)}"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
 
 
 @dataclass
 class Case:
     """One page of one user's list, timed through the API and as its floor SQL."""
 
-    name: str
     lister: Lister
     page: int
+    after: Cursor | None = None
     http: list[float] = field(default_factory=list)
     sql: list[float] = field(default_factory=list)
-    after: Cursor | None = None
 
     @property
     def cursor(self) -> str | None:
@@ -292,162 +265,126 @@ class Case:
     def ratio(self) -> float:
         return statistics.median(self.http) / statistics.median(self.sql)
 
+    @property
+    def target(self) -> float:
+        return TARGET_RATIO_SQIDS if self.lister.sqids else TARGET_RATIO_NULL_SQIDS
+
+    def figures(self) -> dict[str, Any]:
+        return {"posts": self.lister.posts, "sqids": self.lister.sqids, "page": self.page,
+                "http": pair(self.http), "sql": pair(self.sql), "ratio": self.ratio,
+                "target": self.target}  # fmt: skip
+
 
 async def bench(
     settings: Settings, requests: int, show_plan: bool, depths: list[int], big: int
 ) -> dict[str, Any]:
-    assert settings.database_url is not None
     ids = PublicIds(settings.sqids_alphabet)
-    wanted = {"sqids": (POSTS, True), "no sqids": (POSTS, False)}
-    if big:
-        wanted["big"] = (big, True)
+    wanted = {"sqids": (POSTS, True), "no sqids": (POSTS, False)} | (
+        {"big": (big, True)} if big else {}
+    )
     listers = await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted)
     main_user = listers["sqids"]
-    owner, token = main_user.id, main_user.token
-
     runner = web.AppRunner(create_app(settings), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     host, port = runner.addresses[0][:2]
-    base = f"http://{host}:{port}"
     floor_pool = await create_pool(settings.database_url, "pmd-bench-floor", min_size=1, max_size=1)
     floor = await connect(settings.database_url, "pmd-bench-floor")
+    connector = aiohttp.TCPConnector(limit=1)
     try:
-        async with aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=1)) as http:
+        async with aiohttp.ClientSession(f"http://{host}:{port}", connector=connector) as http:
 
-            async def fetch_page(user: Lister, cursor: str | None) -> dict[str, Any]:
+            async def get(cursor: str | None, user: Lister = main_user) -> bytes:
                 params = {"limit": str(PAGE)} | ({"cursor": cursor} if cursor else {})
-                headers = {"Authorization": f"Bearer {user.token}"}
-                async with http.get("/api/pmd/posts", params=params, headers=headers) as resp:
+                async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
                     assert resp.status == 200, await resp.text()
-                    body: dict[str, Any] = await resp.json()
-                    return body
+                    return await resp.read()
 
-            # Walk every page once: checks the listing and finds the last page's cursor.
-            cursor: str | None = None
-            pages: list[str | None] = []
-            seen: set[int] = set()
-            listed = 0
-            while True:
-                pages.append(cursor)
-                body = await fetch_page(main_user, cursor)
-                listed += len(body["items"])
-                seen.update(item["id"] for item in body["items"])
-                assert body["total_count"] == POSTS, body["total_count"]
-                cursor = body["next_cursor"]
-                if cursor is None:
-                    break
-            assert listed == len(seen) == POSTS, (listed, len(seen))
-            last = pages[-1]
-            assert last is not None
-            last_cursor = Cursor.decode(last, deleted=False)
-            print(f"listing: {len(pages)} pages of up to {PAGE}, {listed} posts, each once")
-
-            async def get_page(cursor: str | None, user: Lister = main_user) -> None:
-                params = {"limit": str(PAGE)} | ({"cursor": cursor} if cursor else {})
-                headers = {"Authorization": f"Bearer {user.token}"}
-                async with http.get("/api/pmd/posts", params=params, headers=headers) as resp:
-                    await resp.read()
-                    assert resp.status == 200
-
-            async def sql_page(after: Cursor | None, user: Lister = main_user) -> None:
+            async def sql(after: Cursor | None, user: Lister = main_user) -> None:
                 await floor_page(floor, user.id, after)
+
+            # Walk every page once: checks the listing and finds each page's cursor.
+            pages: list[str | None] = [None]
+            seen: list[int] = []
+            while True:
+                body = json.loads(await get(pages[-1]))
+                seen += [item["id"] for item in body["items"]]
+                assert body["total_count"] == POSTS, body["total_count"]
+                if body["next_cursor"] is None:
+                    break
+                pages.append(body["next_cursor"])
+            assert len(seen) == len(set(seen)) == POSTS, (len(seen), len(set(seen)))
+            afters = [Cursor.decode(c, deleted=False) if c else None for c in pages]
+            print(f"listing: {len(pages)} pages of up to {PAGE}, {len(seen)} posts, each once")
 
             # Page 1 and page 19 of each user: (with and without post sqids, and the big one).
             cases: list[Case] = []
-            for name, lister in listers.items():
+            for lister in listers.values():
                 for page in (1, 19):
-                    case = Case(name, lister, page)
+                    case = Case(lister, page)
                     if page > 1:
                         key = await floor.fetchrow(SQL_NTH_KEY, lister.id, (page - 1) * PAGE - 1)
                         assert key is not None
                         # As the API makes it: the first page's total travels along.
                         total = await floor.fetchval(SQL_TOTAL, lister.id)
                         case.after = Cursor(False, key["created_at"], key["id"], total)
-                    body = await fetch_page(lister, case.cursor)
+                    body = json.loads(await get(case.cursor, lister))
                     _check_floor(await floor_page(floor, lister.id, case.after), body, case.after)
                     assert (body["items"][0]["public_sqid"] is not None) == lister.sqids
                     cases.append(case)
 
             # Warm-up: caches, prepared statements, pool connections.
             for _ in range(20):
-                await get_page(None)
-                await get_page(last)
-                await sql_page(None)
-                await sql_page(last_cursor)
+                for cursor, after in ((pages[0], afters[0]), (pages[-1], afters[-1])):
+                    await get(cursor)
+                    await sql(after)
             for case in cases:
                 for _ in range(5):
-                    await get_page(case.cursor, case.lister)
-                    await sql_page(case.after, case.lister)
+                    await get(case.cursor, case.lister)
+                    await sql(case.after, case.lister)
 
             # Interleaved, so background load on the shared machine hits every series alike.
             for _ in range(requests):
                 for case in cases:
-                    case.http.append(await _ms(get_page(case.cursor, case.lister)))
-                    case.sql.append(await _ms(sql_page(case.after, case.lister)))
-
-            first: list[float] = []
-            last_page: list[float] = []
-            floor_first: list[float] = []
-            floor_last: list[float] = []
+                    case.http.append(await _ms(get(case.cursor, case.lister)))
+                    case.sql.append(await _ms(sql(case.after, case.lister)))
+            # The first and the last page, then latency by page depth (keyset pagination:
+            # page 19 should cost what page 1 does); each page's (API, floor) series.
+            ends = {"first": 1, "last": len(pages)}
+            ends |= {f"page {d}": d for d in depths if 1 <= d <= len(pages)}
+            timed: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in ends}
             for _ in range(requests):
-                first.append(await _ms(get_page(None)))
-                floor_first.append(await _ms(sql_page(None)))
-                last_page.append(await _ms(get_page(last)))
-                floor_last.append(await _ms(sql_page(last_cursor)))
-
-            # Latency by page depth (keyset pagination: page 19 should cost what page 1 does).
-            by_depth: dict[int, tuple[list[float], list[float]]] = {
-                d: ([], []) for d in depths if 1 <= d <= len(pages)
-            }
-            for _ in range(requests):
-                for d, (http_ms, sql_ms) in by_depth.items():
-                    page_cursor = pages[d - 1]
-                    after = Cursor.decode(page_cursor, deleted=False) if page_cursor else None
-                    http_ms.append(await _ms(get_page(page_cursor)))
-                    sql_ms.append(await _ms(sql_page(after)))
+                for name, (http_ms, sql_ms) in timed.items():
+                    http_ms.append(await _ms(get(pages[ends[name] - 1])))
+                    sql_ms.append(await _ms(sql(afters[ends[name] - 1])))
 
             if show_plan:  # before the hide series dirties the visibility map
-                for lister in listers.values():
-                    print(f"--- {lister.posts:,} posts, first page, then page 19")
-                    await explain(floor, lister.id, None)
-                    await explain(
-                        floor,
-                        lister.id,
-                        next(c.after for c in cases if c.lister is lister and c.after),
-                    )
+                for case in cases:
+                    print(f"--- {case.lister.posts:,} posts, page {case.page}")
+                    await explain(floor, case.lister.id, case.after)
 
-            owned = [
-                r["id"]
-                for r in await floor_pool.fetch(
-                    "SELECT id FROM posts WHERE owner_id = $1 AND kind = 'artwork'"
-                    " AND NOT deleted_by_user ORDER BY id",
-                    owner,
-                )
-            ]
+            owned = [r["id"] for r in await floor_pool.fetch(SQL_OWNED, main_user.id)]
             chunks = [owned[i : i + BATCH] for i in range(0, len(owned) - BATCH + 1, BATCH)]
             await floor_pool.execute("UPDATE posts SET hidden_by_user = false")
 
-            async def act(action: str, post_ids: list[int], expected: int) -> None:
+            async def act(action: str, post_ids: list[int]) -> None:
                 payload = {"action": action, "post_ids": post_ids}
-                headers = {"Authorization": f"Bearer {token}"}
-                async with http.post("/api/pmd/action", json=payload, headers=headers) as resp:
+                async with http.post("/api/pmd/action", json=payload,
+                                     headers=main_user.auth) as resp:  # fmt: skip
                     assert resp.status == 200, await resp.text()
                     changed = (await resp.json())["affected_count"]
-                assert changed == expected, (action, changed)
-
-            for i in range(10):
-                await act("hide", chunks[i], BATCH)
-                await act("unhide", chunks[i], BATCH)
+                assert changed == BATCH, (action, changed)  # each really changes 128 posts
 
             async def sql_hide(post_ids: list[int], hidden: bool) -> None:
                 row = await floor_pool.fetchrow(
-                    batch_sql.SQL_BATCH_HIDE_BY_USER, owner, post_ids, "hide", None, hidden
+                    batch_sql.SQL_BATCH_HIDE_BY_USER, main_user.id, post_ids, "hide", None, hidden
                 )
                 assert row is not None and len(row["changed"]) == BATCH
 
             for i in range(10):
+                await act("hide", chunks[i])
+                await act("unhide", chunks[i])
                 await sql_hide(chunks[-1 - i], True)
                 await sql_hide(chunks[-1 - i], False)
             # The same statement run directly: the action's floor, including the commit's
@@ -457,155 +394,89 @@ async def bench(
             floor_hide: list[float] = []
             half = len(chunks) // 2
             for i in range(requests):
-                chunk = chunks[i % half]
-                # Each timed hide really changes 128 posts (`act` checks the count).
-                hide.append(await _ms(act("hide", chunk, BATCH)))
-                unhide.append(await _ms(act("unhide", chunk, BATCH)))
-                other = chunks[half + i % half]
+                chunk, other = chunks[i % half], chunks[half + i % half]
+                hide.append(await _ms(act("hide", chunk)))
+                unhide.append(await _ms(act("unhide", chunk)))
                 floor_hide.append(await _ms(sql_hide(other, True)))
                 await sql_hide(other, False)
-
     finally:
         await floor.close()
         await floor_pool.close()
         await runner.cleanup()
 
-    f_first = Figures("GET /api/pmd/posts?limit=512 (first page)", first)
-    f_last = Figures(f"GET /api/pmd/posts?limit=512 (last page, {POSTS % PAGE} items)", last_page)
-    s_first = Figures("  SQL floor, first page (asyncpg direct)", floor_first)
-    s_last = Figures("  SQL floor, last page (asyncpg direct)", floor_last)
-    f_hide = Figures(f"POST /api/pmd/action hide {BATCH} ids", hide)
-    f_unhide = Figures(f"POST /api/pmd/action unhide {BATCH} ids", unhide)
-    s_hide = Figures(f"  SQL floor, hide {BATCH} ids (statement direct)", floor_hide)
-    depth_rows = []
-    for d, (http_ms, sql_ms) in by_depth.items():
-        items = PAGE if d < len(pages) else POSTS - PAGE * (len(pages) - 1)
-        f_http = Figures(f"GET …/posts, page {d} of {len(pages)} ({items} items)", http_ms)
-        f_sql = Figures(f"  SQL floor, page {d}", sql_ms)
-        depth_rows.append((d, items, f_http, f_sql))
-    print()
-    for fig in (f_first, s_first, f_last, s_last, f_hide, s_hide, f_unhide):
-        print(fig.line())
-    print()
-    for _, _, f_http, f_sql in depth_rows:
-        print(f_http.line())
-        print(f_sql.line())
-    ratio_first = f_first.p50 / s_first.p50
-    ratio_last = f_last.p50 / s_last.p50
-    last_vs_first = f_last.p50 / f_first.p50
-    print()
+    def items(page: int) -> int:
+        return PAGE if page < len(pages) else POSTS - PAGE * (len(pages) - 1)
 
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "MISSED"
-
-    print(
-        f"list p50 first page {f_first.p50:.2f} ms (target <= {TARGET_LIST_P50_MS} ms): "
-        f"{verdict(f_first.p50 <= TARGET_LIST_P50_MS)}"
-    )
-    print(
-        f"list p50 / SQL floor p50: first page {ratio_first:.2f}x, last page {ratio_last:.2f}x "
-        f"(target <= {TARGET_LIST_FLOOR_RATIO}x): "
-        f"{verdict(max(ratio_first, ratio_last) <= TARGET_LIST_FLOOR_RATIO)}"
-    )
-    print(
-        f"last page p50 / first page p50: {last_vs_first:.2f}x "
-        f"(target <= {TARGET_LAST_FIRST_RATIO}x): "
-        f"{verdict(last_vs_first <= TARGET_LAST_FIRST_RATIO)}"
-    )
-    print(
-        f"hide {BATCH} ids p99 {f_hide.p99:.2f} ms (target <= {TARGET_ACTION_P99_MS} ms): "
-        f"{verdict(f_hide.p99 <= TARGET_ACTION_P99_MS)} "
-        f"(its statement alone: p50 {s_hide.p50:.2f} ms, p99 {s_hide.p99:.2f} ms)"
-    )
-
-    def pair(fig: Figures) -> dict[str, float]:
-        return {"p50_ms": fig.p50, "p99_ms": fig.p99}
-
-    print()
+    for name, (http_ms, sql_ms) in timed.items():
+        print(line(f"GET …/posts?limit={PAGE}, {name} ({items(ends[name])} items)", http_ms))
+        print(line("  SQL floor (asyncpg direct)", sql_ms))
+    print(line(f"POST /api/pmd/action hide {BATCH} ids", hide))
+    print(line("  SQL floor (statement direct)", floor_hide))
+    print(line(f"POST /api/pmd/action unhide {BATCH} ids", unhide))
     for case in cases:
-        label = f"{case.lister.posts:,} posts, {'sqids set' if case.lister.sqids else 'sqids NULL'}"
-        print(Figures(f"GET …/posts page {case.page}, {label}", case.http).line())
-        print(Figures(f"  floor SQL, page {case.page}", case.sql).line())
-    print()
-    for case in cases:
-        target = TARGET_RATIO_SQIDS if case.lister.sqids else TARGET_RATIO_NULL_SQIDS
         sqids = "set" if case.lister.sqids else "NULL"
-        print(
-            f"{case.lister.posts:,} posts, sqids {sqids}, page {case.page}: "
-            f"GET p50 / floor SQL p50 = {case.ratio:.2f}x (target <= {target}x): "
-            f"{verdict(case.ratio <= target)}"
-        )
+        print(line(f"GET …/posts page {case.page}, {case.lister.posts:,} posts, sqids {sqids}",
+                   case.http))  # fmt: skip
+        print(line("  floor SQL", case.sql))
+        print(f"  GET p50 / floor SQL p50 = {case.ratio:.2f}x (target <= {case.target}x): "
+              f"{verdict(case.ratio <= case.target)}")  # fmt: skip
+    first, last = (pair(timed[k][0])["p50_ms"] for k in ("first", "last"))
+    ratios = [first / pair(timed["first"][1])["p50_ms"], last / pair(timed["last"][1])["p50_ms"]]
+    print(f"list p50 first page {first:.2f} ms (target <= {TARGET_LIST_P50_MS} ms), "
+          f"/ SQL floor p50: first {ratios[0]:.2f}x, last {ratios[1]:.2f}x (target <= "
+          f"{TARGET_LIST_FLOOR_RATIO}x); last / first {last / first:.2f}x (target <= "
+          f"{TARGET_LAST_FIRST_RATIO}x); hide p99 {pair(hide)['p99_ms']:.2f} ms (target <= "
+          f"{TARGET_ACTION_P99_MS} ms)")  # fmt: skip
     scale: dict[str, float] = {}
-    if big:
-        for page in (1, 19):
-            small_case = next(c for c in cases if c.name == "sqids" and c.page == page)
-            big_case = next(c for c in cases if c.name == "big" and c.page == page)
-            ratio = statistics.median(big_case.http) / statistics.median(small_case.http)
-            scale[str(page)] = ratio
-            print(
-                f"page {page}: GET p50 with {big:,} posts / with {POSTS:,}: {ratio:.2f}x "
-                f"(target <= {TARGET_SCALE_RATIO}x): {verdict(ratio <= TARGET_SCALE_RATIO)}"
-            )
-
+    for page in (1, 19) if big else ():
+        small_case, big_case = (next(c for c in cases if c.lister is listers[name]
+                                     and c.page == page) for name in ("sqids", "big"))  # fmt: skip
+        scale[str(page)] = statistics.median(big_case.http) / statistics.median(small_case.http)
+        print(f"page {page}: GET p50 with {big:,} posts / with {POSTS:,}: {scale[str(page)]:.2f}x "
+              f"(target <= {TARGET_SCALE_RATIO}x): {verdict(scale[str(page)] <= TARGET_SCALE_RATIO)}")  # fmt: skip
     return {
         "posts": POSTS,
         "page_size": PAGE,
         "pages": len(pages),
         "requests": requests,
-        "first": pair(f_first),
-        "first_sql": pair(s_first),
-        "last": pair(f_last),
-        "last_sql": pair(s_last),
+        "first": pair(timed["first"][0]),
+        "first_sql": pair(timed["first"][1]),
+        "last": pair(timed["last"][0]),
+        "last_sql": pair(timed["last"][1]),
         "last_items": POSTS % PAGE,
-        "hide": pair(f_hide),
-        "hide_sql": pair(s_hide),
-        "unhide": pair(f_unhide),
+        "hide": pair(hide),
+        "hide_sql": pair(floor_hide),
+        "unhide": pair(unhide),
         "depths": [
-            {"page": d, "items": items, "http": pair(h), "sql": pair(q)}
-            for d, items, h, q in depth_rows
+            {"page": ends[k], "items": items(ends[k]), "http": pair(h), "sql": pair(q)}
+            for k, (h, q) in timed.items()
+            if k.startswith("page ")
         ],
-        "cases": [
-            {
-                "posts": c.lister.posts,
-                "sqids": c.lister.sqids,
-                "page": c.page,
-                "http": pair(Figures("", c.http)),
-                "sql": pair(Figures("", c.sql)),
-                "ratio": c.ratio,
-                "target": TARGET_RATIO_SQIDS if c.lister.sqids else TARGET_RATIO_NULL_SQIDS,
-            }
-            for c in cases
-        ],
+        "cases": [case.figures() for case in cases],
         "big_posts": big,
         "scale": scale,
         "scale_target": TARGET_SCALE_RATIO,
     }
 
 
-async def main_async(requests: int, show_plan: bool, depths: list[int], big: int) -> dict[str, Any]:
+async def _in_stack(*args: Any) -> dict[str, Any]:
     async with fresh_stack() as settings:
-        return await bench(settings, requests, show_plan, depths, big)
+        return await bench(settings, *args)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> None:
     parser = cli.parser("posts", __doc__)
     parser.add_argument("--requests", type=int, default=200, help="timed requests per series")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE plans")
-    parser.add_argument(
-        "--depths", default="1,5,10,19", help="page numbers timed for latency by page depth"
-    )
-    parser.add_argument(
-        "--big",
-        type=int,
-        default=100_000,
-        help=f"artworks of a third user, timed against the {POSTS:,}-post one (0: none)",
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--depths", default="1,5,10,19", help="pages timed for latency by depth")
+    parser.add_argument("--big", type=int, default=100_000,
+                        help=f"artworks of a third user, timed against the {POSTS:,}-post one "
+                        "(0: none)")  # fmt: skip
+    args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
-    figures = asyncio.run(main_async(max(args.requests, 1), args.explain, depths, args.big))
+    figures = asyncio.run(_in_stack(max(args.requests, 1), args.explain, depths, args.big))
     cli.save(args.json, figures)
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -14,8 +14,8 @@ streams open, against the same exit with none open (measured in the same run, al
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,19 +27,14 @@ from bench.sse import Receipts, SseClient
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
-from support.measures import rss_kb
+from support.measures import tree_rss_kb
 from support.stack import free_port, fresh_stack, listeners, service_env, start_server, stop
 
 CLIENTS = 32
 STREAMS = 1000
 STREAMS_AT_SHUTDOWN = 2000
 LOAD_SECONDS = 8.0
-
-
-def rss_mb(pid: int) -> float:
-    """RSS of `pid` and its children (the server processes under the parent), in MB."""
-    pids = [pid, *(int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
-    return sum(rss_kb(p) for p in pids) / 1024
+PROCESS_COUNTS = (1, 2)
 
 
 async def list_rate(base: str, token: str) -> float:
@@ -68,9 +63,7 @@ async def hold_streams(port: int, token: str, count: int = STREAMS) -> list[SseC
         f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
     ).encode()
-    gate = asyncio.Semaphore(50)
-
-    receipts = Receipts()
+    gate, receipts = asyncio.Semaphore(50), Receipts()
 
     async def one() -> SseClient:
         async with gate:
@@ -93,9 +86,9 @@ async def measure(settings: Settings, token: str, processes: int) -> dict[str, A
         while await listeners(conn) < processes:  # noqa: ASYNC110 - nothing announces it
             await asyncio.sleep(0.05)
         rate = await list_rate(f"http://127.0.0.1:{port}", token)
-        idle = rss_mb(server.pid)
+        idle = tree_rss_kb(server.pid) / 1024
         streams = await hold_streams(port, token)
-        held = rss_mb(server.pid)
+        held = tree_rss_kb(server.pid) / 1024
         listening = await listeners(conn)
         for s in streams:
             assert s.transport is not None
@@ -150,12 +143,11 @@ async def sigterm_exit(settings: Settings, tokens: list[str], streams: int) -> f
 
 async def sigterm(settings: Settings, rounds: int = 3) -> dict[str, Any]:
     tokens = await stream_tokens(settings, STREAMS_AT_SHUTDOWN // STREAMS)
-    idle: list[float] = []
-    busy: list[float] = []
+    idle, busy = [], []
     for _ in range(rounds):
         idle.append(await sigterm_exit(settings, tokens, 0))
         busy.append(await sigterm_exit(settings, tokens, STREAMS_AT_SHUTDOWN))
-    med_idle, med_busy = sorted(idle)[rounds // 2], sorted(busy)[rounds // 2]
+    med_idle, med_busy = statistics.median(idle), statistics.median(busy)
     print(f"SIGTERM → exit: {med_busy:.2f} s with {STREAMS_AT_SHUTDOWN:,} streams open, "
           f"{med_idle:.2f} s with none ({med_busy / med_idle:.2f}×; medians of {rounds})")  # fmt: skip
     return {"streams": STREAMS_AT_SHUTDOWN, "busy_s": busy, "idle_s": idle,
@@ -167,16 +159,13 @@ async def run() -> dict[str, Any]:
         _, token = await seed(
             settings.database_url, PublicIds(settings.sqids_alphabet), settings.jwt_secret_key
         )
-        results = [await measure(settings, token, n) for n in (1, 2, 1, 2)]
+        results = [await measure(settings, token, n) for n in PROCESS_COUNTS * 2]
         shutdown = await sigterm(settings)
-    by_n: dict[int, list[dict[str, Any]]] = {}
-    for r in results:
-        by_n.setdefault(r["processes"], []).append(r)
     summary = []
-    for n, runs in sorted(by_n.items()):
-        best = {
-            **max(runs, key=lambda r: r["list_rps"]),
-            "list_rps_runs": [r["list_rps"] for r in runs],
+    for n in PROCESS_COUNTS:
+        runs = [r for r in results if r["processes"] == n]
+        best = max(runs, key=lambda r: r["list_rps"]) | {
+            "list_rps_runs": [r["list_rps"] for r in runs]
         }
         summary.append(best)
         print(f"{n} process(es): list {best['list_rps']:7.0f} req/s (best of runs: "
@@ -189,10 +178,8 @@ async def run() -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = cli.parser("processes", __doc__)
-    args = parser.parse_args()
-    figures = asyncio.run(run())
-    cli.save(args.json, figures)
+    args = cli.parser("processes", __doc__).parse_args()
+    cli.save(args.json, asyncio.run(run()))
 
 
 if __name__ == "__main__":

@@ -1,48 +1,40 @@
 """Proxy mode against clients that stop reading, and a store that stops answering:
-`python -m bench.proxy_memory [--readers 10,40,100] [--mib 24]`.
+`python -m bench.proxy_memory [--readers 10,40,100] [--mib 24] [--waves 6]`.
 
 Not a test: prints figures, exits 0. A real `python server.py` in BDR_DOWNLOAD_MODE=proxy (and
-one in redirect mode) serves one ready BDR whose object, in a real SeaweedFS bucket, holds
-`--mib` MiB. Every figure is against a baseline measured in the same run.
+one in redirect mode) serves a ready BDR whose object, in a real SeaweedFS bucket, holds `--mib`
+MiB; every figure is against a baseline of the same run.
 
-1. Stalled readers: after one whole download (the warm-up), the server's RSS at rest is the
-   baseline; then readers are added until 10, 40, 100 are open: each sends the GET, reads the
-   headers and never reads again (the kernel's buffers fill, then the server's writes wait).
-   Once the RSS has settled, it is read from /proc; then every reader closes its socket and the
-   RSS is read again once the server has let them go; then `--waves` − 1 more waves of the
-   largest number (opened, settled, closed). Printed: RSS − baseline, per reader, and after
-   the readers went (also as a ratio to the baseline), and what of it is in glibc's thread
-   arenas (where the store client's threads allocate). The caps are raised for the run
-   (BDR_PROXY_MAX_PER_USER and BDR_PROXY_MAX_DOWNLOADS 1000, BDR_PROXY_IDLE_SECONDS 600) so
-   that none of them cuts in.
+1. Stalled readers: the server's RSS at rest after one whole download is the baseline; readers
+   that send the GET, read the headers and never read again are added until 10, 40, 100 are
+   open, the RSS read once settled; then they all close and the RSS is read once the server let
+   them go; then `--waves` − 1 more waves of the largest number. Also what of it is in glibc's
+   thread arenas. The proxy's caps are raised so that none cuts in.
 2. A frozen store: the time a download (GET, each mode) and a removal (DELETE) take to answer
-   while SeaweedFS is SIGSTOPped, against the same requests with the store well; the answer
-   expected meanwhile: 503 + Retry-After for a download, 204 for a removal.
+   while SeaweedFS is SIGSTOPped, against the same with the store well (expected meanwhile:
+   503 + Retry-After, and 204).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import statistics
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
 import obstore
 
+from bench import cli
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
 from support.measures import rss_kb, thread_arenas_kb
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
 from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
 SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
@@ -53,14 +45,11 @@ async def _ready_bdrs(
     settings: Settings, store: Any, n: int, size: int
 ) -> tuple[str, list[uuid.UUID]]:
     """n ready BDRs of one user, their objects `size` random bytes each (what is sent is not
-    the point: its length is): (the owner's sqid, the ids)."""
+    the point: its length is): (the owner's token, the ids)."""
     conn = await connect(settings.database_url, "pmd-bench")
     try:
-        owner = await conn.fetchval(
-            "INSERT INTO users (handle, email) VALUES ('proxied', 'proxied@bench') RETURNING id"
-        )
-        sqid = PublicIds(settings.sqids_alphabet).encode(owner)
-        await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", owner, sqid)
+        owner = await Factory(conn, settings).user("proxied")
+        sqid = owner.sqid
         ids = []
         for _ in range(n):
             bdr_id = uuid.uuid4()
@@ -70,12 +59,12 @@ async def _ready_bdrs(
                 "INSERT INTO batch_download_requests (id, user_id, user_sqid, post_ids, "
                 "artwork_count, status, file_path, file_size_bytes, completed_at, expires_at) "
                 "VALUES ($1, $2, $3, '{1}', 1, 'ready', $4, $5, now(), $6)",
-                bdr_id, owner, sqid, file_path, size, datetime.now(UTC) + timedelta(days=1),
+                bdr_id, owner.id, sqid, file_path, size, datetime.now(UTC) + timedelta(days=1),
             )  # fmt: skip
             ids.append(bdr_id)
     finally:
         await conn.close()
-    return sqid, ids
+    return owner.token, ids
 
 
 async def _settled_rss(pid: int, bound: float = 60) -> float:
@@ -92,98 +81,78 @@ async def _settled_rss(pid: int, bound: float = 60) -> float:
     return rss_kb(pid) / 1024
 
 
-class Reader:
+async def stalled_reader(port: int, path: str, token: str) -> asyncio.StreamWriter:
     """A client that asks for the ZIP, reads the headers, and never reads on."""
-
-    def __init__(self) -> None:
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def open(self, port: int, path: str, token: str) -> None:
-        reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        self.writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200"), head[:200]
-
-    def close(self) -> None:
-        assert self.writer is not None
-        self.writer.transport.abort()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return writer
 
 
 def _arenas_mb(pid: int) -> float:
     return thread_arenas_kb(pid) / 1024
 
 
-async def _proxy_downloads(http: aiohttp.ClientSession, metrics: str) -> float:
-    async with http.get(metrics) as resp:
-        for line in (await resp.text()).splitlines():
-            if line.startswith("pmd_proxy_downloads "):
-                return float(line.split()[1])
-    return float("nan")
-
-
 async def stalled_readers(
     port: int, pid: int, path: str, token: str, levels: list[int], size: int, waves_of: int
 ) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{port}"
+    readers: list[asyncio.StreamWriter] = []
+
+    async def streaming() -> float:
+        async with http.get(base_url + "/metrics") as resp:
+            for line in (await resp.text()).splitlines():
+                if line.startswith("pmd_proxy_downloads "):
+                    return float(line.split()[1])
+        return float("nan")
+
+    async def open_until(level: int) -> float:
+        """Readers added until `level` are open; the server's RSS once settled."""
+        while len(readers) < level:
+            readers.append(await stalled_reader(port, path, token))
+        return await _settled_rss(pid)
+
+    async def close() -> float:
+        """Every reader leaves; the server's RSS once it has let them all go."""
+        for reader in readers:
+            reader.transport.abort()
+        readers.clear()
+        deadline = time.monotonic() + 60
+        while await streaming() and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the server
+            await asyncio.sleep(0.1)
+        return await _settled_rss(pid)
+
     async with aiohttp.ClientSession() as http:
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
             assert len(await r.read()) == size  # the warm-up: one whole download
-        baseline = await _settled_rss(pid)
+        base = await _settled_rss(pid)
         arenas = _arenas_mb(pid)
-        print(f"1. server RSS at rest after one download: {baseline:.1f} MiB ({arenas:.1f} MiB "
+        print(f"1. server RSS at rest after one download: {base:.1f} MiB ({arenas:.1f} MiB "
               "in thread arenas)", flush=True)  # fmt: skip
-        readers: list[Reader] = []
         rows = []
         for level in levels:
-            while len(readers) < level:
-                reader = Reader()
-                await reader.open(port, path, token)
-                readers.append(reader)
-            rss = await _settled_rss(pid)
-            streaming = await _proxy_downloads(http, base_url + "/metrics")
-            rows.append({"readers": level, "rss_mb": rss, "streaming": streaming,
+            rss = await open_until(level)
+            rows.append({"readers": level, "rss_mb": rss, "streaming": await streaming(),
                          "arenas_mb": _arenas_mb(pid)})  # fmt: skip
-            print(f"   {level:4d} stalled readers: RSS {rss:.1f} MiB, +{rss - baseline:.1f} MiB "
-                  f"({(rss - baseline) / level:.2f} MiB each, {rss / baseline:.2f}× the "
-                  f"baseline); {streaming:.0f} downloads streaming", flush=True)  # fmt: skip
-        after = await _close(http, base_url, pid, readers)
-        after_arenas = _arenas_mb(pid)
-        print(f"   after they closed: RSS {after:.1f} MiB, {after - baseline:+.1f} MiB against "
-              f"the baseline ({after / baseline:.2f}×; {after_arenas:.1f} MiB in thread "
-              "arenas)", flush=True)  # fmt: skip
+            print(f"   {level:4d} stalled readers: +{rss - base:.1f} MiB ({(rss - base) / level:.2f}"
+                  f" MiB each); {rows[-1]['streaming']:.0f} downloads streaming", flush=True)  # fmt: skip
+        after, after_arenas = await close(), _arenas_mb(pid)
+        print(f"   after they closed: {after - base:+.1f} MiB against the baseline "
+              f"({after_arenas:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
-            for _ in range(levels[-1]):
-                reader = Reader()
-                await reader.open(port, path, token)
-                readers.append(reader)
-            again = await _settled_rss(pid)
-            after_again = await _close(http, base_url, pid, readers)
-            waves.append({"open_rss_mb": again, "after_rss_mb": after_again,
+            again = await open_until(levels[-1])
+            waves.append({"open_rss_mb": again, "after_rss_mb": await close(),
                           "after_arenas_mb": _arenas_mb(pid)})  # fmt: skip
-            print(f"   wave {wave}, {levels[-1]} stalled readers again: RSS {again:.1f} MiB; after "
-                  f"they closed {after_again:.1f} MiB, {after_again - baseline:+.1f} MiB against "
-                  f"the baseline ({after_again / baseline:.2f}×; "
-                  f"{waves[-1]['after_arenas_mb']:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
-    return {"zip_bytes": size, "baseline_rss_mb": baseline, "baseline_arenas_mb": arenas,
+            print(f"   wave {wave}: RSS {again:.1f} MiB open, "
+                  f"{waves[-1]['after_rss_mb'] - base:+.1f} MiB after", flush=True)  # fmt: skip
+    return {"zip_bytes": size, "baseline_rss_mb": base, "baseline_arenas_mb": arenas,
             "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
             "waves": waves}  # fmt: skip
-
-
-async def _close(
-    http: aiohttp.ClientSession, base_url: str, pid: int, readers: list[Reader]
-) -> float:
-    """Every reader leaves; the server's RSS once it has let them all go."""
-    for reader in readers:
-        reader.close()
-    readers.clear()
-    deadline = time.monotonic() + 60
-    while await _proxy_downloads(http, base_url + "/metrics") and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the server
-        await asyncio.sleep(0.1)
-    return await _settled_rss(pid)
 
 
 async def _timed(http: aiohttp.ClientSession, method: str, url: str, token: str) -> dict[str, Any]:
@@ -216,13 +185,9 @@ async def frozen_store(
                     url = f"http://127.0.0.1:{port}/api/pmd/bdr/{get_id}/download"
                     out[f"{state}_get_{mode}"] = [await _timed(http, "GET", url, token)
                                                   for _ in range(rounds)]  # fmt: skip
-                out[f"{state}_delete"] = [
-                    await _timed(
-                        http, "DELETE",
-                        f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/{removable.pop()}", token,
-                    )
-                    for _ in range(rounds)
-                ]  # fmt: skip
+                bdrs = f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/"
+                out[f"{state}_delete"] = [await _timed(http, "DELETE", f"{bdrs}{removable.pop()}",
+                                                       token) for _ in range(rounds)]  # fmt: skip
             finally:
                 if state == "frozen":
                     weed.thaw()
@@ -242,8 +207,7 @@ async def _run(
     env = weed.env(bucket, "bench/proxied")
     async with fresh_stack() as settings:
         store = open_store(StoreUrl.parse(env["BDR_STORE"], "BDR_STORE"), _access(env))
-        sqid, ids = await _ready_bdrs(settings, store, 8, size)
-        token = mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3600)
+        token, ids = await _ready_bdrs(settings, store, 8, size)
         ports = {"redirect": free_port(), "proxy": free_port()}
         caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
                 "BDR_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
@@ -277,21 +241,14 @@ def run(levels: list[int], size: int, waves: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.proxy_memory", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = cli.parser("proxy_memory", __doc__)
     parser.add_argument("--readers", default="10,40,100", help="stalled readers, cumulative")
     parser.add_argument("--mib", type=int, default=24, help="size of the ZIP served")
-    parser.add_argument(
-        "--waves",
-        type=int,
-        default=6,
-        help="waves of the largest number of readers (each opened, then closed)",
-    )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--waves", type=int, default=6,
+                        help="waves of the largest number of readers (each opened, then closed)")  # fmt: skip
     args = parser.parse_args()
-    figures = run([int(n) for n in args.readers.split(",")], args.mib * MIB, args.waves)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2, default=str))
+    levels = [int(n) for n in args.readers.split(",")]
+    cli.save(args.json, run(levels, args.mib * MIB, args.waves))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,18 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
+def bounded(cmd: list[str], limit_s: float, **popen: Any) -> tuple[int | None, str | None]:
+    """Runs `cmd` in its own session: its exit status (None: killed past `limit_s`, with the
+    server and worker processes it started) and its output, when `popen` captures it."""
+    proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True, text=True, **popen)
+    try:
+        out, _ = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return None, proc.communicate()[0]
+    return proc.returncode, out
+
+
 def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     """Runs one benchmark; None when it wrote its figures, else why not. Its file in `folder`
     then holds the new figures with their run, or (on failure) the old ones and the failure;
@@ -94,28 +106,22 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     out.unlink(missing_ok=True)
     cmd = [sys.executable, *bench.argv, "--json", str(out)]
     print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
-    entry: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "load_start": _load(),
-        "command": bench.command,
-    }
+    date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    entry: dict[str, Any] = {"date": date, "load_start": _load(), "command": bench.command}
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True)
-    try:
-        code = proc.wait(bench.limit_s)
-        print(f"=== {bench.name}: {time.monotonic() - started:.0f} s, exit {code}", flush=True)
-        why = None if code == 0 and out.exists() else f"exited with status {code}"
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # with the server/worker processes it started
-        proc.wait()
-        why = f"killed after {bench.limit_s} s"
+    code, _ = bounded(cmd, bench.limit_s)
     entry |= {"load_end": _load(), "seconds": round(time.monotonic() - started)}
-    if why is None:
+    print(f"=== {bench.name}: {entry['seconds']} s, exit {code}", flush=True)
+    if code is None:
+        why = f"killed after {bench.limit_s} s"
+    elif code == 0 and out.exists():
         _write(bench.name, {"run": entry, "figures": json.loads(out.read_text())}, folder)
         return None
+    else:
+        why = f"exited with status {code}"
     before = path_of(bench.name, folder)
     old = json.loads(before.read_text()) if before.exists() else {}
-    failed = {"date": entry["date"], "command": entry["command"], "why": why}
+    failed = {"date": date, "command": bench.command, "why": why}
     _write(bench.name, old | {"failed": failed}, folder)
     return why
 
@@ -144,25 +150,20 @@ async def service_versions() -> tuple[str, str]:
     return f"PostgreSQL {pg}{suffix}", f"Redis {rv}{suffix}"
 
 
+def _field(path: str, key: str, sep: str) -> str | None:
+    """The value of the first line of `path` that starts with `key` (None: no such line)."""
+    file = Path(path)
+    lines = file.read_text().splitlines() if file.exists() else []
+    found = (ln.split(sep, 1)[1].strip().strip('"') for ln in lines if ln.startswith(key))
+    return next(found, None)
+
+
 def record_machine() -> None:
-    cpu = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kb = int(line.split()[1])
-    os_name = platform.system()
-    with_release = Path("/etc/os-release")
-    if with_release.exists():
-        for line in with_release.read_text().splitlines():
-            if line.startswith("PRETTY_NAME="):
-                os_name = line.split("=", 1)[1].strip('"')
     pg, redis = asyncio.run(service_versions())
+    mem_kb = int((_field("/proc/meminfo", "MemTotal:", ":") or "0").split()[0])
+    os_name = _field("/etc/os-release", "PRETTY_NAME=", "=") or platform.system()
     info = {
-        "cpu": cpu,
+        "cpu": _field("/proc/cpuinfo", "model name", ":") or "unknown CPU",
         "nproc": str(len(os.sched_getaffinity(0))),
         "memory": f"{mem_kb / 1024**2:.0f} GiB",
         "os": f"{os_name}, Linux {platform.release()}",

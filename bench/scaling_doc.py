@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from bench.capacity import LIST_CONCURRENCY, LIST_SECONDS, NOTIFIES
-from bench.runner import FIGURES, Saved, saved
+from bench.runner import FIGURES, saved
 from pmd_service.core.settings import Settings
 from support import render as pages
 from support.stack import CHECKOUT
@@ -112,16 +112,17 @@ def sse_box(folder: Path = FIGURES) -> dict[str, Any] | None:
     return box if box and box.get("levels") else None
 
 
-def _num(value: Any, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
+# The columns of the streams table: each level's figure and its format ("–": none).
+SSE_COLUMNS = (("streams", ","), ("processes", "d"), ("held", ","), ("kb_per_stream_rss", ".1f"),
+               ("kb_per_stream_slab", ".1f"), ("event_p99_ms", ".1f"), ("burst_all_s", ".2f"),
+               ("storm_s", ".1f"), ("storm_5xx", "d"))  # fmt: skip
 
 
 def sse_rows(box: dict[str, Any]) -> list[list[str]]:
-    return [[_num(lv.get("streams"), ","), _num(lv.get("processes"), "d"),
-             _num(lv.get("held"), ","), _num(lv.get("kb_per_stream_rss"), ".1f"),
-             _num(lv.get("kb_per_stream_slab"), ".1f"), _num(lv.get("event_p99_ms"), ".1f"),
-             _num(lv.get("burst_all_s"), ".2f"), _num(lv.get("storm_s"), ".1f"),
-             _num(lv.get("storm_5xx"), "d")] for lv in box["levels"]]  # fmt: skip
+    return [
+        ["–" if lv.get(k) is None else format(lv[k], fmt) for k, fmt in SSE_COLUMNS]
+        for lv in box["levels"]
+    ]
 
 
 def streams_per_process(folder: Path = FIGURES) -> float | None:
@@ -132,10 +133,6 @@ def streams_per_process(folder: Path = FIGURES) -> float | None:
     return float(max(lv["held"] / lv["processes"] for lv in levels)) if levels else None
 
 
-def _server_line(line: str) -> str:
-    return line.split(" [-]: ")[-1]
-
-
 def connections(f: dict[str, Any]) -> dict[str, Any]:
     allowed = HOST["max_connections"] - HOST["reserved"]
     direct, pooled = f["lists_direct"][-1]["connections"], f["lists"][-1]["connections"]
@@ -144,7 +141,7 @@ def connections(f: dict[str, Any]) -> dict[str, Any]:
     srv_pooled = max(v for k, v in pooled.items() if k.startswith("srv")) / per_host
     bouncer = pooled.get("db", 0)
     checks = [
-        c | {"said": _server_line(c["last_line"]), "warned": " WARNING " in c["last_line"]}
+        c | {"said": c["last_line"].split(" [-]: ")[-1], "warned": " WARNING " in c["last_line"]}
         for c in f["start_checks"]
     ]
     return {
@@ -262,21 +259,6 @@ NOTIFY_COLUMNS = ("first_p50_ms", "all_p50_ms", "all_p99_ms", "db_cpu_ms_per_not
                   "client_cpu_ms_per_notify")  # fmt: skip
 
 
-def cluster(folder: Path = FIGURES) -> Saved:
-    """`bench.cluster`'s runs, and their table's rows."""
-    s = saved("cluster", folder)
-    if s.figures is None:
-        return s
-    rows = [
-        [name, f"`{r['command']}`", "passed" if r["exit"] == 0 else f"failed (exit {r['exit']})",
-         *(str(r.get(k, "?")) for k in ("violations", "streams", "sse_connections", "events",
-                                         "views")),
-         str(r.get("every_event", "–")), f"{r['seconds']} s"]
-        for name, r in s.figures.items()
-    ]  # fmt: skip
-    return replace(s, figures={"rows": rows, "runs": s.figures})
-
-
 def render(folder: Path = FIGURES) -> str:
     """The page, from the template and the figures in `folder` alone."""
     cap = saved("capacity", folder)
@@ -285,6 +267,6 @@ def render(folder: Path = FIGURES) -> str:
     box = saved("sse_box", folder)
     rows = sse_rows(b) if (b := sse_box(folder)) else None
     return pages.render(
-        TEMPLATE, capacity=cap, sse_box=replace(box, figures=rows), cluster=cluster(folder),
+        TEMPLATE, capacity=cap, sse_box=replace(box, figures=rows), cluster=saved("cluster", folder),
         host=HOST_INPUTS, base=BASE_INPUTS, scale=BASE, host_value=HOST, box_busy=BOX_BUSY,
     )  # fmt: skip

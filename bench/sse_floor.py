@@ -1,9 +1,9 @@
 """The baseline under `bench.sse --box`'s flood and storms: the same client processes, opening
 the same number of streams at once, against a bare aiohttp app. As many processes as the
-service ran (one port, SO_REUSEPORT, the same backlog, no access log, as `server.py` serves)
-each run an app of two routes and nothing else: GET /api/pmd/bdr/sse answers a fixed opening
-(`200`, the SSE headers, `retry:` and `connected`) and holds the stream, and POST
-/api/pmd/bdr/sse-ticket a fixed ticket. No middleware, no token, no query, no hub.
+service ran (one port, SO_REUSEPORT, the same backlog and keep-alive, no access log, as
+`server.py` serves) each run an app of two routes and nothing else: GET /api/pmd/bdr/sse
+answers a fixed opening (`200`, the SSE headers, `retry:` and `connected`) and holds the
+stream, and POST /api/pmd/bdr/sse-ticket a fixed ticket. No middleware, no token, no query, no hub.
 
 What it leaves is what a storm costs on this box with aiohttp whatever the service does: the
 clients' work, the kernel's TCP set-up of both ends, and aiohttp's own per request (its parser,
@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pmd_service.web.serve import LISTEN_BACKLOG
+from pmd_service.web.serve import KEEPALIVE_SECONDS, LISTEN_BACKLOG
 
 BODY = b"retry: 3000\n\nevent: connected\ndata: {}\n\n"
 HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -48,7 +48,9 @@ async def _serve(port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+    runner = web.AppRunner(
+        app, access_log=None, handler_cancellation=True, keepalive_timeout=KEEPALIVE_SECONDS
+    )
     await runner.setup()
     await web.SockSite(runner, sock, backlog=LISTEN_BACKLOG).start()
     await asyncio.Event().wait()

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import statistics
 import subprocess
@@ -37,7 +36,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -48,16 +46,16 @@ from aiohttp import web
 from obstore.store import S3Store
 
 from bench import cli
+from bench.objects import plain_put, store_at
+from bench.show import show
 from bench.zip import make_large_pngs, make_small_pixel_art
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
-from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.zip.build import (
-    CHUNK,
     PART_BYTES,
     PARTS_IN_FLIGHT,
     BuildResult,
@@ -68,48 +66,18 @@ from pmd_service.jobs.zip.build import (
 )
 from pmd_service.jobs.zip.content import Artwork
 from pmd_service.jobs.zip.sources import fetched_in_order, object_fetcher
-from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.seaweed import (
-    ACCESS_KEY,
-    REGION,
-    SECRET_KEY,
-    Seaweed,
-    create_bucket,
-    new_bucket_name,
-    running_seaweed,
-)
+from support import seaweed, stack
+from support.measures import CLK_TCK, PeakRss, cpu_seconds, rss_kb
+from support.seaweed import Seaweed
 from support.seeding import Factory
-from support.stack import (
-    CHECKOUT,
-    free_port,
-    fresh_stack,
-    service_env,
-    start_server,
-    start_worker,
-    stop,
-)
+from support.stack import free_port, service_env, start_server, start_worker, stop
 
-TARGET_BUILD_RATIO = 1.3
-TARGET_GROWTH_MB = 50
-TARGET_FETCH_SPEEDUP = 6.0
 ADDED_LATENCY_S = 0.050
 FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
 SAMPLE_EVERY = 0.005
 REDIRECTS = 200
-# "One small response": a 302 costs what any small JSON answer does (a few ms of CPU at most),
-# and under 1% of streaming the same GB through the server.
-SMALL_RESPONSE_S = 0.005
 BIG_FILES, BIG_FILE_BYTES = 128, 8 << 20
-TICKS = os.sysconf("SC_CLK_TCK")
 SQL_STATUS = "SELECT status, file_path, file_size_bytes FROM batch_download_requests WHERE id = $1"
-
-
-def _access(endpoint: str) -> S3Access:
-    return S3Access(endpoint, REGION, ACCESS_KEY, SECRET_KEY, None)
-
-
-def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
-    return open_store(StoreUrl(bucket, prefix), _access(endpoint))
 
 
 def _median(values: list[float]) -> dict[str, Any]:
@@ -117,35 +85,15 @@ def _median(values: list[float]) -> dict[str, Any]:
             "runs": values}  # fmt: skip
 
 
-def _spread(f: dict[str, Any]) -> str:
-    return (f"{f['median']:.2f} (min {f['min']:.2f}, max {f['max']:.2f}, "
-            f"{len(f['runs'])} runs)")  # fmt: skip
-
-
 # --- 1. build into the store vs a plain multipart upload ---------------------------------------
 
 
-def _entries(files: list[Path]) -> list[Entry]:
-    return [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
-
-
-def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
-    return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
-
-
 def _build(sink: Any, files: list[Path]) -> BuildResult:
-    return build(sink, _entries(files), _trailer, lambda _done: None, threading.Event())
+    def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+        return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
 
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
-
-
-def plain_put(store: S3Store, key: str, local: Path) -> None:
-    obstore.put(store, key, _file_chunks(local), use_multipart=True, chunk_size=PART_BYTES,
-                max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
+    entries = [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
+    return build(sink, entries, trailer, lambda _done: None, threading.Event())
 
 
 def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) -> dict[str, Any]:
@@ -180,8 +128,8 @@ async def _botocore_put(endpoint: str, bucket: str, key: str, source: BinaryIO) 
     from aiobotocore.session import get_session
 
     async with get_session().create_client(
-        "s3", endpoint_url=endpoint, region_name=REGION,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
+        "s3", endpoint_url=endpoint, region_name=seaweed.REGION,
+        aws_access_key_id=seaweed.ACCESS_KEY, aws_secret_access_key=seaweed.SECRET_KEY,
     ) as client:  # fmt: skip
         upload = await client.create_multipart_upload(Bucket=bucket, Key=key)
         upload_id = upload["UploadId"]
@@ -315,7 +263,7 @@ def start_slow_proxy(upstream: str, latency: float) -> tuple[subprocess.Popen[by
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.store", "--slow-proxy", upstream, str(port), str(latency)],
-        cwd=CHECKOUT, stdout=subprocess.PIPE,
+        cwd=stack.CHECKOUT, stdout=subprocess.PIPE,
     )  # fmt: skip
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     return proc, port
@@ -480,7 +428,7 @@ async def downloads(
         stop(*servers.values())
     gb = zip_bytes / 1e9
     per_gb = {mode: statistics.median(cpu[mode]) / gb for mode in modes}
-    return {"zip_bytes": zip_bytes, "tick_s": 1 / TICKS, "redirects": REDIRECTS,
+    return {"zip_bytes": zip_bytes, "tick_s": 1 / CLK_TCK, "redirects": REDIRECTS,
             "cpu_s_per_302": per_302,
             **{mode: {"cpu_s": _median(cpu[mode]), "wall_s": _median(wall[mode]),
                       "cpu_s_per_gb": per_gb[mode]} for mode in modes}}  # fmt: skip
@@ -491,7 +439,7 @@ async def downloads(
 
 async def _with_stack(weed: Seaweed, bucket: str, rounds: int) -> dict[str, Any]:
     env = weed.env(bucket, "bench/zips")
-    async with fresh_stack() as settings:
+    async with stack.fresh_stack() as settings:
         memory, bdr_id, sqid = await worker_memory(settings, env)
         served = await downloads(settings, env, bdr_id, sqid, memory["zip_bytes"], rounds)
     return {"memory": memory, "downloads": served}
@@ -499,17 +447,17 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int) -> dict[str, Any]
 
 def run(rounds: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    with running_seaweed() as weed, tempfile.TemporaryDirectory(prefix="pmd-store-") as tmp:
-        bucket = new_bucket_name()
-        asyncio.run(create_bucket(weed, bucket))
+    with seaweed.running_seaweed() as weed, tempfile.TemporaryDirectory(prefix="pmd-store-") as tmp:
+        bucket = seaweed.new_bucket_name()
+        asyncio.run(seaweed.create_bucket(weed, bucket))
         files = make_large_pngs(Path(tmp) / "large", 128)
         local = Path(tmp) / "local.zip"
         store = store_at(weed.endpoint, bucket, "bench/build")
         figures["build"] = build_vs_put(store, files, local, rounds)
-        _report_build(figures["build"])
+        show("1. build(object_sink) against a plain multipart put, s", figures["build"])
         weed.vacuum()
         figures["clients"] = clients(weed, bucket, "bench/clients", local, max(rounds - 2, 1))
-        _report_clients(figures["clients"])
+        show("5. obstore against aiobotocore, s", figures["clients"])
         weed.vacuum()
         slow, slow_port = start_slow_proxy(weed.endpoint, ADDED_LATENCY_S)
         relay, relay_port = start_slow_proxy(weed.endpoint, 0)
@@ -519,74 +467,14 @@ def run(rounds: int) -> dict[str, Any]:
                 figures[name] = asyncio.run(slow_reads(
                     weed, bucket, f"bench/{name}", artworks, (slow_port, relay_port), 3
                 ))  # fmt: skip
-                _report_fetch(figures[name])
+                show(f"3. {name}: artworks through +50 ms a request, s", figures[name])
         finally:
             stop(slow, relay)
         local.unlink()
         figures |= asyncio.run(_with_stack(weed, bucket, 3))
-        _report_memory(figures["memory"])
-        _report_downloads(figures["downloads"])
+        show("2. the worker's RSS building ~1 GB into the store, MB", figures["memory"])
+        show("4. the server's CPU per download, s", figures["downloads"])
     return figures
-
-
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
-def _report_build(f: dict[str, Any]) -> None:
-    print(f"1. ZIP of 128 × ~1 MB ({f['zip_bytes'] / 1e6:.0f} MB) into the store, seconds:\n"
-          f"   build(object_sink)        {_spread(f['build_s'])}\n"
-          f"   plain multipart put        {_spread(f['put_s'])}\n"
-          f"   build ÷ put {f['ratio']:.2f} (by round: "
-          f"{', '.join(f'{r:.2f}' for r in f['ratio_by_round'])}; target ≤ {TARGET_BUILD_RATIO}: "
-          f"{_verdict(f['ratio'] <= TARGET_BUILD_RATIO)})", flush=True)  # fmt: skip
-
-
-def _report_clients(f: dict[str, Any]) -> None:
-    print(f"5. a {f['bytes'] / 1e6:.0f} MB multipart upload (8 MiB parts, 2 in flight):")
-    for name in ("obstore", "aiobotocore"):
-        print(f"   {name:12} wall {_spread(f[name]['wall_s'])} s, "
-              f"CPU {_spread(f[name]['cpu_s'])} s")  # fmt: skip
-    print(flush=True)
-
-
-def _report_fetch(f: dict[str, Any]) -> None:
-    print(f"3. {f['artworks']} artworks ({f['bytes'] / 1e6:.1f} MB) through "
-          f"+{f['added_latency_ms']:.0f} ms per request, seconds:\n"
-          f"   {f['concurrency']} at a time            {_spread(f['window_s'])}\n"
-          f"   one after another       {_spread(f['one_by_one_s'])}\n"
-          f"   8 at a time, no sleep: {f['relay_only_s']:.2f} through the relay, "
-          f"{f['direct_s']:.2f} direct\n"
-          f"   {f['speedup']:.1f}× faster (by round: "
-          f"{', '.join(f'{r:.1f}' for r in f['speedup_by_round'])}; target ≥ "
-          f"{TARGET_FETCH_SPEEDUP:.0f}×: {_verdict(f['speedup'] >= TARGET_FETCH_SPEEDUP)})",
-          flush=True)  # fmt: skip
-
-
-def _report_memory(f: dict[str, Any]) -> None:
-    print(f"2. worker RSS: {f['baseline_rss_mb']:.1f} MB after the warm-up, peak "
-          f"{f['peak_rss_mb']:.1f} MB while building {f['zip_bytes'] / 1e9:.2f} GB into the "
-          f"store ({f['build_s']:.1f} s), {f['after_rss_mb']:.1f} MB after it: growth "
-          f"{f['growth_mb']:.1f} MB (target ≤ {TARGET_GROWTH_MB} MB: "
-          f"{_verdict(f['growth_mb'] <= TARGET_GROWTH_MB)})", flush=True)  # fmt: skip
-
-
-def _report_downloads(f: dict[str, Any]) -> None:
-    print(
-        f"4. server CPU per download of the {f['zip_bytes'] / 1e9:.2f} GB ZIP "
-        f"(clock tick {f['tick_s'] * 1000:.0f} ms):"
-    )
-    for mode in ("redirect", "proxy"):
-        m = f[mode]
-        print(f"   {mode:9} CPU {_spread(m['cpu_s'])} s, {m['cpu_s_per_gb']:.3f} s per GB; "
-              f"download {_spread(m['wall_s'])} s")  # fmt: skip
-    per_302, proxy = f["cpu_s_per_302"], f["proxy"]["cpu_s_per_gb"]
-    redirect = per_302 / (f["zip_bytes"] / 1e9)
-    small = per_302 <= SMALL_RESPONSE_S and redirect * 100 <= proxy
-    print(f"   one 302 (mean of {f['redirects']}): {per_302 * 1000:.2f} ms of CPU, so redirect "
-          f"costs {redirect * 1000:.2f} ms per GB; proxy ÷ redirect {proxy / redirect:.0f}× "
-          f"(target: one small response, ≤ {SMALL_RESPONSE_S * 1000:.0f} ms and under 1% of "
-          f"proxy: {_verdict(small)})", flush=True)  # fmt: skip
 
 
 def main() -> None:

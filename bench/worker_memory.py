@@ -21,9 +21,7 @@ from typing import Any
 import asyncpg
 
 from bench import cli
-from pmd_service.bdr.queue import enqueue_bdr
-from pmd_service.core.db import connect
-from pmd_service.core.queue import create_redis
+from bench.job import driving
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import bdr_zip_path
 from support.measures import PeakRss, rss_kb
@@ -31,7 +29,6 @@ from support.seeding import Factory
 from support.stack import fresh_stack, service_env, start_worker, stop
 
 TARGET_GROWTH_MB = 20
-SAMPLE_EVERY = 0.005
 
 # ~2 KB of text per comment, different in every row (deflate still finds its repeats).
 SQL_COMMENTS = """
@@ -41,25 +38,17 @@ SELECT $1::int, CASE WHEN g % 7 = 0 THEN NULL ELSE $2::int END,
        timestamptz '2024-01-01' + make_interval(secs => g / 3), g % 50 = 0
 FROM generate_series(1, $3::int) g
 """
-SQL_BDR = """
-INSERT INTO batch_download_requests
-    (user_id, user_sqid, post_ids, artwork_count, include_comments, include_reactions)
-VALUES ($1, $2, $3, cardinality($3::int[]), true, true)
-RETURNING id
-"""
-SQL_STATUS = "SELECT status, file_path, error_message FROM batch_download_requests WHERE id = $1"
 
 
 async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> dict[str, Any]:
     seeder = Factory(conn, settings)
     chatty = await seeder.user("chatty")
-    user = chatty.id
     posts = [(await seeder.post(chatty, title=title, shard="ab",
                                 data=b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)).id
              for title in ("warm-up", "the big thread")]  # fmt: skip
     started = time.perf_counter()
-    await conn.execute(SQL_COMMENTS, posts[0], user, 100, timeout=600)
-    await conn.execute(SQL_COMMENTS, posts[1], user, comments, timeout=600)
+    await conn.execute(SQL_COMMENTS, posts[0], chatty.id, 100, timeout=600)
+    await conn.execute(SQL_COMMENTS, posts[1], chatty.id, comments, timeout=600)
     await conn.execute(
         "INSERT INTO reactions (post_id, emoji) SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1] "
         "FROM generate_series(1, 3000) g",
@@ -69,83 +58,53 @@ async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> d
     visible = await conn.fetchval(
         "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", posts[1]
     )
-    text_mb = await conn.fetchval(
-        "SELECT sum(octet_length(body)) / 1e6 FROM comments WHERE post_id = $1", posts[1]
-    )
-    print(f"seeded {comments:,} comments ({visible:,} visible, {text_mb:.0f} MB of text) "
-          f"in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-    return {"user": user, "user_sqid": chatty.sqid, "posts": posts, "visible": visible}
-
-
-async def build(conn: asyncpg.Connection, settings: Settings, bdr_id: uuid.UUID) -> str:
-    redis = create_redis(settings.redis_url or "")
-    try:
-        await enqueue_bdr(redis, bdr_id)
-    finally:
-        await redis.aclose()
-    while True:
-        row = await conn.fetchrow(SQL_STATUS, bdr_id)
-        assert row is not None
-        if row["status"] == "ready":
-            return str(row["file_path"])
-        assert row["status"] in ("pending", "processing"), dict(row)
-        await asyncio.sleep(0.1)
+    print(f"seeded {comments:,} comments ({visible:,} visible) in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    return {"user": chatty.id, "user_sqid": chatty.sqid, "posts": posts, "visible": visible}
 
 
 async def run(comments: int) -> dict[str, Any]:
     async with fresh_stack() as settings:
-        conn = await connect(settings.database_url or "", "pmd-bench")
-        worker = None
+        worker = start_worker(service_env(settings))
         try:
-            seeded = await seed(conn, settings, comments)
-            user, user_sqid, posts = seeded["user"], seeded["user_sqid"], seeded["posts"]
-            warm = await conn.fetchval(SQL_BDR, user, user_sqid, [posts[0]])
-            worker = start_worker(service_env(settings))
-            await build(conn, settings, warm)
-            await asyncio.sleep(1.0)  # let the warm-up's garbage go
-            baseline = rss_kb(worker.pid)
-            # Inserted only now: the worker's sweep must not pick it up during the warm-up.
-            big = await conn.fetchval(SQL_BDR, user, user_sqid, [posts[1]])
-            started = time.perf_counter()
-            with PeakRss(lambda: rss_kb(worker.pid), SAMPLE_EVERY, baseline) as rss:
-                file_path = await build(conn, settings, big)
-            peak = rss.peak
-            seconds = time.perf_counter() - started
-            after = rss_kb(worker.pid)
-            zip_path = bdr_zip_path(settings.bdr_path, file_path)
-            zip_bytes = zip_path.stat().st_size
-            with zipfile.ZipFile(zip_path) as archive:
-                info = archive.getinfo("comments.json")
-                assert archive.testzip() is None
-                with archive.open(info) as f:
-                    thread = json.load(f)["comments_by_artwork"]
-            in_zip = sum(len(t) for t in thread.values())
-            assert in_zip == seeded["visible"], (in_zip, seeded["visible"])
-            del thread
+            async with driving(settings, worker.pid) as bdrs:
+                seeded = await seed(bdrs.conn, settings, comments)
+                user, sqid, posts = seeded["user"], seeded["user_sqid"], seeded["posts"]
+                await bdrs.bdr(user, sqid, [posts[0]], comments=True)  # code paths loaded, warm
+                await asyncio.sleep(1.0)  # let the warm-up's garbage go
+                baseline = rss_kb(worker.pid)
+                started = time.perf_counter()
+                with PeakRss(lambda: rss_kb(worker.pid), 0.005, baseline) as rss:
+                    built = await bdrs.bdr(user, sqid, [posts[1]], comments=True, keep=True)
+                seconds = time.perf_counter() - started
+                after = rss_kb(worker.pid)
         finally:
-            if worker is not None:
-                stop(worker)
-            await conn.close()
-    growth_mb = (peak - baseline) / 1024
-    figures = {
+            stop(worker)
+        zip_path = bdr_zip_path(settings.bdr_path, built["file_path"])
+        with zipfile.ZipFile(zip_path) as archive:
+            info = archive.getinfo("comments.json")
+            assert archive.testzip() is None
+            with archive.open(info) as f:
+                thread = json.load(f)["comments_by_artwork"]
+        in_zip = sum(len(t) for t in thread.values())
+        assert in_zip == seeded["visible"], (in_zip, seeded["visible"])
+    growth_mb = (rss.peak - baseline) / 1024
+    print(f"worker RSS: {baseline / 1024:.1f} MB after the warm-up, peak "
+          f"{rss.peak / 1024:.1f} MB during the build, {after / 1024:.1f} MB after it: growth "
+          f"{growth_mb:.1f} MB for {in_zip:,} comments (comments.json "
+          f"{info.file_size / 1e6:.0f} MB, built in {seconds:.1f} s; target <= "
+          f"{TARGET_GROWTH_MB} MB)")  # fmt: skip
+    return {
         "comments": comments,
         "visible_comments": seeded["visible"],
         "comments_json_bytes": info.file_size,
-        "zip_bytes": zip_bytes,
+        "zip_bytes": built["bytes"],
         "baseline_rss_mb": baseline / 1024,
-        "peak_rss_mb": peak / 1024,
+        "peak_rss_mb": rss.peak / 1024,
         "after_rss_mb": after / 1024,
         "growth_mb": growth_mb,
         "build_s": seconds,
     }
-    print(
-        f"worker RSS: {baseline / 1024:.1f} MB after the warm-up, peak {peak / 1024:.1f} MB "
-        f"during the build, {after / 1024:.1f} MB after it\n"
-        f"growth {growth_mb:.1f} MB for {seeded['visible']:,} comments "
-        f"(comments.json {info.file_size / 1e6:.0f} MB, built in {seconds:.1f} s; "
-        f"target <= {TARGET_GROWTH_MB} MB: {'met' if growth_mb <= TARGET_GROWTH_MB else 'MISSED'})"
-    )
-    return figures
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ In one run, on 128 real PNGs of ~1 MB and on 128 small pixel-art files, times
 - (c) the required work, done plainly in one pass: copy + CRC-32 + SHA-256 + fsync,
 
 interleaved, median of several rounds, and reports the ratios (targets: >= 25x faster than (a),
-<= 2.0x (b); (c) shows what part of (b)'s ratio the format and the contract make unavoidable). During the worker's builds it measures the longest event-loop stall (target
-<= 20 ms). Then, in a fresh subprocess, it builds a ~1 GB ZIP and reports peak RSS growth
-(target <= 50 MB).
+<= 2.0x (b); (c) shows what part of (b)'s ratio the format and the contract make unavoidable).
+During the worker's builds it measures the longest event-loop stall (target <= 20 ms). Then, in
+a fresh subprocess, it builds a ~1 GB ZIP and reports peak RSS growth (target <= 50 MB).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -32,12 +31,14 @@ import threading
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import cli
 from pmd_service.dev.demo import pixel_art
 from pmd_service.jobs.zip.build import Entry, build_zip
-from support.measures import PeakRss
+from support.measures import PeakRss, rss_kb
 
 FILES = 128
 
@@ -139,56 +140,41 @@ async def worker_build(paths: list[Path], out: Path) -> float:
     return stall
 
 
-def timed(fn: object, *args: object) -> float:
+def timed(fn: Callable[..., object], *args: Any) -> float:
     start = time.perf_counter()
-    fn(*args)  # type: ignore[operator]
+    fn(*args)
     return time.perf_counter() - start
 
 
 def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str, float]:
-    seed_t, floor_t, durable_t, required_t, worker_t, stalls = [], [], [], [], [], []
+    """Each way of writing `paths`, `rounds` times interleaved: their medians (s)."""
+    ways: dict[str, Callable[[Path], object]] = {
+        "floor_s": lambda out: copy_floor(paths, out),
+        "durable_floor_s": lambda out: copy_floor(paths, out, True),
+        "required_floor_s": lambda out: required_floor(paths, out),
+        "worker_s": lambda out: stalls.append(asyncio.run(worker_build(paths, out))),
+        "seed_s": lambda out: seed_algorithm(paths, out),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    stalls: list[float] = []
     for r in range(rounds):
-        out = work / f"{label}-{r}"
-        floor_t.append(timed(copy_floor, paths, out.with_suffix(".copy")))
-        durable_t.append(timed(copy_floor, paths, out.with_suffix(".fsync"), True))
-        required_t.append(timed(required_floor, paths, out.with_suffix(".required")))
-        start = time.perf_counter()
-        stalls.append(asyncio.run(worker_build(paths, out.with_suffix(".zip"))))
-        worker_t.append(time.perf_counter() - start)
-        seed_t.append(timed(seed_algorithm, paths, out.with_suffix(".seed.zip")))
-        with zipfile.ZipFile(out.with_suffix(".zip")) as zf:
+        for name, way in ways.items():
+            times[name].append(timed(way, work / f"{label}-{r}.{name}"))
+        with zipfile.ZipFile(work / f"{label}-{r}.worker_s") as zf:
             assert zf.testzip() is None and len(zf.namelist()) == len(paths) + 1
-        for f in work.glob(f"{label}-{r}*"):
+        for f in work.glob(f"{label}-{r}.*"):
             f.unlink()
     total = sum(p.stat().st_size for p in paths)
-    figures = {
-        "bytes": total,
-        "seed_s": statistics.median(seed_t),
-        "floor_s": statistics.median(floor_t),
-        "durable_floor_s": statistics.median(durable_t),
-        "required_floor_s": statistics.median(required_t),
-        "worker_s": statistics.median(worker_t),
-        "max_stall_ms": max(stalls) * 1000,
-    }
-    print(
-        f"{label}: {len(paths)} files, {total / 1e6:.1f} MB, median of {rounds}\n"
-        f"  seed algorithm (copy + DEFLATED) {figures['seed_s'] * 1000:9.1f} ms\n"
-        f"  plain copy (floor)               {figures['floor_s'] * 1000:9.1f} ms\n"
-        f"  plain copy + fsync               {figures['durable_floor_s'] * 1000:9.1f} ms\n"
-        f"  copy + CRC-32 + SHA-256 + fsync  {figures['required_floor_s'] * 1000:9.1f} ms\n"
-        f"  worker build                     {figures['worker_s'] * 1000:9.1f} ms\n"
-        f"  worker vs seed: {figures['seed_s'] / figures['worker_s']:.1f}x faster (target >= 25x)\n"
-        f"  worker / floor: {figures['worker_s'] / figures['floor_s']:.2f}x (target <= 2.0x); "
-        f"/ copy + fsync: {figures['worker_s'] / figures['durable_floor_s']:.2f}x; "
-        f"/ required work: {figures['worker_s'] / figures['required_floor_s']:.2f}x\n"
-        f"  longest event-loop stall during the build: {figures['max_stall_ms']:.1f} ms (target <= 20 ms)"
-    )
+    figures = {"bytes": total} | {name: statistics.median(t) for name, t in times.items()}
+    figures["max_stall_ms"] = max(stalls) * 1000
+    worker = figures["worker_s"]
+    print(f"{label}: {len(paths)} files, {total / 1e6:.1f} MB, median of {rounds}: worker "
+          f"{worker * 1000:.1f} ms, {figures['seed_s'] / worker:.1f}x faster than the seed's "
+          f"algorithm (target >= 25x), {worker / figures['floor_s']:.2f}x a plain copy (target "
+          f"<= 2.0x), {worker / figures['durable_floor_s']:.2f}x with fsync, "
+          f"{worker / figures['required_floor_s']:.2f}x the required work; longest event-loop "
+          f"stall {figures['max_stall_ms']:.1f} ms (target <= 20 ms)")  # fmt: skip
     return figures
-
-
-def _rss_kb() -> int:
-    pages = int(Path("/proc/self/statm").read_text().split()[1])
-    return pages * resource.getpagesize() // 1024
 
 
 def rss_child(paths_file: str, out: str, repeat: int) -> None:
@@ -201,8 +187,8 @@ def rss_child(paths_file: str, out: str, repeat: int) -> None:
         Entry(i, f"artworks/{k}-{p.name}", path=p)
         for i, (k, p) in enumerate((k, p) for k in range(repeat) for p in paths)
     ]
-    baseline = _rss_kb()
-    with PeakRss(_rss_kb, start=baseline) as rss:
+    baseline = rss_kb(os.getpid())
+    with PeakRss(lambda: rss_kb(os.getpid()), start=baseline) as rss:
         result = build_zip(Path(out), entries, _trailer, lambda n: None, threading.Event())
     print(json.dumps({"zip_bytes": result.size, "rss_growth_kb": rss.peak - baseline}))
 
@@ -211,14 +197,10 @@ def main() -> None:
     parser = cli.parser("zip", __doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-repeat", type=int, default=8, help="1 GB ZIP = 128 x 1 MB x 8")
-    parser.add_argument(
-        "--rss-child", nargs=3, metavar=("PATHS", "OUT", "REPEAT"), help=argparse.SUPPRESS
-    )
-    parser.add_argument(
-        "--sizes",
-        default="",
-        help="also compare at these counts of ~1 MB files (e.g. 16,32,64,128: ZIP size series)",
-    )
+    parser.add_argument("--rss-child", nargs=3, metavar=("PATHS", "OUT", "REPEAT"),
+                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument("--sizes", default="", help="also compare at these counts of ~1 MB files "
+                        "(e.g. 16,32,64,128: ZIP size series)")  # fmt: skip
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child[0], args.rss_child[1], int(args.rss_child[2]))
@@ -237,15 +219,8 @@ def main() -> None:
             "small": compare("128 small pixel-art PNG", small, work, args.rounds),
         }
         if sizes:  # the same ~1 MB files, by count: how each approach scales with ZIP size
-            results["by_size"] = [
-                {"files": n}
-                | (
-                    at_128
-                    if n == FILES
-                    else compare(f"{n} x ~1 MB PNG", large[:n], work, args.rounds)
-                )
-                for n in sizes
-            ]
+            results["by_size"] = [{"files": n} | (at_128 if n == FILES else compare(
+                f"{n} x ~1 MB PNG", large[:n], work, args.rounds)) for n in sizes]  # fmt: skip
         listing = work / "paths.txt"
         listing.write_text("\n".join(str(p) for p in large[:FILES]))
         child = subprocess.run(
@@ -255,10 +230,8 @@ def main() -> None:
         )  # fmt: skip
         big: dict[str, int] = json.loads(child.stdout.strip().splitlines()[-1])
         results["big"] = big
-        print(
-            f"1 GB-class ZIP ({big['zip_bytes'] / 1e9:.2f} GB): peak RSS growth "
-            f"{big['rss_growth_kb'] / 1024:.1f} MB (target <= 50 MB)"
-        )
+        print(f"1 GB-class ZIP ({big['zip_bytes'] / 1e9:.2f} GB): peak RSS growth "
+              f"{big['rss_growth_kb'] / 1024:.1f} MB (target <= 50 MB)")  # fmt: skip
     cli.save(args.json, results)
     os.sync()
 

@@ -39,15 +39,7 @@ from typing import Any
 import hypothesis
 import requests
 import schemathesis
-from schemathesis import GenerationMode
-from schemathesis.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    not_a_server_error,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis import GenerationMode, checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
@@ -55,12 +47,12 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory
 
 CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+    checks.negative_data_rejection,
 ]
 STREAM_PATH = "/api/pmd/bdr/sse"
 SEED_POSTS = 200
@@ -150,13 +142,9 @@ def aim(seed: Seed, case: Any) -> Any:
 
 
 def fuzz(
-    base_url: str,
-    seed: Seed,
-    *,
-    cases: int,
-    exclude_stream: bool = False,
+    base_url: str, seed: Seed, *, cases: int, exclude_stream: bool = False,
     on_operation: Callable[[str, int], None] | None = None,
-) -> Report:
+) -> Report:  # fmt: skip
     """Send about `cases` generated requests spread over every operation; never raises on a
     failed check, counts it."""
     doc = requests.get(f"{base_url}/openapi.json", timeout=10).json()
@@ -223,13 +211,9 @@ def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
 
 
 def _one(
-    case: Any,
-    base_url: str,
-    session: requests.Session,
-    headers: dict[str, str],
-    label: str,
+    case: Any, base_url: str, session: requests.Session, headers: dict[str, str], label: str,
     report: Report,
-) -> None:
+) -> None:  # fmt: skip
     report.cases[label] += 1
     stream = case.operation.path == STREAM_PATH
     if case.operation.schema.is_security_param_negated(case):
@@ -299,17 +283,13 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
 async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
     conn, bdr_path = seeder.pool, seeder.settings.bdr_path
     user = await seeder.user(handle, roles)
-    user_id, sqid = user.id, user.sqid
     post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
     # A ready BDR with a real ZIP on disk, a pending one and a failed one: downloads, Range
     # requests, cancels and removals all have something to act on.
     ready = uuid.uuid4()
-    relative = f"bdr/{sqid}/pmd-{ready}.zip"
-    path = bdr_path / relative.removeprefix("bdr/")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("metadata.json", '{"fuzz": true}')
-        zf.writestr("artworks/fz1.png", b"\x89PNG" + bytes(range(256)) * 8)
+    relative, size, _ = _zip(bdr_path, f"{user.sqid}/pmd-{ready}.zip", {
+        "metadata.json": b'{"fuzz": true}', "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
+    })  # fmt: skip
     await conn.execute(
         """
         INSERT INTO batch_download_requests
@@ -317,62 +297,63 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
              started_at, completed_at, expires_at, progress_done)
         VALUES ($1, $2, $3, 1, 'ready', $4, $5, now(), now(), now() + interval '7 days', 1)
         """,
-        ready,
-        user_id,
-        post_ids[:1],
-        relative,
-        path.stat().st_size,
-    )
+        ready, user.id, post_ids[:1], relative, size,
+    )  # fmt: skip
     others = await conn.fetch(
         """
         INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
         VALUES ($1, $2, 1, 'pending'), ($1, $3, 2, 'failed')
         RETURNING id
         """,
-        user_id,
-        post_ids[:1],
-        post_ids[:2],
-    )
-    exports = await _seed_exports(conn, bdr_path, user_id, sqid)
-    return Scope(sqid, post_ids, [str(ready), *(str(r["id"]) for r in others)], exports)
+        user.id, post_ids[:1], post_ids[:2],
+    )  # fmt: skip
+    exports = [await _seed_export(conn, bdr_path, user.id, user.sqid) for _ in range(2)]
+    return Scope(user.sqid, post_ids, [str(ready), *(str(r["id"]) for r in others)], exports)
 
 
-async def _seed_exports(conn: Any, bdr_path: Path, user_id: int, sqid: str) -> list[str]:
-    """Two ready exports (one part each, a real ZIP), made longer ago than the cooldown: the
-    fuzzer's first request of a new one is accepted, the next ones find it running (409); its
-    removals take the second, so the first stays for its reads and downloads."""
-    made = []
-    for _ in range(2):
-        ready = uuid.uuid4()
-        relative = f"bdr/pmd-exports/{ready}/part-1.zip"
-        path = bdr_path / relative.removeprefix("bdr/")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr(f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt", "BagIt-Version: 1.0\n")
-        await conn.execute(
-            """
-            INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
-                                 progress_done, created_at, started_at, completed_at, expires_at)
-            VALUES ($1, $2, $3, 'ready', 1073741824, 1, 1, now() - interval '30 days', now(),
-                    now(), now() + interval '7 days')
-            """,
-            ready, user_id, sqid,
-        )  # fmt: skip
-        await conn.execute(
-            """
-            INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
-                                      estimated_bytes, file_path, file_size_bytes, sha256)
-            VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)
-            """,
-            ready, relative, path.stat().st_size,
-            hashlib.sha256(path.read_bytes()).hexdigest(),
-        )  # fmt: skip
-        made.append(str(ready))
-    return made
+def _zip(bdr_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
+    """A ZIP of `entries` at `name` under BDR_PATH: its file_path, size and SHA-256."""
+    path = bdr_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for entry, data in entries.items():
+            zf.writestr(entry, data)
+    data = path.read_bytes()
+    return f"bdr/{name}", len(data), hashlib.sha256(data).hexdigest()
+
+
+async def _seed_export(conn: Any, bdr_path: Path, user_id: int, sqid: str) -> str:
+    """A ready export (one part, a real ZIP), made longer ago than the cooldown: the fuzzer's
+    first request of a new one is accepted, the next ones find it running (409). Its removals
+    take the user's second, so the first stays for its reads and downloads."""
+    ready = uuid.uuid4()
+    relative, size, sha256 = _zip(bdr_path, f"pmd-exports/{ready}/part-1.zip", {
+        f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",
+    })  # fmt: skip
+    await conn.execute(
+        """
+        INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
+                             progress_done, created_at, started_at, completed_at, expires_at)
+        VALUES ($1, $2, $3, 'ready', 1073741824, 1, 1, now() - interval '30 days', now(),
+                now(), now() + interval '7 days')
+        """,
+        ready, user_id, sqid,
+    )  # fmt: skip
+    await conn.execute(
+        """
+        INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
+                                  estimated_bytes, file_path, file_size_bytes, sha256)
+        VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)
+        """,
+        ready, relative, size, sha256,
+    )  # fmt: skip
+    return str(ready)
 
 
 async def bench(cases: int) -> int:
+    """The fuzzer against a real `server.py` on a fresh, seeded database: its exit status."""
     from pmd_service.dev.embedded import EmbeddedRedis
+    from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
     redis = None
     if not os.environ.get("REDIS_URL"):
@@ -381,45 +362,31 @@ async def bench(cases: int) -> int:
         redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="pmd-fuzz-redis-")))
         os.environ["REDIS_URL"] = await asyncio.to_thread(redis.start)
     try:
-        return await _bench(cases)
+        async with fresh_stack() as settings:
+            seed = await seed_database(settings)
+            port = free_port()
+            # A daily limit no run reaches, so BDR creation keeps exercising its happy path.
+            env = service_env(settings, BDR_DAILY_LIMIT="10000", SSE_MAX_PER_USER="1000")
+            server = await asyncio.to_thread(start_server, env, port)
+            try:
+                started = time.monotonic()
+                report = await asyncio.to_thread(
+                    fuzz, f"http://127.0.0.1:{port}", seed, cases=cases,
+                    on_operation=lambda label, n: print(f"  ... {label}: {n}", flush=True),
+                )  # fmt: skip
+                elapsed = time.monotonic() - started
+                alive = server.poll() is None
+            finally:
+                stop(server)
     finally:
         if redis is not None:
             redis.stop()
             del os.environ["REDIS_URL"]
-
-
-async def _bench(cases: int) -> int:
-    from support.stack import free_port, fresh_stack, service_env, start_server, stop
-
-    async with fresh_stack() as settings:
-        assert settings.database_url is not None
-        seed = await seed_database(settings)
-        port = free_port()
-        # A daily limit no run reaches, so BDR creation keeps exercising its happy path.
-        env = service_env(settings, BDR_DAILY_LIMIT="10000", SSE_MAX_PER_USER="1000")
-        server = await asyncio.to_thread(start_server, env, port)
-        try:
-            started = time.monotonic()
-            report = await asyncio.to_thread(
-                fuzz,
-                f"http://127.0.0.1:{port}",
-                seed,
-                cases=cases,
-                on_operation=lambda label, n: print(f"  ... {label}: {n}", flush=True),
-            )
-            elapsed = time.monotonic() - started
-            alive = server.poll() is None
-        finally:
-            stop(server)
     print(f"fuzzed {report.total} cases over {len(report.cases)} operations in {elapsed:.1f} s")
-    for line in report.lines():
-        print(line)
+    print("\n".join(report.lines()))
     print(f"server still running at the end: {alive}")
-    return (
-        0
-        if report.total >= cases and not report.violations and not report.server_errors and alive
-        else 1
-    )
+    ok = report.total >= cases and not report.violations and not report.server_errors and alive
+    return 0 if ok else 1
 
 
 def main() -> None:
@@ -429,8 +396,7 @@ def main() -> None:
     parser.add_argument(
         "--cases", type=int, default=1200, help="about this many, over all operations"
     )
-    args = parser.parse_args()
-    raise SystemExit(asyncio.run(bench(args.cases)))
+    raise SystemExit(asyncio.run(bench(parser.parse_args().cases)))
 
 
 if __name__ == "__main__":

@@ -35,6 +35,9 @@ from pmd_service.dev.embedded import services
 
 # The checkout: the benchmarks run server.py and worker.py from it and write under .data.
 CHECKOUT = Path(__file__).resolve().parent.parent
+# The service's processes as production starts them, from the checkout.
+SERVER = [sys.executable, "server.py"]
+WORKER = [sys.executable, "-m", "pmd_service", "worker"]
 
 
 def bench_settings() -> Settings:
@@ -178,8 +181,8 @@ def start_server(
     """`python server.py` as production runs it; returns once /readyz answers 200. `log`: where
     its output goes instead of this process's (a line per request drowns a bench's figures);
     `root`: the checkout whose server it is (its own package is imported, the folder first)."""
-    proc = subprocess.Popen([sys.executable, "server.py"], cwd=root,
-                            env={**env, "PORT": str(port)}, stdout=log, stderr=log)  # fmt: skip
+    proc = subprocess.Popen(SERVER, cwd=root, env={**env, "PORT": str(port)}, stdout=log,
+                            stderr=log)  # fmt: skip
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         try:
@@ -197,8 +200,7 @@ def start_server(
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     """`python -m pmd_service worker` as production runs it."""
-    return subprocess.Popen([sys.executable, "-m", "pmd_service", "worker"], cwd=CHECKOUT,
-                            env=env, stderr=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.Popen(WORKER, cwd=CHECKOUT, env=env, stderr=subprocess.DEVNULL)
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:

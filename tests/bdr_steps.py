@@ -6,13 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
-
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, PostRow, UserRow
-from tests.helpers import request_bdr, run_worker
-
-Client = TestClient[Any, Any]
+from tests.helpers import Client, request_bdr, run_worker
 
 
 async def requested(

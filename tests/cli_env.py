@@ -9,8 +9,9 @@ import sys
 import threading
 from typing import Any
 
-import asyncpg
 import pytest
+
+from tests.helpers import connected
 
 
 def admin_value(admin_url: str, query: str, *args: object) -> Any:
@@ -18,11 +19,8 @@ def admin_value(admin_url: str, query: str, *args: object) -> Any:
     the service's role)."""
 
     async def run() -> Any:
-        conn = await asyncpg.connect(admin_url)
-        try:
+        async with connected(admin_url) as conn:
             return await conn.fetchval(query, *args)
-        finally:
-            await conn.close()
 
     return asyncio.run(run())
 

@@ -6,27 +6,28 @@ pointed at it with DOCKER_HOST — what `podman compose` does on newer podman.
 One thing a Docker engine does that podman leaves to systemd, which the tests' machines do not
 run, is done here instead: running the containers' healthchecks: podman schedules them with
 systemd timers; here a thread runs `podman healthcheck run` on every container that has one,
-every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces,
-so the compose files give such checks as `CMD-SHELL` strings, or as arguments without spaces;
-and its `exec` through that API leaves the exec's conmon process running, so the tests run
-commands in a service's container with `podman exec` instead of `compose exec`.
+every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's
+Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces, so the compose files
+give such checks as `CMD-SHELL` strings, or as arguments without spaces; and its `exec` through
+that API leaves the exec's conmon process running, so the tests run commands in a service's
+container with `podman exec` instead of `compose exec`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
+import socket
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.host_stack import COMPOSE_MISSING, compose_binary
+from tests.host_stack import run_compose
 from tests.images import Podman
 
 HEALTH_INTERVAL = 2.0
@@ -65,12 +66,10 @@ class Engine:
     ) -> subprocess.CompletedProcess[str]:
         """`docker compose ARGS` in `directory`, against this engine (one that stops
         containers waits for the round of healthchecks under way, and holds the next)."""
-        if STOPPING & set(args):
-            with self.round:
-                return compose(
-                    directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
-                )
-        return compose(directory, *args, env=env, timeout=timeout, docker_host=self.docker_host)
+        with self.round if STOPPING & set(args) else contextlib.nullcontext():
+            return run_compose(
+                directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
+            )
 
     def leftovers(self, project: str, ids: list[str]) -> dict[str, list[str]]:
         """What of the compose project is still there: containers, volumes, networks, pods, and
@@ -95,42 +94,23 @@ class Engine:
         return left
 
 
-def compose(
-    directory: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 600,
-    docker_host: str = "unix:///nonexistent",
-) -> subprocess.CompletedProcess[str]:
-    """`docker compose ARGS` in `directory` (also its HOME); only `env`, PATH and DOCKER_HOST
-    reach compose, never the machine's other variables (its interpolation reads them)."""
-    binary = compose_binary()
-    assert binary is not None, COMPOSE_MISSING
-    variables = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
-                 "DOCKER_HOST": docker_host, **(env or {})}  # fmt: skip
-    return subprocess.run(
-        [str(binary), *args], cwd=directory, env=variables, capture_output=True, text=True,
-        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-@contextmanager
+@contextlib.contextmanager
 def engine(podman: Podman) -> Iterator[Engine]:
     """The tests' podman serving Docker's API on a fresh socket, healthchecks run, until the
     block ends."""
-    socket = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
+    path = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
     podman.runroot.mkdir(parents=True, exist_ok=True)
     log = podman.store / "system-service.log"
     with log.open("ab") as out:
         service = subprocess.Popen(
-            ["podman", "system", "service", "--time=0", f"unix://{socket}"],
+            ["podman", "system", "service", "--time=0", f"unix://{path}"],
             env=podman.env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
-    running = Engine(podman, socket)
+    running = Engine(podman, path)
     checker = threading.Thread(target=running.run_healthchecks, daemon=True)
     try:
         deadline = time.monotonic() + 30
-        while not _answers(socket):
+        while not _answers(path):
             assert service.poll() is None, f"podman system service exited: see {log}"
             assert time.monotonic() < deadline, f"podman's API socket did not answer: see {log}"
             time.sleep(0.2)
@@ -146,30 +126,17 @@ def engine(podman: Podman) -> Iterator[Engine]:
         except subprocess.TimeoutExpired:
             service.kill()
             service.wait()
-        socket.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
-def _answers(socket: Path) -> bool:
-    import http.client
-    import socket as sockets
-
-    if not socket.exists():
-        return False
-
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
-            self.sock.settimeout(5)
-            self.sock.connect(str(socket))
-
-    connection = Connection("localhost")
-    try:
-        connection.request("GET", "/_ping")
-        return connection.getresponse().status == 200
-    except OSError:
-        return False
-    finally:
-        connection.close()
+def _answers(path: Path) -> bool:
+    """Whether Docker's API answers on the socket `path` (`GET /_ping`)."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        return sock.recv(64).split(b"\r\n")[0].split()[1:2] == [b"200"]
+    return False
 
 
 def services(engine: Engine, directory: Path, args: list[str]) -> dict[str, list[dict[str, Any]]]:

@@ -38,7 +38,7 @@ from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.mailbox import Mailbox, serving
-from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
 from support.stack import create_database, drop_database, free_port, with_database
 from tests import prerequisites, skip_guard
@@ -50,6 +50,8 @@ from tests.helpers import (
     Served,
     ServedLikeServerPy,
     as_role,
+    bucket_on,
+    connected,
     grant_role,
 )
 from tests.prerequisites import programs
@@ -97,17 +99,11 @@ def test_database() -> Iterator[TestDatabase]:
 
     async def create() -> None:
         await create_database(server_url, name)
-        conn = await asyncpg.connect(admin_url)
-        try:
+        async with connected(admin_url) as conn:
             await create_host_tables(conn)
             await grant_role(conn, role, password)
-        finally:
-            await conn.close()
-        conn = await asyncpg.connect(db.service_url)
-        try:
+        async with connected(db.service_url) as conn:
             await apply_migrations(conn)
-        finally:
-            await conn.close()
 
     asyncio.run(create())
     yield db
@@ -148,11 +144,8 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
     name = f"pmd_host_{uuid.uuid4().hex[:8]}"
     url = await create_database(admin_database_url, name, search_path=False)
     try:
-        conn = await asyncpg.connect(url)
-        try:
+        async with connected(url) as conn:
             await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
-        finally:
-            await conn.close()
         yield url
     finally:
         await drop_database(admin_database_url, name)
@@ -161,11 +154,8 @@ async def host_url(admin_database_url: str) -> AsyncIterator[str]:
 @pytest.fixture
 async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
     """The service's role on `host_url`'s database, as `grants` makes it."""
-    conn = await asyncpg.connect(host_url)
-    try:
+    async with connected(host_url) as conn:
         await grant_role(conn, test_database.role, test_database.password)
-    finally:
-        await conn.close()
     return as_role(host_url, test_database.role, test_database.password)
 
 
@@ -191,10 +181,9 @@ def seaweed() -> Iterator[Seaweed]:
 
 @pytest.fixture(scope="session")
 def s3_bucket(seaweed: Seaweed) -> str:
-    """One bucket per test run; each test works under a prefix of its own (`s3_prefix`)."""
-    name = new_bucket_name()
-    asyncio.run(create_bucket(seaweed, name))
-    return name
+    """One bucket per test run (SeaweedFS gives each bucket volumes of its own, of the few it
+    may grow); each test works under a prefix of its own (`s3_prefix`)."""
+    return bucket_on(seaweed)
 
 
 @pytest.fixture

@@ -9,8 +9,6 @@ import socket
 from typing import Any
 
 import obstore
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
@@ -19,9 +17,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, UserRow
-from tests.helpers import fetch_item, request_bdr, run_worker
+from tests.helpers import Client, ServedLikeServerPy, fetch_item, request_bdr, run_worker
 
-Client = TestClient[Any, Any]
 BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
 HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
 
@@ -38,21 +35,13 @@ def in_bucket(settings: Settings, seaweed: Seaweed, bucket: str, prefix: str) ->
     )
 
 
-class ServerAsInProduction(TestServer):
-    """aiohttp's test server, but as `web.run_app` runs it: a handler is not cancelled when its
-    client leaves (it finds out when it writes)."""
-
-    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
-        return web.AppRunner(self.app, **(kwargs | {"handler_cancellation": False}))
-
-
 async def start(
     aiohttp_client: AiohttpClient, settings: Settings, *, cancels: bool = False
 ) -> Client:
-    """The app on a loopback port; `cancels`: aiohttp's test server, which cancels a handler
-    whose client left."""
+    """The app on a loopback port, as `server.py` runs it (a handler finds out that its client
+    left when it writes); `cancels`: aiohttp's test server, which cancels that handler."""
     app = create_app(settings)
-    client: Client = await aiohttp_client(app if cancels else ServerAsInProduction(app))
+    client: Client = await aiohttp_client(app if cancels else ServedLikeServerPy(app))
     return client
 
 

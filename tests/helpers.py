@@ -12,13 +12,14 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -31,6 +32,7 @@ from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.keys import DB_POOL, REDIS
+from support.seaweed import Seaweed, create_bucket, new_bucket_name
 from support.seeding import Factory, UserRow
 from support.sse import Message
 from support.stack import free_port
@@ -54,8 +56,6 @@ TABLES = (
 def direct(settings: Settings, url: str, **changes: Any) -> Settings:
     """`settings` on `url` with no pooler in front: for tests about another database or role
     (the suite's pooler, TEST_DATABASE_POOLER, stands before the test database only)."""
-    import msgspec
-
     return msgspec.structs.replace(
         settings, database_url=url, database_direct_url=None, database_pooler="none", **changes
     )
@@ -122,20 +122,35 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
+def bucket_on(weed: Seaweed) -> str:
+    """A new bucket on `weed`: its name."""
+    name = new_bucket_name()
+    asyncio.run(create_bucket(weed, name))
+    return name
+
+
 def as_role(url: str, role: str, password: str) -> str:
     """`url` connecting as `role` instead of its user."""
-    from urllib.parse import quote, urlsplit, urlunsplit
-
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
 
 
-async def grant_role(admin: asyncpg.Connection, role: str, password: str, **options: Any) -> None:
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own to `url`, closed when the block ends."""
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> None:
     """The service's least-privilege role on the admin's database, from `grants`' own SQL."""
     from pmd_service.host.grants import grants_sql
 
-    await admin.execute(grants_sql(role, **options))
+    await admin.execute(grants_sql(role))
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
 
 

@@ -79,6 +79,18 @@ class Podman:
     def exists(self, image: str) -> bool:
         return self("image", "exists", image, check=False).returncode == 0
 
+    def build(
+        self, tag: str, context: Path | str, *options: str, replacing: str, timeout: float = 1200
+    ) -> None:
+        """`podman build` of `context` as `tag` (nothing pulled; --layers=false: one commit at
+        the end, where vfs copies the whole tree for each), once the images whose name starts
+        with `replacing` (older builds of the same kind) are removed."""
+        for old in self("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
+            if old.startswith(replacing):
+                self("rmi", "--force", old)
+        self("build", "--pull=never", "--layers=false", "--format", "docker", *options,
+             "--tag", tag, str(context), timeout=timeout)  # fmt: skip
+
 
 def store_podman(driver: str = "vfs") -> Podman:
     """The tests' podman on their store (PMD_IMAGE_STORE or `.data/image`), checked to work:
@@ -130,27 +142,15 @@ def debian_image(
         tar.unlink()
 
 
-def build_stand_in(podman: Podman, tag: str) -> None:
-    """A minimal Debian bookworm with Debian's python3 (+ venv, `python`), tagged `tag`."""
-    debian_image(podman, tag, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
-
-
-def digest_of(paths: Iterable[Path], *extra: str) -> str:
-    """A short digest of these files (folders: every file under them) and `extra` strings."""
+def context_digest() -> str:
+    """A short digest of the files the Dockerfile copies (folders: every file under them)."""
     digest = hashlib.sha256()
-    for root in paths:
-        files = sorted(root.rglob("*")) if root.is_dir() else [root]
-        for path in files:
+    for root in (CHECKOUT / name for name in CONTEXT):
+        for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(CHECKOUT)).encode() + b"\0")
                 digest.update(path.read_bytes() + b"\0")
-    for value in extra:
-        digest.update(value.encode() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def context_digest() -> str:
-    return digest_of(CHECKOUT / name for name in CONTEXT)
 
 
 def pip_cert() -> Path | None:
@@ -174,20 +174,14 @@ def service_image(podman: Podman, *, demo: bool = False) -> str:
     which adds what `python -m pmd_service demo` needs), built unless an identical one is there
     already; older builds of the same kind are removed."""
     base = base_image()
-    if not podman.exists(base):
-        build_stand_in(podman, base)
-    suffix = "-demo" if demo else ""
-    tag = f"{IMAGE_REPO}:{context_digest()}{suffix}"
+    if not podman.exists(base):  # the Dockerfile's base, stood in for by Debian's python3
+        debian_image(podman, base, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
+    repo = IMAGE_REPO + ("-demo" if demo else "")
+    tag = f"{repo}:{context_digest()}"
     if not podman.exists(tag):
-        for old in podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
-            if old.startswith(IMAGE_REPO + ":") and old.endswith("-demo") == demo:
-                podman("rmi", "--force", old)
         secret: list[str] = []
         if (cert := pip_cert()) is not None:
             secret = ["--secret", f"id=pip_cert,src={cert}"]
         args = ["--build-arg", "DEMO=true"] if demo else []
-        # --layers=false: one commit at the end (with vfs each commit copies the tree).
-        podman("build", "--pull=never", "--layers=false", "--format", "docker",
-               "--network=host", *secret, *args, "--tag", tag, str(CHECKOUT),
-               timeout=1200)  # fmt: skip
+        podman.build(tag, CHECKOUT, "--network=host", *secret, *args, replacing=f"{repo}:")
     return tag

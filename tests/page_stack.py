@@ -121,10 +121,12 @@ async def running_stack(
         stack.stop()
 
 
-async def artworks(factory: Factory, owner: UserRow, count: int, *, seed: int = 7) -> list[int]:
-    """`count` artworks with real pixel-art files in the vault and `art_url`s the dev server
-    serves, newest first one minute apart, some with comments and reactions."""
-    rng = random.Random(seed)
+async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
+    """A new user and `count` artworks of theirs (their ids), with real pixel-art files in the
+    vault and `art_url`s the dev server serves, newest first one minute apart, some with
+    comments and reactions."""
+    owner = await factory.user()
+    rng = random.Random(7)
     pool: asyncpg.Pool = factory.pool
     ids: list[int] = []
     titles = ["Sunset", "Knight", "Slime", "Café", "Cat nap", "Mushroom", "Rocket", "Dragon"]
@@ -149,53 +151,17 @@ async def artworks(factory: Factory, owner: UserRow, count: int, *, seed: int = 
             await factory.comment(post, owner, f"Comment on #{n + 1}")
             await factory.reaction(post, owner, "❤️")
         ids.append(post.id)
-    return ids
+    return owner, ids
 
 
-async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
-    """A new user and `count` artworks of theirs, as `artworks` makes them: the user, the ids."""
-    owner = await factory.user()
-    return owner, await artworks(factory, owner, count)
-
-
-# The rows that must stay one line: for each element matching the selector, its visible items
-# (its children, a `display: contents` child's children counting as its own) must share one
-# line, and no text in it may break onto a second line.
-_BROKEN_ROWS = """(selector) => {
-    const out = [];
-    const shown = (el) => el.getClientRects().length > 0 &&
-        getComputedStyle(el).visibility !== "hidden" && getComputedStyle(el).position !== "absolute";
-    const items = (el) => [...el.children].flatMap(
-        (c) => (getComputedStyle(c).display === "contents" ? items(c) : [c]));
-    const name = (el) => (el.id ? `#${el.id}` : "") ||
-        el.textContent.trim().replace(/\\s+/g, " ").slice(0, 40) || el.tagName.toLowerCase();
-    for (const root of document.querySelectorAll(selector)) {
-        if (!shown(root)) continue;
-        const boxes = items(root).filter(shown).map((el) => [el, el.getBoundingClientRect()]);
-        const lowestTop = Math.max(...boxes.map(([, r]) => r.top));
-        const highestBottom = Math.min(...boxes.map(([, r]) => r.bottom));
-        if (boxes.length > 1 && lowestTop >= highestBottom) {
-            out.push(`${name(root)}: items on more than one line: ` +
-                boxes.map(([el, r]) => `${name(el)} at ${Math.round(r.top)}`).join(", "));
-        }
-        const walk = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-        for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-            if (!n.textContent.trim()) continue;
-            const range = document.createRange();
-            range.selectNodeContents(n);
-            const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
-            if (lines.size > 1) out.push(`${name(root)}: "${n.textContent.trim()}" on ${lines.size} lines`);
-        }
-    }
-    return out;
-}"""
+BROKEN_ROWS = Path(__file__).with_name("broken_rows.js")
 
 
 async def broken_rows(page: Page, selector: str) -> list[str]:
     """What a person sees wrapped among the rows `selector` matches (a toolbar, a card's head,
     a button): each item that fell onto another line, each text broken over lines. Measured
     from the boxes Chromium laid out; empty when every row is one line."""
-    found: list[str] = await page.evaluate(_BROKEN_ROWS, selector)
+    found: list[str] = await page.evaluate(BROKEN_ROWS.read_text("utf-8"), selector)
     return found
 
 
@@ -263,30 +229,22 @@ async def open_page(
     return page, watch
 
 
-async def live_page(
-    browser: Browser, stack: Stack, factory: Factory, n: int
+async def artist_page(
+    browser: Browser, stack: Stack, factory: Factory, n: int, *, moderated: bool = False
 ) -> tuple[UserRow, list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids), their page open with its stream live."""
+    """A new user with `n` artworks (their ids) and their page open with its stream live, or
+    (`moderated`) opened by a new moderator with every post loaded."""
     from playwright.async_api import expect
 
     owner, ids = await artist(factory, n)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-    return owner, ids, page, watch
-
-
-async def moderated_page(
-    browser: Browser, stack: Stack, factory: Factory, n: int
-) -> tuple[UserRow, list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids), their page opened by a new moderator with
-    every post loaded."""
-    from playwright.async_api import expect
-
-    member, ids = await artist(factory, n)
+    if not moderated:
+        page, watch = await open_page(browser, stack, owner)
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        return owner, ids, page, watch
     moderator = await factory.user(roles=["moderator"])
-    page, watch = await open_page(browser, stack, member, token=moderator.token)
+    page, watch = await open_page(browser, stack, owner, token=moderator.token)
     await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
-    return member, ids, page, watch
+    return owner, ids, page, watch
 
 
 # The page tests' fixtures, one copy for every module (tests/conftest.py registers this module

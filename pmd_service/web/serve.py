@@ -50,6 +50,13 @@ from .reference import docs_url
 
 PROCESS = "pmd-server"
 LISTEN_BACKLOG = 4096
+# How long a connection may sit without a request, new or between requests. Longer than the
+# proxies in front keep an idle upstream connection (Caddy's reverse_proxy 2 min, the host's
+# labels leave it there; nginx's upstream keepalive_timeout 60 s): a server that closes first
+# races the proxy's next request on that connection, and the client gets a 502. It also
+# covers a client that connects and is slow to send its request (15 s closed ~34,000 of a
+# 100,000-stream flood whose clients shared the box's cores, bench.sse --box, 2026-11-25).
+KEEPALIVE_SECONDS = 130
 _URL_RE = re.compile(r"https?://[^\s,]+")
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
 _BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
@@ -97,9 +104,7 @@ def run(settings: Settings, *, shared_port: bool = False, announce: bool = True)
             # On SIGTERM aiohttp closes the listening socket, then our on_shutdown ends every
             # stream (with `reconnect`), then requests in flight get this long to finish.
             shutdown_timeout=settings.shutdown_grace_seconds,
-            # Idle keep-alive connections (and clients that never finish a request) are closed
-            # after 15 s instead of aiohttp's 75 s.
-            keepalive_timeout=15,
+            keepalive_timeout=KEEPALIVE_SECONDS,
             access_log=None,
             # Called once every socket accepts connections: aiohttp's "Running on …" message.
             print=functools.partial(_listening, docs_url(settings) if announce else None),

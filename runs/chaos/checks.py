@@ -21,13 +21,21 @@ import obstore
 from obstore.store import ObjectStore
 
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
+from pmd_service.core.settings import Settings
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
 from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
 from runs.chaos.seed import Seed
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger
+from support.mailbox import Mailbox
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
+SQL_UNSETTLED = """
+SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
+       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
+                          AND status IN ('ready', 'failed')) AS emails
+FROM batch_download_requests
+"""
 
 
 @dataclass
@@ -48,6 +56,11 @@ class Report:
         if total < at_least:
             self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
 
+    def each(self, name: str, problems: list[list[str]]) -> None:
+        """`count` over things checked one by one, each with its problems (none: it passed)."""
+        bad = [p for found in problems for p in found]
+        self.count(name, sum(not found for found in problems), len(problems), bad)
+
     def minimum(self, name: str, got: int, want: int) -> None:
         """The workload must have produced at least `want` of something."""
         self.lines.append(f"  {name}: {got} (at least {want})")
@@ -58,13 +71,92 @@ class Report:
         self.lines.append(f"  {text}")
 
 
-async def rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return await pool.fetch(
+async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
+    """Until no BDR is open and no email owed (True), or `bound` s have passed (False)."""
+    start, last = time.monotonic(), ""
+    while time.monotonic() - start < bound:
+        row = await pool.fetchrow(SQL_UNSETTLED)
+        assert row is not None
+        if (state := f"{row['open']} BDRs open, {row['emails']} emails owed") != last:
+            ledger.say(f"drain: {state}")
+            last = state
+        if row["open"] == 0 and row["emails"] == 0:
+            ledger.say(f"drain: settled after {time.monotonic() - start:.0f} s")
+            return True
+        await asyncio.sleep(1)
+    ledger.say(f"drain: NOT settled after {bound:.0f} s")
+    return False
+
+
+async def converge(
+    api: Api, seed: Seed, clients: list[SseClient], bound: float
+) -> dict[int, dict[str, Any]]:
+    """The API's view of each user's BDRs once every SSE client agrees with it (or the bound
+    passes)."""
+    deadline = time.monotonic() + bound
+    while True:
+        views: dict[int, dict[str, Any]] = {}
+        for u in [*seed.users, seed.victim]:
+            a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
+            assert a is not None and a.status == 200, a
+            views[u.id] = {item["id"]: item for item in a.json()["items"]}
+        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
+            return views
+        await asyncio.sleep(0.5)
+
+
+async def check_all(
+    api: Api, pool: asyncpg.Pool, seed: Seed, clients: list[SseClient], settings: Settings,
+    zip_store: ObjectStore | None, mailbox: Mailbox, *, settled: bool, limit: int,
+    duration: float,
+) -> Report:  # fmt: skip
+    """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
+    bound). ZIPs in `zip_store` if given, else in BDR_PATH."""
+    ledger, report = api.ledger, Report()
+    views = await converge(api, seed, clients, 30)
+    bdrs = await pool.fetch(
         """
         SELECT b.*, u.public_sqid AS user_sqid FROM batch_download_requests b
         JOIN users u ON u.id = b.user_id ORDER BY b.created_at
         """
     )
+    if not settled:
+        report.violations.append("drain: BDRs or emails still open at the bound")
+    await check_terminal(report, api, seed, ledger, bdrs)
+    if zip_store is not None:
+        assert settings.bdr_bucket is not None
+        # The workers' sweep runs once a minute: it aborts what the kill left open.
+        await check_bucket(report, pool, zip_store, settings.bdr_bucket, settings.s3_access,
+                           seed, bdrs, uploads_within=75)  # fmt: skip
+    else:
+        await asyncio.to_thread(check_zips, report, settings.bdr_path, seed, bdrs)
+        check_folder(report, settings.bdr_path, bdrs)
+    # Read after the checks above: "settled" counts an email owed no more once it is taken,
+    # before it is sent, and the last ones arrive meanwhile.
+    received = mailbox.received()
+    check_emails(report, bdrs, received)
+    check_downloads(report, ledger)
+    check_sse(report, clients, views)
+    check_actions(report, ledger)
+    await check_limit(report, pool, limit, ledger)
+    check_5xx(report, ledger)
+    check_volume(report, Workload(len(seed.users), duration), ledger, bdrs, len(received), clients)
+    return report
+
+
+def conclude(report: Report, ledger: Ledger, run: str) -> int:
+    """The ledger's counts, the checks and every violation printed, then the verdict line
+    (`run`: OK or FAILED: n violations); the exit status."""
+    report.lines += [f"  {k}: {n}" for k, n in sorted(ledger.counts.items())
+                     if not k.startswith("actions:")]  # fmt: skip
+    found = "\n".join(report.violations)
+    violations = report.violations + [v for v in ledger.violations if v not in found]
+    print("checks:")
+    print("\n".join(report.lines))
+    for v in violations[:40]:
+        print(f"  VIOLATION {v}")
+    print(f"{run}: {'FAILED' if violations else 'OK'}: {len(violations)} violations", flush=True)
+    return 1 if violations else 0
 
 
 async def check_terminal(
@@ -153,14 +245,8 @@ def _content_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
 
 def check_zips(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
     ready = [r for r in bdrs if r["status"] == "ready"]
-    bad: list[str] = []
-    ok = 0
-    for row in ready:
-        problems = _zip_problems(row, root, seed)
-        bad += problems
-        ok += not problems
-    report.count("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
-                 ok, len(ready), bad)  # fmt: skip
+    report.each("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
+                [_zip_problems(row, root, seed) for row in ready])  # fmt: skip
     skipped = Counter(s["reason"] for r in ready for s in r["skipped"])
     report.info("artworks skipped in ready ZIPs: "
                 + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"))  # fmt: skip
@@ -199,17 +285,14 @@ async def check_bucket(
     killed worker left open aborted by the workers' own sweep within `uploads_within` s."""
     ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
     found = {m["path"] for batch in obstore.list(store) for m in batch}
-    bad: list[str] = []
-    ok = 0
+    problems = []
     for key, row in sorted(ready.items()):
         if key not in found:
-            bad.append(f"{row['id']}: ready but {key} is not in the bucket")
+            problems.append([f"{row['id']}: ready but {key} is not in the bucket"])
             continue
         data = (await (await obstore.get_async(store, key)).bytes_async()).to_bytes()
-        problems = await asyncio.to_thread(_content_problems, row, data, seed)
-        bad += problems
-        ok += not problems
-    report.count("ready ZIPs in the bucket, CRC-valid and byte-exact", ok, len(ready), bad)
+        problems.append(await asyncio.to_thread(_content_problems, row, data, seed))
+    report.each("ready ZIPs in the bucket, CRC-valid and byte-exact", problems)
     # ZIPs whose owner removed them while the store was down are left to the daily cleanup
     # (their rows expired first, so they are never served): run its orphan removal now, as if
     # the hour it waits had passed, and count what is left.
@@ -260,19 +343,15 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
 def check_sse(
     report: Report, clients: list[SseClient], api_views: dict[int, dict[str, Any]]
 ) -> None:
-    bad = []
-    ok = 0
+    problems = []
     for c in clients:
         want = api_views[c.user.id]
-        if c.view == want:
-            ok += 1
-            continue
-        diff = [k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k)]
-        sample = diff[0]
-        bad.append(f"{c.name}: {len(diff)} BDRs differ, e.g. {sample}: client "
-                   f"{_brief(c.view.get(sample))} vs API {_brief(want.get(sample))}")  # fmt: skip
-    report.count("SSE clients whose final view equals the database (every field of every BDR)",
-                 ok, len(clients), bad)  # fmt: skip
+        diff = sorted(k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k))
+        problems.append([f"{c.name}: {len(diff)} BDRs differ, e.g. {diff[0]}: client "
+                         f"{_brief(c.view.get(diff[0]))} vs API {_brief(want.get(diff[0]))}"]
+                        if diff else [])  # fmt: skip
+    report.each("SSE clients whose final view equals the database (every field of every BDR)",
+                problems)  # fmt: skip
     report.info(
         f"SSE: {sum(c.connects for c in clients)} connections, {sum(c.events for c in clients)} "
         f"bdr_update events, {sum(c.resets for c in clients)} resets; ends: "

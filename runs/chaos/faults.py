@@ -6,18 +6,15 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
-import asyncpg
 import obstore
 
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
-from runs.chaos.procs import Proc, Tmpfs
+from runs.chaos.procs import Proc, Tmpfs, window
 from runs.chaos.seed import SeedUser
 from runs.chaos.sse import SseClient
-from runs.chaos.workload import CONNECTION_ERRORS, Api, Ledger
+from runs.chaos.workload import CONNECTION_ERRORS, Injector
 from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, console
 from support.redis import RedisServer
@@ -41,10 +38,7 @@ FROZEN_ANSWER_SECONDS = 15.0
 
 
 @dataclass
-class Faults:
-    ledger: Ledger
-    api: Api
-    pool: asyncpg.Pool
+class Faults(Injector):
     servers: list[Proc]
     workers: list[Proc]
     redis: RedisServer
@@ -55,7 +49,6 @@ class Faults:
     redis_seconds: float = 20.0
     smtp_seconds: float = 25.0
     disk_seconds: float = 15.0
-    log: list[str] = field(default_factory=list)
     held: set[str] = field(default_factory=set)  # down on purpose: the supervisor leaves them
     crashes: list[str] = field(default_factory=list)
     rng: random.Random = field(default_factory=lambda: random.Random(6))
@@ -73,11 +66,6 @@ class Faults:
     # Under the servers' pool wait (DB_ACQUIRE_TIMEOUT, 5 s), so a held request waits, never 503s.
     pause_seconds: float = 3.0
 
-    def note(self, text: str) -> None:
-        line = f"  [{self.ledger.at()}] {text}"
-        self.log.append(line)
-        print(line, flush=True)
-
     # --- the faults --------------------------------------------------------------------------
 
     async def kill_worker(self) -> None:
@@ -85,69 +73,57 @@ class Faults:
         with ZIPs in a bucket, every worker once an upload is under way: which one holds it
         cannot be seen from outside)."""
         ids = self.rng.sample(self.victim.downloads, 128)
-        body = {"post_ids": ids, "send_email": True, "include_comments": True}
-        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
-        if a is not None and a.status == 202:
-            self.ledger.seen_bdrs.add(a.json()["id"])
+        await self.request(self.victim, ids, send_email=True, include_comments=True)
         deadline = time.monotonic() + 40
-        if self.bucket is not None:
-            await self._kill_workers_mid_upload(deadline)
-            return
         while time.monotonic() < deadline:
-            for w in self.workers:
-                parts = w.open_parts() if w.alive() else []
-                if parts:
-                    self.held.add(w.name)
-                    w.sigkill()
-                    self.note(f"SIGKILL {w.name} (pid {w.pid}) mid-build of {len(parts)} ZIP(s): "
-                              f"{', '.join(sorted(parts))}")  # fmt: skip
-                    await asyncio.sleep(3)
-                    w.start()
-                    self.held.discard(w.name)
-                    self.note(f"restarted {w.name} (pid {w.pid})")
-                    return
-            await asyncio.sleep(0.01)
-        self.ledger.violation("fault not injected: no worker was building a ZIP within 40 s")
-
-    async def _kill_workers_mid_upload(self, deadline: float) -> None:
-        assert self.bucket is not None and self.access is not None
-        while time.monotonic() < deadline:
-            uploads = await incomplete_uploads(self.bucket, self.access)
-            if uploads:
-                killed = [w for w in self.workers if w.alive()]
+            if found := await self._building():
+                killed, what = found
                 for w in killed:
                     self.held.add(w.name)
                     w.sigkill()
-                self.note(f"SIGKILL {', '.join(w.name for w in killed)} mid-upload of "
-                          f"{', '.join(u.key for u in uploads)}")  # fmt: skip
+                self.say(f"SIGKILL {', '.join(f'{w.name} (pid {w.pid})' for w in killed)}"
+                         f" mid-{what}")  # fmt: skip
                 await asyncio.sleep(3)
                 for w in killed:
                     w.start()
                     self.held.discard(w.name)
-                self.note("restarted the workers")
+                self.say(f"restarted {', '.join(f'{w.name} (pid {w.pid})' for w in killed)}")
                 return
-            await asyncio.sleep(0.05)
-        self.ledger.violation("fault not injected: no upload was under way within 40 s")
+            await asyncio.sleep(0.01 if self.bucket is None else 0.05)  # a listing asks the store
+        what = "upload was" if self.bucket is not None else "worker was building a ZIP"
+        self.ledger.violation(f"fault not injected: no {what} under way within 40 s")
+
+    async def _building(self) -> tuple[list[Proc], str] | None:
+        """The workers to kill, and what they are doing: the one holding a `.part` open, or
+        every worker once an upload to the bucket is under way."""
+        if self.bucket is not None:
+            assert self.access is not None
+            if uploads := await incomplete_uploads(self.bucket, self.access):
+                keys = ", ".join(u.key for u in uploads)
+                return [w for w in self.workers if w.alive()], f"upload of {keys}"
+            return None
+        for w in self.workers:
+            if parts := (w.open_parts() if w.alive() else []):
+                return [w], f"build of {len(parts)} ZIP(s): {', '.join(sorted(parts))}"
+        return None
 
     async def store_down(self) -> None:
         """The S3 server SIGKILLed for `store_seconds`: builds fail and are retried, never
         failed while retries remain; downloads answer 5xx-free (the server's part is a HEAD)."""
         if self.store is None:
             return
-        start = time.monotonic()
-        self.ledger.store_down.append((start, start + 3600))
-        await asyncio.to_thread(self.store.stop)
-        self.note(f"object store stopped (for {self.store_seconds:.0f} s)")
-        await asyncio.sleep(self.store_seconds)
-        try:
-            await asyncio.to_thread(self.store.start)
-            answering = time.monotonic()
-            await self._store_serves_reads()
-        except RuntimeError as exc:  # the rest of the run needs it: say why, and stop there
-            self.ledger.violation(f"the object store did not start again: {exc}")
-            raise
-        self.ledger.store_down[-1] = (start, time.monotonic())
-        self.note(
+        with window(self.ledger.store_down):
+            await asyncio.to_thread(self.store.stop)
+            self.say(f"object store stopped (for {self.store_seconds:.0f} s)")
+            await asyncio.sleep(self.store_seconds)
+            try:
+                await asyncio.to_thread(self.store.start)
+                answering = time.monotonic()
+                await self._store_serves_reads()
+            except RuntimeError as exc:  # the rest of the run needs it: say why, stop there
+                self.ledger.violation(f"the object store did not start again: {exc}")
+                raise
+        self.say(
             "object store started again (its stored objects readable "
             f"{time.monotonic() - answering:.1f} s after its S3 gateway answered)"
         )
@@ -179,11 +155,8 @@ class Faults:
         if self.store is None:
             return
         for _ in range(1 + len(self.servers)):
-            body = {"post_ids": self.rng.sample(self.victim.downloads, 2)}
-            a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
-            if a is not None and a.status == 202:
-                self.frozen_bdrs.append(a.json()["id"])
-                self.ledger.seen_bdrs.add(a.json()["id"])
+            if bdr := await self.request(self.victim, self.rng.sample(self.victim.downloads, 2)):
+                self.frozen_bdrs.append(bdr)
 
     async def store_frozen(self) -> None:
         """The S3 server SIGSTOPped for `frozen_seconds`: it accepts connections and answers
@@ -192,47 +165,32 @@ class Faults:
         FROZEN_ANSWER_SECONDS; then SIGCONT."""
         if self.store is None:
             return
-        ready = await self._frozen_bdrs_ready()
-        start = time.monotonic()
-        self.ledger.store_down.append((start, start + 3600))
-        await asyncio.to_thread(self.store.freeze)
-        self.note(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
+        ready = [r["id"] for r in await self.until_ready(self.frozen_bdrs, 20)]
+        if len(ready) < len(self.frozen_bdrs):
+            self.ledger.violation("fault not fully injected: the BDRs for the freeze not ready")
         slowest = 0.0
-        try:
-            # The first is downloaded throughout; the others are removed, one per server.
-            download, removed = ready[:1], ready[1:]
-            while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
-                probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
-                          for bdr_id in download for i in range(len(self.servers))
-                          for method in ("GET", "HEAD")]  # fmt: skip
-                probes += [
-                    (i, "DELETE", f"/api/pmd/bdr/{bdr_id}") for i, bdr_id in enumerate(removed)
-                ]
-                removed = []
-                took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
-                slowest = max([slowest, *took])
-                await asyncio.sleep(2)
-            await asyncio.sleep(max(0.0, start + self.frozen_seconds - time.monotonic()))
-        finally:
-            await asyncio.to_thread(self.store.thaw)
-        self.ledger.store_down[-1] = (start, time.monotonic())
+        with window(self.ledger.store_down) as start:
+            await asyncio.to_thread(self.store.freeze)
+            self.say(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
+            try:
+                # The first is downloaded throughout; the others are removed, one per server.
+                download, removed = ready[:1], ready[1:]
+                while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
+                    probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
+                              for bdr_id in download for i in range(len(self.servers))
+                              for method in ("GET", "HEAD")]  # fmt: skip
+                    probes += [
+                        (i, "DELETE", f"/api/pmd/bdr/{bdr_id}") for i, bdr_id in enumerate(removed)
+                    ]
+                    removed = []
+                    took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
+                    slowest = max([slowest, *took])
+                    await asyncio.sleep(2)
+                await asyncio.sleep(max(0.0, start + self.frozen_seconds - time.monotonic()))
+            finally:
+                await asyncio.to_thread(self.store.thaw)
         self.ledger.counts["slowest answer while the store was frozen (ms)"] = round(slowest * 1000)
-        self.note(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
-
-    async def _frozen_bdrs_ready(self) -> list[str]:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            rows = await self.pool.fetch(
-                "SELECT id::text, status FROM batch_download_requests WHERE id = ANY($1::uuid[])",
-                self.frozen_bdrs,
-            )
-            if rows and all(r["status"] == "ready" for r in rows):
-                return [r["id"] for r in rows]
-            await asyncio.sleep(0.5)
-        self.ledger.violation(
-            "fault not fully injected: the victim's BDRs for the freeze are not ready"
-        )
-        return [r["id"] for r in rows if r["status"] == "ready"]
+        self.say(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
 
     async def _frozen_probe(self, server: int, method: str, path: str) -> float:
         """One request while the store is frozen: how long it took to answer (its body too)."""
@@ -267,31 +225,28 @@ class Faults:
         took = await s.sigterm()
         self.ledger.counts["servers SIGTERMed"] += 1
         self.ledger.counts["server SIGTERM exits within 2 s"] += took <= 2.0
-        self.note(f"SIGTERM {s.name} with {open_here} of our SSE streams open: exited "
-                  f"{s.exit_codes[-1]} after {took:.2f} s")  # fmt: skip
+        self.say(f"SIGTERM {s.name} with {open_here} of our SSE streams open: exited "
+                 f"{s.exit_codes[-1]} after {took:.2f} s")  # fmt: skip
         await asyncio.sleep(2)
         s.start()
         await s.wait_healthy()
         self.held.discard(s.name)
-        self.note(f"restarted {s.name} (pid {s.pid})")
+        self.say(f"restarted {s.name} (pid {s.pid})")
 
     async def redis_down(self) -> None:
-        start = time.monotonic()
-        self.ledger.redis_down.append((start, start + 3600))
-        self.redis.stop()
-        self.note(
-            f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued jobs are lost)"
-        )
-        await asyncio.sleep(self.redis_seconds)
-        await asyncio.to_thread(self.redis.start)
-        self.ledger.redis_down[-1] = (start, time.monotonic())
-        self.note("Redis started again (empty)")
+        with window(self.ledger.redis_down):
+            self.redis.stop()
+            self.say(f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued "
+                     "jobs are lost)")  # fmt: skip
+            await asyncio.sleep(self.redis_seconds)
+            await asyncio.to_thread(self.redis.start)
+        self.say("Redis started again (empty)")
 
     async def kill_listeners(self) -> None:
         rows = await self.pool.fetch(SQL_KILL_LISTENERS)
         killed = sum(1 for r in rows if r["killed"])
-        self.note(f"pg_terminate_backend of {killed} SSE listener connection(s) (pids "
-                  f"{', '.join(str(r['pid']) for r in rows)})")  # fmt: skip
+        self.say(f"pg_terminate_backend of {killed} SSE listener connection(s) (pids "
+                 f"{', '.join(str(r['pid']) for r in rows)})")  # fmt: skip
         alive = sum(s.alive() for s in self.servers)
         if killed < alive:
             self.ledger.violation(
@@ -304,10 +259,10 @@ class Faults:
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             if await self.pool.fetchval(SQL_LISTENERS) >= sum(s.alive() for s in self.servers):
-                self.note("every server's listener is back")
+                self.say("every server's listener is back")
                 return True
         if not quiet:
-            self.note(f"a listener did not come back within {within:.0f} s")
+            self.say(f"a listener did not come back within {within:.0f} s")
         return False
 
     async def pooler_paused(self) -> None:
@@ -320,49 +275,53 @@ class Faults:
         if self.pooler is None:
             return
         listeners = await self.pool.fetchval(SQL_LISTENERS)
-        start = time.monotonic()
-        self.ledger.pooler_paused.append((start, start + 3600))
-        try:
-            # PAUSE returns once the transactions under way have ended.
-            await console(self.pooler, "PAUSE", within=30)
-            paused = time.monotonic()
-            kept = await self.pool.fetchval(SQL_LISTENERS)
-            rows = await self.pool.fetch(SQL_KILL_LISTENERS)
-            self.note(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction had "
-                      f"ended; every server connection closed), for {self.pause_seconds:.0f} s; "
-                      f"{kept} of {listeners} LISTEN connections (direct) kept, then "
-                      f"pg_terminate_backend of {sum(r['killed'] for r in rows)}")  # fmt: skip
-            if kept < listeners:
-                self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection "
-                                      f"({kept} of {listeners} left): they must go direct")  # fmt: skip
-            back = await self._listeners_back(paused + self.pause_seconds - time.monotonic(), True)
-            self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
-            await asyncio.sleep(max(0.0, paused + self.pause_seconds - time.monotonic()))
-        finally:
-            await console(self.pooler, "RESUME", within=10)
-            self.ledger.pooler_paused[-1] = (start, time.monotonic())
+        with window(self.ledger.pooler_paused) as start:
+            try:
+                # PAUSE returns once the transactions under way have ended.
+                await console(self.pooler, "PAUSE", within=30)
+                paused = time.monotonic()
+                kept = await self.pool.fetchval(SQL_LISTENERS)
+                rows = await self.pool.fetch(SQL_KILL_LISTENERS)
+                self.say(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction "
+                         f"had ended; every server connection closed), for "
+                         f"{self.pause_seconds:.0f} s; {kept} of {listeners} LISTEN connections "
+                         f"(direct) kept, then pg_terminate_backend of "
+                         f"{sum(r['killed'] for r in rows)}")  # fmt: skip
+                if kept < listeners:
+                    self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection ({kept}"
+                                          f" of {listeners} left): they must go direct")  # fmt: skip
+                back = await self._listeners_back(
+                    paused + self.pause_seconds - time.monotonic(), True
+                )
+                self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
+                await asyncio.sleep(max(0.0, paused + self.pause_seconds - time.monotonic()))
+            finally:
+                await console(self.pooler, "RESUME", within=10)
         self.ledger.counts["PgBouncer pauses"] += 1
-        self.note("PgBouncer RESUMEd: new server connections")
+        self.say("PgBouncer RESUMEd: new server connections")
         if not back:
             await self._listeners_back()
 
     async def smtp_down(self) -> None:
         await asyncio.to_thread(self.smtp.stop)
-        self.note(f"SMTP server stopped (for {self.smtp_seconds:.0f} s)")
+        self.say(f"SMTP server stopped (for {self.smtp_seconds:.0f} s)")
         await asyncio.sleep(self.smtp_seconds)
         await asyncio.to_thread(self.smtp.start)
-        self.note("SMTP server started again")
+        self.say("SMTP server started again")
 
     async def disk_full(self) -> None:
         if self.tmpfs is None:
-            self.note("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
+            self.say("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1
             return
-        start = time.monotonic()
-        self.ledger.disk_full.append((start, start + 3600))
-        taken = await asyncio.to_thread(self.tmpfs.fill)
-        self.note(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
-                  f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
+        with window(self.ledger.disk_full):
+            await self._disk_full(self.tmpfs)
+        self.say(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
+
+    async def _disk_full(self, tmpfs: Tmpfs) -> None:
+        taken = await asyncio.to_thread(tmpfs.fill)
+        self.say(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
+                 f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
         # A request while there is no space: refused with 503 + Retry-After (BDR_MIN_FREE_BYTES),
         # not queued to fail; builds already running meet ENOSPC and are retried.
         body = {"post_ids": self.rng.sample(self.victim.downloads, 40), "send_email": True}
@@ -371,23 +330,12 @@ class Faults:
             self.disk_bdr = a.json()["id"]
             self.ledger.seen_bdrs.add(self.disk_bdr)
         elif a is not None:
-            self.note(f"BDR requested on the full disk: {a.status}, "
-                      f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
+            self.say(f"BDR requested on the full disk: {a.status}, "
+                     f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
         await asyncio.sleep(self.disk_seconds)
-        await asyncio.to_thread(self.tmpfs.empty)
-        self.ledger.disk_full[-1] = (start, time.monotonic())
-        self.note(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
+        await asyncio.to_thread(tmpfs.empty)
 
-    # --- schedule and supervision ------------------------------------------------------------
-
-    async def run(
-        self, schedule: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
-    ) -> None:
-        tasks: list[asyncio.Task[None]] = []
-        for at, fault in sorted(schedule, key=lambda s: s[0]):
-            await asyncio.sleep(max(0.0, self.ledger.t0 + at - time.monotonic()))
-            tasks.append(asyncio.create_task(fault()))
-        await asyncio.gather(*tasks)
+    # --- supervision ---------------------------------------------------------------------------
 
     async def supervise(self) -> None:
         """Restart a process that died without being told to, and say so: that is a finding."""
@@ -398,5 +346,5 @@ class Faults:
                     continue
                 code = p.proc.returncode
                 self.crashes.append(f"{p.name} exited by itself with {code}")
-                self.note(f"{p.name} EXITED by itself (code {code}); restarting it (see {p.log})")
+                self.say(f"{p.name} EXITED by itself (code {code}); restarting it (see {p.log})")
                 p.start()

@@ -9,14 +9,33 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from support.stack import CHECKOUT, free_port
+from support.stack import CHECKOUT, SERVER, WORKER, free_port
+
+Spans = list[tuple[float, float]]
+
+
+def during(spans: Spans, t: float, grace: float) -> bool:
+    """Whether `t` falls in one of `spans` (a fault's windows), give or take `grace` s."""
+    return any(a - grace <= t <= b + grace for a, b in spans)
+
+
+@contextlib.contextmanager
+def window(spans: Spans) -> Iterator[float]:
+    """A window in `spans` from now until the block ends, open-ended meanwhile (an answer
+    while it lasts is inside it); yields its start."""
+    start, n = time.monotonic(), len(spans)
+    spans.append((start, start + 3600))
+    try:
+        yield start
+    finally:
+        spans[n] = (start, time.monotonic())
 
 
 @dataclass
@@ -55,41 +74,25 @@ class Proc:
                 start_new_session=True,  # Ctrl-C reaches only the chaos run, which stops us
             )  # fmt: skip
 
-    async def wait_healthy(self, within: float = 60) -> None:
-        if self.port is None:
-            return
-        deadline = time.monotonic() + within
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if not self.alive():
-                    raise RuntimeError(f"{self.name} exited at start; see {self.log}")
-                with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                    async with http.get(
-                        self.base + "/healthz", timeout=aiohttp.ClientTimeout(total=2)
-                    ) as r:
-                        if r.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} not healthy within {within:.0f} s; see {self.log}")
+    async def wait_healthy(self) -> None:
+        if self.port is not None:
+            await until_ok(self.base + "/healthz", self)
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.shutdowns)
+        return during(self.shutdowns, t, grace)
 
     async def sigterm(self) -> float:
         """SIGTERM and wait for the exit; returns seconds to exit."""
         assert self.proc is not None
-        start = time.monotonic()
-        self.shutdowns.append((start, start + 3600))
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.to_thread(self.proc.wait, 20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = await asyncio.to_thread(self.proc.wait, 10)
-        end = time.monotonic()
-        self.shutdowns[-1] = (start, end)
+        with window(self.shutdowns) as start:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.to_thread(self.proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = await asyncio.to_thread(self.proc.wait, 10)
         self.exit_codes.append(code)
-        return end - start
+        return time.monotonic() - start
 
     def sigkill(self) -> None:
         assert self.proc is not None
@@ -108,27 +111,42 @@ class Proc:
 
     def open_parts(self) -> list[str]:
         """Names of `.part` files this process holds open: it is building those ZIPs now."""
-        if self.proc is None:
-            return []
-        out = []
-        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
-        with contextlib.suppress(OSError):
-            for fd in fd_dir.iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.endswith(".part"):
-                        out.append(Path(target).name)
-        return out
+        files = open_files(self.proc.pid) if self.proc is not None else []
+        return [Path(f).name for f in files if f.endswith(".part")]
+
+
+def open_files(pid: int) -> list[str]:
+    """The paths process `pid` holds open."""
+    out = []
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                out.append(os.readlink(fd))
+    return out
+
+
+async def until_ok(url: str, proc: Proc | None = None, within: float = 60) -> None:
+    """Until `url` answers 200; an error at once if `proc`, which should answer, exits."""
+    deadline = time.monotonic() + within
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            if proc is not None and not proc.alive():
+                raise RuntimeError(f"{proc.name} exited at start; see {proc.log}")
+            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                    if r.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer 200 within {within:.0f} s")
 
 
 def server_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
     port = free_port()
-    return Proc(name, [sys.executable, "server.py"], {**env, "PORT": str(port)},
-                logs / f"{name}.log", port)  # fmt: skip
+    return Proc(name, SERVER, {**env, "PORT": str(port)}, logs / f"{name}.log", port)
 
 
 def worker_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
-    return Proc(name, [sys.executable, "-m", "pmd_service", "worker"], env, logs / f"{name}.log")
+    return Proc(name, WORKER, env, logs / f"{name}.log")
 
 
 class Tmpfs:

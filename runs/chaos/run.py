@@ -1,25 +1,12 @@
 """Chaos run: `python -m runs.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback: PostgreSQL (a fresh database, see support.stack), a Redis and an SMTP
-server (aiosmtpd) of its own that it can stop and start, two `python server.py` and two
-`python -m pmd_service worker` processes. From this process, one actor per user lists posts,
-runs batch actions, requests BDRs (with and without comments, reactions, email), cancels some,
-downloads ready ZIPs with and without Range, while several SSE clients per user stay connected
-through either server and resume with Last-Event-ID. Meanwhile, on a schedule: SIGKILL of a
-worker mid-build, SIGTERM of a server with open streams, Redis stopped for 20 s,
-pg_terminate_backend of every SSE listener, SMTP down, and (as root) a full disk for the BDR
-folder (a tmpfs mounted over it for the whole run, filled by a ballast file for a while).
-With `--pooler pgbouncer` the servers' and workers' pools go through PgBouncer in transaction
-mode (their LISTEN connections direct), and PgBouncer is paused too.
-
-Then it restarts whatever is down, waits (bounded) until every BDR is terminal and every owed
-email sent, and checks: BDRs terminal, ZIPs CRC-valid and byte-exact, no stray file under a
-final name, emails exactly once, SSE views equal to the database, actions all-or-nothing, the
-daily limit, and no 5xx but 503s from a server shutting down (or documented while Redis is
-down), every checked download byte-exact, no process exiting by itself, and minimums of BDRs,
-downloads, emails, actions and events that scale with the workload (a check with nothing to
-check fails). Prints the counts; exit status 1 on any violation. `--doc` writes the output into
-docs/runs/ and its result into docs/reliability.md; `--no-faults --break-downloads` is the run that must fail (tests/tooling/test_chaos.py).
+A real stack on loopback (a fresh database, a Redis and an SMTP server of its own, two
+`python server.py` and two workers) under one actor and three SSE clients per user, with the
+faults of `schedule` injected at fixed points of the workload; then, once everything is back
+and every BDR and email settled (bounded), the checks of runs/chaos/checks.py. What each fault
+and check is: docs/reliability.md, "Chaos runs". Prints the counts; exit status 1 on any
+violation. `--doc` writes the output into docs/runs/ and its result into docs/reliability.md;
+`--no-faults --break-downloads` is the run that must fail (tests/tooling/test_chaos.py).
 """
 
 from __future__ import annotations
@@ -46,29 +33,23 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from runs.chaos import checks
 from runs.chaos.faults import Faults
-from runs.chaos.procs import Proc, Tmpfs, server_proc, worker_proc
-from runs.chaos.seed import Seed, seed
-from runs.chaos.sse import SseClient
-from runs.chaos.workload import Actor, Api, Ledger
+from runs.chaos.procs import Tmpfs, server_proc, worker_proc
+from runs.chaos.seed import seed
+from runs.chaos.sse import SseClient, start_streams
+from runs.chaos.workload import Api, Ledger, Plan, cancel, close_pool, play
 from runs.options import parse_with_workload
 from support import chaos_pages as chaos_doc
 from support import tools
 from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.redis import RedisServer
-from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seaweed import create_bucket, new_bucket_name, running_seaweed
 from support.stack import fresh_stack, service_env
 
-SUMMARY = "chaos: {verdict}: {n} violations"
 # PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
 # 2 × 8), so transactions of different processes share server sessions, as in production.
 POOLER_CONNECTIONS = 12
-SQL_UNSETTLED = """
-SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
-       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
-                          AND status IN ('ready', 'failed')) AS emails
-FROM batch_download_requests
-"""
+DAILY_LIMIT = 10
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -95,9 +76,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def schedule(
-    f: Faults, duration: float, ci: bool
-) -> list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]:
+def schedule(f: Faults, duration: float, ci: bool) -> Plan:
     """Fractions of the workload; the full run repeats the process faults. With --store the
     store is also frozen (its downloads and removals requested at the start); with --pooler
     pgbouncer, PgBouncer is paused."""
@@ -124,13 +103,7 @@ def schedule(
     return [(frac * duration, fn) for frac, fn, in_ci in plan if in_ci or not ci]
 
 
-async def wait_streams(clients: list[SseClient], within: float) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline and not all(c.connected for c in clients):  # noqa: ASYNC110
-        await asyncio.sleep(0.1)
-
-
-async def drain(f: Faults, ledger: Ledger, bound: float) -> bool:
+async def drain(f: Faults, bound: float) -> bool:
     """Bring everything back, then wait until no BDR is open and no email owed."""
     start = time.monotonic()
     if f.redis.proc is None:
@@ -144,250 +117,141 @@ async def drain(f: Faults, ledger: Ledger, bound: float) -> bool:
             p.start()
     for s in f.servers:
         await s.wait_healthy()
-    last = ""
-    while time.monotonic() - start < bound:
-        row = await f.pool.fetchrow(SQL_UNSETTLED)
-        assert row is not None
-        state = f"{row['open']} BDRs open, {row['emails']} emails owed"
-        if state != last:
-            print(f"  [{ledger.at()}] drain: {state}", flush=True)
-            last = state
-        if row["open"] == 0 and row["emails"] == 0:
-            print(
-                f"  [{ledger.at()}] drain: settled after {time.monotonic() - start:.0f} s",
-                flush=True,
-            )
-            return True
-        await asyncio.sleep(1)
-    print(f"  [{ledger.at()}] drain: NOT settled after {bound:.0f} s", flush=True)
-    return False
-
-
-async def api_views(api: Api, seed_: Seed) -> dict[int, dict[str, Any]]:
-    out: dict[int, dict[str, Any]] = {}
-    for u in [*seed_.users, seed_.victim]:
-        a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
-        assert a is not None and a.status == 200, a
-        out[u.id] = {item["id"]: item for item in a.json()["items"]}
-    return out
-
-
-async def converge(
-    api: Api, seed_: Seed, clients: list[SseClient], bound: float
-) -> dict[int, dict[str, Any]]:
-    """The API's view once every SSE client agrees with it (or the bound passes)."""
-    deadline = time.monotonic() + bound
-    while True:
-        views = await api_views(api, seed_)
-        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
-            return views
-        await asyncio.sleep(0.5)
+    return await checks.settle(f.pool, f.ledger, bound - (time.monotonic() - start))
 
 
 async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
-    if not args.store:
-        return await run_stack(args, run_dir, tmpfs, None)
-    with running_seaweed() as weed:
-        return await run_stack(args, run_dir, tmpfs, weed)
-
-
-async def run_stack(
-    args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None, weed: Seaweed | None
-) -> int:
-    rng = random.Random(20260509)
-    logs = run_dir / "logs"
-    logs.mkdir(parents=True)
-    redis = RedisServer(run_dir / "redis")
-    await asyncio.to_thread(redis.start)
-    os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared embedded Redis alone
-    smtp = Mailbox()
-    await asyncio.to_thread(smtp.start)
-    daily_limit = 10
-    procs: list[Proc] = []
-    clients: list[SseClient] = []
-    tasks: list[asyncio.Task[None]] = []
-    exits = contextlib.ExitStack()
-    try:
-        async with fresh_stack() as base:
-            settings: Settings = replace(base, bdr_path=run_dir / "bdr")
-            t = time.monotonic()
-            conn = await connect(settings.database_url or "", "pmd-chaos")
-            try:
-                data = await seed(conn, settings.vault_path, settings.jwt_secret_key,
-                                  PublicIds(settings.sqids_alphabet), users=args.users,
-                                  posts_per_user=300 if not args.ci else 220,
-                                  victim_posts=160, rng=rng)  # fmt: skip
-            finally:
-                await conn.close()
-            print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
-                  f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
-                  f"{sum(not p.has_file for p in data.posts.values())} missing files, "
-                  f"in {time.monotonic() - t:.0f} s")  # fmt: skip
-            bouncer: PgBouncer | None = None
-            service = settings
-            if args.pooler == "pgbouncer":
-                # Its start waits on an event loop of its own: on a thread.
-                bouncer = await asyncio.to_thread(
-                    exits.enter_context,
-                    running_pgbouncer(settings.database_url, POOLER_CONNECTIONS),
-                )
-                # This run's own connections (seed, faults, checks) stay direct: they must see
-                # the database while PgBouncer is paused.
-                service = replace(settings, database_url=bouncer.url, database_pooler="pgbouncer",
-                                  database_direct_url=settings.database_url)  # fmt: skip
-                print(f"the servers' and workers' pools through PgBouncer (transaction mode, "
-                      f"{POOLER_CONNECTIONS} server connections) at {bouncer.url}; LISTEN and "
-                      "migrations direct")  # fmt: skip
-            env = service_env(
-                service,
-                REDIS_URL=redis.url,
-                PMD_DEV="false",
-                PMD_DATA_DIR=str(run_dir / "data"),
-                BDR_DAILY_LIMIT=str(daily_limit),
-                # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
-                BDR_MIN_FREE_BYTES=str(8 * 2**20),
-                BDR_RETRY_BASE_SECONDS="1",
-                BDR_STALE_SECONDS="15",
-                BDR_PENDING_GRACE_SECONDS="5",
-                SMTP_HOST="127.0.0.1",
-                SMTP_PORT=str(smtp.port),
-                BASE_URL="http://pmd.chaos",
-                SSE_MAX_PER_USER="10",
+    """The run on its stack; what it starts is registered on a stack of undos as it is made,
+    and undone, last made first, however the run ends."""
+    async with contextlib.AsyncExitStack() as undo:
+        weed = undo.enter_context(running_seaweed()) if args.store else None
+        redis = RedisServer(run_dir / "redis")
+        await asyncio.to_thread(redis.start)
+        undo.push_async_callback(asyncio.to_thread, redis.stop)
+        # fresh_stack then leaves the shared embedded Redis alone.
+        os.environ["REDIS_URL"] = redis.url
+        smtp = Mailbox()
+        await asyncio.to_thread(smtp.start)
+        undo.push_async_callback(asyncio.to_thread, smtp.stop)
+        settings: Settings = replace(await undo.enter_async_context(fresh_stack()),
+                                     bdr_path=run_dir / "bdr")  # fmt: skip
+        t = time.monotonic()
+        conn = await connect(settings.database_url or "", "pmd-chaos")
+        try:
+            data = await seed(conn, settings.vault_path, settings.jwt_secret_key,
+                              PublicIds(settings.sqids_alphabet), users=args.users,
+                              posts_per_user=300 if not args.ci else 220, victim_posts=160,
+                              rng=random.Random(20260509))  # fmt: skip
+        finally:
+            await conn.close()
+        print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
+              f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
+              f"{sum(not p.has_file for p in data.posts.values())} missing files, "
+              f"in {time.monotonic() - t:.0f} s")  # fmt: skip
+        bouncer: PgBouncer | None = None
+        service = settings
+        if args.pooler == "pgbouncer":
+            # Its start waits on an event loop of its own: on a thread.
+            bouncer = await asyncio.to_thread(
+                undo.enter_context, running_pgbouncer(settings.database_url, POOLER_CONNECTIONS)
             )
-            store_env: dict[str, str] = {}
-            if weed is not None:
-                bucket_name = new_bucket_name()
-                await create_bucket(weed, bucket_name)
-                # Retries 3, 12 and 48 s apart outlast the store's outage (20 s, plus its
-                # restart): no BDR may fail because of it.
-                store_env = weed.env(bucket_name, "chaos")
-                env |= store_env | {"BDR_RETRY_BASE_SECONDS": "3"}
-                settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
-                print(f"ZIPs in {store_env['BDR_STORE']} on SeaweedFS at {weed.endpoint}; "
-                      "server-a redirects downloads, server-b streams them")  # fmt: skip
-            servers = [
-                server_proc(
-                    f"server-{c}", env | ({"BDR_DOWNLOAD_MODE": mode} if weed else {}), logs
-                )
-                for c, mode in (("a", "redirect"), ("b", "proxy"))
-            ]
-            workers = [worker_proc(f"worker-{n}", env, logs) for n in (1, 2)]
-            procs = [*servers, *workers]
-            for p in procs:
-                p.start()
-            for s in servers:
-                await s.wait_healthy()
-            pool = await create_pool(settings.database_url or "", "pmd-chaos", max_size=12)
-            connector = aiohttp.TCPConnector(limit=0, force_close=False)
-            async with aiohttp.ClientSession(connector=connector) as http:
-                ledger = Ledger(t0=time.monotonic())
-                api = Api(http, servers, ledger)
-                for u in [*data.users, data.victim]:
-                    for n, (home, ticket) in enumerate(
-                        [(0, False), (1, True), (u.id % 2, u.id % 3 == 0)]
-                    ):
-                        clients.append(SseClient(api, u, f"sse-{u.handle}-{n}", home, ticket))
-                tasks += [asyncio.create_task(c.run()) for c in clients]
-                await wait_streams(clients, 30)
-                faults = Faults(ledger, api, pool, servers, workers, redis, smtp, tmpfs,
-                                data.victim, clients, store=weed, bucket=settings.bdr_bucket,
-                                access=settings.s3_access, pooler=bouncer)  # fmt: skip
-                zip_store = (
-                    open_store(settings.bdr_bucket, settings.s3_access)
-                    if settings.bdr_bucket is not None
-                    else None
-                )
-                # The full run keeps the disk full past the last retry (the BDR fails, with an
-                # email saying why); the CI run frees it in time for a retry to succeed.
-                faults.smtp_seconds, faults.disk_seconds = (20.0, 12.0) if args.ci else (40.0, 28.0)
-                # Over before the store is stopped (at 0.52 of the workload) in the CI run too.
-                faults.frozen_seconds = 12.0 if args.ci else 20.0
-                tasks.append(asyncio.create_task(faults.supervise()))
-                print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
-                      f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-                ledger.t0 = time.monotonic()
-                until = ledger.t0 + args.duration
-                # Paced over the whole workload: the greedy two reach the daily limit halfway
-                # (and meet 429s), the others about when the workload ends.
-                actors = [
-                    Actor(api, pool, data, u, every=args.duration / (20 if i < 2 else 9),
-                          bdr_root=settings.bdr_path, zip_store=zip_store,
-                          break_downloads=args.break_downloads)
-                    for i, u in enumerate(data.users)
-                ]  # fmt: skip
-                await asyncio.gather(
-                    faults.run([] if args.no_faults else schedule(faults, args.duration, args.ci)),
-                    *(a.run(until) for a in actors),
-                )
-                print(f"  [{ledger.at()}] workload over", flush=True)
-                settled = await drain(faults, ledger, args.drain)
-                views = await converge(api, data, clients, 30)
-                bdrs = await checks.rows(pool)
-                report = checks.Report()
-                if not settled:
-                    report.violations.append("drain: BDRs or emails still open at the bound")
-                await checks.check_terminal(report, api, data, ledger, bdrs)
-                if zip_store is not None:
-                    assert settings.bdr_bucket is not None
-                    # The workers' sweep runs once a minute: it aborts what the kill left open.
-                    await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
-                                              settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
-                else:
-                    await asyncio.to_thread(
-                        checks.check_zips, report, settings.bdr_path, data, bdrs
-                    )
-                    checks.check_folder(report, settings.bdr_path, bdrs)
-                received = smtp.received()
-                checks.check_emails(report, bdrs, received)
-                checks.check_downloads(report, ledger)
-                checks.check_sse(report, clients, views)
-                checks.check_actions(report, ledger)
-                await checks.check_limit(report, pool, daily_limit, ledger)
-                checks.check_5xx(report, ledger)
-                checks.check_volume(report, checks.Workload(len(data.users), args.duration),
-                                    ledger, bdrs, len(received), clients)  # fmt: skip
-                for k, n in sorted(ledger.counts.items()):
-                    if not k.startswith("actions:"):
-                        report.info(f"{k}: {n}")
-                if faults.disk_bdr is not None:
-                    row = await pool.fetchrow(
-                        "SELECT status, attempts, error_message FROM batch_download_requests"
-                        " WHERE id = $1::uuid",
-                        faults.disk_bdr,
-                    )
-                    assert row is not None
-                    report.info(f"BDR requested while the disk was full: {row['status']} after "
-                                f"{row['attempts']} attempts ({row['error_message'] or 'no error'})")  # fmt: skip
-                thirds = [0, 0, 0]
-                for at in ledger.created_at:
-                    thirds[min(2, int(3 * at / args.duration))] += 1
-                report.info(f"BDRs created in each third of the workload: {thirds}")
-                starts = sum(p.starts for p in procs)
-                report.count("process starts that ended only when told to (no crash; the "
-                             "supervisor restarts one that did)", starts - len(faults.crashes),
-                             starts, faults.crashes)  # fmt: skip
-                violations = report.violations + [
-                    v for v in ledger.violations if v not in "\n".join(report.violations)
-                ]
-                print("checks:")
-                print("\n".join(report.lines))
-                for v in violations[:40]:
-                    print(f"  VIOLATION {v}")
-                verdict = "OK" if not violations else "FAILED"
-                print(SUMMARY.format(verdict=verdict, n=len(violations)), flush=True)
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                await pool.close()
-                return 0 if not violations else 1
-    finally:
-        for task in tasks:
-            task.cancel()
-        for p in procs:
-            await asyncio.to_thread(p.stop)
-        await asyncio.to_thread(exits.close)
-        await asyncio.to_thread(smtp.stop)
-        await asyncio.to_thread(redis.stop)
+            # This run's own connections (seed, faults, checks) stay direct: they must see the
+            # database while PgBouncer is paused.
+            service = replace(settings, database_url=bouncer.url, database_pooler="pgbouncer",
+                              database_direct_url=settings.database_url)  # fmt: skip
+            print(f"the servers' and workers' pools through PgBouncer (transaction mode, "
+                  f"{POOLER_CONNECTIONS} server connections) at {bouncer.url}; LISTEN and "
+                  "migrations direct")  # fmt: skip
+        env = service_env(
+            service,
+            REDIS_URL=redis.url,
+            PMD_DEV="false",
+            PMD_DATA_DIR=str(run_dir / "data"),
+            BDR_DAILY_LIMIT=str(DAILY_LIMIT),
+            # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
+            BDR_MIN_FREE_BYTES=str(8 * 2**20),
+            BDR_RETRY_BASE_SECONDS="1",
+            BDR_STALE_SECONDS="15",
+            BDR_PENDING_GRACE_SECONDS="5",
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=str(smtp.port),
+            BASE_URL="http://pmd.chaos",
+            SSE_MAX_PER_USER="10",
+        )
+        if weed is not None:
+            bucket_name = new_bucket_name()
+            await create_bucket(weed, bucket_name)
+            store_env = weed.env(bucket_name, "chaos")
+            # Retries 3, 12 and 48 s apart outlast the store's outage (20 s, plus its restart):
+            # no BDR may fail because of it.
+            env |= store_env | {"BDR_RETRY_BASE_SECONDS": "3"}
+            settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
+            print(f"ZIPs in {store_env['BDR_STORE']} on SeaweedFS at {weed.endpoint}; "
+                  "server-a redirects downloads, server-b streams them")  # fmt: skip
+        logs = run_dir / "logs"
+        logs.mkdir(parents=True)
+        servers = [
+            server_proc(name, env | ({"BDR_DOWNLOAD_MODE": mode} if weed else {}), logs)
+            for name, mode in (("server-a", "redirect"), ("server-b", "proxy"))
+        ]
+        workers = [worker_proc(f"worker-{n}", env, logs) for n in (1, 2)]
+        for p in [*servers, *workers]:
+            undo.push_async_callback(asyncio.to_thread, p.stop)
+            p.start()
+        for s in servers:
+            await s.wait_healthy()
+        pool = await create_pool(settings.database_url or "", "pmd-chaos", max_size=12)
+        undo.push_async_callback(close_pool, pool)
+        http = await undo.enter_async_context(
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        )
+        tasks: list[asyncio.Task[None]] = []
+        undo.push_async_callback(cancel, tasks)
+        api = Api(http, servers, Ledger(t0=time.monotonic()))
+        clients = [SseClient(api, u, f"sse-{u.handle}-{n}", home, ticket)
+                   for u in [*data.users, data.victim]
+                   for n, (home, ticket) in enumerate([(0, False), (1, True),
+                                                       (u.id % 2, u.id % 3 == 0)])]  # fmt: skip
+        tasks += await start_streams(clients, 30)
+        faults = Faults(api.ledger, api, pool, servers, workers, redis, smtp, tmpfs, data.victim,
+                        clients, store=weed, bucket=settings.bdr_bucket,
+                        access=settings.s3_access, pooler=bouncer)  # fmt: skip
+        # The full run keeps the disk full past the last retry (the BDR fails, with an email
+        # saying why); the CI run frees it in time for a retry to succeed.
+        faults.smtp_seconds, faults.disk_seconds = (20.0, 12.0) if args.ci else (40.0, 28.0)
+        # Over before the store is stopped (at 0.52 of the workload) in the CI run too.
+        faults.frozen_seconds = 12.0 if args.ci else 20.0
+        tasks.append(asyncio.create_task(faults.supervise()))
+        bucket = settings.bdr_bucket
+        zip_store = open_store(bucket, settings.s3_access) if bucket is not None else None
+        print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
+              f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
+        plan = [] if args.no_faults else schedule(faults, args.duration, args.ci)
+        await play(api, pool, data, plan, args.duration, bdr_root=settings.bdr_path,
+                   zip_store=zip_store, break_downloads=args.break_downloads)  # fmt: skip
+        report = await checks.check_all(api, pool, data, clients, settings, zip_store, smtp,
+                                        limit=DAILY_LIMIT,
+                                        settled=await drain(faults, args.drain),
+                                        duration=args.duration)  # fmt: skip
+        await cancel(tasks)
+        if faults.disk_bdr is not None:
+            row = await pool.fetchrow(
+                "SELECT status, attempts, error_message FROM batch_download_requests"
+                " WHERE id = $1::uuid",
+                faults.disk_bdr,
+            )
+            assert row is not None
+            report.info(f"BDR requested while the disk was full: {row['status']} after "
+                        f"{row['attempts']} attempts ({row['error_message'] or 'no error'})")  # fmt: skip
+        thirds = [0, 0, 0]
+        for at in api.ledger.created_at:
+            thirds[min(2, int(3 * at / args.duration))] += 1
+        report.info(f"BDRs created in each third of the workload: {thirds}")
+        starts = sum(p.starts for p in [*servers, *workers])
+        report.count("process starts that ended only when told to (no crash; the supervisor "
+                     "restarts one that did)", starts - len(faults.crashes), starts,
+                     faults.crashes)  # fmt: skip
+        return checks.conclude(report, api.ledger, "chaos")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -83,20 +83,13 @@ async def _user(conn: asyncpg.Connection, ids: PublicIds, secret: str, handle: s
 
 
 async def _posts(
-    conn: asyncpg.Connection,
-    ids: PublicIds,
-    vault: Path,
-    rng: random.Random,
-    owner: SeedUser,
-    n: int,
-    *,
-    side: tuple[int, int],
-    missing_share: float,
-    formats: list[str],
-) -> list[SeedPost]:
+    conn: asyncpg.Connection, ids: PublicIds, vault: Path, rng: random.Random, owner: SeedUser,
+    n: int, *, side: tuple[int, int], missing_share: float, formats: list[str],
+) -> list[SeedPost]:  # fmt: skip
+    """`n` posts of `owner`, each with an image file of `side` pixels in the vault but a
+    `missing_share` of them."""
     rows: list[tuple[uuid.UUID, str, str, bytes | None]] = []
-    for _ in range(n):
-        key = uuid.uuid4()
+    for key in (uuid.uuid4() for _ in range(n)):
         fmt = rng.choice(formats)
         data = None if rng.random() < missing_share else image(rng, fmt, rng.randint(*side))
         rows.append((key, key.hex[:2], fmt, data))
@@ -137,16 +130,9 @@ async def _posts(
 
 
 async def seed(
-    conn: asyncpg.Connection,
-    vault: Path,
-    secret: str,
-    ids: PublicIds,
-    *,
-    users: int,
-    posts_per_user: int,
-    victim_posts: int,
-    rng: random.Random,
-) -> Seed:
+    conn: asyncpg.Connection, vault: Path, secret: str, ids: PublicIds, *, users: int,
+    posts_per_user: int, victim_posts: int, rng: random.Random,
+) -> Seed:  # fmt: skip
     licenses = [
         await conn.fetchval(
             "INSERT INTO licenses (identifier, title) VALUES ($1, $1) RETURNING id", ident

@@ -19,11 +19,14 @@ from support.sse import read_message
 
 class SseClient:
     """What a page's EventSource does: keep a view per BDR from `bdr_update`s, resume with
-    Last-Event-ID after any disconnect, start over on `reset`."""
+    Last-Event-ID after any disconnect, start over on `reset`. It keeps the id of every
+    `bdr_update` too: after a rolling deploy it must hold every event of its user since the
+    workload began, none twice (runs/cluster/client.py)."""
 
     def __init__(self, api: Api, user: SeedUser, name: str, home: int, ticket: bool) -> None:
         self.api, self.user, self.name, self.home, self.ticket = api, user, name, home, ticket
         self.view: dict[str, dict[str, Any]] = {}
+        self.ids: list[int] = []
         self.last_id: str | None = None
         self.connects = 0
         self.resets = 0
@@ -96,8 +99,19 @@ class SseClient:
             item = json.loads(data)
             self.view[item["id"]] = item
             self.events += 1
+            if self.last_id is not None:
+                self.ids.append(int(self.last_id))
         elif event == "reset":
             self.resets += 1
             self.view.clear()
         elif event == "connected":
             self.connected = True
+
+
+async def start_streams(clients: list[SseClient], within: float) -> list[asyncio.Task[None]]:
+    """Each client's task, once every client is connected (or `within` s have passed)."""
+    tasks = [asyncio.create_task(c.run()) for c in clients]
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and not all(c.connected for c in clients):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    return tasks

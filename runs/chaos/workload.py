@@ -12,6 +12,7 @@ import re
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import obstore
 from multidict import CIMultiDict
 from obstore.store import ObjectStore
 
-from runs.chaos.procs import Proc
+from runs.chaos.procs import Proc, Spans, during
 from runs.chaos.seed import Seed, SeedUser
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -32,6 +33,8 @@ REDIS_DEPENDENT = {"POST /api/pmd/bdr/sse-ticket", "GET /api/pmd/bdr/sse?ticket"
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 # Marks a violation as a failed download (chaos_checks counts them against those checked).
 DOWNLOAD_FAILED = "download failed: "
+# The faults of a run: (seconds into the workload, the fault).
+Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
 
 
 @dataclass
@@ -55,10 +58,11 @@ class Ledger:
     shutdown_503: int = 0
     dependency_503: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
-    redis_down: list[tuple[float, float]] = field(default_factory=list)
-    disk_full: list[tuple[float, float]] = field(default_factory=list)
-    store_down: list[tuple[float, float]] = field(default_factory=list)
-    pooler_paused: list[tuple[float, float]] = field(default_factory=list)
+    # The faults' windows: an answer inside one may be that fault's documented 503.
+    redis_down: Spans = field(default_factory=list)
+    disk_full: Spans = field(default_factory=list)
+    store_down: Spans = field(default_factory=list)
+    pooler_paused: Spans = field(default_factory=list)
     disk_503: int = 0  # new BDRs refused while the ZIP folder was short of space
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
@@ -67,23 +71,17 @@ class Ledger:
     def at(self) -> str:
         return f"+{time.monotonic() - self.t0:6.1f}s"
 
+    def say(self, text: str) -> None:
+        print(f"  [{self.at()}] {text}", flush=True)
+
     def violation(self, text: str) -> None:
         self.violations.append(f"{self.at()} {text}")
 
     def download_failed(self, text: str) -> None:
         self.violation(DOWNLOAD_FAILED + text)
 
-    def redis_was_down(self, t: float, grace: float = 5.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.redis_down)
-
-    def store_was_down(self, t: float, grace: float = 5.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.store_down)
-
-    def pooler_was_paused(self, t: float, grace: float = 2.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.pooler_paused)
-
-    def disk_was_full(self, t: float, grace: float = 2.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.disk_full)
+    def store_was_down(self, t: float | None = None) -> bool:
+        return during(self.store_down, time.monotonic() if t is None else t, 5.0)
 
 
 def label(method: str, path: str) -> str:
@@ -139,31 +137,25 @@ class Api:
             self.ledger.download_failed(f"{name} on {server.name}: {exc!r}")
 
     def classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
-        now = time.monotonic()
-        if status == 503 and (server.in_shutdown(started) or server.in_shutdown(now)):
-            self.ledger.shutdown_503 += 1
-        elif (
-            status == 503 and name in REDIS_DEPENDENT and self.ledger.redis_was_down(started)
-        ) or (
-            status == 503
-            and name.endswith("/download")
+        """A 5xx: one of the documented 503s, booked by kind, or a violation."""
+        led, t, unavailable = self.ledger, started, status == 503
+        disk_short = b"low-disk-space" in body and during(led.disk_full, t, 2)
+        if unavailable and (server.in_shutdown(t) or server.in_shutdown(time.monotonic())):
+            led.shutdown_503 += 1
+        elif unavailable and (
+            (name in REDIS_DEPENDENT and during(led.redis_down, t, 5))
             # A HEAD answer has no body to say why.
-            and (b"store-unavailable" in body or name.startswith("HEAD "))
-            and self.ledger.store_was_down(started)
-        ):
-            self.ledger.dependency_503[name] += 1
-        elif status == 503 and name == "GET /readyz" and self.ledger.pooler_was_paused(started):
+            or (name.endswith("/download") and led.store_was_down(t)
+                and (b"store-unavailable" in body or name.startswith("HEAD ")))
+        ):  # fmt: skip
+            led.dependency_503[name] += 1
+        elif unavailable and name == "GET /readyz" and during(led.pooler_paused, t, 2):
             # Its database check waits 2 s: a transaction PgBouncer holds is "not ready".
-            self.ledger.dependency_503[f"{name} (PgBouncer paused)"] += 1
-        elif (
-            status == 503
-            and name == "POST /api/pmd/bdr"
-            and b"low-disk-space" in body
-            and self.ledger.disk_was_full(started)
-        ):
-            self.ledger.disk_503 += 1
+            led.dependency_503[f"{name} (PgBouncer paused)"] += 1
+        elif unavailable and name == "POST /api/pmd/bdr" and disk_short:
+            led.disk_503 += 1
         else:
-            self.ledger.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
+            led.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
 
     async def call(
         self, method: str, path: str, *, server: int | None = None, **kw: Any
@@ -180,6 +172,42 @@ class Api:
                     await asyncio.sleep(1)
                     return await self.call(method, path, **kw)
         return None
+
+
+@dataclass
+class Injector:
+    """What the faults of every run share: the ledger they write to, the API and the
+    database they use."""
+
+    ledger: Ledger
+    api: Api
+    pool: asyncpg.Pool
+
+    def say(self, text: str) -> None:
+        self.ledger.say(text)
+
+    async def request(self, user: SeedUser, ids: list[int], **flags: bool) -> str | None:
+        """A BDR of `user`'s artworks `ids`: its id, or None if it was not accepted."""
+        body = {"post_ids": ids, **flags}
+        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=user.auth)
+        if a is None or a.status != 202:
+            return None
+        self.ledger.seen_bdrs.add(a.json()["id"])
+        return str(a.json()["id"])
+
+    async def until_ready(self, ids: list[str], within: float) -> list[asyncpg.Record]:
+        """The rows of BDRs `ids` once each is ready, or those ready after `within` s."""
+        deadline = time.monotonic() + within
+        while True:
+            rows = await self.pool.fetch(
+                "SELECT id::text, status, file_sha256 FROM batch_download_requests"
+                " WHERE id = ANY($1::uuid[])",
+                ids,
+            )
+            ready = [r for r in rows if r["status"] == "ready"]
+            if len(ready) == len(ids) or time.monotonic() > deadline:
+                return ready
+            await asyncio.sleep(0.3)
 
 
 @dataclass
@@ -236,15 +264,13 @@ class Actor:
     # --- posts -------------------------------------------------------------------------------
 
     async def list_posts(self) -> None:
-        deleted = self.rng.random() < 0.2
+        query = "/api/pmd/posts?" + ("deleted=true&" if self.rng.random() < 0.2 else "")
         cursor: str | None = None
         for _ in range(self.rng.randint(1, 3)):
-            q = f"/api/pmd/posts?limit={self.rng.randint(20, 200)}" + (
-                "&deleted=true" if deleted else ""
+            q = f"{query}limit={self.rng.randint(20, 200)}" + (
+                f"&cursor={cursor}" if cursor else ""
             )
-            a = await self.api.call(
-                "GET", q + (f"&cursor={cursor}" if cursor else ""), headers=self.user.auth
-            )
+            a = await self.api.call("GET", q, headers=self.user.auth)
             if a is None:
                 return
             if a.status != 200:
@@ -289,38 +315,31 @@ class Actor:
         want = {i: self._after(act, self.model.get(i, PostState()), licence) for i in ids}
         before = {i: self.model.get(i) for i in ids}
         a = await self.api.call("POST", path, json=body, headers=self.user.auth)
-        if a is None:
-            # Unknown outcome: give a stopping server time to finish or drop the statement.
+        if a is None:  # unknown outcome: give a stopping server time to finish or drop it
             await asyncio.sleep(3)
-            now = await self.db_state(ids)
-            if all(now[i] == want[i] for i in ids if i in self.model):
-                self.l.counts["actions: unknown outcome, found all applied"] += 1
-                self.model.update({i: want[i] for i in ids if i in self.model})
-            elif all(now[i] == before[i] for i in ids if i in self.model):
-                self.l.counts["actions: unknown outcome, found none applied"] += 1
-            else:
-                self.l.violation(f"{act} batch half-applied after a lost connection: {ids}")
-                self.model.update({i: now[i] for i in ids if i in self.model})
+        elif a.status >= 500:
+            return  # Api.classify booked it
+        elif not (a.status == 200 if expect_ok else 400 <= a.status < 500):
+            expected = "200" if expect_ok else "4xx"
+            self.l.violation(f"{act} answered {a.status} (expected {expected}): {a.body[:200]!r}")
             return
         now = await self.db_state(ids)
         mine = [i for i in ids if i in self.model]
-        if a.status == 200 and expect_ok:
-            if all(now[i] == want[i] for i in mine):
-                self.l.counts["actions: 200, every id changed"] += 1
-                self.model.update({i: want[i] for i in mine})
-            else:
-                self.l.violation(f"{act} answered 200 but not every id changed: {ids}")
-                self.model.update({i: now[i] for i in mine})
-        elif 400 <= a.status < 500 and not expect_ok:
-            if all(now[i] == before[i] for i in mine):
-                self.l.counts["actions: 4xx, nothing changed"] += 1
-            else:
-                self.l.violation(f"{act} answered {a.status} but changed posts: {ids}")
-                self.model.update({i: now[i] for i in mine})
-        elif a.status < 500:
-            self.l.violation(
-                f"{act} answered {a.status} (expected {'200' if expect_ok else '4xx'}): {a.body[:200]!r}"
-            )
+        if a is None and all(now[i] == want[i] for i in mine):
+            self.l.counts["actions: unknown outcome, found all applied"] += 1
+        elif a is None and all(now[i] == before[i] for i in mine):
+            self.l.counts["actions: unknown outcome, found none applied"] += 1
+        elif a is None:
+            self.l.violation(f"{act} batch half-applied after a lost connection: {ids}")
+        elif expect_ok and all(now[i] == want[i] for i in mine):
+            self.l.counts["actions: 200, every id changed"] += 1
+        elif expect_ok:
+            self.l.violation(f"{act} answered 200 but not every id changed: {ids}")
+        elif all(now[i] == before[i] for i in mine):
+            self.l.counts["actions: 4xx, nothing changed"] += 1
+        else:
+            self.l.violation(f"{act} answered {a.status} but changed posts: {ids}")
+        self.model.update({i: now[i] for i in mine})
 
     @staticmethod
     def _after(act: str, s: PostState, licence: int | None) -> PostState:
@@ -349,23 +368,14 @@ class Actor:
             await self.create_one(doomed=self.rng.random() < 0.25)
 
     def _size(self) -> int:
-        r = self.rng.random()
-        return (
-            self.rng.randint(1, 8)
-            if r < 0.4
-            else self.rng.randint(9, 64)
-            if r < 0.8
-            else self.rng.randint(65, 128)
-        )
+        low, high = self.rng.choices([(1, 8), (9, 64), (65, 128)], [0.4, 0.4, 0.2])[0]
+        return self.rng.randint(low, high)
 
     async def create_one(self, *, doomed: bool) -> None:
         ids = self.rng.sample(self.user.downloads, min(self._size(), len(self.user.downloads)))
-        doom = (
-            self.rng.sample(self._live(self.user.doomed), min(3, len(self._live(self.user.doomed))))
-            if doomed
-            else []
-        )
-        ids = (ids + doom)[:128] if len(ids) + len(doom) <= 128 else ids
+        live = self._live(self.user.doomed)
+        doom = self.rng.sample(live, min(3, len(live))) if doomed else []
+        ids = ids + doom if len(ids) + len(doom) <= 128 else ids
         body = {
             "post_ids": ids,
             "include_comments": self.rng.random() < 0.5,
@@ -442,105 +452,91 @@ class Actor:
             self.l.violation(f"sse-ticket answered {a.status}")
 
     async def fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
-        a = await self._fetch_zip(method, path, headers)
-        if self.break_downloads and a is not None and a.body:
-            middle = len(a.body) // 2
-            body = a.body[:middle] + bytes([a.body[middle] ^ 0xFF]) + a.body[middle + 1 :]
-            return Answer(a.status, a.headers, body, a.server)
-        return a
-
-    async def _fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
         """The download as a browser gets it: a 302 (ZIPs in a bucket, redirect mode) is
         followed to the signed URL with the same method and Range headers, without the token.
         None only for the documented 503 while the store is down (and the store's own 5xx to
-        a signed URL then): no bytes to check."""
+        a signed URL then): no bytes to check. With --break-downloads, a byte of it flipped."""
         a = await self.api.call(method, path, headers=headers)
-        if a is not None and a.status == 503 and self.l.store_was_down(time.monotonic()):
+        if a is not None and a.status == 503 and self.l.store_was_down():
             self.l.counts["downloads answered 503 while the object store was down"] += 1
             return None  # booked by Api.classify; nothing to compare
-        if a is None or a.status != 302:
-            return a
-        self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
-        plain = {k: v for k, v in headers.items() if k != "Authorization"}
-        async with self.api.http.request(method, a.headers["Location"], headers=plain) as resp:
-            if resp.status >= 500 and self.l.store_was_down(time.monotonic()):
-                # The store's own answer to the browser (a restarted SeaweedFS answers 500s
-                # until its volumes are loaded), not the service's.
-                self.l.counts["signed-URL reads the object store failed while down"] += 1
-                return None
-            return Answer(resp.status, CIMultiDict(resp.headers), await resp.read(), "store")
+        if a is not None and a.status == 302:
+            self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
+            plain = {k: v for k, v in headers.items() if k != "Authorization"}
+            async with self.api.http.request(method, a.headers["Location"], headers=plain) as r:
+                if r.status >= 500 and self.l.store_was_down():
+                    # The store's own answer to the browser (a restarted SeaweedFS answers 500s
+                    # until its volumes are loaded), not the service's.
+                    self.l.counts["signed-URL reads the object store failed while down"] += 1
+                    return None
+                a = Answer(r.status, CIMultiDict(r.headers), await r.read(), "store")
+        if self.break_downloads and a is not None and a.body:
+            middle = len(a.body) // 2
+            a.body = a.body[:middle] + bytes([a.body[middle] ^ 0xFF]) + a.body[middle + 1 :]
+        return a
 
     async def download(self) -> None:
+        """A ready ZIP of this user's, downloaded whole, by Range (with If-Range or not), or
+        asked with HEAD, and checked against the recorded size and SHA-256 or the file."""
         await self.list_bdrs()
-        ready = [i for i, s in self.mine.items() if s == "ready"]
-        if not ready:
+        if not (ready := [i for i, s in self.mine.items() if s == "ready"]):
             return
         bdr_id = self.rng.choice(ready)
         row = await self.pool.fetchrow(
-            "SELECT file_path, file_size_bytes, file_sha256 FROM batch_download_requests WHERE id = $1::uuid",
+            "SELECT file_path, file_size_bytes, file_sha256 FROM batch_download_requests"
+            " WHERE id = $1::uuid",
             bdr_id,
         )
         assert row is not None
-        path = f"/api/pmd/bdr/{bdr_id}/download"
-        kind = self.rng.choice(["full", "range", "if-range", "head"])
-        if kind == "head":
-            a = await self.fetch_zip("HEAD", path, self.user.auth)
-            if a is None:
-                return
-            self.l.counts["downloads checked: HEAD"] += 1
-            if not (
-                a.status == 200 and a.headers.get("Content-Length") == str(row["file_size_bytes"])
-            ):
-                self.l.download_failed(
-                    f"HEAD {bdr_id}: {a.status} {a.headers.get('Content-Length')}"
-                )
-            return
-        if kind == "full":
-            a = await self.fetch_zip("GET", path, self.user.auth)
-            if a is None:
-                return
-            ok = (a.status == 200 and len(a.body) == row["file_size_bytes"]
-                  and hashlib.sha256(a.body).hexdigest() == row["file_sha256"]
-                  and await asyncio.to_thread(_crc_ok, a.body))  # fmt: skip
-            self.l.counts["downloads checked: whole ZIP, sha256 and CRC"] += 1
-            if not ok:
-                self.l.download_failed(
-                    f"GET {bdr_id}: {a.status}, {len(a.body)} bytes, not the recorded ZIP"
-                )
-            return
-        size = row["file_size_bytes"]
+        path, size = f"/api/pmd/bdr/{bdr_id}/download", row["file_size_bytes"]
+        kind = self.rng.choice(["whole ZIP, sha256 and CRC", "range", "if-range", "HEAD"])
         start = self.rng.randrange(size)
         end = min(size - 1, start + self.rng.randint(0, 200_000))
-        headers = {**self.user.auth, "Range": f"bytes={start}-{end}"}
-        if kind == "if-range":
-            head = await self.fetch_zip("HEAD", path, self.user.auth)
-            if head is None:
+        headers = dict(self.user.auth)
+        if kind in ("range", "if-range"):
+            headers["Range"] = f"bytes={start}-{end}"
+            kind = f"Range ({kind})"
+        if kind == "Range (if-range)":
+            if (head := await self.fetch_zip("HEAD", path, self.user.auth)) is None:
                 return
-            if head.status != 200 or "ETag" not in head.headers:
-                self.l.counts["downloads checked: Range (if-range)"] += 1
+            headers["If-Range"] = head.headers.get("ETag", "")
+            if head.status != 200 or not headers["If-Range"]:
+                self.l.counts[f"downloads checked: {kind}"] += 1
                 self.l.download_failed(f"HEAD {bdr_id} for If-Range: {head.status}, no ETag")
                 return
-            headers["If-Range"] = head.headers["ETag"]
-        a = await self.fetch_zip("GET", path, headers)
-        if a is None:
+        if (a := await self.fetch_zip("HEAD" if kind == "HEAD" else "GET", path, headers)) is None:
             return
-        if self.zip_store is not None:
-            key = row["file_path"].removeprefix("bdr/")
-            try:
-                got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
-            except Exception:
-                if not self.l.store_was_down(time.monotonic()):
-                    raise
-                self.l.counts["reference reads the object store failed while down"] += 1
-                return  # nothing to compare the service's answer with
-            on_disk = got.to_bytes()
+        if kind == "HEAD":
+            ok = a.status == 200 and a.headers.get("Content-Length") == str(size)
+            why = f"HEAD {bdr_id}: {a.status} {a.headers.get('Content-Length')}"
+        elif not kind.startswith("Range"):
+            ok = (a.status == 200 and len(a.body) == size
+                  and hashlib.sha256(a.body).hexdigest() == row["file_sha256"]
+                  and await asyncio.to_thread(_crc_ok, a.body))  # fmt: skip
+            why = f"GET {bdr_id}: {a.status}, {len(a.body)} bytes, not the recorded ZIP"
         else:
-            on_disk = await asyncio.to_thread(_slice, self.bdr_root, row["file_path"], start, end)
-        self.l.counts[f"downloads checked: Range ({kind})"] += 1
-        if a.status != 206 or a.body != on_disk:
-            self.l.download_failed(
-                f"Range {start}-{end} of {bdr_id}: {a.status}, {len(a.body)} bytes differ from the file"
-            )
+            if (want := await self._reference(row["file_path"], start, end)) is None:
+                return
+            ok = a.status == 206 and a.body == want
+            why = f"Range {start}-{end} of {bdr_id}: {a.status}, {len(a.body)} bytes differ"
+        self.l.counts[f"downloads checked: {kind}"] += 1
+        if not ok:
+            self.l.download_failed(why)
+
+    async def _reference(self, file_path: str, start: int, end: int) -> bytes | None:
+        """Bytes `start`-`end` of a ZIP read from where the service keeps it (None: the store
+        was down, nothing to compare with)."""
+        if self.zip_store is None:
+            return await asyncio.to_thread(_slice, self.bdr_root, file_path, start, end)
+        key = file_path.removeprefix("bdr/")
+        try:
+            got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
+        except Exception:
+            if not self.l.store_was_down():
+                raise
+            self.l.counts["reference reads the object store failed while down"] += 1
+            return None
+        return got.to_bytes()
 
 
 def _crc_ok(body: bytes) -> bool:
@@ -556,3 +552,47 @@ def _slice(root: Path, file_path: str, start: int, end: int) -> bytes:
         f.seek(start)
         data: bytes = f.read(end - start + 1)
         return data
+
+
+async def together(*aws: Coroutine[Any, Any, None]) -> None:
+    """Every one of `aws` to its end; or, as soon as one fails, the others cancelled and its
+    error raised as it is (a TaskGroup would wrap it in a group)."""
+    tasks = [asyncio.ensure_future(a) for a in aws]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def play(
+    api: Api, pool: asyncpg.Pool, seed: Seed, plan: Plan, duration: float, **actor: Any
+) -> None:
+    """The workload: an actor per user for `duration` s, each fault of `plan` at its time.
+    Paced over the whole workload: the greedy two actors reach the daily limit halfway (and
+    meet 429s), the others about when the workload ends."""
+    ledger = api.ledger
+    ledger.t0 = time.monotonic()
+
+    async def at(when: float, fault: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        await asyncio.sleep(max(0.0, ledger.t0 + when - time.monotonic()))
+        await fault()
+
+    actors = [Actor(api, pool, seed, u, duration / (20 if i < 2 else 9), **actor)
+              for i, u in enumerate(seed.users)]  # fmt: skip
+    await together(*(at(*p) for p in plan), *(a.run(ledger.t0 + duration) for a in actors))
+    ledger.say("workload over")
+
+
+async def cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    try:
+        await asyncio.wait_for(pool.close(), 10)
+    except TimeoutError:
+        pool.terminate()

@@ -1,13 +1,9 @@
 """The cluster's workload, faults and checks, run from the client host (see runs/cluster/run.py).
 
-The chaos run's actors, SSE clients and checks (runs/chaos/), pointed at the balancer
-instead of at each server: one "server" for them, the balancer's address. What differs is the
-faults, which act on whole hosts and links, and one more kind of answer a client may see: the
-balancer's own 502/503/504 while a server host it had chosen is being lost (a power cut takes
-requests in flight with it; those are counted, and a write among them is an unknown outcome the
-checks then read back from the database, as after a dropped connection). Two checks are its own
-(runs/cluster/checks.py): no process may end unless the run ended it, and no service
-process may log an ERROR or a traceback.
+The chaos run's actors, SSE clients and checks pointed at the balancer, one "server" for them.
+Its own: the faults, on whole hosts and links; the balancer's 502/503/504 while a host it had
+chosen is lost, counted (a write among them is an unknown outcome, read back from the
+database); every event once per stream in a rolling deploy; and runs/cluster/checks.py.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import random
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,11 +29,11 @@ from pmd_service.core.objects import open_store
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
-from runs.chaos import checks
-from runs.chaos.run import SQL_UNSETTLED, converge, wait_streams
+from runs.chaos.checks import Report, check_all, conclude, settle
+from runs.chaos.procs import Spans, during, until_ok, window
 from runs.chaos.seed import Seed, seed
-from runs.chaos.sse import SseClient
-from runs.chaos.workload import Actor, Api, Ledger
+from runs.chaos.sse import SseClient, start_streams
+from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
 from runs.cluster.checks import Supervisor, check_processes, service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
@@ -65,9 +60,9 @@ class Balancer:
     address: str
     name: str = "lb"
     # (start, end) of every host loss: the balancer's 5xx inside one lost a request in flight.
-    losses: list[tuple[float, float]] = field(default_factory=list)
+    losses: Spans = field(default_factory=list)
     # (SIGTERM, exit) of every graceful stop: the service's own 503 inside one is documented.
-    shutdowns: list[tuple[float, float]] = field(default_factory=list)
+    shutdowns: Spans = field(default_factory=list)
     stopped: dict[str, tuple[float, float]] = field(default_factory=dict)  # host: last stop
 
     @property
@@ -76,10 +71,10 @@ class Balancer:
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
         """A server was stopping (a deploy) or lost: a download cut then is not a failure."""
-        return self.lost(t) or any(a - grace <= t <= b + grace for a, b in self.shutdowns)
+        return self.lost(t) or during(self.shutdowns, t, grace)
 
     def lost(self, t: float, grace: float = 3.0) -> bool:
-        return any(a - grace <= t <= b + grace for a, b in self.losses)
+        return during(self.losses, t, grace)
 
     def alive(self) -> bool:
         return True
@@ -98,55 +93,33 @@ class ClusterApi(Api):
 
 
 @dataclass
-class Faults:
+class Faults(Injector):
     cluster: Cluster
     env: dict[str, str]
-    ledger: Ledger
     lb: Balancer
-    pool: asyncpg.Pool
-    api: Api
-    log: list[str] = field(default_factory=list)
     down: set[str] = field(default_factory=set)  # hosts lost at the moment
-
-    def say(self, text: str) -> None:
-        line = f"  [{self.ledger.at()}] {text}"
-        self.log.append(line)
-        print(line, flush=True)
-
-    async def building(self) -> int:
-        return int(
-            await self.pool.fetchval(
-                "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
-            )
-        )
 
     async def lose_host(self, name: str, down_for: float) -> None:
         """A power cut: every process killed, the link down; back `down_for` seconds later."""
         host = self.cluster.host(name)
-        start = time.monotonic()
-        self.lb.losses.append((start, start + 3600))
-        self.down.add(name)
-        building = await self.building()
-        await asyncio.to_thread(host.kill_all)
-        host.link_down()
-        self.say(f"host {name} lost ({building} BDRs building)")
-        await asyncio.sleep(down_for)
-        host.link_up()
-        if name.startswith("srv"):
-            await asyncio.to_thread(self.cluster.start_server, name, self.env)
-        else:
-            self.cluster.start_worker(name, self.env)
-        self.lb.losses[-1] = (start, time.monotonic())
+        with window(self.lb.losses):
+            self.down.add(name)
+            building = await self.pool.fetchval(
+                "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
+            )
+            await asyncio.to_thread(host.kill_all)
+            host.link_down()
+            self.say(f"host {name} lost ({building} BDRs building)")
+            await asyncio.sleep(down_for)
+            host.link_up()
+            await self.cluster.start(name, self.env)
         self.down.discard(name)
         self.say(f"host {name} back")
 
     async def lose_worker_mid_build(self, victim: Any) -> None:
         """A BDR of 128 big artworks, then the loss of whichever worker host reads the vault for
         it (its process holds artwork files open: it is building)."""
-        body = {"post_ids": random.sample(victim.downloads, 128), "send_email": True}
-        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
-        if a is not None and a.status == 202:
-            self.ledger.seen_bdrs.add(a.json()["id"])
+        await self.request(victim, random.sample(victim.downloads, 128), send_email=True)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             for name in self.cluster.workers:
@@ -175,18 +148,17 @@ class Faults:
         """SIGTERM to the host's service process, as a deploy does; seconds until it exited."""
         host = self.cluster.host(name)
         proc = host.procs[-1]
-        start = time.monotonic()
-        self.lb.shutdowns.append((start, start + 3600))
-        host.expect_exit(proc)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = await asyncio.to_thread(proc.wait, 60)
-        except subprocess.TimeoutExpired:
-            self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
-            await asyncio.to_thread(host.kill_all)
-            code = -9
+        with window(self.lb.shutdowns) as start:
+            host.expect_exit(proc)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.to_thread(proc.wait, 60)
+            except subprocess.TimeoutExpired:
+                self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+                await asyncio.to_thread(host.kill_all)
+                code = -9
         end = time.monotonic()
-        self.lb.shutdowns[-1] = self.lb.stopped[name] = (start, end)
+        self.lb.stopped[name] = (start, end)
         host.reap()
         if code not in (0, -signal.SIGTERM):
             self.ledger.violation(f"{name} exited with {code} after SIGTERM")
@@ -196,17 +168,15 @@ class Faults:
         """A rolling deploy: every server host, then every worker host, one at a time, each
         stopped with SIGTERM and started again; the next waits until the balancer sees the
         last one up."""
-        for name in self.cluster.servers:
+        for name in [*self.cluster.servers, *self.cluster.workers]:
             took = await self.stop_gracefully(name)
             self.say(f"deploy: {name} stopped in {took:.1f} s")
-            await asyncio.to_thread(self.cluster.start_server, name, self.env)
-            await self.cluster.until_up_at_balancer(name)
-            self.say(f"deploy: {name} up again at the balancer")
-        for name in self.cluster.workers:
-            took = await self.stop_gracefully(name)
-            self.say(f"deploy: {name} stopped in {took:.1f} s")
-            self.cluster.start_worker(name, self.env)
-            self.say(f"deploy: {name} started")
+            await self.cluster.start(name, self.env)
+            if name in self.cluster.servers:
+                await self.cluster.until_up_at_balancer(name)
+                self.say(f"deploy: {name} up again at the balancer")
+            else:
+                self.say(f"deploy: {name} started")
 
     async def kill_unannounced(self) -> None:
         """--break-crash-check: a worker host's process SIGKILLed as no planned fault does (the
@@ -217,29 +187,8 @@ class Faults:
         self.say(f"--break-crash-check: SIGKILL to the process of {name} (pid {proc.pid}), "
                  "unannounced")  # fmt: skip
 
-    async def run(self, plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]) -> None:
-        t0 = self.ledger.t0
-
-        async def at(when: float, fault: Callable[[], Coroutine[Any, Any, None]]) -> None:
-            await asyncio.sleep(max(0.0, t0 + when - time.monotonic()))
-            await fault()
-
-        await together(*(at(when, fault) for when, fault in plan))
-
-
-async def together(*aws: Coroutine[Any, Any, None]) -> None:
-    """Every one of `aws` to its end; or, as soon as one fails, the others cancelled and its
-    error raised as it is (a TaskGroup would wrap it in a group)."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-
-Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
+    async def reach_workload(self) -> None:
+        self.cluster.steps.reached("workload")  # --fail-at workload
 
 
 def schedule(f: Faults, options: Options, victim: Any) -> Plan:
@@ -248,7 +197,7 @@ def schedule(f: Faults, options: Options, victim: Any) -> Plan:
     if options.break_crash_check:
         plan.append((0.3 * duration, f.kill_unannounced))
     if f.cluster.steps.fail_at == "workload":
-        plan.append((0.1 * duration, _reach_workload(f.cluster)))
+        plan.append((0.1 * duration, f.reach_workload))
     if not options.faults:
         return plan
     if options.rolling:
@@ -262,54 +211,22 @@ def schedule(f: Faults, options: Options, victim: Any) -> Plan:
     ]
 
 
-def _reach_workload(cluster: Cluster) -> Callable[[], Coroutine[Any, Any, None]]:
-    async def reach() -> None:
-        cluster.steps.reached("workload")
-
-    return reach
-
-
-class CountingClient(SseClient):
-    """An SSE client that also keeps the id of every `bdr_update` it receives: after a rolling
-    deploy it must hold every event of its user since the workload began, none twice."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.ids: list[int] = []
-
-    def _dispatch(self, event: str, data: str) -> None:
-        super()._dispatch(event, data)
-        if event == "bdr_update" and self.last_id is not None:
-            self.ids.append(int(self.last_id))
-
-
-def streams_of(clients: list[CountingClient]) -> list[SseClient]:
-    return list(clients)
-
-
 SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
 
 
 async def check_every_event(
-    report: checks.Report, pool: asyncpg.Pool, clients: list[CountingClient], since: int
+    report: Report, pool: asyncpg.Pool, clients: list[SseClient], since: int
 ) -> None:
-    whole = 0
+    problems = []
     for c in clients:
         expected = [r["id"] for r in await pool.fetch(SQL_EVENTS, c.user.id, since)]
         got = [i for i in c.ids if i > since]
-        if got == expected:
-            whole += 1
-        else:
-            missing = sorted(set(expected) - set(got))[:5]
-            twice = len(got) - len(set(got))
-            report.violations.append(
-                f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. {missing}, "
-                f"{twice} twice)"
-            )
-    report.lines.append(
-        f"  streams that received every event of their user since the start, in order, once: "
-        f"{whole}/{len(clients)}"
-    )
+        missing = sorted(set(expected) - set(got))[:5]
+        problems.append([] if got == expected else [
+            f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. {missing}, "
+            f"{len(got) - len(set(got))} twice)"])  # fmt: skip
+    report.each("streams that received every event of their user since the start, in order, "
+                "once", problems)  # fmt: skip
 
 
 async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str, out: dict[str, Any]) -> None:
@@ -370,33 +287,12 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
     return data
 
 
-async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
-    start = time.monotonic()
-    while time.monotonic() - start < bound:
-        row = await pool.fetchrow(SQL_UNSETTLED)
-        assert row is not None
-        if row["open"] == 0 and row["emails"] == 0:
-            print(f"  [{ledger.at()}] settled after {time.monotonic() - start:.0f} s", flush=True)
-            return True
-        await asyncio.sleep(1)
-    return False
-
-
-async def big_ready_zip(api: Api, pool: asyncpg.Pool, victim: Any) -> tuple[str, str]:
+async def big_ready_zip(faults: Faults, victim: Any) -> tuple[str, str]:
     """A ready ZIP of 128 big artworks (the download a deploy must not break): id, SHA-256."""
-    body = {"post_ids": random.sample(victim.downloads, 128)}
-    a = await api.call("POST", "/api/pmd/bdr", json=body, headers=victim.auth)
-    assert a is not None and a.status == 202, a
-    bdr_id = a.json()["id"]
-    api.ledger.seen_bdrs.add(bdr_id)
-    sql = "SELECT status, file_sha256 FROM batch_download_requests WHERE id = $1::uuid"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        row = await pool.fetchrow(sql, bdr_id)
-        if row is not None and row["status"] == "ready":
-            return bdr_id, str(row["file_sha256"])
-        await asyncio.sleep(0.3)
-    raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
+    bdr_id = await faults.request(victim, random.sample(victim.downloads, 128))
+    if bdr_id is None or not (ready := await faults.until_ready([bdr_id], 120)):
+        raise RuntimeError("the big ZIP for the download in flight was not ready within 120 s")
+    return bdr_id, str(ready[0]["file_sha256"])
 
 
 async def run(cluster: Cluster, options: Options) -> int:
@@ -427,22 +323,14 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     data = await prepare(cluster, env, users)
     steps.reached("database")
     tasks: list[asyncio.Task[None]] = []
-    undo.push_async_callback(_cancel, tasks)
-
-    async def restart(name: str) -> None:
-        """What a service host's supervisor does when its process has ended."""
-        if name.startswith("srv"):
-            await asyncio.to_thread(cluster.start_server, name, env)
-        else:
-            cluster.start_worker(name, env)
-
-    supervisor = Supervisor(cluster.net.hosts, restart, say=lambda t: print(f"  {t}", flush=True))
-    for name in cluster.servers:
-        await asyncio.to_thread(cluster.start_server, name, env)
-    steps.reached("servers")
-    for name in cluster.workers:
-        cluster.start_worker(name, env)
-    steps.reached("workers")
+    undo.push_async_callback(cancel, tasks)
+    # A service host's supervisor starts its process again when it has ended.
+    supervisor = Supervisor(cluster.net.hosts, lambda name: cluster.start(name, env),
+                            say=lambda t: print(f"  {t}", flush=True))  # fmt: skip
+    for group in ("servers", "workers"):
+        for name in getattr(cluster, group):
+            await cluster.start(name, env)
+        steps.reached(group)
     tasks.append(asyncio.create_task(supervisor.watch()))
     await asyncio.to_thread(cluster.start_lb)
     steps.reached("balancer")
@@ -451,64 +339,37 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
     assert settings.bdr_bucket is not None
     zip_store = open_store(settings.bdr_bucket, settings.s3_access)
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
-    undo.push_async_callback(_close_pool, pool)
+    undo.push_async_callback(close_pool, pool)
     lb = Balancer(cluster.host("lb").address)
-    clients: list[CountingClient] = []
     http = await undo.enter_async_context(
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     )
     # Again, so that the tasks stop before the session and the pool they use are closed.
-    undo.push_async_callback(_cancel, tasks)
+    undo.push_async_callback(cancel, tasks)
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
     await until_ready(http, lb)
-    for u in [*data.users, data.victim]:
-        for n in range(per_user):
-            clients.append(CountingClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1))
-    tasks += [asyncio.create_task(c.run()) for c in clients]
-    await wait_streams(streams_of(clients), 60)
+    clients = [SseClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1)
+               for u in [*data.users, data.victim] for n in range(per_user)]  # fmt: skip
+    tasks += await start_streams(clients, 60)
     print(f"{sum(c.connected for c in clients)} streams open", flush=True)
     steps.reached("streams")
     since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
-    faults = Faults(cluster, env, ledger, lb, pool, api)
+    faults = Faults(ledger, api, pool, cluster, env, lb)
     download: dict[str, Any] = {}
     in_flight: asyncio.Task[None] | None = None
     if rolling:
-        big, sha = await big_ready_zip(api, pool, data.victim)
+        big, sha = await big_ready_zip(faults, data.victim)
         in_flight = asyncio.create_task(slow_download(api, data.victim, big, sha, download))
         tasks.append(in_flight)
         print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
     print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
           f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-    ledger.t0 = time.monotonic()
-    until = ledger.t0 + duration
-    actors = [
-        Actor(api, pool, data, u, every=duration / (20 if i < 2 else 9),
-              bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)
-        for i, u in enumerate(data.users)
-    ]  # fmt: skip
-    await together(
-        faults.run(schedule(faults, options, data.victim)),
-        *(a.run(until) for a in actors),
-    )
-    print(f"  [{ledger.at()}] workload over", flush=True)
-    settled = await settle(pool, ledger, 150)
-    views = await converge(api, data, streams_of(clients), 30)
-    bdrs = await checks.rows(pool)
-    report = checks.Report()
-    if not settled:
-        report.violations.append("drain: BDRs or emails still open at the bound")
-    await checks.check_terminal(report, api, data, ledger, bdrs)
-    await checks.check_bucket(report, pool, zip_store, settings.bdr_bucket,
-                              settings.s3_access, data, bdrs, uploads_within=75)  # fmt: skip
-    checks.check_emails(report, bdrs, smtp.received())
-    checks.check_downloads(report, ledger)
-    checks.check_sse(report, streams_of(clients), views)
-    checks.check_actions(report, ledger)
-    await checks.check_limit(report, pool, DAILY_LIMIT, ledger)
-    checks.check_5xx(report, ledger)
-    checks.check_volume(report, checks.Workload(users, duration), ledger, bdrs,
-                        len(smtp.received()), streams_of(clients))  # fmt: skip
+    await play(api, pool, data, schedule(faults, options, data.victim), duration,
+               bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)  # fmt: skip
+    report = await check_all(api, pool, data, clients, settings, zip_store, smtp,
+                             settled=await settle(pool, ledger, 150), limit=DAILY_LIMIT,
+                             duration=duration)  # fmt: skip
     if rolling:
         assert in_flight is not None
         await check_every_event(report, pool, clients, since)
@@ -530,54 +391,17 @@ async def _run(cluster: Cluster, options: Options, undo: contextlib.AsyncExitSta
                     f"the download in flight on {host} outlived that host's stop"
                 )
     check_processes(report, supervisor, service_logs(cluster.logs, cluster.net.hosts))
-    served = await _served_by(cluster)
+    served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
+              if r.get("pxname") == "servers" and r["svname"].startswith("srv")}  # fmt: skip
     report.info(f"requests each server host answered (HAProxy): {served}")
-    for k, n in sorted(ledger.counts.items()):
-        if not k.startswith("actions:"):
-            report.info(f"{k}: {n}")
-    violations = report.violations + ledger.violations
-    print("checks:")
-    print("\n".join(report.lines))
-    for v in violations[:40]:
-        print(f"  VIOLATION {v}")
-    print(f"cluster: {'OK' if not violations else 'FAILED'}: {len(violations)} violations")
-    return 0 if not violations else 1
-
-
-async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _close_pool(pool: asyncpg.Pool) -> None:
-    try:
-        await asyncio.wait_for(pool.close(), 10)
-    except TimeoutError:
-        pool.terminate()
+    return conclude(report, ledger, "cluster")
 
 
 _FIELDS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
 
 
-async def _served_by(cluster: Cluster) -> dict[str, int]:
-    out: dict[str, int] = {}
-    stat = await asyncio.to_thread(cluster.haproxy, "show stat")
-    header = stat.lstrip("# ").splitlines()[0].split(",")
-    for line in stat.splitlines()[1:]:
-        row = dict(zip(header, line.split(","), strict=False))
-        if row.get("pxname") == "servers" and row.get("svname", "").startswith("srv"):
-            out[row["svname"]] = int(row.get("stot") or 0)
-    return out
-
-
-async def until_ready(http: aiohttp.ClientSession, lb: Balancer, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        with contextlib.suppress(aiohttp.ClientError, OSError):
-            async with http.get(f"{lb.base}/readyz") as resp:
-                if resp.status == 200:
-                    return
-        await asyncio.sleep(0.5)
-    raise RuntimeError("the balancer did not answer /readyz 200")
+async def until_ready(http: aiohttp.ClientSession, lb: Balancer) -> None:
+    """Until the balancer answers /readyz 200 (bench/capacity.py waits so too; `http` is not
+    needed: the wait has a session of its own)."""
+    await until_ok(f"{lb.base}/readyz")

@@ -21,17 +21,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
-from support.stack import CHECKOUT
+from support.stack import CHECKOUT, WORKER
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
 BUCKET = "pmd-cluster"
-SERVICE_ROLE = (
-    "pmd_svc"  # made from `python -m pmd_service grants`: the host's tables, column by column
-)
+# Made from `python -m pmd_service grants`: the host's tables, column by column.
+SERVICE_ROLE = "pmd_svc"
 # The steps of a run, in order: each one's undo is registered the moment it is made.
 # `--fail-at STEP` stops the run right after STEP (tests/tooling/test_cluster.py: nothing may be left).
 STEPS = (
@@ -100,14 +100,11 @@ class Cluster:
                 "--no-sync"], user="postgres")  # fmt: skip
         db.run(["sh", "-c", f"echo 'host all all {db.address.rsplit('.', 1)[0]}.0/24 trust' "
                             f">> {data}/pg_hba.conf"])  # fmt: skip
-        log = self.logs / "postgres.log"
-        proc = db.spawn(
-            [str(PG_BIN / "postgres"), "-D", str(data), "-c", f"listen_addresses={db.address}",
-             "-c", f"unix_socket_directories={data}", "-c", f"max_connections={self.max_connections}",
-             "-c", "fsync=off", "-c", "synchronous_commit=off"],
-            log, user="postgres",
-        )  # fmt: skip
-        _wait_port(db, db.address, 5432, "PostgreSQL", proc=proc, log=log)
+        self._serve("db", "postgres", 5432, "PostgreSQL", [
+            str(PG_BIN / "postgres"), "-D", str(data), "-c", f"listen_addresses={db.address}",
+            "-c", f"unix_socket_directories={data}", "-c", f"max_connections={self.max_connections}",
+            "-c", "fsync=off", "-c", "synchronous_commit=off",
+        ], user="postgres")  # fmt: skip
         self.steps.reached("postgres")
         db.run([str(PG_BIN / "createdb"), "-h", str(data), "pmd"], user="postgres")
         ini = self.net.private / "pgbouncer.ini"
@@ -118,20 +115,15 @@ class Cluster:
         db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{text}EOF\n"
                             f"cat > {ini.parent}/userlist.txt <<'EOF'\n{users}EOF\n"
                             f"chown postgres {ini} {ini.parent}/userlist.txt"])  # fmt: skip
-        log = self.logs / "pgbouncer.log"
-        proc = db.spawn(["pgbouncer", str(ini)], log, user="postgres")
-        _wait_port(db, db.address, 6432, "PgBouncer", proc=proc, log=log)
+        self._serve("db", "pgbouncer", 6432, "PgBouncer", ["pgbouncer", str(ini)], user="postgres")
         self.steps.reached("pgbouncer")
 
     def start_redis(self) -> None:
-        redis = self.host("redis")
-        log = self.logs / "redis.log"
-        proc = redis.spawn(
-            ["redis-server", "--bind", redis.address, "--port", "6379", "--protected-mode", "no",
-             "--save", "", "--appendonly", "no", "--dir", str(self.net.private)],
-            log,
-        )  # fmt: skip
-        _wait_port(redis, redis.address, 6379, "Redis", proc=proc, log=log)
+        self._serve("redis", "redis", 6379, "Redis", [
+            "redis-server", "--bind", self.host("redis").address, "--port", "6379",
+            "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir",
+            str(self.net.private),
+        ])  # fmt: skip
         self.steps.reached("redis")
 
     def start_store(self) -> None:
@@ -143,16 +135,23 @@ class Cluster:
         }]}  # fmt: skip
         store.run(["sh", "-c", f"mkdir -p {self.net.private}/weed && "
                                f"echo '{json.dumps(identities)}' > {config}"])  # fmt: skip
-        log = self.logs / "weed.log"
-        proc = store.spawn(
-            [weed_binary(), "server", f"-dir={self.net.private}/weed", f"-ip={store.address}",
-             f"-ip.bind={store.address}", "-s3", "-s3.port=8333", "-s3.port.iceberg=0",
-             "-s3.port.lance=0", f"-s3.config={config}", "-volume.max=16",
-             "-master.volumeSizeLimitMB=256"],
-            log,
-        )  # fmt: skip
-        _wait_port(store, store.address, 8333, "SeaweedFS S3", within=60, proc=proc, log=log)
+        self._serve("store", "weed", 8333, "SeaweedFS S3", [
+            weed_binary(), "server", f"-dir={self.net.private}/weed", f"-ip={store.address}",
+            f"-ip.bind={store.address}", "-s3", "-s3.port=8333", "-s3.port.iceberg=0",
+            "-s3.port.lance=0", f"-s3.config={config}", "-volume.max=16",
+            "-master.volumeSizeLimitMB=256",
+        ], within=60)  # fmt: skip
         self.steps.reached("store")
+
+    def _serve(
+        self, name: str, log: str, port: int, what: str, argv: list[str],
+        env: dict[str, str] | None = None, user: str | None = None, within: float = 30,
+    ) -> None:  # fmt: skip
+        """`argv` started on host `name` (its output in logs/`log`.log), until it listens on
+        `port`; an error at once if it exits first."""
+        host, path = self.host(name), self.logs / f"{log}.log"
+        proc = host.spawn(argv, path, env, user)
+        _wait_port(host, host.address, port, what, within=within, proc=proc, log=path)
 
     @property
     def admin_url(self) -> str:
@@ -185,15 +184,12 @@ class Cluster:
         }
 
     def start_server(self, name: str, env: dict[str, str]) -> None:
-        host = self.host(name)
-        host.run(["mkdir", "-p", str(self.net.private / "data"), str(self.net.private / "vault")])
-        argv = [sys.executable, str(CHECKOUT / "server.py")]
+        private = self.net.private
+        self.host(name).run(["mkdir", "-p", str(private / "data"), str(private / "vault")])
         every_address = "0.0.0.0"  # noqa: S104 - the host's own namespace: its one link
         own = {"HOST": every_address, "PORT": "8080", "SERVER_PROCESSES": "2"}
-        log = self.logs / f"{name}.log"
-        proc = host.spawn(argv, log, env | own)
-        _wait_port(host, host.address, 8080, f"the server on {name}", within=60, proc=proc,
-                   log=log)  # fmt: skip
+        argv = [sys.executable, str(CHECKOUT / "server.py")]
+        self._serve(name, name, 8080, f"the server on {name}", argv, env | own, within=60)
 
     def start_worker(self, name: str, env: dict[str, str]) -> None:
         host = self.host(name)
@@ -203,40 +199,41 @@ class Cluster:
         host.run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
                               f"(mountpoint -q {vault} || (mount --bind {source} {vault} && "
                               f"mount -o remount,bind,ro {vault}))"])  # fmt: skip
-        argv = [sys.executable, "-m", "pmd_service", "worker"]
-        host.spawn(argv, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+        host.spawn(WORKER, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+
+    async def start(self, name: str, env: dict[str, str]) -> None:
+        """A server or worker host's process started (again)."""
+        if name.startswith("srv"):
+            await asyncio.to_thread(self.start_server, name, env)
+        else:
+            self.start_worker(name, env)
 
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            stat = await asyncio.to_thread(self.haproxy, "show stat")
-            header = stat.lstrip("# ").splitlines()[0].split(",")
-            for line in stat.splitlines()[1:]:
-                row = dict(zip(header, line.split(","), strict=False))
-                if row.get("svname") == name and row.get("status") == "UP":
-                    return
+            rows = await asyncio.to_thread(self.stat)
+            if any(r.get("svname") == name and r.get("status") == "UP" for r in rows):
+                return
             await asyncio.sleep(0.2)
         raise RuntimeError(f"{name} not up at the balancer within {within:.0f} s")
 
     def reads_vault(self, name: str) -> bool:
         """Whether a process of host `name` holds an artwork of the vault open (building)."""
         vault = str(self.net.private / "vault") + "/"
-        for proc in self.host(name).procs:
-            with contextlib.suppress(OSError):
-                for fd in Path(f"/proc/{proc.pid}/fd").iterdir():
-                    with contextlib.suppress(OSError):
-                        if os.readlink(fd).startswith(vault):
-                            return True
-        return False
+        return any(f.startswith(vault) for p in self.host(name).procs for f in open_files(p.pid))
 
     def start_lb(self) -> None:
         lb = self.host("lb")
         servers = [self.host(n) for n in self.servers]
         config = self.run_dir / "haproxy.cfg"
         config.write_text(_haproxy_cfg(lb.address, servers, self.run_dir / "haproxy.sock"))
-        log = self.logs / "haproxy.log"
-        proc = lb.spawn(["haproxy", "-f", str(config), "-db"], log)
-        _wait_port(lb, lb.address, 80, "HAProxy", proc=proc, log=log)
+        self._serve("lb", "haproxy", 80, "HAProxy", ["haproxy", "-f", str(config), "-db"])
+
+    def stat(self) -> list[dict[str, str]]:
+        """HAProxy's `show stat`: a row per frontend, backend and server."""
+        stat = self.haproxy("show stat")
+        header = stat.lstrip("# ").splitlines()[0].split(",")
+        return [dict(zip(header, line.split(","), strict=False)) for line in stat.splitlines()[1:]]
 
     def haproxy(self, command: str) -> str:
         """A command on HAProxy's runtime API (its admin socket)."""

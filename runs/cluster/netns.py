@@ -86,12 +86,9 @@ class Host:
         return ["nsenter", f"--target={self.holder.pid}", "--mount", "--net", "--", *argv]
 
     def spawn(
-        self,
-        argv: Sequence[str],
-        log: Path,
-        env: Mapping[str, str] | None = None,
+        self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
         user: str | None = None,
-    ) -> subprocess.Popen[bytes]:
+    ) -> subprocess.Popen[bytes]:  # fmt: skip
         """Start a process on this host (in its own session, so it can be killed whole)."""
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]

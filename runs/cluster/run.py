@@ -42,14 +42,7 @@ from pathlib import Path
 from types import FrameType
 
 from runs.cluster.client import Options, run
-from runs.cluster.hosts import (
-    PG_BIN,
-    STEPS,
-    StartFailed,
-    Steps,
-    entered,
-    up,
-)
+from runs.cluster.hosts import PG_BIN, STEPS, StartFailed, Steps, entered, up
 from runs.cluster.netns import possible, run_tag
 from runs.options import parse_with_workload
 from support import tools
@@ -81,8 +74,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         f"made is removed whatever the step: one of {', '.join(STEPS)}")  # fmt: skip
     p.add_argument("--fail-with", choices=["error", "sigint", "sigterm"], default="error",
                    help="how --fail-at fails: an error, or the signal Ctrl-C or `kill` sends")  # fmt: skip
-    args = parse_with_workload(p, argv, ci_users=4, ci_duration=70)
-    return args
+    return parse_with_workload(p, argv, ci_users=4, ci_duration=70)
 
 
 def main(argv: list[str] | None = None) -> int:

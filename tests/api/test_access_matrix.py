@@ -90,18 +90,18 @@ async def send(
     client: Client, method: str, row: Row, caller: Caller, world: World, factory: Factory
 ) -> tuple[Outcome, bytes]:
     """The response, and what the request itself carried (an error may echo that back)."""
-    req = row.build(world)
-    target = caller.target(world)
+    path = row.url(world)
+    target = caller.target_sqid(world)
     params: dict[str, str] = {}
-    body = None if req.body is None else dict(req.body)
+    body = None if row.body is None else row.body(world)
     if target is not None:
         if caller.in_body and body is not None:
             body["target_sqid"] = target
         else:
             params["target_sqid"] = target
     headers = caller.headers(world, factory)
-    sent = (req.path + json.dumps(params) + json.dumps(body)).encode()
-    resp = await client.request(method, req.path, params=params, json=body, headers=headers)
+    sent = (path + json.dumps(params) + json.dumps(body)).encode()
+    resp = await client.request(method, path, params=params, json=body, headers=headers)
     try:
         if row.stream and resp.status == 200:
             # The stream never ends by itself: read its opening (up to `connected`), then leave.

@@ -32,16 +32,22 @@ async def _flags(pool: asyncpg.Pool, ids: list[int]) -> list[tuple[bool, bool]]:
 # --- repeated keys ---------------------------------------------------------------------------
 
 
+# Bodies repeating a key (`%s`: the post ids), and that key.
+REPEATED_KEYS = {
+    "/api/pmd/action": [
+        ('{"action":"hide","action":"delete","post_ids":%s}', "action"),
+        # An escaped key is the same key once decoded.
+        ('{"action":"hide","\\u0061ction":"delete","post_ids":%s}', "action"),
+        ('{"action":"hide","post_ids":[1],"post_ids":%s}', "post_ids"),
+    ],
+    "/api/pmd/license": [('{"post_ids":%s,"license_id":null,"license_id":1}', "license_id")],
+    "/api/pmd/bdr": [('{"post_ids":%s,"send_email":false,"send_email":true}', "send_email")],
+}
+
+
 @pytest.mark.parametrize(
     ("path", "template", "key"),
-    [
-        ("/api/pmd/action", '{"action":"hide","action":"delete","post_ids":%s}', "action"),
-        # An escaped key is the same key once decoded.
-        ("/api/pmd/action", '{"action":"hide","\\u0061ction":"delete","post_ids":%s}', "action"),
-        ("/api/pmd/action", '{"action":"hide","post_ids":[1],"post_ids":%s}', "post_ids"),
-        ("/api/pmd/license", '{"post_ids":%s,"license_id":null,"license_id":1}', "license_id"),
-        ("/api/pmd/bdr", '{"post_ids":%s,"send_email":false,"send_email":true}', "send_email"),
-    ],
+    [(path, *case) for path, cases in REPEATED_KEYS.items() for case in cases],
 )
 async def test_a_repeated_key_is_refused_and_changes_nothing(
     client: Client, factory: Factory, pool: asyncpg.Pool, path: str, template: str, key: str

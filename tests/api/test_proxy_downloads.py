@@ -26,8 +26,8 @@ from pmd_service.web.keys import ZIP_FILES
 from pmd_service.web.object_download import READ_CHUNK, _relay
 from support.seaweed import Seaweed
 from support.seeding import Factory
-from tests.downloads import BIG, HANG_GUARD, Client, in_bucket, open_raw, ready_zip, start
-from tests.helpers import assert_problem, eventually, request_bdr
+from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
+from tests.helpers import Client, assert_problem, eventually, request_bdr
 
 
 @pytest.fixture(params=["folder", "proxy"])

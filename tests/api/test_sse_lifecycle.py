@@ -32,6 +32,7 @@ from tests.helpers import (
     run_worker,
     step,
 )
+from tests.page_stack import artist
 
 Client = TestClient[Any, Any]
 
@@ -39,10 +40,10 @@ Client = TestClient[Any, Any]
 async def test_a_slow_subscriber_is_closed_and_catches_up(
     serve: Serve, session: aiohttp.ClientSession, factory: Factory
 ) -> None:
-    server = await serve(sse_queue_size=4)
-    url = str(server.make_url(SSE))
     user = await factory.user()
     bdrs = [await insert_bdr(factory.pool, user, artworks=2) for _ in range(20)]
+    server = await serve(sse_queue_size=4)
+    url = str(server.make_url(SSE))
     async with open_stream(session, url, user.auth) as stream:
         watermark = int((await stream.opening())[-1].id or 0)
         # Twenty events in one commit reach the hub at once: more than this stream may queue.
@@ -132,9 +133,8 @@ async def test_browser_style_client_ends_with_the_database_state(
     served: Served, session: aiohttp.ClientSession, factory: Factory, settings: Settings
 ) -> None:
     server, client = served
-    user = await factory.user()
-    posts = [await factory.post(user) for _ in range(4)]
-    made = [await request_bdr(client, user, [p.id for p in posts[: i + 1]]) for i in range(3)]
+    user, posts = await artist(factory, 4)
+    made = [await request_bdr(client, user, posts[: i + 1]) for i in range(3)]
     manual = await insert_bdr(factory.pool, user)
     browser = BrowserClient(session, server, user)
 

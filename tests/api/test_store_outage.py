@@ -20,23 +20,18 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
-from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
+from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
 from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
-from tests.helpers import assert_problem, eventually, fetch_item
+from tests.helpers import assert_problem, bucket_on, eventually, fetch_item
 
 
 @pytest.fixture(scope="module")
-def own_weed() -> Iterator[Seaweed]:
+def own_weed() -> Iterator[tuple[Seaweed, str]]:
+    """A server of this module's own (its tests freeze it; other modules use the session's),
+    and a bucket on it."""
     with running_seaweed() as weed:
-        yield weed
-
-
-@pytest.fixture(scope="module")
-def own_bucket(own_weed: Seaweed) -> str:
-    name = new_bucket_name()
-    asyncio.run(create_bucket(own_weed, name))
-    return name
+        yield weed, bucket_on(weed)
 
 
 @contextlib.asynccontextmanager
@@ -50,12 +45,12 @@ async def frozen(weed: Seaweed) -> AsyncIterator[None]:
 
 @pytest.fixture(params=["redirect", "proxy"])
 def on_own_weed(
-    request: pytest.FixtureRequest, settings: Settings, own_weed: Seaweed, own_bucket: str,
+    request: pytest.FixtureRequest, settings: Settings, own_weed: tuple[Seaweed, str],
     s3_prefix: str,
 ) -> Settings:  # fmt: skip
     # 1 s instead of the default 5: the same path, a quicker test.
     return replace(
-        in_bucket(settings, own_weed, own_bucket, s3_prefix),
+        in_bucket(settings, *own_weed, s3_prefix),
         bdr_download_mode=request.param,
         store_timeout_seconds=1.0,
         store_idle_seconds=1.0,
@@ -68,8 +63,8 @@ async def _metric(client: Any, name: str) -> float:
 
 
 async def test_a_frozen_store_answers_downloads_503_and_removals_204(
-    aiohttp_client: AiohttpClient, factory: Factory, on_own_weed: Settings, own_weed: Seaweed,
-    redis_clean: None,
+    aiohttp_client: AiohttpClient, factory: Factory, on_own_weed: Settings,
+    own_weed: tuple[Seaweed, str], redis_clean: None,
 ) -> None:  # fmt: skip
     settings = on_own_weed
     client = await start(aiohttp_client, settings)
@@ -77,7 +72,7 @@ async def test_a_frozen_store_answers_downloads_503_and_removals_204(
     _, kept_url, _ = await ready_zip(client, factory, settings, owner=owner)
     removed_id = kept_url.split("/")[4]
     assert (await (await client.get("/readyz")).json())["checks"]["store"] == "ok"
-    async with frozen(own_weed):
+    async with frozen(own_weed[0]):
         for method in (client.get, client.head):
             resp = await asyncio.wait_for(method(url, headers=owner.auth), HANG_GUARD)
             assert resp.status == 503, await resp.text()
@@ -110,18 +105,15 @@ async def test_a_frozen_store_answers_downloads_503_and_removals_204(
         assert await (await client.get(url, headers=owner.auth)).read() == body
 
 
+@pytest.mark.parametrize("on_own_weed", ["proxy"], indirect=True)
 async def test_a_store_frozen_mid_body_cuts_the_download_short(
-    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, own_weed: Seaweed,
-    own_bucket: str, s3_prefix: str, redis_clean: None, caplog: pytest.LogCaptureFixture,
+    aiohttp_client: AiohttpClient, factory: Factory, on_own_weed: Settings,
+    own_weed: tuple[Seaweed, str], redis_clean: None, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """Proxy mode: the store falls silent mid-body; after STORE_IDLE_SECONDS the client's
     connection is closed short of the Content-Length (it must not look complete), with one
     WARNING line and no traceback."""
-    settings = replace(
-        in_bucket(settings, own_weed, own_bucket, s3_prefix),
-        store_timeout_seconds=1.0,
-        store_idle_seconds=1.0,
-    )
+    settings = on_own_weed
     client = await start(aiohttp_client, settings)
     owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
     caplog.clear()
@@ -130,7 +122,7 @@ async def test_a_store_frozen_mid_body_cuts_the_download_short(
         try:
             assert head.startswith("HTTP/1.1 200")
             got = len(await reader.readexactly(2**20))
-            async with frozen(own_weed):
+            async with frozen(own_weed[0]):
                 with contextlib.suppress(ConnectionError):
                     async with asyncio.timeout(HANG_GUARD):
                         while chunk := await reader.read(2**20):

@@ -1,4 +1,4 @@
-"""The host's own page logic (tests/host_page.py) in Debian's Chromium against real `server.py`
+"""The host's own page logic (tests/host_page.html) in Debian's Chromium against real `server.py`
 and `arq` worker processes, with the machine loaded: a new download request must show one card.
 
 The host's page prepends a card when the reply to its POST is parsed, and replaces cards by id

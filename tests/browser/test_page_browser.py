@@ -18,7 +18,7 @@ from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, live_page, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
 async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches_up(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids, page, watch = await live_page(browser, stack, factory, 4)
+    owner, ids, page, watch = await artist_page(browser, stack, factory, 4)
     await watch.mark()
     bdr_id = await request_bdr(stack, owner, {"post_ids": ids})
     card = page.locator(f'#bdr-list li[data-id="{bdr_id}"]')
@@ -388,7 +388,7 @@ async def test_a_moderators_request_shows_as_such_and_only_the_moderator_may_can
 async def test_a_moderator_opens_someones_page_and_hides_as_moderator(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    member, ids, page, watch = await page_stack.moderated_page(browser, stack, factory, 3)
+    member, ids, page, watch = await artist_page(browser, stack, factory, 3, moderated=True)
     await expect(page.locator("#who")).to_have_text(f"Moderating the posts of {member.sqid}")
     await page.get_by_role("button", name="Select page").click()
     await page.get_by_role("button", name="Hide", exact=True).click()

@@ -24,7 +24,7 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, live_page, open_page, running_stack
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -59,6 +59,11 @@ async def api(
         if r.content_type.endswith("json"):
             return r.status, await r.json()
         return r.status, await r.text()
+
+
+async def set_export(pool: asyncpg.Pool, export_id: str, changes: str) -> None:
+    """The export's row changed as a worker (or time passing) would change it."""
+    await pool.execute(f"UPDATE exports SET {changes} WHERE id = $1::uuid", export_id)
 
 
 async def shot(page: Page, name: str) -> None:
@@ -229,7 +234,7 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
     browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     stack = stack_without_worker
-    owner, _, page, watch = await live_page(browser, stack, factory, 2)
+    owner, _, page, watch = await artist_page(browser, stack, factory, 2)
     await expect(page.locator("#export-empty")).to_be_visible()
 
     # Another tab starts one: it shows up live.
@@ -258,10 +263,11 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
         "($1::uuid, 2, 'processing', '{}', 1, 2048, NULL, NULL)",
         made["id"],
     )
-    await pool.execute(
-        "UPDATE exports SET status = 'processing', started_at = now(), progress_done = 1, "
-        "total_bytes = 1500, parts_version = parts_version + 1 WHERE id = $1::uuid",
+    await set_export(
+        pool,
         made["id"],
+        "status = 'processing', started_at = now(), progress_done = 1, total_bytes = 1500, "
+        "parts_version = parts_version + 1",
     )
     await expect(card).to_have_attribute("data-status", "processing")
     await expect(card.locator(".export-progress")).to_have_text(
@@ -339,11 +345,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     assert await wrapped_texts(page, "table.parts tbody tr:not(.sha-row)") == []
 
     # It fails afterwards (as a worker giving up would leave it): the parts built stay.
-    await pool.execute(
-        "UPDATE exports SET status = 'failed', error_message = 'The vault went away.' "
-        "WHERE id = $1::uuid",
-        older["id"],
-    )
+    await set_export(pool, older["id"], "status = 'failed', error_message = 'The vault went away.'")
     await expect(card).to_have_attribute("data-status", "failed")
     await expect(card.locator(".export-error")).to_have_text(
         "The export failed: The vault went away. The 3 parts built before it stopped stay "
@@ -365,10 +367,10 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     await expect(card.get_by_role("button")).to_have_count(0)
     assert await pool.fetchval(query, older["id"]) == "expired"
     # Days later its date has passed too: still removed (a guess from the date would not be).
-    await pool.execute(
-        "UPDATE exports SET expires_at = now() - interval '1 day', "
-        "removed_at = now() - interval '2 days' WHERE id = $1::uuid",
+    await set_export(
+        pool,
         older["id"],
+        "expires_at = now() - interval '1 day', removed_at = now() - interval '2 days'",
     )
     later, watch2 = await open_page(browser, stack, owner)
     card = later.locator(f'#export-list > li[data-id="{older["id"]}"]')
@@ -380,7 +382,7 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
 async def test_no_panel_for_a_moderator_and_nothing_to_export_says_so(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    _, _, page, watch = await page_stack.moderated_page(browser, stack, factory, 2)
+    _, _, page, watch = await artist_page(browser, stack, factory, 2, moderated=True)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await expect(page.locator("#exports")).to_be_hidden()
     assert watch.urls("/api/pmd/exports") == []  # not even asked: it would be a 403
@@ -402,7 +404,7 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     stack = stack_without_worker
-    owner, _, page, watch = await live_page(browser, stack, factory, 2)
+    owner, _, page, watch = await artist_page(browser, stack, factory, 2)
     await watch.mark()
     status, made = await api(stack, owner, "POST", "/api/pmd/exports", {})
     assert status == 202
@@ -413,7 +415,7 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     # The server goes away (a deploy); meanwhile the export is cancelled elsewhere.
     await stack.stop_server()
     await expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
-    await pool.execute("UPDATE exports SET status = 'cancelled' WHERE id = $1::uuid", made["id"])
+    await set_export(pool, made["id"], "status = 'cancelled'")
     await stack.start_server()
 
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")

@@ -58,7 +58,7 @@ from pmd_service.host.tokens import mint_token
 from support.seeding import HostSite
 from support.stack import free_port
 from tests import standins
-from tests.compose_engine import Engine, compose, engine, services
+from tests.compose_engine import Engine, engine, services
 from tests.helpers import CHECKOUT, eventually
 from tests.host_stack import (
     COMPOSE_MISSING,
@@ -68,6 +68,7 @@ from tests.host_stack import (
     PMD_ENV_PROD,
     compose_binary,
     merged,
+    run_compose,
     stack_dir,
     write_env,
 )
@@ -107,6 +108,12 @@ def podman() -> Podman:
 def docker(podman: Podman) -> Iterator[Engine]:
     with engine(podman) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def image(podman: Podman) -> str:
+    """The service's image, as the Dockerfile builds it."""
+    return service_image(podman)
 
 
 def _sha256_b64(data: bytes) -> str:
@@ -229,7 +236,7 @@ def test_the_published_port_and_base_url_agree(tmp_path: Path) -> None:
         env = {"JWT_SECRET_KEY": "k" * 32} | ({"PMD_PORT": port} if port else {})
         write_env(tmp_path / "stack.env", env)
         args = _standalone_args(tmp_path / "stack.env", "pmd-config")
-        done = compose(tmp_path, *args, "config", "--format", "json")
+        done = run_compose(tmp_path, *args, "config", "--format", "json")
         assert done.returncode == 0, done.stderr
         server = json.loads(done.stdout)["services"]["server"]
         (published,) = server["ports"]
@@ -241,9 +248,8 @@ def test_the_published_port_and_base_url_agree(tmp_path: Path) -> None:
 @NEEDS_COMPOSE
 @LONG
 async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothing(
-    podman: Podman, docker: Engine, tmp_path: Path
+    podman: Podman, docker: Engine, image: str, tmp_path: Path
 ) -> None:
-    image = service_image(podman)
     demo_image = service_image(podman, demo=True)
     standins.build(podman, STANDALONE_STANDINS)
     port, mail_port, s3_port = free_port(), free_port(), free_port()
@@ -450,9 +456,8 @@ async def seed_host(db_port: int, vault: Path) -> tuple[HostSite, Any, list[Any]
 @NEEDS_COMPOSE
 @LONG
 async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_down(
-    podman: Podman, docker: Engine, tmp_path: Path
+    podman: Podman, docker: Engine, image: str, tmp_path: Path
 ) -> None:
-    image = service_image(podman)
     tag = image.rpartition(":")[2]
     podman("tag", image, f"localhost/pmd-service:{tag}")  # the overlay's pmd-service:TAG
     standins.build(podman, HOST_STANDINS)

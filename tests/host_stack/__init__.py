@@ -81,20 +81,34 @@ def stack_dir(where: Path, overlay: Path = OVERLAY) -> Path:
     return stack
 
 
+def run_compose(
+    directory: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    docker_host: str = "unix:///nonexistent",
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose ARGS` in `directory` (also its HOME); only `env`, PATH and DOCKER_HOST
+    reach compose, never the machine's other variables (its interpolation reads them)."""
+    binary = compose_binary()
+    assert binary is not None, COMPOSE_MISSING
+    variables = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
+                 "DOCKER_HOST": docker_host, **(env or {})}  # fmt: skip
+    return subprocess.run(
+        [str(binary), *args], cwd=directory, env=variables, capture_output=True, text=True,
+        timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def compose(
     stack: Path, *args: str, files: tuple[str, ...] = (*HOST_FILES, "compose.pmd.yml")
 ) -> subprocess.CompletedProcess[str]:
     """`docker compose -f docker-compose.yml -f docker-compose.prod.yml -f compose.pmd.yml
     --env-file .env.prod -p makapix-prod ARGS` in `stack`, as the walk-through runs it."""
-    binary = compose_binary()
-    assert binary is not None, COMPOSE_MISSING
     options = [arg for name in files for arg in ("-f", name)]
-    # Only what the test passes: no variable of the machine's leaks into the interpolation.
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(stack)}
-    return subprocess.run(
-        [str(binary), *options, "--env-file", ".env.prod", "-p", "makapix-prod", *args],
-        cwd=stack, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    return run_compose(
+        stack, *options, "--env-file", ".env.prod", "-p", "makapix-prod", *args, timeout=60
+    )
 
 
 def merged(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 MAX_ORDER = 2**31 - 1
 _LABEL = re.compile(r"^(?:(.+)\.)?(?:(\d+)_)?([^.]+?)(?:_(\d+))?$")
@@ -116,33 +117,17 @@ def merge(into: Block, other: Block) -> None:
             into.children.append(b)
 
 
-def _compare(a: Block, b: Block) -> int:
-    for flag in ("is_global", "is_snippet", "is_matcher"):
-        fa, fb = getattr(a, flag), getattr(b, flag)
-        if fa != fb:
-            return -1 if fa else 1
-    if a.order != b.order:
-        return -1 if a.order < b.order else 1
-    for ka, kb in zip(a.keys, b.keys, strict=False):
-        if ka != kb:
-            return -1 if ka < kb else 1
-    if len(a.keys) != len(b.keys):
-        return -1 if len(a.keys) < len(b.keys) else 1
-    for ca, cb in zip(a.children, b.children, strict=False):
-        c = _compare(ca, cb)
-        if c:
-            return c
-    if len(a.children) != len(b.children):
-        return -1 if len(a.children) < len(b.children) else 1
-    return 0
+def _order(block: Block) -> tuple[Any, ...]:
+    """Where a block sorts among its siblings (merge.go's compare): global options, snippets and
+    matchers first, then by order, keys and (already sorted) children, a prefix first."""
+    flags = (not block.is_global, not block.is_snippet, not block.is_matcher)
+    return (*flags, block.order, block.keys, [_order(child) for child in block.children])
 
 
 def _sort(block: Block) -> None:
-    import functools
-
     for child in block.children:
         _sort(child)
-    block.children.sort(key=functools.cmp_to_key(_compare))
+    block.children.sort(key=_order)
 
 
 def _write(block: Block, level: int, out: list[str]) -> None:

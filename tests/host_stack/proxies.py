@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 
 from support import tools
-from tests.host_stack import CHECKOUT
+from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
 NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
@@ -27,12 +27,13 @@ NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
 HOST_API_REPLY = "host api saw "
 
 
-def caddy_binary() -> str | None:
-    return tools.find("caddy")
-
-
-def nginx_binary() -> str | None:
-    return tools.find("nginx")
+def _configured(program: str, directory: Path, name: str, text: str) -> tuple[str, Path]:
+    """`program`'s binary (failing where it is missing) and `text` written to `directory/name`."""
+    binary = tools.find(program)
+    assert binary is not None, tools.missing([program])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / name).write_text(text)
+    return binary, directory / name
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -55,34 +56,23 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def caddyfile(port: int) -> str:
-    return f"""{{
-	admin off
-	auto_https off
-}}
-
-import {CADDY_SNIPPET}
-
-http://127.0.0.1:{port} {{
-	import pmd
-	# The host's own rule, as its web labels write it: /api/* to its api, /api stripped.
-	@api path /api/*
-	handle @api {{
-		handle_path /api/* {{
-			respond "{HOST_API_REPLY}{{path}}" 200
-		}}
-	}}
-	handle {{
-		respond "host web" 200
-	}}
-}}
-"""
+def _filled(template: str, **values: object) -> str:
+    """The file `template` here with each `{{NAME}}` replaced by its value."""
+    text = (HERE / template).read_text()
+    for name, value in values.items():
+        text = text.replace(f"{{{{{name}}}}}", str(value))
+    return text
 
 
 @contextlib.contextmanager
 def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
-    with caddy_serving(directory, caddyfile(port), port, {"PMD_UPSTREAM": upstream}):
+    with caddy_serving(
+        directory,
+        _filled("front.Caddyfile", SNIPPET=CADDY_SNIPPET, PORT=port, REPLY=HOST_API_REPLY),
+        port,
+        {"PMD_UPSTREAM": upstream},
+    ):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -91,11 +81,7 @@ def caddy_serving(
     directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[None]:
     """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
-    binary = caddy_binary()
-    assert binary is not None, tools.missing(["caddy"])
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "Caddyfile"
-    config.write_text(config_text)
+    binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -118,11 +104,7 @@ def caddy_serving(
 
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
     """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
-    binary = caddy_binary()
-    assert binary is not None, tools.missing(["caddy"])
-    directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "Caddyfile"
-    config.write_text(config_text)
+    binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     result = subprocess.run(
         [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
         capture_output=True, text=True, timeout=30, check=False,
@@ -133,70 +115,34 @@ def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
     return adapted
 
 
-def nginx_conf(directory: Path, port: int, upstream: str) -> str:
-    temp = directory / "temp"
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""{user}daemon off;
-worker_processes 1;
-pid {directory}/nginx.pid;
-error_log {directory}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {temp}/body;
-    proxy_temp_path {temp}/proxy;
-    fastcgi_temp_path {temp}/fastcgi;
-    uwsgi_temp_path {temp}/uwsgi;
-    scgi_temp_path {temp}/scgi;
-    upstream pmd_service {{
-        server {upstream};
-        keepalive 16;
-    }}
-    server {{
-        listen 127.0.0.1:{port};
-        include {NGINX_INCLUDE};
-        # The host's own rule: /api/ to its api.
-        location /api/ {{
-            return 200 "{HOST_API_REPLY}$uri";
-        }}
-        location / {{
-            return 200 "host web";
-        }}
-    }}
-}}
-"""
-
-
-def nginx_test(
-    directory: Path, upstream: str = "127.0.0.1:8080"
-) -> subprocess.CompletedProcess[str]:
-    """`nginx -t` on a configuration that includes the shipped file."""
-    binary = nginx_binary()
-    assert binary is not None, tools.missing(["nginx"])
-    directory.mkdir(parents=True, exist_ok=True)
+def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
+    """nginx's command line (without its action) on a configuration that includes the
+    shipped file, listening on `port`."""
+    user = "user root;" if os.geteuid() == 0 else ""
+    text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
+                   INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
+    binary, config = _configured("nginx", directory, "nginx.conf", text)
     (directory / "temp").mkdir(exist_ok=True)
-    config = directory / "nginx.conf"
-    config.write_text(nginx_conf(directory, 1, upstream))
+    return [binary, "-p", str(directory), "-c", str(config)]
+
+
+def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a configuration that includes the shipped file."""
     return subprocess.run(
-        [binary, "-t", "-p", str(directory), "-c", str(config)],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
 @contextlib.contextmanager
 def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
-    binary = nginx_binary()
-    assert binary is not None, tools.missing(["nginx"])
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "temp").mkdir(exist_ok=True)
-    config = directory / "nginx.conf"
-    config.write_text(nginx_conf(directory, port, upstream))
-    log = directory / "nginx.out"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [binary, "-p", str(directory), "-c", str(config)], stdout=out, stderr=out
-        )
+    command = _nginx(directory, port, upstream)
+    with (directory / "nginx.out").open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=out)
     try:
         _wait_listening(port, proc, directory / "error.log")
         yield f"http://127.0.0.1:{port}"

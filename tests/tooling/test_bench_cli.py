@@ -1,0 +1,42 @@
+"""`python -m bench` lists every benchmark bench.run_all runs, and `python -m bench NAME` runs
+that one, here with its `--help` (issue 34)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from bench.run_all import BENCHMARKS
+from tests.helpers import CHECKOUT
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_the_listing_names_every_benchmark_with_what_it_measures() -> None:
+    done = bench()
+    assert done.returncode == 0, done.stderr
+    listed = {
+        line.split()[0]: line.split(maxsplit=1)[1]
+        for line in done.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    for b in BENCHMARKS:
+        assert b.name in listed, b.name
+        assert len(listed[b.name]) > 10, b.name  # a line saying what it measures
+    assert "sse --box" in listed["sse_box"]  # a mode of another benchmark says which
+    assert "json_keys" in listed  # not in bench.run_all, runnable all the same
+
+
+def test_one_benchmark_runs_by_its_short_name() -> None:
+    done = bench("posts", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Benchmark of the posts endpoints" in done.stdout and "--depths" in done.stdout
+    done = bench("sse_box", "--help")  # run_all's mode, run with the mode's own arguments
+    assert done.returncode == 0 and "--box" in done.stdout
+    done = bench("no_such_benchmark")
+    assert done.returncode != 0 and "python -m bench` lists them" in done.stderr
