@@ -33,11 +33,13 @@ PLOTS = CHECKOUT / "docs" / "plots"
 Figures = dict[str, Any]
 
 
-def processes(f: Figures | list[Figures]) -> Figures:
-    # Figures saved before the SIGTERM measurement are the bare list of rows.
-    rows = f["by_processes"] if isinstance(f, dict) else f
-    sigterm = f["sigterm"] if isinstance(f, dict) else None
-    return {"rows": rows, "ratio": rows[1]["list_rps"] / rows[0]["list_rps"], "sigterm": sigterm}
+def processes(f: Figures) -> Figures:
+    rows = f["by_processes"]
+    return {
+        "rows": rows,
+        "ratio": rows[1]["list_rps"] / rows[0]["list_rps"],
+        "sigterm": f["sigterm"],
+    }
 
 
 def sse(levels: list[Figures]) -> Figures:
