@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import resource
 import socket
 import time
-from typing import Any
 
 from aiohttp import web
 
@@ -57,8 +57,6 @@ async def _serve(port: int) -> None:
 
 
 def _main(port: int) -> None:
-    import resource
-
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     asyncio.run(_serve(port))
@@ -95,20 +93,3 @@ class FloorServers:
             p.kill()
         for p in self.procs:
             p.join(10)
-
-
-def storm_summary(storm: list[dict[str, Any]], holding: int, t0: float) -> dict[str, Any]:
-    """The storm's figures from the clients' answers: how long until all were back (inf when
-    not all), how many were, and the answers that were not 200."""
-    from collections import Counter
-
-    statuses = sum((Counter(r["statuses"]) for r in storm), Counter())
-    reopened = sum(r["opened"] for r in storm)
-    return {
-        "storm_s": max(r["last"] for r in storm) - t0 if reopened == holding else float("inf"),
-        "storm_reopened": reopened,
-        # Streams that came back with Last-Event-ID (the others had received no event id).
-        "storm_resumed": sum(r.get("resumed", 0) for r in storm),
-        "storm_statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "storm_failures": dict(sum((Counter(r.get("failures", {})) for r in storm), Counter())),
-    }

@@ -1,5 +1,7 @@
-"""A reconnect storm's client side, as lean as Python allows: `bench.sse --box` reopens every
-stream of a client process at once through this, against the service and against its floor.
+"""The load side of the SSE benchmarks. `SseClient` holds one stream and counts its live events
+(asyncio; `bench.sse` and the client processes of `bench.sse --box` hold theirs with it). `Storm`
+is a reconnect storm's client side, as lean as Python allows: `bench.sse --box` reopens every
+stream of a client process at once through it, against the service and against its floor.
 
 On a real site the clients of a storm are other machines; here they share the server's two
 cores, so what they spend is taken from the servers. asyncio's `create_connection` costs a
@@ -19,6 +21,7 @@ the GET with that ticket in its query; a refusal retries both.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import heapq
@@ -35,7 +38,125 @@ from typing import Any
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 LINGER_RST = struct.pack("ii", 1, 0)
 CONNECTED = b"event: connected"
+UPDATE = b"event: bdr_update\nid: "
 IN, OUT, ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR | select.EPOLLHUP
+
+
+def sse_request(port: int, token: str, last_id: bytes | None = None) -> bytes:
+    resume = b"Last-Event-ID: " + last_id + b"\r\n" if last_id else b""
+    return (f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: "
+            f"Bearer {token}\r\nAccept: text/event-stream\r\n").encode() + resume + b"\r\n"  # fmt: skip
+
+
+class Refused(Exception):
+    """An opening answered other than 200."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"answered {status}")
+        self.status = status
+
+
+@dataclass
+class Receipts:
+    """The live events of a set of streams since the last `arm`: when each arrived, and how
+    many were another user's than the one awaited."""
+
+    times: list[float] = field(default_factory=list)
+    target: int = -1  # the user whose event is awaited (-1: every user's)
+    expected: int = 0
+    misrouted: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: int = 0  # held streams the server closed
+    dropping: bool = False  # while the bench drops its own
+
+    def arm(self, target: int, expected: int) -> None:
+        self.times, self.target, self.expected, self.misrouted = [], target, expected, 0
+        self.done = asyncio.Event()
+        if expected == 0:
+            self.done.set()
+
+    def received(self, user: int, at: float, count: int) -> None:
+        if self.target >= 0 and user != self.target:
+            self.misrouted += count
+            return
+        self.times.extend([at] * count)
+        if len(self.times) >= self.expected:
+            self.done.set()
+
+    async def wait(self, within_s: float) -> dict[str, Any]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), within_s)
+        return {"times": self.times, "misrouted": self.misrouted}
+
+
+class SseClient(asyncio.Protocol):
+    """One EventSource-like subscriber: `ready` once its `connected` event is in (`Refused`
+    for another answer), then each live event's receipt time, and the newest `id:` (sent back
+    as Last-Event-ID). A frame is written in one piece, so a marker only ever spans two reads,
+    never a chunk boundary: a short tail is enough to find every one."""
+
+    __slots__ = ("held", "last_id", "ready", "receipts", "request", "tail", "transport", "user")
+
+    def __init__(self, user: int, request: bytes, receipts: Receipts) -> None:
+        self.user, self.request, self.receipts = user, request, receipts
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.held = False
+        self.last_id: bytes | None = None
+        self.tail = b""
+        self.transport: asyncio.Transport | None = None
+
+    def __call__(self) -> SseClient:
+        """Its own protocol factory (a lambda in a retry loop would bind the wrong one)."""
+        return self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if not self.held:  # one a Storm opened is only read here
+            transport.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        buf = self.tail + data
+        if not self.held:
+            if len(buf) < 12:
+                self.tail = buf
+                return
+            if not buf.startswith(b"HTTP/1.1 200"):
+                self.ready.set_exception(Refused(int(buf[9:12])))
+                self.drop()
+                return
+            at = buf.find(CONNECTED)
+            if at < 0 or buf.find(b"\n\n", at) < 0:
+                self.tail = buf
+                return
+            self.held = True
+            self.ready.set_result(None)
+            buf = buf[at + len(CONNECTED) :]
+        if (at := buf.rfind(b"\nid: ")) >= 0 and (end := buf.find(b"\n", at + 5)) > 0:
+            self.last_id = buf[at + 5 : end]
+        if count := buf.count(UPDATE):
+            self.receipts.received(self.user, now, count)
+        self.tail = buf[-(len(UPDATE) - 1) :]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before connected"))
+        elif self.held and not self.receipts.dropping:
+            self.receipts.lost += 1
+
+    def drop(self) -> None:
+        if self.transport is not None:
+            sock = self.transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+            self.transport.abort()
+
+    def adopt(self) -> None:
+        """Held already: a socket a Storm opened, now read here."""
+        self.held = True
+        self.ready.set_result(None)
 
 
 @dataclass(slots=True)
