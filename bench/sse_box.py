@@ -407,14 +407,15 @@ async def _storms(clients: _Clients, pids: list[int], holding: int) -> dict[str,
     # work for loopback TCP is charged to whoever is running, so part of it hides in each).
     out["storm_cpu_ms"] = _cpu_ms(cpu0, _cpu_split(pids, clients), out["storm_reopened"])
     out["storm_5xx"] = _5xx(out["storm_statuses"])
-    tickets = storm_summary(await clients.all("tickets"), holding, time.monotonic())
+    t0 = time.monotonic()
+    tickets = storm_summary(await clients.all("tickets"), holding, t0)
     return out | {"tickets": tickets | {"storm_5xx": _5xx(tickets["storm_statuses"])}}
 
 
 def _storm_line(name: str, f: dict[str, Any], holding: int) -> str:
-    not_200 = " ".join(f"{k} {v:,}" for k, v in f["storm_failures"].items())
+    why = "".join(f"{k} {v:,} " for k, v in f["storm_failures"].items())
     return (f"  {name}: {f['storm_reopened']:,}/{holding:,} back ({f['storm_resumed']:,} with "
-            f"Last-Event-ID) in {f['storm_s']:.1f} s; not 200: {not_200} "
+            f"Last-Event-ID) in {f['storm_s']:.1f} s; not 200: {why}"
             f"{f['storm_statuses'] or 'none'}")  # fmt: skip
 
 

@@ -117,7 +117,7 @@ class SseClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
-        buf = self.tail + data
+        buf, start = self.tail + data, 0
         if not self.held:
             if len(buf) < 12:
                 self.tail = buf
@@ -132,10 +132,10 @@ class SseClient(asyncio.Protocol):
                 return
             self.held = True
             self.ready.set_result(None)
-            buf = buf[at + len(CONNECTED) :]
+            start = at + len(CONNECTED)  # events before it are the opening's, not live
         if (at := buf.rfind(b"\nid: ")) >= 0 and (end := buf.find(b"\n", at + 5)) > 0:
             self.last_id = buf[at + 5 : end]
-        if count := buf.count(UPDATE):
+        if count := buf.count(UPDATE, start):
             self.receipts.received(self.user, now, count)
         self.tail = buf[-(len(UPDATE) - 1) :]
 
