@@ -607,31 +607,5 @@ async def run(
                 results.append(await (_burst_level if burst_only else run_level)(box, n))
         finally:
             await db.close()
-    if not burst_only:
-        report(max(results, key=lambda lv: lv["streams"]))
     return {"levels": results, "targets": TARGETS, "per_user": PER_USER,
             "max_connections": budget.max_connections}  # fmt: skip
-
-
-def report(top: dict[str, Any]) -> None:
-    """The top level against each target (its figures are in the lines above)."""
-    t = TARGETS
-    print(f"\nat {top['streams']:,} streams asked ({top['processes']} server process(es)):")
-    for ok, text in (
-        (top["held"] >= t["streams"], f"held {top['held']:,} (target >= {t['streams']:,})"),
-        (top["kb_per_stream_rss"] <= t["kb_per_stream_rss"],
-         f"{top['kb_per_stream_rss']:.1f} KB RSS a stream (target <= {t['kb_per_stream_rss']} KB)"),
-        (top["event_p99_ms"] <= t["event_p99_ms"],
-         f"one event's p99 {top['event_p99_ms']:.1f} ms (target <= {t['event_p99_ms']} ms)"),
-        (top["burst_all_s"] <= t["burst_all_s"],
-         f"burst to every stream {top['burst_all_s']:.2f} s (target <= {t['burst_all_s']} s)"),
-        (top["storm_s"] <= t["storm_s"],
-         f"reconnect storm {top['storm_s']:.1f} s (target <= {t['storm_s']} s)"),
-        (top["storm_5xx"] <= t["storm_5xx"], f"{top['storm_5xx']} 5xx in the storm (target 0)"),
-        (top["flood_shed_pct"] < t["flood_shed_pct"],
-         f"the flood shed {top['flood_shed_pct']:.3f}% (target < {t['flood_shed_pct']}%)"),
-        (top["storm_vs_base"] <= t["storm_vs_base"],
-         f"the storm {top['storm_vs_base']:.2f}× the bare aiohttp app's "
-         f"(target <= {t['storm_vs_base']}×)"),
-    ):  # fmt: skip
-        print(f"  {text}: {'met' if ok else 'MISSED'}")
