@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -87,6 +88,11 @@ def test_every_process_of_a_run_carries_its_tag(tmp_path: Path) -> None:
     host = _host(tmp_path)
     proc = _sh(host, tmp_path, "exec sleep 30")
     try:
+        # Its environment is readable once the child has exec'd: on a loaded machine that can
+        # come a moment after Popen returns (seen once in CI-like load).
+        deadline = time.monotonic() + 10
+        while proc.pid not in pids_of_run("pmdtest") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert proc.pid in pids_of_run("pmdtest")
         assert proc.pid not in pids_of_run("pmdtes")
     finally:
