@@ -54,8 +54,8 @@ LISTEN_BACKLOG = 4096
 # proxies in front keep an idle upstream connection (Caddy's reverse_proxy 2 min, the host's
 # labels leave it there; nginx's upstream keepalive_timeout 60 s): a server that closes first
 # races the proxy's next request on that connection, and the client gets a 502. It also
-# covers a client that connects and is slow to send its request (15 s closed ~34,000 of a
-# 100,000-stream flood whose clients shared the box's cores, bench.sse --box, 2026-11-25).
+# covers a client that connects and is slow to send its request (what 15 s did to a flood:
+# docs/benchmarks.md, "One box, every core").
 KEEPALIVE_SECONDS = 130
 _URL_RE = re.compile(r"https?://[^\s,]+")
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
