@@ -113,7 +113,9 @@ async def check_all(
     """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
     bound). ZIPs in `zip_store` if given, else in BDR_PATH."""
     ledger, report = api.ledger, Report()
-    views = await converge(api, seed, clients, 30)
+    # Longer than a client's read timeout (40 s): one whose connection was cut without a
+    # reset (a host's link down) notices only then, and resumes after it.
+    views = await converge(api, seed, clients, 60)
     bdrs = await pool.fetch(
         """
         SELECT b.*, u.public_sqid AS user_sqid FROM batch_download_requests b
