@@ -432,22 +432,35 @@ async def test_email_cancelled_mid_send_is_released_for_the_sweep(
     assert sent_at is None  # owed again: the sweep will send it
 
 
-async def test_a_late_pending_bdr_whose_job_id_is_held_gets_a_fresh_job(
+async def test_a_pending_bdr_whose_job_was_taken_and_never_claimed_gets_a_fresh_job(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
+    """A worker that took the job and died before claiming leaves its id held in arq until the
+    job timeout: past the 30 s grace the sweep gives the BDR a fresh job id (a cluster run's
+    lost host left one pending for minutes, when this waited 5 min). One queued and not yet
+    taken (a backlog) gets none so soon."""
     owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])  # its job `bdr:<id>` is queued
-    # As if a worker took the job and died before claiming: the id stays held in arq.
+    taken, queued = [
+        await request_bdr(client, owner, [(await factory.post(owner)).id]) for _ in range(2)
+    ]  # each its job `bdr:<id>`, queued
     await factory.pool.execute(
-        "UPDATE batch_download_requests SET created_at = now() - interval '6 minutes' WHERE id = $1::uuid",
-        item["id"],
+        "UPDATE batch_download_requests SET created_at = now() - interval '40 seconds' "
+        "WHERE id = ANY($1::uuid[])",
+        [taken["id"], queued["id"]],
     )
     redis = worker_ctx["redis"]
-    await redis.set(f"{in_progress_key_prefix}{job_id(uuid.UUID(item['id']))}", b"1", px=3_600_000)
+    await redis.set(f"{in_progress_key_prefix}{job_id(uuid.UUID(taken['id']))}", b"1", px=3_600_000)
     assert (await sweep(worker_ctx))["requeued"] == 1
-    assert await redis.exists(f"arq:job:{job_id(uuid.UUID(item['id']), 'late1')}")
-    assert (await sweep(worker_ctx))["requeued"] == 0  # one fresh job per period, not per minute
+    assert await redis.exists(f"arq:job:{job_id(uuid.UUID(taken['id']), 'held1')}")
+    assert (await sweep(worker_ctx))["requeued"] == 0  # one fresh job per grace period
+    # Queued, not taken, 6 minutes late: a fresh id then (arq lost track of it somehow).
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET created_at = now() - interval '6 minutes' "
+        "WHERE id = $1::uuid",
+        queued["id"],
+    )
+    assert (await sweep(worker_ctx))["requeued"] == 1
+    assert await redis.exists(f"arq:job:{job_id(uuid.UUID(queued['id']), 'late1')}")
 
 
 class CountingBackoff(AbstractBackoff):

@@ -17,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
 
-from ...bdr.queue import enqueue_bdr
-from ...exports.queue import enqueue_export
+from ...bdr import queue as bdr_queue
+from ...exports import queue as export_queue
 from ..context import state
 from ..failures import TRANSIENT
 from ..mail.notify import send_owed_emails, send_owed_export_emails
@@ -28,9 +29,8 @@ from .object_tidy import abort_dead_uploads
 log = logging.getLogger(__name__)
 
 RETRY_GRACE_SECONDS = 60
-# A pending row still unclaimed this long after creation may have its plain job id held by a
-# worker that died between dequeuing and claiming (arq frees it only after the job timeout):
-# then it gets a fresh job id, at most one per such period.
+# A pending row whose plain job id arq still holds, queued but not taken (a backlog), gets a
+# fresh job id only this late, at most one per such period: a backlog is not doubled.
 LATE_PENDING_SECONDS = 300
 # An upload under the prefix whose name is not the service's: aborted only once this old.
 UPLOAD_MAX_AGE_SECONDS = 3600
@@ -73,19 +73,28 @@ ORDER BY created_at LIMIT 100
 
 
 Enqueue = Callable[[ArqRedis, uuid.UUID, str | None], Awaitable[bool]]
+JobId = Callable[[uuid.UUID], str]
 
 
 async def _requeue(
-    ctx: dict[str, Any], enqueue: Enqueue, stuck_sql: str, orphaned_sql: str
+    ctx: dict[str, Any], enqueue: Enqueue, job_id: JobId, stuck_sql: str, orphaned_sql: str
 ) -> tuple[int, int]:
     """(re-enqueued, taken over) of one kind of job: pending rows past the grace, and rows
     whose worker is gone."""
     st = state(ctx)
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
-    for row in await st.pool.fetch(stuck_sql, float(st.settings.bdr_pending_grace_seconds)):
+    grace = float(st.settings.bdr_pending_grace_seconds)
+    for row in await st.pool.fetch(stuck_sql, grace):
         if await enqueue(redis, row["id"], None):
             requeued += 1
+        elif await redis.exists(in_progress_key_prefix + job_id(row["id"])):
+            # Taken, yet unclaimed past the grace (a run claims first thing): the worker died
+            # between dequeuing and claiming, and arq frees the id only after the job timeout
+            # (a cluster run's lost host left a BDR pending for minutes). A fresh id now, one
+            # per grace period; the claim lets one run build it.
+            held = f"held{int(row['age'] // max(grace, 1.0))}"
+            requeued += await enqueue(redis, row["id"], held)
         elif row["age"] >= LATE_PENDING_SECONDS:
             late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
             requeued += await enqueue(redis, row["id"], late)
@@ -111,8 +120,16 @@ async def sweep(ctx: dict[str, Any]) -> dict[str, int]:
 async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
     st = state(ctx)
     await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
-    requeued, retaken = await _requeue(ctx, enqueue_bdr, SQL_STUCK_PENDING, SQL_ORPHANED)
-    exports = await _requeue(ctx, enqueue_export, SQL_EXPORTS_STUCK_PENDING, SQL_EXPORTS_ORPHANED)
+    requeued, retaken = await _requeue(
+        ctx, bdr_queue.enqueue_bdr, bdr_queue.job_id, SQL_STUCK_PENDING, SQL_ORPHANED
+    )
+    exports = await _requeue(
+        ctx,
+        export_queue.enqueue_export,
+        export_queue.export_job_id,
+        SQL_EXPORTS_STUCK_PENDING,
+        SQL_EXPORTS_ORPHANED,
+    )
     requeued += exports[0]
     retaken += exports[1]
     aborted = 0
