@@ -1,29 +1,11 @@
 """How capacity grows, and what shared part gives out first: `python -m bench.capacity` (root).
 
-Not a test: prints figures, exits 0. It builds the cluster of runs/cluster/run.py with
-`--servers` server hosts (SERVER_PROCESSES=2 each) and `--workers` worker hosts, then measures,
-each part with the CPU spent by every host (every process in its network namespace) and by the
-whole machine, so a curve that flattens because the box's cores are spent is told apart from
-one the service itself limits:
-
-1. **List requests a second against server hosts**: GET /api/pmd/posts (the PMD page's list
-   call) through HAProxy, with 1, 2, … server hosts left in the balancer's rotation; the
-   database connections each party held meanwhile, through PgBouncer and then with the
-   servers connecting directly.
-2. **PostgreSQL connections**: the service's own start-up check with SERVER_PROCESSES past what
-   a default `max_connections` (100) admits (the service role's CONNECTION LIMIT is set to the
-   97 slots a default server leaves to non-superusers), and what clients see when the servers'
-   pools cannot grow: the status of every request.
-3. **BDRs a second against worker hosts**: bench/drain.py's backlog of small BDRs, drained by
-   1, 2, … worker hosts; Redis commands per BDR and per stream open, and per idle
-   worker a second (INFO commandstats).
-4. **Redis**: what it sustains (redis-benchmark from the client host) for the commands the
-   service sends.
-5. **NOTIFY fan-out**: commit → receipt latency of one NOTIFY and the database host's CPU per
-   NOTIFY, against 1 … 200 listening connections.
-6. **The bucket**: PUT and GET of ZIP-sized objects on SeaweedFS, several at once.
-
-docs/scaling.md is rendered from these figures (bench/scaling_doc.py).
+The cluster of runs/cluster/ (`--servers` server hosts of SERVER_PROCESSES=2, `--workers` worker
+hosts), each part with every host's CPU and the machine's: (1) list calls a second by server
+hosts in HAProxy's rotation, and the database connections held; (2) PostgreSQL connections: the
+start-up check past a default `max_connections`, and a full database; (3) BDRs a second by worker
+hosts (bench/drain.py) and Redis commands per BDR, stream and idle worker; (4) redis-benchmark;
+(5) NOTIFY fan-out to 1 … 200 listeners; (6) the bucket's PUT and GET. docs/scaling.md shows them.
 """
 
 from __future__ import annotations
@@ -32,16 +14,15 @@ import asyncio
 import concurrent.futures
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -52,6 +33,7 @@ import obstore
 from bench import cli
 from bench.drain import Rig, commands, delta, drain, until
 from bench.objects import plain_put, store_at
+from bench.runner import bounded
 from bench.show import show
 from pmd_service.core.queue import create_redis
 from runs.chaos.seed import Seed
@@ -79,6 +61,13 @@ FROM pg_stat_activity WHERE usename = '{SERVICE_ROLE}' GROUP BY 1
 """
 
 
+def _netns(pid: int | str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return ""
+
+
 @dataclass
 class Hosts(Rig):
     """The drain's rig on the cluster, and what the other parts use. Its parties: the hosts,
@@ -87,13 +76,6 @@ class Hosts(Rig):
     cluster: Cluster
     env: dict[str, str]
     data: Seed
-    names: dict[str, str] = field(init=False)  # address → host
-    ns: dict[str, str] = field(init=False)  # network namespace → host
-
-    def __post_init__(self) -> None:
-        hosts = self.cluster.net.hosts
-        self.names = {h.address: n for n, h in hosts.items()}
-        self.ns = {_netns(h.holder.pid): n for n, h in hosts.items() if h.holder is not None}
 
     @asynccontextmanager
     async def workers(self, n: int) -> AsyncIterator[None]:
@@ -119,25 +101,19 @@ class Hosts(Rig):
         return await asyncio.to_thread(self._by_host)
 
     def _by_host(self) -> dict[str, dict[Any, float]]:
+        hosts = self.cluster.net.hosts
+        ns = {_netns(h.holder.pid): n for n, h in hosts.items() if h.holder is not None}
         # The client host's processes: this one, counted apart.
-        out: dict[str, dict[Any, float]] = {n: {} for n in self.cluster.net.hosts if n != "client"}
-        for entry in Path("/proc").iterdir():
-            name = self.ns.get(_netns(int(entry.name))) if entry.name.isdigit() else None
-            if name in out:
-                out[name][entry.name] = cpu_seconds(int(entry.name))
+        out: dict[str, dict[Any, float]] = {n: {} for n in hosts if n != "client"}
+        for pid in (e.name for e in Path("/proc").iterdir() if e.name.isdigit()):
+            if (name := ns.get(_netns(pid))) in out:
+                out[name][pid] = cpu_seconds(int(pid))
         return out
 
     async def metered(self, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
         result, cpu = await super().metered(work)
         del cpu["iowait"]  # docs/scaling.md takes every other key but a few for a party
         return result, cpu
-
-
-def _netns(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/ns/net")
-    except OSError:
-        return ""
 
 
 # --- 1. list requests through the balancer ---------------------------------------------------
@@ -163,28 +139,9 @@ async def list_load(rig: Hosts) -> dict[str, Any]:
             took.append(time.monotonic() - t)
 
     await asyncio.gather(*(loop(i) for i in range(LIST_CONCURRENCY)))
-    return {
-        "per_s": round(statuses["200"] / LIST_SECONDS, 1),
-        "p50_ms": round(percentile(took, 0.5) * 1000, 1) if took else None,
-        "p99_ms": round(percentile(took, 0.99) * 1000, 1) if took else None,
-        "statuses": dict(statuses),
-    }
-
-
-async def peak_backends(
-    admin: asyncpg.Pool, stop: asyncio.Event, names: dict[str, str]
-) -> dict[str, int]:
-    """The most connections the service role held at once, by the host they came from."""
-    peak: Counter[str] = Counter()
-    while not stop.is_set():
-        now: Counter[str] = Counter()
-        for row in await admin.fetch(SQL_BACKENDS):
-            now[names.get(row["addr"], row["addr"])] += row["n"]
-        now["total"] = sum(now.values())
-        for k, v in now.items():
-            peak[k] = max(peak[k], v)
-        await asyncio.sleep(0.2)
-    return dict(peak)
+    ms = {q: round(percentile(took, q) * 1000, 1) if took else None for q in (0.5, 0.99)}
+    return {"per_s": round(statuses["200"] / LIST_SECONDS, 1), "p50_ms": ms[0.5],
+            "p99_ms": ms[0.99], "statuses": dict(statuses)}  # fmt: skip
 
 
 async def in_rotation(cluster: Cluster, n: int) -> None:
@@ -195,12 +152,28 @@ async def in_rotation(cluster: Cluster, n: int) -> None:
         await cluster.until_up_at_balancer(name)
 
 
+async def peak_backends(
+    db: asyncpg.Pool, stop: asyncio.Event, names: dict[str, str]
+) -> dict[str, int]:
+    """The most connections the service role held at once, by the host they came from."""
+    peak: Counter[str] = Counter()
+    while not stop.is_set():
+        now = Counter[str]()
+        for row in await db.fetch(SQL_BACKENDS):
+            now[names.get(row["addr"], row["addr"])] += row["n"]
+        now["total"] = sum(now.values())
+        peak = peak | now  # the larger of each
+        await asyncio.sleep(0.2)
+    return dict(peak)
+
+
 async def list_curve(rig: Hosts, label: str, counts: list[int]) -> list[dict[str, Any]]:
+    names = {h.address: n for n, h in rig.cluster.net.hosts.items()}
     out = []
     for n in counts:
         await in_rotation(rig.cluster, n)
         stop = asyncio.Event()
-        sampler = asyncio.create_task(peak_backends(rig.db, stop, rig.names))
+        sampler = asyncio.create_task(peak_backends(rig.db, stop, names))
         figures, cpu = await rig.metered(list_load(rig))
         stop.set()
         figures |= {"server_hosts": n, "connections": await sampler, "cpu": cpu}
@@ -218,19 +191,34 @@ def start_check(cluster: Cluster, env: dict[str, str], processes: int) -> dict[s
     host = cluster.host(cluster.servers[0])
     argv = host.command([sys.executable, str(CHECKOUT / "server.py")])
     own = {"HOST": host.address, "PORT": "8090", "SERVER_PROCESSES": str(processes)}
-    proc = subprocess.Popen(argv, env=env | own, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
-        out, _ = proc.communicate(timeout=20)
-        code: int | None = proc.returncode
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        code = None  # it started: it fit
-    lines = [line for line in out.decode(errors="replace").splitlines() if line.strip()]
+    # Killed past 20 s (exit None): it started, so it fit.
+    code, out = bounded(argv, 20, env=env | own, stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, errors="replace")  # fmt: skip
+    lines = [line for line in (out or "").splitlines() if line.strip()]
     # Its own one line when it refuses; the last logged error otherwise, not a traceback's tail.
     said = [line for line in lines if " ERROR " in line or " WARNING " in line] or lines
     return {"processes": processes, "exit": code, "last_line": said[-1] if said else ""}
+
+
+async def start_checks(
+    rig: Hosts, env: dict[str, str], direct: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The start-up check with the role's limit at a default PostgreSQL's: 8 and 9 processes
+    direct, 9 through PgBouncer. It reads what the database allows, so no server runs."""
+    for name in rig.cluster.servers:
+        await asyncio.to_thread(rig.cluster.host(name).kill_all)
+    limit = DEFAULT_MAX_CONNECTIONS - DEFAULT_RESERVED
+    await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT {limit}")
+    try:
+        checks = [await asyncio.to_thread(start_check, rig.cluster, direct | pooled, n)
+                  for pooled, n in (({}, 8), ({}, 9), (env, 9))]  # fmt: skip
+    finally:
+        await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
+    for c in checks:
+        print(f"  SERVER_PROCESSES={c['processes']}: exit {c['exit']}: "
+              f"{c['last_line'][-160:]}", flush=True)  # fmt: skip
+    checks[2]["pooler"] = "pgbouncer"
+    return checks
 
 
 async def full_database(rig: Hosts) -> dict[str, Any]:
@@ -238,16 +226,14 @@ async def full_database(rig: Hosts) -> dict[str, Any]:
     two connections more than it holds now: what the clients see."""
     held = int(await rig.db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = $1", SERVICE_ROLE))  # fmt: skip
-    limit = held + 2
-    await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT {limit}")
+    await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT {held + 2}")
     try:
         await in_rotation(rig.cluster, len(rig.cluster.servers))
         figures = await list_load(rig)
     finally:
         await rig.db.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
-    figures |= {"connection_limit": limit, "held_before": held}
-    print(f"  a full database (role limit {limit}): {figures['statuses']}", flush=True)
-    return figures
+    print(f"  a full database (role limit {held + 2}): {figures['statuses']}", flush=True)
+    return figures | {"connection_limit": held + 2, "held_before": held}
 
 
 # --- 3. BDRs against worker hosts, and Redis commands -----------------------------------------
@@ -287,27 +273,22 @@ async def stream_opens(rig: Hosts) -> dict[str, Any]:
             "commands": used}  # fmt: skip
 
 
-# --- 4. what Redis sustains -------------------------------------------------------------------
+# --- 4. what Redis sustains, 5. NOTIFY fan-out, 6. the bucket ---------------------------------
 
 
 def redis_benchmark(address: str) -> dict[str, float]:
+    """Requests a second by command (redis-benchmark's CSV: "test","rps",…)."""
     out = subprocess.run(
         ["redis-benchmark", "-h", address, "-p", "6379", "-c", "50", "-n", "100000", "-q",
          "--csv", "-t", REDIS_COMMANDS],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    rates: dict[str, float] = {}
-    for line in out.splitlines():
-        cells = [c.strip('"') for c in line.split(",")]
-        if len(cells) >= 2 and cells[0] != "test":
-            rates[cells[0]] = float(cells[1])
-    return rates
-
-
-# --- 5. NOTIFY fan-out --------------------------------------------------------------------------
+    rows = [[c.strip('"') for c in line.split(",")] for line in out.splitlines()]
+    return {r[0]: float(r[1]) for r in rows if len(r) >= 2 and r[0] != "test"}
 
 
 async def notify_fanout(rig: Hosts, listeners: int) -> dict[str, Any]:
+    """NOTIFIES doorbells, one at a time: commit → receipt at the first and the last listener."""
     got: dict[str, list[float]] = {}
     done: dict[str, asyncio.Event] = {}
 
@@ -317,25 +298,23 @@ async def notify_fanout(rig: Hosts, listeners: int) -> dict[str, Any]:
         if len(got[payload]) == listeners:
             done[payload].set()
 
-    conns = [await asyncpg.connect(rig.cluster.admin_url) for _ in range(listeners)]
-    notifier = await asyncpg.connect(rig.cluster.admin_url)
+    async def burst() -> tuple[list[float], list[float]]:
+        first, last = [], []
+        for key in map(str, range(NOTIFIES)):
+            got[key], done[key] = [], asyncio.Event()
+            t = time.monotonic()
+            await notifier.execute("SELECT pg_notify('pmd_capacity', $1)", key)
+            await asyncio.wait_for(done[key].wait(), 10)
+            first.append(got[key][0] - t)
+            last.append(got[key][-1] - t)
+            await asyncio.sleep(0.02)
+        return first, last
+
+    conns = [await asyncpg.connect(rig.cluster.admin_url) for _ in range(listeners + 1)]
+    notifier = conns.pop()
     try:
         for c in conns:
             await c.add_listener("pmd_capacity", heard)
-
-        async def burst() -> tuple[list[float], list[float]]:
-            first, last = [], []
-            for i in range(NOTIFIES):
-                key = str(i)
-                got[key], done[key] = [], asyncio.Event()
-                t = time.monotonic()
-                await notifier.execute("SELECT pg_notify('pmd_capacity', $1)", key)
-                await asyncio.wait_for(done[key].wait(), 10)
-                first.append(got[key][0] - t)
-                last.append(got[key][-1] - t)
-                await asyncio.sleep(0.02)
-            return first, last
-
         (first, last), cpu = await rig.metered(burst())
     finally:
         for c in [*conns, notifier]:
@@ -353,45 +332,36 @@ async def notify_fanout(rig: Hosts, listeners: int) -> dict[str, Any]:
     return figures
 
 
-# --- 6. the bucket ------------------------------------------------------------------------------
-
-
 def bucket(env: dict[str, str], scratch: Path) -> dict[str, Any]:
+    """OBJECTS objects PUT then GET, OBJECTS_AT_ONCE at a time."""
     store = store_at(env["AWS_ENDPOINT_URL"], BUCKET, "capacity")
     local = scratch / "object.zip"
     local.write_bytes(os.urandom(OBJECT_BYTES))
 
-    def timed(one: Callable[[int], None]) -> float:
-        start = time.monotonic()
-        with concurrent.futures.ThreadPoolExecutor(OBJECTS_AT_ONCE) as ex:
-            list(ex.map(one, range(OBJECTS)))
-        return time.monotonic() - start
-
     def get(i: int) -> None:
         assert len(obstore.get(store, f"o{i}").bytes()) == OBJECT_BYTES
 
-    put_s = timed(lambda i: plain_put(store, f"o{i}", local))
-    get_s = timed(get)
+    seconds = {}
+    for name, one in (("put", lambda i: plain_put(store, f"o{i}", local)), ("get", get)):
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(OBJECTS_AT_ONCE) as ex:
+            list(ex.map(one, range(OBJECTS)))
+        seconds[name] = time.monotonic() - start
     mb = OBJECT_BYTES * OBJECTS / 1e6
-    return {
-        "object_mb": OBJECT_BYTES / 1e6, "objects": OBJECTS, "at_once": OBJECTS_AT_ONCE,
-        "put_mb_s": round(mb / put_s, 1), "get_mb_s": round(mb / get_s, 1),
-        "put_objects_s": round(OBJECTS / put_s, 2), "get_objects_s": round(OBJECTS / get_s, 2),
-    }  # fmt: skip
+    return {"object_mb": OBJECT_BYTES / 1e6, "objects": OBJECTS, "at_once": OBJECTS_AT_ONCE,
+            **{f"{k}_mb_s": round(mb / s, 1) for k, s in seconds.items()},
+            **{f"{k}_objects_s": round(OBJECTS / s, 2) for k, s in seconds.items()}}  # fmt: skip
 
 
 # --- the run -------------------------------------------------------------------------------------
 
 
-def direct(env: dict[str, str]) -> dict[str, str]:
-    return env | {"DATABASE_URL": env["DATABASE_DIRECT_URL"], "DATABASE_POOLER": "none"}
-
-
-async def restart_servers(rig: Hosts, env: dict[str, str]) -> None:
-    for name in rig.cluster.servers:
-        await asyncio.to_thread(rig.cluster.host(name).kill_all)
-    for name in rig.cluster.servers:
-        await asyncio.to_thread(rig.cluster.start_server, name, env)
+async def restart_servers(cluster: Cluster, env: dict[str, str]) -> None:
+    """Each server host's processes killed (when any run), then its server started with `env`."""
+    for name in cluster.servers:
+        await asyncio.to_thread(cluster.host(name).kill_all)
+    for name in cluster.servers:
+        await asyncio.to_thread(cluster.start_server, name, env)
 
 
 async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
@@ -400,9 +370,9 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
     hosts = list(range(1, len(cluster.servers) + 1))
     env = cluster.service_env(BDR_DAILY_LIMIT="10000", BDR_DOWNLOAD_MODE="proxy",
                               BASE_URL="http://pmd.cluster", SSE_MAX_PER_USER="100")  # fmt: skip
+    direct = env | {"DATABASE_URL": env["DATABASE_DIRECT_URL"], "DATABASE_POOLER": "none"}
     data = await prepare(cluster, env, users=4)
-    for name in cluster.servers:
-        await asyncio.to_thread(cluster.start_server, name, env)
+    await restart_servers(cluster, env)
     await asyncio.to_thread(cluster.start_lb)
     admin = await asyncpg.create_pool(cluster.admin_url, min_size=1, max_size=4)
     redis = create_redis(env["REDIS_URL"])
@@ -420,34 +390,15 @@ async def measure(cluster: Cluster, backlog: int) -> dict[str, Any]:
             out["streams_redis"] = await stream_opens(rig)
             out["bdrs"] = await bdrs(rig, backlog)
             print("2. connections: servers direct", flush=True)
-            await restart_servers(rig, direct(env))
+            await restart_servers(cluster, direct)
             out["lists_direct"] = await list_curve(rig, "direct", [len(hosts)])
             # Fresh processes, their pools at the minimum: the limit then stops them growing.
-            await restart_servers(rig, direct(env))
+            await restart_servers(cluster, direct)
             out["full_database"] = await full_database(rig)
-            # The start-up check reads what the database allows; nothing of ours may hold
-            # connections meanwhile but PgBouncer's idle ones.
-            for name in cluster.servers:
-                await asyncio.to_thread(cluster.host(name).kill_all)
-            await admin.execute(
-                f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT "
-                f"{DEFAULT_MAX_CONNECTIONS - DEFAULT_RESERVED}"
-            )
-            try:
-                out["start_checks"] = [
-                    await asyncio.to_thread(start_check, cluster, direct(env) | pooled, n)
-                    for pooled, n in (({}, 8), ({}, 9), (env, 9))
-                ]
-            finally:
-                await admin.execute(f"ALTER ROLE {SERVICE_ROLE} CONNECTION LIMIT -1")
-            for c in out["start_checks"]:
-                print(f"  SERVER_PROCESSES={c['processes']}: exit {c['exit']}: "
-                      f"{c['last_line'][-160:]}", flush=True)  # fmt: skip
-            out["start_checks"][2]["pooler"] = "pgbouncer"
+            out["start_checks"] = await start_checks(rig, env, direct)
             print("4. Redis", flush=True)
-            out["redis_benchmark"] = await asyncio.to_thread(
-                redis_benchmark, cluster.host("redis").address
-            )
+            redis_host = cluster.host("redis").address
+            out["redis_benchmark"] = await asyncio.to_thread(redis_benchmark, redis_host)
             show("  requests/s", out["redis_benchmark"])
             print("5. NOTIFY fan-out", flush=True)
             out["notify"] = [await notify_fanout(rig, n) for n in LISTENERS]
@@ -466,26 +417,23 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=3, help="worker hosts (at most 9)")
     p.add_argument("--backlog", type=int, default=160, help="small BDRs in each drain")
     args = p.parse_args()
-    why = possible()
-    if why is not None:
+    if (why := possible()) is not None:
         sys.exit(f"capacity: cannot run here: {why}")
     run_dir = Path(tempfile.mkdtemp(prefix="pmd-capacity-"))
     os.chmod(run_dir, 0o755)  # noqa: S103 - PostgreSQL's own user reads what is written here
     cluster = up(run_dir, servers=args.servers, workers=args.workers)
-    ok = False
     try:
         enter(cluster.host("client").ns)
         started = time.monotonic()
         figures = asyncio.run(measure(cluster, args.backlog))
-        figures["seconds"] = round(time.monotonic() - started)
-        figures["cores"] = len(os.sched_getaffinity(0))
-        ok = True
+        figures |= {"seconds": round(time.monotonic() - started),
+                    "cores": len(os.sched_getaffinity(0))}  # fmt: skip
+    except BaseException:
+        print(f"logs in {cluster.logs}")
+        raise
     finally:
         cluster.net.close()
-        if ok:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        else:
-            print(f"logs in {cluster.logs}")
+    shutil.rmtree(run_dir, ignore_errors=True)
     cli.save(args.json, figures)
 
 

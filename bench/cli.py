@@ -12,11 +12,8 @@ from typing import Any
 
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
     """The benchmark's parser, with `--json` (where bench.run_all collects the figures)."""
-    p = argparse.ArgumentParser(
-        prog=f"python -m bench.{name}",
-        description=doc,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     return p
 
@@ -26,17 +23,10 @@ def save(path: Path | None, figures: Any) -> None:
         path.write_text(json.dumps(figures, indent=2, default=str))
 
 
-def run_main(
-    name: str,
-    doc: str | None,
-    run: Callable[[int], Coroutine[Any, Any, Any]],
-    option: str,
-    default: int,
-) -> None:
-    """The `main` of a benchmark that takes one count (`--rounds`, `--comments`): parse, run
-    `run(count)`, save its figures."""
+def run_main(name: str, doc: str | None, run: Callable[[int], Coroutine[Any, Any, Any]],
+             option: str, default: int) -> None:  # fmt: skip
+    """`main` of a benchmark taking one count (`--rounds`): parse, run `run(count)`, save."""
     p = parser(name, doc)
     p.add_argument(option, type=int, default=default)
     args = p.parse_args()
-    figures: Any = asyncio.run(run(getattr(args, option.removeprefix("--").replace("-", "_"))))
-    save(args.json, figures)
+    save(args.json, asyncio.run(run(getattr(args, option.removeprefix("--").replace("-", "_")))))

@@ -1,9 +1,7 @@
 """The cluster's full form, for the report: `python -m bench.cluster` (root).
 
-Runs `python -m runs.cluster` (the faults) and `python -m runs.cluster --rolling` (a
-rolling deploy under 1,000 streams) without `--ci`, each as its own process bounded in time,
-and saves what each one's checks said: its violations, the streams it held, the events they
-received. docs/scaling.md shows the outcome (bench/scaling_doc.py).
+`python -m runs.cluster` (the faults) and `--rolling` (a rolling deploy under 1,000 streams)
+without `--ci`, each bounded in time: what each one's checks said (docs/scaling.md shows it).
 """
 
 from __future__ import annotations
@@ -30,6 +28,7 @@ PATTERNS = {
 
 
 def one(args: tuple[str, ...]) -> dict[str, Any]:
+    """One run's exit status, seconds, figures (PATTERNS) and first VIOLATION lines."""
     cmd = [sys.executable, "-m", "runs.cluster", *args]
     print(f"=== {' '.join(cmd[1:])}", flush=True)
     started = time.monotonic()

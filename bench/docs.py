@@ -1,6 +1,5 @@
-"""Every generated page under docs/ and how to render it: the benchmarks, the scaling model, the
-reliability summary and the chaos runs' transcripts. `python -m bench.run_all --report-only`
-writes them all; tests/tooling/test_docs_rendered.py holds each committed page to its render."""
+"""Every generated page under docs/, rendered from the committed figures and chaos runs alone
+(`python -m bench.run_all --report-only`; tests/tooling/test_docs_rendered.py checks them)."""
 
 from __future__ import annotations
 
@@ -13,11 +12,9 @@ from support import render
 
 
 def renders(figures: Path = FIGURES, runs: Path = chaos_doc.RUNS) -> dict[Path, str]:
-    """Each generated page's path and text, from the committed figures and runs alone."""
-    return {
-        report.REPORT: report.render(figures),
-        scaling_doc.REPORT: scaling_doc.render(figures),
-    } | chaos_doc.renders(runs)
+    """Each generated page's path and text."""
+    pages = {report.REPORT: report.render(figures)}
+    return pages | {scaling_doc.REPORT: scaling_doc.render(figures)} | chaos_doc.renders(runs)
 
 
 def write() -> None:

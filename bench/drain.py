@@ -1,8 +1,6 @@
-"""The backlog-drain experiment of bench.scaling (processes on this machine) and bench.capacity
-(hosts of a cluster): small BDRs POSTed while no worker runs, the queue held aside (a Redis
-RENAME) until `n` fresh workers are up, so the figure is the drain and not their start-up, then
-drained; with the CPU every party spent meanwhile, so a plateau can be told apart: the cores
-saturated, or something waited on."""
+"""The backlog drain of bench.scaling (worker processes here) and bench.capacity (worker hosts):
+small BDRs POSTed while no worker runs and held aside (a Redis RENAME) until `n` fresh workers
+are up, so the figure is the drain and not their start-up; with the CPU every party spent."""
 
 from __future__ import annotations
 
@@ -76,8 +74,8 @@ def delta(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
 @dataclass
 class Rig(ABC):
     """What a drain runs against: the service at `base` (empty when `http` has a base URL), its
-    users (auth header, the posts each may request), the database (a connection or pool) and
-    Redis. A benchmark's rig says how `n` fresh workers run and which processes take part."""
+    users (auth header, their posts), the database (a connection or pool) and Redis. Each
+    benchmark's rig runs `n` fresh workers and says what CPU each party has spent."""
 
     http: aiohttp.ClientSession
     base: str
@@ -93,18 +91,18 @@ class Rig(ABC):
     async def parties(self) -> dict[str, dict[Any, float]]:
         """Party → {each of its processes (or another counter) → CPU seconds spent so far}."""
 
-    async def _sample(self) -> tuple[dict[str, dict[Any, float]], dict[str, float]]:
-        busy, iowait = machine_seconds()
-        # This process: "client".
-        own = {"client": sum(os.times()[:2]), "machine": busy, "iowait": iowait}
-        return await self.parties(), own | {"wall": time.monotonic()}
-
     async def metered(self, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
-        """`work`'s result, and the CPU seconds each party, this process and the machine spent
-        meanwhile; "others": the rest of the machine's busy time (other work on its cores)."""
-        parties, own = await self._sample()
+        """`work`'s result, and the CPU seconds each party, this process ("client") and the
+        machine spent meanwhile; "others": the rest of the machine's busy time."""
+
+        async def sample() -> tuple[dict[str, dict[Any, float]], dict[str, float]]:
+            busy, iowait = machine_seconds()
+            own = {"client": sum(os.times()[:2]), "machine": busy, "iowait": iowait}
+            return await self.parties(), own | {"wall": time.monotonic()}
+
+        parties, own = await sample()
         result = await work
-        parties_after, own_after = await self._sample()
+        parties_after, own_after = await sample()
         # A process that started meanwhile started at 0 CPU.
         spent = {party: sum(cpu - parties.get(party, {}).get(key, 0.0) for key, cpu in now.items())
                  for party, now in parties_after.items()}  # fmt: skip
@@ -118,27 +116,38 @@ class Rig(ABC):
 async def drain(
     rig: Rig, backlog: int, n_workers: int, limit: float, idle_s: float = 0.0
 ) -> dict[str, Any]:
-    """`backlog` BDRs POSTed (spread evenly over the users) and held, then drained by
-    `n_workers` fresh workers: seconds from the release to the last one ready (the database's
-    clock), claim → ready, the CPU spent and the Redis commands of the POSTs and of the drain;
-    with `idle_s`, also those of the workers idle that long after it."""
+    """`backlog` BDRs POSTed (spread evenly over the users), held, then drained by `n_workers`
+    fresh workers: seconds from the release to the last ready (the database's clock), claim →
+    ready, CPU, and the Redis commands of the POSTs, the drain and (`idle_s`) idle workers."""
     before = await commands(rig.redis)
     share = -(-backlog // len(rig.users))
 
-    async def one(user: tuple[dict[str, str], list[int]], k: int) -> list[str]:
+    async def post(user: tuple[dict[str, str], list[int]], k: int) -> list[str]:
         return [await post_bdr(rig.http, rig.base, user[0], window(user[1], r)) for r in range(k)]
 
-    posted = await asyncio.gather(*(one(u, min(share, backlog - i * share))
+    async def queued() -> bool:
+        return bool(await rig.redis.zcard(default_queue_name) >= backlog)
+
+    async def ready() -> bool:
+        row = await rig.db.fetchrow(SQL_DRAINED, ids)
+        assert row["other"] == 0, "a BDR failed or was cancelled"
+        return bool(row["ready"] == len(ids))
+
+    async def released() -> None:
+        await rig.redis.rename(HELD_QUEUE, default_queue_name)
+        await until(ready, limit, "the drain")
+
+    posted = await asyncio.gather(*(post(u, min(share, backlog - i * share))
                                     for i, u in enumerate(rig.users)))  # fmt: skip
     ids = [i for mine in posted for i in mine]
-    # Each enqueued after its reply is written: held once every one is in the queue.
-    await until(lambda: _at_least(rig.redis, backlog), 30, f"{backlog} BDRs enqueued")
+    # Each is enqueued after its reply is written: held once every one is in the queue.
+    await until(queued, 30, f"{backlog} BDRs enqueued")
     await rig.redis.rename(default_queue_name, HELD_QUEUE)
     used = {"post": delta(before, await commands(rig.redis))}
     async with rig.workers(n_workers):
         before = await commands(rig.redis)
         start = await rig.db.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
-        _, cpu = await rig.metered(_released(rig, ids, limit))
+        _, cpu = await rig.metered(released())
         used["drain"] = delta(before, after := await commands(rig.redis))
         if idle_s:
             await asyncio.sleep(idle_s)
@@ -150,19 +159,3 @@ async def drain(
             "claim_ready_p50_ms": times["claim_ready_p50"] * 1000,
             "claim_ready_p90_ms": times["claim_ready_p90"] * 1000,
             "cpu": cpu, "redis_commands": used}  # fmt: skip
-
-
-async def _at_least(redis: ArqRedis, n: int) -> bool:
-    queued: int = await redis.zcard(default_queue_name)
-    return queued >= n
-
-
-async def _released(rig: Rig, ids: list[str], limit: float) -> None:
-    await rig.redis.rename(HELD_QUEUE, default_queue_name)
-    await until(lambda: _ready(rig.db, ids), limit, "the drain")
-
-
-async def _ready(db: Any, ids: list[str]) -> bool:
-    row = await db.fetchrow(SQL_DRAINED, ids)
-    assert row["other"] == 0, "a BDR failed or was cancelled"
-    return bool(row["ready"] == len(ids))

@@ -1,14 +1,7 @@
 """The whole download job through the real worker: claim → ready, against its floor.
 
-`python -m bench.job [--rounds 7]`. Not a test: prints figures, exits 0. One user with 128
-artworks of ~1 MB (noise PNGs: they do not compress, like detailed artwork), one with 128 small
-pixel-art PNGs. The real worker process builds their download requests, enqueued as the server
-enqueues them; each job's claim → ready is read from its row (`completed_at − started_at`). In
-the same run and on the same files, rounds alternating: the required work done plainly in one
-pass (bench.zip's `required_floor`) and the original algorithm (bench.zip's `seed_algorithm`).
-
-Targets: 128 × 1 MB at ≤ 1.5× the floor and ≥ 25× faster than the original algorithm; 128
-small artworks ≤ 30 ms from claim to ready.
+`python -m bench.job [--rounds 7]`. 128 noise PNGs of ~1 MB: ≤ 1.5× the required work done
+plainly, ≥ 25× faster than the original algorithm; 128 small ones: ≤ 30 ms.
 """
 
 from __future__ import annotations
@@ -67,8 +60,8 @@ FROM batch_download_requests WHERE id = $1
 
 @dataclass
 class Run:
-    """The worker driven as the server drives it (rows inserted, jobs enqueued), and where
-    its ZIPs go. The benchmarks of the worker share it: bench.export, bench.worker_memory."""
+    """The worker driven as the server drives it (rows inserted, jobs enqueued), and where its
+    ZIPs go; bench.export and bench.worker_memory use it too."""
 
     conn: asyncpg.Connection
     redis: ArqRedis
@@ -78,9 +71,8 @@ class Run:
 
     async def until(self, sql: str, row_id: uuid.UUID, done: Callable[[asyncpg.Record], bool]
                     ) -> asyncpg.Record:  # fmt: skip
-        """The row once `done(row)`: read again at each NOTIFY of the events (as the server's
-        SSE hub learns of changes), or every second if one is missed. Polling every few ms took
-        CPU from the two cores the worker builds on."""
+        """The row once `done(row)`, read again at each NOTIFY of the events or every second:
+        polling every few ms took CPU from the two cores the worker builds on."""
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             while not self.doorbell.empty():
@@ -97,9 +89,8 @@ class Run:
 
     async def bdr(self, user: int, sqid: str | None, post_ids: list[int], min_bytes: int = 0,
                   *, comments: bool = False, keep: bool = False) -> dict[str, Any]:  # fmt: skip
-        """One BDR, requested as the server does, until ready; its times from its row; its ZIP
-        checked (none skipped, at least `min_bytes`, there with its row's size) and removed
-        unless `keep` (then its `file_path` is given too)."""
+        """One BDR as the server requests it, until ready; its ZIP checked (none skipped, at
+        least `min_bytes`, its row's size) and removed unless `keep` (then `file_path` too)."""
         cpu = cpu_seconds(self.worker_pid)
         bdr_id = await self.conn.fetchval(SQL_BDR, user, sqid, post_ids, comments)
         await enqueue_bdr(self.redis, bdr_id)
@@ -123,8 +114,7 @@ class Run:
 @contextlib.asynccontextmanager
 async def driving(settings: Settings, worker_pid: int, store: Settings | None = None
                   ) -> AsyncIterator[Run]:  # fmt: skip
-    """A Run on `settings`' database and queue; its ZIPs where `store` puts them (default:
-    where `settings` does)."""
+    """A Run on `settings`' database and queue, its ZIPs where `store` (or `settings`) puts them."""
     conn = await connect(settings.database_url, "pmd-bench")
     listener = await connect(settings.database_url, "pmd-bench-listen")
     doorbell: asyncio.Queue[str] = asyncio.Queue()
@@ -156,22 +146,21 @@ def _sha256(contents: list[bytes]) -> None:
         digest.update(data)
 
 
-async def _measure(run: Run, settings: Settings, name: str, files: list[Path], rounds: int
-                   ) -> dict[str, Any]:  # fmt: skip
+async def measure(run: Run, settings: Settings, name: str, files: list[Path], rounds: int
+                  ) -> dict[str, Any]:  # fmt: skip
+    """The job, the floor and the original algorithm in alternating rounds, after two
+    warm-up rounds; then the SHA-256 of every byte already in memory, on one core."""
     owner, post_ids = await seed_user(run.conn, settings, name, files)
     scratch = settings.bdr_path.parent / "scratch"
     scratch.mkdir(exist_ok=True)
-    jobs, floors, originals = [], [], []
-    for i in range(rounds + 2):  # two warm-up rounds
-        job = (await run.bdr(owner, None, post_ids))["build_s"]
-        floor = await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin")
-        original = await asyncio.to_thread(timed, seed_algorithm, files, scratch / "orig.zip")
-        if i >= 2:
-            jobs.append(job)
-            floors.append(floor)
-            originals.append(original)
-    # What no build can go below: the SHA-256 of every byte, on one core (already in memory:
-    # no read, no write), after the alternating rounds.
+    times: list[tuple[float, float, float]] = []
+    for _ in range(rounds + 2):
+        times.append((
+            (await run.bdr(owner, None, post_ids))["build_s"],
+            await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin"),
+            await asyncio.to_thread(timed, seed_algorithm, files, scratch / "orig.zip"),
+        ))  # fmt: skip
+    jobs, floors, originals = zip(*times[2:], strict=True)
     contents = [p.read_bytes() for p in files]
     hashes = [await asyncio.to_thread(timed, _sha256, contents) for _ in range(rounds)]
     return {
@@ -194,7 +183,7 @@ async def run(rounds: int) -> dict[str, Any]:
         worker = start_worker(service_env(settings, BDR_DAILY_LIMIT="10000"))
         try:
             async with driving(settings, worker.pid) as job_run:
-                figures = {name: await _measure(job_run, settings, name, files, rounds)
+                figures = {name: await measure(job_run, settings, name, files, rounds)
                            for name, files in inputs.items()}  # fmt: skip
         finally:
             stop(worker)
@@ -204,7 +193,8 @@ async def run(rounds: int) -> dict[str, Any]:
     print(f"128 × ~1 MB ({large['bytes'] / 1e6:.0f} MB), medians of {rounds} jobs: claim → "
           f"ready {large['job_s'] * 1000:.1f} ms, {ratio:.2f}× the one-pass floor (target ≤ "
           f"{TARGET_LARGE_RATIO}), {faster:.1f}× faster than the original algorithm (target ≥ "
-          f"{TARGET_VS_ORIGINAL:.0f}); SHA-256 alone {large['sha256_s'] * 1000:.1f} ms")  # fmt: skip
+          f"{TARGET_VS_ORIGINAL:.0f}); SHA-256 alone {large['sha256_s'] * 1000:.1f} ms"
+    )  # fmt: skip
     print(f"128 small ({small['bytes'] / 1e3:.0f} KB): claim → ready "
           f"{small['job_s'] * 1000:.1f} ms (target ≤ {TARGET_SMALL_MS:.0f} ms)")  # fmt: skip
     return figures

@@ -1,9 +1,8 @@
 """The repeated-key check on request bodies, `python -m bench.json_keys`.
 
-Not a test: prints figures (per call, in seconds, to `--json` too), exits 0. A POST /api/pmd/action body with 128 ids decoded as the
-server decodes it (`decode_json`: msgspec, then the repeated-key check) against msgspec's decode
-alone, in the same run; and the check's exact path (a field's name also inside a value, so the
-body is parsed again with every key pair seen), which only such bodies pay.
+A 128-id POST /api/pmd/action body decoded as the server decodes it (`decode_json`: msgspec,
+then the repeated-key check) against msgspec alone, and the check's exact path (a key's name also
+inside a value), which only such bodies pay. Prints seconds per call (and to `--json`).
 """
 
 from __future__ import annotations
@@ -23,37 +22,24 @@ PLAIN = json.dumps({"action": "delete", "post_ids": IDS, "target_sqid": "k3Xa9"}
 KEY_AS_VALUE = json.dumps({"action": "delete", "post_ids": IDS, "target_sqid": "action"}).encode()
 
 
-def interleaved(
-    stmts: dict[str, object], number: int = 10_000, rounds: int = 7
-) -> dict[str, float]:
-    """Best time per call of each, the statements taking turns (a shared machine's noise then
-    falls on all of them alike)."""
-    best = dict.fromkeys(stmts, float("inf"))
-    for _ in range(rounds):
-        for name, stmt in stmts.items():
-            t = timeit.timeit(stmt, number=number)  # type: ignore[arg-type]
-            best[name] = min(best[name], t / number)
-    return best
-
-
 def main() -> None:
     args = cli.parser("json_keys", __doc__).parse_args()
-    t = interleaved({
+    stmts = {
         "base": lambda: msgspec.json.decode(PLAIN, type=ActionRequest),
         "checked": lambda: decode_json(PLAIN, ActionRequest),
         "exact": lambda: decode_json(KEY_AS_VALUE, ActionRequest),
-    })  # fmt: skip
-    base, checked, exact = t["base"], t["checked"], t["exact"]
+    }
+    t = dict.fromkeys(stmts, float("inf"))
+    for _ in range(7):  # taking turns, so a shared machine's noise falls on all alike
+        for name, stmt in stmts.items():
+            t[name] = min(t[name], timeit.timeit(stmt, number=10_000) / 10_000)
+    base = t["base"]
     print(f"128-id action body, {len(PLAIN)} bytes, best of 7 × 10,000 calls each")
     print(f"  msgspec decode alone:                    {base * 1e6:6.2f} µs")
-    print(
-        f"  decode_json (decode + fast check):       {checked * 1e6:6.2f} µs  "
-        f"({checked / base:.2f}×, +{(checked - base) * 1e6:.2f} µs)"
-    )
-    print(
-        f"  decode_json, exact check (key as value): {exact * 1e6:6.2f} µs  "
-        f"({exact / base:.2f}×, +{(exact - base) * 1e6:.2f} µs)"
-    )
+    labels = {"checked": "decode + fast check", "exact": "exact check (key as value)"}
+    for name, label in labels.items():
+        print(f"  decode_json, {label + ':':<28}{t[name] * 1e6:6.2f} µs  ({t[name] / base:.2f}×, "
+              f"+{(t[name] - base) * 1e6:.2f} µs)")  # fmt: skip
     cli.save(args.json, t)
 
 

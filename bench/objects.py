@@ -1,5 +1,5 @@
-"""The benchmarks' object store: a SeaweedFS bucket through obstore (support/seaweed.py's
-keys), and the plain multipart upload that bench.store weighs the ZIP builds against."""
+"""The benchmarks' object store: a SeaweedFS bucket through obstore (support/seaweed.py's keys),
+and the plain multipart upload that bench.store weighs the ZIP builds against."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY
 
 
 def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
-    return open_store(StoreUrl(bucket, prefix), S3Access(endpoint, REGION, ACCESS_KEY, SECRET_KEY,
-                                                         None))  # fmt: skip
+    access = S3Access(endpoint, REGION, ACCESS_KEY, SECRET_KEY, None)
+    return open_store(StoreUrl(bucket, prefix), access)
 
 
 def plain_put(store: S3Store, key: str, local: Path) -> None:
-    """`local` uploaded as a build uploads its ZIP: read in CHUNK pieces, in PART_BYTES parts,
-    PARTS_IN_FLIGHT at once."""
+    """`local` uploaded as a build uploads its ZIP: CHUNK reads, PART_BYTES parts, PARTS_IN_FLIGHT
+    at once."""
 
     def chunks() -> Iterator[bytes]:
         with open(local, "rb") as f:

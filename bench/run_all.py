@@ -1,14 +1,9 @@
-"""Run every benchmark and write docs/benchmarks.md with plots: `python -m bench.run_all`.
+"""Run every benchmark, then render the docs from their figures: `python -m bench.run_all`.
 
-`make bench` runs this. Each benchmark runs as its own process (bench/runner.py); its figures
-are kept in `bench/figures/<name>.json` (committed with the pages they make), then every
-generated page (bench/docs.py) is rendered from its template in bench/templates/ (the prose
-lives there), with PNG plots in `docs/plots/` (bench/plots.py). Each section is dated by its own
-benchmark's run.
-
-`--only zip,posts` reruns some benchmarks and renders the others from their committed figures
-(and dates); `--report-only` renders the pages from the committed figures without running
-anything.
+Each benchmark runs as its own process (bench/runner.py) and its figures are kept, committed, in
+bench/figures/<name>.json; the pages (bench/docs.py) are then rendered from their templates in
+bench/templates/, with PNG plots in docs/plots/. `--only zip,posts` reruns some and renders the
+others from their committed figures; `--report-only` runs nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ import sys
 from bench import docs
 from bench.runner import Bench, record_machine, run_one, saved
 
-# name, arguments, seconds before it is killed: in the order they run.
+# In the order they run: name, arguments, seconds before it is killed.
 BENCHMARKS = (
     Bench("zip", ("--sizes", "16,32,64,128"), 1200),
     Bench("bdr_e2e", (), 600),
@@ -27,58 +22,45 @@ BENCHMARKS = (
     Bench("processes", (), 900),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900),
     Bench("sse", (), 1200),
-    # The whole box: 12,500 to 100,000 streams on 1 to 7 server processes, and the bare
-    # aiohttp baseline after each level.
+    # The whole box: 12,500 to 100,000 streams on 1 to 7 server processes.
     Bench("sse_box", ("--box",), 2700, module="sse"),
     Bench("page", (), 600),
     Bench("host_migrate", (), 900),
     Bench("worker_memory", (), 900),
     Bench("store", (), 600),
-    # A full export of 3,000 artworks in parts, in the folder and in SeaweedFS (~8 minutes).
-    Bench("export", (), 1200),
+    Bench("export", (), 1200),  # a full export of 3,000 artworks, folder and SeaweedFS
     Bench("proxy_memory", ("--waves", "6"), 600),
     Bench("scaling", (), 600),
-    # The cluster of simulated hosts (root): docs/scaling.md.
-    Bench("capacity", (), 900),
+    Bench("capacity", (), 900),  # the cluster of simulated hosts (root): docs/scaling.md
     Bench("cluster", (), 1800),  # the fault run and the rolling deploy, full form
 )
 
 
 def _how_long() -> str:
-    bound = sum(b.limit_s for b in BENCHMARKS)
-    lines = [
-        f"How long: each benchmark is killed past its bound; all of them, at most "
-        f"{bound / 3600:.1f} h. What each took when last run is its figures file's "
-        "`run.seconds`:"
-    ]
+    bound = sum(b.limit_s for b in BENCHMARKS) / 3600
+    lines = [f"How long: each benchmark is killed past its bound; all of them, at most {bound:.1f}"
+             " h. What each took when last run is its figures file's `run.seconds`:"]  # fmt: skip
     for b in BENCHMARKS:
         run = saved(b.name).run or {}
         took = f"{run['seconds']} s" if "seconds" in run else "not recorded"
         lines.append(f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run {took}")
-    lines.append(
-        "Files it rewrites (committed): bench/figures/<name>.json of each benchmark "
-        "run, docs/benchmarks.md, docs/scaling.md, docs/plots/*.png."
-    )
+    lines.append("Files it rewrites (committed): bench/figures/<name>.json of each benchmark "
+                 "run, docs/benchmarks.md, docs/scaling.md, docs/plots/*.png.")  # fmt: skip
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bench.run_all",
-        description=__doc__,
-        epilog=_how_long(),
+        prog="python -m bench.run_all", description=__doc__, epilog=_how_long(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    )  # fmt: skip
     parser.add_argument("--only", default="", help="comma-separated benchmarks to rerun")
     parser.add_argument("--report-only", action="store_true", help="render from saved figures")
     args = parser.parse_args(argv)
     names = [b.name for b in BENCHMARKS]
     chosen = [n for n in args.only.split(",") if n] or names
-    unknown = set(chosen) - set(names)
-    if unknown:
-        parser.error(
-            f"unknown benchmark(s): {', '.join(sorted(unknown))}; known: {', '.join(names)}"
-        )
+    if unknown := sorted(set(chosen) - set(names)):
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(names)}")
     failures: dict[str, str] = {}
     if not args.report_only:
         record_machine()
@@ -89,8 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     docs.write()
     if failures:
         print(f"failed: {', '.join(f'{n} ({w})' for n, w in failures.items())}")
-        return 1
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -1,17 +1,6 @@
-"""Running one benchmark as its own process, and keeping the figures it saved.
-
-Each benchmark runs as `python -m bench.<name> ... --json FILE` in its own session, killed with
-its children if it overruns its time limit. What it wrote is kept in `bench/figures/<name>.json`,
-which is committed: the docs are rendered from those files alone (bench/report.py,
-bench/scaling_doc.py), so anyone can render them again and a test can hold the docs to them.
-Each file says how its figures were measured beside them:
-
-    {"run": {"date", "load_start", "load_end", "seconds", "command"}, "figures": ...}
-
-and, when a later run of the same benchmark failed, `"failed": {"date", "command", "why"}`
-beside the figures of the run before (a failed rerun never deletes figures). `machine.json`
-there has the hardware and the servers' versions of the last `bench.run_all`.
-"""
+"""Runs one benchmark as its own process and keeps its figures in bench/figures/<name>.json:
+`{"run": {date, load_start, load_end, seconds, command}, "figures": ...}`, plus `"failed"` beside
+the run before's figures when a rerun failed. The docs are rendered from these files alone."""
 
 from __future__ import annotations
 
@@ -32,16 +21,15 @@ from support.stack import CHECKOUT
 
 FIGURES = CHECKOUT / "bench" / "figures"
 MACHINE = FIGURES / "machine.json"
-# Where a benchmark writes while it runs (git-ignored): kept only when it exits 0.
-SCRATCH = CHECKOUT / ".data" / "bench" / "results"
+SCRATCH = CHECKOUT / ".data" / "bench" / "results"  # git-ignored; kept only on exit 0
 
 
 @dataclass(frozen=True)
 class Bench:
     name: str
     args: tuple[str, ...]
-    limit_s: int  # wall-clock bound; the run is killed past it
-    module: str = ""  # bench.<module> runs it, when that is not bench.<name> (a mode of one)
+    limit_s: int  # killed past it
+    module: str = ""  # runs bench.<module> when it is a mode of another benchmark
 
     @property
     def argv(self) -> list[str]:
@@ -63,31 +51,21 @@ class Saved:
     recovered: str | None = None  # how figures lost before they were committed were recovered
 
 
-def path_of(name: str, folder: Path = FIGURES) -> Path:
-    return folder / f"{name}.json"
-
-
 def saved(name: str, folder: Path = FIGURES) -> Saved:
-    path = path_of(name, folder)
-    if not path.exists():
-        return Saved(name, None, None)
-    data = json.loads(path.read_text())
+    path = folder / f"{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
     return Saved(name, data.get("run"), data.get("figures"), data.get("failed"),
                  data.get("recovered"))  # fmt: skip
 
 
 def _write(name: str, data: dict[str, Any], folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    path_of(name, folder).write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-
-
-def _load() -> str:
-    return f"{os.getloadavg()[0]:.2f}"
+    (folder / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 def bounded(cmd: list[str], limit_s: float, **popen: Any) -> tuple[int | None, str | None]:
-    """Runs `cmd` in its own session: its exit status (None: killed past `limit_s`, with the
-    server and worker processes it started) and its output, when `popen` captures it."""
+    """Runs `cmd` in its own session: its exit status (None: killed, with its children, past
+    `limit_s`) and its output when `popen` captures it."""
     proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True, text=True, **popen)
     try:
         out, _ = proc.communicate(timeout=limit_s)
@@ -98,31 +76,31 @@ def bounded(cmd: list[str], limit_s: float, **popen: Any) -> tuple[int | None, s
 
 
 def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
-    """Runs one benchmark; None when it wrote its figures, else why not. Its file in `folder`
-    then holds the new figures with their run, or (on failure) the old ones and the failure;
-    no other benchmark's file changes."""
+    """Runs one benchmark into its file in `folder`: None when it saved figures, else why not
+    (the file then keeps the figures before, with the failure)."""
     SCRATCH.mkdir(parents=True, exist_ok=True)
     out = SCRATCH / f"{bench.name}.json"
     out.unlink(missing_ok=True)
     cmd = [sys.executable, *bench.argv, "--json", str(out)]
     print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    entry: dict[str, Any] = {"date": date, "load_start": _load(), "command": bench.command}
+    run: dict[str, Any] = {
+        "date": date,
+        "load_start": f"{os.getloadavg()[0]:.2f}",
+        "command": bench.command,
+    }
     started = time.monotonic()
     code, _ = bounded(cmd, bench.limit_s)
-    entry |= {"load_end": _load(), "seconds": round(time.monotonic() - started)}
-    print(f"=== {bench.name}: {entry['seconds']} s, exit {code}", flush=True)
-    if code is None:
-        why = f"killed after {bench.limit_s} s"
-    elif code == 0 and out.exists():
-        _write(bench.name, {"run": entry, "figures": json.loads(out.read_text())}, folder)
+    run |= {"load_end": f"{os.getloadavg()[0]:.2f}", "seconds": round(time.monotonic() - started)}
+    print(f"=== {bench.name}: {run['seconds']} s, exit {code}", flush=True)
+    if code == 0 and out.exists():
+        _write(bench.name, {"run": run, "figures": json.loads(out.read_text())}, folder)
         return None
-    else:
-        why = f"exited with status {code}"
-    before = path_of(bench.name, folder)
+    why = f"killed after {bench.limit_s} s" if code is None else f"exited with status {code}"
+    before = folder / f"{bench.name}.json"
     old = json.loads(before.read_text()) if before.exists() else {}
-    failed = {"date": date, "command": bench.command, "why": why}
-    _write(bench.name, old | {"failed": failed}, folder)
+    _write(bench.name, old | {"failed": {"date": date, "command": bench.command, "why": why}},
+           folder)  # fmt: skip
     return why
 
 
@@ -142,8 +120,7 @@ async def service_versions() -> tuple[str, str]:
         await conn.close()
     redis = create_redis(base.redis_url)
     try:
-        info = await redis.info("server")
-        rv = str(info.get("redis_version", "?"))
+        rv = str((await redis.info("server")).get("redis_version", "?"))
     finally:
         await redis.aclose()
     suffix = " (embedded)" if embedded else ""
@@ -151,11 +128,10 @@ async def service_versions() -> tuple[str, str]:
 
 
 def _field(path: str, key: str, sep: str) -> str | None:
-    """The value of the first line of `path` that starts with `key` (None: no such line)."""
-    file = Path(path)
-    lines = file.read_text().splitlines() if file.exists() else []
-    found = (ln.split(sep, 1)[1].strip().strip('"') for ln in lines if ln.startswith(key))
-    return next(found, None)
+    """The value on the first line of `path` that starts with `key`."""
+    lines = Path(path).read_text().splitlines() if Path(path).exists() else []
+    return next((ln.split(sep, 1)[1].strip().strip('"') for ln in lines if ln.startswith(key)),
+                None)  # fmt: skip
 
 
 def record_machine() -> None:

@@ -1,29 +1,9 @@
 """Benchmark of the SSE stream over loopback: `python -m bench.sse`.
 
-Not a test: it prints figures and exits 0. For 1,000, 5,000, 10,000 and 20,000 concurrent subscribers
-(ten per user, the default per-user cap) on one `python server.py` process, with this process
-as the load generator (raw asyncio sockets, so the client side stays cheap), it reports
-
-- the server's RSS per idle subscriber (growth from 100 warm streams to all of them),
-- the number of LISTEN connections the server holds (`pmd-sse-listener` in pg_stat_activity),
-- (a) latency from the committing UPDATE to each client's receipt, p50/p99, for single
-  events to one user (ten streams) while every other stream stays connected,
-- (b) the same for a burst where every user's BDR changes in one statement (timed from
-  sending the UPDATE, so its own execution counts too), and that UPDATE's own time;
-- the server's longest garbage-collector pause (its `pmd_gc_pause_max_seconds`, measured with
-  gc.callbacks from start-up to the end of the level: connections, events and bursts).
-
-Targets (issue #17): 20,000 subscribers held by one process; <= 15 KB per idle subscriber;
-(a) p99 <= 10 ms; (b) everyone within 0.5 s; no GC pause above 50 ms; exactly one LISTEN
-connection whatever the count.
-
-File descriptors: each stream is one socket in the server and one in this process. The soft
-RLIMIT_NOFILE is raised to the hard limit (inherited by the server); where the hard limit is
-too low for a level (20,000 here: the server also needs its pool, listener, Redis and
-listening sockets), that level runs with as many streams as fit, and says so.
-
-PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones (under
-.data/bench). A fresh database is created and dropped here. Loopback only, bounded in time.
+Not a test: it prints figures and exits 0. One `python server.py` process, 1,000 to 20,000
+subscribers (ten a user) held by this process: memory a subscriber, LISTEN connections, one
+user's event and a burst to every user, timed from their UPDATE, and the longest GC pause (issue
+#17's targets in docs/benchmarks.md). `--box`: the whole box instead (bench/sse_box.py).
 """
 
 from __future__ import annotations
@@ -36,10 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cli, sse_box
-from bench.sse_box import Client
-from bench.storm_client import Receipts as Receipts  # bench.processes holds its streams with
-from bench.storm_client import SseClient as SseClient  # these two
+from bench import cli, plots, sse_box
+from bench.storm_client import Client
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
@@ -49,8 +27,7 @@ from support.stack import free_port, fresh_stack, listeners, service_env, start_
 
 PER_USER = 10
 LEVELS = (1_000, 5_000, 10_000, 20_000)
-# Descriptors a process needs besides its streams (pool, listener, Redis, epoll, logs, ...).
-FD_HEADROOM = 100
+FD_HEADROOM = 100  # descriptors a process needs besides its streams (pool, listener, Redis...)
 WARM = 100
 CONNECT_CONCURRENCY = 100
 SINGLE_ROUNDS = 200
@@ -82,7 +59,7 @@ async def run_level(
         warm = len(client.streams)
         await asyncio.sleep(0.5)
         rss_warm = rss_kb(server.pid)
-        opened.append(await client.open(WARM // PER_USER, users, CONNECT_CONCURRENCY))
+        opened.append(await client.open(WARM // PER_USER, None, CONNECT_CONCURRENCY))
         if len(client.streams) != subscribers:
             raise RuntimeError(f"{len(client.streams)} of {subscribers} opened: {opened}")
         lv: dict[str, Any] = {"subscribers": subscribers, "connect_s": time.monotonic() - started}
@@ -96,7 +73,7 @@ async def run_level(
         errors = 0
         for i in range(SINGLE_ROUNDS):
             user = (i * 7919) % users  # spread over the users
-            client.arm(user, PER_USER)
+            client.arm(user)
             t0 = time.monotonic()
             await db.execute(sse_box.STEP, seeded.bdr_ids[user])
             await client.wait(10)
@@ -104,15 +81,12 @@ async def run_level(
             errors += client.misrouted + abs(PER_USER - len(client.times))  # wrong, lost, twice
             await asyncio.sleep(0.005)
 
-        # (b) every user's BDR changes in one statement: one event per user, all at once.
-        # Timed from sending the UPDATE, so its own execution (1 trigger per row) is included.
-        # An untimed first burst warms up PostgreSQL. (It used to take the server's first full
-        # garbage collection after the connection phase too, ~0.5 s at 10,000 streams; the
-        # server now freezes its streams' objects, and its longest pause is reported.)
+        # (b) every user's BDR changes in one statement (a trigger per row), timed from sending
+        # it; an untimed first burst warms PostgreSQL up.
         burst: list[float] = []
         update_ms: list[float] = []
         for i in range(BURSTS + 1):
-            client.arm(-1, subscribers)
+            client.arm(-1)
             t0 = time.monotonic()
             await db.execute(sse_box.BURST, seeded.bdr_ids[:users])
             committed = time.monotonic()
@@ -133,15 +107,11 @@ async def run_level(
 
 
 async def gc_figures(port: int) -> dict[str, float]:
-    """The server's longest GC pause so far and its other GC figures, from its /metrics."""
+    """The server's GC figures so far, from its /metrics."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-    body = (await reader.read()).decode()
+    values = dict(line.partition(" ")[::2] for line in (await reader.read()).decode().splitlines())
     writer.close()
-    values = {}
-    for line in body.splitlines():
-        name, _, value = line.partition(" ")
-        values[name] = value
     out: dict[str, float] = {}
     for name in GC:
         got = float(values[f"pmd_gc_{name}"])
@@ -150,7 +120,7 @@ async def gc_figures(port: int) -> dict[str, float]:
     return out
 
 
-async def bench(levels: tuple[int, ...]) -> list[dict[str, Any]]:
+async def bench(levels: list[int]) -> list[dict[str, Any]]:
     async with fresh_stack() as settings:
         ids = PublicIds(settings.sqids_alphabet)
         seeded = await seed_stream_users(settings.database_url, ids, settings.jwt_secret_key,
@@ -161,7 +131,7 @@ async def bench(levels: tuple[int, ...]) -> list[dict[str, Any]]:
             for n in levels:
                 held = fitting(n)
                 note = f" ({n:,} asked; the descriptor limit allows {held:,})" if held < n else ""
-                print(f"{held:,} subscribers{note} ...", flush=True)
+                print(f"{held:,} subscribers{note} ...")
                 log = settings.vault_path.parent / f"server-{held}.log"
                 lv = await run_level(settings, seeded, held, db, log) | {"asked": n}
                 print(f"  connected in {lv['connect_s']:.1f} s, {lv['rss_mb']:.0f} MB RSS, "
@@ -169,7 +139,7 @@ async def bench(levels: tuple[int, ...]) -> list[dict[str, Any]]:
                       f"(a) p50 {lv['single']['p50_ms']:.2f} ms, p99 {lv['single']['p99_ms']:.2f} "
                       f"ms; (b) p50 {lv['burst']['p50_ms']:.0f} ms, max {lv['burst']['max_ms']:.0f}"
                       f" ms, {lv['burst_delivered']} (its UPDATE {lv['burst_update_ms']:.0f} ms); "
-                      f"GC max {lv['gc_pause_max_ms']:.1f} ms; errors {lv['errors']}", flush=True)  # fmt: skip
+                      f"GC max {lv['gc_pause_max_ms']:.1f} ms; errors {lv['errors']}")  # fmt: skip
                 results.append(lv)
         finally:
             await db.close()
@@ -177,8 +147,8 @@ async def bench(levels: tuple[int, ...]) -> list[dict[str, Any]]:
 
 
 def raise_fd_limit(needed: int) -> None:
-    """The soft RLIMIT_NOFILE up to what `needed` streams take, as far as the hard limit goes
-    (raising that takes privileges this process may not have); the server inherits it."""
+    """The soft RLIMIT_NOFILE up to what `needed` streams take, as far as the hard limit goes;
+    the server inherits it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = needed + FD_HEADROOM
     target = want if hard == resource.RLIM_INFINITY else min(max(soft, want), hard)
@@ -187,54 +157,94 @@ def raise_fd_limit(needed: int) -> None:
 
 
 def fitting(subscribers: int) -> int:
-    """`subscribers`, or as many (in whole users) as the descriptor limit lets both processes
-    hold."""
+    """`subscribers`, or as many (in whole users) as the descriptor limit lets both ends hold."""
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     if soft == resource.RLIM_INFINITY:
         return subscribers
     return min(subscribers, (soft - FD_HEADROOM) // PER_USER * PER_USER)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> None:
     parser = cli.parser("sse", __doc__)
+    parser.add_argument("--levels", help="comma-separated subscriber counts (multiples of 10); "
+                        "with --box, stream counts (multiples of 100)")  # fmt: skip
+    parser.add_argument("--box", action="store_true", help="the whole box (bench/sse_box.py)")
+    parser.add_argument("--streams", type=int, default=100_000, help="--box: the top level")
     parser.add_argument(
-        "--levels",
-        help=f"comma-separated subscriber counts (multiples of 10; default {LEVELS}); with "
-        "--box, stream counts (multiples of 100) instead of --streams and its fractions",
+        "--burst-only", action="store_true", help="--box: levels filled by Storm, then bursts only"
     )
-    parser.add_argument(
-        "--box",
-        action="store_true",
-        help="the whole box instead: many server processes, six asyncio client processes; "
-        "per level an opening flood, memory, events, the burst, a reconnect storm and a ticket "
-        "storm, then the same clients against a bare aiohttp app (see bench/sse_box.py)",
-    )
-    parser.add_argument(
-        "--streams", type=int, default=100_000, help="with --box: the top stream count"
-    )
-    parser.add_argument(
-        "--burst-only",
-        action="store_true",
-        help="with --box: each level filled by the lean storm client, then the burst alone",
-    )
-    parser.add_argument(
-        "--server-root",
-        type=Path,
-        help="with --box: run the server of this checkout (its server.py, package and "
-        "migrations), to compare another commit's code on the same box",
-    )
-    args = parser.parse_args(argv)
+    parser.add_argument("--server-root", type=Path, help="--box: run this checkout's server")
+    args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")] if args.levels else None
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it goes
     if args.box:
         run = sse_box.run(levels or sse_box.levels_for(args.streams), args.burst_only,
                           args.server_root)  # fmt: skip
         cli.save(args.json, {"box": asyncio.run(run)})
-        return 0
-    levels = levels or list(LEVELS)
-    raise_fd_limit(max(levels))
-    cli.save(args.json, asyncio.run(bench(tuple(levels))))
-    return 0
+    else:
+        levels = levels or list(LEVELS)
+        raise_fd_limit(max(levels))
+        cli.save(args.json, asyncio.run(bench(levels)))
+
+
+PLOT = "sse_latency.png"
+
+
+def plot(levels: list[dict[str, Any]], path: Path) -> None:
+    """The curve from 1,000 to 20,000 subscribers: latency of (a) and (b), then memory and the
+    longest GC pause."""
+    plt = plots.pyplot()
+    subs = [lv["subscribers"] for lv in levels]
+    fig, axes = plt.subplots(2, 2, figsize=(11, 9.5))
+    (single, burst), (memory, pause) = axes
+    for ax, key, title, target, target_label in (
+        (single, "single", "(a) one user's event, all others connected", 10,
+         "target: p99 ≤ 10 ms"),
+        (burst, "burst", "(b) every user's BDR changes in one UPDATE", 500,
+         "target: every client within 0.5 s"),
+    ):  # fmt: skip
+        for q, style in (("p50", "o-"), ("p90", "s-"), ("p99", "^-"), ("max", "x--")):
+            ax.plot(subs, [lv[key][f"{q}_ms"] for lv in levels], style, label=q)
+        if key == "burst":
+            ax.plot(subs, [lv["burst_update_ms"] for lv in levels], "d:", color="gray",
+                    label="of which the UPDATE")  # fmt: skip
+        plots.target(ax, target, target_label, max(lv[key]["max_ms"] for lv in levels))
+        ax.set(ylabel="commit → client receipt (ms)", title=title)
+    memory.plot(subs, [lv["kb_per_subscriber"] for lv in levels], "o-", label="RSS per subscriber")
+    plots.target(memory, 15, "target: ≤ 15 KB", max(lv["kb_per_subscriber"] for lv in levels))
+    memory.set(ylabel="KB per idle subscriber", title="Server memory per subscriber")
+    pause.plot(subs, [lv.get("gc_pause_max_ms", 0.0) for lv in levels], "o-",
+               label="longest GC pause, wall clock (start-up to end of level)")  # fmt: skip
+    pause.plot(subs, [lv.get("gc_pause_max_cpu_ms", 0.0) for lv in levels], "s--",
+               label="its CPU time (the rest: waiting for a core)")  # fmt: skip
+    plots.target(pause, 50, "target: ≤ 50 ms", max(lv.get("gc_pause_max_ms", 0.0) for lv in levels))
+    pause.set(ylabel="ms", title="Longest garbage-collector pause")
+    for ax in (single, burst, memory, pause):
+        ax.set_xlabel("concurrent SSE subscribers on one server process")
+        ax.set_xticks(subs, [f"{n:,}" for n in subs])
+        plots.below(ax, ncols=1 if ax is pause else 3)
+    plots.save(plt, fig, path)
+
+
+def section(levels: list[dict[str, Any]]) -> dict[str, Any]:
+    top = max(lv["subscribers"] for lv in levels)
+    return {
+        "levels": levels,
+        "top": top,
+        "kb": max(lv["kb_per_subscriber"] for lv in levels),
+        "p99": max(lv["single"]["p99_ms"] for lv in levels),
+        "worst": max(lv["burst"]["max_ms"] for lv in levels),
+        "gc_max": max(lv.get("gc_pause_max_ms", float("inf")) for lv in levels),
+        "gc_cpu": max(lv.get("gc_pause_max_cpu_ms", float("inf")) for lv in levels),
+        "delivered": all(
+            lv["burst_delivered"] == f"{lv['subscribers']}/{lv['subscribers']}"
+            and lv["errors"] == 0
+            for lv in levels
+        ),
+        "one": all(lv["listeners"] == 1 for lv in levels),
+        "fd_bound": top < 20_000 and any(lv.get("asked", 0) > lv["subscribers"] for lv in levels),
+    }
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,22 +1,7 @@
-"""The load side of the SSE benchmarks. `SseClient` holds one stream and counts its live events
-(asyncio; `bench.sse` and the client processes of `bench.sse --box` hold theirs with it). `Storm`
-is a reconnect storm's client side, as lean as Python allows: `bench.sse --box` reopens every
-stream of a client process at once through it, against the service and against its floor.
-
-On a real site the clients of a storm are other machines; here they share the server's two
-cores, so what they spend is taken from the servers. asyncio's `create_connection` costs a
-task, several futures, a transport and an address lookup per stream (~0.4 ms of CPU an
-opening, with the kernel's part); this is one epoll loop over plain non-blocking sockets,
-bound with IP_BIND_ADDRESS_NO_PORT (the kernel picks the port at connect time instead of
-searching for a free one at bind time among ~12,500 in use). The process does nothing else
-while its storm runs, so the loop blocks it.
-
-A stream counts as back when its answer's `connected` event has arrived; one refused, reset
-or answered other than 200 is retried after 1–2 s, as EventSource's retry would.
-
-A ticket storm (`then`) is what browsers do: each connection first sends a POST for a ticket,
-reads its JSON answer, then sends on the same connection (kept alive, as a browser's would be)
-the GET with that ticket in its query; a refusal retries both.
+"""The load side of the SSE benchmarks: `Client` holds streams (asyncio protocols) and times
+their live events; `Storm` reopens many at once on one epoll loop over plain sockets, as lean as
+Python allows, since the clients share the servers' cores. A refused, reset or non-200 opening
+is retried after 1–2 s, as EventSource's retry would.
 """
 
 from __future__ import annotations
@@ -27,6 +12,7 @@ import errno
 import heapq
 import json
 import random
+import re
 import select
 import socket
 import struct
@@ -35,71 +21,45 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+# The kernel picks the port at connect time instead of searching ~12,500 in use at bind time.
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 LINGER_RST = struct.pack("ii", 1, 0)
 CONNECTED = b"event: connected"
 UPDATE = b"event: bdr_update\nid: "
 IN, OUT, ERR = select.EPOLLIN, select.EPOLLOUT, select.EPOLLERR | select.EPOLLHUP
+OPEN_DEADLINE_S = 600.0
+STORM_DEADLINE_S = 300.0
 
 
 def sse_request(port: int, token: str, last_id: bytes | None = None) -> bytes:
-    resume = b"Last-Event-ID: " + last_id + b"\r\n" if last_id else b""
+    resume = f"Last-Event-ID: {last_id.decode()}\r\n" if last_id else ""
     return (f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: "
-            f"Bearer {token}\r\nAccept: text/event-stream\r\n").encode() + resume + b"\r\n"  # fmt: skip
+            f"Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n").encode()  # fmt: skip
 
 
-class Refused(Exception):
-    """An opening answered other than 200."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"answered {status}")
-        self.status = status
+def connected_end(buf: bytes) -> int:
+    """Where the opening's `connected` event ends in `buf`; -1 until it is whole."""
+    at = buf.find(CONNECTED)
+    return -1 if at < 0 or buf.find(b"\n\n", at) < 0 else at + len(CONNECTED)
 
 
-@dataclass
-class Receipts:
-    """The live events of a set of streams since the last `arm`: when each arrived, and how
-    many were another user's than the one awaited."""
-
-    times: list[float] = field(default_factory=list)
-    target: int = -1  # the user whose event is awaited (-1: every user's)
-    expected: int = 0
-    misrouted: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    lost: int = 0  # held streams the server closed
-    dropping: bool = False  # while the bench drops its own
-
-    def arm(self, target: int, expected: int) -> None:
-        self.times, self.target, self.expected, self.misrouted = [], target, expected, 0
-        self.done = asyncio.Event()
-        if expected == 0:
-            self.done.set()
-
-    def received(self, user: int, at: float, count: int) -> None:
-        if self.target >= 0 and user != self.target:
-            self.misrouted += count
-            return
-        self.times.extend([at] * count)
-        if len(self.times) >= self.expected:
-            self.done.set()
-
-    async def wait(self, within_s: float) -> dict[str, Any]:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.done.wait(), within_s)
-        return {"times": self.times, "misrouted": self.misrouted}
+def reset(sock: socket.socket) -> None:
+    """Gone at once, with a reset: no FIN handshake, no TIME_WAIT holding the port."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+    sock.close()
 
 
 class SseClient(asyncio.Protocol):
-    """One EventSource-like subscriber: `ready` once its `connected` event is in (`Refused`
-    for another answer), then each live event's receipt time, and the newest `id:` (sent back
-    as Last-Event-ID). A frame is written in one piece, so a marker only ever spans two reads,
-    never a chunk boundary: a short tail is enough to find every one."""
+    """One EventSource-like stream: `ready` gets its opening's status once `connected` is in
+    (0: closed before), then live events count as `client`'s receipts and the newest `id:` is
+    kept. A frame is written whole, so a marker spans at most two reads: a short tail will do."""
 
-    __slots__ = ("held", "last_id", "ready", "receipts", "request", "tail", "transport", "user")
+    __slots__ = ("client", "held", "last_id", "ready", "request", "tail", "transport", "user")
 
-    def __init__(self, user: int, request: bytes, receipts: Receipts) -> None:
-        self.user, self.request, self.receipts = user, request, receipts
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def __init__(self, user: int, request: bytes, client: Client) -> None:
+        self.user, self.request, self.client = user, request, client
+        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.held = False
         self.last_id: bytes | None = None
         self.tail = b""
@@ -119,105 +79,220 @@ class SseClient(asyncio.Protocol):
         now = time.monotonic()
         buf, start = self.tail + data, 0
         if not self.held:
-            if len(buf) < 12:
-                self.tail = buf
-                return
-            if not buf.startswith(b"HTTP/1.1 200"):
-                self.ready.set_exception(Refused(int(buf[9:12])))
+            if len(buf) >= 12 and not buf.startswith(b"HTTP/1.1 200"):
+                self.ready.set_result(int(buf[9:12]))
                 self.drop()
                 return
-            at = buf.find(CONNECTED)
-            if at < 0 or buf.find(b"\n\n", at) < 0:
+            if (start := connected_end(buf)) < 0:  # events before it are the opening's
                 self.tail = buf
                 return
-            self.held = True
-            self.ready.set_result(None)
-            start = at + len(CONNECTED)  # events before it are the opening's, not live
+            self.adopt()
         if (at := buf.rfind(b"\nid: ")) >= 0 and (end := buf.find(b"\n", at + 5)) > 0:
             self.last_id = buf[at + 5 : end]
         if count := buf.count(UPDATE, start):
-            self.receipts.received(self.user, now, count)
+            self.client.received(self.user, now, count)
         self.tail = buf[-(len(UPDATE) - 1) :]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.ready.done():
-            self.ready.set_exception(ConnectionError("closed before connected"))
-        elif self.held and not self.receipts.dropping:
-            self.receipts.lost += 1
+            self.ready.set_result(0)
+        elif self.held and not self.client.dropping:
+            self.client.lost += 1
 
     def drop(self) -> None:
         if self.transport is not None:
-            sock = self.transport.get_extra_info("socket")
-            if sock is not None:
+            if (sock := self.transport.get_extra_info("socket")) is not None:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
             self.transport.abort()
 
     def adopt(self) -> None:
-        """Held already: a socket a Storm opened, now read here."""
+        """Held: its `connected` is in (or it is a socket a Storm opened, now read here)."""
         self.held = True
-        self.ready.set_result(None)
+        self.ready.set_result(200)
+
+
+@dataclass(kw_only=True)
+class Client:
+    """`per_user` streams for each of `users`, from `source`, and the live events received since
+    `arm`. Its public methods are a box client process's commands (bench/sse_box.py)."""
+
+    source: str
+    port: int
+    users: list[tuple[int, str]]
+    per_user: int
+    streams: list[SseClient] = field(default_factory=list)
+    stormed: list[socket.socket] = field(default_factory=list)  # held by the last Storm
+    # (token, Last-Event-ID or None) of each stream the storms reopen.
+    wanted: list[tuple[str, bytes | None]] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    target: int = -1  # the user whose event is awaited (-1: every user's)
+    expected: int = 0
+    misrouted: int = 0  # events of another user than the one awaited
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: int = 0  # held streams the server closed
+    dropping: bool = False  # once the bench drops its own
+
+    def arm(self, target: int) -> None:
+        """Awaits the next event on each stream of user `target` (-1: on every stream)."""
+        owned = any(u == target for u, _ in self.users)
+        self.expected = len(self.streams) if target < 0 else self.per_user * owned
+        self.times, self.target, self.misrouted = [], target, 0
+        self.done = asyncio.Event()
+        if self.expected == 0:
+            self.done.set()
+
+    def received(self, user: int, at: float, count: int) -> None:
+        if self.target >= 0 and user != self.target:
+            self.misrouted += count
+            return
+        self.times.extend([at] * count)
+        if len(self.times) >= self.expected:
+            self.done.set()
+
+    async def wait(self, within_s: float) -> dict[str, Any]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), within_s)
+        return {"times": self.times, "misrouted": self.misrouted}
+
+    async def open(self, first: int, end: int | None, concurrency: int) -> dict[str, Any]:
+        """Opens the streams of users[first:end], `concurrency` in flight, retrying failures
+        until OPEN_DEADLINE_S: how many opened, when the last did, and the statuses not 200 (0:
+        refused, reset or timed out)."""
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(concurrency)
+        statuses: Counter[int] = Counter()
+        deadline = time.monotonic() + OPEN_DEADLINE_S
+        last = 0.0
+
+        async def one(user: int, token: str) -> SseClient | None:
+            nonlocal last
+            while time.monotonic() < deadline:
+                stream = SseClient(user, sse_request(self.port, token), self)
+                async with gate:
+                    try:
+                        await loop.create_connection(
+                            stream, "127.0.0.1", self.port, local_addr=(self.source, 0)
+                        )
+                        # No timeout of its own, as EventSource: an opening queued in the
+                        # server, abandoned and retried, would only add to the queue.
+                        status = await asyncio.wait_for(stream.ready, deadline - time.monotonic())
+                    except (OSError, TimeoutError):
+                        status = 0
+                    if status == 200:
+                        last = max(last, time.monotonic())
+                        return stream
+                    statuses[status] += 1
+                    stream.drop()
+                await asyncio.sleep(1 + random.random())
+            return None
+
+        mine = self.users[first:end]
+        got = await asyncio.gather(*(one(u, t) for u, t in mine for _ in range(self.per_user)))
+        opened = [s for s in got if s is not None]
+        self.streams += opened
+        return {"opened": len(opened), "asked": len(got), "last": last,
+                "statuses": {str(k): v for k, v in statuses.items()}}  # fmt: skip
+
+    async def fill(self) -> dict[str, Any]:
+        """Every stream opened at once by a Storm (without Last-Event-ID), then read here: a
+        level filled in a fraction of the flood's time, for the burst alone."""
+        wanted = [sse_request(self.port, t) for _, t in self.users for _ in range(self.per_user)]
+        filled = Storm(self.source, self.port, wanted)
+        out = filled.run(OPEN_DEADLINE_S)
+        loop = asyncio.get_running_loop()
+        for sock in filled.held:
+            stream = SseClient(-1, b"", self)  # whose it is matters only for one event's
+            stream.adopt()
+            await loop.create_connection(stream, sock=sock)
+            self.streams.append(stream)
+        return out
+
+    async def storm(self, tickets: bool) -> dict[str, Any]:
+        """Drops every stream at once (RST) and reopens all at once through a Storm, each with
+        the last event id it received, as EventSource does; held after, never read. `tickets`:
+        the storm's streams again, each as a browser brings it back: a POST for a ticket, then
+        on the same connection the GET with it."""
+        if not tickets:
+            tokens = dict(self.users)
+            self.wanted = [(tokens[s.user], s.last_id) for s in self.streams]
+        self.close()
+        await asyncio.sleep(0)
+        requests = [sse_request(self.port, t, i) for t, i in self.wanted]
+        then = None
+        if tickets:
+            host = f"HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
+            requests = [f"POST /api/pmd/bdr/sse-ticket {host}Authorization: Bearer {t}\r\n"
+                        "Content-Length: 0\r\n\r\n".encode() for t, _ in self.wanted]  # fmt: skip
+            resume = [f"&last_event_id={i.decode()}" if i else "" for _, i in self.wanted]
+            then = [f"GET /api/pmd/bdr/sse?ticket={{ticket}}{r} {host}Accept: text/event-stream"
+                    "\r\n\r\n".encode() for r in resume]  # fmt: skip
+        storm = Storm(self.source, self.port, requests, then=then)
+        out = storm.run()
+        self.stormed = storm.held
+        return out | {"resumed": sum(1 for _, i in self.wanted if i)}
+
+    def held(self) -> dict[str, int]:
+        return {"held": len(self.streams) + len(self.stormed), "lost": self.lost}
+
+    def close(self) -> None:
+        self.dropping = True
+        for s in self.streams:
+            s.drop()
+        self.streams = []
+        for sock in self.stormed:
+            reset(sock)
+        self.stormed = []
 
 
 @dataclass(slots=True)
 class _Conn:
     sock: socket.socket
-    request: bytes
-    wanted: int  # its index in the storm's list
+    i: int  # its request's index
+    then: bytes | None  # a ticket storm's GET, `{ticket}` in it, once the POST is answered
     sent: bool = False
     buf: bytes = b""
-    then: bytes | None = None  # a ticket storm's GET, `{ticket}` in it, once the POST answers
 
 
-@dataclass
 class Storm:
-    """Reopens `requests` (each a whole HTTP request) against `port` from `source`."""
+    """Opens `requests` (whole HTTP requests) against `port` from `source`, all at once; a
+    stream is back once its `connected` is in. `then`: a ticket storm's GETs, one for each
+    request (a POST), sent on its connection with the ticket it answered."""
 
-    source: str
-    port: int
-    requests: list[bytes]
-    deadline_s: float
-    # A ticket storm: each request above is the POST, and this (one for each) the GET.
-    then: list[bytes] | None = None
-    held: list[socket.socket] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    # Why the connections counted as status 0 failed: an errno's name, or `eof` (closed
-    # before an answer).
-    failures: Counter[str] = field(default_factory=Counter)
-    last: float = 0.0
+    def __init__(
+        self, source: str, port: int, requests: list[bytes], then: list[bytes] | None = None
+    ) -> None:
+        self.source, self.port, self.requests, self.then = source, port, requests, then
+        self.held: list[socket.socket] = []
+        self.statuses: Counter[int] = Counter()
+        self.failures: Counter[str] = Counter()  # why status 0: an errno's name, or `eof`
+        self.last = 0.0
+        self.conns: dict[int, _Conn] = {}
+        self.retry: list[tuple[float, int]] = []  # (when, index) of the failed, a heap
+        self.ep = select.epoll()
 
-    def run(self) -> dict[str, Any]:
-        ep = select.epoll()
-        conns: dict[int, _Conn] = {}
-        retry: list[tuple[float, int]] = []
-        deadline = time.monotonic() + self.deadline_s
+    def run(self, deadline_s: float = STORM_DEADLINE_S) -> dict[str, Any]:
+        deadline = time.monotonic() + deadline_s
         try:
             for i in range(len(self.requests)):
-                self._start(ep, conns, i, retry)
-            while (conns or retry) and time.monotonic() < deadline:
+                self._start(i)
+            while (self.conns or self.retry) and time.monotonic() < deadline:
                 now = time.monotonic()
-                while retry and retry[0][0] <= now:
-                    self._start(ep, conns, heapq.heappop(retry)[1], retry)
-                wait = min(1.0, retry[0][0] - now) if retry else 1.0
-                for fd, ev in ep.poll(max(0.0, wait)):
-                    conn = conns.get(fd)
-                    if conn is not None:
-                        self._step(ep, conns, fd, conn, ev, retry)
+                while self.retry and self.retry[0][0] <= now:
+                    self._start(heapq.heappop(self.retry)[1])
+                wait = min(1.0, self.retry[0][0] - now) if self.retry else 1.0
+                for fd, ev in self.ep.poll(max(0.0, wait)):
+                    if fd in self.conns:
+                        self._step(fd, ev)
         finally:
-            for conn in conns.values():
-                _reset(conn.sock)
-            ep.close()
-        return {
-            "opened": len(self.held),
-            "asked": len(self.requests),
-            "statuses": {str(k): v for k, v in self.statuses.items()},
-            "failures": dict(self.failures),
-            "last": self.last,
-        }
+            for conn in self.conns.values():
+                reset(conn.sock)
+            self.ep.close()
+        return {"opened": len(self.held), "asked": len(self.requests), "last": self.last,
+                "statuses": {str(k): v for k, v in self.statuses.items()},
+                "failures": dict(self.failures)}  # fmt: skip
 
-    def _start(
-        self, ep: select.epoll, conns: dict[int, _Conn], i: int, retry: list[tuple[float, int]]
-    ) -> None:
+    def _start(self, i: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
@@ -228,86 +303,47 @@ class Storm:
             code = exc.errno or -1
         if code not in (0, errno.EINPROGRESS):
             sock.close()
-            self.failures[errno.errorcode.get(code, str(code))] += 1
-            self._failed(i, 0, retry)
+            self._failed(i, 0, errno.errorcode.get(code, str(code)))
             return
         then = self.then[i] if self.then is not None else None
-        conns[sock.fileno()] = _Conn(sock, self.requests[i], i, then=then)
-        ep.register(sock.fileno(), OUT | IN)
+        self.conns[sock.fileno()] = _Conn(sock, i, then)
+        self.ep.register(sock.fileno(), OUT | IN)
 
-    def _step(
-        self,
-        ep: select.epoll,
-        conns: dict[int, _Conn],
-        fd: int,
-        conn: _Conn,
-        ev: int,
-        retry: list[tuple[float, int]],
-    ) -> None:
+    def _step(self, fd: int, ev: int) -> None:
+        conn = self.conns[fd]
         try:
             if not conn.sent and ev & OUT and not ev & ERR:
-                conn.sock.send(conn.request)
+                conn.sock.send(self.requests[conn.i])
                 conn.sent = True
-                ep.modify(fd, IN)
+                self.ep.modify(fd, IN)
                 return
             data = conn.sock.recv(65536) if ev & IN else b""
             why = "eof" if ev & IN else "error event"
         except OSError as exc:
             data, why = b"", errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        if not data:  # refused, reset, or closed before the opening
-            self.failures[why] += 1
-            self._drop(ep, conns, fd, conn)
-            self._failed(conn.wanted, 0, retry)
-            return
-        buf = conn.buf + data
-        if len(buf) >= 12 and not buf.startswith(b"HTTP/1.1 200"):
-            self._drop(ep, conns, fd, conn)
-            self._failed(conn.wanted, int(buf[9:12]), retry)
-            return
-        if conn.then is not None:  # the ticket's answer: whole once its body is
+        buf = conn.buf = conn.buf + data
+        ok = bool(data) and (len(buf) < 12 or buf.startswith(b"HTTP/1.1 200"))
+        if ok and conn.then is not None:  # the ticket's answer: whole once its body is
             head, ended, body = buf.partition(b"\r\n\r\n")
-            length = _content_length(head)
-            if not ended or length is None or len(body) < length:
-                conn.buf = buf
-                return
-            ticket = json.loads(body[:length])["ticket"].encode()
-            conn.sock.send(conn.then.replace(b"{ticket}", ticket))
-            conn.then, conn.buf = None, body[length:]
+            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            if ended and length and len(body) >= (n := int(length[1])):
+                ticket = json.loads(body[:n])["ticket"].encode()
+                conn.sock.send(conn.then.replace(b"{ticket}", ticket))
+                conn.then, conn.buf = None, body[n:]
             return
-        at = buf.find(CONNECTED)
-        if at < 0 or buf.find(b"\n\n", at) < 0:
-            conn.buf = buf
+        if ok and connected_end(buf) < 0:
             return
-        ep.unregister(fd)
-        del conns[fd]
-        self.held.append(conn.sock)
-        self.last = time.monotonic()
+        self.ep.unregister(fd)
+        del self.conns[fd]
+        if ok:
+            self.held.append(conn.sock)
+            self.last = time.monotonic()
+        else:
+            reset(conn.sock)
+            self._failed(conn.i, int(buf[9:12]) if data else 0, None if data else why)
 
-    def _drop(self, ep: select.epoll, conns: dict[int, _Conn], fd: int, conn: _Conn) -> None:
-        ep.unregister(fd)
-        del conns[fd]
-        _reset(conn.sock)
-
-    def _failed(self, i: int, status: int, retry: list[tuple[float, int]]) -> None:
+    def _failed(self, i: int, status: int, why: str | None) -> None:
         self.statuses[status] += 1
-        heapq.heappush(retry, (time.monotonic() + 1 + random.random(), i))
-
-    def close(self) -> None:
-        for sock in self.held:
-            _reset(sock)
-        self.held = []
-
-
-def _content_length(head: bytes) -> int | None:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    return None
-
-
-def _reset(sock: socket.socket) -> None:
-    """Gone at once, with a reset: no FIN handshake, no TIME_WAIT holding the port."""
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
-    sock.close()
+        if why is not None:
+            self.failures[why] += 1
+        heapq.heappush(self.retry, (time.monotonic() + 1 + random.random(), i))

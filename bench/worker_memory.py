@@ -1,12 +1,7 @@
 """Worker memory while building a BDR with a huge comment thread: `python -m bench.worker_memory`.
 
-Not a test: prints figures, exits 0. A fresh database holds one artwork with 200,000 visible
-comments of ~2 KB (plus hidden ones and reactions); the real worker process
-(`arq worker.WorkerSettings`) first builds a small BDR with comments (so every code path is
-loaded and warm), then the big one with `include_comments` and `include_reactions`. The
-worker's RSS is read from /proc every 5 ms during the big build: growth = peak − the RSS it
-settled at after the warm-up. Target: growth ≤ 20 MB. (Before comments were streamed, 20,000
-comments took a worker from 49.5 MB to 189 MB.)
+The real worker builds a BDR of one artwork with 200,000 comments of ~2 KB (and reactions),
+after a small warm-up one; its RSS is read every 5 ms. Target: growth ≤ 20 MB over the warm RSS.
 """
 
 from __future__ import annotations
@@ -38,29 +33,30 @@ SELECT $1::int, CASE WHEN g % 7 = 0 THEN NULL ELSE $2::int END,
        timestamptz '2024-01-01' + make_interval(secs => g / 3), g % 50 = 0
 FROM generate_series(1, $3::int) g
 """
+SQL_REACTIONS = """
+INSERT INTO reactions (post_id, emoji) SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1]
+FROM generate_series(1, 3000) g
+"""
 
 
-async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> dict[str, Any]:
+async def seed(conn: asyncpg.Connection, settings: Settings, comments: int) -> tuple[Any, ...]:
+    """The user, the warm-up's post with 100 comments, the big thread's, its visible comments."""
     seeder = Factory(conn, settings)
-    chatty = await seeder.user("chatty")
-    posts = [(await seeder.post(chatty, title=title, shard="ab",
-                                data=b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)).id
-             for title in ("warm-up", "the big thread")]  # fmt: skip
+    user = await seeder.user("chatty")
+    warm, big = [(await seeder.post(user, title=title, shard="ab",
+                                    data=b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)).id
+                 for title in ("warm-up", "the big thread")]  # fmt: skip
     started = time.perf_counter()
-    await conn.execute(SQL_COMMENTS, posts[0], chatty.id, 100, timeout=600)
-    await conn.execute(SQL_COMMENTS, posts[1], chatty.id, comments, timeout=600)
-    await conn.execute(
-        "INSERT INTO reactions (post_id, emoji) SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1] "
-        "FROM generate_series(1, 3000) g",
-        posts[1],
-    )
+    await conn.execute(SQL_COMMENTS, warm, user.id, 100, timeout=600)
+    await conn.execute(SQL_COMMENTS, big, user.id, comments, timeout=600)
+    await conn.execute(SQL_REACTIONS, big)
     await conn.execute("ANALYZE comments")
     visible = await conn.fetchval(
-        "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", posts[1]
+        "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", big
     )
     print(f"seeded {comments:,} comments ({visible:,} visible) in "
           f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
-    return {"user": chatty.id, "user_sqid": chatty.sqid, "posts": posts, "visible": visible}
+    return user, warm, big, visible
 
 
 async def run(comments: int) -> dict[str, Any]:
@@ -68,26 +64,23 @@ async def run(comments: int) -> dict[str, Any]:
         worker = start_worker(service_env(settings))
         try:
             async with driving(settings, worker.pid) as bdrs:
-                seeded = await seed(bdrs.conn, settings, comments)
-                user, sqid, posts = seeded["user"], seeded["user_sqid"], seeded["posts"]
-                await bdrs.bdr(user, sqid, [posts[0]], comments=True)  # code paths loaded, warm
+                user, warm, big, visible = await seed(bdrs.conn, settings, comments)
+                await bdrs.bdr(user.id, user.sqid, [warm], comments=True)  # code paths loaded
                 await asyncio.sleep(1.0)  # let the warm-up's garbage go
                 baseline = rss_kb(worker.pid)
                 started = time.perf_counter()
                 with PeakRss(lambda: rss_kb(worker.pid), 0.005, baseline) as rss:
-                    built = await bdrs.bdr(user, sqid, [posts[1]], comments=True, keep=True)
+                    built = await bdrs.bdr(user.id, user.sqid, [big], comments=True, keep=True)
                 seconds = time.perf_counter() - started
                 after = rss_kb(worker.pid)
         finally:
             stop(worker)
-        zip_path = bdr_zip_path(settings.bdr_path, built["file_path"])
-        with zipfile.ZipFile(zip_path) as archive:
-            info = archive.getinfo("comments.json")
+        with zipfile.ZipFile(bdr_zip_path(settings.bdr_path, built["file_path"])) as archive:
             assert archive.testzip() is None
+            info = archive.getinfo("comments.json")
             with archive.open(info) as f:
-                thread = json.load(f)["comments_by_artwork"]
-        in_zip = sum(len(t) for t in thread.values())
-        assert in_zip == seeded["visible"], (in_zip, seeded["visible"])
+                in_zip = sum(len(t) for t in json.load(f)["comments_by_artwork"].values())
+        assert in_zip == visible, (in_zip, visible)
     growth_mb = (rss.peak - baseline) / 1024
     print(f"worker RSS: {baseline / 1024:.1f} MB after the warm-up, peak "
           f"{rss.peak / 1024:.1f} MB during the build, {after / 1024:.1f} MB after it: growth "
@@ -96,7 +89,7 @@ async def run(comments: int) -> dict[str, Any]:
           f"{TARGET_GROWTH_MB} MB)")  # fmt: skip
     return {
         "comments": comments,
-        "visible_comments": seeded["visible"],
+        "visible_comments": visible,
         "comments_json_bytes": info.file_size,
         "zip_bytes": built["bytes"],
         "baseline_rss_mb": baseline / 1024,

@@ -1,41 +1,30 @@
-"""ZIP build benchmark: `python -m bench.zip`. Not a test: prints figures, exits 0.
+"""ZIP build, the worker's against the seed's algorithm and plain copies: `python -m bench.zip`.
 
-In one run, on 128 real PNGs of ~1 MB and on 128 small pixel-art files, times
-
-- the worker's build (`pmd_service.jobs.zip.build.build_zip` in a thread, driven from an event
-  loop exactly as `process_bdr` drives it, with the JSON trailer),
-- (a) the seed's algorithm: `shutil.copy` of every file into a temp dir, then zipfile DEFLATED,
-- (b) the floor: a plain `shutil.copyfileobj` of the same bytes into one file,
-- (c) the required work, done plainly in one pass: copy + CRC-32 + SHA-256 + fsync,
-
-interleaved, median of several rounds, and reports the ratios (targets: >= 25x faster than (a),
-<= 2.0x (b); (c) shows what part of (b)'s ratio the format and the contract make unavoidable).
-During the worker's builds it measures the longest event-loop stall (target <= 20 ms). Then, in
-a fresh subprocess, it builds a ~1 GB ZIP and reports peak RSS growth (target <= 50 MB).
+On 128 PNGs of ~1 MB and 128 small ones, with the build's longest event-loop stall; then RSS
+growth over a ~1 GB ZIP in a fresh process. docs/benchmarks.md tells the targets.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
+import multiprocessing
 import os
 import random
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import zipfile
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from bench import cli
+from bench import cli, plots
 from pmd_service.dev.demo import pixel_art
 from pmd_service.jobs.zip.build import Entry, build_zip
 from support.measures import PeakRss, rss_kb
@@ -48,25 +37,21 @@ def make_large_pngs(folder: Path, n: int) -> list[Path]:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n):
-        path = folder / f"large{i:03d}.png"
+    paths = [folder / f"large{i:03d}.png" for i in range(n)]
+    for i, path in enumerate(paths):
         if not path.exists():
             img = Image.frombytes("RGB", (580, 580), random.Random(i).randbytes(580 * 580 * 3))
             img.save(path, "PNG", compress_level=1)
-        paths.append(path)
     return paths
 
 
 def make_small_pixel_art(folder: Path, n: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(7)
-    paths = []
-    for i in range(n):
-        path = folder / f"small{i:03d}.png"
+    paths = [folder / f"small{i:03d}.png" for i in range(n)]
+    for path in paths:
         if not path.exists():
             path.write_bytes(pixel_art(rng, 16, 4, "png"))
-        paths.append(path)
     return paths
 
 
@@ -95,8 +80,8 @@ def copy_floor(paths: list[Path], out: Path, durable: bool = False) -> None:
 
 
 def required_floor(paths: list[Path], out: Path) -> None:
-    """What any correct build must do to the bytes, done plainly in one pass: copy them, CRC-32
-    them (the ZIP format), SHA-256 them (the recorded checksum) and fsync (durability)."""
+    """What any correct build must do to the bytes, plainly in one pass: copy them, CRC-32 them
+    (the ZIP format), SHA-256 them (the recorded checksum) and fsync (durability)."""
     digest = hashlib.sha256()
     with open(out, "wb") as dst:
         for p in paths:
@@ -115,28 +100,22 @@ def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str
 
 
 async def worker_build(paths: list[Path], out: Path) -> float:
-    """Build as the worker does; returns the longest event-loop stall seen meanwhile (s)."""
+    """Build as `process_bdr` does, in a thread; the longest event-loop stall meanwhile (s)."""
     entries = [Entry(i, f"artworks/{p.name}", path=p) for i, p in enumerate(paths)]
-    loop = asyncio.get_running_loop()
-    stall = 0.0
-    done = threading.Event()
-
-    async def watch() -> None:
-        nonlocal stall
-        while not done.is_set():
-            before = loop.time()
-            await asyncio.sleep(0.001)
-            stall = max(stall, loop.time() - before - 0.001)
-
-    watcher = asyncio.create_task(watch())
-    built = [0]
+    progress = [0]
 
     def on_progress(n: int) -> None:  # as process_bdr does: recorded, read by the loop later
-        built[0] = n
+        progress[0] = n
 
-    await asyncio.to_thread(build_zip, out, entries, _trailer, on_progress, threading.Event())
-    done.set()
-    await watcher
+    build = asyncio.create_task(
+        asyncio.to_thread(build_zip, out, entries, _trailer, on_progress, threading.Event())
+    )
+    loop, stall = asyncio.get_running_loop(), 0.0
+    while not build.done():
+        before = loop.time()
+        await asyncio.sleep(0.001)
+        stall = max(stall, loop.time() - before - 0.001)
+    await build
     return stall
 
 
@@ -148,6 +127,7 @@ def timed(fn: Callable[..., object], *args: Any) -> float:
 
 def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str, float]:
     """Each way of writing `paths`, `rounds` times interleaved: their medians (s)."""
+    stalls: list[float] = []
     ways: dict[str, Callable[[Path], object]] = {
         "floor_s": lambda out: copy_floor(paths, out),
         "durable_floor_s": lambda out: copy_floor(paths, out, True),
@@ -156,7 +136,6 @@ def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str,
         "seed_s": lambda out: seed_algorithm(paths, out),
     }
     times: dict[str, list[float]] = {name: [] for name in ways}
-    stalls: list[float] = []
     for r in range(rounds):
         for name, way in ways.items():
             times[name].append(timed(way, work / f"{label}-{r}.{name}"))
@@ -177,35 +156,24 @@ def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str,
     return figures
 
 
-def rss_child(paths_file: str, out: str, repeat: int) -> None:
-    """In a fresh process: build a big ZIP from the same files repeated; print RSS growth.
-
-    RSS is sampled every 5 ms during the build (ru_maxrss would also count import-time peaks).
-    """
-    paths = [Path(p) for p in Path(paths_file).read_text().split("\n") if p]
-    entries = [
-        Entry(i, f"artworks/{k}-{p.name}", path=p)
-        for i, (k, p) in enumerate((k, p) for k in range(repeat) for p in paths)
-    ]
+def big_zip(paths: list[Path], out: Path, repeat: int) -> dict[str, int]:
+    """Run in a fresh process: a ZIP of `paths` `repeat` times over, with the peak RSS growth
+    during its build read every 5 ms (ru_maxrss would also count import-time peaks)."""
+    named = [(f"artworks/{k}-{p.name}", p) for k in range(repeat) for p in paths]
+    entries = [Entry(i, name, path=p) for i, (name, p) in enumerate(named)]
     baseline = rss_kb(os.getpid())
     with PeakRss(lambda: rss_kb(os.getpid()), start=baseline) as rss:
-        result = build_zip(Path(out), entries, _trailer, lambda n: None, threading.Event())
-    print(json.dumps({"zip_bytes": result.size, "rss_growth_kb": rss.peak - baseline}))
+        result = build_zip(out, entries, _trailer, lambda n: None, threading.Event())
+    return {"zip_bytes": result.size, "rss_growth_kb": rss.peak - baseline}
 
 
 def main() -> None:
     parser = cli.parser("zip", __doc__)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--big-repeat", type=int, default=8, help="1 GB ZIP = 128 x 1 MB x 8")
-    parser.add_argument("--rss-child", nargs=3, metavar=("PATHS", "OUT", "REPEAT"),
-                        help=argparse.SUPPRESS)  # fmt: skip
     parser.add_argument("--sizes", default="", help="also compare at these counts of ~1 MB files "
                         "(e.g. 16,32,64,128: ZIP size series)")  # fmt: skip
     args = parser.parse_args()
-    if args.rss_child:
-        rss_child(args.rss_child[0], args.rss_child[1], int(args.rss_child[2]))
-        return
-
     cache = Path(tempfile.gettempdir()) / "pmd-bench-zip-inputs"
     with tempfile.TemporaryDirectory(prefix="pmd-bench-zip-") as tmp:
         work = Path(tmp)
@@ -221,19 +189,52 @@ def main() -> None:
         if sizes:  # the same ~1 MB files, by count: how each approach scales with ZIP size
             results["by_size"] = [{"files": n} | (at_128 if n == FILES else compare(
                 f"{n} x ~1 MB PNG", large[:n], work, args.rounds)) for n in sizes]  # fmt: skip
-        listing = work / "paths.txt"
-        listing.write_text("\n".join(str(p) for p in large[:FILES]))
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.zip", "--rss-child", str(listing), str(work / "big.zip"),
-             str(args.big_repeat)],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        big: dict[str, int] = json.loads(child.stdout.strip().splitlines()[-1])
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as fresh:
+            big = fresh.submit(big_zip, large[:FILES], work / "big.zip", args.big_repeat).result()
         results["big"] = big
         print(f"1 GB-class ZIP ({big['zip_bytes'] / 1e9:.2f} GB): peak RSS growth "
               f"{big['rss_growth_kb'] / 1024:.1f} MB (target <= 50 MB)")  # fmt: skip
     cli.save(args.json, results)
     os.sync()
+
+
+PLOT = "zip_build.png"
+
+
+def plot(figures: dict[str, Any], path: Path) -> None:
+    by_size = figures.get("by_size")
+    if not by_size:  # figures of a run without `--sizes`
+        return
+    plt = plots.pyplot()
+    mb = [row["bytes"] / 1e6 for row in by_size]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.6))
+    for key, label, style in (
+        ("seed_s", "seed algorithm (copy to temp dir + zipfile DEFLATED)", "o-"),
+        ("worker_s", "worker build (with fsync)", "s-"),
+        ("durable_floor_s", "plain copy + fsync", "^--"),
+        ("floor_s", "plain copy (floor)", "v--"),
+    ):
+        left.plot(mb, [row[key] * 1000 for row in by_size], style, label=label)
+    left.set_yscale("log")
+    plots.plain_log_ticks(left.yaxis)
+    left.set_xlabel("ZIP size (artworks of ~1 MB each)")
+    left.set(ylabel="build time (ms, log scale), median", title="ZIP build time by ZIP size")
+    plots.below(left, ncols=1)
+    right.plot(mb, [r["seed_s"] / r["worker_s"] for r in by_size], "o-",
+               label="seed ÷ worker (times faster)")  # fmt: skip
+    right.plot(mb, [r["worker_s"] / r["floor_s"] for r in by_size], "s-",
+               label="worker ÷ plain copy (overhead)")  # fmt: skip
+    right.axhline(25, color="C0", linestyle=":", label="target: ≥ 25× faster than seed")
+    right.axhline(2, color="C1", linestyle=":", label="target: ≤ 2.0× the copy")
+    right.set_yscale("log")
+    right.set_yticks([1, 2, 5, 10, 25, 50], ["1×", "2×", "5×", "10×", "25×", "50×"])
+    right.set_xlabel("ZIP size (artworks of ~1 MB each)")
+    right.set_title("Ratios (blue: higher is better; orange: lower is better)")
+    plots.below(right, ncols=1)
+    labels = [f"{r['files']} files\n{x:.0f} MB" for r, x in zip(by_size, mb, strict=True)]
+    for ax in (left, right):
+        plots.log2_x(ax, mb, labels)
+    plots.save(plt, fig, path)
 
 
 if __name__ == "__main__":
