@@ -1,21 +1,7 @@
-"""Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]`.
-
-Not a test (tests/api/test_fuzz.py runs the same engine, smaller, in CI). Against a real
-`python server.py` process on a fresh database, seeded so the happy paths are reachable (a
-user with 200 artworks at ids 1..200, a license, a ready BDR with its ZIP, a pending one), it
-fetches /openapi.json, then for every operation in it generates requests with schemathesis
-(positive cases from the schemas, negative cases that break them; hypothesis derandomized, so a
-run is reproducible) and sends them with a valid Bearer token. Every response goes through
-schemathesis's checks: no 5xx, a documented status code, the documented content type and
-headers, a body that matches the response schema, and invalid input rejected with a 4xx.
-
-It prints the counts (cases per operation, 5xx, document violations) and exits 1 on any
-violation. Cases are split over the operations in proportion to nothing: each gets the same
-share, so a run of N cases covers every endpoint.
-
-PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones (under
-.data/bench). A fresh database is created and dropped here.
-"""
+"""Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]` (tests/api/test_fuzz.py runs
+it smaller). Schemathesis generates requests for every operation of /openapi.json (a third
+positive, a third aimed at seeded rows, a third negative; derandomized) and checks every answer
+against it. Here against `python server.py` on a fresh database; exits 1 on any violation."""
 
 from __future__ import annotations
 
@@ -46,14 +32,9 @@ from schemathesis.core.result import Ok
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
 
-CHECKS = [
-    checks.not_a_server_error,
-    checks.status_code_conformance,
-    checks.content_type_conformance,
-    checks.response_headers_conformance,
-    checks.response_schema_conformance,
-    checks.negative_data_rejection,
-]
+CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
+          checks.content_type_conformance, checks.response_headers_conformance,
+          checks.response_schema_conformance, checks.negative_data_rejection]  # fmt: skip
 STREAM_PATH = "/api/pmd/bdr/sse"
 SEED_POSTS = 200
 
@@ -64,13 +45,13 @@ class Scope:
 
     sqid: str
     post_ids: list[int]
-    bdr_ids: list[str]
+    bdr_ids: list[str]  # a ready one (its ZIP on disk), a pending one, a failed one
     export_ids: list[str]  # two ready exports with their one part on disk
 
 
 @dataclass
 class Seed:
-    """The token's user (a moderator) and another user it may act on, with real rows each."""
+    """The token's user (a moderator) and another user it may act on."""
 
     token: str
     own: Scope
@@ -90,8 +71,7 @@ class Report:
 
     def count(self, label: str, status: int) -> None:
         self.statuses.setdefault(label, Counter())[status] += 1
-        if status >= 500:
-            self.server_errors += 1
+        self.server_errors += status >= 500
 
     def lines(self) -> Iterator[str]:
         width = max((len(k) for k in self.cases), default=0)
@@ -103,16 +83,13 @@ class Report:
             yield f"  VIOLATION {v}"
 
 
-def _pick(values: list[Any], key: object) -> Any:
-    return values[len(str(key)) % len(values)]
-
-
 def aim(seed: Seed, case: Any) -> Any:
-    """Point a valid generated case at real rows: generated ids and sqids almost never exist.
+    """A valid generated case pointed at seeded rows (generated ids almost never exist): its
+    shape stays, only the values that name rows are swapped, deterministically."""
 
-    The shape (which fields, how many ids, which flags) stays what schemathesis generated; only
-    the values that name rows are swapped, deterministically, for seeded ones.
-    """
+    def pick(values: list[Any], key: object) -> Any:
+        return values[len(str(key)) % len(values)]
+
     body = case.body if isinstance(case.body, dict) else {}
     query = case.query if isinstance(case.query, dict) else {}
     generated = query.get("target_sqid", body.get("target_sqid"))
@@ -121,34 +98,32 @@ def aim(seed: Seed, case: Any) -> Any:
         if "target_sqid" in container:
             container["target_sqid"] = scope.sqid
     if isinstance(body.get("post_ids"), list):
-        ids = [_pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]
+        ids = [pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]
         body["post_ids"] = list(dict.fromkeys(ids))
     headers = case.headers if isinstance(case.headers, dict) else {}
     if "Range" in headers:  # a byte range (some past the end of the ZIP) instead of noise
         start = len(str(headers["Range"])) * 331 % 4000
         headers["Range"] = f"bytes={start}-{start + len(scope.bdr_ids) * 100}"
-    if case.path_parameters and "id" in case.path_parameters:
-        if "/exports/" in case.path:
-            # A removal takes the second export: the first stays for the reads and downloads.
-            chosen = (
-                scope.export_ids[-1] if case.method.upper() == "DELETE" else scope.export_ids[0]
-            )
-            case.path_parameters["id"] = chosen
-        else:
-            case.path_parameters["id"] = _pick(scope.bdr_ids, case.path_parameters["id"])
-    if case.path_parameters and "n" in case.path_parameters:
-        case.path_parameters["n"] = 1  # the seeded exports' one part
+    params = case.path_parameters or {}
+    if "id" in params and "/exports/" in case.path:
+        # A removal takes the second export: the first stays for the reads and downloads.
+        params["id"] = scope.export_ids[-1 if case.method.upper() == "DELETE" else 0]
+    elif "id" in params:
+        params["id"] = pick(scope.bdr_ids, params["id"])
+    if "n" in params:
+        params["n"] = 1  # the seeded exports' one part
     return case
 
 
 def fuzz(
-    base_url: str, seed: Seed, *, cases: int, exclude_stream: bool = False,
+    base_url: str, seed: Seed, *, cases: int,
     on_operation: Callable[[str, int], None] | None = None,
 ) -> Report:  # fmt: skip
-    """Send about `cases` generated requests spread over every operation; never raises on a
-    failed check, counts it."""
-    doc = requests.get(f"{base_url}/openapi.json", timeout=10).json()
-    schema = schemathesis.openapi.from_dict(doc)
+    """Send about `cases` generated requests spread evenly over every operation; a failed
+    check is counted, never raised."""
+    schema = schemathesis.openapi.from_dict(
+        requests.get(f"{base_url}/openapi.json", timeout=10).json()
+    )
     report = Report()
     operations: list[Any] = []
     for result in schema.get_all_operations():
@@ -158,51 +133,33 @@ def fuzz(
             report.violations.append(f"invalid operation in /openapi.json: {result.err()}")
     # Removals last: the other operations should find the seeded BDRs still there.
     operations.sort(key=lambda op: op.method.lower() == "delete")
-    if exclude_stream:
-        operations = [op for op in operations if op.path != STREAM_PATH]
-    # Operations without parameters or body have a single possible request: one case each.
+    # An operation without parameters or body has one possible request: one case.
     fixed = [op for op in operations if not _has_inputs(op)]
     per_op = max(3, math.ceil((cases - len(fixed)) / max(1, len(operations) - len(fixed))))
     session = requests.Session()
-    headers = {"Authorization": f"Bearer {seed.token}"}
     for op in operations:
         label = f"{op.method.upper()} {op.path}"
         positive = op.as_strategy(generation_mode=GenerationMode.POSITIVE)
-        # A third as generated, a third aimed at seeded rows (reaching the handlers' happy
-        # paths), a third negative (breaking the schema: must be a 4xx).
         plans: list[tuple[Any, int]] = [(positive, 1)]
-        if _has_inputs(op):
-            plans = [
-                (positive, per_op // 3),
-                (positive.map(lambda case: aim(seed, case)), per_op // 3),
-                (
-                    op.as_strategy(generation_mode=GenerationMode.NEGATIVE),
-                    per_op - 2 * (per_op // 3),
-                ),
-            ]
+        if _has_inputs(op):  # a third as generated, a third aimed at seeded rows, a third not
+            negative = op.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+            plans = [(positive, per_op // 3), (positive.map(lambda c: aim(seed, c)), per_op // 3),
+                     (negative, per_op - 2 * (per_op // 3))]  # fmt: skip
         for strategy, n in plans:
             _run(strategy, n, functools.partial(_one, base_url=base_url, session=session,
-                                                headers=headers, label=label, report=report))  # fmt: skip
+                                                token=seed.token, label=label, report=report))  # fmt: skip
         if on_operation is not None:
             on_operation(label, report.cases[label])
     session.close()
     return report
 
 
-def _has_inputs(op: Any) -> bool:
-    raw = op.definition.raw
-    return bool(raw.get("parameters") or raw.get("requestBody"))
-
-
 def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
-    @hypothesis.settings(
-        max_examples=n,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[hypothesis.Phase.generate],
-        suppress_health_check=list(hypothesis.HealthCheck),
-    )
+    """`test` on `n` cases of `strategy`, the same ones every run."""
+
+    @hypothesis.settings(max_examples=n, derandomize=True, database=None, deadline=None,
+                         phases=[hypothesis.Phase.generate],
+                         suppress_health_check=list(hypothesis.HealthCheck))  # fmt: skip
     @hypothesis.given(strategy)
     def run(case: Any) -> None:
         test(case)
@@ -210,16 +167,19 @@ def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
     run()
 
 
+def _has_inputs(op: Any) -> bool:
+    return bool(op.definition.raw.get("parameters") or op.definition.raw.get("requestBody"))
+
+
 def _one(
-    case: Any, base_url: str, session: requests.Session, headers: dict[str, str], label: str,
-    report: Report,
-) -> None:  # fmt: skip
+    case: Any, base_url: str, session: requests.Session, token: str, label: str, report: Report
+) -> None:
     report.cases[label] += 1
-    stream = case.operation.path == STREAM_PATH
+    headers = {"Authorization": f"Bearer {token}"}
     if case.operation.schema.is_security_param_negated(case):
-        headers = {}  # a negative case without (valid) credentials: send it as generated
+        headers = {}  # a negative case without (valid) credentials: sent as generated
     try:
-        if stream:
+        if case.operation.path == STREAM_PATH:
             # The stream never ends by itself: take the headers, then look at its first bytes.
             kwargs = case.as_transport_kwargs(base_url=base_url, headers=headers)
             raw = session.request(**kwargs, timeout=10, stream=True)
@@ -227,8 +187,8 @@ def _one(
             if raw.status_code == 200:
                 first = next(raw.iter_content(64), b"")
                 raw.close()
-                ctype = raw.headers.get("Content-Type", "")
-                if not ctype.startswith("text/event-stream") or not first.startswith(b"retry:"):
+                if not (raw.headers.get("Content-Type", "").startswith("text/event-stream")
+                        and first.startswith(b"retry:")):  # fmt: skip
                     report.violations.append(f"{label}: stream opened without event-stream/retry")
                 return
             response = schemathesis.Response.from_requests(raw, verify=False)
@@ -236,21 +196,15 @@ def _one(
             response = case.call(base_url=base_url, session=session, headers=headers, timeout=10)
             report.count(label, response.status_code)
     except requests.RequestException as exc:
-        report.violations.append(
-            f"{label}: no response ({type(exc).__name__}: {exc}) for {_curl(case)}"
-        )
+        report.violations.append(f"{label}: no response ({type(exc).__name__}: {exc}) for "
+                                 f"{_curl(case)}")  # fmt: skip
         return
     try:
         case.validate_response(response, checks=CHECKS)
     except FailureGroup as exc:
-        report.violations.append(
-            f"{label}: {response.status_code}: {_first_line(exc)} for {_curl(case)}"
-        )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return " | ".join(line.strip() for line in text[:6] if line.strip())
+        lines = [line.strip() for line in str(exc).strip().splitlines()[:6] if line.strip()]
+        why = " | ".join(lines)
+        report.violations.append(f"{label}: {response.status_code}: {why} for {_curl(case)}")
 
 
 def _curl(case: Any) -> str:
@@ -259,11 +213,8 @@ def _curl(case: Any) -> str:
     return repr(case)
 
 
-# --- the bench run: a real server process on a fresh, seeded database --------------------------
-
-
 async def seed_database(settings: Settings, database_url: str | None = None) -> Seed:
-    """A moderator (the token's user) and another user, each with artworks and BDRs."""
+    """A moderator (the token's user) and another user, each with artworks, BDRs, exports."""
     from pmd_service.core.db import connect
     from pmd_service.host.tokens import mint_token
 
@@ -284,27 +235,20 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
     conn, bdr_path = seeder.pool, seeder.settings.bdr_path
     user = await seeder.user(handle, roles)
     post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
-    # A ready BDR with a real ZIP on disk, a pending one and a failed one: downloads, Range
-    # requests, cancels and removals all have something to act on.
     ready = uuid.uuid4()
     relative, size, _ = _zip(bdr_path, f"{user.sqid}/pmd-{ready}.zip", {
         "metadata.json": b'{"fuzz": true}', "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
     })  # fmt: skip
     await conn.execute(
-        """
-        INSERT INTO batch_download_requests
+        """INSERT INTO batch_download_requests
             (id, user_id, post_ids, artwork_count, status, file_path, file_size_bytes,
              started_at, completed_at, expires_at, progress_done)
-        VALUES ($1, $2, $3, 1, 'ready', $4, $5, now(), now(), now() + interval '7 days', 1)
-        """,
+        VALUES ($1, $2, $3, 1, 'ready', $4, $5, now(), now(), now() + interval '7 days', 1)""",
         ready, user.id, post_ids[:1], relative, size,
     )  # fmt: skip
     others = await conn.fetch(
-        """
-        INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
-        VALUES ($1, $2, 1, 'pending'), ($1, $3, 2, 'failed')
-        RETURNING id
-        """,
+        """INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
+        VALUES ($1, $2, 1, 'pending'), ($1, $3, 2, 'failed') RETURNING id""",
         user.id, post_ids[:1], post_ids[:2],
     )  # fmt: skip
     exports = [await _seed_export(conn, bdr_path, user.id, user.sqid) for _ in range(2)]
@@ -323,28 +267,23 @@ def _zip(bdr_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int
 
 
 async def _seed_export(conn: Any, bdr_path: Path, user_id: int, sqid: str) -> str:
-    """A ready export (one part, a real ZIP), made longer ago than the cooldown: the fuzzer's
-    first request of a new one is accepted, the next ones find it running (409). Its removals
-    take the user's second, so the first stays for its reads and downloads."""
+    """A ready export of one part, older than the cooldown: the first request of a new one is
+    accepted, the next ones find it running (409)."""
     ready = uuid.uuid4()
     relative, size, sha256 = _zip(bdr_path, f"pmd-exports/{ready}/part-1.zip", {
         f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",
     })  # fmt: skip
     await conn.execute(
-        """
-        INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
+        """INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
                              progress_done, created_at, started_at, completed_at, expires_at)
         VALUES ($1, $2, $3, 'ready', 1073741824, 1, 1, now() - interval '30 days', now(),
-                now(), now() + interval '7 days')
-        """,
+                now(), now() + interval '7 days')""",
         ready, user_id, sqid,
     )  # fmt: skip
     await conn.execute(
-        """
-        INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
+        """INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
                                   estimated_bytes, file_path, file_size_bytes, sha256)
-        VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)
-        """,
+        VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)""",
         ready, relative, size, sha256,
     )  # fmt: skip
     return str(ready)
@@ -389,15 +328,7 @@ async def bench(cases: int) -> int:
     return 0 if ok else 1
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--cases", type=int, default=1200, help="about this many, over all operations"
-    )
-    raise SystemExit(asyncio.run(bench(parser.parse_args().cases)))
-
-
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--cases", type=int, default=1200, help="about this many, in all")
+    raise SystemExit(asyncio.run(bench(parser.parse_args().cases)))

@@ -1,5 +1,4 @@
-"""The command-line options the chaos and the cluster runs share: their workload's size, and
-running it without faults."""
+"""The command-line options the chaos and the cluster runs share: the workload's size."""
 
 from __future__ import annotations
 
@@ -9,8 +8,7 @@ import argparse
 def parse_with_workload(
     p: argparse.ArgumentParser, argv: list[str] | None, *, ci_users: int, ci_duration: int
 ) -> argparse.Namespace:
-    """`p`'s arguments and the workload's (its parser has `--ci`, which makes it smaller), the
-    workload's size filled in where not given."""
+    """`p`'s arguments (it has `--ci`) and the workload's, its size filled in where not given."""
     p.add_argument("--duration", type=float,
                    help=f"seconds of workload (default 180, --ci {ci_duration})")  # fmt: skip
     p.add_argument("--users", type=int,

@@ -20,7 +20,7 @@ import asyncpg
 import obstore
 from obstore.store import ObjectStore
 
-from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads
+from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
 from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
@@ -47,10 +47,9 @@ class Report:
         self, name: str, ok: int, total: int, bad: list[str] | None = None, *, at_least: int = 1
     ) -> None:
         """`ok` of `total` passed. Fewer than `at_least` to check is a violation too: a check
-        that found nothing to look at proved nothing (0/0 passes only when asked to)."""
+        that found nothing to look at proved nothing."""
         self.lines.append(f"  {name}: {ok}/{total}")
-        for b in bad or []:
-            self.violations.append(f"{name}: {b}")
+        self.violations += [f"{name}: {b}" for b in bad or []]
         if ok != total and not bad:
             self.violations.append(f"{name}: {ok}/{total}")
         if total < at_least:
@@ -88,23 +87,6 @@ async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
     return False
 
 
-async def converge(
-    api: Api, seed: Seed, clients: list[SseClient], bound: float
-) -> dict[int, dict[str, Any]]:
-    """The API's view of each user's BDRs once every SSE client agrees with it (or the bound
-    passes)."""
-    deadline = time.monotonic() + bound
-    while True:
-        views: dict[int, dict[str, Any]] = {}
-        for u in [*seed.users, seed.victim]:
-            a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
-            assert a is not None and a.status == 200, a
-            views[u.id] = {item["id"]: item for item in a.json()["items"]}
-        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
-            return views
-        await asyncio.sleep(0.5)
-
-
 async def check_all(
     api: Api, pool: asyncpg.Pool, seed: Seed, clients: list[SseClient], settings: Settings,
     zip_store: ObjectStore | None, mailbox: Mailbox, *, settled: bool, limit: int,
@@ -113,26 +95,30 @@ async def check_all(
     """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
     bound). ZIPs in `zip_store` if given, else in BDR_PATH."""
     ledger, report = api.ledger, Report()
-    # Longer than a client's read timeout (40 s): one whose connection was cut without a
-    # reset (a host's link down) notices only then, and resumes after it.
-    views = await converge(api, seed, clients, 60)
+    # The API's view of each user's BDRs once every SSE client agrees with it, or after 60 s:
+    # longer than a client's read timeout (40 s), after which one whose connection was cut
+    # without a reset (a host's link down) resumes.
+    deadline = time.monotonic() + 60
+    while True:
+        views: dict[int, dict[str, Any]] = {}
+        for u in [*seed.users, seed.victim]:
+            a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
+            assert a is not None and a.status == 200, a
+            views[u.id] = {item["id"]: item for item in a.json()["items"]}
+        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
     bdrs = await pool.fetch(
-        """
-        SELECT b.*, u.public_sqid AS user_sqid FROM batch_download_requests b
-        JOIN users u ON u.id = b.user_id ORDER BY b.created_at
-        """
+        "SELECT b.*, u.public_sqid AS user_sqid FROM batch_download_requests b"
+        " JOIN users u ON u.id = b.user_id ORDER BY b.created_at"
     )
     if not settled:
         report.violations.append("drain: BDRs or emails still open at the bound")
-    await check_terminal(report, api, seed, ledger, bdrs)
+    await check_terminal(report, api, seed, bdrs)
     if zip_store is not None:
-        assert settings.bdr_bucket is not None
-        # The workers' sweep runs once a minute: it aborts what the kill left open.
-        await check_bucket(report, pool, zip_store, settings.bdr_bucket, settings.s3_access,
-                           seed, bdrs, uploads_within=75)  # fmt: skip
+        await check_bucket(report, pool, zip_store, settings, seed, bdrs)
     else:
-        await asyncio.to_thread(check_zips, report, settings.bdr_path, seed, bdrs)
-        check_folder(report, settings.bdr_path, bdrs)
+        await asyncio.to_thread(check_folder, report, settings.bdr_path, seed, bdrs)
     # Read after the checks above: "settled" counts an email owed no more once it is taken,
     # before it is sent, and the last ones arrive meanwhile.
     received = mailbox.received()
@@ -161,29 +147,20 @@ def conclude(report: Report, ledger: Ledger, run: str) -> int:
     return 1 if violations else 0
 
 
-async def check_terminal(
-    report: Report, api: Api, seed: Seed, ledger: Ledger, bdrs: list[Any]
-) -> None:
+async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) -> None:
     owners = {r["id"]: r["user_id"] for r in bdrs}
     users = {u.id: u for u in [*seed.users, seed.victim]}
-    seen = sorted(ledger.seen_bdrs)
-    terminal, stuck = 0, []
+    seen, stuck = sorted(api.ledger.seen_bdrs), []
     for bdr_id in seen:
         user = users[owners[uuid.UUID(bdr_id)]]
         a = await api.call("GET", f"/api/pmd/bdr/{bdr_id}", headers=user.auth)
-        status = (
-            a.json()["status"]
-            if a is not None and a.status == 200
-            else f"unreadable ({a and a.status})"
-        )
-        if status in TERMINAL:
-            terminal += 1
-        else:
+        status = a.json()["status"] if a and a.status == 200 else f"unreadable ({a and a.status})"
+        if status not in TERMINAL:
             stuck.append(f"BDR {bdr_id} is {status}")
-    report.count("BDRs the clients saw, now terminal (through the API)", terminal, len(seen), stuck)
-    db_terminal = sum(r["status"] in TERMINAL for r in bdrs)
-    report.count("BDRs in the database, terminal", db_terminal, len(bdrs),
-                 [f"BDR {r['id']} stuck {r['status']}" for r in bdrs if r["status"] not in TERMINAL])  # fmt: skip
+    report.count("BDRs the clients saw, now terminal (through the API)", len(seen) - len(stuck),
+                 len(seen), stuck)  # fmt: skip
+    stuck = [f"BDR {r['id']} stuck {r['status']}" for r in bdrs if r["status"] not in TERMINAL]
+    report.count("BDRs in the database, terminal", len(bdrs) - len(stuck), len(bdrs), stuck)
     failed = [r for r in bdrs if r["status"] == "failed"]
     for r in failed:
         report.info(f"failed BDR {r['id']} after {r['attempts']} attempts: {r['error_message']}")
@@ -199,78 +176,63 @@ async def check_terminal(
     report.info(f"BDRs built in more than one attempt (retry or takeover): {retaken}")
 
 
-def _zip_problems(row: Any, root: Path, seed: Seed) -> list[str]:
-    path = root / row["user_sqid"] / f"pmd-{row['id']}.zip"
-    if row["file_path"] != f"bdr/{row['user_sqid']}/pmd-{row['id']}.zip":
-        return [f"{row['id']}: unexpected file_path {row['file_path']}"]
-    if not path.is_file():
-        return [f"{row['id']}: ready but {path} is missing"]
-    return _content_problems(row, path.read_bytes(), seed)
-
-
-def _content_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
+def zip_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
     """The ZIP's bytes against the row (size, sha256) and the seed (its entries, byte-exact)."""
-    problems = []
-    if (
-        len(data) != row["file_size_bytes"]
-        or hashlib.sha256(data).hexdigest() != row["file_sha256"]
-    ):
-        problems.append(f"{row['id']}: size/sha256 on disk differ from the row")
+    problems, bdr = [], row["id"]
+    digest = hashlib.sha256(data).hexdigest()
+    if (len(data), digest) != (row["file_size_bytes"], row["file_sha256"]):
+        problems.append(f"{bdr}: size/sha256 on disk differ from the row")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as z:
             if (bad := z.testzip()) is not None:
-                return [*problems, f"{row['id']}: CRC error in {bad}"]
+                return [*problems, f"{bdr}: CRC error in {bad}"]
             names = set(z.namelist())
             skipped = {s["post_id"]: s["reason"] for s in row["skipped"]}
-            wanted = [pid for pid in row["post_ids"] if pid not in skipped]
-            expect = {f"artworks/{seed.posts[p].sqid}.{seed.posts[p].fmt}" for p in wanted}
+            wanted = [seed.posts[p] for p in row["post_ids"] if p not in skipped]
+            expect = {f"artworks/{p.sqid}.{p.fmt}" for p in wanted}
             expect |= {"metadata.json", "manifest-sha256.txt"}
             expect |= {"comments.json"} if row["include_comments"] else set()
             expect |= {"reactions.json"} if row["include_reactions"] else set()
             if names != expect:
-                problems.append(f"{row['id']}: entries differ: extra {sorted(names - expect)[:5]}, "
+                problems.append(f"{bdr}: entries differ: extra {sorted(names - expect)[:5]}, "
                                 f"missing {sorted(expect - names)[:5]}")  # fmt: skip
             for p in wanted:
-                post = seed.posts[p]
-                name = f"artworks/{post.sqid}.{post.fmt}"
-                if name in names and z.read(name) != post.path.read_bytes():
-                    problems.append(f"{row['id']}: {name} differs from the vault file")
+                name = f"artworks/{p.sqid}.{p.fmt}"
+                if name in names and z.read(name) != p.path.read_bytes():
+                    problems.append(f"{bdr}: {name} differs from the vault file")
             for p in row["post_ids"]:
                 if not seed.posts[p].has_file and skipped.get(p) not in ("file_missing", "deleted"):
-                    problems.append(
-                        f"{row['id']}: post {p} has no file but was not skipped as missing"
-                    )
+                    problems.append(f"{bdr}: post {p} has no file but was not skipped as missing")
     except zipfile.BadZipFile as exc:
-        problems.append(f"{row['id']}: not a ZIP ({exc})")
+        problems.append(f"{bdr}: not a ZIP ({exc})")
     return problems
 
 
-def check_zips(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
-    ready = [r for r in bdrs if r["status"] == "ready"]
-    report.each("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
-                [_zip_problems(row, root, seed) for row in ready])  # fmt: skip
-    skipped = Counter(s["reason"] for r in ready for s in r["skipped"])
-    report.info("artworks skipped in ready ZIPs: "
-                + (", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"))  # fmt: skip
-
-
-def check_folder(report: Report, root: Path, bdrs: list[Any]) -> None:
+def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
+    """Each ready row's ZIP byte-exact under its final name, and nothing else in the folder
+    but the `.part` files of killed builds."""
     expected = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
-    found: set[str] = set()
-    stray: list[str] = []
-    parts: list[str] = []
-    for f in sorted(root.rglob("*")):
-        if f.is_dir():
-            continue
-        rel = str(f.relative_to(root))
-        if f.name.endswith(".part"):
-            parts.append(rel)
-        elif rel in expected:
-            found.add(rel)
+    problems = []
+    for rel, row in expected.items():
+        path = root / rel
+        if row["file_path"] != f"bdr/{rel}":
+            problems.append([f"{row['id']}: unexpected file_path {row['file_path']}"])
+        elif not path.is_file():
+            problems.append([f"{row['id']}: ready but {path} is missing"])
         else:
-            stray.append(f"{rel} is no ready BDR's ZIP")
+            problems.append(zip_problems(row, path.read_bytes(), seed))
+    report.each("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
+                problems)  # fmt: skip
+    skipped = Counter(s["reason"] for r in expected.values() for s in r["skipped"])
+    skips = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
+    report.info(f"artworks skipped in ready ZIPs: {skips or 'none'}")
+    files = [str(f.relative_to(root)) for f in sorted(root.rglob("*")) if not f.is_dir()]
+    parts = [f for f in files if f.endswith(".part")]
+    found = [f for f in files if f in expected and f not in parts]
+    stray = [f"{f} is no ready BDR's ZIP" for f in files if f not in expected and f not in parts]
+    missing = [f"missing {k}" for k in sorted(set(expected) - set(found))]
     report.count("ready BDRs with exactly their one ZIP under the final name", len(found),
-                 len(expected), [f"missing {k}" for k in sorted(set(expected) - found)])  # fmt: skip
+                 len(expected), missing)  # fmt: skip
     report.count("files in the BDR folder that are a ready BDR's ZIP (no strays, no partials "
                  "under a final name)", len(found), len(found) + len(stray), stray)  # fmt: skip
     report.info(
@@ -279,12 +241,12 @@ def check_folder(report: Report, root: Path, bdrs: list[Any]) -> None:
 
 
 async def check_bucket(
-    report: Report, pool: asyncpg.Pool, store: ObjectStore, bucket: StoreUrl, access: S3Access, seed: Seed,
-    bdrs: list[Any], uploads_within: float,
+    report: Report, pool: asyncpg.Pool, store: ObjectStore, settings: Settings, seed: Seed,
+    bdrs: list[Any],
 ) -> None:  # fmt: skip
-    """--store mode: each ready row's object byte-exact, no other object under the prefix (no
-    partial one ever visible: an upload that did not complete is no object), and every upload a
-    killed worker left open aborted by the workers' own sweep within `uploads_within` s."""
+    """--store: each ready row's object byte-exact, no other object under the prefix (an
+    upload that did not complete is no object), and every upload a killed worker left open
+    aborted by the workers' own sweep (once a minute) within 75 s."""
     ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
     found = {m["path"] for batch in obstore.list(store) for m in batch}
     problems = []
@@ -293,18 +255,21 @@ async def check_bucket(
             problems.append([f"{row['id']}: ready but {key} is not in the bucket"])
             continue
         data = (await (await obstore.get_async(store, key)).bytes_async()).to_bytes()
-        problems.append(await asyncio.to_thread(_content_problems, row, data, seed))
+        problems.append(await asyncio.to_thread(zip_problems, row, data, seed))
     report.each("ready ZIPs in the bucket, CRC-valid and byte-exact", problems)
     # ZIPs whose owner removed them while the store was down are left to the daily cleanup
     # (their rows expired first, so they are never served): run its orphan removal now, as if
     # the hour it waits had passed, and count what is left.
     report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
     found = {m["path"] for batch in obstore.list(store) for m in batch}
-    stray = sorted(found - set(ready))
+    stray = [f"{k} is no ready BDR's ZIP" for k in sorted(found - set(ready))]
     report.count("objects under the prefix that are a ready BDR's ZIP (no strays, no partials)",
-                 len(found) - len(stray), len(found), [f"{k} is no ready BDR's ZIP" for k in stray])  # fmt: skip
-    deadline = time.monotonic() + uploads_within
-    while (left := await incomplete_uploads(bucket, access)) and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the store
+                 len(found) - len(stray), len(found), stray)  # fmt: skip
+    bucket, deadline = settings.bdr_bucket, time.monotonic() + 75
+    assert bucket is not None
+    while (left := await incomplete_uploads(bucket, settings.s3_access)) and (  # noqa: ASYNC110
+        time.monotonic() < deadline
+    ):
         await asyncio.sleep(2)
     report.count("multipart uploads left open (aborted by the sweep)", 0 if left else 1, 1,
                  [f"upload of {u.key} still open" for u in left])  # fmt: skip
@@ -314,69 +279,56 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
     got: Counter[str] = Counter()
     for m in received:
         body = m.get_body(("plain",))
-        text = body.get_content() if body is not None else ""
-        match = BDR_LINK.search(text)
+        match = BDR_LINK.search(body.get_content() if body is not None else "")
         got[match.group(1) if match else "?"] += 1
-    by_id = {str(r["id"]): r for r in bdrs}
-    bad: list[str] = []
-    asked = [r for r in bdrs if r["send_email"]]
-    ok = 0
-    for r in asked:
-        n = got[str(r["id"])]
+    asked = {str(r["id"]): r for r in bdrs if r["send_email"]}
+    bad = []
+    for bdr_id, r in asked.items():
         # Ready/failed: exactly one. Cancelled: none. Expired (removed by its owner): one if it
         # was taken while ready, none if the owner removed it first.
-        want = {"ready": 1, "failed": 1, "cancelled": 0}.get(
-            r["status"], 1 if r["email_sent_at"] else 0
-        )
-        if n == want and (n == 1) == (r["email_sent_at"] is not None):
-            ok += 1
-        else:
-            bad.append(
-                f"BDR {r['id']} ({r['status']}): {n} emails, email_sent_at {r['email_sent_at']}"
-            )
-    for bdr_id, n in got.items():
-        if bdr_id not in by_id or not by_id[bdr_id]["send_email"]:
-            bad.append(f"{n} email(s) for {bdr_id}, which did not ask for one")
+        sent = r["email_sent_at"] is not None
+        want = {"ready": 1, "failed": 1, "cancelled": 0}.get(r["status"], int(sent))
+        if got[bdr_id] != want or (want == 1) != sent:
+            bad.append(f"BDR {bdr_id} ({r['status']}): {got[bdr_id]} emails, "
+                       f"email_sent_at {r['email_sent_at']}")  # fmt: skip
+    ok = len(asked) - len(bad)
+    bad += [f"{n} email(s) for {i}, which did not ask for one" for i, n in got.items()
+            if i not in asked]  # fmt: skip
     report.count("BDRs that asked for email with exactly the emails owed (1 on ready/failed)",
                  ok, len(asked), bad)  # fmt: skip
     report.info(f"emails received: {len(received)}")
 
 
-def check_sse(
-    report: Report, clients: list[SseClient], api_views: dict[int, dict[str, Any]]
-) -> None:
+def check_sse(report: Report, clients: list[SseClient], views: dict[int, dict[str, Any]]) -> None:
+    def brief(item: dict[str, Any] | None) -> str:
+        return "absent" if item is None else (
+            f"{item['status']} {item['progress']['done']}/{item['progress']['total']}")  # fmt: skip
+
     problems = []
     for c in clients:
-        want = api_views[c.user.id]
+        want = views[c.user.id]
         diff = sorted(k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k))
         problems.append([f"{c.name}: {len(diff)} BDRs differ, e.g. {diff[0]}: client "
-                         f"{_brief(c.view.get(diff[0]))} vs API {_brief(want.get(diff[0]))}"]
+                         f"{brief(c.view.get(diff[0]))} vs API {brief(want.get(diff[0]))}"]
                         if diff else [])  # fmt: skip
     report.each("SSE clients whose final view equals the database (every field of every BDR)",
                 problems)  # fmt: skip
+    ends = sum((c.ends for c in clients), Counter()).most_common()
     report.info(
         f"SSE: {sum(c.connects for c in clients)} connections, {sum(c.events for c in clients)} "
         f"bdr_update events, {sum(c.resets for c in clients)} resets; ends: "
-        + ", ".join(f"{k} {v}" for k, v in sum((c.ends for c in clients), Counter()).most_common())
+        + ", ".join(f"{k} {v}" for k, v in ends)
     )
-
-
-def _brief(item: dict[str, Any] | None) -> str:
-    if item is None:
-        return "absent"
-    return f"{item['status']} {item['progress']['done']}/{item['progress']['total']}"
 
 
 async def check_limit(report: Report, pool: asyncpg.Pool, limit: int, ledger: Ledger) -> None:
     rows = await pool.fetch(
-        """
-        SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n
-        FROM batch_download_requests GROUP BY 1, 2 ORDER BY 1, 2
-        """
+        "SELECT user_id, (created_at AT TIME ZONE 'UTC')::date AS day, count(*) AS n"
+        " FROM batch_download_requests GROUP BY 1, 2 ORDER BY 1, 2"
     )
     over = [f"user {r['user_id']} made {r['n']} on {r['day']}" for r in rows if r["n"] > limit]
-    at_limit = sum(r["n"] == limit for r in rows)
     report.count(f"users within the daily limit of {limit}", len(rows) - len(over), len(rows), over)
+    at_limit = sum(r["n"] == limit for r in rows)
     report.info(f"users who reached the limit: {at_limit}; 429s answered: "
                 f"{ledger.counts['BDR requests refused by the daily limit (429)']}")  # fmt: skip
 
@@ -384,38 +336,34 @@ async def check_limit(report: Report, pool: asyncpg.Pool, limit: int, ledger: Le
 def check_actions(report: Report, ledger: Ledger) -> None:
     keys = sorted(k for k in ledger.counts if k.startswith("actions:"))
     total = sum(ledger.counts[k] for k in keys)
-    half = [
-        v
-        for v in ledger.violations
-        if "half-applied" in v or "changed posts" in v or "not every id" in v
-    ]
-    report.count(
-        "batch actions all-or-nothing (verified in the database)", total - len(half), total, half
-    )
+    half = [v for v in ledger.violations
+            if "half-applied" in v or "changed posts" in v or "not every id" in v]  # fmt: skip
+    report.count("batch actions all-or-nothing (verified in the database)", total - len(half),
+                 total, half)  # fmt: skip
     for k in keys:
         report.info(f"  {k.removeprefix('actions: ')}: {ledger.counts[k]}")
 
 
 def check_5xx(report: Report, ledger: Ledger) -> None:
-    fives = sum(n for (_, _, status), n in ledger.statuses.items() if status >= 500)
+    by_status = Counter[int]()
+    for (_, _, status), n in ledger.statuses.items():
+        by_status[status] += n
+    fives = sum(n for status, n in by_status.items() if status >= 500)
     bad = [v for v in ledger.violations if " from server-" in v]
     report.count("5xx answers that are allowed 503s (server shutting down, documented "
                  "Redis-down, store-down or PgBouncer-paused 503, or disk short of space)",
                  fives - len(bad), fives, bad, at_least=0)  # fmt: skip
     report.info(f"503 from a server shutting down: {ledger.shutdown_503}; documented Redis-down, "
-                f"store-down or PgBouncer-paused 503s: {dict(ledger.dependency_503) or 0}; new BDRs refused while the disk "
-                f"was full: {ledger.disk_503}")  # fmt: skip
-    answers = sum(ledger.statuses.values())
-    by_status = Counter[int]()
-    for (_, _, status), n in ledger.statuses.items():
-        by_status[status] += n
-    report.info(f"answers: {answers} (" + ", ".join(f"{s}×{n}" for s, n in sorted(by_status.items()))
+                f"store-down or PgBouncer-paused 503s: {dict(ledger.dependency_503) or 0}; "
+                f"new BDRs refused while the disk was full: {ledger.disk_503}")  # fmt: skip
+    report.info(f"answers: {sum(by_status.values())} ("
+                + ", ".join(f"{s}×{n}" for s, n in sorted(by_status.items()))
                 + f"); connection errors: {dict(ledger.conn_errors) or 0}")  # fmt: skip
 
 
 def check_downloads(report: Report, ledger: Ledger) -> None:
-    """Every download the actors checked, failed ones included: only a documented 503 (booked
-    by Api.classify, never checked) is no failure."""
+    """Every download the actors checked, failed ones included (a documented 503 is never
+    checked)."""
     checked = sum(n for k, n in ledger.counts.items() if k.startswith("downloads checked: "))
     bad = [v for v in ledger.violations if DOWNLOAD_FAILED in v]
     report.count("downloads that got the recorded ZIP's bytes (whole, Range, If-Range, HEAD)",
@@ -424,9 +372,8 @@ def check_downloads(report: Report, ledger: Ledger) -> None:
 
 @dataclass(frozen=True)
 class Workload:
-    """What the run's size owes: each minimum is well under what a healthy run makes (about a
-    third or less of the CI run's counts), so only a run where something stopped working, or
-    never ran, falls short."""
+    """What the run's size owes: each minimum a third or less of what a healthy CI run makes,
+    so only a run where something stopped working, or never ran, falls short."""
 
     users: int
     seconds: float
@@ -437,8 +384,7 @@ class Workload:
             "BDRs created (202)": 4 * u,
             "BDRs ready at the end": math.ceil(1.5 * u),
             "downloads checked": math.ceil(4 * per_minute),
-            # By the minute, as the rest: a 2-user, 25 s run (the --break-downloads self-test)
-            # owed 1 email when 3 of its BDRs asked for one and 1 of those ended ready.
+            # By the minute too: the 2-user, 25 s --break-downloads self-test gets ~1 email.
             "emails received": math.ceil(per_minute / 2),
             "batch actions checked in the database": math.ceil(6 * per_minute),
             "SSE bdr_update events": 4 * u,
@@ -449,16 +395,15 @@ def check_volume(
     report: Report, work: Workload, ledger: Ledger, bdrs: list[Any], emails: int,
     clients: list[SseClient],
 ) -> None:  # fmt: skip
+    def counted(prefix: str) -> int:
+        return sum(n for k, n in ledger.counts.items() if k.startswith(prefix))
+
     got = {
         "BDRs created (202)": ledger.counts["BDRs created (202)"],
         "BDRs ready at the end": sum(r["status"] == "ready" for r in bdrs),
-        "downloads checked": sum(
-            n for k, n in ledger.counts.items() if k.startswith("downloads checked: ")
-        ),
+        "downloads checked": counted("downloads checked: "),
         "emails received": emails,
-        "batch actions checked in the database": sum(
-            n for k, n in ledger.counts.items() if k.startswith("actions:")
-        ),
+        "batch actions checked in the database": counted("actions:"),
         "SSE bdr_update events": sum(c.events for c in clients),
     }
     for name, want in work.minimums().items():

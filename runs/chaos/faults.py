@@ -7,11 +7,12 @@ import asyncio
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import obstore
 
 from pmd_service.core.objects import S3Access, StoreUrl, incomplete_uploads, open_store
-from runs.chaos.procs import Proc, Tmpfs, window
+from runs.chaos.procs import Proc, Tmpfs, open_files, window
 from runs.chaos.seed import SeedUser
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import CONNECTION_ERRORS, Injector
@@ -20,16 +21,12 @@ from support.pgbouncer import PgBouncer, console
 from support.redis import RedisServer
 from support.seaweed import Seaweed
 
-SQL_KILL_LISTENERS = """
-SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
+LISTENERS = """
+FROM pg_stat_activity
 WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
 """
-SQL_LISTENERS = """
-SELECT count(*) FROM pg_stat_activity
-WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
-"""
-
-
+SQL_LISTENERS = "SELECT count(*)" + LISTENERS
+SQL_KILL_LISTENERS = "SELECT pid, pg_terminate_backend(pid) AS killed" + LISTENERS
 # After a restart, how long the object store may take to serve what it stored before.
 STORE_READY_SECONDS = 30
 # While the store is frozen, the longest a download or a removal may take to answer (the
@@ -46,40 +43,38 @@ class Faults(Injector):
     tmpfs: Tmpfs | None
     victim: SeedUser
     streams: list[SseClient]
-    redis_seconds: float = 20.0
-    smtp_seconds: float = 25.0
-    disk_seconds: float = 15.0
-    held: set[str] = field(default_factory=set)  # down on purpose: the supervisor leaves them
-    crashes: list[str] = field(default_factory=list)
-    rng: random.Random = field(default_factory=lambda: random.Random(6))
-    _server_turn: int = 0
-    disk_bdr: str | None = None  # requested while the disk was full
-    # --store mode: the S3 server, and the BDR bucket's prefix as the service sees it.
+    # --store: the S3 server, and the BDR bucket's prefix as the service sees it.
     store: Seaweed | None = None
     bucket: StoreUrl | None = None
     access: S3Access | None = None
-    store_seconds: float = 20.0
-    frozen_seconds: float = 20.0
-    frozen_bdrs: list[str] = field(default_factory=list)  # the victim's, for the freeze's probes
     # --pooler pgbouncer: the PgBouncer the servers' and workers' pools go through.
     pooler: PgBouncer | None = None
-    # Under the servers' pool wait (DB_ACQUIRE_TIMEOUT, 5 s), so a held request waits, never 503s.
+    redis_seconds: float = 20.0
+    smtp_seconds: float = 25.0
+    disk_seconds: float = 15.0
+    store_seconds: float = 20.0
+    frozen_seconds: float = 20.0
+    # Under the servers' pool wait (DB_ACQUIRE_TIMEOUT, 5 s): a held request waits, never 503s.
     pause_seconds: float = 3.0
-
-    # --- the faults --------------------------------------------------------------------------
+    held: set[str] = field(default_factory=set)  # down on purpose: the supervisor leaves them
+    crashes: list[str] = field(default_factory=list)
+    rng: random.Random = field(default_factory=lambda: random.Random(6))
+    server_turn: int = 0
+    disk_bdr: str | None = None  # requested while the disk was full
+    frozen_bdrs: list[str] = field(default_factory=list)  # the victim's, for the freeze's probes
 
     async def kill_worker(self) -> None:
-        """A 128-artwork BDR of big files, then SIGKILL whichever worker holds its `.part` (or,
-        with ZIPs in a bucket, every worker once an upload is under way: which one holds it
-        cannot be seen from outside)."""
-        ids = self.rng.sample(self.victim.downloads, 128)
-        await self.request(self.victim, ids, send_email=True, include_comments=True)
+        """A 128-artwork BDR of big files, then SIGKILL the worker holding its `.part` open (or,
+        ZIPs in a bucket, every worker once an upload is under way: who holds it cannot be
+        seen from outside)."""
+        await self.request(self.victim, self.rng.sample(self.victim.downloads, 128),
+                           send_email=True, include_comments=True)  # fmt: skip
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
-            if found := await self._building():
-                killed, what = found
+            killed, what = await self._building()
+            if killed:
+                self.held.update(w.name for w in killed)
                 for w in killed:
-                    self.held.add(w.name)
                     w.sigkill()
                 self.say(f"SIGKILL {', '.join(f'{w.name} (pid {w.pid})' for w in killed)}"
                          f" mid-{what}")  # fmt: skip
@@ -93,25 +88,22 @@ class Faults(Injector):
         what = "upload was" if self.bucket is not None else "worker was building a ZIP"
         self.ledger.violation(f"fault not injected: no {what} under way within 40 s")
 
-    async def _building(self) -> tuple[list[Proc], str] | None:
-        """The workers to kill, and what they are doing: the one holding a `.part` open, or
-        every worker once an upload to the bucket is under way."""
+    async def _building(self) -> tuple[list[Proc], str]:
+        """The workers to kill (none yet: []), and what they are doing."""
         if self.bucket is not None:
             assert self.access is not None
-            if uploads := await incomplete_uploads(self.bucket, self.access):
-                keys = ", ".join(u.key for u in uploads)
-                return [w for w in self.workers if w.alive()], f"upload of {keys}"
-            return None
-        for w in self.workers:
-            if parts := (w.open_parts() if w.alive() else []):
-                return [w], f"build of {len(parts)} ZIP(s): {', '.join(sorted(parts))}"
-        return None
+            uploads = await incomplete_uploads(self.bucket, self.access)
+            alive = [w for w in self.workers if w.alive()] if uploads else []
+            return alive, "upload of " + ", ".join(u.key for u in uploads)
+        for w in filter(Proc.alive, self.workers):
+            if parts := sorted(Path(f).name for f in open_files(w.pid) if f.endswith(".part")):
+                return [w], f"build of {len(parts)} ZIP(s): {', '.join(parts)}"
+        return [], ""
 
     async def store_down(self) -> None:
         """The S3 server SIGKILLed for `store_seconds`: builds fail and are retried, never
-        failed while retries remain; downloads answer 5xx-free (the server's part is a HEAD)."""
-        if self.store is None:
-            return
+        failed while retries remain; downloads answer a documented 503."""
+        assert self.store is not None
         with window(self.ledger.store_down):
             await asyncio.to_thread(self.store.stop)
             self.say(f"object store stopped (for {self.store_seconds:.0f} s)")
@@ -123,15 +115,13 @@ class Faults(Injector):
             except RuntimeError as exc:  # the rest of the run needs it: say why, stop there
                 self.ledger.violation(f"the object store did not start again: {exc}")
                 raise
-        self.say(
-            "object store started again (its stored objects readable "
-            f"{time.monotonic() - answering:.1f} s after its S3 gateway answered)"
-        )
+        readable = time.monotonic() - answering
+        self.say(f"object store started again (its stored objects readable {readable:.1f} s "
+                 "after its S3 gateway answered)")  # fmt: skip
 
     async def _store_serves_reads(self) -> None:
-        """Until an object stored before the stop can be read again: the outage lasts until
-        then. The S3 gateway answers before the volume server has loaded its volumes, and GETs
-        meanwhile get 500s (0-3.8 s after the gateway answered, in our runs)."""
+        """Until an object stored before the stop can be read: the S3 gateway answers before
+        the volumes are loaded (GETs get 500s for 0-3.8 s after it, in our runs)."""
         assert self.bucket is not None and self.access is not None
         store = open_store(self.bucket, self.access)
         deadline = time.monotonic() + STORE_READY_SECONDS
@@ -152,19 +142,15 @@ class Faults(Injector):
     async def prepare_frozen(self) -> None:
         """Small BDRs of the victim, requested while everything is up: while the store is
         frozen, one is downloaded through each server, the others removed (one per server)."""
-        if self.store is None:
-            return
         for _ in range(1 + len(self.servers)):
             if bdr := await self.request(self.victim, self.rng.sample(self.victim.downloads, 2)):
                 self.frozen_bdrs.append(bdr)
 
     async def store_frozen(self) -> None:
-        """The S3 server SIGSTOPped for `frozen_seconds`: it accepts connections and answers
-        nothing. Meanwhile downloads (GET and HEAD, through both servers: one redirects, one
-        proxies) must answer 503 with Retry-After, and removals 204, each within
-        FROZEN_ANSWER_SECONDS; then SIGCONT."""
-        if self.store is None:
-            return
+        """The S3 server SIGSTOPped for `frozen_seconds` (it accepts connections, answers
+        nothing): downloads must answer 503 with Retry-After and removals 204, each within
+        FROZEN_ANSWER_SECONDS, through both servers (one redirects, one proxies)."""
+        assert self.store is not None
         ready = [r["id"] for r in await self.until_ready(self.frozen_bdrs, 20)]
         if len(ready) < len(self.frozen_bdrs):
             self.ledger.violation("fault not fully injected: the BDRs for the freeze not ready")
@@ -174,15 +160,12 @@ class Faults(Injector):
             self.say(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
             try:
                 # The first is downloaded throughout; the others are removed, one per server.
-                download, removed = ready[:1], ready[1:]
+                removals = [(i, "DELETE", f"/api/pmd/bdr/{b}") for i, b in enumerate(ready[1:])]
                 while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
                     probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
-                              for bdr_id in download for i in range(len(self.servers))
-                              for method in ("GET", "HEAD")]  # fmt: skip
-                    probes += [
-                        (i, "DELETE", f"/api/pmd/bdr/{bdr_id}") for i, bdr_id in enumerate(removed)
-                    ]
-                    removed = []
+                              for bdr_id in ready[:1] for i in range(len(self.servers))
+                              for method in ("GET", "HEAD")] + removals  # fmt: skip
+                    removals = []
                     took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
                     slowest = max([slowest, *took])
                     await asyncio.sleep(2)
@@ -194,8 +177,7 @@ class Faults(Injector):
 
     async def _frozen_probe(self, server: int, method: str, path: str) -> float:
         """One request while the store is frozen: how long it took to answer (its body too)."""
-        s = self.servers[server]
-        began = time.monotonic()
+        s, began = self.servers[server], time.monotonic()
         try:
             a = await self.api.once(s, method, path, headers=self.victim.auth)
         except CONNECTION_ERRORS as exc:
@@ -206,16 +188,17 @@ class Faults(Injector):
         self.ledger.counts[f"answers while the store was frozen: {method} {a.status}"] += 1
         expected = 204 if method == "DELETE" else 503
         if a.status != expected or (expected == 503 and "Retry-After" not in a.headers):
-            self.ledger.violation(f"frozen store: {method} {path} on {s.name} answered "
-                                  f"{a.status} (Retry-After {a.headers.get('Retry-After')})")  # fmt: skip
+            self.ledger.violation(f"frozen store: {method} {path} on {s.name} answered {a.status}"
+                                  f" (Retry-After {a.headers.get('Retry-After')})")  # fmt: skip
         if took > FROZEN_ANSWER_SECONDS:
             self.ledger.violation(f"frozen store: {method} {path} on {s.name} took {took:.1f} s "
                                   f"(more than {FROZEN_ANSWER_SECONDS:.0f} s)")  # fmt: skip
         return took
 
     async def sigterm_server(self) -> None:
-        i = self._server_turn % len(self.servers)
-        self._server_turn += 1
+        """Each server in turn SIGTERMed with streams open, started again 2 s after its exit."""
+        i = self.server_turn % len(self.servers)
+        self.server_turn += 1
         s = self.servers[i]
         if not s.alive():
             self.ledger.violation(f"fault not injected: {s.name} was not running")
@@ -247,8 +230,7 @@ class Faults(Injector):
         killed = sum(1 for r in rows if r["killed"])
         self.say(f"pg_terminate_backend of {killed} SSE listener connection(s) (pids "
                  f"{', '.join(str(r['pid']) for r in rows)})")  # fmt: skip
-        alive = sum(s.alive() for s in self.servers)
-        if killed < alive:
+        if killed < (alive := sum(s.alive() for s in self.servers)):
             self.ledger.violation(
                 f"fault not fully injected: {killed} listeners for {alive} servers"
             )
@@ -266,14 +248,10 @@ class Faults(Injector):
         return False
 
     async def pooler_paused(self) -> None:
-        """PgBouncer PAUSEd for `pause_seconds` (how PostgreSQL is restarted or failed over
-        behind it): it closes every server connection as its transaction ends and holds every
-        new transaction of the servers' and workers' pools until RESUME. The LISTEN connections
-        go around it, directly: the pause must leave each server's, and meanwhile they are
-        terminated, so a listener comes back (and its stream catches up) while the pooled
-        path is still held."""
-        if self.pooler is None:
-            return
+        """PgBouncer PAUSEd for `pause_seconds` (as when PostgreSQL behind it restarts): every
+        new transaction of the pools held until RESUME. The LISTEN connections go direct: they
+        must stay, and are terminated meanwhile, so a listener comes back while pools wait."""
+        assert self.pooler is not None
         listeners = await self.pool.fetchval(SQL_LISTENERS)
         with window(self.ledger.pooler_paused) as start:
             try:
@@ -288,11 +266,11 @@ class Faults(Injector):
                          f"(direct) kept, then pg_terminate_backend of "
                          f"{sum(r['killed'] for r in rows)}")  # fmt: skip
                 if kept < listeners:
-                    self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection ({kept}"
-                                          f" of {listeners} left): they must go direct")  # fmt: skip
-                back = await self._listeners_back(
-                    paused + self.pause_seconds - time.monotonic(), True
-                )
+                    left = f"{kept} of {listeners} left"
+                    self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection ({left}):"
+                                          " they must go direct")  # fmt: skip
+                remaining = paused + self.pause_seconds - time.monotonic()
+                back = await self._listeners_back(remaining, quiet=True)
                 self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
                 await asyncio.sleep(max(0.0, paused + self.pause_seconds - time.monotonic()))
             finally:
@@ -310,32 +288,27 @@ class Faults(Injector):
         self.say("SMTP server started again")
 
     async def disk_full(self) -> None:
+        """The BDR folder's tmpfs filled for `disk_seconds`: a new BDR is refused with 503 +
+        Retry-After (BDR_MIN_FREE_BYTES), not queued to fail; running builds are retried."""
         if self.tmpfs is None:
             self.say("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1
             return
         with window(self.ledger.disk_full):
-            await self._disk_full(self.tmpfs)
+            taken = await asyncio.to_thread(self.tmpfs.fill)
+            self.say(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
+                     f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
+            body = {"post_ids": self.rng.sample(self.victim.downloads, 40), "send_email": True}
+            a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
+            if a is not None and a.status == 202:
+                self.disk_bdr = a.json()["id"]
+                self.ledger.seen_bdrs.add(a.json()["id"])
+            elif a is not None:
+                self.say(f"BDR requested on the full disk: {a.status}, "
+                         f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
+            await asyncio.sleep(self.disk_seconds)
+            await asyncio.to_thread(self.tmpfs.empty)
         self.say(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
-
-    async def _disk_full(self, tmpfs: Tmpfs) -> None:
-        taken = await asyncio.to_thread(tmpfs.fill)
-        self.say(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
-                 f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
-        # A request while there is no space: refused with 503 + Retry-After (BDR_MIN_FREE_BYTES),
-        # not queued to fail; builds already running meet ENOSPC and are retried.
-        body = {"post_ids": self.rng.sample(self.victim.downloads, 40), "send_email": True}
-        a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
-        if a is not None and a.status == 202:
-            self.disk_bdr = a.json()["id"]
-            self.ledger.seen_bdrs.add(self.disk_bdr)
-        elif a is not None:
-            self.say(f"BDR requested on the full disk: {a.status}, "
-                     f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
-        await asyncio.sleep(self.disk_seconds)
-        await asyncio.to_thread(tmpfs.empty)
-
-    # --- supervision ---------------------------------------------------------------------------
 
     async def supervise(self) -> None:
         """Restart a process that died without being told to, and say so: that is a finding."""

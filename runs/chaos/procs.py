@@ -1,5 +1,5 @@
-"""The chaos run's servers: its own Redis and SMTP (so it can stop and restart them), the
-service's processes as production runs them, and the tmpfs the ZIPs are written to."""
+"""The chaos run's processes: the service's servers and workers as production runs them, the
+tmpfs its ZIPs are written to, and the time spans of its faults."""
 
 from __future__ import annotations
 
@@ -28,91 +28,13 @@ def during(spans: Spans, t: float, grace: float) -> bool:
 
 @contextlib.contextmanager
 def window(spans: Spans) -> Iterator[float]:
-    """A window in `spans` from now until the block ends, open-ended meanwhile (an answer
-    while it lasts is inside it); yields its start."""
+    """A span in `spans` from now to the block's end (open-ended meanwhile); yields its start."""
     start, n = time.monotonic(), len(spans)
     spans.append((start, start + 3600))
     try:
         yield start
     finally:
         spans[n] = (start, time.monotonic())
-
-
-@dataclass
-class Proc:
-    """One service process (`python server.py` or `python -m pmd_service worker`), restartable."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    port: int | None = None  # servers only
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    # (signal time, exit time) of every SIGTERM: a 503 inside one is a shutting-down answer.
-    shutdowns: list[tuple[float, float]] = field(default_factory=list)
-    exit_codes: list[int] = field(default_factory=list)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        self.starts += 1
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start #{self.starts} at {time.time():.3f} =====\n".encode())
-            out.flush()
-            self.proc = subprocess.Popen(
-                self.argv, cwd=CHECKOUT, env=self.env, stdout=out, stderr=out,
-                start_new_session=True,  # Ctrl-C reaches only the chaos run, which stops us
-            )  # fmt: skip
-
-    async def wait_healthy(self) -> None:
-        if self.port is not None:
-            await until_ok(self.base + "/healthz", self)
-
-    def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
-        return during(self.shutdowns, t, grace)
-
-    async def sigterm(self) -> float:
-        """SIGTERM and wait for the exit; returns seconds to exit."""
-        assert self.proc is not None
-        with window(self.shutdowns) as start:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = await asyncio.to_thread(self.proc.wait, 20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = await asyncio.to_thread(self.proc.wait, 10)
-        self.exit_codes.append(code)
-        return time.monotonic() - start
-
-    def sigkill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.exit_codes.append(self.proc.wait(10))
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(25)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def open_parts(self) -> list[str]:
-        """Names of `.part` files this process holds open: it is building those ZIPs now."""
-        files = open_files(self.proc.pid) if self.proc is not None else []
-        return [Path(f).name for f in files if f.endswith(".part")]
 
 
 def open_files(pid: int) -> list[str]:
@@ -140,23 +62,90 @@ async def until_ok(url: str, proc: Proc | None = None, within: float = 60) -> No
     raise RuntimeError(f"{url} did not answer 200 within {within:.0f} s")
 
 
-def server_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
-    port = free_port()
-    return Proc(name, SERVER, {**env, "PORT": str(port)}, logs / f"{name}.log", port)
+@dataclass
+class Proc:
+    """A server (`python server.py`, on `port`) or a worker, restartable."""
 
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    port: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+    # (SIGTERM, exit) of every stop: a 503 inside one is a shutting-down answer.
+    shutdowns: Spans = field(default_factory=list)
+    exit_codes: list[int] = field(default_factory=list)
 
-def worker_proc(name: str, env: dict[str, str], logs: Path) -> Proc:
-    return Proc(name, WORKER, env, logs / f"{name}.log")
+    @classmethod
+    def service(cls, name: str, env: dict[str, str], logs: Path, server: bool) -> Proc:
+        port = free_port() if server else None
+        env = env | {"PORT": str(port)} if server else env
+        return cls(name, SERVER if server else WORKER, env, logs / f"{name}.log", port)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start #{self.starts} at {time.time():.3f} =====\n".encode())
+            out.flush()
+            # Its own session: Ctrl-C reaches only the chaos run, which stops it.
+            self.proc = subprocess.Popen(self.argv, cwd=CHECKOUT, env=self.env, stdout=out,
+                                         stderr=out, start_new_session=True)  # fmt: skip
+
+    async def wait_healthy(self) -> None:
+        if self.port is not None:
+            await until_ok(self.base + "/healthz", self)
+
+    def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
+        return during(self.shutdowns, t, grace)
+
+    async def sigterm(self) -> float:
+        """SIGTERM and wait for the exit (SIGKILL after 20 s); returns seconds to exit."""
+        assert self.proc is not None
+        with window(self.shutdowns) as start:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = await asyncio.to_thread(self.proc.wait, 20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = await asyncio.to_thread(self.proc.wait, 10)
+        self.exit_codes.append(code)
+        return time.monotonic() - start
+
+    def sigkill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.exit_codes.append(self.proc.wait(10))
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(25)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 class Tmpfs:
-    """A small tmpfs over the BDR folder for the whole run (root only), so "disk full" can be
-    made with a ballast file and undone, without hiding ZIPs that already exist."""
+    """A small tmpfs over the BDR folder (root only): "disk full" is a ballast file that takes
+    every free byte, undone without hiding the ZIPs already there."""
 
     def __init__(self, path: Path, size_mb: int) -> None:
-        self.path = path
-        self.size_mb = size_mb
-        self.mounted = False
+        self.path, self.size_mb, self.mounted = path, size_mb, False
         self.ballast = path / ".chaos-ballast"
 
     @staticmethod
@@ -170,11 +159,9 @@ class Tmpfs:
         self.mounted = True
 
     def unmount(self) -> None:
-        if not self.mounted:
-            return
-        result = subprocess.run(["umount", str(self.path)], capture_output=True)
-        if result.returncode != 0:  # something still holds a file open: detach it anyway
-            subprocess.run(["umount", "-l", str(self.path)], check=False)
+        if self.mounted and subprocess.run(["umount", self.path], capture_output=True).returncode:
+            # Something still holds a file open there: detach it anyway.
+            subprocess.run(["umount", "-l", self.path], check=False)
         self.mounted = False
 
     def free_bytes(self) -> int:
@@ -188,19 +175,15 @@ class Tmpfs:
         try:
             with contextlib.suppress(OSError):
                 os.posix_fallocate(fd, 0, free)
-            # Whatever fallocate left (block rounding), take with plain writes until ENOSPC.
+            # What fallocate left (block rounding): plain writes until ENOSPC.
             os.lseek(fd, 0, os.SEEK_END)
-            block = b"\0" * 65536
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, block)
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0")
+            for block in (b"\0" * 65536, b"\0"):
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, block)
         finally:
             os.close(fd)
         return free
 
     def empty(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.ballast.unlink()
+        self.ballast.unlink(missing_ok=True)

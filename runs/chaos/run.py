@@ -1,12 +1,9 @@
 """Chaos run: `python -m runs.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback (a fresh database, a Redis and an SMTP server of its own, two
-`python server.py` and two workers) under one actor and three SSE clients per user, with the
-faults of `schedule` injected at fixed points of the workload; then, once everything is back
-and every BDR and email settled (bounded), the checks of runs/chaos/checks.py. What each fault
-and check is: docs/reliability.md, "Chaos runs". Prints the counts; exit status 1 on any
-violation. `--doc` writes the output into docs/runs/ and its result into docs/reliability.md;
-`--no-faults --break-downloads` is the run that must fail (tests/tooling/test_chaos.py).
+A real stack on loopback (a fresh database, its own Redis and SMTP server, two servers and two
+workers) under one actor and three SSE clients per user, the faults of `schedule` injected;
+then, once all is back and settled, the checks of checks.py (docs/reliability.md, "Chaos runs").
+Exit status 1 on any violation.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from runs.chaos import checks
 from runs.chaos.faults import Faults
-from runs.chaos.procs import Tmpfs, server_proc, worker_proc
+from runs.chaos.procs import Proc, Tmpfs
 from runs.chaos.seed import seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Ledger, Plan, cancel, close_pool, play
@@ -55,33 +52,24 @@ DAILY_LIMIT = 10
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m runs.chaos", description=__doc__.split("\n")[0])
     p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
-    p.add_argument("--drain", type=float, help="max seconds to wait for BDRs to settle")
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
     p.add_argument("--store", action="store_true",
-                   help="ZIPs in a bucket of a real S3 server (SeaweedFS), which is frozen "
-                        "(SIGSTOP) for 20 s (--ci 12 s), later stopped for 20 s instead of the "
-                        "full disk; workers SIGKILLed mid-upload")  # fmt: skip
+                   help="ZIPs in a bucket of a real S3 server (SeaweedFS), frozen, later stopped, "
+                        "instead of the full disk")  # fmt: skip
     p.add_argument("--pooler", choices=["none", "pgbouncer"], default="none",
-                   help="pgbouncer: the servers' and workers' pools through PgBouncer in "
-                        "transaction mode (LISTEN and migrations direct), which is also PAUSEd "
-                        "for 3 s")  # fmt: skip
+                   help="pgbouncer: the service's pools through PgBouncer (transaction mode), "
+                        "which is also paused")  # fmt: skip
     p.add_argument("--break-downloads", action="store_true",
-                   help="flip a byte of every downloaded body before checking it: the run must "
-                        "fail (proves the download checks can)")  # fmt: skip
+                   help="flip a byte of every downloaded body: the run must fail")  # fmt: skip
     p.add_argument("--doc", action="store_true",
-                   help="save this run's output, dated, and render it into docs/runs/ and "
-                        "its result into docs/reliability.md")  # fmt: skip
-    args = parse_with_workload(p, argv, ci_users=6, ci_duration=75)
-    args.drain = args.drain or (150.0 if args.ci else 240.0)
-    return args
+                   help="save this run's output and render it into docs/")  # fmt: skip
+    return parse_with_workload(p, argv, ci_users=6, ci_duration=75)
 
 
 def schedule(f: Faults, duration: float, ci: bool) -> Plan:
-    """Fractions of the workload; the full run repeats the process faults. With --store the
-    store is also frozen (its downloads and removals requested at the start); with --pooler
-    pgbouncer, PgBouncer is paused."""
-    frozen = f.store is not None
-    pooled = f.pooler is not None
+    """Each fault at a fraction of the workload (the full run repeats the process faults);
+    with --store the store is also frozen, with --pooler pgbouncer PgBouncer paused."""
+    frozen, pooled = f.store is not None, f.pooler is not None
     plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]], bool]] = [
         *([(0.0, f.prepare_frozen, True)] if frozen else []),
         (0.06, f.kill_worker, True),
@@ -91,7 +79,7 @@ def schedule(f: Faults, duration: float, ci: bool) -> Plan:
         *([(0.30, f.store_frozen, True)] if frozen else []),
         *([(0.36, f.pooler_paused, False)] if pooled else []),
         (0.45, f.sigterm_server, True),
-        (0.52, f.store_down if f.store is not None else f.disk_full, True),
+        (0.52, f.store_down if frozen else f.disk_full, True),
         # No server restarts or listener kills meanwhile: the pause counts the listeners.
         *([(0.62, f.pooler_paused, True)] if pooled else []),
         (0.70, f.kill_listeners, True),
@@ -103,36 +91,16 @@ def schedule(f: Faults, duration: float, ci: bool) -> Plan:
     return [(frac * duration, fn) for frac, fn, in_ci in plan if in_ci or not ci]
 
 
-async def drain(f: Faults, bound: float) -> bool:
-    """Bring everything back, then wait until no BDR is open and no email owed."""
-    start = time.monotonic()
-    if f.redis.proc is None:
-        await asyncio.to_thread(f.redis.start)
-    if f.smtp.controller is None:
-        await asyncio.to_thread(f.smtp.start)
-    if f.tmpfs is not None:
-        f.tmpfs.empty()
-    for p in [*f.servers, *f.workers]:
-        if not p.alive():
-            p.start()
-    for s in f.servers:
-        await s.wait_healthy()
-    return await checks.settle(f.pool, f.ledger, bound - (time.monotonic() - start))
-
-
 async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
     """The run on its stack; what it starts is registered on a stack of undos as it is made,
     and undone, last made first, however the run ends."""
     async with contextlib.AsyncExitStack() as undo:
         weed = undo.enter_context(running_seaweed()) if args.store else None
-        redis = RedisServer(run_dir / "redis")
-        await asyncio.to_thread(redis.start)
-        undo.push_async_callback(asyncio.to_thread, redis.stop)
-        # fresh_stack then leaves the shared embedded Redis alone.
-        os.environ["REDIS_URL"] = redis.url
-        smtp = Mailbox()
-        await asyncio.to_thread(smtp.start)
-        undo.push_async_callback(asyncio.to_thread, smtp.stop)
+        redis, smtp = RedisServer(run_dir / "redis"), Mailbox()
+        for server in (redis, smtp):
+            await asyncio.to_thread(server.start)
+            undo.push_async_callback(asyncio.to_thread, server.stop)
+        os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared Redis alone
         settings: Settings = replace(await undo.enter_async_context(fresh_stack()),
                                      bdr_path=run_dir / "bdr")  # fmt: skip
         t = time.monotonic()
@@ -163,21 +131,15 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                   f"{POOLER_CONNECTIONS} server connections) at {bouncer.url}; LISTEN and "
                   "migrations direct")  # fmt: skip
         env = service_env(
-            service,
-            REDIS_URL=redis.url,
-            PMD_DEV="false",
-            PMD_DATA_DIR=str(run_dir / "data"),
+            service, REDIS_URL=redis.url, PMD_DEV="false", PMD_DATA_DIR=str(run_dir / "data"),
             BDR_DAILY_LIMIT=str(DAILY_LIMIT),
             # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
             BDR_MIN_FREE_BYTES=str(8 * 2**20),
-            BDR_RETRY_BASE_SECONDS="1",
-            BDR_STALE_SECONDS="15",
-            BDR_PENDING_GRACE_SECONDS="5",
-            SMTP_HOST="127.0.0.1",
-            SMTP_PORT=str(smtp.port),
-            BASE_URL="http://pmd.chaos",
+            BDR_RETRY_BASE_SECONDS="1", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
+            SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), BASE_URL="http://pmd.chaos",
             SSE_MAX_PER_USER="10",
-        )
+        )  # fmt: skip
+        modes: list[dict[str, str]] = [{}, {}]
         if weed is not None:
             bucket_name = new_bucket_name()
             await create_bucket(weed, bucket_name)
@@ -186,15 +148,14 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             # no BDR may fail because of it.
             env |= store_env | {"BDR_RETRY_BASE_SECONDS": "3"}
             settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
+            modes = [{"BDR_DOWNLOAD_MODE": "redirect"}, {"BDR_DOWNLOAD_MODE": "proxy"}]
             print(f"ZIPs in {store_env['BDR_STORE']} on SeaweedFS at {weed.endpoint}; "
                   "server-a redirects downloads, server-b streams them")  # fmt: skip
         logs = run_dir / "logs"
         logs.mkdir(parents=True)
-        servers = [
-            server_proc(name, env | ({"BDR_DOWNLOAD_MODE": mode} if weed else {}), logs)
-            for name, mode in (("server-a", "redirect"), ("server-b", "proxy"))
-        ]
-        workers = [worker_proc(f"worker-{n}", env, logs) for n in (1, 2)]
+        servers = [Proc.service(f"server-{c}", env | m, logs, True)
+                   for c, m in zip("ab", modes, strict=True)]  # fmt: skip
+        workers = [Proc.service(f"worker-{n}", env, logs, False) for n in (1, 2)]
         for p in [*servers, *workers]:
             undo.push_async_callback(asyncio.to_thread, p.stop)
             p.start()
@@ -213,14 +174,14 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                    for n, (home, ticket) in enumerate([(0, False), (1, True),
                                                        (u.id % 2, u.id % 3 == 0)])]  # fmt: skip
         tasks += await start_streams(clients, 30)
-        faults = Faults(api.ledger, api, pool, servers, workers, redis, smtp, tmpfs, data.victim,
-                        clients, store=weed, bucket=settings.bdr_bucket,
-                        access=settings.s3_access, pooler=bouncer)  # fmt: skip
         # The full run keeps the disk full past the last retry (the BDR fails, with an email
-        # saying why); the CI run frees it in time for a retry to succeed.
-        faults.smtp_seconds, faults.disk_seconds = (20.0, 12.0) if args.ci else (40.0, 28.0)
-        # Over before the store is stopped (at 0.52 of the workload) in the CI run too.
-        faults.frozen_seconds = 12.0 if args.ci else 20.0
+        # saying why); the CI run frees it in time for a retry to succeed. The freeze is over
+        # before the store is stopped (at 0.52 of the workload) in the CI run too.
+        faults = Faults(api.ledger, api, pool, servers, workers, redis, smtp, tmpfs, data.victim,
+                        clients, store=weed, bucket=settings.bdr_bucket, access=settings.s3_access,
+                        pooler=bouncer, smtp_seconds=20.0 if args.ci else 40.0,
+                        disk_seconds=12.0 if args.ci else 28.0,
+                        frozen_seconds=12.0 if args.ci else 20.0)  # fmt: skip
         tasks.append(asyncio.create_task(faults.supervise()))
         bucket = settings.bdr_bucket
         zip_store = open_store(bucket, settings.s3_access) if bucket is not None else None
@@ -229,20 +190,19 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         plan = [] if args.no_faults else schedule(faults, args.duration, args.ci)
         await play(api, pool, data, plan, args.duration, bdr_root=settings.bdr_path,
                    zip_store=zip_store, break_downloads=args.break_downloads)  # fmt: skip
+        settled = await drain(faults, 150.0 if args.ci else 240.0)
         report = await checks.check_all(api, pool, data, clients, settings, zip_store, smtp,
-                                        limit=DAILY_LIMIT,
-                                        settled=await drain(faults, args.drain),
+                                        limit=DAILY_LIMIT, settled=settled,
                                         duration=args.duration)  # fmt: skip
         await cancel(tasks)
         if faults.disk_bdr is not None:
-            row = await pool.fetchrow(
-                "SELECT status, attempts, error_message FROM batch_download_requests"
-                " WHERE id = $1::uuid",
-                faults.disk_bdr,
-            )
+            row = await pool.fetchrow("SELECT status, attempts, error_message"
+                                      " FROM batch_download_requests WHERE id = $1::uuid",
+                                      faults.disk_bdr)  # fmt: skip
             assert row is not None
+            why = row["error_message"] or "no error"
             report.info(f"BDR requested while the disk was full: {row['status']} after "
-                        f"{row['attempts']} attempts ({row['error_message'] or 'no error'})")  # fmt: skip
+                        f"{row['attempts']} attempts ({why})")  # fmt: skip
         thirds = [0, 0, 0]
         for at in api.ledger.created_at:
             thirds[min(2, int(3 * at / args.duration))] += 1
@@ -252,6 +212,23 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                      "restarts one that did)", starts - len(faults.crashes), starts,
                      faults.crashes)  # fmt: skip
         return checks.conclude(report, api.ledger, "chaos")
+
+
+async def drain(f: Faults, bound: float) -> bool:
+    """Bring everything back, then wait until no BDR is open and no email owed."""
+    start = time.monotonic()
+    if f.redis.proc is None:
+        await asyncio.to_thread(f.redis.start)
+    if f.smtp.controller is None:
+        await asyncio.to_thread(f.smtp.start)
+    if f.tmpfs is not None:
+        f.tmpfs.empty()
+    for p in [*f.servers, *f.workers]:
+        if not p.alive():
+            p.start()
+    for s in f.servers:
+        await s.wait_healthy()
+    return await checks.settle(f.pool, f.ledger, bound - (time.monotonic() - start))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,14 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmpfs is not None:
             tmpfs.unmount()
-        print(f"wall time {time.monotonic() - started:.0f} s; logs in {run_dir / 'logs'}"
-              if code or args.keep else f"wall time {time.monotonic() - started:.0f} s")  # fmt: skip
+        wall = f"wall time {time.monotonic() - started:.0f} s"
+        print(f"{wall}; logs in {run_dir / 'logs'}" if code or args.keep else wall)
         if code == 0 and not args.keep:
             shutil.rmtree(run_dir, ignore_errors=True)
         if transcript is not None:
             transcript.stop()
-            where = chaos_doc.write(
-                argv if argv is not None else sys.argv[1:], transcript.text, code
-            )
-            print(f"wrote this run into {where}")
+            argv = sys.argv[1:] if argv is None else argv
+            print(f"wrote this run into {chaos_doc.write(argv, transcript.text, code)}")
     return code

@@ -1,6 +1,5 @@
-"""Seed data of the chaos run: users with hundreds of real image files each, comments,
-reactions, a few missing files; plus a "victim" user whose big files make a build slow enough
-to be killed in the middle."""
+"""The chaos run's seed: users with hundreds of real image files each, comments, reactions, a
+few missing files; and a "victim" whose big files make a build slow enough to kill midway."""
 
 from __future__ import annotations
 
@@ -35,9 +34,9 @@ class SeedUser:
     sqid: str
     handle: str
     token: str
-    # Disjoint sets, so one actor's model of its posts stays exact: `actions` are hidden,
-    # deleted, restored and relicensed; `downloads` are requested in BDRs and never deleted;
-    # `doomed` are requested and then deleted while the BDR may still be pending.
+    # Disjoint, so an actor's model of its posts stays exact: `actions` are hidden, deleted,
+    # restored, relicensed; `downloads` requested and never deleted; `doomed` requested, then
+    # deleted while the BDR may be pending.
     actions: list[int] = field(default_factory=list)
     downloads: list[int] = field(default_factory=list)
     doomed: list[int] = field(default_factory=list)
@@ -57,7 +56,7 @@ class Seed:
 
 
 def image(rng: random.Random, fmt: str, side: int) -> bytes:
-    """A real image file of noise (incompressible: the ZIP stores it as is), unique per call."""
+    """A real image of noise (incompressible: the ZIP stores it as is), unique per call."""
     from PIL import Image
 
     if fmt == "gif":
@@ -74,9 +73,8 @@ def image(rng: random.Random, fmt: str, side: int) -> bytes:
 async def _user(conn: asyncpg.Connection, ids: PublicIds, secret: str, handle: str) -> SeedUser:
     user_id: int = await conn.fetchval(
         "INSERT INTO users (handle, email, roles) VALUES ($1, $2, '[\"user\"]') RETURNING id",
-        handle,
-        f"{handle}@chaos.test",
-    )
+        handle, f"{handle}@chaos.test",
+    )  # fmt: skip
     sqid = ids.encode(user_id)
     await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", user_id, sqid)
     return SeedUser(user_id, sqid, handle, mint_token(secret, sqid, ttl_seconds=6 * 3600))
@@ -84,44 +82,38 @@ async def _user(conn: asyncpg.Connection, ids: PublicIds, secret: str, handle: s
 
 async def _posts(
     conn: asyncpg.Connection, ids: PublicIds, vault: Path, rng: random.Random, owner: SeedUser,
-    n: int, *, side: tuple[int, int], missing_share: float, formats: list[str],
+    n: int, side: tuple[int, int], missing_share: float, formats: list[str],
 ) -> list[SeedPost]:  # fmt: skip
-    """`n` posts of `owner`, each with an image file of `side` pixels in the vault but a
+    """`n` posts of `owner`, each with an image of `side` pixels in the vault but a
     `missing_share` of them."""
-    rows: list[tuple[uuid.UUID, str, str, bytes | None]] = []
+    rows: list[tuple[uuid.UUID, str, bytes | None]] = []
     for key in (uuid.uuid4() for _ in range(n)):
         fmt = rng.choice(formats)
-        data = None if rng.random() < missing_share else image(rng, fmt, rng.randint(*side))
-        rows.append((key, key.hex[:2], fmt, data))
+        rows.append((key, fmt, None if rng.random() < missing_share
+                     else image(rng, fmt, rng.randint(*side))))  # fmt: skip
+    keys = [r[0] for r in rows]
     created = await conn.fetch(
         """
-        INSERT INTO posts (storage_key, storage_shard, owner_id, title, width, height,
-                           created_at)
+        INSERT INTO posts (storage_key, storage_shard, owner_id, title, width, height, created_at)
         SELECT k, s, $3, 'chaos ' || g, 64, 64, now() - make_interval(mins => g::int)
         FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS t(k, s, g)
         RETURNING id, storage_key
         """,
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        owner.id,
-    )
+        keys, [k.hex[:2] for k in keys], owner.id,
+    )  # fmt: skip
     by_key = {r["storage_key"]: r["id"] for r in created}
     out = []
-    for key, shard, fmt, data in rows:
-        post_id = by_key[key]
-        path = artwork_path(vault, shard, key, fmt)
-        if data is not None:
+    for key, fmt, body in rows:
+        path = artwork_path(vault, key.hex[:2], key, fmt)
+        if body is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        out.append(SeedPost(post_id, ids.encode(post_id), fmt, path, data is not None))
+            path.write_bytes(body)
+        out.append(SeedPost(by_key[key], ids.encode(by_key[key]), fmt, path, body is not None))
     await conn.execute(
-        """
-        UPDATE posts p SET public_sqid = s.sqid FROM unnest($1::int[], $2::text[]) AS s(id, sqid)
-        WHERE p.id = s.id
-        """,
-        [p.id for p in out],
-        [p.sqid for p in out],
-    )
+        "UPDATE posts p SET public_sqid = s.sqid FROM unnest($1::int[], $2::text[]) AS s(id, sqid)"
+        " WHERE p.id = s.id",
+        [p.id for p in out], [p.sqid for p in out],
+    )  # fmt: skip
     await conn.executemany(
         "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, $2, $3, true)",
         [(p.id, p.fmt, p.path.stat().st_size if p.has_file else 0) for p in out],
@@ -133,47 +125,34 @@ async def seed(
     conn: asyncpg.Connection, vault: Path, secret: str, ids: PublicIds, *, users: int,
     posts_per_user: int, victim_posts: int, rng: random.Random,
 ) -> Seed:  # fmt: skip
-    licenses = [
-        await conn.fetchval(
-            "INSERT INTO licenses (identifier, title) VALUES ($1, $1) RETURNING id", ident
-        )
-        for ident in ("CC-BY-4.0", "CC0-1.0", "ARR")
-    ]
+    sql = "INSERT INTO licenses (identifier, title) VALUES ($1, $1) RETURNING id"
+    licenses = [await conn.fetchval(sql, i) for i in ("CC-BY-4.0", "CC0-1.0", "ARR")]
     fans = [await _user(conn, ids, secret, f"fan{i}") for i in range(3)]
     people: list[SeedUser] = []
     posts: dict[int, SeedPost] = {}
     for i in range(users):
         user = await _user(conn, ids, secret, f"chaos{i}")
-        made = await _posts(conn, ids, vault, rng, user, posts_per_user, side=(16, 110),
-                            missing_share=0.03, formats=FORMATS)  # fmt: skip
+        made = await _posts(conn, ids, vault, rng, user, posts_per_user, (16, 110), 0.03, FORMATS)
         posts.update((p.id, p) for p in made)
         # Actions and doomed posts need files only so a restored one can be requested again.
         user.actions = [p.id for p in made[:60]]
         user.doomed = [p.id for p in made[60:75] if p.has_file]
         user.downloads = [p.id for p in made[75:]]
         people.append(user)
-        comments = [
-            (p.id, rng.choice(fans).id, f"comment {j} on {p.sqid}", j == 2, j == 3)
-            for p in made[75:]
-            for j in range(rng.randrange(5))
-        ]
         await conn.executemany(
-            """INSERT INTO comments (post_id, author_id, body, hidden_by_mod, deleted_by_owner)
-               VALUES ($1, $2, $3, $4, $5)""",
-            comments,
-        )
-        reactions = [
-            (p.id, rng.choice(fans).id, rng.choice(EMOJI))
-            for p in made[75:]
-            for _ in range(rng.randrange(4))
-        ]
+            "INSERT INTO comments (post_id, author_id, body, hidden_by_mod, deleted_by_owner)"
+            " VALUES ($1, $2, $3, $4, $5)",
+            [(p.id, rng.choice(fans).id, f"comment {j} on {p.sqid}", j == 2, j == 3)
+             for p in made[75:] for j in range(rng.randrange(5))],
+        )  # fmt: skip
         await conn.executemany(
-            "INSERT INTO reactions (post_id, user_id, emoji) VALUES ($1, $2, $3)", reactions
-        )
+            "INSERT INTO reactions (post_id, user_id, emoji) VALUES ($1, $2, $3)",
+            [(p.id, rng.choice(fans).id, rng.choice(EMOJI))
+             for p in made[75:] for _ in range(rng.randrange(4))],
+        )  # fmt: skip
     victim = await _user(conn, ids, secret, "victim")
     # ~0.5 MB BMPs: a 128-artwork ZIP of ~60 MB takes long enough to be caught mid-build.
-    big = await _posts(conn, ids, vault, rng, victim, victim_posts, side=(380, 420),
-                       missing_share=0.0, formats=["bmp"])  # fmt: skip
+    big = await _posts(conn, ids, vault, rng, victim, victim_posts, (380, 420), 0.0, ["bmp"])
     posts.update((p.id, p) for p in big)
     victim.downloads = [p.id for p in big]
     return Seed(people, victim, posts, licenses, stranger_post=big[0].id)

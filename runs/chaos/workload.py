@@ -31,8 +31,7 @@ TERMINAL = {"ready", "failed", "expired", "cancelled"}
 # Endpoints that answer 503 by contract while Redis is unreachable (tickets live in Redis).
 REDIS_DEPENDENT = {"POST /api/pmd/bdr/sse-ticket", "GET /api/pmd/bdr/sse?ticket", "GET /readyz"}
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
-# Marks a violation as a failed download (chaos_checks counts them against those checked).
-DOWNLOAD_FAILED = "download failed: "
+DOWNLOAD_FAILED = "download failed: "  # marks a violation as a failed download
 # The faults of a run: (seconds into the workload, the fault).
 Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
 
@@ -42,7 +41,6 @@ class Answer:
     status: int
     headers: CIMultiDict[str]
     body: bytes
-    server: str
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -50,7 +48,8 @@ class Answer:
 
 @dataclass
 class Ledger:
-    """Everything the clients saw."""
+    """Everything the clients saw, and the faults' windows (an answer inside one may be that
+    fault's documented 503)."""
 
     t0: float
     statuses: Counter[tuple[str, str, int]] = field(default_factory=Counter)
@@ -58,7 +57,6 @@ class Ledger:
     shutdown_503: int = 0
     dependency_503: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
-    # The faults' windows: an answer inside one may be that fault's documented 503.
     redis_down: Spans = field(default_factory=list)
     disk_full: Spans = field(default_factory=list)
     store_down: Spans = field(default_factory=list)
@@ -68,14 +66,11 @@ class Ledger:
     counts: Counter[str] = field(default_factory=Counter)
     created_at: list[float] = field(default_factory=list)  # seconds into the workload
 
-    def at(self) -> str:
-        return f"+{time.monotonic() - self.t0:6.1f}s"
-
     def say(self, text: str) -> None:
-        print(f"  [{self.at()}] {text}", flush=True)
+        print(f"  [+{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
 
     def violation(self, text: str) -> None:
-        self.violations.append(f"{self.at()} {text}")
+        self.violations.append(f"+{time.monotonic() - self.t0:6.1f}s {text}")
 
     def download_failed(self, text: str) -> None:
         self.violation(DOWNLOAD_FAILED + text)
@@ -85,26 +80,20 @@ class Ledger:
 
 
 def label(method: str, path: str) -> str:
+    """`GET /api/pmd/bdr/{id}`: a request's name, ids left out."""
     path, _, query = path.partition("?")
     name = f"{method} {UUID_RE.sub('{id}', path)}"
     return name + "?ticket" if "ticket=" in query else name
 
 
 class Api:
-    """Requests through either server, every answer booked; GETs move to the other server
-    when one is down, other methods report an unknown outcome (None) instead."""
+    """Requests through either server, every answer booked."""
 
     def __init__(self, http: aiohttp.ClientSession, servers: list[Proc], ledger: Ledger) -> None:
-        self.http = http
-        self.servers = servers
-        self.ledger = ledger
-
-    def pick(self) -> int:
-        return random.randrange(len(self.servers))
+        self.http, self.servers, self.ledger = http, servers, ledger
 
     async def once(self, server: Proc, method: str, path: str, **kw: Any) -> Answer:
-        started = time.monotonic()
-        name = label(method, path)
+        started, name = time.monotonic(), label(method, path)
         try:
             async with self.http.request(
                 method, server.base + path, timeout=aiohttp.ClientTimeout(total=60),
@@ -119,18 +108,14 @@ class Api:
         self.ledger.statuses[(server.name, name, resp.status)] += 1
         if resp.status >= 500:
             self.classify(server, name, resp.status, body, started)
-        return Answer(resp.status, CIMultiDict(resp.headers), body, server.name)
+        return Answer(resp.status, CIMultiDict(resp.headers), body)
 
     def download_cut(self, server: Proc, name: str, exc: Exception, started: float) -> None:
-        """A download that did not arrive whole. A refused connection never reached a server
-        (nothing listened: one stopped by a fault, or restarting); a download cut or lost after
-        that is allowed only while its server was stopping (aiohttp cuts what is left after
-        its 1 s shutdown_timeout). Either way the GET is retried on the other server and
-        checked there, as a browser resumes; a server that crashed is a violation of its own."""
+        """A download that did not arrive whole: allowed if refused (no server listened) or cut
+        by a stopping server (aiohttp cuts what is left after 1 s); `call` retries it."""
         if isinstance(exc, aiohttp.ClientConnectorError):
-            self.ledger.counts[
-                "downloads refused by a server that was down (sent to the other)"
-            ] += 1
+            refused = "downloads refused by a server that was down (sent to the other)"
+            self.ledger.counts[refused] += 1
         elif server.in_shutdown(started) or server.in_shutdown(time.monotonic()):
             self.ledger.counts["downloads cut by a stopping server (retried on the other)"] += 1
         else:
@@ -139,7 +124,6 @@ class Api:
     def classify(self, server: Proc, name: str, status: int, body: bytes, started: float) -> None:
         """A 5xx: one of the documented 503s, booked by kind, or a violation."""
         led, t, unavailable = self.ledger, started, status == 503
-        disk_short = b"low-disk-space" in body and during(led.disk_full, t, 2)
         if unavailable and (server.in_shutdown(t) or server.in_shutdown(time.monotonic())):
             led.shutdown_503 += 1
         elif unavailable and (
@@ -152,32 +136,31 @@ class Api:
         elif unavailable and name == "GET /readyz" and during(led.pooler_paused, t, 2):
             # Its database check waits 2 s: a transaction PgBouncer holds is "not ready".
             led.dependency_503[f"{name} (PgBouncer paused)"] += 1
-        elif unavailable and name == "POST /api/pmd/bdr" and disk_short:
+        elif (unavailable and name == "POST /api/pmd/bdr" and b"low-disk-space" in body
+              and during(led.disk_full, t, 2)):  # fmt: skip
             led.disk_503 += 1
         else:
             led.violation(f"{status} from {server.name}: {name}: {body[:300]!r}")
 
-    async def call(
-        self, method: str, path: str, *, server: int | None = None, **kw: Any
-    ) -> Answer | None:
-        first = self.pick() if server is None else server
-        order = [first, *(i for i in range(len(self.servers)) if i != first)]
-        for n, i in enumerate(order):
+    async def call(self, method: str, path: str, **kw: Any) -> Answer | None:
+        """Through a random server. A GET or HEAD whose connection fails moves on to the next
+        (every one refused: again after 1 s); another method's is an unknown outcome, None."""
+        n = len(self.servers)
+        first = i = random.randrange(n)
+        while True:
             try:
-                return await self.once(self.servers[i], method, path, **kw)
+                return await self.once(self.servers[i % n], method, path, **kw)
             except CONNECTION_ERRORS:
                 if method not in ("GET", "HEAD"):
                     return None
-                if n == len(order) - 1:
-                    await asyncio.sleep(1)
-                    return await self.call(method, path, **kw)
-        return None
+            i += 1
+            if (i - first) % n == 0:
+                await asyncio.sleep(1)
 
 
 @dataclass
 class Injector:
-    """What the faults of every run share: the ledger they write to, the API and the
-    database they use."""
+    """What the faults of every run share: the ledger, the API and the database."""
 
     ledger: Ledger
     api: Api
@@ -201,12 +184,11 @@ class Injector:
         while True:
             rows = await self.pool.fetch(
                 "SELECT id::text, status, file_sha256 FROM batch_download_requests"
-                " WHERE id = ANY($1::uuid[])",
+                " WHERE id = ANY($1::uuid[]) AND status = 'ready'",
                 ids,
             )
-            ready = [r for r in rows if r["status"] == "ready"]
-            if len(ready) == len(ids) or time.monotonic() > deadline:
-                return ready
+            if len(rows) == len(ids) or time.monotonic() > deadline:
+                return rows
             await asyncio.sleep(0.3)
 
 
@@ -218,36 +200,30 @@ class PostState:
 
 
 class Actor:
-    """One user's page: one request at a time (so its model of its posts is exact), except
-    for occasional bursts of concurrent BDR requests aimed at the daily limit."""
+    """One user's page: one request at a time (so its model of its posts is exact), but for
+    occasional bursts of concurrent BDR requests aimed at the daily limit."""
 
     def __init__(
         self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float,
         bdr_root: Path, zip_store: ObjectStore | None = None, break_downloads: bool = False,
     ) -> None:  # fmt: skip
-        self.api, self.pool, self.seed, self.user = api, pool, seed, user
-        self.every = every  # seconds between download requests, on average
+        self.api, self.pool, self.seed, self.user, self.l = api, pool, seed, user, api.ledger
+        self.every = every  # seconds between BDR requests, on average
         self.next_create = 0.0
-        self.bdr_root = bdr_root
-        self.zip_store = zip_store  # the BDR bucket, in the chaos run's --store mode
-        # --break-downloads: every body this actor downloads gets one byte flipped before it is
-        # checked, so a run proves its own checks fail (tests/tooling/test_chaos.py).
+        self.bdr_root, self.zip_store = bdr_root, zip_store  # ZIPs in a bucket with --store
+        # A byte flipped in every body downloaded: the run must fail (tests/tooling/test_chaos.py).
         self.break_downloads = break_downloads
         self.rng = random.Random(user.id)
         self.model = {pid: PostState() for pid in user.actions + user.doomed}
         self.mine: dict[str, str] = {}  # BDR id -> last status seen
         self.limited = False
-        self.l = api.ledger
 
     async def run(self, until: float) -> None:
-        ops = [
-            (self.list_posts, 3.0), (self.action, 3.0), (self.create, 2.0),
-            (self.cancel, 0.6), (self.download, 2.0), (self.list_bdrs, 1.0), (self.readyz, 0.2),
-            (self.ticket, 0.3),
-        ]  # fmt: skip
+        ops = {self.list_posts: 3.0, self.action: 3.0, self.create: 2.0, self.cancel: 0.6,
+               self.download: 2.0, self.list_bdrs: 1.0, self.readyz: 0.2,
+               self.ticket: 0.3}  # fmt: skip
         while time.monotonic() < until:
-            funcs, weights = zip(*ops, strict=True)
-            op = self.rng.choices(funcs, weights)[0]
+            op = self.rng.choices(list(ops), list(ops.values()))[0]
             if op == self.create:
                 if time.monotonic() < self.next_create or (
                     self.limited and self.rng.random() < 0.8
@@ -261,17 +237,13 @@ class Actor:
                 self.l.violation(f"client error in {op.__name__} of {self.user.handle}: {exc!r}")
             await asyncio.sleep(self.rng.uniform(0.05, 0.5))
 
-    # --- posts -------------------------------------------------------------------------------
-
     async def list_posts(self) -> None:
         query = "/api/pmd/posts?" + ("deleted=true&" if self.rng.random() < 0.2 else "")
         cursor: str | None = None
         for _ in range(self.rng.randint(1, 3)):
-            q = f"{query}limit={self.rng.randint(20, 200)}" + (
-                f"&cursor={cursor}" if cursor else ""
-            )
-            a = await self.api.call("GET", q, headers=self.user.auth)
-            if a is None:
+            q = f"{query}limit={self.rng.randint(20, 200)}"
+            q += f"&cursor={cursor}" if cursor else ""
+            if (a := await self.api.call("GET", q, headers=self.user.auth)) is None:
                 return
             if a.status != 200:
                 self.l.violation(f"posts list answered {a.status}: {a.body[:200]!r}")
@@ -287,33 +259,28 @@ class Actor:
     async def action(self) -> None:
         act = self.rng.choice(["hide", "unhide", "delete", "restore", "license"])
         live = self._live(self.user.actions)
-        if act == "restore":
-            pool = [i for i in self.model if self.model[i].deleted]
-        elif act == "delete":
-            pool = live if len(live) > 20 else []
-        else:
-            pool = live
+        deleted = [i for i in self.model if self.model[i].deleted]
+        pool = {"restore": deleted, "delete": live if len(live) > 20 else []}.get(act, live)
         if not pool:
             return
         ids = self.rng.sample(pool, self.rng.randint(1, min(40, len(pool))))
         bad = self.rng.random() < 0.1
         if bad:  # one id that must make the whole batch fail, nothing changed
             # (A live post is no such id for a restore: a repeated restore is idempotent.)
-            outsiders = [self.seed.stranger_post] + (
-                [] if act == "restore" else [i for i in self.model if self.model[i].deleted][:1]
-            )
+            outsiders = [self.seed.stranger_post] + ([] if act == "restore" else deleted[:1])
             ids.append(self.rng.choice(outsiders))
         await self.batch(act, ids, expect_ok=not bad)
 
     async def batch(self, act: str, ids: list[int], *, expect_ok: bool = True) -> None:
+        """A batch action, then the database read: all applied, or (refused) none."""
         licence = self.rng.choice([*self.seed.licenses, None])
-        body: dict[str, Any]
+        body: dict[str, Any] = {"post_ids": ids}
         if act == "license":
-            path, body = "/api/pmd/license", {"post_ids": ids, "license_id": licence}
+            path, body["license_id"] = "/api/pmd/license", licence
         else:
-            path, body = "/api/pmd/action", {"action": act, "post_ids": ids}
-        want = {i: self._after(act, self.model.get(i, PostState()), licence) for i in ids}
-        before = {i: self.model.get(i) for i in ids}
+            path, body["action"] = "/api/pmd/action", act
+        before = {i: self.model.get(i, PostState()) for i in ids}
+        want = {i: _after(act, s, licence) for i, s in before.items()}
         a = await self.api.call("POST", path, json=body, headers=self.user.auth)
         if a is None:  # unknown outcome: give a stopping server time to finish or drop it
             await asyncio.sleep(3)
@@ -323,43 +290,30 @@ class Actor:
             expected = "200" if expect_ok else "4xx"
             self.l.violation(f"{act} answered {a.status} (expected {expected}): {a.body[:200]!r}")
             return
-        now = await self.db_state(ids)
+        rows = await self.pool.fetch(
+            "SELECT id, hidden_by_user, deleted_by_user, license_id FROM posts"
+            " WHERE id = ANY($1::int[])",
+            ids,
+        )
+        now = {r["id"]: PostState(r["hidden_by_user"], r["deleted_by_user"], r["license_id"])
+               for r in rows}  # fmt: skip
         mine = [i for i in ids if i in self.model]
-        if a is None and all(now[i] == want[i] for i in mine):
-            self.l.counts["actions: unknown outcome, found all applied"] += 1
-        elif a is None and all(now[i] == before[i] for i in mine):
-            self.l.counts["actions: unknown outcome, found none applied"] += 1
+        applied = all(now[i] == want[i] for i in mine)
+        untouched = all(now[i] == before[i] for i in mine)
+        if a is None and (applied or untouched):
+            found = "all" if applied else "none"
+            self.l.counts[f"actions: unknown outcome, found {found} applied"] += 1
         elif a is None:
             self.l.violation(f"{act} batch half-applied after a lost connection: {ids}")
-        elif expect_ok and all(now[i] == want[i] for i in mine):
+        elif expect_ok and applied:
             self.l.counts["actions: 200, every id changed"] += 1
         elif expect_ok:
             self.l.violation(f"{act} answered 200 but not every id changed: {ids}")
-        elif all(now[i] == before[i] for i in mine):
+        elif untouched:
             self.l.counts["actions: 4xx, nothing changed"] += 1
         else:
             self.l.violation(f"{act} answered {a.status} but changed posts: {ids}")
         self.model.update({i: now[i] for i in mine})
-
-    @staticmethod
-    def _after(act: str, s: PostState, licence: int | None) -> PostState:
-        if act in ("hide", "unhide"):
-            return PostState(act == "hide", s.deleted, s.license)
-        if act in ("delete", "restore"):
-            return PostState(s.hidden, act == "delete", s.license)
-        return PostState(s.hidden, s.deleted, licence)
-
-    async def db_state(self, ids: list[int]) -> dict[int, PostState]:
-        rows = await self.pool.fetch(
-            "SELECT id, hidden_by_user, deleted_by_user, license_id FROM posts WHERE id = ANY($1::int[])",
-            ids,
-        )
-        return {
-            r["id"]: PostState(r["hidden_by_user"], r["deleted_by_user"], r["license_id"])
-            for r in rows
-        }
-
-    # --- downloads ---------------------------------------------------------------------------
 
     async def create(self) -> None:
         if self.rng.random() < 0.1:  # a burst from several tabs at once, against the limit
@@ -367,48 +321,39 @@ class Actor:
         else:
             await self.create_one(doomed=self.rng.random() < 0.25)
 
-    def _size(self) -> int:
-        low, high = self.rng.choices([(1, 8), (9, 64), (65, 128)], [0.4, 0.4, 0.2])[0]
-        return self.rng.randint(low, high)
-
     async def create_one(self, *, doomed: bool) -> None:
-        ids = self.rng.sample(self.user.downloads, min(self._size(), len(self.user.downloads)))
+        low, high = self.rng.choices([(1, 8), (9, 64), (65, 128)], [0.4, 0.4, 0.2])[0]
+        size = self.rng.randint(low, high)
+        ids = self.rng.sample(self.user.downloads, min(size, len(self.user.downloads)))
         live = self._live(self.user.doomed)
         doom = self.rng.sample(live, min(3, len(live))) if doomed else []
         ids = ids + doom if len(ids) + len(doom) <= 128 else ids
-        body = {
-            "post_ids": ids,
-            "include_comments": self.rng.random() < 0.5,
-            "include_reactions": self.rng.random() < 0.5,
-            "send_email": self.rng.random() < 0.5,
-        }
+        flags = ("include_comments", "include_reactions", "send_email")
+        body = {"post_ids": ids, **{k: self.rng.random() < 0.5 for k in flags}}
         a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.user.auth)
         if a is None:
             self.l.counts["BDR requests with unknown outcome (connection lost)"] += 1
-            return
-        if a.status == 429:
+        elif a.status == 429:
             self.limited = True
             self.l.counts["BDR requests refused by the daily limit (429)"] += 1
             if "Retry-After" not in a.headers:
                 self.l.violation("429 without Retry-After")
-            return
-        if a.status == 503 and "Retry-After" in a.headers:
+        elif a.status == 503 and "Retry-After" in a.headers:
             # classify() has booked it: allowed only while the disk was full (or a shutdown).
             self.l.counts["BDR requests answered 503 + Retry-After"] += 1
-            return
-        if a.status != 202:
+        elif a.status != 202:
             self.l.violation(f"BDR request answered {a.status}: {a.body[:200]!r}")
-            return
-        item = a.json()
-        self.mine[item["id"]] = item["status"]
-        self.l.seen_bdrs.add(item["id"])
-        self.l.counts["BDRs created (202)"] += 1
-        self.l.created_at.append(time.monotonic() - self.l.t0)
-        if doom and set(doom) <= set(ids):
-            await self.batch("delete", doom)  # deleted while the BDR may still be pending
-            self.l.counts["BDRs whose posts were deleted right after the request"] += 1
-        elif self.rng.random() < 0.15:
-            await self.cancel_one(item["id"])
+        else:
+            item = a.json()
+            self.mine[item["id"]] = item["status"]
+            self.l.seen_bdrs.add(item["id"])
+            self.l.counts["BDRs created (202)"] += 1
+            self.l.created_at.append(time.monotonic() - self.l.t0)
+            if doom and set(doom) <= set(ids):
+                await self.batch("delete", doom)  # deleted while the BDR may still be pending
+                self.l.counts["BDRs whose posts were deleted right after the request"] += 1
+            elif self.rng.random() < 0.15:
+                await self.cancel_one(item["id"])
 
     async def cancel(self) -> None:
         live = [i for i, s in self.mine.items() if s not in TERMINAL]
@@ -422,16 +367,15 @@ class Actor:
         a = await self.api.call("DELETE", f"/api/pmd/bdr/{bdr_id}", headers=self.user.auth)
         if a is None:
             self.l.counts["cancels with unknown outcome"] += 1
-        elif a.status == 204:
+        elif a.status != 204:
+            self.l.violation(f"DELETE of BDR {bdr_id} answered {a.status}")
+        else:
             self.l.counts["cancels/removals (204)"] += 1
             got = await self.api.call("GET", f"/api/pmd/bdr/{bdr_id}", headers=self.user.auth)
             if got is not None and got.status == 200:
-                status = got.json()["status"]
-                self.mine[bdr_id] = status
+                self.mine[bdr_id] = status = got.json()["status"]
                 if status not in ("cancelled", "expired", "failed"):
                     self.l.violation(f"BDR {bdr_id} is {status} after a 204 DELETE")
-        else:
-            self.l.violation(f"DELETE of BDR {bdr_id} answered {a.status}")
 
     async def list_bdrs(self) -> None:
         a = await self.api.call("GET", "/api/pmd/bdr", headers=self.user.auth)
@@ -452,27 +396,25 @@ class Actor:
             self.l.violation(f"sse-ticket answered {a.status}")
 
     async def fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
-        """The download as a browser gets it: a 302 (ZIPs in a bucket, redirect mode) is
-        followed to the signed URL with the same method and Range headers, without the token.
-        None only for the documented 503 while the store is down (and the store's own 5xx to
-        a signed URL then): no bytes to check. With --break-downloads, a byte of it flipped."""
+        """The download as a browser gets it, a 302 followed to the signed URL without the
+        token. None for the documented 503 while the store is down (nothing to check)."""
         a = await self.api.call(method, path, headers=headers)
         if a is not None and a.status == 503 and self.l.store_was_down():
             self.l.counts["downloads answered 503 while the object store was down"] += 1
-            return None  # booked by Api.classify; nothing to compare
+            return None  # booked by Api.classify
         if a is not None and a.status == 302:
             self.l.counts[f"downloads redirected to a signed URL ({method})"] += 1
             plain = {k: v for k, v in headers.items() if k != "Authorization"}
             async with self.api.http.request(method, a.headers["Location"], headers=plain) as r:
                 if r.status >= 500 and self.l.store_was_down():
-                    # The store's own answer to the browser (a restarted SeaweedFS answers 500s
-                    # until its volumes are loaded), not the service's.
+                    # The store's own answer (a restarted SeaweedFS answers 500s until its
+                    # volumes are loaded), not the service's.
                     self.l.counts["signed-URL reads the object store failed while down"] += 1
                     return None
-                a = Answer(r.status, CIMultiDict(r.headers), await r.read(), "store")
+                a = Answer(r.status, CIMultiDict(r.headers), await r.read())
         if self.break_downloads and a is not None and a.body:
-            middle = len(a.body) // 2
-            a.body = a.body[:middle] + bytes([a.body[middle] ^ 0xFF]) + a.body[middle + 1 :]
+            mid = len(a.body) // 2
+            a.body = a.body[:mid] + bytes([a.body[mid] ^ 0xFF]) + a.body[mid + 1 :]
         return a
 
     async def download(self) -> None:
@@ -524,11 +466,10 @@ class Actor:
             self.l.download_failed(why)
 
     async def _reference(self, file_path: str, start: int, end: int) -> bytes | None:
-        """Bytes `start`-`end` of a ZIP read from where the service keeps it (None: the store
-        was down, nothing to compare with)."""
-        if self.zip_store is None:
-            return await asyncio.to_thread(_slice, self.bdr_root, file_path, start, end)
+        """Bytes `start`-`end` of a ZIP where the service keeps it (None: the store was down)."""
         key = file_path.removeprefix("bdr/")
+        if self.zip_store is None:
+            return await asyncio.to_thread(_slice, self.bdr_root / key, start, end)
         try:
             got = await obstore.get_range_async(self.zip_store, key, start=start, end=end + 1)
         except Exception:
@@ -539,6 +480,15 @@ class Actor:
         return got.to_bytes()
 
 
+def _after(act: str, s: PostState, licence: int | None) -> PostState:
+    """A post's state once batch action `act` has applied to it."""
+    if act in ("hide", "unhide"):
+        return PostState(act == "hide", s.deleted, s.license)
+    if act in ("delete", "restore"):
+        return PostState(s.hidden, act == "delete", s.license)
+    return PostState(s.hidden, s.deleted, licence)
+
+
 def _crc_ok(body: bytes) -> bool:
     try:
         with zipfile.ZipFile(io.BytesIO(body)) as z:
@@ -547,31 +497,17 @@ def _crc_ok(body: bytes) -> bool:
         return False
 
 
-def _slice(root: Path, file_path: str, start: int, end: int) -> bytes:
-    with open(root / file_path.removeprefix("bdr/"), "rb") as f:
+def _slice(path: Path, start: int, end: int) -> bytes:
+    with path.open("rb") as f:
         f.seek(start)
-        data: bytes = f.read(end - start + 1)
-        return data
-
-
-async def together(*aws: Coroutine[Any, Any, None]) -> None:
-    """Every one of `aws` to its end; or, as soon as one fails, the others cancelled and its
-    error raised as it is (a TaskGroup would wrap it in a group)."""
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return f.read(end - start + 1)
 
 
 async def play(
     api: Api, pool: asyncpg.Pool, seed: Seed, plan: Plan, duration: float, **actor: Any
 ) -> None:
-    """The workload: an actor per user for `duration` s, each fault of `plan` at its time.
-    Paced over the whole workload: the greedy two actors reach the daily limit halfway (and
-    meet 429s), the others about when the workload ends."""
+    """An actor per user for `duration` s, each fault of `plan` at its time; the first error
+    cancels the rest and is raised. The two greedy actors reach the daily limit halfway."""
     ledger = api.ledger
     ledger.t0 = time.monotonic()
 
@@ -581,7 +517,12 @@ async def play(
 
     actors = [Actor(api, pool, seed, u, duration / (20 if i < 2 else 9), **actor)
               for i, u in enumerate(seed.users)]  # fmt: skip
-    await together(*(at(*p) for p in plan), *(a.run(ledger.t0 + duration) for a in actors))
+    runs = [*(at(*p) for p in plan), *(a.run(ledger.t0 + duration) for a in actors)]
+    tasks = [asyncio.ensure_future(r) for r in runs]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await cancel(tasks)
     ledger.say("workload over")
 
 

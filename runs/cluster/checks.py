@@ -1,13 +1,6 @@
-"""The cluster run's checks of its own processes (runs/cluster/run.py).
-
-No process the run started may end unless the run ended it: a planned fault (a host lost, a
-deploy's SIGTERM) or the end of the run. The supervisor finds those that did, every half
-second, and starts a service host's process again, as its supervisor in production would
-(compose's `restart: unless-stopped`), so the rest of the run still has every host; each one
-found is a violation, whatever happened next. Nor may a service process (server and worker
-hosts) log an ERROR, or a traceback, for a condition it handles: a host cut off or lost is
-such a condition.
-"""
+"""The cluster run's checks of its own processes: none ends unless the run ended it (a fault, a
+deploy, the end), and no server or worker host logs an ERROR or a traceback. The supervisor
+starts a service host's process again, as compose's `restart: unless-stopped` would."""
 
 from __future__ import annotations
 
@@ -24,12 +17,13 @@ from runs.cluster.netns import Exited, Host
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z]+) (\S+) \[[^\]]*\]: (.*)$")
 TRACEBACK = "Traceback (most recent call last):"
 SERVICE_HOSTS = ("srv", "wrk")
+# A record: level ("OUTPUT" before any record), logger, message, the lines after the first.
+Record = tuple[str, str, str, list[str]]
 
 
 @dataclass(frozen=True)
 class Known:
-    """A finding of these checks in the service that is not fixed yet: each run reports how
-    often it was seen, without counting it as a violation. Remove it with the fix."""
+    """A finding not fixed in the service yet: counted, not a violation. Remove with the fix."""
 
     level: str
     logger: str
@@ -38,11 +32,10 @@ class Known:
     what: str
 
     def covers(self, record: Record) -> bool:
-        return (
-            (record.level, record.logger) == (self.level, self.logger)
-            and self.message.search(record.message) is not None
-            and any(self.frame in line for line in record.more)
-        )
+        level, logger, message, more = record
+        return ((level, logger) == (self.level, self.logger)
+                and self.message.search(message) is not None
+                and any(self.frame in line for line in more))  # fmt: skip
 
 
 # None today. (The first: a transient database error in a job's claim ended the job as failed,
@@ -50,40 +43,20 @@ class Known:
 KNOWN: tuple[Known, ...] = ()
 
 
-@dataclass(frozen=True)
-class Record:
-    level: str  # "OUTPUT" for lines written before any log record
-    logger: str
-    message: str
-    more: tuple[str, ...]  # the lines after the first: a traceback, a multi-line message
-
-    @property
-    def traceback(self) -> str | None:
-        """The exception a traceback in this record ends with, if it has one."""
-        if TRACEBACK not in (self.message, *self.more):
-            return None
-        tail = [line for line in self.more if line.strip() and not line.startswith(" ")]
-        return tail[-1] if tail else TRACEBACK
-
-
 def records(text: str) -> Iterator[Record]:
-    """The log records of a process's output in the service's text format; a line that starts
-    no record belongs to the one before it."""
-    head: tuple[str, str, str] | None = None
-    more: list[str] = []
+    """The log records of a process's output; a line that starts none belongs to the last."""
+    record: Record | None = None
     for line in text.splitlines():
-        match = RECORD.match(line)
-        if match is None:
-            if head is None:
-                head = ("OUTPUT", "-", line)
-            else:
-                more.append(line)
-            continue
-        if head is not None:
-            yield Record(*head, tuple(more))
-        head, more = (match[1], match[2], match[3]), []
-    if head is not None:
-        yield Record(*head, tuple(more))
+        if (match := RECORD.match(line)) is not None:
+            if record is not None:
+                yield record
+            record = (match[1], match[2], match[3], [])
+        elif record is None:
+            record = ("OUTPUT", "-", line, [])
+        else:
+            record[3].append(line)
+    if record is not None:
+        yield record
 
 
 @dataclass
@@ -95,18 +68,21 @@ class Findings:
 def log_findings(
     name: str, text: str, known: Iterable[Known] = KNOWN, into: Findings | None = None
 ) -> Findings:
-    """Each ERROR or CRITICAL record, and each record carrying a traceback, of one process log
-    (`name`), as a line; one of the `known` findings is counted instead."""
-    out = into if into is not None else Findings()
-    exempt = list(known)
-    for r in records(text):
-        exception = r.traceback
-        if r.level not in ("ERROR", "CRITICAL") and exception is None:
+    """Each ERROR or CRITICAL record, and each carrying a traceback, of log `name` as a line;
+    one of the `known` findings is counted instead."""
+    out, exempt = into if into is not None else Findings(), list(known)
+    for record in records(text):
+        level, logger, message, more = record
+        exception = None
+        if TRACEBACK in (message, *more):
+            tail = [line for line in more if line.strip() and not line.startswith(" ")]
+            exception = tail[-1] if tail else TRACEBACK
+        if level not in ("ERROR", "CRITICAL") and exception is None:
             continue
-        if seen := [k for k in exempt if k.covers(r)]:
+        if seen := [k for k in exempt if k.covers(record)]:
             out.known[seen[0].what] += 1
             continue
-        line = f"{name}: {r.level} {r.logger}: {r.message[:200]}"
+        line = f"{name}: {level} {logger}: {message[:200]}"
         out.violations.append(line + (f" (traceback: {exception[:160]})" if exception else ""))
     return out
 
@@ -115,16 +91,15 @@ def service_logs(logs: Path, hosts: Iterable[str]) -> Findings:
     """`log_findings` of every server and worker host's log."""
     found = Findings()
     for name in sorted(h for h in hosts if h.startswith(SERVICE_HOSTS)):
-        path = logs / f"{name}.log"
-        if path.exists():
+        if (path := logs / f"{name}.log").exists():
             log_findings(path.name, path.read_text(errors="replace"), into=found)
     return found
 
 
 @dataclass
 class Supervisor:
-    """Finds the processes that exited without the run stopping them (`Host.reap`), says so,
-    and has a service host's started again (`restart`)."""
+    """Finds the processes that exited unasked (`Host.reap`), says so, and has a service
+    host's started again (`restart`)."""
 
     hosts: dict[str, Host]
     restart: Callable[[str], Awaitable[None]]
@@ -145,18 +120,12 @@ class Supervisor:
                     await self.restart(exited.host)
             await asyncio.sleep(every)
 
-    def starts(self) -> int:
-        return sum(host.started for host in self.hosts.values())
-
-    def describe(self) -> list[str]:
-        self.scan()
-        return [e.describe() for e in self.found]
-
 
 def check_processes(report: Report, supervisor: Supervisor, logged: Findings) -> None:
     """The two count lines of the report: process starts, and the service hosts' logs."""
-    ended = supervisor.describe()
-    starts = supervisor.starts()
+    supervisor.scan()
+    ended = [e.describe() for e in supervisor.found]
+    starts = sum(host.started for host in supervisor.hosts.values())
     report.count("process starts that ended only when the run stopped them (a fault, a "
                  "deploy; a service host's is started again, as its supervisor would)",
                  starts - len(ended), starts, ended)  # fmt: skip

@@ -1,8 +1,6 @@
-"""The cluster's hosts and what runs on them (runs/cluster/run.py describes the cluster): the
-network, the shared parts (PostgreSQL with PgBouncer, Redis, SeaweedFS, HAProxy), how a server
-or worker host starts its process, and the client host this process enters. Shared by the
-run's entry point (runs/cluster/run.py), its workload and checks (runs/cluster/client.py) and
-the capacity benchmark."""
+"""The cluster's hosts and what runs on them: the shared parts (PostgreSQL with PgBouncer, Redis,
+SeaweedFS, HAProxy), a server or worker host's process, and the client host this process enters.
+Shared by the cluster run and bench/capacity.py."""
 
 from __future__ import annotations
 
@@ -30,14 +28,36 @@ from support.stack import CHECKOUT, WORKER
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
 BUCKET = "pmd-cluster"
-# Made from `python -m pmd_service grants`: the host's tables, column by column.
-SERVICE_ROLE = "pmd_svc"
-# The steps of a run, in order: each one's undo is registered the moment it is made.
-# `--fail-at STEP` stops the run right after STEP (tests/tooling/test_cluster.py: nothing may be left).
+SERVICE_ROLE = "pmd_svc"  # made from `python -m pmd_service grants`
+# The steps of a run, in order; `--fail-at STEP` stops it right after STEP.
 STEPS = (
     "folder", "switch", "host", "hosts", "postgres", "pgbouncer", "redis", "store", "client",
     "smtp", "database", "servers", "workers", "balancer", "streams", "workload",
 )  # fmt: skip
+HAPROXY = """global
+    # Two descriptors a connection and the machine's hard limit is 20,000 per process.
+    maxconn 9000
+    stats socket {sock} mode 600 level admin
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+    # A server busy with a reconnect storm may answer its health check late, not never.
+    timeout check 3s
+    option redispatch
+    retries 2
+frontend fe
+    bind {address}:80
+    default_backend servers
+backend servers
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    # Which host answered: a download cut by a deploy must resume on another.
+    http-response set-header X-Served-By %s
+"""
 
 
 class StartFailed(RuntimeError):
@@ -47,7 +67,7 @@ class StartFailed(RuntimeError):
 @dataclass
 class Steps:
     """Where the run is; with `fail_at`, the step after which it fails (by an error, or by
-    SIGINT or SIGTERM sent to itself, as Ctrl-C or a `kill` would)."""
+    SIGINT or SIGTERM sent to itself)."""
 
     fail_at: str | None = None
     fail_with: str = "error"
@@ -63,8 +83,7 @@ class Steps:
         if self.fail_with == "error":
             raise StartFailed(f"failing after step {step!r}, as --fail-at asked")
         os.kill(os.getpid(), signal.SIGTERM if self.fail_with == "sigterm" else signal.SIGINT)
-        # The signal's handler runs in the main thread at its next instruction.
-        time.sleep(1)
+        time.sleep(1)  # the handler runs in the main thread at its next instruction
 
 
 @dataclass
@@ -87,14 +106,15 @@ class Cluster:
     def logs(self) -> Path:
         return self.run_dir / "logs"
 
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@{self.host('db').address}:5432/pmd"
+
     def host(self, name: str) -> Host:
         return self.net.hosts[name]
 
-    # --- the shared parts -------------------------------------------------------------------
-
     def start_db(self) -> None:
-        db = self.host("db")
-        data = self.net.private / "pg"
+        db, data, ini = self.host("db"), self.net.private / "pg", self.net.private / "pgbouncer.ini"
         db.run(["sh", "-c", f"mkdir -p {data} && chown postgres {data} && chmod 700 {data}"])
         db.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
                 "--no-sync"], user="postgres")  # fmt: skip
@@ -107,7 +127,6 @@ class Cluster:
         ], user="postgres")  # fmt: skip
         self.steps.reached("postgres")
         db.run([str(PG_BIN / "createdb"), "-h", str(data), "pmd"], user="postgres")
-        ini = self.net.private / "pgbouncer.ini"
         text = pgbouncer.config(server=(db.address, 5432), listen=(db.address, 6432),
                                 folder=ini.parent, pool_size=40, max_client_conn=4000)  # fmt: skip
         users = pgbouncer.userlist({"postgres": "", SERVICE_ROLE: ""})
@@ -127,18 +146,17 @@ class Cluster:
         self.steps.reached("redis")
 
     def start_store(self) -> None:
-        store = self.host("store")
-        config = self.net.private / "s3.json"
+        store, private = self.host("store"), self.net.private
         identities = {"identities": [{
             "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "List", "Tagging", "Write"],
         }]}  # fmt: skip
-        store.run(["sh", "-c", f"mkdir -p {self.net.private}/weed && "
-                               f"echo '{json.dumps(identities)}' > {config}"])  # fmt: skip
+        store.run(["sh", "-c", f"mkdir -p {private}/weed && "
+                               f"echo '{json.dumps(identities)}' > {private}/s3.json"])  # fmt: skip
         self._serve("store", "weed", 8333, "SeaweedFS S3", [
-            weed_binary(), "server", f"-dir={self.net.private}/weed", f"-ip={store.address}",
+            weed_binary(), "server", f"-dir={private}/weed", f"-ip={store.address}",
             f"-ip.bind={store.address}", "-s3", "-s3.port=8333", "-s3.port.iceberg=0",
-            "-s3.port.lance=0", f"-s3.config={config}", "-volume.max=16",
+            "-s3.port.lance=0", f"-s3.config={private}/s3.json", "-volume.max=16",
             "-master.volumeSizeLimitMB=256",
         ], within=60)  # fmt: skip
         self.steps.reached("store")
@@ -147,19 +165,24 @@ class Cluster:
         self, name: str, log: str, port: int, what: str, argv: list[str],
         env: dict[str, str] | None = None, user: str | None = None, within: float = 30,
     ) -> None:  # fmt: skip
-        """`argv` started on host `name` (its output in logs/`log`.log), until it listens on
-        `port`; an error at once if it exits first."""
+        """`argv` started on host `name` (output in logs/`log`.log), until it listens on `port`;
+        an error at once, with the end of its log, if it exits first."""
         host, path = self.host(name), self.logs / f"{log}.log"
         proc = host.spawn(argv, path, env, user)
-        _wait_port(host, host.address, port, what, within=within, proc=proc, log=path)
-
-    @property
-    def admin_url(self) -> str:
-        return f"postgresql://postgres@{self.host('db').address}:5432/pmd"
+        probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
+                 "int(sys.argv[2])), timeout=1).close()", host.address, str(port)]  # fmt: skip
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if subprocess.run(host.command(probe), capture_output=True).returncode == 0:
+                return
+            if proc.poll() is not None:
+                raise StartFailed(f"{what} exited with {proc.returncode} at start{_tail(path)}")
+            time.sleep(0.2)
+        raise StartFailed(f"{what} did not listen on {host.address}:{port} within {within:.0f} s"
+                          f"{_tail(path)}")  # fmt: skip
 
     def service_env(self, **extra: str) -> dict[str, str]:
         db, redis, store = self.host("db"), self.host("redis"), self.host("store")
-        private = self.net.private
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             # Pooled queries through PgBouncer in transaction mode; LISTEN and migrations direct.
@@ -169,9 +192,9 @@ class Cluster:
             "REDIS_URL": f"redis://{redis.address}:6379/0",
             "JWT_SECRET_KEY": self.jwt_secret,
             "PMD_DEV": "false",
-            "PMD_DATA_DIR": str(private / "data"),
-            "VAULT_PATH": str(private / "vault"),
-            "BDR_PATH": str(private / "bdr"),
+            "PMD_DATA_DIR": str(self.net.private / "data"),
+            "VAULT_PATH": str(self.net.private / "vault"),
+            "BDR_PATH": str(self.net.private / "bdr"),
             "BDR_STORE": f"s3://{BUCKET}/zips",
             "AWS_ENDPOINT_URL": f"http://{store.address}:8333",
             "AWS_REGION": REGION,
@@ -192,14 +215,13 @@ class Cluster:
         self._serve(name, name, 8080, f"the server on {name}", argv, env | own, within=60)
 
     def start_worker(self, name: str, env: dict[str, str]) -> None:
-        host = self.host(name)
-        vault = self.net.private / "vault"
-        source = self.run_dir / "vault"
+        vault, source = self.net.private / "vault", self.run_dir / "vault"
         # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
-        host.run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
-                              f"(mountpoint -q {vault} || (mount --bind {source} {vault} && "
-                              f"mount -o remount,bind,ro {vault}))"])  # fmt: skip
-        host.spawn(WORKER, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+        self.host(name).run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
+                                         f"(mountpoint -q {vault} || (mount --bind {source} "
+                                         f"{vault} && mount -o remount,bind,ro {vault}))"])  # fmt: skip
+        self.host(name).spawn(WORKER, self.logs / f"{name}.log",
+                              env | {"PYTHONPATH": str(CHECKOUT)})  # fmt: skip
 
     async def start(self, name: str, env: dict[str, str]) -> None:
         """A server or worker host's process started (again)."""
@@ -223,10 +245,11 @@ class Cluster:
         return any(f.startswith(vault) for p in self.host(name).procs for f in open_files(p.pid))
 
     def start_lb(self) -> None:
-        lb = self.host("lb")
-        servers = [self.host(n) for n in self.servers]
-        config = self.run_dir / "haproxy.cfg"
-        config.write_text(_haproxy_cfg(lb.address, servers, self.run_dir / "haproxy.sock"))
+        lb, config = self.host("lb"), self.run_dir / "haproxy.cfg"
+        text = HAPROXY.format(sock=self.run_dir / "haproxy.sock", address=lb.address)
+        for h in map(self.host, self.servers):
+            text += f"    server {h.name} {h.address}:8080 check inter 1s fall 3 rise 2\n"
+        config.write_text(text)
         self._serve("lb", "haproxy", 80, "HAProxy", ["haproxy", "-f", str(config), "-db"])
 
     def stat(self) -> list[dict[str, str]]:
@@ -246,60 +269,9 @@ class Cluster:
         return b"".join(chunks).decode()
 
 
-def _haproxy_cfg(address: str, servers: list[Host], sock: Path) -> str:
-    lines = "\n".join(
-        f"    server {h.name} {h.address}:8080 check inter 1s fall 3 rise 2" for h in servers
-    )
-    return f"""global
-    # Two descriptors a connection and the machine's hard limit is 20,000 per process.
-    maxconn 9000
-    stats socket {sock} mode 600 level admin
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 1h
-    timeout server 1h
-    timeout tunnel 1h
-    # A server busy with a reconnect storm may answer its health check late, not never.
-    timeout check 3s
-    option redispatch
-    retries 2
-frontend fe
-    bind {address}:80
-    default_backend servers
-backend servers
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-    # Which host answered: the run checks that a download in flight on a host being
-    # deployed was cut and resumed elsewhere.
-    http-response set-header X-Served-By %s
-{lines}
-"""
-
-
-def _wait_port(
-    host: Host, address: str, port: int, what: str, within: float = 30,
-    proc: subprocess.Popen[bytes] | None = None, log: Path | None = None,
-) -> None:  # fmt: skip
-    """Until `address:port` takes connections; an error at once if `proc` (the process that
-    should listen there) exits first, with the end of its log."""
-    probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
-             "int(sys.argv[2])), timeout=1).close()", address, str(port)]  # fmt: skip
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if subprocess.run(host.command(probe), capture_output=True).returncode == 0:
-            return
-        if proc is not None and proc.poll() is not None:
-            raise StartFailed(f"{what} exited with {proc.returncode} at start{_tail(log)}")
-        time.sleep(0.2)
-    raise StartFailed(f"{what} did not listen on {address}:{port} within {within:.0f} s"
-                      f"{_tail(log)}")  # fmt: skip
-
-
-def _tail(log: Path | None, lines: int = 5) -> str:
+def _tail(log: Path, lines: int = 5) -> str:
     try:
-        text = log.read_text(errors="replace").strip() if log is not None else ""
+        text = log.read_text(errors="replace").strip()
     except OSError:
         return ""
     return "; its log ends:\n    " + "\n    ".join(text.splitlines()[-lines:]) if text else ""
@@ -316,20 +288,17 @@ def entered(ns: str) -> Iterator[None]:
     """In namespace `ns` (as `enter`), and back in this process's own one afterwards."""
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
-        _setns(f"/run/netns/{ns}")
-        try:
-            yield
-        finally:
-            _setns(own)
+        enter(ns)
+        yield
     finally:
+        _setns(own)
         os.close(own)
 
 
 def _setns(ns: str | int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(ns, os.O_RDONLY) if isinstance(ns, str) else ns
     try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
             raise OSError(ctypes.get_errno(), f"setns into {ns}")
     finally:
         if isinstance(ns, str):
@@ -340,13 +309,13 @@ def up(
     run_dir: Path, servers: int = 2, workers: int = 2, max_connections: int = 300,
     steps: Steps | None = None, owner: contextlib.ExitStack | None = None,
 ) -> Cluster:  # fmt: skip
-    """The network, its hosts, and the shared parts started: `servers` server hosts and
-    `workers` worker hosts (at most 9 each), their processes not yet. `cluster.net.close()`
-    removes it all (or `owner`, when given, on which it is registered before anything is made);
-    a step that fails removes what the steps before it made, then raises."""
+    """The network, its hosts (at most 9 server and 9 worker hosts) and the shared parts
+    started. `cluster.net.close()` removes it all (`owner`, when given, is where that is
+    registered first); a step that fails removes what came before, then raises."""
     steps = steps or Steps()
     with contextlib.ExitStack() as undo:
-        net = (owner if owner is not None else undo).enter_context(Network(run_dir))
+        net = Network(run_dir)
+        (owner if owner is not None else undo).callback(net.close)
         net.up()
         steps.reached("switch")
         hosts = [("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("client", 50)]
@@ -354,7 +323,7 @@ def up(
         hosts += [(f"wrk{i}", 30 + i) for i in range(1, workers + 1)]
         for name, octet in hosts:
             net.add(name, octet)
-            if name == hosts[0][0]:
+            if name == "lb":
                 steps.reached("host")
         steps.reached("hosts")
         # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's

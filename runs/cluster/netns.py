@@ -1,35 +1,21 @@
-"""Simulated hosts on one machine: Linux network namespaces on a private switch, each host with
-a mount namespace of its own (root only).
-
-A run makes a switch (a namespace holding one bridge) and, per host, a namespace with one veth
-link to that bridge and an address on a private /24. No address, route or link is added to the
-machine's own namespace: the run's traffic never leaves the namespaces it creates. Each host
-also gets a mount namespace, held by a small `sleep` process, in which a tmpfs covers the run's
-`private/` folder: a host sees only its own files there (PostgreSQL's data, a server's spool,
-a worker's vault mount), and every process of the host is started inside both namespaces with
-`nsenter`. Faults act the way a network or a power cut would: a link set down, a route to one
-peer blackholed, every process of a host killed.
-
-What a run makes, it unmakes, whichever way it ends: each namespace, and each host's processes,
-register their removal on the network's stack of undos the moment they exist (`close` runs it,
-last made first undone). Every process of a run carries its tag in the environment
-(`PMD_CLUSTER_RUN`), so a last sweep finds even one started in the instant before it could be
-registered.
-"""
+"""Simulated hosts (root only): each a network namespace with one veth link to a switch (a
+namespace holding a bridge) and a mount namespace of its own, held by a `sleep`, in which a tmpfs
+covers the run's `private/` folder. Nothing is added to the machine's own namespace, and every
+process of a run carries its tag (`PMD_CLUSTER_RUN`) so a last sweep finds whatever is left."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 SUBNET = "10.77.0"
 MARKER = "PMD_CLUSTER_RUN"  # in the environment of every process of a run: its tag
@@ -40,7 +26,7 @@ def possible() -> str | None:
     if os.geteuid() != 0:
         return "network namespaces need root"
     for tool in ("ip", "nsenter", "unshare"):
-        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+        if shutil.which(tool) is None:
             return f"`{tool}` is missing"
     probe = f"pmdprobe{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
@@ -59,7 +45,7 @@ def _ip(*args: str, ns: str | None = None) -> None:
 
 @dataclass
 class Host:
-    """One simulated machine: a network namespace, its address, a private mount namespace."""
+    """One simulated machine and the processes the run started on it."""
 
     name: str
     ns: str
@@ -69,14 +55,11 @@ class Host:
     switch: str
     tag: str = ""  # the run's tag (MARKER)
     holder: subprocess.Popen[bytes] | None = None
-    # The processes that should be running: one leaves this list when it exits (`reap`).
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)  # should be running
     started: int = 0
-    # Pids the run stopped or is stopping on purpose (a fault, a deploy, the end of the run).
-    stopping: set[int] = field(default_factory=set)
-    # Every process that exited without being told to, in the order `reap` found them.
-    unexpected: list[Exited] = field(default_factory=list)
-    # Where each process's output begins in its log (logs are appended to across restarts).
+    stopping: set[int] = field(default_factory=set)  # pids the run stops on purpose
+    unexpected: list[Exited] = field(default_factory=list)  # exits nobody asked for
+    # Where each process's output begins in its log (appended to across restarts).
     outputs: dict[int, tuple[Path, int]] = field(default_factory=dict)
     # A lost host is killed on a thread while the supervisor reaps on the event loop.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -92,18 +75,10 @@ class Host:
         """Start a process on this host (in its own session, so it can be killed whole)."""
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
-        out: IO[bytes] = open(log, "ab")  # noqa: SIM115 - the child keeps it
-        try:
+        with open(log, "ab") as out:
             offset = out.tell()
-            proc = subprocess.Popen(
-                self.command(argv),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=marked(self.tag, env),
-                start_new_session=True,
-            )
-        finally:
-            out.close()
+            proc = subprocess.Popen(self.command(argv), stdout=out, stderr=subprocess.STDOUT,
+                                    env=marked(self.tag, env), start_new_session=True)  # fmt: skip
         self.procs.append(proc)
         self.started += 1
         self.outputs[proc.pid] = (log, offset)
@@ -114,37 +89,31 @@ class Host:
         self.stopping.add(proc.pid)
 
     def reap(self) -> list[Exited]:
-        """Take the processes that have exited off `procs`; those nobody stopped are returned
-        (and kept in `unexpected`)."""
-        with self._lock:
-            return self._reap()
-
-    def _reap(self) -> list[Exited]:
+        """Take the exited processes off `procs`; return (and keep) those nobody stopped."""
         found = []
-        for proc in [p for p in self.procs if p.poll() is not None]:
-            self.procs.remove(proc)
-            if proc.pid not in self.stopping:
+        with self._lock:
+            for proc in [p for p in self.procs if p.poll() is not None]:
+                self.procs.remove(proc)
+                if proc.pid in self.stopping:
+                    continue
                 log, offset = self.outputs.get(proc.pid, (Path(os.devnull), 0))
-                argv = [str(a) for a in proc.args] if isinstance(proc.args, list) else []
                 end = log.stat().st_size if log.exists() else offset
+                argv = [str(a) for a in proc.args] if isinstance(proc.args, list) else []
                 found.append(Exited(self.name, _program(argv), proc.pid, proc.returncode,
                                     log, offset, end))  # fmt: skip
-        self.unexpected += found
+            self.unexpected += found
         return found
 
-    def run(self, argv: Sequence[str], user: str | None = None, check: bool = True) -> str:
+    def run(self, argv: Sequence[str], user: str | None = None) -> str:
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
         done = subprocess.run(self.command(argv), capture_output=True, text=True)
-        if check and done.returncode:
+        if done.returncode:
             raise RuntimeError(f"{self.name}: {shlex.join(argv)}: {done.stderr.strip()}")
         return done.stdout
 
-    # --- faults ---------------------------------------------------------------------------
-
     def kill_all(self) -> None:
-        """A power cut: SIGKILL every process group started on this host. One that had already
-        exited by itself stays a finding (`reap`)."""
+        """A power cut: SIGKILL every process group started here (an earlier crash stays)."""
         for proc in list(self.procs):
             if proc.poll() is None:
                 self.expect_exit(proc)
@@ -154,8 +123,7 @@ class Host:
         self.reap()
 
     def stop(self) -> None:
-        """The end of the host: its processes, its namespace's holder (with it the host's mount
-        namespace and its tmpfs), and anything else still inside its network namespace."""
+        """Its processes, its holder (with it its mounts), and whatever else is in its netns."""
         self.kill_all()
         if self.holder is not None and self.holder.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -163,18 +131,13 @@ class Host:
             self.holder.wait()
         _kill(pids_in_namespace(self.ns))
 
-    def link_down(self) -> None:
-        _ip("link", "set", self.link, "down", ns=self.switch)
+    def set_link(self, state: str) -> None:
+        """The switch's end of this host's link set `state`: "down" or "up"."""
+        _ip("link", "set", self.link, state, ns=self.switch)
 
-    def link_up(self) -> None:
-        _ip("link", "set", self.link, "up", ns=self.switch)
-
-    def cut_from(self, peer: Host) -> None:
-        """Packets from this host to `peer` are dropped: connections hang, as on a partition."""
-        _ip("route", "add", "blackhole", f"{peer.address}/32", ns=self.ns)
-
-    def reconnect_to(self, peer: Host) -> None:
-        _ip("route", "del", "blackhole", f"{peer.address}/32", ns=self.ns)
+    def cut(self, peer: Host, off: bool = True) -> None:
+        """Packets to `peer` dropped (connections hang, as on a partition), or no longer."""
+        _ip("route", "add" if off else "del", "blackhole", f"{peer.address}/32", ns=self.ns)
 
 
 @dataclass(frozen=True)
@@ -187,7 +150,7 @@ class Exited:
     code: int  # negative: the signal that killed it
     log: Path
     offset: int  # where its output begins in `log`
-    end: int  # and where it ended when its exit was found (a restart appends after it)
+    end: int  # and where it had ended when found (a restart appends after it)
 
     def output(self) -> str:
         try:
@@ -198,35 +161,26 @@ class Exited:
             return ""
 
     def describe(self) -> str:
-        how = (
-            f"killed by {signal.Signals(-self.code).name}"
-            if self.code < 0 and -self.code in signal.valid_signals()
-            else f"exit code {self.code}"
-        )
+        if self.code < 0 and -self.code in signal.valid_signals():
+            how = f"killed by {signal.Signals(-self.code).name}"
+        else:
+            how = f"exit code {self.code}"
         lines = [line for line in self.output().splitlines() if line.strip()]
         last = f"; its last line: {lines[-1][:200]}" if lines else ""
         return f"{self.host}: {self.program} (pid {self.pid}) ended unasked: {how}{last}"
 
 
 class Network:
-    """The switch and the hosts of one run; `close` removes every namespace it made, with every
-    process in it (usable as a context manager)."""
+    """The switch and hosts of one run; `close` removes them, last made first, then sweeps."""
 
-    def __init__(self, run_dir: Path, tag: str | None = None) -> None:
-        self.tag = tag or run_tag()
+    def __init__(self, run_dir: Path) -> None:
+        self.tag = run_tag()
         self.switch = f"{self.tag}-sw"
         self.private = run_dir / "private"
         self.private.mkdir(parents=True, exist_ok=True)
         self.hosts: dict[str, Host] = {}
         self._undo = contextlib.ExitStack()
-        # Undone last: whatever of the run the steps' own undos missed.
-        self._undo.callback(sweep, self.tag)
-
-    def __enter__(self) -> Network:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._undo.callback(sweep, self.tag)  # undone last: whatever the others missed
 
     def _namespace(self, ns: str) -> None:
         _ip("netns", "add", ns)
@@ -239,12 +193,10 @@ class Network:
         _ip("link", "set", "lo", "up", ns=self.switch)
 
     def add(self, name: str, octet: int) -> Host:
-        ns = f"{self.tag}-{name}"
-        link = f"v{octet}"
+        ns, link = f"{self.tag}-{name}", f"v{octet}"
         host = Host(name, ns, f"{SUBNET}.{octet}", self.private, link, self.switch, self.tag)
         self._namespace(ns)  # its links go with it
-        # Both ends are made in the host's namespace, then one moves to the switch: nothing
-        # ever exists in the machine's own namespace.
+        # Both ends made in the host's namespace, one then moved: none in the machine's own.
         _ip("link", "add", "eth0", "type", "veth", "peer", "name", link, ns=ns)
         _ip("link", "set", link, "netns", self.switch, ns=ns)
         _ip("link", "set", link, "master", "br0", ns=self.switch)
@@ -252,28 +204,23 @@ class Network:
         _ip("addr", "add", f"{host.address}/24", "dev", "eth0", ns=ns)
         _ip("link", "set", "eth0", "up", ns=ns)
         _ip("link", "set", "lo", "up", ns=ns)
-        # The holder owns the host's mount namespace: a tmpfs over `private/`, private
-        # propagation so nothing mounted here shows elsewhere.
-        script = (
-            f"mount --make-rprivate / && mount -t tmpfs -o mode=0755 pmd-{name} "
-            f"{shlex.quote(str(self.private))} && exec sleep infinity"
-        )
+        # Private propagation: nothing mounted in the host shows elsewhere. It says "up" once
+        # its tmpfs is mounted, then sleeps: its process holds the mount namespace.
+        script = (f"mount --make-rprivate / && mount -t tmpfs -o mode=0755 pmd-{name} "
+                  f"{shlex.quote(str(self.private))} && echo up && exec sleep infinity")  # fmt: skip
         host.holder = subprocess.Popen(
             ["ip", "netns", "exec", ns, "unshare", "--mount", "--", "sh", "-c", script],
-            start_new_session=True,
-            env=marked(self.tag),
-        )
+            start_new_session=True, env=marked(self.tag), stdout=subprocess.PIPE,
+        )  # fmt: skip
         self._undo.callback(host.stop)
-        deadline = time.monotonic() + 10
-        while not _mounted(host.holder.pid, self.private):
-            if host.holder.poll() is not None or time.monotonic() > deadline:
+        assert host.holder.stdout is not None
+        with host.holder.stdout as said:
+            if said.readline() != b"up\n":
                 raise RuntimeError(f"host {name}: its mount namespace did not come up")
-            time.sleep(0.02)
         self.hosts[name] = host
         return host
 
     def close(self) -> None:
-        """Every host's processes stopped and every namespace removed, the last made first."""
         self._undo.close()
 
 
@@ -293,10 +240,14 @@ def _program(argv: list[str]) -> str:
     return shlex.join(Path(a).name if a.startswith("/") else a for a in argv[:4])
 
 
-def _pids() -> Iterator[int]:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            yield int(entry.name)
+def _pids(where: Callable[[int], bool]) -> list[int]:
+    """The processes (this one aside) `where` holds for; one gone meanwhile is skipped."""
+    found = []
+    for pid in [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]:
+        with contextlib.suppress(OSError):
+            if pid != os.getpid() and where(pid):
+                found.append(pid)
+    return found
 
 
 def pids_in_namespace(ns: str) -> list[int]:
@@ -305,29 +256,13 @@ def pids_in_namespace(ns: str) -> list[int]:
         want = os.stat(f"/run/netns/{ns}")
     except OSError:
         return []
-    found = []
-    for pid in _pids():
-        with contextlib.suppress(OSError):
-            st = os.stat(f"/proc/{pid}/ns/net")
-            if (st.st_ino, st.st_dev) == (want.st_ino, want.st_dev):
-                found.append(pid)
-    return found
+    return _pids(lambda pid: os.path.samestat(os.stat(f"/proc/{pid}/ns/net"), want))
 
 
 def pids_of_run(tag: str) -> list[int]:
     """The processes (this one aside) whose environment carries the run's tag."""
     entry = f"\0{MARKER}={tag}\0".encode()
-    found = []
-    for pid in _pids():
-        with contextlib.suppress(OSError):
-            if entry in b"\0" + Path(f"/proc/{pid}/environ").read_bytes():
-                found.append(pid)
-    return found
-
-
-def namespaces_of_run(tag: str) -> list[str]:
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    return [line.split()[0] for line in listed.splitlines() if line.startswith(f"{tag}-")]
+    return _pids(lambda pid: entry in b"\0" + Path(f"/proc/{pid}/environ").read_bytes())
 
 
 def _kill(pids: list[int]) -> None:
@@ -337,20 +272,12 @@ def _kill(pids: list[int]) -> None:
 
 
 def sweep(tag: str, within: float = 10) -> None:
-    """Whatever of run `tag` is left: its processes killed (waiting until they are gone), its
-    namespaces removed."""
+    """Whatever of run `tag` is left: its processes killed (until gone), namespaces removed."""
     deadline = time.monotonic() + within
     while (left := pids_of_run(tag)) and time.monotonic() < deadline:
         _kill(left)
         time.sleep(0.05)
-    for ns in namespaces_of_run(tag):
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for ns in [line.split()[0] for line in listed.splitlines() if line.startswith(f"{tag}-")]:
         _kill(pids_in_namespace(ns))
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-
-
-def _mounted(pid: int, path: Path) -> bool:
-    try:
-        mounts = Path(f"/proc/{pid}/mounts").read_text()
-    except OSError:
-        return False
-    return any(line.split()[1] == str(path) for line in mounts.splitlines())
