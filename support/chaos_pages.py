@@ -1,7 +1,5 @@
-"""`python -m runs.chaos ... --doc`: the run's own output, dated and with its command, kept in
-runs/chaos/saved/<mode>.json (committed) and rendered from there into docs/runs/chaos-<mode>.md
-and the last result in docs/reliability.md (support/render.py renders both), so nobody copies
-a figure by hand."""
+"""`python -m runs.chaos ... --doc`: the run's output, dated, kept in runs/chaos/saved/<mode>.json
+(committed) and rendered from there into docs/runs/chaos-<mode>.md and docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -19,24 +17,28 @@ from support.stack import CHECKOUT
 DOC = CHECKOUT / "docs" / "reliability.md"
 DOCS_RUNS = CHECKOUT / "docs" / "runs"
 RUNS = CHECKOUT / "runs" / "chaos" / "saved"
+MODES = {  # each run kept, and what it is
+    "(full run)": "the full run, ZIPs in the BDR folder",
+    "--ci": "the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault)",
+    "--ci --pooler pgbouncer": "the CI run through PgBouncer in transaction mode",
+    "--ci --store": "the CI run, ZIPs in a SeaweedFS bucket (the store down, then frozen)",
+}
 
 
-class Transcript(io.TextIOBase):
-    """Everything printed to stdout while it runs, still printed."""
+class Transcript(io.StringIO):
+    """Everything printed to stdout between `start()` and `stop()`, still printed."""
 
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.buffer_ = io.StringIO()
+    out: TextIO
 
     @classmethod
     def start(cls) -> Transcript:
-        t = cls(sys.stdout)
-        sys.stdout = t
+        t = cls()
+        t.out, sys.stdout = sys.stdout, t
         return t
 
-    def write(self, text: str) -> int:
-        self.buffer_.write(text)
-        return self.out.write(text)
+    def write(self, s: str) -> int:
+        super().write(s)
+        return self.out.write(s)
 
     def flush(self) -> None:
         self.out.flush()
@@ -46,26 +48,17 @@ class Transcript(io.TextIOBase):
 
     @property
     def text(self) -> str:
-        return self.buffer_.getvalue()
+        return self.getvalue()
 
 
 def mode(argv: list[str]) -> str:
-    """The section a run belongs to: its flags but --doc (and --keep), in a fixed order."""
-    flags = [a for a in argv if a not in ("--doc", "--keep")]
-    return " ".join(flags) or "(full run)"
+    """The section a run belongs to: its flags but --doc (and --keep)."""
+    return " ".join(a for a in argv if a not in ("--doc", "--keep")) or "(full run)"
 
 
 def run_file(key: str, folder: Path = RUNS) -> Path:
     """`--ci --pooler pgbouncer` → ci-pooler-pgbouncer.json, `(full run)` → full-run.json."""
     return folder / (re.sub(r"[^a-z0-9]+", "-", key.lower()).strip("-") + ".json")
-
-
-MODES = {  # each run kept, and what it is
-    "(full run)": "the full run, ZIPs in the BDR folder",
-    "--ci": "the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault)",
-    "--ci --pooler pgbouncer": "the CI run through PgBouncer in transaction mode",
-    "--ci --store": "the CI run, ZIPs in a SeaweedFS bucket (the store down, then frozen)",
-}
 
 
 def transcript_page(key: str) -> Path:
@@ -78,14 +71,13 @@ def runs(folder: Path = RUNS) -> list[dict[str, Any]]:
     for key, what in MODES.items():
         path = run_file(key, folder)
         run = json.loads(path.read_text()) if path.exists() else None
-        lines = run["output"].rstrip().splitlines() if run else []
+        lines = run["output"].rstrip().splitlines()[::-1] if run else []
         out.append({
             "key": key, "what": what, "run": run, "saved": path.name,
             "page": transcript_page(key).name,
             "flags": "" if key == "(full run)" else f" {key}",
-            "verdict": next((x for x in reversed(lines) if x.startswith("chaos: ")), None),
-            "wall": next((x.split(";")[0] for x in reversed(lines) if x.startswith("wall time")),
-                         None),
+            "verdict": next((x for x in lines if x.startswith("chaos: ")), None),
+            "wall": next((x.split(";")[0] for x in lines if x.startswith("wall time")), None),
         })  # fmt: skip
     return out
 

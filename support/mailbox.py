@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import email.policy
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -21,14 +20,11 @@ M = TypeVar("M", bound="Mailbox")
 class Mailbox:
     host: str = "127.0.0.1"
     port: int = field(default_factory=free_port)
-    messages: list[EmailMessage] = field(default_factory=list)
+    messages: list[EmailMessage] = field(default_factory=list)  # appended by aiosmtpd's thread
     controller: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
-        with self._lock:
-            self.messages.append(message)
+        self.messages.append(BytesParser(policy=email.policy.default).parsebytes(envelope.content))
         return "250 OK"
 
     def start(self) -> None:
@@ -43,8 +39,7 @@ class Mailbox:
             controller.stop()
 
     def received(self) -> list[EmailMessage]:
-        with self._lock:
-            return list(self.messages)
+        return list(self.messages)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import TracebackType
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -37,10 +36,7 @@ def machine_seconds() -> tuple[float, float]:
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
 
 
 def tree_rss_kb(pid: int) -> int:
@@ -50,10 +46,9 @@ def tree_rss_kb(pid: int) -> int:
 
 
 class PeakRss:
-    """The highest of `read()` (an RSS in KB) while the `with` block runs, sampled every
-    `every` seconds on a thread of its own, from `start` (by default one reading now), and how
-    many readings were taken (a peak from three readings of a ten-second build proves little).
-    With `trace_every`, `trace` holds the highest of each such window: (seconds, MB)."""
+    """The highest `read()` (an RSS in KB) while the `with` block runs, sampled every `every`
+    seconds on a thread, from `start` (default: a reading now), and how many `samples` were
+    taken; with `trace_every`, `trace` holds each such window's highest: (seconds, MB)."""
 
     def __init__(
         self, read: Callable[[], int], every: float = 0.005, start: int | None = None,
@@ -71,9 +66,7 @@ class PeakRss:
         window, high = started + (self.trace_every or 0), 0
         while not self._stop.wait(self.every):
             rss = self.read()
-            self.peak = max(self.peak, rss)
-            self.samples += 1
-            high = max(high, rss)
+            self.peak, high, self.samples = max(self.peak, rss), max(high, rss), self.samples + 1
             if self.trace_every and (now := time.monotonic()) >= window:
                 self.trace.append((round(now - started, 2), round(high / 1024, 1)))
                 window, high = window + self.trace_every, 0
@@ -82,9 +75,7 @@ class PeakRss:
         self._thread.start()
         return self
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
 
@@ -93,8 +84,7 @@ _ARENA_ALIGN = 64 * 2**20  # glibc maps each thread arena at a 64 MiB boundary (
 
 
 def thread_arenas_kb(pid: int) -> int:
-    """The resident KB of glibc's thread arenas in the process: its anonymous mappings that
-    start at a 64 MiB boundary (another mapping could, rarely, start at one too)."""
+    """The resident KB of glibc's thread arenas: anonymous mappings at a 64 MiB boundary."""
     total, counting = 0, False
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
         head = line.split()

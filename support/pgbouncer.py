@@ -1,7 +1,6 @@
-"""Debian's PgBouncer in transaction mode in front of PostgreSQL, configured in one place for
-every caller: the test suite (tests/api/test_pgbouncer.py, and the whole suite with
-TEST_DATABASE_POOLER=pgbouncer), the chaos run (`--pooler pgbouncer`) and the cluster's db host
-(which writes `config()` into its own mount namespace and starts PgBouncer there)."""
+"""Debian's PgBouncer in transaction mode in front of PostgreSQL, configured in one place for the
+test suite (TEST_DATABASE_POOLER=pgbouncer), the chaos run (`--pooler pgbouncer`) and the
+cluster's db host (which writes `config()` into its own mount namespace)."""
 
 from __future__ import annotations
 
@@ -24,15 +23,9 @@ from support.stack import free_port
 
 
 def config(
-    *,
-    server: tuple[str, int],
-    listen: tuple[str, int],
-    folder: Path,
-    pool_size: int,
-    max_client_conn: int,
-    logfile: Path | None = None,
-    admin: str = "",
-) -> str:
+    *, server: tuple[str, int], listen: tuple[str, int], folder: Path, pool_size: int,
+    max_client_conn: int, logfile: Path | None = None, admin: str = "",
+) -> str:  # fmt: skip
     """pgbouncer.ini: every database of `server` (a host, or a socket folder) behind `listen`;
     `folder` holds userlist.txt; no logfile: its log goes to stderr."""
     return (
@@ -40,8 +33,7 @@ def config(
         f"* = host={server[0]} port={server[1]}\n"
         "[pgbouncer]\n"
         f"listen_addr = {listen[0]}\nlisten_port = {listen[1]}\nunix_socket_dir =\n"
-        # `trust`: PgBouncer asks the client for no password and logs in to PostgreSQL with the
-        # one userlist.txt gives.
+        # `trust`: no password asked of clients; PostgreSQL gets userlist.txt's.
         f"auth_type = trust\nauth_file = {folder / 'userlist.txt'}\n"
         f"pool_mode = transaction\ndefault_pool_size = {pool_size}\nreserve_pool_size = 0\n"
         f"max_client_conn = {max_client_conn}\n"
@@ -54,9 +46,7 @@ def config(
 
 def userlist(users: dict[str, str]) -> str:
     """userlist.txt: each role with the password PgBouncer logs in to PostgreSQL with."""
-    return "".join(
-        f'"{user}" "{password.replace(chr(34), chr(34) * 2)}"\n' for user, password in users.items()
-    )
+    return "".join(f'"{user}" "{pw.replace(chr(34), chr(34) * 2)}"\n' for user, pw in users.items())
 
 
 @dataclass(frozen=True)
@@ -66,37 +56,42 @@ class PgBouncer:
     console: str  # its admin console (database `pgbouncer`): PAUSE, RESUME, RECONNECT
 
 
+def _runs_as(server_host: str, tcp: bool) -> str:
+    """Who PgBouncer runs as under root (it refuses root): the owner of an embedded server's
+    socket folder, else postgres, else nobody."""
+    owner = "" if tcp else pwd.getpwuid(Path(server_host).stat().st_uid).pw_name
+    name = owner if owner and owner != "root" else "postgres"
+    try:
+        return pwd.getpwnam(name).pw_name
+    except KeyError:
+        return "nobody"
+
+
 @contextmanager
 def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[PgBouncer]:
     """PgBouncer (transaction mode, `server_connections` per database and role) on a free
-    loopback port in front of `database_url`'s server, for `database_url`'s role and database."""
+    loopback port in front of `database_url`'s server, for its role and database."""
     binary = tools.find("pgbouncer")
     if binary is None:
         raise RuntimeError(tools.missing(["pgbouncer"]))
     db = urlsplit(database_url)
-    # A TCP server, or the embedded one's socket folder (`?host=/folder`).
-    server_host = db.hostname or parse_qs(db.query)["host"][0]
+    server_host = db.hostname or parse_qs(db.query)["host"][0]  # or a socket folder
     port = free_port()
-    # Its own folder, readable by the unprivileged user PgBouncer runs as (it refuses root).
     folder = Path(tempfile.mkdtemp(prefix="pgbouncer-"))
-    folder.chmod(0o777)
+    folder.chmod(0o777)  # readable by the user PgBouncer runs as
     user = db.username or "postgres"
     (folder / "userlist.txt").write_text(userlist({user: unquote(db.password or "")}))
     log = folder / "pgbouncer.log"
-    ini = config(server=(server_host, db.port or 5432), listen=("127.0.0.1", port),
-                 folder=folder, pool_size=server_connections, max_client_conn=2000, logfile=log,
-                 admin=user)  # fmt: skip
-    (folder / "pgbouncer.ini").write_text(ini)
+    (folder / "pgbouncer.ini").write_text(config(
+        server=(server_host, db.port or 5432), listen=("127.0.0.1", port), folder=folder,
+        pool_size=server_connections, max_client_conn=2000, logfile=log, admin=user,
+    ))  # fmt: skip
     for path in folder.iterdir():
         path.chmod(0o666)
     command = [binary, str(folder / "pgbouncer.ini")]
     if os.geteuid() == 0:
-        # The socket folder's owner can reach an embedded server's socket; a TCP one, anyone.
-        owner = pwd.getpwuid(Path(server_host).stat().st_uid).pw_name if not db.hostname else ""
-        runs_as = owner if owner and owner != "root" else "postgres"
-        command[1:1] = ["-u", runs_as if _user_exists(runs_as) else "nobody"]
-    # Its output into a file, never a pipe: a pipe nobody reads fills up with a long run's
-    # log lines, and then PgBouncer blocks on its next one and answers no client.
+        command[1:1] = ["-u", _runs_as(server_host, bool(db.hostname))]
+    # Into a file, never a pipe: a pipe nobody reads fills up in a long run and blocks it.
     output = folder / "output.txt"
     with output.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
@@ -119,14 +114,6 @@ async def console(bouncer: PgBouncer, command: str, within: float) -> None:
         await conn.execute(command, timeout=within)
     finally:
         await conn.close()
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 async def _wait_for(url: str, proc: subprocess.Popen[bytes], output: Path) -> None:

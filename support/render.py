@@ -1,7 +1,6 @@
 """The one renderer of every generated page under docs/: a Jinja2 template of bench/templates/
-rendered from committed data alone (bench/figures/*.json, runs/chaos/saved/*.json). The
-sentences are in the templates; Python gives them figures. bench/docs.py lists the pages, and
-tests/tooling/test_docs_rendered.py holds each committed page to its render."""
+given figures from committed data (bench/figures/, runs/chaos/saved/); bench/docs.py lists the
+pages and tests/tooling/test_docs_rendered.py holds each committed page to its render."""
 
 from __future__ import annotations
 
@@ -10,38 +9,36 @@ from typing import Any
 
 import jinja2
 
-from support import fmt
-
 CHECKOUT = Path(__file__).resolve().parents[1]
-TEMPLATES = CHECKOUT / "bench" / "templates"
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
+def ms(seconds: float) -> str:
+    value = seconds * 1000
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.{1 if value >= 10 else 2}f} ms"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
     """`rows|table(header)`: a Markdown table."""
-    return fmt.table(header, rows)
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        undefined=jinja2.StrictUndefined,  # a figure a template names and nobody gave fails
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,  # noqa: S701 (Markdown from committed figures, never HTML)
-    )
-    env.globals |= {"inf": float("inf"), "nan": float("nan")}
-    env.filters |= {
-        "ms": fmt.ms,
-        "verdict": fmt.verdict,
-        "table": _table,
-        "f": format,
-        "reject_key": lambda d, key: {k: v for k, v in d.items() if k != key},
-    }
-    return env
-
-
-ENV = _environment()
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(CHECKOUT / "bench" / "templates"),
+    undefined=jinja2.StrictUndefined,  # a figure a template names and nobody gave fails
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,  # noqa: S701 (Markdown from committed figures, never HTML)
+)
+ENV.globals |= {"inf": float("inf"), "nan": float("nan")}
+ENV.filters |= {
+    "ms": ms,
+    "verdict": lambda ok: "met" if ok else "missed",
+    "table": table,
+    "f": format,
+    "reject_key": lambda d, key: {k: v for k, v in d.items() if k != key},
+}
 
 
 def render(template: str, **context: Any) -> str:

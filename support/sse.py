@@ -1,5 +1,5 @@
-"""The SSE client: `read_message`, the WHATWG event-stream parser that every reader of the
-service's stream uses (the tests' `Stream`, the chaos and cluster runs' EventSource stand-in)."""
+"""The SSE client: `read_message`, the WHATWG event-stream parser every reader of the service's
+stream uses (the tests' `Stream`, the chaos and cluster runs' EventSource stand-in)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,9 @@ class Message:
 async def read_message(
     content: aiohttp.StreamReader, within: float | None = None
 ) -> Message | None:
-    """The next message of `content` as the WHATWG parser reads it (an event, a comment or a
-    retry, complete at its blank line), or None at the end of the stream (a partial message is
-    dropped, as EventSource drops it). A lost connection raises: the caller decides what it is.
-    `within`: seconds to wait for each line (None: as long as the socket's own timeout)."""
+    """The next message (an event, a comment or a retry, complete at its blank line), or None at
+    the end of the stream, dropping a partial one as EventSource does; a lost connection raises.
+    `within`: seconds to wait for each line (None: the socket's own timeout)."""
     msg = Message()
     started = False
     while raw := await asyncio.wait_for(content.readline(), within):
@@ -48,14 +47,10 @@ async def read_message(
         started = True
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
-        if name == "":
-            msg.comment = value
-        elif name == "event":
-            msg.event = value
-        elif name == "id":
-            msg.id = value
-        elif name == "data":
+        if name == "data":
             msg.data = value if msg.data is None else f"{msg.data}\n{value}"
+        elif name in ("", "event", "id"):
+            setattr(msg, name or "comment", value)  # a line ": text" is a comment
         elif name == "retry":
             msg.retry = int(value)
     return None
@@ -95,6 +90,7 @@ class Stream:
         return await self.until(lambda m: m.event == "connected")
 
     async def updates(self, n: int, within: float = 15) -> list[Message]:
+        """The next `n` bdr_update events (others dropped)."""
         got: list[Message] = []
         deadline = time.monotonic() + within
         while len(got) < n:
@@ -117,11 +113,10 @@ class Stream:
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    session: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str] | None = None,
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
-) -> AsyncIterator[Stream]:
+) -> AsyncIterator[Stream]:  # fmt: skip
+    """A GET of the stream, checked to answer 200 with text/event-stream, closed at the end."""
     resp = await session.get(url, headers=headers, params=params)
     try:
         assert resp.status == 200, await resp.text()

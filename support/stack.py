@@ -1,9 +1,7 @@
-"""One way to start a stack: a fresh database on real servers, the service's processes, and
-the one builder of their environment (`service_env`), for the tests, benchmarks and runs.
-
-PostgreSQL and Redis: DATABASE_URL / REDIS_URL when set, otherwise embedded ones started the
-way the app starts them (under .data/bench). Each run works in a database it creates and drops.
-"""
+"""One way to start a stack for the tests, benchmarks and runs: a fresh database, the service's
+processes, and the one builder of their environment (`service_env`). PostgreSQL and Redis are
+DATABASE_URL / REDIS_URL when set, else embedded ones under .data/bench; each run works in a
+database it creates and drops."""
 
 from __future__ import annotations
 
@@ -33,7 +31,6 @@ from pmd_service.core.migrate import MIGRATIONS, apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import services
 
-# The checkout: the benchmarks run server.py and worker.py from it and write under .data.
 CHECKOUT = Path(__file__).resolve().parent.parent
 # The service's processes as production starts them, from the checkout.
 SERVER = [sys.executable, "server.py"]
@@ -57,48 +54,43 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
-    """A new database `name` on `server_url`'s server; its URL. With `search_path`, connections
-    to it name the service's tables unqualified, as the service does (it sets its own)."""
+async def _admin(server_url: str, *statements: str) -> None:
     admin = await asyncpg.connect(server_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        if search_path:
-            await admin.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
+        for statement in statements:
+            await admin.execute(statement)
     finally:
         await admin.close()
+
+
+async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
+    """A new database `name` on `server_url`'s server; its URL. With `search_path`, connections
+    to it name the service's tables unqualified, as the service does."""
+    path = [f'ALTER DATABASE "{name}" SET search_path = pmd, public'] if search_path else []
+    await _admin(server_url, f'CREATE DATABASE "{name}"', *path)
     return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str, *roles: str) -> None:
     """Database `name` dropped, its connections cut, and then `roles`."""
-    admin = await asyncpg.connect(server_url)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        for role in roles:
-            await admin.execute(f"DROP ROLE IF EXISTS {role}")
-    finally:
-        await admin.close()
+    drops = [f"DROP ROLE IF EXISTS {role}" for role in roles]
+    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', *drops)
 
 
 @asynccontextmanager
 async def fresh_stack(migrations: Traversable = MIGRATIONS) -> AsyncIterator[Settings]:
-    """Settings pointing at a new database migrated by `migrations` (another checkout's, for
-    its server), Redis, and a temp vault."""
-    # pgserver's start-up blocks; keep it off the event loop.
-    base = await asyncio.to_thread(bench_settings)
+    """Settings on a new database migrated by `migrations` (another checkout's, for its
+    server), Redis, and a temp vault."""
+    base = await asyncio.to_thread(bench_settings)  # pgserver's start-up blocks
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
     url = await create_database(base.database_url, name)
     try:
         with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
             settings = msgspec.structs.replace(
-                base,
-                database_url=url,
-                vault_path=Path(tmp) / "vault",
-                bdr_path=Path(tmp) / "bdr",
-                jwt_secret_key=secrets.token_urlsafe(48),
+                base, database_url=url, vault_path=Path(tmp) / "vault",
+                bdr_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
-            )
+            )  # fmt: skip
             conn = await connect(settings.database_url, "pmd-bench")
             try:
                 await apply_migrations(conn, migrations, with_host_tables=True)  # dev: stand-ins
@@ -118,10 +110,8 @@ def first_ephemeral_port() -> int:
 
 
 def free_port() -> int:
-    """A port free on every address, below the kernel's range for outgoing connections: a port
-    the kernel hands out (bind to 0) may be taken by a client's connection before the server it
-    is meant for binds it, and with a pooler in front of the test database (TCP on loopback,
-    TEST_DATABASE_POOLER) the suite opens many."""
+    """A port free on every address, below the kernel's ephemeral range: a port it hands out
+    (bind to 0) may be taken by a client's connection before the server meant for it binds it."""
     for _ in range(200):
         port = random.randrange(10000, first_ephemeral_port())
         with socket.socket() as s:
@@ -137,30 +127,26 @@ def free_port() -> int:
 
 
 def database_env(settings: Settings) -> dict[str, str]:
-    """The database part of a process's environment: DATABASE_URL, and with a pooler in front
-    DATABASE_DIRECT_URL (LISTEN, migrations) and DATABASE_POOLER."""
+    """DATABASE_URL, and with a pooler in front DATABASE_DIRECT_URL and DATABASE_POOLER."""
     env = {"DATABASE_URL": settings.database_url, "DATABASE_POOLER": settings.database_pooler}
     if settings.database_direct_url:
         env["DATABASE_DIRECT_URL"] = settings.database_direct_url
     return env
 
 
-# What a test's child does not inherit from the test's own environment: it sets what it checks.
-_OWN = ("PMD_", "LOG_", "METRICS_", "STARTUP_")
-
-
 def service_env(
     settings: Settings, data_dir: Path | None = None, /, **extra: str
 ) -> dict[str, str]:
-    """The environment of a server, worker or CLI process on `settings`: the only builder of it.
-    Without `data_dir`, this process's environment with text logs (a benchmark's or a run's
-    child); with it, a test's child: on 127.0.0.1 with its data under `data_dir`, and none of
-    the caller's PMD_/LOG_/METRICS_/STARTUP_ settings, PORT or HOST (a test names what it checks)."""
+    """The environment of a server, worker or CLI process on `settings`. Without `data_dir`,
+    this process's environment with text logs (a benchmark's or run's child); with it, a test's
+    child on 127.0.0.1 with its data there, and none of the caller's PMD_/LOG_/METRICS_/
+    STARTUP_ settings, PORT or HOST (a test names what it checks)."""
     if data_dir is None:
         env = {**os.environ, "LOG_FORMAT": "text"}
     else:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_OWN)}
-        env = {k: v for k, v in env.items() if k not in ("PORT", "HOST")}
+        own = ("PMD_", "LOG_", "METRICS_", "STARTUP_")
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(own) and k not in ("PORT", "HOST")}  # fmt: skip
         env |= {"HOST": "127.0.0.1", "PMD_DATA_DIR": str(data_dir)}
     return env | {
         **database_env(settings),
@@ -178,9 +164,8 @@ def service_env(
 def start_server(
     env: dict[str, str], port: int, log: IO[bytes] | None = None, root: Path = CHECKOUT
 ) -> subprocess.Popen[bytes]:
-    """`python server.py` as production runs it; returns once /readyz answers 200. `log`: where
-    its output goes instead of this process's (a line per request drowns a bench's figures);
-    `root`: the checkout whose server it is (its own package is imported, the folder first)."""
+    """`python server.py` of the checkout `root`, once /readyz answers 200; its output to `log`
+    instead of this process's (a line per request drowns a bench's figures)."""
     proc = subprocess.Popen(SERVER, cwd=root, env={**env, "PORT": str(port)}, stdout=log,
                             stderr=log)  # fmt: skip
     deadline = time.monotonic() + 30
@@ -193,13 +178,11 @@ def start_server(
             time.sleep(0.1)
     proc.kill()
     name = getattr(log, "name", None)
-    raise RuntimeError(f"server.py on port {port} did not become ready"
-                       + (f"; its log: {Path(name).read_text(errors='replace')[-4000:]}"
-                          if isinstance(name, str) else ""))  # fmt: skip
+    tail = Path(name).read_text(errors="replace")[-4000:] if isinstance(name, str) else ""
+    raise RuntimeError(f"server.py on port {port} did not become ready; its log: {tail}")
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """`python -m pmd_service worker` as production runs it."""
     return subprocess.Popen(WORKER, cwd=CHECKOUT, env=env, stderr=subprocess.DEVNULL)
 
 

