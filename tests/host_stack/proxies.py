@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -36,19 +35,24 @@ def _configured(program: str, directory: Path, name: str, text: str) -> tuple[st
     return binary, directory / name
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"proxy not listening on {port}: {log.read_text(errors='replace')}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+@contextlib.contextmanager
+def _serving(
+    command: list[str], port: int, out: Path, log: Path, env: dict[str, str] | None = None
+) -> Iterator[None]:
+    """`command` running, its output to `out`, once `port` answers (else `log` says why)."""
+    with out.open("ab") as output:
+        proc = subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            assert time.monotonic() < deadline, f"not listening on {port}: {log.read_text()}"
+            time.sleep(0.05)
+        yield
+    finally:
+        proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -67,12 +71,8 @@ def _filled(template: str, **values: object) -> str:
 @contextlib.contextmanager
 def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
-    with caddy_serving(
-        directory,
-        _filled("front.Caddyfile", SNIPPET=CADDY_SNIPPET, PORT=port, REPLY=HOST_API_REPLY),
-        port,
-        {"PMD_UPSTREAM": upstream},
-    ):
+    text = _filled("front.Caddyfile", SNIPPET=CADDY_SNIPPET, PORT=port, REPLY=HOST_API_REPLY)
+    with caddy_serving(directory, text, port, {"PMD_UPSTREAM": upstream}):
         yield f"http://127.0.0.1:{port}"
 
 
@@ -83,23 +83,12 @@ def caddy_serving(
     """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(directory),
-        "XDG_DATA_HOME": str(directory / "data"),
-        "XDG_CONFIG_HOME": str(directory / "config"),
-        **(extra_env or {}),
-    }
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [binary, "run", "--config", str(config), "--adapter", "caddyfile"],
-            env=env, stdout=out, stderr=out,
-        )  # fmt: skip
-    try:
-        _wait_listening(port, proc, log)
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
+           "XDG_DATA_HOME": str(directory / "data"), "XDG_CONFIG_HOME": str(directory / "config"),
+           **(extra_env or {})}  # fmt: skip
+    command = [binary, "run", "--config", str(config), "--adapter", "caddyfile"]
+    with _serving(command, port, log, log, env):
         yield
-    finally:
-        _stop(proc)
 
 
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
@@ -116,8 +105,7 @@ def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
 
 
 def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
-    """nginx's command line (without its action) on a configuration that includes the
-    shipped file, listening on `port`."""
+    """nginx's command line on a configuration that includes the shipped file, on `port`."""
     user = "user root;" if os.geteuid() == 0 else ""
     text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
                    INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
@@ -128,33 +116,21 @@ def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
 
 def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
     """`nginx -t` on a configuration that includes the shipped file."""
-    return subprocess.run(
-        [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    command = [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 
 @contextlib.contextmanager
 def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
     """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
     command = _nginx(directory, port, upstream)
-    with (directory / "nginx.out").open("ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=out)
-    try:
-        _wait_listening(port, proc, directory / "error.log")
+    with _serving(command, port, directory / "nginx.out", directory / "error.log"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(proc)
 
 
 async def check_reference(http: aiohttp.ClientSession, base: str) -> None:
-    """The API reference the server's start-up line names (`{BASE_URL}/api/pmd/docs`) works
-    through a proxy that sends only /api/pmd/* to the service: the page, the document it
-    renders and the viewer's files all answer from under /api/pmd/ (`/docs` does not reach
-    the service there)."""
+    """The API reference (`{BASE_URL}/api/pmd/docs`) works through a proxy that sends only
+    /api/pmd/* to the service: the page, its document and the viewer's files all answer there."""
     async with http.get(base + "/api/pmd/docs") as resp:
         assert resp.status == 200 and resp.content_type == "text/html", await resp.text()
         html = await resp.text()
