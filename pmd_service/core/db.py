@@ -116,6 +116,27 @@ _CONNECT_REFUSALS: tuple[type[BaseException], ...] = (
 )
 REFUSED_PAUSE = 0.5  # seconds
 
+# "Temporary failure in name resolution" (EAI_AGAIN): the resolver asks to be asked again. A
+# container network's DNS says so while it reloads as neighbours start (podman's aardvark-dns
+# drops its sockets on each reload; a compose stack's one-shot `demo` lost its database's name
+# so in CI). A name that does not exist (EAI_NONAME) is not retried.
+RESOLVER_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)  # seconds
+
+
+async def _connect_resolving(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """asyncpg.connect, asking again while the resolver says to (pools connect through it too)."""
+    for pause in RESOLVER_PAUSES:
+        try:
+            conn: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+            return conn
+        except socket.gaierror as exc:
+            if exc.errno != socket.EAI_AGAIN:
+                raise
+            log.info("the database's host name did not resolve (%s): trying again", exc)
+            await asyncio.sleep(pause)
+    final: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+    return final
+
 
 class _Pool(asyncpg.Pool):
     """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time for a
@@ -210,6 +231,7 @@ async def create_pool(
         max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_keep_session,
+        connect=_connect_resolving,
         loop=None,
         connection_class=asyncpg.Connection,
         record_class=asyncpg.Record,
@@ -243,7 +265,7 @@ async def connect(
     dsn: str, application_name: str, *, search_path: str | None = None, **kwargs: Any
 ) -> asyncpg.Connection:
     quiet_orphaned_cancels()
-    conn: asyncpg.Connection = await asyncpg.connect(
+    conn = await _connect_resolving(
         dsn, server_settings=_server_settings(application_name, search_path), **kwargs
     )
     await _init_connection(conn)
