@@ -352,7 +352,7 @@ class Budget:
 
 
 async def read_budget(dsn: str) -> Budget:
-    conn = await asyncpg.connect(dsn, server_settings={"application_name": "pmd-budget"})
+    conn = await _connect_resolving(dsn, server_settings={"application_name": "pmd-budget"})
     try:
         row = await conn.fetchrow(SQL_BUDGET)
     finally:
