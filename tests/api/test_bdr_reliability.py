@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, result_key_prefix, retry_key_prefix
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
@@ -30,6 +30,7 @@ from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.bdr.process import process_bdr
 from pmd_service.jobs.bdr.run import Run
 from pmd_service.jobs.context import job_context, state
+from pmd_service.jobs.failures import MAX_ATTEMPTS
 from pmd_service.jobs.mail.notify import send_bdr_email
 from pmd_service.jobs.upkeep.sweep import sweep
 from pmd_service.jobs.zip.build import BuildCancelled, BuildResult, publish
@@ -461,6 +462,33 @@ async def test_a_pending_bdr_whose_job_was_taken_and_never_claimed_gets_a_fresh_
     )
     assert (await sweep(worker_ctx))["requeued"] == 1
     assert await redis.exists(f"arq:job:{job_id(uuid.UUID(queued['id']), 'late1')}")
+
+
+async def test_a_bdr_whose_job_ran_out_of_tries_before_its_claim_is_swept_at_once(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    """A worker cut off from the database retries its claim until arq's tries run out, and arq
+    ends the job itself. The row is still pending: past the 30 s grace the sweep enqueues it
+    again under its own id, which arq must not hold (it kept the failure an hour, and the BDR
+    waited 5 minutes for a fresh id: a cluster run found one pending at its bound)."""
+    owner = await factory.user()
+    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    bdr = uuid.UUID(item["id"])
+    redis = worker_ctx["redis"]
+    # arq counts a job's tries under this key: MAX_ATTEMPTS tries already spent on claims.
+    await redis.set(retry_key_prefix + job_id(bdr), MAX_ATTEMPTS)
+    await run_worker(settings)  # arq: "max retries exceeded", the job ended without a run
+    assert not await redis.exists(result_key_prefix + job_id(bdr))
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "pending"
+    await factory.pool.execute(
+        "UPDATE batch_download_requests SET created_at = now() - interval '40 seconds' "
+        "WHERE id = $1",
+        bdr,
+    )
+    assert (await sweep(worker_ctx))["requeued"] == 1
+    assert await redis.exists(f"arq:job:{job_id(bdr)}")
+    await run_worker(settings)
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
 
 
 class CountingBackoff(AbstractBackoff):
