@@ -59,14 +59,12 @@ REDIS_BACKOFF_CAP = 2.0
 # Attempts are counted in the database row, which decides when a BDR fails (a sweep-enqueued
 # run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
 # never runs one job more often than the row allows; a run past it is the sweep's to fail.
-# keep_result=0 frees the job id at once so it can be enqueued again (the function's setting
-# covers a job that ran; a job arq ends itself, its tries run out, keeps the Worker's, below).
 # An export runs as long as its parts take (hours for a large account): arq's timeout is only
 # a backstop, and its try count is no limit either (a published part restarts the row's
 # attempts, which decide; the sweep takes back what arq gives up on).
 FUNCTIONS = [
-    func(process_bdr, name=JOB_NAME, max_tries=MAX_ATTEMPTS, timeout=1800, keep_result=0),
-    func(process_export, name=EXPORT_JOB_NAME, max_tries=1000, timeout=24 * 3600, keep_result=0),
+    func(process_bdr, name=JOB_NAME, max_tries=MAX_ATTEMPTS, timeout=1800),
+    func(process_export, name=EXPORT_JOB_NAME, max_tries=1000, timeout=24 * 3600),
 ]
 CRON_JOBS = [
     cron(sweep, second={5}, run_at_startup=True, timeout=120),
@@ -155,10 +153,11 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
         "max_jobs": MAX_JOBS,
         "poll_delay": POLL_DELAY,
         "job_completion_wait": JOB_COMPLETION_WAIT,
-        # arq keeps the result of a job it ends itself (tries run out: a worker cut off from
-        # the database retries its claim) under the Worker's keep_result, an hour by default:
-        # the row, still pending, could then not be enqueued under its own id, and the sweep
-        # gave it a fresh one only at 5 minutes (a cluster run found one pending at its bound).
+        # No job's result is kept, so its id is free at once to be enqueued again. Set on the
+        # Worker, not each function: a job arq ends itself (its tries run out, as a worker cut
+        # off from the database retries its claim) keeps the Worker's, an hour by default, and
+        # the row, still pending, then waited 5 minutes for the sweep's fresh id (a cluster run
+        # found one pending at its bound).
         "keep_result": 0,
     }
 

@@ -17,7 +17,12 @@ import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from arq.constants import in_progress_key_prefix, result_key_prefix, retry_key_prefix
+from arq.constants import (
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
@@ -486,7 +491,7 @@ async def test_a_bdr_whose_job_ran_out_of_tries_before_its_claim_is_swept_at_onc
         bdr,
     )
     assert (await sweep(worker_ctx))["requeued"] == 1
-    assert await redis.exists(f"arq:job:{job_id(bdr)}")
+    assert await redis.exists(job_key_prefix + job_id(bdr))
     await run_worker(settings)
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
 
