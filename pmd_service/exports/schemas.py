@@ -56,11 +56,51 @@ class ExportItem(msgspec.Struct):
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
     skipped: list[Skipped]
+    skipped_count: Annotated[int, Meta(description="How many artworks `skipped` lists")]
     error_message: str | None
     parts: list[ExportPart]
+    parts_count: Annotated[int, Meta(description="How many parts the export has")]
     sha256sums_url: Annotated[
         str, Meta(description="Every ready part's SHA-256 and file name, in `sha256sum` format")
     ]
+
+
+# An event names at most this many parts (migrations/0008_bounded_export_events.sql picks
+# them; `_event_parts` below keeps the same rule for events written before it).
+EVENT_PARTS = 12
+
+
+class ExportUpdate(msgspec.Struct):
+    """The data of an `export_update` event: the item without its lists that grow with the
+    export, so every event stays a few KB. `skipped_count` and `parts_count` say what the item
+    holds; `parts` names at most 12 of them (all of an export of up to 12 parts): those being
+    built, then the ready ones newest first. A reader merges them by `number` and asks for the
+    item (`GET /api/pmd/exports/{id}`) when it needs the rest."""
+
+    id: uuid.UUID
+    status: Status
+    created_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    expires_at: datetime | None
+    removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
+    part_bytes: int
+    include_comments: bool
+    include_reactions: bool
+    send_email: bool
+    artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
+    progress: Progress
+    total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
+    skipped_count: Annotated[
+        int, Meta(description="Artworks left out so far (the list: GET the export)")
+    ]
+    error_message: str | None
+    parts: Annotated[
+        list[ExportPart],
+        Meta(description="At most 12 parts: those being built, then the newest ready ones"),
+    ]
+    parts_count: Annotated[int, Meta(description="How many parts the export has")]
+    sha256sums_url: str
 
 
 class ExportLimits(msgspec.Struct):
@@ -108,9 +148,12 @@ class _Payload(msgspec.Struct):
     artwork_count: int
     progress_done: int
     total_bytes: int
-    skipped: list[Skipped]
     error_message: str | None
     parts: list[_PartRow]
+    # An event's payload (0008) carries counts for the lists; the API's reads, the lists.
+    skipped: list[Skipped] = []
+    skipped_count: int | None = None
+    parts_count: int | None = None
     kind: Literal["export"] = "export"
     user_sqid: str | None = None
     # Absent from events written before migration 0007.
@@ -129,13 +172,46 @@ def part_filename(export_id: uuid.UUID, number: int, count: int) -> str:
     return f"makapix-export-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
 
 
+def _decoded(payload: Any) -> _Payload:
+    if isinstance(payload, str | bytes):
+        return msgspec.json.decode(payload, type=_Payload)
+    return msgspec.convert(payload, _Payload, strict=False)
+
+
+def _parts(p: _Payload, parts: list[_PartRow]) -> list[ExportPart]:
+    servable = p.status in ("pending", "processing", "ready", "failed")
+    return [
+        ExportPart(
+            number=part.number,
+            status=part.status,
+            artwork_count=part.artwork_count,
+            file_size_bytes=part.file_size_bytes,
+            sha256=part.sha256,
+            download_url=(
+                part_download_url(p.id, part.number)
+                if servable and part.status == "ready"
+                else None
+            ),
+        )
+        for part in parts
+    ]
+
+
+def _event_parts(parts: list[_PartRow]) -> list[_PartRow]:
+    """The parts an event names, by 0008's rule (a payload written by 0008 is within it)."""
+    if len(parts) <= EVENT_PARTS:
+        return parts
+
+    def interest(part: _PartRow) -> tuple[bool, bool, int]:
+        ready = part.status == "ready"
+        return (part.status != "processing", not ready, -part.number if ready else part.number)
+
+    return sorted(sorted(parts, key=interest)[:EVENT_PARTS], key=lambda part: part.number)
+
+
 def export_item(payload: Any) -> ExportItem:
     """An item from `export_payload(row)`, as JSON text, bytes or a decoded mapping."""
-    if isinstance(payload, str | bytes):
-        p = msgspec.json.decode(payload, type=_Payload)
-    else:
-        p = msgspec.convert(payload, _Payload, strict=False)
-    servable = p.status in ("pending", "processing", "ready", "failed")
+    p = _decoded(payload)
     return ExportItem(
         id=p.id,
         status=p.status,
@@ -152,22 +228,37 @@ def export_item(payload: Any) -> ExportItem:
         progress=Progress(done=p.progress_done, total=p.artwork_count),
         total_bytes=p.total_bytes,
         skipped=p.skipped,
+        skipped_count=len(p.skipped),
         error_message=p.error_message,
-        parts=[
-            ExportPart(
-                number=part.number,
-                status=part.status,
-                artwork_count=part.artwork_count,
-                file_size_bytes=part.file_size_bytes,
-                sha256=part.sha256,
-                download_url=(
-                    part_download_url(p.id, part.number)
-                    if servable and part.status == "ready"
-                    else None
-                ),
-            )
-            for part in p.parts
-        ],
+        parts=_parts(p, p.parts),
+        parts_count=len(p.parts),
+        sha256sums_url=f"{export_base_url(p.id)}/SHA256SUMS",
+    )
+
+
+def export_update(payload: Any) -> ExportUpdate:
+    """An event's data from `export_event_payload(row)` (or, for an event written before
+    0008, from the whole `export_payload(row)`: made as small the same way)."""
+    p = _decoded(payload)
+    return ExportUpdate(
+        id=p.id,
+        status=p.status,
+        created_at=p.created_at,
+        started_at=p.started_at,
+        completed_at=p.completed_at,
+        expires_at=p.expires_at,
+        removed_at=p.removed_at,
+        part_bytes=p.part_bytes,
+        include_comments=p.include_comments,
+        include_reactions=p.include_reactions,
+        send_email=p.send_email,
+        artwork_count=p.artwork_count,
+        progress=Progress(done=p.progress_done, total=p.artwork_count),
+        total_bytes=p.total_bytes,
+        skipped_count=len(p.skipped) if p.skipped_count is None else p.skipped_count,
+        error_message=p.error_message,
+        parts=_parts(p, _event_parts(p.parts)),
+        parts_count=len(p.parts) if p.parts_count is None else p.parts_count,
         sha256sums_url=f"{export_base_url(p.id)}/SHA256SUMS",
     )
 

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from ..bdr.schemas import bdr_item
-from ..exports.schemas import export_item, is_export_payload
+from ..exports import schemas as exports
 
 PING = b": ping\n\n"
 
@@ -42,15 +42,16 @@ def bdr_update(row: Any, event_id: int | None = None) -> bytes:
 
 
 def export_update(payload: Any, event_id: int | None = None) -> bytes:
-    """An `export_update` from an export's payload (`export_payload(row)` in the database)."""
-    return event(EXPORT_UPDATE, export_item(payload), event_id)
+    """An `export_update` from an export's event payload (`export_event_payload(row)` in the
+    database): a few KB whatever the export."""
+    return event(EXPORT_UPDATE, exports.export_update(payload), event_id)
 
 
 def update_from_payload(payload: str, event_id: int) -> bytes:
     """The frame of an event read from the events table: a BDR's, or an export's (whose
     payload says so), which pages listening for `bdr_update` only never see."""
     data = msgspec.json.decode(payload)
-    if is_export_payload(data):
+    if exports.is_export_payload(data):
         return export_update(data, event_id)
     return bdr_update(data, event_id)
 

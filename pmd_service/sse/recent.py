@@ -23,17 +23,36 @@ from collections import deque
 # that read more than this since a client's last event sends it to the table instead. About
 # 0.5 KB each (the payload's JSON text), so ~2 MB a process.
 KEEP = 4096
+# And at most this many bytes of payload text, whatever the events hold: every process reads
+# every event, watched or not, so a count alone let one account's large events grow every
+# server by a GB (events are bounded in size since migration 0008; this bounds the cache
+# even if one is not).
+KEEP_BYTES = 4 * 2**20
 # And for this long at most: far inside the table's day (jobs/upkeep/cleanup.py), so an id the
 # table has purged ("too old": `reset` and a snapshot) is never answered here instead.
 MAX_AGE_S = 3600.0
 
 
 class RecentEvents:
-    __slots__ = ("_by_user", "_floor_at", "_ids", "_keep", "_max_age", "floor", "newest")
+    __slots__ = (
+        "_by_user",
+        "_floor_at",
+        "_ids",
+        "_keep",
+        "_keep_bytes",
+        "_max_age",
+        "bytes",
+        "floor",
+        "newest",
+    )
 
-    def __init__(self, keep: int = KEEP, max_age_s: float = MAX_AGE_S) -> None:
+    def __init__(
+        self, keep: int = KEEP, max_age_s: float = MAX_AGE_S, keep_bytes: int = KEEP_BYTES
+    ) -> None:
         self._keep = keep
+        self._keep_bytes = keep_bytes
         self._max_age = max_age_s
+        self.bytes = 0  # payload text held
         # In id order: (id, user, when read) for eviction, and (id, payload) per user for a
         # replay that looks at that user's events only.
         self._ids: deque[tuple[int, int, float]] = deque()
@@ -47,6 +66,7 @@ class RecentEvents:
         every later event will be read, in order)."""
         self._ids.clear()
         self._by_user.clear()
+        self.bytes = 0
         self.floor = self.newest = newest
         self._floor_at = time.monotonic()
 
@@ -57,11 +77,12 @@ class RecentEvents:
             return
         self._ids.append((event_id, user_id, time.monotonic()))
         self._by_user.setdefault(user_id, deque()).append((event_id, payload))
+        self.bytes += len(payload)
         self.newest = event_id
-        if len(self._ids) > self._keep:
+        while len(self._ids) > self._keep or (self.bytes > self._keep_bytes and self._ids):
             old_id, old_user, self._floor_at = self._ids.popleft()
             mine = self._by_user[old_user]
-            mine.popleft()
+            self.bytes -= len(mine.popleft()[1])
             if not mine:
                 del self._by_user[old_user]
             self.floor = old_id

@@ -18,13 +18,14 @@ MAX_REPLAY = 2000
 
 # One statement, so one MVCC snapshot: the BDR rows and the newest event id agree. Every event
 # up to `watermark` is reflected in the rows; every later one will reach the stream live.
-# The owner's stream holds the newest exports too ($2), as `export_payload` makes them.
+# The owner's stream holds the newest exports too ($2), as their events carry them
+# (`export_event_payload`: a few KB each, whatever the export).
 SQL_SNAPSHOT = f"""
 SELECT w.watermark, w.exports, b.*
 FROM (
     SELECT coalesce(max(id), 0) AS watermark,
            CASE WHEN $2 THEN (
-               SELECT json_agg(export_payload(e) ORDER BY e.created_at DESC, e.id DESC)::text
+               SELECT json_agg(export_event_payload(e) ORDER BY e.created_at DESC, e.id DESC)::text
                FROM exports e
                WHERE e.id = ANY(ARRAY(
                    SELECT id FROM exports WHERE user_id = $1

@@ -60,3 +60,5 @@ class Endpoint:
     allow_head: bool = True  # GET only
     # Open for hours, thousands at once (SSE): kept free of per-request context (request_ids).
     long_lived: bool = False
+    # A stream's event data shapes: in the document's components, as its summary names them.
+    events: tuple[type, ...] = ()

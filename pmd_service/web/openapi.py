@@ -60,6 +60,7 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     types: list[Any] = [Problem]
     for op in operations:
         types += [t for t in (op.request, op.response) if t is not None]
+        types += op.events
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     by_type = dict(zip(types, schemas, strict=True))
 

@@ -12,9 +12,11 @@ from aiohttp import hdrs, web
 from msgspec import Meta
 
 from ..bdr import service as bdr_service
+from ..bdr.schemas import BdrItem
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..core.problems import bad_request
 from ..exports import service as export_service
+from ..exports.schemas import ExportUpdate
 from ..sse import frames, replay, tickets
 from ..sse.hub import Hub, Subscriber
 from .auth import bearer, bearer_or_ticket
@@ -261,16 +263,23 @@ ENDPOINTS = (
     ),
     Endpoint(
         "get", "/api/pmd/bdr/sse", stream, "streamBdrs",
-        "Live download-request status (Server-Sent Events): `retry`, a snapshot of the 20 newest "
-        "as `bdr_update`, `connected`, then a `bdr_update` (with `id:`) per change; `: ping` "
-        "every 15 s; `timeout` when the token expires; `access_revoked` ({reason, status, detail}) "
-        "when the account is banned, deactivated or loses the role it watched with (checked every "
-        "30 s); `retry` and `reconnect` ({reason, retry_ms, detail}) when the server shuts "
-        "down: reconnect (with Last-Event-ID) to resume. With Last-Event-ID, only the missed "
-        "events (or `reset` and the snapshot when it is too old). Auth: Bearer or `ticket`.",
+        "Live status of download requests and exports (Server-Sent Events). Events: `retry`, "
+        "then a snapshot (a `bdr_update` per BDR of the 20 newest, data `BdrItem`, and on the "
+        "user's own stream an `export_update` per export of the 20 newest, data "
+        "`ExportUpdate`), then `connected` ({resumed}, with `id:`); then, live, a `bdr_update` "
+        "or `export_update` (with `id:`) per change, in commit order (an `export_update` is a "
+        "few KB whatever the export: counts and at most 12 parts; GET the export for the "
+        "rest); `: ping` every 15 s; `timeout` ({detail}) when the token expires; "
+        "`access_revoked` ({reason, status, detail}) when the account is banned, deactivated "
+        "or loses the role it watched with (checked every 30 s); `retry` and `reconnect` "
+        "({reason, retry_ms, detail}) when the server shuts down: reconnect (with "
+        "Last-Event-ID) to resume. With Last-Event-ID, only the missed events (or `reset` "
+        "({detail}) and the snapshot when it is too old). A moderator's stream of another user "
+        "carries no `export_update`. Auth: Bearer or `ticket`.",
         "downloads", auth=Auth.OWN, query=StreamQuery, allow_head=False, long_lived=True,
         response_media="text/event-stream", ok_description="The event stream",
         problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
+        events=(BdrItem, ExportUpdate),
     ),
 )  # fmt: skip

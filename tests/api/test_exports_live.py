@@ -215,4 +215,7 @@ async def test_a_removal_reaches_the_stream_as_removed_not_expired(
     event = export_events(got)[-1].json()
     assert event["status"] == "expired" and event["removed_at"] is not None
     resp = await session.get(served.make_url(f"/api/pmd/exports/{item['id']}"), headers=owner.auth)
-    assert event == await resp.json()
+    whole = await resp.json()
+    # An event is the item without its lists that grow with the export (0008): counts instead.
+    assert event == {k: v for k, v in whole.items() if k != "skipped"}
+    assert event["skipped_count"] == len(whole["skipped"])

@@ -65,3 +65,24 @@ def test_ids_held_longer_than_the_age_limit_go_to_the_table(
     assert run.missed(1, 10) is None
     assert run.missed(1, 11) is None
     assert run.missed(1, 12) == []
+
+
+def test_the_run_is_bounded_in_bytes_as_well_as_in_count() -> None:
+    """Every process reads every event, watched or not: large events must not grow it past
+    its byte budget (a count alone let one account's events grow servers by a GB)."""
+    run = RecentEvents(keep=1000, keep_bytes=10_000)
+    run.start(10)
+    big = "x" * 3000
+    for event_id in range(11, 21):
+        run.add(event_id, 1, big)
+        assert run.bytes <= 10_000
+    assert run.bytes == 9000  # the three newest
+    assert run.floor == 17
+    assert [e for e, _ in run.missed(1, 17) or []] == [18, 19, 20]
+    assert run.missed(1, 16) is None  # evicted: the table answers
+    # One event larger than the budget is not held; the run still vouches from it on.
+    run.add(21, 2, "y" * 20_000)
+    assert run.bytes == 0 and run.floor == 21 and run.newest == 21
+    assert run.missed(2, 21) == []
+    run.add(22, 2, "{}")
+    assert run.missed(2, 21) == [(22, "{}")]

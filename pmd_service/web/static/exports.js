@@ -75,6 +75,7 @@ export class Exports {
     this.bounds = null; // {min, max} once the server named them
     this.expanded = new Set(); // `${id}:${n}`: parts whose SHA-256 is shown in full
     this.announced = new Map(); // id → when its progress was last said
+    this.fetching = new Map(); // id → asked again while its item is being fetched
     const $ = (id) => document.getElementById(id);
     this.section = $("exports");
     this.form = $("export-form");
@@ -125,12 +126,47 @@ export class Exports {
 
   // --- the stream (called by downloads.js) ---
 
-  update(item, inSnapshot) {
-    if (inSnapshot) (this.snapshotIds ??= new Set()).add(item.id);
-    const before = this.items.get(item.id);
+  // An event is the item without its lists that grow with the export (every event stays a
+  // few KB): `skipped_count`, `parts_count`, and at most 12 parts (those being built, the
+  // newest ready ones). Its parts are merged by number into what the panel holds; when that
+  // leaves something unknown (the skipped list grew, a part it never saw, a new status of a
+  // large export), the whole item is asked for.
+  update(event, inSnapshot) {
+    if (inSnapshot) (this.snapshotIds ??= new Set()).add(event.id);
+    const before = this.items.get(event.id);
+    const parts = new Map((before?.parts ?? []).map((p) => [p.number, p]));
+    for (const part of event.parts) parts.set(part.number, part);
+    const item = {
+      ...event,
+      skipped: before?.skipped ?? [],
+      parts: [...parts.values()].sort((a, b) => a.number - b.number),
+    };
     this.items.set(item.id, item);
     this.announce(before, item);
     this.render();
+    const partial = event.parts.length < event.parts_count;
+    if (item.skipped.length !== event.skipped_count || item.parts.length !== event.parts_count
+        || (partial && before?.status !== event.status)) this.refresh(event.id);
+  }
+
+  // The whole item, once at a time per export (asked again if an event wanted it meanwhile).
+  async refresh(id) {
+    if (this.fetching.has(id)) {
+      this.fetching.set(id, true);
+      return;
+    }
+    try {
+      do {
+        this.fetching.set(id, false);
+        const item = await this.api.get(`/api/pmd/exports/${encodeURIComponent(id)}`);
+        this.merge(item);
+        this.render();
+      } while (this.fetching.get(id));
+    } catch {
+      // gone, or offline: the next event asks again
+    } finally {
+      this.fetching.delete(id);
+    }
   }
 
   // After a snapshot (a first connection, or `reset`), exports gone from it leave the list,
