@@ -28,7 +28,7 @@ from .core.limits import UTC_DAY_START
 from .core.logs import ResultLine
 from .core.migrate import HostTablesMissing
 from .core.settings import Settings
-from .core.startup import check_env, load_settings, wait_for_services
+from .core.startup import check_env, load_settings, report, wait_for_services
 from .jobs.context import job_context
 
 if TYPE_CHECKING:
@@ -378,6 +378,8 @@ problems to stderr. `COMMAND --help` tells more about one."""
 ONE_SHOT = ("migrate", "token", "requeue", "sweep", "cleanup", "stats", "import-host-bdrs",
             "check-host", "demo")  # fmt: skip
 USES_REDIS = ("requeue", "sweep", "stats")  # and import-host-bdrs --apply
+# Commands that need no REDIS_URL at all (it is not even read).
+DATABASE_ONLY = ("migrate", "token", "check-host")
 
 
 def _prog() -> str:
@@ -474,7 +476,10 @@ def main(argv: list[str] | None = None) -> int:
             from .jobs.worker import main as worker
 
             return worker()
-        settings = load_settings("pmd", embedded=dev_servers, needs_secret=args.command == "token")
+        settings = load_settings(
+            "pmd", embedded=dev_servers, needs_secret=args.command == "token",
+            needs_redis=args.command not in DATABASE_ONLY,
+        )  # fmt: skip
         wait, wait_hint = _wait(args.wait)
         redis = args.command in USES_REDIS or (args.command == "import-host-bdrs" and args.apply)
         wait_for_services(settings, "pmd", wait=wait, redis=redis, wait_hint=wait_hint)
@@ -506,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check-host":
             return 0 if asyncio.run(_check_host(settings, args.dev_database)) else 1
     except (CliError, HostTablesMissing, DatabaseSetupError) as exc:
-        log.error("%s", exc)
+        report(str(exc))
         return 2
     finally:
         if results is not None:

@@ -15,6 +15,7 @@ process uses is required (JWT_SECRET_KEY: `needs_secret`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import secrets
@@ -314,6 +315,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         *,
         embedded: Embedded | None = None,
         needs_secret: bool = True,
+        needs_redis: bool = True,
     ) -> Settings:
         """The settings the environment gives.
 
@@ -322,10 +324,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         and tests: the caller decides); without it, that is a configuration error naming the
         missing variable. JWT_SECRET_KEY is required when `needs_secret`, outside dev mode
         (where a per-checkout secret stands in); a process that never signs or checks a token
-        passes False and gets an empty secret when it is unset."""
+        passes False and gets an empty secret when it is unset. Likewise a command that never
+        touches Redis (`migrate`) passes `needs_redis=False`: REDIS_URL unset is then no error
+        (and `redis_url` an unusable `redis://`, never connected to)."""
         env = os.environ if env is None else env
         raw = _raw_values(env)
         _check_values(raw)
+        if not needs_redis and raw.get("REDIS_URL") is None and not raw.get("PMD_DEV"):
+            raw["REDIS_URL"] = _STAND_INS["REDIS_URL"]
         data_dir = Path(raw.get("PMD_DATA_DIR") or ".data").resolve()
         database_url, redis_url = raw.get("DATABASE_URL"), raw.get("REDIS_URL")
         missing = database_url is None or redis_url is None
@@ -360,6 +366,37 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         that does not go together); require none. For commands that need no other setting
         (`grants`), so that a mistake is reported by every command alike."""
         _check_values(_raw_values(os.environ if env is None else env))
+
+
+# First words of setting names that other software shares (the host's own environment file,
+# cloud SDKs, Sentry's SDK): a name there is unknown to us only when it is one letter or two
+# away from one of ours. Under the service's own first words (BDR_, EXPORT_, SSE_, SMTP_, ...)
+# every unknown name is reported.
+_SHARED_WORDS = frozenset({
+    "AUTO", "AWS", "BASE", "CORS", "DATABASE", "DB", "HOST", "JWT", "LOG", "MAIL", "MAX",
+    "METRICS", "PMD", "PORT", "REDIS", "SENTRY", "SERVER", "SQIDS",
+})  # fmt: skip
+
+
+def unknown_settings(env: Mapping[str, str] | None = None) -> list[str]:
+    """Variables that look like settings of this service but are none of them, each with the
+    closest known name: a misspelled optional setting (`BDR_DAILY_LIMT=50`) is otherwise
+    ignored without a word. Tools' own variables (PMD_REQUIRE_BROWSER, ...) are no typo of a
+    setting and are not named."""
+    env = os.environ if env is None else env
+    known = list(_KINDS)
+    words = {name.split("_", 1)[0] for name in known}
+    found = []
+    for name in sorted(env):
+        word = name.split("_", 1)[0]
+        if name in _KINDS or word not in words or "_" not in name:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        typo = difflib.get_close_matches(name, known, n=1, cutoff=0.85)
+        if word in _SHARED_WORDS and not typo:
+            continue
+        found.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return found
 
 
 def dev_requested(env: Mapping[str, str] | None = None) -> bool:

@@ -21,7 +21,7 @@ from redis import exceptions as redis_errors
 
 from . import error_reports, logs
 from .db import connect
-from .settings import ConfigError, Embedded, Settings, dev_requested
+from .settings import ConfigError, Embedded, Settings, dev_requested, unknown_settings
 
 log = logging.getLogger("pmd_service.startup")
 
@@ -41,6 +41,7 @@ def load_settings(
     *,
     embedded: Embedded | None = None,
     needs_secret: bool = True,
+    needs_redis: bool = True,
     dev: bool = False,
 ) -> Settings:
     """Settings for `process`, or exit with one line naming the bad or missing variable.
@@ -50,7 +51,8 @@ def load_settings(
     DATABASE_URL/REDIS_URL, but only in dev mode, which is asked for explicitly: PMD_DEV=1, or
     `dev` (the `dev` command). A production environment that forgot a URL stops here, naming
     it, instead of starting a private Redis or PostgreSQL and a generated JWT secret.
-    `needs_secret`: False for a process that never signs or checks a token.
+    `needs_secret`: False for a process that never signs or checks a token; `needs_redis`:
+    False for one that never touches Redis (`migrate`).
     """
     # Before anything can fail: even a bad setting is reported in the format asked for.
     logs.configure(logs.format_from_env())
@@ -59,12 +61,25 @@ def load_settings(
         env["PMD_DEV"] = "true"
     try:
         allowed = embedded if dev_requested(env) else None
-        settings = Settings.from_env(env, embedded=allowed, needs_secret=needs_secret)
+        settings = Settings.from_env(
+            env, embedded=allowed, needs_secret=needs_secret, needs_redis=needs_redis
+        )
     except ConfigError as exc:
         stop(f"{process}: configuration error: {exc}", status=2)
     logs.configure(settings.log_format)
     configure_error_reporting(settings, process)
+    warn_unknown_settings(process)
     return settings
+
+
+def warn_unknown_settings(process: str) -> None:
+    """One warning line naming every variable that looks like a setting and is none."""
+    unknown = unknown_settings()
+    if unknown:
+        log.warning(
+            "%s: ignored, not a setting: %s; docs/configuration.md lists every setting",
+            process, ", ".join(unknown),
+        )  # fmt: skip
 
 
 def check_env(process: str) -> None:
@@ -75,6 +90,7 @@ def check_env(process: str) -> None:
         Settings.check_env()
     except ConfigError as exc:
         stop(f"{process}: configuration error: {exc}", status=2)
+    warn_unknown_settings(process)
 
 
 def configure_error_reporting(settings: Settings, process: str) -> None:
@@ -87,9 +103,19 @@ def configure_error_reporting(settings: Settings, process: str) -> None:
 
 
 def stop(line: str, *, status: int = 1) -> NoReturn:
-    """One log line and exit: no traceback for a setup problem."""
-    log.error("%s", line)
+    """One line and exit: no traceback for a setup problem. On a terminal (a person ran the
+    command) the line alone, as a command-line tool says it; elsewhere a log line, one JSON
+    object under LOG_FORMAT=json, for whatever collects the logs."""
+    report(line)
     sys.exit(status)
+
+
+def report(line: str) -> None:
+    """An error a person must act on, as `stop` says it (for a command that then returns)."""
+    if logs.format_from_env() == "text" and sys.stderr.isatty():
+        print(line, file=sys.stderr, flush=True)
+    else:
+        log.error("%s", line)
 
 
 class Waiting(TypedDict, total=False):

@@ -19,7 +19,8 @@ Coverage (the runs go in parallel; about 120 processes):
   `import-host-bdrs`, `check-host`);
 - every entry point gets the two mistakes of the issue (REDIS_URL without a scheme, HOST that
   does not resolve), and every entry point that needs the URLs gets the half-configured
-  production (DATABASE_URL set, REDIS_URL forgotten, PMD_DEV unset). `grants` connects nowhere
+  production (DATABASE_URL set, REDIS_URL forgotten, PMD_DEV unset), or for the commands that
+  need only the database (`migrate`, `token`, `check-host`) DATABASE_URL forgotten. `grants` connects nowhere
   and requires nothing; `dev` is dev mode, where unset URLs start embedded servers;
 - every entry point that signs or checks tokens (the server, the worker, `token`) gets
   JWT_SECRET_KEY unset;
@@ -69,6 +70,7 @@ ENTRY_POINTS = {
 }
 NEEDS_SECRET = ("server.py", "serve", "worker", "arq worker.WorkerSettings", "token")
 NEEDS_URLS = [name for name in ENTRY_POINTS if name not in ("grants", "dev")]
+DATABASE_ONLY = ("migrate", "token", "check-host")
 
 FREE_TEXT = {
     "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
@@ -92,7 +94,9 @@ class Case:
 def _cases() -> list[Case]:
     cases = [Case(entry, "REDIS_URL", "localhost:6379") for entry in ENTRY_POINTS]
     cases += [Case(entry, "HOST", "localhostt") for entry in ENTRY_POINTS]
-    cases += [Case(entry, "REDIS_URL", UNSET) for entry in NEEDS_URLS]
+    cases += [Case(entry, "REDIS_URL", UNSET) for entry in NEEDS_URLS if entry not in DATABASE_ONLY]
+    # A command that never touches Redis needs no REDIS_URL; it still needs the database.
+    cases += [Case(entry, "DATABASE_URL", UNSET) for entry in DATABASE_ONLY]
     cases += [Case(entry, "JWT_SECRET_KEY", UNSET) for entry in NEEDS_SECRET]
     entries = list(ENTRY_POINTS)
     dealt = sorted(set(BAD) - {"REDIS_URL", "HOST"})
