@@ -24,7 +24,9 @@ SET search_path FROM CURRENT AS $$
         'include_reactions', e.include_reactions, 'send_email', e.send_email,
         'artwork_count', e.artwork_count, 'progress_done', e.progress_done,
         'total_bytes', e.total_bytes, 'skipped', '[]'::jsonb,
-        'skipped_count', jsonb_array_length(e.skipped), 'error_message', e.error_message,
+        'skipped_count', CASE jsonb_typeof(e.skipped) WHEN 'array'
+                              THEN jsonb_array_length(e.skipped) ELSE 0 END,
+        'error_message', e.error_message,
         'user_sqid', e.user_sqid,
         'parts_count', (SELECT count(*) FROM export_parts p WHERE p.export_id = e.id),
         'parts', coalesce((

@@ -425,3 +425,60 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     await expect(page.locator("#export-list > li")).to_have_count(1)
     assert await watch.same_document()
     assert watch.errors == []
+
+
+async def test_a_large_exports_small_events_still_show_every_part_and_what_was_left_out(
+    browser: Browser, stack_without_worker: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    """An event names at most 12 parts and counts the skipped artworks (migration 0008): the
+    page merges parts by number and asks for the export when the counts say it lacks some."""
+    stack = stack_without_worker
+    owner, _, page, _watch = await artist_page(browser, stack, factory, 2)
+    status, made = await api(stack, owner, "POST", "/api/pmd/exports", {})
+    assert status == 202
+    card = page.locator(f'#export-list > li[data-id="{made["id"]}"]')
+    await expect(card).to_have_attribute("data-status", "pending")
+    # 20 parts planned at once (more than an event names), 19 built, the last building, and
+    # 3 artworks left out: as the worker's rows would be.
+    await pool.execute(
+        "INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count, "
+        "estimated_bytes, file_size_bytes, sha256, completed_at) "
+        "SELECT $1::uuid, n, CASE WHEN n < 20 THEN 'ready' ELSE 'processing' END, '{}', 1, "
+        "2048, CASE WHEN n < 20 THEN 1500 END, CASE WHEN n < 20 THEN repeat('ab', 32) END, "
+        "CASE WHEN n < 20 THEN now() END FROM generate_series(1, 20) AS n",
+        made["id"],
+    )
+    skipped = [
+        {"post_id": 900 + i, "public_sqid": f"Gone{i}", "reason": "file_missing"} for i in range(3)
+    ]
+    await pool.execute(
+        "UPDATE exports SET status = 'processing', started_at = now(), artwork_count = 23, "
+        "progress_done = 22, total_bytes = 28500, skipped = $2::jsonb, "
+        "parts_version = parts_version + 1 WHERE id = $1::uuid",
+        made["id"], skipped,
+    )  # fmt: skip
+    rows = card.locator("table.parts tbody tr:not(.sha-row)")
+    await expect(rows).to_have_count(20)
+    await expect(card.locator(".export-progress")).to_have_text(
+        "22 of 23 artworks added · 19 of 20 parts ready"
+    )
+    await expect(rows.nth(0).get_by_role("button", name="Download part 1 of 20")).to_be_visible()
+    await expect(rows.nth(19)).to_contain_text("Building")
+    await expect(card).to_contain_text("3 artworks left out")
+    # The last part is published: one event, its part named; every row stays.
+    await pool.execute(
+        "UPDATE export_parts SET status = 'ready', file_size_bytes = 1500, "
+        "sha256 = repeat('cd', 32), completed_at = now() "
+        "WHERE export_id = $1::uuid AND number = 20",
+        made["id"],
+    )
+    await set_export(
+        pool, made["id"],
+        "status = 'ready', completed_at = now(), expires_at = now() + interval '7 days', "
+        "progress_done = 23, parts_version = parts_version + 1",
+    )  # fmt: skip
+    await expect(card).to_have_attribute("data-status", "ready")
+    await expect(rows).to_have_count(20)
+    await expect(rows.nth(19).get_by_role("button", name="Download part 20 of 20")).to_be_visible()
+    await expect(rows.nth(0).get_by_role("button", name="Download part 1 of 20")).to_be_visible()
+    await expect(card).to_contain_text("3 artworks left out")
