@@ -106,15 +106,8 @@ async def create(
     requested_by = principal.caller.id if principal.as_moderator else None
     requester = principal.caller.id
     async with pool.acquire() as conn, conn.transaction():
-        # Two-key advisory lock: concurrent requests of one requester count and insert one at
-        # a time, so the quota can never be overrun (a check then an insert would race past it).
-        await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)
-        used = await conn.fetchrow(SQL_USED_TODAY, requester)
-        assert used is not None  # an aggregate always has its row
-        if used["requests"] >= limits.requests_a_day:
-            raise _over_the_day(
-                f"The limit of {limits.requests_a_day} download requests per day is reached"
-            )
+        # What the request asks for is checked before the day's count: a request that could
+        # never be served is a 400 naming what to fix, never a 429 saying to wait for it.
         # Row locks until commit: a concurrent delete cannot slip between check and insert
         # (and the worker re-checks at build time anyway).
         await lock_eligible(conn, user_id, body.post_ids)
@@ -125,6 +118,15 @@ async def create(
                 too_large(size, limits.bytes_a_request, len(body.post_ids)),
                 extra={"size_bytes": size, "limit_bytes": limits.bytes_a_request},
             )  # fmt: skip
+        # Two-key advisory lock: concurrent requests of one requester count and insert one at
+        # a time, so the quota can never be overrun (a check then an insert would race past it).
+        await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)
+        used = await conn.fetchrow(SQL_USED_TODAY, requester)
+        assert used is not None  # an aggregate always has its row
+        if used["requests"] >= limits.requests_a_day:
+            raise _over_the_day(
+                f"The limit of {limits.requests_a_day} download requests per day is reached"
+            )
         if used["bytes"] + size > limits.bytes_a_day:
             raise _over_the_day(
                 f"This download ({human_bytes(size)}) would take today's downloads past the "

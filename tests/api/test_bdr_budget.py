@@ -104,3 +104,29 @@ async def test_new_requests_wait_while_the_zip_folder_is_short_of_space(
     assert (await client.get("/api/pmd/bdr", headers=user.auth)).status == 200
     roomy = await aiohttp_client(create_app(replace(settings, bdr_min_free_bytes=2**20)))
     await request_bdr(roomy, user, [post.id])
+
+
+async def test_a_request_that_could_never_be_served_is_a_400_even_past_the_daily_limit(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    """What the request asks for is checked before the day's count: someone at the limit who
+    sends another's post, or a download over the size cap, is told what to fix (400), not to
+    wait until midnight for a request that would be refused then too (429)."""
+    client = await aiohttp_client(
+        create_app(replace(settings, bdr_daily_limit=1, bdr_max_bytes=100 * MiB))
+    )
+    user, posts = await factory.owner_and_posts(3)
+    stranger_post = await factory.post(await factory.user())
+    ids = [p.id for p in posts]
+    await request_bdr(client, user, ids[:1])  # the day's one request
+    resp = await client.post(
+        "/api/pmd/bdr", json={"post_ids": [ids[1], stranger_post.id]}, headers=user.auth
+    )
+    body = await assert_problem(resp, 400)
+    assert str(stranger_post.id) in body["detail"]
+    await _declare(factory, ids, 60 * MiB)
+    resp = await client.post("/api/pmd/bdr", json={"post_ids": ids[1:]}, headers=user.auth)
+    assert (await assert_problem(resp, 400))["size_bytes"] == 120 * MiB
+    # A request that is fine otherwise still meets the limit.
+    resp = await client.post("/api/pmd/bdr", json={"post_ids": ids[1:2]}, headers=user.auth)
+    await assert_problem(resp, 429)
