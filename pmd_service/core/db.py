@@ -155,54 +155,92 @@ class _Pool(asyncpg.Pool):
     connection was being opened, and the openings of a 100,000-stream flood were answered 503
     "no database connection came free" by the thousand (bench.sse --box). Opening a connection
     is bounded by the connect timeout instead, and fails as the database's refusal would.
+
+    Only asyncpg's public API: `acquire` and `release` are overridden (every query method of
+    the pool goes through them) and gate a pool slot of our own, a token queue as long as the
+    pool, before asyncpg's acquire, which then finds a connection free and only opens it if
+    need be; `get_idle_size` tells whether a refusal must be waited out. (This replaced an
+    override of asyncpg's private `_acquire` and reads of `_holders`, `_queue`, `_closing`.)
     """
 
-    __slots__ = ("_acquire_timeout", "_refused", "_refused_pause")
-    _acquire_timeout: float | None
-    _refused: tuple[float, str] | None  # until when (monotonic), and what the database said
-    _refused_pause: float
+    __slots__ = ("_held", "_pmd_refused", "_pmd_refused_pause", "_pmd_wait", "_slots")
+    _pmd_wait: float | None
+    _pmd_refused: tuple[float, str] | None  # until when (monotonic), and what the database said
+    _pmd_refused_pause: float
+    _slots: asyncio.Queue[None]  # a token per free slot: FIFO waiters, O(1) each
+    _held: set[int]  # the connections handed out (by id), each holding one token
 
-    def _idle_connection(self) -> bool:
-        return any(h.is_connected() and h.is_idle() for h in self._holders)  # type: ignore[attr-defined]
+    def _gate(self, max_size: int, wait: float | None, refused_pause: float) -> None:
+        self._pmd_wait, self._pmd_refused, self._pmd_refused_pause = wait, None, refused_pause
+        self._slots = asyncio.Queue()
+        for _ in range(max_size):
+            self._slots.put_nowait(None)
+        self._held = set()
 
-    async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own signature)
-        refused = self._refused
-        if refused is not None and time.monotonic() < refused[0] and not self._idle_connection():
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return _Acquiring(self, timeout)
+
+    async def _take(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        refused = self._pmd_refused
+        if refused is not None and time.monotonic() < refused[0] and self.get_idle_size() == 0:
             raise DatabaseRefusing(f"the database refused a connection just now ({refused[1]})")
-        if self._closing:  # type: ignore[attr-defined]
-            raise asyncpg.InterfaceError("pool is closing")
-        self._check_init()  # type: ignore[attr-defined]
-        wait = self._acquire_timeout if timeout is None else timeout
-        queue: asyncio.Queue[Any] = self._queue  # type: ignore[attr-defined]
+        wait = self._pmd_wait if timeout is None else timeout
         try:
-            # A slot freed as the wait times out stays queued for the next (Queue.get's cancel).
-            holder = (
-                await asyncio.wait_for(queue.get(), wait) if queue.empty() else queue.get_nowait()
-            )
+            # A token freed as the wait times out stays queued for the next (Queue.get's cancel).
+            if self._slots.empty():
+                await asyncio.wait_for(self._slots.get(), wait)
+            else:
+                self._slots.get_nowait()
         except TimeoutError:
             raise PoolTimeout(f"no database connection came free within {wait} s") from None
         try:
-            # As asyncpg's acquire does with the slot it took, less its timeout.
-            proxy = await holder.acquire()
+            # A token means a connection of asyncpg's is free: this waits only to open it, which
+            # the connect timeout bounds (asyncpg puts it back if that fails).
+            conn = await super().acquire()
         except TimeoutError:  # asyncpg's connect timeout: a database too slow to take one
-            queue.put_nowait(holder)
-            self._schedule_min_size_maintenance()  # type: ignore[attr-defined]
+            self._slots.put_nowait(None)
             raise PoolTimeout("a new database connection could not be opened in time") from None
         except _CONNECT_REFUSALS as exc:
-            queue.put_nowait(holder)
-            self._schedule_min_size_maintenance()  # type: ignore[attr-defined]
-            self._refused = (
-                time.monotonic() + self._refused_pause,
+            self._slots.put_nowait(None)
+            self._pmd_refused = (
+                time.monotonic() + self._pmd_refused_pause,
                 f"{type(exc).__name__}: {exc}",
             )
             raise
         except BaseException:
-            queue.put_nowait(holder)
-            self._schedule_min_size_maintenance()  # type: ignore[attr-defined]
+            self._slots.put_nowait(None)
             raise
-        holder._timeout = timeout  # what asyncpg's release applies by default
-        self._refused = None
-        return proxy
+        self._pmd_refused = None
+        self._held.add(id(conn))
+        return conn
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            if id(connection) in self._held:  # once, however often it is released
+                self._held.discard(id(connection))
+                self._slots.put_nowait(None)
+
+
+class _Acquiring:
+    """What `_Pool.acquire()` returns, as asyncpg's does: awaited, or `async with`."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: _Pool, timeout: float | None) -> None:
+        self._pool, self._timeout, self._conn = pool, timeout, None
+
+    def __await__(self) -> Any:
+        return self._pool._take(self._timeout).__await__()
+
+    async def __aenter__(self) -> Any:
+        self._conn = await self._pool._take(self._timeout)
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        await self._pool.release(conn)
 
 
 async def create_pool(
@@ -239,9 +277,7 @@ async def create_pool(
         server_settings=_server_settings(application_name, None if pooler else search_path),
         **extra,
     )
-    pool._acquire_timeout = acquire_timeout
-    pool._refused = None
-    pool._refused_pause = refused_pause
+    pool._gate(max_size, acquire_timeout, refused_pause)
     await pool
     return pool
 
