@@ -86,6 +86,8 @@ DELETE FROM batch_download_requests b
 WHERE status IN ('failed', 'expired', 'cancelled')
   AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
 """
+# A moderator's reads audited this hour: only the current hour's rows still decide anything.
+SQL_PURGE_AUDITED_READS = "DELETE FROM audited_reads WHERE hour < now() - interval '1 day'"
 SQL_PURGE_MODERATOR_MARKS = """
 DELETE FROM moderator_deletions m
 WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
@@ -221,6 +223,7 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_EXPORTS, TERMINAL_RETENTION_DAYS)).split()[-1])
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
+    await st.pool.execute(SQL_PURGE_AUDITED_READS)
     log.info("cleanup: %d old finished requests and %d old events purged", purged, events)
     if st.zips.store is not None:
         assert st.zips.bucket is not None
