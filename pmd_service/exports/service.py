@@ -35,14 +35,15 @@ SQL_RUNNING = """
 SELECT id, status, progress_done, artwork_count FROM exports
 WHERE user_id = $1 AND status IN ('pending', 'processing')
 """
-# Whether export `e` counts for the cooldown: not if it failed (a failure must not lock the
-# user out for a week), nor if it was cancelled before any part was ready. One cancelled after
-# (its parts downloaded as they came, the last never waited for) counts as a finished one did:
-# a part once ready keeps its completed_at through a cancel or a removal. The daily purge
-# keeps a row that counts while its cooldown runs (jobs/upkeep/cleanup.py).
+# Whether export `e` counts for the cooldown: not if it failed, even once removed or expired
+# since (a failure must not lock the user out for a week; only a failure writes an
+# error_message, and it stays), nor if it was cancelled before any part was ready. One
+# cancelled after (its parts downloaded as they came, the last never waited for) counts as a
+# finished one does: a part once ready keeps its completed_at through a cancel or a removal.
+# The daily purge keeps a row that counts while its cooldown runs (jobs/upkeep/cleanup.py).
 COUNTS_FOR_COOLDOWN = """(
-    e.status NOT IN ('failed', 'cancelled')
-    OR (e.status = 'cancelled' AND EXISTS (
+    e.status <> 'failed' AND e.error_message IS NULL
+    AND (e.status <> 'cancelled' OR EXISTS (
         SELECT 1 FROM export_parts p WHERE p.export_id = e.id AND p.completed_at IS NOT NULL))
 )"""
 # The cooldown runs from the newest export that counts.

@@ -147,3 +147,25 @@ async def test_a_bad_part_bytes_is_a_400_naming_it_whatever_the_state(
         await assert_problem(await _post(client, owner), 409 if status == "pending" else 429)
         bad = await assert_problem(await _post(client, owner, part_bytes=10), 400)
         assert bad["errors"][0]["field"] == "part_bytes" and "got 10" in bad["detail"], status
+
+
+async def test_a_failed_export_removed_by_its_owner_does_not_count(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:  # fmt: skip
+    """Removing a failed export (DELETE: `expired`, `removed_at` set) does not start a cooldown
+    the failure itself did not start."""
+    client: Client = await aiohttp_client(create_app(_small(settings, 3600)))
+    owner = await _owner_with_artworks(factory, 2)
+    resp = await _post(client, owner)
+    assert resp.status == 202
+    export_id = (await resp.json())["id"]
+    await pool.execute(
+        "UPDATE exports SET status = 'failed', error_message = 'every artwork was missing', "
+        "completed_at = now() WHERE id = $1",
+        uuid.UUID(export_id),
+    )
+    assert (await client.delete(f"/api/pmd/exports/{export_id}", headers=owner.auth)).status == 204
+    removed = await (await client.get(f"/api/pmd/exports/{export_id}", headers=owner.auth)).json()
+    assert removed["status"] == "expired" and removed["removed_at"] is not None
+    assert (await _post(client, owner)).status == 202
