@@ -47,8 +47,8 @@ SECRET = "test-secret-" + "x" * 40
 
 
 TABLES = (
-    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, audit_logs, "
-    "reactions, comments, "
+    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
+    "audited_reads, audit_logs, reactions, comments, "
     "post_files, posts, licenses, users"
 )
 

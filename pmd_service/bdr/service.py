@@ -52,6 +52,18 @@ SQL_AUDIT = """
 INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
 VALUES (gen_random_uuid(), $1, $2, 'user', $3, $4)
 """
+# A read (any range, or a redirect to the bucket): once per moderator, file and hour, so a
+# resumable download's many ranges are one audit row (migrations/0009_audited_reads.sql).
+SQL_AUDIT_READ = """
+WITH first AS (
+    INSERT INTO audited_reads (actor_id, action, file, hour)
+    VALUES ($1, $2, $4, date_trunc('hour', now()))
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)
+INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
+SELECT gen_random_uuid(), $1, $2, 'user', $3, $4 FROM first
+"""
 SQL_NEWEST = f"""
 SELECT {ITEM_COLUMNS} FROM batch_download_requests
 WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
@@ -173,10 +185,19 @@ async def announce(pool: asyncpg.Pool, redis: ArqRedis, bdr_id: uuid.UUID) -> No
 
 
 async def audit(pool: asyncpg.Pool, principal: Principal, action: str, bdr_id: uuid.UUID) -> None:
-    """A moderator's download or removal of a user's ZIP, in the host's audit log."""
+    """A moderator's removal of a user's ZIP, in the host's audit log."""
     if principal.as_moderator:
         note = json.dumps({"bdr_id": str(bdr_id)})
         await pool.execute(SQL_AUDIT, principal.caller.id, action, str(principal.target.id), note)
+
+
+async def audit_read(pool: asyncpg.Pool, principal: Principal, bdr_id: uuid.UUID) -> None:
+    """A moderator's read of a user's ZIP, in the host's audit log: the first of the hour."""
+    if principal.as_moderator:
+        note = json.dumps({"bdr_id": str(bdr_id)})
+        await pool.execute(
+            SQL_AUDIT_READ, principal.caller.id, "pmd_bdr_download", str(principal.target.id), note
+        )
 
 
 async def newest(pool: asyncpg.Pool, user_id: int) -> list[BdrItem]:

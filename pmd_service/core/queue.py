@@ -1,9 +1,11 @@
 """The Redis client used to enqueue arq jobs (and hold SSE tickets). Each feature enqueues its
-own job: bdr/queue.py, exports/queue.py."""
+own job: bdr/queue.py, exports/queue.py. Jobs are JSON (job_codec.py), never pickle."""
 
 from __future__ import annotations
 
 from arq.connections import ArqRedis, RedisSettings
+
+from . import job_codec
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -28,4 +30,6 @@ def create_redis(url: str) -> ArqRedis:
         socket_connect_timeout=2,
         socket_timeout=5,
         encoding="utf8",
+        job_serializer=job_codec.serialize,
+        job_deserializer=job_codec.deserialize,
     )

@@ -114,7 +114,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     export_part_bytes: Bytes = 2 * 2**30
     export_min_part_bytes: Bytes = 256 * 2**20
     export_max_part_bytes: Bytes = 50 * 2**30
-    # After an export that neither failed nor was cancelled, the next one waits this long.
+    # After an export that counts (any but a failed one or one cancelled before any part was
+    # ready: exports/service.py), the next one waits this long.
     export_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 7 * 86400
     # Export parts one worker builds at once (BDRs are never held up by them).
     export_concurrency: Annotated[int, Meta(ge=1, le=16)] = 1

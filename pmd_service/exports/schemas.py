@@ -118,8 +118,9 @@ class ExportList(msgspec.Struct):
     next_export_at: Annotated[
         datetime | None,
         Meta(
-            description="When the cooldown of the last export that neither failed nor was "
-            "cancelled ends (null: a new export may be requested now, unless one is running)"
+            description="When the cooldown of the last export that counts ends (any but a "
+            "failed one or one cancelled before any part was ready; null: a new export may be "
+            "requested now, unless one is running)"
         ),
     ]
 

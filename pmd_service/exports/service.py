@@ -35,11 +35,21 @@ SQL_RUNNING = """
 SELECT id, status, progress_done, artwork_count FROM exports
 WHERE user_id = $1 AND status IN ('pending', 'processing')
 """
-# The cooldown runs from the newest export that counts: one that neither failed nor was
-# cancelled (a failure must not lock the user out for a week).
-SQL_SECONDS_SINCE_LAST = """
-SELECT extract(epoch FROM now() - max(created_at))::float8 FROM exports
-WHERE user_id = $1 AND status NOT IN ('failed', 'cancelled')
+# Whether export `e` counts for the cooldown: not if it failed, even once removed or expired
+# since (a failure must not lock the user out for a week; only a failure writes an
+# error_message, and it stays), nor if it was cancelled before any part was ready. One
+# cancelled after (its parts downloaded as they came, the last never waited for) counts as a
+# finished one does: a part once ready keeps its completed_at through a cancel or a removal.
+# The daily purge keeps a row that counts while its cooldown runs (jobs/upkeep/cleanup.py).
+COUNTS_FOR_COOLDOWN = """(
+    e.status <> 'failed' AND e.error_message IS NULL
+    AND (e.status <> 'cancelled' OR EXISTS (
+        SELECT 1 FROM export_parts p WHERE p.export_id = e.id AND p.completed_at IS NOT NULL))
+)"""
+# The cooldown runs from the newest export that counts.
+SQL_SECONDS_SINCE_LAST = f"""
+SELECT extract(epoch FROM now() - max(created_at))::float8 FROM exports e
+WHERE user_id = $1 AND {COUNTS_FOR_COOLDOWN}
 """
 SQL_ARTWORKS = """
 SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
@@ -123,6 +133,9 @@ async def create(
     request_id: str | None,
 ) -> ExportItem:
     owner_only(principal)
+    # The request itself first: a size out of bounds is a 400 naming it, whatever the state
+    # (a 409 or 429 would hide it until the wait was over, then refuse it anyway).
+    part_bytes = _part_bytes(body, settings)
     user = principal.target
     async with pool.acquire() as conn, conn.transaction():
         # One request of a user at a time checks and inserts: two at once cannot both pass the
@@ -148,9 +161,6 @@ async def create(
                 f"{_duration(wait)}. The parts of the last one stay downloadable until they expire.",
                 headers={"Retry-After": str(wait)}, extra={"retry_after_seconds": wait},
             )  # fmt: skip
-        # After the 409 and the 429: a page offering a size out of bounds still learns first
-        # that an export runs, or when the next may start.
-        part_bytes = _part_bytes(body, settings)
         count = await conn.fetchval(SQL_ARTWORKS, user.id)
         if not count:
             raise ProblemError(

@@ -31,7 +31,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from ..bdr.queue import JOB_NAME
-from ..core import error_reports, logs
+from ..core import error_reports, job_codec, logs
 from ..core.queue import redis_settings
 from ..core.settings import Settings
 from ..core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
@@ -159,6 +159,10 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
         # the row, still pending, then waited 5 minutes for the sweep's fresh id (a cluster run
         # found one pending at its bound).
         "keep_result": 0,
+        # JSON, never pickle: nothing read from Redis runs code (core/job_codec.py). The
+        # Worker's own pool, which the sweep enqueues with, gets them too.
+        "job_serializer": job_codec.serialize,
+        "job_deserializer": job_codec.deserialize,
     }
 
 

@@ -3,12 +3,17 @@
 `bdr_id` and good for that download request only: a copied link opens nothing else).
 
 Stored in Redis so any server replica can redeem one, under a hash of the ticket (a copy of
-Redis holds nothing usable), and redeemed with GETDEL: the first use is the only one.
+Redis holds nothing usable), and redeemed with GETDEL: the first use is the only one. Each
+stored ticket is signed (HMAC-SHA256, with a key derived from JWT_SECRET_KEY, over its Redis
+key and its JSON): whoever can write to that Redis cannot make a ticket naming any user, nor
+move a real one to a ticket of their own; such a ticket is refused as unknown.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import logging
 import re
 import secrets
 import time
@@ -31,8 +36,13 @@ from ..host.access import (
 )
 from .redemptions import Redemptions
 
+log = logging.getLogger(__name__)
+
 TICKET_SECONDS = 30
 _KEY_PREFIX = "pmd:sse-ticket:"
+# The signing key is derived from the token secret, not the secret itself: a ticket's MAC and
+# a token's signature never share a key.
+_KEY_CONTEXT = b"pmd-sse-ticket"
 _TICKET_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 
 
@@ -57,6 +67,27 @@ def redis_key(ticket: str) -> str:
     return _KEY_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
 
 
+def signing_key(jwt_secret_key: str) -> bytes:
+    return hmac.new(jwt_secret_key.encode(), _KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def _mac(key: bytes, where: str, payload: bytes) -> bytes:
+    # Over the Redis key too: a signed ticket copied under another ticket's key is refused.
+    return hmac.new(key, where.encode() + b"\n" + payload, hashlib.sha256).hexdigest().encode()
+
+
+def seal(key: bytes, where: str, payload: bytes) -> bytes:
+    """What is stored at `where`: the MAC, a dot, the ticket's JSON."""
+    return _mac(key, where, payload) + b"." + payload
+
+
+def _unseal(key: bytes, where: str, raw: bytes) -> bytes | None:
+    mac, dot, payload = raw.partition(b".")
+    if not dot or not hmac.compare_digest(mac, _mac(key, where, payload)):
+        return None
+    return payload
+
+
 def _redis_down() -> ProblemError:
     return ProblemError(
         503,
@@ -68,9 +99,11 @@ def _redis_down() -> ProblemError:
     )
 
 
-async def mint(redis: ArqRedis, principal: Principal, bdr_id: uuid.UUID | None = None) -> TicketOut:
+async def mint(
+    redis: ArqRedis, key: bytes, principal: Principal, bdr_id: uuid.UUID | None = None
+) -> TicketOut:
     """A stream ticket, or with `bdr_id` (whose BDR the caller has checked is the target's) a
-    ticket for that one download."""
+    ticket for that one download; `key` from `signing_key`."""
     ticket = secrets.token_urlsafe(32)
     stored = _Stored(
         caller_id=principal.caller.id,
@@ -81,7 +114,8 @@ async def mint(redis: ArqRedis, principal: Principal, bdr_id: uuid.UUID | None =
         bdr_id=None if bdr_id is None else str(bdr_id),
     )
     try:
-        await redis.set(redis_key(ticket), msgspec.json.encode(stored), ex=TICKET_SECONDS)
+        where = redis_key(ticket)
+        await redis.set(where, seal(key, where, msgspec.json.encode(stored)), ex=TICKET_SECONDS)
     except RedisError:
         raise _redis_down() from None
     return TicketOut(ticket=ticket, expires_in=TICKET_SECONDS)
@@ -99,6 +133,7 @@ def _bdr_key(raw: str | None) -> str | None:
 
 async def redeem(
     redis: ArqRedis,
+    key: bytes,
     pool: asyncpg.Pool,
     ticket: str,
     target_sqid: str | None,
@@ -109,29 +144,36 @@ async def redeem(
     redemptions: Redemptions | None = None,
 ) -> Principal:
     """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
-    minted for that BDR; for a stream (None), a stream ticket. `load` looks the caller up
-    (a stream's opening batches it with others'). `spend=False` (a download's HEAD, which
-    sends no byte of the ZIP) leaves the ticket for the GET that follows. `redemptions`
-    spends it in one round trip with other requests' tickets (sse/redemptions.py)."""
+    minted for that BDR; for a stream (None), a stream ticket. `key`: `signing_key`'s. `load`
+    looks the caller up (a stream's opening batches it with others'). `spend=False` (a
+    download's HEAD, which sends no byte of the ZIP) leaves the ticket for the GET that
+    follows. `redemptions` spends it in one round trip with other requests' tickets
+    (sse/redemptions.py)."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
         "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
     )
     if not _TICKET_RE.match(ticket):
         raise unknown
+    where = redis_key(ticket)
     try:
-        key = redis_key(ticket)
         if not spend:
-            raw = await redis.get(key)
+            raw = await redis.get(where)
         elif redemptions is not None:
-            raw = await redemptions.getdel(key)
+            raw = await redemptions.getdel(where)
         else:
-            raw = await redis.getdel(key)
+            raw = await redis.getdel(where)
     except RedisError:
         raise _redis_down() from None
     if raw is None:
         raise unknown
-    stored = msgspec.json.decode(raw, type=_Stored)
+    payload = _unseal(key, where, raw)
+    if payload is None:
+        # Not minted here (or under another JWT_SECRET_KEY: tickets minted before a rotation,
+        # for their 30 s): someone else wrote to this Redis, which operators should know.
+        log.warning("a stream ticket in Redis fails its signature; refused (key %s)", where)
+        raise unknown
+    stored = msgspec.json.decode(payload, type=_Stored)
     wanted = _bdr_key(bdr_id)
     if stored.bdr_id != wanted:
         if stored.bdr_id is None:

@@ -84,6 +84,7 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
     # spend the ticket, which still lasts its 30 seconds and opens one GET.
     return await tickets.redeem(
         request.app[REDIS],
+        tickets.signing_key(request.app[SETTINGS].jwt_secret_key),
         request.app[DB_POOL],
         ticket,
         request.query.get("target_sqid"),

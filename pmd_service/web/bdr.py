@@ -80,9 +80,10 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     refuse_if_no_proxy_slot(request)
     found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
     stored = found.stored
-    # Once per download, not per resumed range or HEAD.
-    if request.method == "GET" and object_download.starts_at_zero(request, stored):
-        await service.audit(request.app[DB_POOL], principal, "pmd_bdr_download", bdr_id)
+    # Every GET, whatever its range (a download resumed from byte 1 reads the ZIP as well), and
+    # the redirect to a bucket's signed URL alike; a HEAD reads nothing. One row an hour.
+    if request.method == "GET":
+        await service.audit_read(request.app[DB_POOL], principal, bdr_id)
     return await send_zip(request, stored, found.filename, service.repr_digest(found.sha256))
 
 

@@ -119,8 +119,10 @@ ENDPOINTS = (
             409: "An export of this user is already pending or processing: `export_id` and "
                  "`progress` name it",
             422: "The user has no artwork to export",
-            429: "Within EXPORT_COOLDOWN_SECONDS of the last export that neither failed nor "
-                 "was cancelled; see Retry-After",
+            429: "Within EXPORT_COOLDOWN_SECONDS of the last export that counts: any but a "
+                 "failed one (even removed since) or one cancelled before any part was ready; "
+                 "see Retry-After. A bad `part_bytes` is a 400 first, whatever the state "
+                 "(409, 429)",
             503: "The parts' file system is short of free space (BDR_MIN_FREE_BYTES); see "
                  "Retry-After",
             **_OWNER_ONLY,

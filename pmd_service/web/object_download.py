@@ -17,7 +17,6 @@ download, whatever the ZIP's size), with caps per user and per process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import re
@@ -205,14 +204,6 @@ def _validators(stored: StoredZip) -> dict[str, str]:
         hdrs.LAST_MODIFIED: _http_date(stored.last_modified),
         hdrs.ACCEPT_RANGES: "bytes",
     }
-
-
-def starts_at_zero(request: web.Request, stored: StoredZip) -> bool:
-    """Whether a GET asks for the ZIP from its first byte (a download, not a resumption)."""
-    with contextlib.suppress(ProblemError):
-        plan = _plan(request, stored)
-        return plan.status != 304 and plan.start == 0
-    return False
 
 
 # --- sending ---------------------------------------------------------------------------------

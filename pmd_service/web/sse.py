@@ -25,6 +25,7 @@ from .keys import (
     DB_POOL,
     PRINCIPAL,
     REDIS,
+    SETTINGS,
     SSE_CALLERS,
     SSE_HUB,
     SSE_POOL_TURNS,
@@ -200,7 +201,8 @@ async def create_ticket(request: web.Request) -> web.Response:
         # Good for one download of any part of that export (the parts' URLs carry its id).
         bdr_id = parse_uuid(query.export_id)
         await export_service.get(request.app[DB_POOL], bdr_id, principal)
-    out = await tickets.mint(request.app[REDIS], principal, bdr_id)
+    key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
+    out = await tickets.mint(request.app[REDIS], key, principal, bdr_id)
     return json_response(out, headers={"Cache-Control": "no-store"})
 
 

@@ -20,6 +20,7 @@ import obstore
 from obstore.store import S3Store
 
 from ...core.objects import S3Access, StoreUrl, incomplete_uploads
+from ...exports.service import COUNTS_FOR_COOLDOWN
 from ...host.vault import (
     BDR_PREFIX,
     EXPORTS_FOLDER,
@@ -69,11 +70,15 @@ UPDATE export_parts p SET status = 'expired'
 FROM due WHERE p.export_id = due.id AND p.status = 'ready'
 RETURNING p.file_path
 """
-SQL_PURGE_EXPORTS = """
-DELETE FROM exports
+# An export that counts for the cooldown stays while it runs ($2, EXPORT_COOLDOWN_SECONDS,
+# which may outlast the 14 days): purged, it would let the next export start at once.
+_IN_COOLDOWN = f"({COUNTS_FOR_COOLDOWN} AND e.created_at > now() - make_interval(secs => $2))"
+SQL_PURGE_EXPORTS = f"""
+DELETE FROM exports e
 WHERE status IN ('failed', 'expired', 'cancelled')
   AND (expires_at IS NULL OR expires_at <= now())
   AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
+  AND NOT {_IN_COOLDOWN}
 """
 SQL_READY_PARTS = """
 SELECT file_path FROM export_parts WHERE status = 'ready' AND file_path = ANY($1::text[])
@@ -86,6 +91,8 @@ DELETE FROM batch_download_requests b
 WHERE status IN ('failed', 'expired', 'cancelled')
   AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
 """
+# A moderator's reads audited this hour: only the current hour's rows still decide anything.
+SQL_PURGE_AUDITED_READS = "DELETE FROM audited_reads WHERE hour < now() - interval '1 day'"
 SQL_PURGE_MODERATOR_MARKS = """
 DELETE FROM moderator_deletions m
 WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
@@ -120,10 +127,11 @@ WHERE {_TERMINAL_AFTER_EXPIRY}
   AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
 """
 SQL_PURGE_EXPORTS_PREVIEW = f"""
-SELECT count(*) FROM exports
+SELECT count(*) FROM exports e
 WHERE {_TERMINAL_AFTER_EXPIRY}
   AND (expires_at IS NULL OR expires_at <= now())
   AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
+  AND NOT {_IN_COOLDOWN}
 """
 
 
@@ -219,8 +227,12 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
     events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
-    purged += int((await st.pool.execute(SQL_PURGE_EXPORTS, TERMINAL_RETENTION_DAYS)).split()[-1])
+    cooldown = float(st.settings.export_cooldown_seconds)
+    purged += int(
+        (await st.pool.execute(SQL_PURGE_EXPORTS, TERMINAL_RETENTION_DAYS, cooldown)).split()[-1]
+    )
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
+    await st.pool.execute(SQL_PURGE_AUDITED_READS)
     log.info("cleanup: %d old finished requests and %d old events purged", purged, events)
     if st.zips.store is not None:
         assert st.zips.bucket is not None
@@ -280,7 +292,8 @@ async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
         )  # fmt: skip
         purged = int(await conn.fetchval(SQL_PURGE_TERMINAL_PREVIEW, days))
         purged += int(await conn.fetchval(SQL_PURGE_USERS_GONE_PREVIEW, days))
-        purged += int(await conn.fetchval(SQL_PURGE_EXPORTS_PREVIEW, days))
+        cooldown = float(st.settings.export_cooldown_seconds)
+        purged += int(await conn.fetchval(SQL_PURGE_EXPORTS_PREVIEW, days, cooldown))
         events = int(await conn.fetchval(SQL_PURGE_EVENTS_PREVIEW))
         log.info("cleanup (dry run): %d old finished requests and %d old events would be purged",
                  purged, events)  # fmt: skip
