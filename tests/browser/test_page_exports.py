@@ -258,9 +258,9 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
     # 1 can be downloaded already.
     await pool.execute(
         "INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count, "
-        "estimated_bytes, file_size_bytes, sha256) VALUES "
-        "($1::uuid, 1, 'ready', '{}', 1, 2048, 1500, repeat('ab', 32)), "
-        "($1::uuid, 2, 'processing', '{}', 1, 2048, NULL, NULL)",
+        "estimated_bytes, file_size_bytes, sha256, completed_at) VALUES "
+        "($1::uuid, 1, 'ready', '{}', 1, 2048, 1500, repeat('ab', 32), now()), "
+        "($1::uuid, 2, 'processing', '{}', 1, 2048, NULL, NULL, NULL)",
         made["id"],
     )
     await set_export(
@@ -301,10 +301,17 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
     await expect(card.get_by_role("button")).to_have_count(0)
     assert await pool.fetchval(row, made["id"]) == "cancelled"
 
-    # A cancelled export does not hold the next back. The POST's reply and the stream's events
-    # for the new export meet in one card.
+    # Cancelled after part 1 was ready (and could be downloaded), it counts for the cooldown
+    # as a finished one would: cancelling before the last part is no way around it.
     await page.get_by_role("button", name="Start export").click()
+    message = page.locator("#export-message")
+    await expect(message).to_contain_text("You can export again on ")
     cards = page.locator("#export-list > li")
+    await expect(cards).to_have_count(1)
+    # A week later, the POST's reply and the stream's events for the new export meet in one
+    # card.
+    await set_export(pool, made["id"], "created_at = created_at - interval '8 days'")
+    await page.get_by_role("button", name="Start export").click()
     await expect(cards).to_have_count(2)
     newest = cards.first
     await expect(newest).to_have_attribute("data-status", "pending")
