@@ -156,7 +156,8 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> Non
 
 async def run_worker(settings: Settings, **overrides: Any) -> None:
     """Drain the queue the way arq does it: a real Worker in burst mode."""
-    from pmd_service.jobs.worker import PmdWorker, worker_options
+    from pmd_service.jobs.arq_adapter import PmdWorker
+    from pmd_service.jobs.worker import worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
     worker = PmdWorker(burst=True, handle_signals=False, **options)

@@ -15,7 +15,6 @@ The tests run a Worker in burst mode on `worker_options` with their own settings
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,20 +22,19 @@ from typing import Any
 from arq import cron, func
 from arq.connections import RedisSettings
 from arq.constants import default_queue_name
-from arq.worker import Worker
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from ..bdr.queue import JOB_NAME
-from ..core import error_reports, job_codec, logs
+from ..core import job_codec, logs
 from ..core.queue import redis_settings
 from ..core.settings import Settings
 from ..core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
 from ..exports.queue import EXPORT_JOB_NAME
 from . import context
+from .arq_adapter import ArqOptions, PmdWorker
 from .bdr.process import process_bdr
 from .exports.process import process_export
 from .failures import MAX_ATTEMPTS
@@ -79,34 +77,6 @@ MAX_JOBS = 4
 POLL_DELAY = 0.02
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20
-
-
-class PmdWorker(Worker):
-    """arq's Worker, surviving a Redis connection lost while it claims a job.
-
-    arq watches a job's in-progress key before claiming it, and redis-py turns a connection
-    lost while watching into WatchError instead of retrying (the watch is gone with the
-    connection). arq expects that error only from the claim's EXEC; from the reads before it,
-    it escaped the poll loop and ended the worker (seen in the chaos run: a worker exited 1
-    when Redis stopped). Here that job's slot is given back and the next poll claims it again.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # Sentry's arq integration reports what escapes a job only for the Workers that
-        # arq.worker.create_worker makes (the `arq` command's); this one is made directly.
-        # Copies: a cron job's object is the module's (CRON_JOBS), shared by every Worker.
-        for name, function in list(self.functions.items()):
-            reported = error_reports.job_reporter(name, function.coroutine)
-            self.functions[name] = replace(function, coroutine=reported)
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        try:
-            await super().start_jobs(job_ids)
-        except WatchError:
-            # arq took the slot (counter and semaphore) for the job it was claiming.
-            self.job_counter -= 1
-            self.sem.release()
 
 
 def worker_redis_settings(url: str) -> RedisSettings:
@@ -164,20 +134,6 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
         "job_serializer": job_codec.serialize,
         "job_deserializer": job_codec.deserialize,
     }
-
-
-class ArqOptions(dict[str, Any]):
-    """The Worker's options as a mapping, for the `arq` command (arq takes a class or a dict).
-
-    The `arq` command sets up its own logging (a plain handler on the `arq` logger) after it
-    imports this and before it reads these options: reading them is the first moment the
-    service's code runs after that, and takes the worker's lines back, so that none is written
-    twice (once not as JSON).
-    """
-
-    def items(self) -> Any:
-        logs.drop_foreign_handlers("arq")
-        return super().items()
 
 
 def __getattr__(name: str) -> Any:
