@@ -8,14 +8,15 @@ the service's, so there is no sequence right; no DELETE, TRUNCATE, TRIGGER or RE
 ownership of anything of the host's.
 
 Run again, the script also takes back what the role was given since by hand: an attribute
-(SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
+(CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
 member may `SET ROLE` to it, NOINHERIT or not, and then act with its rights and attributes: as
 the host tables' owner, it may drop them), and any right on the host schema's tables and
 sequences or CREATE on the schema itself; then it grants the lists below again. An ownership
 stays: `check-host` reports it. It owns the service's own schema (`pmd`): the migrations
 run as the role and create its tables, functions and triggers there; the admin creates the
 schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advisory locks and
-`gen_random_uuid()` need no grant.
+`gen_random_uuid()` need no grant. A superuser, or a role owning the host's database, schema or
+anything in it (the host's own role), is refused before anything changes (`_refusal`).
 
 The lists below come from the SQL constants of posts/, bdr/, sse/, jobs/, host/ and web/ that
 name host tables (tests/api/test_grants.py EXPLAINs every one of them as a role holding exactly
