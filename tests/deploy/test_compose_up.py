@@ -337,21 +337,25 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
 
             # The email, caught, its link on BASE_URL: the published port.
             mail_api = f"http://127.0.0.1:{mail_port}/api/v1"
-            mail_auth = aiohttp.BasicAuth("pmd", STANDALONE_SECRETS["PMD_MAIL_UI_PASSWORD"])
+            mail_auth = {
+                "Authorization": aiohttp.encode_basic_auth(
+                    "pmd", STANDALONE_SECRETS["PMD_MAIL_UI_PASSWORD"]
+                )
+            }
             async with http.get(f"{mail_api}/messages") as resp:
                 assert resp.status == 401  # Mailpit's page and API take a password
             caught: dict[str, Any] = {}
 
             async def emailed() -> bool:
                 nonlocal caught
-                async with http.get(f"{mail_api}/messages", auth=mail_auth) as resp:
+                async with http.get(f"{mail_api}/messages", headers=mail_auth) as resp:
                     caught = await resp.json()
                 return bool(caught["total"])
 
             await eventually(emailed, 60, lambda: json.dumps(caught), interval=0.5)
             (message,) = caught["messages"]
             assert [to["Address"] for to in message["To"]] == ["demo@example.com"]
-            async with http.get(f"{mail_api}/message/{message['ID']}", auth=mail_auth) as resp:
+            async with http.get(f"{mail_api}/message/{message['ID']}", headers=mail_auth) as resp:
                 text = (await resp.json())["Text"]
             assert f"{base}/u/{sqid}/posts?bdr={item['id']}" in text
     finally:
