@@ -60,7 +60,9 @@ async def _migrate(settings: Settings, with_host_tables: bool = False) -> None:
     print("applied: " + ", ".join(applied) if applied else "schema is up to date")
 
 
-async def _check_host(settings: Settings, dev_database: bool = False) -> bool:
+async def _check_host(
+    settings: Settings, dev_database: bool = False, judge_role: bool = False
+) -> bool:
     from .core.db import connect
     from .core.migrate import require_host_tables
     from .host.hostcheck import check_host
@@ -73,6 +75,7 @@ async def _check_host(settings: Settings, dev_database: bool = False) -> bool:
         )
     finally:
         await conn.close()
+    report.judge_role = judge_role
     print(_host_report(report))
     return report.fits
 
@@ -80,9 +83,10 @@ async def _check_host(settings: Settings, dev_database: bool = False) -> bool:
 def _host_report(report: HostReport) -> str:
     """A development database is quiet with --dev-database: one line when it fits (its role is
     the embedded server's superuser, owner of the stand-ins, so the report's privilege warnings,
-    which are about the host's database, do not apply). Without the flag its stand-ins are
+    which are about the host's database, do not apply). With --privileges too, the role is
+    judged as on the host's (a rehearsal of the role check). Without the flag its stand-ins are
     refused, and the report says that the flag is what a development database needs."""
-    if report.standins and report.dev_database:
+    if report.standins and report.dev_database and not report.judge_role:
         if report.fits:
             return (
                 f"development database: the stand-in host tables in schema {report.schema} fit "
@@ -449,6 +453,12 @@ def main(argv: list[str] | None = None) -> int:
         help="accept host tables the service created itself (`migrate --with-host-tables`), "
         "and a role that could take them over (a dev database's admin)",
     )  # fmt: skip
+    check_host.add_argument(
+        "--privileges", action="store_true",
+        help="with --dev-database: report the connected role's privileges and judge them as on "
+        "the host's database (exit 1 for a role that could take it over): a rehearsal of the "
+        "role check on a scratch database",
+    )  # fmt: skip
     for name in ONE_SHOT:
         sub.choices[name].add_argument(
             "--wait", type=_wait_seconds, metavar="SECONDS",
@@ -509,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import-host-bdrs":
             asyncio.run(_import_host_bdrs(settings, args.apply))
         elif args.command == "check-host":
-            return 0 if asyncio.run(_check_host(settings, args.dev_database)) else 1
+            checked = _check_host(settings, args.dev_database, args.privileges)
+            return 0 if asyncio.run(checked) else 1
     except (CliError, HostTablesMissing, DatabaseSetupError) as exc:
         report(str(exc))
         return 2

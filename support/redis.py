@@ -7,16 +7,20 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from pmd_service.dev.embedded import redis_answers, stop_processes
 from support.stack import free_port
 
 
 class RedisServer:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.directory = directory
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        # In the URL as a person writes one: percent-encoded.
+        auth = f":{quote(password, safe='')}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -27,11 +31,12 @@ class RedisServer:
                 _executable(), "--port", str(self.port),
                 "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--dir", str(self.directory), "--logfile", str(log),
+                *(["--requirepass", self.password] if self.password else []),
             ],
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 15
-        while not redis_answers(host="127.0.0.1", port=self.port):
+        while not redis_answers(host="127.0.0.1", port=self.port, password=self.password):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"redis-server exited; see {log}")
             if time.monotonic() > deadline:

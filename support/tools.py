@@ -28,6 +28,7 @@ PACKAGES: dict[str, str] = {
     "nginx": "nginx-light",
     "promtool": "prometheus",
     "chromium": "chromium",
+    "openssl": "openssl",  # the SMTP tests' self-signed certificate
 }
 # What `python -m runs.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
 # HAProxy, PgBouncer and Redis. (Its PostgreSQL is PG_BIN's there, Debian's postgresql-15.)

@@ -27,6 +27,7 @@ BAD = {
     "BASE_URL": "pmd.example.org",
     "SMTP_PORT": "0",
     "SMTP_STARTTLS": "maybe",
+    "SMTP_ALLOW_PLAIN_AUTH": "sometimes",
     "SMTP_TIMEOUT": "0",
     "MAIL_FROM": "nobody",
     "BDR_DAILY_LIMIT": "0",

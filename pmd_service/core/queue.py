@@ -3,6 +3,8 @@ own job: bdr/queue.py, exports/queue.py. Jobs are JSON (job_codec.py), never pic
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from arq.connections import ArqRedis, RedisSettings
 
 from . import job_codec
@@ -10,6 +12,10 @@ from . import job_codec
 
 def redis_settings(url: str) -> RedisSettings:
     settings = RedisSettings.from_dsn(url)
+    # from_dsn keeps them percent-encoded, as the URL has them (redis-py's from_url decodes).
+    for name in ("username", "password"):
+        if value := getattr(settings, name):
+            setattr(settings, name, unquote(value))
     # Fail fast: a request must not hang on an unreachable Redis (it is re-enqueued later).
     settings.conn_timeout = 2
     settings.conn_retries = 2

@@ -100,7 +100,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 25
     smtp_username: str | None = None
     smtp_password: str | None = None
-    smtp_starttls: bool = False
+    # None: STARTTLS whenever the server offers it (aiosmtplib's own default); True: required;
+    # False: never, the only way to send in clear.
+    smtp_starttls: bool | None = None
+    # A password over a connection left unencrypted is refused unless this is set.
+    smtp_allow_plain_auth: bool = False
     # Seconds per SMTP step; no resend once DATA is under way.
     smtp_timeout: Annotated[float, Meta(ge=1, le=600)] = 10.0
     mail_from: str = "pmd@localhost"
@@ -434,6 +438,10 @@ def _raw_values(env: Mapping[str, str]) -> dict[str, Any]:
         if value is None or value == "":
             continue
         inner = kind.type if isinstance(kind, msgspec.inspect.Metadata) else kind
+        if isinstance(inner, msgspec.inspect.UnionType) and inner.includes_none:
+            # An optional setting reads as its one other type (SMTP_STARTTLS=yes).
+            others = [t for t in inner.types if not isinstance(t, msgspec.inspect.NoneType)]
+            inner = others[0] if len(others) == 1 else inner
         if isinstance(inner, msgspec.inspect.VarTupleType):
             raw[name] = [part.strip() for part in value.split(",") if part.strip()]
         elif isinstance(inner, msgspec.inspect.BoolType):

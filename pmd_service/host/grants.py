@@ -8,14 +8,15 @@ the service's, so there is no sequence right; no DELETE, TRUNCATE, TRIGGER or RE
 ownership of anything of the host's.
 
 Run again, the script also takes back what the role was given since by hand: an attribute
-(SUPERUSER, CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
+(CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
 member may `SET ROLE` to it, NOINHERIT or not, and then act with its rights and attributes: as
 the host tables' owner, it may drop them), and any right on the host schema's tables and
 sequences or CREATE on the schema itself; then it grants the lists below again. An ownership
 stays: `check-host` reports it. It owns the service's own schema (`pmd`): the migrations
 run as the role and create its tables, functions and triggers there; the admin creates the
 schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advisory locks and
-`gen_random_uuid()` need no grant.
+`gen_random_uuid()` need no grant. A superuser, or a role owning the host's database, schema or
+anything in it (the host's own role), is refused before anything changes (`_refusal`).
 
 The lists below come from the SQL constants of posts/, bdr/, sse/, jobs/, host/ and web/ that
 name host tables (tests/api/test_grants.py EXPLAINs every one of them as a role holding exactly
@@ -107,6 +108,47 @@ def _grant(privilege: str, table: str, columns: tuple[str, ...], schema: str, ro
     return f"GRANT {privilege} ({', '.join(columns)}) ON {schema}.{table} TO {role};"
 
 
+def _refusal(role: str, host: str) -> list[str]:
+    """A guard that stops the script, and its transaction, before anything changes when the
+    role is a superuser or owns the host's database, schema or anything in it: the host's own
+    role, whose rights on its own tables the REVOKEs below would take away (the host's app then
+    fails on every write). Such a role is never the service's: the service gets its own."""
+    instead = (
+        "make the service a role of its own instead (python -m pmd_service grants --role pmd) "
+        "and give the service that role in DATABASE_URL"
+    )
+    return [
+        "-- Refused for a superuser or a role owning the host's objects (the host's own role):",
+        "-- the REVOKEs below would take its rights on its own tables away. Nothing changes then.",
+        "DO $$DECLARE r record; owns text[]; shown text; BEGIN",
+        f"  SELECT * INTO r FROM pg_roles WHERE rolname = '{role}';",
+        "  IF NOT FOUND THEN RETURN; END IF;",
+        "  IF r.rolsuper THEN",
+        f"    RAISE EXCEPTION 'role {role} is a superuser, never the service''s role: {instead} "
+        f"(a role of the service''s made superuser by mistake: ALTER ROLE {role} NOSUPERUSER, "
+        "then run this again)';",
+        "  END IF;",
+        "  SELECT array_agg(what) INTO owns FROM (",
+        "    SELECT 'the database ' || datname AS what FROM pg_database",
+        "      WHERE datname = current_database() AND datdba = r.oid",
+        f"    UNION ALL SELECT 'schema {host}' FROM pg_namespace",
+        f"      WHERE nspname = '{host}' AND nspowner = r.oid",
+        "    UNION ALL SELECT c.relname::text FROM pg_class c",
+        "      JOIN pg_namespace n ON n.oid = c.relnamespace",
+        f"      WHERE n.nspname = '{host}' AND c.relowner = r.oid AND c.relkind <> 'i'",
+        "    UNION ALL SELECT p.oid::regprocedure::text FROM pg_proc p",
+        "      JOIN pg_namespace n ON n.oid = p.pronamespace",
+        f"      WHERE n.nspname = '{host}' AND p.proowner = r.oid) AS o;",
+        "  IF owns IS NOT NULL THEN",
+        "    shown := array_to_string(owns[1:5], ', ') || CASE WHEN cardinality(owns) > 5",
+        "      THEN format(' and %s more', cardinality(owns) - 5) ELSE '' END;",
+        f"    RAISE EXCEPTION 'role {role} owns %: the host''s own role, whose rights on them "
+        f"this script would revoke; {instead}', shown;",
+        "  END IF;",
+        "END$$;",
+    ]
+
+
 def grants_sql(
     role: str, *, pmd_schema: str = "pmd", host_schema: str = "public", cutover: bool = False
 ) -> str:
@@ -119,6 +161,7 @@ def grants_sql(
         f"{role})",
         "-- and give the service DATABASE_URL=postgresql://" + role + ":…@host/db.",
         "BEGIN;",
+        *_refusal(role, host),
         "-- The role, or an existing one's attributes reset: only those set are named (changing",
         "-- SUPERUSER, REPLICATION or BYPASSRLS takes a superuser).",
         "DO $$DECLARE r record; fix text := ''; BEGIN",

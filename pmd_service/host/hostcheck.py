@@ -358,6 +358,15 @@ FIX = (
     "the role's attributes and takes back its memberships and its rights beyond need (an "
     "ownership stays: give the object to another role, ALTER … OWNER TO)"
 )
+# For a superuser, or the host's own role (an owner of its objects), `grants --role` is never
+# the advice: its REVOKEs would take the owner's own rights on the host's tables away (the
+# host's app then fails on every write), and the script refuses such a role anyway.
+OWN_ROLE = (
+    "role {role} {why}: it is not a role for the service, and `grants --role {role}` refuses it "
+    "(its REVOKEs would take the role's own rights away). As an admin, make the service a role "
+    "of its own with the output of `python -m pmd_service grants --role pmd`, and give the "
+    "service that role in DATABASE_URL"
+)
 
 
 @dataclass
@@ -369,10 +378,16 @@ class Privileges:
     unsafe: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # "posts.title: no SELECT privilege"
     beyond: list[str] = field(default_factory=list)  # reads beyond need, harmless memberships
+    # Why the role itself can never be the service's ("is a superuser", "owns host objects"),
+    # or None: then `grants --role` puts it right.
+    not_a_service_role: str | None = None
 
     def lines(self) -> list[str]:
         lines = [f"  UNSAFE   {u}" for u in self.unsafe]
-        if self.unsafe:
+        if self.not_a_service_role:
+            advice = OWN_ROLE.format(role=self.role, why=self.not_a_service_role)
+            lines.append(f"  to fix:  {advice}")
+        elif self.unsafe:
             lines.append(f"  to fix:  {FIX.format(role=self.role)}")
         lines += [f"  MISSING  {m}" for m in self.missing]
         lines += [f"  beyond need  {b}" for b in self.beyond]
@@ -401,6 +416,8 @@ async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
         r["name"] for r in roles if r["rolsuper"]
     ]
     found = Privileges(name, bool(supers))
+    if roles[0]["rolsuper"]:
+        found.not_a_service_role = "is a superuser"
     for other in supers:
         found.unsafe.append(
             f"{_as(name, other)} is a superuser: it may alter, drop or empty any host table"
@@ -428,6 +445,8 @@ async def _read_reach(
     owners: dict[str, dict[str, list[str]]] = {}
     for row in await conn.fetch(SQL_OWNED, host_schema):
         owners.setdefault(row["owner"], {}).setdefault(row["kind"], []).append(row["name"])
+        if row["owner"] == name:
+            found.not_a_service_role = "owns host objects (the host's own role)"
         if row["kind"] == "table":
             found.owned.append(row["name"])
     for role in roles:
@@ -549,6 +568,8 @@ class HostReport:
     # Stand-ins accepted, and a role that could take over the database (a dev database's admin).
     dev_database: bool = False
     privileges: Privileges | None = None
+    # `--dev-database --privileges`: the role judged as on the host's database (a rehearsal).
+    judge_role: bool = False
 
     @property
     def refused_standins(self) -> bool:
@@ -561,7 +582,11 @@ class HostReport:
             and not self.column_problems
             and not self.refused_standins
             and not (self.privileges and self.privileges.missing)
-            and not (self.privileges and self.privileges.unsafe and not self.dev_database)
+            and not (
+                self.privileges
+                and self.privileges.unsafe
+                and (self.judge_role or not self.dev_database)
+            )
         )
 
     def statements(self) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -19,7 +20,7 @@ from pmd_service.bdr.cutover import _IMPORTED, _SQL_HOST_ROWS
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.grants import INSERTS, READS, UPDATES, GrantsError, grants_sql
-from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, HostReport, check_host
+from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, OWN_ROLE, HostReport, check_host
 from tests.helpers import CHECKOUT, SECRET, grant_role, service_statements
 from tests.helpers import as_role as url_as_role
 
@@ -292,7 +293,6 @@ TAKEOVERS = {
         "ALTER ROLE {role} REPLICATION",
         "role {role} has REPLICATION: it may stream every row of the database out",
     ),
-    "SUPERUSER": ("ALTER ROLE {role} SUPERUSER", "role {role} is a superuser: it may alter"),
     "a member of a role holding an attribute and a write right": (
         "CREATE ROLE {other} NOLOGIN CREATEDB; GRANT DELETE ON posts TO {other}; "
         "GRANT {other} TO {role}",
@@ -394,6 +394,83 @@ async def test_the_cli_exits_1_for_a_role_that_could_take_over(
     assert len(unsafe) == 2, done.stdout
     assert any("which owns host tables audit_logs" in line for line in unsafe)
     assert any(f"role {role} has CREATEROLE" in line for line in unsafe)
+
+
+def _refused_for(role: str, why: str) -> str:
+    return f"  to fix:  {OWN_ROLE.format(role=role, why=why)}"
+
+
+async def _host_rights(admin: asyncpg.Connection, role: str) -> dict[str, bool]:
+    return {
+        right: await admin.fetchval("SELECT has_table_privilege($1, 'posts', $2)", role, right)
+        for right in ("SELECT", "INSERT", "UPDATE", "DELETE")
+    }
+
+
+async def test_grants_refuses_the_hosts_own_role_and_check_host_never_advises_it(
+    fresh_role: FreshRole,
+) -> None:
+    """The host app's role owns its tables. check-host used to say "run the output of `grants
+    --role <it>`", and that script revoked its own INSERT, UPDATE and DELETE on them."""
+    host_app = f"pmd_hostapp_{uuid.uuid4().hex[:8]}"
+    fresh_role.others.append(host_app)
+    admin = fresh_role.admin
+    await admin.execute(f"CREATE ROLE {host_app} LOGIN PASSWORD 'host-app-pw'")
+    for table in ("posts", "users", "audit_logs"):
+        await admin.execute(f"ALTER TABLE {table} OWNER TO {host_app}")
+    assert await _host_rights(admin, host_app) == dict.fromkeys(
+        ("SELECT", "INSERT", "UPDATE", "DELETE"), True
+    )
+    host_app_url = url_as_role(fresh_role.url, host_app, "host-app-pw")
+    conn = await connect(host_app_url, "pmd-test", search_path=ROLE_SEARCH_PATH)
+    try:
+        report = await check_host(conn, "public", privileges=True)
+    finally:
+        await conn.close()
+    assert report.privileges is not None and not _privileges_fit(report)
+    why = "owns host objects (the host's own role)"
+    assert _refused_for(host_app, why) in report.render()
+    assert f"grants --role {host_app}` again" not in report.render()
+
+    refusal = None
+    try:
+        await admin.execute(grants_sql(host_app))
+    except asyncpg.RaiseError as exc:
+        refusal = str(exc)
+        await admin.execute("ROLLBACK")  # as psql's ON_ERROR_STOP leaves it: nothing committed
+    # Its own rights on its tables, which the script's REVOKEs used to take away.
+    assert await _host_rights(admin, host_app) == dict.fromkeys(
+        ("SELECT", "INSERT", "UPDATE", "DELETE"), True
+    )
+    assert refusal is not None
+    assert re.match(rf"role {host_app} owns (audit_logs|posts|users), ", refusal), refusal
+    assert "grants --role pmd" in refusal
+    assert await admin.fetchval(
+        "SELECT rolcanlogin AND rolinherit FROM pg_roles WHERE rolname = $1", host_app
+    )
+
+
+async def test_grants_refuses_a_superuser_until_it_is_one_no_more(fresh_role: FreshRole) -> None:
+    role, admin = fresh_role.name, fresh_role.admin
+    await admin.execute(f"ALTER ROLE {role} SUPERUSER")
+    report = await fresh_role.check()
+    assert report.privileges is not None and not _privileges_fit(report)
+    lines = report.privileges.lines()
+    assert lines[0].startswith(f"  UNSAFE   role {role} is a superuser: it may alter")
+    assert _refused_for(role, "is a superuser") in lines
+    assert not any(f"grants --role {role}` again" in line for line in lines)
+    with pytest.raises(asyncpg.RaiseError, match=f"role {role} is a superuser"):
+        await admin.execute(grants_sql(role))
+    await admin.execute("ROLLBACK")
+    assert await admin.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = $1", role)
+    # What the message says for a service role made superuser by mistake.
+    await admin.execute(f"ALTER ROLE {role} NOSUPERUSER")
+    await admin.execute(grants_sql(role))
+    after = await fresh_role.check()
+    assert after.privileges is not None
+    assert after.privileges.lines() == [
+        f"  ok       role {role} holds exactly what the service needs"
+    ]
 
 
 def test_the_cli_prints_the_script() -> None:

@@ -31,7 +31,7 @@ from pmd_service.host.hostcheck import (
     warn_if_host_lacks,
 )
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET, direct, service_statements
+from tests.helpers import CHECKOUT, SECRET, connected, direct, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
@@ -350,11 +350,11 @@ def test_the_host_tables_agree() -> None:
     assert tuple(HOST_TABLES) == MIGRATE_HOST_TABLES
 
 
-def _cli(url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+def _cli(url: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = os.environ | {"DATABASE_URL": url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
                         "AUTO_MIGRATE": "false"}  # fmt: skip
     return subprocess.run(
-        [sys.executable, "-m", "pmd_service", "check-host"],
+        [sys.executable, "-m", "pmd_service", "check-host", *args],
         env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
         stdin=subprocess.DEVNULL,
     )  # fmt: skip
@@ -381,6 +381,28 @@ async def test_cli_exit_status_and_statements(
     done = _cli(host_role_url, redis_url)
     assert done.returncode == 0, done
     assert "MISSING" not in done.stdout and "CREATE INDEX" not in done.stdout
+
+
+async def test_dev_database_privileges_rehearse_the_role_check(
+    database_url: str, admin_database_url: str, redis_url: str
+) -> None:
+    """On the suite's own database (stand-in host tables): --dev-database alone is one line for
+    any role; with --privileges the role is reported and judged as on the host's database."""
+    service = _cli(database_url, redis_url, "--dev-database", "--privileges")
+    assert service.returncode == 0, service
+    assert "holds exactly what the service needs" in service.stdout
+    assert "NOT THE HOST'S" not in service.stdout
+    admin = _cli(admin_database_url, redis_url, "--dev-database", "--privileges")
+    assert admin.returncode == 1, admin
+    async with connected(admin_database_url) as conn:
+        name = await conn.fetchval("SELECT current_user")
+    assert f"  UNSAFE   role {name} is a superuser" in admin.stdout
+    assert "make the service a role of its own" in admin.stdout
+    assert f"grants --role {name}` refuses it" in admin.stdout
+    assert f"run the output of `python -m pmd_service grants --role {name}`" not in admin.stdout
+    quiet = _cli(admin_database_url, redis_url, "--dev-database")
+    assert quiet.returncode == 0, quiet
+    assert quiet.stdout.startswith("development database:") and "UNSAFE" not in quiet.stdout
 
 
 def test_cli_help_says_what_the_exit_status_means() -> None:

@@ -222,6 +222,12 @@ def check_zip(zipped: bytes, digest: str, artworks: dict[str, bytes], extra: set
 # --- docker-compose.yml -------------------------------------------------------------------------
 
 STANDALONE_STANDINS = ("postgres", "redis", "seaweedfs", "mailpit")
+# What docker-compose.yml requires besides JWT_SECRET_KEY (its first lines make them).
+STANDALONE_SECRETS = {
+    "PMD_REDIS_PASSWORD": "queue-" + uuid.uuid4().hex,
+    "PMD_S3_SECRET_KEY": "store-" + uuid.uuid4().hex,
+    "PMD_MAIL_UI_PASSWORD": "mail-" + uuid.uuid4().hex,
+}
 
 
 def _standalone_args(env_file: Path, project: str) -> list[str]:
@@ -233,7 +239,9 @@ def _standalone_args(env_file: Path, project: str) -> list[str]:
 def test_the_published_port_and_base_url_agree(tmp_path: Path) -> None:
     """One fixed port for the server, and the links in emails on it, whichever it is."""
     for port in (None, "9123"):
-        env = {"JWT_SECRET_KEY": "k" * 32} | ({"PMD_PORT": port} if port else {})
+        env = (
+            STANDALONE_SECRETS | {"JWT_SECRET_KEY": "k" * 32} | ({"PMD_PORT": port} if port else {})
+        )
         write_env(tmp_path / "stack.env", env)
         args = _standalone_args(tmp_path / "stack.env", "pmd-config")
         done = run_compose(tmp_path, *args, "config", "--format", "json")
@@ -256,7 +264,7 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
     secret = "compose-up-test-secret-" + uuid.uuid4().hex
     project = f"pmd-compose-{uuid.uuid4().hex[:6]}"
     env_file = tmp_path / "stack.env"
-    write_env(env_file, {
+    write_env(env_file, STANDALONE_SECRETS | {
         "JWT_SECRET_KEY": secret, "PMD_IMAGE": image, "PMD_DEMO_IMAGE": demo_image,
         "PMD_PORT": str(port), "PMD_MAIL_PORT": str(mail_port), "PMD_S3_PORT": str(s3_port),
     })  # fmt: skip
@@ -266,6 +274,7 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
         assert up.returncode == 0, up.stderr
         # Every service healthy (mail: Mailpit's image has a healthcheck of its own).
         await wait_settled(docker, tmp_path, args, 240, one_shot={"migrate", "demo"})
+        assert_queue_locked(docker, tmp_path, args, "redis")
 
         def psql(sql: str) -> list[list[str]]:
             done = in_service(docker, tmp_path, args, "postgres",
@@ -328,18 +337,25 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
 
             # The email, caught, its link on BASE_URL: the published port.
             mail_api = f"http://127.0.0.1:{mail_port}/api/v1"
+            mail_auth = {
+                "Authorization": aiohttp.encode_basic_auth(
+                    "pmd", STANDALONE_SECRETS["PMD_MAIL_UI_PASSWORD"]
+                )
+            }
+            async with http.get(f"{mail_api}/messages") as resp:
+                assert resp.status == 401  # Mailpit's page and API take a password
             caught: dict[str, Any] = {}
 
             async def emailed() -> bool:
                 nonlocal caught
-                async with http.get(f"{mail_api}/messages") as resp:
+                async with http.get(f"{mail_api}/messages", headers=mail_auth) as resp:
                     caught = await resp.json()
                 return bool(caught["total"])
 
             await eventually(emailed, 60, lambda: json.dumps(caught), interval=0.5)
             (message,) = caught["messages"]
             assert [to["Address"] for to in message["To"]] == ["demo@example.com"]
-            async with http.get(f"{mail_api}/message/{message['ID']}") as resp:
+            async with http.get(f"{mail_api}/message/{message['ID']}", headers=mail_auth) as resp:
                 text = (await resp.json())["Text"]
             assert f"{base}/u/{sqid}/posts?bdr={item['id']}" in text
     finally:
@@ -348,6 +364,14 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
                               "--timeout", "10")  # fmt: skip
     assert down.returncode == 0, down.stderr
     assert docker.leftovers(project, ids) == NOTHING
+
+
+def assert_queue_locked(docker: Engine, directory: Path, args: list[str], service: str) -> None:
+    """The queue's Redis answers only with its password (REDISCLI_AUTH, the healthcheck's)."""
+    bare = in_service(docker, directory, args, service, "env", "-u", "REDISCLI_AUTH",
+                      "redis-cli", "ping")  # fmt: skip
+    assert "NOAUTH" in bare, bare
+    assert in_service(docker, directory, args, service, "redis-cli", "ping").strip() == "PONG"
 
 
 def in_service(docker: Engine, directory: Path, args: list[str], service: str, *cmd: str) -> str:
@@ -489,6 +513,7 @@ async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_d
         assert up.returncode == 0, up.stderr
         await wait_settled(docker, stack, args, 300, one_shot={"pmd-migrate"},
                            unchecked=HOST_UNCHECKED)  # fmt: skip
+        assert_queue_locked(docker, stack, args, "pmd-redis")
 
         base = f"http://127.0.0.1:{caddy_port}"
         async with aiohttp.ClientSession(headers={"Host": SITE}) as http:

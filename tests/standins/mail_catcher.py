@@ -2,12 +2,15 @@
 message on SMTP port 1025 and keeps it in memory, and lists them on port 8025 the way Mailpit's
 API does, as far as the test reads it (`GET /api/v1/messages`: `total` and each message's `ID`,
 `From`, `To` and `Subject`; `GET /api/v1/message/{ID}`: those and its `Text` and `HTML`), with
-`/readyz` for the healthcheck. No web UI, no storage. Runs on Debian's python3 and aiosmtpd."""
+`/readyz` for the healthcheck, and Mailpit's MP_UI_AUTH ("user:password": basic auth on
+everything but `/readyz`). No web UI, no storage. Runs on Debian's python3 and aiosmtpd."""
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import json
+import os
 import threading
 import time
 import uuid
@@ -49,6 +52,11 @@ class Api(BaseHTTPRequestHandler):
         summary = ("ID", "From", "To", "Subject")
         if self.path == "/readyz":
             self._send({"ok": True})
+        elif not self._authorized():
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="Login"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif self.path.startswith("/api/v1/messages"):
             listed = [{k: m[k] for k in summary} for m in reversed(MESSAGES)]
             self._send({"total": len(MESSAGES), "messages": listed})
@@ -56,6 +64,13 @@ class Api(BaseHTTPRequestHandler):
             self._send(found[0])
         else:
             self._send({"error": "not found"}, 404)
+
+    def _authorized(self) -> bool:
+        wanted = os.environ.get("MP_UI_AUTH")
+        if not wanted:
+            return True
+        given = self.headers.get("Authorization", "")
+        return given == "Basic " + base64.b64encode(wanted.encode()).decode()
 
     def _send(self, value: object, status: int = 200) -> None:
         body = json.dumps(value).encode()

@@ -178,6 +178,10 @@ class _SMTP(aiosmtplib.SMTP):
         return await super().data(message, **options)
 
 
+class PlainAuthRefused(aiosmtplib.SMTPException):
+    """SMTP_USERNAME's password would cross the network in clear: not sent."""
+
+
 async def send(settings: Settings, message: EmailMessage, attempt: Attempt | None = None) -> None:
     """Send, or log when no SMTP server is configured. Raises on SMTP failure; `attempt` tells
     the caller whether that failure may still have delivered the message."""
@@ -186,14 +190,36 @@ async def send(settings: Settings, message: EmailMessage, attempt: Attempt | Non
             "email (SMTP_HOST unset, not sent) to=%s subject=%r", message["To"], message["Subject"]
         )
         return
+    # No credentials here: aiosmtplib would log in on connect, whatever the connection became.
+    # The login below comes once it is known whether STARTTLS took place.
     client = _SMTP(
         attempt or Attempt(),
         hostname=settings.smtp_host,
         port=settings.smtp_port,
-        username=settings.smtp_username,
-        password=settings.smtp_password,
         start_tls=settings.smtp_starttls,
         timeout=settings.smtp_timeout,
     )
     async with client:
+        if settings.smtp_username is not None:
+            if not encrypted(client) and not settings.smtp_allow_plain_auth:
+                raise PlainAuthRefused(_plain_auth_refusal(settings))
+            await client.login(settings.smtp_username, settings.smtp_password or "")
         await client.send_message(message)
+
+
+def encrypted(client: aiosmtplib.SMTP) -> bool:
+    return client.get_transport_info("sslcontext") is not None
+
+
+def _plain_auth_refusal(settings: Settings) -> str:
+    why = (
+        "SMTP_STARTTLS=false"
+        if settings.smtp_starttls is False
+        else "the server offered no STARTTLS"
+    )
+    return (
+        f"SMTP: not logging in to {settings.smtp_host}:{settings.smtp_port} as "
+        f"{settings.smtp_username}: the connection is not encrypted ({why}) and the password "
+        "would cross the network in clear. Use a server that offers STARTTLS, or set "
+        "SMTP_ALLOW_PLAIN_AUTH=true to send it anyway"
+    )

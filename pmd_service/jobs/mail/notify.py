@@ -15,7 +15,15 @@ import asyncpg
 
 from ...core.logs import request_id_set
 from ...core.settings import Settings
-from .compose import Attempt, BdrMail, ExportMail, compose, compose_export, send
+from .compose import (
+    Attempt,
+    BdrMail,
+    ExportMail,
+    PlainAuthRefused,
+    compose,
+    compose_export,
+    send,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +106,11 @@ async def _send_once(
         # Nothing reached the server (refused, auth, recipient rejected, or an explicit error
         # reply to DATA), or cancelled before DATA (sweep timeout, shutdown): release it for
         # the sweep. Shielded, so a cancellation cannot skip the release and lose the email.
-        log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
+        if isinstance(exc, PlainAuthRefused):
+            # The operator's to fix; the sweep tries again (a server may offer STARTTLS again).
+            log.error("email for %s not sent: %s; the sweep will retry", what, exc)
+        else:
+            log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
         released = asyncio.ensure_future(release())
         with contextlib.suppress(BaseException):
             await asyncio.shield(released)
