@@ -210,30 +210,29 @@ def _event_parts(parts: list[_PartRow]) -> list[_PartRow]:
     return sorted(sorted(parts, key=interest)[:EVENT_PARTS], key=lambda part: part.number)
 
 
+def _shared(p: _Payload) -> dict[str, Any]:
+    """The fields an item and an event carry alike."""
+    return {
+        "id": p.id, "status": p.status, "created_at": p.created_at,
+        "started_at": p.started_at, "completed_at": p.completed_at, "expires_at": p.expires_at,
+        "removed_at": p.removed_at, "part_bytes": p.part_bytes,
+        "include_comments": p.include_comments, "include_reactions": p.include_reactions,
+        "send_email": p.send_email, "artwork_count": p.artwork_count,
+        "progress": Progress(done=p.progress_done, total=p.artwork_count),
+        "total_bytes": p.total_bytes, "error_message": p.error_message,
+        "sha256sums_url": f"{export_base_url(p.id)}/SHA256SUMS",
+    }  # fmt: skip
+
+
 def export_item(payload: Any) -> ExportItem:
     """An item from `export_payload(row)`, as JSON text, bytes or a decoded mapping."""
     p = _decoded(payload)
     return ExportItem(
-        id=p.id,
-        status=p.status,
-        created_at=p.created_at,
-        started_at=p.started_at,
-        completed_at=p.completed_at,
-        expires_at=p.expires_at,
-        removed_at=p.removed_at,
-        part_bytes=p.part_bytes,
-        include_comments=p.include_comments,
-        include_reactions=p.include_reactions,
-        send_email=p.send_email,
-        artwork_count=p.artwork_count,
-        progress=Progress(done=p.progress_done, total=p.artwork_count),
-        total_bytes=p.total_bytes,
+        **_shared(p),
         skipped=p.skipped,
         skipped_count=len(p.skipped),
-        error_message=p.error_message,
         parts=_parts(p, p.parts),
         parts_count=len(p.parts),
-        sha256sums_url=f"{export_base_url(p.id)}/SHA256SUMS",
     )
 
 
@@ -242,25 +241,10 @@ def export_update(payload: Any) -> ExportUpdate:
     0008, from the whole `export_payload(row)`: made as small the same way)."""
     p = _decoded(payload)
     return ExportUpdate(
-        id=p.id,
-        status=p.status,
-        created_at=p.created_at,
-        started_at=p.started_at,
-        completed_at=p.completed_at,
-        expires_at=p.expires_at,
-        removed_at=p.removed_at,
-        part_bytes=p.part_bytes,
-        include_comments=p.include_comments,
-        include_reactions=p.include_reactions,
-        send_email=p.send_email,
-        artwork_count=p.artwork_count,
-        progress=Progress(done=p.progress_done, total=p.artwork_count),
-        total_bytes=p.total_bytes,
+        **_shared(p),
         skipped_count=len(p.skipped) if p.skipped_count is None else p.skipped_count,
-        error_message=p.error_message,
         parts=_parts(p, _event_parts(p.parts)),
         parts_count=len(p.parts) if p.parts_count is None else p.parts_count,
-        sha256sums_url=f"{export_base_url(p.id)}/SHA256SUMS",
     )
 
 
