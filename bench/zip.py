@@ -19,11 +19,12 @@ import tempfile
 import threading
 import time
 import zipfile
-import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from zlib_ng import zlib_ng
 
 from bench import cli, plots
 from pmd_service.dev.demo import pixel_art
@@ -84,18 +85,21 @@ def copy_floor(paths: list[Path], out: Path, durable: bool = False) -> None:
 def required_floor(paths: list[Path], out: Path) -> None:
     """What any correct build must do to the bytes, plainly in one pass: copy them, CRC-32 them
     (the ZIP format), SHA-256 each file (the ZIP's manifest-sha256.txt) and the whole (the
-    recorded checksum, Repr-Digest), and fsync (durability)."""
+    recorded checksum, Repr-Digest), and fsync (durability). With the build's own tools, so the
+    floor is no slower than it need be: reads into one reused buffer (a fresh 1 MiB `bytes` a
+    read costs page faults) and zlib-ng's CRC-32 (~10x the standard library's)."""
     whole = hashlib.sha256()
-    with open(out, "wb") as dst:
+    buffer = bytearray(1 << 20)
+    with open(out, "wb", buffering=0) as dst:
         for p in paths:
             crc, entry = 0, hashlib.sha256()
-            with open(p, "rb") as src:
-                while chunk := src.read(1 << 20):
-                    crc = zlib.crc32(chunk, crc)
+            with open(p, "rb", buffering=0) as src:
+                while size := src.readinto(buffer):
+                    chunk = memoryview(buffer)[:size]
+                    crc = zlib_ng.crc32(chunk, crc)
                     entry.update(chunk)
                     whole.update(chunk)
                     dst.write(chunk)
-        dst.flush()
         os.fsync(dst.fileno())
 
 
