@@ -69,7 +69,7 @@ def test_the_docs_are_renders_of_their_templates_and_the_committed_data() -> Non
 @pytest.mark.parametrize(
     ("page", "before", "after"),
     [
-        ("benchmarks.md", "| seed algorithm | 3345 ms |", "| seed algorithm | 2345 ms |"),
+        ("benchmarks.md", "| seed algorithm | ", "| seed algorithm | 1"),  # whatever it was
         ("scaling.md", "gave 0.69× the rate of one", "gave 0.96× the rate of one"),
         ("reliability.md", "wall time ", "wall time 1"),  # a run's time, whatever it was
         ("runs/chaos-ci.md", "chaos: OK: 0 violations", "chaos: OK: 1 violations"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import subprocess
 import threading
 import zipfile
 import zlib
@@ -16,7 +17,16 @@ import pytest
 import zipstream.ng
 from zlib_ng import zlib_ng
 
-from pmd_service.jobs.zip.build import CHUNK, BuildCancelled, Entry, build, build_zip
+from pmd_service.jobs.zip.build import (
+    CHUNK,
+    THREADED,
+    BuildCancelled,
+    Entry,
+    FileDigest,
+    build,
+    build_zip,
+    sha256sum_lines,
+)
 
 
 def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
@@ -55,6 +65,39 @@ def test_the_recorded_size_and_sha256_are_the_files(tmp_path: Path) -> None:
             assert archive.read(e.arcname) == e.path.read_bytes()
         assert archive.read("artworks/99.png") == b"fetched bytes"
     assert _threads() == before
+
+
+def _manifest(files: list[FileDigest]) -> list[tuple[str, bytes]]:
+    return [("manifest-sha256.txt", sha256sum_lines(files))]
+
+
+def test_the_manifest_is_sha256sum_of_the_extracted_files(tmp_path: Path) -> None:
+    # Big entries are hashed on a thread of their own while their reused buffers take the next
+    # reads: a buffer given back before its bytes were hashed would give a wrong line here.
+    # Small ones are hashed on the build thread, between big ones: the lines stay in order.
+    sizes = [THREADED - 1, THREADED, THREADED + 1, 3 * CHUNK + 5, 17, CHUNK, 0, 2 * CHUNK - 1]
+    (tmp_path / "in").mkdir()
+    entries = _artworks(tmp_path / "in", [*sizes * 3, *[CHUNK] * 40])
+    entries.append(Entry(99, "artworks/99.png", data=os.urandom(CHUNK + 3)))
+    out = tmp_path / "out.zip"
+    before = _threads()
+    result = build_zip(out, entries, _trailer, lambda n: None, threading.Event(), _manifest)
+    assert _threads() == before
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        archive.extractall(tmp_path / "out")
+    assert names[-1] == "manifest-sha256.txt"
+    manifest = (tmp_path / "out" / "manifest-sha256.txt").read_text()
+    assert [line.split("  ", 1)[1] for line in manifest.splitlines()] == names[:-1]
+    checked = subprocess.run(
+        ["sha256sum", "--strict", "-c", "manifest-sha256.txt"],
+        cwd=tmp_path / "out", capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.count(": OK") == len(names) - 1
+    assert [f.name for f in result.files] == names
+    assert [f.size for f in result.files[:-2]] == [(tmp_path / "out" / n).stat().st_size
+                                                   for n in names[:-2]]  # fmt: skip
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

@@ -1,17 +1,18 @@
 """Streaming a BDR ZIP with zipstream-ng, off the event loop, to disk or an object store.
 
-Three threads share the work: the build thread reads the artworks and runs zipstream-ng (the
-format and its CRC-32), and every piece that comes out goes both to the hash thread (SHA-256)
-and to the sink thread, which writes it (a file, fsynced) or uploads it (a bucket). On two
-cores the build costs about its slowest stage, the SHA-256, rather than the sum, and the
-writes and the fsync overlap the hashing instead of following it (figures in
-docs/benchmarks.md, "Measurements behind the code"); the event loop only reads how far the
-build got. Every read lands in one of a few reused buffers that come back once both stages are
-done with them: a fresh 1 MiB `bytes` per read cost a page fault every 4 KiB (glibc returns big
-blocks to the kernel when they are freed), about a third of the whole build. Artworks are
-stored (they are compressed images already: DEFLATE gains next to nothing), the JSON files
-deflated. Memory is those buffers plus, for HTTP sources, the few artworks fetched ahead:
-never the size of the ZIP."""
+Four threads share the work: the build thread reads the artworks and runs zipstream-ng (the
+format and its CRC-32); the entry-hash thread takes each big entry's SHA-256 (the manifest's
+lines) from the same chunks; and every piece of the ZIP that comes out goes both to the hash
+thread (the whole ZIP's SHA-256) and to the sink thread, which writes it (a file, fsynced) or
+uploads it (a bucket). Every byte is hashed twice, and the two hashes run on both cores at once
+rather than one after the other; the writes and the fsync overlap the hashing instead of
+following it (figures in docs/benchmarks.md, "Measurements behind the code"); the event loop
+only reads how far the build got. Every read lands in one of a few reused buffers that come
+back once every thread holding them is done: a fresh 1 MiB `bytes` per read cost a page fault
+every 4 KiB (glibc returns big blocks to the kernel when they are freed), about a third of the
+whole build. Artworks are stored (they are compressed images already: DEFLATE gains next to
+nothing), the JSON files deflated. Memory is those buffers plus, for HTTP sources, the few
+artworks fetched ahead: never the size of the ZIP."""
 
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ from zipstream import ZipStream
 from zlib_ng import zlib_ng
 
 if TYPE_CHECKING:
+    from hashlib import _Hash as Hash
+
     from obstore import Attributes
     from obstore.store import ObjectStore
 
@@ -97,42 +100,50 @@ class BuildResult:
     files: list[FileDigest] = field(default_factory=list)
 
 
-# Buffers in flight at once: one being read, one being packed, the rest queued between the
-# stages (STAGE_DEPTH each) or in a stage's hands. A build's memory is BUFFERS x CHUNK.
+# Buffers in flight at once: one being read, one being packed, the rest queued for the three
+# other threads (STAGE_DEPTH each) or in their hands. A build's memory is BUFFERS x CHUNK.
 STAGE_DEPTH = 4
-BUFFERS = 2 * STAGE_DEPTH + 4
+BUFFERS = 3 * STAGE_DEPTH + 4
 
 
 class _Buffers:
-    """Up to `count` CHUNK-sized bytearrays, reused: a buffer comes back once both stages are
-    done with the piece it holds; `take` waits while all are in flight, which holds the reads
-    back to the slowest stage. They are made when first needed (a small ZIP needs two, and
-    making one costs a zero-filled MiB)."""
+    """Up to `count` CHUNK-sized bytearrays, reused: each has a count of the threads holding it
+    (the build thread from `take`, then each stage it is handed to) and comes back once the
+    last one lets go; `take` waits while all are in flight, which holds the reads back to the
+    slowest stage. They are made when first needed (a small ZIP needs two, and making one costs
+    a zero-filled MiB)."""
 
     def __init__(self, count: int) -> None:
         self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
         self._unmade = count
         self._lock = threading.Lock()
+        self._holds: dict[int, int] = {}
 
     def take(self) -> bytearray:
         try:
-            return self._free.get_nowait()
+            buffer = self._free.get_nowait()
         except queue.Empty:
             if self._unmade > 0:  # only the build thread takes: no race on the count
                 self._unmade -= 1
-                return bytearray(CHUNK)
-            return self._free.get()
-
-    def give(self, buffer: bytearray) -> None:
-        self._free.put(buffer)
-
-    def release(self, piece: _Piece) -> None:
-        """One stage is done with `piece`; the second one gives its buffer back."""
+                buffer = bytearray(CHUNK)
+            else:
+                buffer = self._free.get()
         with self._lock:
-            piece.holders -= 1
-            last = not piece.holders
-        if last and piece.buffer is not None:
-            self._free.put(piece.buffer)
+            self._holds[id(buffer)] = 1
+        return buffer
+
+    def hold(self, buffer: bytearray, more: int = 1) -> None:
+        with self._lock:
+            self._holds[id(buffer)] += more
+
+    def release(self, buffer: bytearray | None) -> None:
+        if buffer is None:
+            return
+        with self._lock:
+            left = self._holds[id(buffer)] - 1
+            self._holds[id(buffer)] = left
+        if not left:
+            self._free.put(buffer)
 
 
 Chunk = bytes | memoryview
@@ -140,14 +151,13 @@ Chunk = bytes | memoryview
 
 class _Piece:
     """A piece of the ZIP on its way to both stages: its bytes, and the reused buffer they sit
-    in (None when they are bytes of their own), given back when both stages are done."""
+    in (None when they are bytes of their own)."""
 
-    __slots__ = ("buffer", "chunk", "holders")
+    __slots__ = ("buffer", "chunk")
 
     def __init__(self, chunk: Chunk, buffer: bytearray | None) -> None:
         self.chunk = chunk
         self.buffer = buffer
-        self.holders = 2
 
 
 # What _packed yields: a piece's bytes and the buffer they sit in (None: bytes of their own).
@@ -194,6 +204,8 @@ class _Pipeline:
             raise self._error
         self._result.size += len(chunk)  # the run reads it to enforce the size cap
         piece = _Piece(chunk, buffer)
+        if buffer is not None:
+            self._buffers.hold(buffer, 2)
         self._to_hash.put(piece)
         self._to_sink.put(piece)
 
@@ -221,13 +233,13 @@ class _Pipeline:
                 update(piece.chunk)  # releases the GIL: the other stages run meanwhile
             except BaseException as exc:  # (MemoryError): fail the build, keep releasing
                 self._error = self._error or exc
-            release(piece)
+            release(piece.buffer)
 
     def _chunks(self) -> Iterator[Chunk]:
         release = self._buffers.release
         while (piece := self._to_sink.get()) is not None:
             yield piece.chunk
-            release(piece)
+            release(piece.buffer)
         self._ended = True
         if self._aborted:
             raise _Aborted
@@ -242,7 +254,7 @@ class _Pipeline:
                 self._error = RuntimeError("the sink returned before the end of the ZIP")
         if not self._ended:  # keep taking pieces, so no stage waits on a sink that stopped
             while (piece := self._to_sink.get()) is not None:
-                self._buffers.release(piece)
+                self._buffers.release(piece.buffer)
 
 
 def _read_chunks(handle: io.RawIOBase, buffers: _Buffers) -> Iterator[memoryview]:
@@ -251,7 +263,7 @@ def _read_chunks(handle: io.RawIOBase, buffers: _Buffers) -> Iterator[memoryview
         buffer = buffers.take()
         size = readinto(buffer)
         if not size:
-            buffers.give(buffer)
+            buffers.release(buffer)
             return
         yield memoryview(buffer)[:size]
 
@@ -282,46 +294,122 @@ def _packed(chunks: Iterable[Chunk], buffers: _Buffers) -> Generator[Piece, None
         pack[used : used + size] = chunk
         used += size
         if own is not None:
-            buffers.give(own)  # copied: its buffer can take the next read
+            buffers.release(own)  # copied: its buffer can take the next read
     if pack is not None:
         yield memoryview(pack)[:used], pack
 
 
-class _Digesting:
-    """Passes an entry's chunks on while hashing them (SHA-256 releases the GIL on big chunks:
-    the other stages run meanwhile); `done` records the entry once its last chunk went by."""
+# An entry smaller than this is hashed on the build thread: handing it over would cost more.
+THREADED = 256 << 10
 
-    __slots__ = ("_digest", "_name", "_size")
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._digest = hashlib.sha256()
-        self._size = 0
+class _EntryHashes:
+    """Each entry's SHA-256 (for the manifest), on a thread of its own for big entries: the
+    build thread hands it the chunks it passes to zipstream-ng (a reused buffer is held until
+    they are hashed) and goes on reading and CRC-ing, while the hash thread takes the whole
+    ZIP's SHA-256; on two cores both hashes run at once instead of this one on the build
+    thread. A ZIP of small entries never starts the thread. A digest joins `result.files`, in
+    entry order, once its entry's last chunk is hashed; `flush` waits for every one so far."""
 
-    def through(self, chunks: Iterable[Chunk]) -> Iterator[Chunk]:
-        update = self._digest.update
-        for chunk in chunks:
-            update(chunk)
-            self._size += len(chunk)
-            yield chunk
+    def __init__(self, buffers: _Buffers, result: BuildResult) -> None:
+        self._buffers = buffers
+        self._files = result.files
+        self._error: BaseException | None = None
+        self._work: queue.Queue[_Hashing | _Ended | None] = queue.Queue(STAGE_DEPTH)
+        self._thread: threading.Thread | None = None
+        self._handed = 0  # entries handed to the thread (build thread only)
+        self._recorded = 0  # and recorded by it (that thread only)
 
-    def done(self) -> FileDigest:
-        return FileDigest(self._name, self._digest.hexdigest(), self._size)
+    def entry(self, name: str, chunks: Iterable[Chunk], size: int | None) -> Iterator[Chunk]:
+        """`chunks` passed on, each hashed on the way (here or on the thread), then recorded."""
+        digest = hashlib.sha256()
+        total = 0
+        if size is not None and size < THREADED:
+            update = digest.update
+            for chunk in chunks:
+                update(chunk)
+                total += len(chunk)
+                yield chunk
+            if self._recorded == self._handed:  # nothing before it still on the thread
+                self._files.append(FileDigest(name, digest.hexdigest(), total))
+                return
+        else:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="zip-entry-sha256")
+                self._thread.daemon = True
+                self._thread.start()
+            put, hold = self._work.put, self._buffers.hold
+            for chunk in chunks:
+                own = chunk.obj if isinstance(chunk, memoryview) else None
+                if own is not None:
+                    assert isinstance(own, bytearray)
+                    hold(own)
+                put(_Hashing(digest, chunk, own))
+                total += len(chunk)
+                yield chunk
+        self._handed += 1
+        self._work.put(_Ended(name, digest, total))
+
+    def flush(self) -> None:
+        """Wait until every entry handed so far is recorded (raising the thread's error)."""
+        if self._thread is not None:
+            self._work.join()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._work.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        work, release, files = self._work, self._buffers.release, self._files
+        while (item := work.get()) is not None:
+            try:
+                if isinstance(item, _Hashing):
+                    try:
+                        item.digest.update(item.chunk)  # releases the GIL: the build goes on
+                    finally:
+                        release(item.buffer)
+                else:
+                    files.append(FileDigest(item.name, item.digest.hexdigest(), item.size))
+                    self._recorded += 1
+            except BaseException as exc:  # (MemoryError): fail the build, keep releasing
+                self._error = self._error or exc
+            finally:
+                work.task_done()
+        work.task_done()
+
+
+class _Hashing:
+    __slots__ = ("buffer", "chunk", "digest")
+
+    def __init__(self, digest: Hash, chunk: Chunk, buffer: bytearray | None) -> None:
+        self.digest = digest
+        self.chunk = chunk
+        self.buffer = buffer
+
+
+class _Ended:
+    __slots__ = ("digest", "name", "size")
+
+    def __init__(self, name: str, digest: Hash, size: int) -> None:
+        self.name = name
+        self.digest = digest
+        self.size = size
 
 
 def _add(
     stream: ZipStream,
-    result: BuildResult,
+    hashes: _EntryHashes,
     name: str,
     data: Iterable[Chunk],
     size: int | None = None,
     compress_type: int | None = None,
 ) -> Iterator[Chunk]:
-    """One entry added and written, its digest recorded in `result.files`."""
-    digesting = _Digesting(name)
-    stream.add(digesting.through(data), name, size=size, compress_type=compress_type)
+    """One entry added and written, its digest recorded in `result.files` by `hashes`."""
+    stream.add(hashes.entry(name, data, size), name, size=size, compress_type=compress_type)
     yield from stream.all_files()
-    result.files.append(digesting.done())
 
 
 def _zip_chunks(
@@ -331,6 +419,7 @@ def _zip_chunks(
     cancel: threading.Event,
     result: BuildResult,
     buffers: _Buffers,
+    hashes: _EntryHashes,
     closing: Closing | None = None,
 ) -> Generator[Chunk, None, None]:
     stream = ZipStream(compress_type=ZIP_STORED)
@@ -348,11 +437,11 @@ def _zip_chunks(
                 with handle:
                     size = os.fstat(handle.fileno()).st_size
                     chunks = _read_chunks(handle, buffers)
-                    yield from _add(stream, result, entry.arcname, chunks, size)
+                    yield from _add(stream, hashes, entry.arcname, chunks, size)
                 result.added.append(entry.post_id)
         else:
             data = entry.data or b""
-            yield from _add(stream, result, entry.arcname, (data,), len(data))
+            yield from _add(stream, hashes, entry.arcname, (data,), len(data))
             result.added.append(entry.post_id)
         on_progress(done)
 
@@ -360,12 +449,13 @@ def _zip_chunks(
         raise BuildCancelled
     for name, blob in trailer(result.added, result.skipped):
         if isinstance(blob, bytes):
-            yield from _add(stream, result, name, (blob,), len(blob), ZIP_DEFLATED)
+            yield from _add(stream, hashes, name, (blob,), len(blob), ZIP_DEFLATED)
         else:
-            yield from _add(stream, result, name, blob, compress_type=ZIP_DEFLATED)
+            yield from _add(stream, hashes, name, blob, compress_type=ZIP_DEFLATED)
     if closing is not None:
+        hashes.flush()
         for name, made in closing(list(result.files)):
-            yield from _add(stream, result, name, (made,), len(made), ZIP_DEFLATED)
+            yield from _add(stream, hashes, name, (made,), len(made), ZIP_DEFLATED)
     yield from stream.finalize()
 
 
@@ -398,11 +488,14 @@ def build(
     result = result if result is not None else BuildResult(size=0, sha256="")
     buffers = _Buffers(BUFFERS)
     pipeline = _Pipeline(sink, buffers, result)
-    chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers, closing)
+    hashes = _EntryHashes(buffers, result)
+    chunks = _zip_chunks(entries, trailer, on_progress, cancel, result, buffers, hashes, closing)
     packed = _packed(chunks, buffers)
     try:
         for chunk, buffer in packed:
             pipeline.send(chunk, buffer)
+            buffers.release(buffer)  # the build thread's own hold: the stages hold it now
+        hashes.flush()
     except BaseException:
         pipeline.abort()
         raise
@@ -411,6 +504,7 @@ def build(
         # the artwork open in `_zip_chunks` is closed now too, not whenever the GC gets to it.
         packed.close()
         chunks.close()
+        hashes.close()
     pipeline.close()
     result.sha256 = pipeline.digest.hexdigest()
     return result
@@ -475,9 +569,10 @@ def build_zip(
     trailer: Trailer,
     on_progress: Callable[[int], None],
     cancel: threading.Event,
+    closing: Closing | None = None,
 ) -> BuildResult:
     """The ZIP written to `temp_path` and fsynced (the local folder's build)."""
-    return build(file_sink(temp_path), entries, trailer, on_progress, cancel)
+    return build(file_sink(temp_path), entries, trailer, on_progress, cancel, closing=closing)
 
 
 def publish(temp_path: Path, final_path: Path) -> None:
