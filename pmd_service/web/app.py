@@ -17,6 +17,7 @@ from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
 from ..sse.redemptions import Redemptions
 from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse, sse_hub
+from .connections import head_deadline_middleware
 from .cors import setup_cors
 from .download_slots import ProxySlots
 from .keys import (
@@ -98,6 +99,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
         middlewares=[
+            head_deadline_middleware,
             request_id_middleware,
             metrics_middleware,
             problem_middleware,
