@@ -159,7 +159,11 @@ def _refusal(server_name: str) -> bytes:
 
 class ConnectionGuard:
     """The listening socket's protocol factory: each connection gets aiohttp's own protocol
-    (`inner`, a web.Server: aiohttp's low-level protocol factory) inside a `Guarded` one."""
+    (`inner`, a web.Server: aiohttp's low-level protocol factory) inside a `Guarded` one.
+
+    The connections waiting for a head are kept in one dict, oldest deadline first, and swept
+    by one timer: a timer of each connection's own, cancelled once its head came, stayed in
+    the loop's heap until it would have fired (~150 B a stream in a flood)."""
 
     def __init__(
         self,
@@ -174,6 +178,8 @@ class ConnectionGuard:
         self.loop = asyncio.get_running_loop()
         self.open = 0
         self.heads_late = 0  # connections closed for a head that did not come in time
+        self.waiting: dict[Guarded, float] = {}  # deadline of each head awaited, in order
+        self._sweep: asyncio.TimerHandle | None = None
         self.refusal = _refusal(server_name)
         self.refused = Tally(
             f"%d connection(s) refused in the last second: {cap} open (MAX_CONNECTIONS)"
@@ -187,17 +193,43 @@ class ConnectionGuard:
         transport.close()
         self.refused.add("503, closed")
 
+    def await_head(self, conn: Guarded) -> None:
+        # Re-inserted at the end: the dict stays in deadline order (one timeout for all).
+        self.waiting.pop(conn, None)
+        self.waiting[conn] = self.loop.time() + self.header_timeout
+        if self._sweep is None:
+            self._sweep = self.loop.call_later(self._period(), self.sweep)
+
+    def _period(self) -> float:
+        return min(1.0, self.header_timeout / 2)
+
+    def sweep(self) -> None:
+        now = self.loop.time()
+        late = []
+        for conn, deadline in self.waiting.items():
+            if deadline > now:
+                break
+            late.append(conn)
+        for conn in late:
+            del self.waiting[conn]
+            conn.late()
+        self.heads_late += len(late)
+        if self.waiting:
+            self._sweep = self.loop.call_later(self._period(), self.sweep)
+        else:
+            self._sweep = None
+            self.waiting = {}  # a dict keeps its table at its largest: a flood's, otherwise
+
 
 class Guarded(asyncio.Protocol):
     """One connection: aiohttp's protocol, with a deadline on each request's head."""
 
-    __slots__ = ("busy", "guard", "inner", "timer", "transport", "unread")
+    __slots__ = ("busy", "guard", "inner", "transport", "unread")
 
     def __init__(self, guard: ConnectionGuard) -> None:
         self.guard = guard
         self.inner: asyncio.Protocol | None = None
         self.transport: asyncio.Transport | None = None
-        self.timer: asyncio.TimerHandle | None = None
         self.busy = False  # a request's handler runs: its head came
         # The body of the last request, when its handler left some unread: the bytes that
         # follow are that body's (aiohttp reads and drops them), not a new head.
@@ -213,15 +245,10 @@ class Guarded(asyncio.Protocol):
         self.transport = transport
         self.inner = guard.inner()
         self.inner.connection_made(transport)
-        self._arm()
+        guard.await_head(self)
 
-    def _arm(self) -> None:
-        self.timer = self.guard.loop.call_later(self.guard.header_timeout, self._late)
-
-    def _late(self) -> None:
-        self.timer = None
+    def late(self) -> None:
         if not self.busy and self.transport is not None:
-            self.guard.heads_late += 1
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -229,20 +256,18 @@ class Guarded(asyncio.Protocol):
         if inner is None:  # refused: nothing reads it
             return
         inner.data_received(data)
-        if self.timer is None and not self.busy:
+        if not self.busy and self not in self.guard.waiting:
             if self.unread is not None:
                 if self.unread.is_eof():  # this chunk ended it: the next one starts a head
                     self.unread = None
                 return
-            self._arm()  # the first byte of a request after an idle keep-alive
+            self.guard.await_head(self)  # the first byte of a request after an idle keep-alive
 
     def eof_received(self) -> bool | None:
         return self.inner.eof_received() if self.inner is not None else None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.guard.waiting.pop(self, None)
         inner, self.inner = self.inner, None
         self.transport = self.unread = None
         if inner is not None:
@@ -260,9 +285,7 @@ class Guarded(asyncio.Protocol):
     def head_came(self) -> None:
         self.busy = True
         self.unread = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        self.guard.waiting.pop(self, None)
 
     def handled(self, request: web.BaseRequest) -> None:
         self.busy = False
