@@ -102,6 +102,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             head_deadline_middleware,
             request_id_middleware,
             metrics_middleware,
+            sse.opening_gate_middleware,
             problem_middleware,
         ],
         client_max_size=settings.max_body_bytes,

@@ -38,6 +38,8 @@ ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 # Stream openings whose database queries may run at once (web/sse.py): the rest wait their turn.
 SSE_POOL_TURNS: web.AppKey[Turns] = web.AppKey("sse_openings")
+# Stream openings past their head at once (web/sse.py, opening_gate_middleware).
+SSE_OPENING_GATE: web.AppKey[Turns] = web.AppKey("sse_opening_gate")
 SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")
