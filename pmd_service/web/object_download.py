@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 # time. Above aiohttp's 64 KiB write limit, so every write waits until the client took it
 # (see _relay).
 READ_CHUNK = 128 * 1024
+# A local file's largest step (sendfile call) for a client that reads fast: one that then
+# stops still gets BDR_PROXY_IDLE_SECONDS, and one that slows down must take 1 MiB in that time.
+SENDFILE_MAX_STEP = 2**20
 
 
 async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> web.Response:
@@ -287,20 +290,21 @@ async def _sendfile(
     plan: Plan,
     idle_seconds: float,
 ) -> None:
-    """The file's bytes [start, stop) by sendfile, a chunk (128 KiB) per call: a client that
-    takes no chunk for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (one sendfile of the
-    whole range waited for a client that stopped reading as long as its connection lived)."""
+    """The file's bytes [start, stop) by sendfile, a step (128 KiB to 1 MiB) per call: a client
+    that takes no step for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (one sendfile of
+    the whole range waited for a client that stopped reading as long as its connection lived)."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client left before the first byte")
     loop = asyncio.get_running_loop()
-    sent, total = 0, plan.stop - plan.start
+    sent, total, step = 0, plan.stop - plan.start, READ_CHUNK
     try:
         while sent < total:
-            step = min(READ_CHUNK, total - sent)
+            size = min(step, total - sent)
+            began = loop.time()
             try:
                 async with asyncio.timeout(idle_seconds):
-                    await loop.sendfile(transport, file, plan.start + sent, step)
+                    await loop.sendfile(transport, file, plan.start + sent, size)
             except TimeoutError:
                 transport.abort()
                 client_went_away(
@@ -308,7 +312,14 @@ async def _sendfile(
                     f"took no byte for {idle_seconds:g} s; cut off after {sent} of {total} bytes",
                 )
                 return
-            sent += step
+            sent += size
+            # A client that keeps up gets larger steps, one that slows down smaller ones again:
+            # a call per 128 KiB cost 5 times the CPU of one sendfile for the whole file.
+            took = loop.time() - began
+            if took < idle_seconds / 16:
+                step = min(step * 2, SENDFILE_MAX_STEP)
+            elif took > idle_seconds / 4:
+                step = max(step // 2, READ_CHUNK)
         await response.write_eof()
     except ConnectionError as exc:
         traceback.clear_frames(exc.__traceback__)  # as in _relay: no cycle holds the frames
