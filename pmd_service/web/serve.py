@@ -11,6 +11,9 @@ Before any of that it waits for PostgreSQL and Redis (STARTUP_WAIT_SECONDS); onc
 accepts connections it logs one "listening on http://HOST:PORT" line, and the first process one
 "API reference at {BASE_URL or http://HOST:PORT}/docs" line. A port that another process holds
 is one line and exit status 1.
+
+Its connections are bounded as nginx's and Caddy's are (web/connections.py): a head's deadline,
+MAX_CONNECTIONS, the descriptor limit raised at start, failed accepts counted, not each logged.
 """
 
 from __future__ import annotations
