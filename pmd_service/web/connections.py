@@ -35,6 +35,8 @@ from yarl import URL
 
 from ..core.problems import TYPE_BASE, Problem
 from ..core.settings import Settings
+from .connection_counts import ConnectionCounts
+from .keys import CONNECTION_COUNTS
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +173,13 @@ class ConnectionGuard:
         cap: int,
         header_timeout: float,
         server_name: str,
+        counts: ConnectionCounts,
     ) -> None:
         self.inner = inner
         self.cap = cap
         self.header_timeout = header_timeout
         self.loop = asyncio.get_running_loop()
-        self.open = 0
-        self.heads_late = 0  # connections closed for a head that did not come in time
+        self.counts = counts
         self.waiting: dict[Guarded, float] = {}  # deadline of each head awaited, in order
         self._sweep: asyncio.TimerHandle | None = None
         self.refusal = _refusal(server_name)
@@ -191,6 +193,7 @@ class ConnectionGuard:
     def refuse(self, transport: asyncio.Transport) -> None:
         transport.write(self.refusal)
         transport.close()
+        self.counts.refused += 1
         self.refused.add("503, closed")
 
     def await_head(self, conn: Guarded) -> None:
@@ -213,7 +216,7 @@ class ConnectionGuard:
         for conn in late:
             del self.waiting[conn]
             conn.late()
-        self.heads_late += len(late)
+        self.counts.heads_late += len(late)
         if self.waiting:
             self._sweep = self.loop.call_later(self._period(), self.sweep)
         else:
@@ -238,10 +241,10 @@ class Guarded(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         guard = self.guard
-        if guard.open >= guard.cap:
+        if guard.counts.open >= guard.cap:
             guard.refuse(transport)
             return
-        guard.open += 1
+        guard.counts.open += 1
         self.transport = transport
         self.inner = guard.inner()
         self.inner.connection_made(transport)
@@ -271,7 +274,7 @@ class Guarded(asyncio.Protocol):
         inner, self.inner = self.inner, None
         self.transport = self.unread = None
         if inner is not None:
-            self.guard.open -= 1
+            self.guard.counts.open -= 1
             inner.connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -312,7 +315,7 @@ class GuardedSite(web.BaseSite):
 
     def __init__(
         self,
-        runner: web.BaseRunner,
+        runner: web.AppRunner,
         settings: Settings,
         server_name: str,
         *,
@@ -349,6 +352,7 @@ class GuardedSite(web.BaseSite):
             connection_cap(self.settings.max_connections, descriptors),
             self.settings.header_timeout_seconds,
             self.server_name,
+            self.web_runner.app.get(CONNECTION_COUNTS) or ConnectionCounts(),
         )
         self.listener = await asyncio.get_running_loop().create_server(
             self.guard,

@@ -91,6 +91,16 @@ async def answered(conn: Conn, request: bytes) -> bytes:
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: pmd\r\n\r\n"
 
 
+async def metric(port: int, name: str) -> float:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/metrics") as resp,
+    ):
+        text = await resp.text()
+    return sum(float(line.split()[1]) for line in text.splitlines()
+               if line.startswith(name + " "))  # fmt: skip
+
+
 async def test_a_head_that_does_not_come_in_time_is_cut(settings: Settings, tmp_path: Path) -> None:
     """A connection that sends nothing, one that trickles its head (a byte every 0.2 s, as a
     slowloris does), and one that starts a second request after an idle keep-alive and stops:
@@ -115,6 +125,7 @@ async def test_a_head_that_does_not_come_in_time_is_cut(settings: Settings, tmp_
         results = await asyncio.gather(closed(silent), closed(trickling), closed(second))
         dripping.cancel()
         assert list(results) == [b"", b"", b""], results
+        assert await metric(port, "pmd_connections_heads_late_total") == 3
         idle[1].close()
 
 
@@ -163,6 +174,9 @@ async def test_connections_past_max_connections_get_a_quick_503(
         else:
             raise AssertionError("no connection served after one was closed")
         await proc.line(lambda s: "connection(s) refused in the last second: 20 open" in s)
+        # At least the one above (a connection after the slot came free may have come first).
+        assert await metric(port, "pmd_connections_refused_total") >= 1
+        assert 19 <= await metric(port, "pmd_connections_open") <= 20  # 19 held, the scrape's
         for _, writer in held:
             writer.close()
 
