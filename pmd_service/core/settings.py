@@ -146,6 +146,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # A new request's first event waits this long after the reply (bdr/announcer.py).
     sse_first_event_hold_ms: Annotated[int, Meta(ge=0, le=5000)] = 500
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 2**20)] = 256 * 1024
+    # A request's head must arrive within this, counted from the connection's start or from
+    # the first byte of a request after an idle keep-alive (web/connections.py).
+    header_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 15.0
+    # A request body, once a handler reads it, must arrive whole within this (then 408).
+    body_timeout_seconds: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    # Connections one server process holds at once, streams included; past it a new one gets
+    # a quick 503 and is closed. Unset: what the descriptor limit allows, less a reserve.
+    max_connections: Annotated[int, Meta(ge=1, le=10_000_000)] | None = None
     log_format: Literal["text", "json"] = "text"
     # How long a starting process waits for PostgreSQL and Redis to answer (0: one try).
     startup_wait_seconds: Annotated[float, Meta(ge=0, le=3600)] = 30.0

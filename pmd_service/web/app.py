@@ -17,9 +17,12 @@ from ..host.hostcheck import warn_if_host_lacks
 from ..posts.host_cache import create_host_cache
 from ..sse.redemptions import Redemptions
 from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse, sse_hub
+from .connection_counts import ConnectionCounts
+from .connections import head_deadline_middleware
 from .cors import setup_cors
 from .download_slots import ProxySlots
 from .keys import (
+    CONNECTION_COUNTS,
     DB_POOL,
     HOST_CACHE,
     METRICS,
@@ -98,8 +101,10 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app = web.Application(
         # Outermost first: metrics see the final status of every answer, problems included.
         middlewares=[
+            head_deadline_middleware,
             request_id_middleware,
             metrics_middleware,
+            sse.opening_gate_middleware,
             problem_middleware,
         ],
         client_max_size=settings.max_body_bytes,
@@ -108,7 +113,8 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app[TEND_HEAP] = tend_heap
     app.on_response_prepare.append(_server_header)
     app.on_response_prepare.append(echo_on_prepare)
-    app[METRICS] = Metrics(lambda: app.get(SSE_HUB))
+    app[CONNECTION_COUNTS] = counts = ConnectionCounts()
+    app[METRICS] = Metrics(lambda: app.get(SSE_HUB), counts)
     app[OUTAGES] = OutageLog()
     # Opening a store makes no request: readiness never calls the bucket (it reports what the
     # downloads found). In proxy mode a download streams from it for as long as the client reads.

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..sse.pool_turns import Turns
     from ..sse.redemptions import Redemptions
     from ..sse.user_lookups import UserLookups
+    from .connection_counts import ConnectionCounts
     from .declaration import Endpoint
     from .download_slots import ProxySlots
     from .outage import OutageLog
@@ -38,6 +39,10 @@ ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 # Stream openings whose database queries may run at once (web/sse.py): the rest wait their turn.
 SSE_POOL_TURNS: web.AppKey[Turns] = web.AppKey("sse_openings")
+# What the server's connection guard counts (web/connections.py); served otherwise, zeros.
+CONNECTION_COUNTS: web.AppKey[ConnectionCounts] = web.AppKey("connection_counts")
+# Stream openings past their head at once (web/sse.py, opening_gate_middleware).
+SSE_OPENING_GATE: web.AppKey[Turns] = web.AppKey("sse_opening_gate")
 SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")

@@ -8,10 +8,10 @@ Both ways of sending the bytes answer conditions and ranges by one set of rules 
 the two modes cannot disagree: If-Match and If-Unmodified-Since (412), If-None-Match and
 If-Modified-Since (304, `*` included), If-Range (an entity tag or a date, exact), and one byte
 range (206; an invalid or multiple range is ignored: the whole ZIP, RFC 9110 §14.2; a range
-that selects no byte is 416). The local file then goes out with sendfile (aiohttp's
-FileResponse, given only the range decided here); a proxied one is read from the store a chunk
-at a time, the next only once the client has taken the last one (memory: one chunk per
-download, whatever the ZIP's size), with caps per user and per process.
+that selects no byte is 416). The local file then goes out by sendfile, a chunk per call; a
+proxied one is read from the store a chunk at a time, the next only once the client has taken
+the last one (memory: one chunk per download, whatever the ZIP's size), with caps per user and
+per process. Either way a client that takes no chunk for BDR_PROXY_IDLE_SECONDS is cut off.
 """
 
 from __future__ import annotations
@@ -25,13 +25,10 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from aiohttp import hdrs, web
-from aiohttp.abc import AbstractStreamWriter
 from aiohttp.helpers import ETAG_ANY, ETag
-from multidict import CIMultiDict
 
 from ..bdr.files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
 from ..core.problems import ProblemError, gone
@@ -48,6 +45,9 @@ log = logging.getLogger(__name__)
 # time. Above aiohttp's 64 KiB write limit, so every write waits until the client took it
 # (see _relay).
 READ_CHUNK = 128 * 1024
+# A local file's largest step (sendfile call) for a client that reads fast: one that then
+# stops still gets BDR_PROXY_IDLE_SECONDS, and one that slows down must take 1 MiB in that time.
+SENDFILE_MAX_STEP = 2**20
 
 
 async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> web.Response:
@@ -59,6 +59,7 @@ async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> 
 
 # RFC 9110's DIGIT is ASCII only (`\d` also takes "٤" and the like, and int() reads them).
 _RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
+# The conditions `_plan` answers.
 _CONDITIONS = (
     hdrs.RANGE, hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH,
     hdrs.IF_MODIFIED_SINCE, hdrs.IF_UNMODIFIED_SINCE,
@@ -232,32 +233,88 @@ async def serve(
             status=304, headers={**_validators(stored), "Cache-Control": headers["Cache-Control"]}
         )
     if stored.path is not None:
-        response: web.StreamResponse = _PlannedFile(stored.path, plan, headers)
-        request[STREAM_RESPONSE] = response  # before any byte can fail to go out
-        # Prepared here rather than after the handler: a client leaving mid-file then reaches
-        # problem_middleware (one line, status 499) like one leaving a proxied download.
-        await response.prepare(request)
-        return response
+        return await _send_file(request, stored, headers, plan, proxying.idle_seconds)
     return await _proxy(request, files, stored, headers, plan, proxying)
 
 
-class _PlannedFile(web.FileResponse):
-    """FileResponse (sendfile) for a plan already made: it sees no condition and, for a
-    206, the one canonical range, so it cannot decide otherwise than `_plan` did."""
+def _planned(stored: StoredZip, headers: Mapping[str, str], plan: Plan) -> web.StreamResponse:
+    """The response's head, whichever way its bytes go."""
+    response = web.StreamResponse(status=plan.status, headers=headers)
+    response.headers.update(_validators(stored))
+    if plan.status == 206:
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes {plan.start}-{plan.stop - 1}/{stored.size}"
+    response.content_length = plan.stop - plan.start
+    return response
 
-    def __init__(self, path: Path, plan: Plan, headers: Mapping[str, str]) -> None:
-        super().__init__(path, headers=headers)
-        self.plan = plan
 
-    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
-        if self.prepared:  # by `serve`: aiohttp's own call after the handler finds it done
-            return None
-        headers = CIMultiDict(request.headers)
-        for name in _CONDITIONS:
-            headers.popall(name, None)
-        if self.plan.status == 206:
-            headers[hdrs.RANGE] = f"bytes={self.plan.start}-{self.plan.stop - 1}"
-        return await super().prepare(request.clone(headers=headers))
+async def _send_file(
+    request: web.Request,
+    stored: StoredZip,
+    headers: Mapping[str, str],
+    plan: Plan,
+    idle_seconds: float,
+) -> web.StreamResponse:
+    assert stored.path is not None
+    response = _planned(stored, headers, plan)
+    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    loop = asyncio.get_running_loop()
+    try:
+        file = await loop.run_in_executor(None, stored.path.open, "rb")
+    except FileNotFoundError:  # removed since it was found (expired, removed by its owner)
+        raise gone("This download's file is no longer available; request a new download.") from None
+    try:
+        request[STREAM_RESPONSE] = response  # before any byte can fail to go out
+        await response.prepare(request)
+        await _sendfile(request, response, file, plan, idle_seconds)
+    finally:
+        await loop.run_in_executor(None, file.close)
+    return response
+
+
+async def _sendfile(
+    request: web.Request,
+    response: web.StreamResponse,
+    file: BinaryIO,
+    plan: Plan,
+    idle_seconds: float,
+) -> None:
+    """The file's bytes [start, stop) by sendfile, a step (128 KiB to 1 MiB) per call: a client
+    that takes no step for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (one sendfile of
+    the whole range waited for a client that stopped reading as long as its connection lived)."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client left before the first byte")
+    loop = asyncio.get_running_loop()
+    sent, total, step = 0, plan.stop - plan.start, READ_CHUNK
+    try:
+        while sent < total:
+            size = min(step, total - sent)
+            began = loop.time()
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await loop.sendfile(transport, file, plan.start + sent, size)
+            except TimeoutError:
+                transport.abort()
+                client_went_away(
+                    request,
+                    f"took no byte for {idle_seconds:g} s; cut off after {sent} of {total} bytes",
+                )
+                return
+            sent += size
+            # A client that keeps up gets larger steps, one that slows down smaller ones again:
+            # a call per 128 KiB cost 5 times the CPU of one sendfile for the whole file.
+            took = loop.time() - began
+            if took < idle_seconds / 16:
+                step = min(step * 2, SENDFILE_MAX_STEP)
+            elif took > idle_seconds / 4:
+                step = max(step // 2, READ_CHUNK)
+        await response.write_eof()
+    except ConnectionError as exc:
+        traceback.clear_frames(exc.__traceback__)  # as in _relay: no cycle holds the frames
+        client_went_away(request, f"left after {sent} of {total} bytes")
 
 
 async def _proxy(
@@ -268,12 +325,8 @@ async def _proxy(
     plan: Plan,
     proxying: Proxying,
 ) -> web.StreamResponse:
-    response = web.StreamResponse(status=plan.status, headers=headers)
-    response.headers.update(_validators(stored))
+    response = _planned(stored, headers, plan)
     start, stop = plan.start, plan.stop
-    if plan.status == 206:
-        response.headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{stored.size}"
-    response.content_length = stop - start
     if request.method == hdrs.METH_HEAD or stop == start:
         await response.prepare(request)
         await response.write_eof()

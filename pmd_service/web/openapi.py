@@ -168,7 +168,7 @@ def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
     if _reads_database(op):
         statuses.add(503)
     if op.request is not None:
-        statuses |= {400, 413, 415, 422}
+        statuses |= {400, 408, 413, 415, 422}
     if has_params:
         statuses.add(400)
     return statuses
@@ -190,6 +190,7 @@ _PROBLEM_DESCRIPTIONS = {
     404: "Not found",
     409: "Not ready yet",
     410: "Expired",
+    408: "The body did not arrive within BODY_TIMEOUT_SECONDS; the connection is closed",
     413: "Body too large",
     415: "Body is not JSON",
     422: "Body does not match the schema",

@@ -34,12 +34,16 @@ def answer(exc: ProblemError) -> web.Response:
     )
     if exc.extra:
         body.update(exc.extra)
-    return web.Response(
+    response = web.Response(
         status=exc.status,
         body=msgspec.json.encode(body),
         content_type=PROBLEM_JSON,
         headers=exc.headers,
     )
+    if exc.status == 408:
+        # The rest of the body is not waited for: aiohttp would read it for up to 10 s more.
+        response.force_close()
+    return response
 
 
 def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Response:

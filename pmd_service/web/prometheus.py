@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from ..sse.hub import Hub
+    from .connection_counts import ConnectionCounts
 
 
 class _HubCollector(Collector):
@@ -86,10 +87,35 @@ class _HubCollector(Collector):
             )
 
 
-class Metrics:
-    """`hub` gives the process's SSE hub once it runs (None before): read at scrape time."""
+class _ConnectionCollector(Collector):
+    def __init__(self, counts: ConnectionCounts) -> None:
+        self.counts = counts
 
-    def __init__(self, hub: Callable[[], Hub | None]) -> None:
+    def collect(self) -> Iterator[Metric]:
+        counts = self.counts
+        yield GaugeMetricFamily(
+            "pmd_connections_open", "HTTP connections this process holds, streams included",
+            value=counts.open,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "pmd_connections_refused",
+            "Connections past MAX_CONNECTIONS, answered 503 and closed",
+            value=counts.refused,
+        )
+        yield CounterMetricFamily(
+            "pmd_connections_heads_late",
+            "Connections closed for a request head not in within HEADER_TIMEOUT_SECONDS",
+            value=counts.heads_late,
+        )
+
+
+class Metrics:
+    """`hub` gives the process's SSE hub once it runs (None before): read at scrape time;
+    `connections`, what its connection guard counts (web/connections.py)."""
+
+    def __init__(
+        self, hub: Callable[[], Hub | None], connections: ConnectionCounts | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "pmd_http_requests",
@@ -106,3 +132,5 @@ class Metrics:
         )
         self.hub = _HubCollector(hub)
         self.registry.register(self.hub)
+        if connections is not None:
+            self.registry.register(_ConnectionCollector(connections))

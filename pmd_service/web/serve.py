@@ -11,24 +11,27 @@ Before any of that it waits for PostgreSQL and Redis (STARTUP_WAIT_SECONDS); onc
 accepts connections it logs one "listening on http://HOST:PORT" line, and the first process one
 "API reference at {BASE_URL or http://HOST:PORT}/docs" line. A port that another process holds
 is one line and exit status 1.
+
+Its connections are bounded as nginx's and Caddy's are (web/connections.py): a head's deadline,
+MAX_CONNECTIONS, the descriptor limit raised at start, failed accepts counted, not each logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
-import functools
 import logging
 import multiprocessing
 import os
-import re
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from multiprocessing.connection import wait
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import asyncpg
 import msgspec
@@ -45,19 +48,19 @@ from ..core.migrate import HostTablesMissing, require_host_tables
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
 from .app import SERVER_NAME, create_app
+from .connections import GuardedSite, count_failed_accepts, raise_descriptor_limit
 from .metrics import MetricsPortError
 from .reference import docs_url
 
 PROCESS = "pmd-server"
 LISTEN_BACKLOG = 4096
-# How long a connection may sit without a request, new or between requests. Longer than the
-# proxies in front keep an idle upstream connection (Caddy's reverse_proxy 2 min, the host's
-# labels leave it there; nginx's upstream keepalive_timeout 60 s): a server that closes first
-# races the proxy's next request on that connection, and the client gets a 502. It also
-# covers a client that connects and is slow to send its request (what 15 s did to a flood:
-# docs/benchmarks.md, "One box, every core").
+# How long a connection may sit idle between requests. Longer than the proxies in front keep
+# an idle upstream connection (Caddy's reverse_proxy 2 min, the host's labels leave it there;
+# nginx's upstream keepalive_timeout 60 s): a server that closes first races the proxy's next
+# request on that connection, and the client gets a 502. A proxy sends its request as soon as
+# it connects: a new connection's head has the shorter HEADER_TIMEOUT_SECONDS
+# (web/connections.py).
 KEEPALIVE_SECONDS = 130
-_URL_RE = re.compile(r"https?://[^\s,]+")
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
 _BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
                 errno.EADDRNOTAVAIL: "HOST is not an address of this machine"}  # fmt: skip
@@ -87,29 +90,16 @@ def run(settings: Settings, *, shared_port: bool = False, announce: bool = True)
     # Also the answers aiohttp writes without the app (a request it cannot parse), which the
     # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
     web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+    raise_descriptor_limit()
     loop = asyncio.new_event_loop()
+    count_failed_accepts(loop)
     shut_down = _ShutDown()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, shut_down)
+    reference = docs_url(settings) if announce else None
     try:
-        web.run_app(
-            create_app(settings, tend_heap=True),
-            host=settings.host,
-            port=settings.port,
-            reuse_port=shared_port,
-            # aiohttp's default of 128 pending connections overflowed in a reconnect storm: the
-            # kernel dropped the SYNs past it, and their clients waited 1, 3, 7, 15 s... to
-            # retry (bench.sse --box). The kernel caps this at net.core.somaxconn.
-            backlog=LISTEN_BACKLOG,
-            # On SIGTERM aiohttp closes the listening socket, then our on_shutdown ends every
-            # stream (with `reconnect`), then requests in flight get this long to finish.
-            shutdown_timeout=settings.shutdown_grace_seconds,
-            keepalive_timeout=KEEPALIVE_SECONDS,
-            access_log=None,
-            # Called once every socket accepts connections: aiohttp's "Running on …" message.
-            print=functools.partial(_listening, docs_url(settings) if announce else None),
-            handle_signals=False,  # _ShutDown instead
-            loop=loop,
+        _run_loop(
+            loop, _serve(create_app(settings, tend_heap=True), settings, shared_port, reference)
         )
     except OSError as exc:
         if "bind" not in str(exc) and not isinstance(exc, socket.gaierror):
@@ -119,6 +109,63 @@ def run(settings: Settings, *, shared_port: bool = False, announce: bool = True)
         stop(f"{PROCESS}: {exc}")
     except (HostTablesMissing, DatabaseSetupError) as exc:  # one line, no traceback
         stop(f"{PROCESS}: {exc}", status=2)
+
+
+async def _serve(
+    app: web.Application, settings: Settings, shared_port: bool, reference: str | None
+) -> None:
+    """web.run_app's serving, on a GuardedSite (web/connections.py) instead of a TCPSite."""
+    runner = web.AppRunner(
+        app,
+        # On SIGTERM the site stops listening, then our on_shutdown ends every stream (with
+        # `reconnect`), then requests in flight get this long to finish.
+        shutdown_timeout=settings.shutdown_grace_seconds,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+        access_log=None,
+    )
+    await runner.setup()
+    try:
+        site = GuardedSite(
+            runner,
+            settings,
+            SERVER_NAME,
+            host=settings.host,
+            port=settings.port,
+            # aiohttp's default of 128 pending connections overflowed in a reconnect storm: the
+            # kernel dropped the SYNs past it, and their clients waited 1, 3, 7, 15 s... to
+            # retry (bench.sse --box). The kernel caps this at net.core.somaxconn.
+            backlog=LISTEN_BACKLOG,
+            reuse_port=shared_port,
+        )
+        await site.start()
+        _listening(reference, site.name)
+        await asyncio.Event().wait()  # until _ShutDown's GracefulExit cancels this
+    finally:
+        await runner.cleanup()
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop, main: Coroutine[Any, Any, None]) -> None:
+    """What web.run_app does with its loop: run until a signal (_ShutDown), then let the
+    serving coroutine clean up, cancel what is left and close the loop."""
+    task = loop.create_task(main)
+    try:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(task)
+    except (web.GracefulExit, KeyboardInterrupt):
+        pass
+    finally:
+        try:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    loop.run_until_complete(task)
+        finally:
+            left = asyncio.all_tasks(loop)
+            for other in left:
+                other.cancel()
+            loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
 
 def _cannot_listen(settings: Settings, exc: OSError) -> NoReturn:
@@ -166,9 +213,8 @@ class _ShutDown:
             raise web.GracefulExit()
 
 
-def _listening(reference: str | None, message: str) -> None:
-    for url in _URL_RE.findall(message):
-        log.info("listening on %s", url)
+def _listening(reference: str | None, where: str) -> None:
+    log.info("listening on %s", where)
     if reference is not None:
         log.info("API reference at %s", reference)
 

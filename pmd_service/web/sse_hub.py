@@ -13,7 +13,16 @@ from ..sse.heap import HeapKeeper
 from ..sse.hub import Hub
 from ..sse.pool_turns import Turns
 from ..sse.user_lookups import UserLookups
-from .keys import DB_POOL, SETTINGS, SSE_CALLERS, SSE_HUB, SSE_POOL_TURNS, TEND_HEAP
+from .keys import (
+    DB_POOL,
+    SETTINGS,
+    SSE_CALLERS,
+    SSE_HUB,
+    SSE_OPENING_GATE,
+    SSE_POOL_TURNS,
+    TEND_HEAP,
+)
+from .sse import OPENINGS_AT_ONCE
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -57,4 +66,5 @@ async def _close_streams(app: web.Application) -> None:
 
 
 def setup(app: web.Application) -> None:
+    app[SSE_OPENING_GATE] = Turns(OPENINGS_AT_ONCE)
     app.on_shutdown.append(_close_streams)

@@ -3,6 +3,7 @@ parameters: endpoints.parse_query)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -13,6 +14,7 @@ import msgspec
 from aiohttp import web
 
 from ..core.problems import FieldError, ProblemError, bad_request, validation_error
+from .keys import SETTINGS
 
 T = TypeVar("T")
 
@@ -108,7 +110,20 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
         # Refuse a declared oversize body at once: reading first would wait for bytes a client
         # may never send (the limit is otherwise only enforced as the body arrives).
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    return decode_json(await request.read(), type_)
+    timeout = request.app[SETTINGS].body_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            body = await request.read()
+    except TimeoutError:
+        # Answered, and the connection closed (web/problems.py): a body that trickles or never
+        # comes held its connection and its handler for as long as the client liked.
+        raise ProblemError(
+            408,
+            "request-timeout",
+            "Request Timeout",
+            f"The request body did not arrive within {timeout:g} s; send it again.",
+        ) from None
+    return decode_json(body, type_)
 
 
 def path_uuid(request: web.Request, name: str = "id") -> uuid.UUID:

@@ -391,9 +391,11 @@ async def test_a_thousand_idle_connections(
 async def test_idle_and_trickling_connections_are_closed_by_the_keepalive_timeout(
     app: web.Application, factory: Factory
 ) -> None:
-    """What bounds a slowloris on the server side: aiohttp's keep-alive timer runs from the
-    moment a connection opens, and a connection whose request is still incomplete when it fires
-    is closed. `server.py` sets 15 s (web/serve.py); here 1 s keeps the test short."""
+    """aiohttp's own bound on a slowloris: its keep-alive timer runs from the moment a
+    connection opens, and a connection whose request is still incomplete when it fires is
+    closed. `server.py` keeps 130 s for it (web/serve.py) and bounds a head by
+    HEADER_TIMEOUT_SECONDS (web/connections.py, tests/processes/test_connection_bounds.py);
+    here 1 s keeps the test short."""
     server = TestServer(app)
     await server.start_server(keepalive_timeout=1.0)
     try:

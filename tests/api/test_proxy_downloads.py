@@ -4,7 +4,8 @@ leave mid-body.
 
 Both modes answer conditions and ranges alike; a client that leaves is one info line and a
 499, never a 5xx; a proxied download holds one chunk, is cut off when its client takes nothing
-for BDR_PROXY_IDLE_SECONDS, and is capped per user (429) and per process (503).
+for BDR_PROXY_IDLE_SECONDS (a local file's too), and is capped per user (429) and per
+process (503).
 """
 
 from __future__ import annotations
@@ -275,6 +276,40 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     text = await (await client.get("/metrics")).text()
     assert _metric(text, DOWNLOADS + '"499"}') == 1
     assert _metric(text, "pmd_proxy_downloads ") == 0
+    cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
+    assert len(cut) == 1, caplog.text
+
+
+async def test_a_stalled_reader_of_a_local_file_is_cut_off(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings,
+    redis_clean: None, caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A ZIP sent from the local folder (sendfile) to a client that stops reading: after
+    BDR_PROXY_IDLE_SECONDS without taking a chunk it is cut off, as in proxy mode (one info
+    line, 499). One sendfile of the whole file waited as long as the connection lived."""
+    settings = replace(settings, bdr_proxy_idle_seconds=2.0)
+    client = await start(aiohttp_client, settings)
+    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
+        assert head.startswith("HTTP/1.1 200")
+
+        async def cut_off() -> bool:
+            text = await (await client.get("/metrics")).text()
+            return _metric(text, DOWNLOADS + '"499"}') == 1
+
+        await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
+        got = 0
+        try:
+            async with asyncio.timeout(HANG_GUARD):
+                while chunk := await reader.read(2**20):
+                    got += len(chunk)
+        except ConnectionError:
+            pass
+        finally:
+            writer.transport.abort()
+        assert got < BIG
     cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
     assert len(cut) == 1, caplog.text
 

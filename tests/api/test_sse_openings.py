@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import asyncpg
+import msgspec
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -18,7 +19,14 @@ from pmd_service.core.settings import Settings
 from pmd_service.sse.pool_turns import Turns
 from pmd_service.sse.user_lookups import UserLookups
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import DB_POOL, SSE_CALLERS, SSE_HUB, SSE_POOL_TURNS
+from pmd_service.web.keys import (
+    DB_POOL,
+    SSE_CALLERS,
+    SSE_HUB,
+    SSE_OPENING_GATE,
+    SSE_POOL_TURNS,
+)
+from pmd_service.web.sse import OPENINGS_AT_ONCE
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream, open_stream
 from tests.helpers import (
@@ -26,6 +34,7 @@ from tests.helpers import (
     Serve,
     ServedLikeServerPy,
     assert_problem,
+    eventually,
     insert_bdr,
     mint_ticket,
 )
@@ -74,6 +83,40 @@ async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_o
         await Stream(resp).opening()
     finally:
         resp.close()
+
+
+async def test_openings_past_the_gate_are_bounded_and_the_rest_wait_their_turn(
+    settings: Settings, session: aiohttp.ClientSession, factory: Factory, redis_clean: None
+) -> None:
+    """A flood of openings: a gate's worth (OPENINGS_AT_ONCE; 4 here) are handled at once (here
+    all held at the pool's turn), the others wait at the gate, before any handler, and every
+    one is answered once the turn is let go. A flood all handled at once fragmented the heap
+    by their short-lived objects (web/sse.py)."""
+    assert OPENINGS_AT_ONCE >= 64  # enough for lookups to go many to a query
+    app = create_app(msgspec.structs.replace(settings, db_pool_max=2))
+    app[SSE_OPENING_GATE] = gate = Turns(4)
+    server = ServedLikeServerPy(app)
+    await server.start_server()
+    try:
+        url = str(server.make_url(SSE))
+        users = [await factory.user() for _ in range(12)]
+        async with server.app[SSE_POOL_TURNS]:
+            pending = [asyncio.ensure_future(session.get(url, headers=u.auth)) for u in users]
+
+            async def queued() -> bool:
+                return gate.waiting == 8
+
+            await eventually(queued, HUNG, lambda: f"{gate.waiting} waiting at the gate")
+        answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
+        try:
+            for resp in answers:
+                assert resp.status == 200, await resp.text()
+                await Stream(resp).opening()
+        finally:
+            for resp in answers:
+                resp.close()
+    finally:
+        await server.close()
 
 
 async def test_openings_at_once_share_their_user_lookups_and_each_gets_its_own_answer(
