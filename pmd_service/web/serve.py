@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 import asyncpg
 import msgspec
-from aiohttp import web, web_response
+from aiohttp import web
 
 from ..core.db import (
     DatabaseSetupError,
@@ -47,6 +47,7 @@ from ..core.db import (
 from ..core.migrate import HostTablesMissing, require_host_tables
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
+from .aiohttp_adapter import name_the_server
 from .app import SERVER_NAME, create_app
 from .connections import GuardedSite, count_failed_accepts, raise_descriptor_limit
 from .metrics import MetricsPortError
@@ -89,7 +90,7 @@ def run(settings: Settings, *, shared_port: bool = False, announce: bool = True)
     """`announce`: log where the API reference is (one process of several does)."""
     # Also the answers aiohttp writes without the app (a request it cannot parse), which the
     # app's on_response_prepare never sees: no version of Python or aiohttp in any of them.
-    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]
+    name_the_server(SERVER_NAME)
     raise_descriptor_limit()
     loop = asyncio.new_event_loop()
     count_failed_accepts(loop)

@@ -8,7 +8,7 @@ import random
 from typing import Annotated
 
 import msgspec
-from aiohttp import hdrs, web
+from aiohttp import web
 from aiohttp.typedefs import Handler
 from msgspec import Meta
 
@@ -20,6 +20,7 @@ from ..exports import service as export_service
 from ..exports.schemas import ExportUpdate
 from ..sse import frames, replay, tickets
 from ..sse.hub import Hub, Subscriber
+from .aiohttp_adapter import direct_framing
 from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint, Param
 from .keys import (
@@ -167,14 +168,6 @@ def _reconnect_frame() -> bytes:
     )  # fmt: skip
 
 
-def _framing(response: web.StreamResponse) -> bool | None:
-    """How the hub may frame what it writes to this response's socket itself: as chunks
-    (HTTP/1.1), plainly (HTTP/1.0, closed at the end), or not at all (compressed)."""
-    if response.compression:
-        return None
-    return response.headers.get(hdrs.TRANSFER_ENCODING) == "chunked"
-
-
 async def stream(request: web.Request) -> web.StreamResponse:
     # Subscribe before reading the opening, so nothing committed in between is missed; the
     # watermark then drops what the opening already holds. The stream's life after the
@@ -189,7 +182,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except BaseException:
         hub.unsubscribe(sub)
         raise
-    sub.chunked = _framing(response)
+    sub.chunked = direct_framing(response)
     response.hand_over(hub, sub)  # from here on the response relays, and unsubscribes
     return response
 
