@@ -40,12 +40,17 @@ async def post_action(request: web.Request) -> web.Response:
     outcome = await batches.apply_action(
         request.app[DB_POOL], principal, body.action, body.post_ids
     )
+    await _drop_cached_feeds(request, outcome)
+    return _result(outcome)
+
+
+async def _drop_cached_feeds(request: web.Request, outcome: batches.BatchOutcome) -> None:
     cache = request.app[HOST_CACHE]
     if cache is not None and outcome.changed:
-        # Every action here changes what the host's feeds show (the host itself drops them
-        # after hide and delete only; an unhide or restore must not wait out the cache either).
+        # Every bulk write changes what the host's cached feeds show (the host's PMD drops them
+        # after hide and delete only, its own edit after a tag change; an unhide, a restore or
+        # a new license must not wait out the cache either).
         await drop_cached_feeds(cache, request.app[SETTINGS].host_cache_patterns)
-    return _result(outcome)
 
 
 async def post_license(request: web.Request) -> web.Response:
@@ -54,6 +59,7 @@ async def post_license(request: web.Request) -> web.Response:
     outcome = await batches.set_license(
         request.app[DB_POOL], principal, body.post_ids, body.license_id
     )
+    await _drop_cached_feeds(request, outcome)
     return _result(outcome)
 
 
