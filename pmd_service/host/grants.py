@@ -37,7 +37,7 @@ READS: dict[str, tuple[str, ...]] = {
         "id", "owner_id", "kind", "public_sqid", "title", "description", "created_at", "width",
         "height", "frame_count", "art_url", "hidden_by_user", "hidden_by_mod",
         "deleted_by_user", "deleted_by_user_date", "view_count", "license_id", "hashtags",
-        "storage_shard", "storage_key", "remixable",
+        "storage_shard", "storage_key", "remixable", "mod_hashtags", "mkpx_file_bytes",
     ),
     "post_files": ("post_id", "format", "file_bytes", "is_native"),
     "licenses": ("id", "identifier", "title"),

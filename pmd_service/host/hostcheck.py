@@ -180,6 +180,8 @@ NEEDED_COLUMNS = (
         _col("updated_at", TIME, why="the service sets it on every change"),
         _col("metadata_modified_at", TIME, "set", "every change bumps it: the players sync on it"),
         _col("remixable", BOOL, "set", "a NoDerivatives license turns it off (rule L5)"),
+        _col("mod_hashtags", TEXT_ARRAY, "set", "a moderator's tags, kept by the tags action"),
+        _col("mkpx_file_bytes", INT, why="the layers filter and the items' layers_bytes"),
         _col("hashtags", TEXT_ARRAY, why="metadata.json"),
         _col("storage_shard", TEXT, why="where the worker finds the artwork file"),
         _col("storage_key", UUID, "set", "where the worker finds the artwork file"),

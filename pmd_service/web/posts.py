@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..posts import batches, listing
+from ..posts.filters import check_filter
 from ..posts.host_cache import drop_cached_feeds
 from ..posts.schemas import (
     ActionRequest,
@@ -24,12 +25,10 @@ from .validation import read_json
 
 async def list_posts(request: web.Request) -> web.Response:
     query = parse_query(request, PostsQuery)
+    pool = request.app[DB_POOL]
+    where = await check_filter(pool, query.filter_keys())
     page = await listing.list_posts(
-        request.app[DB_POOL],
-        request[PRINCIPAL].target.id,
-        query.limit,
-        query.cursor or None,
-        query.deleted,
+        pool, request[PRINCIPAL].target.id, query.limit, query.cursor or None, query.deleted, where
     )
     return json_response(page)
 
