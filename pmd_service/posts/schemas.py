@@ -107,7 +107,7 @@ class PostsQuery(msgspec.Struct):
         )  # fmt: skip
 
 
-Action = Literal["hide", "unhide", "delete", "restore"]
+Action = Literal["hide", "unhide", "delete", "restore", "tags", "remixable"]
 
 
 class PostFile(msgspec.Struct):
@@ -202,15 +202,43 @@ class ListedPage(msgspec.Struct):
     total_count: TotalCount
 
 
+ExpectCount = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=2_147_483_647,
+        description="With `filter`: how many posts the person approved (the listing's "
+        "`total_count`); a different number at run time is a 409 carrying the current one",
+    ),
+]
+FilterField = Annotated[
+    FilterKeys,
+    Meta(
+        description="Instead of `post_ids`: every eligible post that matches, as the keys of "
+        "GET /api/pmd/posts (`hashtag` a list); needs `expect_count`"
+    ),
+]
+Tags = Annotated[list[Tag], Meta(max_length=MAX_TAGS_PER_POST)]
+
+
 class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
     action: Action
-    post_ids: PostIds
+    post_ids: PostIds | None = None
+    filter: FilterField | None = None
+    expect_count: ExpectCount | None = None
+    add: Annotated[Tags, Meta(description="`tags`: tags to add (normalised as the site does)")] = []
+    remove: Annotated[
+        Tags, Meta(description="`tags`: tags to remove (a moderator's tags stay)")
+    ] = []
+    value: Annotated[bool, Meta(description="`remixable`: the new remix permission")] | None = None
     target_sqid: Sqid | None = None
 
 
 class LicenseRequest(msgspec.Struct, forbid_unknown_fields=True):
-    post_ids: PostIds
     license_id: Annotated[int, Meta(ge=1, le=2_147_483_647)] | None
+    post_ids: PostIds | None = None
+    filter: FilterField | None = None
+    expect_count: ExpectCount | None = None
     target_sqid: Sqid | None = None
 
 
@@ -230,6 +258,23 @@ class ActionResult(msgspec.Struct):
     changed_count: Annotated[
         int,
         Meta(description="Of those, the posts whose row changed (hiding a hidden post does not)"),
+    ]
+    undo: Annotated[
+        str | None,
+        Meta(
+            description="POST here within 24 hours to put back what this action changed "
+            "(null when it changed nothing)"
+        ),
+    ] = None
+
+
+class UndoResult(msgspec.Struct):
+    success: bool
+    affected_count: Annotated[int, Meta(description="The posts put back as they were")]
+    message: str
+    left_post_ids: Annotated[
+        list[int],
+        Meta(description="Posts the action changed that changed again since: left as they are"),
     ]
 
 

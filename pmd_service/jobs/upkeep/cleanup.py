@@ -86,6 +86,8 @@ DELETE FROM batch_download_requests b
 WHERE status IN ('failed', 'expired', 'cancelled')
   AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
 """
+# The bulk actions' undo history past its 24 hours (posts/undo.py; their posts by cascade).
+SQL_PURGE_UNDO_HISTORY = "DELETE FROM bulk_actions WHERE created_at < now() - interval '24 hours'"
 SQL_PURGE_MODERATOR_MARKS = """
 DELETE FROM moderator_deletions m
 WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
@@ -221,7 +223,11 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
     purged += int((await st.pool.execute(SQL_PURGE_EXPORTS, TERMINAL_RETENTION_DAYS)).split()[-1])
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
-    log.info("cleanup: %d old finished requests and %d old events purged", purged, events)
+    undo_purged = int((await st.pool.execute(SQL_PURGE_UNDO_HISTORY)).split()[-1])
+    log.info(
+        "cleanup: %d old finished requests, %d old events and %d bulk actions past their "
+        "undo window purged", purged, events, undo_purged,
+    )  # fmt: skip
     if st.zips.store is not None:
         assert st.zips.bucket is not None
         log.info("cleanup: tidying s3://%s/%s", st.zips.bucket.bucket, st.zips.bucket.prefix)
