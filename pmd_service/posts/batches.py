@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
+from ..core.db import fetch_planned
 from ..core.problems import FieldError, ProblemError, bad_request, validation_error
 from ..host.access import Principal
 from ..host.eligibility import ensure_unique, ineligible, list_ids
@@ -150,7 +151,11 @@ async def _run(
         ensure_unique(target)
         sql = by_ids[principal.as_moderator]
         args = (owner, target, action, actor, *values)
-    row: asyncpg.Record | None = await pool.fetchrow(sql, *args)
+    if isinstance(target, Matching):
+        rows = await fetch_planned(pool, sql, *args)
+        row: asyncpg.Record | None = rows[0] if rows else None
+    else:
+        row = await pool.fetchrow(sql, *args)
     assert row is not None  # the statement always returns exactly one row
     if isinstance(target, Matching) and row["precondition_ok"] and not row["refused"]:
         if row["matched"] > max_posts:

@@ -85,7 +85,7 @@ def predicate(first: int, alias: str = "p") -> str:
     return f"""(
     ({n[0]}::text IS NULL OR strpos(lower({p}.title), lower({n[0]}::text)) > 0
         OR strpos(lower(coalesce({p}.description, '')), lower({n[0]}::text)) > 0)
-    AND {p}.hashtags @> {n[1]}::varchar[]
+    AND {p}.hashtags @> {n[1]}::text[]::varchar[]
     AND ({n[2]}::int IS NULL OR {p}.license_id IS NOT DISTINCT FROM nullif({n[2]}::int, 0))
     AND ({n[3]}::bool IS NULL OR ({p}.hidden_by_user OR {p}.hidden_by_mod) = {n[3]}::bool)
     AND ({n[4]}::bool IS NULL OR {p}.remixable = {n[4]}::bool)

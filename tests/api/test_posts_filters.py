@@ -11,6 +11,9 @@ from urllib.parse import urlencode
 import pytest
 from aiohttp.test_utils import TestClient
 
+from pmd_service.core.db import SET_CUSTOM_PLAN, create_pool
+from pmd_service.posts import listing
+from pmd_service.posts.filters import FilterKeys, check_filter
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem
 
@@ -185,3 +188,33 @@ async def test_bad_values_are_400_naming_the_parameter(
     body = await assert_problem(resp, 400)
     assert [e["field"] for e in body["errors"]] == [field]
     assert field in body["detail"]
+
+
+async def test_a_filtered_page_is_planned_for_its_keys_and_carries_its_total(
+    factory: Factory, database_url: str
+) -> None:
+    """Each filtered statement runs with a plan made for its own keys (a generic plan of the
+    one statement for every combination cannot drop the absent ones), and the first page
+    counts in the same statement."""
+    user = await factory.user()
+    await factory.posts_bulk(user, 30)
+    await factory.pool.execute("UPDATE posts SET hashtags = '{wip}' WHERE id % 3 = 0")
+    where = await check_filter(factory.pool, FilterKeys(hashtag=["wip"]))
+    queries: list[str] = []
+    pool = await create_pool(database_url, "pmd-test-filtered", min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            reset = conn.get_reset_query()
+            conn.add_query_logger(
+                lambda record: None if record.query == reset else queries.append(record.query)
+            )
+        first = await listing.list_posts(pool, user.id, 4, None, False, where)
+        first_queries = [q for q in queries if q.strip() not in ("BEGIN;", "COMMIT;")]
+        queries.clear()
+        later = await listing.list_posts(pool, user.id, 4, first.next_cursor, False, where)
+        later_queries = [q for q in queries if q.strip() not in ("BEGIN;", "COMMIT;")]
+    finally:
+        await pool.close()
+    assert first.total_count == later.total_count == 10
+    assert first_queries == [SET_CUSTOM_PLAN, listing.SQL_FILTERED_FIRST]
+    assert later_queries == [SET_CUSTOM_PLAN, listing.SQL_FILTERED_AFTER]

@@ -86,8 +86,13 @@ DELETE FROM batch_download_requests b
 WHERE status IN ('failed', 'expired', 'cancelled')
   AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
 """
-# The bulk actions' undo history past its 24 hours (posts/undo.py; their posts by cascade).
-SQL_PURGE_UNDO_HISTORY = "DELETE FROM bulk_actions WHERE created_at < now() - interval '24 hours'"
+# The bulk actions' undo history past its 24 hours (posts/undo.py), with their posts' rows.
+SQL_PURGE_UNDO_HISTORY = """
+WITH gone AS (
+    DELETE FROM bulk_actions WHERE created_at < now() - interval '24 hours' RETURNING id
+)
+DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
+"""
 SQL_PURGE_MODERATOR_MARKS = """
 DELETE FROM moderator_deletions m
 WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
@@ -225,8 +230,8 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
     undo_purged = int((await st.pool.execute(SQL_PURGE_UNDO_HISTORY)).split()[-1])
     log.info(
-        "cleanup: %d old finished requests, %d old events and %d bulk actions past their "
-        "undo window purged", purged, events, undo_purged,
+        "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
+        "window purged", purged, events, undo_purged,
     )  # fmt: skip
     if st.zips.store is not None:
         assert st.zips.bucket is not None
