@@ -29,7 +29,8 @@ const VERB = {
 };
 
 // Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success.
-// Returns {ok, doneIds, leftIds, message}.
+// Returns {ok, doneIds, leftIds, message, undos}: `undos`, the undo links of the batches that
+// changed posts, in the order they ran.
 export async function runBatches(action, ids, send, done) {
   const box = document.getElementById("batch");
   const text = document.getElementById("batch-text");
@@ -37,6 +38,7 @@ export async function runBatches(action, ids, send, done) {
   const errorEl = document.getElementById("batch-error");
   const parts = chunks(ids);
   const doneIds = [];
+  const undos = [];
   errorEl.hidden = true;
   box.hidden = false;
   bar.max = parts.length;
@@ -45,7 +47,8 @@ export async function runBatches(action, ids, send, done) {
       text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
       bar.value = i;
       try {
-        await send(part);
+        const answer = await send(part);
+        if (answer?.undo) undos.push(answer.undo);
       } catch (error) {
         box.hidden = true;
         const left = ids.length - doneIds.length;
@@ -69,7 +72,9 @@ export async function runBatches(action, ids, send, done) {
           `${left === 1 ? "is" : "are"} still selected. Why: ${explain(error)}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
-        return { ok: false, unknown, doneIds, leftIds: ids.slice(doneIds.length), message, error };
+        return {
+          ok: false, unknown, doneIds, leftIds: ids.slice(doneIds.length), message, error, undos,
+        };
       }
       doneIds.push(...part);
       done(part);
@@ -78,7 +83,7 @@ export async function runBatches(action, ids, send, done) {
     const message = `${plural(ids.length, "post")} ${PAST[action]}` +
       (parts.length > 1 ? ` in ${parts.length} batches. ` : ". ") + AFTER[action];
     text.textContent = message;
-    return { ok: true, doneIds, leftIds: [], message };
+    return { ok: true, doneIds, leftIds: [], message, undos };
   } catch (error) {
     box.hidden = true;
     throw error;

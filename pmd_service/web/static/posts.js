@@ -33,6 +33,10 @@ export class PostTable {
     this.total = 0;
     this.done = false;
     this.selected = new Set();
+    // The filter the list shows (the keys of GET /api/pmd/posts), and whether the selection is
+    // "everything that matches it", however much of it is loaded: actions then go by filter.
+    this.filter = {};
+    this.allMatching = false;
     // Posts a delete or restore moved out of one view, selected in the other when it loads next:
     // "Recently deleted" then holds what was just deleted, ready to restore in one click.
     this.carried = { live: new Set(), deleted: new Set() };
@@ -58,6 +62,7 @@ export class PostTable {
     this.el.body.addEventListener("change", (ev) => {
       const box = ev.target.closest("input[data-id]");
       if (!box) return;
+      this.allMatching = false; // a hand-picked selection again
       const id = Number(box.dataset.id);
       if (box.checked) this.selected.add(id);
       else this.selected.delete(id);
@@ -84,6 +89,7 @@ export class PostTable {
     this.failed = false;
     this.page = 0;
     this.selected.clear();
+    this.allMatching = false;
     this.resort();
     this.render();
     return this.loadRest();
@@ -97,7 +103,7 @@ export class PostTable {
     this.failed = false;
     this.render();
     const fetchPage = (cursor, limit) => this.api.get("/api/pmd/posts", {
-      limit, cursor, deleted: this.view === "deleted" ? "true" : undefined,
+      ...this.filter, limit, cursor, deleted: this.view === "deleted" ? "true" : undefined,
     });
     let pending = fetchPage(this.cursor, this.posts.length ? NEXT_LIMIT : FIRST_LIMIT);
     for (;;) {
@@ -191,7 +197,13 @@ export class PostTable {
 
   selectPage() { for (const p of this.pageRows) this.selected.add(p.id); this.render(); }
   selectLoaded() { for (const p of this.posts) this.selected.add(p.id); this.render(); }
-  clearSelection() { this.selected.clear(); this.render(); }
+  // Every post the filter matches, loaded or not: the count is the server's.
+  selectMatching() {
+    this.selectLoaded();
+    this.allMatching = true;
+    this.render();
+  }
+  clearSelection() { this.selected.clear(); this.allMatching = false; this.render(); }
   deselect(ids) { for (const id of ids) this.selected.delete(id); this.render(); }
 
   // What a successful batch did, applied to the rows already loaded (no reload needed). The
