@@ -105,3 +105,29 @@ async def test_removing_a_license_asks_first(
     await page.get_by_role("button", name="Set license").click()
     await dialog.get_by_role("button", name="Remove the license of 3 posts").click()
     await expect(page.locator("#posts-body td.license")).to_have_text(["—"] * 3)
+
+
+async def test_tags_and_remix_permission_of_selected_posts(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 3)
+    await pool.execute("UPDATE posts SET hashtags = '{old,keep}'")
+    await pool.execute("UPDATE posts SET mod_hashtags = '{keep}'")
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_label("Add tags").fill("#WIP, cats")
+    await page.get_by_label("Remove tags").fill("old, keep")
+    await page.get_by_role("button", name="Apply tags").click()
+    await expect(page.locator("#batch-text")).to_have_text("3 posts retagged. They stay selected.")
+    tags = {r["hashtags"] for r in await pool.fetch("SELECT hashtags::text FROM posts")}
+    assert tags == {"{keep,wip,cats}"}  # a moderator's tag stays
+
+    await expect(page.locator("#posts-body td.remix")).to_have_text(["Yes"] * 3)
+    await page.get_by_role("button", name="Forbid remixes").click()
+    await expect(page.locator("#posts-body td.remix")).to_have_text(["No"] * 3)
+    assert {r["remixable"] for r in await pool.fetch("SELECT remixable FROM posts")} == {False}
+    await page.get_by_role("button", name="Undo").click()
+    await expect(page.locator("#batch-text")).to_have_text("Undone.")
+    await expect(page.locator("#posts-body td.remix")).to_have_text(["Yes"] * 3)
+    assert watch.errors == []

@@ -284,6 +284,33 @@ function boot() {
     }
   });
 
+  const tagList = (id) => $(id).value.split(",").map((t) => t.trim()).filter(Boolean);
+  $("act-tags").addEventListener("click", async () => {
+    const add = tagList("tags-add");
+    const remove = tagList("tags-remove");
+    if (!add.length && !remove.length) {
+      toast("Write the tags to add or to remove first (separated by commas).", "error");
+      return;
+    }
+    if (!(await confirmCount("Retag", effective()))) return;
+    const body = { action: "tags", add, remove };
+    if (table.allMatching) await batchMatching("tags", body);
+    else await batch("tags", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }));
+  });
+  for (const [id, value] of [["act-remix-on", true], ["act-remix-off", false]]) {
+    $(id).addEventListener("click", async () => {
+      if (!(await confirmCount(value ? "Allow remixes of" : "Forbid remixes of", effective()))) {
+        return;
+      }
+      const body = { action: "remixable", value };
+      if (table.allMatching) await batchMatching("remixable", body);
+      else {
+        await batch("remixable", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }),
+          { remixable: value });
+      }
+    });
+  }
+
   $("select-page").addEventListener("click", () => table.selectPage());
   $("select-loaded").addEventListener("click", () => table.selectLoaded());
   $("select-matching").addEventListener("click", () => table.selectMatching());
@@ -307,7 +334,7 @@ function boot() {
     $("view-live").setAttribute("aria-pressed", String(view === "live"));
     $("view-deleted").setAttribute("aria-pressed", String(view === "deleted"));
     $("view-title").textContent = view === "live" ? "Posts" : "Recently deleted";
-    document.querySelector(".live-actions").hidden = view !== "live";
+    for (const part of document.querySelectorAll(".live-actions")) part.hidden = view !== "live";
     document.querySelector(".deleted-actions").hidden = view !== "deleted";
     $("batch").hidden = true;
     $("batch-error").hidden = true;

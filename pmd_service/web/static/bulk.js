@@ -14,18 +14,19 @@ export function chunks(ids, size = MAX_BATCH) {
 
 const PAST = {
   hide: "hidden", unhide: "unhidden", delete: "deleted", restore: "restored",
-  license: "relicensed",
+  license: "relicensed", tags: "retagged", remixable: "changed",
 };
 // Where the posts are after a successful batch: still selected, so a download of the same
 // posts is one click; a delete or restore moves them to the other view, selected there.
 const AFTER = {
   hide: "They stay selected.", unhide: "They stay selected.", license: "They stay selected.",
+  tags: "They stay selected.", remixable: "They stay selected.",
   delete: "They are selected under “Recently deleted”, should you want them back.",
   restore: "They are selected again under “Posts”.",
 };
 const VERB = {
   hide: "Hiding", unhide: "Unhiding", delete: "Deleting", restore: "Restoring",
-  license: "Changing the license of",
+  license: "Changing the license of", tags: "Retagging", remixable: "Changing remix permission of",
 };
 
 // Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success.

@@ -8,6 +8,9 @@ export const PAGE_SIZE = 16;
 const FIRST_LIMIT = 64; // a quick first paint, then large pages
 const NEXT_LIMIT = 512;
 
+// The host's NoDerivatives licenses (its rule L5: never remixable).
+const ND_LICENSES = new Set(["CC-BY-ND-4.0", "CC-BY-NC-ND-4.0"]);
+
 const nativeFile = (post) => post.files.find((f) => f.is_native) ?? post.files[0] ?? null;
 const hiddenRank = (p) => (p.hidden_by_mod ? 2 : p.hidden_by_user ? 1 : 0);
 
@@ -21,6 +24,7 @@ const SORT_KEYS = {
   view_count: (a, b) => a.view_count - b.view_count,
   license: (a, b) => (a.license_identifier ?? "").localeCompare(b.license_identifier ?? ""),
   hidden: (a, b) => hiddenRank(a) - hiddenRank(b),
+  remixable: (a, b) => Number(a.remixable) - Number(b.remixable),
 };
 
 export class PostTable {
@@ -209,7 +213,7 @@ export class PostTable {
   // What a successful batch did, applied to the rows already loaded (no reload needed). The
   // posts stay selected (a download of the same posts is then one click), except those a delete
   // or restore moved to the other view: they are selected there instead.
-  applied(action, ids, { asModerator = false, license = null } = {}) {
+  applied(action, ids, { asModerator = false, license = null, remixable = null } = {}) {
     const set = new Set(ids);
     if (action === "delete" || action === "restore") {
       this.posts = this.posts.filter((p) => !set.has(p.id));
@@ -226,6 +230,10 @@ export class PostTable {
         p[asModerator ? "hidden_by_mod" : "hidden_by_user"] = action === "hide";
       } else if (action === "license") {
         p.license_identifier = license;
+        // A NoDerivatives license turns remixes off on the server, in the same statement.
+        if (ND_LICENSES.has(license)) p.remixable = false;
+      } else if (action === "remixable") {
+        p.remixable = remixable;
       }
     }
     this.resort();
@@ -308,6 +316,7 @@ export class PostTable {
       cell("num", fmt.count(p.comment_count), true),
       cell("num", fmt.count(p.view_count), true),
       cell("license", p.license_identifier || "—", true),
+      cell("remix", p.remixable ? "Yes" : "No", true),
       cell(p.hidden_by_mod || p.hidden_by_user ? "hidden is-hidden" : "hidden",
         p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
     ];
