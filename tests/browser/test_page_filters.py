@@ -110,7 +110,7 @@ async def test_removing_a_license_asks_first(
 async def test_tags_and_remix_permission_of_selected_posts(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 3)
+    owner, _ = await artist(factory, 3)
     await pool.execute("UPDATE posts SET hashtags = '{old,keep}'")
     await pool.execute("UPDATE posts SET mod_hashtags = '{keep}'")
     page, watch = await open_page(browser, stack, owner)
