@@ -101,19 +101,23 @@ async def cache_client(
     return await aiohttp_client(create_app(replace(settings, host_cache_redis_url=redis_url)))
 
 
-async def test_a_license_change_drops_the_hosts_cached_feeds(
+async def test_a_license_or_tag_change_drops_the_hosts_cached_feeds_and_tags(
     cache_client: Client, factory: Factory, redis_url: str
 ) -> None:
     user = await factory.user()
     ids = await factory.posts_bulk(user, 2)
     cc = await factory.license("CC0-1.0")
     cache = create_host_cache(redis_url)
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("license", {"post_ids": ids, "license_id": cc}),
+        ("action", {"action": "tags", "post_ids": ids, "add": ["new"]}),
+        ("action", {"action": "remixable", "post_ids": ids, "value": False}),
+    ]
     try:
-        await cache.mset({"feed:recent:1": "x", "hashtags:top": "x", "user:1": "kept"})
-        resp = await cache_client.post(
-            "/api/pmd/license", json={"post_ids": ids, "license_id": cc}, headers=user.auth
-        )
-        assert resp.status == 200
-        assert sorted(k.decode() for k in await cache.keys("*")) == ["user:1"]
+        for path, body in steps:
+            await cache.mset({"feed:recent:1": "x", "hashtags:top": "x", "user:1": "kept"})
+            resp = await cache_client.post(f"/api/pmd/{path}", json=body, headers=user.auth)
+            assert resp.status == 200
+            assert sorted(k.decode() for k in await cache.keys("*")) == ["user:1"], body
     finally:
         await cache.aclose()
