@@ -17,7 +17,7 @@ UNDO_HOURS = 24
 
 # One statement, as the actions: lock the action's row (a second undo waits, then finds it
 # undone) and its posts in id order, put back every post that still holds what the action
-# wrote (migrations/0009_bulk_undo.sql says why not its metadata_modified_at), bump the host's
+# wrote (migrations/0010_bulk_undo.sql says why not its metadata_modified_at), bump the host's
 # columns as any bulk write does, keep the moderator-deletion marks true to the restored flags,
 # mark the action undone, audit a moderator's undo and NOTIFY. Only the caller who acted
 # (the owner, or the same moderator) may undo.
