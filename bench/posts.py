@@ -278,7 +278,7 @@ async def actions(
     async def sql_hide(post_ids: list[int], hidden: bool) -> None:
         row = await pool.fetchrow(batch_sql.SQL_BATCH_HIDE_BY_USER, user.id, post_ids, "hide",
                                   None, hidden)  # fmt: skip
-        assert row is not None and len(row["changed"]) == BATCH
+        assert row is not None and row["changed"] == BATCH
 
     for i in range(10):  # warm-up
         await act("hide", chunks[i])

@@ -21,6 +21,7 @@ BENCHMARKS = (
     Bench("job", (), 900),
     Bench("processes", (), 900),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900),
+    Bench("filters", (), 600),  # a filtered page at 20,000 posts, an action on 10,000
     Bench("sse", (), 1200),
     # The whole box: 12,500 to 100,000 streams on 1 to 7 server processes.
     Bench("sse_box", ("--box",), 2700, module="sse"),

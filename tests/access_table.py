@@ -35,6 +35,7 @@ class World:
     ready_bdr: str = ""  # the victim's, with a ZIP on disk
     pending_bdr: str = ""  # the victim's, queued
     ready_export: str = ""  # the victim's full export, its parts on disk
+    victim_action: str = ""  # the victim's own bulk action: only the victim may undo it
     license_id: int = 0
     victim_post_ids: list[int] = field(default_factory=list)
     attacker_post_ids: list[int] = field(default_factory=list)
@@ -66,6 +67,12 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     w.license_id = await factory.license("CC-BY-4.0")
     w.victim_post_ids = ids = [p.id for p in victim_posts]
 
+    resp = await client.post(
+        "/api/pmd/action",
+        json={"action": "tags", "post_ids": ids[:1], "add": ["mine"]},
+        headers=w.victim.auth,
+    )
+    w.victim_action = (await resp.json())["undo"].split("/")[-2]
     w.ready_bdr = (await request_bdr(client, w.victim, ids))["id"]
     await run_worker(settings)
     assert (await fetch_item(client, w.victim, w.ready_bdr))["status"] == "ready"
@@ -215,6 +222,9 @@ _ROWS = (
     Row("POST", "/api/pmd/bdr/sse-ticket", 200, 200),
     Row("GET", "/api/pmd/bdr/sse", 200, 200, stream=True),
     Row("GET", "/api/pmd/licenses", 200, 200),
+    # An undo is its actor's alone: the victim's own action is not found for anyone else, an
+    # authorised moderator or the site's owner included.
+    Row("POST", "/api/pmd/actions/{id}/undo", 404, 404, "/api/pmd/actions/{w.victim_action}/undo"),
     # Exports are the owner's alone: an authorised moderator or the site's owner gets 403. A
     # request in one's own scope asks for a part size out of bounds (400): nothing is created.
     Row("POST", "/api/pmd/exports", 400, 403, body=lambda w: {"part_bytes": 1}),

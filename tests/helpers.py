@@ -48,7 +48,7 @@ SECRET = "test-secret-" + "x" * 40
 
 TABLES = (
     "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
-    "audited_reads, audit_logs, reactions, comments, "
+    "audited_reads, audit_logs, bulk_action_posts, bulk_actions, reactions, comments, "
     "post_files, posts, licenses, users"
 )
 
@@ -264,9 +264,16 @@ async def act(client: Client, user: UserRow, action: str, post_ids: list[int], *
 
 
 async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
+    """The answer of a successful action, without its `undo` link (checked here: present
+    exactly when a post changed)."""
     resp = await act(client, user, action, post_ids, **extra)
     assert resp.status == 200, await resp.text()
-    return await resp.json()
+    body = await resp.json()
+    undo = body.pop("undo")
+    assert (undo is not None) == (body["changed_count"] > 0), body
+    if undo is not None:
+        assert undo.startswith("/api/pmd/actions/") and "/undo" in undo, undo
+    return body
 
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:

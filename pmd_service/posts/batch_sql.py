@@ -1,73 +1,156 @@
-"""The statements of batch actions: one template, one statement per action and caller kind."""
+"""The statements of batch actions: one template, one statement per action, caller kind and way
+of naming the posts (a list of ids, or a filter and the count the person approved)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..core.visibility import restorable
+from .filters import PARAMS as FILTER_PARAMS
+from .filters import predicate
+from .host_rules import MAX_TAGS_PER_POST, is_nd_license
 
 # One statement per batch: lock the eligible rows (in id order, so overlapping batches never
-# deadlock), name every requested id that is not eligible, and only when there is none change
-# the rows, write the moderator's audit row and NOTIFY pmd_posts_changed. A single statement
-# is atomic, so all-or-nothing needs no explicit transaction, and a batch costs one round trip
-# (BEGIN, lock, update, audit, notify, COMMIT as separate statements were slower: see
-# docs/benchmarks.md).
+# deadlock), name every requested id that is not eligible and every eligible post the action
+# may not apply to, and only when there is none (and, for a filter, when the matching posts
+# are as many as approved) change the rows, remember their previous values for undo, write the
+# moderator's audit row and NOTIFY pmd_posts_changed. A single statement is atomic, so
+# all-or-nothing needs no explicit transaction, and a batch costs one round trip (BEGIN, lock,
+# update, audit, notify, COMMIT as separate statements were slower: see docs/benchmarks.md).
 #
-# $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for self-actions),
-# $5 the new value (hide/unhide: bool; license: license id or NULL).
+# By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
+# self-actions), then the action's values. By filter: $1 owner id, $2 the approved count, $3,
+# $4 as above, $5 the most posts a request may change, $6 the filter as JSON (for the audit
+# row), $7.. the filter's keys (filters.py), then the action's values.
 #
 # The gate has no column of `p`, so PostgreSQL evaluates it once before the UPDATE scans
 # anything; evaluating it reads all of `eligible`, so every row lock is taken, in id order,
 # before any row changes. A row changed by a concurrent batch while we waited for its lock is
 # re-checked against its new version (READ COMMITTED re-evaluation), so a post deleted
-# meanwhile is named as ineligible. NOTIFY is transactional: listeners get it after commit,
-# and never for a rejected batch (nothing changed, so nothing is announced).
+# meanwhile is named as ineligible (by filter: no longer counted). `eligible` holds the rows as
+# they were before this statement's UPDATE (data-modifying CTEs see one snapshot): the values
+# undo puts back. NOTIFY is transactional: listeners get it after commit, and never for a
+# rejected batch (nothing changed, so nothing is announced).
 _BATCH = """
 WITH eligible AS (
-    SELECT id FROM posts
-    WHERE id = ANY($2::int[]) AND owner_id = $1 AND kind = 'artwork' AND {eligible}
-    ORDER BY id
+    SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,
+           p.license_id, p.remixable, p.hashtags, {refuse} AS refused
+    FROM posts p
+    WHERE {chosen} AND p.owner_id = $1 AND p.kind = 'artwork' AND {eligible}
+    ORDER BY p.id
     FOR UPDATE
+), eligible_ids AS (
+    SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids, count(*) AS n FROM eligible
 ), missing AS (
-    SELECT coalesce(array_agg(w.id ORDER BY w.id), '{{}}') AS ids
-    FROM unnest($2::int[]) AS w(id)
-    WHERE w.id NOT IN (SELECT id FROM eligible)
+    {missing}
+), refused AS (
+    SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM eligible WHERE refused
 ), gate AS (
-    SELECT cardinality(ids) = 0 AND {precondition} AS ok, {precondition} AS precondition_ok
-    FROM missing
+    SELECT cardinality(m.ids) = 0 AND cardinality(r.ids) = 0 AND {counted} AND {precondition}
+               AS ok,
+           {precondition} AS precondition_ok
+    FROM missing m, refused r, eligible_ids e
 ), changed AS (
-    -- The gate passes only when every requested id is eligible and locked, so the ids
-    -- themselves select the rows (a join with `eligible` planned as a nested loop, O(n²)).
-    -- `updated_at` is the host's "last changed" column (its ORM bumps it on every change).
-    UPDATE posts p SET {assign}, updated_at = now()
-    WHERE p.id = ANY($2::int[]) AND {differs} AND (SELECT ok FROM gate)
-    RETURNING p.id
+    -- The gate passes only when every requested post is eligible and locked, so their ids
+    -- select the rows (a join with `eligible` planned as a nested loop, O(n²)).
+    -- `updated_at` is the host's "last changed" column (its ORM bumps it on every change);
+    -- `metadata_modified_at` is what the host's players sync on (its own edit bumps it on
+    -- every metadata change): without it a post hidden here stays on every player.
+    UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
+    WHERE p.id = ANY({targets}) AND {differs} AND (SELECT ok FROM gate)
+    RETURNING p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user,
+              p.deleted_by_user_date, p.license_id, p.remixable, p.hashtags
 ), changed_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM changed
+), logged AS (
+    INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count)
+    SELECT $1::int, $4::int, $3::text, cardinality(c.ids) FROM changed_ids c
+    WHERE cardinality(c.ids) > 0
+    RETURNING id
+), remembered AS (
+    -- Before and after, each from its own CTE (a join of the two planned as a nested loop).
+    INSERT INTO bulk_action_posts (
+        action_id, post_id, after, hidden_by_user, hidden_by_mod, deleted_by_user,
+        deleted_by_user_date, license_id, remixable, hashtags
+    )
+    SELECT l.id, e.id, false, e.hidden_by_user, e.hidden_by_mod, e.deleted_by_user,
+           e.deleted_by_user_date, e.license_id, e.remixable, e.hashtags
+    FROM logged l, eligible e
+    WHERE e.id IN (SELECT id FROM changed)
+    UNION ALL
+    SELECT l.id, c.id, true, c.hidden_by_user, c.hidden_by_mod, c.deleted_by_user,
+           c.deleted_by_user_date, c.license_id, c.remixable, c.hashtags
+    FROM logged l, changed c
+    RETURNING 1
 ), audited AS (
     -- The host's audit_logs.id has no default (it sets uuid4 in code): name it here too.
     INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
     SELECT gen_random_uuid(), $4::int, 'pmd_batch_' || $3::text, 'user', $1::text,
-           json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))::text
-    FROM changed_ids c
+           {note}::text
+    FROM changed_ids c, eligible_ids e
     WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
     RETURNING 1
 ){moderation}, notified AS (
     SELECT pg_notify(
         'pmd_posts_changed',
-        json_build_object('user_id', $1::int, 'action', $3::text, 'post_ids', c.ids)::text
+        json_build_object('user_id', $1::int, 'action', $3::text, {notified})::text
     )
     FROM changed_ids c
     WHERE cardinality(c.ids) > 0
 )
-SELECT g.precondition_ok, m.ids AS missing, c.ids AS changed,
+SELECT g.ok, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
+       cardinality(c.ids) AS changed, (SELECT id FROM logged) AS action_id,
+       (SELECT count(*) FROM remembered) / 2 AS remembered,
        (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified
        {columns}
-FROM gate g, missing m, changed_ids c
+FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 """
-_ELIGIBLE_LIVE = "NOT deleted_by_user"
-_ELIGIBLE_RESTORABLE = restorable("posts")
+# A NOTIFY payload must stay under 8000 bytes: a filter's action names its posts only when
+# they are few, and always says how many changed.
+_NOTIFY_MOST_IDS = 500
+
+
+@dataclass(frozen=True)
+class _Mode:
+    chosen: str
+    missing: str
+    counted: str
+    targets: str
+    note: str
+    notified: str
+    first_value: int
+
+
+_BY_IDS = _Mode(
+    chosen="p.id = ANY($2::int[])",
+    missing="""SELECT coalesce(array_agg(w.id ORDER BY w.id), '{}') AS ids
+    FROM unnest($2::int[]) AS w(id)
+    WHERE w.id NOT IN (SELECT id FROM eligible)""",
+    counted="true",
+    targets="$2::int[]",
+    note="json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))",
+    notified="'post_ids', c.ids",
+    first_value=5,
+)
+_BY_FILTER = _Mode(
+    chosen=predicate(7),
+    missing="SELECT '{}'::int[] AS ids",
+    # The person approved `expect_count` posts: no more, no fewer, and within the limit.
+    counted="e.n = $2::int AND e.n <= $5::int",
+    targets="(SELECT ids FROM eligible_ids)::int[]",
+    note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
+    notified=(
+        f"'post_ids', CASE WHEN cardinality(c.ids) <= {_NOTIFY_MOST_IDS} THEN c.ids END, "
+        "'changed_count', cardinality(c.ids)"
+    ),
+    first_value=7 + FILTER_PARAMS,
+)
+
+_ELIGIBLE_LIVE = "NOT p.deleted_by_user"
+_ELIGIBLE_RESTORABLE = restorable("p")
 # The host has no deleted_by_mod column: a moderator's delete is remembered in the service's own
 # `moderator_deletions`, and only a moderator may undo it.
-_NOT_BY_MODERATOR = "NOT EXISTS (SELECT 1 FROM moderator_deletions m WHERE m.post_id = posts.id)"
+_NOT_BY_MODERATOR = "NOT EXISTS (SELECT 1 FROM moderator_deletions m WHERE m.post_id = p.id)"
 _MARK_MODERATOR_DELETE = """, marked AS (
     INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
     SELECT id, $1::int, $4::int FROM changed
@@ -80,56 +163,103 @@ _UNMARK_MODERATOR_DELETE = """, unmarked AS (
 
 
 def _batch(
-    *, eligible: str, assign: str, differs: str = "true", precondition: str = "true",
-    moderation: str = "", columns: str = "",
+    mode: _Mode, *, eligible: str, assign: str, differs: str = "true", precondition: str = "true",
+    refuse: str = "false", moderation: str = "", columns: str = "",
 ) -> str:  # fmt: skip
+    values = {f"v{i}": f"${mode.first_value + i}" for i in range(2)}
     return _BATCH.format(
+        chosen=mode.chosen,
+        missing=mode.missing,
+        counted=mode.counted,
+        targets=mode.targets,
+        note=mode.note,
+        notified=mode.notified,
         eligible=eligible,
-        precondition=precondition,
-        assign=assign,
-        differs=differs,
+        precondition=precondition.format(**values),
+        refuse=refuse.format(**values),
+        assign=assign.format(**values),
+        differs=differs.format(**values),
         moderation=moderation,
-        columns=columns,
+        columns=columns.format(**values),
     )
 
 
-SQL_BATCH_HIDE_BY_USER = _batch(
-    eligible=_ELIGIBLE_LIVE,
-    assign="hidden_by_user = $5::bool",
-    differs="p.hidden_by_user <> $5::bool",
-)
-SQL_BATCH_HIDE_BY_MOD = _batch(
-    eligible=_ELIGIBLE_LIVE,
-    assign="hidden_by_mod = $5::bool",
-    differs="p.hidden_by_mod <> $5::bool",
-)
+def _both(**kw: str) -> tuple[str, str]:
+    """The statement by ids and by filter."""
+    return _batch(_BY_IDS, **kw), _batch(_BY_FILTER, **kw)
+
+
 _DELETE = "deleted_by_user = true, deleted_by_user_date = now()"
 _RESTORE = "deleted_by_user = false, deleted_by_user_date = NULL"
-SQL_BATCH_DELETE_BY_USER = _batch(eligible=_ELIGIBLE_LIVE, assign=_DELETE)
-SQL_BATCH_DELETE_BY_MOD = _batch(
+SQL_BATCH_HIDE_BY_USER, SQL_FILTER_HIDE_BY_USER = _both(
+    eligible=_ELIGIBLE_LIVE,
+    assign="hidden_by_user = {v0}::bool",
+    differs="p.hidden_by_user <> {v0}::bool",
+)
+SQL_BATCH_HIDE_BY_MOD, SQL_FILTER_HIDE_BY_MOD = _both(
+    eligible=_ELIGIBLE_LIVE,
+    assign="hidden_by_mod = {v0}::bool",
+    differs="p.hidden_by_mod <> {v0}::bool",
+)
+SQL_BATCH_DELETE_BY_USER, SQL_FILTER_DELETE_BY_USER = _both(eligible=_ELIGIBLE_LIVE, assign=_DELETE)
+SQL_BATCH_DELETE_BY_MOD, SQL_FILTER_DELETE_BY_MOD = _both(
     eligible=_ELIGIBLE_LIVE, assign=_DELETE, moderation=_MARK_MODERATOR_DELETE
 )
-# A post restored already (not deleted) is eligible and left as it is: a repeated restore is
-# idempotent, as a repeated hide is. A deleted one must be inside the restore window.
+# By ids, a post restored already (not deleted) is eligible and left as it is: a repeated
+# restore is idempotent, as a repeated hide is. A deleted one must be inside the restore window.
+# By filter, the posts restored are those of the deleted listing that match (a live post is
+# not "matched" by a restore).
+_RESTORABLE_BY_USER = f"({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR})"
 SQL_BATCH_RESTORE_BY_USER = _batch(
-    eligible=f"(NOT deleted_by_user OR ({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR}))",
+    _BY_IDS,
+    eligible=f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})",
     assign=_RESTORE,
     differs="p.deleted_by_user",
 )
+SQL_FILTER_RESTORE_BY_USER = _batch(
+    _BY_FILTER, eligible=_RESTORABLE_BY_USER, assign=_RESTORE, differs="p.deleted_by_user"
+)
 SQL_BATCH_RESTORE_BY_MOD = _batch(
-    eligible=f"(NOT deleted_by_user OR {_ELIGIBLE_RESTORABLE})",
+    _BY_IDS,
+    eligible=f"(NOT p.deleted_by_user OR {_ELIGIBLE_RESTORABLE})",
+    assign=_RESTORE,
+    differs="p.deleted_by_user",
+    moderation=_UNMARK_MODERATOR_DELETE,
+)
+SQL_FILTER_RESTORE_BY_MOD = _batch(
+    _BY_FILTER,
+    eligible=f"({_ELIGIBLE_RESTORABLE})",
     assign=_RESTORE,
     differs="p.deleted_by_user",
     moderation=_UNMARK_MODERATOR_DELETE,
 )
 # An unknown license refuses the batch too (`precondition_ok` false); the row carries the
-# license's identifier for the message the host's page parses.
-SQL_BATCH_LICENSE = _batch(
+# license's identifier for the message the host's page parses. A NoDerivatives license turns
+# remixable off in the same statement (the host's rule L5), and a post already under it but
+# still remixable (written before the rule) is corrected too.
+_TO_ND = is_nd_license("{v0}::int")
+SQL_BATCH_LICENSE, SQL_FILTER_LICENSE = _both(
     eligible=_ELIGIBLE_LIVE,
-    precondition="($5::int IS NULL OR EXISTS (SELECT 1 FROM licenses WHERE id = $5::int))",
-    assign="license_id = $5::int",
-    differs="p.license_id IS DISTINCT FROM $5::int",
-    columns=", (SELECT identifier FROM licenses WHERE id = $5::int) AS license_identifier",
+    precondition="({v0}::int IS NULL OR EXISTS (SELECT 1 FROM licenses WHERE id = {v0}::int))",
+    assign=f"license_id = {{v0}}::int, remixable = p.remixable AND NOT {_TO_ND}",
+    differs=f"(p.license_id IS DISTINCT FROM {{v0}}::int OR (p.remixable AND {_TO_ND}))",
+    columns=", (SELECT identifier FROM licenses WHERE id = {v0}::int) AS license_identifier",
+)
+# Tags: {v0} to add, {v1} to remove, both normalised; a moderator's tag is never removed (the
+# host's own edit re-merges them). A post whose own tags would pass the host's cap is refused.
+_TAGS_AFTER = "pmd_tags_after(p.hashtags, p.mod_hashtags, {v0}::text[], {v1}::text[])"
+SQL_BATCH_TAGS, SQL_FILTER_TAGS = _both(
+    eligible=_ELIGIBLE_LIVE,
+    refuse=f"pmd_artist_tag_count({_TAGS_AFTER}, p.mod_hashtags) > {MAX_TAGS_PER_POST}",
+    assign=f"hashtags = {_TAGS_AFTER}",
+    differs=f"p.hashtags IS DISTINCT FROM {_TAGS_AFTER}",
+)
+# Remix permission: a NoDerivatives post is refused `true` (rule L5), never silently skipped.
+SQL_BATCH_REMIXABLE, SQL_FILTER_REMIXABLE = _both(
+    eligible=_ELIGIBLE_LIVE,
+    refuse=f"({{v0}}::bool AND {is_nd_license('p.license_id')})",
+    assign="remixable = {v0}::bool",
+    differs="p.remixable <> {v0}::bool",
 )
 SQL_DELETED_BY_MODERATOR = """
 SELECT coalesce(array_agg(post_id ORDER BY post_id), '{}') FROM moderator_deletions

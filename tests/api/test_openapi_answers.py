@@ -11,6 +11,7 @@ the document while PostgreSQL is unreachable (its port refuses, its connections 
 from __future__ import annotations
 
 import re
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -236,6 +237,9 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
             ("POST", "/api/pmd/license", auth | {"json": {"post_ids": [w.post_id], "license_id": None}})
         ],
         ("GET", "/api/pmd/licenses"): [("GET", "/api/pmd/licenses", auth)],
+        ("POST", "/api/pmd/actions/{id}/undo"): [
+            ("POST", f"/api/pmd/actions/{uuid.uuid4()}/undo", auth)
+        ],
         ("POST", "/api/pmd/bdr"): [("POST", "/api/pmd/bdr", auth | {"json": {"post_ids": [w.post_id]}})],
         ("GET", "/api/pmd/bdr"): [("GET", "/api/pmd/bdr", auth)],
         ("GET", "/api/pmd/bdr/{id}"): [("GET", bdr, auth)],

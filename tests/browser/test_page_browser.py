@@ -107,6 +107,8 @@ async def test_select_150_posts_and_hide_them_in_two_batches(
 
     await record_texts(page, "#batch-text")
     await page.get_by_role("button", name="Hide", exact=True).click()
+    # More than a page of posts: the count is asked first.
+    await page.locator("#confirm").get_by_role("button", name="Hide 150 posts").click()
     await expect(page.locator("#batch-text")).to_have_text(
         "150 posts hidden in 2 batches. They stay selected."
     )
@@ -135,6 +137,7 @@ async def test_a_failed_batch_stops_and_says_what_did_not_happen(
     await pool.execute("UPDATE posts SET deleted_by_user = true WHERE id = $1", ids[-1])
 
     await page.get_by_role("button", name="Hide", exact=True).click()
+    await page.locator("#confirm").get_by_role("button", name="Hide 150 posts").click()
     error = page.locator("#batch-error")
     await expect(error).to_contain_text("Batch 2 of 2 failed:")
     await expect(error).to_contain_text(str(ids[-1]))

@@ -93,6 +93,13 @@ WHERE status IN ('failed', 'expired', 'cancelled')
 """
 # A moderator's reads audited this hour: only the current hour's rows still decide anything.
 SQL_PURGE_AUDITED_READS = "DELETE FROM audited_reads WHERE hour < now() - interval '1 day'"
+# The bulk actions' undo history past its 24 hours (posts/undo.py), with their posts' rows.
+SQL_PURGE_UNDO_HISTORY = """
+WITH gone AS (
+    DELETE FROM bulk_actions WHERE created_at < now() - interval '24 hours' RETURNING id
+)
+DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
+"""
 SQL_PURGE_MODERATOR_MARKS = """
 DELETE FROM moderator_deletions m
 WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
@@ -233,7 +240,11 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
     )
     await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
     await st.pool.execute(SQL_PURGE_AUDITED_READS)
-    log.info("cleanup: %d old finished requests and %d old events purged", purged, events)
+    undo_purged = int((await st.pool.execute(SQL_PURGE_UNDO_HISTORY)).split()[-1])
+    log.info(
+        "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
+        "window purged", purged, events, undo_purged,
+    )  # fmt: skip
     if st.zips.store is not None:
         assert st.zips.bucket is not None
         log.info("cleanup: tidying s3://%s/%s", st.zips.bucket.bucket, st.zips.bucket.prefix)

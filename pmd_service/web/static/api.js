@@ -53,7 +53,9 @@ export class Api {
   url(path, query = {}) {
     const url = new URL(path, location.origin);
     for (const [k, v] of Object.entries(query)) {
-      if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
+      // A list is a repeated parameter (`hashtag=a&hashtag=b`).
+      if (Array.isArray(v)) for (const one of v) url.searchParams.append(k, String(one));
+      else if (v !== undefined && v !== null) url.searchParams.set(k, String(v));
     }
     if (this.targetSqid) url.searchParams.set("target_sqid", this.targetSqid);
     return url;

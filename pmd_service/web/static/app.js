@@ -8,7 +8,7 @@ import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
 import { count, plural, RESTORE_WINDOW_DAYS } from "./format.js";
-import { PostTable } from "./posts.js";
+import { PAGE_SIZE, PostTable } from "./posts.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -60,14 +60,21 @@ function boot() {
   });
 
   function refreshControls() {
-    const n = table.selected.size;
-    $("selected-count").textContent = count(n);
+    const n = table.allMatching ? table.total : table.selected.size;
+    $("selected-count").textContent = table.allMatching ? `All ${count(n)} matching` : count(n);
+    const matching = $("select-matching");
+    // Without a filter, once everything is loaded, "Select all loaded" is the same set.
+    const unfiltered = Object.keys(table.filter).length === 0;
+    matching.hidden = !table.total || table.allMatching || (table.done && unfiltered);
+    matching.textContent = `Select all ${count(table.total)} matching`;
+    matching.disabled = busy;
     for (const b of document.querySelectorAll("[data-needs-selection]")) b.disabled = n === 0 || busy;
     $("view-live").disabled = busy;
     $("view-deleted").disabled = busy;
     const why = $("bdr-why");
     const request = $("bdr-request");
-    request.disabled = busy || n === 0 || n > MAX_BATCH || table.view !== "live";
+    request.disabled = busy || n === 0 || n > MAX_BATCH || table.view !== "live" ||
+      (table.allMatching && table.posts.length < table.total);
     request.textContent = n ? `Request download of ${plural(n, "post")}` : "Request download";
     if (table.view !== "live") why.textContent = "Switch to Posts to download.";
     else if (n === 0) why.textContent = "Select the posts to put in the ZIP.";
@@ -77,9 +84,136 @@ function boot() {
     } else why.textContent = "";
   }
 
+  // --- the filter, kept in the page's URL ---
+  const FILTER_KEYS = ["q", "hashtag", "license", "hidden", "format", "has_layers",
+    "created_after", "created_before"];
+  function filterFromForm() {
+    const out = {};
+    for (const key of FILTER_KEYS) {
+      const value = $(`f-${key}`).value.trim();
+      if (!value) continue;
+      out[key] = key === "hashtag"
+        ? value.split(",").map((t) => t.trim()).filter(Boolean)
+        : value;
+    }
+    return out;
+  }
+  function showFilter(filter) {
+    for (const key of FILTER_KEYS) {
+      const value = filter[key];
+      $(`f-${key}`).value = Array.isArray(value) ? value.join(", ") : value ?? "";
+    }
+  }
+  function filterFromUrl() {
+    const out = {};
+    for (const key of FILTER_KEYS) {
+      const values = params.getAll(key).filter(Boolean);
+      if (values.length) out[key] = key === "hashtag" ? values : values[0];
+    }
+    return out;
+  }
+  function keepInUrl(filter) {
+    const url = new URL(location.href);
+    for (const key of FILTER_KEYS) url.searchParams.delete(key);
+    for (const [key, value] of Object.entries(filter)) {
+      for (const one of Array.isArray(value) ? value : [value]) url.searchParams.append(key, one);
+    }
+    history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+  }
+  // As an action's body wants it: flags as booleans, tags as a list.
+  const FLAGS = new Set(["hidden", "has_layers"]);
+  function filterJson(filter) {
+    const out = {};
+    for (const [key, value] of Object.entries(filter)) {
+      out[key] = FLAGS.has(key) ? value === "true" : value;
+    }
+    return out;
+  }
+  $("filters").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (busy) return;
+    table.filter = filterFromForm();
+    keepInUrl(table.filter);
+    table.load(table.view);
+  });
+  $("f-reset").addEventListener("click", () => {
+    if (busy) return;
+    showFilter({});
+    table.filter = {};
+    keepInUrl({});
+    table.load(table.view);
+  });
+
+  // --- undo ---
+  let undos = [];
+  function offerUndo(links) {
+    undos = links;
+    $("batch-undo").hidden = links.length === 0;
+  }
+  $("batch-undo").addEventListener("click", async () => {
+    const links = undos;
+    offerUndo([]);
+    busy = true;
+    refreshControls();
+    try {
+      // The last batch first: each puts back what it found.
+      for (const link of [...links].reverse()) {
+        const answer = await api.post(link.split("?")[0]);
+        toast(answer.message, answer.left_post_ids.length ? "error" : "ok");
+      }
+      $("batch-text").textContent = "Undone.";
+    } catch (error) {
+      onError(error);
+    } finally {
+      busy = false;
+      await table.load(table.view);
+    }
+  });
+
+  // Everything the filter matches, in one request the server runs only on the count approved.
+  async function batchMatching(action, body) {
+    const { view } = table;
+    busy = true;
+    refreshControls();
+    showNotice("");
+    offerUndo([]);
+    $("batch").hidden = false;
+    $("batch").focus();
+    $("batch-text").textContent = `${action}: ${plural(table.total, "post")}…`;
+    try {
+      const answer = await api.post(action === "license" ? "/api/pmd/license" : "/api/pmd/action",
+        { ...body, filter: filterJson(table.filter), expect_count: table.total });
+      $("batch-text").textContent = answer.message;
+      toast(answer.message, "ok");
+      offerUndo(answer.undo ? [answer.undo] : []);
+    } catch (error) {
+      // 409: the posts that match are not the number approved; the list shows them again.
+      $("batch-text").textContent = explain(error);
+      if (error.status === 401) onError(error);
+      else toast(explain(error), "error");
+    } finally {
+      busy = false;
+      await table.load(view);
+    }
+  }
+
+  // Any action on more than one page of posts says how many first.
+  async function confirmCount(verb, n) {
+    if (n <= PAGE_SIZE) return true;
+    return confirmAction({
+      title: `${verb} ${plural(n, "post")}?`,
+      text: table.allMatching
+        ? "Every post that matches the filter, loaded or not. You can undo it for 24 hours."
+        : "You can undo it for 24 hours.",
+      ok: `${verb} ${plural(n, "post")}`,
+    });
+  }
+  const effective = () => (table.allMatching ? table.total : table.selected.size);
+
   async function batch(action, send, options = {}) {
     const ids = [...table.selected];
     if (!ids.length) return;
+    offerUndo([]);
     const { generation, view } = table;
     busy = true;
     refreshControls();
@@ -92,6 +226,7 @@ function boot() {
         if (table.generation === generation) table.applied(action, part, options);
       });
       toast(result.message, result.ok ? "ok" : "error");
+      offerUndo(result.undos);
       if (!result.ok && result.error?.status === 401) onError(result.error);
       if (!result.ok && !result.unknown && table.generation === generation) {
         // What failed stays selected, alone, to try again; what was done is done.
@@ -108,31 +243,77 @@ function boot() {
   }
 
   const act = (action) => (part) => api.post("/api/pmd/action", { action, post_ids: part });
-  $("act-hide").addEventListener("click", () =>
-    batch("hide", act("hide"), { asModerator: Boolean(targetSqid) }));
-  $("act-unhide").addEventListener("click", () =>
-    batch("unhide", act("unhide"), { asModerator: Boolean(targetSqid) }));
-  $("act-restore").addEventListener("click", () => batch("restore", act("restore")));
+  const VERBS = { hide: "Hide", unhide: "Unhide", restore: "Restore" };
+  for (const action of ["hide", "unhide", "restore"]) {
+    $(`act-${action}`).addEventListener("click", async () => {
+      if (!(await confirmCount(VERBS[action], effective()))) return;
+      if (table.allMatching) await batchMatching(action, { action });
+      else await batch(action, act(action), { asModerator: Boolean(targetSqid) });
+    });
+  }
   $("act-delete").addEventListener("click", async () => {
-    const n = table.selected.size;
+    const n = effective();
     const sure = await confirmAction({
       title: `Delete ${plural(n, "post")}?`,
       text: "They disappear from your profile at once. You can restore them from " +
         `“Recently deleted” for ${RESTORE_WINDOW_DAYS} days.`,
       ok: `Delete ${plural(n, "post")}`,
     });
-    if (sure) await batch("delete", act("delete"));
+    if (!sure) return;
+    if (table.allMatching) await batchMatching("delete", { action: "delete" });
+    else await batch("delete", act("delete"));
   });
-  $("act-license").addEventListener("click", () => {
+  $("act-license").addEventListener("click", async () => {
     const select = $("license-select");
     const id = select.value ? Number(select.value) : null;
     const identifier = id ? select.selectedOptions[0].dataset.identifier || null : null;
-    batch("license", (part) => api.post("/api/pmd/license", { post_ids: part, license_id: id }),
-      { license: identifier });
+    const n = effective();
+    if (id === null) {
+      // Removing a license is a choice of the same menu: it asks first.
+      const sure = await confirmAction({
+        title: `Remove the license of ${plural(n, "post")}?`,
+        text: "They will show no license until you set one again. You can undo it for 24 hours.",
+        ok: `Remove the license of ${plural(n, "post")}`,
+      });
+      if (!sure) return;
+    } else if (!(await confirmCount("Relicense", n))) return;
+    if (table.allMatching) await batchMatching("license", { license_id: id });
+    else {
+      await batch("license", (part) => api.post("/api/pmd/license", { post_ids: part, license_id: id }),
+        { license: identifier });
+    }
   });
+
+  const tagList = (id) => $(id).value.split(",").map((t) => t.trim()).filter(Boolean);
+  $("act-tags").addEventListener("click", async () => {
+    const add = tagList("tags-add");
+    const remove = tagList("tags-remove");
+    if (!add.length && !remove.length) {
+      toast("Write the tags to add or to remove first (separated by commas).", "error");
+      return;
+    }
+    if (!(await confirmCount("Retag", effective()))) return;
+    const body = { action: "tags", add, remove };
+    if (table.allMatching) await batchMatching("tags", body);
+    else await batch("tags", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }));
+  });
+  for (const [id, value] of [["act-remix-on", true], ["act-remix-off", false]]) {
+    $(id).addEventListener("click", async () => {
+      if (!(await confirmCount(value ? "Allow remixes of" : "Forbid remixes of", effective()))) {
+        return;
+      }
+      const body = { action: "remixable", value };
+      if (table.allMatching) await batchMatching("remixable", body);
+      else {
+        await batch("remixable", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }),
+          { remixable: value });
+      }
+    });
+  }
 
   $("select-page").addEventListener("click", () => table.selectPage());
   $("select-loaded").addEventListener("click", () => table.selectLoaded());
+  $("select-matching").addEventListener("click", () => table.selectMatching());
   $("select-clear").addEventListener("click", () => table.clearSelection());
   $("page-first").addEventListener("click", () => table.goTo(0));
   $("page-prev").addEventListener("click", () => table.goTo(table.page - 1));
@@ -153,7 +334,7 @@ function boot() {
     $("view-live").setAttribute("aria-pressed", String(view === "live"));
     $("view-deleted").setAttribute("aria-pressed", String(view === "deleted"));
     $("view-title").textContent = view === "live" ? "Posts" : "Recently deleted";
-    document.querySelector(".live-actions").hidden = view !== "live";
+    for (const part of document.querySelectorAll(".live-actions")) part.hidden = view !== "live";
     document.querySelector(".deleted-actions").hidden = view !== "deleted";
     $("batch").hidden = true;
     $("batch-error").hidden = true;
@@ -186,6 +367,12 @@ function boot() {
   api.get("/api/pmd/licenses").then(({ items }) => {
     const select = $("license-select");
     for (const l of items) {
+      if (l.identifier) {
+        const choice = document.createElement("option");
+        choice.value = l.identifier;
+        choice.textContent = l.identifier;
+        $("f-license").append(choice);
+      }
       const option = document.createElement("option");
       option.value = String(l.id);
       option.dataset.identifier = l.identifier || "";
@@ -195,8 +382,12 @@ function boot() {
         : l.identifier;
       select.append(option);
     }
+    // A filter from the page's URL names its license before the menu holds it.
+    $("f-license").value = table.filter.license ?? "";
   }, onError);
 
+  table.filter = filterFromUrl();
+  showFilter(table.filter);
   table.load("live");
   exportsPanel?.start();
   downloads.start();

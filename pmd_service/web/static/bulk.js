@@ -14,22 +14,24 @@ export function chunks(ids, size = MAX_BATCH) {
 
 const PAST = {
   hide: "hidden", unhide: "unhidden", delete: "deleted", restore: "restored",
-  license: "relicensed",
+  license: "relicensed", tags: "retagged", remixable: "changed",
 };
 // Where the posts are after a successful batch: still selected, so a download of the same
 // posts is one click; a delete or restore moves them to the other view, selected there.
 const AFTER = {
   hide: "They stay selected.", unhide: "They stay selected.", license: "They stay selected.",
+  tags: "They stay selected.", remixable: "They stay selected.",
   delete: "They are selected under “Recently deleted”, should you want them back.",
   restore: "They are selected again under “Posts”.",
 };
 const VERB = {
   hide: "Hiding", unhide: "Unhiding", delete: "Deleting", restore: "Restoring",
-  license: "Changing the license of",
+  license: "Changing the license of", tags: "Retagging", remixable: "Changing remix permission of",
 };
 
 // Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success.
-// Returns {ok, doneIds, leftIds, message}.
+// Returns {ok, doneIds, leftIds, message, undos}: `undos`, the undo links of the batches that
+// changed posts, in the order they ran.
 export async function runBatches(action, ids, send, done) {
   const box = document.getElementById("batch");
   const text = document.getElementById("batch-text");
@@ -37,6 +39,7 @@ export async function runBatches(action, ids, send, done) {
   const errorEl = document.getElementById("batch-error");
   const parts = chunks(ids);
   const doneIds = [];
+  const undos = [];
   errorEl.hidden = true;
   box.hidden = false;
   bar.max = parts.length;
@@ -45,7 +48,8 @@ export async function runBatches(action, ids, send, done) {
       text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
       bar.value = i;
       try {
-        await send(part);
+        const answer = await send(part);
+        if (answer?.undo) undos.push(answer.undo);
       } catch (error) {
         box.hidden = true;
         const left = ids.length - doneIds.length;
@@ -69,7 +73,9 @@ export async function runBatches(action, ids, send, done) {
           `${left === 1 ? "is" : "are"} still selected. Why: ${explain(error)}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
-        return { ok: false, unknown, doneIds, leftIds: ids.slice(doneIds.length), message, error };
+        return {
+          ok: false, unknown, doneIds, leftIds: ids.slice(doneIds.length), message, error, undos,
+        };
       }
       doneIds.push(...part);
       done(part);
@@ -78,7 +84,7 @@ export async function runBatches(action, ids, send, done) {
     const message = `${plural(ids.length, "post")} ${PAST[action]}` +
       (parts.length > 1 ? ` in ${parts.length} batches. ` : ". ") + AFTER[action];
     text.textContent = message;
-    return { ok: true, doneIds, leftIds: [], message };
+    return { ok: true, doneIds, leftIds: [], message, undos };
   } catch (error) {
     box.hidden = true;
     throw error;

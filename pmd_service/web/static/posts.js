@@ -8,6 +8,9 @@ export const PAGE_SIZE = 16;
 const FIRST_LIMIT = 64; // a quick first paint, then large pages
 const NEXT_LIMIT = 512;
 
+// The host's NoDerivatives licenses (its rule L5: never remixable).
+const ND_LICENSES = new Set(["CC-BY-ND-4.0", "CC-BY-NC-ND-4.0"]);
+
 const nativeFile = (post) => post.files.find((f) => f.is_native) ?? post.files[0] ?? null;
 const hiddenRank = (p) => (p.hidden_by_mod ? 2 : p.hidden_by_user ? 1 : 0);
 
@@ -21,6 +24,7 @@ const SORT_KEYS = {
   view_count: (a, b) => a.view_count - b.view_count,
   license: (a, b) => (a.license_identifier ?? "").localeCompare(b.license_identifier ?? ""),
   hidden: (a, b) => hiddenRank(a) - hiddenRank(b),
+  remixable: (a, b) => Number(a.remixable) - Number(b.remixable),
 };
 
 export class PostTable {
@@ -33,6 +37,10 @@ export class PostTable {
     this.total = 0;
     this.done = false;
     this.selected = new Set();
+    // The filter the list shows (the keys of GET /api/pmd/posts), and whether the selection is
+    // "everything that matches it", however much of it is loaded: actions then go by filter.
+    this.filter = {};
+    this.allMatching = false;
     // Posts a delete or restore moved out of one view, selected in the other when it loads next:
     // "Recently deleted" then holds what was just deleted, ready to restore in one click.
     this.carried = { live: new Set(), deleted: new Set() };
@@ -58,6 +66,7 @@ export class PostTable {
     this.el.body.addEventListener("change", (ev) => {
       const box = ev.target.closest("input[data-id]");
       if (!box) return;
+      this.allMatching = false; // a hand-picked selection again
       const id = Number(box.dataset.id);
       if (box.checked) this.selected.add(id);
       else this.selected.delete(id);
@@ -84,6 +93,7 @@ export class PostTable {
     this.failed = false;
     this.page = 0;
     this.selected.clear();
+    this.allMatching = false;
     this.resort();
     this.render();
     return this.loadRest();
@@ -97,7 +107,7 @@ export class PostTable {
     this.failed = false;
     this.render();
     const fetchPage = (cursor, limit) => this.api.get("/api/pmd/posts", {
-      limit, cursor, deleted: this.view === "deleted" ? "true" : undefined,
+      ...this.filter, limit, cursor, deleted: this.view === "deleted" ? "true" : undefined,
     });
     let pending = fetchPage(this.cursor, this.posts.length ? NEXT_LIMIT : FIRST_LIMIT);
     for (;;) {
@@ -191,13 +201,19 @@ export class PostTable {
 
   selectPage() { for (const p of this.pageRows) this.selected.add(p.id); this.render(); }
   selectLoaded() { for (const p of this.posts) this.selected.add(p.id); this.render(); }
-  clearSelection() { this.selected.clear(); this.render(); }
+  // Every post the filter matches, loaded or not: the count is the server's.
+  selectMatching() {
+    this.selectLoaded();
+    this.allMatching = true;
+    this.render();
+  }
+  clearSelection() { this.selected.clear(); this.allMatching = false; this.render(); }
   deselect(ids) { for (const id of ids) this.selected.delete(id); this.render(); }
 
   // What a successful batch did, applied to the rows already loaded (no reload needed). The
   // posts stay selected (a download of the same posts is then one click), except those a delete
   // or restore moved to the other view: they are selected there instead.
-  applied(action, ids, { asModerator = false, license = null } = {}) {
+  applied(action, ids, { asModerator = false, license = null, remixable = null } = {}) {
     const set = new Set(ids);
     if (action === "delete" || action === "restore") {
       this.posts = this.posts.filter((p) => !set.has(p.id));
@@ -214,6 +230,10 @@ export class PostTable {
         p[asModerator ? "hidden_by_mod" : "hidden_by_user"] = action === "hide";
       } else if (action === "license") {
         p.license_identifier = license;
+        // A NoDerivatives license turns remixes off on the server, in the same statement.
+        if (ND_LICENSES.has(license)) p.remixable = false;
+      } else if (action === "remixable") {
+        p.remixable = remixable;
       }
     }
     this.resort();
@@ -296,6 +316,7 @@ export class PostTable {
       cell("num", fmt.count(p.comment_count), true),
       cell("num", fmt.count(p.view_count), true),
       cell("license", p.license_identifier || "—", true),
+      cell("remix", p.remixable ? "Yes" : "No", true),
       cell(p.hidden_by_mod || p.hidden_by_user ? "hidden is-hidden" : "hidden",
         p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
     ];

@@ -1,0 +1,185 @@
+"""Benchmark of the filtered list and of an action by filter: `python -m bench.filters`.
+
+An artist with 20,000 artworks (plus playlists, deleted posts, comments, reactions and another
+user's 20,000 posts), tags on every post. Over loopback, `create_app` on a real port:
+
+- GET /api/pmd/posts?limit=512 with a filter (`hashtag`, `hidden=false`, `created_after`),
+  first page (the page and its total), interleaved with its floor: the least SQL that yields
+  the same page and total for the same filter, one statement on a held connection. Target
+  (issue 43): p50 <= 1.3x the floor's.
+- POST /api/pmd/action hiding everything one tag matches (10,000 posts, with `expect_count`),
+  interleaved with a bare `UPDATE posts SET hidden_by_user = true` of the same rows; each
+  really changes the 10,000. Target: p50 <= 2x the bare UPDATE's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from typing import Any
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from bench import cli
+from bench.posts import Lister, line, ms, pair, seed_listers
+from pmd_service.core.db import connect
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import Settings
+from pmd_service.web.app import create_app
+from support.stack import fresh_stack
+
+POSTS, ACTED, PAGE = 20_000, 10_000, 512
+TARGET_PAGE, TARGET_ACTION = 1.3, 2.0
+# Every other post carries `batch` (the action's 10,000); one in five `wip` (the list's filter).
+SQL_TAG = """
+UPDATE posts SET hashtags = CASE WHEN id % 2 = 0 THEN '{batch}'::varchar[] ELSE '{pixel}' END
+    || CASE WHEN id % 5 = 0 THEN '{wip}'::varchar[] ELSE '{}' END
+WHERE owner_id = $1
+"""
+FILTER = {"hashtag": "wip", "hidden": "false", "created_after": "2024-01-01T00:10:00Z"}
+
+# The floor: the page's posts with every field the API gives, and the total, for the same
+# filter written out. Written here, not taken from the service.
+_MATCH = """p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
+    AND p.hashtags @> '{wip}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
+    AND p.created_at >= timestamptz '2024-01-01T00:10:00Z'"""
+FLOOR = f"""
+SELECT p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
+       p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
+       l.identifier AS license_identifier, p.hashtags, p.mod_hashtags, p.remixable,
+       p.mkpx_file_bytes,
+       (SELECT '[' || string_agg('{{"format":' || to_json(pf.format)::text
+                                 || ',"file_bytes":' || coalesce(pf.file_bytes::text, 'null')
+                                 || ',"is_native":' || pf.is_native::text || '}}',
+                                 ',' ORDER BY pf.is_native DESC, pf.format) || ']'
+        FROM post_files pf WHERE pf.post_id = p.id) AS files,
+       (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) AS reaction_count,
+       (SELECT count(*) FROM comments c WHERE c.post_id = p.id AND NOT c.hidden_by_mod
+           AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod) AS comment_count,
+       (SELECT count(*) FROM posts p WHERE {_MATCH}) AS total_count
+FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
+WHERE {_MATCH}
+ORDER BY p.created_at DESC, p.id DESC LIMIT $2
+"""
+SQL_TAGGED = """
+SELECT id FROM posts
+WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user AND hashtags @> '{batch}'
+ORDER BY id
+"""
+SQL_BARE_HIDE = "UPDATE posts SET hidden_by_user = $2 WHERE id = ANY($1::int[])"
+
+
+async def page(
+    http: aiohttp.ClientSession, conn: asyncpg.Connection, user: Lister, requests: int
+) -> dict[str, Any]:
+    async def get() -> dict[str, Any]:
+        params = {"limit": str(PAGE)} | FILTER
+        async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
+            assert resp.status == 200, await resp.text()
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def floor() -> list[Any]:
+        return await conn.fetch(FLOOR, user.id, PAGE + 1)
+
+    body, rows = await get(), await floor()
+    # The floor yields the same page and total.
+    assert [i["id"] for i in body["items"]] == [r["id"] for r in rows[:PAGE]]
+    assert body["total_count"] == rows[0]["total_count"]
+    for _ in range(5):  # warm-up: caches, prepared statements (past the generic-plan switch)
+        await get()
+        await floor()
+    http_ms: list[float] = []
+    sql_ms: list[float] = []
+    for _ in range(requests):
+        http_ms.append(await ms(get()))
+        sql_ms.append(await ms(floor()))
+    ratio = statistics.median(http_ms) / statistics.median(sql_ms)
+    print(line(f"GET …/posts?limit={PAGE}&{'&'.join(f'{k}={v}' for k, v in FILTER.items())}",
+               http_ms))  # fmt: skip
+    print(line("  floor SQL (same filter, written out)", sql_ms))
+    print(f"  p50 ratio {ratio:.2f}x (target <= {TARGET_PAGE}x): "
+          f"{'met' if ratio <= TARGET_PAGE else 'MISSED'}")  # fmt: skip
+    return {"matching": body["total_count"], "http": pair(http_ms), "sql": pair(sql_ms),
+            "ratio": ratio}  # fmt: skip
+
+
+async def action(
+    http: aiohttp.ClientSession, conn: asyncpg.Connection, user: Lister, rounds: int
+) -> dict[str, Any]:
+    ids = [r["id"] for r in await conn.fetch(SQL_TAGGED, user.id)]
+    assert len(ids) == ACTED, len(ids)
+    await conn.execute(SQL_BARE_HIDE, ids, False)
+
+    async def hide_by_filter() -> None:
+        body = {"action": "hide", "filter": {"hashtag": ["batch"]}, "expect_count": ACTED}
+        async with http.post("/api/pmd/action", json=body, headers=user.auth) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["changed_count"] == ACTED
+
+    async def bare(hidden: bool) -> None:
+        assert await conn.execute(SQL_BARE_HIDE, ids, hidden) == f"UPDATE {ACTED}"
+
+    for _ in range(2):  # warm-up
+        await hide_by_filter()
+        await bare(False)
+    http_ms: list[float] = []
+    sql_ms: list[float] = []
+    for _ in range(rounds):  # interleaved; each resets the rows for the next
+        http_ms.append(await ms(hide_by_filter()))
+        await bare(False)
+        sql_ms.append(await ms(bare(True)))
+        await bare(False)
+    ratio = statistics.median(http_ms) / statistics.median(sql_ms)
+    print(line(f"POST /api/pmd/action hide by filter ({ACTED:,} posts)", http_ms))
+    print(line("  bare UPDATE of the same rows", sql_ms))
+    print(f"  p50 ratio {ratio:.2f}x (target <= {TARGET_ACTION}x): "
+          f"{'met' if ratio <= TARGET_ACTION else 'MISSED'}")  # fmt: skip
+    return {"posts": ACTED, "rounds": rounds, "http": pair(http_ms), "sql": pair(sql_ms),
+            "ratio": ratio}  # fmt: skip
+
+
+async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any]:
+    ids = PublicIds(settings.sqids_alphabet)
+    wanted = {"artist": (POSTS, True)}
+    user = (await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted))[
+        "artist"
+    ]
+    conn = await connect(settings.database_url, "pmd-bench-floor")
+    await conn.execute(SQL_TAG, user.id)
+    await conn.execute("VACUUM ANALYZE posts")
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with aiohttp.ClientSession(
+            f"http://{host}:{port}", connector=aiohttp.TCPConnector(limit=1)
+        ) as http:
+            listed = await page(http, conn, user, requests)
+            acted = await action(http, conn, user, rounds)
+    finally:
+        await conn.close()
+        await runner.cleanup()
+    return {"posts": POSTS, "page_size": PAGE, "requests": requests, "filter": FILTER,
+            "page": listed, "action": acted, "targets": {"page": TARGET_PAGE,
+            "action": TARGET_ACTION}}  # fmt: skip
+
+
+async def _in_stack(requests: int, rounds: int) -> dict[str, Any]:
+    async with fresh_stack() as settings:
+        return await bench(settings, requests, rounds)
+
+
+def main() -> None:
+    parser = cli.parser("filters", __doc__)
+    parser.add_argument("--requests", type=int, default=100, help="timed filtered pages")
+    parser.add_argument("--rounds", type=int, default=10, help="timed actions on 10,000 posts")
+    args = parser.parse_args()
+    cli.save(args.json, asyncio.run(_in_stack(max(args.requests, 1), max(args.rounds, 1))))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""The page's filter bar, "Select all N matching", the count it asks to confirm, Undo, and the
+question before a license is removed, in a real browser (Debian's Chromium, Playwright)
+against real `server.py` and worker processes, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from support.seeding import Factory
+from tests import page_stack
+from tests.page_stack import SCREENSHOTS, artist, open_page
+from tests.prerequisites import unmet
+
+if TYPE_CHECKING:
+    from tests.page_stack import Stack
+
+if (why := page_stack.browser_missing()) is not None:
+    unmet("browser", why, module=True)
+
+from playwright.async_api import Browser, Page, expect
+
+
+async def shot(page: Page, name: str) -> None:
+    if SCREENSHOTS:
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT id FROM posts WHERE id = ANY($1) AND hidden_by_user ORDER BY id", ids
+    )
+    return [r["id"] for r in rows]
+
+
+async def test_hide_everything_a_filter_matches_then_undo(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 30)
+    wip = ids[:20]
+    await pool.execute("UPDATE posts SET hashtags = '{wip}' WHERE id = ANY($1)", wip)
+    # The filter comes from the page's URL, as a shared link carries it.
+    page, watch = await open_page(browser, stack, owner, query="?hashtag=wip")
+    await expect(page.locator("#f-hashtag")).to_have_value("wip")
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    await page.get_by_role("button", name="Select all 20 matching").click()
+    await expect(page.locator("#selected-count")).to_have_text("All 20 matching")
+
+    # More than a page: the count is asked first.
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_contain_text("Hide 20 posts?")
+    await shot(page, "hide-all-matching")
+    await dialog.get_by_role("button", name="Hide 20 posts").click()
+    await expect(page.locator("#batch-text")).to_have_text("Hidden 20 post(s)")
+    assert await _hidden(pool, ids) == sorted(wip)
+    await expect(page.get_by_role("button", name="Undo")).to_be_visible()
+    # The list shows what the server holds now.
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    await expect(page.locator("#posts-body td.hidden")).to_have_text(["Hidden"] * 16)
+    await shot(page, "filtered-hidden-with-undo")
+
+    await page.get_by_role("button", name="Undo").click()
+    await expect(page.locator("#batch-text")).to_have_text("Undone.")
+    assert await _hidden(pool, ids) == []
+    assert watch.errors == []
+
+
+async def test_a_count_changed_meanwhile_is_said_and_nothing_changes(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 20)
+    page, _ = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    await page.locator("#f-q").fill("#1")
+    await page.get_by_role("button", name="Filter", exact=True).click()
+    assert "q=%231" in page.url
+    await expect(page.locator("#loading")).to_have_text("All 11 posts loaded.")
+    await page.get_by_role("button", name="Select all 11 matching").click()
+    # Another tab adds a matching post before the action runs.
+    await factory.post(owner, title="Slime #100", data=None)
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await expect(page.locator("#batch-text")).to_contain_text("not the 11 approved")
+    assert await _hidden(pool, ids) == []
+    await expect(page.locator("#loading")).to_have_text("All 12 posts loaded.")
+
+
+async def test_removing_a_license_asks_first(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, _ = await artist(factory, 3)
+    cc = await factory.license("CC-BY-4.0")
+    await pool.execute("UPDATE posts SET license_id = $1", cc)
+    page, _ = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await page.get_by_role("button", name="Select page").click()
+    await page.locator("#license-select").select_option("")
+    await page.get_by_role("button", name="Set license").click()
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_contain_text("Remove the license of 3 posts?")
+    await dialog.get_by_role("button", name="Cancel").click()
+    assert {r["license_id"] for r in await pool.fetch("SELECT license_id FROM posts")} == {cc}
+    await page.get_by_role("button", name="Set license").click()
+    await dialog.get_by_role("button", name="Remove the license of 3 posts").click()
+    await expect(page.locator("#posts-body td.license")).to_have_text(["—"] * 3)
+
+
+async def test_tags_and_remix_permission_of_selected_posts(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, _ = await artist(factory, 3)
+    await pool.execute("UPDATE posts SET hashtags = '{old,keep}'")
+    await pool.execute("UPDATE posts SET mod_hashtags = '{keep}'")
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_label("Add tags").fill("#WIP, cats")
+    await page.get_by_label("Remove tags").fill("old, keep")
+    await page.get_by_role("button", name="Apply tags").click()
+    await expect(page.locator("#batch-text")).to_have_text("3 posts retagged. They stay selected.")
+    tags = {r["hashtags"] for r in await pool.fetch("SELECT hashtags::text FROM posts")}
+    assert tags == {"{keep,wip,cats}"}  # a moderator's tag stays
+
+    await expect(page.locator("#posts-body td.remix")).to_have_text(["Yes"] * 3)
+    await page.get_by_role("button", name="Forbid remixes").click()
+    await expect(page.locator("#posts-body td.remix")).to_have_text(["No"] * 3)
+    assert {r["remixable"] for r in await pool.fetch("SELECT remixable FROM posts")} == {False}
+    await page.get_by_role("button", name="Undo").click()
+    await expect(page.locator("#batch-text")).to_have_text("Undone.")
+    await expect(page.locator("#posts-body td.remix")).to_have_text(["Yes"] * 3)
+    assert watch.errors == []
