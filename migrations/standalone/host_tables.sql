@@ -51,11 +51,21 @@ CREATE TABLE posts (
     view_count           integer NOT NULL DEFAULT 0,
     license_id           integer REFERENCES licenses (id) ON DELETE SET NULL,
     created_at           timestamptz NOT NULL DEFAULT now(),
-    updated_at           timestamptz
+    updated_at           timestamptz,
+    -- The host's own rules ride on these (HOST.md has their exact shapes): its players sync on
+    -- metadata_modified_at, a NoDerivatives license keeps remixable false, the artist never
+    -- removes a moderator's tag, and mkpx_file_bytes says a layers file is attached.
+    metadata_modified_at timestamptz NOT NULL DEFAULT now(),
+    artwork_modified_at  timestamptz NOT NULL DEFAULT now(),
+    mkpx_file_bytes      integer,
+    mkpx_attached_at     timestamptz,
+    mod_hashtags         varchar[] NOT NULL DEFAULT '{}'::varchar[],
+    remixable            boolean NOT NULL DEFAULT true
 );
 -- The indexes the service's queries need (`python -m pmd_service check-host` lists them).
 -- The host's own: the owner's posts by date.
 CREATE INDEX ix_posts_owner_created ON posts (owner_id, created_at DESC);
+CREATE INDEX ix_posts_hashtags ON posts USING gin (hashtags);
 -- Recommended to operators by check-host: the live list and its total (counted from the index
 -- alone), and the "recently deleted" list.
 CREATE INDEX pmd_posts_owner_live ON posts (owner_id, created_at DESC, id DESC)

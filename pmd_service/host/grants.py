@@ -37,7 +37,7 @@ READS: dict[str, tuple[str, ...]] = {
         "id", "owner_id", "kind", "public_sqid", "title", "description", "created_at", "width",
         "height", "frame_count", "art_url", "hidden_by_user", "hidden_by_mod",
         "deleted_by_user", "deleted_by_user_date", "view_count", "license_id", "hashtags",
-        "storage_shard", "storage_key",
+        "storage_shard", "storage_key", "remixable", "mod_hashtags", "mkpx_file_bytes",
     ),
     "post_files": ("post_id", "format", "file_bytes", "is_native"),
     "licenses": ("id", "identifier", "title"),
@@ -47,11 +47,12 @@ READS: dict[str, tuple[str, ...]] = {
     ),
     "reactions": ("post_id", "emoji"),
 }  # fmt: skip
-# posts/batch_sql.py: hide, unhide, delete, restore, license; `updated_at` is bumped by each.
+# posts/batch_sql.py: hide, unhide, delete, restore, license; `updated_at` and
+# `metadata_modified_at` are bumped by each.
 UPDATES: dict[str, tuple[str, ...]] = {
     "posts": (
         "hidden_by_user", "hidden_by_mod", "deleted_by_user", "deleted_by_user_date",
-        "license_id", "updated_at",
+        "license_id", "updated_at", "metadata_modified_at", "remixable",
     ),
 }  # fmt: skip
 # posts/batch_sql.py and bdr/service.py: a moderator's batch, in the host's audit log.

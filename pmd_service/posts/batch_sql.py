@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..core.visibility import restorable
+from .host_rules import is_nd_license
 
 # One statement per batch: lock the eligible rows (in id order, so overlapping batches never
 # deadlock), name every requested id that is not eligible, and only when there is none change
@@ -36,8 +37,10 @@ WITH eligible AS (
 ), changed AS (
     -- The gate passes only when every requested id is eligible and locked, so the ids
     -- themselves select the rows (a join with `eligible` planned as a nested loop, O(n²)).
-    -- `updated_at` is the host's "last changed" column (its ORM bumps it on every change).
-    UPDATE posts p SET {assign}, updated_at = now()
+    -- `updated_at` is the host's "last changed" column (its ORM bumps it on every change);
+    -- `metadata_modified_at` is what the host's players sync on (its own edit bumps it on
+    -- every metadata change): without it a post hidden here stays on every player.
+    UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
     WHERE p.id = ANY($2::int[]) AND {differs} AND (SELECT ok FROM gate)
     RETURNING p.id
 ), changed_ids AS (
@@ -123,12 +126,15 @@ SQL_BATCH_RESTORE_BY_MOD = _batch(
     moderation=_UNMARK_MODERATOR_DELETE,
 )
 # An unknown license refuses the batch too (`precondition_ok` false); the row carries the
-# license's identifier for the message the host's page parses.
+# license's identifier for the message the host's page parses. A NoDerivatives license turns
+# remixable off in the same statement (the host's rule L5), and a post already under it but
+# still remixable (written before the rule) is corrected too.
+_TO_ND = is_nd_license("$5::int")
 SQL_BATCH_LICENSE = _batch(
     eligible=_ELIGIBLE_LIVE,
     precondition="($5::int IS NULL OR EXISTS (SELECT 1 FROM licenses WHERE id = $5::int))",
-    assign="license_id = $5::int",
-    differs="p.license_id IS DISTINCT FROM $5::int",
+    assign=f"license_id = $5::int, remixable = p.remixable AND NOT {_TO_ND}",
+    differs=f"(p.license_id IS DISTINCT FROM $5::int OR (p.remixable AND {_TO_ND}))",
     columns=", (SELECT identifier FROM licenses WHERE id = $5::int) AS license_identifier",
 )
 SQL_DELETED_BY_MODERATOR = """

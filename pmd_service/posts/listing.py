@@ -9,6 +9,7 @@ import msgspec
 
 from ..core.visibility import restorable, visible_comment
 from .cursor import Cursor
+from .filters import PostFilter, predicate
 from .schemas import License, LicenseList, ListedPage, ListedPost
 
 # A post's files as the very JSON text msgspec makes of `list[PostFile]` (compact, in field
@@ -31,18 +32,22 @@ _ITEM_COLUMNS = f"""
     (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) AS reaction_count,
     (SELECT count(*) FROM comments c WHERE c.post_id = p.id
         AND {visible_comment("c")}) AS comment_count,
-    p.view_count, l.identifier AS license_identifier, p.deleted_by_user_date
+    p.view_count, l.identifier AS license_identifier, p.hashtags::text[], p.mod_hashtags::text[],
+    p.remixable, p.mkpx_file_bytes, p.deleted_by_user_date
 """
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
 _LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
 
 
-def _page(where: str, key: str, *, after: bool) -> str:
+def _page(where: str, key: str, *, after: bool, filtered: bool = False) -> str:
     """A page of the items matching `where`, newest `key` first: keyset pagination on (key, id),
-    ids breaking ties, so nothing is skipped. The page `after` starts past ($3, $4)."""
+    ids breaking ties, so nothing is skipped. The page `after` starts past ($3, $4); a
+    `filtered` one also matches the filter's parameters, which follow."""
     if after:
         where = f"{where} AND ({key}, p.id) < ($3, $4)"
+    if filtered:
+        where = f"{where} AND {predicate(5 if after else 3)}"
     return f"""
 SELECT {_ITEM_COLUMNS}
 FROM posts p {_ITEM_JOINS}
@@ -58,6 +63,23 @@ SQL_LIST_DELETED_FIRST = _page(_DELETED, "p.deleted_by_user_date", after=False)
 SQL_LIST_DELETED_AFTER = _page(_DELETED, "p.deleted_by_user_date", after=True)
 SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE}"
 SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
+# The same with a filter: the same keyset order and index, the filter's keys checked on each
+# row the index yields; its total is one COUNT over the same predicate.
+SQL_FILTERED_FIRST = _page(_LIVE, "p.created_at", after=False, filtered=True)
+SQL_FILTERED_AFTER = _page(_LIVE, "p.created_at", after=True, filtered=True)
+SQL_FILTERED_DELETED_FIRST = _page(_DELETED, "p.deleted_by_user_date", after=False, filtered=True)
+SQL_FILTERED_DELETED_AFTER = _page(_DELETED, "p.deleted_by_user_date", after=True, filtered=True)
+SQL_COUNT_FILTERED_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE} AND {predicate(2)}"
+SQL_COUNT_FILTERED_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED} AND {predicate(2)}"
+_STATEMENTS = {
+    # (deleted, filtered): (first page, later page, count)
+    (False, False): (SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE),
+    (True, False): (SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED),
+    (False, True): (SQL_FILTERED_FIRST, SQL_FILTERED_AFTER, SQL_COUNT_FILTERED_LIVE),
+    (True, True): (
+        SQL_FILTERED_DELETED_FIRST, SQL_FILTERED_DELETED_AFTER, SQL_COUNT_FILTERED_DELETED
+    ),
+}  # fmt: skip
 
 
 def _item(row: asyncpg.Record) -> ListedPost:
@@ -66,36 +88,40 @@ def _item(row: asyncpg.Record) -> ListedPost:
     return ListedPost(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
         msgspec.Raw(row[8]), row[9], row[10], row[11], row[12], row[13], row[14], row[15],
-        row[16],
+        row[16], row[17], row[18], row[19], row[20],
     )  # fmt: skip
 
 
 async def list_posts(
-    pool: asyncpg.Pool, owner_id: int, limit: int, cursor: str | None, deleted: bool
+    pool: asyncpg.Pool,
+    owner_id: int,
+    limit: int,
+    cursor: str | None,
+    deleted: bool,
+    where: PostFilter | None = None,
 ) -> ListedPage:
-    after = Cursor.decode(cursor, deleted) if cursor else None
-    first_sql, after_sql = (
-        (SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER)
-        if deleted
-        else (SQL_LIST_FIRST, SQL_LIST_AFTER)
-    )
+    where = where or PostFilter()
+    bound = where.fingerprint()
+    after = Cursor.decode(cursor, deleted, bound) if cursor else None
+    first_sql, after_sql, count_sql = _STATEMENTS[deleted, bound is not None]
+    keys = where.params() if bound is not None else ()
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
-    count_sql = SQL_COUNT_DELETED if deleted else SQL_COUNT_LIVE
     total: int
     if after is None:
         # The first page counts, on a second connection at the same time as the page: the
         # count reads every live post of the user, so run in sequence (one statement) it added
         # its whole time to the page's. Its cursor carries the figure to the later pages.
         rows, total = await asyncio.gather(
-            pool.fetch(first_sql, owner_id, limit + 1), pool.fetchval(count_sql, owner_id)
+            pool.fetch(first_sql, owner_id, limit + 1, *keys),
+            pool.fetchval(count_sql, owner_id, *keys),
         )
     else:
-        rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id)
+        rows = await pool.fetch(after_sql, owner_id, limit + 1, after.at, after.post_id, *keys)
         if after.total is not None:
             total = after.total
         else:  # a cursor from before totals were carried
-            total = await pool.fetchval(count_sql, owner_id)
+            total = await pool.fetchval(count_sql, owner_id, *keys)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [_item(r) for r in rows]
@@ -103,7 +129,7 @@ async def list_posts(
     if more:
         last = rows[-1]
         key = last["deleted_by_user_date"] if deleted else last["created_at"]
-        next_cursor = Cursor(deleted, key, last["id"], total).encode()
+        next_cursor = Cursor(deleted, key, last["id"], total, bound).encode()
     return ListedPage(items=items, next_cursor=next_cursor, total_count=total)
 
 

@@ -10,6 +10,8 @@ from msgspec import Meta
 
 from ..core.visibility import RESTORE_WINDOW_DAYS
 from ..host.eligibility import PostIds, Sqid
+from .filters import FORMATS, MAX_QUERY, NO_LICENSE, FilterKeys, Tag
+from .host_rules import MAX_TAGS_PER_POST
 
 MAX_PAGE = 512
 
@@ -35,6 +37,74 @@ class PostsQuery(msgspec.Struct):
             "instead"
         ),
     ] = False
+    # The filter (each key alone or combined; a cursor stays bound to the filter it came with).
+    q: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_QUERY,
+                description="Case-insensitive substring of the title or the description",
+            ),
+        ]
+        | None
+    ) = None
+    hashtag: Annotated[
+        list[Tag],
+        Meta(
+            max_length=MAX_TAGS_PER_POST,
+            description="Repeatable: posts carrying every one of these tags (normalised as the "
+            "site does: no `#`, lowercase)",
+        ),
+    ] = []
+    license: (
+        Annotated[
+            str,
+            Meta(
+                max_length=50,
+                description=f"A license identifier (GET /api/pmd/licenses), or `{NO_LICENSE}`",
+            ),
+        ]
+        | None
+    ) = None
+    hidden: (
+        Annotated[bool, Meta(description="Hidden by the user or by a moderator (or neither)")]
+        | None
+    ) = None
+    remixable: Annotated[bool, Meta(description="Remix permission")] | None = None
+    format: (
+        Annotated[
+            str,
+            Meta(max_length=10, description=f"The native file's format: {', '.join(FORMATS)}"),
+        ]
+        | None
+    ) = None
+    has_layers: Annotated[bool, Meta(description="An `.mkpx` layers file is attached")] | None = (
+        None
+    )
+    created_after: (
+        Annotated[
+            str,
+            Meta(
+                max_length=40,
+                description="Created on or after this ISO date (UTC midnight) or date-time",
+            ),
+        ]
+        | None
+    ) = None
+    created_before: (
+        Annotated[
+            str,
+            Meta(max_length=40, description="Created before this ISO date (UTC) or date-time"),
+        ]
+        | None
+    ) = None
+
+    def filter_keys(self) -> FilterKeys:
+        return FilterKeys(
+            q=self.q, hashtag=self.hashtag, license=self.license, hidden=self.hidden,
+            remixable=self.remixable, format=self.format, has_layers=self.has_layers,
+            created_after=self.created_after, created_before=self.created_before,
+        )  # fmt: skip
 
 
 Action = Literal["hide", "unhide", "delete", "restore"]
@@ -63,6 +133,16 @@ class PostItem(msgspec.Struct):
     comment_count: int
     view_count: int
     license_identifier: str | None
+    # Beyond the host's page (which ignores them): the filter's and the bulk editors' fields.
+    hashtags: list[str]
+    mod_hashtags: Annotated[
+        list[str],
+        Meta(description="A moderator's tags (also in `hashtags`); the artist keeps them"),
+    ]
+    remixable: bool
+    layers_bytes: Annotated[
+        int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
+    ]
     deleted_by_user_date: datetime | None = None
 
 
@@ -101,6 +181,16 @@ class ListedPost(msgspec.Struct):
     comment_count: int
     view_count: int
     license_identifier: str | None
+    # Beyond the host's page (which ignores them): the filter's and the bulk editors' fields.
+    hashtags: list[str]
+    mod_hashtags: Annotated[
+        list[str],
+        Meta(description="A moderator's tags (also in `hashtags`); the artist keeps them"),
+    ]
+    remixable: bool
+    layers_bytes: Annotated[
+        int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
+    ]
     deleted_by_user_date: datetime | None = None
 
 

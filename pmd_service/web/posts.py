@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..posts import batches, listing
+from ..posts.filters import check_filter
 from ..posts.host_cache import drop_cached_feeds
 from ..posts.schemas import (
     ActionRequest,
@@ -24,12 +25,10 @@ from .validation import read_json
 
 async def list_posts(request: web.Request) -> web.Response:
     query = parse_query(request, PostsQuery)
+    pool = request.app[DB_POOL]
+    where = await check_filter(pool, query.filter_keys())
     page = await listing.list_posts(
-        request.app[DB_POOL],
-        request[PRINCIPAL].target.id,
-        query.limit,
-        query.cursor or None,
-        query.deleted,
+        pool, request[PRINCIPAL].target.id, query.limit, query.cursor or None, query.deleted, where
     )
     return json_response(page)
 
@@ -40,12 +39,17 @@ async def post_action(request: web.Request) -> web.Response:
     outcome = await batches.apply_action(
         request.app[DB_POOL], principal, body.action, body.post_ids
     )
+    await _drop_cached_feeds(request, outcome)
+    return _result(outcome)
+
+
+async def _drop_cached_feeds(request: web.Request, outcome: batches.BatchOutcome) -> None:
     cache = request.app[HOST_CACHE]
     if cache is not None and outcome.changed:
-        # Every action here changes what the host's feeds show (the host itself drops them
-        # after hide and delete only; an unhide or restore must not wait out the cache either).
+        # Every bulk write changes what the host's cached feeds show (the host's PMD drops them
+        # after hide and delete only, its own edit after a tag change; an unhide, a restore or
+        # a new license must not wait out the cache either).
         await drop_cached_feeds(cache, request.app[SETTINGS].host_cache_patterns)
-    return _result(outcome)
 
 
 async def post_license(request: web.Request) -> web.Response:
@@ -54,6 +58,7 @@ async def post_license(request: web.Request) -> web.Response:
     outcome = await batches.set_license(
         request.app[DB_POOL], principal, body.post_ids, body.license_id
     )
+    await _drop_cached_feeds(request, outcome)
     return _result(outcome)
 
 

@@ -94,13 +94,26 @@ def _scalar(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
 _SCALARS = (msgspec.inspect.BoolType, msgspec.inspect.IntType, msgspec.inspect.StrType)
 
 
+def _repeated(kind: msgspec.inspect.Type) -> msgspec.inspect.ListType | None:
+    """A list of strings: a parameter given once per value (`?hashtag=a&hashtag=b`)."""
+    if isinstance(kind, msgspec.inspect.Metadata):
+        kind = kind.type
+    if isinstance(kind, msgspec.inspect.ListType) and isinstance(
+        _scalar(kind.item_type), msgspec.inspect.StrType
+    ):
+        return kind
+    return None
+
+
 @functools.cache  # inspected once per struct, not on every request (~60-80 µs each)
 def _query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     for f in info.fields:
-        if not isinstance(_scalar(f.type), _SCALARS):
-            raise TypeError(f"{struct.__name__}.{f.name}: a query parameter is a bool, int or str")
+        if not isinstance(_scalar(f.type), _SCALARS) and _repeated(f.type) is None:
+            raise TypeError(
+                f"{struct.__name__}.{f.name}: a query parameter is a bool, int, str or list of str"
+            )
     return info.fields
 
 
@@ -130,8 +143,18 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
 def parse_query(request: web.Request, struct: type[Q]) -> Q:
     """The query string as `struct`: absent parameters take their defaults, others are checked
     against the field's type and constraints, with a 400 that names the parameter."""
-    values = {}
+    values: dict[str, object] = {}
     for f in _query_fields(struct):
+        repeated = _repeated(f.type)
+        if repeated is not None:
+            given = request.query.getall(f.encode_name, [])
+            if repeated.max_length is not None and len(given) > repeated.max_length:
+                raise _invalid(
+                    f.encode_name, given[-1], f"may be given at most {repeated.max_length} times"
+                )
+            if given:
+                values[f.name] = [_field_value(f.encode_name, v, repeated.item_type) for v in given]
+            continue
         raw = request.query.get(f.encode_name)
         if raw is not None:
             values[f.name] = _field_value(f.encode_name, raw, f.type)

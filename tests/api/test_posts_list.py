@@ -197,6 +197,10 @@ async def test_item_fields_and_counts_against_hand_built_data(
         view_count=42,
         license_id=cc,
         fmt="gif",
+        hashtags=["wip", "cats"],
+        mod_hashtags=["cats"],
+        remixable=False,
+        mkpx_file_bytes=4096,
     )
     await factory.pool.execute(
         "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
@@ -242,9 +246,14 @@ async def test_item_fields_and_counts_against_hand_built_data(
         "comment_count": 3,
         "view_count": 42,
         "license_identifier": "CC-BY-4.0",
+        "hashtags": ["wip", "cats"],
+        "mod_hashtags": ["cats"],
+        "remixable": False,
+        "layers_bytes": 4096,
         "deleted_by_user_date": None,
     }
     assert second["id"] == quiet.id
+    assert (second["hashtags"], second["remixable"], second["layers_bytes"]) == ([], True, None)
     assert (second["reaction_count"], second["comment_count"], second["view_count"]) == (0, 0, 0)
     assert second["license_identifier"] is None
     assert second["description"] is None

@@ -1,0 +1,176 @@
+"""Which posts a filter matches: the keys of `GET /api/pmd/posts` and of an action's `filter`,
+checked into values, and the one SQL predicate both the list and the actions apply.
+
+The predicate is a constant: a key left out is a NULL parameter (an empty array for tags), so
+one prepared statement serves every combination, and a custom plan folds the absent keys away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Annotated
+
+import asyncpg
+import msgspec
+from msgspec import Meta
+
+from ..core.problems import FieldError, ProblemError, bad_request
+from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
+
+# The formats of a post's native file (the host's post_files.format).
+FORMATS = ("png", "gif", "webp", "bmp")
+MAX_QUERY = 200
+# `license=none`: posts without a license (no identifier is spelled so).
+NO_LICENSE = "none"
+
+Tag = Annotated[str, Meta(max_length=MAX_TAG_LENGTH + 8)]
+
+
+class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The filter of an action's body (the list's query parameters, as JSON)."""
+
+    q: Annotated[str, Meta(max_length=MAX_QUERY)] | None = None
+    hashtag: Annotated[list[Tag], Meta(max_length=MAX_TAGS_PER_POST)] = []
+    license: Annotated[str, Meta(max_length=50)] | None = None
+    hidden: bool | None = None
+    remixable: bool | None = None
+    format: Annotated[str, Meta(max_length=10)] | None = None
+    has_layers: bool | None = None
+    created_after: Annotated[str, Meta(max_length=40)] | None = None
+    created_before: Annotated[str, Meta(max_length=40)] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PostFilter:
+    """A checked filter, in the predicate's parameter order. `license_id` 0 means no license."""
+
+    q: str | None = None
+    hashtags: tuple[str, ...] = ()
+    license_id: int | None = None
+    hidden: bool | None = None
+    remixable: bool | None = None
+    format: str | None = None
+    has_layers: bool | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    # As given (canonical), for the audit log and the cursor's binding.
+    keys: FilterKeys = field(default_factory=FilterKeys)
+
+    @property
+    def empty(self) -> bool:
+        return self.keys == FilterKeys()
+
+    def params(self) -> tuple[object, ...]:
+        return (
+            self.q, list(self.hashtags), self.license_id, self.hidden, self.remixable,
+            self.format, self.has_layers, self.created_after, self.created_before,
+        )  # fmt: skip
+
+    def fingerprint(self) -> str | None:
+        """What a cursor carries to stay bound to the filter that made it (None: no filter)."""
+        if self.empty:
+            return None
+        return hashlib.sha256(msgspec.json.encode(self.keys)).hexdigest()[:12]
+
+
+PARAMS = len(PostFilter().params())
+
+
+def predicate(first: int, alias: str = "p") -> str:
+    """SQL: the post `alias` matches the filter given as parameters $first.. (PARAMS of them)."""
+    n = [f"${first + i}" for i in range(PARAMS)]
+    p = alias
+    return f"""(
+    ({n[0]}::text IS NULL OR strpos(lower({p}.title), lower({n[0]}::text)) > 0
+        OR strpos(lower(coalesce({p}.description, '')), lower({n[0]}::text)) > 0)
+    AND {p}.hashtags @> {n[1]}::varchar[]
+    AND ({n[2]}::int IS NULL OR {p}.license_id IS NOT DISTINCT FROM nullif({n[2]}::int, 0))
+    AND ({n[3]}::bool IS NULL OR ({p}.hidden_by_user OR {p}.hidden_by_mod) = {n[3]}::bool)
+    AND ({n[4]}::bool IS NULL OR {p}.remixable = {n[4]}::bool)
+    AND ({n[5]}::text IS NULL OR EXISTS (SELECT 1 FROM post_files f_native
+        WHERE f_native.post_id = {p}.id AND f_native.is_native
+            AND f_native.format = {n[5]}::text))
+    AND ({n[6]}::bool IS NULL OR ({p}.mkpx_file_bytes IS NOT NULL) = {n[6]}::bool)
+    AND ({n[7]}::timestamptz IS NULL OR {p}.created_at >= {n[7]}::timestamptz)
+    AND ({n[8]}::timestamptz IS NULL OR {p}.created_at < {n[8]}::timestamptz)
+)"""
+
+
+SQL_LICENSE_BY_IDENTIFIER = "SELECT id FROM licenses WHERE identifier = $1"
+
+
+def _bad(field: str, message: str, detail: str) -> ProblemError:
+    return bad_request(
+        f"`{field}` {detail}",
+        slug="invalid-filter",
+        errors=[FieldError(field=field, message=message)],
+    )
+
+
+def _when(field: str, raw: str) -> datetime:
+    """An ISO date (midnight UTC) or date and time (UTC when it names no offset)."""
+    value = raw.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC)
+        at = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise _bad(
+            field,
+            "not an ISO date",
+            f"must be an ISO date such as 2024-05-31 (UTC) or a date and time such as "
+            f"2024-05-31T12:00:00Z; got {raw[:40]!r}.",
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+async def check_filter(pool: asyncpg.Pool, keys: FilterKeys, prefix: str = "") -> PostFilter:
+    """The filter `keys` name, or a 400 naming the first bad key (`prefix` + its name)."""
+    q = (keys.q or "").strip() or None
+    tags = normalize_hashtags(keys.hashtag)
+    long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
+    if long:
+        raise _bad(
+            f"{prefix}hashtag",
+            "tag too long",
+            f"takes tags of at most {MAX_TAG_LENGTH} characters; {long[0][:40]!r} is longer.",
+        )
+    license_id: int | None = None
+    if keys.license is not None:
+        if keys.license.strip().lower() == NO_LICENSE:
+            license_id = 0
+        else:
+            found = await pool.fetchval(SQL_LICENSE_BY_IDENTIFIER, keys.license.strip())
+            if found is None:
+                raise _bad(
+                    f"{prefix}license",
+                    "unknown license",
+                    f"names no license of the site ({keys.license[:50]!r}); use an identifier "
+                    f"from GET /api/pmd/licenses, or `{NO_LICENSE}` for posts without one.",
+                )
+            license_id = found
+    fmt = keys.format.strip().lower() if keys.format is not None else None
+    if fmt is not None and fmt not in FORMATS:
+        raise _bad(
+            f"{prefix}format",
+            "unknown format",
+            f"must be one of {', '.join(FORMATS)} (the native file's format); got {fmt[:10]!r}.",
+        )
+    after = _when(f"{prefix}created_after", keys.created_after) if keys.created_after else None
+    before = _when(f"{prefix}created_before", keys.created_before) if keys.created_before else None
+    canonical = msgspec.structs.replace(
+        keys,
+        q=q,
+        hashtag=sorted(tags),
+        license=NO_LICENSE if license_id == 0 else keys.license and keys.license.strip(),
+        format=fmt,
+        created_after=after.isoformat() if after else None,
+        created_before=before.isoformat() if before else None,
+    )
+    return PostFilter(
+        q, tuple(tags), license_id, keys.hidden, keys.remixable, fmt, keys.has_layers,
+        after, before, canonical,
+    )  # fmt: skip
