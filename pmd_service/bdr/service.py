@@ -42,8 +42,8 @@ WHERE post_id = ANY($1::int[]) AND is_native
 SQL_INSERT = f"""
 INSERT INTO batch_download_requests
     (user_id, user_sqid, requested_by, post_ids, artwork_count, include_comments,
-     include_reactions, send_email, request_id, estimated_bytes, announced)
-VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false)
+     include_reactions, send_email, request_id, estimated_bytes, announced, include_layers)
+VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false, $10)
 RETURNING {ITEM_COLUMNS}
 """
 SQL_ANNOUNCE = "UPDATE batch_download_requests SET announced = true WHERE id = $1 AND NOT announced"
@@ -156,6 +156,7 @@ async def create(
             body.send_email,
             request_id,
             size,
+            body.include_layers,
         )
         assert row is not None
         if principal.as_moderator:

@@ -29,6 +29,13 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
     ] = None
     # Accepted so that a page sending it for every call gets a clear 403 for someone else.
     target_sqid: Sqid | None = None
+    include_upscaled: Annotated[
+        bool,
+        Meta(
+            description="Each artwork's upscaled copy, where the host made one, goes in too "
+            "(`data/upscaled/{post_sqid}.webp`). Layers files (`.mkpx`) are always in"
+        ),
+    ] = False
 
 
 class ExportPart(msgspec.Struct):
@@ -52,6 +59,7 @@ class ExportItem(msgspec.Struct):
     include_comments: bool
     include_reactions: bool
     send_email: bool
+    include_upscaled: bool
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
@@ -88,6 +96,7 @@ class ExportUpdate(msgspec.Struct):
     include_comments: bool
     include_reactions: bool
     send_email: bool
+    include_upscaled: bool
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
@@ -159,6 +168,8 @@ class _Payload(msgspec.Struct):
     user_sqid: str | None = None
     # Absent from events written before migration 0007.
     removed_at: datetime | None = None
+    # Absent from events written before migration 0011.
+    include_upscaled: bool = False
 
 
 def export_base_url(export_id: uuid.UUID) -> str:
@@ -225,6 +236,7 @@ def export_item(payload: Any) -> ExportItem:
         include_comments=p.include_comments,
         include_reactions=p.include_reactions,
         send_email=p.send_email,
+        include_upscaled=p.include_upscaled,
         artwork_count=p.artwork_count,
         progress=Progress(done=p.progress_done, total=p.artwork_count),
         total_bytes=p.total_bytes,
@@ -253,6 +265,7 @@ def export_update(payload: Any) -> ExportUpdate:
         include_comments=p.include_comments,
         include_reactions=p.include_reactions,
         send_email=p.send_email,
+        include_upscaled=p.include_upscaled,
         artwork_count=p.artwork_count,
         progress=Progress(done=p.progress_done, total=p.artwork_count),
         total_bytes=p.total_bytes,

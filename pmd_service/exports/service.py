@@ -56,8 +56,8 @@ SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT dele
 """
 SQL_INSERT = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
-                     send_email, request_id, artwork_count)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     send_email, request_id, artwork_count, include_upscaled)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 RETURNING export_payload(exports)::text
 """
 SQL_NEWEST = f"""
@@ -170,7 +170,7 @@ async def create(
             )  # fmt: skip
         payload = await conn.fetchval(
             SQL_INSERT, user.id, user.public_sqid, part_bytes, body.include_comments,
-            body.include_reactions, body.send_email, request_id, count,
+            body.include_reactions, body.send_email, request_id, count, body.include_upscaled,
         )  # fmt: skip
     item = export_item(payload)
     log.info("export %s requested: %d artworks of user %d", item.id, count, user.id)

@@ -4,7 +4,7 @@ bagit-python among them) and by `sha256sum -c` alone.
 
     makapix-export-{id8}-part-{n}/
         bagit.txt, bag-info.txt, manifest-sha256.txt, README.txt, tagmanifest-sha256.txt
-        data/artworks/{post_sqid}.{ext}, data/metadata.json, data/comments.json, …
+        data/artworks/{post_sqid}.{ext}, data/layers/{post_sqid}.mkpx, data/metadata.json, …
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ Export {place.export_id}
 This folder is a BagIt bag (RFC 8493). Its payload is under data/:
   data/artworks/    {artworks} artwork file(s), each named by its post's public id (the id in
                     its address on the site) and its format
+  data/layers/      each artwork's .mkpx layers file (its editable source), when it has one
+  data/upscaled/    the site's upscaled copies, when they were asked for
   data/metadata.json   every artwork of this part: title, description, dates, size, hashtags,
                        whether it is hidden, its license; and what was skipped, and why
   data/comments.json, data/reactions.json   when they were asked for

@@ -30,6 +30,7 @@ from ..zip.build import (
 )
 from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
 from ..zip.json_files import Extras
+from ..zip.working_files import BAG_FOLDERS, Wanted, sorted_out, split
 from .bag import BagPlace, bag_closing
 from .plan import plan_parts
 from .sql import (
@@ -113,6 +114,7 @@ class ExportRun:
             comments=claim["include_comments"],
             reactions=claim["include_reactions"],
             vault=self.st.settings.vault_path if local else None,
+            upscaled=claim["include_upscaled"],
         )
         if not planned:
             raise PermanentError("There is no artwork to export any more.")
@@ -137,7 +139,11 @@ class ExportRun:
                 raise BuildCancelled
             await conn.execute(SQL_PART_STARTED, self.export_id, place.number)
             await conn.execute(SQL_TOUCH, self.export_id)
-        plan = await plan_artworks(self.pool, self.claim["user_id"], post_ids, self.st.public_ids)
+        # Every part holds the layers files; the upscaled copies when asked for.
+        wanted = Wanted(layers=True, upscaled=self.claim["include_upscaled"], folders=BAG_FOLDERS)
+        plan = await plan_artworks(
+            self.pool, self.claim["user_id"], post_ids, self.st.public_ids, wanted
+        )
         if self.st.zips.store is None:
             await self._part_file(place, plan)
         else:
@@ -176,14 +182,17 @@ class ExportRun:
         header = {"export_id": str(self.export_id), "part": place.number, "part_count": place.count}
         pre_skipped = len(plan.skipped)
         base = self.done
+        arcnames = plan.working_arcnames()
+        artworks_done = plan.artworks_done()
 
         def trailer(extras: Extras) -> Trailer:
             def files(
                 added: list[int], skipped: list[tuple[int, str]]
             ) -> list[tuple[str, Trailing]]:
+                posts, post_skips, working = split(added, skipped, arcnames)
                 order = {a.post_id: i for i, a in enumerate(plan.artworks)}
-                ordered = plan.skipped + sorted(skipped, key=lambda s: order.get(s[0], -1))
-                return json_files(handle, plan, extras, added, ordered, header)
+                ordered = plan.skipped + sorted(post_skips, key=lambda s: order.get(s[0], -1))
+                return json_files(handle, plan, extras, posts, ordered, header, working)
 
             return files
 
@@ -192,7 +201,7 @@ class ExportRun:
 
         async def report(done: int) -> bool:
             still_ours = await self.pool.fetchval(
-                SQL_PROGRESS, self.export_id, self.token, base + pre_skipped + done
+                SQL_PROGRESS, self.export_id, self.token, base + pre_skipped + artworks_done(done)
             )
             return bool(still_ours)
 
@@ -205,7 +214,8 @@ class ExportRun:
             reactions=self.claim["include_reactions"],
         )
         # BDRs go first: while one is built here, this part waits between two artworks.
-        return await stream_zip(self.st, job, sink, report, no_cap, self.st.bdrs_idle)
+        built = await stream_zip(self.st, job, sink, report, no_cap, self.st.bdrs_idle)
+        return sorted_out(built, arcnames)[0]
 
     async def _publish(
         self,

@@ -10,7 +10,7 @@ SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NU
     attempts = attempts + 1, started_at = coalesce(started_at, now())
 WHERE id = $1 AND {CLAIMABLE}
 RETURNING user_id, user_sqid, part_bytes, include_comments, include_reactions, send_email,
-          attempts, request_id
+          attempts, request_id, include_upscaled
 """
 SQL_PARTS = """
 SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes

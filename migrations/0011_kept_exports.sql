@@ -1,0 +1,93 @@
+-- Exports an artist keeps (issue 45). A BDR carries the post's `.mkpx` layers file unless the
+-- request says `include_layers: false`; an export may ask for the host's upscaled copies.
+-- Additive for a rolling deploy: columns with defaults, payload functions with keys more.
+ALTER TABLE batch_download_requests ADD COLUMN include_layers boolean NOT NULL DEFAULT true;
+ALTER TABLE exports ADD COLUMN include_upscaled boolean NOT NULL DEFAULT false;
+
+-- As in 0007, with `include_layers` in the payload (bdr/schemas.py ITEM_COLUMNS).
+CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    last_id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE announced) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(5064068);
+    WITH added AS (
+        INSERT INTO bdr_events (bdr_id, user_id, payload)
+        SELECT n.id, n.user_id, jsonb_build_object(
+            'id', n.id, 'status', n.status, 'artwork_count', n.artwork_count,
+            'include_comments', n.include_comments, 'include_reactions', n.include_reactions,
+            'send_email', n.send_email, 'created_at', n.created_at, 'started_at', n.started_at,
+            'completed_at', n.completed_at, 'expires_at', n.expires_at,
+            'error_message', n.error_message, 'file_size_bytes', n.file_size_bytes,
+            'progress_done', n.progress_done, 'skipped', n.skipped, 'user_sqid', n.user_sqid,
+            'requested_by', n.requested_by, 'removed_at', n.removed_at,
+            'include_layers', n.include_layers)
+        FROM new_rows AS n WHERE n.announced
+        RETURNING id
+    )
+    SELECT max(id) INTO last_id FROM added;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION bdr_emit_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    changed CONSTANT text := $q$
+        FROM new_rows AS n JOIN old_rows AS o USING (id)
+        WHERE n.announced
+          AND (NOT o.announced
+               OR o.status IS DISTINCT FROM n.status
+               OR o.progress_done IS DISTINCT FROM n.progress_done
+               OR o.skipped IS DISTINCT FROM n.skipped
+               OR o.expires_at IS DISTINCT FROM n.expires_at
+               OR o.error_message IS DISTINCT FROM n.error_message
+               OR o.removed_at IS DISTINCT FROM n.removed_at)
+    $q$;
+    any_change boolean;
+    last_id bigint;
+BEGIN
+    EXECUTE 'SELECT count(*) > 0 ' || changed INTO any_change;
+    IF NOT any_change THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(5064068);
+    EXECUTE $q$
+        WITH added AS (
+            INSERT INTO bdr_events (bdr_id, user_id, payload)
+            SELECT n.id, n.user_id, jsonb_build_object(
+                'id', n.id, 'status', n.status, 'artwork_count', n.artwork_count,
+                'include_comments', n.include_comments, 'include_reactions', n.include_reactions,
+                'send_email', n.send_email, 'created_at', n.created_at, 'started_at', n.started_at,
+                'completed_at', n.completed_at, 'expires_at', n.expires_at,
+                'error_message', n.error_message, 'file_size_bytes', n.file_size_bytes,
+                'progress_done', n.progress_done, 'skipped', n.skipped, 'user_sqid', n.user_sqid,
+                'requested_by', n.requested_by, 'removed_at', n.removed_at,
+            'include_layers', n.include_layers)
+    $q$ || changed || $q$
+            RETURNING id
+        )
+        SELECT max(id) FROM added
+    $q$ INTO last_id;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    RETURN NULL;
+END
+$$;
+
+
+-- The item and an event's payload of an export as in 0007 and 0008, with the new keys.
+ALTER FUNCTION export_payload(exports) RENAME TO export_payload_0007;
+CREATE FUNCTION export_payload(e exports) RETURNS jsonb LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+    SELECT export_payload_0007(e) || jsonb_build_object('include_upscaled', e.include_upscaled)
+$$;
+ALTER FUNCTION export_event_payload(exports) RENAME TO export_event_payload_0008;
+CREATE FUNCTION export_event_payload(e exports) RETURNS jsonb LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+    SELECT export_event_payload_0008(e)
+           || jsonb_build_object('include_upscaled', e.include_upscaled)
+$$;
