@@ -4,6 +4,20 @@
 ALTER TABLE batch_download_requests ADD COLUMN include_layers boolean NOT NULL DEFAULT true;
 ALTER TABLE exports ADD COLUMN include_upscaled boolean NOT NULL DEFAULT false;
 
+-- Incremental exports. An export that reached `ready` records the posts it holds (its own and,
+-- for an incremental one, those of the export it follows still there): the next incremental
+-- export takes the posts created or changed since this one started, or not among these, and
+-- lists as removed those among these that are gone. The follower copies what it needs at its
+-- request (`follows_started_at`, `base_post_ids`), so the export it follows may be purged.
+ALTER TABLE exports ADD COLUMN follows_id uuid,
+    ADD COLUMN follows_started_at timestamptz,
+    ADD COLUMN base_post_ids integer[],
+    ADD COLUMN covered_post_ids integer[],
+    ADD COLUMN removed jsonb NOT NULL DEFAULT '[]'::jsonb,
+    ADD CONSTRAINT export_follows_whole CHECK (
+        (follows_id IS NULL) = (follows_started_at IS NULL)
+        AND (follows_id IS NULL) = (base_post_ids IS NULL));
+
 -- As in 0007, with `include_layers` in the payload (bdr/schemas.py ITEM_COLUMNS).
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
@@ -80,14 +94,21 @@ $$;
 
 
 -- The item and an event's payload of an export as in 0007 and 0008, with the new keys.
+CREATE FUNCTION export_payload_0011(e exports) RETURNS jsonb LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+    SELECT jsonb_build_object(
+        'include_upscaled', e.include_upscaled, 'follows_export_id', e.follows_id,
+        'changed_since', e.follows_started_at,
+        'removed_count', CASE jsonb_typeof(e.removed) WHEN 'array'
+                              THEN jsonb_array_length(e.removed) ELSE 0 END)
+$$;
 ALTER FUNCTION export_payload(exports) RENAME TO export_payload_0007;
 CREATE FUNCTION export_payload(e exports) RETURNS jsonb LANGUAGE sql STABLE
 SET search_path FROM CURRENT AS $$
-    SELECT export_payload_0007(e) || jsonb_build_object('include_upscaled', e.include_upscaled)
+    SELECT export_payload_0007(e) || export_payload_0011(e)
 $$;
 ALTER FUNCTION export_event_payload(exports) RENAME TO export_event_payload_0008;
 CREATE FUNCTION export_event_payload(e exports) RETURNS jsonb LANGUAGE sql STABLE
 SET search_path FROM CURRENT AS $$
-    SELECT export_event_payload_0008(e)
-           || jsonb_build_object('include_upscaled', e.include_upscaled)
+    SELECT export_event_payload_0008(e) || export_payload_0011(e)
 $$;

@@ -117,6 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # After an export that counts (any but a failed one or one cancelled before any part was
     # ready: exports/service.py), the next one waits this long.
     export_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 7 * 86400
+    # An incremental export (`since`) waits this long after any export that counts; a full one
+    # waits EXPORT_COOLDOWN_SECONDS after the last full one.
+    export_incremental_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 86400
     # Export parts one worker builds at once (BDRs are never held up by them).
     export_concurrency: Annotated[int, Meta(ge=1, le=16)] = 1
     host: str = "127.0.0.1"

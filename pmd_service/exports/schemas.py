@@ -36,6 +36,16 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
             "(`data/upscaled/{post_sqid}.webp`). Layers files (`.mkpx`) are always in"
         ),
     ] = False
+    since: Annotated[
+        str | None,
+        Meta(
+            description="An incremental export: the id of an earlier export of yours that "
+            "reached `ready`, or `last` for the newest such one. Only the posts created or "
+            "changed since it started go in (metadata, artwork, a layers file attached), plus "
+            "`data/removed.json` naming its posts that are gone. Its own cooldown "
+            "(EXPORT_INCREMENTAL_COOLDOWN_SECONDS); nothing changed is a 200, no export"
+        ),
+    ] = None
 
 
 class ExportPart(msgspec.Struct):
@@ -60,6 +70,17 @@ class ExportItem(msgspec.Struct):
     include_reactions: bool
     send_email: bool
     include_upscaled: bool
+    follows_export_id: Annotated[
+        uuid.UUID | None,
+        Meta(description="An incremental export: the export it follows (null: a full one)"),
+    ]
+    changed_since: Annotated[
+        datetime | None,
+        Meta(description="An incremental export: when the export it follows started"),
+    ]
+    removed_count: Annotated[
+        int, Meta(description="Posts of the followed export that are gone (data/removed.json)")
+    ]
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
@@ -97,6 +118,17 @@ class ExportUpdate(msgspec.Struct):
     include_reactions: bool
     send_email: bool
     include_upscaled: bool
+    follows_export_id: Annotated[
+        uuid.UUID | None,
+        Meta(description="An incremental export: the export it follows (null: a full one)"),
+    ]
+    changed_since: Annotated[
+        datetime | None,
+        Meta(description="An incremental export: when the export it follows started"),
+    ]
+    removed_count: Annotated[
+        int, Meta(description="Posts of the followed export that are gone (data/removed.json)")
+    ]
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
@@ -112,6 +144,15 @@ class ExportUpdate(msgspec.Struct):
     sha256sums_url: str
 
 
+class NothingChanged(msgspec.Struct):
+    """The answer to an incremental export with nothing to hold: no export is made."""
+
+    nothing_changed: Literal[True]
+    message: str
+    since_export_id: uuid.UUID
+    changed_since: datetime
+
+
 class ExportLimits(msgspec.Struct):
     """What a request may ask for, so a page offers only part sizes the server accepts."""
 
@@ -119,6 +160,7 @@ class ExportLimits(msgspec.Struct):
     max_part_bytes: int
     default_part_bytes: int
     cooldown_seconds: int
+    incremental_cooldown_seconds: int
 
 
 class ExportList(msgspec.Struct):
@@ -127,9 +169,16 @@ class ExportList(msgspec.Struct):
     next_export_at: Annotated[
         datetime | None,
         Meta(
-            description="When the cooldown of the last export that counts ends (any but a "
-            "failed one or one cancelled before any part was ready; null: a new export may be "
-            "requested now, unless one is running)"
+            description="When the cooldown of the last full export that counts ends (any but "
+            "a failed one or one cancelled before any part was ready; null: a new full export "
+            "may be requested now, unless one is running)"
+        ),
+    ]
+    next_incremental_export_at: Annotated[
+        datetime | None,
+        Meta(
+            description="When an incremental export (`since`) may be requested: "
+            "EXPORT_INCREMENTAL_COOLDOWN_SECONDS after the last export of any kind that counts"
         ),
     ]
 
@@ -170,6 +219,9 @@ class _Payload(msgspec.Struct):
     removed_at: datetime | None = None
     # Absent from events written before migration 0011.
     include_upscaled: bool = False
+    follows_export_id: uuid.UUID | None = None
+    changed_since: datetime | None = None
+    removed_count: int = 0
 
 
 def export_base_url(export_id: uuid.UUID) -> str:
@@ -237,6 +289,9 @@ def export_item(payload: Any) -> ExportItem:
         include_reactions=p.include_reactions,
         send_email=p.send_email,
         include_upscaled=p.include_upscaled,
+        follows_export_id=p.follows_export_id,
+        changed_since=p.changed_since,
+        removed_count=p.removed_count,
         artwork_count=p.artwork_count,
         progress=Progress(done=p.progress_done, total=p.artwork_count),
         total_bytes=p.total_bytes,
@@ -266,6 +321,9 @@ def export_update(payload: Any) -> ExportUpdate:
         include_reactions=p.include_reactions,
         send_email=p.send_email,
         include_upscaled=p.include_upscaled,
+        follows_export_id=p.follows_export_id,
+        changed_since=p.changed_since,
+        removed_count=p.removed_count,
         artwork_count=p.artwork_count,
         progress=Progress(done=p.progress_done, total=p.artwork_count),
         total_bytes=p.total_bytes,

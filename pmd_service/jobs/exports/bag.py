@@ -13,6 +13,9 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
 
 from ...bdr.budget import human_bytes
 from ..zip.build import Closing, FileDigest, sha256sum_lines
@@ -29,6 +32,9 @@ class BagPlace:
     number: int
     count: int
     handle: str
+    # An incremental export: the export it follows, and when that one started.
+    follows: uuid.UUID | None = None
+    since: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -48,7 +54,7 @@ This folder is a BagIt bag (RFC 8493). Its payload is under data/:
                        whether it is hidden, its license; and what was skipped, and why
   data/comments.json, data/reactions.json   when they were asked for
 
-The other parts of the export are bags like this one; bag-info.txt names the export
+{_incremental(place)}The other parts of the export are bags like this one; bag-info.txt names the export
 (Bag-Group-Identifier) and this part's place in it (Bag-Count).
 
 To check that this part arrived whole and unchanged, run in this folder:
@@ -62,6 +68,28 @@ or, with the Library of Congress's BagIt tool (pip install bagit):
 To check the downloaded ZIP files themselves before unpacking them, save SHA256SUMS from the
 export's page beside them and run: sha256sum -c SHA256SUMS
 """.encode()
+
+
+def _incremental(place: BagPlace) -> str:
+    if place.follows is None or place.since is None:
+        return ""
+    return f"""This export holds only what changed: the posts created or changed since export
+{place.follows} started ({place.since:%Y-%m-%d %H:%M} UTC). Part 1 also holds
+data/removed.json, the posts of that export that are gone since (deleted, turned into a
+playlist or no longer yours). Keep it beside the earlier export's parts.
+
+"""
+
+
+def removed_json(place: BagPlace, removed: list[dict[str, Any]]) -> bytes:
+    """An incremental export's `removed.json`: what it follows, and the posts gone since."""
+    document = {
+        "follows_export_id": str(place.follows),
+        "changed_since": place.since,
+        "removed_count": len(removed),
+        "removed": removed,
+    }
+    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
 
 
 def bag_closing(place: BagPlace, now: datetime | None = None) -> Closing:
@@ -82,6 +110,12 @@ def bag_closing(place: BagPlace, now: datetime | None = None) -> Closing:
             f"Bag-Count: {place.number} of {place.count}\n"
             f"Bag-Size: {human_bytes(octets)}\n"
             f"Payload-Oxum: {octets}.{len(payload)}\n"
+            + (
+                f"Follows-Export-Identifier: {place.follows}\n"
+                f"Changed-Since: {place.since:%Y-%m-%dT%H:%M:%SZ}\n"
+                if place.follows is not None and place.since is not None
+                else ""
+            )
         ).encode()
         tags = [
             ("bagit.txt", BAGIT_TXT),

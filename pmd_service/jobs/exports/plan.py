@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg
 
 from ...core.visibility import visible_comment
+from ...exports.incremental import changed
 from ...host.vault import (
     VaultPathError,
     artwork_path_in,
@@ -51,7 +53,7 @@ LEFT JOIN LATERAL (
 LEFT JOIN LATERAL (
     SELECT count(DISTINCT emoji) AS kinds FROM reactions x WHERE x.post_id = p.id
 ) AS r ON $3
-WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
+WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user AND {changed("$4", "$5")}
 ORDER BY p.created_at DESC, p.id DESC
 """
 
@@ -118,10 +120,13 @@ async def plan_parts(
     reactions: bool,
     vault: Path | None,
     upscaled: bool = False,
+    changed_since: datetime | None = None,
+    base: list[int] | None = None,
 ) -> list[PlannedPart]:
     """`vault`: stat the files there (None: artworks come from elsewhere; declared sizes).
-    `upscaled`: each artwork's upscaled copy goes in too."""
-    rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions)
+    `upscaled`: each artwork's upscaled copy goes in too. `changed_since`, `base`: an
+    incremental export's posts only (exports/incremental.py)."""
+    rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions, changed_since, base)
     actual = (
         await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}
     )
