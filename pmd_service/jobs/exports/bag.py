@@ -3,7 +3,8 @@ payload written before them, so the bag is checked by any BagIt tool (the Librar
 bagit-python among them) and by `sha256sum -c` alone.
 
     makapix-export-{id8}-part-{n}/
-        bagit.txt, bag-info.txt, manifest-sha256.txt, README.txt, tagmanifest-sha256.txt
+        bagit.txt, bag-info.txt, manifest-sha256.txt, README.txt, index.html,
+        tagmanifest-sha256.txt
         data/artworks/{post_sqid}.{ext}, data/layers/{post_sqid}.mkpx, data/metadata.json, …
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +46,9 @@ class BagPlace:
 def _readme(place: BagPlace, artworks: int) -> bytes:
     return f"""Makapix Club: full export of @{place.handle}, part {place.number} of {place.count}
 Export {place.export_id}
+
+Open index.html (a double-click) to browse this part's artworks in any web browser,
+offline: the page needs nothing outside this folder.
 
 This folder is a BagIt bag (RFC 8493). Its payload is under data/:
   data/artworks/    {artworks} artwork file(s), each named by its post's public id (the id in
@@ -92,8 +97,13 @@ def removed_json(place: BagPlace, removed: list[dict[str, Any]]) -> bytes:
     return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
 
 
-def bag_closing(place: BagPlace, now: datetime | None = None) -> Closing:
-    """The tag files, after every payload file has been written (their digests given)."""
+def bag_closing(
+    place: BagPlace,
+    now: datetime | None = None,
+    index: Callable[[set[str]], bytes] | None = None,
+) -> Closing:
+    """The tag files, after every payload file has been written (their digests given);
+    `index(payload names)`: the part's index.html (gallery.py)."""
     when = now or datetime.now(UTC)
     root = place.name + "/"
 
@@ -123,6 +133,8 @@ def bag_closing(place: BagPlace, now: datetime | None = None) -> Closing:
             ("manifest-sha256.txt", sha256sum_lines(payload, root)),
             ("README.txt", _readme(place, artworks)),
         ]
+        if index is not None:
+            tags.append(("index.html", index({f.name.removeprefix(root) for f in payload})))
         tagmanifest = b"".join(
             f"{hashlib.sha256(blob).hexdigest()}  {name}\n".encode() for name, blob in tags
         )

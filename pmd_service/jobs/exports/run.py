@@ -34,6 +34,7 @@ from ..zip.entry_names import post_sqid
 from ..zip.json_files import Extras
 from ..zip.working_files import BAG_FOLDERS, Wanted, sorted_out, split
 from .bag import BagPlace, bag_closing, removed_json
+from .gallery import gallery, read_social
 from .plan import PER_PART, PlannedPart, plan_parts
 from .sql import (
     SQL_ADD_PART,
@@ -246,10 +247,14 @@ class ExportRun:
             )
             return bool(still_ours)
 
+        social = await read_social(
+            self.pool, [a.post_id for a in plan.artworks],
+            comments=self.claim["include_comments"], reactions=self.claim["include_reactions"],
+        )  # fmt: skip
         job = Job(
             plan.artworks,
             trailer,
-            closing=bag_closing(place),
+            closing=bag_closing(place, index=gallery(place, plan.artworks, social)),
             prefix=f"{place.name}/data/",
             comments=self.claim["include_comments"],
             reactions=self.claim["include_reactions"],
