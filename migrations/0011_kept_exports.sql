@@ -112,3 +112,25 @@ CREATE FUNCTION export_event_payload(e exports) RETURNS jsonb LANGUAGE sql STABL
 SET search_path FROM CURRENT AS $$
     SELECT export_event_payload_0008(e) || export_payload_0011(e)
 $$;
+
+-- Recurring exports: a schedule is a row, not a timer, so it survives restarts and the loss of
+-- a worker; the sweep (every minute, and at each worker's start) starts what is due. One
+-- schedule a user; `remaining` counts the exports still to start after the first.
+CREATE TABLE export_schedules (
+    user_id           integer PRIMARY KEY,
+    user_sqid         varchar(16),
+    every_days        integer NOT NULL CONSTRAINT export_schedule_every_positive CHECK (every_days >= 1),
+    remaining         integer NOT NULL CONSTRAINT export_schedule_remaining_sane CHECK (remaining >= 0),
+    next_at           timestamptz NOT NULL,
+    last_export_id    uuid,
+    part_bytes        bigint NOT NULL,
+    include_comments  boolean NOT NULL,
+    include_reactions boolean NOT NULL,
+    include_upscaled  boolean NOT NULL,
+    send_email        boolean NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    cancelled_at      timestamptz
+);
+CREATE INDEX export_schedule_due_idx ON export_schedules (next_at)
+    WHERE cancelled_at IS NULL AND remaining > 0;
+ALTER TABLE exports ADD COLUMN scheduled boolean NOT NULL DEFAULT false;

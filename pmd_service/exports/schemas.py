@@ -46,6 +46,21 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
             "(EXPORT_INCREMENTAL_COOLDOWN_SECONDS); nothing changed is a 200, no export"
         ),
     ] = None
+    repeat_every_days: Annotated[
+        int | None,
+        Meta(
+            description="A recurring export: this one (full) now, then one every this many "
+            "days (within EXPORT_REPEAT_MIN_DAYS and EXPORT_REPEAT_MAX_DAYS), each "
+            "incremental against the one before, started by the worker. With `repeat_times`"
+        ),
+    ] = None
+    repeat_times: Annotated[
+        int | None,
+        Meta(
+            description="How many exports the schedule makes, this one included (2 to "
+            "EXPORT_REPEAT_MAX_TIMES). With `repeat_every_days`"
+        ),
+    ] = None
 
 
 class ExportPart(msgspec.Struct):
@@ -153,6 +168,16 @@ class NothingChanged(msgspec.Struct):
     changed_since: datetime
 
 
+class ExportSchedule(msgspec.Struct):
+    """A recurring export's schedule (cancel: DELETE /api/pmd/exports/schedule)."""
+
+    every_days: int
+    remaining: Annotated[int, Meta(description="Exports still to start")]
+    next_at: Annotated[datetime, Meta(description="When the worker starts the next one")]
+    last_export_id: uuid.UUID | None
+    send_email: bool
+
+
 class ExportLimits(msgspec.Struct):
     """What a request may ask for, so a page offers only part sizes the server accepts."""
 
@@ -161,11 +186,18 @@ class ExportLimits(msgspec.Struct):
     default_part_bytes: int
     cooldown_seconds: int
     incremental_cooldown_seconds: int
+    repeat_min_days: int
+    repeat_max_days: int
+    repeat_max_times: int
 
 
 class ExportList(msgspec.Struct):
     items: list[ExportItem]
     limits: ExportLimits
+    schedule: Annotated[
+        ExportSchedule | None,
+        Meta(description="The recurring export's schedule, while it has exports to start"),
+    ]
     next_export_at: Annotated[
         datetime | None,
         Meta(

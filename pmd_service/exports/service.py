@@ -20,6 +20,7 @@ from ..core.settings import Settings
 from ..host.access import Principal
 from .incremental import changed_count, followed, parse_since, removed
 from .queue import enqueue_export
+from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
 from .schemas import (
     ExportItem,
     ExportLimits,
@@ -141,6 +142,7 @@ async def create(
     # (a 409 or 429 would hide it until the wait was over, then refuse it anyway).
     part_bytes = _part_bytes(body, settings)
     since = parse_since(body.since)
+    repeat = checked_repeat(body, settings)
     user = principal.target
     async with pool.acquire() as conn, conn.transaction():
         # One request of a user at a time checks and inserts: two at once cannot both pass the
@@ -148,6 +150,8 @@ async def create(
         await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user.id)
         # What `since` names is part of the request: a bad one is a 400 whatever the state.
         follows = await followed(conn, user.id, since) if since is not None else None
+        if repeat is not None:
+            await refuse_if_scheduled(conn, user.id)
         running = await conn.fetchrow(SQL_RUNNING, user.id)
         if running is not None:
             done, total = running["progress_done"], running["artwork_count"]
@@ -193,7 +197,9 @@ async def create(
             body.include_reactions, body.send_email, request_id, count, body.include_upscaled,
             *((follows.export_id, follows.started_at, follows.post_ids) if follows else (None,) * 3),
         )  # fmt: skip
-    item = export_item(payload)
+        item = export_item(payload)
+        if repeat is not None:
+            await schedule(conn, user.id, user.public_sqid, repeat, item.id, body, part_bytes)
     log.info("export %s requested: %d artworks of user %d", item.id, count, user.id)
     return item
 
@@ -233,11 +239,19 @@ async def newest(pool: asyncpg.Pool, principal: Principal, settings: Settings) -
         default_part_bytes=settings.export_part_bytes,
         cooldown_seconds=settings.export_cooldown_seconds,
         incremental_cooldown_seconds=settings.export_incremental_cooldown_seconds,
+        repeat_min_days=settings.export_repeat_min_days,
+        repeat_max_days=settings.export_repeat_max_days,
+        repeat_max_times=settings.export_repeat_max_times,
     )
     return ExportList(
-        items=items, limits=limits, next_export_at=next_at,
+        items=items, limits=limits, schedule=await active(pool, user_id), next_export_at=next_at,
         next_incremental_export_at=next_incremental_at,
     )  # fmt: skip
+
+
+async def cancel_schedule(pool: asyncpg.Pool, principal: Principal) -> None:
+    owner_only(principal)
+    await cancel(pool, principal.target.id)
 
 
 async def _next_at(

@@ -67,6 +67,11 @@ async def delete_export(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+async def delete_schedule(request: web.Request) -> web.Response:
+    await service.cancel_schedule(request.app[DB_POOL], request[PRINCIPAL])
+    return web.Response(status=204)
+
+
 async def export_sha256sums(request: web.Request) -> web.Response:
     export_id = path_uuid(request)
     text = await service.sha256sums(request.app[DB_POOL], export_id, request[PRINCIPAL])
@@ -124,9 +129,10 @@ ENDPOINTS = (
         problem_notes={
             400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
                  "bounds are in the answer), a `since` that is neither `last` nor the id of an "
-                 "export of yours that was ready, or an invalid body",
+                 "export of yours that was ready, `repeat_every_days` or `repeat_times` out of "
+                 "bounds or one without the other (or with `since`), or an invalid body",
             409: "An export of this user is already pending or processing: `export_id` and "
-                 "`progress` name it",
+                 "`progress` name it; or, with `repeat_every_days`, a schedule already runs",
             422: "The user has no artwork to export",
             429: "Within EXPORT_COOLDOWN_SECONDS of the last full export that counts (any "
                  "but a failed one, even removed since, or one cancelled before any part was "
@@ -145,6 +151,10 @@ ENDPOINTS = (
     ),
     Endpoint("get", "/api/pmd/exports", list_exports, "listExports", "The 20 newest exports",
              "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY),
+    Endpoint("delete", "/api/pmd/exports/schedule", delete_schedule, "cancelExportSchedule",
+             "Cancel the recurring export: no later export starts (those made stay)", "exports",
+             ok_status=204, ok_description="Cancelled", problems=(403, 404),
+             problem_notes=_OWNER_ONLY | {404: "No recurring export is scheduled"}),
     Endpoint("get", "/api/pmd/exports/{id}", get_export, "getExport", "One export", "exports",
              response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
     Endpoint("delete", "/api/pmd/exports/{id}", delete_export, "deleteExport",
