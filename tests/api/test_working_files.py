@@ -295,3 +295,28 @@ async def test_layers_from_the_artwork_store(
     assert [(s["post_id"], s["reason"]) for s in meta["skipped_files"]] == [
         (declared.id, "file_missing")
     ]
+
+
+async def test_a_download_counts_its_layers_files_against_its_size_limit(
+    aiohttp_client: AiohttpClient,
+    factory: Factory,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    """Declared at the request, the layers files count: a download they would take past
+    BDR_MAX_BYTES is a 400 at once (not a failure once built past it), and fits without them."""
+    capped = replace(settings, bdr_max_bytes=8000)
+    client = await aiohttp_client(create_app(capped))
+    owner = await factory.user()
+    posts = [await factory.post(owner, data=os.urandom(300)) for _ in range(3)]
+    await attach_layers(pool, settings, posts[0], layers_bytes(posts[0], 10_000))
+    ids = [p.id for p in posts]
+    resp = await client.post("/api/pmd/bdr", json={"post_ids": ids}, headers=owner.auth)
+    assert resp.status == 400, await resp.text()
+    problem = await resp.json()
+    assert problem["type"].endswith("too-large") and problem["size_bytes"] > 10_000
+    item = await request_bdr(client, owner, ids, include_layers=False)
+    await run_worker(capped)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready", item
