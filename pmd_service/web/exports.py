@@ -146,8 +146,9 @@ ENDPOINTS = (
         headers={"Location": "The new export's URL"},
         other_responses=(
             (200, "With `since`: nothing changed since that export started, so no export was "
-             "made (a `NothingChanged` body)", "application/json"),
+             "made", "application/json"),
         ),
+        other_schemas={200: NothingChanged},
     ),
     Endpoint("get", "/api/pmd/exports", list_exports, "listExports", "The 20 newest exports",
              "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY),

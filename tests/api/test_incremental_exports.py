@@ -141,6 +141,12 @@ async def test_an_incremental_export_holds_what_changed_and_lists_what_is_gone(
     assert status == 200, answer
     assert answer["nothing_changed"] is True and answer["since_export_id"] == second["id"]
     assert "Nothing changed since" in answer["message"]
+    # The answer is the one the OpenAPI document declares for a 200.
+    doc = await (await ex_client.get("/openapi.json")).json()
+    declared = doc["paths"]["/api/pmd/exports"]["post"]["responses"]["200"]
+    ref = declared["content"]["application/json"]["schema"]["$ref"]
+    shape = doc["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert set(shape["required"]) == set(answer)
     count = await pool.fetchval("SELECT count(*) FROM exports WHERE user_id = $1", owner.id)
     assert count == 2
 
