@@ -214,6 +214,16 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
     print(f"requeued {bdr_id} (was {status})")
 
 
+async def _operator_export(settings: Settings, user: str, reason: str, to: Path | None) -> None:
+    from .jobs.exports.operator import OperatorExportError, operator_export
+
+    try:
+        parts = await operator_export(settings, user, reason, to)
+    except OperatorExportError as exc:
+        raise CliError(str(exc)) from None
+    print(json.dumps(parts, indent=2))
+
+
 class _SummaryLeftOut(logging.Filter):
     """The sweep and the cleanup end with a log line of their summary, for the worker's log.
     Run from here, that summary is the result, printed on stdout: its log line is left out
@@ -351,6 +361,11 @@ DETAILS = {
     "events, removes stale files; each step is a line on stderr, the summary goes to stdout. "
     "--dry-run says what it would do and changes nothing.",
     "import-host-bdrs": "Progress goes to stderr as it goes through the host's requests.",
+    "export": "A data-subject request: the same full export a user asks for, for any user, "
+    "deactivated or banned too, with no cooldown; one row in the audit log names --reason. "
+    "A worker builds it (the command waits, a progress line on stderr); then each part's "
+    "place, size and SHA-256 are printed (as JSON), and with --to DIR the parts are copied "
+    "there under their download names.",
 }
 
 
@@ -380,8 +395,8 @@ problems to stderr. `COMMAND --help` tells more about one."""
 
 # Commands a person runs against the database: they wait for it only when told to (--wait).
 ONE_SHOT = ("migrate", "token", "requeue", "sweep", "cleanup", "stats", "import-host-bdrs",
-            "check-host", "demo")  # fmt: skip
-USES_REDIS = ("requeue", "sweep", "stats")  # and import-host-bdrs --apply
+            "check-host", "demo", "export")  # fmt: skip
+USES_REDIS = ("requeue", "sweep", "stats", "export")  # and import-host-bdrs --apply
 # Commands that need no REDIS_URL at all (it is not even read).
 DATABASE_ONLY = ("migrate", "token", "check-host")
 
@@ -441,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
         "ready ZIPs until they expire (a dry run unless --apply; safe to run again)",
     )
     cutover.add_argument("--apply", action="store_true", help="write (default: a dry run)")
+    export = sub.add_parser(
+        "export", help="export all of one user's artworks for a data-subject request"
+    )
+    export.add_argument("--user", required=True, metavar="SQID", help="the user's public sqid")
+    export.add_argument("--reason", required=True, help="why (written to the audit log)")
+    export.add_argument("--to", type=Path, metavar="DIR", help="copy the parts into DIR")
     check_host = sub.add_parser(
         "check-host",
         help="report the host-table indexes and columns the service relies on, and the "
@@ -518,6 +539,14 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_stats(settings))
         elif args.command == "import-host-bdrs":
             asyncio.run(_import_host_bdrs(settings, args.apply))
+        elif args.command == "export":
+            from .jobs.exports.operator import OperatorExportError, check_arguments
+
+            try:
+                check_arguments(args.reason, args.to)
+            except OperatorExportError as exc:
+                raise CliError(str(exc)) from None
+            asyncio.run(_operator_export(settings, args.user, args.reason, args.to))
         elif args.command == "check-host":
             checked = _check_host(settings, args.dev_database, args.privileges)
             return 0 if asyncio.run(checked) else 1

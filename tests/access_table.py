@@ -229,6 +229,7 @@ _ROWS = (
     # request in one's own scope asks for a part size out of bounds (400): nothing is created.
     Row("POST", "/api/pmd/exports", 400, 403, body=lambda w: {"part_bytes": 1}),
     Row("GET", "/api/pmd/exports", 200, 403),
+    Row("DELETE", "/api/pmd/exports/schedule", 404, 403),
     Row("GET", "/api/pmd/exports/{id}", 404, 403, "/api/pmd/exports/{w.ready_export}"),
     Row("DELETE", "/api/pmd/exports/{id}", 404, 403, "/api/pmd/exports/{w.ready_export}"),
     Row(

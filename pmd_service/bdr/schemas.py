@@ -22,6 +22,13 @@ class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
     include_reactions: bool = False
     send_email: bool = False
     target_sqid: Sqid | None = None
+    include_layers: Annotated[
+        bool,
+        Meta(
+            description="Each artwork's `.mkpx` layers file, when the post has one, goes in "
+            "beside its image (`artworks/{post_sqid}.mkpx`)"
+        ),
+    ] = True
 
 
 class Progress(msgspec.Struct):
@@ -60,6 +67,7 @@ REMOVED_AT = (
 
 
 class BdrItem(_BdrFields):
+    include_layers: bool
     removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
     requested_by_moderator: Annotated[
         bool,
@@ -92,12 +100,14 @@ class _Row(_BdrFields):
     requested_by: int | None = None
     # Absent from events written before migration 0007.
     removed_at: datetime | None = None
+    # Absent from events written before migration 0011, when every ZIP was without layers.
+    include_layers: bool = False
 
 
 ITEM_COLUMNS = """
     id, status, artwork_count, include_comments, include_reactions, send_email, created_at,
     started_at, completed_at, expires_at, error_message, file_size_bytes, progress_done, skipped,
-    user_sqid, requested_by, removed_at
+    user_sqid, requested_by, removed_at, include_layers
 """
 
 

@@ -33,17 +33,20 @@ FROM batch_download_requests
 WHERE ((user_id = $1 AND requested_by IS NULL) OR requested_by = $1)
   AND created_at >= {UTC_DAY_START}
 """
-# The artworks' declared size: each post's native file, as the host recorded it.
+# The artworks' declared size: each post's native file, as the host recorded it, and its
+# layers file when they go in ($2).
 SQL_DECLARED_BYTES = """
-SELECT coalesce(sum(file_bytes), 0)::bigint FROM post_files
-WHERE post_id = ANY($1::int[]) AND is_native
+SELECT (SELECT coalesce(sum(file_bytes), 0) FROM post_files
+        WHERE post_id = ANY($1::int[]) AND is_native)::bigint
+     + CASE WHEN $2 THEN (SELECT coalesce(sum(mkpx_file_bytes), 0) FROM posts
+                          WHERE id = ANY($1::int[])) ELSE 0 END::bigint
 """
 # Inserted unannounced: its first event is published by `announce`, after the reply.
 SQL_INSERT = f"""
 INSERT INTO batch_download_requests
     (user_id, user_sqid, requested_by, post_ids, artwork_count, include_comments,
-     include_reactions, send_email, request_id, estimated_bytes, announced)
-VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false)
+     include_reactions, send_email, request_id, estimated_bytes, announced, include_layers)
+VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false, $10)
 RETURNING {ITEM_COLUMNS}
 """
 SQL_ANNOUNCE = "UPDATE batch_download_requests SET announced = true WHERE id = $1 AND NOT announced"
@@ -123,7 +126,7 @@ async def create(
         # Row locks until commit: a concurrent delete cannot slip between check and insert
         # (and the worker re-checks at build time anyway).
         await lock_eligible(conn, user_id, body.post_ids)
-        size = await conn.fetchval(SQL_DECLARED_BYTES, body.post_ids)
+        size = await conn.fetchval(SQL_DECLARED_BYTES, body.post_ids, body.include_layers)
         if size > limits.bytes_a_request:
             raise ProblemError(
                 400, "too-large", "Bad Request",
@@ -156,6 +159,7 @@ async def create(
             body.send_email,
             request_id,
             size,
+            body.include_layers,
         )
         assert row is not None
         if principal.as_moderator:

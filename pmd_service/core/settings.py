@@ -123,6 +123,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # After an export that counts (any but a failed one or one cancelled before any part was
     # ready: exports/service.py), the next one waits this long.
     export_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 7 * 86400
+    # An incremental export (`since`) waits this long after any export that counts; a full one
+    # waits EXPORT_COOLDOWN_SECONDS after the last full one.
+    export_incremental_cooldown_seconds: Annotated[int, Meta(ge=0, le=365 * 86400)] = 86400
+    # A recurring export's bounds: `repeat_every_days` within these, `repeat_times` up to this.
+    export_repeat_min_days: Annotated[int, Meta(ge=1, le=365)] = 1
+    export_repeat_max_days: Annotated[int, Meta(ge=1, le=3650)] = 365
+    export_repeat_max_times: Annotated[int, Meta(ge=1, le=120)] = 12
     # Export parts one worker builds at once (BDRs are never held up by them).
     export_concurrency: Annotated[int, Meta(ge=1, le=16)] = 1
     host: str = "127.0.0.1"
@@ -216,6 +223,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 f"EXPORT_PART_BYTES ({self.export_part_bytes}) must lie within "
                 f"EXPORT_MIN_PART_BYTES ({self.export_min_part_bytes}) and EXPORT_MAX_PART_BYTES "
                 f"({self.export_max_part_bytes})."
+            )
+        if self.export_repeat_min_days > self.export_repeat_max_days:
+            raise ConfigError(
+                f"EXPORT_REPEAT_MIN_DAYS ({self.export_repeat_min_days}) must not exceed "
+                f"EXPORT_REPEAT_MAX_DAYS ({self.export_repeat_max_days})."
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")

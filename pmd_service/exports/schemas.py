@@ -29,6 +29,38 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
     ] = None
     # Accepted so that a page sending it for every call gets a clear 403 for someone else.
     target_sqid: Sqid | None = None
+    include_upscaled: Annotated[
+        bool,
+        Meta(
+            description="Each artwork's upscaled copy, where the host made one, goes in too "
+            "(`data/upscaled/{post_sqid}.webp`). Layers files (`.mkpx`) are always in"
+        ),
+    ] = False
+    since: Annotated[
+        str | None,
+        Meta(
+            description="An incremental export: the id of an earlier export of yours that "
+            "reached `ready`, or `last` for the newest such one. Only the posts created or "
+            "changed since it started go in (metadata, artwork, a layers file attached), plus "
+            "`data/removed.json` naming its posts that are gone. Its own cooldown "
+            "(EXPORT_INCREMENTAL_COOLDOWN_SECONDS); nothing changed is a 200, no export"
+        ),
+    ] = None
+    repeat_every_days: Annotated[
+        int | None,
+        Meta(
+            description="A recurring export: this one (full) now, then one every this many "
+            "days (within EXPORT_REPEAT_MIN_DAYS and EXPORT_REPEAT_MAX_DAYS), each "
+            "incremental against the one before, started by the worker. With `repeat_times`"
+        ),
+    ] = None
+    repeat_times: Annotated[
+        int | None,
+        Meta(
+            description="How many exports the schedule makes, this one included (2 to "
+            "EXPORT_REPEAT_MAX_TIMES). With `repeat_every_days`"
+        ),
+    ] = None
 
 
 class ExportPart(msgspec.Struct):
@@ -52,6 +84,18 @@ class ExportItem(msgspec.Struct):
     include_comments: bool
     include_reactions: bool
     send_email: bool
+    include_upscaled: bool
+    follows_export_id: Annotated[
+        uuid.UUID | None,
+        Meta(description="An incremental export: the export it follows (null: a full one)"),
+    ]
+    changed_since: Annotated[
+        datetime | None,
+        Meta(description="An incremental export: when the export it follows started"),
+    ]
+    removed_count: Annotated[
+        int, Meta(description="Posts of the followed export that are gone (data/removed.json)")
+    ]
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
@@ -88,6 +132,18 @@ class ExportUpdate(msgspec.Struct):
     include_comments: bool
     include_reactions: bool
     send_email: bool
+    include_upscaled: bool
+    follows_export_id: Annotated[
+        uuid.UUID | None,
+        Meta(description="An incremental export: the export it follows (null: a full one)"),
+    ]
+    changed_since: Annotated[
+        datetime | None,
+        Meta(description="An incremental export: when the export it follows started"),
+    ]
+    removed_count: Annotated[
+        int, Meta(description="Posts of the followed export that are gone (data/removed.json)")
+    ]
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
@@ -103,6 +159,25 @@ class ExportUpdate(msgspec.Struct):
     sha256sums_url: str
 
 
+class NothingChanged(msgspec.Struct):
+    """The answer to an incremental export with nothing to hold: no export is made."""
+
+    nothing_changed: Literal[True]
+    message: str
+    since_export_id: uuid.UUID
+    changed_since: datetime
+
+
+class ExportSchedule(msgspec.Struct):
+    """A recurring export's schedule (cancel: DELETE /api/pmd/exports/schedule)."""
+
+    every_days: int
+    remaining: Annotated[int, Meta(description="Exports still to start")]
+    next_at: Annotated[datetime, Meta(description="When the worker starts the next one")]
+    last_export_id: uuid.UUID | None
+    send_email: bool
+
+
 class ExportLimits(msgspec.Struct):
     """What a request may ask for, so a page offers only part sizes the server accepts."""
 
@@ -110,17 +185,32 @@ class ExportLimits(msgspec.Struct):
     max_part_bytes: int
     default_part_bytes: int
     cooldown_seconds: int
+    incremental_cooldown_seconds: int
+    repeat_min_days: int
+    repeat_max_days: int
+    repeat_max_times: int
 
 
 class ExportList(msgspec.Struct):
     items: list[ExportItem]
     limits: ExportLimits
+    schedule: Annotated[
+        ExportSchedule | None,
+        Meta(description="The recurring export's schedule, while it has exports to start"),
+    ]
     next_export_at: Annotated[
         datetime | None,
         Meta(
-            description="When the cooldown of the last export that counts ends (any but a "
-            "failed one or one cancelled before any part was ready; null: a new export may be "
-            "requested now, unless one is running)"
+            description="When the cooldown of the last full export that counts ends (any but "
+            "a failed one or one cancelled before any part was ready; null: a new full export "
+            "may be requested now, unless one is running)"
+        ),
+    ]
+    next_incremental_export_at: Annotated[
+        datetime | None,
+        Meta(
+            description="When an incremental export (`since`) may be requested: "
+            "EXPORT_INCREMENTAL_COOLDOWN_SECONDS after the last export of any kind that counts"
         ),
     ]
 
@@ -159,6 +249,11 @@ class _Payload(msgspec.Struct):
     user_sqid: str | None = None
     # Absent from events written before migration 0007.
     removed_at: datetime | None = None
+    # Absent from events written before migration 0011.
+    include_upscaled: bool = False
+    follows_export_id: uuid.UUID | None = None
+    changed_since: datetime | None = None
+    removed_count: int = 0
 
 
 def export_base_url(export_id: uuid.UUID) -> str:
@@ -217,7 +312,9 @@ def _shared(p: _Payload) -> dict[str, Any]:
         "started_at": p.started_at, "completed_at": p.completed_at, "expires_at": p.expires_at,
         "removed_at": p.removed_at, "part_bytes": p.part_bytes,
         "include_comments": p.include_comments, "include_reactions": p.include_reactions,
-        "send_email": p.send_email, "artwork_count": p.artwork_count,
+        "send_email": p.send_email, "include_upscaled": p.include_upscaled,
+        "follows_export_id": p.follows_export_id, "changed_since": p.changed_since,
+        "removed_count": p.removed_count, "artwork_count": p.artwork_count,
         "progress": Progress(done=p.progress_done, total=p.artwork_count),
         "total_bytes": p.total_bytes, "error_message": p.error_message,
         "sha256sums_url": f"{export_base_url(p.id)}/SHA256SUMS",

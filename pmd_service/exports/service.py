@@ -18,12 +18,15 @@ from ..core.locks import AdvisoryLock
 from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
 from ..core.settings import Settings
 from ..host.access import Principal
+from .incremental import changed_count, followed, parse_since, removed
 from .queue import enqueue_export
+from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
 from .schemas import (
     ExportItem,
     ExportLimits,
     ExportList,
     ExportRequest,
+    NothingChanged,
     export_item,
     part_filename,
 )
@@ -46,18 +49,20 @@ COUNTS_FOR_COOLDOWN = """(
     AND (e.status <> 'cancelled' OR EXISTS (
         SELECT 1 FROM export_parts p WHERE p.export_id = e.id AND p.completed_at IS NOT NULL))
 )"""
-# The cooldown runs from the newest export that counts.
+# The cooldown runs from the newest export that counts: of a full export, from the newest full
+# one ($2 false); of an incremental one, from the newest of any kind ($2 true).
 SQL_SECONDS_SINCE_LAST = f"""
 SELECT extract(epoch FROM now() - max(created_at))::float8 FROM exports e
-WHERE user_id = $1 AND {COUNTS_FOR_COOLDOWN}
+WHERE user_id = $1 AND {COUNTS_FOR_COOLDOWN} AND ($2 OR e.follows_id IS NULL)
 """
 SQL_ARTWORKS = """
 SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
 """
 SQL_INSERT = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
-                     send_email, request_id, artwork_count)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     send_email, request_id, artwork_count, include_upscaled, follows_id,
+                     follows_started_at, base_post_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING export_payload(exports)::text
 """
 SQL_NEWEST = f"""
@@ -131,16 +136,22 @@ async def create(
     body: ExportRequest,
     settings: Settings,
     request_id: str | None,
-) -> ExportItem:
+) -> ExportItem | NothingChanged:
     owner_only(principal)
     # The request itself first: a size out of bounds is a 400 naming it, whatever the state
     # (a 409 or 429 would hide it until the wait was over, then refuse it anyway).
     part_bytes = _part_bytes(body, settings)
+    since = parse_since(body.since)
+    repeat = checked_repeat(body, settings)
     user = principal.target
     async with pool.acquire() as conn, conn.transaction():
         # One request of a user at a time checks and inserts: two at once cannot both pass the
         # cooldown (the partial unique index would also refuse a second running one).
         await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user.id)
+        # What `since` names is part of the request: a bad one is a 400 whatever the state.
+        follows = await followed(conn, user.id, since) if since is not None else None
+        if repeat is not None:
+            await refuse_if_scheduled(conn, user.id)
         running = await conn.fetchrow(SQL_RUNNING, user.id)
         if running is not None:
             done, total = running["progress_done"], running["artwork_count"]
@@ -151,18 +162,31 @@ async def create(
                 f"it, or cancel it with DELETE /api/pmd/exports/{running['id']}.",
                 extra={"export_id": str(running["id"]), "progress": {"done": done, "total": total}},
             )  # fmt: skip
-        since = await conn.fetchval(SQL_SECONDS_SINCE_LAST, user.id)
-        cooldown = settings.export_cooldown_seconds
-        if since is not None and since < cooldown:
-            wait = max(1, int(cooldown - since + 0.999))
+        incremental = follows is not None
+        elapsed = await conn.fetchval(SQL_SECONDS_SINCE_LAST, user.id, incremental)
+        cooldown = _cooldown(settings, incremental=incremental)
+        if elapsed is not None and elapsed < cooldown:
+            wait = max(1, int(cooldown - elapsed + 0.999))
+            kind = "incremental export" if incremental else "full export"
             raise ProblemError(
                 429, "export-cooldown", "Too Many Requests",
-                f"One full export per {_duration(cooldown)}: the next can be requested in "
+                f"One {kind} per {_duration(cooldown)}: the next can be requested in "
                 f"{_duration(wait)}. The parts of the last one stay downloadable until they expire.",
                 headers={"Retry-After": str(wait)}, extra={"retry_after_seconds": wait},
             )  # fmt: skip
-        count = await conn.fetchval(SQL_ARTWORKS, user.id)
-        if not count:
+        if follows is not None:
+            count = await changed_count(conn, user.id, follows)
+            if not count and not await removed(conn, user.id, follows.post_ids):
+                return NothingChanged(
+                    nothing_changed=True,
+                    message=f"Nothing changed since export {follows.export_id} started "
+                    f"({follows.started_at:%Y-%m-%d %H:%M} UTC): no export was made.",
+                    since_export_id=follows.export_id,
+                    changed_since=follows.started_at,
+                )
+        else:
+            count = await conn.fetchval(SQL_ARTWORKS, user.id)
+        if not count and follows is None:
             raise ProblemError(
                 422, "nothing-to-export", "Unprocessable Content",
                 "There is no artwork to export: post an artwork first (deleted posts and "
@@ -170,11 +194,20 @@ async def create(
             )  # fmt: skip
         payload = await conn.fetchval(
             SQL_INSERT, user.id, user.public_sqid, part_bytes, body.include_comments,
-            body.include_reactions, body.send_email, request_id, count,
+            body.include_reactions, body.send_email, request_id, count, body.include_upscaled,
+            *((follows.export_id, follows.started_at, follows.post_ids) if follows else (None,) * 3),
         )  # fmt: skip
-    item = export_item(payload)
+        item = export_item(payload)
+        if repeat is not None:
+            await schedule(conn, user.id, user.public_sqid, repeat, item.id, body, part_bytes)
     log.info("export %s requested: %d artworks of user %d", item.id, count, user.id)
     return item
+
+
+def _cooldown(settings: Settings, *, incremental: bool) -> int:
+    if incremental:
+        return settings.export_incremental_cooldown_seconds
+    return settings.export_cooldown_seconds
 
 
 def _duration(seconds: int) -> str:
@@ -198,18 +231,37 @@ async def newest(pool: asyncpg.Pool, principal: Principal, settings: Settings) -
     owner_only(principal)
     user_id = principal.target.id
     items = [export_item(r[0]) for r in await pool.fetch(SQL_NEWEST, user_id)]
-    since = await pool.fetchval(SQL_SECONDS_SINCE_LAST, user_id)
-    cooldown = settings.export_cooldown_seconds
-    next_at = None
-    if since is not None and since < cooldown:
-        next_at = datetime.now(UTC) + timedelta(seconds=cooldown - since)
+    next_at = await _next_at(pool, user_id, settings, incremental=False)
+    next_incremental_at = await _next_at(pool, user_id, settings, incremental=True)
     limits = ExportLimits(
         min_part_bytes=settings.export_min_part_bytes,
         max_part_bytes=settings.export_max_part_bytes,
         default_part_bytes=settings.export_part_bytes,
-        cooldown_seconds=cooldown,
+        cooldown_seconds=settings.export_cooldown_seconds,
+        incremental_cooldown_seconds=settings.export_incremental_cooldown_seconds,
+        repeat_min_days=settings.export_repeat_min_days,
+        repeat_max_days=settings.export_repeat_max_days,
+        repeat_max_times=settings.export_repeat_max_times,
     )
-    return ExportList(items=items, limits=limits, next_export_at=next_at)
+    return ExportList(
+        items=items, limits=limits, schedule=await active(pool, user_id), next_export_at=next_at,
+        next_incremental_export_at=next_incremental_at,
+    )  # fmt: skip
+
+
+async def cancel_schedule(pool: asyncpg.Pool, principal: Principal) -> None:
+    owner_only(principal)
+    await cancel(pool, principal.target.id)
+
+
+async def _next_at(
+    pool: asyncpg.Pool, user_id: int, settings: Settings, *, incremental: bool
+) -> datetime | None:
+    elapsed = await pool.fetchval(SQL_SECONDS_SINCE_LAST, user_id, incremental)
+    cooldown = _cooldown(settings, incremental=incremental)
+    if elapsed is None or elapsed >= cooldown:
+        return None
+    return datetime.now(UTC) + timedelta(seconds=cooldown - elapsed)
 
 
 async def get(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> ExportItem:

@@ -23,21 +23,43 @@ class VaultPathError(ValueError):
     """The parts would name a file outside the vault (or are not valid parts at all)."""
 
 
-def relative_artwork_path(storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str) -> str:
-    """`{shard}/{key}.{ext}` after validating every part; also the URL path under ARTWORK_BASE_URL."""
-    if fmt not in ARTWORK_FORMATS:
-        raise VaultPathError(f"unknown artwork format {fmt!r}")
+def _folder_and_key(storage_shard: str | None, storage_key: uuid.UUID | str) -> tuple[str, str]:
+    """`("{shard}/", key)` after validating both (`("", key)` without a shard)."""
     try:
         key = uuid.UUID(str(storage_key)) if not isinstance(storage_key, uuid.UUID) else storage_key
     except ValueError:
         raise VaultPathError("storage_key is not a UUID") from None
-    name = f"{key}.{fmt}"
     if storage_shard is None:
-        return name
+        return "", str(key)
     # Plain names only: never absolute, never `.` or `..`, no empty level, no backslash.
     if len(storage_shard) > SHARD_MAX_LENGTH or not _SHARD_RE.fullmatch(storage_shard):
         raise VaultPathError(f"storage_shard {storage_shard[:16]!r} is not a relative folder path")
-    return f"{storage_shard}/{name}"
+    return f"{storage_shard}/", str(key)
+
+
+def relative_artwork_path(storage_shard: str | None, storage_key: uuid.UUID | str, fmt: str) -> str:
+    """`{shard}/{key}.{ext}` after validating every part; also the URL path under ARTWORK_BASE_URL."""
+    if fmt not in ARTWORK_FORMATS:
+        raise VaultPathError(f"unknown artwork format {fmt!r}")
+    folder, key = _folder_and_key(storage_shard, storage_key)
+    return f"{folder}{key}.{fmt}"
+
+
+# The host's other files of a post (api/app/vault.py: get_mkpx_file_path, whose `mkpx/` tree
+# is keyed by the stored shard verbatim, and get_upscaled_file_path, beside the artwork).
+LAYERS_FOLDER = "mkpx"
+
+
+def relative_layers_path(storage_shard: str | None, storage_key: uuid.UUID | str) -> str:
+    """`mkpx/{shard}/{key}.mkpx`: a post's `.mkpx` layers file, relative to the vault."""
+    folder, key = _folder_and_key(storage_shard, storage_key)
+    return f"{LAYERS_FOLDER}/{folder}{key}.mkpx"
+
+
+def relative_upscaled_path(storage_shard: str | None, storage_key: uuid.UUID | str) -> str:
+    """`{shard}/{key}_upscaled.webp`: the host's upscaled copy of an artwork."""
+    folder, key = _folder_and_key(storage_shard, storage_key)
+    return f"{folder}{key}_upscaled.webp"
 
 
 def artwork_path(
@@ -51,10 +73,13 @@ def artwork_path_in(
 ) -> Path:
     """artwork_path under a vault `root` already resolved: a build resolves it once, not once
     per artwork (resolving costs an lstat per level of the path)."""
+    return vault_file_in(root, relative_artwork_path(storage_shard, storage_key, fmt))
+
+
+def vault_file_in(root: Path, relative: str) -> Path:
+    """`root/relative` for a relative path built by this module, `root` already resolved."""
     base = str(root)
-    candidate = os.path.realpath(
-        os.path.join(base, relative_artwork_path(storage_shard, storage_key, fmt))
-    )
+    candidate = os.path.realpath(os.path.join(base, relative))
     # realpath follows symlinks: a link inside the vault that points out of it is refused.
     if not candidate.startswith(base.rstrip(os.sep) + os.sep):
         raise VaultPathError("artwork path resolves outside the vault")

@@ -10,7 +10,13 @@ from ..bdr.budget import ensure_free_space
 from ..core.logs import REQUEST_ID_HEADER
 from ..core.problems import not_found
 from ..exports import service
-from ..exports.schemas import ExportItem, ExportList, ExportRequest, export_base_url
+from ..exports.schemas import (
+    ExportItem,
+    ExportList,
+    ExportRequest,
+    NothingChanged,
+    export_base_url,
+)
 from . import request_ids
 from .auth import retarget
 from .bdr import (
@@ -34,6 +40,8 @@ async def create_export(request: web.Request) -> web.Response:
     if settings.bdr_store is None:  # parts are written where BDR ZIPs are: the same floor
         await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
     item = await service.create(request.app[DB_POOL], principal, body, settings, rid)
+    if isinstance(item, NothingChanged):
+        return json_response(item, headers={REQUEST_ID_HEADER: rid})
     await service.enqueue(request.app[REDIS], item.id)
     return json_response(
         item,
@@ -56,6 +64,11 @@ async def delete_export(request: web.Request) -> web.Response:
     export_id = path_uuid(request)
     files = request.app[ZIP_FILES]
     await service.cancel_or_remove(request.app[DB_POOL], files, export_id, request[PRINCIPAL])
+    return web.Response(status=204)
+
+
+async def delete_schedule(request: web.Request) -> web.Response:
+    await service.cancel_schedule(request.app[DB_POOL], request[PRINCIPAL])
     return web.Response(status=204)
 
 
@@ -115,22 +128,34 @@ ENDPOINTS = (
         request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429, 503),
         problem_notes={
             400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
-                 "bounds are in the answer), or an invalid body",
+                 "bounds are in the answer), a `since` that is neither `last` nor the id of an "
+                 "export of yours that was ready, `repeat_every_days` or `repeat_times` out of "
+                 "bounds or one without the other (or with `since`), or an invalid body",
             409: "An export of this user is already pending or processing: `export_id` and "
-                 "`progress` name it",
+                 "`progress` name it; or, with `repeat_every_days`, a schedule already runs",
             422: "The user has no artwork to export",
-            429: "Within EXPORT_COOLDOWN_SECONDS of the last export that counts: any but a "
-                 "failed one (even removed since) or one cancelled before any part was ready; "
-                 "see Retry-After. A bad `part_bytes` is a 400 first, whatever the state "
-                 "(409, 429)",
+            429: "Within EXPORT_COOLDOWN_SECONDS of the last full export that counts (any "
+                 "but a failed one, even removed since, or one cancelled before any part was "
+                 "ready), or, with `since`, within EXPORT_INCREMENTAL_COOLDOWN_SECONDS of the "
+                 "last export of any kind that counts; see Retry-After. A bad `part_bytes` or "
+                 "`since` is a 400 first, whatever the state (409, 429)",
             503: "The parts' file system is short of free space (BDR_MIN_FREE_BYTES); see "
                  "Retry-After",
             **_OWNER_ONLY,
         },
         headers={"Location": "The new export's URL"},
+        other_responses=(
+            (200, "With `since`: nothing changed since that export started, so no export was "
+             "made", "application/json"),
+        ),
+        other_schemas={200: NothingChanged},
     ),
     Endpoint("get", "/api/pmd/exports", list_exports, "listExports", "The 20 newest exports",
              "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY),
+    Endpoint("delete", "/api/pmd/exports/schedule", delete_schedule, "cancelExportSchedule",
+             "Cancel the recurring export: no later export starts (those made stay)", "exports",
+             ok_status=204, ok_description="Cancelled", problems=(403, 404),
+             problem_notes=_OWNER_ONLY | {404: "No recurring export is scheduled"}),
     Endpoint("get", "/api/pmd/exports/{id}", get_export, "getExport", "One export", "exports",
              response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
     Endpoint("delete", "/api/pmd/exports/{id}", delete_export, "deleteExport",

@@ -61,6 +61,7 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     for op in operations:
         types += [t for t in (op.request, op.response) if t is not None]
         types += op.events
+        types += [t for t in op.other_schemas.values() if t not in types]
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     by_type = dict(zip(types, schemas, strict=True))
 
@@ -129,7 +130,8 @@ def _responses(
     for status, description, media in op.other_responses:
         other: dict[str, Any] = {"description": description}
         if media is not None:
-            other["content"] = {media: {"schema": {}}}
+            shape = op.other_schemas.get(status)
+            other["content"] = {media: {"schema": by_type[shape] if shape else {}}}
         responses[str(status)] = other
     for status in sorted(_problem_statuses(op, has_params=has_params)):
         responses[str(status)] = {

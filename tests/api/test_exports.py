@@ -261,6 +261,8 @@ async def test_refusals(
     assert listed["limits"] == {
         "min_part_bytes": KIB, "max_part_bytes": small.export_max_part_bytes,
         "default_part_bytes": 64 * KIB, "cooldown_seconds": 3600,
+        "incremental_cooldown_seconds": 86400, "repeat_min_days": 1, "repeat_max_days": 365,
+        "repeat_max_times": 12,
     }  # fmt: skip
     assert listed["next_export_at"] is not None
 

@@ -253,6 +253,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
         ("POST", "/api/pmd/exports"): [("POST", "/api/pmd/exports", auth | {"json": {}})],
         ("GET", "/api/pmd/exports"): [("GET", "/api/pmd/exports", auth)],
         ("GET", "/api/pmd/exports/{id}"): [("GET", export, auth)],
+        ("DELETE", "/api/pmd/exports/schedule"): [("DELETE", "/api/pmd/exports/schedule", auth)],
         ("DELETE", "/api/pmd/exports/{id}"): [("DELETE", export, auth)],
         ("GET", "/api/pmd/exports/{id}/SHA256SUMS"): [("GET", f"{export}/SHA256SUMS", auth)],
         ("GET", "/api/pmd/exports/{id}/parts/{n}/download"): [

@@ -35,6 +35,7 @@ ONE_LINE_ROWS = ", ".join(
         "#bdr-list .bdr-head",
         "#bdr-list .bdr-buttons",
         "#export-form",
+        "#export-more",
         "#export-list .export-head",
         "#export-list .bdr-buttons",
     ]

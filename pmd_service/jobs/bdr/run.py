@@ -36,6 +36,7 @@ from ..zip.build import (
 )
 from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
 from ..zip.json_files import Extras
+from ..zip.working_files import Wanted, sorted_out, split
 from .sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY
 
 if TYPE_CHECKING:
@@ -77,8 +78,9 @@ class Run:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "download")
         user_sqid = user["public_sqid"] or self.st.public_ids.encode(claim["user_id"])
+        wanted = Wanted(layers=claim["include_layers"])
         plan = await plan_artworks(
-            self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids
+            self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids, wanted
         )
         if self.st.zips.store is None:
             result = await self._build_file(plan, user["handle"], user_sqid)
@@ -164,12 +166,16 @@ class Run:
     async def _stream(self, plan: Plan, handle: str, sink: Sink) -> BuildResult:
         pre_skipped = len(plan.skipped)
         cap = self.st.settings.bdr_max_bytes
+        arcnames = plan.working_arcnames()
+        artworks_done = plan.artworks_done()
 
         def trailer(extras: Extras) -> Trailer:
             def files(
                 added: list[int], skipped: list[tuple[int, str]]
             ) -> list[tuple[str, Trailing]]:
-                return json_files(handle, plan, extras, added, self.in_request_order(plan, skipped))
+                posts, post_skips, working = split(added, skipped, arcnames)
+                ordered = self.in_request_order(plan, post_skips)
+                return json_files(handle, plan, extras, posts, ordered, working=working)
 
             return files
 
@@ -178,13 +184,13 @@ class Run:
                 return None
             return PermanentError(
                 f"This download grew past the limit of {human_bytes(cap)} a download "
-                f"(over {human_bytes(written)} after {done} of "
+                f"(over {human_bytes(written)} after {artworks_done(done)} of "
                 f"{len(plan.artworks)} artworks); request fewer artworks at a time."
             )
 
         async def report(done: int) -> bool:
             still_ours = await self.pool.fetchval(
-                SQL_PROGRESS, self.bdr_id, self.token, pre_skipped + done
+                SQL_PROGRESS, self.bdr_id, self.token, pre_skipped + artworks_done(done)
             )
             return bool(still_ours)
 
@@ -195,7 +201,7 @@ class Run:
             comments=self.claim["include_comments"],
             reactions=self.claim["include_reactions"],
         )
-        result = await stream_zip(self.st, job, sink, report, over_cap)
+        result, _ = sorted_out(await stream_zip(self.st, job, sink, report, over_cap), arcnames)
         if result.size > cap:
             raise PermanentError(
                 f"This download is {human_bytes(result.size)}, past the limit of "

@@ -13,7 +13,7 @@ SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NU
     progress_done = 0, skipped = '[]'::jsonb
 WHERE id = $1 AND {CLAIMABLE}
 RETURNING user_id, post_ids, include_comments, include_reactions, send_email, attempts,
-          artwork_count, request_id
+          artwork_count, request_id, include_layers
 """
 SQL_PROGRESS = f"""
 UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()

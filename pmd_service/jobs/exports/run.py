@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ...exports.incremental import removed
 from ...exports.schemas import part_filename
 from ...host.vault import bdr_zip_path, export_part_file_path, export_part_temp_name
 from ..claims import job_owner
@@ -29,9 +30,12 @@ from ..zip.build import (
     Trailing,
 )
 from ..zip.content import Plan, json_files, plan_artworks, skipped_entries
+from ..zip.entry_names import post_sqid
 from ..zip.json_files import Extras
-from .bag import BagPlace, bag_closing
-from .plan import plan_parts
+from ..zip.working_files import BAG_FOLDERS, Wanted, sorted_out, split
+from .bag import BagPlace, bag_closing, removed_json
+from .gallery import gallery, read_social
+from .plan import PER_PART, PlannedPart, plan_parts
 from .sql import (
     SQL_ADD_PART,
     SQL_AFTER_PART,
@@ -43,6 +47,7 @@ from .sql import (
     SQL_PLANNED,
     SQL_PROGRESS,
     SQL_READY,
+    SQL_REMOVED_LIST,
     SQL_TOUCH,
 )
 
@@ -86,10 +91,13 @@ class ExportRun:
                 self.done += part["artwork_count"] + len(part["skipped"])
         for part in parts:
             if part["status"] != "ready":
-                place = BagPlace(self.export_id, part["number"], count, user["handle"])
+                place = BagPlace(
+                    self.export_id, part["number"], count, user["handle"],
+                    claim["follows_id"], claim["follows_started_at"],
+                )  # fmt: skip
                 async with self.st.export_slots:
                     await self._part(place, part["post_ids"])
-        if not self.added:
+        if not self.added and not await self._only_removals():
             raise PermanentError(
                 "None of the artworks could be added (deleted or missing their file since the "
                 "export was asked for); an export without artworks is not made."
@@ -103,9 +111,15 @@ class ExportRun:
             raise BuildCancelled
         log.info("export %s ready: %d parts, %d artworks", self.export_id, count, self.added)
 
+    async def _only_removals(self) -> bool:
+        """An incremental export whose only news is what is gone: its part has no artwork."""
+        parts = await self.pool.fetch(SQL_PARTS, self.export_id)
+        return self.claim["follows_id"] is not None and all(not p["post_ids"] for p in parts)
+
     async def _plan(self) -> list[asyncpg.Record]:
         claim = self.claim
         local = self.st.artwork_store is None and not self.st.settings.artwork_base_url
+        base = claim["base_post_ids"]
         planned = await plan_parts(
             self.pool,
             claim["user_id"],
@@ -113,9 +127,29 @@ class ExportRun:
             comments=claim["include_comments"],
             reactions=claim["include_reactions"],
             vault=self.st.settings.vault_path if local else None,
+            upscaled=claim["include_upscaled"],
+            changed_since=claim["follows_started_at"],
+            base=base,
         )
+        planned_ids = [pid for p in planned for pid in p.post_ids]
+        gone: list[dict[str, Any]] = []
+        covered = planned_ids
+        if base is not None:  # incremental: the posts it follows still there are kept too
+            gone = [
+                {"post_id": r["post_id"], "public_sqid": post_sqid(r["public_sqid"], r["post_id"],
+                 self.st.public_ids), "reason": r["reason"]}
+                for r in await removed(self.pool, claim["user_id"], base)
+            ]  # fmt: skip
+            gone_ids = {g["post_id"] for g in gone}
+            covered = sorted({*planned_ids, *(b for b in base if b not in gone_ids)})
+        if not planned and gone:
+            planned = [PlannedPart([], PER_PART)]  # a part to say what is gone
         if not planned:
-            raise PermanentError("There is no artwork to export any more.")
+            raise PermanentError(
+                "Nothing changed since the export this one follows started."
+                if base is not None
+                else "There is no artwork to export any more."
+            )
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
                 raise BuildCancelled
@@ -126,7 +160,7 @@ class ExportRun:
                     for n, p in enumerate(planned, 1)
                 ],
             )
-            await conn.execute(SQL_PLANNED, self.export_id, sum(len(p.post_ids) for p in planned))
+            await conn.execute(SQL_PLANNED, self.export_id, len(planned_ids), covered, gone)
             parts: list[asyncpg.Record] = await conn.fetch(SQL_PARTS, self.export_id)
         log.info("export %s planned: %d parts", self.export_id, len(parts))
         return parts
@@ -137,7 +171,11 @@ class ExportRun:
                 raise BuildCancelled
             await conn.execute(SQL_PART_STARTED, self.export_id, place.number)
             await conn.execute(SQL_TOUCH, self.export_id)
-        plan = await plan_artworks(self.pool, self.claim["user_id"], post_ids, self.st.public_ids)
+        # Every part holds the layers files; the upscaled copies when asked for.
+        wanted = Wanted(layers=True, upscaled=self.claim["include_upscaled"], folders=BAG_FOLDERS)
+        plan = await plan_artworks(
+            self.pool, self.claim["user_id"], post_ids, self.st.public_ids, wanted
+        )
         if self.st.zips.store is None:
             await self._part_file(place, plan)
         else:
@@ -173,17 +211,30 @@ class ExportRun:
 
     async def _stream(self, place: BagPlace, plan: Plan, sink: Sink) -> BuildResult:
         handle = place.handle
-        header = {"export_id": str(self.export_id), "part": place.number, "part_count": place.count}
+        header: dict[str, Any] = {
+            "export_id": str(self.export_id), "part": place.number, "part_count": place.count,
+        }  # fmt: skip
+        removals: bytes | None = None
+        if place.follows is not None:
+            header |= {"follows_export_id": str(place.follows), "changed_since": place.since}
+            if place.number == 1:  # said once, in the first part
+                removals = removed_json(
+                    place, await self.pool.fetchval(SQL_REMOVED_LIST, self.export_id)
+                )
         pre_skipped = len(plan.skipped)
         base = self.done
+        arcnames = plan.working_arcnames()
+        artworks_done = plan.artworks_done()
 
         def trailer(extras: Extras) -> Trailer:
             def files(
                 added: list[int], skipped: list[tuple[int, str]]
             ) -> list[tuple[str, Trailing]]:
+                posts, post_skips, working = split(added, skipped, arcnames)
                 order = {a.post_id: i for i, a in enumerate(plan.artworks)}
-                ordered = plan.skipped + sorted(skipped, key=lambda s: order.get(s[0], -1))
-                return json_files(handle, plan, extras, added, ordered, header)
+                ordered = plan.skipped + sorted(post_skips, key=lambda s: order.get(s[0], -1))
+                made = json_files(handle, plan, extras, posts, ordered, header, working)
+                return made if removals is None else [*made, ("removed.json", removals)]
 
             return files
 
@@ -192,20 +243,25 @@ class ExportRun:
 
         async def report(done: int) -> bool:
             still_ours = await self.pool.fetchval(
-                SQL_PROGRESS, self.export_id, self.token, base + pre_skipped + done
+                SQL_PROGRESS, self.export_id, self.token, base + pre_skipped + artworks_done(done)
             )
             return bool(still_ours)
 
+        social = await read_social(
+            self.pool, [a.post_id for a in plan.artworks],
+            comments=self.claim["include_comments"], reactions=self.claim["include_reactions"],
+        )  # fmt: skip
         job = Job(
             plan.artworks,
             trailer,
-            closing=bag_closing(place),
+            closing=bag_closing(place, index=gallery(place, plan.artworks, social)),
             prefix=f"{place.name}/data/",
             comments=self.claim["include_comments"],
             reactions=self.claim["include_reactions"],
         )
         # BDRs go first: while one is built here, this part waits between two artworks.
-        return await stream_zip(self.st, job, sink, report, no_cap, self.st.bdrs_idle)
+        built = await stream_zip(self.st, job, sink, report, no_cap, self.st.bdrs_idle)
+        return sorted_out(built, arcnames)[0]
 
     async def _publish(
         self,

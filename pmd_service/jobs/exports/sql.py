@@ -10,7 +10,7 @@ SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NU
     attempts = attempts + 1, started_at = coalesce(started_at, now())
 WHERE id = $1 AND {CLAIMABLE}
 RETURNING user_id, user_sqid, part_bytes, include_comments, include_reactions, send_email,
-          attempts, request_id
+          attempts, request_id, include_upscaled, follows_id, follows_started_at, base_post_ids
 """
 SQL_PARTS = """
 SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes
@@ -24,9 +24,12 @@ INSERT INTO export_parts (export_id, number, post_ids, artwork_count, estimated_
 VALUES ($1, $2, $3, cardinality($3::int[]), $4)
 """
 SQL_PLANNED = """
-UPDATE exports SET artwork_count = $2, progress_done = 0, parts_version = parts_version + 1
+UPDATE exports SET artwork_count = $2, progress_done = 0, parts_version = parts_version + 1,
+    covered_post_ids = $3, removed = $4
 WHERE id = $1
 """
+SQL_REMOVED_LIST = "SELECT removed FROM exports WHERE id = $1"
+
 SQL_PART_STARTED = """
 UPDATE export_parts SET status = 'processing' WHERE export_id = $1 AND number = $2
   AND status IN ('pending', 'processing')
@@ -51,11 +54,15 @@ SET progress_done = $3, total_bytes = total_bytes + $4, skipped = skipped || $5:
     parts_version = parts_version + 1, attempts = 1, heartbeat_at = now()
 WHERE id = $1 AND claim_token = $2
 """
+# The posts it holds, for the next incremental export: those planned, but the skipped.
 SQL_READY = f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),
     claim_token = NULL, heartbeat_at = NULL, error_message = NULL,
-    progress_done = artwork_count
+    progress_done = artwork_count,
+    covered_post_ids = ARRAY(
+        SELECT c FROM unnest(covered_post_ids) AS c
+        WHERE NOT skipped @> jsonb_build_array(jsonb_build_object('post_id', c)))
 WHERE {OWNED}
 RETURNING 1
 """

@@ -73,12 +73,20 @@ RETURNING p.file_path
 # An export that counts for the cooldown stays while it runs ($2, EXPORT_COOLDOWN_SECONDS,
 # which may outlast the 14 days): purged, it would let the next export start at once.
 _IN_COOLDOWN = f"({COUNTS_FOR_COOLDOWN} AND e.created_at > now() - make_interval(secs => $2))"
+# The newest export of a user that was ready stays (its files expire as any): the next
+# incremental export follows it (`since: last`, a recurring schedule).
+_FOLLOWED_NEXT = """(
+    e.covered_post_ids IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM exports n WHERE n.user_id = e.user_id AND n.covered_post_ids IS NOT NULL
+          AND (n.created_at, n.id) > (e.created_at, e.id))
+)"""
 SQL_PURGE_EXPORTS = f"""
 DELETE FROM exports e
 WHERE status IN ('failed', 'expired', 'cancelled')
   AND (expires_at IS NULL OR expires_at <= now())
   AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
   AND NOT {_IN_COOLDOWN}
+  AND NOT {_FOLLOWED_NEXT}
 """
 SQL_READY_PARTS = """
 SELECT file_path FROM export_parts WHERE status = 'ready' AND file_path = ANY($1::text[])
@@ -139,6 +147,7 @@ WHERE {_TERMINAL_AFTER_EXPIRY}
   AND (expires_at IS NULL OR expires_at <= now())
   AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
   AND NOT {_IN_COOLDOWN}
+  AND NOT {_FOLLOWED_NEXT}
 """
 
 

@@ -25,6 +25,7 @@ from ..context import state
 from ..failures import TRANSIENT
 from ..mail.notify import send_owed_emails, send_owed_export_emails
 from .object_tidy import abort_dead_uploads
+from .schedules import start_due_exports
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
     )
     requeued += exports[0]
     retaken += exports[1]
+    requeued += await start_due_exports(st, ctx["redis"])
     aborted = 0
     bucket = st.zips.bucket
     if bucket is not None:

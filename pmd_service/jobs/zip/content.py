@@ -9,6 +9,7 @@ emoji arrive byte-exact. comments.json and reactions.json are streamed (json_fil
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from ...core.public_ids import PublicIds
 from .build import Trailing
 from .entry_names import extension, post_sqid, safe_part
 from .json_files import Extras
+from .working_files import NONE, Kind, Outcome, Wanted, WorkingFile, artworks_done, entry_id
 
 # Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
 # since the request are skipped, never exported.
@@ -27,7 +29,7 @@ SQL_POSTS_IN_ORDER = """
 SELECT r.post_id, p.id IS NOT NULL AS found, p.public_sqid, p.owner_id, p.kind,
        p.deleted_by_user, p.title, p.description, p.created_at, p.width, p.height,
        p.frame_count, p.hashtags, p.storage_shard, p.storage_key, pf.format AS native_format,
-       p.hidden_by_user, p.hidden_by_mod, l.identifier AS license
+       p.hidden_by_user, p.hidden_by_mod, l.identifier AS license, p.mkpx_file_bytes
 FROM unnest($1::int[]) WITH ORDINALITY AS r(post_id, ord)
 LEFT JOIN posts p ON p.id = r.post_id
 LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
@@ -53,6 +55,7 @@ class Artwork:
     hidden_by_user: bool = False
     hidden_by_mod: bool = False
     license: str | None = None
+    working: tuple[WorkingFile, ...] = ()  # its working files to add after its image
 
     @property
     def ext(self) -> str:
@@ -72,9 +75,20 @@ class Plan:
     skipped: list[tuple[int, str]]  # (post id, reason) known before reading any file
     sqids: dict[int, str]
 
+    def working_arcnames(self) -> dict[tuple[int, Kind], str]:
+        return {(a.post_id, w.kind): w.arcname for a in self.artworks for w in a.working}
+
+    def artworks_done(self) -> Callable[[int], int]:
+        """The builder's entries done -> artworks done (each artwork's working files follow
+        its image as entries of their own)."""
+        return artworks_done([1 + len(a.working) for a in self.artworks])
+
+    def entries_for(self, artwork: Artwork) -> list[tuple[int, WorkingFile]]:
+        return [(entry_id(artwork.post_id, w.kind), w) for w in artwork.working]
+
 
 async def plan_artworks(
-    conn: asyncpg.Pool, user_id: int, post_ids: list[int], ids: PublicIds
+    conn: asyncpg.Pool, user_id: int, post_ids: list[int], ids: PublicIds, wanted: Wanted = NONE
 ) -> Plan:
     artworks: list[Artwork] = []
     skipped: list[tuple[int, str]] = []
@@ -109,6 +123,7 @@ async def plan_artworks(
                     hidden_by_user=row["hidden_by_user"],
                     hidden_by_mod=row["hidden_by_mod"],
                     license=row["license"],
+                    working=wanted.for_post(sqids[post_id], row["mkpx_file_bytes"] is not None),
                 )
             )
     return Plan(artworks, skipped, sqids)
@@ -122,7 +137,7 @@ def skipped_entries(skipped: list[tuple[int, str]], sqids: dict[int, str]) -> li
     return [{"post_id": pid, "public_sqid": sqids.get(pid), "reason": why} for pid, why in skipped]
 
 
-def _entry(a: Artwork, full: bool) -> dict[str, Any]:
+def _entry(a: Artwork, full: bool, working: dict[Kind, str]) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "sqid": a.sqid,
         "filename": a.filename,
@@ -135,6 +150,8 @@ def _entry(a: Artwork, full: bool) -> dict[str, Any]:
         "file_format": a.ext,
         "hashtags": a.hashtags,
         "license": a.license,  # its identifier (CC-BY-4.0…), null when the post has none
+        # Every file of the post in this ZIP, by role, relative to where metadata.json is.
+        "files": {"artwork": f"artworks/{a.filename}", **working},
     }
     if full:  # an export holds hidden posts too: say which
         entry |= {"hidden_by_user": a.hidden_by_user, "hidden_by_mod": a.hidden_by_mod}
@@ -148,10 +165,11 @@ def json_files(
     added: list[int],
     skipped: list[tuple[int, str]],
     export: dict[str, Any] | None = None,
+    working: Outcome | None = None,
 ) -> list[tuple[str, Trailing]]:
     """metadata.json (always), comments.json and reactions.json (when asked), for `added`.
     `export`: what an export's part adds at the top of metadata.json (its id and place), and
-    each artwork's flags and license."""
+    each artwork's flags and license. `working`: the working files added and skipped."""
     now = datetime.now(UTC)
     by_id = {a.post_id: a for a in plan.artworks}
     document: dict[str, Any] = {
@@ -159,8 +177,16 @@ def json_files(
         "user_handle": handle,
         **(export or {}),
         "artwork_count": len(added),
-        "artworks": [_entry(by_id[pid], export is not None) for pid in added],
+        "artworks": [
+            _entry(by_id[pid], export is not None, working.added.get(pid, {}) if working else {})
+            for pid in added
+        ],
         "skipped": skipped_entries(skipped, plan.sqids),
+        # A working file the host declares but could not be read: its artwork is in the ZIP.
+        "skipped_files": [
+            {"post_id": pid, "public_sqid": plan.sqids.get(pid), "file": kind, "reason": why}
+            for pid, kind, why in (working.skipped if working else [])
+        ],
     }
     files: list[tuple[str, Trailing]] = [("metadata.json", _json(document))]
     return [*files, *extras.files(now, added, plan.sqids)]

@@ -22,9 +22,10 @@ import obstore
 import yarl
 
 from ...bdr.files import OBJECT_MISSING
-from ...host.vault import VaultPathError, artwork_path_in, relative_artwork_path
+from ...host.vault import VaultPathError, artwork_path_in, relative_artwork_path, vault_file_in
 from .build import Entry
 from .content import Artwork
+from .working_files import WorkingFile, entry_id, relative_path
 
 if TYPE_CHECKING:
     from obstore.store import ObjectStore
@@ -53,6 +54,18 @@ def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
             yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
             continue
         yield Entry(a.post_id, _arcname(a), path=path)
+        for working in a.working:
+            yield _working_entry(root, a, working)
+
+
+def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
+    """A working file from the vault: a missing one is skipped by the builder (file_missing)."""
+    entry = entry_id(a.post_id, working.kind)
+    try:
+        path = vault_file_in(root, relative_path(working.kind, a.storage_shard, a.storage_key))
+    except VaultPathError:
+        return Entry(entry, working.arcname, skip_reason="file_missing")
+    return Entry(entry, working.arcname, path=path)
 
 
 @dataclass(frozen=True)
@@ -99,33 +112,49 @@ async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
     return b"".join(chunks)
 
 
-async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwork) -> Entry:
+async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwork) -> list[Entry]:
     arcname = _arcname(artwork)
     try:
-        url = f"{origin.url}/{relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)}"
+        path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
     except VaultPathError:
-        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+        return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
+    wanted = [(artwork.post_id, arcname, path)]
+    for working in artwork.working:
+        entry = entry_id(artwork.post_id, working.kind)
+        try:
+            rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)
+        except VaultPathError:  # the image's own path checked the same parts: never here
+            continue
+        wanted.append((entry, working.arcname, rel))
+    return [await _fetch_file(session, origin, *one) for one in wanted]
+
+
+async def _fetch_file(
+    session: aiohttp.ClientSession, origin: Origin, entry: int, arcname: str, path: str
+) -> Entry:
+    url = f"{origin.url}/{path}"
     for attempt in range(1, FETCH_ATTEMPTS + 1):
         try:
             async with session.get(
                 url, headers=origin.headers, timeout=FETCH_TIMEOUT, allow_redirects=False
             ) as resp:
                 if resp.status == 404:
-                    return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+                    return Entry(entry, arcname, skip_reason="file_missing")
                 if resp.status == 200:
-                    return Entry(artwork.post_id, arcname, data=await _read_capped(resp, url))
+                    return Entry(entry, arcname, data=await _read_capped(resp, url))
                 log.warning("fetch %s: HTTP %s (attempt %d)", url, resp.status, attempt)
         except _TooLarge as exc:
             log.warning("%s; skipped", exc)
-            return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+            return Entry(entry, arcname, skip_reason="fetch_failed")
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("fetch %s: %s (attempt %d)", url, exc, attempt)
         if attempt < FETCH_ATTEMPTS:
             await asyncio.sleep(0.5 * 2 ** (attempt - 1))
-    return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+    return Entry(entry, arcname, skip_reason="fetch_failed")
 
 
-Fetch = Callable[[Artwork], Awaitable[Entry]]
+# An artwork's entries: its image, then its working files.
+Fetch = Callable[[Artwork], Awaitable[list[Entry]]]
 
 
 def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
@@ -137,52 +166,64 @@ def object_fetcher(store: ObjectStore) -> Fetch:
     return lambda artwork: _get_object(store, artwork)
 
 
-async def _get_object(store: ObjectStore, artwork: Artwork) -> Entry:
-    """An artwork from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout).
-
-    obstore retries a failed request itself (3 times, with backoff, within 30 s); what still
-    fails is `fetch_failed`, which makes the whole run retry later, as for the artwork server.
-    """
+async def _get_object(store: ObjectStore, artwork: Artwork) -> list[Entry]:
+    """An artwork from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout),
+    then its working files by the same relative paths as in the vault."""
     arcname = _arcname(artwork)
     try:
         path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
     except VaultPathError:
-        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+        return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
+    entries = [await _get_file(store, artwork.post_id, arcname, path)]
+    for working in artwork.working:
+        rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)
+        entry = entry_id(artwork.post_id, working.kind)
+        entries.append(await _get_file(store, entry, working.arcname, rel))
+    return entries
+
+
+async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> Entry:
+    """obstore retries a failed request itself (3 times, with backoff, within 30 s); what still
+    fails is `fetch_failed`, which makes the whole run retry later, as for the artwork server.
+    """
     try:
         result = await obstore.get_async(store, path)
         if result.meta["size"] > MAX_ARTWORK_BYTES:
             log.warning("object %s is %d bytes, over %d; skipped", path, result.meta["size"],
                         MAX_ARTWORK_BYTES)  # fmt: skip
-            return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
+            return Entry(entry, arcname, skip_reason="fetch_failed")
         data = await result.bytes_async()
     except OBJECT_MISSING:
-        return Entry(artwork.post_id, arcname, skip_reason="file_missing")
+        return Entry(entry, arcname, skip_reason="file_missing")
     except (obstore.exceptions.BaseError, OSError) as exc:
         log.warning("read %s from the artwork store: %s", path, exc)
-        return Entry(artwork.post_id, arcname, skip_reason="fetch_failed")
-    return Entry(artwork.post_id, arcname, data=data.to_bytes())
+        return Entry(entry, arcname, skip_reason="fetch_failed")
+    return Entry(entry, arcname, data=data.to_bytes())
 
 
 async def fetched_in_order(
     fetch: Fetch, artworks: list[Artwork], concurrency: int
 ) -> AsyncGenerator[Entry, None]:
-    """Fetch up to `concurrency` ahead, yield in request order whatever order they finish in.
+    """Fetch up to `concurrency` artworks ahead, yield their entries in request order whatever
+    order they finish in.
 
-    The window also bounds memory: at most `concurrency` artworks are held at once.
+    The window also bounds memory: at most `concurrency` artworks (with their working files)
+    are held at once.
     """
     pending = iter(artworks)
-    window: deque[asyncio.Task[Entry]] = deque()
+    window: deque[asyncio.Task[list[Entry]]] = deque()
     try:
         for artwork in pending:
             window.append(asyncio.ensure_future(fetch(artwork)))
             if len(window) >= concurrency:
                 break
         while window:
-            entry = await window.popleft()
+            entries = await window.popleft()
             following = next(pending, None)
             if following is not None:
                 window.append(asyncio.ensure_future(fetch(following)))
-            yield entry
+            for entry in entries:
+                yield entry
     finally:
         for task in window:
             task.cancel()

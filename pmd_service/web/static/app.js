@@ -353,6 +353,7 @@ function boot() {
       await downloads.request(ids, {
         include_comments: $("bdr-comments").checked,
         include_reactions: $("bdr-reactions").checked,
+        include_layers: $("bdr-layers").checked,
         send_email: $("bdr-email").checked,
       });
       toast(`Download of ${plural(ids.length, "post")} requested; follow it in the panel.`, "ok");

@@ -86,6 +86,9 @@ export class Exports {
     this.liveRegion = $("export-live");
     this.list = $("export-list");
     this.empty = $("export-empty");
+    this.schedule = $("export-schedule");
+    this.scheduleText = $("export-schedule-text");
+    $("export-schedule-cancel").addEventListener("click", () => this.cancelSchedule());
     this.defaultSize = DEFAULT_SIZE; // the server's, once GET /api/pmd/exports said it
     this.fillSizes(DEFAULT_SIZE);
     this.form.addEventListener("submit", (ev) => {
@@ -97,7 +100,8 @@ export class Exports {
 
   async start() {
     try {
-      const { items, limits } = await this.api.get("/api/pmd/exports");
+      const { items, limits, schedule } = await this.api.get("/api/pmd/exports");
+      this.showSchedule(schedule);
       if (limits) {
         // The server's bounds and default, known before the first request.
         this.bounds = { min: limits.min_part_bytes, max: limits.max_part_bytes };
@@ -191,18 +195,60 @@ export class Exports {
     if (before) this.announce(before, item);
   }
 
+  // The recurring export's schedule, or none (null).
+  showSchedule(schedule) {
+    this.schedule.hidden = !schedule;
+    if (!schedule) return;
+    const next = new Date(schedule.next_at);
+    this.scheduleText.textContent = `Repeats every ${fmt.plural(schedule.every_days, "day")}: ` +
+      `the next export starts on ${fmt.dateTime(next)} (${fmt.relative(next)}), ` +
+      `${fmt.plural(schedule.remaining, "export")} to come, each only what changed since the one before.`;
+  }
+
+  async reloadSchedule() {
+    try {
+      this.showSchedule((await this.api.get("/api/pmd/exports")).schedule);
+    } catch {
+      // the next load says it
+    }
+  }
+
+  async cancelSchedule() {
+    try {
+      await this.api.delete("/api/pmd/exports/schedule");
+      this.toast("The export will not repeat any more; the exports made stay.", "ok");
+    } catch (error) {
+      if (error.status !== 404) this.say(explain(error));
+    }
+    await this.reloadSchedule();
+  }
+
   async request() {
+    const $ = (id) => document.getElementById(id);
     const body = {
       part_bytes: Number(this.size.value),
-      include_comments: document.getElementById("export-comments").checked,
-      include_reactions: document.getElementById("export-reactions").checked,
-      send_email: document.getElementById("export-email").checked,
+      include_comments: $("export-comments").checked,
+      include_reactions: $("export-reactions").checked,
+      include_upscaled: $("export-upscaled").checked,
+      send_email: $("export-email").checked,
     };
+    if ($("export-repeat").value) {
+      const [every, times] = $("export-repeat").value.split(":").map(Number);
+      body.repeat_every_days = every;
+      body.repeat_times = times;
+    } else if ($("export-since").checked) {
+      body.since = "last";
+    }
     this.say("");
     // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
     this.startButton.setAttribute("aria-disabled", "true");
     try {
       const item = await this.api.post("/api/pmd/exports", body);
+      if (item.nothing_changed) {
+        this.say(item.message, "info");
+        return;
+      }
+      if (body.repeat_every_days) await this.reloadSchedule();
       this.merge(item);
       this.render();
       this.toast(`Export ${short(item.id)} started. Each part can be downloaded as soon as it is ` +
@@ -412,6 +458,9 @@ export class Exports {
       extras.length ? `with ${extras.join(" and ")}` : "artworks only",
       `parts of at most ${sizeLabel(item.part_bytes)}`,
     ];
+    if (item.include_upscaled) opts.push("upscaled copies");
+    if (item.changed_since) opts.push(`only what changed since ${fmt.dateTime(new Date(item.changed_since))}`);
+    if (item.removed_count) opts.push(`${fmt.plural(item.removed_count, "post")} gone since (removed.json)`);
     if (item.send_email) opts.push("email when done");
     li.append(el("p", "export-opts", opts.join(" · ")));
 

@@ -1,0 +1,118 @@
+"""Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled.
+
+The first export is the request's own (full); the sweep starts each later one when due
+(jobs/upkeep/schedules.py), incremental against the newest export that reached `ready`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+
+from ..core.problems import FieldError, ProblemError, not_found
+from ..core.settings import Settings
+from .schemas import ExportRequest, ExportSchedule
+
+if TYPE_CHECKING:
+    import uuid
+
+    from ..core.db import Conn
+
+SQL_ACTIVE = """
+SELECT every_days, remaining, next_at, last_export_id, send_email FROM export_schedules
+WHERE user_id = $1 AND cancelled_at IS NULL AND remaining > 0
+"""
+# A finished or cancelled schedule's row is taken over by the new one.
+SQL_SCHEDULE = """
+INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at, last_export_id,
+                              part_bytes, include_comments, include_reactions, include_upscaled,
+                              send_email)
+VALUES ($1, $2, $3, $4, now() + make_interval(days => $3), $5, $6, $7, $8, $9, $10)
+ON CONFLICT (user_id) DO UPDATE SET
+    user_sqid = EXCLUDED.user_sqid, every_days = EXCLUDED.every_days,
+    remaining = EXCLUDED.remaining, next_at = EXCLUDED.next_at,
+    last_export_id = EXCLUDED.last_export_id, part_bytes = EXCLUDED.part_bytes,
+    include_comments = EXCLUDED.include_comments, include_reactions = EXCLUDED.include_reactions,
+    include_upscaled = EXCLUDED.include_upscaled, send_email = EXCLUDED.send_email,
+    created_at = now(), cancelled_at = NULL
+"""
+SQL_CANCEL_SCHEDULE = """
+UPDATE export_schedules SET cancelled_at = now()
+WHERE user_id = $1 AND cancelled_at IS NULL AND remaining > 0
+RETURNING 1
+"""
+
+
+def _bad(field: str, detail: str, message: str) -> ProblemError:
+    return ProblemError(
+        400, "invalid-schedule", "Bad Request", detail,
+        errors=[FieldError(field=field, message=message)],
+    )  # fmt: skip
+
+
+def checked_repeat(body: ExportRequest, settings: Settings) -> tuple[int, int] | None:
+    """(every_days, times) of a recurring request, None for a one-off; a 400 naming the value
+    otherwise, before any state check."""
+    every, times = body.repeat_every_days, body.repeat_times
+    if every is None and times is None:
+        return None
+    if every is None or times is None:
+        missing = "repeat_every_days" if every is None else "repeat_times"
+        raise _bad(missing, f"A recurring export needs both `repeat_every_days` and "
+                   f"`repeat_times`; `{missing}` is missing.", "is needed with the other")  # fmt: skip
+    low, high = settings.export_repeat_min_days, settings.export_repeat_max_days
+    if not low <= every <= high:
+        raise _bad("repeat_every_days", f"`repeat_every_days` must lie within {low} and {high}; "
+                   f"got {every}.", f"must lie within {low} and {high}")  # fmt: skip
+    most = settings.export_repeat_max_times
+    if not 2 <= times <= most:
+        raise _bad("repeat_times", f"`repeat_times` counts the exports, this one included: "
+                   f"2 to {most}; got {times}.", f"must lie within 2 and {most}")  # fmt: skip
+    if body.since is not None:
+        raise _bad("since", "A recurring export starts with a full export: leave `since` out "
+                   "(each later one follows the one before by itself).",
+                   "cannot go with repeat_every_days")  # fmt: skip
+    return every, times
+
+
+async def refuse_if_scheduled(conn: Conn, user_id: int) -> None:
+    found = await conn.fetchrow(SQL_ACTIVE, user_id)
+    if found is not None:
+        raise ProblemError(
+            409, "export-scheduled", "Conflict",
+            f"A recurring export is already scheduled (every {found['every_days']} days, "
+            f"{found['remaining']} to come); cancel it first with DELETE "
+            "/api/pmd/exports/schedule.",
+        )  # fmt: skip
+
+
+async def schedule(
+    conn: Conn,
+    user_id: int,
+    user_sqid: str | None,
+    repeat: tuple[int, int],
+    first: uuid.UUID,
+    body: ExportRequest,
+    part_bytes: int,
+) -> None:
+    every, times = repeat
+    await conn.execute(
+        SQL_SCHEDULE, user_id, user_sqid, every, times - 1, first, part_bytes,
+        body.include_comments, body.include_reactions, body.include_upscaled, body.send_email,
+    )  # fmt: skip
+
+
+async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
+    row = await pool.fetchrow(SQL_ACTIVE, user_id)
+    if row is None:
+        return None
+    return ExportSchedule(
+        every_days=row["every_days"], remaining=row["remaining"], next_at=row["next_at"],
+        last_export_id=row["last_export_id"], send_email=row["send_email"],
+    )  # fmt: skip
+
+
+async def cancel(pool: asyncpg.Pool, user_id: int) -> None:
+    if await pool.fetchval(SQL_CANCEL_SCHEDULE, user_id) is None:
+        raise not_found("There is no recurring export to cancel.")

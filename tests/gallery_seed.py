@@ -1,0 +1,72 @@
+"""An artist with artworks worth a gallery (real PNGs, tags, licenses, hidden ones, comments,
+reactions, a layers file, a lost file) and their export, downloaded and unzipped: for the
+tests of each part's index.html, in process and in Chromium."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from pmd_service.core.settings import Settings
+from support.seeding import Factory, PostRow, UserRow
+from tests.helpers import Client, run_worker
+from tests.pixel_art import sprite
+
+NASTY = '<script>alert("x")</script> & "quotes"'
+
+
+async def seeded(
+    factory: Factory, pool: asyncpg.Pool, settings: Settings, count: int = 6
+) -> tuple[UserRow, list[PostRow]]:
+    """`count` (at least 6) artworks, then one whose file is lost (the last)."""
+    owner = await factory.user("pixelartist")
+    fan = await factory.user("fan")
+    cc = await factory.license("CC-BY-4.0")
+    posts = []
+    for i in range(count):
+        posts.append(
+            await factory.post(
+                owner, title=NASTY if i == 2 else f"Sprite {i}", data=sprite(i),
+                width=16, height=16, hashtags=["pixelart", f"n{i}"],
+                description="A small one" if i == 1 else None,
+                license_id=cc if i % 2 else None,
+            )
+        )  # fmt: skip
+    await pool.execute("UPDATE posts SET hidden_by_user = true WHERE id = $1", posts[1].id)
+    await pool.execute("UPDATE posts SET hidden_by_mod = true WHERE id = $1", posts[3].id)
+    for n in range(12):
+        await factory.comment(posts[0], fan, f"comment {n} <b>bold?</b>")
+    await factory.reaction(posts[0], fan, "🔥")
+    await factory.reaction(posts[0], owner, "🔥")
+    await factory.reaction(posts[4], fan, "❤️")
+    layers = settings.vault_path / "mkpx" / posts[5].shard / f"{posts[5].storage_key}.mkpx"
+    layers.parent.mkdir(parents=True, exist_ok=True)
+    layers.write_bytes(b"MKPX\x01layers")
+    await pool.execute(
+        "UPDATE posts SET mkpx_file_bytes = 11, mkpx_attached_at = now() WHERE id = $1",
+        posts[5].id,
+    )
+    missing = await factory.post(owner, title="lost file", data=None)
+    return owner, [*posts, missing]
+
+
+async def exported_parts(
+    client: Client, owner: UserRow, settings: Settings, into: Path
+) -> tuple[dict[str, Any], list[Path]]:
+    resp = await client.post("/api/pmd/exports", json={}, headers=owner.auth)
+    assert resp.status == 202, await resp.text()
+    item = await resp.json()
+    await run_worker(settings)
+    item = await (await client.get(f"/api/pmd/exports/{item['id']}", headers=owner.auth)).json()
+    assert item["status"] == "ready", item
+    folders = []
+    for part in item["parts"]:
+        body = await (await client.get(part["download_url"], headers=owner.auth)).read()
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            archive.extractall(into)
+        folders.append(into / f"makapix-export-{item['id'][:8]}-part-{part['number']}")
+    return item, folders
