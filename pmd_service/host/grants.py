@@ -130,15 +130,17 @@ def _refusal(role: str, host: str) -> list[str]:
         f"(a role of the service''s made superuser by mistake: ALTER ROLE {role} NOSUPERUSER, "
         "then run this again)';",
         "  END IF;",
-        "  SELECT array_agg(what) INTO owns FROM (",
-        "    SELECT 'the database ' || datname AS what FROM pg_database",
+        # The database, the schema, then tables before the rest, each by name: the same
+        # message whatever order the catalog returns them in.
+        "  SELECT array_agg(what ORDER BY k, what) INTO owns FROM (",
+        "    SELECT 0 AS k, 'the database ' || datname AS what FROM pg_database",
         "      WHERE datname = current_database() AND datdba = r.oid",
-        f"    UNION ALL SELECT 'schema {host}' FROM pg_namespace",
+        f"    UNION ALL SELECT 1, 'schema {host}' FROM pg_namespace",
         f"      WHERE nspname = '{host}' AND nspowner = r.oid",
-        "    UNION ALL SELECT c.relname::text FROM pg_class c",
-        "      JOIN pg_namespace n ON n.oid = c.relnamespace",
+        "    UNION ALL SELECT CASE c.relkind WHEN 'r' THEN 2 ELSE 3 END, c.relname::text",
+        "      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace",
         f"      WHERE n.nspname = '{host}' AND c.relowner = r.oid AND c.relkind <> 'i'",
-        "    UNION ALL SELECT p.oid::regprocedure::text FROM pg_proc p",
+        "    UNION ALL SELECT 4, p.oid::regprocedure::text FROM pg_proc p",
         "      JOIN pg_namespace n ON n.oid = p.pronamespace",
         f"      WHERE n.nspname = '{host}' AND p.proowner = r.oid) AS o;",
         "  IF owns IS NOT NULL THEN",
