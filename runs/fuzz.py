@@ -266,6 +266,14 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
         user.id, post_ids[:1], post_ids[:2],
     )  # fmt: skip
     exports = [await _seed_export(conn, bdr_path, user.id, user.sqid) for _ in range(2)]
+    # A recurring schedule (due in a month), so that cancelling one can succeed.
+    await conn.execute(
+        """INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at,
+                part_bytes, include_comments, include_reactions, include_upscaled, send_email)
+        VALUES ($1, $2, 30, 2, now() + interval '30 days', 1073741824, true, true, false,
+                false)""",
+        user.id, user.sqid,
+    )  # fmt: skip
     return Scope(user.sqid, post_ids, [str(ready), *(str(r["id"]) for r in others)], exports)
 
 

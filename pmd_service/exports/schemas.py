@@ -72,7 +72,9 @@ class ExportPart(msgspec.Struct):
     download_url: Annotated[str | None, Meta(description="When ready: the part's URL")]
 
 
-class ExportItem(msgspec.Struct):
+class _ExportFields(msgspec.Struct):
+    """What an item and an event carry alike (`_shared` below fills them)."""
+
     id: uuid.UUID
     status: Status
     created_at: datetime
@@ -99,14 +101,17 @@ class ExportItem(msgspec.Struct):
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
-    skipped: list[Skipped]
-    skipped_count: Annotated[int, Meta(description="How many artworks `skipped` lists")]
     error_message: str | None
-    parts: list[ExportPart]
-    parts_count: Annotated[int, Meta(description="How many parts the export has")]
     sha256sums_url: Annotated[
         str, Meta(description="Every ready part's SHA-256 and file name, in `sha256sum` format")
     ]
+    parts_count: Annotated[int, Meta(description="How many parts the export has")]
+
+
+class ExportItem(_ExportFields):
+    skipped: list[Skipped]
+    skipped_count: Annotated[int, Meta(description="How many artworks `skipped` lists")]
+    parts: list[ExportPart]
 
 
 # An event names at most this many parts (migrations/0008_bounded_export_events.sql picks
@@ -114,49 +119,20 @@ class ExportItem(msgspec.Struct):
 EVENT_PARTS = 12
 
 
-class ExportUpdate(msgspec.Struct):
+class ExportUpdate(_ExportFields):
     """The data of an `export_update` event: the item without its lists that grow with the
     export, so every event stays a few KB. `skipped_count` and `parts_count` say what the item
     holds; `parts` names at most 12 of them (all of an export of up to 12 parts): those being
     built, then the ready ones newest first. A reader merges them by `number` and asks for the
     item (`GET /api/pmd/exports/{id}`) when it needs the rest."""
 
-    id: uuid.UUID
-    status: Status
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    expires_at: datetime | None
-    removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
-    part_bytes: int
-    include_comments: bool
-    include_reactions: bool
-    send_email: bool
-    include_upscaled: bool
-    follows_export_id: Annotated[
-        uuid.UUID | None,
-        Meta(description="An incremental export: the export it follows (null: a full one)"),
-    ]
-    changed_since: Annotated[
-        datetime | None,
-        Meta(description="An incremental export: when the export it follows started"),
-    ]
-    removed_count: Annotated[
-        int, Meta(description="Posts of the followed export that are gone (data/removed.json)")
-    ]
-    artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
-    progress: Progress
-    total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
     skipped_count: Annotated[
         int, Meta(description="Artworks left out so far (the list: GET the export)")
     ]
-    error_message: str | None
     parts: Annotated[
         list[ExportPart],
         Meta(description="At most 12 parts: those being built, then the newest ready ones"),
     ]
-    parts_count: Annotated[int, Meta(description="How many parts the export has")]
-    sha256sums_url: str
 
 
 class NothingChanged(msgspec.Struct):
