@@ -35,15 +35,15 @@ from arq.connections import ArqRedis
 from bench import cli
 from bench.job import Run, driving
 from bench.runner import service_versions
-from pmd_service.bdr.files import ZipFiles
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path, relative_layers_path
-from pmd_service.jobs.zip.build import PART_BYTES as ZIP_PART_BYTES
-from pmd_service.jobs.zip.build import PARTS_IN_FLIGHT
+from pmd_service.storage.zip_files import ZipFiles
+from pmd_service.zipbuild.build import PART_BYTES as ZIP_PART_BYTES
+from pmd_service.zipbuild.build import PARTS_IN_FLIGHT
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
 from support.seeding import Factory

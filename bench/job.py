@@ -30,12 +30,12 @@ from bench.zip import (
     seed_algorithm,
     timed,
 )
-from pmd_service.bdr.files import ZipFiles
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import CHANNEL
+from pmd_service.storage.zip_files import ZipFiles
 from support.measures import cpu_seconds
 from support.seeding import Factory
 from support.stack import fresh_stack, service_env, start_worker, stop

@@ -13,8 +13,8 @@ import timeit
 import msgspec
 
 from bench import cli
+from pmd_service.api.validation import decode_json
 from pmd_service.posts.schemas import ActionRequest
-from pmd_service.web.validation import decode_json
 
 IDS = list(range(900_001, 900_129))
 PLAIN = json.dumps({"action": "delete", "post_ids": IDS, "target_sqid": "k3Xa9"}).encode()

@@ -10,7 +10,7 @@ import obstore
 from obstore.store import S3Store
 
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
-from pmd_service.jobs.zip.build import CHUNK, PART_BYTES, PARTS_IN_FLIGHT
+from pmd_service.zipbuild.build import CHUNK, PART_BYTES, PARTS_IN_FLIGHT
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY
 
 

@@ -35,9 +35,9 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.jobs.context import job_context, state
-from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
-from pmd_service.jobs.worker import MAX_JOBS, POLL_DELAY
 from pmd_service.sse.replay import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.worker import MAX_JOBS, POLL_DELAY
 from support import stack
 from support.measures import cpu_seconds, percentile
 from support.stack import free_port, start_server, start_worker, stop

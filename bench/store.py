@@ -46,7 +46,7 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import relative_artwork_path
-from pmd_service.jobs.zip.build import (
+from pmd_service.zipbuild.build import (
     PART_BYTES,
     PARTS_IN_FLIGHT,
     Entry,
@@ -54,8 +54,8 @@ from pmd_service.jobs.zip.build import (
     file_sink,
     object_sink,
 )
-from pmd_service.jobs.zip.content import Artwork
-from pmd_service.jobs.zip.sources import fetched_in_order, object_fetcher
+from pmd_service.zipbuild.content import Artwork
+from pmd_service.zipbuild.sources import fetched_in_order, object_fetcher
 from support import seaweed, stack
 from support.measures import CLK_TCK, PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed

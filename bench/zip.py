@@ -27,9 +27,9 @@ from typing import Any
 from zlib_ng import zlib_ng
 
 from bench import cli, plots
+from pmd_service.bdr.job_run import root_manifest
 from pmd_service.dev.demo import pixel_art
-from pmd_service.jobs.bdr.run import root_manifest
-from pmd_service.jobs.zip.build import Entry, build_zip
+from pmd_service.zipbuild.build import Entry, build_zip
 from support.measures import PeakRss, rss_kb
 
 FILES = 128

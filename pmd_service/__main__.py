@@ -215,7 +215,7 @@ async def _requeue(settings: Settings, raw_id: str) -> None:
 
 
 async def _operator_export(settings: Settings, user: str, reason: str, to: Path | None) -> None:
-    from .jobs.exports.operator import OperatorExportError, operator_export
+    from .exports.operator import OperatorExportError, operator_export
 
     try:
         parts = await operator_export(settings, user, reason, to)
@@ -229,8 +229,8 @@ class _SummaryLeftOut(logging.Filter):
     Run from here, that summary is the result, printed on stdout: its log line is left out
     (progress lines stay, on stderr)."""
 
-    SUMMARIES = (("pmd_service.jobs.upkeep.sweep", "sweep: %d pending re-enqueued"),
-                 ("pmd_service.jobs.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
+    SUMMARIES = (("pmd_service.upkeep.sweep", "sweep: %d pending re-enqueued"),
+                 ("pmd_service.upkeep.cleanup", "cleanup: %s"))  # fmt: skip
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not any(
@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
             check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
             return _grants(args.role, args.cutover)
         if args.command == "worker":
-            from .jobs.worker import main as worker
+            from .worker import main as worker
 
             return worker()
         settings = load_settings(
@@ -524,11 +524,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "requeue":
             asyncio.run(_requeue(settings, args.bdr_id))
         elif args.command == "sweep":
-            from .jobs.upkeep.sweep import sweep
+            from .upkeep.sweep import sweep
 
             asyncio.run(_run_job(settings, sweep))
         elif args.command == "cleanup":
-            from .jobs.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+            from .upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 
             if args.dry_run:  # no migration either: nothing is written
                 unchanged = msgspec.structs.replace(settings, auto_migrate=False)
@@ -540,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "import-host-bdrs":
             asyncio.run(_import_host_bdrs(settings, args.apply))
         elif args.command == "export":
-            from .jobs.exports.operator import OperatorExportError, check_arguments
+            from .exports.operator import OperatorExportError, check_arguments
 
             try:
                 check_arguments(args.reason, args.to)

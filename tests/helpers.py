@@ -28,10 +28,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 import pmd_service
+from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
-from pmd_service.web.keys import DB_POOL, REDIS
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
 from support.seeding import Factory, UserRow
 from support.sse import Message
@@ -158,7 +158,7 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> Non
 async def run_worker(settings: Settings, **overrides: Any) -> None:
     """Drain the queue the way arq does it: a real Worker in burst mode."""
     from pmd_service.jobs.arq_adapter import PmdWorker
-    from pmd_service.jobs.worker import worker_options
+    from pmd_service.worker import worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
     worker = PmdWorker(burst=True, handle_signals=False, **options)

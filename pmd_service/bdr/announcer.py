@@ -8,7 +8,7 @@ first shows two cards, one of which never changes. Writing the reply first is no
 first event must come later than the page's main thread stays busy (`SSE_FIRST_EVENT_HOLD_MS`).
 
 Only the first event waits. The request is enqueued at once, so its build is not delayed; it
-stays unannounced meanwhile, and the worker's claim does not announce it (jobs/bdr/sql.py), so
+stays unannounced meanwhile, and the worker's claim does not announce it (bdr/job_sql.py), so
 whatever happens to it during the hold makes no event. The announcement then makes one event
 that shows the request as it is by then (pending, processing, even ready): the events of the
 hold coalesced into it. Every other event, of this request or any other, goes out as before. A

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import msgspec
 from msgspec import Meta
 
 from ..host.eligibility import PostIds, Sqid
-
-Status = Literal["pending", "processing", "ready", "failed", "expired", "cancelled"]
-SkipReason = Literal["deleted", "not_owner", "playlist", "file_missing", "fetch_failed"]
+from ..zipbuild.outcome import REMOVED_AT, Progress, Skipped, Status
 
 
 class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -31,17 +29,6 @@ class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
     ] = True
 
 
-class Progress(msgspec.Struct):
-    done: int
-    total: int
-
-
-class Skipped(msgspec.Struct):
-    post_id: int
-    public_sqid: str | None
-    reason: SkipReason
-
-
 class _BdrFields(msgspec.Struct):
     """The columns an item shares with its row."""
 
@@ -57,13 +44,6 @@ class _BdrFields(msgspec.Struct):
     expires_at: datetime | None
     error_message: str | None
     file_size_bytes: int | None
-
-
-REMOVED_AT = (
-    "When its owner (or a moderator acting for them) removed it: its status is then `expired`, "
-    "as when its date passes, and this tells the two apart. Null for anything else (expired "
-    "by date or because its file was lost, cancelled, failed, still running or ready)"
-)
 
 
 class BdrItem(_BdrFields):

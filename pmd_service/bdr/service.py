@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import uuid
@@ -17,8 +16,8 @@ from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError, conflict, forbidden, gone, not_found
 from ..host.access import Principal
 from ..host.eligibility import ensure_unique, lock_eligible
-from .budget import Limits, human_bytes, too_large
-from .files import StoredZip, ZipFiles, ZipMissing
+from ..storage.budget import Limits, human_bytes, too_large
+from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .queue import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
@@ -244,14 +243,6 @@ class Download:
     stored: StoredZip
     filename: str
     sha256: str | None  # hex, as recorded when the ZIP was built (None: a host's ZIP)
-
-
-def repr_digest(sha256_hex: str | None) -> dict[str, str]:
-    """RFC 9530's `Repr-Digest` of a whole ZIP (on a 206 too: it is the file's, not the
-    range's), so a client can check what it saved without unpacking it."""
-    if not sha256_hex:
-        return {}
-    return {"Repr-Digest": f"sha-256=:{base64.b64encode(bytes.fromhex(sha256_hex)).decode()}:"}
 
 
 def download_filename(bdr_id: uuid.UUID) -> str:

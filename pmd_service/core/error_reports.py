@@ -17,7 +17,7 @@ a BDR's lines on both sides and its email) and, from a job, the BDR id.
 
 The arq integration wraps the jobs of the Workers that `arq.worker.create_worker` makes (the
 `arq` command's), and ignores the `arq.worker` logger: a job run by a Worker made directly (`python
--m pmd_service worker`, jobs/worker.py) that raised only logged an ERROR and sent nothing.
+-m pmd_service worker`, worker.py) that raised only logged an ERROR and sent nothing.
 `job_reporter` wraps those jobs the same way: one event for each exception that escapes a job,
 in either form.
 """

@@ -1,6 +1,6 @@
 """Errors a client can act on, as the services raise them: status, slug and a sentence of detail.
 
-Nothing here knows HTTP: web/problems.py turns them into problem+json (RFC 9457) answers.
+Nothing here knows HTTP: web/problem_middleware.py turns them into problem+json (RFC 9457) answers.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled.
 
 The first export is the request's own (full); the sweep starts each later one when due
-(jobs/upkeep/schedules.py), incremental against the newest export that reached `ready`.
+(upkeep/schedules.py), incremental against the newest export that reached `ready`.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from ..bdr.schemas import REMOVED_AT, Progress, Skipped, Status
 from ..host.eligibility import Sqid
+from ..zipbuild.outcome import REMOVED_AT, Progress, Skipped, Status
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
 

@@ -10,14 +10,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..bdr.budget import human_bytes
-from ..bdr.files import StoredZip, ZipFiles, ZipMissing
-from ..bdr.service import repr_digest
 from ..core.limits import NEWEST_BDRS
 from ..core.locks import AdvisoryLock
 from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
 from ..core.settings import Settings
 from ..host.access import Principal
+from ..storage.budget import human_bytes
+from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing, repr_digest
 from .incremental import changed_count, followed, parse_since, removed
 from .queue import enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
@@ -43,7 +42,7 @@ WHERE user_id = $1 AND status IN ('pending', 'processing')
 # error_message, and it stays), nor if it was cancelled before any part was ready. One
 # cancelled after (its parts downloaded as they came, the last never waited for) counts as a
 # finished one does: a part once ready keeps its completed_at through a cancel or a removal.
-# The daily purge keeps a row that counts while its cooldown runs (jobs/upkeep/cleanup.py).
+# The daily purge keeps a row that counts while its cooldown runs (upkeep/cleanup.py).
 COUNTS_FOR_COOLDOWN = """(
     e.status <> 'failed' AND e.error_message IS NULL
     AND (e.status <> 'cancelled' OR EXISTS (

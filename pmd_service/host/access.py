@@ -1,5 +1,5 @@
 """Who calls, whose posts they act on, and whether they may: the rules every request, ticket and
-open stream is held to (no HTTP here; web/auth.py applies them to requests)."""
+open stream is held to (no HTTP here; api/auth.py applies them to requests)."""
 
 from __future__ import annotations
 

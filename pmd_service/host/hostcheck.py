@@ -78,8 +78,8 @@ _LIVE_ARTWORKS = (
     "((kind = 'artwork'::text) AND (deleted_by_user = false))",
 )
 
-# From the SQL of posts/listing.py (list, counts), jobs/zip/content.py (the ZIP's posts),
-# jobs/zip/json_files.py (its comments, reactions) and auth.py (the token's user).
+# From the SQL of posts/listing.py (list, counts), zipbuild/content.py (the ZIP's posts),
+# zipbuild/json_files.py (its comments, reactions) and auth.py (the token's user).
 NEEDED_INDEXES = (
     IndexNeed(
         "posts", ("owner_id", "created_at"), "kind = 'artwork' AND NOT deleted_by_user",

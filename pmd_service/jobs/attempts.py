@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from arq import Retry
 
+from ..zipbuild.build import BuildCancelled
 from .failures import (
     BACKOFF_CAP_SECONDS,
     MAX_ATTEMPTS,
@@ -19,7 +20,6 @@ from .failures import (
     PermanentError,
     transient_message,
 )
-from .zip.build import BuildCancelled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -14,7 +14,6 @@ import aiohttp
 import asyncpg
 from obstore.store import S3Store
 
-from ..bdr.files import ZipFiles
 from ..core.db import (
     DatabaseSetupError,
     check_budget,
@@ -28,6 +27,7 @@ from ..core.objects import open_store
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..core.startup import stop
+from ..storage.zip_files import ZipFiles
 from .metrics import MetricsServer, WorkerMetrics, metrics_server
 
 

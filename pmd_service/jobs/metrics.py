@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from .zip.build import BuildResult
+    from ..zipbuild.build import BuildResult
 
 log = logging.getLogger(__name__)
 

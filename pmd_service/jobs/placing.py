@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import aiofiles.os
 
 from ..host.vault import bdr_object_key
+from ..zipbuild.build import BuildResult, Sink, discard, file_sink, object_sink, publish
 from .context import WorkerState
 from .failures import TRANSIENT
-from .zip.build import BuildResult, Sink, discard, file_sink, object_sink, publish
 
 if TYPE_CHECKING:
     from obstore import Attributes

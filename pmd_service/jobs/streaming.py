@@ -12,17 +12,17 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .context import WorkerState
-from .zip.build import BuildResult, Closing, Entry, Sink, Trailer, Trailing, build
-from .zip.content import Artwork
-from .zip.json_files import Extras
-from .zip.sources import (
+from ..zipbuild.build import BuildResult, Closing, Entry, Sink, Trailer, Trailing, build
+from ..zipbuild.content import Artwork
+from ..zipbuild.json_files import Extras
+from ..zipbuild.sources import (
     bridge_to_thread,
     fetched_in_order,
     http_fetcher,
     object_fetcher,
     vault_entries,
 )
+from .context import WorkerState
 
 PROGRESS_EVERY = 0.25  # at most four progress events a second reach SSE
 HEARTBEAT_EVERY = 5.0

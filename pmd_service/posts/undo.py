@@ -12,7 +12,7 @@ from ..core.problems import ProblemError, conflict, gone, not_found
 from ..host.access import Principal
 from ..host.eligibility import list_ids
 
-# jobs/upkeep/cleanup.py purges the history past this window.
+# upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
 
 # One statement, as the actions: lock the action's row (a second undo waits, then finds it

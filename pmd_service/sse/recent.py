@@ -28,7 +28,7 @@ KEEP = 4096
 # server by a GB (events are bounded in size since migration 0008; this bounds the cache
 # even if one is not).
 KEEP_BYTES = 4 * 2**20
-# And for this long at most: far inside the table's day (jobs/upkeep/cleanup.py), so an id the
+# And for this long at most: far inside the table's day (upkeep/cleanup.py), so an id the
 # table has purged ("too old": `reset` and a snapshot) is never answered here instead.
 MAX_AGE_S = 3600.0
 

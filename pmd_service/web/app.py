@@ -7,42 +7,43 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .. import __version__
-from ..bdr.files import ZipFiles
+from ..api.download_slots import ProxySlots
+from ..api.keys import (
+    DB_POOL,
+    HOST_CACHE,
+    OPENAPI_DOC,
+    PROXY_SLOTS,
+    REDIS,
+    ROUTE_ENDPOINTS,
+    SETTINGS,
+    TICKET_REDEMPTIONS,
+    ZIP_FILES,
+)
+from ..api.request_ids import echo_on_prepare, request_id_middleware
+from ..api.routing import register
+from ..api.ticket_redemptions import Redemptions
+from ..bdr import endpoints as bdr
 from ..core.db import check_search_path, session, settings_pool
 from ..core.logs import quiet_malformed_requests
 from ..core.migrate import migrate, require_host_tables
 from ..core.queue import create_redis
 from ..core.settings import Settings
+from ..exports import endpoints as exports
 from ..host.hostcheck import warn_if_host_lacks
+from ..posts import endpoints as posts
 from ..posts.host_cache import create_host_cache
-from ..sse.redemptions import Redemptions
-from . import bdr, exports, health, metrics, openapi, pages, posts, reference, sse, sse_hub
-from .connection_counts import ConnectionCounts
+from ..sse import endpoints as sse
+from ..sse import lifetime as sse_hub
+from ..sse.endpoints import SSE_HUB, TEND_HEAP
+from ..storage.zip_files import ZipFiles
+from . import health, metrics, openapi, pages, reference
+from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
 from .connections import head_deadline_middleware
 from .cors import setup_cors
-from .download_slots import ProxySlots
-from .keys import (
-    CONNECTION_COUNTS,
-    DB_POOL,
-    HOST_CACHE,
-    METRICS,
-    OPENAPI_DOC,
-    OUTAGES,
-    PROXY_SLOTS,
-    REDIS,
-    ROUTE_ENDPOINTS,
-    SETTINGS,
-    SSE_HUB,
-    TEND_HEAP,
-    TICKET_REDEMPTIONS,
-    ZIP_FILES,
-)
 from .metrics import download_metrics, internal_metrics_ctx, metrics_middleware
-from .outage import OutageLog
-from .problems import problem_middleware
-from .prometheus import Metrics
-from .request_ids import echo_on_prepare, request_id_middleware
-from .routing import register
+from .outage import OUTAGES, OutageLog
+from .problem_middleware import problem_middleware
+from .prometheus import METRICS, Metrics
 
 # The Server header of every answer: aiohttp's own default names the Python and aiohttp
 # versions, which tell an attacker which published flaws to try.

@@ -15,8 +15,8 @@ traceback (thousands of lines a second). Here, for the server's own port:
 - the soft descriptor limit is raised to the hard one at start;
 - a failed accept is one line a second at most, with a count.
 
-The body's bound is where a body is read (web/validation.py), a file download's where its
-bytes are sent (web/object_download.py).
+The body's bound is where a body is read (api/validation.py), a file download's where its
+bytes are sent (api/zip_download.py).
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ from yarl import URL
 
 from ..core.problems import TYPE_BASE, Problem
 from ..core.settings import Settings
-from .connection_counts import ConnectionCounts
-from .keys import CONNECTION_COUNTS
+from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
 
 log = logging.getLogger(__name__)
 

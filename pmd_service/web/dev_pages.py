@@ -9,10 +9,10 @@ import uuid
 import asyncpg
 from aiohttp import web
 
+from ..api.keys import DB_POOL, SETTINGS
 from ..core.problems import not_found
 from ..dev.demo_user import DEMO_HANDLE, demo_user_sqid
 from ..host.vault import VaultPathError, artwork_path
-from .keys import DB_POOL, SETTINGS
 
 _VAULT_NAME_RE = re.compile(r"^([0-9a-fA-F-]{36})\.(png|gif|webp|bmp)$")
 

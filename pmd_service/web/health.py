@@ -8,10 +8,10 @@ import time
 import msgspec
 from aiohttp import web
 
+from ..api.declaration import Auth, Endpoint
+from ..api.keys import DB_POOL, REDIS, ZIP_FILES
+from ..api.problem_responses import answer
 from ..core.problems import ProblemError
-from .declaration import Auth, Endpoint
-from .keys import DB_POOL, REDIS, ZIP_FILES
-from .problems import answer
 
 CHECK_TIMEOUT = 2.0
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -18,12 +18,13 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .declaration import Auth, Endpoint
-from .keys import COUNTED_STATUS, METRICS, METRICS_ADDRESS, REDIS, SETTINGS
+from ..api.declaration import Auth, Endpoint
+from ..api.keys import COUNTED_STATUS, REDIS, SETTINGS
+from .prometheus import METRICS
 
 if TYPE_CHECKING:
-    from ..bdr.files import ZipFiles
-    from .download_slots import ProxySlots
+    from ..api.download_slots import ProxySlots
+    from ..storage.zip_files import ZipFiles
     from .prometheus import Metrics
 
 log = logging.getLogger(__name__)
@@ -153,3 +154,7 @@ async def internal_metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("server metrics at http://%s:%d/metrics", *runner.addresses[0][:2])
     yield
     await runner.cleanup()
+
+
+# Where the internal /metrics listens (host, port) when SERVER_METRICS_PORT is set.
+METRICS_ADDRESS: web.AppKey[Any] = web.AppKey("metrics_address")

@@ -8,10 +8,10 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from ..api.declaration import Auth, Endpoint, Param
+from ..api.keys import OPENAPI_DOC
+from ..api.problem_responses import PROBLEM_JSON
 from ..core.problems import Problem
-from .declaration import Auth, Endpoint, Param
-from .keys import OPENAPI_DOC
-from .problems import PROBLEM_JSON
 
 REF_TEMPLATE = "#/components/schemas/{name}"
 
@@ -158,7 +158,7 @@ def _reads_database(op: Endpoint) -> bool:
     """Authentication reads the caller's row from PostgreSQL (a token's user, a ticket's)
     before any handler runs, the stream's own included: while the database refuses
     connections, every authenticated endpoint is answered 503 with Retry-After
-    (web/problems.py), whatever its handler would have done."""
+    (web/problem_middleware.py), whatever its handler would have done."""
     return op.auth is not Auth.PUBLIC
 
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 import redis.exceptions
+from aiohttp import web
 
 from ..core.db import database_refusal
 
@@ -80,3 +81,7 @@ class OutageLog:
         )  # fmt: skip
         self._open[service] = _Window()
         self._schedule(service)
+
+
+# Refusals of the database and Redis, logged once a minute with a count.
+OUTAGES: web.AppKey[OutageLog] = web.AppKey("outages")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..api.keys import SETTINGS
 from ..core.problems import not_found
-from .keys import SETTINGS
 
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -134,3 +135,6 @@ class Metrics:
         self.registry.register(self.hub)
         if connections is not None:
             self.registry.register(_ConnectionCollector(connections))
+
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

@@ -25,8 +25,8 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
+from ..api.declaration import Auth, Endpoint
 from ..core.settings import Settings
-from .declaration import Auth, Endpoint
 
 # Pinned in static/vendor/ (README.md, SHA256SUMS). The version in the files' URLs makes a
 # browser fetch the new files after an update instead of older ones it cached.

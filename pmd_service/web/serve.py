@@ -37,6 +37,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from ..api.aiohttp_adapter import name_the_server
 from ..core.db import (
     DatabaseSetupError,
     check_budget,
@@ -47,7 +48,6 @@ from ..core.db import (
 from ..core.migrate import HostTablesMissing, require_host_tables
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
-from .aiohttp_adapter import name_the_server
 from .app import SERVER_NAME, create_app
 from .connections import GuardedSite, count_failed_accepts, raise_descriptor_limit
 from .metrics import MetricsPortError

@@ -23,7 +23,7 @@ from obstore.store import ObjectStore
 from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
-from pmd_service.jobs.upkeep.object_tidy import remove_orphan_objects
+from pmd_service.storage.object_tidy import remove_orphan_objects
 from runs.chaos.seed import Seed
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import DOWNLOAD_FAILED, TERMINAL, Api, Ledger

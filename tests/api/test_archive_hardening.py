@@ -24,10 +24,10 @@ from aiohttp.test_utils import TestClient
 from pmd_service.core.db import create_pool
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.zip.build import BuildCancelled
-from pmd_service.jobs.zip.content import plan_artworks
-from pmd_service.jobs.zip.entry_names import post_sqid, safe_part
-from pmd_service.jobs.zip.row_feed import BATCH_ROWS, RowFeed
+from pmd_service.zipbuild.build import BuildCancelled
+from pmd_service.zipbuild.content import plan_artworks
+from pmd_service.zipbuild.entry_names import post_sqid, safe_part
+from pmd_service.zipbuild.row_feed import BATCH_ROWS, RowFeed
 from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 

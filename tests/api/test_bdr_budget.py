@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.bdr.budget import human_bytes
 from pmd_service.core.settings import Settings
+from pmd_service.storage.budget import human_bytes
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker

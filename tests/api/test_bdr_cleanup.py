@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs, old_files
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs, old_files
 from support.seeding import Factory
 from tests.bdr_steps import built
 from tests.helpers import fetch_item

@@ -27,19 +27,19 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
+from pmd_service.bdr.job import process_bdr
+from pmd_service.bdr.job_run import Run
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.host.vault import relative_artwork_path
-from pmd_service.jobs.bdr.process import process_bdr
-from pmd_service.jobs.bdr.run import Run
 from pmd_service.jobs.context import job_context, state
 from pmd_service.jobs.failures import MAX_ATTEMPTS
-from pmd_service.jobs.mail.notify import send_bdr_email
-from pmd_service.jobs.upkeep.sweep import sweep
-from pmd_service.jobs.zip.build import BuildCancelled, BuildResult, publish
+from pmd_service.mail.notify import send_bdr_email
+from pmd_service.upkeep.sweep import sweep
 from pmd_service.web.app import create_app
+from pmd_service.zipbuild.build import BuildCancelled, BuildResult, publish
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow, UserRow
 from support.stack import free_port, service_env
@@ -521,7 +521,7 @@ async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
     Redis restart killed every worker (a reconnect refused while Redis was down)."""
     from arq.worker import Worker
 
-    from pmd_service.jobs.worker import worker_options
+    from pmd_service.worker import worker_options
 
     redis = EmbeddedRedis(tmp_path / "restarting-redis")
     flaky = replace(settings, redis_url=redis.start())
@@ -580,9 +580,9 @@ async def test_a_database_out_of_reach_at_the_claim_is_a_retry(
     traceback and leaves the row to the sweep."""
     from arq import Retry
 
-    from pmd_service.jobs.bdr.process import process_bdr
+    from pmd_service.bdr.job import process_bdr
+    from pmd_service.exports.job import process_export
     from pmd_service.jobs.context import job_context
-    from pmd_service.jobs.exports.process import process_export
 
     relay = DatabaseRelay(settings.direct_url)
     await relay.open()
@@ -605,8 +605,8 @@ async def test_a_sweep_with_the_database_out_of_reach_is_a_warning_not_an_error(
     through = direct(settings, on_port(settings.direct_url, relay.port))
     async with job_context(through) as ctx:
         await relay.cut()
-        with caplog.at_level("WARNING", logger="pmd_service.jobs.upkeep.sweep"):
+        with caplog.at_level("WARNING", logger="pmd_service.upkeep.sweep"):
             done = await asyncio.wait_for(sweep(ctx), HUNG)
     assert done == {"requeued": 0, "retaken": 0, "emails": 0, "uploads_aborted": 0}
-    (line,) = [r for r in caplog.records if r.name == "pmd_service.jobs.upkeep.sweep"]
+    (line,) = [r for r in caplog.records if r.name == "pmd_service.upkeep.sweep"]
     assert line.levelname == "WARNING" and "the next sweep runs in a minute" in line.message

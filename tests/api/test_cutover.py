@@ -26,7 +26,7 @@ from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.context import job_context
-from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from support.seeding import HostPost, HostSite, HostUser
 from tests.helpers import CHECKOUT, SECRET, direct, pg_dump, run_worker

@@ -25,6 +25,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.api.keys import DB_POOL
 from pmd_service.core.db import (
     Budget,
     DatabaseRefusing,
@@ -36,8 +37,7 @@ from pmd_service.core.db import (
 )
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import DB_POOL, OUTAGES
-from pmd_service.web.outage import OutageLog
+from pmd_service.web.outage import OUTAGES, OutageLog
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from support.stack import service_env

@@ -21,10 +21,10 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.bdr.job_run import Run
 from pmd_service.core import error_reports
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
-from pmd_service.jobs.bdr.run import Run
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from support.stack import free_port
@@ -181,9 +181,9 @@ async def _arq_command_worker(settings: Settings) -> None:
     """The Worker the `arq` command makes: arq.worker.create_worker (sentry-sdk's, wrapped)."""
     from arq.worker import create_worker
 
-    from pmd_service.jobs.worker import worker_options
+    from pmd_service.worker import worker_options
 
-    # The options as jobs/worker.py's WorkerSettings gives them (a dict), without reading the
+    # The options as worker.py's WorkerSettings gives them (a dict), without reading the
     # environment as reading WorkerSettings does.
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05}
     worker = create_worker(options, burst=True, handle_signals=False)
@@ -205,7 +205,7 @@ async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worke
     """Not caught by the job's own handler (which logs it): raised out of process_bdr, to arq.
     The supported form builds its Worker directly, which sentry-sdk's arq integration does not
     wrap: it logged an ERROR and sent nothing. The `arq` command's form sends one, not two."""
-    from pmd_service.jobs.bdr import process as process_bdr
+    from pmd_service.bdr import job as process_bdr
 
     async def broken(*args: Any) -> str:
         raise RuntimeError(f"escaped with {SIGNED}, key {SECRET} ({DB_PASSWORD})")
@@ -214,7 +214,7 @@ async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worke
     if form == "arq worker.WorkerSettings":
         await _arq_command_worker(reporting)
     else:
-        await run_worker(reporting)  # PmdWorker, as jobs/worker.py builds it
+        await run_worker(reporting)  # PmdWorker, as worker.py builds it
     await flushed(ingest)
 
     await eventually(_has_bdr(ingest, bdr_id), 10, "the job's event at the ingest")

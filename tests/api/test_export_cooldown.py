@@ -14,9 +14,9 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
+from pmd_service.exports.job import process_export
 from pmd_service.jobs.context import job_context, state
-from pmd_service.jobs.exports.process import process_export
-from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, eventually

@@ -331,8 +331,8 @@ async def test_a_crash_mid_part_keeps_the_published_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
+    from pmd_service.exports.job import process_export
     from pmd_service.jobs.context import state
-    from pmd_service.jobs.exports.process import process_export
 
     owner, item = await exporting(ex_client, factory, [20 * KIB] * 12)
     export_id = uuid.UUID(item["id"])
@@ -392,7 +392,7 @@ async def test_expiry_removes_the_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
-    from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
+    from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
 
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 4)
     await run_worker(small)
@@ -449,7 +449,7 @@ async def test_the_sweep_queues_an_export_whose_job_was_lost(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any], redis_clean: None,
 ) -> None:  # fmt: skip
-    from pmd_service.jobs.upkeep.sweep import sweep
+    from pmd_service.upkeep.sweep import sweep
 
     owner, item = await exporting(ex_client, factory, [KIB] * 2)
     await worker_ctx["redis"].flushdb()  # Redis lost the job: only the row is left

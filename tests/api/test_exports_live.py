@@ -127,8 +127,8 @@ async def test_cancel_leaves_no_object_and_no_upload_in_the_bucket(
     session: aiohttp.ClientSession, seaweed: Seaweed, s3_bucket: str, s3_prefix: str,
     worker_ctx_for: Callable[[Settings], Awaitable[dict[str, Any]]],
 ) -> None:  # fmt: skip
+    from pmd_service.exports.job import process_export
     from pmd_service.jobs.context import state
-    from pmd_service.jobs.exports.process import process_export
 
     bucketed = msgspec.structs.replace(
         settings, export_min_part_bytes=KIB, export_part_bytes=48 * KIB,

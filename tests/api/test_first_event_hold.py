@@ -19,10 +19,10 @@ from arq.constants import job_key_prefix
 from msgspec.structs import replace
 from redis.asyncio import Redis
 
+from pmd_service.api.keys import REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import REDIS
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream, open_stream
 from tests.helpers import eventually, run_worker

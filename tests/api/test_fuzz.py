@@ -18,9 +18,9 @@ import asyncpg
 from aiohttp.test_utils import TestServer
 from msgspec.structs import replace
 
+from pmd_service.api.keys import OPENAPI_DOC
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import OPENAPI_DOC
 from runs.fuzz import fuzz, seed_database
 
 CASES = 400

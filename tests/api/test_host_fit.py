@@ -107,7 +107,7 @@ async def test_an_unannounced_request_is_announced_by_the_sweep(
     factory: Factory, worker_ctx: dict[str, Any], redis_clean: None
 ) -> None:
     """A server that stopped between its commit and its announcement leaves nothing stranded."""
-    from pmd_service.jobs.upkeep.sweep import sweep
+    from pmd_service.upkeep.sweep import sweep
 
     user = await factory.user()
     post = await factory.post(user)

@@ -30,7 +30,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
 from support.seeding import HostSite
 from support.sse import SSE, open_stream

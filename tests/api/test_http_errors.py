@@ -10,11 +10,11 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.api import zip_download as object_download
+from pmd_service.api.keys import ROUTE_ENDPOINTS
 from pmd_service.core.logs import MalformedRequestFilter, quiet_malformed_requests
 from pmd_service.core.settings import Settings
-from pmd_service.web import object_download
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import ROUTE_ENDPOINTS
 from support.seeding import Factory
 from support.stack import free_port
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker

@@ -22,8 +22,8 @@ from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
-from pmd_service.jobs.mail.notify import send_bdr_email
-from pmd_service.jobs.upkeep.sweep import sweep
+from pmd_service.mail.notify import send_bdr_email
+from pmd_service.upkeep.sweep import sweep
 from support.mailbox import Mailbox, serving
 from support.seeding import Factory
 from support.stack import free_port

@@ -27,8 +27,8 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.mail.compose import BdrMail, PlainAuthRefused, compose, send
-from pmd_service.jobs.mail.notify import send_bdr_email
+from pmd_service.mail.compose import BdrMail, PlainAuthRefused, compose, send
+from pmd_service.mail.notify import send_bdr_email
 from support import tools
 from support.mailbox import Mailbox, serving
 from support.seeding import Factory

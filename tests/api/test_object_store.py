@@ -23,17 +23,17 @@ from arq.worker import func
 from msgspec.structs import replace
 from obstore.store import S3Store
 
+from pmd_service.api.keys import ZIP_FILES
+from pmd_service.bdr.job import process_bdr
 from pmd_service.bdr.queue import JOB_NAME
 from pmd_service.core.objects import StoreUrl, incomplete_uploads, open_store
 from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.host.vault import relative_artwork_path
-from pmd_service.jobs.bdr.process import process_bdr
 from pmd_service.jobs.context import job_context
-from pmd_service.jobs.upkeep import cleanup as cleanup_module
-from pmd_service.jobs.upkeep.cleanup import cleanup_expired_bdrs
-from pmd_service.jobs.upkeep.sweep import sweep
-from pmd_service.jobs.zip.build import PART_BYTES, Entry, build, object_sink
-from pmd_service.web.keys import ZIP_FILES
+from pmd_service.upkeep import cleanup as cleanup_module
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.sweep import sweep
+from pmd_service.zipbuild.build import PART_BYTES, Entry, build, object_sink
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, PostRow
 from support.stack import free_port

@@ -22,8 +22,8 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import DatabaseSetupError, check_search_path, settings_pool
 from pmd_service.core.settings import Settings
+from pmd_service.sse.endpoints import SSE_HUB
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import SSE_HUB
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.seeding import Factory
 from support.sse import SSE, open_stream
@@ -182,7 +182,7 @@ def one_server_connection(database_url: str) -> Iterator[str]:
 def test_comment_feeds_of_two_workers_share_one_pgbouncer_server_connection(
     one_server_connection: str,
 ) -> None:
-    """A build's comments and reactions are read through a cursor (jobs/zip/row_feed.py). asyncpg's
+    """A build's comments and reactions are read through a cursor (zipbuild/row_feed.py). asyncpg's
     own cursors prepare a named statement, numbered per process, that outlives the transaction
     on PgBouncer's server connection: the next worker process to open a cursor there got
     "prepared statement __asyncpg_stmt_…__ already exists" and its BDR failed (found by the
@@ -201,7 +201,7 @@ def test_comment_feeds_of_two_workers_share_one_pgbouncer_server_connection(
 FEED_ONCE = """
 import asyncio, sys, threading
 from pmd_service.core.db import create_pool
-from pmd_service.jobs.zip.row_feed import RowFeed
+from pmd_service.zipbuild.row_feed import RowFeed
 
 async def main(url, rows):
     pool = await create_pool(url, "pmd-test", min_size=1, max_size=1, pooler=True)

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from aiohttp.test_utils import TestClient
 
-from pmd_service.jobs.upkeep.cleanup import SQL_PURGE_UNDO_HISTORY
+from pmd_service.upkeep.cleanup import SQL_PURGE_UNDO_HISTORY
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem
 

@@ -22,9 +22,9 @@ import pytest
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.api.keys import ZIP_FILES
+from pmd_service.api.zip_download import READ_CHUNK, _relay
 from pmd_service.core.settings import Settings
-from pmd_service.web.keys import ZIP_FILES
-from pmd_service.web.object_download import READ_CHUNK, _relay
 from support.seaweed import Seaweed
 from support.seeding import Factory
 from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start

@@ -16,7 +16,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.upkeep.sweep import sweep
+from pmd_service.upkeep.sweep import sweep
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import Client, run_worker
@@ -25,7 +25,7 @@ KIB = 1024
 
 
 def new_worker_options() -> dict[str, Any]:
-    """The worker's sweep as it runs at every worker's start (jobs/worker.py CRON_JOBS), new
+    """The worker's sweep as it runs at every worker's start (worker.py CRON_JOBS), new
     for each worker: arq keeps a cron job's next run on its object."""
     return {"cron_jobs": [cron(sweep, second={5}, run_at_startup=True, timeout=120)]}
 

@@ -15,7 +15,7 @@ from msgspec.structs import replace
 from pmd_service.core.queue import create_redis, redis_settings
 from pmd_service.core.settings import Settings
 from pmd_service.core.startup import services_reachable
-from pmd_service.jobs.worker import worker_redis_settings
+from pmd_service.worker import worker_redis_settings
 from support.redis import RedisServer
 
 PASSWORD = "q/u@e:u%e+p=w"  # what `openssl rand -base64` gives, and URL delimiters

@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient
 from arq.constants import default_queue_name, job_key_prefix
 from arq.jobs import serialize_job
 
+from pmd_service.api import tickets
 from pmd_service.bdr.queue import JOB_NAME, job_id
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.sse import tickets
 from support.seeding import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
 
@@ -41,7 +41,7 @@ async def _arq_command_worker(settings: Settings) -> None:
     """The Worker the `arq worker.WorkerSettings` command makes, on the same options."""
     from arq.worker import create_worker
 
-    from pmd_service.jobs.worker import worker_options
+    from pmd_service.worker import worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05}
     worker = create_worker(options, burst=True, handle_signals=False)

@@ -30,10 +30,10 @@ from pytest_aiohttp import AiohttpServer
 from pmd_service.core import logs
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import relative_artwork_path
-from pmd_service.jobs.zip import sources
-from pmd_service.jobs.zip.build import Entry
-from pmd_service.jobs.zip.content import Artwork
-from pmd_service.jobs.zip.sources import fetched_in_order, http_fetcher
+from pmd_service.zipbuild import sources
+from pmd_service.zipbuild.build import Entry
+from pmd_service.zipbuild.content import Artwork
+from pmd_service.zipbuild.sources import fetched_in_order, http_fetcher
 from support.seeding import Factory, PostRow, UserRow
 from support.stack import free_port
 from tests.helpers import download_zip, fetch_item, request_bdr, run_worker

@@ -15,10 +15,11 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
+from pmd_service.api import tickets
 from pmd_service.core.queue import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.sse import replay, tickets
-from pmd_service.web.keys import SSE_HUB
+from pmd_service.sse import replay
+from pmd_service.sse.endpoints import SSE_HUB
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from tests.helpers import (

@@ -14,8 +14,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from pmd_service.core.settings import Settings
+from pmd_service.sse.endpoints import SSE_HUB
 from pmd_service.web.app import create_app
-from pmd_service.web.keys import SSE_HUB
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Message, Stream, open_stream
 from tests.helpers import (

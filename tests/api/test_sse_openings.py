@@ -15,18 +15,18 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from pmd_service.api.keys import DB_POOL
 from pmd_service.core.settings import Settings
-from pmd_service.sse.pool_turns import Turns
-from pmd_service.sse.user_lookups import UserLookups
-from pmd_service.web.app import create_app
-from pmd_service.web.keys import (
-    DB_POOL,
+from pmd_service.sse.endpoints import (
+    OPENINGS_AT_ONCE,
     SSE_CALLERS,
     SSE_HUB,
     SSE_OPENING_GATE,
     SSE_POOL_TURNS,
 )
-from pmd_service.web.sse import OPENINGS_AT_ONCE
+from pmd_service.sse.pool_turns import Turns
+from pmd_service.sse.user_lookups import UserLookups
+from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream, open_stream
 from tests.helpers import (
@@ -91,7 +91,7 @@ async def test_openings_past_the_gate_are_bounded_and_the_rest_wait_their_turn(
     """A flood of openings: a gate's worth (OPENINGS_AT_ONCE; 4 here) are handled at once (here
     all held at the pool's turn), the others wait at the gate, before any handler, and every
     one is answered once the turn is let go. A flood all handled at once fragmented the heap
-    by their short-lived objects (web/sse.py)."""
+    by their short-lived objects (sse/endpoints.py)."""
     assert OPENINGS_AT_ONCE >= 64  # enough for lookups to go many to a query
     app = create_app(msgspec.structs.replace(settings, db_pool_max=2))
     app[SSE_OPENING_GATE] = gate = Turns(4)

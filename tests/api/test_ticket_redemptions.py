@@ -1,4 +1,4 @@
-"""Tickets spent many to a Redis round trip (pmd_service/sse/redemptions.py), against a real
+"""Tickets spent many to a Redis round trip (pmd_service/api/ticket_redemptions.py), against a real
 Redis: one pipeline for the spends of a loop turn, single use kept within a batch, and one
 spend's error failing that spend only."""
 
@@ -13,10 +13,10 @@ import pytest
 from arq.connections import ArqRedis
 from redis.exceptions import ResponseError
 
+from pmd_service.api import tickets
+from pmd_service.api.keys import TICKET_REDEMPTIONS
+from pmd_service.api.ticket_redemptions import Redemptions
 from pmd_service.core.queue import create_redis
-from pmd_service.sse import tickets
-from pmd_service.sse.redemptions import Redemptions
-from pmd_service.web.keys import TICKET_REDEMPTIONS
 from support.seeding import Factory
 from support.sse import SSE
 from tests.helpers import HUNG, Serve, assert_problem, eventually, mint_ticket

@@ -181,7 +181,7 @@ def test_cleanup_and_import_show_their_progress_on_stderr(
     out, err = capsys.readouterr()
     summary = json.loads(out)
     assert "purged" in summary
-    steps = [line for line in err.splitlines() if "INFO pmd_service.jobs.upkeep.cleanup" in line]
+    steps = [line for line in err.splitlines() if "INFO pmd_service.upkeep.cleanup" in line]
     # Its steps; the summary, the result, only on stdout (the worker's log has it as a line).
     assert len(steps) == 3, err
     assert "downloads past their expiry expired" in steps[0]

@@ -25,8 +25,8 @@ from pmd_service.__main__ import main
 from pmd_service.core.objects import incomplete_uploads, open_store
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
-from pmd_service.jobs.upkeep import cleanup as cleanup_module
-from pmd_service.jobs.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+from pmd_service.upkeep import cleanup as cleanup_module
+from pmd_service.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory
 from support.stack import database_env, free_port, service_env

@@ -113,7 +113,7 @@ async def test_the_worker_stops_with_one_line(
 ) -> None:
     url, _ = wrong_db
     arq = str(Path(sys.executable).with_name("arq"))
-    done = _run([arq, "pmd_service.jobs.worker.WorkerSettings"], url, redis_url, tmp_path)
+    done = _run([arq, "pmd_service.worker.WorkerSettings"], url, redis_url, tmp_path)
     _assert_one_line(done, url)
     await _untouched(url)
 

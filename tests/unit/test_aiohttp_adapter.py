@@ -1,4 +1,4 @@
-"""What pmd_service/web/aiohttp_adapter.py relies on in aiohttp, checked against the aiohttp
+"""What pmd_service/api/aiohttp_adapter.py relies on in aiohttp, checked against the aiohttp
 installed, over a real socket: each test fails the day aiohttp changes it."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from importlib.metadata import version
 from aiohttp import web, web_response
 from aiohttp.test_utils import TestServer
 
+from pmd_service.api.aiohttp_adapter import AIOHTTP_VERSION, direct_framing, name_the_server
 from pmd_service.sse import frames
-from pmd_service.web.aiohttp_adapter import AIOHTTP_VERSION, direct_framing, name_the_server
 
 seen: dict[str, bool | None] = {}
 
@@ -42,7 +42,7 @@ async def _raw(server: TestServer, request: bytes) -> bytes:
 
 
 def test_the_installed_aiohttp_is_the_one_the_adapter_was_read_from() -> None:
-    assert version("aiohttp") == AIOHTTP_VERSION, "re-read web/aiohttp_adapter.py against it"
+    assert version("aiohttp") == AIOHTTP_VERSION, "re-read api/aiohttp_adapter.py against it"
 
 
 async def test_direct_chunks_interleave_with_aiohttps_own_and_its_end_of_body() -> None:

@@ -1,5 +1,5 @@
 """Proxy mode's slots give glibc's free pages back once the last download has ended and the
-store client's threads have freed what it held (pmd_service/web/download_slots.py)."""
+store client's threads have freed what it held (pmd_service/api/download_slots.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from pmd_service.web import download_slots
-from pmd_service.web.download_slots import ProxySlots
+from pmd_service.api import download_slots
+from pmd_service.api.download_slots import ProxySlots
 from tests.helpers import eventually
 
 

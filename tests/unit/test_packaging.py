@@ -135,7 +135,7 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         ({"DATABASE_URL": "postgresql://127.0.0.1:1/x"}, "REDIS_URL is required"),
     ]:
         done = subprocess.run(
-            [sys.executable, "-c", "from pmd_service.jobs.worker import WorkerSettings"],
+            [sys.executable, "-c", "from pmd_service.worker import WorkerSettings"],
             env=base | given, capture_output=True, text=True, timeout=60, check=False,
             cwd=tmp_path,
         )  # fmt: skip
@@ -149,7 +149,7 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
 # Every production entry point, and the app built outside dev mode: none of them imports dev/.
 NO_DEV = """
 import sys
-import pmd_service.__main__, pmd_service.web.serve, pmd_service.jobs.worker
+import pmd_service.__main__, pmd_service.web.serve, pmd_service.worker
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 env = {"DATABASE_URL": "postgresql://127.0.0.1:1/x", "REDIS_URL": "redis://127.0.0.1:1/0",

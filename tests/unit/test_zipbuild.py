@@ -17,7 +17,7 @@ import pytest
 import zipstream.ng
 from zlib_ng import zlib_ng
 
-from pmd_service.jobs.zip.build import (
+from pmd_service.zipbuild.build import (
     CHUNK,
     THREADED,
     BuildCancelled,
@@ -172,7 +172,7 @@ def test_a_sink_error_midway_stops_the_build(tmp_path: Path) -> None:
 
 
 def test_zipstream_computes_its_crcs_with_zlib_ng(tmp_path: Path) -> None:
-    # jobs/zip/build.py swaps zipstream-ng's `crc32` for zlib-ng's (~10x faster); if an upgrade of
+    # zipbuild/build.py swaps zipstream-ng's `crc32` for zlib-ng's (~10x faster); if an upgrade of
     # zipstream-ng stops looking the name up there, the swap is silently lost: fail instead.
     assert zipstream.ng.crc32 is zlib_ng.crc32
     entries = _artworks(tmp_path, [CHUNK + 12_345, 777])

@@ -1,0 +1,44 @@
+"""The app-level and request-level objects every endpoint may use, as typed keys. A room's own
+objects have their keys beside it: the stream's in sse/endpoints.py, the announcer's in
+bdr/endpoints.py, the server's counters in web/."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from aiohttp import web
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from ..core.settings import Settings
+
+if TYPE_CHECKING:
+    from aiohttp.web_urldispatcher import AbstractRoute
+
+    from ..host.access import Principal
+    from ..storage.zip_files import ZipFiles
+    from .declaration import Endpoint
+    from .download_slots import ProxySlots
+    from .ticket_redemptions import Redemptions
+
+SETTINGS = web.AppKey("settings", Settings)
+DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
+REDIS = web.AppKey("redis", ArqRedis)
+# Tickets spent (GETDEL) many to a round trip (api/ticket_redemptions.py).
+TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
+# The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
+HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
+# Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
+ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
+OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
+# Every endpoint's declaration by its route (api/routing.py).
+ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
+
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+# Set by handlers that stream (SSE): once headers are out, an error can only end the stream.
+STREAM_RESPONSE: web.RequestKey[web.StreamResponse] = web.RequestKey("stream_response")
+# The status to count for a response other than the one it started with (499: the client left).
+COUNTED_STATUS: web.RequestKey[int] = web.RequestKey("counted_status")
+# Proxy mode's downloads streaming in this process (api/zip_download.py).
+PROXY_SLOTS: web.AppKey[ProxySlots] = web.AppKey("proxy_slots")

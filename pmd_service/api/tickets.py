@@ -1,0 +1,213 @@
+"""Single-use, 30-second tickets for what a browser opens without a Bearer header: EventSource
+(a stream ticket), or a link to one ZIP the browser saves itself (a download ticket, minted with
+`bdr_id` and good for that download request only: a copied link opens nothing else).
+
+Stored in Redis so any server replica can redeem one, under a hash of the ticket (a copy of
+Redis holds nothing usable), and redeemed with GETDEL: the first use is the only one. Each
+stored ticket is signed (HMAC-SHA256, with a key derived from JWT_SECRET_KEY, over its Redis
+key and its JSON): whoever can write to that Redis cannot make a ticket naming any user, nor
+move a real one to a ticket of their own; such a ticket is refused as unknown.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+import uuid
+
+import asyncpg
+import msgspec
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from ..core.problems import ProblemError, bad_request, unauthorized
+from ..host.access import (
+    Principal,
+    User,
+    UserLoader,
+    account_denial,
+    load_user,
+    load_user_by_id,
+    resolve_target,
+)
+from .ticket_redemptions import Redemptions
+
+log = logging.getLogger(__name__)
+
+TICKET_SECONDS = 30
+_KEY_PREFIX = "pmd:sse-ticket:"
+# The signing key is derived from the token secret, not the secret itself: a ticket's MAC and
+# a token's signature never share a key.
+_KEY_CONTEXT = b"pmd-sse-ticket"
+_TICKET_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+
+
+class TicketOut(msgspec.Struct):
+    ticket: str
+    expires_in: int
+
+
+class _Stored(msgspec.Struct):
+    caller_id: int
+    # Public sqids: users are re-loaded, and the rules re-applied, at redemption. None: a user
+    # without one (the host's column allows NULL; its older tokens name users by `user_key`),
+    # re-loaded by id; as a target, only the caller can be such a user.
+    caller: str | None
+    target_id: int
+    target: str | None
+    exp: float  # the expiry of the token the ticket was minted with
+    bdr_id: str | None = None  # a download ticket's one BDR; None: a stream ticket
+
+
+def redis_key(ticket: str) -> str:
+    return _KEY_PREFIX + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def signing_key(jwt_secret_key: str) -> bytes:
+    return hmac.new(jwt_secret_key.encode(), _KEY_CONTEXT, hashlib.sha256).digest()
+
+
+def _mac(key: bytes, where: str, payload: bytes) -> bytes:
+    # Over the Redis key too: a signed ticket copied under another ticket's key is refused.
+    return hmac.new(key, where.encode() + b"\n" + payload, hashlib.sha256).hexdigest().encode()
+
+
+def seal(key: bytes, where: str, payload: bytes) -> bytes:
+    """What is stored at `where`: the MAC, a dot, the ticket's JSON."""
+    return _mac(key, where, payload) + b"." + payload
+
+
+def _unseal(key: bytes, where: str, raw: bytes) -> bytes | None:
+    mac, dot, payload = raw.partition(b".")
+    if not dot or not hmac.compare_digest(mac, _mac(key, where, payload)):
+        return None
+    return payload
+
+
+def _redis_down() -> ProblemError:
+    return ProblemError(
+        503,
+        "tickets-unavailable",
+        "Service Unavailable",
+        "Stream tickets are unavailable right now; retry shortly, or send the token as "
+        "`Authorization: Bearer <token>`.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def mint(
+    redis: ArqRedis, key: bytes, principal: Principal, bdr_id: uuid.UUID | None = None
+) -> TicketOut:
+    """A stream ticket, or with `bdr_id` (whose BDR the caller has checked is the target's) a
+    ticket for that one download; `key` from `signing_key`."""
+    ticket = secrets.token_urlsafe(32)
+    stored = _Stored(
+        caller_id=principal.caller.id,
+        caller=principal.caller.public_sqid,
+        target_id=principal.target.id,
+        target=principal.target.public_sqid,
+        exp=principal.token_expires_at,
+        bdr_id=None if bdr_id is None else str(bdr_id),
+    )
+    try:
+        where = redis_key(ticket)
+        await redis.set(where, seal(key, where, msgspec.json.encode(stored)), ex=TICKET_SECONDS)
+    except RedisError:
+        raise _redis_down() from None
+    return TicketOut(ticket=ticket, expires_in=TICKET_SECONDS)
+
+
+def _bdr_key(raw: str | None) -> str | None:
+    """A path's BDR id as stored in tickets (a malformed one stays as is, and matches none)."""
+    if raw is None:
+        return None
+    try:
+        return str(uuid.UUID(raw))
+    except ValueError:
+        return raw
+
+
+async def redeem(
+    redis: ArqRedis,
+    key: bytes,
+    pool: asyncpg.Pool,
+    ticket: str,
+    target_sqid: str | None,
+    bdr_id: str | None = None,
+    load: UserLoader | None = None,
+    *,
+    spend: bool = True,
+    redemptions: Redemptions | None = None,
+) -> Principal:
+    """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
+    minted for that BDR; for a stream (None), a stream ticket. `key`: `signing_key`'s. `load`
+    looks the caller up (a stream's opening batches it with others'). `spend=False` (a
+    download's HEAD, which sends no byte of the ZIP) leaves the ticket for the GET that
+    follows. `redemptions` spends it in one round trip with other requests' tickets
+    (api/ticket_redemptions.py)."""
+    unknown = unauthorized(
+        "The stream ticket is unknown, expired or already used; get a new one from "
+        "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
+    )
+    if not _TICKET_RE.match(ticket):
+        raise unknown
+    where = redis_key(ticket)
+    try:
+        if not spend:
+            raw = await redis.get(where)
+        elif redemptions is not None:
+            raw = await redemptions.getdel(where)
+        else:
+            raw = await redis.getdel(where)
+    except RedisError:
+        raise _redis_down() from None
+    if raw is None:
+        raise unknown
+    payload = _unseal(key, where, raw)
+    if payload is None:
+        # Not minted here (or under another JWT_SECRET_KEY: tickets minted before a rotation,
+        # for their 30 s): someone else wrote to this Redis, which operators should know.
+        log.warning("a stream ticket in Redis fails its signature; refused (key %s)", where)
+        raise unknown
+    stored = msgspec.json.decode(payload, type=_Stored)
+    wanted = _bdr_key(bdr_id)
+    if stored.bdr_id != wanted:
+        if stored.bdr_id is None:
+            raise unauthorized(
+                "This is a stream ticket; a download needs a ticket minted for it: "
+                "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id>."
+            )
+        if wanted is None:
+            raise unauthorized(
+                "This ticket is for one download; for the stream, mint one without `bdr_id`."
+            )
+        raise unauthorized(
+            f"This ticket was minted for download request {stored.bdr_id}, not this one; "
+            "mint one with this request's `bdr_id`."
+        )
+    if target_sqid is not None and target_sqid != stored.target:
+        raise bad_request(
+            "`target_sqid` differs from the user the ticket was issued for; mint the ticket "
+            "with that `target_sqid` instead."
+        )
+    if stored.exp <= time.time():
+        raise unauthorized("The access token behind this ticket has expired; sign in again.")
+    # The account may have changed in the seconds since: apply the token rules again.
+    if stored.caller is None:
+        row = await load_user_by_id(pool, stored.caller_id)
+    else:
+        row = await (load(stored.caller) if load else load_user(pool, stored.caller))
+    if row is None or row["id"] != stored.caller_id:
+        raise unauthorized("The ticket names a user that no longer exists; sign in again.")
+    denial = account_denial(row)
+    if denial is not None:
+        raise denial
+    caller = User.from_row(row)
+    target = await resolve_target(pool, caller, stored.target, load)
+    if target.id != stored.target_id:
+        raise unauthorized("The ticket names a user that no longer exists; sign in again.")
+    return Principal(caller=caller, target=target, token_expires_at=stored.exp)

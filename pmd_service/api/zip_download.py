@@ -1,0 +1,526 @@
+"""Serving a ready ZIP: a redirect to a signed URL, or its bytes (a local file, or streamed from
+the bucket in proxy mode).
+
+Redirect is the default for a bucket: the browser fetches the bytes from the store, and the
+server's part is one small response. Proxy mode is for stores the browser cannot reach.
+
+Both ways of sending the bytes answer conditions and ranges by one set of rules (`_plan`), so
+the two modes cannot disagree: If-Match and If-Unmodified-Since (412), If-None-Match and
+If-Modified-Since (304, `*` included), If-Range (an entity tag or a date, exact), and one byte
+range (206; an invalid or multiple range is ignored: the whole ZIP, RFC 9110 §14.2; a range
+that selects no byte is 416). The local file then goes out by sendfile, a chunk per call; a
+proxied one is read from the store a chunk at a time, the next only once the client has taken
+the last one (memory: one chunk per download, whatever the ZIP's size), with caps per user and
+per process. Either way a client that takes no chunk for BDR_PROXY_IDLE_SECONDS is cut off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+
+import msgspec
+from aiohttp import hdrs, web
+from aiohttp.helpers import ETAG_ANY, ETag
+from msgspec import Meta
+
+from ..core.problems import ProblemError, gone
+from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
+from .declaration import Param
+from .download_slots import ProxySlots
+from .keys import PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
+from .problem_responses import client_went_away
+
+if TYPE_CHECKING:
+    from obstore import GetResult
+
+log = logging.getLogger(__name__)
+
+# A proxied download's step: read from the store (at least this much), written this much at a
+# time. Above aiohttp's 64 KiB write limit, so every write waits until the client took it
+# (see _relay).
+READ_CHUNK = 128 * 1024
+# A local file's largest step (sendfile call) for a client that reads fast: one that then
+# stops still gets BDR_PROXY_IDLE_SECONDS, and one that slows down must take 1 MiB in that time.
+SENDFILE_MAX_STEP = 2**20
+
+
+async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> web.Response:
+    url = await files.signed_url(stored, "HEAD" if request.method == hdrs.METH_HEAD else "GET")
+    return web.Response(status=302, headers={"Location": url, "Cache-Control": "private, no-store"})
+
+
+# --- conditions and ranges: one answer for both modes -----------------------------------------
+
+# RFC 9110's DIGIT is ASCII only (`\d` also takes "٤" and the like, and int() reads them).
+_RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
+# The conditions `_plan` answers.
+_CONDITIONS = (
+    hdrs.RANGE, hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH,
+    hdrs.IF_MODIFIED_SINCE, hdrs.IF_UNMODIFIED_SINCE,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to send: `status` 200/206 with bytes [start, stop), or 304 with none."""
+
+    status: int
+    start: int = 0
+    stop: int = 0
+
+
+def _plan(request: web.Request, stored: StoredZip) -> Plan:
+    """The answer the request's conditions and Range call for (RFC 9110 §13.2.2 order);
+    412 and 416 are raised as problems."""
+    etag, modified = stored.etag, _seconds(stored.last_modified)
+    if_match = request.if_match
+    if if_match is not None and not _matches(etag, if_match, weak=False):
+        raise _precondition_failed(request, stored, hdrs.IF_MATCH)
+    since = request.if_unmodified_since
+    if if_match is None and since is not None and modified > since.timestamp():
+        raise _precondition_failed(request, stored, hdrs.IF_UNMODIFIED_SINCE)
+    if_none_match = request.if_none_match
+    if if_none_match is not None and _matches(etag, if_none_match, weak=True):
+        return Plan(304)
+    since = request.if_modified_since
+    if if_none_match is None and since is not None and modified <= since.timestamp():
+        return Plan(304)
+    span = _byte_range(request, stored) if _if_range_holds(request, stored) else None
+    if span is None:
+        return Plan(200, 0, stored.size)
+    return Plan(206, *span)
+
+
+def _seconds(when: datetime) -> int:
+    # HTTP dates have whole seconds; aiohttp announces a file's mtime of 12.7 s as 13 s (so
+    # that the date it sends back means "not modified since"), and so does this module.
+    return math.ceil(when.timestamp())
+
+
+def _matches(etag: str, tags: tuple[ETag, ...], *, weak: bool) -> bool:
+    if len(tags) == 1 and tags[0].value == ETAG_ANY:
+        return True  # the ZIP exists: `*` matches it
+    value = etag.removeprefix("W/").strip('"')
+    return any(tag.value == value for tag in tags if weak or not tag.is_weak)
+
+
+def _if_range_holds(request: web.Request, stored: StoredZip) -> bool:
+    """Whether the Range applies: no If-Range, or one naming this version exactly (a strong
+    entity tag, or the Last-Modified date); anything else asks for the whole ZIP (§13.1.5)."""
+    value = request.headers.get(hdrs.IF_RANGE)
+    if value is None:
+        return True
+    value = value.strip()
+    if value.startswith(('"', "W/")):
+        return value == stored.etag  # a weak tag never matches
+    date = request.if_range
+    return date is not None and date.timestamp() == _seconds(stored.last_modified)
+
+
+def _byte_range(request: web.Request, stored: StoredZip) -> tuple[int, int] | None:
+    """[start, stop) of the one range asked for; None to send the whole ZIP: no Range, a unit
+    other than bytes, several ranges, or one that is not a valid range (`bytes=10-5`: RFC 9110
+    §14.2 says to ignore it, not to refuse it)."""
+    header = request.headers.get(hdrs.RANGE)
+    if header is None:
+        return None
+    unit, equals, spec = header.partition("=")
+    if not equals or unit.strip(_OWS).lower() != "bytes":
+        return None
+    found = _RANGE_SPEC.fullmatch(spec.strip(_OWS))
+    if found is None:
+        return None  # several ranges (not served as multipart), or not a range at all
+    first, last, suffix = found.groups()
+    size = stored.size
+    if suffix is not None:
+        if _number(suffix) == (1, "0"):  # the last 0 bytes: no byte at all (§14.1.3)
+            raise _unsatisfiable(request, size)
+        return size - _at_most(suffix, size), size
+    if last and _number(last) < _number(first):
+        return None
+    start = _at_most(first, size)
+    if start >= size:  # past the end, however far
+        raise _unsatisfiable(request, size)
+    return start, size if not last else _at_most(last, size - 1) + 1
+
+
+_OWS = " \t"
+
+
+def _number(digits: str) -> tuple[int, str]:
+    """A key that orders digit strings as their numbers, of any length: int() refuses more
+    than 4,300 digits (a ValueError, which was a 500)."""
+    digits = digits.lstrip("0") or "0"
+    return len(digits), digits
+
+
+def _at_most(digits: str, limit: int) -> int:
+    """min(int(digits), limit), reading no more digits than `limit` has."""
+    number = _number(digits)
+    return limit if number > _number(str(limit)) else int(number[1])
+
+
+def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
+    return ProblemError(
+        416,
+        "range-not-satisfiable",
+        "Range Not Satisfiable",
+        f"`Range: {_quoted(request, hdrs.RANGE)}` asks for no byte of the ZIP's "
+        f"{size} bytes (ask for `bytes=0-{max(size - 1, 0)}` or a part of it).",
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def _quoted(request: web.Request, header: str, most: int = 80) -> str:
+    """A header's value for a problem's detail: its start only (a Range may be 8 KB)."""
+    value = request.headers.get(header, "").strip()
+    return value if len(value) <= most else value[:most] + "…"
+
+
+def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -> ProblemError:
+    return ProblemError(
+        412,
+        "precondition-failed",
+        "Precondition Failed",
+        f"`{header}: {_quoted(request, header)}` does not hold: the ZIP is now "
+        f"ETag {stored.etag}, last modified {_http_date(stored.last_modified)}. Download it "
+        "again without the condition.",
+        headers={hdrs.ETAG: stored.etag},
+    )
+
+
+def _http_date(when: datetime) -> str:
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(_seconds(when)))
+
+
+def _validators(stored: StoredZip) -> dict[str, str]:
+    return {
+        hdrs.ETAG: stored.etag,
+        hdrs.LAST_MODIFIED: _http_date(stored.last_modified),
+        hdrs.ACCEPT_RANGES: "bytes",
+    }
+
+
+# --- sending ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proxying:
+    """Proxy mode's limits, for `serve`."""
+
+    slots: ProxySlots
+    user_id: int
+    idle_seconds: float  # BDR_PROXY_IDLE_SECONDS
+
+
+async def serve(
+    request: web.Request,
+    files: ZipFiles,
+    stored: StoredZip,
+    headers: Mapping[str, str],
+    proxying: Proxying,
+) -> web.StreamResponse:
+    """The ZIP's bytes (or 304) as `_plan` decides, from the local file or the bucket."""
+    plan = _plan(request, stored)
+    if plan.status == 304:
+        return web.Response(
+            status=304, headers={**_validators(stored), "Cache-Control": headers["Cache-Control"]}
+        )
+    if stored.path is not None:
+        return await _send_file(request, stored, headers, plan, proxying.idle_seconds)
+    return await _proxy(request, files, stored, headers, plan, proxying)
+
+
+def _planned(stored: StoredZip, headers: Mapping[str, str], plan: Plan) -> web.StreamResponse:
+    """The response's head, whichever way its bytes go."""
+    response = web.StreamResponse(status=plan.status, headers=headers)
+    response.headers.update(_validators(stored))
+    if plan.status == 206:
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes {plan.start}-{plan.stop - 1}/{stored.size}"
+    response.content_length = plan.stop - plan.start
+    return response
+
+
+async def _send_file(
+    request: web.Request,
+    stored: StoredZip,
+    headers: Mapping[str, str],
+    plan: Plan,
+    idle_seconds: float,
+) -> web.StreamResponse:
+    assert stored.path is not None
+    response = _planned(stored, headers, plan)
+    if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    loop = asyncio.get_running_loop()
+    try:
+        file = await loop.run_in_executor(None, stored.path.open, "rb")
+    except FileNotFoundError:  # removed since it was found (expired, removed by its owner)
+        raise gone("This download's file is no longer available; request a new download.") from None
+    try:
+        request[STREAM_RESPONSE] = response  # before any byte can fail to go out
+        await response.prepare(request)
+        await _sendfile(request, response, file, plan, idle_seconds)
+    finally:
+        await loop.run_in_executor(None, file.close)
+    return response
+
+
+async def _sendfile(
+    request: web.Request,
+    response: web.StreamResponse,
+    file: BinaryIO,
+    plan: Plan,
+    idle_seconds: float,
+) -> None:
+    """The file's bytes [start, stop) by sendfile, a step (128 KiB to 1 MiB) per call: a client
+    that takes no step for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (one sendfile of
+    the whole range waited for a client that stopped reading as long as its connection lived)."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client left before the first byte")
+    loop = asyncio.get_running_loop()
+    sent, total, step = 0, plan.stop - plan.start, READ_CHUNK
+    try:
+        while sent < total:
+            size = min(step, total - sent)
+            began = loop.time()
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    await loop.sendfile(transport, file, plan.start + sent, size)
+            except TimeoutError:
+                transport.abort()
+                client_went_away(
+                    request,
+                    f"took no byte for {idle_seconds:g} s; cut off after {sent} of {total} bytes",
+                )
+                return
+            sent += size
+            # A client that keeps up gets larger steps, one that slows down smaller ones again:
+            # a call per 128 KiB cost 5 times the CPU of one sendfile for the whole file.
+            took = loop.time() - began
+            if took < idle_seconds / 16:
+                step = min(step * 2, SENDFILE_MAX_STEP)
+            elif took > idle_seconds / 4:
+                step = max(step // 2, READ_CHUNK)
+        await response.write_eof()
+    except ConnectionError as exc:
+        traceback.clear_frames(exc.__traceback__)  # as in _relay: no cycle holds the frames
+        client_went_away(request, f"left after {sent} of {total} bytes")
+
+
+async def _proxy(
+    request: web.Request,
+    files: ZipFiles,
+    stored: StoredZip,
+    headers: Mapping[str, str],
+    plan: Plan,
+    proxying: Proxying,
+) -> web.StreamResponse:
+    response = _planned(stored, headers, plan)
+    start, stop = plan.start, plan.stop
+    if request.method == hdrs.METH_HEAD or stop == start:
+        await response.prepare(request)
+        await response.write_eof()
+        return response
+    with proxying.slots.hold(proxying.user_id):
+        try:
+            result = await files.read(stored, start, stop)
+        except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
+            raise gone(
+                "This download's file is no longer available; request a new download."
+            ) from None
+        request[STREAM_RESPONSE] = response
+        await response.prepare(request)
+        await _relay(request, response, files, result, proxying.idle_seconds)
+    return response
+
+
+async def _relay(
+    request: web.Request,
+    response: web.StreamResponse,
+    files: ZipFiles,
+    result: GetResult,
+    idle_seconds: float,
+) -> None:
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client left before the first byte")
+    # Any byte the kernel did not take pauses the writer, and aiohttp's write of more than
+    # 64 KiB waits until the writer resumes: the buffer is then empty. So a download holds at
+    # most one chunk, and a client that stops reading stops the reads from the store.
+    transport.set_write_buffer_limits(high=0)
+    sent = 0
+    total = response.content_length or 0
+    try:
+        async for chunk in files.chunks(result, READ_CHUNK):
+            # The store's reads come in pieces of up to a few hundred KiB: written a chunk at
+            # a time, so no more than one chunk waits in the buffer.
+            for at in range(0, len(chunk), READ_CHUNK):
+                piece = chunk[at : at + READ_CHUNK]
+                try:
+                    async with asyncio.timeout(idle_seconds):
+                        await response.write(piece)
+                except TimeoutError:
+                    transport.abort()  # its unsent bytes would never go: drop them now
+                    client_went_away(
+                        request,
+                        f"took no byte for {idle_seconds:g} s; cut off after {sent} of "
+                        f"{total} bytes",
+                    )
+                    return
+                sent += len(piece)
+        await response.write_eof()
+    except StoreFailed as exc:
+        # The client must see a short body, not a complete-looking one: close without EOF.
+        transport.abort()
+        log.warning(
+            "%s %s: the object store failed mid-body (%s); cut off after %d of %d bytes",
+            request.method, request.path, exc, sent, total,
+        )  # fmt: skip
+    except ConnectionError as exc:
+        # The error comes from the write's drain future, whose traceback holds the frames
+        # that await it, this one included: a reference cycle (future, error, traceback,
+        # frames, future) that keeps the chunk and the store's stream alive until a full
+        # garbage collection, which may not come for a long time: ~0.3 MiB per client that
+        # left, growing with each one. Clearing the frames frees them now.
+        traceback.clear_frames(exc.__traceback__)
+        client_went_away(request, f"left after {sent} of {total} bytes")
+    finally:
+        if not transport.is_closing():
+            transport.set_write_buffer_limits()  # asyncio's defaults, for its next request
+
+
+def refuse_if_no_proxy_slot(request: web.Request) -> None:
+    """Proxy mode: a download the caller's (or this server's) slots are full for is refused
+    before the database or the store is asked anything (a HEAD to the store each, otherwise)."""
+    settings = request.app[SETTINGS]
+    if (
+        settings.bdr_store is not None
+        and settings.bdr_download_mode == "proxy"
+        and request.method == "GET"
+    ):
+        request.app[PROXY_SLOTS].check(request[PRINCIPAL].caller.id)
+
+
+async def send_zip(
+    request: web.Request, stored: StoredZip, filename: str, digest: Mapping[str, str]
+) -> web.StreamResponse:
+    """A ZIP found for the caller (a BDR's, or an export's part): a redirect to a signed URL, or
+    its bytes, with ranges and conditions (`serve`)."""
+    files = request.app[ZIP_FILES]
+    settings = request.app[SETTINGS]
+    if stored.key is not None and settings.bdr_download_mode == "redirect":
+        # The bytes go from the bucket to the browser; the checks before stay in front. The
+        # object carries the file name (Content-Disposition, set at upload).
+        return await redirect(request, files, stored)
+    headers = {
+        "Content-Type": "application/zip",
+        "Content-Disposition": f"attachment; filename={filename}",
+        "Cache-Control": "private, no-store",
+        **digest,
+    }
+    proxying = Proxying(
+        request.app[PROXY_SLOTS], request[PRINCIPAL].caller.id, settings.bdr_proxy_idle_seconds
+    )
+    return await serve(request, files, stored, headers, proxying)
+
+
+class DownloadQuery(msgspec.Struct):
+    """The download's query: a browser saving the ZIP itself sends no Authorization header."""
+
+    ticket: (
+        Annotated[
+            str,
+            Meta(
+                description="A ticket from POST /api/pmd/bdr/sse-ticket?bdr_id=<this id>, instead "
+                "of the Bearer header: for a link the browser follows and saves itself (no blob "
+                "in the page); good for this request's ZIP only"
+            ),
+        ]
+        | None
+    ) = None
+
+
+def download_params() -> tuple[Param, ...]:
+    """The headers a ZIP download answers to (a BDR's, or an export part's)."""
+    return (
+        Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`, `bytes=1024-`, "
+              "`bytes=-512`); several ranges, or an invalid one, are answered with the "
+              "whole file"),
+        Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
+              "has this ETag or Last-Modified date"),
+        Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
+              "ETags (`*`: any)"),
+        Param("If-Unmodified-Since", {"type": "string"}, "412 when the ZIP changed after "
+              "this HTTP date (ignored with If-Match)"),
+        Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
+              "ETags (`*`: any)"),
+        Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
+              "since this HTTP date (ignored with If-None-Match)"),
+    )  # fmt: skip
+
+
+def zip_answers(filename: str, what: str) -> dict[str, Any]:
+    """The answers of a ZIP download as Endpoint arguments: `filename` as the header shows it,
+    `what` the resource's name in the notes ("download", "part")."""
+    # What a cache or a resuming client needs of every answer with the ZIP's bytes (200, 206).
+    validators = {
+        "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
+        "Last-Modified": "When the ZIP was written (If-Modified-Since, If-Unmodified-Since, If-Range)",
+        "Accept-Ranges": "`bytes`: a download can be resumed with Range",
+        "Cache-Control": "`private, no-store`",
+    }
+    zip_headers = {
+        **validators,
+        "Repr-Digest": "The whole ZIP's SHA-256 (RFC 9530: `sha-256=:<base64>:`), on a 206 too: "
+        "check the saved file against it",
+        "Content-Disposition": f"attachment; filename={filename}",
+        "Content-Length": "The bytes in this answer: the whole ZIP's size for a 200, the range's for a 206",
+    }
+    return {
+        "headers": zip_headers,
+        "problems": (404, 409, 410, 412, 416, 429, 503),
+        "problem_notes": {
+            409: f"The {what} is not ready (still being built), or was never built",
+            410: f"The {what} expired or was removed, or its file is gone",
+            412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
+                 "the ZIP's now",
+            416: "The one range asked for holds no byte of the ZIP (it starts at or past "
+                 "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
+            429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
+                 "streaming from this server; see Retry-After",
+            503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
+                 "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
+                 "see Retry-After",
+        },
+        # One range at most: a request for several is answered 200 with the whole ZIP,
+        # never multipart/byteranges (_byte_range).
+        "other_responses": (
+            (206, "The one byte range asked for (If-Range, if sent, holds)", "application/zip"),
+            (304, "Not modified: If-None-Match (`*` included) or If-Modified-Since matches "
+             "the ZIP", None),
+            (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
+             "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS", None),
+        ),
+        "status_headers": {
+            206: {**zip_headers, "Content-Range": "`bytes <first>-<last>/<size>`: where "
+                  "this part lies in the ZIP"},
+            304: validators,
+            302: {"Location": "A signed URL of the ZIP (conditions and ranges are the "
+                  "store's to answer there)", "Cache-Control": "`private, no-store`"},
+            412: {"ETag": "The ZIP's entity tag now"},
+            416: {"Content-Range": "`bytes */<size>`: the ZIP's size"},
+        },
+    }  # fmt: skip

@@ -1,0 +1,124 @@
+"""The download request (BDR) endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ..api import request_ids
+from ..api.auth import retarget
+from ..api.declaration import Auth, Endpoint, Param
+from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
+from ..api.responses import json_response
+from ..api.validation import path_uuid, read_json
+from ..api.zip_download import (
+    DownloadQuery,
+    download_params,
+    refuse_if_no_proxy_slot,
+    send_zip,
+    zip_answers,
+)
+from ..core.logs import REQUEST_ID_HEADER
+from ..storage.budget import Limits, ensure_free_space
+from ..storage.zip_files import repr_digest
+from . import service
+from .announcer import Announcer
+from .schemas import BdrItem, BdrList, BdrRequest
+
+
+async def create_bdr(request: web.Request) -> web.Response:
+    body = await read_json(request, BdrRequest)
+    principal = await retarget(request, body.target_sqid)
+    # The request's id: stored in the BDR row, it follows the BDR (worker logs, its email).
+    rid = request_ids.current()
+    settings = request.app[SETTINGS]
+    if settings.bdr_store is None:  # a bucket has no free space to run out of
+        await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
+    item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)
+    response = json_response(
+        item,
+        status=202,
+        headers={"Location": f"/api/pmd/bdr/{item.id}", REQUEST_ID_HEADER: rid},
+    )
+    # The reply goes out before the request's first event exists, and the event comes a moment
+    # later still: the host's page adds the reply to its list and updates cards by id from the
+    # stream, so a stream event handled first would leave a second card that never changes.
+    await response.prepare(request)
+    await response.write_eof()
+    await request.app[ANNOUNCER].after_reply(item.id)
+    return response
+
+
+async def announcer_ctx(app: web.Application) -> AsyncIterator[None]:
+    hold = app[SETTINGS].sse_first_event_hold_ms / 1000
+    app[ANNOUNCER] = announcer = Announcer(app[DB_POOL], app[REDIS], hold)
+    yield
+    await announcer.flush()
+
+
+async def list_bdrs(request: web.Request) -> web.Response:
+    items = await service.newest(request.app[DB_POOL], request[PRINCIPAL].target.id)
+    return json_response(BdrList(items=items))
+
+
+async def get_bdr(request: web.Request) -> web.Response:
+    bdr_id = path_uuid(request)
+    return json_response(
+        await service.get(request.app[DB_POOL], bdr_id, request[PRINCIPAL].target.id)
+    )
+
+
+async def delete_bdr(request: web.Request) -> web.Response:
+    bdr_id = path_uuid(request)
+    principal = request[PRINCIPAL]
+    await service.cancel_or_remove(request.app[DB_POOL], request.app[ZIP_FILES], bdr_id, principal)
+    await service.audit(request.app[DB_POOL], principal, "pmd_bdr_delete", bdr_id)
+    return web.Response(status=204)
+
+
+async def download_bdr(request: web.Request) -> web.StreamResponse:
+    bdr_id = path_uuid(request)
+    principal = request[PRINCIPAL]
+    files = request.app[ZIP_FILES]
+    refuse_if_no_proxy_slot(request)
+    found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
+    stored = found.stored
+    # Every GET, whatever its range (a download resumed from byte 1 reads the ZIP as well), and
+    # the redirect to a bucket's signed URL alike; a HEAD reads nothing. One row an hour.
+    if request.method == "GET":
+        await service.audit_read(request.app[DB_POOL], principal, bdr_id)
+    return await send_zip(request, stored, found.filename, repr_digest(found.sha256))
+
+
+_ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
+
+
+ENDPOINTS = (
+    Endpoint(
+        "post", "/api/pmd/bdr", create_bdr, "createBdr", "Request a ZIP of up to 128 artworks",
+        "downloads", ok_status=202, ok_description="Accepted: the request is queued",
+        request=BdrRequest, response=BdrItem, problems=(429, 503),
+        problem_notes={503: "The ZIP folder's file system is short of free space "
+                            "(BDR_MIN_FREE_BYTES); see Retry-After"},
+        headers={"Location": "The new request's URL"},
+    ),
+    Endpoint("get", "/api/pmd/bdr", list_bdrs, "listBdrs", "The 20 newest download requests",
+             "downloads", response=BdrList),
+    Endpoint("get", "/api/pmd/bdr/{id}", get_bdr, "getBdr", "One download request", "downloads",
+             response=BdrItem, params=(_ID,), problems=(404,)),
+    Endpoint("delete", "/api/pmd/bdr/{id}", delete_bdr, "deleteBdr",
+             "Cancel a pending/processing request, or remove a ready ZIP", "downloads",
+             ok_status=204, ok_description="Cancelled, or removed (then `expired` with `removed_at` set)",
+             params=(_ID,), problems=(403, 404)),
+    Endpoint("get", "/api/pmd/bdr/{id}/download", download_bdr, "downloadBdr",
+             "The ZIP (Range supported)", "downloads", response_media="application/zip",
+             auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
+             ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
+                            "an invalid one, or an If-Range that does not hold)",
+             params=(_ID, *download_params()),
+             **zip_answers("makapix-artworks-….zip", "download")),
+)  # fmt: skip
+
+# Publishes new requests' first events, a moment after their replies.
+ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")

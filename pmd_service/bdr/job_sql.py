@@ -1,0 +1,43 @@
+"""The statements of one run of a BDR: the claim, then every write guarded by its claim token."""
+
+from __future__ import annotations
+
+from ..jobs.claims import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+
+# It leaves `announced` alone: a request is claimed during its first event's hold
+# (bdr/announcer.py), and its announcement, not the claim, makes that event.
+SQL_CLAIM = f"""
+UPDATE batch_download_requests
+SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
+    attempts = attempts + 1, started_at = coalesce(started_at, now()),
+    progress_done = 0, skipped = '[]'::jsonb
+WHERE id = $1 AND {CLAIMABLE}
+RETURNING user_id, post_ids, include_comments, include_reactions, send_email, attempts,
+          artwork_count, request_id, include_layers
+"""
+SQL_PROGRESS = f"""
+UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()
+WHERE {OWNED}
+RETURNING 1
+"""
+SQL_LOCK_OWNED = f"""
+SELECT 1 FROM batch_download_requests
+WHERE {OWNED}
+FOR UPDATE
+"""
+SQL_READY = f"""
+UPDATE batch_download_requests
+SET status = 'ready', file_path = $3, file_size_bytes = $4, file_sha256 = $5, skipped = $6,
+    progress_done = artwork_count, completed_at = now(),
+    expires_at = now() + make_interval(days => $7),
+    claim_token = NULL, heartbeat_at = NULL, error_message = NULL
+WHERE {OWNED}
+"""
+SQL_FAILED = f"""
+UPDATE batch_download_requests
+SET status = 'failed', error_message = left($3, 500), skipped = $4, completed_at = now(),
+    claim_token = NULL, heartbeat_at = NULL, retry_at = NULL
+WHERE {OWNED}
+RETURNING 1
+"""
+SQL_RELEASE_FOR_RETRY = f"UPDATE batch_download_requests {RELEASE_FOR_RETRY}"

@@ -1,0 +1,145 @@
+"""A part of an export as a BagIt bag (RFC 8493): the tag files, made from the digests of the
+payload written before them, so the bag is checked by any BagIt tool (the Library of Congress's
+bagit-python among them) and by `sha256sum -c` alone.
+
+    makapix-export-{id8}-part-{n}/
+        bagit.txt, bag-info.txt, manifest-sha256.txt, README.txt, index.html,
+        tagmanifest-sha256.txt
+        data/artworks/{post_sqid}.{ext}, data/layers/{post_sqid}.mkpx, data/metadata.json, …
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from ..storage.budget import human_bytes
+from ..zipbuild.build import Closing, FileDigest, sha256sum_lines
+
+SOURCE_ORGANIZATION = "Makapix Club"
+BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
+
+
+@dataclass(frozen=True)
+class BagPlace:
+    """Where a part stands in its export: the bag's name and `Bag-Count`."""
+
+    export_id: uuid.UUID
+    number: int
+    count: int
+    handle: str
+    # An incremental export: the export it follows, and when that one started.
+    follows: uuid.UUID | None = None
+    since: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return f"makapix-export-{str(self.export_id)[:8]}-part-{self.number}"
+
+
+def _readme(place: BagPlace, artworks: int) -> bytes:
+    return f"""Makapix Club: full export of @{place.handle}, part {place.number} of {place.count}
+Export {place.export_id}
+
+Open index.html (a double-click) to browse this part's artworks in any web browser,
+offline: the page needs nothing outside this folder.
+
+This folder is a BagIt bag (RFC 8493). Its payload is under data/:
+  data/artworks/    {artworks} artwork file(s), each named by its post's public id (the id in
+                    its address on the site) and its format
+  data/layers/      each artwork's .mkpx layers file (its editable source), when it has one
+  data/upscaled/    the site's upscaled copies, when they were asked for
+  data/metadata.json   every artwork of this part: title, description, dates, size, hashtags,
+                       whether it is hidden, its license; and what was skipped, and why
+  data/comments.json, data/reactions.json   when they were asked for
+
+{_incremental(place)}The other parts of the export are bags like this one; bag-info.txt names the export
+(Bag-Group-Identifier) and this part's place in it (Bag-Count).
+
+To check that this part arrived whole and unchanged, run in this folder:
+
+    sha256sum -c manifest-sha256.txt
+
+or, with the Library of Congress's BagIt tool (pip install bagit):
+
+    bagit.py --validate .
+
+To check the downloaded ZIP files themselves before unpacking them, save SHA256SUMS from the
+export's page beside them and run: sha256sum -c SHA256SUMS
+""".encode()
+
+
+def _incremental(place: BagPlace) -> str:
+    if place.follows is None or place.since is None:
+        return ""
+    return f"""This export holds only what changed: the posts created or changed since export
+{place.follows} started ({place.since:%Y-%m-%d %H:%M} UTC). Part 1 also holds
+data/removed.json, the posts of that export that are gone since (deleted, turned into a
+playlist or no longer yours). Keep it beside the earlier export's parts.
+
+"""
+
+
+def removed_json(place: BagPlace, removed: list[dict[str, Any]]) -> bytes:
+    """An incremental export's `removed.json`: what it follows, and the posts gone since."""
+    document = {
+        "follows_export_id": str(place.follows),
+        "changed_since": place.since,
+        "removed_count": len(removed),
+        "removed": removed,
+    }
+    return msgspec.json.format(msgspec.json.encode(document), indent=2) + b"\n"
+
+
+def bag_closing(
+    place: BagPlace,
+    now: datetime | None = None,
+    index: Callable[[set[str]], bytes] | None = None,
+) -> Closing:
+    """The tag files, after every payload file has been written (their digests given);
+    `index(payload names)`: the part's index.html (gallery.py)."""
+    when = now or datetime.now(UTC)
+    root = place.name + "/"
+
+    def closing(payload: list[FileDigest]) -> list[tuple[str, bytes]]:
+        octets = sum(f.size for f in payload)
+        artworks = sum(f.name.startswith(f"{root}data/artworks/") for f in payload)
+        info = (
+            f"Source-Organization: {SOURCE_ORGANIZATION}\n"
+            f"Bagging-Date: {when:%Y-%m-%d}\n"
+            f"External-Identifier: makapix-export-{place.export_id}-part-{place.number}\n"
+            f"External-Description: Artworks of @{place.handle}, exported from "
+            f"{SOURCE_ORGANIZATION}\n"
+            f"Bag-Group-Identifier: {place.export_id}\n"
+            f"Bag-Count: {place.number} of {place.count}\n"
+            f"Bag-Size: {human_bytes(octets)}\n"
+            f"Payload-Oxum: {octets}.{len(payload)}\n"
+            + (
+                f"Follows-Export-Identifier: {place.follows}\n"
+                f"Changed-Since: {place.since:%Y-%m-%dT%H:%M:%SZ}\n"
+                if place.follows is not None and place.since is not None
+                else ""
+            )
+        ).encode()
+        tags = [
+            ("bagit.txt", BAGIT_TXT),
+            ("bag-info.txt", info),
+            ("manifest-sha256.txt", sha256sum_lines(payload, root)),
+            ("README.txt", _readme(place, artworks)),
+        ]
+        if index is not None:
+            tags.append(("index.html", index({f.name.removeprefix(root) for f in payload})))
+        tagmanifest = b"".join(
+            f"{hashlib.sha256(blob).hexdigest()}  {name}\n".encode() for name, blob in tags
+        )
+        return [
+            (root + name, blob) for name, blob in [*tags, ("tagmanifest-sha256.txt", tagmanifest)]
+        ]
+
+    return closing

@@ -1,0 +1,86 @@
+"""The statements of one run of an export: the claim, then every write guarded by its token."""
+
+from __future__ import annotations
+
+from ..jobs.claims import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+
+SQL_CLAIM = f"""
+UPDATE exports
+SET status = 'processing', claim_token = $2, heartbeat_at = now(), retry_at = NULL,
+    attempts = attempts + 1, started_at = coalesce(started_at, now())
+WHERE id = $1 AND {CLAIMABLE}
+RETURNING user_id, user_sqid, part_bytes, include_comments, include_reactions, send_email,
+          attempts, request_id, include_upscaled, follows_id, follows_started_at, base_post_ids
+"""
+SQL_PARTS = """
+SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes
+FROM export_parts WHERE export_id = $1 ORDER BY number
+"""
+SQL_LOCK_OWNED = f"""
+SELECT 1 FROM exports WHERE {OWNED} FOR UPDATE
+"""
+SQL_ADD_PART = """
+INSERT INTO export_parts (export_id, number, post_ids, artwork_count, estimated_bytes)
+VALUES ($1, $2, $3, cardinality($3::int[]), $4)
+"""
+SQL_PLANNED = """
+UPDATE exports SET artwork_count = $2, progress_done = 0, parts_version = parts_version + 1,
+    covered_post_ids = $3, removed = $4
+WHERE id = $1
+"""
+SQL_REMOVED_LIST = "SELECT removed FROM exports WHERE id = $1"
+
+SQL_PART_STARTED = """
+UPDATE export_parts SET status = 'processing' WHERE export_id = $1 AND number = $2
+  AND status IN ('pending', 'processing')
+"""
+SQL_TOUCH = "UPDATE exports SET parts_version = parts_version + 1 WHERE id = $1"
+SQL_PROGRESS = f"""
+UPDATE exports SET progress_done = $3, heartbeat_at = now()
+WHERE {OWNED}
+RETURNING 1
+"""
+SQL_PART_READY = """
+UPDATE export_parts
+SET status = 'ready', file_path = $3, file_size_bytes = $4, sha256 = $5, artwork_count = $6,
+    skipped = $7, completed_at = now()
+WHERE export_id = $1 AND number = $2
+"""
+# A published part is progress: the run's attempts start again, so an export of many parts is
+# not failed by a transient error in each of a few of them.
+SQL_AFTER_PART = """
+UPDATE exports
+SET progress_done = $3, total_bytes = total_bytes + $4, skipped = skipped || $5::jsonb,
+    parts_version = parts_version + 1, attempts = 1, heartbeat_at = now()
+WHERE id = $1 AND claim_token = $2
+"""
+# The posts it holds, for the next incremental export: those planned, but the skipped.
+SQL_READY = f"""
+UPDATE exports
+SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),
+    claim_token = NULL, heartbeat_at = NULL, error_message = NULL,
+    progress_done = artwork_count,
+    covered_post_ids = ARRAY(
+        SELECT c FROM unnest(covered_post_ids) AS c
+        WHERE NOT skipped @> jsonb_build_array(jsonb_build_object('post_id', c)))
+WHERE {OWNED}
+RETURNING 1
+"""
+# The parts already built stay downloadable until the export expires: a failure late in a
+# large export does not take what was made from the user.
+SQL_FAILED = f"""
+WITH ended AS (
+    UPDATE export_parts SET status = 'failed'
+    WHERE export_id = $1 AND status IN ('pending', 'processing')
+      AND EXISTS (SELECT 1 FROM exports WHERE id = $1 AND claim_token = $2)
+)
+UPDATE exports
+SET status = 'failed', error_message = left($3, 500), completed_at = now(),
+    expires_at = CASE WHEN EXISTS (
+        SELECT 1 FROM export_parts WHERE export_id = $1 AND status = 'ready')
+        THEN now() + make_interval(days => $4) END,
+    claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, parts_version = parts_version + 1
+WHERE {OWNED}
+RETURNING 1
+"""
+SQL_RELEASE_FOR_RETRY = f"UPDATE exports {RELEASE_FOR_RETRY}"

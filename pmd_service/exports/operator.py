@@ -1,0 +1,141 @@
+"""`python -m pmd_service export --user SQID --reason TEXT [--to DIR]`: a data-subject request.
+
+The same full export a user asks for, made by an operator for any user, deactivated or banned
+ones too (they cannot sign in to ask): no cooldown applies, one running export of the user
+still blocks it. One row in the host's audit log names the reason (its actor is the user the
+data belongs to: the host's `actor_id` is a user, and the operator is the shell's user, named
+in the note). The command waits for the worker with a progress line on stderr, then prints
+where each part is, and copies the parts into DIR when given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import shutil
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..core.settings import Settings
+from .schemas import part_filename
+
+SQL_USER = """
+SELECT id, public_sqid, handle, deactivated, banned_until FROM users WHERE public_sqid = $1
+"""
+SQL_RUNNING = """
+SELECT id FROM exports WHERE user_id = $1 AND status IN ('pending', 'processing')
+"""
+SQL_ARTWORKS = """
+SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
+"""
+SQL_START = """
+INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
+                     request_id, artwork_count)
+VALUES ($1, $2, $3, true, true, 'operator-export', $4)
+RETURNING id
+"""
+SQL_AUDIT = """
+INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
+VALUES (gen_random_uuid(), $1, 'pmd_operator_export', 'user', $2, $3)
+"""
+SQL_STATE = """
+SELECT e.status, e.progress_done, e.artwork_count, e.error_message,
+       (SELECT count(*) FROM export_parts p WHERE p.export_id = e.id) AS parts,
+       (SELECT count(*) FROM export_parts p WHERE p.export_id = e.id AND p.status = 'ready')
+           AS ready
+FROM exports e WHERE e.id = $1
+"""
+SQL_PARTS = """
+SELECT number, file_path, file_size_bytes, sha256 FROM export_parts
+WHERE export_id = $1 ORDER BY number
+"""
+ENDED = ("ready", "failed", "cancelled", "expired")
+
+
+class OperatorExportError(Exception):
+    """What stops the command, as one line for the operator."""
+
+
+def check_arguments(reason: str, to: Path | None) -> None:
+    """Before anything is written: a reason, and a folder that is there."""
+    if not reason.strip():
+        raise OperatorExportError("--reason must say why (it goes into the audit log)")
+    if to is not None and not to.is_dir():
+        raise OperatorExportError(f"--to {to}: no such folder")
+
+
+async def operator_export(
+    settings: Settings, user_sqid: str, reason: str, to: Path | None, poll: float = 1.0
+) -> list[dict[str, Any]]:
+    from ..jobs.context import job_context, state
+    from .queue import enqueue_export
+
+    async with job_context(settings) as ctx:
+        st = state(ctx)
+        async with st.pool.acquire() as conn, conn.transaction():
+            user = await conn.fetchrow(SQL_USER, user_sqid)
+            if user is None:
+                raise OperatorExportError(f"no user {user_sqid!r}")
+            running = await conn.fetchval(SQL_RUNNING, user["id"])
+            if running is not None:
+                raise OperatorExportError(f"export {running} of this user is running; wait for it")
+            count = await conn.fetchval(SQL_ARTWORKS, user["id"])
+            if not count:
+                raise OperatorExportError(f"@{user['handle']} has no artwork to export")
+            export_id: uuid.UUID = await conn.fetchval(
+                SQL_START, user["id"], user["public_sqid"], settings.export_part_bytes, count
+            )
+            note = {"export_id": str(export_id), "reason": reason, "operator": getpass.getuser(),
+                    "deactivated": user["deactivated"],
+                    "banned_until": user["banned_until"] and user["banned_until"].isoformat()}  # fmt: skip
+            await conn.execute(SQL_AUDIT, user["id"], str(user["id"]), json.dumps(note))
+        await enqueue_export(ctx["redis"], export_id)
+        print(f"export {export_id} of @{user['handle']}: {count} artworks; waiting for a worker",
+              file=sys.stderr, flush=True)  # fmt: skip
+        row = await _wait(st.pool, export_id, poll)
+        if row["status"] != "ready":
+            why = row["error_message"] or row["status"]
+            raise OperatorExportError(f"export {export_id} ended {row['status']}: {why}")
+        parts = await st.pool.fetch(SQL_PARTS, export_id)
+        found = []
+        for part in parts:
+            name = part_filename(export_id, part["number"], len(parts))
+            stored = await st.zips.locate(part["file_path"])
+            where = str(stored.path) if stored.path is not None else f"object {stored.key}"
+            if to is not None:
+                target = to / name
+                if stored.path is not None:
+                    await asyncio.to_thread(shutil.copyfile, stored.path, target)
+                else:
+                    size = part["file_size_bytes"]
+                    with target.open("wb") as out:
+                        async for chunk in st.zips.chunks(
+                            await st.zips.read(stored, 0, size), 1 << 20
+                        ):
+                            out.write(chunk)
+                where = str(target)
+            found.append({"part": part["number"], "file": name, "bytes": part["file_size_bytes"],
+                          "sha256": part["sha256"].strip(), "at": where})  # fmt: skip
+        return found
+
+
+async def _wait(pool: Any, export_id: uuid.UUID, poll: float) -> Any:
+    said = ""
+    tty = sys.stderr.isatty()
+    while True:
+        row = await pool.fetchrow(SQL_STATE, export_id)
+        line = (f"export {export_id}: {row['status']}, {row['progress_done']} of "
+                f"{row['artwork_count']} artworks, {row['ready']} of {row['parts']} parts ready")  # fmt: skip
+        if line != said:
+            print(
+                ("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True
+            )
+            said = line
+        if row["status"] in ENDED:
+            if tty:
+                print(file=sys.stderr)
+            return row
+        await asyncio.sleep(poll)

@@ -1,0 +1,145 @@
+"""Which artworks go into which part of an export: planned once, newest first, by size.
+
+A part holds artworks until the next would take it past `part_bytes`; one artwork larger than
+that goes alone. An artwork's size counts its working files too (its `.mkpx` layers file, its
+upscaled copy when asked for). Sizes are the files' own where the vault is local (a stat each),
+else what the host declared (post_files.file_bytes, posts.mkpx_file_bytes; the host declares
+no size for an upscaled copy, so from elsewhere it counts only its ZIP entry), plus what the ZIP and the bag add per artwork and
+what its comments and reactions take as JSON: an upper bound, so a part stays within
+`part_bytes` even if its posts gain a few comments before it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+
+from ..core.visibility import visible_comment
+from ..host.vault import (
+    VaultPathError,
+    artwork_path_in,
+    relative_layers_path,
+    relative_upscaled_path,
+    vault_file_in,
+)
+from .incremental import changed
+
+# Zip headers (local, Zip64 extra, data descriptor, central directory, each with the ~60-byte
+# name), the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
+PER_ARTWORK = 1536
+PER_WORKING_FILE = 1024  # the same for a layers file or an upscaled copy beside it
+PER_COMMENT = 320  # its JSON around the body (ids, author, dates, indentation)
+PER_REACTION_KIND = 64
+# The tag files, the JSON files' heads and the ZIP's end, whatever the artworks.
+PER_PART = 64 * 1024
+
+SQL_EXPORT_POSTS = f"""
+SELECT p.id, p.storage_shard, p.storage_key, pf.format,
+       coalesce(pf.file_bytes, 0)::bigint AS file_bytes, p.mkpx_file_bytes::bigint AS layers_bytes,
+       (octet_length(p.title) + coalesce(octet_length(p.description), 0)
+        + coalesce(octet_length(array_to_string(p.hashtags, ' ')), 0))::bigint AS text_bytes,
+       coalesce(c.bytes, 0)::bigint AS comment_bytes, coalesce(r.kinds, 0)::bigint AS kinds
+FROM posts p
+LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
+LEFT JOIN LATERAL (
+    SELECT sum(2 * octet_length(c.body) + {PER_COMMENT}) AS bytes
+    FROM comments c WHERE c.post_id = p.id AND {visible_comment("c")}
+) AS c ON $2
+LEFT JOIN LATERAL (
+    SELECT count(DISTINCT emoji) AS kinds FROM reactions x WHERE x.post_id = p.id
+) AS r ON $3
+WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user AND {changed("$4", "$5")}
+ORDER BY p.created_at DESC, p.id DESC
+"""
+
+
+@dataclass(frozen=True)
+class PlannedPart:
+    post_ids: list[int]
+    estimated_bytes: int
+
+
+def _stat(root: Path, relative: str) -> int | None:
+    try:
+        return os.stat(vault_file_in(root, relative)).st_size
+    except (VaultPathError, OSError):
+        return None  # skipped at build time, with its reason
+
+
+def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict[int, int]:
+    """The vault's own sizes of each artwork's files, where they are (a stat each, on a
+    thread); a file not there counts what the host declared."""
+    root = vault.resolve()
+    sizes: dict[int, int] = {}
+    for row in rows:
+        if row["format"] is None:
+            continue
+        try:
+            path = artwork_path_in(root, row["storage_shard"], row["storage_key"], row["format"])
+            size = os.stat(path).st_size
+        except (VaultPathError, OSError):
+            continue  # skipped at build time, with its reason
+        shard, key = row["storage_shard"], row["storage_key"]
+        if row["layers_bytes"] is not None:
+            size += _stat(root, relative_layers_path(shard, key)) or row["layers_bytes"]
+        if upscaled:
+            size += _stat(root, relative_upscaled_path(shard, key)) or 0
+        sizes[row["id"]] = size
+    return sizes
+
+
+def split(sizes: list[tuple[int, int]], part_bytes: int) -> list[PlannedPart]:
+    """(post id, estimated bytes) in export order → parts, each within `part_bytes` unless it
+    holds one artwork larger than that alone."""
+    budget = max(part_bytes - PER_PART, 1)
+    parts: list[PlannedPart] = []
+    current: list[int] = []
+    size = 0
+    for post_id, estimate in sizes:
+        if current and size + estimate > budget:
+            parts.append(PlannedPart(current, size + PER_PART))
+            current, size = [], 0
+        current.append(post_id)
+        size += estimate
+    if current:
+        parts.append(PlannedPart(current, size + PER_PART))
+    return parts
+
+
+async def plan_parts(
+    pool: asyncpg.Pool,
+    user_id: int,
+    part_bytes: int,
+    *,
+    comments: bool,
+    reactions: bool,
+    vault: Path | None,
+    upscaled: bool = False,
+    changed_since: datetime | None = None,
+    base: list[int] | None = None,
+) -> list[PlannedPart]:
+    """`vault`: stat the files there (None: artworks come from elsewhere; declared sizes).
+    `upscaled`: each artwork's upscaled copy goes in too. `changed_since`, `base`: an
+    incremental export's posts only (exports/incremental.py)."""
+    rows = await pool.fetch(SQL_EXPORT_POSTS, user_id, comments, reactions, changed_since, base)
+    actual = (
+        await asyncio.to_thread(_file_sizes, vault, rows, upscaled) if vault is not None else {}
+    )
+    sizes = [
+        (
+            row["id"],
+            actual.get(row["id"], row["file_bytes"] + (row["layers_bytes"] or 0))
+            + PER_ARTWORK
+            + PER_WORKING_FILE * ((row["layers_bytes"] is not None) + upscaled)
+            + 2 * row["text_bytes"]
+            + row["comment_bytes"]
+            + PER_REACTION_KIND * row["kinds"],
+        )
+        for row in rows
+    ]
+    return split(sizes, part_bytes)

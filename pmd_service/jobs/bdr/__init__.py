@@ -1,1 +1,0 @@
-"""Building a BDR: the arq job, one claimed run, its SQL."""

@@ -1,0 +1,159 @@
+"""The posts endpoints: parse, call the service, answer JSON."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..api.auth import retarget
+from ..api.declaration import Endpoint, Param
+from ..api.keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
+from ..api.responses import json_response
+from ..api.routing import parse_query
+from ..api.validation import path_uuid, read_json
+from ..core.problems import FieldError, bad_request
+from ..host.access import Principal
+from . import batches, listing, undo
+from .filters import check_filter
+from .host_cache import drop_cached_feeds
+from .schemas import (
+    ActionRequest,
+    ActionResult,
+    LicenseList,
+    LicenseRequest,
+    PostPage,
+    PostsQuery,
+    UndoResult,
+)
+
+
+async def list_posts(request: web.Request) -> web.Response:
+    query = parse_query(request, PostsQuery)
+    pool = request.app[DB_POOL]
+    where = await check_filter(pool, query.filter_keys())
+    page = await listing.list_posts(
+        pool, request[PRINCIPAL].target.id, query.limit, query.cursor or None, query.deleted, where
+    )
+    return json_response(page)
+
+
+async def post_action(request: web.Request) -> web.Response:
+    body = await read_json(request, ActionRequest)
+    principal = await retarget(request, body.target_sqid)
+    pool = request.app[DB_POOL]
+    target = await batches.target_of(pool, body.post_ids, body.filter, body.expect_count)
+    values: tuple[object, ...] = ()
+    if body.action == "tags":
+        values = batches.tag_change(body.add, body.remove)
+    elif body.action == "remixable":
+        if body.value is None:
+            raise bad_request(
+                "A `remixable` action needs `value`: true or false.",
+                errors=[FieldError(field="value", message="required for remixable")],
+            )
+        values = (body.value,)
+    outcome = await batches.apply_action(
+        pool, principal, body.action, target, *values,
+        max_posts=request.app[SETTINGS].bulk_max_posts,
+    )  # fmt: skip
+    await _drop_cached_feeds(request, outcome.changed)
+    return _result(outcome, principal)
+
+
+async def _drop_cached_feeds(request: web.Request, changed: int) -> None:
+    cache = request.app[HOST_CACHE]
+    if cache is not None and changed:
+        # Every bulk write changes what the host's cached feeds show (the host's PMD drops them
+        # after hide and delete only, its own edit after a tag change; an unhide, a restore or
+        # a new license must not wait out the cache either).
+        await drop_cached_feeds(cache, request.app[SETTINGS].host_cache_patterns)
+
+
+async def post_license(request: web.Request) -> web.Response:
+    body = await read_json(request, LicenseRequest)
+    principal = await retarget(request, body.target_sqid)
+    pool = request.app[DB_POOL]
+    target = await batches.target_of(pool, body.post_ids, body.filter, body.expect_count)
+    outcome = await batches.set_license(
+        pool, principal, target, body.license_id, max_posts=request.app[SETTINGS].bulk_max_posts
+    )
+    await _drop_cached_feeds(request, outcome.changed)
+    return _result(outcome, principal)
+
+
+def _result(outcome: batches.BatchOutcome, principal: Principal) -> web.Response:
+    undo = None
+    if outcome.action_id is not None:
+        undo = f"/api/pmd/actions/{outcome.action_id}/undo"
+        if principal.as_moderator:
+            undo += f"?target_sqid={principal.target.public_sqid}"
+    return json_response(
+        ActionResult(
+            success=True,
+            affected_count=outcome.acted_on,
+            message=outcome.message,
+            changed_count=outcome.changed,
+            undo=undo,
+        )
+    )
+
+
+async def post_undo(request: web.Request) -> web.Response:
+    principal = request[PRINCIPAL]
+    outcome = await undo.undo(request.app[DB_POOL], principal, path_uuid(request))
+    if outcome.restored:
+        await _drop_cached_feeds(request, outcome.restored)
+    return json_response(
+        UndoResult(
+            success=True,
+            affected_count=outcome.restored,
+            message=outcome.message,
+            left_post_ids=outcome.left,
+        )
+    )
+
+
+async def list_licenses(request: web.Request) -> web.Response:
+    return json_response(await listing.list_licenses(request.app[DB_POOL]))
+
+
+_ACTION_ID = Param(
+    "id",
+    {"type": "string", "format": "uuid"},
+    "The action, from its answer's `undo` link",
+    location="path",
+)
+
+ENDPOINTS = (
+    Endpoint(
+        "get", "/api/pmd/posts", list_posts, "listPosts",
+        "The target's artworks (playlists excluded), newest first, keyset-paginated", "posts",
+        query=PostsQuery, response=PostPage,
+    ),
+    Endpoint(
+        "post", "/api/pmd/action", post_action, "batchAction",
+        "Hide, unhide, delete, restore, retag or set the remix permission of up to 128 posts, "
+        "or of every post a filter matches (with the count approved), all or nothing", "posts",
+        request=ActionRequest, response=ActionResult, problems=(409,),
+        problem_notes={409: "By filter: the matching posts are not `expect_count` any more "
+                            "(`count` carries how many they are now)"},
+    ),
+    Endpoint(
+        "post", "/api/pmd/license", post_license, "batchLicense",
+        "Set (or clear with null) the license of up to 128 posts, or of every post a filter "
+        "matches (with the count approved), all or nothing", "posts",
+        request=LicenseRequest, response=ActionResult, problems=(409,),
+        problem_notes={409: "By filter: the matching posts are not `expect_count` any more "
+                            "(`count` carries how many they are now)"},
+    ),
+    Endpoint(
+        "post", "/api/pmd/actions/{id}/undo", post_undo, "undoAction",
+        "Within 24 hours, put back what a bulk action changed (posts changed since are left)",
+        "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410),
+        problem_notes={409: "Undone already", 410: "Older than 24 hours"},
+    ),
+    Endpoint(
+        "get", "/api/pmd/licenses", list_licenses, "listLicenses",
+        "The licenses a post can carry (for POST /api/pmd/license)", "posts",
+        response=LicenseList,
+    ),
+)  # fmt: skip

@@ -1,0 +1,308 @@
+"""GET /api/pmd/bdr/sse (the stream) and POST /api/pmd/bdr/sse-ticket (the hub's lifetime in
+the app: sse/lifetime.py)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Annotated
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from msgspec import Meta
+
+from ..api import tickets
+from ..api.aiohttp_adapter import direct_framing
+from ..api.auth import bearer, bearer_or_ticket
+from ..api.declaration import Auth, Endpoint, Param
+from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, STREAM_RESPONSE
+from ..api.responses import json_response
+from ..api.routing import parse_query
+from ..api.validation import parse_uuid
+from ..bdr import service as bdr_service
+from ..bdr.schemas import BdrItem
+from ..core.logs import REQUEST_ID_HEADER, request_id_from
+from ..core.problems import bad_request
+from ..exports import service as export_service
+from ..exports.schemas import ExportUpdate
+from . import frames, replay
+from .hub import Hub, Subscriber
+from .pool_turns import Turns
+from .user_lookups import UserLookups
+
+log = logging.getLogger(__name__)
+
+RETRY_MS = 3000
+# After a drain the other servers are up already: come back sooner than after an error.
+RECONNECT_MS = 500
+# Spread reconnects: after a deploy, thousands of clients must not all come back at once.
+RETRY_JITTER_MS = 2000
+STREAM_PATH = "/api/pmd/bdr/sse"
+# Openings handled at once; the others wait their turn holding only their connection and its
+# head. A flood of openings all in flight at once (24,000 in bench.sse --box) left the
+# allocator's arenas fragmented by their short-lived objects, interleaved with the streams'
+# long-lived ones (*one-off, 2026-11-25*, 8,000 streams opened 4,000 at a time: 12.2 KB of RSS
+# a stream, against 11.0 KB opened 100 at a time, and 11.7 KB with this gate). Enough for the
+# openings' user lookups to go many to a query (sse/user_lookups.py); the database's share is
+# bounded anyway (SSE_POOL_TURNS).
+OPENINGS_AT_ONCE = 256
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    # nginx (and proxies that honour it) would otherwise buffer the stream.
+    "X-Accel-Buffering": "no",
+}
+
+
+async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
+    query = parse_query(request, StreamQuery)
+    # The caller's lookup is batched with other openings' (sse/user_lookups.py), in their turns
+    # at the pool.
+    principal = await bearer_or_ticket(request, request.app[SSE_CALLERS].by_sqid)
+    last_event_id = replay.parse_last_event_id(
+        request.headers.get("Last-Event-ID") or query.last_event_id
+    )
+    transport = request.transport
+    if transport is None:  # the client is already gone
+        raise web.HTTPNoContent()
+    sub = request.app[SSE_HUB].subscribe(
+        principal.caller.id, principal.target.id, transport, principal.token_expires_at
+    )
+    return sub, last_event_id
+
+
+async def _open(
+    request: web.Request, target_id: int, last_event_id: int | None, owner: bool
+) -> tuple[EventStream, int]:
+    """Send the opening; returns the response and the watermark (the last event id it holds).
+    `owner`: the caller watches their own downloads (a moderator's stream has no exports)."""
+    recent = request.app[SSE_HUB].recent
+    opening = replay.resumed_from_memory(recent, target_id, last_event_id, owner)
+    if opening is None:
+        async with request.app[SSE_POOL_TURNS]:
+            request.app[SSE_HUB].refuse_if_closing()
+            opening = await replay.opening(request.app[DB_POOL], target_id, last_event_id, owner)
+    response = EventStream(headers=SSE_HEADERS)
+    response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+    await response.prepare(request)
+    request[STREAM_RESPONSE] = response
+    retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
+    await response.write(frames.retry(retry) + opening.body)
+    return response, opening.watermark
+
+
+class EventStream(web.StreamResponse):
+    """The stream's response. Its relay runs in `write_eof`, which aiohttp awaits once the
+    handler and every middleware have returned: a stream open for hours then keeps aiohttp's
+    two frames, this one and `Subscriber.wait` alive, not the whole chain's (three
+    middlewares, the handler and its helpers: ~1 KB a stream, with tens of thousands of
+    streams a process; docs/benchmarks.md). The middlewares see the stream once its opening
+    is out: it is counted, and timed, as opened; a client that leaves later is counted in
+    /metrics (`pmd_sse_streams_ended_total`)."""
+
+    _sub: Subscriber | None = None
+    _hub: Hub | None = None
+
+    def hand_over(self, hub: Hub, sub: Subscriber) -> None:
+        self._hub, self._sub = hub, sub
+        # Sent, and never read again (nor by aiohttp, whose access log is off): ~0.8 KB a
+        # stream.
+        self.headers.clear()
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        hub, sub = self._hub, self._sub
+        if hub is None or sub is None:  # never handed over: the handler failed after prepare
+            await super().write_eof(data)
+            return
+        self._hub = self._sub = None
+        try:
+            # The relay, inline: a coroutine of its own would be one more frame a stream.
+            while True:
+                await sub.wait()
+                if sub.end is not None:
+                    break
+                out: list[bytes] = []
+                if sub.ping_due:
+                    sub.ping_due = False
+                    out.append(frames.PING)
+                sub.collect(out)
+                if out:
+                    await self.write(out[0] if len(out) == 1 else b"".join(out))
+            if sub.transport.is_closing():
+                # The client left (the common end of a stream, `gone`) or was cut off: nothing
+                # to write to. Counted by reason in /metrics rather than logged: a reconnect
+                # storm is a whole site's streams ending at once, and a line each was ~100,000.
+                return
+            if sub.farewell is not None:  # timeout, access_revoked
+                await self.write(sub.farewell)
+            elif sub.end == "shutdown":
+                await self.write(_reconnect_frame())
+        except ConnectionError as exc:
+            sub.end = "gone"
+            log.debug(
+                "GET /api/pmd/bdr/sse: the client went away mid-body (%s)", type(exc).__name__
+            )
+            raise  # aiohttp's own answer to a client gone: no end chunk, the connection closed
+        finally:
+            hub.unsubscribe(sub)
+        await super().write_eof(data)
+
+
+def _reconnect_frame() -> bytes:
+    """A stopping server's last words to a stream: come back (elsewhere) after a spread-out
+    pause, with Last-Event-ID. Pages that know `reconnect` show it as a reconnect, not an
+    error; any other client sees the stream end, which every client already retries."""
+    wait = RECONNECT_MS + random.randrange(RETRY_JITTER_MS)
+    return frames.retry(wait) + frames.event(
+        b"reconnect",
+        {"reason": "shutdown", "retry_ms": wait,
+         "detail": "This server is restarting; reconnecting to another one."},
+    )  # fmt: skip
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    # Subscribe before reading the opening, so nothing committed in between is missed; the
+    # watermark then drops what the opening already holds. The stream's life after the
+    # opening is the response's (EventStream.write_eof), so nothing of this frame, nor the
+    # principal or the opening's bytes, is held for it.
+    sub, last_event_id = await _subscribe(request)
+    hub = request.app[SSE_HUB]
+    try:
+        response, sub.sent = await _open(
+            request, sub.target_id, last_event_id, sub.caller_id == sub.target_id
+        )
+    except BaseException:
+        hub.unsubscribe(sub)
+        raise
+    sub.chunked = direct_framing(response)
+    response.hand_over(hub, sub)  # from here on the response relays, and unsubscribes
+    return response
+
+
+@web.middleware
+async def opening_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outside the problem middleware and the handler: a waiting opening holds none of their
+    frames. The stream itself runs after every middleware has returned (EventStream)."""
+    if request.path != STREAM_PATH:
+        return await handler(request)
+    async with request.app[SSE_OPENING_GATE]:
+        return await handler(request)
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    query = parse_query(request, TicketQuery)
+    # Browsers reconnect with a ticket: a reconnect storm of them is a storm of these too.
+    # Looked up one query each, outside the openings' turns, 12,500 at once queued for the
+    # pool and were answered 503 by the ten thousand, retried, and queued again (bench.sse
+    # --box's ticket storm). The caller's lookup is batched as the openings' are.
+    request[PRINCIPAL] = principal = await bearer(request, request.app[SSE_CALLERS].by_sqid)
+    bdr_id = None
+    if query.bdr_id is not None and query.export_id is not None:
+        raise bad_request("Send `bdr_id` or `export_id`: a ticket opens one download.")
+    if query.bdr_id is not None:
+        bdr_id = parse_uuid(query.bdr_id)
+        # 404 now rather than at the download: the BDR must be the target's.
+        await bdr_service.get(request.app[DB_POOL], bdr_id, principal.target.id)
+    elif query.export_id is not None:
+        # Good for one download of any part of that export (the parts' URLs carry its id).
+        bdr_id = parse_uuid(query.export_id)
+        await export_service.get(request.app[DB_POOL], bdr_id, principal)
+    key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
+    out = await tickets.mint(request.app[REDIS], key, principal, bdr_id)
+    return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+class TicketQuery(msgspec.Struct):
+    """The query of POST /api/pmd/bdr/sse-ticket."""
+
+    bdr_id: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64,
+                description="Mint a ticket for downloading this request's ZIP (only that one); "
+                "without it, a ticket for the stream",
+            ),
+        ]
+        | None
+    ) = None
+    export_id: (
+        Annotated[
+            str,
+            Meta(
+                max_length=64,
+                description="Mint a ticket for downloading one part of this export (the owner's "
+                "own); without it or `bdr_id`, a ticket for the stream",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class StreamQuery(msgspec.Struct):
+    """The query of GET /api/pmd/bdr/sse (EventSource can set neither header)."""
+
+    ticket: (
+        Annotated[
+            str,
+            Meta(
+                description="A ticket from POST /api/pmd/bdr/sse-ticket, instead of the Bearer header"
+            ),
+        ]
+        | None
+    ) = None
+    last_event_id: (
+        Annotated[
+            str,
+            Meta(
+                description="Resume after this event id (for a new EventSource, which cannot set the header)"
+            ),
+        ]
+        | None
+    ) = None
+
+
+ENDPOINTS = (
+    Endpoint(
+        "post", "/api/pmd/bdr/sse-ticket", create_ticket, "createSseTicket",
+        "A single-use, 30-second ticket for EventSource (which cannot send headers), or with "
+        "`bdr_id` for a link to that one ZIP", "downloads",
+        auth=Auth.OWN, query=TicketQuery, response=tickets.TicketOut, problems=(503,),
+    ),
+    Endpoint(
+        "get", STREAM_PATH, stream, "streamBdrs",
+        "Live status of download requests and exports (Server-Sent Events). Events: `retry`, "
+        "then a snapshot (a `bdr_update` per BDR of the 20 newest, data `BdrItem`, and on the "
+        "user's own stream an `export_update` per export of the 20 newest, data "
+        "`ExportUpdate`), then `connected` ({resumed}, with `id:`); then, live, a `bdr_update` "
+        "or `export_update` (with `id:`) per change, in commit order (an `export_update` is a "
+        "few KB whatever the export: counts and at most 12 parts; GET the export for the "
+        "rest); `: ping` every 15 s; `timeout` ({detail}) when the token expires; "
+        "`access_revoked` ({reason, status, detail}) when the account is banned, deactivated "
+        "or loses the role it watched with (checked every 30 s); `retry` and `reconnect` "
+        "({reason, retry_ms, detail}) when the server shuts down: reconnect (with "
+        "Last-Event-ID) to resume. With Last-Event-ID, only the missed events (or `reset` "
+        "({detail}) and the snapshot when it is too old). A moderator's stream of another user "
+        "carries no `export_update`. Auth: Bearer or `ticket`.",
+        "downloads", auth=Auth.OWN, query=StreamQuery, allow_head=False, long_lived=True,
+        response_media="text/event-stream", ok_description="The event stream",
+        problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
+        events=(BdrItem, ExportUpdate),
+    ),
+)  # fmt: skip
+
+SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
+
+# Stream openings whose database queries may run at once (sse/endpoints.py): the rest wait their turn.
+SSE_POOL_TURNS: web.AppKey[Turns] = web.AppKey("sse_openings")
+
+# Stream openings past their head at once (sse/endpoints.py, opening_gate_middleware).
+SSE_OPENING_GATE: web.AppKey[Turns] = web.AppKey("sse_opening_gate")
+
+SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
+
+# Whether the hub tends the process's garbage collector (sse/heap.py): the server process's
+# app only, never an app among others in one process (tests).
+TEND_HEAP: web.AppKey[bool] = web.AppKey("tend_heap")

@@ -1,0 +1,69 @@
+"""The SSE hub's lifetime in the app: started with it (its LISTEN connection, the openings'
+turns at the pool and their batched lookups), every open stream ended at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Collection
+
+from aiohttp import web
+
+from ..api.keys import DB_POOL, SETTINGS
+from . import access
+from .access import Pair, Revoked
+from .endpoints import (
+    OPENINGS_AT_ONCE,
+    SSE_CALLERS,
+    SSE_HUB,
+    SSE_OPENING_GATE,
+    SSE_POOL_TURNS,
+    TEND_HEAP,
+)
+from .heap import HeapKeeper
+from .hub import Hub
+from .pool_turns import Turns
+from .user_lookups import UserLookups
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    pool = app[DB_POOL]
+
+    async def access_check(pairs: Collection[Pair]) -> dict[Pair, Revoked]:
+        return await access.revocations(pool, pairs)
+
+    hub = Hub(
+        # LISTEN needs a session of its own: never through a transaction-mode pooler.
+        settings.direct_url,
+        search_path=settings.search_path,
+        max_per_user=settings.sse_max_per_user,
+        queue_size=settings.sse_queue_size,
+        ping_seconds=settings.sse_ping_seconds,
+        liveness_seconds=settings.sse_liveness_seconds,
+        access_check=access_check,
+        access_check_seconds=settings.sse_access_check_seconds,
+        heap=HeapKeeper() if app[TEND_HEAP] else None,
+    )
+    await hub.start()
+    app[SSE_HUB] = hub
+    # A reconnect storm (a server's every stream after a restart, or a network's after a drop)
+    # is thousands of openings at once, each with its queries. Queued for the pool they would
+    # time out after DB_ACQUIRE_TIMEOUT as 503s, and take every connection from the other
+    # requests meanwhile (measured: docs/benchmarks.md, "One box, every core"). Here they wait
+    # their turn instead, with half the pool, and the kernel's accept queue holds the rest.
+    app[SSE_POOL_TURNS] = turns = Turns(max(1, settings.db_pool_max // 2))
+    app[SSE_CALLERS] = callers = UserLookups(pool, turns, hub.refuse_if_closing)
+    yield
+    await callers.stop()
+    await hub.stop()
+
+
+async def _close_streams(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open handlers: ending every stream here lets
+    # them all finish at once instead of each waiting out the shutdown timeout.
+    if SSE_HUB in app:
+        app[SSE_HUB].close_all()
+
+
+def setup(app: web.Application) -> None:
+    app[SSE_OPENING_GATE] = Turns(OPENINGS_AT_ONCE)
+    app.on_shutdown.append(_close_streams)

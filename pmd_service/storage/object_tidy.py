@@ -1,0 +1,103 @@
+"""Tidying the BDR bucket: uploads left behind, and ZIPs no ready row points at.
+
+Only keys under the store's prefix that carry the service's own names
+(`{user}/pmd-{id}.{run}.zip`) are ever touched; anything else under the prefix, and anything
+outside it, is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import obstore
+from obstore.store import ObjectStore
+
+from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
+from ..host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
+from .zip_files import OBJECT_MISSING
+
+log = logging.getLogger(__name__)
+
+# The run each BDR is being built by right now (the first 8 hex digits of its claim token).
+SQL_LIVE_RUNS = """
+SELECT id, left(replace(claim_token::text, '-', ''), 8) AS run
+FROM batch_download_requests
+WHERE id = ANY($1::uuid[]) AND status = 'processing' AND claim_token IS NOT NULL
+UNION ALL
+SELECT id, left(replace(claim_token::text, '-', ''), 8) AS run
+FROM exports
+WHERE id = ANY($1::uuid[]) AND status = 'processing' AND claim_token IS NOT NULL
+"""
+# An export's part is kept while its part row points at it, as a BDR's ZIP while its row does.
+SQL_READY_FILES = """
+SELECT file_path FROM batch_download_requests
+WHERE status = 'ready' AND file_path = ANY($1::text[])
+UNION ALL
+SELECT file_path FROM export_parts
+WHERE status = 'ready' AND file_path = ANY($1::text[])
+"""
+
+
+def _own(key: str) -> tuple[uuid.UUID, str] | None:
+    """(BDR or export id, run) of a key the service names, None for any other key."""
+    export = EXPORT_OBJECT_RE.fullmatch(key)
+    if export is not None:
+        return uuid.UUID(export["id"]), export["run"]
+    _, _, name = key.rpartition("/")
+    match = OWN_OBJECT_RE.fullmatch(name)
+    if match is None or key.count("/") != 1:
+        return None
+    return uuid.UUID(match["id"]), match["run"]
+
+
+async def abort_dead_uploads(
+    pool: asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
+) -> int:
+    """Abort the uploads of runs that are over: a worker killed mid-upload leaves its parts in
+    the bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR
+    is no longer being built by that run (taken over, cancelled, failed, done); one of another
+    name under the prefix only once older than `min_age_seconds`."""
+    uploads = await incomplete_uploads(url, access)
+    if not uploads:
+        return 0
+    owned = {u.upload_id: _own(u.key) for u in uploads}
+    ids = list({o[0] for o in owned.values() if o is not None})
+    live = {(r["id"], r["run"]) for r in await pool.fetch(SQL_LIVE_RUNS, ids)}
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
+    dead: list[Upload] = [
+        u
+        for u in uploads
+        if ((own := owned[u.upload_id]) is None and u.initiated < cutoff)
+        or (own is not None and own not in live)
+    ]
+    if dead:
+        await abort_uploads(url, access, dead)
+        log.info("aborted %d multipart uploads left behind", len(dead))
+    return len(dead)
+
+
+async def remove_orphan_objects(
+    pool: asyncpg.Pool, store: ObjectStore, min_age_seconds: float
+) -> int:
+    """Delete the service's ZIPs older than `min_age_seconds` that no ready row points at (a
+    run whose commit failed after its upload completed, a row purged while its object was
+    kept)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
+    candidates: dict[str, str] = {}  # file_path -> key
+    async for batch in obstore.list(store, chunk_size=1000):
+        for meta in batch:
+            key = meta["path"]
+            if _own(key) is not None and meta["last_modified"] < cutoff:
+                candidates[f"{BDR_PREFIX}{key}"] = key
+    if not candidates:
+        return 0
+    kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(candidates))}
+    orphans = [key for path, key in candidates.items() if path not in kept]
+    for key in orphans:
+        with contextlib.suppress(*OBJECT_MISSING):
+            await obstore.delete_async(store, key)
+    return len(orphans)

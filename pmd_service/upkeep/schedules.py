@@ -1,0 +1,103 @@
+"""Recurring exports started when due, by the sweep (every minute, and at each worker's start):
+the schedule is a row, so a restart or a lost worker only delays the next export to the next
+sweep. Each due schedule, in one transaction holding its row and the user's export lock:
+an export incremental against the user's newest one that reached `ready` (full when there is
+none), or none when nothing changed; then the count and the next date move on. A user with an
+export still running waits for the next sweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from arq.connections import ArqRedis
+
+from ..core.locks import AdvisoryLock
+from ..core.problems import ProblemError
+from ..exports.incremental import changed_count, followed, removed
+from ..exports.queue import enqueue_export
+from ..exports.service import SQL_RUNNING
+from ..jobs.context import WorkerState
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
+
+log = logging.getLogger(__name__)
+
+SQL_DUE = """
+SELECT user_id, user_sqid, every_days, remaining, part_bytes, include_comments,
+       include_reactions, include_upscaled, send_email
+FROM export_schedules
+WHERE cancelled_at IS NULL AND remaining > 0 AND next_at <= now()
+ORDER BY next_at
+LIMIT 50
+FOR UPDATE SKIP LOCKED
+"""
+SQL_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
+SQL_START = """
+INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
+                     send_email, artwork_count, include_upscaled, follows_id,
+                     follows_started_at, base_post_ids, scheduled)
+SELECT $1, user_sqid, part_bytes, include_comments, include_reactions, send_email, $2,
+       include_upscaled, $3, $4, $5, true
+FROM export_schedules WHERE user_id = $1
+RETURNING id
+"""
+SQL_ARTWORKS = """
+SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user
+"""
+# The next date from the one due, not from now: a schedule keeps its rhythm through a late
+# sweep; one far behind (the workers were down for weeks) starts again from now.
+SQL_ADVANCE = """
+UPDATE export_schedules
+SET remaining = remaining - 1, last_export_id = coalesce($2, last_export_id),
+    next_at = greatest(next_at + make_interval(days => every_days),
+                       now() + make_interval(days => every_days) / 2)
+WHERE user_id = $1
+"""
+
+
+async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
+    """Start what is due; the number of exports started."""
+    started: list[uuid.UUID] = []
+    async with st.pool.acquire() as conn, conn.transaction():
+        for due in await conn.fetch(SQL_DUE):
+            user_id = due["user_id"]
+            await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user_id)
+            if await conn.fetchrow(SQL_RUNNING, user_id) is not None:
+                continue  # the next sweep tries again
+            export_id = await _start(conn, user_id)
+            await conn.execute(SQL_ADVANCE, user_id, export_id)
+            if export_id is not None:
+                started.append(export_id)
+    for export_id in started:
+        # A failed enqueue is the sweep's to redo: the row is pending (sweep.py).
+        try:
+            await enqueue_export(redis, export_id)
+        except Exception:
+            log.warning("scheduled export %s: enqueue failed; the sweep will", export_id)
+    if started:
+        log.info("recurring exports: %d started", len(started))
+    return len(started)
+
+
+async def _start(conn: Conn, user_id: int) -> uuid.UUID | None:
+    try:
+        follows = await followed(conn, user_id, "last")
+    except ProblemError:  # none was ready (the first failed, say): a full one instead
+        count = await conn.fetchval(SQL_ARTWORKS, user_id)
+        if not count:
+            return None
+        export_id: uuid.UUID = await conn.fetchval(SQL_START, user_id, count, None, None, None)
+        return export_id
+    count = await changed_count(conn, user_id, follows)
+    if not count and not await removed(conn, user_id, follows.post_ids):
+        log.info("recurring export of user %d: nothing changed since %s", user_id,
+                 follows.export_id)  # fmt: skip
+        return None
+    export_id = await conn.fetchval(
+        SQL_START, user_id, count, follows.export_id, follows.started_at, follows.post_ids
+    )
+    return export_id

@@ -1,0 +1,107 @@
+"""The one middleware that turns every error into problem+json (RFC 9457)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import ClientConnectionResetError, web
+from aiohttp.typedefs import Handler
+
+from ..api.keys import SETTINGS, STREAM_RESPONSE
+from ..api.problem_responses import CLIENT_CLOSED_REQUEST, answer, client_went_away
+from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+from ..core.problems import ProblemError
+from .outage import OUTAGES, RETRY_AFTER_SECONDS, refused_by
+
+log = logging.getLogger(__name__)
+
+
+def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Response:
+    request.app[OUTAGES].record(service, exc, f"{request.method} {request.path}")
+    return answer(
+        ProblemError(
+            503,
+            f"{service}-unavailable",
+            "Service Unavailable",
+            f"The {service} is not taking connections right now (overloaded or restarting); "
+            f"retry in {RETRY_AFTER_SECONDS} seconds.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    )
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "retry-after"}}
+    status = exc.status
+    if status == 404:
+        detail = f"There is no resource at {request.path}; see /openapi.json for the API."
+    elif status == 405:
+        allowed = exc.headers.get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.path}; use one of: {allowed}."
+    elif status == 413:
+        limit = request.app[SETTINGS].max_body_bytes
+        detail = f"The request body is larger than the {limit}-byte limit; send less data."
+    else:
+        detail = exc.text or exc.reason
+        if detail.startswith(f"{status}:"):
+            detail = exc.reason
+    return answer(ProblemError(status, f"http-{status}", exc.reason, detail, headers=headers))
+
+
+def _adopt_request_id(request: web.Request) -> None:
+    """A stream's handler runs without the request id in its context (request_ids.py: it would
+    cost every open stream); when it fails, its log lines, its error report and its answer
+    carry one all the same: the id its response went out with, else the client's, else a new
+    one (the answer echoes it)."""
+    if REQUEST_ID.get() is not None:
+        return
+    started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
+    sent = started.headers.get(REQUEST_ID_HEADER) if started is not None else None
+    REQUEST_ID.set(sent or request_id_from(request.headers.get(REQUEST_ID_HEADER)))
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except asyncio.CancelledError:
+        # Cancelled because its client left (aiohttp's handler_cancellation, as in its test
+        # server), or at shutdown: either way the client never gets the whole answer.
+        if request.transport is None or request.transport.is_closing():
+            _adopt_request_id(request)
+            client_went_away(request, "went away; its handler was cancelled")
+        raise
+    except Exception as exc:
+        _adopt_request_id(request)
+        started: web.StreamResponse | None = request.get(STREAM_RESPONSE)
+        if started is not None and started.prepared:
+            # Never touch a response already streaming: the client sees the stream end.
+            if isinstance(exc, ConnectionError):
+                client_went_away(request, f"went away mid-body ({type(exc).__name__})")
+            elif not isinstance(exc, ProblemError | web.HTTPException):
+                log.exception("stream %s %s failed", request.method, request.path)
+            return started
+        if isinstance(exc, ClientConnectionResetError):
+            # aiohttp's "Cannot write to closing transport": the client left before the first
+            # bytes of the answer (a stream's opening that waited its turn). A ConnectionError,
+            # but no sign of the database: never counted as its outage.
+            client_went_away(request, f"went away before the answer ({type(exc).__name__})")
+            return web.Response(status=CLIENT_CLOSED_REQUEST)
+        if isinstance(exc, ProblemError):
+            return answer(exc)
+        if isinstance(exc, web.HTTPException):
+            if exc.status < 400:
+                raise
+            return _from_http_exception(request, exc)
+        if (service := refused_by(exc)) is not None:
+            return _unavailable(request, service, exc)
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return answer(
+            ProblemError(
+                500,
+                "internal",
+                "Internal Server Error",
+                "The server failed to handle this request; it has been logged. Try again later.",
+            )
+        )

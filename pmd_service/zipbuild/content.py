@@ -1,0 +1,192 @@
+"""What goes into a BDR ZIP: artworks re-checked at build time, and the JSON files.
+
+Formats are the feature's original ones (`metadata.json`, `comments.json`, `reactions.json`;
+see docs/architecture.md, "ZIP layout") plus `skipped` in
+metadata.json and `parent_id` in each comment. JSON is UTF-8 without escaping, so titles and
+emoji arrive byte-exact. comments.json and reactions.json are streamed (json_files.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from ..core.public_ids import PublicIds
+from .build import Trailing
+from .entry_names import extension, post_sqid, safe_part
+from .json_files import Extras
+from .working_files import NONE, Kind, Outcome, Wanted, WorkingFile, artworks_done, entry_id
+
+# Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
+# since the request are skipped, never exported.
+SQL_POSTS_IN_ORDER = """
+SELECT r.post_id, p.id IS NOT NULL AS found, p.public_sqid, p.owner_id, p.kind,
+       p.deleted_by_user, p.title, p.description, p.created_at, p.width, p.height,
+       p.frame_count, p.hashtags, p.storage_shard, p.storage_key, pf.format AS native_format,
+       p.hidden_by_user, p.hidden_by_mod, l.identifier AS license, p.mkpx_file_bytes
+FROM unnest($1::int[]) WITH ORDINALITY AS r(post_id, ord)
+LEFT JOIN posts p ON p.id = r.post_id
+LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
+LEFT JOIN licenses l ON l.id = p.license_id
+ORDER BY r.ord
+"""
+
+
+@dataclass(frozen=True)
+class Artwork:
+    post_id: int
+    sqid: str
+    title: str
+    description: str | None
+    created_at: datetime
+    width: int | None
+    height: int | None
+    frame_count: int
+    hashtags: list[str]
+    storage_shard: str | None
+    storage_key: uuid.UUID
+    fmt: str  # as the host stores it: finds the file (vault.py refuses any unknown format)
+    hidden_by_user: bool = False
+    hidden_by_mod: bool = False
+    license: str | None = None
+    working: tuple[WorkingFile, ...] = ()  # its working files to add after its image
+
+    @property
+    def ext(self) -> str:
+        return extension(self.fmt)
+
+    @property
+    def filename(self) -> str:
+        """The entry's name under `artworks/`: plan_artworks gives a checked sqid already; the
+        check is repeated here, where every entry name is made, for Artworks built elsewhere."""
+        sqid = self.sqid if safe_part(self.sqid) else str(self.post_id)
+        return f"{sqid}.{self.ext}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    artworks: list[Artwork]
+    skipped: list[tuple[int, str]]  # (post id, reason) known before reading any file
+    sqids: dict[int, str]
+
+    def working_arcnames(self) -> dict[tuple[int, Kind], str]:
+        return {(a.post_id, w.kind): w.arcname for a in self.artworks for w in a.working}
+
+    def artworks_done(self) -> Callable[[int], int]:
+        """The builder's entries done -> artworks done (each artwork's working files follow
+        its image as entries of their own)."""
+        return artworks_done([1 + len(a.working) for a in self.artworks])
+
+    def entries_for(self, artwork: Artwork) -> list[tuple[int, WorkingFile]]:
+        return [(entry_id(artwork.post_id, w.kind), w) for w in artwork.working]
+
+
+async def plan_artworks(
+    conn: asyncpg.Pool, user_id: int, post_ids: list[int], ids: PublicIds, wanted: Wanted = NONE
+) -> Plan:
+    artworks: list[Artwork] = []
+    skipped: list[tuple[int, str]] = []
+    sqids: dict[int, str] = {}
+    for row in await conn.fetch(SQL_POSTS_IN_ORDER, post_ids):
+        post_id = row["post_id"]
+        # Names in the ZIP and its JSON files are built from this: never the host's value as is.
+        sqids[post_id] = post_sqid(row["public_sqid"], post_id, ids)
+        if not row["found"] or row["deleted_by_user"]:
+            skipped.append((post_id, "deleted"))
+        elif row["owner_id"] != user_id:
+            skipped.append((post_id, "not_owner"))
+        elif row["kind"] != "artwork":
+            skipped.append((post_id, "playlist"))
+        elif row["native_format"] is None:
+            skipped.append((post_id, "file_missing"))
+        else:
+            artworks.append(
+                Artwork(
+                    post_id=post_id,
+                    sqid=sqids[post_id],
+                    title=row["title"],
+                    description=row["description"],
+                    created_at=row["created_at"],
+                    width=row["width"],
+                    height=row["height"],
+                    frame_count=row["frame_count"],
+                    hashtags=list(row["hashtags"] or []),
+                    storage_shard=row["storage_shard"],
+                    storage_key=row["storage_key"],
+                    fmt=row["native_format"],
+                    hidden_by_user=row["hidden_by_user"],
+                    hidden_by_mod=row["hidden_by_mod"],
+                    license=row["license"],
+                    working=wanted.for_post(sqids[post_id], row["mkpx_file_bytes"] is not None),
+                )
+            )
+    return Plan(artworks, skipped, sqids)
+
+
+def _json(value: Any) -> bytes:
+    return msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
+
+
+def skipped_entries(skipped: list[tuple[int, str]], sqids: dict[int, str]) -> list[dict[str, Any]]:
+    return [{"post_id": pid, "public_sqid": sqids.get(pid), "reason": why} for pid, why in skipped]
+
+
+def _entry(a: Artwork, full: bool, working: dict[Kind, str]) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "sqid": a.sqid,
+        "filename": a.filename,
+        "title": a.title,
+        "description": a.description,
+        "created_at": a.created_at,
+        "width": a.width,
+        "height": a.height,
+        "frame_count": a.frame_count,
+        "file_format": a.ext,
+        "hashtags": a.hashtags,
+        "license": a.license,  # its identifier (CC-BY-4.0…), null when the post has none
+        # Every file of the post in this ZIP, by role, relative to where metadata.json is.
+        "files": {"artwork": f"artworks/{a.filename}", **working},
+    }
+    if full:  # an export holds hidden posts too: say which
+        entry |= {"hidden_by_user": a.hidden_by_user, "hidden_by_mod": a.hidden_by_mod}
+    return entry
+
+
+def json_files(
+    handle: str,
+    plan: Plan,
+    extras: Extras,
+    added: list[int],
+    skipped: list[tuple[int, str]],
+    export: dict[str, Any] | None = None,
+    working: Outcome | None = None,
+) -> list[tuple[str, Trailing]]:
+    """metadata.json (always), comments.json and reactions.json (when asked), for `added`.
+    `export`: what an export's part adds at the top of metadata.json (its id and place), and
+    each artwork's flags and license. `working`: the working files added and skipped."""
+    now = datetime.now(UTC)
+    by_id = {a.post_id: a for a in plan.artworks}
+    document: dict[str, Any] = {
+        "generated_at": now,
+        "user_handle": handle,
+        **(export or {}),
+        "artwork_count": len(added),
+        "artworks": [
+            _entry(by_id[pid], export is not None, working.added.get(pid, {}) if working else {})
+            for pid in added
+        ],
+        "skipped": skipped_entries(skipped, plan.sqids),
+        # A working file the host declares but could not be read: its artwork is in the ZIP.
+        "skipped_files": [
+            {"post_id": pid, "public_sqid": plan.sqids.get(pid), "file": kind, "reason": why}
+            for pid, kind, why in (working.skipped if working else [])
+        ],
+    }
+    files: list[tuple[str, Trailing]] = [("metadata.json", _json(document))]
+    return [*files, *extras.files(now, added, plan.sqids)]

@@ -1,0 +1,242 @@
+"""Where artwork bytes come from: the vault on disk, ARTWORK_BASE_URL over HTTP, or the
+ARTWORK_STORE bucket.
+
+Only the configured origin is ever fetched, with paths built from validated parts: never a URL
+taken from a row: `art_url` is whatever the host stored, and fetching it would let a row
+send the worker anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aiohttp
+import obstore
+import yarl
+
+from ..host.vault import VaultPathError, artwork_path_in, relative_artwork_path, vault_file_in
+from ..storage.zip_files import OBJECT_MISSING
+from .build import Entry
+from .content import Artwork
+from .working_files import WorkingFile, entry_id, relative_path
+
+if TYPE_CHECKING:
+    from obstore.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+FETCH_ATTEMPTS = 3
+# An artwork larger than this is not an artwork: refuse it rather than hold it in memory.
+MAX_ARTWORK_BYTES = 64 << 20
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=10, sock_read=30)
+
+
+def _arcname(artwork: Artwork) -> str:
+    return f"artworks/{artwork.filename}"
+
+
+def vault_entries(vault: Path, artworks: list[Artwork]) -> Iterator[Entry]:
+    """Paths only, resolved lazily: the build thread iterates this, so the path checks (which
+    stat the filesystem, maybe a network one) never run on the event loop."""
+    root = vault.resolve()
+    for a in artworks:
+        try:
+            path = artwork_path_in(root, a.storage_shard, a.storage_key, a.fmt)
+        except VaultPathError:
+            log.warning("post %s has storage parts that leave the vault; skipped", a.post_id)
+            yield Entry(a.post_id, _arcname(a), skip_reason="file_missing")
+            continue
+        yield Entry(a.post_id, _arcname(a), path=path)
+        for working in a.working:
+            yield _working_entry(root, a, working)
+
+
+def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
+    """A working file from the vault: a missing one is skipped by the builder (file_missing)."""
+    entry = entry_id(a.post_id, working.kind)
+    try:
+        path = vault_file_in(root, relative_path(working.kind, a.storage_shard, a.storage_key))
+    except VaultPathError:
+        return Entry(entry, working.arcname, skip_reason="file_missing")
+    return Entry(entry, working.arcname, path=path)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """ARTWORK_BASE_URL split in two: `url` without any user info, the only form ever requested,
+    logged or put in a message (logging the configured URL as is wrote `user:pass@` into every
+    failure line), and its credentials, sent as an HTTP basic `Authorization` header instead."""
+
+    url: str
+    headers: dict[str, str]
+
+    @classmethod
+    def parse(cls, base_url: str) -> Origin:
+        parsed = yarl.URL(base_url)
+        headers = {}
+        if parsed.user is not None or parsed.password is not None:
+            # yarl decodes the percent-encoding; UTF-8 as RFC 7617 recommends.
+            pair = f"{parsed.user or ''}:{parsed.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        return cls(str(parsed.with_user(None)).rstrip("/"), headers)
+
+
+class _TooLarge(Exception):
+    """The body passed MAX_ARTWORK_BYTES: refused at once, never retried."""
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
+    """The whole body up to EOF, at most MAX_ARTWORK_BYTES of it.
+
+    `content.read(n)` returns only what happens to be buffered (often 64 KiB), so the body is
+    accumulated until EOF. A connection closed before the declared Content-Length (or the last
+    chunk) raises aiohttp.ClientPayloadError here: a transient failure, never a short file.
+    """
+    cap = MAX_ARTWORK_BYTES
+    if resp.content_length is not None and resp.content_length > cap:
+        raise _TooLarge(f"fetch {url}: Content-Length {resp.content_length} is over {cap} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > cap:  # no Content-Length (chunked) or a lying one: stop reading now
+            raise _TooLarge(f"fetch {url}: body over {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwork) -> list[Entry]:
+    arcname = _arcname(artwork)
+    try:
+        path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
+    except VaultPathError:
+        return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
+    wanted = [(artwork.post_id, arcname, path)]
+    for working in artwork.working:
+        entry = entry_id(artwork.post_id, working.kind)
+        try:
+            rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)
+        except VaultPathError:  # the image's own path checked the same parts: never here
+            continue
+        wanted.append((entry, working.arcname, rel))
+    return [await _fetch_file(session, origin, *one) for one in wanted]
+
+
+async def _fetch_file(
+    session: aiohttp.ClientSession, origin: Origin, entry: int, arcname: str, path: str
+) -> Entry:
+    url = f"{origin.url}/{path}"
+    for attempt in range(1, FETCH_ATTEMPTS + 1):
+        try:
+            async with session.get(
+                url, headers=origin.headers, timeout=FETCH_TIMEOUT, allow_redirects=False
+            ) as resp:
+                if resp.status == 404:
+                    return Entry(entry, arcname, skip_reason="file_missing")
+                if resp.status == 200:
+                    return Entry(entry, arcname, data=await _read_capped(resp, url))
+                log.warning("fetch %s: HTTP %s (attempt %d)", url, resp.status, attempt)
+        except _TooLarge as exc:
+            log.warning("%s; skipped", exc)
+            return Entry(entry, arcname, skip_reason="fetch_failed")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("fetch %s: %s (attempt %d)", url, exc, attempt)
+        if attempt < FETCH_ATTEMPTS:
+            await asyncio.sleep(0.5 * 2 ** (attempt - 1))
+    return Entry(entry, arcname, skip_reason="fetch_failed")
+
+
+# An artwork's entries: its image, then its working files.
+Fetch = Callable[[Artwork], Awaitable[list[Entry]]]
+
+
+def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
+    origin = Origin.parse(base_url)
+    return lambda artwork: _fetch(session, origin, artwork)
+
+
+def object_fetcher(store: ObjectStore) -> Fetch:
+    return lambda artwork: _get_object(store, artwork)
+
+
+async def _get_object(store: ObjectStore, artwork: Artwork) -> list[Entry]:
+    """An artwork from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout),
+    then its working files by the same relative paths as in the vault."""
+    arcname = _arcname(artwork)
+    try:
+        path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
+    except VaultPathError:
+        return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
+    entries = [await _get_file(store, artwork.post_id, arcname, path)]
+    for working in artwork.working:
+        rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)
+        entry = entry_id(artwork.post_id, working.kind)
+        entries.append(await _get_file(store, entry, working.arcname, rel))
+    return entries
+
+
+async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> Entry:
+    """obstore retries a failed request itself (3 times, with backoff, within 30 s); what still
+    fails is `fetch_failed`, which makes the whole run retry later, as for the artwork server.
+    """
+    try:
+        result = await obstore.get_async(store, path)
+        if result.meta["size"] > MAX_ARTWORK_BYTES:
+            log.warning("object %s is %d bytes, over %d; skipped", path, result.meta["size"],
+                        MAX_ARTWORK_BYTES)  # fmt: skip
+            return Entry(entry, arcname, skip_reason="fetch_failed")
+        data = await result.bytes_async()
+    except OBJECT_MISSING:
+        return Entry(entry, arcname, skip_reason="file_missing")
+    except (obstore.exceptions.BaseError, OSError) as exc:
+        log.warning("read %s from the artwork store: %s", path, exc)
+        return Entry(entry, arcname, skip_reason="fetch_failed")
+    return Entry(entry, arcname, data=data.to_bytes())
+
+
+async def fetched_in_order(
+    fetch: Fetch, artworks: list[Artwork], concurrency: int
+) -> AsyncGenerator[Entry, None]:
+    """Fetch up to `concurrency` artworks ahead, yield their entries in request order whatever
+    order they finish in.
+
+    The window also bounds memory: at most `concurrency` artworks (with their working files)
+    are held at once.
+    """
+    pending = iter(artworks)
+    window: deque[asyncio.Task[list[Entry]]] = deque()
+    try:
+        for artwork in pending:
+            window.append(asyncio.ensure_future(fetch(artwork)))
+            if len(window) >= concurrency:
+                break
+        while window:
+            entries = await window.popleft()
+            following = next(pending, None)
+            if following is not None:
+                window.append(asyncio.ensure_future(fetch(following)))
+            for entry in entries:
+                yield entry
+    finally:
+        for task in window:
+            task.cancel()
+        await asyncio.gather(*window, return_exceptions=True)
+
+
+def bridge_to_thread(
+    source: AsyncIterator[Entry], loop: asyncio.AbstractEventLoop
+) -> Iterator[Entry]:
+    """A blocking iterator for the build thread over an async source running on `loop`."""
+    while True:
+        future = asyncio.run_coroutine_threadsafe(anext(source, None), loop)
+        entry = future.result()
+        if entry is None:
+            return
+        yield entry

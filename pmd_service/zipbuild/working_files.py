@@ -1,0 +1,124 @@
+"""An artwork's working files beside its image: the host's `.mkpx` layers file (when a post
+declares one, `posts.mkpx_file_bytes`) and its upscaled copy (on request, where it exists).
+
+They travel through the ZIP builder as entries of their own. The builder counts every entry
+as an artwork (its `added`, `skipped` and progress), so a working file's entry carries an id
+no post has (negative, the kind in its low bits): `split` sorts the builder's lists back into
+artworks and working files, and `artworks_done` turns entries done into artworks done.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Literal
+
+from ..host.vault import relative_layers_path, relative_upscaled_path
+from .build import BuildResult
+
+Kind = Literal["layers", "upscaled"]
+_KINDS: tuple[Kind, ...] = ("layers", "upscaled")
+_SLOTS = 4  # room for the kinds in an entry id's low bits
+# Where a working file goes, by layout: a BDR keeps the layers beside the image; a bag gives
+# each kind a folder of its own under data/.
+BDR_FOLDERS: dict[Kind, str] = {"layers": "artworks", "upscaled": "upscaled"}
+BAG_FOLDERS: dict[Kind, str] = {"layers": "layers", "upscaled": "upscaled"}
+_SUFFIXES: dict[Kind, str] = {"layers": "mkpx", "upscaled": "webp"}
+# Not a failure: most posts have no upscaled copy; an absent one is left out, not listed.
+_OPTIONAL: frozenset[Kind] = frozenset({"upscaled"})
+
+
+@dataclass(frozen=True)
+class WorkingFile:
+    kind: Kind
+    arcname: str  # relative to the ZIP's (or the bag's data/) root
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """Which working files a request asks for, and in which layout."""
+
+    layers: bool = False
+    upscaled: bool = False
+    folders: dict[Kind, str] | None = None
+
+    def for_post(self, sqid: str, has_layers: bool) -> tuple[WorkingFile, ...]:
+        folders = self.folders or BDR_FOLDERS
+        kinds: list[Kind] = []
+        if self.layers and has_layers:
+            kinds.append("layers")
+        if self.upscaled:
+            kinds.append("upscaled")
+        return tuple(WorkingFile(k, f"{folders[k]}/{sqid}.{_SUFFIXES[k]}") for k in kinds)
+
+
+NONE = Wanted()
+
+
+def relative_path(kind: Kind, storage_shard: str | None, storage_key: object) -> str:
+    """Where the host keeps it, relative to the vault (also under ARTWORK_BASE_URL and in the
+    artwork store)."""
+    if kind == "layers":
+        return relative_layers_path(storage_shard, str(storage_key))
+    return relative_upscaled_path(storage_shard, str(storage_key))
+
+
+def entry_id(post_id: int, kind: Kind) -> int:
+    return -(post_id * _SLOTS + 1 + _KINDS.index(kind))
+
+
+def _decode(entry: int) -> tuple[int, Kind] | None:
+    if entry >= 0:
+        return None
+    post_id, slot = divmod(-entry, _SLOTS)
+    return post_id, _KINDS[slot - 1]
+
+
+@dataclass
+class Outcome:
+    """The working files of a build: added (post id -> {kind: arcname}) and skipped ones."""
+
+    added: dict[int, dict[Kind, str]]
+    skipped: list[tuple[int, Kind, str]]  # (post id, kind, reason)
+
+
+def split(
+    added: list[int],
+    skipped: list[tuple[int, str]],
+    arcnames: dict[tuple[int, Kind], str],
+) -> tuple[list[int], list[tuple[int, str]], Outcome]:
+    """The builder's lists, sorted back: the artworks' own, and the working files'."""
+    outcome = Outcome({}, [])
+    posts: list[int] = []
+    for entry in added:
+        decoded = _decode(entry)
+        if decoded is None:
+            posts.append(entry)
+        else:
+            outcome.added.setdefault(decoded[0], {})[decoded[1]] = arcnames[decoded]
+    post_skips: list[tuple[int, str]] = []
+    for entry, reason in skipped:
+        decoded = _decode(entry)
+        if decoded is None:
+            post_skips.append((entry, reason))
+        elif not (decoded[1] in _OPTIONAL and reason == "file_missing"):
+            outcome.skipped.append((decoded[0], decoded[1], reason))
+    return posts, post_skips, outcome
+
+
+def artworks_done(counts: Sequence[int]) -> Callable[[int], int]:
+    """Entries done -> artworks done, given each artwork's number of entries (1 + its working
+    files) in build order."""
+    ends = list(accumulate(counts))
+    return lambda entries: bisect.bisect_right(ends, entries)
+
+
+def sorted_out(
+    result: BuildResult, arcnames: dict[tuple[int, Kind], str]
+) -> tuple[BuildResult, Outcome]:
+    """A build's result with the artworks' lists only, and its working files apart."""
+    posts, post_skips, outcome = split(result.added, result.skipped, arcnames)
+    return dataclasses.replace(result, added=posts, skipped=post_skips), outcome
