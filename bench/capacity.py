@@ -35,7 +35,7 @@ from bench.drain import Rig, commands, delta, drain, until
 from bench.objects import plain_put, store_at
 from bench.runner import bounded
 from bench.show import show
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from runs.chaos.seed import Seed
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster, enter, up
 from runs.cluster.netns import possible

@@ -37,7 +37,7 @@ from bench.job import Run, driving
 from bench.runner import service_versions
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path, relative_layers_path

@@ -32,7 +32,7 @@ from bench.zip import (
 )
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles

@@ -108,7 +108,7 @@ async def service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
     import asyncpg
 
-    from pmd_service.core.queue import create_redis
+    from pmd_service.core.redis_client import create_redis
     from support.stack import bench_settings
 
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))

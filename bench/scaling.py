@@ -31,7 +31,7 @@ from bench.job import seed_user
 from bench.show import show
 from bench.zip import make_small_pixel_art
 from pmd_service.core.db import connect
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.jobs.context import job_context, state

@@ -42,7 +42,7 @@ from bench.show import show
 from bench.zip import make_large_pngs, make_small_pixel_art, timed
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import relative_artwork_path

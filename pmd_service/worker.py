@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .bdr.job import process_bdr
 from .bdr.queue import JOB_NAME
 from .core import job_codec, logs
-from .core.queue import redis_settings
+from .core.redis_client import redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
 from .exports.job import process_export
@@ -38,7 +38,7 @@ from .exports.queue import EXPORT_JOB_NAME
 from .jobs import context
 from .jobs.arq_adapter import ArqOptions, PmdWorker
 from .jobs.failures import MAX_ATTEMPTS
-from .jobs.metrics import MetricsPortError
+from .jobs.worker_metrics import MetricsPortError
 from .upkeep.cleanup import cleanup_expired_bdrs
 from .upkeep.sweep import sweep
 

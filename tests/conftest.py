@@ -222,7 +222,7 @@ async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def redis_clean(redis_url: str) -> None:
-    from pmd_service.core.queue import create_redis
+    from pmd_service.core.redis_client import create_redis
 
     redis = create_redis(redis_url)
     await redis.flushdb()

@@ -6,7 +6,7 @@ that read it. JSON carries only data: a job written by anyone else is at worst a
 of the worker's own functions, each of which checks its row in PostgreSQL first.
 
 Every Worker and every ArqRedis of the service are given these two functions
-(core/queue.py, worker.py). A job whose bytes are not this JSON (a pickle, garbage) is
+(core/redis_client.py, worker.py). A job whose bytes are not this JSON (a pickle, garbage) is
 failed by arq with a logged `DeserializationError`, and the worker goes on.
 """
 

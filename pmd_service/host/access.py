@@ -109,7 +109,7 @@ def account_denial(row: asyncpg.Record) -> ProblemError | None:
     """Why this account (a row of `_USER_COLUMNS`) may not use the service now, if it may not.
 
     Applied to every token, every ticket redeemed and, every few seconds, to the callers of
-    open streams (sse/access.py): one rule, so the three cannot drift apart.
+    open streams (sse/revocation.py): one rule, so the three cannot drift apart.
     """
     if row["deactivated"]:
         return unauthorized("This account is deactivated.")

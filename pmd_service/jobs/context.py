@@ -28,7 +28,7 @@ from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..core.startup import stop
 from ..storage.zip_files import ZipFiles
-from .metrics import MetricsServer, WorkerMetrics, metrics_server
+from .worker_metrics import MetricsServer, WorkerMetrics, metrics_server
 
 
 @dataclass
@@ -153,7 +153,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 @asynccontextmanager
 async def job_context(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     """The context arq gives a job, for running one outside the worker (ops CLI, tests)."""
-    from ..core.queue import create_redis
+    from ..core.redis_client import create_redis
 
     ctx: dict[str, Any] = {"redis": create_redis(settings.redis_url)}
     try:

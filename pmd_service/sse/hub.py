@@ -24,9 +24,9 @@ import asyncpg
 from ..core.db import connect
 from ..core.problems import ProblemError
 from . import frames
-from .access import Pair, Revoked
 from .heap import HeapKeeper
 from .recent import RecentEvents
+from .revocation import Pair, Revoked
 
 # Which (caller, target) pairs of open streams lost their access (access.revocations).
 AccessCheck = Callable[[Collection[Pair]], Awaitable[dict[Pair, Revoked]]]

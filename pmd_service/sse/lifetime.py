@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Collection
 from aiohttp import web
 
 from ..api.keys import DB_POOL, SETTINGS
-from . import access
-from .access import Pair, Revoked
+from . import revocation
 from .endpoints import (
     OPENINGS_AT_ONCE,
     SSE_CALLERS,
@@ -21,6 +20,7 @@ from .endpoints import (
 from .heap import HeapKeeper
 from .hub import Hub
 from .pool_turns import Turns
+from .revocation import Pair, Revoked
 from .user_lookups import UserLookups
 
 
@@ -29,7 +29,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = app[DB_POOL]
 
     async def access_check(pairs: Collection[Pair]) -> dict[Pair, Revoked]:
-        return await access.revocations(pool, pairs)
+        return await revocation.revocations(pool, pairs)
 
     hub = Hub(
         # LISTEN needs a session of its own: never through a transaction-mode pooler.

@@ -26,7 +26,7 @@ from ..bdr import endpoints as bdr
 from ..core.db import check_search_path, session, settings_pool
 from ..core.logs import quiet_malformed_requests
 from ..core.migrate import migrate, require_host_tables
-from ..core.queue import create_redis
+from ..core.redis_client import create_redis
 from ..core.settings import Settings
 from ..exports import endpoints as exports
 from ..host.hostcheck import warn_if_host_lacks
@@ -36,14 +36,14 @@ from ..sse import endpoints as sse
 from ..sse import lifetime as sse_hub
 from ..sse.endpoints import SSE_HUB, TEND_HEAP
 from ..storage.zip_files import ZipFiles
-from . import health, metrics, openapi, pages, reference
+from . import health, openapi, pages, reference, request_metrics
 from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
 from .connections import head_deadline_middleware
 from .cors import setup_cors
-from .metrics import download_metrics, internal_metrics_ctx, metrics_middleware
 from .outage import OUTAGES, OutageLog
 from .problem_middleware import problem_middleware
 from .prometheus import METRICS, Metrics
+from .request_metrics import download_metrics, internal_metrics_ctx, metrics_middleware
 
 # The Server header of every answer: aiohttp's own default names the Python and aiohttp
 # versions, which tell an attacker which published flaws to try.
@@ -133,7 +133,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
         (
             *health.ENDPOINTS,
             *openapi.ENDPOINTS,
-            *((metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
+            *((request_metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
             *posts.ENDPOINTS,
             *sse.ENDPOINTS,
             *bdr.ENDPOINTS,

@@ -50,8 +50,8 @@ from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
 from .app import SERVER_NAME, create_app
 from .connections import GuardedSite, count_failed_accepts, raise_descriptor_limit
-from .metrics import MetricsPortError
 from .reference import docs_url
+from .request_metrics import MetricsPortError
 
 PROCESS = "pmd-server"
 LISTEN_BACKLOG = 4096

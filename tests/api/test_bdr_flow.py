@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
 from pmd_service.bdr.queue import enqueue_bdr
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path
 from support.mailbox import Mailbox

@@ -30,7 +30,7 @@ from redis.backoff import AbstractBackoff
 from pmd_service.bdr.job import process_bdr
 from pmd_service.bdr.job_run import Run
 from pmd_service.bdr.queue import job_id
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.host.vault import relative_artwork_path

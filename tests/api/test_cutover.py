@@ -22,7 +22,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.bdr.cutover import import_host_bdrs
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import migrate
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.context import job_context

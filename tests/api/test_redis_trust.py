@@ -19,7 +19,7 @@ from arq.jobs import serialize_job
 
 from pmd_service.api import tickets
 from pmd_service.bdr.queue import JOB_NAME, job_id
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.api import tickets
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.sse import replay
 from pmd_service.sse.endpoints import SSE_HUB

@@ -16,7 +16,7 @@ from redis.exceptions import ResponseError
 from pmd_service.api import tickets
 from pmd_service.api.keys import TICKET_REDEMPTIONS
 from pmd_service.api.ticket_redemptions import Redemptions
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from support.seeding import Factory
 from support.sse import SSE
 from tests.helpers import HUNG, Serve, assert_problem, eventually, mint_ticket

@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
-from pmd_service.core.queue import redis_settings
+from pmd_service.core.redis_client import redis_settings
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from support.stack import free_port

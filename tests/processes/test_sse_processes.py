@@ -15,7 +15,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from pmd_service.core.queue import create_redis
+from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream

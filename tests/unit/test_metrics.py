@@ -9,7 +9,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from pmd_service.web.metrics import METRICS_ADDRESS
+from pmd_service.web.request_metrics import METRICS_ADDRESS
 from support.seeding import Factory
 from tests.helpers import request_bdr
 
