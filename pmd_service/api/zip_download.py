@@ -28,8 +28,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
 import msgspec
-from aiohttp import hdrs, web
-from aiohttp.helpers import ETAG_ANY, ETag
+from aiohttp import ETag, hdrs, web
 from msgspec import Meta
 
 from ..core.problems import ProblemError, gone
@@ -107,7 +106,8 @@ def _seconds(when: datetime) -> int:
 
 
 def _matches(etag: str, tags: tuple[ETag, ...], *, weak: bool) -> bool:
-    if len(tags) == 1 and tags[0].value == ETAG_ANY:
+    # `*` (any ETag) is one ETag of that value in the parsed header (aiohttp's public ETag).
+    if len(tags) == 1 and tags[0].value == "*":
         return True  # the ZIP exists: `*` matches it
     value = etag.removeprefix("W/").strip('"')
     return any(tag.value == value for tag in tags if weak or not tag.is_weak)
