@@ -339,47 +339,236 @@ def _positive_seconds(raw: str) -> int:
     return value
 
 
-# More than the one line of the command list, on each command's --help page.
-DETAILS = {
-    "serve": "Listens on HOST:PORT (127.0.0.1:8080 unless set; PORT=9000 moves it) with "
-    "SERVER_PROCESSES processes, once PostgreSQL and Redis answer (it waits up to "
-    "STARTUP_WAIT_SECONDS for them).",
-    "worker": "Builds the ZIPs, sends the emails, runs the sweep and the daily cleanup, and "
-    "serves its metrics on METRICS_PORT, once PostgreSQL and Redis answer (it waits up to "
-    "STARTUP_WAIT_SECONDS for them). Each log line once, JSON under LOG_FORMAT=json.",
-    "dev": "Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
-    "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 moves "
-    "the server.",
-    "token": "Prints a JWT signed with JWT_SECRET_KEY, carrying the user's roles.",
-    "demo": "The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
-    "into a database with no user (the host tables from `migrate --with-host-tables`), as a "
-    "role that may write them. Needs Pillow (the `embedded` extra; the image built with "
-    "DEMO=true).",
-    "requeue": "A failed request starts over, its attempts reset.",
-    "sweep": "Re-enqueues pending requests and takes over those whose worker is gone.",
-    "cleanup": "Expires downloads and export parts past their expiry, purges old requests and "
-    "events, removes stale files; each step is a line on stderr, the summary goes to stdout. "
-    "--dry-run says what it would do and changes nothing.",
-    "import-host-bdrs": "Progress goes to stderr as it goes through the host's requests.",
-    "export": "A data-subject request: the same full export a user asks for, for any user, "
-    "deactivated or banned too, with no cooldown; one row in the audit log names --reason. "
-    "A worker builds it (the command waits, a progress line on stderr); then each part's "
-    "place, size and SHA-256 are printed (as JSON), and with --to DIR the parts are copied "
-    "there under their download names.",
-}
+def _dev(_: argparse.Namespace) -> int:
+    from .dev.stack import run_dev
+
+    return run_dev()
 
 
-def _describe(sub: Any) -> None:
-    """Each command's --help page starts with what it does (argparse shows `help` only in the
-    list of commands), then its details."""
-    for action in sub._choices_actions:
-        command: argparse.ArgumentParser = sub.choices[action.dest]
-        summary = action.help or ""
-        extra = DETAILS.get(action.dest)
-        command.description = (
-            summary[:1].upper() + summary[1:] + "." + (f" {extra}" if extra else "")
-        )
+def _serve(_: argparse.Namespace) -> int:
+    from .web.serve import main as serve
 
+    serve()
+    return 0
+
+
+def _worker(_: argparse.Namespace) -> int:
+    from .worker import main as worker
+
+    return worker()
+
+
+def _grants_command(args: argparse.Namespace) -> int:
+    check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
+    return _grants(args.role, args.cutover)
+
+
+def _sweep(_: argparse.Namespace, settings: Settings) -> None:
+    from .upkeep.sweep import sweep
+
+    asyncio.run(_run_job(settings, sweep))
+
+
+def _cleanup(args: argparse.Namespace, settings: Settings) -> None:
+    from .upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+
+    if args.dry_run:  # no migration either: nothing is written
+        unchanged = msgspec.structs.replace(settings, auto_migrate=False)
+        asyncio.run(_run_job(unchanged, cleanup_dry_run))
+    else:
+        asyncio.run(_run_job(settings, cleanup_expired_bdrs))
+
+
+def _export(args: argparse.Namespace, settings: Settings) -> None:
+    from .exports.operator import OperatorExportError, check_arguments
+
+    try:
+        check_arguments(args.reason, args.to)
+    except OperatorExportError as exc:
+        raise CliError(str(exc)) from None
+    asyncio.run(_operator_export(settings, args.user, args.reason, args.to))
+
+
+def _check_host_command(args: argparse.Namespace, settings: Settings) -> int:
+    return 0 if asyncio.run(_check_host(settings, args.dev_database, args.privileges)) else 1
+
+
+Argument = tuple[tuple[str, ...], dict[str, Any]]
+
+
+def arg(*names: str, **options: Any) -> Argument:
+    """One argument of a command, as `add_argument` takes it."""
+    return names, options
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """One command: its line in the list of commands, more on its --help page, its arguments,
+    and what it runs: `alone`, before any setting is read (the server, the worker and dev read
+    their own); or `run`, once the settings are read and the database answers (it waits only
+    when told to, --wait), its result on stdout (one JSON line under LOG_FORMAT=json)."""
+
+    name: str
+    help: str
+    details: str = ""
+    arguments: tuple[Argument, ...] = ()
+    alone: Callable[[argparse.Namespace], int] | None = None
+    run: Callable[[argparse.Namespace, Settings], int | None] | None = None
+    reads_redis: bool = True  # False: REDIS_URL is not even read
+    waits_for_redis: Callable[[argparse.Namespace], bool] = lambda _: False
+    needs_secret: bool = False
+
+    def __post_init__(self) -> None:
+        assert (self.alone is None) != (self.run is None), f"{self.name}: `alone` or `run`"
+
+    def description(self) -> str:
+        """What its --help page starts with (argparse shows `help` only in the list)."""
+        more = f" {self.details}" if self.details else ""
+        return self.help[:1].upper() + self.help[1:] + "." + more
+
+
+def _always(_: argparse.Namespace) -> bool:
+    return True
+
+
+WAIT = arg(
+    "--wait", type=_wait_seconds, metavar="SECONDS",
+    help="wait up to SECONDS for the database to answer (default: STARTUP_WAIT_SECONDS when "
+    "set, else a single try, failing within seconds)",
+)  # fmt: skip
+
+COMMANDS = (
+    Command(
+        "migrate", "apply pending database migrations",
+        arguments=(arg(
+            "--with-host-tables", action="store_true",
+            help="development and tests only: first create stand-ins for the host's tables when "
+            "the database has none (nothing else ever creates a host table)",
+        ),),
+        run=lambda args, settings: asyncio.run(_migrate(settings, args.with_host_tables)),
+        reads_redis=False,
+    ),
+    Command(
+        "grants",
+        "print the SQL a host admin runs for a least-privilege database role for the service "
+        "(connects nowhere)",
+        arguments=(
+            arg("--role", required=True, help="the role's name (created if missing)"),
+            arg("--cutover", action="store_true",
+                help="also SELECT on the host's own batch_download_requests, for "
+                "import-host-bdrs"),
+        ),
+        alone=_grants_command,
+    ),
+    Command(
+        "dev", "run everything locally (what `make run` does)",
+        details="Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
+        "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 "
+        "moves the server.",
+        alone=_dev,
+    ),
+    Command(
+        "serve", "run the HTTP server (what `python server.py` does)",
+        details="Listens on HOST:PORT (127.0.0.1:8080 unless set; PORT=9000 moves it) with "
+        "SERVER_PROCESSES processes, once PostgreSQL and Redis answer (it waits up to "
+        "STARTUP_WAIT_SECONDS for them).",
+        alone=_serve,
+    ),
+    Command(
+        "worker", "run the arq worker (the supported form of `arq worker.WorkerSettings`)",
+        details="Builds the ZIPs, sends the emails, runs the sweep and the daily cleanup, and "
+        "serves its metrics on METRICS_PORT, once PostgreSQL and Redis answer (it waits up to "
+        "STARTUP_WAIT_SECONDS for them). Each log line once, JSON under LOG_FORMAT=json.",
+        alone=_worker,
+    ),
+    Command(
+        "token", "mint a Bearer token for a user (dev and support)",
+        details="Prints a JWT signed with JWT_SECRET_KEY, carrying the user's roles.",
+        arguments=(
+            arg("user_sqid", help="the user's public id"),
+            arg("--ttl", type=_positive_seconds, default=3600,
+                help="lifetime in seconds (default 3600)"),
+        ),
+        run=lambda args, settings: asyncio.run(_token(settings, args.user_sqid, args.ttl)),
+        reads_redis=False, needs_secret=True,
+    ),
+    Command(
+        "requeue", "enqueue a BDR again (pending, processing or failed)",
+        details="A failed request starts over, its attempts reset.",
+        arguments=(arg("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)"),),
+        run=lambda args, settings: asyncio.run(_requeue(settings, args.bdr_id)),
+        waits_for_redis=_always,
+    ),
+    Command(
+        "demo", "load the demo user and artworks into an empty database (demo stacks only)",
+        details="The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
+        "into a database with no user (the host tables from `migrate --with-host-tables`), as "
+        "a role that may write them. Needs Pillow (the `embedded` extra; the image built with "
+        "DEMO=true).",
+        run=lambda args, settings: asyncio.run(_demo(settings)),
+    ),
+    Command(
+        "sweep", "run the every-minute sweep once now",
+        details="Re-enqueues pending requests and takes over those whose worker is gone.",
+        run=_sweep, waits_for_redis=_always,
+    ),
+    Command(
+        "cleanup", "run the daily cleanup once now",
+        details="Expires downloads and export parts past their expiry, purges old requests and "
+        "events, removes stale files; each step is a line on stderr, the summary goes to "
+        "stdout. --dry-run says what it would do and changes nothing.",
+        arguments=(arg(
+            "--dry-run", action="store_true",
+            help="say what it would expire and remove (the same counts as a run), change nothing",
+        ),),
+        run=_cleanup,
+    ),
+    Command(
+        "stats", "BDRs by status today, oldest pending, queue depth",
+        run=lambda args, settings: asyncio.run(_stats(settings)), waits_for_redis=_always,
+    ),
+    Command(
+        "import-host-bdrs",
+        "the cut-over from the host's own PMD: rebuild its pending requests, serve its ready "
+        "ZIPs until they expire (a dry run unless --apply; safe to run again)",
+        details="Progress goes to stderr as it goes through the host's requests.",
+        arguments=(arg("--apply", action="store_true", help="write (default: a dry run)"),),
+        run=lambda args, settings: asyncio.run(_import_host_bdrs(settings, args.apply)),
+        waits_for_redis=lambda args: bool(args.apply),
+    ),
+    Command(
+        "export", "export all of one user's artworks for a data-subject request",
+        details="A data-subject request: the same full export a user asks for, for any user, "
+        "deactivated or banned too, with no cooldown; one row in the audit log names --reason. "
+        "A worker builds it (the command waits, a progress line on stderr); then each part's "
+        "place, size and SHA-256 are printed (as JSON), and with --to DIR the parts are copied "
+        "there under their download names.",
+        arguments=(
+            arg("--user", required=True, metavar="SQID", help="the user's public sqid"),
+            arg("--reason", required=True, help="why (written to the audit log)"),
+            arg("--to", type=Path, metavar="DIR", help="copy the parts into DIR"),
+        ),
+        run=_export, waits_for_redis=_always,
+    ),
+    Command(
+        "check-host",
+        "report the host-table indexes and columns the service relies on, and the connected "
+        "role's privileges; prints CREATE INDEX CONCURRENTLY for missing indexes (exit 0 when "
+        "everything fits, 1 when something is missing or does not fit, or the role could "
+        "alter, drop or take over the host's tables)",
+        arguments=(
+            arg("--dev-database", action="store_true",
+                help="accept host tables the service created itself (`migrate "
+                "--with-host-tables`), and a role that could take them over (a dev database's "
+                "admin)"),
+            arg("--privileges", action="store_true",
+                help="with --dev-database: report the connected role's privileges and judge "
+                "them as on the host's database (exit 1 for a role that could take it over): a "
+                "rehearsal of the role check on a scratch database"),
+        ),
+        run=_check_host_command, reads_redis=False,
+    ),
+)  # fmt: skip
 
 DESCRIPTION = """\
 The Post Management Dashboard's backend for a pixel-art site: a person hides, deletes, restores
@@ -393,13 +582,6 @@ docs/configuration.md); a malformed or missing variable is one line naming it. W
 unset URLs start embedded servers (development only). Results go to stdout, once; progress and
 problems to stderr. `COMMAND --help` tells more about one."""
 
-# Commands a person runs against the database: they wait for it only when told to (--wait).
-ONE_SHOT = ("migrate", "token", "requeue", "sweep", "cleanup", "stats", "import-host-bdrs",
-            "check-host", "demo", "export")  # fmt: skip
-USES_REDIS = ("requeue", "sweep", "stats", "export")  # and import-host-bdrs --apply
-# Commands that need no REDIS_URL at all (it is not even read).
-DATABASE_ONLY = ("migrate", "token", "check-host")
-
 
 def _prog() -> str:
     """The name the usage lines show: the console script's, or the module form."""
@@ -407,156 +589,39 @@ def _prog() -> str:
     return name if name == "pmd-service" else "python -m pmd_service"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"pmd-service {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    migrate = sub.add_parser("migrate", help="apply pending database migrations")
-    migrate.add_argument(
-        "--with-host-tables", action="store_true",
-        help="development and tests only: first create stand-ins for the host's tables when "
-        "the database has none (nothing else ever creates a host table)",
-    )  # fmt: skip
-    grants = sub.add_parser(
-        "grants",
-        help="print the SQL a host admin runs for a least-privilege database role for the "
-        "service (connects nowhere)",
-    )
-    grants.add_argument("--role", required=True, help="the role's name (created if missing)")
-    grants.add_argument(
-        "--cutover", action="store_true",
-        help="also SELECT on the host's own batch_download_requests, for import-host-bdrs",
-    )  # fmt: skip
-    sub.add_parser("dev", help="run everything locally (what `make run` does)")
-    sub.add_parser("serve", help="run the HTTP server (what `python server.py` does)")
-    sub.add_parser(
-        "worker", help="run the arq worker (the supported form of `arq worker.WorkerSettings`)"
-    )
-    token = sub.add_parser("token", help="mint a Bearer token for a user (dev and support)")
-    token.add_argument("user_sqid", help="the user's public id")
-    token.add_argument(
-        "--ttl", type=_positive_seconds, default=3600, help="lifetime in seconds (default 3600)"
-    )
-    requeue = sub.add_parser("requeue", help="enqueue a BDR again (pending, processing or failed)")
-    requeue.add_argument("bdr_id", type=_bdr_id, help="the BDR's id (a UUID)")
-    sub.add_parser(
-        "demo", help="load the demo user and artworks into an empty database (demo stacks only)"
-    )
-    sub.add_parser("sweep", help="run the every-minute sweep once now")
-    cleanup = sub.add_parser("cleanup", help="run the daily cleanup once now")
-    cleanup.add_argument(
-        "--dry-run", action="store_true",
-        help="say what it would expire and remove (the same counts as a run), change nothing",
-    )  # fmt: skip
-    sub.add_parser("stats", help="BDRs by status today, oldest pending, queue depth")
-    cutover = sub.add_parser(
-        "import-host-bdrs",
-        help="the cut-over from the host's own PMD: rebuild its pending requests, serve its "
-        "ready ZIPs until they expire (a dry run unless --apply; safe to run again)",
-    )
-    cutover.add_argument("--apply", action="store_true", help="write (default: a dry run)")
-    export = sub.add_parser(
-        "export", help="export all of one user's artworks for a data-subject request"
-    )
-    export.add_argument("--user", required=True, metavar="SQID", help="the user's public sqid")
-    export.add_argument("--reason", required=True, help="why (written to the audit log)")
-    export.add_argument("--to", type=Path, metavar="DIR", help="copy the parts into DIR")
-    check_host = sub.add_parser(
-        "check-host",
-        help="report the host-table indexes and columns the service relies on, and the "
-        "connected role's privileges; prints CREATE INDEX CONCURRENTLY for missing indexes (exit "
-        "0 when everything fits, 1 when something is missing or does not fit, or the role could "
-        "alter, drop or take over the host's tables)",
-    )
-    check_host.add_argument(
-        "--dev-database", action="store_true",
-        help="accept host tables the service created itself (`migrate --with-host-tables`), "
-        "and a role that could take them over (a dev database's admin)",
-    )  # fmt: skip
-    check_host.add_argument(
-        "--privileges", action="store_true",
-        help="with --dev-database: report the connected role's privileges and judge them as on "
-        "the host's database (exit 1 for a role that could take it over): a rehearsal of the "
-        "role check on a scratch database",
-    )  # fmt: skip
-    for name in ONE_SHOT:
-        sub.choices[name].add_argument(
-            "--wait", type=_wait_seconds, metavar="SECONDS",
-            help="wait up to SECONDS for the database to answer (default: STARTUP_WAIT_SECONDS "
-            "when set, else a single try, failing within seconds)",
-        )  # fmt: skip
-    _describe(sub)
-    args = parser.parse_args(argv)
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog=_prog(), description=DESCRIPTION, epilog=EPILOG,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    top.add_argument("--version", action="version", version=f"pmd-service {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        one = sub.add_parser(command.name, help=command.help, description=command.description())
+        for names, options in command.arguments + ((WAIT,) if command.run else ()):
+            one.add_argument(*names, **options)
+    return top
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = next(c for c in COMMANDS if c.name == args.command)
     results = None  # under LOG_FORMAT=json: the command's output, as one JSON line
     try:
-        if args.command == "dev":
-            from .dev.stack import run_dev
-
-            return run_dev()
-        if args.command == "serve":
-            from .web.serve import main as serve
-
-            serve()
-            return 0
-        if args.command == "grants":
-            check_env("pmd")  # it reads two settings, but every mistake is one line everywhere
-            return _grants(args.role, args.cutover)
-        if args.command == "worker":
-            from .worker import main as worker
-
-            return worker()
-        settings = load_settings(
-            "pmd", embedded=dev_servers, needs_secret=args.command == "token",
-            needs_redis=args.command not in DATABASE_ONLY,
-        )  # fmt: skip
+        if command.alone is not None:
+            return command.alone(args)
+        assert command.run is not None
+        settings = load_settings("pmd", embedded=dev_servers, needs_secret=command.needs_secret,
+                                 needs_redis=command.reads_redis)  # fmt: skip
         wait, wait_hint = _wait(args.wait)
-        redis = args.command in USES_REDIS or (args.command == "import-host-bdrs" and args.apply)
+        redis = command.waits_for_redis(args)
         wait_for_services(settings, "pmd", wait=wait, redis=redis, wait_hint=wait_hint)
         results = ResultLine.capture(settings.log_format, args.command)
-        if args.command == "migrate":
-            asyncio.run(_migrate(settings, args.with_host_tables))
-        elif args.command == "token":
-            asyncio.run(_token(settings, args.user_sqid, args.ttl))
-        elif args.command == "demo":
-            asyncio.run(_demo(settings))
-        elif args.command == "requeue":
-            asyncio.run(_requeue(settings, args.bdr_id))
-        elif args.command == "sweep":
-            from .upkeep.sweep import sweep
-
-            asyncio.run(_run_job(settings, sweep))
-        elif args.command == "cleanup":
-            from .upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
-
-            if args.dry_run:  # no migration either: nothing is written
-                unchanged = msgspec.structs.replace(settings, auto_migrate=False)
-                asyncio.run(_run_job(unchanged, cleanup_dry_run))
-            else:
-                asyncio.run(_run_job(settings, cleanup_expired_bdrs))
-        elif args.command == "stats":
-            asyncio.run(_stats(settings))
-        elif args.command == "import-host-bdrs":
-            asyncio.run(_import_host_bdrs(settings, args.apply))
-        elif args.command == "export":
-            from .exports.operator import OperatorExportError, check_arguments
-
-            try:
-                check_arguments(args.reason, args.to)
-            except OperatorExportError as exc:
-                raise CliError(str(exc)) from None
-            asyncio.run(_operator_export(settings, args.user, args.reason, args.to))
-        elif args.command == "check-host":
-            checked = _check_host(settings, args.dev_database, args.privileges)
-            return 0 if asyncio.run(checked) else 1
+        return command.run(args, settings) or 0
     except (CliError, HostTablesMissing, DatabaseSetupError) as exc:
         report(str(exc))
         return 2
     finally:
         if results is not None:
             results.emit()
-    return 0
 
 
 if __name__ == "__main__":

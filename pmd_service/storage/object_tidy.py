@@ -11,6 +11,7 @@ import contextlib
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import asyncpg
 import obstore
@@ -19,6 +20,9 @@ from obstore.store import ObjectStore
 from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
 from ..host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
 from .zip_files import OBJECT_MISSING
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -54,50 +58,74 @@ def _own(key: str) -> tuple[uuid.UUID, str] | None:
     return uuid.UUID(match["id"]), match["run"]
 
 
-async def abort_dead_uploads(
-    pool: asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
-) -> int:
-    """Abort the uploads of runs that are over: a worker killed mid-upload leaves its parts in
-    the bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR
-    is no longer being built by that run (taken over, cancelled, failed, done); one of another
-    name under the prefix only once older than `min_age_seconds`."""
+async def dead_uploads(
+    conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
+) -> list[Upload]:
+    """The uploads of runs that are over: a worker killed mid-upload leaves its parts in the
+    bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR is
+    no longer being built by that run (taken over, cancelled, failed, done): a run never
+    becomes live again; one of another name under the prefix only once older than
+    `min_age_seconds`."""
     uploads = await incomplete_uploads(url, access)
     if not uploads:
-        return 0
+        return []
     owned = {u.upload_id: _own(u.key) for u in uploads}
     ids = list({o[0] for o in owned.values() if o is not None})
-    live = {(r["id"], r["run"]) for r in await pool.fetch(SQL_LIVE_RUNS, ids)}
+    live = {(r["id"], r["run"]) for r in await conn.fetch(SQL_LIVE_RUNS, ids)} if ids else set()
     cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-    dead: list[Upload] = [
+    return [
         u
         for u in uploads
         if ((own := owned[u.upload_id]) is None and u.initiated < cutoff)
         or (own is not None and own not in live)
     ]
+
+
+async def abort_dead_uploads(
+    pool: asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
+) -> int:
+    dead = await dead_uploads(pool, url, access, min_age_seconds)
     if dead:
         await abort_uploads(url, access, dead)
         log.info("aborted %d multipart uploads left behind", len(dead))
     return len(dead)
 
 
+async def orphan_objects(
+    conn: Conn | asyncpg.Pool, store: ObjectStore, min_age_seconds: float
+) -> frozenset[str]:
+    """The service's ZIPs older than `min_age_seconds` that no ready row points at (a run whose
+    commit failed after its upload completed, a row purged while its object was kept), as
+    stored file paths (`bdr/{key}`)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
+    candidates: set[str] = set()
+    async for batch in obstore.list(store, chunk_size=1000):
+        for meta in batch:
+            if _own(meta["path"]) is not None and meta["last_modified"] < cutoff:
+                candidates.add(f"{BDR_PREFIX}{meta['path']}")
+    if not candidates:
+        return frozenset()
+    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(candidates))}
+    return frozenset(candidates - kept)
+
+
+async def remove_objects(
+    pool: asyncpg.Pool, store: ObjectStore, orphans: frozenset[str]
+) -> frozenset[str]:
+    """Delete the `orphans` (from `orphan_objects`) that a ready row still does not point at:
+    those one came to point at since are kept. Returns those deleted."""
+    if not orphans:
+        return frozenset()
+    kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(orphans))}
+    for path in orphans - kept:
+        with contextlib.suppress(*OBJECT_MISSING):
+            await obstore.delete_async(store, path.removeprefix(BDR_PREFIX))
+    return orphans - kept
+
+
 async def remove_orphan_objects(
     pool: asyncpg.Pool, store: ObjectStore, min_age_seconds: float
 ) -> int:
-    """Delete the service's ZIPs older than `min_age_seconds` that no ready row points at (a
-    run whose commit failed after its upload completed, a row purged while its object was
-    kept)."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-    candidates: dict[str, str] = {}  # file_path -> key
-    async for batch in obstore.list(store, chunk_size=1000):
-        for meta in batch:
-            key = meta["path"]
-            if _own(key) is not None and meta["last_modified"] < cutoff:
-                candidates[f"{BDR_PREFIX}{key}"] = key
-    if not candidates:
-        return 0
-    kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(candidates))}
-    orphans = [key for path, key in candidates.items() if path not in kept]
-    for key in orphans:
-        with contextlib.suppress(*OBJECT_MISSING):
-            await obstore.delete_async(store, key)
-    return len(orphans)
+    return len(
+        await remove_objects(pool, store, await orphan_objects(pool, store, min_age_seconds))
+    )

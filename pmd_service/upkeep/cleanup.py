@@ -1,25 +1,29 @@
 """Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket.
 
-`cleanup_dry_run` (`python -m pmd_service cleanup --dry-run`) counts what a run would do, with
-each statement's rows read by a SELECT of its own, in a read-only transaction.
+One path: `plan_cleanup` reads what is due (in one read-only snapshot, the folder or bucket
+only listed) into a `CleanupPlan`; `apply_cleanup` does exactly that plan, each statement taking
+the planned ids and re-checking its condition against the plan's clock, so a row that changed
+in between (a failed request requeued, an export renewed) is left alone, and returns what it
+did as a plan too. `cleanup_dry_run` (`python -m pmd_service cleanup --dry-run`) is the plan's
+summary; `cleanup_expired_bdrs` (the worker's daily job) plans, then applies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
-import obstore
-from obstore.store import S3Store
 
-from ..core.objects import S3Access, StoreUrl, incomplete_uploads
+from ..core.objects import Upload, abort_uploads
 from ..exports.service import COUNTS_FOR_COOLDOWN
 from ..host.vault import (
     BDR_PREFIX,
@@ -31,124 +35,174 @@ from ..host.vault import (
     is_host_file,
 )
 from ..jobs.context import state
-from ..storage.object_tidy import SQL_LIVE_RUNS, abort_dead_uploads, remove_orphan_objects
-from ..storage.object_tidy import SQL_READY_FILES as SQL_READY_OBJECTS
-from ..storage.object_tidy import _own as own_object
+from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
 
 if TYPE_CHECKING:
     from ..core.db import Conn
+    from ..jobs.context import WorkerState
 
 log = logging.getLogger(__name__)
 
 TERMINAL_RETENTION_DAYS = 14
 TEMP_MAX_AGE_SECONDS = 3600
 
-SQL_EXPIRE_DUE = """
-UPDATE batch_download_requests SET status = 'expired'
-WHERE status = 'ready' AND expires_at <= now()
-RETURNING id, file_path
-"""
-SQL_PURGE_TERMINAL = """
-DELETE FROM batch_download_requests
-WHERE status IN ('failed', 'expired', 'cancelled')
-  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
-"""
-# Of the ZIPs found on disk, those a ready row still points at (all others are orphans: a run
-# whose commit failed after its rename, or a row purged while its file was kept).
-SQL_READY_FILES = """
-SELECT file_path FROM batch_download_requests
-WHERE status = 'ready' AND file_path = ANY($1::text[])
-"""
+# Each step's condition, written once: the plan selects the rows it holds, the run re-checks it
+# on the planned ids. $1 is the plan's clock (the database's now() when it was made).
+_TERMINAL = "status IN ('failed', 'expired', 'cancelled')"
+_BDR_DUE = "status = 'ready' AND expires_at <= $1::timestamptz"
 # Exports: ready (or failed, with the parts it built) past their expiry → expired, parts gone.
-SQL_EXPIRE_EXPORTS_DUE = """
-WITH due AS (
-    UPDATE exports SET status = 'expired', parts_version = parts_version + 1
-    WHERE status IN ('ready', 'failed') AND expires_at <= now()
-    RETURNING id
-)
-UPDATE export_parts p SET status = 'expired'
-FROM due WHERE p.export_id = due.id AND p.status = 'ready'
-RETURNING p.file_path
-"""
-# An export that counts for the cooldown stays while it runs ($2, EXPORT_COOLDOWN_SECONDS,
-# which may outlast the 14 days): purged, it would let the next export start at once.
-_IN_COOLDOWN = f"({COUNTS_FOR_COOLDOWN} AND e.created_at > now() - make_interval(secs => $2))"
-# The newest export of a user that was ready stays (its files expire as any): the next
-# incremental export follows it (`since: last`, a recurring schedule).
-_FOLLOWED_NEXT = """(
-    e.covered_post_ids IS NOT NULL AND NOT EXISTS (
+_EXPORT_DUE = "e.status IN ('ready', 'failed') AND e.expires_at <= $1::timestamptz"
+# Finished requests past the retention ($2 days); and, as no foreign key reaches the host's
+# tables (creating one would lock them), those of users the host deleted.
+_BDR_PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_interval(days => $2)
+    OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
+# An export that counts for the cooldown stays while it runs ($3, EXPORT_COOLDOWN_SECONDS,
+# which may outlast the 14 days): purged, it would let the next export start at once. The
+# newest export of a user that was ready stays (its files expire as any): the next incremental
+# export follows it (`since: last`, a recurring schedule).
+_EXPORT_PURGE = f"""(e.expires_at IS NULL OR e.expires_at <= $1::timestamptz)
+  AND coalesce(e.completed_at, e.created_at) < $1::timestamptz - make_interval(days => $2)
+  AND NOT ({COUNTS_FOR_COOLDOWN} AND e.created_at > $1::timestamptz - make_interval(secs => $3))
+  AND NOT (e.covered_post_ids IS NOT NULL AND NOT EXISTS (
         SELECT 1 FROM exports n WHERE n.user_id = e.user_id AND n.covered_post_ids IS NOT NULL
-          AND (n.created_at, n.id) > (e.created_at, e.id))
-)"""
-SQL_PURGE_EXPORTS = f"""
-DELETE FROM exports e
-WHERE status IN ('failed', 'expired', 'cancelled')
-  AND (expires_at IS NULL OR expires_at <= now())
-  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
-  AND NOT {_IN_COOLDOWN}
-  AND NOT {_FOLLOWED_NEXT}
-"""
-SQL_READY_PARTS = """
-SELECT file_path FROM export_parts WHERE status = 'ready' AND file_path = ANY($1::text[])
-"""
-SQL_PURGE_EVENTS = "DELETE FROM bdr_events WHERE created_at < now() - interval '1 day'"
-# No foreign key reaches the host's tables (creating one would lock them), so rows of users the
-# host deleted, and marks of posts no longer deleted (or gone), are tidied here.
-SQL_PURGE_USERS_GONE = """
-DELETE FROM batch_download_requests b
-WHERE status IN ('failed', 'expired', 'cancelled')
-  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
-"""
+          AND (n.created_at, n.id) > (e.created_at, e.id)))"""
+_EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
+# Marks of posts no longer deleted (or gone).
+_MARK_PURGE = "NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)"
 # A moderator's reads audited this hour: only the current hour's rows still decide anything.
-SQL_PURGE_AUDITED_READS = "DELETE FROM audited_reads WHERE hour < now() - interval '1 day'"
+_READ_PURGE = "hour < $1::timestamptz - interval '1 day'"
 # The bulk actions' undo history past its 24 hours (posts/undo.py), with their posts' rows.
-SQL_PURGE_UNDO_HISTORY = """
-WITH gone AS (
-    DELETE FROM bulk_actions WHERE created_at < now() - interval '24 hours' RETURNING id
-)
-DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
+_UNDO_PURGE = "created_at < $1::timestamptz - interval '24 hours'"
+
+# The plan: read in a read-only snapshot. A request or export the plan expires counts as
+# expired for the purges after it ($3, $4: the ids it expires), as in the run.
+SQL_PLAN_EXPIRE = f"SELECT id, file_path FROM batch_download_requests WHERE {_BDR_DUE}"
+SQL_PLAN_EXPIRE_EXPORTS = f"""
+SELECT e.id, coalesce(array_agg(p.file_path ORDER BY p.number)
+                      FILTER (WHERE p.status = 'ready'), '{{}}') AS parts
+FROM exports e LEFT JOIN export_parts p ON p.export_id = e.id
+WHERE {_EXPORT_DUE} GROUP BY e.id
 """
-SQL_PURGE_MODERATOR_MARKS = """
-DELETE FROM moderator_deletions m
-WHERE NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)
+SQL_PLAN_COUNTS = f"""
+SELECT
+  (SELECT count(*) FROM bdr_events WHERE {_EVENT_PURGE}) AS events,
+  (SELECT coalesce(array_agg(post_id), '{{}}') FROM moderator_deletions m WHERE {_MARK_PURGE})
+    AS marks,
+  (SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}) AS audited_reads,
+  (SELECT count(*) FROM bulk_action_posts
+   WHERE action_id IN (SELECT id FROM bulk_actions WHERE {_UNDO_PURGE})) AS undo_rows
+"""
+SQL_PLAN_PURGE = f"""
+SELECT id FROM batch_download_requests b
+WHERE ({_TERMINAL} OR {_BDR_DUE} AND id = ANY($3::uuid[])) AND {_BDR_PURGE}
+"""
+SQL_PLAN_PURGE_EXPORTS = f"""
+SELECT id FROM exports e
+WHERE (e.{_TERMINAL} OR {_EXPORT_DUE} AND e.id = ANY($4::uuid[])) AND {_EXPORT_PURGE}
 """
 
-# The dry run: the rows each statement above would change, read instead. A row the first step
-# would expire counts as expired for the purges after it, as in a run.
-_TERMINAL_AFTER_EXPIRY = (
-    "(status IN ('failed', 'expired', 'cancelled') OR (status = 'ready' AND expires_at <= now()))"
+# The run: each statement on the planned ids ($2, or as named), its condition re-checked.
+SQL_EXPIRE = f"""
+UPDATE batch_download_requests SET status = 'expired'
+WHERE id = ANY($2::uuid[]) AND {_BDR_DUE}
+RETURNING id, file_path
+"""
+SQL_EXPIRE_EXPORTS = f"""
+WITH due AS (
+    UPDATE exports e SET status = 'expired', parts_version = parts_version + 1
+    WHERE e.id = ANY($2::uuid[]) AND {_EXPORT_DUE}
+    RETURNING id
+), parts AS (
+    UPDATE export_parts p SET status = 'expired'
+    FROM due WHERE p.export_id = due.id AND p.status = 'ready'
+    RETURNING p.export_id, p.number, p.file_path
 )
-SQL_EXPIRE_DUE_PREVIEW = """
-SELECT id, file_path FROM batch_download_requests
-WHERE status = 'ready' AND expires_at <= now()
+SELECT due.id, coalesce(array_agg(parts.file_path ORDER BY parts.number)
+                        FILTER (WHERE parts.export_id IS NOT NULL), '{{}}') AS parts
+FROM due LEFT JOIN parts ON parts.export_id = due.id GROUP BY due.id
 """
-SQL_EXPIRE_EXPORTS_DUE_PREVIEW = """
-SELECT p.file_path FROM export_parts p JOIN exports e ON e.id = p.export_id
-WHERE e.status IN ('ready', 'failed') AND e.expires_at <= now() AND p.status = 'ready'
+SQL_PURGE = f"""
+DELETE FROM batch_download_requests b
+WHERE id = ANY($3::uuid[]) AND {_TERMINAL} AND {_BDR_PURGE}
+RETURNING id
 """
-SQL_PURGE_TERMINAL_PREVIEW = f"""
-SELECT count(*) FROM batch_download_requests
-WHERE {_TERMINAL_AFTER_EXPIRY}
-  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
+SQL_PURGE_EXPORTS = f"""
+DELETE FROM exports e
+WHERE e.id = ANY($4::uuid[]) AND e.{_TERMINAL} AND {_EXPORT_PURGE}
+RETURNING id
 """
-SQL_PURGE_EVENTS_PREVIEW = (
-    "SELECT count(*) FROM bdr_events WHERE created_at < now() - interval '1 day'"
-)
-# Those the purge above leaves (younger), whose user the host deleted.
-SQL_PURGE_USERS_GONE_PREVIEW = f"""
-SELECT count(*) FROM batch_download_requests b
-WHERE {_TERMINAL_AFTER_EXPIRY}
-  AND coalesce(completed_at, created_at) >= now() - make_interval(days => $1)
-  AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id)
+SQL_PURGE_EVENTS = f"DELETE FROM bdr_events WHERE {_EVENT_PURGE}"
+SQL_PURGE_MARKS = f"""
+DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURGE}
+RETURNING post_id
 """
-SQL_PURGE_EXPORTS_PREVIEW = f"""
-SELECT count(*) FROM exports e
-WHERE {_TERMINAL_AFTER_EXPIRY}
-  AND (expires_at IS NULL OR expires_at <= now())
-  AND coalesce(completed_at, created_at) < now() - make_interval(days => $1)
-  AND NOT {_IN_COOLDOWN}
-  AND NOT {_FOLLOWED_NEXT}
+SQL_PURGE_AUDITED_READS = f"DELETE FROM audited_reads WHERE {_READ_PURGE}"
+SQL_PURGE_UNDO_HISTORY = f"""
+WITH gone AS (DELETE FROM bulk_actions WHERE {_UNDO_PURGE} RETURNING id)
+DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
 """
+
+
+@dataclass(frozen=True)
+class FolderTidy:
+    """In BDR_PATH: the service's own files older than an hour that no ready row points at."""
+
+    temp_files: frozenset[Path]  # of runs that died
+    orphans: frozenset[Path]  # ZIPs and export parts no ready row points at
+    folders: frozenset[Path]  # user and export folders empty once the plan's files are gone
+
+    def summary(self) -> dict[str, int]:
+        return {"temp_files_removed": len(self.temp_files),
+                "orphan_zips_removed": len(self.orphans), "folders_removed": len(self.folders)}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BucketTidy:
+    """In the BDR bucket: the uploads of runs that are over, and objects no ready row points
+    at (as stored file paths, `bdr/{key}`)."""
+
+    uploads: frozenset[Upload]
+    orphans: frozenset[str]
+
+    def summary(self) -> dict[str, int]:
+        return {"uploads_aborted": len(self.uploads), "orphan_zips_removed": len(self.orphans)}
+
+
+@dataclass(frozen=True)
+class CleanupPlan:
+    """What one cleanup does (a plan), or did (`apply_cleanup`'s result, of the same shape)."""
+
+    at: datetime  # the database's clock when planned: every age is measured from it
+    expire: dict[uuid.UUID, str | None]  # ready requests past expiry → expired, ZIP removed
+    expire_exports: dict[uuid.UUID, tuple[str | None, ...]]  # → expired, with their ready parts
+    purge: frozenset[uuid.UUID]  # finished requests past retention, or whose user is gone
+    purge_exports: frozenset[uuid.UUID]
+    events: int  # events older than a day before `at` (no id is kept: there may be millions)
+    marks: frozenset[int]  # posts whose moderator's mark goes
+    audited_reads: int
+    undo_rows: int  # posts' rows of bulk actions past the undo window
+    tidy: FolderTidy | BucketTidy
+
+    def summary(self) -> dict[str, int]:
+        """The counts the command line prints and the worker logs (the same for either)."""
+        return {
+            "expired": len(self.expire),
+            "export_parts_expired": sum(map(len, self.expire_exports.values())),
+            "purged": len(self.purge) + len(self.purge_exports),
+            "events_purged": self.events,
+            **self.tidy.summary(),
+        }
+
+    def files(self) -> list[str]:
+        return _stored_files(self.expire, self.expire_exports)
+
+
+def _stored_files(
+    expire: dict[uuid.UUID, str | None], expire_exports: dict[uuid.UUID, tuple[str | None, ...]]
+) -> list[str]:
+    """The stored paths of the files the expiries remove (a host's ZIP is never one)."""
+    found = [*expire.values(), *(path for parts in expire_exports.values() for path in parts)]
+    return [path for path in found if path and not is_host_file(path)]
 
 
 def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
@@ -200,168 +254,55 @@ def old_export_files(root: Path, now: float) -> list[Path]:
     return found
 
 
-def remove_empty_export_folders(root: Path) -> int:
-    removed = 0
-    exports = root / EXPORTS_FOLDER
-    if exports.is_dir() and not exports.is_symlink():
-        for folder in exports.iterdir():
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only succeeds when empty
-                removed += 1
-    return removed
-
-
-def remove_files_and_empty_folders(root: Path, files: list[Path]) -> int:
-    for path in files:
-        path.unlink(missing_ok=True)
-    folders = 0
-    if root.is_dir():
-        for user_dir in root.iterdir():
-            if user_dir.is_dir() and not user_dir.is_symlink():
-                try:
-                    user_dir.rmdir()  # only succeeds when empty
-                    folders += 1
-                except OSError:
-                    pass
-    return folders
-
-
-async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
-    st = state(ctx)
-    root = st.settings.bdr_path
-    # A line per step: `python -m pmd_service cleanup` shows its progress on stderr.
-    expired = await st.pool.fetch(SQL_EXPIRE_DUE)
-    for row in expired:
-        await st.zips.remove(row["file_path"])  # never a host's ZIP (imported at the cut-over)
-    parts = await st.pool.fetch(SQL_EXPIRE_EXPORTS_DUE)
-    for row in parts:
-        await st.zips.remove(row["file_path"])
-    log.info(
-        "cleanup: %d downloads past their expiry expired, their ZIPs removed; %d parts of "
-        "expired exports removed", len(expired), len(parts),
-    )  # fmt: skip
-    purged = int((await st.pool.execute(SQL_PURGE_TERMINAL, TERMINAL_RETENTION_DAYS)).split()[-1])
-    events = int((await st.pool.execute(SQL_PURGE_EVENTS)).split()[-1])
-    purged += int((await st.pool.execute(SQL_PURGE_USERS_GONE)).split()[-1])
-    cooldown = float(st.settings.export_cooldown_seconds)
-    purged += int(
-        (await st.pool.execute(SQL_PURGE_EXPORTS, TERMINAL_RETENTION_DAYS, cooldown)).split()[-1]
-    )
-    await st.pool.execute(SQL_PURGE_MODERATOR_MARKS)
-    await st.pool.execute(SQL_PURGE_AUDITED_READS)
-    undo_purged = int((await st.pool.execute(SQL_PURGE_UNDO_HISTORY)).split()[-1])
-    log.info(
-        "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
-        "window purged", purged, events, undo_purged,
-    )  # fmt: skip
-    if st.zips.store is not None:
-        assert st.zips.bucket is not None
-        log.info("cleanup: tidying s3://%s/%s", st.zips.bucket.bucket, st.zips.bucket.prefix)
-        summary = await _tidy_bucket(st.pool, st.zips.store, st.zips.bucket, st.settings.s3_access)
-    else:
-        log.info("cleanup: tidying the folder %s", root)
-        summary = await _tidy_folder(st.pool, root)
-    summary = {
-        "expired": len(expired),
-        "export_parts_expired": len(parts),
-        "purged": purged,
-        "events_purged": events,
-        **summary,
-    }
-    log.info("cleanup: %s", summary)
-    return summary
-
-
-async def _tidy_bucket(
-    pool: asyncpg.Pool, store: S3Store, bucket: StoreUrl, access: S3Access
-) -> dict[str, int]:
-    return {
-        "uploads_aborted": await abort_dead_uploads(pool, bucket, access, TEMP_MAX_AGE_SECONDS),
-        "orphan_zips_removed": await remove_orphan_objects(pool, store, TEMP_MAX_AGE_SECONDS),
-    }
-
-
-async def _tidy_folder(pool: asyncpg.Pool, root: Path) -> dict[str, int]:
-    parts, zips = await asyncio.to_thread(old_files, root, time.time())
-    stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
-    kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(stored))}
-    orphans = [path for name, path in stored.items() if name not in kept]
-    folders = await asyncio.to_thread(remove_files_and_empty_folders, root, parts + orphans)
-    # An export's folder: its temp files of runs that died, and parts no ready row points at.
-    export_files = await asyncio.to_thread(old_export_files, root, time.time())
-    named = {f"{BDR_PREFIX}{EXPORTS_FOLDER}/{f.parent.name}/{f.name}": f for f in export_files}
-    kept_parts = {r["file_path"] for r in await pool.fetch(SQL_READY_PARTS, list(named))}
-    stale = [path for name, path in named.items() if name not in kept_parts]
-    await asyncio.to_thread(remove_files_and_empty_folders, root, stale)
-    folders += await asyncio.to_thread(remove_empty_export_folders, root)
-    return {"temp_files_removed": len(parts), "orphan_zips_removed": len(orphans) + len(stale),
-            "folders_removed": folders}  # fmt: skip
-
-
-async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
-    """What `cleanup_expired_bdrs` would do now, in the same summary (plus `dry_run`), changing
-    nothing: the database is read in a read-only transaction, the folder or bucket only listed."""
-    st = state(ctx)
-    days = TERMINAL_RETENTION_DAYS
-    async with st.pool.acquire() as conn, conn.transaction(readonly=True):
-        expired = await conn.fetch(SQL_EXPIRE_DUE_PREVIEW)
-        parts = await conn.fetch(SQL_EXPIRE_EXPORTS_DUE_PREVIEW)
-        log.info(
-            "cleanup (dry run): %d downloads past their expiry would be expired, their ZIPs "
-            "removed; %d parts of expired exports removed", len(expired), len(parts),
-        )  # fmt: skip
-        purged = int(await conn.fetchval(SQL_PURGE_TERMINAL_PREVIEW, days))
-        purged += int(await conn.fetchval(SQL_PURGE_USERS_GONE_PREVIEW, days))
-        cooldown = float(st.settings.export_cooldown_seconds)
-        purged += int(await conn.fetchval(SQL_PURGE_EXPORTS_PREVIEW, days, cooldown))
-        events = int(await conn.fetchval(SQL_PURGE_EVENTS_PREVIEW))
-        log.info("cleanup (dry run): %d old finished requests and %d old events would be purged",
-                 purged, events)  # fmt: skip
+async def plan_cleanup(st: WorkerState) -> CleanupPlan:
+    """What a run would do now, changing nothing: the database read in one read-only
+    snapshot, the folder or bucket only listed."""
+    days, cooldown = TERMINAL_RETENTION_DAYS, float(st.settings.export_cooldown_seconds)
+    async with st.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
+                                                           readonly=True):  # fmt: skip
+        at: datetime = await conn.fetchval("SELECT now()")
+        expire = {r["id"]: r["file_path"] for r in await conn.fetch(SQL_PLAN_EXPIRE, at)}
+        exports = await conn.fetch(SQL_PLAN_EXPIRE_EXPORTS, at)
+        expire_exports = {r["id"]: tuple(r["parts"]) for r in exports}
+        row = await conn.fetchrow(SQL_PLAN_COUNTS, at)
+        assert row is not None
+        purge = await conn.fetch(SQL_PLAN_PURGE, at, days, list(expire))
+        purge_exports = await conn.fetch(
+            SQL_PLAN_PURGE_EXPORTS, at, days, cooldown, list(expire_exports)
+        )
         if st.zips.store is not None:
             assert st.zips.bucket is not None
-            log.info("cleanup (dry run): listing s3://%s/%s", st.zips.bucket.bucket,
-                     st.zips.bucket.prefix)  # fmt: skip
-            tidy = await _tidy_bucket_preview(conn, st.zips.store, st.zips.bucket,
-                                              st.settings.s3_access)  # fmt: skip
+            tidy: FolderTidy | BucketTidy = BucketTidy(
+                frozenset(await dead_uploads(conn, st.zips.bucket, st.settings.s3_access,
+                                             TEMP_MAX_AGE_SECONDS)),
+                await orphan_objects(conn, st.zips.store, TEMP_MAX_AGE_SECONDS),
+            )  # fmt: skip
         else:
-            root = st.settings.bdr_path
-            log.info("cleanup (dry run): listing the folder %s", root)
-            due = [r["file_path"] for r in [*expired, *parts]]
-            tidy = await _tidy_folder_preview(conn, root, due)
-    return {
-        "dry_run": True,
-        "expired": len(expired),
-        "export_parts_expired": len(parts),
-        "purged": purged,
-        "events_purged": events,
-        **tidy,
-    }
+            files = _stored_files(expire, expire_exports)
+            tidy = await _plan_folder(conn, st.settings.bdr_path, files)
+    return CleanupPlan(
+        at=at, expire=expire, expire_exports=expire_exports,
+        purge=frozenset(r["id"] for r in purge),
+        purge_exports=frozenset(r["id"] for r in purge_exports),
+        events=row["events"], marks=frozenset(row["marks"]), audited_reads=row["audited_reads"],
+        undo_rows=row["undo_rows"], tidy=tidy,
+    )  # fmt: skip
 
 
-async def _tidy_folder_preview(conn: Conn, root: Path, due: list[str | None]) -> dict[str, int]:
-    """`_tidy_folder`'s counts, and the folders it would find empty once the files of the
-    expired rows (`due`) and its own are gone."""
+async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
     temps, zips = await asyncio.to_thread(old_files, root, time.time())
-    stored = {f"{BDR_PREFIX}{z.parent.name}/{z.name}": z for z in zips}
-    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
-    orphans = [path for name, path in stored.items() if name not in kept]
     export_files = await asyncio.to_thread(old_export_files, root, time.time())
-    named = {f"{BDR_PREFIX}{EXPORTS_FOLDER}/{f.parent.name}/{f.name}": f for f in export_files}
-    kept_parts = {r["file_path"] for r in await conn.fetch(SQL_READY_PARTS, list(named))}
-    stale = [path for name, path in named.items() if name not in kept_parts]
-    gone = {*temps, *orphans, *stale}
-    for file_path in due:
-        if file_path and not is_host_file(file_path):
-            with contextlib.suppress(VaultPathError):
-                gone.add(bdr_zip_path(root, file_path))
-    folders = await asyncio.to_thread(_folders_left_empty, root, gone)
-    return {"temp_files_removed": len(temps), "orphan_zips_removed": len(orphans) + len(stale),
-            "folders_removed": folders}  # fmt: skip
+    orphans = await _unused(conn, root, {*zips, *export_files})
+    gone: set[Path] = {*temps, *orphans}
+    for file_path in expired:
+        with contextlib.suppress(VaultPathError):
+            gone.add(bdr_zip_path(root, file_path))
+    folders = await asyncio.to_thread(_emptied_folders, root, gone)
+    return FolderTidy(frozenset(temps), orphans, folders)
 
 
-def _folders_left_empty(root: Path, gone: set[Path]) -> int:
-    """The user folders and export folders that would hold nothing once `gone` is removed (what
-    `remove_files_and_empty_folders` and `remove_empty_export_folders` count)."""
+def _emptied_folders(root: Path, gone: set[Path]) -> frozenset[Path]:
+    """The user folders and export folders that hold nothing once `gone` is removed."""
 
     def emptied(folder: Path) -> bool:
         try:
@@ -369,37 +310,132 @@ def _folders_left_empty(root: Path, gone: set[Path]) -> int:
         except OSError:
             return False
 
-    if not root.is_dir():
-        return 0
-    count = sum(1 for d in root.iterdir() if d.is_dir() and not d.is_symlink() and emptied(d))
-    exports = root / EXPORTS_FOLDER
-    if exports.is_dir() and not exports.is_symlink():
-        count += sum(
-            1 for d in exports.iterdir() if d.is_dir() and not d.is_symlink() and emptied(d)
-        )
-    return count
+    found: list[Path] = []
+    for parent in (root, root / EXPORTS_FOLDER):
+        if parent.is_dir() and not parent.is_symlink():
+            found += (d for d in parent.iterdir() if d.is_dir() and not d.is_symlink())
+    return frozenset(d for d in found if emptied(d))
 
 
-async def _tidy_bucket_preview(
-    conn: Conn, store: S3Store, bucket: StoreUrl, access: S3Access
-) -> dict[str, int]:
-    """`_tidy_bucket`'s counts from listings alone (object_tidy's rules: the same names, ages
-    and rows)."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=TEMP_MAX_AGE_SECONDS)
-    uploads = await incomplete_uploads(bucket, access)
-    owned = {u.upload_id: own_object(u.key) for u in uploads}
-    ids: list[uuid.UUID] = list({o[0] for o in owned.values() if o is not None})
-    live = {(r["id"], r["run"]) for r in await conn.fetch(SQL_LIVE_RUNS, ids)} if ids else set()
-    dead = sum(
-        1
-        for u in uploads
-        if ((own := owned[u.upload_id]) is None and u.initiated < cutoff)
-        or (own is not None and own not in live)
+async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
+    """Do `plan`, and only it; returns what was done (the plan, less what changed meanwhile).
+    A line per step: `python -m pmd_service cleanup` shows its progress on stderr."""
+    pool, at, days = st.pool, plan.at, TERMINAL_RETENTION_DAYS
+    expired = {r["id"]: r["file_path"] for r in await pool.fetch(SQL_EXPIRE, at, list(plan.expire))}
+    exports = await pool.fetch(SQL_EXPIRE_EXPORTS, at, list(plan.expire_exports))
+    expire_exports = {r["id"]: tuple(r["parts"]) for r in exports}
+    done = dataclasses.replace(plan, expire=expired, expire_exports=expire_exports)
+    for file_path in done.files():
+        await st.zips.remove(file_path)
+    log.info(
+        "cleanup: %d downloads past their expiry expired, their ZIPs removed; %d parts of "
+        "expired exports removed", len(expired), done.summary()["export_parts_expired"],
+    )  # fmt: skip
+    purge = await pool.fetch(SQL_PURGE, at, days, list(plan.purge))
+    cooldown = float(st.settings.export_cooldown_seconds)
+    purge_exports = await pool.fetch(
+        SQL_PURGE_EXPORTS, at, days, cooldown, list(plan.purge_exports)
     )
-    candidates: set[str] = set()
-    async for batch in obstore.list(store, chunk_size=1000):
-        for meta in batch:
-            if own_object(meta["path"]) is not None and meta["last_modified"] < cutoff:
-                candidates.add(f"{BDR_PREFIX}{meta['path']}")
-    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_OBJECTS, list(candidates))}
-    return {"uploads_aborted": dead, "orphan_zips_removed": len(candidates - kept)}
+    events = int((await pool.execute(SQL_PURGE_EVENTS, at)).split()[-1])
+    marks = await pool.fetch(SQL_PURGE_MARKS, list(plan.marks))
+    reads = int((await pool.execute(SQL_PURGE_AUDITED_READS, at)).split()[-1])
+    undo_rows = int((await pool.execute(SQL_PURGE_UNDO_HISTORY, at)).split()[-1])
+    done = dataclasses.replace(
+        done, purge=frozenset(r["id"] for r in purge),
+        purge_exports=frozenset(r["id"] for r in purge_exports), events=events,
+        marks=frozenset(r["post_id"] for r in marks), audited_reads=reads, undo_rows=undo_rows,
+    )  # fmt: skip
+    log.info(
+        "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
+        "window purged", len(purge) + len(purge_exports), events, undo_rows,
+    )  # fmt: skip
+    if isinstance(plan.tidy, BucketTidy):
+        assert st.zips.store is not None and st.zips.bucket is not None
+        log.info("cleanup: tidying s3://%s/%s", st.zips.bucket.bucket, st.zips.bucket.prefix)
+        if plan.tidy.uploads:
+            await abort_uploads(st.zips.bucket, st.settings.s3_access, list(plan.tidy.uploads))
+        orphans = await remove_objects(pool, st.zips.store, plan.tidy.orphans)
+        tidy: FolderTidy | BucketTidy = BucketTidy(plan.tidy.uploads, orphans)
+    else:
+        log.info("cleanup: tidying the folder %s", st.settings.bdr_path)
+        tidy = await _tidy_folder(pool, st.settings.bdr_path, plan.tidy)
+    return dataclasses.replace(done, tidy=tidy)
+
+
+async def _unused(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
+    """The ZIPs and export parts among `files` that no ready row points at."""
+    stored = {f"{BDR_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
+    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
+    return frozenset(path for name, path in stored.items() if name not in kept)
+
+
+async def _tidy_folder(pool: asyncpg.Pool, root: Path, plan: FolderTidy) -> FolderTidy:
+    """Removes the planned files still older than an hour (one written since is young again)
+    and, of the orphans, those a ready row still does not point at; then the planned folders
+    that are empty."""
+    orphans = await _unused(pool, root, set(plan.orphans))
+    return await asyncio.to_thread(_remove, plan.temp_files, orphans, plan.folders)
+
+
+def _remove(
+    temps: frozenset[Path], orphans: frozenset[Path], folders: frozenset[Path]
+) -> FolderTidy:
+    now = time.time()
+
+    def removed(paths: frozenset[Path]) -> frozenset[Path]:
+        done = []
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                if now - path.lstat().st_mtime <= TEMP_MAX_AGE_SECONDS:
+                    continue  # written since it was planned
+            path.unlink(missing_ok=True)
+            done.append(path)
+        return frozenset(done)
+
+    temp_files, orphan_files = removed(temps), removed(orphans)
+    emptied = []
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only succeeds when empty
+            emptied.append(folder)
+    return FolderTidy(temp_files, orphan_files, frozenset(emptied))
+
+
+async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
+    """The worker's daily job (and `python -m pmd_service cleanup`): plan, then apply."""
+    st = state(ctx)
+    done = await apply_cleanup(st, await plan_cleanup(st))
+    summary = done.summary()
+    log.info("cleanup: %s", summary)
+    return summary
+
+
+async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
+    """What `cleanup_expired_bdrs` would do now, in the same summary (plus `dry_run`), changing
+    nothing: its plan."""
+    st = state(ctx)
+    plan = await plan_cleanup(st)
+    summary = plan.summary()
+    log.info(
+        "cleanup (dry run): %d downloads past their expiry would be expired, their ZIPs "
+        "removed; %d parts of expired exports removed",
+        summary["expired"], summary["export_parts_expired"],
+    )  # fmt: skip
+    log.info(
+        "cleanup (dry run): %d old finished requests, %d old events and %d posts' undo rows "
+        "past their window would be purged", summary["purged"], plan.events, plan.undo_rows,
+    )  # fmt: skip
+    if isinstance(plan.tidy, BucketTidy):
+        assert st.zips.bucket is not None
+        log.info(
+            "cleanup (dry run): in s3://%s/%s, %d uploads would be aborted and %d orphan ZIPs "
+            "removed", st.zips.bucket.bucket, st.zips.bucket.prefix, len(plan.tidy.uploads),
+            len(plan.tidy.orphans),
+        )  # fmt: skip
+    else:
+        log.info(
+            "cleanup (dry run): in the folder %s, %d temp files, %d orphan ZIPs and %d emptied "
+            "folders would be removed", st.settings.bdr_path, len(plan.tidy.temp_files),
+            len(plan.tidy.orphans), len(plan.tidy.folders),
+        )  # fmt: skip
+    return {"dry_run": True, **summary}

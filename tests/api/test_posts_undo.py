@@ -4,6 +4,7 @@ daily cleanup purges the history."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -140,7 +141,8 @@ async def test_once_within_24_hours_by_who_acted(
     problem = await assert_problem(await _undo(client, user, second["undo"]), 410)
     assert "24 hours" in problem["detail"]
     assert (await _undo(client, user, "/api/pmd/actions/not-a-uuid/undo")).status == 400
-    # The daily cleanup's purge: the history past its window goes, with its posts.
-    await pool.execute(SQL_PURGE_UNDO_HISTORY)
+    # The daily cleanup's purge (as of its plan's clock): the history past its window goes,
+    # with its posts.
+    await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 0
     assert await pool.fetchval("SELECT count(*) FROM bulk_action_posts") == 0

@@ -12,6 +12,7 @@ import sys
 import time
 import tomllib
 import uuid
+from dataclasses import replace as replace_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,15 @@ from msgspec.structs import replace
 from pmd_service.__main__ import main
 from pmd_service.core.objects import incomplete_uploads, open_store
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.context import job_context
+from pmd_service.jobs.context import job_context, state
 from pmd_service.upkeep import cleanup as cleanup_module
-from pmd_service.upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import (
+    FolderTidy,
+    apply_cleanup,
+    cleanup_dry_run,
+    cleanup_expired_bdrs,
+    plan_cleanup,
+)
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory
 from support.stack import database_env, free_port, service_env
@@ -264,6 +271,68 @@ async def test_the_dry_run_says_what_a_run_does_and_changes_nothing(
         "dry_run": True,
         **await cleanup_expired_bdrs(worker_ctx),
     }
+
+
+async def test_the_run_does_the_dry_runs_plan(
+    factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    """Not only the counts: the run expires, purges and removes exactly the rows, files and
+    folders of the plan the dry run shows, and tells what it did as a plan of its own."""
+    await _scenario(factory, settings.bdr_path)
+    st = state(worker_ctx)
+    plan = await plan_cleanup(st)
+    assert {"dry_run": True, **plan.summary()} == await cleanup_dry_run(worker_ctx)
+    assert isinstance(plan.tidy, FolderTidy) and plan.expire and plan.purge and plan.tidy.folders
+    done = await apply_cleanup(st, plan)
+    assert done == plan
+    left = {r["id"] for r in await factory.pool.fetch("SELECT id FROM batch_download_requests")}
+    assert not left & plan.purge
+    expired = await factory.pool.fetch(
+        "SELECT id FROM batch_download_requests WHERE status = 'expired'"
+    )
+    assert {r["id"] for r in expired} == set(plan.expire) - plan.purge
+    gone = plan.tidy.temp_files | plan.tidy.orphans | plan.tidy.folders
+    assert not [path for path in gone if path.exists()]
+
+
+async def test_a_row_changed_after_the_plan_is_left(
+    factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    """Between the plan and its run, a failed request is requeued and an expiring export is
+    renewed: the run re-checks each planned row, so neither is purged or expired, and the
+    export's files and folder stay; the rest of the plan is done."""
+    await _scenario(factory, settings.bdr_path)
+    st = state(worker_ctx)
+    plan = await plan_cleanup(st)
+    requeued = await factory.pool.fetchval(
+        "UPDATE batch_download_requests SET status = 'pending', completed_at = NULL"
+        " WHERE status = 'failed' AND created_at < now() - interval '14 days' RETURNING id"
+    )
+    renewed = await factory.pool.fetchval(
+        "UPDATE exports SET expires_at = now() + interval '1 day' WHERE status = 'ready'"
+        " AND expires_at < now() RETURNING id"
+    )
+    assert requeued in plan.purge and renewed in plan.expire_exports
+    assert isinstance(plan.tidy, FolderTidy)
+    kept_folder = settings.bdr_path / "pmd-exports" / str(renewed)
+    done = await apply_cleanup(st, plan)
+    assert done == replace_dataclass(
+        plan,
+        purge=plan.purge - {requeued},
+        expire_exports={k: v for k, v in plan.expire_exports.items() if k != renewed},
+        tidy=replace_dataclass(plan.tidy, folders=plan.tidy.folders - {kept_folder}),
+    )
+    assert (
+        await factory.pool.fetchval(
+            "SELECT status FROM batch_download_requests WHERE id = $1", requeued
+        )
+        == "pending"
+    )
+    assert sorted(p.name for p in kept_folder.iterdir()) == ["part-1.zip", "part-2.zip"]
+    parts = await factory.pool.fetch(
+        "SELECT status FROM export_parts WHERE export_id = $1", renewed
+    )
+    assert [r["status"] for r in parts] == ["ready", "ready"]
 
 
 async def test_the_dry_run_in_a_bucket(
