@@ -28,8 +28,7 @@ TEMPLATE = "benchmarks.md.j2"
 REPORT = CHECKOUT / "docs" / "benchmarks.md"
 PLOTS = CHECKOUT / "docs" / "plots"
 # Every section of the page, in its order: the benchmark bench/<name>.py.
-SECTIONS = ("zip", "bdr_e2e", "job", "processes", "posts", "filters", "sse", "sse_box", "page",
-            "host_migrate", "worker_memory", "store", "proxy_memory", "scaling", "export")  # fmt: skip
+SECTIONS = ("build", "posts", "filters", "sse", "sse_box", "page", "store", "scaling", "export")
 
 
 def benchmark(name: str) -> ModuleType:
