@@ -36,7 +36,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from zlib_ng import zlib_ng
 
-from bench import cli, plots
+from bench import cli
 from pmd_service.bdr.files import ZipFiles
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
@@ -439,45 +439,6 @@ def main() -> None:
           f"(target <= 20 MB), built in {c['build_s']:.1f} s")  # fmt: skip
     cli.save(args.json, results)
     os.sync()
-
-
-PLOT = "zip_build.png"
-
-
-def plot(figures: dict[str, Any], path: Path) -> None:
-    by_size = figures.get("by_size")
-    if not by_size:  # figures of a run without `--sizes`
-        return
-    plt = plots.pyplot()
-    mb = [row["bytes"] / 1e6 for row in by_size]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 5.6))
-    for key, label, style in (
-        ("seed_s", "seed algorithm (copy to temp dir + zipfile DEFLATED)", "o-"),
-        ("worker_s", "worker build (with fsync)", "s-"),
-        ("durable_floor_s", "plain copy + fsync", "^--"),
-        ("floor_s", "plain copy (floor)", "v--"),
-    ):
-        left.plot(mb, [row[key] * 1000 for row in by_size], style, label=label)
-    left.set_yscale("log")
-    plots.plain_log_ticks(left.yaxis)
-    left.set_xlabel("ZIP size (artworks of ~1 MB each)")
-    left.set(ylabel="build time (ms, log scale), median", title="ZIP build time by ZIP size")
-    plots.below(left, ncols=1)
-    right.plot(mb, [r["seed_s"] / r["worker_s"] for r in by_size], "o-",
-               label="seed ÷ worker (times faster)")  # fmt: skip
-    right.plot(mb, [r["worker_s"] / r["floor_s"] for r in by_size], "s-",
-               label="worker ÷ plain copy (overhead)")  # fmt: skip
-    right.axhline(25, color="C0", linestyle=":", label="target: ≥ 25× faster than seed")
-    right.axhline(2, color="C1", linestyle=":", label="target: ≤ 2.0× the copy")
-    right.set_yscale("log")
-    right.set_yticks([1, 2, 5, 10, 25, 50], ["1×", "2×", "5×", "10×", "25×", "50×"])
-    right.set_xlabel("ZIP size (artworks of ~1 MB each)")
-    right.set_title("Ratios (blue: higher is better; orange: lower is better)")
-    plots.below(right, ncols=1)
-    labels = [f"{r['files']} files\n{x:.0f} MB" for r, x in zip(by_size, mb, strict=True)]
-    for ax in (left, right):
-        plots.log2_x(ax, mb, labels)
-    plots.save(plt, fig, path)
 
 
 if __name__ == "__main__":

@@ -20,14 +20,13 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench import cli, plots
+from bench import cli
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
@@ -355,29 +354,6 @@ def main() -> None:
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
     cli.save(args.json, asyncio.run(_in_stack(max(args.requests, 1), depths, args.big)))
-
-
-PLOT = "posts_depth.png"
-
-
-def plot(posts: dict[str, Any], path: Path) -> None:
-    plt = plots.pyplot()
-    rows = posts["depths"]
-    pages = [r["page"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot(pages, [r["http"]["p50_ms"] for r in rows], "o-", color="C0", label="GET p50")
-    ax.plot(pages, [r["http"]["p99_ms"] for r in rows], "o--", color="C0", label="GET p99")
-    ax.plot(pages, [r["sql"]["p50_ms"] for r in rows], "s-", color="C2", label="its SQL alone p50")
-    ax.plot(pages, [r["sql"]["p99_ms"] for r in rows], "s--", color="C2", label="its SQL alone p99")
-    highest = max(max(r["http"]["p99_ms"], r["sql"]["p99_ms"]) for r in rows)
-    plots.target(ax, 25, "target: p50 ≤ 25 ms", highest)
-    ax.set_xticks(pages)
-    ax.set_xlabel(f"page number ({posts['page_size']} posts per page, of {posts['pages']})")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(f"GET /api/pmd/posts?limit={posts['page_size']} by page depth "
-                 f"({posts['posts']:,} posts)")  # fmt: skip
-    plots.below(ax, ncols=3)
-    plots.save(plt, fig, path)
 
 
 if __name__ == "__main__":

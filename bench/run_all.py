@@ -2,8 +2,8 @@
 
 Each benchmark runs as its own process (bench/runner.py) and its figures are kept, committed, in
 bench/figures/<name>.json; the pages (bench/docs.py) are then rendered from their templates in
-bench/templates/, with PNG plots in docs/plots/. `--only zip,posts` reruns some and renders the
-others from their committed figures; `--report-only` runs nothing.
+bench/templates/. `--only build,posts` reruns some and renders the others from their committed
+figures; `--report-only` runs nothing.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _how_long() -> str:
         took = f"{run['seconds']} s" if "seconds" in run else "not recorded"
         lines.append(f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run {took}")
     lines.append("Files it rewrites (committed): bench/figures/<name>.json of each benchmark "
-                 "run, docs/benchmarks.md, docs/scaling.md, docs/plots/*.png.")  # fmt: skip
+                 "run, docs/benchmarks.md, docs/scaling.md.")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import aiohttp
@@ -31,7 +30,7 @@ import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name
 
-from bench import cli, plots
+from bench import cli
 from bench.build import make_small_pixel_art, seed_user
 from bench.show import show
 from pmd_service.core.db import connect
@@ -571,45 +570,6 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
     cli.save(args.json, asyncio.run(run(args.backlog, args.repeats, args.events)))
-
-
-PLOT = "scaling.png"
-
-
-def plot(f: dict[str, Any], path: Path) -> None:
-    plt = plots.pyplot()
-    fig, (burst, replay) = plt.subplots(1, 2, figsize=(11, 5.2))
-    b = f["burst"]
-    bc = [x["workers"] for x in b]
-    for key, style, label in (
-        ("p50_ms", "o-", "POST → ready p50"),
-        ("p99_ms", "^-", "POST → ready p99"),
-        ("reply_p50_ms", "s--", "POST → 202 reply p50"),
-    ):
-        burst.plot(bc, [x[key] for x in b], style, label=label)
-    burst.set_ylim(0, max(x["max_ms"] for x in b) * 1.1)
-    burst.set_xlabel("worker processes")
-    burst.set_ylabel("ms")
-    burst.set_title(f"(a) {b[0]['users']} users POSTing at once (ready seen over SSE)")
-    burst.set_xticks(bc)
-    plots.below(burst, ncols=3)
-
-    e = f["events"]
-    plain = [x for x in e["replays"] if not x["reset"]]
-    missed = [x["missed"] for x in plain]
-    replay.plot(
-        missed, [x["p50_ms"] for x in plain], "o-", label="stream opening to `connected`, p50"
-    )
-    replay.plot(missed, [x["sql_p50_ms"] for x in plain], "s--", label="its SQL alone, p50")
-    replay.axhline(e["snapshot_ms"], color="C7", linestyle=":",
-                   label="opening without Last-Event-ID (snapshot)")  # fmt: skip
-    replay.set(xscale="log", yscale="log")
-    plots.plain_log_ticks(replay.xaxis)
-    plots.plain_log_ticks(replay.yaxis)
-    replay.set_xlabel("events missed (replayed from an old Last-Event-ID)")
-    replay.set(ylabel="ms", title=f"(b) replay with bdr_events at {e['rows']:,} rows")
-    plots.below(replay, ncols=1)
-    plots.save(plt, fig, path)
 
 
 if __name__ == "__main__":
