@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# Every benchmark under bench/, then docs/benchmarks.md and docs/plots/*.png rewritten from
+# Every benchmark under bench/, then docs/benchmarks.md and docs/scaling.md rewritten from
 # their figures, committed in bench/figures/ (bench/run_all.py; each run is time-bounded:
 # `python -m bench.run_all --help` lists the bounds and what each took last;
 # BENCH_ARGS=--report-only renders the pages without running any).

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +19,3 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
 def save(path: Path | None, figures: Any) -> None:
     if path is not None:
         path.write_text(json.dumps(figures, indent=2, default=str))
-
-
-def run_main(name: str, doc: str | None, run: Callable[[int], Coroutine[Any, Any, Any]],
-             option: str, default: int) -> None:  # fmt: skip
-    """`main` of a benchmark taking one count (`--rounds`): parse, run `run(count)`, save."""
-    p = parser(name, doc)
-    p.add_argument(option, type=int, default=default)
-    args = p.parse_args()
-    save(args.json, asyncio.run(run(getattr(args, option.removeprefix("--").replace("-", "_")))))

@@ -19,4 +19,3 @@ def renders(figures: Path = FIGURES, runs: Path = chaos_doc.RUNS) -> dict[Path, 
 
 def write() -> None:
     render.write(renders())
-    report.draw_plots()

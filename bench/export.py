@@ -33,8 +33,9 @@ import obstore
 from arq.connections import ArqRedis
 
 from bench import cli
-from bench.job import Run, driving
+from bench.build import Run, copy_floor, driving
 from bench.runner import service_versions
+from bench.store import plain_put
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.redis_client import create_redis
@@ -42,11 +43,9 @@ from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path, relative_layers_path
 from pmd_service.storage.zip_files import ZipFiles
-from pmd_service.zipbuild.build import PART_BYTES as ZIP_PART_BYTES
-from pmd_service.zipbuild.build import PARTS_IN_FLIGHT
+from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from support.seeding import Factory
 from support.stack import fresh_stack, service_env, start_worker, stop
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
@@ -65,11 +64,6 @@ BUSY_FROM, BUSY_UNTIL = 0.05, 0.8
 # of 3 GB and the BDRs around them should no vacuumed volume take writes again.
 SEAWEED_SETTLED_BYTES, SEAWEED_VOLUMES = 64 << 20, 128
 
-# As the server inserts one, with the API's defaults (comments and reactions included).
-SQL_EXPORT = """
-INSERT INTO exports (user_id, user_sqid, part_bytes, artwork_count) VALUES ($1, $2, $3, $4)
-RETURNING id
-"""
 SQL_EXPORT_ROW = """
 SELECT status, artwork_count, progress_done, total_bytes, skipped, error_message, started_at,
        completed_at, extract(epoch FROM completed_at - started_at)::float8 AS build_s
@@ -100,31 +94,14 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
     """A user with `n` artworks of 0.9–1.1 MB of random bytes in the vault, each post a second
     older than the one before (the export's order is known); `layers`: each with a layers
     file of 40% its size."""
-    user = await Factory(conn, settings).user(handle)
+    user = await seeding.Factory(conn, settings).user(handle)
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]
     shards = [f"{i % 64:02x}/{i * 7 % 64:02x}" for i in range(n)]
     sizes = [rng.randrange(900_000, 1_100_000) for _ in range(n)]
     created = [datetime.now(UTC) - timedelta(seconds=i) for i in range(n)]
-    rows = await conn.fetch(
-        "INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at) "
-        "SELECT k, s, $3, 'artwork ' || o, c "
-        "FROM unnest($1::uuid[], $2::text[], $4::timestamptz[]) WITH ORDINALITY AS u(k, s, c, o) "
-        "ORDER BY o RETURNING id",
-        keys, shards, user.id, created,
-    )  # fmt: skip
-    post_ids: list[int] = [r[0] for r in rows]
-    sqids = [PublicIds(settings.sqids_alphabet).encode(p) for p in post_ids]
-    await conn.execute(
-        "UPDATE posts p SET public_sqid = u.q FROM unnest($1::int[], $2::text[]) AS u(i, q) "
-        "WHERE p.id = u.i",
-        post_ids, sqids,
-    )  # fmt: skip
-    await conn.execute(
-        "INSERT INTO post_files (post_id, format, file_bytes, is_native) "
-        "SELECT i, 'png', b, true FROM unnest($1::int[], $2::int[]) AS u(i, b)",
-        post_ids, sizes,
-    )  # fmt: skip
+    ids = PublicIds(settings.sqids_alphabet)
+    post_ids = await seeding.posts_with_files(conn, ids, user.id, keys, shards, created, sizes)
     paths = [
         artwork_path(settings.vault_path, s, k, "png") for s, k in zip(shards, keys, strict=True)
     ]
@@ -153,9 +130,11 @@ async def request_export(run: Run, owner: Owner, redis: ArqRedis | None = None
                          ) -> tuple[uuid.UUID, float]:  # fmt: skip
     """The export's id and the worker's CPU time then; `redis`: another queue (the control)."""
     cpu = cpu_seconds(run.worker_pid)
-    export_id: uuid.UUID = await run.conn.fetchval(
-        SQL_EXPORT, owner.id, owner.sqid, PART_BYTES, len(owner.post_ids)
-    )
+    # As the server inserts one, with the API's defaults (comments and reactions included).
+    export_id: uuid.UUID = await seeding.insert_row(
+        run.conn, "exports", user_id=owner.id, user_sqid=owner.sqid, part_bytes=PART_BYTES,
+        artwork_count=len(owner.post_ids),
+    )  # fmt: skip
     await enqueue_export(redis or run.redis, export_id)
     return export_id, cpu
 
@@ -223,16 +202,13 @@ def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
     started = time.perf_counter()
     for group in groups:
         if zips.store is not None:
-            obstore.put(zips.store, "floor.bin", _read(group), use_multipart=True,
-                        chunk_size=ZIP_PART_BYTES, max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
+            plain_put(zips.store, "floor.bin", group)
             size += obstore.head(zips.store, "floor.bin")["size"]
             obstore.delete(zips.store, "floor.bin")
-            continue
-        out = zips.root.parent / "floor.bin"
-        with open(out, "wb", buffering=0) as target:
-            size += sum(map(target.write, _read(group)))
-            os.fsync(target.fileno())
-        out.unlink()
+        else:
+            copy_floor(group, out := zips.root.parent / "floor.bin", durable=True)
+            size += out.stat().st_size
+            out.unlink()
     return {"build_s": time.perf_counter() - started, "bytes": size}
 
 

@@ -20,14 +20,13 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bench import cli, plots
+from bench import cli
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
@@ -37,47 +36,19 @@ from pmd_service.posts import batch_sql
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
 from support.measures import percentile
-from support.seeding import bulk_users
+from support.seeding import (
+    bulk_users,
+    files_comments_reactions,
+    insert_row,
+    listed_posts,
+    set_public_sqids,
+)
 from support.stack import fresh_stack
 
 POSTS, OTHER_POSTS, PAGE, BATCH = 10_000, 20_000, 512, 128
 TARGET_RATIO = {True: 1.3, False: 1.6}  # GET p50 / floor p50, with post sqids set and NULL
 TARGET_SCALE_RATIO = 1.2  # the big user's GET p50 / the 10,000-post user's, page for page
 
-SQL_SEED_POSTS = """
-INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, kind, width,
-                   height, frame_count, art_url, view_count, license_id, created_at,
-                   hidden_by_user, deleted_by_user, deleted_by_user_date)
-SELECT gen_random_uuid(), to_hex(g % 256), $1, 'Artwork ' || g, 'A piece of pixel art #' || g,
-       $3, 64, 64, 1 + g % 8, '/vault/' || to_hex(g % 256) || '/' || g || '.png', g % 1000,
-       CASE WHEN g % 3 = 0 THEN $4::int END,
-       -- Four posts per second: many share a timestamp, as bulk uploads do.
-       timestamptz '2024-01-01' + make_interval(secs => (g / 4)::double precision),
-       g % 17 = 0, $5, CASE WHEN $5 THEN now() - interval '1 day' END
-FROM generate_series(1, $2) AS g
-RETURNING id
-"""
-SQL_SET_SQIDS = """
-UPDATE posts p SET public_sqid = s.sqid
-FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE p.id = s.id
-"""
-SQL_SEED_FILES = """
-INSERT INTO post_files (post_id, format, file_bytes, is_native)
-SELECT id, 'png', 1000 + id % 5000, true FROM posts
-UNION ALL
-SELECT id, 'webp', 800 + id % 4000, false FROM posts WHERE id % 2 = 0
-"""
-# About 3 comments (one of them not visible) and 5 reactions per post.
-SQL_SEED_COMMENTS = """
-INSERT INTO comments (post_id, author_id, body, hidden_by_mod, deleted_by_owner)
-SELECT p.id, $1, 'Nice work', c = 3 AND p.id % 2 = 0, c = 3 AND p.id % 2 = 1
-FROM posts p, generate_series(1, 3) AS c
-"""
-SQL_SEED_REACTIONS = """
-INSERT INTO reactions (post_id, user_id, emoji)
-SELECT p.id, $1, (ARRAY['❤️', '🔥', '👍', '✨', '😂'])[r]
-FROM posts p, generate_series(1, 5) AS r
-"""
 LIVE = "owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user"
 SQL_TOTAL = f"SELECT count(*) FROM posts WHERE {LIVE}"
 SQL_OWNED = f"SELECT id FROM posts WHERE {LIVE} ORDER BY id"
@@ -136,15 +107,12 @@ async def seed_listers(
     try:
         await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
         other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
-        license_id = await conn.fetchval(
-            "INSERT INTO licenses (identifier, title) VALUES ('CC-BY-4.0', 'CC BY 4.0') "
-            "RETURNING id"
-        )
+        license_id = await insert_row(conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0")
         with_sqids: list[int] = []
 
         async def posts(user: int, count: int, kind: str, deleted: bool, sqids: bool) -> None:
-            rows = await conn.fetch(SQL_SEED_POSTS, user, count, kind, license_id, deleted)
-            with_sqids.extend(r["id"] for r in rows if sqids)
+            made = await listed_posts(conn, user, count, kind, license_id, deleted)
+            with_sqids.extend(made if sqids else [])
 
         # The other user's posts before and after: the listed ones are not alone in the table.
         await posts(other, OTHER_POSTS // 2, "artwork", False, True)
@@ -153,10 +121,8 @@ async def seed_listers(
             await posts(user, 300, "playlist", False, sqids)
             await posts(user, 300, "artwork", True, sqids)
         await posts(other, OTHER_POSTS // 2, "artwork", False, True)
-        await conn.execute(SQL_SET_SQIDS, with_sqids, [ids.encode(i) for i in with_sqids])
-        await conn.execute(SQL_SEED_FILES)
-        await conn.execute(SQL_SEED_COMMENTS, fan)
-        await conn.execute(SQL_SEED_REACTIONS, fan)
+        await set_public_sqids(conn, ids, "posts", with_sqids)
+        await files_comments_reactions(conn, fan)
         await conn.execute("VACUUM ANALYZE")
         listed = ", ".join(f"{name} {n:,}" for name, (n, _) in wanted.items())
         print(f"seeded: listed {listed}, among {OTHER_POSTS:,} posts of another user")
@@ -388,29 +354,6 @@ def main() -> None:
     args = parser.parse_args()
     depths = [int(d) for d in args.depths.split(",") if d.strip()]
     cli.save(args.json, asyncio.run(_in_stack(max(args.requests, 1), depths, args.big)))
-
-
-PLOT = "posts_depth.png"
-
-
-def plot(posts: dict[str, Any], path: Path) -> None:
-    plt = plots.pyplot()
-    rows = posts["depths"]
-    pages = [r["page"] for r in rows]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    ax.plot(pages, [r["http"]["p50_ms"] for r in rows], "o-", color="C0", label="GET p50")
-    ax.plot(pages, [r["http"]["p99_ms"] for r in rows], "o--", color="C0", label="GET p99")
-    ax.plot(pages, [r["sql"]["p50_ms"] for r in rows], "s-", color="C2", label="its SQL alone p50")
-    ax.plot(pages, [r["sql"]["p99_ms"] for r in rows], "s--", color="C2", label="its SQL alone p99")
-    highest = max(max(r["http"]["p99_ms"], r["sql"]["p99_ms"]) for r in rows)
-    plots.target(ax, 25, "target: p50 ≤ 25 ms", highest)
-    ax.set_xticks(pages)
-    ax.set_xlabel(f"page number ({posts['page_size']} posts per page, of {posts['pages']})")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title(f"GET /api/pmd/posts?limit={posts['page_size']} by page depth "
-                 f"({posts['posts']:,} posts)")  # fmt: skip
-    plots.below(ax, ncols=3)
-    plots.save(plt, fig, path)
 
 
 if __name__ == "__main__":

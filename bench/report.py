@@ -1,12 +1,11 @@
 """docs/benchmarks.md from bench/templates/benchmarks.md.j2 and the committed figures in
-bench/figures/, and docs/plots/*.png.
+bench/figures/.
 
 Each benchmark's part of the page is a `{% call(f) section(s.<name>, "heading") %}` block of the
 template: its heading, the line saying when it was measured, and its text, which reads `f`, the
 figures of `bench/figures/<name>.json`, or what the benchmark's own `section(figures)` makes of
-them where the text needs more than a ratio. A benchmark with a plot has `plot(figures, path)`
-and `PLOT` (its file's name). A section with no figures is its heading and a "not measured yet"
-line, so the page is always a render of the template and the figures.
+them where the text needs more than a ratio. A section with no figures is its heading and a
+"not measured yet" line, so the page is always a render of the template and the figures.
 
 To add a section: its block in the template, its name in SECTIONS, and its benchmark in
 bench/run_all.py's list; its first run writes bench/figures/<name>.json.
@@ -26,10 +25,8 @@ from support.stack import CHECKOUT
 
 TEMPLATE = "benchmarks.md.j2"
 REPORT = CHECKOUT / "docs" / "benchmarks.md"
-PLOTS = CHECKOUT / "docs" / "plots"
 # Every section of the page, in its order: the benchmark bench/<name>.py.
-SECTIONS = ("zip", "bdr_e2e", "job", "processes", "posts", "filters", "sse", "sse_box", "page",
-            "host_migrate", "worker_memory", "store", "proxy_memory", "scaling", "export")  # fmt: skip
+SECTIONS = ("build", "posts", "filters", "sse", "sse_box", "page", "store", "scaling", "export")
 
 
 def benchmark(name: str) -> ModuleType:
@@ -53,13 +50,3 @@ def render(folder: Path = FIGURES) -> str:
         s=sections(folder),
         machine=json.loads(machine.read_text()) if machine.exists() else None,
     )
-
-
-def draw_plots(folder: Path = FIGURES) -> None:
-    """The plots of every section whose figures are as their benchmark saved them (figures
-    recovered from a page lack what only a plot shows; their plot is left as it was)."""
-    PLOTS.mkdir(parents=True, exist_ok=True)
-    for name in SECTIONS:
-        module, s = benchmark(name), saved(name, folder)
-        if hasattr(module, "plot") and s.figures is not None and s.recovered is None:
-            module.plot(s.figures, PLOTS / module.PLOT)

@@ -2,8 +2,8 @@
 
 Each benchmark runs as its own process (bench/runner.py) and its figures are kept, committed, in
 bench/figures/<name>.json; the pages (bench/docs.py) are then rendered from their templates in
-bench/templates/, with PNG plots in docs/plots/. `--only zip,posts` reruns some and renders the
-others from their committed figures; `--report-only` runs nothing.
+bench/templates/. `--only build,posts` reruns some and renders the others from their committed
+figures; `--report-only` runs nothing.
 """
 
 from __future__ import annotations
@@ -16,24 +16,17 @@ from bench.runner import Bench, record_machine, run_one, saved
 
 # In the order they run: name, arguments, seconds before it is killed.
 BENCHMARKS = (
-    Bench("zip", ("--sizes", "16,32,64,128"), 1200),
-    Bench("bdr_e2e", (), 600),
-    Bench("job", (), 900),
-    Bench("processes", (), 900),
+    # In process, then through the real worker: the ZIP by size, the whole job, a huge thread.
+    Bench("build", ("--sizes", "16,32,64,128"), 1800),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900),
     Bench("filters", (), 600),  # a filtered page at 20,000 posts, an action on 10,000
     Bench("sse", (), 1200),
     # The whole box: 12,500 to 100,000 streams on 1 to 7 server processes.
     Bench("sse_box", ("--box",), 2700, module="sse"),
     Bench("page", (), 600),
-    Bench("host_migrate", (), 900),
-    Bench("worker_memory", (), 900),
-    Bench("store", (), 600),
+    Bench("store", (), 1200),  # SeaweedFS: builds, reads, downloads, stalled readers, a freeze
     Bench("export", (), 1200),  # a full export of 3,000 artworks, folder and SeaweedFS
-    Bench("proxy_memory", ("--waves", "6"), 600),
     Bench("scaling", (), 600),
-    Bench("capacity", (), 900),  # the cluster of simulated hosts (root): docs/scaling.md
-    Bench("cluster", (), 1800),  # the fault run and the rolling deploy, full form
 )
 
 
@@ -46,7 +39,7 @@ def _how_long() -> str:
         took = f"{run['seconds']} s" if "seconds" in run else "not recorded"
         lines.append(f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run {took}")
     lines.append("Files it rewrites (committed): bench/figures/<name>.json of each benchmark "
-                 "run, docs/benchmarks.md, docs/scaling.md, docs/plots/*.png.")  # fmt: skip
+                 "run, docs/benchmarks.md, docs/scaling.md.")  # fmt: skip
     return "\n".join(lines)
 
 

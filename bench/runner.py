@@ -48,14 +48,12 @@ class Saved:
     run: dict[str, Any] | None
     figures: Any
     failed: dict[str, Any] | None = None
-    recovered: str | None = None  # how figures lost before they were committed were recovered
 
 
 def saved(name: str, folder: Path = FIGURES) -> Saved:
     path = folder / f"{name}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    return Saved(name, data.get("run"), data.get("figures"), data.get("failed"),
-                 data.get("recovered"))  # fmt: skip
+    return Saved(name, data.get("run"), data.get("figures"), data.get("failed"))
 
 
 def _write(name: str, data: dict[str, Any], folder: Path) -> None:

@@ -1,35 +1,38 @@
 """Scaling curves through the real processes: `python -m bench.scaling`.
 
-One `python server.py` and 1, 2 or 4 workers on a fresh database, driven over HTTP: (1) a backlog
-of small BDRs drained by fresh workers (bench/drain.py), with every process's CPU; (2) USERS users
-POST a BDR each at once: POST → `ready` on their SSE streams; (3) `bdr_events` at `--events`
-rows: Last-Event-ID replays, and `cleanup_expired_bdrs` against event writes meanwhile.
-Prints figures, exits 0. arq's keys in REDIS_URL's database are deleted first.
+One `python server.py` and fresh workers on a fresh database, driven over HTTP: (1) a backlog of
+small BDRs POSTed while no worker runs and held aside (a Redis RENAME) until one fresh worker is
+up, then drained, with every process's CPU; (2) USERS users POST a BDR each at once: POST →
+`ready` on their SSE streams, with 1, 2 and 4 workers; (3) `bdr_events` at `--events` rows:
+Last-Event-ID replays, and `cleanup_expired_bdrs` against event writes meanwhile; (4) NOTIFY
+fan-out to 1 … 50 listening connections. Prints figures, exits 0. arq's keys in REDIS_URL's
+database are deleted first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar
 
 import aiohttp
 import asyncpg
+from arq.connections import ArqRedis
+from arq.constants import default_queue_name
 
-from bench import cli, plots
-from bench.drain import ARTWORKS_PER_BDR, HELD_QUEUE, Rig, drain, post_bdr, until, window
-from bench.job import seed_user
+from bench import cli
+from bench.build import make_small_pixel_art, seed_user
 from bench.show import show
-from bench.zip import make_small_pixel_art
 from pmd_service.core.db import connect
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
@@ -38,14 +41,16 @@ from pmd_service.jobs.context import job_context, state
 from pmd_service.sse.replay import MAX_REPLAY, SQL_EVENT_KNOWN, SQL_MISSED
 from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.worker import MAX_JOBS, POLL_DELAY
-from support import stack
-from support.measures import cpu_seconds, percentile
+from support import seeding, stack
+from support.measures import cpu_seconds, machine_seconds, percentile
 from support.stack import free_port, start_server, start_worker, stop
 
 USERS = 50
 ARTWORKS_PER_USER = 8
-WORKER_COUNTS = (1, 2, 4)
+ARTWORKS_PER_BDR = 4
+BURST_WORKERS = (1, 2, 4)
 DRAIN_LIMIT_S = 180.0
+HELD_QUEUE = "pmd-bench:held-queue"
 BURSTS = 3
 EVENT_DAYS = 2  # events kept 1 day and purged daily: just before a cleanup the table holds ~2
 OTHER_EVENT_USERS = 10_000
@@ -54,6 +59,9 @@ REPLAYS = (10, 100, 1000, MAX_REPLAY, MAX_REPLAY + 1000)
 REPLAYER_EVENTS = 2 * max(REPLAYS)
 REPLAY_ROUNDS = 15
 PROBE_EVERY_S = 0.01
+# Listening connections (one a server process); a default max_connections (100) holds them all.
+LISTENERS = (1, 10, 25, 50)
+NOTIFIES = 150
 T = TypeVar("T")
 CONNECTED = b"event: connected"
 SERVER_LOG = stack.CHECKOUT / ".data" / "bench" / "scaling-server.log"
@@ -71,35 +79,52 @@ SQL_WORKERS_UP = """
 SELECT count(*) >= $1 FROM pg_stat_activity
 WHERE application_name = 'pmd-worker' AND datname = current_database()
 """
-# $1 events over $7 seconds up to now, of which the first $9 (oldest first); one in $4 is user
-# $3's, the others spread over $6 users from $5 (no such users: events outlive their rows).
-SQL_SEED_EVENTS = """
-INSERT INTO bdr_events (bdr_id, user_id, created_at, payload)
-SELECT $2::uuid,
-       CASE WHEN g % $4 = 0 THEN $3 ELSE $5 + g % $6 END,
-       now() - make_interval(secs => $7 * (1 - g::float8 / $1)),
-       $8::text::jsonb
-FROM generate_series(1, $9) AS g
+# Of the BDRs $1: how many are ready, and how many ended otherwise.
+SQL_DRAINED = """
+SELECT count(*) FILTER (WHERE status = 'ready') AS ready,
+       count(*) FILTER (WHERE status NOT IN ('pending', 'processing', 'ready')) AS other
+FROM batch_download_requests WHERE id = ANY($1::uuid[])
 """
-# The probe row: its progress updates are event writes (the trigger appends and notifies), and
-# its insert's event, a ready row's, is the payload the seeded events copy.
-SQL_PROBE_ROW = """
-INSERT INTO batch_download_requests
-    (user_id, user_sqid, post_ids, artwork_count, status, started_at, completed_at, expires_at,
-     file_path, file_size_bytes, file_sha256, attempts)
-VALUES ($1, $2, $3, cardinality($3::int[]), 'ready', now(), now(), now() + interval '7 days',
-        'bdr/x/pmd-x.zip', 123456, repeat('a', 64), 1)
-RETURNING id
+SQL_DRAIN_TIMES = """
+SELECT extract(epoch FROM max(completed_at))::float8 AS last_done,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at))
+           AS claim_ready_p50
+FROM batch_download_requests WHERE id = ANY($1::uuid[])
 """
 SQL_PROBE = "UPDATE batch_download_requests SET progress_done = progress_done + 1 WHERE id = $1"
 SQL_SQID = "SELECT public_sqid FROM users WHERE id = $1"
 
 
-@dataclass
-class Local(Rig):
-    """The drain's rig on this machine, with the seeded users' ids and tokens, and the
-    processes that take part (the running workers' pids)."""
+async def until(ready: Callable[[], Any], within: float, what: str) -> None:
+    """Polls `ready()` (awaited when it gives an awaitable) until it is true."""
+    deadline = time.monotonic() + within
+    while not (await got if inspect.isawaitable(got := ready()) else got):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {within:.0f} s")
+        await asyncio.sleep(0.05)
 
+
+def window(posts: list[int], n: int) -> list[int]:
+    """The n-th request's artworks: a different window of the user's posts each time."""
+    return [posts[(n + k) % len(posts)] for k in range(ARTWORKS_PER_BDR)]
+
+
+async def post_bdr(http: aiohttp.ClientSession, auth: dict[str, str], post_ids: list[int]) -> str:
+    async with http.post("/api/pmd/bdr", json={"post_ids": post_ids}, headers=auth) as r:
+        assert r.status == 202, (r.status, await r.text())
+        bdr_id: str = (await r.json())["id"]
+        return bdr_id
+
+
+@dataclass
+class Local:
+    """The service on this machine: the server at `http`'s base URL, the seeded users (auth
+    header, their posts; ids and tokens), the database, Redis, and the running workers' pids."""
+
+    http: aiohttp.ClientSession
+    users: list[tuple[dict[str, str], list[int]]]
+    db: Any  # an asyncpg connection
+    redis: ArqRedis
     settings: Settings
     env: dict[str, str]
     server: int
@@ -129,6 +154,26 @@ class Local(Rig):
             "redis": {"info": float(info["used_cpu_user"]) + float(info["used_cpu_sys"])},
         }  # fmt: skip
 
+    async def metered(self, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
+        """`work`'s result, and the CPU seconds each party, this process ("client") and the
+        machine spent meanwhile; "others": the rest of the machine's busy time."""
+
+        async def sample() -> tuple[dict[str, dict[Any, float]], dict[str, float]]:
+            busy, iowait = machine_seconds()
+            own = {"client": sum(os.times()[:2]), "machine": busy, "iowait": iowait}
+            return await self.parties(), own | {"wall": time.monotonic()}
+
+        parties, own = await sample()
+        result = await work
+        parties_after, own_after = await sample()
+        # A process that started meanwhile started at 0 CPU.
+        spent = {party: sum(cpu - parties.get(party, {}).get(key, 0.0) for key, cpu in now.items())
+                 for party, now in parties_after.items()}  # fmt: skip
+        spent |= {k: v - own[k] for k, v in own_after.items()}
+        ours = sum(v for k, v in spent.items() if k not in ("machine", "iowait", "wall"))
+        spent["others"] = max(0.0, spent["machine"] - ours)
+        return result, {k: round(v, 3) for k, v in spent.items()}
+
     async def forget_bdrs(self) -> None:
         """Back to no BDRs (daily limits restart) and no events: every round starts alike."""
         await self.db.execute("DELETE FROM batch_download_requests; DELETE FROM bdr_events")
@@ -144,30 +189,56 @@ async def timed(work: Awaitable[T]) -> tuple[T, float]:
 # --- 1. the backlog ------------------------------------------------------------------------
 
 
-async def backlog_curve(rig: Local, backlog: int, repeats: int) -> dict[str, Any]:
+async def drain(rig: Local, backlog: int) -> dict[str, Any]:
+    """`backlog` BDRs POSTed (spread evenly over the users), held, then drained by one fresh
+    worker: seconds from the release to the last ready (the database's clock), claim → ready,
+    and the CPU of every party."""
+    share = -(-backlog // len(rig.users))
+
+    async def post(user: tuple[dict[str, str], list[int]], k: int) -> list[str]:
+        return [await post_bdr(rig.http, user[0], window(user[1], r)) for r in range(k)]
+
+    async def queued() -> bool:
+        return bool(await rig.redis.zcard(default_queue_name) >= backlog)
+
+    async def ready() -> bool:
+        row = await rig.db.fetchrow(SQL_DRAINED, ids)
+        assert row["other"] == 0, "a BDR failed or was cancelled"
+        return bool(row["ready"] == len(ids))
+
+    async def released() -> None:
+        await rig.redis.rename(HELD_QUEUE, default_queue_name)
+        await until(ready, DRAIN_LIMIT_S, "the drain")
+
+    posted = await asyncio.gather(*(post(u, min(share, backlog - i * share))
+                                    for i, u in enumerate(rig.users)))  # fmt: skip
+    ids = [i for mine in posted for i in mine]
+    # Each is enqueued after its reply is written: held once every one is in the queue.
+    await until(queued, 30, f"{backlog} BDRs enqueued")
+    await rig.redis.rename(default_queue_name, HELD_QUEUE)
+    async with rig.workers(1):
+        start = await rig.db.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
+        _, cpu = await rig.metered(released())
+    times = await rig.db.fetchrow(SQL_DRAIN_TIMES, ids)
+    seconds = times["last_done"] - start
+    return {"bdrs": backlog, "seconds": round(seconds, 3), "per_s": round(backlog / seconds, 2),
+            "claim_ready_p50_ms": times["claim_ready_p50"] * 1000,
+            "cpu": {f"{CPU_NAMES.get(k, k)}_s": v for k, v in cpu.items()}}  # fmt: skip
+
+
+async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, Any]:
+    """`repeats` drains by one worker: the median rate, and the CPU of the fastest (the
+    capacity it reached)."""
     assert -(-backlog // USERS) <= 8, "the daily limit: more users needed"
     runs = []
-    for rep in range(repeats):
-        # Alternating the order spreads slow drift of the machine's load over every count.
-        for n in WORKER_COUNTS if rep % 2 == 0 else reversed(WORKER_COUNTS):
-            await rig.forget_bdrs()
-            r = await drain(rig, backlog, n, DRAIN_LIMIT_S)
-            del r["redis_commands"], r["cpu"]["box_busy"]
-            per_worker = [r["cpu"].pop(f"worker{i}") for i in range(n)]
-            r["cpu"] = {f"{CPU_NAMES.get(k, k)}_s": v for k, v in r["cpu"].items()} | {
-                "per_worker_s": per_worker, "workers_s": sum(per_worker)}  # fmt: skip
-            runs.append(r)
-            show(f"  {n} worker(s)", r)
-    by_workers = []
-    for n in WORKER_COUNTS:
-        mine = [r for r in runs if r["workers"] == n]
-        # The CPU of the fastest run: the capacity it reached.
-        by_workers.append({
-            "workers": n, "per_s": statistics.median(r["per_s"] for r in mine),
-            "per_s_runs": [r["per_s"] for r in mine],
-            "claim_ready_p50_ms": statistics.median(r["claim_ready_p50_ms"] for r in mine),
-            "cpu": max(mine, key=lambda r: r["per_s"])["cpu"], "bdrs": backlog})  # fmt: skip
-    return {"runs": runs, "by_workers": by_workers}
+    for _ in range(repeats):
+        await rig.forget_bdrs()
+        runs.append(await drain(rig, backlog))
+        show("  one worker", runs[-1])
+    return {"bdrs": backlog, "per_s": statistics.median(r["per_s"] for r in runs),
+            "per_s_runs": [r["per_s"] for r in runs],
+            "claim_ready_p50_ms": statistics.median(r["claim_ready_p50_ms"] for r in runs),
+            "cpu": max(runs, key=lambda r: r["per_s"])["cpu"]}  # fmt: skip
 
 
 # --- 2. fifty users at once ------------------------------------------------------------------
@@ -201,7 +272,7 @@ async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
 
     async def post(user: tuple[dict[str, str], list[int]], b: int, sent: dict[str, float]) -> None:
         start = time.perf_counter()
-        sent[await post_bdr(rig.http, "", user[0], window(user[1], b))] = start
+        sent[await post_bdr(rig.http, user[0], window(user[1], b))] = start
         if b > 0:
             replies.append(time.perf_counter() - start)
 
@@ -241,9 +312,11 @@ async def seed_events(conn: asyncpg.Connection, rows: int, replayer: int, count:
     purges. Returns the insert's seconds."""
     payload = await conn.fetchval("SELECT payload::text FROM bdr_events ORDER BY id DESC LIMIT 1")
     every = max(2, rows // REPLAYER_EVENTS)
-    _, seconds = await timed(conn.execute(
-        SQL_SEED_EVENTS, rows, uuid.uuid4(), replayer, every, 1_000_000,
-        OTHER_EVENT_USERS, EVENT_DAYS * 86400.0, payload, count))  # fmt: skip
+    _, seconds = await timed(
+        seeding.bulk_events(
+            conn, rows, count, replayer, every, OTHER_EVENT_USERS, EVENT_DAYS * 86400.0, payload
+        )
+    )
     await conn.execute("VACUUM ANALYZE bdr_events")
     return seconds
 
@@ -349,8 +422,14 @@ async def one_cleanup(
 async def events_costs(rig: Local, log: IO[bytes], rows: int) -> dict[str, Any]:
     await rig.forget_bdrs()
     conn, replayer, token = rig.db, rig.ids[0], rig.tokens[0]
-    sqid = await conn.fetchval(SQL_SQID, replayer)
-    bdr_id = await conn.fetchval(SQL_PROBE_ROW, replayer, sqid, rig.users[0][1][:ARTWORKS_PER_BDR])
+    # The probe row: its progress updates are event writes (the trigger appends and notifies),
+    # and its insert's event, a ready row's, is the payload the seeded events copy.
+    now, sqid = datetime.now(UTC), await conn.fetchval(SQL_SQID, replayer)
+    bdr_id = await seeding.bdr_row(
+        conn, replayer, rig.users[0][1][:ARTWORKS_PER_BDR], user_sqid=sqid, status="ready",
+        started_at=now, completed_at=now, expires_at=now + timedelta(days=7), attempts=1,
+        file_path="bdr/x/pmd-x.zip", file_size_bytes=123456, file_sha256="a" * 64,
+    )  # fmt: skip
     seed_s = await seed_events(conn, rows, replayer, rows)
     size = await conn.fetchval("SELECT pg_total_relation_size('bdr_events')")
     show(f"  {rows:,} events", {"seed_s": seed_s, "table_mb": size / 1e6})
@@ -373,6 +452,53 @@ async def events_costs(rig: Local, log: IO[bytes], rows: int) -> dict[str, Any]:
         cleanups.append({"rows_before": before, **await one_cleanup(rig.settings, conn, bdr_id)})
         show("  a cleanup", cleanups[-1])
     return {"rows": rows, "table_mb": size / 1e6, "seed_s": seed_s, **figures, "cleanups": cleanups}
+
+
+# --- 4. NOTIFY fan-out --------------------------------------------------------------------------
+
+
+async def notify_fanout(dsn: str, listeners: int) -> dict[str, Any]:
+    """NOTIFIES doorbells, one at a time, to `listeners` LISTEN connections (each server process
+    holds one): commit → receipt at the first and the last listener, and the CPU per NOTIFY of
+    the database's backends (the listeners' and the notifier's) and of this process."""
+    got: dict[str, list[float]] = {}
+    done: dict[str, asyncio.Event] = {}
+
+    def heard(_c: Any, _pid: int, _channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        got[payload].append(time.monotonic())
+        if len(got[payload]) == listeners:
+            done[payload].set()
+
+    conns = [await asyncpg.connect(dsn) for _ in range(listeners + 1)]
+    backends, notifier, first, last = [c.get_server_pid() for c in conns], conns[-1], [], []
+
+    def cpu() -> tuple[float, float]:
+        return sum(cpu_seconds(pid) for pid in backends), sum(os.times()[:2])
+
+    try:
+        for c in conns[:-1]:
+            await c.add_listener("pmd_bench_notify", heard)
+        db, client = cpu()
+        for key in map(str, range(NOTIFIES)):
+            got[key], done[key] = [], asyncio.Event()
+            t = time.monotonic()
+            await notifier.execute("SELECT pg_notify('pmd_bench_notify', $1)", key)
+            await asyncio.wait_for(done[key].wait(), 10)
+            first.append(got[key][0] - t)
+            last.append(got[key][-1] - t)
+            await asyncio.sleep(0.02)
+        db, client = (after - before for after, before in zip(cpu(), (db, client), strict=True))
+    finally:
+        for c in conns:
+            await c.close()
+    figures = {"listeners": listeners, "first_p50_ms": statistics.median(first) * 1000,
+               "all_p50_ms": statistics.median(last) * 1000,
+               "all_p99_ms": percentile(last, 0.99) * 1000,
+               "db_cpu_ms_per_notify": db * 1000 / NOTIFIES,
+               "client_cpu_ms_per_notify": client * 1000 / NOTIFIES}  # fmt: skip
+    show(f"  NOTIFY to {listeners} listeners", figures)
+    return figures
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -416,110 +542,34 @@ async def run(backlog: int, repeats: int, events: int) -> dict[str, Any]:
                 "poll_ceiling_per_worker": MAX_JOBS / POLL_DELAY,
                 "cpus": len(os.sched_getaffinity(0))}}  # fmt: skip
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                rig = Local(http, "", users, conn, redis, settings, env, server.pid, ids, tokens)
+                rig = Local(http, users, conn, redis, settings, env, server.pid, ids, tokens)
                 print(f"1. a backlog of {backlog} BDRs of {ARTWORKS_PER_BDR} small artworks "
-                      f"({USERS} users), drained by fresh workers:", flush=True)  # fmt: skip
-                figures["backlog"] = await backlog_curve(rig, backlog, repeats)
+                      f"({USERS} users), drained by a fresh worker:", flush=True)  # fmt: skip
+                figures["backlog"] = await backlog_drains(rig, backlog, repeats)
                 print(f"2. {USERS} users POST one BDR each at once ({BURSTS} bursts), "
                       "POST → `ready` on their SSE streams:", flush=True)  # fmt: skip
-                figures["burst"] = [await burst_latency(rig, n) for n in WORKER_COUNTS]
+                figures["burst"] = [await burst_latency(rig, n) for n in BURST_WORKERS]
             stop(server)
             print(f"3. bdr_events at {events:,} rows:", flush=True)
             figures["events"] = await events_costs(rig, log, events)
+            print(f"4. NOTIFY fan-out, {NOTIFIES} doorbells to each number of listeners:")
+            figures["notify"] = [await notify_fanout(settings.database_url, n) for n in LISTENERS]
         finally:
             stop(server)
             log.close()
             await redis.aclose()
             await conn.close()
-    rows = figures["backlog"]["by_workers"]
-    print("BDRs per second (median of runs): " + ", ".join(
-        f"{r['workers']} → {r['per_s']:.1f} ({r['per_s'] / rows[0]['per_s']:.2f}×)"
-        for r in rows))  # fmt: skip
+    print(f"BDRs per second, one worker (median of runs): {figures['backlog']['per_s']:.1f}")
     return figures
 
 
 def main() -> None:
     parser = cli.parser("scaling", __doc__)
     parser.add_argument("--backlog", type=int, default=300, help="BDRs per drain (≤ 8 a user)")
-    parser.add_argument("--repeats", type=int, default=3, help="drains per worker count")
+    parser.add_argument("--repeats", type=int, default=3, help="drains by one worker")
     parser.add_argument("--events", type=int, default=1_000_000)
     args = parser.parse_args()
     cli.save(args.json, asyncio.run(run(args.backlog, args.repeats, args.events)))
-
-
-PLOT = "scaling.png"
-
-
-def plot(f: dict[str, Any], path: Path) -> None:
-    plt = plots.pyplot()
-    rows = f["backlog"]["by_workers"]
-    runs = f["backlog"]["runs"]
-    counts = [r["workers"] for r in rows]
-    ceiling = f["config"]["poll_ceiling_per_worker"]
-    fig, ((rate, cores), (burst, replay)) = plt.subplots(2, 2, figsize=(11, 9.5))
-
-    rate.plot([r["workers"] for r in runs], [r["per_s"] for r in runs], "o", color="C0",
-              alpha=0.4, label="each drain")  # fmt: skip
-    rate.plot(counts, [r["per_s"] for r in rows], "o-", color="C0", label="median")
-    rate.plot(counts, [ceiling * n for n in counts], ":", color="red",
-              label=f"arq's poll ceiling ({f['config']['max_jobs']} jobs a "
-                    f"{f['config']['poll_delay_s']:g} s poll a worker)")  # fmt: skip
-    rate.set_ylim(0, max(ceiling * counts[-1], max(r["per_s"] for r in runs)) * 1.1)
-    rate.set_xlabel("worker processes")
-    rate.set_ylabel("BDRs completed per second")
-    rate.set_title(f"(a) draining {rows[0]['bdrs']} small BDRs")
-    plots.below(rate, ncols=1)
-
-    rest = ("server_s", "redis_s", "pg_shared_s", "bench_s")
-    parties = (
-        (("workers_s",), "worker processes", "C0"),
-        (("postgres_s",), "PostgreSQL (this database's backends)", "C2"),
-        (rest, "server, Redis, PostgreSQL's shared processes, this bench", "C7"),
-        (("others_s",), "other work on the machine", "C3"),
-    )
-    bottom = [0.0] * len(rows)
-    for keys, label, color in parties:
-        values = [sum(r["cpu"][k] for k in keys) / r["cpu"]["wall_s"] for r in rows]
-        cores.bar([str(n) for n in counts], values, bottom=bottom, color=color, label=label)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    cores.axhline(f["config"]["cpus"], color="black", linestyle=":", label="cores on the machine")
-    cores.set_xlabel("worker processes (the fastest drain of each)")
-    cores.set(ylabel="cores busy during the drain", title="(b) where the CPU went")
-    plots.below(cores, ncols=1)
-
-    b = f["burst"]
-    bc = [x["workers"] for x in b]
-    for key, style, label in (
-        ("p50_ms", "o-", "POST → ready p50"),
-        ("p99_ms", "^-", "POST → ready p99"),
-        ("reply_p50_ms", "s--", "POST → 202 reply p50"),
-    ):
-        burst.plot(bc, [x[key] for x in b], style, label=label)
-    burst.set_ylim(0, max(x["max_ms"] for x in b) * 1.1)
-    burst.set_xlabel("worker processes")
-    burst.set_ylabel("ms")
-    burst.set_title(f"(c) {b[0]['users']} users POSTing at once (ready seen over SSE)")
-    plots.below(burst, ncols=3)
-
-    for ax in (rate, burst):
-        ax.set_xticks(counts)
-
-    e = f["events"]
-    plain = [x for x in e["replays"] if not x["reset"]]
-    missed = [x["missed"] for x in plain]
-    replay.plot(
-        missed, [x["p50_ms"] for x in plain], "o-", label="stream opening to `connected`, p50"
-    )
-    replay.plot(missed, [x["sql_p50_ms"] for x in plain], "s--", label="its SQL alone, p50")
-    replay.axhline(e["snapshot_ms"], color="C7", linestyle=":",
-                   label="opening without Last-Event-ID (snapshot)")  # fmt: skip
-    replay.set(xscale="log", yscale="log")
-    plots.plain_log_ticks(replay.xaxis)
-    plots.plain_log_ticks(replay.yaxis)
-    replay.set_xlabel("events missed (replayed from an old Last-Event-ID)")
-    replay.set(ylabel="ms", title=f"(d) replay with bdr_events at {e['rows']:,} rows")
-    plots.below(replay, ncols=1)
-    plots.save(plt, fig, path)
 
 
 if __name__ == "__main__":

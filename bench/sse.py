@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import cli, plots, sse_box
+from bench import cli, sse_box
 from bench.storm_client import Client
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -185,45 +185,6 @@ def main() -> None:
         levels = levels or list(LEVELS)
         raise_fd_limit(max(levels))
         cli.save(args.json, asyncio.run(bench(levels)))
-
-
-PLOT = "sse_latency.png"
-
-
-def plot(levels: list[dict[str, Any]], path: Path) -> None:
-    """The curve from 1,000 to 20,000 subscribers: latency of (a) and (b), then memory and the
-    longest GC pause."""
-    plt = plots.pyplot()
-    subs = [lv["subscribers"] for lv in levels]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9.5))
-    (single, burst), (memory, pause) = axes
-    for ax, key, title, target, target_label in (
-        (single, "single", "(a) one user's event, all others connected", 10,
-         "target: p99 ≤ 10 ms"),
-        (burst, "burst", "(b) every user's BDR changes in one UPDATE", 500,
-         "target: every client within 0.5 s"),
-    ):  # fmt: skip
-        for q, style in (("p50", "o-"), ("p90", "s-"), ("p99", "^-"), ("max", "x--")):
-            ax.plot(subs, [lv[key][f"{q}_ms"] for lv in levels], style, label=q)
-        if key == "burst":
-            ax.plot(subs, [lv["burst_update_ms"] for lv in levels], "d:", color="gray",
-                    label="of which the UPDATE")  # fmt: skip
-        plots.target(ax, target, target_label, max(lv[key]["max_ms"] for lv in levels))
-        ax.set(ylabel="commit → client receipt (ms)", title=title)
-    memory.plot(subs, [lv["kb_per_subscriber"] for lv in levels], "o-", label="RSS per subscriber")
-    plots.target(memory, 15, "target: ≤ 15 KB", max(lv["kb_per_subscriber"] for lv in levels))
-    memory.set(ylabel="KB per idle subscriber", title="Server memory per subscriber")
-    pause.plot(subs, [lv.get("gc_pause_max_ms", 0.0) for lv in levels], "o-",
-               label="longest GC pause, wall clock (start-up to end of level)")  # fmt: skip
-    pause.plot(subs, [lv.get("gc_pause_max_cpu_ms", 0.0) for lv in levels], "s--",
-               label="its CPU time (the rest: waiting for a core)")  # fmt: skip
-    plots.target(pause, 50, "target: ≤ 50 ms", max(lv.get("gc_pause_max_ms", 0.0) for lv in levels))
-    pause.set(ylabel="ms", title="Longest garbage-collector pause")
-    for ax in (single, burst, memory, pause):
-        ax.set_xlabel("concurrent SSE subscribers on one server process")
-        ax.set_xticks(subs, [f"{n:,}" for n in subs])
-        plots.below(ax, ncols=1 if ax is pause else 3)
-    plots.save(plt, fig, path)
 
 
 def section(levels: list[dict[str, Any]]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench import plots, sse_floor
+from bench import sse_floor
 from bench.storm_client import Client
 from pmd_service.core.db import connect, read_budget
 from pmd_service.core.public_ids import PublicIds
@@ -415,56 +415,6 @@ async def run(levels: list[int], burst_only: bool, root: Path | None) -> dict[st
             await box.db.close()
     return {"levels": results, "targets": TARGETS, "per_user": PER_USER,
             "max_connections": budget.max_connections}  # fmt: skip
-
-
-PLOT = "sse_box.png"
-
-
-def plot(figures: dict[str, Any], path: Path) -> None:
-    """The whole box against the stream count (each level with its server processes): streams
-    held, memory per stream, one event's latency, and the burst and the reconnect storm."""
-    plt = plots.pyplot()
-    box = figures["box"]
-    levels, targets = box["levels"], box["targets"]
-    asked = [lv["streams"] for lv in levels]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 9.5))
-    (held, memory), (event, whole) = axes
-    held.plot(asked, [lv["held"] for lv in levels], "o-", label="streams held")
-    held.plot(asked, asked, ":", color="gray", label="asked")
-    held.set(ylabel="streams", title="Streams held (the server processes under each count)")
-    memory.plot(asked, [lv["kb_per_stream_rss"] for lv in levels], "o-",
-                label="server processes' RSS")  # fmt: skip
-    memory.plot(asked, [lv["kb_per_stream_slab"] for lv in levels], "s--",
-                label="kernel slab, both ends")  # fmt: skip
-    memory.plot(asked, [lv["kb_per_stream_kernel"] for lv in levels], "^--",
-                label="kernel TCP buffers (sockstat), both ends")  # fmt: skip
-    top = max(max(lv["kb_per_stream_rss"], lv["kb_per_stream_slab"]) for lv in levels)
-    plots.target(memory, targets["kb_per_stream_rss"], "target: RSS ≤ 12 KB", top)
-    memory.set(ylabel="KB per idle stream", title="Memory per stream")
-    for q, style in (("p50", "o-"), ("p99", "^-"), ("max", "x--")):
-        event.plot(asked, [lv["event"][f"{q}_ms"] for lv in levels], style, label=q)
-    plots.target(event, targets["event_p99_ms"], "target: p99 ≤ 50 ms",
-            max(lv["event"]["max_ms"] for lv in levels))  # fmt: skip
-    event.set_ylabel("commit → each of the user's streams (ms)")
-    event.set_title("One user's event, all other streams open")
-    whole.plot(asked, [lv["burst"]["p50_ms"] / 1000 for lv in levels], "o-", label="burst p50")
-    whole.plot(asked, [lv["burst_all_s"] for lv in levels], "^-", label="burst: every stream")
-    whole.plot(asked, [lv["storm_s"] for lv in levels], "s-", label="storm: every stream back")
-    if all("base" in lv for lv in levels):
-        whole.plot(asked, [lv["base"]["storm_s"] for lv in levels], "s:", color="C2",
-                   label="storm: a bare aiohttp app")  # fmt: skip
-        whole.plot(asked, [lv["flood_s"] for lv in levels], "D-", label="flood: every stream held")
-    whole.axhline(targets["burst_all_s"], color="C1", linestyle=":", label="target: burst ≤ 2 s")
-    whole.axhline(targets["storm_s"], color="C2", linestyle=":", label="target: storm ≤ 30 s")
-    whole.set_yscale("log")
-    plots.plain_log_ticks(whole.yaxis)
-    whole.set_ylabel("seconds (log scale)")
-    whole.set_title("An event for every user; all streams dropped and reopened; the flood")
-    for ax in (held, memory, event, whole):
-        plots.log2_x(ax, asked, [f"{lv['streams']:,}\n{lv['processes']} proc." for lv in levels])
-        ax.set_xlabel("streams (server processes)")
-        plots.below(ax, ncols=2 if ax in (memory, whole) else 3)
-    plots.save(plt, fig, path)
 
 
 def section(f: dict[str, Any]) -> dict[str, Any]:

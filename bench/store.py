@@ -10,8 +10,13 @@ Against a real SeaweedFS S3 server on loopback, one bucket a run; rounds alterna
    floors: 8 at a time through the proxy without the sleep, and direct. Target ≥ 6× faster.
 4. `python server.py`'s CPU time for one download of that ZIP with BDR_DOWNLOAD_MODE=redirect
    (a 302 to the store) and proxy (streamed). Target: a redirect costs one small response.
-5. obstore against aiobotocore uploading the same ~134 MB multipart (8 MiB parts, 2 in flight):
-   wall time and this process's CPU time.
+5. Proxy mode against stalled readers: a ready BDR whose object holds `--mib` MiB; readers (GET,
+   headers read, never read on) added until 10, 40, 100 are open: the server's RSS once settled
+   against its RSS at rest after one whole download, and after they all closed; then `--waves`
+   − 1 more waves of the largest number. Also glibc's thread arenas. The proxy's caps are raised
+   so that none cuts in.
+6. A frozen store (SeaweedFS SIGSTOPped): how long a download (GET, each mode) and a removal
+   (DELETE) take to answer, against the store well (expected: 503 + Retry-After, and 204).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import random
+import os
 import statistics
 import subprocess
 import sys
@@ -27,9 +32,10 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import obstore
@@ -37,16 +43,15 @@ from aiohttp import web
 from obstore.store import S3Store
 
 from bench import cli
-from bench.objects import plain_put, store_at
+from bench.build import INPUTS, big_bdr, driving, make_large_pngs, make_small_pixel_art, timed
 from bench.show import show
-from bench.zip import make_large_pngs, make_small_pixel_art, timed
-from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
-from pmd_service.core.redis_client import create_redis
+from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.zipbuild.build import (
+    CHUNK,
     PART_BYTES,
     PARTS_IN_FLIGHT,
     Entry,
@@ -56,19 +61,36 @@ from pmd_service.zipbuild.build import (
 )
 from pmd_service.zipbuild.content import Artwork
 from pmd_service.zipbuild.sources import fetched_in_order, object_fetcher
-from support import seaweed, stack
-from support.measures import CLK_TCK, PeakRss, cpu_seconds, rss_kb
+from support import seaweed, seeding, stack
+from support.measures import CLK_TCK, cpu_seconds, rss_kb, thread_arenas_kb
 from support.seaweed import Seaweed
-from support.seeding import Factory
 from support.stack import free_port, service_env, start_server, start_worker, stop
 
 ADDED_LATENCY_S = 0.050
 FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
 REDIRECTS = 200
-BIG_FILES, BIG_FILE_BYTES = 128, 8 << 20
-SQL_STATUS = "SELECT status, file_path, file_size_bytes FROM batch_download_requests WHERE id = $1"
+SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "content-length"}  # fmt: skip
+
+
+def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
+    access = S3Access(endpoint, seaweed.REGION, seaweed.ACCESS_KEY, seaweed.SECRET_KEY, None)
+    return open_store(StoreUrl(bucket, prefix), access)
+
+
+def plain_put(store: S3Store, key: str, paths: list[Path]) -> None:
+    """`paths` uploaded as one object the way a build uploads its ZIP (the floor a build is
+    weighed against): CHUNK reads, PART_BYTES parts, PARTS_IN_FLIGHT at once."""
+
+    def chunks() -> Iterator[bytes]:
+        for path in paths:
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    yield chunk
+
+    obstore.put(store, key, chunks(), use_multipart=True, chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
 
 
 def spread(values: list[float]) -> dict[str, Any]:
@@ -90,7 +112,7 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
     builds, puts = [], []
     for i in range(rounds + 1):  # round 0 warms both paths up
         built = timed(lambda: zipped(object_sink(store, "built.zip", {})))
-        put = timed(lambda: plain_put(store, "plain.zip", local))
+        put = timed(lambda: plain_put(store, "plain.zip", [local]))
         for key in ("built.zip", "plain.zip"):
             assert obstore.head(store, key)["size"] == zip_bytes
         obstore.delete(store, ["built.zip", "plain.zip"])  # keep the store's volumes small
@@ -100,64 +122,6 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
     return {"zip_bytes": zip_bytes, "build_s": spread(builds), "put_s": spread(puts),
             "ratio": statistics.median(builds) / statistics.median(puts),
             "ratio_by_round": [b / p for b, p in zip(builds, puts, strict=True)]}  # fmt: skip
-
-
-async def _botocore_put(endpoint: str, bucket: str, key: str, local: Path) -> None:
-    """A multipart upload as one would write it with aiobotocore: 8 MiB parts, 2 in flight."""
-    from aiobotocore.session import get_session
-
-    async with get_session().create_client(
-        "s3", endpoint_url=endpoint, region_name=seaweed.REGION,
-        aws_access_key_id=seaweed.ACCESS_KEY, aws_secret_access_key=seaweed.SECRET_KEY,
-    ) as client:  # fmt: skip
-        upload_id = (await client.create_multipart_upload(Bucket=bucket, Key=key))["UploadId"]
-        slots = asyncio.Semaphore(PARTS_IN_FLIGHT)
-        parts: list[dict[str, Any]] = []
-
-        async def send(number: int, body: bytes) -> None:
-            try:
-                got = await client.upload_part(Bucket=bucket, Key=key, UploadId=upload_id,
-                                               PartNumber=number, Body=body)  # fmt: skip
-                parts.append({"PartNumber": number, "ETag": got["ETag"]})
-            finally:
-                slots.release()
-
-        tasks: list[asyncio.Task[None]] = []
-        with open(local, "rb") as source:  # noqa: ASYNC230 - read a part at a time, off the loop
-            while True:
-                await slots.acquire()  # read the next part only when a slot is free
-                if not (body := await asyncio.to_thread(source.read, PART_BYTES)):
-                    break
-                tasks.append(asyncio.create_task(send(len(tasks) + 1, body)))
-        await asyncio.gather(*tasks)
-        parts.sort(key=lambda p: p["PartNumber"])
-        await client.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id,
-                                               MultipartUpload={"Parts": parts})  # fmt: skip
-
-
-def clients(weed: Seaweed, bucket: str, prefix: str, local: Path, rounds: int) -> dict[str, Any]:
-    """5. obstore against aiobotocore, the same upload: wall and CPU seconds."""
-    store = store_at(weed.endpoint, bucket, prefix)
-    uploads = {
-        "obstore": lambda: plain_put(store, "client.zip", local),
-        "aiobotocore": lambda: asyncio.run(
-            _botocore_put(weed.endpoint, bucket, f"{prefix}/client.zip", local)
-        ),
-    }
-    figures: dict[str, dict[str, list[float]]] = {n: {"wall_s": [], "cpu_s": []} for n in uploads}
-    for i in range(rounds + 1):
-        for name, upload in uploads.items():
-            cpu = time.process_time()
-            wall = timed(upload)
-            cpu = time.process_time() - cpu
-            assert obstore.head(store, "client.zip")["size"] == local.stat().st_size
-            obstore.delete(store, "client.zip")
-            if i:
-                figures[name]["wall_s"].append(wall)
-                figures[name]["cpu_s"].append(cpu)
-    return {"bytes": local.stat().st_size} | {
-        name: {k: spread(v) for k, v in f.items()} for name, f in figures.items()
-    }
 
 
 async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
@@ -246,60 +210,6 @@ async def slow_reads(weed: Seaweed, bucket: str, prefix: str, files: list[Path],
             "speedup_by_round": [a / b for a, b in zip(one, window, strict=True)]}  # fmt: skip
 
 
-async def _run_bdr(conn: Any, settings: Settings, owner: int, post_ids: list[int]) -> uuid.UUID:
-    bdr_id: uuid.UUID = await conn.fetchval(
-        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) "
-        "VALUES ($1, $2, cardinality($2::int[])) RETURNING id", owner, post_ids,
-    )  # fmt: skip
-    redis = create_redis(settings.redis_url)
-    try:
-        await enqueue_bdr(redis, bdr_id)
-    finally:
-        await redis.aclose()
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        row = await conn.fetchrow(SQL_STATUS, bdr_id)
-        if row["status"] == "ready":
-            return bdr_id
-        assert row["status"] in ("pending", "processing"), dict(row)
-        await asyncio.sleep(0.05)
-    raise RuntimeError(f"BDR {bdr_id} not ready within 600 s")
-
-
-async def worker_memory(settings: Settings, env: dict[str, str]
-                        ) -> tuple[dict[str, Any], uuid.UUID, str]:  # fmt: skip
-    """2. The worker's RSS building the 1 GB ZIP, after a warm-up BDR of one small artwork."""
-    conn = await connect(settings.database_url, "pmd-bench")
-    worker = start_worker(service_env(settings, **env))
-    try:
-        factory, rng = Factory(conn, settings), random.Random(11)
-        owner = await factory.user("stored")
-        post_ids = []
-        for i in range(BIG_FILES + 1):
-            data = b"\x89PNG\r\n\x1a\n" + rng.randbytes((BIG_FILE_BYTES if i else 4096) - 8)
-            post = await factory.post(owner, title=f"stored {i}", data=data, shard=f"{i % 64:02x}")
-            post_ids.append(post.id)
-        await _run_bdr(conn, settings, owner.id, post_ids[:1])
-        await asyncio.sleep(1.0)  # let the warm-up's garbage go
-        baseline = rss_kb(worker.pid)
-        started = time.perf_counter()
-        with PeakRss(lambda: rss_kb(worker.pid), 0.005, baseline) as rss:
-            bdr_id = await _run_bdr(conn, settings, owner.id, post_ids[1:])
-        seconds = time.perf_counter() - started
-        after = rss_kb(worker.pid)
-        row = await conn.fetchrow(SQL_STATUS, bdr_id)
-        assert row is not None
-    finally:
-        stop(worker)
-        await conn.close()
-    for path in settings.vault_path.rglob("*.png"):  # 1 GB of temp files: gone once built
-        path.unlink()
-    figures = {"zip_bytes": row["file_size_bytes"], "baseline_rss_mb": baseline / 1024,
-               "peak_rss_mb": rss.peak / 1024, "after_rss_mb": after / 1024,
-               "growth_mb": (rss.peak - baseline) / 1024, "build_s": seconds}  # fmt: skip
-    return figures, bdr_id, owner.sqid
-
-
 async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
     async with http.get(url, headers=headers, allow_redirects=False) as resp:
         if resp.status == 302:
@@ -308,67 +218,230 @@ async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, st
         return sum([len(chunk) async for chunk in resp.content.iter_chunked(1 << 20)])
 
 
-async def downloads(settings: Settings, env: dict[str, str], bdr_id: uuid.UUID, sqid: str,
-                    zip_bytes: int, rounds: int) -> dict[str, Any]:  # fmt: skip
-    """4. The server's CPU seconds for one download, in each mode."""
-    token = mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3600)
+async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, int],
+                    bdr: dict[str, Any], rounds: int) -> dict[str, Any]:  # fmt: skip
+    """4. The servers' CPU seconds for one download, in each mode."""
+    token = mint_token(settings.jwt_secret_key, bdr["sqid"], ttl_seconds=3600)
     headers = {"Authorization": f"Bearer {token}"}
-    ports = {mode: free_port() for mode in ("redirect", "proxy")}
-    servers = {mode: start_server(service_env(settings, **env, BDR_DOWNLOAD_MODE=mode), port)
-               for mode, port in ports.items()}  # fmt: skip
-    urls = {mode: f"http://127.0.0.1:{port}/api/pmd/bdr/{bdr_id}/download"
+    urls = {mode: f"http://127.0.0.1:{port}/api/pmd/bdr/{bdr['id']}/download"
             for mode, port in ports.items()}  # fmt: skip
     cpu: dict[str, list[float]] = {mode: [] for mode in ports}
     wall: dict[str, list[float]] = {mode: [] for mode in ports}
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
-            for i in range(rounds + 1):  # round 0 warms up connections, code paths, the store
-                for mode, url in urls.items():
-                    before, started = cpu_seconds(servers[mode].pid), time.perf_counter()
-                    assert await _download(http, url, headers) == zip_bytes
-                    if i:
-                        wall[mode].append(time.perf_counter() - started)
-                        cpu[mode].append(cpu_seconds(servers[mode].pid) - before)
-            # A redirect is a few clock ticks at most: many, for the CPU of one with resolution.
-            before = cpu_seconds(servers["redirect"].pid)
-            for _ in range(REDIRECTS):
-                async with http.get(urls["redirect"], headers=headers, allow_redirects=False) as r:
-                    assert r.status == 302, r.status
-            per_302 = (cpu_seconds(servers["redirect"].pid) - before) / REDIRECTS
-    finally:
-        stop(*servers.values())
-    return {"zip_bytes": zip_bytes, "tick_s": 1 / CLK_TCK, "redirects": REDIRECTS,
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+        for i in range(rounds + 1):  # round 0 warms up connections, code paths, the store
+            for mode, url in urls.items():
+                before, started = cpu_seconds(pids[mode]), time.perf_counter()
+                assert await _download(http, url, headers) == bdr["bytes"]
+                if i:
+                    wall[mode].append(time.perf_counter() - started)
+                    cpu[mode].append(cpu_seconds(pids[mode]) - before)
+        # A redirect is a few clock ticks at most: many, for the CPU of one with resolution.
+        before = cpu_seconds(pids["redirect"])
+        for _ in range(REDIRECTS):
+            async with http.get(urls["redirect"], headers=headers, allow_redirects=False) as r:
+                assert r.status == 302, r.status
+        per_302 = (cpu_seconds(pids["redirect"]) - before) / REDIRECTS
+    return {"zip_bytes": bdr["bytes"], "tick_s": 1 / CLK_TCK, "redirects": REDIRECTS,
             "cpu_s_per_302": per_302,
             **{mode: {"cpu_s": spread(cpu[mode]), "wall_s": spread(wall[mode]),
-                      "cpu_s_per_gb": statistics.median(cpu[mode]) / (zip_bytes / 1e9)}
+                      "cpu_s_per_gb": statistics.median(cpu[mode]) / (bdr["bytes"] / 1e9)}
                for mode in ports}}  # fmt: skip
 
 
-async def _with_stack(weed: Seaweed, bucket: str, rounds: int) -> dict[str, Any]:
+# --- 5. proxy mode against stalled readers, 6. a frozen store ---------------------------------
+
+
+async def _ready_bdrs(
+    settings: Settings, store: Any, n: int, size: int
+) -> tuple[str, list[uuid.UUID]]:
+    """n ready BDRs of one user, each object `size` random bytes: (the owner's token, ids)."""
+    conn = await connect(settings.database_url, "pmd-bench")
+    try:
+        owner = await seeding.Factory(conn, settings).user("proxied")
+        ids = []
+        for _ in range(n):
+            file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
+            await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(size))
+            ids.append(await seeding.bdr_row(
+                conn, owner.id, [1], user_sqid=owner.sqid, status="ready", file_path=file_path,
+                file_size_bytes=size, completed_at=datetime.now(UTC),
+                expires_at=datetime.now(UTC) + timedelta(days=1),
+            ))  # fmt: skip
+    finally:
+        await conn.close()
+    return owner.token, ids
+
+
+async def _settled_rss(pid: int, bound: float = 60) -> float:
+    """The server's RSS (MiB) once it stops moving."""
+    deadline = time.monotonic() + bound
+    last, since = rss_kb(pid), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < SETTLE_S:
+        await asyncio.sleep(0.1)
+        if abs((now := rss_kb(pid)) - last) > 1024:
+            last, since = now, time.monotonic()
+    return rss_kb(pid) / 1024
+
+
+async def stalled_readers(port: int, pid: int, path: str, token: str, levels: list[int],
+                          size: int, waves_of: int) -> dict[str, Any]:  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    readers: list[asyncio.StreamWriter] = []
+
+    async def streaming() -> float:
+        async with http.get(base_url + "/metrics") as resp:
+            found = [ln for ln in (await resp.text()).splitlines()
+                     if ln.startswith("pmd_proxy_downloads ")]  # fmt: skip
+        return float(found[0].split()[1]) if found else float("nan")
+
+    async def open_until(level: int) -> float:
+        """Readers added until `level` are open; the server's RSS once settled."""
+        while len(readers) < level:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
+                         f"Authorization: Bearer {token}\r\n\r\n".encode())  # fmt: skip
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200"), head[:200]
+            readers.append(writer)
+        return await _settled_rss(pid)
+
+    async def close() -> float:
+        """Every reader leaves; the server's RSS once it has let them all go."""
+        for reader in readers:
+            reader.transport.abort()
+        readers.clear()
+        deadline = time.monotonic() + 60
+        # Polling the server's metrics: nothing here to wait on.
+        while await streaming() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        return await _settled_rss(pid)
+
+    def arenas() -> float:
+        return thread_arenas_kb(pid) / 1024
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
+            assert len(await r.read()) == size  # the warm-up: one whole download
+        base, base_arenas = await _settled_rss(pid), arenas()
+        print(f"5. server RSS at rest after one download: {base:.1f} MiB ({base_arenas:.1f} MiB "
+              "in thread arenas)", flush=True)  # fmt: skip
+        rows = []
+        for level in levels:
+            rss = await open_until(level)
+            rows.append({"readers": level, "rss_mb": rss, "streaming": await streaming(),
+                         "arenas_mb": arenas()})  # fmt: skip
+            print(f"   {level:4d} stalled readers: +{rss - base:.1f} MiB "
+                  f"({(rss - base) / level:.2f} MiB each); {rows[-1]['streaming']:.0f} downloads "
+                  "streaming", flush=True)  # fmt: skip
+        after, after_arenas = await close(), arenas()
+        print(f"   after they closed: {after - base:+.1f} MiB against the baseline "
+              f"({after_arenas:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
+        # The same again: what stays after the first wave is reused, or it grows each time.
+        waves = []
+        for wave in range(2, waves_of + 1):
+            again = await open_until(levels[-1])
+            waves.append({"open_rss_mb": again, "after_rss_mb": await close(),
+                          "after_arenas_mb": arenas()})  # fmt: skip
+            print(f"   wave {wave}: RSS {again:.1f} MiB open, "
+                  f"{waves[-1]['after_rss_mb'] - base:+.1f} MiB after", flush=True)  # fmt: skip
+    return {"zip_bytes": size, "baseline_rss_mb": base, "baseline_arenas_mb": base_arenas,
+            "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
+            "waves": waves}  # fmt: skip
+
+
+async def _timed(http: aiohttp.ClientSession, method: str, url: str, token: str) -> dict[str, Any]:
+    """One request's time to its whole answer; a GET asks for one byte (the answer's time)."""
+    headers = {"Authorization": f"Bearer {token}"} | ({"Range": "bytes=0-0"} if method == "GET"
+                                                      else {})  # fmt: skip
+    started = time.perf_counter()
+    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
+        await resp.read()
+        return {"status": resp.status, "retry_after": resp.headers.get("Retry-After"),
+                "seconds": time.perf_counter() - started}  # fmt: skip
+
+
+async def frozen_store(weed: Seaweed, ports: dict[str, int], token: str, ids: list[uuid.UUID],
+                       rounds: int = 3) -> dict[str, Any]:  # fmt: skip
+    """Answer times with the store well, then frozen: a download's GET in each mode, and a
+    ready BDR's DELETE (through the proxy-mode server)."""
+    get_id, removable = ids[0], ids[1:]
+    assert len(removable) >= 2 * rounds
+    out: dict[str, Any] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
+        for state in ("well", "frozen"):
+            if state == "frozen":
+                weed.freeze()
+            try:
+                for mode, port in ports.items():
+                    url = f"http://127.0.0.1:{port}/api/pmd/bdr/{get_id}/download"
+                    out[f"{state}_get_{mode}"] = [await _timed(http, "GET", url, token)
+                                                  for _ in range(rounds)]  # fmt: skip
+                bdrs = f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/"
+                out[f"{state}_delete"] = [await _timed(http, "DELETE", f"{bdrs}{removable.pop()}",
+                                                       token) for _ in range(rounds)]  # fmt: skip
+            finally:
+                if state == "frozen":
+                    weed.thaw()
+    print("6. answers while the store is frozen (SIGSTOP), against the store well:", flush=True)
+    for what in ("get_redirect", "get_proxy", "delete"):
+        well = statistics.median(a["seconds"] for a in out[f"well_{what}"])
+        frozen = max(a["seconds"] for a in out[f"frozen_{what}"])
+        statuses = sorted({(a["status"], a["retry_after"]) for a in out[f"frozen_{what}"]})
+        print(f"   {what.replace('_', ' ')}: {statuses} in {frozen:.2f} s at most "
+              f"(well: {well * 1000:.0f} ms; {frozen - well:+.2f} s)", flush=True)  # fmt: skip
+    return out
+
+
+async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int], size: int,
+                      waves: int, quiet: IO[bytes]) -> dict[str, Any]:  # fmt: skip
     env = weed.env(bucket, "bench/zips")
     async with stack.fresh_stack() as settings:
-        memory, bdr_id, sqid = await worker_memory(settings, env)
-        served = await downloads(settings, env, bdr_id, sqid, memory["zip_bytes"], rounds)
-    return {"memory": memory, "downloads": served}
+        worker_env = service_env(settings, **env)
+        worker = start_worker(worker_env)
+        try:
+            async with driving(settings, worker.pid, Settings.from_env(worker_env)) as run:
+                memory, bdr = await big_bdr(run, settings, keep=True)
+        finally:
+            stop(worker)
+        show("2. the worker's RSS building ~1 GB into the store, MB", memory)
+        token, ids = await _ready_bdrs(settings, store_at(weed.endpoint, bucket, "bench/zips"), 8,
+                                       size)  # fmt: skip
+        # The proxy's caps raised so that none cuts in; the servers' logs (a line per reader
+        # that leaves) would drown the figures.
+        caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
+                "BDR_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
+        ports = {"redirect": free_port(), "proxy": free_port()}
+        servers = {mode: start_server(service_env(settings, **env, **caps,
+                                                  BDR_DOWNLOAD_MODE=mode), port, log=quiet)
+                   for mode, port in ports.items()}  # fmt: skip
+        try:
+            pids = {mode: server.pid for mode, server in servers.items()}
+            served = await downloads(settings, ports, pids, bdr, rounds)
+            show("4. the server's CPU per download, s", served)
+            path = f"/api/pmd/bdr/{ids[0]}/download"
+            stalled = await stalled_readers(ports["proxy"], pids["proxy"], path, token, readers,
+                                            size, waves)  # fmt: skip
+            frozen = await frozen_store(weed, ports, token, ids)
+        finally:
+            stop(*servers.values())
+    return {"memory": memory, "downloads": served,
+            "proxied": {"readers": stalled, "frozen": frozen}}  # fmt: skip
 
 
-def run(rounds: int) -> dict[str, Any]:
+def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with seaweed.running_seaweed() as weed, tempfile.TemporaryDirectory(prefix="pmd-store-") as tmp:
         bucket = seaweed.new_bucket_name()
         asyncio.run(seaweed.create_bucket(weed, bucket))
-        files = make_large_pngs(Path(tmp) / "large", 128)
+        files = make_large_pngs(INPUTS / "large", 128)
         local = Path(tmp) / "local.zip"
         store = store_at(weed.endpoint, bucket, "bench/build")
         figures["build"] = build_vs_put(store, files, local, rounds)
         show("1. build(object_sink) against a plain multipart put, s", figures["build"])
         weed.vacuum()
-        figures["clients"] = clients(weed, bucket, "bench/clients", local, max(rounds - 2, 1))
-        show("5. obstore against aiobotocore, s", figures["clients"])
-        weed.vacuum()
         slow, slow_port = start_slow_proxy(weed.endpoint, ADDED_LATENCY_S)
         relay, relay_port = start_slow_proxy(weed.endpoint, 0)
-        small = make_small_pixel_art(Path(tmp) / "small", 128)
+        small = make_small_pixel_art(INPUTS / "small", 128)
         try:
             for name, artworks in (("fetch", files), ("fetch_small", small)):
                 figures[name] = asyncio.run(slow_reads(weed, bucket, f"bench/{name}", artworks,
@@ -377,15 +450,18 @@ def run(rounds: int) -> dict[str, Any]:
         finally:
             stop(slow, relay)
         local.unlink()
-        figures |= asyncio.run(_with_stack(weed, bucket, 3))
-        show("2. the worker's RSS building ~1 GB into the store, MB", figures["memory"])
-        show("4. the server's CPU per download, s", figures["downloads"])
+        with open(os.devnull, "wb") as quiet:
+            figures |= asyncio.run(_with_stack(weed, bucket, 3, readers, size, waves, quiet))
     return figures
 
 
 def main() -> None:
     parser = cli.parser("store", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds of test 1")
+    parser.add_argument("--readers", default="10,40,100", help="stalled readers, cumulative")
+    parser.add_argument("--mib", type=int, default=24, help="size of the ZIP the stalled read")
+    parser.add_argument("--waves", type=int, default=6, help="waves of the largest number of "
+                        "readers (each opened, then closed)")  # fmt: skip
     parser.add_argument("--slow-proxy", nargs=3, metavar=("UPSTREAM", "PORT", "LATENCY"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
@@ -393,7 +469,27 @@ def main() -> None:
         upstream, port, latency = args.slow_proxy
         asyncio.run(_slow_proxy(upstream, int(port), float(latency)))
     else:
-        cli.save(args.json, run(args.rounds))
+        readers = [int(n) for n in args.readers.split(",")]
+        cli.save(args.json, run(args.rounds, readers, args.mib * 2**20, args.waves))
+
+
+def section(f: dict[str, Any]) -> dict[str, Any]:
+    frozen = f["proxied"]["frozen"]
+    answers = [
+        {
+            "label": label,
+            # The median, as this benchmark prints it.
+            "well_s": statistics.median(a["seconds"] for a in frozen[f"well_{what}"]),
+            "slowest_s": max(a["seconds"] for a in frozen[f"frozen_{what}"]),
+            "statuses": ", ".join(sorted({str(a["status"]) for a in frozen[f"frozen_{what}"]})),
+        }
+        for what, label in (
+            ("get_redirect", "download, redirect mode"),
+            ("get_proxy", "download, proxy mode"),
+            ("delete", "removal"),
+        )
+    ]
+    return f | {"answers": answers}
 
 
 if __name__ == "__main__":

@@ -284,3 +284,133 @@ async def seed_stream_users(dsn: str, ids: PublicIds, secret: str, users: int) -
         tokens=[mint_token(secret, ids.encode(u), ttl_seconds=3600) for u in user_ids],
         bdr_ids=[by_user[u] for u in user_ids],
     )
+
+
+# --- rows the benchmarks write past the API, or in bulk (bench/*.py) --------------------------
+
+
+async def insert_row(conn: Any, table: str, **cols: Any) -> Any:
+    """One row of `table` with `cols` (a BDR or an export as the server inserts it, or in any
+    later state): its id."""
+    marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) RETURNING id"
+    return await conn.fetchval(sql, *cols.values())
+
+
+async def bdr_row(conn: Any, user_id: int, post_ids: list[int], **cols: Any) -> uuid.UUID:
+    """A BDR of `user_id` for `post_ids`, pending unless `cols` say otherwise: its id."""
+    bdr_id: uuid.UUID = await insert_row(
+        conn, "batch_download_requests", user_id=user_id, post_ids=post_ids,
+        artwork_count=len(post_ids), **cols,
+    )  # fmt: skip
+    return bdr_id
+
+
+async def bulk_events(conn: Any, rows: int, count: int, user: int, every: int, others: int,
+                      seconds: float, payload: str) -> None:  # fmt: skip
+    """The first `count` of `rows` BDR events spread over the `seconds` up to now, oldest first,
+    each with `payload`: one in `every` of user `user`, the others spread over `others` users
+    from 1,000,000 on (no such users: events outlive their rows)."""
+    await conn.execute(
+        "INSERT INTO bdr_events (bdr_id, user_id, created_at, payload)"
+        " SELECT $2::uuid, CASE WHEN g % $4 = 0 THEN $3 ELSE 1000000 + g % $5 END,"
+        " now() - make_interval(secs => $6 * (1 - g::float8 / $1)), $7::text::jsonb"
+        " FROM generate_series(1, $8) AS g",
+        rows, uuid.uuid4(), user, every, others, seconds, payload, count,
+    )  # fmt: skip
+
+
+async def bulk_comments(conn: Any, post_id: int, author_id: int, n: int) -> None:
+    """`n` comments of ~2 KB on one post, each different (deflate still finds its repeats), one
+    in 7 anonymous, one in 50 hidden by a moderator, three a second from 2024-01-01."""
+    await conn.execute(
+        "INSERT INTO comments (post_id, author_id, body, created_at, hidden_by_mod)"
+        " SELECT $1::int, CASE WHEN g % 7 = 0 THEN NULL ELSE $2::int END,"
+        " left(repeat(md5(g::text) || ' ' || md5((g * 31)::text) || ' ✨ ', 32), 2000),"
+        " timestamptz '2024-01-01' + make_interval(secs => g / 3), g % 50 = 0"
+        " FROM generate_series(1, $3::int) g",
+        post_id, author_id, n, timeout=600,
+    )  # fmt: skip
+
+
+async def bulk_reactions(conn: Any, post_id: int, n: int) -> None:
+    """`n` anonymous reactions on one post, three emoji in turn."""
+    await conn.execute(
+        "INSERT INTO reactions (post_id, emoji) SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1]"
+        " FROM generate_series(1, $2) g",
+        post_id, n,
+    )  # fmt: skip
+
+
+async def set_public_sqids(conn: Any, ids: PublicIds, table: str, row_ids: list[int]) -> None:
+    """Each row's public sqid, as the host sets it, in one statement."""
+    await conn.execute(
+        f"UPDATE {table} t SET public_sqid = s.sqid"
+        " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE t.id = s.id",
+        row_ids, [ids.encode(i) for i in row_ids],
+    )  # fmt: skip
+
+
+async def listed_posts(conn: Any, user: int, count: int, kind: str, license_id: int,
+                       deleted: bool) -> list[int]:  # fmt: skip
+    """`count` posts of `user` as the posts benchmark lists them (64×64 pixel art, a third under
+    `license_id`, one in 17 hidden, four created a second from 2024-01-01, many sharing a
+    timestamp as bulk uploads do; `deleted`: deleted a day ago), no sqids: their ids."""
+    rows = await conn.fetch(
+        "INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, kind, width,"
+        " height, frame_count, art_url, view_count, license_id, created_at, hidden_by_user,"
+        " deleted_by_user, deleted_by_user_date)"
+        " SELECT gen_random_uuid(), to_hex(g % 256), $1, 'Artwork ' || g,"
+        " 'A piece of pixel art #' || g, $3, 64, 64, 1 + g % 8,"
+        " '/vault/' || to_hex(g % 256) || '/' || g || '.png', g % 1000,"
+        " CASE WHEN g % 3 = 0 THEN $4::int END,"
+        " timestamptz '2024-01-01' + make_interval(secs => (g / 4)::double precision),"
+        " g % 17 = 0, $5, CASE WHEN $5 THEN now() - interval '1 day' END"
+        " FROM generate_series(1, $2) AS g RETURNING id",
+        user, count, kind, license_id, deleted,
+    )  # fmt: skip
+    return [r["id"] for r in rows]
+
+
+async def files_comments_reactions(conn: Any, fan: int) -> None:
+    """Every post's files (a native PNG, and a WebP beside every other one), three comments by
+    `fan` (the third hidden by a moderator or deleted by the owner) and five reactions."""
+    await conn.execute(
+        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
+        " SELECT id, 'png', 1000 + id % 5000, true FROM posts"
+        " UNION ALL SELECT id, 'webp', 800 + id % 4000, false FROM posts WHERE id % 2 = 0"
+    )
+    await conn.execute(
+        "INSERT INTO comments (post_id, author_id, body, hidden_by_mod, deleted_by_owner)"
+        " SELECT p.id, $1, 'Nice work', c = 3 AND p.id % 2 = 0, c = 3 AND p.id % 2 = 1"
+        " FROM posts p, generate_series(1, 3) AS c",
+        fan,
+    )
+    await conn.execute(
+        "INSERT INTO reactions (post_id, user_id, emoji)"
+        " SELECT p.id, $1, (ARRAY['❤️', '🔥', '👍', '✨', '😂'])[r]"
+        " FROM posts p, generate_series(1, 5) AS r",
+        fan,
+    )
+
+
+async def posts_with_files(conn: Any, ids: PublicIds, owner: int, keys: list[uuid.UUID],
+                           shards: list[str], created: list[datetime], sizes: list[int]
+                           ) -> list[int]:  # fmt: skip
+    """Artworks of `owner` with these storage keys, shards and creation times, in that order,
+    each with its public sqid and a native PNG of its size (no vault files): their ids."""
+    rows = await conn.fetch(
+        "INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at)"
+        " SELECT k, s, $3, 'artwork ' || o, c"
+        " FROM unnest($1::uuid[], $2::text[], $4::timestamptz[]) WITH ORDINALITY AS u(k, s, c, o)"
+        " ORDER BY o RETURNING id",
+        keys, shards, owner, created,
+    )  # fmt: skip
+    post_ids: list[int] = [r[0] for r in rows]
+    await set_public_sqids(conn, ids, "posts", post_ids)
+    await conn.execute(
+        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
+        " SELECT i, 'png', b, true FROM unnest($1::int[], $2::int[]) AS u(i, b)",
+        post_ids, sizes,
+    )  # fmt: skip
+    return post_ids

@@ -33,7 +33,7 @@ def _malloc_trim() -> Callable[[], object] | None:
 
 # A proxied download's buffers (the store client's, in its own threads, and the chunks that
 # pass through this one) are freed when it ends, but glibc keeps the freed pages in its
-# arenas: a trim gives them back (docs/reliability.md, bench/proxy_memory.py).
+# arenas: a trim gives them back (docs/reliability.md, bench/store.py).
 RELEASE_FREE_MEMORY = _malloc_trim()
 # How long after the last download ended the trim runs. The store client's threads free a
 # download's connection and buffers a moment after Python let go of its stream: a trim as

@@ -3,7 +3,7 @@
 Loading every visible comment of 128 posts and pretty-printing it at once took a worker from
 49.5 MB to 189 MB RSS for 20,000 comments of 2 KB, per job. Here rows arrive in batches
 (row_feed.py) and leave as bytes straight into the ZIP's deflater, so memory stays at a couple
-of batches whatever the count (bench/worker_memory.py measures it).
+of batches whatever the count (bench/build.py measures it).
 
 The bytes are exactly those of `msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\\n"`
 on the whole document, the format these files always had: each value is encoded and formatted

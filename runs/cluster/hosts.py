@@ -1,6 +1,6 @@
 """The cluster's hosts and what runs on them: the shared parts (PostgreSQL with PgBouncer, Redis,
 SeaweedFS, HAProxy), a server or worker host's process, and the client host this process enters.
-Shared by the cluster run and bench/capacity.py."""
+Used by the cluster run (`python -m runs.cluster`)."""
 
 from __future__ import annotations
 

@@ -128,8 +128,8 @@ async def test_sigterm_closes_thousands_of_streams_and_exits(
         assert len(streams) == STREAMS_AT_SHUTDOWN
 
         server.proc.send_signal(signal.SIGTERM)
-        # How long the exit takes is a figure of bench.processes; HUNG only turns a server that
-        # never exits into a failure.
+        # How long the exit takes is a one-off figure in docs/benchmarks.md; HUNG only turns a
+        # server that never exits into a failure.
         try:
             code = await asyncio.to_thread(server.proc.wait, HUNG)
         except subprocess.TimeoutExpired:

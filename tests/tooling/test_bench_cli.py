@@ -29,7 +29,6 @@ def test_the_listing_names_every_benchmark_with_what_it_measures() -> None:
         assert b.name in listed, b.name
         assert len(listed[b.name]) > 10, b.name  # a line saying what it measures
     assert "sse --box" in listed["sse_box"]  # a mode of another benchmark says which
-    assert "json_keys" in listed  # not in bench.run_all, runnable all the same
 
 
 def test_one_benchmark_runs_by_its_short_name() -> None:

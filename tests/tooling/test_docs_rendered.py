@@ -21,12 +21,9 @@ from support import chaos_pages as chaos_doc
 from tests.helpers import CHECKOUT
 
 OLD = {"date": "2026-01-02 03:04 UTC", "load_start": "0.50", "load_end": "0.60",
-       "command": "python -m bench.bdr_e2e", "seconds": 42}  # fmt: skip
-E2E = {"artworks": 128, "samples_ms": [60.0, 70.0], "p50_ms": 65.0, "p99_ms": 70.0}
-JOB = {
-    side: {"job_s": 0.2, "floor_s": 0.3, "original_s": 3.0, "bytes": 129e6}
-    for side in ("large", "small")
-}
+       "command": "python -m bench.build", "seconds": 42}  # fmt: skip
+# The committed figures of two sections, whatever they measured.
+BUILD, STORE = (runner.saved(name).figures for name in ("build", "store"))
 LEVEL = {"streams": 50000, "processes": 4, "held": 49000, "kb_per_stream_rss": 11.5,
          "kb_per_stream_slab": 4.5, "event_p99_ms": 31.0, "burst_all_s": 1.25,
          "storm_s": 12.5, "storm_5xx": 0}  # fmt: skip
@@ -89,32 +86,32 @@ def test_a_hand_edit_of_a_generated_page_fails(
 
 
 def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
-    save(figures, "bdr_e2e", {"run": OLD, "figures": E2E})
-    save(figures, "job", {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": JOB})
+    save(figures, "build", {"run": OLD, "figures": BUILD})
+    save(figures, "store", {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": STORE})
     page = report.render(figures)
     assert (
-        "*Measured 2026-01-02 03:04 UTC (1-minute load average 0.50 before, 0.60 after, 42 s): "
-        "`python -m bench.bdr_e2e`.*\n\n" in page
+        "## ZIP build — `python -m bench.build`\n\n*Measured 2026-01-02 03:04 UTC (1-minute load "
+        "average 0.50 before, 0.60 after, 42 s): `python -m bench.build`.*\n\n" in page
     )
-    assert "2 sequential BDRs: **p50 65 ms, p99 70 ms**" in page
+    assert "| 128 artworks | claim → ready |" in page  # the whole job, in the same section
     assert "*Measured on or before 2025-12-31 00:00 UTC (figures saved before each" in page
     assert page.count("2026-01-02") == 1  # never given another section's date
 
 
 def test_a_section_without_figures_says_so_and_keeps_nothing(figures: Path) -> None:
-    save(figures, "bdr_e2e", {"run": OLD, "figures": E2E})
+    save(figures, "build", {"run": OLD, "figures": BUILD})
     page = report.render(figures)
     assert (
-        "## The whole job — `python -m bench.job`\n\n*Not measured yet: no figures in "
-        "`bench/figures/job.json` (`python -m bench.run_all --only job` measures them).*\n\n## "
+        "## Object storage — `python -m bench.store`\n\n*Not measured yet: no figures in "
+        "`bench/figures/store.json` (`python -m bench.run_all --only store` measures them).*\n\n## "
     ) in page
-    assert "| 128 artworks | claim → ready |" not in page  # nothing of the job's block
-    assert "p50 65 ms" in page  # the section with figures is rendered all the same
+    assert "| stalled readers | server RSS |" not in page  # nothing of the store's block
+    assert "| 128 artworks | claim → ready |" in page  # the section with figures is rendered
     assert "Machine: not recorded" in page
 
 
 def test_a_failed_first_run_is_said(figures: Path) -> None:
-    why = runner.run_one(runner.Bench("job", (), 60, module="no_such_benchmark"), figures)
+    why = runner.run_one(runner.Bench("store", (), 60, module="no_such_benchmark"), figures)
     assert why is not None and "status 1" in why
     page = report.render(figures)
     assert "*Not measured yet: its last run, " in page
@@ -122,34 +119,38 @@ def test_a_failed_first_run_is_said(figures: Path) -> None:
 
 
 def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> None:
-    save(figures, "bdr_e2e", {"run": OLD, "figures": E2E})
-    save(figures, "job", {"run": OLD | {"command": "python -m bench.job"}, "figures": JOB})
-    before = (figures / "bdr_e2e.json").read_text()
-    why = runner.run_one(runner.Bench("job", (), 60, module="no_such_benchmark"), figures)
+    save(figures, "build", {"run": OLD, "figures": BUILD})
+    save(figures, "store", {"run": OLD | {"command": "python -m bench.store"}, "figures": STORE})
+    before = (figures / "build.json").read_text()
+    why = runner.run_one(runner.Bench("store", (), 60, module="no_such_benchmark"), figures)
     assert why is not None and "status 1" in why
-    kept = runner.saved("job", figures)
-    assert kept.figures == JOB and kept.run is not None and kept.run["date"] == OLD["date"]
+    kept = runner.saved("store", figures)
+    assert kept.figures == STORE and kept.run is not None and kept.run["date"] == OLD["date"]
     assert kept.failed is not None and kept.failed["why"] == why
-    assert (figures / "bdr_e2e.json").read_text() == before  # no other benchmark's file
+    assert (figures / "build.json").read_text() == before  # no other benchmark's file
     page = report.render(figures)
     assert f"failed ({why}): these are the figures of the run before.*" in page
-    assert "| ~1 MB each (129 MB) | 200 ms |" in page
+    assert "| stalled readers | server RSS |" in page
 
 
-def test_a_page_without_capacity_figures_says_so_in_each_part(figures: Path) -> None:
+def test_a_scaling_page_without_figures_says_so_and_keeps_its_one_offs(figures: Path) -> None:
     page = scaling_doc.render(figures)
-    assert page.count("no figures in `bench/figures/capacity.json`") == 5
-    assert "## A model for 10× and 100× the host\n\n*Not measured yet" in page
     assert "Streams against processes: not measured yet (`python -m bench.sse --box`)." in page
-    assert "no figures in `bench/figures/cluster.json`" in page
-    assert scaling_doc.streams_per_process(figures) is None
+    assert "no figures in `bench/figures/scaling.json`" in page  # the NOTIFY fan-out
+    assert "*One-off, 2026-11-23 21:15 UTC" in page  # the cluster's, dated in the template
+    assert "| 1× | 200 |" in page  # the model's rows, one-offs too
 
 
-def test_streams_measured_are_tabled_and_feed_the_model(figures: Path) -> None:
+def test_streams_and_notify_fan_out_measured_are_tabled(figures: Path) -> None:
     save(figures, "sse_box", {"run": OLD, "figures": {"box": {"levels": [LEVEL]}}})
+    notify = [{"listeners": n, "first_p50_ms": 0.5, "all_p50_ms": 0.6, "all_p99_ms": 0.9,
+               "db_cpu_ms_per_notify": cpu, "client_cpu_ms_per_notify": 0.7}
+              for n, cpu in ((1, 0.31), (11, 0.41))]  # fmt: skip
+    save(figures, "scaling", {"run": OLD, "figures": {"notify": notify}})
     page = scaling_doc.render(figures)
     assert "| 50,000 | 4 | 49,000 | 11.5 | 4.5 | 31.0 | 1.25 | 12.5 | 0 |" in page
-    assert scaling_doc.streams_per_process(figures) == 12250.0
+    assert "| 11 | 0.50 | 0.60 | 0.90 | 0.41 | 0.70 |" in page
+    assert "**0.300 ms + 10.00 µs per listener, a NOTIFY**" in page
     save(
         figures,
         "sse_box",
@@ -199,6 +200,5 @@ def test_run_alls_help_says_how_long_and_what_it_rewrites() -> None:
         "bench/figures/<name>.json",
         "docs/benchmarks.md",
         "docs/scaling.md",
-        "docs/plots",
     ):
         assert path in rewrites, path

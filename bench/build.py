@@ -1,0 +1,445 @@
+"""The ZIP build, in process and through the real worker: `python -m bench.build`.
+
+1. In process, on 128 PNGs of ~1 MB and 128 small ones (`--sizes`: also by count of ~1 MB ones),
+   each ZIP with a BDR's `manifest-sha256.txt`: the worker's build (with its longest event-loop
+   stall) against the seed's algorithm (copy to a temp dir, then zipfile DEFLATED), plain copies,
+   and the work every correct build must do, plainly in one pass.
+2. The real worker (`arq worker.WorkerSettings`) builds BDRs of the same files as the server
+   enqueues them: claim → ready, rounds alternating with the required work done plainly.
+3. The same worker builds a BDR of one artwork with `--comments` comments of ~2 KB (and
+   reactions), then a ~1 GB BDR (128 artworks of 8 MB), each after a small warm-up one; its RSS
+   read every 5 ms.
+docs/benchmarks.md tells the targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from arq.connections import ArqRedis
+from zlib_ng import zlib_ng
+
+from bench import cli
+from pmd_service.bdr.job_run import root_manifest
+from pmd_service.bdr.queue import enqueue_bdr
+from pmd_service.core.db import connect
+from pmd_service.core.redis_client import create_redis
+from pmd_service.core.settings import Settings
+from pmd_service.dev.demo import pixel_art
+from pmd_service.host.vault import bdr_zip_path
+from pmd_service.sse.hub import CHANNEL
+from pmd_service.storage.zip_files import ZipFiles
+from pmd_service.zipbuild.build import Entry, build_zip
+from support import seeding
+from support.measures import PeakRss, cpu_seconds, rss_kb
+from support.stack import fresh_stack, service_env, start_worker, stop
+
+T = TypeVar("T")
+FILES = 128
+INPUTS = Path(tempfile.gettempdir()) / "pmd-bench-zip-inputs"  # made once, kept
+BIG_FILES, BIG_FILE_BYTES = 128, 8 << 20  # a ~1 GB BDR
+WAIT_S = 600
+SQL_BDR_ROW = """
+SELECT status, file_path, file_size_bytes, skipped, error_message, created_at, started_at,
+       completed_at, extract(epoch FROM completed_at - created_at)::float8 AS to_ready_s,
+       extract(epoch FROM completed_at - started_at)::float8 AS build_s
+FROM batch_download_requests WHERE id = $1
+"""
+
+
+# --- 1. in process ------------------------------------------------------------------------------
+
+
+def make_large_pngs(folder: Path, n: int) -> list[Path]:
+    """Real PNGs of ~1 MB: noise does not compress, like detailed artwork."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"large{i:03d}.png" for i in range(n)]
+    for i, path in enumerate(paths):
+        if not path.exists():
+            img = Image.frombytes("RGB", (580, 580), random.Random(i).randbytes(580 * 580 * 3))
+            img.save(path, "PNG", compress_level=1)
+    return paths
+
+
+def make_small_pixel_art(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(7)
+    paths = [folder / f"small{i:03d}.png" for i in range(n)]
+    for path in paths:
+        if not path.exists():
+            path.write_bytes(pixel_art(rng, 16, 4, "png"))
+    return paths
+
+
+def seed_algorithm(paths: list[Path], out: Path) -> None:
+    """The seed's approach, reproduced: copy everything to a temp dir, then zipfile DEFLATED."""
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        artworks = Path(tmp) / "artworks"
+        artworks.mkdir()
+        for p in paths:
+            shutil.copy(p, artworks / p.name)
+        (Path(tmp) / "metadata.json").write_text(json.dumps({"artworks": [p.name for p in paths]}))
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in artworks.iterdir():
+                zf.write(f, f"artworks/{f.name}")
+            zf.write(Path(tmp) / "metadata.json", "metadata.json")
+
+
+def copy_floor(paths: list[Path], out: Path, durable: bool = False) -> None:
+    with open(out, "wb") as dst:
+        for p in paths:
+            with open(p, "rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        if durable:  # what the worker must also do before it may rename the ZIP into place
+            dst.flush()
+            os.fsync(dst.fileno())
+
+
+def required_floor(paths: list[Path], out: Path) -> None:
+    """What any correct build must do to the bytes, plainly in one pass: copy them, CRC-32 them
+    (the ZIP format), SHA-256 each file (the ZIP's manifest-sha256.txt) and the whole (the
+    recorded checksum, Repr-Digest), and fsync (durability). With the build's own tools, so the
+    floor is no slower than it need be: reads into one reused buffer (a fresh 1 MiB `bytes` a
+    read costs page faults) and zlib-ng's CRC-32 (~10x the standard library's)."""
+    whole = hashlib.sha256()
+    buffer = bytearray(1 << 20)
+    with open(out, "wb", buffering=0) as dst:
+        for p in paths:
+            crc, entry = 0, hashlib.sha256()
+            with open(p, "rb", buffering=0) as src:
+                while size := src.readinto(buffer):
+                    chunk = memoryview(buffer)[:size]
+                    crc = zlib_ng.crc32(chunk, crc)
+                    entry.update(chunk)
+                    whole.update(chunk)
+                    dst.write(chunk)
+        os.fsync(dst.fileno())
+
+
+def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+    return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
+
+
+async def worker_build(paths: list[Path], out: Path) -> float:
+    """Build as `process_bdr` does, in a thread, manifest included; the longest event-loop stall
+    meanwhile (s)."""
+    entries = [Entry(i, f"artworks/{p.name}", path=p) for i, p in enumerate(paths)]
+    progress = [0]
+
+    def on_progress(n: int) -> None:  # as process_bdr does: recorded, read by the loop later
+        progress[0] = n
+
+    build = asyncio.create_task(
+        asyncio.to_thread(
+            build_zip, out, entries, _trailer, on_progress, threading.Event(), root_manifest
+        )
+    )
+    loop, stall = asyncio.get_running_loop(), 0.0
+    while not build.done():
+        before = loop.time()
+        await asyncio.sleep(0.001)
+        stall = max(stall, loop.time() - before - 0.001)
+    await build
+    return stall
+
+
+def timed(fn: Callable[..., object], *args: Any) -> float:
+    start = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - start
+
+
+def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str, float]:
+    """Each way of writing `paths`, `rounds` times interleaved: their medians (s)."""
+    stalls: list[float] = []
+    ways: dict[str, Callable[[Path], object]] = {
+        "floor_s": lambda out: copy_floor(paths, out),
+        "durable_floor_s": lambda out: copy_floor(paths, out, True),
+        "required_floor_s": lambda out: required_floor(paths, out),
+        "worker_s": lambda out: stalls.append(asyncio.run(worker_build(paths, out))),
+        "seed_s": lambda out: seed_algorithm(paths, out),
+    }
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for r in range(rounds):
+        for name, way in ways.items():
+            times[name].append(timed(way, work / f"{label}-{r}.{name}"))
+        with zipfile.ZipFile(work / f"{label}-{r}.worker_s") as zf:
+            # The artworks, metadata.json and manifest-sha256.txt.
+            assert zf.testzip() is None and len(zf.namelist()) == len(paths) + 2
+        for f in work.glob(f"{label}-{r}.*"):
+            f.unlink()
+    total = sum(p.stat().st_size for p in paths)
+    figures = {"bytes": total} | {name: statistics.median(t) for name, t in times.items()}
+    figures["max_stall_ms"] = max(stalls) * 1000
+    worker = figures["worker_s"]
+    print(f"{label}: {len(paths)} files, {total / 1e6:.1f} MB, median of {rounds}: worker "
+          f"{worker * 1000:.1f} ms, {figures['seed_s'] / worker:.1f}x faster than the seed's "
+          f"algorithm (target >= 25x), {worker / figures['floor_s']:.2f}x a plain copy (target "
+          f"<= 2.0x), {worker / figures['durable_floor_s']:.2f}x with fsync, "
+          f"{worker / figures['required_floor_s']:.2f}x the required work; longest event-loop "
+          f"stall {figures['max_stall_ms']:.1f} ms (target <= 20 ms)")  # fmt: skip
+    return figures
+
+
+def in_process(large: list[Path], small: list[Path], sizes: list[int], work: Path, rounds: int
+               ) -> dict[str, Any]:  # fmt: skip
+    at_128 = compare("128 x ~1 MB PNG", large[:FILES], work, rounds)
+    results: dict[str, Any] = {
+        "large": at_128,
+        "small": compare("128 small pixel-art PNG", small, work, rounds),
+    }
+    if sizes:  # the same ~1 MB files, by count: how each approach scales with ZIP size
+        results["by_size"] = [{"files": n} | (at_128 if n == FILES else compare(
+            f"{n} x ~1 MB PNG", large[:n], work, rounds)) for n in sizes]  # fmt: skip
+    return results
+
+
+# --- 2. the real worker: the whole job ---------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """The worker driven as the server drives it (rows inserted, jobs enqueued), and where its
+    ZIPs go; bench.export uses it too."""
+
+    conn: asyncpg.Connection
+    redis: ArqRedis
+    doorbell: asyncio.Queue[str]
+    zips: ZipFiles
+    worker_pid: int
+
+    async def until(self, sql: str, row_id: uuid.UUID, done: Callable[[asyncpg.Record], bool]
+                    ) -> asyncpg.Record:  # fmt: skip
+        """The row once `done(row)`, read again at each NOTIFY of the events or every second:
+        polling every few ms took CPU from the two cores the worker builds on."""
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            while not self.doorbell.empty():
+                self.doorbell.get_nowait()
+            row = await self.conn.fetchrow(sql, row_id)
+            assert row is not None
+            if done(row):
+                return row
+            if row["status"] not in ("pending", "processing"):
+                raise RuntimeError(f"{row_id}: {row['status']}: {row['error_message']}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.doorbell.get(), timeout=1.0)
+        raise RuntimeError(f"{row_id} not done within {WAIT_S} s")
+
+    async def bdr(self, user: int, sqid: str | None, post_ids: list[int], min_bytes: int = 0,
+                  *, comments: bool = False, keep: bool = False) -> dict[str, Any]:  # fmt: skip
+        """One BDR as the server requests it, until ready; its ZIP checked (none skipped, at
+        least `min_bytes`, its row's size) and removed unless `keep` (then `file_path` too)."""
+        cpu = cpu_seconds(self.worker_pid)
+        bdr_id = await seeding.bdr_row(
+            self.conn,
+            user,
+            post_ids,
+            user_sqid=sqid,
+            include_comments=comments,
+            include_reactions=comments,
+        )
+        await enqueue_bdr(self.redis, bdr_id)
+        row = await self.until(SQL_BDR_ROW, bdr_id, lambda r: r["status"] == "ready")
+        cpu = cpu_seconds(self.worker_pid) - cpu
+        assert row["skipped"] == [] and row["file_size_bytes"] >= min_bytes, dict(row)
+        stored = await self.zips.locate(row["file_path"])
+        assert stored.size == row["file_size_bytes"], (stored.size, row["file_size_bytes"])
+        if not keep:
+            await self.zips.remove(row["file_path"])
+        return {
+            "id": bdr_id,
+            "to_ready_s": row["to_ready_s"],
+            "build_s": row["build_s"],
+            "cpu_s": cpu,
+            "bytes": row["file_size_bytes"],
+            "started_at": row["started_at"].timestamp(),
+            "completed_at": row["completed_at"].timestamp(),
+        } | ({"file_path": row["file_path"]} if keep else {})
+
+
+@contextlib.asynccontextmanager
+async def driving(settings: Settings, worker_pid: int, store: Settings | None = None
+                  ) -> AsyncIterator[Run]:  # fmt: skip
+    """A Run on `settings`' database and queue, its ZIPs where `store` (or `settings`) puts them."""
+    conn = await connect(settings.database_url, "pmd-bench")
+    listener = await connect(settings.database_url, "pmd-bench-listen")
+    doorbell: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(CHANNEL, lambda *args: doorbell.put_nowait(args[3]))
+    redis = create_redis(settings.redis_url)
+    try:
+        yield Run(conn, redis, doorbell, ZipFiles(store or settings), worker_pid)
+    finally:
+        await redis.aclose()
+        await listener.close()
+        await conn.close()
+
+
+async def seed_user(
+    conn: Any, settings: Settings, handle: str, files: list[Path]
+) -> tuple[int, list[int]]:
+    """A user whose artworks are `files`, in the vault as the host lays it out."""
+    seed = seeding.Factory(conn, settings)
+    owner = await seed.user(handle)
+    posts = [await seed.post(owner, title=f"{handle} {i}", data=source.read_bytes(),
+                             shard=f"{i % 64:02x}/{i * 7 % 64:02x}")
+             for i, source in enumerate(files)]  # fmt: skip
+    return owner.id, [p.id for p in posts]
+
+
+def _sha256(contents: list[bytes]) -> None:
+    digest = hashlib.sha256()
+    for data in contents:
+        digest.update(data)
+
+
+async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds: int
+              ) -> dict[str, Any]:  # fmt: skip
+    """The job and the required work done plainly in alternating rounds, after two warm-up
+    rounds; then one SHA-256 of every byte already in memory, on one core (the job takes two:
+    each file's and the whole ZIP's)."""
+    owner, post_ids = await seed_user(run.conn, settings, name, files)
+    scratch = settings.bdr_path.parent / "scratch"
+    scratch.mkdir(exist_ok=True)
+    times: list[tuple[float, float]] = []
+    for _ in range(rounds + 2):
+        times.append((
+            (await run.bdr(owner, None, post_ids))["build_s"],
+            await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin"),
+        ))  # fmt: skip
+    jobs, floors = zip(*times[2:], strict=True)
+    contents = [p.read_bytes() for p in files]
+    hashes = [await asyncio.to_thread(timed, _sha256, contents) for _ in range(rounds)]
+    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "sha256_s": min(hashes), "job_s": statistics.median(jobs), "job_max_s": max(jobs),
+            "floor_s": statistics.median(floors), "rounds": rounds}  # fmt: skip
+
+
+# --- 3. the real worker's memory: a huge comment thread, a ~1 GB ZIP --------------------------------------------------
+
+
+async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
+                     ) -> tuple[dict[str, float], T]:  # fmt: skip
+    """The worker's RSS growth (read every 5 ms) while `build` runs, over the RSS it settled at
+    after `warm` (code paths loaded, its garbage gone): the figures, and what `build` gave."""
+    await warm
+    await asyncio.sleep(1.0)
+    baseline = rss_kb(run.worker_pid)
+    started = time.perf_counter()
+    with PeakRss(lambda: rss_kb(run.worker_pid), 0.005, baseline) as rss:
+        result = await build
+    return {"baseline_rss_mb": baseline / 1024, "peak_rss_mb": rss.peak / 1024,
+            "growth_mb": (rss.peak - baseline) / 1024,
+            "build_s": time.perf_counter() - started}, result  # fmt: skip
+
+
+async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[str, Any]:
+    """The worker's RSS building one artwork's BDR with `comments` comments (2% hidden) and
+    3,000 reactions, after a warm-up BDR with 100 comments."""
+    seeder = seeding.Factory(run.conn, settings)
+    user = await seeder.user("chatty")
+    warm, big = [(await seeder.post(user, title=title, shard="ab",
+                                    data=b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)).id
+                 for title in ("warm-up", "the big thread")]  # fmt: skip
+    await seeding.bulk_comments(run.conn, warm, user.id, 100)
+    await seeding.bulk_comments(run.conn, big, user.id, comments)
+    await seeding.bulk_reactions(run.conn, big, 3000)
+    await run.conn.execute("ANALYZE comments")
+    visible = await run.conn.fetchval(
+        "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", big
+    )
+    figures, built = await rss_growth(run, run.bdr(user.id, user.sqid, [warm], comments=True),
+                                      run.bdr(user.id, user.sqid, [big], comments=True, keep=True))  # fmt: skip
+    with zipfile.ZipFile(bdr_zip_path(settings.bdr_path, built["file_path"])) as archive:
+        assert archive.testzip() is None
+        info = archive.getinfo("comments.json")
+        with archive.open(info) as f:
+            in_zip = sum(len(t) for t in json.load(f)["comments_by_artwork"].values())
+    assert in_zip == visible, (in_zip, visible)
+    return figures | {"comments": comments, "visible_comments": visible,
+                      "comments_json_bytes": info.file_size, "zip_bytes": built["bytes"]}  # fmt: skip
+
+
+async def big_bdr(run: Run, settings: Settings, *, keep: bool = False
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """A ~1 GB BDR (128 artworks of 8 MB of noise) built by the real worker into wherever `run`
+    puts ZIPs, after a warm-up BDR of one small artwork: the worker's RSS figures, and the BDR
+    (its ZIP kept with `keep`). The artworks' files go once it is built."""
+    factory, rng = seeding.Factory(run.conn, settings), random.Random(11)
+    owner = await factory.user(f"big{uuid.uuid4().hex[:6]}")
+    post_ids = []
+    for i in range(BIG_FILES + 1):
+        data = b"\x89PNG\r\n\x1a\n" + rng.randbytes((BIG_FILE_BYTES if i else 4096) - 8)
+        post = await factory.post(owner, title=f"big {i}", data=data, shard=f"big/{i % 64:02x}")
+        post_ids.append(post.id)
+    figures, built = await rss_growth(run, run.bdr(owner.id, owner.sqid, post_ids[:1]),
+                                      run.bdr(owner.id, owner.sqid, post_ids[1:], keep=keep))  # fmt: skip
+    await asyncio.to_thread(shutil.rmtree, settings.vault_path / "big")
+    return figures | {"zip_bytes": built["bytes"]}, built | {"sqid": owner.sqid}
+
+
+async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int
+                      ) -> dict[str, Any]:  # fmt: skip
+    async with fresh_stack() as settings:
+        worker = start_worker(service_env(settings, BDR_DAILY_LIMIT="10000"))
+        try:
+            async with driving(settings, worker.pid) as run:
+                jobs = {name: await job(run, settings, name, files, rounds)
+                        for name, files in inputs.items()}  # fmt: skip
+                thread = await comment_thread(run, settings, comments)
+                big, _ = await big_bdr(run, settings)
+                return {"job": jobs, "comments": thread, "big": big}
+        finally:
+            stop(worker)
+
+
+def main() -> None:
+    parser = cli.parser("build", __doc__)
+    parser.add_argument("--rounds", type=int, default=3, help="in-process rounds of each size")
+    parser.add_argument("--sizes", default="", help="also compare at these counts of ~1 MB files "
+                        "(e.g. 16,32,64,128: ZIP size series)")  # fmt: skip
+    parser.add_argument("--job-rounds", type=int, default=7, help="the real worker's jobs")
+    parser.add_argument("--comments", type=int, default=200_000)
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(",") if n.strip()]
+    print(f"preparing inputs in {INPUTS} …", flush=True)
+    large = make_large_pngs(INPUTS / "large", max([FILES, *sizes]))
+    small = make_small_pixel_art(INPUTS / "small", FILES)
+    with tempfile.TemporaryDirectory(prefix="pmd-bench-zip-") as tmp:
+        results = in_process(large, small, sizes, Path(tmp), args.rounds)
+    results |= asyncio.run(with_worker({"large": large[:FILES], "small": small}, args.job_rounds,
+                                       args.comments))  # fmt: skip
+    for name, j in results["job"].items():
+        print(
+            f"the whole job, 128 {name}: claim → ready {j['job_s'] * 1000:.1f} ms, "
+            f"{j['job_s'] / j['floor_s']:.2f}× the one-pass floor, "
+            f"{results[name]['seed_s'] / j['job_s']:.1f}× faster than the seed's algorithm"
+        )
+    c = results["comments"]
+    print(f"{c['visible_comments']:,} comments: worker RSS growth {c['growth_mb']:.1f} MB "
+          f"(target <= 20 MB), built in {c['build_s']:.1f} s")  # fmt: skip
+    cli.save(args.json, results)
+    os.sync()
+
+
+if __name__ == "__main__":
+    main()
