@@ -74,7 +74,7 @@ def build_object(
     return f"\n{indent}|| ".join(calls)
 
 
-def watched(struct: type[msgspec.Struct], *, extra: tuple[str, ...] = ()) -> list[str]:
+def watched(struct: type[msgspec.Struct]) -> list[str]:
     """The row's columns whose change changes the payload (in the item's or an event's form),
     in the struct's order: an update changing none of them writes no event."""
     seen: dict[str, None] = {}
@@ -85,7 +85,6 @@ def watched(struct: type[msgspec.Struct], *, extra: tuple[str, ...] = ()) -> lis
         for expr in (sql.item, sql.event or ""):
             seen.update(dict.fromkeys(_COLUMN_RE.findall(expr)))
         seen.update(dict.fromkeys(sql.watch))
-    seen.update(dict.fromkeys(extra))
     return list(seen)
 
 
