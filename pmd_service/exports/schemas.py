@@ -252,7 +252,8 @@ class Payload(msgspec.Struct):
     error_message: str | None
     # The parts change in export_parts, and `parts_version` with them (same transaction).
     parts: Annotated[list[PartRow], Sql(_PARTS, event=_EVENT_PARTS, watch=("parts_version",))]
-    # An event's payload (0008) carries counts for the lists; the API's reads, the lists.
+    # An event carries counts instead of the lists that grow (its `skipped` is empty, its
+    # parts at most EVENT_PARTS); the item, both. Events before 0008 carry no counts.
     skipped: Annotated[list[Skipped], Sql("r.skipped", event="'[]'::jsonb")] = []
     skipped_count: Annotated[int | None, Sql(_length("skipped"))] = None
     parts_count: Annotated[
