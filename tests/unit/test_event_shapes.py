@@ -203,3 +203,39 @@ async def test_a_field_added_to_a_definition_reaches_its_events(
         ]  # fmt: skip
         await conn.execute("UPDATE exports SET status = 'cancelled' WHERE id = $1", export_id)
         assert "colour" not in (await _payloads(conn, export_id))[-1]
+
+
+async def test_a_database_of_the_hand_written_bodies_upgrades(
+    empty_db: str, tmp_path: Path
+) -> None:
+    """A database migrated to 0011 (the hand-written bodies) takes 0012 and the generated
+    definitions in one transaction: the pieces the old payloads were joined from are gone, and
+    an export made before the upgrade has its events and its item as the definition says."""
+    old = tmp_path / "old"
+    old.mkdir()
+    for m in discover():
+        if m.version <= 11:
+            (old / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    async with connected(empty_db) as conn:
+        await apply_migrations(conn, old, with_host_tables=True)
+        await conn.execute("SET search_path = pmd, public")
+        user_id = await _user(conn, "upgrade")
+        export_id = await conn.fetchval(
+            "INSERT INTO exports (user_id, part_bytes) VALUES ($1, 1000) RETURNING id", user_id
+        )
+        assert set((await _payloads(conn, export_id))[0]) == EXPORT_KEYS
+        assert await apply_migrations(conn) == [
+            "0012_generated_event_payloads", "repeatable bdr_events", "repeatable export_events",
+        ]  # fmt: skip
+        gone = await conn.fetchval(
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'export%payload_00%'"
+        )
+        assert gone == 0
+        await conn.execute("UPDATE exports SET status = 'processing' WHERE id = $1", export_id)
+        events = await _payloads(conn, export_id)
+        assert [set(p) for p in events] == [EXPORT_KEYS, EXPORT_KEYS]
+        assert [export_update(p).status for p in events] == ["pending", "processing"]
+        item = await conn.fetchval(
+            "SELECT export_payload(e)::text FROM exports e WHERE id = $1", export_id
+        )
+        assert export_item(item).status == "processing"
