@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m pmd_service.sse.shapes --check  # the event payloads' generated SQL is current
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

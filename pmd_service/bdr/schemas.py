@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import msgspec
 from msgspec import Meta
 
+from ..core.payload_sql import columns
 from ..host.eligibility import PostIds, Sqid
 from ..zipbuild.outcome import REMOVED_AT, Progress, Skipped, Status
 
@@ -71,8 +72,12 @@ class BdrList(msgspec.Struct):
     items: list[BdrItem]
 
 
-class _Row(_BdrFields):
-    """What an item is made of: an asyncpg row or an event's jsonb payload."""
+class ItemRow(_BdrFields):
+    """What an item is made of: an asyncpg row (`ITEM_COLUMNS`) or a `bdr_update` event's
+    payload. The one definition of that payload: each field is a column of the same name, and
+    the events' trigger functions are generated from this struct (bdr/event_sql.py), so a
+    field added here (its column added by a migration) reaches every event with no function
+    body written by hand. Run `python -m pmd_service.sse.shapes` after changing it."""
 
     progress_done: int
     skipped: list[Skipped]
@@ -84,11 +89,7 @@ class _Row(_BdrFields):
     include_layers: bool = False
 
 
-ITEM_COLUMNS = """
-    id, status, artwork_count, include_comments, include_reactions, send_email, created_at,
-    started_at, completed_at, expires_at, error_message, file_size_bytes, progress_done, skipped,
-    user_sqid, requested_by, removed_at, include_layers
-"""
+ITEM_COLUMNS = columns(ItemRow)
 
 
 def download_url(bdr_id: uuid.UUID, user_sqid: str | None) -> str:
@@ -101,7 +102,7 @@ def download_url(bdr_id: uuid.UUID, user_sqid: str | None) -> str:
 
 def bdr_item(row: Any) -> BdrItem:
     """An item from a row (mapping of column values) or an event payload (JSON-decoded)."""
-    r = msgspec.convert(dict(row), _Row, strict=False)
+    r = msgspec.convert(dict(row), ItemRow, strict=False)
     fields = msgspec.structs.asdict(r)
     done = fields.pop("progress_done")
     user_sqid = fields.pop("user_sqid")

@@ -18,6 +18,14 @@ growing a stand-in host in the wrong database.
 
 An advisory lock serialises concurrent migrators (several replicas starting together); a file
 whose checksum changed after it was applied is refused loudly rather than silently skipped.
+
+Repeatable definitions (`migrations/repeatable/NAME.sql`, only `CREATE OR REPLACE` of functions)
+are the other kind: the event payloads' functions, generated from their one definition in
+Python (sse/shapes.py), so that a migration adding a field to an item writes no function body.
+Each is applied after the versioned migrations whenever its checksum differs from the one
+recorded in `schema_repeatables` (a changed definition is applied, an unchanged one is not
+rewritten), in the same transaction as the last versioned migration applied by that call, if
+any: the columns a new definition reads and the definition arrive together.
 """
 
 from __future__ import annotations
@@ -65,9 +73,19 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     name       text NOT NULL,
     checksum   char(64) NOT NULL,
     applied_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS schema_repeatables (
+    name       text PRIMARY KEY,
+    checksum   char(64) NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
 )
 """
 SQL_APPLIED = "SELECT version, name, checksum FROM schema_migrations ORDER BY version"
+SQL_REPEATABLES_APPLIED = "SELECT name, checksum FROM schema_repeatables"
+SQL_RECORD_REPEATABLE = """
+INSERT INTO schema_repeatables (name, checksum) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()
+"""
 SQL_RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 SQL_SCHEMA_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)"
 # The host tables the service reads or writes (host/hostcheck.py's HOST_TABLES, which a test
@@ -156,6 +174,28 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class Repeatable:
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover_repeatable(directory: Traversable = MIGRATIONS) -> list[Repeatable]:
+    """`repeatable/NAME.sql` under `directory`, by name (none when it has no such folder)."""
+    folder = directory.joinpath("repeatable")
+    if not folder.is_dir():
+        return []
+    sql_files = (f for f in folder.iterdir() if f.is_file() and f.name.endswith(".sql"))
+    return [
+        Repeatable(f.name.removesuffix(".sql"), f.read_text(encoding="utf-8"))
+        for f in sorted(sql_files, key=lambda f: f.name)
+    ]
+
+
 def discover(directory: Traversable = MIGRATIONS) -> list[Migration]:
     found: list[Migration] = []
     sql_files = (f for f in directory.iterdir() if f.is_file() and f.name.endswith(".sql"))
@@ -210,26 +250,43 @@ async def apply_migrations(
             await conn.execute(SQL_USE, search_path)
             await conn.execute(SQL_CREATE_LEDGER)
             done = {r["version"]: r for r in await conn.fetch(SQL_APPLIED)}
+            recorded = {r["name"]: r["checksum"] for r in await conn.fetch(SQL_REPEATABLES_APPLIED)}
         for migration in migrations:
             row = done.get(migration.version)
-            if row is not None:
-                if row["checksum"] != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name}.sql was changed "
-                        "after it was applied; add a new migration instead of editing it"
-                    )
-                continue
+            if row is not None and row["checksum"] != migration.checksum:
+                raise MigrationError(
+                    f"migration {migration.version:04d}_{migration.name}.sql was changed "
+                    "after it was applied; add a new migration instead of editing it"
+                )
+        pending = [m for m in migrations if m.version not in done]
+        changed = [r for r in discover_repeatable(directory) if recorded.get(r.name) != r.checksum]
+        for migration in pending:
             async with conn.transaction():
                 await conn.execute(SQL_USE, search_path)
                 await conn.execute(migration.sql)
                 await conn.execute(
                     SQL_RECORD, migration.version, migration.name, migration.checksum
                 )
-            applied_now.append(f"{migration.version:04d}_{migration.name}")
+                applied_now.append(f"{migration.version:04d}_{migration.name}")
+                if migration is pending[-1]:
+                    applied_now += await _apply_repeatable(conn, changed)
             log.info("applied migration %04d_%s", migration.version, migration.name)
+        if changed and not pending:
+            async with conn.transaction():
+                await conn.execute(SQL_USE, search_path)
+                applied_now += await _apply_repeatable(conn, changed)
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", AdvisoryLock.MIGRATIONS)
     return applied_now
+
+
+async def _apply_repeatable(conn: Conn, changed: list[Repeatable]) -> list[str]:
+    """Within the caller's transaction, on the service's search path."""
+    for repeatable in changed:
+        await conn.execute(repeatable.sql)
+        await conn.execute(SQL_RECORD_REPEATABLE, repeatable.name, repeatable.checksum)
+        log.info("applied repeatable definition %s", repeatable.name)
+    return [f"repeatable {r.name}" for r in changed]
 
 
 async def migrate(conn: Conn, settings: Settings, *, with_host_tables: bool = False) -> list[str]:

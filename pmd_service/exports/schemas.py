@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from ..core.payload_sql import Sql, build_object, columns
 from ..host.eligibility import Sqid
 from ..zipbuild.outcome import REMOVED_AT, Progress, Skipped, Status
 
@@ -114,8 +115,8 @@ class ExportItem(_ExportFields):
     parts: list[ExportPart]
 
 
-# An event names at most this many parts (migrations/0008_bounded_export_events.sql picks
-# them; `_event_parts` below keeps the same rule for events written before it).
+# An event names at most this many parts (`Payload.parts` below picks them in the database;
+# `_event_parts` keeps the same rule for events written before migration 0008).
 EVENT_PARTS = 12
 
 
@@ -191,7 +192,9 @@ class ExportList(msgspec.Struct):
     ]
 
 
-class _PartRow(msgspec.Struct):
+class PartRow(msgspec.Struct):
+    """A part as a payload carries it (each field a column of `export_parts`, alias `p`)."""
+
     number: int
     status: PartStatus
     artwork_count: int
@@ -199,8 +202,39 @@ class _PartRow(msgspec.Struct):
     sha256: str | None
 
 
-class _Payload(msgspec.Struct):
-    """The database's `export_payload(row)`: an event's payload, or a row read by the API."""
+# The parts of an export, in number order; an event's, at most EVENT_PARTS of them (see
+# ExportUpdate): those being built, then the ready ones newest first, then the rest.
+_PARTS = f"""coalesce((
+            SELECT jsonb_agg({build_object(PartRow, alias="p", indent=" " * 16)}
+                ORDER BY p.number)
+            FROM export_parts p WHERE p.export_id = r.id), '[]'::jsonb)"""
+_EVENT_PARTS = f"""coalesce((
+            SELECT jsonb_agg({build_object(PartRow, alias="p", indent=" " * 16)}
+                ORDER BY p.number)
+            FROM (
+                SELECT {columns(PartRow)} FROM export_parts p WHERE p.export_id = r.id
+                ORDER BY p.status = 'processing' DESC, p.status = 'ready' DESC,
+                         CASE WHEN p.status = 'ready' THEN -p.number ELSE p.number END
+                LIMIT {EVENT_PARTS}
+            ) AS p), '[]'::jsonb)"""
+
+
+def _length(column: str) -> str:
+    """The length of a jsonb list column (0 for anything else)."""
+    array = f"r.{column}"
+    return f"CASE jsonb_typeof({array}) WHEN 'array' THEN jsonb_array_length({array}) ELSE 0 END"
+
+
+class Payload(msgspec.Struct):
+    """What an item and an event are made of: the one definition of the database's
+    `export_payload(row)` (the item, read by the API) and `export_event_payload(row)` (an
+    `export_update`'s payload, bounded: counts for the lists that grow with the export). Each
+    field is the export's column of the same name unless it says otherwise (`Sql`, naming the
+    row `r`); the functions are generated from this struct (exports/event_sql.py), so a field
+    added here reaches both with no function body written by hand. Run
+    `python -m pmd_service.sse.shapes` after changing it.
+
+    Decoding, the defaults stand for keys that events written by older releases lack."""
 
     id: uuid.UUID
     status: Status
@@ -216,20 +250,28 @@ class _Payload(msgspec.Struct):
     progress_done: int
     total_bytes: int
     error_message: str | None
-    parts: list[_PartRow]
-    # An event's payload (0008) carries counts for the lists; the API's reads, the lists.
-    skipped: list[Skipped] = []
-    skipped_count: int | None = None
-    parts_count: int | None = None
-    kind: Literal["export"] = "export"
+    # The parts change in export_parts, and `parts_version` with them (same transaction).
+    parts: Annotated[list[PartRow], Sql(_PARTS, event=_EVENT_PARTS, watch=("parts_version",))]
+    # An event carries counts instead of the lists that grow (its `skipped` is empty, its
+    # parts at most EVENT_PARTS); the item, both. Events before 0008 carry no counts.
+    skipped: Annotated[list[Skipped], Sql("r.skipped", event="'[]'::jsonb")] = []
+    skipped_count: Annotated[int | None, Sql(_length("skipped"))] = None
+    parts_count: Annotated[
+        int | None,
+        Sql(
+            "(SELECT count(*) FROM export_parts p WHERE p.export_id = r.id)",
+            watch=("parts_version",),
+        ),
+    ] = None
+    kind: Annotated[Literal["export"], Sql("'export'")] = "export"
     user_sqid: str | None = None
     # Absent from events written before migration 0007.
     removed_at: datetime | None = None
     # Absent from events written before migration 0011.
     include_upscaled: bool = False
-    follows_export_id: uuid.UUID | None = None
-    changed_since: datetime | None = None
-    removed_count: int = 0
+    follows_export_id: Annotated[uuid.UUID | None, Sql("r.follows_id")] = None
+    changed_since: Annotated[datetime | None, Sql("r.follows_started_at")] = None
+    removed_count: Annotated[int, Sql(_length("removed"))] = 0
 
 
 def export_base_url(export_id: uuid.UUID) -> str:
@@ -244,13 +286,13 @@ def part_filename(export_id: uuid.UUID, number: int, count: int) -> str:
     return f"makapix-export-{str(export_id)[:8]}-part-{number}-of-{count}.zip"
 
 
-def _decoded(payload: Any) -> _Payload:
+def _decoded(payload: Any) -> Payload:
     if isinstance(payload, str | bytes):
-        return msgspec.json.decode(payload, type=_Payload)
-    return msgspec.convert(payload, _Payload, strict=False)
+        return msgspec.json.decode(payload, type=Payload)
+    return msgspec.convert(payload, Payload, strict=False)
 
 
-def _parts(p: _Payload, parts: list[_PartRow]) -> list[ExportPart]:
+def _parts(p: Payload, parts: list[PartRow]) -> list[ExportPart]:
     servable = p.status in ("pending", "processing", "ready", "failed")
     return [
         ExportPart(
@@ -269,19 +311,19 @@ def _parts(p: _Payload, parts: list[_PartRow]) -> list[ExportPart]:
     ]
 
 
-def _event_parts(parts: list[_PartRow]) -> list[_PartRow]:
+def _event_parts(parts: list[PartRow]) -> list[PartRow]:
     """The parts an event names, by 0008's rule (a payload written by 0008 is within it)."""
     if len(parts) <= EVENT_PARTS:
         return parts
 
-    def interest(part: _PartRow) -> tuple[bool, bool, int]:
+    def interest(part: PartRow) -> tuple[bool, bool, int]:
         ready = part.status == "ready"
         return (part.status != "processing", not ready, -part.number if ready else part.number)
 
     return sorted(sorted(parts, key=interest)[:EVENT_PARTS], key=lambda part: part.number)
 
 
-def _shared(p: _Payload) -> dict[str, Any]:
+def _shared(p: Payload) -> dict[str, Any]:
     """The fields an item and an event carry alike."""
     return {
         "id": p.id, "status": p.status, "created_at": p.created_at,

@@ -20,11 +20,21 @@ from pmd_service.core.migrate import (
     apply_migrations,
     database_label,
     discover,
+    discover_repeatable,
     migrate,
 )
 from pmd_service.core.settings import Settings
 from support.stack import create_database, drop_database
 from tests.helpers import connected
+
+
+def _every_definition() -> list[str]:
+    """What a first migrate applies, in order: the migrations, then the repeatable definitions
+    (in the last migration's transaction)."""
+    return [
+        *(f"{m.version:04d}_{m.name}" for m in discover()),
+        *(f"repeatable {r.name}" for r in discover_repeatable()),
+    ]
 
 
 @pytest.fixture
@@ -41,10 +51,7 @@ async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
 async def test_apply_on_empty_then_noop(empty_db: str) -> None:
     async with connected(empty_db) as conn:
         applied = await apply_migrations(conn, with_host_tables=True)
-        assert applied == [
-            "standalone host tables",
-            *(f"{m.version:04d}_{m.name}" for m in discover()),
-        ]
+        assert applied == ["standalone host tables", *_every_definition()]
         assert await apply_migrations(conn) == []
         assert await apply_migrations(conn, with_host_tables=True) == []
         tables = {
@@ -55,7 +62,7 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
         host = {"users", "posts", "post_files", "comments", "reactions", "licenses", "audit_logs"}
         own = {
             "batch_download_requests", "bdr_events", "moderator_deletions", "audited_reads",
-            "schema_migrations",
+            "schema_migrations", "schema_repeatables",
         }  # fmt: skip
         assert {("public", t) for t in host} | {("pmd", t) for t in own} <= tables
         assert not {t for s, t in tables if s == "public"} & own
@@ -70,9 +77,7 @@ async def test_concurrent_migrators_apply_each_file_once(empty_db: str) -> None:
     try:
         results = await asyncio.gather(*(apply_migrations(c, with_host_tables=True) for c in conns))
         every = [name for result in results for name in result]
-        assert sorted(every) == sorted(
-            ["standalone host tables", *(f"{m.version:04d}_{m.name}" for m in discover())]
-        )
+        assert sorted(every) == sorted(["standalone host tables", *_every_definition()])
         assert await conns[0].fetchval("SELECT count(*) FROM pmd.schema_migrations") == len(
             discover()
         )

@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from pmd_service.core.migrate import discover
+from pmd_service.core.migrate import discover, discover_repeatable
 from tests.helpers import CHECKOUT, SECRET
 
 LOCKS = CHECKOUT / "requirements"
@@ -306,9 +306,11 @@ async def test_migrate_applies_every_migration_from_wherever_it_is_run(
     assert imported.is_relative_to(expected), where.stdout + where.stderr
     done = _run(python, cwd, env, "-m", "pmd_service", "migrate")
     assert done.returncode == 0, done.stderr
-    # Every migration the checkout has; the host's tables were there already.
+    # Every migration the checkout has, then its repeatable definitions (the wheel ships
+    # them too); the host's tables were there already.
     assert done.stdout.strip() == "applied: " + ", ".join(
-        f"{m.version:04d}_{m.name}" for m in discover()
+        [f"{m.version:04d}_{m.name}" for m in discover()]
+        + [f"repeatable {r.name}" for r in discover_repeatable()]
     )
     conn = await asyncpg.connect(host_url)
     try:

@@ -1,0 +1,90 @@
+"""The BDR events' trigger functions, generated from the one definition of a `bdr_update`'s
+payload (schemas.ItemRow) into `migrations/repeatable/bdr_events.sql`, which the migration
+runner re-creates whenever it changes. What they do is as migration 0005 made it (its comments
+say why): one call a statement, reading the statement's transition tables, an event for an
+announced insert and for an update that announces a row or changes anything its item shows.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..core.payload_sql import build_object, changed, watched
+from .schemas import ItemRow
+
+
+def repeatable_sql(shape: type[msgspec.Struct] = ItemRow) -> str:
+    """`shape`: the payload's definition (another one only in a test)."""
+    payload = build_object(shape, indent=" " * 12)
+    payload_dynamic = build_object(shape, indent=" " * 16)
+    # Rows are paired by id: the service never changes a BDR's id.
+    condition = changed([c for c in watched(shape) if c != "id"], "o", "r", " " * 15)
+    return f"""\
+-- The BDR events' trigger functions, generated from pmd_service/bdr/schemas.py ItemRow by
+-- `python -m pmd_service.sse.shapes` (bdr/event_sql.py): edit those, not this file. The
+-- migration runner re-creates them whenever this file changes (core/migrate.py).
+
+-- SET search_path FROM CURRENT: the functions find bdr_events in the service's schema even
+-- when rows are changed from a session with another search path (an operator's psql).
+CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    last_id bigint;
+BEGIN
+    -- Most inserts are unannounced (the server announces them after its reply): no event, so
+    -- no lock either.
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE announced) THEN
+        RETURN NULL;
+    END IF;
+    -- Readers resume with "id > last seen", which is only safe if ids become visible in
+    -- commit order: the lock, taken before the first id is drawn and held to commit,
+    -- serialises event-producing transactions.
+    PERFORM pg_advisory_xact_lock(5064068);
+    WITH added AS (
+        INSERT INTO bdr_events (bdr_id, user_id, payload)
+        SELECT r.id, r.user_id, {payload}
+        FROM new_rows AS r WHERE r.announced
+        RETURNING id
+    )
+    SELECT max(id) INTO last_id FROM added;
+    -- One doorbell per statement (the listener reads everything after the last id it saw).
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    RETURN NULL;
+END
+$$;
+
+-- The statements are EXECUTEd, so planned for each call (see 0005).
+CREATE OR REPLACE FUNCTION bdr_emit_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    -- Announced rows whose update changed what their item shows.
+    changed CONSTANT text := $q$
+        FROM new_rows AS r JOIN old_rows AS o USING (id)
+        WHERE r.announced
+          AND (NOT o.announced
+               OR {condition})
+    $q$;
+    any_change boolean;
+    last_id bigint;
+BEGIN
+    -- Heartbeats and claims change nothing an item shows: checked before the lock. A count,
+    -- not EXISTS (see 0005).
+    EXECUTE 'SELECT count(*) > 0 ' || changed INTO any_change;
+    IF NOT any_change THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
+    EXECUTE $q$
+        WITH added AS (
+            INSERT INTO bdr_events (bdr_id, user_id, payload)
+            SELECT r.id, r.user_id, {payload_dynamic}
+    $q$ || changed || $q$
+            RETURNING id
+        )
+        SELECT max(id) FROM added
+    $q$ INTO last_id;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    RETURN NULL;
+END
+$$;
+"""

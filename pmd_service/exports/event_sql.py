@@ -1,0 +1,61 @@
+"""The export's payload functions and its events' trigger function, generated from the one
+definition of what an item and an event are made of (schemas.Payload) into
+`migrations/repeatable/export_events.sql`, which the migration runner re-creates whenever it
+changes. What they do is as migrations 0006 and 0008 made it: export events go to the same
+table and channel as BDR events (`bdr_id` holds the export's id), one trigger call a row
+(exports change rarely), an event for an insert and for an update that changes anything the
+item shows.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..core.payload_sql import build_object, changed, watched
+from .schemas import Payload
+
+
+def repeatable_sql(shape: type[msgspec.Struct] = Payload) -> str:
+    """`shape`: the payloads' definition (another one only in a test)."""
+    item = build_object(shape)
+    event = build_object(shape, event=True)
+    condition = changed([c for c in watched(shape) if c != "id"], "OLD", "NEW", " " * 11)
+    return f"""\
+-- The export's payload functions and its events' trigger function, generated from
+-- pmd_service/exports/schemas.py Payload by `python -m pmd_service.sse.shapes`
+-- (exports/event_sql.py): edit those, not this file. The migration runner re-creates them
+-- whenever this file changes (core/migrate.py).
+
+-- An export as the API shows it (without its URLs, which the service adds): made here, so it
+-- carries the parts as they are in the same transaction. `kind` tells a stream's reader that
+-- it is an export, not a BDR.
+CREATE OR REPLACE FUNCTION export_payload(r exports) RETURNS jsonb LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+    SELECT {item}
+$$;
+
+-- An event's payload stays small whatever the export (see 0008): counts for the lists, and
+-- at most a few parts.
+CREATE OR REPLACE FUNCTION export_event_payload(r exports) RETURNS jsonb LANGUAGE sql STABLE
+SET search_path FROM CURRENT AS $$
+    SELECT {event}
+$$;
+
+CREATE OR REPLACE FUNCTION export_emit_event() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+DECLARE
+    event_id bigint;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NOT (
+           {condition}) THEN
+        RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
+    END IF;
+    PERFORM pg_advisory_xact_lock(5064068);  -- ids visible in commit order (see 0005)
+    INSERT INTO bdr_events (bdr_id, user_id, payload)
+    VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
+    RETURNING id INTO event_id;
+    PERFORM pg_notify('pmd_bdr_events', event_id::text);
+    RETURN NULL;
+END
+$$;
+"""
