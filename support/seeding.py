@@ -1,6 +1,7 @@
-"""The one seeder: users, artworks (rows and vault files), comments, reactions and licenses,
-inserted naming only the columns that matter, for the tests (their `factory` fixture), the
-benchmarks and the fuzzer; and `HostSite`, rows written the way the host's own code writes them."""
+"""The one seeder: users, artworks (rows and vault files), comments, reactions, licenses and any
+other row, inserted naming only the columns that matter, for the tests (their `factory` fixture),
+the benchmarks, the fuzzer and the chaos and cluster runs; and `HostSite`, rows written the way
+the host's own code writes them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -17,6 +19,39 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
+
+
+async def insert(conn: Any, table: str, cols: dict[str, Any], returning: str = "id") -> Any:
+    """A row of `table` with `cols` (the others take their defaults): its `returning` column.
+    `conn`: anything with asyncpg's fetchval (a pool or one connection)."""
+    marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
+    sql = f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) RETURNING {returning}"
+    return await conn.fetchval(sql, *cols.values())
+
+
+async def set_sqids(conn: Any, ids: PublicIds, table: str, row_ids: list[int]) -> list[str]:
+    """The public sqids of rows `row_ids` of `table` (users or posts) set; they, in order."""
+    sqids = [ids.encode(i) for i in row_ids]
+    await conn.execute(
+        f"UPDATE {table} t SET public_sqid = s.sqid"
+        " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE t.id = s.id",
+        row_ids, sqids,
+    )  # fmt: skip
+    return sqids
+
+
+async def write_artwork(
+    conn: Any, vault: Path, table: str, post_id: int, shard: str, key: uuid.UUID, fmt: str,
+    data: bytes | None,
+) -> None:  # fmt: skip
+    """Post `post_id`'s native file: `data` in the vault (None: no file, as a lost one) and its
+    `post_files` row."""
+    if data is not None:
+        path = artwork_path(vault, shard, key, fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    cols = {"post_id": post_id, "format": fmt, "file_bytes": len(data or b""), "is_native": True}
+    await insert(conn, table, cols, returning="post_id")
 
 
 class _Caller:
@@ -62,26 +97,20 @@ class Factory:
     def token(self, sqid: str, ttl: int = 3600) -> str:
         return mint_token(self.settings.jwt_secret_key, sqid, ttl_seconds=ttl)
 
-    async def _insert(self, table: str, cols: dict[str, Any], sqid: bool = True) -> Any:
-        """A row of `table` with `cols`; its id (and with `sqid`, its public sqid set)."""
-        marks = ", ".join(f"${i}" for i in range(1, len(cols) + 1))
-        row_id = await self.pool.fetchval(
-            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks}) RETURNING id", *cols.values()
-        )
-        if sqid:
-            sqid_set = f"UPDATE {table} SET public_sqid = $2 WHERE id = $1"
-            await self.pool.execute(sqid_set, row_id, self.ids.encode(row_id))
-        return row_id
+    async def row(self, table: str, returning: str = "id", **cols: Any) -> Any:
+        """A row of any table with `cols`: its `returning` column."""
+        return await insert(self.pool, table, cols, returning)
 
     async def user(
-        self, handle: str | None = None, roles: list[str] | None = None, **cols: Any
-    ) -> UserRow:
+        self, handle: str | None = None, roles: list[str] | None = None, ttl: int = 3600,
+        **cols: Any,
+    ) -> UserRow:  # fmt: skip
         self._n += 1
         handle = handle or f"user{self._n}_{uuid.uuid4().hex[:6]}"
         base = {"handle": handle, "email": f"{handle}@example.com", "roles": roles or ["user"]}
-        user_id: int = await self._insert("users", base | cols)
-        sqid = self.ids.encode(user_id)
-        return UserRow(user_id, sqid, handle, self.token(sqid))
+        user_id: int = await insert(self.pool, "users", base | cols)
+        (sqid,) = await set_sqids(self.pool, self.ids, "users", [user_id])
+        return UserRow(user_id, sqid, handle, self.token(sqid, ttl))
 
     async def post(
         self, owner: UserRow, *, title: str = "Artwork", fmt: str = "png", data: bytes | None = b"",
@@ -94,37 +123,28 @@ class Factory:
         shard = shard if shard is not None else host_shard(key, legacy=self._n % 2 == 0)
         base = {"storage_key": key, "storage_shard": shard, "owner_id": owner.id, "title": title}
         when = {} if created_at is None else {"created_at": created_at}
-        post_id: int = await self._insert("posts", base | cols | when)
+        post_id: int = await insert(self.pool, "posts", base | cols | when)
         if data == b"":
             data = f"PIXELS:{post_id}:".encode() + uuid.uuid4().bytes * 16
-        if data is not None:
-            path = artwork_path(self.settings.vault_path, shard, key, fmt)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        await self.pool.execute(
-            "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
-            " VALUES ($1, $2, $3, true)",
-            post_id, fmt, len(data or b""),
-        )  # fmt: skip
-        return PostRow(post_id, self.ids.encode(post_id), key, shard, fmt, data)
+        vault = self.settings.vault_path
+        await write_artwork(self.pool, vault, "post_files", post_id, shard, key, fmt, data)
+        (sqid,) = await set_sqids(self.pool, self.ids, "posts", [post_id])
+        return PostRow(post_id, sqid, key, shard, fmt, data)
 
     async def comment(
         self, post: PostRow, author: UserRow | None, body: str, **cols: Any
     ) -> uuid.UUID:
-        base = {"post_id": post.id, "author_id": author.id if author else None, "body": body}
-        comment_id: uuid.UUID = await self._insert("comments", base | cols, sqid=False)
+        author_id = author.id if author else None
+        comment_id: uuid.UUID = await self.row("comments", post_id=post.id, author_id=author_id,
+                                               body=body, **cols)  # fmt: skip
         return comment_id
 
     async def reaction(self, post: PostRow, user: UserRow | None, emoji: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO reactions (post_id, user_id, emoji) VALUES ($1, $2, $3)",
-            post.id, user.id if user else None, emoji,
-        )  # fmt: skip
+        user_id = user.id if user else None
+        await self.row("reactions", post_id=post.id, user_id=user_id, emoji=emoji)
 
     async def license(self, identifier: str) -> int:
-        license_id: int = await self._insert(
-            "licenses", {"identifier": identifier, "title": identifier}, sqid=False
-        )
+        license_id: int = await self.row("licenses", identifier=identifier, title=identifier)
         return license_id
 
     async def owner_and_posts(self, count: int) -> tuple[UserRow, list[PostRow]]:
@@ -154,11 +174,7 @@ class Factory:
             owner.id, title, kind, created_at, count,
         )  # fmt: skip
         ids = sorted(r["id"] for r in rows)
-        await self.pool.execute(
-            "UPDATE posts p SET public_sqid = s.sqid"
-            " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE p.id = s.id",
-            ids, [self.ids.encode(i) for i in ids],
-        )  # fmt: skip
+        await set_sqids(self.pool, self.ids, "posts", ids)
         await self.pool.execute(
             "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
             " SELECT unnest($1::int[]), 'png', 100, true",
@@ -203,41 +219,23 @@ class HostSite:
         self.ids = PublicIds(settings.sqids_alphabet)
 
     async def user(self, handle: str, roles: list[str]) -> HostUser:
-        user_id: int = await self.pool.fetchval(
-            """INSERT INTO public.users (user_key, handle, handle_normalized, email, roles)
-               VALUES ($1, $2::text, lower($2::text), $2::text || '@example.com', $3::json)
-               RETURNING id""",
-            uuid.uuid4(), handle, roles,
-        )  # fmt: skip
-        sqid = self.ids.encode(user_id)
-        await self.pool.execute(
-            "UPDATE public.users SET public_sqid = $2 WHERE id = $1", user_id, sqid
-        )
+        cols = {"user_key": uuid.uuid4(), "handle": handle, "handle_normalized": handle.lower(),
+                "email": f"{handle}@example.com", "roles": roles}  # fmt: skip
+        user_id: int = await insert(self.pool, "public.users", cols)
+        (sqid,) = await set_sqids(self.pool, self.ids, "public.users", [user_id])
         return HostUser(user_id, sqid, mint_token(self.settings.jwt_secret_key, sqid, roles=roles))
 
     async def post(self, owner: HostUser, n: int, *, legacy: bool) -> HostPost:
         key = uuid.uuid4()
         shard = host_shard(key, legacy=legacy)
         data = f"PIXELS {n} ".encode() + os.urandom(3000)
-        post_id: int = await self.pool.fetchval(
-            """INSERT INTO public.posts (storage_key, storage_shard, owner_id, title, art_url,
-                                         created_at)
-               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
-            key, shard, owner.id, f"Art {n}", f"/vault/{shard}/{key}.png",
-            datetime.now(UTC) - timedelta(minutes=n),
-        )  # fmt: skip
-        sqid = self.ids.encode(post_id)
-        await self.pool.execute(
-            "UPDATE public.posts SET public_sqid = $2 WHERE id = $1", post_id, sqid
-        )
-        await self.pool.execute(
-            "INSERT INTO public.post_files (post_id, format, file_bytes, is_native)"
-            " VALUES ($1, 'png', $2, true)",
-            post_id, len(data),
-        )  # fmt: skip
-        path = artwork_path(self.settings.vault_path, shard, key, "png")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+        cols = {"storage_key": key, "storage_shard": shard, "owner_id": owner.id,
+                "title": f"Art {n}", "art_url": f"/vault/{shard}/{key}.png",
+                "created_at": datetime.now(UTC) - timedelta(minutes=n)}  # fmt: skip
+        post_id: int = await insert(self.pool, "public.posts", cols)
+        (sqid,) = await set_sqids(self.pool, self.ids, "public.posts", [post_id])
+        vault = self.settings.vault_path
+        await write_artwork(self.pool, vault, "public.post_files", post_id, shard, key, "png", data)
         return HostPost(post_id, sqid, shard, data)
 
 
@@ -250,11 +248,7 @@ async def bulk_users(conn: asyncpg.Connection, ids: PublicIds, prefix: str, n: i
         n, prefix,
     )  # fmt: skip
     user_ids = [r["id"] for r in rows]
-    await conn.execute(
-        "UPDATE users u SET public_sqid = s.sqid"
-        " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE u.id = s.id",
-        user_ids, [ids.encode(u) for u in user_ids],
-    )  # fmt: skip
+    await set_sqids(conn, ids, "users", user_ids)
     return user_ids
 
 

@@ -198,10 +198,10 @@ def zip_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
                                 f"missing {sorted(expect - names)[:5]}")  # fmt: skip
             for p in wanted:
                 name = f"artworks/{p.sqid}.{p.fmt}"
-                if name in names and z.read(name) != p.path.read_bytes():
+                if name in names and z.read(name) != p.data:
                     problems.append(f"{bdr}: {name} differs from the vault file")
             for p in row["post_ids"]:
-                if not seed.posts[p].has_file and skipped.get(p) not in ("file_missing", "deleted"):
+                if seed.posts[p].data is None and skipped.get(p) not in ("file_missing", "deleted"):
                     problems.append(f"{bdr}: post {p} has no file but was not skipped as missing")
     except zipfile.BadZipFile as exc:
         problems.append(f"{bdr}: not a ZIP ({exc})")
