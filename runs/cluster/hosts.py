@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
 import secrets
 import signal
@@ -22,7 +21,7 @@ from pathlib import Path
 from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer
-from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
+from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
 from support.stack import CHECKOUT, WORKER
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -147,18 +146,11 @@ class Cluster:
 
     def start_store(self) -> None:
         store, private = self.host("store"), self.net.private
-        identities = {"identities": [{
-            "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}  # fmt: skip
-        store.run(["sh", "-c", f"mkdir -p {private}/weed && "
-                               f"echo '{json.dumps(identities)}' > {private}/s3.json"])  # fmt: skip
-        self._serve("store", "weed", 8333, "SeaweedFS S3", [
-            weed_binary(), "server", f"-dir={private}/weed", f"-ip={store.address}",
-            f"-ip.bind={store.address}", "-s3", "-s3.port=8333", "-s3.port.iceberg=0",
-            "-s3.port.lance=0", f"-s3.config={private}/s3.json", "-volume.max=16",
-            "-master.volumeSizeLimitMB=256",
-        ], within=60)  # fmt: skip
+        store.run(
+            ["sh", "-c", f"mkdir -p {private}/weed && echo '{S3_CONFIG}' > {private}/s3.json"]
+        )
+        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333)
+        self._serve("store", "weed", 8333, "SeaweedFS S3", argv, within=60)
         self.steps.reached("store")
 
     def _serve(
