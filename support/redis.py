@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 from pmd_service.dev.embedded import redis_answers, stop_processes
-from support.stack import free_port
+from support.stack import free_port, wait_ready
 
 
 class RedisServer:
@@ -35,13 +34,8 @@ class RedisServer:
             ],
             start_new_session=True,
         )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while not redis_answers(host="127.0.0.1", port=self.port, password=self.password):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer within 15 s")
-            time.sleep(0.05)
+        answers = {"host": "127.0.0.1", "port": self.port, "password": self.password}
+        wait_ready(self.proc, lambda: redis_answers(**answers), "redis-server", log, within=15)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from support.stack import first_ephemeral_port
+from support.stack import first_ephemeral_port, wait_ready
 
 ACCESS_KEY = "pmd-test-key"
 SECRET_KEY = "pmd-test-secret-0123456789abcdef"
@@ -95,19 +94,16 @@ class Seaweed:
             self.proc = subprocess.Popen(
                 self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-600:]
-                raise RuntimeError(f"weed exited with {self.proc.returncode}: …{tail}")
-            try:
-                urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
-                return
-            except urllib.error.HTTPError:
-                return  # the gateway answers (403 without a signature): it is up
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"SeaweedFS S3 did not answer within {timeout} s")
+        wait_ready(self.proc, self._answers, "weed", log, within=timeout)
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
+        except urllib.error.HTTPError:
+            return True  # the gateway answers (403 without a signature): it is up
+        except OSError:
+            return False
+        return True
 
     def vacuum(self, timeout: float = 120) -> None:
         """Reclaim deleted objects' space now, not in 15 min: a benchmark that writes and

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 
+from pmd_service.dev.embedded import stop_processes
 from support.stack import CHECKOUT, SERVER, WORKER, free_port
 
 Spans = list[tuple[float, float]]
@@ -130,14 +131,7 @@ class Proc:
         self.exit_codes.append(self.proc.wait(10))
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(25)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_processes([self.proc] if self.proc is not None else [], 25)
 
 
 class Tmpfs:

@@ -22,7 +22,7 @@ from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer
 from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
-from support.stack import CHECKOUT, WORKER
+from support.stack import CHECKOUT, WORKER, wait_ready
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
@@ -163,15 +163,11 @@ class Cluster:
         proc = host.spawn(argv, path, env, user)
         probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
                  "int(sys.argv[2])), timeout=1).close()", host.address, str(port)]  # fmt: skip
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if subprocess.run(host.command(probe), capture_output=True).returncode == 0:
-                return
-            if proc.poll() is not None:
-                raise StartFailed(f"{what} exited with {proc.returncode} at start{_tail(path)}")
-            time.sleep(0.2)
-        raise StartFailed(f"{what} did not listen on {host.address}:{port} within {within:.0f} s"
-                          f"{_tail(path)}")  # fmt: skip
+
+        def listens() -> bool:
+            return subprocess.run(host.command(probe), capture_output=True).returncode == 0
+
+        wait_ready(proc, listens, what, path, within, error=StartFailed)
 
     def service_env(self, **extra: str) -> dict[str, str]:
         db, redis, store = self.host("db"), self.host("redis"), self.host("store")
@@ -259,14 +255,6 @@ class Cluster:
             while chunk := s.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
-
-
-def _tail(log: Path, lines: int = 5) -> str:
-    try:
-        text = log.read_text(errors="replace").strip()
-    except OSError:
-        return ""
-    return "; its log ends:\n    " + "\n    ".join(text.splitlines()[-lines:]) if text else ""
 
 
 def enter(ns: str) -> None:
