@@ -171,17 +171,18 @@ def log_tail(log: Path | None, chars: int = 2000) -> str:
 
 
 def wait_ready(
-    proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str, log: Path | None = None,
-    within: float = 30, error: type[Exception] = RuntimeError,
+    proc: subprocess.Popen[bytes] | None, ready: Callable[[], bool], what: str,
+    log: Path | None = None, within: float = 30, error: type[Exception] = RuntimeError,
 ) -> None:  # fmt: skip
-    """Until `ready()`: `error`, the end of `log` in it, if `proc` exits first or `within` s
-    pass (then it is killed)."""
+    """Until `ready()`: `error`, the end of `log` in it, if `proc` (the process that should
+    answer, if it is ours) exits first or `within` s pass (then it is killed)."""
     deadline = time.monotonic() + within
     while not ready():
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise error(f"{what} exited with {proc.returncode} at start{log_tail(log)}")
         if time.monotonic() > deadline:
-            proc.kill()
+            if proc is not None:
+                proc.kill()
             raise error(f"{what} did not answer within {within:.0f} s{log_tail(log)}")
         time.sleep(0.1)
 

@@ -25,7 +25,7 @@ from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from runs.chaos.checks import Report, check_all, conclude, settle
-from runs.chaos.procs import Spans, during, until_ok, window
+from runs.chaos.procs import Spans, during, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
@@ -34,6 +34,7 @@ from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory
+from support.stack import answers, wait_ready
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -348,5 +349,6 @@ def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> No
 
 
 async def until_ready(http: aiohttp.ClientSession, lb: Balancer) -> None:
-    """Until the balancer answers /readyz 200 (`http` unused: the wait has a session of its own)."""
-    await until_ok(f"{lb.base}/readyz")
+    """Until the balancer answers /readyz 200 (`http` unused: the wait has a client of its own)."""
+    url = f"{lb.base}/readyz"
+    await asyncio.to_thread(wait_ready, None, lambda: answers(url), "the balancer", within=60)
