@@ -25,15 +25,9 @@ class RedisServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / "redis.log"
-        self.proc = subprocess.Popen(
-            [
-                _executable(), "--port", str(self.port),
-                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory), "--logfile", str(log),
-                *(["--requirepass", self.password] if self.password else []),
-            ],
-            start_new_session=True,
-        )  # fmt: skip
+        password = ["--requirepass", self.password] if self.password else []
+        argv = server_argv("127.0.0.1", self.port, self.directory, "--logfile", str(log), *password)
+        self.proc = subprocess.Popen(argv, start_new_session=True)
         answers = {"host": "127.0.0.1", "port": self.port, "password": self.password}
         wait_ready(self.proc, lambda: redis_answers(**answers), "redis-server", log, within=15)
 
@@ -41,6 +35,12 @@ class RedisServer:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_processes([proc], 10)
+
+
+def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
+    """redis-server on `bind`:`port`, without persistence (a restart loses every queued job)."""
+    return [_executable(), "--bind", bind, "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(directory), *more]  # fmt: skip
 
 
 def _executable() -> str:

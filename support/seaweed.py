@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,10 +17,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
-from support.stack import first_ephemeral_port, wait_ready
+from support.stack import free_port, wait_ready
 
 ACCESS_KEY = "pmd-test-key"
 SECRET_KEY = "pmd-test-secret-0123456789abcdef"
@@ -50,24 +47,6 @@ def server_argv(
     return [weed_binary(), "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", "-s3",
             f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256", *more]  # fmt: skip
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s, suppress(OSError):
-        s.bind(("127.0.0.1", port))
-        return True
-    return False
-
-
-def _free_ports(n: int) -> list[int]:
-    """`n` free ports whose +10000 (weed's gRPC ports) are free too, below the ephemeral range:
-    the chaos run restarts weed on the same ports, which an outgoing connection may take."""
-    candidates = list(range(10000, max(10000, first_ephemeral_port() - 10000)))
-    random.shuffle(candidates)
-    ports = list(islice((p for p in candidates if _bindable(p) and _bindable(p + 10000)), n))
-    if len(ports) < n:
-        raise RuntimeError(f"no {n} free port pairs below {first_ephemeral_port()}")
-    return ports
 
 
 @dataclass
@@ -140,7 +119,8 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
         # Another process may take a picked port before weed binds it (it binds eight): then
         # weed exits at once, and another set is tried.
         for attempt in range(3):
-            master, volume, filer, s3 = _free_ports(4)
+            # Below the ephemeral range: a restart (the chaos run's) binds the same ports again.
+            master, volume, filer, s3 = (free_port(gap=10000) for _ in range(4))
             weed.endpoint, weed.master = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}"
             weed.args = server_argv(directory / "data", "127.0.0.1", config, s3,
                                     f"-master.port={master}", f"-volume.port={volume}",

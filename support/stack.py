@@ -6,6 +6,7 @@ database it creates and drops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -109,17 +110,23 @@ def first_ephemeral_port() -> int:
         return 32768  # Linux's default
 
 
-def free_port() -> int:
-    """A port free on every address, below the kernel's ephemeral range: a port it hands out
-    (bind to 0) may be taken by a client's connection before the server meant for it binds it."""
+def _bindable(port: int) -> bool:
+    with socket.socket() as s, contextlib.suppress(OSError):
+        s.bind(("", port))
+        return True
+    return False
+
+
+def free_port(gap: int = 0) -> int:
+    """A port free on every address (with `gap`, so is the port `gap` above it: weed's gRPC
+    ports), below the kernel's ephemeral range: a port it hands out (bind to 0) may be taken by
+    a client's connection before the server meant for it binds it, or binds it again."""
     for _ in range(200):
-        port = random.randrange(10000, first_ephemeral_port())
-        with socket.socket() as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
+        port = random.randrange(10000, max(10001, first_ephemeral_port() - gap))
+        if _bindable(port) and (not gap or _bindable(port + gap)):
             return port
+    if gap:
+        raise RuntimeError(f"no free ports {gap} apart below {first_ephemeral_port()}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         found: int = s.getsockname()[1]
@@ -217,7 +224,7 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
     stop_processes(procs, 10)
 
 
-async def listeners(conn: asyncpg.Connection) -> int:
+async def listeners(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     """How many server processes hold their LISTEN connection (each does once it is up)."""
     count: int = await conn.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"

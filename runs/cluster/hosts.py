@@ -20,7 +20,7 @@ from pathlib import Path
 
 from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
-from support import pgbouncer
+from support import pgbouncer, redis
 from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
 from support.stack import CHECKOUT, WORKER, wait_ready
 
@@ -137,11 +137,9 @@ class Cluster:
         self.steps.reached("pgbouncer")
 
     def start_redis(self) -> None:
-        self._serve("redis", "redis", 6379, "Redis", [
-            "redis-server", "--bind", self.host("redis").address, "--port", "6379",
-            "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir",
-            str(self.net.private),
-        ])  # fmt: skip
+        argv = redis.server_argv(self.host("redis").address, 6379, self.net.private,
+                                 "--protected-mode", "no")  # fmt: skip
+        self._serve("redis", "redis", 6379, "Redis", argv)
         self.steps.reached("redis")
 
     def start_store(self) -> None:
