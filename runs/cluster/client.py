@@ -219,7 +219,7 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
         await create_host_tables(conn)
         await conn.execute(grants_sql(SERVICE_ROLE))
-        settings = Settings(database_url=cluster.admin_url, redis_url="",
+        settings = Settings(database_url=cluster.admin_url, redis_url=env["REDIS_URL"],
                             vault_path=cluster.run_dir / "vault",
                             jwt_secret_key=cluster.jwt_secret)  # fmt: skip
         data = await seed(Factory(conn, settings), users=users, posts_per_user=160,
