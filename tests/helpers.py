@@ -35,12 +35,10 @@ from pmd_service.web.keys import DB_POOL, REDIS
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
 from support.seeding import Factory, UserRow, insert
 from support.sse import Message
+from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
 from support.stack import free_port
 
 Client = TestClient[Any, Any]
-
-# server.py and worker.py run from here, and .data holds the embedded servers.
-CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 SECRET = "test-secret-" + "x" * 40
