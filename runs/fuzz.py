@@ -19,6 +19,7 @@ import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class Scope:
     """A user whose rows the fuzzer can aim at."""
 
     sqid: str
+    user_id: int
     post_ids: list[int]
     bdr_ids: list[str]  # a ready one (its ZIP on disk), a pending one, a failed one
     export_ids: list[str]  # two ready exports with their one part on disk
@@ -236,8 +238,8 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
         await seeder.license("CC0")
         own = await _seed_user(seeder, "fuzzer", ["user", "moderator"])
         other = await _seed_user(seeder, "fuzzed", ["user"])
-        own.action_ids = await _seed_actions(conn, own.sqid, None)
-        other.action_ids = await _seed_actions(conn, other.sqid, own.sqid)
+        own.action_ids = await _seed_actions(seeder, own, None)
+        other.action_ids = await _seed_actions(seeder, other, own)
     finally:
         await conn.close()
     token = mint_token(settings.jwt_secret_key, own.sqid, ttl_seconds=3600,
@@ -246,64 +248,44 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
 
 
 async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
-    conn, bdr_path = seeder.pool, seeder.settings.bdr_path
+    bdr_path, now = seeder.settings.bdr_path, datetime.now(UTC)
     user = await seeder.user(handle, roles)
     post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
     ready = uuid.uuid4()
     relative, size, _ = _zip(bdr_path, f"{user.sqid}/pmd-{ready}.zip", {
         "metadata.json": b'{"fuzz": true}', "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
     })  # fmt: skip
-    await conn.execute(
-        """INSERT INTO batch_download_requests
-            (id, user_id, post_ids, artwork_count, status, file_path, file_size_bytes,
-             started_at, completed_at, expires_at, progress_done)
-        VALUES ($1, $2, $3, 1, 'ready', $4, $5, now(), now(), now() + interval '7 days', 1)""",
-        ready, user.id, post_ids[:1], relative, size,
-    )  # fmt: skip
-    others = await conn.fetch(
-        """INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
-        VALUES ($1, $2, 1, 'pending'), ($1, $3, 2, 'failed') RETURNING id""",
-        user.id, post_ids[:1], post_ids[:2],
-    )  # fmt: skip
-    exports = [await _seed_export(conn, bdr_path, user.id, user.sqid) for _ in range(2)]
+    bdrs = [str(await seeder.row(
+        "batch_download_requests", id=ready, user_id=user.id, post_ids=post_ids[:1],
+        artwork_count=1, status="ready", file_path=relative, file_size_bytes=size,
+        started_at=now, completed_at=now, expires_at=now + timedelta(days=7), progress_done=1,
+    ))]  # fmt: skip
+    for ids, status in ((post_ids[:1], "pending"), (post_ids[:2], "failed")):
+        bdrs.append(str(await seeder.row("batch_download_requests", user_id=user.id,
+                                         post_ids=ids, artwork_count=len(ids), status=status)))  # fmt: skip
+    exports = [await _seed_export(seeder, user.id, user.sqid) for _ in range(2)]
     # A recurring schedule (due in a month), so that cancelling one can succeed.
-    await conn.execute(
-        """INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at,
-                part_bytes, include_comments, include_reactions, include_upscaled, send_email)
-        VALUES ($1, $2, 30, 2, now() + interval '30 days', 1073741824, true, true, false,
-                false)""",
-        user.id, user.sqid,
-    )  # fmt: skip
-    return Scope(user.sqid, post_ids, [str(ready), *(str(r["id"]) for r in others)], exports)
+    await seeder.row("export_schedules", "user_id", user_id=user.id, user_sqid=user.sqid,
+                     every_days=30, remaining=2, next_at=now + timedelta(days=30),
+                     part_bytes=2**30, include_comments=True, include_reactions=True,
+                     include_upscaled=False, send_email=False)  # fmt: skip
+    return Scope(user.sqid, user.id, post_ids, bdrs, exports)
 
 
-_SQL_SEED_ACTIONS = """
-WITH acts AS (
-    INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count)
-    SELECT (SELECT id FROM users WHERE public_sqid = $1),
-           (SELECT id FROM users WHERE public_sqid = $2), 'hide', 1
-    FROM generate_series(1, 8)
-    RETURNING id
-), numbered AS (
-    SELECT id, row_number() OVER (ORDER BY id) AS n FROM acts
-), posts_of AS (
-    SELECT p.*, row_number() OVER (ORDER BY p.id) AS n FROM posts p
-    WHERE p.owner_id = (SELECT id FROM users WHERE public_sqid = $1)
-), remembered AS (
-    INSERT INTO bulk_action_posts (action_id, post_id, after, hidden_by_user, hidden_by_mod,
-        deleted_by_user, deleted_by_user_date, license_id, remixable, hashtags)
-    SELECT a.id, p.id, w.after, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user,
-           p.deleted_by_user_date, p.license_id, p.remixable, p.hashtags
-    FROM numbered a JOIN posts_of p ON p.n = a.n, (VALUES (false), (true)) AS w(after)
-)
-SELECT id::text FROM acts
-"""
-
-
-async def _seed_actions(conn: Any, owner_sqid: str, actor_sqid: str | None) -> list[str]:
-    """Bulk actions to undo (undoing one puts its post back as it is), by the owner or, with
-    `actor_sqid`, by that moderator."""
-    return [r[0] for r in await conn.fetch(_SQL_SEED_ACTIONS, owner_sqid, actor_sqid)]
+async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> list[str]:
+    """Bulk actions to undo, a hide of one of the owner's posts each (undoing one puts its post
+    back as it is: both snapshots hold a seeded post's defaults), by the owner or by `actor`, a
+    moderator."""
+    out = []
+    for post_id in owner.post_ids[:8]:
+        action = await seeder.row("bulk_actions", owner_id=owner.user_id, action="hide",
+                                  actor_id=actor and actor.user_id, changed_count=1)  # fmt: skip
+        for after in (False, True):
+            await seeder.row("bulk_action_posts", "action_id", action_id=action, post_id=post_id,
+                             after=after, hidden_by_user=False, hidden_by_mod=False,
+                             deleted_by_user=False, remixable=True, hashtags=[])  # fmt: skip
+        out.append(str(action))
+    return out
 
 
 def _zip(bdr_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
@@ -317,26 +299,20 @@ def _zip(bdr_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int
     return f"bdr/{name}", len(data), hashlib.sha256(data).hexdigest()
 
 
-async def _seed_export(conn: Any, bdr_path: Path, user_id: int, sqid: str) -> str:
+async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
     """A ready export of one part, older than the cooldown: the first request of a new one is
     accepted, the next ones find it running (409)."""
-    ready = uuid.uuid4()
-    relative, size, sha256 = _zip(bdr_path, f"pmd-exports/{ready}/part-1.zip", {
+    ready, now = uuid.uuid4(), datetime.now(UTC)
+    relative, size, sha256 = _zip(seeder.settings.bdr_path, f"pmd-exports/{ready}/part-1.zip", {
         f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",
     })  # fmt: skip
-    await conn.execute(
-        """INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count,
-                             progress_done, created_at, started_at, completed_at, expires_at)
-        VALUES ($1, $2, $3, 'ready', 1073741824, 1, 1, now() - interval '30 days', now(),
-                now(), now() + interval '7 days')""",
-        ready, user_id, sqid,
-    )  # fmt: skip
-    await conn.execute(
-        """INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
-                                  estimated_bytes, file_path, file_size_bytes, sha256)
-        VALUES ($1, 1, 'ready', '{1}', 1, 100, $2, $3, $4)""",
-        ready, relative, size, sha256,
-    )  # fmt: skip
+    await seeder.row("exports", id=ready, user_id=user_id, user_sqid=sqid, status="ready",
+                     part_bytes=2**30, artwork_count=1, progress_done=1,
+                     created_at=now - timedelta(days=30), started_at=now, completed_at=now,
+                     expires_at=now + timedelta(days=7))  # fmt: skip
+    await seeder.row("export_parts", "export_id", export_id=ready, number=1, status="ready",
+                     post_ids=[1], artwork_count=1, estimated_bytes=100, file_path=relative,
+                     file_size_bytes=size, sha256=sha256)  # fmt: skip
     return str(ready)
 
 

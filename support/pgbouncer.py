@@ -18,8 +18,9 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import asyncpg
 
+from pmd_service.dev.embedded import stop_processes
 from support import tools
-from support.stack import free_port
+from support.stack import free_port, wait_ready
 
 
 def config(
@@ -98,11 +99,10 @@ def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[Pg
     at = f"{user}@127.0.0.1:{port}"
     url = urlunsplit(db._replace(netloc=at, query=""))
     try:
-        asyncio.run(_wait_for(url, proc, output))
+        wait_ready(proc, lambda: asyncio.run(_answers(url)), "pgbouncer", output, within=20)
         yield PgBouncer(url, log, urlunsplit(db._replace(netloc=at, path="/pgbouncer", query="")))
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_processes([proc], 10)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -116,16 +116,10 @@ async def console(bouncer: PgBouncer, command: str, within: float) -> None:
         await conn.close()
 
 
-async def _wait_for(url: str, proc: subprocess.Popen[bytes], output: Path) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            text = await asyncio.to_thread(output.read_text, errors="replace")
-            raise RuntimeError(f"pgbouncer exited: {text}")
-        try:
-            conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
-        except (OSError, TimeoutError, asyncpg.PostgresError):
-            await asyncio.sleep(0.05)
-            continue
-        await conn.close()
-        return
-    raise RuntimeError("pgbouncer did not answer")
+async def _answers(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from urllib.parse import quote
 
 from pmd_service.dev.embedded import redis_answers, stop_processes
-from support.stack import free_port
+from support.stack import free_port, wait_ready
 
 
 class RedisServer:
@@ -26,27 +25,22 @@ class RedisServer:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / "redis.log"
-        self.proc = subprocess.Popen(
-            [
-                _executable(), "--port", str(self.port),
-                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(self.directory), "--logfile", str(log),
-                *(["--requirepass", self.password] if self.password else []),
-            ],
-            start_new_session=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while not redis_answers(host="127.0.0.1", port=self.port, password=self.password):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited; see {log}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer within 15 s")
-            time.sleep(0.05)
+        password = ["--requirepass", self.password] if self.password else []
+        argv = server_argv("127.0.0.1", self.port, self.directory, "--logfile", str(log), *password)
+        self.proc = subprocess.Popen(argv, start_new_session=True)
+        answers = {"host": "127.0.0.1", "port": self.port, "password": self.password}
+        wait_ready(self.proc, lambda: redis_answers(**answers), "redis-server", log, within=15)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
             stop_processes([proc], 10)
+
+
+def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
+    """redis-server on `bind`:`port`, without persistence (a restart loses every queued job)."""
+    return [_executable(), "--bind", bind, "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(directory), *more]  # fmt: skip
 
 
 def _executable() -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+from support.stack import CHECKOUT
 
 
 def ms(seconds: float) -> str:

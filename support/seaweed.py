@@ -6,28 +6,29 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 
-from support.stack import first_ephemeral_port
+from support.stack import free_port, wait_ready
 
 ACCESS_KEY = "pmd-test-key"
 SECRET_KEY = "pmd-test-secret-0123456789abcdef"
 REGION = "us-east-1"
+# Its s3.json: the one identity whose signatures it checks.
+S3_CONFIG = json.dumps({"identities": [{
+    "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+}]})  # fmt: skip
 
 
 def weed_binary() -> str:
@@ -38,22 +39,14 @@ def weed_binary() -> str:
     return found
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s, suppress(OSError):
-        s.bind(("127.0.0.1", port))
-        return True
-    return False
-
-
-def _free_ports(n: int) -> list[int]:
-    """`n` free ports whose +10000 (weed's gRPC ports) are free too, below the ephemeral range:
-    the chaos run restarts weed on the same ports, which an outgoing connection may take."""
-    candidates = list(range(10000, max(10000, first_ephemeral_port() - 10000)))
-    random.shuffle(candidates)
-    ports = list(islice((p for p in candidates if _bindable(p) and _bindable(p + 10000)), n))
-    if len(ports) < n:
-        raise RuntimeError(f"no {n} free port pairs below {first_ephemeral_port()}")
-    return ports
+def server_argv(
+    data: Path, ip: str, config: Path, s3: int, *more: str, volumes: int = 16
+) -> list[str]:
+    """`weed server -s3` on `ip` (S3 on port `s3`), storing under `data`; `volumes`: how many
+    of 256 MB it may grow (vacuumed space does not always come back as writable volumes)."""
+    return [weed_binary(), "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", "-s3",
+            f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+            f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256", *more]  # fmt: skip
 
 
 @dataclass
@@ -80,19 +73,16 @@ class Seaweed:
             self.proc = subprocess.Popen(
                 self.args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                tail = log.read_text(errors="replace")[-600:]
-                raise RuntimeError(f"weed exited with {self.proc.returncode}: …{tail}")
-            try:
-                urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
-                return
-            except urllib.error.HTTPError:
-                return  # the gateway answers (403 without a signature): it is up
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"SeaweedFS S3 did not answer within {timeout} s")
+        wait_ready(self.proc, self._answers, "weed", log, within=timeout)
+
+    def _answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.endpoint + "/status", timeout=1).close()  # noqa: S310
+        except urllib.error.HTTPError:
+            return True  # the gateway answers (403 without a signature): it is up
+        except OSError:
+            return False
+        return True
 
     def vacuum(self, timeout: float = 120) -> None:
         """Reclaim deleted objects' space now, not in 15 min: a benchmark that writes and
@@ -119,30 +109,22 @@ class Seaweed:
 
 @contextmanager
 def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
-    """weed on free ports, until the block ends. `volumes`: how many of 256 MB it may grow
-    (vacuumed space does not always come back as writable volumes)."""
+    """weed on free ports (`server_argv`), until the block ends."""
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
     config = directory / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "pmd",
-        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-    }]}))  # fmt: skip
+    config.write_text(S3_CONFIG)
     (directory / "data").mkdir()
     weed = Seaweed("", directory)
     try:
         # Another process may take a picked port before weed binds it (it binds eight): then
         # weed exits at once, and another set is tried.
         for attempt in range(3):
-            master, volume, filer, s3 = _free_ports(4)
+            # Below the ephemeral range: a restart (the chaos run's) binds the same ports again.
+            master, volume, filer, s3 = (free_port(gap=10000) for _ in range(4))
             weed.endpoint, weed.master = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}"
-            weed.args = [
-                weed_binary(), "server", f"-dir={directory / 'data'}",
-                "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-                f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
-                f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3",
-                f"-s3.config={config}", f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256",
-            ]  # fmt: skip
+            weed.args = server_argv(directory / "data", "127.0.0.1", config, s3,
+                                    f"-master.port={master}", f"-volume.port={volume}",
+                                    f"-filer.port={filer}", volumes=volumes)  # fmt: skip
             try:
                 weed.start()
                 break

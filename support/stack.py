@@ -6,6 +6,7 @@ database it creates and drops."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -16,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -29,7 +30,7 @@ import msgspec
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import MIGRATIONS, apply_migrations
 from pmd_service.core.settings import Settings
-from pmd_service.dev.embedded import services
+from pmd_service.dev.embedded import services, stop_processes
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # The service's processes as production starts them, from the checkout.
@@ -109,17 +110,23 @@ def first_ephemeral_port() -> int:
         return 32768  # Linux's default
 
 
-def free_port() -> int:
-    """A port free on every address, below the kernel's ephemeral range: a port it hands out
-    (bind to 0) may be taken by a client's connection before the server meant for it binds it."""
+def _bindable(port: int) -> bool:
+    with socket.socket() as s, contextlib.suppress(OSError):
+        s.bind(("", port))
+        return True
+    return False
+
+
+def free_port(gap: int = 0) -> int:
+    """A port free on every address (with `gap`, so is the port `gap` above it: weed's gRPC
+    ports), below the kernel's ephemeral range: a port it hands out (bind to 0) may be taken by
+    a client's connection before the server meant for it binds it, or binds it again."""
     for _ in range(200):
-        port = random.randrange(10000, first_ephemeral_port())
-        with socket.socket() as s:
-            try:
-                s.bind(("", port))
-            except OSError:
-                continue
+        port = random.randrange(10000, max(10001, first_ephemeral_port() - gap))
+        if _bindable(port) and (not gap or _bindable(port + gap)):
             return port
+    if gap:
+        raise RuntimeError(f"no free ports {gap} apart below {first_ephemeral_port()}")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         found: int = s.getsockname()[1]
@@ -161,6 +168,41 @@ def service_env(
     }
 
 
+def log_tail(log: Path | None, chars: int = 2000) -> str:
+    """The end of `log`, to say why a process did not start ("" without one)."""
+    try:
+        text = log.read_text(errors="replace").strip() if log is not None else ""
+    except OSError:
+        return ""
+    return f"; its log ends:\n{text[-chars:]}" if text else ""
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes] | None, ready: Callable[[], bool], what: str,
+    log: Path | None = None, within: float = 30, error: type[Exception] = RuntimeError,
+) -> None:  # fmt: skip
+    """Until `ready()`: `error`, the end of `log` in it, if `proc` (the process that should
+    answer, if it is ours) exits first or `within` s pass (then it is killed)."""
+    deadline = time.monotonic() + within
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise error(f"{what} exited with {proc.returncode} at start{log_tail(log)}")
+        if time.monotonic() > deadline:
+            if proc is not None:
+                proc.kill()
+            raise error(f"{what} did not answer within {within:.0f} s{log_tail(log)}")
+        time.sleep(0.1)
+
+
+def answers(url: str) -> bool:
+    """Whether `url` answers 200 now (False while nothing listens)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own servers
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
 def start_server(
     env: dict[str, str], port: int, log: IO[bytes] | None = None, root: Path = CHECKOUT
 ) -> subprocess.Popen[bytes]:
@@ -168,18 +210,10 @@ def start_server(
     instead of this process's (a line per request drowns a bench's figures)."""
     proc = subprocess.Popen(SERVER, cwd=root, env={**env, "PORT": str(port)}, stdout=log,
                             stderr=log)  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
     name = getattr(log, "name", None)
-    tail = Path(name).read_text(errors="replace")[-4000:] if isinstance(name, str) else ""
-    raise RuntimeError(f"server.py on port {port} did not become ready; its log: {tail}")
+    wait_ready(proc, lambda: answers(f"http://127.0.0.1:{port}/readyz"),
+               f"server.py on port {port}", Path(name) if isinstance(name, str) else None)  # fmt: skip
+    return proc
 
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -187,16 +221,10 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def stop(*procs: subprocess.Popen[bytes]) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    stop_processes(procs, 10)
 
 
-async def listeners(conn: asyncpg.Connection) -> int:
+async def listeners(conn: asyncpg.Connection | asyncpg.Pool) -> int:
     """How many server processes hold their LISTEN connection (each does once it is up)."""
     count: int = await conn.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"

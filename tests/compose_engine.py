@@ -16,13 +16,14 @@ import json
 import socket
 import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pmd_service.dev.embedded import stop_processes
+from support.stack import wait_ready
 from tests.host_stack import run_compose
 from tests.images import Podman
 
@@ -94,23 +95,14 @@ def engine(podman: Podman) -> Iterator[Engine]:
     running = Engine(podman, path)
     checker = threading.Thread(target=running.run_healthchecks, daemon=True)
     try:
-        deadline = time.monotonic() + 30
-        while not _answers(path):
-            assert service.poll() is None, f"podman system service exited: see {log}"
-            assert time.monotonic() < deadline, f"podman's API socket did not answer: see {log}"
-            time.sleep(0.2)
+        wait_ready(service, lambda: _answers(path), "podman system service", log)
         checker.start()
         yield running
     finally:
         running.stopping.set()
         if checker.is_alive():
             checker.join(timeout=70)
-        service.terminate()
-        try:
-            service.wait(15)
-        except subprocess.TimeoutExpired:
-            service.kill()
-            service.wait()
+        stop_processes([service], 15)
         path.unlink(missing_ok=True)
 
 

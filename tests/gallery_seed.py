@@ -5,6 +5,7 @@ tests of each part's index.html, in process and in Chromium."""
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 import asyncpg
 
 from pmd_service.core.settings import Settings
+from pmd_service.dev.demo import pixel_art
 from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import Client, run_worker
-from tests.pixel_art import sprite
 
 NASTY = '<script>alert("x")</script> & "quotes"'
 
@@ -30,8 +31,8 @@ async def seeded(
     for i in range(count):
         posts.append(
             await factory.post(
-                owner, title=NASTY if i == 2 else f"Sprite {i}", data=sprite(i),
-                width=16, height=16, hashtags=["pixelart", f"n{i}"],
+                owner, title=NASTY if i == 2 else f"Sprite {i}",
+                data=pixel_art(random.Random(i), 16, 1, "png"), width=16, height=16, hashtags=["pixelart", f"n{i}"],
                 description="A small one" if i == 1 else None,
                 license_id=cc if i % 2 else None,
             )

@@ -33,14 +33,12 @@ from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.sse.hub import LISTENER_NAME
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
-from support.seeding import Factory, UserRow
+from support.seeding import Factory, UserRow, insert
 from support.sse import Message
+from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
 from support.stack import free_port
 
 Client = TestClient[Any, Any]
-
-# server.py and worker.py run from here, and .data holds the embedded servers.
-CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 SECRET = "test-secret-" + "x" * 40
@@ -380,16 +378,8 @@ async def mint_ticket(
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
     """A BDR row written straight to the table (its insert is an event like any other)."""
-    bdr_id = await pool.fetchval(
-        """
-        INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)
-        SELECT $1, array_agg(g), $2 FROM generate_series(1, $2) g
-        RETURNING id::text
-        """,
-        user.id,
-        artworks,
-    )
-    assert isinstance(bdr_id, str)
+    cols = {"user_id": user.id, "post_ids": list(range(1, artworks + 1)), "artwork_count": artworks}
+    bdr_id: str = await insert(pool, "batch_download_requests", cols, returning="id::text")
     return bdr_id
 
 

@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +21,12 @@ import pytest
 
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
+from pmd_service.dev.embedded import stop_processes
 from support import tools
 from support.seeding import Factory, UserRow
 from support.stack import free_port, service_env, start_server
 from tests.helpers import CHECKOUT
+from tests.procs import ARQ_WORKER
 
 if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip (browser_missing)
     from playwright.async_api import Browser, Page, ViewportSize
@@ -87,25 +88,16 @@ class Stack:
         await asyncio.to_thread(self.server.wait, 10)
 
     def start_worker(self) -> None:
-        arq = str(Path(sys.executable).with_name("arq"))
         with (self.directory / "worker.log").open("ab") as log:
-            self.worker = subprocess.Popen([arq, "worker.WorkerSettings"], cwd=CHECKOUT,
-                                           env=self.env(), stdout=log, stderr=log)  # fmt: skip
+            self.worker = subprocess.Popen(ARQ_WORKER, cwd=CHECKOUT, env=self.env(), stdout=log,
+                                           stderr=log)  # fmt: skip
 
     def log(self, name: str) -> str:
         path = self.directory / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
-        for proc in (self.server, self.worker):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-        for proc in (self.server, self.worker):
-            if proc is not None:
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        stop_processes([p for p in (self.server, self.worker) if p is not None], 10)
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ import time
 import uuid
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -198,73 +199,67 @@ def zip_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
                                 f"missing {sorted(expect - names)[:5]}")  # fmt: skip
             for p in wanted:
                 name = f"artworks/{p.sqid}.{p.fmt}"
-                if name in names and z.read(name) != p.path.read_bytes():
+                if name in names and z.read(name) != p.data:
                     problems.append(f"{bdr}: {name} differs from the vault file")
             for p in row["post_ids"]:
-                if not seed.posts[p].has_file and skipped.get(p) not in ("file_missing", "deleted"):
+                if seed.posts[p].data is None and skipped.get(p) not in ("file_missing", "deleted"):
                     problems.append(f"{bdr}: post {p} has no file but was not skipped as missing")
     except zipfile.BadZipFile as exc:
         problems.append(f"{bdr}: not a ZIP ({exc})")
     return problems
 
 
-def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
-    """Each ready row's ZIP byte-exact under its final name, and nothing else in the folder
-    but the `.part` files of killed builds."""
-    expected = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
+def check_zips(
+    report: Report, where: str, ready: dict[str, Any], found: set[str],
+    read: Callable[[str], bytes], seed: Seed, partial: Callable[[str], bool] = lambda _: False,
+) -> None:  # fmt: skip
+    """Each ready row's ZIP (`ready`: by its name among `found`, what is `where`; `read` gives
+    its bytes) byte-exact under that name, and nothing else there but `partial` ones."""
     problems = []
-    for rel, row in expected.items():
-        path = root / rel
-        if row["file_path"] != f"bdr/{rel}":
+    for key, row in sorted(ready.items()):
+        if row["file_path"] != f"bdr/{key}":
             problems.append([f"{row['id']}: unexpected file_path {row['file_path']}"])
-        elif not path.is_file():
-            problems.append([f"{row['id']}: ready but {path} is missing"])
+        elif key not in found:
+            problems.append([f"{row['id']}: ready but {key} is missing"])
         else:
-            problems.append(zip_problems(row, path.read_bytes(), seed))
-    report.each("ready ZIPs CRC-valid and byte-exact (the non-skipped artworks, nothing else)",
-                problems)  # fmt: skip
-    skipped = Counter(s["reason"] for r in expected.values() for s in r["skipped"])
+            problems.append(zip_problems(row, read(key), seed))
+    report.each(f"ready BDRs with their one ZIP {where} under its final name, CRC-valid and "
+                "byte-exact (the non-skipped artworks, nothing else)", problems)  # fmt: skip
+    others = sorted(f for f in found if f not in ready and not partial(f))
+    report.count(f"files {where} that are a ready BDR's ZIP (no strays, no partials under a "
+                 "final name)", len(found) - len(others), len(found),
+                 [f"{f} is no ready BDR's ZIP" for f in others], at_least=0)  # fmt: skip
+
+
+def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
+    """The ready ZIPs in the BDR folder, whose only other files may be the `.part` files of
+    killed builds."""
+    ready = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
+    found = {str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()}
+    check_zips(report, "in the BDR folder", ready, found, lambda k: (root / k).read_bytes(), seed,
+               lambda f: f.endswith(".part"))  # fmt: skip
+    skipped = Counter(s["reason"] for r in ready.values() for s in r["skipped"])
     skips = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
     report.info(f"artworks skipped in ready ZIPs: {skips or 'none'}")
-    files = [str(f.relative_to(root)) for f in sorted(root.rglob("*")) if not f.is_dir()]
-    parts = [f for f in files if f.endswith(".part")]
-    found = [f for f in files if f in expected and f not in parts]
-    stray = [f"{f} is no ready BDR's ZIP" for f in files if f not in expected and f not in parts]
-    missing = [f"missing {k}" for k in sorted(set(expected) - set(found))]
-    report.count("ready BDRs with exactly their one ZIP under the final name", len(found),
-                 len(expected), missing)  # fmt: skip
-    report.count("files in the BDR folder that are a ready BDR's ZIP (no strays, no partials "
-                 "under a final name)", len(found), len(found) + len(stray), stray)  # fmt: skip
-    report.info(
-        f".part files left by SIGKILLed builds (the daily cleanup removes them): {len(parts)}"
-    )
+    parts = sum(f.endswith(".part") for f in found)
+    report.info(f".part files left by SIGKILLed builds (the daily cleanup removes them): {parts}")
 
 
 async def check_bucket(
     report: Report, pool: asyncpg.Pool, store: ObjectStore, settings: Settings, seed: Seed,
     bdrs: list[Any],
 ) -> None:  # fmt: skip
-    """--store: each ready row's object byte-exact, no other object under the prefix (an
-    upload that did not complete is no object), and every upload a killed worker left open
-    aborted by the workers' own sweep (once a minute) within 75 s."""
-    ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
-    found = {m["path"] for batch in obstore.list(store) for m in batch}
-    problems = []
-    for key, row in sorted(ready.items()):
-        if key not in found:
-            problems.append([f"{row['id']}: ready but {key} is not in the bucket"])
-            continue
-        data = (await (await obstore.get_async(store, key)).bytes_async()).to_bytes()
-        problems.append(await asyncio.to_thread(zip_problems, row, data, seed))
-    report.each("ready ZIPs in the bucket, CRC-valid and byte-exact", problems)
+    """--store: the ready ZIPs under the prefix (an upload that did not complete is no object),
+    and every upload a killed worker left open aborted by the workers' own sweep (once a
+    minute) within 75 s."""
     # ZIPs whose owner removed them while the store was down are left to the daily cleanup
     # (their rows expired first, so they are never served): run its orphan removal now, as if
     # the hour it waits had passed, and count what is left.
     report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
+    ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
     found = {m["path"] for batch in obstore.list(store) for m in batch}
-    stray = [f"{k} is no ready BDR's ZIP" for k in sorted(found - set(ready))]
-    report.count("objects under the prefix that are a ready BDR's ZIP (no strays, no partials)",
-                 len(found) - len(stray), len(found), stray)  # fmt: skip
+    await asyncio.to_thread(check_zips, report, "in the bucket", ready, found,
+                            lambda k: obstore.get(store, k).bytes().to_bytes(), seed)  # fmt: skip
     bucket, deadline = settings.bdr_bucket, time.monotonic() + 75
     assert bucket is not None
     while (left := await incomplete_uploads(bucket, settings.s3_access)) and (  # noqa: ASYNC110

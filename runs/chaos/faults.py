@@ -20,13 +20,12 @@ from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, console
 from support.redis import RedisServer
 from support.seaweed import Seaweed
+from support.stack import listeners
 
-LISTENERS = """
-FROM pg_stat_activity
+SQL_KILL_LISTENERS = """
+SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
 WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
 """
-SQL_LISTENERS = "SELECT count(*)" + LISTENERS
-SQL_KILL_LISTENERS = "SELECT pid, pg_terminate_backend(pid) AS killed" + LISTENERS
 # After a restart, how long the object store may take to serve what it stored before.
 STORE_READY_SECONDS = 30
 # While the store is frozen, the longest a download or a removal may take to answer (the
@@ -240,7 +239,7 @@ class Faults(Injector):
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            if await self.pool.fetchval(SQL_LISTENERS) >= sum(s.alive() for s in self.servers):
+            if await listeners(self.pool) >= sum(s.alive() for s in self.servers):
                 self.say("every server's listener is back")
                 return True
         if not quiet:
@@ -252,21 +251,21 @@ class Faults(Injector):
         new transaction of the pools held until RESUME. The LISTEN connections go direct: they
         must stay, and are terminated meanwhile, so a listener comes back while pools wait."""
         assert self.pooler is not None
-        listeners = await self.pool.fetchval(SQL_LISTENERS)
+        before = await listeners(self.pool)
         with window(self.ledger.pooler_paused) as start:
             try:
                 # PAUSE returns once the transactions under way have ended.
                 await console(self.pooler, "PAUSE", within=30)
                 paused = time.monotonic()
-                kept = await self.pool.fetchval(SQL_LISTENERS)
+                kept = await listeners(self.pool)
                 rows = await self.pool.fetch(SQL_KILL_LISTENERS)
                 self.say(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction "
                          f"had ended; every server connection closed), for "
-                         f"{self.pause_seconds:.0f} s; {kept} of {listeners} LISTEN connections "
+                         f"{self.pause_seconds:.0f} s; {kept} of {before} LISTEN connections "
                          f"(direct) kept, then pg_terminate_backend of "
                          f"{sum(r['killed'] for r in rows)}")  # fmt: skip
-                if kept < listeners:
-                    left = f"{kept} of {listeners} left"
+                if kept < before:
+                    left = f"{kept} of {before} left"
                     self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection ({left}):"
                                           " they must go direct")  # fmt: skip
                 remaining = paused + self.pause_seconds - time.monotonic()

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
-from support.stack import CHECKOUT, SERVER, WORKER, free_port
+from pmd_service.dev.embedded import stop_processes
+from support.stack import CHECKOUT, SERVER, WORKER, answers, free_port, wait_ready
 
 Spans = list[tuple[float, float]]
 
@@ -45,21 +44,6 @@ def open_files(pid: int) -> list[str]:
             with contextlib.suppress(OSError):
                 out.append(os.readlink(fd))
     return out
-
-
-async def until_ok(url: str, proc: Proc | None = None, within: float = 60) -> None:
-    """Until `url` answers 200; an error at once if `proc`, which should answer, exits."""
-    deadline = time.monotonic() + within
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            if proc is not None and not proc.alive():
-                raise RuntimeError(f"{proc.name} exited at start; see {proc.log}")
-            with contextlib.suppress(aiohttp.ClientError, OSError, asyncio.TimeoutError):
-                async with http.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer 200 within {within:.0f} s")
 
 
 @dataclass
@@ -106,7 +90,8 @@ class Proc:
 
     async def wait_healthy(self) -> None:
         if self.port is not None:
-            await until_ok(self.base + "/healthz", self)
+            await asyncio.to_thread(wait_ready, self.proc, lambda: answers(self.base + "/healthz"),
+                                    self.name, self.log, 60)  # fmt: skip
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
         return during(self.shutdowns, t, grace)
@@ -130,14 +115,7 @@ class Proc:
         self.exit_codes.append(self.proc.wait(10))
 
     def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(25)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_processes([self.proc] if self.proc is not None else [], 25)
 
 
 class Tmpfs:

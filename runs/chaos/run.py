@@ -26,7 +26,6 @@ from msgspec.structs import replace
 
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.objects import open_store
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from runs.chaos import checks
 from runs.chaos.faults import Faults
@@ -41,6 +40,7 @@ from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.redis import RedisServer
 from support.seaweed import create_bucket, new_bucket_name, running_seaweed
+from support.seeding import Factory
 from support.stack import fresh_stack, service_env
 
 # PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
@@ -106,15 +106,14 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         t = time.monotonic()
         conn = await connect(settings.database_url or "", "pmd-chaos")
         try:
-            data = await seed(conn, settings.vault_path, settings.jwt_secret_key,
-                              PublicIds(settings.sqids_alphabet), users=args.users,
+            data = await seed(Factory(conn, settings), users=args.users,
                               posts_per_user=300 if not args.ci else 220, victim_posts=160,
                               rng=random.Random(20260509))  # fmt: skip
         finally:
             await conn.close()
         print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
               f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
-              f"{sum(not p.has_file for p in data.posts.values())} missing files, "
+              f"{sum(p.data is None for p in data.posts.values())} missing files, "
               f"in {time.monotonic() - t:.0f} s")  # fmt: skip
         bouncer: PgBouncer | None = None
         service = settings

@@ -18,16 +18,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from sqids.constants import DEFAULT_ALPHABET
 
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from runs.chaos.checks import Report, check_all, conclude, settle
-from runs.chaos.procs import Spans, during, until_ok, window
+from runs.chaos.procs import Spans, during, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
@@ -35,6 +33,8 @@ from runs.cluster.checks import Supervisor, check_processes, service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
+from support.seeding import Factory
+from support.stack import answers, wait_ready
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -219,8 +219,10 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
         await create_host_tables(conn)
         await conn.execute(grants_sql(SERVICE_ROLE))
-        data = await seed(conn, cluster.run_dir / "vault", cluster.jwt_secret,
-                          PublicIds(DEFAULT_ALPHABET), users=users, posts_per_user=160,
+        settings = Settings(database_url=cluster.admin_url, redis_url=env["REDIS_URL"],
+                            vault_path=cluster.run_dir / "vault",
+                            jwt_secret_key=cluster.jwt_secret)  # fmt: skip
+        data = await seed(Factory(conn, settings), users=users, posts_per_user=160,
                           victim_posts=130, rng=random.Random(20261123))  # fmt: skip
     finally:
         await conn.close()
@@ -347,5 +349,6 @@ def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> No
 
 
 async def until_ready(http: aiohttp.ClientSession, lb: Balancer) -> None:
-    """Until the balancer answers /readyz 200 (`http` unused: the wait has a session of its own)."""
-    await until_ok(f"{lb.base}/readyz")
+    """Until the balancer answers /readyz 200 (`http` unused: the wait has a client of its own)."""
+    url = f"{lb.base}/readyz"
+    await asyncio.to_thread(wait_ready, None, lambda: answers(url), "the balancer", within=60)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
 import secrets
 import signal
@@ -21,9 +20,9 @@ from pathlib import Path
 
 from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
-from support import pgbouncer
-from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, weed_binary
-from support.stack import CHECKOUT, WORKER
+from support import pgbouncer, redis
+from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
+from support.stack import CHECKOUT, WORKER, wait_ready
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
@@ -138,27 +137,18 @@ class Cluster:
         self.steps.reached("pgbouncer")
 
     def start_redis(self) -> None:
-        self._serve("redis", "redis", 6379, "Redis", [
-            "redis-server", "--bind", self.host("redis").address, "--port", "6379",
-            "--protected-mode", "no", "--save", "", "--appendonly", "no", "--dir",
-            str(self.net.private),
-        ])  # fmt: skip
+        argv = redis.server_argv(self.host("redis").address, 6379, self.net.private,
+                                 "--protected-mode", "no")  # fmt: skip
+        self._serve("redis", "redis", 6379, "Redis", argv)
         self.steps.reached("redis")
 
     def start_store(self) -> None:
         store, private = self.host("store"), self.net.private
-        identities = {"identities": [{
-            "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}  # fmt: skip
-        store.run(["sh", "-c", f"mkdir -p {private}/weed && "
-                               f"echo '{json.dumps(identities)}' > {private}/s3.json"])  # fmt: skip
-        self._serve("store", "weed", 8333, "SeaweedFS S3", [
-            weed_binary(), "server", f"-dir={private}/weed", f"-ip={store.address}",
-            f"-ip.bind={store.address}", "-s3", "-s3.port=8333", "-s3.port.iceberg=0",
-            "-s3.port.lance=0", f"-s3.config={private}/s3.json", "-volume.max=16",
-            "-master.volumeSizeLimitMB=256",
-        ], within=60)  # fmt: skip
+        store.run(
+            ["sh", "-c", f"mkdir -p {private}/weed && echo '{S3_CONFIG}' > {private}/s3.json"]
+        )
+        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333)
+        self._serve("store", "weed", 8333, "SeaweedFS S3", argv, within=60)
         self.steps.reached("store")
 
     def _serve(
@@ -171,15 +161,11 @@ class Cluster:
         proc = host.spawn(argv, path, env, user)
         probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
                  "int(sys.argv[2])), timeout=1).close()", host.address, str(port)]  # fmt: skip
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            if subprocess.run(host.command(probe), capture_output=True).returncode == 0:
-                return
-            if proc.poll() is not None:
-                raise StartFailed(f"{what} exited with {proc.returncode} at start{_tail(path)}")
-            time.sleep(0.2)
-        raise StartFailed(f"{what} did not listen on {host.address}:{port} within {within:.0f} s"
-                          f"{_tail(path)}")  # fmt: skip
+
+        def listens() -> bool:
+            return subprocess.run(host.command(probe), capture_output=True).returncode == 0
+
+        wait_ready(proc, listens, what, path, within, error=StartFailed)
 
     def service_env(self, **extra: str) -> dict[str, str]:
         db, redis, store = self.host("db"), self.host("redis"), self.host("store")
@@ -267,14 +253,6 @@ class Cluster:
             while chunk := s.recv(65536):
                 chunks.append(chunk)
         return b"".join(chunks).decode()
-
-
-def _tail(log: Path, lines: int = 5) -> str:
-    try:
-        text = log.read_text(errors="replace").strip()
-    except OSError:
-        return ""
-    return "; its log ends:\n    " + "\n    ".join(text.splitlines()[-lines:]) if text else ""
 
 
 def enter(ns: str) -> None:

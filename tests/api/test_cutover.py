@@ -28,7 +28,7 @@ from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
 from pmd_service.web.app import create_app
-from support.seeding import HostPost, HostSite, HostUser
+from support.seeding import HostSite, PostRow, UserRow
 from tests.helpers import CHECKOUT, SECRET, direct, pg_dump, run_worker
 
 Client = TestClient[Any, Any]
@@ -71,7 +71,7 @@ async def _cutover_grants(host_url: str) -> None:
 
 
 async def _host_bdr(
-    pool: asyncpg.Pool, settings: Settings, user: HostUser, posts: list[HostPost], status: str,
+    pool: asyncpg.Pool, settings: Settings, user: UserRow, posts: list[PostRow], status: str,
     *, expires_in_days: float = 3, count: int | None = None, zip_bytes: bytes | None = None,
 ) -> uuid.UUID:  # fmt: skip
     """A row of the host's PMD; `zip_bytes`: its ZIP at `{vault}/bdr/{sqid}/{id}.zip`."""

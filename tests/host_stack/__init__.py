@@ -12,8 +12,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from support.stack import CHECKOUT as CHECKOUT
+
 HERE = Path(__file__).resolve().parent
-CHECKOUT = HERE.parent.parent
 OVERLAY = CHECKOUT / "deploy" / "makapix" / "compose.pmd.yml"
 HOST_FILES = ("docker-compose.yml", "docker-compose.prod.yml")
 

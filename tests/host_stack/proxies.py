@@ -10,14 +10,15 @@ import os
 import re
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from pmd_service.dev.embedded import stop_processes
 from support import tools
+from support.stack import wait_ready
 from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
@@ -43,21 +44,16 @@ def _serving(
     with out.open("ab") as output:
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            assert time.monotonic() < deadline, f"not listening on {port}: {log.read_text()}"
-            time.sleep(0.05)
+        wait_ready(proc, lambda: listens(port), command[0], log, within=20)
         yield
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_processes([proc], 10)
+
+
+def listens(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
 
 
 def _filled(template: str, **values: object) -> str:
