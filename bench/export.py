@@ -2,8 +2,6 @@
 
 Throughput, worker RSS growth and a BDR's slowdown, in the folder and in SeaweedFS, each against
 its target (docs/benchmarks.md tells how). `--quick`: a smoke test of about a minute.
-`--layers`: every artwork also has an `.mkpx` layers file of about 40% its size, in every
-part and every BDR ZIP (the working files), so each artwork is two entries.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
-from pmd_service.host.vault import artwork_path, relative_layers_path
+from pmd_service.host.vault import artwork_path
 from pmd_service.storage.zip_files import ZipFiles
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
@@ -80,7 +78,7 @@ class Owner:
     id: int
     sqid: str
     post_ids: list[int]  # newest first, as the export orders them
-    paths: list[Path]  # their files (each artwork's, then its layers file), in the same order
+    paths: list[Path]  # their files, in the same order
     bytes: int
 
 
@@ -90,10 +88,9 @@ def _write_random(path: Path, size: int, seed: int) -> None:
 
 
 async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, n: int,
-                     seed: int, layers: bool = False) -> Owner:  # fmt: skip
+                     seed: int) -> Owner:  # fmt: skip
     """A user with `n` artworks of 0.9–1.1 MB of random bytes in the vault, each post a second
-    older than the one before (the export's order is known); `layers`: each with a layers
-    file of 40% its size."""
+    older than the one before (the export's order is known)."""
     user = await seeding.Factory(conn, settings).user(handle)
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]
@@ -106,20 +103,6 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
         artwork_path(settings.vault_path, s, k, "png") for s, k in zip(shards, keys, strict=True)
     ]
     seeds = [seed * 1_000_000 + i for i in range(n)]
-    if layers:
-        layer_sizes = [size * 2 // 5 for size in sizes]
-        layer_paths = [
-            settings.vault_path / relative_layers_path(s, k)
-            for s, k in zip(shards, keys, strict=True)
-        ]
-        await conn.execute(
-            "UPDATE posts p SET mkpx_file_bytes = u.b, mkpx_attached_at = now() "
-            "FROM unnest($1::int[], $2::int[]) AS u(i, b) WHERE p.id = u.i",
-            post_ids, layer_sizes,
-        )  # fmt: skip
-        paths = [p for pair in zip(paths, layer_paths, strict=True) for p in pair]
-        sizes = [b for pair in zip(sizes, layer_sizes, strict=True) for b in pair]
-        seeds = [seed * 1_000_000 + i for i in range(2 * n)]
     with ThreadPoolExecutor(2) as pool:  # numpy's generator releases the GIL
         await asyncio.to_thread(list, pool.map(_write_random, paths, sizes, seeds))
     await conn.execute("ANALYZE posts; ANALYZE post_files")
@@ -476,15 +459,13 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
         stop(worker)
 
 
-async def run(
-    artworks: int, plans: dict[str, tuple[int, int]], layers: bool = False
-) -> dict[str, Any]:
+async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
     async with fresh_stack() as settings:
         conn = await connect(settings.database_url, "pmd-bench")
         try:
             started = time.perf_counter()
-            owner = await seed_owner(conn, settings, "exporter", artworks, 1, layers)
-            warm = await seed_owner(conn, settings, "warm", WARM_ARTWORKS, 2, layers)
+            owner = await seed_owner(conn, settings, "exporter", artworks, 1)
+            warm = await seed_owner(conn, settings, "warm", WARM_ARTWORKS, 2)
         finally:
             await conn.close()
         await asyncio.to_thread(os.sync)  # the vault on disk: no writeback during the rounds
@@ -496,7 +477,6 @@ async def run(
             "bdr_artworks": BDR_ARTWORKS,
             "stores": {},
             "artwork_bytes": owner.bytes,
-            "layers": layers,
             # This run's, which the report's machine line (of whichever ran last) may not name.
             "servers": list(await service_versions()),
         }
@@ -539,13 +519,12 @@ def main() -> None:
     parser = cli.parser("export", __doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke test of about a minute")
     parser.add_argument("--stores", default="folder,seaweedfs")
-    parser.add_argument("--layers", action="store_true", help="each artwork with a layers file")
     args = parser.parse_args()
     artworks, plans = (QUICK_ARTWORKS, QUICK_PLANS) if args.quick else (ARTWORKS, PLANS)
     stores = [s for s in args.stores.split(",") if s]
     if unknown := set(stores) - set(plans):
         parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
-    figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}, args.layers))
+    figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
     for name, f in figures["stores"].items():
         report(name, f)
     cli.save(args.json, figures | {"quick": args.quick})

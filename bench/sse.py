@@ -170,16 +170,11 @@ def main() -> None:
                         "with --box, stream counts (multiples of 100)")  # fmt: skip
     parser.add_argument("--box", action="store_true", help="the whole box (bench/sse_box.py)")
     parser.add_argument("--streams", type=int, default=100_000, help="--box: the top level")
-    parser.add_argument(
-        "--burst-only", action="store_true", help="--box: levels filled by Storm, then bursts only"
-    )
-    parser.add_argument("--server-root", type=Path, help="--box: run this checkout's server")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")] if args.levels else None
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it goes
     if args.box:
-        run = sse_box.run(levels or sse_box.levels_for(args.streams), args.burst_only,
-                          args.server_root)  # fmt: skip
+        run = sse_box.run(levels or sse_box.levels_for(args.streams))
         cli.save(args.json, {"box": asyncio.run(run)})
     else:
         levels = levels or list(LEVELS)

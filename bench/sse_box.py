@@ -187,7 +187,6 @@ class Box:
     seeded: Seeded
     db: Any
     pool_room: int  # connections the servers' pools and listeners may take in all
-    root: Path  # the checkout whose server.py runs (another's: `--server-root`)
 
 
 async def flood(clients: Clients, pids: list[int]) -> dict[str, Any]:
@@ -263,7 +262,7 @@ async def served(box: Box, streams: int) -> AsyncIterator[tuple[int, Clients, di
     port = stack.free_port()
     # The servers' logs stay for a look after the run (the stack's folder goes with it).
     log = (stack.CHECKOUT / ".data" / "bench" / f"box-server-{streams}.log").open("wb")
-    server = await asyncio.to_thread(stack.start_server, env, port, log, box.root)
+    server = await asyncio.to_thread(stack.start_server, env, port, log)
     clients: Clients | None = None
     try:
         while await stack.listeners(box.db) < processes:  # noqa: ASYNC110 - nothing announces it
@@ -375,25 +374,9 @@ async def bursts(box: Box, clients: Clients, users: int, holding: int) -> dict[s
     return {"burst": burst, "burst_all_s": worst}
 
 
-async def burst_level(box: Box, streams: int) -> dict[str, Any]:
-    """`--burst-only`: the level filled by the lean client, then the bursts; the load average
-    before and after, as other work on the box moves the figures."""
-    load = os.getloadavg()
-    async with served(box, streams) as (_, clients, fig):
-        t0 = time.monotonic()
-        fig["fill"] = storm_summary(await clients.all("fill"), streams, t0)
-        holding = await clients.holding()
-        print(f"  filled: {holding:,} held in {fig['fill']['storm_s']:.1f} s; not 200: "
-              f"{fig['fill']['storm_statuses'] or 'none'}")  # fmt: skip
-        fig |= await bursts(box, clients, fig["users"], holding)
-    return fig | {"held": holding, "load_before": load, "load_after": os.getloadavg()}
-
-
-async def run(levels: list[int], burst_only: bool, root: Path | None) -> dict[str, Any]:
-    """Every level's figures (`burst_only`: the burst's alone), the server run from `root`'s
-    checkout (this one's by default) on a database its migrations made."""
-    root = (root or stack.CHECKOUT).resolve()
-    async with stack.fresh_stack(root / "migrations") as settings:
+async def run(levels: list[int]) -> dict[str, Any]:
+    """Every level's figures."""
+    async with stack.fresh_stack() as settings:
         ids = PublicIds(settings.sqids_alphabet)
         seeded = await seed_stream_users(
             settings.database_url, ids, settings.jwt_secret_key, max(levels) // PER_USER
@@ -404,13 +387,13 @@ async def run(levels: list[int], burst_only: bool, root: Path | None) -> dict[st
         room = budget.allowed - budget.in_use - 15
         print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
               f"{budget.in_use} in use: {room} for the servers' pools and listeners")  # fmt: skip
-        box = Box(settings, seeded, await connect(settings.database_url, "pmd-bench"), room, root)
+        box = Box(settings, seeded, await connect(settings.database_url, "pmd-bench"), room)
         results = []
         try:
             for n in levels:
                 print(f"{n:,} streams, {processes_for(n)} server process(es), "
                       f"{clients_for(n)} client process(es) ...")  # fmt: skip
-                results.append(await (burst_level if burst_only else run_level)(box, n))
+                results.append(await run_level(box, n))
         finally:
             await box.db.close()
     return {"levels": results, "targets": TARGETS, "per_user": PER_USER,

@@ -72,8 +72,7 @@ class SseClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        if not self.held:  # one a Storm opened is only read here
-            transport.write(self.request)
+        transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -107,7 +106,7 @@ class SseClient(asyncio.Protocol):
             self.transport.abort()
 
     def adopt(self) -> None:
-        """Held: its `connected` is in (or it is a socket a Storm opened, now read here)."""
+        """Held: its `connected` is in."""
         self.held = True
         self.ready.set_result(200)
 
@@ -193,20 +192,6 @@ class Client:
         self.streams += opened
         return {"opened": len(opened), "asked": len(got), "last": last,
                 "statuses": {str(k): v for k, v in statuses.items()}}  # fmt: skip
-
-    async def fill(self) -> dict[str, Any]:
-        """Every stream opened at once by a Storm (without Last-Event-ID), then read here: a
-        level filled in a fraction of the flood's time, for the burst alone."""
-        wanted = [sse_request(self.port, t) for _, t in self.users for _ in range(self.per_user)]
-        filled = Storm(self.source, self.port, wanted)
-        out = filled.run(OPEN_DEADLINE_S)
-        loop = asyncio.get_running_loop()
-        for sock in filled.held:
-            stream = SseClient(-1, b"", self)  # whose it is matters only for one event's
-            stream.adopt()
-            await loop.create_connection(stream, sock=sock)
-            self.streams.append(stream)
-        return out
 
     async def storm(self, tickets: bool) -> dict[str, Any]:
         """Drops every stream at once (RST) and reopens all at once through a Storm, each with

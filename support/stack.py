@@ -19,7 +19,6 @@ import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit, urlunsplit
@@ -79,9 +78,8 @@ async def drop_database(server_url: str, name: str, *roles: str) -> None:
 
 
 @asynccontextmanager
-async def fresh_stack(migrations: Traversable = MIGRATIONS) -> AsyncIterator[Settings]:
-    """Settings on a new database migrated by `migrations` (another checkout's, for its
-    server), Redis, and a temp vault."""
+async def fresh_stack() -> AsyncIterator[Settings]:
+    """Settings on a new database, migrated, Redis, and a temp vault."""
     base = await asyncio.to_thread(bench_settings)  # pgserver's start-up blocks
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
     url = await create_database(base.database_url, name)
@@ -94,7 +92,7 @@ async def fresh_stack(migrations: Traversable = MIGRATIONS) -> AsyncIterator[Set
             )  # fmt: skip
             conn = await connect(settings.database_url, "pmd-bench")
             try:
-                await apply_migrations(conn, migrations, with_host_tables=True)  # dev: stand-ins
+                await apply_migrations(conn, MIGRATIONS, with_host_tables=True)  # dev: stand-ins
             finally:
                 await conn.close()
             yield settings
@@ -204,11 +202,11 @@ def answers(url: str) -> bool:
 
 
 def start_server(
-    env: dict[str, str], port: int, log: IO[bytes] | None = None, root: Path = CHECKOUT
+    env: dict[str, str], port: int, log: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
-    """`python server.py` of the checkout `root`, once /readyz answers 200; its output to `log`
-    instead of this process's (a line per request drowns a bench's figures)."""
-    proc = subprocess.Popen(SERVER, cwd=root, env={**env, "PORT": str(port)}, stdout=log,
+    """`python server.py`, once /readyz answers 200; its output to `log` instead of this
+    process's (a line per request drowns a bench's figures)."""
+    proc = subprocess.Popen(SERVER, cwd=CHECKOUT, env={**env, "PORT": str(port)}, stdout=log,
                             stderr=log)  # fmt: skip
     name = getattr(log, "name", None)
     wait_ready(proc, lambda: answers(f"http://127.0.0.1:{port}/readyz"),
