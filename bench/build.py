@@ -37,6 +37,7 @@ from arq.connections import ArqRedis
 from zlib_ng import zlib_ng
 
 from bench import cli
+from bench.show import show
 from pmd_service.bdr.job_run import root_manifest
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
@@ -190,13 +191,7 @@ def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str,
     total = sum(p.stat().st_size for p in paths)
     figures = {"bytes": total} | {name: statistics.median(t) for name, t in times.items()}
     figures["max_stall_ms"] = max(stalls) * 1000
-    worker = figures["worker_s"]
-    print(f"{label}: {len(paths)} files, {total / 1e6:.1f} MB, median of {rounds}: worker "
-          f"{worker * 1000:.1f} ms, {figures['seed_s'] / worker:.1f}x faster than the seed's "
-          f"algorithm (target >= 25x), {worker / figures['floor_s']:.2f}x a plain copy (target "
-          f"<= 2.0x), {worker / figures['durable_floor_s']:.2f}x with fsync, "
-          f"{worker / figures['required_floor_s']:.2f}x the required work; longest event-loop "
-          f"stall {figures['max_stall_ms']:.1f} ms (target <= 20 ms)")  # fmt: skip
+    show(f"{label}, medians of {rounds}", figures)
     return figures
 
 
@@ -428,15 +423,8 @@ def main() -> None:
         results = in_process(large, small, sizes, Path(tmp), args.rounds)
     results |= asyncio.run(with_worker({"large": large[:FILES], "small": small}, args.job_rounds,
                                        args.comments))  # fmt: skip
-    for name, j in results["job"].items():
-        print(
-            f"the whole job, 128 {name}: claim → ready {j['job_s'] * 1000:.1f} ms, "
-            f"{j['job_s'] / j['floor_s']:.2f}× the one-pass floor, "
-            f"{results[name]['seed_s'] / j['job_s']:.1f}× faster than the seed's algorithm"
-        )
-    c = results["comments"]
-    print(f"{c['visible_comments']:,} comments: worker RSS growth {c['growth_mb']:.1f} MB "
-          f"(target <= 20 MB), built in {c['build_s']:.1f} s")  # fmt: skip
+    for part in ("job", "comments", "big"):
+        show(f"the real worker, {part}", results[part])
     cli.save(args.json, results)
     os.sync()
 

@@ -33,6 +33,7 @@ from arq.connections import ArqRedis
 from bench import cli
 from bench.build import Run, copy_floor, driving
 from bench.runner import service_versions
+from bench.show import show
 from bench.store import plain_put
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -338,10 +339,10 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
         await store.settle()
         export_floors.append(await asyncio.to_thread(_floor, run.zips, _part_groups(owner)))
         await store.settle()
-        floor = _mb_s(export_floors[-1:])
-        print(f"    round {r + 1}: export alone {built['build_s']:.1f} s "
-              f"({built['throughput_mb_s']:.0f} MB/s, {built['parts']} parts), peak RSS "
-              f"{rss.peak / 1024:.1f} MB; its floor {floor:.0f} MB/s", flush=True)  # fmt: skip
+        show(
+            f"    round {r + 1}, an export alone",
+            alone[-1] | {"floor_mb_s": _mb_s(export_floors[-1:])},
+        )
         idle.append(await store.idle_bdrs(count, bdr_floors))
         with _rss(run) as rss:
             bdrs, built = await store.beside_export(count, f"round {r + 1}")
@@ -500,21 +501,6 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
     return figures
 
 
-def report(name: str, f: dict[str, Any]) -> None:
-    rss, by_round = f["rss"], ", ".join(f"{r:.2f}" for r in f["throughput_ratio_by_round"])
-    print(f"{name}: export throughput ÷ a BDR's {f['throughput_ratio']:.2f}× (target ≥ "
-          f"{TARGET_THROUGHPUT}; by round {by_round}); worker RSS growth "
-          f"{rss['growth_mb']:+.1f} MB (target ≤ +{TARGET_GROWTH_MB:.0f}, {rss['samples']:,} "
-          f"readings); BDR during an export ÷ idle {f['bdr_slowdown']:.2f}× (target ≤ "
-          f"{TARGET_BDR_SLOWDOWN}, median of {f['busy_inside']}); worker CPU per GB, export ÷ "
-          f"BDR {f['export_cpu_s_per_gb'] / f['bdr_cpu_s_per_gb']:.2f}×", flush=True)  # fmt: skip
-    print(f"  floors: export ÷ BDR {f['floors']['ratio']:.2f}×; throughput ratio against "
-          f"each one's floor {f['floors']['normalized']:.2f}×")  # fmt: skip
-    if "control" in f:
-        print(f"  control, BDR while a second worker builds the export ÷ idle "
-              f"{f['control']['slowdown']:.2f}×: what going first saves")  # fmt: skip
-
-
 def main() -> None:
     parser = cli.parser("export", __doc__)
     parser.add_argument("--quick", action="store_true", help="a smoke test of about a minute")
@@ -526,7 +512,7 @@ def main() -> None:
         parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
     figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
     for name, f in figures["stores"].items():
-        report(name, f)
+        show(name, {k: v for k, v in f.items() if k not in ("idle_bdrs", "busy_bdrs", "exports")})
     cli.save(args.json, figures | {"quick": args.quick})
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import cli, sse_box
+from bench.show import show
 from bench.storm_client import Client
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -134,12 +135,7 @@ async def bench(levels: list[int]) -> list[dict[str, Any]]:
                 print(f"{held:,} subscribers{note} ...")
                 log = settings.vault_path.parent / f"server-{held}.log"
                 lv = await run_level(settings, seeded, held, db, log) | {"asked": n}
-                print(f"  connected in {lv['connect_s']:.1f} s, {lv['rss_mb']:.0f} MB RSS, "
-                      f"{lv['kb_per_subscriber']:.1f} KB a subscriber, {lv['listeners']} LISTEN; "
-                      f"(a) p50 {lv['single']['p50_ms']:.2f} ms, p99 {lv['single']['p99_ms']:.2f} "
-                      f"ms; (b) p50 {lv['burst']['p50_ms']:.0f} ms, max {lv['burst']['max_ms']:.0f}"
-                      f" ms, {lv['burst_delivered']} (its UPDATE {lv['burst_update_ms']:.0f} ms); "
-                      f"GC max {lv['gc_pause_max_ms']:.1f} ms; errors {lv['errors']}")  # fmt: skip
+                show("  (a) one user's event, (b) a burst to all", lv)
                 results.append(lv)
         finally:
             await db.close()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import sse_floor
+from bench.show import show
 from bench.storm_client import Client
 from pmd_service.core.db import connect, read_budget
 from pmd_service.core.public_ids import PublicIds
@@ -221,17 +222,6 @@ async def storms(clients: Clients, pids: list[int], holding: int) -> dict[str, A
     return out
 
 
-def storm_line(name: str, f: dict[str, Any], holding: int) -> str:
-    why = "".join(f"{k} {v:,} " for k, v in f["storm_failures"].items())
-    return (f"  {name}: {f['storm_reopened']:,}/{holding:,} back ({f['storm_resumed']:,} with "
-            f"Last-Event-ID) in {f['storm_s']:.1f} s; not 200: {why}"
-            f"{f['storm_statuses'] or 'none'}")  # fmt: skip
-
-
-def cpu_line(f: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v:.2f}" for k, v in f["storm_cpu_ms"].items())
-
-
 async def baseline(box: Box, streams: int) -> dict[str, Any]:
     """The same clients' flood and storms against a bare aiohttp app (sse_floor)."""
     port = stack.free_port()
@@ -241,7 +231,9 @@ async def baseline(box: Box, streams: int) -> dict[str, Any]:
     try:
         await clients.all("open", 0, 1, WARM_CONCURRENCY)
         out = await flood(clients, pids)
-        return out | await storms(clients, pids, await clients.holding())
+        out |= await storms(clients, pids, await clients.holding())
+        show("  baseline (bare aiohttp)", out)
+        return out
     finally:
         await clients.close()
         await asyncio.to_thread(sse_floor.stop, procs)
@@ -292,11 +284,7 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         fig["open_statuses"] = dict(
             sum((Counter(r["statuses"]) for r in warm), Counter(fig["flood_statuses"]))
         )
-        print(
-            f"  flood: {fig['flood_opened']:,}/{fig['flood_asked']:,} held in "
-            f"{fig['flood_s']:.1f} s; shed (503) {fig['flood_shed']:,} "
-            f"({fig['flood_shed_pct']:.2f}%); not 200: {fig['flood_statuses'] or 'none'}"
-        )
+        show("  flood", {k: v for k, v in fig.items() if k.startswith("flood")})
         await asyncio.sleep(3.0)  # idle: let the server settle
         rss1, (tcp1, slab1) = tree_rss_kb(server_pid), kernel_kb()
         held = await clients.holding()
@@ -304,9 +292,8 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         fig |= {"held": held, "rss_mb": rss1 / 1024, "kb_per_stream_rss": (rss1 - rss0) / grown,
                 "kb_per_stream_kernel": (tcp1 - tcp0) / grown,
                 "kb_per_stream_slab": (slab1 - slab0) / grown}  # fmt: skip
-        print(f"  {held:,} held in {fig['connect_s']:.0f} s; {fig['kb_per_stream_rss']:.1f} KB "
-              f"RSS, {fig['kb_per_stream_kernel']:.2f} KB TCP, {fig['kb_per_stream_slab']:.1f} KB "
-              "slab a stream")  # fmt: skip
+        show("  held", {k: fig[k] for k in ("held", "connect_s", "rss_mb", "kb_per_stream_rss",
+                                           "kb_per_stream_kernel", "kb_per_stream_slab")})  # fmt: skip
 
         # One event: a user's BDR changes; from the commit to each of its PER_USER streams.
         single: list[float] = []
@@ -323,14 +310,13 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         fig["event"] = spread(single) | {"samples": len(single),
                                          "expected": SINGLE_ROUNDS * PER_USER}  # fmt: skip
         fig["event_p99_ms"] = fig["event"]["p99_ms"]
-        print(f"  one event: p50 {fig['event']['p50_ms']:.1f} ms, p99 {fig['event_p99_ms']:.1f} ms")
+        show("  one event", fig["event"])
 
         holding = await clients.holding()
         fig |= await bursts(box, clients, fig["users"], holding)
         fig |= await storms(clients, server_pids(server_pid), holding)
         fig["lost"] = sum(r["lost"] for r in await clients.all("held"))
-        print(storm_line("storm", fig, holding) + "; CPU ms an opening: " + cpu_line(fig))
-        print(storm_line("ticket storm", fig["tickets"], holding))
+        show("  storms", {k: v for k, v in fig.items() if k.startswith("storm") or k == "tickets"})
     base = fig["base"] = await baseline(box, streams)
     for key, mine, theirs in (
         ("flood_vs_base", fig["flood_s"], base["flood_s"]),
@@ -338,10 +324,8 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         ("tickets_vs_base", fig["tickets"]["storm_s"], base["tickets"]["storm_s"]),
     ):
         fig[key] = mine / theirs if math.isfinite(mine) and math.isfinite(theirs) else math.inf
-    print(f"  baseline (bare aiohttp): flood {base['flood_s']:.1f} s ({fig['flood_vs_base']:.2f}× "
-          f"that for the service), storm {base['storm_s']:.1f} s ({fig['storm_vs_base']:.2f}×), "
-          f"ticket storm {base['tickets']['storm_s']:.1f} s ({fig['tickets_vs_base']:.2f}×); "
-          f"CPU ms an opening in the storm: {cpu_line(base)}")  # fmt: skip
+    show("  the service ÷ the baseline", {k: fig[k] for k in ("flood_vs_base", "storm_vs_base",
+                                                             "tickets_vs_base")})  # fmt: skip
     return fig
 
 
@@ -365,13 +349,10 @@ async def bursts(box: Box, clients: Clients, users: int, holding: int) -> dict[s
             delivered.append(f"{len(ms)}/{holding}")
             each.append({"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99),
                          "all_s": max(ms) / 1000 if len(ms) == holding else math.inf})  # fmt: skip
-    worst = max(b["all_s"] for b in each)
-    burst: dict[str, Any] = spread(burst_ms)
-    print(f"  burst: p50 {burst['p50_ms']:.0f} ms, p99 {burst['p99_ms']:.0f} ms, all "
-          f"{worst:.2f} s ({', '.join(delivered)}); each: "
-          + ", ".join(f"{b['all_s']:.2f} s" for b in each))  # fmt: skip
-    burst |= {"update_ms": statistics.median(update_ms), "delivered": delivered, "each": each}
-    return {"burst": burst, "burst_all_s": worst}
+    burst: dict[str, Any] = spread(burst_ms) | {"update_ms": statistics.median(update_ms),
+                                                "delivered": delivered, "each": each}  # fmt: skip
+    show("  burst", burst | {"all_s": max(b["all_s"] for b in each)})
+    return {"burst": burst, "burst_all_s": max(b["all_s"] for b in each)}
 
 
 async def run(levels: list[int]) -> dict[str, Any]:
