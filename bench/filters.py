@@ -20,14 +20,13 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from aiohttp import web
 
 from bench import cli
-from bench.posts import Lister, line, ms, pair, seed_listers
+from bench.posts import Lister, ms, pair, seed_listers, served
+from bench.show import show
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.web.app import create_app
 from support.stack import fresh_stack
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512
@@ -97,13 +96,10 @@ async def page(
         http_ms.append(await ms(get()))
         sql_ms.append(await ms(floor()))
     ratio = statistics.median(http_ms) / statistics.median(sql_ms)
-    print(line(f"GET …/posts?limit={PAGE}&{'&'.join(f'{k}={v}' for k, v in FILTER.items())}",
-               http_ms))  # fmt: skip
-    print(line("  floor SQL (same filter, written out)", sql_ms))
-    print(f"  p50 ratio {ratio:.2f}x (target <= {TARGET_PAGE}x): "
-          f"{'met' if ratio <= TARGET_PAGE else 'MISSED'}")  # fmt: skip
-    return {"matching": body["total_count"], "http": pair(http_ms), "sql": pair(sql_ms),
-            "ratio": ratio}  # fmt: skip
+    figures = {"matching": body["total_count"], "http": pair(http_ms), "sql": pair(sql_ms),
+               "ratio": ratio}  # fmt: skip
+    show(f"GET …/posts?limit={PAGE}, filtered, against its floor SQL", figures)
+    return figures
 
 
 async def action(
@@ -133,10 +129,8 @@ async def action(
         sql_ms.append(await ms(bare(True)))
         await bare(False)
     ratio = statistics.median(http_ms) / statistics.median(sql_ms)
-    print(line(f"POST /api/pmd/action hide by filter ({ACTED:,} posts)", http_ms))
-    print(line("  bare UPDATE of the same rows", sql_ms))
-    print(f"  p50 ratio {ratio:.2f}x (target <= {TARGET_ACTION}x): "
-          f"{'met' if ratio <= TARGET_ACTION else 'MISSED'}")  # fmt: skip
+    show(f"POST /api/pmd/action hide by filter ({ACTED:,} posts) against a bare UPDATE",
+         {"http": pair(http_ms), "sql": pair(sql_ms), "ratio": ratio})  # fmt: skip
     return {"posts": ACTED, "rounds": rounds, "http": pair(http_ms), "sql": pair(sql_ms),
             "ratio": ratio}  # fmt: skip
 
@@ -150,19 +144,12 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
     conn = await connect(settings.database_url, "pmd-bench-floor")
     await conn.execute(SQL_TAG, user.id)
     await conn.execute("VACUUM ANALYZE posts")
-    runner = web.AppRunner(create_app(settings), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
     try:
-        async with aiohttp.ClientSession(
-            f"http://{host}:{port}", connector=aiohttp.TCPConnector(limit=1)
-        ) as http:
+        async with served(settings) as http:
             listed = await page(http, conn, user, requests)
             acted = await action(http, conn, user, rounds)
     finally:
         await conn.close()
-        await runner.cleanup()
     return {"posts": POSTS, "page_size": PAGE, "requests": requests, "filter": FILTER,
             "page": listed, "action": acted, "targets": {"page": TARGET_PAGE,
             "action": TARGET_ACTION}}  # fmt: skip

@@ -21,6 +21,7 @@ import aiohttp
 
 from bench import cli
 from bench.posts import POSTS, seed
+from bench.show import show
 from pmd_service.core.public_ids import PublicIds
 from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
@@ -120,12 +121,7 @@ async def bench(runs: int) -> dict[str, Any]:
     f: dict[str, Any] = {"posts": POSTS, "runs": runs, "floor_ms": statistics.median(floors)}
     f |= {key: statistics.median(p[key] for p in pages) for key in pages[0]}
     f["walk_ratio"] = f["walk_ms"] / f["floor_ms"]
-    print(f"dashboard page, {POSTS:,} posts, median of {runs} loads: first rows "
-          f"{f['first_ms']:.0f} ms (target ≤ 500), all loaded {f['all_ms']:.0f} ms (target ≤ "
-          f"1000), of which the walk {f['walk_ms']:.0f} ms = {f['walk_ratio']:.2f}× the floor's "
-          f"{f['floor_ms']:.0f} ms; clicks: sort {f['sort_title_ms']:.1f} ms, select all "
-          f"{f['select_all_ms']:.1f} ms, last page {f['last_page_ms']:.1f} ms "
-          "(target ≤ 50)")  # fmt: skip
+    show(f"dashboard page, medians of {runs} loads", f)
     return f
 
 

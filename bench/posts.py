@@ -17,7 +17,8 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ import asyncpg
 from aiohttp import web
 
 from bench import cli
+from bench.show import show
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
@@ -144,9 +146,19 @@ def pair(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99)}
 
 
-def line(name: str, samples: list[float]) -> str:
-    f = pair(samples)
-    return f"{name:<44} p50 {f['p50_ms']:7.2f} ms   p99 {f['p99_ms']:7.2f} ms   n={len(samples)}"
+@asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    """`create_app` on a loopback port, and a client of it holding one connection."""
+    runner = web.AppRunner(create_app(settings), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    try:
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(f"http://{host}:{port}", connector=connector) as http:
+            yield http
+    finally:
+        await runner.cleanup()
 
 
 async def ms(operation: Awaitable[object]) -> float:
@@ -222,7 +234,7 @@ async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
         seen += [item["id"] for item in body["items"]]
         pages, cursor = pages + 1, body["next_cursor"]
     assert len(seen) == len(set(seen)) == user.posts, (len(seen), len(set(seen)))
-    print(f"listing: {pages} pages of up to {PAGE}, {len(seen)} posts, each once")
+    show("listing, each post once", {"pages": pages, "posts": len(seen)})
     return pages
 
 
@@ -268,16 +280,10 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     wanted |= {"big": (big, True)} if big else {}
     listers = await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted)
     main_user = listers["sqids"]
-    runner = web.AppRunner(create_app(settings), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
     pool = await create_pool(settings.database_url, "pmd-bench-floor", min_size=1, max_size=1)
     conn = await connect(settings.database_url, "pmd-bench-floor")
     try:
-        async with aiohttp.ClientSession(
-            f"http://{host}:{port}", connector=aiohttp.TCPConnector(limit=1)
-        ) as http:
+        async with served(settings) as http:
             pages = await walk(http, main_user)
             # Pages 1 and 19 of each user; the first, the last and by depth of the main one
             # (keyset pagination: page 19 should cost what page 1 does).
@@ -299,36 +305,18 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     finally:
         await conn.close()
         await pool.close()
-        await runner.cleanup()
 
     def items(page: int) -> int:
         return PAGE if page < pages else POSTS - PAGE * (pages - 1)
 
-    for name, s in by_end.items():
-        print(line(f"GET …/posts?limit={PAGE}, {name} ({items(s.page)} items)", s.http))
-        print(line("  SQL floor (asyncpg direct)", s.sql))
-    print(line(f"POST /api/pmd/action hide {BATCH} ids", timed["hide"]))
-    print(line("  SQL floor (statement direct)", timed["hide_sql"]))
-    print(line(f"POST /api/pmd/action unhide {BATCH} ids", timed["unhide"]))
-    for s in cases:
-        target = TARGET_RATIO[s.user.sqids]
-        print(line(f"GET …/posts page {s.page}, {s.user.posts:,} posts, sqids "
-                   f"{'set' if s.user.sqids else 'NULL'}", s.http))  # fmt: skip
-        print(line("  floor SQL", s.sql))
-        print(f"  GET p50 / floor SQL p50 = {s.ratio:.2f}x (target <= {target}x): "
-              f"{'met' if s.ratio <= target else 'MISSED'}")  # fmt: skip
     first, last = by_end["first"], by_end["last"]
-    last_first = statistics.median(last.http) / statistics.median(first.http)
-    print(f"list p50 first page {statistics.median(first.http):.2f} ms (target <= 25.0 ms), "
-          f"/ SQL floor p50: first {first.ratio:.2f}x, last {last.ratio:.2f}x (target <= 2.0x); "
-          f"last / first {last_first:.2f}x (target <= 1.3x); hide p99 "
-          f"{pair(timed['hide'])['p99_ms']:.2f} ms (target <= 20.0 ms)")  # fmt: skip
     scale: dict[str, float] = {}
     for small, large in zip(cases[:2], cases[4:], strict=False):  # [4:]: the big user's, if any
         scale[str(small.page)] = statistics.median(large.http) / statistics.median(small.http)
-        ok = "met" if scale[str(small.page)] <= TARGET_SCALE_RATIO else "MISSED"
-        print(f"page {small.page}: GET p50 with {big:,} posts / with {POSTS:,}: "
-              f"{scale[str(small.page)]:.2f}x (target <= {TARGET_SCALE_RATIO}x): {ok}")  # fmt: skip
+    for s in every:
+        show(f"GET …/posts?limit={PAGE}, page {s.page} of {s.user.posts:,}", s.figures())
+    show(f"POST /api/pmd/action, {BATCH} ids", {k: pair(v) for k, v in timed.items()})
+    show(f"page 1 and 19: GET p50 with {big:,} posts / with {POSTS:,}", scale)
     return {"posts": POSTS, "page_size": PAGE, "pages": pages, "requests": requests,
             "first": pair(first.http), "first_sql": pair(first.sql), "last": pair(last.http),
             "last_sql": pair(last.sql), "last_items": POSTS % PAGE, "hide": pair(timed["hide"]),
