@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from bench.storm_client import Client
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from support.measures import percentile, rss_kb
+from support.measures import rss_kb
 from support.seeding import Seeded, seed_stream_users
 from support.stack import free_port, fresh_stack, listeners, service_env, start_server, stop
 
@@ -32,15 +31,10 @@ FD_HEADROOM = 100  # descriptors a process needs besides its streams (pool, list
 WARM = 100
 CONNECT_CONCURRENCY = 100
 SINGLE_ROUNDS = 200
-BURSTS = 3
 # The server's GC figures on its /metrics (sse/heap.py): here `gc_` and the name without
 # `_total`, in ms for seconds.
 GC = ("pause_max_seconds", "pause_max_cpu_seconds", "pause_max_generation", "pauses_total",
       "freezes_total", "reclaims_total")  # fmt: skip
-
-
-def spread(ms: list[float]) -> dict[str, float]:
-    return sse_box.spread(ms) | {"p90_ms": percentile(ms, 0.90)}
 
 
 async def run_level(
@@ -69,38 +63,18 @@ async def run_level(
         lv |= {"rss_mb": rss_all / 1024, "listeners": await listeners(db),
                "kb_per_subscriber": (rss_all - rss_warm) / (subscribers - warm)}  # fmt: skip
 
-        # (a) one user's BDR changes; its ten streams are timed, everyone else stays connected.
-        single: list[float] = []
-        errors = 0
-        for i in range(SINGLE_ROUNDS):
-            user = (i * 7919) % users  # spread over the users
-            client.arm(user)
-            t0 = time.monotonic()
-            await db.execute(sse_box.STEP, seeded.bdr_ids[user])
-            await client.wait(10)
-            single += [(at - t0) * 1000 for at in client.times]
-            errors += client.misrouted + abs(PER_USER - len(client.times))  # wrong, lost, twice
-            await asyncio.sleep(0.005)
-
-        # (b) every user's BDR changes in one statement (a trigger per row), timed from sending
-        # it; an untimed first burst warms PostgreSQL up.
-        burst: list[float] = []
-        update_ms: list[float] = []
-        for i in range(BURSTS + 1):
-            client.arm(-1)
-            t0 = time.monotonic()
-            await db.execute(sse_box.BURST, seeded.bdr_ids[:users])
-            committed = time.monotonic()
-            await client.wait(10)
-            await asyncio.sleep(0.5)  # anything late or doubled shows up meanwhile
-            errors += abs(len(client.times) - subscribers)
-            if i > 0:
-                burst += [(at - t0) * 1000 for at in client.times]
-                update_ms.append((committed - t0) * 1000)
-                lv["burst_delivered"] = f"{len(client.times)}/{subscribers}"
-        lv |= {"single": spread(single), "burst": spread(burst),
-               "burst_update_ms": statistics.median(update_ms), "burst_update_all_ms": update_ms,
-               "errors": errors + client.lost} | await gc_figures(port)  # fmt: skip
+        # (a) one user's BDR changes, everyone else stays connected; (b) every user's in one
+        # statement (a trigger per row).
+        one, bdr_ids = sse_box.OneClient(client), seeded.bdr_ids[:users]
+        events = await sse_box.one_events(db, bdr_ids, one, SINGLE_ROUNDS, PER_USER, 0.005)
+        burst = await sse_box.bursts(db, bdr_ids, one, subscribers)
+        event = events["event"]
+        missing = event["expected"] - event["samples"]  # lost, or an event twice (negative)
+        lv |= {"single": event, "burst": burst["burst"],
+               "burst_update_ms": burst["burst"]["update_ms"],
+               "burst_delivered": burst["burst"]["delivered"][-1],
+               "errors": events["misrouted"] + abs(missing) + burst["burst_wrong"] + client.lost,
+               } | await gc_figures(port)  # fmt: skip
     finally:
         client.close()
         await asyncio.to_thread(stop, server)
