@@ -323,27 +323,22 @@ async def stalled_readers(port: int, pid: int, path: str, token: str, levels: li
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
             assert len(await r.read()) == size  # the warm-up: one whole download
         base, base_arenas = await _settled_rss(pid), arenas()
-        print(f"5. server RSS at rest after one download: {base:.1f} MiB ({base_arenas:.1f} MiB "
-              "in thread arenas)", flush=True)  # fmt: skip
+        show("5. server at rest after one download, MiB", {"rss": base, "arenas": base_arenas})
         rows = []
         for level in levels:
             rss = await open_until(level)
             rows.append({"readers": level, "rss_mb": rss, "streaming": await streaming(),
                          "arenas_mb": arenas()})  # fmt: skip
-            print(f"   {level:4d} stalled readers: +{rss - base:.1f} MiB "
-                  f"({(rss - base) / level:.2f} MiB each); {rows[-1]['streaming']:.0f} downloads "
-                  "streaming", flush=True)  # fmt: skip
+            show("  stalled readers", rows[-1])
         after, after_arenas = await close(), arenas()
-        print(f"   after they closed: {after - base:+.1f} MiB against the baseline "
-              f"({after_arenas:.1f} MiB in thread arenas)", flush=True)  # fmt: skip
+        show("  after they closed, MiB", {"rss": after, "arenas": after_arenas})
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
             again = await open_until(levels[-1])
             waves.append({"open_rss_mb": again, "after_rss_mb": await close(),
                           "after_arenas_mb": arenas()})  # fmt: skip
-            print(f"   wave {wave}: RSS {again:.1f} MiB open, "
-                  f"{waves[-1]['after_rss_mb'] - base:+.1f} MiB after", flush=True)  # fmt: skip
+            show(f"  wave {wave}", waves[-1])
     return {"zip_bytes": size, "baseline_rss_mb": base, "baseline_arenas_mb": base_arenas,
             "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
             "waves": waves}  # fmt: skip
@@ -382,13 +377,8 @@ async def frozen_store(weed: Seaweed, ports: dict[str, int], token: str, ids: li
             finally:
                 if state == "frozen":
                     weed.thaw()
-    print("6. answers while the store is frozen (SIGSTOP), against the store well:", flush=True)
-    for what in ("get_redirect", "get_proxy", "delete"):
-        well = statistics.median(a["seconds"] for a in out[f"well_{what}"])
-        frozen = max(a["seconds"] for a in out[f"frozen_{what}"])
-        statuses = sorted({(a["status"], a["retry_after"]) for a in out[f"frozen_{what}"]})
-        print(f"   {what.replace('_', ' ')}: {statuses} in {frozen:.2f} s at most "
-              f"(well: {well * 1000:.0f} ms; {frozen - well:+.2f} s)", flush=True)  # fmt: skip
+    for answer in answers(out):
+        show("6. while the store is frozen (SIGSTOP), against the store well", answer)
     return out
 
 
@@ -473,12 +463,11 @@ def main() -> None:
         cli.save(args.json, run(args.rounds, readers, args.mib * 2**20, args.waves))
 
 
-def section(f: dict[str, Any]) -> dict[str, Any]:
-    frozen = f["proxied"]["frozen"]
-    answers = [
+def answers(frozen: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each request's answers with the store frozen: the slowest, against the median well."""
+    return [
         {
             "label": label,
-            # The median, as this benchmark prints it.
             "well_s": statistics.median(a["seconds"] for a in frozen[f"well_{what}"]),
             "slowest_s": max(a["seconds"] for a in frozen[f"frozen_{what}"]),
             "statuses": ", ".join(sorted({str(a["status"]) for a in frozen[f"frozen_{what}"]})),
@@ -489,7 +478,10 @@ def section(f: dict[str, Any]) -> dict[str, Any]:
             ("delete", "removal"),
         )
     ]
-    return f | {"answers": answers}
+
+
+def section(f: dict[str, Any]) -> dict[str, Any]:
+    return f | {"answers": answers(f["proxied"]["frozen"])}
 
 
 if __name__ == "__main__":
