@@ -37,7 +37,6 @@ from arq.connections import ArqRedis
 from zlib_ng import zlib_ng
 
 from bench import cli
-from bench.show import show
 from pmd_service.bdr.job_run import root_manifest
 from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.db import connect
@@ -191,7 +190,7 @@ def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str,
     total = sum(p.stat().st_size for p in paths)
     figures = {"bytes": total} | {name: statistics.median(t) for name, t in times.items()}
     figures["max_stall_ms"] = max(stalls) * 1000
-    show(f"{label}, medians of {rounds}", figures)
+    cli.show(f"{label}, medians of {rounds}", figures)
     return figures
 
 
@@ -424,7 +423,7 @@ def main() -> None:
     results |= asyncio.run(with_worker({"large": large[:FILES], "small": small}, args.job_rounds,
                                        args.comments))  # fmt: skip
     for part in ("job", "comments", "big"):
-        show(f"the real worker, {part}", results[part])
+        cli.show(f"the real worker, {part}", results[part])
     cli.save(args.json, results)
     os.sync()
 

@@ -1,9 +1,11 @@
-"""What every benchmark's command line shares: `python -m bench.<name> [...] --json FILE`."""
+"""What every benchmark's command line shares: `python -m bench.<name> [...] --json FILE`, and
+its figures printed as it goes."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,3 +21,18 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
 def save(path: Path | None, figures: Any) -> None:
     if path is not None:
         path.write_text(json.dumps(figures, indent=2, default=str))
+
+
+def show(title: str, figures: dict[str, Any]) -> None:
+    """A part's figures on one line: nested ones by their path, a spread (median, min, max,
+    runs) by its median, lists left out."""
+    print(f"{title}: {', '.join(_flat(figures))}", flush=True)
+
+
+def _flat(figures: dict[str, Any], path: str = "") -> Iterator[str]:
+    for k, v in figures.items():
+        v = v["median"] if isinstance(v, dict) and "median" in v else v
+        if isinstance(v, dict):
+            yield from _flat(v, f"{path}{k}.")
+        elif not isinstance(v, list):
+            yield f"{path}{k} {v:.4g}" if isinstance(v, float) else f"{path}{k} {v}"

@@ -33,7 +33,6 @@ from arq.connections import ArqRedis
 from bench import cli
 from bench.build import Run, copy_floor, driving
 from bench.runner import service_versions
-from bench.show import show
 from bench.store import plain_put
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -339,7 +338,7 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
         await store.settle()
         export_floors.append(await asyncio.to_thread(_floor, run.zips, _part_groups(owner)))
         await store.settle()
-        show(
+        cli.show(
             f"    round {r + 1}, an export alone",
             alone[-1] | {"floor_mb_s": _mb_s(export_floors[-1:])},
         )
@@ -512,7 +511,9 @@ def main() -> None:
         parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
     figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
     for name, f in figures["stores"].items():
-        show(name, {k: v for k, v in f.items() if k not in ("idle_bdrs", "busy_bdrs", "exports")})
+        cli.show(
+            name, {k: v for k, v in f.items() if k not in ("idle_bdrs", "busy_bdrs", "exports")}
+        )
     cli.save(args.json, figures | {"quick": args.quick})
 
 

@@ -23,7 +23,6 @@ import asyncpg
 
 from bench import cli
 from bench.posts import Lister, ms, pair, seed_listers, served
-from bench.show import show
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
@@ -98,7 +97,7 @@ async def page(
     ratio = statistics.median(http_ms) / statistics.median(sql_ms)
     figures = {"matching": body["total_count"], "http": pair(http_ms), "sql": pair(sql_ms),
                "ratio": ratio}  # fmt: skip
-    show(f"GET …/posts?limit={PAGE}, filtered, against its floor SQL", figures)
+    cli.show(f"GET …/posts?limit={PAGE}, filtered, against its floor SQL", figures)
     return figures
 
 
@@ -129,7 +128,7 @@ async def action(
         sql_ms.append(await ms(bare(True)))
         await bare(False)
     ratio = statistics.median(http_ms) / statistics.median(sql_ms)
-    show(f"POST /api/pmd/action hide by filter ({ACTED:,} posts) against a bare UPDATE",
+    cli.show(f"POST /api/pmd/action hide by filter ({ACTED:,} posts) against a bare UPDATE",
          {"http": pair(http_ms), "sql": pair(sql_ms), "ratio": ratio})  # fmt: skip
     return {"posts": ACTED, "rounds": rounds, "http": pair(http_ms), "sql": pair(sql_ms),
             "ratio": ratio}  # fmt: skip

@@ -21,7 +21,6 @@ import aiohttp
 
 from bench import cli
 from bench.posts import POSTS, seed
-from bench.show import show
 from pmd_service.core.public_ids import PublicIds
 from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
@@ -121,7 +120,7 @@ async def bench(runs: int) -> dict[str, Any]:
     f: dict[str, Any] = {"posts": POSTS, "runs": runs, "floor_ms": statistics.median(floors)}
     f |= {key: statistics.median(p[key] for p in pages) for key in pages[0]}
     f["walk_ratio"] = f["walk_ms"] / f["floor_ms"]
-    show(f"dashboard page, medians of {runs} loads", f)
+    cli.show(f"dashboard page, medians of {runs} loads", f)
     return f
 
 

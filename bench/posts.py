@@ -28,7 +28,6 @@ import asyncpg
 from aiohttp import web
 
 from bench import cli
-from bench.show import show
 from pmd_service.core.db import connect, create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
@@ -234,7 +233,7 @@ async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
         seen += [item["id"] for item in body["items"]]
         pages, cursor = pages + 1, body["next_cursor"]
     assert len(seen) == len(set(seen)) == user.posts, (len(seen), len(set(seen)))
-    show("listing, each post once", {"pages": pages, "posts": len(seen)})
+    cli.show("listing, each post once", {"pages": pages, "posts": len(seen)})
     return pages
 
 
@@ -314,9 +313,9 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     for small, large in zip(cases[:2], cases[4:], strict=False):  # [4:]: the big user's, if any
         scale[str(small.page)] = statistics.median(large.http) / statistics.median(small.http)
     for s in every:
-        show(f"GET …/posts?limit={PAGE}, page {s.page} of {s.user.posts:,}", s.figures())
-    show(f"POST /api/pmd/action, {BATCH} ids", {k: pair(v) for k, v in timed.items()})
-    show(f"page 1 and 19: GET p50 with {big:,} posts / with {POSTS:,}", scale)
+        cli.show(f"GET …/posts?limit={PAGE}, page {s.page} of {s.user.posts:,}", s.figures())
+    cli.show(f"POST /api/pmd/action, {BATCH} ids", {k: pair(v) for k, v in timed.items()})
+    cli.show(f"page 1 and 19: GET p50 with {big:,} posts / with {POSTS:,}", scale)
     return {"posts": POSTS, "page_size": PAGE, "pages": pages, "requests": requests,
             "first": pair(first.http), "first_sql": pair(first.sql), "last": pair(last.http),
             "last_sql": pair(last.sql), "last_items": POSTS % PAGE, "hide": pair(timed["hide"]),

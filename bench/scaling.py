@@ -32,7 +32,6 @@ from arq.constants import default_queue_name
 
 from bench import cli
 from bench.build import make_small_pixel_art, seed_user
-from bench.show import show
 from pmd_service.core.db import connect
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
@@ -234,7 +233,7 @@ async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, An
     for _ in range(repeats):
         await rig.forget_bdrs()
         runs.append(await drain(rig, backlog))
-        show("  one worker", runs[-1])
+        cli.show("  one worker", runs[-1])
     return {"bdrs": backlog, "per_s": statistics.median(r["per_s"] for r in runs),
             "per_s_runs": [r["per_s"] for r in runs],
             "claim_ready_p50_ms": statistics.median(r["claim_ready_p50_ms"] for r in runs),
@@ -299,7 +298,7 @@ async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
            "reply_p50_ms": percentile(replies, 0.5) * 1000,
            "reply_p99_ms": percentile(replies, 0.99) * 1000,
            "burst_s": statistics.median(spans), "samples_ms": ms}  # fmt: skip
-    show(f"  {n_workers} worker(s)", out)
+    cli.show(f"  {n_workers} worker(s)", out)
     return out
 
 
@@ -366,7 +365,7 @@ async def replays(
                 await conn.fetch(SQL_MISSED, user, last, MAX_REPLAY + 1)
                 sql[behind].append(time.perf_counter() - start)
     snapshot = statistics.median(stream[None]) * 1000
-    show("  no Last-Event-ID", {"snapshot_ms": snapshot})
+    cli.show("  no Last-Event-ID", {"snapshot_ms": snapshot})
     out = []
     for n in REPLAYS:
         count, reset = frames[n]
@@ -375,7 +374,7 @@ async def replays(
                     "p50_ms": statistics.median(stream[n]) * 1000,
                     "p90_ms": percentile(stream[n], 0.9) * 1000,
                     "sql_p50_ms": statistics.median(sql[n]) * 1000})  # fmt: skip
-        show(f"  {n} missed", out[-1])
+        cli.show(f"  {n} missed", out[-1])
     return {"snapshot_ms": snapshot, "replays": out}
 
 
@@ -432,7 +431,7 @@ async def events_costs(rig: Local, log: IO[bytes], rows: int) -> dict[str, Any]:
     )  # fmt: skip
     seed_s = await seed_events(conn, rows, replayer, rows)
     size = await conn.fetchval("SELECT pg_total_relation_size('bdr_events')")
-    show(f"  {rows:,} events", {"seed_s": seed_s, "table_mb": size / 1e6})
+    cli.show(f"  {rows:,} events", {"seed_s": seed_s, "table_mb": size / 1e6})
     # A fresh server: its hub starts after the seeded events (it never reads them as new). Streams
     # open one after another faster than it notices each close: the per-user cap would refuse some.
     port = free_port()
@@ -450,7 +449,7 @@ async def events_costs(rig: Local, log: IO[bytes], rows: int) -> dict[str, Any]:
             await seed_events(conn, rows, replayer, rows // 2)
         before = await conn.fetchval("SELECT count(*) FROM bdr_events")
         cleanups.append({"rows_before": before, **await one_cleanup(rig.settings, conn, bdr_id)})
-        show("  a cleanup", cleanups[-1])
+        cli.show("  a cleanup", cleanups[-1])
     return {"rows": rows, "table_mb": size / 1e6, "seed_s": seed_s, **figures, "cleanups": cleanups}
 
 
@@ -497,7 +496,7 @@ async def notify_fanout(dsn: str, listeners: int) -> dict[str, Any]:
                "all_p99_ms": percentile(last, 0.99) * 1000,
                "db_cpu_ms_per_notify": db * 1000 / NOTIFIES,
                "client_cpu_ms_per_notify": client * 1000 / NOTIFIES}  # fmt: skip
-    show(f"  NOTIFY to {listeners} listeners", figures)
+    cli.show(f"  NOTIFY to {listeners} listeners", figures)
     return figures
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from bench import cli, sse_box
-from bench.show import show
 from bench.storm_client import Client
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
@@ -109,7 +108,7 @@ async def bench(levels: list[int]) -> list[dict[str, Any]]:
                 print(f"{held:,} subscribers{note} ...")
                 log = settings.vault_path.parent / f"server-{held}.log"
                 lv = await run_level(settings, seeded, held, db, log) | {"asked": n}
-                show("  (a) one user's event, (b) a burst to all", lv)
+                cli.show("  (a) one user's event, (b) a burst to all", lv)
                 results.append(lv)
         finally:
             await db.close()

@@ -23,8 +23,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from bench import sse_floor
-from bench.show import show
+from bench import cli, sse_floor
 from bench.storm_client import Client
 from pmd_service.core.db import connect, read_budget
 from pmd_service.core.public_ids import PublicIds
@@ -232,7 +231,7 @@ async def baseline(box: Box, streams: int) -> dict[str, Any]:
         await clients.all("open", 0, 1, WARM_CONCURRENCY)
         out = await flood(clients, pids)
         out |= await storms(clients, pids, await clients.holding())
-        show("  baseline (bare aiohttp)", out)
+        cli.show("  baseline (bare aiohttp)", out)
         return out
     finally:
         await clients.close()
@@ -284,7 +283,7 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         fig["open_statuses"] = dict(
             sum((Counter(r["statuses"]) for r in warm), Counter(fig["flood_statuses"]))
         )
-        show("  flood", {k: v for k, v in fig.items() if k.startswith("flood")})
+        cli.show("  flood", {k: v for k, v in fig.items() if k.startswith("flood")})
         await asyncio.sleep(3.0)  # idle: let the server settle
         rss1, (tcp1, slab1) = tree_rss_kb(server_pid), kernel_kb()
         held = await clients.holding()
@@ -292,7 +291,7 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         fig |= {"held": held, "rss_mb": rss1 / 1024, "kb_per_stream_rss": (rss1 - rss0) / grown,
                 "kb_per_stream_kernel": (tcp1 - tcp0) / grown,
                 "kb_per_stream_slab": (slab1 - slab0) / grown}  # fmt: skip
-        show("  held", {k: fig[k] for k in ("held", "connect_s", "rss_mb", "kb_per_stream_rss",
+        cli.show("  held", {k: fig[k] for k in ("held", "connect_s", "rss_mb", "kb_per_stream_rss",
                                            "kb_per_stream_kernel", "kb_per_stream_slab")})  # fmt: skip
 
         bdr_ids = box.seeded.bdr_ids[: fig["users"]]
@@ -302,7 +301,9 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         fig |= await bursts(box.db, bdr_ids, clients, holding)
         fig |= await storms(clients, server_pids(server_pid), holding)
         fig["lost"] = sum(r["lost"] for r in await clients.all("held"))
-        show("  storms", {k: v for k, v in fig.items() if k.startswith("storm") or k == "tickets"})
+        cli.show(
+            "  storms", {k: v for k, v in fig.items() if k.startswith("storm") or k == "tickets"}
+        )
     base = fig["base"] = await baseline(box, streams)
     for key, mine, theirs in (
         ("flood_vs_base", fig["flood_s"], base["flood_s"]),
@@ -310,7 +311,7 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
         ("tickets_vs_base", fig["tickets"]["storm_s"], base["tickets"]["storm_s"]),
     ):
         fig[key] = mine / theirs if math.isfinite(mine) and math.isfinite(theirs) else math.inf
-    show("  the service ÷ the baseline", {k: fig[k] for k in ("flood_vs_base", "storm_vs_base",
+    cli.show("  the service ÷ the baseline", {k: fig[k] for k in ("flood_vs_base", "storm_vs_base",
                                                              "tickets_vs_base")})  # fmt: skip
     return fig
 
@@ -342,7 +343,7 @@ async def one_events(db: Any, bdr_ids: list[Any], clients: Clients | OneClient, 
             misrouted += r["misrouted"]
         await asyncio.sleep(gap_s)
     event = spread(single) | {"samples": len(single), "expected": rounds * per_user}
-    show("  one event", event)
+    cli.show("  one event", event)
     return {"event": event, "misrouted": misrouted}
 
 
@@ -372,7 +373,7 @@ async def bursts(db: Any, bdr_ids: list[Any], clients: Clients | OneClient, hold
                          "all_s": max(ms) / 1000 if len(ms) == holding else math.inf})  # fmt: skip
     burst: dict[str, Any] = spread(burst_ms) | {"update_ms": statistics.median(update_ms),
                                                 "delivered": delivered, "each": each}  # fmt: skip
-    show("  burst", burst | {"all_s": max(b["all_s"] for b in each)})
+    cli.show("  burst", burst | {"all_s": max(b["all_s"] for b in each)})
     return {"burst": burst, "burst_all_s": max(b["all_s"] for b in each), "burst_wrong": wrong}
 
 

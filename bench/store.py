@@ -44,7 +44,6 @@ from obstore.store import S3Store
 
 from bench import cli
 from bench.build import INPUTS, big_bdr, driving, make_large_pngs, make_small_pixel_art, timed
-from bench.show import show
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.settings import Settings
@@ -323,22 +322,22 @@ async def stalled_readers(port: int, pid: int, path: str, token: str, levels: li
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
             assert len(await r.read()) == size  # the warm-up: one whole download
         base, base_arenas = await _settled_rss(pid), arenas()
-        show("5. server at rest after one download, MiB", {"rss": base, "arenas": base_arenas})
+        cli.show("5. server at rest after one download, MiB", {"rss": base, "arenas": base_arenas})
         rows = []
         for level in levels:
             rss = await open_until(level)
             rows.append({"readers": level, "rss_mb": rss, "streaming": await streaming(),
                          "arenas_mb": arenas()})  # fmt: skip
-            show("  stalled readers", rows[-1])
+            cli.show("  stalled readers", rows[-1])
         after, after_arenas = await close(), arenas()
-        show("  after they closed, MiB", {"rss": after, "arenas": after_arenas})
+        cli.show("  after they closed, MiB", {"rss": after, "arenas": after_arenas})
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
             again = await open_until(levels[-1])
             waves.append({"open_rss_mb": again, "after_rss_mb": await close(),
                           "after_arenas_mb": arenas()})  # fmt: skip
-            show(f"  wave {wave}", waves[-1])
+            cli.show(f"  wave {wave}", waves[-1])
     return {"zip_bytes": size, "baseline_rss_mb": base, "baseline_arenas_mb": base_arenas,
             "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
             "waves": waves}  # fmt: skip
@@ -378,7 +377,7 @@ async def frozen_store(weed: Seaweed, ports: dict[str, int], token: str, ids: li
                 if state == "frozen":
                     weed.thaw()
     for answer in answers(out):
-        show("6. while the store is frozen (SIGSTOP), against the store well", answer)
+        cli.show("6. while the store is frozen (SIGSTOP), against the store well", answer)
     return out
 
 
@@ -393,7 +392,7 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
                 memory, bdr = await big_bdr(run, settings, keep=True)
         finally:
             stop(worker)
-        show("2. the worker's RSS building ~1 GB into the store, MB", memory)
+        cli.show("2. the worker's RSS building ~1 GB into the store, MB", memory)
         token, ids = await _ready_bdrs(settings, store_at(weed.endpoint, bucket, "bench/zips"), 8,
                                        size)  # fmt: skip
         # The proxy's caps raised so that none cuts in; the servers' logs (a line per reader
@@ -407,7 +406,7 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
         try:
             pids = {mode: server.pid for mode, server in servers.items()}
             served = await downloads(settings, ports, pids, bdr, rounds)
-            show("4. the server's CPU per download, s", served)
+            cli.show("4. the server's CPU per download, s", served)
             path = f"/api/pmd/bdr/{ids[0]}/download"
             stalled = await stalled_readers(ports["proxy"], pids["proxy"], path, token, readers,
                                             size, waves)  # fmt: skip
@@ -427,7 +426,7 @@ def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any
         local = Path(tmp) / "local.zip"
         store = store_at(weed.endpoint, bucket, "bench/build")
         figures["build"] = build_vs_put(store, files, local, rounds)
-        show("1. build(object_sink) against a plain multipart put, s", figures["build"])
+        cli.show("1. build(object_sink) against a plain multipart put, s", figures["build"])
         weed.vacuum()
         slow, slow_port = start_slow_proxy(weed.endpoint, ADDED_LATENCY_S)
         relay, relay_port = start_slow_proxy(weed.endpoint, 0)
@@ -436,7 +435,7 @@ def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any
             for name, artworks in (("fetch", files), ("fetch_small", small)):
                 figures[name] = asyncio.run(slow_reads(weed, bucket, f"bench/{name}", artworks,
                                                        (slow_port, relay_port), 3))  # fmt: skip
-                show(f"3. {name}: artworks through +50 ms a request, s", figures[name])
+                cli.show(f"3. {name}: artworks through +50 ms a request, s", figures[name])
         finally:
             stop(slow, relay)
         local.unlink()
