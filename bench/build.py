@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -104,6 +104,14 @@ def seed_algorithm(paths: list[Path], out: Path) -> None:
             zf.write(Path(tmp) / "metadata.json", "metadata.json")
 
 
+def chunks(paths: list[Path], size: int = 1 << 20) -> Iterator[bytes]:
+    """The files' bytes in order, `size` at a time."""
+    for path in paths:
+        with open(path, "rb", buffering=0) as source:
+            while chunk := source.read(size):
+                yield chunk
+
+
 def copy_floor(paths: list[Path], out: Path, durable: bool = False) -> None:
     with open(out, "wb") as dst:
         for p in paths:
@@ -135,7 +143,7 @@ def required_floor(paths: list[Path], out: Path) -> None:
         os.fsync(dst.fileno())
 
 
-def _trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
+def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
     return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
 
 
@@ -150,7 +158,7 @@ async def worker_build(paths: list[Path], out: Path) -> float:
 
     build = asyncio.create_task(
         asyncio.to_thread(
-            build_zip, out, entries, _trailer, on_progress, threading.Event(), root_manifest
+            build_zip, out, entries, trailer, on_progress, threading.Event(), root_manifest
         )
     )
     loop, stall = asyncio.get_running_loop(), 0.0

@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ import obstore
 from arq.connections import ArqRedis
 
 from bench import cli
-from bench.build import Run, copy_floor, driving
+from bench.build import Run, chunks, copy_floor, driving
 from bench.runner import service_versions
 from bench.store import plain_put
 from pmd_service.core.db import connect
@@ -164,18 +163,11 @@ async def _sha256(zips: ZipFiles, file_path: str, size: int) -> str:
     digest = hashlib.sha256()
     stored = await zips.locate(file_path)
     if stored.path is not None:
-        await asyncio.to_thread(deque, map(digest.update, _read([stored.path])), 0)
+        await asyncio.to_thread(deque, map(digest.update, chunks([stored.path])), 0)
     else:
         async for chunk in zips.chunks(await zips.read(stored, 0, size), 1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _read(paths: list[Path]) -> Iterator[bytes]:
-    for path in paths:
-        with open(path, "rb", buffering=0) as source:
-            while chunk := source.read(1 << 20):
-                yield chunk
 
 
 def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
@@ -327,7 +319,7 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
     for r in range(rounds):
         idle.append(await store.idle_bdrs(count, bdr_floors))
         # The BDRs' files are always in the page cache: read the export's into it too.
-        await asyncio.to_thread(deque, _read(owner.paths), 0)
+        await asyncio.to_thread(deque, chunks(owner.paths), 0)
         before = rss_kb(run.worker_pid) / 1024
         export = await request_export(run, owner)
         with _rss(run) as rss:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -32,7 +31,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -43,7 +41,16 @@ from aiohttp import web
 from obstore.store import S3Store
 
 from bench import cli
-from bench.build import INPUTS, big_bdr, driving, make_large_pngs, make_small_pixel_art, timed
+from bench.build import (
+    INPUTS,
+    big_bdr,
+    chunks,
+    driving,
+    make_large_pngs,
+    make_small_pixel_art,
+    timed,
+    trailer,
+)
 from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.settings import Settings
@@ -81,14 +88,7 @@ def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
 def plain_put(store: S3Store, key: str, paths: list[Path]) -> None:
     """`paths` uploaded as one object the way a build uploads its ZIP (the floor a build is
     weighed against): CHUNK reads, PART_BYTES parts, PARTS_IN_FLIGHT at once."""
-
-    def chunks() -> Iterator[bytes]:
-        for path in paths:
-            with open(path, "rb") as f:
-                while chunk := f.read(CHUNK):
-                    yield chunk
-
-    obstore.put(store, key, chunks(), use_multipart=True, chunk_size=PART_BYTES,
+    obstore.put(store, key, chunks(paths, CHUNK), use_multipart=True, chunk_size=PART_BYTES,
                 max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
 
 
@@ -102,9 +102,6 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
     entries = [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
 
     def zipped(sink: Any) -> int:
-        def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, bytes]]:
-            return [("metadata.json", json.dumps({"artworks": added, "skipped": skipped}).encode())]
-
         return build(sink, entries, trailer, lambda _done: None, threading.Event()).size
 
     zip_bytes = zipped(file_sink(local))  # the same ZIP's bytes, for the plain upload
