@@ -138,12 +138,11 @@ def main() -> None:
     parser.add_argument("--levels", help="comma-separated subscriber counts (multiples of 10); "
                         "with --box, stream counts (multiples of 100)")  # fmt: skip
     parser.add_argument("--box", action="store_true", help="the whole box (bench/sse_box.py)")
-    parser.add_argument("--streams", type=int, default=100_000, help="--box: the top level")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")] if args.levels else None
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it goes
     if args.box:
-        run = sse_box.run(levels or sse_box.levels_for(args.streams))
+        run = sse_box.run(levels or sse_box.levels_for(sse_box.TOP))
         cli.save(args.json, {"box": asyncio.run(run)})
     else:
         levels = levels or list(LEVELS)

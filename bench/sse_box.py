@@ -1,6 +1,6 @@
-"""One box, every core: `python -m bench.sse --box [--streams 100000]`.
+"""One box, every core: `python -m bench.sse --box`.
 
-Not a test: it prints figures and exits 0. At `--streams`, its half, quarter and eighth: the
+Not a test: it prints figures and exits 0. At 100,000 streams, half, a quarter, an eighth: the
 server on as many processes as keep each under 20,000 descriptors, six client processes; the
 opening flood, memory, one event, the burst, a reconnect and a ticket storm, then the same flood
 and storms against a bare aiohttp app (bench/sse_floor.py). Each figure: docs/benchmarks.md.
@@ -33,6 +33,7 @@ from support.measures import cpu_seconds, machine_seconds, percentile, tree_rss_
 from support.seeding import Seeded, seed_stream_users
 
 PER_USER = 100
+TOP = 100_000  # streams at the top level; half, a quarter and an eighth below it
 STREAMS_PER_PROCESS = 14_300  # 100,000 / 7: each server process stays under 20,000 descriptors
 CLIENTS = 6  # the issue's flood: six ordinary asyncio clients, 16,667 streams each at 100,000
 WARM_CONCURRENCY = 200  # openings in flight per client for the warm baseline
@@ -45,7 +46,7 @@ BURSTS = 3
 STEP = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = $1"
 BURST = STEP.replace("id = $1", "id = ANY($1::uuid[])")
 TARGETS = {
-    "streams": 100_000,
+    "streams": TOP,
     "kb_per_stream_rss": 12.0,
     "event_p99_ms": 50.0,
     "burst_all_s": 2.0,
