@@ -22,7 +22,7 @@ import aiohttp
 import asyncpg
 
 from bench import cli
-from bench.posts import Lister, ms, pair, seed_listers, served
+from bench.posts import FLOOR_COLUMNS, ORDER, Lister, ms, pair, seed_listers, served
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
@@ -43,24 +43,14 @@ FILTER = {"hashtag": "wip", "hidden": "false", "created_after": "2024-01-01T00:1
 _MATCH = """p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
     AND p.hashtags @> '{wip}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
     AND p.created_at >= timestamptz '2024-01-01T00:10:00Z'"""
-FLOOR = f"""
-SELECT p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
-       p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
-       l.identifier AS license_identifier, p.hashtags, p.mod_hashtags, p.remixable,
-       p.mkpx_file_bytes,
-       (SELECT '[' || string_agg('{{"format":' || to_json(pf.format)::text
-                                 || ',"file_bytes":' || coalesce(pf.file_bytes::text, 'null')
-                                 || ',"is_native":' || pf.is_native::text || '}}',
-                                 ',' ORDER BY pf.is_native DESC, pf.format) || ']'
-        FROM post_files pf WHERE pf.post_id = p.id) AS files,
-       (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) AS reaction_count,
-       (SELECT count(*) FROM comments c WHERE c.post_id = p.id AND NOT c.hidden_by_mod
-           AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod) AS comment_count,
+FLOOR = (
+    FLOOR_COLUMNS
+    + f""",
        (SELECT count(*) FROM posts p WHERE {_MATCH}) AS total_count
 FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
 WHERE {_MATCH}
-ORDER BY p.created_at DESC, p.id DESC LIMIT $2
-"""
+{ORDER}"""
+)
 SQL_TAGGED = """
 SELECT id FROM posts
 WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user AND hashtags @> '{batch}'

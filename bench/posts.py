@@ -61,10 +61,11 @@ SELECT created_at, id FROM posts WHERE {LIVE} ORDER BY created_at DESC, id DESC 
 # counts, and on the first page the total (later pages get it from the cursor), in one statement.
 # Written here, not imported from the service, so a slower service query cannot lower the bar;
 # `check_floor` holds its rows to the API's page.
-_FLOOR_COLUMNS = """
+FLOOR_COLUMNS = """
 SELECT p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
        p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
-       p.deleted_by_user_date, l.identifier AS license_identifier,
+       p.deleted_by_user_date, l.identifier AS license_identifier, p.hashtags, p.mod_hashtags,
+       p.remixable, p.mkpx_file_bytes AS layers_bytes,
        (SELECT '[' || string_agg('{"format":' || to_json(pf.format)::text
                                  || ',"file_bytes":' || coalesce(pf.file_bytes::text, 'null')
                                  || ',"is_native":' || pf.is_native::text || '}',
@@ -80,9 +81,9 @@ _FLOOR_FROM = """
 FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
 WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
 """
-_ORDER = "ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
-FLOOR_FIRST = _FLOOR_COLUMNS + _FLOOR_TOTAL + _FLOOR_FROM + _ORDER
-FLOOR_AFTER = _FLOOR_COLUMNS + _FLOOR_FROM + "AND (p.created_at, p.id) < ($3, $4) " + _ORDER
+ORDER = "ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
+FLOOR_FIRST = FLOOR_COLUMNS + _FLOOR_TOTAL + _FLOOR_FROM + ORDER
+FLOOR_AFTER = FLOOR_COLUMNS + _FLOOR_FROM + "AND (p.created_at, p.id) < ($3, $4) " + ORDER
 
 
 @dataclass(frozen=True)

@@ -253,7 +253,9 @@ async def served(box: Box, streams: int) -> AsyncIterator[tuple[int, Clients, di
                             HEADER_TIMEOUT_SECONDS="130")  # fmt: skip
     port = stack.free_port()
     # The servers' logs stay for a look after the run (the stack's folder goes with it).
-    log = (stack.CHECKOUT / ".data" / "bench" / f"box-server-{streams}.log").open("wb")
+    log_path = stack.CHECKOUT / ".data" / "bench" / f"box-server-{streams}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no .data/bench
+    log = log_path.open("wb")
     server = await asyncio.to_thread(stack.start_server, env, port, log)
     clients: Clients | None = None
     try:
