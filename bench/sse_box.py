@@ -83,11 +83,10 @@ def client_main(conn: Connection, source: str, port: int, users: list[tuple[int,
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
 
     async def serve() -> None:
-        client = Client(source=source, port=port, users=users, per_user=PER_USER)
+        client = OneClient(Client(source=source, port=port, users=users, per_user=PER_USER))
         while True:
             command, args = await asyncio.to_thread(conn.recv)
-            reply = getattr(client, command)(*args)
-            conn.send(await reply if asyncio.iscoroutine(reply) else reply)
+            conn.send((await client.all(command, *args))[0])
             if command == "close":
                 return
 
@@ -320,7 +319,8 @@ async def run_level(box: Box, streams: int) -> dict[str, Any]:
 
 
 class OneClient:
-    """A `Client` in this process, driven as `Clients` drives its processes (bench.sse)."""
+    """A `Client` in this process, driven as `Clients` drives its processes (in each of them,
+    and in bench.sse)."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
