@@ -85,7 +85,8 @@ class SseClient(asyncio.Protocol):
             if (start := connected_end(buf)) < 0:  # events before it are the opening's
                 self.tail = buf
                 return
-            self.adopt()
+            self.held = True
+            self.ready.set_result(200)
         if (at := buf.rfind(b"\nid: ")) >= 0 and (end := buf.find(b"\n", at + 5)) > 0:
             self.last_id = buf[at + 5 : end]
         if count := buf.count(UPDATE, start):
@@ -104,11 +105,6 @@ class SseClient(asyncio.Protocol):
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
             self.transport.abort()
-
-    def adopt(self) -> None:
-        """Held: its `connected` is in."""
-        self.held = True
-        self.ready.set_result(200)
 
 
 @dataclass(kw_only=True)
