@@ -64,8 +64,6 @@ NOTIFIES = 150
 T = TypeVar("T")
 CONNECTED = b"event: connected"
 SERVER_LOG = stack.CHECKOUT / ".data" / "bench" / "scaling-server.log"
-# The meter's names as this benchmark's figures (and the page rendered from them) have them.
-CPU_NAMES = {"client": "bench", "machine": "machine_busy", "iowait": "machine_iowait"}
 
 SQL_OUR_BACKENDS = """
 SELECT pid FROM pg_stat_activity
@@ -154,12 +152,12 @@ class Local:
         }  # fmt: skip
 
     async def metered(self, work: Awaitable[T]) -> tuple[T, dict[str, float]]:
-        """`work`'s result, and the CPU seconds each party, this process ("client") and the
+        """`work`'s result, and the CPU seconds each party, this process ("bench") and the
         machine spent meanwhile; "others": the rest of the machine's busy time."""
 
         async def sample() -> tuple[dict[str, dict[Any, float]], dict[str, float]]:
             busy, iowait = machine_seconds()
-            own = {"client": sum(os.times()[:2]), "machine": busy, "iowait": iowait}
+            own = {"bench": sum(os.times()[:2]), "machine_busy": busy, "machine_iowait": iowait}
             return await self.parties(), own | {"wall": time.monotonic()}
 
         parties, own = await sample()
@@ -169,8 +167,10 @@ class Local:
         spent = {party: sum(cpu - parties.get(party, {}).get(key, 0.0) for key, cpu in now.items())
                  for party, now in parties_after.items()}  # fmt: skip
         spent |= {k: v - own[k] for k, v in own_after.items()}
-        ours = sum(v for k, v in spent.items() if k not in ("machine", "iowait", "wall"))
-        spent["others"] = max(0.0, spent["machine"] - ours)
+        ours = sum(
+            v for k, v in spent.items() if k not in ("machine_busy", "machine_iowait", "wall")
+        )
+        spent["others"] = max(0.0, spent["machine_busy"] - ours)
         return result, {k: round(v, 3) for k, v in spent.items()}
 
     async def forget_bdrs(self) -> None:
@@ -222,7 +222,7 @@ async def drain(rig: Local, backlog: int) -> dict[str, Any]:
     seconds = times["last_done"] - start
     return {"bdrs": backlog, "seconds": round(seconds, 3), "per_s": round(backlog / seconds, 2),
             "claim_ready_p50_ms": times["claim_ready_p50"] * 1000,
-            "cpu": {f"{CPU_NAMES.get(k, k)}_s": v for k, v in cpu.items()}}  # fmt: skip
+            "cpu": {f"{k}_s": v for k, v in cpu.items()}}  # fmt: skip
 
 
 async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, Any]:
