@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import io
 import math
 import re
 import time
 import uuid
-import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +22,7 @@ from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
 from pmd_service.storage.object_tidy import remove_orphan_objects
-from runs.chaos.seed import Seed
+from runs.chaos.seed import Seed, zip_problems
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import DOWNLOAD_FAILED, SERVER_ERROR, TERMINAL, Api, Ledger
 from support.mailbox import Mailbox
@@ -175,38 +172,6 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
     report.info("final statuses: " + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())))
     retaken = sum(r["attempts"] > 1 for r in bdrs)
     report.info(f"BDRs built in more than one attempt (retry or takeover): {retaken}")
-
-
-def zip_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
-    """The ZIP's bytes against the row (size, sha256) and the seed (its entries, byte-exact)."""
-    problems, bdr = [], row["id"]
-    digest = hashlib.sha256(data).hexdigest()
-    if (len(data), digest) != (row["file_size_bytes"], row["file_sha256"]):
-        problems.append(f"{bdr}: size/sha256 on disk differ from the row")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as z:
-            if (bad := z.testzip()) is not None:
-                return [*problems, f"{bdr}: CRC error in {bad}"]
-            names = set(z.namelist())
-            skipped = {s["post_id"]: s["reason"] for s in row["skipped"]}
-            wanted = [seed.posts[p] for p in row["post_ids"] if p not in skipped]
-            expect = {f"artworks/{p.sqid}.{p.fmt}" for p in wanted}
-            expect |= {"metadata.json", "manifest-sha256.txt"}
-            expect |= {"comments.json"} if row["include_comments"] else set()
-            expect |= {"reactions.json"} if row["include_reactions"] else set()
-            if names != expect:
-                problems.append(f"{bdr}: entries differ: extra {sorted(names - expect)[:5]}, "
-                                f"missing {sorted(expect - names)[:5]}")  # fmt: skip
-            for p in wanted:
-                name = f"artworks/{p.sqid}.{p.fmt}"
-                if name in names and z.read(name) != p.data:
-                    problems.append(f"{bdr}: {name} differs from the vault file")
-            for p in row["post_ids"]:
-                if seed.posts[p].data is None and skipped.get(p) not in ("file_missing", "deleted"):
-                    problems.append(f"{bdr}: post {p} has no file but was not skipped as missing")
-    except zipfile.BadZipFile as exc:
-        problems.append(f"{bdr}: not a ZIP ({exc})")
-    return problems
 
 
 def check_zips(
