@@ -204,11 +204,11 @@ class Faults(Injector):
             return
         open_here = sum(1 for c in self.streams if c.where == i and c.connected)
         self.held.add(s.name)
-        took = await s.sigterm()
+        code, took = await s.sigterm()
         self.ledger.counts["servers SIGTERMed"] += 1
         self.ledger.counts["server SIGTERM exits within 2 s"] += took <= 2.0
         self.say(f"SIGTERM {s.name} with {open_here} of our SSE streams open: exited "
-                 f"{s.exit_codes[-1]} after {took:.2f} s")  # fmt: skip
+                 f"{code} after {took:.2f} s")  # fmt: skip
         await asyncio.sleep(2)
         s.start()
         await s.wait_healthy()

@@ -59,7 +59,6 @@ class Proc:
     starts: int = 0
     # (SIGTERM, exit) of every stop: a 503 inside one is a shutting-down answer.
     shutdowns: Spans = field(default_factory=list)
-    exit_codes: list[int] = field(default_factory=list)
 
     @classmethod
     def service(cls, name: str, env: dict[str, str], logs: Path, server: bool) -> Proc:
@@ -96,8 +95,8 @@ class Proc:
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
         return during(self.shutdowns, t, grace)
 
-    async def sigterm(self) -> float:
-        """SIGTERM and wait for the exit (SIGKILL after 20 s); returns seconds to exit."""
+    async def sigterm(self) -> tuple[int, float]:
+        """SIGTERM and wait for the exit (SIGKILL after 20 s): its code, and seconds to it."""
         assert self.proc is not None
         with window(self.shutdowns) as start:
             self.proc.send_signal(signal.SIGTERM)
@@ -106,13 +105,12 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 code = await asyncio.to_thread(self.proc.wait, 10)
-        self.exit_codes.append(code)
-        return time.monotonic() - start
+        return code, time.monotonic() - start
 
     def sigkill(self) -> None:
         assert self.proc is not None
         self.proc.kill()
-        self.exit_codes.append(self.proc.wait(10))
+        self.proc.wait(10)
 
     def stop(self) -> None:
         stop_processes([self.proc] if self.proc is not None else [], 25)

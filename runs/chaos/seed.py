@@ -4,10 +4,13 @@ build slow enough to kill midway."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
+import zipfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from support.seeding import Factory, PostRow, UserRow
 
@@ -93,3 +96,35 @@ async def seed(
     seeded = SeedUser(victim.id, victim.sqid, victim.handle, victim.token,
                       downloads=[p.id for p in big])  # fmt: skip
     return Seed(people, seeded, posts, licenses, stranger_post=big[0].id)
+
+
+def zip_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
+    """The ZIP's bytes against the row (size, sha256) and the seed (its entries, byte-exact)."""
+    problems, bdr = [], row["id"]
+    digest = hashlib.sha256(data).hexdigest()
+    if (len(data), digest) != (row["file_size_bytes"], row["file_sha256"]):
+        problems.append(f"{bdr}: size/sha256 on disk differ from the row")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            if (bad := z.testzip()) is not None:
+                return [*problems, f"{bdr}: CRC error in {bad}"]
+            names = set(z.namelist())
+            skipped = {s["post_id"]: s["reason"] for s in row["skipped"]}
+            wanted = [seed.posts[p] for p in row["post_ids"] if p not in skipped]
+            expect = {f"artworks/{p.sqid}.{p.fmt}" for p in wanted}
+            expect |= {"metadata.json", "manifest-sha256.txt"}
+            expect |= {"comments.json"} if row["include_comments"] else set()
+            expect |= {"reactions.json"} if row["include_reactions"] else set()
+            if names != expect:
+                problems.append(f"{bdr}: entries differ: extra {sorted(names - expect)[:5]}, "
+                                f"missing {sorted(expect - names)[:5]}")  # fmt: skip
+            for p in wanted:
+                name = f"artworks/{p.sqid}.{p.fmt}"
+                if name in names and z.read(name) != p.data:
+                    problems.append(f"{bdr}: {name} differs from the vault file")
+            for p in row["post_ids"]:
+                if seed.posts[p].data is None and skipped.get(p) not in ("file_missing", "deleted"):
+                    problems.append(f"{bdr}: post {p} has no file but was not skipped as missing")
+    except zipfile.BadZipFile as exc:
+        problems.append(f"{bdr}: not a ZIP ({exc})")
+    return problems

@@ -64,7 +64,7 @@ class SseClient:
             server.base + "/api/pmd/bdr/sse" + query, headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=40),
         ) as resp:  # fmt: skip
-            self.api.ledger.statuses[(server.name, name, resp.status)] += 1
+            self.api.ledger.statuses[resp.status] += 1
             if resp.status != 200:
                 body = await resp.read()
                 if resp.status >= 500:

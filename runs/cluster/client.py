@@ -283,7 +283,8 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     undo.push_async_callback(cancel, tasks)  # again: before the session and pool are closed
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
-    await until_ready(http, lb)
+    await asyncio.to_thread(wait_ready, None, lambda: answers(f"{lb.base}/readyz"), "the balancer",
+                            within=60)  # fmt: skip
     clients = [SseClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1)
                for u in [*data.users, data.victim] for n in range(per_user)]  # fmt: skip
     tasks += await start_streams(clients, 60)
@@ -309,7 +310,9 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     if args.rolling:
         await check_streams(report, pool, clients, since)
         check_download(report, await asyncio.wait_for(in_flight, 300), lb)
-    check_processes(report, supervisor, service_logs(cluster.logs, cluster.net.hosts))
+    check_processes(
+        report, cluster.net.hosts.values(), service_logs(cluster.logs, cluster.net.hosts)
+    )
     served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
               if r.get("pxname") == "servers" and r["svname"].startswith("srv")}  # fmt: skip
     report.info(f"requests each server host answered (HAProxy): {served}")
@@ -346,9 +349,3 @@ def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> No
         # another), not carried on by a process that exited.
         if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 5:
             report.violations.append(f"the download in flight on {host} outlived that host's stop")
-
-
-async def until_ready(http: aiohttp.ClientSession, lb: Balancer) -> None:
-    """Until the balancer answers /readyz 200 (`http` unused: the wait has a client of its own)."""
-    url = f"{lb.base}/readyz"
-    await asyncio.to_thread(wait_ready, None, lambda: answers(url), "the balancer", within=60)

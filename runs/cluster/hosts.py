@@ -70,13 +70,11 @@ class Steps:
 
     fail_at: str | None = None
     fail_with: str = "error"
-    say: bool = False
     t0: float = field(default_factory=time.monotonic)
 
     def reached(self, step: str) -> None:
         assert step in STEPS, step
-        if self.say:
-            print(f"  [start {time.monotonic() - self.t0:5.1f}s] {step}", flush=True)
+        print(f"  [start {time.monotonic() - self.t0:5.1f}s] {step}", flush=True)
         if step != self.fail_at:
             return
         if self.fail_with == "error":
@@ -89,9 +87,8 @@ class Steps:
 class Cluster:
     net: Network
     run_dir: Path
+    steps: Steps
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
-    max_connections: int = 300
-    steps: Steps = field(default_factory=Steps)
 
     @property
     def servers(self) -> list[str]:
@@ -121,7 +118,7 @@ class Cluster:
                             f">> {data}/pg_hba.conf"])  # fmt: skip
         self._serve("db", "postgres", 5432, "PostgreSQL", [
             str(PG_BIN / "postgres"), "-D", str(data), "-c", f"listen_addresses={db.address}",
-            "-c", f"unix_socket_directories={data}", "-c", f"max_connections={self.max_connections}",
+            "-c", f"unix_socket_directories={data}", "-c", "max_connections=300",
             "-c", "fsync=off", "-c", "synchronous_commit=off",
         ], user="postgres")  # fmt: skip
         self.steps.reached("postgres")
@@ -192,29 +189,23 @@ class Cluster:
             **extra,
         }
 
-    def start_server(self, name: str, env: dict[str, str]) -> None:
-        private = self.net.private
-        self.host(name).run(["mkdir", "-p", str(private / "data"), str(private / "vault")])
-        every_address = "0.0.0.0"  # noqa: S104 - the host's own namespace: its one link
-        own = {"HOST": every_address, "PORT": "8080", "SERVER_PROCESSES": "2"}
-        argv = [sys.executable, str(CHECKOUT / "server.py")]
-        self._serve(name, name, 8080, f"the server on {name}", argv, env | own, within=60)
-
-    def start_worker(self, name: str, env: dict[str, str]) -> None:
-        vault, source = self.net.private / "vault", self.run_dir / "vault"
-        # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
-        self.host(name).run(["sh", "-c", f"mkdir -p {vault} {self.net.private / 'data'} && "
-                                         f"(mountpoint -q {vault} || (mount --bind {source} "
-                                         f"{vault} && mount -o remount,bind,ro {vault}))"])  # fmt: skip
-        self.host(name).spawn(WORKER, self.logs / f"{name}.log",
-                              env | {"PYTHONPATH": str(CHECKOUT)})  # fmt: skip
-
     async def start(self, name: str, env: dict[str, str]) -> None:
-        """A server or worker host's process started (again)."""
+        """A server or worker host's process started (again); a server's until it listens."""
+        host, private = self.host(name), self.net.private
         if name.startswith("srv"):
-            await asyncio.to_thread(self.start_server, name, env)
-        else:
-            self.start_worker(name, env)
+            host.run(["mkdir", "-p", str(private / "data"), str(private / "vault")])
+            every_address = "0.0.0.0"  # noqa: S104 - the host's own namespace: its one link
+            own = {"HOST": every_address, "PORT": "8080", "SERVER_PROCESSES": "2"}
+            argv = [sys.executable, str(CHECKOUT / "server.py")]
+            await asyncio.to_thread(self._serve, name, name, 8080, f"the server on {name}", argv,
+                                    env | own, within=60)  # fmt: skip
+            return
+        vault, source = private / "vault", self.run_dir / "vault"
+        # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
+        host.run(["sh", "-c", f"mkdir -p {vault} {private / 'data'} && (mountpoint -q {vault} "
+                              f"|| (mount --bind {source} {vault} && mount -o remount,bind,ro "
+                              f"{vault}))"])  # fmt: skip
+        host.spawn(WORKER, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
 
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
         deadline = time.monotonic() + within
@@ -239,82 +230,64 @@ class Cluster:
         self._serve("lb", "haproxy", 80, "HAProxy", ["haproxy", "-f", str(config), "-db"])
 
     def stat(self) -> list[dict[str, str]]:
-        """HAProxy's `show stat`: a row per frontend, backend and server."""
-        stat = self.haproxy("show stat")
-        header = stat.lstrip("# ").splitlines()[0].split(",")
-        return [dict(zip(header, line.split(","), strict=False)) for line in stat.splitlines()[1:]]
-
-    def haproxy(self, command: str) -> str:
-        """A command on HAProxy's runtime API (its admin socket)."""
+        """HAProxy's `show stat` on its runtime API (its admin socket): a row per frontend,
+        backend and server."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.run_dir / "haproxy.sock"))
-            s.sendall(command.encode() + b"\n")
+            s.sendall(b"show stat\n")
             chunks = []
             while chunk := s.recv(65536):
                 chunks.append(chunk)
-        return b"".join(chunks).decode()
-
-
-def enter(ns: str) -> None:
-    """Move this process (its only thread, before any other starts) into namespace `ns`: the
-    workload then reaches the hosts as a client on the switch would, and nothing else."""
-    _setns(f"/run/netns/{ns}")
+        stat = b"".join(chunks).decode()
+        header = stat.lstrip("# ").splitlines()[0].split(",")
+        return [dict(zip(header, line.split(","), strict=False)) for line in stat.splitlines()[1:]]
 
 
 @contextlib.contextmanager
 def entered(ns: str) -> Iterator[None]:
-    """In namespace `ns` (as `enter`), and back in this process's own one afterwards."""
+    """This process (its only thread, before any other starts) in namespace `ns`, and back in
+    its own one afterwards: the workload reaches the hosts as a client on the switch would,
+    and nothing else."""
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:
-        enter(ns)
+        _setns(target)
         yield
     finally:
         _setns(own)
         os.close(own)
+        os.close(target)
 
 
-def _setns(ns: str | int) -> None:
-    fd = os.open(ns, os.O_RDONLY) if isinstance(ns, str) else ns
-    try:
-        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns into {ns}")
-    finally:
-        if isinstance(ns, str):
-            os.close(fd)
+def _setns(fd: int) -> None:
+    if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "setns")
 
 
-def up(
-    run_dir: Path, servers: int = 2, workers: int = 2, max_connections: int = 300,
-    steps: Steps | None = None, owner: contextlib.ExitStack | None = None,
-) -> Cluster:  # fmt: skip
-    """The network, its hosts (at most 9 server and 9 worker hosts) and the shared parts
-    started. `cluster.net.close()` removes it all (`owner`, when given, is where that is
-    registered first); a step that fails removes what came before, then raises."""
-    steps = steps or Steps()
-    with contextlib.ExitStack() as undo:
-        net = Network(run_dir)
-        (owner if owner is not None else undo).callback(net.close)
-        net.up()
-        steps.reached("switch")
-        hosts = [("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("client", 50)]
-        hosts += [(f"srv{i}", 20 + i) for i in range(1, servers + 1)]
-        hosts += [(f"wrk{i}", 30 + i) for i in range(1, workers + 1)]
-        for name, octet in hosts:
-            net.add(name, octet)
-            if name == "lb":
-                steps.reached("host")
-        steps.reached("hosts")
-        # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's
-        # loopback tuning allows: with that, a 60 MB download sits in socket buffers within
-        # seconds and no server stop could ever cut it.
-        for name in ("client", "lb"):
-            net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
-                                 "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip
-        cluster = Cluster(net, run_dir, max_connections=max_connections, steps=steps)
-        cluster.logs.mkdir(parents=True, exist_ok=True)
-        (run_dir / "vault").mkdir(exist_ok=True)
-        cluster.start_db()
-        cluster.start_redis()
-        cluster.start_store()
-        undo.pop_all()  # up: from here `cluster.net.close()` undoes it
+def up(run_dir: Path, steps: Steps, owner: contextlib.ExitStack) -> Cluster:
+    """The network, its hosts and the shared parts started; `net.close`, which removes it all,
+    registered on `owner` first, so a step that fails leaves nothing once `owner` is closed."""
+    net = Network(run_dir)
+    owner.callback(net.close)
+    net.up()
+    steps.reached("switch")
+    hosts = [("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("client", 50), ("srv1", 21),
+             ("srv2", 22), ("wrk1", 31), ("wrk2", 32)]  # fmt: skip
+    for name, octet in hosts:
+        net.add(name, octet)
+        if name == "lb":
+            steps.reached("host")
+    steps.reached("hosts")
+    # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's
+    # loopback tuning allows: with that, a 60 MB download sits in socket buffers within
+    # seconds and no server stop could ever cut it.
+    for name in ("client", "lb"):
+        net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
+                             "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip
+    cluster = Cluster(net, run_dir, steps)
+    cluster.logs.mkdir(parents=True, exist_ok=True)
+    (run_dir / "vault").mkdir(exist_ok=True)
+    cluster.start_db()
+    cluster.start_redis()
+    cluster.start_store()
     return cluster

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -22,12 +21,10 @@ MARKER = "PMD_CLUSTER_RUN"  # in the environment of every process of a run: its 
 
 
 def possible() -> str | None:
-    """Why hosts cannot be simulated here, or None when they can."""
+    """Why hosts cannot be simulated here, or None when they can (the programs it takes are
+    support.tools.CLUSTER's, checked before)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "nsenter", "unshare"):
-        if shutil.which(tool) is None:
-            return f"`{tool}` is missing"
     probe = f"pmdprobe{os.getpid()}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode:

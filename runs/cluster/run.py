@@ -96,13 +96,13 @@ def launch(args: argparse.Namespace) -> int:
 
 
 def _start_and_run(args: argparse.Namespace, undo: contextlib.ExitStack) -> int:
-    steps = Steps(args.fail_at, args.fail_with, say=True)
+    steps = Steps(args.fail_at, args.fail_with)
     run_dir = Path(tempfile.mkdtemp(prefix="pmd-cluster-"))
     undo.callback(_leave, run_dir, args.keep)
     os.chmod(run_dir, 0o755)  # noqa: S103 - PostgreSQL's own user reads what is written here
     print(f"cluster run {run_tag()} in {run_dir}", flush=True)
     steps.reached("folder")
-    cluster = up(run_dir, steps=steps, owner=undo)
+    cluster = up(run_dir, steps, undo)
     undo.enter_context(entered(cluster.host("client").ns))
     steps.reached("client")
     return asyncio.run(run(cluster, args))

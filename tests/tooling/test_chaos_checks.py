@@ -58,7 +58,7 @@ def test_the_minimums_scale_with_the_workload() -> None:
 
 def test_every_failed_download_is_a_violation() -> None:
     ledger = Ledger(t0=0.0)
-    ledger.counts["downloads checked: whole ZIP, sha256 and CRC"] += 4
+    ledger.counts["downloads checked: whole ZIP, byte-exact"] += 4
     ledger.counts["downloads checked: HEAD"] += 1
     ledger.download_failed("GET 1234: 200, 10 bytes, not the recorded ZIP")
     report = Report()
