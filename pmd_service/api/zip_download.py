@@ -1,5 +1,7 @@
-"""Serving a ready ZIP: a redirect to a signed URL, or its bytes (a local file, or streamed from
-the bucket in proxy mode).
+"""Serving a ready ZIP, a BDR's or an export part's: a redirect to a signed URL, or its bytes (a
+local file, or streamed from the bucket in proxy mode); `send_zip` is what both features'
+endpoints call, and `download_params`/`zip_answers` declare such a download in the OpenAPI
+document.
 
 Redirect is the default for a bucket: the browser fetches the bytes from the store, and the
 server's part is one small response. Proxy mode is for stores the browser cannot reach.
