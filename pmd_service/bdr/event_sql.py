@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
+from ..core.locks import AdvisoryLock
 from ..core.payload_sql import build_object, changed, watched
 from .schemas import ItemRow
 
@@ -39,7 +40,7 @@ BEGIN
     -- Readers resume with "id > last seen", which is only safe if ids become visible in
     -- commit order: the lock, taken before the first id is drawn and held to commit,
     -- serialises event-producing transactions.
-    PERFORM pg_advisory_xact_lock(5064068);
+    PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});
     WITH added AS (
         INSERT INTO bdr_events (bdr_id, user_id, payload)
         SELECT r.id, r.user_id, {payload}
@@ -73,7 +74,7 @@ BEGIN
     IF NOT any_change THEN
         RETURN NULL;
     END IF;
-    PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
+    PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- as in bdr_emit_inserted
     EXECUTE $q$
         WITH added AS (
             INSERT INTO bdr_events (bdr_id, user_id, payload)

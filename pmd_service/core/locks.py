@@ -7,5 +7,8 @@ from enum import IntEnum
 
 class AdvisoryLock(IntEnum):
     MIGRATIONS = 0x504D445F4D4947  # "PMD_MIG": one migrator at a time, session lock
+    # Held by every event-writing transaction to commit: events' ids become visible in commit
+    # order (the event triggers, bdr/event_sql.py and exports/event_sql.py; see migration 0005).
+    EVENT_ORDER = 5064068
     BDR_QUOTA = 5064069  # with the requester's id as second key: one quota check at a time
     EXPORT_START = 5064070  # with the user's id: one export request of a user at a time

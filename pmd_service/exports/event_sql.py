@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import msgspec
 
+from ..core.locks import AdvisoryLock
 from ..core.payload_sql import build_object, changed, watched
 from .schemas import Payload
 
@@ -50,7 +51,7 @@ BEGIN
            {condition}) THEN
         RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
     END IF;
-    PERFORM pg_advisory_xact_lock(5064068);  -- ids visible in commit order (see 0005)
+    PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- ids visible in commit order (see 0005)
     INSERT INTO bdr_events (bdr_id, user_id, payload)
     VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
     RETURNING id INTO event_id;
