@@ -25,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
-import numpy as np
 import obstore
 from arq.connections import ArqRedis
 
@@ -83,7 +82,7 @@ class Owner:
 
 def _write_random(path: Path, size: int, seed: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(seed).bytes(size - 8))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + random.Random(seed).randbytes(size - 8))
 
 
 async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, n: int,
