@@ -331,9 +331,9 @@ async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds
     jobs, floors = zip(*times[2:], strict=True)
     contents = [p.read_bytes() for p in files]
     hashes = [await asyncio.to_thread(timed, _sha256, contents) for _ in range(rounds)]
-    return {"files": len(files), "bytes": sum(p.stat().st_size for p in files),
-            "sha256_s": min(hashes), "job_s": statistics.median(jobs), "job_max_s": max(jobs),
-            "floor_s": statistics.median(floors), "rounds": rounds}  # fmt: skip
+    return {"bytes": sum(p.stat().st_size for p in files), "sha256_s": min(hashes),
+            "job_s": statistics.median(jobs), "floor_s": statistics.median(floors),
+            "rounds": rounds}  # fmt: skip
 
 
 # --- 3. the real worker's memory: a huge comment thread, a ~1 GB ZIP --------------------------------------------------
@@ -378,7 +378,7 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
             in_zip = sum(len(t) for t in json.load(f)["comments_by_artwork"].values())
     assert in_zip == visible, (in_zip, visible)
     return figures | {"comments": comments, "visible_comments": visible,
-                      "comments_json_bytes": info.file_size, "zip_bytes": built["bytes"]}  # fmt: skip
+                      "comments_json_bytes": info.file_size}  # fmt: skip
 
 
 async def big_bdr(run: Run, settings: Settings, *, keep: bool = False
