@@ -280,20 +280,23 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def driving(settings: Settings, worker_pid: int, store: Settings | None = None
-                  ) -> AsyncIterator[Run]:  # fmt: skip
-    """A Run on `settings`' database and queue, its ZIPs where `store` (or `settings`) puts them."""
+async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
+    """The real worker on `settings` (`env` on top of its environment), stopped after, and a Run
+    driving it through `settings`' database and queue, its ZIPs where the worker puts them."""
+    env = service_env(settings, **env)
+    worker = start_worker(env)
     conn = await connect(settings.database_url, "pmd-bench")
     listener = await connect(settings.database_url, "pmd-bench-listen")
     doorbell: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener(CHANNEL, lambda *args: doorbell.put_nowait(args[3]))
     redis = create_redis(settings.redis_url)
     try:
-        yield Run(conn, redis, doorbell, ZipFiles(store or settings), worker_pid)
+        yield Run(conn, redis, doorbell, ZipFiles(Settings.from_env(env)), worker.pid)
     finally:
         await redis.aclose()
         await listener.close()
         await conn.close()
+        stop(worker)
 
 
 async def seed_user(
@@ -401,17 +404,12 @@ async def big_bdr(run: Run, settings: Settings, *, keep: bool = False
 
 async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int
                       ) -> dict[str, Any]:  # fmt: skip
-    async with fresh_stack() as settings:
-        worker = start_worker(service_env(settings, BDR_DAILY_LIMIT="10000"))
-        try:
-            async with driving(settings, worker.pid) as run:
-                jobs = {name: await job(run, settings, name, files, rounds)
-                        for name, files in inputs.items()}  # fmt: skip
-                thread = await comment_thread(run, settings, comments)
-                big, _ = await big_bdr(run, settings)
-                return {"job": jobs, "comments": thread, "big": big}
-        finally:
-            stop(worker)
+    async with fresh_stack() as settings, driving(settings, BDR_DAILY_LIMIT="10000") as run:
+        jobs = {name: await job(run, settings, name, files, rounds)
+                for name, files in inputs.items()}  # fmt: skip
+        thread = await comment_thread(run, settings, comments)
+        big, _ = await big_bdr(run, settings)
+        return {"job": jobs, "comments": thread, "big": big}
 
 
 def main() -> None:

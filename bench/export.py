@@ -428,13 +428,8 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
                    warm: Owner, plan: tuple[int, int], weed: Seaweed | None = None,
                    control: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     print(f"  {name}:", flush=True)
-    env = service_env(settings, **env)
-    worker = start_worker(env)
-    try:  # the ZIPs where the worker puts them
-        async with driving(settings, worker.pid, Settings.from_env(env)) as run:
-            return await measure_store(Store(run, owner, weed), warm, *plan, control)
-    finally:
-        stop(worker)
+    async with driving(settings, **env) as run:
+        return await measure_store(Store(run, owner, weed), warm, *plan, control)
 
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:

@@ -70,7 +70,7 @@ from pmd_service.zipbuild.sources import fetched_in_order, object_fetcher
 from support import seaweed, seeding, stack
 from support.measures import cpu_seconds, rss_kb, thread_arenas_kb
 from support.seaweed import Seaweed
-from support.stack import free_port, service_env, start_server, start_worker, stop
+from support.stack import free_port, service_env, start_server, stop
 
 ADDED_LATENCY_S = 0.050
 FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
@@ -378,13 +378,8 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
                       waves: int, quiet: IO[bytes]) -> dict[str, Any]:  # fmt: skip
     env = weed.env(bucket, "bench/zips")
     async with stack.fresh_stack() as settings:
-        worker_env = service_env(settings, **env)
-        worker = start_worker(worker_env)
-        try:
-            async with driving(settings, worker.pid, Settings.from_env(worker_env)) as run:
-                memory, bdr = await big_bdr(run, settings, keep=True)
-        finally:
-            stop(worker)
+        async with driving(settings, **env) as run:
+            memory, bdr = await big_bdr(run, settings, keep=True)
         cli.show("2. the worker's RSS building ~1 GB into the store, MB", memory)
         token, ids = await _ready_bdrs(settings, store_at(weed.endpoint, bucket, "bench/zips"), 8,
                                        size)  # fmt: skip
