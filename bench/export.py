@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import itertools
 import os
 import random
 import statistics
@@ -145,14 +144,11 @@ async def export_done(run: Run, export: tuple[uuid.UUID, float], owner: Owner, *
         assert digest == part["sha256"].strip(), (digest, part["sha256"])
     for part in parts:
         await run.zips.remove(part["file_path"])
-    ends = [row["started_at"], *(p["completed_at"] for p in parts)]
     return {
-        "part_s": [(b - a).total_seconds() for a, b in itertools.pairwise(ends)],
         "build_s": row["build_s"],
         "cpu_s": cpu,
         "bytes": row["total_bytes"],
         "parts": len(parts),
-        "throughput_mb_s": row["total_bytes"] / row["build_s"] / 1e6,
         "started_at": row["started_at"].timestamp(),
         "completed_at": row["completed_at"].timestamp(),
     }
@@ -283,17 +279,17 @@ class Store:
             await asyncio.sleep(GAP_S)
         return bdrs
 
-    async def control(self, env: dict[str, str], warm: Owner, count: int) -> dict[str, Any]:
+    async def control(self, env: dict[str, str], warm: Owner, count: int) -> list[dict[str, Any]]:
         """The same BDRs while the export builds in a second worker, where the first one's gate
         cannot hold it back: what BDRs would suffer without going first."""
         second, redis = start_worker(env), create_redis(env["REDIS_URL"])
         try:
             await export_done(self.run, await request_export(self.run, warm, redis), warm)
-            bdrs, built = await self.beside_export(count, "control, a second worker", redis)
+            bdrs, _ = await self.beside_export(count, "control, a second worker", redis)
         finally:
             await redis.aclose()
             stop(second)
-        return {"bdrs": bdrs, "export": built}
+        return bdrs
 
 
 async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
@@ -311,7 +307,6 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
     idle: list[list[dict[str, Any]]] = []
     alone: list[dict[str, Any]] = []
     busy: list[dict[str, Any]] = []
-    busy_exports: list[dict[str, Any]] = []
     bdr_floors: list[dict[str, float]] = []
     export_floors: list[dict[str, float]] = []
     busy_peak, samples = 0, 0
@@ -319,13 +314,11 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
         idle.append(await store.idle_bdrs(count, bdr_floors))
         # The BDRs' files are always in the page cache: read the export's into it too.
         await asyncio.to_thread(deque, chunks(owner.paths), 0)
-        before = rss_kb(run.worker_pid) / 1024
         export = await request_export(run, owner)
         with _rss(run) as rss:
             built = await export_done(run, export, owner, read_back=r == 0)
         samples = samples or rss.samples  # the first export's
-        alone.append(built | {"rss_trace": rss.trace, "rss_before_mb": before,
-                              "rss_peak_mb": rss.peak / 1024})  # fmt: skip
+        alone.append(built | {"rss_trace": rss.trace, "rss_peak_mb": rss.peak / 1024})
         await store.settle()
         export_floors.append(await asyncio.to_thread(_floor, run.zips, _part_groups(owner)))
         await store.settle()
@@ -335,9 +328,8 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
         )
         idle.append(await store.idle_bdrs(count, bdr_floors))
         with _rss(run) as rss:
-            bdrs, built = await store.beside_export(count, f"round {r + 1}")
+            bdrs, _ = await store.beside_export(count, f"round {r + 1}")
         busy += bdrs
-        busy_exports.append(built)
         busy_peak = max(busy_peak, rss.peak)
         await store.settle()
     done = await store.control(control, warm, count) if control is not None else None
@@ -347,12 +339,9 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
     idle_ready, busy_ready = _median_ready(idle_all), _median_ready(inside)
     bdr_floor, export_floor = _mb_s(bdr_floors), _mb_s(export_floors)
     figures: dict[str, Any] = {
-        "bdr_bytes": idle_all[0]["bytes"],
         "rounds": rounds,
         "idle_bdrs": idle_all,
-        "busy_bdrs": busy,
         "exports": alone,
-        "busy_exports": busy_exports,
         "bdr_throughput_mb_s": bdr_rate,
         "export_throughput_mb_s": export_rate,
         "bdr_median_mb_s": statistics.median([_mb_s([b]) for b in idle_all]),
@@ -377,11 +366,8 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
             "bdr_growth_mb": max(b["peak_rss_mb"] for b in idle[0]) - baseline,
             "peak_with_bdrs_mb": busy_peak / 1024,
             "later_peaks_mb": [e["rss_peak_mb"] for e in alone[1:]],
-            "after_mb": rss_kb(run.worker_pid) / 1024,
         },
         "floors": {
-            "bdr": bdr_floors,
-            "export": export_floors,
             "bdr_mb_s": bdr_floor,
             "export_mb_s": export_floor,
             "ratio": export_floor / bdr_floor,
@@ -392,10 +378,10 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
         },
     }
     if done is not None:
-        inside = [b for b in done["bdrs"] if b["inside_export"]]
+        inside = [b for b in done if b["inside_export"]]
         ready = _median_ready(inside)
-        figures["control"] = done | {"to_ready_s": ready, "inside": len(inside),
-                                     "slowdown": ready / idle_ready}  # fmt: skip
+        figures["control"] = {"to_ready_s": ready, "inside": len(inside),
+                              "slowdown": ready / idle_ready}  # fmt: skip
     return figures
 
 
@@ -441,13 +427,8 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
                    warm: Owner, plan: tuple[int, int], weed: Seaweed | None = None,
                    control: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     print(f"  {name}:", flush=True)
-    env = service_env(settings, **env)
-    worker = start_worker(env)
-    try:  # the ZIPs where the worker puts them
-        async with driving(settings, worker.pid, Settings.from_env(env)) as run:
-            return await measure_store(Store(run, owner, weed), warm, *plan, control)
-    finally:
-        stop(worker)
+    async with driving(settings, **env) as run:
+        return await measure_store(Store(run, owner, weed), warm, *plan, control)
 
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
@@ -465,7 +446,6 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
         figures: dict[str, Any] = {
             "artworks": artworks,
             "part_bytes": PART_BYTES,
-            "bdr_artworks": BDR_ARTWORKS,
             "stores": {},
             "artwork_bytes": owner.bytes,
             # This run's, which the report's machine line (of whichever ran last) may not name.
@@ -502,9 +482,7 @@ def main() -> None:
         parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
     figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
     for name, f in figures["stores"].items():
-        cli.show(
-            name, {k: v for k, v in f.items() if k not in ("idle_bdrs", "busy_bdrs", "exports")}
-        )
+        cli.show(name, {k: v for k, v in f.items() if k not in ("idle_bdrs", "exports")})
     cli.save(args.json, figures | {"quick": args.quick})
 
 

@@ -15,14 +15,14 @@ user's 20,000 posts), tags on every post. Over loopback, `create_app` on a real 
 from __future__ import annotations
 
 import asyncio
-import statistics
+from functools import partial
 from typing import Any
 
 import aiohttp
 import asyncpg
 
 from bench import cli
-from bench.posts import FLOOR_COLUMNS, ORDER, Lister, ms, pair, seed_listers, served
+from bench.posts import FLOOR_COLUMNS, ORDER, Lister, against, against_floor, seed_listers, served
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
@@ -76,17 +76,8 @@ async def page(
     # The floor yields the same page and total.
     assert [i["id"] for i in body["items"]] == [r["id"] for r in rows[:PAGE]]
     assert body["total_count"] == rows[0]["total_count"]
-    for _ in range(5):  # warm-up: caches, prepared statements (past the generic-plan switch)
-        await get()
-        await floor()
-    http_ms: list[float] = []
-    sql_ms: list[float] = []
-    for _ in range(requests):
-        http_ms.append(await ms(get()))
-        sql_ms.append(await ms(floor()))
-    ratio = statistics.median(http_ms) / statistics.median(sql_ms)
-    figures = {"matching": body["total_count"], "http": pair(http_ms), "sql": pair(sql_ms),
-               "ratio": ratio}  # fmt: skip
+    [(http_ms, sql_ms)] = await against_floor([(get, floor)], requests)
+    figures = {"matching": body["total_count"], **against(http_ms, sql_ms)}
     cli.show(f"GET …/posts?limit={PAGE}, filtered, against its floor SQL", figures)
     return figures
 
@@ -110,18 +101,13 @@ async def action(
     for _ in range(2):  # warm-up
         await hide_by_filter()
         await bare(False)
-    http_ms: list[float] = []
-    sql_ms: list[float] = []
-    for _ in range(rounds):  # interleaved; each resets the rows for the next
-        http_ms.append(await ms(hide_by_filter()))
-        await bare(False)
-        sql_ms.append(await ms(bare(True)))
-        await bare(False)
-    ratio = statistics.median(http_ms) / statistics.median(sql_ms)
+    # Each run resets the rows for the next.
+    [times] = await against_floor([(hide_by_filter, partial(bare, True))], rounds, 0,
+                                  partial(bare, False))  # fmt: skip
+    figures = {"posts": ACTED, "rounds": rounds, **against(*times)}
     cli.show(f"POST /api/pmd/action hide by filter ({ACTED:,} posts) against a bare UPDATE",
-         {"http": pair(http_ms), "sql": pair(sql_ms), "ratio": ratio})  # fmt: skip
-    return {"posts": ACTED, "rounds": rounds, "http": pair(http_ms), "sql": pair(sql_ms),
-            "ratio": ratio}  # fmt: skip
+             figures)  # fmt: skip
+    return figures
 
 
 async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any]:

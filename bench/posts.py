@@ -17,9 +17,9 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -167,51 +167,76 @@ async def ms(operation: Awaitable[object]) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def against(http: list[float], sql: list[float]) -> dict[str, Any]:
+    """An API call's times (ms) against its floor's."""
+    return {"http": pair(http), "sql": pair(sql),
+            "ratio": statistics.median(http) / statistics.median(sql)}  # fmt: skip
+
+
+Call = Callable[[], Awaitable[object]]
+
+
+async def against_floor(
+    calls: list[tuple[Call, Call]], rounds: int, warm: int = 5, reset: Call | None = None
+) -> list[tuple[list[float], list[float]]]:
+    """Each API call and its floor (the least SQL giving the same answer), `warm` untimed
+    rounds (caches, prepared statements past the generic-plan switch, pool connections) then
+    `rounds` timed, interleaved (a shared machine's noise hits all alike), `reset` after each:
+    their times (ms)."""
+    times: list[tuple[list[float], list[float]]] = [([], []) for _ in calls]
+    for r in range(warm + rounds):
+        for pair_, samples in zip(calls, times, strict=True):
+            for call, out in zip(pair_, samples, strict=True):
+                took = await ms(call())
+                if reset is not None:
+                    await reset()
+                if r >= warm:
+                    out.append(took)
+    return times
+
+
 @dataclass
 class Series:
-    """One page of one user's list, timed through the API and as its floor SQL."""
+    """One page of one user's list, through the API (`http`) against its floor SQL (`conn`)."""
 
+    http: aiohttp.ClientSession
+    conn: asyncpg.Connection
     user: Lister
     page: int
     after: Cursor | None  # the cursor the API gives for this page (None: the first)
-    http: list[float] = field(default_factory=list)
-    sql: list[float] = field(default_factory=list)
 
-    @property
-    def ratio(self) -> float:
-        return statistics.median(self.http) / statistics.median(self.sql)
-
-    async def get(self, http: aiohttp.ClientSession) -> bytes:
+    async def get(self) -> bytes:
         params = {"limit": str(PAGE)} | ({"cursor": self.after.encode()} if self.after else {})
-        async with http.get("/api/pmd/posts", params=params, headers=self.user.auth) as resp:
+        async with self.http.get("/api/pmd/posts", params=params, headers=self.user.auth) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.read()
 
-    async def floor(self, conn: asyncpg.Connection) -> list[Any]:
+    async def floor(self) -> list[Any]:
         if self.after is None:
-            return await conn.fetch(FLOOR_FIRST, self.user.id, PAGE + 1)
-        return await conn.fetch(FLOOR_AFTER, self.user.id, PAGE + 1, self.after.at,
+            return await self.conn.fetch(FLOOR_FIRST, self.user.id, PAGE + 1)
+        return await self.conn.fetch(FLOOR_AFTER, self.user.id, PAGE + 1, self.after.at,
                                 self.after.post_id)  # fmt: skip
 
-    def figures(self) -> dict[str, Any]:
+    def figures(self, http: list[float], sql: list[float]) -> dict[str, Any]:
         return {"posts": self.user.posts, "sqids": self.user.sqids, "page": self.page,
-                "http": pair(self.http), "sql": pair(self.sql), "ratio": self.ratio,
-                "target": TARGET_RATIO[self.user.sqids]}  # fmt: skip
+                **against(http, sql), "target": TARGET_RATIO[self.user.sqids]}  # fmt: skip
 
 
-async def series(conn: asyncpg.Connection, user: Lister, page: int) -> Series:
+async def series(
+    http: aiohttp.ClientSession, conn: asyncpg.Connection, user: Lister, page: int
+) -> Series:
     if page == 1:
-        return Series(user, page, None)
+        return Series(http, conn, user, page, None)
     key = await conn.fetchrow(SQL_NTH_KEY, user.id, (page - 1) * PAGE - 1)
     assert key is not None
     total = await conn.fetchval(SQL_TOTAL, user.id)  # the first page's, as the API's cursor has
-    return Series(user, page, Cursor(False, key["created_at"], key["id"], total))
+    return Series(http, conn, user, page, Cursor(False, key["created_at"], key["id"], total))
 
 
-async def check(http: aiohttp.ClientSession, conn: asyncpg.Connection, s: Series) -> None:
+async def check(s: Series) -> None:
     """The API's page has the user's posts, and the floor's rows carry its data (so the floor
     is not a lesser query)."""
-    body, rows = json.loads(await s.get(http)), await s.floor(conn)
+    body, rows = json.loads(await s.get()), await s.floor()
     assert rows and (rows[0]["total_count"] if s.after is None else s.after.total) == s.user.posts
     assert body["total_count"] == s.user.posts
     assert (body["items"][0]["public_sqid"] is not None) == s.user.sqids
@@ -287,20 +312,13 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
             pages = await walk(http, main_user)
             # Pages 1 and 19 of each user; the first, the last and by depth of the main one
             # (keyset pagination: page 19 should cost what page 1 does).
-            cases = [await series(conn, u, p) for u in listers.values() for p in (1, 19)]
+            cases = [await series(http, conn, u, p) for u in listers.values() for p in (1, 19)]
             ends = {"first": 1, "last": pages} | {f"page {d}": d for d in depths if 1 <= d <= pages}
-            by_end = {k: await series(conn, main_user, p) for k, p in ends.items()}
+            by_end = {k: await series(http, conn, main_user, p) for k, p in ends.items()}
             every = [*cases, *by_end.values()]
             for s in every:
-                await check(http, conn, s)
-            for _ in range(5):  # warm-up: caches, prepared statements, pool connections
-                for s in every:
-                    await s.get(http)
-                    await s.floor(conn)
-            for _ in range(requests):  # interleaved: a shared machine's noise hits all alike
-                for s in every:
-                    s.http.append(await ms(s.get(http)))
-                    s.sql.append(await ms(s.floor(conn)))
+                await check(s)
+            times = await against_floor([(s.get, s.floor) for s in every], requests)
             timed = await actions(http, pool, main_user, requests)
     finally:
         await conn.close()
@@ -309,21 +327,22 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     def items(page: int) -> int:
         return PAGE if page < pages else POSTS - PAGE * (pages - 1)
 
-    first, last = by_end["first"], by_end["last"]
-    scale: dict[str, float] = {}
-    for small, large in zip(cases[:2], cases[4:], strict=False):  # [4:]: the big user's, if any
-        scale[str(small.page)] = statistics.median(large.http) / statistics.median(small.http)
-    for s in every:
-        cli.show(f"GET …/posts?limit={PAGE}, page {s.page} of {s.user.posts:,}", s.figures())
+    figures = [s.figures(*t) for s, t in zip(every, times, strict=True)]
+    by_case, ended = figures[: len(cases)], dict(zip(by_end, figures[len(cases) :], strict=True))
+    first, last = ended["first"], ended["last"]
+    scale = {str(small["page"]): large["http"]["p50_ms"] / small["http"]["p50_ms"]
+             for small, large in zip(by_case[:2], by_case[4:], strict=False)}  # fmt: skip
+    for s, f in zip(every, figures, strict=True):
+        cli.show(f"GET …/posts?limit={PAGE}, page {s.page} of {s.user.posts:,}", f)
     cli.show(f"POST /api/pmd/action, {BATCH} ids", {k: pair(v) for k, v in timed.items()})
     cli.show(f"page 1 and 19: GET p50 with {big:,} posts / with {POSTS:,}", scale)
     return {"posts": POSTS, "page_size": PAGE, "pages": pages, "requests": requests,
-            "first": pair(first.http), "first_sql": pair(first.sql), "last": pair(last.http),
-            "last_sql": pair(last.sql), "last_items": POSTS % PAGE, "hide": pair(timed["hide"]),
+            "first": first["http"], "first_sql": first["sql"], "last": last["http"],
+            "last_sql": last["sql"], "last_items": POSTS % PAGE, "hide": pair(timed["hide"]),
             "hide_sql": pair(timed["hide_sql"]), "unhide": pair(timed["unhide"]),
-            "depths": [{"page": s.page, "items": items(s.page), "http": pair(s.http),
-                        "sql": pair(s.sql)} for k, s in by_end.items() if k.startswith("page ")],
-            "cases": [s.figures() for s in cases], "big_posts": big, "scale": scale,
+            "depths": [{"page": f["page"], "items": items(f["page"]), "http": f["http"],
+                        "sql": f["sql"]} for k, f in ended.items() if k.startswith("page ")],
+            "cases": by_case, "big_posts": big, "scale": scale,
             "scale_target": TARGET_SCALE_RATIO}  # fmt: skip
 
 

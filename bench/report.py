@@ -1,14 +1,18 @@
-"""docs/benchmarks.md from bench/templates/benchmarks.md.j2 and the committed figures in
-bench/figures/.
+"""Every generated page under docs/, rendered from the committed figures and chaos runs alone
+(`python -m bench.run_all --report-only`; tests/tooling/test_docs_rendered.py checks them).
 
-Each benchmark's part of the page is a `{% call(f) section(s.<name>, "heading") %}` block of the
-template: its heading, the line saying when it was measured, and its text, which reads `f`, the
-figures of `bench/figures/<name>.json`, or what the benchmark's own `section(figures)` makes of
-them where the text needs more than a ratio. A section with no figures is its heading and a
-"not measured yet" line, so the page is always a render of the template and the figures.
+docs/benchmarks.md is bench/templates/benchmarks.md.j2: each benchmark's part of the page is a
+`{% call(f) section(s.<name>, "heading") %}` block of the template: its heading, the line saying
+when it was measured, and its text, which reads `f`, the figures of `bench/figures/<name>.json`,
+or what the benchmark's own `section(figures)` makes of them where the text needs more than a
+ratio. A section with no figures is its heading and a "not measured yet" line, so the page is
+always a render of the template and the figures. To add a section: its block in the template,
+its name in SECTIONS, and its benchmark in bench/run_all.py's list; its first run writes
+bench/figures/<name>.json.
 
-To add a section: its block in the template, its name in SECTIONS, and its benchmark in
-bench/run_all.py's list; its first run writes bench/figures/<name>.json.
+docs/scaling.md is bench/templates/scaling.md.j2 rendered from the figures of `bench.sse --box`
+and `bench.scaling`'s NOTIFY fan-out; the cluster's figures on the page are dated one-offs,
+written in the template. A part whose figures are missing says so.
 """
 
 from __future__ import annotations
@@ -17,36 +21,83 @@ import importlib
 import json
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 from bench.runner import FIGURES, MACHINE, Saved, saved
-from support import render as pages
+from support import chaos_pages, render
 from support.stack import CHECKOUT
 
-TEMPLATE = "benchmarks.md.j2"
 REPORT = CHECKOUT / "docs" / "benchmarks.md"
+SCALING = CHECKOUT / "docs" / "scaling.md"
 # Every section of the page, in its order: the benchmark bench/<name>.py.
 SECTIONS = ("build", "posts", "filters", "sse", "sse_box", "page", "store", "scaling", "export")
-
-
-def benchmark(name: str) -> ModuleType:
-    return importlib.import_module(f"bench.{name}")
+# The streams table's columns: each level's figure and its format ("–": none).
+SSE_COLUMNS = (("streams", ","), ("processes", "d"), ("held", ","), ("kb_per_stream_rss", ".1f"),
+               ("kb_per_stream_slab", ".1f"), ("event_p99_ms", ".1f"), ("burst_all_s", ".2f"),
+               ("storm_s", ".1f"), ("storm_5xx", "d"))  # fmt: skip
+NOTIFY_COLUMNS = ("first_p50_ms", "all_p50_ms", "all_p99_ms", "db_cpu_ms_per_notify",
+                  "client_cpu_ms_per_notify")  # fmt: skip
 
 
 def sections(folder: Path = FIGURES) -> dict[str, Saved]:
     """Each section's saved figures, turned into what its block of the template reads."""
     out = {}
     for name in SECTIONS:
-        s, make = saved(name, folder), getattr(benchmark(name), "section", None)
+        s = saved(name, folder)
+        make = getattr(importlib.import_module(f"bench.{name}"), "section", None)
         out[name] = s if s.figures is None or make is None else replace(s, figures=make(s.figures))
     return out
 
 
-def render(folder: Path = FIGURES) -> str:
-    """The page, from the template and the figures in `folder` alone."""
+def benchmarks(folder: Path = FIGURES) -> str:
+    """docs/benchmarks.md, from the template and the figures in `folder` alone."""
     machine = folder / MACHINE.name
-    return pages.render(
-        TEMPLATE,
+    return render.render(
+        "benchmarks.md.j2",
         s=sections(folder),
         machine=json.loads(machine.read_text()) if machine.exists() else None,
     )
+
+
+def sse_box(folder: Path = FIGURES) -> Saved:
+    """The box's stream figures (the `box` of `bench.sse --box`, run_all's `sse_box`) as the
+    table's rows."""
+    s = saved("sse_box", folder)
+    box = s.figures.get("box") if isinstance(s.figures, dict) else None
+    rows = [["–" if lv.get(k) is None else format(lv[k], fmt) for k, fmt in SSE_COLUMNS]
+            for lv in box["levels"]] if box and box.get("levels") else None  # fmt: skip
+    return replace(s, figures=rows)
+
+
+def _fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    """The least-squares line's slope and intercept, neither below 0."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    return max(slope, 0.0), max(my - slope * mx, 0.0)
+
+
+def notify(folder: Path = FIGURES) -> Saved:
+    """`bench.scaling`'s NOTIFY fan-out: its rows and the line through the database's CPU."""
+    s = saved("scaling", folder)
+    runs: list[dict[str, Any]] = (s.figures or {}).get("notify") or []
+    if not runs:
+        return replace(s, figures=None)
+    slope, base = _fit([r["listeners"] for r in runs], [r["db_cpu_ms_per_notify"] for r in runs])
+    rows = [[str(r["listeners"]), *(f"{r[k]:.2f}" for k in NOTIFY_COLUMNS)] for r in runs]
+    return replace(s, figures={"rows": rows, "slope": slope, "base": base})
+
+
+def scaling(folder: Path = FIGURES) -> str:
+    """docs/scaling.md, from the template and the figures in `folder` alone."""
+    return render.render("scaling.md.j2", sse_box=sse_box(folder), notify=notify(folder))
+
+
+def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path, str]:
+    """Each generated page's path and text."""
+    pages = {REPORT: benchmarks(figures), SCALING: scaling(figures)}
+    return pages | chaos_pages.renders(runs)
+
+
+def write() -> None:
+    render.write(renders())

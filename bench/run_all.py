@@ -1,7 +1,7 @@
 """Run every benchmark, then render the docs from their figures: `python -m bench.run_all`.
 
 Each benchmark runs as its own process (bench/runner.py) and its figures are kept, committed, in
-bench/figures/<name>.json; the pages (bench/docs.py) are then rendered from their templates in
+bench/figures/<name>.json; the pages (bench/report.py) are then rendered from their templates in
 bench/templates/. `--only build,posts` reruns some and renders the others from their committed
 figures; `--report-only` runs nothing.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import docs
+from bench import report
 from bench.runner import Bench, record_machine, run_one, saved
 
 # In the order they run: name, arguments, seconds before it is killed.
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             if bench.name in chosen and (why := run_one(bench)) is not None:
                 failures[bench.name] = why
                 print(f"=== {bench.name}: {why}", flush=True)
-    docs.write()
+    report.write()
     if failures:
         print(f"failed: {', '.join(f'{n} ({w})' for n, w in failures.items())}")
     return 1 if failures else 0

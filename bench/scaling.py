@@ -156,8 +156,7 @@ class Local:
         machine spent meanwhile; "others": the rest of the machine's busy time."""
 
         async def sample() -> tuple[dict[str, dict[Any, float]], dict[str, float]]:
-            busy, iowait = machine_seconds()
-            own = {"bench": sum(os.times()[:2]), "machine_busy": busy, "machine_iowait": iowait}
+            own = {"bench": sum(os.times()[:2]), "machine_busy": machine_seconds()}
             return await self.parties(), own | {"wall": time.monotonic()}
 
         parties, own = await sample()
@@ -167,9 +166,7 @@ class Local:
         spent = {party: sum(cpu - parties.get(party, {}).get(key, 0.0) for key, cpu in now.items())
                  for party, now in parties_after.items()}  # fmt: skip
         spent |= {k: v - own[k] for k, v in own_after.items()}
-        ours = sum(
-            v for k, v in spent.items() if k not in ("machine_busy", "machine_iowait", "wall")
-        )
+        ours = sum(v for k, v in spent.items() if k not in ("machine_busy", "wall"))
         spent["others"] = max(0.0, spent["machine_busy"] - ours)
         return result, {k: round(v, 3) for k, v in spent.items()}
 
@@ -292,12 +289,10 @@ async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
                 s.cancel()
             await asyncio.gather(*streams, return_exceptions=True)
     ms = [x * 1000 for x in samples]
-    out = {"workers": n_workers, "users": USERS, "bursts": BURSTS,
-           "p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
-           "max_ms": max(ms), "min_ms": min(ms),
-           "reply_p50_ms": percentile(replies, 0.5) * 1000,
+    out = {"workers": n_workers, "p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
+           "max_ms": max(ms), "reply_p50_ms": percentile(replies, 0.5) * 1000,
            "reply_p99_ms": percentile(replies, 0.99) * 1000,
-           "burst_s": statistics.median(spans), "samples_ms": ms}  # fmt: skip
+           "burst_s": statistics.median(spans)}  # fmt: skip
     cli.show(f"  {n_workers} worker(s)", out)
     return out
 
@@ -305,19 +300,16 @@ async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
 # --- 3. the events table -----------------------------------------------------------------------
 
 
-async def seed_events(conn: asyncpg.Connection, rows: int, replayer: int, count: int) -> float:
+async def seed_events(conn: asyncpg.Connection, rows: int, replayer: int, count: int) -> None:
     """The first `count` of `rows` events over EVENT_DAYS days up to now (REPLAYER_EVENTS of
     them the replayer's, payloads copied from a real event): all, or the older half a cleanup
-    purges. Returns the insert's seconds."""
+    purges."""
     payload = await conn.fetchval("SELECT payload::text FROM bdr_events ORDER BY id DESC LIMIT 1")
     every = max(2, rows // REPLAYER_EVENTS)
-    _, seconds = await timed(
-        seeding.bulk_events(
-            conn, rows, count, replayer, every, OTHER_EVENT_USERS, EVENT_DAYS * 86400.0, payload
-        )
+    await seeding.bulk_events(
+        conn, rows, count, replayer, every, OTHER_EVENT_USERS, EVENT_DAYS * 86400.0, payload
     )
     await conn.execute("VACUUM ANALYZE bdr_events")
-    return seconds
 
 
 async def open_stream(
@@ -429,9 +421,9 @@ async def events_costs(rig: Local, log: IO[bytes], rows: int) -> dict[str, Any]:
         started_at=now, completed_at=now, expires_at=now + timedelta(days=7), attempts=1,
         file_path="bdr/x/pmd-x.zip", file_size_bytes=123456, file_sha256="a" * 64,
     )  # fmt: skip
-    seed_s = await seed_events(conn, rows, replayer, rows)
+    await seed_events(conn, rows, replayer, rows)
     size = await conn.fetchval("SELECT pg_total_relation_size('bdr_events')")
-    cli.show(f"  {rows:,} events", {"seed_s": seed_s, "table_mb": size / 1e6})
+    cli.show(f"  {rows:,} events", {"table_mb": size / 1e6})
     # A fresh server: its hub starts after the seeded events (it never reads them as new). Streams
     # open one after another faster than it notices each close: the per-user cap would refuse some.
     port = free_port()
@@ -450,7 +442,7 @@ async def events_costs(rig: Local, log: IO[bytes], rows: int) -> dict[str, Any]:
         before = await conn.fetchval("SELECT count(*) FROM bdr_events")
         cleanups.append({"rows_before": before, **await one_cleanup(rig.settings, conn, bdr_id)})
         cli.show("  a cleanup", cleanups[-1])
-    return {"rows": rows, "table_mb": size / 1e6, "seed_s": seed_s, **figures, "cleanups": cleanups}
+    return {"rows": rows, "table_mb": size / 1e6, **figures, "cleanups": cleanups}
 
 
 # --- 4. NOTIFY fan-out --------------------------------------------------------------------------
@@ -531,13 +523,10 @@ async def run(backlog: int, repeats: int, events: int) -> dict[str, Any]:
         server = await asyncio.to_thread(start_server, env, port, log)
         try:
             ids, tokens, users = await seed_users(conn, settings)
-            sync, buffers = [await conn.fetchval(f"SHOW {k}") for k in ("synchronous_commit",
-                                                                         "shared_buffers")]  # fmt: skip
             # arq starts at most max_jobs jobs a poll (start_jobs stops at the first job that does
             # not fit): jobs shorter than a poll run at most max_jobs / poll_delay a second.
             figures: dict[str, Any] = {"config": {
-                "users": USERS, "artworks_per_bdr": ARTWORKS_PER_BDR, "synchronous_commit": sync,
-                "shared_buffers": buffers, "max_jobs": MAX_JOBS, "poll_delay_s": POLL_DELAY,
+                "shared_buffers": await conn.fetchval("SHOW shared_buffers"),
                 "poll_ceiling_per_worker": MAX_JOBS / POLL_DELAY,
                 "cpus": len(os.sched_getaffinity(0))}}  # fmt: skip
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:

@@ -211,10 +211,10 @@ class Client:
         storm = Storm(self.source, self.port, requests, then=then)
         out = storm.run()
         self.stormed = storm.held
-        return out | {"resumed": sum(1 for _, i in self.wanted if i)}
+        return out
 
     def held(self) -> dict[str, int]:
-        return {"held": len(self.streams) + len(self.stormed), "lost": self.lost}
+        return {"held": len(self.streams) + len(self.stormed)}
 
     def close(self) -> None:
         self.dropping = True

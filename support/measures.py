@@ -28,11 +28,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def machine_seconds() -> tuple[float, float]:
-    """(busy, iowait) CPU seconds of the whole machine since boot, all cores."""
+def machine_seconds() -> float:
+    """The busy CPU seconds (not idle, not iowait) of the whole machine since boot, all cores."""
     ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle, iowait = ticks[3], ticks[4]
-    return (sum(ticks) - idle - iowait) / CLK_TCK, iowait / CLK_TCK
+    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
 
 
 def rss_kb(pid: int) -> int:

@@ -1,5 +1,5 @@
 """The one renderer of every generated page under docs/: a Jinja2 template of bench/templates/
-given figures from committed data (bench/figures/, runs/chaos/saved/); bench/docs.py lists the
+given figures from committed data (bench/figures/, runs/chaos/saved/); bench/report.py lists the
 pages and tests/tooling/test_docs_rendered.py holds each committed page to its render."""
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def _section(where: Path, **stores: Any) -> str:
     where.mkdir()
     figures = COMMITTED["figures"] | {"stores": stores, "servers": ["PostgreSQL 16", "Redis 7"]}
     (where / "export.json").write_text(json.dumps(COMMITTED | {"figures": figures}))
-    page = report.render(where)
+    page = report.benchmarks(where)
     start = page.index("## Full export in parts")
     return page[start : page.find("\n## ", start + 1)]
 

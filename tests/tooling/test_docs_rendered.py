@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bench import docs, report, runner, scaling_doc
+from bench import report, runner
 from bench.run_all import BENCHMARKS
 from support import chaos_pages as chaos_doc
 from tests.helpers import CHECKOUT
@@ -59,7 +59,7 @@ def stale(pages: dict[Path, str]) -> list[str]:
 
 
 def test_the_docs_are_renders_of_their_templates_and_the_committed_data() -> None:
-    problems = stale(docs.renders())
+    problems = stale(report.renders())
     assert not problems, "\n\n".join(problems)
 
 
@@ -75,7 +75,7 @@ def test_the_docs_are_renders_of_their_templates_and_the_committed_data() -> Non
 def test_a_hand_edit_of_a_generated_page_fails(
     page: str, before: str, after: str, tmp_path: Path
 ) -> None:
-    pages = docs.renders()
+    pages = report.renders()
     docs_dir = report.REPORT.parent
     copied = {tmp_path / path.relative_to(docs_dir): text for path, text in pages.items()}
     shutil.copytree(docs_dir, tmp_path, dirs_exist_ok=True)
@@ -88,7 +88,7 @@ def test_a_hand_edit_of_a_generated_page_fails(
 def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
     save(figures, "build", {"run": OLD, "figures": BUILD})
     save(figures, "store", {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": STORE})
-    page = report.render(figures)
+    page = report.benchmarks(figures)
     assert (
         "## ZIP build — `python -m bench.build`\n\n*Measured 2026-01-02 03:04 UTC (1-minute load "
         "average 0.50 before, 0.60 after, 42 s): `python -m bench.build`.*\n\n" in page
@@ -100,7 +100,7 @@ def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
 
 def test_a_section_without_figures_says_so_and_keeps_nothing(figures: Path) -> None:
     save(figures, "build", {"run": OLD, "figures": BUILD})
-    page = report.render(figures)
+    page = report.benchmarks(figures)
     assert (
         "## Object storage — `python -m bench.store`\n\n*Not measured yet: no figures in "
         "`bench/figures/store.json` (`python -m bench.run_all --only store` measures them).*\n\n## "
@@ -113,7 +113,7 @@ def test_a_section_without_figures_says_so_and_keeps_nothing(figures: Path) -> N
 def test_a_failed_first_run_is_said(figures: Path) -> None:
     why = runner.run_one(runner.Bench("store", (), 60, module="no_such_benchmark"), figures)
     assert why is not None and "status 1" in why
-    page = report.render(figures)
+    page = report.benchmarks(figures)
     assert "*Not measured yet: its last run, " in page
     assert "failed (exited with status 1): `python -m bench.no_such_benchmark`.*" in page
 
@@ -128,13 +128,13 @@ def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> N
     assert kept.figures == STORE and kept.run is not None and kept.run["date"] == OLD["date"]
     assert kept.failed is not None and kept.failed["why"] == why
     assert (figures / "build.json").read_text() == before  # no other benchmark's file
-    page = report.render(figures)
+    page = report.benchmarks(figures)
     assert f"failed ({why}): these are the figures of the run before.*" in page
     assert "| stalled readers | server RSS |" in page
 
 
 def test_a_scaling_page_without_figures_says_so_and_keeps_its_one_offs(figures: Path) -> None:
-    page = scaling_doc.render(figures)
+    page = report.scaling(figures)
     assert "Streams against processes: not measured yet (`python -m bench.sse --box`)." in page
     assert "no figures in `bench/figures/scaling.json`" in page  # the NOTIFY fan-out
     assert "*One-off, 2026-11-23 21:15 UTC" in page  # the cluster's, dated in the template
@@ -147,7 +147,7 @@ def test_streams_and_notify_fan_out_measured_are_tabled(figures: Path) -> None:
                "db_cpu_ms_per_notify": cpu, "client_cpu_ms_per_notify": 0.7}
               for n, cpu in ((1, 0.31), (11, 0.41))]  # fmt: skip
     save(figures, "scaling", {"run": OLD, "figures": {"notify": notify}})
-    page = scaling_doc.render(figures)
+    page = report.scaling(figures)
     assert "| 50,000 | 4 | 49,000 | 11.5 | 4.5 | 31.0 | 1.25 | 12.5 | 0 |" in page
     assert "| 11 | 0.50 | 0.60 | 0.90 | 0.41 | 0.70 |" in page
     assert "**0.300 ms + 10.00 µs per listener, a NOTIFY**" in page
@@ -156,7 +156,7 @@ def test_streams_and_notify_fan_out_measured_are_tabled(figures: Path) -> None:
         "sse_box",
         {"run": OLD, "figures": {"box": {"levels": [LEVEL | {"storm_s": None}]}}},
     )
-    assert "| 1.25 | – | 0 |" in scaling_doc.render(figures)  # a storm not absorbed has no time
+    assert "| 1.25 | – | 0 |" in report.scaling(figures)  # a storm not absorbed has no time
 
 
 def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
