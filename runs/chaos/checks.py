@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,6 +22,7 @@ from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
 from pmd_service.storage.object_tidy import remove_orphan_objects
+from runs.chaos.procs import Processes
 from runs.chaos.seed import Seed, zip_problems
 from runs.chaos.sse import SseClient
 from runs.chaos.workload import DOWNLOAD_FAILED, SERVER_ERROR, TERMINAL, Api, Ledger
@@ -363,3 +364,20 @@ def check_volume(
     }
     for name, want in work.minimums().items():
         report.minimum(f"workload: {name}", got[name], want)
+
+
+def check_processes(
+    report: Report, groups: Collection[Processes], logged: list[str] | None = None
+) -> None:
+    """The count line of process starts (every exit nobody asked for, those a lost host's kill
+    reaped too); with `logged`, the service logs' line (their ERRORs and tracebacks)."""
+    for group in groups:
+        group.reap()
+    ended = [e.describe() for group in groups for e in group.unexpected]
+    starts = sum(group.started for group in groups)
+    report.count("process starts that ended only when the run stopped them (a fault, a "
+                 "deploy; the supervisor starts a server or worker again)",
+                 starts - len(ended), starts, ended)  # fmt: skip
+    if logged is not None:
+        report.count("server and worker logs without an ERROR or a traceback",
+                     1 - bool(logged), 1, logged)  # fmt: skip

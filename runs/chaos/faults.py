@@ -1,5 +1,4 @@
-"""The faults the chaos run injects, on a schedule, and the supervisor that restarts what
-crashed (as systemd or a container runtime would)."""
+"""The faults the chaos run injects, on a schedule."""
 
 from __future__ import annotations
 
@@ -55,8 +54,7 @@ class Faults(Injector):
     frozen_seconds: float = 20.0
     # Under the servers' pool wait (DB_ACQUIRE_TIMEOUT, 5 s): a held request waits, never 503s.
     pause_seconds: float = 3.0
-    held: set[str] = field(default_factory=set)  # down on purpose: the supervisor leaves them
-    crashes: list[str] = field(default_factory=list)
+    held: set[str] = field(default_factory=set)  # servers stopped and started by a fault
     rng: random.Random = field(default_factory=lambda: random.Random(6))
     server_turn: int = 0
     disk_bdr: str | None = None  # requested while the disk was full
@@ -72,15 +70,13 @@ class Faults(Injector):
         while time.monotonic() < deadline:
             killed, what = await self._building()
             if killed:
-                self.held.update(w.name for w in killed)
+                pids = ", ".join(f"{w.name} (pid {w.pid})" for w in killed)
                 for w in killed:
-                    w.sigkill()
-                self.say(f"SIGKILL {', '.join(f'{w.name} (pid {w.pid})' for w in killed)}"
-                         f" mid-{what}")  # fmt: skip
+                    w.kill_all()
+                self.say(f"SIGKILL {pids} mid-{what}")
                 await asyncio.sleep(3)
                 for w in killed:
                     w.start()
-                    self.held.discard(w.name)
                 self.say(f"restarted {', '.join(f'{w.name} (pid {w.pid})' for w in killed)}")
                 return
             await asyncio.sleep(0.01 if self.bucket is None else 0.05)  # a listing asks the store
@@ -204,11 +200,11 @@ class Faults(Injector):
             return
         open_here = sum(1 for c in self.streams if c.where == i and c.connected)
         self.held.add(s.name)
-        code, took = await s.sigterm()
+        code, took = await s.sigterm(s.shutdowns, 20)
         self.ledger.counts["servers SIGTERMed"] += 1
         self.ledger.counts["server SIGTERM exits within 2 s"] += took <= 2.0
-        self.say(f"SIGTERM {s.name} with {open_here} of our SSE streams open: exited "
-                 f"{code} after {took:.2f} s")  # fmt: skip
+        exited = "SIGKILLed after 20 s" if code is None else f"exited {code} after {took:.2f} s"
+        self.say(f"SIGTERM {s.name} with {open_here} of our SSE streams open: {exited}")
         await asyncio.sleep(2)
         s.start()
         await s.wait_healthy()
@@ -308,15 +304,3 @@ class Faults(Injector):
             await asyncio.sleep(self.disk_seconds)
             await asyncio.to_thread(self.tmpfs.empty)
         self.say(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
-
-    async def supervise(self) -> None:
-        """Restart a process that died without being told to, and say so: that is a finding."""
-        while True:
-            await asyncio.sleep(1)
-            for p in [*self.servers, *self.workers]:
-                if p.name in self.held or p.alive() or p.proc is None:
-                    continue
-                code = p.proc.returncode
-                self.crashes.append(f"{p.name} exited by itself with {code}")
-                self.say(f"{p.name} EXITED by itself (code {code}); restarting it (see {p.log})")
-                p.start()

@@ -1,16 +1,19 @@
-"""The chaos run's processes: the service's servers and workers as production runs them, the
-tmpfs its ZIPs are written to, and the time spans of its faults."""
+"""The runs' processes: started under a name (a cluster's host, a chaos run's server or worker),
+their unasked exits found and supervised; the chaos run's servers and workers as production runs
+them, the tmpfs its ZIPs are written to, and the time spans of its faults."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from pmd_service.dev.embedded import stop_processes
 from support.stack import CHECKOUT, SERVER, WORKER, answers, free_port, wait_ready
 
 Spans = list[tuple[float, float]]
+SERVICE_HOSTS = ("srv", "wrk")  # the cluster's server and worker hosts
 
 
 def during(spans: Spans, t: float, grace: float) -> bool:
@@ -47,16 +51,156 @@ def open_files(pid: int) -> list[str]:
 
 
 @dataclass
-class Proc:
-    """A server (`python server.py`, on `port`) or a worker, restartable."""
+class Processes:
+    """The processes started under one name (a cluster's host, a chaos run's server or worker),
+    and the exits nobody asked for among them."""
 
     name: str
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list, kw_only=True)  # running
+    started: int = field(default=0, kw_only=True)
+    stopping: set[int] = field(default_factory=set, kw_only=True)  # pids stopped on purpose
+    unexpected: list[Exited] = field(default_factory=list, kw_only=True)
+    # Where each process's output begins in its log (appended to across restarts).
+    outputs: dict[int, tuple[Path, int]] = field(default_factory=dict, kw_only=True)
+    # A lost host is killed on a thread while the supervisor reaps on the event loop.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False,
+                                  kw_only=True)  # fmt: skip
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        return list(argv)
+
+    def marked(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return dict(os.environ if env is None else env)
+
+    def spawn(
+        self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
+        user: str | None = None,
+    ) -> subprocess.Popen[bytes]:  # fmt: skip
+        """Start a process (in its own session, so it can be killed whole, and Ctrl-C reaches
+        only the run, which stops it)."""
+        if user is not None:
+            argv = ["runuser", "-u", user, "--", *argv]
+        with open(log, "ab") as out:
+            offset = out.tell()
+            proc = subprocess.Popen(self.command(argv), cwd=CHECKOUT, stdout=out,
+                                    stderr=subprocess.STDOUT, env=self.marked(env),
+                                    start_new_session=True)  # fmt: skip
+        self.procs.append(proc)
+        self.started += 1
+        self.outputs[proc.pid] = (log, offset)
+        return proc
+
+    def expect_exit(self, proc: subprocess.Popen[bytes]) -> None:
+        """`proc` is about to be stopped on purpose: its exit is no finding."""
+        self.stopping.add(proc.pid)
+
+    def reap(self) -> list[Exited]:
+        """Take the exited processes off `procs`; return (and keep) those nobody stopped."""
+        found = []
+        with self._lock:
+            for proc in [p for p in self.procs if p.poll() is not None]:
+                self.procs.remove(proc)
+                if proc.pid in self.stopping:
+                    continue
+                log, offset = self.outputs.get(proc.pid, (Path(os.devnull), 0))
+                end = log.stat().st_size if log.exists() else offset
+                argv = [str(a) for a in proc.args] if isinstance(proc.args, list) else []
+                found.append(Exited(self.name, _program(argv), proc.pid, proc.returncode,
+                                    log, offset, end))  # fmt: skip
+            self.unexpected += found
+        return found
+
+    def kill_all(self) -> None:
+        """A power cut: SIGKILL every process group started here (an earlier crash stays)."""
+        for proc in list(self.procs):
+            if proc.poll() is None:
+                self.expect_exit(proc)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.reap()
+
+    async def sigterm(self, spans: Spans, within: float) -> tuple[int | None, float]:
+        """SIGTERM to the last process started, inside a new span of `spans`, and its exit
+        awaited: its code (None: not within `within` s, then SIGKILLed) and seconds to it."""
+        proc = self.procs[-1]
+        self.expect_exit(proc)
+        with window(spans) as start:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                code: int | None = await asyncio.to_thread(proc.wait, within)
+            except subprocess.TimeoutExpired:
+                await asyncio.to_thread(self.kill_all)
+                code = None
+        return code, time.monotonic() - start
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A process that ended without the run stopping it."""
+
+    host: str
+    program: str
+    pid: int
+    code: int  # negative: the signal that killed it
+    log: Path
+    offset: int  # where its output begins in `log`
+    end: int  # and where it had ended when found (a restart appends after it)
+
+    def output(self) -> str:
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self.offset)
+                return f.read(max(0, self.end - self.offset)).decode(errors="replace")
+        except OSError:
+            return ""
+
+    def describe(self) -> str:
+        if self.code < 0 and -self.code in signal.valid_signals():
+            how = f"killed by {signal.Signals(-self.code).name}"
+        else:
+            how = f"exit code {self.code}"
+        lines = [line for line in self.output().splitlines() if line.strip()]
+        last = f"; its last line: {lines[-1][:200]}" if lines else ""
+        return f"{self.host}: {self.program} (pid {self.pid}) ended unasked: {how}{last}"
+
+
+def _program(argv: list[str]) -> str:
+    """What a command line runs, without the nsenter and runuser in front."""
+    if "--" in argv:
+        argv = argv[len(argv) - argv[::-1].index("--") :]
+    return shlex.join(Path(a).name if a.startswith("/") else a for a in argv[:4])
+
+
+@dataclass
+class Supervisor:
+    """Finds the processes that exited unasked (`Processes.reap`), says so, and has those of
+    the names `restarts` started again (`restart`), as systemd or compose's
+    `restart: unless-stopped` would."""
+
+    groups: Mapping[str, Processes]
+    restart: Callable[[str], Awaitable[None]]
+    say: Callable[[str], None] = print
+    restarts: tuple[str, ...] = SERVICE_HOSTS  # the names' prefixes
+
+    async def watch(self, every: float = 0.5) -> None:
+        while True:
+            for exited in [e for group in self.groups.values() for e in group.reap()]:
+                restart = exited.host.startswith(self.restarts)
+                self.say(f"{exited.describe()}{'; started again' if restart else ''}")
+                if restart and not self.groups[exited.host].procs:
+                    await self.restart(exited.host)
+            await asyncio.sleep(every)
+
+
+@dataclass
+class Proc(Processes):
+    """A server (`python server.py`, on `port`) or a worker, restartable."""
+
     argv: list[str]
     env: dict[str, str]
     log: Path
     port: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
     # (SIGTERM, exit) of every stop: a 503 inside one is a shutting-down answer.
     shutdowns: Spans = field(default_factory=list)
 
@@ -72,48 +216,25 @@ class Proc:
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        return self.procs[-1].pid
 
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return any(p.poll() is None for p in self.procs)
 
     def start(self) -> None:
-        self.starts += 1
-        with self.log.open("ab") as out:
-            out.write(f"\n===== start #{self.starts} at {time.time():.3f} =====\n".encode())
-            out.flush()
-            # Its own session: Ctrl-C reaches only the chaos run, which stops it.
-            self.proc = subprocess.Popen(self.argv, cwd=CHECKOUT, env=self.env, stdout=out,
-                                         stderr=out, start_new_session=True)  # fmt: skip
+        self.spawn(self.argv, self.log, self.env)
 
     async def wait_healthy(self) -> None:
         if self.port is not None:
-            await asyncio.to_thread(wait_ready, self.proc, lambda: answers(self.base + "/healthz"),
-                                    self.name, self.log, 60)  # fmt: skip
+            await asyncio.to_thread(wait_ready, self.procs[-1],
+                                    lambda: answers(self.base + "/healthz"), self.name, self.log,
+                                    60)  # fmt: skip
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
         return during(self.shutdowns, t, grace)
 
-    async def sigterm(self) -> tuple[int, float]:
-        """SIGTERM and wait for the exit (SIGKILL after 20 s): its code, and seconds to it."""
-        assert self.proc is not None
-        with window(self.shutdowns) as start:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = await asyncio.to_thread(self.proc.wait, 20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = await asyncio.to_thread(self.proc.wait, 10)
-        return code, time.monotonic() - start
-
-    def sigkill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-
     def stop(self) -> None:
-        stop_processes([self.proc] if self.proc is not None else [], 25)
+        stop_processes(self.procs, 25)
 
 
 class Tmpfs:

@@ -29,7 +29,7 @@ from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from runs.chaos import checks
 from runs.chaos.faults import Faults
-from runs.chaos.procs import Proc, Tmpfs
+from runs.chaos.procs import Proc, Supervisor, Tmpfs
 from runs.chaos.seed import seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Ledger, Plan, cancel, close_pool, play
@@ -181,7 +181,11 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                         pooler=bouncer, smtp_seconds=20.0 if args.ci else 40.0,
                         disk_seconds=12.0 if args.ci else 28.0,
                         frozen_seconds=12.0 if args.ci else 20.0)  # fmt: skip
-        tasks.append(asyncio.create_task(faults.supervise()))
+        # Whatever exits unasked is started again, as systemd or a container runtime would.
+        procs = {p.name: p for p in [*servers, *workers]}
+        supervisor = Supervisor(procs, lambda name: asyncio.to_thread(procs[name].start),
+                                api.ledger.say, restarts=("server", "worker"))  # fmt: skip
+        tasks.append(asyncio.create_task(supervisor.watch()))
         bucket = settings.bdr_bucket
         zip_store = open_store(bucket, settings.s3_access) if bucket is not None else None
         print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
@@ -206,10 +210,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         for at in api.ledger.created_at:
             thirds[min(2, int(3 * at / args.duration))] += 1
         report.info(f"BDRs created in each third of the workload: {thirds}")
-        starts = sum(p.starts for p in [*servers, *workers])
-        report.count("process starts that ended only when told to (no crash; the supervisor "
-                     "restarts one that did)", starts - len(faults.crashes), starts,
-                     faults.crashes)  # fmt: skip
+        checks.check_processes(report, [*servers, *workers])
         return checks.conclude(report, api.ledger, "chaos")
 
 

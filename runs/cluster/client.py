@@ -11,7 +11,6 @@ import hashlib
 import os
 import random
 import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,12 +23,12 @@ from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
-from runs.chaos.checks import Report, check_all, conclude, settle
-from runs.chaos.procs import Spans, during, window
+from runs.chaos.checks import Report, check_all, check_processes, conclude, settle
+from runs.chaos.procs import Spans, Supervisor, during, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
-from runs.cluster.checks import Supervisor, check_processes, service_logs
+from runs.cluster.checks import service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
@@ -126,22 +125,13 @@ class Faults(Injector):
         """A rolling deploy: every server host, then every worker host, one at a time, stopped
         with SIGTERM and started again; the next once the balancer sees the last one up."""
         for name in [*self.cluster.servers, *self.cluster.workers]:
-            host = self.cluster.host(name)
-            proc = host.procs[-1]
-            with window(self.lb.shutdowns) as start:
-                host.expect_exit(proc)
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    code = await asyncio.to_thread(proc.wait, 60)
-                except subprocess.TimeoutExpired:
-                    self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
-                    await asyncio.to_thread(host.kill_all)
-                    code = -9
-            self.lb.stopped[name] = (start, end := time.monotonic())
-            host.reap()
-            if code not in (0, -signal.SIGTERM):
+            code, took = await self.cluster.host(name).sigterm(self.lb.shutdowns, 60)
+            self.lb.stopped[name] = ((end := time.monotonic()) - took, end)
+            if code is None:
+                self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+            elif code not in (0, -signal.SIGTERM):
                 self.ledger.violation(f"{name} exited with {code} after SIGTERM")
-            self.say(f"deploy: {name} stopped in {end - start:.1f} s")
+            self.say(f"deploy: {name} stopped in {took:.1f} s")
             await self.cluster.start(name, self.env)
             if name in self.cluster.servers:
                 await self.cluster.until_up_at_balancer(name)

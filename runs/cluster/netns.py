@@ -10,11 +10,12 @@ import os
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from runs.chaos.procs import Processes
 
 SUBNET = "10.77.0"
 MARKER = "PMD_CLUSTER_RUN"  # in the environment of every process of a run: its tag
@@ -41,10 +42,9 @@ def _ip(*args: str, ns: str | None = None) -> None:
 
 
 @dataclass
-class Host:
+class Host(Processes):
     """One simulated machine and the processes the run started on it."""
 
-    name: str
     ns: str
     address: str
     private: Path  # the same path in every host; each sees its own tmpfs there
@@ -52,54 +52,13 @@ class Host:
     switch: str
     tag: str = ""  # the run's tag (MARKER)
     holder: subprocess.Popen[bytes] | None = None
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)  # should be running
-    started: int = 0
-    stopping: set[int] = field(default_factory=set)  # pids the run stops on purpose
-    unexpected: list[Exited] = field(default_factory=list)  # exits nobody asked for
-    # Where each process's output begins in its log (appended to across restarts).
-    outputs: dict[int, tuple[Path, int]] = field(default_factory=dict)
-    # A lost host is killed on a thread while the supervisor reaps on the event loop.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def command(self, argv: Sequence[str]) -> list[str]:
         assert self.holder is not None, f"host {self.name} is not up"
         return ["nsenter", f"--target={self.holder.pid}", "--mount", "--net", "--", *argv]
 
-    def spawn(
-        self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
-        user: str | None = None,
-    ) -> subprocess.Popen[bytes]:  # fmt: skip
-        """Start a process on this host (in its own session, so it can be killed whole)."""
-        if user is not None:
-            argv = ["runuser", "-u", user, "--", *argv]
-        with open(log, "ab") as out:
-            offset = out.tell()
-            proc = subprocess.Popen(self.command(argv), stdout=out, stderr=subprocess.STDOUT,
-                                    env=marked(self.tag, env), start_new_session=True)  # fmt: skip
-        self.procs.append(proc)
-        self.started += 1
-        self.outputs[proc.pid] = (log, offset)
-        return proc
-
-    def expect_exit(self, proc: subprocess.Popen[bytes]) -> None:
-        """`proc` is about to be stopped on purpose: its exit is no finding."""
-        self.stopping.add(proc.pid)
-
-    def reap(self) -> list[Exited]:
-        """Take the exited processes off `procs`; return (and keep) those nobody stopped."""
-        found = []
-        with self._lock:
-            for proc in [p for p in self.procs if p.poll() is not None]:
-                self.procs.remove(proc)
-                if proc.pid in self.stopping:
-                    continue
-                log, offset = self.outputs.get(proc.pid, (Path(os.devnull), 0))
-                end = log.stat().st_size if log.exists() else offset
-                argv = [str(a) for a in proc.args] if isinstance(proc.args, list) else []
-                found.append(Exited(self.name, _program(argv), proc.pid, proc.returncode,
-                                    log, offset, end))  # fmt: skip
-            self.unexpected += found
-        return found
+    def marked(self, env: Mapping[str, str] | None) -> dict[str, str]:
+        return marked(self.tag, env)
 
     def run(self, argv: Sequence[str], user: str | None = None) -> str:
         if user is not None:
@@ -108,16 +67,6 @@ class Host:
         if done.returncode:
             raise RuntimeError(f"{self.name}: {shlex.join(argv)}: {done.stderr.strip()}")
         return done.stdout
-
-    def kill_all(self) -> None:
-        """A power cut: SIGKILL every process group started here (an earlier crash stays)."""
-        for proc in list(self.procs):
-            if proc.poll() is None:
-                self.expect_exit(proc)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        self.reap()
 
     def stop(self) -> None:
         """Its processes, its holder (with it its mounts), and whatever else is in its netns."""
@@ -135,36 +84,6 @@ class Host:
     def cut(self, peer: Host, off: bool = True) -> None:
         """Packets to `peer` dropped (connections hang, as on a partition), or no longer."""
         _ip("route", "add" if off else "del", "blackhole", f"{peer.address}/32", ns=self.ns)
-
-
-@dataclass(frozen=True)
-class Exited:
-    """A process that ended without the run stopping it."""
-
-    host: str
-    program: str
-    pid: int
-    code: int  # negative: the signal that killed it
-    log: Path
-    offset: int  # where its output begins in `log`
-    end: int  # and where it had ended when found (a restart appends after it)
-
-    def output(self) -> str:
-        try:
-            with self.log.open("rb") as f:
-                f.seek(self.offset)
-                return f.read(max(0, self.end - self.offset)).decode(errors="replace")
-        except OSError:
-            return ""
-
-    def describe(self) -> str:
-        if self.code < 0 and -self.code in signal.valid_signals():
-            how = f"killed by {signal.Signals(-self.code).name}"
-        else:
-            how = f"exit code {self.code}"
-        lines = [line for line in self.output().splitlines() if line.strip()]
-        last = f"; its last line: {lines[-1][:200]}" if lines else ""
-        return f"{self.host}: {self.program} (pid {self.pid}) ended unasked: {how}{last}"
 
 
 class Network:
@@ -228,13 +147,6 @@ def run_tag() -> str:
 
 def marked(tag: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
     return {**(os.environ if env is None else env), MARKER: tag}
-
-
-def _program(argv: list[str]) -> str:
-    """What a host's command line runs, without the nsenter and runuser in front."""
-    if "--" in argv:
-        argv = argv[len(argv) - argv[::-1].index("--") :]
-    return shlex.join(Path(a).name if a.startswith("/") else a for a in argv[:4])
 
 
 def _pids(where: Callable[[int], bool]) -> list[int]:

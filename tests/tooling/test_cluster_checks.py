@@ -1,5 +1,6 @@
-"""The cluster run's checks of its own processes (runs/cluster/checks.py), on processes of
-this machine and on recorded logs: no namespaces, no root, a second or two."""
+"""The runs' checks of their own processes (runs/chaos/procs.py; the cluster's logs,
+runs/cluster/checks.py), on processes of this machine and on recorded logs: no namespaces, no
+root, a second or two."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from runs.chaos.checks import Report
-from runs.cluster.checks import Supervisor, check_processes, log_findings
+from runs.chaos.checks import Report, check_processes
+from runs.chaos.procs import Supervisor
+from runs.cluster.checks import log_findings
 from runs.cluster.netns import Host, pids_of_run
 from tests.helpers import CHECKOUT
 
