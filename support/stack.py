@@ -30,6 +30,7 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import MIGRATIONS, apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import services, stop_processes
+from pmd_service.sse.hub import LISTENER_NAME
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # The service's processes as production starts them, from the checkout.
@@ -222,10 +223,11 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
     stop_processes(procs, 10)
 
 
-async def listeners(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    """How many server processes hold their LISTEN connection (each does once it is up)."""
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"
-        " AND datname = current_database()"
+async def listener_pids(conn: asyncpg.Connection | asyncpg.Pool) -> list[int]:
+    """The server processes' LISTEN connections (each holds one once it is up): their pids."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+        " AND datname = current_database()",
+        LISTENER_NAME,
     )
-    return count
+    return [r["pid"] for r in rows]

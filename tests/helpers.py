@@ -31,9 +31,8 @@ import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
-from pmd_service.sse.hub import LISTENER_NAME
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
-from support.seeding import Factory, UserRow, insert
+from support.seeding import Factory, UserRow, insert_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
 from support.stack import free_port
@@ -182,14 +181,6 @@ async def eventually(
         await asyncio.sleep(interval)
 
 
-async def answers_200(http: aiohttp.ClientSession, url: str) -> bool:
-    """Whether `url` answers 200 now (False while nothing listens yet): a server is up."""
-    with contextlib.suppress(aiohttp.ClientConnectionError):
-        async with http.get(url) as resp:
-            return resp.status == 200
-    return False
-
-
 async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
@@ -286,15 +277,6 @@ def ids(messages: list[Message]) -> list[int]:
     return [int(m.id) for m in messages if m.event == "bdr_update" and m.id is not None]
 
 
-async def listener_pids(pool: asyncpg.Pool) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-        " AND datname = current_database()",
-        LISTENER_NAME,
-    )
-    return [r["pid"] for r in rows]
-
-
 async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) -> str:
     """A BDR of one post that asked for an email, made ready (as a build would) with its email
     still owed: the id."""
@@ -378,8 +360,14 @@ async def mint_ticket(
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
     """A BDR row written straight to the table (its insert is an event like any other)."""
-    cols = {"user_id": user.id, "post_ids": list(range(1, artworks + 1)), "artwork_count": artworks}
-    bdr_id: str = await insert(pool, "batch_download_requests", cols, returning="id::text")
+    bdr_id: str = await insert_row(
+        pool,
+        "batch_download_requests",
+        "id::text",
+        user_id=user.id,
+        post_ids=list(range(1, artworks + 1)),
+        artwork_count=artworks,
+    )
     return bdr_id
 
 
