@@ -37,6 +37,7 @@ from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
+from support import tools
 from support.mailbox import Mailbox, serving
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
@@ -54,7 +55,6 @@ from tests.helpers import (
     connected,
     grant_role,
 )
-from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
@@ -70,7 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler not in ("none", "pgbouncer"):
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
-    if pooler == "pgbouncer" and (why := programs("pgbouncer")) is not None:
+    if pooler == "pgbouncer" and (why := tools.missing(["pgbouncer"])) is not None:
         raise pytest.UsageError(f"TEST_DATABASE_POOLER=pgbouncer, but {why}")
 
 

@@ -24,8 +24,6 @@ from typing import NoReturn
 
 import pytest
 
-from support import tools
-
 AREAS = ("browser", "deploy", "image", "compose", "pgbouncer")
 
 
@@ -65,8 +63,3 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         area, why = mark.args
         if why is not None:
             unmet(area, why)
-
-
-def programs(*names: str) -> str | None:
-    """The line naming those of the machine's programs `names` that are not installed, or None."""
-    return tools.missing(names)
