@@ -38,10 +38,10 @@ from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support import tools
-from support.mailbox import Mailbox, serving
+from support.mailbox import Mailbox
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
-from support.stack import create_database, drop_database, free_port, with_database
+from support.stack import create_database, drop_database, with_database
 from tests import prerequisites, skip_guard
 from tests.helpers import (
     CHECKOUT,
@@ -257,7 +257,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
     """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
-    with serving(Mailbox("127.0.0.1", free_port())) as box:
+    with Mailbox() as box:
         yield box
 
 
