@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -55,13 +55,21 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-async def _admin(server_url: str, *statements: str) -> None:
-    admin = await asyncpg.connect(server_url)
+@asynccontextmanager
+async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of our own to `url` (asyncpg.connect's `options`), closed when the block
+    ends."""
+    conn = await asyncpg.connect(url, **options)
     try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _admin(server_url: str, *statements: str) -> None:
+    async with connected(server_url) as admin:
         for statement in statements:
             await admin.execute(statement)
-    finally:
-        await admin.close()
 
 
 async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:

@@ -41,7 +41,7 @@ from support import tools
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
-from support.stack import create_database, drop_database, with_database
+from support.stack import connected, create_database, drop_database, with_database
 from tests import prerequisites, skip_guard
 from tests.helpers import (
     CHECKOUT,
@@ -52,7 +52,6 @@ from tests.helpers import (
     ServedLikeServerPy,
     as_role,
     bucket_on,
-    connected,
     grant_role,
 )
 
