@@ -1,5 +1,5 @@
 """What many test modules share: the checkout, test constants, the worker run in burst mode, a
-real SMTP mailbox, request shortcuts, problem checks and an SSE client (the WHATWG parser)."""
+database relay, request shortcuts, problem checks, and servers and rows for the SSE tests."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
-from support.seeding import Factory, UserRow, insert_row
+from support.seeding import Factory, PostRow, UserRow, insert_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
 from support.stack import free_port
@@ -235,6 +235,30 @@ async def download_zip(client: Client, user: UserRow, bdr_id: str) -> zipfile.Zi
     archive = zipfile.ZipFile(io.BytesIO(body))
     assert archive.testzip() is None  # every entry's CRC checks out
     return archive
+
+
+async def requested(
+    client: Client, factory: Factory, count: int = 1
+) -> tuple[UserRow, PostRow, list[dict[str, Any]]]:
+    """A new user, one artwork of theirs and `count` requests of it, still pending."""
+    owner = await factory.user()
+    post = await factory.post(owner)
+    items = [await request_bdr(client, owner, [post.id]) for _ in range(count)]
+    return owner, post, items
+
+
+async def built(
+    client: Client, factory: Factory, settings: Settings, count: int = 1
+) -> tuple[UserRow, PostRow, list[dict[str, Any]]]:
+    """As `requested`, then the worker run over them: each is ready, its ZIP published."""
+    owner, post, items = await requested(client, factory, count)
+    await run_worker(settings)
+    return owner, post, items
+
+
+def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
+    """Where a ready request's ZIP is published."""
+    return settings.bdr_path / owner.sqid / f"pmd-{bdr_id}.zip"
 
 
 async def act(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
