@@ -58,12 +58,7 @@ class Proc:
         return self.out + self.err
 
     def log(self) -> str:
-        return (
-            f"--- {self.name} stdout:\n"
-            + "\n".join(self.out)
-            + "\n--- stderr:\n"
-            + "\n".join(self.err)
-        )
+        return "\n".join([f"--- {self.name} stdout:", *self.out, "--- stderr:", *self.err])
 
     async def line(self, match: Callable[[str], bool], within: float = 60) -> str:
         """The first line (stdout or stderr) for which `match` is true, waiting for it."""
