@@ -241,8 +241,7 @@ async def requested(
     client: Client, factory: Factory, count: int = 1
 ) -> tuple[UserRow, PostRow, list[dict[str, Any]]]:
     """A new user, one artwork of theirs and `count` requests of it, still pending."""
-    owner = await factory.user()
-    post = await factory.post(owner)
+    owner, [post] = await factory.owner_and_posts(1)
     items = [await request_bdr(client, owner, [post.id]) for _ in range(count)]
     return owner, post, items
 

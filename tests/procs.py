@@ -9,10 +9,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import CHECKOUT
+from support.stack import CHECKOUT
 
 SERVE = [sys.executable, "-m", "pmd_service", "serve"]
-WORKER = [sys.executable, "-m", "pmd_service", "worker"]
 ARQ_WORKER = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
 CLI = [sys.executable, "-m", "pmd_service"]
 

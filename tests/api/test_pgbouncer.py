@@ -28,10 +28,10 @@ from support import tools
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.seeding import Factory
 from support.sse import SSE, open_stream
-from support.stack import free_port, service_env
+from support.stack import WORKER, free_port, service_env
 from tests.helpers import CHECKOUT, download_zip, fetch_item, ids, ok, request_bdr, run_worker
 from tests.prerequisites import needs
-from tests.procs import ARQ_WORKER, SERVE, WORKER, run
+from tests.procs import ARQ_WORKER, SERVE, run
 
 pytestmark = needs("pgbouncer", tools.missing(["pgbouncer"]))
 
