@@ -42,7 +42,7 @@ from support.seeding import (
     files_comments_reactions,
     insert_row,
     listed_posts,
-    set_public_sqids,
+    set_sqids,
 )
 from support.stack import fresh_stack
 
@@ -123,7 +123,7 @@ async def seed_listers(
             await posts(user, 300, "playlist", False, sqids)
             await posts(user, 300, "artwork", True, sqids)
         await posts(other, OTHER_POSTS // 2, "artwork", False, True)
-        await set_public_sqids(conn, ids, "posts", with_sqids)
+        await set_sqids(conn, ids, "posts", with_sqids)
         await files_comments_reactions(conn, fan)
         await conn.execute("VACUUM ANALYZE")
         listed = ", ".join(f"{name} {n:,}" for name, (n, _) in wanted.items())

@@ -22,7 +22,7 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from support.measures import rss_kb
 from support.seeding import Seeded, seed_stream_users
-from support.stack import free_port, fresh_stack, listeners, service_env, start_server, stop
+from support.stack import free_port, fresh_stack, listener_pids, service_env, start_server, stop
 
 PER_USER = 10
 LEVELS = (1_000, 5_000, 10_000, 20_000)
@@ -59,7 +59,7 @@ async def run_level(
         lv: dict[str, Any] = {"subscribers": subscribers, "connect_s": time.monotonic() - started}
         await asyncio.sleep(1.0)  # idle: let the server settle
         rss_all = rss_kb(server.pid)
-        lv |= {"rss_mb": rss_all / 1024, "listeners": await listeners(db),
+        lv |= {"rss_mb": rss_all / 1024, "listeners": len(await listener_pids(db)),
                "kb_per_subscriber": (rss_all - rss_warm) / (subscribers - warm)}  # fmt: skip
 
         # (a) one user's BDR changes, everyone else stays connected; (b) every user's in one

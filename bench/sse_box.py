@@ -255,7 +255,7 @@ async def served(box: Box, streams: int) -> AsyncIterator[tuple[int, Clients, di
     server = await asyncio.to_thread(stack.start_server, env, port, log)
     clients: Clients | None = None
     try:
-        while await stack.listeners(box.db) < processes:  # noqa: ASYNC110 - nothing announces it
+        while len(await stack.listener_pids(box.db)) < processes:  # noqa: ASYNC110 - nothing announces it
             await asyncio.sleep(0.05)
         clients = Clients(port, box.seeded.tokens, streams)
         yield server.pid, clients, {

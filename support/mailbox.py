@@ -3,17 +3,13 @@ receives; the tests read what was sent, the chaos run stops it and starts it aga
 
 from __future__ import annotations
 
-import contextlib
 import email.policy
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
-from typing import Any, TypeVar
+from typing import Any, Self
 
 from support.stack import free_port
-
-M = TypeVar("M", bound="Mailbox")
 
 
 @dataclass
@@ -41,12 +37,10 @@ class Mailbox:
     def received(self) -> list[EmailMessage]:
         return list(self.messages)
 
+    def __enter__(self) -> Self:
+        """Answering SMTP on its host and port for the block's duration."""
+        self.start()
+        return self
 
-@contextlib.contextmanager
-def serving(box: M) -> Iterator[M]:
-    """`box` answering SMTP on its host and port for the block's duration."""
-    box.start()
-    try:
-        yield box
-    finally:
-        box.stop()
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -20,7 +20,7 @@ import asyncpg
 
 from pmd_service.dev.embedded import stop_processes
 from support import tools
-from support.stack import free_port, wait_ready
+from support.stack import connected, free_port, wait_ready
 
 
 def config(
@@ -109,17 +109,13 @@ def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[Pg
 async def console(bouncer: PgBouncer, command: str, within: float) -> None:
     """One command on the admin console; PAUSE returns once every server connection is free."""
     # The console speaks only the simple query protocol: `execute` without arguments uses it.
-    conn = await asyncpg.connect(bouncer.console, statement_cache_size=0, timeout=5)
-    try:
+    async with connected(bouncer.console, statement_cache_size=0, timeout=5) as conn:
         await conn.execute(command, timeout=within)
-    finally:
-        await conn.close()
 
 
 async def _answers(url: str) -> bool:
     try:
-        conn = await asyncpg.connect(url, statement_cache_size=0, timeout=2)
+        async with connected(url, statement_cache_size=0, timeout=2):
+            return True
     except (OSError, TimeoutError, asyncpg.PostgresError):
         return False
-    await conn.close()
-    return True

@@ -18,7 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import msgspec
+
+from pmd_service.core.settings import Settings
 from support.stack import free_port, wait_ready
 
 ACCESS_KEY = "pmd-test-key"
@@ -66,6 +70,11 @@ class Seaweed:
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **extra,
         }  # fmt: skip
+
+    def settings(self, settings: Settings, bucket: str, prefix: str, **changes: Any) -> Settings:
+        """`settings` with `env`'s values (each variable's setting is its name in lower case)."""
+        store = {name.lower(): value for name, value in self.env(bucket, prefix).items()}
+        return msgspec.structs.replace(settings, **store, **changes)
 
     def start(self, timeout: float = 60) -> None:
         log = self.directory / "weed.log"

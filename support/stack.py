@@ -20,7 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -30,6 +30,7 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import MIGRATIONS, apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import services, stop_processes
+from pmd_service.sse.hub import LISTENER_NAME
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # The service's processes as production starts them, from the checkout.
@@ -54,13 +55,21 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
-async def _admin(server_url: str, *statements: str) -> None:
-    admin = await asyncpg.connect(server_url)
+@asynccontextmanager
+async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of our own to `url` (asyncpg.connect's `options`), closed when the block
+    ends."""
+    conn = await asyncpg.connect(url, **options)
     try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def _admin(server_url: str, *statements: str) -> None:
+    async with connected(server_url) as admin:
         for statement in statements:
             await admin.execute(statement)
-    finally:
-        await admin.close()
 
 
 async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
@@ -222,10 +231,11 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
     stop_processes(procs, 10)
 
 
-async def listeners(conn: asyncpg.Connection | asyncpg.Pool) -> int:
-    """How many server processes hold their LISTEN connection (each does once it is up)."""
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pmd-sse-listener'"
-        " AND datname = current_database()"
+async def listener_pids(conn: asyncpg.Connection | asyncpg.Pool) -> list[int]:
+    """The server processes' LISTEN connections (each holds one once it is up): their pids."""
+    rows = await conn.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
+        " AND datname = current_database()",
+        LISTENER_NAME,
     )
-    return count
+    return [r["pid"] for r in rows]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import connected
+from support.stack import connected
 
 
 def admin_value(admin_url: str, query: str, *args: object) -> Any:

@@ -37,10 +37,11 @@ from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from support.mailbox import Mailbox, serving
+from support import tools
+from support.mailbox import Mailbox
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
-from support.stack import create_database, drop_database, free_port, with_database
+from support.stack import connected, create_database, drop_database, with_database
 from tests import prerequisites, skip_guard
 from tests.helpers import (
     CHECKOUT,
@@ -51,10 +52,8 @@ from tests.helpers import (
     ServedLikeServerPy,
     as_role,
     bucket_on,
-    connected,
     grant_role,
 )
-from tests.prerequisites import programs
 
 # The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
@@ -70,7 +69,7 @@ def pytest_configure(config: pytest.Config) -> None:
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler not in ("none", "pgbouncer"):
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
-    if pooler == "pgbouncer" and (why := programs("pgbouncer")) is not None:
+    if pooler == "pgbouncer" and (why := tools.missing(["pgbouncer"])) is not None:
         raise pytest.UsageError(f"TEST_DATABASE_POOLER=pgbouncer, but {why}")
 
 
@@ -257,7 +256,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
     """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
-    with serving(Mailbox("127.0.0.1", free_port())) as box:
+    with Mailbox() as box:
         yield box
 
 

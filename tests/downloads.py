@@ -9,30 +9,16 @@ import socket
 from typing import Any
 
 import obstore
-from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, UserRow
 from tests.helpers import Client, ServedLikeServerPy, fetch_item, request_bdr, run_worker
 
 BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
 HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
-
-
-def in_bucket(settings: Settings, seaweed: Seaweed, bucket: str, prefix: str) -> Settings:
-    return replace(
-        settings,
-        bdr_store=f"s3://{bucket}/{prefix}/zips",
-        bdr_download_mode="proxy",
-        aws_endpoint_url=seaweed.endpoint,
-        aws_region=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
 
 
 async def start(

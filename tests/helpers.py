@@ -1,5 +1,5 @@
 """What many test modules share: the checkout, test constants, the worker run in burst mode, a
-real SMTP mailbox, request shortcuts, problem checks and an SSE client (the WHATWG parser)."""
+database relay, request shortcuts, problem checks, and servers and rows for the SSE tests."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -31,9 +31,8 @@ import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
-from pmd_service.sse.hub import LISTENER_NAME
 from support.seaweed import Seaweed, create_bucket, new_bucket_name
-from support.seeding import Factory, UserRow, insert
+from support.seeding import Factory, PostRow, UserRow, insert_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
 from support.stack import free_port
@@ -135,16 +134,6 @@ def as_role(url: str, role: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
 
 
-@contextlib.asynccontextmanager
-async def connected(url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of the test's own to `url`, closed when the block ends."""
-    conn = await asyncpg.connect(url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
 async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> None:
     """The service's least-privilege role on the admin's database, from `grants`' own SQL."""
     from pmd_service.host.grants import grants_sql
@@ -180,14 +169,6 @@ async def eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"not within {within} s: {what() if callable(what) else what}")
         await asyncio.sleep(interval)
-
-
-async def answers_200(http: aiohttp.ClientSession, url: str) -> bool:
-    """Whether `url` answers 200 now (False while nothing listens yet): a server is up."""
-    with contextlib.suppress(aiohttp.ClientConnectionError):
-        async with http.get(url) as resp:
-            return resp.status == 200
-    return False
 
 
 async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
@@ -256,6 +237,29 @@ async def download_zip(client: Client, user: UserRow, bdr_id: str) -> zipfile.Zi
     return archive
 
 
+async def requested(
+    client: Client, factory: Factory, count: int = 1
+) -> tuple[UserRow, PostRow, list[dict[str, Any]]]:
+    """A new user, one artwork of theirs and `count` requests of it, still pending."""
+    owner, [post] = await factory.owner_and_posts(1)
+    items = [await request_bdr(client, owner, [post.id]) for _ in range(count)]
+    return owner, post, items
+
+
+async def built(
+    client: Client, factory: Factory, settings: Settings, count: int = 1
+) -> tuple[UserRow, PostRow, list[dict[str, Any]]]:
+    """As `requested`, then the worker run over them: each is ready, its ZIP published."""
+    owner, post, items = await requested(client, factory, count)
+    await run_worker(settings)
+    return owner, post, items
+
+
+def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
+    """Where a ready request's ZIP is published."""
+    return settings.bdr_path / owner.sqid / f"pmd-{bdr_id}.zip"
+
+
 async def act(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
     return await client.post(
         "/api/pmd/action", json={"action": action, "post_ids": post_ids, **extra}, headers=user.auth
@@ -284,15 +288,6 @@ async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[i
 
 def ids(messages: list[Message]) -> list[int]:
     return [int(m.id) for m in messages if m.event == "bdr_update" and m.id is not None]
-
-
-async def listener_pids(pool: asyncpg.Pool) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
-        " AND datname = current_database()",
-        LISTENER_NAME,
-    )
-    return [r["pid"] for r in rows]
 
 
 async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) -> str:
@@ -378,8 +373,14 @@ async def mint_ticket(
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
     """A BDR row written straight to the table (its insert is an event like any other)."""
-    cols = {"user_id": user.id, "post_ids": list(range(1, artworks + 1)), "artwork_count": artworks}
-    bdr_id: str = await insert(pool, "batch_download_requests", cols, returning="id::text")
+    bdr_id: str = await insert_row(
+        pool,
+        "batch_download_requests",
+        "id::text",
+        user_id=user.id,
+        post_ids=list(range(1, artworks + 1)),
+        artwork_count=artworks,
+    )
     return bdr_id
 
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 PAGE = Path(__file__).with_name("host_page.html")
 
@@ -33,10 +34,5 @@ async def serving_page(html: str, port: int) -> AsyncIterator[str]:
 
     app = web.Application()
     app.router.add_get("/", index)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        await runner.cleanup()
+    async with TestServer(app, host="127.0.0.1", port=port) as server:
+        yield str(server.make_url("/"))

@@ -8,7 +8,6 @@ import contextlib
 import importlib.util
 import os
 import random
-import signal
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -84,8 +83,7 @@ class Stack:
     async def stop_server(self) -> None:
         """SIGTERM, as a deploy does: every SSE stream is closed from the server side."""
         assert self.server is not None
-        self.server.send_signal(signal.SIGTERM)
-        await asyncio.to_thread(self.server.wait, 10)
+        await asyncio.to_thread(stop_processes, [self.server], 10)
 
     def start_worker(self) -> None:
         with (self.directory / "worker.log").open("ab") as log:

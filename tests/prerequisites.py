@@ -24,8 +24,6 @@ from typing import NoReturn
 
 import pytest
 
-from support import tools
-
 AREAS = ("browser", "deploy", "image", "compose", "pgbouncer")
 
 
@@ -35,14 +33,10 @@ def switch(area: str) -> str:
     return f"PMD_REQUIRE_{area.upper()}"
 
 
-def required(area: str) -> bool:
-    return os.environ.get(switch(area)) == "1"
-
-
 def unmet(area: str, why: str, *, module: bool = False) -> NoReturn:
     """Skip the test (`module`: the whole module, at import) with `why`, or fail it with `why`
     when the area is required."""
-    if required(area):
+    if os.environ.get(switch(area)) == "1":
         pytest.fail(f"{switch(area)}=1, but {why}", pytrace=False)
     pytest.skip(why, allow_module_level=module)
 
@@ -65,8 +59,3 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         area, why = mark.args
         if why is not None:
             unmet(area, why)
-
-
-def programs(*names: str) -> str | None:
-    """The line naming those of the machine's programs `names` that are not installed, or None."""
-    return tools.missing(names)

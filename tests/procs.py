@@ -9,10 +9,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.helpers import CHECKOUT
+from support.stack import CHECKOUT
 
 SERVE = [sys.executable, "-m", "pmd_service", "serve"]
-WORKER = [sys.executable, "-m", "pmd_service", "worker"]
 ARQ_WORKER = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
 CLI = [sys.executable, "-m", "pmd_service"]
 
@@ -58,12 +57,7 @@ class Proc:
         return self.out + self.err
 
     def log(self) -> str:
-        return (
-            f"--- {self.name} stdout:\n"
-            + "\n".join(self.out)
-            + "\n--- stderr:\n"
-            + "\n".join(self.err)
-        )
+        return "\n".join([f"--- {self.name} stdout:", *self.out, "--- stderr:", *self.err])
 
     async def line(self, match: Callable[[str], bool], within: float = 60) -> str:
         """The first line (stdout or stderr) for which `match` is true, waiting for it."""

@@ -55,7 +55,6 @@ def _reason(longrepr: object) -> str:
 
 @dataclass(eq=False)  # a plugin: registered by identity
 class SkipGuard:
-    allow_list: Path
     allowed: list[Allowed]
     refused: list[tuple[str, str]] = field(default_factory=list)
 
@@ -92,4 +91,4 @@ class SkipGuard:
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get(SWITCH) == "1" and not config.pluginmanager.has_plugin("skip-guard"):
         path = config.rootpath / ALLOW_LIST
-        config.pluginmanager.register(SkipGuard(path, read_allow_list(path)), "skip-guard")
+        config.pluginmanager.register(SkipGuard(read_allow_list(path)), "skip-guard")

@@ -19,7 +19,7 @@ from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, console
 from support.redis import RedisServer
 from support.seaweed import Seaweed
-from support.stack import listeners
+from support.stack import listener_pids
 
 SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
@@ -235,7 +235,7 @@ class Faults(Injector):
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            if await listeners(self.pool) >= sum(s.alive() for s in self.servers):
+            if len(await listener_pids(self.pool)) >= sum(s.alive() for s in self.servers):
                 self.say("every server's listener is back")
                 return True
         if not quiet:
@@ -247,13 +247,13 @@ class Faults(Injector):
         new transaction of the pools held until RESUME. The LISTEN connections go direct: they
         must stay, and are terminated meanwhile, so a listener comes back while pools wait."""
         assert self.pooler is not None
-        before = await listeners(self.pool)
+        before = len(await listener_pids(self.pool))
         with window(self.ledger.pooler_paused) as start:
             try:
                 # PAUSE returns once the transactions under way have ended.
                 await console(self.pooler, "PAUSE", within=30)
                 paused = time.monotonic()
-                kept = await listeners(self.pool)
+                kept = len(await listener_pids(self.pool))
                 rows = await self.pool.fetch(SQL_KILL_LISTENERS)
                 self.say(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction "
                          f"had ended; every server connection closed), for "

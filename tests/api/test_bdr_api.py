@@ -12,8 +12,15 @@ from aiohttp.test_utils import TestClient
 from pmd_service.core.limits import seconds_to_next_utc_day
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
-from tests.bdr_steps import built, requested, zip_path
-from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
+from tests.helpers import (
+    assert_problem,
+    built,
+    fetch_item,
+    request_bdr,
+    requested,
+    run_worker,
+    zip_path,
+)
 
 Client = TestClient[Any, Any]
 

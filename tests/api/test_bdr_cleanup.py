@@ -15,8 +15,7 @@ from aiohttp.test_utils import TestClient
 from pmd_service.core.settings import Settings
 from pmd_service.upkeep.cleanup import cleanup_expired_bdrs, old_files
 from support.seeding import Factory
-from tests.bdr_steps import built
-from tests.helpers import fetch_item
+from tests.helpers import built, fetch_item
 
 Client = TestClient[Any, Any]
 

@@ -21,8 +21,15 @@ from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow
-from tests.bdr_steps import built, zip_path
-from tests.helpers import assert_problem, download_zip, fetch_item, request_bdr, run_worker
+from tests.helpers import (
+    assert_problem,
+    built,
+    download_zip,
+    fetch_item,
+    request_bdr,
+    run_worker,
+    zip_path,
+)
 
 Client = TestClient[Any, Any]
 

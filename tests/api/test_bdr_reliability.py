@@ -43,11 +43,11 @@ from pmd_service.zipbuild.build import BuildCancelled, BuildResult, publish
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow, UserRow
 from support.stack import free_port, service_env
-from tests.bdr_steps import built, requested, zip_path
 from tests.helpers import (
     CHECKOUT,
     HUNG,
     DatabaseRelay,
+    built,
     direct,
     download_zip,
     eventually,
@@ -55,7 +55,9 @@ from tests.helpers import (
     on_port,
     ready_owing_email,
     request_bdr,
+    requested,
     run_worker,
+    zip_path,
 )
 
 Client = TestClient[Any, Any]

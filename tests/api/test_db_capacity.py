@@ -40,9 +40,9 @@ from pmd_service.web.app import create_app
 from pmd_service.web.outage import OUTAGES, OutageLog
 from support.seeding import Factory
 from support.sse import SSE, open_stream
-from support.stack import service_env
+from support.stack import WORKER, service_env
 from tests.helpers import CHECKOUT, assert_problem, eventually
-from tests.procs import ARQ_WORKER, WORKER, run
+from tests.procs import ARQ_WORKER, run
 
 TEXT_INFO = re.compile(r"^\S+ \S+ (INFO|DEBUG) ")
 

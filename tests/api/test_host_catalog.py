@@ -9,7 +9,8 @@ from __future__ import annotations
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
-from tests.helpers import connected, direct
+from support.stack import connected
+from tests.helpers import direct
 
 # Every foreign key from or to a table of schema $1, every index and every trigger on one.
 SQL_TOUCHING_HOST = """

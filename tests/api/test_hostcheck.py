@@ -31,7 +31,8 @@ from pmd_service.host.hostcheck import (
     warn_if_host_lacks,
 )
 from pmd_service.web.app import create_app
-from tests.helpers import CHECKOUT, SECRET, connected, direct, service_statements
+from support.stack import connected
+from tests.helpers import CHECKOUT, SECRET, direct, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"

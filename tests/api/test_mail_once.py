@@ -24,7 +24,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
 from pmd_service.mail.notify import send_bdr_email
 from pmd_service.upkeep.sweep import sweep
-from support.mailbox import Mailbox, serving
+from support.mailbox import Mailbox
 from support.seeding import Factory
 from support.stack import free_port
 from tests.helpers import eventually, fetch_item, ready_owing_email, request_bdr, run_worker
@@ -63,7 +63,7 @@ class FaultyMailbox(Mailbox):
 
 @pytest.fixture
 def faulty_smtp() -> Iterator[FaultyMailbox]:
-    with serving(FaultyMailbox("127.0.0.1", free_port())) as box:
+    with FaultyMailbox() as box:
         yield box
 
 

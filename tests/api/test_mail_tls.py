@@ -30,9 +30,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.mail.compose import BdrMail, PlainAuthRefused, compose, send
 from pmd_service.mail.notify import send_bdr_email
 from support import tools
-from support.mailbox import Mailbox, serving
+from support.mailbox import Mailbox
 from support.seeding import Factory
-from support.stack import free_port
 from tests.helpers import fetch_item, ready_owing_email, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
@@ -144,13 +143,13 @@ def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> 
 def starttls_box(certificate: tuple[Path, Path], trusted: None) -> Iterator[AuthMailbox]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
-    with serving(AuthMailbox("127.0.0.1", free_port(), tls_context=context)) as box:
+    with AuthMailbox(tls_context=context) as box:
         yield box
 
 
 @pytest.fixture
 def plain_box() -> Iterator[AuthMailbox]:
-    with serving(AuthMailbox("127.0.0.1", free_port())) as box:
+    with AuthMailbox() as box:
         yield box
 
 

@@ -43,14 +43,7 @@ from tests.helpers import Client, assert_problem, fetch_item, request_bdr, run_w
 @pytest.fixture
 def settings(settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str) -> Settings:
     """The suite's settings with ZIPs in the bucket (the app, factory and worker use these)."""
-    return replace(
-        settings,
-        bdr_store=f"s3://{s3_bucket}/{s3_prefix}/zips",
-        aws_endpoint_url=seaweed.endpoint,
-        aws_region=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-    )
+    return seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips")
 
 
 def zip_store(settings: Settings) -> S3Store:

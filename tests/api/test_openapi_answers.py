@@ -20,14 +20,13 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
-from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
+from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.sse import SSE
-from tests.downloads import in_bucket
 from tests.helpers import DatabaseRelay, direct, fetch_item, on_port, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
@@ -159,9 +158,9 @@ def sending(request: pytest.FixtureRequest, settings: Settings, s3_prefix: str) 
     """One way of sending the ZIP: the local folder, or a bucket proxied or redirected to."""
     if request.param == "folder":
         return settings
-    seaweed = request.getfixturevalue("seaweed")
-    bucket = in_bucket(settings, seaweed, request.getfixturevalue("s3_bucket"), s3_prefix)
-    return replace(bucket, bdr_download_mode=str(request.param))
+    seaweed: Seaweed = request.getfixturevalue("seaweed")
+    bucket = request.getfixturevalue("s3_bucket")
+    return seaweed.settings(settings, bucket, f"{s3_prefix}/zips", bdr_download_mode=request.param)
 
 
 async def test_every_answer_of_a_download_is_declared_as_sent(

@@ -24,15 +24,16 @@ from pmd_service.core.db import DatabaseSetupError, check_search_path, settings_
 from pmd_service.core.settings import Settings
 from pmd_service.sse.endpoints import SSE_HUB
 from pmd_service.web.app import create_app
+from support import tools
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.seeding import Factory
 from support.sse import SSE, open_stream
-from support.stack import free_port, service_env
+from support.stack import WORKER, free_port, service_env
 from tests.helpers import CHECKOUT, download_zip, fetch_item, ids, ok, request_bdr, run_worker
-from tests.prerequisites import needs, programs
-from tests.procs import ARQ_WORKER, SERVE, WORKER, run
+from tests.prerequisites import needs
+from tests.procs import ARQ_WORKER, SERVE, run
 
-pytestmark = needs("pgbouncer", programs("pgbouncer"))
+pytestmark = needs("pgbouncer", tools.missing(["pgbouncer"]))
 
 Client = TestClient[Any, Any]
 SERVER_CONNECTIONS = 2  # PgBouncer's pool: fewer than the service's clients

@@ -27,7 +27,7 @@ from pmd_service.api.zip_download import READ_CHUNK, _relay
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed
 from support.seeding import Factory
-from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
+from tests.downloads import BIG, HANG_GUARD, open_raw, ready_zip, start
 from tests.helpers import Client, assert_problem, eventually, request_bdr
 
 
@@ -43,8 +43,13 @@ def served(
     """The settings of one way of sending bytes: the local folder, or a bucket in proxy mode."""
     if mode == "folder":
         return settings
-    seaweed = request.getfixturevalue("seaweed")
-    return in_bucket(settings, seaweed, request.getfixturevalue("s3_bucket"), s3_prefix)
+    seaweed: Seaweed = request.getfixturevalue("seaweed")
+    return seaweed.settings(
+        settings,
+        request.getfixturevalue("s3_bucket"),
+        f"{s3_prefix}/zips",
+        bdr_download_mode="proxy",
+    )
 
 
 def _http_date(when: datetime) -> str:
@@ -219,7 +224,7 @@ async def test_a_client_leaving_mid_body_is_one_info_line_and_a_499(
 def proxy_settings(
     settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str
 ) -> Settings:
-    return in_bucket(settings, seaweed, s3_bucket, s3_prefix)
+    return seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips", bdr_download_mode="proxy")
 
 
 def _server_buffers(client: Client) -> list[int]:

@@ -22,6 +22,7 @@ from pmd_service.sse import replay
 from pmd_service.sse.endpoints import SSE_HUB
 from support.seeding import Factory
 from support.sse import SSE, open_stream
+from support.stack import listener_pids
 from tests.helpers import (
     HUNG,
     Serve,
@@ -32,7 +33,6 @@ from tests.helpers import (
     fetch_item,
     ids,
     insert_bdr,
-    listener_pids,
     mint_ticket,
     request_bdr,
     run_worker,

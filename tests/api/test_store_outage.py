@@ -22,7 +22,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
-from tests.downloads import BIG, HANG_GUARD, in_bucket, open_raw, ready_zip, start
+from tests.downloads import BIG, HANG_GUARD, open_raw, ready_zip, start
 from tests.helpers import assert_problem, bucket_on, eventually, fetch_item
 
 
@@ -50,7 +50,7 @@ def on_own_weed(
 ) -> Settings:  # fmt: skip
     # 1 s instead of the default 5: the same path, a quicker test.
     return replace(
-        in_bucket(settings, *own_weed, s3_prefix),
+        own_weed[0].settings(settings, own_weed[1], f"{s3_prefix}/zips"),
         bdr_download_mode=request.param,
         store_timeout_seconds=1.0,
         store_idle_seconds=1.0,

@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from pmd_service.core.settings import Settings
 from pmd_service.jobs import context
 from support.seeding import Factory
-from support.stack import free_port, service_env
+from support.stack import WORKER, free_port, service_env
 from tests.helpers import request_bdr, run_worker
-from tests.procs import WORKER, Proc, run
+from tests.procs import Proc, run
 
 Client = TestClient[Any, Any]
 

@@ -55,6 +55,7 @@ from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from pmd_service.host.tokens import mint_token
+from support import tools
 from support.seeding import HostSite
 from support.stack import free_port
 from tests import standins
@@ -74,7 +75,7 @@ from tests.host_stack import (
 )
 from tests.host_stack.labels import caddyfile
 from tests.images import TOOLS, Podman, service_image, store_podman
-from tests.prerequisites import needs, programs
+from tests.prerequisites import needs
 
 HOST_SCHEMA_SQL = Path(__file__).parents[1].joinpath("host_schema.sql")
 NOTHING: dict[str, list[str]] = {
@@ -84,7 +85,7 @@ NOTHING: dict[str, list[str]] = {
 
 def _missing() -> str | None:
     """Why the compose stacks cannot be started here, or None."""
-    if (absent := programs(*TOOLS)) is not None:
+    if (absent := tools.missing(TOOLS)) is not None:
         return absent
     if compose_binary() is None:
         return COMPOSE_MISSING

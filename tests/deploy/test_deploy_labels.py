@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
+from support import tools
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from support.stack import free_port
@@ -22,9 +23,11 @@ from tests.host_stack import COMPOSE_MISSING, compose_binary, merged, stack_dir
 from tests.host_stack.labels import _tokens, caddyfile
 from tests.host_stack.proxies import caddy_adapt, caddy_serving, check_reference
 from tests.page_stack import running_stack
-from tests.prerequisites import needs, programs
+from tests.prerequisites import needs
 
-pytestmark = needs("deploy", programs("caddy") or (None if compose_binary() else COMPOSE_MISSING))
+pytestmark = needs(
+    "deploy", tools.missing(["caddy"]) or (None if compose_binary() else COMPOSE_MISSING)
+)
 GLOBAL = "{\n\tadmin off\n\tauto_https off\n}\n"
 
 

@@ -24,7 +24,7 @@ from support.stack import free_port
 from tests.helpers import eventually
 from tests.host_stack import CHECKOUT
 from tests.page_stack import running_stack
-from tests.prerequisites import needs, programs
+from tests.prerequisites import needs
 
 PROMETHEUS = CHECKOUT / "deploy" / "prometheus"
 DASHBOARD = CHECKOUT / "deploy" / "grafana" / "pmd-service.json"
@@ -103,11 +103,11 @@ def test_the_dashboard_has_a_panel_for_each_concern() -> None:
 
 
 PROMTOOL = tools.find("promtool")
-needs_promtool = needs("deploy", programs("promtool"))
+needs_promtool = needs("deploy", tools.missing(["promtool"]))
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    assert PROMTOOL is not None, programs("promtool")
+    assert PROMTOOL is not None, tools.missing(["promtool"])
     return subprocess.run(
         [PROMTOOL, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60,
         check=False,

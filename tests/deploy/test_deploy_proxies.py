@@ -21,6 +21,7 @@ import asyncpg
 import pytest
 
 from pmd_service.core.settings import Settings
+from support import tools
 from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.sse import SSE, open_stream
@@ -34,12 +35,13 @@ from tests.host_stack.proxies import (
     running_nginx,
 )
 from tests.page_stack import running_stack
-from tests.prerequisites import needs, programs
+from tests.prerequisites import needs
 
 
 @pytest.fixture(
     params=[
-        pytest.param(kind, marks=needs("deploy", programs(kind))) for kind in ("caddy", "nginx")
+        pytest.param(kind, marks=needs("deploy", tools.missing([kind])))
+        for kind in ("caddy", "nginx")
     ]
 )
 def proxy(request: pytest.FixtureRequest) -> str:
@@ -171,7 +173,7 @@ async def test_the_signed_url_redirect_passes_through_unchanged(
     assert hashlib.sha256(body).hexdigest() == sha
 
 
-@needs("deploy", programs("nginx"))
+@needs("deploy", tools.missing(["nginx"]))
 def test_nginx_accepts_the_shipped_file(tmp_path: Path) -> None:
     result = nginx_test(tmp_path)
     assert result.returncode == 0, result.stderr

@@ -17,6 +17,7 @@ working podman, unless PMD_REQUIRE_IMAGE=1 (CI), where either is a failure
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -29,16 +30,17 @@ import pytest
 
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
+from support import tools
 from support.seeding import HostSite
-from support.stack import free_port
-from tests.helpers import CHECKOUT, SECRET, answers_200, eventually
+from support.stack import answers, free_port
+from tests.helpers import CHECKOUT, SECRET, eventually
 from tests.images import TOOLS, Podman, base_image, service_image, store_podman
-from tests.prerequisites import needs, programs
+from tests.prerequisites import needs
 
 
 def _missing() -> str | None:
     """Why the test cannot run here, or None."""
-    if (absent := programs(*TOOLS)) is not None:
+    if (absent := tools.missing(TOOLS)) is not None:
         return absent
     for var in ("TEST_DATABASE_URL", "TEST_REDIS_URL"):
         if not os.environ.get(var, "").startswith(("postgresql://", "postgres://", "redis://")):
@@ -125,7 +127,7 @@ async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
 
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as http:
-            await eventually(lambda: answers_200(http, f"{base}/readyz"), 60, logs)
+            await eventually(lambda: asyncio.to_thread(answers, f"{base}/readyz"), 60, logs)
 
             # Both healthchecks: the server's asks its own PORT; the worker's asks arq.
             async def healthy(container: str) -> bool:

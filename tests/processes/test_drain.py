@@ -18,8 +18,8 @@ import asyncpg
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from support.sse import SSE, open_stream
-from support.stack import free_port, service_env
-from tests.helpers import CHECKOUT, answers_200, event_ids, eventually, ids
+from support.stack import answers, free_port, service_env
+from tests.helpers import CHECKOUT, event_ids, eventually, ids
 
 SQL_NEW_BDR = (
     "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
@@ -55,7 +55,7 @@ async def test_sigterm_drains_and_the_stream_resumes_elsewhere(
         post = await factory.post(owner)
         async with aiohttp.ClientSession() as http:
             for url in (url_a, url_b):
-                ready = functools.partial(answers_200, http, f"{url}/readyz")
+                ready = functools.partial(asyncio.to_thread, answers, f"{url}/readyz")
                 await eventually(ready, 30, logs)
             async with open_stream(http, f"{url_a}{SSE}", owner.auth) as stream:
                 await stream.opening()

@@ -343,10 +343,7 @@ async def test_the_dry_run_in_a_bucket(
     only listed."""
     from aiobotocore.session import get_session
 
-    in_bucket = replace(
-        settings, bdr_store=f"s3://{s3_bucket}/{s3_prefix}/zips", aws_endpoint_url=seaweed.endpoint,
-        aws_region=REGION, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-    )  # fmt: skip
+    in_bucket = seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips")
     bucket = in_bucket.bdr_bucket
     assert bucket is not None
     store = open_store(bucket, in_bucket.s3_access)

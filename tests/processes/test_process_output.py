@@ -16,9 +16,9 @@ import asyncpg
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
-from support.stack import free_port, service_env
+from support.stack import WORKER, free_port, service_env
 from tests.helpers import eventually
-from tests.procs import ARQ_WORKER, CLI, SERVE, TEXT_LINE, WORKER, Proc, run
+from tests.procs import ARQ_WORKER, CLI, SERVE, TEXT_LINE, Proc, run
 
 
 def _objects(proc: Proc) -> list[dict[str, Any]]:

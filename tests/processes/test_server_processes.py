@@ -16,8 +16,8 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.serve import KEEPALIVE_SECONDS
 from support.seeding import Factory
 from support.sse import SSE, Stream
-from support.stack import free_port, service_env, start_server
-from tests.helpers import eventually, listener_pids
+from support.stack import free_port, listener_pids, service_env, start_server
+from tests.helpers import eventually
 
 
 def start(

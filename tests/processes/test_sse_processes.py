@@ -19,12 +19,11 @@ from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.sse import SSE, Stream
-from support.stack import free_port, service_env, start_server
+from support.stack import free_port, listener_pids, service_env, start_server
 from tests.helpers import (
     announced_in,
     event_ids,
     ids,
-    listener_pids,
     run_worker,
 )
 

@@ -18,9 +18,9 @@ import pytest
 from msgspec.structs import replace
 
 from pmd_service.core.settings import Settings
-from support.stack import free_port, service_env
+from support.stack import WORKER, free_port, service_env
 from tests.helpers import DatabaseRelay, direct, on_port
-from tests.procs import ARQ_WORKER, CLI, SERVE, WORKER, Proc, run
+from tests.procs import ARQ_WORKER, CLI, SERVE, Proc, run
 
 
 @pytest.mark.parametrize(

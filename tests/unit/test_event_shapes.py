@@ -22,8 +22,7 @@ from pmd_service.core.payload_sql import Sql, build_object, watched
 from pmd_service.exports import event_sql as export_event_sql
 from pmd_service.exports.schemas import EVENT_PARTS, Payload, export_item, export_update
 from pmd_service.sse import shapes
-from support.stack import create_database, drop_database
-from tests.helpers import connected
+from support.stack import connected, create_database, drop_database
 
 BDR_KEYS = set(ItemRow.__struct_encode_fields__)
 EXPORT_KEYS = set(Payload.__struct_encode_fields__)

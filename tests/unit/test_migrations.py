@@ -24,8 +24,7 @@ from pmd_service.core.migrate import (
     migrate,
 )
 from pmd_service.core.settings import Settings
-from support.stack import create_database, drop_database
-from tests.helpers import connected
+from support.stack import connected, create_database, drop_database
 
 
 def _every_definition() -> list[str]:
