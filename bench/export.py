@@ -100,7 +100,7 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
         artwork_path(settings.vault_path, s, k, "png") for s, k in zip(shards, keys, strict=True)
     ]
     seeds = [seed * 1_000_000 + i for i in range(n)]
-    with ThreadPoolExecutor(2) as pool:  # numpy's generator releases the GIL
+    with ThreadPoolExecutor(2) as pool:  # the writes release the GIL
         await asyncio.to_thread(list, pool.map(_write_random, paths, sizes, seeds))
     await conn.execute("ANALYZE posts; ANALYZE post_files")
     return Owner(user.id, user.sqid, post_ids, paths, sum(sizes))
