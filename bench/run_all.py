@@ -14,19 +14,17 @@ import sys
 from bench import report
 from bench.runner import Bench, record_machine, run_one, saved
 
-# In the order they run: name, arguments, seconds before it is killed.
+# In the order they run: name, arguments, seconds before it is killed, what it measures.
 BENCHMARKS = (
-    # In process, then through the real worker: the ZIP by size, the whole job, a huge thread.
-    Bench("build", ("--sizes", "16,32,64,128"), 1800),
-    Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900),
-    Bench("filters", (), 600),  # a filtered page at 20,000 posts, an action on 10,000
-    Bench("sse", (), 1200),
-    # The whole box: 12,500 to 100,000 streams on 1 to 7 server processes.
-    Bench("sse_box", ("--box",), 2700, module="sse"),
-    Bench("page", (), 600),
-    Bench("store", (), 1200),  # SeaweedFS: builds, reads, downloads, stalled readers, a freeze
-    Bench("export", (), 1200),  # a full export of 3,000 artworks, folder and SeaweedFS
-    Bench("scaling", (), 600),
+    Bench("build", ("--sizes", "16,32,64,128"), 1800, "ZIP builds, in process and by the worker"),
+    Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
+    Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
+    Bench("sse", (), 1200, "the SSE stream over loopback: memory, one event, a burst to all"),
+    Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
+    Bench("page", (), 600, "the dashboard page in Debian's Chromium"),
+    Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers, a freeze"),
+    Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
+    Bench("scaling", (), 600, "a backlog's drain, 50 users at once, events, NOTIFY fan-out"),
 )
 
 

@@ -29,6 +29,7 @@ class Bench:
     name: str
     args: tuple[str, ...]
     limit_s: int  # killed past it
+    about: str = ""  # what it measures, for `python -m bench`'s list
     module: str = ""  # runs bench.<module> when it is a mode of another benchmark
 
     @property
