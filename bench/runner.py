@@ -126,22 +126,16 @@ async def service_versions() -> tuple[str, str]:
     return f"PostgreSQL {pg}{suffix}", f"Redis {rv}{suffix}"
 
 
-def _field(path: str, key: str, sep: str) -> str | None:
-    """The value on the first line of `path` that starts with `key`."""
-    lines = Path(path).read_text().splitlines() if Path(path).exists() else []
-    return next((ln.split(sep, 1)[1].strip().strip('"') for ln in lines if ln.startswith(key)),
-                None)  # fmt: skip
-
-
 def record_machine() -> None:
     pg, redis = asyncio.run(service_versions())
-    mem_kb = int((_field("/proc/meminfo", "MemTotal:", ":") or "0").split()[0])
-    os_name = _field("/etc/os-release", "PRETTY_NAME=", "=") or platform.system()
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    model = [ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")]
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     info = {
-        "cpu": _field("/proc/cpuinfo", "model name", ":") or "unknown CPU",
+        "cpu": model[0] if model else "unknown CPU",
         "nproc": str(len(os.sched_getaffinity(0))),
-        "memory": f"{mem_kb / 1024**2:.0f} GiB",
-        "os": f"{os_name}, Linux {platform.release()}",
+        "memory": f"{memory / 1024**3:.0f} GiB",
+        "os": f"{platform.freedesktop_os_release()['PRETTY_NAME']}, Linux {platform.release()}",
         "python": f"Python {platform.python_version()}",
         "postgres": pg,
         "redis": redis,
