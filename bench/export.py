@@ -340,7 +340,7 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
     bdr_floor, export_floor = _mb_s(bdr_floors), _mb_s(export_floors)
     figures: dict[str, Any] = {
         "rounds": rounds,
-        "idle_bdrs": idle_all,
+        "idle_count": len(idle_all),
         "exports": alone,
         "bdr_throughput_mb_s": bdr_rate,
         "export_throughput_mb_s": export_rate,
@@ -482,7 +482,7 @@ def main() -> None:
         parser.error(f"unknown store(s) {', '.join(sorted(unknown))}; known: {', '.join(plans)}")
     figures = asyncio.run(run(artworks, {s: plans[s] for s in stores}))
     for name, f in figures["stores"].items():
-        cli.show(name, {k: v for k, v in f.items() if k not in ("idle_bdrs", "exports")})
+        cli.show(name, f)
     cli.save(args.json, figures | {"quick": args.quick})
 
 
