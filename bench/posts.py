@@ -14,6 +14,7 @@ and <= 2x the floor; last page within 1.3x of the first; 128-id hide p99 <= 20 m
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -33,7 +34,7 @@ from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
-from pmd_service.posts import batch_sql
+from pmd_service.posts.batch_sql import SQL_BATCH_HIDE_BY_USER
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
 from support.measures import percentile
@@ -265,37 +266,31 @@ async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
 
 async def actions(
     http: aiohttp.ClientSession, pool: asyncpg.Pool, user: Lister, requests: int
-) -> dict[str, list[float]]:
-    """128-id hide and unhide actions, and the hide statement run directly (the floor, with its
-    commit's WAL flush), interleaved; each really changes 128 posts."""
+) -> tuple[list[float], list[float]]:
+    """A 128-id hide through the API against its statement run directly (the floor, with its
+    commit's WAL flush), each on the user's next 128 posts, which it really changes; undone
+    after."""
     owned = [r["id"] for r in await pool.fetch(SQL_OWNED, user.id)]
-    chunks = [owned[i : i + BATCH] for i in range(0, len(owned) - BATCH + 1, BATCH)]
+    chunks = itertools.cycle(owned[i : i + BATCH] for i in range(0, len(owned) - BATCH + 1, BATCH))
     await pool.execute("UPDATE posts SET hidden_by_user = false")
+    chunk: list[int] = []
 
-    async def act(action: str, post_ids: list[int]) -> None:
-        payload = {"action": action, "post_ids": post_ids}
-        async with http.post("/api/pmd/action", json=payload, headers=user.auth) as resp:
-            assert resp.status == 200, await resp.text()
-            assert (await resp.json())["affected_count"] == BATCH, action
-
-    async def sql_hide(post_ids: list[int], hidden: bool) -> None:
-        row = await pool.fetchrow(batch_sql.SQL_BATCH_HIDE_BY_USER, user.id, post_ids, "hide",
-                                  None, hidden)  # fmt: skip
+    async def sql_hide(hidden: bool) -> None:
+        row = await pool.fetchrow(SQL_BATCH_HIDE_BY_USER, user.id, chunk, "hide", None, hidden)
         assert row is not None and row["changed"] == BATCH
 
-    for i in range(10):  # warm-up
-        await act("hide", chunks[i])
-        await act("unhide", chunks[i])
-        await sql_hide(chunks[-1 - i], True)
-        await sql_hide(chunks[-1 - i], False)
-    timed: dict[str, list[float]] = {"hide": [], "unhide": [], "hide_sql": []}
-    half = len(chunks) // 2
-    for i in range(requests):
-        chunk, other = chunks[i % half], chunks[half + i % half]
-        timed["hide"].append(await ms(act("hide", chunk)))
-        timed["unhide"].append(await ms(act("unhide", chunk)))
-        timed["hide_sql"].append(await ms(sql_hide(other, True)))
-        await sql_hide(other, False)
+    async def hide() -> None:
+        chunk[:] = next(chunks)
+        payload = {"action": "hide", "post_ids": chunk}
+        async with http.post("/api/pmd/action", json=payload, headers=user.auth) as resp:
+            assert resp.status == 200, await resp.text()
+            assert (await resp.json())["affected_count"] == BATCH
+
+    async def floor() -> None:
+        chunk[:] = next(chunks)
+        await sql_hide(True)
+
+    [timed] = await against_floor([(hide, floor)], requests, warm=10, reset=lambda: sql_hide(False))
     return timed
 
 
@@ -319,7 +314,7 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
             for s in every:
                 await check(s)
             times = await against_floor([(s.get, s.floor) for s in every], requests)
-            timed = await actions(http, pool, main_user, requests)
+            hide, hide_sql = await actions(http, pool, main_user, requests)
     finally:
         await conn.close()
         await pool.close()
@@ -334,12 +329,12 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
              for small, large in zip(by_case[:2], by_case[4:], strict=False)}  # fmt: skip
     for s, f in zip(every, figures, strict=True):
         cli.show(f"GET …/posts?limit={PAGE}, page {s.page} of {s.user.posts:,}", f)
-    cli.show(f"POST /api/pmd/action, {BATCH} ids", {k: pair(v) for k, v in timed.items()})
+    cli.show(f"POST /api/pmd/action, {BATCH} ids", against(hide, hide_sql))
     cli.show(f"page 1 and 19: GET p50 with {big:,} posts / with {POSTS:,}", scale)
     return {"posts": POSTS, "page_size": PAGE, "pages": pages, "requests": requests,
             "first": first["http"], "first_sql": first["sql"], "last": last["http"],
-            "last_sql": last["sql"], "last_items": POSTS % PAGE, "hide": pair(timed["hide"]),
-            "hide_sql": pair(timed["hide_sql"]), "unhide": pair(timed["unhide"]),
+            "last_sql": last["sql"], "last_items": POSTS % PAGE, "hide": pair(hide),
+            "hide_sql": pair(hide_sql),
             "depths": [{"page": f["page"], "items": items(f["page"]), "http": f["http"],
                         "sql": f["sql"]} for k, f in ended.items() if k.startswith("page ")],
             "cases": by_case, "big_posts": big, "scale": scale,
