@@ -3,7 +3,7 @@
 One `python server.py` and fresh workers on a fresh database, driven over HTTP: (1) a backlog of
 small BDRs POSTed while no worker runs and held aside (a Redis RENAME) until one fresh worker is
 up, then drained, with every process's CPU; (2) USERS users POST a BDR each at once: POST →
-`ready` on their SSE streams, with 1, 2 and 4 workers; (3) `bdr_events` at `--events` rows:
+`ready` on their SSE streams, with one worker; (3) `bdr_events` at `--events` rows:
 Last-Event-ID replays, and `cleanup_expired_bdrs` against event writes meanwhile; (4) NOTIFY
 fan-out to 1 … 50 listening connections. Prints figures, exits 0. arq's keys in REDIS_URL's
 database are deleted first.
@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, TypeVar
 
@@ -47,7 +47,6 @@ from support.stack import free_port, start_server, start_worker, stop
 USERS = 50
 ARTWORKS_PER_USER = 8
 ARTWORKS_PER_BDR = 4
-BURST_WORKERS = (1, 2, 4)
 DRAIN_LIMIT_S = 180.0
 HELD_QUEUE = "pmd-bench:held-queue"
 BURSTS = 3
@@ -72,8 +71,8 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
 # The WAL writer, checkpointer and background writer serve every database on the server (the
 # other sessions' too), so they are reported apart from this database's backends.
 SQL_SHARED_BACKENDS = "SELECT pid FROM pg_stat_activity WHERE datname IS NULL"
-SQL_WORKERS_UP = """
-SELECT count(*) >= $1 FROM pg_stat_activity
+SQL_WORKER_UP = """
+SELECT count(*) > 0 FROM pg_stat_activity
 WHERE application_name = 'pmd-worker' AND datname = current_database()
 """
 # Of the BDRs $1: how many are ready, and how many ended otherwise.
@@ -116,7 +115,7 @@ async def post_bdr(http: aiohttp.ClientSession, auth: dict[str, str], post_ids: 
 @dataclass
 class Local:
     """The service on this machine: the server at `http`'s base URL, the seeded users (auth
-    header, their posts; ids and tokens), the database, Redis, and the running workers' pids."""
+    header, their posts; ids and tokens), the database, Redis, and the running worker's pid."""
 
     http: aiohttp.ClientSession
     users: list[tuple[dict[str, str], list[int]]]
@@ -127,24 +126,24 @@ class Local:
     server: int
     ids: list[int]
     tokens: list[str]
-    pids: list[int] = field(default_factory=list)
+    worker_pid: int = 0
 
     @asynccontextmanager
-    async def workers(self, n: int) -> AsyncIterator[None]:
-        procs = [start_worker(self.env) for _ in range(n)]
+    async def worker(self) -> AsyncIterator[None]:
+        proc = start_worker(self.env)
         try:
-            # Each opens its pool (one connection) in on_startup, just before it starts polling.
-            await until(lambda: self.db.fetchval(SQL_WORKERS_UP, n), 60, f"{n} workers up")
-            await asyncio.sleep(1.0)  # their start-up sweep and first polls
-            self.pids = [p.pid for p in procs]
+            # It opens its pool (one connection) in on_startup, just before it starts polling.
+            await until(lambda: self.db.fetchval(SQL_WORKER_UP), 60, "a worker up")
+            await asyncio.sleep(1.0)  # its start-up sweep and first polls
+            self.worker_pid = proc.pid
             yield
         finally:
-            stop(*procs)
+            stop(proc)
 
     async def parties(self) -> dict[str, dict[Any, float]]:
         info = await self.redis.info("cpu")
         return {
-            **{f"worker{i}": {p: cpu_seconds(p)} for i, p in enumerate(self.pids)},
+            "worker": {self.worker_pid: cpu_seconds(self.worker_pid)},
             "server": {self.server: cpu_seconds(self.server)},
             **{name: {r["pid"]: cpu_seconds(r["pid"]) for r in await self.db.fetch(sql)}
                for name, sql in (("postgres", SQL_OUR_BACKENDS), ("pg_shared", SQL_SHARED_BACKENDS))},
@@ -212,7 +211,7 @@ async def drain(rig: Local, backlog: int) -> dict[str, Any]:
     # Each is enqueued after its reply is written: held once every one is in the queue.
     await until(queued, 30, f"{backlog} BDRs enqueued")
     await rig.redis.rename(default_queue_name, HELD_QUEUE)
-    async with rig.workers(1):
+    async with rig.worker():
         start = await rig.db.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
         _, cpu = await rig.metered(released())
     times = await rig.db.fetchrow(SQL_DRAIN_TIMES, ids)
@@ -258,7 +257,7 @@ async def watch_ready(
                     seen.setdefault(item["id"], time.perf_counter())
 
 
-async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
+async def burst_latency(rig: Local) -> dict[str, Any]:
     await rig.forget_bdrs()
     seen: dict[str, float] = {}
     ups = [asyncio.get_running_loop().create_future() for _ in rig.tokens]
@@ -272,7 +271,7 @@ async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
         if b > 0:
             replies.append(time.perf_counter() - start)
 
-    async with rig.workers(n_workers):
+    async with rig.worker():
         streams = [asyncio.create_task(watch_ready(rig.http, t, seen, up))
                    for t, up in zip(rig.tokens, ups, strict=True)]  # fmt: skip
         try:
@@ -289,11 +288,11 @@ async def burst_latency(rig: Local, n_workers: int) -> dict[str, Any]:
                 s.cancel()
             await asyncio.gather(*streams, return_exceptions=True)
     ms = [x * 1000 for x in samples]
-    out = {"workers": n_workers, "p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
+    out = {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
            "max_ms": max(ms), "reply_p50_ms": percentile(replies, 0.5) * 1000,
            "reply_p99_ms": percentile(replies, 0.99) * 1000,
            "burst_s": statistics.median(spans)}  # fmt: skip
-    cli.show(f"  {n_workers} worker(s)", out)
+    cli.show("  one worker", out)
     return out
 
 
@@ -536,7 +535,7 @@ async def run(backlog: int, repeats: int, events: int) -> dict[str, Any]:
                 figures["backlog"] = await backlog_drains(rig, backlog, repeats)
                 print(f"2. {USERS} users POST one BDR each at once ({BURSTS} bursts), "
                       "POST → `ready` on their SSE streams:", flush=True)  # fmt: skip
-                figures["burst"] = [await burst_latency(rig, n) for n in BURST_WORKERS]
+                figures["burst"] = await burst_latency(rig)
             stop(server)
             print(f"3. bdr_events at {events:,} rows:", flush=True)
             figures["events"] = await events_costs(rig, log, events)
