@@ -140,6 +140,11 @@ def main() -> None:
     parser.add_argument("--box", action="store_true", help="the whole box (bench/sse_box.py)")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")] if args.levels else None
+    # Memory a stream is the growth past the warm streams, so a level must hold more than those.
+    warm = sse_box.CLIENTS * sse_box.PER_USER if args.box else WARM
+    if levels and (low := [n for n in levels if n <= warm]):
+        parser.error(f"--levels {','.join(map(str, low))}: each level must be above the {warm} "
+                     "warm streams the memory a stream is measured from")  # fmt: skip
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it goes
     if args.box:
         run = sse_box.run(levels or sse_box.levels_for(sse_box.TOP))
