@@ -186,8 +186,8 @@ async def against_floor(
     their times (ms)."""
     times: list[tuple[list[float], list[float]]] = [([], []) for _ in calls]
     for r in range(warm + rounds):
-        for pair_, samples in zip(calls, times, strict=True):
-            for call, out in zip(pair_, samples, strict=True):
+        for (api, floor), (api_ms, floor_ms) in zip(calls, times, strict=True):
+            for call, out in ((api, api_ms), (floor, floor_ms)):
                 took = await ms(call())
                 if reset is not None:
                     await reset()

@@ -21,7 +21,6 @@ from pmd_service.dev.embedded import stop_processes
 from support.stack import CHECKOUT, SERVER, WORKER, answers, free_port, wait_ready
 
 Spans = list[tuple[float, float]]
-SERVICE_HOSTS = ("srv", "wrk")  # the cluster's server and worker hosts
 
 
 def during(spans: Spans, t: float, grace: float) -> bool:
@@ -180,8 +179,8 @@ class Supervisor:
 
     groups: Mapping[str, Processes]
     restart: Callable[[str], Awaitable[None]]
+    restarts: tuple[str, ...]  # the prefixes of the names started again
     say: Callable[[str], None] = print
-    restarts: tuple[str, ...] = SERVICE_HOSTS  # the names' prefixes
 
     async def watch(self, every: float = 0.5) -> None:
         while True:

@@ -184,7 +184,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         # Whatever exits unasked is started again, as systemd or a container runtime would.
         procs = {p.name: p for p in [*servers, *workers]}
         supervisor = Supervisor(procs, lambda name: asyncio.to_thread(procs[name].start),
-                                api.ledger.say, restarts=("server", "worker"))  # fmt: skip
+                                ("server", "worker"), api.ledger.say)  # fmt: skip
         tasks.append(asyncio.create_task(supervisor.watch()))
         bucket = settings.bdr_bucket
         zip_store = open_store(bucket, settings.s3_access) if bucket is not None else None

@@ -6,10 +6,9 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from runs.chaos.procs import SERVICE_HOSTS
-
 RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z]+) (\S+) \[[^\]]*\]: (.*)$")
 TRACEBACK = "Traceback (most recent call last):"
+SERVICE_HOSTS = ("srv", "wrk")  # the server and worker hosts: started again when they exit
 # A record: level ("OUTPUT" before any record), logger, message, the lines after the first.
 Record = tuple[str, str, str, list[str]]
 

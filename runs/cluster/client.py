@@ -28,7 +28,7 @@ from runs.chaos.procs import Spans, Supervisor, during, window
 from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
-from runs.cluster.checks import service_logs
+from runs.cluster.checks import SERVICE_HOSTS, service_logs
 from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
@@ -253,7 +253,7 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     tasks: list[asyncio.Task[Any]] = []
     undo.push_async_callback(cancel, tasks)
     supervisor = Supervisor(cluster.net.hosts, lambda name: cluster.start(name, env),
-                            say=lambda t: print(f"  {t}", flush=True))  # fmt: skip
+                            SERVICE_HOSTS, say=lambda t: print(f"  {t}", flush=True))  # fmt: skip
     for group in ("servers", "workers"):
         for name in getattr(cluster, group):
             await cluster.start(name, env)

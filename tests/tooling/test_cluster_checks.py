@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runs.chaos.checks import Report, check_processes
 from runs.chaos.procs import Supervisor
-from runs.cluster.checks import log_findings
+from runs.cluster.checks import SERVICE_HOSTS, log_findings
 from runs.cluster.netns import Host, pids_of_run
 from tests.helpers import CHECKOUT
 
@@ -107,7 +107,7 @@ def test_the_supervisor_restarts_a_service_host_and_reports_every_exit(tmp_path:
         _sh(hosts[name], tmp_path, "exec sleep 30")
 
     said: list[str] = []
-    supervisor = Supervisor(hosts, restart, say=said.append)
+    supervisor = Supervisor(hosts, restart, SERVICE_HOSTS, say=said.append)
     for host in hosts.values():
         _sh(host, tmp_path, "exit 2")
 
