@@ -1,83 +1,226 @@
-"""Benchmark of the SSE stream over loopback: `python -m bench.sse`.
+"""The SSE stream over loopback: `python -m bench.sse [--box] [--levels N,…]`.
 
-Not a test: it prints figures and exits 0. One `python server.py` process, 1,000 to 20,000
-subscribers (ten a user) held by this process: memory a subscriber, LISTEN connections, one
-user's event and a burst to every user, timed from their UPDATE, and the longest GC pause (issue
-#17's targets in docs/benchmarks.md). `--box`: the whole box instead (bench/sse_box.py).
+Not a test: it prints figures and exits 0. Each level on a fresh `python server.py`, its streams
+held by client processes of their own (bench/storm_client.py), each from its own loopback source
+address: the opening flood, memory a stream, one user's event and a burst to every user (from
+their UPDATE), a reconnect and a ticket storm, the server's longest GC pause (one process), then
+the same flood and storms against a bare aiohttp app (bench/sse_floor.py). Default: one server
+process, 1,000 to 20,000 streams, 10 a user (issue #17). `--box`: 12,500 to 100,000 streams, 100
+a user, on as many processes as keep each under 20,000 descriptors (issues #24 and #35). Each
+figure: docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
 import resource
+import statistics
 import sys
 import time
-from pathlib import Path
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any
 
-from bench import cli, sse_box
+from bench import cli, sse_floor
 from bench.storm_client import Client
-from pmd_service.core.db import connect
+from pmd_service.core.db import connect, read_budget
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from support.measures import rss_kb
+from support import stack
+from support.measures import percentile, tree_rss_kb
 from support.seeding import Seeded, seed_stream_users
-from support.stack import free_port, fresh_stack, listener_pids, service_env, start_server, stop
 
-PER_USER = 10
-LEVELS = (1_000, 5_000, 10_000, 20_000)
+TOP = 100_000  # the box's streams at its top level; half, a quarter and an eighth below it
+STREAMS_PER_PROCESS = 14_300  # 100,000 / 7: each box server process stays under 20,000 descriptors
 FD_HEADROOM = 100  # descriptors a process needs besides its streams (pool, listener, Redis...)
-WARM = 100
-CONNECT_CONCURRENCY = 100
-SINGLE_ROUNDS = 200
+CLIENTS = 6  # client processes, 16,667 streams each at 100,000
+WARM_CONCURRENCY = 200  # openings in flight per client for the warm baseline
+RECEIPTS = 4_000  # one event's samples a level: rounds × a user's streams
+BURSTS = 3
+STEP = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = $1"
+BURST = STEP.replace("id = $1", "id = ANY($1::uuid[])")
 # The server's GC figures on its /metrics (sse/heap.py): here `gc_` and the name without
 # `_total`, in ms for seconds.
 GC = ("pause_max_seconds", "pause_max_cpu_seconds", "pause_max_generation", "pauses_total",
       "freezes_total", "reclaims_total")  # fmt: skip
+TARGETS = {
+    "streams": TOP,
+    "kb_per_stream_rss": 12.0,
+    "event_p99_ms": 50.0,
+    "burst_all_s": 2.0,
+    "storm_s": 30.0,
+    "storm_5xx": 0,
+    "flood_shed_pct": 0.1,  # openings answered 503 in the flood, % of the streams
+    "storm_vs_base": 1.5,  # the storm's time against the bare aiohttp app's
+}
 
 
-async def run_level(
-    settings: Settings, seeded: Seeded, subscribers: int, db: Any, log: Path
-) -> dict[str, Any]:
-    """One level's figures, on a server of its own."""
-    users = subscribers // PER_USER
-    env = service_env(settings, HOST="127.0.0.1", SSE_MAX_PER_USER=str(PER_USER))
-    port = free_port()
-    with log.open("wb") as out:
-        server = await asyncio.to_thread(start_server, env, port, out)
-    tokens = list(enumerate(seeded.tokens[:users]))
-    client = Client(source="127.0.0.1", port=port, users=tokens, per_user=PER_USER)
+@dataclass(frozen=True)
+class Mode:
+    """Streams a user, the default levels, whether the server processes grow with the streams
+    (the box) or stay one, and the flood's openings in flight a client: issue #17's streams
+    opened ~100 at a time (17 a client); the box's 4,000 (all at once, the clients on the
+    servers' cores could not send their requests within a server's 15 s keep-alive)."""
+
+    per_user: int
+    levels: tuple[int, ...]
+    box: bool
+    flood: int
+
+    def processes(self, streams: int) -> int:
+        return max(1, math.ceil(streams / STREAMS_PER_PROCESS)) if self.box else 1
+
+    def clients(self, streams: int) -> int:
+        return min(CLIENTS, max(1, streams // self.per_user))
+
+
+ONE = Mode(10, (1_000, 5_000, 10_000, 20_000), box=False, flood=17)
+BOX = Mode(100, tuple(sorted({TOP // d // 100 * 100 for d in (8, 4, 2, 1)})), True, 4_000)
+
+
+def spread(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99), "max_ms": max(ms)}
+
+
+def raise_fd_limit(want: int) -> int:
+    """This process's RLIMIT_NOFILE (its servers and clients inherit it) raised to `want` where
+    it may be (the hard limit too, as root, up to fs.nr_open): the soft limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+        except (ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return want if soft == resource.RLIM_INFINITY else soft
+
+
+def client_main(conn: Connection, source: str, port: int, users: list[tuple[int, str]],
+                per_user: int) -> None:  # fmt: skip
+    """A client process: runs each command it is sent, a method of its `Client`."""
+    raise_fd_limit(len(users) * per_user + FD_HEADROOM)
+
+    async def serve() -> None:
+        client = Client(source=source, port=port, users=users, per_user=per_user)
+        while True:
+            command, args = await asyncio.to_thread(conn.recv)
+            reply = getattr(client, command)(*args)
+            conn.send(await reply if asyncio.iscoroutine(reply) else reply)
+            if command == "close":
+                return
+
+    asyncio.run(serve())
+
+
+class Clients:
+    """A level's client processes, each from its own source address, driven over pipes."""
+
+    def __init__(self, port: int, tokens: list[str], streams: int, mode: Mode) -> None:
+        users = list(enumerate(tokens[: streams // mode.per_user]))
+        count = mode.clients(streams)
+        share = math.ceil(len(users) / count)
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes: list[Connection] = []
+        self.procs: list[multiprocessing.process.BaseProcess] = []
+        for i in range(count):
+            ours, theirs = ctx.Pipe()
+            mine = users[i * share : (i + 1) * share]
+            p = ctx.Process(target=client_main,
+                            args=(theirs, f"127.0.0.{2 + i}", port, mine, mode.per_user))  # fmt: skip
+            p.start()
+            self.pipes.append(ours)
+            self.procs.append(p)
+
+    async def all(self, command: str, *args: Any) -> list[Any]:
+        for pipe in self.pipes:
+            pipe.send((command, args))
+        return list(await asyncio.gather(*(asyncio.to_thread(p.recv) for p in self.pipes)))
+
+    async def holding(self) -> int:
+        return sum(r["held"] for r in await self.all("held"))
+
+    async def close(self) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            await self.all("close")
+        for p in self.procs:
+            await asyncio.to_thread(p.join, 30)
+            if p.is_alive():
+                p.kill()
+
+
+def tally(answers: list[dict[str, Any]], t0: float) -> tuple[float, int, Counter[str]]:
+    """The time from `t0` until the last opened, how many did, and the statuses not 200."""
+    statuses = sum((Counter(r["statuses"]) for r in answers), Counter[str]())
+    return max(r["last"] for r in answers) - t0, sum(r["opened"] for r in answers), statuses
+
+
+def storm_summary(storm: list[dict[str, Any]], holding: int, t0: float) -> dict[str, Any]:
+    """How long until all were back (inf when not all), how many were, with Last-Event-ID, and
+    the answers that were not 200 (status 0: why, in `storm_failures`)."""
+    took, reopened, statuses = tally(storm, t0)
+    return {
+        "storm_s": took if reopened == holding else math.inf,
+        "storm_reopened": reopened,
+        "storm_statuses": dict(sorted(statuses.items())),
+        "storm_failures": dict(sum((Counter(r["failures"]) for r in storm), Counter())),
+        "storm_5xx": sum(n for k, n in statuses.items() if 500 <= int(k) < 600),
+    }
+
+
+@dataclass
+class Bench:
+    settings: Settings
+    seeded: Seeded
+    db: Any
+    pool_room: int  # connections the servers' pools and listeners may take in all
+    mode: Mode
+
+
+async def flood(clients: Clients, mode: Mode) -> dict[str, Any]:
+    """Every client opens all its streams but the warm ones, as fast as it can."""
+    t0 = time.monotonic()
+    got = await clients.all("open", 1, None, mode.flood)
+    took, opened, statuses = tally(got, t0)
+    asked = sum(r["asked"] for r in got)
+    return {
+        "flood_s": took if opened == asked else math.inf,
+        "flood_opened": opened,
+        "flood_asked": asked,
+        "flood_statuses": dict(sorted(statuses.items())),
+        # Shed by the server, each opening then retried as EventSource would.
+        "flood_shed": statuses["503"],
+        "flood_shed_pct": 100 * statuses["503"] / max(1, asked),
+    }
+
+
+async def storms(clients: Clients, holding: int) -> dict[str, Any]:
+    """The reconnect storm, then the ticket storm."""
+    t0 = time.monotonic()
+    out = storm_summary(await clients.all("storm", False), holding, t0)
+    t0 = time.monotonic()
+    return out | {"tickets": storm_summary(await clients.all("storm", True), holding, t0)}
+
+
+async def baseline(b: Bench, streams: int) -> dict[str, Any]:
+    """The same clients' flood and storms against a bare aiohttp app (sse_floor)."""
+    port = stack.free_port()
+    procs = await asyncio.to_thread(sse_floor.start, port, b.mode.processes(streams))
+    clients = Clients(port, b.seeded.tokens, streams, b.mode)
     try:
-        started = time.monotonic()
-        opened = [await client.open(0, WARM // PER_USER, CONNECT_CONCURRENCY)]
-        warm = len(client.streams)
-        await asyncio.sleep(0.5)
-        rss_warm = rss_kb(server.pid)
-        opened.append(await client.open(WARM // PER_USER, None, CONNECT_CONCURRENCY))
-        if len(client.streams) != subscribers:
-            raise RuntimeError(f"{len(client.streams)} of {subscribers} opened: {opened}")
-        lv: dict[str, Any] = {"subscribers": subscribers, "connect_s": time.monotonic() - started}
-        await asyncio.sleep(1.0)  # idle: let the server settle
-        rss_all = rss_kb(server.pid)
-        lv |= {"rss_mb": rss_all / 1024, "listeners": len(await listener_pids(db)),
-               "kb_per_subscriber": (rss_all - rss_warm) / (subscribers - warm)}  # fmt: skip
-
-        # (a) one user's BDR changes, everyone else stays connected; (b) every user's in one
-        # statement (a trigger per row).
-        one, bdr_ids = sse_box.OneClient(client), seeded.bdr_ids[:users]
-        events = await sse_box.one_events(db, bdr_ids, one, SINGLE_ROUNDS, PER_USER, 0.005)
-        burst = await sse_box.bursts(db, bdr_ids, one, subscribers)
-        event = events["event"]
-        missing = event["expected"] - event["samples"]  # lost, or an event twice (negative)
-        lv |= {"single": event, "burst": burst["burst"],
-               "burst_update_ms": burst["burst"]["update_ms"],
-               "burst_delivered": burst["burst"]["delivered"][-1],
-               "errors": events["misrouted"] + abs(missing) + burst["burst_wrong"] + client.lost,
-               } | await gc_figures(port)  # fmt: skip
+        await clients.all("open", 0, 1, WARM_CONCURRENCY)
+        out = await flood(clients, b.mode)
+        out |= await storms(clients, await clients.holding())
+        cli.show("  baseline (bare aiohttp)", out)
+        return out
     finally:
-        client.close()
-        await asyncio.to_thread(stop, server)
-    return lv
+        await clients.close()
+        await asyncio.to_thread(sse_floor.stop, procs)
 
 
 async def gc_figures(port: int) -> dict[str, float]:
@@ -94,84 +237,194 @@ async def gc_figures(port: int) -> dict[str, float]:
     return out
 
 
-async def bench(levels: list[int]) -> list[dict[str, Any]]:
-    async with fresh_stack() as settings:
-        ids = PublicIds(settings.sqids_alphabet)
-        seeded = await seed_stream_users(settings.database_url, ids, settings.jwt_secret_key,
-                                         max(map(fitting, levels)) // PER_USER)  # fmt: skip
-        db = await connect(settings.database_url, "pmd-bench")
+@contextlib.asynccontextmanager
+async def served(b: Bench, streams: int, connections: int
+                 ) -> AsyncIterator[tuple[int, int, Clients, dict[str, Any]]]:  # fmt: skip
+    """The level's servers (their parent's pid and their port), each holding up to `connections`
+    (MAX_CONNECTIONS), its client processes, and its first figures; all stopped after."""
+    processes = b.mode.processes(streams)
+    pool = max(2, min(10, b.pool_room // processes - 1))
+    # HEADER_TIMEOUT_SECONDS as long as the keep-alive: the clients share the servers' cores and
+    # send their heads late in the flood (at 100,000, a third past 15 s: docs/benchmarks.md),
+    # which a site's clients, on other machines, do not.
+    env = stack.service_env(b.settings, SERVER_PROCESSES=str(processes), DB_POOL_MIN="1",
+                            SSE_MAX_PER_USER=str(b.mode.per_user), DB_POOL_MAX=str(pool),
+                            HEADER_TIMEOUT_SECONDS="130", MAX_CONNECTIONS=str(connections))  # fmt: skip
+    port = stack.free_port()
+    # The servers' logs stay for a look after the run (the stack's folder goes with it).
+    log_path = stack.CHECKOUT / ".data" / "bench" / f"sse-server-{streams}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no .data/bench
+    log = log_path.open("wb")
+    server = await asyncio.to_thread(stack.start_server, env, port, log)
+    clients: Clients | None = None
+    try:
+        while len(await stack.listener_pids(b.db)) < processes:  # noqa: ASYNC110 - nothing announces it
+            await asyncio.sleep(0.05)
+        clients = Clients(port, b.seeded.tokens, streams, b.mode)
+        yield server.pid, port, clients, {
+            "streams": streams, "processes": processes, "pool_max": pool, "per_user": b.mode.per_user,
+            "users": streams // b.mode.per_user, "cores": len(os.sched_getaffinity(0)),
+        }  # fmt: skip
+    finally:
+        if clients is not None:
+            await clients.close()
+        await asyncio.to_thread(stack.stop, server)
+        log.close()
+
+
+async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
+    """The service's figures at `streams`, then the baseline's with the same clients, and the
+    service's flood and storms as multiples of the baseline's."""
+    per_user = b.mode.per_user
+    async with served(b, streams, connections) as (server_pid, port, clients, fig):
+        warm = await clients.all("open", 0, 1, WARM_CONCURRENCY)  # one user's per client
+        await asyncio.sleep(1.0)
+        rss0 = tree_rss_kb(server_pid)
+        fig |= await flood(clients, b.mode)
+        cli.show("  flood", {k: v for k, v in fig.items() if k.startswith("flood")})
+        await asyncio.sleep(3.0)  # idle: let the server settle
+        rss1, held = tree_rss_kb(server_pid), await clients.holding()
+        grown = held - sum(r["opened"] for r in warm)
+        fig |= {"held": held, "rss_mb": rss1 / 1024, "kb_per_stream_rss": (rss1 - rss0) / grown,
+                "listeners": len(await stack.listener_pids(b.db))}  # fmt: skip
+        cli.show("  held", {k: fig[k] for k in ("held", "rss_mb", "kb_per_stream_rss")})
+
+        bdr_ids = b.seeded.bdr_ids[: fig["users"]]
+        fig |= await one_events(b.db, bdr_ids, clients, RECEIPTS // per_user, per_user)
+        fig["event_p99_ms"] = fig["event"]["p99_ms"]
+        holding = await clients.holding()
+        fig |= await bursts(b.db, bdr_ids, clients, holding)
+        if fig["processes"] == 1:  # /metrics answers for whichever process takes the request
+            fig |= await gc_figures(port)
+        fig |= await storms(clients, holding)
+        cli.show(
+            "  storms", {k: v for k, v in fig.items() if k.startswith("storm") or k == "tickets"}
+        )
+    base = fig["base"] = await baseline(b, streams)
+    mine, theirs = fig["storm_s"], base["storm_s"]
+    fig["storm_vs_base"] = (
+        mine / theirs if math.isfinite(mine) and math.isfinite(theirs) else math.inf
+    )
+    cli.show("  the service ÷ the baseline", {"storm_vs_base": fig["storm_vs_base"]})
+    return fig
+
+
+async def one_events(db: Any, bdr_ids: list[Any], clients: Clients, rounds: int, per_user: int
+                     ) -> dict[str, Any]:  # fmt: skip
+    """`rounds` times, one user's BDR changes (spread over the users of `bdr_ids`): from the
+    commit to each of its `per_user` streams, and the events of another user received."""
+    single: list[float] = []
+    misrouted = 0
+    for i in range(rounds):
+        user = (i * 7919) % len(bdr_ids)
+        await clients.all("arm", user)
+        t0 = time.monotonic()
+        await db.execute(STEP, bdr_ids[user])
+        for r in await clients.all("wait", 10.0):
+            single += [(at - t0) * 1000 for at in r["times"]]
+            misrouted += r["misrouted"]
+        await asyncio.sleep(0.02)
+    event = spread(single) | {"samples": len(single), "expected": rounds * per_user}
+    cli.show("  one event", event)
+    return {"event": event, "misrouted": misrouted}
+
+
+async def bursts(db: Any, bdr_ids: list[Any], clients: Clients, holding: int) -> dict[str, Any]:
+    """Every user's BDR changed in one UPDATE, BURSTS times after an untimed one (PostgreSQL's
+    warm-up): when each stream had its event, from sending the UPDATE, and how many events
+    were missing or doubled."""
+    burst_ms: list[float] = []
+    each: list[dict[str, float]] = []
+    delivered: list[str] = []
+    update_ms: list[float] = []
+    wrong = 0
+    for i in range(BURSTS + 1):
+        await clients.all("arm", -1)
+        t0 = time.monotonic()
+        await db.execute(BURST, bdr_ids)
+        committed = time.monotonic()
+        ms = [(at - t0) * 1000 for r in await clients.all("wait", 30.0) for at in r["times"]]
+        await asyncio.sleep(0.5)
+        if i > 0:
+            update_ms.append((committed - t0) * 1000)
+            burst_ms += ms
+            delivered.append(f"{len(ms)}/{holding}")
+            wrong += abs(holding - len(ms))
+            each.append({"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99),
+                         "all_s": max(ms) / 1000 if len(ms) == holding else math.inf})  # fmt: skip
+    burst: dict[str, Any] = spread(burst_ms) | {"update_ms": statistics.median(update_ms),
+                                                "delivered": delivered, "each": each}  # fmt: skip
+    cli.show("  burst", burst | {"all_s": max(b["all_s"] for b in each)})
+    return {"burst": burst, "burst_all_s": max(b["all_s"] for b in each), "burst_wrong": wrong}
+
+
+async def run(mode: Mode, levels: list[int]) -> dict[str, Any]:
+    """Every level's figures."""
+    async with stack.fresh_stack() as settings:
+        ids, users = PublicIds(settings.sqids_alphabet), max(levels) // mode.per_user
+        seeded = await seed_stream_users(settings.database_url, ids, settings.jwt_secret_key, users)
+        budget = await read_budget(settings.database_url)
+        # All the database allows, less what others hold now, this bench's own connections,
+        # and some for others that may connect meanwhile.
+        room = budget.allowed - budget.in_use - 15
+        print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
+              f"{budget.in_use} in use: {room} for the servers' pools and listeners")  # fmt: skip
+        b = Bench(settings, seeded, await connect(settings.database_url, "pmd-bench"), room, mode)
         results = []
         try:
-            for n in levels:
-                held = fitting(n)
-                note = f" ({n:,} asked; the descriptor limit allows {held:,})" if held < n else ""
-                print(f"{held:,} subscribers{note} ...")
-                log = settings.vault_path.parent / f"server-{held}.log"
-                lv = await run_level(settings, seeded, held, db, log) | {"asked": n}
-                cli.show("  (a) one user's event, (b) a burst to all", lv)
-                results.append(lv)
+            for asked in levels:
+                processes = mode.processes(asked)
+                # The servers inherit the descriptor limit: their MAX_CONNECTIONS is all it leaves,
+                # and a level past that (less room for other requests) is cut to whole users.
+                conns = raise_fd_limit(asked // processes + 2 * FD_HEADROOM) - FD_HEADROOM
+                n = min(asked, (conns - FD_HEADROOM) * processes // mode.per_user * mode.per_user)
+                note = f" ({asked:,} asked; the descriptor limit allows {n:,})" if n < asked else ""
+                print(f"{n:,} streams{note}, {processes} server process(es), "
+                      f"{mode.clients(n)} client process(es) ...")  # fmt: skip
+                results.append(await run_level(b, n, conns) | {"asked": asked})
         finally:
-            await db.close()
-    return results
-
-
-def raise_fd_limit(needed: int) -> None:
-    """The soft RLIMIT_NOFILE up to what `needed` streams take, as far as the hard limit goes;
-    the server inherits it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = needed + FD_HEADROOM
-    target = want if hard == resource.RLIM_INFINITY else min(max(soft, want), hard)
-    if soft < target:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
-def fitting(subscribers: int) -> int:
-    """`subscribers`, or as many (in whole users) as the descriptor limit lets both ends hold."""
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft == resource.RLIM_INFINITY:
-        return subscribers
-    return min(subscribers, (soft - FD_HEADROOM) // PER_USER * PER_USER)
+            await b.db.close()
+    return {"levels": results, "targets": TARGETS}
 
 
 def main() -> None:
     parser = cli.parser("sse", __doc__)
-    parser.add_argument("--levels", help="comma-separated subscriber counts (multiples of 10); "
-                        "with --box, stream counts (multiples of 100)")  # fmt: skip
-    parser.add_argument("--box", action="store_true", help="the whole box (bench/sse_box.py)")
+    parser.add_argument("--levels", help="comma-separated stream counts (multiples of 10, or "
+                        "of 100 with --box)")  # fmt: skip
+    parser.add_argument("--box", action="store_true", help="every core: 12,500 to 100,000")
     args = parser.parse_args()
-    levels = [int(n) for n in args.levels.split(",")] if args.levels else None
+    mode = BOX if args.box else ONE
+    levels = [int(n) for n in args.levels.split(",")] if args.levels else list(mode.levels)
     # Memory a stream is the growth past the warm streams, so a level must hold more than those.
-    warm = sse_box.CLIENTS * sse_box.PER_USER if args.box else WARM
-    if levels and (low := [n for n in levels if n <= warm]):
+    warm = CLIENTS * mode.per_user
+    if low := [n for n in levels if n <= warm]:
         parser.error(f"--levels {','.join(map(str, low))}: each level must be above the {warm} "
                      "warm streams the memory a stream is measured from")  # fmt: skip
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it goes
-    if args.box:
-        run = sse_box.run(levels or sse_box.levels_for(sse_box.TOP))
-        cli.save(args.json, {"box": asyncio.run(run)})
-    else:
-        levels = levels or list(LEVELS)
-        raise_fd_limit(max(levels))
-        cli.save(args.json, asyncio.run(bench(levels)))
+    cli.save(args.json, asyncio.run(run(mode, levels)))
 
 
-def section(levels: list[dict[str, Any]]) -> dict[str, Any]:
-    top = max(lv["subscribers"] for lv in levels)
-    return {
-        "levels": levels,
+def section(f: dict[str, Any]) -> dict[str, Any]:
+    """What the page's text reads of either mode's figures: the top level, the extremes, and,
+    for the one-process levels, issue #17's verdicts."""
+    levels = f["levels"]
+    top = max(levels, key=lambda lv: lv["streams"])
+    kbs = [lv["kb_per_stream_rss"] for lv in levels]
+    return f | {
         "top": top,
-        "kb": max(lv["kb_per_subscriber"] for lv in levels),
-        "p99": max(lv["single"]["p99_ms"] for lv in levels),
-        "worst": max(lv["burst"]["max_ms"] for lv in levels),
-        "gc_max": max(lv.get("gc_pause_max_ms", float("inf")) for lv in levels),
-        "gc_cpu": max(lv.get("gc_pause_max_cpu_ms", float("inf")) for lv in levels),
+        "worst_kb": max(kbs),
+        "best_kb": min(kbs),
+        "p99": max(lv["event_p99_ms"] for lv in levels),
+        "worst_ms": max(lv["burst"]["max_ms"] for lv in levels),
+        "gc_max": max(lv.get("gc_pause_max_ms", math.inf) for lv in levels),
+        "gc_cpu": max(lv.get("gc_pause_max_cpu_ms", math.inf) for lv in levels),
         "delivered": all(
-            lv["burst_delivered"] == f"{lv['subscribers']}/{lv['subscribers']}"
-            and lv["errors"] == 0
+            lv["burst_wrong"] == lv["misrouted"] == 0
+            and lv["event"]["samples"] == lv["event"]["expected"]
             for lv in levels
         ),
-        "one": all(lv["listeners"] == 1 for lv in levels),
-        "fd_bound": top < 20_000 and any(lv.get("asked", 0) > lv["subscribers"] for lv in levels),
+        "one": all(lv["listeners"] == lv["processes"] for lv in levels),
+        "fd_bound": any(lv["asked"] > lv["streams"] for lv in levels),
     }
 
 

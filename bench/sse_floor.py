@@ -1,4 +1,4 @@
-"""The baseline of `bench.sse --box`: a bare aiohttp app served as `server.py` serves it (one
+"""The baseline of `bench.sse`: a bare aiohttp app served as `server.py` serves it (one
 port, SO_REUSEPORT, its backlog and keep-alive) on as many processes, answering the SSE GET with
 a fixed opening (then holding the stream) and the ticket POST with a fixed ticket.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import resource
-import socket
 import time
 from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
 from pmd_service.web.serve import KEEPALIVE_SECONDS, LISTEN_BACKLOG
+from support import stack
 
 BODY = b"retry: 3000\n\nevent: connected\ndata: {}\n\n"
 HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -51,15 +51,12 @@ def start(port: int, processes: int) -> list[BaseProcess]:
                                 for _ in range(processes)]  # fmt: skip
     for p in procs:
         p.start()
-    for _ in range(600):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
+    try:
+        stack.wait_ready(None, lambda: stack.answers(f"http://127.0.0.1:{port}/api/pmd/bdr/sse"),
+                         "the baseline servers")  # fmt: skip
+    except RuntimeError:
         stop(procs)
-        raise RuntimeError("the baseline servers did not start")
+        raise
     time.sleep(1.0)  # every process bound, not only the first
     return procs
 

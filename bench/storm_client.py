@@ -110,7 +110,7 @@ class SseClient(asyncio.Protocol):
 @dataclass(kw_only=True)
 class Client:
     """`per_user` streams for each of `users`, from `source`, and the live events received since
-    `arm`. Its public methods are a box client process's commands (bench/sse_box.py)."""
+    `arm`. Its public methods are a client process's commands (bench/sse.py)."""
 
     source: str
     port: int
