@@ -1,5 +1,5 @@
 """The measures every benchmark takes: a percentile, a process's RSS (now, of its tree, and its
-peak while a block of code runs), and CPU seconds (of a process, and of the whole machine)."""
+peak while a block of code runs), and a process's CPU seconds."""
 
 from __future__ import annotations
 
@@ -26,12 +26,6 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # the name may hold spaces; fields follow it
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_seconds() -> float:
-    """The busy CPU seconds (not idle, not iowait) of the whole machine since boot, all cores."""
-    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    return (sum(ticks) - ticks[3] - ticks[4]) / CLK_TCK
 
 
 def rss_kb(pid: int) -> int:
@@ -77,19 +71,3 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-
-
-_ARENA_ALIGN = 64 * 2**20  # glibc maps each thread arena at a 64 MiB boundary (HEAP_MAX_SIZE)
-
-
-def thread_arenas_kb(pid: int) -> int:
-    """The resident KB of glibc's thread arenas: anonymous mappings at a 64 MiB boundary."""
-    total, counting = 0, False
-    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        head = line.split()
-        if not head[0].endswith(":"):  # a mapping: "start-end perms offset dev inode [path]"
-            start = int(head[0].split("-")[0], 16)
-            counting = len(head) == 5 and start % _ARENA_ALIGN == 0
-        elif counting and head[0] == "Rss:":
-            total += int(head[1])
-    return total

@@ -254,20 +254,6 @@ async def bdr_row(conn: Any, user_id: int, post_ids: list[int], **cols: Any) -> 
     return bdr_id
 
 
-async def bulk_events(conn: Any, rows: int, count: int, user: int, every: int, others: int,
-                      seconds: float, payload: str) -> None:  # fmt: skip
-    """The first `count` of `rows` BDR events spread over the `seconds` up to now, oldest first,
-    each with `payload`: one in `every` of user `user`, the others spread over `others` users
-    from 1,000,000 on (no such users: events outlive their rows)."""
-    await conn.execute(
-        "INSERT INTO bdr_events (bdr_id, user_id, created_at, payload)"
-        " SELECT $2::uuid, CASE WHEN g % $4 = 0 THEN $3 ELSE 1000000 + g % $5 END,"
-        " now() - make_interval(secs => $6 * (1 - g::float8 / $1)), $7::text::jsonb"
-        " FROM generate_series(1, $8) AS g",
-        rows, uuid.uuid4(), user, every, others, seconds, payload, count,
-    )  # fmt: skip
-
-
 async def bulk_comments(conn: Any, post_id: int, author_id: int, n: int) -> None:
     """`n` comments of ~2 KB on one post, each different (deflate still finds its repeats), one
     in 7 anonymous, one in 50 hidden by a moderator, three a second from 2024-01-01."""

@@ -63,8 +63,9 @@ class Stream:
         self.resp = resp
         self.last_event_id: str | None = None
 
-    async def next(self, within: float = 10) -> Message | None:
-        """The next message (an event, a comment or a retry), or None at the end of stream."""
+    async def next(self, within: float | None = 10) -> Message | None:
+        """The next message (an event, a comment or a retry), or None at the end of stream
+        (`within`: seconds for each line; None, the session's own timeout)."""
         try:
             msg = await read_message(self.resp.content, within)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):

@@ -17,7 +17,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -199,6 +199,22 @@ def wait_ready(
                 proc.kill()
             raise error(f"{what} did not answer within {within:.0f} s{log_tail(log)}")
         time.sleep(0.1)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]],
+    within: float = 10,
+    what: str | Callable[[], str] = "the condition",
+    interval: float = 0.01,
+) -> None:
+    """Poll `check` until it returns true, failing after `within` seconds with `what` (a text,
+    or a function giving one at that moment: a log's tail). For states nothing announces (a row
+    changing, a count reached, a port answering); `check` may itself fail, to stop early."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not within {within} s: {what() if callable(what) else what}")
+        await asyncio.sleep(interval)
 
 
 def answers(url: str) -> bool:

@@ -35,6 +35,7 @@ from support.seaweed import Seaweed, create_bucket, new_bucket_name
 from support.seeding import Factory, PostRow, UserRow, insert_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
+from support.stack import eventually as eventually  # the tests import it from here
 from support.stack import free_port
 
 Client = TestClient[Any, Any]
@@ -153,22 +154,6 @@ async def run_worker(settings: Settings, **overrides: Any) -> None:
         await worker.main()
     finally:
         await worker.close()
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]],
-    within: float = 10,
-    what: str | Callable[[], str] = "the condition",
-    interval: float = 0.01,
-) -> None:
-    """Poll `check` until it returns true, failing after `within` seconds with `what` (a text,
-    or a function giving one at that moment: a log's tail). For states nothing announces (a row
-    changing, a count reached, a port answering); `check` may itself fail, to stop early."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"not within {within} s: {what() if callable(what) else what}")
-        await asyncio.sleep(interval)
 
 
 async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
