@@ -21,11 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import obstore
-from arq.connections import ArqRedis
 
 from bench import cli
 from bench.build import Run, chunks, copy_floor, driving
@@ -33,7 +31,6 @@ from bench.runner import service_versions
 from bench.store import plain_put
 from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
-from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
 from pmd_service.host.vault import artwork_path
@@ -41,7 +38,7 @@ from pmd_service.storage.zip_files import ZipFiles
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from support.stack import fresh_stack, service_env, start_worker, stop
+from support.stack import fresh_stack
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
 PART_BYTES = 256 << 20
@@ -106,16 +103,15 @@ async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, 
     return Owner(user.id, user.sqid, post_ids, paths, sum(sizes))
 
 
-async def request_export(run: Run, owner: Owner, redis: ArqRedis | None = None
-                         ) -> tuple[uuid.UUID, float]:  # fmt: skip
-    """The export's id and the worker's CPU time then; `redis`: another queue (the control)."""
+async def request_export(run: Run, owner: Owner) -> tuple[uuid.UUID, float]:
+    """The export's id and the worker's CPU time then."""
     cpu = cpu_seconds(run.worker_pid)
     # As the server inserts one, with the API's defaults (comments and reactions included).
     export_id: uuid.UUID = await seeding.insert_row(
         run.conn, "exports", user_id=owner.id, user_sqid=owner.sqid, part_bytes=PART_BYTES,
         artwork_count=len(owner.post_ids),
     )  # fmt: skip
-    await enqueue_export(redis or run.redis, export_id)
+    await enqueue_export(run.redis, export_id)
     return export_id, cpu
 
 
@@ -215,16 +211,6 @@ def _rss(run: Run) -> PeakRss:
     return PeakRss(lambda: rss_kb(run.worker_pid), 0.005, None, 0.5)
 
 
-def other_queue(url: str) -> str:
-    """The same Redis, another database: a queue only the control's worker reads."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        db = int(parse_qs(parts.query).get("db", ["0"])[0])
-        return f"{url.partition('?')[0]}?db={(db + 1) % 16}"
-    db = int(parts.path.strip("/") or 0)
-    return urlunsplit(parts._replace(path=f"/{(db + 1) % 16}"))
-
-
 class Store:
     """One store's rounds: its run, the export's owner, the BDR's 128 artworks spread over the
     owner's, and SeaweedFS when it is the store."""
@@ -242,12 +228,12 @@ class Store:
     async def settle(self) -> None:
         await asyncio.to_thread(_settle, self.weed)
 
-    async def beside_export(self, count: int, label: str, redis: ArqRedis | None = None
+    async def beside_export(self, count: int, label: str
                             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
         """An export, and up to `count` BDRs one after another while it builds, each marked by
         whether it ran wholly inside the export's claim → ready: (the BDRs, the export)."""
         run, n = self.run, len(self.owner.post_ids)
-        export = await request_export(run, self.owner, redis)
+        export = await request_export(run, self.owner)
         low, high = BUSY_FROM * n, BUSY_UNTIL * n
         await run.until(SQL_EXPORT_ROW, export[0],
                         lambda r: r["status"] == "ready" or r["progress_done"] >= low)  # fmt: skip
@@ -279,23 +265,9 @@ class Store:
             await asyncio.sleep(GAP_S)
         return bdrs
 
-    async def control(self, env: dict[str, str], warm: Owner, count: int) -> list[dict[str, Any]]:
-        """The same BDRs while the export builds in a second worker, where the first one's gate
-        cannot hold it back: what BDRs would suffer without going first."""
-        second, redis = start_worker(env), create_redis(env["REDIS_URL"])
-        try:
-            await export_done(self.run, await request_export(self.run, warm, redis), warm)
-            bdrs, _ = await self.beside_export(count, "control, a second worker", redis)
-        finally:
-            await redis.aclose()
-            stop(second)
-        return bdrs
 
-
-async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
-                        control: dict[str, str] | None) -> dict[str, Any]:  # fmt: skip
-    """Each round: idle BDRs, an export alone, idle BDRs, an export with BDRs beside it; then
-    the control, given the second worker's environment."""
+async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> dict[str, Any]:
+    """Each round: idle BDRs, an export alone, idle BDRs, an export with BDRs beside it."""
     run, owner = store.run, store.owner
     # Warm-up: every code path of both jobs loaded, the worker's pools and buffers made.
     await run.bdr(warm.id, warm.sqid, warm.post_ids)
@@ -332,7 +304,6 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
         busy += bdrs
         busy_peak = max(busy_peak, rss.peak)
         await store.settle()
-    done = await store.control(control, warm, count) if control is not None else None
     idle_all = [b for group in idle for b in group]
     inside = [b for b in busy if b["inside_export"]]
     bdr_rate, export_rate = _mb_s(idle_all), _mb_s(alone)
@@ -377,11 +348,6 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int,
             "normalized": (export_rate / export_floor) / (bdr_rate / bdr_floor),
         },
     }
-    if done is not None:
-        inside = [b for b in done if b["inside_export"]]
-        ready = _median_ready(inside)
-        figures["control"] = {"to_ready_s": ready, "inside": len(inside),
-                              "slowdown": ready / idle_ready}  # fmt: skip
     return figures
 
 
@@ -424,11 +390,11 @@ def _remove_leftovers(weed: Seaweed, since: float) -> None:
 
 
 async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Owner,
-                   warm: Owner, plan: tuple[int, int], weed: Seaweed | None = None,
-                   control: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
+                   warm: Owner, plan: tuple[int, int], weed: Seaweed | None = None
+                   ) -> dict[str, Any]:  # fmt: skip
     print(f"  {name}:", flush=True)
     async with driving(settings, **env) as run:
-        return await measure_store(Store(run, owner, weed), warm, *plan, control)
+        return await measure_store(Store(run, owner, weed), warm, *plan)
 
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
@@ -452,9 +418,8 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
             "servers": list(await service_versions()),
         }
         if "folder" in plans:
-            control = service_env(settings, REDIS_URL=other_queue(settings.redis_url))
             figures["stores"]["folder"] = await in_store(
-                settings, "folder", {}, owner, warm, plans["folder"], control=control
+                settings, "folder", {}, owner, warm, plans["folder"]
             )
         if "seaweedfs" in plans:
             since = time.time() - 1  # file times are coarser than the clock

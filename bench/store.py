@@ -13,10 +13,8 @@ Against a real SeaweedFS S3 server on loopback, one bucket a run; rounds alterna
 5. Proxy mode against stalled readers: a ready BDR whose object holds `--mib` MiB; readers (GET,
    headers read, never read on) added until 10, 40, 100 are open: the server's RSS once settled
    against its RSS at rest after one whole download, and after they all closed; then `--waves`
-   − 1 more waves of the largest number. Also glibc's thread arenas. The proxy's caps are raised
+   − 1 more waves of the largest number. The proxy's caps are raised
    so that none cuts in.
-6. A frozen store (SeaweedFS SIGSTOPped): how long a download (GET, each mode) and a removal
-   (DELETE) take to answer, and with what status, against the store well.
 """
 
 from __future__ import annotations
@@ -68,7 +66,7 @@ from pmd_service.zipbuild.build import (
 from pmd_service.zipbuild.content import Artwork
 from pmd_service.zipbuild.sources import fetched_in_order, object_fetcher
 from support import seaweed, seeding, stack
-from support.measures import cpu_seconds, rss_kb, thread_arenas_kb
+from support.measures import cpu_seconds, rss_kb
 from support.seaweed import Seaweed
 from support.stack import free_port, service_env, start_server, stop
 
@@ -245,25 +243,21 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
 # --- 5. proxy mode against stalled readers, 6. a frozen store ---------------------------------
 
 
-async def _ready_bdrs(
-    settings: Settings, store: Any, n: int, size: int
-) -> tuple[str, list[uuid.UUID]]:
-    """n ready BDRs of one user, each object `size` random bytes: (the owner's token, ids)."""
+async def _ready_bdr(settings: Settings, store: Any, size: int) -> tuple[str, uuid.UUID]:
+    """A ready BDR whose object holds `size` random bytes: (its owner's token, its id)."""
     conn = await connect(settings.database_url, "pmd-bench")
     try:
         owner = await seeding.Factory(conn, settings).user("proxied")
-        ids = []
-        for _ in range(n):
-            file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
-            await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(size))
-            ids.append(await seeding.bdr_row(
-                conn, owner.id, [1], user_sqid=owner.sqid, status="ready", file_path=file_path,
-                file_size_bytes=size, completed_at=datetime.now(UTC),
-                expires_at=datetime.now(UTC) + timedelta(days=1),
-            ))  # fmt: skip
+        file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
+        await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(size))
+        bdr_id = await seeding.bdr_row(
+            conn, owner.id, [1], user_sqid=owner.sqid, status="ready", file_path=file_path,
+            file_size_bytes=size, completed_at=datetime.now(UTC),
+            expires_at=datetime.now(UTC) + timedelta(days=1),
+        )  # fmt: skip
     finally:
         await conn.close()
-    return owner.token, ids
+    return owner.token, bdr_id
 
 
 async def _settled_rss(pid: int, bound: float = 60) -> float:
@@ -310,68 +304,26 @@ async def stalled_readers(port: int, pid: int, path: str, token: str, levels: li
             await asyncio.sleep(0.1)
         return await _settled_rss(pid)
 
-    def arenas() -> float:
-        return thread_arenas_kb(pid) / 1024
-
     async with aiohttp.ClientSession() as http:
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
             assert len(await r.read()) == size  # the warm-up: one whole download
-        base, base_arenas = await _settled_rss(pid), arenas()
-        cli.show("5. server at rest after one download, MiB", {"rss": base, "arenas": base_arenas})
+        base = await _settled_rss(pid)
+        cli.show("5. server at rest after one download, MiB", {"rss": base})
         rows = []
         for level in levels:
             rss = await open_until(level)
-            rows.append({"readers": level, "rss_mb": rss, "arenas_mb": arenas()})
+            rows.append({"readers": level, "rss_mb": rss})
             cli.show("  stalled readers", rows[-1])
-        after, after_arenas = await close(), arenas()
-        cli.show("  after they closed, MiB", {"rss": after, "arenas": after_arenas})
+        after = await close()
+        cli.show("  after they closed, MiB", {"rss": after})
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
         for wave in range(2, waves_of + 1):
             again = await open_until(levels[-1])
-            waves.append({"open_rss_mb": again, "after_rss_mb": await close(),
-                          "after_arenas_mb": arenas()})  # fmt: skip
+            waves.append({"open_rss_mb": again, "after_rss_mb": await close()})
             cli.show(f"  wave {wave}", waves[-1])
-    return {"zip_bytes": size, "baseline_rss_mb": base, "baseline_arenas_mb": base_arenas,
-            "levels": rows, "after_rss_mb": after, "after_arenas_mb": after_arenas,
+    return {"zip_bytes": size, "baseline_rss_mb": base, "levels": rows, "after_rss_mb": after,
             "waves": waves}  # fmt: skip
-
-
-async def _timed(http: aiohttp.ClientSession, method: str, url: str, token: str) -> dict[str, Any]:
-    """One request's time to its whole answer; a GET asks for one byte (the answer's time)."""
-    headers = {"Authorization": f"Bearer {token}"} | ({"Range": "bytes=0-0"} if method == "GET"
-                                                      else {})  # fmt: skip
-    started = time.perf_counter()
-    async with http.request(method, url, headers=headers, allow_redirects=False) as resp:
-        await resp.read()
-        return {"status": resp.status, "seconds": time.perf_counter() - started}
-
-
-async def frozen_store(weed: Seaweed, ports: dict[str, int], token: str, ids: list[uuid.UUID],
-                       rounds: int = 3) -> dict[str, Any]:  # fmt: skip
-    """Answer times with the store well, then frozen: a download's GET in each mode, and a
-    ready BDR's DELETE (through the proxy-mode server)."""
-    get_id, removable = ids[0], ids[1:]
-    assert len(removable) >= 2 * rounds
-    out: dict[str, Any] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
-        for state in ("well", "frozen"):
-            if state == "frozen":
-                weed.freeze()
-            try:
-                for mode, port in ports.items():
-                    url = f"http://127.0.0.1:{port}/api/pmd/bdr/{get_id}/download"
-                    out[f"{state}_get_{mode}"] = [await _timed(http, "GET", url, token)
-                                                  for _ in range(rounds)]  # fmt: skip
-                bdrs = f"http://127.0.0.1:{ports['proxy']}/api/pmd/bdr/"
-                out[f"{state}_delete"] = [await _timed(http, "DELETE", f"{bdrs}{removable.pop()}",
-                                                       token) for _ in range(rounds)]  # fmt: skip
-            finally:
-                if state == "frozen":
-                    weed.thaw()
-    for answer in answers(out):
-        cli.show("6. while the store is frozen (SIGSTOP), against the store well", answer)
-    return out
 
 
 async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int], size: int,
@@ -381,8 +333,8 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
         async with driving(settings, **env) as run:
             memory, bdr = await big_bdr(run, settings, keep=True)
         cli.show("2. the worker's RSS building ~1 GB into the store, MB", memory)
-        token, ids = await _ready_bdrs(settings, store_at(weed.endpoint, bucket, "bench/zips"), 8,
-                                       size)  # fmt: skip
+        store = store_at(weed.endpoint, bucket, "bench/zips")
+        token, bdr_id = await _ready_bdr(settings, store, size)
         # The proxy's caps raised so that none cuts in; the servers' logs (a line per reader
         # that leaves) would drown the figures.
         caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
@@ -395,14 +347,12 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
             pids = {mode: server.pid for mode, server in servers.items()}
             served = await downloads(settings, ports, pids, bdr, rounds)
             cli.show("4. the server's CPU per download, s", served)
-            path = f"/api/pmd/bdr/{ids[0]}/download"
+            path = f"/api/pmd/bdr/{bdr_id}/download"
             stalled = await stalled_readers(ports["proxy"], pids["proxy"], path, token, readers,
                                             size, waves)  # fmt: skip
-            frozen = await frozen_store(weed, ports, token, ids)
         finally:
             stop(*servers.values())
-    return {"memory": memory, "downloads": served,
-            "proxied": {"readers": stalled, "frozen": frozen}}  # fmt: skip
+    return {"memory": memory, "downloads": served, "proxied": {"readers": stalled}}
 
 
 def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any]:
@@ -448,27 +398,6 @@ def main() -> None:
     else:
         readers = [int(n) for n in args.readers.split(",")]
         cli.save(args.json, run(args.rounds, readers, args.mib * 2**20, args.waves))
-
-
-def answers(frozen: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each request's answers with the store frozen: the slowest, against the median well."""
-    return [
-        {
-            "label": label,
-            "well_s": statistics.median(a["seconds"] for a in frozen[f"well_{what}"]),
-            "slowest_s": max(a["seconds"] for a in frozen[f"frozen_{what}"]),
-            "statuses": ", ".join(sorted({str(a["status"]) for a in frozen[f"frozen_{what}"]})),
-        }
-        for what, label in (
-            ("get_redirect", "download, redirect mode"),
-            ("get_proxy", "download, proxy mode"),
-            ("delete", "removal"),
-        )
-    ]
-
-
-def section(f: dict[str, Any]) -> dict[str, Any]:
-    return f | {"answers": answers(f["proxied"]["frozen"])}
 
 
 if __name__ == "__main__":
