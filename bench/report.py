@@ -31,10 +31,6 @@ REPORT = CHECKOUT / "docs" / "benchmarks.md"
 SCALING = CHECKOUT / "docs" / "scaling.md"
 # Every section of the page, in its order: the benchmark bench/<name>.py.
 SECTIONS = ("build", "posts", "filters", "sse", "sse_box", "page", "store", "scaling", "export")
-# The streams table's columns: each level's figure and its format ("–": none).
-SSE_COLUMNS = (("streams", ","), ("processes", "d"), ("held", ","), ("kb_per_stream_rss", ".1f"),
-               ("kb_per_stream_slab", ".1f"), ("event_p99_ms", ".1f"), ("burst_all_s", ".2f"),
-               ("storm_s", ".1f"), ("storm_5xx", "d"))  # fmt: skip
 NOTIFY_COLUMNS = ("first_p50_ms", "all_p50_ms", "all_p99_ms", "db_cpu_ms_per_notify",
                   "client_cpu_ms_per_notify")  # fmt: skip
 
@@ -44,7 +40,8 @@ def sections(folder: Path = FIGURES) -> dict[str, Saved]:
     out = {}
     for name in SECTIONS:
         s = saved(name, folder)
-        make = getattr(importlib.import_module(f"bench.{name}"), "section", None)
+        module = "sse" if name == "sse_box" else name  # `bench.sse --box`
+        make = getattr(importlib.import_module(f"bench.{module}"), "section", None)
         out[name] = s if s.figures is None or make is None else replace(s, figures=make(s.figures))
     return out
 
@@ -57,16 +54,6 @@ def benchmarks(folder: Path = FIGURES) -> str:
         s=sections(folder),
         machine=json.loads(machine.read_text()) if machine.exists() else None,
     )
-
-
-def sse_box(folder: Path = FIGURES) -> Saved:
-    """The box's stream figures (the `box` of `bench.sse --box`, run_all's `sse_box`) as the
-    table's rows."""
-    s = saved("sse_box", folder)
-    box = s.figures.get("box") if isinstance(s.figures, dict) else None
-    rows = [["–" if lv.get(k) is None else format(lv[k], fmt) for k, fmt in SSE_COLUMNS]
-            for lv in box["levels"]] if box and box.get("levels") else None  # fmt: skip
-    return replace(s, figures=rows)
 
 
 def _fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
@@ -90,7 +77,7 @@ def notify(folder: Path = FIGURES) -> Saved:
 
 def scaling(folder: Path = FIGURES) -> str:
     """docs/scaling.md, from the template and the figures in `folder` alone."""
-    return render.render("scaling.md.j2", sse_box=sse_box(folder), notify=notify(folder))
+    return render.render("scaling.md.j2", sse_box=saved("sse_box", folder), notify=notify(folder))
 
 
 def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path, str]:

@@ -1,5 +1,4 @@
-"""bench.export's report: each target judged on its own figure, the control read the right way
-round, and the second worker's queue on the same Redis."""
+"""bench.export's report: each target judged on its own figure."""
 
 from __future__ import annotations
 
@@ -9,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
-from bench.export import other_queue
 from bench.runner import FIGURES
 
 COMMITTED = json.loads((FIGURES / "export.json").read_text())
 
 
-def _store(name: str, ratio: float, growth: float, slowdown: float, control: float | None) -> Any:
+def _store(name: str, ratio: float, growth: float, slowdown: float) -> Any:
     """The committed figures of one store, with the figures each target is judged on set."""
     store: dict[str, Any] = copy.deepcopy(COMMITTED["figures"]["stores"][name])
     idle = store["idle_to_ready_s"]
@@ -25,10 +23,6 @@ def _store(name: str, ratio: float, growth: float, slowdown: float, control: flo
         "busy_to_ready_s": idle * slowdown,
     }
     store["rss"]["growth_mb"] = growth
-    if control is None:
-        store.pop("control", None)
-    else:
-        store["control"] = {"slowdown": control, "to_ready_s": idle * control, "inside": 5}
     return store
 
 
@@ -45,8 +39,8 @@ def _section(where: Path, **stores: Any) -> str:
 def test_each_target_passes_or_fails_on_its_own_figure(tmp_path: Path) -> None:
     table = _section(
         tmp_path / "page",
-        folder=_store("folder", 0.95, 10.0, 1.1, 2.5),
-        seaweedfs=_store("seaweedfs", 0.8, 45.0, 1.6, None),
+        folder=_store("folder", 0.95, 10.0, 1.1),
+        seaweedfs=_store("seaweedfs", 0.8, 45.0, 1.6),
     )
     rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
     throughput = next(v for k, v in rows.items() if "throughput" in k)
@@ -56,14 +50,3 @@ def test_each_target_passes_or_fails_on_its_own_figure(tmp_path: Path) -> None:
     assert "**+10.0 MB**: PASS" in memory and "**+45.0 MB**: FAIL" in memory
     assert "**1.10×**: PASS" in first and "**1.60×**: FAIL" in first
     assert "PostgreSQL 16, Redis 7" in table
-
-
-def test_a_control_within_the_target_says_the_figure_proves_nothing_alone(tmp_path: Path) -> None:
-    notes = _section(tmp_path / "near", folder=_store("folder", 1.0, 10.0, 1.0, 1.3))
-    assert "**1.30×** idle" in notes and "does not show the BDRs going first" in notes
-    notes = _section(tmp_path / "far", folder=_store("folder", 1.0, 10.0, 1.0, 2.5))
-    assert "**2.50×** idle" in notes and "is the BDRs going first" in notes
-
-
-def test_the_control_worker_reads_another_database_of_the_same_redis() -> None:
-    assert other_queue("unix:///run/r.sock") == "unix:///run/r.sock?db=1"
