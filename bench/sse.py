@@ -90,7 +90,7 @@ def spread(ms: list[float]) -> dict[str, float]:
 
 def raise_fd_limit(want: int) -> int:
     """This process's RLIMIT_NOFILE (its servers and clients inherit it) raised to `want` where
-    it may be (the hard limit too, as root, up to fs.nr_open): the soft limit now."""
+    it may be (the hard limit too, given CAP_SYS_RESOURCE): the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < want:
         try:
