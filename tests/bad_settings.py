@@ -32,6 +32,7 @@ BAD = {
     "MAIL_FROM": "nobody",
     "BDR_DAILY_LIMIT": "0",
     "BULK_MAX_POSTS": "0",
+    "BULK_ACTIONS_PER_MINUTE": "0",
     "BDR_MAX_BYTES": "2GB",
     "BDR_DAILY_BYTES": "0",
     "BDR_MIN_FREE_BYTES": "-1",

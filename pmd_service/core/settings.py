@@ -111,6 +111,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
     # Posts one bulk action by filter may change (a list of ids stays at 128).
     bulk_max_posts: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
+    # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
+    bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
     bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
     bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
     # Below this free in BDR_PATH, new requests get 503.

@@ -49,12 +49,13 @@ READS: dict[str, tuple[str, ...]] = {
     ),
     "reactions": ("post_id", "emoji"),
 }  # fmt: skip
-# posts/batch_sql.py and undo.py: hide, unhide, delete, restore, license, tags, remixable;
-# `updated_at` and `metadata_modified_at` are bumped by each.
+# posts/batch_sql.py and undo.py: hide, unhide, delete, restore, license, tags (a moderator's
+# in `mod_hashtags` too), remixable; `updated_at` and `metadata_modified_at` are bumped by each.
 UPDATES: dict[str, tuple[str, ...]] = {
     "posts": (
         "hidden_by_user", "hidden_by_mod", "deleted_by_user", "deleted_by_user_date",
         "license_id", "updated_at", "metadata_modified_at", "remixable", "hashtags",
+        "mod_hashtags",
     ),
 }  # fmt: skip
 # posts/batch_sql.py and bdr/service.py: a moderator's batch, in the host's audit log.

@@ -3,12 +3,14 @@ of naming the posts (a list of ids, or a filter and the count the person approve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..core.visibility import restorable
 from .filters import PARAMS as FILTER_PARAMS
 from .filters import predicate
-from .host_rules import MAX_TAGS_PER_POST, is_nd_license
+from .host_rules import MAX_MOD_TAGS_PER_POST, MAX_TAGS_PER_POST, is_nd_license
+from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES
 
 # One statement per batch: lock the eligible rows (in id order, so overlapping batches never
 # deadlock), name every requested id that is not eligible and every eligible post the action
@@ -17,6 +19,8 @@ from .host_rules import MAX_TAGS_PER_POST, is_nd_license
 # moderator's audit row and NOTIFY pmd_posts_changed. A single statement is atomic, so
 # all-or-nothing needs no explicit transaction, and a batch costs one round trip (BEGIN, lock,
 # update, audit, notify, COMMIT as separate statements were slower: see docs/benchmarks.md).
+# The undo history keeps only what the action changed (migrations/0013_compact_undo.sql), and
+# each owner's kept history within KEPT_HISTORY_BYTES: older actions' history is dropped.
 #
 # By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
 # self-actions), then the action's values. By filter: $1 owner id, $2 the approved count, $3,
@@ -34,7 +38,7 @@ from .host_rules import MAX_TAGS_PER_POST, is_nd_license
 _BATCH = """
 WITH eligible AS (
     SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,
-           p.license_id, p.remixable, p.hashtags, {refuse} AS refused
+           p.license_id, p.remixable, p.hashtags, {refuse} AS refused{extra}
     FROM posts p
     WHERE {chosen} AND p.owner_id = $1 AND p.kind = 'artwork' AND {eligible}
     ORDER BY p.id
@@ -62,25 +66,22 @@ WITH eligible AS (
               p.deleted_by_user_date, p.license_id, p.remixable, p.hashtags
 ), changed_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM changed
+), prior AS (
+    SELECT {prior} FROM eligible e WHERE e.id IN (SELECT id FROM changed)
 ), logged AS (
-    INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count)
-    SELECT $1::int, $4::int, $3::text, cardinality(c.ids) FROM changed_ids c
+    INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count, post_ids,
+                              history_bytes{history_columns})
+    SELECT $1::int, $4::int, $3::text, cardinality(c.ids), c.ids,
+           pg_column_size(c.ids) + pg_column_size(h){history_values}
+    FROM changed_ids c, prior h
     WHERE cardinality(c.ids) > 0
-    RETURNING id
-), remembered AS (
-    -- Before and after, each from its own CTE (a join of the two planned as a nested loop).
-    INSERT INTO bulk_action_posts (
-        action_id, post_id, after, hidden_by_user, hidden_by_mod, deleted_by_user,
-        deleted_by_user_date, license_id, remixable, hashtags
-    )
-    SELECT l.id, e.id, false, e.hidden_by_user, e.hidden_by_mod, e.deleted_by_user,
-           e.deleted_by_user_date, e.license_id, e.remixable, e.hashtags
-    FROM logged l, eligible e
-    WHERE e.id IN (SELECT id FROM changed)
-    UNION ALL
-    SELECT l.id, c.id, true, c.hidden_by_user, c.hidden_by_mod, c.deleted_by_user,
-           c.deleted_by_user_date, c.license_id, c.remixable, c.hashtags
-    FROM logged l, changed c
+    RETURNING id, history_bytes
+), trimmed AS (
+    UPDATE bulk_actions b SET {drop_history}, dropped_at = now()
+    FROM (SELECT id, sum(history_bytes) OVER (ORDER BY created_at DESC, id DESC) AS newer
+          FROM bulk_actions
+          WHERE owner_id = $1::int AND dropped_at IS NULL AND undone_at IS NULL) o
+    WHERE b.id = o.id AND o.newer + (SELECT history_bytes FROM logged) > {kept_bytes}
     RETURNING 1
 ), audited AS (
     -- The host's audit_logs.id has no default (it sets uuid4 in code): name it here too.
@@ -100,7 +101,7 @@ WITH eligible AS (
 )
 SELECT g.ok, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
        cardinality(c.ids) AS changed, (SELECT id FROM logged) AS action_id,
-       (SELECT count(*) FROM remembered) / 2 AS remembered,
+       (SELECT count(*) FROM trimmed) AS trimmed,
        (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified
        {columns}
 FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
@@ -162,11 +163,32 @@ _UNMARK_MODERATOR_DELETE = """, unmarked AS (
 )"""
 
 
+@dataclass(frozen=True)
+class _History:
+    """What undo needs of an action beyond the changed posts' ids: values written to them all
+    (`wrote`: column -> SQL) and, per post in id order, prior values (`prior`: column -> an
+    aggregate over `eligible e`), read from `eligible`'s `extra` columns where needed."""
+
+    wrote: dict[str, str] = field(default_factory=dict)
+    prior: dict[str, str] = field(default_factory=dict)
+    extra: str = ""
+
+
 def _batch(
-    mode: _Mode, *, eligible: str, assign: str, differs: str = "true", precondition: str = "true",
-    refuse: str = "false", moderation: str = "", columns: str = "",
-) -> str:  # fmt: skip
+    mode: _Mode,
+    *,
+    eligible: str,
+    assign: str,
+    differs: str = "true",
+    precondition: str = "true",
+    refuse: str = "false",
+    moderation: str = "",
+    columns: str = "",
+    history: _History = _History(),
+) -> str:
     values = {f"v{i}": f"${mode.first_value + i}" for i in range(2)}
+    prior = ", ".join(f"{sql} AS {name}" for name, sql in history.prior.items())
+    kept = {**history.wrote, **{name: f"h.{name}" for name in history.prior}}
     return _BATCH.format(
         chosen=mode.chosen,
         missing=mode.missing,
@@ -181,25 +203,42 @@ def _batch(
         differs=differs.format(**values),
         moderation=moderation,
         columns=columns.format(**values),
+        extra=history.extra.format(**values),
+        prior=(prior or "count(*) AS n").format(**values),
+        history_columns="".join(f", {name}" for name in kept),
+        history_values="".join(f", {sql}" for sql in kept.values()).format(**values),
+        drop_history=DROP_HISTORY,
+        kept_bytes=KEPT_HISTORY_BYTES,
     )
 
 
-def _both(**kw: str) -> tuple[str, str]:
+def _both(**kw: Any) -> tuple[str, str]:
     """The statement by ids and by filter."""
     return _batch(_BY_IDS, **kw), _batch(_BY_FILTER, **kw)
 
 
 _DELETE = "deleted_by_user = true, deleted_by_user_date = now()"
 _RESTORE = "deleted_by_user = false, deleted_by_user_date = NULL"
+# What undo needs, per action (a delete's time is its action's `created_at`).
+_WROTE_FLAG = _History(wrote={"wrote_flag": "{v0}::bool"})
+_RESTORED = _History(
+    prior={
+        "prior_dates": "array_agg(e.deleted_by_user_date ORDER BY e.id)",
+        "prior_marks": "array_agg(e.mark ORDER BY e.id)",
+    },
+    extra=", (SELECT m.deleted_by FROM moderator_deletions m WHERE m.post_id = p.id) AS mark",
+)
 SQL_BATCH_HIDE_BY_USER, SQL_FILTER_HIDE_BY_USER = _both(
     eligible=_ELIGIBLE_LIVE,
     assign="hidden_by_user = {v0}::bool",
     differs="p.hidden_by_user <> {v0}::bool",
+    history=_WROTE_FLAG,
 )
 SQL_BATCH_HIDE_BY_MOD, SQL_FILTER_HIDE_BY_MOD = _both(
     eligible=_ELIGIBLE_LIVE,
     assign="hidden_by_mod = {v0}::bool",
     differs="p.hidden_by_mod <> {v0}::bool",
+    history=_WROTE_FLAG,
 )
 SQL_BATCH_DELETE_BY_USER, SQL_FILTER_DELETE_BY_USER = _both(eligible=_ELIGIBLE_LIVE, assign=_DELETE)
 SQL_BATCH_DELETE_BY_MOD, SQL_FILTER_DELETE_BY_MOD = _both(
@@ -215,9 +254,14 @@ SQL_BATCH_RESTORE_BY_USER = _batch(
     eligible=f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})",
     assign=_RESTORE,
     differs="p.deleted_by_user",
+    history=_RESTORED,
 )
 SQL_FILTER_RESTORE_BY_USER = _batch(
-    _BY_FILTER, eligible=_RESTORABLE_BY_USER, assign=_RESTORE, differs="p.deleted_by_user"
+    _BY_FILTER,
+    eligible=_RESTORABLE_BY_USER,
+    assign=_RESTORE,
+    differs="p.deleted_by_user",
+    history=_RESTORED,
 )
 SQL_BATCH_RESTORE_BY_MOD = _batch(
     _BY_IDS,
@@ -225,6 +269,7 @@ SQL_BATCH_RESTORE_BY_MOD = _batch(
     assign=_RESTORE,
     differs="p.deleted_by_user",
     moderation=_UNMARK_MODERATOR_DELETE,
+    history=_RESTORED,
 )
 SQL_FILTER_RESTORE_BY_MOD = _batch(
     _BY_FILTER,
@@ -232,6 +277,7 @@ SQL_FILTER_RESTORE_BY_MOD = _batch(
     assign=_RESTORE,
     differs="p.deleted_by_user",
     moderation=_UNMARK_MODERATOR_DELETE,
+    history=_RESTORED,
 )
 # An unknown license refuses the batch too (`precondition_ok` false); the row carries the
 # license's identifier for the message the host's page parses. A NoDerivatives license turns
@@ -244,15 +290,60 @@ SQL_BATCH_LICENSE, SQL_FILTER_LICENSE = _both(
     assign=f"license_id = {{v0}}::int, remixable = p.remixable AND NOT {_TO_ND}",
     differs=f"(p.license_id IS DISTINCT FROM {{v0}}::int OR (p.remixable AND {_TO_ND}))",
     columns=", (SELECT identifier FROM licenses WHERE id = {v0}::int) AS license_identifier",
+    history=_History(
+        wrote={"wrote_license": "{v0}::int"},
+        prior={
+            "prior_licenses": "array_agg(e.license_id ORDER BY e.id)",
+            "prior_remixable": "array_agg(e.remixable ORDER BY e.id)",
+        },
+    ),
 )
-# Tags: {v0} to add, {v1} to remove, both normalised; a moderator's tag is never removed (the
-# host's own edit re-merges them). A post whose own tags would pass the host's cap is refused.
+# Tags: {v0} to add, {v1} to remove, both normalised. The artist's own: a moderator's tag is
+# never removed (the host's own edit re-merges them), and a post whose own tags would pass the
+# host's cap is refused. A moderator's go where the host keeps them (its PUT mod-hashtags):
+# added to `mod_hashtags` and `hashtags`, removed from both, at most MAX_MOD_TAGS_PER_POST.
 _TAGS_AFTER = "pmd_tags_after(p.hashtags, p.mod_hashtags, {v0}::text[], {v1}::text[])"
+_MOD_TAGS_AFTER = "pmd_tags_after(p.hashtags, '{{}}', {v0}::text[], {v1}::text[])"
+_MOD_OWN_AFTER = "pmd_tags_after(p.mod_hashtags, '{{}}', {v0}::text[], {v1}::text[])"
+_TAG_LISTS = {"tags_add": "{v0}::text[]", "tags_remove": "{v1}::text[]"}
+_DIFF = "pmd_tags_diff(e.{before}, e.{after}, {{v0}}::text[], {{v1}}::text[])"
 SQL_BATCH_TAGS, SQL_FILTER_TAGS = _both(
     eligible=_ELIGIBLE_LIVE,
     refuse=f"pmd_artist_tag_count({_TAGS_AFTER}, p.mod_hashtags) > {MAX_TAGS_PER_POST}",
     assign=f"hashtags = {_TAGS_AFTER}",
     differs=f"p.hashtags IS DISTINCT FROM {_TAGS_AFTER}",
+    history=_History(
+        wrote=_TAG_LISTS,
+        prior={
+            "tag_changes": "jsonb_agg(jsonb_build_object('h', "
+            + _DIFF.format(before="hashtags", after="tags_after")
+            + ") ORDER BY e.id)",
+            "tags_after": "array_agg(md5(e.tags_after::text)::uuid ORDER BY e.id)",
+        },
+        extra=f", {_TAGS_AFTER} AS tags_after",
+    ),
+)
+SQL_BATCH_MOD_TAGS, SQL_FILTER_MOD_TAGS = _both(
+    eligible=_ELIGIBLE_LIVE,
+    refuse=f"cardinality({_MOD_OWN_AFTER}) > {MAX_MOD_TAGS_PER_POST}",
+    assign=f"hashtags = {_MOD_TAGS_AFTER}, mod_hashtags = {_MOD_OWN_AFTER}",
+    differs=(
+        f"(p.hashtags IS DISTINCT FROM {_MOD_TAGS_AFTER}"
+        f" OR p.mod_hashtags IS DISTINCT FROM {_MOD_OWN_AFTER})"
+    ),
+    history=_History(
+        wrote=_TAG_LISTS,
+        prior={
+            "tag_changes": "jsonb_agg(jsonb_build_object('h', "
+            + _DIFF.format(before="hashtags", after="tags_after")
+            + ", 'm', "
+            + _DIFF.format(before="mod_hashtags", after="mod_after")
+            + ") ORDER BY e.id)",
+            "tags_after": "array_agg(md5(e.tags_after::text || e.mod_after::text)::uuid"
+            " ORDER BY e.id)",
+        },
+        extra=f", p.mod_hashtags, {_MOD_TAGS_AFTER} AS tags_after, {_MOD_OWN_AFTER} AS mod_after",
+    ),
 )
 # Remix permission: a NoDerivatives post is refused `true` (rule L5), never silently skipped.
 SQL_BATCH_REMIXABLE, SQL_FILTER_REMIXABLE = _both(
@@ -260,6 +351,7 @@ SQL_BATCH_REMIXABLE, SQL_FILTER_REMIXABLE = _both(
     refuse=f"({{v0}}::bool AND {is_nd_license('p.license_id')})",
     assign="remixable = {v0}::bool",
     differs="p.remixable <> {v0}::bool",
+    history=_WROTE_FLAG,
 )
 SQL_DELETED_BY_MODERATOR = """
 SELECT coalesce(array_agg(post_id ORDER BY post_id), '{}') FROM moderator_deletions

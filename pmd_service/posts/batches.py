@@ -16,6 +16,7 @@ from ..host.eligibility import ensure_unique, ineligible, list_ids
 from . import batch_sql as q
 from .filters import FilterKeys, PostFilter, check_filter
 from .host_rules import (
+    MAX_MOD_TAGS_PER_POST,
     MAX_TAG_LENGTH,
     MAX_TAGS_PER_POST,
     ND_LICENSE_IDENTIFIERS,
@@ -42,7 +43,10 @@ _SQL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
         (q.SQL_FILTER_RESTORE_BY_USER, q.SQL_FILTER_RESTORE_BY_MOD),
     ),
     "license": ((q.SQL_BATCH_LICENSE,) * 2, (q.SQL_FILTER_LICENSE,) * 2),
-    "tags": ((q.SQL_BATCH_TAGS,) * 2, (q.SQL_FILTER_TAGS,) * 2),
+    "tags": (
+        (q.SQL_BATCH_TAGS, q.SQL_BATCH_MOD_TAGS),
+        (q.SQL_FILTER_TAGS, q.SQL_FILTER_MOD_TAGS),
+    ),
     "remixable": ((q.SQL_BATCH_REMIXABLE,) * 2, (q.SQL_FILTER_REMIXABLE,) * 2),
 }
 _SQL["unhide"] = _SQL["hide"]
@@ -169,15 +173,20 @@ def _acted_on(target: Target, row: asyncpg.Record) -> int:
     return len(target) if isinstance(target, list) else int(row["matched"])
 
 
-def _refused(action: str, ids: list[int], value: object) -> ProblemError:
+def _refused(action: str, ids: list[int], moderator: bool) -> ProblemError:
     one = len(ids) == 1
     listed = list_ids(ids)
+    reason = "tag-cap"
     if action == "remixable":
         why = (
             f"{'has' if one else 'have'} a NoDerivatives license "
             f"({' or '.join(ND_LICENSE_IDENTIFIERS)}), which forbids remixes"
         )
         fix = "change their license first, or leave them out"
+        reason = "nd-license"
+    elif moderator:
+        why = f"would carry more than {MAX_MOD_TAGS_PER_POST} moderator tags"
+        fix = "remove some of their moderator tags first, or leave them out"
     else:
         why = f"would carry more than {MAX_TAGS_PER_POST} tags of the artist's own"
         fix = "remove some of their tags first, or leave them out"
@@ -185,7 +194,7 @@ def _refused(action: str, ids: list[int], value: object) -> ProblemError:
         f"{'Post' if one else 'Posts'} {listed} {why}; nothing was changed. To go on, {fix}.",
         slug="ineligible-posts",
         errors=[FieldError(field="post_ids", message=f"refused: {listed}")],
-        extra={"invalid_post_ids": ids, "reason": "nd-license" if value is True else "tag-cap"},
+        extra={"invalid_post_ids": ids, "reason": reason},
     )
 
 
@@ -256,7 +265,7 @@ async def apply_action(
             raise await _restore_refused(pool, principal.target.id, missing)
         raise ineligible(missing, restorable=action == "restore")
     if row["refused"]:
-        raise _refused(action, list(row["refused"]), values[0] if values else None)
+        raise _refused(action, list(row["refused"]), principal.as_moderator)
     acted_on = _acted_on(target, row)
     changed = row["changed"]
     message = f"{_PAST[action]} {_posts(acted_on)}"

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..api.auth import retarget
 from ..api.declaration import Endpoint, Param
-from ..api.keys import DB_POOL, HOST_CACHE, PRINCIPAL, SETTINGS
+from ..api.keys import DB_POOL, HOST_CACHE, PRINCIPAL, REDIS, SETTINGS
 from ..api.responses import json_response
 from ..api.routing import parse_query
 from ..api.validation import path_uuid, read_json
@@ -15,6 +15,7 @@ from ..host.access import Principal
 from . import batches, listing, undo
 from .filters import check_filter
 from .host_cache import drop_cached_feeds
+from .pace import take_turn
 from .schemas import (
     ActionRequest,
     ActionResult,
@@ -39,6 +40,7 @@ async def list_posts(request: web.Request) -> web.Response:
 async def post_action(request: web.Request) -> web.Response:
     body = await read_json(request, ActionRequest)
     principal = await retarget(request, body.target_sqid)
+    await _take_turn(request, principal)
     pool = request.app[DB_POOL]
     target = await batches.target_of(pool, body.post_ids, body.filter, body.expect_count)
     values: tuple[object, ...] = ()
@@ -71,6 +73,7 @@ async def _drop_cached_feeds(request: web.Request, changed: int) -> None:
 async def post_license(request: web.Request) -> web.Response:
     body = await read_json(request, LicenseRequest)
     principal = await retarget(request, body.target_sqid)
+    await _take_turn(request, principal)
     pool = request.app[DB_POOL]
     target = await batches.target_of(pool, body.post_ids, body.filter, body.expect_count)
     outcome = await batches.set_license(
@@ -97,8 +100,14 @@ def _result(outcome: batches.BatchOutcome, principal: Principal) -> web.Response
     )
 
 
+async def _take_turn(request: web.Request, principal: Principal) -> None:
+    per_minute = request.app[SETTINGS].bulk_actions_per_minute
+    await take_turn(request.app[REDIS], principal.caller.id, per_minute)
+
+
 async def post_undo(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
+    await _take_turn(request, principal)
     outcome = await undo.undo(request.app[DB_POOL], principal, path_uuid(request))
     if outcome.restored:
         await _drop_cached_feeds(request, outcome.restored)
@@ -133,23 +142,27 @@ ENDPOINTS = (
         "post", "/api/pmd/action", post_action, "batchAction",
         "Hide, unhide, delete, restore, retag or set the remix permission of up to 128 posts, "
         "or of every post a filter matches (with the count approved), all or nothing", "posts",
-        request=ActionRequest, response=ActionResult, problems=(409,),
+        request=ActionRequest, response=ActionResult, problems=(409, 429),
         problem_notes={409: "By filter: the matching posts are not `expect_count` any more "
-                            "(`count` carries how many they are now)"},
+                            "(`count` carries how many they are now)",
+                       429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
     ),
     Endpoint(
         "post", "/api/pmd/license", post_license, "batchLicense",
         "Set (or clear with null) the license of up to 128 posts, or of every post a filter "
         "matches (with the count approved), all or nothing", "posts",
-        request=LicenseRequest, response=ActionResult, problems=(409,),
+        request=LicenseRequest, response=ActionResult, problems=(409, 429),
         problem_notes={409: "By filter: the matching posts are not `expect_count` any more "
-                            "(`count` carries how many they are now)"},
+                            "(`count` carries how many they are now)",
+                       429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
     ),
     Endpoint(
         "post", "/api/pmd/actions/{id}/undo", post_undo, "undoAction",
         "Within 24 hours, put back what a bulk action changed (posts changed since are left)",
-        "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410),
-        problem_notes={409: "Undone already", 410: "Older than 24 hours"},
+        "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410, 429),
+        problem_notes={409: "Undone already", 410: "Older than 24 hours, or its history was "
+                       "dropped to keep the person's undo history within its cap",
+                       429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
     ),
     Endpoint(
         "get", "/api/pmd/licenses", list_licenses, "listLicenses",

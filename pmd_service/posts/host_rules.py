@@ -27,6 +27,8 @@ def is_nd_license(license_id: str) -> str:
 # MAX_HASHTAG_LENGTH, the player's verify bound).
 MAX_TAGS_PER_POST = 64
 MAX_TAG_LENGTH = 64
+# A moderator's tags a post (the host's MAX_MOD_HASHTAGS_PER_POST).
+MAX_MOD_TAGS_PER_POST = 16
 
 
 def normalize_hashtags(tags: Iterable[str]) -> list[str]:

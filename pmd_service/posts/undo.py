@@ -1,5 +1,9 @@
 """Undo of a bulk action (POST /api/pmd/actions/{id}/undo): within 24 hours, each post the
-action changed gets back its own previous values, unless it changed again since."""
+action changed gets back its own previous values, unless it changed again since.
+
+The history an action keeps (migrations/0013_compact_undo.sql) is only what it changed; each
+owner keeps the newest actions' history within KEPT_HISTORY_BYTES, and an older action's undo
+answers 410 saying so."""
 
 from __future__ import annotations
 
@@ -8,104 +12,183 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from ..core.problems import ProblemError, conflict, gone, not_found
+from ..core.problems import conflict, gone, not_found
 from ..host.access import Principal
 from ..host.eligibility import list_ids
+from .host_rules import is_nd_license
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
-
-# One statement, as the actions: lock the action's row (a second undo waits, then finds it
-# undone) and its posts in id order, put back every post that still holds what the action
-# wrote (migrations/0010_bulk_undo.sql says why not its metadata_modified_at), bump the host's
-# columns as any bulk write does, keep the moderator-deletion marks true to the restored flags,
-# mark the action undone, audit a moderator's undo and NOTIFY. Only the caller who acted
-# (the owner, or the same moderator) may undo.
-_AS_BEFORE = """
-    hidden_by_user = r.hidden_by_user, hidden_by_mod = r.hidden_by_mod,
-    deleted_by_user = r.deleted_by_user, deleted_by_user_date = r.deleted_by_user_date,
-    license_id = r.license_id, remixable = r.remixable, hashtags = r.hashtags"""
-_COLUMNS = (
-    "{t}.hidden_by_user, {t}.hidden_by_mod, {t}.deleted_by_user, {t}.deleted_by_user_date, "
-    "{t}.license_id, {t}.remixable, {t}.hashtags"
+# Per owner: a 128-post hide keeps ~0.6 KB, a 10,000-post one ~40 KB, a 10,000-post retag of a
+# few tags ~0.5 MB; docs/api.md gives the figures.
+KEPT_HISTORY_BYTES = 2 * 1024 * 1024
+# Clears an action's history (kept beyond the cap, or undone): its row stays to answer why.
+DROP_HISTORY = (
+    "post_ids = NULL, prior_dates = NULL, prior_marks = NULL, prior_licenses = NULL, "
+    "prior_remixable = NULL, tag_changes = NULL, tags_after = NULL, history_bytes = 0"
 )
-SQL_UNDO = f"""
+
+# The action, locked (a second undo waits, then finds it undone); only who acted may undo it.
+SQL_ACTION = f"""
+SELECT action, actor_id IS NOT NULL AS by_moderator, undone_at IS NOT NULL AS undone,
+       created_at <= now() - interval '{UNDO_HOURS} hours' AS expired,
+       dropped_at IS NOT NULL OR post_ids IS NULL AS dropped
+FROM bulk_actions
+WHERE id = $1 AND owner_id = $2 AND actor_id IS NOT DISTINCT FROM $3::int
+FOR UPDATE
+"""
+
+# One statement an action kind: lock its posts in id order, put back those that still hold
+# what the action wrote (and whose prior values the host's rules still allow), bump the host's
+# columns as any bulk write does, keep the moderators' marks, mark the action undone, audit a
+# moderator's undo and NOTIFY. `left_why` names why a post was left.
+_UNDO = """
 WITH act AS (
-    SELECT id, owner_id, actor_id, action, created_at FROM bulk_actions
-    WHERE id = $1 AND owner_id = $2 AND actor_id IS NOT DISTINCT FROM $3::int
-      AND undone_at IS NULL AND created_at > now() - interval '{UNDO_HOURS} hours'
-    FOR UPDATE
+    SELECT * FROM bulk_actions WHERE id = $1
+), prior AS (
+    SELECT u.post_id, u.date, u.mark, u.license, u.remixable, u.after,
+           a.tag_changes -> (u.n::int - 1) AS diff
+    FROM act a, unnest(a.post_ids, a.prior_dates, a.prior_marks, a.prior_licenses,
+                       a.prior_remixable, a.tags_after)
+                WITH ORDINALITY AS u(post_id, date, mark, license, remixable, after, n)
 ), locked AS (
-    SELECT b.post_id, b.hidden_by_user, b.hidden_by_mod, b.deleted_by_user,
-           b.deleted_by_user_date, b.license_id, b.remixable, b.hashtags,
-           ({_COLUMNS.format(t="p")}) IS NOT DISTINCT FROM ({_COLUMNS.format(t="w")}) AS unchanged
-    FROM act a
-    JOIN bulk_action_posts b ON b.action_id = a.id AND NOT b.after
-    JOIN bulk_action_posts w ON w.action_id = a.id AND w.post_id = b.post_id AND w.after
-    JOIN posts p ON p.id = b.post_id AND p.owner_id = a.owner_id
-    ORDER BY b.post_id
+    SELECT r.*, CASE WHEN p.kind <> 'artwork' THEN 'not an artwork any more'
+                     WHEN NOT ({holds}) THEN 'changed'
+                     WHEN NOT ({allowed}) THEN '{refused}' END AS left_why
+    FROM act a JOIN prior r ON true
+    JOIN posts p ON p.id = r.post_id AND p.owner_id = a.owner_id
+    ORDER BY p.id
     FOR UPDATE OF p
 ), restored AS (
-    UPDATE posts p SET {_AS_BEFORE}, updated_at = now(), metadata_modified_at = now()
-    FROM locked r
-    WHERE p.id = r.post_id AND r.unchanged
-    RETURNING p.id, p.deleted_by_user
-), unmarked AS (
-    DELETE FROM moderator_deletions
-    WHERE post_id IN (SELECT id FROM restored WHERE NOT deleted_by_user)
-    RETURNING 1
-), marked AS (
-    -- Undoing a moderator's restore deletes again: as the moderator's delete, marked.
-    INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
-    SELECT r.id, a.owner_id, a.actor_id FROM restored r, act a
-    WHERE r.deleted_by_user AND a.actor_id IS NOT NULL AND a.action = 'restore'
-    ON CONFLICT (post_id) DO NOTHING
-    RETURNING 1
-), done AS (
-    UPDATE bulk_actions SET undone_at = now() WHERE id = (SELECT id FROM act) RETURNING 1
-), kept AS (
-    SELECT coalesce(array_agg(b.post_id ORDER BY b.post_id), '{{}}') AS ids
-    FROM act a JOIN bulk_action_posts b ON b.action_id = a.id AND NOT b.after
-    WHERE b.post_id NOT IN (SELECT id FROM restored)
+    UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
+    FROM locked r, act a
+    WHERE p.id = r.post_id AND r.left_why IS NULL
+    RETURNING p.id
+){marks}, done AS (
+    UPDATE bulk_actions SET undone_at = now(), {drop} WHERE id = $1 RETURNING 1
 ), restored_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM restored
+), left_posts AS (
+    SELECT coalesce(array_agg(r.post_id ORDER BY r.post_id), '{{}}') AS ids,
+           coalesce(array_agg(coalesce(l.left_why, 'gone') ORDER BY r.post_id), '{{}}') AS whys
+    FROM prior r LEFT JOIN locked l ON l.post_id = r.post_id
+    WHERE r.post_id NOT IN (SELECT id FROM restored)
 ), audited AS (
     INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
     SELECT gen_random_uuid(), a.actor_id, 'pmd_batch_undo', 'user', a.owner_id::text,
            json_build_object('action_id', a.id, 'undid', a.action,
                              'restored', cardinality(r.ids), 'left', k.ids)::text
-    FROM act a, restored_ids r, kept k
+    FROM act a, restored_ids r, left_posts k
     WHERE a.actor_id IS NOT NULL
     RETURNING 1
 ), notified AS (
     SELECT pg_notify(
         'pmd_posts_changed',
         json_build_object(
-            'user_id', $2::int, 'action', 'undo',
+            'user_id', a.owner_id, 'action', 'undo',
             'post_ids', CASE WHEN cardinality(r.ids) <= 500 THEN r.ids END,
             'changed_count', cardinality(r.ids)
         )::text
     )
-    FROM restored_ids r
+    FROM restored_ids r, act a
     WHERE cardinality(r.ids) > 0
 )
-SELECT (SELECT action FROM act) AS action, cardinality(r.ids) AS restored, k.ids AS kept,
-       (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM unmarked) AS unmarked,
-       (SELECT count(*) FROM marked) AS marked, (SELECT count(*) FROM audited) AS audited,
+SELECT cardinality(r.ids) AS restored, k.ids AS left_ids, k.whys AS left_whys,
+       (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM audited) AS audited,
        (SELECT count(*) FROM notified) AS notified
-FROM restored_ids r, kept k
+FROM restored_ids r, left_posts k
 """
-# Why an undo found nothing to undo: which of the answers it gets.
-SQL_WHY_NOT = f"""
-SELECT undone_at IS NOT NULL AS undone,
-       created_at <= now() - interval '{UNDO_HOURS} hours' AS expired
-FROM bulk_actions
-WHERE id = $1 AND owner_id = $2 AND actor_id IS NOT DISTINCT FROM $3::int
-"""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How to undo one kind of action: `holds`, the post still holds what it wrote; `assign`,
+    the prior values; `allowed` false leaves a post, named with `refused`."""
+
+    holds: str
+    assign: str
+    allowed: str = "true"
+    refused: str = ""
+    marks: str = ""
+
+    def sql(self) -> str:
+        return _UNDO.format(
+            holds=self.holds, assign=self.assign, allowed=self.allowed, refused=self.refused,
+            marks=self.marks, drop=DROP_HISTORY,
+        )  # fmt: skip
+
+
+_UNMARK = """, unmarked AS (
+    DELETE FROM moderator_deletions WHERE post_id IN (SELECT id FROM restored) RETURNING 1
+)"""
+# The marks the restore removed, exactly: a post its owner deleted gets none back.
+_REMARK = """, marked AS (
+    INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
+    SELECT r.post_id, a.owner_id, r.mark FROM locked r, act a
+    WHERE r.mark IS NOT NULL AND r.post_id IN (SELECT id FROM restored)
+    ON CONFLICT (post_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by
+    RETURNING 1
+)"""
+_KINDS: dict[tuple[str, bool], _Kind] = {}
+for _moderator, _flag in ((False, "hidden_by_user"), (True, "hidden_by_mod")):
+    for _action in ("hide", "unhide"):
+        _KINDS[_action, _moderator] = _Kind(
+            holds=f"p.{_flag} = a.wrote_flag", assign=f"{_flag} = NOT a.wrote_flag"
+        )
+for _moderator in (False, True):
+    _KINDS["delete", _moderator] = _Kind(
+        holds="p.deleted_by_user AND p.deleted_by_user_date = a.created_at",
+        assign="deleted_by_user = false, deleted_by_user_date = NULL",
+        marks=_UNMARK,
+    )
+    _KINDS["restore", _moderator] = _Kind(
+        holds="NOT p.deleted_by_user",
+        assign="deleted_by_user = true, deleted_by_user_date = r.date",
+        marks=_REMARK,
+    )
+    # Rule L5 both ways: the license put back decides the remix permission put back.
+    _KINDS["license", _moderator] = _Kind(
+        holds="p.license_id IS NOT DISTINCT FROM a.wrote_license"
+        f" AND p.remixable = (r.remixable AND NOT {is_nd_license('a.wrote_license')})",
+        assign=f"license_id = r.license, remixable = r.remixable AND NOT {is_nd_license('r.license')}",
+        allowed="r.license IS NULL OR EXISTS (SELECT 1 FROM licenses l WHERE l.id = r.license)",
+        refused="license gone",
+    )
+    _KINDS["remixable", _moderator] = _Kind(
+        holds="p.remixable = a.wrote_flag",
+        assign="remixable = NOT a.wrote_flag",
+        allowed=f"a.wrote_flag OR NOT {is_nd_license('p.license_id')}",
+        refused="NoDerivatives",
+    )
+# The artist's retag: a moderator's tag stays whatever the undo (the host's rule D10).
+_KINDS["tags", False] = _Kind(
+    holds="md5(p.hashtags::text)::uuid = r.after",
+    assign="hashtags = pmd_tags_undo(p.hashtags, r.diff -> 'h', a.tags_add, a.tags_remove,"
+    " p.mod_hashtags)",
+)
+_MOD_TAGS_BEFORE = "pmd_tags_undo(p.mod_hashtags, r.diff -> 'm', a.tags_add, a.tags_remove, '{}')"
+_KINDS["tags", True] = _Kind(
+    holds="md5(p.hashtags::text || p.mod_hashtags::text)::uuid = r.after",
+    assign=f"mod_hashtags = {_MOD_TAGS_BEFORE}, hashtags = pmd_tags_undo(p.hashtags,"
+    f" r.diff -> 'h', a.tags_add, a.tags_remove, {_MOD_TAGS_BEFORE})",
+)
+SQL_UNDO = {kind: how.sql() for kind, how in _KINDS.items()}
 
 _WHAT = {
     "hide": "hide", "unhide": "unhide", "delete": "delete", "restore": "restore",
     "license": "license change", "tags": "tag change", "remixable": "remix permission change",
+}  # fmt: skip
+# Why a post was left, as the message says it (one post, several).
+_LEFT = {
+    "changed": ("changed again since and was left as it is",
+                "changed again since and were left as they are"),
+    "license gone": ("had a license that no longer exists and was left",
+                     "had licenses that no longer exist and were left"),
+    "NoDerivatives": ("has a NoDerivatives license, which forbids remixes, and was left",
+                      "have NoDerivatives licenses, which forbid remixes, and were left"),
+    "not an artwork any more": ("is not an artwork any more and was left",
+                                "are not artworks any more and were left"),
+    "gone": ("is no longer the owner's and was left", "are no longer the owner's and were left"),
 }  # fmt: skip
 
 
@@ -119,29 +202,36 @@ class UndoOutcome:
 async def undo(pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID) -> UndoOutcome:
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
-    row = await pool.fetchrow(SQL_UNDO, action_id, owner, actor)
+    async with pool.acquire() as conn, conn.transaction():
+        act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
+        _check(act)
+        assert act is not None
+        row = await conn.fetchrow(SQL_UNDO[act["action"], act["by_moderator"]], action_id)
     assert row is not None  # the statement always returns exactly one row
-    if row["action"] is None:
-        raise await _why_not(pool, action_id, owner, actor)
-    left = list(row["kept"])
-    what = _WHAT.get(row["action"], row["action"])
-    message = f"Undid the {what} of {row['restored']} post(s)"
-    if left:
-        message += (
-            f"; {len(left)} changed again since and {'was' if len(left) == 1 else 'were'} "
-            f"left as {'it is' if len(left) == 1 else 'they are'}: {list_ids(left)}"
-        )
-    return UndoOutcome(row["restored"], left, message)
+    message = f"Undid the {_WHAT.get(act['action'], act['action'])} of {row['restored']} post(s)"
+    by_why: dict[str, list[int]] = {}
+    for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):
+        by_why.setdefault(why, []).append(post_id)
+    for why, ids in by_why.items():
+        one, many = _LEFT[why]
+        message += f"; {len(ids)} {one if len(ids) == 1 else many}: {list_ids(ids)}"
+    return UndoOutcome(row["restored"], list(row["left_ids"]), message)
 
 
-async def _why_not(
-    pool: asyncpg.Pool, action_id: uuid.UUID, owner: int, actor: int | None
-) -> ProblemError:
-    why = await pool.fetchrow(SQL_WHY_NOT, action_id, owner, actor)
-    if why is None:
-        return not_found(
+def _check(act: asyncpg.Record | None) -> None:
+    if act is None:
+        raise not_found(
             "No bulk action with this id is yours to undo (only who acted can undo it)."
         )
-    if why["undone"]:
-        return conflict("This action was undone already.", slug="already-undone")
-    return gone(f"An action can be undone for {UNDO_HOURS} hours after it ran; this one is older.")
+    if act["undone"]:
+        raise conflict("This action was undone already.", slug="already-undone")
+    if act["expired"]:
+        raise gone(
+            f"An action can be undone for {UNDO_HOURS} hours after it ran; this one is older."
+        )
+    if act["dropped"]:
+        raise gone(
+            "This action can no longer be undone: each person's undo history keeps the newest "
+            f"actions up to {KEPT_HISTORY_BYTES // 1024 // 1024} MiB, and this one's was dropped "
+            "to make room for newer ones (or it ran before the service was last upgraded)."
+        )

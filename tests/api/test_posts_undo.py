@@ -81,21 +81,21 @@ async def test_a_post_changed_since_is_left_and_named(
     user = await factory.user()
     ids = await factory.posts_bulk(user, 3)
     hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
-    # Later: the host's own edit of one post's tags, a second bulk action on another, and a
-    # title edited on the third (nothing undo puts back: it is undone all the same).
+    # Later: the host's own edit unhides one post, a second bulk action unhides another, and the
+    # third is retitled and retagged (not what the hide changed: it is undone all the same).
     await pool.execute(
-        "UPDATE posts SET hashtags = '{edited}', metadata_modified_at = now() WHERE id = $1",
+        "UPDATE posts SET hidden_by_user = false, metadata_modified_at = now() WHERE id = $1",
         ids[0],
     )
-    await pool.execute("UPDATE posts SET title = 'renamed' WHERE id = $1", ids[2])
-    await _post(client, user, "action", {"action": "tags", "post_ids": ids[1:2], "add": ["x"]})
+    await pool.execute("UPDATE posts SET title = 'renamed', hashtags = '{x}' WHERE id = $1", ids[2])
+    await _post(client, user, "action", {"action": "unhide", "post_ids": ids[1:2]})
     resp = await _undo(client, user, hid["undo"])
     body = await resp.json()
     assert body["affected_count"] == 1
     assert body["left_post_ids"] == ids[:2]
     assert f"{ids[0]}, {ids[1]}" in body["message"] and "left as they are" in body["message"]
     flags = await factory.post_flags(ids)
-    assert [flags[i]["hidden_by_user"] for i in ids] == [True, True, False]
+    assert [flags[i]["hidden_by_user"] for i in ids] == [False, False, False]
 
 
 async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again(

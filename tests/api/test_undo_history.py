@@ -1,0 +1,257 @@
+"""The undo history against real PostgreSQL and Redis: it keeps only what an action changed, is
+capped per owner and paced per person, and every undo keeps the host's rules (moderators' tags
+and marks, rule L5, artworks only, a license that is gone)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.core.settings import Settings
+from pmd_service.posts.undo import KEPT_HISTORY_BYTES
+from pmd_service.upkeep.cleanup import SQL_PURGE_UNDO_HISTORY
+from pmd_service.web.app import create_app
+from support.seeding import Factory, UserRow
+from tests.helpers import assert_problem
+
+Client = TestClient[Any, Any]
+
+# What the undo history of every action keeps, both tables (0010's, still purged, and 0013's).
+_HISTORY_BYTES = """
+SELECT coalesce((SELECT sum(pg_column_size(b.*)) FROM bulk_actions b), 0)
+     + coalesce((SELECT sum(pg_column_size(p.*)) FROM bulk_action_posts p), 0)
+"""
+
+
+async def _act(client: Client, user: UserRow, path: str, body: dict[str, Any]) -> Any:
+    resp = await client.post(f"/api/pmd/{path}", json=body, headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def _undo(client: Client, user: UserRow, link: str) -> Any:
+    resp = await client.post(link, headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_history_keeps_only_what_a_hide_changed(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 128)
+    # The host's most: 64 tags of 64 characters a post.
+    tags = [f"{n:02d}" + "t" * 62 for n in range(64)]
+    await pool.execute("UPDATE posts SET hashtags = $1", tags)
+    hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    assert await pool.fetchval(_HISTORY_BYTES) <= 64 * 1024
+    for n in range(39):
+        action = "unhide" if n % 2 == 0 else "hide"
+        await _act(client, user, "action", {"action": action, "post_ids": ids})
+    assert await pool.fetchval(_HISTORY_BYTES) <= 4 * 1024 * 1024
+    assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 40
+    # The oldest is still there to undo; its posts changed since, so they are named and left.
+    body = await _undo(client, user, hidden["undo"])
+    assert body["affected_count"] == 0 and body["left_post_ids"] == ids
+    last = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    assert (await _undo(client, user, last["undo"]))["affected_count"] == 128
+
+
+async def test_each_owners_history_is_capped_and_an_older_undo_says_why(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    other = await factory.user()
+    ids = await factory.posts_bulk(user, 2)
+    theirs = await factory.posts_bulk(other, 1)
+    first = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
+    kept = await _act(client, other, "action", {"action": "hide", "post_ids": theirs})
+    # The first action's history as if it filled the owner's cap on its own.
+    await pool.execute(
+        "UPDATE bulk_actions SET history_bytes = $1 WHERE id = $2::uuid",
+        KEPT_HISTORY_BYTES,
+        first["undo"].split("/")[-2],
+    )
+    second = await _act(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
+    problem = await assert_problem(await client.post(first["undo"], headers=user.auth), 410)
+    assert "history" in problem["detail"] and "MiB" in problem["detail"]
+    # The newer action, and another owner's, keep theirs.
+    assert (await _undo(client, user, second["undo"]))["affected_count"] == 1
+    assert (await _undo(client, other, kept["undo"]))["affected_count"] == 1
+    assert (await factory.post_flags(ids))[ids[0]]["hidden_by_user"]
+
+
+async def test_actions_are_paced_per_person(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    client = await aiohttp_client(
+        create_app(msgspec.structs.replace(settings, bulk_actions_per_minute=3))
+    )
+    user = await factory.user()
+    other = await factory.user()
+    ids = await factory.posts_bulk(user, 1)
+    theirs = await factory.posts_bulk(other, 1)
+    body = {"action": "hide", "post_ids": ids}
+    for _ in range(3):
+        await _act(client, user, "action", body)
+    relicense = {"post_ids": ids, "license_id": None}
+    resp = await client.post("/api/pmd/license", json=relicense, headers=user.auth)
+    problem = await assert_problem(resp, 429)
+    assert 1 <= int(resp.headers["Retry-After"]) <= 60
+    assert "bulk actions a minute" in problem["detail"]
+    # Someone else is not slowed down by it.
+    await _act(client, other, "action", {"action": "hide", "post_ids": theirs})
+
+
+async def test_undo_keeps_a_tag_a_moderator_took_over(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 1)
+    await pool.execute("UPDATE posts SET hashtags = '{art}'")
+    added = await _act(client, user, "action", {"action": "tags", "post_ids": ids, "add": ["nsfw"]})
+    # The host's PUT mod-hashtags claims a tag the artist has: `hashtags` stays as it is.
+    await pool.execute("UPDATE posts SET mod_hashtags = '{nsfw}'")
+    await _undo(client, user, added["undo"])
+    row = await pool.fetchrow("SELECT hashtags, mod_hashtags FROM posts")
+    assert row is not None
+    assert row["hashtags"] == ["art", "nsfw"] and row["mod_hashtags"] == ["nsfw"]
+
+
+async def test_a_moderators_bulk_tags_are_moderator_tags(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    mod = await factory.user(roles=["user", "moderator"])
+    ids = await factory.posts_bulk(user, 2)
+    await pool.execute("UPDATE posts SET hashtags = '{a,b,c}'")
+    as_mod = {"target_sqid": user.sqid, "action": "tags", "post_ids": ids}
+    tagged = await _act(client, mod, "action", as_mod | {"add": ["nsfw"], "remove": ["b"]})
+    rows = await pool.fetch("SELECT hashtags, mod_hashtags FROM posts ORDER BY id")
+    assert [(r["hashtags"], r["mod_hashtags"]) for r in rows] == [
+        (["a", "c", "nsfw"], ["nsfw"])
+    ] * 2
+    # The artist cannot remove it; the moderator's undo puts back both lists exactly.
+    await _act(client, user, "action", {"action": "tags", "post_ids": ids, "remove": ["nsfw"]})
+    assert await pool.fetchval("SELECT bool_and('nsfw' = ANY(hashtags)) FROM posts")
+    await _undo(client, mod, tagged["undo"])
+    rows = await pool.fetch("SELECT hashtags, mod_hashtags FROM posts ORDER BY id")
+    assert [(r["hashtags"], r["mod_hashtags"]) for r in rows] == [(["a", "b", "c"], [])] * 2
+    # More than the host's 16 moderator tags a post is refused, naming why.
+    many = [f"m{n}" for n in range(17)]
+    resp = await client.post("/api/pmd/action", json=as_mod | {"add": many}, headers=mod.auth)
+    assert "moderator tags" in (await assert_problem(resp, 400))["detail"]
+
+
+async def test_a_moderators_undo_of_a_restore_puts_back_each_posts_own_mark(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    mod = await factory.user(roles=["user", "moderator"])
+    own, moderated = await factory.posts_bulk(user, 2)
+    await _act(client, user, "action", {"action": "delete", "post_ids": [own]})
+    as_mod = {"target_sqid": user.sqid}
+    await _act(client, mod, "action", {"action": "delete", "post_ids": [moderated]} | as_mod)
+    restored = await _act(
+        client, mod, "action", {"action": "restore", "post_ids": [own, moderated]} | as_mod
+    )
+    assert (await _undo(client, mod, restored["undo"]))["affected_count"] == 2
+    marks = await pool.fetch("SELECT post_id, deleted_by FROM moderator_deletions")
+    assert [(m["post_id"], m["deleted_by"]) for m in marks] == [(moderated, mod.id)]
+    # The owner's own deletion stays the owner's: they may restore it themselves.
+    await _act(client, user, "action", {"action": "restore", "post_ids": [own]})
+
+
+async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    legacy, gone, cleared = await factory.posts_bulk(user, 3)
+    by = await factory.license("CC-BY-4.0")
+    nd = await factory.license("CC-BY-ND-4.0")
+    old = await factory.license("OLD-1.0")
+    # Written before rule L5: NoDerivatives, yet remixable.
+    await pool.execute(
+        "UPDATE posts SET license_id = $1, remixable = true WHERE id = $2", nd, legacy
+    )
+    await pool.execute("UPDATE posts SET license_id = $1 WHERE id = $2", old, gone)
+    relicensed = await _act(client, user, "license", {"post_ids": [legacy, gone], "license_id": by})
+    await pool.execute("DELETE FROM licenses WHERE id = $1", old)
+    body = await _undo(client, user, relicensed["undo"])
+    assert body["affected_count"] == 1 and body["left_post_ids"] == [gone]
+    assert "license that no longer exists" in body["message"]
+    row = await pool.fetchrow("SELECT license_id, remixable FROM posts WHERE id = $1", legacy)
+    assert row is not None and (row["license_id"], row["remixable"]) == (nd, False)
+    # Undoing "not remixable" never writes true on a NoDerivatives post.
+    await pool.execute(
+        "UPDATE posts SET license_id = $1, remixable = true WHERE id = $2", nd, cleared
+    )
+    off = await _act(
+        client, user, "action", {"action": "remixable", "post_ids": [cleared], "value": False}
+    )
+    body = await _undo(client, user, off["undo"])
+    assert body["affected_count"] == 0 and "NoDerivatives" in body["message"]
+    assert not await pool.fetchval("SELECT remixable FROM posts WHERE id = $1", cleared)
+
+
+async def test_undo_touches_only_artworks(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 2)
+    hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    await pool.execute("UPDATE posts SET kind = 'playlist' WHERE id = $1", ids[0])
+    body = await _undo(client, user, hidden["undo"])
+    assert body["affected_count"] == 1 and body["left_post_ids"] == ids[:1]
+    assert "not an artwork" in body["message"]
+    flags = await factory.post_flags(ids)
+    assert [flags[i]["hidden_by_user"] for i in ids] == [True, False]
+
+
+async def test_undo_bumps_the_hosts_change_times_and_notifies(
+    client: Client, factory: Factory, pool: asyncpg.Pool, admin_database_url: str
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 2)
+    hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    stale = "now() - interval '2 days'"
+    await pool.execute(f"UPDATE posts SET metadata_modified_at = {stale}, updated_at = {stale}")
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(admin_database_url)
+    try:
+        await listener.add_listener("pmd_posts_changed", lambda *args: heard.put_nowait(args[3]))
+        await _undo(client, user, hidden["undo"])
+        payload = json.loads(await asyncio.wait_for(heard.get(), 10))
+    finally:
+        await listener.close()
+    assert payload == {
+        "user_id": user.id, "action": "undo", "post_ids": ids, "changed_count": 2,
+    }  # fmt: skip
+    fresh = await pool.fetchval(
+        "SELECT bool_and(metadata_modified_at > now() - interval '1 minute'"
+        " AND updated_at > now() - interval '1 minute') FROM posts"
+    )
+    assert fresh
+
+
+async def test_the_purge_keeps_the_last_24_hours(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 2)
+    old = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
+    fresh = await _act(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
+    await pool.execute(
+        "UPDATE bulk_actions SET created_at = now() - interval '25 hours' WHERE id = $1::uuid",
+        old["undo"].split("/")[-2],
+    )
+    await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
+    assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 1
+    assert (await _undo(client, user, fresh["undo"]))["affected_count"] == 1
