@@ -121,6 +121,7 @@ async def test_an_export_failed_after_its_plan_is_never_followed(
     failed = await pool.fetchrow(
         "SELECT status, covered_post_ids FROM exports WHERE id = $1", second["id"]
     )
+    assert failed is not None
     assert failed["status"] == "failed" and late.id in failed["covered_post_ids"]
 
     status, problem = await post_export(client, owner, since=second["id"])
@@ -314,6 +315,7 @@ async def test_the_schedule_of_a_deactivated_or_banned_user_is_cancelled_with_a_
         "SELECT cancelled_at, cancel_reason, remaining FROM export_schedules WHERE user_id = $1",
         owner.id,
     )
+    assert row is not None
     assert row["cancelled_at"] is not None and why in row["cancel_reason"]
     assert row["remaining"] == 2
     assert any(why in r.getMessage() and str(owner.id) in r.getMessage() for r in caplog.records)

@@ -132,9 +132,7 @@ async def test_a_person_learns_within_seconds_that_the_database_is_down(
         assert code == 1, proc.log()
         # One try, then the answer: no retry line ("(try N; next in …)"), no giving up after
         # a wait; a command that waited would say both.
-        assert not any("(try " in line or "gave up after" in line for line in proc.err), (
-            proc.log()
-        )
+        assert not any("(try " in line or "gave up after" in line for line in proc.err), proc.log()
         assert proc.out == [] and len(proc.err) == 1, proc.log()
         assert "PostgreSQL is unreachable" in proc.err[0], proc.log()
         assert "to wait for" in proc.err[0] and "--wait SECONDS" in proc.err[0], proc.log()
