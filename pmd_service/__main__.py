@@ -539,14 +539,17 @@ COMMANDS = (
     Command(
         "export", "export all of one user's artworks for a data-subject request",
         details="A data-subject request: the same full export a user asks for, for any user, "
-        "deactivated or banned too, with no cooldown; one row in the audit log names --reason. "
+        "deactivated or banned too, with no cooldown, and not counted toward the user's own; "
+        "one row in the audit log names --reason (at most 500 characters). "
         "A worker builds it (the command waits, a progress line on stderr); then each part's "
         "place, size and SHA-256 are printed (as JSON), and with --to DIR the parts are copied "
         "there under their download names.",
         arguments=(
             arg("--user", required=True, metavar="SQID", help="the user's public sqid"),
-            arg("--reason", required=True, help="why (written to the audit log)"),
-            arg("--to", type=Path, metavar="DIR", help="copy the parts into DIR"),
+            arg("--reason", required=True, help="why (written to the audit log; at most 500 "
+                "characters)"),
+            arg("--to", type=Path, metavar="DIR",
+                help="copy the parts into DIR (made, with its parents, when missing)"),
         ),
         run=_export, waits_for_redis=_always,
     ),

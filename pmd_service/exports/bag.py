@@ -11,6 +11,7 @@ bagit-python among them) and by `sha256sum -c` alone.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,8 +44,20 @@ class BagPlace:
         return f"makapix-export-{str(self.export_id)[:8]}-part-{self.number}"
 
 
+# Control characters (line breaks among them) and Unicode's line and paragraph separators: a
+# value written to a tag file never starts a line of its own (a handle is the user's to choose).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def tag_text(value: object) -> str:
+    """`value` as it may go into a tag file: on one line, whatever it holds."""
+    return _CONTROL.sub("", str(value))
+
+
 def _readme(place: BagPlace, artworks: int) -> bytes:
-    return f"""Makapix Club: full export of @{place.handle}, part {place.number} of {place.count}
+    kind = "full" if place.follows is None else "incremental"
+    handle = tag_text(place.handle)
+    return f"""Makapix Club: {kind} export of @{handle}, part {place.number} of {place.count}
 Export {place.export_id}
 
 Open index.html (a double-click) to browse this part's artworks in any web browser,
@@ -78,8 +91,11 @@ export's page beside them and run: sha256sum -c SHA256SUMS
 def _incremental(place: BagPlace) -> str:
     if place.follows is None or place.since is None:
         return ""
-    return f"""This export holds only what changed: the posts created or changed since export
-{place.follows} started ({place.since:%Y-%m-%d %H:%M} UTC). Part 1 also holds
+    return f"""This export is incremental: it follows export {place.follows}, made
+{place.since:%Y-%m-%d %H:%M} UTC, and holds only what changed since that one started. A post
+new since then, or whose artwork or layers file changed, carries its files here; a post whose
+metadata alone changed (hidden or shown, tags, license, title) is listed in data/metadata.json
+with "change": "metadata" and no files: its files are in the earlier export. Part 1 also holds
 data/removed.json, the posts of that export that are gone since (deleted, turned into a
 playlist or no longer yours). Keep it beside the earlier export's parts.
 
@@ -110,23 +126,25 @@ def bag_closing(
     def closing(payload: list[FileDigest]) -> list[tuple[str, bytes]]:
         octets = sum(f.size for f in payload)
         artworks = sum(f.name.startswith(f"{root}data/artworks/") for f in payload)
-        info = (
-            f"Source-Organization: {SOURCE_ORGANIZATION}\n"
-            f"Bagging-Date: {when:%Y-%m-%d}\n"
-            f"External-Identifier: makapix-export-{place.export_id}-part-{place.number}\n"
-            f"External-Description: Artworks of @{place.handle}, exported from "
-            f"{SOURCE_ORGANIZATION}\n"
-            f"Bag-Group-Identifier: {place.export_id}\n"
-            f"Bag-Count: {place.number} of {place.count}\n"
-            f"Bag-Size: {human_bytes(octets)}\n"
-            f"Payload-Oxum: {octets}.{len(payload)}\n"
-            + (
-                f"Follows-Export-Identifier: {place.follows}\n"
-                f"Changed-Since: {place.since:%Y-%m-%dT%H:%M:%SZ}\n"
-                if place.follows is not None and place.since is not None
-                else ""
-            )
-        ).encode()
+        fields = [
+            ("Source-Organization", SOURCE_ORGANIZATION),
+            ("Bagging-Date", f"{when:%Y-%m-%d}"),
+            ("External-Identifier", f"makapix-export-{place.export_id}-part-{place.number}"),
+            (
+                "External-Description",
+                f"Artworks of @{place.handle}, exported from {SOURCE_ORGANIZATION}",
+            ),
+            ("Bag-Group-Identifier", place.export_id),
+            ("Bag-Count", f"{place.number} of {place.count}"),
+            ("Bag-Size", human_bytes(octets)),
+            ("Payload-Oxum", f"{octets}.{len(payload)}"),
+        ]
+        if place.follows is not None and place.since is not None:
+            fields += [
+                ("Follows-Export-Identifier", place.follows),
+                ("Changed-Since", f"{place.since:%Y-%m-%dT%H:%M:%SZ}"),
+            ]
+        info = "".join(f"{label}: {tag_text(value)}\n" for label, value in fields).encode()
         tags = [
             ("bagit.txt", BAGIT_TXT),
             ("bag-info.txt", info),

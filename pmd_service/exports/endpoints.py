@@ -123,7 +123,9 @@ ENDPOINTS = (
         problem_notes={
             400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
                  "bounds are in the answer), a `since` that is neither `last` nor the id of an "
-                 "export of yours that was ready, `repeat_every_days` or `repeat_times` out of "
+                 "export of yours that reached ready (one cancelled, failed or still running "
+                 "is refused: `since_status` says which, `followable_export_id` names the "
+                 "newest you can follow), `repeat_every_days` or `repeat_times` out of "
                  "bounds or one without the other (or with `since`), or an invalid body",
             409: "An export of this user is already pending or processing: `export_id` and "
                  "`progress` name it; or, with `repeat_every_days`, a schedule already runs",

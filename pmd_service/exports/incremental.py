@@ -2,11 +2,15 @@
 removed. The server asks it at a request (nothing changed: no export); the worker again when it
 plans the parts, so the parts hold what is true then.
 
+Only an export that reached `ready` can be followed: one cancelled or failed (or still running)
+may lack posts it planned, and a follower of it would leave those posts' changes in no export.
 An export that reached `ready` records the posts it holds (`covered_post_ids`); the follower
 copies them and the time its predecessor started at its request. The follower then holds every
 artwork of the user created or changed since that time (metadata, artwork or layers file), or
 not among those posts (one restored, or given back, since); and it lists as removed each of
 those posts that is no longer the user's artwork (deleted, turned into a playlist, moved).
+Of those it holds, only the posts new to it or whose artwork or layers file changed carry their
+files; a change of metadata alone (hidden, tags, license, title) is in `metadata.json` only.
 """
 
 from __future__ import annotations
@@ -14,23 +18,61 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from ..core.problems import FieldError, ProblemError
+from ..zipbuild.content import METADATA_ONLY
 
 if TYPE_CHECKING:
     from ..core.db import Conn
 
 LAST = "last"
+# A post's change in an incremental export: new to it, its files changed, or metadata alone.
+ADDED = "added"
+FILES_CHANGED = "files"
 
-# The exports a follower may follow: reached `ready` (their files may have expired since).
-SQL_FOLLOWABLE = """
-SELECT id, started_at, covered_post_ids FROM exports
-WHERE user_id = $1 AND covered_post_ids IS NOT NULL AND ($2::uuid IS NULL OR id = $2)
+
+def followable(e: str) -> str:
+    """Export `e` can be followed: it reached `ready` (its files may have expired or been
+    removed since: its successor still holds every change after its start) and records its
+    posts (one made before incremental exports does not). `status = 'ready'`: one made ready
+    by the previous release, which does not write `ready_at`."""
+    return f"""(({e}.ready_at IS NOT NULL OR {e}.status = 'ready')
+    AND {e}.covered_post_ids IS NOT NULL)"""
+
+
+# `since` by id: the export, followable or not ($2), so a refusal can say what it is; `last`:
+# the newest followable export the user asked for (an operator's is not the user's to have
+# kept, so a chain of the user's own exports never rests on one).
+SQL_NAMED = f"""
+SELECT id, status, started_at, covered_post_ids, {followable("e")} AS followable
+FROM exports e WHERE user_id = $1 AND id = $2
+"""
+SQL_LAST = f"""
+SELECT id, status, started_at, covered_post_ids, true AS followable FROM exports e
+WHERE user_id = $1 AND {followable("e")} AND NOT by_operator
 ORDER BY created_at DESC, id DESC LIMIT 1
 """
+
+
+def _new_to_it(since: str, base: str) -> str:
+    return f"(p.created_at > {since} OR NOT (p.id = ANY({base}::int[])))"
+
+
+def _files_changed(since: str) -> str:
+    # A layers file removed is a metadata change: `mkpx_attached_at` goes null.
+    return f"(p.artwork_modified_at > {since} OR p.mkpx_attached_at > {since})"
+
+
+def carries_files(since: str, base: str) -> str:
+    """Post `p` carries its files (artwork, layers file, upscaled copy) in an export following
+    one that started at `since` and held `base` (`since` null: a full export, every post): it
+    is new to it, or its artwork or layers file changed since."""
+    return f"""(
+    {since}::timestamptz IS NULL OR {_new_to_it(since, base)} OR {_files_changed(since)}
+)"""
 
 
 def changed(since: str, base: str) -> str:
@@ -47,6 +89,13 @@ def changed(since: str, base: str) -> str:
 SQL_CHANGED_COUNT = f"""
 SELECT count(*) FROM posts p
 WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user AND {changed("$2", "$3")}
+"""
+# Each post's change, as its entry in metadata.json says it (zipbuild/content.py).
+SQL_CHANGES = f"""
+SELECT p.id, CASE WHEN {_new_to_it("$2", "$3")} THEN '{ADDED}'
+                  WHEN {_files_changed("$2")} THEN '{FILES_CHANGED}'
+                  ELSE '{METADATA_ONLY}' END AS change
+FROM posts p WHERE p.id = ANY($1::int[])
 """
 SQL_REMOVED = """
 SELECT b.id AS post_id, p.public_sqid,
@@ -81,31 +130,60 @@ def parse_since(value: str | None) -> uuid.UUID | str | None:
         ) from None
 
 
-def _bad_since(detail: str, message: str) -> ProblemError:
+def _bad_since(detail: str, message: str, extra: dict[str, Any] | None = None) -> ProblemError:
     return ProblemError(
         400, "invalid-since", "Bad Request", detail,
-        errors=[FieldError(field="since", message=message)],
+        errors=[FieldError(field="since", message=message)], extra=extra,
     )  # fmt: skip
 
 
+# Why an export of the user cannot be followed, by its status.
+_NOT_READY = {
+    "pending": "is still waiting for a worker: it can be followed once it is ready",
+    "processing": "is still being built: it can be followed once it is ready",
+    "cancelled": "was cancelled before it was ready",
+    "failed": "failed before it was ready",
+    "expired": "ended before it was ready",
+}
+
+
 async def followed(conn: Conn, user_id: int, since: uuid.UUID | str) -> Follows:
-    """The export `since` names: one of the user's that reached `ready`, else a 400."""
-    wanted = since if isinstance(since, uuid.UUID) else None
-    row = await conn.fetchrow(SQL_FOLLOWABLE, user_id, wanted)
-    if row is None:
-        if wanted is None:
-            raise _bad_since(
-                "`since: last` needs an earlier export of yours that was ready; there is none: "
-                "request a full export first (leave `since` out).",
-                "no earlier export of yours was ready",
-            )
+    """The export `since` names: one of the user's that reached `ready`, else a 400 saying why
+    and naming the one `last` would follow."""
+    if isinstance(since, uuid.UUID):
+        row = await conn.fetchrow(SQL_NAMED, user_id, since)
+    else:
+        row = await conn.fetchrow(SQL_LAST, user_id)
+    if row is not None and row["followable"]:
+        return Follows(row["id"], row["started_at"], list(row["covered_post_ids"]))
+    last = await conn.fetchrow(SQL_LAST, user_id)
+    followable_id = None if last is None else last["id"]
+    instead = (
+        f"The newest you can follow is {followable_id} (or say `last`)."
+        if followable_id is not None
+        else "None of yours can be followed yet: request a full export (leave `since` out)."
+    )
+    extra = {"followable_export_id": None if followable_id is None else str(followable_id)}
+    if not isinstance(since, uuid.UUID):
         raise _bad_since(
-            f"`since` names {wanted}, which is not an export of yours that was ready (it may "
-            "be another's, still running, failed, cancelled, or made before incremental "
-            "exports); name one listed as ready, or use `last`.",
-            "names no export of yours that was ready",
+            "`since: last` needs an earlier export of yours that was ready; there is none: "
+            "request a full export first (leave `since` out).",
+            "no earlier export of yours was ready",
+            extra,
         )
-    return Follows(row["id"], row["started_at"], list(row["covered_post_ids"]))
+    if row is None:
+        raise _bad_since(
+            f"`since` names {since}, which is not an export of yours. {instead}",
+            "names no export of yours",
+            extra,
+        )
+    why = _NOT_READY.get(row["status"], "was made before incremental exports")
+    raise _bad_since(
+        f"`since` names export {since}, which {why}; only an export that reached ready can be "
+        f"followed, so that no change is left out of every export. {instead}",
+        f"names an export that {why.split(':')[0]}",
+        extra | {"since_status": row["status"]},
+    )
 
 
 async def changed_count(conn: Conn, user_id: int, follows: Follows) -> int:
@@ -121,3 +199,12 @@ async def removed(
     """Of `post_ids`, those no longer the user's artwork, with why."""
     rows: list[asyncpg.Record] = await conn.fetch(SQL_REMOVED, user_id, post_ids)
     return rows
+
+
+async def changes(
+    pool: asyncpg.Pool, post_ids: list[int], since: datetime, base: list[int]
+) -> dict[int, str]:
+    """Each of `post_ids`' change since the export followed (ADDED, FILES_CHANGED or
+    METADATA_ONLY): only the first two carry their files."""
+    rows = await pool.fetch(SQL_CHANGES, post_ids, since, base)
+    return {r["id"]: r["change"] for r in rows}

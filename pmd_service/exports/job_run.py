@@ -21,13 +21,19 @@ from ..jobs.failures import PermanentError
 from ..jobs.placing import into_file, into_object
 from ..jobs.streaming import Job, stream_zip
 from ..zipbuild.build import BuildCancelled, BuildResult, Sink, Trailer, Trailing
-from ..zipbuild.content import Plan, json_files, plan_artworks, skipped_entries
+from ..zipbuild.content import (
+    METADATA_ONLY,
+    Plan,
+    json_files,
+    plan_artworks,
+    skipped_entries,
+)
 from ..zipbuild.entry_names import post_sqid
 from ..zipbuild.json_files import Extras
 from ..zipbuild.working_files import BAG_FOLDERS, Wanted, sorted_out, split
 from .bag import BagPlace, bag_closing, removed_json
 from .gallery import gallery, read_social
-from .incremental import removed
+from .incremental import changes, removed
 from .job_sql import (
     SQL_ADD_PART,
     SQL_AFTER_PART,
@@ -170,23 +176,36 @@ class ExportRun:
         plan = await plan_artworks(
             self.pool, self.claim["user_id"], post_ids, self.st.public_ids, wanted
         )
+        # Decided now, not when the parts were planned: a post whose artwork was replaced
+        # since carries its new file (its size then was its text's alone).
+        post_changes = (
+            None
+            if place.follows is None
+            else await changes(
+                self.pool, post_ids, self.claim["follows_started_at"], self.claim["base_post_ids"]
+            )
+        )
         if self.st.zips.store is None:
-            await self._part_file(place, plan)
+            await self._part_file(place, plan, post_changes)
         else:
-            await self._part_object(place, plan)
+            await self._part_object(place, plan, post_changes)
 
-    async def _part_file(self, place: BagPlace, plan: Plan) -> None:
+    async def _part_file(
+        self, place: BagPlace, plan: Plan, post_changes: dict[int, str] | None
+    ) -> None:
         file_path = export_part_file_path(self.export_id, place.number)
         final = bdr_zip_path(self.st.settings.bdr_path, file_path)
         temp = final.with_name(export_part_temp_name(place.number, self.token.hex[:8]))
         await into_file(
             final,
             temp,
-            partial(self._stream, place, plan),
-            partial(self._publish, place, plan, file_path),
+            partial(self._stream, place, plan, post_changes),
+            partial(self._publish, place, plan, file_path, post_changes),
         )
 
-    async def _part_object(self, place: BagPlace, plan: Plan) -> None:
+    async def _part_object(
+        self, place: BagPlace, plan: Plan, post_changes: dict[int, str] | None
+    ) -> None:
         file_path = export_part_file_path(self.export_id, place.number, self.token.hex[:8])
         attributes: Attributes = {
             "Content-Type": "application/zip",
@@ -194,40 +213,58 @@ class ExportRun:
             + part_filename(self.export_id, place.number, place.count),
         }
         await into_object(
-            self.st, f"export {self.export_id}", file_path, attributes,
-            partial(self._stream, place, plan), partial(self._publish, place, plan, file_path),
-        )  # fmt: skip
+            self.st,
+            f"export {self.export_id}",
+            file_path,
+            attributes,
+            partial(self._stream, place, plan, post_changes),
+            partial(self._publish, place, plan, file_path, post_changes),
+        )
 
     def _skipped(self, plan: Plan, result: BuildResult) -> list[dict[str, Any]]:
         order = {a.post_id: i for i, a in enumerate(plan.artworks)}
         found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
         return skipped_entries(plan.skipped + found, plan.sqids)
 
-    async def _stream(self, place: BagPlace, plan: Plan, sink: Sink) -> BuildResult:
+    async def _stream(
+        self, place: BagPlace, plan: Plan, post_changes: dict[int, str] | None, sink: Sink
+    ) -> BuildResult:
         handle = place.handle
         header: dict[str, Any] = {
             "export_id": str(self.export_id), "part": place.number, "part_count": place.count,
         }  # fmt: skip
         removals: bytes | None = None
+        # The posts listed in metadata.json alone: their files are in the export followed.
+        listed_only = _metadata_only(plan, post_changes)
+        with_files = Plan(
+            [a for a in plan.artworks if a.post_id not in listed_only], plan.skipped, plan.sqids
+        )
         if place.follows is not None:
-            header |= {"follows_export_id": str(place.follows), "changed_since": place.since}
+            header |= {
+                "follows_export_id": str(place.follows),
+                "changed_since": place.since,
+                "metadata_only_count": len(listed_only),
+            }
             if place.number == 1:  # said once, in the first part
                 removals = removed_json(
                     place, await self.pool.fetchval(SQL_REMOVED_LIST, self.export_id)
                 )
-        pre_skipped = len(plan.skipped)
+        pre_skipped = len(plan.skipped) + len(listed_only)
         base = self.done
-        arcnames = plan.working_arcnames()
-        artworks_done = plan.artworks_done()
+        arcnames = with_files.working_arcnames()
+        artworks_done = with_files.artworks_done()
+        order = {a.post_id: i for i, a in enumerate(plan.artworks)}
 
         def trailer(extras: Extras) -> Trailer:
             def files(
                 added: list[int], skipped: list[tuple[int, str]]
             ) -> list[tuple[str, Trailing]]:
                 posts, post_skips, working = split(added, skipped, arcnames)
-                order = {a.post_id: i for i, a in enumerate(plan.artworks)}
+                listed = sorted([*posts, *listed_only], key=lambda p: order.get(p, -1))
                 ordered = plan.skipped + sorted(post_skips, key=lambda s: order.get(s[0], -1))
-                made = json_files(handle, plan, extras, posts, ordered, header, working)
+                made = json_files(
+                    handle, plan, extras, listed, ordered, header, working, post_changes
+                )
                 return made if removals is None else [*made, ("removed.json", removals)]
 
             return files
@@ -246,7 +283,7 @@ class ExportRun:
             comments=self.claim["include_comments"], reactions=self.claim["include_reactions"],
         )  # fmt: skip
         job = Job(
-            plan.artworks,
+            with_files.artworks,
             trailer,
             closing=bag_closing(place, index=gallery(place, plan.artworks, social)),
             prefix=f"{place.name}/data/",
@@ -262,12 +299,15 @@ class ExportRun:
         place: BagPlace,
         plan: Plan,
         file_path: str,
+        post_changes: dict[int, str] | None,
         result: BuildResult,
         move: Callable[[], None] | None = None,
     ) -> None:
         """The part ready, and the export's progress, in one transaction holding its row: only
-        the run that still owns the claim renames into place (see bdr/job_run.py's _publish)."""
+        the run that still owns the claim renames into place (see bdr/job_run.py's _publish).
+        A post listed with its metadata alone counts as added: the part holds its change."""
         skipped = self._skipped(plan, result)
+        added = len(result.added) + len(_metadata_only(plan, post_changes))
         done = self.done + len(plan.artworks) + len(plan.skipped)
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
@@ -276,15 +316,22 @@ class ExportRun:
                 await asyncio.to_thread(move)
             await conn.execute(
                 SQL_PART_READY, self.export_id, place.number, file_path, result.size,
-                result.sha256, len(result.added), skipped,
+                result.sha256, added, skipped,
             )  # fmt: skip
             await conn.execute(
                 SQL_AFTER_PART, self.export_id, self.token, done, result.size, skipped
             )
-        self.added += len(result.added)
+        self.added += added
         self.done = done
         self.attempts = 1
         log.info(
             "export %s: part %d of %d ready, %d artworks, %d bytes",
-            self.export_id, place.number, place.count, len(result.added), result.size,
+            self.export_id, place.number, place.count, added, result.size,
         )  # fmt: skip
+
+
+def _metadata_only(plan: Plan, post_changes: dict[int, str] | None) -> set[int]:
+    """The artworks of `plan` an incremental export lists without their files."""
+    if post_changes is None:
+        return set()
+    return {a.post_id for a in plan.artworks if post_changes.get(a.post_id) == METADATA_ONLY}

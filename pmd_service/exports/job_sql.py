@@ -54,10 +54,12 @@ SET progress_done = $3, total_bytes = total_bytes + $4, skipped = skipped || $5:
     parts_version = parts_version + 1, attempts = 1, heartbeat_at = now()
 WHERE id = $1 AND claim_token = $2
 """
-# The posts it holds, for the next incremental export: those planned, but the skipped.
+# The posts it holds, for the next incremental export: those planned, but the skipped; and
+# `ready_at`, which makes it one an incremental export may follow (exports/incremental.py).
 SQL_READY = f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),
+    ready_at = now(),
     claim_token = NULL, heartbeat_at = NULL, error_message = NULL,
     progress_done = artwork_count,
     covered_post_ids = ARRAY(

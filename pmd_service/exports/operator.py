@@ -1,8 +1,8 @@
 """`python -m pmd_service export --user SQID --reason TEXT [--to DIR]`: a data-subject request.
 
 The same full export a user asks for, made by an operator for any user, deactivated or banned
-ones too (they cannot sign in to ask): no cooldown applies, one running export of the user
-still blocks it. One row in the host's audit log names the reason (its actor is the user the
+ones too (they cannot sign in to ask): no cooldown applies, and it counts toward none of the
+user's own (nor does `since: last` follow it); one running export of the user still blocks it. One row in the host's audit log names the reason (its actor is the user the
 data belongs to: the host's `actor_id` is a user, and the operator is the shell's user, named
 in the note). The command waits for the worker with a progress line on stderr, then prints
 where each part is, and copies the parts into DIR when given.
@@ -33,8 +33,8 @@ SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' AND NOT dele
 """
 SQL_START = """
 INSERT INTO exports (user_id, user_sqid, part_bytes, include_comments, include_reactions,
-                     request_id, artwork_count)
-VALUES ($1, $2, $3, true, true, 'operator-export', $4)
+                     request_id, artwork_count, by_operator)
+VALUES ($1, $2, $3, true, true, 'operator-export', $4, true)
 RETURNING id
 """
 SQL_AUDIT = """
@@ -59,12 +59,24 @@ class OperatorExportError(Exception):
     """What stops the command, as one line for the operator."""
 
 
+# The audit row's note holds it: a sentence or a ticket's reference, not a document.
+MAX_REASON_CHARS = 500
+
+
 def check_arguments(reason: str, to: Path | None) -> None:
-    """Before anything is written: a reason, and a folder that is there."""
+    """Before any export: a reason of a bounded length, and the folder (made when missing)."""
     if not reason.strip():
         raise OperatorExportError("--reason must say why (it goes into the audit log)")
-    if to is not None and not to.is_dir():
-        raise OperatorExportError(f"--to {to}: no such folder")
+    if len(reason) > MAX_REASON_CHARS:
+        raise OperatorExportError(
+            f"--reason is {len(reason)} characters; at most {MAX_REASON_CHARS} (name the "
+            "request, e.g. its ticket, rather than quote it)"
+        )
+    if to is not None:
+        try:
+            to.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OperatorExportError(f"--to {to}: cannot make that folder ({exc})") from None
 
 
 async def operator_export(

@@ -6,7 +6,8 @@ upscaled copy when asked for). Sizes are the files' own where the vault is local
 else what the host declared (post_files.file_bytes, posts.mkpx_file_bytes; the host declares
 no size for an upscaled copy, so from elsewhere it counts only its ZIP entry), plus what the ZIP and the bag add per artwork and
 what its comments and reactions take as JSON: an upper bound, so a part stays within
-`part_bytes` even if its posts gain a few comments before it is built.
+`part_bytes` even if its posts gain a few comments before it is built. In an incremental export
+a post whose metadata alone changed carries no file (exports/incremental.py): only its text.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ..host.vault import (
     relative_upscaled_path,
     vault_file_in,
 )
-from .incremental import changed
+from .incremental import carries_files, changed
 
 # Zip headers (local, Zip64 extra, data descriptor, central directory, each with the ~60-byte
 # name), the manifest's line and metadata.json's entry: measured ~900 bytes, rounded up.
@@ -43,7 +44,8 @@ SELECT p.id, p.storage_shard, p.storage_key, pf.format,
        coalesce(pf.file_bytes, 0)::bigint AS file_bytes, p.mkpx_file_bytes::bigint AS layers_bytes,
        (octet_length(p.title) + coalesce(octet_length(p.description), 0)
         + coalesce(octet_length(array_to_string(p.hashtags, ' ')), 0))::bigint AS text_bytes,
-       coalesce(c.bytes, 0)::bigint AS comment_bytes, coalesce(r.kinds, 0)::bigint AS kinds
+       coalesce(c.bytes, 0)::bigint AS comment_bytes, coalesce(r.kinds, 0)::bigint AS kinds,
+       {carries_files("$4", "$5")} AS carries
 FROM posts p
 LEFT JOIN post_files pf ON pf.post_id = p.id AND pf.is_native
 LEFT JOIN LATERAL (
@@ -77,7 +79,7 @@ def _file_sizes(vault: Path, rows: list[asyncpg.Record], upscaled: bool) -> dict
     root = vault.resolve()
     sizes: dict[int, int] = {}
     for row in rows:
-        if row["format"] is None:
+        if row["format"] is None or not row["carries"]:
             continue
         try:
             path = artwork_path_in(root, row["storage_shard"], row["storage_key"], row["format"])
@@ -133,9 +135,8 @@ async def plan_parts(
     sizes = [
         (
             row["id"],
-            actual.get(row["id"], row["file_bytes"] + (row["layers_bytes"] or 0))
+            _files_estimate(row, actual, upscaled)
             + PER_ARTWORK
-            + PER_WORKING_FILE * ((row["layers_bytes"] is not None) + upscaled)
             + 2 * row["text_bytes"]
             + row["comment_bytes"]
             + PER_REACTION_KIND * row["kinds"],
@@ -143,3 +144,10 @@ async def plan_parts(
         for row in rows
     ]
     return split(sizes, part_bytes)
+
+
+def _files_estimate(row: asyncpg.Record, actual: dict[int, int], upscaled: bool) -> int:
+    if not row["carries"]:
+        return 0
+    files: int = actual.get(row["id"], row["file_bytes"] + (row["layers_bytes"] or 0))
+    return files + PER_WORKING_FILE * ((row["layers_bytes"] is not None) + upscaled)

@@ -1,7 +1,8 @@
 """Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled.
 
 The first export is the request's own (full); the sweep starts each later one when due
-(upkeep/schedules.py), incremental against the newest export that reached `ready`.
+(upkeep/schedules.py), incremental against the user's newest own export that reached `ready`
+(never one that failed or was cancelled); a deactivated or banned user's is cancelled instead.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ SQL_ACTIVE = """
 SELECT every_days, remaining, next_at, last_export_id, send_email FROM export_schedules
 WHERE user_id = $1 AND cancelled_at IS NULL AND remaining > 0
 """
+# Shown: the active schedule, or one the service cancelled (with why) until a new one.
+SQL_SHOWN = """
+SELECT every_days, remaining, next_at, last_export_id, send_email, cancelled_at, cancel_reason
+FROM export_schedules
+WHERE user_id = $1 AND (cancelled_at IS NULL AND remaining > 0 OR cancel_reason IS NOT NULL)
+"""
 # A finished or cancelled schedule's row is taken over by the new one.
 SQL_SCHEDULE = """
 INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at, last_export_id,
@@ -35,7 +42,7 @@ ON CONFLICT (user_id) DO UPDATE SET
     last_export_id = EXCLUDED.last_export_id, part_bytes = EXCLUDED.part_bytes,
     include_comments = EXCLUDED.include_comments, include_reactions = EXCLUDED.include_reactions,
     include_upscaled = EXCLUDED.include_upscaled, send_email = EXCLUDED.send_email,
-    created_at = now(), cancelled_at = NULL
+    created_at = now(), cancelled_at = NULL, cancel_reason = NULL
 """
 SQL_CANCEL_SCHEDULE = """
 UPDATE export_schedules SET cancelled_at = now()
@@ -104,12 +111,13 @@ async def schedule(
 
 
 async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
-    row = await pool.fetchrow(SQL_ACTIVE, user_id)
+    row = await pool.fetchrow(SQL_SHOWN, user_id)
     if row is None:
         return None
     return ExportSchedule(
         every_days=row["every_days"], remaining=row["remaining"], next_at=row["next_at"],
         last_export_id=row["last_export_id"], send_email=row["send_email"],
+        cancelled_at=row["cancelled_at"], cancel_reason=row["cancel_reason"],
     )  # fmt: skip
 
 

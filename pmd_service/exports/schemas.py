@@ -41,9 +41,13 @@ class ExportRequest(msgspec.Struct, forbid_unknown_fields=True):
         str | None,
         Meta(
             description="An incremental export: the id of an earlier export of yours that "
-            "reached `ready`, or `last` for the newest such one. Only the posts created or "
+            "reached `ready` (its files may have expired since), or `last` for the newest "
+            "such one you asked for; one cancelled, failed or still running is a 400 naming "
+            "the one you can follow (`followable_export_id`). Only the posts created or "
             "changed since it started go in (metadata, artwork, a layers file attached), plus "
-            "`data/removed.json` naming its posts that are gone. Its own cooldown "
+            "`data/removed.json` naming its posts that are gone; a post carries its files only "
+            "when it is new or its artwork or layers file changed (a change of metadata alone "
+            "is in `metadata.json`, its `change` `metadata`). Its own cooldown "
             "(EXPORT_INCREMENTAL_COOLDOWN_SECONDS); nothing changed is a 200, no export"
         ),
     ] = None
@@ -153,6 +157,17 @@ class ExportSchedule(msgspec.Struct):
     next_at: Annotated[datetime, Meta(description="When the worker starts the next one")]
     last_export_id: uuid.UUID | None
     send_email: bool
+    cancelled_at: Annotated[
+        datetime | None,
+        Meta(description="When the service cancelled it (null while it runs)"),
+    ] = None
+    cancel_reason: Annotated[
+        str | None,
+        Meta(
+            description="Why the service cancelled it (the account was deactivated or banned); "
+            "no further export is made or emailed. Null while it runs"
+        ),
+    ] = None
 
 
 class ExportLimits(msgspec.Struct):
@@ -173,7 +188,10 @@ class ExportList(msgspec.Struct):
     limits: ExportLimits
     schedule: Annotated[
         ExportSchedule | None,
-        Meta(description="The recurring export's schedule, while it has exports to start"),
+        Meta(
+            description="The recurring export's schedule, while it has exports to start, or "
+            "one the service cancelled (`cancel_reason` says why) until a new one is asked for"
+        ),
     ]
     next_export_at: Annotated[
         datetime | None,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..core.objects import Upload, abort_uploads
+from ..exports.incremental import followable
 from ..exports.service import COUNTS_FOR_COOLDOWN
 from ..host.vault import (
     BDR_PREFIX,
@@ -58,14 +59,15 @@ _BDR_PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_int
     OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
 # An export that counts for the cooldown stays while it runs ($3, EXPORT_COOLDOWN_SECONDS,
 # which may outlast the 14 days): purged, it would let the next export start at once. The
-# newest export of a user that was ready stays (its files expire as any): the next incremental
-# export follows it (`since: last`, a recurring schedule).
+# newest export of a user that can be followed stays (its files expire as any), the user's own
+# and an operator's apart: the next incremental export follows it (`since: last`, a recurring
+# schedule).
 _EXPORT_PURGE = f"""(e.expires_at IS NULL OR e.expires_at <= $1::timestamptz)
   AND coalesce(e.completed_at, e.created_at) < $1::timestamptz - make_interval(days => $2)
   AND NOT ({COUNTS_FOR_COOLDOWN} AND e.created_at > $1::timestamptz - make_interval(secs => $3))
-  AND NOT (e.covered_post_ids IS NOT NULL AND NOT EXISTS (
-        SELECT 1 FROM exports n WHERE n.user_id = e.user_id AND n.covered_post_ids IS NOT NULL
-          AND (n.created_at, n.id) > (e.created_at, e.id)))"""
+  AND NOT ({followable("e")} AND NOT EXISTS (
+        SELECT 1 FROM exports n WHERE n.user_id = e.user_id AND {followable("n")}
+          AND n.by_operator = e.by_operator AND (n.created_at, n.id) > (e.created_at, e.id)))"""
 _EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
 # Marks of posts no longer deleted (or gone).
 _MARK_PURGE = "NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)"

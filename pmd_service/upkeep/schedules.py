@@ -1,9 +1,10 @@
 """Recurring exports started when due, by the sweep (every minute, and at each worker's start):
 the schedule is a row, so a restart or a lost worker only delays the next export to the next
 sweep. Each due schedule, in one transaction holding its row and the user's export lock:
-an export incremental against the user's newest one that reached `ready` (full when there is
-none), or none when nothing changed; then the count and the next date move on. A user with an
-export still running waits for the next sweep.
+an export incremental against the user's newest own one that reached `ready` (full when there
+is none: one failed or cancelled is never followed), or none when nothing changed; then the
+count and the next date move on. A user with an export still running waits for the next sweep;
+the schedule of a user deactivated or banned is cancelled, with the reason kept and shown.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING
 
+import asyncpg
 from arq.connections import ArqRedis
 
 from ..core.locks import AdvisoryLock
@@ -26,14 +28,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# With the account's state: a deactivated or banned user's schedule is cancelled, not run (the
+# user cannot sign in to see the export, nor to cancel the schedule; an email would go on).
 SQL_DUE = """
-SELECT user_id, user_sqid, every_days, remaining, part_bytes, include_comments,
-       include_reactions, include_upscaled, send_email
-FROM export_schedules
-WHERE cancelled_at IS NULL AND remaining > 0 AND next_at <= now()
-ORDER BY next_at
+SELECT s.user_id, u.id IS NULL AS user_gone, coalesce(u.deactivated, false) AS deactivated,
+       CASE WHEN u.banned_until > now() THEN u.banned_until END AS banned_until
+FROM export_schedules s LEFT JOIN users u ON u.id = s.user_id
+WHERE s.cancelled_at IS NULL AND s.remaining > 0 AND s.next_at <= now()
+ORDER BY s.next_at
 LIMIT 50
-FOR UPDATE SKIP LOCKED
+FOR UPDATE OF s SKIP LOCKED
+"""
+SQL_CANCEL_FOR = """
+UPDATE export_schedules SET cancelled_at = now(), cancel_reason = $2 WHERE user_id = $1
 """
 SQL_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 SQL_START = """
@@ -65,6 +72,11 @@ async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
     async with st.pool.acquire() as conn, conn.transaction():
         for due in await conn.fetch(SQL_DUE):
             user_id = due["user_id"]
+            reason = _account_reason(due)
+            if reason is not None:
+                await conn.execute(SQL_CANCEL_FOR, user_id, reason)
+                log.info("recurring export of user %d cancelled: %s", user_id, reason)
+                continue
             await conn.execute(SQL_LOCK, AdvisoryLock.EXPORT_START, user_id)
             if await conn.fetchrow(SQL_RUNNING, user_id) is not None:
                 continue  # the next sweep tries again
@@ -81,6 +93,20 @@ async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
     if started:
         log.info("recurring exports: %d started", len(started))
     return len(started)
+
+
+def _account_reason(due: asyncpg.Record) -> str | None:
+    """Why the account can no longer have its recurring export, or None."""
+    if due["user_gone"]:
+        return "The account no longer exists."
+    if due["deactivated"]:
+        return "The account was deactivated: no further export is made or emailed."
+    if due["banned_until"] is not None:
+        return (
+            f"The account is banned until {due['banned_until']:%Y-%m-%d %H:%M} UTC: no further "
+            "export is made or emailed; a new schedule can be asked for once the ban is over."
+        )
+    return None
 
 
 async def _start(conn: Conn, user_id: int) -> uuid.UUID | None:

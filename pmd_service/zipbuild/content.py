@@ -9,7 +9,7 @@ emoji arrive byte-exact. comments.json and reactions.json are streamed (json_fil
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,9 @@ from .build import Trailing
 from .entry_names import extension, post_sqid, safe_part
 from .json_files import Extras
 from .working_files import NONE, Kind, Outcome, Wanted, WorkingFile, artworks_done, entry_id
+
+# An incremental export's post whose metadata alone changed: listed, without its files.
+METADATA_ONLY = "metadata"
 
 # Re-check eligibility now: posts deleted, moved to another owner or turned into playlists
 # since the request are skipped, never exported.
@@ -137,7 +140,9 @@ def skipped_entries(skipped: list[tuple[int, str]], sqids: dict[int, str]) -> li
     return [{"post_id": pid, "public_sqid": sqids.get(pid), "reason": why} for pid, why in skipped]
 
 
-def _entry(a: Artwork, full: bool, working: dict[Kind, str]) -> dict[str, Any]:
+def _entry(
+    a: Artwork, full: bool, working: dict[Kind, str], change: str | None = None
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "sqid": a.sqid,
         "filename": a.filename,
@@ -155,6 +160,10 @@ def _entry(a: Artwork, full: bool, working: dict[Kind, str]) -> dict[str, Any]:
     }
     if full:  # an export holds hidden posts too: say which
         entry |= {"hidden_by_user": a.hidden_by_user, "hidden_by_mod": a.hidden_by_mod}
+    if change is not None:
+        entry["change"] = change
+        if change == METADATA_ONLY:  # its files are in the export this one follows
+            entry["files"] = {}
     return entry
 
 
@@ -166,10 +175,13 @@ def json_files(
     skipped: list[tuple[int, str]],
     export: dict[str, Any] | None = None,
     working: Outcome | None = None,
+    changes: Mapping[int, str] | None = None,
 ) -> list[tuple[str, Trailing]]:
     """metadata.json (always), comments.json and reactions.json (when asked), for `added`.
     `export`: what an export's part adds at the top of metadata.json (its id and place), and
-    each artwork's flags and license. `working`: the working files added and skipped."""
+    each artwork's flags and license. `working`: the working files added and skipped.
+    `changes`: an incremental export's change of each post, as its entry's `change`; a post
+    whose change is METADATA_ONLY is listed without files (none of its files is in the ZIP)."""
     now = datetime.now(UTC)
     by_id = {a.post_id: a for a in plan.artworks}
     document: dict[str, Any] = {
@@ -178,7 +190,12 @@ def json_files(
         **(export or {}),
         "artwork_count": len(added),
         "artworks": [
-            _entry(by_id[pid], export is not None, working.added.get(pid, {}) if working else {})
+            _entry(
+                by_id[pid],
+                export is not None,
+                working.added.get(pid, {}) if working else {},
+                None if changes is None else changes.get(pid),
+            )
             for pid in added
         ],
         "skipped": skipped_entries(skipped, plan.sqids),

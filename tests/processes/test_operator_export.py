@@ -17,9 +17,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from msgspec.structs import replace
+from pytest_aiohttp import AiohttpClient
 
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
+from pmd_service.web.app import create_app
 from support.seeding import Factory
 from support.stack import database_env
 from tests.cli_env import admin_value, keep_process_logging
@@ -53,8 +56,7 @@ async def test_an_operator_exports_a_deactivated_user_for_a_data_subject_request
 ) -> None:
     gone = await factory.user("gone", deactivated=True)
     posts = [await factory.post(gone, title=f"Work {i}") for i in range(3)]
-    out = tmp_path / "for-the-request"
-    out.mkdir()
+    out = tmp_path / "requests" / "for-the-request"  # made by the command, parents too
     reason = "Data-subject request #42 (access), by email"
     command = asyncio.create_task(asyncio.to_thread(
         main, ["export", "--user", gone.sqid, "--reason", reason, "--to", str(out)]
@@ -98,14 +100,52 @@ async def test_an_operator_exports_a_deactivated_user_for_a_data_subject_request
     assert rows[0]["target_id"] == str(gone.id)
 
 
+async def test_the_operators_export_leaves_the_users_own_cooldown_alone(
+    cli: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    aiohttp_client: AiohttpClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The user asks for their own export right after an operator's: no 429 (the cooldown is
+    a week), and `since: last` does not follow the operator's export (the user may never have
+    had its parts)."""
+    user = await factory.user()
+    await factory.post(user)
+    command = asyncio.create_task(
+        asyncio.to_thread(main, ["export", "--user", user.sqid, "--reason", "ticket #7"])
+    )
+
+    async def requested() -> bool:
+        return bool(await pool.fetchval("SELECT count(*) FROM exports WHERE user_id = $1", user.id))
+
+    await eventually(requested)
+    await run_worker(cli)
+    assert await asyncio.wait_for(command, 60) == 0
+    capsys.readouterr()
+
+    client = await aiohttp_client(create_app(replace(cli, export_cooldown_seconds=7 * 86400)))
+    resp = await client.post("/api/pmd/exports", json={"since": "last"}, headers=user.auth)
+    assert resp.status == 400, await resp.text()  # no export of the user's own was ready
+    resp = await client.post("/api/pmd/exports", json={}, headers=user.auth)
+    assert resp.status == 202, await resp.text()
+    assert (await resp.json())["follows_export_id"] is None
+
+
 def test_the_command_refuses_what_it_cannot_do(
     cli: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit):
         main(["export", "--user", "Uk"])  # --reason is required
     assert main(["export", "--user", "Uk", "--reason", "  "]) == 2
-    assert main(["export", "--user", "Uk", "--reason", "r", "--to", str(tmp_path / "no")]) == 2
+    (tmp_path / "a-file").write_text("")
+    assert main(["export", "--user", "Uk", "--reason", "r", "--to", str(tmp_path / "a-file")]) == 2
     assert main(["export", "--user", "nobody", "--reason", "a request"]) == 2
     err = capsys.readouterr().err
-    assert "--reason must say why" in err and "no such folder" in err
+    assert "--reason must say why" in err and "cannot make that folder" in err
     assert "no user 'nobody'" in err
+    # A reason of at most 500 characters: a longer one is refused before anything is made.
+    assert main(["export", "--user", "nobody", "--reason", "x" * 501]) == 2
+    assert "at most 500" in capsys.readouterr().err
+    assert main(["export", "--user", "nobody", "--reason", "x" * 500]) == 2
+    assert "no user 'nobody'" in capsys.readouterr().err
