@@ -42,7 +42,6 @@ RETRY_SECONDS = 1.0
 RETRY_MAX_SECONDS = 30.0
 # At shutdown, how long a pending or running pass may still take (the process must exit soon).
 SHUTDOWN_SECONDS = 1.0
-_SPECIAL = "*?[\\"
 
 
 def create_host_cache(url: str) -> aioredis.Redis:
@@ -51,20 +50,17 @@ def create_host_cache(url: str) -> aioredis.Redis:
 
 
 def scan_match(patterns: tuple[str, ...]) -> str:
-    """One MATCH covering every pattern: their common literal prefix, else a class of their
-    first characters, else everything."""
+    """One MATCH covering every pattern: position by position, the characters their literal
+    prefixes have there, up to the shortest prefix (`feed:` and `hashtags:` give
+    `[fh][ae][es][dh][:t]*`)."""
     if len(patterns) == 1:
         return patterns[0]
     prefixes = [re.split(r"[*?\[\\]", p, maxsplit=1)[0] for p in patterns]
-    common = prefixes[0]
-    for prefix in prefixes[1:]:
-        while not prefix.startswith(common):
-            common = common[:-1]
-    if common:
-        return common + "*"
-    if all(prefixes):
-        return "[" + "".join("\\" + c for c in sorted({p[0] for p in prefixes})) + "]*"
-    return "*"
+    classes = []
+    for chars in zip(*prefixes, strict=False):
+        kept = sorted(set(chars))
+        classes.append(kept[0] if len(kept) == 1 else "[" + "".join("\\" + c for c in kept) + "]")
+    return "".join(classes) + "*"
 
 
 def _glob_regex(pattern: str) -> str:

@@ -52,7 +52,7 @@ async def client(
 
 
 def drops_of(client: Client) -> FeedDrops:
-    drops = client.app[FEED_DROPS]
+    drops: FeedDrops | None = client.app[FEED_DROPS]
     assert drops is not None
     return drops
 
@@ -98,13 +98,13 @@ async def test_a_burst_of_actions_makes_at_most_two_passes(
     drops = drops_of(client)
     await cache.mset({**FEEDS, **KEPT})
     # Writes wait while the cache is paused, so the first pass cannot end during the burst.
-    await cache.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+    await cache.client_pause(60_000, all=False)
     try:
         for post in ids:
             resp = await act(client, user, "hide", [post])
             assert resp.status == 200, await resp.text()
     finally:
-        await cache.execute_command("CLIENT", "UNPAUSE")
+        await cache.client_unpause()
     await only_kept(cache)
     await settled(drops)
     # The pass under way when the burst began, and one after it for the requests it may miss.

@@ -14,7 +14,7 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.posts.endpoints import FEED_DROPS
-from pmd_service.posts.host_cache import create_host_cache
+from pmd_service.posts.host_cache import FeedDrops, create_host_cache
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from tests.helpers import eventually
@@ -110,7 +110,7 @@ async def test_a_license_or_tag_change_drops_the_hosts_cached_feeds_and_tags(
     ids = await factory.posts_bulk(user, 2)
     cc = await factory.license("CC0-1.0")
     cache = create_host_cache(redis_url)
-    drops = cache_client.app[FEED_DROPS]
+    drops: FeedDrops | None = cache_client.app[FEED_DROPS]
     assert drops is not None
 
     async def idle() -> bool:
