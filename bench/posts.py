@@ -148,9 +148,11 @@ def pair(samples: list[float]) -> dict[str, float]:
 
 
 @asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
-    """`create_app` on a loopback port, and a client of it holding one connection."""
-    runner = web.AppRunner(create_app(settings), access_log=None)
+async def served(
+    settings: Settings, app: web.Application | None = None
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """`app` (default: `create_app`) on a loopback port, and a client holding one connection."""
+    runner = web.AppRunner(app or create_app(settings), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]

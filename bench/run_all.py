@@ -19,6 +19,7 @@ BENCHMARKS = (
     Bench("build", ("--sizes", "16,32,64,128"), 1800, "ZIP builds, in process and by the worker"),
     Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
     Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
+    Bench("host_cache", (), 600, "a one-post action beside 1,000,000 keys in the host's cache"),
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
     Bench("page", (), 600, "the dashboard page in Debian's Chromium"),

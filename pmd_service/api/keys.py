@@ -1,6 +1,6 @@
 """The app-level and request-level objects every endpoint may use, as typed keys. A room's own
 objects have their keys beside it: the stream's in sse/endpoints.py, the announcer's in
-bdr/endpoints.py, the server's counters in web/."""
+bdr/endpoints.py, the host cache's drops in posts/endpoints.py, the server's counters in web/."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 
 from ..core.settings import Settings
 
@@ -27,8 +26,6 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 # Tickets spent (GETDEL) many to a round trip (api/ticket_redemptions.py).
 TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
-# The host site's Redis, where its feeds are cached; None when HOST_CACHE_REDIS_URL is unset.
-HOST_CACHE: web.AppKey[Redis | None] = web.AppKey("host_cache")
 # Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)

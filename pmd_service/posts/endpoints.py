@@ -6,7 +6,7 @@ from aiohttp import web
 
 from ..api.auth import retarget
 from ..api.declaration import Endpoint, Param
-from ..api.keys import DB_POOL, HOST_CACHE, PRINCIPAL, REDIS, SETTINGS
+from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 from ..api.responses import json_response
 from ..api.routing import parse_query
 from ..api.validation import path_uuid, read_json
@@ -14,7 +14,7 @@ from ..core.problems import FieldError, bad_request
 from ..host.access import Principal
 from . import batches, listing, undo
 from .filters import check_filter
-from .host_cache import drop_cached_feeds
+from .host_cache import FeedDrops
 from .pace import take_turn
 from .schemas import (
     ActionRequest,
@@ -57,17 +57,17 @@ async def post_action(request: web.Request) -> web.Response:
         pool, principal, body.action, target, *values,
         max_posts=request.app[SETTINGS].bulk_max_posts,
     )  # fmt: skip
-    await _drop_cached_feeds(request, outcome.changed)
+    _drop_cached_feeds(request, outcome.changed)
     return _result(outcome, principal)
 
 
-async def _drop_cached_feeds(request: web.Request, changed: int) -> None:
-    cache = request.app[HOST_CACHE]
-    if cache is not None and changed:
+def _drop_cached_feeds(request: web.Request, changed: int) -> None:
+    drops = request.app[FEED_DROPS]
+    if drops is not None and changed:
         # Every bulk write changes what the host's cached feeds show (the host's PMD drops them
         # after hide and delete only, its own edit after a tag change; an unhide, a restore or
-        # a new license must not wait out the cache either).
-        await drop_cached_feeds(cache, request.app[SETTINGS].host_cache_patterns)
+        # a new license must not wait out the cache either). Dropped after the reply.
+        drops.request()
 
 
 async def post_license(request: web.Request) -> web.Response:
@@ -79,7 +79,7 @@ async def post_license(request: web.Request) -> web.Response:
     outcome = await batches.set_license(
         pool, principal, target, body.license_id, max_posts=request.app[SETTINGS].bulk_max_posts
     )
-    await _drop_cached_feeds(request, outcome.changed)
+    _drop_cached_feeds(request, outcome.changed)
     return _result(outcome, principal)
 
 
@@ -110,7 +110,7 @@ async def post_undo(request: web.Request) -> web.Response:
     await _take_turn(request, principal)
     outcome = await undo.undo(request.app[DB_POOL], principal, path_uuid(request))
     if outcome.restored:
-        await _drop_cached_feeds(request, outcome.restored)
+        _drop_cached_feeds(request, outcome.restored)
     return json_response(
         UndoResult(
             success=True,
@@ -131,6 +131,9 @@ _ACTION_ID = Param(
     "The action, from its answer's `undo` link",
     location="path",
 )
+
+# The host's cached feeds, dropped in the background; None when HOST_CACHE_REDIS_URL is unset.
+FEED_DROPS: web.AppKey[FeedDrops | None] = web.AppKey("feed_drops")
 
 ENDPOINTS = (
     Endpoint(

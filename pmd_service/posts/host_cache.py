@@ -2,49 +2,226 @@
 
 The host caches feeds in its own Redis and its PMD deletes `feed:recent:*`, `feed:promoted:*`
 and `hashtags:*` after a hide or delete; without the same, hidden and deleted posts would stay
-in cached feeds until the cache expires. SCAN + UNLINK, never KEYS (which blocks a big Redis),
-and never a reason for the action to fail: the action has committed by then.
+in cached feeds until the cache expires. The host's Redis may hold millions of other keys, so
+no request waits for it: an action only marks the feeds stale (`FeedDrops.request`), and one
+background task per process drops them.
+
+- Coalesced: requests during a burst make one pass; one that comes while a pass runs makes one
+  more pass after it (the running one may have passed its keys), so no action's change stays
+  cached.
+- One SCAN over the whole key space for every pattern at once (a MATCH common to them, the
+  exact patterns checked here), a large COUNT, each step's UNLINK sent with the next SCAN:
+  never KEYS (which blocks a big Redis), never a scan per pattern.
+- Bounded: a pass that outlasts its budget stops between steps, says so, and carries on from
+  the same cursor after a pause, so it always ends; a Redis error starts the pass over after a
+  growing pause. Nothing here ever fails an action: it has committed by then.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
+from collections.abc import Iterator
 
 import redis.asyncio as aioredis
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-# Keys per UNLINK, and per SCAN step (a hint to Redis, not a limit).
-_BATCH = 500
-# The whole invalidation, so a slow cache never holds a request's reply for long.
-TIMEOUT_SECONDS = 3.0
+# Slots per SCAN step (a hint to Redis): each step stays a few ms of the host's Redis.
+SCAN_COUNT = 10_000
+# Keys per UNLINK.
+UNLINK_BATCH = 1_000
+# A pass's running time before it pauses (it then carries on where it stopped).
+BUDGET_SECONDS = 10.0
+# The first pause after a pass that did not finish; doubled after each failure up to the cap.
+RETRY_SECONDS = 1.0
+RETRY_MAX_SECONDS = 30.0
+# At shutdown, how long a pending or running pass may still take (the process must exit soon).
+SHUTDOWN_SECONDS = 1.0
 
 
 def create_host_cache(url: str) -> aioredis.Redis:
-    cache: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    cache: aioredis.Redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
     return cache
 
 
-async def _drop(cache: aioredis.Redis, patterns: tuple[str, ...]) -> int:
-    removed = 0
-    for pattern in patterns:
-        keys: list[bytes] = []
-        async for key in cache.scan_iter(match=pattern, count=_BATCH):
-            keys.append(key)
-            if len(keys) >= _BATCH:
-                removed += await cache.unlink(*keys)
-                keys.clear()
-        if keys:
-            removed += await cache.unlink(*keys)
-    return removed
+def scan_match(patterns: tuple[str, ...]) -> str:
+    """One MATCH covering every pattern: position by position, the characters their literal
+    prefixes have there, up to the shortest prefix (`feed:` and `hashtags:` give
+    `[fh][ae][es][dh][:t]*`)."""
+    if len(patterns) == 1:
+        return patterns[0]
+    prefixes = [re.split(r"[*?\[\\]", p, maxsplit=1)[0] for p in patterns]
+    classes = []
+    for chars in zip(*prefixes, strict=False):
+        kept = sorted(set(chars))
+        classes.append(kept[0] if len(kept) == 1 else "[" + "".join("\\" + c for c in kept) + "]")
+    return "".join(classes) + "*"
 
 
-async def drop_cached_feeds(cache: aioredis.Redis, patterns: tuple[str, ...]) -> int | None:
-    """Keys removed, or None when the cache could not be reached (logged, never raised)."""
-    try:
-        async with asyncio.timeout(TIMEOUT_SECONDS):
-            return await _drop(cache, patterns)
-    except (aioredis.RedisError, OSError, TimeoutError) as exc:
-        log.warning("could not drop the host's cached feeds (%s): they expire on their own", exc)
-        return None
+def _glob_regex(pattern: str) -> str:
+    """A Redis glob (`*`, `?`, `[…]` with `^` and ranges, `\\` escapes) as a regex."""
+    out, i = [], 0
+    while i < len(pattern):
+        c, i = pattern[i], i + 1
+        if c == "*":
+            out.append(".*")
+        elif c == "?":
+            out.append(".")
+        elif c == "\\" and i < len(pattern):
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif c == "[" and (end := pattern.find("]", i)) >= 0:
+            body, i = pattern[i:end], end + 1
+            negate = body.startswith("^")
+            body = re.sub(r"\\(.)", r"\1", body[negate:])
+            parts = [re.escape(x) for x in body.split("-")]
+            out.append("[" + "^" * negate + "-".join(parts) + "]")
+        else:
+            out.append(re.escape(c))
+    return "".join(out)
+
+
+def _batches(keys: list[bytes]) -> Iterator[list[bytes]]:
+    for start in range(0, len(keys), UNLINK_BATCH):
+        yield keys[start : start + UNLINK_BATCH]
+
+
+class FeedDrops:
+    """The background task dropping `patterns` from the host's `cache`, and its counts."""
+
+    def __init__(
+        self,
+        cache: aioredis.Redis,
+        patterns: tuple[str, ...],
+        *,
+        budget: float = BUDGET_SECONDS,
+        retry: float = RETRY_SECONDS,
+    ) -> None:
+        self.cache = cache
+        self._match = scan_match(patterns)
+        # Keys are bytes; latin-1 maps each byte to one character, as Redis's glob sees them.
+        self._wanted = re.compile("|".join(f"(?:{_glob_regex(p)})" for p in patterns), re.DOTALL)
+        self._budget, self._retry = budget, retry
+        self._stale = asyncio.Event()
+        self._cursor = 0
+        self._owed = False  # a pass started and not yet through
+        self._task: asyncio.Task[None] | None = None
+        self.passes = 0  # passes that went through the whole key space
+        self.stops = 0  # pauses: a pass over its budget, or a Redis error
+        self.dropped = 0  # keys removed
+
+    def request(self) -> None:
+        """The feeds are stale from now: a pass that starts after this call drops them."""
+        self._stale.set()
+
+    @property
+    def idle(self) -> bool:
+        """No pass owed: every request so far is covered by a finished pass."""
+        return not (self._owed or self._stale.is_set())
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="host-feed-drops")
+
+    async def stop(self) -> None:
+        """Cancels the task; a pass still owed then gets SHUTDOWN_SECONDS to finish, else the
+        feeds are left to expire on their own (logged)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.idle:
+            return
+        try:
+            async with asyncio.timeout(SHUTDOWN_SECONDS):
+                while not self.idle:
+                    await self._attempt()
+        except Exception as exc:  # shutting down: say so, and go on
+            log.warning("shutdown: the host's cached feeds are left to expire (%r)", exc)
+
+    async def _run(self) -> None:
+        pause = self._retry
+        while True:
+            if not self._owed:
+                await self._stale.wait()
+            try:
+                if await self._attempt():
+                    pause = self._retry
+                    continue
+                log.warning(
+                    "dropping the host's cached feeds takes over %s s (%d keys so far): "
+                    "carrying on in %s s",
+                    self._budget,
+                    self.dropped,
+                    self._retry,
+                )
+                delay = self._retry
+            except Exception as exc:  # whatever failed, the pass starts over
+                self._cursor, delay = 0, pause
+                pause = min(pause * 2, RETRY_MAX_SECONDS)
+                log.warning(
+                    "could not drop the host's cached feeds (%r): retrying in %s s", exc, delay
+                )
+            self.stops += 1
+            await asyncio.sleep(delay)
+
+    async def _attempt(self) -> bool:
+        """One slice of the pass owed (a new pass when none is under way): True once done."""
+        if self._cursor == 0:
+            self._stale.clear()  # a pass from the start covers every request made so far
+        self._owed = True
+        if not await self._slice():
+            return False
+        self._owed = False
+        self.passes += 1
+        return True
+
+    async def _slice(self) -> bool:
+        """SCAN steps from the saved cursor until the key space ends (True) or the budget is
+        spent (False, after one step at least). The saved cursor is always one whose keys
+        found before it are gone."""
+        loop = asyncio.get_running_loop()
+        started, cursor, found = loop.time(), self._cursor, list[bytes]()
+        while True:
+            async with self.cache.pipeline(transaction=False) as pipe:
+                for batch in _batches(found):
+                    pipe.unlink(*batch)
+                pipe.scan(cursor, match=self._match, count=SCAN_COUNT)
+                *unlinked, (after, keys) = await pipe.execute()
+            self.dropped += sum(unlinked)
+            cursor = int(after)
+            found = [k for k in keys if self._wanted.fullmatch(k.decode("latin-1"))]
+            if cursor == 0 or loop.time() - started >= self._budget:
+                break
+        if found:
+            async with self.cache.pipeline(transaction=False) as pipe:
+                for batch in _batches(found):
+                    pipe.unlink(*batch)
+                self.dropped += sum(await pipe.execute())
+        self._cursor = cursor
+        return cursor == 0
+
+
+class FeedDropsCollector(Collector):
+    def __init__(self, drops: FeedDrops) -> None:
+        self.drops = drops
+
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, value in (
+            (
+                "pmd_host_cache_passes",
+                "Passes over the host's cache that dropped its feeds",
+                self.drops.passes,
+            ),
+            (
+                "pmd_host_cache_stops",
+                "Passes paused (over budget) or failed (Redis error)",
+                self.drops.stops,
+            ),
+            ("pmd_host_cache_keys_dropped", "Cached feed keys dropped", self.drops.dropped),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)

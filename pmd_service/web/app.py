@@ -10,7 +10,6 @@ from .. import __version__
 from ..api.download_slots import ProxySlots
 from ..api.keys import (
     DB_POOL,
-    HOST_CACHE,
     OPENAPI_DOC,
     PROXY_SLOTS,
     REDIS,
@@ -31,7 +30,8 @@ from ..core.settings import Settings
 from ..exports import endpoints as exports
 from ..host.hostcheck import warn_if_host_lacks
 from ..posts import endpoints as posts
-from ..posts.host_cache import create_host_cache
+from ..posts.endpoints import FEED_DROPS
+from ..posts.host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from ..sse import endpoints as sse
 from ..sse import lifetime as sse_hub
 from ..sse.endpoints import SSE_HUB, TEND_HEAP
@@ -87,12 +87,19 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    url = app[SETTINGS].host_cache_redis_url
-    cache = create_host_cache(url) if url else None
-    app[HOST_CACHE] = cache
+    """The task dropping the host's cached feeds after actions (posts/host_cache.py)."""
+    settings = app[SETTINGS]
+    if settings.host_cache_redis_url is None:
+        app[FEED_DROPS] = None
+        yield
+        return
+    cache = create_host_cache(settings.host_cache_redis_url)
+    app[FEED_DROPS] = drops = FeedDrops(cache, settings.host_cache_patterns)
+    app[METRICS].registry.register(FeedDropsCollector(drops))
+    drops.start()
     yield
-    if cache is not None:
-        await cache.aclose()
+    await drops.stop()
+    await cache.aclose()
 
 
 def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Application:

@@ -1,0 +1,160 @@
+"""Benchmark of a one-post action beside a big host cache: `python -m bench.host_cache`.
+
+A redis-server of the run's own stands for the host's cache (HOST_CACHE_REDIS_URL), its db 0
+filled with `--keys` keys: 3,000 of the host's feeds (`feed:recent:*`, `feed:promoted:*`,
+`hashtags:*`, cached again before each block, as the host does) among sessions, profiles, rate
+limits and `feedback:*` keys (which pass the scan's MATCH and are filtered by the service).
+`create_app` on a loopback port answers blocks of one-post hides and unhides back to back, each
+asking for the feeds to be dropped after its reply, with that cache and with an empty one
+(SWAPDB between blocks, once every pass is over), interleaved. Also timed over the full cache:
+one pass of the service's, and the scan per pattern an action used to wait for. Target (issue
+51): the action's p50 with the full cache <= 2x its p50 with the empty one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from bench import cli
+from bench.posts import SQL_OWNED, ms, pair, seed_listers, served
+from pmd_service.api.keys import DB_POOL
+from pmd_service.core.public_ids import PublicIds
+from pmd_service.core.settings import DEFAULT_HOST_CACHE_PATTERNS, Settings
+from pmd_service.posts.endpoints import FEED_DROPS
+from pmd_service.posts.host_cache import FeedDrops, create_host_cache
+from pmd_service.web.app import create_app
+from support.redis import RedisServer
+from support.stack import eventually, fresh_stack
+
+FEEDS, TARGET = 3_000, 2.0
+OTHERS = ("session:",) * 4 + ("user:",) * 3 + ("rate:notif:",) * 2 + ("feedback:",)
+
+
+async def refeed(cache: Redis) -> None:
+    prefixes = ("feed:recent:", "feed:promoted:", "hashtags:posts:")
+    await cache.mset({f"{prefixes[n % 3]}{n}:20": "x" for n in range(FEEDS)})
+
+
+async def fill(cache: Redis, keys: int) -> None:
+    names = [f"{OTHERS[n % len(OTHERS)]}{n}" for n in range(keys - FEEDS)]
+    for start in range(0, len(names), 100_000):
+        async with cache.pipeline(transaction=False) as pipe:
+            for at in range(start, min(start + 100_000, len(names)), 1_000):
+                pipe.mset(dict.fromkeys(names[at : at + 1_000], "x"))
+            await pipe.execute()
+    await refeed(cache)
+
+
+async def settle(drops: FeedDrops) -> None:
+    async def idle() -> bool:
+        return drops.idle
+
+    await eventually(idle, within=300, what="the host cache's passes done", interval=0.005)
+
+
+async def one_pass(cache: Redis, keys: int) -> tuple[float, float]:
+    """One pass of the service's over the full cache, and the old scan per pattern (s)."""
+    await refeed(cache)
+    drops = FeedDrops(cache, DEFAULT_HOST_CACHE_PATTERNS)
+    drops.start()
+    started = time.perf_counter()
+    drops.request()
+    await settle(drops)
+    took = time.perf_counter() - started
+    await drops.stop()
+    assert (drops.dropped, await cache.dbsize()) == (FEEDS, keys - FEEDS)
+    started = time.perf_counter()
+    for pattern in DEFAULT_HOST_CACHE_PATTERNS:
+        async for _ in cache.scan_iter(match=pattern, count=500):
+            pass
+    return took, time.perf_counter() - started
+
+
+async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int) -> Any:
+    cache = create_host_cache(url)
+    started = time.perf_counter()
+    await fill(cache, keys)
+    filled = time.perf_counter() - started
+    ids = PublicIds(settings.sqids_alphabet)
+    wanted = {"artist": (1_000, True)}
+    user = (await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted))[
+        "artist"
+    ]
+    app = create_app(msgspec.structs.replace(settings, host_cache_redis_url=url))
+    times: dict[str, list[float]] = {"full": [], "empty": []}
+    async with served(settings, app) as http:
+        drops = app[FEED_DROPS]
+        assert drops is not None
+        post = await app[DB_POOL].fetchval(SQL_OWNED, user.id)
+        actions = [{"action": a, "post_ids": [post]} for a in ("unhide", "hide")]
+
+        async def act() -> None:
+            actions.reverse()  # hide, unhide, hide…
+            async with http.post("/api/pmd/action", json=actions[0], headers=user.auth) as r:
+                assert r.status == 200 and (await r.json())["changed_count"] == 1
+
+        for _ in range(6):  # warm-up
+            await act()
+        await settle(drops)
+        passes = drops.passes
+        for n in range(2 * rounds):
+            which = ("full", "empty")[n % 2]  # db 0's cache
+            if which == "full":
+                await refeed(cache)
+            times[which] += [await ms(act()) for _ in range(block)]
+            await settle(drops)
+            await cache.swapdb(0, 1)
+        passes = drops.passes - passes
+    passed = [await one_pass(cache, keys) for _ in range(3)]
+    await cache.aclose()
+    ratio = statistics.median(times["full"]) / statistics.median(times["empty"])
+    figures = {
+        "cache_keys": keys,
+        "feeds": FEEDS,
+        "fill_s": filled,
+        "rounds": rounds,
+        "block": block,
+        "full": pair(times["full"]),
+        "empty": pair(times["empty"]),
+        "ratio": ratio,
+        "target": TARGET,
+        "actions": 2 * rounds * block,
+        "passes": passes,
+        "pass_s": statistics.median(p[0] for p in passed),
+        "per_pattern_scan_s": statistics.median(p[1] for p in passed),
+    }
+    cli.show(f"a one-post action, {keys:,} keys in the host's cache against none", figures)
+    return figures
+
+
+async def _in_stack(keys: int, rounds: int, block: int) -> Any:
+    with tempfile.TemporaryDirectory(prefix="pmd-bench-host-cache-") as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            async with fresh_stack() as settings:
+                return await bench(settings, server.url, keys, rounds, block)
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = cli.parser("host_cache", __doc__)
+    parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the host's cache")
+    parser.add_argument("--rounds", type=int, default=10, help="blocks with each cache")
+    parser.add_argument("--block", type=int, default=10, help="actions back to back in a block")
+    args = parser.parse_args()
+    figures = asyncio.run(_in_stack(max(args.keys, FEEDS), args.rounds, args.block))
+    cli.save(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()
