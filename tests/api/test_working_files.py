@@ -289,7 +289,8 @@ async def test_layers_over_artwork_base_url(
     item = await request_bdr(client, owner, [post.id, declared.id])
     await run_worker(replace(settings, artwork_base_url=base_url, bdr_retry_base_seconds=0))
     item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready" and item["skipped"] == [], item
+    assert item["status"] == "ready", item
+    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
     archive = await download_zip(client, owner, item["id"])
     assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
     meta = json.loads(archive.read("metadata.json"))
@@ -331,7 +332,8 @@ async def test_layers_from_the_artwork_store(
     item = await request_bdr(client, owner, [post.id, declared.id])
     await run_worker(replace(s3, artwork_store=str(artworks)))
     item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready" and item["skipped"] == [], item
+    assert item["status"] == "ready", item
+    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
     archive = await download_zip(client, owner, item["id"])
     assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
     meta = json.loads(archive.read("metadata.json"))
