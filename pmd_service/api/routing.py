@@ -20,6 +20,7 @@ from ..core.problems import FieldError, bad_request
 from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint
 from .keys import PRINCIPAL, ROUTE_ENDPOINTS
+from .validation import refuse_nul
 
 
 def _with_bearer(handler: Handler) -> Handler:
@@ -135,6 +136,7 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
             raise _invalid(name, raw, f"must be a whole number from {lo} to {hi}")
         return value
     assert isinstance(kind, msgspec.inspect.StrType)  # _query_fields checked it
+    refuse_nul(raw, name)
     if kind.max_length is not None and len(raw) > kind.max_length:
         raise _invalid(name, raw, f"must be at most {kind.max_length} characters")
     return raw

@@ -1,5 +1,5 @@
 """Request parsing: JSON bodies into msgspec structs and path ids, with actionable 4xx (query
-parameters: endpoints.parse_query)."""
+parameters: routing.parse_query), and the check every text a client sends goes through."""
 
 from __future__ import annotations
 
@@ -74,6 +74,36 @@ def refuse_repeated_keys(body: bytes, type_: type[msgspec.Struct]) -> None:
         return
 
 
+def _nul_refused(field: str) -> ProblemError:
+    return bad_request(
+        f"`{field}` contains a NUL character (U+0000), which no text of the site can hold; "
+        "remove it and send the request again.",
+        slug="invalid-text",
+        errors=[FieldError(field=field, message="contains a NUL character (U+0000)")],
+    )
+
+
+def refuse_nul(value: object, path: str = "") -> None:
+    """400 naming the first text in `value` (a decoded body, or one query value) holding U+0000.
+
+    PostgreSQL cannot store U+0000 in text, so such a value would fail in the database (a 5xx)
+    wherever it reached a query; refusing it where requests are parsed covers every field.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise _nul_refused(path or "body")
+    elif isinstance(value, msgspec.Struct):
+        for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
+            refuse_nul(getattr(value, name), f"{path}.{key}" if path else key)
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            refuse_nul(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key, path)
+            refuse_nul(item, f"{path}.{key}" if path else str(key))
+
+
 def decode_json(body: bytes, type_: type[T]) -> T:
     if not body.strip():
         raise bad_request("The request body is empty; send a JSON object.", slug="malformed-json")
@@ -91,6 +121,8 @@ def decode_json(body: bytes, type_: type[T]) -> T:
         ) from None
     if isinstance(decoded, msgspec.Struct):
         refuse_repeated_keys(body, type(decoded))
+    if b"\\u0000" in body:  # JSON can carry U+0000 only escaped, so no other body holds one
+        refuse_nul(decoded)
     return decoded
 
 

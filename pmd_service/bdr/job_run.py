@@ -28,9 +28,15 @@ from ..zipbuild.build import (
     Trailing,
     sha256sum_lines,
 )
-from ..zipbuild.content import Plan, json_files, plan_artworks, skipped_entries
+from ..zipbuild.content import (
+    Plan,
+    json_files,
+    plan_artworks,
+    skipped_entries,
+    skipped_file_entries,
+)
 from ..zipbuild.json_files import Extras
-from ..zipbuild.working_files import Wanted, sorted_out, split
+from ..zipbuild.working_files import Outcome, Wanted, sorted_out, split
 from .job_sql import SQL_FAILED, SQL_LOCK_OWNED, SQL_PROGRESS, SQL_READY
 from .service import download_filename
 
@@ -108,17 +114,22 @@ class Run:
 
     def _checked_stream(self, plan: Plan, handle: str) -> Stream:
         async def stream(sink: Sink) -> BuildResult:
-            result = await self._stream(plan, handle, sink)
-            self._check(plan, result)
+            result, working = await self._stream(plan, handle, sink)
+            self._check(plan, result, working)
             return result
 
         return stream
 
-    def _check(self, plan: Plan, result: BuildResult) -> None:
+    def _check(self, plan: Plan, result: BuildResult, working: Outcome) -> None:
         """A complete ZIP that must not be shipped raises: nothing added, or a retry may add
-        what the artwork server failed to give."""
+        what the artwork server failed to give. The item's `skipped` names, in request order,
+        the artworks left out and the working files (a missing layers file) of those in."""
         skipped = self.in_request_order(plan, result.skipped)
-        self.skipped_json = skipped_entries(skipped, plan.sqids)
+        order = {pid: i for i, pid in enumerate(self.claim["post_ids"])}
+        self.skipped_json = sorted(
+            skipped_entries(skipped, plan.sqids) + skipped_file_entries(working, plan.sqids),
+            key=lambda entry: order[entry["post_id"]],
+        )
         if not result.added:
             raise nothing_added(skipped)
         if (
@@ -158,7 +169,7 @@ class Run:
             )
         self.result = result
 
-    async def _stream(self, plan: Plan, handle: str, sink: Sink) -> BuildResult:
+    async def _stream(self, plan: Plan, handle: str, sink: Sink) -> tuple[BuildResult, Outcome]:
         pre_skipped = len(plan.skipped)
         cap = self.st.settings.bdr_max_bytes
         arcnames = plan.working_arcnames()
@@ -196,10 +207,12 @@ class Run:
             comments=self.claim["include_comments"],
             reactions=self.claim["include_reactions"],
         )
-        result, _ = sorted_out(await stream_zip(self.st, job, sink, report, over_cap), arcnames)
+        result, working = sorted_out(
+            await stream_zip(self.st, job, sink, report, over_cap), arcnames
+        )
         if result.size > cap:
             raise PermanentError(
                 f"This download is {human_bytes(result.size)}, past the limit of "
                 f"{human_bytes(cap)} a download; request fewer artworks at a time."
             )
-        return result
+        return result, working

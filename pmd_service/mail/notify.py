@@ -31,7 +31,10 @@ FROM users asker, users owner
 WHERE b.id = $1 AND b.send_email AND b.email_sent_at IS NULL
   AND b.status IN ('ready', 'failed') AND b.email_attempts < $2
   AND asker.id = coalesce(b.requested_by, b.user_id) AND owner.id = b.user_id
-RETURNING b.status, b.artwork_count - jsonb_array_length(b.skipped) AS delivered,
+RETURNING b.status,
+          -- A skipped entry naming a `file` (a missing layers file) left its artwork in.
+          b.artwork_count - (SELECT count(*) FROM jsonb_array_elements(b.skipped) s
+                             WHERE NOT s ? 'file')::int AS delivered,
           b.expires_at, b.error_message, b.request_id, asker.email, asker.handle,
           owner.public_sqid
 """

@@ -124,7 +124,18 @@ def _when(field: str, raw: str) -> datetime:
             f"must be an ISO date such as 2024-05-31 (UTC) or a date and time such as "
             f"2024-05-31T12:00:00Z; got {raw[:40]!r}.",
         ) from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    try:
+        # Compared in UTC: an offset at either end of the calendar (0001-01-01T00:00+01:00)
+        # names an instant Python's dates cannot hold, which the database call would fail on.
+        at.astimezone(UTC)
+    except OverflowError:
+        raise _bad(
+            field,
+            "out of range",
+            f"must fall between 0001-01-01 and 9999-12-31 once converted to UTC; got {raw[:40]!r}.",
+        ) from None
+    return at
 
 
 async def check_filter(pool: asyncpg.Pool, keys: FilterKeys, prefix: str = "") -> PostFilter:

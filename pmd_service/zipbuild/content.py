@@ -21,7 +21,8 @@ from ..core.public_ids import PublicIds
 from .build import Trailing
 from .entry_names import extension, post_sqid, safe_part
 from .json_files import Extras
-from .working_files import NONE, Kind, Outcome, Wanted, WorkingFile, artworks_done, entry_id
+from .outcome import Kind
+from .working_files import NONE, Outcome, Wanted, WorkingFile, artworks_done, entry_id
 
 # An incremental export's post whose metadata alone changed: listed, without its files.
 METADATA_ONLY = "metadata"
@@ -140,6 +141,15 @@ def skipped_entries(skipped: list[tuple[int, str]], sqids: dict[int, str]) -> li
     return [{"post_id": pid, "public_sqid": sqids.get(pid), "reason": why} for pid, why in skipped]
 
 
+def skipped_file_entries(working: Outcome | None, sqids: dict[int, str]) -> list[dict[str, Any]]:
+    """The working files the host declares but that could not be read (their artworks are in
+    the ZIP): metadata.json's `skipped_files`, and the entries a BDR item's `skipped` adds."""
+    return [
+        {"post_id": pid, "public_sqid": sqids.get(pid), "file": kind, "reason": why}
+        for pid, kind, why in (working.skipped if working else [])
+    ]
+
+
 def _entry(
     a: Artwork, full: bool, working: dict[Kind, str], change: str | None = None
 ) -> dict[str, Any]:
@@ -199,11 +209,7 @@ def json_files(
             for pid in added
         ],
         "skipped": skipped_entries(skipped, plan.sqids),
-        # A working file the host declares but could not be read: its artwork is in the ZIP.
-        "skipped_files": [
-            {"post_id": pid, "public_sqid": plan.sqids.get(pid), "file": kind, "reason": why}
-            for pid, kind, why in (working.skipped if working else [])
-        ],
+        "skipped_files": skipped_file_entries(working, plan.sqids),
     }
     files: list[tuple[str, Trailing]] = [("metadata.json", _json(document))]
     return [*files, *extras.files(now, added, plan.sqids)]

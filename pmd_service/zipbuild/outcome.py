@@ -3,13 +3,16 @@ artworks it skipped (bdr/schemas.py and exports/schemas.py build their items fro
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 Status = Literal["pending", "processing", "ready", "failed", "expired", "cancelled"]
 
 SkipReason = Literal["deleted", "not_owner", "playlist", "file_missing", "fetch_failed"]
+# An artwork's working files beside its image (zipbuild/working_files.py).
+Kind = Literal["layers", "upscaled"]
 
 
 class Progress(msgspec.Struct):
@@ -17,10 +20,18 @@ class Progress(msgspec.Struct):
     total: int
 
 
-class Skipped(msgspec.Struct):
+class Skipped(msgspec.Struct, omit_defaults=True):
     post_id: int
     public_sqid: str | None
     reason: SkipReason
+    file: Annotated[
+        Kind | None,
+        Meta(
+            description="Set when only this file of the artwork was left out (`layers`: its "
+            "`.mkpx` layers file, declared by the site but not found); the artwork itself is "
+            "in the ZIP. Absent when the artwork was left out"
+        ),
+    ] = None
 
 
 REMOVED_AT = (

@@ -14,12 +14,11 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Literal
 
 from ..host.vault import relative_layers_path, relative_upscaled_path
 from .build import BuildResult
+from .outcome import Kind
 
-Kind = Literal["layers", "upscaled"]
 _KINDS: tuple[Kind, ...] = ("layers", "upscaled")
 _SLOTS = 4  # room for the kinds in an entry id's low bits
 # Where a working file goes, by layout: a BDR keeps the layers beside the image; a bag gives

@@ -134,3 +134,47 @@ async def test_unauthenticated_action_changes_nothing(
     resp = await client.post("/api/pmd/action", json={"action": "delete", "post_ids": ids})
     await assert_problem(resp, 401)
     assert (await factory.post_flags(ids))[ids[0]]["deleted_by_user"] is False
+
+
+# Dates whose instant falls outside the calendar once converted to UTC (year 0, year 10000).
+OVERFLOWING_DATES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
+
+
+@pytest.mark.parametrize("when", OVERFLOWING_DATES)
+@pytest.mark.parametrize("key", ["created_after", "created_before"])
+async def test_a_date_out_of_range_in_utc_is_400_naming_it(
+    client: Client, factory: Factory, pool: asyncpg.Pool, key: str, when: str
+) -> None:
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 1)
+    snapshot = await posts_state(pool)
+    resp = await client.get("/api/pmd/posts", params={key: when}, headers=user.auth)
+    problem = await assert_problem(resp, 400)
+    assert problem["errors"][0]["field"] == key and f"`{key}`" in problem["detail"]
+    by_filter: dict[str, Any] = {"filter": {key: when}, "expect_count": 1}
+    for path, body in (
+        ("/api/pmd/action", {"action": "hide", **by_filter}),
+        ("/api/pmd/license", {"license_id": None, **by_filter}),
+    ):
+        problem = await assert_problem(await client.post(path, json=body, headers=user.auth), 400)
+        assert problem["errors"][0]["field"] == f"filter.{key}", problem
+    assert await posts_state(pool) == snapshot
+    assert (await factory.post_flags(ids))[ids[0]]["hidden_by_user"] is False
+
+
+async def test_the_calendars_ends_in_utc_are_dates_like_any_other(
+    client: Client, factory: Factory
+) -> None:
+    """The first and last instants a date names are accepted: only past them is refused."""
+    user = await factory.user()
+    await factory.posts_bulk(user, 2)
+    for params, count in (
+        ({"created_after": "0001-01-01T00:00:00Z", "created_before": "9999-12-31"}, 2),
+        ({"created_after": "0001-01-01T01:00:00+01:00"}, 2),
+        ({"created_before": "0001-01-01"}, 0),
+        ({"created_after": "9999-12-31T23:59:59.999999Z"}, 0),
+        ({"created_after": "9999-12-31T22:59:59-01:00"}, 0),
+    ):
+        resp = await client.get("/api/pmd/posts", params=params, headers=user.auth)
+        assert resp.status == 200, (params, await resp.text())
+        assert (await resp.json())["total_count"] == count, params

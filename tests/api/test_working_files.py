@@ -17,6 +17,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import obstore
 from aiohttp import web
@@ -31,9 +32,11 @@ from pmd_service.host.vault import (
     relative_upscaled_path,
 )
 from pmd_service.web.app import create_app
+from support.mailbox import Mailbox
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, PostRow
-from tests.helpers import Client, download_zip, fetch_item, request_bdr, run_worker
+from support.sse import SSE, open_stream
+from tests.helpers import Client, Served, download_zip, fetch_item, request_bdr, run_worker
 
 KIB = 1024
 MKPX = b"MKPX\x01"  # the host checks this signature on upload; any bytes travel here
@@ -87,8 +90,13 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
     assert item["include_layers"] is True  # the default
     await run_worker(settings)
     item = await fetch_item(client, owner, item["id"])
-    # A missing layers file never fails the download, nor skips its artwork.
-    assert item["status"] == "ready" and item["skipped"] == [], item
+    # A missing layers file never fails the download, nor skips its artwork: the item names
+    # the file left out.
+    assert item["status"] == "ready", item
+    assert item["skipped"] == [
+        {"post_id": declared_only.id, "public_sqid": declared_only.sqid, "reason": "file_missing",
+         "file": "layers"},
+    ]  # fmt: skip
     archive = await download_zip(client, owner, item["id"])
     names = archive.namelist()
     assert f"artworks/{with_layers.sqid}.mkpx" in names
@@ -129,6 +137,41 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
     assert not [n for n in archive.namelist() if n.endswith(".mkpx")]
     meta = json.loads(archive.read("metadata.json"))
     assert meta["skipped_files"] == []
+
+
+async def test_a_missing_layers_file_is_named_by_the_item_its_event_and_counted_in_the_email(
+    served: Served,
+    session: aiohttp.ClientSession,
+    factory: Factory,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    smtp: Mailbox,
+) -> None:
+    """Not only in metadata.json: the item (API and stream alike) names the post whose layers
+    file is missing, and the email still counts its artwork as delivered."""
+    server, client = served
+    owner = await factory.user()
+    missing, plain = await factory.post(owner), await factory.post(owner)
+    await attach_layers(pool, settings, missing, b"x" * 700, in_vault=False)
+
+    item = await request_bdr(client, owner, [plain.id, missing.id], send_email=True)
+    mailing = replace(settings, smtp_host=smtp.host, smtp_port=smtp.port)
+    await run_worker(mailing)
+    item = await fetch_item(client, owner, item["id"])
+    assert item["status"] == "ready", item
+    assert item["skipped"] == [
+        {"post_id": missing.id, "public_sqid": missing.sqid, "reason": "file_missing",
+         "file": "layers"},
+    ]  # fmt: skip
+    archive = await download_zip(client, owner, item["id"])
+    assert missing.data is not None
+    assert archive.read(f"artworks/{missing.sqid}.png") == missing.data
+    assert not [n for n in archive.namelist() if n.endswith(".mkpx")]
+    async with open_stream(session, str(server.make_url(SSE)), owner.auth) as stream:
+        (event,) = [m.json() for m in await stream.opening() if m.event == "bdr_update"]
+    assert event == item
+    (message,) = smtp.messages
+    assert message["Subject"] == "Your download of 2 artworks is ready"
 
 
 async def test_export_parts_hold_layers_and_upscaled_copies_and_stay_valid_bags(
@@ -246,7 +289,8 @@ async def test_layers_over_artwork_base_url(
     item = await request_bdr(client, owner, [post.id, declared.id])
     await run_worker(replace(settings, artwork_base_url=base_url, bdr_retry_base_seconds=0))
     item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready" and item["skipped"] == [], item
+    assert item["status"] == "ready", item
+    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
     archive = await download_zip(client, owner, item["id"])
     assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
     meta = json.loads(archive.read("metadata.json"))
@@ -288,7 +332,8 @@ async def test_layers_from_the_artwork_store(
     item = await request_bdr(client, owner, [post.id, declared.id])
     await run_worker(replace(s3, artwork_store=str(artworks)))
     item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready" and item["skipped"] == [], item
+    assert item["status"] == "ready", item
+    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
     archive = await download_zip(client, owner, item["id"])
     assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
     meta = json.loads(archive.read("metadata.json"))

@@ -490,6 +490,26 @@ async def test_a_failed_download_raises_a_toast(
     assert len(ids) == 2 and watch.errors == []
 
 
+async def test_a_missing_layers_file_is_shown_on_its_download(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 2)
+    # The site declares a layers file it does not have.
+    sqid = await pool.fetchval(
+        "UPDATE posts SET mkpx_file_bytes = 900 WHERE id = $1 RETURNING public_sqid", ids[0]
+    )
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await request_bdr(stack, owner, {"post_ids": ids})
+    card = page.locator("#bdr-list li").first
+    await expect(card).to_have_attribute("data-status", "ready", timeout=60_000)
+    skipped = card.locator(".bdr-skipped")
+    await expect(skipped.locator("summary")).to_have_text("1 file left out")
+    await skipped.locator("summary").click()
+    await expect(skipped.locator("li")).to_have_text(f"{sqid}: layers file (.mkpx) missing")
+    assert watch.errors == []
+
+
 async def test_paging_sorting_and_the_empty_state(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:

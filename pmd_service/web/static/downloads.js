@@ -18,6 +18,13 @@ export const REASON = {
   deleted: "deleted since the request", not_owner: "no longer yours", playlist: "now a playlist",
   file_missing: "file missing", fetch_failed: "file could not be fetched",
 };
+// An entry naming a `file` left only that file out (a layers file the site declares but does
+// not have): its artwork is in the ZIP.
+const FILE = { layers: "layers file (.mkpx)", upscaled: "upscaled copy" };
+const FILE_REASON = { file_missing: "missing", fetch_failed: "could not be fetched" };
+export const skipWhy = (s) => (s.file
+  ? `${FILE[s.file] ?? s.file} ${FILE_REASON[s.reason] ?? s.reason}`
+  : REASON[s.reason] ?? s.reason);
 const ACTIVE = new Set(["pending", "processing"]);
 const BACKOFF_MAX_MS = 30_000;
 
@@ -344,10 +351,16 @@ export class Downloads {
     if (item.skipped.length) {
       const details = el("details", "bdr-skipped");
       details.open = skippedOpen;
-      details.append(el("summary", "", `${fmt.plural(item.skipped.length, "artwork")} skipped`));
+      const artworks = item.skipped.filter((s) => !s.file).length;
+      const files = item.skipped.length - artworks;
+      const summary = [
+        artworks && `${fmt.plural(artworks, "artwork")} skipped`,
+        files && `${fmt.plural(files, "file")} left out`,
+      ].filter(Boolean).join(", ");
+      details.append(el("summary", "", summary));
       const ul = el("ul", "");
       for (const s of item.skipped) {
-        ul.append(el("li", "", `${s.public_sqid ?? `#${s.post_id}`}: ${REASON[s.reason] ?? s.reason}`));
+        ul.append(el("li", "", `${s.public_sqid ?? `#${s.post_id}`}: ${skipWhy(s)}`));
       }
       details.append(ul);
       li.append(details);
