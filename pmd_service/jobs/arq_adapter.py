@@ -57,6 +57,8 @@ class PmdWorker(Worker):
         for name, function in list(self.functions.items()):
             coroutine = error_reports.job_reporter(name, function.coroutine)
             if isinstance(function, CronJob):
+                if not function.unique or function.job_id is not None:
+                    raise ValueError(f"{name}: only a cron job with arq's per-run ids is known")
                 coroutine = self._scheduled_only(function, coroutine)
             self.functions[name] = replace(function, coroutine=coroutine)
 

@@ -92,7 +92,8 @@ async def _open(
     request[STREAM_RESPONSE] = response
     retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
     # Sent outside the gate: clients that never read would otherwise hold every turn of it.
-    request[OPENING_TURN].leave()
+    if (turn := request.get(OPENING_TURN)) is not None:
+        turn.leave()
     try:
         async with asyncio.timeout(OPENING_SEND_SECONDS):
             await response.prepare(request)
