@@ -1,8 +1,10 @@
 """CI cannot quietly drop a test: with PMD_CI_STRICT_SKIPS=1 (`.ci/run` sets it), a pytest run
 that skipped anything fails, naming each skip and its reason, unless the skip is allowed by
-`tests/skips_allowed.txt` under the run's rootdir.
+`tests/skips_allowed.txt` under the run's rootdir. An expected failure (xfail) counts as a skip,
+and so does one that passed all the same (xpass, when not strict): each is a test whose result
+the run does not check.
 
-That file holds one allowed skip a line: a test's id as pytest prints it (fnmatch wildcards
+That file holds one allowed skip (or xfail) a line: a test's id as pytest prints it (fnmatch wildcards
 allowed; a module's id also covers every test in it), then, after a space, why CI may skip it.
 Blank lines and `#` comments are ignored; an entry without its reason stops the run.
 
@@ -53,22 +55,34 @@ def _reason(longrepr: object) -> str:
     return str(text).removeprefix("Skipped: ")
 
 
+def _outcome(report: pytest.TestReport) -> str | None:
+    """How the guard names a test's outcome when the run did not check it; None if it did."""
+    if not hasattr(report, "wasxfail"):
+        return "SKIPPED" if report.skipped else None
+    if report.skipped:
+        return "XFAIL"
+    return "XPASS" if report.passed else None  # a strict xfail that passed has failed
+
+
 @dataclass(eq=False)  # a plugin: registered by identity
 class SkipGuard:
     allowed: list[Allowed]
-    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[str, str, str]] = field(default_factory=list)  # outcome, id, reason
 
-    def _skipped(self, nodeid: str, longrepr: object) -> None:
+    def _skipped(self, outcome: str, nodeid: str, reason: str) -> None:
         if not any(entry.covers(nodeid) for entry in self.allowed):
-            self.refused.append((nodeid, _reason(longrepr)))
+            self.refused.append((outcome, nodeid, reason))
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.skipped:  # a module skipped as a whole, at import
-            self._skipped(report.nodeid, report.longrepr)
+            self._skipped("SKIPPED", report.nodeid, _reason(report.longrepr))
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.skipped and not hasattr(report, "wasxfail"):
-            self._skipped(report.nodeid, report.longrepr)
+        outcome = _outcome(report)
+        if outcome is None:
+            return
+        why = _reason(report.longrepr) if outcome == "SKIPPED" else str(report.wasxfail)
+        self._skipped(outcome, report.nodeid, why or "no reason given")
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         ok = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
@@ -78,12 +92,14 @@ class SkipGuard:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.refused:
             return
-        terminalreporter.write_sep("=", f"skips that {SWITCH}=1 does not allow", red=True)
-        for nodeid, reason in self.refused:
-            terminalreporter.write_line(f"SKIPPED {nodeid}: {reason}")
+        terminalreporter.write_sep(
+            "=", f"skips and xfails that {SWITCH}=1 does not allow", red=True
+        )
+        for outcome, nodeid, reason in self.refused:
+            terminalreporter.write_line(f"{outcome} {nodeid}: {reason}")
         terminalreporter.write_line(
-            f"{SWITCH}=1: {len(self.refused)} skip(s) not allowed by {ALLOW_LIST}: make "
-            "each test run here, or allow its skip there with the reason",
+            f"{SWITCH}=1: {len(self.refused)} skip(s) or xfail(s) not allowed by {ALLOW_LIST}: "
+            "make each test run (and pass) here, or allow it there with the reason",
             red=True,
         )
 

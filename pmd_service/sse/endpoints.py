@@ -3,12 +3,13 @@ the app: sse/lifetime.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from typing import Annotated
 
 import msgspec
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 from msgspec import Meta
 
@@ -28,7 +29,7 @@ from ..exports import service as export_service
 from ..exports.schemas import ExportUpdate
 from . import frames, replay
 from .hub import Hub, Subscriber
-from .pool_turns import Turns
+from .pool_turns import Turn, Turns
 from .user_lookups import UserLookups
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ STREAM_PATH = "/api/pmd/bdr/sse"
 # openings' user lookups to go many to a query (sse/user_lookups.py); the database's share is
 # bounded anyway (SSE_POOL_TURNS).
 OPENINGS_AT_ONCE = 256
+# How long an opening may take to go out, after its turn at the gate: a client that does not
+# read it is cut off then, rather than holding its connection and the opening's bytes.
+OPENING_SEND_SECONDS = 30.0
 SSE_HEADERS = {
     "Content-Type": "text/event-stream",
     "Cache-Control": "no-cache",
@@ -85,10 +89,20 @@ async def _open(
             opening = await replay.opening(request.app[DB_POOL], target_id, last_event_id, owner)
     response = EventStream(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-    await response.prepare(request)
     request[STREAM_RESPONSE] = response
     retry = RETRY_MS + random.randrange(RETRY_JITTER_MS)
-    await response.write(frames.retry(retry) + opening.body)
+    # Sent outside the gate: clients that never read would otherwise hold every turn of it.
+    if (turn := request.get(OPENING_TURN)) is not None:
+        turn.leave()
+    try:
+        async with asyncio.timeout(OPENING_SEND_SECONDS):
+            await response.prepare(request)
+            await response.write(frames.retry(retry) + opening.body)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()  # what it holds unsent goes with it
+        # aiohttp's own error for a closed client: answered as a client gone, whenever it came.
+        raise ClientConnectionResetError("the client did not read its opening") from None
     return response, opening.watermark
 
 
@@ -183,11 +197,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
 @web.middleware
 async def opening_gate_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outside the problem middleware and the handler: a waiting opening holds none of their
-    frames. The stream itself runs after every middleware has returned (EventStream)."""
+    frames. The stream itself runs after every middleware has returned (EventStream); its
+    opening is sent after the turn is left (`_open`)."""
     if request.path != STREAM_PATH:
         return await handler(request)
-    async with request.app[SSE_OPENING_GATE]:
+    request[OPENING_TURN] = turn = await request.app[SSE_OPENING_GATE].take()
+    try:
         return await handler(request)
+    finally:
+        turn.leave()
 
 
 async def create_ticket(request: web.Request) -> web.Response:
@@ -302,6 +320,9 @@ SSE_POOL_TURNS: web.AppKey[Turns] = web.AppKey("sse_openings")
 SSE_OPENING_GATE: web.AppKey[Turns] = web.AppKey("sse_opening_gate")
 
 SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
+
+# An opening's turn at the gate, left as soon as its opening is read (before it is sent).
+OPENING_TURN: web.RequestKey[Turn] = web.RequestKey("sse_opening_turn")
 
 # Whether the hub tends the process's garbage collector (sse/heap.py): the server process's
 # app only, never an app among others in one process (tests).

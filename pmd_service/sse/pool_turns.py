@@ -46,6 +46,11 @@ class Turns:
     ) -> None:
         self._release()
 
+    async def take(self) -> Turn:
+        """A turn, for a holder that may give it back before its end (`Turn.leave`)."""
+        await self.__aenter__()
+        return Turn(self)
+
     def _release(self) -> None:
         waiters = self._waiters
         while waiters:
@@ -54,3 +59,17 @@ class Turns:
                 turn.set_result(None)
                 return
         self._free += 1
+
+
+class Turn:
+    """One turn taken from `Turns`, given back once whoever leaves it first."""
+
+    __slots__ = ("_turns",)
+
+    def __init__(self, turns: Turns) -> None:
+        self._turns: Turns | None = turns
+
+    def leave(self) -> None:
+        turns, self._turns = self._turns, None
+        if turns is not None:
+            turns._release()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,10 +14,11 @@ import asyncpg
 import msgspec
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestServer, get_port_socket
 
 from pmd_service.api.keys import DB_POOL
 from pmd_service.core.settings import Settings
+from pmd_service.sse import endpoints
 from pmd_service.sse.endpoints import (
     OPENINGS_AT_ONCE,
     SSE_CALLERS,
@@ -34,6 +36,7 @@ from tests.helpers import (
     Serve,
     ServedLikeServerPy,
     assert_problem,
+    event_ids,
     eventually,
     insert_bdr,
     mint_ticket,
@@ -340,5 +343,102 @@ async def test_a_client_gone_before_the_answer_is_no_database_outage(
             assert resp.status == 499
         assert "went away before the answer" in caplog.text
         assert "database unavailable" not in caplog.text
+    finally:
+        await server.close()
+
+
+def _small_send_buffers(host: str, port: int, family: socket.AddressFamily) -> socket.socket:
+    """The server's listening socket, its connections' send buffers (which they inherit) the
+    smallest: the kernel would otherwise take megabytes of an opening that is never read."""
+    sock = get_port_socket(host, port, family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return sock
+
+
+def _never_reads(server: TestServer, user: UserRow, last_event_id: int) -> socket.socket:
+    """A client that asks for its stream and never reads a byte of the answer: a socket with
+    the smallest receive buffer, so that the opening fills it and the server's writes wait."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+    sock.connect((server.host, server.port))
+    head = (
+        f"GET {SSE} HTTP/1.1\r\nHost: {server.host}\r\nAuthorization: {user.auth['Authorization']}"
+        f"\r\nLast-Event-ID: {last_event_id}\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    return sock
+
+
+async def test_clients_that_never_read_their_opening_hold_no_turn_at_the_gate(
+    settings: Settings, session: aiohttp.ClientSession, factory: Factory, redis_clean: None
+) -> None:
+    """Openings whose clients never read them (each far larger than the sockets' buffers) are
+    sent after their turn at the gate is left: with every turn's worth of them stuck, the next
+    opening still gets its turn and its stream."""
+    app = create_app(settings)
+    app[SSE_OPENING_GATE] = Turns(2)
+    server = ServedLikeServerPy(app, socket_factory=_small_send_buffers)
+    await server.start_server()
+    stuck: list[socket.socket] = []
+    try:
+        user = await factory.user()
+        bdrs = [await insert_bdr(factory.pool, user) for _ in range(20)]
+        first = (await event_ids(factory.pool, user))[0]
+        for _ in range(40):  # 800 progress events: the resumed opening replays them all
+            await factory.pool.execute(
+                "UPDATE batch_download_requests SET progress_done = progress_done + 1"
+                " WHERE id = ANY($1::uuid[])",
+                bdrs,
+            )
+        hub = server.app[SSE_HUB]
+        stuck = [_never_reads(server, user, first) for _ in range(4)]
+
+        async def all_subscribed() -> bool:
+            return hub.subscriber_count == len(stuck)
+
+        await eventually(all_subscribed, HUNG, lambda: f"{hub.subscriber_count} subscribed")
+        other = await factory.user()
+        mine = await insert_bdr(factory.pool, other)
+        resp = await asyncio.wait_for(session.get(server.make_url(SSE), headers=other.auth), HUNG)
+        try:
+            assert resp.status == 200, await resp.text()
+            opening = await asyncio.wait_for(Stream(resp).opening(), HUNG)
+            assert [m.json()["id"] for m in opening if m.event == "bdr_update"] == [mine]
+        finally:
+            resp.close()
+    finally:
+        for sock in stuck:
+            sock.close()
+        await server.close()
+
+
+async def test_a_client_that_never_reads_its_opening_is_cut_off(
+    settings: Settings, factory: Factory, redis_clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its opening not out within OPENING_SEND_SECONDS (a moment here), the connection is
+    dropped and the stream ended, whatever it held unsent."""
+    monkeypatch.setattr(endpoints, "OPENING_SEND_SECONDS", 0.5)
+    server = ServedLikeServerPy(create_app(settings), socket_factory=_small_send_buffers)
+    await server.start_server()
+    try:
+        user = await factory.user()
+        bdrs = [await insert_bdr(factory.pool, user) for _ in range(20)]
+        first = (await event_ids(factory.pool, user))[0]
+        for _ in range(40):
+            await factory.pool.execute(
+                "UPDATE batch_download_requests SET progress_done = progress_done + 1"
+                " WHERE id = ANY($1::uuid[])",
+                bdrs,
+            )
+        hub = server.app[SSE_HUB]
+        sock = _never_reads(server, user, first)
+        try:
+
+            async def cut_off() -> bool:
+                return hub.opened == hub.ended == 1
+
+            await eventually(cut_off, HUNG, lambda: f"{hub.opened} opened, {hub.ended} ended")
+        finally:
+            sock.close()
     finally:
         await server.close()

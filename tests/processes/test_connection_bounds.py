@@ -129,6 +129,27 @@ async def test_a_head_that_does_not_come_in_time_is_cut(settings: Settings, tmp_
         idle[1].close()
 
 
+async def test_a_body_its_handler_left_unread_starts_no_head_deadline(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A request answered without its body being read (401: no credentials), whose body comes
+    after the answer: those bytes are that body's (aiohttp reads and drops them), not the first
+    of a new request's head, so the connection, idle past HEADER_TIMEOUT_SECONDS after them,
+    is kept and answers its next request."""
+    async with server(settings, tmp_path, HEADER_TIMEOUT_SECONDS="1") as (_, port):
+        conn = await connect(port)
+        body = b'{"post_ids": [1]}'
+        head = (
+            b"POST /api/pmd/bdr HTTP/1.1\r\nHost: pmd\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        assert await answered(conn, head) == b"HTTP/1.1 401 Unauthorized"
+        conn[1].write(body)
+        await asyncio.sleep(2)  # idle past the head's deadline, were one running
+        assert await answered(conn, HEALTHZ) == b"HTTP/1.1 200 OK"
+        conn[1].close()
+
+
 async def test_a_body_that_does_not_come_in_time_is_answered_408_and_closed(
     settings: Settings, factory: Factory, tmp_path: Path
 ) -> None:

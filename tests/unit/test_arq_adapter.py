@@ -1,5 +1,5 @@
-"""What pmd_service/jobs/arq_adapter.py relies on in arq, checked against the arq installed:
-each test fails the day arq changes it, so an upgrade re-reads the adapter first."""
+"""What pmd_service/jobs/arq_adapter.py and core/job_codec.py rely on in arq, checked against
+the arq installed: each test fails the day arq changes it, so an upgrade re-reads them first."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 from importlib.metadata import version
 
 import arq.cli
+import arq.jobs
 import arq.worker
 
 from pmd_service.jobs.arq_adapter import ARQ_VERSION, ArqOptions
@@ -62,3 +63,37 @@ def test_the_arq_command_reads_the_options_through_items_after_its_logging() -> 
     got: dict[str, object] = dict(arq.worker.get_kwargs(Watched(max_jobs=3)))
     assert got == {"max_jobs": 3}
     assert taken == [True]
+
+
+def test_a_scheduled_run_is_named_by_its_time_and_a_start_up_run_by_the_worker_s() -> None:
+    """PmdWorker.made_by_scheduler knows arq's cron runs by their ids: `{name}:{ms}` of the
+    run's time, a start-up run's time being the `n` run_cron was given; a job's id reaches
+    the function in its ctx."""
+    cron = inspect.getsource(arq.worker.Worker.run_cron)
+    assert _in_order(
+        cron,
+        "if cron_job.run_at_startup:",
+        "cron_job.next_run = n",
+        "job_id = f'{cron_job.name}:{to_unix_ms(cron_job.next_run)}' if cron_job.unique",
+        "_job_id=job_id",
+    ), cron
+    run = inspect.getsource(arq.worker.Worker.run_job)
+    assert _in_order(run, "'job_id': job_id", "function.coroutine(ctx, *args, **kwargs)"), run
+
+
+def test_the_job_deserializer_s_errors_fail_the_job_and_its_fields_are_read_unchecked() -> None:
+    """job_codec.deserialize checks the fields' shape: arq fails the job when the deserializer
+    raises, and uses what it returns unchecked (ending the worker on a wrong shape)."""
+    raw = inspect.getsource(arq.jobs.deserialize_job_raw)
+    assert _in_order(raw, "d = deserializer(r)", "d['f'], d['a'], d['k'], d['t'], d['et']")
+    assert _in_order(raw, "except Exception as e:", "raise DeserializationError"), raw
+    run = inspect.getsource(arq.worker.Worker.run_job)
+    assert _in_order(
+        run,
+        "deserialize_job_raw(",
+        "except SerializationError as e:",
+        "return await job_failed(e)",
+        "self.functions[function_name]",
+        "enqueue_job_try > job_try",
+        "ms_to_datetime(enqueue_time_ms)",
+    ), run
