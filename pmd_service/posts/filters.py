@@ -98,6 +98,16 @@ def predicate(first: int, alias: str = "p") -> str:
 )"""
 
 
+def match_digest(ids: str) -> str:
+    """SQL: the opaque digest of a set of posts (`match_digest`, `expect_digest`), `ids` their
+    ids as an int[] in id order (an empty set is '{}', never NULL)."""
+    return f"md5(array_to_string({ids}, ','))"
+
+
+# What match_digest gives for no posts.
+EMPTY_DIGEST = hashlib.md5(b"", usedforsecurity=False).hexdigest()
+
+
 SQL_LICENSE_BY_IDENTIFIER = "SELECT id FROM licenses WHERE identifier = $1"
 
 
