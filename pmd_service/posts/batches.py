@@ -366,7 +366,7 @@ async def apply_action(
                 )
                 if by_moderator is not None:
                     raise by_moderator
-            raise _clashes(msgspec.json.decode(row["clashes"] or "[]", type=list[Clash]))
+            raise _clashes(msgspec.convert(row["clashes"] or [], list[Clash]))
         raise _refused(action, refused, values[0] if values else None)
     acted_on = _acted_on(target, row)
     changed = row["changed"]
