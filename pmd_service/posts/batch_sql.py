@@ -270,12 +270,8 @@ def _restore(mode: _Mode, eligible: str, **kw: str) -> str:
 
 
 _RESTORABLE_BY_USER = f"({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR})"
-SQL_BATCH_RESTORE_BY_USER = _restore(
-    _BY_IDS, f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})"
-)
-SQL_FILTER_RESTORE_BY_USER = _restore(
-    _BY_FILTER, f"({_ELIGIBLE_RESTORABLE})", refuse=_BY_MODERATOR
-)
+SQL_BATCH_RESTORE_BY_USER = _restore(_BY_IDS, f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})")
+SQL_FILTER_RESTORE_BY_USER = _restore(_BY_FILTER, f"({_ELIGIBLE_RESTORABLE})", refuse=_BY_MODERATOR)
 SQL_BATCH_RESTORE_BY_MOD = _restore(
     _BY_IDS,
     f"(NOT p.deleted_by_user OR {_ELIGIBLE_RESTORABLE})",

@@ -76,8 +76,12 @@ def _page(
     if filtered:
         where = f"{where} AND {predicate(5 if after else 3)}"
     page_where = f"{where} AND ({key}, p.id) < ($3, $4)" if after else where
-    marks, joins = (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
-    counted = f",\n    (SELECT row({_TOTALS}) FROM posts p WHERE {where}) AS totals" if total else ""
+    marks, joins = (
+        (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
+    )
+    counted = (
+        f",\n    (SELECT row({_TOTALS}) FROM posts p WHERE {where}) AS totals" if total else ""
+    )
     return f"""
 SELECT {_ITEM_COLUMNS}{marks}{counted}
 FROM posts p {joins}
@@ -189,9 +193,7 @@ async def list_posts(
         last = rows[-1]
         key = last["deleted_by_user_date"] if deleted else last["created_at"]
         next_cursor = Cursor(deleted, key, last["id"], total, bound).encode()
-    return ListedPage(
-        items=items, next_cursor=next_cursor, total_count=total, match_digest=digest
-    )
+    return ListedPage(items=items, next_cursor=next_cursor, total_count=total, match_digest=digest)
 
 
 SQL_LICENSES = "SELECT id, identifier, title FROM licenses ORDER BY identifier, id"

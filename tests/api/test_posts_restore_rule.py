@@ -8,7 +8,6 @@ the set the person saw."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -244,9 +243,9 @@ async def test_a_digest_goes_with_a_filter_only(client: Client, factory: Factory
 @pytest.fixture
 async def host_client(
     beside_host: tuple[Settings, asyncpg.Pool, str], aiohttp_client: AiohttpClient
-) -> AsyncIterator[tuple[Client, asyncpg.Pool, Settings]]:
+) -> tuple[Client, asyncpg.Pool, Settings]:
     settings, pool, _ = beside_host
-    yield await aiohttp_client(create_app(settings)), pool, settings
+    return await aiohttp_client(create_app(settings)), pool, settings
 
 
 async def test_the_restore_rule_on_the_hosts_own_schema(
