@@ -134,22 +134,20 @@ _BY_IDS = _Mode(
     reported="NULL::text",
     first_value=5,
 )
+_DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
 _BY_FILTER = _Mode(
     chosen=predicate(8),
     missing="SELECT '{}'::int[] AS ids",
     # The person approved `expect_count` posts: no more, no fewer, and within the limit; and
     # when they sent `expect_digest` ($7), those very posts.
-    counted=(
-        "e.n = $2::int AND e.n <= $5::int"
-        f" AND ($7::text IS NULL OR {match_digest('e.ids')} = $7::text)"
-    ),
+    counted=(f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)"),
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
     notified=(
         f"'post_ids', CASE WHEN cardinality(c.ids) <= {_NOTIFY_MOST_IDS} THEN c.ids END, "
         "'changed_count', cardinality(c.ids)"
     ),
-    reported=match_digest("e.ids"),
+    reported=_DIGEST,
     first_value=8 + FILTER_PARAMS,
 )
 
