@@ -140,7 +140,7 @@ _BY_FILTER = _Mode(
     missing="SELECT '{}'::int[] AS ids",
     # The person approved `expect_count` posts: no more, no fewer, and within the limit; and
     # when they sent `expect_digest` ($7), those very posts.
-    counted=(f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)"),
+    counted=f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)",
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
     notified=(
