@@ -44,6 +44,9 @@ CREATE TABLE posts (
     width                integer,
     height               integer,
     frame_count          integer NOT NULL DEFAULT 1,
+    -- The artwork's hash: the host frees it when its post is deleted (uq_posts_hash_active
+    -- below), so a deleted post whose hash a live post holds cannot be restored.
+    hash                 varchar(64),
     hidden_by_user       boolean NOT NULL DEFAULT false,
     hidden_by_mod        boolean NOT NULL DEFAULT false,
     deleted_by_user      boolean NOT NULL DEFAULT false,
@@ -66,6 +69,9 @@ CREATE TABLE posts (
 -- The host's own: the owner's posts by date.
 CREATE INDEX ix_posts_owner_created ON posts (owner_id, created_at DESC);
 CREATE INDEX ix_posts_hashtags ON posts USING gin (hashtags);
+-- The host's own: one live post per artwork.
+CREATE UNIQUE INDEX uq_posts_hash_active ON posts (hash)
+    WHERE deleted_by_user = false AND hash IS NOT NULL;
 -- Recommended to operators by check-host: the live list and its total (counted from the index
 -- alone), and the "recently deleted" list.
 CREATE INDEX pmd_posts_owner_live ON posts (owner_id, created_at DESC, id DESC)

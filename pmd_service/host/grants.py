@@ -39,7 +39,7 @@ READS: dict[str, tuple[str, ...]] = {
         "height", "frame_count", "art_url", "hidden_by_user", "hidden_by_mod",
         "deleted_by_user", "deleted_by_user_date", "view_count", "license_id", "hashtags",
         "storage_shard", "storage_key", "remixable", "mod_hashtags", "mkpx_file_bytes",
-        "metadata_modified_at", "artwork_modified_at", "mkpx_attached_at",
+        "metadata_modified_at", "artwork_modified_at", "mkpx_attached_at", "hash",
     ),
     "post_files": ("post_id", "format", "file_bytes", "is_native"),
     "licenses": ("id", "identifier", "title"),

@@ -185,6 +185,8 @@ NEEDED_COLUMNS = (
         _col("artwork_modified_at", TIME, why="an incremental export takes the posts changed since"),
         _col("mkpx_attached_at", TIME, why="an incremental export takes layers attached since"),
         _col("hashtags", TEXT_ARRAY, why="metadata.json"),
+        _col("hash", TEXT, why="a deleted post whose artwork a live post holds (the host's "
+             "uq_posts_hash_active) cannot be restored"),
         _col("storage_shard", TEXT, why="where the worker finds the artwork file"),
         _col("storage_key", UUID, "set", "where the worker finds the artwork file"),
     ),

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.visibility import restorable
+from ..core.visibility import holds_hash, restorable
 from .filters import PARAMS as FILTER_PARAMS
-from .filters import predicate
+from .filters import match_digest, predicate
 from .host_rules import MAX_MOD_TAGS_PER_POST, MAX_TAGS_PER_POST, is_nd_license
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES
 
@@ -25,7 +25,8 @@ from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES
 # By ids: $1 owner id, $2 post ids, $3 action name, $4 the moderator's user id (NULL for
 # self-actions), then the action's values. By filter: $1 owner id, $2 the approved count, $3,
 # $4 as above, $5 the most posts a request may change, $6 the filter as JSON (for the audit
-# row), $7.. the filter's keys (filters.py), then the action's values.
+# row), $7 the approved set's digest (NULL: the count alone), $8.. the filter's keys
+# (filters.py), then the action's values.
 #
 # The gate has no column of `p`, so PostgreSQL evaluates it once before the UPDATE scans
 # anything; evaluating it reads all of `eligible`, so every row lock is taken, in id order,
@@ -38,7 +39,7 @@ from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES
 _BATCH = """
 WITH eligible AS (
     SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,
-           p.license_id, p.remixable, p.hashtags, {refuse} AS refused{extra}
+           p.license_id, p.remixable, p.hashtags, p.public_sqid, p.hash, {refuse} AS refused{extra}
     FROM posts p
     WHERE {chosen} AND p.owner_id = $1 AND p.kind = 'artwork' AND {eligible}
     ORDER BY p.id
@@ -47,9 +48,7 @@ WITH eligible AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids, count(*) AS n FROM eligible
 ), missing AS (
     {missing}
-), refused AS (
-    SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM eligible WHERE refused
-), gate AS (
+), {refused}, gate AS (
     SELECT cardinality(m.ids) = 0 AND cardinality(r.ids) = 0 AND {counted} AND {precondition}
                AS ok,
            {precondition} AS precondition_ok
@@ -102,7 +101,8 @@ WITH eligible AS (
 SELECT g.ok, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
        cardinality(c.ids) AS changed, (SELECT id FROM logged) AS action_id,
        (SELECT count(*) FROM trimmed) AS trimmed,
-       (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified,
+       {reported} AS match_digest
        {columns}
 FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 """
@@ -119,6 +119,7 @@ class _Mode:
     targets: str
     note: str
     notified: str
+    reported: str
     first_value: int
 
 
@@ -131,27 +132,39 @@ _BY_IDS = _Mode(
     targets="$2::int[]",
     note="json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))",
     notified="'post_ids', c.ids",
+    reported="NULL::text",
     first_value=5,
 )
+_DIGEST = f"(SELECT {match_digest('x.id')} FROM unnest(e.ids) AS x(id))"
 _BY_FILTER = _Mode(
-    chosen=predicate(7),
+    chosen=predicate(8),
     missing="SELECT '{}'::int[] AS ids",
-    # The person approved `expect_count` posts: no more, no fewer, and within the limit.
-    counted="e.n = $2::int AND e.n <= $5::int",
+    # The person approved `expect_count` posts: no more, no fewer, and within the limit; and
+    # when they sent `expect_digest` ($7), those very posts.
+    counted=f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)",
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
     notified=(
         f"'post_ids', CASE WHEN cardinality(c.ids) <= {_NOTIFY_MOST_IDS} THEN c.ids END, "
         "'changed_count', cardinality(c.ids)"
     ),
-    first_value=7 + FILTER_PARAMS,
+    reported=_DIGEST,
+    first_value=8 + FILTER_PARAMS,
 )
 
 _ELIGIBLE_LIVE = "NOT p.deleted_by_user"
 _ELIGIBLE_RESTORABLE = restorable("p")
 # The host has no deleted_by_mod column: a moderator's delete is remembered in the service's own
 # `moderator_deletions`, and only a moderator may undo it.
-_NOT_BY_MODERATOR = "NOT EXISTS (SELECT 1 FROM moderator_deletions m WHERE m.post_id = p.id)"
+
+
+def deleted_by_moderator(alias: str) -> str:
+    """SQL: the post `alias` was deleted by a moderator (only a moderator may restore it)."""
+    return f"EXISTS (SELECT 1 FROM moderator_deletions m WHERE m.post_id = {alias}.id)"
+
+
+_BY_MODERATOR = deleted_by_moderator("p")
+_NOT_BY_MODERATOR = f"NOT {_BY_MODERATOR}"
 _MARK_MODERATOR_DELETE = """, marked AS (
     INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
     SELECT id, $1::int, $4::int FROM changed
@@ -174,6 +187,11 @@ class _History:
     extra: str = ""
 
 
+_REFUSED = """refused AS (
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids FROM eligible WHERE refused
+)"""
+
+
 def _batch(
     mode: _Mode,
     *,
@@ -182,6 +200,7 @@ def _batch(
     differs: str = "true",
     precondition: str = "true",
     refuse: str = "false",
+    refused: str = _REFUSED,
     moderation: str = "",
     columns: str = "",
     history: _History = _History(),
@@ -196,6 +215,8 @@ def _batch(
         targets=mode.targets,
         note=mode.note,
         notified=mode.notified,
+        reported=mode.reported,
+        refused=refused,
         eligible=eligible,
         precondition=precondition.format(**values),
         refuse=refuse.format(**values),
@@ -247,37 +268,61 @@ SQL_BATCH_DELETE_BY_MOD, SQL_FILTER_DELETE_BY_MOD = _both(
 # By ids, a post restored already (not deleted) is eligible and left as it is: a repeated
 # restore is idempotent, as a repeated hide is. A deleted one must be inside the restore window.
 # By filter, the posts restored are those of the deleted listing that match (a live post is
-# not "matched" by a restore).
+# not "matched" by a restore), counted as the listing counts them: a post a moderator deleted
+# is matched and, for its owner, refused (named), so count and action never disagree.
+#
+# The host's restore rule (its undelete plan): a deleted post whose artwork hash a live post
+# holds (uq_posts_hash_active) is refused, and so are deleted posts of one restore that share a
+# hash (only one of them could be live; each names another). `clashes` names them with the
+# post that holds, or would hold, the artwork; the restore changes nothing then. The twins are
+# found by grouping, not by a join of `eligible` with itself (O(n²) on a filter of 10,000).
+_CLASHES = f"""twins AS (
+    SELECT hash, array_agg(id ORDER BY id) AS ids FROM eligible
+    WHERE deleted_by_user AND hash IS NOT NULL
+    GROUP BY hash HAVING count(*) > 1
+), clashes AS (
+    SELECT e.id, e.public_sqid, coalesce(l.id, t.id) AS held_id,
+           coalesce(l.public_sqid, t.public_sqid) AS held_sqid, l.id IS NOT NULL AS live
+    FROM eligible e
+    LEFT JOIN LATERAL (
+        SELECT h.id, h.public_sqid FROM posts h WHERE {holds_hash("e", "h")} LIMIT 1
+    ) l ON true
+    LEFT JOIN twins g ON g.hash = e.hash
+    LEFT JOIN eligible t ON t.id = CASE WHEN e.id = g.ids[1] THEN g.ids[2] ELSE g.ids[1] END
+    WHERE e.deleted_by_user AND e.hash IS NOT NULL AND (l.id IS NOT NULL OR g.hash IS NOT NULL)
+), refused AS (
+    SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids
+    FROM (SELECT id FROM eligible WHERE refused UNION SELECT id FROM clashes) x
+)"""
+_CLASHES_REPORTED = """, (SELECT json_agg(json_build_object(
+        'post_id', c.id, 'public_sqid', c.public_sqid, 'held_by', json_build_object(
+            'post_id', c.held_id, 'public_sqid', c.held_sqid, 'live', c.live)) ORDER BY c.id)
+    FROM clashes c) AS clashes"""
+
+
+def _restore(mode: _Mode, eligible: str, **kw: str) -> str:
+    return _batch(
+        mode,
+        eligible=eligible,
+        assign=_RESTORE,
+        differs="p.deleted_by_user",
+        refused=_CLASHES,
+        columns=_CLASHES_REPORTED,
+        history=_RESTORED,
+        **kw,
+    )
+
+
 _RESTORABLE_BY_USER = f"({_ELIGIBLE_RESTORABLE} AND {_NOT_BY_MODERATOR})"
-SQL_BATCH_RESTORE_BY_USER = _batch(
+SQL_BATCH_RESTORE_BY_USER = _restore(_BY_IDS, f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})")
+SQL_FILTER_RESTORE_BY_USER = _restore(_BY_FILTER, f"({_ELIGIBLE_RESTORABLE})", refuse=_BY_MODERATOR)
+SQL_BATCH_RESTORE_BY_MOD = _restore(
     _BY_IDS,
-    eligible=f"(NOT p.deleted_by_user OR {_RESTORABLE_BY_USER})",
-    assign=_RESTORE,
-    differs="p.deleted_by_user",
-    history=_RESTORED,
-)
-SQL_FILTER_RESTORE_BY_USER = _batch(
-    _BY_FILTER,
-    eligible=_RESTORABLE_BY_USER,
-    assign=_RESTORE,
-    differs="p.deleted_by_user",
-    history=_RESTORED,
-)
-SQL_BATCH_RESTORE_BY_MOD = _batch(
-    _BY_IDS,
-    eligible=f"(NOT p.deleted_by_user OR {_ELIGIBLE_RESTORABLE})",
-    assign=_RESTORE,
-    differs="p.deleted_by_user",
+    f"(NOT p.deleted_by_user OR {_ELIGIBLE_RESTORABLE})",
     moderation=_UNMARK_MODERATOR_DELETE,
-    history=_RESTORED,
 )
-SQL_FILTER_RESTORE_BY_MOD = _batch(
-    _BY_FILTER,
-    eligible=f"({_ELIGIBLE_RESTORABLE})",
-    assign=_RESTORE,
-    differs="p.deleted_by_user",
-    moderation=_UNMARK_MODERATOR_DELETE,
-    history=_RESTORED,
+SQL_FILTER_RESTORE_BY_MOD = _restore(
+    _BY_FILTER, f"({_ELIGIBLE_RESTORABLE})", moderation=_UNMARK_MODERATOR_DELETE
 )
 # An unknown license refuses the batch too (`precondition_ok` false); the row carries the
 # license's identifier for the message the host's page parses. A NoDerivatives license turns

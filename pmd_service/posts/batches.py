@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 
 from ..core.db import fetch_planned
-from ..core.problems import FieldError, ProblemError, bad_request, validation_error
+from ..core.problems import FieldError, ProblemError, bad_request, conflict, validation_error
 from ..host.access import Principal
 from ..host.eligibility import ensure_unique, ineligible, list_ids
 from . import batch_sql as q
@@ -59,10 +59,12 @@ def _posts(n: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Matching:
-    """Everything `where` matches, as `expect_count` posts the person approved."""
+    """Everything `where` matches, as `expect_count` posts the person approved (and, with
+    `expect_digest`, as the very set the listing's `match_digest` named)."""
 
     where: PostFilter
     expect_count: int
+    expect_digest: str | None = None
 
 
 Target = list[int] | Matching
@@ -85,6 +87,7 @@ async def target_of(
     post_ids: list[int] | None,
     keys: FilterKeys | None,
     expect_count: int | None,
+    expect_digest: str | None = None,
 ) -> Target:
     """The posts a request names: a list of ids, or a filter with the count approved."""
     # Shapes of the body, so 422 as msgspec's own checks are.
@@ -95,10 +98,11 @@ async def target_of(
             [FieldError(field="post_ids", message="post_ids or filter, one of them")],
         )
     if post_ids is not None:
-        if expect_count is not None:
+        if expect_count is not None or expect_digest is not None:
+            field = "expect_count" if expect_count is not None else "expect_digest"
             raise validation_error(
-                "`expect_count` goes with `filter`; with `post_ids` the ids are the count.",
-                [FieldError(field="expect_count", message="only with filter")],
+                f"`{field}` goes with `filter`; with `post_ids` the ids name the posts.",
+                [FieldError(field=field, message="only with filter")],
             )
         return post_ids
     assert keys is not None
@@ -108,7 +112,7 @@ async def target_of(
             "person approved (the listing's `total_count` for the same filter).",
             [FieldError(field="expect_count", message="required with filter")],
         )
-    return Matching(await check_filter(pool, keys, "filter."), expect_count)
+    return Matching(await check_filter(pool, keys, "filter."), expect_count, expect_digest)
 
 
 def _too_many(count: int, most: int) -> ProblemError:
@@ -121,7 +125,7 @@ def _too_many(count: int, most: int) -> ProblemError:
     )
 
 
-def _count_changed(count: int, expected: int) -> ProblemError:
+def _count_changed(count: int, expected: int, digest: str) -> ProblemError:
     return ProblemError(
         409,
         "count-changed",
@@ -129,8 +133,34 @@ def _count_changed(count: int, expected: int) -> ProblemError:
         f"The filter now matches {count} posts, not the {expected} approved: posts were "
         "added, changed or removed meanwhile. Nothing was changed; check the list and confirm "
         f"the action on {count} posts.",
-        extra={"count": count},
+        extra={"count": count, "match_digest": digest},
     )
+
+
+def _set_changed(count: int, digest: str) -> ProblemError:
+    return ProblemError(
+        409,
+        "set-changed",
+        "Conflict",
+        f"The filter still matches {count} posts, but not the ones approved: some left the "
+        "filter and others came in meanwhile. Nothing was changed; check the list and confirm "
+        "the action again.",
+        extra={"count": count, "match_digest": digest},
+    )
+
+
+def _reuploaded_meanwhile() -> ProblemError:
+    return conflict(
+        "An artwork of these posts was uploaded again while they were being restored; nothing "
+        "was changed. Reload the list: it shows which posts can no longer be restored.",
+        slug="artwork-reuploaded",
+    )
+
+
+# The host's one live post per artwork: a restore that would break it raced an upload.
+_HASH_INDEX = "uq_posts_hash_active"
+# A restore that raced an upload runs again, and then sees the upload and names it.
+_RESTORE_TRIES = 3
 
 
 async def _run(
@@ -150,22 +180,35 @@ async def _run(
         sql = by_filter[principal.as_moderator]
         keys = msgspec.json.encode(target.where.keys).decode()
         args = (owner, target.expect_count, action, actor, max_posts, keys,
-                *target.where.params(), *values)  # fmt: skip
+                target.expect_digest, *target.where.params(), *values)  # fmt: skip
     else:
         ensure_unique(target)
         sql = by_ids[principal.as_moderator]
         args = (owner, target, action, actor, *values)
-    if isinstance(target, Matching):
-        rows = await fetch_planned(pool, sql, *args)
-        row: asyncpg.Record | None = rows[0] if rows else None
+    row: asyncpg.Record | None = None
+    for _ in range(_RESTORE_TRIES):
+        try:
+            if isinstance(target, Matching):
+                rows = await fetch_planned(pool, sql, *args)
+                row = rows[0] if rows else None
+            else:
+                row = await pool.fetchrow(sql, *args)
+            break
+        except asyncpg.UniqueViolationError as exc:
+            # An upload of the same artwork committed after this statement's snapshot: the
+            # statement failed whole; run again, it then sees the upload and refuses by name.
+            if exc.constraint_name != _HASH_INDEX:
+                raise
     else:
-        row = await pool.fetchrow(sql, *args)
+        raise _reuploaded_meanwhile()
     assert row is not None  # the statement always returns exactly one row
     if isinstance(target, Matching) and row["precondition_ok"] and not row["refused"]:
         if row["matched"] > max_posts:
             raise _too_many(row["matched"], max_posts)
         if row["matched"] != target.expect_count:
-            raise _count_changed(row["matched"], target.expect_count)
+            raise _count_changed(row["matched"], target.expect_count, row["match_digest"])
+        if target.expect_digest is not None and row["match_digest"] != target.expect_digest:
+            raise _set_changed(row["matched"], row["match_digest"])
     return row
 
 
@@ -198,19 +241,76 @@ def _refused(action: str, ids: list[int], moderator: bool) -> ProblemError:
     )
 
 
-async def _restore_refused(pool: asyncpg.Pool, owner_id: int, missing: list[int]) -> Exception:
+async def _restore_refused(
+    pool: asyncpg.Pool, owner_id: int, missing: list[int], *, by_filter: bool = False
+) -> ProblemError | None:
+    """400 naming the posts of `missing` a moderator deleted (None: none of them)."""
     # Only the owner's own posts: another user's post ids say nothing about themselves.
     by_moderator = list(await pool.fetchval(q.SQL_DELETED_BY_MODERATOR, missing, owner_id))
     if not by_moderator:
-        return ineligible(missing, restorable=True)
+        return None
     listed = list_ids(by_moderator)
+    # A filter's set cannot leave them out: the listing marks them, the others go by ids.
+    fix = "Select the others and restore those." if by_filter else "Remove them and try again."
     return bad_request(
         f"{'Post' if len(by_moderator) == 1 else 'Posts'} {listed} "
         f"{'was' if len(by_moderator) == 1 else 'were'} deleted by a moderator and can only be "
-        "restored by a moderator; nothing was changed. Remove them and try again.",
+        f"restored by a moderator; nothing was changed. {fix}",
         slug="ineligible-posts",
-        errors=[FieldError(field="post_ids", message=f"deleted by a moderator: {listed}")],
-        extra={"invalid_post_ids": missing},
+        errors=[
+            FieldError(
+                field="filter" if by_filter else "post_ids",
+                message=f"deleted by a moderator: {listed}",
+            )
+        ],
+        extra={"invalid_post_ids": by_moderator if by_filter else missing},
+    )
+
+
+class HeldBy(msgspec.Struct):
+    post_id: int
+    public_sqid: str | None
+    live: bool
+
+
+class Clash(msgspec.Struct):
+    post_id: int
+    public_sqid: str | None
+    held_by: HeldBy
+
+
+def _clashes(clashes: list[Clash]) -> ProblemError:
+    """409 naming each deleted post whose artwork another post holds (or would hold)."""
+    parts = []
+    for c in clashes:
+        if c.held_by.live:
+            parts.append(
+                f"post {c.post_id} was uploaded again as post {c.held_by.post_id} "
+                f"({c.held_by.public_sqid})"
+            )
+        else:
+            parts.append(f"post {c.post_id} is the same artwork as post {c.held_by.post_id}")
+    live = any(c.held_by.live for c in clashes)
+    twins = not all(c.held_by.live for c in clashes)
+    fix = []
+    if live:
+        fix.append("a post whose artwork lives on as a newer post cannot be restored")
+    if twins:
+        fix.append("of posts of the same artwork only one can be restored: send one of them")
+    return ProblemError(
+        409,
+        "artwork-reuploaded",
+        "Conflict",
+        f"Nothing was restored: {'; '.join(parts)}. The site keeps one live post per artwork: "
+        f"{'; '.join(fix)}. Leave {'it' if len(clashes) == 1 else 'them'} out and try again.",
+        errors=[
+            FieldError(field="post_ids", message=f"artwork held by another post: {c.post_id}")
+            for c in clashes
+        ],
+        extra={
+            "invalid_post_ids": [c.post_id for c in clashes],
+            "conflicts": msgspec.to_builtins(clashes),
+        },
     )
 
 
@@ -262,10 +362,21 @@ async def apply_action(
     if row["missing"]:
         missing = list(row["missing"])
         if action == "restore" and not principal.as_moderator:
-            raise await _restore_refused(pool, principal.target.id, missing)
+            by_moderator = await _restore_refused(pool, principal.target.id, missing)
+            if by_moderator is not None:
+                raise by_moderator
         raise ineligible(missing, restorable=action == "restore")
     if row["refused"]:
-        raise _refused(action, list(row["refused"]), principal.as_moderator)
+        refused = list(row["refused"])
+        if action == "restore":
+            if not principal.as_moderator:
+                by_moderator = await _restore_refused(
+                    pool, principal.target.id, refused, by_filter=isinstance(target, Matching)
+                )
+                if by_moderator is not None:
+                    raise by_moderator
+            raise _clashes(msgspec.convert(row["clashes"] or [], list[Clash]))
+        raise _refused(action, refused, principal.as_moderator)
     acted_on = _acted_on(target, row)
     changed = row["changed"]
     message = f"{_PAST[action]} {_posts(acted_on)}"

@@ -31,9 +31,11 @@ async def list_posts(request: web.Request) -> web.Response:
     query = parse_query(request, PostsQuery)
     pool = request.app[DB_POOL]
     where = await check_filter(pool, query.filter_keys())
+    principal = request[PRINCIPAL]
     page = await listing.list_posts(
-        pool, request[PRINCIPAL].target.id, query.limit, query.cursor or None, query.deleted, where
-    )
+        pool, principal.target.id, query.limit, query.cursor or None, query.deleted, where,
+        as_moderator=principal.as_moderator,
+    )  # fmt: skip
     return json_response(page)
 
 
@@ -42,7 +44,9 @@ async def post_action(request: web.Request) -> web.Response:
     principal = await retarget(request, body.target_sqid)
     await _take_turn(request, principal)
     pool = request.app[DB_POOL]
-    target = await batches.target_of(pool, body.post_ids, body.filter, body.expect_count)
+    target = await batches.target_of(
+        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
+    )
     values: tuple[object, ...] = ()
     if body.action == "tags":
         values = batches.tag_change(body.add, body.remove)
@@ -75,7 +79,9 @@ async def post_license(request: web.Request) -> web.Response:
     principal = await retarget(request, body.target_sqid)
     await _take_turn(request, principal)
     pool = request.app[DB_POOL]
-    target = await batches.target_of(pool, body.post_ids, body.filter, body.expect_count)
+    target = await batches.target_of(
+        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
+    )
     outcome = await batches.set_license(
         pool, principal, target, body.license_id, max_posts=request.app[SETTINGS].bulk_max_posts
     )
@@ -146,8 +152,10 @@ ENDPOINTS = (
         "Hide, unhide, delete, restore, retag or set the remix permission of up to 128 posts, "
         "or of every post a filter matches (with the count approved), all or nothing", "posts",
         request=ActionRequest, response=ActionResult, problems=(409, 429),
-        problem_notes={409: "By filter: the matching posts are not `expect_count` any more "
-                            "(`count` carries how many they are now)",
+        problem_notes={409: "By filter: the matching posts are not `expect_count` any more, or "
+                            "not the set `expect_digest` named (`count` and `match_digest` "
+                            "carry the set now); or a restore names a post whose artwork "
+                            "another post holds (`conflicts` names each and its holder)",
                        429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
     ),
     Endpoint(
@@ -155,8 +163,9 @@ ENDPOINTS = (
         "Set (or clear with null) the license of up to 128 posts, or of every post a filter "
         "matches (with the count approved), all or nothing", "posts",
         request=LicenseRequest, response=ActionResult, problems=(409, 429),
-        problem_notes={409: "By filter: the matching posts are not `expect_count` any more "
-                            "(`count` carries how many they are now)",
+        problem_notes={409: "By filter: the matching posts are not `expect_count` any more, or "
+                            "not the set `expect_digest` named (`count` and `match_digest` "
+                            "carry the set now)",
                        429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
     ),
     Endpoint(

@@ -98,6 +98,20 @@ def predicate(first: int, alias: str = "p") -> str:
 )"""
 
 
+def match_digest(post_id: str) -> str:
+    """SQL aggregate: the opaque digest of a set of posts (`match_digest`, `expect_digest`) over
+    the rows whose ids `post_id` names."""
+    # Two sums of differently seeded hashes of the ids, and their count, need no sort and no
+    # string of every id: the listing pays little for it (docs/architecture.md has the figure).
+    h1 = f"coalesce(sum(hashint4({post_id})), 0)"
+    h2 = f"coalesce(sum(hashint4extended({post_id}, 1) % 2147483647), 0)"
+    return f"md5(count({post_id}) || ':' || {h1} || ':' || {h2})"
+
+
+# What match_digest gives for no posts.
+EMPTY_DIGEST = hashlib.md5(b"0:0:0", usedforsecurity=False).hexdigest()
+
+
 SQL_LICENSE_BY_IDENTIFIER = "SELECT id FROM licenses WHERE identifier = $1"
 
 

@@ -9,10 +9,18 @@ import asyncpg
 import msgspec
 
 from ..core.db import fetch_planned
-from ..core.visibility import restorable, visible_comment
+from ..core.visibility import holds_hash, restorable, visible_comment
+from .batch_sql import deleted_by_moderator
 from .cursor import Cursor
-from .filters import PostFilter, predicate
-from .schemas import License, LicenseList, ListedPage, ListedPost
+from .filters import EMPTY_DIGEST, PostFilter, match_digest, predicate
+from .schemas import (
+    ArtworkHolder,
+    License,
+    LicenseList,
+    ListedPage,
+    ListedPost,
+    RestoreRefusal,
+)
 
 # A post's files as the very JSON text msgspec makes of `list[PostFile]` (compact, in field
 # order; to_json escapes strings as msgspec does), so the reply carries it as it comes
@@ -40,43 +48,69 @@ _ITEM_COLUMNS = f"""
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
 _LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
+# After the item's columns, what a deleted post's Restore depends on: whether a moderator
+# deleted it (only a moderator may restore it) and the live post holding its artwork hash (the
+# host's restore rule); the live list carries none of it.
+_LIVE_MARKS = ", false AS by_moderator, NULL::int AS held_id, NULL::text AS held_sqid"
+_DELETED_MARKS = (
+    f", {deleted_by_moderator('p')} AS by_moderator, held.id AS held_id,"
+    " held.public_sqid AS held_sqid"
+)
+_HELD_JOIN = f"""
+LEFT JOIN LATERAL (
+    SELECT h.id, h.public_sqid FROM posts h WHERE {holds_hash("p", "h")} LIMIT 1
+) held ON true"""
+# The matching set's count and digest, in one pass over it.
+_TOTALS = f"count(*), {match_digest('p.id')}"
 
 
-def _page(where: str, key: str, *, after: bool, filtered: bool = False, total: str = "") -> str:
+def _page(
+    where: str, key: str, *, after: bool, deleted: bool, filtered: bool = False,
+    total: bool = False,
+) -> str:  # fmt: skip
     """A page of the items matching `where`, newest `key` first: keyset pagination on (key, id),
     ids breaking ties, so nothing is skipped. The page `after` starts past ($3, $4); a
-    `filtered` one also matches the filter's parameters, which follow. `total`: a count for
-    every row to carry, after the item's columns."""
+    `filtered` one also matches the filter's parameters, which follow. `total`: the matching
+    set's count and digest, as one record every row carries, after the item's columns (one
+    scan, run once: an uncorrelated subquery)."""
     if filtered:
         where = f"{where} AND {predicate(5 if after else 3)}"
     page_where = f"{where} AND ({key}, p.id) < ($3, $4)" if after else where
-    counted = f",\n    (SELECT count(*) FROM posts p WHERE {where}) AS total_count" if total else ""
+    marks, joins = (
+        (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
+    )
+    counted = (
+        f",\n    (SELECT row({_TOTALS}) FROM posts p WHERE {where}) AS totals" if total else ""
+    )
     return f"""
-SELECT {_ITEM_COLUMNS}{counted}
-FROM posts p {_ITEM_JOINS}
+SELECT {_ITEM_COLUMNS}{marks}{counted}
+FROM posts p {joins}
 WHERE {page_where}
 ORDER BY {key} DESC, p.id DESC
 LIMIT $2
 """
 
 
-SQL_LIST_FIRST = _page(_LIVE, "p.created_at", after=False)
-SQL_LIST_AFTER = _page(_LIVE, "p.created_at", after=True)
-SQL_LIST_DELETED_FIRST = _page(_DELETED, "p.deleted_by_user_date", after=False)
-SQL_LIST_DELETED_AFTER = _page(_DELETED, "p.deleted_by_user_date", after=True)
-SQL_COUNT_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE}"
-SQL_COUNT_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED}"
+_AT_DELETED = "p.deleted_by_user_date"
+SQL_LIST_FIRST = _page(_LIVE, "p.created_at", after=False, deleted=False)
+SQL_LIST_AFTER = _page(_LIVE, "p.created_at", after=True, deleted=False)
+SQL_LIST_DELETED_FIRST = _page(_DELETED, _AT_DELETED, after=False, deleted=True)
+SQL_LIST_DELETED_AFTER = _page(_DELETED, _AT_DELETED, after=True, deleted=True)
+SQL_COUNT_LIVE = f"SELECT {_TOTALS} FROM posts p WHERE {_LIVE}"
+SQL_COUNT_DELETED = f"SELECT {_TOTALS} FROM posts p WHERE {_DELETED}"
 # The same with a filter: the same keyset order, the filter's keys checked on each row; its
-# total is one COUNT over the same predicate, carried by each row of the first page (a second
+# totals are one pass over the same predicate, carried by each row of the first page (a second
 # connection in its own planned transaction, as the plain list has, cost more than it saved).
-SQL_FILTERED_FIRST = _page(_LIVE, "p.created_at", after=False, filtered=True, total="yes")
-SQL_FILTERED_AFTER = _page(_LIVE, "p.created_at", after=True, filtered=True)
-SQL_FILTERED_DELETED_FIRST = _page(
-    _DELETED, "p.deleted_by_user_date", after=False, filtered=True, total="yes"
+SQL_FILTERED_FIRST = _page(
+    _LIVE, "p.created_at", after=False, deleted=False, filtered=True, total=True
 )
-SQL_FILTERED_DELETED_AFTER = _page(_DELETED, "p.deleted_by_user_date", after=True, filtered=True)
-SQL_COUNT_FILTERED_LIVE = f"SELECT count(*) FROM posts p WHERE {_LIVE} AND {predicate(2)}"
-SQL_COUNT_FILTERED_DELETED = f"SELECT count(*) FROM posts p WHERE {_DELETED} AND {predicate(2)}"
+SQL_FILTERED_AFTER = _page(_LIVE, "p.created_at", after=True, deleted=False, filtered=True)
+SQL_FILTERED_DELETED_FIRST = _page(
+    _DELETED, _AT_DELETED, after=False, deleted=True, filtered=True, total=True
+)
+SQL_FILTERED_DELETED_AFTER = _page(_DELETED, _AT_DELETED, after=True, deleted=True, filtered=True)
+SQL_COUNT_FILTERED_LIVE = f"SELECT {_TOTALS} FROM posts p WHERE {_LIVE} AND {predicate(2)}"
+SQL_COUNT_FILTERED_DELETED = f"SELECT {_TOTALS} FROM posts p WHERE {_DELETED} AND {predicate(2)}"
 _STATEMENTS = {
     # (deleted, filtered): (first page, later page, count)
     (False, False): (SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE),
@@ -88,13 +122,24 @@ _STATEMENTS = {
 }  # fmt: skip
 
 
-def _item(row: asyncpg.Record) -> ListedPost:
+def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool) -> ListedPost:
     # By position, in _ITEM_COLUMNS' order: by name, with the files
     # decoded into structs, this took ~5x as long.
+    restorable: bool | None = None
+    refusal: RestoreRefusal | None = None
+    held = None
+    if deleted:
+        if row[22] is not None:
+            held = ArtworkHolder(row[22], row[23])
+        if row[21] and not as_moderator:
+            refusal = "deleted-by-moderator"
+        elif held is not None:
+            refusal = "artwork-reuploaded"
+        restorable = refusal is None
     return ListedPost(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
         msgspec.Raw(row[8]), row[9], row[10], row[11], row[12], row[13], row[14], row[15],
-        row[16], row[17], row[18], row[19], row[20],
+        row[16], row[17], row[18], row[19], row[20], restorable, refusal, held,
     )  # fmt: skip
 
 
@@ -105,7 +150,11 @@ async def list_posts(
     cursor: str | None,
     deleted: bool,
     where: PostFilter | None = None,
+    *,
+    as_moderator: bool = False,
 ) -> ListedPage:
+    """A page of the listing; `as_moderator`: whether the caller may restore what a moderator
+    deleted (the deleted listing marks what the caller may not restore)."""
     where = where or PostFilter()
     bound = where.fingerprint()
     after = Cursor.decode(cursor, deleted, bound) if cursor else None
@@ -116,10 +165,12 @@ async def list_posts(
     # A filter's statements are planned for their own keys (core/db.py says why).
     fetch = partial(fetch_planned, pool) if bound is not None else pool.fetch
     total: int
+    # The first page names the matching set (`match_digest`); later pages do not repeat it.
+    digest: str | None = None
     if after is None and bound is not None:
-        # An empty first page is an empty set: no row to carry the total, which is 0.
+        # An empty first page is an empty set: no row to carry the totals.
         rows = await fetch(first_sql, owner_id, limit + 1, *keys)
-        total = rows[0]["total_count"] if rows else 0
+        total, digest = rows[0]["totals"] if rows else (0, EMPTY_DIGEST)
     elif after is None:
         # The first page counts, on a second connection at the same time as the page: the
         # count reads every live post of the user, so run in sequence (one statement) it added
@@ -127,7 +178,7 @@ async def list_posts(
         rows, counted = await asyncio.gather(
             fetch(first_sql, owner_id, limit + 1, *keys), fetch(count_sql, owner_id, *keys)
         )
-        total = counted[0][0]
+        total, digest = counted[0][0], counted[0][1]
     else:
         rows = await fetch(after_sql, owner_id, limit + 1, after.at, after.post_id, *keys)
         if after.total is not None:
@@ -136,13 +187,13 @@ async def list_posts(
             total = (await fetch(count_sql, owner_id, *keys))[0][0]
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [_item(r) for r in rows]
+    items = [_item(r, deleted, as_moderator) for r in rows]
     next_cursor = None
     if more:
         last = rows[-1]
         key = last["deleted_by_user_date"] if deleted else last["created_at"]
         next_cursor = Cursor(deleted, key, last["id"], total, bound).encode()
-    return ListedPage(items=items, next_cursor=next_cursor, total_count=total)
+    return ListedPage(items=items, next_cursor=next_cursor, total_count=total, match_digest=digest)
 
 
 SQL_LICENSES = "SELECT id, identifier, title FROM licenses ORDER BY identifier, id"

@@ -116,6 +116,35 @@ class PostFile(msgspec.Struct):
     is_native: bool
 
 
+class ArtworkHolder(msgspec.Struct):
+    """The live post that holds a deleted post's artwork (the same file uploaded again)."""
+
+    post_id: int
+    public_sqid: str | None
+
+
+RestoreRefusal = Literal["deleted-by-moderator", "artwork-reuploaded"]
+Restorable = Annotated[
+    bool | None,
+    Meta(
+        description="Deleted listing: whether the caller may restore the post (null in the "
+        "live listing)"
+    ),
+]
+RestoreRefusalField = Annotated[
+    RestoreRefusal | None,
+    Meta(
+        description="Deleted listing: why the post cannot be restored: a moderator deleted it "
+        "(only a moderator may restore it), or its artwork was uploaded again as `held_by` "
+        "(the site keeps one live post per artwork)"
+    ),
+]
+HeldByField = Annotated[
+    ArtworkHolder | None,
+    Meta(description="Deleted listing: the live post that now holds this post's artwork"),
+]
+
+
 class PostItem(msgspec.Struct):
     id: int
     public_sqid: str | None
@@ -144,6 +173,9 @@ class PostItem(msgspec.Struct):
         int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
     ]
     deleted_by_user_date: datetime | None = None
+    restorable: Restorable = None
+    restore_refusal: RestoreRefusalField = None
+    held_by: HeldByField = None
 
 
 TotalCount = Annotated[
@@ -155,10 +187,21 @@ TotalCount = Annotated[
 ]
 
 
+MatchDigest = Annotated[
+    str | None,
+    Meta(
+        description="An opaque digest of the whole matching set (not only this page), from "
+        "the first page (later pages: null); an action by `filter` sends it as "
+        "`expect_digest` to act on that very set"
+    ),
+]
+
+
 class PostPage(msgspec.Struct):
     items: list[PostItem]
     next_cursor: str | None
     total_count: TotalCount
+    match_digest: MatchDigest = None
 
 
 class ListedPost(msgspec.Struct):
@@ -192,6 +235,9 @@ class ListedPost(msgspec.Struct):
         int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
     ]
     deleted_by_user_date: datetime | None = None
+    restorable: Restorable = None
+    restore_refusal: RestoreRefusalField = None
+    held_by: HeldByField = None
 
 
 class ListedPage(msgspec.Struct):
@@ -200,6 +246,7 @@ class ListedPage(msgspec.Struct):
     items: list[ListedPost]
     next_cursor: str | None
     total_count: TotalCount
+    match_digest: MatchDigest = None
 
 
 ExpectCount = Annotated[
@@ -209,6 +256,16 @@ ExpectCount = Annotated[
         le=2_147_483_647,
         description="With `filter`: how many posts the person approved (the listing's "
         "`total_count`); a different number at run time is a 409 carrying the current one",
+    ),
+]
+ExpectDigest = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        description="With `filter`, beside `expect_count`: the listing's `match_digest` for "
+        "the same filter; the action then runs only on that very set (a 409 carrying the "
+        "current `count` and `match_digest` otherwise)",
     ),
 ]
 FilterField = Annotated[
@@ -226,6 +283,7 @@ class ActionRequest(msgspec.Struct, forbid_unknown_fields=True):
     post_ids: PostIds | None = None
     filter: FilterField | None = None
     expect_count: ExpectCount | None = None
+    expect_digest: ExpectDigest | None = None
     add: Annotated[Tags, Meta(description="`tags`: tags to add (normalised as the site does)")] = []
     remove: Annotated[
         Tags, Meta(description="`tags`: tags to remove (a moderator's tags stay)")
@@ -239,6 +297,7 @@ class LicenseRequest(msgspec.Struct, forbid_unknown_fields=True):
     post_ids: PostIds | None = None
     filter: FilterField | None = None
     expect_count: ExpectCount | None = None
+    expect_digest: ExpectDigest | None = None
     target_sqid: Sqid | None = None
 
 

@@ -176,7 +176,7 @@ async def test_playlists_deleted_and_foreign_posts_are_never_listed_nor_counted(
     # An empty page past the end still reports the total.
     cursor = Cursor(False, T0 - timedelta(days=1), 1).encode()
     past = await _get(client, user, f"?cursor={cursor}")
-    assert past == {"items": [], "next_cursor": None, "total_count": 2}
+    assert past == {"items": [], "next_cursor": None, "total_count": 2, "match_digest": None}
 
 
 async def test_item_fields_and_counts_against_hand_built_data(
@@ -251,6 +251,9 @@ async def test_item_fields_and_counts_against_hand_built_data(
         "remixable": False,
         "layers_bytes": 4096,
         "deleted_by_user_date": None,
+        "restorable": None,
+        "restore_refusal": None,
+        "held_by": None,
     }
     assert second["id"] == quiet.id
     assert (second["hashtags"], second["remixable"], second["layers_bytes"]) == ([], True, None)

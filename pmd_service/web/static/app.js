@@ -182,12 +182,16 @@ function boot() {
     $("batch-text").textContent = `${action}: ${plural(table.total, "post")}…`;
     try {
       const answer = await api.post(action === "license" ? "/api/pmd/license" : "/api/pmd/action",
-        { ...body, filter: filterJson(table.filter), expect_count: table.total });
+        {
+          ...body, filter: filterJson(table.filter), expect_count: table.total,
+          expect_digest: table.digest ?? undefined,
+        });
       $("batch-text").textContent = answer.message;
       toast(answer.message, "ok");
       offerUndo(answer.undo ? [answer.undo] : []);
     } catch (error) {
-      // 409: the posts that match are not the number approved; the list shows them again.
+      // 409: the posts that match are not the ones approved (their number, or with the same
+      // number other posts); the list shows them again.
       $("batch-text").textContent = explain(error);
       if (error.status === 401) onError(error);
       else toast(explain(error), "error");
@@ -244,8 +248,28 @@ function boot() {
 
   const act = (action) => (part) => api.post("/api/pmd/action", { action, post_ids: part });
   const VERBS = { hide: "Hide", unhide: "Unhide", restore: "Restore" };
+  // A restore leaves out the rows the listing marks as not restorable (an artwork uploaded
+  // again, a moderator's delete): the server would refuse the whole batch for them. With every
+  // matching post loaded, "all matching" becomes those rows' ids; otherwise the server's answer
+  // names them.
+  function leaveOutUnrestorable() {
+    if (table.view !== "deleted") return true;
+    const blocked = table.posts.filter((p) => p.restorable === false &&
+      (table.allMatching || table.selected.has(p.id)));
+    if (!blocked.length) return true;
+    if (table.allMatching && !table.done) return true;
+    if (table.allMatching) {
+      table.allMatching = false;
+      table.selectLoaded();
+    }
+    table.deselect(blocked.map((p) => p.id));
+    toast(`${plural(blocked.length, "post")} can't be restored (see why in the list) and ` +
+      `${blocked.length === 1 ? "was" : "were"} left out.`, "error");
+    return table.selected.size > 0;
+  }
   for (const action of ["hide", "unhide", "restore"]) {
     $(`act-${action}`).addEventListener("click", async () => {
+      if (action === "restore" && !leaveOutUnrestorable()) return;
       if (!(await confirmCount(VERBS[action], effective()))) return;
       if (table.allMatching) await batchMatching(action, { action });
       else await batch(action, act(action), { asModerator: Boolean(targetSqid) });

@@ -35,6 +35,9 @@ export class PostTable {
     this.view = "live";
     this.posts = []; // in server order: newest (or most recently deleted) first
     this.total = 0;
+    // The server's digest of the whole matching set (first page): "select all N matching"
+    // sends it, so the action runs on the very posts the person saw, or not at all.
+    this.digest = null;
     this.done = false;
     this.selected = new Set();
     // The filter the list shows (the keys of GET /api/pmd/posts), and whether the selection is
@@ -88,6 +91,7 @@ export class PostTable {
     this.view = view;
     this.posts = [];
     this.total = 0;
+    this.digest = null;
     this.cursor = null;
     this.done = false;
     this.failed = false;
@@ -125,6 +129,7 @@ export class PostTable {
       if (generation !== this.generation) return;
       this.cursor = page.next_cursor;
       this.done = this.cursor === null;
+      if (page.match_digest) this.digest = page.match_digest;
       if (!this.done) {
         pending = fetchPage(this.cursor, NEXT_LIMIT);
         pending.catch(() => {}); // handled when awaited; a view switch may never await it
@@ -369,6 +374,7 @@ function titleBlock(p, view, file) {
     note.textContent = `Deleted ${fmt.relative(p.deleted_by_user_date)}; restorable until ${fmt.dateTime(until)}`;
     frag.append(note);
   }
+  if (view === "deleted" && p.restorable === false) frag.append(whyNotRestorable(p));
   // What the wide columns hold, as one line that only a phone-sized screen shows.
   const phone = document.createElement("small");
   phone.className = "line phone-only";
@@ -381,6 +387,22 @@ function titleBlock(p, view, file) {
   ].filter(Boolean).join(" · ");
   frag.append(phone);
   return frag;
+}
+
+// Said instead of a Restore that would fail (the host's own words for a re-upload).
+function whyNotRestorable(p) {
+  const note = document.createElement("small");
+  note.className = "line blocked";
+  if (p.restore_refusal === "artwork-reuploaded" && p.held_by) {
+    note.append("Can't be restored: you have since uploaded this artwork again as ");
+    const link = document.createElement("a");
+    link.href = `/p/${encodeURIComponent(p.held_by.public_sqid ?? "")}`;
+    link.textContent = `post ${p.held_by.public_sqid ?? p.held_by.post_id}`;
+    note.append(link, ".");
+  } else if (p.restore_refusal === "deleted-by-moderator") {
+    note.textContent = "Can't be restored here: a moderator deleted it.";
+  } else note.textContent = "Can't be restored.";
+  return note;
 }
 
 function time(iso) {
