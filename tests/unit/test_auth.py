@@ -13,6 +13,7 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
+from pmd_service.posts.filters import EMPTY_DIGEST
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import SECRET, assert_problem
@@ -28,7 +29,12 @@ async def test_valid_token_lists_posts(client: Client, factory: Factory) -> None
     user = await factory.user()
     resp = await client.get("/api/pmd/posts", headers=user.auth)
     assert resp.status == 200
-    assert (await resp.json()) == {"items": [], "next_cursor": None, "total_count": 0}
+    assert (await resp.json()) == {
+        "items": [],
+        "next_cursor": None,
+        "total_count": 0,
+        "match_digest": EMPTY_DIGEST,
+    }
 
 
 @pytest.mark.parametrize(
