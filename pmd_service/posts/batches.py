@@ -22,6 +22,7 @@ from .host_rules import (
     ND_LICENSE_IDENTIFIERS,
     normalize_hashtags,
 )
+from .restore_rule import HASH_INDEX, artwork_held
 
 _PAST = {
     "hide": "Hidden", "unhide": "Unhidden", "delete": "Deleted", "restore": "Restored",
@@ -157,8 +158,6 @@ def _reuploaded_meanwhile() -> ProblemError:
     )
 
 
-# The host's one live post per artwork: a restore that would break it raced an upload.
-_HASH_INDEX = "uq_posts_hash_active"
 # A restore that raced an upload runs again, and then sees the upload and names it.
 _RESTORE_TRIES = 3
 
@@ -197,7 +196,7 @@ async def _run(
         except asyncpg.UniqueViolationError as exc:
             # An upload of the same artwork committed after this statement's snapshot: the
             # statement failed whole; run again, it then sees the upload and refuses by name.
-            if exc.constraint_name != _HASH_INDEX:
+            if exc.constraint_name != HASH_INDEX:
                 raise
     else:
         raise _reuploaded_meanwhile()
@@ -267,53 +266,6 @@ async def _restore_refused(
     )
 
 
-class HeldBy(msgspec.Struct):
-    post_id: int
-    public_sqid: str | None
-    live: bool
-
-
-class Clash(msgspec.Struct):
-    post_id: int
-    public_sqid: str | None
-    held_by: HeldBy
-
-
-def _clashes(clashes: list[Clash]) -> ProblemError:
-    """409 naming each deleted post whose artwork another post holds (or would hold)."""
-    parts = []
-    for c in clashes:
-        if c.held_by.live:
-            parts.append(
-                f"post {c.post_id} was uploaded again as post {c.held_by.post_id} "
-                f"({c.held_by.public_sqid})"
-            )
-        else:
-            parts.append(f"post {c.post_id} is the same artwork as post {c.held_by.post_id}")
-    live = any(c.held_by.live for c in clashes)
-    twins = not all(c.held_by.live for c in clashes)
-    fix = []
-    if live:
-        fix.append("a post whose artwork lives on as a newer post cannot be restored")
-    if twins:
-        fix.append("of posts of the same artwork only one can be restored: send one of them")
-    return ProblemError(
-        409,
-        "artwork-reuploaded",
-        "Conflict",
-        f"Nothing was restored: {'; '.join(parts)}. The site keeps one live post per artwork: "
-        f"{'; '.join(fix)}. Leave {'it' if len(clashes) == 1 else 'them'} out and try again.",
-        errors=[
-            FieldError(field="post_ids", message=f"artwork held by another post: {c.post_id}")
-            for c in clashes
-        ],
-        extra={
-            "invalid_post_ids": [c.post_id for c in clashes],
-            "conflicts": msgspec.to_builtins(clashes),
-        },
-    )
-
-
 def _tag_list(field: str, tags: list[str]) -> list[str]:
     long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
     if long:
@@ -375,7 +327,7 @@ async def apply_action(
                 )
                 if by_moderator is not None:
                     raise by_moderator
-            raise _clashes(msgspec.convert(row["clashes"] or [], list[Clash]))
+            raise artwork_held(row["clashes"])
         raise _refused(action, refused, principal.as_moderator)
     acted_on = _acted_on(target, row)
     changed = row["changed"]

@@ -172,8 +172,10 @@ ENDPOINTS = (
         "post", "/api/pmd/actions/{id}/undo", post_undo, "undoAction",
         "Within 24 hours, put back what a bulk action changed (posts changed since are left)",
         "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410, 429),
-        problem_notes={409: "Undone already", 410: "Older than 24 hours, or its history was "
-                       "dropped to keep the person's undo history within its cap",
+        problem_notes={409: "Undone already; or the undo of a delete names a post whose "
+                            "artwork another post now holds (`conflicts` names each)",
+                       410: "Older than 24 hours, or its history was dropped to keep the "
+                            "person's undo history within its cap",
                        429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
     ),
     Endpoint(

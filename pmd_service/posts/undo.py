@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import asyncpg
 
 from ..core.problems import conflict, gone, not_found
+from ..core.visibility import holds_hash
 from ..host.access import Principal
 from ..host.eligibility import list_ids
 from .host_rules import is_nd_license
+from .restore_rule import HASH_INDEX, artwork_held
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
@@ -59,13 +61,17 @@ WITH act AS (
     JOIN posts p ON p.id = r.post_id AND p.owner_id = a.owner_id
     ORDER BY p.id
     FOR UPDATE OF p
+), clashes AS (
+    {clashes}
 ), restored AS (
     UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
     FROM locked r, act a
-    WHERE p.id = r.post_id AND r.left_why IS NULL
+    WHERE p.id = r.post_id AND r.left_why IS NULL AND NOT EXISTS (SELECT 1 FROM clashes)
     RETURNING p.id
 ){marks}, done AS (
-    UPDATE bulk_actions SET undone_at = now(), {drop} WHERE id = $1 RETURNING 1
+    UPDATE bulk_actions SET undone_at = now(), {drop}
+    WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM clashes)
+    RETURNING 1
 ), restored_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM restored
 ), left_posts AS (
@@ -95,9 +101,26 @@ WITH act AS (
 )
 SELECT cardinality(r.ids) AS restored, k.ids AS left_ids, k.whys AS left_whys,
        (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM audited) AS audited,
-       (SELECT count(*) FROM notified) AS notified
+       (SELECT count(*) FROM notified) AS notified,
+       (SELECT json_agg(json_build_object(
+            'post_id', c.id, 'public_sqid', c.public_sqid, 'held_by', json_build_object(
+                'post_id', c.held_id, 'public_sqid', c.held_sqid, 'live', true))
+            ORDER BY c.id) FROM clashes c) AS clashes
 FROM restored_ids r, left_posts k
 """
+
+
+_NO_CLASHES = (
+    "SELECT NULL::int AS id, NULL::text AS public_sqid, NULL::int AS held_id,"
+    " NULL::text AS held_sqid WHERE false"
+)
+# The undo of a delete restores: the host's restore rule holds (posts/restore_rule.py), and a
+# post whose artwork a live post now holds refuses the whole undo, named.
+_HELD_ARTWORKS = f"""SELECT p.id, p.public_sqid, h.id AS held_id, h.public_sqid AS held_sqid
+    FROM locked r JOIN posts p ON p.id = r.post_id
+    JOIN LATERAL (SELECT h.id, h.public_sqid FROM posts h WHERE {holds_hash("p", "h")} LIMIT 1) h
+      ON true
+    WHERE r.left_why IS NULL"""
 
 
 @dataclass(frozen=True)
@@ -110,12 +133,18 @@ class _Kind:
     allowed: str = "true"
     refused: str = ""
     marks: str = ""
+    clashes: str = _NO_CLASHES
 
     def sql(self) -> str:
         return _UNDO.format(
-            holds=self.holds, assign=self.assign, allowed=self.allowed, refused=self.refused,
-            marks=self.marks, drop=DROP_HISTORY,
-        )  # fmt: skip
+            holds=self.holds,
+            assign=self.assign,
+            allowed=self.allowed,
+            refused=self.refused,
+            marks=self.marks,
+            clashes=self.clashes,
+            drop=DROP_HISTORY,
+        )
 
 
 _UNMARK = """, unmarked AS (
@@ -140,6 +169,7 @@ for _moderator in (False, True):
         holds="p.deleted_by_user AND p.deleted_by_user_date = a.created_at",
         assign="deleted_by_user = false, deleted_by_user_date = NULL",
         marks=_UNMARK,
+        clashes=_HELD_ARTWORKS,
     )
     _KINDS["restore", _moderator] = _Kind(
         holds="NOT p.deleted_by_user",
@@ -175,21 +205,38 @@ _KINDS["tags", True] = _Kind(
 SQL_UNDO = {kind: how.sql() for kind, how in _KINDS.items()}
 
 _WHAT = {
-    "hide": "hide", "unhide": "unhide", "delete": "delete", "restore": "restore",
-    "license": "license change", "tags": "tag change", "remixable": "remix permission change",
-}  # fmt: skip
+    "hide": "hide",
+    "unhide": "unhide",
+    "delete": "delete",
+    "restore": "restore",
+    "license": "license change",
+    "tags": "tag change",
+    "remixable": "remix permission change",
+}
 # Why a post was left, as the message says it (one post, several).
 _LEFT = {
-    "changed": ("changed again since and was left as it is",
-                "changed again since and were left as they are"),
-    "license gone": ("had a license that no longer exists and was left",
-                     "had licenses that no longer exist and were left"),
-    "NoDerivatives": ("has a NoDerivatives license, which forbids remixes, and was left",
-                      "have NoDerivatives licenses, which forbid remixes, and were left"),
-    "not an artwork any more": ("is not an artwork any more and was left",
-                                "are not artworks any more and were left"),
+    "changed": (
+        "changed again since and was left as it is",
+        "changed again since and were left as they are",
+    ),
+    "license gone": (
+        "had a license that no longer exists and was left",
+        "had licenses that no longer exist and were left",
+    ),
+    "NoDerivatives": (
+        "has a NoDerivatives license, which forbids remixes, and was left",
+        "have NoDerivatives licenses, which forbid remixes, and were left",
+    ),
+    "not an artwork any more": (
+        "is not an artwork any more and was left",
+        "are not artworks any more and were left",
+    ),
     "gone": ("is no longer the owner's and was left", "are no longer the owner's and were left"),
-}  # fmt: skip
+}
+
+
+# Runs of an undo that raced an upload of one of its artworks.
+_TRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +249,28 @@ class UndoOutcome:
 async def undo(pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID) -> UndoOutcome:
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
-    async with pool.acquire() as conn, conn.transaction():
-        act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
-        _check(act)
-        assert act is not None
-        row = await conn.fetchrow(SQL_UNDO[act["action"], act["by_moderator"]], action_id)
+    for _ in range(_TRIES):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
+                _check(act)
+                assert act is not None
+                row = await conn.fetchrow(SQL_UNDO[act["action"], act["by_moderator"]], action_id)
+            break
+        except asyncpg.UniqueViolationError as exc:
+            # An upload of the same artwork committed after the statement's snapshot: run
+            # again, and then it sees the upload and names it.
+            if exc.constraint_name != HASH_INDEX:
+                raise
+    else:
+        raise conflict(
+            "An artwork of these posts was uploaded again while the undo ran; nothing was "
+            "changed. Try the undo again to see which posts can no longer be restored.",
+            slug="artwork-reuploaded",
+        )
     assert row is not None  # the statement always returns exactly one row
+    if row["clashes"]:
+        raise artwork_held(row["clashes"])
     message = f"Undid the {_WHAT.get(act['action'], act['action'])} of {row['restored']} post(s)"
     by_why: dict[str, list[int]] = {}
     for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):

@@ -232,8 +232,11 @@ async def test_undo_bumps_the_hosts_change_times_and_notifies(
     finally:
         await listener.close()
     assert payload == {
-        "user_id": user.id, "action": "undo", "post_ids": ids, "changed_count": 2,
-    }  # fmt: skip
+        "user_id": user.id,
+        "action": "undo",
+        "post_ids": ids,
+        "changed_count": 2,
+    }
     fresh = await pool.fetchval(
         "SELECT bool_and(metadata_modified_at > now() - interval '1 minute'"
         " AND updated_at > now() - interval '1 minute') FROM posts"
@@ -255,3 +258,34 @@ async def test_the_purge_keeps_the_last_24_hours(
     await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 1
     assert (await _undo(client, user, fresh["undo"]))["affected_count"] == 1
+
+
+async def test_the_undo_of_a_delete_keeps_the_hosts_restore_rule(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    user = await factory.user()
+    kept, reuploaded = await factory.posts_bulk(user, 2)
+    await pool.execute(
+        "UPDATE posts SET hash = repeat(id::text, 64 / length(id::text)) WHERE id = ANY($1)",
+        [kept, reuploaded],
+    )
+    deleted = await _act(
+        client, user, "action", {"action": "delete", "post_ids": [kept, reuploaded]}
+    )
+    # The host freed the hash at the delete: the artist uploads the same artwork again.
+    art = await pool.fetchval("SELECT hash FROM posts WHERE id = $1", reuploaded)
+    again = await factory.post(user, title="again", hash=art)
+    problem = await assert_problem(await client.post(deleted["undo"], headers=user.auth), 409)
+    assert problem["conflicts"] == [
+        {
+            "post_id": reuploaded,
+            "public_sqid": problem["conflicts"][0]["public_sqid"],
+            "held_by": {"post_id": again.id, "public_sqid": again.sqid, "live": True},
+        }
+    ]
+    assert f"uploaded again as post {again.id}" in problem["detail"]
+    # Refused whole, and still there to undo once the new post is gone.
+    flags = await factory.post_flags([kept, reuploaded])
+    assert flags[kept]["deleted_by_user"] and flags[reuploaded]["deleted_by_user"]
+    await pool.execute("DELETE FROM posts WHERE id = $1", again.id)
+    assert (await _undo(client, user, deleted["undo"]))["affected_count"] == 2
