@@ -273,17 +273,13 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
 
 
 async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> list[str]:
-    """Bulk actions to undo, a hide of one of the owner's posts each (undoing one puts its post
-    back as it is: both snapshots hold a seeded post's defaults), by the owner or by `actor`, a
-    moderator."""
+    """Bulk actions to undo, a hide of one of the owner's posts each, by the owner or by `actor`,
+    a moderator (the seeded posts are not hidden: undoing one leaves its post as it is)."""
     out = []
     for post_id in owner.post_ids[:8]:
         action = await seeder.row("bulk_actions", owner_id=owner.user_id, action="hide",
-                                  actor_id=actor and actor.user_id, changed_count=1)  # fmt: skip
-        for after in (False, True):
-            await seeder.row("bulk_action_posts", "action_id", action_id=action, post_id=post_id,
-                             after=after, hidden_by_user=False, hidden_by_mod=False,
-                             deleted_by_user=False, remixable=True, hashtags=[])  # fmt: skip
+                                  actor_id=actor and actor.user_id, changed_count=1,
+                                  post_ids=[post_id], wrote_flag=True)  # fmt: skip
         out.append(str(action))
     return out
 
