@@ -29,6 +29,22 @@ const VERB = {
   license: "Changing the license of", tags: "Retagging", remixable: "Changing remix permission of",
 };
 
+// The server paces bulk actions per person (429 with Retry-After): a batch it asked to wait
+// is sent again once the wait is over, a few times at most.
+const PACED_TRIES = 5;
+
+async function paced(part, send, waiting) {
+  for (let tries = 1; ; tries++) {
+    try {
+      return await send(part);
+    } catch (error) {
+      if (error.status !== 429 || !error.retryAfter || tries >= PACED_TRIES) throw error;
+      waiting(error.retryAfter);
+      await new Promise((resolve) => setTimeout(resolve, error.retryAfter * 1000));
+    }
+  }
+}
+
 // Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success.
 // Returns {ok, doneIds, leftIds, message, undos}: `undos`, the undo links of the batches that
 // changed posts, in the order they ran.
@@ -48,7 +64,10 @@ export async function runBatches(action, ids, send, done) {
       text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
       bar.value = i;
       try {
-        const answer = await send(part);
+        const answer = await paced(part, send, (wait) => {
+          text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ` +
+            `${parts.length}, waiting ${wait} s (at most so many actions a minute)`;
+        });
         if (answer?.undo) undos.push(answer.undo);
       } catch (error) {
         box.hidden = true;
