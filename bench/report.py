@@ -1,14 +1,15 @@
 """Every generated page under docs/, rendered from the committed figures and chaos runs alone
 (`python -m bench.run_all --report-only`; tests/tooling/test_docs_rendered.py checks them).
 
-docs/benchmarks.md is bench/templates/benchmarks.md.j2: each benchmark's part of the page is a
-`{% call(f) section(s.<name>, "heading") %}` block of the template: its heading, the line saying
-when it was measured, and its text, which reads `f`, the figures of `bench/figures/<name>.json`,
-or what the benchmark's own `section(figures)` makes of them where the text needs more than a
-ratio. A section with no figures is its heading and a "not measured yet" line, so the page is
-always a render of the template and the figures. To add a section: its block in the template,
-its name in SECTIONS, and its benchmark in bench/run_all.py's list; its first run writes
-bench/figures/<name>.json.
+docs/benchmarks.md is bench/templates/benchmarks.md.j2: one table of every target, each row its
+figure, verdict, date and command, a benchmark's rows a `{% call(f) rows(s.<name>, …) %}` block
+that reads `f`, the figures of `bench/figures/<name>.json` or what the benchmark's own
+`section(figures)` makes of them. docs/benchmarks-details.md is
+bench/templates/benchmarks-details.md.j2: each benchmark's method and figures, a
+`{% call(f) section(s.<name>, "heading") %}` block under the line saying when it was measured.
+A benchmark with no figures is one "not measured yet" row, or line, on each page. To add one:
+its blocks in both templates, its name in SECTIONS, and its benchmark in bench/run_all.py's
+list; its first run writes bench/figures/<name>.json.
 
 docs/scaling.md is bench/templates/scaling.md.j2 rendered from the figures of `bench.sse --box`
 and `bench.scaling`'s NOTIFY fan-out; the cluster's figures on the page are dated one-offs,
@@ -28,6 +29,7 @@ from support import chaos_pages, render
 from support.stack import CHECKOUT
 
 REPORT = CHECKOUT / "docs" / "benchmarks.md"
+DETAILS = CHECKOUT / "docs" / "benchmarks-details.md"
 SCALING = CHECKOUT / "docs" / "scaling.md"
 # Every section of the page, in its order: the benchmark bench/<name>.py.
 SECTIONS: tuple[str, ...] = ("build", "posts", "filters", "host_cache", "sse", "sse_box", "page")
@@ -47,14 +49,18 @@ def sections(folder: Path = FIGURES) -> dict[str, Saved]:
     return out
 
 
-def benchmarks(folder: Path = FIGURES) -> str:
-    """docs/benchmarks.md, from the template and the figures in `folder` alone."""
+def benchmarks(folder: Path = FIGURES, template: str = "benchmarks.md.j2") -> str:
+    """docs/benchmarks.md (or its details' page), from its template and `folder`'s figures alone."""
     machine = folder / MACHINE.name
     return render.render(
-        "benchmarks.md.j2",
+        template,
         s=sections(folder),
         machine=json.loads(machine.read_text()) if machine.exists() else None,
     )
+
+
+def details(folder: Path = FIGURES) -> str:
+    return benchmarks(folder, "benchmarks-details.md.j2")
 
 
 def _fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
@@ -83,7 +89,7 @@ def scaling(folder: Path = FIGURES) -> str:
 
 def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path, str]:
     """Each generated page's path and text."""
-    pages = {REPORT: benchmarks(figures), SCALING: scaling(figures)}
+    pages = {REPORT: benchmarks(figures), DETAILS: details(figures), SCALING: scaling(figures)}
     return pages | chaos_pages.renders(runs)
 
 

@@ -38,7 +38,7 @@ def _how_long() -> str:
         took = f"{run['seconds']} s" if "seconds" in run else "not recorded"
         lines.append(f"  {b.name:<14} bound {b.limit_s // 60:>3} min, last run {took}")
     lines.append("Files it rewrites (committed): bench/figures/<name>.json of each benchmark "
-                 "run, docs/benchmarks.md, docs/scaling.md.")  # fmt: skip
+                 "run, docs/benchmarks.md, docs/benchmarks-details.md, docs/scaling.md.")  # fmt: skip
     return "\n".join(lines)
 
 

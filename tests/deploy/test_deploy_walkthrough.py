@@ -42,13 +42,6 @@ def section() -> str:
     return text[start : end if end != -1 else len(text)]
 
 
-def test_one_section_on_running_beside_the_host() -> None:
-    """Every step of running beside the host is in this one section (there were two, issue
-    33): no other top-level section of the page is about it."""
-    top = re.findall(r"^## .*$", DOC.read_text(), re.M)
-    assert [h for h in top if "beside" in h.lower() or "makapix" in h.lower()] == [TITLE]
-
-
 def code_lines() -> list[str]:
     """Every line of the section's fenced shell blocks, continuation lines joined."""
     lines: list[str] = []

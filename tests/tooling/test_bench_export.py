@@ -1,4 +1,4 @@
-"""bench.export's report: each target judged on its own figure."""
+"""bench.export's rows of docs/benchmarks.md: each target judged on its own figure."""
 
 from __future__ import annotations
 
@@ -26,27 +26,33 @@ def _store(name: str, ratio: float, growth: float, slowdown: float) -> Any:
     return store
 
 
-def _section(where: Path, **stores: Any) -> str:
-    """The export section of docs/benchmarks.md as the page renders it from these figures."""
+def _rows(where: Path, **stores: Any) -> tuple[dict[str, str], str]:
+    """The export's rows of docs/benchmarks.md's targets, by target, and its details' section,
+    as the pages render them from these figures."""
     where.mkdir()
     figures = COMMITTED["figures"] | {"stores": stores, "servers": ["PostgreSQL 16", "Redis 7"]}
     (where / "export.json").write_text(json.dumps(COMMITTED | {"figures": figures}))
-    page = report.benchmarks(where)
-    start = page.index("## Full export in parts")
-    return page[start : page.find("\n## ", start + 1)]
+    rows = [r for r in report.benchmarks(where).splitlines() if r.endswith("bench.export` |")]
+    details = report.details(where)
+    start = details.index("## Full export in parts")
+    return {r.split(" | ")[0]: r for r in rows}, details[start : details.find("\n## ", start + 1)]
 
 
 def test_each_target_passes_or_fails_on_its_own_figure(tmp_path: Path) -> None:
-    table = _section(
+    rows, section = _rows(
         tmp_path / "page",
         folder=_store("folder", 0.95, 10.0, 1.1),
         seaweedfs=_store("seaweedfs", 0.8, 45.0, 1.6),
     )
-    rows = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
-    throughput = next(v for k, v in rows.items() if "throughput" in k)
-    memory = next(v for k, v in rows.items() if "RSS" in k)
-    first = next(v for k, v in rows.items() if "time to ready" in k)
-    assert "**0.95×**: PASS" in throughput and "**0.80×**: FAIL" in throughput
-    assert "**+10.0 MB**: PASS" in memory and "**+45.0 MB**: FAIL" in memory
-    assert "**1.10×**: PASS" in first and "**1.60×**: FAIL" in first
-    assert "PostgreSQL 16, Redis 7" in table
+
+    def verdict(store: str, target: str) -> list[str]:
+        (row,) = [v for k, v in rows.items() if k.startswith(f"| {store}:") and target in k]
+        return row.split(" | ")[1:3]
+
+    assert verdict("folder", "throughput") == ["0.95×", "met"]
+    assert verdict("SeaweedFS", "throughput") == ["0.80×", "missed"]
+    assert verdict("folder", "RSS") == ["+10.0 MB", "met"]
+    assert verdict("SeaweedFS", "RSS") == ["+45.0 MB", "missed"]
+    assert verdict("folder", "time to ready") == ["1.10×", "met"]
+    assert verdict("SeaweedFS", "time to ready") == ["1.60×", "missed"]
+    assert "PostgreSQL 16, Redis 7" in section

@@ -67,7 +67,12 @@ def test_the_docs_are_renders_of_their_templates_and_the_committed_data() -> Non
 @pytest.mark.parametrize(
     ("page", "before", "after"),
     [
-        ("benchmarks.md", "| seed algorithm | ", "| seed algorithm | 1"),  # whatever it was
+        (
+            "benchmarks.md",
+            "| one LISTEN connection per process | ",
+            "| one LISTEN connection per process | 1",
+        ),
+        ("benchmarks-details.md", "| seed algorithm | ", "| seed algorithm | 1"),
         ("scaling.md", "gave 0.69× the rate of one", "gave 0.96× the rate of one"),
         ("reliability.md", "wall time ", "wall time 1"),  # a run's time, whatever it was
         ("runs/chaos-ci.md", "chaos: OK: 0 violations", "chaos: OK: 1 violations"),
@@ -86,37 +91,52 @@ def test_a_hand_edit_of_a_generated_page_fails(
     assert [p.split(":", 1)[0] for p in stale(copied)] == [Path(page).name]
 
 
+def rows_of(page: str, command: str) -> list[str]:
+    """The targets table's rows measured by `command`."""
+    return [line for line in page.splitlines() if line.endswith(f"| `{command}` |")]
+
+
 def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
     save(figures, "build", {"run": OLD, "figures": BUILD})
     save(figures, "store", {"run": {"before": "2025-12-31 00:00 UTC"}, "figures": STORE})
     page = report.benchmarks(figures)
+    build = rows_of(page, "python -m bench.build")
+    assert len(build) >= 8 and all("| 2026-01-02 03:04 UTC |" in r for r in build)
+    assert page.count("2026-01-02") == len(build)  # never given another benchmark's date
+    store = rows_of(page, "python -m bench.run_all --only store")
+    assert store and all("| on or before 2025-12-31 00:00 UTC |" in r for r in store)
+    details = report.details(figures)
     assert (
         "## ZIP build — `python -m bench.build`\n\n*Measured 2026-01-02 03:04 UTC (1-minute load "
-        "average 0.50 before, 0.60 after, 42 s): `python -m bench.build`.*\n\n" in page
+        "average 0.50 before, 0.60 after, 42 s): `python -m bench.build`.*\n\n" in details
     )
-    assert "| 128 artworks | claim → ready |" in page  # the whole job, in the same section
-    assert "*Measured on or before 2025-12-31 00:00 UTC (figures saved before each" in page
-    assert page.count("2026-01-02") == 1  # never given another section's date
+    assert "| 128 artworks | claim → ready |" in details  # the whole job, in the same section
+    assert "*Measured on or before 2025-12-31 00:00 UTC (figures saved before each" in details
+    assert details.count("2026-01-02") == 1
 
 
 def test_a_section_without_figures_says_so_and_keeps_nothing(figures: Path) -> None:
     save(figures, "build", {"run": OLD, "figures": BUILD})
-    page = report.benchmarks(figures)
-    assert (
-        "## Object storage — `python -m bench.store`\n\n*Not measured yet: no figures in "
-        "`bench/figures/store.json` (`python -m bench.run_all --only store` measures them).*\n\n## "
-    ) in page
-    assert "| stalled readers | server RSS |" not in page  # nothing of the store's block
-    assert "| 128 artworks | claim → ready |" in page  # the section with figures is rendered
+    page, details = report.benchmarks(figures), report.details(figures)
+    not_yet = (
+        "*Not measured yet: no figures in `bench/figures/store.json` (`python -m bench.run_all "
+        "--only store` measures them).*"
+    )
+    assert f"| object storage | {not_yet} | | | |" in page
+    assert "## Object storage — `python -m bench.store`\n\n" + not_yet + "\n\n## " in details
+    assert "ZIP build into SeaweedFS" not in page  # no row of the store's
+    assert "| stalled readers | server RSS |" not in details  # nothing of the store's block
+    assert rows_of(page, "python -m bench.build")  # the benchmark with figures is rendered
+    assert "| 128 artworks | claim → ready |" in details
     assert "Machine: not recorded" in page
 
 
 def test_a_failed_first_run_is_said(figures: Path) -> None:
     why = runner.run_one(runner.Bench("store", (), 60, module="no_such_benchmark"), figures)
     assert why is not None and "status 1" in why
-    page = report.benchmarks(figures)
-    assert "*Not measured yet: its last run, " in page
-    assert "failed (exited with status 1): `python -m bench.no_such_benchmark`.*" in page
+    for page in (report.benchmarks(figures), report.details(figures)):
+        assert "*Not measured yet: its last run, " in page
+        assert "failed (exited with status 1): `python -m bench.no_such_benchmark`.*" in page
 
 
 def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> None:
@@ -129,9 +149,11 @@ def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> N
     assert kept.figures == STORE and kept.run is not None and kept.run["date"] == OLD["date"]
     assert kept.failed is not None and kept.failed["why"] == why
     assert (figures / "build.json").read_text() == before  # no other benchmark's file
-    page = report.benchmarks(figures)
-    assert f"failed ({why}): these are the figures of the run before.*" in page
-    assert "| stalled readers | server RSS |" in page
+    store = rows_of(report.benchmarks(figures), "python -m bench.store")
+    assert store and all(f"failed ({why}): the run before's figures |" in r for r in store)
+    details = report.details(figures)
+    assert f"failed ({why}): these are the figures of the run before.*" in details
+    assert "| stalled readers | server RSS |" in details
 
 
 def test_a_scaling_page_without_figures_says_so_and_keeps_its_one_offs(figures: Path) -> None:
@@ -195,6 +217,7 @@ def test_run_alls_help_says_how_long_and_what_it_rewrites() -> None:
     for path in (
         "bench/figures/<name>.json",
         "docs/benchmarks.md",
+        "docs/benchmarks-details.md",
         "docs/scaling.md",
     ):
         assert path in rewrites, path
