@@ -29,7 +29,6 @@ from bench import cli
 from bench.build import Run, chunks, copy_floor, driving
 from bench.runner import service_versions
 from bench.store import plain_put
-from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
@@ -37,8 +36,8 @@ from pmd_service.host.vault import artwork_path
 from pmd_service.storage.zip_files import ZipFiles
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.seaweed import Seaweed, create_bucket, new_bucket_name, running_seaweed
-from support.stack import fresh_stack
+from support.seaweed import Seaweed, create_bucket, running_seaweed
+from support.stack import fresh_stack, opened
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
 PART_BYTES = 256 << 20
@@ -399,13 +398,10 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
     async with fresh_stack() as settings:
-        conn = await connect(settings.database_url, "pmd-bench")
-        try:
-            started = time.perf_counter()
+        started = time.perf_counter()
+        async with opened(settings.database_url, "pmd-bench") as conn:
             owner = await seed_owner(conn, settings, "exporter", artworks, 1)
             warm = await seed_owner(conn, settings, "warm", WARM_ARTWORKS, 2)
-        finally:
-            await conn.close()
         await asyncio.to_thread(os.sync)  # the vault on disk: no writeback during the rounds
         print(f"seeded {artworks:,} artworks, {owner.bytes / 1e9:.2f} GB, in "
               f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
@@ -427,8 +423,7 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
                 weed = await asyncio.to_thread(stack.enter_context,
                                                running_seaweed(SEAWEED_VOLUMES))  # fmt: skip
                 stack.callback(_remove_leftovers, weed, since)  # once it is stopped (LIFO)
-                bucket = new_bucket_name()
-                await create_bucket(weed, bucket)
+                bucket = await create_bucket(weed)
                 figures["stores"]["seaweedfs"] = await in_store(
                     settings, "seaweedfs", weed.env(bucket, "bench/exports"), owner, warm,
                     plans["seaweedfs"], weed,

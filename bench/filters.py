@@ -23,10 +23,8 @@ import asyncpg
 
 from bench import cli
 from bench.posts import FLOOR_COLUMNS, ORDER, Lister, against, against_floor, seed_listers, served
-from pmd_service.core.db import connect
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from support.stack import fresh_stack
+from support.stack import fresh_stack, opened
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512
 TARGET_PAGE, TARGET_ACTION = 1.3, 2.0
@@ -111,20 +109,12 @@ async def action(
 
 
 async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any]:
-    ids = PublicIds(settings.sqids_alphabet)
-    wanted = {"artist": (POSTS, True)}
-    user = (await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted))[
-        "artist"
-    ]
-    conn = await connect(settings.database_url, "pmd-bench-floor")
-    await conn.execute(SQL_TAG, user.id)
-    await conn.execute("VACUUM ANALYZE posts")
-    try:
-        async with served(settings) as http:
-            listed = await page(http, conn, user, requests)
-            acted = await action(http, conn, user, rounds)
-    finally:
-        await conn.close()
+    user = (await seed_listers(settings, {"artist": (POSTS, True)}))["artist"]
+    async with opened(settings.database_url, "pmd-bench-floor") as conn, served(settings) as http:
+        await conn.execute(SQL_TAG, user.id)
+        await conn.execute("VACUUM ANALYZE posts")
+        listed = await page(http, conn, user, requests)
+        acted = await action(http, conn, user, rounds)
     return {"posts": POSTS, "page_size": PAGE, "requests": requests, "filter": FILTER,
             "page": listed, "action": acted, "targets": {"page": TARGET_PAGE,
             "action": TARGET_ACTION}}  # fmt: skip

@@ -26,7 +26,6 @@ from redis.asyncio import Redis
 from bench import cli
 from bench.posts import SQL_OWNED, ms, pair, seed_listers, served
 from pmd_service.api.keys import DB_POOL
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import DEFAULT_HOST_CACHE_PATTERNS, Settings
 from pmd_service.posts.endpoints import FEED_DROPS
 from pmd_service.posts.host_cache import FeedDrops, create_host_cache
@@ -54,10 +53,8 @@ async def fill(cache: Redis, keys: int) -> None:
 
 
 async def settle(drops: FeedDrops) -> None:
-    async def idle() -> bool:
-        return drops.idle
-
-    await eventually(idle, within=300, what="the host cache's passes done", interval=0.005)
+    done = "the host cache's passes done"
+    await eventually(lambda: asyncio.sleep(0, drops.idle), 300, done, interval=0.005)
 
 
 async def one_pass(cache: Redis, keys: int) -> tuple[float, float]:
@@ -83,11 +80,7 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
     started = time.perf_counter()
     await fill(cache, keys)
     filled = time.perf_counter() - started
-    ids = PublicIds(settings.sqids_alphabet)
-    wanted = {"artist": (1_000, True)}
-    user = (await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted))[
-        "artist"
-    ]
+    user = (await seed_listers(settings, {"artist": (1_000, True)}))["artist"]
     app = create_app(msgspec.structs.replace(settings, host_cache_redis_url=url))
     times: dict[str, list[float]] = {"full": [], "empty": []}
     async with served(settings, app) as http:

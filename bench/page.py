@@ -20,8 +20,7 @@ from typing import Any
 import aiohttp
 
 from bench import cli
-from bench.posts import POSTS, seed
-from pmd_service.core.public_ids import PublicIds
+from bench.posts import POSTS, seed_listers
 from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
 CHROMIUM = "/usr/bin/chromium"
@@ -96,23 +95,22 @@ async def bench(runs: int) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     async with fresh_stack() as settings:
-        ids = PublicIds(settings.sqids_alphabet)
-        owner, token = await seed(settings.database_url, ids, settings.jwt_secret_key)
+        user = (await seed_listers(settings, {"owner": (POSTS, True)}))["owner"]
         port = free_port()
         server = start_server(service_env(settings), port)
         base = f"http://127.0.0.1:{port}"
-        url = f"{base}/u/{ids.encode(owner)}/posts#token={token}"
+        url = f"{base}/u/{user.sqid}/posts#token={user.token}"
         try:
             async with aiohttp.ClientSession() as http, async_playwright() as p:
                 browser = await p.chromium.launch(
                     executable_path=CHROMIUM, headless=True,
                     args=["--no-sandbox", "--disable-background-networking"],
                 )  # fmt: skip
-                await api_walk(http, base, token)  # warm both sides once
+                await api_walk(http, base, user.token)  # warm both sides once
                 await page_run(browser, url)
                 floors, pages = [], []
                 for _ in range(runs):  # interleaved, so machine noise hits both alike
-                    floors.append(await api_walk(http, base, token))
+                    floors.append(await api_walk(http, base, user.token))
                     pages.append(await page_run(browser, url))
                 await browser.close()
         finally:

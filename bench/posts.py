@@ -29,7 +29,7 @@ import asyncpg
 from aiohttp import web
 
 from bench import cli
-from pmd_service.core.db import connect, create_pool
+from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
@@ -45,7 +45,7 @@ from support.seeding import (
     listed_posts,
     set_sqids,
 )
-from support.stack import fresh_stack
+from support.stack import fresh_stack, opened
 
 POSTS, OTHER_POSTS, PAGE, BATCH = 10_000, 20_000, 512, 128
 TARGET_RATIO = {True: 1.3, False: 1.6}  # GET p50 / floor p50, with post sqids set and NULL
@@ -92,6 +92,7 @@ class Lister:
     """A user whose `posts` live artworks are listed, with or without post sqids."""
 
     id: int
+    sqid: str
     token: str
     posts: int
     sqids: bool
@@ -102,12 +103,12 @@ class Lister:
 
 
 async def seed_listers(
-    dsn: str, ids: PublicIds, secret: str, wanted: dict[str, tuple[int, bool]]
+    settings: Settings, wanted: dict[str, tuple[int, bool]]
 ) -> dict[str, Lister]:
     """Users named by `wanted` (name: (live artworks, with post sqids)), each also with 300
     playlists and 300 deleted artworks, among 20,000 posts of another user."""
-    conn = await connect(dsn, "pmd-bench-seed")
-    try:
+    ids = PublicIds(settings.sqids_alphabet)
+    async with opened(settings.database_url, "pmd-bench-seed") as conn:
         await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
         other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
         license_id = await insert_row(conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0")
@@ -129,18 +130,11 @@ async def seed_listers(
         await conn.execute("VACUUM ANALYZE")
         listed = ", ".join(f"{name} {n:,}" for name, (n, _) in wanted.items())
         print(f"seeded: listed {listed}, among {OTHER_POSTS:,} posts of another user")
-    finally:
-        await conn.close()
+    secret = settings.jwt_secret_key
     return {
-        name: Lister(user, mint_token(secret, ids.encode(user)), count, sqids)
+        name: Lister(user, sqid := ids.encode(user), mint_token(secret, sqid), count, sqids)
         for user, (name, (count, sqids)) in zip(listers, wanted.items(), strict=True)
     }
-
-
-async def seed(dsn: str, ids: PublicIds, secret: str) -> tuple[int, str]:
-    """One user with POSTS artworks with sqids, as the host has them: (id, token)."""
-    lister = (await seed_listers(dsn, ids, secret, {"owner": (POSTS, True)}))["owner"]
-    return lister.id, lister.token
 
 
 def pair(samples: list[float]) -> dict[str, float]:
@@ -297,29 +291,27 @@ async def actions(
 
 
 async def bench(settings: Settings, requests: int, depths: list[int], big: int) -> dict[str, Any]:
-    ids = PublicIds(settings.sqids_alphabet)
     wanted = {"sqids": (POSTS, True), "no sqids": (POSTS, False)}
     wanted |= {"big": (big, True)} if big else {}
-    listers = await seed_listers(settings.database_url, ids, settings.jwt_secret_key, wanted)
+    listers = await seed_listers(settings, wanted)
     main_user = listers["sqids"]
     pool = await create_pool(settings.database_url, "pmd-bench-floor", min_size=1, max_size=1)
-    conn = await connect(settings.database_url, "pmd-bench-floor")
-    try:
-        async with served(settings) as http:
-            pages = await walk(http, main_user)
-            # Pages 1 and 19 of each user; the first, the last and by depth of the main one
-            # (keyset pagination: page 19 should cost what page 1 does).
-            cases = [await series(http, conn, u, p) for u in listers.values() for p in (1, 19)]
-            ends = {"first": 1, "last": pages} | {f"page {d}": d for d in depths if 1 <= d <= pages}
-            by_end = {k: await series(http, conn, main_user, p) for k, p in ends.items()}
-            every = [*cases, *by_end.values()]
-            for s in every:
-                await check(s)
-            times = await against_floor([(s.get, s.floor) for s in every], requests)
-            hide, hide_sql = await actions(http, pool, main_user, requests)
-    finally:
-        await conn.close()
-        await pool.close()
+    async with (
+        pool,
+        opened(settings.database_url, "pmd-bench-floor") as conn,
+        served(settings) as http,
+    ):
+        pages = await walk(http, main_user)
+        # Pages 1 and 19 of each user; the first, the last and by depth of the main one
+        # (keyset pagination: page 19 should cost what page 1 does).
+        cases = [await series(http, conn, u, p) for u in listers.values() for p in (1, 19)]
+        ends = {"first": 1, "last": pages} | {f"page {d}": d for d in depths if 1 <= d <= pages}
+        by_end = {k: await series(http, conn, main_user, p) for k, p in ends.items()}
+        every = [*cases, *by_end.values()]
+        for s in every:
+            await check(s)
+        times = await against_floor([(s.get, s.floor) for s in every], requests)
+        hide, hide_sql = await actions(http, pool, main_user, requests)
 
     def items(page: int) -> int:
         return PAGE if page < pages else POSTS - PAGE * (pages - 1)

@@ -62,18 +62,6 @@ def _write(name: str, data: dict[str, Any], folder: Path) -> None:
     (folder / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
-def bounded(cmd: list[str], limit_s: float, **popen: Any) -> tuple[int | None, str | None]:
-    """Runs `cmd` in its own session: its exit status (None: killed, with its children, past
-    `limit_s`) and its output when `popen` captures it."""
-    proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True, text=True, **popen)
-    try:
-        out, _ = proc.communicate(timeout=limit_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return None, proc.communicate()[0]
-    return proc.returncode, out
-
-
 def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     """Runs one benchmark into its file in `folder`: None when it saved figures, else why not
     (the file then keeps the figures before, with the failure)."""
@@ -89,7 +77,13 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
         "command": bench.command,
     }
     started = time.monotonic()
-    code, _ = bounded(cmd, bench.limit_s)
+    proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True)
+    try:
+        code: int | None = proc.wait(timeout=bench.limit_s)
+    except subprocess.TimeoutExpired:  # killed with its children
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        code = None
     run |= {"load_end": f"{os.getloadavg()[0]:.2f}", "seconds": round(time.monotonic() - started)}
     print(f"=== {bench.name}: {run['seconds']} s, exit {code}", flush=True)
     if code == 0 and out.exists():
@@ -105,23 +99,14 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
 
 async def service_versions() -> tuple[str, str]:
     """PostgreSQL and Redis versions of the servers the benchmarks use."""
-    import asyncpg
-
     from pmd_service.core.redis_client import create_redis
-    from support.stack import bench_settings
+    from support.stack import bench_settings, connected
 
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     base = await asyncio.to_thread(bench_settings)
-    conn = await asyncpg.connect(base.database_url)
-    try:
+    async with connected(base.database_url) as conn, create_redis(base.redis_url) as redis:
         pg = str(await conn.fetchval("SHOW server_version")).split()[0]
-    finally:
-        await conn.close()
-    redis = create_redis(base.redis_url)
-    try:
         rv = str((await redis.info("server")).get("redis_version", "?"))
-    finally:
-        await redis.aclose()
     suffix = " (embedded)" if embedded else ""
     return f"PostgreSQL {pg}{suffix}", f"Redis {rv}{suffix}"
 

@@ -27,10 +27,8 @@ from arq.constants import default_queue_name
 
 from bench import cli
 from bench.build import make_small_pixel_art, seed_user
-from pmd_service.core.db import connect
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
 from pmd_service.worker import MAX_JOBS, POLL_DELAY
 from support import stack
 from support.measures import cpu_seconds, percentile
@@ -64,7 +62,6 @@ SELECT extract(epoch FROM max(completed_at))::float8 AS last_done,
            AS claim_ready_p50
 FROM batch_download_requests WHERE id = ANY($1::uuid[])
 """
-SQL_SQID = "SELECT public_sqid FROM users WHERE id = $1"
 
 
 def window(posts: list[int], n: int) -> list[int]:
@@ -90,7 +87,6 @@ class Local:
     redis: ArqRedis
     settings: Settings
     env: dict[str, str]
-    server: int
     tokens: list[str]
     worker_pid: int = 0
 
@@ -283,33 +279,33 @@ async def seed_users(conn: asyncpg.Connection, settings: Settings
     tokens, users = [], []
     for i in range(USERS):
         owner, post_ids = await seed_user(conn, settings, f"scale{i}", files)
-        sqid = await conn.fetchval(SQL_SQID, owner)
-        tokens.append(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=3 * 3600))
-        users.append(({"Authorization": f"Bearer {tokens[-1]}"}, post_ids))
+        tokens.append(owner.token)
+        users.append((owner.auth, post_ids))
     await conn.execute("VACUUM ANALYZE")
     return tokens, users
 
 
 async def run(backlog: int, repeats: int) -> dict[str, Any]:
-    async with stack.fresh_stack() as settings:
-        conn = await connect(settings.database_url, "pmd-bench")
-        redis = create_redis(settings.redis_url)
+    async with (
+        stack.fresh_stack() as settings,
+        stack.opened(settings.database_url, "pmd-bench") as conn,
+        create_redis(settings.redis_url) as redis,
+    ):
         # arq's keys of an earlier run that died: its jobs would count in this run's backlog.
         await redis.delete(HELD_QUEUE, *[key async for key in redis.scan_iter(match="arq:*")])
         env, port = stack.service_env(settings), free_port()
         # Kept after the run (the temp dir is not): what the server said when a figure is odd.
         SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
-        log = SERVER_LOG.open("wb")
-        server = await asyncio.to_thread(start_server, env, port, log)
+        with SERVER_LOG.open("wb") as log:  # the server keeps a descriptor of its own
+            server = await asyncio.to_thread(start_server, env, port, log)
         try:
             tokens, users = await seed_users(conn, settings)
             # arq starts at most max_jobs jobs a poll (start_jobs stops at the first job that does
             # not fit): jobs shorter than a poll run at most max_jobs / poll_delay a second.
-            figures: dict[str, Any] = {"config": {
-                "poll_ceiling_per_worker": MAX_JOBS / POLL_DELAY,
-                "cpus": len(os.sched_getaffinity(0))}}  # fmt: skip
+            ceiling = MAX_JOBS / POLL_DELAY
+            figures: dict[str, Any] = {"config": {"poll_ceiling_per_worker": ceiling}}
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                rig = Local(http, users, conn, redis, settings, env, server.pid, tokens)
+                rig = Local(http, users, conn, redis, settings, env, tokens)
                 print(f"1. a backlog of {backlog} BDRs of {ARTWORKS_PER_BDR} small artworks "
                       f"({USERS} users), drained by a fresh worker:", flush=True)  # fmt: skip
                 figures["backlog"] = await backlog_drains(rig, backlog, repeats)
@@ -321,9 +317,6 @@ async def run(backlog: int, repeats: int) -> dict[str, Any]:
             figures["notify"] = [await notify_fanout(settings.database_url, n) for n in LISTENERS]
         finally:
             stop(server)
-            log.close()
-            await redis.aclose()
-            await conn.close()
     print(f"BDRs per second, one worker (median of runs): {figures['backlog']['per_s']:.1f}")
     return figures
 

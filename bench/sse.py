@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import math
 import multiprocessing
-import os
 import resource
 import statistics
 import sys
@@ -30,7 +29,6 @@ from typing import Any
 from bench import cli, sse_floor
 from bench.storm_client import Client
 from pmd_service.core.db import connect, read_budget
-from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from support import stack
 from support.measures import percentile, tree_rss_kb
@@ -254,8 +252,8 @@ async def served(b: Bench, streams: int, connections: int
     # The servers' logs stay for a look after the run (the stack's folder goes with it).
     log_path = stack.CHECKOUT / ".data" / "bench" / f"sse-server-{streams}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no .data/bench
-    log = log_path.open("wb")
-    server = await asyncio.to_thread(stack.start_server, env, port, log)
+    with log_path.open("wb") as log:  # the server keeps a descriptor of its own
+        server = await asyncio.to_thread(stack.start_server, env, port, log)
     clients: Clients | None = None
     try:
         while len(await stack.listener_pids(b.db)) < processes:  # noqa: ASYNC110 - nothing announces it
@@ -263,13 +261,12 @@ async def served(b: Bench, streams: int, connections: int
         clients = Clients(port, b.seeded.tokens, streams, b.mode)
         yield server.pid, port, clients, {
             "streams": streams, "processes": processes, "pool_max": pool, "per_user": b.mode.per_user,
-            "users": streams // b.mode.per_user, "cores": len(os.sched_getaffinity(0)),
+            "users": streams // b.mode.per_user,
         }  # fmt: skip
     finally:
         if clients is not None:
             await clients.close()
         await asyncio.to_thread(stack.stop, server)
-        log.close()
 
 
 async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
@@ -361,8 +358,7 @@ async def bursts(db: Any, bdr_ids: list[Any], clients: Clients, holding: int) ->
 async def run(mode: Mode, levels: list[int]) -> dict[str, Any]:
     """Every level's figures."""
     async with stack.fresh_stack() as settings:
-        ids, users = PublicIds(settings.sqids_alphabet), max(levels) // mode.per_user
-        seeded = await seed_stream_users(settings.database_url, ids, settings.jwt_secret_key, users)
+        seeded = await seed_stream_users(settings, max(levels) // mode.per_user)
         budget = await read_budget(settings.database_url)
         # All the database allows, less what others hold now, this bench's own connections,
         # and some for others that may connect meanwhile.

@@ -49,7 +49,6 @@ from bench.build import (
     timed,
     trailer,
 )
-from pmd_service.core.db import connect
 from pmd_service.core.objects import S3Access, StoreUrl, open_store
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
@@ -245,8 +244,7 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
 
 async def _ready_bdr(settings: Settings, store: Any, size: int) -> tuple[str, uuid.UUID]:
     """A ready BDR whose object holds `size` random bytes: (its owner's token, its id)."""
-    conn = await connect(settings.database_url, "pmd-bench")
-    try:
+    async with stack.opened(settings.database_url, "pmd-bench") as conn:
         owner = await seeding.Factory(conn, settings).user("proxied")
         file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
         await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(size))
@@ -255,8 +253,6 @@ async def _ready_bdr(settings: Settings, store: Any, size: int) -> tuple[str, uu
             file_size_bytes=size, completed_at=datetime.now(UTC),
             expires_at=datetime.now(UTC) + timedelta(days=1),
         )  # fmt: skip
-    finally:
-        await conn.close()
     return owner.token, bdr_id
 
 
@@ -358,8 +354,7 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
 def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with seaweed.running_seaweed() as weed, tempfile.TemporaryDirectory(prefix="pmd-store-") as tmp:
-        bucket = seaweed.new_bucket_name()
-        asyncio.run(seaweed.create_bucket(weed, bucket))
+        bucket = asyncio.run(seaweed.create_bucket(weed))
         files = make_large_pngs(INPUTS / "large", 128)
         local = Path(tmp) / "local.zip"
         store = store_at(weed.endpoint, bucket, "bench/build")

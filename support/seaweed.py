@@ -147,12 +147,11 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def new_bucket_name() -> str:
-    return f"pmd-test-{secrets.token_hex(4)}"
-
-
-async def create_bucket(weed: Seaweed, name: str) -> None:
+async def create_bucket(weed: Seaweed, name: str = "") -> str:
+    """Bucket `name` on `weed` (by default a new one of a name of its own): its name."""
     from aiobotocore.session import get_session
+
+    name = name or f"pmd-test-{secrets.token_hex(4)}"
 
     async with get_session().create_client(
         "s3", endpoint_url=weed.endpoint, region_name=REGION,
@@ -162,3 +161,4 @@ async def create_bucket(weed: Seaweed, name: str) -> None:
         # first try made.
         with suppress(client.exceptions.BucketAlreadyOwnedByYou):
             await client.create_bucket(Bucket=name)
+    return name

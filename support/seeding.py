@@ -13,11 +13,11 @@ from typing import Any
 
 import asyncpg
 
-from pmd_service.core.db import connect
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
+from support.stack import opened
 
 
 async def insert_row(conn: Any, table: str, returning: str = "id", **cols: Any) -> Any:
@@ -220,11 +220,11 @@ class Seeded:
     bdr_ids: list[uuid.UUID]
 
 
-async def seed_stream_users(dsn: str, ids: PublicIds, secret: str, users: int) -> Seeded:
+async def seed_stream_users(settings: Settings, users: int) -> Seeded:
     """`users` users with a token each and one BDR each in `processing` (the SSE benchmarks'
     subscribers and what their events are about), in bulk, in a database fresh_stack made."""
-    conn = await connect(dsn, "pmd-bench-seed")
-    try:
+    ids = PublicIds(settings.sqids_alphabet)
+    async with opened(settings.database_url, "pmd-bench-seed") as conn:
         user_ids = await bulk_users(conn, ids, "sse", users)
         bdrs = await conn.fetch(
             "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)"
@@ -234,10 +234,8 @@ async def seed_stream_users(dsn: str, ids: PublicIds, secret: str, users: int) -
         )
         by_user = {r["user_id"]: r["id"] for r in bdrs}
         await conn.execute("VACUUM ANALYZE")
-    finally:
-        await conn.close()
     return Seeded(
-        tokens=[mint_token(secret, ids.encode(u), ttl_seconds=3600) for u in user_ids],
+        tokens=[mint_token(settings.jwt_secret_key, ids.encode(u)) for u in user_ids],
         bdr_ids=[by_user[u] for u in user_ids],
     )
 

@@ -66,6 +66,17 @@ async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connectio
         await conn.close()
 
 
+@asynccontextmanager
+async def opened(url: str, application_name: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection as the service makes one (its codecs, named `application_name`), closed
+    when the block ends."""
+    conn = await connect(url, application_name)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 async def _admin(server_url: str, *statements: str) -> None:
     async with connected(server_url) as admin:
         for statement in statements:
@@ -99,11 +110,8 @@ async def fresh_stack() -> AsyncIterator[Settings]:
                 bdr_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
             )  # fmt: skip
-            conn = await connect(settings.database_url, "pmd-bench")
-            try:
+            async with opened(settings.database_url, "pmd-bench") as conn:
                 await apply_migrations(conn, MIGRATIONS, with_host_tables=True)  # dev: stand-ins
-            finally:
-                await conn.close()
             yield settings
     finally:
         await drop_database(base.database_url, name)

@@ -223,9 +223,8 @@ async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
 async def redis_clean(redis_url: str) -> None:
     from pmd_service.core.redis_client import create_redis
 
-    redis = create_redis(redis_url)
-    await redis.flushdb()
-    await redis.aclose()
+    async with create_redis(redis_url) as redis:
+        await redis.flushdb()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
-from support.seaweed import Seaweed, create_bucket, new_bucket_name
+from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory, PostRow, UserRow, insert_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
@@ -123,9 +123,7 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 
 def bucket_on(weed: Seaweed) -> str:
     """A new bucket on `weed`: its name."""
-    name = new_bucket_name()
-    asyncio.run(create_bucket(weed, name))
-    return name
+    return asyncio.run(create_bucket(weed))
 
 
 def as_role(url: str, role: str, password: str) -> str:

@@ -39,7 +39,7 @@ from support import tools
 from support.mailbox import Mailbox
 from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.redis import RedisServer
-from support.seaweed import create_bucket, new_bucket_name, running_seaweed
+from support.seaweed import create_bucket, running_seaweed
 from support.seeding import Factory
 from support.stack import fresh_stack, service_env
 
@@ -140,8 +140,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         )  # fmt: skip
         modes: list[dict[str, str]] = [{}, {}]
         if weed is not None:
-            bucket_name = new_bucket_name()
-            await create_bucket(weed, bucket_name)
+            bucket_name = await create_bucket(weed)
             store_env = weed.env(bucket_name, "chaos")
             # Retries 3, 12 and 48 s apart outlast the store's outage (20 s, plus its restart):
             # no BDR may fail because of it.
