@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +12,10 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import msgspec
+
+from .asyncpg_adapter import DatabaseRefusing as DatabaseRefusing
+from .asyncpg_adapter import PoolTimeout as PoolTimeout
+from .asyncpg_adapter import gated_pool, is_orphaned_cancel
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -25,32 +28,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# asyncpg (0.32.0, the newest; MagicStack/asyncpg#1310, its fix #1312 unreleased) cancels a
-# query that timed out or was cancelled over a second connection, which over TCP first asks
-# for TLS whenever the DSN allows it (sslmode `prefer`, the default), whether or not the
-# connection it cancels is TLS. When that connection closes meanwhile (terminated, its pool
-# closing), asyncpg cancels the cancel; if that lands while its TLS attempt's socket is being
-# set up, asyncio closes the socket and asyncpg's TLSUpgradeProto sets this error on a future
-# no one awaits any more: asyncio logs "Future exception was never retrieved" at ERROR (10
-# times in a 100,000-stream flood), and Sentry would have made an event of each. The query
-# had failed and been answered already, and a cancel request is best effort: nothing is lost.
-_ORPHANED_CANCEL = "unexpected connection_lost() call"
-
 
 class _QuietOrphanedCancels:
-    """The loop's exception handler, but for exactly that orphaned future (a debug line)."""
+    """The loop's exception handler, but for asyncpg's orphaned cancel, which loses nothing (a
+    debug line)."""
 
     def __init__(self, inner: Callable[[asyncio.AbstractEventLoop, dict[str, Any]], object] | None):
         self.inner = inner
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        exc = context.get("exception")
-        if (
-            context.get("message") == "Future exception was never retrieved"
-            and isinstance(exc, ConnectionError)
-            and str(exc) == _ORPHANED_CANCEL
-        ):
-            log.debug("a query's cancel request was itself cancelled (%s)", exc)
+        if is_orphaned_cancel(context):
+            log.debug("a query's cancel request was itself cancelled (%s)", context["exception"])
             return
         if self.inner is None:
             loop.default_exception_handler(context)
@@ -82,12 +70,8 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset on release, in place of asyncpg's default reset query.
 
     asyncpg still rolls back a transaction left open and drops listeners before calling this;
-    its default then sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`,
-    one more round trip on every release, which `pool.fetch` awaits before it returns (~0.3 ms
-    of a request that makes two queries). None of it has anything to undo here: the service
-    sets nothing for a session (`set_config(..., true)` is transaction-local), holds its only
-    session lock (the migrator's) in try/finally, opens cursors only inside transactions, and
-    LISTENs on a connection of its own, never a pooled one.
+    its default reset query would be one more round trip on every release, which `pool.fetch`
+    awaits, and has nothing to undo here (docs/architecture.md, "Database connections").
     """
 
 
@@ -99,27 +83,10 @@ def _server_settings(application_name: str, search_path: str | None) -> dict[str
     return found
 
 
-class PoolTimeout(TimeoutError):
-    """No pooled connection came free within DB_ACQUIRE_TIMEOUT: the database is saturated."""
-
-
-class DatabaseRefusing(ConnectionError):
-    """The database refused a new connection a moment ago: not asked again so soon."""
-
-
-# What a database says when it will not take another connection now.
-_CONNECT_REFUSALS: tuple[type[BaseException], ...] = (
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.PostgresConnectionError,
-    OSError,
-)
 REFUSED_PAUSE = 0.5  # seconds
 
-# "Temporary failure in name resolution" (EAI_AGAIN): the resolver asks to be asked again. A
-# container network's DNS says so while it reloads as neighbours start (podman's aardvark-dns
-# drops its sockets on each reload; a compose stack's one-shot `demo` lost its database's name
-# so in CI). A name that does not exist (EAI_NONAME) is not retried.
+# "Temporary failure in name resolution" (EAI_AGAIN) asks to be asked again, as a container
+# network's DNS does while it reloads; a name that does not exist (EAI_NONAME) is not retried.
 RESOLVER_PAUSES = (0.1, 0.25, 0.5, 1.0, 2.0)  # seconds
 
 
@@ -136,111 +103,6 @@ async def _connect_resolving(*args: Any, **kwargs: Any) -> asyncpg.Connection:
             await asyncio.sleep(pause)
     final: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
     return final
-
-
-class _Pool(asyncpg.Pool):
-    """A pool whose every acquire (`pool.fetch` and the like too) waits a bounded time for a
-    connection to come free, and that does not hammer a database that refuses connections.
-
-    Without a bound, a request queues for as long as the pool stays exhausted and the client
-    sees a hang; with it, the request fails fast as PoolTimeout and is answered 503. After a
-    refused connection, acquires that find no idle connection fail at once for `REFUSED_PAUSE`
-    instead of each trying again: a full PostgreSQL forks a backend for every attempt only to
-    refuse it, and thousands of attempts a second would keep it busy doing just that.
-
-    The bound is on the wait for a free slot of the pool only, not on opening a connection in
-    it (asyncpg's own acquire timeout covers both). Opening one is several round trips (the
-    start-up, the JSON codecs' type lookups), each a turn of the event loop, and in an opening
-    flood a turn of the loop takes seconds: with the slot free all along, 5 s ran out while its
-    connection was being opened, and the openings of a 100,000-stream flood were answered 503
-    "no database connection came free" by the thousand (bench.sse --box). Opening a connection
-    is bounded by the connect timeout instead, and fails as the database's refusal would.
-
-    Only asyncpg's public API: `acquire` and `release` are overridden (every query method of
-    the pool goes through them) and gate a pool slot of our own, a token queue as long as the
-    pool, before asyncpg's acquire, which then finds a connection free and only opens it if
-    need be; `get_idle_size` tells whether a refusal must be waited out. (This replaced an
-    override of asyncpg's private `_acquire` and reads of `_holders`, `_queue`, `_closing`.)
-    """
-
-    __slots__ = ("_held", "_pmd_refused", "_pmd_refused_pause", "_pmd_wait", "_slots")
-    _pmd_wait: float | None
-    _pmd_refused: tuple[float, str] | None  # until when (monotonic), and what the database said
-    _pmd_refused_pause: float
-    _slots: asyncio.Queue[None]  # a token per free slot: FIFO waiters, O(1) each
-    _held: set[int]  # the connections handed out (by id), each holding one token
-
-    def _gate(self, max_size: int, wait: float | None, refused_pause: float) -> None:
-        self._pmd_wait, self._pmd_refused, self._pmd_refused_pause = wait, None, refused_pause
-        self._slots = asyncio.Queue()
-        for _ in range(max_size):
-            self._slots.put_nowait(None)
-        self._held = set()
-
-    def acquire(self, *, timeout: float | None = None) -> Any:
-        return _Acquiring(self, timeout)
-
-    async def _take(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
-        refused = self._pmd_refused
-        if refused is not None and time.monotonic() < refused[0] and self.get_idle_size() == 0:
-            raise DatabaseRefusing(f"the database refused a connection just now ({refused[1]})")
-        wait = self._pmd_wait if timeout is None else timeout
-        try:
-            # A token freed as the wait times out stays queued for the next (Queue.get's cancel).
-            if self._slots.empty():
-                await asyncio.wait_for(self._slots.get(), wait)
-            else:
-                self._slots.get_nowait()
-        except TimeoutError:
-            raise PoolTimeout(f"no database connection came free within {wait} s") from None
-        try:
-            # A token means a connection of asyncpg's is free: this waits only to open it, which
-            # the connect timeout bounds (asyncpg puts it back if that fails).
-            conn = await super().acquire()
-        except TimeoutError:  # asyncpg's connect timeout: a database too slow to take one
-            self._slots.put_nowait(None)
-            raise PoolTimeout("a new database connection could not be opened in time") from None
-        except _CONNECT_REFUSALS as exc:
-            self._slots.put_nowait(None)
-            self._pmd_refused = (
-                time.monotonic() + self._pmd_refused_pause,
-                f"{type(exc).__name__}: {exc}",
-            )
-            raise
-        except BaseException:
-            self._slots.put_nowait(None)
-            raise
-        self._pmd_refused = None
-        self._held.add(id(conn))
-        return conn
-
-    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        try:
-            await super().release(connection, timeout=timeout)
-        finally:
-            if id(connection) in self._held:  # once, however often it is released
-                self._held.discard(id(connection))
-                self._slots.put_nowait(None)
-
-
-class _Acquiring:
-    """What `_Pool.acquire()` returns, as asyncpg's does: awaited, or `async with`."""
-
-    __slots__ = ("_conn", "_pool", "_timeout")
-
-    def __init__(self, pool: _Pool, timeout: float | None) -> None:
-        self._pool, self._timeout, self._conn = pool, timeout, None
-
-    def __await__(self) -> Any:
-        return self._pool._take(self._timeout).__await__()
-
-    async def __aenter__(self) -> Any:
-        self._conn = await self._pool._take(self._timeout)
-        return self._conn
-
-    async def __aexit__(self, *exc: object) -> None:
-        conn, self._conn = self._conn, None
-        await self._pool.release(conn)
 
 
 async def create_pool(
@@ -261,23 +123,21 @@ async def create_pool(
     set on the role or database instead, which `check_search_path` verifies)."""
     quiet_orphaned_cancels()
     extra: dict[str, Any] = {"statement_cache_size": 0} if pooler else {}
-    pool = _Pool(
+    pool = gated_pool(
         dsn,
-        min_size=min_size,
         max_size=max_size,
+        wait=acquire_timeout,
+        refused_pause=refused_pause,
+        min_size=min_size,
         max_queries=50000,
         max_inactive_connection_lifetime=300.0,
         init=_init_connection,
         reset=_keep_session,
         connect=_connect_resolving,
-        loop=None,
-        connection_class=asyncpg.Connection,
-        record_class=asyncpg.Record,
         command_timeout=30,
         server_settings=_server_settings(application_name, None if pooler else search_path),
         **extra,
     )
-    pool._gate(max_size, acquire_timeout, refused_pause)
     await pool
     return pool
 
@@ -457,10 +317,9 @@ def database_refusal(exc: BaseException) -> bool:
     return isinstance(exc, _REFUSALS)
 
 
-# One statement with the plan made for its own parameters. After five runs of a prepared
-# statement PostgreSQL may keep a generic plan; for the filter's predicate, where an absent key
-# is a NULL parameter, that plan cannot drop the absent keys nor pick the index the present
-# ones allow: an action by filter on 10,000 posts went from ~0.3 s to ~2 s at the sixth run.
+# One statement with the plan made for its own parameters: the generic plan PostgreSQL may keep
+# after five runs cannot drop a filter's absent keys (NULL parameters) nor pick the index the
+# present ones allow.
 # (Not an SQL_ constant: a setting, which the tests that prepare every query cannot prepare.)
 SET_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
 

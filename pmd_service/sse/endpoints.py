@@ -14,7 +14,7 @@ from aiohttp.typedefs import Handler
 from msgspec import Meta
 
 from ..api import tickets
-from ..api.aiohttp_adapter import direct_framing
+from ..api.aiohttp_adapter import DirectSocket
 from ..api.auth import bearer, bearer_or_ticket
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, STREAM_RESPONSE
@@ -40,13 +40,9 @@ RECONNECT_MS = 500
 # Spread reconnects: after a deploy, thousands of clients must not all come back at once.
 RETRY_JITTER_MS = 2000
 STREAM_PATH = "/api/pmd/bdr/sse"
-# Openings handled at once; the others wait their turn holding only their connection and its
-# head. A flood of openings all in flight at once (24,000 in bench.sse --box) left the
-# allocator's arenas fragmented by their short-lived objects, interleaved with the streams'
-# long-lived ones (*one-off, 2026-11-25*, 8,000 streams opened 4,000 at a time: 12.2 KB of RSS
-# a stream, against 11.0 KB opened 100 at a time, and 11.7 KB with this gate). Enough for the
-# openings' user lookups to go many to a query (sse/user_lookups.py); the database's share is
-# bounded anyway (SSE_POOL_TURNS).
+# Openings handled at once, the others waiting with only their connection and head: openings
+# all in flight together fragment the allocator's arenas among the streams' long-lived objects
+# (docs/architecture.md, "Live status over SSE"), and this many still share user lookups.
 OPENINGS_AT_ONCE = 256
 # How long an opening may take to go out, after its turn at the gate: a client that does not
 # read it is cut off then, rather than holding its connection and the opening's bytes.
@@ -59,7 +55,7 @@ SSE_HEADERS = {
 }
 
 
-async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
+async def _subscribe(request: web.Request) -> tuple[Subscriber, DirectSocket, int | None]:
     query = parse_query(request, StreamQuery)
     # The caller's lookup is batched with other openings' (sse/user_lookups.py), in their turns
     # at the pool.
@@ -70,10 +66,11 @@ async def _subscribe(request: web.Request) -> tuple[Subscriber, int | None]:
     transport = request.transport
     if transport is None:  # the client is already gone
         raise web.HTTPNoContent()
+    socket = DirectSocket(transport)
     sub = request.app[SSE_HUB].subscribe(
-        principal.caller.id, principal.target.id, transport, principal.token_expires_at
+        principal.caller.id, principal.target.id, socket, principal.token_expires_at
     )
-    return sub, last_event_id
+    return sub, socket, last_event_id
 
 
 async def _open(
@@ -110,18 +107,17 @@ class EventStream(web.StreamResponse):
     """The stream's response. Its relay runs in `write_eof`, which aiohttp awaits once the
     handler and every middleware have returned: a stream open for hours then keeps aiohttp's
     two frames, this one and `Subscriber.wait` alive, not the whole chain's (three
-    middlewares, the handler and its helpers: ~1 KB a stream, with tens of thousands of
-    streams a process; docs/benchmarks.md). The middlewares see the stream once its opening
-    is out: it is counted, and timed, as opened; a client that leaves later is counted in
-    /metrics (`pmd_sse_streams_ended_total`)."""
+    middlewares, the handler and its helpers), which tens of thousands of streams would each
+    pay for. The middlewares see the stream once its opening is out: it is counted, and
+    timed, as opened; a client that leaves later is counted in /metrics
+    (`pmd_sse_streams_ended_total`)."""
 
     _sub: Subscriber | None = None
     _hub: Hub | None = None
 
     def hand_over(self, hub: Hub, sub: Subscriber) -> None:
         self._hub, self._sub = hub, sub
-        # Sent, and never read again (nor by aiohttp, whose access log is off): ~0.8 KB a
-        # stream.
+        # Sent, and never read again (nor by aiohttp, whose access log is off).
         self.headers.clear()
 
     async def write_eof(self, data: bytes = b"") -> None:
@@ -143,10 +139,10 @@ class EventStream(web.StreamResponse):
                 sub.collect(out)
                 if out:
                     await self.write(out[0] if len(out) == 1 else b"".join(out))
-            if sub.transport.is_closing():
+            if sub.socket.is_closing():
                 # The client left (the common end of a stream, `gone`) or was cut off: nothing
-                # to write to. Counted by reason in /metrics rather than logged: a reconnect
-                # storm is a whole site's streams ending at once, and a line each was ~100,000.
+                # to write to. Counted by reason in /metrics rather than logged, since a
+                # reconnect storm ends a whole site's streams at once.
                 return
             if sub.farewell is not None:  # timeout, access_revoked
                 await self.write(sub.farewell)
@@ -180,7 +176,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     # watermark then drops what the opening already holds. The stream's life after the
     # opening is the response's (EventStream.write_eof), so nothing of this frame, nor the
     # principal or the opening's bytes, is held for it.
-    sub, last_event_id = await _subscribe(request)
+    sub, socket, last_event_id = await _subscribe(request)
     hub = request.app[SSE_HUB]
     try:
         response, sub.sent = await _open(
@@ -189,7 +185,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     except BaseException:
         hub.unsubscribe(sub)
         raise
-    sub.chunked = direct_framing(response)
+    socket.take_over(response)
     response.hand_over(hub, sub)  # from here on the response relays, and unsubscribes
     return response
 
@@ -210,10 +206,8 @@ async def opening_gate_middleware(request: web.Request, handler: Handler) -> web
 
 async def create_ticket(request: web.Request) -> web.Response:
     query = parse_query(request, TicketQuery)
-    # Browsers reconnect with a ticket: a reconnect storm of them is a storm of these too.
-    # Looked up one query each, outside the openings' turns, 12,500 at once queued for the
-    # pool and were answered 503 by the ten thousand, retried, and queued again (bench.sse
-    # --box's ticket storm). The caller's lookup is batched as the openings' are.
+    # Browsers reconnect with a ticket, so a reconnect storm is a storm of these too: the
+    # caller's lookup is batched as the openings' are rather than a query each.
     request[PRINCIPAL] = principal = await bearer(request, request.app[SSE_CALLERS].by_sqid)
     bdr_id = None
     if query.bdr_id is not None and query.export_id is not None:

@@ -15,9 +15,8 @@ import contextlib
 import logging
 import random
 import time
-from asyncio import Transport
 from collections.abc import Awaitable, Callable, Collection, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -55,15 +54,29 @@ WHERE id > $1 ORDER BY id LIMIT $2
 Event = tuple[int, bytes, bytes]
 
 
+class Socket(Protocol):
+    """A stream's socket as the hub writes to it (api/aiohttp_adapter.py, `DirectSocket`):
+    `chunked` says how a write must be framed, None that the hub may not write at all."""
+
+    chunked: bool | None
+
+    def write(self, data: bytes) -> None: ...
+
+    def pending(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
+
+
 class Subscriber:
     """One open stream. While its handler waits with nothing queued (`live`), the hub writes
-    frames straight to the socket: waking 20,000 handler tasks to each write one frame cost
-    more than the writes themselves (a task step, a future and a Handle per delivery). When
-    the socket is backed up, or the opening is not sent yet, frames go to a bounded queue the
-    handler drains with aiohttp's flow control, as before.
+    frames straight to the socket, since waking a handler task per stream to write one frame
+    costs more than the write. When the socket is backed up, or the opening is not sent yet,
+    frames go to a bounded queue the handler drains with aiohttp's flow control.
 
-    Slotted, and holding a list (not a deque: an empty deque is ~600 bytes) because there
-    are thousands of them per process.
+    Slotted, and holding a list (not a deque: an empty one already holds a whole block),
+    because there are thousands of them per process.
     """
 
     __slots__ = (
@@ -71,7 +84,6 @@ class Subscriber:
         "_queue",
         "_waiter",
         "caller_id",
-        "chunked",
         "end",
         "expires_at",
         "farewell",
@@ -79,22 +91,22 @@ class Subscriber:
         "next_ping",
         "ping_due",
         "sent",
+        "socket",
         "target_id",
-        "transport",
     )
 
     def __init__(
         self,
         caller_id: int,
         target_id: int,
-        transport: Transport,
+        socket: Socket,
         limit: int,
         next_ping: float,
         expires_at: float,
     ) -> None:
         self.caller_id = caller_id
         self.target_id = target_id
-        self.transport = transport
+        self.socket = socket
         self._limit = limit
         self._queue: list[Event] = []
         self._waiter: asyncio.Future[None] | None = None
@@ -108,22 +120,19 @@ class Subscriber:
         # The last event id the client has been sent (the opening's watermark at first): live
         # events at or below it are duplicates.
         self.sent = 0
-        # How the response frames its body once the opening is out (None: not yet, or in a
-        # way the hub does not write itself); `live` while the hub may write directly.
-        self.chunked: bool | None = None
-        self.live = False
+        self.live = False  # while the hub may write to the socket directly
 
     def _writable(self) -> bool:
         # Nothing of ours waiting in the socket's buffer: a direct write keeps the order and
         # does not pile up behind a client that is not reading.
-        return self.live and not self.transport.get_write_buffer_size()
+        return self.live and not self.socket.pending()
 
     def deliver(self, events: list[Event]) -> None:
         """Hand on one read batch's events for this stream's user (ascending ids)."""
         if self.end is not None:
             return
         if self._writable():
-            if self.transport.is_closing():
+            if self.socket.is_closing():
                 self.finish("gone")
                 return
             sent = self.sent
@@ -133,10 +142,11 @@ class Subscriber:
             if len(fresh) > self._limit:
                 self._overflow()
                 return
+            chunked = self.socket.chunked
             if len(fresh) == 1:
-                self.transport.write(fresh[0][2] if self.chunked else fresh[0][1])
+                self.socket.write(fresh[0][2] if chunked else fresh[0][1])
             else:
-                self.transport.write(b"".join([e[2] if self.chunked else e[1] for e in fresh]))
+                self.socket.write(b"".join([e[2] if chunked else e[1] for e in fresh]))
             self.sent = fresh[-1][0]
             return
         self.live = False
@@ -152,13 +162,13 @@ class Subscriber:
         # table.
         self._queue.clear()
         self.finish("overflow")
-        if self.transport.get_write_buffer_size() > 0:
+        if self.socket.pending() > 0:
             # Its handler may be stuck waiting for the socket to drain: free it now.
-            self.transport.abort()
+            self.socket.abort()
 
     def ping(self) -> None:
-        if self._writable() and not self.transport.is_closing():
-            self.transport.write(frames.PING_CHUNK if self.chunked else frames.PING)
+        if self._writable() and not self.socket.is_closing():
+            self.socket.write(frames.PING_CHUNK if self.socket.chunked else frames.PING)
         else:
             self.ping_due = True
             self._wake()
@@ -179,7 +189,7 @@ class Subscriber:
         """Until there is something to send (events, a ping) or the stream must end; the hub
         writes directly meanwhile, unless the socket is backed up."""
         while not (self._queue or self.ping_due or self.end):
-            self.live = self.chunked is not None
+            self.live = self.socket.chunked is not None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
@@ -285,7 +295,7 @@ class Hub:
             )
 
     def subscribe(
-        self, caller_id: int, target_id: int, transport: Transport, token_expires_at: float
+        self, caller_id: int, target_id: int, socket: Socket, token_expires_at: float
     ) -> Subscriber:
         self.refuse_if_closing()
         # Counted per caller (a moderator's streams on others count against the moderator) and
@@ -306,7 +316,7 @@ class Hub:
         sub = Subscriber(
             caller_id,
             target_id,
-            transport,
+            socket,
             self._queue_size,
             loop.time() + self._ping_seconds,
             token_expires_at,
@@ -325,7 +335,7 @@ class Hub:
         gone = [
             sub
             for sub in self._by_target.get(target_id, ())
-            if sub.caller_id == caller_id and sub.transport.is_closing()
+            if sub.caller_id == caller_id and sub.socket.is_closing()
         ]
         for sub in gone:
             sub.finish("gone")
@@ -378,7 +388,7 @@ class Hub:
                 for sub in every[start : start + TICK_SLICE]:
                     if sub.end is not None:
                         continue
-                    if sub.transport.is_closing():
+                    if sub.socket.is_closing():
                         sub.finish("gone")
                     elif sub.expires_at <= wall:
                         sub.finish("timeout", frames.TIMEOUT)
@@ -503,10 +513,9 @@ class Hub:
                 return
 
     async def _dispatch(self, rows: list[asyncpg.Record]) -> None:
-        """Route one read batch: each event encoded once, each stream written once.
-
-        Writing to 20,000 sockets takes ~0.4 s; the loop gets a turn every few thousand
-        writes, so a burst does not stall everything else (pings, new streams) meanwhile."""
+        """Route one read batch: each event encoded once, each stream written once; the loop
+        gets a turn every DISPATCH_SLICE streams, so a burst to every stream does not stall
+        everything else (pings, new streams) meanwhile."""
         watched = self._by_target
         by_user: dict[int, list[Event]] = {}
         for event_id, user_id, payload in rows:

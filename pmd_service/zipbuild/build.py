@@ -23,7 +23,6 @@ import io
 import os
 import queue
 import threading
-import zlib
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,23 +30,14 @@ from typing import TYPE_CHECKING
 from zipfile import ZIP_DEFLATED, ZIP_STORED
 
 import obstore
-import zipstream.ng
-from zipstream import ZipStream
-from zlib_ng import zlib_ng
+
+from .zipstream_adapter import ZipStream
 
 if TYPE_CHECKING:
     from hashlib import _Hash as Hash
 
     from obstore import Attributes
     from obstore.store import ObjectStore
-
-# zipstream-ng computes each entry's CRC-32 with zlib's `crc32`, a global of its module looked
-# up at every chunk; zlib-ng's gives the same values ~10x faster (carry-less multiplication in
-# SIMD): 33 -> 3 ms for 128 MiB here, about a sixth of a large build's CPU on two cores. Set
-# only where zipstream-ng still holds zlib's function; tests/unit/test_zipbuild.py fails when an
-# upgrade of it stops using that name, and zipfile checks every CRC in the tests' ZIPs.
-if getattr(zipstream.ng, "crc32", None) is zlib.crc32:
-    zipstream.ng.crc32 = zlib_ng.crc32
 
 CHUNK = 1 << 20  # ~1 MiB reads and writes
 WRITEBACK_EVERY = 16 << 20

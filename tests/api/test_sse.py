@@ -454,7 +454,7 @@ async def test_a_reconnect_at_the_cap_is_not_refused_for_the_stream_it_replaces(
     # The server has seen the connection close; the pass that frees its place has not run.
 
     async def closed() -> bool:
-        return old.transport.is_closing()
+        return old.socket.is_closing()
 
     await eventually(closed, 5, "the server seeing the first stream's connection close")
     assert hub.subscriber_count == 1 and old.end is None

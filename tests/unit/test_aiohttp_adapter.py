@@ -9,7 +9,7 @@ from importlib.metadata import version
 from aiohttp import web, web_response
 from aiohttp.test_utils import TestServer
 
-from pmd_service.api.aiohttp_adapter import AIOHTTP_VERSION, direct_framing, name_the_server
+from pmd_service.api.aiohttp_adapter import AIOHTTP_VERSION, DirectSocket, name_the_server
 from pmd_service.sse import frames
 
 seen: dict[str, bool | None] = {}
@@ -20,15 +20,16 @@ async def _mixed(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse()
     if request.query.get("compress"):
         response.enable_compression()
+    assert request.transport is not None
+    socket = DirectSocket(request.transport)
     await response.prepare(request)
-    seen["framing"] = framing = direct_framing(response)
-    transport = request.transport
-    assert transport is not None
+    socket.take_over(response)
+    seen["framing"] = framing = socket.chunked
     if framing is not None:
-        transport.write(frames.chunk(b"a") if framing else b"a")
+        socket.write(frames.chunk(b"a") if framing else b"a")
     await response.write(b"b")
     if framing is not None:
-        transport.write(frames.chunk(b"c") if framing else b"c")
+        socket.write(frames.chunk(b"c") if framing else b"c")
     await response.write_eof()
     return response
 

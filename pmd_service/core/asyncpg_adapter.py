@@ -1,0 +1,165 @@
+"""The one place that leans on asyncpg beyond its documented API, each use named with the
+asyncpg release it was read from (pyproject.toml pins it; tests/unit/test_asyncpg_adapter.py
+fails the day asyncpg changes what is relied on, so an upgrade re-reads this module first).
+
+- `GatedPool`: a subclass of `asyncpg.Pool`, made with the constructor `create_pool` calls,
+  that overrides `acquire` and `release`. Every query method of asyncpg's pool acquires
+  through `self.acquire()`, so the gate in front of asyncpg's own acquire bounds
+  `pool.fetch` and the like too.
+- `is_orphaned_cancel`: asyncpg cancels a query that timed out or was cancelled over a second
+  connection, which asks for TLS first whenever the DSN allows it. When that cancel is itself
+  cancelled while its TLS attempt's socket is being set up, asyncpg's `TLSUpgradeProto` sets
+  `ConnectionError("unexpected connection_lost() call")` on a future no one awaits any more
+  (MagicStack/asyncpg#1310), which asyncio reports at ERROR; the query had failed and been
+  answered already, and a cancel request is best effort, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+
+ASYNCPG_VERSION = "0.32.0"  # the release these uses were read from
+
+_ORPHANED_CANCEL = "unexpected connection_lost() call"
+
+
+def is_orphaned_cancel(context: Mapping[str, Any]) -> bool:
+    """Whether an event loop's exception `context` is asyncpg's orphaned cancel and nothing else."""
+    exc = context.get("exception")
+    return (
+        context.get("message") == "Future exception was never retrieved"
+        and isinstance(exc, ConnectionError)
+        and str(exc) == _ORPHANED_CANCEL
+    )
+
+
+class PoolTimeout(TimeoutError):
+    """No pooled connection came free within DB_ACQUIRE_TIMEOUT: the database is saturated."""
+
+
+class DatabaseRefusing(ConnectionError):
+    """The database refused a new connection a moment ago: not asked again so soon."""
+
+
+# What a database says when it will not take another connection now.
+_CONNECT_REFUSALS: tuple[type[BaseException], ...] = (
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    OSError,
+)
+
+
+class GatedPool(asyncpg.Pool):
+    """A pool whose every acquire waits a bounded time for a free slot (then PoolTimeout), and
+    fails at once (DatabaseRefusing) for a pause after the database refused a connection while
+    no idle connection is left, so that a full database is not asked again thousands of times
+    a second.
+
+    The bound is on the wait for a slot of the pool only: opening a connection in a free slot
+    is bounded by the connect timeout, because asyncpg's own acquire timeout would count the
+    opening's round trips too, which a busy event loop stretches (docs/architecture.md,
+    "Database connections"). The slots are a token queue as long as the pool, taken before
+    asyncpg's acquire, which then finds a connection free and only opens it if need be.
+    """
+
+    __slots__ = ("_held", "_pmd_refused", "_pmd_refused_pause", "_pmd_wait", "_slots")
+    _pmd_wait: float | None
+    _pmd_refused: tuple[float, str] | None  # until when (monotonic), and what the database said
+    _pmd_refused_pause: float
+    _slots: asyncio.Queue[None]  # a token per free slot: FIFO waiters, O(1) each
+    _held: set[int]  # the connections handed out (by id), each holding one token
+
+    def _gate(self, max_size: int, wait: float | None, refused_pause: float) -> None:
+        self._pmd_wait, self._pmd_refused, self._pmd_refused_pause = wait, None, refused_pause
+        self._slots = asyncio.Queue()
+        for _ in range(max_size):
+            self._slots.put_nowait(None)
+        self._held = set()
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return _Acquiring(self, timeout)
+
+    async def _take(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's signature)
+        refused = self._pmd_refused
+        if refused is not None and time.monotonic() < refused[0] and self.get_idle_size() == 0:
+            raise DatabaseRefusing(f"the database refused a connection just now ({refused[1]})")
+        wait = self._pmd_wait if timeout is None else timeout
+        try:
+            # A token freed as the wait times out stays queued for the next (Queue.get's cancel).
+            if self._slots.empty():
+                await asyncio.wait_for(self._slots.get(), wait)
+            else:
+                self._slots.get_nowait()
+        except TimeoutError:
+            raise PoolTimeout(f"no database connection came free within {wait} s") from None
+        try:
+            # A token means a connection of asyncpg's is free: this waits only to open it, which
+            # the connect timeout bounds (asyncpg puts it back if that fails).
+            conn = await super().acquire()
+        except TimeoutError:  # asyncpg's connect timeout: a database too slow to take one
+            self._slots.put_nowait(None)
+            raise PoolTimeout("a new database connection could not be opened in time") from None
+        except _CONNECT_REFUSALS as exc:
+            self._slots.put_nowait(None)
+            self._pmd_refused = (
+                time.monotonic() + self._pmd_refused_pause,
+                f"{type(exc).__name__}: {exc}",
+            )
+            raise
+        except BaseException:
+            self._slots.put_nowait(None)
+            raise
+        self._pmd_refused = None
+        self._held.add(id(conn))
+        return conn
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        try:
+            await super().release(connection, timeout=timeout)
+        finally:
+            if id(connection) in self._held:  # once, however often it is released
+                self._held.discard(id(connection))
+                self._slots.put_nowait(None)
+
+
+class _Acquiring:
+    """What `GatedPool.acquire()` returns, as asyncpg's does: awaited, or `async with`."""
+
+    __slots__ = ("_conn", "_pool", "_timeout")
+
+    def __init__(self, pool: GatedPool, timeout: float | None) -> None:
+        self._pool, self._timeout, self._conn = pool, timeout, None
+
+    def __await__(self) -> Any:
+        return self._pool._take(self._timeout).__await__()
+
+    async def __aenter__(self) -> Any:
+        self._conn = await self._pool._take(self._timeout)
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self._conn = self._conn, None
+        await self._pool.release(conn)
+
+
+def gated_pool(
+    dsn: str, *, max_size: int, wait: float | None, refused_pause: float, **options: Any
+) -> GatedPool:
+    """A GatedPool of asyncpg's own connection and record classes, to be awaited to open;
+    `options` are `create_pool`'s."""
+    pool = GatedPool(
+        dsn,
+        max_size=max_size,
+        loop=None,
+        connection_class=asyncpg.Connection,
+        record_class=asyncpg.Record,
+        **options,
+    )
+    pool._gate(max_size, wait, refused_pause)
+    return pool
