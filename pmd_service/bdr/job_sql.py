@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jobs.claims import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+from ..jobs.kind import CLAIMABLE, ORPHANED, OWNED, RELEASE_FOR_RETRY, STUCK_PENDING
 
 # It leaves `announced` alone: a request is claimed during its first event's hold
 # (bdr/announcer.py), and its announcement, not the claim, makes that event.
@@ -41,3 +41,20 @@ WHERE {OWNED}
 RETURNING 1
 """
 SQL_RELEASE_FOR_RETRY = f"UPDATE batch_download_requests {RELEASE_FOR_RETRY}"
+
+# For the sweep: a server that stopped between committing a request and announcing it (see
+# bdr/service.py), pending rows past the grace, and rows whose worker is gone.
+SQL_ANNOUNCE_LEFT = """
+UPDATE batch_download_requests SET announced = true
+WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
+"""
+SQL_STUCK_PENDING = f"""
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
+FROM batch_download_requests
+WHERE {STUCK_PENDING}
+ORDER BY created_at LIMIT 500
+"""
+SQL_ORPHANED = f"""
+SELECT id, attempts FROM batch_download_requests WHERE {ORPHANED}
+ORDER BY created_at LIMIT 500
+"""

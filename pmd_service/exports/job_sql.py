@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jobs.claims import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+from ..jobs.kind import CLAIMABLE, ORPHANED, OWNED, RELEASE_FOR_RETRY, STUCK_PENDING
 
 SQL_CLAIM = f"""
 UPDATE exports
@@ -86,3 +86,15 @@ WHERE {OWNED}
 RETURNING 1
 """
 SQL_RELEASE_FOR_RETRY = f"UPDATE exports {RELEASE_FOR_RETRY}"
+
+# For the sweep, as for BDRs: no export blocks a new one for ever, one whose worker is gone is
+# taken back within a minute or so of its heartbeat stopping.
+SQL_STUCK_PENDING = f"""
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM exports
+WHERE {STUCK_PENDING}
+ORDER BY created_at LIMIT 100
+"""
+SQL_ORPHANED = f"""
+SELECT id, attempts FROM exports WHERE {ORPHANED}
+ORDER BY created_at LIMIT 100
+"""
