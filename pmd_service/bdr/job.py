@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AbstractContextManager
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -14,18 +15,25 @@ from arq.connections import ArqRedis
 from ..core.settings import Settings
 from ..jobs.context import WorkerState
 from ..jobs.driver import process
-from ..jobs.kind import Claim
+from ..jobs.kind import Claim, Expiry
 from . import queue
 from .job_run import Run
 from .job_sql import (
     SQL_ANNOUNCE_LEFT,
     SQL_CLAIM,
+    SQL_EXPIRE,
     SQL_LOCK_OWNED,
     SQL_ORPHANED,
+    SQL_PLAN_EXPIRE,
+    SQL_PLAN_PURGE,
+    SQL_PURGE,
     SQL_RELEASE_FOR_RETRY,
     SQL_STUCK_PENDING,
 )
 from .mail import SQL_EMAILS_OWED, send_bdr_email
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 
 class BdrKind:
@@ -56,6 +64,26 @@ class BdrKind:
     async def swept(self, st: WorkerState, redis: ArqRedis) -> int:
         await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
         return 0
+
+    async def plan_expiry(self, conn: Conn, at: datetime, days: int, settings: Settings) -> Expiry:
+        rows = await conn.fetch(SQL_PLAN_EXPIRE, at)
+        expire: dict[uuid.UUID, tuple[str | None, ...]] = {r["id"]: (r["file_path"],) for r in rows}
+        purge = await conn.fetch(SQL_PLAN_PURGE, at, days, list(expire))
+        return Expiry(expire, frozenset(r["id"] for r in purge))
+
+    async def expire(
+        self, pool: asyncpg.Pool, at: datetime, plan: Expiry
+    ) -> dict[uuid.UUID, tuple[str | None, ...]]:
+        rows = await pool.fetch(SQL_EXPIRE, at, list(plan.expire))
+        return {r["id"]: (r["file_path"],) for r in rows}
+
+    async def purge(
+        self, pool: asyncpg.Pool, at: datetime, days: int, settings: Settings, plan: Expiry
+    ) -> frozenset[uuid.UUID]:
+        return frozenset(r["id"] for r in await pool.fetch(SQL_PURGE, at, days, list(plan.purge)))
+
+    def summary(self, expiry: Expiry) -> dict[str, int]:
+        return {"expired": len(expiry.expire)}
 
 
 BDR = BdrKind()

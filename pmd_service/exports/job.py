@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import uuid
 from contextlib import AbstractContextManager
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -17,18 +18,25 @@ from arq.connections import ArqRedis
 from ..core.settings import Settings
 from ..jobs.context import WorkerState
 from ..jobs.driver import process
-from ..jobs.kind import Claim
+from ..jobs.kind import Claim, Expiry
 from . import queue
 from .job_run import ExportRun
 from .job_sql import (
     SQL_CLAIM,
+    SQL_EXPIRE,
     SQL_LOCK_OWNED,
     SQL_ORPHANED,
+    SQL_PLAN_EXPIRE,
+    SQL_PLAN_PURGE,
+    SQL_PURGE,
     SQL_RELEASE_FOR_RETRY,
     SQL_STUCK_PENDING,
 )
 from .mail import SQL_EXPORT_EMAILS_OWED, send_export_email
 from .recurring import start_due_exports
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 
 class ExportKind:
@@ -58,6 +66,28 @@ class ExportKind:
 
     async def swept(self, st: WorkerState, redis: ArqRedis) -> int:
         return await start_due_exports(st, redis)  # recurring exports that are due
+
+    async def plan_expiry(self, conn: Conn, at: datetime, days: int, settings: Settings) -> Expiry:
+        expire = {r["id"]: tuple(r["parts"]) for r in await conn.fetch(SQL_PLAN_EXPIRE, at)}
+        cooldown = float(settings.export_cooldown_seconds)
+        purge = await conn.fetch(SQL_PLAN_PURGE, at, days, cooldown, list(expire))
+        return Expiry(expire, frozenset(r["id"] for r in purge))
+
+    async def expire(
+        self, pool: asyncpg.Pool, at: datetime, plan: Expiry
+    ) -> dict[uuid.UUID, tuple[str | None, ...]]:
+        rows = await pool.fetch(SQL_EXPIRE, at, list(plan.expire))
+        return {r["id"]: tuple(r["parts"]) for r in rows}
+
+    async def purge(
+        self, pool: asyncpg.Pool, at: datetime, days: int, settings: Settings, plan: Expiry
+    ) -> frozenset[uuid.UUID]:
+        cooldown = float(settings.export_cooldown_seconds)
+        rows = await pool.fetch(SQL_PURGE, at, days, cooldown, list(plan.purge))
+        return frozenset(r["id"] for r in rows)
+
+    def summary(self, expiry: Expiry) -> dict[str, int]:
+        return {"export_parts_expired": sum(map(len, expiry.expire.values()))}
 
 
 EXPORT = ExportKind()

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncGenerator, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
@@ -27,6 +28,7 @@ from .failures import PermanentError
 
 if TYPE_CHECKING:
     from ..core.db import Conn
+    from ..core.settings import Settings
     from .context import WorkerState
 
 # The statements every claimed job shares, each feature's SQL completing them with its table.
@@ -165,3 +167,32 @@ class JobKind(Emailed, Protocol):
     async def swept(self, st: WorkerState, redis: ArqRedis) -> int:
         """The kind's own part of each sweep; how many jobs it enqueued."""
         ...
+
+    async def plan_expiry(self, conn: Conn, at: datetime, days: int, settings: Settings) -> Expiry:
+        """What the daily cleanup at `at` expires, and purges (finished `days` ago)."""
+        ...
+
+    async def expire(
+        self, pool: asyncpg.Pool, at: datetime, plan: Expiry
+    ) -> dict[uuid.UUID, tuple[str | None, ...]]:
+        """The planned expiries, each row's condition checked again: what was expired."""
+        ...
+
+    async def purge(
+        self, pool: asyncpg.Pool, at: datetime, days: int, settings: Settings, plan: Expiry
+    ) -> frozenset[uuid.UUID]:
+        """The planned purges, each row's condition checked again: what was purged."""
+        ...
+
+    def summary(self, expiry: Expiry) -> dict[str, int]:
+        """Its expiries as the cleanup's summary counts them."""
+        ...
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """A kind's part of the daily cleanup: rows expired, with the stored files that go with
+    them, and rows purged."""
+
+    expire: dict[uuid.UUID, tuple[str | None, ...]]
+    purge: frozenset[uuid.UUID]
