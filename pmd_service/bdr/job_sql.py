@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jobs.claims import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+from ..jobs.kind import CLAIMABLE, ORPHANED, OWNED, RELEASE_FOR_RETRY, STUCK_PENDING
 
 # It leaves `announced` alone: a request is claimed during its first event's hold
 # (bdr/announcer.py), and its announcement, not the claim, makes that event.
@@ -41,3 +41,45 @@ WHERE {OWNED}
 RETURNING 1
 """
 SQL_RELEASE_FOR_RETRY = f"UPDATE batch_download_requests {RELEASE_FOR_RETRY}"
+
+# For the sweep: a server that stopped between committing a request and announcing it (see
+# bdr/service.py), pending rows past the grace, and rows whose worker is gone.
+SQL_ANNOUNCE_LEFT = """
+UPDATE batch_download_requests SET announced = true
+WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
+"""
+SQL_STUCK_PENDING = f"""
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
+FROM batch_download_requests
+WHERE {STUCK_PENDING}
+ORDER BY created_at LIMIT 500
+"""
+SQL_ORPHANED = f"""
+SELECT id, attempts FROM batch_download_requests WHERE {ORPHANED}
+ORDER BY created_at LIMIT 500
+"""
+
+# For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
+# rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.
+_DUE = "status = 'ready' AND expires_at <= $1::timestamptz"
+_TERMINAL = "status IN ('failed', 'expired', 'cancelled')"
+# Finished requests past the retention ($2 days); and, as no foreign key reaches the host's
+# tables (creating one would lock them), those of users the host deleted.
+_PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_interval(days => $2)
+    OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
+SQL_PLAN_EXPIRE = f"SELECT id, file_path FROM batch_download_requests WHERE {_DUE}"
+# A request the plan expires ($3) counts as expired, as in the run.
+SQL_PLAN_PURGE = f"""
+SELECT id FROM batch_download_requests b
+WHERE ({_TERMINAL} OR {_DUE} AND id = ANY($3::uuid[])) AND {_PURGE}
+"""
+SQL_EXPIRE = f"""
+UPDATE batch_download_requests SET status = 'expired'
+WHERE id = ANY($2::uuid[]) AND {_DUE}
+RETURNING id, file_path
+"""
+SQL_PURGE = f"""
+DELETE FROM batch_download_requests b
+WHERE id = ANY($3::uuid[]) AND {_TERMINAL} AND {_PURGE}
+RETURNING id
+"""

@@ -5,22 +5,19 @@ published part and goes on from the first one missing."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 import uuid
-from collections.abc import Callable
-from functools import partial
+from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ..host.vault import bdr_zip_path, export_part_file_path, export_part_temp_name
-from ..jobs.claims import job_owner
+from ..host.vault import export_part_file_path, export_part_temp_name
 from ..jobs.context import WorkerState
 from ..jobs.failures import PermanentError
-from ..jobs.placing import into_file, into_object
-from ..jobs.streaming import Job, stream_zip
-from ..zipbuild.build import BuildCancelled, BuildResult, Sink, Trailer, Trailing
+from ..jobs.kind import Archive, job_owner
+from ..zipbuild.build import BuildCancelled, BuildResult, FileDigest, Trailing
 from ..zipbuild.content import (
     METADATA_ONLY,
     Plan,
@@ -32,7 +29,7 @@ from ..zipbuild.entry_names import post_sqid
 from ..zipbuild.json_files import Extras
 from ..zipbuild.working_files import BAG_FOLDERS, Wanted, sorted_out, split
 from .bag import BagPlace, bag_closing, removed_json
-from .gallery import gallery, read_social
+from .gallery import Social, gallery, read_social
 from .incremental import changes, removed
 from .job_sql import (
     SQL_ADD_PART,
@@ -52,13 +49,13 @@ from .plan import PER_PART, PlannedPart, plan_parts
 from .schemas import part_filename
 
 if TYPE_CHECKING:
-    from obstore import Attributes
+    from ..core.db import Conn
 
 log = logging.getLogger(__name__)
 
 
 class ExportRun:
-    """One claimed run of one export."""
+    """One claimed run of one export: an archive per part not yet published."""
 
     def __init__(
         self, st: WorkerState, export_id: uuid.UUID, token: uuid.UUID, claim: asyncpg.Record
@@ -71,6 +68,7 @@ class ExportRun:
         self.attempts: int = claim["attempts"]
         self.added = 0  # artworks in the parts published so far (this run's and earlier ones')
         self.done = 0  # artworks the published parts went through (added or skipped)
+        self.count = 0  # its parts
 
     async def fail(self, message: str) -> bool:
         row = await self.pool.fetchrow(
@@ -78,13 +76,16 @@ class ExportRun:
         )
         return row is not None
 
-    async def build(self) -> None:
+    def finished(self, outcome: str, seconds: float) -> None:
+        log.info("export %s: %s after %.1f s", self.export_id, outcome, seconds)
+
+    async def archives(self) -> AsyncGenerator[Archive]:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "export")
         parts = await self.pool.fetch(SQL_PARTS, self.export_id)
         if not parts:
             parts = await self._plan()
-        count = len(parts)
+        self.count = count = len(parts)
         for part in parts:
             if part["status"] == "ready":
                 self.added += part["artwork_count"]
@@ -92,11 +93,17 @@ class ExportRun:
         for part in parts:
             if part["status"] != "ready":
                 place = BagPlace(
-                    self.export_id, part["number"], count, user["handle"],
-                    claim["follows_id"], claim["follows_started_at"],
-                )  # fmt: skip
+                    self.export_id,
+                    part["number"],
+                    count,
+                    user["handle"],
+                    claim["follows_id"],
+                    claim["follows_started_at"],
+                )
                 async with self.st.export_slots:
-                    await self._part(place, part["post_ids"])
+                    yield await self._part(place, part["post_ids"])
+
+    async def finish(self) -> None:
         if not self.added and not await self._only_removals():
             raise PermanentError(
                 "None of the artworks could be added (deleted or missing their file since the "
@@ -109,7 +116,7 @@ class ExportRun:
             is None
         ):
             raise BuildCancelled
-        log.info("export %s ready: %d parts, %d artworks", self.export_id, count, self.added)
+        log.info("export %s ready: %d parts, %d artworks", self.export_id, self.count, self.added)
 
     async def _only_removals(self) -> bool:
         """An incremental export whose only news is what is gone: its part has no artwork."""
@@ -136,10 +143,13 @@ class ExportRun:
         covered = planned_ids
         if base is not None:  # incremental: the posts it follows still there are kept too
             gone = [
-                {"post_id": r["post_id"], "public_sqid": post_sqid(r["public_sqid"], r["post_id"],
-                 self.st.public_ids), "reason": r["reason"]}
+                {
+                    "post_id": r["post_id"],
+                    "public_sqid": post_sqid(r["public_sqid"], r["post_id"], self.st.public_ids),
+                    "reason": r["reason"],
+                }
                 for r in await removed(self.pool, claim["user_id"], base)
-            ]  # fmt: skip
+            ]
             gone_ids = {g["post_id"] for g in gone}
             covered = sorted({*planned_ids, *(b for b in base if b not in gone_ids)})
         if not planned and gone:
@@ -165,7 +175,7 @@ class ExportRun:
         log.info("export %s planned: %d parts", self.export_id, len(parts))
         return parts
 
-    async def _part(self, place: BagPlace, post_ids: list[int]) -> None:
+    async def _part(self, place: BagPlace, post_ids: list[int]) -> ExportPart:
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
                 raise BuildCancelled
@@ -185,149 +195,141 @@ class ExportRun:
                 self.pool, post_ids, self.claim["follows_started_at"], self.claim["base_post_ids"]
             )
         )
-        if self.st.zips.store is None:
-            await self._part_file(place, plan, post_changes)
-        else:
-            await self._part_object(place, plan, post_changes)
-
-    async def _part_file(
-        self, place: BagPlace, plan: Plan, post_changes: dict[int, str] | None
-    ) -> None:
-        file_path = export_part_file_path(self.export_id, place.number)
-        final = bdr_zip_path(self.st.settings.bdr_path, file_path)
-        temp = final.with_name(export_part_temp_name(place.number, self.token.hex[:8]))
-        await into_file(
-            final,
-            temp,
-            partial(self._stream, place, plan, post_changes),
-            partial(self._publish, place, plan, file_path, post_changes),
-        )
-
-    async def _part_object(
-        self, place: BagPlace, plan: Plan, post_changes: dict[int, str] | None
-    ) -> None:
-        file_path = export_part_file_path(self.export_id, place.number, self.token.hex[:8])
-        attributes: Attributes = {
-            "Content-Type": "application/zip",
-            "Content-Disposition": "attachment; filename="
-            + part_filename(self.export_id, place.number, place.count),
-        }
-        await into_object(
-            self.st,
-            f"export {self.export_id}",
-            file_path,
-            attributes,
-            partial(self._stream, place, plan, post_changes),
-            partial(self._publish, place, plan, file_path, post_changes),
-        )
-
-    def _skipped(self, plan: Plan, result: BuildResult) -> list[dict[str, Any]]:
-        order = {a.post_id: i for i, a in enumerate(plan.artworks)}
-        found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
-        return skipped_entries(plan.skipped + found, plan.sqids)
-
-    async def _stream(
-        self, place: BagPlace, plan: Plan, post_changes: dict[int, str] | None, sink: Sink
-    ) -> BuildResult:
-        handle = place.handle
-        header: dict[str, Any] = {
-            "export_id": str(self.export_id), "part": place.number, "part_count": place.count,
-        }  # fmt: skip
         removals: bytes | None = None
-        # The posts listed in metadata.json alone: their files are in the export followed.
-        listed_only = _metadata_only(plan, post_changes)
-        with_files = Plan(
-            [a for a in plan.artworks if a.post_id not in listed_only], plan.skipped, plan.sqids
-        )
-        if place.follows is not None:
-            header |= {
-                "follows_export_id": str(place.follows),
-                "changed_since": place.since,
-                "metadata_only_count": len(listed_only),
-            }
-            if place.number == 1:  # said once, in the first part
-                removals = removed_json(
-                    place, await self.pool.fetchval(SQL_REMOVED_LIST, self.export_id)
-                )
-        pre_skipped = len(plan.skipped) + len(listed_only)
-        base = self.done
-        arcnames = with_files.working_arcnames()
-        artworks_done = with_files.artworks_done()
-        order = {a.post_id: i for i, a in enumerate(plan.artworks)}
-
-        def trailer(extras: Extras) -> Trailer:
-            def files(
-                added: list[int], skipped: list[tuple[int, str]]
-            ) -> list[tuple[str, Trailing]]:
-                posts, post_skips, working = split(added, skipped, arcnames)
-                listed = sorted([*posts, *listed_only], key=lambda p: order.get(p, -1))
-                ordered = plan.skipped + sorted(post_skips, key=lambda s: order.get(s[0], -1))
-                made = json_files(
-                    handle, plan, extras, listed, ordered, header, working, post_changes
-                )
-                return made if removals is None else [*made, ("removed.json", removals)]
-
-            return files
-
-        def no_cap(written: int, done: int) -> Exception | None:
-            return None  # a part's size was planned; one large artwork is a part of its own
-
-        async def report(done: int) -> bool:
-            still_ours = await self.pool.fetchval(
-                SQL_PROGRESS, self.export_id, self.token, base + pre_skipped + artworks_done(done)
+        if place.follows is not None and place.number == 1:  # said once, in the first part
+            removals = removed_json(
+                place, await self.pool.fetchval(SQL_REMOVED_LIST, self.export_id)
             )
-            return bool(still_ours)
-
         social = await read_social(
-            self.pool, [a.post_id for a in plan.artworks],
-            comments=self.claim["include_comments"], reactions=self.claim["include_reactions"],
-        )  # fmt: skip
-        job = Job(
-            with_files.artworks,
-            trailer,
-            closing=bag_closing(place, index=gallery(place, plan.artworks, social)),
-            prefix=f"{place.name}/data/",
+            self.pool,
+            [a.post_id for a in plan.artworks],
             comments=self.claim["include_comments"],
             reactions=self.claim["include_reactions"],
         )
-        # BDRs go first: while one is built here, this part waits between two artworks.
-        built = await stream_zip(self.st, job, sink, report, no_cap, self.st.bdrs_idle)
-        return sorted_out(built, arcnames)[0]
+        return ExportPart(self, place, plan, post_changes, removals, social)
 
-    async def _publish(
+
+class ExportPart:
+    """One part of an export: a BagIt bag in a ZIP, its payload under `<bag>/data/`."""
+
+    def __init__(
         self,
+        run: ExportRun,
         place: BagPlace,
         plan: Plan,
-        file_path: str,
         post_changes: dict[int, str] | None,
-        result: BuildResult,
-        move: Callable[[], None] | None = None,
+        removals: bytes | None,
+        social: Social,
     ) -> None:
-        """The part ready, and the export's progress, in one transaction holding its row: only
-        the run that still owns the claim renames into place (see bdr/job_run.py's _publish).
-        A post listed with its metadata alone counts as added: the part holds its change."""
-        skipped = self._skipped(plan, result)
-        added = len(result.added) + len(_metadata_only(plan, post_changes))
-        done = self.done + len(plan.artworks) + len(plan.skipped)
-        async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
-                raise BuildCancelled
-            if move is not None:
-                await asyncio.to_thread(move)
-            await conn.execute(
-                SQL_PART_READY, self.export_id, place.number, file_path, result.size,
-                result.sha256, added, skipped,
-            )  # fmt: skip
-            await conn.execute(
-                SQL_AFTER_PART, self.export_id, self.token, done, result.size, skipped
-            )
-        self.added += added
-        self.done = done
-        self.attempts = 1
+        self.run = run
+        self.place = place
+        self.plan = plan
+        self.post_changes = post_changes
+        self.removals = removals
+        self.comments: bool = run.claim["include_comments"]
+        self.reactions: bool = run.claim["include_reactions"]
+        self.prefix = f"{place.name}/data/"
+        # BDRs go first: while one is built here, this part waits between two artworks.
+        self.gate: threading.Event | None = run.st.bdrs_idle
+        export_id, run_name = run.export_id, run.token.hex[:8]
+        self.file_path = export_part_file_path(export_id, place.number)
+        self.temp_name = export_part_temp_name(place.number, run_name)
+        self.object_path = export_part_file_path(export_id, place.number, run_name)
+        self.download_name = part_filename(export_id, place.number, place.count)
+        self.header: dict[str, Any] = {
+            "export_id": str(export_id),
+            "part": place.number,
+            "part_count": place.count,
+        }
+        # The posts listed in metadata.json alone: their files are in the export followed.
+        self.listed_only = _metadata_only(plan, post_changes)
+        with_files = Plan(
+            [a for a in plan.artworks if a.post_id not in self.listed_only],
+            plan.skipped,
+            plan.sqids,
+        )
+        self.artworks = with_files.artworks
+        if place.follows is not None:
+            self.header |= {
+                "follows_export_id": str(place.follows),
+                "changed_since": place.since,
+                "metadata_only_count": len(self.listed_only),
+            }
+        self.pre_skipped = len(plan.skipped) + len(self.listed_only)
+        self.base = run.done
+        self.arcnames = with_files.working_arcnames()
+        self.artworks_done = with_files.artworks_done()
+        self.order = {a.post_id: i for i, a in enumerate(plan.artworks)}
+        self.index = gallery(place, plan.artworks, social)
+        self.added = 0
+
+    def trailing(
+        self, extras: Extras, added: list[int], skipped: list[tuple[int, str]]
+    ) -> list[tuple[str, Trailing]]:
+        order = self.order
+        posts, post_skips, working = split(added, skipped, self.arcnames)
+        listed = sorted([*posts, *self.listed_only], key=lambda p: order.get(p, -1))
+        ordered = self.plan.skipped + sorted(post_skips, key=lambda s: order.get(s[0], -1))
+        made = json_files(
+            self.place.handle,
+            self.plan,
+            extras,
+            listed,
+            ordered,
+            self.header,
+            working,
+            self.post_changes,
+        )
+        return made if self.removals is None else [*made, ("removed.json", self.removals)]
+
+    def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
+        return bag_closing(self.place, index=self.index)(files)
+
+    def over_cap(self, written: int, done: int) -> Exception | None:
+        return None  # a part's size was planned; one large artwork is a part of its own
+
+    async def report(self, done: int) -> bool:
+        run = self.run
+        progress = self.base + self.pre_skipped + self.artworks_done(done)
+        return bool(await run.pool.fetchval(SQL_PROGRESS, run.export_id, run.token, progress))
+
+    def settled(self, built: BuildResult) -> BuildResult:
+        return sorted_out(built, self.arcnames)[0]
+
+    async def publish(self, conn: Conn, file_path: str, result: BuildResult) -> None:
+        """The part ready, and the export's progress. A post listed with its metadata alone
+        counts as added: the part holds its change."""
+        run, plan = self.run, self.plan
+        order = {a.post_id: i for i, a in enumerate(plan.artworks)}
+        found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
+        skipped = skipped_entries(plan.skipped + found, plan.sqids)
+        self.added = len(result.added) + len(self.listed_only)
+        done = run.done + len(plan.artworks) + len(plan.skipped)
+        await conn.execute(
+            SQL_PART_READY,
+            run.export_id,
+            self.place.number,
+            file_path,
+            result.size,
+            result.sha256,
+            self.added,
+            skipped,
+        )
+        await conn.execute(SQL_AFTER_PART, run.export_id, run.token, done, result.size, skipped)
+
+    def published(self, result: BuildResult) -> None:
+        run, place = self.run, self.place
+        run.added += self.added
+        run.done += len(self.plan.artworks) + len(self.plan.skipped)
+        run.attempts = 1
         log.info(
             "export %s: part %d of %d ready, %d artworks, %d bytes",
-            self.export_id, place.number, place.count, added, result.size,
-        )  # fmt: skip
+            run.export_id,
+            place.number,
+            place.count,
+            self.added,
+            result.size,
+        )
 
 
 def _metadata_only(plan: Plan, post_changes: dict[int, str] | None) -> set[int]:

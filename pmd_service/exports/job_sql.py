@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..jobs.claims import CLAIMABLE, OWNED, RELEASE_FOR_RETRY
+from ..jobs.kind import CLAIMABLE, ORPHANED, OWNED, RELEASE_FOR_RETRY, STUCK_PENDING
+from .incremental import followable
+from .service import COUNTS_FOR_COOLDOWN
 
 SQL_CLAIM = f"""
 UPDATE exports
@@ -86,3 +88,62 @@ WHERE {OWNED}
 RETURNING 1
 """
 SQL_RELEASE_FOR_RETRY = f"UPDATE exports {RELEASE_FOR_RETRY}"
+
+# For the sweep, as for BDRs: no export blocks a new one for ever, one whose worker is gone is
+# taken back within a minute or so of its heartbeat stopping.
+SQL_STUCK_PENDING = f"""
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM exports
+WHERE {STUCK_PENDING}
+ORDER BY created_at LIMIT 100
+"""
+SQL_ORPHANED = f"""
+SELECT id, attempts FROM exports WHERE {ORPHANED}
+ORDER BY created_at LIMIT 100
+"""
+
+# For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
+# rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.
+# Ready (or failed, with the parts it built) past their expiry → expired, parts gone.
+_DUE = "e.status IN ('ready', 'failed') AND e.expires_at <= $1::timestamptz"
+_TERMINAL = "e.status IN ('failed', 'expired', 'cancelled')"
+# Past the retention ($2 days). An export that counts for the cooldown stays while it runs ($3,
+# EXPORT_COOLDOWN_SECONDS, which may outlast the 14 days): purged, it would let the next export
+# start at once. The newest export of a user that can be followed stays (its files expire as
+# any), the user's own and an operator's apart: the next incremental export follows it
+# (`since: last`, a recurring schedule).
+_PURGE = f"""(e.expires_at IS NULL OR e.expires_at <= $1::timestamptz)
+  AND coalesce(e.completed_at, e.created_at) < $1::timestamptz - make_interval(days => $2)
+  AND NOT ({COUNTS_FOR_COOLDOWN} AND e.created_at > $1::timestamptz - make_interval(secs => $3))
+  AND NOT ({followable("e")} AND NOT EXISTS (
+        SELECT 1 FROM exports n WHERE n.user_id = e.user_id AND {followable("n")}
+          AND n.by_operator = e.by_operator AND (n.created_at, n.id) > (e.created_at, e.id)))"""
+SQL_PLAN_EXPIRE = f"""
+SELECT e.id, coalesce(array_agg(p.file_path ORDER BY p.number)
+                      FILTER (WHERE p.status = 'ready'), '{{}}') AS parts
+FROM exports e LEFT JOIN export_parts p ON p.export_id = e.id
+WHERE {_DUE} GROUP BY e.id
+"""
+# An export the plan expires ($4) counts as expired, as in the run.
+SQL_PLAN_PURGE = f"""
+SELECT id FROM exports e
+WHERE ({_TERMINAL} OR {_DUE} AND e.id = ANY($4::uuid[])) AND {_PURGE}
+"""
+SQL_EXPIRE = f"""
+WITH due AS (
+    UPDATE exports e SET status = 'expired', parts_version = parts_version + 1
+    WHERE e.id = ANY($2::uuid[]) AND {_DUE}
+    RETURNING id
+), parts AS (
+    UPDATE export_parts p SET status = 'expired'
+    FROM due WHERE p.export_id = due.id AND p.status = 'ready'
+    RETURNING p.export_id, p.number, p.file_path
+)
+SELECT due.id, coalesce(array_agg(parts.file_path ORDER BY parts.number)
+                        FILTER (WHERE parts.export_id IS NOT NULL), '{{}}') AS parts
+FROM due LEFT JOIN parts ON parts.export_id = due.id GROUP BY due.id
+"""
+SQL_PURGE = f"""
+DELETE FROM exports e
+WHERE e.id = ANY($4::uuid[]) AND {_TERMINAL} AND {_PURGE}
+RETURNING id
+"""

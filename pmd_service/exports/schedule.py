@@ -1,7 +1,7 @@
 """Recurring exports: the schedule's row (one a user), checked, made, shown and cancelled.
 
 The first export is the request's own (full); the sweep starts each later one when due
-(upkeep/schedules.py), incremental against the user's newest own export that reached `ready`
+(exports/recurring.py), incremental against the user's newest own export that reached `ready`
 (never one that failed or was cancelled); a deactivated or banned user's is cancelled instead.
 """
 

@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,8 +23,6 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from ..core.objects import Upload, abort_uploads
-from ..exports.incremental import followable
-from ..exports.service import COUNTS_FOR_COOLDOWN
 from ..host.vault import (
     BDR_PREFIX,
     EXPORTS_FOLDER,
@@ -36,7 +33,9 @@ from ..host.vault import (
     is_host_file,
 )
 from ..jobs.context import state
+from ..jobs.kind import Expiry
 from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
+from .kinds import KINDS
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -48,26 +47,8 @@ TERMINAL_RETENTION_DAYS = 14
 TEMP_MAX_AGE_SECONDS = 3600
 
 # Each step's condition, written once: the plan selects the rows it holds, the run re-checks it
-# on the planned ids. $1 is the plan's clock (the database's now() when it was made).
-_TERMINAL = "status IN ('failed', 'expired', 'cancelled')"
-_BDR_DUE = "status = 'ready' AND expires_at <= $1::timestamptz"
-# Exports: ready (or failed, with the parts it built) past their expiry → expired, parts gone.
-_EXPORT_DUE = "e.status IN ('ready', 'failed') AND e.expires_at <= $1::timestamptz"
-# Finished requests past the retention ($2 days); and, as no foreign key reaches the host's
-# tables (creating one would lock them), those of users the host deleted.
-_BDR_PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_interval(days => $2)
-    OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
-# An export that counts for the cooldown stays while it runs ($3, EXPORT_COOLDOWN_SECONDS,
-# which may outlast the 14 days): purged, it would let the next export start at once. The
-# newest export of a user that can be followed stays (its files expire as any), the user's own
-# and an operator's apart: the next incremental export follows it (`since: last`, a recurring
-# schedule).
-_EXPORT_PURGE = f"""(e.expires_at IS NULL OR e.expires_at <= $1::timestamptz)
-  AND coalesce(e.completed_at, e.created_at) < $1::timestamptz - make_interval(days => $2)
-  AND NOT ({COUNTS_FOR_COOLDOWN} AND e.created_at > $1::timestamptz - make_interval(secs => $3))
-  AND NOT ({followable("e")} AND NOT EXISTS (
-        SELECT 1 FROM exports n WHERE n.user_id = e.user_id AND {followable("n")}
-          AND n.by_operator = e.by_operator AND (n.created_at, n.id) > (e.created_at, e.id)))"""
+# on the planned ids. $1 is the plan's clock (the database's now() when it was made). Each job
+# kind's own expiries and purges are its own (jobs/kind.py); these are the rest.
 _EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
 # Marks of posts no longer deleted (or gone).
 _MARK_PURGE = "NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)"
@@ -76,15 +57,7 @@ _READ_PURGE = "hour < $1::timestamptz - interval '1 day'"
 # The bulk actions' undo history past its 24 hours (posts/undo.py), with their posts' rows.
 _UNDO_PURGE = "created_at < $1::timestamptz - interval '24 hours'"
 
-# The plan: read in a read-only snapshot. A request or export the plan expires counts as
-# expired for the purges after it ($3, $4: the ids it expires), as in the run.
-SQL_PLAN_EXPIRE = f"SELECT id, file_path FROM batch_download_requests WHERE {_BDR_DUE}"
-SQL_PLAN_EXPIRE_EXPORTS = f"""
-SELECT e.id, coalesce(array_agg(p.file_path ORDER BY p.number)
-                      FILTER (WHERE p.status = 'ready'), '{{}}') AS parts
-FROM exports e LEFT JOIN export_parts p ON p.export_id = e.id
-WHERE {_EXPORT_DUE} GROUP BY e.id
-"""
+# The plan: read in a read-only snapshot.
 SQL_PLAN_COUNTS = f"""
 SELECT
   (SELECT count(*) FROM bdr_events WHERE {_EVENT_PURGE}) AS events,
@@ -94,45 +67,8 @@ SELECT
   (SELECT count(*) FROM bulk_action_posts
    WHERE action_id IN (SELECT id FROM bulk_actions WHERE {_UNDO_PURGE})) AS undo_rows
 """
-SQL_PLAN_PURGE = f"""
-SELECT id FROM batch_download_requests b
-WHERE ({_TERMINAL} OR {_BDR_DUE} AND id = ANY($3::uuid[])) AND {_BDR_PURGE}
-"""
-SQL_PLAN_PURGE_EXPORTS = f"""
-SELECT id FROM exports e
-WHERE (e.{_TERMINAL} OR {_EXPORT_DUE} AND e.id = ANY($4::uuid[])) AND {_EXPORT_PURGE}
-"""
 
-# The run: each statement on the planned ids ($2, or as named), its condition re-checked.
-SQL_EXPIRE = f"""
-UPDATE batch_download_requests SET status = 'expired'
-WHERE id = ANY($2::uuid[]) AND {_BDR_DUE}
-RETURNING id, file_path
-"""
-SQL_EXPIRE_EXPORTS = f"""
-WITH due AS (
-    UPDATE exports e SET status = 'expired', parts_version = parts_version + 1
-    WHERE e.id = ANY($2::uuid[]) AND {_EXPORT_DUE}
-    RETURNING id
-), parts AS (
-    UPDATE export_parts p SET status = 'expired'
-    FROM due WHERE p.export_id = due.id AND p.status = 'ready'
-    RETURNING p.export_id, p.number, p.file_path
-)
-SELECT due.id, coalesce(array_agg(parts.file_path ORDER BY parts.number)
-                        FILTER (WHERE parts.export_id IS NOT NULL), '{{}}') AS parts
-FROM due LEFT JOIN parts ON parts.export_id = due.id GROUP BY due.id
-"""
-SQL_PURGE = f"""
-DELETE FROM batch_download_requests b
-WHERE id = ANY($3::uuid[]) AND {_TERMINAL} AND {_BDR_PURGE}
-RETURNING id
-"""
-SQL_PURGE_EXPORTS = f"""
-DELETE FROM exports e
-WHERE e.id = ANY($4::uuid[]) AND e.{_TERMINAL} AND {_EXPORT_PURGE}
-RETURNING id
-"""
+# The run: each statement on the planned ids, its condition re-checked.
 SQL_PURGE_EVENTS = f"DELETE FROM bdr_events WHERE {_EVENT_PURGE}"
 SQL_PURGE_MARKS = f"""
 DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURGE}
@@ -175,10 +111,9 @@ class CleanupPlan:
     """What one cleanup does (a plan), or did (`apply_cleanup`'s result, of the same shape)."""
 
     at: datetime  # the database's clock when planned: every age is measured from it
-    expire: dict[uuid.UUID, str | None]  # ready requests past expiry → expired, ZIP removed
-    expire_exports: dict[uuid.UUID, tuple[str | None, ...]]  # → expired, with their ready parts
-    purge: frozenset[uuid.UUID]  # finished requests past retention, or whose user is gone
-    purge_exports: frozenset[uuid.UUID]
+    # Each job kind's, by its name: rows past expiry → expired, their files removed; finished
+    # rows past retention, or whose user is gone, purged.
+    kinds: dict[str, Expiry]
     events: int  # events older than a day before `at` (no id is kept: there may be millions)
     marks: frozenset[int]  # posts whose moderator's mark goes
     audited_reads: int
@@ -187,23 +122,25 @@ class CleanupPlan:
 
     def summary(self) -> dict[str, int]:
         """The counts the command line prints and the worker logs (the same for either)."""
+        counts: dict[str, int] = {}
+        for kind in KINDS:
+            counts |= kind.summary(self.kinds[kind.name])
         return {
-            "expired": len(self.expire),
-            "export_parts_expired": sum(map(len, self.expire_exports.values())),
-            "purged": len(self.purge) + len(self.purge_exports),
+            **counts,
+            "purged": sum(len(expiry.purge) for expiry in self.kinds.values()),
             "events_purged": self.events,
             **self.tidy.summary(),
         }
 
     def files(self) -> list[str]:
-        return _stored_files(self.expire, self.expire_exports)
+        return _stored_files(self.kinds)
 
 
-def _stored_files(
-    expire: dict[uuid.UUID, str | None], expire_exports: dict[uuid.UUID, tuple[str | None, ...]]
-) -> list[str]:
+def _stored_files(kinds: dict[str, Expiry]) -> list[str]:
     """The stored paths of the files the expiries remove (a host's ZIP is never one)."""
-    found = [*expire.values(), *(path for parts in expire_exports.values() for path in parts)]
+    found = [
+        path for expiry in kinds.values() for paths in expiry.expire.values() for path in paths
+    ]
     return [path for path in found if path and not is_host_file(path)]
 
 
@@ -259,19 +196,15 @@ def old_export_files(root: Path, now: float) -> list[Path]:
 async def plan_cleanup(st: WorkerState) -> CleanupPlan:
     """What a run would do now, changing nothing: the database read in one read-only
     snapshot, the folder or bucket only listed."""
-    days, cooldown = TERMINAL_RETENTION_DAYS, float(st.settings.export_cooldown_seconds)
-    async with st.pool.acquire() as conn, conn.transaction(isolation="repeatable_read",
-                                                           readonly=True):  # fmt: skip
+    days = TERMINAL_RETENTION_DAYS
+    async with (
+        st.pool.acquire() as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
         at: datetime = await conn.fetchval("SELECT now()")
-        expire = {r["id"]: r["file_path"] for r in await conn.fetch(SQL_PLAN_EXPIRE, at)}
-        exports = await conn.fetch(SQL_PLAN_EXPIRE_EXPORTS, at)
-        expire_exports = {r["id"]: tuple(r["parts"]) for r in exports}
+        kinds = {kind.name: await kind.plan_expiry(conn, at, days, st.settings) for kind in KINDS}
         row = await conn.fetchrow(SQL_PLAN_COUNTS, at)
         assert row is not None
-        purge = await conn.fetch(SQL_PLAN_PURGE, at, days, list(expire))
-        purge_exports = await conn.fetch(
-            SQL_PLAN_PURGE_EXPORTS, at, days, cooldown, list(expire_exports)
-        )
         if st.zips.store is not None:
             assert st.zips.bucket is not None
             tidy: FolderTidy | BucketTidy = BucketTidy(
@@ -280,13 +213,9 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
                 await orphan_objects(conn, st.zips.store, TEMP_MAX_AGE_SECONDS),
             )  # fmt: skip
         else:
-            files = _stored_files(expire, expire_exports)
-            tidy = await _plan_folder(conn, st.settings.bdr_path, files)
+            tidy = await _plan_folder(conn, st.settings.bdr_path, _stored_files(kinds))
     return CleanupPlan(
-        at=at, expire=expire, expire_exports=expire_exports,
-        purge=frozenset(r["id"] for r in purge),
-        purge_exports=frozenset(r["id"] for r in purge_exports),
-        events=row["events"], marks=frozenset(row["marks"]), audited_reads=row["audited_reads"],
+        at=at, kinds=kinds, events=row["events"], marks=frozenset(row["marks"]), audited_reads=row["audited_reads"],
         undo_rows=row["undo_rows"], tidy=tidy,
     )  # fmt: skip
 
@@ -323,33 +252,35 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     """Do `plan`, and only it; returns what was done (the plan, less what changed meanwhile).
     A line per step: `python -m pmd_service cleanup` shows its progress on stderr."""
     pool, at, days = st.pool, plan.at, TERMINAL_RETENTION_DAYS
-    expired = {r["id"]: r["file_path"] for r in await pool.fetch(SQL_EXPIRE, at, list(plan.expire))}
-    exports = await pool.fetch(SQL_EXPIRE_EXPORTS, at, list(plan.expire_exports))
-    expire_exports = {r["id"]: tuple(r["parts"]) for r in exports}
-    done = dataclasses.replace(plan, expire=expired, expire_exports=expire_exports)
-    for file_path in done.files():
+    expired = {
+        kind.name: Expiry(await kind.expire(pool, at, plan.kinds[kind.name]), frozenset())
+        for kind in KINDS
+    }
+    for file_path in _stored_files(expired):
         await st.zips.remove(file_path)
+    counts = dataclasses.replace(plan, kinds=expired).summary()
     log.info(
         "cleanup: %d downloads past their expiry expired, their ZIPs removed; %d parts of "
-        "expired exports removed", len(expired), done.summary()["export_parts_expired"],
+        "expired exports removed", counts["expired"], counts["export_parts_expired"],
     )  # fmt: skip
-    purge = await pool.fetch(SQL_PURGE, at, days, list(plan.purge))
-    cooldown = float(st.settings.export_cooldown_seconds)
-    purge_exports = await pool.fetch(
-        SQL_PURGE_EXPORTS, at, days, cooldown, list(plan.purge_exports)
-    )
+    kinds = {
+        kind.name: Expiry(
+            expired[kind.name].expire,
+            await kind.purge(pool, at, days, st.settings, plan.kinds[kind.name]),
+        )
+        for kind in KINDS
+    }
     events = int((await pool.execute(SQL_PURGE_EVENTS, at)).split()[-1])
     marks = await pool.fetch(SQL_PURGE_MARKS, list(plan.marks))
     reads = int((await pool.execute(SQL_PURGE_AUDITED_READS, at)).split()[-1])
     undo_rows = int((await pool.execute(SQL_PURGE_UNDO_HISTORY, at)).split()[-1])
     done = dataclasses.replace(
-        done, purge=frozenset(r["id"] for r in purge),
-        purge_exports=frozenset(r["id"] for r in purge_exports), events=events,
-        marks=frozenset(r["post_id"] for r in marks), audited_reads=reads, undo_rows=undo_rows,
+        plan, kinds=kinds, events=events, marks=frozenset(r["post_id"] for r in marks),
+        audited_reads=reads, undo_rows=undo_rows,
     )  # fmt: skip
     log.info(
         "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
-        "window purged", len(purge) + len(purge_exports), events, undo_rows,
+        "window purged", done.summary()["purged"], events, undo_rows,
     )  # fmt: skip
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.store is not None and st.zips.bucket is not None

@@ -27,19 +27,22 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
-from pmd_service.bdr.job import process_bdr
-from pmd_service.bdr.job_run import Run
+from pmd_service.bdr.job import BDR, process_bdr
+from pmd_service.bdr.job_run import BdrZip
+from pmd_service.bdr.mail import send_bdr_email
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context, state
+from pmd_service.jobs.driver import publish_archive
 from pmd_service.jobs.failures import MAX_ATTEMPTS
-from pmd_service.mail.notify import send_bdr_email
+from pmd_service.jobs.kind import Claim
 from pmd_service.upkeep.sweep import sweep
 from pmd_service.web.app import create_app
-from pmd_service.zipbuild.build import BuildCancelled, BuildResult, publish
+from pmd_service.zipbuild.build import BuildCancelled, BuildResult
+from pmd_service.zipbuild.content import Plan
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow, UserRow
 from support.stack import free_port, service_env
@@ -386,11 +389,19 @@ async def test_a_run_that_lost_its_claim_never_touches_the_published_zip(
         item["id"],
     )
     assert claim is not None
-    run = Run(state(worker_ctx), uuid.UUID(item["id"]), uuid.uuid4(), claim)
+    stale = Claim("BDR", uuid.UUID(item["id"]), uuid.uuid4(), claim)
+    run = BDR.run(state(worker_ctx), stale)
+    archive = BdrZip(run, Plan([], [], {}), owner.handle, owner.sqid)
     with pytest.raises(BuildCancelled):
-        await run._publish(f"bdr/{owner.sqid}/pmd-{item['id']}.zip",
-                           BuildResult(size=1, sha256="0" * 64),
-                           lambda: publish(stale_temp, final))  # fmt: skip
+        await publish_archive(
+            state(worker_ctx),
+            BDR,
+            stale,
+            archive,
+            f"bdr/{owner.sqid}/pmd-{item['id']}.zip",
+            BuildResult(size=1, sha256="0" * 64),
+            stale_temp,
+        )
     assert final.read_bytes() == published
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
 

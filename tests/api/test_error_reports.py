@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,11 +162,12 @@ async def test_an_error_in_a_job_reaches_sentry_with_the_bdr_id(
     reporting: Settings, ingest: Ingest, bdr_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
 
-    async def build(self: Run) -> None:
+    async def archives(self: Run) -> AsyncGenerator[Any]:
         # A bug deep in a build: the job's own code raising, with secrets in its message.
         raise RuntimeError(f"cannot upload to {SIGNED} with key {SECRET} ({DB_PASSWORD})")
+        yield  # an async generator, as the run's own
 
-    monkeypatch.setattr(Run, "build", build)
+    monkeypatch.setattr(Run, "archives", archives)
     await run_worker(reporting)
     await flushed(ingest)
 
@@ -205,12 +206,12 @@ async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worke
     """Not caught by the job's own handler (which logs it): raised out of process_bdr, to arq.
     The supported form builds its Worker directly, which sentry-sdk's arq integration does not
     wrap: it logged an ERROR and sent nothing. The `arq` command's form sends one, not two."""
-    from pmd_service.bdr import job as process_bdr
+    from pmd_service.jobs import driver
 
     async def broken(*args: Any) -> str:
         raise RuntimeError(f"escaped with {SIGNED}, key {SECRET} ({DB_PASSWORD})")
 
-    monkeypatch.setattr(process_bdr, "_run", broken)
+    monkeypatch.setattr(driver, "_attempt", broken)
     if form == "arq worker.WorkerSettings":
         await _arq_command_worker(reporting)
     else:

@@ -20,9 +20,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
+from pmd_service.bdr.mail import send_bdr_email
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
-from pmd_service.mail.notify import send_bdr_email
 from pmd_service.upkeep.sweep import sweep
 from support.mailbox import Mailbox
 from support.seeding import Factory

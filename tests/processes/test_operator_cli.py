@@ -283,15 +283,16 @@ async def test_the_run_does_the_dry_runs_plan(
     st = state(worker_ctx)
     plan = await plan_cleanup(st)
     assert {"dry_run": True, **plan.summary()} == await cleanup_dry_run(worker_ctx)
-    assert isinstance(plan.tidy, FolderTidy) and plan.expire and plan.purge and plan.tidy.folders
+    bdrs = plan.kinds["bdr"]
+    assert isinstance(plan.tidy, FolderTidy) and bdrs.expire and bdrs.purge and plan.tidy.folders
     done = await apply_cleanup(st, plan)
     assert done == plan
     left = {r["id"] for r in await factory.pool.fetch("SELECT id FROM batch_download_requests")}
-    assert not left & plan.purge
+    assert not left & bdrs.purge
     expired = await factory.pool.fetch(
         "SELECT id FROM batch_download_requests WHERE status = 'expired'"
     )
-    assert {r["id"] for r in expired} == set(plan.expire) - plan.purge
+    assert {r["id"] for r in expired} == set(bdrs.expire) - bdrs.purge
     gone = plan.tidy.temp_files | plan.tidy.orphans | plan.tidy.folders
     assert not [path for path in gone if path.exists()]
 
@@ -313,14 +314,19 @@ async def test_a_row_changed_after_the_plan_is_left(
         "UPDATE exports SET expires_at = now() + interval '1 day' WHERE status = 'ready'"
         " AND expires_at < now() RETURNING id"
     )
-    assert requeued in plan.purge and renewed in plan.expire_exports
+    bdrs, exports = plan.kinds["bdr"], plan.kinds["export"]
+    assert requeued in bdrs.purge and renewed in exports.expire
     assert isinstance(plan.tidy, FolderTidy)
     kept_folder = settings.bdr_path / "pmd-exports" / str(renewed)
     done = await apply_cleanup(st, plan)
     assert done == replace_dataclass(
         plan,
-        purge=plan.purge - {requeued},
-        expire_exports={k: v for k, v in plan.expire_exports.items() if k != renewed},
+        kinds={
+            "bdr": replace_dataclass(bdrs, purge=bdrs.purge - {requeued}),
+            "export": replace_dataclass(
+                exports, expire={k: v for k, v in exports.expire.items() if k != renewed}
+            ),
+        },
         tidy=replace_dataclass(plan.tidy, folders=plan.tidy.folders - {kept_folder}),
     )
     assert (

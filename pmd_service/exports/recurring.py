@@ -18,10 +18,10 @@ from arq.connections import ArqRedis
 
 from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError
-from ..exports.incremental import changed_count, followed, removed
-from ..exports.queue import enqueue_export
-from ..exports.service import SQL_RUNNING
 from ..jobs.context import WorkerState
+from .incremental import changed_count, followed, removed
+from .queue import enqueue_export
+from .service import SQL_RUNNING
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -85,7 +85,7 @@ async def start_due_exports(st: WorkerState, redis: ArqRedis) -> int:
             if export_id is not None:
                 started.append(export_id)
     for export_id in started:
-        # A failed enqueue is the sweep's to redo: the row is pending (sweep.py).
+        # A failed enqueue is the sweep's to redo: the row is pending (upkeep/sweep.py).
         try:
             await enqueue_export(redis, export_id)
         except Exception:
@@ -120,8 +120,9 @@ async def _start(conn: Conn, user_id: int) -> uuid.UUID | None:
         return export_id
     count = await changed_count(conn, user_id, follows)
     if not count and not await removed(conn, user_id, follows.post_ids):
-        log.info("recurring export of user %d: nothing changed since %s", user_id,
-                 follows.export_id)  # fmt: skip
+        log.info(
+            "recurring export of user %d: nothing changed since %s", user_id, follows.export_id
+        )
         return None
     export_id = await conn.fetchval(
         SQL_START, user_id, count, follows.export_id, follows.started_at, follows.post_ids

@@ -1,0 +1,182 @@
+"""The one path of every claimed job, whatever its kind: claim → attempt → stream → place →
+publish → metrics → email.
+
+A job may run more than once (arq re-runs jobs of a dead worker; the sweep re-enqueues). The
+claim is one UPDATE that only one run can win; every later write of the run is guarded by the
+claim token, so a run that lost its claim can never overwrite the row. Status is `failed` only
+when no retry is left (setting it before retrying meant retries never ran)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from contextlib import aclosing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiofiles.os
+from arq import Retry
+
+from ..core import error_reports
+from ..core.logs import request_id_set
+from ..host.vault import bdr_object_key, bdr_zip_path
+from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, object_sink, publish
+from .context import WorkerState, state
+from .failures import (
+    BACKOFF_CAP_SECONDS,
+    MAX_ATTEMPTS,
+    TRANSIENT,
+    UNEXPECTED_MESSAGE,
+    PermanentError,
+    transient_message,
+)
+from .kind import Archive, Claim, ClaimedRun, JobKind
+from .streaming import stream_zip
+
+if TYPE_CHECKING:
+    from obstore import Attributes
+
+log = logging.getLogger(__name__)
+
+
+async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
+    """The job of `kind` for row `raw_id`: ready, failed or cancelled once claimed, else
+    "invalid" (not a UUID) or "not claimable" (finished, cancelled, or another run holds it);
+    raises Retry when a later attempt may succeed."""
+    st = state(ctx)
+    claim = await _claim(st, kind, raw_id)
+    if claim is None:
+        return "not claimable"
+    if isinstance(claim, str):
+        return claim
+    # The id of the POST that asked for it: every line of this run and its email carry it.
+    with request_id_set(claim.row["request_id"]):
+        run = kind.run(st, claim)
+        started = time.monotonic()
+        try:
+            with kind.attempt_scope(st):
+                outcome = await _attempt(st, kind, claim, run)
+        except Retry:
+            run.finished("retry", time.monotonic() - started)
+            raise
+        run.finished(outcome, time.monotonic() - started)
+        if outcome != "cancelled" and claim.row["send_email"]:
+            await kind.send_email(st.pool, st.settings, claim.id)
+        return outcome
+
+
+async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | None:
+    try:
+        row_id = uuid.UUID(raw_id)
+    except ValueError:
+        log.error("process_%s called with %r, not a UUID", kind.name, raw_id)
+        return "invalid"
+    error_reports.tag(f"{kind.name}_id", raw_id)  # arq's integration gives each job a scope
+    token = uuid.uuid4()
+    what = f"{kind.label} {row_id}"
+    stale = float(st.settings.bdr_stale_seconds)
+    try:
+        row = await st.pool.fetchrow(kind.sql_claim, row_id, token, stale)
+    except TRANSIENT as exc:
+        # Nothing is the run's yet, so trying again soon is all there is to do (escaping, the
+        # error ended the job as failed, with a traceback, and the row waited for the sweep).
+        defer = max(st.settings.bdr_retry_base_seconds, 1.0)
+        log.warning("%s: could not claim it (%r); retry in %.0f s", what, exc, defer)
+        raise Retry(defer=defer) from exc
+    return None if row is None else Claim(what, row_id, token, row)
+
+
+async def _attempt(st: WorkerState, kind: JobKind, claim: Claim, run: ClaimedRun) -> str:
+    """ready, failed or cancelled; raises Retry, after handing the row back for it, when a
+    later attempt may succeed."""
+    what = claim.what
+    if run.attempts > MAX_ATTEMPTS:
+        await run.fail(transient_message(TimeoutError()))
+        return "failed"
+    try:
+        async with aclosing(run.archives()) as archives:
+            async for archive in archives:
+                await _place(st, kind, claim, archive)
+        await run.finish()
+        return "ready"
+    except BuildCancelled:
+        return "cancelled"
+    except PermanentError as exc:
+        await run.fail(str(exc))
+    except TRANSIENT as exc:
+        n = run.attempts
+        if n >= MAX_ATTEMPTS:
+            log.warning("%s: attempt %d failed (%r); giving up", what, n, exc)
+            await run.fail(transient_message(exc))
+        else:
+            defer = min(BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (n - 1))
+            log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
+            with contextlib.suppress(*TRANSIENT):
+                await st.pool.execute(kind.sql_release, claim.id, claim.token, defer)
+            raise Retry(defer=defer) from exc
+    except Exception:
+        log.exception("%s: unexpected error", what)
+        await run.fail(UNEXPECTED_MESSAGE)
+    return "failed"
+
+
+async def _place(st: WorkerState, kind: JobKind, claim: Claim, archive: Archive) -> None:
+    """Streams `archive` into BDR_PATH (a temp file renamed into place once published) or into
+    the BDR_STORE bucket (a multipart upload under this run's own name); what a run did not
+    publish is removed."""
+    if st.zips.store is None:
+        final = bdr_zip_path(st.settings.bdr_path, archive.file_path)
+        temp = final.with_name(archive.temp_name)
+        await aiofiles.os.makedirs(final.parent, exist_ok=True)
+        try:
+            result = archive.settled(await stream_zip(st, archive, file_sink(temp)))
+            await publish_archive(st, kind, claim, archive, archive.file_path, result, temp)
+        finally:
+            await asyncio.to_thread(discard, temp)
+        return
+    attributes: Attributes = {
+        "Content-Type": "application/zip",
+        # The browser saves the host's file name when it follows the signed URL.
+        "Content-Disposition": f"attachment; filename={archive.download_name}",
+    }
+    sink = object_sink(st.zips.store, bdr_object_key(archive.object_path), attributes)
+    published = False
+    try:
+        result = archive.settled(await stream_zip(st, archive, sink))
+        await publish_archive(st, kind, claim, archive, archive.object_path, result)
+        published = True
+    finally:
+        if not published:  # an object completed by a run that did not make it ready
+            try:
+                await st.zips.remove(archive.object_path)
+            except TRANSIENT:  # the cleanup removes it later; keep the run's own error
+                log.warning("%s: could not remove %s", claim.what, archive.object_path)
+
+
+async def publish_archive(
+    st: WorkerState,
+    kind: JobKind,
+    claim: Claim,
+    archive: Archive,
+    file_path: str,
+    result: BuildResult,
+    temp: Path | None = None,
+) -> None:
+    """Marks it ready (after renaming `temp` into place) in one transaction holding the row's
+    lock.
+
+    Every run of a row in the folder targets the same final name, so only the run that still
+    owns the claim may rename: the lock makes "still ours" true until commit (a takeover or a
+    cancel waits for it, then finds the row ready). A run that lost its claim never touches
+    the final name, so it can never replace or delete another run's ZIP.
+    """
+    async with st.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval(kind.sql_lock_owned, claim.id, claim.token) is None:
+            raise BuildCancelled
+        if temp is not None:
+            await asyncio.to_thread(publish, temp, bdr_zip_path(st.settings.bdr_path, file_path))
+        await archive.publish(conn, file_path, result)
+    archive.published(result)
