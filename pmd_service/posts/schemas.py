@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -145,7 +145,12 @@ HeldByField = Annotated[
 ]
 
 
-class PostItem(msgspec.Struct):
+Files = TypeVar("Files")
+
+
+class _Post(msgspec.Struct, Generic[Files]):
+    """A posts item's fields; `Files`: how its `files` are held (see ListedPost)."""
+
     id: int
     public_sqid: str | None
     title: str
@@ -154,7 +159,7 @@ class PostItem(msgspec.Struct):
     width: int | None
     height: int | None
     frame_count: int
-    files: list[PostFile]
+    files: Files
     art_url: str | None
     hidden_by_user: bool
     hidden_by_mod: bool
@@ -176,6 +181,15 @@ class PostItem(msgspec.Struct):
     restorable: Restorable = None
     restore_refusal: RestoreRefusalField = None
     held_by: HeldByField = None
+
+
+class PostItem(_Post[list[PostFile]]):
+    pass
+
+
+class ListedPost(_Post[msgspec.Raw]):
+    """PostItem as the list query yields it: `files` as the JSON text the query built
+    (posts/listing.py), so it encodes to the same bytes."""
 
 
 TotalCount = Annotated[
@@ -197,56 +211,22 @@ MatchDigest = Annotated[
 ]
 
 
-class PostPage(msgspec.Struct):
-    items: list[PostItem]
+Item = TypeVar("Item")
+
+
+class _Page(msgspec.Struct, Generic[Item]):
+    items: list[Item]
     next_cursor: str | None
     total_count: TotalCount
     match_digest: MatchDigest = None
 
 
-class ListedPost(msgspec.Struct):
-    """PostItem as the list query yields it: the same fields in the same order, with `files`
-    as the JSON text the query built (posts/listing.py), so it encodes to the same bytes."""
-
-    id: int
-    public_sqid: str | None
-    title: str
-    description: str | None
-    created_at: datetime
-    width: int | None
-    height: int | None
-    frame_count: int
-    files: msgspec.Raw
-    art_url: str | None
-    hidden_by_user: bool
-    hidden_by_mod: bool
-    reaction_count: int
-    comment_count: int
-    view_count: int
-    license_identifier: str | None
-    # Beyond the host's page (which ignores them): the filter's and the bulk editors' fields.
-    hashtags: list[str]
-    mod_hashtags: Annotated[
-        list[str],
-        Meta(description="A moderator's tags (also in `hashtags`); the artist keeps them"),
-    ]
-    remixable: bool
-    layers_bytes: Annotated[
-        int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
-    ]
-    deleted_by_user_date: datetime | None = None
-    restorable: Restorable = None
-    restore_refusal: RestoreRefusalField = None
-    held_by: HeldByField = None
+class PostPage(_Page[PostItem]):
+    pass
 
 
-class ListedPage(msgspec.Struct):
+class ListedPage(_Page[ListedPost]):
     """PostPage of ListedPost items (PostPage stays the documented shape)."""
-
-    items: list[ListedPost]
-    next_cursor: str | None
-    total_count: TotalCount
-    match_digest: MatchDigest = None
 
 
 ExpectCount = Annotated[
