@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m pmd_service.sse.shapes --check  # the event payloads' generated SQL is current
+	$(PY) -m pmd_service.web.filter_keys --check  # the page's generated filter keys are current
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

@@ -10,14 +10,15 @@ from msgspec import Meta
 
 from ..core.visibility import RESTORE_WINDOW_DAYS
 from ..host.eligibility import PostIds, Sqid
-from .filters import FORMATS, MAX_QUERY, NO_LICENSE, FilterKeys, Tag
+from .filters import FilterKeys, Tag
 from .host_rules import MAX_TAGS_PER_POST
 
 MAX_PAGE = 512
 
 
-class PostsQuery(msgspec.Struct):
-    """The query of GET /api/pmd/posts."""
+class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
+    """The query of GET /api/pmd/posts: the filter's keys (each alone or combined; a cursor
+    stays bound to the filter it came with), then the page's."""
 
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page size")] = MAX_PAGE
     cursor: (
@@ -37,74 +38,9 @@ class PostsQuery(msgspec.Struct):
             "instead"
         ),
     ] = False
-    # The filter (each key alone or combined; a cursor stays bound to the filter it came with).
-    q: (
-        Annotated[
-            str,
-            Meta(
-                max_length=MAX_QUERY,
-                description="Case-insensitive substring of the title or the description",
-            ),
-        ]
-        | None
-    ) = None
-    hashtag: Annotated[
-        list[Tag],
-        Meta(
-            max_length=MAX_TAGS_PER_POST,
-            description="Repeatable: posts carrying every one of these tags (normalised as the "
-            "site does: no `#`, lowercase)",
-        ),
-    ] = []
-    license: (
-        Annotated[
-            str,
-            Meta(
-                max_length=50,
-                description=f"A license identifier (GET /api/pmd/licenses), or `{NO_LICENSE}`",
-            ),
-        ]
-        | None
-    ) = None
-    hidden: (
-        Annotated[bool, Meta(description="Hidden by the user or by a moderator (or neither)")]
-        | None
-    ) = None
-    remixable: Annotated[bool, Meta(description="Remix permission")] | None = None
-    format: (
-        Annotated[
-            str,
-            Meta(max_length=10, description=f"The native file's format: {', '.join(FORMATS)}"),
-        ]
-        | None
-    ) = None
-    has_layers: Annotated[bool, Meta(description="An `.mkpx` layers file is attached")] | None = (
-        None
-    )
-    created_after: (
-        Annotated[
-            str,
-            Meta(
-                max_length=40,
-                description="Created on or after this ISO date (UTC midnight) or date-time",
-            ),
-        ]
-        | None
-    ) = None
-    created_before: (
-        Annotated[
-            str,
-            Meta(max_length=40, description="Created before this ISO date (UTC) or date-time"),
-        ]
-        | None
-    ) = None
 
     def filter_keys(self) -> FilterKeys:
-        return FilterKeys(
-            q=self.q, hashtag=self.hashtag, license=self.license, hidden=self.hidden,
-            remixable=self.remixable, format=self.format, has_layers=self.has_layers,
-            created_after=self.created_after, created_before=self.created_before,
-        )  # fmt: skip
+        return FilterKeys(**{key: getattr(self, key) for key in FilterKeys.__struct_fields__})
 
 
 Action = Literal["hide", "unhide", "delete", "restore", "tags", "remixable"]
