@@ -146,11 +146,18 @@ async def _demo(settings: Settings) -> None:
         sqid = loaded or await demo_user_sqid(conn)
     if sqid is None:
         raise CliError("the database already has users: the demo data goes only into an empty one")
-    print(json.dumps({
-        "handle": DEMO_HANDLE, "user_sqid": sqid, "loaded": loaded is not None,
-        "page": f"{settings.base_url}/u/{sqid}/posts",
-        "token": f"python -m pmd_service token {sqid}",
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "handle": DEMO_HANDLE,
+                "user_sqid": sqid,
+                "loaded": loaded is not None,
+                "page": f"{settings.base_url}/u/{sqid}/posts",
+                "token": f"python -m pmd_service token {sqid}",
+            },
+            indent=2,
+        )
+    )
 
 
 SQL_REQUEUE_FAILED = """

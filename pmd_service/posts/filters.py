@@ -115,9 +115,16 @@ class PostFilter:
 
     def params(self) -> tuple[object, ...]:
         return (
-            self.q, list(self.hashtags), self.license_id, self.hidden, self.remixable,
-            self.format, self.has_layers, self.created_after, self.created_before,
-        )  # fmt: skip
+            self.q,
+            list(self.hashtags),
+            self.license_id,
+            self.hidden,
+            self.remixable,
+            self.format,
+            self.has_layers,
+            self.created_after,
+            self.created_before,
+        )
 
     def fingerprint(self) -> str | None:
         """What a cursor carries to stay bound to the filter that made it (None: no filter)."""
@@ -247,6 +254,14 @@ async def check_filter(pool: asyncpg.Pool, keys: FilterKeys, prefix: str = "") -
         created_before=before.isoformat() if before else None,
     )
     return PostFilter(
-        q, tuple(tags), license_id, keys.hidden, keys.remixable, fmt, keys.has_layers,
-        after, before, canonical,
-    )  # fmt: skip
+        q,
+        tuple(tags),
+        license_id,
+        keys.hidden,
+        keys.remixable,
+        fmt,
+        keys.has_layers,
+        after,
+        before,
+        canonical,
+    )
