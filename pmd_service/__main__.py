@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from . import __version__
+from . import __version__, dev_servers
 from .core.db import DatabaseSetupError
 from .core.limits import UTC_DAY_START
 from .core.logs import ResultLine
@@ -35,13 +35,6 @@ if TYPE_CHECKING:
     from .host.hostcheck import HostReport
 
 log = logging.getLogger("pmd_service.cli")
-
-
-def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
-    """load_settings' `embedded`, called in dev mode only: production never imports dev/."""
-    from .dev.embedded import services
-
-    return services(data_dir, database_url, redis_url)
 
 
 class CliError(Exception):
@@ -63,18 +56,13 @@ async def _migrate(settings: Settings, with_host_tables: bool = False) -> None:
 async def _check_host(
     settings: Settings, dev_database: bool = False, judge_role: bool = False
 ) -> bool:
-    from .core.db import connect
-    from .core.migrate import require_host_tables
+    from .core.opening import checked_connection
     from .host.hostcheck import check_host
 
-    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
-    try:
-        await require_host_tables(conn, settings)
+    async with checked_connection(settings, "pmd-cli") as conn:
         report = await check_host(
             conn, settings.host_schema, dev_database=dev_database, privileges=True
         )
-    finally:
-        await conn.close()
     report.judge_role = judge_role
     print(_host_report(report))
     return report.fits
@@ -104,8 +92,7 @@ def _host_report(report: HostReport) -> str:
 
 async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
     from .bdr.cutover import import_host_bdrs
-    from .core.db import connect
-    from .core.migrate import require_host_tables
+    from .core.opening import checked_connection
     from .jobs.context import state
 
     where = (settings.vault_path, settings.host_schema)
@@ -115,32 +102,24 @@ async def _import_host_bdrs(settings: Settings, apply: bool) -> None:
                 conn, ctx["redis"], *where, apply=True, own_schema=settings.pmd_schema
             )
     else:  # a dry run writes nothing: no migration, no Redis, a read-only transaction
-        # Direct: a transaction-mode pooler refuses the search path as a startup parameter.
-        reader = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
-        try:
-            await require_host_tables(reader, settings)
-            async with reader.transaction(readonly=True):
-                summary = await import_host_bdrs(
-                    reader, None, *where, apply=False, own_schema=settings.pmd_schema
-                )
-        finally:
-            await reader.close()
+        async with (
+            checked_connection(settings, "pmd-cli") as reader,
+            reader.transaction(readonly=True),
+        ):
+            summary = await import_host_bdrs(
+                reader, None, *where, apply=False, own_schema=settings.pmd_schema
+            )
     print(json.dumps(summary.as_json(), indent=2))
     if not apply:
         log.info("dry run: nothing was written; run again with --apply")
 
 
 async def _token(settings: Settings, sqid: str, ttl: int) -> None:
-    from .core.db import connect
-    from .core.migrate import require_host_tables
+    from .core.opening import checked_connection
     from .host.tokens import mint_token
 
-    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
-    try:
-        await require_host_tables(conn, settings)
+    async with checked_connection(settings, "pmd-cli") as conn:
         roles = await conn.fetchval("SELECT roles FROM users WHERE public_sqid = $1", sqid[:16])
-    finally:
-        await conn.close()
     if roles is None:
         raise CliError(f"no user has the public id {sqid!r}")
     print(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=ttl, roles=list(roles)))
@@ -152,8 +131,7 @@ async def _demo(settings: Settings) -> None:
     prints the demo user's id and page. Needs Pillow, which draws the art."""
     from importlib.util import find_spec
 
-    from .core.db import connect
-    from .core.migrate import require_host_tables
+    from .core.opening import checked_connection
     from .core.public_ids import PublicIds
     from .dev.demo import load_demo
     from .dev.demo_user import DEMO_HANDLE, demo_user_sqid
@@ -163,20 +141,23 @@ async def _demo(settings: Settings) -> None:
             "the demo data needs Pillow: pip install 'pmd-service[embedded]' (the image: "
             "build it with --build-arg DEMO=true, as docker-compose.yml's demo service does)"
         )
-    conn = await connect(settings.direct_url, "pmd-cli", search_path=settings.search_path)
-    try:
-        await require_host_tables(conn, settings)
+    async with checked_connection(settings, "pmd-cli") as conn:
         loaded = await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
         sqid = loaded or await demo_user_sqid(conn)
-    finally:
-        await conn.close()
     if sqid is None:
         raise CliError("the database already has users: the demo data goes only into an empty one")
-    print(json.dumps({
-        "handle": DEMO_HANDLE, "user_sqid": sqid, "loaded": loaded is not None,
-        "page": f"{settings.base_url}/u/{sqid}/posts",
-        "token": f"python -m pmd_service token {sqid}",
-    }, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "handle": DEMO_HANDLE,
+                "user_sqid": sqid,
+                "loaded": loaded is not None,
+                "page": f"{settings.base_url}/u/{sqid}/posts",
+                "token": f"python -m pmd_service token {sqid}",
+            },
+            indent=2,
+        )
+    )
 
 
 SQL_REQUEUE_FAILED = """

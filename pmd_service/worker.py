@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from arq import cron, func
@@ -27,6 +26,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import dev_servers
 from .bdr.job import process_bdr
 from .bdr.queue import JOB_NAME
 from .core import job_codec, logs
@@ -143,13 +143,6 @@ def __getattr__(name: str) -> Any:
     if name == "WorkerSettings":
         return ArqOptions(worker_options(load_settings(PROCESS), wait_for_services=True))
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
-    """load_settings' `embedded`, called in dev mode only: production never imports dev/."""
-    from .dev.embedded import services
-
-    return services(data_dir, database_url, redis_url)
 
 
 def main() -> int:

@@ -15,14 +15,19 @@ SET search_path FROM CURRENT AS $$
         'started_at', r.started_at,
         'completed_at', r.completed_at,
         'expires_at', r.expires_at,
+        'removed_at', r.removed_at,
         'part_bytes', r.part_bytes,
         'include_comments', r.include_comments,
         'include_reactions', r.include_reactions,
         'send_email', r.send_email,
+        'include_upscaled', r.include_upscaled,
+        'follows_export_id', r.follows_id,
+        'changed_since', r.follows_started_at,
+        'removed_count', CASE jsonb_typeof(r.removed) WHEN 'array' THEN jsonb_array_length(r.removed) ELSE 0 END,
         'artwork_count', r.artwork_count,
-        'progress_done', r.progress_done,
         'total_bytes', r.total_bytes,
         'error_message', r.error_message,
+        'progress_done', r.progress_done,
         'parts', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                     'number', p.number,
@@ -36,12 +41,7 @@ SET search_path FROM CURRENT AS $$
         'skipped_count', CASE jsonb_typeof(r.skipped) WHEN 'array' THEN jsonb_array_length(r.skipped) ELSE 0 END,
         'parts_count', (SELECT count(*) FROM export_parts p WHERE p.export_id = r.id),
         'kind', 'export',
-        'user_sqid', r.user_sqid,
-        'removed_at', r.removed_at,
-        'include_upscaled', r.include_upscaled,
-        'follows_export_id', r.follows_id,
-        'changed_since', r.follows_started_at,
-        'removed_count', CASE jsonb_typeof(r.removed) WHEN 'array' THEN jsonb_array_length(r.removed) ELSE 0 END)
+        'user_sqid', r.user_sqid)
 $$;
 
 -- An event's payload stays small whatever the export (see 0008): counts for the lists, and
@@ -55,14 +55,19 @@ SET search_path FROM CURRENT AS $$
         'started_at', r.started_at,
         'completed_at', r.completed_at,
         'expires_at', r.expires_at,
+        'removed_at', r.removed_at,
         'part_bytes', r.part_bytes,
         'include_comments', r.include_comments,
         'include_reactions', r.include_reactions,
         'send_email', r.send_email,
+        'include_upscaled', r.include_upscaled,
+        'follows_export_id', r.follows_id,
+        'changed_since', r.follows_started_at,
+        'removed_count', CASE jsonb_typeof(r.removed) WHEN 'array' THEN jsonb_array_length(r.removed) ELSE 0 END,
         'artwork_count', r.artwork_count,
-        'progress_done', r.progress_done,
         'total_bytes', r.total_bytes,
         'error_message', r.error_message,
+        'progress_done', r.progress_done,
         'parts', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
                     'number', p.number,
@@ -81,12 +86,7 @@ SET search_path FROM CURRENT AS $$
         'skipped_count', CASE jsonb_typeof(r.skipped) WHEN 'array' THEN jsonb_array_length(r.skipped) ELSE 0 END,
         'parts_count', (SELECT count(*) FROM export_parts p WHERE p.export_id = r.id),
         'kind', 'export',
-        'user_sqid', r.user_sqid,
-        'removed_at', r.removed_at,
-        'include_upscaled', r.include_upscaled,
-        'follows_export_id', r.follows_id,
-        'changed_since', r.follows_started_at,
-        'removed_count', CASE jsonb_typeof(r.removed) WHEN 'array' THEN jsonb_array_length(r.removed) ELSE 0 END)
+        'user_sqid', r.user_sqid)
 $$;
 
 CREATE OR REPLACE FUNCTION export_emit_event() RETURNS trigger LANGUAGE plpgsql
@@ -100,22 +100,22 @@ BEGIN
            OR OLD.started_at IS DISTINCT FROM NEW.started_at
            OR OLD.completed_at IS DISTINCT FROM NEW.completed_at
            OR OLD.expires_at IS DISTINCT FROM NEW.expires_at
+           OR OLD.removed_at IS DISTINCT FROM NEW.removed_at
            OR OLD.part_bytes IS DISTINCT FROM NEW.part_bytes
            OR OLD.include_comments IS DISTINCT FROM NEW.include_comments
            OR OLD.include_reactions IS DISTINCT FROM NEW.include_reactions
            OR OLD.send_email IS DISTINCT FROM NEW.send_email
-           OR OLD.artwork_count IS DISTINCT FROM NEW.artwork_count
-           OR OLD.progress_done IS DISTINCT FROM NEW.progress_done
-           OR OLD.total_bytes IS DISTINCT FROM NEW.total_bytes
-           OR OLD.error_message IS DISTINCT FROM NEW.error_message
-           OR OLD.parts_version IS DISTINCT FROM NEW.parts_version
-           OR OLD.skipped IS DISTINCT FROM NEW.skipped
-           OR OLD.user_sqid IS DISTINCT FROM NEW.user_sqid
-           OR OLD.removed_at IS DISTINCT FROM NEW.removed_at
            OR OLD.include_upscaled IS DISTINCT FROM NEW.include_upscaled
            OR OLD.follows_id IS DISTINCT FROM NEW.follows_id
            OR OLD.follows_started_at IS DISTINCT FROM NEW.follows_started_at
-           OR OLD.removed IS DISTINCT FROM NEW.removed) THEN
+           OR OLD.removed IS DISTINCT FROM NEW.removed
+           OR OLD.artwork_count IS DISTINCT FROM NEW.artwork_count
+           OR OLD.total_bytes IS DISTINCT FROM NEW.total_bytes
+           OR OLD.error_message IS DISTINCT FROM NEW.error_message
+           OR OLD.progress_done IS DISTINCT FROM NEW.progress_done
+           OR OLD.parts_version IS DISTINCT FROM NEW.parts_version
+           OR OLD.skipped IS DISTINCT FROM NEW.skipped
+           OR OLD.user_sqid IS DISTINCT FROM NEW.user_sqid) THEN
         RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- ids visible in commit order (see 0005)

@@ -81,7 +81,7 @@ def _invalid(name: str, raw: str, message: str) -> Exception:
     )
 
 
-def _scalar(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
+def query_scalar(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
     """The value's own type: without `| None` (absent means None) and Meta wrappers."""
     if isinstance(kind, msgspec.inspect.Metadata):
         kind = kind.type
@@ -95,12 +95,12 @@ def _scalar(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:
 _SCALARS = (msgspec.inspect.BoolType, msgspec.inspect.IntType, msgspec.inspect.StrType)
 
 
-def _repeated(kind: msgspec.inspect.Type) -> msgspec.inspect.ListType | None:
+def query_list(kind: msgspec.inspect.Type) -> msgspec.inspect.ListType | None:
     """A list of strings: a parameter given once per value (`?hashtag=a&hashtag=b`)."""
     if isinstance(kind, msgspec.inspect.Metadata):
         kind = kind.type
     if isinstance(kind, msgspec.inspect.ListType) and isinstance(
-        _scalar(kind.item_type), msgspec.inspect.StrType
+        query_scalar(kind.item_type), msgspec.inspect.StrType
     ):
         return kind
     return None
@@ -111,7 +111,7 @@ def _query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, 
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     for f in info.fields:
-        if not isinstance(_scalar(f.type), _SCALARS) and _repeated(f.type) is None:
+        if not isinstance(query_scalar(f.type), _SCALARS) and query_list(f.type) is None:
             raise TypeError(
                 f"{struct.__name__}.{f.name}: a query parameter is a bool, int, str or list of str"
             )
@@ -119,7 +119,7 @@ def _query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, 
 
 
 def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
-    kind = _scalar(kind)
+    kind = query_scalar(kind)
     if isinstance(kind, msgspec.inspect.BoolType):
         if raw.lower() in {"false", "0", ""}:
             return False
@@ -147,7 +147,7 @@ def parse_query(request: web.Request, struct: type[Q]) -> Q:
     against the field's type and constraints, with a 400 that names the parameter."""
     values: dict[str, object] = {}
     for f in _query_fields(struct):
-        repeated = _repeated(f.type)
+        repeated = query_list(f.type)
         if repeated is not None:
             given = request.query.getall(f.encode_name, [])
             if repeated.max_length is not None and len(given) > repeated.max_length:

@@ -1,3 +1,2 @@
-"""Batch download requests (BDRs): ZIPs of up to 128 artworks. endpoints.py (HTTP), service.py
-(rules and SQL), schemas.py (request and item), job.py/job_run.py/job_sql.py (the worker's build),
-announcer.py (a new request's first event), cutover.py (the host's own PMD rows)."""
+"""Batch download requests (BDRs): ZIPs of up to 128 artworks, asked for on the page, built
+by the worker and announced live and by email."""

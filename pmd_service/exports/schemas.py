@@ -77,8 +77,16 @@ class ExportPart(msgspec.Struct):
     download_url: Annotated[str | None, Meta(description="When ready: the part's URL")]
 
 
-class _ExportFields(msgspec.Struct):
-    """What an item and an event carry alike (`_shared` below fills them)."""
+def _length(column: str) -> str:
+    """The length of a jsonb list column (0 for anything else)."""
+    array = f"r.{column}"
+    return f"CASE jsonb_typeof({array}) WHEN 'array' THEN jsonb_array_length({array}) ELSE 0 END"
+
+
+class ExportFields(msgspec.Struct):
+    """What the database's payload (Payload), an item and an event carry alike. Each field is
+    the export's column of the same name unless it says otherwise (`Sql`, naming the row
+    `r`)."""
 
     id: uuid.UUID
     status: Status
@@ -95,18 +103,27 @@ class _ExportFields(msgspec.Struct):
     follows_export_id: Annotated[
         uuid.UUID | None,
         Meta(description="An incremental export: the export it follows (null: a full one)"),
+        Sql("r.follows_id"),
     ]
     changed_since: Annotated[
         datetime | None,
         Meta(description="An incremental export: when the export it follows started"),
+        Sql("r.follows_started_at"),
     ]
     removed_count: Annotated[
-        int, Meta(description="Posts of the followed export that are gone (data/removed.json)")
+        int,
+        Meta(description="Posts of the followed export that are gone (data/removed.json)"),
+        Sql(_length("removed")),
     ]
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
-    progress: Progress
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
     error_message: str | None
+
+
+class _ExportFields(ExportFields):
+    """What an item and an event carry alike (`_shared` below fills them)."""
+
+    progress: Progress
     sha256sums_url: Annotated[
         str, Meta(description="Every ready part's SHA-256 and file name, in `sha256sum` format")
     ]
@@ -237,37 +254,17 @@ _EVENT_PARTS = f"""coalesce((
             ) AS p), '[]'::jsonb)"""
 
 
-def _length(column: str) -> str:
-    """The length of a jsonb list column (0 for anything else)."""
-    array = f"r.{column}"
-    return f"CASE jsonb_typeof({array}) WHEN 'array' THEN jsonb_array_length({array}) ELSE 0 END"
-
-
-class Payload(msgspec.Struct):
+class Payload(ExportFields):
     """What an item and an event are made of: the one definition of the database's
     `export_payload(row)` (the item, read by the API) and `export_event_payload(row)` (an
-    `export_update`'s payload, bounded: counts for the lists that grow with the export). Each
-    field is the export's column of the same name unless it says otherwise (`Sql`, naming the
-    row `r`); the functions are generated from this struct (exports/event_sql.py), so a field
-    added here reaches both with no function body written by hand. Run
-    `python -m pmd_service.sse.shapes` after changing it.
+    `export_update`'s payload, bounded: counts for the lists that grow with the export): its
+    fields and ExportFields'. The functions are generated from this struct
+    (exports/event_sql.py), so a field added here reaches both with no function body written
+    by hand. Run `python -m pmd_service.sse.shapes` after changing it.
 
     Decoding, the defaults stand for keys that events written by older releases lack."""
 
-    id: uuid.UUID
-    status: Status
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    expires_at: datetime | None
-    part_bytes: int
-    include_comments: bool
-    include_reactions: bool
-    send_email: bool
-    artwork_count: int
     progress_done: int
-    total_bytes: int
-    error_message: str | None
     # The parts change in export_parts, and `parts_version` with them (same transaction).
     parts: Annotated[list[PartRow], Sql(_PARTS, event=_EVENT_PARTS, watch=("parts_version",))]
     # An event carries counts instead of the lists that grow (its `skipped` is empty, its
@@ -283,13 +280,17 @@ class Payload(msgspec.Struct):
     ] = None
     kind: Annotated[Literal["export"], Sql("'export'")] = "export"
     user_sqid: str | None = None
-    # Absent from events written before migration 0007.
-    removed_at: datetime | None = None
-    # Absent from events written before migration 0011.
-    include_upscaled: bool = False
-    follows_export_id: Annotated[uuid.UUID | None, Sql("r.follows_id")] = None
-    changed_since: Annotated[datetime | None, Sql("r.follows_started_at")] = None
-    removed_count: Annotated[int, Sql(_length("removed"))] = 0
+
+
+# What an event written by the hand-written payload functions (before migration 0012) may lack
+# of ExportFields: keys added by migrations 0007, 0011 and 0012.
+_OLD_EVENT_DEFAULTS: dict[str, Any] = {
+    "removed_at": None,
+    "include_upscaled": False,
+    "follows_export_id": None,
+    "changed_since": None,
+    "removed_count": 0,
+}
 
 
 def export_base_url(export_id: uuid.UUID) -> str:
@@ -305,9 +306,13 @@ def part_filename(export_id: uuid.UUID, number: int, count: int) -> str:
 
 
 def _decoded(payload: Any) -> Payload:
-    if isinstance(payload, str | bytes):
-        return msgspec.json.decode(payload, type=Payload)
-    return msgspec.convert(payload, Payload, strict=False)
+    try:
+        if isinstance(payload, str | bytes):
+            return msgspec.json.decode(payload, type=Payload)
+        return msgspec.convert(payload, Payload, strict=False)
+    except msgspec.ValidationError:
+        old = msgspec.json.decode(payload) if isinstance(payload, str | bytes) else payload
+        return msgspec.convert(_OLD_EVENT_DEFAULTS | old, Payload, strict=False)
 
 
 def _parts(p: Payload, parts: list[PartRow]) -> list[ExportPart]:
@@ -343,18 +348,10 @@ def _event_parts(parts: list[PartRow]) -> list[PartRow]:
 
 def _shared(p: Payload) -> dict[str, Any]:
     """The fields an item and an event carry alike."""
-    return {
-        "id": p.id, "status": p.status, "created_at": p.created_at,
-        "started_at": p.started_at, "completed_at": p.completed_at, "expires_at": p.expires_at,
-        "removed_at": p.removed_at, "part_bytes": p.part_bytes,
-        "include_comments": p.include_comments, "include_reactions": p.include_reactions,
-        "send_email": p.send_email, "include_upscaled": p.include_upscaled,
-        "follows_export_id": p.follows_export_id, "changed_since": p.changed_since,
-        "removed_count": p.removed_count, "artwork_count": p.artwork_count,
+    return {name: getattr(p, name) for name in ExportFields.__struct_fields__} | {
         "progress": Progress(done=p.progress_done, total=p.artwork_count),
-        "total_bytes": p.total_bytes, "error_message": p.error_message,
         "sha256sums_url": f"{export_base_url(p.id)}/SHA256SUMS",
-    }  # fmt: skip
+    }
 
 
 def export_item(payload: Any) -> ExportItem:

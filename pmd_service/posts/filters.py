@@ -31,15 +31,66 @@ Tag = Annotated[str, Meta(max_length=MAX_TAG_LENGTH + 8)]
 class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """The filter of an action's body (the list's query parameters, as JSON)."""
 
-    q: Annotated[str, Meta(max_length=MAX_QUERY)] | None = None
-    hashtag: Annotated[list[Tag], Meta(max_length=MAX_TAGS_PER_POST)] = []
-    license: Annotated[str, Meta(max_length=50)] | None = None
-    hidden: bool | None = None
-    remixable: bool | None = None
-    format: Annotated[str, Meta(max_length=10)] | None = None
-    has_layers: bool | None = None
-    created_after: Annotated[str, Meta(max_length=40)] | None = None
-    created_before: Annotated[str, Meta(max_length=40)] | None = None
+    q: (
+        Annotated[
+            str,
+            Meta(
+                max_length=MAX_QUERY,
+                description="Case-insensitive substring of the title or the description",
+            ),
+        ]
+        | None
+    ) = None
+    hashtag: Annotated[
+        list[Tag],
+        Meta(
+            max_length=MAX_TAGS_PER_POST,
+            description="Repeatable: posts carrying every one of these tags (normalised as the "
+            "site does: no `#`, lowercase)",
+        ),
+    ] = []
+    license: (
+        Annotated[
+            str,
+            Meta(
+                max_length=50,
+                description=f"A license identifier (GET /api/pmd/licenses), or `{NO_LICENSE}`",
+            ),
+        ]
+        | None
+    ) = None
+    hidden: (
+        Annotated[bool, Meta(description="Hidden by the user or by a moderator (or neither)")]
+        | None
+    ) = None
+    remixable: Annotated[bool, Meta(description="Remix permission")] | None = None
+    format: (
+        Annotated[
+            str,
+            Meta(max_length=10, description=f"The native file's format: {', '.join(FORMATS)}"),
+        ]
+        | None
+    ) = None
+    has_layers: Annotated[bool, Meta(description="An `.mkpx` layers file is attached")] | None = (
+        None
+    )
+    created_after: (
+        Annotated[
+            str,
+            Meta(
+                max_length=40,
+                description="Created on or after this ISO date (UTC midnight) or date-time",
+            ),
+        ]
+        | None
+    ) = None
+    created_before: (
+        Annotated[
+            str,
+            Meta(max_length=40, description="Created before this ISO date (UTC) or date-time"),
+        ]
+        | None
+    ) = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +115,16 @@ class PostFilter:
 
     def params(self) -> tuple[object, ...]:
         return (
-            self.q, list(self.hashtags), self.license_id, self.hidden, self.remixable,
-            self.format, self.has_layers, self.created_after, self.created_before,
-        )  # fmt: skip
+            self.q,
+            list(self.hashtags),
+            self.license_id,
+            self.hidden,
+            self.remixable,
+            self.format,
+            self.has_layers,
+            self.created_after,
+            self.created_before,
+        )
 
     def fingerprint(self) -> str | None:
         """What a cursor carries to stay bound to the filter that made it (None: no filter)."""
@@ -196,6 +254,14 @@ async def check_filter(pool: asyncpg.Pool, keys: FilterKeys, prefix: str = "") -
         created_before=before.isoformat() if before else None,
     )
     return PostFilter(
-        q, tuple(tags), license_id, keys.hidden, keys.remixable, fmt, keys.has_layers,
-        after, before, canonical,
-    )  # fmt: skip
+        q,
+        tuple(tags),
+        license_id,
+        keys.hidden,
+        keys.remixable,
+        fmt,
+        keys.has_layers,
+        after,
+        before,
+        canonical,
+    )

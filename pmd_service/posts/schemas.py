@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
 from ..core.visibility import RESTORE_WINDOW_DAYS
 from ..host.eligibility import PostIds, Sqid
-from .filters import FORMATS, MAX_QUERY, NO_LICENSE, FilterKeys, Tag
+from .filters import FilterKeys, Tag
 from .host_rules import MAX_TAGS_PER_POST
 
 MAX_PAGE = 512
 
 
-class PostsQuery(msgspec.Struct):
-    """The query of GET /api/pmd/posts."""
+class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
+    """The query of GET /api/pmd/posts: the filter's keys (each alone or combined; a cursor
+    stays bound to the filter it came with), then the page's."""
 
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page size")] = MAX_PAGE
     cursor: (
@@ -37,74 +38,9 @@ class PostsQuery(msgspec.Struct):
             "instead"
         ),
     ] = False
-    # The filter (each key alone or combined; a cursor stays bound to the filter it came with).
-    q: (
-        Annotated[
-            str,
-            Meta(
-                max_length=MAX_QUERY,
-                description="Case-insensitive substring of the title or the description",
-            ),
-        ]
-        | None
-    ) = None
-    hashtag: Annotated[
-        list[Tag],
-        Meta(
-            max_length=MAX_TAGS_PER_POST,
-            description="Repeatable: posts carrying every one of these tags (normalised as the "
-            "site does: no `#`, lowercase)",
-        ),
-    ] = []
-    license: (
-        Annotated[
-            str,
-            Meta(
-                max_length=50,
-                description=f"A license identifier (GET /api/pmd/licenses), or `{NO_LICENSE}`",
-            ),
-        ]
-        | None
-    ) = None
-    hidden: (
-        Annotated[bool, Meta(description="Hidden by the user or by a moderator (or neither)")]
-        | None
-    ) = None
-    remixable: Annotated[bool, Meta(description="Remix permission")] | None = None
-    format: (
-        Annotated[
-            str,
-            Meta(max_length=10, description=f"The native file's format: {', '.join(FORMATS)}"),
-        ]
-        | None
-    ) = None
-    has_layers: Annotated[bool, Meta(description="An `.mkpx` layers file is attached")] | None = (
-        None
-    )
-    created_after: (
-        Annotated[
-            str,
-            Meta(
-                max_length=40,
-                description="Created on or after this ISO date (UTC midnight) or date-time",
-            ),
-        ]
-        | None
-    ) = None
-    created_before: (
-        Annotated[
-            str,
-            Meta(max_length=40, description="Created before this ISO date (UTC) or date-time"),
-        ]
-        | None
-    ) = None
 
     def filter_keys(self) -> FilterKeys:
-        return FilterKeys(
-            q=self.q, hashtag=self.hashtag, license=self.license, hidden=self.hidden,
-            remixable=self.remixable, format=self.format, has_layers=self.has_layers,
-            created_after=self.created_after, created_before=self.created_before,
-        )  # fmt: skip
+        return FilterKeys(**{key: getattr(self, key) for key in FilterKeys.__struct_fields__})
 
 
 Action = Literal["hide", "unhide", "delete", "restore", "tags", "remixable"]
@@ -145,7 +81,12 @@ HeldByField = Annotated[
 ]
 
 
-class PostItem(msgspec.Struct):
+Files = TypeVar("Files")
+
+
+class _Post(msgspec.Struct, Generic[Files]):
+    """A posts item's fields; `Files`: how its `files` are held (see ListedPost)."""
+
     id: int
     public_sqid: str | None
     title: str
@@ -154,7 +95,7 @@ class PostItem(msgspec.Struct):
     width: int | None
     height: int | None
     frame_count: int
-    files: list[PostFile]
+    files: Files
     art_url: str | None
     hidden_by_user: bool
     hidden_by_mod: bool
@@ -176,6 +117,15 @@ class PostItem(msgspec.Struct):
     restorable: Restorable = None
     restore_refusal: RestoreRefusalField = None
     held_by: HeldByField = None
+
+
+class PostItem(_Post[list[PostFile]]):
+    pass
+
+
+class ListedPost(_Post[msgspec.Raw]):
+    """PostItem as the list query yields it: `files` as the JSON text the query built
+    (posts/listing.py), so it encodes to the same bytes."""
 
 
 TotalCount = Annotated[
@@ -197,56 +147,22 @@ MatchDigest = Annotated[
 ]
 
 
-class PostPage(msgspec.Struct):
-    items: list[PostItem]
+Item = TypeVar("Item")
+
+
+class _Page(msgspec.Struct, Generic[Item]):
+    items: list[Item]
     next_cursor: str | None
     total_count: TotalCount
     match_digest: MatchDigest = None
 
 
-class ListedPost(msgspec.Struct):
-    """PostItem as the list query yields it: the same fields in the same order, with `files`
-    as the JSON text the query built (posts/listing.py), so it encodes to the same bytes."""
-
-    id: int
-    public_sqid: str | None
-    title: str
-    description: str | None
-    created_at: datetime
-    width: int | None
-    height: int | None
-    frame_count: int
-    files: msgspec.Raw
-    art_url: str | None
-    hidden_by_user: bool
-    hidden_by_mod: bool
-    reaction_count: int
-    comment_count: int
-    view_count: int
-    license_identifier: str | None
-    # Beyond the host's page (which ignores them): the filter's and the bulk editors' fields.
-    hashtags: list[str]
-    mod_hashtags: Annotated[
-        list[str],
-        Meta(description="A moderator's tags (also in `hashtags`); the artist keeps them"),
-    ]
-    remixable: bool
-    layers_bytes: Annotated[
-        int | None, Meta(description="The attached `.mkpx` layers file's size, or null")
-    ]
-    deleted_by_user_date: datetime | None = None
-    restorable: Restorable = None
-    restore_refusal: RestoreRefusalField = None
-    held_by: HeldByField = None
+class PostPage(_Page[PostItem]):
+    pass
 
 
-class ListedPage(msgspec.Struct):
+class ListedPage(_Page[ListedPost]):
     """PostPage of ListedPost items (PostPage stays the documented shape)."""
-
-    items: list[ListedPost]
-    next_cursor: str | None
-    total_count: TotalCount
-    match_digest: MatchDigest = None
 
 
 ExpectCount = Annotated[

@@ -1,3 +1,2 @@
-"""Where ready ZIPs are kept and what keeping them may cost: the BDR_PATH folder or the
-BDR_STORE bucket (zip_files.py), the size and disk budget (budget.py), and removing objects
-nothing refers to (object_tidy.py). Serving them over HTTP is api/zip_download.py."""
+"""Where ready ZIPs are kept (the BDR_PATH folder or the BDR_STORE bucket) and what keeping them
+may cost; serving them over HTTP is the api room's."""

@@ -22,9 +22,8 @@ from ..api.request_ids import echo_on_prepare, request_id_middleware
 from ..api.routing import register
 from ..api.ticket_redemptions import Redemptions
 from ..bdr import endpoints as bdr
-from ..core.db import check_search_path, session, settings_pool
 from ..core.logs import quiet_malformed_requests
-from ..core.migrate import migrate, require_host_tables
+from ..core.opening import open_pool
 from ..core.redis_client import create_redis
 from ..core.settings import Settings
 from ..exports import endpoints as exports
@@ -56,22 +55,13 @@ async def _server_header(request: web.Request, response: web.StreamResponse) -> 
 
 async def _db_pool_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    pool = await settings_pool(
-        settings, "pmd-server", min_size=settings.db_pool_min, max_size=settings.db_pool_max
+    app[DB_POOL] = pool = await open_pool(
+        settings,
+        "pmd-server",
+        min_size=settings.db_pool_min,
+        max_size=settings.db_pool_max,
+        then=lambda conn: warn_if_host_lacks(conn, settings.host_schema),
     )
-    try:
-        async with pool.acquire() as conn:
-            await require_host_tables(conn, settings)  # a wrong DATABASE_URL stops here
-        if settings.database_pooler != "none":
-            await check_search_path(pool, settings)
-        async with session(settings, pool, "pmd-server") as conn:
-            if settings.auto_migrate:
-                await migrate(conn, settings)
-            await warn_if_host_lacks(conn, settings.host_schema)
-    except BaseException:
-        await pool.close()
-        raise
-    app[DB_POOL] = pool
     yield
     await pool.close()
 

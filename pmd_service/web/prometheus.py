@@ -1,6 +1,6 @@
 """The server process's Prometheus registry: one per app (no global state), with HTTP requests
 by route and status, latency histograms, and the SSE hub's and the queue's figures read at
-scrape time (metrics.py records into it and serves it)."""
+scrape time (request_metrics.py records into it and serves it)."""
 
 from __future__ import annotations
 

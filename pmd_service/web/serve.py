@@ -29,7 +29,6 @@ import socket
 import sys
 from collections.abc import Coroutine
 from multiprocessing.connection import wait
-from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -37,15 +36,11 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from .. import dev_servers
 from ..api.aiohttp_adapter import name_the_server
-from ..core.db import (
-    DatabaseSetupError,
-    check_budget,
-    check_search_path,
-    connections_needed,
-    settings_pool,
-)
-from ..core.migrate import HostTablesMissing, require_host_tables
+from ..core.db import DatabaseSetupError, check_budget, connections_needed
+from ..core.migrate import HostTablesMissing
+from ..core.opening import open_pool
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
 from .app import SERVER_NAME, create_app
@@ -67,13 +62,6 @@ _BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not
                 errno.EADDRNOTAVAIL: "HOST is not an address of this machine"}  # fmt: skip
 
 log = logging.getLogger(__name__)
-
-
-def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
-    """load_settings' `embedded`, called in dev mode only: production never imports dev/."""
-    from ..dev.embedded import services
-
-    return services(data_dir, database_url, redis_url)
 
 
 def main() -> None:
@@ -245,14 +233,8 @@ async def _preflight(settings: Settings) -> str | None:
     )
     warning = await check_budget(settings, needed, what, "SERVER_PROCESSES or DB_POOL_MAX")
     if settings.server_processes > 1:
-        pool = await settings_pool(settings, PROCESS, min_size=1, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                await require_host_tables(conn, settings)
-            if settings.database_pooler != "none":
-                await check_search_path(pool, settings)
-        finally:
-            await pool.close()
+        pool = await open_pool(settings, PROCESS, min_size=1, max_size=1, migrations=False)
+        await pool.close()
     return warning
 
 

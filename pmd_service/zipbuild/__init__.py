@@ -1,2 +1,2 @@
-"""Building a ZIP, shared by BDRs and exports: the streamed build (build.py), the artworks'
-sources, their entry names, the JSON files, and what a build reports on its item (outcome.py)."""
+"""Building a ZIP, shared by BDRs and exports: streamed from the artworks' sources, with its
+JSON files, and what a build reports on its item."""

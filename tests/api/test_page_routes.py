@@ -17,6 +17,7 @@ from yarl import URL
 from pmd_service.core.settings import Settings
 from pmd_service.core.visibility import RESTORE_WINDOW_DAYS
 from pmd_service.host.eligibility import MAX_BATCH
+from pmd_service.web import filter_keys
 from pmd_service.web.app import create_app
 from pmd_service.web.pages import STATIC_DIR
 from pmd_service.web.reference import SWAGGER_UI_VERSION
@@ -143,6 +144,15 @@ def test_the_pages_rules_are_the_services() -> None:
 
     assert constant("format.js", "RESTORE_WINDOW_DAYS") == RESTORE_WINDOW_DAYS
     assert constant("bulk.js", "MAX_BATCH") == MAX_BATCH
+
+
+def test_the_pages_filter_keys_are_the_services() -> None:
+    """The page reads the filter's keys from a module generated from FilterKeys: changing
+    FilterKeys without regenerating it fails here."""
+    assert filter_keys.MODULE.read_text("utf-8") == filter_keys.module_text(), (
+        "run: python -m pmd_service.web.filter_keys"
+    )
+    assert filter_keys.main(["--check"]) == 0
 
 
 VENDOR = STATIC_DIR / "vendor"

@@ -7,6 +7,7 @@ import {
 import { MAX_BATCH, runBatches } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
+import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS } from "./filter_keys.js";
 import { count, plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PAGE_SIZE, PostTable } from "./posts.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
@@ -84,44 +85,44 @@ function boot() {
     } else why.textContent = "";
   }
 
-  // --- the filter, kept in the page's URL ---
-  const FILTER_KEYS = ["q", "hashtag", "license", "hidden", "format", "has_layers",
-    "created_after", "created_before"];
+  // --- the filter, kept in the page's URL: the server's keys that the form has a field for ---
+  const FORM_KEYS = FILTER_KEYS.filter((key) => $(`f-${key}`));
+  const LISTS = new Set(LIST_KEYS);
   function filterFromForm() {
     const out = {};
-    for (const key of FILTER_KEYS) {
+    for (const key of FORM_KEYS) {
       const value = $(`f-${key}`).value.trim();
       if (!value) continue;
-      out[key] = key === "hashtag"
+      out[key] = LISTS.has(key)
         ? value.split(",").map((t) => t.trim()).filter(Boolean)
         : value;
     }
     return out;
   }
   function showFilter(filter) {
-    for (const key of FILTER_KEYS) {
+    for (const key of FORM_KEYS) {
       const value = filter[key];
       $(`f-${key}`).value = Array.isArray(value) ? value.join(", ") : value ?? "";
     }
   }
   function filterFromUrl() {
     const out = {};
-    for (const key of FILTER_KEYS) {
+    for (const key of FORM_KEYS) {
       const values = params.getAll(key).filter(Boolean);
-      if (values.length) out[key] = key === "hashtag" ? values : values[0];
+      if (values.length) out[key] = LISTS.has(key) ? values : values[0];
     }
     return out;
   }
   function keepInUrl(filter) {
     const url = new URL(location.href);
-    for (const key of FILTER_KEYS) url.searchParams.delete(key);
+    for (const key of FORM_KEYS) url.searchParams.delete(key);
     for (const [key, value] of Object.entries(filter)) {
       for (const one of Array.isArray(value) ? value : [value]) url.searchParams.append(key, one);
     }
     history.replaceState(history.state, "", url.pathname + url.search + url.hash);
   }
   // As an action's body wants it: flags as booleans, tags as a list.
-  const FLAGS = new Set(["hidden", "has_layers"]);
+  const FLAGS = new Set(FLAG_KEYS);
   function filterJson(filter) {
     const out = {};
     for (const [key, value] of Object.entries(filter)) {

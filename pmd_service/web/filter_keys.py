@@ -1,0 +1,69 @@
+"""The page's filter keys, generated from their one definition (posts/filters.py FilterKeys)
+into `web/static/filter_keys.js`, which the page imports.
+
+`python -m pmd_service.web.filter_keys` writes the file after FilterKeys changes; `--check`
+(run by `make lint`) only says whether it is current.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import msgspec
+
+from ..api.routing import query_list, query_scalar
+from ..posts.filters import FilterKeys
+
+MODULE = Path(__file__).parent / "static" / "filter_keys.js"
+
+
+def _kind(field: msgspec.inspect.Field) -> str:
+    """`list`, `flag` or `text`: how the page holds the key's value (as a query reads it)."""
+    if query_list(field.type) is not None:
+        return "list"
+    return "flag" if isinstance(query_scalar(field.type), msgspec.inspect.BoolType) else "text"
+
+
+def module_text() -> str:
+    info = msgspec.inspect.type_info(FilterKeys)
+    assert isinstance(info, msgspec.inspect.StructType)
+    kinds = {f.encode_name: _kind(f) for f in info.fields}
+
+    def names(kind: str | None = None) -> str:
+        return json.dumps([k for k, v in kinds.items() if kind is None or v == kind])
+
+    return f"""\
+// Generated from pmd_service/posts/filters.py FilterKeys by
+// `python -m pmd_service.web.filter_keys`: edit that, not this file.
+
+// The keys of a filter: GET /api/pmd/posts' query parameters, an action's `filter`.
+export const FILTER_KEYS = {names()};
+// Keys that take several values (repeated in a query, a list in an action's filter).
+export const LIST_KEYS = {names("list")};
+// Keys whose value is true or false.
+export const FLAG_KEYS = {names("flag")};
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pmd_service.web.filter_keys", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    args = parser.parse_args(argv)
+    current = MODULE.is_file() and MODULE.read_text("utf-8") == module_text()
+    if args.check:
+        if not current:
+            print(f"{MODULE} is stale: run python -m pmd_service.web.filter_keys")
+        return 0 if current else 1
+    if not current:
+        MODULE.write_text(module_text(), "utf-8")
+    print(f"wrote {MODULE}" if not current else f"{MODULE} is current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
