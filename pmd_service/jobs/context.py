@@ -14,16 +14,10 @@ import aiohttp
 import asyncpg
 from obstore.store import S3Store
 
-from ..core.db import (
-    DatabaseSetupError,
-    check_budget,
-    check_search_path,
-    connections_needed,
-    session,
-    settings_pool,
-)
-from ..core.migrate import HostTablesMissing, migrate, require_host_tables
+from ..core.db import DatabaseSetupError, check_budget, connections_needed
+from ..core.migrate import HostTablesMissing
 from ..core.objects import open_store
+from ..core.opening import open_pool
 from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..core.startup import stop
@@ -89,22 +83,9 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
     )
     if warning:
         log.warning("%s", warning)
-    pool = await settings_pool(
+    pool = await open_pool(
         settings, "pmd-worker", min_size=settings.db_pool_min, max_size=settings.worker_db_pool_max
     )
-    try:
-        async with pool.acquire() as conn:
-            # Before anything else: on a database without the host's tables (a wrong
-            # DATABASE_URL) the worker and every ops command stop here, writing nothing.
-            await require_host_tables(conn, settings)
-        if settings.database_pooler != "none":
-            await check_search_path(pool, settings)
-        if settings.auto_migrate:
-            async with session(settings, pool, "pmd-worker") as conn:
-                await migrate(conn, settings)
-    except BaseException:
-        await pool.close()
-        raise
     http = None
     if settings.artwork_base_url:
         connector = aiohttp.TCPConnector(limit=settings.artwork_fetch_concurrency * 2)
