@@ -23,12 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import obstore
 
 from bench import cli
-from bench.build import Run, chunks, copy_floor, driving
+from bench.build import Run, chunks, driving
 from bench.runner import service_versions
-from bench.store import plain_put
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
@@ -160,37 +158,6 @@ async def _sha256(zips: ZipFiles, file_path: str, size: int) -> str:
     return digest.hexdigest()
 
 
-def _floor(zips: ZipFiles, groups: list[list[Path]]) -> dict[str, float]:
-    """The store's floor for the same bytes: each group of files written plainly as one file
-    (fsynced) or one object (multipart, with the build's part size and parts in flight)."""
-    size = 0
-    started = time.perf_counter()
-    for group in groups:
-        if zips.store is not None:
-            plain_put(zips.store, "floor.bin", group)
-            size += obstore.head(zips.store, "floor.bin")["size"]
-            obstore.delete(zips.store, "floor.bin")
-        else:
-            copy_floor(group, out := zips.root.parent / "floor.bin", durable=True)
-            size += out.stat().st_size
-            out.unlink()
-    return {"build_s": time.perf_counter() - started, "bytes": size}
-
-
-def _part_groups(owner: Owner) -> list[list[Path]]:
-    """The export's artworks in order, cut at PART_BYTES as the planner cuts them."""
-    groups: list[list[Path]] = [[]]
-    size = 0
-    for path in owner.paths:
-        n = path.stat().st_size
-        if groups[-1] and size + n > PART_BYTES - (64 << 10):
-            groups.append([])
-            size = 0
-        groups[-1].append(path)
-        size += n
-    return groups
-
-
 def _mb_s(builds: list[dict[str, Any]]) -> float:
     """Their bytes over their seconds, not a median: the machine's speed swings over tens of
     seconds, and a median of sub-second BDRs would leave its slow spells out."""
@@ -218,8 +185,7 @@ class Store:
         self.run, self.owner, self.weed = run, owner, weed
         picks = [i * len(owner.post_ids) // BDR_ARTWORKS for i in range(BDR_ARTWORKS)]
         self.posts = [owner.post_ids[i] for i in picks]
-        self.files = [owner.paths[i] for i in picks]
-        self.bytes = sum(p.stat().st_size for p in self.files)
+        self.bytes = sum(owner.paths[i].stat().st_size for i in picks)
 
     async def bdr(self) -> dict[str, Any]:
         return await self.run.bdr(self.owner.id, self.owner.sqid, self.posts, self.bytes)
@@ -253,14 +219,12 @@ class Store:
               f"took {built['build_s']:.1f} s)", flush=True)  # fmt: skip
         return bdrs, built
 
-    async def idle_bdrs(self, count: int, floors: list[dict[str, float]]) -> list[dict[str, Any]]:
-        """`count` BDRs with the worker idle, each with its peak RSS, each beside its floor."""
+    async def idle_bdrs(self, count: int) -> list[dict[str, Any]]:
+        """`count` BDRs with the worker idle, each with its peak RSS."""
         bdrs = []
         for _ in range(count):
             with _rss(self.run) as rss:
                 bdrs.append(await self.bdr() | {"peak_rss_mb": rss.peak / 1024})
-            await asyncio.sleep(GAP_S)
-            floors.append(await asyncio.to_thread(_floor, self.run.zips, [self.files]))
             await asyncio.sleep(GAP_S)
         return bdrs
 
@@ -278,11 +242,9 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
     idle: list[list[dict[str, Any]]] = []
     alone: list[dict[str, Any]] = []
     busy: list[dict[str, Any]] = []
-    bdr_floors: list[dict[str, float]] = []
-    export_floors: list[dict[str, float]] = []
     busy_peak, samples = 0, 0
     for r in range(rounds):
-        idle.append(await store.idle_bdrs(count, bdr_floors))
+        idle.append(await store.idle_bdrs(count))
         # The BDRs' files are always in the page cache: read the export's into it too.
         await asyncio.to_thread(deque, chunks(owner.paths), 0)
         export = await request_export(run, owner)
@@ -291,13 +253,8 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
         samples = samples or rss.samples  # the first export's
         alone.append(built | {"rss_trace": rss.trace, "rss_peak_mb": rss.peak / 1024})
         await store.settle()
-        export_floors.append(await asyncio.to_thread(_floor, run.zips, _part_groups(owner)))
-        await store.settle()
-        cli.show(
-            f"    round {r + 1}, an export alone",
-            alone[-1] | {"floor_mb_s": _mb_s(export_floors[-1:])},
-        )
-        idle.append(await store.idle_bdrs(count, bdr_floors))
+        cli.show(f"    round {r + 1}, an export alone", alone[-1])
+        idle.append(await store.idle_bdrs(count))
         with _rss(run) as rss:
             bdrs, _ = await store.beside_export(count, f"round {r + 1}")
         busy += bdrs
@@ -307,7 +264,6 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
     inside = [b for b in busy if b["inside_export"]]
     bdr_rate, export_rate = _mb_s(idle_all), _mb_s(alone)
     idle_ready, busy_ready = _median_ready(idle_all), _median_ready(inside)
-    bdr_floor, export_floor = _mb_s(bdr_floors), _mb_s(export_floors)
     figures: dict[str, Any] = {
         "rounds": rounds,
         "idle_count": len(idle_all),
@@ -336,15 +292,6 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
             "bdr_growth_mb": max(b["peak_rss_mb"] for b in idle[0]) - baseline,
             "peak_with_bdrs_mb": busy_peak / 1024,
             "later_peaks_mb": [e["rss_peak_mb"] for e in alone[1:]],
-        },
-        "floors": {
-            "bdr_mb_s": bdr_floor,
-            "export_mb_s": export_floor,
-            "ratio": export_floor / bdr_floor,
-            "bdr_share": bdr_rate / bdr_floor,
-            "export_share": export_rate / export_floor,
-            # The throughput ratio with the store's own difference between the sizes taken out.
-            "normalized": (export_rate / export_floor) / (bdr_rate / bdr_floor),
         },
     }
     return figures
@@ -398,13 +345,11 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
     async with fresh_stack() as settings:
-        started = time.perf_counter()
         async with opened(settings.database_url, "pmd-bench") as conn:
             owner = await seed_owner(conn, settings, "exporter", artworks, 1)
             warm = await seed_owner(conn, settings, "warm", WARM_ARTWORKS, 2)
         await asyncio.to_thread(os.sync)  # the vault on disk: no writeback during the rounds
-        print(f"seeded {artworks:,} artworks, {owner.bytes / 1e9:.2f} GB, in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        print(f"seeded {artworks:,} artworks, {owner.bytes / 1e9:.2f} GB", flush=True)
         figures: dict[str, Any] = {
             "artworks": artworks,
             "part_bytes": PART_BYTES,

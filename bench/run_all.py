@@ -23,9 +23,9 @@ BENCHMARKS = (
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
     Bench("page", (), 600, "the dashboard page in Debian's Chromium"),
-    Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers, a freeze"),
+    Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers"),
     Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
-    Bench("scaling", (), 600, "a backlog's drain, 50 users at once, events, NOTIFY fan-out"),
+    Bench("scaling", (), 600, "a backlog's drain, 50 users at once"),
 )
 
 

@@ -3,15 +3,13 @@
 One `python server.py` and fresh workers on a fresh database, driven over HTTP: (1) a backlog of
 small BDRs POSTed while no worker runs and held aside (a Redis RENAME) until one fresh worker is
 up, then drained, with the worker's CPU; (2) USERS users POST a BDR each at once: POST →
-`ready` on their SSE streams, with one worker; (3) NOTIFY
-fan-out to 1 … 50 listening connections. Prints figures, exits 0. arq's keys in REDIS_URL's
+`ready` on their SSE streams, with one worker. Prints figures, exits 0. arq's keys in REDIS_URL's
 database are deleted first.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import statistics
 import time
@@ -41,9 +39,6 @@ ARTWORKS_PER_BDR = 4
 DRAIN_LIMIT_S = 180.0
 HELD_QUEUE = "pmd-bench:held-queue"
 BURSTS = 3
-# Listening connections (one a server process); a default max_connections (100) holds them all.
-LISTENERS = (1, 10, 25, 50)
-NOTIFIES = 150
 SERVER_LOG = stack.CHECKOUT / ".data" / "bench" / "scaling-server.log"
 
 SQL_WORKER_UP = """
@@ -222,53 +217,6 @@ async def burst_latency(rig: Local) -> dict[str, Any]:
     return out
 
 
-# --- 3. NOTIFY fan-out --------------------------------------------------------------------------
-
-
-async def notify_fanout(dsn: str, listeners: int) -> dict[str, Any]:
-    """NOTIFIES doorbells, one at a time, to `listeners` LISTEN connections (each server process
-    holds one): commit → receipt at the first and the last listener, and the CPU per NOTIFY of
-    the database's backends (the listeners' and the notifier's) and of this process."""
-    got: dict[str, list[float]] = {}
-    done: dict[str, asyncio.Event] = {}
-
-    def heard(_c: Any, _pid: int, _channel: str, payload: object) -> None:
-        assert isinstance(payload, str)
-        got[payload].append(time.monotonic())
-        if len(got[payload]) == listeners:
-            done[payload].set()
-
-    conns = [await asyncpg.connect(dsn) for _ in range(listeners + 1)]
-    backends, notifier, first, last = [c.get_server_pid() for c in conns], conns[-1], [], []
-
-    def cpu() -> tuple[float, float]:
-        return sum(cpu_seconds(pid) for pid in backends), sum(os.times()[:2])
-
-    try:
-        for c in conns[:-1]:
-            await c.add_listener("pmd_bench_notify", heard)
-        db, client = cpu()
-        for key in map(str, range(NOTIFIES)):
-            got[key], done[key] = [], asyncio.Event()
-            t = time.monotonic()
-            await notifier.execute("SELECT pg_notify('pmd_bench_notify', $1)", key)
-            await asyncio.wait_for(done[key].wait(), 10)
-            first.append(got[key][0] - t)
-            last.append(got[key][-1] - t)
-            await asyncio.sleep(0.02)
-        db, client = (after - before for after, before in zip(cpu(), (db, client), strict=True))
-    finally:
-        for c in conns:
-            await c.close()
-    figures = {"listeners": listeners, "first_p50_ms": statistics.median(first) * 1000,
-               "all_p50_ms": statistics.median(last) * 1000,
-               "all_p99_ms": percentile(last, 0.99) * 1000,
-               "db_cpu_ms_per_notify": db * 1000 / NOTIFIES,
-               "client_cpu_ms_per_notify": client * 1000 / NOTIFIES}  # fmt: skip
-    cli.show(f"  NOTIFY to {listeners} listeners", figures)
-    return figures
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -312,9 +260,6 @@ async def run(backlog: int, repeats: int) -> dict[str, Any]:
                 print(f"2. {USERS} users POST one BDR each at once ({BURSTS} bursts), "
                       "POST → `ready` on their SSE streams:", flush=True)  # fmt: skip
                 figures["burst"] = await burst_latency(rig)
-            stop(server)
-            print(f"3. NOTIFY fan-out, {NOTIFIES} doorbells to each number of listeners:")
-            figures["notify"] = [await notify_fanout(settings.database_url, n) for n in LISTENERS]
         finally:
             stop(server)
     print(f"BDRs per second, one worker (median of runs): {figures['backlog']['per_s']:.1f}")

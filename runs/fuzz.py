@@ -31,7 +31,7 @@ from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 
 from pmd_service.core.settings import Settings
-from support.seeding import Factory
+from support.seeding import Factory, bdr_row
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_headers_conformance,
@@ -229,19 +229,16 @@ def _curl(case: Any) -> str:
 
 async def seed_database(settings: Settings, database_url: str | None = None) -> Seed:
     """A moderator (the token's user) and another user, each with artworks, BDRs, exports."""
-    from pmd_service.core.db import connect
     from pmd_service.host.tokens import mint_token
+    from support.stack import opened
 
-    conn = await connect(database_url or settings.database_url, "pmd-bench")
-    try:
+    async with opened(database_url or settings.database_url, "pmd-bench") as conn:
         seeder = Factory(conn, settings)
         await seeder.license("CC0")
         own = await _seed_user(seeder, "fuzzer", ["user", "moderator"])
         other = await _seed_user(seeder, "fuzzed", ["user"])
         own.action_ids = await _seed_actions(seeder, own, None)
         other.action_ids = await _seed_actions(seeder, other, own)
-    finally:
-        await conn.close()
     token = mint_token(settings.jwt_secret_key, own.sqid, ttl_seconds=3600,
                        roles=["user", "moderator"])  # fmt: skip
     return Seed(token=token, own=own, other=other)
@@ -255,14 +252,13 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
     relative, size, _ = _zip(bdr_path, f"{user.sqid}/pmd-{ready}.zip", {
         "metadata.json": b'{"fuzz": true}', "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
     })  # fmt: skip
-    bdrs = [str(await seeder.row(
-        "batch_download_requests", id=ready, user_id=user.id, post_ids=post_ids[:1],
-        artwork_count=1, status="ready", file_path=relative, file_size_bytes=size,
-        started_at=now, completed_at=now, expires_at=now + timedelta(days=7), progress_done=1,
+    bdrs = [str(await bdr_row(
+        seeder.pool, user.id, post_ids[:1], id=ready, status="ready", file_path=relative,
+        file_size_bytes=size, started_at=now, completed_at=now,
+        expires_at=now + timedelta(days=7), progress_done=1,
     ))]  # fmt: skip
     for ids, status in ((post_ids[:1], "pending"), (post_ids[:2], "failed")):
-        bdrs.append(str(await seeder.row("batch_download_requests", user_id=user.id,
-                                         post_ids=ids, artwork_count=len(ids), status=status)))  # fmt: skip
+        bdrs.append(str(await bdr_row(seeder.pool, user.id, ids, status=status)))
     exports = [await _seed_export(seeder, user.id, user.sqid) for _ in range(2)]
     # A recurring schedule (due in a month), so that cancelling one can succeed.
     await seeder.row("export_schedules", "user_id", user_id=user.id, user_sqid=user.sqid,

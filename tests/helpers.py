@@ -32,7 +32,7 @@ from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed, create_bucket
-from support.seeding import Factory, PostRow, UserRow, insert_row
+from support.seeding import Factory, PostRow, UserRow, bdr_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
 from support.stack import eventually as eventually  # the tests import it from here
@@ -356,15 +356,7 @@ async def mint_ticket(
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
     """A BDR row written straight to the table (its insert is an event like any other)."""
-    bdr_id: str = await insert_row(
-        pool,
-        "batch_download_requests",
-        "id::text",
-        user_id=user.id,
-        post_ids=list(range(1, artworks + 1)),
-        artwork_count=artworks,
-    )
-    return bdr_id
+    return str(await bdr_row(pool, user.id, list(range(1, artworks + 1))))
 
 
 async def step(pool: asyncpg.Pool, bdr_id: str) -> None:

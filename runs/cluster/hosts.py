@@ -22,7 +22,7 @@ from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer, redis
 from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
-from support.stack import CHECKOUT, WORKER, wait_ready
+from support.stack import CHECKOUT, WORKER, eventually, wait_ready
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
@@ -208,13 +208,11 @@ class Cluster:
         host.spawn(WORKER, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
 
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
+        async def up() -> bool:
             rows = await asyncio.to_thread(self.stat)
-            if any(r.get("svname") == name and r.get("status") == "UP" for r in rows):
-                return
-            await asyncio.sleep(0.2)
-        raise RuntimeError(f"{name} not up at the balancer within {within:.0f} s")
+            return any(r.get("svname") == name and r.get("status") == "UP" for r in rows)
+
+        await eventually(up, within, f"{name} up at the balancer", 0.2)
 
     def reads_vault(self, name: str) -> bool:
         """Whether a process of host `name` holds an artwork of the vault open (building)."""

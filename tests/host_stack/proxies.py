@@ -16,9 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from pmd_service.dev.embedded import stop_processes
 from support import tools
-from support.stack import wait_ready
+from support.stack import stop, wait_ready
 from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
@@ -47,7 +46,7 @@ def _serving(
         wait_ready(proc, lambda: listens(port), command[0], log, within=20)
         yield
     finally:
-        stop_processes([proc], 10)
+        stop(proc)
 
 
 def listens(port: int) -> bool:

@@ -159,22 +159,15 @@ def test_a_failed_rerun_keeps_the_figures_before_and_says_so(figures: Path) -> N
 def test_a_scaling_page_without_figures_says_so_and_keeps_its_one_offs(figures: Path) -> None:
     page = report.scaling(figures)
     assert "Streams against processes: not measured yet (`python -m bench.sse --box`)." in page
-    assert "no figures in `bench/figures/scaling.json`" in page  # the NOTIFY fan-out
     assert "*One-off, 2026-11-23 21:15 UTC" in page  # the cluster's, dated in the template
     assert "| 1× | 200 |" in page  # the model's rows, one-offs too
 
 
-def test_streams_and_notify_fan_out_measured_are_tabled(figures: Path) -> None:
+def test_streams_measured_are_tabled(figures: Path) -> None:
     save(figures, "sse_box", {"run": OLD, "figures": {"levels": [LEVEL]}})
-    notify = [{"listeners": n, "first_p50_ms": 0.5, "all_p50_ms": 0.6, "all_p99_ms": 0.9,
-               "db_cpu_ms_per_notify": cpu, "client_cpu_ms_per_notify": 0.7}
-              for n, cpu in ((1, 0.31), (11, 0.41))]  # fmt: skip
-    save(figures, "scaling", {"run": OLD, "figures": {"notify": notify}})
     page = report.scaling(figures)
     row = "| 50,000 | 4 (10) | 49,000 | 600 MB | 11.5 KB | 4.0 ms | 31.0 ms | 300 ms | 600 ms"
     assert row + " | 1.25 s | 12 ms |" in page
-    assert "| 11 | 0.50 | 0.60 | 0.90 | 0.41 | 0.70 |" in page
-    assert "**0.300 ms + 10.00 µs per listener, a NOTIFY**" in page
 
 
 def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
