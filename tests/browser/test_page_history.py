@@ -26,8 +26,7 @@ from playwright.async_api import Browser, expect
 
 async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
     rows = await pool.fetch(
-        "SELECT id FROM posts WHERE id = ANY($1) AND (hidden_by_user OR hidden_by_mod)"
-        " ORDER BY id",
+        "SELECT id FROM posts WHERE id = ANY($1) AND (hidden_by_user OR hidden_by_mod) ORDER BY id",
         ids,
     )
     return [r["id"] for r in rows]
