@@ -30,6 +30,7 @@ export class RecentActions {
     this.cursor = null;
     this.expanded = false;
     this.loaded = false;
+    this.seq = 0;
     this.list = document.getElementById("recent-list");
     this.empty = document.getElementById("recent-empty");
     this.more = document.getElementById("recent-more");
@@ -43,8 +44,11 @@ export class RecentActions {
 
   // The newest actions again (after an action, an undo, a reload).
   async refresh() {
+    // Refreshes may overlap (an action, the tab coming back): only the latest one shows.
+    const seq = ++this.seq;
     try {
       const page = await this.api.get("/api/pmd/actions", { limit: this.expanded ? PAGE : FIRST });
+      if (seq !== this.seq) return;
       this.items = page.items;
       this.cursor = page.next_cursor;
       this.loaded = true;
