@@ -215,6 +215,8 @@ _ROWS = (
     # An undo is its actor's alone: the victim's own action is not found for anyone else, an
     # authorised moderator or the site's owner included.
     Row("POST", "/api/pmd/actions/{id}/undo", 404, 404, "/api/pmd/actions/{w.victim_action}/undo"),
+    # The list of actions in one's own scope holds one's own (none of the victim's).
+    Row("GET", "/api/pmd/actions", 200, 200),
     # Exports are the owner's alone: an authorised moderator or the site's owner gets 403. A
     # request in one's own scope asks for a part size out of bounds (400): nothing is created.
     Row("POST", "/api/pmd/exports", 400, 403, body=lambda w: {"part_bytes": 1}),

@@ -12,13 +12,15 @@ from ..api.routing import parse_query
 from ..api.validation import path_uuid, read_json
 from ..core.problems import FieldError, bad_request
 from ..host.access import Principal
-from . import batches, listing, undo
+from . import batches, history, listing, undo
 from .filters import check_filter
 from .host_cache import FeedDrops
 from .pace import take_turn
 from .schemas import (
+    ActionList,
     ActionRequest,
     ActionResult,
+    ActionsQuery,
     LicenseList,
     LicenseRequest,
     PostPage,
@@ -92,9 +94,7 @@ async def post_license(request: web.Request) -> web.Response:
 def _result(outcome: batches.BatchOutcome, principal: Principal) -> web.Response:
     undo = None
     if outcome.action_id is not None:
-        undo = f"/api/pmd/actions/{outcome.action_id}/undo"
-        if principal.as_moderator:
-            undo += f"?target_sqid={principal.target.public_sqid}"
+        undo = history.undo_link(outcome.action_id, principal)
     return json_response(
         ActionResult(
             success=True,
@@ -125,6 +125,14 @@ async def post_undo(request: web.Request) -> web.Response:
             left_post_ids=outcome.left,
         )
     )
+
+
+async def list_actions(request: web.Request) -> web.Response:
+    query = parse_query(request, ActionsQuery)
+    page = await history.recent_actions(
+        request.app[DB_POOL], request[PRINCIPAL], query.limit, query.cursor or None
+    )
+    return json_response(page)
 
 
 async def list_licenses(request: web.Request) -> web.Response:
@@ -177,6 +185,12 @@ ENDPOINTS = (
                        410: "Older than 24 hours, or its history was dropped to keep the "
                             "person's undo history within its cap",
                        429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
+    ),
+    Endpoint(
+        "get", "/api/pmd/actions", list_actions, "listActions",
+        "The bulk actions on the target's posts within the undo window (24 hours), newest "
+        "first, keyset-paginated, each with its undo link while the caller may undo it",
+        "posts", query=ActionsQuery, response=ActionList,
     ),
     Endpoint(
         "get", "/api/pmd/licenses", list_licenses, "listLicenses",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
@@ -250,6 +251,58 @@ class UndoResult(msgspec.Struct):
     left_post_ids: Annotated[
         list[int],
         Meta(description="Posts the action changed that changed again since: left as they are"),
+    ]
+
+
+HISTORY_PAGE = 50
+
+
+class ActionsQuery(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=False):
+    """The query of GET /api/pmd/actions."""
+
+    limit: Annotated[
+        int, Meta(ge=1, le=HISTORY_PAGE, description="Page size: the newest actions first")
+    ] = HISTORY_PAGE
+    cursor: (
+        Annotated[
+            str,
+            Meta(
+                max_length=100,
+                description="`next_cursor` of the previous page; omit for the first page",
+            ),
+        ]
+        | None
+    ) = None
+
+
+class ActionItem(msgspec.Struct):
+    """One bulk action on the target's posts."""
+
+    id: uuid.UUID
+    action: Annotated[
+        Action | Literal["license"], Meta(description="What it did (`license`: POST /license)")
+    ]
+    created_at: datetime
+    changed_count: Annotated[int, Meta(description="The posts whose row it changed")]
+    by_moderator: Annotated[
+        bool, Meta(description="A moderator did it (on the owner's posts, as a moderator)")
+    ]
+    by_you: Annotated[bool, Meta(description="The caller did it")]
+    undone_at: Annotated[datetime | None, Meta(description="When it was undone, or null")]
+    undo: Annotated[
+        str | None,
+        Meta(
+            description="The undo link, as the action's own answer gave it, while the caller "
+            "may undo it: only who acted, once, within 24 hours, while its history is kept "
+            "(else null; an owner never undoes a moderator's action)"
+        ),
+    ]
+
+
+class ActionList(msgspec.Struct):
+    items: list[ActionItem]
+    next_cursor: Annotated[
+        str | None, Meta(description="The next (older) page's `cursor`; null on the last page")
     ]
 
 

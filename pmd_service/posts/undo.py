@@ -30,13 +30,24 @@ DROP_HISTORY = (
     "prior_remixable = NULL, tag_changes = NULL, tags_after = NULL, history_bytes = 0"
 )
 
+# What makes a `bulk_actions` row undoable, one definition for the undo and the list of
+# actions (posts/history.py): within the window, its history kept, not undone yet.
+WITHIN_WINDOW = f"created_at > now() - interval '{UNDO_HOURS} hours'"
+HISTORY_KEPT = "dropped_at IS NULL AND post_ids IS NOT NULL"
+UNDOABLE = f"undone_at IS NULL AND {WITHIN_WINDOW} AND {HISTORY_KEPT}"
+
+
+def acted_by(actor: str) -> str:
+    """Only who acted may undo: `actor` is the moderator's user id, NULL for the owner."""
+    return f"actor_id IS NOT DISTINCT FROM {actor}::int"
+
+
 # The action, locked (a second undo waits, then finds it undone); only who acted may undo it.
 SQL_ACTION = f"""
 SELECT action, actor_id IS NOT NULL AS by_moderator, undone_at IS NOT NULL AS undone,
-       created_at <= now() - interval '{UNDO_HOURS} hours' AS expired,
-       dropped_at IS NOT NULL OR post_ids IS NULL AS dropped
+       NOT ({WITHIN_WINDOW}) AS expired, NOT ({HISTORY_KEPT}) AS dropped
 FROM bulk_actions
-WHERE id = $1 AND owner_id = $2 AND actor_id IS NOT DISTINCT FROM $3::int
+WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
 FOR UPDATE
 """
 

@@ -236,6 +236,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
             ("POST", "/api/pmd/license", auth | {"json": {"post_ids": [w.post_id], "license_id": None}})
         ],
         ("GET", "/api/pmd/licenses"): [("GET", "/api/pmd/licenses", auth)],
+        ("GET", "/api/pmd/actions"): [("GET", "/api/pmd/actions", auth)],
         ("POST", "/api/pmd/actions/{id}/undo"): [
             ("POST", f"/api/pmd/actions/{uuid.uuid4()}/undo", auth)
         ],

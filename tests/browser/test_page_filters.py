@@ -56,14 +56,17 @@ async def test_hide_everything_a_filter_matches_then_undo(
     await dialog.get_by_role("button", name="Hide 20 posts").click()
     await expect(page.locator("#batch-text")).to_have_text("Hidden 20 post(s)")
     assert await _hidden(pool, ids) == sorted(wip)
-    await expect(page.get_by_role("button", name="Undo")).to_be_visible()
+    action = page.locator("#recent-list li").first
+    await expect(action).to_contain_text("Hid 20 posts")
+    await expect(action.get_by_role("button", name="Undo")).to_be_visible()
     # The list shows what the server holds now.
     await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
     await expect(page.locator("#posts-body td.hidden")).to_have_text(["Hidden"] * 16)
     await shot(page, "filtered-hidden-with-undo")
 
-    await page.get_by_role("button", name="Undo").click()
-    await expect(page.locator("#batch-text")).to_have_text("Undone.")
+    await action.get_by_role("button", name="Undo").click()
+    await expect(action).to_contain_text("Undone")
+    await expect(page.locator("#posts-body td.hidden")).to_have_text(["—"] * 16)
     assert await _hidden(pool, ids) == []
     assert watch.errors == []
 
@@ -127,7 +130,10 @@ async def test_tags_and_remix_permission_of_selected_posts(
     await page.get_by_role("button", name="Forbid remixes").click()
     await expect(page.locator("#posts-body td.remix")).to_have_text(["No"] * 3)
     assert {r["remixable"] for r in await pool.fetch("SELECT remixable FROM posts")} == {False}
-    await page.get_by_role("button", name="Undo").click()
-    await expect(page.locator("#batch-text")).to_have_text("Undone.")
+    # The newest action first: the remix permission's.
+    newest = page.locator("#recent-list li").first
+    await expect(newest).to_contain_text("Changed the remix permission of 3 posts")
+    await newest.get_by_role("button", name="Undo").click()
+    await expect(newest).to_contain_text("Undone")
     await expect(page.locator("#posts-body td.remix")).to_have_text(["Yes"] * 3)
     assert watch.errors == []

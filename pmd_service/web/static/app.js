@@ -10,6 +10,7 @@ import { Exports } from "./exports.js";
 import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS } from "./filter_keys.js";
 import { count, plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PAGE_SIZE, PostTable } from "./posts.js";
+import { RecentActions } from "./recent.js";
 import { askSignIn, confirmAction, showNotice, toast } from "./ui.js";
 
 const $ = (id) => document.getElementById(id);
@@ -52,6 +53,23 @@ function boot() {
 
   let busy = false; // a batch is running: actions and view switches wait
   const table = new PostTable(api, { onChange: () => refreshControls(), onError });
+  // Undo: each action's Undo is in "Recent actions", which every action refreshes.
+  const recent = new RecentActions(api, {
+    toast, onError, busy: () => busy,
+    exclusive: async (work) => {
+      busy = true;
+      refreshControls();
+      // The last batch's result line no longer says how the posts are.
+      $("batch").hidden = true;
+      $("batch-error").hidden = true;
+      try {
+        await work();
+      } finally {
+        busy = false;
+        await table.load(table.view);
+      }
+    },
+  });
   // Exports are the owner's alone: a moderator looking at someone's posts never sees them.
   const exportsPanel = targetSqid
     ? null
@@ -72,6 +90,7 @@ function boot() {
     for (const b of document.querySelectorAll("[data-needs-selection]")) b.disabled = n === 0 || busy;
     $("view-live").disabled = busy;
     $("view-deleted").disabled = busy;
+    recent.setDisabled(busy);
     const why = $("bdr-why");
     const request = $("bdr-request");
     request.disabled = busy || n === 0 || n > MAX_BATCH || table.view !== "live" ||
@@ -145,39 +164,12 @@ function boot() {
     table.load(table.view);
   });
 
-  // --- undo ---
-  let undos = [];
-  function offerUndo(links) {
-    undos = links;
-    $("batch-undo").hidden = links.length === 0;
-  }
-  $("batch-undo").addEventListener("click", async () => {
-    const links = undos;
-    offerUndo([]);
-    busy = true;
-    refreshControls();
-    try {
-      // The last batch first: each puts back what it found.
-      for (const link of [...links].reverse()) {
-        const answer = await api.post(link.split("?")[0]);
-        toast(answer.message, answer.left_post_ids.length ? "error" : "ok");
-      }
-      $("batch-text").textContent = "Undone.";
-    } catch (error) {
-      onError(error);
-    } finally {
-      busy = false;
-      await table.load(table.view);
-    }
-  });
-
   // Everything the filter matches, in one request the server runs only on the count approved.
   async function batchMatching(action, body) {
     const { view } = table;
     busy = true;
     refreshControls();
     showNotice("");
-    offerUndo([]);
     $("batch").hidden = false;
     $("batch").focus();
     $("batch-text").textContent = `${action}: ${plural(table.total, "post")}…`;
@@ -189,7 +181,6 @@ function boot() {
         });
       $("batch-text").textContent = answer.message;
       toast(answer.message, "ok");
-      offerUndo(answer.undo ? [answer.undo] : []);
     } catch (error) {
       // 409: the posts that match are not the ones approved (their number, or with the same
       // number other posts); the list shows them again.
@@ -199,6 +190,7 @@ function boot() {
     } finally {
       busy = false;
       await table.load(view);
+      recent.refresh();
     }
   }
 
@@ -218,7 +210,6 @@ function boot() {
   async function batch(action, send, options = {}) {
     const ids = [...table.selected];
     if (!ids.length) return;
-    offerUndo([]);
     const { generation, view } = table;
     busy = true;
     refreshControls();
@@ -231,7 +222,6 @@ function boot() {
         if (table.generation === generation) table.applied(action, part, options);
       });
       toast(result.message, result.ok ? "ok" : "error");
-      offerUndo(result.undos);
       if (!result.ok && result.error?.status === 401) onError(result.error);
       if (!result.ok && !result.unknown && table.generation === generation) {
         // What failed stays selected, alone, to try again; what was done is done.
@@ -244,6 +234,7 @@ function boot() {
     } finally {
       busy = false;
       refreshControls();
+      recent.refresh();
     }
   }
 
@@ -415,6 +406,7 @@ function boot() {
   table.filter = filterFromUrl();
   showFilter(table.filter);
   table.load("live");
+  recent.refresh();
   exportsPanel?.start();
   downloads.start();
 }

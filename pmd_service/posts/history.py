@@ -1,0 +1,118 @@
+"""The recent bulk actions on a user's posts (GET /api/pmd/actions): those of the undo window,
+newest first, each with its undo link while the caller may still use it (posts/undo.py decides
+what is undoable and by whom; this list says the same).
+
+Keyset-paged, 50 at a time: a person may send BULK_ACTIONS_PER_MINUTE actions a minute, so a
+day's actions are not bounded by anything a page could show at once."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from ..core.problems import FieldError, bad_request
+from ..host.access import Principal
+from .schemas import ActionItem, ActionList
+from .undo import UNDOABLE, WITHIN_WINDOW, acted_by
+
+# $1 the owner, $2 the moderator acting on them (NULL: the owner), $3 rows to read, $4 and $5
+# the cursor's (created_at, id), both NULL for the first page. bulk_actions_owner_idx
+# (owner_id, created_at DESC, id DESC) serves the order and the keyset.
+SQL_RECENT_ACTIONS = f"""
+SELECT id, action, created_at, changed_count, actor_id IS NOT NULL AS by_moderator,
+       {acted_by("$2")} AS by_you, undone_at,
+       {UNDOABLE} AND {acted_by("$2")} AS undoable
+FROM bulk_actions
+WHERE owner_id = $1 AND {WITHIN_WINDOW}
+  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $3
+"""
+
+
+def undo_link(action_id: uuid.UUID, principal: Principal) -> str:
+    """The undo link of an action, as the action's own answer and the list give it: a
+    moderator's carries the owner as `target_sqid`."""
+    link = f"/api/pmd/actions/{action_id}/undo"
+    if principal.as_moderator:
+        link += f"?target_sqid={principal.target.public_sqid}"
+    return link
+
+
+async def recent_actions(
+    pool: asyncpg.Pool, principal: Principal, limit: int, cursor: str | None
+) -> ActionList:
+    after = _Cursor.decode(cursor) if cursor else None
+    actor = principal.caller.id if principal.as_moderator else None
+    rows = await pool.fetch(
+        SQL_RECENT_ACTIONS,
+        principal.target.id,
+        actor,
+        limit + 1,
+        after.at if after else None,
+        after.action_id if after else None,
+    )
+    items = [
+        ActionItem(
+            id=r["id"],
+            action=r["action"],
+            created_at=r["created_at"],
+            changed_count=r["changed_count"],
+            by_moderator=r["by_moderator"],
+            by_you=r["by_you"],
+            undone_at=r["undone_at"],
+            undo=undo_link(r["id"], principal) if r["undoable"] else None,
+        )
+        for r in rows[:limit]
+    ]
+    next_cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        next_cursor = _Cursor(last["created_at"], last["id"]).encode()
+    return ActionList(items=items, next_cursor=next_cursor)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_CURSOR_RE = re.compile(r"a:(?P<micros>[0-9]{1,18}):(?P<id>[0-9a-f]{32})")
+
+
+@dataclass(frozen=True)
+class _Cursor:
+    """Where the previous page ended: its last action's (created_at, id), as opaque text."""
+
+    at: datetime
+    action_id: uuid.UUID
+
+    def encode(self) -> str:
+        delta = self.at - _EPOCH
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        raw = f"a:{micros}:{self.action_id.hex}"
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> _Cursor:
+        """The cursor behind `token`; 400 for anything `encode` could not have produced."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raw = ""
+        # A strict ASCII grammar: int() alone would also take "1_0" or non-Latin digits.
+        match = _CURSOR_RE.fullmatch(raw)
+        try:
+            if match is not None:
+                at = _EPOCH + timedelta(microseconds=int(match["micros"]))
+                return cls(at, uuid.UUID(hex=match["id"]))
+        except OverflowError:
+            pass
+        raise bad_request(
+            "`cursor` is not one this list returned; pass `next_cursor` from the previous "
+            "page unchanged, or omit it for the first page.",
+            slug="invalid-cursor",
+            errors=[FieldError(field="cursor", message="invalid cursor")],
+        )

@@ -1,0 +1,147 @@
+// "Recent actions": the bulk actions of the undo window on the page's posts (GET
+// /api/pmd/actions), from this tab, another tab or device, or a moderator, each with Undo while
+// the person may still undo it. The server decides who may undo what (its `undo` link).
+
+import { explain } from "./api.js";
+import * as fmt from "./format.js";
+import { el, timeEl } from "./ui.js";
+
+// How many the list shows before "Show older actions" (the API's pages are of 50).
+const FIRST = 5;
+const PAGE = 50;
+
+const DID = {
+  hide: "Hid", unhide: "Unhid", delete: "Deleted", restore: "Restored",
+  license: "Changed the license of", tags: "Retagged",
+  remixable: "Changed the remix permission of",
+};
+
+export class RecentActions {
+  // `exclusive(work)`: runs an undo as the page runs a batch (nothing else acts meanwhile) and
+  // shows the posts as the server holds them after it; `busy()`: a batch is running.
+  constructor(api, { toast, onError, exclusive, busy }) {
+    this.api = api;
+    this.asModerator = Boolean(api.targetSqid);
+    this.toast = toast;
+    this.onError = onError;
+    this.exclusive = exclusive;
+    this.busy = busy;
+    this.items = [];
+    this.cursor = null;
+    this.expanded = false;
+    this.loaded = false;
+    this.seq = 0;
+    this.list = document.getElementById("recent-list");
+    this.empty = document.getElementById("recent-empty");
+    this.more = document.getElementById("recent-more");
+    this.list.addEventListener("click", (ev) => this.onClick(ev));
+    this.more.addEventListener("click", () => this.showOlder());
+    // Another tab or device may have acted meanwhile: a tab coming back shows it.
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible" && this.loaded) this.refresh();
+    });
+  }
+
+  // The newest actions again (after an action, an undo, a reload).
+  async refresh() {
+    // Refreshes may overlap (an action, the tab coming back): only the latest one shows.
+    const seq = ++this.seq;
+    try {
+      const page = await this.api.get("/api/pmd/actions", { limit: this.expanded ? PAGE : FIRST });
+      if (seq !== this.seq) return;
+      this.items = page.items;
+      this.cursor = page.next_cursor;
+      this.loaded = true;
+    } catch (error) {
+      if (!this.loaded) this.empty.textContent = `Not loaded: ${explain(error)}`;
+      if (error.status === 401) this.onError(error);
+      return;
+    }
+    this.render();
+  }
+
+  async showOlder() {
+    if (!this.cursor) return;
+    this.more.disabled = true;
+    try {
+      const page = await this.api.get("/api/pmd/actions", { limit: PAGE, cursor: this.cursor });
+      const known = new Set(this.items.map((a) => a.id));
+      this.items.push(...page.items.filter((a) => !known.has(a.id)));
+      this.cursor = page.next_cursor;
+      this.expanded = true;
+    } catch (error) {
+      this.onError(error);
+    } finally {
+      this.more.disabled = false;
+    }
+    this.render();
+  }
+
+  // While a batch runs, nothing is undone.
+  setDisabled(disabled) {
+    for (const b of this.list.querySelectorAll("button")) b.disabled = disabled;
+  }
+
+  async onClick(ev) {
+    const button = ev.target.closest("button[data-undo]");
+    if (!button || this.busy()) return;
+    const link = button.dataset.undo;
+    await this.exclusive(async () => {
+      try {
+        // The API adds `target_sqid` itself (a moderator's link carries it too).
+        const answer = await this.api.post(link.split("?")[0]);
+        this.toast(answer.message, answer.left_post_ids.length ? "error" : "ok");
+      } catch (error) {
+        // Undone elsewhere meanwhile, past its 24 hours, its history dropped: the server says
+        // which, and the list shows it as it is now.
+        if (error.status === 401) this.onError(error);
+        else this.toast(explain(error), "error");
+      }
+    });
+    await this.refresh();
+  }
+
+  who(action) {
+    if (action.by_you) return this.asModerator ? "by you" : "";
+    return action.by_moderator ? "by a moderator" : "by the artist";
+  }
+
+  render() {
+    this.list.replaceChildren(...this.items.map((a) => this.row(a)));
+    this.empty.hidden = this.items.length > 0;
+    if (this.loaded && !this.items.length) {
+      this.empty.textContent = "No bulk actions in the last 24 hours.";
+    }
+    this.more.hidden = !this.cursor;
+    this.setDisabled(this.busy());
+  }
+
+  row(action) {
+    const li = el("li", "recent-action");
+    li.dataset.action = action.action;
+    li.dataset.id = action.id;
+    if (action.by_moderator) li.dataset.byModerator = "true";
+    const what = el("p", "recent-what");
+    what.id = `recent-${action.id}`;
+    const who = this.who(action);
+    what.append(
+      `${DID[action.action] ?? action.action} ${fmt.plural(action.changed_count, "post")}` +
+        (who ? ` ${who}` : "") + " · ",
+      timeEl(action.created_at, fmt.ago(action.created_at)),
+    );
+    li.append(what);
+    if (action.undone_at) {
+      li.append(el("span", "recent-state", "Undone"));
+    } else if (action.undo) {
+      const undo = el("button", "", "Undo");
+      undo.type = "button";
+      undo.dataset.undo = action.undo;
+      undo.setAttribute("aria-describedby", what.id);
+      li.append(undo);
+    } else if (action.by_you) {
+      // Its history was dropped to make room for newer actions (the undo would say so).
+      li.append(el("span", "recent-state", "Can no longer be undone"));
+    }
+    return li;
+  }
+}

@@ -1,0 +1,98 @@
+"""The page's "Recent actions" in a real browser (Debian's Chromium, Playwright) against real
+`server.py` and worker processes, PostgreSQL and Redis: the undo window's actions survive a
+reload and come from any device, Undo puts the posts back, and a moderator's action shows as
+such, without Undo, on the artist's page."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import asyncpg
+
+from support.seeding import Factory, UserRow
+from tests import page_stack
+from tests.page_stack import artist, open_page
+from tests.prerequisites import unmet
+
+if TYPE_CHECKING:
+    from tests.page_stack import Stack
+
+if (why := page_stack.browser_missing()) is not None:
+    unmet("browser", why, module=True)
+
+from playwright.async_api import Browser, expect
+
+
+async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT id FROM posts WHERE id = ANY($1) AND (hidden_by_user OR hidden_by_mod) ORDER BY id",
+        ids,
+    )
+    return [r["id"] for r in rows]
+
+
+async def _act(stack: Stack, user: UserRow, body: dict[str, Any]) -> Any:
+    """A bulk action through the API, as another device would."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{stack.base}/api/pmd/action", json=body, headers=user.auth) as r,
+    ):
+        assert r.status == 200, await r.text()
+        return await r.json()
+
+
+async def test_an_action_keeps_its_undo_after_a_reload_and_undo_puts_the_posts_back(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 4)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 4 posts loaded.")
+    recent = page.locator("#recent-list li")
+    await expect(page.locator("#recent-empty")).to_have_text(
+        "No bulk actions in the last 24 hours."
+    )
+    await page.get_by_role("button", name="Select page").click()
+    await page.get_by_role("button", name="Hide", exact=True).click()
+    await expect(page.locator("#batch-text")).to_contain_text("4 posts hidden")
+    await expect(recent).to_have_count(1)
+    assert await _hidden(pool, ids) == sorted(ids)
+
+    # Another device deletes one post meanwhile; the reload shows both, newest first.
+    await _act(stack, owner, {"action": "delete", "post_ids": ids[:1]})
+    await page.reload()
+    await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    await expect(recent).to_have_count(2)
+    await expect(recent.nth(0)).to_contain_text("Deleted 1 post")
+    await expect(recent.nth(1)).to_contain_text("Hid 4 posts")
+
+    await recent.nth(1).get_by_role("button", name="Undo").click()
+    await expect(recent.nth(1)).to_contain_text("Undone")
+    await expect(recent.nth(1).get_by_role("button", name="Undo")).to_have_count(0)
+    # All four come back visible, the one deleted since too (its delete left its flag as is).
+    await expect(page.locator("#posts-body td.hidden")).to_have_text(["—"] * 3)
+    assert await _hidden(pool, ids) == []
+    assert watch.errors == []
+
+
+async def test_a_moderators_action_shows_on_the_artists_page_without_undo(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 2)
+    moderator = await factory.user(roles=["user", "moderator"])
+    await _act(stack, moderator, {"action": "hide", "post_ids": ids, "target_sqid": owner.sqid})
+
+    page, watch = await open_page(browser, stack, owner)
+    item = page.locator("#recent-list li")
+    await expect(item).to_have_count(1)
+    await expect(item).to_contain_text("Hid 2 posts by a moderator")
+    await expect(item.get_by_role("button", name="Undo")).to_have_count(0)
+
+    # The moderator, on the artist's page, undoes it there.
+    mod_page, mod_watch = await open_page(browser, stack, owner, token=moderator.token)
+    mod_item = mod_page.locator("#recent-list li")
+    await expect(mod_item).to_contain_text("Hid 2 posts by you")
+    await mod_item.get_by_role("button", name="Undo").click()
+    await expect(mod_item).to_contain_text("Undone")
+    assert await _hidden(pool, ids) == []
+    assert watch.errors == [] and mod_watch.errors == []
