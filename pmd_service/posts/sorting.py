@@ -30,6 +30,7 @@ class SortKey:
     ascending_first: bool = False  # the order when `order` is not given
     # The key made of the cursor's value (the item's field), in the database's own terms.
     past: str = "{}"
+    indexed: bool = False  # an index of the host (hostcheck.py) gives the posts in this order
 
 
 _REACTIONS = "SELECT count(*) AS k FROM reactions r WHERE r.post_id = p.id"
@@ -39,13 +40,13 @@ _COMMENTS = (
 KEYS = {
     k.name: k
     for k in (
-        SortKey("created_at", "p.created_at", "time", "created_at"),
+        SortKey("created_at", "p.created_at", "time", "created_at", indexed=True),
         # Case-insensitive; the cursor carries the title as listed, lowered by the database.
         SortKey("title", "lower(p.title)", "text", "title", None, True, "lower({})"),
         SortKey("reaction_count", "s.k", "count", "reaction_count", _REACTIONS),
         SortKey("comment_count", "s.k", "count", "comment_count", _COMMENTS),
         SortKey("view_count", "p.view_count", "count", "view_count"),
-        SortKey(DELETED_AT, "p.deleted_by_user_date", "time", "deleted_by_user_date"),
+        SortKey(DELETED_AT, "p.deleted_by_user_date", "time", "deleted_by_user_date", indexed=True),
     )
 }
 
