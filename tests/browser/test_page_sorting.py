@@ -43,7 +43,7 @@ async def _shown(page: Page) -> list[int]:
 
 
 def _sorts_asked(watch: Watch) -> list[dict[str, Any]]:
-    asked = []
+    asked: list[dict[str, Any]] = []
     for url in watch.urls("/api/pmd/posts"):
         query = parse_qs(urlsplit(url).query)
         asked.append({k: query[k][0] for k in ("sort", "order") if k in query})
