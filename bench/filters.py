@@ -6,7 +6,9 @@ user's 20,000 posts), tags on every post. Over loopback, `create_app` on a real 
 - GET /api/pmd/posts?limit=512 with a filter (`hashtag`, `hidden=false`, `created_after`),
   first page (the page and its total), interleaved with its floor: the least SQL that yields
   the same page and total for the same filter, one statement on a held connection. Target
-  (issue 43): p50 <= 1.3x the floor's.
+  (issue 43): p50 <= 1.3x the floor's. The same for first pages in the server's other orders
+  (issue 53: by views; by reactions with a tag; by comments; by title with the filter), each
+  against its floor written out (the matching posts' ids and keys sorted, then the page's rows).
 - POST /api/pmd/action hiding everything one tag matches (10,000 posts, with `expect_count`),
   interleaved with a bare `UPDATE posts SET hidden_by_user = true` of the same rows; each
   really changes the 10,000. Target: p50 <= 2x the bare UPDATE's.
@@ -49,6 +51,36 @@ FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
 WHERE {_MATCH}
 {ORDER}"""
 )
+# Reactions from none to five a post, so that a sort by them is more than ties.
+SQL_VARY_REACTIONS = """
+DELETE FROM reactions WHERE id IN (SELECT id FROM (SELECT id, post_id, row_number() OVER
+    (PARTITION BY post_id ORDER BY id) AS n FROM reactions) AS x WHERE n > abs(hashint4(post_id)) % 6)
+"""
+_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_COUNT = "CROSS JOIN LATERAL (SELECT count(*) AS k FROM {} WHERE x.post_id = p.id{}) s"
+_REACTIONS = _COUNT.format("reactions x", "")
+_COMMENTS = _COUNT.format(
+    "comments x", " AND NOT x.hidden_by_mod AND NOT x.deleted_by_owner AND NOT x.deleted_by_mod"
+)
+# name: the query's keys, the floor's sort key, its count (if any), its match, its direction.
+SORTED = {
+    "views": ({"sort": "view_count"}, "p.view_count", "", _LIVE, "DESC"),
+    "reactions, tag wip": ({"sort": "reaction_count", "hashtag": "wip"}, "s.k", _REACTIONS,
+                           f"{_LIVE} AND p.hashtags @> '{{wip}}'::varchar[]", "DESC"),
+    "comments": ({"sort": "comment_count"}, "s.k", _COMMENTS, _LIVE, "DESC"),
+    "title, the filter": ({"sort": "title", "order": "asc"} | FILTER, "lower(p.title)", "",
+                          _MATCH, "ASC"),
+}  # fmt: skip
+
+
+def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
+    return f"""WITH page AS MATERIALIZED (SELECT p.id, {key} AS k FROM posts p {count}
+    WHERE {match} ORDER BY k {direction}, p.id {direction} LIMIT $2)
+{FLOOR_COLUMNS}, (SELECT count(*) FROM posts p WHERE {match}) AS total_count
+FROM page JOIN posts p ON p.id = page.id LEFT JOIN licenses l ON l.id = p.license_id
+ORDER BY page.k {direction}, page.id {direction}"""
+
+
 SQL_TAGGED = """
 SELECT id FROM posts
 WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user AND hashtags @> '{batch}'
@@ -58,17 +90,18 @@ SQL_BARE_HIDE = "UPDATE posts SET hidden_by_user = $2 WHERE id = ANY($1::int[])"
 
 
 async def page(
-    http: aiohttp.ClientSession, conn: asyncpg.Connection, user: Lister, requests: int
-) -> dict[str, Any]:
+    http: aiohttp.ClientSession, conn: asyncpg.Connection, user: Lister, requests: int,
+    query: dict[str, str] = FILTER, floor_sql: str = FLOOR, name: str = "filtered",
+) -> dict[str, Any]:  # fmt: skip
     async def get() -> dict[str, Any]:
-        params = {"limit": str(PAGE)} | FILTER
+        params = {"limit": str(PAGE)} | query
         async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
             assert resp.status == 200, await resp.text()
             body: dict[str, Any] = await resp.json()
             return body
 
     async def floor() -> list[Any]:
-        return await conn.fetch(FLOOR, user.id, PAGE + 1)
+        return await conn.fetch(floor_sql, user.id, PAGE + 1)
 
     body, rows = await get(), await floor()
     # The floor yields the same page and total.
@@ -76,7 +109,7 @@ async def page(
     assert body["total_count"] == rows[0]["total_count"]
     [(http_ms, sql_ms)] = await against_floor([(get, floor)], requests)
     figures = {"matching": body["total_count"], **against(http_ms, sql_ms)}
-    cli.show(f"GET …/posts?limit={PAGE}, filtered, against its floor SQL", figures)
+    cli.show(f"GET …/posts?limit={PAGE}, {name}, against its floor SQL", figures)
     return figures
 
 
@@ -112,11 +145,14 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
     user = (await seed_listers(settings, {"artist": (POSTS, True)}))["artist"]
     async with opened(settings.database_url, "pmd-bench-floor") as conn, served(settings) as http:
         await conn.execute(SQL_TAG, user.id)
-        await conn.execute("VACUUM ANALYZE posts")
+        await conn.execute(SQL_VARY_REACTIONS)
+        await conn.execute("VACUUM ANALYZE")
         listed = await page(http, conn, user, requests)
+        ordered = {name: await page(http, conn, user, requests, query, sorted_floor(*floor), name)
+                   for name, (query, *floor) in SORTED.items()}  # fmt: skip
         acted = await action(http, conn, user, rounds)
     return {"posts": POSTS, "page_size": PAGE, "requests": requests, "filter": FILTER,
-            "page": listed, "action": acted, "targets": {"page": TARGET_PAGE,
+            "page": listed, "sorted": ordered, "action": acted, "targets": {"page": TARGET_PAGE,
             "action": TARGET_ACTION}}  # fmt: skip
 
 

@@ -211,7 +211,7 @@ class Series:
     async def floor(self) -> list[Any]:
         if self.after is None:
             return await self.conn.fetch(FLOOR_FIRST, self.user.id, PAGE + 1)
-        return await self.conn.fetch(FLOOR_AFTER, self.user.id, PAGE + 1, self.after.at,
+        return await self.conn.fetch(FLOOR_AFTER, self.user.id, PAGE + 1, self.after.key,
                                 self.after.post_id)  # fmt: skip
 
     def figures(self, http: list[float], sql: list[float]) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The opaque keyset cursor of the posts list: (timestamp, id) and the walk's total, base64 of a
-strict grammar."""
+"""The opaque keyset cursor of the posts list: (the order's key, id), the walk's total and what
+binds it to its filter and order, base64 of a strict grammar."""
 
 from __future__ import annotations
 
@@ -10,19 +10,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..core.problems import FieldError, bad_request
+from .sorting import Sort, default_sort
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# A title is at most 128 characters (the host's varchar(128)): 512 bytes of UTF-8, 683 in
+# base64, carried as `t` and that text.
+_MAX_TITLE_B64 = 683
 _CURSOR_RE = re.compile(
-    r"(?P<kind>[dl]):(?P<micros>-?[0-9]{1,18}):(?P<post_id>[0-9]{1,10})(?::(?P<total>[0-9]{1,10}))?"
-    r"(?::f(?P<filter>[0-9a-f]{12}))?"
+    rf"(?P<kind>[dl]):(?P<key>-?[0-9]{{1,18}}|t[A-Za-z0-9_-]{{0,{_MAX_TITLE_B64}}})"
+    r":(?P<post_id>[0-9]{1,10})(?::(?P<total>[0-9]{1,10}))?(?::f(?P<filter>[0-9a-f]{12}))?"
+    r"(?::s(?P<sort>[a-z_]{1,20}\.(?:asc|desc)))?"
 )
-_MAX_CURSOR = 100
+MAX_CURSOR = 1100
 
 
 @dataclass(frozen=True)
 class Cursor:
     deleted: bool
-    at: datetime
+    # The last listed post's value of the order's key: a time, a title or a count.
+    key: datetime | str | int
     post_id: int
     # The total_count the first page counted, carried along the walk so that later pages do
     # not count again (None: a cursor minted before totals were carried; that page counts).
@@ -30,25 +36,33 @@ class Cursor:
     # The fingerprint of the filter the walk lists (None: no filter). A cursor reused under
     # another filter would resume a walk whose total and position belong to a different set.
     bound: str | None = None
+    # The order the walk follows (None: the listing's default, newest first): a cursor reused
+    # under another order would resume at a position that means nothing there.
+    sort: str | None = None
 
     def encode(self) -> str:
-        raw = f"{'d' if self.deleted else 'l'}:{_micros(self.at)}:{self.post_id}"
+        raw = f"{'d' if self.deleted else 'l'}:{_key_text(self.key)}:{self.post_id}"
         if self.total is not None:
             raw += f":{self.total}"
         if self.bound is not None:
             raw += f":f{self.bound}"
+        if self.sort is not None:
+            raw += f":s{self.sort}"
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, token: str, deleted: bool, bound: str | None = None) -> Cursor:
-        """The cursor behind `token`; 400 for anything `encode` could not have produced."""
+    def decode(
+        cls, token: str, deleted: bool, bound: str | None = None, sort: Sort | None = None
+    ) -> Cursor:
+        """The cursor behind `token`, for a walk in `sort` (None: the listing's default); 400
+        for anything `encode` could not have produced, or made for another filter or order."""
         problem = bad_request(
             "`cursor` is not one this API returned; pass `next_cursor` from the previous "
             "page unchanged, or omit it for the first page.",
             slug="invalid-cursor",
             errors=[FieldError(field="cursor", message="invalid cursor")],
         )
-        if len(token) > _MAX_CURSOR:
+        if len(token) > MAX_CURSOR:
             raise problem
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
@@ -59,10 +73,6 @@ class Cursor:
         if match is None or (match["kind"] == "d") != deleted:
             raise problem
         post_id = int(match["post_id"])
-        try:
-            at = _EPOCH + timedelta(microseconds=int(match["micros"]))
-        except OverflowError:
-            raise problem from None
         total = None if match["total"] is None else int(match["total"])
         if not 0 < post_id < 2**31 or (total is not None and total >= 2**31):
             raise problem
@@ -73,9 +83,42 @@ class Cursor:
                 slug="invalid-cursor",
                 errors=[FieldError(field="cursor", message="made under another filter")],
             )
-        return cls(deleted, at, post_id, total, bound)
+        walk = sort or default_sort(deleted)
+        code = None if walk == default_sort(deleted) else walk.code
+        if match["sort"] != code:
+            raise bad_request(
+                "`cursor` belongs to a listing in another order (`sort`, `order`); start again "
+                "without a cursor when the order changes.",
+                slug="invalid-cursor",
+                errors=[FieldError(field="cursor", message="made under another sort or order")],
+            )
+        raw_key = match["key"]
+        key: datetime | str | int
+        try:
+            if walk.key.kind == "text":
+                if not raw_key.startswith("t"):
+                    raise problem
+                text = raw_key[1:] + "=" * (-len(raw_key[1:]) % 4)
+                key = base64.urlsafe_b64decode(text).decode("utf-8")
+                if "\x00" in key:  # PostgreSQL's text holds no NUL: no title has one
+                    raise problem
+            elif raw_key.startswith("t"):
+                raise problem
+            elif walk.key.kind == "time":
+                key = _EPOCH + timedelta(microseconds=int(raw_key))
+            else:
+                key = int(raw_key)
+                if not 0 <= key < 2**63:
+                    raise problem
+        except (OverflowError, binascii.Error, UnicodeDecodeError, ValueError):
+            raise problem from None
+        return cls(deleted, key, post_id, total, bound, code)
 
 
-def _micros(at: datetime) -> int:
-    delta = at - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+def _key_text(key: datetime | str | int) -> str:
+    if isinstance(key, datetime):
+        delta = key - _EPOCH
+        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+    if isinstance(key, str):
+        return "t" + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    return str(key)

@@ -27,16 +27,18 @@ from .schemas import (
     PostsQuery,
     UndoResult,
 )
+from .sorting import check_sort
 
 
 async def list_posts(request: web.Request) -> web.Response:
     query = parse_query(request, PostsQuery)
     pool = request.app[DB_POOL]
+    sort = check_sort(query.sort, query.order, query.deleted)
     where = await check_filter(pool, query.filter_keys())
     principal = request[PRINCIPAL]
     page = await listing.list_posts(
         pool, principal.target.id, query.limit, query.cursor or None, query.deleted, where,
-        as_moderator=principal.as_moderator,
+        as_moderator=principal.as_moderator, sort=sort,
     )  # fmt: skip
     return json_response(page)
 
@@ -152,7 +154,8 @@ FEED_DROPS: web.AppKey[FeedDrops | None] = web.AppKey("feed_drops")
 ENDPOINTS = (
     Endpoint(
         "get", "/api/pmd/posts", list_posts, "listPosts",
-        "The target's artworks (playlists excluded), newest first, keyset-paginated", "posts",
+        "The target's artworks (playlists excluded), newest first or in `sort`, keyset-paginated",
+        "posts",
         query=PostsQuery, response=PostPage,
     ),
     Endpoint(

@@ -17,6 +17,7 @@ import msgspec
 from msgspec import Meta
 
 from ..core.problems import FieldError, ProblemError, bad_request
+from ..core.visibility import visible_comment
 from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 
 # The formats of a post's native file (the host's post_files.format).
@@ -26,6 +27,8 @@ MAX_QUERY = 200
 NO_LICENSE = "none"
 
 Tag = Annotated[str, Meta(max_length=MAX_TAG_LENGTH + 8)]
+# The engagement filters' bound: a count the host's int columns can hold.
+MAX_COUNT = 2_147_483_647
 
 
 class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -91,6 +94,16 @@ class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
         ]
         | None
     ) = None
+    min_reactions: (
+        Annotated[int, Meta(ge=0, le=MAX_COUNT, description="At least this many reactions")] | None
+    ) = None
+    min_comments: (
+        Annotated[int, Meta(ge=0, le=MAX_COUNT, description="At least this many visible comments")]
+        | None
+    ) = None
+    min_views: (
+        Annotated[int, Meta(ge=0, le=MAX_COUNT, description="At least this many views")] | None
+    ) = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +119,9 @@ class PostFilter:
     has_layers: bool | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    min_reactions: int | None = None
+    min_comments: int | None = None
+    min_views: int | None = None
     # As given (canonical), for the audit log and the cursor's binding.
     keys: FilterKeys = field(default_factory=FilterKeys)
 
@@ -124,6 +140,9 @@ class PostFilter:
             self.has_layers,
             self.created_after,
             self.created_before,
+            self.min_reactions,
+            self.min_comments,
+            self.min_views,
         )
 
     def fingerprint(self) -> str | None:
@@ -153,6 +172,12 @@ def predicate(first: int, alias: str = "p") -> str:
     AND ({n[6]}::bool IS NULL OR ({p}.mkpx_file_bytes IS NOT NULL) = {n[6]}::bool)
     AND ({n[7]}::timestamptz IS NULL OR {p}.created_at >= {n[7]}::timestamptz)
     AND ({n[8]}::timestamptz IS NULL OR {p}.created_at < {n[8]}::timestamptz)
+    AND ({n[9]}::int IS NULL OR {n[9]}::int <= (SELECT count(*) FROM (SELECT FROM reactions
+        r_min WHERE r_min.post_id = {p}.id LIMIT {n[9]}::int) AS r_enough))
+    AND ({n[10]}::int IS NULL OR {n[10]}::int <= (SELECT count(*) FROM (SELECT FROM comments
+        c_min WHERE c_min.post_id = {p}.id AND {visible_comment("c_min")}
+        LIMIT {n[10]}::int) AS c_enough))
+    AND ({n[11]}::int IS NULL OR {p}.view_count >= {n[11]}::int)
 )"""
 
 
@@ -263,5 +288,8 @@ async def check_filter(pool: asyncpg.Pool, keys: FilterKeys, prefix: str = "") -
         keys.has_layers,
         after,
         before,
+        keys.min_reactions,
+        keys.min_comments,
+        keys.min_views,
         canonical,
     )

@@ -11,22 +11,47 @@ from msgspec import Meta
 
 from ..core.visibility import RESTORE_WINDOW_DAYS
 from ..host.eligibility import PostIds, Sqid
+from .cursor import MAX_CURSOR
 from .filters import FilterKeys, Tag
 from .host_rules import MAX_TAGS_PER_POST
+from .sorting import SORTS
 
 MAX_PAGE = 512
 
 
 class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
     """The query of GET /api/pmd/posts: the filter's keys (each alone or combined; a cursor
-    stays bound to the filter it came with), then the page's."""
+    stays bound to the filter it came with), then the page's and its order's."""
 
     limit: Annotated[int, Meta(ge=1, le=MAX_PAGE, description="Page size")] = MAX_PAGE
+    sort: (
+        Annotated[
+            str,
+            Meta(
+                max_length=20,
+                description=f"The order's key: {', '.join(SORTS)} (default `created_at`; the "
+                "deleted listing's default is the deletion time). Counts are of reactions and "
+                "of visible comments; ids break ties",
+            ),
+        ]
+        | None
+    ) = None
+    order: (
+        Annotated[
+            str,
+            Meta(
+                max_length=4,
+                description="`asc` or `desc` (default `desc`, `asc` for `title`); a cursor "
+                "stays bound to its sort and order",
+            ),
+        ]
+        | None
+    ) = None
     cursor: (
         Annotated[
             str,
             Meta(
-                max_length=100,
+                max_length=MAX_CURSOR,
                 description="`next_cursor` of the previous page; omit for the first page",
             ),
         ]

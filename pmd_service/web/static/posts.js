@@ -1,5 +1,6 @@
-// The posts table: every post loaded progressively through the cursor, sorted and paged in the
-// page, with a selection that survives sorting, paging, loading and batch actions.
+// The posts table: posts loaded progressively through the cursor in the order the server sorts
+// them (up to a window ahead of what is shown), paged in the page, with a selection that survives
+// sorting, paging, loading and batch actions.
 
 import { TOKEN_FIELD } from "./api.js";
 import * as fmt from "./format.js";
@@ -7,6 +8,11 @@ import * as fmt from "./format.js";
 export const PAGE_SIZE = 16;
 const FIRST_LIMIT = 64; // a quick first paint, then large pages
 const NEXT_LIMIT = 512;
+// The posts held ahead of what the table shows: past it, more load as the person pages on, so
+// the page's memory does not grow with the account (a column only the page can sort loads all).
+const WINDOW = 2048;
+// The orders the server sorts (GET /api/pmd/posts `sort`); the other columns sort what is loaded.
+const SERVER_SORTS = new Set(["created_at", "title", "reaction_count", "comment_count", "view_count"]);
 
 // The host's NoDerivatives licenses (its rule L5: never remixable).
 const ND_LICENSES = new Set(["CC-BY-ND-4.0", "CC-BY-NC-ND-4.0"]);
@@ -48,6 +54,9 @@ export class PostTable {
     // "Recently deleted" then holds what was just deleted, ready to restore in one click.
     this.carried = { live: new Set(), deleted: new Set() };
     this.sort = { key: "created_at", dir: "descending" };
+    this.order = "created_at:desc"; // the server's order the loaded posts came in
+    this.wantAll = false; // load past the window: a column only the page sorts, or the last page
+    this.running = null; // the generation whose loading is under way
     this.page = 0;
     this.generation = 0; // a view switch abandons the loading still under way
     this.sorted = [];
@@ -78,17 +87,36 @@ export class PostTable {
     });
   }
 
-  get pageCount() { return Math.max(1, Math.ceil(this.sorted.length / PAGE_SIZE)); }
+  get pageCount() {
+    const rows = this.done ? this.sorted.length : Math.max(this.total, this.sorted.length);
+    return Math.max(1, Math.ceil(rows / PAGE_SIZE));
+  }
   get pageRows() { return this.sorted.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE); }
   byId(id) { return this.posts.find((p) => p.id === id); }
 
   // Starts the view over: every post through the cursor, rendering as pages arrive.
   // `keep`: ids to select again once everything is loaded (what a failed batch left).
   load(view = this.view, keep = []) {
-    this.generation += 1;
     this.keep = [...keep, ...this.carried[view]];
     this.carried[view].clear();
     this.view = view;
+    this.selected.clear();
+    this.allMatching = false;
+    return this.restart();
+  }
+
+  // The server's order for the current sort: its own key, or newest first for a column only
+  // the page sorts.
+  serverOrder() {
+    const { key, dir } = this.sort;
+    return SERVER_SORTS.has(key) ? `${key}:${dir === "ascending" ? "asc" : "desc"}` : "created_at:desc";
+  }
+
+  // Loads the view again from its first page, in the server's order; the selection stays.
+  restart() {
+    this.generation += 1;
+    this.order = this.serverOrder();
+    this.wantAll = !SERVER_SORTS.has(this.sort.key);
     this.posts = [];
     this.total = 0;
     this.digest = null;
@@ -96,11 +124,16 @@ export class PostTable {
     this.done = false;
     this.failed = false;
     this.page = 0;
-    this.selected.clear();
-    this.allMatching = false;
     this.resort();
     this.render();
     return this.loadRest();
+  }
+
+  // Whether the loading goes on past this page: everything wanted, or the rows of the page
+  // shown (and the window ahead of it) not all here yet.
+  wanted(arriving = 0) {
+    const held = this.posts.length + arriving;
+    return this.wantAll || held < Math.max(WINDOW, (this.page + 2) * PAGE_SIZE);
   }
 
   // Goes on from the last cursor (also after a failed request: "Retry"). The next request
@@ -108,10 +141,25 @@ export class PostTable {
   // page's own work overlaps the network instead of adding to it.
   async loadRest() {
     const generation = this.generation;
+    if (this.running === generation || this.done) return;
+    this.running = generation;
+    try {
+      await this.walk(generation);
+    } finally {
+      if (this.running === generation) {
+        this.running = null;
+        this.render(); // what stopped the loading is said
+      }
+    }
+  }
+
+  async walk(generation) {
     this.failed = false;
     this.render();
+    const [sort, order] = this.order.split(":");
     const fetchPage = (cursor, limit) => this.api.get("/api/pmd/posts", {
       ...this.filter, limit, cursor, deleted: this.view === "deleted" ? "true" : undefined,
+      ...(this.order === "created_at:desc" ? {} : { sort, order }),
     });
     let pending = fetchPage(this.cursor, this.posts.length ? NEXT_LIMIT : FIRST_LIMIT);
     for (;;) {
@@ -130,7 +178,8 @@ export class PostTable {
       this.cursor = page.next_cursor;
       this.done = this.cursor === null;
       if (page.match_digest) this.digest = page.match_digest;
-      if (!this.done) {
+      const more = !this.done && this.wanted(page.items.length);
+      if (more) {
         pending = fetchPage(this.cursor, NEXT_LIMIT);
         pending.catch(() => {}); // handled when awaited; a view switch may never await it
       }
@@ -145,25 +194,34 @@ export class PostTable {
         this.keep = [];
         return;
       }
+      if (!more) return; // the window is full: paging on loads more
     }
   }
 
   sortTo(key, dir) {
     this.sort = { key, dir };
-    this.resort();
     this.page = 0;
+    // An order the server gives is asked of it: only what is shown (and a window) loads.
+    if (this.serverOrder() !== this.order) {
+      this.restart();
+      return;
+    }
+    if (!SERVER_SORTS.has(key) && !this.done) {
+      this.wantAll = true; // a column only the page sorts needs every post
+      this.loadRest();
+    }
+    this.resort();
     this.render();
   }
 
   sortBy(key) {
     const dir = this.sort.key === key && this.sort.dir === "ascending" ? "descending" : "ascending";
-    this.sort = { key, dir: key === this.sort.key ? dir : key === "title" ? "ascending" : "descending" };
-    this.resort();
-    this.page = 0;
-    this.render();
+    this.sortTo(key, key === this.sort.key ? dir : key === "title" ? "ascending" : "descending");
   }
 
   comparator() {
+    // The server's order is kept as it came (its collation, its ties broken by id).
+    if (SERVER_SORTS.has(this.sort.key)) return () => 0;
     const compare = SORT_KEYS[this.sort.key];
     const sign = this.sort.dir === "ascending" ? 1 : -1;
     // Newest first breaks ties, so equal values keep one stable order across renders.
@@ -195,6 +253,8 @@ export class PostTable {
 
   goTo(page) {
     this.page = Math.max(0, Math.min(this.pageCount - 1, page));
+    if (this.page === this.pageCount - 1) this.wantAll = true; // the last page: the walk's end
+    if (!this.done && this.wanted()) this.loadRest();
     this.render();
   }
 
@@ -283,8 +343,10 @@ export class PostTable {
         `paste a new token into ${TOKEN_FIELD}.`;
     } else if (this.failed) {
       loading.textContent = `Loading stopped after ${fmt.count(this.posts.length)} of ${of} posts.`;
+    } else if (this.running !== this.generation && this.posts.length) {
+      loading.textContent = `${fmt.count(this.posts.length)} of ${of} posts loaded; more load as you page on.`;
     } else loading.textContent = `Loading more… ${fmt.count(this.posts.length)} of ${of}`;
-    loading.classList.toggle("busy", !this.done && !this.failed);
+    loading.classList.toggle("busy", !this.done && !this.failed && this.running === this.generation);
     this.el.retry.hidden = !this.failed || this.failed === "token";
     info.textContent = `Page ${this.page + 1} of ${this.pageCount}`;
     input.max = String(this.pageCount);
