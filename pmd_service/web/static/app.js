@@ -56,8 +56,22 @@ function boot() {
   const exportsPanel = targetSqid
     ? null
     : new Exports(api, { toast, confirmAction, onError, highlightId: params.get("export") });
+  // Posts changed elsewhere reach the table over the downloads' stream; while a batch of this
+  // page runs they wait for its end (a batch by filter reloads the list then anyway).
+  let heldChanges = [];
+  const postsFeed = {
+    changed(change) {
+      if (busy) heldChanges.push(change);
+      else table.changed(change);
+    },
+  };
+  function release() {
+    const held = heldChanges;
+    heldChanges = [];
+    for (const change of held) table.changed(change);
+  }
   downloads = new Downloads(api, {
-    toast, confirmAction, onError, highlightId, exportsFeed: exportsPanel,
+    toast, confirmAction, onError, highlightId, exportsFeed: exportsPanel, postsFeed,
   });
 
   function refreshControls() {
@@ -167,6 +181,7 @@ function boot() {
       onError(error);
     } finally {
       busy = false;
+      heldChanges = [];
       await table.load(table.view);
     }
   });
@@ -198,6 +213,7 @@ function boot() {
       else toast(explain(error), "error");
     } finally {
       busy = false;
+      heldChanges = [];
       await table.load(view);
     }
   }
@@ -243,6 +259,7 @@ function boot() {
       }
     } finally {
       busy = false;
+      release();
       refreshControls();
     }
   }
