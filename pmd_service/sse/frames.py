@@ -53,17 +53,22 @@ def posts_changed(payload: Any, event_id: int | None = None) -> bytes:
     return event(live.EVENT, live.posts_changed(payload), event_id)
 
 
-def update_from_payload(payload: str, event_id: int) -> bytes | None:
+class UnknownKind(Exception):
+    """An event of a `kind` this release does not know (a later release's, during a rolling
+    deploy): skipped, not an error."""
+
+
+def update_from_payload(payload: str, event_id: int) -> bytes:
     """The frame of an event read from the events table: a BDR's, an export's or posts' (whose
-    payloads say so); a page listens for the kinds it knows and never sees the others. None for
-    a `kind` this release does not know (a later release's, during a rolling deploy)."""
+    payloads say so); a page listens for the kinds it knows and never sees the others. Raises
+    UnknownKind for a kind this release does not know."""
     data = msgspec.json.decode(payload)
     if exports.is_export_payload(data):
         return export_update(data, event_id)
     if live.is_posts_payload(data):
         return posts_changed(data, event_id)
     if isinstance(data, dict) and "kind" in data:
-        return None
+        raise UnknownKind(data["kind"])
     return bdr_update(data, event_id)
 
 

@@ -65,8 +65,8 @@ async def test_a_bulk_action_reaches_its_owners_streams_and_no_one_elses(
         await ok(client, user, "hide", ids)
         await assert_problem(await act(client, user, "delete", [*ids, *others]), 400)
         await ok(client, user, "delete", ids[:1])
-        change = (await _changed(first_tab)).json()
-        assert (change["action"], change["post_ids"]) == ("delete", ids[:1])
+        deleted = (await _changed(first_tab)).json()
+        assert (deleted["action"], deleted["post_ids"]) == ("delete", ids[:1])
 
         # The other user's stream saw none of it: its first event is its own change.
         await _own_hide(client, other, others)
