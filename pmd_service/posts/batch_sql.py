@@ -10,15 +10,17 @@ from ..core.visibility import holds_hash, restorable
 from .filters import PARAMS as FILTER_PARAMS
 from .filters import match_digest, predicate
 from .host_rules import MAX_MOD_TAGS_PER_POST, MAX_TAGS_PER_POST, is_nd_license
+from .live import announce
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES
 
 # One statement per batch: lock the eligible rows (in id order, so overlapping batches never
 # deadlock), name every requested id that is not eligible and every eligible post the action
 # may not apply to, and only when there is none (and, for a filter, when the matching posts
 # are as many as approved) change the rows, remember their previous values for undo, write the
-# moderator's audit row and NOTIFY pmd_posts_changed. A single statement is atomic, so
-# all-or-nothing needs no explicit transaction, and a batch costs one round trip (BEGIN, lock,
-# update, audit, notify, COMMIT as separate statements were slower: see docs/benchmarks.md).
+# moderator's audit row and the stream's `posts_changed` event (posts/live.py). A single
+# statement is atomic, so all-or-nothing needs no explicit transaction, and a batch costs one
+# round trip (BEGIN, lock, update, audit, notify, COMMIT as separate statements were slower:
+# see docs/benchmarks.md).
 # The undo history keeps only what the action changed (migrations/0013_compact_undo.sql), and
 # each owner's kept history within KEPT_HISTORY_BYTES: older actions' history is dropped.
 #
@@ -34,8 +36,8 @@ from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES
 # re-checked against its new version (READ COMMITTED re-evaluation), so a post deleted
 # meanwhile is named as ineligible (by filter: no longer counted). `eligible` holds the rows as
 # they were before this statement's UPDATE (data-modifying CTEs see one snapshot): the values
-# undo puts back. NOTIFY is transactional: listeners get it after commit, and never for a
-# rejected batch (nothing changed, so nothing is announced).
+# undo puts back. The event commits with the change (its NOTIFY rings after commit), and a
+# rejected batch has none (nothing changed, so nothing is announced).
 _BATCH = """
 WITH eligible AS (
     SELECT p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user, p.deleted_by_user_date,
@@ -91,12 +93,7 @@ WITH eligible AS (
     WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
     RETURNING 1
 ){moderation}, notified AS (
-    SELECT pg_notify(
-        'pmd_posts_changed',
-        json_build_object('user_id', $1::int, 'action', $3::text, {notified})::text
-    )
-    FROM changed_ids c
-    WHERE cardinality(c.ids) > 0
+    SELECT {announce} FROM changed_ids c WHERE cardinality(c.ids) > 0
 )
 SELECT g.ok, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
        cardinality(c.ids) AS changed, (SELECT id FROM logged) AS action_id,
@@ -106,9 +103,6 @@ SELECT g.ok, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS match
        {columns}
 FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 """
-# A NOTIFY payload must stay under 8000 bytes: a filter's action names its posts only when
-# they are few, and always says how many changed.
-_NOTIFY_MOST_IDS = 500
 
 
 @dataclass(frozen=True)
@@ -118,7 +112,6 @@ class _Mode:
     counted: str
     targets: str
     note: str
-    notified: str
     reported: str
     first_value: int
 
@@ -131,7 +124,6 @@ _BY_IDS = _Mode(
     counted="true",
     targets="$2::int[]",
     note="json_build_object('post_ids', $2::int[], 'changed', cardinality(c.ids))",
-    notified="'post_ids', c.ids",
     reported="NULL::text",
     first_value=5,
 )
@@ -144,10 +136,6 @@ _BY_FILTER = _Mode(
     counted=f"e.n = $2::int AND e.n <= $5::int AND ($7::text IS NULL OR {_DIGEST} = $7::text)",
     targets="(SELECT ids FROM eligible_ids)::int[]",
     note="json_build_object('filter', $6::text::json, 'count', e.n, 'changed', cardinality(c.ids))",
-    notified=(
-        f"'post_ids', CASE WHEN cardinality(c.ids) <= {_NOTIFY_MOST_IDS} THEN c.ids END, "
-        "'changed_count', cardinality(c.ids)"
-    ),
     reported=_DIGEST,
     first_value=8 + FILTER_PARAMS,
 )
@@ -214,7 +202,7 @@ def _batch(
         counted=mode.counted,
         targets=mode.targets,
         note=mode.note,
-        notified=mode.notified,
+        announce=announce("$1::int", "$3::text", "c.ids", "(SELECT id FROM logged)"),
         reported=mode.reported,
         refused=refused,
         eligible=eligible,

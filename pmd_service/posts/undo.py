@@ -17,6 +17,7 @@ from ..core.visibility import holds_hash
 from ..host.access import Principal
 from ..host.eligibility import list_ids
 from .host_rules import is_nd_license
+from .live import announce
 from .restore_rule import HASH_INDEX, artwork_held
 
 # upkeep/cleanup.py purges the history past this window.
@@ -54,7 +55,8 @@ FOR UPDATE
 # One statement an action kind: lock its posts in id order, put back those that still hold
 # what the action wrote (and whose prior values the host's rules still allow), bump the host's
 # columns as any bulk write does, keep the moderators' marks, mark the action undone, audit a
-# moderator's undo and NOTIFY. `left_why` names why a post was left.
+# moderator's undo and write the stream's `posts_changed` event (posts/live.py). `left_why`
+# names why a post was left.
 _UNDO = """
 WITH act AS (
     SELECT * FROM bulk_actions WHERE id = $1
@@ -99,16 +101,7 @@ WITH act AS (
     WHERE a.actor_id IS NOT NULL
     RETURNING 1
 ), notified AS (
-    SELECT pg_notify(
-        'pmd_posts_changed',
-        json_build_object(
-            'user_id', a.owner_id, 'action', 'undo',
-            'post_ids', CASE WHEN cardinality(r.ids) <= 500 THEN r.ids END,
-            'changed_count', cardinality(r.ids)
-        )::text
-    )
-    FROM restored_ids r, act a
-    WHERE cardinality(r.ids) > 0
+    SELECT {announce} FROM restored_ids r, act a WHERE cardinality(r.ids) > 0
 )
 SELECT cardinality(r.ids) AS restored, k.ids AS left_ids, k.whys AS left_whys,
        (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM audited) AS audited,
@@ -155,6 +148,7 @@ class _Kind:
             marks=self.marks,
             clashes=self.clashes,
             drop=DROP_HISTORY,
+            announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
         )
 
 

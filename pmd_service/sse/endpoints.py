@@ -27,6 +27,7 @@ from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..core.problems import bad_request
 from ..exports import service as export_service
 from ..exports.schemas import ExportUpdate
+from ..posts.live import PostsChanged
 from . import frames, replay
 from .hub import Hub, Subscriber
 from .pool_turns import Turn, Turns
@@ -284,13 +285,16 @@ ENDPOINTS = (
     ),
     Endpoint(
         "get", STREAM_PATH, stream, "streamBdrs",
-        "Live status of download requests and exports (Server-Sent Events). Events: `retry`, "
+        "Live status of download requests and exports, and changes of posts (Server-Sent "
+        "Events). Events: `retry`, "
         "then a snapshot (a `bdr_update` per BDR of the 20 newest, data `BdrItem`, and on the "
         "user's own stream an `export_update` per export of the 20 newest, data "
         "`ExportUpdate`), then `connected` ({resumed}, with `id:`); then, live, a `bdr_update` "
         "or `export_update` (with `id:`) per change, in commit order (an `export_update` is a "
         "few KB whatever the export: counts and at most 12 parts; GET the export for the "
-        "rest); `: ping` every 15 s; `timeout` ({detail}) when the token expires; "
+        "rest), and a `posts_changed` (with `id:`, data `PostsChanged`) per bulk action or "
+        "undo that changed the user's posts, whoever made it (another tab, a moderator); "
+        "`: ping` every 15 s; `timeout` ({detail}) when the token expires; "
         "`access_revoked` ({reason, status, detail}) when the account is banned, deactivated "
         "or loses the role it watched with (checked every 30 s); `retry` and `reconnect` "
         "({reason, retry_ms, detail}) when the server shuts down: reconnect (with "
@@ -301,7 +305,7 @@ ENDPOINTS = (
         response_media="text/event-stream", ok_description="The event stream",
         problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
-        events=(BdrItem, ExportUpdate),
+        events=(BdrItem, ExportUpdate, PostsChanged),
     ),
 )  # fmt: skip
 

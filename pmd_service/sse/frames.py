@@ -12,6 +12,7 @@ import msgspec
 
 from ..bdr.schemas import bdr_item
 from ..exports import schemas as exports
+from ..posts import live
 
 PING = b": ping\n\n"
 
@@ -47,12 +48,27 @@ def export_update(payload: Any, event_id: int | None = None) -> bytes:
     return event(EXPORT_UPDATE, exports.export_update(payload), event_id)
 
 
+def posts_changed(payload: Any, event_id: int | None = None) -> bytes:
+    """A `posts_changed` from a posts event's payload (`pmd_posts_changed` in the database)."""
+    return event(live.EVENT, live.posts_changed(payload), event_id)
+
+
+class UnknownKind(Exception):
+    """An event of a `kind` this release does not know (a later release's, during a rolling
+    deploy): skipped, not an error."""
+
+
 def update_from_payload(payload: str, event_id: int) -> bytes:
-    """The frame of an event read from the events table: a BDR's, or an export's (whose
-    payload says so), which pages listening for `bdr_update` only never see."""
+    """The frame of an event read from the events table: a BDR's, an export's or posts' (whose
+    payloads say so); a page listens for the kinds it knows and never sees the others. Raises
+    UnknownKind for a kind this release does not know."""
     data = msgspec.json.decode(payload)
     if exports.is_export_payload(data):
         return export_update(data, event_id)
+    if live.is_posts_payload(data):
+        return posts_changed(data, event_id)
+    if isinstance(data, dict) and "kind" in data:
+        raise UnknownKind(data["kind"])
     return bdr_update(data, event_id)
 
 

@@ -1,4 +1,5 @@
-"""The SSE hub: one LISTEN connection per server process, routing BDR events to subscribers.
+"""The SSE hub: one LISTEN connection per server process, routing events (of BDRs, exports and
+posts) to subscribers.
 
 The NOTIFY payload is only a doorbell. After each ring (doorbells are coalesced) the hub reads
 `bdr_events` after the last id it has seen, on the listener connection itself, so the events of
@@ -41,9 +42,10 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
 SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM bdr_events"
-# payload as text: it is decoded only for events someone here subscribes to.
+# payload as text: it is decoded only for events someone here subscribes to. A posts event
+# names its user as -user_id (migrations/0015_posts_changed_events.sql): it is that user's.
 SQL_EVENTS_AFTER = """
-SELECT id, user_id, payload::text AS payload FROM bdr_events
+SELECT id, abs(user_id) AS user_id, payload::text AS payload FROM bdr_events
 WHERE id > $1 ORDER BY id LIMIT $2
 """
 
@@ -523,9 +525,11 @@ class Hub:
                 continue
             try:
                 frame = frames.update_from_payload(payload, event_id)
+            except frames.UnknownKind:  # a later release's
+                continue
             except Exception:  # a row the item shape rejects must not stop the stream of others
                 log.exception(
-                    "SSE: event %d has a payload that is neither a BDR nor an export; skipped",
+                    "SSE: event %d has a payload that is not a BDR, an export nor posts; skipped",
                     event_id,
                 )
                 continue

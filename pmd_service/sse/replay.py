@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ from ..bdr.schemas import ITEM_COLUMNS
 from ..core.limits import NEWEST_BDRS
 from . import frames
 from .recent import RecentEvents
+
+log = logging.getLogger(__name__)
 
 # More missed events than this and a fresh snapshot is the cheaper way to catch up.
 MAX_REPLAY = 2000
@@ -39,9 +42,10 @@ LEFT JOIN LATERAL (
 ) AS b ON true
 """
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"
+# A posts event names its user as -user_id (migrations/0015_posts_changed_events.sql).
 SQL_MISSED = """
 SELECT id, payload::text AS payload FROM bdr_events
-WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3
+WHERE user_id IN ($1::int, -$1::int) AND id > $2 ORDER BY id LIMIT $3
 """
 
 
@@ -68,8 +72,20 @@ def _connected(watermark: int, resumed: bool) -> bytes:
 
 
 def _frames(events: Iterable[tuple[int, str]], owner: bool) -> list[bytes]:
-    made = (frames.update_from_payload(payload, event_id) for event_id, payload in events)
-    return [f for f in made if owner or not frames.is_export_frame(f)]
+    out = []
+    for event_id, payload in events:
+        try:
+            frame = frames.update_from_payload(payload, event_id)
+        except frames.UnknownKind:  # a later release's
+            continue
+        except Exception:  # as the hub does live: one bad row must not fail every resume
+            log.exception(
+                "SSE: event %d has a payload no stream event is made of; skipped", event_id
+            )
+            continue
+        if owner or not frames.is_export_frame(frame):
+            out.append(frame)
+    return out
 
 
 def resumed_from_memory(

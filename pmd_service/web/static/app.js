@@ -74,8 +74,22 @@ function boot() {
   const exportsPanel = targetSqid
     ? null
     : new Exports(api, { toast, confirmAction, onError, highlightId: params.get("export") });
+  // Posts changed elsewhere reach the table over the downloads' stream; while a batch of this
+  // page runs they wait for its end (a batch by filter reloads the list then anyway).
+  let heldChanges = [];
+  const postsFeed = {
+    changed(change) {
+      if (busy) heldChanges.push(change);
+      else table.changed(change);
+    },
+  };
+  function release() {
+    const held = heldChanges;
+    heldChanges = [];
+    for (const change of held) table.changed(change);
+  }
   downloads = new Downloads(api, {
-    toast, confirmAction, onError, highlightId, exportsFeed: exportsPanel,
+    toast, confirmAction, onError, highlightId, exportsFeed: exportsPanel, postsFeed,
   });
 
   function refreshControls() {
@@ -189,6 +203,7 @@ function boot() {
       else toast(explain(error), "error");
     } finally {
       busy = false;
+      heldChanges = [];
       await table.load(view);
       recent.refresh();
     }
@@ -233,6 +248,7 @@ function boot() {
       }
     } finally {
       busy = false;
+      release();
       refreshControls();
       recent.refresh();
     }

@@ -1,5 +1,6 @@
 // The download requests panel: the user's BDRs, kept live over Server-Sent Events. The stream
-// also carries the owner's exports, handed on to the exports panel (exports.js).
+// also carries the owner's exports, handed on to the exports panel (exports.js), and the changes
+// of the user's posts, handed on to the posts table (app.js).
 //
 // EventSource cannot send an Authorization header, so each connection uses a single-use ticket
 // (POST /api/pmd/bdr/sse-ticket). EventSource's own retry would reuse the spent ticket, so on
@@ -45,7 +46,11 @@ export async function saveThroughTicket(api, url, bindTo) {
 export class Downloads {
   // `exportsFeed`: who takes the stream's `export_update` events ({update(item, inSnapshot),
   // connected(afterSnapshot)}); the owner's stream carries them, a moderator's never does.
-  constructor(api, { toast, confirmAction, onError, highlightId, exportsFeed = null }) {
+  // `postsFeed`: who takes the stream's `posts_changed` events ({changed(data)}; data null when
+  // the stream lost track and every post may have changed).
+  constructor(api, {
+    toast, confirmAction, onError, highlightId, exportsFeed = null, postsFeed = null,
+  }) {
     this.api = api;
     // A user cannot cancel or delete what a moderator asked for on their behalf.
     this.asModerator = Boolean(api.targetSqid);
@@ -54,6 +59,7 @@ export class Downloads {
     this.onError = onError;
     this.highlightId = highlightId;
     this.exportsFeed = exportsFeed;
+    this.postsFeed = postsFeed;
     this.items = new Map();
     this.lastEventId = null;
     this.source = null;
@@ -134,9 +140,16 @@ export class Downloads {
       if (ev.lastEventId) this.lastEventId = ev.lastEventId;
       this.exportsFeed?.update(JSON.parse(ev.data), this.snapshot !== null);
     });
-    // Our last event id was too old: what follows is a full snapshot, not the missed events.
+    // Posts share the stream and its event ids too: a resume replays the changes missed.
+    source.addEventListener("posts_changed", (ev) => {
+      if (ev.lastEventId) this.lastEventId = ev.lastEventId;
+      this.postsFeed?.changed(JSON.parse(ev.data));
+    });
+    // Our last event id was too old: what follows is a full snapshot, not the missed events,
+    // and posts may have changed meanwhile.
     source.addEventListener("reset", () => {
       this.snapshot = new Map();
+      this.postsFeed?.changed(null);
     });
     source.addEventListener("connected", (ev) => {
       if (ev.lastEventId) this.lastEventId = ev.lastEventId;

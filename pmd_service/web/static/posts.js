@@ -17,6 +17,14 @@ const SERVER_SORTS = new Set(["created_at", "title", "reaction_count", "comment_
 // The host's NoDerivatives licenses (its rule L5: never remixable).
 const ND_LICENSES = new Set(["CC-BY-ND-4.0", "CC-BY-NC-ND-4.0"]);
 
+// Actions whose change the page applies to its loaded rows itself (`applied`): the stream's
+// event of this page's own batch then changes nothing shown.
+const APPLIED_HERE = new Set(["hide", "unhide", "delete", "restore", "license", "remixable"]);
+// Actions that change posts in place: naming only posts that are not loaded, with no filter,
+// they change nothing the list shows (a delete, a restore or an undo may add a post to it).
+const IN_PLACE = new Set(["hide", "unhide", "license", "tags", "remixable"]);
+const OWN_BATCH_MS = 60_000;
+
 const nativeFile = (post) => post.files.find((f) => f.is_native) ?? post.files[0] ?? null;
 const hiddenRank = (p) => (p.hidden_by_mod ? 2 : p.hidden_by_user ? 1 : 0);
 
@@ -61,6 +69,9 @@ export class PostTable {
     this.generation = 0; // a view switch abandons the loading still under way
     this.sorted = [];
     this.version = 0; // bumped when rows may show other data: the table is rebuilt then
+    this.own = []; // this page's batches lately ({action, ids, at}), told from others' changes
+    this.refreshing = null; // a reload in place under way, and whether another must follow it
+    this.refreshAgain = false;
     this.shown = ""; // what the table body shows: version and row ids
     this.el = {
       body: document.getElementById("posts-body"),
@@ -280,6 +291,9 @@ export class PostTable {
   // or restore moved to the other view: they are selected there instead.
   applied(action, ids, { asModerator = false, license = null, remixable = null } = {}) {
     const set = new Set(ids);
+    const now = Date.now();
+    this.own = this.own.filter((b) => now - b.at < OWN_BATCH_MS);
+    this.own.push({ action, ids: set, at: now });
     if (action === "delete" || action === "restore") {
       this.posts = this.posts.filter((p) => !set.has(p.id));
       this.total -= ids.length;
@@ -300,6 +314,80 @@ export class PostTable {
       } else if (action === "remixable") {
         p.remixable = remixable;
       }
+    }
+    this.resort();
+    this.render();
+  }
+
+  // Posts changed outside this page's own batches (another tab or device, a moderator, an
+  // undo): the stream's `posts_changed`, or null after a gap in the stream. The rows are
+  // fetched again, keeping the selection and the page.
+  changed(change) {
+    const ids = change?.post_ids;
+    if (ids) {
+      const mine = this.own.find((b) => b.action === change.action &&
+        APPLIED_HERE.has(b.action) && ids.every((id) => b.ids.has(id)));
+      if (mine) return; // applied already, as the server did
+      const unfiltered = Object.keys(this.filter).length === 0;
+      if (unfiltered && IN_PLACE.has(change.action) && !ids.some((id) => this.byId(id))) return;
+    }
+    this.refresh();
+  }
+
+  // One reload in place at a time; changes that come meanwhile make one more after it.
+  refresh() {
+    if (this.refreshing) {
+      this.refreshAgain = true;
+      return;
+    }
+    this.refreshing = this.reloadInPlace().finally(() => {
+      this.refreshing = null;
+      if (this.refreshAgain) {
+        this.refreshAgain = false;
+        this.refresh();
+      }
+    });
+  }
+
+  // The rows held now fetched again in the same order and swapped in whole once here, so the
+  // rows never empty meanwhile; a view switch or a new filter (a new generation) abandons it.
+  async reloadInPlace() {
+    if (this.running === this.generation) {
+      await this.load(this.view, [...this.selected]); // still loading: start over
+      return;
+    }
+    const generation = this.generation;
+    const [sort, order] = this.order.split(":");
+    const want = Math.max(this.posts.length, FIRST_LIMIT);
+    const posts = [];
+    let cursor = null;
+    let digest = null;
+    let total = this.total;
+    do {
+      let page;
+      try {
+        page = await this.api.get("/api/pmd/posts", {
+          ...this.filter, limit: NEXT_LIMIT, cursor,
+          deleted: this.view === "deleted" ? "true" : undefined,
+          ...(this.order === "created_at:desc" ? {} : { sort, order }),
+        });
+      } catch {
+        return; // the rows stay as they were; the next change or a reload fetches them
+      }
+      if (generation !== this.generation) return;
+      if (page.match_digest) digest = page.match_digest;
+      if (cursor === null) total = page.total_count;
+      posts.push(...page.items);
+      cursor = page.next_cursor;
+    } while (cursor && posts.length < want);
+    this.posts = posts;
+    this.cursor = cursor;
+    this.done = cursor === null;
+    this.total = this.done ? posts.length : total;
+    if (digest) this.digest = digest;
+    if (this.done) {
+      const here = new Set(posts.map((p) => p.id));
+      for (const id of [...this.selected]) if (!here.has(id)) this.selected.delete(id);
     }
     this.resort();
     this.render();
