@@ -57,6 +57,9 @@ async def test_a_moderators_hide_reaches_both_tabs_of_the_artist_without_a_reloa
     # Each tab polls its DOM (within expect's own bound) and was never reloaded.
     for page, watch in tabs:
         await expect(page.locator(row)).to_have_text("By moderator")
+        # The moderator's action is listed under "Recent actions" too, without Undo.
+        listed = page.locator("#recent-list li").first
+        await expect(listed).to_contain_text("by a moderator")
         assert await watch.same_document()
 
     async with (

@@ -77,10 +77,12 @@ function boot() {
   // Posts changed elsewhere reach the table over the downloads' stream; while a batch of this
   // page runs they wait for its end (a batch by filter reloads the list then anyway).
   let heldChanges = [];
+  // A change made elsewhere (another device, a moderator) is an action "Recent actions" lists.
   const postsFeed = {
     changed(change) {
       if (busy) heldChanges.push(change);
       else table.changed(change);
+      if (!busy) recent.refresh();
     },
   };
   function release() {
