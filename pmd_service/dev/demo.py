@@ -39,9 +39,17 @@ MAX_MORE_POSTS = 200_000
 _FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]
 _EMOJI = ["👍", "❤️", "🔥", "✨", "😂"]
 _TITLES = [
-    "Sunset over pixels", "Tiny knight", "Slime friend", "Café at night", "Cat nap",
-    "Mushroom forest", "Retro rocket", "Dungeon door", "Ocean waves", "Little dragon",
-]  # fmt: skip
+    "Sunset over pixels",
+    "Tiny knight",
+    "Slime friend",
+    "Café at night",
+    "Cat nap",
+    "Mushroom forest",
+    "Retro rocket",
+    "Dungeon door",
+    "Ocean waves",
+    "Little dragon",
+]
 _COMMENTS = ["Love this!", "Great palette 🎨", "How long did it take?"]
 # The fourth is NoDerivatives: the host keeps its posts' remix permission off.
 LICENSES = [
@@ -235,15 +243,26 @@ async def insert_posts(
     layers = [layers_file(t) if n % 4 == 1 else None for n, t in zip(numbers, titles, strict=True)]
     deleted = {n: now - timedelta(days=d, hours=2) for n, d in DELETED_DAYS_AGO.items()}
     rows = await conn.fetch(
-        SQL_INSERT_POSTS, seeded.owner_id, keys, MOD_TAG, nd,
-        shards, titles, ["Made for the demo ✨" if n % 3 else None for n in numbers],
-        [a.fmt for a in arts], [n % 10 == 3 for n in numbers], [a.side for a in arts],
-        [a.frames for a in arts], [rng.randrange(2000) for _ in arts],
+        SQL_INSERT_POSTS,
+        seeded.owner_id,
+        keys,
+        MOD_TAG,
+        nd,
+        shards,
+        titles,
+        ["Made for the demo ✨" if n % 3 else None for n in numbers],
+        [a.fmt for a in arts],
+        [n % 10 == 3 for n in numbers],
+        [a.side for a in arts],
+        [a.frames for a in arts],
+        [rng.randrange(2000) for _ in arts],
         [seeded.license_ids[n % len(LICENSES)] if n % 5 else None for n in numbers],
         [now - timedelta(hours=n * 7 + rng.randrange(5)) for n in numbers],
-        [n % 9 == 4 for n in numbers], [n in MOD_HIDDEN for n in numbers],
-        [deleted.get(n) for n in numbers], [len(f) if f else None for f in layers],
-    )  # fmt: skip
+        [n % 9 == 4 for n in numbers],
+        [n in MOD_HIDDEN for n in numbers],
+        [deleted.get(n) for n in numbers],
+        [len(f) if f else None for f in layers],
+    )
     by_key = {r["storage_key"]: r["id"] for r in rows}
     post_ids = [by_key[key] for key in keys]
     await conn.execute(SQL_SET_SQIDS, post_ids, [ids.encode(i) for i in post_ids])
@@ -273,9 +292,12 @@ def _write(path: Path, data: bytes) -> None:
 
 
 async def _engagement(
-    conn: asyncpg.Connection, fans: list[int], post_ids: list[int], rng: random.Random,
+    conn: asyncpg.Connection,
+    fans: list[int],
+    post_ids: list[int],
+    rng: random.Random,
     now: datetime,
-) -> None:  # fmt: skip
+) -> None:
     """Up to three comments a post (the second a reply to the first, the third by a deleted
     account) and up to five reactions, each fan's emoji at most once."""
     comments: list[tuple[uuid.UUID, int, int | None, uuid.UUID | None, str, datetime]] = []
@@ -287,8 +309,16 @@ async def _engagement(
             comment_id = uuid.uuid4()
             author = fans[rng.randrange(len(fans))] if c != 2 else None
             when = now - timedelta(minutes=rng.randrange(60 * 24 * 30))
-            comments.append((comment_id, post_id, author, parent if c == 1 else None,
-                             _COMMENTS[c % len(_COMMENTS)], when))  # fmt: skip
+            comments.append(
+                (
+                    comment_id,
+                    post_id,
+                    author,
+                    parent if c == 1 else None,
+                    _COMMENTS[c % len(_COMMENTS)],
+                    when,
+                )
+            )
             parent = comment_id
         for fan, emoji in rng.sample(pairs, rng.randrange(6)):
             reactions.append((post_id, fan, emoji))

@@ -24,18 +24,19 @@ from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..core.startup import load_settings
 from ..host.tokens import mint_token
-from .demo import load_demo
-from .demo_user import DEMO_HANDLE, demo_user_sqid
+from .demo import MODERATOR_HANDLE, load_demo
+from .demo_user import DEMO_HANDLE, SQL_DEMO_SQID, demo_user_sqid
 from .embedded import services, stop_processes
 
 
-async def _prepare(settings: Settings) -> str | None:
+async def _prepare(settings: Settings) -> tuple[str | None, str | None]:
+    """The demo user's sqid and the demo moderator's, once the demo data is there."""
     conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
         # Development: the stand-in host tables too, explicitly (nothing else creates them).
         await migrate(conn, settings, with_host_tables=True)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
-        return await demo_user_sqid(conn)
+        return await demo_user_sqid(conn), await conn.fetchval(SQL_DEMO_SQID, MODERATOR_HANDLE)
     finally:
         await conn.close()
 
@@ -97,11 +98,23 @@ def _duration(seconds: int) -> str:
 
 
 def banner(
-    base: str, demo_sqid: str, token: str, daily_limit: int, settings: Settings | None = None
+    base: str,
+    demo_sqid: str,
+    token: str,
+    daily_limit: int,
+    settings: Settings | None = None,
+    moderator_token: str | None = None,
 ) -> str:
     """What `make run` prints once everything answers: each line whole, to be copied. The first
     URL opens the dashboard signed in; `base` is BASE_URL, or http://HOST:PORT when it is unset.
-    With `settings`, also the export cooldowns it runs with and where its emails go."""
+    With `settings`, also the export cooldowns it runs with and where its emails go; with
+    `moderator_token`, the same page opened by the demo's moderator."""
+    moderator = (
+        f"The same page as @{MODERATOR_HANDLE}, a moderator: "
+        f"{base}/u/{demo_sqid}/posts#token={moderator_token}\n"
+        if moderator_token
+        else ""
+    )
     dev = ""
     if settings is not None:
         full = _duration(settings.export_cooldown_seconds)
@@ -115,7 +128,8 @@ def banner(
     return (
         f"\npmd-service is running. This link opens the dashboard signed in as @{DEMO_HANDLE}:\n"
         # The token rides in the fragment, which browsers never send to a server.
-        f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
+        f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n"
+        f"{moderator}\n"
         f"API reference: {base}/docs  (the OpenAPI document: {base}/openapi.json; "
         f"the API is under {base}/api/pmd)\n"
         f"Download requests (BDRs): at most {daily_limit} per user per UTC day "
@@ -134,7 +148,7 @@ def run_dev() -> int:
     # Dev mode by the command itself (`make run` sets PMD_DEV=1 too): a bad setting is one line.
     settings = load_settings("pmd dev", embedded=services, dev=True)
     _port_free(settings.host, settings.port)
-    demo_sqid = asyncio.run(_prepare(settings))
+    demo_sqid, moderator_sqid = asyncio.run(_prepare(settings))
 
     env = dict(os.environ)
     env.update(
@@ -162,7 +176,15 @@ def run_dev() -> int:
         _wait_ready(f"{local}/readyz", procs)
         token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
         base = public_base(settings)
-        text = banner(base, demo_sqid or "", token, settings.bdr_daily_limit, settings)
+        moderator_token = moderator_sqid and mint_token(
+            settings.jwt_secret_key,
+            moderator_sqid,
+            ttl_seconds=7 * 86400,
+            roles=["user", "moderator"],
+        )
+        text = banner(
+            base, demo_sqid or "", token, settings.bdr_daily_limit, settings, moderator_token
+        )
         print(text, flush=True)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)

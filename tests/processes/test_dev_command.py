@@ -25,9 +25,11 @@ from tests.helpers import CHECKOUT
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(  # noqa: S310 - the loopback server the test started
-        base + path, data=data, method=method,
+        base + path,
+        data=data,
+        method=method,
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
             raw = resp.read()
@@ -57,16 +59,29 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
 ) -> None:
     port = free_port()
     own = ("PMD_", "LOG_", "METRICS_", "STARTUP_", "EXPORT_", "SMTP_")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(own) and k not in ("DATABASE_URL", "REDIS_URL", "PORT", "HOST",
-                                                  "BASE_URL", "JWT_SECRET_KEY")}  # fmt: skip
-    env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PORT": str(port), "HOST": "127.0.0.1",
-            "METRICS_PORT": "0", "PMD_DEV": "1"}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(own)
+        and k not in ("DATABASE_URL", "REDIS_URL", "PORT", "HOST", "BASE_URL", "JWT_SECRET_KEY")
+    }
+    env |= {
+        "PMD_DATA_DIR": str(tmp_path / "data"),
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "METRICS_PORT": "0",
+        "PMD_DEV": "1",
+    }
     log = (tmp_path / "dev.log").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pmd_service", "dev"], env=env, cwd=CHECKOUT,
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "pmd_service", "dev"],
+        env=env,
+        cwd=CHECKOUT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         text = until(
             "the banner",
@@ -80,6 +95,17 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
             "Exports: a full one every 2 minutes, an incremental one 30 seconds after any"
         ) in text
         assert f"read them at {base}/dev/mail" in text
+        # The demo's moderator opens the same page, with a moderator's token.
+        moderator = re.search(r"The same page as @mod, a moderator: (\S+)#token=(\S+)", text)
+        owner_page = re.search(r"Open the dashboard: (\S+)#", text)
+        assert moderator and owner_page and moderator[1] == owner_page[1]
+        status, listed = call(
+            base,
+            moderator[2],
+            "GET",
+            "/api/pmd/posts?limit=1&target_sqid=" + moderator[1].split("/")[-2],
+        )
+        assert status == 200 and listed["items"], listed
 
         status, made = call(base, token, "POST", "/api/pmd/exports", {"send_email": True})
         assert status == 202, made
@@ -121,8 +147,9 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         mails = until(
             "the email kept", lambda: "is ready" in (box := page(f"{base}/dev/mail")) and box
         )
-        first = re.search(r'<a href="(/dev/mail/[^"]+)">Your export of \d+ artworks is ready</a>',
-                          mails)  # fmt: skip
+        first = re.search(
+            r'<a href="(/dev/mail/[^"]+)">Your export of \d+ artworks is ready</a>', mails
+        )
         assert first, mails
         assert f"/posts?export={made['id']}</a>" in page(base + first[1])
         assert 'href="/dev/mail"' in page(f"{base}/u/x/posts")
