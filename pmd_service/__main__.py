@@ -125,15 +125,16 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     print(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=ttl, roles=list(roles)))
 
 
-async def _demo(settings: Settings) -> None:
-    """The demo data of `make run` (dev/demo.py: a user `demo` with ~40 artworks, fans, a
-    moderator) into the database and vault the settings name, when they hold no user yet;
-    prints the demo user's id and page. Needs Pillow, which draws the art."""
+async def _demo(settings: Settings, more_posts: int = 0) -> None:
+    """The demo data of `make run` (dev/demo.py: a user `demo` with 40 artworks, fans, a
+    moderator) into the database and vault the settings name, when they hold no user yet, and
+    `more_posts` more artworks for the demo user; prints the demo user's id and page. Needs
+    Pillow, which draws the art."""
     from importlib.util import find_spec
 
     from .core.opening import checked_connection
     from .core.public_ids import PublicIds
-    from .dev.demo import load_demo
+    from .dev.demo import NoDemoUser, add_posts, load_demo
     from .dev.demo_user import DEMO_HANDLE, demo_user_sqid
 
     if find_spec("PIL") is None:  # before anything is written
@@ -141,23 +142,47 @@ async def _demo(settings: Settings) -> None:
             "the demo data needs Pillow: pip install 'pmd-service[embedded]' (the image: "
             "build it with --build-arg DEMO=true, as docker-compose.yml's demo service does)"
         )
+    ids = PublicIds(settings.sqids_alphabet)
     async with checked_connection(settings, "pmd-cli") as conn:
-        loaded = await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
+        loaded = await load_demo(conn, settings.vault_path, ids)
         sqid = loaded or await demo_user_sqid(conn)
-    if sqid is None:
-        raise CliError("the database already has users: the demo data goes only into an empty one")
+        if sqid is None:
+            raise CliError(
+                "the database already has users: the demo data goes only into an empty one"
+            )
+        try:
+            artworks = await add_posts(conn, settings.vault_path, ids, more_posts)
+        except NoDemoUser as exc:
+            raise CliError(str(exc)) from None
     print(
         json.dumps(
             {
                 "handle": DEMO_HANDLE,
                 "user_sqid": sqid,
                 "loaded": loaded is not None,
+                "added_posts": more_posts,
+                "artworks": artworks,
                 "page": f"{settings.base_url}/u/{sqid}/posts",
                 "token": f"python -m pmd_service token {sqid}",
             },
             indent=2,
         )
     )
+
+
+def _more_posts(raw: str) -> int:
+    """--posts: checked before anything connects."""
+    from .dev.demo import MAX_MORE_POSTS
+
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= MAX_MORE_POSTS:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of posts from 1 to {MAX_MORE_POSTS}, got {raw!r}"
+        )
+    return value
 
 
 SQL_REQUEUE_FAILED = """
@@ -484,9 +509,15 @@ COMMANDS = (
         "demo", "load the demo user and artworks into an empty database (demo stacks only)",
         details="The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
         "into a database with no user (the host tables from `migrate --with-host-tables`), as "
-        "a role that may write them. Needs Pillow (the `embedded` extra; the image built with "
-        "DEMO=true).",
-        run=lambda args, settings: asyncio.run(_demo(settings)),
+        "a role that may write them. --posts N then gives the demo user N more artworks "
+        "(thousands in seconds; tiny images), each time it is run. Needs Pillow (the "
+        "`embedded` extra; the image built with DEMO=true).",
+        arguments=(arg(
+            "--posts", type=_more_posts, default=0, metavar="N",
+            help="add N more artworks to the demo user (the demo data is loaded first when the "
+            "database is empty)",
+        ),),
+        run=lambda args, settings: asyncio.run(_demo(settings, args.posts)),
     ),
     Command(
         "sweep", "run the every-minute sweep once now",

@@ -1,28 +1,73 @@
-"""Demo data for `make run`: a user with ~40 real pixel-art files, comments, reactions, a playlist.
+"""Demo data for `make run`: a user with 40 real pixel-art files and everything the README names
+(licenses, a NoDerivatives one among them; `.mkpx` layers files; upscaled copies; a moderator's
+tag and a post a moderator hid; posts hidden by the artist; a few deleted within the restore
+window), comments, reactions, a playlist; and `demo --posts N`, N more posts in seconds.
 
-Loaded only into an empty database (no users), so it never touches real data.
+The demo is loaded only into an empty database (no users), so it never touches real data; more
+posts go only to the demo user. Both go through `insert_posts`: one INSERT … SELECT over
+generate_series, then each post's files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import random
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from ..core.public_ids import PublicIds
-from ..host.vault import artwork_path, host_shard
+from ..host.vault import (
+    artwork_path_in,
+    host_shard,
+    relative_layers_path,
+    relative_upscaled_path,
+    vault_file_in,
+)
 from .demo_user import DEMO_HANDLE
 
+DEMO_POSTS = 40
+# More posts at once than this would take minutes and fill the disk with files of no use.
+MAX_MORE_POSTS = 200_000
 _FORMATS = ["png", "png", "png", "gif", "webp", "bmp"]
 _EMOJI = ["👍", "❤️", "🔥", "✨", "😂"]
 _TITLES = [
-    "Sunset over pixels", "Tiny knight", "Slime friend", "Café at night", "Cat nap",
-    "Mushroom forest", "Retro rocket", "Dungeon door", "Ocean waves", "Little dragon",
-]  # fmt: skip
+    "Sunset over pixels",
+    "Tiny knight",
+    "Slime friend",
+    "Café at night",
+    "Cat nap",
+    "Mushroom forest",
+    "Retro rocket",
+    "Dungeon door",
+    "Ocean waves",
+    "Little dragon",
+]
+_COMMENTS = ["Love this!", "Great palette 🎨", "How long did it take?"]
+# The fourth is NoDerivatives: the host keeps its posts' remix permission off.
+LICENSES = [
+    ("CC-BY-4.0", "Creative Commons Attribution 4.0"),
+    ("CC-BY-NC-4.0", "Creative Commons Attribution-NonCommercial 4.0"),
+    ("CC0-1.0", "Public domain dedication"),
+    ("CC-BY-ND-4.0", "Creative Commons Attribution-NoDerivatives 4.0"),
+]
+ND_LICENSE = "CC-BY-ND-4.0"
+FANS = ("fan1", "fan2", "fan3")
+MODERATOR_HANDLE = "mod"
+MOD_TAG = "staffpick"
+# The host's 8-byte signature of a `.mkpx` layers file (api/app/vault.py, MKPX_MAGIC_PLAIN).
+MKPX_MAGIC = b"\x89MKPX\r\n\x1a"
+# Of the demo's own 40 (never of the posts `--posts` adds): hidden by a moderator, and deleted
+# by the artist this many days ago, within the host's restore window.
+MOD_HIDDEN = frozenset({10})
+DELETED_DAYS_AGO = {6: 1, 13: 3, 27: 5}
 
 
 def pixel_art(rng: random.Random, size: int, scale: int, fmt: str, frames: int = 1) -> bytes:
@@ -39,14 +84,66 @@ def pixel_art(rng: random.Random, size: int, scale: int, fmt: str, frames: int =
                 img.putpixel((x, y), colour)
                 img.putpixel((size - 1 - x, y), colour)
         images.append(img.resize((size * scale, size * scale), Image.Resampling.NEAREST))
+    return _encode(images, fmt)
+
+
+def _encode(images: list[Any], fmt: str) -> bytes:
     out = io.BytesIO()
-    if fmt == "gif" and frames > 1:
-        images[0].save(out, "GIF", save_all=True, append_images=images[1:], duration=200, loop=0)
+    first, *more = images
+    if fmt == "gif" and more:
+        first.save(out, "GIF", save_all=True, append_images=more, duration=200, loop=0)
+    elif fmt == "webp":
+        first.save(out, "WEBP", lossless=True)
     else:
-        images[0].save(out, fmt.upper() if fmt != "webp" else "WEBP", **(
-            {"lossless": True} if fmt == "webp" else {}
-        ))  # fmt: skip
+        first.save(out, fmt.upper())
     return out.getvalue()
+
+
+def upscaled_copy(data: bytes, factor: int = 4) -> bytes:
+    """The host's upscaled copy of an artwork: its first frame, `factor` times larger, WebP."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        big = img.convert("RGB").resize(
+            (img.width * factor, img.height * factor), Image.Resampling.NEAREST
+        )
+    return _encode([big], "webp")
+
+
+def layers_file(title: str) -> bytes:
+    """A small `.mkpx` file: the host's signature, then a description of its layers."""
+    body = {"title": title, "layers": ["background", "sprite", "outline"]}
+    return MKPX_MAGIC + json.dumps(body).encode()
+
+
+@dataclass(frozen=True)
+class Art:
+    """An artwork's files: the image, its upscaled copy, and its size."""
+
+    fmt: str
+    data: bytes
+    side: int
+    frames: int
+    upscaled: bytes
+
+
+def draw(rng: random.Random, n: int, *, tiny: bool = False) -> Art:
+    """The `n`th artwork's image: a few large canvases (so the demo's ZIPs take visible time),
+    or, for the posts `--posts` adds, a tiny one."""
+    fmt = _FORMATS[n % len(_FORMATS)]
+    size, scale = (8, 2) if tiny else (16, 4) if n % 7 else (64, 16)
+    frames = 3 if fmt == "gif" else 1
+    data = pixel_art(rng, size, scale, fmt, frames)
+    return Art(fmt, data, size * scale, frames, upscaled_copy(data))
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the demo's seeding code needs of the database around the posts."""
+
+    owner_id: int
+    license_ids: list[int]  # in LICENSES' order
+    fan_ids: list[int]
 
 
 async def _insert_user(
@@ -63,81 +160,189 @@ async def _insert_user(
     return user_id, sqid
 
 
+SQL_LICENSES = """
+WITH wanted AS (SELECT * FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS w(identifier, title, n)),
+     added AS (INSERT INTO licenses (identifier, title) SELECT identifier, title FROM wanted
+               ON CONFLICT (identifier) DO NOTHING RETURNING id, identifier)
+SELECT coalesce(a.id, l.id) AS id FROM wanted w
+LEFT JOIN added a USING (identifier) LEFT JOIN licenses l ON l.identifier = w.identifier
+ORDER BY w.n
+"""
+
+
+async def _licenses(conn: asyncpg.Connection) -> list[int]:
+    """The demo's licenses, added where missing (a demo database of an older layout gains the
+    NoDerivatives one)."""
+    rows = await conn.fetch(SQL_LICENSES, [i for i, _ in LICENSES], [t for _, t in LICENSES])
+    return [r["id"] for r in rows]
+
+
+SQL_INSERT_POSTS = """
+INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, hashtags,
+                   mod_hashtags, art_url, width, height, frame_count, view_count, license_id,
+                   remixable, created_at, hidden_by_user, hidden_by_mod, deleted_by_user,
+                   deleted_by_user_date, mkpx_file_bytes, mkpx_attached_at)
+SELECT k.key, k.shard, $1, k.title, k.description,
+       ARRAY['pixelart', k.fmt] || CASE WHEN k.mod_tag THEN ARRAY[$3] ELSE '{}' END,
+       CASE WHEN k.mod_tag THEN ARRAY[$3] ELSE '{}' END::varchar[],
+       '/vault/' || k.shard || '/' || k.key || '.' || k.fmt,
+       k.side, k.side, k.frames, k.views, k.license_id, k.license_id IS DISTINCT FROM $4,
+       k.created_at, k.hidden, k.mod_hidden, k.deleted_at IS NOT NULL, k.deleted_at,
+       k.layers_bytes, CASE WHEN k.layers_bytes IS NOT NULL THEN k.created_at END
+FROM generate_series(1, cardinality($2::uuid[])) g,
+     LATERAL (SELECT ($2::uuid[])[g] AS key, ($5::text[])[g] AS shard, ($6::text[])[g] AS title,
+                     ($7::text[])[g] AS description, ($8::text[])[g] AS fmt,
+                     ($9::bool[])[g] AS mod_tag, ($10::int[])[g] AS side,
+                     ($11::int[])[g] AS frames, ($12::int[])[g] AS views,
+                     ($13::int[])[g] AS license_id, ($14::timestamptz[])[g] AS created_at,
+                     ($15::bool[])[g] AS hidden, ($16::bool[])[g] AS mod_hidden,
+                     ($17::timestamptz[])[g] AS deleted_at, ($18::int[])[g] AS layers_bytes) k
+ORDER BY g
+RETURNING id, storage_key
+"""
+
+SQL_SET_SQIDS = """
+UPDATE posts p SET public_sqid = s.sqid
+FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE p.id = s.id
+"""
+
+SQL_INSERT_FILES = """
+INSERT INTO post_files (post_id, format, file_bytes, is_native)
+SELECT *, true FROM unnest($1::int[], $2::text[], $3::int[])
+"""
+
+SQL_INSERT_COMMENTS = """
+INSERT INTO comments (id, post_id, author_id, parent_id, body, created_at)
+SELECT * FROM unnest($1::uuid[], $2::int[], $3::int[], $4::uuid[], $5::text[], $6::timestamptz[])
+"""
+
+SQL_INSERT_REACTIONS = """
+INSERT INTO reactions (post_id, user_id, emoji)
+SELECT * FROM unnest($1::int[], $2::int[], $3::text[])
+"""
+
+
+async def insert_posts(
+    conn: asyncpg.Connection,
+    vault: Path,
+    ids: PublicIds,
+    seeded: Seeded,
+    first: int,
+    arts: Sequence[Art],
+    rng: random.Random,
+    now: datetime,
+) -> list[int]:
+    """The artworks `first` … `first + len(arts) - 1` of the demo user (their number decides
+    their title, license, tags, layers file and upscaled copy), each with its files in the
+    vault, some comments and reactions; their ids."""
+    nd = seeded.license_ids[[i for i, _ in LICENSES].index(ND_LICENSE)]
+    numbers = range(first, first + len(arts))
+    keys = [uuid.uuid4() for _ in arts]
+    shards = [host_shard(key, legacy=n % 3 == 0) for n, key in zip(numbers, keys, strict=True)]
+    titles = [f"{_TITLES[n % len(_TITLES)]} #{n + 1}" for n in numbers]
+    layers = [layers_file(t) if n % 4 == 1 else None for n, t in zip(numbers, titles, strict=True)]
+    deleted = {n: now - timedelta(days=d, hours=2) for n, d in DELETED_DAYS_AGO.items()}
+    rows = await conn.fetch(
+        SQL_INSERT_POSTS,
+        seeded.owner_id,
+        keys,
+        MOD_TAG,
+        nd,
+        shards,
+        titles,
+        ["Made for the demo ✨" if n % 3 else None for n in numbers],
+        [a.fmt for a in arts],
+        [n % 10 == 3 for n in numbers],
+        [a.side for a in arts],
+        [a.frames for a in arts],
+        [rng.randrange(2000) for _ in arts],
+        [seeded.license_ids[n % len(LICENSES)] if n % 5 else None for n in numbers],
+        [now - timedelta(hours=n * 7 + rng.randrange(5)) for n in numbers],
+        [n % 9 == 4 for n in numbers],
+        [n in MOD_HIDDEN for n in numbers],
+        [deleted.get(n) for n in numbers],
+        [len(f) if f else None for f in layers],
+    )
+    by_key = {r["storage_key"]: r["id"] for r in rows}
+    post_ids = [by_key[key] for key in keys]
+    await conn.execute(SQL_SET_SQIDS, post_ids, [ids.encode(i) for i in post_ids])
+    await conn.execute(
+        SQL_INSERT_FILES, post_ids, [a.fmt for a in arts], [len(a.data) for a in arts]
+    )
+    files = list(zip(numbers, keys, shards, arts, layers, strict=True))
+    await asyncio.to_thread(_write_files, vault, files)
+    await _engagement(conn, seeded.fan_ids, post_ids, rng, now)
+    return post_ids
+
+
+def _write_files(vault: Path, files: list[tuple[int, uuid.UUID, str, Art, bytes | None]]) -> None:
+    """Each post's image, its layers file when it has one, its upscaled copy every third post."""
+    root = vault.resolve()
+    for n, key, shard, art, layers in files:
+        _write(artwork_path_in(root, shard, key, art.fmt), art.data)
+        if layers is not None:
+            _write(vault_file_in(root, relative_layers_path(shard, key)), layers)
+        if n % 3 == 2:
+            _write(vault_file_in(root, relative_upscaled_path(shard, key)), art.upscaled)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+async def _engagement(
+    conn: asyncpg.Connection,
+    fans: list[int],
+    post_ids: list[int],
+    rng: random.Random,
+    now: datetime,
+) -> None:
+    """Up to three comments a post (the second a reply to the first, the third by a deleted
+    account) and up to five reactions, each fan's emoji at most once."""
+    comments: list[tuple[uuid.UUID, int, int | None, uuid.UUID | None, str, datetime]] = []
+    reactions: list[tuple[int, int, str]] = []
+    pairs = [(fan, emoji) for fan in fans for emoji in _EMOJI]
+    for post_id in post_ids:
+        parent = None
+        for c in range(rng.randrange(4)):
+            comment_id = uuid.uuid4()
+            author = fans[rng.randrange(len(fans))] if c != 2 else None
+            when = now - timedelta(minutes=rng.randrange(60 * 24 * 30))
+            comments.append(
+                (
+                    comment_id,
+                    post_id,
+                    author,
+                    parent if c == 1 else None,
+                    _COMMENTS[c % len(_COMMENTS)],
+                    when,
+                )
+            )
+            parent = comment_id
+        for fan, emoji in rng.sample(pairs, rng.randrange(6)):
+            reactions.append((post_id, fan, emoji))
+    if comments:
+        await conn.execute(SQL_INSERT_COMMENTS, *map(list, zip(*comments, strict=True)))
+    if reactions:
+        await conn.execute(SQL_INSERT_REACTIONS, *map(list, zip(*reactions, strict=True)))
+
+
 async def load_demo(
-    conn: asyncpg.Connection, vault: Path, ids: PublicIds, count: int = 40
+    conn: asyncpg.Connection, vault: Path, ids: PublicIds, count: int = DEMO_POSTS
 ) -> str | None:
     """Seed an empty database; returns the demo user's sqid, or None if data already exists."""
     if await conn.fetchval("SELECT EXISTS (SELECT 1 FROM users)"):
         return None
     rng = random.Random(20261120)
     async with conn.transaction():
-        licenses = [
-            await conn.fetchval(
-                "INSERT INTO licenses (identifier, title) VALUES ($1, $2) RETURNING id",
-                ident,
-                title,
-            )
-            for ident, title in [
-                ("CC-BY-4.0", "Creative Commons Attribution 4.0"),
-                ("CC-BY-NC-4.0", "Creative Commons Attribution-NonCommercial 4.0"),
-                ("CC0-1.0", "Public domain dedication"),
-            ]
-        ]
+        license_ids = await _licenses(conn)
         owner_id, owner_sqid = await _insert_user(conn, ids, DEMO_HANDLE, ["user"])
-        fans = [await _insert_user(conn, ids, f"fan{i}", ["user"]) for i in range(1, 4)]
-        await _insert_user(conn, ids, "mod", ["user", "moderator"])
-        now = datetime.now(UTC)
-        for n in range(count):
-            fmt = _FORMATS[n % len(_FORMATS)]
-            # A few large canvases so ZIPs of the demo take visible time.
-            size, scale = (16, 4) if n % 7 else (64, 16)
-            frames = 3 if fmt == "gif" else 1
-            data = pixel_art(rng, size, scale, fmt, frames)
-            key = uuid.uuid4()
-            shard = host_shard(key, legacy=n % 3 == 0)  # both of the host's layouts
-            path = artwork_path(vault, shard, key, fmt)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            created = now - timedelta(hours=n * 7 + rng.randrange(5))
-            post_id: int = await conn.fetchval(
-                """INSERT INTO posts (storage_key, storage_shard, owner_id, title, description,
-                       hashtags, width, height, frame_count, view_count, license_id, created_at,
-                       hidden_by_user)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11, $12) RETURNING id""",
-                key, shard, owner_id, f"{_TITLES[n % len(_TITLES)]} #{n + 1}",
-                "Made for the demo ✨" if n % 3 else None, ["pixelart", fmt],
-                size * scale, frames, rng.randrange(2000), licenses[n % 3] if n % 4 else None,
-                created, n % 9 == 4,
-            )  # fmt: skip
-            await conn.execute(
-                "UPDATE posts SET public_sqid = $2, art_url = $3 WHERE id = $1",
-                post_id,
-                ids.encode(post_id),
-                f"/vault/{shard}/{key}.{fmt}",
-            )
-            await conn.execute(
-                "INSERT INTO post_files (post_id, format, file_bytes, is_native) VALUES ($1, $2, $3, true)",
-                post_id,
-                fmt,
-                len(data),
-            )
-            parent = None
-            for c in range(rng.randrange(4)):
-                author = fans[rng.randrange(len(fans))][0] if c != 2 else None
-                parent = await conn.fetchval(
-                    """INSERT INTO comments (post_id, author_id, parent_id, body, created_at)
-                       VALUES ($1, $2, $3, $4, $5) RETURNING id""",
-                    post_id, author, parent if c == 1 else None,
-                    ["Love this!", "Great palette 🎨", "How long did it take?"][c % 3],
-                    created + timedelta(minutes=10 * (c + 1)),
-                )  # fmt: skip
-            for _ in range(rng.randrange(6)):
-                await conn.execute(
-                    "INSERT INTO reactions (post_id, user_id, emoji) VALUES ($1, $2, $3)",
-                    post_id,
-                    fans[rng.randrange(len(fans))][0],
-                    _EMOJI[rng.randrange(len(_EMOJI))],
-                )
+        fans = [(await _insert_user(conn, ids, f, ["user"]))[0] for f in FANS]
+        await _insert_user(conn, ids, MODERATOR_HANDLE, ["user", "moderator"])
+        arts = [draw(rng, n) for n in range(count)]
+        seeded = Seeded(owner_id, license_ids, fans)
+        await insert_posts(conn, vault, ids, seeded, 0, arts, rng, datetime.now(UTC))
         # Playlists are not managed by PMD yet; one exists to show it is left out.
         playlist_id = await conn.fetchval(
             "INSERT INTO posts (owner_id, title, kind) VALUES ($1, 'Favourites', 'playlist') RETURNING id",
@@ -147,3 +352,36 @@ async def load_demo(
             "UPDATE posts SET public_sqid = $2 WHERE id = $1", playlist_id, ids.encode(playlist_id)
         )
     return owner_sqid
+
+
+class NoDemoUser(Exception):
+    """`--posts` needs the demo user, which only the demo data makes."""
+
+
+SQL_DEMO_OWNER = """
+SELECT u.id, (SELECT count(*) FROM posts p WHERE p.owner_id = u.id AND p.kind = 'artwork') AS n,
+       ARRAY(SELECT f.id FROM users f WHERE f.handle = ANY($2::text[]) ORDER BY f.handle) AS fans
+FROM users u WHERE u.handle = $1
+"""
+
+# Tiny images, drawn once and shared by the posts `--posts` adds: thousands in seconds.
+_TINY_ARTS = 12
+
+
+async def add_posts(conn: asyncpg.Connection, vault: Path, ids: PublicIds, count: int) -> int:
+    """`count` more artworks for the demo user, numbered after theirs, as the demo's own are
+    (licenses, tags, layers files, upscaled copies, comments, reactions) with tiny images;
+    how many artworks the user has now."""
+    row = await conn.fetchrow(SQL_DEMO_OWNER, DEMO_HANDLE, list(FANS))
+    if row is None:
+        raise NoDemoUser(f"there is no @{DEMO_HANDLE} user: load the demo data first")
+    first: int = row["n"]
+    if count == 0:
+        return first
+    rng = random.Random(first)
+    tiny = [draw(rng, n, tiny=True) for n in range(first, first + min(count, _TINY_ARTS))]
+    arts = [tiny[i % len(tiny)] for i in range(count)]
+    async with conn.transaction():
+        seeded = Seeded(row["id"], await _licenses(conn), list(row["fans"]))
+        await insert_posts(conn, vault, ids, seeded, first, arts, rng, datetime.now(UTC))
+    return first + count

@@ -24,18 +24,19 @@ from ..core.public_ids import PublicIds
 from ..core.settings import Settings
 from ..core.startup import load_settings
 from ..host.tokens import mint_token
-from .demo import load_demo
-from .demo_user import DEMO_HANDLE, demo_user_sqid
+from .demo import MODERATOR_HANDLE, load_demo
+from .demo_user import DEMO_HANDLE, SQL_DEMO_SQID, demo_user_sqid
 from .embedded import services, stop_processes
 
 
-async def _prepare(settings: Settings) -> str | None:
+async def _prepare(settings: Settings) -> tuple[str | None, str | None]:
+    """The demo user's sqid and the demo moderator's, once the demo data is there."""
     conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
         # Development: the stand-in host tables too, explicitly (nothing else creates them).
         await migrate(conn, settings, with_host_tables=True)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
-        return await demo_user_sqid(conn)
+        return await demo_user_sqid(conn), await conn.fetchval(SQL_DEMO_SQID, MODERATOR_HANDLE)
     finally:
         await conn.close()
 
@@ -83,28 +84,71 @@ def public_base(settings: Settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def banner(base: str, demo_sqid: str, token: str, daily_limit: int) -> str:
+# Dev mode's export cooldowns (production: 7 days and 1 day), so that a full export and then an
+# incremental one can be tried within minutes; a variable that is set wins.
+DEV_DEFAULTS = {"EXPORT_COOLDOWN_SECONDS": "120", "EXPORT_INCREMENTAL_COOLDOWN_SECONDS": "30"}
+
+
+def _duration(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def banner(
+    base: str,
+    demo_sqid: str,
+    token: str,
+    daily_limit: int,
+    settings: Settings | None = None,
+    moderator_token: str | None = None,
+) -> str:
     """What `make run` prints once everything answers: each line whole, to be copied. The first
-    URL opens the dashboard signed in; `base` is BASE_URL, or http://HOST:PORT when it is unset."""
+    URL opens the dashboard signed in; `base` is BASE_URL, or http://HOST:PORT when it is unset.
+    With `settings`, also the export cooldowns it runs with and where its emails go; with
+    `moderator_token`, the same page opened by the demo's moderator."""
+    moderator = (
+        f"The same page as @{MODERATOR_HANDLE}, a moderator: "
+        f"{base}/u/{demo_sqid}/posts#token={moderator_token}\n"
+        if moderator_token
+        else ""
+    )
+    dev = ""
+    if settings is not None:
+        full = _duration(settings.export_cooldown_seconds)
+        incremental = _duration(settings.export_incremental_cooldown_seconds)
+        dev = (
+            f"Exports: a full one every {full}, an incremental one {incremental} after any "
+            "(dev mode; EXPORT_COOLDOWN_SECONDS, EXPORT_INCREMENTAL_COOLDOWN_SECONDS)\n"
+        )
+        if settings.smtp_host is None:
+            dev += f"Emails are not sent (SMTP_HOST unset): read them at {base}/dev/mail\n"
     return (
         f"\npmd-service is running. This link opens the dashboard signed in as @{DEMO_HANDLE}:\n"
         # The token rides in the fragment, which browsers never send to a server.
-        f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n\n"
+        f"Open the dashboard: {base}/u/{demo_sqid}/posts#token={token}\n"
+        f"{moderator}\n"
         f"API reference: {base}/docs  (the OpenAPI document: {base}/openapi.json; "
         f"the API is under {base}/api/pmd)\n"
         f"Download requests (BDRs): at most {daily_limit} per user per UTC day "
-        f"(BDR_DAILY_LIMIT; more: BDR_DAILY_LIMIT=50 make run)\n\n"
+        f"(BDR_DAILY_LIMIT; more: BDR_DAILY_LIMIT=50 make run)\n"
+        f"{dev}\n"
         f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
         f"Try: curl -H 'Authorization: Bearer {token}' {base}/api/pmd/posts\n"
+        f"More posts for @{DEMO_HANDLE}: PMD_DEV=1 .venv/bin/python -m pmd_service demo --posts 5000\n"
         "Another port: PORT=9000 make run. Press Ctrl-C to stop everything.\n"
     )
 
 
 def run_dev() -> int:
+    for name, value in DEV_DEFAULTS.items():
+        os.environ.setdefault(name, value)  # the children inherit them
     # Dev mode by the command itself (`make run` sets PMD_DEV=1 too): a bad setting is one line.
     settings = load_settings("pmd dev", embedded=services, dev=True)
     _port_free(settings.host, settings.port)
-    demo_sqid = asyncio.run(_prepare(settings))
+    demo_sqid, moderator_sqid = asyncio.run(_prepare(settings))
 
     env = dict(os.environ)
     env.update(
@@ -132,7 +176,16 @@ def run_dev() -> int:
         _wait_ready(f"{local}/readyz", procs)
         token = mint_token(settings.jwt_secret_key, demo_sqid or "", ttl_seconds=7 * 86400)
         base = public_base(settings)
-        print(banner(base, demo_sqid or "", token, settings.bdr_daily_limit), flush=True)
+        moderator_token = moderator_sqid and mint_token(
+            settings.jwt_secret_key,
+            moderator_sqid,
+            ttl_seconds=7 * 86400,
+            roles=["user", "moderator"],
+        )
+        text = banner(
+            base, demo_sqid or "", token, settings.bdr_daily_limit, settings, moderator_token
+        )
+        print(text, flush=True)
         while not stopping and all(p.poll() is None for p in procs):
             time.sleep(0.2)
     finally:

@@ -1,7 +1,9 @@
-"""BDR emails (text + HTML) sent with aiosmtplib; without SMTP_HOST they are logged instead."""
+"""BDR emails (text + HTML) sent with aiosmtplib; without SMTP_HOST they are logged instead (and
+kept in dev mode's mailbox, mailbox.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any
 import aiosmtplib
 
 from ..core.settings import Settings
+from . import mailbox
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +189,15 @@ async def send(settings: Settings, message: EmailMessage, attempt: Attempt | Non
     """Send, or log when no SMTP server is configured. Raises on SMTP failure; `attempt` tells
     the caller whether that failure may still have delivered the message."""
     if settings.smtp_host is None:
+        if settings.dev_mode:  # kept for the dev server's /dev/mail, so it can be read
+            await asyncio.to_thread(mailbox.keep, settings, message)
+            log.info(
+                "email (SMTP_HOST unset) kept in the dev mailbox, %s/dev/mail: to=%s subject=%r",
+                settings.base_url,
+                message["To"],
+                message["Subject"],
+            )
+            return
         log.info(
             "email (SMTP_HOST unset, not sent) to=%s subject=%r", message["To"], message["Subject"]
         )

@@ -1,10 +1,15 @@
 """Dev mode's routes: `/` opens the demo user's page, `/vault/…` serves artwork files as the
-host site does. Registered by pages.setup in dev mode only (the only time dev/ is imported)."""
+host site does, `/dev/mail` shows the emails kept instead of sent (mail/mailbox.py), which the
+page's header links to. Registered by pages.setup in dev mode only (the only time dev/ is
+imported)."""
 
 from __future__ import annotations
 
+import asyncio
+import html
 import re
 import uuid
+from email.message import EmailMessage
 
 import asyncpg
 from aiohttp import web
@@ -13,6 +18,7 @@ from ..api.keys import DB_POOL, SETTINGS
 from ..core.problems import not_found
 from ..dev.demo_user import DEMO_HANDLE, demo_user_sqid
 from ..host.vault import VaultPathError, artwork_path
+from ..mail import mailbox
 
 _VAULT_NAME_RE = re.compile(r"^([0-9a-fA-F-]{36})\.(png|gif|webp|bmp)$")
 
@@ -47,6 +53,87 @@ async def dev_vault(request: web.Request) -> web.FileResponse:
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 
+MAILBOX_PATH = "/dev/mail"
+# What dev mode adds to the page's header (pages.HEADER_LINKS).
+HEADER_LINKS = (
+    f'<a id="dev-mailbox" class="dev-link" href="{MAILBOX_PATH}" target="_blank" '
+    'rel="noopener">Mailbox (dev)</a>'
+)
+_MAIL_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+_URL_RE = re.compile(r"https?://[^\s<>\"]+")
+
+
+def _mail_page(title: str, body: str) -> web.Response:
+    return web.Response(
+        text=(
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)}</title>"
+            '<link rel="stylesheet" href="/static/pmd/styles.css"></head>'
+            f'<body><main class="mailbox">{body}</main></body></html>'
+        ),
+        content_type="text/html",
+        headers=_MAIL_HEADERS,
+    )
+
+
+async def dev_mailbox(request: web.Request) -> web.Response:
+    """Dev mode only: the emails kept instead of sent, newest first."""
+    mails = await asyncio.to_thread(mailbox.kept, request.app[SETTINGS])
+    rows = "".join(
+        f'<li><a href="{MAILBOX_PATH}/{m.name}">{html.escape(m.subject or "(no subject)")}</a>'
+        f" to {html.escape(m.to)}, "
+        f'<time datetime="{m.kept_at.isoformat()}">'
+        f"{m.kept_at.strftime('%Y-%m-%d %H:%M:%S UTC')}</time></li>"
+        for m in mails
+    )
+    listing = (
+        f'<ul id="mail-list">{rows}</ul>'
+        if rows
+        else '<p id="mail-empty">No email yet. Ask for a download or an export with "Email me '
+        'when it is ready" on the dashboard; its email shows here once the worker sends it.</p>'
+    )
+    return _mail_page(
+        "Mailbox (dev)",
+        "<h1>Mailbox (dev)</h1><p>Dev mode sends no email (SMTP_HOST is unset): what the "
+        "worker would have sent is kept here, newest first.</p>" + listing,
+    )
+
+
+async def dev_mail(request: web.Request) -> web.Response:
+    """Dev mode only: one kept email, its text with the links it carries."""
+    message = await asyncio.to_thread(
+        mailbox.read, request.app[SETTINGS], request.match_info["name"]
+    )
+    if message is None:
+        raise not_found("No such email in the dev mailbox.")
+    heads = "".join(
+        f"<dt>{name}</dt><dd>{html.escape(str(message[name] or ''))}</dd>"
+        for name in ("Subject", "From", "To", "Message-ID")
+    )
+    text = _URL_RE.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', html.escape(_plain_text(message)))
+    return _mail_page(
+        str(message["Subject"] or "Email"),
+        f'<p><a href="{MAILBOX_PATH}">All emails</a></p><h1>{html.escape(str(message["Subject"]))}'
+        f'</h1><dl class="mail-head">{heads}</dl><pre id="mail-text">{text}</pre>',
+    )
+
+
+def _plain_text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    return body.get_content() if isinstance(body, EmailMessage) else ""
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/", dev_root, name="dev_root")
     app.router.add_get("/vault/{shard:.+}/{name}", dev_vault, name="dev_vault")
+    app.router.add_get(MAILBOX_PATH, dev_mailbox, name="dev_mailbox")
+    app.router.add_get(MAILBOX_PATH + "/{name}", dev_mail, name="dev_mail")

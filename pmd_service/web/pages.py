@@ -8,6 +8,7 @@ sit outside `/api/pmd` and the auth middleware.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +19,10 @@ from ..core.problems import not_found
 STATIC_DIR = Path(__file__).parent / "static"
 INDEX_HTML = STATIC_DIR / "index.html"
 PAGE_ROUTE = "dashboard_page"
+# Links dev mode adds to the page's header (dev_pages.py), in place of this mark; the page
+# served outside dev mode has none.
+HEADER_LINKS = web.AppKey("page_header_links", str)
+HEADER_LINKS_MARK = "<!-- header links -->"
 STATIC_ROUTE = "dashboard_static"
 
 # The page runs only its own scripts and talks only to this origin. Images may come from the
@@ -33,11 +38,19 @@ PAGE_HEADERS = {
 }
 
 
-async def dashboard(request: web.Request) -> web.FileResponse:
+async def dashboard(request: web.Request) -> web.StreamResponse:
     sqid = request.match_info["user_sqid"]
     alphabet = request.app[SETTINGS].sqids_alphabet
     if not 1 <= len(sqid) <= 16 or not set(sqid) <= set(alphabet):
         raise not_found("No user has this public id; check the link.")
+    links = request.app.get(HEADER_LINKS)
+    if links:
+        page = await asyncio.to_thread(INDEX_HTML.read_text, "utf-8")
+        return web.Response(
+            text=page.replace(HEADER_LINKS_MARK, links),
+            content_type="text/html",
+            headers=PAGE_HEADERS,
+        )
     return web.FileResponse(INDEX_HTML, headers=PAGE_HEADERS)
 
 
@@ -48,3 +61,4 @@ def setup(app: web.Application) -> None:
         from . import dev_pages
 
         dev_pages.setup(app)
+        app[HEADER_LINKS] = dev_pages.HEADER_LINKS

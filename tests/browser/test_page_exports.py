@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import re
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -208,10 +209,13 @@ async def test_an_export_goes_live_to_ready_in_parts_and_a_part_downloads(
     ]
     await shot(page, "export-ready")
 
-    # A second export within the cooldown: the page says when the next one can start.
-    await page.get_by_role("button", name="Start export").click()
-    await expect(message).to_contain_text("You can export again on ")
-    await expect(message).to_contain_text("(in 7 days)")
+    # Within the cooldown "Start export" waits, saying when the next one can start.
+    start = page.get_by_role("button", name="Start export")
+    await expect(start).to_be_disabled()
+    hint = page.locator("#export-hint")
+    await expect(hint).to_contain_text("You can start the next export on ")
+    await expect(hint).to_contain_text("(in 7 days)")
+    await expect(start).to_have_accessible_description(re.compile("in 7 days"))
     await expect(page.locator("#export-list > li")).to_have_count(1)
     await shot(page, "export-cooldown")
     assert await serious_violations(page) == []
@@ -303,15 +307,18 @@ async def test_a_running_export_is_named_when_starting_another_and_cancels_after
 
     # Cancelled after part 1 was ready (and could be downloaded), it counts for the cooldown
     # as a finished one would: cancelling before the last part is no way around it.
-    await page.get_by_role("button", name="Start export").click()
-    message = page.locator("#export-message")
-    await expect(message).to_contain_text("You can export again on ")
+    start = page.get_by_role("button", name="Start export")
+    await expect(start).to_be_disabled()
+    await expect(page.locator("#export-hint")).to_contain_text("You can start the next export on ")
     cards = page.locator("#export-list > li")
     await expect(cards).to_have_count(1)
     # A week later, the POST's reply and the stream's events for the new export meet in one
     # card.
     await set_export(pool, made["id"], "created_at = created_at - interval '8 days'")
-    await page.get_by_role("button", name="Start export").click()
+    await page.reload()
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(start).to_be_enabled()
+    await start.click()
     await expect(cards).to_have_count(2)
     newest = cards.first
     await expect(newest).to_have_attribute("data-status", "pending")

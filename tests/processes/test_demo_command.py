@@ -1,19 +1,61 @@
 """`python -m pmd_service demo` (its `main`), against the test database: the demo data of
-`make run` loaded once, into a database with no user, its artworks' files in VAULT_PATH; one
+`make run` loaded once, into a database with no user, its artworks' files in VAULT_PATH, with
+everything the README names (a NoDerivatives license, layers files, upscaled copies, a
+moderator's tag and hidden post, deleted posts to restore); `--posts N`, exactly N more; one
 line and nothing written where it cannot (users already there, no Pillow). docker-compose.yml's
 `demo` service runs it (tests/deploy/test_compose_up.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
+from pmd_service.core.visibility import RESTORE_WINDOW_DAYS
+from pmd_service.host.vault import (
+    artwork_path,
+    relative_layers_path,
+    relative_upscaled_path,
+)
+from support.stack import connected
 from tests.cli_env import admin_value, keep_process_logging
 from tests.helpers import SECRET, TABLES
+
+SQL_ARTWORKS = """
+SELECT p.id, p.public_sqid, p.title, p.storage_shard, p.storage_key, p.hashtags::text[],
+       p.mod_hashtags::text[], p.remixable, p.hidden_by_user, p.hidden_by_mod,
+       p.deleted_by_user, p.deleted_by_user_date > now() - make_interval(days => $1) AS restorable,
+       p.mkpx_file_bytes, l.identifier AS license, f.format
+FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
+JOIN post_files f ON f.post_id = p.id AND f.is_native
+WHERE p.kind = 'artwork' ORDER BY p.id
+"""
+
+
+def artwork_rows(admin_url: str) -> list[dict[str, Any]]:
+    async def fetch() -> list[dict[str, Any]]:
+        async with connected(admin_url) as conn:
+            return [dict(r) for r in await conn.fetch(SQL_ARTWORKS, RESTORE_WINDOW_DAYS)]
+
+    return asyncio.run(fetch())
+
+
+def files_of(vault: Path, post: dict[str, Any]) -> list[Path]:
+    """The post's files in the vault: its image, and its layers file and upscaled copy where
+    they exist."""
+    shard, key = post["storage_shard"], post["storage_key"]
+    paths = [
+        artwork_path(vault, shard, key, post["format"]),
+        vault / relative_layers_path(shard, key),
+        vault / relative_upscaled_path(shard, key),
+    ]
+    return [p for p in paths if p.is_file()]
 
 
 @pytest.fixture
@@ -48,7 +90,9 @@ def test_loads_once_and_says_who_and_where(
     query = "SELECT count(*) FROM posts WHERE kind = 'artwork'"
     artworks = admin_value(admin_database_url, query)
     assert artworks == 40
-    assert len([p for p in env.vault_path.rglob("*") if p.is_file()]) == artworks
+    posts = artwork_rows(admin_database_url)
+    every_file = {p for p in env.vault_path.rglob("*") if p.is_file()}
+    assert every_file == {f for post in posts for f in files_of(env.vault_path, post)}
     # Again: nothing more, the same user.
     assert main(["demo"]) == 0
     again = json.loads(capsys.readouterr().out)
@@ -79,3 +123,90 @@ def test_without_pillow_one_line_and_nothing_written(
     assert main(["demo"]) == 2
     assert "needs Pillow" in capsys.readouterr().err
     assert admin_value(admin_database_url, "SELECT count(*) FROM users") == 0
+
+
+def test_the_demo_has_everything_the_readme_names(
+    env: Settings, admin_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+    posts = artwork_rows(admin_database_url)
+    vault = env.vault_path
+    for post in posts:
+        assert artwork_path(
+            vault, post["storage_shard"], post["storage_key"], post["format"]
+        ).is_file()
+    # A NoDerivatives license, on posts whose remix permission is off (the host's rule).
+    nd = [p for p in posts if p["license"] == "CC-BY-ND-4.0"]
+    assert nd and not any(p["remixable"] for p in nd)
+    assert {"CC-BY-4.0", "CC-BY-NC-4.0", "CC0-1.0", None} <= {p["license"] for p in posts}
+    # Layers files where the host keeps them, of the size the post declares.
+    layered = [p for p in posts if p["mkpx_file_bytes"] is not None]
+    assert layered
+    for post in layered:
+        path = vault / relative_layers_path(post["storage_shard"], post["storage_key"])
+        data = path.read_bytes()
+        assert len(data) == post["mkpx_file_bytes"]
+        assert data.startswith(b"\x89MKPX\r\n\x1a")
+    # Upscaled copies beside their artworks, WebP.
+    upscaled = [vault / relative_upscaled_path(p["storage_shard"], p["storage_key"]) for p in posts]
+    found = [path for path in upscaled if path.is_file()]
+    assert found and all(path.read_bytes()[8:12] == b"WEBP" for path in found)
+    # A moderator's tag, which the host keeps in the post's tags too.
+    tagged = [p for p in posts if p["mod_hashtags"]]
+    assert tagged and all(set(p["mod_hashtags"]) <= set(p["hashtags"]) for p in tagged)
+    # A post a moderator hid, posts the artist hid, and a few deleted that can be restored.
+    assert any(p["hidden_by_mod"] for p in posts)
+    assert any(p["hidden_by_user"] for p in posts)
+    deleted = [p for p in posts if p["deleted_by_user"]]
+    assert len(deleted) >= 2 and all(p["restorable"] for p in deleted)
+    assert len(deleted) < len(posts) // 4
+
+
+def test_more_posts_adds_exactly_that_many_with_their_files(
+    env: Settings, admin_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Into an empty database: the demo first, then the posts asked for.
+    assert main(["demo", "--posts", "3000"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["loaded"] is True and first["added_posts"] == 3000
+    assert first["artworks"] == 3040
+    posts = artwork_rows(admin_database_url)
+    assert len(posts) == 3040
+    assert main(["demo", "--posts", "7"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["loaded"] is False and again["user_sqid"] == first["user_sqid"]
+    assert again["artworks"] == 3047
+    posts = artwork_rows(admin_database_url)
+    assert len(posts) == 3047
+    owners = admin_value(
+        admin_database_url,
+        "SELECT count(DISTINCT owner_id) FROM posts WHERE kind = 'artwork'",
+    )
+    assert owners == 1
+    added = posts[40:]
+    # Numbered after the demo's own, each with its public id and its files.
+    assert added[0]["title"].endswith(" #41") and added[-1]["title"].endswith(" #3047")
+    assert all(p["public_sqid"] for p in added)
+    assert len({p["public_sqid"] for p in posts}) == len(posts)
+    for post in added[:50] + added[-50:]:
+        assert files_of(env.vault_path, post)
+    assert any(p["license"] == "CC-BY-ND-4.0" for p in added)
+    assert any(p["mkpx_file_bytes"] for p in added)
+    assert not any(p["deleted_by_user"] or p["hidden_by_mod"] for p in added)
+    comments = admin_value(
+        admin_database_url,
+        "SELECT count(DISTINCT post_id) FROM comments WHERE post_id = ANY($1::int[])",
+        [p["id"] for p in added],
+    )
+    assert comments > 0
+
+
+@pytest.mark.parametrize("given", ["0", "-3", "many", "1000001"])
+def test_more_posts_must_be_a_count(
+    env: Settings, given: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--posts", given])
+    assert exited.value.code == 2
+    assert "--posts" in capsys.readouterr().err

@@ -34,6 +34,8 @@ const ACTIVE = new Set(["pending", "processing"]);
 const RANK = { pending: 0, processing: 1, ready: 2, failed: 2, cancelled: 2, expired: 3 };
 // Progress is said to screen readers at most this often; a ready part or a new status at once.
 const ANNOUNCE_EVERY_MS = 15_000;
+// While "Start export" waits for the cooldown, its hint ("in 3 minutes") is redone this often.
+const WAIT_TICK_MS = 30_000;
 
 const short = (id) => String(id).slice(0, 8);
 const readyParts = (item) => item.parts.filter((p) => p.status === "ready" && p.download_url);
@@ -89,6 +91,14 @@ export class Exports {
     this.schedule = $("export-schedule");
     this.scheduleText = $("export-schedule-text");
     $("export-schedule-cancel").addEventListener("click", () => this.cancelSchedule());
+    // When the cooldown lets each kind start again (GET /api/pmd/exports, or a 429's wait).
+    this.nextAt = { full: null, incremental: null };
+    this.sending = false; // a POST is on its way
+    this.runningHint = "";
+    this.waitTimer = null;
+    for (const id of ["export-since", "export-repeat"]) {
+      $(id).addEventListener("change", () => this.showStart());
+    }
     this.defaultSize = DEFAULT_SIZE; // the server's, once GET /api/pmd/exports said it
     this.fillSizes(DEFAULT_SIZE);
     this.form.addEventListener("submit", (ev) => {
@@ -100,8 +110,10 @@ export class Exports {
 
   async start() {
     try {
-      const { items, limits, schedule } = await this.api.get("/api/pmd/exports");
+      const listed = await this.api.get("/api/pmd/exports");
+      const { items, limits, schedule } = listed;
       this.showSchedule(schedule);
+      this.keepNext(listed);
       if (limits) {
         // The server's bounds and default, known before the first request.
         this.bounds = { min: limits.min_part_bytes, max: limits.max_part_bytes };
@@ -207,10 +219,48 @@ export class Exports {
 
   async reloadSchedule() {
     try {
-      this.showSchedule((await this.api.get("/api/pmd/exports")).schedule);
+      const listed = await this.api.get("/api/pmd/exports");
+      this.showSchedule(listed.schedule);
+      this.keepNext(listed);
     } catch {
       // the next load says it
     }
+  }
+
+  // --- when "Start export" can be used next ---
+
+  // The kind of export the form asks for: a repeating one starts with a full export.
+  kind() {
+    const $ = (id) => document.getElementById(id);
+    return !$("export-repeat").value && $("export-since").checked ? "incremental" : "full";
+  }
+
+  keepNext(listed) {
+    const at = (iso) => (iso ? new Date(iso) : null);
+    this.nextAt = {
+      full: at(listed.next_export_at),
+      incremental: at(listed.next_incremental_export_at),
+    };
+    this.showStart();
+  }
+
+  // Disabled (aria-disabled: the focus stays) while a POST is on its way or until the cooldown
+  // of the kind chosen ends, the hint saying when; enabled again by itself then.
+  showStart() {
+    clearTimeout(this.waitTimer);
+    const at = this.nextAt[this.kind()];
+    const wait = at ? at.getTime() - Date.now() : 0;
+    const waiting = wait > 0;
+    const what = this.kind() === "incremental" ? "export of what changed" : "export";
+    const cooldown = waiting
+      ? `You can start the next ${what} on ${fmt.dateTime(at)} (${fmt.relative(at)}).`
+      : "";
+    this.hint.textContent = [this.runningHint, cooldown].filter(Boolean).join(" ");
+    if (waiting) this.startButton.dataset.until = at.toISOString();
+    else delete this.startButton.dataset.until;
+    if (waiting || this.sending) this.startButton.setAttribute("aria-disabled", "true");
+    else this.startButton.removeAttribute("aria-disabled");
+    if (waiting) this.waitTimer = setTimeout(() => this.showStart(), Math.min(wait, WAIT_TICK_MS));
   }
 
   async cancelSchedule() {
@@ -240,15 +290,16 @@ export class Exports {
       body.since = "last";
     }
     this.say("");
-    // aria-disabled, not disabled: a disabled button would drop the keyboard focus.
-    this.startButton.setAttribute("aria-disabled", "true");
+    this.sending = true;
+    this.showStart();
+    let started = false;
     try {
       const item = await this.api.post("/api/pmd/exports", body);
       if (item.nothing_changed) {
         this.say(item.message, "info");
         return;
       }
-      if (body.repeat_every_days) await this.reloadSchedule();
+      started = true;
       this.merge(item);
       this.render();
       this.toast(`Export ${short(item.id)} started. Each part can be downloaded as soon as it is ` +
@@ -256,8 +307,11 @@ export class Exports {
     } catch (error) {
       this.refused(error);
     } finally {
-      this.startButton.removeAttribute("aria-disabled");
+      this.sending = false;
+      this.showStart();
     }
+    // Its schedule, and when the next export can start.
+    if (started) await this.reloadSchedule();
   }
 
   refused(error) {
@@ -279,6 +333,7 @@ export class Exports {
       const wait = Number(problem.retry_after_seconds ?? error.retryAfter);
       if (Number.isFinite(wait) && wait > 0) {
         const at = new Date(Date.now() + wait * 1000);
+        this.nextAt[this.kind()] = at;
         this.say(`You can export again on ${fmt.dateTime(at)} (${fmt.relative(at)}). The ` +
           "parts of your last export stay downloadable until they expire.", "info");
       } else {
@@ -354,6 +409,7 @@ export class Exports {
     const said = [];
     const parts = readyParts(item);
     if (before.status !== item.status) {
+      if (!ACTIVE.has(item.status)) this.reloadSchedule();
       const reason = item.error_message ?? "no reason given";
       if (item.status === "ready") {
         said.push(`${name} is ready: ${fmt.plural(parts.length, "part")} to download.`);
@@ -416,9 +472,10 @@ export class Exports {
     this.list.replaceChildren(...items.map((item) => this.card(item, open.has(item.id))));
     this.empty.hidden = items.length > 0;
     const running = items.find((i) => ACTIVE.has(i.status));
-    this.hint.textContent = running
+    this.runningHint = running
       ? `Export ${short(running.id)} is running: a new one can start once it ends.`
       : "";
+    this.showStart();
     if (inList) this.refocus(focusKey, focusCard);
   }
 

@@ -1,0 +1,92 @@
+"""Dev mode's mailbox: with SMTP_HOST unset, each email the worker would send is kept as a file
+under {PMD_DATA_DIR}/mailbox, which the dev server lists at /dev/mail (web/dev_pages.py).
+
+A folder, not memory: the worker writes and the server reads, two processes sharing the data
+folder, as `make run` starts them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from pathlib import Path
+
+from ..core.settings import Settings
+
+MAILBOX_FOLDER = "mailbox"
+# The newest are kept; older ones are removed as new ones come.
+KEEP_AT_MOST = 200
+# `{nanoseconds since the epoch}-{random}.eml`: names sort by arrival.
+NAME_RE = re.compile(r"(?P<ns>[0-9]{20})-[0-9a-f]{32}\.eml")
+
+
+@dataclass(frozen=True)
+class KeptMail:
+    name: str
+    kept_at: datetime
+    to: str
+    subject: str
+
+
+def folder(settings: Settings) -> Path:
+    return settings.data_dir / MAILBOX_FOLDER
+
+
+def keep(settings: Settings, message: EmailMessage) -> str:
+    """Written whole (a temporary file renamed), so a reader never sees half of one; its name."""
+    where = folder(settings)
+    where.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns():020d}-{uuid.uuid4().hex}.eml"
+    temporary = where / f".{name}.part"
+    temporary.write_bytes(message.as_bytes(policy=policy.SMTP))
+    temporary.replace(where / name)
+    for old in _names(where)[:-KEEP_AT_MOST]:
+        with contextlib.suppress(FileNotFoundError):
+            (where / old).unlink()
+    return name
+
+
+def _names(where: Path) -> list[str]:
+    """The kept emails' names, oldest first."""
+    try:
+        return sorted(p.name for p in where.iterdir() if NAME_RE.fullmatch(p.name))
+    except FileNotFoundError:
+        return []
+
+
+def kept(settings: Settings) -> list[KeptMail]:
+    """Every kept email, newest first."""
+    where = folder(settings)
+    mails = []
+    for name in reversed(_names(where)):
+        message = read(settings, name)
+        if message is not None:
+            mails.append(_summary(name, message))
+    return mails
+
+
+def _summary(name: str, message: EmailMessage) -> KeptMail:
+    match = NAME_RE.fullmatch(name)
+    assert match is not None
+    kept_at = datetime.fromtimestamp(int(match["ns"]) / 1e9, UTC)
+    return KeptMail(name, kept_at, str(message["To"] or ""), str(message["Subject"] or ""))
+
+
+def read(settings: Settings, name: str) -> EmailMessage | None:
+    """One kept email, or None when `name` names none (only a kept email's name is read)."""
+    if not NAME_RE.fullmatch(name):
+        return None
+    try:
+        data = (folder(settings) / name).read_bytes()
+    except FileNotFoundError:
+        return None
+    message = BytesParser(policy=policy.default).parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    return message
