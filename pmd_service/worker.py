@@ -101,8 +101,10 @@ async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool
     metrics = f"http://{settings.host}:{server.port}/metrics" if server else "off"
     log.info(
         "worker ready: queue %s, up to %d jobs at once, metrics %s",
-        default_queue_name, MAX_JOBS, metrics,
-    )  # fmt: skip
+        default_queue_name,
+        MAX_JOBS,
+        metrics,
+    )
 
 
 def on_startup(settings: Settings, *, wait: bool = False) -> Any:

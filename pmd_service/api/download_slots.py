@@ -59,16 +59,22 @@ class ProxySlots:
         for a download that could not stream anyway."""
         if self.by_user[user_id] >= self.per_user:
             self._refuse(
-                "user", 429, "too-many-downloads", "Too Many Requests",
+                "user",
+                429,
+                "too-many-downloads",
+                "Too Many Requests",
                 f"{self.per_user} downloads of yours are already streaming from this server; "
                 "let one finish (or close it), then try again.",
-            )  # fmt: skip
+            )
         if self.active >= self.total:
             self._refuse(
-                "server", 503, "downloads-busy", "Service Unavailable",
+                "server",
+                503,
+                "downloads-busy",
+                "Service Unavailable",
                 f"This server is streaming as many downloads as it can ({self.total}); please "
                 "try again in a minute.",
-            )  # fmt: skip
+            )
 
     def _refuse(self, by: str, status: int, slug: str, title: str, detail: str) -> NoReturn:
         self.refused[by] += 1

@@ -65,9 +65,13 @@ async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> 
 _RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
 # The conditions `_plan` answers.
 _CONDITIONS = (
-    hdrs.RANGE, hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH,
-    hdrs.IF_MODIFIED_SINCE, hdrs.IF_UNMODIFIED_SINCE,
-)  # fmt: skip
+    hdrs.RANGE,
+    hdrs.IF_RANGE,
+    hdrs.IF_MATCH,
+    hdrs.IF_NONE_MATCH,
+    hdrs.IF_MODIFIED_SINCE,
+    hdrs.IF_UNMODIFIED_SINCE,
+)
 
 
 @dataclass(frozen=True)
@@ -389,8 +393,12 @@ async def _relay(
         transport.abort()
         log.warning(
             "%s %s: the object store failed mid-body (%s); cut off after %d of %d bytes",
-            request.method, request.path, exc, sent, total,
-        )  # fmt: skip
+            request.method,
+            request.path,
+            exc,
+            sent,
+            total,
+        )
     except ConnectionError as exc:
         # The error comes from the write's drain future, whose traceback holds the frames
         # that await it, this one included: a reference cycle (future, error, traceback,
@@ -458,20 +466,37 @@ class DownloadQuery(msgspec.Struct):
 def download_params() -> tuple[Param, ...]:
     """The headers a ZIP download answers to (a BDR's, or an export part's)."""
     return (
-        Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`, `bytes=1024-`, "
-              "`bytes=-512`); several ranges, or an invalid one, are answered with the "
-              "whole file"),
-        Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
-              "has this ETag or Last-Modified date"),
-        Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
-              "ETags (`*`: any)"),
-        Param("If-Unmodified-Since", {"type": "string"}, "412 when the ZIP changed after "
-              "this HTTP date (ignored with If-Match)"),
-        Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
-              "ETags (`*`: any)"),
-        Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
-              "since this HTTP date (ignored with If-None-Match)"),
-    )  # fmt: skip
+        Param(
+            "Range",
+            {"type": "string"},
+            "One byte range (`bytes=0-1023`, `bytes=1024-`, "
+            "`bytes=-512`); several ranges, or an invalid one, are answered with the "
+            "whole file",
+        ),
+        Param(
+            "If-Range",
+            {"type": "string"},
+            "Serve the range only if the file still has this ETag or Last-Modified date",
+        ),
+        Param(
+            "If-Match", {"type": "string"}, "412 unless the ZIP has one of these ETags (`*`: any)"
+        ),
+        Param(
+            "If-Unmodified-Since",
+            {"type": "string"},
+            "412 when the ZIP changed after this HTTP date (ignored with If-Match)",
+        ),
+        Param(
+            "If-None-Match",
+            {"type": "string"},
+            "304 when the ZIP has one of these ETags (`*`: any)",
+        ),
+        Param(
+            "If-Modified-Since",
+            {"type": "string"},
+            "304 when the ZIP has not changed since this HTTP date (ignored with If-None-Match)",
+        ),
+    )
 
 
 def zip_answers(filename: str, what: str) -> dict[str, Any]:
@@ -498,31 +523,43 @@ def zip_answers(filename: str, what: str) -> dict[str, Any]:
             409: f"The {what} is not ready (still being built), or was never built",
             410: f"The {what} expired or was removed, or its file is gone",
             412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
-                 "the ZIP's now",
+            "the ZIP's now",
             416: "The one range asked for holds no byte of the ZIP (it starts at or past "
-                 "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
+            "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
             429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
-                 "streaming from this server; see Retry-After",
+            "streaming from this server; see Retry-After",
             503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
-                 "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
-                 "see Retry-After",
+            "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
+            "see Retry-After",
         },
         # One range at most: a request for several is answered 200 with the whole ZIP,
         # never multipart/byteranges (_byte_range).
         "other_responses": (
             (206, "The one byte range asked for (If-Range, if sent, holds)", "application/zip"),
-            (304, "Not modified: If-None-Match (`*` included) or If-Modified-Since matches "
-             "the ZIP", None),
-            (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
-             "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS", None),
+            (
+                304,
+                "Not modified: If-None-Match (`*` included) or If-Modified-Since matches the ZIP",
+                None,
+            ),
+            (
+                302,
+                "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
+                "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS",
+                None,
+            ),
         ),
         "status_headers": {
-            206: {**zip_headers, "Content-Range": "`bytes <first>-<last>/<size>`: where "
-                  "this part lies in the ZIP"},
+            206: {
+                **zip_headers,
+                "Content-Range": "`bytes <first>-<last>/<size>`: where this part lies in the ZIP",
+            },
             304: validators,
-            302: {"Location": "A signed URL of the ZIP (conditions and ranges are the "
-                  "store's to answer there)", "Cache-Control": "`private, no-store`"},
+            302: {
+                "Location": "A signed URL of the ZIP (conditions and ranges are the "
+                "store's to answer there)",
+                "Cache-Control": "`private, no-store`",
+            },
             412: {"ETag": "The ZIP's entity tag now"},
             416: {"Content-Range": "`bytes */<size>`: the ZIP's size"},
         },
-    }  # fmt: skip
+    }

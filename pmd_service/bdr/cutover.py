@@ -122,9 +122,14 @@ def _host_zip(vault: Path, row: asyncpg.Record) -> Path | None:
 
 
 async def import_host_bdrs(
-    conn: Conn, redis: ArqRedis | None, vault: Path, host_schema: str, *, apply: bool,
+    conn: Conn,
+    redis: ArqRedis | None,
+    vault: Path,
+    host_schema: str,
+    *,
+    apply: bool,
     own_schema: str = "pmd",
-) -> Summary:  # fmt: skip
+) -> Summary:
     """`redis`: needed only to `apply`. A dry run may come before the first migration: the
     service's own table missing, nothing counts as imported."""
     if apply and redis is None:
@@ -151,10 +156,16 @@ async def import_host_bdrs(
             summary.leave_out(why, row)
             continue
         common = (
-            row["id"], row["user_id"], row["user_sqid"], list(row["post_ids"]),
-            row["artwork_count"], row["include_comments"], row["include_reactions"],
-            row["send_email"], row["created_at"],
-        )  # fmt: skip
+            row["id"],
+            row["user_id"],
+            row["user_sqid"],
+            list(row["post_ids"]),
+            row["artwork_count"],
+            row["include_comments"],
+            row["include_reactions"],
+            row["send_email"],
+            row["created_at"],
+        )
         if status in ("pending", "processing"):
             if apply and await conn.fetchval(SQL_IMPORT_PENDING, *common) is not None:
                 assert redis is not None
@@ -171,9 +182,14 @@ async def import_host_bdrs(
         size = row["file_size_bytes"] or os.stat(path).st_size
         if apply:
             await conn.fetchval(
-                SQL_IMPORT_READY, *common, HOST_FILE_PREFIX + row["file_path"], size,
-                row["started_at"], row["completed_at"], row["expires_at"],
-            )  # fmt: skip
+                SQL_IMPORT_READY,
+                *common,
+                HOST_FILE_PREFIX + row["file_path"],
+                size,
+                row["started_at"],
+                row["completed_at"],
+                row["expires_at"],
+            )
         summary.served.append(str(row["id"]))
     log.info("import-host-bdrs: all %d requests looked at", len(rows))
     return summary

@@ -121,10 +121,13 @@ def open_store(
         url.bucket,
         prefix=url.prefix or None,
         client_options=client,
-        retry_config={"max_retries": 3, "backoff": {"init_backoff": timedelta(milliseconds=100)},
-                      "retry_timeout": retry_timeout},
+        retry_config={
+            "max_retries": 3,
+            "backoff": {"init_backoff": timedelta(milliseconds=100)},
+            "retry_timeout": retry_timeout,
+        },
         **config,
-    )  # fmt: skip
+    )
 
 
 def _duration(value: timedelta) -> str:

@@ -242,16 +242,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             Sqids(alphabet=alphabet, min_length=0)
         except ValueError as exc:
             raise ConfigError(f"SQIDS_ALPHABET: {exc}") from None
-        for variable, url in (("ARTWORK_BASE_URL", self.artwork_base_url),
-                              ("BASE_URL", self.base_url)):  # fmt: skip
+        for variable, url in (
+            ("ARTWORK_BASE_URL", self.artwork_base_url),
+            ("BASE_URL", self.base_url),
+        ):
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{variable} must start with http:// or https://, got {url!r}")
-        for variable, url in (("DATABASE_URL", self.database_url),
-                              ("DATABASE_DIRECT_URL", self.database_direct_url)):  # fmt: skip
+        for variable, url in (
+            ("DATABASE_URL", self.database_url),
+            ("DATABASE_DIRECT_URL", self.database_direct_url),
+        ):
             if url is not None:
                 _check_postgres_url(variable, url)
-        for variable, url in (("REDIS_URL", self.redis_url),
-                              ("HOST_CACHE_REDIS_URL", self.host_cache_redis_url)):  # fmt: skip
+        for variable, url in (
+            ("REDIS_URL", self.redis_url),
+            ("HOST_CACHE_REDIS_URL", self.host_cache_redis_url),
+        ):
             if url is not None:
                 _check_redis_url(variable, url)
         if self.sentry_dsn is not None:
@@ -401,10 +407,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 # cloud SDKs, Sentry's SDK): a name there is unknown to us only when it is one letter or two
 # away from one of ours. Under the service's own first words (BDR_, EXPORT_, SSE_, SMTP_, ...)
 # every unknown name is reported.
-_SHARED_WORDS = frozenset({
-    "AUTO", "AWS", "BASE", "CORS", "DATABASE", "DB", "HOST", "JWT", "LOG", "MAIL", "MAX",
-    "METRICS", "PMD", "PORT", "REDIS", "SENTRY", "SERVER", "SQIDS",
-})  # fmt: skip
+_SHARED_WORDS = frozenset(
+    {
+        "AUTO",
+        "AWS",
+        "BASE",
+        "CORS",
+        "DATABASE",
+        "DB",
+        "HOST",
+        "JWT",
+        "LOG",
+        "MAIL",
+        "MAX",
+        "METRICS",
+        "PMD",
+        "PORT",
+        "REDIS",
+        "SENTRY",
+        "SERVER",
+        "SQIDS",
+    }
+)
 
 
 def unknown_settings(env: Mapping[str, str] | None = None) -> list[str]:
@@ -434,11 +458,20 @@ def dev_requested(env: Mapping[str, str] | None = None) -> bool:
     return value != "" and _as_bool("PMD_DEV", value)
 
 
-_SECRET_FIELDS = frozenset({
-    "database_url", "redis_url", "artwork_base_url", "jwt_secret_key", "smtp_password",
-    "host_cache_redis_url", "aws_secret_access_key", "aws_session_token", "sentry_dsn",
-    "database_direct_url",
-})  # fmt: skip
+_SECRET_FIELDS = frozenset(
+    {
+        "database_url",
+        "redis_url",
+        "artwork_base_url",
+        "jwt_secret_key",
+        "smtp_password",
+        "host_cache_redis_url",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "sentry_dsn",
+        "database_direct_url",
+    }
+)
 _INFO = msgspec.inspect.type_info(Settings)
 assert isinstance(_INFO, msgspec.inspect.StructType)
 _KINDS = {f.encode_name: f.type for f in _INFO.fields}  # variable name -> its type

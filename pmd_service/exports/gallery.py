@@ -117,8 +117,9 @@ def _card(a: Artwork, files: set[str], social: Social) -> str:
     image = f"data/artworks/{a.filename}"
     scale = _scale(a)
     size = f' width="{a.width * scale}" height="{a.height * scale}"' if a.width and a.height else ""
-    hidden = [w for w, on in (("by you", a.hidden_by_user), ("by a moderator", a.hidden_by_mod))
-              if on]  # fmt: skip
+    hidden = [
+        w for w, on in (("by you", a.hidden_by_user), ("by a moderator", a.hidden_by_mod)) if on
+    ]
     parts = [
         '<li class="card">',
         f'<a class="frame" href="{_href(image)}"><img src="{_href(image)}" alt="{_e(a.title)}"'

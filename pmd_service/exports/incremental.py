@@ -132,9 +132,13 @@ def parse_since(value: str | None) -> uuid.UUID | str | None:
 
 def _bad_since(detail: str, message: str, extra: dict[str, Any] | None = None) -> ProblemError:
     return ProblemError(
-        400, "invalid-since", "Bad Request", detail,
-        errors=[FieldError(field="since", message=message)], extra=extra,
-    )  # fmt: skip
+        400,
+        "invalid-since",
+        "Bad Request",
+        detail,
+        errors=[FieldError(field="since", message=message)],
+        extra=extra,
+    )
 
 
 # Why an export of the user cannot be followed, by its status.

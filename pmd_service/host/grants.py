@@ -31,33 +31,75 @@ import re
 # Columns the service reads (SELECT, WHERE, JOIN, RETURNING), per host table.
 READS: dict[str, tuple[str, ...]] = {
     "users": (
-        "id", "user_key", "public_sqid", "handle", "email", "roles", "deactivated",
+        "id",
+        "user_key",
+        "public_sqid",
+        "handle",
+        "email",
+        "roles",
+        "deactivated",
         "banned_until",
     ),
     "posts": (
-        "id", "owner_id", "kind", "public_sqid", "title", "description", "created_at", "width",
-        "height", "frame_count", "art_url", "hidden_by_user", "hidden_by_mod",
-        "deleted_by_user", "deleted_by_user_date", "view_count", "license_id", "hashtags",
-        "storage_shard", "storage_key", "remixable", "mod_hashtags", "mkpx_file_bytes",
-        "metadata_modified_at", "artwork_modified_at", "mkpx_attached_at", "hash",
+        "id",
+        "owner_id",
+        "kind",
+        "public_sqid",
+        "title",
+        "description",
+        "created_at",
+        "width",
+        "height",
+        "frame_count",
+        "art_url",
+        "hidden_by_user",
+        "hidden_by_mod",
+        "deleted_by_user",
+        "deleted_by_user_date",
+        "view_count",
+        "license_id",
+        "hashtags",
+        "storage_shard",
+        "storage_key",
+        "remixable",
+        "mod_hashtags",
+        "mkpx_file_bytes",
+        "metadata_modified_at",
+        "artwork_modified_at",
+        "mkpx_attached_at",
+        "hash",
     ),
     "post_files": ("post_id", "format", "file_bytes", "is_native"),
     "licenses": ("id", "identifier", "title"),
     "comments": (
-        "id", "post_id", "author_id", "parent_id", "body", "created_at", "hidden_by_mod",
-        "deleted_by_owner", "deleted_by_mod",
+        "id",
+        "post_id",
+        "author_id",
+        "parent_id",
+        "body",
+        "created_at",
+        "hidden_by_mod",
+        "deleted_by_owner",
+        "deleted_by_mod",
     ),
     "reactions": ("post_id", "emoji"),
-}  # fmt: skip
+}
 # posts/batch_sql.py and undo.py: hide, unhide, delete, restore, license, tags (a moderator's
 # in `mod_hashtags` too), remixable; `updated_at` and `metadata_modified_at` are bumped by each.
 UPDATES: dict[str, tuple[str, ...]] = {
     "posts": (
-        "hidden_by_user", "hidden_by_mod", "deleted_by_user", "deleted_by_user_date",
-        "license_id", "updated_at", "metadata_modified_at", "remixable", "hashtags",
+        "hidden_by_user",
+        "hidden_by_mod",
+        "deleted_by_user",
+        "deleted_by_user_date",
+        "license_id",
+        "updated_at",
+        "metadata_modified_at",
+        "remixable",
+        "hashtags",
         "mod_hashtags",
     ),
-}  # fmt: skip
+}
 # posts/batch_sql.py and bdr/service.py: a moderator's batch, in the host's audit log.
 INSERTS: dict[str, tuple[str, ...]] = {
     "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
@@ -65,11 +107,22 @@ INSERTS: dict[str, tuple[str, ...]] = {
 # `import-host-bdrs` only (bdr/cutover.py): the host's own PMD table, read once at cut-over.
 CUTOVER_READS: dict[str, tuple[str, ...]] = {
     "batch_download_requests": (
-        "id", "user_id", "post_ids", "include_comments", "include_reactions", "send_email",
-        "status", "file_path", "file_size_bytes", "artwork_count", "created_at", "started_at",
-        "completed_at", "expires_at",
+        "id",
+        "user_id",
+        "post_ids",
+        "include_comments",
+        "include_reactions",
+        "send_email",
+        "status",
+        "file_path",
+        "file_size_bytes",
+        "artwork_count",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
     ),
-}  # fmt: skip
+}
 
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

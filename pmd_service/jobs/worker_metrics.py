@@ -109,8 +109,12 @@ def metrics_server(
         log.warning(
             "worker metrics: the default port %s:%d is unavailable (%s; another worker on this "
             "host?), serving on http://%s:%d/metrics instead; set METRICS_PORT for a fixed one",
-            host, DEFAULT_METRICS_PORT, exc.strerror, host, server.port,
-        )  # fmt: skip
+            host,
+            DEFAULT_METRICS_PORT,
+            exc.strerror,
+            host,
+            server.port,
+        )
         return server
     log.info("worker metrics at http://%s:%d/metrics", host, server.port)
     return server

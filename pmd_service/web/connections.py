@@ -133,8 +133,10 @@ def connection_cap(configured: int | None, descriptors: int) -> int:
         log.warning(
             "MAX_CONNECTIONS=%d is more than the descriptor limit (%d) leaves for connections "
             "(about %d): past that, accepts fail instead of answering 503",
-            configured, descriptors, fits,
-        )  # fmt: skip
+            configured,
+            descriptors,
+            fits,
+        )
     return configured
 
 

@@ -128,14 +128,29 @@ def setup(app: web.Application) -> None:
 
 
 ENDPOINTS = (
-    Endpoint("get", "/docs", docs, "docs", "This document, as a page to read", "operations",
-             auth=Auth.PUBLIC, response_media="text/html",
-             ok_description="The API reference: a page that renders /openapi.json",
-             headers=HEADERS_DOC),
-    Endpoint("get", API_DOCS_PATH, api_docs, "apiDocs",
-             "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
-             "this service's requests)", "operations",
-             auth=Auth.PUBLIC, response_media="text/html",
-             ok_description="The API reference: a page that renders /api/pmd/openapi.json",
-             headers=HEADERS_DOC),
-)  # fmt: skip
+    Endpoint(
+        "get",
+        "/docs",
+        docs,
+        "docs",
+        "This document, as a page to read",
+        "operations",
+        auth=Auth.PUBLIC,
+        response_media="text/html",
+        ok_description="The API reference: a page that renders /openapi.json",
+        headers=HEADERS_DOC,
+    ),
+    Endpoint(
+        "get",
+        API_DOCS_PATH,
+        api_docs,
+        "apiDocs",
+        "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
+        "this service's requests)",
+        "operations",
+        auth=Auth.PUBLIC,
+        response_media="text/html",
+        ok_description="The API reference: a page that renders /api/pmd/openapi.json",
+        headers=HEADERS_DOC,
+    ),
+)

@@ -58,8 +58,11 @@ LISTEN_BACKLOG = 4096
 # (web/connections.py).
 KEEPALIVE_SECONDS = 130
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
-_BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
-                errno.EADDRNOTAVAIL: "HOST is not an address of this machine"}  # fmt: skip
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "another process holds it",
+    errno.EACCES: "not permitted",
+    errno.EADDRNOTAVAIL: "HOST is not an address of this machine",
+}
 
 log = logging.getLogger(__name__)
 
