@@ -1,16 +1,9 @@
 """Configuration from the environment (12-factor): one frozen msgspec struct.
 
-Each field is one variable: its name upper-cased (or the `name=` given), its type and `Meta`
-bounds are the parsing rules, its default is the only default. `from_env` converts the
-environment into it; checks that involve several fields run in `__post_init__`, so a struct
-built directly (tests, tools) is held to them too.
-
-DATABASE_URL and REDIS_URL are plain `str`: a process has them once it has started. In dev mode
-(PMD_DEV=1, asked for explicitly: core/startup.py) they may be unset, and then `from_env` asks
-`embedded` (the embedded PostgreSQL and Redis of dev runs and tests) for them; parsing alone
-never starts a server. Every variable that is set is checked by every process, whether or not it
-uses it (`check_env`): a mistake shows at the first command an operator runs. Only what a
-process uses is required (JWT_SECRET_KEY: `needs_secret`).
+Each field is one variable, and its type, `Meta` bounds and default are the only parsing rules;
+checks across fields run in `__post_init__` so that a struct built directly is held to them too.
+Every variable that is set is checked by every process (`check_env`), so that a mistake shows at
+the first command an operator runs; only what a process uses is required.
 """
 
 from __future__ import annotations
@@ -515,8 +508,8 @@ _STAND_INS = {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://", "JWT_SEC
 
 def _check_values(raw: dict[str, Any]) -> None:
     """Every variable that is set, checked as the struct checks it, and HOST resolved: the
-    server binds it, the worker serves its metrics there (a name that does not resolve used to
-    end the server in a traceback)."""
+    server binds it and the worker serves its metrics there, so a name that does not resolve is
+    a setting's error, not a traceback."""
     checked = _convert(_STAND_INS | raw)
     try:
         socket.getaddrinfo(checked.host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
