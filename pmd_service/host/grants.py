@@ -1,27 +1,11 @@
-"""`python -m pmd_service grants --role NAME`: the SQL a host admin runs for a least-privilege
-database role for the service.
+"""`python -m pmd_service grants --role NAME`: the SQL a host admin runs to give the service a
+least-privilege database role.
 
-The role gets exactly what the service's SQL needs on the host's tables, column by column:
-SELECT on the columns it reads, UPDATE on the posts columns the dashboard's actions change, and
-INSERT into `audit_logs` (a moderator's batches). No host table takes a row from a sequence of
-the service's, so there is no sequence right; no DELETE, TRUNCATE, TRIGGER or REFERENCES; no
-ownership of anything of the host's.
-
-Run again, the script also takes back what the role was given since by hand: an attribute
-(CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
-member may `SET ROLE` to it, NOINHERIT or not, and then act with its rights and attributes: as
-the host tables' owner, it may drop them), and any right on the host schema's tables and
-sequences or CREATE on the schema itself; then it grants the lists below again. An ownership
-stays: `check-host` reports it. It owns the service's own schema (`pmd`): the migrations
-run as the role and create its tables, functions and triggers there; the admin creates the
-schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advisory locks and
-`gen_random_uuid()` need no grant. A superuser, or a role owning the host's database, schema or
-anything in it (the host's own role), is refused before anything changes (`_refusal`).
-
-The lists below come from the SQL constants of posts/, bdr/, sse/, jobs/, host/ and web/ that
-name host tables (tests/api/test_grants.py EXPLAINs every one of them as a role holding exactly
-these rights, and each right taken away breaks one), and the test suite runs the whole service
-as such a role.
+The role gets exactly what the service's SQL needs on the host's tables, column by column, and
+owns only the service's own schema. Run again, the script first takes back whatever was given
+by hand since (attributes, memberships, other rights), since a member of a role may act with
+all of that role's rights; a superuser or an owner of the host's objects is refused before
+anything changes. tests/api/test_grants.py holds the lists below equal to what the SQL needs.
 """
 
 from __future__ import annotations

@@ -1,21 +1,10 @@
 """`python -m pmd_service check-host`: does the host's database give the service what it needs?
 
-Beside the host the service creates no index on a host table: indexes are the operator's call.
-This says, for each index the service's queries need, whether one that serves exists —
-compared by definition read from the catalog (valid btree, leading key columns, predicate), not
-by name, since the host already has several under its own names — and prints
-`CREATE INDEX CONCURRENTLY` for the rest. It also checks every host column the service reads or
-writes (present, type, nullability), one line per misfit. It only reads the catalog.
-
-It fails on tables `migrate --with-host-tables` created (their comment says so): stand-ins in a
-dev database, or a wrong DATABASE_URL, never the host's (unless told it is a dev database). And
-it compares the connected role's privileges on the host's tables with what the service needs
-(host/grants.py): a missing one fails; so does anything that lets the role alter, drop, empty or
-take over the host's database, whether the role holds it or may `SET ROLE` to a role that does
-(a membership, INHERIT or not): being a superuser, owning the database, the host schema or
-anything in it, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, a predefined role such as
-pg_write_all_data, CREATE on the host schema, UPDATE on a host sequence, and any write right on
-a host table beyond need. Reads beyond need, and other memberships, are warnings.
+It only reads the catalog. For each index the service's queries need it says whether one that
+serves exists, compared by definition rather than by name since the host names its own, and
+prints `CREATE INDEX CONCURRENTLY` for the rest; it checks every host column the service uses,
+fails on stand-in host tables, and compares the role's privileges with host/grants.py, failing
+on anything that would let the role alter, drop, empty or take over the host's database.
 """
 
 from __future__ import annotations
