@@ -1,7 +1,5 @@
-"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…).
-
-The server finds a ZIP to serve and removes one on request; the worker writes them (bdr/job_run.py)
-and the cleanup tidies both kinds of place (upkeep/cleanup.py).
+"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…), as the
+server finds, serves and removes them.
 """
 
 from __future__ import annotations

@@ -71,8 +71,8 @@ def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
 @dataclass(frozen=True)
 class Origin:
     """ARTWORK_BASE_URL split in two: `url` without any user info, the only form ever requested,
-    logged or put in a message (logging the configured URL as is wrote `user:pass@` into every
-    failure line), and its credentials, sent as an HTTP basic `Authorization` header instead."""
+    logged or put in a message, and its credentials, sent as an HTTP basic `Authorization`
+    header instead."""
 
     url: str
     headers: dict[str, str]
