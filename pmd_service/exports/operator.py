@@ -1,11 +1,10 @@
 """`python -m pmd_service export --user SQID --reason TEXT [--to DIR]`: a data-subject request.
 
 The same full export a user asks for, made by an operator for any user, deactivated or banned
-ones too (they cannot sign in to ask): no cooldown applies, and it counts toward none of the
-user's own (nor does `since: last` follow it); one running export of the user still blocks it. One row in the host's audit log names the reason (its actor is the user the
-data belongs to: the host's `actor_id` is a user, and the operator is the shell's user, named
-in the note). The command waits for the worker with a progress line on stderr, then prints
-where each part is, and copies the parts into DIR when given.
+ones too, since they cannot sign in to ask: no cooldown applies and it counts toward none of the
+user's own, but a running export of the user still blocks it. The reason goes into one row of
+the host's audit log, whose actor is the user the data belongs to (the host's `actor_id` is a
+user) and whose note names the operator.
 """
 
 from __future__ import annotations
