@@ -35,9 +35,8 @@ def _malloc_trim() -> Callable[[], object] | None:
 # pass through this one) are freed when it ends, but glibc keeps the freed pages in its
 # arenas: a trim gives them back (docs/reliability.md, bench/store.py).
 RELEASE_FREE_MEMORY = _malloc_trim()
-# How long after the last download ended the trim runs. The store client's threads free a
-# download's connection and buffers a moment after Python let go of its stream: a trim as
-# the last download ended left ~7-25 MiB of those in their arenas, one this much later ~1.
+# How long after the last download ended the trim runs: the store client's threads free a
+# download's connection and buffers only a moment after Python let go of its stream.
 TRIM_DELAY_SECONDS = 0.5
 
 
