@@ -1,11 +1,9 @@
 """Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket.
 
-One path: `plan_cleanup` reads what is due (in one read-only snapshot, the folder or bucket
-only listed) into a `CleanupPlan`; `apply_cleanup` does exactly that plan, each statement taking
-the planned ids and re-checking its condition against the plan's clock, so a row that changed
-in between (a failed request requeued, an export renewed) is left alone, and returns what it
-did as a plan too. `cleanup_dry_run` (`python -m pmd_service cleanup --dry-run`) is the plan's
-summary; `cleanup_expired_bdrs` (the worker's daily job) plans, then applies.
+`plan_cleanup` reads what is due into a `CleanupPlan` in one read-only snapshot, and
+`apply_cleanup` does exactly that plan, each statement re-checking its condition on the planned
+ids against the plan's clock, so that a row that changed in between is left alone and
+`cleanup --dry-run` shows what a run would do.
 """
 
 from __future__ import annotations
