@@ -1,15 +1,9 @@
 """The arq worker, wired in one place: the jobs it runs, its options, and its two entry points.
 
-- `python -m pmd_service worker` (`main`, the supported form): after PostgreSQL and Redis answer
-  (STARTUP_WAIT_SECONDS), with setup problems as one line, the options below run by `PmdWorker`
-  (which survives a Redis connection lost while it claims a job), without arq's logging set-up:
-  each line once, JSON under LOG_FORMAT=json.
-- `arq pmd_service.worker.WorkerSettings` (or `arq worker.WorkerSettings` from a checkout;
-  `arq --check …` checks its health): the same options with arq's own start-up. Asking for
-  `WorkerSettings` reads the settings, from the environment only (DATABASE_URL and REDIS_URL
-  must be set), and starts nothing, connects nowhere and writes nothing; importing this module
-  reads nothing.
-The tests run a Worker in burst mode on `worker_options` with their own settings.
+`python -m pmd_service worker` (`main`, the supported form) waits for PostgreSQL and Redis, runs
+the options below on `PmdWorker` and writes each log line once; `arq
+pmd_service.worker.WorkerSettings` runs the same options under arq's own start-up. Importing
+this module reads no setting, so that the tests can run `worker_options` with their own.
 """
 
 from __future__ import annotations
@@ -46,9 +40,8 @@ log = logging.getLogger(__name__)
 
 PROCESS = "pmd-worker"
 
-# arq's poll loop has no error handling: one failed Redis call ends the worker process (seen
-# in the chaos run: a 20 s Redis restart killed both workers, and a supervisor restarting them
-# meanwhile only watched them fail again). Each call retries with backoff instead, ~1 minute.
+# arq's poll loop has no error handling, so one failed Redis call would end the worker process:
+# each call retries with backoff instead, for about a minute.
 # OSError too: redis-py retries a refused reconnect of a pooled connection only when the
 # socket's own error (ConnectionRefusedError) is in the list, not just redis' ConnectionError.
 REDIS_RETRIES = 40
@@ -71,9 +64,8 @@ CRON_JOBS = [
 HEALTH_CHECK_INTERVAL = 30
 MAX_JOBS = 4
 # arq polls its queue and starts at most MAX_JOBS jobs a poll, so the delay bounds both a
-# request's wait (arq's default, 0.5 s, was most of a small BDR's POST → ready time) and one
-# worker's rate; a poll is one ZRANGEBYSCORE, skipped while every slot is busy. What each delay
-# measured: docs/benchmarks.md, "Measurements behind the code" (`poll_delay`).
+# request's wait and one worker's rate; a poll is one ZRANGEBYSCORE, skipped while every slot is
+# busy (docs/benchmarks-details.md, "Measurements behind the code").
 POLL_DELAY = 0.02
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20
@@ -101,8 +93,10 @@ async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool
     metrics = f"http://{settings.host}:{server.port}/metrics" if server else "off"
     log.info(
         "worker ready: queue %s, up to %d jobs at once, metrics %s",
-        default_queue_name, MAX_JOBS, metrics,
-    )  # fmt: skip
+        default_queue_name,
+        MAX_JOBS,
+        metrics,
+    )
 
 
 def on_startup(settings: Settings, *, wait: bool = False) -> Any:
@@ -124,10 +118,8 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
         "poll_delay": POLL_DELAY,
         "job_completion_wait": JOB_COMPLETION_WAIT,
         # No job's result is kept, so its id is free at once to be enqueued again. Set on the
-        # Worker, not each function: a job arq ends itself (its tries run out, as a worker cut
-        # off from the database retries its claim) keeps the Worker's, an hour by default, and
-        # the row, still pending, then waited 5 minutes for the sweep's fresh id (a cluster run
-        # found one pending at its bound).
+        # Worker, not each function: a job arq ends itself (its tries run out) keeps the
+        # Worker's, an hour by default, and its row would wait for the sweep's fresh id.
         "keep_result": 0,
         # JSON, never pickle: nothing read from Redis runs code (core/job_codec.py). The
         # Worker's own pool, which the sweep enqueues with, gets them too.

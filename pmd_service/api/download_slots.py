@@ -35,9 +35,8 @@ def _malloc_trim() -> Callable[[], object] | None:
 # pass through this one) are freed when it ends, but glibc keeps the freed pages in its
 # arenas: a trim gives them back (docs/reliability.md, bench/store.py).
 RELEASE_FREE_MEMORY = _malloc_trim()
-# How long after the last download ended the trim runs. The store client's threads free a
-# download's connection and buffers a moment after Python let go of its stream: a trim as
-# the last download ended left ~7-25 MiB of those in their arenas, one this much later ~1.
+# How long after the last download ended the trim runs: the store client's threads free a
+# download's connection and buffers only a moment after Python let go of its stream.
 TRIM_DELAY_SECONDS = 0.5
 
 
@@ -59,16 +58,22 @@ class ProxySlots:
         for a download that could not stream anyway."""
         if self.by_user[user_id] >= self.per_user:
             self._refuse(
-                "user", 429, "too-many-downloads", "Too Many Requests",
+                "user",
+                429,
+                "too-many-downloads",
+                "Too Many Requests",
                 f"{self.per_user} downloads of yours are already streaming from this server; "
                 "let one finish (or close it), then try again.",
-            )  # fmt: skip
+            )
         if self.active >= self.total:
             self._refuse(
-                "server", 503, "downloads-busy", "Service Unavailable",
+                "server",
+                503,
+                "downloads-busy",
+                "Service Unavailable",
                 f"This server is streaming as many downloads as it can ({self.total}); please "
                 "try again in a minute.",
-            )  # fmt: skip
+            )
 
     def _refuse(self, by: str, status: int, slug: str, title: str, detail: str) -> NoReturn:
         self.refused[by] += 1

@@ -1,6 +1,5 @@
-"""The app-level and request-level objects every endpoint may use, as typed keys. A room's own
-objects have their keys beside it: the stream's in sse/endpoints.py, the announcer's in
-bdr/endpoints.py, the host cache's drops in posts/endpoints.py, the server's counters in web/."""
+"""The app-level and request-level objects every endpoint may use, as typed keys; a room's own
+objects have their keys beside it."""
 
 from __future__ import annotations
 

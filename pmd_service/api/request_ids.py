@@ -25,10 +25,9 @@ def current() -> str:
 def request_id_middleware(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
     endpoint = endpoint_of(request)
     if endpoint is not None and endpoint.long_lived:
-        # An SSE stream lives for hours, 10,000 at once per process. It echoes the id itself,
-        # but gets neither a frame of ours on its stack nor the context variable: setting it in
-        # every stream's task doubled the slowest delivery of a 10,000-stream burst (more GC
-        # work; docs/benchmarks.md). Its rare log lines go without the id.
+        # An SSE stream lives for hours, thousands at once per process: it echoes the id itself
+        # but gets no frame of ours nor the context variable, which in every stream's task
+        # slows a burst's delivery (docs/benchmarks.md); its rare log lines go without the id.
         return handler(request)
     return _with_id(request, handler)
 

@@ -1,9 +1,9 @@
 """Registering the endpoints (each declared once, as a `declaration.Endpoint`) and parsing their
 query structs.
 
-`register` adds the routes and keeps every declaration in `app[ROUTE_ENDPOINTS]`, keyed by its route:
-the OpenAPI document is built from them, and a middleware that needs to know something of an
-endpoint (does it stream for hours?) looks it up there instead of matching names or paths.
+`register` adds the routes and keeps every declaration in `app[ROUTE_ENDPOINTS]`, keyed by its
+route: the OpenAPI document is built from them, and a middleware that needs to know something of
+an endpoint (does it stream for hours?) looks it up there instead of matching names or paths.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def query_list(kind: msgspec.inspect.Type) -> msgspec.inspect.ListType | None:
     return None
 
 
-@functools.cache  # inspected once per struct, not on every request (~60-80 µs each)
+@functools.cache  # inspected once per struct, not on every request
 def _query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
     info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)

@@ -1,16 +1,9 @@
-"""Tickets spent many to a Redis round trip.
+"""Tickets spent many to a Redis round trip, so that a reconnect storm of thousands of
+EventSource openings is not one round trip each.
 
-A reconnect storm of browsers is thousands of EventSource openings at once, each with a
-ticket to spend (GETDEL): one round trip each was one more wait per opening, and Redis's
-and the client's work per command. Here the spends asked in one turn of the event loop go
-out together on the next, as one pipeline; those asked while a pipeline is out wait for the
-next one. Alone, a spend waits only for that turn.
-
-Each spend is its own GETDEL in the pipeline, in the order asked: a ticket spent twice in
-one batch is returned to the first and None to the second, as two round trips would have
-answered (Redis runs a pipeline's commands one after the other). Not a transaction: one
-command's error (a key of another type) fails only its own spend; a connection's failure
-fails every spend of its pipeline, as it would have failed each alone.
+The spends asked in one turn of the event loop go out together on the next, as one pipeline of
+GETDELs in the order asked, so a ticket spent twice in one batch goes to the first only, as two
+round trips would have answered. Not a transaction: one command's error fails only its own spend.
 """
 
 from __future__ import annotations

@@ -1,12 +1,11 @@
 """Single-use, 30-second tickets for what a browser opens without a Bearer header: EventSource
-(a stream ticket), or a link to one ZIP the browser saves itself (a download ticket, minted with
-`bdr_id` and good for that download request only: a copied link opens nothing else).
+(a stream ticket), or a link to one ZIP the browser saves itself (a download ticket, good for
+that download only).
 
-Stored in Redis so any server replica can redeem one, under a hash of the ticket (a copy of
-Redis holds nothing usable), and redeemed with GETDEL: the first use is the only one. Each
-stored ticket is signed (HMAC-SHA256, with a key derived from JWT_SECRET_KEY, over its Redis
-key and its JSON): whoever can write to that Redis cannot make a ticket naming any user, nor
-move a real one to a ticket of their own; such a ticket is refused as unknown.
+Stored in Redis under a hash of the ticket, so any replica can redeem one and a copy of Redis
+holds nothing usable, and redeemed with GETDEL, so the first use is the only one. Each stored
+ticket is signed with a key derived from JWT_SECRET_KEY, so whoever can write to that Redis
+cannot make or move a ticket.
 """
 
 from __future__ import annotations

@@ -147,8 +147,8 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
         async with asyncio.timeout(timeout):
             body = await request.read()
     except TimeoutError:
-        # Answered, and the connection closed (web/problem_middleware.py): a body that trickles or never
-        # comes held its connection and its handler for as long as the client liked.
+        # Answered, and the connection closed (web/problem_middleware.py): a body that trickles
+        # or never comes would hold its connection and handler for as long as the client liked.
         raise ProblemError(
             408,
             "request-timeout",

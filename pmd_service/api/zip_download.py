@@ -1,19 +1,11 @@
-"""Serving a ready ZIP, a BDR's or an export part's: a redirect to a signed URL, or its bytes (a
-local file, or streamed from the bucket in proxy mode); `send_zip` is what both features'
-endpoints call, and `download_params`/`zip_answers` declare such a download in the OpenAPI
-document.
+"""Serving a ready ZIP, a BDR's or an export part's: a redirect to a signed URL (a bucket's
+default, so that the server's part is one small response), or its bytes, from a local file or
+streamed from the bucket in proxy mode (for stores the browser cannot reach).
 
-Redirect is the default for a bucket: the browser fetches the bytes from the store, and the
-server's part is one small response. Proxy mode is for stores the browser cannot reach.
-
-Both ways of sending the bytes answer conditions and ranges by one set of rules (`_plan`), so
-the two modes cannot disagree: If-Match and If-Unmodified-Since (412), If-None-Match and
-If-Modified-Since (304, `*` included), If-Range (an entity tag or a date, exact), and one byte
-range (206; an invalid or multiple range is ignored: the whole ZIP, RFC 9110 §14.2; a range
-that selects no byte is 416). The local file then goes out by sendfile, a chunk per call; a
-proxied one is read from the store a chunk at a time, the next only once the client has taken
-the last one (memory: one chunk per download, whatever the ZIP's size), with caps per user and
-per process. Either way a client that takes no chunk for BDR_PROXY_IDLE_SECONDS is cut off.
+Both ways answer conditions and ranges by one set of rules (`_plan`), so they cannot disagree:
+412, 304, If-Range and one byte range (206; several ranges or an invalid one get the whole ZIP,
+as RFC 9110 §14.2 says). A proxied download holds one chunk at a time whatever the ZIP's size,
+and a client that takes no chunk for BDR_PROXY_IDLE_SECONDS is cut off either way.
 """
 
 from __future__ import annotations
@@ -65,9 +57,13 @@ async def redirect(request: web.Request, files: ZipFiles, stored: StoredZip) -> 
 _RANGE_SPEC = re.compile(r"([0-9]+)-([0-9]*)|-([0-9]+)")
 # The conditions `_plan` answers.
 _CONDITIONS = (
-    hdrs.RANGE, hdrs.IF_RANGE, hdrs.IF_MATCH, hdrs.IF_NONE_MATCH,
-    hdrs.IF_MODIFIED_SINCE, hdrs.IF_UNMODIFIED_SINCE,
-)  # fmt: skip
+    hdrs.RANGE,
+    hdrs.IF_RANGE,
+    hdrs.IF_MATCH,
+    hdrs.IF_NONE_MATCH,
+    hdrs.IF_MODIFIED_SINCE,
+    hdrs.IF_UNMODIFIED_SINCE,
+)
 
 
 @dataclass(frozen=True)
@@ -160,7 +156,7 @@ _OWS = " \t"
 
 def _number(digits: str) -> tuple[int, str]:
     """A key that orders digit strings as their numbers, of any length: int() refuses more
-    than 4,300 digits (a ValueError, which was a 500)."""
+    than 4,300 digits (a ValueError)."""
     digits = digits.lstrip("0") or "0"
     return len(digits), digits
 
@@ -287,8 +283,8 @@ async def _sendfile(
     idle_seconds: float,
 ) -> None:
     """The file's bytes [start, stop) by sendfile, a step (128 KiB to 1 MiB) per call: a client
-    that takes no step for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (one sendfile of
-    the whole range waited for a client that stopped reading as long as its connection lived)."""
+    that takes no step for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (a single sendfile
+    of the whole range would wait on a client that stopped reading for as long as it stayed)."""
     transport = request.transport
     if transport is None:
         raise ConnectionResetError("the client left before the first byte")
@@ -310,7 +306,7 @@ async def _sendfile(
                 return
             sent += size
             # A client that keeps up gets larger steps, one that slows down smaller ones again:
-            # a call per 128 KiB cost 5 times the CPU of one sendfile for the whole file.
+            # a call per 128 KiB costs several times the CPU of one sendfile for the whole file.
             took = loop.time() - began
             if took < idle_seconds / 16:
                 step = min(step * 2, SENDFILE_MAX_STEP)
@@ -389,14 +385,18 @@ async def _relay(
         transport.abort()
         log.warning(
             "%s %s: the object store failed mid-body (%s); cut off after %d of %d bytes",
-            request.method, request.path, exc, sent, total,
-        )  # fmt: skip
+            request.method,
+            request.path,
+            exc,
+            sent,
+            total,
+        )
     except ConnectionError as exc:
         # The error comes from the write's drain future, whose traceback holds the frames
         # that await it, this one included: a reference cycle (future, error, traceback,
         # frames, future) that keeps the chunk and the store's stream alive until a full
-        # garbage collection, which may not come for a long time: ~0.3 MiB per client that
-        # left, growing with each one. Clearing the frames frees them now.
+        # garbage collection, which may not come for a long time. Clearing the frames frees
+        # them now.
         traceback.clear_frames(exc.__traceback__)
         client_went_away(request, f"left after {sent} of {total} bytes")
     finally:
@@ -458,20 +458,37 @@ class DownloadQuery(msgspec.Struct):
 def download_params() -> tuple[Param, ...]:
     """The headers a ZIP download answers to (a BDR's, or an export part's)."""
     return (
-        Param("Range", {"type": "string"}, "One byte range (`bytes=0-1023`, `bytes=1024-`, "
-              "`bytes=-512`); several ranges, or an invalid one, are answered with the "
-              "whole file"),
-        Param("If-Range", {"type": "string"}, "Serve the range only if the file still "
-              "has this ETag or Last-Modified date"),
-        Param("If-Match", {"type": "string"}, "412 unless the ZIP has one of these "
-              "ETags (`*`: any)"),
-        Param("If-Unmodified-Since", {"type": "string"}, "412 when the ZIP changed after "
-              "this HTTP date (ignored with If-Match)"),
-        Param("If-None-Match", {"type": "string"}, "304 when the ZIP has one of these "
-              "ETags (`*`: any)"),
-        Param("If-Modified-Since", {"type": "string"}, "304 when the ZIP has not changed "
-              "since this HTTP date (ignored with If-None-Match)"),
-    )  # fmt: skip
+        Param(
+            "Range",
+            {"type": "string"},
+            "One byte range (`bytes=0-1023`, `bytes=1024-`, "
+            "`bytes=-512`); several ranges, or an invalid one, are answered with the "
+            "whole file",
+        ),
+        Param(
+            "If-Range",
+            {"type": "string"},
+            "Serve the range only if the file still has this ETag or Last-Modified date",
+        ),
+        Param(
+            "If-Match", {"type": "string"}, "412 unless the ZIP has one of these ETags (`*`: any)"
+        ),
+        Param(
+            "If-Unmodified-Since",
+            {"type": "string"},
+            "412 when the ZIP changed after this HTTP date (ignored with If-Match)",
+        ),
+        Param(
+            "If-None-Match",
+            {"type": "string"},
+            "304 when the ZIP has one of these ETags (`*`: any)",
+        ),
+        Param(
+            "If-Modified-Since",
+            {"type": "string"},
+            "304 when the ZIP has not changed since this HTTP date (ignored with If-None-Match)",
+        ),
+    )
 
 
 def zip_answers(filename: str, what: str) -> dict[str, Any]:
@@ -498,31 +515,43 @@ def zip_answers(filename: str, what: str) -> dict[str, Any]:
             409: f"The {what} is not ready (still being built), or was never built",
             410: f"The {what} expired or was removed, or its file is gone",
             412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
-                 "the ZIP's now",
+            "the ZIP's now",
             416: "The one range asked for holds no byte of the ZIP (it starts at or past "
-                 "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
+            "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
             429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
-                 "streaming from this server; see Retry-After",
+            "streaming from this server; see Retry-After",
             503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
-                 "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
-                 "see Retry-After",
+            "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
+            "see Retry-After",
         },
         # One range at most: a request for several is answered 200 with the whole ZIP,
         # never multipart/byteranges (_byte_range).
         "other_responses": (
             (206, "The one byte range asked for (If-Range, if sent, holds)", "application/zip"),
-            (304, "Not modified: If-None-Match (`*` included) or If-Modified-Since matches "
-             "the ZIP", None),
-            (302, "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
-             "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS", None),
+            (
+                304,
+                "Not modified: If-None-Match (`*` included) or If-Modified-Since matches the ZIP",
+                None,
+            ),
+            (
+                302,
+                "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
+                "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS",
+                None,
+            ),
         ),
         "status_headers": {
-            206: {**zip_headers, "Content-Range": "`bytes <first>-<last>/<size>`: where "
-                  "this part lies in the ZIP"},
+            206: {
+                **zip_headers,
+                "Content-Range": "`bytes <first>-<last>/<size>`: where this part lies in the ZIP",
+            },
             304: validators,
-            302: {"Location": "A signed URL of the ZIP (conditions and ranges are the "
-                  "store's to answer there)", "Cache-Control": "`private, no-store`"},
+            302: {
+                "Location": "A signed URL of the ZIP (conditions and ranges are the "
+                "store's to answer there)",
+                "Cache-Control": "`private, no-store`",
+            },
             412: {"ETag": "The ZIP's entity tag now"},
             416: {"Content-Range": "`bytes */<size>`: the ZIP's size"},
         },
-    }  # fmt: skip
+    }

@@ -1,19 +1,11 @@
 """A new request's first event, held back a moment after the reply to its POST.
 
-The host's page prepends a card when it has parsed the reply to its POST, and replaces cards
-by id on `bdr_update`. A browser reads the reply's connection and the stream's independently:
-while its main thread is busy (a re-render right after the click), a reply and an event that
-both arrived are read in an order of the browser's choosing, and a page that handles the event
-first shows two cards, one of which never changes. Writing the reply first is not enough; the
-first event must come later than the page's main thread stays busy (`SSE_FIRST_EVENT_HOLD_MS`).
-
-Only the first event waits. The request is enqueued at once, so its build is not delayed; it
-stays unannounced meanwhile, and the worker's claim does not announce it (bdr/job_sql.py), so
-whatever happens to it during the hold makes no event. The announcement then makes one event
-that shows the request as it is by then (pending, processing, even ready): the events of the
-hold coalesced into it. Every other event, of this request or any other, goes out as before. A
-cancel within the hold announces the row itself (its event is the cancel), and the announcement
-then finds nothing left to do.
+The host's page adds a card when it has parsed the reply and replaces cards by id on
+`bdr_update`; a browser whose main thread is busy may handle an event before a reply that
+arrived first, and then shows two cards, so the first event comes later than that
+(`SSE_FIRST_EVENT_HOLD_MS`). Only the first event waits: the request is enqueued at once and
+stays unannounced meanwhile, and its announcement makes one event showing the request as it is
+by then.
 """
 
 from __future__ import annotations

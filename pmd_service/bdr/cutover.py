@@ -1,19 +1,11 @@
-"""The cut-over from the host's own PMD (its Celery worker): no user's request is stranded.
+"""The cut-over from the host's own PMD (its Celery worker), so that no user's request is
+stranded: `python -m pmd_service import-host-bdrs`, once the host's workers are stopped.
 
-`python -m pmd_service import-host-bdrs` reads the host's `batch_download_requests` (in the host
-schema, beside the service's own table of the same name) once its workers are stopped:
-
-- `pending`/`processing` rows are recreated here as `pending`, same id and creation time (so
-  the daily limit counts them on their day), and enqueued: the service's worker builds them.
-- `ready` rows not yet expired whose ZIP is in the vault are recreated as `ready`, pointing at
-  the host's file (`host:` + its `file_path`): downloadable until they expire, never deleted by
-  the service, never emailed again.
-- Everything else (failed, expired, a ZIP past its expiry or gone, a user gone, a row breaking
-  the service's checks) is left out, and said why.
-
-A dry run (the default) reports the same without writing anything: it neither migrates nor
-connects to Redis, and reads in a READ ONLY transaction. `--apply` migrates and writes.
-Idempotent: a row already here (same id) is left as it is.
+Pending and processing rows are recreated here as pending, with the same id and creation time,
+and enqueued; ready rows whose ZIP is still in the vault are recreated as ready, pointing at the
+host's file, which the service serves until it expires and never deletes; everything else is
+left out, with why. A dry run (the default) writes nothing; `--apply` migrates and writes, and a
+row already imported is left as it is.
 """
 
 from __future__ import annotations
@@ -122,9 +114,14 @@ def _host_zip(vault: Path, row: asyncpg.Record) -> Path | None:
 
 
 async def import_host_bdrs(
-    conn: Conn, redis: ArqRedis | None, vault: Path, host_schema: str, *, apply: bool,
+    conn: Conn,
+    redis: ArqRedis | None,
+    vault: Path,
+    host_schema: str,
+    *,
+    apply: bool,
     own_schema: str = "pmd",
-) -> Summary:  # fmt: skip
+) -> Summary:
     """`redis`: needed only to `apply`. A dry run may come before the first migration: the
     service's own table missing, nothing counts as imported."""
     if apply and redis is None:
@@ -151,10 +148,16 @@ async def import_host_bdrs(
             summary.leave_out(why, row)
             continue
         common = (
-            row["id"], row["user_id"], row["user_sqid"], list(row["post_ids"]),
-            row["artwork_count"], row["include_comments"], row["include_reactions"],
-            row["send_email"], row["created_at"],
-        )  # fmt: skip
+            row["id"],
+            row["user_id"],
+            row["user_sqid"],
+            list(row["post_ids"]),
+            row["artwork_count"],
+            row["include_comments"],
+            row["include_reactions"],
+            row["send_email"],
+            row["created_at"],
+        )
         if status in ("pending", "processing"):
             if apply and await conn.fetchval(SQL_IMPORT_PENDING, *common) is not None:
                 assert redis is not None
@@ -171,9 +174,14 @@ async def import_host_bdrs(
         size = row["file_size_bytes"] or os.stat(path).st_size
         if apply:
             await conn.fetchval(
-                SQL_IMPORT_READY, *common, HOST_FILE_PREFIX + row["file_path"], size,
-                row["started_at"], row["completed_at"], row["expires_at"],
-            )  # fmt: skip
+                SQL_IMPORT_READY,
+                *common,
+                HOST_FILE_PREFIX + row["file_path"],
+                size,
+                row["started_at"],
+                row["completed_at"],
+                row["expires_at"],
+            )
         summary.served.append(str(row["id"]))
     log.info("import-host-bdrs: all %d requests looked at", len(rows))
     return summary

@@ -96,29 +96,71 @@ _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id
 
 ENDPOINTS = (
     Endpoint(
-        "post", "/api/pmd/bdr", create_bdr, "createBdr", "Request a ZIP of up to 128 artworks",
-        "downloads", ok_status=202, ok_description="Accepted: the request is queued",
-        request=BdrRequest, response=BdrItem, problems=(429, 503),
-        problem_notes={503: "The ZIP folder's file system is short of free space "
-                            "(BDR_MIN_FREE_BYTES); see Retry-After"},
+        "post",
+        "/api/pmd/bdr",
+        create_bdr,
+        "createBdr",
+        "Request a ZIP of up to 128 artworks",
+        "downloads",
+        ok_status=202,
+        ok_description="Accepted: the request is queued",
+        request=BdrRequest,
+        response=BdrItem,
+        problems=(429, 503),
+        problem_notes={
+            503: "The ZIP folder's file system is short of free space "
+            "(BDR_MIN_FREE_BYTES); see Retry-After"
+        },
         headers={"Location": "The new request's URL"},
     ),
-    Endpoint("get", "/api/pmd/bdr", list_bdrs, "listBdrs", "The 20 newest download requests",
-             "downloads", response=BdrList),
-    Endpoint("get", "/api/pmd/bdr/{id}", get_bdr, "getBdr", "One download request", "downloads",
-             response=BdrItem, params=(_ID,), problems=(404,)),
-    Endpoint("delete", "/api/pmd/bdr/{id}", delete_bdr, "deleteBdr",
-             "Cancel a pending/processing request, or remove a ready ZIP", "downloads",
-             ok_status=204, ok_description="Cancelled, or removed (then `expired` with `removed_at` set)",
-             params=(_ID,), problems=(403, 404)),
-    Endpoint("get", "/api/pmd/bdr/{id}/download", download_bdr, "downloadBdr",
-             "The ZIP (Range supported)", "downloads", response_media="application/zip",
-             auth=Auth.BEARER_OR_TICKET, query=DownloadQuery,
-             ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
-                            "an invalid one, or an If-Range that does not hold)",
-             params=(_ID, *download_params()),
-             **zip_answers("makapix-artworks-….zip", "download")),
-)  # fmt: skip
+    Endpoint(
+        "get",
+        "/api/pmd/bdr",
+        list_bdrs,
+        "listBdrs",
+        "The 20 newest download requests",
+        "downloads",
+        response=BdrList,
+    ),
+    Endpoint(
+        "get",
+        "/api/pmd/bdr/{id}",
+        get_bdr,
+        "getBdr",
+        "One download request",
+        "downloads",
+        response=BdrItem,
+        params=(_ID,),
+        problems=(404,),
+    ),
+    Endpoint(
+        "delete",
+        "/api/pmd/bdr/{id}",
+        delete_bdr,
+        "deleteBdr",
+        "Cancel a pending/processing request, or remove a ready ZIP",
+        "downloads",
+        ok_status=204,
+        ok_description="Cancelled, or removed (then `expired` with `removed_at` set)",
+        params=(_ID,),
+        problems=(403, 404),
+    ),
+    Endpoint(
+        "get",
+        "/api/pmd/bdr/{id}/download",
+        download_bdr,
+        "downloadBdr",
+        "The ZIP (Range supported)",
+        "downloads",
+        response_media="application/zip",
+        auth=Auth.BEARER_OR_TICKET,
+        query=DownloadQuery,
+        ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
+        "an invalid one, or an If-Range that does not hold)",
+        params=(_ID, *download_params()),
+        **zip_answers("makapix-artworks-….zip", "download"),
+    ),
+)
 
 # Publishes new requests' first events, a moment after their replies.
 ANNOUNCER: web.AppKey[Announcer] = web.AppKey("announcer")

@@ -1,8 +1,7 @@
 """The BDR events' trigger functions, generated from the one definition of a `bdr_update`'s
-payload (schemas.ItemRow) into `migrations/repeatable/bdr_events.sql`, which the migration
-runner re-creates whenever it changes. What they do is as migration 0005 made it (its comments
-say why): one call a statement, reading the statement's transition tables, an event for an
-announced insert and for an update that announces a row or changes anything its item shows.
+payload (schemas.ItemRow) into `migrations/repeatable/bdr_events.sql`: one call a statement,
+reading its transition tables, and an event for an announced insert and for an update that
+announces a row or changes anything its item shows.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
-"""The BDR's job kind: `process_bdr` claims a BDR, builds its ZIP, publishes it atomically and
-tells the user, through the shared driver (jobs/driver.py); its run is bdr/job_run.py, its
-statements bdr/job_sql.py, its email bdr/mail.py."""
+"""The BDR's job kind: what the shared driver needs to claim a BDR, build its one ZIP, publish
+it atomically and tell the user."""
 
 from __future__ import annotations
 

@@ -128,10 +128,12 @@ async def create(
         size = await conn.fetchval(SQL_DECLARED_BYTES, body.post_ids, body.include_layers)
         if size > limits.bytes_a_request:
             raise ProblemError(
-                400, "too-large", "Bad Request",
+                400,
+                "too-large",
+                "Bad Request",
                 too_large(size, limits.bytes_a_request, len(body.post_ids)),
                 extra={"size_bytes": size, "limit_bytes": limits.bytes_a_request},
-            )  # fmt: skip
+            )
         # Two-key advisory lock: concurrent requests of one requester count and insert one at
         # a time, so the quota can never be overrun (a check then an insert would race past it).
         await conn.execute(SQL_QUOTA_LOCK, AdvisoryLock.BDR_QUOTA, requester)

@@ -1,25 +1,10 @@
-"""Errors to the host's Sentry, when `SENTRY_DSN` is set (the optional extra `sentry`).
+"""Errors to the host's Sentry, when `SENTRY_DSN` is set (the optional extra `sentry`), under
+the host's own variable names.
 
-The host's services all read `SENTRY_DSN`, `SENTRY_ENVIRONMENT`, `SENTRY_TRACES_SAMPLE_RATE` and
-`SENTRY_RELEASE`; so does this one, so an operator adds nothing to their `.env`. sentry-sdk's
-aiohttp and arq integrations catch what escapes a handler or a job, and its logging integration
-turns every ERROR line (the problem middleware's "unhandled error", a job's "unexpected error")
-into an event.
-
-What leaves the process is scrubbed twice: `_Scrubber` drops values by key (sentry-sdk's own
-denylist, extended with our names), and masks values by shape in every string of the event (Bearer
-tokens, JWTs, `ticket=`, signed URLs' signatures, URL user info, as the logs do) and this
-process's secrets by value (JWT key, passwords, S3 keys). Query strings, bodies and stack
-frames' local variables are never collected: they may hold a ticket, a token or the settings.
-
-Each event carries the request id (the server's per request, the worker's per BDR: one id for
-a BDR's lines on both sides and its email) and, from a job, the BDR id.
-
-The arq integration wraps the jobs of the Workers that `arq.worker.create_worker` makes (the
-`arq` command's), and ignores the `arq.worker` logger: a job run by a Worker made directly (`python
--m pmd_service worker`, worker.py) that raised only logged an ERROR and sent nothing.
-`job_reporter` wraps those jobs the same way: one event for each exception that escapes a job,
-in either form.
+What leaves the process is scrubbed by key and by shape (tokens, tickets, signatures, URL user
+info) and this process's secrets by value; query strings, bodies and frame locals are never
+collected, since they may hold a ticket, a token or the settings. `job_reporter` reports the
+jobs of a Worker made directly, which sentry-sdk's arq integration does not wrap.
 """
 
 from __future__ import annotations

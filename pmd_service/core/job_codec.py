@@ -1,16 +1,9 @@
-"""arq's jobs and results as JSON, never pickle.
+"""arq's jobs and results as JSON, never pickle, so that whoever can write to Redis cannot run
+code in the worker.
 
-arq stores each job (and, when kept, its result) in Redis as the bytes its serializer makes;
-its default is pickle, so whoever could write a job key of that Redis ran code in the worker
-that read it. JSON carries only data: a job written by anyone else is at worst a call of one
-of the worker's own functions, each of which checks its row in PostgreSQL first.
-
-Every Worker and every ArqRedis of the service are given these two functions
-(core/redis_client.py, worker.py). A job whose bytes are not this JSON (a pickle, garbage), or
-whose fields do not have the shape arq's worker uses them in, is failed by arq with a logged
-`DeserializationError`, and the worker goes on: arq reads those fields outside its own error
-handling (a try count that is text, an enqueue time that is no date, a function name that is a
-list each ended the worker process, and the job, still queued, ended every restart too).
+Every Worker and ArqRedis of the service is given these two functions. A job whose bytes are not
+this JSON, or whose fields lack the shape arq's worker reads outside its own error handling, is
+failed by arq with a logged `DeserializationError` instead of ending the worker process.
 """
 
 from __future__ import annotations

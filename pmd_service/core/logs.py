@@ -1,14 +1,9 @@
 """Logging: readable text by default, JSON lines with LOG_FORMAT=json.
 
-Every line carries the request id of the work it belongs to (`REQUEST_ID`): the server's
-middleware sets it per HTTP request, the worker per BDR job (from the row, so a BDR's lines on
-both sides and its email share one id). Credentials never reach the output: the handler's
-filter masks Bearer tokens, JWTs, `ticket=` values and the user info of URLs in any message,
-whichever library wrote it.
-
-With LOG_FORMAT=json every line a process writes is one JSON object: its log records, Python's
-warnings (`logging.captureWarnings`), uncaught exceptions (`sys.excepthook`, also in threads) and
-arq's lines, which go through this handler alone (see `drop_foreign_handlers`).
+Every line carries the request id of the work it belongs to, so that a BDR's lines on both sides
+and its email share one id, and credentials (Bearer tokens, JWTs, tickets, URL user info) are
+masked whichever library wrote the line. Under LOG_FORMAT=json warnings, uncaught exceptions and
+arq's lines are JSON objects too.
 """
 
 from __future__ import annotations

@@ -1,31 +1,16 @@
-"""Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction.
+"""Apply `migrations/NNNN_name.sql` in order, each once, in its own transaction, then the
+repeatable definitions whose checksum changed.
 
-The files' one source is the checkout's top-level `migrations/`; the build maps that folder to
-the subpackage `pmd_service.migrations` (pyproject.toml), so a wheel or the image carries them
-and they are read with importlib.resources wherever the package is installed. A command run from
-a checkout's root imports the checkout's own `pmd_service/` (Python puts the current folder
-first), which has no such subpackage: with an editable install setuptools' finder supplies it,
-with a plain one nothing does, and the folder beside the package is read instead.
+Everything they create lives in the service's own schema, its ledger included; only the
+explicit `migrate --with-host-tables` (dev, demo, tests) creates stand-in host tables, and every
+other start first checks that the host's tables are there, so that a wrong DATABASE_URL stops
+with one line. An advisory lock serialises concurrent migrators, and a file changed after it was
+applied is refused rather than skipped. A repeatable definition is applied in the same
+transaction as the last versioned migration, so that the columns it reads arrive with it.
 
-Everything they create lives in the service's own schema (`PMD_SCHEMA`, default `pmd`), its
-ledger included: beside the host site the service never creates, alters, indexes or locks a
-host table. Only the explicit `python -m pmd_service migrate --with-host-tables` (dev, demo,
-tests: `with_host_tables=True`) creates the host tables from
-`migrations/standalone/host_tables.sql`, each marked with `STANDIN_COMMENT` so that check-host
-never takes them for the host's. Every other start-up and command first checks that the host's
-tables are there (`require_host_tables`): a wrong DATABASE_URL stops it with one line instead of
-growing a stand-in host in the wrong database.
-
-An advisory lock serialises concurrent migrators (several replicas starting together); a file
-whose checksum changed after it was applied is refused loudly rather than silently skipped.
-
-Repeatable definitions (`migrations/repeatable/NAME.sql`, only `CREATE OR REPLACE` of functions)
-are the other kind: the event payloads' functions, generated from their one definition in
-Python (sse/shapes.py), so that a migration adding a field to an item writes no function body.
-Each is applied after the versioned migrations whenever its checksum differs from the one
-recorded in `schema_repeatables` (a changed definition is applied, an unchanged one is not
-rewritten), in the same transaction as the last versioned migration applied by that call, if
-any: the columns a new definition reads and the definition arrive together.
+The build maps the checkout's `migrations/` to the subpackage `pmd_service.migrations`, read
+with importlib.resources; a checkout's own `pmd_service/` has no such subpackage, so the folder
+beside the package is read instead.
 """
 
 from __future__ import annotations

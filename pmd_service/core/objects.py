@@ -1,15 +1,9 @@
-"""Object storage (S3 and S3-compatible: R2, MinIO, SeaweedFS, Ceph) behind `s3://bucket/prefix`.
+"""Object storage (S3 and S3-compatible) behind `s3://bucket/prefix`.
 
-The data path (multipart upload while the ZIP is built, reads, HEAD, signed URLs, listing,
-deletes) uses obstore, the Python binding of Rust's `object_store`: its requests run on a Tokio
-runtime outside the GIL, it streams a multipart upload from an iterator with a bounded number of
-parts in flight, and aborts that upload itself when the iterator raises (a cancel, a failed
-build). What `object_store` does not offer is listing and aborting the multipart uploads that a
-killed process left behind: those two housekeeping calls use aiobotocore (docs/architecture.md,
-"Object storage", has the comparison and its figures).
-
-Every key the service writes is under the store's prefix, and nothing outside it is ever listed
-or deleted.
+The data path uses obstore, whose requests run outside the GIL and which streams a multipart
+upload with a bounded number of parts in flight; aiobotocore only lists and aborts the uploads a
+killed process left behind, which `object_store` does not offer. Nothing outside the prefix is
+ever listed or deleted.
 """
 
 from __future__ import annotations
@@ -121,10 +115,13 @@ def open_store(
         url.bucket,
         prefix=url.prefix or None,
         client_options=client,
-        retry_config={"max_retries": 3, "backoff": {"init_backoff": timedelta(milliseconds=100)},
-                      "retry_timeout": retry_timeout},
+        retry_config={
+            "max_retries": 3,
+            "backoff": {"init_backoff": timedelta(milliseconds=100)},
+            "retry_timeout": retry_timeout,
+        },
         **config,
-    )  # fmt: skip
+    )
 
 
 def _duration(value: timedelta) -> str:

@@ -1,12 +1,9 @@
 """The SQL that builds a JSON payload from a row, generated from the msgspec struct that reads
-the payload: each field is a key, and its value the row's column of the same name unless the
-field declares another expression beside it (`Sql`, in its `Annotated`).
+the payload, so that a field added to the struct reaches the payload without a hand-written
+function body.
 
-The event payloads (`bdr_update`, `export_update`) are defined this way, once, where their
-item is: the functions that write them are generated from the struct
-(`python -m pmd_service.sse.shapes`) and re-created by the migration runner whenever they
-change (core/migrate.py, `migrations/repeatable/`). A field added to the struct reaches the
-payload without a hand-written function body.
+Each field is a key whose value is the row's column of the same name, unless the field declares
+another expression (`Sql`, in its `Annotated`).
 """
 
 from __future__ import annotations

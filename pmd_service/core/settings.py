@@ -1,16 +1,9 @@
 """Configuration from the environment (12-factor): one frozen msgspec struct.
 
-Each field is one variable: its name upper-cased (or the `name=` given), its type and `Meta`
-bounds are the parsing rules, its default is the only default. `from_env` converts the
-environment into it; checks that involve several fields run in `__post_init__`, so a struct
-built directly (tests, tools) is held to them too.
-
-DATABASE_URL and REDIS_URL are plain `str`: a process has them once it has started. In dev mode
-(PMD_DEV=1, asked for explicitly: core/startup.py) they may be unset, and then `from_env` asks
-`embedded` (the embedded PostgreSQL and Redis of dev runs and tests) for them; parsing alone
-never starts a server. Every variable that is set is checked by every process, whether or not it
-uses it (`check_env`): a mistake shows at the first command an operator runs. Only what a
-process uses is required (JWT_SECRET_KEY: `needs_secret`).
+Each field is one variable, and its type, `Meta` bounds and default are the only parsing rules;
+checks across fields run in `__post_init__` so that a struct built directly is held to them too.
+Every variable that is set is checked by every process (`check_env`), so that a mistake shows at
+the first command an operator runs; only what a process uses is required.
 """
 
 from __future__ import annotations
@@ -242,16 +235,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             Sqids(alphabet=alphabet, min_length=0)
         except ValueError as exc:
             raise ConfigError(f"SQIDS_ALPHABET: {exc}") from None
-        for variable, url in (("ARTWORK_BASE_URL", self.artwork_base_url),
-                              ("BASE_URL", self.base_url)):  # fmt: skip
+        for variable, url in (
+            ("ARTWORK_BASE_URL", self.artwork_base_url),
+            ("BASE_URL", self.base_url),
+        ):
             if url is not None and not url.startswith(("http://", "https://")):
                 raise ConfigError(f"{variable} must start with http:// or https://, got {url!r}")
-        for variable, url in (("DATABASE_URL", self.database_url),
-                              ("DATABASE_DIRECT_URL", self.database_direct_url)):  # fmt: skip
+        for variable, url in (
+            ("DATABASE_URL", self.database_url),
+            ("DATABASE_DIRECT_URL", self.database_direct_url),
+        ):
             if url is not None:
                 _check_postgres_url(variable, url)
-        for variable, url in (("REDIS_URL", self.redis_url),
-                              ("HOST_CACHE_REDIS_URL", self.host_cache_redis_url)):  # fmt: skip
+        for variable, url in (
+            ("REDIS_URL", self.redis_url),
+            ("HOST_CACHE_REDIS_URL", self.host_cache_redis_url),
+        ):
             if url is not None:
                 _check_redis_url(variable, url)
         if self.sentry_dsn is not None:
@@ -401,10 +400,28 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 # cloud SDKs, Sentry's SDK): a name there is unknown to us only when it is one letter or two
 # away from one of ours. Under the service's own first words (BDR_, EXPORT_, SSE_, SMTP_, ...)
 # every unknown name is reported.
-_SHARED_WORDS = frozenset({
-    "AUTO", "AWS", "BASE", "CORS", "DATABASE", "DB", "HOST", "JWT", "LOG", "MAIL", "MAX",
-    "METRICS", "PMD", "PORT", "REDIS", "SENTRY", "SERVER", "SQIDS",
-})  # fmt: skip
+_SHARED_WORDS = frozenset(
+    {
+        "AUTO",
+        "AWS",
+        "BASE",
+        "CORS",
+        "DATABASE",
+        "DB",
+        "HOST",
+        "JWT",
+        "LOG",
+        "MAIL",
+        "MAX",
+        "METRICS",
+        "PMD",
+        "PORT",
+        "REDIS",
+        "SENTRY",
+        "SERVER",
+        "SQIDS",
+    }
+)
 
 
 def unknown_settings(env: Mapping[str, str] | None = None) -> list[str]:
@@ -434,11 +451,20 @@ def dev_requested(env: Mapping[str, str] | None = None) -> bool:
     return value != "" and _as_bool("PMD_DEV", value)
 
 
-_SECRET_FIELDS = frozenset({
-    "database_url", "redis_url", "artwork_base_url", "jwt_secret_key", "smtp_password",
-    "host_cache_redis_url", "aws_secret_access_key", "aws_session_token", "sentry_dsn",
-    "database_direct_url",
-})  # fmt: skip
+_SECRET_FIELDS = frozenset(
+    {
+        "database_url",
+        "redis_url",
+        "artwork_base_url",
+        "jwt_secret_key",
+        "smtp_password",
+        "host_cache_redis_url",
+        "aws_secret_access_key",
+        "aws_session_token",
+        "sentry_dsn",
+        "database_direct_url",
+    }
+)
 _INFO = msgspec.inspect.type_info(Settings)
 assert isinstance(_INFO, msgspec.inspect.StructType)
 _KINDS = {f.encode_name: f.type for f in _INFO.fields}  # variable name -> its type
@@ -482,8 +508,8 @@ _STAND_INS = {"DATABASE_URL": "postgresql://", "REDIS_URL": "redis://", "JWT_SEC
 
 def _check_values(raw: dict[str, Any]) -> None:
     """Every variable that is set, checked as the struct checks it, and HOST resolved: the
-    server binds it, the worker serves its metrics there (a name that does not resolve used to
-    end the server in a traceback)."""
+    server binds it and the worker serves its metrics there, so a name that does not resolve is
+    a setting's error, not a traceback."""
     checked = _convert(_STAND_INS | raw)
     try:
         socket.getaddrinfo(checked.host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)

@@ -78,8 +78,9 @@ def warn_unknown_settings(process: str) -> None:
     if unknown:
         log.warning(
             "%s: ignored, not a setting: %s; docs/configuration.md lists every setting",
-            process, ", ".join(unknown),
-        )  # fmt: skip
+            process,
+            ", ".join(unknown),
+        )
 
 
 def check_env(process: str) -> None:
@@ -175,8 +176,12 @@ async def services_reachable(
         ]
         if not down:
             if tries > 1:
-                log.info("%s: %s answer (try %d)", process,
-                         "PostgreSQL and Redis" if redis else "PostgreSQL", tries)  # fmt: skip
+                log.info(
+                    "%s: %s answer (try %d)",
+                    process,
+                    "PostgreSQL and Redis" if redis else "PostgreSQL",
+                    tries,
+                )
             return
         left = deadline - time.monotonic()
         what = "; ".join(down)

@@ -1,10 +1,7 @@
 """The export's payload functions and its events' trigger function, generated from the one
-definition of what an item and an event are made of (schemas.Payload) into
-`migrations/repeatable/export_events.sql`, which the migration runner re-creates whenever it
-changes. What they do is as migrations 0006 and 0008 made it: export events go to the same
-table and channel as BDR events (`bdr_id` holds the export's id), one trigger call a row
-(exports change rarely), an event for an insert and for an update that changes anything the
-item shows.
+definition of an item and an event (schemas.Payload) into
+`migrations/repeatable/export_events.sql`: export events share the BDR events' table and channel
+(`bdr_id` holds the export's id), with one trigger call a row, since exports change rarely.
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
 """A part's `index.html`: its artworks as a page to browse, opened from a double-click.
 
-A tag file at the bag's top level (listed in the tag manifest). No script, no style sheet or
-font from anywhere, no link leaving the part: every `src` and `href` is a path inside the bag,
-so the page works from `file://` on any machine, offline, years from now. Pixel art is shown
-sharp (`image-rendering: pixelated`) and scaled up by whole steps. The other parts are named by
-their file names, as text: a link to a folder beside this one would leave the part.
-
-Comments shown per artwork are the newest few (the whole set is in data/comments.json);
-they are read before the part is built, so a part's page is made from data of one moment.
+Every `src` and `href` is a path inside the bag and nothing comes from any other origin, so the
+page works from `file://` on any machine, offline, years from now. Pixel art is shown sharp and
+scaled up by whole steps; the comments shown are the newest few, read before the part is built.
 """
 
 from __future__ import annotations
@@ -117,8 +112,9 @@ def _card(a: Artwork, files: set[str], social: Social) -> str:
     image = f"data/artworks/{a.filename}"
     scale = _scale(a)
     size = f' width="{a.width * scale}" height="{a.height * scale}"' if a.width and a.height else ""
-    hidden = [w for w, on in (("by you", a.hidden_by_user), ("by a moderator", a.hidden_by_mod))
-              if on]  # fmt: skip
+    hidden = [
+        w for w, on in (("by you", a.hidden_by_user), ("by a moderator", a.hidden_by_mod)) if on
+    ]
     parts = [
         '<li class="card">',
         f'<a class="frame" href="{_href(image)}"><img src="{_href(image)}" alt="{_e(a.title)}"'

@@ -1,16 +1,11 @@
 """Incremental exports: what an export following an earlier one holds, and what it lists as
-removed. The server asks it at a request (nothing changed: no export); the worker again when it
-plans the parts, so the parts hold what is true then.
+removed, asked by the server at a request and again by the worker when it plans the parts.
 
-Only an export that reached `ready` can be followed: one cancelled or failed (or still running)
-may lack posts it planned, and a follower of it would leave those posts' changes in no export.
-An export that reached `ready` records the posts it holds (`covered_post_ids`); the follower
-copies them and the time its predecessor started at its request. The follower then holds every
-artwork of the user created or changed since that time (metadata, artwork or layers file), or
-not among those posts (one restored, or given back, since); and it lists as removed each of
-those posts that is no longer the user's artwork (deleted, turned into a playlist, moved).
-Of those it holds, only the posts new to it or whose artwork or layers file changed carry their
-files; a change of metadata alone (hidden, tags, license, title) is in `metadata.json` only.
+Only an export that reached `ready` can be followed, since one cancelled or failed may lack posts
+it planned. The follower holds every artwork of the user created or changed since its
+predecessor started, or not among the posts that one holds, and lists as removed each of those
+posts that is no longer the user's artwork; only the posts new to it or whose files changed
+carry their files, a change of metadata alone is in `metadata.json` only.
 """
 
 from __future__ import annotations
@@ -132,9 +127,13 @@ def parse_since(value: str | None) -> uuid.UUID | str | None:
 
 def _bad_since(detail: str, message: str, extra: dict[str, Any] | None = None) -> ProblemError:
     return ProblemError(
-        400, "invalid-since", "Bad Request", detail,
-        errors=[FieldError(field="since", message=message)], extra=extra,
-    )  # fmt: skip
+        400,
+        "invalid-since",
+        "Bad Request",
+        detail,
+        errors=[FieldError(field="since", message=message)],
+        extra=extra,
+    )
 
 
 # Why an export of the user cannot be followed, by its status.

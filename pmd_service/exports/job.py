@@ -1,8 +1,6 @@
-"""The export's job kind: `process_export` claims an export, builds its parts and tells the
-user, through the shared driver (jobs/driver.py), as a BDR's job does. An export runs for as
-long as its parts take; the sweep takes back one whose worker is gone (its heartbeat stops),
-and the next run keeps every part already published. Its run is exports/job_run.py, its
-statements exports/job_sql.py, its email exports/mail.py."""
+"""The export's job kind: what the shared driver needs to claim an export, build its parts and
+tell the user. An export runs for as long as its parts take; a run taken over keeps every part
+already published."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""One claimed run of an export: plan the parts once, then build each part not yet published
-(a BagIt bag in a ZIP, through the same streaming, store and publishing as a BDR), newest
-posts first. A run that dies loses at most the part it was building; the next run keeps every
-published part and goes on from the first one missing."""
+"""One claimed run of an export: plan the parts once, then build each part not yet published,
+newest posts first, so that a run that dies loses at most the part it was building."""
 
 from __future__ import annotations
 

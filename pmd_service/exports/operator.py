@@ -1,11 +1,10 @@
 """`python -m pmd_service export --user SQID --reason TEXT [--to DIR]`: a data-subject request.
 
 The same full export a user asks for, made by an operator for any user, deactivated or banned
-ones too (they cannot sign in to ask): no cooldown applies, and it counts toward none of the
-user's own (nor does `since: last` follow it); one running export of the user still blocks it. One row in the host's audit log names the reason (its actor is the user the
-data belongs to: the host's `actor_id` is a user, and the operator is the shell's user, named
-in the note). The command waits for the worker with a progress line on stderr, then prints
-where each part is, and copies the parts into DIR when given.
+ones too, since they cannot sign in to ask: no cooldown applies and it counts toward none of the
+user's own, but a running export of the user still blocks it. The reason goes into one row of
+the host's audit log, whose actor is the user the data belongs to (the host's `actor_id` is a
+user) and whose note names the operator.
 """
 
 from __future__ import annotations
@@ -100,13 +99,20 @@ async def operator_export(
             export_id: uuid.UUID = await conn.fetchval(
                 SQL_START, user["id"], user["public_sqid"], settings.export_part_bytes, count
             )
-            note = {"export_id": str(export_id), "reason": reason, "operator": getpass.getuser(),
-                    "deactivated": user["deactivated"],
-                    "banned_until": user["banned_until"] and user["banned_until"].isoformat()}  # fmt: skip
+            note = {
+                "export_id": str(export_id),
+                "reason": reason,
+                "operator": getpass.getuser(),
+                "deactivated": user["deactivated"],
+                "banned_until": user["banned_until"] and user["banned_until"].isoformat(),
+            }
             await conn.execute(SQL_AUDIT, user["id"], str(user["id"]), json.dumps(note))
         await enqueue_export(ctx["redis"], export_id)
-        print(f"export {export_id} of @{user['handle']}: {count} artworks; waiting for a worker",
-              file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"export {export_id} of @{user['handle']}: {count} artworks; waiting for a worker",
+            file=sys.stderr,
+            flush=True,
+        )
         row = await _wait(st.pool, export_id, poll)
         if row["status"] != "ready":
             why = row["error_message"] or row["status"]
@@ -129,8 +135,15 @@ async def operator_export(
                         ):
                             out.write(chunk)
                 where = str(target)
-            found.append({"part": part["number"], "file": name, "bytes": part["file_size_bytes"],
-                          "sha256": part["sha256"].strip(), "at": where})  # fmt: skip
+            found.append(
+                {
+                    "part": part["number"],
+                    "file": name,
+                    "bytes": part["file_size_bytes"],
+                    "sha256": part["sha256"].strip(),
+                    "at": where,
+                }
+            )
         return found
 
 
@@ -139,8 +152,10 @@ async def _wait(pool: Any, export_id: uuid.UUID, poll: float) -> Any:
     tty = sys.stderr.isatty()
     while True:
         row = await pool.fetchrow(SQL_STATE, export_id)
-        line = (f"export {export_id}: {row['status']}, {row['progress_done']} of "
-                f"{row['artwork_count']} artworks, {row['ready']} of {row['parts']} parts ready")  # fmt: skip
+        line = (
+            f"export {export_id}: {row['status']}, {row['progress_done']} of "
+            f"{row['artwork_count']} artworks, {row['ready']} of {row['parts']} parts ready"
+        )
         if line != said:
             print(
                 ("\r" if tty else "") + line, end="" if tty else "\n", file=sys.stderr, flush=True

@@ -1,13 +1,9 @@
 """Which artworks go into which part of an export: planned once, newest first, by size.
 
-A part holds artworks until the next would take it past `part_bytes`; one artwork larger than
-that goes alone. An artwork's size counts its working files too (its `.mkpx` layers file, its
-upscaled copy when asked for). Sizes are the files' own where the vault is local (a stat each),
-else what the host declared (post_files.file_bytes, posts.mkpx_file_bytes; the host declares
-no size for an upscaled copy, so from elsewhere it counts only its ZIP entry), plus what the ZIP and the bag add per artwork and
-what its comments and reactions take as JSON: an upper bound, so a part stays within
-`part_bytes` even if its posts gain a few comments before it is built. In an incremental export
-a post whose metadata alone changed carries no file (exports/incremental.py): only its text.
+A part holds artworks until the next would take it past `part_bytes`; one larger artwork goes
+alone. An artwork's size is an upper bound (its files, stat'ed where the vault is local and
+otherwise as the host declared them, plus what the ZIP, the bag and its JSON add), so a part
+stays within `part_bytes` even if its posts gain a few comments before it is built.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Recurring exports started when due, by the sweep (every minute, and at each worker's start):
-the schedule is a row, so a restart or a lost worker only delays the next export to the next
-sweep. Each due schedule, in one transaction holding its row and the user's export lock:
-an export incremental against the user's newest own one that reached `ready` (full when there
-is none: one failed or cancelled is never followed), or none when nothing changed; then the
-count and the next date move on. A user with an export still running waits for the next sweep;
-the schedule of a user deactivated or banned is cancelled, with the reason kept and shown.
+"""Recurring exports started when due, by the sweep: the schedule is a row, so a restart or a
+lost worker only delays the next export to the next sweep.
+
+Each due schedule, in one transaction holding its row and the user's export lock, starts an
+export incremental against the user's newest own ready one (full when there is none), or none
+when nothing changed, then moves its count and date on; a deactivated or banned user's schedule
+is cancelled, with the reason kept.
 """
 
 from __future__ import annotations

@@ -53,9 +53,12 @@ RETURNING 1
 
 def _bad(field: str, detail: str, message: str) -> ProblemError:
     return ProblemError(
-        400, "invalid-schedule", "Bad Request", detail,
+        400,
+        "invalid-schedule",
+        "Bad Request",
+        detail,
         errors=[FieldError(field=field, message=message)],
-    )  # fmt: skip
+    )
 
 
 def checked_repeat(body: ExportRequest, settings: Settings) -> tuple[int, int] | None:
@@ -66,20 +69,33 @@ def checked_repeat(body: ExportRequest, settings: Settings) -> tuple[int, int] |
         return None
     if every is None or times is None:
         missing = "repeat_every_days" if every is None else "repeat_times"
-        raise _bad(missing, f"A recurring export needs both `repeat_every_days` and "
-                   f"`repeat_times`; `{missing}` is missing.", "is needed with the other")  # fmt: skip
+        raise _bad(
+            missing,
+            f"A recurring export needs both `repeat_every_days` and "
+            f"`repeat_times`; `{missing}` is missing.",
+            "is needed with the other",
+        )
     low, high = settings.export_repeat_min_days, settings.export_repeat_max_days
     if not low <= every <= high:
-        raise _bad("repeat_every_days", f"`repeat_every_days` must lie within {low} and {high}; "
-                   f"got {every}.", f"must lie within {low} and {high}")  # fmt: skip
+        raise _bad(
+            "repeat_every_days",
+            f"`repeat_every_days` must lie within {low} and {high}; got {every}.",
+            f"must lie within {low} and {high}",
+        )
     most = settings.export_repeat_max_times
     if not 2 <= times <= most:
-        raise _bad("repeat_times", f"`repeat_times` counts the exports, this one included: "
-                   f"2 to {most}; got {times}.", f"must lie within 2 and {most}")  # fmt: skip
+        raise _bad(
+            "repeat_times",
+            f"`repeat_times` counts the exports, this one included: 2 to {most}; got {times}.",
+            f"must lie within 2 and {most}",
+        )
     if body.since is not None:
-        raise _bad("since", "A recurring export starts with a full export: leave `since` out "
-                   "(each later one follows the one before by itself).",
-                   "cannot go with repeat_every_days")  # fmt: skip
+        raise _bad(
+            "since",
+            "A recurring export starts with a full export: leave `since` out "
+            "(each later one follows the one before by itself).",
+            "cannot go with repeat_every_days",
+        )
     return every, times
 
 
@@ -87,11 +103,13 @@ async def refuse_if_scheduled(conn: Conn, user_id: int) -> None:
     found = await conn.fetchrow(SQL_ACTIVE, user_id)
     if found is not None:
         raise ProblemError(
-            409, "export-scheduled", "Conflict",
+            409,
+            "export-scheduled",
+            "Conflict",
             f"A recurring export is already scheduled (every {found['every_days']} days, "
             f"{found['remaining']} to come); cancel it first with DELETE "
             "/api/pmd/exports/schedule.",
-        )  # fmt: skip
+        )
 
 
 async def schedule(
@@ -105,9 +123,18 @@ async def schedule(
 ) -> None:
     every, times = repeat
     await conn.execute(
-        SQL_SCHEDULE, user_id, user_sqid, every, times - 1, first, part_bytes,
-        body.include_comments, body.include_reactions, body.include_upscaled, body.send_email,
-    )  # fmt: skip
+        SQL_SCHEDULE,
+        user_id,
+        user_sqid,
+        every,
+        times - 1,
+        first,
+        part_bytes,
+        body.include_comments,
+        body.include_reactions,
+        body.include_upscaled,
+        body.send_email,
+    )
 
 
 async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
@@ -115,10 +142,14 @@ async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
     if row is None:
         return None
     return ExportSchedule(
-        every_days=row["every_days"], remaining=row["remaining"], next_at=row["next_at"],
-        last_export_id=row["last_export_id"], send_email=row["send_email"],
-        cancelled_at=row["cancelled_at"], cancel_reason=row["cancel_reason"],
-    )  # fmt: skip
+        every_days=row["every_days"],
+        remaining=row["remaining"],
+        next_at=row["next_at"],
+        last_export_id=row["last_export_id"],
+        send_email=row["send_email"],
+        cancelled_at=row["cancelled_at"],
+        cancel_reason=row["cancel_reason"],
+    )
 
 
 async def cancel(pool: asyncpg.Pool, user_id: int) -> None:

@@ -1,27 +1,11 @@
-"""`python -m pmd_service grants --role NAME`: the SQL a host admin runs for a least-privilege
-database role for the service.
+"""`python -m pmd_service grants --role NAME`: the SQL a host admin runs to give the service a
+least-privilege database role.
 
-The role gets exactly what the service's SQL needs on the host's tables, column by column:
-SELECT on the columns it reads, UPDATE on the posts columns the dashboard's actions change, and
-INSERT into `audit_logs` (a moderator's batches). No host table takes a row from a sequence of
-the service's, so there is no sequence right; no DELETE, TRUNCATE, TRIGGER or REFERENCES; no
-ownership of anything of the host's.
-
-Run again, the script also takes back what the role was given since by hand: an attribute
-(CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS, INHERIT), a membership of any role (a
-member may `SET ROLE` to it, NOINHERIT or not, and then act with its rights and attributes: as
-the host tables' owner, it may drop them), and any right on the host schema's tables and
-sequences or CREATE on the schema itself; then it grants the lists below again. An ownership
-stays: `check-host` reports it. It owns the service's own schema (`pmd`): the migrations
-run as the role and create its tables, functions and triggers there; the admin creates the
-schema for it, so the role needs no CREATE on the database. LISTEN/NOTIFY, advisory locks and
-`gen_random_uuid()` need no grant. A superuser, or a role owning the host's database, schema or
-anything in it (the host's own role), is refused before anything changes (`_refusal`).
-
-The lists below come from the SQL constants of posts/, bdr/, sse/, jobs/, host/ and web/ that
-name host tables (tests/api/test_grants.py EXPLAINs every one of them as a role holding exactly
-these rights, and each right taken away breaks one), and the test suite runs the whole service
-as such a role.
+The role gets exactly what the service's SQL needs on the host's tables, column by column, and
+owns only the service's own schema. Run again, the script first takes back whatever was given
+by hand since (attributes, memberships, other rights), since a member of a role may act with
+all of that role's rights; a superuser or an owner of the host's objects is refused before
+anything changes. tests/api/test_grants.py holds the lists below equal to what the SQL needs.
 """
 
 from __future__ import annotations
@@ -31,33 +15,75 @@ import re
 # Columns the service reads (SELECT, WHERE, JOIN, RETURNING), per host table.
 READS: dict[str, tuple[str, ...]] = {
     "users": (
-        "id", "user_key", "public_sqid", "handle", "email", "roles", "deactivated",
+        "id",
+        "user_key",
+        "public_sqid",
+        "handle",
+        "email",
+        "roles",
+        "deactivated",
         "banned_until",
     ),
     "posts": (
-        "id", "owner_id", "kind", "public_sqid", "title", "description", "created_at", "width",
-        "height", "frame_count", "art_url", "hidden_by_user", "hidden_by_mod",
-        "deleted_by_user", "deleted_by_user_date", "view_count", "license_id", "hashtags",
-        "storage_shard", "storage_key", "remixable", "mod_hashtags", "mkpx_file_bytes",
-        "metadata_modified_at", "artwork_modified_at", "mkpx_attached_at", "hash",
+        "id",
+        "owner_id",
+        "kind",
+        "public_sqid",
+        "title",
+        "description",
+        "created_at",
+        "width",
+        "height",
+        "frame_count",
+        "art_url",
+        "hidden_by_user",
+        "hidden_by_mod",
+        "deleted_by_user",
+        "deleted_by_user_date",
+        "view_count",
+        "license_id",
+        "hashtags",
+        "storage_shard",
+        "storage_key",
+        "remixable",
+        "mod_hashtags",
+        "mkpx_file_bytes",
+        "metadata_modified_at",
+        "artwork_modified_at",
+        "mkpx_attached_at",
+        "hash",
     ),
     "post_files": ("post_id", "format", "file_bytes", "is_native"),
     "licenses": ("id", "identifier", "title"),
     "comments": (
-        "id", "post_id", "author_id", "parent_id", "body", "created_at", "hidden_by_mod",
-        "deleted_by_owner", "deleted_by_mod",
+        "id",
+        "post_id",
+        "author_id",
+        "parent_id",
+        "body",
+        "created_at",
+        "hidden_by_mod",
+        "deleted_by_owner",
+        "deleted_by_mod",
     ),
     "reactions": ("post_id", "emoji"),
-}  # fmt: skip
+}
 # posts/batch_sql.py and undo.py: hide, unhide, delete, restore, license, tags (a moderator's
 # in `mod_hashtags` too), remixable; `updated_at` and `metadata_modified_at` are bumped by each.
 UPDATES: dict[str, tuple[str, ...]] = {
     "posts": (
-        "hidden_by_user", "hidden_by_mod", "deleted_by_user", "deleted_by_user_date",
-        "license_id", "updated_at", "metadata_modified_at", "remixable", "hashtags",
+        "hidden_by_user",
+        "hidden_by_mod",
+        "deleted_by_user",
+        "deleted_by_user_date",
+        "license_id",
+        "updated_at",
+        "metadata_modified_at",
+        "remixable",
+        "hashtags",
         "mod_hashtags",
     ),
-}  # fmt: skip
+}
 # posts/batch_sql.py and bdr/service.py: a moderator's batch, in the host's audit log.
 INSERTS: dict[str, tuple[str, ...]] = {
     "audit_logs": ("id", "actor_id", "action", "target_type", "target_id", "note"),
@@ -65,11 +91,22 @@ INSERTS: dict[str, tuple[str, ...]] = {
 # `import-host-bdrs` only (bdr/cutover.py): the host's own PMD table, read once at cut-over.
 CUTOVER_READS: dict[str, tuple[str, ...]] = {
     "batch_download_requests": (
-        "id", "user_id", "post_ids", "include_comments", "include_reactions", "send_email",
-        "status", "file_path", "file_size_bytes", "artwork_count", "created_at", "started_at",
-        "completed_at", "expires_at",
+        "id",
+        "user_id",
+        "post_ids",
+        "include_comments",
+        "include_reactions",
+        "send_email",
+        "status",
+        "file_path",
+        "file_size_bytes",
+        "artwork_count",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
     ),
-}  # fmt: skip
+}
 
 _NAME_RE = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 

@@ -1,21 +1,10 @@
 """`python -m pmd_service check-host`: does the host's database give the service what it needs?
 
-Beside the host the service creates no index on a host table: indexes are the operator's call.
-This says, for each index the service's queries need, whether one that serves exists —
-compared by definition read from the catalog (valid btree, leading key columns, predicate), not
-by name, since the host already has several under its own names — and prints
-`CREATE INDEX CONCURRENTLY` for the rest. It also checks every host column the service reads or
-writes (present, type, nullability), one line per misfit. It only reads the catalog.
-
-It fails on tables `migrate --with-host-tables` created (their comment says so): stand-ins in a
-dev database, or a wrong DATABASE_URL, never the host's (unless told it is a dev database). And
-it compares the connected role's privileges on the host's tables with what the service needs
-(host/grants.py): a missing one fails; so does anything that lets the role alter, drop, empty or
-take over the host's database, whether the role holds it or may `SET ROLE` to a role that does
-(a membership, INHERIT or not): being a superuser, owning the database, the host schema or
-anything in it, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, a predefined role such as
-pg_write_all_data, CREATE on the host schema, UPDATE on a host sequence, and any write right on
-a host table beyond need. Reads beyond need, and other memberships, are warnings.
+It only reads the catalog. For each index the service's queries need it says whether one that
+serves exists, compared by definition rather than by name since the host names its own, and
+prints `CREATE INDEX CONCURRENTLY` for the rest; it checks every host column the service uses,
+fails on stand-in host tables, and compares the role's privileges with host/grants.py, failing
+on anything that would let the role alter, drop, empty or take over the host's database.
 """
 
 from __future__ import annotations
@@ -82,39 +71,73 @@ _LIVE_ARTWORKS = (
 # zipbuild/json_files.py (its comments, reactions) and auth.py (the token's user).
 NEEDED_INDEXES = (
     IndexNeed(
-        "posts", ("owner_id", "created_at"), "kind = 'artwork' AND NOT deleted_by_user",
+        "posts",
+        ("owner_id", "created_at"),
+        "kind = 'artwork' AND NOT deleted_by_user",
         "the live list, newest first, and its total, counted from this index alone (with an "
         "index of all the owner's posts the count reads each post: 31 ms against 7 ms at 100,000)",
-        "pmd_posts_owner_live", "owner_id, created_at DESC, id DESC",
-        "kind = 'artwork' AND NOT deleted_by_user", _LIVE_ARTWORKS, partial_only=True,
+        "pmd_posts_owner_live",
+        "owner_id, created_at DESC, id DESC",
+        "kind = 'artwork' AND NOT deleted_by_user",
+        _LIVE_ARTWORKS,
+        partial_only=True,
     ),
     IndexNeed(
-        "posts", ("owner_id", "deleted_by_user_date"), "deleted_by_user",
+        "posts",
+        ("owner_id", "deleted_by_user_date"),
+        "deleted_by_user",
         "the recently-deleted list and its restore window",
-        "pmd_posts_owner_deleted", "owner_id, deleted_by_user_date DESC, id DESC",
-        "deleted_by_user", ("deleted_by_user", "(deleted_by_user = true)"),
+        "pmd_posts_owner_deleted",
+        "owner_id, deleted_by_user_date DESC, id DESC",
+        "deleted_by_user",
+        ("deleted_by_user", "(deleted_by_user = true)"),
     ),
     IndexNeed(
-        "post_files", ("post_id",), None, "each listed post's files, each ZIP's artwork files",
-        "pmd_post_files_post", "post_id", None,
+        "post_files",
+        ("post_id",),
+        None,
+        "each listed post's files, each ZIP's artwork files",
+        "pmd_post_files_post",
+        "post_id",
+        None,
     ),
     IndexNeed(
-        "comments", ("post_id",), None, "comment counts, comments.json",
-        "pmd_comments_post", "post_id, created_at", None,
+        "comments",
+        ("post_id",),
+        None,
+        "comment counts, comments.json",
+        "pmd_comments_post",
+        "post_id, created_at",
+        None,
     ),
     IndexNeed(
-        "reactions", ("post_id",), None, "reaction counts, reactions.json",
-        "pmd_reactions_post", "post_id", None,
+        "reactions",
+        ("post_id",),
+        None,
+        "reaction counts, reactions.json",
+        "pmd_reactions_post",
+        "post_id",
+        None,
     ),
     IndexNeed(
-        "users", ("public_sqid",), None, "every request: the token's user, by `sub`",
-        "pmd_users_public_sqid", "public_sqid", None,
+        "users",
+        ("public_sqid",),
+        None,
+        "every request: the token's user, by `sub`",
+        "pmd_users_public_sqid",
+        "public_sqid",
+        None,
     ),
     IndexNeed(
-        "users", ("user_key",), None, "the host's older tokens, by their legacy `user_id`",
-        "pmd_users_user_key", "user_key", None,
+        "users",
+        ("user_key",),
+        None,
+        "the host's older tokens, by their legacy `user_id`",
+        "pmd_users_user_key",
+        "user_key",
+        None,
     ),
-)  # fmt: skip
+)
 
 
 # --- columns -------------------------------------------------------------------------------
@@ -161,18 +184,33 @@ def _table(table: str, why: str, *columns: ColumnNeed) -> tuple[ColumnNeed, ...]
 # with only these columns present, and without each of them).
 NEEDED_COLUMNS = (
     *_table(
-        "users", "read on every request: the token's user",
-        _col("id", INT, "set"), _col("user_key", UUID), _col("public_sqid", TEXT),
-        _col("handle", TEXT, "set"), _col("email", TEXT, "set", "BDR emails go to it"),
-        _col("roles", JSON), _col("deactivated", BOOL), _col("banned_until", TIME),
+        "users",
+        "read on every request: the token's user",
+        _col("id", INT, "set"),
+        _col("user_key", UUID),
+        _col("public_sqid", TEXT),
+        _col("handle", TEXT, "set"),
+        _col("email", TEXT, "set", "BDR emails go to it"),
+        _col("roles", JSON),
+        _col("deactivated", BOOL),
+        _col("banned_until", TIME),
     ),
     *_table(
-        "posts", "listed, checked and changed by the dashboard",
-        _col("id", INT, "set"), _col("owner_id", INT, "set"), _col("kind", TEXT, "set"),
-        _col("public_sqid", TEXT), _col("title", TEXT, "set"), _col("description", TEXT),
-        _col("created_at", TIME, "set"), _col("width", INT), _col("height", INT),
-        _col("frame_count", INT, "set"), _col("art_url", TEXT),
-        _col("hidden_by_user", BOOL, "set"), _col("hidden_by_mod", BOOL, "set"),
+        "posts",
+        "listed, checked and changed by the dashboard",
+        _col("id", INT, "set"),
+        _col("owner_id", INT, "set"),
+        _col("kind", TEXT, "set"),
+        _col("public_sqid", TEXT),
+        _col("title", TEXT, "set"),
+        _col("description", TEXT),
+        _col("created_at", TIME, "set"),
+        _col("width", INT),
+        _col("height", INT),
+        _col("frame_count", INT, "set"),
+        _col("art_url", TEXT),
+        _col("hidden_by_user", BOOL, "set"),
+        _col("hidden_by_mod", BOOL, "set"),
         _col("deleted_by_user", BOOL, "set"),
         _col("deleted_by_user_date", TIME, "cleared", "delete sets it, restore clears it"),
         _col("view_count", INT, "set"),
@@ -181,41 +219,68 @@ NEEDED_COLUMNS = (
         _col("metadata_modified_at", TIME, "set", "every change bumps it: the players sync on it"),
         _col("remixable", BOOL, "set", "a NoDerivatives license turns it off (rule L5)"),
         _col("mod_hashtags", TEXT_ARRAY, "set", "a moderator's tags, kept by the tags action"),
-        _col("mkpx_file_bytes", INT, why="the layers filter, items' layers_bytes, the .mkpx in ZIPs"),
-        _col("artwork_modified_at", TIME, why="an incremental export takes the posts changed since"),
+        _col(
+            "mkpx_file_bytes", INT, why="the layers filter, items' layers_bytes, the .mkpx in ZIPs"
+        ),
+        _col(
+            "artwork_modified_at", TIME, why="an incremental export takes the posts changed since"
+        ),
         _col("mkpx_attached_at", TIME, why="an incremental export takes layers attached since"),
         _col("hashtags", TEXT_ARRAY, why="metadata.json"),
-        _col("hash", TEXT, why="a deleted post whose artwork a live post holds (the host's "
-             "uq_posts_hash_active) cannot be restored"),
+        _col(
+            "hash",
+            TEXT,
+            why="a deleted post whose artwork a live post holds (the host's "
+            "uq_posts_hash_active) cannot be restored",
+        ),
         _col("storage_shard", TEXT, why="where the worker finds the artwork file"),
         _col("storage_key", UUID, "set", "where the worker finds the artwork file"),
     ),
     *_table(
-        "post_files", "each post's files",
-        _col("post_id", INT, "set"), _col("format", TEXT, "set"), _col("file_bytes", INT, "set"),
+        "post_files",
+        "each post's files",
+        _col("post_id", INT, "set"),
+        _col("format", TEXT, "set"),
+        _col("file_bytes", INT, "set"),
         _col("is_native", BOOL, "set"),
     ),
     *_table(
-        "licenses", "the license action and the listed posts' license",
-        _col("id", INT, "set"), _col("identifier", TEXT, "set"), _col("title", TEXT, "set"),
+        "licenses",
+        "the license action and the listed posts' license",
+        _col("id", INT, "set"),
+        _col("identifier", TEXT, "set"),
+        _col("title", TEXT, "set"),
     ),
     *_table(
-        "comments", "comment counts, comments.json",
-        _col("id", UUID, "set"), _col("post_id", INT, "set"), _col("author_id", INT),
-        _col("parent_id", UUID), _col("body", TEXT, "set"), _col("created_at", TIME, "set"),
-        _col("hidden_by_mod", BOOL, "set"), _col("deleted_by_owner", BOOL, "set"),
+        "comments",
+        "comment counts, comments.json",
+        _col("id", UUID, "set"),
+        _col("post_id", INT, "set"),
+        _col("author_id", INT),
+        _col("parent_id", UUID),
+        _col("body", TEXT, "set"),
+        _col("created_at", TIME, "set"),
+        _col("hidden_by_mod", BOOL, "set"),
+        _col("deleted_by_owner", BOOL, "set"),
         _col("deleted_by_mod", BOOL, "set"),
     ),
     *_table(
-        "reactions", "reaction counts, reactions.json",
-        _col("post_id", INT, "set"), _col("emoji", TEXT, "set"),
+        "reactions",
+        "reaction counts, reactions.json",
+        _col("post_id", INT, "set"),
+        _col("emoji", TEXT, "set"),
     ),
     *_table(
-        "audit_logs", "written for every moderator's batch",
-        _col("id", UUID), _col("actor_id", INT), _col("action", TEXT), _col("target_type", TEXT),
-        _col("target_id", TEXT), _col("note", TEXT),
+        "audit_logs",
+        "written for every moderator's batch",
+        _col("id", UUID),
+        _col("actor_id", INT),
+        _col("action", TEXT),
+        _col("target_type", TEXT),
+        _col("target_id", TEXT),
+        _col("note", TEXT),
     ),
-)  # fmt: skip
+)
 
 # The columns each INSERT of the service names (posts/batch_sql.py `_BATCH`, bdr/service.py
 # `SQL_AUDIT`): any other NOT NULL column without a default makes the insert fail.
@@ -341,12 +406,16 @@ MAINTAIN_SINCE = 17  # PostgreSQL's major version
 
 # What a role's attributes let whoever may act as it do.
 ATTRIBUTES = (
-    ("rolcreaterole", "CREATEROLE", "it may create roles, and before PostgreSQL 16 grant itself "
-     "any role that is not a superuser, the host tables' owner included"),
+    (
+        "rolcreaterole",
+        "CREATEROLE",
+        "it may create roles, and before PostgreSQL 16 grant itself "
+        "any role that is not a superuser, the host tables' owner included",
+    ),
     ("rolcreatedb", "CREATEDB", "it may create databases"),
     ("rolreplication", "REPLICATION", "it may stream every row of the database out"),
     ("rolbypassrls", "BYPASSRLS", "it is exempt from every row-level security policy"),
-)  # fmt: skip
+)
 # PostgreSQL's predefined roles whose members may take over, or read all of, the database or
 # its server.
 PREDEFINED_ROLES = {
@@ -484,8 +553,13 @@ async def _read_reach(
 
 
 def _things(owned: dict[str, list[str]]) -> str:
-    kinds = {"database": "the database", "schema": "schema", "table": "host tables",
-             "sequence": "sequences", "function": "functions"}  # fmt: skip
+    kinds = {
+        "database": "the database",
+        "schema": "schema",
+        "table": "host tables",
+        "sequence": "sequences",
+        "function": "functions",
+    }
     return "; ".join(f"{kinds[kind]} {_shown(owned[kind])}" for kind in kinds if kind in owned)
 
 

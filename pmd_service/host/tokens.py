@@ -107,7 +107,7 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
         raise unauthorized("The access token's `sub` must be the user's public id.")
     if sub is not None and not _is_text(sub):
         # JSON's "\ud800" decodes to a lone surrogate, which no database value can equal and
-        # asyncpg cannot encode: each lookup of it was a 500.
+        # asyncpg cannot encode.
         raise unauthorized(
             "The access token's `sub` is not text (a lone surrogate); sign in again."
         )

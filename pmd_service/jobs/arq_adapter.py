@@ -4,9 +4,8 @@ what is relied on here, so an upgrade re-reads this module first).
 
 - `PmdWorker.start_jobs`: arq's claim takes a job slot (`job_counter`, `sem`) before it WATCHes
   the job's in-progress key, and gives it back on a failed EXEC only. redis-py turns a
-  connection lost during the reads after WATCH into WatchError, which escaped arq's poll loop
-  and ended the worker (the chaos run: a worker exited 1 when Redis stopped). The slot is given
-  back here and the next poll claims the job again. No public hook exists for it.
+  connection lost during the reads after WATCH into WatchError, which would escape arq's poll
+  loop and end the worker; the slot is given back here and the next poll claims the job again.
 - `PmdWorker.run_cron` and its cron functions: arq runs whatever job names a cron function, so
   anyone who can write to the queue (or `enqueue_job` with a cron's name) could run one on
   demand. arq's scheduler names each run `{cron name}:{its time in ms}` (`unique`, the

@@ -4,7 +4,7 @@ publish → metrics → email.
 A job may run more than once (arq re-runs jobs of a dead worker; the sweep re-enqueues). The
 claim is one UPDATE that only one run can win; every later write of the run is guarded by the
 claim token, so a run that lost its claim can never overwrite the row. Status is `failed` only
-when no retry is left (setting it before retrying meant retries never ran)."""
+when no retry is left."""
 
 from __future__ import annotations
 
@@ -81,8 +81,8 @@ async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | N
     try:
         row = await st.pool.fetchrow(kind.sql_claim, row_id, token, stale)
     except TRANSIENT as exc:
-        # Nothing is the run's yet, so trying again soon is all there is to do (escaping, the
-        # error ended the job as failed, with a traceback, and the row waited for the sweep).
+        # Nothing is the run's yet, so trying again soon is all there is to do; escaping, the
+        # error would end the job as failed and leave the row to the sweep.
         defer = max(st.settings.bdr_retry_base_seconds, 1.0)
         log.warning("%s: could not claim it (%r); retry in %.0f s", what, exc, defer)
         raise Retry(defer=defer) from exc

@@ -35,7 +35,7 @@ TRANSIENT = (
 )
 
 # What the user is told when a run stops on an error nobody classified: a bug, never a fault of
-# the machine (the chaos and cluster runs count a BDR failed with it as a violation).
+# the machine.
 UNEXPECTED_MESSAGE = (
     "An unexpected error stopped this download; it has been logged. Please request it again."
 )

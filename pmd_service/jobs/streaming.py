@@ -47,7 +47,7 @@ class _Files:
 
 class _Built:
     """How far the build thread got: it only records it, the loop reads it when it wakes
-    (every PROGRESS_EVERY); a hop onto the loop per artwork woke it for nothing."""
+    (every PROGRESS_EVERY), instead of a hop onto the loop per artwork."""
 
     def __init__(self) -> None:
         self.done = 0

@@ -1,13 +1,9 @@
-"""Prometheus metrics of a worker process, scraped from its own port (METRICS_PORT).
+"""Prometheus metrics of a worker process, served on its own port (METRICS_PORT), so that
+Prometheus sees each replica as a target and notices when one is gone.
 
-Scraped, not pushed: each worker serves `/metrics` (prometheus-client's HTTP server, on a
-thread) for as long as it runs, so Prometheus sees each replica as a target and notices when one
-is gone. One registry per worker (no global state), so tests can read its values.
-
-METRICS_PORT unset means the default port, 9108, and a default never stops a worker: when
-another process (another worker on the host) holds it, the worker says so in one line and
-serves on a free port the system picks, named in that line. A port the operator set is
-theirs: when it is taken the worker stops with one line.
+Unset, METRICS_PORT is 9108, and a default never stops a worker: when another process holds it,
+the worker serves on a free port and names it in one line. A port the operator set that is taken
+stops the worker with one line.
 """
 
 from __future__ import annotations
@@ -109,8 +105,12 @@ def metrics_server(
         log.warning(
             "worker metrics: the default port %s:%d is unavailable (%s; another worker on this "
             "host?), serving on http://%s:%d/metrics instead; set METRICS_PORT for a fixed one",
-            host, DEFAULT_METRICS_PORT, exc.strerror, host, server.port,
-        )  # fmt: skip
+            host,
+            DEFAULT_METRICS_PORT,
+            exc.strerror,
+            host,
+            server.port,
+        )
         return server
     log.info("worker metrics at http://%s:%d/metrics", host, server.port)
     return server

@@ -1,1 +1,1 @@
-"""The ready/failed emails: composed and sent (compose.py), at most once (notify.py)."""
+"""The ready and failed emails of every job kind: composed, sent, and sent at most once."""

@@ -53,8 +53,7 @@ async def send_taken(
         await send(settings, message, attempt)
     except BaseException as exc:
         if attempt.may_have_delivered(exc):
-            # The server may hold it (one that answers 250 after our timeout was sent up to
-            # five copies): it stays taken, so at most one copy, and at worst none.
+            # The server may hold it, so it stays taken: at most one copy, and at worst none.
             log.warning(
                 "email for %s may have been delivered (%r after DATA); not sent again", what, exc
             )

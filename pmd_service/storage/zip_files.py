@@ -1,7 +1,5 @@
-"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…).
-
-The server finds a ZIP to serve and removes one on request; the worker writes them (bdr/job_run.py)
-and the cleanup tidies both kinds of place (upkeep/cleanup.py).
+"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…), as the
+server finds, serves and removes them.
 """
 
 from __future__ import annotations
@@ -117,11 +115,15 @@ class ZipFiles:
             # The worker's uploads (each part within 2 minutes), or the server's proxied reads:
             # as long as the reader takes, cut only when the store falls silent.
             self.store = (
-                open_store(self.bucket, access, STREAMING_CEILING,
-                           read_timeout=timedelta(seconds=self.idle))
+                open_store(
+                    self.bucket,
+                    access,
+                    STREAMING_CEILING,
+                    read_timeout=timedelta(seconds=self.idle),
+                )
                 if streams
                 else open_store(self.bucket, access)
-            )  # fmt: skip
+            )
         self.signed_url_ttl = timedelta(seconds=settings.bdr_signed_url_seconds)
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:

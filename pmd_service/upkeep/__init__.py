@@ -1,1 +1,2 @@
-"""The worker's periodic jobs: the sweep (stuck and orphaned runs, owed emails) and the nightly cleanup (expired files and objects)."""
+"""The worker's periodic jobs: the sweep, so that no run or email is left stuck, and the daily
+cleanup of expired files, rows and objects."""

@@ -1,11 +1,9 @@
 """Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket.
 
-One path: `plan_cleanup` reads what is due (in one read-only snapshot, the folder or bucket
-only listed) into a `CleanupPlan`; `apply_cleanup` does exactly that plan, each statement taking
-the planned ids and re-checking its condition against the plan's clock, so a row that changed
-in between (a failed request requeued, an export renewed) is left alone, and returns what it
-did as a plan too. `cleanup_dry_run` (`python -m pmd_service cleanup --dry-run`) is the plan's
-summary; `cleanup_expired_bdrs` (the worker's daily job) plans, then applies.
+`plan_cleanup` reads what is due into a `CleanupPlan` in one read-only snapshot, and
+`apply_cleanup` does exactly that plan, each statement re-checking its condition on the planned
+ids against the plan's clock, so that a row that changed in between is left alone and
+`cleanup --dry-run` shows what a run would do.
 """
 
 from __future__ import annotations
@@ -90,8 +88,11 @@ class FolderTidy:
     folders: frozenset[Path]  # user and export folders empty once the plan's files are gone
 
     def summary(self) -> dict[str, int]:
-        return {"temp_files_removed": len(self.temp_files),
-                "orphan_zips_removed": len(self.orphans), "folders_removed": len(self.folders)}  # fmt: skip
+        return {
+            "temp_files_removed": len(self.temp_files),
+            "orphan_zips_removed": len(self.orphans),
+            "folders_removed": len(self.folders),
+        }
 
 
 @dataclass(frozen=True)
@@ -208,16 +209,24 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         if st.zips.store is not None:
             assert st.zips.bucket is not None
             tidy: FolderTidy | BucketTidy = BucketTidy(
-                frozenset(await dead_uploads(conn, st.zips.bucket, st.settings.s3_access,
-                                             TEMP_MAX_AGE_SECONDS)),
+                frozenset(
+                    await dead_uploads(
+                        conn, st.zips.bucket, st.settings.s3_access, TEMP_MAX_AGE_SECONDS
+                    )
+                ),
                 await orphan_objects(conn, st.zips.store, TEMP_MAX_AGE_SECONDS),
-            )  # fmt: skip
+            )
         else:
             tidy = await _plan_folder(conn, st.settings.bdr_path, _stored_files(kinds))
     return CleanupPlan(
-        at=at, kinds=kinds, events=row["events"], marks=frozenset(row["marks"]), audited_reads=row["audited_reads"],
-        undo_rows=row["undo_rows"], tidy=tidy,
-    )  # fmt: skip
+        at=at,
+        kinds=kinds,
+        events=row["events"],
+        marks=frozenset(row["marks"]),
+        audited_reads=row["audited_reads"],
+        undo_rows=row["undo_rows"],
+        tidy=tidy,
+    )
 
 
 async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
@@ -261,8 +270,10 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     counts = dataclasses.replace(plan, kinds=expired).summary()
     log.info(
         "cleanup: %d downloads past their expiry expired, their ZIPs removed; %d parts of "
-        "expired exports removed", counts["expired"], counts["export_parts_expired"],
-    )  # fmt: skip
+        "expired exports removed",
+        counts["expired"],
+        counts["export_parts_expired"],
+    )
     kinds = {
         kind.name: Expiry(
             expired[kind.name].expire,
@@ -275,13 +286,20 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     reads = int((await pool.execute(SQL_PURGE_AUDITED_READS, at)).split()[-1])
     undo_rows = int((await pool.execute(SQL_PURGE_UNDO_HISTORY, at)).split()[-1])
     done = dataclasses.replace(
-        plan, kinds=kinds, events=events, marks=frozenset(r["post_id"] for r in marks),
-        audited_reads=reads, undo_rows=undo_rows,
-    )  # fmt: skip
+        plan,
+        kinds=kinds,
+        events=events,
+        marks=frozenset(r["post_id"] for r in marks),
+        audited_reads=reads,
+        undo_rows=undo_rows,
+    )
     log.info(
         "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
-        "window purged", done.summary()["purged"], events, undo_rows,
-    )  # fmt: skip
+        "window purged",
+        done.summary()["purged"],
+        events,
+        undo_rows,
+    )
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.store is not None and st.zips.bucket is not None
         log.info("cleanup: tidying s3://%s/%s", st.zips.bucket.bucket, st.zips.bucket.prefix)
@@ -352,23 +370,33 @@ async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
     log.info(
         "cleanup (dry run): %d downloads past their expiry would be expired, their ZIPs "
         "removed; %d parts of expired exports removed",
-        summary["expired"], summary["export_parts_expired"],
-    )  # fmt: skip
+        summary["expired"],
+        summary["export_parts_expired"],
+    )
     log.info(
         "cleanup (dry run): %d old finished requests, %d old events and %d posts' undo rows "
-        "past their window would be purged", summary["purged"], plan.events, plan.undo_rows,
-    )  # fmt: skip
+        "past their window would be purged",
+        summary["purged"],
+        plan.events,
+        plan.undo_rows,
+    )
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.bucket is not None
         log.info(
             "cleanup (dry run): in s3://%s/%s, %d uploads would be aborted and %d orphan ZIPs "
-            "removed", st.zips.bucket.bucket, st.zips.bucket.prefix, len(plan.tidy.uploads),
+            "removed",
+            st.zips.bucket.bucket,
+            st.zips.bucket.prefix,
+            len(plan.tidy.uploads),
             len(plan.tidy.orphans),
-        )  # fmt: skip
+        )
     else:
         log.info(
             "cleanup (dry run): in the folder %s, %d temp files, %d orphan ZIPs and %d emptied "
-            "folders would be removed", st.settings.bdr_path, len(plan.tidy.temp_files),
-            len(plan.tidy.orphans), len(plan.tidy.folders),
-        )  # fmt: skip
+            "folders would be removed",
+            st.settings.bdr_path,
+            len(plan.tidy.temp_files),
+            len(plan.tidy.orphans),
+            len(plan.tidy.folders),
+        )
     return {"dry_run": True, **summary}

@@ -1,8 +1,8 @@
 """Every minute, for each job kind (upkeep/kinds.py): no request is ever stuck, and no owed
 email is forgotten.
 
-- `pending` rows older than 30 s are announced if the server did not, and (re-)enqueued: the server commits before it enqueues, so
-  a Redis outage at that moment leaves a row only this finds.
+- `pending` rows older than 30 s are announced if the server did not, and (re-)enqueued: the
+  server commits before it enqueues, so a Redis outage at that moment leaves a row only this finds.
 - `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
   are enqueued under a fresh job id; the claim lets exactly one run take them over.
 - Emails whose SMTP send failed are retried.
@@ -47,9 +47,8 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
             requeued += 1
         elif await redis.exists(in_progress_key_prefix + kind.job_id(row["id"])):
             # Taken, yet unclaimed past the grace (a run claims first thing): the worker died
-            # between dequeuing and claiming, and arq frees the id only after the job timeout
-            # (a cluster run's lost host left a BDR pending for minutes). A fresh id now, one
-            # per grace period; the claim lets one run build it.
+            # between dequeuing and claiming, and arq frees the id only after the job timeout.
+            # A fresh id now, one per grace period; the claim lets one run build it.
             held = f"held{int(row['age'] // max(grace, 1.0))}"
             requeued += await kind.enqueue(redis, row["id"], held)
         elif row["age"] >= LATE_PENDING_SECONDS:

@@ -1,22 +1,11 @@
-"""What bounds a connection, the way nginx and Caddy bound theirs.
+"""What bounds a connection, the way nginx and Caddy bound theirs, so that idle or trickling
+connections cannot use up a process's descriptors.
 
-aiohttp's own bound is its keep-alive timer (web/serve.py, KEEPALIVE_SECONDS), armed when a
-connection opens and again after each answer: a connection that sends nothing, or trickles its
-request head a byte at a time, was held that long (130 s), and nothing counted connections.
-With a container's soft descriptor limit of 1,024, a thousand idle connections used up the
-descriptors: every accept failed, /healthz with them, and asyncio logged each failure with a
-traceback (thousands of lines a second). Here, for the server's own port:
-
-- a request's head must arrive within HEADER_TIMEOUT_SECONDS of the connection's start, or of
-  the first byte of a request after an idle keep-alive (Go's ReadHeaderTimeout, nginx's
-  client_header_timeout); otherwise the connection is closed, unanswered;
-- past MAX_CONNECTIONS a new connection gets a canned 503 and is closed at once, instead of the
-  process running out of descriptors;
-- the soft descriptor limit is raised to the hard one at start;
-- a failed accept is one line a second at most, with a count.
-
-The body's bound is where a body is read (api/validation.py), a file download's where its
-bytes are sent (api/zip_download.py).
+For the server's own port: a request's head must arrive within HEADER_TIMEOUT_SECONDS of the
+connection's start or of a request's first byte (Go's ReadHeaderTimeout, nginx's
+client_header_timeout), else the connection is closed unanswered; past MAX_CONNECTIONS a new
+connection gets a canned 503; the soft descriptor limit is raised to the hard one at start; and
+a failed accept is one line a second at most, with a count.
 """
 
 from __future__ import annotations
@@ -133,8 +122,10 @@ def connection_cap(configured: int | None, descriptors: int) -> int:
         log.warning(
             "MAX_CONNECTIONS=%d is more than the descriptor limit (%d) leaves for connections "
             "(about %d): past that, accepts fail instead of answering 503",
-            configured, descriptors, fits,
-        )  # fmt: skip
+            configured,
+            descriptors,
+            fits,
+        )
     return configured
 
 
@@ -163,8 +154,8 @@ class ConnectionGuard:
     (`inner`, a web.Server: aiohttp's low-level protocol factory) inside a `Guarded` one.
 
     The connections waiting for a head are kept in one dict, oldest deadline first, and swept
-    by one timer: a timer of each connection's own, cancelled once its head came, stayed in
-    the loop's heap until it would have fired (~150 B a stream in a flood)."""
+    by one timer: a timer of each connection's own, even cancelled, would stay in the loop's
+    heap until it would have fired."""
 
     def __init__(
         self,

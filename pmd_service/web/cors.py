@@ -21,9 +21,15 @@ EXPOSED = (
     "Last-Modified",
 )
 ALLOWED = (
-    "Authorization", "Content-Type", "Accept", "Last-Event-ID", "Range", "If-Range",
-    "X-Request-ID", "Cache-Control",
-)  # fmt: skip
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Last-Event-ID",
+    "Range",
+    "If-Range",
+    "X-Request-ID",
+    "Cache-Control",
+)
 PREFLIGHT_MAX_AGE = 600
 
 

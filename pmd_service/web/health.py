@@ -83,11 +83,30 @@ class ReadyStatus(msgspec.Struct):
 
 
 ENDPOINTS = (
-    Endpoint("get", "/healthz", healthz, "healthz", "Liveness", "operations", auth=Auth.PUBLIC,
-             response=HealthStatus),
-    Endpoint("get", "/readyz", readyz, "readyz", "Readiness: database and Redis reachable "
-             "(and, with ZIPs in a bucket, how the store's last call went: `checks.store`)",
-             "operations", auth=Auth.PUBLIC, response=ReadyStatus, problems=(503,),
-             problem_notes={503: "Not ready: the database or Redis is unreachable (`checks` "
-                                 "names which); see Retry-After"}),
-)  # fmt: skip
+    Endpoint(
+        "get",
+        "/healthz",
+        healthz,
+        "healthz",
+        "Liveness",
+        "operations",
+        auth=Auth.PUBLIC,
+        response=HealthStatus,
+    ),
+    Endpoint(
+        "get",
+        "/readyz",
+        readyz,
+        "readyz",
+        "Readiness: database and Redis reachable "
+        "(and, with ZIPs in a bucket, how the store's last call went: `checks.store`)",
+        "operations",
+        auth=Auth.PUBLIC,
+        response=ReadyStatus,
+        problems=(503,),
+        problem_notes={
+            503: "Not ready: the database or Redis is unreachable (`checks` "
+            "names which); see Retry-After"
+        },
+    ),
+)

@@ -208,11 +208,26 @@ async def openapi_handler(request: web.Request) -> web.Response:
 
 
 ENDPOINTS = (
-    Endpoint("get", "/openapi.json", openapi_handler, "openapi", "This document", "operations",
-             auth=Auth.PUBLIC, ok_description="The OpenAPI 3.1 document"),
+    Endpoint(
+        "get",
+        "/openapi.json",
+        openapi_handler,
+        "openapi",
+        "This document",
+        "operations",
+        auth=Auth.PUBLIC,
+        ok_description="The OpenAPI 3.1 document",
+    ),
     # Where a site's proxy sends this service's requests (only /api/pmd/*): the reference at
     # /api/pmd/docs reads it from here.
-    Endpoint("get", "/api/pmd/openapi.json", openapi_handler, "apiOpenapi",
-             "This document, under /api/pmd/", "operations",
-             auth=Auth.PUBLIC, ok_description="The OpenAPI 3.1 document"),
-)  # fmt: skip
+    Endpoint(
+        "get",
+        "/api/pmd/openapi.json",
+        openapi_handler,
+        "apiOpenapi",
+        "This document, under /api/pmd/",
+        "operations",
+        auth=Auth.PUBLIC,
+        ok_description="The OpenAPI 3.1 document",
+    ),
+)

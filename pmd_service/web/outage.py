@@ -60,8 +60,11 @@ class OutageLog:
         log.warning(
             "%s unavailable (%s) at %s; answering 503 with Retry-After, further refusals "
             "are summed up every %.0f s",
-            service, reason, where, self.window,
-        )  # fmt: skip
+            service,
+            reason,
+            where,
+            self.window,
+        )
         self._open[service] = _Window()
         self._schedule(service)
 
@@ -77,8 +80,11 @@ class OutageLog:
             return  # quiet for a whole window: the next refusal opens a new one
         log.warning(
             "%s unavailable: %d more requests answered 503 in the last %.0f s (last: %s)",
-            service, current.count, time.monotonic() - current.opened, current.last,
-        )  # fmt: skip
+            service,
+            current.count,
+            time.monotonic() - current.opened,
+            current.last,
+        )
         self._open[service] = _Window()
         self._schedule(service)
 

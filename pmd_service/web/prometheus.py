@@ -95,9 +95,10 @@ class _ConnectionCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         counts = self.counts
         yield GaugeMetricFamily(
-            "pmd_connections_open", "HTTP connections this process holds, streams included",
+            "pmd_connections_open",
+            "HTTP connections this process holds, streams included",
             value=counts.open,
-        )  # fmt: skip
+        )
         yield CounterMetricFamily(
             "pmd_connections_refused",
             "Connections past MAX_CONNECTIONS, answered 503 and closed",

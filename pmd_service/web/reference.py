@@ -1,18 +1,10 @@
-"""The API reference at `/docs`: `/openapi.json` rendered in the browser by Swagger UI.
+"""The API reference at `/docs` and `/api/pmd/docs`: the OpenAPI document rendered in the
+browser by Swagger UI.
 
-The same page is at `/api/pmd/docs`, rendering `/api/pmd/openapi.json` with the viewer's files
-under `/api/pmd/docs/vendor/`: a site's proxy sends only `/api/pmd/*` to this service (the
-host's Caddy, deploy/caddy, deploy/nginx), so that is the address that works everywhere, and
-the one the start-up line names.
-
-The viewer is two pinned files shipped in the package (static/vendor/: its README says which
-version, where it came from and how to update it; SHA256SUMS holds their digests), served from
-this origin like the dashboard's own files. The page asks nothing of any other origin, and its
-policy allows nothing else: Swagger UI needs no inline style, no worker, no font and no frame.
-
-Both pages are declared as endpoints, so the document they render describes them too: routes
-of this service that anyone may call, as `/openapi.json` is. The viewer's files under
-/api/pmd/docs/vendor/ are static files, as /static/pmd/ is.
+`/api/pmd/docs` is the address that works everywhere, since a site's proxy sends only
+`/api/pmd/*` to this service. The viewer is two pinned files shipped in the package
+(static/vendor/, whose README says how to update them), served from this origin, and the page's
+policy allows nothing from any other.
 """
 
 from __future__ import annotations
@@ -128,14 +120,29 @@ def setup(app: web.Application) -> None:
 
 
 ENDPOINTS = (
-    Endpoint("get", "/docs", docs, "docs", "This document, as a page to read", "operations",
-             auth=Auth.PUBLIC, response_media="text/html",
-             ok_description="The API reference: a page that renders /openapi.json",
-             headers=HEADERS_DOC),
-    Endpoint("get", API_DOCS_PATH, api_docs, "apiDocs",
-             "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
-             "this service's requests)", "operations",
-             auth=Auth.PUBLIC, response_media="text/html",
-             ok_description="The API reference: a page that renders /api/pmd/openapi.json",
-             headers=HEADERS_DOC),
-)  # fmt: skip
+    Endpoint(
+        "get",
+        "/docs",
+        docs,
+        "docs",
+        "This document, as a page to read",
+        "operations",
+        auth=Auth.PUBLIC,
+        response_media="text/html",
+        ok_description="The API reference: a page that renders /openapi.json",
+        headers=HEADERS_DOC,
+    ),
+    Endpoint(
+        "get",
+        API_DOCS_PATH,
+        api_docs,
+        "apiDocs",
+        "This document, as a page to read, under /api/pmd/ (where a site's proxy sends "
+        "this service's requests)",
+        "operations",
+        auth=Auth.PUBLIC,
+        response_media="text/html",
+        ok_description="The API reference: a page that renders /api/pmd/openapi.json",
+        headers=HEADERS_DOC,
+    ),
+)

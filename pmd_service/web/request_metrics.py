@@ -80,9 +80,10 @@ class _DownloadCollector(Collector):
                 value=health.failures,
             )
         yield GaugeMetricFamily(
-            "pmd_proxy_downloads", "Downloads streaming through this process (proxy mode)",
+            "pmd_proxy_downloads",
+            "Downloads streaming through this process (proxy mode)",
             value=self.slots.active,
-        )  # fmt: skip
+        )
         refused = CounterMetricFamily(
             "pmd_proxy_downloads_refused",
             "Proxied downloads refused by a cap: user (429) or server (503)",
@@ -115,10 +116,16 @@ async def metrics_handler(request: web.Request) -> web.Response:
 
 # On the public port only when SERVER_METRICS_PORT is unset (see internal_metrics_ctx).
 PUBLIC_ENDPOINT = Endpoint(
-    "get", "/metrics", metrics_handler, "metrics", "Prometheus metrics of this server process",
-    "operations", auth=Auth.PUBLIC, response_media="text/plain",
+    "get",
+    "/metrics",
+    metrics_handler,
+    "metrics",
+    "Prometheus metrics of this server process",
+    "operations",
+    auth=Auth.PUBLIC,
+    response_media="text/plain",
     ok_description="Prometheus text exposition format",
-)  # fmt: skip
+)
 
 
 class MetricsPortError(RuntimeError):

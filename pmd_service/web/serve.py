@@ -1,19 +1,9 @@
 """Run the HTTP server: `python -m pmd_service serve` (or `python server.py` from a checkout).
 
-With SERVER_PROCESSES=N (default 1) N processes accept on the same port: each binds it with
-SO_REUSEPORT and the kernel spreads new connections over them, so one machine's every core
-serves requests and holds streams. Each process runs its own app, pool and LISTEN connection
-(an SSE stream lives in the process that accepted it). The parent only starts them, passes
-SIGTERM/SIGINT on and exits once they have; if one dies, it stops the others and exits 1, so
-the supervisor above (systemd, Kubernetes, Docker) restarts the lot.
-
-Before any of that it waits for PostgreSQL and Redis (STARTUP_WAIT_SECONDS); once a process
-accepts connections it logs one "listening on http://HOST:PORT" line, and the first process one
-"API reference at {BASE_URL or http://HOST:PORT}/docs" line. A port that another process holds
-is one line and exit status 1.
-
-Its connections are bounded as nginx's and Caddy's are (web/connections.py): a head's deadline,
-MAX_CONNECTIONS, the descriptor limit raised at start, failed accepts counted, not each logged.
+With SERVER_PROCESSES=N, N processes accept on the same port (SO_REUSEPORT), each with its own
+app, pool and LISTEN connection, so that one machine's every core serves requests and holds
+streams. The parent only starts them and passes signals on; if one dies it stops the others and
+exits 1, so that the supervisor above restarts the lot.
 """
 
 from __future__ import annotations
@@ -58,8 +48,11 @@ LISTEN_BACKLOG = 4096
 # (web/connections.py).
 KEEPALIVE_SECONDS = 130
 # A bind that fails for one of these is the operator's to fix: one line, no traceback.
-_BIND_ERRORS = {errno.EADDRINUSE: "another process holds it", errno.EACCES: "not permitted",
-                errno.EADDRNOTAVAIL: "HOST is not an address of this machine"}  # fmt: skip
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "another process holds it",
+    errno.EACCES: "not permitted",
+    errno.EADDRNOTAVAIL: "HOST is not an address of this machine",
+}
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +113,8 @@ async def _serve(
             SERVER_NAME,
             host=settings.host,
             port=settings.port,
-            # aiohttp's default of 128 pending connections overflowed in a reconnect storm: the
-            # kernel dropped the SYNs past it, and their clients waited 1, 3, 7, 15 s... to
-            # retry (bench.sse --box). The kernel caps this at net.core.somaxconn.
+            # Above aiohttp's 128, so a reconnect storm's SYNs are not dropped and retried
+            # seconds later; the kernel caps it at net.core.somaxconn.
             backlog=LISTEN_BACKLOG,
             reuse_port=shared_port,
         )

@@ -1,18 +1,12 @@
-"""Streaming a BDR ZIP with zipstream-ng, off the event loop, to disk or an object store.
+"""Streaming a ZIP with zipstream-ng, off the event loop, to disk or an object store.
 
-Four threads share the work: the build thread reads the artworks and runs zipstream-ng (the
-format and its CRC-32); the entry-hash thread takes each big entry's SHA-256 (the manifest's
-lines) from the same chunks; and every piece of the ZIP that comes out goes both to the hash
-thread (the whole ZIP's SHA-256) and to the sink thread, which writes it (a file, fsynced) or
-uploads it (a bucket). Every byte is hashed twice, and the two hashes run on both cores at once
-rather than one after the other; the writes and the fsync overlap the hashing instead of
-following it (figures in docs/benchmarks.md, "Measurements behind the code"); the event loop
-only reads how far the build got. Every read lands in one of a few reused buffers that come
-back once every thread holding them is done: a fresh 1 MiB `bytes` per read cost a page fault
-every 4 KiB (glibc returns big blocks to the kernel when they are freed), about a third of the
-whole build. Artworks are stored (they are compressed images already: DEFLATE gains next to
-nothing), the JSON files deflated. Memory is those buffers plus, for HTTP sources, the few
-artworks fetched ahead: never the size of the ZIP."""
+The build thread reads the artworks and runs zipstream-ng; an entry-hash thread takes each big
+entry's SHA-256, a hash thread the whole ZIP's, and a sink thread writes or uploads every piece,
+so that on two cores the hashing and the writes overlap instead of following one another
+(docs/benchmarks-details.md, "Measurements behind the code"). Reads land in a few reused buffers,
+since a fresh buffer per read costs a page fault every 4 KiB, so a build's memory is those
+buffers and the artworks fetched ahead, never the size of the ZIP. Artworks are stored (they are
+compressed images already), the JSON files deflated."""
 
 from __future__ import annotations
 
@@ -504,8 +498,7 @@ def file_sink(temp_path: Path) -> Sink:
     """Write to `temp_path` and fsync it; the caller renames it into place (publish)."""
 
     def write(chunks: Iterator[Chunk]) -> None:
-        # Unbuffered: the pieces are ~1 MiB already, and a buffered writer copied each one
-        # into its own buffer before writing it.
+        # Unbuffered: the pieces are ~1 MiB already, and a buffered writer would copy each one.
         with open(temp_path, "wb", buffering=0) as out:
             since_hint = 0
             for chunk in chunks:
@@ -526,9 +519,8 @@ def file_sink(temp_path: Path) -> Sink:
     return write
 
 
-# S3 parts are at least 5 MiB (but the last). Memory is one part being filled plus the parts
-# being sent, at most PARTS_IN_FLIGHT: ~24 MiB whatever the ZIP's size (bench.store measures
-# the worker's RSS for a 1 GB ZIP).
+# S3 parts are at least 5 MiB (but the last); memory is one part being filled plus at most
+# PARTS_IN_FLIGHT being sent, whatever the ZIP's size.
 PART_BYTES = 8 << 20
 PARTS_IN_FLIGHT = 2
 

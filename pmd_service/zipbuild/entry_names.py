@@ -1,8 +1,8 @@
 """Names of ZIP entries, built from host data that may be anything.
 
-A host row once carried `public_sqid = '../../../evil'`, which became the entry
-`artworks/../../../evil.webp`: an unzip tool that trusts entry names writes outside its target
-folder. So each part of a name is checked here, once, before anything is built from it.
+A sqid such as `../../../evil` would make an entry that an unzip tool trusting entry names
+writes outside its target folder, so each part of a name is checked here before anything is
+built from it.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
-"""comments.json and reactions.json, streamed into the ZIP from a server-side cursor.
-
-Loading every visible comment of 128 posts and pretty-printing it at once took a worker from
-49.5 MB to 189 MB RSS for 20,000 comments of 2 KB, per job. Here rows arrive in batches
-(row_feed.py) and leave as bytes straight into the ZIP's deflater, so memory stays at a couple
-of batches whatever the count (bench/build.py measures it).
+"""comments.json and reactions.json, streamed into the ZIP from a server-side cursor, so that a
+worker's memory stays at a couple of batches whatever the number of comments.
 
 The bytes are exactly those of `msgspec.json.format(msgspec.json.encode(doc), indent=2) + b"\\n"`
-on the whole document, the format these files always had: each value is encoded and formatted
-by msgspec, and only the enclosing braces, brackets, commas and indentation are written here.
+on the whole document: msgspec encodes and formats each value, and only the enclosing braces,
+brackets, commas and indentation are written here.
 """
 
 from __future__ import annotations
@@ -77,7 +73,7 @@ def _document(
     """`{"generated_at": now, field: {sqid: [items] or {items}}}`, one chunk per batch.
 
     Rows come ordered by post, so a post's items are contiguous: a group opens at its first row
-    and closes at the next post's (the in-memory version built the same order with a dict).
+    and closes at the next post's.
     """
     yield b'{\n  "generated_at": ' + _encode(now) + b",\n  " + _encode(field) + b": "
     opening, closing = brackets[:1], b"\n" + _GROUP + brackets[1:]

@@ -71,8 +71,8 @@ def _working_entry(root: Path, a: Artwork, working: WorkingFile) -> Entry:
 @dataclass(frozen=True)
 class Origin:
     """ARTWORK_BASE_URL split in two: `url` without any user info, the only form ever requested,
-    logged or put in a message (logging the configured URL as is wrote `user:pass@` into every
-    failure line), and its credentials, sent as an HTTP basic `Authorization` header instead."""
+    logged or put in a message, and its credentials, sent as an HTTP basic `Authorization`
+    header instead."""
 
     url: str
     headers: dict[str, str]
@@ -189,8 +189,12 @@ async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> 
     try:
         result = await obstore.get_async(store, path)
         if result.meta["size"] > MAX_ARTWORK_BYTES:
-            log.warning("object %s is %d bytes, over %d; skipped", path, result.meta["size"],
-                        MAX_ARTWORK_BYTES)  # fmt: skip
+            log.warning(
+                "object %s is %d bytes, over %d; skipped",
+                path,
+                result.meta["size"],
+                MAX_ARTWORK_BYTES,
+            )
             return Entry(entry, arcname, skip_reason="fetch_failed")
         data = await result.bytes_async()
     except OBJECT_MISSING:
