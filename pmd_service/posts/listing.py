@@ -76,8 +76,8 @@ def _page(
     breaking ties in the key's direction, so nothing is skipped. The page `after` starts past
     ($3, $4); a `filtered` one also matches the filter's parameters, which follow. `total`: the
     matching set's count and digest, two columns every row carries after the item's columns
-    (one scan, run once: a materialized CTE; as one record, decoding it on each of 513 rows
-    cost a tenth of the statement)."""
+    (one scan, run once: a materialized CTE; a record would be encoded and decoded again on
+    every row)."""
     if filtered:
         where = f"{where} AND {predicate(5 if after else 3)}"
     key, direction = sort.key, "DESC" if sort.descending else "ASC"
@@ -88,9 +88,10 @@ def _page(
     marks, joins = (
         (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
     )
-    counted = ",\n    (SELECT n FROM totals) AS total, (SELECT d FROM totals) AS digest"
     totals = f"totals (n, d) AS MATERIALIZED (SELECT {_TOTALS} FROM posts p WHERE {where})"
-    counted, ctes = (counted, [totals]) if total else ("", [])
+    ctes = [totals] if total else []
+    counted = ",\n    (SELECT n FROM totals) AS total, (SELECT d FROM totals) AS digest"
+    counted = counted if total else ""
     if key.indexed:
         return f"""{"WITH " + ctes[0] if ctes else ""}
 SELECT {_ITEM_COLUMNS}{marks}{counted}
