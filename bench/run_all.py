@@ -22,7 +22,7 @@ BENCHMARKS = (
     Bench("host_cache", (), 600, "a one-post action beside 1,000,000 keys in the host's cache"),
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
-    Bench("page", (), 600, "the dashboard page in Debian's Chromium"),
+    Bench("page", (), 600, "the dashboard page at 20,000 posts in Debian's Chromium"),
     Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers"),
     Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
     Bench("scaling", (), 600, "a backlog's drain, 50 users at once"),

@@ -75,8 +75,9 @@ def _page(
     """A page of the items matching `where`, in `sort`: keyset pagination on (key, id), ids
     breaking ties in the key's direction, so nothing is skipped. The page `after` starts past
     ($3, $4); a `filtered` one also matches the filter's parameters, which follow. `total`: the
-    matching set's count and digest, as one record every row carries, after the item's columns
-    (one scan, run once: an uncorrelated subquery)."""
+    matching set's count and digest, two columns every row carries after the item's columns
+    (one scan, run once: a materialized CTE; a record would be encoded and decoded again on
+    every row)."""
     if filtered:
         where = f"{where} AND {predicate(5 if after else 3)}"
     key, direction = sort.key, "DESC" if sort.descending else "ASC"
@@ -87,11 +88,12 @@ def _page(
     marks, joins = (
         (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
     )
-    counted = (
-        f",\n    (SELECT row({_TOTALS}) FROM posts p WHERE {where}) AS totals" if total else ""
-    )
+    totals = f"totals (n, d) AS MATERIALIZED (SELECT {_TOTALS} FROM posts p WHERE {where})"
+    ctes = [totals] if total else []
+    counted = ",\n    (SELECT n FROM totals) AS total, (SELECT d FROM totals) AS digest"
+    counted = counted if total else ""
     if key.indexed:
-        return f"""
+        return f"""{"WITH " + ctes[0] if ctes else ""}
 SELECT {_ITEM_COLUMNS}{marks}{counted}
 FROM posts p {joins}
 WHERE {page_where}
@@ -104,7 +106,7 @@ LIMIT $2
     # matching post.
     lateral = "" if key.counted is None else f"\n    CROSS JOIN LATERAL ({key.counted}) s"
     return f"""
-WITH page AS MATERIALIZED (
+WITH {"".join(c + ", " for c in ctes)}page AS MATERIALIZED (
     SELECT p.id, {key.sql} AS k
     FROM posts p{lateral}
     WHERE {page_where}
@@ -213,7 +215,7 @@ async def list_posts(
     if after is None and bound is not None:
         # An empty first page is an empty set: no row to carry the totals.
         rows = await fetch(first_sql, owner_id, limit + 1, *keys)
-        total, digest = rows[0]["totals"] if rows else (0, EMPTY_DIGEST)
+        total, digest = (rows[0]["total"], rows[0]["digest"]) if rows else (0, EMPTY_DIGEST)
     elif after is None:
         # The first page counts, on a second connection at the same time as the page: the
         # count reads every live post of the user, so run in sequence (one statement) it added
