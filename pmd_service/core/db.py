@@ -319,20 +319,14 @@ def database_refusal(exc: BaseException) -> bool:
 
 # One statement with the plan made for its own parameters: the generic plan PostgreSQL may keep
 # after five runs cannot drop a filter's absent keys (NULL parameters) nor pick the index the
-# present ones allow. The transaction opens in the same simple query, one round trip fewer.
+# present ones allow.
 # (Not an SQL_ constant: a setting, which the tests that prepare every query cannot prepare.)
-SET_CUSTOM_PLAN = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan"
+SET_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan"
 
 
 async def fetch_planned(pool: asyncpg.Pool, sql: str, *args: object) -> list[asyncpg.Record]:
     """`pool.fetch`, in a transaction of its own whose statement is planned for `args`."""
-    async with pool.acquire() as conn:
+    async with pool.acquire() as conn, conn.transaction():
         await conn.execute(SET_CUSTOM_PLAN)
-        try:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-        finally:
-            # A failed statement's transaction ends too (COMMIT then rolls back); a lost
-            # connection has none left to end.
-            if not conn.is_closed():
-                await conn.execute("COMMIT;")
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
         return rows

@@ -4,16 +4,14 @@ to their filter, and every bad value a 400 naming its parameter."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.core.db import SET_CUSTOM_PLAN, create_pool, fetch_planned
+from pmd_service.core.db import SET_CUSTOM_PLAN, create_pool
 from pmd_service.posts import listing
 from pmd_service.posts.filters import FilterKeys, check_filter
 from support.seeding import Factory, UserRow
@@ -190,36 +188,6 @@ async def test_bad_values_are_400_naming_the_parameter(
     body = await assert_problem(resp, 400)
     assert [e["field"] for e in body["errors"]] == [field]
     assert field in body["detail"]
-
-
-async def test_a_planned_statement_takes_three_round_trips_and_ends_its_transaction(
-    database_url: str,
-) -> None:
-    """The transaction opens with its plan setting in one round trip and ends after the
-    statement, also when the statement fails: the connection goes back to the pool outside any
-    transaction, leaving asyncpg nothing to roll back (which it would report as an error)."""
-    sent: list[str] = []
-    reported: list[dict[str, Any]] = []
-    loop = asyncio.get_running_loop()
-    loop.set_exception_handler(lambda _loop, context: reported.append(context))
-    pool = await create_pool(database_url, "pmd-test-planned", min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            reset = conn.get_reset_query()
-            conn.add_query_logger(
-                lambda record: None if record.query == reset else sent.append(record.query)
-            )
-        assert [r[0] for r in await fetch_planned(pool, "SELECT $1::int", 7)] == [7]
-        assert sent == [SET_CUSTOM_PLAN, "SELECT $1::int", "COMMIT;"]
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            await fetch_planned(pool, "SELECT 1 / $1::int", 0)
-        async with pool.acquire() as conn:
-            assert not conn.is_in_transaction()
-            assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
-    finally:
-        await pool.close()
-        loop.set_exception_handler(None)
-    assert reported == []
 
 
 async def test_a_filtered_page_is_planned_for_its_keys_and_carries_its_total(
