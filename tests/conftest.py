@@ -13,7 +13,13 @@ connections, grants, the host's schema) keep their direct URLs.
 What a test needs from the machine (a browser, the proxies, podman, PgBouncer) is checked
 before its fixtures start anything (`needs` marks, tests/prerequisites.py); with
 PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does not allow
-(tests/skip_guard.py)."""
+(tests/skip_guard.py).
+
+`make test` runs the suite in pytest-xdist workers: each has its database and role (the name's
+random suffix), its Redis (an embedded server in its own temporary folder, or its own database
+number of TEST_REDIS_URL's server), its PgBouncer and its ports; tests that must not run beside
+each other share an `xdist_group` (as the image tests do, tests/images.py), and so does a
+module's tests that share a module-scoped fixture (`pytest_collection_modifyitems` below)."""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -71,6 +78,22 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
     if pooler == "pgbouncer" and (why := tools.missing(["pgbouncer"])) is not None:
         raise pytest.UsageError(f"TEST_DATABASE_POOLER=pgbouncer, but {why}")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A module whose tests share a module- or class-scoped fixture (a build, a run of every
+    case, a server) runs on one xdist worker: on several, each worker would make it again.
+    In workers, the groups go first: the longest pieces of work start first."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group") is not None:
+            continue
+        scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
+        if scopes & {"module", "class"}:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    if config.getoption("dist", "no") != "no":
+        items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 @dataclass(frozen=True)
@@ -158,11 +181,26 @@ async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
     return as_role(host_url, test_database.role, test_database.password)
 
 
+def worker_redis_url(url: str, worker: int) -> str:
+    """TEST_REDIS_URL for xdist worker `worker`: its database number minus the worker's, so each
+    worker flushes a database of its own (15 and 4 workers: 15, 14, 13, 12)."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    if worker > number:
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL names database {number}: too low for worker {worker} of pytest-xdist "
+            "(each worker uses the number minus its own); name database 15"
+        )
+    return urlunsplit(parts._replace(path=f"/{number - worker}"))
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        yield url
+        yield worker_redis_url(
+            url, int(worker_id.removeprefix("gw")) if worker_id != "master" else 0
+        )
         return
     from pmd_service.dev.embedded import EmbeddedRedis
 
