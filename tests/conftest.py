@@ -17,9 +17,8 @@ PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does n
 
 `make test` runs the suite in pytest-xdist workers: each has its database and role (the name's
 random suffix), its Redis (an embedded server in its own temporary folder, or its own database
-number of TEST_REDIS_URL's server), its PgBouncer and its ports; tests that must not run beside
-each other share an `xdist_group` (as the image tests do, tests/images.py), and so does a
-module's tests that share a module-scoped fixture (`pytest_collection_modifyitems` below)."""
+number of TEST_REDIS_URL's server), its PgBouncer and its ports; which tests share a worker is
+tests/parallel.py's."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ from support.mailbox import Mailbox
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
 from support.stack import connected, create_database, drop_database, with_database
-from tests import prerequisites, skip_guard
+from tests import parallel, prerequisites, skip_guard
 from tests.helpers import (
     CHECKOUT,
     SECRET,
@@ -73,27 +72,12 @@ def pytest_configure(config: pytest.Config) -> None:
     # Plugins of their own, which tests/tooling/test_ci_guards.py also runs by themselves (`-p`).
     config.pluginmanager.register(prerequisites, "pmd-prerequisites")
     config.pluginmanager.register(skip_guard, "pmd-skip-guard")
+    config.pluginmanager.register(parallel, "pmd-parallel")
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler not in ("none", "pgbouncer"):
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
     if pooler == "pgbouncer" and (why := tools.missing(["pgbouncer"])) is not None:
         raise pytest.UsageError(f"TEST_DATABASE_POOLER=pgbouncer, but {why}")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A module whose tests share a module- or class-scoped fixture (a build, a run of every
-    case, a server) runs on one xdist worker: on several, each worker would make it again.
-    In workers, the groups go first: the longest pieces of work start first."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None or item.get_closest_marker("xdist_group") is not None:
-            continue
-        scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs}
-        if scopes & {"module", "class"}:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-    if config.getoption("dist", "no") != "no":
-        items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
 
 
 @dataclass(frozen=True)
