@@ -37,7 +37,7 @@ def group_of(item: pytest.Item) -> str | None:
     return item.nodeid.split("::")[0] if scopes & {"module", "class"} else None
 
 
-class GroupScheduling(LoadScopeScheduling):
+class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no types
     """xdist's scheduling by scope, the scope being a test's group, else the test itself."""
 
     def __init__(self, config: pytest.Config, log: Any, groups: Path) -> None:
