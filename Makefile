@@ -31,7 +31,7 @@ run: $(RUN_STAMP)
 
 # The suite in TEST_WORKERS pytest-xdist workers (tests/conftest.py says what each has of its
 # own); TEST_WORKERS=0 runs it in this one process.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 4
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov=pmd_service --cov-branch \
 		--cov-report=term:skip-covered $(PYTEST_ARGS)
