@@ -31,7 +31,7 @@ SWITCH = "PMD_CI_STRICT_SKIPS"
 ALLOW_LIST = Path("tests", "skips_allowed.txt")
 # What a worker sends back to the controller: its modules skipped at import.
 WORKER_OUTPUT = "pmd_skip_guard_refused"
-# `--dist loadgroup` adds "@<its xdist_group>" to a grouped test's id.
+# xdist's loadgroup adds "@<its xdist_group>" to a grouped test's id where pytest lets it.
 GROUP_SUFFIX = re.compile(r"@[^:/\[\]]+$")
 
 
@@ -103,7 +103,7 @@ class SkipGuard:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         """An xdist worker is done: its modules skipped at import, judged there."""
-        for outcome, nodeid, reason in node.workeroutput.get(WORKER_OUTPUT, []):
+        for outcome, nodeid, reason in getattr(node, "workeroutput", {}).get(WORKER_OUTPUT, []):
             self._skipped(outcome, nodeid, reason)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
