@@ -29,8 +29,12 @@ $(STAMP): requirements/dev.txt pyproject.toml | $(PY)
 run: $(RUN_STAMP)
 	PMD_DEV=1 $(PY) -m pmd_service dev
 
+# The suite in TEST_WORKERS pytest-xdist workers (tests/conftest.py says what each has of its
+# own); TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest --cov=pmd_service --cov-branch --cov-report=term:skip-covered $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov=pmd_service --cov-branch \
+		--cov-report=term:skip-covered $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

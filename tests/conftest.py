@@ -13,7 +13,12 @@ connections, grants, the host's schema) keep their direct URLs.
 What a test needs from the machine (a browser, the proxies, podman, PgBouncer) is checked
 before its fixtures start anything (`needs` marks, tests/prerequisites.py); with
 PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does not allow
-(tests/skip_guard.py)."""
+(tests/skip_guard.py).
+
+`make test` runs the suite in pytest-xdist workers: each has its database and role (the name's
+random suffix), its Redis (an embedded server in its own temporary folder, or its own database
+number of TEST_REDIS_URL's server), its PgBouncer and its ports; which tests share a worker is
+tests/parallel.py's."""
 
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -42,7 +48,7 @@ from support.mailbox import Mailbox
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
 from support.stack import connected, create_database, drop_database, with_database
-from tests import prerequisites, skip_guard
+from tests import parallel, prerequisites, skip_guard
 from tests.helpers import (
     CHECKOUT,
     SECRET,
@@ -66,6 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     # Plugins of their own, which tests/tooling/test_ci_guards.py also runs by themselves (`-p`).
     config.pluginmanager.register(prerequisites, "pmd-prerequisites")
     config.pluginmanager.register(skip_guard, "pmd-skip-guard")
+    config.pluginmanager.register(parallel, "pmd-parallel")
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler not in ("none", "pgbouncer"):
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
@@ -158,11 +165,26 @@ async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
     return as_role(host_url, test_database.role, test_database.password)
 
 
+def worker_redis_url(url: str, worker: int) -> str:
+    """TEST_REDIS_URL for xdist worker `worker`: its database number minus the worker's, so each
+    worker flushes a database of its own (15 and 4 workers: 15, 14, 13, 12)."""
+    parts = urlsplit(url)
+    number = int(parts.path.strip("/") or 0)
+    if worker > number:
+        raise pytest.UsageError(
+            f"TEST_REDIS_URL names database {number}: too low for worker {worker} of pytest-xdist "
+            "(each worker uses the number minus its own); name database 15"
+        )
+    return urlunsplit(parts._replace(path=f"/{number - worker}"))
+
+
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Iterator[str]:
     url = os.environ.get("TEST_REDIS_URL")
     if url:
-        yield url
+        yield worker_redis_url(
+            url, int(worker_id.removeprefix("gw")) if worker_id != "master" else 0
+        )
         return
     from pmd_service.dev.embedded import EmbeddedRedis
 

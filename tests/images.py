@@ -2,7 +2,11 @@
 test_compose_up.py), in a store of the tests' own: `.data/image` of the checkout or
 PMD_IMAGE_STORE (CI keeps one between runs). Nothing is pulled: the Dockerfile's base and the
 compose files' images are stood in for by Debian bookworm roots (mmdebstrap) tagged with their
-names. Images are tagged by a digest of what goes into them, so a second run reuses them."""
+names. Images are tagged by a digest of what goes into them, so a second run reuses them.
+
+They run only when asked, PMD_IMAGE_TESTS=1 (`.ci/run` sets it): the store grows to about a
+gigabyte, which a plain `make test` should not leave behind. Their tests share one xdist group,
+so one worker builds into the store at a time."""
 
 from __future__ import annotations
 
@@ -17,6 +21,20 @@ from pathlib import Path
 from tests.helpers import CHECKOUT
 
 TOOLS = ("podman", "runc", "mmdebstrap")
+ASKED = "PMD_IMAGE_TESTS"
+# The xdist group of every test that uses the store (one worker at a time: they share its files).
+PODMAN_GROUP = "podman"
+
+
+def not_asked() -> str | None:
+    """Why the container-image tests do not run here (PMD_IMAGE_TESTS is not 1), or None."""
+    if os.environ.get(ASKED) == "1":
+        return None
+    return (
+        f"builds container images (about 1 GB under .data/image): run with {ASKED}=1 to ask for it"
+    )
+
+
 # What the Dockerfile copies into the image: a change to any of them means a new image.
 CONTEXT = (
     "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "server.py", "worker.py",

@@ -7,8 +7,10 @@ there the same line fails the test instead. One mechanism for every area:
     browser    PMD_REQUIRE_BROWSER      test_page_browser, test_host_page_browser,
                                         test_api_reference_browser (Chromium)
     deploy     PMD_REQUIRE_DEPLOY       test_deploy_* (Caddy, nginx, promtool, docker-compose)
-    image      PMD_REQUIRE_IMAGE        test_image (podman, and servers its containers reach)
-    compose    PMD_REQUIRE_COMPOSE      test_compose_up (podman, docker-compose, root)
+    image      PMD_REQUIRE_IMAGE        test_image (PMD_IMAGE_TESTS=1, podman, and servers its
+                                        containers reach)
+    compose    PMD_REQUIRE_COMPOSE      test_compose_up (PMD_IMAGE_TESTS=1, podman,
+                                        docker-compose, root)
     pgbouncer  PMD_REQUIRE_PGBOUNCER    test_pgbouncer
 
 The machine's programs and their Debian packages are support/tools.py's table. Beyond these

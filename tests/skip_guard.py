@@ -10,19 +10,29 @@ Blank lines and `#` comments are ignored; an entry without its reason stops the 
 
 tests/conftest.py loads this plugin; elsewhere `python -m pytest -p tests.skip_guard` does
 (tests/tooling/test_ci_guards.py runs it on generated test files).
+
+In pytest-xdist's workers (`make test`), the controller judges every test's report, which each
+worker passes on; a module skipped at import is judged by its worker and sent back when the
+worker finishes, since xdist passes on only one of several collection reports alike.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 SWITCH = "PMD_CI_STRICT_SKIPS"
 ALLOW_LIST = Path("tests", "skips_allowed.txt")
+# What a worker sends back to the controller: its modules skipped at import.
+WORKER_OUTPUT = "pmd_skip_guard_refused"
+# xdist's loadgroup adds "@<its xdist_group>" to a grouped test's id where pytest lets it.
+GROUP_SUFFIX = re.compile(r"@[^:/\[\]]+$")
 
 
 @dataclass(frozen=True)
@@ -68,10 +78,16 @@ def _outcome(report: pytest.TestReport) -> str | None:
 class SkipGuard:
     allowed: list[Allowed]
     refused: list[tuple[str, str, str]] = field(default_factory=list)  # outcome, id, reason
+    worker: bool = False  # an xdist worker: it judges only its collection, for the controller
 
     def _skipped(self, outcome: str, nodeid: str, reason: str) -> None:
-        if not any(entry.covers(nodeid) for entry in self.allowed):
-            self.refused.append((outcome, nodeid, reason))
+        nodeid = GROUP_SUFFIX.sub("", nodeid)
+        entry = (outcome, nodeid, reason)
+        if (
+            not any(allowed.covers(nodeid) for allowed in self.allowed)
+            and entry not in self.refused
+        ):
+            self.refused.append(entry)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
         if report.skipped:  # a module skipped as a whole, at import
@@ -79,12 +95,21 @@ class SkipGuard:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         outcome = _outcome(report)
-        if outcome is None:
+        if outcome is None or self.worker:  # a worker's tests: the controller judges them
             return
         why = _reason(report.longrepr) if outcome == "SKIPPED" else str(report.wasxfail)
         self._skipped(outcome, report.nodeid, why or "no reason given")
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """An xdist worker is done: its modules skipped at import, judged there."""
+        for outcome, nodeid, reason in getattr(node, "workeroutput", {}).get(WORKER_OUTPUT, []):
+            self._skipped(outcome, nodeid, reason)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.worker:
+            session.config.workeroutput[WORKER_OUTPUT] = self.refused  # type: ignore[attr-defined]
+            return
         ok = (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED)
         if self.refused and session.exitstatus in ok:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -107,4 +132,5 @@ class SkipGuard:
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get(SWITCH) == "1" and not config.pluginmanager.has_plugin("skip-guard"):
         path = config.rootpath / ALLOW_LIST
-        config.pluginmanager.register(SkipGuard(read_allow_list(path)), "skip-guard")
+        guard = SkipGuard(read_allow_list(path), worker=hasattr(config, "workerinput"))
+        config.pluginmanager.register(guard, "skip-guard")

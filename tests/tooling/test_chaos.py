@@ -17,10 +17,14 @@ import pytest
 
 from tests.helpers import CHECKOUT
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PMD_CHAOS") != "1",
-    reason="the chaos run takes minutes and starts its own servers; set PMD_CHAOS=1 to run it",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("PMD_CHAOS") != "1",
+        reason="the chaos run takes minutes and starts its own servers; set PMD_CHAOS=1 to run it",
+    ),
+    # The chaos and cluster runs, one at a time on one xdist worker: each loads the machine.
+    pytest.mark.xdist_group("runs"),
+]
 POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 
 

@@ -48,6 +48,12 @@ import pytest
 
 pytest.skip("this whole module needs a frobnicator", allow_module_level=True)
 """
+# Skipped where every such module is (tests/prerequisites.py): the same report for each.
+MODULE_UNMET = """
+from tests.prerequisites import unmet
+
+unmet("deploy", "no frobnicator here", module=True)
+"""
 NEEDS = """
 from pathlib import Path
 import pytest
@@ -159,6 +165,25 @@ def test_a_module_skipped_at_import_is_named_and_its_id_allows_it(tmp_path: Path
     done = pytest_run(tmp_path, "test_whole.py no frobnicator in CI\n")
     assert done.returncode != pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
     assert refused(done) == []
+
+
+def test_in_parallel_workers_every_skip_is_named(tmp_path: Path) -> None:
+    """`make test` runs pytest-xdist workers: the skips of every worker count, and modules
+    skipped at import for the same reason are each judged by their own id."""
+    (tmp_path / "test_tiny.py").write_text(TESTS)
+    for name in ("test_whole.py", "test_whole_too.py"):
+        (tmp_path / name).write_text(MODULE_UNMET)
+    allowed = "test_whole.py no frobnicator in CI\n"
+    done = pytest_run(tmp_path, allowed, args=("-p", "xdist", "-n", "2", "--dist", "loadgroup"))
+    assert done.returncode == pytest.ExitCode.TESTS_FAILED, done.stdout + done.stderr
+    assert sorted(refused(done)) == [
+        "SKIPPED test_tiny.py::test_marked[1]: not on this kind of machine",
+        "SKIPPED test_tiny.py::test_marked[2]: not on this kind of machine",
+        "SKIPPED test_tiny.py::test_needs_a_frobnicator: no frobnicator here",
+        "SKIPPED test_whole_too.py: no frobnicator here",
+        "XFAIL test_tiny.py::test_known_bug: a known bug",
+        "XPASS test_tiny.py::test_maybe_fixed: a bug that may be fixed",
+    ]
 
 
 def test_a_failing_run_stays_failed(tmp_path: Path) -> None:

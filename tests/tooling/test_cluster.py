@@ -22,10 +22,14 @@ from runs.cluster.hosts import STEPS
 from runs.cluster.netns import possible, sweep
 from tests.helpers import CHECKOUT
 
-pytestmark = pytest.mark.skipif(
-    os.environ.get("PMD_CHAOS") != "1",
-    reason="the cluster runs take minutes and need root; set PMD_CHAOS=1 to run them",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.environ.get("PMD_CHAOS") != "1",
+        reason="the cluster runs take minutes and need root; set PMD_CHAOS=1 to run them",
+    ),
+    # The chaos and cluster runs, one at a time on one xdist worker: each loads the machine.
+    pytest.mark.xdist_group("runs"),
+]
 CLUSTER = [sys.executable, "-m", "runs.cluster"]
 RUN = re.compile(r"^cluster run (pmd\d+) in (\S+)$", re.MULTILINE)
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 import inspect
 from importlib.metadata import version
+from typing import Any
 
 import arq.cli
 import arq.jobs
 import arq.worker
 
 from pmd_service.jobs.arq_adapter import ARQ_VERSION, ArqOptions
+
+
+def arq_run_job() -> Any:
+    """arq's own Worker.run_job: sentry-sdk's arq integration, once a test has set it up in this
+    process, puts a wrapper in its place that holds arq's in its closure."""
+    function = arq.worker.Worker.run_job
+    while not function.__module__.startswith("arq."):
+        cells = [cell.cell_contents for cell in function.__closure__ or ()]
+        function = next(c for c in cells if inspect.isfunction(c) and c.__name__ == "run_job")
+    return function
 
 
 def _in_order(source: str, *parts: str) -> bool:
@@ -77,7 +88,7 @@ def test_a_scheduled_run_is_named_by_its_time_and_a_start_up_run_by_the_worker_s
         "job_id = f'{cron_job.name}:{to_unix_ms(cron_job.next_run)}' if cron_job.unique",
         "_job_id=job_id",
     ), cron
-    run = inspect.getsource(arq.worker.Worker.run_job)
+    run = inspect.getsource(arq_run_job())
     assert _in_order(run, "'job_id': job_id", "function.coroutine(ctx, *args, **kwargs)"), run
 
 
@@ -87,7 +98,7 @@ def test_the_job_deserializer_s_errors_fail_the_job_and_its_fields_are_read_unch
     raw = inspect.getsource(arq.jobs.deserialize_job_raw)
     assert _in_order(raw, "d = deserializer(r)", "d['f'], d['a'], d['k'], d['t'], d['et']")
     assert _in_order(raw, "except Exception as e:", "raise DeserializationError"), raw
-    run = inspect.getsource(arq.worker.Worker.run_job)
+    run = inspect.getsource(arq_run_job())
     assert _in_order(
         run,
         "deserialize_job_raw(",

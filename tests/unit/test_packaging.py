@@ -22,6 +22,9 @@ from pmd_service.core.migrate import discover, discover_repeatable
 from tests.helpers import CHECKOUT, SECRET
 
 LOCKS = CHECKOUT / "requirements"
+# One xdist worker: the installs are module fixtures (asked for by name, which the suite's
+# grouping by fixture cannot see), and two builds of the checkout at once share its build/.
+pytestmark = pytest.mark.xdist_group("tests/unit/test_packaging.py")
 # The Pythons the locks are for: the oldest 3.11 a distribution ships (Debian 12's), a current
 # 3.11, and newer ones; markers such as `python_full_version < "3.11.3"` differ between them.
 PYTHONS = ("3.11.2", "3.11.14", "3.12.12", "3.13.9")

@@ -1,0 +1,93 @@
+"""The suite in pytest-xdist workers (`make test`: `-n N --dist loadgroup`): which tests share a
+worker. Tests marked `xdist_group(name)` run on one worker, one after another, and so does a
+module whose tests share a module- or class-scoped fixture (a build, a run of every case, a
+server), which several workers would each make again; every other test goes wherever a worker
+is free. The largest groups start first.
+
+xdist's own loadgroup passes each test's group to the controller inside its node id, which
+pytest 9.2's structured ids no longer let it change (pytest-dev/pytest-xdist#1386), so the
+groups are lost without a word. Here each worker writes the groups it collected to a file the
+controller names, and the controller's scheduler reads them from there.
+
+A pytest plugin: tests/conftest.py registers it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from xdist.scheduler import LoadScopeScheduling
+
+GROUPS = "pmd_xdist_groups"  # the worker input naming the file
+GROUPS_FILE = pytest.StashKey[Path]()
+
+
+def group_of(item: pytest.Item) -> str | None:
+    """The worker `item` must share with others: its xdist_group, or its module's path when
+    it uses a module- or class-scoped fixture; None: any worker."""
+    if (mark := item.get_closest_marker("xdist_group")) is not None:
+        return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+    info = getattr(item, "_fixtureinfo", None)
+    scopes = {d.scope for defs in info.name2fixturedefs.values() for d in defs} if info else set()
+    return item.nodeid.split("::")[0] if scopes & {"module", "class"} else None
+
+
+class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no types
+    """xdist's scheduling by scope, the scope being a test's group, else the test itself."""
+
+    def __init__(self, config: pytest.Config, log: Any, groups: Path) -> None:
+        super().__init__(config, log)
+        self.groups_file = groups
+        self.groups: dict[str, str] | None = None
+
+    def _split_scope(self, nodeid: str) -> str:
+        if self.groups is None:  # first asked once every worker has collected
+            self.groups = json.loads(self.groups_file.read_text() or "{}")
+        return self.groups.get(nodeid, nodeid)
+
+
+def _controller(config: pytest.Config) -> bool:
+    return config.getoption("dist", "no") == "loadgroup" and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _controller(config):
+        handle, name = tempfile.mkstemp(prefix="pmd-xdist-groups-", suffix=".json")
+        os.close(handle)
+        config.stash[GROUPS_FILE] = Path(name)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (path := config.stash.get(GROUPS_FILE, None)) is not None:
+        path.unlink(missing_ok=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    if (path := node.config.stash.get(GROUPS_FILE, None)) is not None:
+        node.workerinput[GROUPS] = str(path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> GroupScheduling | None:
+    if _controller(config):
+        return GroupScheduling(config, log, config.stash[GROUPS_FILE])
+    return None
+
+
+@pytest.hookimpl(trylast=True)  # after every other plugin has settled the items and their ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    name = getattr(config, "workerinput", {}).get(GROUPS)
+    if name is None:
+        return
+    groups = {item.nodeid: group for item in items if (group := group_of(item)) is not None}
+    # Every worker collects the same tests: each writes the same file, whole, in one step.
+    path = Path(name)
+    partial = path.with_name(f"{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(groups))
+    partial.replace(path)
