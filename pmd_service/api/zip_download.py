@@ -33,6 +33,9 @@ from .keys import PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
 from .problem_responses import client_went_away
 
 if TYPE_CHECKING:
+    from io import BufferedReader
+    from pathlib import Path
+
     from obstore import GetResult
 
 log = logging.getLogger(__name__)
@@ -263,7 +266,7 @@ async def _send_file(
         return response
     loop = asyncio.get_running_loop()
     try:
-        file = await loop.run_in_executor(None, stored.path.open, "rb")
+        file = await open_in_thread(stored.path)
     except FileNotFoundError:  # removed since it was found (expired, removed by its owner)
         raise gone("This download's file is no longer available; request a new download.") from None
     try:
@@ -273,6 +276,22 @@ async def _send_file(
     finally:
         await loop.run_in_executor(None, file.close)
     return response
+
+
+async def open_in_thread(path: Path) -> BinaryIO:
+    """`path` opened for reading off the event loop; a request cancelled meanwhile (its client
+    left) still gets the file closed once the thread has opened it."""
+    opening = asyncio.get_running_loop().run_in_executor(None, path.open, "rb")
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
+
+
+def _close_opened(opened: asyncio.Future[BufferedReader]) -> None:
+    if not opened.cancelled() and opened.exception() is None:
+        opened.result().close()
 
 
 async def _sendfile(
