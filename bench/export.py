@@ -26,6 +26,7 @@ import asyncpg
 
 from bench import cli
 from bench.build import Run, chunks, driving
+from bench.runner import service_versions
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.exports.queue import enqueue_export
@@ -351,6 +352,8 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
             "part_bytes": PART_BYTES,
             "stores": {},
             "artwork_bytes": owner.bytes,
+            # This run's, which the report's machine line (of whichever ran last) may not name.
+            "servers": list(await service_versions()),
         }
         if "folder" in plans:
             figures["stores"]["folder"] = await in_store(
