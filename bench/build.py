@@ -111,14 +111,11 @@ def chunks(paths: list[Path], size: int = 1 << 20) -> Iterator[bytes]:
                 yield chunk
 
 
-def copy_floor(paths: list[Path], out: Path, durable: bool = False) -> None:
+def copy_floor(paths: list[Path], out: Path) -> None:
     with open(out, "wb") as dst:
         for p in paths:
             with open(p, "rb") as src:
                 shutil.copyfileobj(src, dst, 1 << 20)
-        if durable:  # what the worker must also do before it may rename the ZIP into place
-            dst.flush()
-            os.fsync(dst.fileno())
 
 
 def required_floor(paths: list[Path], out: Path) -> None:
@@ -180,7 +177,6 @@ def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str,
     stalls: list[float] = []
     ways: dict[str, Callable[[Path], object]] = {
         "floor_s": lambda out: copy_floor(paths, out),
-        "durable_floor_s": lambda out: copy_floor(paths, out, True),
         "required_floor_s": lambda out: required_floor(paths, out),
         "worker_s": lambda out: stalls.append(asyncio.run(worker_build(paths, out))),
         "seed_s": lambda out: seed_algorithm(paths, out),

@@ -190,9 +190,6 @@ class Store:
     async def bdr(self) -> dict[str, Any]:
         return await self.run.bdr(self.owner.id, self.owner.sqid, self.posts, self.bytes)
 
-    async def settle(self) -> None:
-        await asyncio.to_thread(_settle, self.weed)
-
     async def beside_export(self, count: int, label: str
                             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
         """An export, and up to `count` BDRs one after another while it builds, each marked by
@@ -236,7 +233,7 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
     await run.bdr(warm.id, warm.sqid, warm.post_ids)
     await store.bdr()
     await export_done(run, await request_export(run, warm), warm)
-    await store.settle()
+    await asyncio.to_thread(_settle, store.weed)
     await asyncio.sleep(1.0)  # let the warm-up's garbage go
     baseline = rss_kb(run.worker_pid) / 1024
     idle: list[list[dict[str, Any]]] = []
@@ -252,14 +249,14 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
             built = await export_done(run, export, owner, read_back=r == 0)
         samples = samples or rss.samples  # the first export's
         alone.append(built | {"rss_trace": rss.trace, "rss_peak_mb": rss.peak / 1024})
-        await store.settle()
+        await asyncio.to_thread(_settle, store.weed)
         cli.show(f"    round {r + 1}, an export alone", alone[-1])
         idle.append(await store.idle_bdrs(count))
         with _rss(run) as rss:
             bdrs, _ = await store.beside_export(count, f"round {r + 1}")
         busy += bdrs
         busy_peak = max(busy_peak, rss.peak)
-        await store.settle()
+        await asyncio.to_thread(_settle, store.weed)
     idle_all = [b for group in idle for b in group]
     inside = [b for b in busy if b["inside_export"]]
     bdr_rate, export_rate = _mb_s(idle_all), _mb_s(alone)

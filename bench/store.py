@@ -10,10 +10,10 @@ Against a real SeaweedFS S3 server on loopback, one bucket a run; rounds alterna
    Target ≥ 6× faster.
 4. `python server.py`'s CPU time for one download of that ZIP with BDR_DOWNLOAD_MODE=redirect
    (a 302 to the store) and proxy (streamed). Target: a redirect costs one small response.
-5. Proxy mode against stalled readers: a ready BDR whose object holds `--mib` MiB; readers (GET,
+5. Proxy mode against stalled readers: a ready BDR whose object holds 24 MiB; readers (GET,
    headers read, never read on) added until 10, 40, 100 are open: the server's RSS once settled
-   against its RSS at rest after one whole download, and after they all closed; then `--waves`
-   − 1 more waves of the largest number. The proxy's caps are raised
+   against its RSS at rest after one whole download, and after they all closed; then 5
+   more waves of the largest number. The proxy's caps are raised
    so that none cuts in.
 """
 
@@ -72,6 +72,7 @@ from support.stack import free_port, service_env, start_server, stop
 ADDED_LATENCY_S = 0.050
 FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
 REDIRECTS = 200
+READERS, STALLED_BYTES, WAVES = (10, 40, 100), 24 << 20, 6  # cumulative levels, then waves
 SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate", "content-length"}  # fmt: skip
@@ -238,15 +239,15 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
 # --- 5. proxy mode against stalled readers ----------------------------------------------------
 
 
-async def _ready_bdr(settings: Settings, store: Any, size: int) -> tuple[str, uuid.UUID]:
-    """A ready BDR whose object holds `size` random bytes: (its owner's token, its id)."""
+async def _ready_bdr(settings: Settings, store: Any) -> tuple[str, uuid.UUID]:
+    """A ready BDR whose object holds STALLED_BYTES random bytes: (its owner's token, its id)."""
     async with stack.opened(settings.database_url, "pmd-bench") as conn:
         owner = await seeding.Factory(conn, settings).user("proxied")
         file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
-        await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(size))
+        await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(STALLED_BYTES))
         bdr_id = await seeding.bdr_row(
             conn, owner.id, [1], user_sqid=owner.sqid, status="ready", file_path=file_path,
-            file_size_bytes=size, completed_at=datetime.now(UTC),
+            file_size_bytes=STALLED_BYTES, completed_at=datetime.now(UTC),
             expires_at=datetime.now(UTC) + timedelta(days=1),
         )  # fmt: skip
     return owner.token, bdr_id
@@ -263,8 +264,7 @@ async def _settled_rss(pid: int, bound: float = 60) -> float:
     return rss_kb(pid) / 1024
 
 
-async def stalled_readers(port: int, pid: int, path: str, token: str, levels: list[int],
-                          size: int, waves_of: int) -> dict[str, Any]:  # fmt: skip
+async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[str, Any]:
     base_url = f"http://127.0.0.1:{port}"
     readers: list[asyncio.StreamWriter] = []
 
@@ -298,11 +298,11 @@ async def stalled_readers(port: int, pid: int, path: str, token: str, levels: li
 
     async with aiohttp.ClientSession() as http:
         async with http.get(base_url + path, headers={"Authorization": f"Bearer {token}"}) as r:
-            assert len(await r.read()) == size  # the warm-up: one whole download
+            assert len(await r.read()) == STALLED_BYTES  # the warm-up: one whole download
         base = await _settled_rss(pid)
         cli.show("5. server at rest after one download, MiB", {"rss": base})
         rows = []
-        for level in levels:
+        for level in READERS:
             rss = await open_until(level)
             rows.append({"readers": level, "rss_mb": rss})
             cli.show("  stalled readers", rows[-1])
@@ -310,23 +310,22 @@ async def stalled_readers(port: int, pid: int, path: str, token: str, levels: li
         cli.show("  after they closed, MiB", {"rss": after})
         # The same again: what stays after the first wave is reused, or it grows each time.
         waves = []
-        for wave in range(2, waves_of + 1):
-            again = await open_until(levels[-1])
+        for wave in range(2, WAVES + 1):
+            again = await open_until(READERS[-1])
             waves.append({"open_rss_mb": again, "after_rss_mb": await close()})
             cli.show(f"  wave {wave}", waves[-1])
-    return {"zip_bytes": size, "baseline_rss_mb": base, "levels": rows, "after_rss_mb": after,
-            "waves": waves}  # fmt: skip
+    return {"zip_bytes": STALLED_BYTES, "baseline_rss_mb": base, "levels": rows,
+            "after_rss_mb": after, "waves": waves}  # fmt: skip
 
 
-async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int], size: int,
-                      waves: int, quiet: IO[bytes]) -> dict[str, Any]:  # fmt: skip
+async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes]) -> dict[str, Any]:
     env = weed.env(bucket, "bench/zips")
     async with stack.fresh_stack() as settings:
         async with driving(settings, **env) as run:
             memory, bdr = await big_bdr(run, settings, keep=True)
         cli.show("2. the worker's RSS building ~1 GB into the store, MB", memory)
         store = store_at(weed.endpoint, bucket, "bench/zips")
-        token, bdr_id = await _ready_bdr(settings, store, size)
+        token, bdr_id = await _ready_bdr(settings, store)
         # The proxy's caps raised so that none cuts in; the servers' logs (a line per reader
         # that leaves) would drown the figures.
         caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
@@ -340,14 +339,13 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, readers: list[int
             served = await downloads(settings, ports, pids, bdr, rounds)
             cli.show("4. the server's CPU per download, s", served)
             path = f"/api/pmd/bdr/{bdr_id}/download"
-            stalled = await stalled_readers(ports["proxy"], pids["proxy"], path, token, readers,
-                                            size, waves)  # fmt: skip
+            stalled = await stalled_readers(ports["proxy"], pids["proxy"], path, token)
         finally:
             stop(*servers.values())
     return {"memory": memory, "downloads": served, "proxied": {"readers": stalled}}
 
 
-def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any]:
+def run(rounds: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
     with seaweed.running_seaweed() as weed, tempfile.TemporaryDirectory(prefix="pmd-store-") as tmp:
         bucket = asyncio.run(seaweed.create_bucket(weed))
@@ -368,17 +366,13 @@ def run(rounds: int, readers: list[int], size: int, waves: int) -> dict[str, Any
             stop(slow)
         local.unlink()
         with open(os.devnull, "wb") as quiet:
-            figures |= asyncio.run(_with_stack(weed, bucket, 3, readers, size, waves, quiet))
+            figures |= asyncio.run(_with_stack(weed, bucket, 3, quiet))
     return figures
 
 
 def main() -> None:
     parser = cli.parser("store", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds of test 1")
-    parser.add_argument("--readers", default="10,40,100", help="stalled readers, cumulative")
-    parser.add_argument("--mib", type=int, default=24, help="size of the ZIP the stalled read")
-    parser.add_argument("--waves", type=int, default=6, help="waves of the largest number of "
-                        "readers (each opened, then closed)")  # fmt: skip
     parser.add_argument("--slow-proxy", nargs=3, metavar=("UPSTREAM", "PORT", "LATENCY"),
                         help=argparse.SUPPRESS)  # fmt: skip
     args = parser.parse_args()
@@ -386,8 +380,7 @@ def main() -> None:
         upstream, port, latency = args.slow_proxy
         asyncio.run(_slow_proxy(upstream, int(port), float(latency)))
     else:
-        readers = [int(n) for n in args.readers.split(",")]
-        cli.save(args.json, run(args.rounds, readers, args.mib * 2**20, args.waves))
+        cli.save(args.json, run(args.rounds))
 
 
 if __name__ == "__main__":
