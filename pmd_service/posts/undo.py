@@ -22,8 +22,8 @@ from .restore_rule import HASH_INDEX, artwork_held
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
-# Per owner: a 128-post hide keeps ~0.6 KB, a 10,000-post one ~40 KB, a 10,000-post retag of a
-# few tags ~0.5 MB; docs/api.md gives the figures.
+# Per owner, so no one's actions can fill the database (docs/architecture.md says what an action
+# keeps).
 KEPT_HISTORY_BYTES = 2 * 1024 * 1024
 # Clears an action's history (kept beyond the cap, or undone): its row stays to answer why.
 DROP_HISTORY = (
