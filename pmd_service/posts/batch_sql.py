@@ -63,8 +63,7 @@ WITH eligible AS (
     -- every metadata change): without it a post hidden here stays on every player.
     UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
     WHERE p.id = ANY({targets}) AND {differs} AND (SELECT ok FROM gate)
-    RETURNING p.id, p.hidden_by_user, p.hidden_by_mod, p.deleted_by_user,
-              p.deleted_by_user_date, p.license_id, p.remixable, p.hashtags
+    RETURNING p.id
 ), changed_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM changed
 ), prior AS (
