@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from support.migration_check import Finding, check, record
+from pmd_service.core.migrate import discover
+from support.migration_check import Finding, Released, check, digest, record
 from tests.helpers import CHECKOUT
 
 # A trigger function of the previous release that notifies the stream's channel, redefined.
@@ -26,12 +27,12 @@ $f$;"""
 
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
-    """A copy of the checkout's migrations (and their record of the previous release)."""
-    shutil.copytree(
-        CHECKOUT / "migrations",
-        tmp_path / "migrations",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
+    """A copy of the checkout's migrations, released as 0.1.0 was: up to 0012 (whichever
+    release the checkout's own record names by now)."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(CHECKOUT / "migrations", folder, ignore=shutil.ignore_patterns("__pycache__"))
+    released = Released("0.1.0", 12, digest(m for m in discover(folder) if m.version <= 12))
+    (folder / "RELEASED").write_text(released.line() + "\n")
     return tmp_path
 
 
