@@ -172,7 +172,7 @@ async def _file_contradiction(st: WorkerState, row: dict[str, Any]) -> str | Non
     except ProblemError as exc:
         raise CheckFailed(exc.detail) from None
     expected = row.get("file_size_bytes")
-    if expected is not None and stored.size != expected:
+    if expected is not None and stored.size != expected:  # `locate` would refuse it
         return f", but its file {path} holds {stored.size} bytes, not {expected}"
     return None
 

@@ -26,7 +26,7 @@ from support.seaweed import Seaweed
 from support.seeding import Factory, bdr_row
 from support.stack import database_env
 from tests.cli_env import keep_process_logging
-from tests.helpers import Client, fetch_item, request_bdr, run_worker, zip_path
+from tests.helpers import Client, assert_problem, fetch_item, request_bdr, run_worker, zip_path
 
 
 async def _report(settings: Settings) -> RestoreReport:
@@ -181,3 +181,28 @@ async def test_in_a_bucket(
     report = await _report(settings)
     assert _found(report) == {"bdr-file-gone": {gone}, "file-unnamed": {f"bdr/{stray}"}}
     assert report.looked_at["file-unnamed"] == 2  # `kept`'s object and the stray one
+
+
+async def test_a_file_of_another_size_than_its_row_is_not_served(
+    client: Client, factory: Factory, settings: Settings
+) -> None:
+    """Another file under a ready row's name (a folder restored from another moment) is not
+    the ZIP the row describes: its download answers 410 and marks it, as for a file that is
+    gone, rather than serve it under the row's digest."""
+    owner, posts = await factory.owner_and_posts(1)
+    item = await request_bdr(client, owner, [posts[0].id])
+    resp = await client.post("/api/pmd/exports", json={}, headers=owner.auth)
+    export_id = (await resp.json())["id"]
+    await run_worker(settings)
+    (part,) = (settings.bdr_path / "pmd-exports" / export_id).glob("part-*.zip")
+    for path in (zip_path(settings, owner, item["id"]), part):
+        path.write_bytes(path.read_bytes()[:-1])
+    body = await assert_problem(
+        await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth), 410
+    )
+    assert "no longer available" in body["detail"]
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "expired"
+    url = f"/api/pmd/exports/{export_id}/parts/1/download"
+    await assert_problem(await client.get(url, headers=owner.auth), 410)
+    resp = await client.get(f"/api/pmd/exports/{export_id}", headers=owner.auth)
+    assert [p["status"] for p in (await resp.json())["parts"]] == ["expired"]
