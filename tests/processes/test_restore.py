@@ -28,27 +28,37 @@ import subprocess
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
-from msgspec.structs import replace
 
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
+from pmd_service.jobs.context import job_context
+from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.restore_check import check_restore
 from support.mailbox import Mailbox
 from support.seeding import Factory, UserRow
+from support.sse import SSE, Stream
 from support.stack import WORKER, connected, create_database, drop_database, free_port, service_env
 from tests.helpers import SECRET, as_role, eventually, grant_role, pg_program
 from tests.procs import CLI, SERVE, Proc, run
 
+T = TypeVar("T")
 HUNG = 60.0  # a guard against a hang, not a measure
+# The operator's step (docs/operations.md): the stream's event ids move past any the old
+# database issued after the dump, so none is issued again for another event.
+JUMP_EVENT_IDS = (
+    "SELECT setval('pmd.bdr_events_id_seq', (SELECT last_value FROM pmd.bdr_events_id_seq)"
+    " + 1000000000)"
+)
 # The age the cleanup's grace needs: past TEMP_MAX_AGE_SECONDS (an hour).
 AGED = 2 * 3600
 
@@ -81,7 +91,7 @@ class Place:
 
     name: str
     admin_url: str
-    settings: Settings  # the service's, but for the URL: the admin's (the test's own rows)
+    settings: Settings  # the service's processes'
     env: dict[str, str]
     port: int
     procs: list[Proc] = field(default_factory=list)
@@ -111,6 +121,11 @@ class Place:
             await self.worker.stop(within=HUNG)
             self.worker = None
 
+    async def job(self, job: Callable[[dict[str, Any]], Awaitable[T]]) -> T:
+        """A job the worker runs (the daily cleanup), run here at once as the worker would."""
+        async with job_context(self.settings) as ctx:
+            return await job(ctx)
+
     async def command(self, *argv: str) -> tuple[int, str]:
         code, proc = await run([*CLI, *argv], self.env, HUNG)
         return code, "\n".join(proc.out)
@@ -127,6 +142,7 @@ class Scenario:
     bdrs: dict[str, str] = field(default_factory=dict)  # name → id
     exports: dict[str, str] = field(default_factory=dict)
     emailed_at_dump: set[str] = field(default_factory=set)  # Message-IDs the dump shows sent
+    last_event: int = 0  # the newest stream event id the old database issued
 
 
 async def test_restores_in_either_direction_leave_nothing_inconsistent(
@@ -153,7 +169,7 @@ async def test_restores_in_either_direction_leave_nothing_inconsistent(
             SMTP_PORT=str(mailbox.port), SMTP_TIMEOUT="2", BDR_PENDING_GRACE_SECONDS="0",
             BDR_STALE_SECONDS="15", BDR_DAILY_LIMIT="50", EXPORT_COOLDOWN_SECONDS="0",
         )  # fmt: skip
-        return Place(label, url, replace(settings, database_url=url), env, port)
+        return Place(label, url, settings, env, port)
 
     with Mailbox() as mailbox:
         try:
@@ -291,10 +307,10 @@ async def _work(
             " WHERE id = $1::uuid",
             b["expired_after_dump"],
         )
-        code, out = await live.command("cleanup")
-        assert code == 0, out
-        assert json.loads(out)["expired"] == 1 and json.loads(out)["purged"] == 1, out
+        done = await live.job(cleanup_expired_bdrs)
+        assert done["expired"] == 1 and done["purged"] == 1, done
         await _emailed(mailbox, f"<bdr-{b['email_owed']}@localhost>", 1)
+    made.last_event = await pool.fetchval("SELECT max(id) FROM bdr_events")
     return made
 
 
@@ -415,6 +431,7 @@ async def _restore_and_repair(
     )
     pool = await create_pool(place.admin_url, "pmd-test", min_size=1, max_size=4)
     try:
+        await pool.execute(JUMP_EVENT_IDS)
         await _repaired(place, pool, made, dump, mailbox, expected)
     except BaseException:
         print(place.logs())
@@ -459,19 +476,33 @@ async def _repaired(
         for path in bdr_path.rglob("*"):
             if path.is_file():
                 os.utime(path, (time.time() - AGED, time.time() - AGED))
-        code, out = await place.command("cleanup")
-        assert code == 0, out
+        await place.job(cleanup_expired_bdrs)
         assert _stored(bdr_path) == named == await _named(pool)
         assert not [p for p in bdr_path.rglob("*") if p.is_file() and p.suffix != ".zip"]
         assert await _scheduled(pool, cat.id, started) is not None  # still the one
+        # A browser resuming from an event of the old database's gets a fresh snapshot, and
+        # no id it saw is issued again.
+        await _resumed_from(api, made.users["ann"], made.last_event)
+        issued = "SELECT min(id) FROM bdr_events WHERE created_at >= $1"
+        assert await pool.fetchval(issued, started) > made.last_event
     assert not [s for s in api.statuses if s[0] >= 500], api.statuses
-    code, out = await place.command("check-restore")
-    assert code == 0 and out.startswith("consistent"), out
+    report = await place.job(check_restore)
+    assert report.consistent, report.render()
 
 
 def _stored(bdr_path: Path) -> set[str]:
     """The ZIPs and parts in the folder, as stored paths."""
     return {f"bdr/{p.relative_to(bdr_path).as_posix()}" for p in bdr_path.rglob("*.zip")}
+
+
+async def _resumed_from(api: Calls, user: UserRow, last_event: int) -> None:
+    headers = {**user.auth, "Last-Event-ID": str(last_event)}
+    async with api.http.get(api.base + SSE, headers=headers) as resp:
+        assert resp.status == 200
+        stream = Stream(resp)
+        events = await stream.until(lambda m: m.event == "connected", HUNG)
+    assert next(m.event for m in events if m.event) == "reset", events
+    assert any(m.event == "bdr_update" for m in events)
 
 
 async def _named(pool: asyncpg.Pool) -> set[str]:
