@@ -87,7 +87,7 @@ class Calls:
 
 @dataclass
 class Place:
-    """One database of the test's and the service's processes on it."""
+    """A database of the test's, and the service's processes on it."""
 
     name: str
     admin_url: str
