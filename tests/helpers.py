@@ -288,18 +288,23 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
 
 
 def pg_dump() -> str:
-    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
+    return pg_program("pg_dump")
+
+
+def pg_program(name: str) -> str:
+    """A PostgreSQL client program (pg_dump, pg_restore) at least as new as the server: the
+    embedded PostgreSQL's, else the PATH's."""
     try:
         import pgserver
 
-        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
         if bundled.exists():
             return str(bundled)
     except ImportError:
         pass
-    found = shutil.which("pg_dump")
+    found = shutil.which(name)
     if found is None:
-        pytest.skip("no pg_dump on this machine")
+        pytest.skip(f"no {name} on this machine")
     return found
 
 

@@ -21,11 +21,13 @@ log = logging.getLogger(__name__)
 
 MAX_EMAIL_ATTEMPTS = 5
 
-# The rows whose email is owed, fewer than $1 tries made (each kind's `FROM <table>` before it).
-# A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
-OWED = """
-WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
-  AND email_attempts < $1
+# A row whose email is owed, fewer than $1 tries made.
+OWED_ROW = """send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
+  AND email_attempts < $1"""
+# The rows whose email is owed (each kind's `FROM <table>` before it). A bounded batch per
+# sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
+OWED = f"""
+WHERE {OWED_ROW}
 ORDER BY completed_at LIMIT 10
 """
 

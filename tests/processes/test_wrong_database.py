@@ -25,6 +25,7 @@ COMMANDS = [
     ["stats"],
     ["sweep"],
     ["cleanup"],
+    ["check-restore"],
     ["requeue", str(uuid.UUID(int=7))],
     ["token", "someone"],
     ["check-host"],
