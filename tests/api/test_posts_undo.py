@@ -63,7 +63,7 @@ async def test_undo_puts_back_each_posts_own_values(
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body == {
-        "success": True, "affected_count": 3, "message": "Undid the tag change of 3 post(s)",
+        "success": True, "affected_count": 3, "message": "Undid the tag change of 3 posts",
         "left_post_ids": [],
     }  # fmt: skip
     resp = await _undo(client, user, answer["undo"])

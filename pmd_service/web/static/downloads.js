@@ -239,6 +239,7 @@ export class Downloads {
         text: `The file of ${fmt.plural(item.artwork_count, "artwork")} is removed now; ` +
           "you can request a new download later.",
         ok: "Delete the file",
+        danger: true,
       });
       if (!sure) return;
     }
