@@ -189,7 +189,7 @@ SQL_REQUEUE_FAILED = """
 UPDATE batch_download_requests
 SET status = 'pending', attempts = 0, error_message = NULL, completed_at = NULL,
     claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, email_sent_at = NULL,
-    email_attempts = 0
+    email_lease_until = NULL, email_attempts = 0
 WHERE id = $1 AND status = 'failed'
 """
 
