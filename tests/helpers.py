@@ -12,7 +12,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
+from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory, PostRow, UserRow, bdr_row
@@ -262,6 +263,14 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
     return body
 
 
+async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
+    """GET /api/pmd/posts?`query`, answered 200: the page."""
+    resp = await client.get(f"/api/pmd/posts?{query}", headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    page: dict[str, Any] = await resp.json()
+    return page
+
+
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
     rows = await pool.fetch(
         "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
@@ -285,6 +294,21 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
     )
     bdr_id: str = item["id"]
     return bdr_id
+
+
+@contextlib.asynccontextmanager
+async def logging_pool(url: str, name: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A pool of one connection to `url`, and every statement it is sent but the pool's own
+    reset on release (a query logger stays on its connection back in the pool)."""
+    queries: list[str] = []
+    pool = await create_pool(url, name, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            reset = conn.get_reset_query()
+            conn.add_query_logger(lambda r: None if r.query == reset else queries.append(r.query))
+        yield pool, queries
+    finally:
+        await pool.close()
 
 
 def pg_dump() -> str:

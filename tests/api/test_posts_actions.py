@@ -29,8 +29,7 @@ async def _audit_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 
 
 async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 5)
+    user, ids = await factory.owner_and_bulk(5)
     untouched = await factory.posts_bulk(user, 2)
 
     # affected_count: the posts acted on (the host's page says "hidden N posts" with it);
@@ -69,8 +68,7 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
 
 
 async def test_delete_then_restore(client: Client, factory: Factory, pool: asyncpg.Pool) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 4)
+    user, ids = await factory.owner_and_bulk(4)
     before = datetime.now(UTC)
 
     body = await ok(client, user, "delete", ids[:3])
@@ -116,8 +114,7 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
 
 
 async def test_hidden_state_survives_delete_and_restore(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     await ok(client, user, "hide", ids[:1])
     await ok(client, user, "delete", ids)
     # A deleted post cannot be hidden or unhidden until restored.
@@ -132,8 +129,7 @@ async def test_hidden_state_survives_delete_and_restore(client: Client, factory:
 
 
 async def test_129_ids_change_nothing(client: Client, factory: Factory, pool: asyncpg.Pool) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 129)
+    user, ids = await factory.owner_and_bulk(129)
     snapshot = await posts_state(pool)
     for action in ("hide", "delete"):
         body = await assert_problem(await act(client, user, action, ids), 422)
@@ -154,8 +150,7 @@ async def test_129_ids_change_nothing(client: Client, factory: Factory, pool: as
 async def test_duplicate_ids_are_422_and_change_nothing(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     snapshot = await posts_state(pool)
     body = await assert_problem(await act(client, user, "hide", [*ids, ids[1]]), 422)
     assert str(ids[1]) in body["detail"]
@@ -416,8 +411,7 @@ async def test_license_set_clear_and_unknown(
 
 
 async def test_license_id_is_required_and_typed(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    user, ids = await factory.owner_and_bulk(1)
     cases: list[tuple[Any, str]] = [
         ({"post_ids": ids}, "license_id"),
         ({"post_ids": ids, "license_id": "CC0"}, "license_id"),

@@ -43,8 +43,7 @@ async def _undo(client: Client, user: UserRow, link: str) -> Any:
 async def test_history_keeps_only_what_a_hide_changed(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 128)
+    user, ids = await factory.owner_and_bulk(128)
     # The host's most: 64 tags of 64 characters a post.
     tags = [f"{n:02d}" + "t" * 62 for n in range(64)]
     await pool.execute("UPDATE posts SET hashtags = $1", tags)
@@ -111,8 +110,7 @@ async def test_actions_are_paced_per_person(
 async def test_undo_keeps_a_tag_a_moderator_took_over(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    user, ids = await factory.owner_and_bulk(1)
     await pool.execute("UPDATE posts SET hashtags = '{art}'")
     added = await _act(client, user, "action", {"action": "tags", "post_ids": ids, "add": ["nsfw"]})
     # The host's PUT mod-hashtags claims a tag the artist has: `hashtags` stays as it is.
@@ -202,8 +200,7 @@ async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
 async def test_undo_touches_only_artworks(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
     await pool.execute("UPDATE posts SET kind = 'playlist' WHERE id = $1", ids[0])
     body = await _undo(client, user, hidden["undo"])
@@ -217,8 +214,7 @@ async def test_undo_touches_only_artworks(
 async def test_undo_bumps_the_hosts_change_times(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
     stale = "now() - interval '2 days'"
     await pool.execute(f"UPDATE posts SET metadata_modified_at = {stale}, updated_at = {stale}")
@@ -233,8 +229,7 @@ async def test_undo_bumps_the_hosts_change_times(
 async def test_the_purge_keeps_the_last_24_hours(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     old = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     fresh = await _act(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
     await pool.execute(

@@ -10,7 +10,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from pmd_service.bdr.schemas import ITEM_COLUMNS, bdr_item
 from pmd_service.core.migrate import (
     HOST_TABLES,
     MIGRATIONS,
@@ -130,30 +129,6 @@ async def test_schema_constraints(pool: asyncpg.Pool) -> None:
     await pool.execute(insert, user_id, [1], 1, "pending")
     # The insert became an event and rang the doorbell.
     assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1
-
-
-async def test_event_payloads_hold_what_an_item_is_made_of(pool: asyncpg.Pool) -> None:
-    # The events trigger (0005) builds its payload from a list of columns: every column the
-    # item reads must be in it, from an insert and from an update alike.
-    user_id = await pool.fetchval(
-        "INSERT INTO users (handle, email) VALUES ('p', 'p@x') RETURNING id"
-    )
-    bdr_id = await pool.fetchval(
-        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
-        " VALUES ($1, '{1, 2}', 2) RETURNING id",
-        user_id,
-    )
-    await pool.execute(
-        "UPDATE batch_download_requests SET status = 'processing', progress_done = 1 WHERE id = $1",
-        bdr_id,
-    )
-    wanted = {c.strip() for c in ITEM_COLUMNS.split(",")}
-    payloads = await pool.fetch(
-        "SELECT payload FROM bdr_events WHERE bdr_id = $1 ORDER BY id", bdr_id
-    )
-    assert [set(p["payload"]) for p in payloads] == [wanted, wanted]
-    items = [bdr_item(p["payload"]) for p in payloads]
-    assert [(i.status, i.progress.done) for i in items] == [("pending", 0), ("processing", 1)]
 
 
 async def _tables(conn: asyncpg.Connection) -> set[tuple[str, str]]:
