@@ -142,13 +142,25 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> Non
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
 
 
-async def run_worker(settings: Settings, **overrides: Any) -> None:
-    """Drain the queue the way arq does it: a real Worker in burst mode."""
+# The two ways a worker is started: the supported one, and the `arq` command on its options.
+WORKER_FORMS = ("python -m pmd_service worker", "arq worker.WorkerSettings")
+
+
+async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **overrides: Any) -> None:
+    """Drain the queue the way arq does it: a real Worker in burst mode, as `form` makes it
+    (worker.py's PmdWorker, or the Worker arq.worker.create_worker makes, sentry-sdk's
+    wrapped, of the options as WorkerSettings gives them, without reading the environment)."""
+    from arq.worker import create_worker
+
     from pmd_service.jobs.arq_adapter import PmdWorker
     from pmd_service.worker import worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
-    worker = PmdWorker(burst=True, handle_signals=False, **options)
+    if form == WORKER_FORMS[0]:
+        worker = PmdWorker(burst=True, handle_signals=False, **options)
+    else:
+        worker = create_worker(options, burst=True, handle_signals=False)
+        assert type(worker).__name__ == "Worker"
     try:
         await worker.main()
     finally:

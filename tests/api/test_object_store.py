@@ -37,7 +37,7 @@ from pmd_service.zipbuild.build import PART_BYTES, Entry, build, object_sink
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, PostRow
 from support.stack import free_port
-from tests.helpers import Client, assert_problem, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, assert_problem, fetch_item, request_bdr, requested, run_worker
 
 
 @pytest.fixture
@@ -291,9 +291,7 @@ async def test_an_unreachable_store_is_retried_never_failed(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
     down = replace(settings, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    _, _, [item] = await requested(client, factory)
     # One attempt: arq schedules the next one (in 5 s), this burst does not wait for it.
     once = [func(process_bdr, name=JOB_NAME, max_tries=1, keep_result=0)]
     await run_worker(down, functions=once)
