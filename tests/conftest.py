@@ -144,17 +144,23 @@ def admin_database_url(test_database: TestDatabase) -> str:
 
 
 @pytest.fixture
-async def host_url(admin_database_url: str) -> AsyncIterator[str]:
-    """A fresh database holding the host's tables, and nothing of the service's yet (an admin
-    URL; `host_role_url` is the service's role on it)."""
-    name = f"pmd_host_{uuid.uuid4().hex[:8]}"
+async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
+    """A brand-new empty database on the suite's server (an admin URL), dropped after."""
+    name = f"pmd_empty_{uuid.uuid4().hex[:8]}"
     url = await create_database(admin_database_url, name, search_path=False)
     try:
-        async with connected(url) as conn:
-            await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
         yield url
     finally:
         await drop_database(admin_database_url, name)
+
+
+@pytest.fixture
+async def host_url(empty_db: str) -> str:
+    """A fresh database holding the host's tables, and nothing of the service's yet (an admin
+    URL; `host_role_url` is the service's role on it)."""
+    async with connected(empty_db) as conn:
+        await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
+    return empty_db
 
 
 @pytest.fixture

@@ -251,6 +251,16 @@ async def built(
     return owner, post, items
 
 
+async def after_worker(
+    client: Client, settings: Settings, owner: UserRow, post_ids: list[int], **flags: Any
+) -> dict[str, Any]:
+    """A request of `post_ids` (`flags`: its options) once a worker on `settings` ran: the
+    item."""
+    item = await request_bdr(client, owner, post_ids, **flags)
+    await run_worker(settings)
+    return await fetch_item(client, owner, item["id"])
+
+
 def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
     """Where a ready request's ZIP is published."""
     return settings.bdr_path / owner.sqid / f"pmd-{bdr_id}.zip"

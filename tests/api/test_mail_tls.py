@@ -32,7 +32,7 @@ from pmd_service.mail.compose import BdrMail, PlainAuthRefused, compose, send
 from support import tools
 from support.mailbox import Mailbox
 from support.seeding import Factory
-from tests.helpers import fetch_item, ready_owing_email, request_bdr, run_worker
+from tests.helpers import after_worker, ready_owing_email
 
 Client = TestClient[Any, Any]
 USER, PASSWORD = "pmd-mailer", "s3cret-Pa55word-not-for-the-wire"
@@ -181,11 +181,10 @@ async def test_unset_starttls_is_used_when_offered_and_the_password_goes_encrypt
     starttls_relay: Relay,
 ) -> None:
     assert settings.smtp_starttls is None  # the default: SMTP_STARTTLS unset
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id], send_email=True)
-    await run_worker(through(settings, starttls_relay))
-    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
+    owner, [post] = await factory.owner_and_posts(1)
+    worker = through(settings, starttls_relay)
+    item = await after_worker(client, worker, owner, [post.id], send_email=True)
+    assert item["status"] == "ready"
     assert starttls_box.logins == [(USER, True)]
     assert starttls_box.tls_messages == [True] and len(starttls_box.messages) == 1
     assert b"STARTTLS" in starttls_relay.sent
@@ -200,11 +199,10 @@ async def test_no_starttls_offered_the_password_is_refused_and_the_email_stays_o
     plain_relay: Relay,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id], send_email=True)
-    await run_worker(through(settings, plain_relay))
-    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"  # not failed by it
+    owner, [post] = await factory.owner_and_posts(1)
+    worker = through(settings, plain_relay)
+    item = await after_worker(client, worker, owner, [post.id], send_email=True)
+    assert item["status"] == "ready"  # not failed by it
     assert plain_box.logins == [] and plain_box.messages == []
     assert b"AUTH" not in plain_relay.sent and not plain_relay.password_seen()
     row = await factory.pool.fetchrow(

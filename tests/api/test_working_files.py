@@ -33,7 +33,7 @@ from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, PostRow, UserRow
 from support.sse import SSE, open_stream
 from tests.exports import ready_export, unpacked
-from tests.helpers import Client, Served, download_zip, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, Served, after_worker, download_zip
 
 KIB = 1024
 MKPX = b"MKPX\x01"  # the host checks this signature on upload; any bytes travel here
@@ -83,10 +83,8 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
     await attach_layers(pool, settings, declared_only, b"x" * 500, in_vault=False)
     ids = [with_layers.id, declared_only.id, plain.id]
 
-    item = await request_bdr(client, owner, ids)
+    item = await after_worker(client, settings, owner, ids)
     assert item["include_layers"] is True  # the default
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
     # A missing layers file never fails the download, nor skips its artwork: the item names
     # the file left out.
     assert item["status"] == "ready", item
@@ -125,10 +123,7 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
     assert done == 3
 
     # Asked without them: none.
-    item = await request_bdr(client, owner, ids, include_layers=False)
-    assert item["include_layers"] is False
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, settings, owner, ids, include_layers=False)
     assert item["status"] == "ready" and item["include_layers"] is False
     archive = await download_zip(client, owner, item["id"])
     assert not [n for n in archive.namelist() if n.endswith(".mkpx")]
@@ -151,10 +146,8 @@ async def test_a_missing_layers_file_is_named_by_the_item_its_event_and_counted_
     missing, plain = await factory.post(owner), await factory.post(owner)
     await attach_layers(pool, settings, missing, b"x" * 700, in_vault=False)
 
-    item = await request_bdr(client, owner, [plain.id, missing.id], send_email=True)
     mailing = replace(settings, smtp_host=smtp.host, smtp_port=smtp.port)
-    await run_worker(mailing)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, mailing, owner, [plain.id, missing.id], send_email=True)
     assert item["status"] == "ready", item
     assert item["skipped"] == [
         {"post_id": missing.id, "public_sqid": missing.sqid, "reason": "file_missing",
@@ -260,9 +253,7 @@ async def _built_but_the_declared_layers(
 ) -> None:  # fmt: skip
     """A BDR of both, built by a worker on `worker`: ready, with `post`'s layers and the
     declared ones a skipped file."""
-    item = await request_bdr(client, owner, [post.id, declared.id])
-    await run_worker(worker)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, worker, owner, [post.id, declared.id])
     assert item["status"] == "ready", item
     assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
     archive = await download_zip(client, owner, item["id"])
@@ -336,7 +327,5 @@ async def test_a_download_counts_its_layers_files_against_its_size_limit(
     assert resp.status == 400, await resp.text()
     problem = await resp.json()
     assert problem["type"].endswith("too-large") and problem["size_bytes"] > 10_000
-    item = await request_bdr(client, owner, ids, include_layers=False)
-    await run_worker(capped)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, capped, owner, ids, include_layers=False)
     assert item["status"] == "ready", item

@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator
 from importlib.resources import as_file
 from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-import pytest
 
 from pmd_service.bdr import event_sql as bdr_event_sql
 from pmd_service.bdr.schemas import ITEM_COLUMNS, ItemRow, bdr_item
@@ -22,7 +20,7 @@ from pmd_service.core.payload_sql import Sql, build_object, watched
 from pmd_service.exports import event_sql as export_event_sql
 from pmd_service.exports.schemas import EVENT_PARTS, Payload, export_item, export_update
 from pmd_service.sse import shapes
-from support.stack import connected, create_database, drop_database
+from support.stack import connected
 
 BDR_KEYS = set(ItemRow.__struct_encode_fields__)
 EXPORT_KEYS = set(Payload.__struct_encode_fields__)
@@ -126,16 +124,6 @@ async def test_every_payload_holds_exactly_its_struct(pool: asyncpg.Pool) -> Non
     )
     assert len(await _payloads(pool, export_id)) == 2
     assert len(await _payloads(pool, bdr_id)) == 2
-
-
-@pytest.fixture
-async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    name = f"pmd_shape_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name, search_path=False)
-    try:
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)
 
 
 class _WiderBdr(ItemRow):

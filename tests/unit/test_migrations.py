@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
-from collections.abc import AsyncIterator
 from importlib.resources import as_file
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from pmd_service.core.migrate import (
     migrate,
 )
 from pmd_service.core.settings import Settings
-from support.stack import connected, create_database, drop_database
+from support.stack import connected
 
 
 def _every_definition() -> list[str]:
@@ -33,17 +31,6 @@ def _every_definition() -> list[str]:
         *(f"{m.version:04d}_{m.name}" for m in discover()),
         *(f"repeatable {r.name}" for r in discover_repeatable()),
     ]
-
-
-@pytest.fixture
-async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    """A brand-new empty database on the same server as the suite's (an admin URL)."""
-    name = f"pmd_mig_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name, search_path=False)
-    try:
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)
 
 
 async def test_apply_on_empty_then_noop(empty_db: str) -> None:
