@@ -169,9 +169,8 @@ async def test_duplicate_ids_are_422_and_change_nothing(
 async def test_another_users_post_rejects_the_whole_batch(
     client: Client, factory: Factory, pool: asyncpg.Pool, action: str
 ) -> None:
-    user = await factory.user()
+    user, mine = await factory.owner_and_bulk(5)
     bob = await factory.user()
-    mine = await factory.posts_bulk(user, 5)
     bobs = await factory.posts_bulk(bob, 1)
     if action == "unhide":
         await pool.execute("UPDATE posts SET hidden_by_user = true")
@@ -188,9 +187,8 @@ async def test_another_users_post_rejects_the_whole_batch(
 async def test_every_ineligible_id_is_named(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, good = await factory.owner_and_bulk(3)
     bob = await factory.user()
-    good = await factory.posts_bulk(user, 3)
     playlist = await factory.posts_bulk(user, 1, kind="playlist")
     deleted = await factory.posts_bulk(user, 1)
     await pool.execute(
@@ -277,9 +275,8 @@ async def test_rejected_moderator_batch_writes_no_audit_row(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     mod = await factory.user(roles=["moderator"])
-    bob = await factory.user()
+    bob, bobs = await factory.owner_and_bulk(2)
     carol = await factory.user()
-    bobs = await factory.posts_bulk(bob, 2)
     carols = await factory.posts_bulk(carol, 1)
     snapshot = await posts_state(pool)
     body = await assert_problem(

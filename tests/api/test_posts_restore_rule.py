@@ -149,9 +149,8 @@ async def test_the_deleted_listing_and_its_restore_agree_on_a_moderators_delete(
 ) -> None:
     """Select all → Restore in Recently deleted: the count the page approves is the listing's,
     and the answer names the post the owner may not restore instead of a 409 on the count."""
-    owner = await factory.user()
+    owner, ids = await factory.owner_and_bulk(3)
     mod = await factory.user(roles=["user", "moderator"])
-    ids = await factory.posts_bulk(owner, 3)
     ok = await _post(client, owner, {"action": "delete", "post_ids": ids[:2]})
     assert ok.status == 200, await ok.text()
     ok = await _post(client, mod, {"action": "delete", "post_ids": ids[2:]},

@@ -125,9 +125,8 @@ async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again
 async def test_once_within_24_hours_by_who_acted(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     stranger = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
     first = await _post(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     second = await _post(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
     assert (await _undo(client, stranger, first["undo"])).status == 404

@@ -64,9 +64,8 @@ async def test_history_keeps_only_what_a_hide_changed(
 async def test_each_owners_history_is_capped_and_an_older_undo_says_why(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     other = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
     theirs = await factory.posts_bulk(other, 1)
     first = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     kept = await _act(client, other, "action", {"action": "hide", "post_ids": theirs})
@@ -91,9 +90,8 @@ async def test_actions_are_paced_per_person(
     client = await aiohttp_client(
         create_app(msgspec.structs.replace(settings, bulk_actions_per_minute=3))
     )
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(1)
     other = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
     theirs = await factory.posts_bulk(other, 1)
     body = {"action": "hide", "post_ids": ids}
     for _ in range(3):
@@ -124,9 +122,8 @@ async def test_undo_keeps_a_tag_a_moderator_took_over(
 async def test_a_moderators_bulk_tags_are_moderator_tags(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     mod = await factory.user(roles=["user", "moderator"])
-    ids = await factory.posts_bulk(user, 2)
     await pool.execute("UPDATE posts SET hashtags = '{a,b,c}'")
     as_mod = {"target_sqid": user.sqid, "action": "tags", "post_ids": ids}
     tagged = await _act(client, mod, "action", as_mod | {"add": ["nsfw"], "remove": ["b"]})

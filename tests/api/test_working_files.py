@@ -58,6 +58,15 @@ async def attach_layers(
         path.write_bytes(data)
 
 
+def _ready_but_the_layers_of(item: dict[str, Any], post: PostRow) -> None:
+    """A missing layers file never fails the download, nor skips its artwork: `item` is ready,
+    naming `post`'s layers file as the one left out."""
+    assert item["status"] == "ready", item
+    assert item["skipped"] == [
+        {"post_id": post.id, "public_sqid": post.sqid, "reason": "file_missing", "file": "layers"}
+    ]
+
+
 def put_upscaled(settings: Settings, post: PostRow, data: bytes) -> None:
     path = settings.vault_path / relative_upscaled_path(post.shard, post.storage_key)
     path.write_bytes(data)
@@ -85,13 +94,7 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
 
     item = await after_worker(client, settings, owner, ids)
     assert item["include_layers"] is True  # the default
-    # A missing layers file never fails the download, nor skips its artwork: the item names
-    # the file left out.
-    assert item["status"] == "ready", item
-    assert item["skipped"] == [
-        {"post_id": declared_only.id, "public_sqid": declared_only.sqid, "reason": "file_missing",
-         "file": "layers"},
-    ]  # fmt: skip
+    _ready_but_the_layers_of(item, declared_only)
     archive = await download_zip(client, owner, item["id"])
     names = archive.namelist()
     assert f"artworks/{with_layers.sqid}.mkpx" in names
@@ -148,11 +151,7 @@ async def test_a_missing_layers_file_is_named_by_the_item_its_event_and_counted_
 
     mailing = replace(settings, smtp_host=smtp.host, smtp_port=smtp.port)
     item = await after_worker(client, mailing, owner, [plain.id, missing.id], send_email=True)
-    assert item["status"] == "ready", item
-    assert item["skipped"] == [
-        {"post_id": missing.id, "public_sqid": missing.sqid, "reason": "file_missing",
-         "file": "layers"},
-    ]  # fmt: skip
+    _ready_but_the_layers_of(item, missing)
     archive = await download_zip(client, owner, item["id"])
     assert missing.data is not None
     assert archive.read(f"artworks/{missing.sqid}.png") == missing.data
@@ -254,8 +253,7 @@ async def _built_but_the_declared_layers(
     """A BDR of both, built by a worker on `worker`: ready, with `post`'s layers and the
     declared ones a skipped file."""
     item = await after_worker(client, worker, owner, [post.id, declared.id])
-    assert item["status"] == "ready", item
-    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
+    _ready_but_the_layers_of(item, declared)
     archive = await download_zip(client, owner, item["id"])
     assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
     meta = json.loads(archive.read("metadata.json"))
