@@ -150,12 +150,13 @@ async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **override
     """Drain the queue the way arq does it: a real Worker in burst mode, as `form` makes it
     (worker.py's PmdWorker, or the Worker arq.worker.create_worker makes, sentry-sdk's
     wrapped, of the options as WorkerSettings gives them, without reading the environment)."""
-    from arq.worker import create_worker
+    from arq.worker import Worker, create_worker
 
     from pmd_service.jobs.arq_adapter import PmdWorker
     from pmd_service.worker import worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
+    worker: Worker
     if form == WORKER_FORMS[0]:
         worker = PmdWorker(burst=True, handle_signals=False, **options)
     else:
