@@ -24,11 +24,15 @@ def operator_shell(
     JWT_SECRET_KEY: each test sets it when it wants it), the tables emptied."""
     for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
         monkeypatch.delenv(name)
-    env |= database_env(settings) | {
-        "REDIS_URL": settings.redis_url, "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(settings.data_dir), "VAULT_PATH": str(settings.vault_path),
+    env = {
+        **database_env(settings),
+        "REDIS_URL": settings.redis_url,
+        "AUTO_MIGRATE": "false",
+        "PMD_DATA_DIR": str(settings.data_dir),
+        "VAULT_PATH": str(settings.vault_path),
         "BDR_PATH": str(settings.bdr_path),
-    }  # fmt: skip
+        **env,
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     admin_value(admin_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")

@@ -275,9 +275,11 @@ def small(settings: Settings) -> Settings:
     """Export parts of a few KiB, so that a handful of small artworks make several, and an
     hour's cooldown after a full export; a module overrides it with its own cooldowns."""
     return msgspec.structs.replace(
-        settings, export_min_part_bytes=1024, export_part_bytes=64 * 1024,
+        settings,
+        export_min_part_bytes=1024,
+        export_part_bytes=64 * 1024,
         export_cooldown_seconds=3600,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

@@ -43,9 +43,13 @@ async def unpacked(client: Client, user: UserRow, item: dict[str, Any], into: Pa
             archive.extractall(into)
         folder = into / f"makapix-export-{item['id'][:8]}-part-{part['number']}"
         checked = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "bagit", "--validate", "."], cwd=folder,
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            subprocess.run,
+            [sys.executable, "-m", "bagit", "--validate", "."],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         folders.append(folder)
     return folders

@@ -31,9 +31,11 @@ KIB = 1024
 def small(small: Settings) -> Settings:
     """No cooldown of either kind: one export after another, as days apart."""
     return replace(
-        small, export_part_bytes=256 * KIB, export_cooldown_seconds=0,
+        small,
+        export_part_bytes=256 * KIB,
+        export_cooldown_seconds=0,
         export_incremental_cooldown_seconds=0,
-    )  # fmt: skip
+    )
 
 
 async def metadata(folders: list[Path]) -> list[dict[str, Any]]:

@@ -247,9 +247,13 @@ async def _layers_elsewhere(
 
 
 async def _built_but_the_declared_layers(
-    client: Client, worker: Settings, owner: UserRow, post: PostRow, declared: PostRow,
+    client: Client,
+    worker: Settings,
+    owner: UserRow,
+    post: PostRow,
+    declared: PostRow,
     layers: bytes,
-) -> None:  # fmt: skip
+) -> None:
     """A BDR of both, built by a worker on `worker`: ready, with `post`'s layers and the
     declared ones a skipped file."""
     item = await after_worker(client, worker, owner, [post.id, declared.id])

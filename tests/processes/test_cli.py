@@ -27,9 +27,12 @@ def env(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
     return operator_shell(
-        settings, admin_database_url, monkeypatch, JWT_SECRET_KEY=SECRET,
+        settings,
+        admin_database_url,
+        monkeypatch,
+        JWT_SECRET_KEY=SECRET,
         BDR_PENDING_GRACE_SECONDS="0",
-    )  # fmt: skip
+    )
 
 
 def test_help_and_bad_input(capsys: pytest.CaptureFixture[str], env: Settings) -> None:

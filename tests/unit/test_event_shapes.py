@@ -60,8 +60,10 @@ async def _bdr(conn: Any, user_id: int, artworks: int) -> uuid.UUID:
     bdr_id: uuid.UUID = await conn.fetchval(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
         " VALUES ($1, $2, $3) RETURNING id",
-        user_id, list(range(1, artworks + 1)), artworks,
-    )  # fmt: skip
+        user_id,
+        list(range(1, artworks + 1)),
+        artworks,
+    )
     return bdr_id
 
 
