@@ -36,9 +36,9 @@ from pmd_service.upkeep.cleanup import (
 )
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory
-from support.stack import database_env, free_port, service_env
-from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import CHECKOUT, SECRET, TABLES, on_port
+from support.stack import free_port, service_env
+from tests.cli_env import admin_value, operator_shell
+from tests.helpers import CHECKOUT, SECRET, on_port
 from tests.procs import CLI, run
 
 SCRIPT = Path(sys.executable).with_name("pmd-service")
@@ -48,21 +48,9 @@ SCRIPT = Path(sys.executable).with_name("pmd-service")
 def cli(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
-    """The environment of an operator's shell on the test database (no JWT_SECRET_KEY: each
-    test sets it when it wants it); `main` run in-process."""
-    for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
-        monkeypatch.delenv(name)
-    for name, value in database_env(settings).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("AUTO_MIGRATE", "false")
-    monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
-    monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-    monkeypatch.setenv("BDR_PATH", str(settings.bdr_path))
-    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    keep_process_logging(monkeypatch)
-    return settings
+    """An operator's shell on the test database (its sweep takes pending rows at once);
+    `main` run in-process."""
+    return operator_shell(settings, admin_database_url, monkeypatch, BDR_PENDING_GRACE_SECONDS="0")
 
 
 # --- the command itself ----------------------------------------------------------------------
