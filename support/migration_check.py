@@ -5,21 +5,10 @@ and workers run beside the new release's through a rolling upgrade (docs/operati
 
 `migrations/RELEASED` names the previous release, the last migration it applies and a digest of
 its migrations, so a clone needs no tag (where the tag `v<version>` is there, the record must
-match it). Against anything those migrations (or the host) made, which that release may read or
-write, a later migration may not:
-
-- drop, truncate, rename or move it to another schema (tables, views, columns, functions,
-  triggers, types, indexes, constraints, enum values...);
-- change a column's type;
-- make a table refuse a row the previous release writes: SET NOT NULL, a NOT NULL column with
-  no default, a dropped default;
-- disable a trigger, or redefine a function so that it stops notifying a channel it notified.
-
-The contract step of an earlier expand is let through when the comment before it says so:
-`-- contract: <what>, expanded in NNNN`, naming what it removes (`table`, `table.column`,
-`function`, `table.trigger`, a channel), NNNN being a migration the previous release applies.
-Statements are read with PostgreSQL's own parser (pglast), a DO block's one by one; a DO block
-that EXECUTEs a string cannot be read and is refused unless marked.
+match it). What a later migration may not do to what that release reads, and the
+`-- contract: <what>, expanded in NNNN` marker that lets an earlier expand's contract step
+through: docs/operations.md, "What `make lint` checks". Statements are read with PostgreSQL's
+own parser (pglast).
 
 `python -m support.migration_check` checks the checkout (`--root` another tree);
 `--record VERSION` writes migrations/RELEASED for the migrations there are now (a release's
@@ -58,11 +47,7 @@ _NOT_NULL = {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
 _FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
 # Dropped and created again in one migration (one transaction), they never go missing.
 _AGAIN = {ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_INDEX}
-_DISABLE = {
-    AlterTableType.AT_DisableTrig,
-    AlterTableType.AT_DisableTrigAll,
-    AlterTableType.AT_DisableTrigUser,
-}
+_DISABLE = {t for t in AlterTableType if t.name.startswith("AT_DisableTrig")}
 
 
 @dataclass(frozen=True)
@@ -196,14 +181,6 @@ def _parsed(text: str) -> tuple[ast.Node, ...]:
     return ()
 
 
-def _do_block(body: str) -> list[dict[str, Any]]:
-    """A DO block's PL/pgSQL tree (pglast reads PL/pgSQL as a function's body only)."""
-    wrapped = (
-        f"CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $pmd_body${body}$pmd_body$"
-    )
-    return parse_plpgsql(wrapped)
-
-
 def _body_statements(stmt: ast.CreateFunctionStmt, source: str) -> Iterator[ast.Node]:
     """The statements of a function's body (`source`: its CREATE FUNCTION), as far as they can
     be read."""
@@ -332,14 +309,13 @@ class _Judge:
                 if not self.new_table(table := _rel(relation)):
                     yield _Problem(table, f"truncates table {table}")
         elif isinstance(stmt, ast.RenameStmt):
-            name = _renamed(stmt)
-            table = name.split(".")[0]
-            kind = _type(stmt.renameType)
-            if kind == ObjectType.OBJECT_COLUMN and self.new_column(name):
-                return
-            if ("." in name and self.new_table(table)) or self.is_new(name):
-                return
-            yield _Problem(name, f"renames {_kind(kind)} {name} to {stmt.newname}")
+            name, kind = _renamed(stmt), _type(stmt.renameType)
+            if kind == ObjectType.OBJECT_COLUMN:
+                fresh = self.new_column(name)
+            else:
+                fresh = "." in name and self.new_table(name.split(".")[0])
+            if not (fresh or self.is_new(name)):
+                yield _Problem(name, f"renames {_kind(kind)} {name} to {stmt.newname}")
         elif isinstance(stmt, ast.AlterObjectSchemaStmt):
             name = (
                 _rel(stmt.relation)
@@ -364,19 +340,19 @@ class _Judge:
         if self.new_table(table):
             return
         for cmd in stmt.cmds or ():
-            column = f"{table}.{(cmd.name or '').lower()}"
+            name = f"{table}.{(cmd.name or '').lower()}"
             subtype = cmd.subtype
-            if subtype == AlterTableType.AT_DropColumn and not self.new_column(column):
-                yield _Problem(column, f"drops column {column}")
-            elif subtype == AlterTableType.AT_AlterColumnType and not self.new_column(column):
-                yield _Problem(column, f"changes the type of column {column}")
-            elif subtype == AlterTableType.AT_SetNotNull and column not in self.new.defaulted:
+            if subtype == AlterTableType.AT_DropColumn and not self.new_column(name):
+                yield _Problem(name, f"drops column {name}")
+            elif subtype == AlterTableType.AT_AlterColumnType and not self.new_column(name):
+                yield _Problem(name, f"changes the type of column {name}")
+            elif subtype == AlterTableType.AT_SetNotNull and name not in self.new.defaulted:
                 yield _Problem(
-                    column, f"sets {column} NOT NULL, which the previous release may leave null"
+                    name, f"sets {name} NOT NULL, which the previous release may leave null"
                 )
             elif subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is None:
-                if not self.new_column(column):
-                    yield _Problem(column, f"drops the default of {column}")
+                if not self.new_column(name):
+                    yield _Problem(name, f"drops the default of {name}")
             elif subtype == AlterTableType.AT_AddColumn:
                 new = _column(cmd.def_)
                 constraints = {c.contype for c in new.constraints or ()}
@@ -387,7 +363,6 @@ class _Judge:
                         f"adds {added} NOT NULL with no default, which the previous release leaves null",
                     )
             elif subtype == AlterTableType.AT_DropConstraint:
-                name = f"{table}.{(cmd.name or '').lower()}"
                 if name not in self.again.constraints and name not in self.new.constraints:
                     yield _Problem(name, f"drops constraint {name}")
             elif subtype in _DISABLE:
@@ -440,7 +415,11 @@ def _statements(sql: str) -> Iterator[_Statement]:
             yield _Statement(raw.stmt, line, before, text)
             continue
         body = _option(raw.stmt, "as")
-        queries = list(_plpgsql_queries(_do_block(body.sval if body is not None else "")))
+        # pglast reads PL/pgSQL as a function's body only.
+        function = (
+            f"CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $pmd${body.sval}$pmd$"
+        )
+        queries = list(_plpgsql_queries(parse_plpgsql(function)))
         unread = _Problem("DO", "a DO block EXECUTEs a statement built at run time, unread here")
         dynamic = any(kind == "dynamic" for kind, _ in queries)
         yield _Statement(raw.stmt, line, before, text, (unread,) if dynamic else ())
@@ -522,10 +501,7 @@ def _record_findings(root: Path, released: Released, old: list[Migration]) -> li
             "that applied them refuses the change); add a new one after it"
         )
     tagged = _at(root, f"refs/tags/v{released.version}")
-    if tagged is not None and (tagged[-1].version, digest(tagged)) != (
-        released.last,
-        released.digest,
-    ):
+    if tagged and Released(released.version, tagged[-1].version, digest(tagged)) != released:
         found.append(
             f"tag v{released.version} holds migrations up to {tagged[-1].version:04d} "
             f"(sha256:{digest(tagged)}): record that release with --record at its tag"
