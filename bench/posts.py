@@ -30,7 +30,6 @@ from aiohttp import web
 
 from bench import cli
 from pmd_service.core.db import create_pool
-from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
@@ -109,7 +108,6 @@ async def seed_listers(
     playlists and 300 deleted artworks, among 20,000 posts of another user."""
     ids = PublicIds(settings.sqids_alphabet)
     async with opened(settings.database_url, "pmd-bench-seed") as conn:
-        await apply_migrations(conn, with_host_tables=True)  # a dev database: stand-ins
         other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
         license_id = await insert_row(conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0")
         with_sqids: list[int] = []

@@ -13,8 +13,7 @@ Against a real SeaweedFS S3 server on loopback, one bucket a run; rounds alterna
 5. Proxy mode against stalled readers: a ready BDR whose object holds 24 MiB; readers (GET,
    headers read, never read on) added until 10, 40, 100 are open: the server's RSS once settled
    against its RSS at rest after one whole download, and after they all closed; then 5
-   more waves of the largest number. The proxy's caps are raised
-   so that none cuts in.
+   more waves of the largest number. The proxy's caps are raised so that none cuts in.
 """
 
 from __future__ import annotations
@@ -150,8 +149,7 @@ async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
 
 
 def start_slow_proxy(upstream: str, latency: float) -> tuple[subprocess.Popen[bytes], int]:
-    """The proxy as a process of its own: relaying 129 MB on the reader's own event loop slowed
-    the reads it was only meant to delay (5.3× and 5.7× in two runs, 6.3× apart)."""
+    """The proxy as a process of its own: on the reader's event loop it slowed the reads."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.store", "--slow-proxy", upstream, str(port), str(latency)],

@@ -94,8 +94,7 @@ class Seaweed:
         return True
 
     def vacuum(self, timeout: float = 120) -> None:
-        """Reclaim deleted objects' space now, not in 15 min: a benchmark that writes and
-        deletes gigabytes was seen to get 500s while weed grew new volumes."""
+        """Reclaim deleted objects' space now, not in 15 min, before weed must grow volumes."""
         url = f"{self.master}/vol/vacuum?garbageThreshold=0.0001"
         urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - our own server
 

@@ -48,8 +48,7 @@ SECRET = "test-secret-" + "x" * 40
 TABLES = (
     "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
     "audited_reads, audit_logs, bulk_action_posts, bulk_actions, export_schedules, reactions, "
-    "comments, "
-    "post_files, posts, licenses, users"
+    "comments, post_files, posts, licenses, users"
 )
 
 
