@@ -1,8 +1,9 @@
 """A cluster on one machine: `python -m runs.cluster` (root), `--ci` for the short run.
 
 Each host (db, redis, store, srv1/2, wrk1/2, lb, client) is a network namespace behind HAProxy;
-the run loses, cuts off or redeploys hosts under the chaos run's workload and checks
-(docs/reliability.md), and removes whatever it made however it ends (`--fail-at` shows that).
+the run loses, cuts off or redeploys hosts (`--upgrade-from`: from another release's code)
+under the chaos run's workload and checks (docs/reliability.md), and removes whatever it made
+however it ends (`--fail-at` shows that).
 """
 
 from __future__ import annotations
