@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import obstore
@@ -45,8 +46,10 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _run(*argv: str, feed: bytes | None = None) -> bytes:
-    done = subprocess.run(argv, input=feed, capture_output=True)
+def _run(*argv: str, feed: bytes | None = None, **kw: Any) -> bytes:
+    done: subprocess.CompletedProcess[bytes] = subprocess.run(
+        argv, input=feed, capture_output=True, **kw
+    )
     if done.returncode:
         raise StartFailed(f"{' '.join(argv[:4])}: {done.stderr.decode()[-800:]}")
     return done.stdout
@@ -75,13 +78,8 @@ def install(rev: str, folder: Path) -> Release:
     release = Release(f"{rev} ({commit[:9]})", str(folder / "venv" / "bin" / "python"),
                       {"PYTHONSAFEPATH": "1"})  # fmt: skip
     probe = "import pmd_service as p, pmd_service.migrations as m; print(p.__file__, m.__file__)"
-    found = subprocess.run(
-        [release.python, "-c", probe],
-        capture_output=True,
-        text=True,
-        cwd=CHECKOUT,
-        env={"PATH": os.environ["PATH"]} | release.env,
-    ).stdout
+    env = {"PATH": os.environ["PATH"]} | release.env  # this checkout the working folder
+    found = _run(release.python, "-c", probe, cwd=CHECKOUT, env=env).decode()
     if len(paths := found.split()) != 2 or not all(p.startswith(str(site)) for p in paths):
         raise StartFailed(f"the release {release.name} imports {found!r}, not its own tree")
     return release
@@ -167,9 +165,6 @@ class Exports:
         report.count("exports in the database (every one the clients saw), terminal",
                      len(rows) - len(bad), len(rows), bad)  # fmt: skip
         failed = [r for r in rows if r["status"] == "failed"]
-        for r in failed:
-            report.info(f"failed export {r['id']} after {r['attempts']} attempts: "
-                        f"{r['error_message']}")  # fmt: skip
         bad = [f"export {r['id']}: {r['error_message']}" for r in failed
                if r["error_message"] in (None, UNEXPECTED_MESSAGE)]  # fmt: skip
         report.count("failed exports that failed for a known reason", len(failed) - len(bad),
