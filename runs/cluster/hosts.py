@@ -162,7 +162,10 @@ class Cluster:
         store.run(
             ["sh", "-c", f"mkdir -p {private}/weed && echo '{S3_CONFIG}' > {private}/s3.json"]
         )
-        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333)
+        # Its local sockets in the host's own folder: by default /tmp/seaweedfs-*-PORT.sock,
+        # where a concurrent run's store (on the same ports) takes them over.
+        sockets = [f"-{s}.localSocket={private}/{s}.sock" for s in ("filer", "s3")]
+        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333, *sockets)
         self._serve("store", "weed", 8333, "SeaweedFS S3", argv, within=60)
         self.steps.reached("store")
 
