@@ -53,7 +53,7 @@ ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PMD_DATA_DIR=/home/pmd/.data \
     VAULT_PATH=/vault \
-    BDR_PATH=/bdr \
+    ZIP_PATH=/bdr \
     HOST=0.0.0.0 \
     PORT=8080
 USER pmd

@@ -240,7 +240,7 @@ async def built(
 
 def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
     """Where a ready request's ZIP is published."""
-    return settings.bdr_path / owner.sqid / f"pmd-{bdr_id}.zip"
+    return settings.zip_path / owner.sqid / f"pmd-{bdr_id}.zip"
 
 
 async def act(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:

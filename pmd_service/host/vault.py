@@ -100,8 +100,8 @@ def contained(root: Path, relative: str) -> Path:
 BDR_PREFIX = "bdr/"
 
 
-# Every file the service writes under BDR_PATH carries this prefix, and the cleanup removes
-# nothing else: the host's worker names its ZIPs `{id}.zip`, so even a BDR_PATH shared with the
+# Every file the service writes under ZIP_PATH carries this prefix, and the cleanup removes
+# nothing else: the host's worker names its ZIPs `{id}.zip`, so even a ZIP_PATH shared with the
 # host by mistake never loses a host file.
 OWN_FILE_PREFIX = "pmd-"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -185,14 +185,14 @@ def is_host_file(file_path: str) -> bool:
 
 
 def stored_zip_path(bdr_root: Path, vault: Path, file_path: str) -> Path:
-    """Where a BDR's stored `file_path` lives: under BDR_PATH, or the host's under the vault."""
+    """Where a BDR's stored `file_path` lives: under ZIP_PATH, or the host's under the vault."""
     if is_host_file(file_path):
         return contained(vault, file_path.removeprefix(HOST_FILE_PREFIX))
     return bdr_zip_path(bdr_root, file_path)
 
 
 def bdr_zip_path(bdr_root: Path, file_path: str) -> Path:
-    """Where a stored `file_path` lives under BDR_PATH (which may sit outside the vault)."""
+    """Where a stored `file_path` lives under ZIP_PATH (which may sit outside the vault)."""
     if not file_path.startswith(BDR_PREFIX):
         raise VaultPathError("not a BDR file path")
     return contained(bdr_root, file_path.removeprefix(BDR_PREFIX))

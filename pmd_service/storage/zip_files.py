@@ -1,4 +1,4 @@
-"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…), as the
+"""Where ready ZIPs are kept: the ZIP_PATH folder, or a bucket (ZIP_STORE=s3://…), as the
 server finds, serves and removes them.
 """
 
@@ -95,9 +95,9 @@ class ZipFiles:
     """`streams`: the server's copy, whose reads (proxy mode) last as long as their reader."""
 
     def __init__(self, settings: Settings, *, streams: bool = False) -> None:
-        self.root = settings.bdr_path
+        self.root = settings.zip_path
         self.vault = settings.vault_path
-        self.bucket: StoreUrl | None = settings.bdr_bucket
+        self.bucket: StoreUrl | None = settings.zip_bucket
         self.timeout = settings.store_timeout_seconds
         self.idle = settings.store_idle_seconds
         self.health = StoreHealth()
@@ -124,7 +124,7 @@ class ZipFiles:
                 if streams
                 else open_store(self.bucket, access)
             )
-        self.signed_url_ttl = timedelta(seconds=settings.bdr_signed_url_seconds)
+        self.signed_url_ttl = timedelta(seconds=settings.zip_signed_url_seconds)
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
         """One call of a few milliseconds, bounded by STORE_TIMEOUT_SECONDS whatever the
@@ -176,7 +176,7 @@ class ZipFiles:
         )
 
     async def signed_url(self, stored: StoredZip, method: Literal["GET", "HEAD"]) -> str:
-        """A URL of the object valid for BDR_SIGNED_URL_SECONDS (signed locally: no request).
+        """A URL of the object valid for ZIP_SIGNED_URL_SECONDS (signed locally: no request).
 
         The method is part of the signature: a HEAD is redirected to a URL signed for HEAD.
         """

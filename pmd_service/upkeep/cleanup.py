@@ -81,7 +81,7 @@ DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
 
 @dataclass(frozen=True)
 class FolderTidy:
-    """In BDR_PATH: the service's own files older than an hour that no ready row points at."""
+    """In ZIP_PATH: the service's own files older than an hour that no ready row points at."""
 
     temp_files: frozenset[Path]  # of runs that died
     orphans: frozenset[Path]  # ZIPs and export parts no ready row points at
@@ -217,7 +217,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
                 await orphan_objects(conn, st.zips.store, TEMP_MAX_AGE_SECONDS),
             )
         else:
-            tidy = await _plan_folder(conn, st.settings.bdr_path, _stored_files(kinds))
+            tidy = await _plan_folder(conn, st.settings.zip_path, _stored_files(kinds))
     return CleanupPlan(
         at=at,
         kinds=kinds,
@@ -308,8 +308,8 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         orphans = await remove_objects(pool, st.zips.store, plan.tidy.orphans)
         tidy: FolderTidy | BucketTidy = BucketTidy(plan.tidy.uploads, orphans)
     else:
-        log.info("cleanup: tidying the folder %s", st.settings.bdr_path)
-        tidy = await _tidy_folder(pool, st.settings.bdr_path, plan.tidy)
+        log.info("cleanup: tidying the folder %s", st.settings.zip_path)
+        tidy = await _tidy_folder(pool, st.settings.zip_path, plan.tidy)
     return dataclasses.replace(done, tidy=tidy)
 
 
@@ -394,7 +394,7 @@ async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
         log.info(
             "cleanup (dry run): in the folder %s, %d temp files, %d orphan ZIPs and %d emptied "
             "folders would be removed",
-            st.settings.bdr_path,
+            st.settings.zip_path,
             len(plan.tidy.temp_files),
             len(plan.tidy.orphans),
             len(plan.tidy.folders),

@@ -36,7 +36,7 @@ async def test_expiry_boundary(
     expired = await fetch_item(client, owner, due["id"])
     assert expired["status"] == "expired" and expired["removed_at"] is None  # not removed
     assert (await fetch_item(client, owner, not_yet["id"]))["status"] == "ready"
-    folder = settings.bdr_path / owner.sqid
+    folder = settings.zip_path / owner.sqid
     assert not (folder / f"pmd-{due['id']}.zip").exists()
     assert (folder / f"pmd-{not_yet['id']}.zip").exists()
 
@@ -77,7 +77,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
 ) -> None:
     owner = await factory.user()
     post = await factory.post(owner)
-    folder = settings.bdr_path / "someone"
+    folder = settings.zip_path / "someone"
     folder.mkdir(parents=True)
     old_part = folder / f".pmd-{uuid.uuid4()}.0123abcd.part"
     fresh_part = folder / f".pmd-{uuid.uuid4()}.4567abcd.part"
@@ -88,7 +88,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
     two_hours_ago = time.time() - 7200
     for path in (old_part, *foreign):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    empty = settings.bdr_path / "nobody"
+    empty = settings.zip_path / "nobody"
     empty.mkdir()
     await factory.pool.execute(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
@@ -116,7 +116,7 @@ async def test_orphan_zips_are_removed_and_ready_ones_kept(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
     owner, _, [item] = await built(client, factory, settings)
-    folder = settings.bdr_path / owner.sqid
+    folder = settings.zip_path / owner.sqid
     kept = folder / f"pmd-{item['id']}.zip"
     orphan = folder / "pmd-00000000-0000-4000-8000-000000000000.zip"
     young_orphan = folder / "pmd-00000000-0000-4000-8000-000000000001.zip"

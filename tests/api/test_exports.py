@@ -354,7 +354,7 @@ async def test_a_crash_mid_part_keeps_the_published_parts(
         "SELECT file_path, sha256 FROM export_parts WHERE export_id = $1 AND number = 1", export_id
     )
     assert first is not None
-    part1 = small.bdr_path / first["file_path"].removeprefix("bdr/")
+    part1 = small.zip_path / first["file_path"].removeprefix("bdr/")
     stat_before = part1.stat()
     job.cancel()  # the worker dies mid-part
     with pytest.raises(asyncio.CancelledError):
@@ -397,7 +397,7 @@ async def test_expiry_removes_the_parts(
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 4)
     await run_worker(small)
     item = await get_export(ex_client, owner, item["id"])
-    files = [small.bdr_path / "pmd-exports" / item["id"] / f"part-{p['number']}.zip"
+    files = [small.zip_path / "pmd-exports" / item["id"] / f"part-{p['number']}.zip"
              for p in item["parts"]]  # fmt: skip
     assert len(files) >= 2 and all(f.exists() for f in files)
     url = item["parts"][0]["download_url"]
@@ -420,7 +420,7 @@ async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
 ) -> None:
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 3)
     await run_worker(small)
-    folder = small.bdr_path / "pmd-exports" / item["id"]
+    folder = small.zip_path / "pmd-exports" / item["id"]
     assert list(folder.glob("part-*.zip"))
     resp = await ex_client.delete(f"/api/pmd/exports/{item['id']}", headers=owner.auth)
     assert resp.status == 204

@@ -225,7 +225,7 @@ async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
         assert archive.read(f"artworks/{post.sqid}.png") == post.data
     assert str(comment_id) in archive.read("comments.json").decode()
     assert "🔥" in archive.read("reactions.json").decode()
-    own_zip = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
+    own_zip = settings.zip_path / owner.sqid / f"pmd-{item['id']}.zip"
     assert hashlib.sha256(own_zip.read_bytes()).hexdigest() == await pool.fetchval(
         "SELECT file_sha256 FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )

@@ -287,7 +287,7 @@ async def test_layers_over_artwork_base_url(
     base_url = await origin_serving(aiohttp_server, files)
 
     item = await request_bdr(client, owner, [post.id, declared.id])
-    await run_worker(replace(settings, artwork_base_url=base_url, bdr_retry_base_seconds=0))
+    await run_worker(replace(settings, artwork_base_url=base_url, job_retry_base_seconds=0))
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "ready", item
     assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]

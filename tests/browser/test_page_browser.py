@@ -232,9 +232,9 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
     browser: Browser, settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path,
     factory: Factory, seaweed: Seaweed, s3_bucket: str, s3_prefix: str, mode: str,
 ) -> None:  # fmt: skip
-    """BDR_STORE in a real S3 server: the browser follows the link (a ticket, no blob), gets a
+    """ZIP_STORE in a real S3 server: the browser follows the link (a ticket, no blob), gets a
     302 to the signed URL (or the bytes through the server) and saves the host's file name."""
-    env = seaweed.env(s3_bucket, s3_prefix, BDR_DOWNLOAD_MODE=mode)
+    env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE=mode)
     async with running_stack(settings, tmp_path, free_port(), **env) as stack:
         ids, page, watch = await loaded_page(browser, stack, factory, 3)
         await page.get_by_role("button", name="Select page").click()

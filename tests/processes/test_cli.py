@@ -32,7 +32,7 @@ def env(
     monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
     monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
     monkeypatch.setenv("AUTO_MIGRATE", "false")
-    monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
+    monkeypatch.setenv("JOB_PENDING_GRACE_SECONDS", "0")
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
     admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     keep_process_logging(monkeypatch)

@@ -41,7 +41,7 @@ def cli(
     monkeypatch.setenv("AUTO_MIGRATE", "false")
     monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-    monkeypatch.setenv("BDR_PATH", str(settings.bdr_path))
+    monkeypatch.setenv("ZIP_PATH", str(settings.zip_path))
     admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     keep_process_logging(monkeypatch)
     return settings
