@@ -37,6 +37,7 @@ BAD = {
     "BDR_DAILY_BYTES": "0",
     "ZIP_MIN_FREE_BYTES": "-1",
     "BDR_EXPIRY_DAYS": "400",
+    "EXPORT_EXPIRY_DAYS": "0",
     "EXPORT_PART_BYTES": "1",
     "EXPORT_MIN_PART_BYTES": "0",
     "EXPORT_MAX_PART_BYTES": "lots",

@@ -14,7 +14,7 @@ import sys
 import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -413,6 +413,18 @@ async def test_expiry_removes_the_parts(
     assert item["status"] == "expired" and item["removed_at"] is None  # expired, not removed
     assert all(p["status"] == "expired" and p["download_url"] is None for p in item["parts"])
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)
+
+
+async def test_a_ready_export_lasts_its_own_days(
+    ex_client: Client, factory: Factory, small: Settings
+) -> None:
+    """EXPORT_EXPIRY_DAYS, not BDR_EXPIRY_DAYS, dates a ready export's end."""
+    owner, item = await exporting(ex_client, factory, [20 * KIB])
+    await run_worker(replace(small, bdr_expiry_days=2, export_expiry_days=30))
+    item = await get_export(ex_client, owner, item["id"])
+    assert item["status"] == "ready", item
+    ends, completed = (datetime.fromisoformat(item[k]) for k in ("expires_at", "completed_at"))
+    assert ends - completed == timedelta(days=30)
 
 
 async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
