@@ -355,9 +355,7 @@ async def _proxy(
         try:
             result = await files.read(stored, start, stop)
         except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
-            raise gone(
-                "This ZIP is no longer available; request it again."
-            ) from None
+            raise gone("This ZIP is no longer available; request it again.") from None
         request[STREAM_RESPONSE] = response
         await response.prepare(request)
         await _relay(request, response, files, result, proxying.idle_seconds)

@@ -22,7 +22,7 @@ from arq import Retry
 
 from ..core import error_reports
 from ..core.logs import request_id_set
-from ..host.vault import bdr_object_key, bdr_zip_path
+from ..host.vault import own_zip_path, zip_object_key
 from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, object_sink, publish
 from .context import WorkerState, state
 from .failures import (
@@ -128,7 +128,7 @@ async def _place(st: WorkerState, kind: JobKind, claim: Claim, archive: Archive)
     the ZIP_STORE bucket (a multipart upload under this run's own name); what a run did not
     publish is removed."""
     if st.zips.store is None:
-        final = bdr_zip_path(st.settings.zip_path, archive.file_path)
+        final = own_zip_path(st.settings.zip_path, archive.file_path)
         temp = final.with_name(archive.temp_name)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
         try:
@@ -142,7 +142,7 @@ async def _place(st: WorkerState, kind: JobKind, claim: Claim, archive: Archive)
         # The browser saves the host's file name when it follows the signed URL.
         "Content-Disposition": f"attachment; filename={archive.download_name}",
     }
-    sink = object_sink(st.zips.store, bdr_object_key(archive.object_path), attributes)
+    sink = object_sink(st.zips.store, zip_object_key(archive.object_path), attributes)
     published = False
     try:
         result = archive.settled(await stream_zip(st, archive, sink))
@@ -177,6 +177,6 @@ async def publish_archive(
         if await conn.fetchval(kind.sql_lock_owned, claim.id, claim.token) is None:
             raise BuildCancelled
         if temp is not None:
-            await asyncio.to_thread(publish, temp, bdr_zip_path(st.settings.zip_path, file_path))
+            await asyncio.to_thread(publish, temp, own_zip_path(st.settings.zip_path, file_path))
         await archive.publish(conn, file_path, result)
     archive.published(result)

@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 
 from ..bdr.schemas import ITEM_COLUMNS
-from ..core.limits import NEWEST_BDRS
+from ..core.limits import NEWEST_ITEMS
 from . import frames
 from .recent import RecentEvents
 
@@ -32,13 +32,13 @@ FROM (
                FROM exports e
                WHERE e.id = ANY(ARRAY(
                    SELECT id FROM exports WHERE user_id = $1
-                   ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}))
+                   ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}))
            ) END AS exports
     FROM bdr_events
 ) AS w
 LEFT JOIN LATERAL (
     SELECT {ITEM_COLUMNS} FROM batch_download_requests
-    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
+    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 ) AS b ON true
 """
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"

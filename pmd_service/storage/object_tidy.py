@@ -18,7 +18,7 @@ import obstore
 from obstore.store import ObjectStore
 
 from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
-from ..host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
+from ..host.vault import EXPORT_OBJECT_RE, OWN_OBJECT_RE, ZIP_PREFIX
 from .zip_files import OBJECT_MISSING
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ async def orphan_objects(
     async for batch in obstore.list(store, chunk_size=1000):
         for meta in batch:
             if _own(meta["path"]) is not None and meta["last_modified"] < cutoff:
-                candidates.add(f"{BDR_PREFIX}{meta['path']}")
+                candidates.add(f"{ZIP_PREFIX}{meta['path']}")
     if not candidates:
         return frozenset()
     kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(candidates))}
@@ -119,7 +119,7 @@ async def remove_objects(
     kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(orphans))}
     for path in orphans - kept:
         with contextlib.suppress(*OBJECT_MISSING):
-            await obstore.delete_async(store, path.removeprefix(BDR_PREFIX))
+            await obstore.delete_async(store, path.removeprefix(ZIP_PREFIX))
     return orphans - kept
 
 

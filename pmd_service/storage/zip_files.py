@@ -22,7 +22,7 @@ from obstore.store import S3Store
 from ..core.objects import STREAMING_CEILING, StoreUrl, open_store
 from ..core.problems import ProblemError
 from ..core.settings import Settings
-from ..host.vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
+from ..host.vault import VaultPathError, is_host_file, own_zip_path, stored_zip_path, zip_object_key
 
 if TYPE_CHECKING:
     from obstore import GetOptions, GetResult
@@ -149,7 +149,7 @@ class ZipFiles:
         """The object key when `file_path` lives in the bucket; None when it is a file."""
         if self.store is None or is_host_file(file_path):
             return None  # the host's ZIPs (imported at the cut-over) stay under the vault
-        return bdr_object_key(file_path)
+        return zip_object_key(file_path)
 
     async def locate(self, file_path: str) -> StoredZip:
         try:
@@ -236,7 +236,7 @@ class ZipFiles:
                     # gets the 204): the daily cleanup removes the object as an orphan.
                     log.warning("could not delete %s now; the daily cleanup will", key)
                 return
-            path = bdr_zip_path(self.root, file_path)
+            path = own_zip_path(self.root, file_path)
         except VaultPathError:
             log.error("refusing to delete %r: not a ZIP the service wrote", file_path)
             return

@@ -1,4 +1,5 @@
-"""Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket.
+"""Daily: expire old downloads and exports, purge old rows and events, tidy the ZIPs' folder or
+bucket.
 
 `plan_cleanup` reads what is due into a `CleanupPlan` in one read-only snapshot, and
 `apply_cleanup` does exactly that plan, each statement re-checking its condition on the planned
@@ -22,13 +23,13 @@ import asyncpg
 
 from ..core.objects import Upload, abort_uploads
 from ..host.vault import (
-    BDR_PREFIX,
     EXPORTS_FOLDER,
     OWN_TEMP_RE,
     OWN_ZIP_RE,
+    ZIP_PREFIX,
     VaultPathError,
-    bdr_zip_path,
     is_host_file,
+    own_zip_path,
 )
 from ..jobs.context import state
 from ..jobs.kind import Expiry
@@ -236,7 +237,7 @@ async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy
     gone: set[Path] = {*temps, *orphans}
     for file_path in expired:
         with contextlib.suppress(VaultPathError):
-            gone.add(bdr_zip_path(root, file_path))
+            gone.add(own_zip_path(root, file_path))
     folders = await asyncio.to_thread(_emptied_folders, root, gone)
     return FolderTidy(frozenset(temps), orphans, folders)
 
@@ -315,7 +316,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
 
 async def _unused(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
     """The ZIPs and export parts among `files` that no ready row points at."""
-    stored = {f"{BDR_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
+    stored = {f"{ZIP_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
     kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
     return frozenset(path for name, path in stored.items() if name not in kept)
 
@@ -352,7 +353,7 @@ def _remove(
     return FolderTidy(temp_files, orphan_files, frozenset(emptied))
 
 
-async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
+async def daily_cleanup(ctx: dict[str, Any]) -> dict[str, int]:
     """The worker's daily job (and `python -m pmd_service cleanup`): plan, then apply."""
     st = state(ctx)
     done = await apply_cleanup(st, await plan_cleanup(st))
@@ -362,7 +363,7 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
 
 
 async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
-    """What `cleanup_expired_bdrs` would do now, in the same summary (plus `dry_run`), changing
+    """What `daily_cleanup` would do now, in the same summary (plus `dry_run`), changing
     nothing: its plan."""
     st = state(ctx)
     plan = await plan_cleanup(st)

@@ -62,11 +62,11 @@ SNAPSHOT = {
 }
 
 
-async def snapshot(pool: asyncpg.Pool, bdr_root: Path) -> dict[str, Any]:
+async def snapshot(pool: asyncpg.Pool, zip_root: Path) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for table, sql in SNAPSHOT.items():
         state[table] = [tuple(r.values()) for r in await pool.fetch(sql)]
-    state["files"] = _files(bdr_root)
+    state["files"] = _files(zip_root)
     return state
 
 

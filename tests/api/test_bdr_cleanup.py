@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs, old_files
+from pmd_service.upkeep.cleanup import daily_cleanup, old_files
 from support.seeding import Factory
 from tests.helpers import built, fetch_item
 
@@ -30,7 +30,7 @@ async def test_expiry_boundary(
     await factory.pool.execute(set_expiry, due["id"], timedelta(seconds=-1))
     await factory.pool.execute(set_expiry, not_yet["id"], timedelta(minutes=5))
 
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
 
     assert summary["expired"] == 1
     expired = await fetch_item(client, owner, due["id"])
@@ -63,7 +63,7 @@ async def test_purge_boundary_and_what_stays(
                VALUES ($1, $2, 1, $3, $4, $4, $5) RETURNING id""",
             owner.id, [post.id], status, now - timedelta(days=days), now + timedelta(days=1),
         )  # fmt: skip
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["purged"] == 3
     for key, purged in rows.items():
         exists = await factory.pool.fetchval(
@@ -100,7 +100,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
         owner.id, [post.id],
     )  # fmt: skip
 
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
 
     assert not old_part.exists()
     assert fresh_part.exists()
@@ -125,7 +125,7 @@ async def test_orphan_zips_are_removed_and_ready_ones_kept(
     two_hours_ago = time.time() - 7200
     for path in (kept, orphan):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["orphan_zips_removed"] == 1
     assert kept.exists() and young_orphan.exists() and not orphan.exists()
 

@@ -392,7 +392,7 @@ async def test_expiry_removes_the_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
-    from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+    from pmd_service.upkeep.cleanup import daily_cleanup
 
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 4)
     await run_worker(small)
@@ -406,7 +406,7 @@ async def test_expiry_removes_the_parts(
         uuid.UUID(item["id"]),
     )
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["export_parts_expired"] == len(files)
     assert not any(f.exists() for f in files)
     item = await get_export(ex_client, owner, item["id"])

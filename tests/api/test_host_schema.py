@@ -30,7 +30,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import HostSite
 from support.sse import SSE, open_stream
@@ -262,7 +262,7 @@ async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
     for path in (own_zip, host_zip):
         os.utime(path, (old, old))
     async with job_context(settings) as ctx:
-        summary = await cleanup_expired_bdrs(ctx)
+        summary = await daily_cleanup(ctx)
     assert summary["expired"] == 1
     assert not own_zip.exists() and host_zip.read_bytes() == b"PK host zip"
     host_rows = await pool.fetch("SELECT id, status FROM public.batch_download_requests")

@@ -31,7 +31,7 @@ from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep import cleanup as cleanup_module
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.upkeep.sweep import sweep
 from pmd_service.zipbuild.build import PART_BYTES, Entry, build, object_sink
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
@@ -120,7 +120,7 @@ async def test_the_whole_path_through_the_bucket(
         "UPDATE batch_download_requests SET expires_at = now() - interval '1 minute'"
         " WHERE id = $1::uuid", item["id"],
     )  # fmt: skip
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["expired"] == 1
     assert keys(store) == []
     resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
@@ -129,7 +129,7 @@ async def test_the_whole_path_through_the_bucket(
         "UPDATE batch_download_requests SET completed_at = now() - interval '15 days'"
         " WHERE id = $1::uuid", item["id"],
     )  # fmt: skip
-    assert (await cleanup_expired_bdrs(worker_ctx))["purged"] == 1
+    assert (await daily_cleanup(worker_ctx))["purged"] == 1
     assert (await client.get(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 404
 
 
@@ -281,7 +281,7 @@ async def test_cleanup_removes_orphans_under_its_prefix_only(
     beside = open_store(StoreUrl(s3_bucket, f"{s3_prefix}/zipsy"), settings.s3_access)
     await obstore.put_async(beside, orphan, b"outside the prefix")  # "zips" is a prefix of it
     monkeypatch.setattr(cleanup_module, "TEMP_MAX_AGE_SECONDS", 0)
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["orphan_zips_removed"] == 1
     assert keys(store) == sorted([*kept, foreign])
     assert keys(beside) == [orphan]

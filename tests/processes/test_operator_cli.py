@@ -31,7 +31,7 @@ from pmd_service.upkeep.cleanup import (
     FolderTidy,
     apply_cleanup,
     cleanup_dry_run,
-    cleanup_expired_bdrs,
+    daily_cleanup,
     plan_cleanup,
 )
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
@@ -259,7 +259,7 @@ async def test_the_dry_run_says_what_a_run_does_and_changes_nothing(
     before = await _state(factory.pool, settings.zip_path)
     preview = await cleanup_dry_run(worker_ctx)
     assert await _state(factory.pool, settings.zip_path) == before
-    done = await cleanup_expired_bdrs(worker_ctx)
+    done = await daily_cleanup(worker_ctx)
     assert preview == {"dry_run": True, **done}
     # Every count is at work here: the equality above is not one of zeros.
     assert done == {
@@ -270,7 +270,7 @@ async def test_the_dry_run_says_what_a_run_does_and_changes_nothing(
     # The run after: what the first left (the exports' folder, emptied last) is found again.
     assert await cleanup_dry_run(worker_ctx) == {
         "dry_run": True,
-        **await cleanup_expired_bdrs(worker_ctx),
+        **await daily_cleanup(worker_ctx),
     }
 
 
@@ -373,7 +373,7 @@ async def test_the_dry_run_in_a_bucket(
         preview = await cleanup_dry_run(ctx)
         assert listed() == objects
         assert len(await incomplete_uploads(bucket, in_bucket.s3_access)) == 1
-        done = await cleanup_expired_bdrs(ctx)
+        done = await daily_cleanup(ctx)
     assert preview == {"dry_run": True, **done}
     assert done["orphan_zips_removed"] == 1 and done["uploads_aborted"] == 1
 
