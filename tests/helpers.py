@@ -45,7 +45,7 @@ SECRET = "test-secret-" + "x" * 40
 
 
 TABLES = (
-    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
+    "batch_download_requests, stream_events, exports, export_parts, moderator_deletions, "
     "audited_reads, audit_logs, bulk_action_posts, bulk_actions, export_schedules, reactions, "
     "comments, "
     "post_files, posts, licenses, users"
@@ -264,7 +264,7 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
     rows = await pool.fetch(
-        "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
+        "SELECT id FROM stream_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
     )
     return [r["id"] for r in rows]
 

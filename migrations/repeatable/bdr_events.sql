@@ -2,12 +2,11 @@
 -- `python -m pmd_service.sse.shapes` (bdr/event_sql.py): edit those, not this file. The
 -- migration runner re-creates them whenever this file changes (core/migrate.py).
 
--- SET search_path FROM CURRENT: the functions find bdr_events in the service's schema even
--- when rows are changed from a session with another search path (an operator's psql).
+-- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
+-- when rows are changed from a session with another search path (an operator's psql). The
+-- table rings the stream's doorbell itself (migration 0017).
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
-DECLARE
-    last_id bigint;
 BEGIN
     -- Most inserts are unannounced (the server announces them after its reply): no event, so
     -- no lock either.
@@ -18,9 +17,8 @@ BEGIN
     -- commit order: the lock, taken before the first id is drawn and held to commit,
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock(5064068);
-    WITH added AS (
-        INSERT INTO bdr_events (bdr_id, user_id, payload)
-        SELECT r.id, r.user_id, jsonb_build_object(
+    INSERT INTO stream_events (subject_id, user_id, payload)
+    SELECT r.id, r.user_id, jsonb_build_object(
                 'id', r.id,
                 'status', r.status,
                 'artwork_count', r.artwork_count,
@@ -39,12 +37,7 @@ BEGIN
                 'requested_by', r.requested_by,
                 'removed_at', r.removed_at,
                 'include_layers', r.include_layers)
-        FROM new_rows AS r WHERE r.announced
-        RETURNING id
-    )
-    SELECT max(id) INTO last_id FROM added;
-    -- One doorbell per statement (the listener reads everything after the last id it saw).
-    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    FROM new_rows AS r WHERE r.announced;
     RETURN NULL;
 END
 $$;
@@ -77,7 +70,6 @@ DECLARE
                OR o.include_layers IS DISTINCT FROM r.include_layers)
     $q$;
     any_change boolean;
-    last_id bigint;
 BEGIN
     -- Heartbeats and claims change nothing an item shows: checked before the lock. A count,
     -- not EXISTS (see 0005).
@@ -87,9 +79,8 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
     EXECUTE $q$
-        WITH added AS (
-            INSERT INTO bdr_events (bdr_id, user_id, payload)
-            SELECT r.id, r.user_id, jsonb_build_object(
+        INSERT INTO stream_events (subject_id, user_id, payload)
+        SELECT r.id, r.user_id, jsonb_build_object(
                     'id', r.id,
                     'status', r.status,
                     'artwork_count', r.artwork_count,
@@ -108,12 +99,7 @@ BEGIN
                     'requested_by', r.requested_by,
                     'removed_at', r.removed_at,
                     'include_layers', r.include_layers)
-    $q$ || changed || $q$
-            RETURNING id
-        )
-        SELECT max(id) FROM added
-    $q$ INTO last_id;
-    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    $q$ || changed;
     RETURN NULL;
 END
 $$;

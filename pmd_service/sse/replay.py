@@ -34,17 +34,17 @@ FROM (
                    SELECT id FROM exports WHERE user_id = $1
                    ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}))
            ) END AS exports
-    FROM bdr_events
+    FROM stream_events
 ) AS w
 LEFT JOIN LATERAL (
     SELECT {ITEM_COLUMNS} FROM batch_download_requests
     WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 ) AS b ON true
 """
-SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"
+SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
 # A posts event names its user as -user_id (migrations/0015_posts_changed_events.sql).
 SQL_MISSED = """
-SELECT id, payload::text AS payload FROM bdr_events
+SELECT id, payload::text AS payload FROM stream_events
 WHERE user_id IN ($1::int, -$1::int) AND id > $2 ORDER BY id LIMIT $3
 """
 

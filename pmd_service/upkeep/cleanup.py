@@ -59,7 +59,7 @@ _UNDO_PURGE = "created_at < $1::timestamptz - interval '24 hours'"
 # The plan: read in a read-only snapshot.
 SQL_PLAN_COUNTS = f"""
 SELECT
-  (SELECT count(*) FROM bdr_events WHERE {_EVENT_PURGE}) AS events,
+  (SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}) AS events,
   (SELECT coalesce(array_agg(post_id), '{{}}') FROM moderator_deletions m WHERE {_MARK_PURGE})
     AS marks,
   (SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}) AS audited_reads,
@@ -68,7 +68,7 @@ SELECT
 """
 
 # The run: each statement on the planned ids, its condition re-checked.
-SQL_PURGE_EVENTS = f"DELETE FROM bdr_events WHERE {_EVENT_PURGE}"
+SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
 SQL_PURGE_MARKS = f"""
 DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURGE}
 RETURNING post_id

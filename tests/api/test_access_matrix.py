@@ -57,7 +57,7 @@ SNAPSHOT = {
         ("batch_download_requests", "id"),
         ("exports", "id"),
         ("export_parts", "export_id, number"),
-        ("bdr_events", "id"),
+        ("stream_events", "id"),
     )
 }
 

@@ -94,7 +94,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
         owner.id, [post.id],
     )  # fmt: skip
-    await factory.pool.execute("UPDATE bdr_events SET created_at = now() - interval '25 hours'")
+    await factory.pool.execute("UPDATE stream_events SET created_at = now() - interval '25 hours'")
     await factory.pool.execute(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
         owner.id, [post.id],
@@ -109,7 +109,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
     assert folder.exists()
     assert summary["temp_files_removed"] == 1
     assert summary["events_purged"] == 1
-    assert await factory.pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+    assert await factory.pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def test_orphan_zips_are_removed_and_ready_ones_kept(

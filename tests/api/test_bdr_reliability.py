@@ -120,7 +120,8 @@ async def progressed(pool: asyncpg.Pool, bdr_id: str, at_least: int) -> bool:
 
 async def statuses(pool: asyncpg.Pool, bdr_id: str) -> list[str]:
     rows = await pool.fetch(
-        "SELECT payload->>'status' AS s FROM bdr_events WHERE bdr_id = $1::uuid ORDER BY id", bdr_id
+        "SELECT payload->>'status' AS s FROM stream_events WHERE subject_id = $1::uuid ORDER BY id",
+        bdr_id,
     )
     out: list[str] = []
     for r in rows:

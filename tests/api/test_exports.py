@@ -444,7 +444,7 @@ async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     assert removed_at < datetime.fromisoformat(item["expires_at"])
     # The stream's last event of it makes the same item, so a page watching learns it too.
     payload = await pool.fetchval(
-        "SELECT payload::text FROM bdr_events WHERE bdr_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT payload::text FROM stream_events WHERE subject_id = $1 ORDER BY id DESC LIMIT 1",
         uuid.UUID(item["id"]),
     )
     assert msgspec.to_builtins(export_item(payload)) == item

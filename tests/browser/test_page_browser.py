@@ -465,7 +465,7 @@ async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
     # event id is unknown when it comes back, so the server sends `reset` and a snapshot.
     await stack.stop_server()
     await pool.execute("DELETE FROM batch_download_requests WHERE id = $1::uuid", made[0])
-    await pool.execute("DELETE FROM bdr_events")
+    await pool.execute("DELETE FROM stream_events")
     await stack.start_server()
 
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")

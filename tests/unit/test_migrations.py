@@ -60,7 +60,7 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
         # Standalone: the host's tables in its schema, everything of the service's in its own.
         host = {"users", "posts", "post_files", "comments", "reactions", "licenses", "audit_logs"}
         own = {
-            "batch_download_requests", "bdr_events", "moderator_deletions", "audited_reads",
+            "batch_download_requests", "stream_events", "moderator_deletions", "audited_reads",
             "schema_migrations", "schema_repeatables",
         }  # fmt: skip
         assert {("public", t) for t in host} | {("pmd", t) for t in own} <= tables
@@ -129,7 +129,7 @@ async def test_schema_constraints(pool: asyncpg.Pool) -> None:
         await pool.execute(insert, user_id, [1], 1, "done")
     await pool.execute(insert, user_id, [1], 1, "pending")
     # The insert became an event and rang the doorbell.
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def test_event_payloads_hold_what_an_item_is_made_of(pool: asyncpg.Pool) -> None:
@@ -149,7 +149,7 @@ async def test_event_payloads_hold_what_an_item_is_made_of(pool: asyncpg.Pool) -
     )
     wanted = {c.strip() for c in ITEM_COLUMNS.split(",")}
     payloads = await pool.fetch(
-        "SELECT payload FROM bdr_events WHERE bdr_id = $1 ORDER BY id", bdr_id
+        "SELECT payload FROM stream_events WHERE subject_id = $1 ORDER BY id", bdr_id
     )
     assert [set(p["payload"]) for p in payloads] == [wanted, wanted]
     items = [bdr_item(p["payload"]) for p in payloads]
