@@ -123,7 +123,8 @@ async def mint(
 
 
 def _download_key(raw: str | None) -> str | None:
-    """A path's BDR or export id as stored in tickets (a malformed one stays as is, and matches none)."""
+    """A path's BDR or export id as stored in tickets (a malformed one stays as is, and
+    matches none)."""
     if raw is None:
         return None
     try:
@@ -145,10 +146,10 @@ async def redeem(
     redemptions: Redemptions | None = None,
 ) -> Principal:
     """The principal of a ticket, spent; for a download (`download_id`, from the path), a
-    ticket minted for that BDR or export; for a stream (None), a stream ticket. `key`: `signing_key`'s. `load`
-    looks the caller up (a stream's opening batches it with others'). `spend=False` (a
-    download's HEAD, which sends no byte of the ZIP) leaves the ticket for the GET that
-    follows. `redemptions` spends it in one round trip with other requests' tickets
+    ticket minted for that BDR or export; for a stream (None), a stream ticket. `key`:
+    `signing_key`'s. `load` looks the caller up (a stream's opening batches it with others').
+    `spend=False` (a download's HEAD, which sends no byte of the ZIP) leaves the ticket for
+    the GET that follows. `redemptions` spends it in one round trip with other requests' tickets
     (api/ticket_redemptions.py)."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "

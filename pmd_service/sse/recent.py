@@ -1,5 +1,5 @@
-"""The newest events (of BDRs, exports and posts) a server process has read, kept so a stream that resumes with
-`Last-Event-ID` is answered without a query.
+"""The newest events (of BDRs, exports and posts) a server process has read, kept so a stream
+that resumes with `Last-Event-ID` is answered without a query.
 
 A reconnect storm (a network drop, a balancer restart, a deploy) is thousands of streams
 reopening within seconds, each missing at most a few events. Read from `stream_events`, each

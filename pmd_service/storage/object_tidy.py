@@ -1,4 +1,4 @@
-"""Tidying the BDR bucket: uploads left behind, and ZIPs no ready row points at.
+"""Tidying the ZIPs' bucket: uploads left behind, and ZIPs no ready row points at.
 
 Only keys under the store's prefix that carry the service's own names
 (`{user}/pmd-{id}.{run}.zip`) are ever touched; anything else under the prefix, and anything
@@ -62,9 +62,9 @@ async def dead_uploads(
     conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
 ) -> list[Upload]:
     """The uploads of runs that are over: a worker killed mid-upload leaves its parts in the
-    bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR is
-    no longer being built by that run (taken over, cancelled, failed, done): a run never
-    becomes live again; one of another name under the prefix only once older than
+    bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR or
+    export is no longer being built by that run (taken over, cancelled, failed, done): a run
+    never becomes live again; one of another name under the prefix only once older than
     `min_age_seconds`."""
     uploads = await incomplete_uploads(url, access)
     if not uploads:

@@ -82,7 +82,7 @@ class ZipMissing(Exception):
 
 @dataclass(frozen=True)
 class StoredZip:
-    """A ZIP to serve: a local `path`, or an object `key` in the BDR bucket."""
+    """A ZIP to serve: a local `path`, or an object `key` in the ZIPs' bucket."""
 
     size: int
     etag: str  # strong, quoted

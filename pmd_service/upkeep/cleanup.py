@@ -98,7 +98,7 @@ class FolderTidy:
 
 @dataclass(frozen=True)
 class BucketTidy:
-    """In the BDR bucket: the uploads of runs that are over, and objects no ready row points
+    """In the ZIPs' bucket: the uploads of runs that are over, and objects no ready row points
     at (as stored file paths, `bdr/{key}`)."""
 
     uploads: frozenset[Upload]
