@@ -427,6 +427,17 @@ async def test_a_ready_export_lasts_its_own_days(
     assert ends - completed == timedelta(days=30)
 
 
+async def test_an_export_out_of_attempts_tells_its_owner_about_the_export(
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool
+) -> None:
+    owner, item = await exporting(ex_client, factory, [20 * KIB])
+    await pool.execute("UPDATE exports SET attempts = 4 WHERE id = $1", uuid.UUID(item["id"]))
+    await run_worker(small)
+    item = await get_export(ex_client, owner, item["id"])
+    assert item["status"] == "failed", item
+    assert item["error_message"].startswith("The export could not be prepared after 4 attempts")
+
+
 async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool
 ) -> None:
