@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pmd_service.sse.shapes --check  # the event payloads' generated SQL is current
 	$(PY) -m pmd_service.web.filter_keys --check  # the page's generated filter keys are current
+	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
 	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_code_map.py  # every path docs/architecture.md names exists
 
 format: $(STAMP)

@@ -8,16 +8,18 @@ import time
 import msgspec
 from aiohttp import web
 
+from .. import __version__
 from ..api.declaration import Auth, Endpoint
 from ..api.keys import DB_POOL, REDIS, ZIP_FILES
 from ..api.problem_responses import answer
+from ..api.responses import json_response
 from ..core.problems import ProblemError
 
 CHECK_TIMEOUT = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response(HealthStatus(status="ok", version=__version__))
 
 
 async def _check_db(request: web.Request) -> None:
@@ -75,6 +77,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 class HealthStatus(msgspec.Struct):
     status: str
+    # The release this process runs: during a rolling upgrade, which servers are new yet.
+    version: str
 
 
 class ReadyStatus(msgspec.Struct):
@@ -88,7 +92,7 @@ ENDPOINTS = (
         "/healthz",
         healthz,
         "healthz",
-        "Liveness",
+        "Liveness, and the release the process runs",
         "operations",
         auth=Auth.PUBLIC,
         response=HealthStatus,

@@ -6,6 +6,7 @@ import asyncpg
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service import __version__
 from pmd_service.core.settings import Settings
 from pmd_service.dev.embedded import EmbeddedRedis
 from pmd_service.web.app import create_app
@@ -17,7 +18,10 @@ async def test_healthz(
 ) -> None:
     client = await aiohttp_client(create_app(settings))
     resp = await client.get("/healthz")
-    assert resp.status == 200 and (await resp.json()) == {"status": "ok"}
+    # The release it runs, as the package's metadata and the OpenAPI document name it.
+    assert resp.status == 200 and (await resp.json()) == {"status": "ok", "version": __version__}
+    doc = await (await client.get("/openapi.json")).json()
+    assert doc["info"]["version"] == __version__
 
 
 async def test_readyz_follows_redis(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.upkeep.cleanup import SQL_PURGE_UNDO_HISTORY
@@ -146,3 +147,21 @@ async def test_once_within_24_hours_by_who_acted(
     await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 0
     assert await pool.fetchval("SELECT count(*) FROM bulk_action_posts") == 0
+
+
+async def test_the_previous_releases_undo_of_a_kept_action_is_refused_as_a_retry(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    """Mid-roll, a server of the previous release undoes by setting `undone_at` alone: it would
+    put nothing back, so the database refuses it with the code that release answers 503 +
+    Retry-After to, and the retry on this release undoes it."""
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 2)
+    hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
+    action_id = hid["undo"].split("?")[0].rstrip("/").split("/")[-2]
+    with pytest.raises(asyncpg.CannotConnectNowError, match="newer release"):
+        await pool.execute("UPDATE bulk_actions SET undone_at = now() WHERE id = $1", action_id)
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 2
+    resp = await _undo(client, user, hid["undo"])
+    assert resp.status == 200, await resp.text()
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 0

@@ -129,6 +129,8 @@ MALFORMED = {
     "k as a list": _job(k=[]),
     "et missing": _job(et=None),
     "f unknown": _job(f="no_such_job"),
+    "v of a later release": _job(v=2),
+    "v as text": _job(v="1"),
     "not an object": [JOB_NAME],
 }
 
