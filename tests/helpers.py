@@ -45,7 +45,7 @@ SECRET = "test-secret-" + "x" * 40
 
 
 TABLES = (
-    "batch_download_requests, stream_events, exports, export_parts, moderator_deletions, "
+    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
     "audited_reads, audit_logs, bulk_action_posts, bulk_actions, export_schedules, reactions, "
     "comments, "
     "post_files, posts, licenses, users"

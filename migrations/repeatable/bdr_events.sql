@@ -4,9 +4,12 @@
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
 -- when rows are changed from a session with another search path (an operator's psql). The
--- table rings the stream's doorbell itself (migration 0017).
+-- table rings the stream's doorbell itself (migration 0017); the functions ring the previous
+-- release's, `pmd_bdr_events`, until the contract that drops it.
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
+DECLARE
+    last_id bigint;
 BEGIN
     -- Most inserts are unannounced (the server announces them after its reply): no event, so
     -- no lock either.
@@ -17,8 +20,9 @@ BEGIN
     -- commit order: the lock, taken before the first id is drawn and held to commit,
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock(5064068);
-    INSERT INTO stream_events (subject_id, user_id, payload)
-    SELECT r.id, r.user_id, jsonb_build_object(
+    WITH added AS (
+        INSERT INTO stream_events (subject_id, user_id, payload)
+        SELECT r.id, r.user_id, jsonb_build_object(
                 'id', r.id,
                 'status', r.status,
                 'artwork_count', r.artwork_count,
@@ -37,7 +41,11 @@ BEGIN
                 'requested_by', r.requested_by,
                 'removed_at', r.removed_at,
                 'include_layers', r.include_layers)
-    FROM new_rows AS r WHERE r.announced;
+        FROM new_rows AS r WHERE r.announced
+        RETURNING id
+    )
+    SELECT max(id) INTO last_id FROM added;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
     RETURN NULL;
 END
 $$;
@@ -70,6 +78,7 @@ DECLARE
                OR o.include_layers IS DISTINCT FROM r.include_layers)
     $q$;
     any_change boolean;
+    last_id bigint;
 BEGIN
     -- Heartbeats and claims change nothing an item shows: checked before the lock. A count,
     -- not EXISTS (see 0005).
@@ -79,8 +88,9 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
     EXECUTE $q$
-        INSERT INTO stream_events (subject_id, user_id, payload)
-        SELECT r.id, r.user_id, jsonb_build_object(
+        WITH added AS (
+            INSERT INTO stream_events (subject_id, user_id, payload)
+            SELECT r.id, r.user_id, jsonb_build_object(
                     'id', r.id,
                     'status', r.status,
                     'artwork_count', r.artwork_count,
@@ -99,7 +109,12 @@ BEGIN
                     'requested_by', r.requested_by,
                     'removed_at', r.removed_at,
                     'include_layers', r.include_layers)
-    $q$ || changed;
+    $q$ || changed || $q$
+            RETURNING id
+        )
+        SELECT max(id) FROM added
+    $q$ INTO last_id;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
     RETURN NULL;
 END
 $$;

@@ -26,9 +26,12 @@ def repeatable_sql(shape: type[msgspec.Struct] = ItemRow) -> str:
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
 -- when rows are changed from a session with another search path (an operator's psql). The
--- table rings the stream's doorbell itself (migration 0017).
+-- table rings the stream's doorbell itself (migration 0017); the functions ring the previous
+-- release's, `pmd_bdr_events`, until the contract that drops it.
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
+DECLARE
+    last_id bigint;
 BEGIN
     -- Most inserts are unannounced (the server announces them after its reply): no event, so
     -- no lock either.
@@ -39,9 +42,14 @@ BEGIN
     -- commit order: the lock, taken before the first id is drawn and held to commit,
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});
-    INSERT INTO stream_events (subject_id, user_id, payload)
-    SELECT r.id, r.user_id, {payload}
-    FROM new_rows AS r WHERE r.announced;
+    WITH added AS (
+        INSERT INTO stream_events (subject_id, user_id, payload)
+        SELECT r.id, r.user_id, {payload}
+        FROM new_rows AS r WHERE r.announced
+        RETURNING id
+    )
+    SELECT max(id) INTO last_id FROM added;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
     RETURN NULL;
 END
 $$;
@@ -58,6 +66,7 @@ DECLARE
                OR {condition})
     $q$;
     any_change boolean;
+    last_id bigint;
 BEGIN
     -- Heartbeats and claims change nothing an item shows: checked before the lock. A count,
     -- not EXISTS (see 0005).
@@ -67,9 +76,15 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- as in bdr_emit_inserted
     EXECUTE $q$
-        INSERT INTO stream_events (subject_id, user_id, payload)
-        SELECT r.id, r.user_id, {payload_dynamic}
-    $q$ || changed;
+        WITH added AS (
+            INSERT INTO stream_events (subject_id, user_id, payload)
+            SELECT r.id, r.user_id, {payload_dynamic}
+    $q$ || changed || $q$
+            RETURNING id
+        )
+        SELECT max(id) FROM added
+    $q$ INTO last_id;
+    PERFORM pg_notify('pmd_bdr_events', last_id::text);
     RETURN NULL;
 END
 $$;

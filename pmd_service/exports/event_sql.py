@@ -42,6 +42,8 @@ $$;
 
 CREATE OR REPLACE FUNCTION export_emit_event() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
+DECLARE
+    event_id bigint;
 BEGIN
     IF TG_OP = 'UPDATE' AND NOT (
            {condition}) THEN
@@ -49,7 +51,10 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- ids visible in commit order (see 0005)
     INSERT INTO stream_events (subject_id, user_id, payload)
-    VALUES (NEW.id, NEW.user_id, export_event_payload(NEW));  -- the table rings (0017)
+    VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
+    RETURNING id INTO event_id;
+    -- The previous release's doorbell; the table rings this release's (migration 0017).
+    PERFORM pg_notify('pmd_bdr_events', event_id::text);
     RETURN NULL;
 END
 $$;

@@ -1,8 +1,8 @@
-"""The previous release (c41ab5d) beside this one on a schema this one migrated, as in a rolling
-upgrade: its statements on the events, copied below from that release, keep working on the
-table's old name; its listeners hear every event, and ours every event of its trigger
-functions, which its migration runner puts back (their files differ from ours, so the runner
-applies them again: `tests/previous_release/` holds that release's `migrations/repeatable/`).
+"""The previous release (0.1.0, commit c41ab5d) beside this one on a schema this one migrated, as
+in a rolling upgrade. Its statements on the events, copied below from that release, read what
+this release reads through `stream_events`; its listeners hear every event, ours too, whichever
+release's trigger functions wrote it: its migration runner puts its own back, since their files
+differ from ours (`tests/previous_release/` holds that release's `migrations/repeatable/`).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import pytest
 
 from pmd_service.core.migrate import apply_migrations, discover
 from pmd_service.sse.hub import CHANNEL, SQL_EVENTS_AFTER
+from pmd_service.upkeep.cleanup import SQL_PURGE_EVENTS
+from support.migration_check import read_record
 from support.stack import connected, create_database, drop_database, eventually
+from tests.helpers import CHECKOUT
 
 PREVIOUS = Path(__file__).resolve().parents[1] / "previous_release"
-# That release's migrations: 0001-0012, unchanged since.
-PREVIOUS_LAST_MIGRATION = 12
+PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION = "0.1.0", 12
 
 # That release's statements on the events: sse/hub.py, sse/replay.py and upkeep/cleanup.py.
 OLD_CHANNEL = "pmd_bdr_events"
@@ -36,10 +38,6 @@ OLD_MISSED = """
 SELECT id, payload::text AS payload FROM bdr_events
 WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3
 """
-OLD_WATERMARK = "SELECT coalesce(max(id), 0) AS watermark FROM bdr_events"
-OLD_PURGE_COUNT = (
-    "SELECT count(*) FROM bdr_events WHERE created_at < $1::timestamptz - interval '1 day'"
-)
 OLD_PURGE = "DELETE FROM bdr_events WHERE created_at < $1::timestamptz - interval '1 day'"
 
 MARK = "mark"
@@ -53,6 +51,12 @@ async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
         yield url
     finally:
         await drop_database(admin_database_url, name)
+
+
+def test_the_files_are_the_previous_release_s() -> None:
+    """A new release recorded in migrations/RELEASED is the one to copy here instead."""
+    released = read_record(CHECKOUT)
+    assert (released.version, released.last) == (PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION)
 
 
 def previous_release_folder(tmp_path: Path) -> Path:
@@ -93,7 +97,7 @@ class Ears:
         return {channel: heard[:-1] for channel, heard in self.heard.items()}
 
 
-async def test_the_previous_release_reads_deletes_and_hears_the_events(
+async def test_the_previous_release_reads_purges_and_hears_the_events(
     empty_db: str, tmp_path: Path
 ) -> None:
     async with (
@@ -108,13 +112,18 @@ async def test_the_previous_release_reads_deletes_and_hears_the_events(
         user_id = await conn.fetchval(
             "INSERT INTO users (handle, email) VALUES ('prev', 'prev@x') RETURNING id"
         )
-        bdr_ids: list[uuid.UUID] = []
 
         async def request_bdr() -> None:
-            bdr_ids.append(await conn.fetchval(
+            await conn.execute(
                 "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
-                " VALUES ($1, '{1}', 1) RETURNING id", user_id,
-            ))  # fmt: skip
+                " VALUES ($1, '{1}', 1)", user_id,
+            )  # fmt: skip
+
+        async def progress() -> None:
+            await conn.execute(
+                "UPDATE batch_download_requests SET status = 'processing', progress_done = 1"
+                " WHERE user_id = $1", user_id,
+            )  # fmt: skip
 
         async def export_and_posts() -> None:
             async with conn.transaction():
@@ -129,71 +138,50 @@ async def test_the_previous_release_reads_deletes_and_hears_the_events(
                     user_id,
                 )
 
-        async def progress() -> None:
-            await conn.execute(
-                "UPDATE batch_download_requests SET status = 'processing', progress_done = 1"
-                " WHERE user_id = $1", user_id,
-            )  # fmt: skip
-
         async def newest(n: int) -> list[str]:
             """The last `n` event ids, oldest first."""
             ids = await conn.fetch("SELECT id FROM stream_events ORDER BY id DESC LIMIT $1", n)
             return [str(r["id"]) for r in reversed(ids)]
 
-        # Statements that write events (with how many): each rings both channels once, with
-        # the last id it wrote.
+        # Statements that write events, and how many: each rings both channels once, with the
+        # last id it wrote.
         writes = ((request_bdr, 1), (progress, 1), (export_and_posts, 2))
 
-        # This release's functions.
-        for write, statements in ((request_bdr, 1), *writes):
-            heard = await ears.of(write)
-            rung = await newest(statements)
-            assert heard == {OLD_CHANNEL: rung, CHANNEL: rung}
+        async def each_heard_on_both() -> None:
+            for write, statements in writes:
+                heard = await ears.of(write)
+                rung = await newest(statements)
+                assert heard == {OLD_CHANNEL: rung, CHANNEL: rung}, write.__name__
 
-        # What the previous release reads through `bdr_events` is the table, ids and all.
+        # This release's trigger functions.
+        await each_heard_on_both()
         rows = await conn.fetch(OLD_EVENTS_AFTER, 0, 100)
         ours = await conn.fetch(SQL_EVENTS_AFTER, 0, 100)
         assert [(r["id"], r["payload"]) for r in rows] == [(r["id"], r["payload"]) for r in ours]
-        # Two requests, their progress, an export and a posts event (filed as 0015 does).
-        assert len(rows) == 6 and rows[-1]["user_id"] == -user_id
+        assert len(rows) == 4 and rows[-1]["user_id"] == -user_id  # posts: filed as 0015 does
         assert await conn.fetchval(OLD_LAST_EVENT) == rows[-1]["id"]
-        assert await conn.fetchval(OLD_WATERMARK) == rows[-1]["id"]
         assert await conn.fetchval(OLD_EVENT_KNOWN, rows[0]["id"])
         missed = await conn.fetch(OLD_MISSED, user_id, rows[0]["id"], 100)
-        assert [r["id"] for r in missed] == [r["id"] for r in rows[1:4]]
-        assert await conn.fetch(
-            "SELECT bdr_id FROM bdr_events WHERE bdr_id = ANY($1::uuid[]) ORDER BY id", bdr_ids
-        ) == await conn.fetch(
-            "SELECT subject_id AS bdr_id FROM stream_events WHERE subject_id = ANY($1::uuid[])"
-            " ORDER BY id", bdr_ids,
-        )  # fmt: skip
+        assert [r["id"] for r in missed] == [rows[1]["id"]]
+        subjects = await conn.fetch("SELECT subject_id FROM stream_events ORDER BY id")
+        assert [r["subject_id"] for r in subjects] == [
+            r["bdr_id"] for r in await conn.fetch("SELECT bdr_id FROM bdr_events ORDER BY id")
+        ]
 
         # The previous release's runner starts (a server of it restarted mid-upgrade): it puts
-        # its own functions back, which write through `bdr_events` and ring its channel.
+        # its functions back.
         applied = await apply_migrations(conn, previous_release_folder(tmp_path))
         assert applied == ["repeatable bdr_events", "repeatable export_events"]
-        (before,) = await newest(1)
-        for write, statements in writes:
-            heard = await ears.of(write)
-            rung = await newest(statements)
-            assert heard == {OLD_CHANNEL: rung, CHANNEL: rung}
-        after = await conn.fetch(OLD_EVENTS_AFTER, int(before), 100)
-        assert [r["id"] for r in after] == [
-            r["id"] for r in await conn.fetch(SQL_EVENTS_AFTER, int(before), 100)
-        ]
-        # The new request, its progress (the others had theirs), the export, the posts.
-        assert ['"processing"' in r["payload"] for r in after] == [False, True, False, False]
+        await each_heard_on_both()
 
-        # This release's runner puts ours back; the previous release's cleanup purges the table.
+        # This release's runner puts ours back; each release's purge empties the table.
         assert await apply_migrations(conn) == [
             "repeatable bdr_events", "repeatable export_events",
         ]  # fmt: skip
-        for write, statements in writes:
-            heard = await ears.of(write)
-            rung = await newest(statements)
-            assert heard == {OLD_CHANNEL: rung, CHANNEL: rung}
+        await each_heard_on_both()
         later = datetime.now(UTC) + timedelta(days=2)
         count = await conn.fetchval("SELECT count(*) FROM stream_events")
-        assert await conn.fetchval(OLD_PURGE_COUNT, later) == count
-        assert await conn.execute(OLD_PURGE, later) == f"DELETE {count}"
-        assert await conn.fetchval("SELECT count(*) FROM stream_events") == 0
+        assert count == 12 and await conn.execute(OLD_PURGE, later) == f"DELETE {count}"
+        await request_bdr()
+        assert await conn.execute(SQL_PURGE_EVENTS, later) == "DELETE 1"
+        assert await conn.fetchval("SELECT count(*) FROM bdr_events") == 0
