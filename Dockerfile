@@ -60,11 +60,13 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/pmd pmd \
 COPY --from=build /venv /venv
 WORKDIR /app
 COPY server.py worker.py ./
+# The ZIPs' folder under its former name, BDR_PATH, which every release reads: an environment
+# written for an earlier release that sets it to another folder still starts this image.
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PMD_DATA_DIR=/home/pmd/.data \
     VAULT_PATH=/vault \
-    ZIP_PATH=/bdr \
+    BDR_PATH=/bdr \
     HOST=0.0.0.0 \
     PORT=8080
 USER pmd
