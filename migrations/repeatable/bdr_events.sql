@@ -4,7 +4,7 @@
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
 -- when rows are changed from a session with another search path (an operator's psql). The
--- table rings the stream's doorbell itself (migration 0017); the functions ring the previous
+-- table rings the stream's doorbell itself (migration 0018); the functions ring the previous
 -- release's, `pmd_bdr_events`, until the contract that drops it.
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$

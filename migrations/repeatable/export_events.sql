@@ -122,7 +122,7 @@ BEGIN
     INSERT INTO stream_events (subject_id, user_id, payload)
     VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
     RETURNING id INTO event_id;
-    -- The previous release's doorbell; the table rings this release's (migration 0017).
+    -- The previous release's doorbell; the table rings this release's (migration 0018).
     PERFORM pg_notify('pmd_bdr_events', event_id::text);
     RETURN NULL;
 END

@@ -30,6 +30,7 @@ from .job_sql import (
     SQL_STUCK_PENDING,
 )
 from .mail import SQL_EMAILS_OWED, send_bdr_email
+from .restore import RESTORE_CHECKS
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -44,6 +45,7 @@ class BdrKind:
     sql_lock_owned = SQL_LOCK_OWNED
     sql_stuck_pending = SQL_STUCK_PENDING
     sql_orphaned = SQL_ORPHANED
+    restore_checks = RESTORE_CHECKS
     sql_emails_owed = SQL_EMAILS_OWED
 
     def run(self, st: WorkerState, claim: Claim) -> Run:

@@ -271,7 +271,7 @@ async def download(
     if status == "expired" or (expires_at is not None and expires_at <= datetime.now(UTC)):
         raise gone(f"Download request {bdr_id} has expired; request a new download.")
     try:
-        stored = await files.locate(row["file_path"] or "")
+        stored = await files.locate(row["file_path"] or "", row["file_size_bytes"])
     except ZipMissing:
         await pool.execute(SQL_EXPIRE, bdr_id)
         raise gone(

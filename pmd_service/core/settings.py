@@ -100,7 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     smtp_starttls: bool | None = None
     # A password over a connection left unencrypted is refused unless this is set.
     smtp_allow_plain_auth: bool = False
-    # Seconds per SMTP step; no resend once DATA is under way.
+    # Seconds per SMTP step, three for a whole send (mail/notify.py); no resend once DATA is
+    # under way.
     smtp_timeout: Annotated[float, Meta(ge=1, le=600)] = 10.0
     mail_from: str = "pmd@localhost"
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8

@@ -91,7 +91,8 @@ SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE
 WHERE id = $1
 """
 SQL_PART = """
-SELECT p.status, p.file_path, p.sha256, e.status AS export_status, e.expires_at,
+SELECT p.status, p.file_path, p.file_size_bytes, p.sha256, e.status AS export_status,
+       e.expires_at,
        (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS part_count
 FROM exports e JOIN export_parts p ON p.export_id = e.id
 WHERE e.id = $1 AND e.user_id = $2 AND p.number = $3
@@ -326,7 +327,7 @@ async def part_download(
             slug="no-file",
         )
     try:
-        stored = await files.locate(row["file_path"] or "")
+        stored = await files.locate(row["file_path"] or "", row["file_size_bytes"])
     except ZipMissing:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(SQL_PART_GONE, export_id, number)

@@ -25,6 +25,7 @@ from ..zipbuild.build import BuildResult, FileDigest, Trailing
 from ..zipbuild.content import Artwork
 from ..zipbuild.json_files import Extras
 from .failures import PermanentError
+from .restore import RestoreCheck
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -154,6 +155,7 @@ class JobKind(Emailed, Protocol):
     sql_lock_owned: str  # $1 id, $2 token: the row locked while still the run's
     sql_stuck_pending: str  # $1 grace seconds → id, age
     sql_orphaned: str  # $1 stale seconds, $2 retry grace → id, attempts
+    restore_checks: tuple[RestoreCheck, ...]  # what a restore may leave inconsistent
 
     def run(self, st: WorkerState, claim: Claim) -> ClaimedRun: ...
 

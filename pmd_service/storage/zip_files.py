@@ -77,7 +77,9 @@ class StoreHealth:
 
 
 class ZipMissing(Exception):
-    """The row says ready but its ZIP is gone (or its stored path is not one of ours)."""
+    """The row says ready but its ZIP is gone, is not the size the row says (another file
+    under its name: the folder restored from another moment), or its stored path is not one
+    of ours."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,21 @@ class ZipFiles:
             return None  # the host's ZIPs (imported at the cut-over) stay under the vault
         return zip_object_key(file_path)
 
-    async def locate(self, file_path: str) -> StoredZip:
+    async def locate(self, file_path: str, size: int | None = None) -> StoredZip:
+        """The stored ZIP; ZipMissing when there is none, or when `size` (the row's) is given
+        and the file is not that long: its digest and length would not be the row's."""
+        stored = await self._locate(file_path)
+        if size is not None and stored.size != size:
+            log.warning(
+                "%s holds %d bytes where its row says %d: not served (answered as gone)",
+                file_path,
+                stored.size,
+                size,
+            )
+            raise ZipMissing(file_path)
+        return stored
+
+    async def _locate(self, file_path: str) -> StoredZip:
         try:
             key = self._key(file_path)
             if key is not None:

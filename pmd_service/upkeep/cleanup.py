@@ -146,8 +146,11 @@ def _stored_files(kinds: dict[str, Expiry]) -> list[str]:
     return [path for path in found if path and not is_host_file(path)]
 
 
-def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
-    """(temp files, ZIPs) the service wrote under the user folders, older than an hour.
+def old_files(
+    root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECONDS
+) -> tuple[list[Path], list[Path]]:
+    """(temp files, ZIPs) the service wrote under the user folders, older than `min_age`
+    seconds (an hour: younger ones may be being written or just published).
 
     Only names the service gives its own files: anything else is never touched.
     """
@@ -170,15 +173,15 @@ def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
                 age = now - entry.lstat().st_mtime
             except FileNotFoundError:
                 continue  # renamed or removed by a build meanwhile
-            if age <= TEMP_MAX_AGE_SECONDS or entry.is_symlink():
-                continue  # young: possibly being written or just published
+            if age <= min_age or entry.is_symlink():
+                continue
             (parts if own_temp else zips).append(entry)
     return parts, zips
 
 
-def old_export_files(root: Path, now: float) -> list[Path]:
-    """Files under the exports' folders older than an hour: temp files of runs that died, and
-    parts (kept only if a ready part row points at them: the caller checks)."""
+def old_export_files(root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECONDS) -> list[Path]:
+    """Files under the exports' folders older than `min_age` seconds: temp files of runs that
+    died, and parts (kept only if a ready part row points at them: the caller checks)."""
     found: list[Path] = []
     exports = root / EXPORTS_FOLDER
     if not exports.is_dir() or exports.is_symlink():
@@ -188,7 +191,7 @@ def old_export_files(root: Path, now: float) -> list[Path]:
             continue
         for entry in folder.iterdir():
             try:
-                if now - entry.lstat().st_mtime > TEMP_MAX_AGE_SECONDS and entry.is_file():
+                if now - entry.lstat().st_mtime > min_age and entry.is_file():
                     found.append(entry)
             except FileNotFoundError:
                 continue
@@ -233,7 +236,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
 async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
     temps, zips = await asyncio.to_thread(old_files, root, time.time())
     export_files = await asyncio.to_thread(old_export_files, root, time.time())
-    orphans = await _unused(conn, root, {*zips, *export_files})
+    orphans = await unnamed_files(conn, root, {*zips, *export_files})
     gone: set[Path] = {*temps, *orphans}
     for file_path in expired:
         with contextlib.suppress(VaultPathError):
@@ -314,7 +317,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     return dataclasses.replace(done, tidy=tidy)
 
 
-async def _unused(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
+async def unnamed_files(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
     """The ZIPs and export parts among `files` that no ready row points at."""
     stored = {f"{ZIP_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
     kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
@@ -325,7 +328,7 @@ async def _tidy_folder(pool: asyncpg.Pool, root: Path, plan: FolderTidy) -> Fold
     """Removes the planned files still older than an hour (one written since is young again)
     and, of the orphans, those a ready row still does not point at; then the planned folders
     that are empty."""
-    orphans = await _unused(pool, root, set(plan.orphans))
+    orphans = await unnamed_files(pool, root, set(plan.orphans))
     return await asyncio.to_thread(_remove, plan.temp_files, orphans, plan.folders)
 
 

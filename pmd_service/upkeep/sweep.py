@@ -5,7 +5,8 @@ email is forgotten.
   server commits before it enqueues, so a Redis outage at that moment leaves a row only this finds.
 - `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
   are enqueued under a fresh job id; the claim lets exactly one run take them over.
-- Emails whose SMTP send failed are retried.
+- Emails whose SMTP send failed are retried, and so are those whose sender died mid-send
+  (their lease ran out: mail/notify.py).
 - With ZIPs in a bucket: multipart uploads of runs that are over (a worker killed mid-upload)
   are aborted, so their parts stop taking space.
 """

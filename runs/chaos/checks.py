@@ -29,10 +29,12 @@ from runs.chaos.workload import DOWNLOAD_FAILED, SERVER_ERROR, TERMINAL, Api, Le
 from support.mailbox import Mailbox
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
+# An email is owed until its send has ended (its lease cleared): one taken by a worker killed
+# mid-send stays owed until the lease runs out and the sweep sends it.
 SQL_UNSETTLED = """
 SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
-       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
-                          AND status IN ('ready', 'failed')) AS emails
+       count(*) FILTER (WHERE send_email AND status IN ('ready', 'failed')
+                          AND (email_sent_at IS NULL OR email_lease_until IS NOT NULL)) AS emails
 FROM batch_download_requests
 """
 
@@ -118,8 +120,8 @@ async def check_all(
         await check_bucket(report, pool, zip_store, settings, seed, bdrs)
     else:
         await asyncio.to_thread(check_folder, report, settings.zip_path, seed, bdrs)
-    # Read after the checks above: "settled" counts an email owed no more once it is taken,
-    # before it is sent, and the last ones arrive meanwhile.
+    # "Settled" waited for every send to end, and a server stores a message before the reply
+    # that ends its send: every email is in by now.
     received = mailbox.received()
     check_emails(report, bdrs, received)
     check_downloads(report, ledger)
@@ -246,12 +248,13 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
     bad = []
     for bdr_id, r in asked.items():
         # Ready/failed: exactly one. Cancelled: none. Expired (removed by its owner): one if it
-        # was taken while ready, none if the owner removed it first.
-        sent = r["email_sent_at"] is not None
+        # was sent while ready (taken, and that send ended), none if the owner removed it first.
+        sent = r["email_sent_at"] is not None and r["email_lease_until"] is None
         want = {"ready": 1, "failed": 1, "cancelled": 0}.get(r["status"], int(sent))
         if got[bdr_id] != want or (want == 1) != sent:
             bad.append(f"BDR {bdr_id} ({r['status']}): {got[bdr_id]} emails, "
-                       f"email_sent_at {r['email_sent_at']}")  # fmt: skip
+                       f"email_sent_at {r['email_sent_at']}, "
+                       f"email_lease_until {r['email_lease_until']}")  # fmt: skip
     ok = len(asked) - len(bad)
     bad += [f"{n} email(s) for {i}, which did not ask for one" for i, n in got.items()
             if i not in asked]  # fmt: skip

@@ -242,11 +242,13 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     smtp.start()
     undo.callback(smtp.stop)
     steps.reached("smtp")
+    # SMTP_TIMEOUT 5: an email lease of 30 s (mail/notify.py), so one taken by a worker killed
+    # mid-send is sent again by the sweep well inside the drain.
     env = cluster.service_env(
         SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
         BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
         BDR_RETRY_BASE_SECONDS="2", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
-        SSE_MAX_PER_USER=str(max(10, per_user)),
+        SSE_MAX_PER_USER=str(max(10, per_user)), SMTP_TIMEOUT="5",
     )  # fmt: skip
     data = await prepare(cluster, env, users)
     steps.reached("database")

@@ -50,6 +50,7 @@ from tests.helpers import (
     CHECKOUT,
     HUNG,
     DatabaseRelay,
+    after_worker,
     built,
     direct,
     download_zip,
@@ -184,9 +185,8 @@ async def test_http_source_keeps_request_order(
         posts[2].data or b""
     )
     del origin.files[relative_artwork_path(posts[4].shard, posts[4].storage_key, "png")]
-    item = await request_bdr(client, owner, [p.id for p in posts])
-    await run_worker(replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=3))
-    item = await fetch_item(client, owner, item["id"])
+    worker = replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=3)
+    item = await after_worker(client, worker, owner, [p.id for p in posts])
     assert item["status"] == "ready"
     assert item["skipped"] == [
         {"post_id": posts[4].id, "public_sqid": posts[4].sqid, "reason": "file_missing"}

@@ -37,24 +37,6 @@ KIB = 1024
 BAGIT = [sys.executable, "-m", "bagit"]
 
 
-@pytest.fixture
-def small(settings: Settings) -> Settings:
-    """Parts of a few KiB, so a handful of small artworks make several parts."""
-    return replace(
-        settings,
-        export_min_part_bytes=KIB,
-        export_part_bytes=64 * KIB,
-        export_cooldown_seconds=3600,
-    )
-
-
-@pytest.fixture
-async def ex_client(
-    aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
-) -> Client:
-    return await aiohttp_client(create_app(small))
-
-
 async def request_export(client: Client, user: UserRow, **body: Any) -> dict[str, Any]:
     resp = await client.post("/api/pmd/exports", json=body, headers=user.auth)
     assert resp.status == 202, await resp.text()

@@ -55,8 +55,7 @@ REPEATED_KEYS = {
 async def test_a_repeated_key_is_refused_and_changes_nothing(
     client: Client, factory: Factory, pool: asyncpg.Pool, path: str, template: str, key: str
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     before = await _flags(pool, ids)
     body = (template % ids).encode()
     resp = await client.post(

@@ -37,7 +37,7 @@ from pmd_service.zipbuild.build import PART_BYTES, Entry, build, object_sink
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, PostRow
 from support.stack import free_port
-from tests.helpers import Client, assert_problem, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, after_worker, assert_problem, fetch_item, requested, run_worker
 
 
 @pytest.fixture
@@ -60,9 +60,7 @@ async def ready_bdr(
     client: Client, factory: Factory, settings: Settings, n: int = 3
 ) -> tuple[Any, list[PostRow], dict[str, Any]]:
     owner, posts = await factory.owner_and_posts(n)
-    item = await request_bdr(client, owner, [p.id for p in posts], include_comments=True)
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, settings, owner, [p.id for p in posts], include_comments=True)
     assert item["status"] == "ready", item
     return owner, posts, item
 
@@ -291,9 +289,7 @@ async def test_an_unreachable_store_is_retried_never_failed(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
     down = replace(settings, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    _, _, [item] = await requested(client, factory)
     # One attempt: arq schedules the next one (in 5 s), this burst does not wait for it.
     once = [func(process_bdr, name=JOB_NAME, max_tries=1, keep_result=0)]
     await run_worker(down, functions=once)
@@ -321,9 +317,8 @@ async def test_artworks_read_from_a_bucket(
         await obstore.put_async(store, rel, post.data)
     for path in settings.vault_path.rglob("*.png"):
         path.unlink()  # the vault is not where they are read from
-    item = await request_bdr(client, owner, [p.id for p in reversed(posts)])
-    await run_worker(replace(settings, artwork_store=str(artworks), artwork_fetch_concurrency=2))
-    item = await fetch_item(client, owner, item["id"])
+    worker = replace(settings, artwork_store=str(artworks), artwork_fetch_concurrency=2)
+    item = await after_worker(client, worker, owner, [p.id for p in reversed(posts)])
     assert item["status"] == "ready"
     assert item["skipped"] == [
         {"post_id": posts[-1].id, "public_sqid": posts[-1].sqid, "reason": "file_missing"}

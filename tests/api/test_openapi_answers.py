@@ -27,7 +27,15 @@ from pmd_service.web.app import create_app
 from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.sse import SSE
-from tests.helpers import DatabaseRelay, direct, fetch_item, on_port, request_bdr, run_worker
+from tests.helpers import (
+    DatabaseRelay,
+    direct,
+    fetch_item,
+    on_port,
+    request_bdr,
+    requested,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
 DOWNLOAD = "/api/pmd/bdr/{id}/download"
@@ -266,9 +274,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
 
 
 async def _world(client: Client, factory: Factory, settings: Settings) -> World:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, post, [item] = await requested(client, factory)
     await run_worker(settings)
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
 

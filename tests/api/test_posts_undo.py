@@ -39,8 +39,7 @@ async def _state(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
 async def test_undo_puts_back_each_posts_own_values(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     by = await factory.license("CC-BY-4.0")
     sa = await factory.license("CC-BY-SA-4.0")
     nd = await factory.license("CC-BY-ND-4.0")
@@ -63,7 +62,7 @@ async def test_undo_puts_back_each_posts_own_values(
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body == {
-        "success": True, "affected_count": 3, "message": "Undid the tag change of 3 post(s)",
+        "success": True, "affected_count": 3, "message": "Undid the tag change of 3 posts",
         "left_post_ids": [],
     }  # fmt: skip
     resp = await _undo(client, user, answer["undo"])
@@ -79,8 +78,7 @@ async def test_undo_puts_back_each_posts_own_values(
 async def test_a_post_changed_since_is_left_and_named(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
     # Later: the host's own edit unhides one post, a second bulk action unhides another, and the
     # third is retitled and retagged (not what the hide changed: it is undone all the same).
@@ -102,8 +100,7 @@ async def test_a_post_changed_since_is_left_and_named(
 async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     deleted = await _post(client, user, "action", {"action": "delete", "post_ids": ids})
     resp = await _undo(client, user, deleted["undo"])
     assert (await resp.json())["affected_count"] == 2
@@ -129,9 +126,8 @@ async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again
 async def test_once_within_24_hours_by_who_acted(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     stranger = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
     first = await _post(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     second = await _post(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
     assert (await _undo(client, stranger, first["undo"])).status == 404

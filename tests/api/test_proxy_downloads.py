@@ -239,6 +239,42 @@ def _server_buffers(client: Client) -> list[int]:
     ]
 
 
+async def _stalled_download(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings
+) -> tuple[Client, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A server that cuts off a download idle for 2 s, and a raw client of a big ZIP that
+    read the answer's head and then stops reading (a small receive buffer)."""
+    settings = replace(settings, zip_proxy_idle_seconds=2.0)
+    client = await start(aiohttp_client, settings)
+    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
+    reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
+    assert head.startswith("HTTP/1.1 200")
+    return client, reader, writer
+
+
+async def _cut_off_short(
+    client: Client, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Wait for the server to count a stalled download as cut off (499), then read what is
+    left of it: the connection ends with the ZIP far from sent."""
+
+    async def cut_off() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return _metric(text, DOWNLOADS + '"499"}') == 1
+
+    await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
+    got = 0
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            while chunk := await reader.read(2**20):
+                got += len(chunk)
+    except ConnectionError:
+        pass
+    finally:
+        writer.transport.abort()
+    assert got < BIG
+
+
 async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     aiohttp_client: AiohttpClient, factory: Factory, proxy_settings: Settings,
     redis_clean: None, caplog: pytest.LogCaptureFixture,
@@ -246,13 +282,8 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     """The next chunk is read from the store only once the client took the last one: a
     reader that stops holds at most a chunk in the server; after ZIP_PROXY_IDLE_SECONDS
     without taking a byte it is cut off (one info line, 499) and its slot is free again."""
-    settings = replace(proxy_settings, zip_proxy_idle_seconds=2.0)
-    client = await start(aiohttp_client, settings)
-    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
-    caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
-        assert head.startswith("HTTP/1.1 200")
+        client, reader, writer = await _stalled_download(aiohttp_client, factory, proxy_settings)
         held: list[int] = []
 
         async def stalled() -> bool:  # the kernel's buffers full, the server's one settled
@@ -262,22 +293,8 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
         await eventually(stalled, HANG_GUARD, lambda: f"server buffers {held[-5:]}", 0.05)
         assert 0 < held[-1] <= READ_CHUNK, held[-1]
 
-        async def cut_off() -> bool:
-            text = await (await client.get("/metrics")).text()
-            return _metric(text, DOWNLOADS + '"499"}') == 1
-
         # Nothing taken for 2 s: the server closes the connection, the ZIP far from sent.
-        await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
-        got = 0
-        try:
-            async with asyncio.timeout(HANG_GUARD):
-                while chunk := await reader.read(2**20):
-                    got += len(chunk)
-        except ConnectionError:
-            pass
-        finally:
-            writer.transport.abort()
-        assert got < BIG
+        await _cut_off_short(client, reader, writer)
     text = await (await client.get("/metrics")).text()
     assert _metric(text, DOWNLOADS + '"499"}') == 1
     assert _metric(text, "pmd_proxy_downloads ") == 0
@@ -292,29 +309,9 @@ async def test_a_stalled_reader_of_a_local_file_is_cut_off(
     """A ZIP sent from the local folder (sendfile) to a client that stops reading: after
     ZIP_PROXY_IDLE_SECONDS without taking a chunk it is cut off, as in proxy mode (one info
     line, 499). One sendfile of the whole file waited as long as the connection lived."""
-    settings = replace(settings, zip_proxy_idle_seconds=2.0)
-    client = await start(aiohttp_client, settings)
-    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
-    caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
-        assert head.startswith("HTTP/1.1 200")
-
-        async def cut_off() -> bool:
-            text = await (await client.get("/metrics")).text()
-            return _metric(text, DOWNLOADS + '"499"}') == 1
-
-        await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
-        got = 0
-        try:
-            async with asyncio.timeout(HANG_GUARD):
-                while chunk := await reader.read(2**20):
-                    got += len(chunk)
-        except ConnectionError:
-            pass
-        finally:
-            writer.transport.abort()
-        assert got < BIG
+        client, reader, writer = await _stalled_download(aiohttp_client, factory, settings)
+        await _cut_off_short(client, reader, writer)
     cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
     assert len(cut) == 1, caplog.text
 

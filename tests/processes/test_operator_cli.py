@@ -36,9 +36,9 @@ from pmd_service.upkeep.cleanup import (
 )
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory
-from support.stack import database_env, free_port, service_env
-from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import CHECKOUT, SECRET, TABLES, on_port
+from support.stack import free_port, service_env
+from tests.cli_env import admin_value, operator_shell
+from tests.helpers import CHECKOUT, SECRET, on_port
 from tests.procs import CLI, run
 
 SCRIPT = Path(sys.executable).with_name("pmd-service")
@@ -48,21 +48,9 @@ SCRIPT = Path(sys.executable).with_name("pmd-service")
 def cli(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
-    """The environment of an operator's shell on the test database (no JWT_SECRET_KEY: each
-    test sets it when it wants it); `main` run in-process."""
-    for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
-        monkeypatch.delenv(name)
-    for name, value in database_env(settings).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("AUTO_MIGRATE", "false")
-    monkeypatch.setenv("JOB_PENDING_GRACE_SECONDS", "0")
-    monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-    monkeypatch.setenv("ZIP_PATH", str(settings.zip_path))
-    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    keep_process_logging(monkeypatch)
-    return settings
+    """An operator's shell on the test database (its sweep takes pending rows at once);
+    `main` run in-process."""
+    return operator_shell(settings, admin_database_url, monkeypatch, JOB_PENDING_GRACE_SECONDS="0")
 
 
 # --- the command itself ----------------------------------------------------------------------
@@ -201,7 +189,7 @@ async def _scenario(factory: Factory, root: Path) -> None:
     await bdr(a.id, "failed", 20, None)  # purged
     await bdr(a.id, "failed", 2, None)  # kept: young
     await bdr(999_999, "cancelled", 1, None)  # purged: its user is gone
-    await factory.pool.execute("UPDATE stream_events SET created_at = now() - interval '25 hours'")
+    await factory.pool.execute("UPDATE bdr_events SET created_at = now() - interval '25 hours'")
     await bdr(a.id, "pending", 0, None)  # its event is young
     # Files: a temp file of a dead run (its folder then empty), an orphan ZIP, an empty folder.
     dead = root / "c"
@@ -247,7 +235,7 @@ def _files(root: Path) -> list[tuple[str, int]]:
 async def _state(pool: asyncpg.Pool, root: Path) -> tuple[object, ...]:
     """Every row the cleanup may touch, and every file and folder under ZIP_PATH."""
     rows = []
-    for table in ("batch_download_requests", "exports", "export_parts", "stream_events"):
+    for table in ("batch_download_requests", "exports", "export_parts", "bdr_events"):
         rows.append(sorted(map(str, await pool.fetch(f"SELECT * FROM {table}"))))
     return (*rows, _files(root))
 
