@@ -60,6 +60,8 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/pmd pmd \
 COPY --from=build /venv /venv
 WORKDIR /app
 COPY server.py worker.py ./
+# The ZIPs' folder under its former name, BDR_PATH, which every release reads: an environment
+# written for an earlier release that sets it to another folder still starts this image.
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PMD_DATA_DIR=/home/pmd/.data \

@@ -376,13 +376,13 @@ def _sweep(_: argparse.Namespace, settings: Settings) -> None:
 
 
 def _cleanup(args: argparse.Namespace, settings: Settings) -> None:
-    from .upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+    from .upkeep.cleanup import cleanup_dry_run, daily_cleanup
 
     if args.dry_run:  # no migration either: nothing is written
         unchanged = msgspec.structs.replace(settings, auto_migrate=False)
         asyncio.run(_run_job(unchanged, cleanup_dry_run))
     else:
-        asyncio.run(_run_job(settings, cleanup_expired_bdrs))
+        asyncio.run(_run_job(settings, daily_cleanup))
 
 
 def _check_restore(args: argparse.Namespace, settings: Settings) -> int:

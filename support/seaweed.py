@@ -66,7 +66,7 @@ class Seaweed:
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
         """The service's variables for ZIPs in `s3://bucket/prefix`."""
         return {
-            "BDR_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
+            "ZIP_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **extra,
         }  # fmt: skip

@@ -30,7 +30,7 @@ def operator_shell(
         "AUTO_MIGRATE": "false",
         "PMD_DATA_DIR": str(settings.data_dir),
         "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
+        "ZIP_PATH": str(settings.zip_path),
         **env,
     }
     for name, value in env.items():

@@ -229,7 +229,7 @@ def settings(database_url: str, pooler_url: str | None, redis_url: str, tmp_path
         redis_url=redis_url,
         data_dir=tmp_path,
         vault_path=vault,
-        bdr_path=tmp_path / "bdr",
+        zip_path=tmp_path / "bdr",
         jwt_secret_key=SECRET,
         base_url="http://pmd.test",
         auto_migrate=False,

@@ -46,11 +46,11 @@ async def ready_zip(
     )
     if size is not None:
         data = os.urandom(size)
-        if settings.bdr_bucket is not None:
-            store = open_store(settings.bdr_bucket, settings.s3_access)
+        if settings.zip_bucket is not None:
+            store = open_store(settings.zip_bucket, settings.s3_access)
             await obstore.put_async(store, file_path.removeprefix("bdr/"), data)
         else:
-            (settings.bdr_path / file_path.removeprefix("bdr/")).write_bytes(data)
+            (settings.zip_path / file_path.removeprefix("bdr/")).write_bytes(data)
     resp = await client.get(item["download_url"], headers=owner.auth)
     assert resp.status == 200
     return owner, item["download_url"], await resp.read()

@@ -263,7 +263,7 @@ async def after_worker(
 
 def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
     """Where a ready request's ZIP is published."""
-    return settings.bdr_path / owner.sqid / f"pmd-{bdr_id}.zip"
+    return settings.zip_path / owner.sqid / f"pmd-{bdr_id}.zip"
 
 
 async def act(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
@@ -295,7 +295,7 @@ async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
     rows = await pool.fetch(
-        "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
+        "SELECT id FROM stream_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
     )
     return [r["id"] for r in rows]
 

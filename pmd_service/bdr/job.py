@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 class BdrKind:
     name = "bdr"
     label = "BDR"
+    noun = "download"
     sql_claim = SQL_CLAIM
     sql_release = SQL_RELEASE_FOR_RETRY
     sql_lock_owned = SQL_LOCK_OWNED
@@ -63,7 +64,7 @@ class BdrKind:
         return queue.job_id(row_id)
 
     async def swept(self, st: WorkerState, redis: ArqRedis) -> int:
-        await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
+        await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.job_pending_grace_seconds))
         return 0
 
     async def plan_expiry(self, conn: Conn, at: datetime, days: int, settings: Settings) -> Expiry:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 class ExportKind:
     name = "export"
     label = "export"
+    noun = "export"
     sql_claim = SQL_CLAIM
     sql_release = SQL_RELEASE_FOR_RETRY
     sql_lock_owned = SQL_LOCK_OWNED

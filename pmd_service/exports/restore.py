@@ -49,8 +49,8 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         SQL_CHECK_RUNNING,
         Look.JOB,
         "export {id} of user {user_sqid} is {status}",
-        "the sweep queues it again (a pending one once BDR_PENDING_GRACE_SECONDS old, a "
-        "processing one once its heartbeat is BDR_STALE_SECONDS old), keeping its ready parts",
+        "the sweep queues it again (a pending one once JOB_PENDING_GRACE_SECONDS old, a "
+        "processing one once its heartbeat is JOB_STALE_SECONDS old), keeping its ready parts",
     ),
     RestoreCheck(
         "export-schedule-due",

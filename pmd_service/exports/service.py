@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.limits import NEWEST_BDRS
+from ..core.limits import NEWEST_ITEMS
 from ..core.locks import AdvisoryLock
 from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
 from ..core.settings import Settings
@@ -67,7 +67,7 @@ RETURNING export_payload(exports)::text
 """
 SQL_NEWEST = f"""
 SELECT export_payload(e)::text FROM exports e
-WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
+WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 """
 SQL_ONE = "SELECT export_payload(e)::text FROM exports e WHERE id = $1 AND user_id = $2"
 SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"

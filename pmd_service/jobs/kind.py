@@ -149,6 +149,7 @@ class JobKind(Emailed, Protocol):
 
     name: str  # "bdr": the job's tag and log name
     label: str  # "BDR": how a log line names one
+    noun: str  # "download": how a message to its user names one
     sql_claim: str  # $1 id, $2 token, $3 stale seconds → the row, or none
     sql_release: str  # $1 id, $2 token, $3 seconds: handed back for a retry
     sql_lock_owned: str  # $1 id, $2 token: the row locked while still the run's

@@ -50,10 +50,10 @@ def send_seconds(settings: Settings) -> float:
 
 
 def lease_seconds(settings: Settings) -> float:
-    """How long a taken email stays its sender's: the bounded send, plus BDR_STALE_SECONDS, the
+    """How long a taken email stays its sender's: the bounded send, plus JOB_STALE_SECONDS, the
     silence after which a BDR's worker counts as gone, so that only a dead (or as long stalled)
     sender loses it."""
-    return send_seconds(settings) + settings.bdr_stale_seconds
+    return send_seconds(settings) + settings.job_stale_seconds
 
 
 async def ended(pool: asyncpg.Pool, sql: str, row_id: uuid.UUID, taken_at: object) -> bool:

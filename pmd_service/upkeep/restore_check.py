@@ -1,6 +1,6 @@
 """`python -m pmd_service check-restore`: what a restore left inconsistent, changing nothing.
 
-The rows (PostgreSQL), the ZIPs (BDR_PATH or the bucket) and the queue (Redis) live apart and
+The rows (PostgreSQL), the ZIPs (ZIP_PATH or the bucket) and the queue (Redis) live apart and
 are backed up, restored or lost apart, so after a restore a row may say ready for a file
 removed since the backup, a file may be named by no row, a request may be queued nowhere.
 Each job kind states its own checks (jobs/restore.py); this runs them in one read-only
@@ -24,7 +24,7 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
 from ..core.problems import ProblemError
-from ..host.vault import BDR_PREFIX, EXPORTS_FOLDER, is_export_part
+from ..host.vault import EXPORTS_FOLDER, ZIP_PREFIX, is_export_part
 from ..jobs.context import WorkerState, state
 from ..jobs.kind import JobKind
 from ..jobs.restore import Look, RestoreCheck
@@ -34,7 +34,7 @@ from .cleanup import TEMP_MAX_AGE_SECONDS, old_export_files, old_files
 from .kinds import KINDS
 
 FILE_UNNAMED = "file-unnamed"
-_EXPORTS = f"{BDR_PREFIX}{EXPORTS_FOLDER}/"
+_EXPORTS = f"{ZIP_PREFIX}{EXPORTS_FOLDER}/"
 # HEADs (or stats) at once while the ready rows' files are looked for.
 LOOKUPS_AT_ONCE = 16
 
@@ -205,10 +205,10 @@ async def _stored_files(st: WorkerState) -> set[str]:
             return await own_objects(st.zips.store, None)
         except STORE_ERRORS as exc:
             raise CheckFailed(f"the bucket cannot be listed: {exc}") from None
-    root, now = st.settings.bdr_path, time.time()
+    root, now = st.settings.zip_path, time.time()
     _, zips = await asyncio.to_thread(old_files, root, now, float("-inf"))
     exports = await asyncio.to_thread(old_export_files, root, now, float("-inf"))
-    stored = {f"{BDR_PREFIX}{p.relative_to(root).as_posix()}" for p in [*zips, *exports]}
+    stored = {f"{ZIP_PREFIX}{p.relative_to(root).as_posix()}" for p in [*zips, *exports]}
     return {path for path in stored if not path.startswith(_EXPORTS) or is_export_part(path)}
 
 

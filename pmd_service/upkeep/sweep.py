@@ -42,7 +42,7 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
     st = state(ctx)
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
-    grace = float(st.settings.bdr_pending_grace_seconds)
+    grace = float(st.settings.job_pending_grace_seconds)
     for row in await st.pool.fetch(kind.sql_stuck_pending, grace):
         if await kind.enqueue(redis, row["id"], None):
             requeued += 1
@@ -56,7 +56,7 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
             late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
             requeued += await kind.enqueue(redis, row["id"], late)
     for row in await st.pool.fetch(
-        kind.sql_orphaned, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
+        kind.sql_orphaned, float(st.settings.job_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
         retaken += await kind.enqueue(redis, row["id"], f"take{row['attempts']}")
     return requeued, retaken

@@ -21,7 +21,7 @@ from obstore.store import ObjectStore
 from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import EXPORTS_FOLDER
-from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
+from pmd_service.jobs.failures import unexpected_message
 from pmd_service.storage.object_tidy import remove_orphan_objects
 from runs.chaos.procs import Processes
 from runs.chaos.seed import Seed, zip_problems
@@ -120,7 +120,7 @@ async def check_all(
     if zip_store is not None:
         await check_bucket(report, pool, zip_store, settings, seed, bdrs)
     else:
-        await asyncio.to_thread(check_folder, report, settings.bdr_path, seed, bdrs)
+        await asyncio.to_thread(check_folder, report, settings.zip_path, seed, bdrs)
     # "Settled" waited for every send to end, and a server stores a message before the reply
     # that ends its send: every email is in by now.
     received = mailbox.received()
@@ -169,7 +169,7 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
     # Faults end a BDR as failed only for a known reason (its posts gone, retries used up); an
     # error nobody classified is a bug (as a cursor's prepared statement behind PgBouncer was).
     bugs = [f"BDR {r['id']} failed on an unexpected error" for r in failed
-            if r["error_message"] == UNEXPECTED_MESSAGE]  # fmt: skip
+            if r["error_message"] == unexpected_message("download")]  # fmt: skip
     report.count("failed BDRs that failed for a known reason", len(failed) - len(bugs),
                  len(failed), bugs, at_least=0)  # fmt: skip
     by_status = Counter(r["status"] for r in bdrs)
@@ -231,7 +231,7 @@ async def check_bucket(
     found = {k for k in listed if not k.startswith(f"{EXPORTS_FOLDER}/")}
     await asyncio.to_thread(check_zips, report, "in the bucket", ready, found,
                             lambda k: obstore.get(store, k).bytes().to_bytes(), seed)  # fmt: skip
-    bucket, deadline = settings.bdr_bucket, time.monotonic() + 75
+    bucket, deadline = settings.zip_bucket, time.monotonic() + 75
     assert bucket is not None
     while (left := await incomplete_uploads(bucket, settings.s3_access)) and (  # noqa: ASYNC110
         time.monotonic() < deadline

@@ -321,8 +321,8 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     steps.reached("balancer")
     settings = Settings.from_env({k: v for k, v in env.items() if k in SETTINGS}
                                  | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
-    assert settings.bdr_bucket is not None
-    zip_store = open_store(settings.bdr_bucket, settings.s3_access)
+    assert settings.zip_bucket is not None
+    zip_store = open_store(settings.zip_bucket, settings.s3_access)
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
     undo.push_async_callback(close_pool, pool)
     lb = Balancer(cluster.host("lb").address)

@@ -47,7 +47,7 @@ async def _state(pool: asyncpg.Pool, settings: Settings, redis: Any) -> Any:
     rows = [[dict(r) for r in await pool.fetch(f"SELECT * FROM {t} ORDER BY 1, 2")] for t in tables]
     files = sorted(
         (str(p), p.stat().st_mtime_ns, p.stat().st_size)
-        for p in settings.bdr_path.rglob("*")
+        for p in settings.zip_path.rglob("*")
         if p.is_file()
     )
     return rows, files, sorted(await redis.keys("*"))
@@ -75,7 +75,7 @@ async def test_each_inconsistency_is_found_once_and_nothing_is_changed(
         " ELSE now() END WHERE status = 'ready'",
         kept,
     )
-    (part,) = (settings.bdr_path / "pmd-exports" / export_id).glob("part-*.zip")
+    (part,) = (settings.zip_path / "pmd-exports" / export_id).glob("part-*.zip")
     part.unlink()
     # Queued in Redis (the server enqueued it), queued under a retake's id, queued nowhere.
     queued = await request_bdr(client, owner, [posts[1].id])
@@ -85,10 +85,10 @@ async def test_each_inconsistency_is_found_once_and_nothing_is_changed(
         await enqueue_bdr(ctx["redis"], retaken, "late1")
         redis = ctx["redis"]
         # A ZIP no row names, a temp file of a run that died, a file not named as ours.
-        unnamed = settings.bdr_path / owner.sqid / f"pmd-{uuid.uuid4()}.zip"
+        unnamed = settings.zip_path / owner.sqid / f"pmd-{uuid.uuid4()}.zip"
         unnamed.write_bytes(b"PK")
-        (settings.bdr_path / owner.sqid / f".pmd-{uuid.uuid4()}.0123abcd.part").write_bytes(b"")
-        (settings.bdr_path / owner.sqid / f"{uuid.uuid4()}.zip").write_bytes(b"PK")
+        (settings.zip_path / owner.sqid / f".pmd-{uuid.uuid4()}.0123abcd.part").write_bytes(b"")
+        (settings.zip_path / owner.sqid / f"{uuid.uuid4()}.zip").write_bytes(b"PK")
         # A recurring export two and a half days overdue.
         await pool.execute(
             "INSERT INTO export_schedules (user_id, user_sqid, every_days, remaining, next_at,"
@@ -138,7 +138,7 @@ async def test_the_command_exits_1_on_findings_and_prints_json(
 ) -> None:  # fmt: skip
     for name, value in {
         **database_env(settings), "REDIS_URL": settings.redis_url, "AUTO_MIGRATE": "false",
-        "PMD_DATA_DIR": str(settings.data_dir), "BDR_PATH": str(settings.bdr_path),
+        "PMD_DATA_DIR": str(settings.data_dir), "ZIP_PATH": str(settings.zip_path),
         "VAULT_PATH": str(settings.vault_path),
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
@@ -159,7 +159,7 @@ async def test_in_a_bucket(
     client: Client, factory: Factory, settings: Settings, seaweed: Seaweed, s3_bucket: str,
     s3_prefix: str,
 ) -> None:  # fmt: skip
-    """With BDR_STORE: an object a ready row names that is gone, and one no row names."""
+    """With ZIP_STORE: an object a ready row names that is gone, and one no row names."""
     settings = seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips")
     owner, posts = await factory.owner_and_posts(1)
     items = [await request_bdr(client, owner, [posts[0].id]) for _ in range(2)]
@@ -172,7 +172,7 @@ async def test_in_a_bucket(
     }
     assert set(rows) == {i["id"] for i in items}
     gone, _ = (i["id"] for i in items)
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     store = open_store(bucket, settings.s3_access)
     await obstore.delete_async(store, rows[gone].removeprefix("bdr/"))
@@ -194,7 +194,7 @@ async def test_a_file_of_another_size_than_its_row_is_not_served(
     resp = await client.post("/api/pmd/exports", json={}, headers=owner.auth)
     export_id = (await resp.json())["id"]
     await run_worker(settings)
-    (part,) = (settings.bdr_path / "pmd-exports" / export_id).glob("part-*.zip")
+    (part,) = (settings.zip_path / "pmd-exports" / export_id).glob("part-*.zip")
     for path in (zip_path(settings, owner, item["id"]), part):
         path.write_bytes(path.read_bytes()[:-1])
     body = await assert_problem(

@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.exports.job import process_export
 from pmd_service.jobs.context import job_context, state
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, eventually
@@ -113,7 +113,7 @@ async def test_the_purge_keeps_an_export_that_counts_while_its_cooldown_runs(
         owner.id,
     )
     async with job_context(long) as ctx:
-        await cleanup_expired_bdrs(ctx)
+        await daily_cleanup(ctx)
     left = {
         r["id"] for r in await pool.fetch("SELECT id FROM exports WHERE user_id = $1", owner.id)
     }

@@ -118,14 +118,14 @@ async def test_an_unannounced_request_is_announced_by_the_sweep(
            VALUES ($1, $2, 1, false, now() - interval '1 minute') RETURNING id""",
         user.id, [post.id],
     )  # fmt: skip
-    assert await factory.pool.fetchval("SELECT count(*) FROM bdr_events") == 0
+    assert await factory.pool.fetchval("SELECT count(*) FROM stream_events") == 0
     summary = await sweep(worker_ctx)
     assert summary["requeued"] == 1
     assert await factory.pool.fetchval(
         "SELECT announced FROM batch_download_requests WHERE id = $1", bdr_id
     )
     assert await factory.pool.fetchval(
-        "SELECT count(*) FROM bdr_events WHERE bdr_id = $1", bdr_id
+        "SELECT count(*) FROM stream_events WHERE subject_id = $1", bdr_id
     ) == 1  # fmt: skip
 
 

@@ -30,7 +30,7 @@ def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     bucket, prefix = request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_prefix")
     return replace(
         settings,
-        bdr_store=f"s3://{bucket}/{prefix}/zips",
+        zip_store=f"s3://{bucket}/{prefix}/zips",
         aws_endpoint_url=seaweed.endpoint,
         aws_region=REGION,
         aws_access_key_id=ACCESS_KEY,
@@ -60,7 +60,7 @@ async def test_every_moderator_read_is_audited_once_an_hour_whatever_its_range(
 ) -> None:
     owner, mod, url = await _ready(client, factory, settings)
     bdr_id = url.split("/")[4]
-    read = 206 if settings.bdr_store is None else 302
+    read = 206 if settings.zip_store is None else 302
 
     # A HEAD reads nothing; the owner's own reads are not a moderator's.
     assert (await client.head(url, headers=mod.auth, allow_redirects=False)).status in (200, 302)
@@ -117,5 +117,5 @@ async def test_a_moderators_whole_download_is_audited_in_either_mode(
 ) -> None:
     """No Range at all: the bytes from the server, or the 302 to the bucket's signed URL."""
     _, mod, url = await _ready(client, factory, settings)
-    assert await _get(client, url, mod) == (200 if settings.bdr_store is None else 302)
+    assert await _get(client, url, mod) == (200 if settings.zip_store is None else 302)
     assert [r["actor_id"] for r in await factory.pool.fetch(SQL_READS)] == [mod.id]

@@ -31,7 +31,7 @@ from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep import cleanup as cleanup_module
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.upkeep.sweep import sweep
 from pmd_service.zipbuild.build import PART_BYTES, Entry, build, object_sink
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
@@ -47,7 +47,7 @@ def settings(settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: st
 
 
 def zip_store(settings: Settings) -> S3Store:
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     return open_store(bucket, settings.s3_access)
 
@@ -79,8 +79,8 @@ async def test_the_whole_path_through_the_bucket(
     key = row["file_path"].removeprefix("bdr/")
     assert keys(store) == [key]  # nothing else: no temp object, no second copy
     assert key.startswith(f"{owner.sqid}/pmd-{item['id']}.")
-    assert not settings.bdr_path.exists() or not any(settings.bdr_path.rglob("*.zip"))
-    bucket = settings.bdr_bucket
+    assert not settings.zip_path.exists() or not any(settings.zip_path.rglob("*.zip"))
+    bucket = settings.zip_bucket
     assert bucket is not None
     assert await incomplete_uploads(bucket, settings.s3_access) == []
 
@@ -118,7 +118,7 @@ async def test_the_whole_path_through_the_bucket(
         "UPDATE batch_download_requests SET expires_at = now() - interval '1 minute'"
         " WHERE id = $1::uuid", item["id"],
     )  # fmt: skip
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["expired"] == 1
     assert keys(store) == []
     resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
@@ -127,7 +127,7 @@ async def test_the_whole_path_through_the_bucket(
         "UPDATE batch_download_requests SET completed_at = now() - interval '15 days'"
         " WHERE id = $1::uuid", item["id"],
     )  # fmt: skip
-    assert (await cleanup_expired_bdrs(worker_ctx))["purged"] == 1
+    assert (await daily_cleanup(worker_ctx))["purged"] == 1
     assert (await client.get(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 404
 
 
@@ -154,7 +154,7 @@ async def test_delete_removes_the_object(
 
 @pytest.fixture
 def proxy_settings(settings: Settings) -> Settings:
-    return replace(settings, bdr_download_mode="proxy")
+    return replace(settings, zip_download_mode="proxy")
 
 
 async def test_proxy_mode_streams_with_ranges_and_validators(
@@ -208,7 +208,7 @@ async def test_proxy_mode_streams_with_ranges_and_validators(
 async def test_a_failed_build_aborts_its_upload(settings: Settings) -> None:
     """The chunks' iterator raises after a part went out: obstore aborts the upload, and
     nothing, complete or partial, is left in the bucket."""
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     store = zip_store(settings)
 
@@ -229,7 +229,7 @@ _KILLED_UPLOAD = """
 import os, sys, time
 import obstore
 from pmd_service.core.objects import StoreUrl, S3Access, open_store
-store = open_store(StoreUrl.parse(sys.argv[1], "BDR_STORE"), S3Access(*sys.argv[2:4], sys.argv[4], os.environ["AWS_SECRET_ACCESS_KEY"], None))
+store = open_store(StoreUrl.parse(sys.argv[1], "ZIP_STORE"), S3Access(*sys.argv[2:4], sys.argv[4], os.environ["AWS_SECRET_ACCESS_KEY"], None))
 def chunks():
     yield os.urandom(9 << 20)  # one part goes out
     print("part sent", flush=True)
@@ -243,7 +243,7 @@ async def test_the_sweep_aborts_the_upload_of_a_killed_worker(
 ) -> None:
     """A process SIGKILLed mid-upload leaves the upload open; no partial object is visible,
     and the sweep aborts it once the run is over (here: the row it was for is gone)."""
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     key = f"someone/pmd-{'0' * 8}-0000-4000-8000-{'0' * 12}.deadbeef.zip"
     proc = await asyncio.create_subprocess_exec(
@@ -279,7 +279,7 @@ async def test_cleanup_removes_orphans_under_its_prefix_only(
     beside = open_store(StoreUrl(s3_bucket, f"{s3_prefix}/zipsy"), settings.s3_access)
     await obstore.put_async(beside, orphan, b"outside the prefix")  # "zips" is a prefix of it
     monkeypatch.setattr(cleanup_module, "TEMP_MAX_AGE_SECONDS", 0)
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["orphan_zips_removed"] == 1
     assert keys(store) == sorted([*kept, foreign])
     assert keys(beside) == [orphan]
@@ -335,14 +335,14 @@ async def test_artworks_read_from_a_bucket(
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"BDR_STORE": "s3://Bad_Bucket"}, "is not a bucket name"),
-        ({"BDR_STORE": "s3://bucket/../up"}, "must be folder names"),
-        ({"BDR_STORE": "gs://bucket"}, "must be s3://bucket/prefix or file:///folder"),
+        ({"ZIP_STORE": "s3://Bad_Bucket"}, "is not a bucket name"),
+        ({"ZIP_STORE": "s3://bucket/../up"}, "must be folder names"),
+        ({"ZIP_STORE": "gs://bucket"}, "must be s3://bucket/prefix or file:///folder"),
         ({"ARTWORK_STORE": "file://relative"}, "file:///absolute/folder"),
         ({"ARTWORK_STORE": "s3://bucket", "ARTWORK_BASE_URL": "http://x"}, "not both"),
         ({"AWS_ENDPOINT_URL": "127.0.0.1:8333"}, "must start with http"),
-        ({"BDR_DOWNLOAD_MODE": "stream"}, "BDR_DOWNLOAD_MODE"),
-        ({"BDR_SIGNED_URL_SECONDS": "5"}, "BDR_SIGNED_URL_SECONDS"),
+        ({"ZIP_DOWNLOAD_MODE": "stream"}, "ZIP_DOWNLOAD_MODE"),
+        ({"ZIP_SIGNED_URL_SECONDS": "5"}, "ZIP_SIGNED_URL_SECONDS"),
     ],
 )
 def test_store_settings_are_checked(env: dict[str, str], says: str) -> None:
@@ -362,10 +362,10 @@ def test_file_urls_name_the_folders(tmp_path: Path) -> None:
         "JWT_SECRET_KEY": "k" * 32,
     }
     got = Settings.from_env(
-        base | {"BDR_STORE": f"file://{tmp_path}/zips", "ARTWORK_STORE": f"file://{tmp_path}/v"}
+        base | {"ZIP_STORE": f"file://{tmp_path}/zips", "ARTWORK_STORE": f"file://{tmp_path}/v"}
     )
-    assert (got.bdr_path, got.vault_path) == (tmp_path / "zips", tmp_path / "v")
-    assert got.bdr_bucket is None and got.artwork_bucket is None
+    assert (got.zip_path, got.vault_path) == (tmp_path / "zips", tmp_path / "v")
+    assert got.zip_bucket is None and got.artwork_bucket is None
     assert "SECRET" not in repr(replace(got, aws_secret_access_key="SECRET"))
 
 

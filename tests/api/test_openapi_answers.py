@@ -168,7 +168,7 @@ def sending(request: pytest.FixtureRequest, settings: Settings, s3_prefix: str) 
         return settings
     seaweed: Seaweed = request.getfixturevalue("seaweed")
     bucket = request.getfixturevalue("s3_bucket")
-    return seaweed.settings(settings, bucket, f"{s3_prefix}/zips", bdr_download_mode=request.param)
+    return seaweed.settings(settings, bucket, f"{s3_prefix}/zips", zip_download_mode=request.param)
 
 
 async def test_every_answer_of_a_download_is_declared_as_sent(
@@ -179,7 +179,7 @@ async def test_every_answer_of_a_download_is_declared_as_sent(
     item = await request_bdr(client, owner, [(await factory.post(owner)).id])
     await run_worker(sending)
     url = (await fetch_item(client, owner, item["id"]))["download_url"]
-    redirects = sending.bdr_download_mode == "redirect" and sending.bdr_store is not None
+    redirects = sending.zip_download_mode == "redirect" and sending.zip_store is not None
     if redirects:  # the store's answer has the validators; the server only points to it
         etag, modified, size = '"any"', "Sat, 01 Jan 2000 00:00:00 GMT", 1000
     else:

@@ -112,7 +112,7 @@ async def test_an_action_on_many_posts_says_only_how_many(
         }
     # What the events table keeps stays small whatever the action.
     size = await pool.fetchval(
-        "SELECT max(pg_column_size(payload)) FROM bdr_events WHERE payload->>'kind' = 'posts'"
+        "SELECT max(pg_column_size(payload)) FROM stream_events WHERE payload->>'kind' = 'posts'"
     )
     assert 0 < size < 200
 
@@ -204,7 +204,7 @@ async def test_an_event_of_a_kind_this_release_does_not_know_is_skipped(
         await ok(client, user, "hide", ids[:1])
         last = (await _changed(stream)).id
         await factory.pool.execute(
-            "INSERT INTO bdr_events (bdr_id, user_id, payload)"
+            "INSERT INTO stream_events (subject_id, user_id, payload)"
             """ VALUES (gen_random_uuid(), $1, '{"kind": "later", "n": 1}')""",
             user.id,
         )

@@ -279,7 +279,7 @@ async def test_layers_over_artwork_base_url(
         assert p.data is not None
         files[relative_artwork_path(p.shard, p.storage_key, "png")] = p.data
     base_url = await origin_serving(aiohttp_server, files)  # where they are read from
-    worker = replace(settings, artwork_base_url=base_url, bdr_retry_base_seconds=0)
+    worker = replace(settings, artwork_base_url=base_url, job_retry_base_seconds=0)
     await _built_but_the_declared_layers(client, worker, owner, post, declared, layers)
 
 

@@ -237,9 +237,9 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
     browser: Browser, settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path,
     factory: Factory, seaweed: Seaweed, s3_bucket: str, s3_prefix: str, mode: str,
 ) -> None:  # fmt: skip
-    """BDR_STORE in a real S3 server: the browser follows the link (a ticket, no blob), gets a
+    """ZIP_STORE in a real S3 server: the browser follows the link (a ticket, no blob), gets a
     302 to the signed URL (or the bytes through the server) and saves the host's file name."""
-    env = seaweed.env(s3_bucket, s3_prefix, BDR_DOWNLOAD_MODE=mode)
+    env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE=mode)
     async with running_stack(settings, tmp_path, free_port(), **env) as stack:
         ids, page, watch = await loaded_page(browser, stack, factory, 3)
         await page.get_by_role("button", name="Select page").click()
@@ -470,7 +470,7 @@ async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
     # event id is unknown when it comes back, so the server sends `reset` and a snapshot.
     await stack.stop_server()
     await pool.execute("DELETE FROM batch_download_requests WHERE id = $1::uuid", made[0])
-    await pool.execute("DELETE FROM bdr_events")
+    await pool.execute("DELETE FROM stream_events")
     await stack.start_server()
 
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")

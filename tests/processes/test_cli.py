@@ -31,7 +31,7 @@ def env(
         admin_database_url,
         monkeypatch,
         JWT_SECRET_KEY=SECRET,
-        BDR_PENDING_GRACE_SECONDS="0",
+        JOB_PENDING_GRACE_SECONDS="0",
     )
 
 

@@ -42,7 +42,7 @@ from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.upkeep.restore_check import check_restore
 from support.mailbox import Mailbox
 from support.seeding import Factory, UserRow
@@ -149,7 +149,7 @@ async def test_restores_in_either_direction_leave_nothing_inconsistent(
     test_database: Any, admin_database_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     created: list[str] = []
-    vault, bdr_path = tmp_path / "vault", tmp_path / "bdr"
+    vault, zip_path = tmp_path / "vault", tmp_path / "bdr"
     vault.mkdir()
 
     async def place(label: str) -> Place:
@@ -160,14 +160,14 @@ async def test_restores_in_either_direction_leave_nothing_inconsistent(
         port = free_port()
         settings = Settings(
             database_url=as_role(url, test_database.role, test_database.password),
-            redis_url=redis_url, data_dir=tmp_path, vault_path=vault, bdr_path=bdr_path,
+            redis_url=redis_url, data_dir=tmp_path, vault_path=vault, zip_path=zip_path,
             jwt_secret_key=SECRET, base_url="http://pmd.test", auto_migrate=False,
             smtp_host=mailbox.host, smtp_port=mailbox.port, smtp_timeout=2.0,
         )  # fmt: skip
         env = service_env(
             settings, tmp_path, PORT=str(port), SMTP_HOST=mailbox.host,
-            SMTP_PORT=str(mailbox.port), SMTP_TIMEOUT="2", BDR_PENDING_GRACE_SECONDS="0",
-            BDR_STALE_SECONDS="15", BDR_DAILY_LIMIT="50", EXPORT_COOLDOWN_SECONDS="0",
+            SMTP_PORT=str(mailbox.port), SMTP_TIMEOUT="2", JOB_PENDING_GRACE_SECONDS="0",
+            JOB_STALE_SECONDS="15", BDR_DAILY_LIMIT="50", EXPORT_COOLDOWN_SECONDS="0",
         )  # fmt: skip
         return Place(label, url, settings, env, port)
 
@@ -186,8 +186,8 @@ async def test_restores_in_either_direction_leave_nothing_inconsistent(
             older = await place("older")
             await _restore_and_repair(older, made, dump, mailbox, _expected_db_older(made))
             # 2. The files older than the database: the folder as copied at A.
-            shutil.rmtree(bdr_path)
-            shutil.copytree(files_a, bdr_path)
+            shutil.rmtree(zip_path)
+            shutil.copytree(files_a, zip_path)
             newer = await place("newer")
             await _restore_and_repair(newer, made, dump, mailbox, _expected_db_newer(made))
         finally:
@@ -250,7 +250,7 @@ async def _work(
         await export("kept", bob, send_email=True)
         await ready("kept", "removed_after_dump", "expired_after_dump", "removed_before_dump")
         await _emailed(mailbox, f"<bdr-{b['kept']}@localhost>", 1)
-        shutil.copytree(live.settings.bdr_path, files_a)
+        shutil.copytree(live.settings.zip_path, files_a)
         # Between A and B: a removal, and a download and a recurring export built after A.
         await remove("removed_before_dump")
         await bdr("after_copy", p1, send_email=True)
@@ -307,7 +307,7 @@ async def _work(
             " WHERE id = $1::uuid",
             b["expired_after_dump"],
         )
-        done = await live.job(cleanup_expired_bdrs)
+        done = await live.job(daily_cleanup)
         assert done["expired"] == 1 and done["purged"] == 1, done
         await _emailed(mailbox, f"<bdr-{b['email_owed']}@localhost>", 1)
     made.last_event = await pool.fetchval("SELECT max(id) FROM bdr_events")
@@ -444,7 +444,7 @@ async def _repaired(
     place: Place, pool: asyncpg.Pool, made: Scenario, dump: Path, mailbox: Mailbox,
     expected: Expected,
 ) -> None:  # fmt: skip
-    bdr_path = place.settings.bdr_path
+    zip_path = place.settings.zip_path
     # Before the service starts: every inconsistency made is reported, and nothing else.
     (code, out), (text_code, text) = await asyncio.gather(
         place.command("check-restore", "--json"), place.command("check-restore")
@@ -473,12 +473,12 @@ async def _repaired(
         await _emailed(mailbox, owed, emails_owed + 1)
         # Once past the cleanup's hour, files no ready row names go; named ones stay.
         named = await _named(pool)
-        for path in bdr_path.rglob("*"):
+        for path in zip_path.rglob("*"):
             if path.is_file():
                 os.utime(path, (time.time() - AGED, time.time() - AGED))
-        await place.job(cleanup_expired_bdrs)
-        assert _stored(bdr_path) == named == await _named(pool)
-        assert not [p for p in bdr_path.rglob("*") if p.is_file() and p.suffix != ".zip"]
+        await place.job(daily_cleanup)
+        assert _stored(zip_path) == named == await _named(pool)
+        assert not [p for p in zip_path.rglob("*") if p.is_file() and p.suffix != ".zip"]
         assert await _scheduled(pool, cat.id, started) is not None  # still the one
         # A browser resuming from an event of the old database's gets a fresh snapshot, and
         # no id it saw is issued again.
@@ -490,9 +490,9 @@ async def _repaired(
     assert report.consistent, report.render()
 
 
-def _stored(bdr_path: Path) -> set[str]:
+def _stored(zip_path: Path) -> set[str]:
     """The ZIPs and parts in the folder, as stored paths."""
-    return {f"bdr/{p.relative_to(bdr_path).as_posix()}" for p in bdr_path.rglob("*.zip")}
+    return {f"bdr/{p.relative_to(zip_path).as_posix()}" for p in zip_path.rglob("*.zip")}
 
 
 async def _resumed_from(api: Calls, user: UserRow, last_event: int) -> None:

@@ -39,7 +39,7 @@ def _run(
     env = os.environ | extra | {
         "DATABASE_URL": url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
         "PORT": str(free_port()), "METRICS_PORT": "0", "PMD_DATA_DIR": str(tmp_path),
-        "VAULT_PATH": str(tmp_path / "vault"), "BDR_PATH": str(tmp_path / "bdr"),
+        "VAULT_PATH": str(tmp_path / "vault"), "ZIP_PATH": str(tmp_path / "bdr"),
     }  # fmt: skip
     return subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,

@@ -115,7 +115,7 @@ async def test_schema_constraints(pool: asyncpg.Pool) -> None:
         await pool.execute(insert, user_id, [1], 1, "done")
     await pool.execute(insert, user_id, [1], 1, "pending")
     # The insert became an event and rang the doorbell.
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def _tables(conn: asyncpg.Connection) -> set[tuple[str, str]]:
