@@ -54,6 +54,11 @@ SQL_AUDIT = """
 INSERT INTO audit_logs (id, actor_id, action, target_type, target_id, note)
 VALUES (gen_random_uuid(), $1, $2, 'user', $3, $4)
 """
+# The daily cleanup's (upkeep/cleanup.py): only the current hour's reads still decide anything.
+_READ_PURGE = "hour < $1::timestamptz - interval '1 day'"
+AUDITED_READS_PAST = f"SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}"
+SQL_PURGE_AUDITED_READS = f"DELETE FROM audited_reads WHERE {_READ_PURGE}"
+
 # A read (any range, or a redirect to the bucket): once per moderator, file and hour, so a
 # resumable download's many ranges are one audit row (migrations/0009_audited_reads.sql).
 SQL_AUDIT_READ = """

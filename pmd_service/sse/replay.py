@@ -41,6 +41,11 @@ LEFT JOIN LATERAL (
     WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 ) AS b ON true
 """
+# The daily cleanup's (upkeep/cleanup.py): events a day older than its clock, $1.
+_EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
+EVENTS_PAST = f"SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}"
+SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
+
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
 # A posts event names its user as -user_id (migrations/0015_posts_changed_events.sql).
 SQL_MISSED = """

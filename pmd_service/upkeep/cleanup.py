@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ..bdr.service import AUDITED_READS_PAST, SQL_PURGE_AUDITED_READS
 from ..core.objects import Upload, abort_uploads
 from ..host.vault import (
     EXPORTS_FOLDER,
@@ -33,6 +34,8 @@ from ..host.vault import (
 )
 from ..jobs.context import state
 from ..jobs.kind import Expiry
+from ..posts.undo import MARKS_PAST, SQL_PURGE_MARKS, SQL_PURGE_UNDO_HISTORY, UNDO_ROWS_PAST
+from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
 from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
 from .kinds import KINDS
 
@@ -45,38 +48,12 @@ log = logging.getLogger(__name__)
 TERMINAL_RETENTION_DAYS = 14
 TEMP_MAX_AGE_SECONDS = 3600
 
-# Each step's condition, written once: the plan selects the rows it holds, the run re-checks it
-# on the planned ids. $1 is the plan's clock (the database's now() when it was made). Each job
-# kind's own expiries and purges are its own (jobs/kind.py); these are the rest.
-_EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
-# Marks of posts no longer deleted (or gone).
-_MARK_PURGE = "NOT EXISTS (SELECT 1 FROM posts p WHERE p.id = m.post_id AND p.deleted_by_user)"
-# A moderator's reads audited this hour: only the current hour's rows still decide anything.
-_READ_PURGE = "hour < $1::timestamptz - interval '1 day'"
-# The bulk actions' undo history past its 24 hours (posts/undo.py), with their posts' rows.
-_UNDO_PURGE = "created_at < $1::timestamptz - interval '24 hours'"
-
-# The plan: read in a read-only snapshot.
+# The plan: read in a read-only snapshot; each purge's count and statement are its room's, $1
+# the plan's clock (the database's now() when it was made). Each job kind's own expiries and
+# purges are its own (jobs/kind.py); these are the rest.
 SQL_PLAN_COUNTS = f"""
-SELECT
-  (SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}) AS events,
-  (SELECT coalesce(array_agg(post_id), '{{}}') FROM moderator_deletions m WHERE {_MARK_PURGE})
-    AS marks,
-  (SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}) AS audited_reads,
-  (SELECT count(*) FROM bulk_action_posts
-   WHERE action_id IN (SELECT id FROM bulk_actions WHERE {_UNDO_PURGE})) AS undo_rows
-"""
-
-# The run: each statement on the planned ids, its condition re-checked.
-SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
-SQL_PURGE_MARKS = f"""
-DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURGE}
-RETURNING post_id
-"""
-SQL_PURGE_AUDITED_READS = f"DELETE FROM audited_reads WHERE {_READ_PURGE}"
-SQL_PURGE_UNDO_HISTORY = f"""
-WITH gone AS (DELETE FROM bulk_actions WHERE {_UNDO_PURGE} RETURNING id)
-DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
+SELECT ({EVENTS_PAST}) AS events, ({MARKS_PAST}) AS marks,
+       ({AUDITED_READS_PAST}) AS audited_reads, ({UNDO_ROWS_PAST}) AS undo_rows
 """
 
 

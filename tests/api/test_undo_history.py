@@ -13,8 +13,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.posts.undo import KEPT_HISTORY_BYTES
-from pmd_service.upkeep.cleanup import SQL_PURGE_UNDO_HISTORY
+from pmd_service.posts.undo import KEPT_HISTORY_BYTES, SQL_PURGE_UNDO_HISTORY
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem

@@ -18,7 +18,7 @@ import pytest
 
 from pmd_service.core.migrate import apply_migrations, discover
 from pmd_service.sse.hub import CHANNEL, SQL_EVENTS_AFTER
-from pmd_service.upkeep.cleanup import SQL_PURGE_EVENTS
+from pmd_service.sse.replay import SQL_PURGE_EVENTS
 from support.migration_check import read_record
 from support.stack import connected, create_database, drop_database, eventually
 from tests.helpers import CHECKOUT
