@@ -172,8 +172,9 @@ async def test_a_download_ticket_keeps_the_field_every_release_reads(
     raw = await client.app[REDIS].get(where)
     stored = json.loads(raw.partition(b".")[2])
     assert stored["bdr_id"] == item["id"] and "download_id" not in stored
-    stream = json.loads((await client.app[REDIS].get(tickets.redis_key(
-        await _ticket(client, owner)))).partition(b".")[2])  # fmt: skip
+    stream_ticket = await _ticket(client, owner)
+    raw = await client.app[REDIS].get(tickets.redis_key(stream_ticket))
+    stream = json.loads(raw.partition(b".")[2])
     assert stream["bdr_id"] is None
 
 

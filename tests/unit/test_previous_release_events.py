@@ -87,8 +87,9 @@ class Ears:
         for heard in self.heard.values():
             heard.clear()
         await write()
-        await self.talk.execute(f"SELECT pg_notify('{OLD_CHANNEL}', '{MARK}'), "
-                                f"pg_notify('{CHANNEL}', '{MARK}')")  # fmt: skip
+        await self.talk.execute(
+            f"SELECT pg_notify('{OLD_CHANNEL}', '{MARK}'), pg_notify('{CHANNEL}', '{MARK}')"
+        )
 
         async def marked() -> bool:
             return all(MARK in heard for heard in self.heard.values())
@@ -116,14 +117,16 @@ async def test_the_previous_release_reads_purges_and_hears_the_events(
         async def request_bdr() -> None:
             await conn.execute(
                 "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
-                " VALUES ($1, '{1}', 1)", user_id,
-            )  # fmt: skip
+                " VALUES ($1, '{1}', 1)",
+                user_id,
+            )
 
         async def progress() -> None:
             await conn.execute(
                 "UPDATE batch_download_requests SET status = 'processing', progress_done = 1"
-                " WHERE user_id = $1", user_id,
-            )  # fmt: skip
+                " WHERE user_id = $1",
+                user_id,
+            )
 
         async def export_and_posts() -> None:
             async with conn.transaction():
@@ -176,8 +179,9 @@ async def test_the_previous_release_reads_purges_and_hears_the_events(
 
         # This release's runner puts ours back; each release's purge empties the table.
         assert await apply_migrations(conn) == [
-            "repeatable bdr_events", "repeatable export_events",
-        ]  # fmt: skip
+            "repeatable bdr_events",
+            "repeatable export_events",
+        ]
         await each_heard_on_both()
         later = datetime.now(UTC) + timedelta(days=2)
         count = await conn.fetchval("SELECT count(*) FROM stream_events")
