@@ -398,6 +398,7 @@ def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> No
     for host, began, ended in attempts:
         stop = lb.stopped.get(host or "")
         # Its host stopped while it was under way: it must have been cut there (and resumed on
-        # another), not carried on by a process that exited.
-        if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 5:
+        # another), not carried on by a process that exited. The bytes the balancer and the
+        # kernel already buffered still arrive at the client's 1 MB/s, hence the margin.
+        if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 15:
             report.violations.append(f"the download in flight on {host} outlived that host's stop")
