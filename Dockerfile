@@ -10,6 +10,9 @@
 # (docs/operations.md says how). Build with BuildKit/Buildah's secrets, never an ARG, if pip
 # needs an extra CA bundle to reach the index: --secret id=pip_cert,src=/path/to/bundle.pem
 ARG BASE=python:3.11.14-slim-bookworm
+# The release, the image's org.opencontainers.image.version: pmd_service/__init__.py's
+# __version__, which the build stage compares it with (a release changes both).
+ARG VERSION=0.2.0
 
 # --- build: the runtime lock into /venv, then the package's own wheel; nothing compiles ------
 FROM ${BASE} AS build
@@ -41,14 +44,24 @@ COPY pmd_service ./pmd_service
 COPY migrations ./migrations
 RUN /tools/bin/pip wheel --quiet --no-build-isolation --no-deps --wheel-dir /dist . \
     && /tools/bin/pip --python /venv/bin/python install --quiet --no-deps --no-index /dist/*.whl
+ARG VERSION
+RUN built=$(/venv/bin/python -c "import importlib.metadata as m; print(m.version('pmd-service'))") \
+    && if [ "$built" != "$VERSION" ]; then \
+        echo "the image would be labelled $VERSION but holds pmd-service $built:" \
+             "set the Dockerfile's ARG VERSION (or --build-arg VERSION) to $built" >&2; exit 1; \
+    fi
 
 # --- runtime: the base, the venv, the two entry points; no pip cache, no build tools ----------
 FROM ${BASE}
+ARG VERSION
+LABEL org.opencontainers.image.title=pmd-service org.opencontainers.image.version=${VERSION}
 RUN useradd --system --uid 10001 --create-home --home-dir /home/pmd pmd \
     && mkdir -p /vault /bdr && chown pmd /vault /bdr
 COPY --from=build /venv /venv
 WORKDIR /app
 COPY server.py worker.py ./
+# The ZIPs' folder under its former name, BDR_PATH, which every release reads: an environment
+# written for an earlier release that sets it to another folder still starts this image.
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PMD_DATA_DIR=/home/pmd/.data \

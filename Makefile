@@ -43,6 +43,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pmd_service.sse.shapes --check  # the event payloads' generated SQL is current
 	$(PY) -m pmd_service.web.filter_keys --check  # the page's generated filter keys are current
+	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
 	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_code_map.py  # every path docs/architecture.md names exists
 
 format: $(STAMP)
@@ -59,7 +60,8 @@ bench: $(STAMP)
 # The page tests in Chromium, saving the README's screenshots under docs/screenshots.
 screenshots: $(STAMP)
 	PMD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/browser/test_page_browser.py tests/browser/test_page_exports.py \
-		tests/browser/test_page_filters.py tests/browser/test_export_gallery_browser.py tests/browser/test_page_keep.py
+		tests/browser/test_page_filters.py tests/browser/test_export_gallery_browser.py tests/browser/test_page_keep.py \
+		tests/browser/test_page_table.py
 
 # The locks again, from pyproject.toml: after changing a dependency (LOCK_ARGS=--upgrade moves
 # every pin to the newest release its range allows).

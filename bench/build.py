@@ -42,7 +42,7 @@ from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
-from pmd_service.host.vault import bdr_zip_path
+from pmd_service.host.vault import own_zip_path
 from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.zipbuild.build import Entry, build_zip
@@ -310,7 +310,7 @@ async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds
     """The job and the required work done plainly in alternating rounds, after two warm-up
     rounds."""
     owner, post_ids = await seed_user(run.conn, settings, name, files)
-    scratch = settings.bdr_path.parent / "scratch"
+    scratch = settings.zip_path.parent / "scratch"
     scratch.mkdir(exist_ok=True)
     times: list[tuple[float, float]] = []
     for _ in range(rounds + 2):
@@ -358,7 +358,7 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
     )
     figures, built = await rss_growth(run, run.bdr(user.id, user.sqid, [warm], comments=True),
                                       run.bdr(user.id, user.sqid, [big], comments=True, keep=True))  # fmt: skip
-    with zipfile.ZipFile(bdr_zip_path(settings.bdr_path, built["file_path"])) as archive:
+    with zipfile.ZipFile(own_zip_path(settings.zip_path, built["file_path"])) as archive:
         assert archive.testzip() is None
         info = archive.getinfo("comments.json")
         with archive.open(info) as f:

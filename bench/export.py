@@ -389,8 +389,8 @@ def main() -> None:
 
 
 # The stores measured, in the report's order: name, label, short label.
-STORES = (("folder", "folder (`BDR_PATH`)", "folder"),
-          ("seaweedfs", "SeaweedFS (`BDR_STORE=s3://…`)", "SeaweedFS"))  # fmt: skip
+STORES = (("folder", "folder (`ZIP_PATH`)", "folder"),
+          ("seaweedfs", "SeaweedFS (`ZIP_STORE=s3://…`)", "SeaweedFS"))  # fmt: skip
 
 
 def section(f: dict[str, Any]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class Local:
         """Back to no BDRs (daily limits restart) and no events: every round starts alike."""
         await self.db.execute("DELETE FROM batch_download_requests; DELETE FROM bdr_events")
         await self.db.execute("VACUUM ANALYZE batch_download_requests, bdr_events")
-        await asyncio.to_thread(shutil.rmtree, self.settings.bdr_path, True)
+        await asyncio.to_thread(shutil.rmtree, self.settings.zip_path, True)
 
 
 # --- 1. the backlog ------------------------------------------------------------------------
@@ -223,7 +223,7 @@ async def burst_latency(rig: Local) -> dict[str, Any]:
 async def seed_users(conn: asyncpg.Connection, settings: Settings
                      ) -> tuple[list[str], list[Any]]:  # fmt: skip
     """USERS users of ARTWORKS_PER_USER artworks: their tokens, (auth header, posts)."""
-    files = make_small_pixel_art(settings.bdr_path.parent / "sources", ARTWORKS_PER_USER)
+    files = make_small_pixel_art(settings.zip_path.parent / "sources", ARTWORKS_PER_USER)
     tokens, users = [], []
     for i in range(USERS):
         owner, post_ids = await seed_user(conn, settings, f"scale{i}", files)

@@ -8,13 +8,12 @@ Against a real SeaweedFS S3 server on loopback, one bucket a run; rounds alterna
 3. 128 artworks (~1 MB PNGs, then small pixel art) read by `fetched_in_order(object_fetcher(
    store), ..., 8)` against one at a time, through a proxy process adding 50 ms a request.
    Target ≥ 6× faster.
-4. `python server.py`'s CPU time for one download of that ZIP with BDR_DOWNLOAD_MODE=redirect
+4. `python server.py`'s CPU time for one download of that ZIP with ZIP_DOWNLOAD_MODE=redirect
    (a 302 to the store) and proxy (streamed). Target: a redirect costs one small response.
 5. Proxy mode against stalled readers: a ready BDR whose object holds 24 MiB; readers (GET,
    headers read, never read on) added until 10, 40, 100 are open: the server's RSS once settled
    against its RSS at rest after one whole download, and after they all closed; then 5
-   more waves of the largest number. The proxy's caps are raised
-   so that none cuts in.
+   more waves of the largest number. The proxy's caps are raised so that none cuts in.
 """
 
 from __future__ import annotations
@@ -150,8 +149,7 @@ async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
 
 
 def start_slow_proxy(upstream: str, latency: float) -> tuple[subprocess.Popen[bytes], int]:
-    """The proxy as a process of its own: relaying 129 MB on the reader's own event loop slowed
-    the reads it was only meant to delay (5.3× and 5.7× in two runs, 6.3× apart)."""
+    """The proxy as a process of its own: on the reader's event loop it slowed the reads."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.store", "--slow-proxy", upstream, str(port), str(latency)],
@@ -328,11 +326,11 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes])
         token, bdr_id = await _ready_bdr(settings, store)
         # The proxy's caps raised so that none cuts in; the servers' logs (a line per reader
         # that leaves) would drown the figures.
-        caps = {"BDR_PROXY_MAX_PER_USER": "1000", "BDR_PROXY_MAX_DOWNLOADS": "1000",
-                "BDR_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
+        caps = {"ZIP_PROXY_MAX_PER_USER": "1000", "ZIP_PROXY_MAX_DOWNLOADS": "1000",
+                "ZIP_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
         ports = {"redirect": free_port(), "proxy": free_port()}
         servers = {mode: start_server(service_env(settings, **env, **caps,
-                                                  BDR_DOWNLOAD_MODE=mode), port, log=quiet)
+                                                  ZIP_DOWNLOAD_MODE=mode), port, log=quiet)
                    for mode, port in ports.items()}  # fmt: skip
         try:
             pids = {mode: server.pid for mode, server in servers.items()}

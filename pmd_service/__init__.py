@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-__version__ = "0.1.0"
+# The release, defined here only: the package's metadata reads it (pyproject.toml's dynamic
+# version), as do `--version`, `/healthz` and the OpenAPI document; the image's build refuses a
+# label that differs. CHANGELOG.md says what each release changed.
+__version__ = "0.2.0"
 
 
 def dev_servers(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:

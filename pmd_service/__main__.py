@@ -189,7 +189,7 @@ SQL_REQUEUE_FAILED = """
 UPDATE batch_download_requests
 SET status = 'pending', attempts = 0, error_message = NULL, completed_at = NULL,
     claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, email_sent_at = NULL,
-    email_attempts = 0
+    email_lease_until = NULL, email_attempts = 0
 WHERE id = $1 AND status = 'failed'
 """
 
@@ -376,13 +376,29 @@ def _sweep(_: argparse.Namespace, settings: Settings) -> None:
 
 
 def _cleanup(args: argparse.Namespace, settings: Settings) -> None:
-    from .upkeep.cleanup import cleanup_dry_run, cleanup_expired_bdrs
+    from .upkeep.cleanup import cleanup_dry_run, daily_cleanup
 
     if args.dry_run:  # no migration either: nothing is written
         unchanged = msgspec.structs.replace(settings, auto_migrate=False)
         asyncio.run(_run_job(unchanged, cleanup_dry_run))
     else:
-        asyncio.run(_run_job(settings, cleanup_expired_bdrs))
+        asyncio.run(_run_job(settings, daily_cleanup))
+
+
+def _check_restore(args: argparse.Namespace, settings: Settings) -> int:
+    from .upkeep.restore_check import CheckFailed, check_restore, printed
+
+    async def checked() -> Any:
+        # No migration either: nothing is written.
+        async with job_context(msgspec.structs.replace(settings, auto_migrate=False)) as ctx:
+            return await check_restore(ctx)
+
+    try:
+        report = asyncio.run(checked())
+    except CheckFailed as exc:
+        raise CliError(str(exc)) from None
+    print(printed(report, args.json))
+    return 0 if report.consistent else 1
 
 
 def _export(args: argparse.Namespace, settings: Settings) -> None:
@@ -534,6 +550,19 @@ COMMANDS = (
             help="say what it would expire and remove (the same counts as a run), change nothing",
         ),),
         run=_cleanup,
+    ),
+    Command(
+        "check-restore",
+        "report what a restore left inconsistent, changing nothing (exit 0 when nothing is, "
+        "1 when something is)",
+        details="One line a finding, saying what the service repairs by itself, then a "
+        "summary: rows that say ready for a file that is gone, stored ZIPs and parts no ready "
+        "row names, requests queued nowhere in Redis, recurring exports overdue, emails owed. "
+        "Run it after a restore, before the service starts again (docs/operations.md, "
+        "\"Backups and restores\").",
+        arguments=(arg("--json", action="store_true",
+                       help="one JSON document (findings, counts) instead of lines"),),
+        run=_check_restore, waits_for_redis=_always,
     ),
     Command(
         "stats", "BDRs by status today, oldest pending, queue depth",

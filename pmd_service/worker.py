@@ -33,7 +33,7 @@ from .jobs import context
 from .jobs.arq_adapter import ArqOptions, PmdWorker
 from .jobs.failures import MAX_ATTEMPTS
 from .jobs.worker_metrics import MetricsPortError
-from .upkeep.cleanup import cleanup_expired_bdrs
+from .upkeep.cleanup import daily_cleanup
 from .upkeep.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,16 @@ FUNCTIONS = [
 ]
 CRON_JOBS = [
     cron(sweep, second={5}, run_at_startup=True, timeout=120),
-    cron(cleanup_expired_bdrs, hour={3}, minute={17}, second={0}, timeout=1800),
+    # Under the name every release has queued it by: a worker of either release runs the
+    # other's during a rolling upgrade, and one run a day is enqueued between them.
+    cron(
+        daily_cleanup,
+        name="cron:cleanup_expired_bdrs",
+        hour={3},
+        minute={17},
+        second={0},
+        timeout=1800,
+    ),
 ]
 HEALTH_CHECK_INTERVAL = 30
 MAX_JOBS = 4

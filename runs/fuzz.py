@@ -245,11 +245,11 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
 
 
 async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
-    bdr_path, now = seeder.settings.bdr_path, datetime.now(UTC)
+    zip_path, now = seeder.settings.zip_path, datetime.now(UTC)
     user = await seeder.user(handle, roles)
     post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
     ready = uuid.uuid4()
-    relative, size, _ = _zip(bdr_path, f"{user.sqid}/pmd-{ready}.zip", {
+    relative, size, _ = _zip(zip_path, f"{user.sqid}/pmd-{ready}.zip", {
         "metadata.json": b'{"fuzz": true}', "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
     })  # fmt: skip
     bdrs = [str(await bdr_row(
@@ -280,9 +280,9 @@ async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> l
     return out
 
 
-def _zip(bdr_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
+def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
     """A ZIP of `entries` at `name` under BDR_PATH: its file_path, size and SHA-256."""
-    path = bdr_path / name
+    path = zip_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
         for entry, data in entries.items():
@@ -295,7 +295,7 @@ async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
     """A ready export of one part, older than the cooldown: the first request of a new one is
     accepted, the next ones find it running (409)."""
     ready, now = uuid.uuid4(), datetime.now(UTC)
-    relative, size, sha256 = _zip(seeder.settings.bdr_path, f"pmd-exports/{ready}/part-1.zip", {
+    relative, size, sha256 = _zip(seeder.settings.zip_path, f"pmd-exports/{ready}/part-1.zip", {
         f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",
     })  # fmt: skip
     await seeder.row("exports", id=ready, user_id=user_id, user_sqid=sqid, status="ready",

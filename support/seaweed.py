@@ -66,7 +66,7 @@ class Seaweed:
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
         """The service's variables for ZIPs in `s3://bucket/prefix`."""
         return {
-            "BDR_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
+            "ZIP_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **extra,
         }  # fmt: skip
@@ -94,8 +94,7 @@ class Seaweed:
         return True
 
     def vacuum(self, timeout: float = 120) -> None:
-        """Reclaim deleted objects' space now, not in 15 min: a benchmark that writes and
-        deletes gigabytes was seen to get 500s while weed grew new volumes."""
+        """Reclaim deleted objects' space now, not in 15 min, before weed must grow volumes."""
         url = f"{self.master}/vol/vacuum?garbageThreshold=0.0001"
         urllib.request.urlopen(url, timeout=timeout).close()  # noqa: S310 - our own server
 

@@ -141,8 +141,12 @@ class Factory:
         """A caller (a new user with `roles`) and `count` posts of another new user: the
         caller, the other user and the posts' ids."""
         caller = await self.user(roles=roles)
+        return caller, *await self.owner_and_bulk(count)
+
+    async def owner_and_bulk(self, count: int) -> tuple[UserRow, list[int]]:
+        """A new user and `count` posts of theirs, made by `posts_bulk`."""
         owner = await self.user()
-        return caller, owner, await self.posts_bulk(owner, count)
+        return owner, await self.posts_bulk(owner, count)
 
     async def posts_bulk(
         self, owner: UserRow, count: int, *, created_at: datetime | None = None,

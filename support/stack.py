@@ -107,7 +107,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
         with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
             settings = msgspec.structs.replace(
                 base, database_url=url, vault_path=Path(tmp) / "vault",
-                bdr_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
+                zip_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
             )  # fmt: skip
             async with opened(settings.database_url, "pmd-bench") as conn:
@@ -175,7 +175,7 @@ def service_env(
         "REDIS_URL": settings.redis_url,
         "JWT_SECRET_KEY": settings.jwt_secret_key,
         "VAULT_PATH": str(settings.vault_path),
-        "BDR_PATH": str(settings.bdr_path),
+        "ZIP_PATH": str(settings.zip_path),
         "AUTO_MIGRATE": "false",
         "METRICS_PORT": "0",  # a dev worker may hold the default port
         "PYTHONUNBUFFERED": "1",

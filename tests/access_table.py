@@ -82,7 +82,7 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     await run_worker(settings)
     w.pending_bdr = (await request_bdr(client, w.victim, ids[:1]))["id"]
     # The ready BDR's ZIP (an export's parts are in a folder of their own).
-    (zip_file,) = [p for p in settings.bdr_path.rglob("*.zip") if "pmd-exports" not in p.parts]
+    (zip_file,) = [p for p in settings.zip_path.rglob("*.zip") if "pmd-exports" not in p.parts]
     w.secrets = [
         b"VICTIM-SECRET-TITLE",
         b"victimhandle",

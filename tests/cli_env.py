@@ -5,13 +5,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 from typing import Any
 
 import pytest
 
-from support.stack import connected
+from pmd_service.core.settings import Settings
+from support.stack import connected, database_env
+from tests.helpers import TABLES
+
+
+def operator_shell(
+    settings: Settings, admin_url: str, monkeypatch: pytest.MonkeyPatch, **env: str
+) -> Settings:
+    """The environment of an operator's shell on the test database, and `env` (no
+    JWT_SECRET_KEY: each test sets it when it wants it), the tables emptied."""
+    for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
+        monkeypatch.delenv(name)
+    env = {
+        **database_env(settings),
+        "REDIS_URL": settings.redis_url,
+        "AUTO_MIGRATE": "false",
+        "PMD_DATA_DIR": str(settings.data_dir),
+        "VAULT_PATH": str(settings.vault_path),
+        "ZIP_PATH": str(settings.zip_path),
+        **env,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    admin_value(admin_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    keep_process_logging(monkeypatch)
+    return settings
 
 
 def admin_value(admin_url: str, query: str, *args: object) -> Any:

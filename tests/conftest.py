@@ -144,17 +144,23 @@ def admin_database_url(test_database: TestDatabase) -> str:
 
 
 @pytest.fixture
-async def host_url(admin_database_url: str) -> AsyncIterator[str]:
-    """A fresh database holding the host's tables, and nothing of the service's yet (an admin
-    URL; `host_role_url` is the service's role on it)."""
-    name = f"pmd_host_{uuid.uuid4().hex[:8]}"
+async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
+    """A brand-new empty database on the suite's server (an admin URL), dropped after."""
+    name = f"pmd_empty_{uuid.uuid4().hex[:8]}"
     url = await create_database(admin_database_url, name, search_path=False)
     try:
-        async with connected(url) as conn:
-            await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
         yield url
     finally:
         await drop_database(admin_database_url, name)
+
+
+@pytest.fixture
+async def host_url(empty_db: str) -> str:
+    """A fresh database holding the host's tables, and nothing of the service's yet (an admin
+    URL; `host_role_url` is the service's role on it)."""
+    async with connected(empty_db) as conn:
+        await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
+    return empty_db
 
 
 @pytest.fixture
@@ -223,7 +229,7 @@ def settings(database_url: str, pooler_url: str | None, redis_url: str, tmp_path
         redis_url=redis_url,
         data_dir=tmp_path,
         vault_path=vault,
-        bdr_path=tmp_path / "bdr",
+        zip_path=tmp_path / "bdr",
         jwt_secret_key=SECRET,
         base_url="http://pmd.test",
         auto_migrate=False,
@@ -262,6 +268,25 @@ def app(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> web.Applic
 @pytest.fixture
 async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestClient[Any, Any]:
     return await aiohttp_client(app)
+
+
+@pytest.fixture
+def small(settings: Settings) -> Settings:
+    """Export parts of a few KiB, so that a handful of small artworks make several, and an
+    hour's cooldown after a full export; a module overrides it with its own cooldowns."""
+    return msgspec.structs.replace(
+        settings,
+        export_min_part_bytes=1024,
+        export_part_bytes=64 * 1024,
+        export_cooldown_seconds=3600,
+    )
+
+
+@pytest.fixture
+async def ex_client(
+    aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
+) -> TestClient[Any, Any]:
+    return await aiohttp_client(create_app(small))
 
 
 # --- worker, SMTP ----------------------------------------------------------------------------

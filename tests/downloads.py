@@ -15,7 +15,7 @@ from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from tests.helpers import Client, ServedLikeServerPy, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, ServedLikeServerPy, after_worker
 
 BIG = 32 * 2**20  # more than loopback's socket buffers can take, both ends together
 HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing assertion
@@ -39,20 +39,18 @@ async def ready_zip(
     is replaced by that many random bytes (what is sent is not the point: its length is)."""
     owner = owner or await factory.user()
     post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, settings, owner, [post.id])
     assert item["status"] == "ready", item
     file_path = await factory.pool.fetchval(
         "SELECT file_path FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )
     if size is not None:
         data = os.urandom(size)
-        if settings.bdr_bucket is not None:
-            store = open_store(settings.bdr_bucket, settings.s3_access)
+        if settings.zip_bucket is not None:
+            store = open_store(settings.zip_bucket, settings.s3_access)
             await obstore.put_async(store, file_path.removeprefix("bdr/"), data)
         else:
-            (settings.bdr_path / file_path.removeprefix("bdr/")).write_bytes(data)
+            (settings.zip_path / file_path.removeprefix("bdr/")).write_bytes(data)
     resp = await client.get(item["download_url"], headers=owner.auth)
     assert resp.status == 200
     return owner, item["download_url"], await resp.read()

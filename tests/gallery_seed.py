@@ -4,9 +4,7 @@ tests of each part's index.html, in process and in Chromium."""
 
 from __future__ import annotations
 
-import io
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,8 @@ import asyncpg
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from support.seeding import Factory, PostRow, UserRow
-from tests.helpers import Client, run_worker
+from tests.exports import ready_export, unpacked
+from tests.helpers import Client
 
 NASTY = '<script>alert("x")</script> & "quotes"'
 
@@ -58,16 +57,6 @@ async def seeded(
 async def exported_parts(
     client: Client, owner: UserRow, settings: Settings, into: Path
 ) -> tuple[dict[str, Any], list[Path]]:
-    resp = await client.post("/api/pmd/exports", json={}, headers=owner.auth)
-    assert resp.status == 202, await resp.text()
-    item = await resp.json()
-    await run_worker(settings)
-    item = await (await client.get(f"/api/pmd/exports/{item['id']}", headers=owner.auth)).json()
-    assert item["status"] == "ready", item
-    folders = []
-    for part in item["parts"]:
-        body = await (await client.get(part["download_url"], headers=owner.auth)).read()
-        with zipfile.ZipFile(io.BytesIO(body)) as archive:
-            archive.extractall(into)
-        folders.append(into / f"makapix-export-{item['id'][:8]}-part-{part['number']}")
-    return item, folders
+    """`owner`'s full export, built, its parts unpacked into `into` and validated."""
+    item = await ready_export(client, settings, owner)
+    return item, await unpacked(client, owner, item, into)

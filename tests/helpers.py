@@ -12,7 +12,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
+from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory, PostRow, UserRow, bdr_row
@@ -47,8 +48,7 @@ SECRET = "test-secret-" + "x" * 40
 TABLES = (
     "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
     "audited_reads, audit_logs, bulk_action_posts, bulk_actions, export_schedules, reactions, "
-    "comments, "
-    "post_files, posts, licenses, users"
+    "comments, post_files, posts, licenses, users"
 )
 
 
@@ -141,13 +141,26 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> Non
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
 
 
-async def run_worker(settings: Settings, **overrides: Any) -> None:
-    """Drain the queue the way arq does it: a real Worker in burst mode."""
+# The two ways a worker is started: the supported one, and the `arq` command on its options.
+WORKER_FORMS = ("python -m pmd_service worker", "arq worker.WorkerSettings")
+
+
+async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **overrides: Any) -> None:
+    """Drain the queue the way arq does it: a real Worker in burst mode, as `form` makes it
+    (worker.py's PmdWorker, or the Worker arq.worker.create_worker makes, sentry-sdk's
+    wrapped, of the options as WorkerSettings gives them, without reading the environment)."""
+    from arq.worker import Worker, create_worker
+
     from pmd_service.jobs.arq_adapter import PmdWorker
     from pmd_service.worker import worker_options
 
     options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05} | overrides
-    worker = PmdWorker(burst=True, handle_signals=False, **options)
+    worker: Worker
+    if form == WORKER_FORMS[0]:
+        worker = PmdWorker(burst=True, handle_signals=False, **options)
+    else:
+        worker = create_worker(options, burst=True, handle_signals=False)
+        assert type(worker).__name__ == "Worker"
     try:
         await worker.main()
     finally:
@@ -238,9 +251,19 @@ async def built(
     return owner, post, items
 
 
+async def after_worker(
+    client: Client, settings: Settings, owner: UserRow, post_ids: list[int], **flags: Any
+) -> dict[str, Any]:
+    """A request of `post_ids` (`flags`: its options) once a worker on `settings` ran: the
+    item."""
+    item = await request_bdr(client, owner, post_ids, **flags)
+    await run_worker(settings)
+    return await fetch_item(client, owner, item["id"])
+
+
 def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
     """Where a ready request's ZIP is published."""
-    return settings.bdr_path / owner.sqid / f"pmd-{bdr_id}.zip"
+    return settings.zip_path / owner.sqid / f"pmd-{bdr_id}.zip"
 
 
 async def act(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
@@ -262,9 +285,17 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
     return body
 
 
+async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
+    """GET /api/pmd/posts?`query`, answered 200: the page."""
+    resp = await client.get(f"/api/pmd/posts?{query}", headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    page: dict[str, Any] = await resp.json()
+    return page
+
+
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
     rows = await pool.fetch(
-        "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
+        "SELECT id FROM stream_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
     )
     return [r["id"] for r in rows]
 
@@ -287,19 +318,39 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
     return bdr_id
 
 
+@contextlib.asynccontextmanager
+async def logging_pool(url: str, name: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
+    """A pool of one connection to `url`, and every statement it is sent but the pool's own
+    reset on release (a query logger stays on its connection back in the pool)."""
+    queries: list[str] = []
+    pool = await create_pool(url, name, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            reset = conn.get_reset_query()
+            conn.add_query_logger(lambda r: None if r.query == reset else queries.append(r.query))
+        yield pool, queries
+    finally:
+        await pool.close()
+
+
 def pg_dump() -> str:
-    """A pg_dump at least as new as the server: the embedded PostgreSQL's, else the PATH's."""
+    return pg_program("pg_dump")
+
+
+def pg_program(name: str) -> str:
+    """A PostgreSQL client program (pg_dump, pg_restore) at least as new as the server: the
+    embedded PostgreSQL's, else the PATH's."""
     try:
         import pgserver
 
-        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
         if bundled.exists():
             return str(bundled)
     except ImportError:
         pass
-    found = shutil.which("pg_dump")
+    found = shutil.which(name)
     if found is None:
-        pytest.skip("no pg_dump on this machine")
+        pytest.skip(f"no {name} on this machine")
     return found
 
 

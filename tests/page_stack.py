@@ -155,6 +155,17 @@ async def broken_rows(page: Page, selector: str) -> list[str]:
     return found
 
 
+CLIPPED = Path(__file__).with_name("clipped.js")
+
+
+async def clipped(page: Page, selector: str) -> list[str]:
+    """What a person cannot see whole among the elements `selector` matches: past the screen's
+    sides or a scroll container's visible width, content wider than its box, a menu choice
+    wider than its menu; empty when everything shows whole."""
+    found: list[str] = await page.evaluate(CLIPPED.read_text("utf-8"), selector)
+    return found
+
+
 async def outside_width(page: Page, selector: str, width: int) -> list[str]:
     """The visible elements matching `selector` that reach beyond [0, width] sideways."""
     found: list[str] = await page.evaluate(

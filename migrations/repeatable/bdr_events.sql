@@ -2,8 +2,10 @@
 -- `python -m pmd_service.sse.shapes` (bdr/event_sql.py): edit those, not this file. The
 -- migration runner re-creates them whenever this file changes (core/migrate.py).
 
--- SET search_path FROM CURRENT: the functions find bdr_events in the service's schema even
--- when rows are changed from a session with another search path (an operator's psql).
+-- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
+-- when rows are changed from a session with another search path (an operator's psql). The
+-- table rings the stream's doorbell itself (migration 0018); the functions ring the previous
+-- release's, `pmd_bdr_events`, until the contract that drops it.
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 DECLARE
@@ -19,7 +21,7 @@ BEGIN
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock(5064068);
     WITH added AS (
-        INSERT INTO bdr_events (bdr_id, user_id, payload)
+        INSERT INTO stream_events (subject_id, user_id, payload)
         SELECT r.id, r.user_id, jsonb_build_object(
                 'id', r.id,
                 'status', r.status,
@@ -43,7 +45,6 @@ BEGIN
         RETURNING id
     )
     SELECT max(id) INTO last_id FROM added;
-    -- One doorbell per statement (the listener reads everything after the last id it saw).
     PERFORM pg_notify('pmd_bdr_events', last_id::text);
     RETURN NULL;
 END
@@ -88,7 +89,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
     EXECUTE $q$
         WITH added AS (
-            INSERT INTO bdr_events (bdr_id, user_id, payload)
+            INSERT INTO stream_events (subject_id, user_id, payload)
             SELECT r.id, r.user_id, jsonb_build_object(
                     'id', r.id,
                     'status', r.status,

@@ -119,9 +119,10 @@ BEGIN
         RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- ids visible in commit order (see 0005)
-    INSERT INTO bdr_events (bdr_id, user_id, payload)
+    INSERT INTO stream_events (subject_id, user_id, payload)
     VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
     RETURNING id INTO event_id;
+    -- The previous release's doorbell; the table rings this release's (migration 0018).
     PERFORM pg_notify('pmd_bdr_events', event_id::text);
     RETURN NULL;
 END

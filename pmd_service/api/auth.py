@@ -79,7 +79,8 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
             "`?ticket=` from POST /api/pmd/bdr/sse-ticket.",
             "",
         )
-    # A ticket for a download is bound to its BDR (the route's `{id}`); the stream has none.
+    # A ticket for a download is bound to its BDR or export (the route's `{id}`); the stream
+    # has none.
     # A HEAD answers headers only (a download manager's look before its GET): it does not
     # spend the ticket, which still lasts its 30 seconds and opens one GET.
     return await tickets.redeem(

@@ -43,7 +43,7 @@ TRIM_DELAY_SECONDS = 0.5
 class ProxySlots:
     """Proxied downloads streaming in this process: each holds a store connection and a
     chunk of memory for as long as its client reads, so they are capped per user and in all
-    (BDR_PROXY_MAX_PER_USER, BDR_PROXY_MAX_DOWNLOADS)."""
+    (ZIP_PROXY_MAX_PER_USER, ZIP_PROXY_MAX_DOWNLOADS)."""
 
     def __init__(self, total: int, per_user: int) -> None:
         self.total = total

@@ -25,7 +25,7 @@ DB_POOL = web.AppKey("db_pool", asyncpg.Pool)
 REDIS = web.AppKey("redis", ArqRedis)
 # Tickets spent (GETDEL) many to a round trip (api/ticket_redemptions.py).
 TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
-# Where ready ZIPs are: the BDR_PATH folder or the BDR_STORE bucket.
+# Where ready ZIPs are: the ZIP_PATH folder or the ZIP_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
 # Every endpoint's declaration by its route (api/routing.py).

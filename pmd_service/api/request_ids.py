@@ -1,7 +1,7 @@
 """The request id: taken from a safe `X-Request-ID` or made, echoed, and put on every log line.
 
-It follows a BDR: stored in its row, set by the worker for the job's log lines, and sent as the
-`X-Request-ID` header of its email.
+It follows a BDR or an export: stored in its row, set by the worker for the job's log lines,
+and sent as the `X-Request-ID` header of its email.
 """
 
 from __future__ import annotations

@@ -59,7 +59,9 @@ class _Stored(msgspec.Struct):
     target_id: int
     target: str | None
     exp: float  # the expiry of the token the ticket was minted with
-    bdr_id: str | None = None  # a download ticket's one BDR; None: a stream ticket
+    # A download ticket's one BDR or export (stored as `bdr_id`, which every release reads);
+    # None: a stream ticket.
+    download_id: str | None = msgspec.field(default=None, name="bdr_id")
 
 
 def redis_key(ticket: str) -> str:
@@ -99,10 +101,10 @@ def _redis_down() -> ProblemError:
 
 
 async def mint(
-    redis: ArqRedis, key: bytes, principal: Principal, bdr_id: uuid.UUID | None = None
+    redis: ArqRedis, key: bytes, principal: Principal, download_id: uuid.UUID | None = None
 ) -> TicketOut:
-    """A stream ticket, or with `bdr_id` (whose BDR the caller has checked is the target's) a
-    ticket for that one download; `key` from `signing_key`."""
+    """A stream ticket, or with `download_id` (a BDR or an export the caller has checked is the
+    target's) a ticket for that one download; `key` from `signing_key`."""
     ticket = secrets.token_urlsafe(32)
     stored = _Stored(
         caller_id=principal.caller.id,
@@ -110,7 +112,7 @@ async def mint(
         target_id=principal.target.id,
         target=principal.target.public_sqid,
         exp=principal.token_expires_at,
-        bdr_id=None if bdr_id is None else str(bdr_id),
+        download_id=None if download_id is None else str(download_id),
     )
     try:
         where = redis_key(ticket)
@@ -120,8 +122,9 @@ async def mint(
     return TicketOut(ticket=ticket, expires_in=TICKET_SECONDS)
 
 
-def _bdr_key(raw: str | None) -> str | None:
-    """A path's BDR id as stored in tickets (a malformed one stays as is, and matches none)."""
+def _download_key(raw: str | None) -> str | None:
+    """A path's BDR or export id as stored in tickets (a malformed one stays as is, and
+    matches none)."""
     if raw is None:
         return None
     try:
@@ -136,17 +139,17 @@ async def redeem(
     pool: asyncpg.Pool,
     ticket: str,
     target_sqid: str | None,
-    bdr_id: str | None = None,
+    download_id: str | None = None,
     load: UserLoader | None = None,
     *,
     spend: bool = True,
     redemptions: Redemptions | None = None,
 ) -> Principal:
-    """The principal of a ticket, spent; for a download (`bdr_id`, from the path), a ticket
-    minted for that BDR; for a stream (None), a stream ticket. `key`: `signing_key`'s. `load`
-    looks the caller up (a stream's opening batches it with others'). `spend=False` (a
-    download's HEAD, which sends no byte of the ZIP) leaves the ticket for the GET that
-    follows. `redemptions` spends it in one round trip with other requests' tickets
+    """The principal of a ticket, spent; for a download (`download_id`, from the path), a
+    ticket minted for that BDR or export; for a stream (None), a stream ticket. `key`:
+    `signing_key`'s. `load` looks the caller up (a stream's opening batches it with others').
+    `spend=False` (a download's HEAD, which sends no byte of the ZIP) leaves the ticket for
+    the GET that follows. `redemptions` spends it in one round trip with other requests' tickets
     (api/ticket_redemptions.py)."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
@@ -173,20 +176,22 @@ async def redeem(
         log.warning("a stream ticket in Redis fails its signature; refused (key %s)", where)
         raise unknown
     stored = msgspec.json.decode(payload, type=_Stored)
-    wanted = _bdr_key(bdr_id)
-    if stored.bdr_id != wanted:
-        if stored.bdr_id is None:
+    wanted = _download_key(download_id)
+    if stored.download_id != wanted:
+        if stored.download_id is None:
             raise unauthorized(
                 "This is a stream ticket; a download needs a ticket minted for it: "
-                "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id>."
+                "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id> (an export's: "
+                "export_id=<its id>)."
             )
         if wanted is None:
             raise unauthorized(
-                "This ticket is for one download; for the stream, mint one without `bdr_id`."
+                "This ticket is for one download; for the stream, mint one without `bdr_id` "
+                "or `export_id`."
             )
         raise unauthorized(
-            f"This ticket was minted for download request {stored.bdr_id}, not this one; "
-            "mint one with this request's `bdr_id`."
+            f"This ticket was minted for the download of {stored.download_id}, not this one; "
+            "mint one with this download's id (`bdr_id` or `export_id`)."
         )
     if target_sqid is not None and target_sqid != stored.target:
         raise bad_request(

@@ -5,7 +5,7 @@ streamed from the bucket in proxy mode (for stores the browser cannot reach).
 Both ways answer conditions and ranges by one set of rules (`_plan`), so they cannot disagree:
 412, 304, If-Range and one byte range (206; several ranges or an invalid one get the whole ZIP,
 as RFC 9110 §14.2 says). A proxied download holds one chunk at a time whatever the ZIP's size,
-and a client that takes no chunk for BDR_PROXY_IDLE_SECONDS is cut off either way.
+and a client that takes no chunk for ZIP_PROXY_IDLE_SECONDS is cut off either way.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # (see _relay).
 READ_CHUNK = 128 * 1024
 # A local file's largest step (sendfile call) for a client that reads fast: one that then
-# stops still gets BDR_PROXY_IDLE_SECONDS, and one that slows down must take 1 MiB in that time.
+# stops still gets ZIP_PROXY_IDLE_SECONDS, and one that slows down must take 1 MiB in that time.
 SENDFILE_MAX_STEP = 2**20
 
 
@@ -220,7 +220,7 @@ class Proxying:
 
     slots: ProxySlots
     user_id: int
-    idle_seconds: float  # BDR_PROXY_IDLE_SECONDS
+    idle_seconds: float  # ZIP_PROXY_IDLE_SECONDS
 
 
 async def serve(
@@ -268,7 +268,7 @@ async def _send_file(
     try:
         file = await open_in_thread(stored.path)
     except FileNotFoundError:  # removed since it was found (expired, removed by its owner)
-        raise gone("This download's file is no longer available; request a new download.") from None
+        raise gone("This ZIP is no longer available; request it again.") from None
     try:
         request[STREAM_RESPONSE] = response  # before any byte can fail to go out
         await response.prepare(request)
@@ -302,7 +302,7 @@ async def _sendfile(
     idle_seconds: float,
 ) -> None:
     """The file's bytes [start, stop) by sendfile, a step (128 KiB to 1 MiB) per call: a client
-    that takes no step for BDR_PROXY_IDLE_SECONDS is cut off, as in proxy mode (a single sendfile
+    that takes no step for ZIP_PROXY_IDLE_SECONDS is cut off, as in proxy mode (a single sendfile
     of the whole range would wait on a client that stopped reading for as long as it stayed)."""
     transport = request.transport
     if transport is None:
@@ -355,9 +355,7 @@ async def _proxy(
         try:
             result = await files.read(stored, start, stop)
         except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
-            raise gone(
-                "This download's file is no longer available; request a new download."
-            ) from None
+            raise gone("This ZIP is no longer available; request it again.") from None
         request[STREAM_RESPONSE] = response
         await response.prepare(request)
         await _relay(request, response, files, result, proxying.idle_seconds)
@@ -428,8 +426,8 @@ def refuse_if_no_proxy_slot(request: web.Request) -> None:
     before the database or the store is asked anything (a HEAD to the store each, otherwise)."""
     settings = request.app[SETTINGS]
     if (
-        settings.bdr_store is not None
-        and settings.bdr_download_mode == "proxy"
+        settings.zip_store is not None
+        and settings.zip_download_mode == "proxy"
         and request.method == "GET"
     ):
         request.app[PROXY_SLOTS].check(request[PRINCIPAL].caller.id)
@@ -442,7 +440,7 @@ async def send_zip(
     its bytes, with ranges and conditions (`serve`)."""
     files = request.app[ZIP_FILES]
     settings = request.app[SETTINGS]
-    if stored.key is not None and settings.bdr_download_mode == "redirect":
+    if stored.key is not None and settings.zip_download_mode == "redirect":
         # The bytes go from the bucket to the browser; the checks before stay in front. The
         # object carries the file name (Content-Disposition, set at upload).
         return await redirect(request, files, stored)
@@ -453,7 +451,7 @@ async def send_zip(
         **digest,
     }
     proxying = Proxying(
-        request.app[PROXY_SLOTS], request[PRINCIPAL].caller.id, settings.bdr_proxy_idle_seconds
+        request.app[PROXY_SLOTS], request[PRINCIPAL].caller.id, settings.zip_proxy_idle_seconds
     )
     return await serve(request, files, stored, headers, proxying)
 
@@ -537,10 +535,10 @@ def zip_answers(filename: str, what: str) -> dict[str, Any]:
             "the ZIP's now",
             416: "The one range asked for holds no byte of the ZIP (it starts at or past "
             "the end, or is `bytes=-0`); `Content-Range: bytes */<size>`",
-            429: "Proxy mode: BDR_PROXY_MAX_PER_USER downloads of the caller are already "
+            429: "Proxy mode: ZIP_PROXY_MAX_PER_USER downloads of the caller are already "
             "streaming from this server; see Retry-After",
             503: "The object store did not answer within STORE_TIMEOUT_SECONDS, or (proxy "
-            "mode) this server streams BDR_PROXY_MAX_DOWNLOADS downloads already; "
+            "mode) this server streams ZIP_PROXY_MAX_DOWNLOADS downloads already; "
             "see Retry-After",
         },
         # One range at most: a request for several is answered 200 with the whole ZIP,
@@ -554,8 +552,8 @@ def zip_answers(filename: str, what: str) -> dict[str, Any]:
             ),
             (
                 302,
-                "With BDR_STORE in a bucket (and BDR_DOWNLOAD_MODE=redirect): `Location` is "
-                "a signed URL of the ZIP, valid BDR_SIGNED_URL_SECONDS",
+                "With ZIP_STORE in a bucket (and ZIP_DOWNLOAD_MODE=redirect): `Location` is "
+                "a signed URL of the ZIP, valid ZIP_SIGNED_URL_SECONDS",
                 None,
             ),
         ),

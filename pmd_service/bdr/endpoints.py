@@ -33,8 +33,8 @@ async def create_bdr(request: web.Request) -> web.Response:
     # The request's id: stored in the BDR row, it follows the BDR (worker logs, its email).
     rid = request_ids.current()
     settings = request.app[SETTINGS]
-    if settings.bdr_store is None:  # a bucket has no free space to run out of
-        await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
+    if settings.zip_store is None:  # a bucket has no free space to run out of
+        await ensure_free_space(settings.zip_path, settings.zip_min_free_bytes)
     item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)
     response = json_response(
         item,
@@ -109,7 +109,7 @@ ENDPOINTS = (
         problems=(429, 503),
         problem_notes={
             503: "The ZIP folder's file system is short of free space "
-            "(BDR_MIN_FREE_BYTES); see Retry-After"
+            "(ZIP_MIN_FREE_BYTES); see Retry-After"
         },
         headers={"Location": "The new request's URL"},
     ),

@@ -24,8 +24,10 @@ def repeatable_sql(shape: type[msgspec.Struct] = ItemRow) -> str:
 -- `python -m pmd_service.sse.shapes` (bdr/event_sql.py): edit those, not this file. The
 -- migration runner re-creates them whenever this file changes (core/migrate.py).
 
--- SET search_path FROM CURRENT: the functions find bdr_events in the service's schema even
--- when rows are changed from a session with another search path (an operator's psql).
+-- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
+-- when rows are changed from a session with another search path (an operator's psql). The
+-- table rings the stream's doorbell itself (migration 0018); the functions ring the previous
+-- release's, `pmd_bdr_events`, until the contract that drops it.
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 DECLARE
@@ -41,13 +43,12 @@ BEGIN
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});
     WITH added AS (
-        INSERT INTO bdr_events (bdr_id, user_id, payload)
+        INSERT INTO stream_events (subject_id, user_id, payload)
         SELECT r.id, r.user_id, {payload}
         FROM new_rows AS r WHERE r.announced
         RETURNING id
     )
     SELECT max(id) INTO last_id FROM added;
-    -- One doorbell per statement (the listener reads everything after the last id it saw).
     PERFORM pg_notify('pmd_bdr_events', last_id::text);
     RETURN NULL;
 END
@@ -76,7 +77,7 @@ BEGIN
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- as in bdr_emit_inserted
     EXECUTE $q$
         WITH added AS (
-            INSERT INTO bdr_events (bdr_id, user_id, payload)
+            INSERT INTO stream_events (subject_id, user_id, payload)
             SELECT r.id, r.user_id, {payload_dynamic}
     $q$ || changed || $q$
             RETURNING id

@@ -30,6 +30,7 @@ from .job_sql import (
     SQL_STUCK_PENDING,
 )
 from .mail import SQL_EMAILS_OWED, send_bdr_email
+from .restore import RESTORE_CHECKS
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -38,11 +39,13 @@ if TYPE_CHECKING:
 class BdrKind:
     name = "bdr"
     label = "BDR"
+    noun = "download"
     sql_claim = SQL_CLAIM
     sql_release = SQL_RELEASE_FOR_RETRY
     sql_lock_owned = SQL_LOCK_OWNED
     sql_stuck_pending = SQL_STUCK_PENDING
     sql_orphaned = SQL_ORPHANED
+    restore_checks = RESTORE_CHECKS
     sql_emails_owed = SQL_EMAILS_OWED
 
     def run(self, st: WorkerState, claim: Claim) -> Run:
@@ -61,7 +64,7 @@ class BdrKind:
         return queue.job_id(row_id)
 
     async def swept(self, st: WorkerState, redis: ArqRedis) -> int:
-        await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.bdr_pending_grace_seconds))
+        await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.job_pending_grace_seconds))
         return 0
 
     async def plan_expiry(self, conn: Conn, at: datetime, days: int, settings: Settings) -> Expiry:

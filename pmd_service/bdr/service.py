@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.limits import NEWEST_BDRS, UTC_DAY_START, seconds_to_next_utc_day
+from ..core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
 from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError, conflict, forbidden, gone, not_found
 from ..host.access import Principal
@@ -68,7 +68,7 @@ SELECT gen_random_uuid(), $1, $2, 'user', $3, $4 FROM first
 """
 SQL_NEWEST = f"""
 SELECT {ITEM_COLUMNS} FROM batch_download_requests
-WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
+WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 """
 SQL_ONE = f"""
 SELECT {ITEM_COLUMNS}, file_path, file_sha256 FROM batch_download_requests
@@ -271,7 +271,7 @@ async def download(
     if status == "expired" or (expires_at is not None and expires_at <= datetime.now(UTC)):
         raise gone(f"Download request {bdr_id} has expired; request a new download.")
     try:
-        stored = await files.locate(row["file_path"] or "")
+        stored = await files.locate(row["file_path"] or "", row["file_size_bytes"])
     except ZipMissing:
         await pool.execute(SQL_EXPIRE, bdr_id)
         raise gone(

@@ -15,5 +15,6 @@ def seconds_to_next_utc_day(now: datetime | None = None) -> int:
     return max(1, int((midnight - now).total_seconds() + 0.999))
 
 
-# The download requests a list shows and a stream's snapshot holds: the newest this many.
-NEWEST_BDRS = 20
+# The download requests (or exports) a list shows and a stream's snapshot holds: the newest
+# this many.
+NEWEST_ITEMS = 20

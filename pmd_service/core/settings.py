@@ -13,7 +13,8 @@ import os
 import re
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,34 +55,35 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     data_dir: Path = field(default=Path(".data"), name="PMD_DATA_DIR")
     # Empty paths mean "under data_dir": {data_dir}/vault and {data_dir}/bdr.
     vault_path: Path = Path()
-    # The service's own folder: the host's worker writes its ZIPs to {VAULT_PATH}/bdr.
-    bdr_path: Path = Path()
+    # The service's own folder of ZIPs (BDRs' and exports'): the host's worker writes its own
+    # to {VAULT_PATH}/bdr.
+    zip_path: Path = Path()
     # Everything the service creates lives in this PostgreSQL schema; host tables in the other.
     pmd_schema: Identifier = "pmd"
     host_schema: Identifier = "public"
     artwork_base_url: str | None = None  # may carry credentials
     # Object storage: `s3://bucket/prefix` (ZIPs written there, artworks read from there) or
-    # `file:///folder` (the same as BDR_PATH / VAULT_PATH). Unset: the local folders.
-    bdr_store: str | None = None
+    # `file:///folder` (the same as ZIP_PATH / VAULT_PATH). Unset: the local folders.
+    zip_store: str | None = None
     artwork_store: str | None = None
     aws_endpoint_url: str = ""  # any S3-compatible service; empty: AWS itself
     aws_region: str = "us-east-1"
     aws_access_key_id: str | None = None  # unset: the environment's credentials chain
     aws_secret_access_key: str | None = None
     aws_session_token: str | None = None
-    # With BDR_STORE in a bucket: answer downloads with a redirect to a signed URL, or stream
+    # With ZIP_STORE in a bucket: answer downloads with a redirect to a signed URL, or stream
     # them through the server (for stores the browser cannot reach).
-    bdr_download_mode: Literal["redirect", "proxy"] = "redirect"
-    bdr_signed_url_seconds: Annotated[int, Meta(ge=10, le=7 * 86400)] = 300
+    zip_download_mode: Literal["redirect", "proxy"] = "redirect"
+    zip_signed_url_seconds: Annotated[int, Meta(ge=10, le=7 * 86400)] = 300
     # The server's calls to the bucket: HEAD, DELETE, signing, a GET's answer (then 503).
     store_timeout_seconds: Annotated[float, Meta(ge=0.1, le=120)] = 5.0
     # A body read from the bucket (proxy mode) is cut when the store sends nothing this long.
     store_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 30.0
     # Proxy mode: downloads streaming at once per server process (503 beyond), per user (429).
-    bdr_proxy_max_downloads: Annotated[int, Meta(ge=1, le=100_000)] = 64
-    bdr_proxy_max_per_user: Annotated[int, Meta(ge=1, le=1000)] = 4
+    zip_proxy_max_downloads: Annotated[int, Meta(ge=1, le=100_000)] = 64
+    zip_proxy_max_per_user: Annotated[int, Meta(ge=1, le=1000)] = 4
     # Proxy mode: a client that takes no chunk (128 KiB) for this long is cut off.
-    bdr_proxy_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 60.0
+    zip_proxy_idle_seconds: Annotated[float, Meta(ge=0.1, le=3600)] = 60.0
     # Empty: unset, for a process that never signs or checks a token (from_env's `needs_secret`).
     jwt_secret_key: str = ""
     jwt_leeway_seconds: Annotated[int, Meta(ge=0, le=600)] = 30  # clock skew on exp/iat/nbf
@@ -98,7 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     smtp_starttls: bool | None = None
     # A password over a connection left unencrypted is refused unless this is set.
     smtp_allow_plain_auth: bool = False
-    # Seconds per SMTP step; no resend once DATA is under way.
+    # Seconds per SMTP step, three for a whole send (mail/notify.py); no resend once DATA is
+    # under way.
     smtp_timeout: Annotated[float, Meta(ge=1, le=600)] = 10.0
     mail_from: str = "pmd@localhost"
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
@@ -108,9 +111,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
     bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
     bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
-    # Below this free in BDR_PATH, new requests get 503.
-    bdr_min_free_bytes: Annotated[int, Meta(ge=0, le=2**50)] = 2**30
+    # Below this free in ZIP_PATH, new requests (BDRs and exports) get 503.
+    zip_min_free_bytes: Annotated[int, Meta(ge=0, le=2**50)] = 2**30
     bdr_expiry_days: Annotated[int, Meta(ge=1, le=365)] = 7
+    # An export's parts; unset: BDR_EXPIRY_DAYS (`__post_init__` fills it in).
+    export_expiry_days: Annotated[int, Meta(ge=1, le=365)] | None = None
     # A full export's parts: the size asked for by default, and the bounds a request must keep.
     export_part_bytes: Bytes = 2 * 2**30
     export_min_part_bytes: Bytes = 256 * 2**20
@@ -135,10 +140,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Never implied by a missing URL in a process's start-up (core/startup.py asks for it).
     dev_mode: bool = field(default=False, name="PMD_DEV")
     auto_migrate: bool = True
-    bdr_retry_base_seconds: Annotated[float, Meta(ge=0, le=600)] = 5.0
+    # Every claimed job's (BDRs' and exports').
+    job_retry_base_seconds: Annotated[float, Meta(ge=0, le=600)] = 5.0
     # At least three missed heartbeats (every 5 s) before a run counts as dead.
-    bdr_stale_seconds: Annotated[int, Meta(ge=15, le=3600)] = 60
-    bdr_pending_grace_seconds: Annotated[int, Meta(ge=0, le=3600)] = 30
+    job_stale_seconds: Annotated[int, Meta(ge=15, le=3600)] = 60
+    job_pending_grace_seconds: Annotated[int, Meta(ge=0, le=3600)] = 30
     artwork_fetch_concurrency: Annotated[int, Meta(ge=1, le=64)] = 8
     sse_max_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
     sse_ping_seconds: Seconds = 15.0
@@ -193,19 +199,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         self._stores_from_urls()
         data_dir = self.data_dir.resolve()
         vault = (self.vault_path if self.vault_path != Path() else data_dir / "vault").resolve()
-        bdr = (self.bdr_path if self.bdr_path != Path() else data_dir / "bdr").resolve()
-        for name, value in (("data_dir", data_dir), ("vault_path", vault), ("bdr_path", bdr)):
+        # The folder's default keeps the name every release has used: its files stay found.
+        zips = (self.zip_path if self.zip_path != Path() else data_dir / "bdr").resolve()
+        for name, value in (("data_dir", data_dir), ("vault_path", vault), ("zip_path", zips)):
             msgspec.structs.force_setattr(self, name, value)
+        if self.export_expiry_days is None:
+            msgspec.structs.force_setattr(self, "export_expiry_days", self.bdr_expiry_days)
         for variable, path in (
             ("PMD_DATA_DIR", data_dir),
             ("VAULT_PATH", vault),
-            ("BDR_PATH", bdr),
+            ("ZIP_PATH", zips),
         ):
             if path.exists() and not path.is_dir():
                 raise ConfigError(f"{variable} ({path}) is not a folder.")
-        if bdr.is_relative_to(vault):
+        if zips.is_relative_to(vault):
             raise ConfigError(
-                f"BDR_PATH ({bdr}) must not be inside VAULT_PATH ({vault}): the host site "
+                f"ZIP_PATH ({zips}) must not be inside VAULT_PATH ({vault}): the host site "
                 "serves the vault and its own worker writes {VAULT_PATH}/bdr. Give the service "
                 "a folder of its own."
             )
@@ -273,7 +282,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
     def _stores_from_urls(self) -> None:
         """`file://` store URLs are the local folders; `s3://` ones are checked here."""
-        for store, folder in (("bdr_store", "bdr_path"), ("artwork_store", "vault_path")):
+        for store, folder in (("zip_store", "zip_path"), ("artwork_store", "vault_path")):
             url = getattr(self, store)
             if url is None:
                 continue
@@ -301,9 +310,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise ConfigError("AWS_ENDPOINT_URL must start with http:// or https://")
 
     @property
-    def bdr_bucket(self) -> StoreUrl | None:
-        """Where ZIPs go when they go to object storage (None: the BDR_PATH folder)."""
-        return StoreUrl.parse(self.bdr_store, "BDR_STORE") if self.bdr_store else None
+    def zip_bucket(self) -> StoreUrl | None:
+        """Where ZIPs go when they go to object storage (None: the ZIP_PATH folder)."""
+        return StoreUrl.parse(self.zip_store, "ZIP_STORE") if self.zip_store else None
 
     @property
     def artwork_bucket(self) -> StoreUrl | None:
@@ -356,6 +365,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         touches Redis (`migrate`) passes `needs_redis=False`: REDIS_URL unset is then no error
         (and `redis_url` an unusable `redis://`, never connected to)."""
         env = os.environ if env is None else env
+        with _named_as_set(env):
+            return cls._from_env(_current_names(env), embedded, needs_secret, needs_redis)
+
+    @classmethod
+    def _from_env(
+        cls,
+        env: Mapping[str, str],
+        embedded: Embedded | None,
+        needs_secret: bool,
+        needs_redis: bool,
+    ) -> Settings:
         raw = _raw_values(env)
         _check_values(raw)
         if not needs_redis and raw.get("REDIS_URL") is None and not raw.get("PMD_DEV"):
@@ -393,12 +413,62 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         """Raise a ConfigError naming the first variable that is set and malformed (or a pair
         that does not go together); require none. For commands that need no other setting
         (`grants`), so that a mistake is reported by every command alike."""
-        _check_values(_raw_values(os.environ if env is None else env))
+        env = os.environ if env is None else env
+        with _named_as_set(env):
+            _check_values(_raw_values(_current_names(env)))
+
+
+# The former names of settings that serve BDRs and exports alike, from when they were named
+# after BDRs: still read, so that an environment written for an earlier release keeps working.
+FORMER_NAMES = {
+    "BDR_PATH": "ZIP_PATH",
+    "BDR_STORE": "ZIP_STORE",
+    "BDR_DOWNLOAD_MODE": "ZIP_DOWNLOAD_MODE",
+    "BDR_SIGNED_URL_SECONDS": "ZIP_SIGNED_URL_SECONDS",
+    "BDR_PROXY_MAX_DOWNLOADS": "ZIP_PROXY_MAX_DOWNLOADS",
+    "BDR_PROXY_MAX_PER_USER": "ZIP_PROXY_MAX_PER_USER",
+    "BDR_PROXY_IDLE_SECONDS": "ZIP_PROXY_IDLE_SECONDS",
+    "BDR_MIN_FREE_BYTES": "ZIP_MIN_FREE_BYTES",
+    "BDR_RETRY_BASE_SECONDS": "JOB_RETRY_BASE_SECONDS",
+    "BDR_STALE_SECONDS": "JOB_STALE_SECONDS",
+    "BDR_PENDING_GRACE_SECONDS": "JOB_PENDING_GRACE_SECONDS",
+}
+
+
+def _current_names(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with each former name read as its current one. Both set to different values is
+    an error naming both: which one was meant is not ours to guess."""
+    current = dict(env)
+    for former, name in FORMER_NAMES.items():
+        value = env.get(former, "")
+        if value == "":
+            continue
+        if env.get(name, "") not in ("", value):
+            raise ConfigError(
+                f"{name} and {former} are both set, to different values: {former} is the "
+                f"former name of {name}; keep one of them (or give both the same value)."
+            )
+        current[name] = value
+    return current
+
+
+@contextmanager
+def _named_as_set(env: Mapping[str, str]) -> Iterator[None]:
+    """A ConfigError names a setting as the environment sets it: by its former name when only
+    that one is set."""
+    try:
+        yield
+    except ConfigError as exc:
+        message = str(exc)
+        for former, name in FORMER_NAMES.items():
+            if env.get(former) and not env.get(name):
+                message = re.sub(rf"(?<![A-Z0-9_]){name}(?![A-Z0-9_])", former, message)
+        raise ConfigError(message) from None
 
 
 # First words of setting names that other software shares (the host's own environment file,
 # cloud SDKs, Sentry's SDK): a name there is unknown to us only when it is one letter or two
-# away from one of ours. Under the service's own first words (BDR_, EXPORT_, SSE_, SMTP_, ...)
+# away from one of ours. Under the service's own first words (ZIP_, EXPORT_, SSE_, SMTP_, ...)
 # every unknown name is reported.
 _SHARED_WORDS = frozenset(
     {
@@ -430,12 +500,12 @@ def unknown_settings(env: Mapping[str, str] | None = None) -> list[str]:
     ignored without a word. Tools' own variables (PMD_REQUIRE_BROWSER, ...) are no typo of a
     setting and are not named."""
     env = os.environ if env is None else env
-    known = list(_KINDS)
+    known = [*_KINDS, *FORMER_NAMES]
     words = {name.split("_", 1)[0] for name in known}
     found = []
     for name in sorted(env):
         word = name.split("_", 1)[0]
-        if name in _KINDS or word not in words or "_" not in name:
+        if name in known or word not in words or "_" not in name:
             continue
         close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
         typo = difflib.get_close_matches(name, known, n=1, cutoff=0.85)

@@ -31,8 +31,8 @@ async def create_export(request: web.Request) -> web.Response:
     principal = await retarget(request, body.target_sqid)
     rid = request_ids.current()
     settings = request.app[SETTINGS]
-    if settings.bdr_store is None:  # parts are written where BDR ZIPs are: the same floor
-        await ensure_free_space(settings.bdr_path, settings.bdr_min_free_bytes)
+    if settings.zip_store is None:  # parts are written where BDR ZIPs are: the same floor
+        await ensure_free_space(settings.zip_path, settings.zip_min_free_bytes)
     item = await service.create(request.app[DB_POOL], principal, body, settings, rid)
     if isinstance(item, NothingChanged):
         return json_response(item, headers={REQUEST_ID_HEADER: rid})
@@ -135,7 +135,7 @@ ENDPOINTS = (
                  "ready), or, with `since`, within EXPORT_INCREMENTAL_COOLDOWN_SECONDS of the "
                  "last export of any kind that counts; see Retry-After. A bad `part_bytes` or "
                  "`since` is a 400 first, whatever the state (409, 429)",
-            503: "The parts' file system is short of free space (BDR_MIN_FREE_BYTES); see "
+            503: "The parts' file system is short of free space (ZIP_MIN_FREE_BYTES); see "
                  "Retry-After",
             **_OWNER_ONLY,
         },

@@ -1,7 +1,8 @@
 """The export's payload functions and its events' trigger function, generated from the one
 definition of an item and an event (schemas.Payload) into
-`migrations/repeatable/export_events.sql`: export events share the BDR events' table and channel
-(`bdr_id` holds the export's id), with one trigger call a row, since exports change rarely.
+`migrations/repeatable/export_events.sql`: export events go to the stream's events table beside
+the BDRs' (`subject_id` is the export's id), with one trigger call a row, since exports change
+rarely.
 """
 
 from __future__ import annotations
@@ -49,9 +50,10 @@ BEGIN
         RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
     END IF;
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- ids visible in commit order (see 0005)
-    INSERT INTO bdr_events (bdr_id, user_id, payload)
+    INSERT INTO stream_events (subject_id, user_id, payload)
     VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
     RETURNING id INTO event_id;
+    -- The previous release's doorbell; the table rings this release's (migration 0018).
     PERFORM pg_notify('pmd_bdr_events', event_id::text);
     RETURN NULL;
 END

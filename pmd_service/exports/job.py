@@ -32,6 +32,7 @@ from .job_sql import (
 )
 from .mail import SQL_EXPORT_EMAILS_OWED, send_export_email
 from .recurring import start_due_exports
+from .restore import RESTORE_CHECKS
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -40,11 +41,13 @@ if TYPE_CHECKING:
 class ExportKind:
     name = "export"
     label = "export"
+    noun = "export"
     sql_claim = SQL_CLAIM
     sql_release = SQL_RELEASE_FOR_RETRY
     sql_lock_owned = SQL_LOCK_OWNED
     sql_stuck_pending = SQL_STUCK_PENDING
     sql_orphaned = SQL_ORPHANED
+    restore_checks = RESTORE_CHECKS
     sql_emails_owed = SQL_EXPORT_EMAILS_OWED
 
     def run(self, st: WorkerState, claim: Claim) -> ExportRun:

@@ -70,7 +70,7 @@ class ExportRun:
 
     async def fail(self, message: str) -> bool:
         row = await self.pool.fetchrow(
-            SQL_FAILED, self.export_id, self.token, message, self.st.settings.bdr_expiry_days
+            SQL_FAILED, self.export_id, self.token, message, self.st.settings.export_expiry_days
         )
         return row is not None
 
@@ -109,7 +109,7 @@ class ExportRun:
             )
         if (
             await self.pool.fetchval(
-                SQL_READY, self.export_id, self.token, self.st.settings.bdr_expiry_days
+                SQL_READY, self.export_id, self.token, self.st.settings.export_expiry_days
             )
             is None
         ):

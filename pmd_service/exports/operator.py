@@ -121,7 +121,7 @@ async def operator_export(
         found = []
         for part in parts:
             name = part_filename(export_id, part["number"], len(parts))
-            stored = await st.zips.locate(part["file_path"])
+            stored = await st.zips.locate(part["file_path"], part["file_size_bytes"])
             where = str(stored.path) if stored.path is not None else f"object {stored.key}"
             if to is not None:
                 target = to / name

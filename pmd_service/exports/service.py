@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..core.limits import NEWEST_BDRS
+from ..core.limits import NEWEST_ITEMS
 from ..core.locks import AdvisoryLock
 from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
 from ..core.settings import Settings
@@ -67,7 +67,7 @@ RETURNING export_payload(exports)::text
 """
 SQL_NEWEST = f"""
 SELECT export_payload(e)::text FROM exports e
-WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
+WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 """
 SQL_ONE = "SELECT export_payload(e)::text FROM exports e WHERE id = $1 AND user_id = $2"
 SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"
@@ -91,7 +91,8 @@ SET status = CASE WHEN status IN ('pending', 'processing') THEN 'cancelled' ELSE
 WHERE id = $1
 """
 SQL_PART = """
-SELECT p.status, p.file_path, p.sha256, e.status AS export_status, e.expires_at,
+SELECT p.status, p.file_path, p.file_size_bytes, p.sha256, e.status AS export_status,
+       e.expires_at,
        (SELECT count(*) FROM export_parts q WHERE q.export_id = e.id) AS part_count
 FROM exports e JOIN export_parts p ON p.export_id = e.id
 WHERE e.id = $1 AND e.user_id = $2 AND p.number = $3
@@ -326,7 +327,7 @@ async def part_download(
             slug="no-file",
         )
     try:
-        stored = await files.locate(row["file_path"] or "")
+        stored = await files.locate(row["file_path"] or "", row["file_size_bytes"])
     except ZipMissing:
         async with pool.acquire() as conn, conn.transaction():
             await conn.execute(SQL_PART_GONE, export_id, number)

@@ -87,7 +87,7 @@ def vault_file_in(root: Path, relative: str) -> Path:
 
 
 def contained(root: Path, relative: str) -> Path:
-    """`root/relative` for a path this service wrote itself (BDR ZIPs), refusing escapes."""
+    """`root/relative` for a path this service wrote itself (its ZIPs), refusing escapes."""
     if "\x00" in relative or relative.startswith("/"):
         raise VaultPathError("path must be relative and free of NUL bytes")
     base = root.resolve()
@@ -97,11 +97,13 @@ def contained(root: Path, relative: str) -> Path:
     return candidate
 
 
-BDR_PREFIX = "bdr/"
+# Every stored `file_path` of a ZIP of the service's own (a BDR's, an export part's) starts
+# so: stored in rows since the first release, its value stays.
+ZIP_PREFIX = "bdr/"
 
 
-# Every file the service writes under BDR_PATH carries this prefix, and the cleanup removes
-# nothing else: the host's worker names its ZIPs `{id}.zip`, so even a BDR_PATH shared with the
+# Every file the service writes under ZIP_PATH carries this prefix, and the cleanup removes
+# nothing else: the host's worker names its ZIPs `{id}.zip`, so even a ZIP_PATH shared with the
 # host by mistake never loses a host file.
 OWN_FILE_PREFIX = "pmd-"
 _UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -111,7 +113,7 @@ OWN_TEMP_RE = re.compile(rf"\.{OWN_FILE_PREFIX}{_UUID}\.[0-9a-f]{{8}}\.part")
 
 def bdr_file_path(user_sqid: str, bdr_id: object) -> str:
     """The stored, relative `file_path` of a BDR ZIP: `bdr/{user_sqid}/pmd-{id}.zip`."""
-    return f"{BDR_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.zip"
+    return f"{ZIP_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.zip"
 
 
 # In a bucket each run uploads to a name of its own (there is no rename to publish with): the
@@ -123,7 +125,7 @@ _USER_FOLDER_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 def bdr_object_file_path(user_sqid: str, bdr_id: object, run: str) -> str:
     """The stored `file_path` of a run's ZIP in a bucket: `bdr/{user_sqid}/pmd-{id}.{run}.zip`."""
-    return f"{BDR_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.{run}.zip"
+    return f"{ZIP_PREFIX}{user_sqid}/{OWN_FILE_PREFIX}{bdr_id}.{run}.zip"
 
 
 # A full export's parts: a folder per export, beside the user folders of BDRs (a sqid has no
@@ -145,7 +147,7 @@ def export_part_file_path(export_id: object, number: int, run: str | None = None
     """The stored `file_path` of an export's part: `bdr/pmd-exports/{id}/part-{n}.zip` in the
     folder, `bdr/pmd-exports/{id}/part-{n}.{run}.zip` in a bucket."""
     suffix = f".{run}" if run else ""
-    return f"{BDR_PREFIX}{EXPORTS_FOLDER}/{export_id}/part-{number}{suffix}.zip"
+    return f"{ZIP_PREFIX}{EXPORTS_FOLDER}/{export_id}/part-{number}{suffix}.zip"
 
 
 def export_part_temp_name(number: int, run: str) -> str:
@@ -153,20 +155,20 @@ def export_part_temp_name(number: int, run: str) -> str:
 
 
 def is_export_part(file_path: str) -> bool:
-    return _EXPORT_PART_RE.fullmatch(file_path.removeprefix(BDR_PREFIX)) is not None
+    return _EXPORT_PART_RE.fullmatch(file_path.removeprefix(ZIP_PREFIX)) is not None
 
 
-def bdr_object_key(file_path: str) -> str:
+def zip_object_key(file_path: str) -> str:
     """The key, under the store's prefix, of a stored `file_path` the service wrote."""
-    if file_path.startswith(BDR_PREFIX) and is_export_part(file_path):
-        return file_path.removeprefix(BDR_PREFIX)
-    user, _, name = file_path.removeprefix(BDR_PREFIX).partition("/")
+    if file_path.startswith(ZIP_PREFIX) and is_export_part(file_path):
+        return file_path.removeprefix(ZIP_PREFIX)
+    user, _, name = file_path.removeprefix(ZIP_PREFIX).partition("/")
     if (
-        not file_path.startswith(BDR_PREFIX)
+        not file_path.startswith(ZIP_PREFIX)
         or not _USER_FOLDER_RE.fullmatch(user)
         or not OWN_OBJECT_RE.fullmatch(name)
     ):
-        raise VaultPathError("not a BDR object path")
+        raise VaultPathError("not an object path of the service's ZIPs")
     return f"{user}/{name}"
 
 
@@ -184,18 +186,19 @@ def is_host_file(file_path: str) -> bool:
     return file_path.startswith(HOST_FILE_PREFIX)
 
 
-def stored_zip_path(bdr_root: Path, vault: Path, file_path: str) -> Path:
-    """Where a BDR's stored `file_path` lives: under BDR_PATH, or the host's under the vault."""
+def stored_zip_path(zip_root: Path, vault: Path, file_path: str) -> Path:
+    """Where a stored `file_path` lives: under ZIP_PATH, or the host's (a BDR its own PMD made)
+    under the vault."""
     if is_host_file(file_path):
         return contained(vault, file_path.removeprefix(HOST_FILE_PREFIX))
-    return bdr_zip_path(bdr_root, file_path)
+    return own_zip_path(zip_root, file_path)
 
 
-def bdr_zip_path(bdr_root: Path, file_path: str) -> Path:
-    """Where a stored `file_path` lives under BDR_PATH (which may sit outside the vault)."""
-    if not file_path.startswith(BDR_PREFIX):
-        raise VaultPathError("not a BDR file path")
-    return contained(bdr_root, file_path.removeprefix(BDR_PREFIX))
+def own_zip_path(zip_root: Path, file_path: str) -> Path:
+    """Where a stored `file_path` lives under ZIP_PATH (which may sit outside the vault)."""
+    if not file_path.startswith(ZIP_PREFIX):
+        raise VaultPathError("not a stored ZIP path")
+    return contained(zip_root, file_path.removeprefix(ZIP_PREFIX))
 
 
 def host_shard(storage_key: uuid.UUID, *, legacy: bool = False) -> str:

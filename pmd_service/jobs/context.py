@@ -30,7 +30,7 @@ class WorkerState:
     settings: Settings
     pool: asyncpg.Pool
     public_ids: PublicIds
-    zips: ZipFiles  # where ZIPs go: the BDR_PATH folder or the BDR_STORE bucket
+    zips: ZipFiles  # where ZIPs go: the ZIP_PATH folder or the ZIP_STORE bucket
     # Only when ARTWORK_BASE_URL is set: workers without the vault fetch over HTTP.
     http: aiohttp.ClientSession | None = None
     # ARTWORK_STORE's bucket, when artworks are read from one.

@@ -22,16 +22,16 @@ from arq import Retry
 
 from ..core import error_reports
 from ..core.logs import request_id_set
-from ..host.vault import bdr_object_key, bdr_zip_path
+from ..host.vault import own_zip_path, zip_object_key
 from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, object_sink, publish
 from .context import WorkerState, state
 from .failures import (
     BACKOFF_CAP_SECONDS,
     MAX_ATTEMPTS,
     TRANSIENT,
-    UNEXPECTED_MESSAGE,
     PermanentError,
     transient_message,
+    unexpected_message,
 )
 from .kind import Archive, Claim, ClaimedRun, JobKind
 from .streaming import stream_zip
@@ -77,13 +77,13 @@ async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | N
     error_reports.tag(f"{kind.name}_id", raw_id)  # arq's integration gives each job a scope
     token = uuid.uuid4()
     what = f"{kind.label} {row_id}"
-    stale = float(st.settings.bdr_stale_seconds)
+    stale = float(st.settings.job_stale_seconds)
     try:
         row = await st.pool.fetchrow(kind.sql_claim, row_id, token, stale)
     except TRANSIENT as exc:
         # Nothing is the run's yet, so trying again soon is all there is to do; escaping, the
         # error would end the job as failed and leave the row to the sweep.
-        defer = max(st.settings.bdr_retry_base_seconds, 1.0)
+        defer = max(st.settings.job_retry_base_seconds, 1.0)
         log.warning("%s: could not claim it (%r); retry in %.0f s", what, exc, defer)
         raise Retry(defer=defer) from exc
     return None if row is None else Claim(what, row_id, token, row)
@@ -94,7 +94,7 @@ async def _attempt(st: WorkerState, kind: JobKind, claim: Claim, run: ClaimedRun
     later attempt may succeed."""
     what = claim.what
     if run.attempts > MAX_ATTEMPTS:
-        await run.fail(transient_message(TimeoutError()))
+        await run.fail(transient_message(TimeoutError(), kind.noun))
         return "failed"
     try:
         async with aclosing(run.archives()) as archives:
@@ -110,25 +110,25 @@ async def _attempt(st: WorkerState, kind: JobKind, claim: Claim, run: ClaimedRun
         n = run.attempts
         if n >= MAX_ATTEMPTS:
             log.warning("%s: attempt %d failed (%r); giving up", what, n, exc)
-            await run.fail(transient_message(exc))
+            await run.fail(transient_message(exc, kind.noun))
         else:
-            defer = min(BACKOFF_CAP_SECONDS, st.settings.bdr_retry_base_seconds * 4 ** (n - 1))
+            defer = min(BACKOFF_CAP_SECONDS, st.settings.job_retry_base_seconds * 4 ** (n - 1))
             log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
             with contextlib.suppress(*TRANSIENT):
                 await st.pool.execute(kind.sql_release, claim.id, claim.token, defer)
             raise Retry(defer=defer) from exc
     except Exception:
         log.exception("%s: unexpected error", what)
-        await run.fail(UNEXPECTED_MESSAGE)
+        await run.fail(unexpected_message(kind.noun))
     return "failed"
 
 
 async def _place(st: WorkerState, kind: JobKind, claim: Claim, archive: Archive) -> None:
-    """Streams `archive` into BDR_PATH (a temp file renamed into place once published) or into
-    the BDR_STORE bucket (a multipart upload under this run's own name); what a run did not
+    """Streams `archive` into ZIP_PATH (a temp file renamed into place once published) or into
+    the ZIP_STORE bucket (a multipart upload under this run's own name); what a run did not
     publish is removed."""
     if st.zips.store is None:
-        final = bdr_zip_path(st.settings.bdr_path, archive.file_path)
+        final = own_zip_path(st.settings.zip_path, archive.file_path)
         temp = final.with_name(archive.temp_name)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
         try:
@@ -142,7 +142,7 @@ async def _place(st: WorkerState, kind: JobKind, claim: Claim, archive: Archive)
         # The browser saves the host's file name when it follows the signed URL.
         "Content-Disposition": f"attachment; filename={archive.download_name}",
     }
-    sink = object_sink(st.zips.store, bdr_object_key(archive.object_path), attributes)
+    sink = object_sink(st.zips.store, zip_object_key(archive.object_path), attributes)
     published = False
     try:
         result = archive.settled(await stream_zip(st, archive, sink))
@@ -177,6 +177,6 @@ async def publish_archive(
         if await conn.fetchval(kind.sql_lock_owned, claim.id, claim.token) is None:
             raise BuildCancelled
         if temp is not None:
-            await asyncio.to_thread(publish, temp, bdr_zip_path(st.settings.bdr_path, file_path))
+            await asyncio.to_thread(publish, temp, own_zip_path(st.settings.zip_path, file_path))
         await archive.publish(conn, file_path, result)
     archive.published(result)

@@ -34,11 +34,12 @@ TRANSIENT = (
     obstore.exceptions.BaseError,  # the bucket unreachable, a part refused, a timeout
 )
 
-# What the user is told when a run stops on an error nobody classified: a bug, never a fault of
-# the machine.
-UNEXPECTED_MESSAGE = (
-    "An unexpected error stopped this download; it has been logged. Please request it again."
-)
+
+def unexpected_message(noun: str) -> str:
+    """What the user is told when a run of their `noun` ("download", "export") stops on an error
+    nobody classified: a bug, never a fault of the machine."""
+    return f"An unexpected error stopped this {noun}; it has been logged. Please request it again."
+
 
 _REASON_TEXT = {
     "deleted": "deleted",
@@ -63,12 +64,12 @@ def nothing_added(skipped: list[tuple[int, str]]) -> Exception:
     )
 
 
-def transient_message(exc: BaseException) -> str:
+def transient_message(exc: BaseException, noun: str) -> str:
     if isinstance(exc, OSError) and exc.errno == 28:
         return "The server ran out of disk space while building the ZIP; please request it again later."
     if isinstance(exc, TransientError):
         return str(exc)
     return (
-        f"The download could not be prepared after {MAX_ATTEMPTS} attempts because of a "
+        f"The {noun} could not be prepared after {MAX_ATTEMPTS} attempts because of a "
         "temporary problem on our side; please request it again later."
     )

@@ -25,6 +25,7 @@ from ..zipbuild.build import BuildResult, FileDigest, Trailing
 from ..zipbuild.content import Artwork
 from ..zipbuild.json_files import Extras
 from .failures import PermanentError
+from .restore import RestoreCheck
 
 if TYPE_CHECKING:
     from ..core.db import Conn
@@ -148,11 +149,13 @@ class JobKind(Emailed, Protocol):
 
     name: str  # "bdr": the job's tag and log name
     label: str  # "BDR": how a log line names one
+    noun: str  # "download": how a message to its user names one
     sql_claim: str  # $1 id, $2 token, $3 stale seconds → the row, or none
     sql_release: str  # $1 id, $2 token, $3 seconds: handed back for a retry
     sql_lock_owned: str  # $1 id, $2 token: the row locked while still the run's
     sql_stuck_pending: str  # $1 grace seconds → id, age
     sql_orphaned: str  # $1 stale seconds, $2 retry grace → id, attempts
+    restore_checks: tuple[RestoreCheck, ...]  # what a restore may leave inconsistent
 
     def run(self, st: WorkerState, claim: Claim) -> ClaimedRun: ...
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -160,24 +161,32 @@ class Attempt:
     server may store the message even if its reply never reaches us (a slow server answering
     250 after our read timeout; a connection lost after the final dot): retrying then sends a
     second copy. Only an explicit error reply to DATA says it was not taken.
+
+    `before_data`, if given, runs just before DATA; if it raises, DATA never starts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, before_data: Callable[[], Awaitable[None]] | None = None) -> None:
         self.data_started = False
+        self._before_data = before_data
+
+    async def starting_data(self) -> None:
+        if self._before_data is not None:
+            await self._before_data()
+        self.data_started = True
 
     def may_have_delivered(self, exc: BaseException) -> bool:
         return self.data_started and not isinstance(exc, aiosmtplib.SMTPResponseException)
 
 
 class _SMTP(aiosmtplib.SMTP):
-    """aiosmtplib's client, noting on `attempt` when DATA starts (sendmail calls `data`)."""
+    """aiosmtplib's client, telling `attempt` when DATA starts (sendmail calls `data`)."""
 
     def __init__(self, attempt: Attempt, **options: Any) -> None:
         super().__init__(**options)
         self._attempt = attempt
 
     async def data(self, message: str | bytes, /, **options: Any) -> aiosmtplib.SMTPResponse:
-        self._attempt.data_started = True
+        await self._attempt.starting_data()
         return await super().data(message, **options)
 
 

@@ -1,6 +1,10 @@
 """A job's ready/failed email, once taken by its kind (bdr/mail.py, exports/mail.py): sent at most
 once, released for the sweep if SMTP fails before the message went out (see compose.Attempt for
-where that line is)."""
+where that line is), and sent by the sweep if its sender died before DATA.
+
+A take holds a lease. DATA starts only while the lease holds, and starting it ends the lease:
+from then on the email is never sent again. A lease that runs out therefore means its sender
+died (or stalled as long) before anything reached the server, and the email is owed again."""
 
 from __future__ import annotations
 
@@ -20,14 +24,45 @@ from .compose import Attempt, PlainAuthRefused, send
 log = logging.getLogger(__name__)
 
 MAX_EMAIL_ATTEMPTS = 5
+# A whole send gets this many SMTP_TIMEOUTs: room for one step that stalls almost to its own
+# timeout and the rest of the conversation, yet a server that answers every step just in time
+# cannot hold a send (and its lease) for ever.
+SEND_TIMEOUTS = 3
 
-# The rows whose email is owed, fewer than $1 tries made (each kind's `FROM <table>` before it).
-# A bounded batch per sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
-OWED = """
-WHERE send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed')
-  AND email_attempts < $1
+# Whether the email of row `t` may be taken: never taken, released, or taken by a sender whose
+# lease ran out before DATA.
+TAKEABLE = "(t.email_sent_at IS NULL OR t.email_lease_until < now())"
+
+# A row whose email is owed, fewer than $1 tries made (unqualified: any alias of the kind's table).
+OWED_ROW = """send_email AND (email_sent_at IS NULL OR email_lease_until < now())
+  AND status IN ('ready', 'failed') AND email_attempts < $1"""
+# The rows whose email is owed (each kind's `FROM <table> t` before it). A bounded batch per
+# sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
+OWED = f"""
+WHERE {OWED_ROW}
 ORDER BY completed_at LIMIT 10
 """
+
+
+def send_seconds(settings: Settings) -> float:
+    """The bound on one whole send, from connecting to the server's last reply."""
+    return SEND_TIMEOUTS * settings.smtp_timeout
+
+
+def lease_seconds(settings: Settings) -> float:
+    """How long a taken email stays its sender's: the bounded send, plus JOB_STALE_SECONDS, the
+    silence after which a BDR's worker counts as gone, so that only a dead (or as long stalled)
+    sender loses it."""
+    return send_seconds(settings) + settings.job_stale_seconds
+
+
+async def ended(pool: asyncpg.Pool, sql: str, row_id: uuid.UUID, taken_at: object) -> bool:
+    """A kind's "end the lease" statement (its `RETURNING` a row if it did), run."""
+    return await pool.fetchval(sql, row_id, taken_at) is not None
+
+
+class LeaseLost(Exception):
+    """The take's lease ran out before DATA: the email is no longer this sender's to send."""
 
 
 class Emailed(Protocol):
@@ -40,45 +75,76 @@ class Emailed(Protocol):
         ...
 
 
+async def _record(write: Callable[[], Awaitable[object]], what: str, outcome: str) -> None:
+    """`write()`, shielded: a cancellation (a sweep's timeout, a shutdown) cannot skip it. If it
+    fails, the lease still ends the take, and the sweep sends the email after it."""
+
+    async def guarded() -> None:
+        try:
+            await write()
+        except Exception as exc:
+            log.warning(
+                "email for %s %s, but that could not be recorded (%r); the sweep sends it once "
+                "its lease runs out",
+                what,
+                outcome,
+                exc,
+            )
+
+    await asyncio.shield(asyncio.ensure_future(guarded()))
+
+
 async def send_taken(
     settings: Settings,
     message: EmailMessage,
     what: str,
+    end_lease: Callable[[], Awaitable[bool]],
     release: Callable[[], Awaitable[object]],
 ) -> bool:
-    """Send a taken email; on a failure before the server could hold it, `release()` gives it
-    back to the sweep. True if it was (or may have been) delivered."""
-    attempt = Attempt()
+    """Send a taken email within `send_seconds`. `end_lease()` ends the take's lease if it still
+    holds (True), just before DATA or after a send without one (no SMTP server); on a failure
+    before the server could hold the message, `release()` gives it back to the sweep. True if it
+    was (or may have been) delivered."""
+
+    async def lease_ends() -> None:
+        if not await end_lease():
+            raise LeaseLost("its lease ran out before DATA")
+
+    attempt = Attempt(before_data=lease_ends)
     try:
-        await send(settings, message, attempt)
+        async with asyncio.timeout(send_seconds(settings)):
+            await send(settings, message, attempt)
     except BaseException as exc:
         if attempt.may_have_delivered(exc):
-            # The server may hold it, so it stays taken: at most one copy, and at worst none.
+            # The server may hold it, and its lease ended at DATA: at most one copy, and at
+            # worst none.
             log.warning(
                 "email for %s may have been delivered (%r after DATA); not sent again", what, exc
             )
             if not isinstance(exc, Exception):
                 raise
             return True
-        # Nothing reached the server (refused, auth, recipient rejected, or an explicit error
-        # reply to DATA), or cancelled before DATA (sweep timeout, shutdown): release it for
-        # the sweep. Shielded, so a cancellation cannot skip the release and lose the email.
+        # Nothing reached the server (refused, auth, recipient rejected, an explicit error
+        # reply to DATA, the lease lost), or cut before DATA (the send's bound, the sweep's
+        # timeout, shutdown): release it for the sweep.
         if isinstance(exc, PlainAuthRefused):
             # The operator's to fix; the sweep tries again (a server may offer STARTTLS again).
             log.error("email for %s not sent: %s; the sweep will retry", what, exc)
         else:
             log.warning("email for %s not sent (%r); the sweep will retry", what, exc)
-        released = asyncio.ensure_future(release())
-        with contextlib.suppress(BaseException):
-            await asyncio.shield(released)
+        with contextlib.suppress(asyncio.CancelledError):
+            await _record(release, what, "was not sent")
         if not isinstance(exc, Exception):
             raise
         return False
+    if not attempt.data_started:  # no SMTP server: logged, or kept in the dev mailbox
+        await _record(end_lease, what, "was logged")
     return True
 
 
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
-    """The sweep's: the emails of `kind` still owed, sent; how many were."""
+    """The sweep's: the emails of `kind` still owed (never taken, released, or taken by a
+    sender that died before DATA), sent; how many were."""
     sent = 0
     for row in await pool.fetch(kind.sql_emails_owed, MAX_EMAIL_ATTEMPTS):
         sent += await kind.send_email(pool, settings, row["id"])

@@ -276,13 +276,17 @@ async def undo(pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID) -
     assert row is not None  # the statement always returns exactly one row
     if row["clashes"]:
         raise artwork_held(row["clashes"])
-    message = f"Undid the {_WHAT.get(act['action'], act['action'])} of {row['restored']} post(s)"
+    restored = row["restored"]
+    what = _WHAT.get(act["action"], act["action"])
+    message = f"Undid the {what} of {restored} post{'' if restored == 1 else 's'}"
     by_why: dict[str, list[int]] = {}
     for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):
         by_why.setdefault(why, []).append(post_id)
     for why, ids in by_why.items():
         one, many = _LEFT[why]
-        message += f"; {len(ids)} {one if len(ids) == 1 else many}: {list_ids(ids)}"
+        # "post 12", "posts 12, 13": the form the page names by title.
+        listed = f"post {ids[0]}" if len(ids) == 1 else f"posts {list_ids(ids)}"
+        message += f"; {listed} {one if len(ids) == 1 else many}"
     return UndoOutcome(row["restored"], list(row["left_ids"]), message)
 
 

@@ -210,19 +210,19 @@ async def create_ticket(request: web.Request) -> web.Response:
     # Browsers reconnect with a ticket, so a reconnect storm is a storm of these too: the
     # caller's lookup is batched as the openings' are rather than a query each.
     request[PRINCIPAL] = principal = await bearer(request, request.app[SSE_CALLERS].by_sqid)
-    bdr_id = None
+    download_id = None
     if query.bdr_id is not None and query.export_id is not None:
         raise bad_request("Send `bdr_id` or `export_id`: a ticket opens one download.")
     if query.bdr_id is not None:
-        bdr_id = parse_uuid(query.bdr_id)
+        download_id = parse_uuid(query.bdr_id)
         # 404 now rather than at the download: the BDR must be the target's.
-        await bdr_service.get(request.app[DB_POOL], bdr_id, principal.target.id)
+        await bdr_service.get(request.app[DB_POOL], download_id, principal.target.id)
     elif query.export_id is not None:
         # Good for one download of any part of that export (the parts' URLs carry its id).
-        bdr_id = parse_uuid(query.export_id)
-        await export_service.get(request.app[DB_POOL], bdr_id, principal)
+        download_id = parse_uuid(query.export_id)
+        await export_service.get(request.app[DB_POOL], download_id, principal)
     key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
-    out = await tickets.mint(request.app[REDIS], key, principal, bdr_id)
+    out = await tickets.mint(request.app[REDIS], key, principal, download_id)
     return json_response(out, headers={"Cache-Control": "no-store"})
 
 

@@ -2,7 +2,7 @@
 posts) to subscribers.
 
 The NOTIFY payload is only a doorbell. After each ring (doorbells are coalesced) the hub reads
-`bdr_events` after the last id it has seen, on the listener connection itself, so the events of
+`stream_events` after the last id it has seen, on the listener connection itself, so the events of
 a process cost one database connection whatever the number of subscribers. Event ids become
 visible in commit order (the trigger serialises event-producing transactions), so "id > last
 seen" never skips one, and after a lost connection the hub re-LISTENs, then replays from the
@@ -33,7 +33,7 @@ AccessCheck = Callable[[Collection[Pair]], Awaitable[dict[Pair, Revoked]]]
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "pmd_bdr_events"
+CHANNEL = "pmd_stream_events"
 LISTENER_NAME = "pmd-sse-listener"
 READ_BATCH = 5000
 DISPATCH_SLICE = 2000  # streams written to between two turns of the event loop
@@ -41,11 +41,11 @@ TICK_SLICE = 1000  # streams the periodic pass handles between two turns of the 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
-SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM bdr_events"
+SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM stream_events"
 # payload as text: it is decoded only for events someone here subscribes to. A posts event
 # names its user as -user_id (migrations/0015_posts_changed_events.sql): it is that user's.
 SQL_EVENTS_AFTER = """
-SELECT id, abs(user_id) AS user_id, payload::text AS payload FROM bdr_events
+SELECT id, abs(user_id) AS user_id, payload::text AS payload FROM stream_events
 WHERE id > $1 ORDER BY id LIMIT $2
 """
 

@@ -1,8 +1,8 @@
-"""The newest BDR events a server process has read, kept so a stream that resumes with
-`Last-Event-ID` is answered without a query.
+"""The newest events (of BDRs, exports and posts) a server process has read, kept so a stream
+that resumes with `Last-Event-ID` is answered without a query.
 
 A reconnect storm (a network drop, a balancer restart, a deploy) is thousands of streams
-reopening within seconds, each missing at most a few events. Read from `bdr_events`, each
+reopening within seconds, each missing at most a few events. Read from `stream_events`, each
 resume is a pooled connection and two statements; the hub has already read every one of
 those events from its LISTEN connection, in commit order, so it can answer from memory
 whenever it still holds every event after the client's.

@@ -10,7 +10,7 @@ import asyncpg
 import msgspec
 
 from ..bdr.schemas import ITEM_COLUMNS
-from ..core.limits import NEWEST_BDRS
+from ..core.limits import NEWEST_ITEMS
 from . import frames
 from .recent import RecentEvents
 
@@ -32,19 +32,19 @@ FROM (
                FROM exports e
                WHERE e.id = ANY(ARRAY(
                    SELECT id FROM exports WHERE user_id = $1
-                   ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}))
+                   ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}))
            ) END AS exports
-    FROM bdr_events
+    FROM stream_events
 ) AS w
 LEFT JOIN LATERAL (
     SELECT {ITEM_COLUMNS} FROM batch_download_requests
-    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_BDRS}
+    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 ) AS b ON true
 """
-SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"
+SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
 # A posts event names its user as -user_id (migrations/0015_posts_changed_events.sql).
 SQL_MISSED = """
-SELECT id, payload::text AS payload FROM bdr_events
+SELECT id, payload::text AS payload FROM stream_events
 WHERE user_id IN ($1::int, -$1::int) AND id > $2 ORDER BY id LIMIT $3
 """
 

@@ -1,4 +1,4 @@
-"""Tidying the BDR bucket: uploads left behind, and ZIPs no ready row points at.
+"""Tidying the ZIPs' bucket: uploads left behind, and ZIPs no ready row points at.
 
 Only keys under the store's prefix that carry the service's own names
 (`{user}/pmd-{id}.{run}.zip`) are ever touched; anything else under the prefix, and anything
@@ -18,7 +18,7 @@ import obstore
 from obstore.store import ObjectStore
 
 from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
-from ..host.vault import BDR_PREFIX, EXPORT_OBJECT_RE, OWN_OBJECT_RE
+from ..host.vault import EXPORT_OBJECT_RE, OWN_OBJECT_RE, ZIP_PREFIX
 from .zip_files import OBJECT_MISSING
 
 if TYPE_CHECKING:
@@ -62,8 +62,8 @@ async def dead_uploads(
     conn: Conn | asyncpg.Pool, url: StoreUrl, access: S3Access, min_age_seconds: float
 ) -> list[Upload]:
     """The uploads of runs that are over: a worker killed mid-upload leaves its parts in the
-    bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR is
-    no longer being built by that run (taken over, cancelled, failed, done): a run never
+    bucket, invisible and billed, until someone aborts them. An upload is dead when its BDR or
+    export is no longer being built by that run (taken over, cancelled, failed, done): a run never
     becomes live again; one of another name under the prefix only once older than
     `min_age_seconds`."""
     uploads = await incomplete_uploads(url, access)
@@ -91,22 +91,34 @@ async def abort_dead_uploads(
     return len(dead)
 
 
+async def own_objects(store: ObjectStore, min_age_seconds: float | None) -> set[str]:
+    """The service's ZIPs and export parts older than `min_age_seconds` (None: any), as stored
+    file paths (`bdr/{key}`)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds or 0)
+    found: set[str] = set()
+    async for batch in obstore.list(store, chunk_size=1000):
+        for meta in batch:
+            young = min_age_seconds is not None and meta["last_modified"] >= cutoff
+            if _own(meta["path"]) is not None and not young:
+                found.add(f"{ZIP_PREFIX}{meta['path']}")
+    return found
+
+
+async def unnamed_paths(conn: Conn | asyncpg.Pool, candidates: set[str]) -> frozenset[str]:
+    """Those of `candidates` (stored file paths) no ready row points at."""
+    if not candidates:
+        return frozenset()
+    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(candidates))}
+    return frozenset(candidates - kept)
+
+
 async def orphan_objects(
     conn: Conn | asyncpg.Pool, store: ObjectStore, min_age_seconds: float
 ) -> frozenset[str]:
     """The service's ZIPs older than `min_age_seconds` that no ready row points at (a run whose
     commit failed after its upload completed, a row purged while its object was kept), as
     stored file paths (`bdr/{key}`)."""
-    cutoff = datetime.now(UTC) - timedelta(seconds=min_age_seconds)
-    candidates: set[str] = set()
-    async for batch in obstore.list(store, chunk_size=1000):
-        for meta in batch:
-            if _own(meta["path"]) is not None and meta["last_modified"] < cutoff:
-                candidates.add(f"{BDR_PREFIX}{meta['path']}")
-    if not candidates:
-        return frozenset()
-    kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(candidates))}
-    return frozenset(candidates - kept)
+    return await unnamed_paths(conn, await own_objects(store, min_age_seconds))
 
 
 async def remove_objects(
@@ -119,7 +131,7 @@ async def remove_objects(
     kept = {r["file_path"] for r in await pool.fetch(SQL_READY_FILES, list(orphans))}
     for path in orphans - kept:
         with contextlib.suppress(*OBJECT_MISSING):
-            await obstore.delete_async(store, path.removeprefix(BDR_PREFIX))
+            await obstore.delete_async(store, path.removeprefix(ZIP_PREFIX))
     return orphans - kept
 
 

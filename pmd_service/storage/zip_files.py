@@ -1,4 +1,4 @@
-"""Where ready ZIPs are kept: the BDR_PATH folder, or a bucket (BDR_STORE=s3://…), as the
+"""Where ready ZIPs are kept: the ZIP_PATH folder, or a bucket (ZIP_STORE=s3://…), as the
 server finds, serves and removes them.
 """
 
@@ -22,7 +22,7 @@ from obstore.store import S3Store
 from ..core.objects import STREAMING_CEILING, StoreUrl, open_store
 from ..core.problems import ProblemError
 from ..core.settings import Settings
-from ..host.vault import VaultPathError, bdr_object_key, bdr_zip_path, is_host_file, stored_zip_path
+from ..host.vault import VaultPathError, is_host_file, own_zip_path, stored_zip_path, zip_object_key
 
 if TYPE_CHECKING:
     from obstore import GetOptions, GetResult
@@ -77,12 +77,14 @@ class StoreHealth:
 
 
 class ZipMissing(Exception):
-    """The row says ready but its ZIP is gone (or its stored path is not one of ours)."""
+    """The row says ready but its ZIP is gone, is not the size the row says (another file
+    under its name: the folder restored from another moment), or its stored path is not one
+    of ours."""
 
 
 @dataclass(frozen=True)
 class StoredZip:
-    """A ZIP to serve: a local `path`, or an object `key` in the BDR bucket."""
+    """A ZIP to serve: a local `path`, or an object `key` in the ZIPs' bucket."""
 
     size: int
     etag: str  # strong, quoted
@@ -95,9 +97,9 @@ class ZipFiles:
     """`streams`: the server's copy, whose reads (proxy mode) last as long as their reader."""
 
     def __init__(self, settings: Settings, *, streams: bool = False) -> None:
-        self.root = settings.bdr_path
+        self.root = settings.zip_path
         self.vault = settings.vault_path
-        self.bucket: StoreUrl | None = settings.bdr_bucket
+        self.bucket: StoreUrl | None = settings.zip_bucket
         self.timeout = settings.store_timeout_seconds
         self.idle = settings.store_idle_seconds
         self.health = StoreHealth()
@@ -124,7 +126,7 @@ class ZipFiles:
                 if streams
                 else open_store(self.bucket, access)
             )
-        self.signed_url_ttl = timedelta(seconds=settings.bdr_signed_url_seconds)
+        self.signed_url_ttl = timedelta(seconds=settings.zip_signed_url_seconds)
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
         """One call of a few milliseconds, bounded by STORE_TIMEOUT_SECONDS whatever the
@@ -149,9 +151,23 @@ class ZipFiles:
         """The object key when `file_path` lives in the bucket; None when it is a file."""
         if self.store is None or is_host_file(file_path):
             return None  # the host's ZIPs (imported at the cut-over) stay under the vault
-        return bdr_object_key(file_path)
+        return zip_object_key(file_path)
 
-    async def locate(self, file_path: str) -> StoredZip:
+    async def locate(self, file_path: str, size: int | None = None) -> StoredZip:
+        """The stored ZIP; ZipMissing when there is none, or when `size` (the row's) is given
+        and the file is not that long: its digest and length would not be the row's."""
+        stored = await self._locate(file_path)
+        if size is not None and stored.size != size:
+            log.warning(
+                "%s holds %d bytes where its row says %d: not served (answered as gone)",
+                file_path,
+                stored.size,
+                size,
+            )
+            raise ZipMissing(file_path)
+        return stored
+
+    async def _locate(self, file_path: str) -> StoredZip:
         try:
             key = self._key(file_path)
             if key is not None:
@@ -176,7 +192,7 @@ class ZipFiles:
         )
 
     async def signed_url(self, stored: StoredZip, method: Literal["GET", "HEAD"]) -> str:
-        """A URL of the object valid for BDR_SIGNED_URL_SECONDS (signed locally: no request).
+        """A URL of the object valid for ZIP_SIGNED_URL_SECONDS (signed locally: no request).
 
         The method is part of the signature: a HEAD is redirected to a URL signed for HEAD.
         """
@@ -236,7 +252,7 @@ class ZipFiles:
                     # gets the 204): the daily cleanup removes the object as an orphan.
                     log.warning("could not delete %s now; the daily cleanup will", key)
                 return
-            path = bdr_zip_path(self.root, file_path)
+            path = own_zip_path(self.root, file_path)
         except VaultPathError:
             log.error("refusing to delete %r: not a ZIP the service wrote", file_path)
             return

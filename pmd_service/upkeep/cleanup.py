@@ -1,4 +1,5 @@
-"""Daily: expire old downloads, purge old rows and events, tidy the BDR folder or bucket.
+"""Daily: expire old downloads and exports, purge old rows and events, tidy the ZIPs' folder or
+bucket.
 
 `plan_cleanup` reads what is due into a `CleanupPlan` in one read-only snapshot, and
 `apply_cleanup` does exactly that plan, each statement re-checking its condition on the planned
@@ -22,13 +23,13 @@ import asyncpg
 
 from ..core.objects import Upload, abort_uploads
 from ..host.vault import (
-    BDR_PREFIX,
     EXPORTS_FOLDER,
     OWN_TEMP_RE,
     OWN_ZIP_RE,
+    ZIP_PREFIX,
     VaultPathError,
-    bdr_zip_path,
     is_host_file,
+    own_zip_path,
 )
 from ..jobs.context import state
 from ..jobs.kind import Expiry
@@ -58,7 +59,7 @@ _UNDO_PURGE = "created_at < $1::timestamptz - interval '24 hours'"
 # The plan: read in a read-only snapshot.
 SQL_PLAN_COUNTS = f"""
 SELECT
-  (SELECT count(*) FROM bdr_events WHERE {_EVENT_PURGE}) AS events,
+  (SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}) AS events,
   (SELECT coalesce(array_agg(post_id), '{{}}') FROM moderator_deletions m WHERE {_MARK_PURGE})
     AS marks,
   (SELECT count(*) FROM audited_reads WHERE {_READ_PURGE}) AS audited_reads,
@@ -67,7 +68,7 @@ SELECT
 """
 
 # The run: each statement on the planned ids, its condition re-checked.
-SQL_PURGE_EVENTS = f"DELETE FROM bdr_events WHERE {_EVENT_PURGE}"
+SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
 SQL_PURGE_MARKS = f"""
 DELETE FROM moderator_deletions m WHERE post_id = ANY($1::int[]) AND {_MARK_PURGE}
 RETURNING post_id
@@ -81,7 +82,7 @@ DELETE FROM bulk_action_posts WHERE action_id IN (SELECT id FROM gone)
 
 @dataclass(frozen=True)
 class FolderTidy:
-    """In BDR_PATH: the service's own files older than an hour that no ready row points at."""
+    """In ZIP_PATH: the service's own files older than an hour that no ready row points at."""
 
     temp_files: frozenset[Path]  # of runs that died
     orphans: frozenset[Path]  # ZIPs and export parts no ready row points at
@@ -97,7 +98,7 @@ class FolderTidy:
 
 @dataclass(frozen=True)
 class BucketTidy:
-    """In the BDR bucket: the uploads of runs that are over, and objects no ready row points
+    """In the ZIPs' bucket: the uploads of runs that are over, and objects no ready row points
     at (as stored file paths, `bdr/{key}`)."""
 
     uploads: frozenset[Upload]
@@ -145,8 +146,11 @@ def _stored_files(kinds: dict[str, Expiry]) -> list[str]:
     return [path for path in found if path and not is_host_file(path)]
 
 
-def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
-    """(temp files, ZIPs) the service wrote under the user folders, older than an hour.
+def old_files(
+    root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECONDS
+) -> tuple[list[Path], list[Path]]:
+    """(temp files, ZIPs) the service wrote under the user folders, older than `min_age`
+    seconds (an hour: younger ones may be being written or just published).
 
     Only names the service gives its own files: anything else is never touched.
     """
@@ -169,15 +173,15 @@ def old_files(root: Path, now: float) -> tuple[list[Path], list[Path]]:
                 age = now - entry.lstat().st_mtime
             except FileNotFoundError:
                 continue  # renamed or removed by a build meanwhile
-            if age <= TEMP_MAX_AGE_SECONDS or entry.is_symlink():
-                continue  # young: possibly being written or just published
+            if age <= min_age or entry.is_symlink():
+                continue
             (parts if own_temp else zips).append(entry)
     return parts, zips
 
 
-def old_export_files(root: Path, now: float) -> list[Path]:
-    """Files under the exports' folders older than an hour: temp files of runs that died, and
-    parts (kept only if a ready part row points at them: the caller checks)."""
+def old_export_files(root: Path, now: float, min_age: float = TEMP_MAX_AGE_SECONDS) -> list[Path]:
+    """Files under the exports' folders older than `min_age` seconds: temp files of runs that
+    died, and parts (kept only if a ready part row points at them: the caller checks)."""
     found: list[Path] = []
     exports = root / EXPORTS_FOLDER
     if not exports.is_dir() or exports.is_symlink():
@@ -187,7 +191,7 @@ def old_export_files(root: Path, now: float) -> list[Path]:
             continue
         for entry in folder.iterdir():
             try:
-                if now - entry.lstat().st_mtime > TEMP_MAX_AGE_SECONDS and entry.is_file():
+                if now - entry.lstat().st_mtime > min_age and entry.is_file():
                     found.append(entry)
             except FileNotFoundError:
                 continue
@@ -217,7 +221,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
                 await orphan_objects(conn, st.zips.store, TEMP_MAX_AGE_SECONDS),
             )
         else:
-            tidy = await _plan_folder(conn, st.settings.bdr_path, _stored_files(kinds))
+            tidy = await _plan_folder(conn, st.settings.zip_path, _stored_files(kinds))
     return CleanupPlan(
         at=at,
         kinds=kinds,
@@ -232,11 +236,11 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
 async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
     temps, zips = await asyncio.to_thread(old_files, root, time.time())
     export_files = await asyncio.to_thread(old_export_files, root, time.time())
-    orphans = await _unused(conn, root, {*zips, *export_files})
+    orphans = await unnamed_files(conn, root, {*zips, *export_files})
     gone: set[Path] = {*temps, *orphans}
     for file_path in expired:
         with contextlib.suppress(VaultPathError):
-            gone.add(bdr_zip_path(root, file_path))
+            gone.add(own_zip_path(root, file_path))
     folders = await asyncio.to_thread(_emptied_folders, root, gone)
     return FolderTidy(frozenset(temps), orphans, folders)
 
@@ -308,14 +312,14 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         orphans = await remove_objects(pool, st.zips.store, plan.tidy.orphans)
         tidy: FolderTidy | BucketTidy = BucketTidy(plan.tidy.uploads, orphans)
     else:
-        log.info("cleanup: tidying the folder %s", st.settings.bdr_path)
-        tidy = await _tidy_folder(pool, st.settings.bdr_path, plan.tidy)
+        log.info("cleanup: tidying the folder %s", st.settings.zip_path)
+        tidy = await _tidy_folder(pool, st.settings.zip_path, plan.tidy)
     return dataclasses.replace(done, tidy=tidy)
 
 
-async def _unused(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
+async def unnamed_files(conn: Conn | asyncpg.Pool, root: Path, files: set[Path]) -> frozenset[Path]:
     """The ZIPs and export parts among `files` that no ready row points at."""
-    stored = {f"{BDR_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
+    stored = {f"{ZIP_PREFIX}{path.relative_to(root).as_posix()}": path for path in files}
     kept = {r["file_path"] for r in await conn.fetch(SQL_READY_FILES, list(stored))}
     return frozenset(path for name, path in stored.items() if name not in kept)
 
@@ -324,7 +328,7 @@ async def _tidy_folder(pool: asyncpg.Pool, root: Path, plan: FolderTidy) -> Fold
     """Removes the planned files still older than an hour (one written since is young again)
     and, of the orphans, those a ready row still does not point at; then the planned folders
     that are empty."""
-    orphans = await _unused(pool, root, set(plan.orphans))
+    orphans = await unnamed_files(pool, root, set(plan.orphans))
     return await asyncio.to_thread(_remove, plan.temp_files, orphans, plan.folders)
 
 
@@ -352,7 +356,7 @@ def _remove(
     return FolderTidy(temp_files, orphan_files, frozenset(emptied))
 
 
-async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
+async def daily_cleanup(ctx: dict[str, Any]) -> dict[str, int]:
     """The worker's daily job (and `python -m pmd_service cleanup`): plan, then apply."""
     st = state(ctx)
     done = await apply_cleanup(st, await plan_cleanup(st))
@@ -362,7 +366,7 @@ async def cleanup_expired_bdrs(ctx: dict[str, Any]) -> dict[str, int]:
 
 
 async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
-    """What `cleanup_expired_bdrs` would do now, in the same summary (plus `dry_run`), changing
+    """What `daily_cleanup` would do now, in the same summary (plus `dry_run`), changing
     nothing: its plan."""
     st = state(ctx)
     plan = await plan_cleanup(st)
@@ -394,7 +398,7 @@ async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
         log.info(
             "cleanup (dry run): in the folder %s, %d temp files, %d orphan ZIPs and %d emptied "
             "folders would be removed",
-            st.settings.bdr_path,
+            st.settings.zip_path,
             len(plan.tidy.temp_files),
             len(plan.tidy.orphans),
             len(plan.tidy.folders),

@@ -5,7 +5,8 @@ email is forgotten.
   server commits before it enqueues, so a Redis outage at that moment leaves a row only this finds.
 - `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
   are enqueued under a fresh job id; the claim lets exactly one run take them over.
-- Emails whose SMTP send failed are retried.
+- Emails whose SMTP send failed are retried, and so are those whose sender died mid-send
+  (their lease ran out: mail/notify.py).
 - With ZIPs in a bucket: multipart uploads of runs that are over (a worker killed mid-upload)
   are aborted, so their parts stop taking space.
 """
@@ -41,7 +42,7 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
     st = state(ctx)
     redis: ArqRedis = ctx["redis"]
     requeued = retaken = 0
-    grace = float(st.settings.bdr_pending_grace_seconds)
+    grace = float(st.settings.job_pending_grace_seconds)
     for row in await st.pool.fetch(kind.sql_stuck_pending, grace):
         if await kind.enqueue(redis, row["id"], None):
             requeued += 1
@@ -55,7 +56,7 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
             late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
             requeued += await kind.enqueue(redis, row["id"], late)
     for row in await st.pool.fetch(
-        kind.sql_orphaned, float(st.settings.bdr_stale_seconds), float(RETRY_GRACE_SECONDS)
+        kind.sql_orphaned, float(st.settings.job_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
         retaken += await kind.enqueue(redis, row["id"], f"take{row['attempts']}")
     return requeued, retaken

@@ -117,7 +117,7 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     # Opening a store makes no request: readiness never calls the bucket (it reports what the
     # downloads found). In proxy mode a download streams from it for as long as the client reads.
     app[ZIP_FILES] = ZipFiles(settings, streams=True)
-    app[PROXY_SLOTS] = ProxySlots(settings.bdr_proxy_max_downloads, settings.bdr_proxy_max_per_user)
+    app[PROXY_SLOTS] = ProxySlots(settings.zip_proxy_max_downloads, settings.zip_proxy_max_per_user)
     download_metrics(app[METRICS], app[ZIP_FILES], app[PROXY_SLOTS])
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)

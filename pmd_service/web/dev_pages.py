@@ -36,7 +36,7 @@ async def dev_vault(request: web.Request) -> web.FileResponse:
     """Dev mode only: artwork files for thumbnails, as the host site serves `art_url`.
 
     Only `{shard}/{uuid}.{png|gif|webp|bmp}` resolves (the shard of one or more levels), and
-    never inside BDR_PATH: ZIPs are served by the authenticated endpoint alone.
+    never inside ZIP_PATH: ZIPs are served by the authenticated endpoint alone.
     """
     settings = request.app[SETTINGS]
     match = _VAULT_NAME_RE.match(request.match_info["name"])
@@ -48,7 +48,7 @@ async def dev_vault(request: web.Request) -> web.FileResponse:
         )
     except (VaultPathError, ValueError):
         raise not_found("No such artwork file.") from None
-    if path.is_relative_to(settings.bdr_path.resolve()) or not path.is_file():
+    if path.is_relative_to(settings.zip_path.resolve()) or not path.is_file():
         raise not_found("No such artwork file.")
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 

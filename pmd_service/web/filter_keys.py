@@ -21,10 +21,14 @@ MODULE = Path(__file__).parent / "static" / "filter_keys.js"
 
 
 def _kind(field: msgspec.inspect.Field) -> str:
-    """`list`, `flag` or `text`: how the page holds the key's value (as a query reads it)."""
+    """`list`, `flag`, `number` or `text`: how the page holds the key's value (as a query
+    reads it)."""
     if query_list(field.type) is not None:
         return "list"
-    return "flag" if isinstance(query_scalar(field.type), msgspec.inspect.BoolType) else "text"
+    scalar = query_scalar(field.type)
+    if isinstance(scalar, msgspec.inspect.BoolType):
+        return "flag"
+    return "number" if isinstance(scalar, msgspec.inspect.IntType) else "text"
 
 
 def module_text() -> str:
@@ -45,6 +49,8 @@ export const FILTER_KEYS = {names()};
 export const LIST_KEYS = {names("list")};
 // Keys whose value is true or false.
 export const FLAG_KEYS = {names("flag")};
+// Keys whose value is a whole number.
+export const NUMBER_KEYS = {names("number")};
 """
 
 

@@ -8,26 +8,38 @@ import time
 import msgspec
 from aiohttp import web
 
+from .. import __version__
 from ..api.declaration import Auth, Endpoint
 from ..api.keys import DB_POOL, REDIS, ZIP_FILES
 from ..api.problem_responses import answer
+from ..api.responses import json_response
 from ..core.problems import ProblemError
 
 CHECK_TIMEOUT = 2.0
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response(HealthStatus(status="ok", version=__version__))
 
 
-async def _check_db(request: web.Request) -> None:
-    async with asyncio.timeout(CHECK_TIMEOUT):
-        await request.app[DB_POOL].fetchval("SELECT 1")
+async def _check_db(request: web.Request) -> str:
+    pool = request.app[DB_POOL]
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT):
+            await pool.fetchval("SELECT 1")
+    except TimeoutError:
+        # Every connection open and in use is load, not an outage: taken out of rotation, a
+        # busy server would push its clients onto the others until none is left.
+        if pool.get_size() >= pool.get_max_size() and pool.get_idle_size() == 0:
+            return "busy: every pooled connection in use"
+        raise
+    return "ok"
 
 
-async def _check_redis(request: web.Request) -> None:
+async def _check_redis(request: web.Request) -> str:
     async with asyncio.timeout(CHECK_TIMEOUT):
         await request.app[REDIS].ping()
+    return "ok"
 
 
 def _store_state(request: web.Request) -> str | None:
@@ -49,11 +61,10 @@ async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     for name, check in (("database", _check_db), ("redis", _check_redis)):
         try:
-            await check(request)
-            checks[name] = "ok"
+            checks[name] = await check(request)
         except Exception as exc:  # any failure means "not ready"; the reason is reported
             checks[name] = f"unreachable: {type(exc).__name__}"
-    failing = ", ".join(k for k, v in checks.items() if v != "ok")
+    failing = ", ".join(k for k, v in checks.items() if v.startswith("unreachable"))
     store = _store_state(request)
     if store is not None:
         # Reported, not a reason to be unready: every server shares the store, and taking
@@ -75,6 +86,8 @@ async def readyz(request: web.Request) -> web.Response:
 
 class HealthStatus(msgspec.Struct):
     status: str
+    # The release this process runs: during a rolling upgrade, which servers are new yet.
+    version: str
 
 
 class ReadyStatus(msgspec.Struct):
@@ -88,7 +101,7 @@ ENDPOINTS = (
         "/healthz",
         healthz,
         "healthz",
-        "Liveness",
+        "Liveness, and the release the process runs",
         "operations",
         auth=Auth.PUBLIC,
         response=HealthStatus,

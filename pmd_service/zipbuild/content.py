@@ -1,4 +1,5 @@
-"""What goes into a BDR ZIP: artworks re-checked at build time, and the JSON files.
+"""What goes into a ZIP (a BDR's, an export part's): artworks re-checked at build time, and the
+JSON files.
 
 Formats are the feature's original ones (`metadata.json`, `comments.json`, `reactions.json`;
 see docs/architecture.md, "ZIP layout") plus `skipped` in

@@ -20,7 +20,8 @@ from obstore.store import ObjectStore
 
 from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.failures import UNEXPECTED_MESSAGE
+from pmd_service.host.vault import EXPORTS_FOLDER
+from pmd_service.jobs.failures import unexpected_message
 from pmd_service.storage.object_tidy import remove_orphan_objects
 from runs.chaos.procs import Processes
 from runs.chaos.seed import Seed, zip_problems
@@ -29,10 +30,12 @@ from runs.chaos.workload import DOWNLOAD_FAILED, SERVER_ERROR, TERMINAL, Api, Le
 from support.mailbox import Mailbox
 
 BDR_LINK = re.compile(r"bdr=([0-9a-f-]{36})")
+# An email is owed until its send has ended (its lease cleared): one taken by a worker killed
+# mid-send stays owed until the lease runs out and the sweep sends it.
 SQL_UNSETTLED = """
 SELECT count(*) FILTER (WHERE status IN ('pending', 'processing')) AS open,
-       count(*) FILTER (WHERE send_email AND email_sent_at IS NULL
-                          AND status IN ('ready', 'failed')) AS emails
+       count(*) FILTER (WHERE send_email AND status IN ('ready', 'failed')
+                          AND (email_sent_at IS NULL OR email_lease_until IS NOT NULL)) AS emails
 FROM batch_download_requests
 """
 
@@ -117,9 +120,9 @@ async def check_all(
     if zip_store is not None:
         await check_bucket(report, pool, zip_store, settings, seed, bdrs)
     else:
-        await asyncio.to_thread(check_folder, report, settings.bdr_path, seed, bdrs)
-    # Read after the checks above: "settled" counts an email owed no more once it is taken,
-    # before it is sent, and the last ones arrive meanwhile.
+        await asyncio.to_thread(check_folder, report, settings.zip_path, seed, bdrs)
+    # "Settled" waited for every send to end, and a server stores a message before the reply
+    # that ends its send: every email is in by now.
     received = mailbox.received()
     check_emails(report, bdrs, received)
     check_downloads(report, ledger)
@@ -166,7 +169,7 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
     # Faults end a BDR as failed only for a known reason (its posts gone, retries used up); an
     # error nobody classified is a bug (as a cursor's prepared statement behind PgBouncer was).
     bugs = [f"BDR {r['id']} failed on an unexpected error" for r in failed
-            if r["error_message"] == UNEXPECTED_MESSAGE]  # fmt: skip
+            if r["error_message"] == unexpected_message("download")]  # fmt: skip
     report.count("failed BDRs that failed for a known reason", len(failed) - len(bugs),
                  len(failed), bugs, at_least=0)  # fmt: skip
     by_status = Counter(r["status"] for r in bdrs)
@@ -223,10 +226,12 @@ async def check_bucket(
     # the hour it waits had passed, and count what is left.
     report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
     ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
-    found = {m["path"] for batch in obstore.list(store) for m in batch}
+    # Export parts are checked apart (runs/cluster/upgrade.py).
+    listed = [m["path"] for batch in obstore.list(store) for m in batch]
+    found = {k for k in listed if not k.startswith(f"{EXPORTS_FOLDER}/")}
     await asyncio.to_thread(check_zips, report, "in the bucket", ready, found,
                             lambda k: obstore.get(store, k).bytes().to_bytes(), seed)  # fmt: skip
-    bucket, deadline = settings.bdr_bucket, time.monotonic() + 75
+    bucket, deadline = settings.zip_bucket, time.monotonic() + 75
     assert bucket is not None
     while (left := await incomplete_uploads(bucket, settings.s3_access)) and (  # noqa: ASYNC110
         time.monotonic() < deadline
@@ -239,6 +244,8 @@ async def check_bucket(
 def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) -> None:
     got: Counter[str] = Counter()
     for m in received:
+        if str(m["Message-ID"]).startswith("<export-"):
+            continue  # an export's: runs/cluster/upgrade.py checks those
         body = m.get_body(("plain",))
         match = BDR_LINK.search(body.get_content() if body is not None else "")
         got[match.group(1) if match else "?"] += 1
@@ -246,12 +253,13 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
     bad = []
     for bdr_id, r in asked.items():
         # Ready/failed: exactly one. Cancelled: none. Expired (removed by its owner): one if it
-        # was taken while ready, none if the owner removed it first.
-        sent = r["email_sent_at"] is not None
+        # was sent while ready (taken, and that send ended), none if the owner removed it first.
+        sent = r["email_sent_at"] is not None and r["email_lease_until"] is None
         want = {"ready": 1, "failed": 1, "cancelled": 0}.get(r["status"], int(sent))
         if got[bdr_id] != want or (want == 1) != sent:
             bad.append(f"BDR {bdr_id} ({r['status']}): {got[bdr_id]} emails, "
-                       f"email_sent_at {r['email_sent_at']}")  # fmt: skip
+                       f"email_sent_at {r['email_sent_at']}, "
+                       f"email_lease_until {r['email_lease_until']}")  # fmt: skip
     ok = len(asked) - len(bad)
     bad += [f"{n} email(s) for {i}, which did not ask for one" for i, n in got.items()
             if i not in asked]  # fmt: skip

@@ -102,7 +102,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             undo.push_async_callback(asyncio.to_thread, server.stop)
         os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared Redis alone
         settings: Settings = replace(await undo.enter_async_context(fresh_stack()),
-                                     bdr_path=run_dir / "bdr")  # fmt: skip
+                                     zip_path=run_dir / "bdr")  # fmt: skip
         t = time.monotonic()
         conn = await connect(settings.database_url or "", "pmd-chaos")
         try:
@@ -135,7 +135,10 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
             BDR_MIN_FREE_BYTES=str(8 * 2**20),
             BDR_RETRY_BASE_SECONDS="1", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
-            SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), BASE_URL="http://pmd.chaos",
+            # An email lease of 30 s (mail/notify.py): one taken by a worker killed mid-send is
+            # sent again by the sweep well inside the drain.
+            SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), SMTP_TIMEOUT="5",
+            BASE_URL="http://pmd.chaos",
             SSE_MAX_PER_USER="10",
         )  # fmt: skip
         modes: list[dict[str, str]] = [{}, {}]
@@ -176,7 +179,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         # saying why); the CI run frees it in time for a retry to succeed. The freeze is over
         # before the store is stopped (at 0.52 of the workload) in the CI run too.
         faults = Faults(api.ledger, api, pool, servers, workers, redis, smtp, tmpfs, data.victim,
-                        clients, store=weed, bucket=settings.bdr_bucket, access=settings.s3_access,
+                        clients, store=weed, bucket=settings.zip_bucket, access=settings.s3_access,
                         pooler=bouncer, smtp_seconds=20.0 if args.ci else 40.0,
                         disk_seconds=12.0 if args.ci else 28.0,
                         frozen_seconds=12.0 if args.ci else 20.0)  # fmt: skip
@@ -185,12 +188,12 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         supervisor = Supervisor(procs, lambda name: asyncio.to_thread(procs[name].start),
                                 ("server", "worker"), api.ledger.say)  # fmt: skip
         tasks.append(asyncio.create_task(supervisor.watch()))
-        bucket = settings.bdr_bucket
+        bucket = settings.zip_bucket
         zip_store = open_store(bucket, settings.s3_access) if bucket is not None else None
         print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
               f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
         plan = [] if args.no_faults else schedule(faults, args.duration, args.ci)
-        await play(api, pool, data, plan, args.duration, bdr_root=settings.bdr_path,
+        await play(api, pool, data, plan, args.duration, bdr_root=settings.zip_path,
                    zip_store=zip_store, break_downloads=args.break_downloads)  # fmt: skip
         settled = await drain(faults, 150.0 if args.ci else 240.0)
         report = await checks.check_all(api, pool, data, clients, settings, zip_store, smtp,

@@ -85,6 +85,8 @@ class SseClient:
                     self.events += 1
                     if self.last_id is not None:
                         self.ids.append(int(self.last_id))
+                elif msg.event == "export_update" and self.last_id is not None:
+                    self.ids.append(int(self.last_id))  # its id counts as a BDR's does
                 elif msg.event == "reset":
                     self.resets += 1
                     self.view.clear()

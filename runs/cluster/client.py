@@ -1,6 +1,7 @@
 """The cluster's workload, faults and checks, run from the client host: the chaos run's actors,
 SSE clients and checks aimed at the balancer; faults on whole hosts and links; the balancer's
-5xx while a host is lost, counted; every event once per stream in a rolling deploy."""
+5xx while a host is lost, counted; in a rolling deploy or upgrade, exports too, and every event
+once per stream."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -29,7 +31,8 @@ from runs.chaos.seed import Seed, seed
 from runs.chaos.sse import SseClient, start_streams
 from runs.chaos.workload import Api, Injector, Ledger, Plan, cancel, close_pool, play
 from runs.cluster.checks import SERVICE_HOSTS, service_logs
-from runs.cluster.hosts import BUCKET, SERVICE_ROLE, Cluster
+from runs.cluster.hosts import BUCKET, CURRENT, SERVICE_ROLE, Cluster
+from runs.cluster.upgrade import Exports, command
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory
@@ -38,6 +41,7 @@ from support.stack import answers, wait_ready
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
 SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
+PART_BYTES = 4 * 2**20  # an export's parts: several a user, tens for the victim
 SETTINGS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
 
@@ -79,6 +83,8 @@ class Faults(Injector):
     env: dict[str, str]
     lb: Balancer
     down: set[str] = field(default_factory=set)  # hosts lost at the moment
+    streams: list[SseClient] = field(default_factory=list)
+    storms: list[str] = field(default_factory=list)  # each server stop's reconnects
 
     async def lose_host(self, name: str, down_for: float) -> None:
         """A power cut: every process killed, the link down; back `down_for` seconds later."""
@@ -121,10 +127,26 @@ class Faults(Injector):
         host.cut(other, off=False)
         self.say(f"host {name} reaches {peer} again")
 
+    async def upgrade(self) -> None:
+        """The new release's grants and migrations while the previous one serves, 10 s of it
+        on the new schema, then the rolling deploy of the new release."""
+        await self.pool.execute(grants_sql(SERVICE_ROLE))
+        began = time.monotonic()
+        applied = (await command(CURRENT, ["migrate"], self.env)).strip()
+        self.say(f"upgrade: {applied} in {time.monotonic() - began:.1f} s, with "
+                 f"{self.cluster.previous and self.cluster.previous.name} serving")  # fmt: skip
+        await asyncio.sleep(10)
+        await self.roll()
+
     async def roll(self) -> None:
-        """A rolling deploy: every server host, then every worker host, one at a time, stopped
-        with SIGTERM and started again; the next once the balancer sees the last one up."""
-        for name in [*self.cluster.servers, *self.cluster.workers]:
+        """A rolling deploy: every server host, then every worker host (in an upgrade, a
+        server then a worker: meanwhile jobs queued by each release run on the other), one
+        at a time, stopped with SIGTERM and started again on this checkout; the next once the
+        balancer sees the last one up."""
+        servers, workers = self.cluster.servers, self.cluster.workers
+        pairs = [h for pair in zip(servers, workers, strict=True) for h in pair]
+        for name in pairs if self.cluster.previous else [*servers, *workers]:
+            storm = asyncio.create_task(self.storm(name))
             code, took = await self.cluster.host(name).sigterm(self.lb.shutdowns, 60)
             self.lb.stopped[name] = ((end := time.monotonic()) - took, end)
             if code is None:
@@ -132,12 +154,33 @@ class Faults(Injector):
             elif code not in (0, -signal.SIGTERM):
                 self.ledger.violation(f"{name} exited with {code} after SIGTERM")
             self.say(f"deploy: {name} stopped in {took:.1f} s")
+            self.cluster.releases.pop(name, None)
             await self.cluster.start(name, self.env)
             if name in self.cluster.servers:
                 await self.cluster.until_up_at_balancer(name)
                 self.say(f"deploy: {name} up again at the balancer")
             else:
                 self.say(f"deploy: {name} started")
+            await storm
+
+    async def storm(self, name: str) -> None:
+        """Server `name` about to stop: the streams that reconnect, and how long until every
+        stream is held again (at most 120 s, or a violation)."""
+        if name not in self.cluster.servers:
+            return
+        before, began = [c.connects for c in self.streams], time.monotonic()
+        while time.monotonic() < began + 120 and not (  # noqa: ASYNC110 - a state, unannounced
+            any(c.connects > n for c, n in zip(self.streams, before, strict=True))
+            and all(c.connected for c in self.streams)
+        ):
+            await asyncio.sleep(0.05)
+        moved = sum(c.connects > n for c, n in zip(self.streams, before, strict=True))
+        held, took = sum(c.connected for c in self.streams), time.monotonic() - began
+        self.storms.append(text := f"{name} stopped: {moved} streams reconnected; {held} of "
+                           f"{len(self.streams)} held {took:.1f} s after its SIGTERM")  # fmt: skip
+        self.say(f"deploy: {text}")
+        if held < len(self.streams):
+            self.ledger.violation(f"streams not held again 120 s after {name} stopped: {text}")
 
     async def kill_unannounced(self) -> None:
         """--break-crash-check: a worker's process SIGKILLed, the run not told."""
@@ -151,15 +194,17 @@ class Faults(Injector):
         self.cluster.steps.reached("workload")  # --fail-at workload
 
 
-def schedule(f: Faults, args: argparse.Namespace, victim: Any) -> Plan:
-    d = args.duration
+def schedule(f: Faults, args: argparse.Namespace, data: Seed, exports: Exports) -> Plan:
+    d, victim = args.duration, data.victim
     plan: Plan = [(0.3 * d, f.kill_unannounced)] if args.break_crash_check else []
     if f.cluster.steps.fail_at == "workload":
         plan.append((0.1 * d, f.reach_workload))
+    if args.rolling:  # every user's exports, one after the other, until the workload ends
+        plan += [(0.0, partial(exports.run, u, PART_BYTES, d)) for u in [*data.users, victim]]
     if args.no_faults:
         return plan
     if args.rolling:
-        return [*plan, (0.15 * d, f.roll)]
+        return [*plan, (0.15 * d, f.upgrade if f.cluster.previous else f.roll)]
     return [
         *plan,
         (0.05 * d, lambda: f.lose_worker_mid_build(victim)),
@@ -202,13 +247,18 @@ async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str) -> dict[s
 
 async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
     """The database as beside the host: host tables (stand-ins) made by the admin, the
-    service's least-privilege role from `grants`, its migrations applied as that role."""
+    service's least-privilege role from `grants`, its migrations applied as that role; with
+    `--upgrade-from`, the previous release's grants and migrations."""
+    old = cluster.previous
     conn = await connect(cluster.admin_url, "pmd-cluster")
     try:
         # The run's own connections name the service's tables unqualified, as the service does.
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
         await create_host_tables(conn)
-        await conn.execute(grants_sql(SERVICE_ROLE))
+        args = ["grants", "--role", SERVICE_ROLE]
+        await conn.execute(
+            grants_sql(SERVICE_ROLE) if old is None else await command(old, args, env)
+        )
         settings = Settings(database_url=cluster.admin_url, redis_url=env["REDIS_URL"],
                             vault_path=cluster.run_dir / "vault",
                             jwt_secret_key=cluster.jwt_secret)  # fmt: skip
@@ -216,11 +266,14 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
                           victim_posts=130, rng=random.Random(20261123))  # fmt: skip
     finally:
         await conn.close()
-    conn = await connect(env["DATABASE_DIRECT_URL"], "pmd-cluster")
-    try:
-        await apply_migrations(conn)
-    finally:
-        await conn.close()
+    if old is not None:
+        print(f"{old.name}: {(await command(old, ['migrate'], env)).strip()}", flush=True)
+    else:
+        conn = await connect(env["DATABASE_DIRECT_URL"], "pmd-cluster")
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
     await create_bucket(Seaweed(env["AWS_ENDPOINT_URL"], cluster.run_dir), BUCKET)
     return data
 
@@ -234,19 +287,24 @@ async def run(cluster: Cluster, args: argparse.Namespace) -> int:
 
 async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.AsyncExitStack) -> int:
     steps, duration, users = cluster.steps, args.duration, args.users
-    # A rolling deploy under 1,000 open streams (200 in the short run), spread over the users.
-    streams = (200 if args.ci else 1000) if args.rolling else 2 * (users + 1)
+    # A rolling deploy under 1,000 open streams, an upgrade under 4,000 (200 in the short
+    # run), spread over the users.
+    full = 4000 if cluster.previous else 1000
+    streams = (200 if args.ci else full) if args.rolling else 2 * (users + 1)
     per_user = -(-streams // (users + 1))
     client = cluster.host("client").address
     smtp = Mailbox(client, 1025)
     smtp.start()
     undo.callback(smtp.stop)
     steps.reached("smtp")
+    # SMTP_TIMEOUT 5: an email lease of 30 s (mail/notify.py), so one taken by a worker killed
+    # mid-send is sent again by the sweep well inside the drain.
     env = cluster.service_env(
         SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
         BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
         BDR_RETRY_BASE_SECONDS="2", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
-        SSE_MAX_PER_USER=str(max(10, per_user)),
+        SSE_MAX_PER_USER=str(max(10, per_user)), SMTP_TIMEOUT="5",
+        EXPORT_COOLDOWN_SECONDS="0", EXPORT_MIN_PART_BYTES=str(PART_BYTES),
     )  # fmt: skip
     data = await prepare(cluster, env, users)
     steps.reached("database")
@@ -263,8 +321,8 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     steps.reached("balancer")
     settings = Settings.from_env({k: v for k, v in env.items() if k in SETTINGS}
                                  | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
-    assert settings.bdr_bucket is not None
-    zip_store = open_store(settings.bdr_bucket, settings.s3_access)
+    assert settings.zip_bucket is not None
+    zip_store = open_store(settings.zip_bucket, settings.s3_access)
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
     undo.push_async_callback(close_pool, pool)
     lb = Balancer(cluster.host("lb").address)
@@ -281,7 +339,8 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     print(f"{sum(c.connected for c in clients)} streams open", flush=True)
     steps.reached("streams")
     since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
-    faults = Faults(ledger, api, pool, cluster, env, lb)
+    faults = Faults(ledger, api, pool, cluster, env, lb, streams=clients)
+    exports = Exports(api, pool)
     if args.rolling:  # a ready ZIP of 128 big artworks, downloaded throughout the deploy
         big = await faults.request(data.victim, random.sample(data.victim.downloads, 128))
         if big is None or not (ready := await faults.until_ready([big], 120)):
@@ -292,14 +351,17 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
         print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
     print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
           f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-    await play(api, pool, data, schedule(faults, args, data.victim), duration,
+    await play(api, pool, data, schedule(faults, args, data, exports), duration,
                bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)  # fmt: skip
+    await exports.settle(150)
     report = await check_all(api, pool, data, clients, settings, zip_store, smtp,
                              settled=await settle(pool, ledger, 150), limit=DAILY_LIMIT,
                              duration=duration)  # fmt: skip
     if args.rolling:
+        await exports.check(report, smtp.received(), zip_store)
         await check_streams(report, pool, clients, since)
         check_download(report, await asyncio.wait_for(in_flight, 300), lb)
+        report.lines += [f"  reconnect storm: {text}" for text in faults.storms]
     check_processes(
         report, cluster.net.hosts.values(), service_logs(cluster.logs, cluster.net.hosts)
     )

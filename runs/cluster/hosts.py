@@ -22,7 +22,7 @@ from runs.chaos.procs import open_files
 from runs.cluster.netns import Host, Network
 from support import pgbouncer, redis
 from support.seaweed import ACCESS_KEY, REGION, S3_CONFIG, SECRET_KEY, server_argv
-from support.stack import CHECKOUT, WORKER, eventually, wait_ready
+from support.stack import CHECKOUT, eventually, wait_ready
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
@@ -63,6 +63,22 @@ class StartFailed(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Release:
+    """The code a server or worker host runs: this checkout's, or a previous release installed
+    apart (runs/cluster/upgrade.py), whose `env` keeps this checkout off its import path."""
+
+    name: str
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=lambda: {"PYTHONPATH": str(CHECKOUT)})
+
+    def argv(self, *command: str) -> list[str]:
+        return [self.python, "-m", "pmd_service", *command]
+
+
+CURRENT = Release("this checkout")
+
+
 @dataclass
 class Steps:
     """Where the run is; with `fail_at`, the step after which it fails (by an error, or by
@@ -89,6 +105,8 @@ class Cluster:
     run_dir: Path
     steps: Steps
     jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(48))
+    previous: Release | None = None  # --upgrade-from: what the hosts run until rolled
+    releases: dict[str, Release] = field(default_factory=dict)  # host: its code, if not CURRENT
 
     @property
     def servers(self) -> list[str]:
@@ -144,7 +162,10 @@ class Cluster:
         store.run(
             ["sh", "-c", f"mkdir -p {private}/weed && echo '{S3_CONFIG}' > {private}/s3.json"]
         )
-        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333)
+        # Its local sockets in the host's own folder: by default /tmp/seaweedfs-*-PORT.sock,
+        # where a concurrent run's store (on the same ports) takes them over.
+        sockets = [f"-{s}.localSocket={private}/{s}.sock" for s in ("filer", "s3")]
+        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333, *sockets)
         self._serve("store", "weed", 8333, "SeaweedFS S3", argv, within=60)
         self.steps.reached("store")
 
@@ -192,20 +213,21 @@ class Cluster:
     async def start(self, name: str, env: dict[str, str]) -> None:
         """A server or worker host's process started (again); a server's until it listens."""
         host, private = self.host(name), self.net.private
+        release = self.releases.get(name, CURRENT)
+        env = env | release.env
         if name.startswith("srv"):
             host.run(["mkdir", "-p", str(private / "data"), str(private / "vault")])
             every_address = "0.0.0.0"  # noqa: S104 - the host's own namespace: its one link
             own = {"HOST": every_address, "PORT": "8080", "SERVER_PROCESSES": "2"}
-            argv = [sys.executable, str(CHECKOUT / "server.py")]
-            await asyncio.to_thread(self._serve, name, name, 8080, f"the server on {name}", argv,
-                                    env | own, within=60)  # fmt: skip
+            await asyncio.to_thread(self._serve, name, name, 8080, f"the server on {name}",
+                                    release.argv("serve"), env | own, within=60)  # fmt: skip
             return
         vault, source = private / "vault", self.run_dir / "vault"
         # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
         host.run(["sh", "-c", f"mkdir -p {vault} {private / 'data'} && (mountpoint -q {vault} "
                               f"|| (mount --bind {source} {vault} && mount -o remount,bind,ro "
                               f"{vault}))"])  # fmt: skip
-        host.spawn(WORKER, self.logs / f"{name}.log", env | {"PYTHONPATH": str(CHECKOUT)})
+        host.spawn(release.argv("worker"), self.logs / f"{name}.log", env)
 
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
         async def up() -> bool:

@@ -1,8 +1,9 @@
 """A cluster on one machine: `python -m runs.cluster` (root), `--ci` for the short run.
 
 Each host (db, redis, store, srv1/2, wrk1/2, lb, client) is a network namespace behind HAProxy;
-the run loses, cuts off or redeploys hosts under the chaos run's workload and checks
-(docs/reliability.md), and removes whatever it made however it ends (`--fail-at` shows that).
+the run loses, cuts off or redeploys hosts (`--upgrade-from`: from another release's code)
+under the chaos run's workload and checks (docs/reliability.md), and removes whatever it made
+however it ends (`--fail-at` shows that).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from types import FrameType
 from runs.cluster.client import run
 from runs.cluster.hosts import PG_BIN, STEPS, StartFailed, Steps, entered, up
 from runs.cluster.netns import possible, run_tag
+from runs.cluster.upgrade import PREVIOUS, install
 from runs.options import parse_with_workload
 from support import tools
 
@@ -39,6 +41,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ci", action="store_true", help="the short run CI executes")
     p.add_argument("--rolling", action="store_true",
                    help="a rolling deploy (every server, then every worker) instead of faults")  # fmt: skip
+    p.add_argument("--upgrade-from", metavar="REV",
+                   help="a rolling upgrade: the hosts start on git revision REV of this "
+                        f"repository, then roll onto this checkout (`{PREVIOUS}`: the newest "
+                        "v* tag before HEAD, the first release in a clone without tags)")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs)")
     p.add_argument("--break-crash-check", action="store_true",
                    help="SIGKILL a worker host's process unannounced: the run must fail")  # fmt: skip
@@ -47,7 +53,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "made must be removed all the same")  # fmt: skip
     p.add_argument("--fail-with", choices=["error", "sigint", "sigterm"], default="error",
                    help="how --fail-at fails: an error, or the signal Ctrl-C or `kill` sends")  # fmt: skip
-    return parse_with_workload(p, argv, ci_users=4, ci_duration=70)
+    args = parse_with_workload(p, argv, ci_users=4, ci_duration=70)
+    args.rolling = args.rolling or args.upgrade_from is not None
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +110,12 @@ def _start_and_run(args: argparse.Namespace, undo: contextlib.ExitStack) -> int:
     os.chmod(run_dir, 0o755)  # noqa: S103 - PostgreSQL's own user reads what is written here
     print(f"cluster run {run_tag()} in {run_dir}", flush=True)
     steps.reached("folder")
+    old = None if args.upgrade_from is None else install(args.upgrade_from, run_dir / "previous")
     cluster = up(run_dir, steps, undo)
+    if old is not None:
+        print(f"previous release {old.name} installed apart, on every host until rolled")
+        cluster.previous = old
+        cluster.releases = dict.fromkeys([*cluster.servers, *cluster.workers], old)
     undo.enter_context(entered(cluster.host("client").ns))
     steps.reached("client")
     return asyncio.run(run(cluster, args))

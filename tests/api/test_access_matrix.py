@@ -57,16 +57,16 @@ SNAPSHOT = {
         ("batch_download_requests", "id"),
         ("exports", "id"),
         ("export_parts", "export_id, number"),
-        ("bdr_events", "id"),
+        ("stream_events", "id"),
     )
 }
 
 
-async def snapshot(pool: asyncpg.Pool, bdr_root: Path) -> dict[str, Any]:
+async def snapshot(pool: asyncpg.Pool, zip_root: Path) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for table, sql in SNAPSHOT.items():
         state[table] = [tuple(r.values()) for r in await pool.fetch(sql)]
-    state["files"] = _files(bdr_root)
+    state["files"] = _files(zip_root)
     return state
 
 
@@ -186,11 +186,11 @@ async def test_access_matrix(
     for caller in CALLERS:
         want = expected(row, caller)
         authorised = caller.column == "ok" and not row.public
-        before = await snapshot(factory.pool, settings.bdr_path)
+        before = await snapshot(factory.pool, settings.zip_path)
         out, sent = await send(client, method, row, caller, world, factory)
         # The authorised cells see (and may change) the victim's data: that is the point.
         problems = check_cell(method, want, out, sent, world, leak_check=not authorised)
-        if not authorised and await snapshot(factory.pool, settings.bdr_path) != before:
+        if not authorised and await snapshot(factory.pool, settings.zip_path) != before:
             problems.append("the database or the BDR folder changed")
         failures += [f"{caller.name}: {p}" for p in problems]
     assert not failures, f"{method} {path}:\n" + "\n".join(failures)
@@ -239,7 +239,7 @@ async def test_sse_tickets_of_someone_else(
         *,
         mine: bool = False,
     ) -> None:
-        before = await snapshot(factory.pool, settings.bdr_path)
+        before = await snapshot(factory.pool, settings.zip_path)
         resp = await client.get(sse, params=params, headers=headers or {})
         try:
             if resp.status == 200:
@@ -252,7 +252,7 @@ async def test_sse_tickets_of_someone_else(
         sent = json.dumps(params).encode()
         problems = check_cell("GET", want, out, sent, world, leak_check=not mine)
         assert not problems, (params, problems)
-        assert await snapshot(factory.pool, settings.bdr_path) == before
+        assert await snapshot(factory.pool, settings.zip_path) == before
 
     # The attacker's own ticket cannot be pointed at the victim.
     await cell(400, {"ticket": await ticket(world.attacker), "target_sqid": world.victim.sqid})

@@ -36,8 +36,7 @@ def _id(answer: Any) -> str:
 async def test_the_owner_sees_each_action_newest_first_with_its_undo_link(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     cc = await factory.license("CC-BY-4.0")
     hid = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
     relicensed = await _act(client, user, "license", {"post_ids": ids[:2], "license_id": cc})
@@ -64,8 +63,7 @@ async def test_the_owner_sees_each_action_newest_first_with_its_undo_link(
 async def test_an_action_past_24_hours_is_not_listed_and_one_whose_history_went_has_no_link(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     old = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     dropped = await _act(client, user, "action", {"action": "hide", "post_ids": ids[1:2]})
     await pool.execute(

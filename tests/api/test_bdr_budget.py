@@ -83,8 +83,8 @@ async def test_a_zip_that_grows_past_the_cap_fails_saying_so(
     assert done["status"] == "failed"
     assert "limit of 146.5 KiB" in done["error_message"]
     assert "request fewer artworks" in done["error_message"]
-    assert list(settings.bdr_path.rglob("*.zip")) == []
-    assert list(settings.bdr_path.rglob("*.part")) == []
+    assert list(settings.zip_path.rglob("*.zip")) == []
+    assert list(settings.zip_path.rglob("*.part")) == []
 
 
 async def test_new_requests_wait_while_the_zip_folder_is_short_of_space(
@@ -93,7 +93,7 @@ async def test_new_requests_wait_while_the_zip_folder_is_short_of_space(
     user = await factory.user()
     post = await factory.post(user)
     free = shutil.disk_usage(settings.data_dir).free
-    short = replace(settings, bdr_min_free_bytes=free + 2**40)  # more than there is
+    short = replace(settings, zip_min_free_bytes=free + 2**40)  # more than there is
     client = await aiohttp_client(create_app(short))
     resp = await client.post("/api/pmd/bdr", json={"post_ids": [post.id]}, headers=user.auth)
     body = await assert_problem(resp, 503)
@@ -102,7 +102,7 @@ async def test_new_requests_wait_while_the_zip_folder_is_short_of_space(
     assert await factory.pool.fetchval("SELECT count(*) FROM batch_download_requests") == 0
     # Everything else still works.
     assert (await client.get("/api/pmd/bdr", headers=user.auth)).status == 200
-    roomy = await aiohttp_client(create_app(replace(settings, bdr_min_free_bytes=2**20)))
+    roomy = await aiohttp_client(create_app(replace(settings, zip_min_free_bytes=2**20)))
     await request_bdr(roomy, user, [post.id])
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs, old_files
+from pmd_service.upkeep.cleanup import daily_cleanup, old_files
 from support.seeding import Factory
 from tests.helpers import built, fetch_item
 
@@ -30,13 +30,13 @@ async def test_expiry_boundary(
     await factory.pool.execute(set_expiry, due["id"], timedelta(seconds=-1))
     await factory.pool.execute(set_expiry, not_yet["id"], timedelta(minutes=5))
 
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
 
     assert summary["expired"] == 1
     expired = await fetch_item(client, owner, due["id"])
     assert expired["status"] == "expired" and expired["removed_at"] is None  # not removed
     assert (await fetch_item(client, owner, not_yet["id"]))["status"] == "ready"
-    folder = settings.bdr_path / owner.sqid
+    folder = settings.zip_path / owner.sqid
     assert not (folder / f"pmd-{due['id']}.zip").exists()
     assert (folder / f"pmd-{not_yet['id']}.zip").exists()
 
@@ -63,7 +63,7 @@ async def test_purge_boundary_and_what_stays(
                VALUES ($1, $2, 1, $3, $4, $4, $5) RETURNING id""",
             owner.id, [post.id], status, now - timedelta(days=days), now + timedelta(days=1),
         )  # fmt: skip
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["purged"] == 3
     for key, purged in rows.items():
         exists = await factory.pool.fetchval(
@@ -77,7 +77,7 @@ async def test_stale_temp_files_empty_folders_and_old_events(
 ) -> None:
     owner = await factory.user()
     post = await factory.post(owner)
-    folder = settings.bdr_path / "someone"
+    folder = settings.zip_path / "someone"
     folder.mkdir(parents=True)
     old_part = folder / f".pmd-{uuid.uuid4()}.0123abcd.part"
     fresh_part = folder / f".pmd-{uuid.uuid4()}.4567abcd.part"
@@ -88,19 +88,19 @@ async def test_stale_temp_files_empty_folders_and_old_events(
     two_hours_ago = time.time() - 7200
     for path in (old_part, *foreign):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    empty = settings.bdr_path / "nobody"
+    empty = settings.zip_path / "nobody"
     empty.mkdir()
     await factory.pool.execute(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
         owner.id, [post.id],
     )  # fmt: skip
-    await factory.pool.execute("UPDATE bdr_events SET created_at = now() - interval '25 hours'")
+    await factory.pool.execute("UPDATE stream_events SET created_at = now() - interval '25 hours'")
     await factory.pool.execute(
         "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count) VALUES ($1, $2, 1)",
         owner.id, [post.id],
     )  # fmt: skip
 
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
 
     assert not old_part.exists()
     assert fresh_part.exists()
@@ -109,14 +109,14 @@ async def test_stale_temp_files_empty_folders_and_old_events(
     assert folder.exists()
     assert summary["temp_files_removed"] == 1
     assert summary["events_purged"] == 1
-    assert await factory.pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+    assert await factory.pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def test_orphan_zips_are_removed_and_ready_ones_kept(
     client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
     owner, _, [item] = await built(client, factory, settings)
-    folder = settings.bdr_path / owner.sqid
+    folder = settings.zip_path / owner.sqid
     kept = folder / f"pmd-{item['id']}.zip"
     orphan = folder / "pmd-00000000-0000-4000-8000-000000000000.zip"
     young_orphan = folder / "pmd-00000000-0000-4000-8000-000000000001.zip"
@@ -125,7 +125,7 @@ async def test_orphan_zips_are_removed_and_ready_ones_kept(
     two_hours_ago = time.time() - 7200
     for path in (kept, orphan):
         os.utime(path, (two_hours_ago, two_hours_ago))
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["orphan_zips_removed"] == 1
     assert kept.exists() and young_orphan.exists() and not orphan.exists()
 

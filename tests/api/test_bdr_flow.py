@@ -133,7 +133,7 @@ async def test_post_to_ready_zip(
     data = zip_path(settings, owner, item["id"]).read_bytes()
     assert row["file_sha256"] == hashlib.sha256(data).hexdigest()
     # No temp file left beside it.
-    assert [p.name for p in (settings.bdr_path / owner.sqid).iterdir()] == [f"pmd-{item['id']}.zip"]
+    assert [p.name for p in (settings.zip_path / owner.sqid).iterdir()] == [f"pmd-{item['id']}.zip"]
 
 
 async def test_json_files_only_when_asked(

@@ -50,6 +50,7 @@ from tests.helpers import (
     CHECKOUT,
     HUNG,
     DatabaseRelay,
+    after_worker,
     built,
     direct,
     download_zip,
@@ -120,7 +121,8 @@ async def progressed(pool: asyncpg.Pool, bdr_id: str, at_least: int) -> bool:
 
 async def statuses(pool: asyncpg.Pool, bdr_id: str) -> list[str]:
     rows = await pool.fetch(
-        "SELECT payload->>'status' AS s FROM bdr_events WHERE bdr_id = $1::uuid ORDER BY id", bdr_id
+        "SELECT payload->>'status' AS s FROM stream_events WHERE subject_id = $1::uuid ORDER BY id",
+        bdr_id,
     )
     out: list[str] = []
     for r in rows:
@@ -167,7 +169,7 @@ async def built_from_flaky_origin(
     origin, owner, (post,) = await owner_on_origin(factory, aiohttp_server, 1)
     origin.fail_next = fail_next
     item = await request_bdr(client, owner, [post.id])
-    await run_worker(replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0))
+    await run_worker(replace(settings, artwork_base_url=origin.url, job_retry_base_seconds=0))
     return origin, owner, post, await fetch_item(client, owner, item["id"])
 
 
@@ -183,9 +185,8 @@ async def test_http_source_keeps_request_order(
         posts[2].data or b""
     )
     del origin.files[relative_artwork_path(posts[4].shard, posts[4].storage_key, "png")]
-    item = await request_bdr(client, owner, [p.id for p in posts])
-    await run_worker(replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=3))
-    item = await fetch_item(client, owner, item["id"])
+    worker = replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=3)
+    item = await after_worker(client, worker, owner, [p.id for p in posts])
     assert item["status"] == "ready"
     assert item["skipped"] == [
         {"post_id": posts[4].id, "public_sqid": posts[4].sqid, "reason": "file_missing"}
@@ -242,7 +243,7 @@ async def test_cancel_mid_build_stops_and_removes_the_partial_file(
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "cancelled"
     assert origin.requests < 12  # it stopped early
-    folder = settings.bdr_path / owner.sqid
+    folder = settings.zip_path / owner.sqid
     assert list(folder.iterdir()) == []  # no ZIP, no partial file
 
 
@@ -284,7 +285,7 @@ async def test_killed_worker_leaves_no_zip_and_the_sweep_recovers(
 
     # The heartbeat goes stale; the sweep hands the BDR to a live worker.
     origin.delay = 0
-    stale = replace(settings, bdr_stale_seconds=1, artwork_base_url=origin.url)
+    stale = replace(settings, job_stale_seconds=1, artwork_base_url=origin.url)
 
     async def heartbeat_stale() -> bool:  # what the sweep's SQL_ORPHANED asks, to the microsecond
         return bool(
@@ -318,7 +319,7 @@ async def test_redis_down_at_post_then_swept_to_ready(
     redis = EmbeddedRedis(tmp_path / "flaky-redis")
     redis_url = redis.start()
     redis.stop()  # Redis is down when the request arrives
-    flaky = replace(settings, redis_url=redis_url, bdr_pending_grace_seconds=0)
+    flaky = replace(settings, redis_url=redis_url, job_pending_grace_seconds=0)
     client = await aiohttp_client(create_app(flaky))
     owner = await factory.user()
     post = await factory.post(owner)
@@ -413,7 +414,7 @@ async def test_partial_fetch_failure_is_retried_not_shipped(
     origin.fail_next = 3  # the first artwork's three tries fail; the second one arrives
     item = await request_bdr(client, owner, [p.id for p in posts])
     await run_worker(replace(settings, artwork_base_url=origin.url, artwork_fetch_concurrency=1,
-                             bdr_retry_base_seconds=0))  # fmt: skip
+                             job_retry_base_seconds=0))  # fmt: skip
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "ready"
     assert item["skipped"] == []

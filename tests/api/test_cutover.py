@@ -26,7 +26,7 @@ from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.grants import grants_sql
 from pmd_service.jobs.context import job_context
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import HostSite, PostRow, UserRow
 from tests.helpers import CHECKOUT, SECRET, direct, pg_dump, run_worker
@@ -180,7 +180,7 @@ async def test_import_host_bdrs(
         served_2,
     )
     async with job_context(settings) as ctx:
-        assert (await cleanup_expired_bdrs(ctx))["expired"] == 1
+        assert (await daily_cleanup(ctx))["expired"] == 1
     rows = await pool.fetch(
         "SELECT id, status FROM batch_download_requests WHERE id = ANY($1::uuid[])",
         [served, served_2],

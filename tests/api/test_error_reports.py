@@ -28,7 +28,7 @@ from pmd_service.host.tokens import mint_token
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from support.stack import free_port
-from tests.helpers import CHECKOUT, SECRET, eventually, request_bdr, run_worker
+from tests.helpers import CHECKOUT, SECRET, WORKER_FORMS, eventually, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -178,24 +178,7 @@ async def test_an_error_in_a_job_reaches_sentry_with_the_bdr_id(
     assert_nothing_secret(ingest, SECRET, DB_PASSWORD, "0123456789abcdef0123", "AKIAEXAMPLE")
 
 
-async def _arq_command_worker(settings: Settings) -> None:
-    """The Worker the `arq` command makes: arq.worker.create_worker (sentry-sdk's, wrapped)."""
-    from arq.worker import create_worker
-
-    from pmd_service.worker import worker_options
-
-    # The options as worker.py's WorkerSettings gives them (a dict), without reading the
-    # environment as reading WorkerSettings does.
-    options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05}
-    worker = create_worker(options, burst=True, handle_signals=False)
-    assert type(worker).__name__ == "Worker"
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-
-
-@pytest.mark.parametrize("form", ["python -m pmd_service worker", "arq worker.WorkerSettings"])
+@pytest.mark.parametrize("form", WORKER_FORMS)
 async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worker_form(
     reporting: Settings,
     ingest: Ingest,
@@ -212,10 +195,7 @@ async def test_an_exception_escaping_a_job_is_one_scrubbed_event_in_either_worke
         raise RuntimeError(f"escaped with {SIGNED}, key {SECRET} ({DB_PASSWORD})")
 
     monkeypatch.setattr(driver, "_attempt", broken)
-    if form == "arq worker.WorkerSettings":
-        await _arq_command_worker(reporting)
-    else:
-        await run_worker(reporting)  # PmdWorker, as worker.py builds it
+    await run_worker(reporting, form)
     await flushed(ingest)
 
     await eventually(_has_bdr(ingest, bdr_id), 10, "the job's event at the ingest")

@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.exports.job import process_export
 from pmd_service.jobs.context import job_context, state
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, eventually
@@ -24,14 +24,6 @@ from tests.helpers import assert_problem, eventually
 Client = TestClient[Any, Any]
 KIB = 1024
 DAY = 86400
-
-
-def _small(settings: Settings, cooldown: int) -> Settings:
-    """Parts of a few KiB, so a handful of small artworks make several parts."""
-    return replace(
-        settings, export_min_part_bytes=KIB, export_part_bytes=64 * KIB,
-        export_cooldown_seconds=cooldown,
-    )  # fmt: skip
 
 
 async def _owner_with_artworks(factory: Factory, n: int) -> UserRow:
@@ -80,33 +72,32 @@ async def _cancelled_after_its_first_part(
 
 
 async def test_an_export_cancelled_after_a_part_was_ready_counts_for_the_cooldown(
-    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, pool: asyncpg.Pool,
-    redis_clean: None,
-) -> None:  # fmt: skip
-    small = _small(settings, 3600)
-    client: Client = await aiohttp_client(create_app(small))
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool
+) -> None:
     owner = await _owner_with_artworks(factory, 12)
-    await _cancelled_after_its_first_part(client, pool, small, owner)
+    await _cancelled_after_its_first_part(ex_client, pool, small, owner)
 
-    refused = await assert_problem(await _post(client, owner), 429)
+    refused = await assert_problem(await _post(ex_client, owner), 429)
     assert 3500 < refused["retry_after_seconds"] <= 3600
-    listed = await (await client.get("/api/pmd/exports", headers=owner.auth)).json()
+    listed = await (await ex_client.get("/api/pmd/exports", headers=owner.auth)).json()
     assert listed["next_export_at"] is not None
     # Cancelled before any part was ready: it does not count (the next starts at once).
     other = await _owner_with_artworks(factory, 2)
-    resp = await _post(client, other)
+    resp = await _post(ex_client, other)
     assert resp.status == 202
     export_id = (await resp.json())["id"]
-    assert (await client.delete(f"/api/pmd/exports/{export_id}", headers=other.auth)).status == 204
-    assert (await _post(client, other)).status == 202
+    assert (
+        await ex_client.delete(f"/api/pmd/exports/{export_id}", headers=other.auth)
+    ).status == 204
+    assert (await _post(ex_client, other)).status == 202
 
 
 async def test_the_purge_keeps_an_export_that_counts_while_its_cooldown_runs(
-    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, pool: asyncpg.Pool,
+    aiohttp_client: AiohttpClient, factory: Factory, small: Settings, pool: asyncpg.Pool,
     redis_clean: None,
 ) -> None:  # fmt: skip
     """A cooldown longer than the 14 days finished rows are kept: the row that starts it stays."""
-    long = _small(settings, 30 * DAY)
+    long = replace(small, export_cooldown_seconds=30 * DAY)
     client: Client = await aiohttp_client(create_app(long))
     owner = await _owner_with_artworks(factory, 12)
     counted = await _cancelled_after_its_first_part(client, pool, long, owner)
@@ -122,7 +113,7 @@ async def test_the_purge_keeps_an_export_that_counts_while_its_cooldown_runs(
         owner.id,
     )
     async with job_context(long) as ctx:
-        await cleanup_expired_bdrs(ctx)
+        await daily_cleanup(ctx)
     left = {
         r["id"] for r in await pool.fetch("SELECT id FROM exports WHERE user_id = $1", owner.id)
     }
@@ -132,32 +123,27 @@ async def test_the_purge_keeps_an_export_that_counts_while_its_cooldown_runs(
 
 
 async def test_a_bad_part_bytes_is_a_400_naming_it_whatever_the_state(
-    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, pool: asyncpg.Pool,
-    redis_clean: None,
-) -> None:  # fmt: skip
-    small = _small(settings, 3600)
-    client: Client = await aiohttp_client(create_app(small))
+    ex_client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
     owner = await _owner_with_artworks(factory, 2)
-    resp = await _post(client, owner)
+    resp = await _post(ex_client, owner)
     assert resp.status == 202
     export_id = uuid.UUID((await resp.json())["id"])
     # One running (the 409's state), then one ready within the cooldown (the 429's).
     for status in ("pending", "ready"):
         await pool.execute("UPDATE exports SET status = $2 WHERE id = $1", export_id, status)
-        await assert_problem(await _post(client, owner), 409 if status == "pending" else 429)
-        bad = await assert_problem(await _post(client, owner, part_bytes=10), 400)
+        await assert_problem(await _post(ex_client, owner), 409 if status == "pending" else 429)
+        bad = await assert_problem(await _post(ex_client, owner, part_bytes=10), 400)
         assert bad["errors"][0]["field"] == "part_bytes" and "got 10" in bad["detail"], status
 
 
 async def test_a_failed_export_removed_by_its_owner_does_not_count(
-    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings, pool: asyncpg.Pool,
-    redis_clean: None,
-) -> None:  # fmt: skip
+    ex_client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
     """Removing a failed export (DELETE: `expired`, `removed_at` set) does not start a cooldown
     the failure itself did not start."""
-    client: Client = await aiohttp_client(create_app(_small(settings, 3600)))
     owner = await _owner_with_artworks(factory, 2)
-    resp = await _post(client, owner)
+    resp = await _post(ex_client, owner)
     assert resp.status == 202
     export_id = (await resp.json())["id"]
     await pool.execute(
@@ -165,7 +151,11 @@ async def test_a_failed_export_removed_by_its_owner_does_not_count(
         "completed_at = now() WHERE id = $1",
         uuid.UUID(export_id),
     )
-    assert (await client.delete(f"/api/pmd/exports/{export_id}", headers=owner.auth)).status == 204
-    removed = await (await client.get(f"/api/pmd/exports/{export_id}", headers=owner.auth)).json()
+    assert (
+        await ex_client.delete(f"/api/pmd/exports/{export_id}", headers=owner.auth)
+    ).status == 204
+    removed = await (
+        await ex_client.get(f"/api/pmd/exports/{export_id}", headers=owner.auth)
+    ).json()
     assert removed["status"] == "expired" and removed["removed_at"] is not None
-    assert (await _post(client, owner)).status == 202
+    assert (await _post(ex_client, owner)).status == 202

@@ -2,7 +2,7 @@
 that grow with it, at most 12 parts; the whole item stays in `GET /api/pmd/exports/{id}`.
 
 An attack review had one account with thousands of skipped artworks write 1.2 GB into
-`bdr_events` (one event per progress step, each carrying every skipped entry and every part)
+`stream_events` (one event per progress step, each carrying every skipped entry and every part)
 and grow every server process past a GB."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def test_every_event_of_a_large_export_is_small_and_the_item_stays_whole(
     owner = await factory.user()
     export_id = await a_large_export(pool, owner)
     rows = await pool.fetch(
-        "SELECT id, payload::text AS payload FROM bdr_events WHERE bdr_id = $1 ORDER BY id",
+        "SELECT id, payload::text AS payload FROM stream_events WHERE subject_id = $1 ORDER BY id",
         export_id,
     )
     assert len(rows) > PARTS  # planned, every part, every start, the end

@@ -14,7 +14,7 @@ import sys
 import uuid
 import zipfile
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,24 +35,6 @@ from tests.helpers import assert_problem, eventually, run_worker
 Client = TestClient[Any, Any]
 KIB = 1024
 BAGIT = [sys.executable, "-m", "bagit"]
-
-
-@pytest.fixture
-def small(settings: Settings) -> Settings:
-    """Parts of a few KiB, so a handful of small artworks make several parts."""
-    return replace(
-        settings,
-        export_min_part_bytes=KIB,
-        export_part_bytes=64 * KIB,
-        export_cooldown_seconds=3600,
-    )
-
-
-@pytest.fixture
-async def ex_client(
-    aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
-) -> Client:
-    return await aiohttp_client(create_app(small))
 
 
 async def request_export(client: Client, user: UserRow, **body: Any) -> dict[str, Any]:
@@ -354,7 +336,7 @@ async def test_a_crash_mid_part_keeps_the_published_parts(
         "SELECT file_path, sha256 FROM export_parts WHERE export_id = $1 AND number = 1", export_id
     )
     assert first is not None
-    part1 = small.bdr_path / first["file_path"].removeprefix("bdr/")
+    part1 = small.zip_path / first["file_path"].removeprefix("bdr/")
     stat_before = part1.stat()
     job.cancel()  # the worker dies mid-part
     with pytest.raises(asyncio.CancelledError):
@@ -392,12 +374,12 @@ async def test_expiry_removes_the_parts(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool,
     worker_ctx: dict[str, Any],
 ) -> None:  # fmt: skip
-    from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+    from pmd_service.upkeep.cleanup import daily_cleanup
 
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 4)
     await run_worker(small)
     item = await get_export(ex_client, owner, item["id"])
-    files = [small.bdr_path / "pmd-exports" / item["id"] / f"part-{p['number']}.zip"
+    files = [small.zip_path / "pmd-exports" / item["id"] / f"part-{p['number']}.zip"
              for p in item["parts"]]  # fmt: skip
     assert len(files) >= 2 and all(f.exists() for f in files)
     url = item["parts"][0]["download_url"]
@@ -406,7 +388,7 @@ async def test_expiry_removes_the_parts(
         uuid.UUID(item["id"]),
     )
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["export_parts_expired"] == len(files)
     assert not any(f.exists() for f in files)
     item = await get_export(ex_client, owner, item["id"])
@@ -415,12 +397,35 @@ async def test_expiry_removes_the_parts(
     await assert_problem(await ex_client.get(url, headers=owner.auth), 410)
 
 
+async def test_a_ready_export_lasts_its_own_days(
+    ex_client: Client, factory: Factory, small: Settings
+) -> None:
+    """EXPORT_EXPIRY_DAYS, not BDR_EXPIRY_DAYS, dates a ready export's end."""
+    owner, item = await exporting(ex_client, factory, [20 * KIB])
+    await run_worker(replace(small, bdr_expiry_days=2, export_expiry_days=30))
+    item = await get_export(ex_client, owner, item["id"])
+    assert item["status"] == "ready", item
+    ends, completed = (datetime.fromisoformat(item[k]) for k in ("expires_at", "completed_at"))
+    assert ends - completed == timedelta(days=30)
+
+
+async def test_an_export_out_of_attempts_tells_its_owner_about_the_export(
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool
+) -> None:
+    owner, item = await exporting(ex_client, factory, [20 * KIB])
+    await pool.execute("UPDATE exports SET attempts = 4 WHERE id = $1", uuid.UUID(item["id"]))
+    await run_worker(small)
+    item = await get_export(ex_client, owner, item["id"])
+    assert item["status"] == "failed", item
+    assert item["error_message"].startswith("The export could not be prepared after 4 attempts")
+
+
 async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool
 ) -> None:
     owner, item = await exporting(ex_client, factory, [30 * KIB] * 3)
     await run_worker(small)
-    folder = small.bdr_path / "pmd-exports" / item["id"]
+    folder = small.zip_path / "pmd-exports" / item["id"]
     assert list(folder.glob("part-*.zip"))
     resp = await ex_client.delete(f"/api/pmd/exports/{item['id']}", headers=owner.auth)
     assert resp.status == 204
@@ -432,7 +437,7 @@ async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
     assert removed_at < datetime.fromisoformat(item["expires_at"])
     # The stream's last event of it makes the same item, so a page watching learns it too.
     payload = await pool.fetchval(
-        "SELECT payload::text FROM bdr_events WHERE bdr_id = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT payload::text FROM stream_events WHERE subject_id = $1 ORDER BY id DESC LIMIT 1",
         uuid.UUID(item["id"]),
     )
     assert msgspec.to_builtins(export_item(payload)) == item

@@ -132,7 +132,7 @@ async def test_cancel_leaves_no_object_and_no_upload_in_the_bucket(
 
     bucketed = msgspec.structs.replace(
         settings, export_min_part_bytes=KIB, export_part_bytes=48 * KIB,
-        bdr_store=f"s3://{s3_bucket}/{s3_prefix}", aws_endpoint_url=seaweed.endpoint,
+        zip_store=f"s3://{s3_bucket}/{s3_prefix}", aws_endpoint_url=seaweed.endpoint,
         aws_region=REGION, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
     )  # fmt: skip
     server = TestServer(create_app(bucketed))
@@ -157,7 +157,7 @@ async def test_cancel_leaves_no_object_and_no_upload_in_the_bucket(
         st.bdrs_idle.set()
         await eventually(one_ready, within=30, what="a first part published")
         st.bdrs_idle.clear()  # the next part's upload is under way, held mid-build
-        bucket = bucketed.bdr_bucket
+        bucket = bucketed.zip_bucket
         assert bucket is not None
         store = open_store(bucket, bucketed.s3_access)
         listed = [m["path"] async for batch in obstore.list(store) for m in batch]

@@ -71,12 +71,12 @@ async def test_the_first_event_follows_the_reply_after_the_hold_with_the_build_c
         await run_worker(settings)  # claim, progress, ready: all within the hold
         assert await pool.fetchval(SQL_STATUS, bdr_id) == "ready"
         assert await pool.fetchval(SQL_ANNOUNCED, bdr_id) is False
-        assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 0
+        assert await pool.fetchval("SELECT count(*) FROM stream_events") == 0
         # Then one event, the request as it is by then.
         (first,) = await stream.updates(1)
         assert first.json()["id"] == bdr_id and first.json()["status"] == "ready"
         assert first.json()["progress"] == {"done": 2, "total": 2}
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def test_a_cancel_within_the_hold_is_the_first_event(
@@ -91,7 +91,7 @@ async def test_a_cancel_within_the_hold_is_the_first_event(
         (first,) = await stream.updates(1)
         assert first.json()["status"] == "cancelled"
         await client.close()  # flushes the hold: its announcement finds nothing to do
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def test_a_shutdown_announces_what_is_held_at_once(
@@ -105,10 +105,10 @@ async def test_a_shutdown_announces_what_is_held_at_once(
         assert resp.status == 202
         ids.append((await resp.json())["id"])
     assert [await pool.fetchval(SQL_ANNOUNCED, i) for i in ids] == [False] * 3
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 0
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 0
     await client.close()  # the app's cleanup: the held announcements go out before Redis closes
     assert [await pool.fetchval(SQL_ANNOUNCED, i) for i in ids] == [True] * 3
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 3
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 3
     redis = Redis.from_url(settings.redis_url)
     try:
         assert [await queued(redis, i) for i in ids] == [True] * 3

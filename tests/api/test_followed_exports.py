@@ -16,36 +16,26 @@ from typing import Any
 import asyncpg
 import pytest
 from msgspec.structs import replace
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path, relative_layers_path, vault_file_in
-from pmd_service.web.app import create_app
 from support.seeding import Factory, PostRow, UserRow
-from tests.api.test_incremental_exports import post_export, ready_export, unpacked
 from tests.api.test_recurring_exports import listed, new_worker_options, time_passes
+from tests.exports import post_export, ready_export, unpacked
 from tests.helpers import Client, assert_problem, run_worker
 
 KIB = 1024
 
 
 @pytest.fixture
-def quick(settings: Settings) -> Settings:
+def small(small: Settings) -> Settings:
     """No cooldown of either kind: one export after another, as days apart."""
     return replace(
-        settings,
-        export_min_part_bytes=KIB,
+        small,
         export_part_bytes=256 * KIB,
         export_cooldown_seconds=0,
         export_incremental_cooldown_seconds=0,
     )
-
-
-@pytest.fixture
-async def client(
-    aiohttp_client: AiohttpClient, quick: Settings, pool: asyncpg.Pool, redis_clean: None
-) -> Client:
-    return await aiohttp_client(create_app(quick))
 
 
 async def metadata(folders: list[Path]) -> list[dict[str, Any]]:
@@ -64,20 +54,20 @@ def payload_files(folders: list[Path], under: str) -> list[str]:
 
 
 async def test_an_export_cancelled_after_its_plan_is_never_followed(
-    client: Client, factory: Factory, quick: Settings, pool: asyncpg.Pool, tmp_path: Path
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     owner = await factory.user()
     kept, retitled = [await factory.post(owner, title=f"Work {i}") for i in range(2)]
-    first = await ready_export(client, quick, owner)
+    first = await ready_export(ex_client, small, owner)
 
     await pool.execute(
         "UPDATE posts SET title = 'Renamed', metadata_modified_at = now() WHERE id = $1",
         retitled.id,
     )
-    status, second = await post_export(client, owner, since="last")
+    status, second = await post_export(ex_client, owner, since="last")
     assert status == 202, second
     # While it runs it cannot be followed, and the answer names the one that can.
-    status, problem = await post_export(client, owner, since=second["id"])
+    status, problem = await post_export(ex_client, owner, since=second["id"])
     assert status == 400 and problem["errors"][0]["field"] == "since", problem
     assert problem["since_status"] == "pending"
     assert problem["followable_export_id"] == first["id"]
@@ -88,92 +78,94 @@ async def test_an_export_cancelled_after_its_plan_is_never_followed(
         second["id"],
         [kept.id, retitled.id],
     )
-    resp = await client.delete(f"/api/pmd/exports/{second['id']}", headers=owner.auth)
+    resp = await ex_client.delete(f"/api/pmd/exports/{second['id']}", headers=owner.auth)
     assert resp.status == 204
     assert await pool.fetchval("SELECT status FROM exports WHERE id = $1", second["id"]) == (
         "cancelled"
     )
 
-    resp = await client.post("/api/pmd/exports", json={"since": second["id"]}, headers=owner.auth)
+    resp = await ex_client.post(
+        "/api/pmd/exports", json={"since": second["id"]}, headers=owner.auth
+    )
     problem = await assert_problem(resp, 400)
     assert problem["since_status"] == "cancelled"
     assert problem["followable_export_id"] == first["id"]
     assert first["id"] in problem["detail"]
 
     # `last` follows the ready one: the change made before the cancelled one is held.
-    third = await ready_export(client, quick, owner, since="last")
+    third = await ready_export(ex_client, small, owner, since="last")
     assert third["follows_export_id"] == first["id"]
-    folders = await unpacked(client, owner, third, tmp_path)
+    folders = await unpacked(ex_client, owner, third, tmp_path)
     assert [e["sqid"] for e in await metadata(folders)] == [retitled.sqid]
 
 
 async def test_an_export_failed_after_its_plan_is_never_followed(
-    client: Client, factory: Factory, quick: Settings, pool: asyncpg.Pool, tmp_path: Path
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     owner = await factory.user()
     await factory.post(owner, title="Old")
-    first = await ready_export(client, quick, owner)
+    first = await ready_export(ex_client, small, owner)
     # A new post whose file is not in the vault yet: the next export plans it, then fails.
     late = await factory.post(owner, title="Late", data=None)
-    status, second = await post_export(client, owner, since="last")
+    status, second = await post_export(ex_client, owner, since="last")
     assert status == 202, second
-    await run_worker(quick)
+    await run_worker(small)
     failed = await pool.fetchrow(
         "SELECT status, covered_post_ids FROM exports WHERE id = $1", second["id"]
     )
     assert failed is not None
     assert failed["status"] == "failed" and late.id in failed["covered_post_ids"]
 
-    status, problem = await post_export(client, owner, since=second["id"])
+    status, problem = await post_export(ex_client, owner, since=second["id"])
     assert status == 400 and problem["since_status"] == "failed", problem
     assert problem["followable_export_id"] == first["id"]
 
     # The file arrives; the post changed before the failed export is in the next one.
-    path = artwork_path(quick.vault_path, late.shard, late.storage_key, late.fmt)
+    path = artwork_path(small.vault_path, late.shard, late.storage_key, late.fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"PIXELS late")
-    third = await ready_export(client, quick, owner, since="last")
+    third = await ready_export(ex_client, small, owner, since="last")
     assert third["follows_export_id"] == first["id"]
-    folders = await unpacked(client, owner, third, tmp_path)
+    folders = await unpacked(ex_client, owner, third, tmp_path)
     assert payload_files(folders, "artworks") == [f"{late.sqid}.png"]
 
 
 async def test_a_schedule_after_a_failed_run_follows_the_last_ready_export(
-    client: Client, factory: Factory, quick: Settings, pool: asyncpg.Pool, tmp_path: Path
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     owner = await factory.user()
     await factory.post(owner, title="Old")
-    resp = await client.post(
+    resp = await ex_client.post(
         "/api/pmd/exports", json={"repeat_every_days": 30, "repeat_times": 4}, headers=owner.auth
     )
     assert resp.status == 202, await resp.text()
     first = await resp.json()
-    await run_worker(quick)
+    await run_worker(small)
 
     late = await factory.post(owner, title="Late", data=None)
     await time_passes(pool, owner)
-    await run_worker(quick, **new_worker_options())  # the second run fails on the missing file
-    second = (await listed(client, owner))["items"][0]
+    await run_worker(small, **new_worker_options())  # the second run fails on the missing file
+    second = (await listed(ex_client, owner))["items"][0]
     assert second["status"] == "failed" and second["follows_export_id"] == first["id"]
 
-    path = artwork_path(quick.vault_path, late.shard, late.storage_key, late.fmt)
+    path = artwork_path(small.vault_path, late.shard, late.storage_key, late.fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"PIXELS late")
     await time_passes(pool, owner)
-    await run_worker(quick, **new_worker_options())
-    third = (await listed(client, owner))["items"][0]
+    await run_worker(small, **new_worker_options())
+    third = (await listed(ex_client, owner))["items"][0]
     assert third["id"] != second["id"], "the third run made no export"
     assert third["status"] == "ready" and third["follows_export_id"] == first["id"]
-    folders = await unpacked(client, owner, third, tmp_path)
+    folders = await unpacked(ex_client, owner, third, tmp_path)
     assert payload_files(folders, "artworks") == [f"{late.sqid}.png"]
 
 
 # --- files only when they changed --------------------------------------------------------------
 
 
-async def hide_and_unhide(client: Client, owner: UserRow, posts: list[PostRow]) -> None:
+async def hide_and_unhide(ex_client: Client, owner: UserRow, posts: list[PostRow]) -> None:
     for action in ("hide", "unhide"):
-        resp = await client.post(
+        resp = await ex_client.post(
             "/api/pmd/action",
             json={"action": action, "post_ids": [p.id for p in posts]},
             headers=owner.auth,
@@ -182,13 +174,13 @@ async def hide_and_unhide(client: Client, owner: UserRow, posts: list[PostRow]) 
 
 
 async def test_a_hide_and_unhide_of_every_post_carries_no_artwork(
-    client: Client, factory: Factory, quick: Settings, pool: asyncpg.Pool, tmp_path: Path
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     owner = await factory.user()
     posts = [await factory.post(owner, title=f"Work {i}") for i in range(4)]
     replaced, layered = posts[0], posts[1]
     layers = vault_file_in(
-        quick.vault_path.resolve(), relative_layers_path(layered.shard, layered.storage_key)
+        small.vault_path.resolve(), relative_layers_path(layered.shard, layered.storage_key)
     )
     layers.parent.mkdir(parents=True, exist_ok=True)
     layers.write_bytes(b"MKPX layers")
@@ -197,13 +189,13 @@ async def test_a_hide_and_unhide_of_every_post_carries_no_artwork(
         " WHERE id = $1",
         layered.id,
     )
-    first = await ready_export(client, quick, owner)
+    first = await ready_export(ex_client, small, owner)
 
-    await hide_and_unhide(client, owner, posts)
-    second = await ready_export(client, quick, owner, since="last")
+    await hide_and_unhide(ex_client, owner, posts)
+    second = await ready_export(ex_client, small, owner, since="last")
     assert second["follows_export_id"] == first["id"]
     assert second["artwork_count"] == len(posts)
-    folders = await unpacked(client, owner, second, tmp_path / "second")
+    folders = await unpacked(ex_client, owner, second, tmp_path / "second")
     entries = await metadata(folders)
     # Every post is listed, as a change of metadata alone, and no file is carried.
     assert sorted(e["sqid"] for e in entries) == sorted(p.sqid for p in posts)
@@ -216,7 +208,7 @@ async def test_a_hide_and_unhide_of_every_post_carries_no_artwork(
     assert first["id"] in readme and first["started_at"][:10] in readme
 
     # An artwork replaced, a layers file attached and a new post carry their files.
-    path = artwork_path(quick.vault_path, replaced.shard, replaced.storage_key, replaced.fmt)
+    path = artwork_path(small.vault_path, replaced.shard, replaced.storage_key, replaced.fmt)
     path.write_bytes(b"PIXELS replaced")
     await pool.execute(
         "UPDATE posts SET artwork_modified_at = now(), metadata_modified_at = now() WHERE id = $1",
@@ -227,9 +219,9 @@ async def test_a_hide_and_unhide_of_every_post_carries_no_artwork(
         layered.id,
     )
     new = await factory.post(owner, title="New")
-    await hide_and_unhide(client, owner, [posts[2]])
-    third = await ready_export(client, quick, owner, since="last")
-    folders = await unpacked(client, owner, third, tmp_path / "third")
+    await hide_and_unhide(ex_client, owner, [posts[2]])
+    third = await ready_export(ex_client, small, owner, since="last")
+    folders = await unpacked(ex_client, owner, third, tmp_path / "third")
     changes = {e["sqid"]: (e["change"], e["files"]) for e in await metadata(folders)}
     assert changes == {
         replaced.sqid: ("files", {"artwork": f"artworks/{replaced.sqid}.png"}),
@@ -253,12 +245,12 @@ async def test_a_hide_and_unhide_of_every_post_carries_no_artwork(
 
 
 async def test_a_handle_with_a_line_break_adds_no_line_to_the_tag_files(
-    client: Client, factory: Factory, quick: Settings, tmp_path: Path
+    ex_client: Client, factory: Factory, small: Settings, tmp_path: Path
 ) -> None:
     owner = await factory.user("evil\nSource-Organization: Fake\r\u2028x")
     await factory.post(owner)
-    item = await ready_export(client, quick, owner)
-    (folder,) = await unpacked(client, owner, item, tmp_path)
+    item = await ready_export(ex_client, small, owner)
+    (folder,) = await unpacked(ex_client, owner, item, tmp_path)
     info = (folder / "bag-info.txt").read_text().split("\n")
     labels = [line.split(":", 1)[0] for line in info if line]
     assert labels == [
@@ -288,9 +280,9 @@ async def test_a_handle_with_a_line_break_adds_no_line_to_the_tag_files(
     ],
 )
 async def test_the_schedule_of_a_deactivated_or_banned_user_is_cancelled_with_a_reason(
-    client: Client,
+    ex_client: Client,
     factory: Factory,
-    quick: Settings,
+    small: Settings,
     pool: asyncpg.Pool,
     state: str,
     why: str,
@@ -298,18 +290,18 @@ async def test_the_schedule_of_a_deactivated_or_banned_user_is_cancelled_with_a_
 ) -> None:
     owner = await factory.user()
     await factory.post(owner)
-    resp = await client.post(
+    resp = await ex_client.post(
         "/api/pmd/exports",
         json={"repeat_every_days": 7, "repeat_times": 3, "send_email": True},
         headers=owner.auth,
     )
     assert resp.status == 202
-    await run_worker(quick)
+    await run_worker(small)
     await factory.post(owner, title="Since")
     await pool.execute(f"UPDATE users SET {state} WHERE id = $1", owner.id)
     await time_passes(pool, owner)
     with caplog.at_level("INFO", logger="pmd_service.exports.recurring"):
-        await run_worker(quick, **new_worker_options())
+        await run_worker(small, **new_worker_options())
     assert await pool.fetchval("SELECT count(*) FROM exports WHERE user_id = $1", owner.id) == 1
     row = await pool.fetchrow(
         "SELECT cancelled_at, cancel_reason, remaining FROM export_schedules WHERE user_id = $1",
@@ -323,12 +315,12 @@ async def test_the_schedule_of_a_deactivated_or_banned_user_is_cancelled_with_a_
     await pool.execute(
         "UPDATE users SET deactivated = false, banned_until = NULL WHERE id = $1", owner.id
     )
-    schedule = (await listed(client, owner))["schedule"]
+    schedule = (await listed(ex_client, owner))["schedule"]
     assert schedule["cancel_reason"] == row["cancel_reason"]
     assert schedule["cancelled_at"] is not None
-    resp = await client.post(
+    resp = await ex_client.post(
         "/api/pmd/exports", json={"repeat_every_days": 7, "repeat_times": 3}, headers=owner.auth
     )
     assert resp.status == 202, await resp.text()  # a new one may be asked for
-    schedule = (await listed(client, owner))["schedule"]
+    schedule = (await listed(ex_client, owner))["schedule"]
     assert schedule["cancel_reason"] is None and schedule["cancelled_at"] is None

@@ -106,6 +106,32 @@ async def test_every_statement_runs_under_the_role_and_every_right_is_needed(
         await admin.close()
 
 
+async def test_grants_run_again_waits_for_no_transaction_of_the_service(
+    host_url: str, host_role_url: str
+) -> None:
+    """An upgrade runs the new release's script while the previous release serves: with the
+    service's tables already the role's, it takes no lock a reader of them holds off (an
+    ALTER … OWNER of each deadlocked with the serving release's queries)."""
+    admin = await asyncpg.connect(host_url)
+    role_conn = await connect(host_role_url, "pmd-test", search_path=ROLE_SEARCH_PATH)
+    try:
+        await apply_migrations(role_conn)
+        role = await role_conn.fetchval("SELECT current_user")
+        await admin.execute(grants_sql(role))
+        async with role_conn.transaction():
+            await role_conn.fetch("SELECT * FROM batch_download_requests, bdr_events LIMIT 1")
+            await admin.execute("SET lock_timeout = '2s'")
+            await admin.execute(grants_sql(role))
+        # An object another role created there is still made the role's.
+        await admin.execute("CREATE TABLE pmd.pmd_extra (id int)")
+        await admin.execute(grants_sql(role))
+        owner = "SELECT tableowner FROM pg_tables WHERE schemaname = 'pmd' AND tablename = $1"
+        assert await admin.fetchval(owner, "pmd_extra") == role
+    finally:
+        await role_conn.close()
+        await admin.close()
+
+
 @pytest.mark.parametrize(
     "statement",
     [

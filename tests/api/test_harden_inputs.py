@@ -4,6 +4,7 @@ repeated JSON keys, a token's NumericDates, whom a token names (as the host's
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any
@@ -13,6 +14,8 @@ import jwt
 import pytest
 from aiohttp.test_utils import TestClient
 
+from pmd_service.api import tickets
+from pmd_service.api.keys import REDIS
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.sse import SSE
@@ -52,8 +55,7 @@ REPEATED_KEYS = {
 async def test_a_repeated_key_is_refused_and_changes_nothing(
     client: Client, factory: Factory, pool: asyncpg.Pool, path: str, template: str, key: str
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     before = await _flags(pool, ids)
     body = (template % ids).encode()
     resp = await client.post(
@@ -156,6 +158,23 @@ async def _ticket(client: Client, user: UserRow, **params: str) -> str:
     assert resp.status == 200, await resp.text()
     ticket: str = (await resp.json())["ticket"]
     return ticket
+
+
+async def test_a_download_ticket_keeps_the_field_every_release_reads(
+    client: Client, factory: Factory
+) -> None:
+    """Tickets live in the Redis that both releases of a rolling upgrade share: a download's id
+    stays under `bdr_id`, for an export's too, or the other release's server would refuse it."""
+    owner, posts = await factory.owner_and_posts(1)
+    item = await request_bdr(client, owner, [posts[0].id])
+    ticket = await _ticket(client, owner, bdr_id=item["id"])
+    where = tickets.redis_key(ticket)
+    raw = await client.app[REDIS].get(where)
+    stored = json.loads(raw.partition(b".")[2])
+    assert stored["bdr_id"] == item["id"] and "download_id" not in stored
+    stream = json.loads((await client.app[REDIS].get(tickets.redis_key(
+        await _ticket(client, owner)))).partition(b".")[2])  # fmt: skip
+    assert stream["bdr_id"] is None
 
 
 async def test_a_download_ticket_opens_its_own_bdr_only(

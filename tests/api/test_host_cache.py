@@ -78,8 +78,7 @@ async def only_kept(cache: Redis) -> None:
 async def test_an_undo_drops_the_hosts_cached_feeds(
     client: Client, factory: Factory, cache: Redis
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     resp = await act(client, user, "hide", ids)
     assert resp.status == 200, await resp.text()
     undo = (await resp.json())["undo"]
@@ -93,8 +92,7 @@ async def test_an_undo_drops_the_hosts_cached_feeds(
 async def test_a_burst_of_actions_makes_at_most_two_passes(
     client: Client, factory: Factory, cache: Redis
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 10)
+    user, ids = await factory.owner_and_bulk(10)
     drops = drops_of(client)
     await cache.mset({**FEEDS, **KEPT})
     # Writes wait while the cache is paused, so the first pass cannot end during the burst.
@@ -141,8 +139,7 @@ async def test_a_cache_that_is_down_never_fails_an_action_and_is_retried(
     cache: Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     drops = drops_of(client)
     host_redis.stop()
     resp = await act(client, user, "hide", ids)

@@ -24,16 +24,15 @@ Client = TestClient[Any, Any]
 _LONG_AGO = "2001-01-01T00:00:00Z"
 
 
-async def _stamps(factory: Factory) -> dict[int, Any]:
-    rows = await factory.pool.fetch("SELECT id, metadata_modified_at FROM posts ORDER BY id")
-    return {r["id"]: r["metadata_modified_at"] for r in rows}
+async def _stamps(factory: Factory, column: str = "metadata_modified_at") -> dict[int, Any]:
+    rows = await factory.pool.fetch(f"SELECT id, {column} AS at FROM posts ORDER BY id")
+    return {r["id"]: r["at"] for r in rows}
 
 
-async def test_every_bulk_write_bumps_metadata_modified_at(
+async def test_every_bulk_write_bumps_metadata_modified_at_and_sets_updated_at(
     client: Client, factory: Factory
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     cc = await factory.license("CC0-1.0")
     steps: list[tuple[str, dict[str, Any]]] = [
         ("action", {"action": "hide", "post_ids": ids[:1]}),
@@ -44,13 +43,18 @@ async def test_every_bulk_write_bumps_metadata_modified_at(
         ("license", {"post_ids": ids[2:], "license_id": None}),
     ]
     for path, body in steps:
-        await factory.pool.execute(f"UPDATE posts SET metadata_modified_at = '{_LONG_AGO}'")
+        await factory.pool.execute(
+            f"UPDATE posts SET metadata_modified_at = '{_LONG_AGO}', updated_at = NULL"
+        )
         before = await factory.pool.fetchval("SELECT now()")
         resp = await client.post(f"/api/pmd/{path}", json=body, headers=user.auth)
         assert resp.status == 200, await resp.text()
         stamps = await _stamps(factory)
         moved = {i for i, at in stamps.items() if at >= before}
         assert moved == set(body["post_ids"]), (path, body)
+        updated = {i: at for i, at in (await _stamps(factory, "updated_at")).items() if at}
+        assert set(updated) == set(body["post_ids"]), (path, body)
+        assert all(at >= before for at in updated.values())
     # A write that changes nothing moves nothing (the player has nothing new to fetch).
     await factory.pool.execute(f"UPDATE posts SET metadata_modified_at = '{_LONG_AGO}'")
     resp = await client.post(
@@ -64,8 +68,7 @@ async def test_every_bulk_write_bumps_metadata_modified_at(
 async def test_a_nd_license_turns_remixable_off(
     client: Client, factory: Factory, identifier: str
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     nd = await factory.license(identifier)
     by = await factory.license("CC-BY-4.0")
     await factory.pool.execute("UPDATE posts SET remixable = (id <> $1)", ids[2])
@@ -106,8 +109,7 @@ async def cache_client(
 async def test_a_license_or_tag_change_drops_the_hosts_cached_feeds_and_tags(
     cache_client: Client, factory: Factory, redis_url: str
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     cc = await factory.license("CC0-1.0")
     cache = create_host_cache(redis_url)
     drops: FeedDrops | None = cache_client.app[FEED_DROPS]

@@ -30,7 +30,7 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import migrate
 from pmd_service.core.settings import Settings
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import HostSite
 from support.sse import SSE, open_stream
@@ -225,7 +225,7 @@ async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
         assert archive.read(f"artworks/{post.sqid}.png") == post.data
     assert str(comment_id) in archive.read("comments.json").decode()
     assert "🔥" in archive.read("reactions.json").decode()
-    own_zip = settings.bdr_path / owner.sqid / f"pmd-{item['id']}.zip"
+    own_zip = settings.zip_path / owner.sqid / f"pmd-{item['id']}.zip"
     assert hashlib.sha256(own_zip.read_bytes()).hexdigest() == await pool.fetchval(
         "SELECT file_sha256 FROM batch_download_requests WHERE id = $1::uuid", item["id"]
     )
@@ -262,7 +262,7 @@ async def test_owner_moderator_worker_stream_and_cleanup_on_the_hosts_schema(
     for path in (own_zip, host_zip):
         os.utime(path, (old, old))
     async with job_context(settings) as ctx:
-        summary = await cleanup_expired_bdrs(ctx)
+        summary = await daily_cleanup(ctx)
     assert summary["expired"] == 1
     assert not own_zip.exists() and host_zip.read_bytes() == b"PK host zip"
     host_rows = await pool.fetch("SELECT id, status FROM public.batch_download_requests")

@@ -17,7 +17,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from support.stack import free_port
-from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
+from tests.helpers import assert_problem, fetch_item, requested, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -197,9 +197,7 @@ async def test_the_document_names_every_condition_the_download_reads(
 ) -> None:
     """Each request header object_download reads changes the real server's answer, and the
     document lists it as a parameter of the download."""
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, _, [item] = await requested(client, factory)
     await run_worker(settings)
     url = (await fetch_item(client, owner, item["id"]))["download_url"]
     plain = await client.get(url, headers=owner.auth)
@@ -231,9 +229,7 @@ async def test_the_document_names_every_header_the_server_sends(
     header beyond those of any answer (/healthz's) is in the document for that status."""
     limited = replace(settings, bdr_daily_limit=1)
     client: Client = await aiohttp_client(create_app(limited))
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, post, [item] = await requested(client, factory)
     await run_worker(limited)
     url = (await fetch_item(client, owner, item["id"]))["download_url"]
     answers = [

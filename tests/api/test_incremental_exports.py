@@ -6,15 +6,9 @@ bagit-python."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
-import subprocess
-import sys
 import uuid
-import zipfile
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -23,64 +17,15 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
-from support.seeding import Factory, PostRow, UserRow
-from tests.helpers import Client, assert_problem, run_worker
-
-KIB = 1024
+from support.seeding import Factory, PostRow
+from tests.exports import post_export, ready_export, unpacked
+from tests.helpers import Client, assert_problem
 
 
 @pytest.fixture
-def small(settings: Settings) -> Settings:
+def small(small: Settings) -> Settings:
     """A full export's cooldown running all along: incremental ones have their own."""
-    return replace(
-        settings,
-        export_min_part_bytes=KIB,
-        export_part_bytes=64 * KIB,
-        export_cooldown_seconds=3600,
-        export_incremental_cooldown_seconds=0,
-    )
-
-
-@pytest.fixture
-async def ex_client(
-    aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
-) -> Client:
-    return await aiohttp_client(create_app(small))
-
-
-async def post_export(client: Client, user: UserRow, **body: Any) -> tuple[int, dict[str, Any]]:
-    resp = await client.post("/api/pmd/exports", json=body, headers=user.auth)
-    answer: dict[str, Any] = await resp.json()
-    return resp.status, answer
-
-
-async def ready_export(
-    client: Client, settings: Settings, user: UserRow, **body: Any
-) -> dict[str, Any]:
-    status, item = await post_export(client, user, **body)
-    assert status == 202, item
-    await run_worker(settings)
-    resp = await client.get(f"/api/pmd/exports/{item['id']}", headers=user.auth)
-    ready: dict[str, Any] = await resp.json()
-    assert ready["status"] == "ready", ready
-    return ready
-
-
-async def unpacked(client: Client, user: UserRow, item: dict[str, Any], into: Path) -> list[Path]:
-    """Every part downloaded, unzipped and validated by bagit-python; their folders."""
-    folders = []
-    for part in item["parts"]:
-        resp = await client.get(part["download_url"], headers=user.auth)
-        with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
-            archive.extractall(into)
-        folder = into / f"makapix-export-{item['id'][:8]}-part-{part['number']}"
-        checked = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "bagit", "--validate", "."], cwd=folder,
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert checked.returncode == 0, checked.stdout + checked.stderr
-        folders.append(folder)
-    return folders
+    return replace(small, export_incremental_cooldown_seconds=0)
 
 
 def exported_sqids(folders: list[Path]) -> list[str]:

@@ -88,7 +88,8 @@ def mail(settings: Settings, faulty_smtp: FaultyMailbox) -> Mail:
 
 async def email_row(factory: Factory, bdr_id: str) -> Any:
     return await factory.pool.fetchrow(
-        "SELECT email_sent_at, email_attempts FROM batch_download_requests WHERE id = $1::uuid",
+        "SELECT email_sent_at, email_lease_until, email_attempts FROM batch_download_requests"
+        " WHERE id = $1::uuid",
         bdr_id,
     )
 
@@ -113,6 +114,7 @@ async def test_a_server_answering_after_the_timeout_gets_one_copy(
     assert resent == [0, 0, 0] and again is False
     row = await email_row(factory, item["id"])
     assert row["email_sent_at"] is not None and row["email_attempts"] == 1  # counted as sent
+    assert row["email_lease_until"] is None  # its send ended: not even its lease makes it owed
     assert "may have been delivered" in caplog.text and item["id"] in caplog.text
 
 
@@ -133,7 +135,8 @@ async def test_cancelled_once_data_is_under_way_is_not_sent_again(
     with pytest.raises(asyncio.CancelledError):
         await task
     row = await email_row(factory, bdr_id)
-    assert row["email_sent_at"] is not None  # not owed again: the sweep leaves it alone
+    # Not owed again, the lease cleared despite the cancellation: the sweep leaves it alone.
+    assert row["email_sent_at"] is not None and row["email_lease_until"] is None
     async with job_context(mailing) as ctx:
         assert (await sweep(ctx))["emails"] == 0
     assert len(faulty_smtp.messages) == 1

@@ -15,7 +15,7 @@ import logging
 import ssl
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from pmd_service.mail.compose import BdrMail, PlainAuthRefused, compose, send
 from support import tools
 from support.mailbox import Mailbox
 from support.seeding import Factory
-from tests.helpers import fetch_item, ready_owing_email, request_bdr, run_worker
+from tests.helpers import after_worker, ready_owing_email
 
 Client = TestClient[Any, Any]
 USER, PASSWORD = "pmd-mailer", "s3cret-Pa55word-not-for-the-wire"
@@ -70,10 +70,10 @@ class AuthMailbox(Mailbox):
 
 
 class Relay:
-    """A TCP relay in front of the SMTP server, keeping every byte the client sent."""
+    """A TCP relay in front of the SMTP server `box`, keeping every byte the client sent."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
+    def __init__(self, box: AuthMailbox) -> None:
+        self.box = box
         self.sent = bytearray()
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -89,7 +89,7 @@ class Relay:
         await self.server.wait_closed()
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.box.port)
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, keep: bool) -> None:
             try:
@@ -140,29 +140,21 @@ def trusted(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture
-def starttls_box(certificate: tuple[Path, Path], trusted: None) -> Iterator[AuthMailbox]:
+async def starttls_relay(certificate: tuple[Path, Path], trusted: None) -> AsyncIterator[Relay]:
+    """A relay before a mailbox that offers STARTTLS with `certificate`."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(*certificate)
     with AuthMailbox(tls_context=context) as box:
-        yield box
+        async with Relay(box) as relay:
+            yield relay
 
 
 @pytest.fixture
-def plain_box() -> Iterator[AuthMailbox]:
+async def plain_relay() -> AsyncIterator[Relay]:
+    """A relay before a mailbox that offers no STARTTLS."""
     with AuthMailbox() as box:
-        yield box
-
-
-@pytest.fixture
-async def starttls_relay(starttls_box: AuthMailbox) -> AsyncIterator[Relay]:
-    async with Relay(starttls_box.port) as relay:
-        yield relay
-
-
-@pytest.fixture
-async def plain_relay(plain_box: AuthMailbox) -> AsyncIterator[Relay]:
-    async with Relay(plain_box.port) as relay:
-        yield relay
+        async with Relay(box) as relay:
+            yield relay
 
 
 def through(settings: Settings, relay: Relay, **overrides: Any) -> Settings:
@@ -177,17 +169,15 @@ async def test_unset_starttls_is_used_when_offered_and_the_password_goes_encrypt
     client: Client,
     factory: Factory,
     settings: Settings,
-    starttls_box: AuthMailbox,
     starttls_relay: Relay,
 ) -> None:
     assert settings.smtp_starttls is None  # the default: SMTP_STARTTLS unset
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id], send_email=True)
-    await run_worker(through(settings, starttls_relay))
-    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
-    assert starttls_box.logins == [(USER, True)]
-    assert starttls_box.tls_messages == [True] and len(starttls_box.messages) == 1
+    owner, [post] = await factory.owner_and_posts(1)
+    worker = through(settings, starttls_relay)
+    item = await after_worker(client, worker, owner, [post.id], send_email=True)
+    assert item["status"] == "ready"
+    assert starttls_relay.box.logins == [(USER, True)]
+    assert starttls_relay.box.tls_messages == [True] and len(starttls_relay.box.messages) == 1
     assert b"STARTTLS" in starttls_relay.sent
     assert not starttls_relay.password_seen()
 
@@ -196,16 +186,14 @@ async def test_no_starttls_offered_the_password_is_refused_and_the_email_stays_o
     client: Client,
     factory: Factory,
     settings: Settings,
-    plain_box: AuthMailbox,
     plain_relay: Relay,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id], send_email=True)
-    await run_worker(through(settings, plain_relay))
-    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"  # not failed by it
-    assert plain_box.logins == [] and plain_box.messages == []
+    owner, [post] = await factory.owner_and_posts(1)
+    worker = through(settings, plain_relay)
+    item = await after_worker(client, worker, owner, [post.id], send_email=True)
+    assert item["status"] == "ready"  # not failed by it
+    assert plain_relay.box.logins == [] and plain_relay.box.messages == []
     assert b"AUTH" not in plain_relay.sent and not plain_relay.password_seen()
     row = await factory.pool.fetchrow(
         "SELECT email_sent_at FROM batch_download_requests WHERE id = $1::uuid", item["id"]
@@ -231,37 +219,34 @@ async def test_starttls_false_without_a_password_sends_in_clear(
     client: Client,
     factory: Factory,
     settings: Settings,
-    starttls_box: AuthMailbox,
     starttls_relay: Relay,
 ) -> None:
     bdr_id = await ready_owing_email(client, factory, await factory.user())
     settings = through(settings, starttls_relay, smtp_starttls=False, smtp_username=None,
                        smtp_password=None)  # fmt: skip
     assert await send_bdr_email(factory.pool, settings, uuid.UUID(bdr_id)) is True
-    assert starttls_box.tls_messages == [False] and starttls_box.logins == []
+    assert starttls_relay.box.tls_messages == [False] and starttls_relay.box.logins == []
 
 
-async def test_plain_auth_allowed_only_when_asked(
-    settings: Settings, plain_box: AuthMailbox, plain_relay: Relay
-) -> None:
+async def test_plain_auth_allowed_only_when_asked(settings: Settings, plain_relay: Relay) -> None:
     mail = BdrMail("a@b.test", "a", "s", str(uuid.uuid4()), "ready", 1, None, None)
     refused = through(settings, plain_relay)
     with pytest.raises(PlainAuthRefused, match="SMTP_ALLOW_PLAIN_AUTH"):
         await send(refused, compose(refused, mail))
-    assert plain_box.logins == [] and not plain_relay.password_seen()
+    assert plain_relay.box.logins == [] and not plain_relay.password_seen()
 
     allowed = through(settings, plain_relay, smtp_allow_plain_auth=True)
     await send(allowed, compose(allowed, mail))
-    assert plain_box.logins == [(USER, False)] and len(plain_box.messages) == 1
+    assert plain_relay.box.logins == [(USER, False)] and len(plain_relay.box.messages) == 1
     assert plain_relay.password_seen()  # what the operator allowed, and the relay saw
 
 
 async def test_required_starttls_refused_by_a_server_without_it_sends_nothing(
-    settings: Settings, plain_box: AuthMailbox, plain_relay: Relay
+    settings: Settings, plain_relay: Relay
 ) -> None:
     mail = BdrMail("a@b.test", "a", "s", str(uuid.uuid4()), "ready", 1, None, None)
     required = through(settings, plain_relay, smtp_starttls=True)
     with pytest.raises(aiosmtplib.SMTPException):
         await send(required, compose(required, mail))
-    assert plain_box.logins == [] and plain_box.messages == []
+    assert plain_relay.box.logins == [] and plain_relay.box.messages == []
     assert not plain_relay.password_seen()

@@ -13,7 +13,7 @@ from msgspec.structs import replace
 from pmd_service.core.settings import Settings
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY
 from support.seeding import Factory, UserRow
-from tests.helpers import Client, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, after_worker
 
 SQL_READS = """
 SELECT actor_id, target_type, target_id, note FROM audit_logs
@@ -30,7 +30,7 @@ def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     bucket, prefix = request.getfixturevalue("s3_bucket"), request.getfixturevalue("s3_prefix")
     return replace(
         settings,
-        bdr_store=f"s3://{bucket}/{prefix}/zips",
+        zip_store=f"s3://{bucket}/{prefix}/zips",
         aws_endpoint_url=seaweed.endpoint,
         aws_region=REGION,
         aws_access_key_id=ACCESS_KEY,
@@ -38,13 +38,15 @@ def settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
     )
 
 
-async def _ready(client: Client, factory: Factory, settings: Settings) -> tuple[UserRow, str]:
+async def _ready(
+    client: Client, factory: Factory, settings: Settings
+) -> tuple[UserRow, UserRow, str]:
+    """A new owner's ready download of two artworks, and a moderator: the owner, the moderator
+    and the download's URL."""
     owner, posts = await factory.owner_and_posts(2)
-    item = await request_bdr(client, owner, [p.id for p in posts])
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, settings, owner, [p.id for p in posts])
     assert item["status"] == "ready", item
-    return owner, item["download_url"]
+    return owner, await factory.user(roles=["user", "moderator"]), item["download_url"]
 
 
 async def _get(client: Client, url: str, user: UserRow, **headers: str) -> int:
@@ -56,10 +58,9 @@ async def _get(client: Client, url: str, user: UserRow, **headers: str) -> int:
 async def test_every_moderator_read_is_audited_once_an_hour_whatever_its_range(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
-    owner, url = await _ready(client, factory, settings)
-    mod = await factory.user(roles=["user", "moderator"])
+    owner, mod, url = await _ready(client, factory, settings)
     bdr_id = url.split("/")[4]
-    read = 206 if settings.bdr_store is None else 302
+    read = 206 if settings.zip_store is None else 302
 
     # A HEAD reads nothing; the owner's own reads are not a moderator's.
     assert (await client.head(url, headers=mod.auth, allow_redirects=False)).status in (200, 302)
@@ -94,8 +95,7 @@ async def test_a_moderators_read_by_ticket_is_audited(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
     """A link the browser follows (a download ticket) is the moderator's read as well."""
-    owner, url = await _ready(client, factory, settings)
-    mod = await factory.user(roles=["user", "moderator"])
+    owner, mod, url = await _ready(client, factory, settings)
     bdr_id = url.split("/")[4]
     resp = await client.post(
         "/api/pmd/bdr/sse-ticket",
@@ -116,7 +116,6 @@ async def test_a_moderators_whole_download_is_audited_in_either_mode(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
     """No Range at all: the bytes from the server, or the 302 to the bucket's signed URL."""
-    _, url = await _ready(client, factory, settings)
-    mod = await factory.user(roles=["user", "moderator"])
-    assert await _get(client, url, mod) == (200 if settings.bdr_store is None else 302)
+    _, mod, url = await _ready(client, factory, settings)
+    assert await _get(client, url, mod) == (200 if settings.zip_store is None else 302)
     assert [r["actor_id"] for r in await factory.pool.fetch(SQL_READS)] == [mod.id]

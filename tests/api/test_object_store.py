@@ -31,13 +31,13 @@ from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.host.vault import relative_artwork_path
 from pmd_service.jobs.context import job_context
 from pmd_service.upkeep import cleanup as cleanup_module
-from pmd_service.upkeep.cleanup import cleanup_expired_bdrs
+from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.upkeep.sweep import sweep
 from pmd_service.zipbuild.build import PART_BYTES, Entry, build, object_sink
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory, PostRow
 from support.stack import free_port
-from tests.helpers import Client, assert_problem, fetch_item, request_bdr, run_worker
+from tests.helpers import Client, after_worker, assert_problem, fetch_item, requested, run_worker
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def settings(settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: st
 
 
 def zip_store(settings: Settings) -> S3Store:
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     return open_store(bucket, settings.s3_access)
 
@@ -60,9 +60,7 @@ async def ready_bdr(
     client: Client, factory: Factory, settings: Settings, n: int = 3
 ) -> tuple[Any, list[PostRow], dict[str, Any]]:
     owner, posts = await factory.owner_and_posts(n)
-    item = await request_bdr(client, owner, [p.id for p in posts], include_comments=True)
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, settings, owner, [p.id for p in posts], include_comments=True)
     assert item["status"] == "ready", item
     return owner, posts, item
 
@@ -81,8 +79,8 @@ async def test_the_whole_path_through_the_bucket(
     key = row["file_path"].removeprefix("bdr/")
     assert keys(store) == [key]  # nothing else: no temp object, no second copy
     assert key.startswith(f"{owner.sqid}/pmd-{item['id']}.")
-    assert not settings.bdr_path.exists() or not any(settings.bdr_path.rglob("*.zip"))
-    bucket = settings.bdr_bucket
+    assert not settings.zip_path.exists() or not any(settings.zip_path.rglob("*.zip"))
+    bucket = settings.zip_bucket
     assert bucket is not None
     assert await incomplete_uploads(bucket, settings.s3_access) == []
 
@@ -120,7 +118,7 @@ async def test_the_whole_path_through_the_bucket(
         "UPDATE batch_download_requests SET expires_at = now() - interval '1 minute'"
         " WHERE id = $1::uuid", item["id"],
     )  # fmt: skip
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["expired"] == 1
     assert keys(store) == []
     resp = await client.get(item["download_url"], headers=owner.auth, allow_redirects=False)
@@ -129,7 +127,7 @@ async def test_the_whole_path_through_the_bucket(
         "UPDATE batch_download_requests SET completed_at = now() - interval '15 days'"
         " WHERE id = $1::uuid", item["id"],
     )  # fmt: skip
-    assert (await cleanup_expired_bdrs(worker_ctx))["purged"] == 1
+    assert (await daily_cleanup(worker_ctx))["purged"] == 1
     assert (await client.get(f"/api/pmd/bdr/{item['id']}", headers=owner.auth)).status == 404
 
 
@@ -156,7 +154,7 @@ async def test_delete_removes_the_object(
 
 @pytest.fixture
 def proxy_settings(settings: Settings) -> Settings:
-    return replace(settings, bdr_download_mode="proxy")
+    return replace(settings, zip_download_mode="proxy")
 
 
 async def test_proxy_mode_streams_with_ranges_and_validators(
@@ -210,7 +208,7 @@ async def test_proxy_mode_streams_with_ranges_and_validators(
 async def test_a_failed_build_aborts_its_upload(settings: Settings) -> None:
     """The chunks' iterator raises after a part went out: obstore aborts the upload, and
     nothing, complete or partial, is left in the bucket."""
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     store = zip_store(settings)
 
@@ -231,7 +229,7 @@ _KILLED_UPLOAD = """
 import os, sys, time
 import obstore
 from pmd_service.core.objects import StoreUrl, S3Access, open_store
-store = open_store(StoreUrl.parse(sys.argv[1], "BDR_STORE"), S3Access(*sys.argv[2:4], sys.argv[4], os.environ["AWS_SECRET_ACCESS_KEY"], None))
+store = open_store(StoreUrl.parse(sys.argv[1], "ZIP_STORE"), S3Access(*sys.argv[2:4], sys.argv[4], os.environ["AWS_SECRET_ACCESS_KEY"], None))
 def chunks():
     yield os.urandom(9 << 20)  # one part goes out
     print("part sent", flush=True)
@@ -245,7 +243,7 @@ async def test_the_sweep_aborts_the_upload_of_a_killed_worker(
 ) -> None:
     """A process SIGKILLed mid-upload leaves the upload open; no partial object is visible,
     and the sweep aborts it once the run is over (here: the row it was for is gone)."""
-    bucket = settings.bdr_bucket
+    bucket = settings.zip_bucket
     assert bucket is not None
     key = f"someone/pmd-{'0' * 8}-0000-4000-8000-{'0' * 12}.deadbeef.zip"
     proc = await asyncio.create_subprocess_exec(
@@ -281,7 +279,7 @@ async def test_cleanup_removes_orphans_under_its_prefix_only(
     beside = open_store(StoreUrl(s3_bucket, f"{s3_prefix}/zipsy"), settings.s3_access)
     await obstore.put_async(beside, orphan, b"outside the prefix")  # "zips" is a prefix of it
     monkeypatch.setattr(cleanup_module, "TEMP_MAX_AGE_SECONDS", 0)
-    summary = await cleanup_expired_bdrs(worker_ctx)
+    summary = await daily_cleanup(worker_ctx)
     assert summary["orphan_zips_removed"] == 1
     assert keys(store) == sorted([*kept, foreign])
     assert keys(beside) == [orphan]
@@ -291,9 +289,7 @@ async def test_an_unreachable_store_is_retried_never_failed(
     client: Client, factory: Factory, settings: Settings
 ) -> None:
     down = replace(settings, aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    _, _, [item] = await requested(client, factory)
     # One attempt: arq schedules the next one (in 5 s), this burst does not wait for it.
     once = [func(process_bdr, name=JOB_NAME, max_tries=1, keep_result=0)]
     await run_worker(down, functions=once)
@@ -321,9 +317,8 @@ async def test_artworks_read_from_a_bucket(
         await obstore.put_async(store, rel, post.data)
     for path in settings.vault_path.rglob("*.png"):
         path.unlink()  # the vault is not where they are read from
-    item = await request_bdr(client, owner, [p.id for p in reversed(posts)])
-    await run_worker(replace(settings, artwork_store=str(artworks), artwork_fetch_concurrency=2))
-    item = await fetch_item(client, owner, item["id"])
+    worker = replace(settings, artwork_store=str(artworks), artwork_fetch_concurrency=2)
+    item = await after_worker(client, worker, owner, [p.id for p in reversed(posts)])
     assert item["status"] == "ready"
     assert item["skipped"] == [
         {"post_id": posts[-1].id, "public_sqid": posts[-1].sqid, "reason": "file_missing"}
@@ -340,14 +335,14 @@ async def test_artworks_read_from_a_bucket(
 @pytest.mark.parametrize(
     ("env", "says"),
     [
-        ({"BDR_STORE": "s3://Bad_Bucket"}, "is not a bucket name"),
-        ({"BDR_STORE": "s3://bucket/../up"}, "must be folder names"),
-        ({"BDR_STORE": "gs://bucket"}, "must be s3://bucket/prefix or file:///folder"),
+        ({"ZIP_STORE": "s3://Bad_Bucket"}, "is not a bucket name"),
+        ({"ZIP_STORE": "s3://bucket/../up"}, "must be folder names"),
+        ({"ZIP_STORE": "gs://bucket"}, "must be s3://bucket/prefix or file:///folder"),
         ({"ARTWORK_STORE": "file://relative"}, "file:///absolute/folder"),
         ({"ARTWORK_STORE": "s3://bucket", "ARTWORK_BASE_URL": "http://x"}, "not both"),
         ({"AWS_ENDPOINT_URL": "127.0.0.1:8333"}, "must start with http"),
-        ({"BDR_DOWNLOAD_MODE": "stream"}, "BDR_DOWNLOAD_MODE"),
-        ({"BDR_SIGNED_URL_SECONDS": "5"}, "BDR_SIGNED_URL_SECONDS"),
+        ({"ZIP_DOWNLOAD_MODE": "stream"}, "ZIP_DOWNLOAD_MODE"),
+        ({"ZIP_SIGNED_URL_SECONDS": "5"}, "ZIP_SIGNED_URL_SECONDS"),
     ],
 )
 def test_store_settings_are_checked(env: dict[str, str], says: str) -> None:
@@ -367,10 +362,10 @@ def test_file_urls_name_the_folders(tmp_path: Path) -> None:
         "JWT_SECRET_KEY": "k" * 32,
     }
     got = Settings.from_env(
-        base | {"BDR_STORE": f"file://{tmp_path}/zips", "ARTWORK_STORE": f"file://{tmp_path}/v"}
+        base | {"ZIP_STORE": f"file://{tmp_path}/zips", "ARTWORK_STORE": f"file://{tmp_path}/v"}
     )
-    assert (got.bdr_path, got.vault_path) == (tmp_path / "zips", tmp_path / "v")
-    assert got.bdr_bucket is None and got.artwork_bucket is None
+    assert (got.zip_path, got.vault_path) == (tmp_path / "zips", tmp_path / "v")
+    assert got.zip_bucket is None and got.artwork_bucket is None
     assert "SECRET" not in repr(replace(got, aws_secret_access_key="SECRET"))
 
 

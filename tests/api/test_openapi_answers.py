@@ -27,7 +27,15 @@ from pmd_service.web.app import create_app
 from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.sse import SSE
-from tests.helpers import DatabaseRelay, direct, fetch_item, on_port, request_bdr, run_worker
+from tests.helpers import (
+    DatabaseRelay,
+    direct,
+    fetch_item,
+    on_port,
+    request_bdr,
+    requested,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
 DOWNLOAD = "/api/pmd/bdr/{id}/download"
@@ -160,7 +168,7 @@ def sending(request: pytest.FixtureRequest, settings: Settings, s3_prefix: str) 
         return settings
     seaweed: Seaweed = request.getfixturevalue("seaweed")
     bucket = request.getfixturevalue("s3_bucket")
-    return seaweed.settings(settings, bucket, f"{s3_prefix}/zips", bdr_download_mode=request.param)
+    return seaweed.settings(settings, bucket, f"{s3_prefix}/zips", zip_download_mode=request.param)
 
 
 async def test_every_answer_of_a_download_is_declared_as_sent(
@@ -171,7 +179,7 @@ async def test_every_answer_of_a_download_is_declared_as_sent(
     item = await request_bdr(client, owner, [(await factory.post(owner)).id])
     await run_worker(sending)
     url = (await fetch_item(client, owner, item["id"]))["download_url"]
-    redirects = sending.bdr_download_mode == "redirect" and sending.bdr_store is not None
+    redirects = sending.zip_download_mode == "redirect" and sending.zip_store is not None
     if redirects:  # the store's answer has the validators; the server only points to it
         etag, modified, size = '"any"', "Sat, 01 Jan 2000 00:00:00 GMT", 1000
     else:
@@ -266,9 +274,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
 
 
 async def _world(client: Client, factory: Factory, settings: Settings) -> World:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, post, [item] = await requested(client, factory)
     await run_worker(settings)
     assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
 

@@ -105,10 +105,10 @@ async def test_dev_vault_serves_artwork_files_and_never_a_zip(
 
     # A ZIP in the BDR folder (a folder of the vault by default) is not reachable, whatever
     # the name is made to look like.
-    user_dir = settings.bdr_path / "u1"
+    user_dir = settings.zip_path / "u1"
     user_dir.mkdir(parents=True)
     (user_dir / f"{post.storage_key}.png").write_bytes(b"PK-not-for-you")
-    (settings.bdr_path / f"{post.storage_key}.png").write_bytes(b"PK-not-for-you")
+    (settings.zip_path / f"{post.storage_key}.png").write_bytes(b"PK-not-for-you")
     for path in (
         f"/vault/bdr/{post.storage_key}.png",
         f"/vault/{post.shard}/{post.storage_key}.zip",

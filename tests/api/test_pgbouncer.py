@@ -100,7 +100,7 @@ async def test_a_bdr_lists_actions_and_a_stream_through_pgbouncer(
         assert len([n for n in archive.namelist() if n.startswith("artworks/")]) == 4
         # The stream (its LISTEN connection direct) saw every event the table holds.
         events = await pool.fetch(
-            "SELECT id FROM bdr_events WHERE user_id = $1 ORDER BY id", owner.id
+            "SELECT id FROM stream_events WHERE user_id = $1 ORDER BY id", owner.id
         )
         got = ids(await stream.updates(len(events)))
         assert got == [r["id"] for r in events]

@@ -29,8 +29,7 @@ async def _audit_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
 
 
 async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 5)
+    user, ids = await factory.owner_and_bulk(5)
     untouched = await factory.posts_bulk(user, 2)
 
     # affected_count: the posts acted on (the host's page says "hidden N posts" with it);
@@ -69,8 +68,7 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
 
 
 async def test_delete_then_restore(client: Client, factory: Factory, pool: asyncpg.Pool) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 4)
+    user, ids = await factory.owner_and_bulk(4)
     before = datetime.now(UTC)
 
     body = await ok(client, user, "delete", ids[:3])
@@ -116,8 +114,7 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
 
 
 async def test_hidden_state_survives_delete_and_restore(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     await ok(client, user, "hide", ids[:1])
     await ok(client, user, "delete", ids)
     # A deleted post cannot be hidden or unhidden until restored.
@@ -132,8 +129,7 @@ async def test_hidden_state_survives_delete_and_restore(client: Client, factory:
 
 
 async def test_129_ids_change_nothing(client: Client, factory: Factory, pool: asyncpg.Pool) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 129)
+    user, ids = await factory.owner_and_bulk(129)
     snapshot = await posts_state(pool)
     for action in ("hide", "delete"):
         body = await assert_problem(await act(client, user, action, ids), 422)
@@ -154,8 +150,7 @@ async def test_129_ids_change_nothing(client: Client, factory: Factory, pool: as
 async def test_duplicate_ids_are_422_and_change_nothing(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     snapshot = await posts_state(pool)
     body = await assert_problem(await act(client, user, "hide", [*ids, ids[1]]), 422)
     assert str(ids[1]) in body["detail"]
@@ -174,9 +169,8 @@ async def test_duplicate_ids_are_422_and_change_nothing(
 async def test_another_users_post_rejects_the_whole_batch(
     client: Client, factory: Factory, pool: asyncpg.Pool, action: str
 ) -> None:
-    user = await factory.user()
+    user, mine = await factory.owner_and_bulk(5)
     bob = await factory.user()
-    mine = await factory.posts_bulk(user, 5)
     bobs = await factory.posts_bulk(bob, 1)
     if action == "unhide":
         await pool.execute("UPDATE posts SET hidden_by_user = true")
@@ -193,9 +187,8 @@ async def test_another_users_post_rejects_the_whole_batch(
 async def test_every_ineligible_id_is_named(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, good = await factory.owner_and_bulk(3)
     bob = await factory.user()
-    good = await factory.posts_bulk(user, 3)
     playlist = await factory.posts_bulk(user, 1, kind="playlist")
     deleted = await factory.posts_bulk(user, 1)
     await pool.execute(
@@ -282,9 +275,8 @@ async def test_rejected_moderator_batch_writes_no_audit_row(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     mod = await factory.user(roles=["moderator"])
-    bob = await factory.user()
+    bob, bobs = await factory.owner_and_bulk(2)
     carol = await factory.user()
-    bobs = await factory.posts_bulk(bob, 2)
     carols = await factory.posts_bulk(carol, 1)
     snapshot = await posts_state(pool)
     body = await assert_problem(
@@ -416,8 +408,7 @@ async def test_license_set_clear_and_unknown(
 
 
 async def test_license_id_is_required_and_typed(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    user, ids = await factory.owner_and_bulk(1)
     cases: list[tuple[Any, str]] = [
         ({"post_ids": ids}, "license_id"),
         ({"post_ids": ids, "license_id": "CC0"}, "license_id"),

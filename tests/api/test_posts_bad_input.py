@@ -98,8 +98,7 @@ async def test_json_null_body_is_422(client: Client, factory: Factory) -> None:
 
 
 async def test_ten_megabyte_body_is_413(client: Client, factory: Factory) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    user, ids = await factory.owner_and_bulk(1)
     padding = "x" * (10 * 1024 * 1024)
     for path in ("/api/pmd/action", "/api/pmd/license"):
         resp = await client.post(
@@ -129,8 +128,7 @@ async def test_wrong_content_type_is_415(client: Client, factory: Factory) -> No
 async def test_unauthenticated_action_changes_nothing(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    _, ids = await factory.owner_and_bulk(1)
     resp = await client.post("/api/pmd/action", json={"action": "delete", "post_ids": ids})
     await assert_problem(resp, 401)
     assert (await factory.post_flags(ids))[ids[0]]["deleted_by_user"] is False
@@ -145,8 +143,7 @@ OVERFLOWING_DATES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"]
 async def test_a_date_out_of_range_in_utc_is_400_naming_it(
     client: Client, factory: Factory, pool: asyncpg.Pool, key: str, when: str
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    user, ids = await factory.owner_and_bulk(1)
     snapshot = await posts_state(pool)
     resp = await client.get("/api/pmd/posts", params={key: when}, headers=user.auth)
     problem = await assert_problem(resp, 400)

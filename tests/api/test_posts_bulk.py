@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.db import SET_CUSTOM_PLAN, create_pool
+from pmd_service.core.db import SET_CUSTOM_PLAN
 from pmd_service.core.settings import Settings
 from pmd_service.host.access import Principal, User
 from pmd_service.posts import batch_sql, batches
@@ -23,7 +23,7 @@ from pmd_service.posts.filters import FilterKeys, check_filter
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow, posts_state
 from tests.api.test_posts_concurrency import batches_waiting
-from tests.helpers import assert_problem
+from tests.helpers import assert_problem, logging_pool
 
 Client = TestClient[Any, Any]
 
@@ -252,8 +252,7 @@ async def test_tags_in_bulk_keep_the_hosts_rules(client: Client, factory: Factor
 async def test_tags_past_the_hosts_cap_are_refused_naming_the_posts(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     await pool.execute(
         "UPDATE posts SET hashtags = (SELECT array_agg('t' || g) FROM generate_series(1, 63) g)"
         " WHERE id = $1",
@@ -277,8 +276,7 @@ async def test_tags_past_the_hosts_cap_are_refused_naming_the_posts(
 async def test_remixable_in_bulk_and_rule_l5(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     nd = await factory.license("CC-BY-ND-4.0")
     resp = await _post(
         client, user, "action", {"action": "remixable", "post_ids": ids, "value": False}
@@ -309,19 +307,10 @@ async def test_an_action_by_filter_is_planned_for_its_keys(
     ids = await _tagged(factory, user, 3, ["wip"])
     me = User(user.id, user.sqid, user.handle, f"{user.handle}@example.com", frozenset({"user"}))
     where = await check_filter(factory.pool, FilterKeys(hashtag=["wip"]))
-    queries: list[str] = []
-    pool = await create_pool(database_url, "pmd-test-planned", min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            reset = conn.get_reset_query()
-            conn.add_query_logger(
-                lambda record: None if record.query == reset else queries.append(record.query)
-            )
+    async with logging_pool(database_url, "pmd-test-planned") as (pool, queries):
         outcome = await batches.apply_action(
             pool, Principal(me, me, 0.0), "hide", batches.Matching(where, 3)
         )
-    finally:
-        await pool.close()
     assert outcome.changed == len(ids)
     # Less the transaction's own and asyncpg's type introspection on a new connection.
     sent = [

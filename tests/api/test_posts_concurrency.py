@@ -89,8 +89,7 @@ async def test_a_batch_that_loses_to_a_concurrent_delete_names_the_deleted_posts
 ) -> None:
     """A hide waits for a delete of some of its posts that is under way; once the delete
     commits, the hide is refused naming exactly those posts, and changes nothing."""
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 20)
+    user, ids = await factory.owner_and_bulk(20)
     doomed = ids[5:8]
     async with pool.acquire() as holder, holder.transaction():
         await holder.execute(

@@ -1,4 +1,5 @@
-"""GET /api/pmd/posts against real PostgreSQL: eligibility, keyset pagination, counts."""
+"""GET /api/pmd/posts against real PostgreSQL: eligibility, keyset pagination, counts, and
+every bad query value (the filters' and the orders' too) a 400 naming its parameter."""
 
 from __future__ import annotations
 
@@ -12,23 +13,15 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 
-from pmd_service.core.db import create_pool
 from pmd_service.posts import listing
 from pmd_service.posts.cursor import Cursor
 from pmd_service.posts.schemas import ListedPost, PostItem, PostPage
 from support.seeding import Factory, UserRow
-from tests.helpers import SECRET, assert_problem
+from tests.helpers import SECRET, assert_problem, logging_pool, posts_page
 
 Client = TestClient[Any, Any]
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-
-
-async def _get(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
-    resp = await client.get(f"/api/pmd/posts{query}", headers=user.auth)
-    assert resp.status == 200, await resp.text()
-    body: dict[str, Any] = await resp.json()
-    return body
 
 
 async def _all_pages(
@@ -39,8 +32,8 @@ async def _all_pages(
     pages: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        query = f"?limit={limit}{extra}" + (f"&cursor={cursor}" if cursor else "")
-        page = await _get(client, user, query)
+        query = f"limit={limit}{extra}" + (f"&cursor={cursor}" if cursor else "")
+        page = await posts_page(client, user, query)
         pages.append(page)
         items.extend(page["items"])
         cursor = page["next_cursor"]
@@ -109,11 +102,11 @@ async def test_default_limit_is_512_and_last_page_has_no_cursor(
 ) -> None:
     user = await factory.user()
     await factory.posts_bulk(user, 515)
-    first = await _get(client, user)
+    first = await posts_page(client, user)
     assert len(first["items"]) == 512
     assert first["total_count"] == 515
     assert first["next_cursor"]
-    second = await _get(client, user, f"?cursor={first['next_cursor']}")
+    second = await posts_page(client, user, f"cursor={first['next_cursor']}")
     assert len(second["items"]) == 3
     assert second["next_cursor"] is None
     assert second["total_count"] == 515
@@ -126,22 +119,22 @@ async def test_later_pages_carry_the_total_the_first_page_counted(
     # the figure, and later pages of the same walk report it without counting again.
     user = await factory.user()
     await factory.posts_bulk(user, 12, created_at=T0)
-    first = await _get(client, user, "?limit=5")
+    first = await posts_page(client, user, "limit=5")
     assert first["total_count"] == 12
     await factory.posts_bulk(user, 3, created_at=T0 - timedelta(days=1))  # older: later pages
-    second = await _get(client, user, f"?limit=5&cursor={first['next_cursor']}")
+    second = await posts_page(client, user, f"limit=5&cursor={first['next_cursor']}")
     assert second["total_count"] == 12, "the walk's total, as counted when it began"
     assert Cursor.decode(second["next_cursor"], deleted=False).total == 12
-    third = await _get(client, user, f"?limit=5&cursor={second['next_cursor']}")
+    third = await posts_page(client, user, f"limit=5&cursor={second['next_cursor']}")
     assert [len(p["items"]) for p in (first, second, third)] == [5, 5, 5]
     assert third["total_count"] == 12
-    assert (await _get(client, user, "?limit=5"))["total_count"] == 15  # a new walk counts
+    assert (await posts_page(client, user, "limit=5"))["total_count"] == 15  # a new walk counts
 
 
 async def test_exactly_full_page_ends_the_listing(client: Client, factory: Factory) -> None:
     user = await factory.user()
     await factory.posts_bulk(user, 10)
-    page = await _get(client, user, "?limit=10")
+    page = await posts_page(client, user, "limit=10")
     assert len(page["items"]) == 10
     assert page["next_cursor"] is None, "a cursor to an empty page costs the client a request"
 
@@ -166,7 +159,7 @@ async def test_playlists_deleted_and_foreign_posts_are_never_listed_nor_counted(
     )
     await factory.post(other, title="someone else's")
 
-    page = await _get(client, user)
+    page = await posts_page(client, user)
     assert [i["title"] for i in page["items"]] == ["hidden", "keep"]
     assert [i["id"] for i in page["items"]] == [hidden.id, keep.id]
     assert page["total_count"] == 2
@@ -175,7 +168,7 @@ async def test_playlists_deleted_and_foreign_posts_are_never_listed_nor_counted(
 
     # An empty page past the end still reports the total.
     cursor = Cursor(False, T0 - timedelta(days=1), 1).encode()
-    past = await _get(client, user, f"?cursor={cursor}")
+    past = await posts_page(client, user, f"cursor={cursor}")
     assert past == {"items": [], "next_cursor": None, "total_count": 2, "match_digest": None}
 
 
@@ -220,7 +213,7 @@ async def test_item_fields_and_counts_against_hand_built_data(
     await factory.comment(busy, fan, "deleted by a moderator", deleted_by_mod=True)
     await factory.comment(quiet, fan, "the only comment on quiet", hidden_by_mod=True)
 
-    items = (await _get(client, user))["items"]
+    items = (await posts_page(client, user))["items"]
     assert len(items) == 2
     first, second = items
     created = datetime.fromisoformat(first.pop("created_at"))
@@ -268,15 +261,14 @@ async def test_a_post_without_files_lists_an_empty_files_array(
     user = await factory.user()
     post = await factory.post(user)
     await factory.pool.execute("DELETE FROM post_files WHERE post_id = $1", post.id)
-    items = (await _get(client, user))["items"]
+    items = (await posts_page(client, user))["items"]
     assert items[0]["files"] == []
 
 
 async def test_a_page_is_one_statement_and_its_count_never_a_query_per_post(
     factory: Factory, database_url: str
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 200)
+    user, ids = await factory.owner_and_bulk(200)
     fan = await factory.user()
     await factory.pool.execute(
         "INSERT INTO reactions (post_id, user_id, emoji) SELECT unnest($1::int[]), $2, 'x'",
@@ -286,22 +278,11 @@ async def test_a_page_is_one_statement_and_its_count_never_a_query_per_post(
     await factory.pool.execute(
         "INSERT INTO comments (post_id, body) SELECT unnest($1::int[]), 'hi'", ids
     )
-    queries: list[str] = []
-    pool = await create_pool(database_url, "pmd-test-count", min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as conn:
-            # Query loggers stay on the connection after it returns to the pool; the pool's
-            # own reset on release is not the service's doing.
-            reset = conn.get_reset_query()
-            conn.add_query_logger(
-                lambda record: None if record.query == reset else queries.append(record.query)
-            )
+    async with logging_pool(database_url, "pmd-test-count") as (pool, queries):
         first = await listing.list_posts(pool, user.id, 150, None, deleted=False)
         first_queries = list(queries)
         queries.clear()
         later = await listing.list_posts(pool, user.id, 150, first.next_cursor, deleted=False)
-    finally:
-        await pool.close()
     assert len(first.items) == 150 and len(later.items) == 50
     assert all(i.reaction_count == 1 and i.comment_count == 1 for i in first.items + later.items)
     # The first page: its statement and the count (side by side on two connections when the
@@ -340,7 +321,7 @@ async def test_deleted_listing_shows_posts_within_the_restore_window(
         deleted_by_user_date=now,
     )
 
-    page = await _get(client, user, "?deleted=true")
+    page = await posts_page(client, user, "deleted=true")
     assert [i["id"] for i in page["items"]] == [recent.id, older.id]
     assert page["total_count"] == 2
     deleted_at = datetime.fromisoformat(page["items"][0]["deleted_by_user_date"])
@@ -351,7 +332,7 @@ async def test_deleted_listing_shows_posts_within_the_restore_window(
     assert [i["id"] for i in items] == [recent.id, older.id]
     assert [p["total_count"] for p in pages] == [2, 2]
 
-    live_page = await _get(client, user)
+    live_page = await posts_page(client, user)
     assert [i["id"] for i in live_page["items"]] == [live.id]
     assert live_page["items"][0]["deleted_by_user_date"] is None
 
@@ -359,8 +340,7 @@ async def test_deleted_listing_shows_posts_within_the_restore_window(
 async def test_deleted_listing_pagination_with_shared_deletion_times(
     client: Client, factory: Factory
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 50)
+    user, ids = await factory.owner_and_bulk(50)
     await factory.pool.execute(
         "UPDATE posts SET deleted_by_user = true, deleted_by_user_date = now()"
         " WHERE id = ANY($1::int[])",
@@ -369,7 +349,7 @@ async def test_deleted_listing_pagination_with_shared_deletion_times(
     items, pages = await _all_pages(client, user, 8, "&deleted=true")
     assert [i["id"] for i in items] == sorted(ids, reverse=True)
     assert all(p["total_count"] == 50 for p in pages)
-    assert (await _get(client, user))["total_count"] == 0
+    assert (await posts_page(client, user))["total_count"] == 0
 
 
 @pytest.mark.parametrize(
@@ -395,6 +375,28 @@ async def test_deleted_listing_pagination_with_shared_deletion_times(
         ("?cursor=" + base64.urlsafe_b64encode(b"l:-" + b"9" * 30 + b":1").decode(), "cursor"),
         ("?cursor=" + base64.urlsafe_b64encode("l:1:١".encode()).decode(), "cursor"),
         ("?cursor=" + "A" * 5000, "cursor"),
+        # The filters (tests/api/test_posts_filters.py).
+        ("?license=NOPE-1.0", "license"),
+        ("?format=jpeg", "format"),
+        ("?hidden=maybe", "hidden"),
+        ("?remixable=2", "remixable"),
+        ("?has_layers=yes", "has_layers"),
+        ("?created_after=2024-13-01", "created_after"),
+        ("?created_before=yesterday", "created_before"),
+        ("?q=" + "x" * 201, "q"),
+        ("?hashtag=" + "x" * 65, "hashtag"),
+        ("?" + "&".join(["hashtag=t"] * 65), "hashtag"),
+        # The orders and engagement keys (tests/api/test_posts_sorting.py).
+        ("?sort=views", "sort"),
+        ("?sort=id", "sort"),
+        ("?sort=", "sort"),
+        ("?sort=deleted_at", "sort"),
+        ("?order=up", "order"),
+        ("?order=DESC", "order"),
+        ("?sort=title&order=" + "x" * 30, "order"),
+        ("?min_views=-1", "min_views"),
+        ("?min_reactions=many", "min_reactions"),
+        ("?min_comments=99999999999", "min_comments"),
     ],
 )
 async def test_bad_query_parameters_are_400_naming_the_parameter(
@@ -403,7 +405,7 @@ async def test_bad_query_parameters_are_400_naming_the_parameter(
     user = await factory.user()
     await factory.post(user)
     body = await assert_problem(await client.get(f"/api/pmd/posts{query}", headers=user.auth), 400)
-    assert body["errors"][0]["field"] == field
+    assert [e["field"] for e in body["errors"]] == [field]
     assert f"`{field}`" in body["detail"]
 
 
@@ -412,7 +414,7 @@ async def test_a_live_cursor_is_refused_by_the_deleted_listing(
 ) -> None:
     user = await factory.user()
     await factory.posts_bulk(user, 3)
-    cursor = (await _get(client, user, "?limit=1"))["next_cursor"]
+    cursor = (await posts_page(client, user, "limit=1"))["next_cursor"]
     assert cursor
     body = await assert_problem(
         await client.get(f"/api/pmd/posts?deleted=true&cursor={cursor}", headers=user.auth), 400
@@ -427,7 +429,7 @@ async def test_moderator_lists_the_target_and_counts_are_the_targets(
     bob = await factory.user()
     await factory.posts_bulk(mod, 4)
     bob_ids = await factory.posts_bulk(bob, 2)
-    page = await _get(client, mod, f"?target_sqid={bob.sqid}")
+    page = await posts_page(client, mod, f"target_sqid={bob.sqid}")
     assert sorted(i["id"] for i in page["items"]) == bob_ids
     assert page["total_count"] == 2
     # Listing writes nothing, not even for a moderator.
@@ -473,8 +475,7 @@ async def test_the_page_is_the_principals_whichever_way_the_token_names_them(
 ) -> None:
     # The handler reads the page of the user the token's `sub` names while it authenticates;
     # a token the host resolves otherwise (its legacy `user_id`) must still get its own page.
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     await factory.posts_bulk(await factory.user(), 2)
     key = await factory.pool.fetchval("SELECT user_key FROM users WHERE id = $1", user.id)
     exp = int(datetime.now(UTC).timestamp()) + 600

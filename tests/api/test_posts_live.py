@@ -77,8 +77,7 @@ async def test_an_undo_is_an_event(
     served: Served, session: aiohttp.ClientSession, factory: Factory
 ) -> None:
     server, client = served
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     resp = await act(client, user, "hide", ids)
     undo = (await resp.json())["undo"]
     async with open_stream(session, str(server.make_url(SSE)), user.auth) as stream:
@@ -113,7 +112,7 @@ async def test_an_action_on_many_posts_says_only_how_many(
         }
     # What the events table keeps stays small whatever the action.
     size = await pool.fetchval(
-        "SELECT max(pg_column_size(payload)) FROM bdr_events WHERE payload->>'kind' = 'posts'"
+        "SELECT max(pg_column_size(payload)) FROM stream_events WHERE payload->>'kind' = 'posts'"
     )
     assert 0 < size < 200
 
@@ -199,14 +198,13 @@ async def test_an_event_of_a_kind_this_release_does_not_know_is_skipped(
     (from memory or from the table) fails on one."""
     server, client = served
     url = str(server.make_url(SSE))
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     async with open_stream(session, url, user.auth) as stream:
         await stream.opening()
         await ok(client, user, "hide", ids[:1])
         last = (await _changed(stream)).id
         await factory.pool.execute(
-            "INSERT INTO bdr_events (bdr_id, user_id, payload)"
+            "INSERT INTO stream_events (subject_id, user_id, payload)"
             """ VALUES (gen_random_uuid(), $1, '{"kind": "later", "n": 1}')""",
             user.id,
         )

@@ -20,7 +20,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, HostSite, UserRow, posts_state
 from tests.api.test_host_schema import beside_host
-from tests.helpers import assert_problem, eventually
+from tests.helpers import assert_problem, eventually, posts_page
 
 Client = TestClient[Any, Any]
 
@@ -31,13 +31,6 @@ _ART = "a" * 64  # an artwork's hash (the host's sha256, hex)
 
 async def _post(client: Client, user: UserRow, body: dict[str, Any], query: str = "") -> Any:
     return await client.post(f"/api/pmd/action{query}", json=body, headers=user.auth)
-
-
-async def _listing(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
-    resp = await client.get(f"/api/pmd/posts?{query}", headers=user.auth)
-    assert resp.status == 200, await resp.text()
-    page: dict[str, Any] = await resp.json()
-    return page
 
 
 async def _deleted_with_hash(
@@ -61,13 +54,13 @@ async def test_a_reuploaded_artwork_is_marked_and_never_restored(
     # The artist uploads the same artwork again: the host freed its hash at the delete.
     new = await factory.post(owner, title="again", hash=_ART)
 
-    page = await _listing(client, owner, "deleted=true")
+    page = await posts_page(client, owner, "deleted=true")
     marks = {i["id"]: (i["restorable"], i["restore_refusal"], i["held_by"]) for i in page["items"]}
     assert marks == {
         old: (False, "artwork-reuploaded", {"post_id": new.id, "public_sqid": new.sqid}),
         free: (True, None, None),
     }
-    live = await _listing(client, owner)
+    live = await posts_page(client, owner)
     assert [(i["restorable"], i["held_by"]) for i in live["items"]] == [(None, None)]
 
     before = await posts_state(factory.pool)
@@ -156,16 +149,15 @@ async def test_the_deleted_listing_and_its_restore_agree_on_a_moderators_delete(
 ) -> None:
     """Select all → Restore in Recently deleted: the count the page approves is the listing's,
     and the answer names the post the owner may not restore instead of a 409 on the count."""
-    owner = await factory.user()
+    owner, ids = await factory.owner_and_bulk(3)
     mod = await factory.user(roles=["user", "moderator"])
-    ids = await factory.posts_bulk(owner, 3)
     ok = await _post(client, owner, {"action": "delete", "post_ids": ids[:2]})
     assert ok.status == 200, await ok.text()
     ok = await _post(client, mod, {"action": "delete", "post_ids": ids[2:]},
                      f"?target_sqid={owner.sqid}")  # fmt: skip
     assert ok.status == 200, await ok.text()
 
-    page = await _listing(client, owner, "deleted=true")
+    page = await posts_page(client, owner, "deleted=true")
     assert page["total_count"] == 3
     marks = {i["id"]: (i["restorable"], i["restore_refusal"]) for i in page["items"]}
     assert marks == {ids[0]: (True, None), ids[1]: (True, None),
@@ -182,7 +174,7 @@ async def test_the_deleted_listing_and_its_restore_agree_on_a_moderators_delete(
 
     # The moderator's listing counts the same three, each restorable by the moderator.
     as_mod = f"target_sqid={owner.sqid}"
-    mod_page = await _listing(client, mod, f"deleted=true&{as_mod}")
+    mod_page = await posts_page(client, mod, f"deleted=true&{as_mod}")
     assert mod_page["total_count"] == 3 and mod_page["match_digest"] == page["match_digest"]
     assert {i["restorable"] for i in mod_page["items"]} == {True}
     ok = await _post(client, mod, body, f"?{as_mod}")
@@ -193,12 +185,11 @@ async def test_the_deleted_listing_and_its_restore_agree_on_a_moderators_delete(
 async def test_an_approval_with_its_digest_acts_on_that_set_only(
     client: Client, factory: Factory
 ) -> None:
-    owner = await factory.user()
-    ids = await factory.posts_bulk(owner, 4)
+    owner, ids = await factory.owner_and_bulk(4)
     await factory.pool.execute(
         "UPDATE posts SET hashtags = '{wip}' WHERE id = ANY($1::int[])", ids[:2]
     )
-    seen = await _listing(client, owner, "hashtag=wip")
+    seen = await posts_page(client, owner, "hashtag=wip")
     assert seen["total_count"] == 2 and seen["match_digest"]
     # Two posts swap in and out of the filter: the same count, another set.
     await factory.pool.execute(
@@ -206,7 +197,7 @@ async def test_an_approval_with_its_digest_acts_on_that_set_only(
         " WHERE id = ANY($2::int[])",
         ids[1], [ids[1], ids[2]],
     )  # fmt: skip
-    now = await _listing(client, owner, "hashtag=wip")
+    now = await posts_page(client, owner, "hashtag=wip")
     assert now["total_count"] == 2 and now["match_digest"] != seen["match_digest"]
 
     before = await posts_state(factory.pool)
@@ -222,7 +213,7 @@ async def test_an_approval_with_its_digest_acts_on_that_set_only(
     assert [deleted[i]["deleted_by_user"] for i in ids] == [True, False, True, False]
 
     # The deleted listing names its set too, and its restore by filter checks it.
-    trash = await _listing(client, owner, "deleted=true&hashtag=wip")
+    trash = await posts_page(client, owner, "deleted=true&hashtag=wip")
     assert trash["total_count"] == 2
     stale = {"action": "restore", "filter": {"hashtag": ["wip"]}, "expect_count": 2,
              "expect_digest": seen["match_digest"]}  # fmt: skip
@@ -233,8 +224,7 @@ async def test_an_approval_with_its_digest_acts_on_that_set_only(
 
 
 async def test_a_digest_goes_with_a_filter_only(client: Client, factory: Factory) -> None:
-    owner = await factory.user()
-    ids = await factory.posts_bulk(owner, 1)
+    owner, ids = await factory.owner_and_bulk(1)
     body = {"action": "hide", "post_ids": ids, "expect_digest": "x" * 32}
     problem = await assert_problem(await _post(client, owner, body), 422)
     assert problem["errors"][0]["field"] == "expect_digest"
@@ -263,7 +253,7 @@ async def test_the_restore_rule_on_the_hosts_own_schema(
     new = await site.post(owner, 2, legacy=True)
     await pool.execute("UPDATE public.posts SET hash = $2 WHERE id = $1", new.id, _ART)
 
-    page = await _listing(client, owner, "deleted=true")
+    page = await posts_page(client, owner, "deleted=true")
     (item,) = page["items"]
     assert item["held_by"] == {"post_id": new.id, "public_sqid": new.sqid}
     for body in (

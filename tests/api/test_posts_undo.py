@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import pytest
 from aiohttp.test_utils import TestClient
 
 from pmd_service.upkeep.cleanup import SQL_PURGE_UNDO_HISTORY
@@ -38,8 +39,7 @@ async def _state(pool: asyncpg.Pool) -> list[tuple[Any, ...]]:
 async def test_undo_puts_back_each_posts_own_values(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     by = await factory.license("CC-BY-4.0")
     sa = await factory.license("CC-BY-SA-4.0")
     nd = await factory.license("CC-BY-ND-4.0")
@@ -62,7 +62,7 @@ async def test_undo_puts_back_each_posts_own_values(
     assert resp.status == 200, await resp.text()
     body = await resp.json()
     assert body == {
-        "success": True, "affected_count": 3, "message": "Undid the tag change of 3 post(s)",
+        "success": True, "affected_count": 3, "message": "Undid the tag change of 3 posts",
         "left_post_ids": [],
     }  # fmt: skip
     resp = await _undo(client, user, answer["undo"])
@@ -78,8 +78,7 @@ async def test_undo_puts_back_each_posts_own_values(
 async def test_a_post_changed_since_is_left_and_named(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 3)
+    user, ids = await factory.owner_and_bulk(3)
     hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
     # Later: the host's own edit unhides one post, a second bulk action unhides another, and the
     # third is retitled and retagged (not what the hide changed: it is undone all the same).
@@ -101,8 +100,7 @@ async def test_a_post_changed_since_is_left_and_named(
 async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     deleted = await _post(client, user, "action", {"action": "delete", "post_ids": ids})
     resp = await _undo(client, user, deleted["undo"])
     assert (await resp.json())["affected_count"] == 2
@@ -128,9 +126,8 @@ async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again
 async def test_once_within_24_hours_by_who_acted(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     stranger = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
     first = await _post(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     second = await _post(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
     assert (await _undo(client, stranger, first["undo"])).status == 404
@@ -146,3 +143,21 @@ async def test_once_within_24_hours_by_who_acted(
     await pool.execute(SQL_PURGE_UNDO_HISTORY, datetime.now(UTC))
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 0
     assert await pool.fetchval("SELECT count(*) FROM bulk_action_posts") == 0
+
+
+async def test_the_previous_releases_undo_of_a_kept_action_is_refused_as_a_retry(
+    client: Client, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    """Mid-roll, a server of the previous release undoes by setting `undone_at` alone: it would
+    put nothing back, so the database refuses it with the code that release answers 503 +
+    Retry-After to, and the retry on this release undoes it."""
+    user = await factory.user()
+    ids = await factory.posts_bulk(user, 2)
+    hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
+    action_id = hid["undo"].split("?")[0].rstrip("/").split("/")[-2]
+    with pytest.raises(asyncpg.CannotConnectNowError, match="newer release"):
+        await pool.execute("UPDATE bulk_actions SET undone_at = now() WHERE id = $1", action_id)
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 2
+    resp = await _undo(client, user, hid["undo"])
+    assert resp.status == 200, await resp.text()
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 0

@@ -4,7 +4,7 @@ leave mid-body.
 
 Both modes answer conditions and ranges alike; a client that leaves is one info line and a
 499, never a 5xx; a proxied download holds one chunk, is cut off when its client takes nothing
-for BDR_PROXY_IDLE_SECONDS (a local file's too), and is capped per user (429) and per
+for ZIP_PROXY_IDLE_SECONDS (a local file's too), and is capped per user (429) and per
 process (503).
 """
 
@@ -48,7 +48,7 @@ def served(
         settings,
         request.getfixturevalue("s3_bucket"),
         f"{s3_prefix}/zips",
-        bdr_download_mode="proxy",
+        zip_download_mode="proxy",
     )
 
 
@@ -224,7 +224,7 @@ async def test_a_client_leaving_mid_body_is_one_info_line_and_a_499(
 def proxy_settings(
     settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str
 ) -> Settings:
-    return seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips", bdr_download_mode="proxy")
+    return seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips", zip_download_mode="proxy")
 
 
 def _server_buffers(client: Client) -> list[int]:
@@ -239,20 +239,51 @@ def _server_buffers(client: Client) -> list[int]:
     ]
 
 
+async def _stalled_download(
+    aiohttp_client: AiohttpClient, factory: Factory, settings: Settings
+) -> tuple[Client, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A server that cuts off a download idle for 2 s, and a raw client of a big ZIP that
+    read the answer's head and then stops reading (a small receive buffer)."""
+    settings = replace(settings, zip_proxy_idle_seconds=2.0)
+    client = await start(aiohttp_client, settings)
+    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
+    reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
+    assert head.startswith("HTTP/1.1 200")
+    return client, reader, writer
+
+
+async def _cut_off_short(
+    client: Client, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Wait for the server to count a stalled download as cut off (499), then read what is
+    left of it: the connection ends with the ZIP far from sent."""
+
+    async def cut_off() -> bool:
+        text = await (await client.get("/metrics")).text()
+        return _metric(text, DOWNLOADS + '"499"}') == 1
+
+    await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
+    got = 0
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            while chunk := await reader.read(2**20):
+                got += len(chunk)
+    except ConnectionError:
+        pass
+    finally:
+        writer.transport.abort()
+    assert got < BIG
+
+
 async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
     aiohttp_client: AiohttpClient, factory: Factory, proxy_settings: Settings,
     redis_clean: None, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """The next chunk is read from the store only once the client took the last one: a
-    reader that stops holds at most a chunk in the server; after BDR_PROXY_IDLE_SECONDS
+    reader that stops holds at most a chunk in the server; after ZIP_PROXY_IDLE_SECONDS
     without taking a byte it is cut off (one info line, 499) and its slot is free again."""
-    settings = replace(proxy_settings, bdr_proxy_idle_seconds=2.0)
-    client = await start(aiohttp_client, settings)
-    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
-    caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
-        assert head.startswith("HTTP/1.1 200")
+        client, reader, writer = await _stalled_download(aiohttp_client, factory, proxy_settings)
         held: list[int] = []
 
         async def stalled() -> bool:  # the kernel's buffers full, the server's one settled
@@ -262,22 +293,8 @@ async def test_a_stalled_reader_holds_one_chunk_and_is_cut_off(
         await eventually(stalled, HANG_GUARD, lambda: f"server buffers {held[-5:]}", 0.05)
         assert 0 < held[-1] <= READ_CHUNK, held[-1]
 
-        async def cut_off() -> bool:
-            text = await (await client.get("/metrics")).text()
-            return _metric(text, DOWNLOADS + '"499"}') == 1
-
         # Nothing taken for 2 s: the server closes the connection, the ZIP far from sent.
-        await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
-        got = 0
-        try:
-            async with asyncio.timeout(HANG_GUARD):
-                while chunk := await reader.read(2**20):
-                    got += len(chunk)
-        except ConnectionError:
-            pass
-        finally:
-            writer.transport.abort()
-        assert got < BIG
+        await _cut_off_short(client, reader, writer)
     text = await (await client.get("/metrics")).text()
     assert _metric(text, DOWNLOADS + '"499"}') == 1
     assert _metric(text, "pmd_proxy_downloads ") == 0
@@ -290,31 +307,11 @@ async def test_a_stalled_reader_of_a_local_file_is_cut_off(
     redis_clean: None, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
     """A ZIP sent from the local folder (sendfile) to a client that stops reading: after
-    BDR_PROXY_IDLE_SECONDS without taking a chunk it is cut off, as in proxy mode (one info
+    ZIP_PROXY_IDLE_SECONDS without taking a chunk it is cut off, as in proxy mode (one info
     line, 499). One sendfile of the whole file waited as long as the connection lived."""
-    settings = replace(settings, bdr_proxy_idle_seconds=2.0)
-    client = await start(aiohttp_client, settings)
-    owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
-    caplog.clear()
     with caplog.at_level(logging.INFO):
-        reader, writer, head = await open_raw(client, url, owner, rcvbuf=4096)
-        assert head.startswith("HTTP/1.1 200")
-
-        async def cut_off() -> bool:
-            text = await (await client.get("/metrics")).text()
-            return _metric(text, DOWNLOADS + '"499"}') == 1
-
-        await eventually(cut_off, HANG_GUARD, "the stalled download cut off")
-        got = 0
-        try:
-            async with asyncio.timeout(HANG_GUARD):
-                while chunk := await reader.read(2**20):
-                    got += len(chunk)
-        except ConnectionError:
-            pass
-        finally:
-            writer.transport.abort()
-        assert got < BIG
+        client, reader, writer = await _stalled_download(aiohttp_client, factory, settings)
+        await _cut_off_short(client, reader, writer)
     cut = [r.getMessage() for r in caplog.records if "took no byte for 2 s" in r.getMessage()]
     assert len(cut) == 1, caplog.text
 
@@ -351,7 +348,7 @@ async def test_stalled_readers_that_leave_leave_no_memory_behind(
 async def test_proxied_downloads_are_capped_per_user_and_per_process(
     aiohttp_client: AiohttpClient, factory: Factory, proxy_settings: Settings, redis_clean: None
 ) -> None:
-    settings = replace(proxy_settings, bdr_proxy_max_per_user=2, bdr_proxy_max_downloads=3)
+    settings = replace(proxy_settings, zip_proxy_max_per_user=2, zip_proxy_max_downloads=3)
     client = await start(aiohttp_client, settings)
     owner, url, _ = await ready_zip(client, factory, settings, size=BIG)
     other, other_url, _ = await ready_zip(client, factory, settings)

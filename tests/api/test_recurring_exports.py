@@ -13,15 +13,11 @@ import asyncpg
 import pytest
 from arq import cron
 from msgspec.structs import replace
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.upkeep.sweep import sweep
-from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
 from tests.helpers import Client, run_worker
-
-KIB = 1024
 
 
 def new_worker_options() -> dict[str, Any]:
@@ -31,18 +27,8 @@ def new_worker_options() -> dict[str, Any]:
 
 
 @pytest.fixture
-def small(settings: Settings) -> Settings:
-    return replace(
-        settings, export_min_part_bytes=KIB, export_part_bytes=64 * KIB,
-        export_cooldown_seconds=3600, export_incremental_cooldown_seconds=3600,
-    )  # fmt: skip
-
-
-@pytest.fixture
-async def ex_client(
-    aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
-) -> Client:
-    return await aiohttp_client(create_app(small))
+def small(small: Settings) -> Settings:
+    return replace(small, export_incremental_cooldown_seconds=3600)
 
 
 async def listed(client: Client, user: UserRow) -> dict[str, Any]:

@@ -22,7 +22,14 @@ from pmd_service.bdr.queue import JOB_NAME, job_id
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
-from tests.helpers import assert_problem, fetch_item, request_bdr, run_worker
+from tests.helpers import (
+    WORKER_FORMS,
+    assert_problem,
+    fetch_item,
+    request_bdr,
+    requested,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
 
@@ -37,21 +44,7 @@ class _Touch:
         return (pathlib.Path.touch, (self.path,))
 
 
-async def _arq_command_worker(settings: Settings) -> None:
-    """The Worker the `arq worker.WorkerSettings` command makes, on the same options."""
-    from arq.worker import create_worker
-
-    from pmd_service.worker import worker_options
-
-    options = worker_options(settings) | {"cron_jobs": [], "poll_delay": 0.05}
-    worker = create_worker(options, burst=True, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-
-
-@pytest.mark.parametrize("form", ["python -m pmd_service worker", "arq worker.WorkerSettings"])
+@pytest.mark.parametrize("form", WORKER_FORMS)
 async def test_a_pickled_job_in_redis_is_failed_unread_and_the_worker_goes_on(
     client: Client,
     factory: Factory,
@@ -60,9 +53,7 @@ async def test_a_pickled_job_in_redis_is_failed_unread_and_the_worker_goes_on(
     caplog: pytest.LogCaptureFixture,
     form: str,
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, _, [item] = await requested(client, factory)
     assert settings.redis_url
     redis = create_redis(settings.redis_url)
     try:
@@ -81,10 +72,7 @@ async def test_a_pickled_job_in_redis_is_failed_unread_and_the_worker_goes_on(
         await redis.zadd(default_queue_name, {planted: int(time.time() * 1000) - 1000})
 
         with caplog.at_level(logging.ERROR, logger="arq.worker"):
-            if form == "arq worker.WorkerSettings":
-                await _arq_command_worker(settings)
-            else:
-                await run_worker(settings)
+            await run_worker(settings, form)
 
         assert not marker.exists()
         assert f"deserializing job {planted} failed" in caplog.text

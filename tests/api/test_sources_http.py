@@ -311,7 +311,7 @@ async def test_worker_zips_http_artworks_byte_for_byte(
                            [1_000_000, 1_000_000, 0, 1, 65_535, 65_536, 20_000_000])  # fmt: skip
     item = await request_bdr(client, owner, [p.id for p in posts])
     await run_worker(
-        msgspec.structs.replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0)
+        msgspec.structs.replace(settings, artwork_base_url=origin.url, job_retry_base_seconds=0)
     )
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "ready", item
@@ -334,7 +334,7 @@ async def test_worker_never_ships_a_file_cut_short(
     origin.cut[path_of_post(cut)] = 10**6  # every answer for it stops half-way
     item = await request_bdr(client, owner, [whole.id, cut.id])
     await run_worker(
-        msgspec.structs.replace(settings, artwork_base_url=origin.url, bdr_retry_base_seconds=0)
+        msgspec.structs.replace(settings, artwork_base_url=origin.url, job_retry_base_seconds=0)
     )
     item = await fetch_item(client, owner, item["id"])
     # Retried as a transient failure on every run; only the last run ships without it.
@@ -367,7 +367,7 @@ async def test_worker_sends_credentials_and_keeps_them_out_of_logs_and_skips(
     item = await request_bdr(client, owner, [good.id, failing.id])
     base = origin.url.replace("://", "://vault-reader:s3cr%40t-p%C3%A4ssword@")
     await run_worker(
-        msgspec.structs.replace(settings, artwork_base_url=base, bdr_retry_base_seconds=0)
+        msgspec.structs.replace(settings, artwork_base_url=base, job_retry_base_seconds=0)
     )
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "ready", item

@@ -207,7 +207,7 @@ async def test_last_event_id_resumes_with_exactly_the_missed_events(
     # purged event is a day old, long gone from what a server holds in memory (its hub
     # answers resumes from the events it read since it started, for an hour at most): a
     # server started now holds none of these.
-    await factory.pool.execute("DELETE FROM bdr_events WHERE id <= $1", missed[0])
+    await factory.pool.execute("DELETE FROM stream_events WHERE id <= $1", missed[0])
     url = str((await serve()).make_url(SSE))
     for stale in (str(last), "999999999", "not-a-number"):
         async with open_stream(session, url, user.auth | {"Last-Event-ID": stale}) as stream:
@@ -221,7 +221,7 @@ async def test_a_resume_is_answered_from_the_hubs_memory_exactly_as_the_table_an
     serve: Serve, factory: Factory
 ) -> None:
     """A reconnect storm's openings carry Last-Event-ID; the hub answers them from the events
-    it has read (no query), and must say exactly what `bdr_events` would."""
+    it has read (no query), and must say exactly what `stream_events` would."""
     server = await serve()
     hub = server.app[SSE_HUB]
     user, other = await factory.user(), await factory.user()
@@ -229,14 +229,14 @@ async def test_a_resume_is_answered_from_the_hubs_memory_exactly_as_the_table_an
     for _ in range(3):
         await step(factory.pool, mine)
         await step(factory.pool, theirs)
-    newest = await factory.pool.fetchval("SELECT max(id) FROM bdr_events")
+    newest = await factory.pool.fetchval("SELECT max(id) FROM stream_events")
 
     async def read_all() -> bool:
         return bool(hub.recent.newest == newest)
 
     await eventually(read_all, HUNG, "the hub reading every event")
     own = await event_ids(factory.pool, user)
-    everyone = await factory.pool.fetch("SELECT id FROM bdr_events ORDER BY id")
+    everyone = await factory.pool.fetch("SELECT id FROM stream_events ORDER BY id")
     # After each event there is, the user's own and the other's: the same bytes both ways.
     for (after,) in everyone:
         memory = replay.resumed_from_memory(hub.recent, user.id, after)

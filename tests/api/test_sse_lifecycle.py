@@ -148,7 +148,7 @@ async def test_browser_style_client_ends_with_the_database_state(
 
     async def caught_up() -> bool:
         newest = await factory.pool.fetchval(
-            "SELECT max(id)::text FROM bdr_events WHERE user_id = $1", user.id
+            "SELECT max(id)::text FROM stream_events WHERE user_id = $1", user.id
         )
         return producer.done() and browser.last_event_id == newest
 

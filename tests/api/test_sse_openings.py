@@ -65,6 +65,17 @@ async def _each_sees_its_own(
         assert [m.json()["id"] for m in snapshot if m.event == "bdr_update"] == [mine[user.id]]
 
 
+async def _each_opens(answers: Sequence[aiohttp.ClientResponse]) -> None:
+    """Each answered 200 with a whole opening; all closed after."""
+    try:
+        for resp in answers:
+            assert resp.status == 200, await resp.text()
+            await Stream(resp).opening()
+    finally:
+        for resp in answers:
+            resp.close()
+
+
 async def test_openings_wait_their_turn_instead_of_a_503_and_leave_the_pool_to_others(
     serve: Serve, session: aiohttp.ClientSession, factory: Factory
 ) -> None:
@@ -110,14 +121,7 @@ async def test_openings_past_the_gate_are_bounded_and_the_rest_wait_their_turn(
                 return gate.waiting == 8
 
             await eventually(queued, HUNG, lambda: f"{gate.waiting} waiting at the gate")
-        answers = await asyncio.wait_for(asyncio.gather(*pending), HUNG)
-        try:
-            for resp in answers:
-                assert resp.status == 200, await resp.text()
-                await Stream(resp).opening()
-        finally:
-            for resp in answers:
-                resp.close()
+        await _each_opens(await asyncio.wait_for(asyncio.gather(*pending), HUNG))
     finally:
         await server.close()
 
@@ -226,16 +230,8 @@ async def test_openings_are_not_refused_while_a_pooled_connection_is_being_opene
     server = await serve(db_pool_min=1, db_pool_max=4, db_acquire_timeout=0.000_001)
     url = str(server.make_url(SSE))
     users = [await factory.user() for _ in range(20)]
-    answers = await asyncio.wait_for(
-        asyncio.gather(*[session.get(url, headers=u.auth) for u in users * 2]), HUNG
-    )
-    try:
-        for resp in answers:
-            assert resp.status == 200, await resp.text()
-            await Stream(resp).opening()
-    finally:
-        for resp in answers:
-            resp.close()
+    asked = [session.get(url, headers=u.auth) for u in users * 2]
+    await _each_opens(await asyncio.wait_for(asyncio.gather(*asked), HUNG))
 
 
 # JSON's "\ud800": a lone surrogate, which asyncpg cannot encode.

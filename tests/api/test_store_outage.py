@@ -51,7 +51,7 @@ def on_own_weed(
     # 1 s instead of the default 5: the same path, a quicker test.
     return replace(
         own_weed[0].settings(settings, own_weed[1], f"{s3_prefix}/zips"),
-        bdr_download_mode=request.param,
+        zip_download_mode=request.param,
         store_timeout_seconds=1.0,
         store_idle_seconds=1.0,
     )
@@ -101,7 +101,7 @@ async def test_a_frozen_store_answers_downloads_503_and_removals_204(
     await eventually(served, HANG_GUARD, "the thawed store serving the ZIP")
     assert (await (await client.get("/readyz")).json())["checks"]["store"] == "ok"
     assert await _metric(client, "pmd_object_store_failing ") == 0
-    if settings.bdr_download_mode == "proxy":
+    if settings.zip_download_mode == "proxy":
         assert await (await client.get(url, headers=owner.auth)).read() == body
 
 

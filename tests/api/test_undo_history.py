@@ -43,8 +43,7 @@ async def _undo(client: Client, user: UserRow, link: str) -> Any:
 async def test_history_keeps_only_what_a_hide_changed(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 128)
+    user, ids = await factory.owner_and_bulk(128)
     # The host's most: 64 tags of 64 characters a post.
     tags = [f"{n:02d}" + "t" * 62 for n in range(64)]
     await pool.execute("UPDATE posts SET hashtags = $1", tags)
@@ -65,9 +64,8 @@ async def test_history_keeps_only_what_a_hide_changed(
 async def test_each_owners_history_is_capped_and_an_older_undo_says_why(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     other = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
     theirs = await factory.posts_bulk(other, 1)
     first = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     kept = await _act(client, other, "action", {"action": "hide", "post_ids": theirs})
@@ -92,9 +90,8 @@ async def test_actions_are_paced_per_person(
     client = await aiohttp_client(
         create_app(msgspec.structs.replace(settings, bulk_actions_per_minute=3))
     )
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(1)
     other = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
     theirs = await factory.posts_bulk(other, 1)
     body = {"action": "hide", "post_ids": ids}
     for _ in range(3):
@@ -111,8 +108,7 @@ async def test_actions_are_paced_per_person(
 async def test_undo_keeps_a_tag_a_moderator_took_over(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 1)
+    user, ids = await factory.owner_and_bulk(1)
     await pool.execute("UPDATE posts SET hashtags = '{art}'")
     added = await _act(client, user, "action", {"action": "tags", "post_ids": ids, "add": ["nsfw"]})
     # The host's PUT mod-hashtags claims a tag the artist has: `hashtags` stays as it is.
@@ -126,9 +122,8 @@ async def test_undo_keeps_a_tag_a_moderator_took_over(
 async def test_a_moderators_bulk_tags_are_moderator_tags(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
+    user, ids = await factory.owner_and_bulk(2)
     mod = await factory.user(roles=["user", "moderator"])
-    ids = await factory.posts_bulk(user, 2)
     await pool.execute("UPDATE posts SET hashtags = '{a,b,c}'")
     as_mod = {"target_sqid": user.sqid, "action": "tags", "post_ids": ids}
     tagged = await _act(client, mod, "action", as_mod | {"add": ["nsfw"], "remove": ["b"]})
@@ -202,8 +197,7 @@ async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
 async def test_undo_touches_only_artworks(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
     await pool.execute("UPDATE posts SET kind = 'playlist' WHERE id = $1", ids[0])
     body = await _undo(client, user, hidden["undo"])
@@ -217,8 +211,7 @@ async def test_undo_touches_only_artworks(
 async def test_undo_bumps_the_hosts_change_times(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
     stale = "now() - interval '2 days'"
     await pool.execute(f"UPDATE posts SET metadata_modified_at = {stale}, updated_at = {stale}")
@@ -233,8 +226,7 @@ async def test_undo_bumps_the_hosts_change_times(
 async def test_the_purge_keeps_the_last_24_hours(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    user = await factory.user()
-    ids = await factory.posts_bulk(user, 2)
+    user, ids = await factory.owner_and_bulk(2)
     old = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
     fresh = await _act(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
     await pool.execute(

@@ -27,7 +27,7 @@ from pmd_service.core.redis_client import create_redis, redis_settings
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from support.stack import free_port
-from tests.helpers import fetch_item, request_bdr, run_worker
+from tests.helpers import fetch_item, request_bdr, requested, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -129,6 +129,8 @@ MALFORMED = {
     "k as a list": _job(k=[]),
     "et missing": _job(et=None),
     "f unknown": _job(f="no_such_job"),
+    "v of a later release": _job(v=2),
+    "v as text": _job(v="1"),
     "not an object": [JOB_NAME],
 }
 
@@ -141,9 +143,7 @@ async def test_a_job_of_the_wrong_shape_is_failed_and_removed_and_the_worker_goe
     caplog: pytest.LogCaptureFixture,
     job: Any,
 ) -> None:
-    owner = await factory.user()
-    post = await factory.post(owner)
-    item = await request_bdr(client, owner, [post.id])
+    owner, _, [item] = await requested(client, factory)
     planted = "planted-" + uuid.uuid4().hex
     assert settings.redis_url
     redis = create_redis(settings.redis_url)

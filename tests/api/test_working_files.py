@@ -7,13 +7,9 @@ with bagit-python."""
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import os
 import subprocess
-import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +30,10 @@ from pmd_service.host.vault import (
 from pmd_service.web.app import create_app
 from support.mailbox import Mailbox
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
-from support.seeding import Factory, PostRow
+from support.seeding import Factory, PostRow, UserRow
 from support.sse import SSE, open_stream
-from tests.helpers import Client, Served, download_zip, fetch_item, request_bdr, run_worker
+from tests.exports import ready_export, unpacked
+from tests.helpers import Client, Served, after_worker, download_zip
 
 KIB = 1024
 MKPX = b"MKPX\x01"  # the host checks this signature on upload; any bytes travel here
@@ -59,6 +56,15 @@ async def attach_layers(
         path = settings.vault_path / relative_layers_path(post.shard, post.storage_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+
+
+def _ready_but_the_layers_of(item: dict[str, Any], post: PostRow) -> None:
+    """A missing layers file never fails the download, nor skips its artwork: `item` is ready,
+    naming `post`'s layers file as the one left out."""
+    assert item["status"] == "ready", item
+    assert item["skipped"] == [
+        {"post_id": post.id, "public_sqid": post.sqid, "reason": "file_missing", "file": "layers"}
+    ]
 
 
 def put_upscaled(settings: Settings, post: PostRow, data: bytes) -> None:
@@ -86,17 +92,9 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
     await attach_layers(pool, settings, declared_only, b"x" * 500, in_vault=False)
     ids = [with_layers.id, declared_only.id, plain.id]
 
-    item = await request_bdr(client, owner, ids)
+    item = await after_worker(client, settings, owner, ids)
     assert item["include_layers"] is True  # the default
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
-    # A missing layers file never fails the download, nor skips its artwork: the item names
-    # the file left out.
-    assert item["status"] == "ready", item
-    assert item["skipped"] == [
-        {"post_id": declared_only.id, "public_sqid": declared_only.sqid, "reason": "file_missing",
-         "file": "layers"},
-    ]  # fmt: skip
+    _ready_but_the_layers_of(item, declared_only)
     archive = await download_zip(client, owner, item["id"])
     names = archive.namelist()
     assert f"artworks/{with_layers.sqid}.mkpx" in names
@@ -128,10 +126,7 @@ async def test_bdr_holds_layers_beside_each_image_and_skips_a_missing_one(
     assert done == 3
 
     # Asked without them: none.
-    item = await request_bdr(client, owner, ids, include_layers=False)
-    assert item["include_layers"] is False
-    await run_worker(settings)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, settings, owner, ids, include_layers=False)
     assert item["status"] == "ready" and item["include_layers"] is False
     archive = await download_zip(client, owner, item["id"])
     assert not [n for n in archive.namelist() if n.endswith(".mkpx")]
@@ -154,15 +149,9 @@ async def test_a_missing_layers_file_is_named_by_the_item_its_event_and_counted_
     missing, plain = await factory.post(owner), await factory.post(owner)
     await attach_layers(pool, settings, missing, b"x" * 700, in_vault=False)
 
-    item = await request_bdr(client, owner, [plain.id, missing.id], send_email=True)
     mailing = replace(settings, smtp_host=smtp.host, smtp_port=smtp.port)
-    await run_worker(mailing)
-    item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready", item
-    assert item["skipped"] == [
-        {"post_id": missing.id, "public_sqid": missing.sqid, "reason": "file_missing",
-         "file": "layers"},
-    ]  # fmt: skip
+    item = await after_worker(client, mailing, owner, [plain.id, missing.id], send_email=True)
+    _ready_but_the_layers_of(item, missing)
     archive = await download_zip(client, owner, item["id"])
     assert missing.data is not None
     assert archive.read(f"artworks/{missing.sqid}.png") == missing.data
@@ -175,15 +164,8 @@ async def test_a_missing_layers_file_is_named_by_the_item_its_event_and_counted_
 
 
 async def test_export_parts_hold_layers_and_upscaled_copies_and_stay_valid_bags(
-    aiohttp_client: AiohttpClient,
-    factory: Factory,
-    settings: Settings,
-    pool: asyncpg.Pool,
-    redis_clean: None,
-    tmp_path: Path,
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    small = replace(settings, export_min_part_bytes=KIB, export_part_bytes=64 * KIB)
-    client = await aiohttp_client(create_app(small))
     owner = await factory.user()
     posts = [
         await factory.post(owner, title=f"Work {i}", data=os.urandom(8 * KIB)) for i in range(5)
@@ -191,37 +173,20 @@ async def test_export_parts_hold_layers_and_upscaled_copies_and_stay_valid_bags(
     # The planner counts the layers: 8 KiB of image with 60 KiB of layers fills a part alone.
     heavy, light, missing = posts[1], posts[3], posts[4]
     heavy_layers, light_layers = layers_bytes(heavy, 60 * KIB), layers_bytes(light)
-    await attach_layers(pool, settings, heavy, heavy_layers)
-    await attach_layers(pool, settings, light, light_layers)
-    await attach_layers(pool, settings, missing, b"y" * 100, in_vault=False)
+    await attach_layers(pool, small, heavy, heavy_layers)
+    await attach_layers(pool, small, light, light_layers)
+    await attach_layers(pool, small, missing, b"y" * 100, in_vault=False)
     upscaled = b"RIFF" + os.urandom(2 * KIB)
-    put_upscaled(settings, posts[0], upscaled)
+    put_upscaled(small, posts[0], upscaled)
 
-    resp = await client.post(
-        "/api/pmd/exports", json={"include_upscaled": True}, headers=owner.auth
-    )
-    assert resp.status == 202, await resp.text()
-    item = await resp.json()
+    item = await ready_export(ex_client, small, owner, include_upscaled=True)
     assert item["include_upscaled"] is True
-    await run_worker(small)
-    resp = await client.get(f"/api/pmd/exports/{item['id']}", headers=owner.auth)
-    item = await resp.json()
-    assert item["status"] == "ready", item
     assert item["skipped"] == [] and item["progress"] == {"done": 5, "total": 5}
 
     found: dict[str, dict[str, Any]] = {}
     skipped_files: list[dict[str, Any]] = []
-    for part in item["parts"]:
-        resp = await client.get(part["download_url"], headers=owner.auth)
-        body = await resp.read()
-        with zipfile.ZipFile(io.BytesIO(body)) as archive:
-            archive.extractall(tmp_path)
-        bag = tmp_path / f"makapix-export-{item['id'][:8]}-part-{part['number']}"
-        checked = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "bagit", "--validate", "."], cwd=bag,
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+    bags = await unpacked(ex_client, owner, item, tmp_path)  # each validated
+    for part, bag in zip(item["parts"], bags, strict=True):
         meta = json.loads((bag / "data" / "metadata.json").read_text())
         found |= {a["sqid"]: a["files"] | {"part": part["number"]} for a in meta["artworks"]}
         skipped_files += meta["skipped_files"]
@@ -266,6 +231,41 @@ async def origin_serving(aiohttp_server: AiohttpServer, files: dict[str, bytes])
     return str(server.make_url("/")).rstrip("/")
 
 
+async def _layers_elsewhere(
+    factory: Factory, pool: asyncpg.Pool, settings: Settings
+) -> tuple[UserRow, PostRow, PostRow, bytes]:
+    """A new owner's two artworks, none of their files in the vault: one with layers (their
+    bytes), one whose layers the host declares but nobody has."""
+    owner = await factory.user()
+    post, declared = await factory.post(owner), await factory.post(owner)
+    layers = layers_bytes(post)
+    await attach_layers(pool, settings, post, layers, in_vault=False)
+    await attach_layers(pool, settings, declared, b"z", in_vault=False)
+    for path in settings.vault_path.rglob("*.png"):
+        path.unlink()
+    return owner, post, declared, layers
+
+
+async def _built_but_the_declared_layers(
+    client: Client,
+    worker: Settings,
+    owner: UserRow,
+    post: PostRow,
+    declared: PostRow,
+    layers: bytes,
+) -> None:
+    """A BDR of both, built by a worker on `worker`: ready, with `post`'s layers and the
+    declared ones a skipped file."""
+    item = await after_worker(client, worker, owner, [post.id, declared.id])
+    _ready_but_the_layers_of(item, declared)
+    archive = await download_zip(client, owner, item["id"])
+    assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
+    meta = json.loads(archive.read("metadata.json"))
+    assert [(s["post_id"], s["reason"]) for s in meta["skipped_files"]] == [
+        (declared.id, "file_missing")
+    ]
+
+
 async def test_layers_over_artwork_base_url(
     client: Client,
     factory: Factory,
@@ -273,30 +273,14 @@ async def test_layers_over_artwork_base_url(
     pool: asyncpg.Pool,
     aiohttp_server: AiohttpServer,
 ) -> None:
-    owner = await factory.user()
-    post, declared = await factory.post(owner), await factory.post(owner)
-    layers = layers_bytes(post)
-    await attach_layers(pool, settings, post, layers, in_vault=False)
-    await attach_layers(pool, settings, declared, b"z", in_vault=False)
+    owner, post, declared, layers = await _layers_elsewhere(factory, pool, settings)
     files = {relative_layers_path(post.shard, post.storage_key): layers}
     for p in (post, declared):
         assert p.data is not None
         files[relative_artwork_path(p.shard, p.storage_key, "png")] = p.data
-    for path in settings.vault_path.rglob("*.png"):
-        path.unlink()  # the origin is where they are read from
-    base_url = await origin_serving(aiohttp_server, files)
-
-    item = await request_bdr(client, owner, [post.id, declared.id])
-    await run_worker(replace(settings, artwork_base_url=base_url, bdr_retry_base_seconds=0))
-    item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready", item
-    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
-    archive = await download_zip(client, owner, item["id"])
-    assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
-    meta = json.loads(archive.read("metadata.json"))
-    assert [(s["post_id"], s["reason"]) for s in meta["skipped_files"]] == [
-        (declared.id, "file_missing")
-    ]
+    base_url = await origin_serving(aiohttp_server, files)  # where they are read from
+    worker = replace(settings, artwork_base_url=base_url, job_retry_base_seconds=0)
+    await _built_but_the_declared_layers(client, worker, owner, post, declared, layers)
 
 
 async def test_layers_from_the_artwork_store(
@@ -317,29 +301,13 @@ async def test_layers_from_the_artwork_store(
     )
     artworks = StoreUrl(s3_bucket, f"{s3_prefix}/vault")
     store = open_store(artworks, s3.s3_access)
-    owner = await factory.user()
-    post, declared = await factory.post(owner), await factory.post(owner)
-    layers = layers_bytes(post)
-    await attach_layers(pool, settings, post, layers, in_vault=False)
-    await attach_layers(pool, settings, declared, b"z", in_vault=False)
+    owner, post, declared, layers = await _layers_elsewhere(factory, pool, settings)
     for p in (post, declared):
         assert p.data is not None
         await obstore.put_async(store, relative_artwork_path(p.shard, p.storage_key, "png"), p.data)
     await obstore.put_async(store, relative_layers_path(post.shard, post.storage_key), layers)
-    for path in settings.vault_path.rglob("*.png"):
-        path.unlink()
-
-    item = await request_bdr(client, owner, [post.id, declared.id])
-    await run_worker(replace(s3, artwork_store=str(artworks)))
-    item = await fetch_item(client, owner, item["id"])
-    assert item["status"] == "ready", item
-    assert [(s["post_id"], s.get("file")) for s in item["skipped"]] == [(declared.id, "layers")]
-    archive = await download_zip(client, owner, item["id"])
-    assert archive.read(f"artworks/{post.sqid}.mkpx") == layers
-    meta = json.loads(archive.read("metadata.json"))
-    assert [(s["post_id"], s["reason"]) for s in meta["skipped_files"]] == [
-        (declared.id, "file_missing")
-    ]
+    worker = replace(s3, artwork_store=str(artworks))
+    await _built_but_the_declared_layers(client, worker, owner, post, declared, layers)
 
 
 async def test_a_download_counts_its_layers_files_against_its_size_limit(
@@ -361,7 +329,5 @@ async def test_a_download_counts_its_layers_files_against_its_size_limit(
     assert resp.status == 400, await resp.text()
     problem = await resp.json()
     assert problem["type"].endswith("too-large") and problem["size_bytes"] > 10_000
-    item = await request_bdr(client, owner, ids, include_layers=False)
-    await run_worker(capped)
-    item = await fetch_item(client, owner, item["id"])
+    item = await after_worker(client, capped, owner, ids, include_layers=False)
     assert item["status"] == "ready", item

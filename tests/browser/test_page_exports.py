@@ -424,7 +424,7 @@ async def test_the_panel_catches_up_after_the_stream_drops(
     assert status == 202
     card = page.locator(f'#export-list > li[data-id="{made["id"]}"]')
     await expect(card).to_have_attribute("data-status", "pending")
-    newest = await pool.fetchval("SELECT max(id) FROM bdr_events WHERE user_id = $1", owner.id)
+    newest = await pool.fetchval("SELECT max(id) FROM stream_events WHERE user_id = $1", owner.id)
 
     # The server goes away (a deploy); meanwhile the export is cancelled elsewhere.
     await stack.stop_server()

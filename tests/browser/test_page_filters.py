@@ -54,7 +54,7 @@ async def test_hide_everything_a_filter_matches_then_undo(
     await expect(dialog).to_contain_text("Hide 20 posts?")
     await shot(page, "hide-all-matching")
     await dialog.get_by_role("button", name="Hide 20 posts").click()
-    await expect(page.locator("#batch-text")).to_have_text("Hidden 20 post(s)")
+    await expect(page.locator("#batch-text")).to_have_text("20 posts hidden. They stay selected.")
     assert await _hidden(pool, ids) == sorted(wip)
     action = page.locator("#recent-list li").first
     await expect(action).to_contain_text("Hid 20 posts")
@@ -85,7 +85,7 @@ async def test_a_count_changed_meanwhile_is_said_and_nothing_changes(
     # Another tab adds a matching post before the action runs.
     await factory.post(owner, title="Slime #100", data=None)
     await page.get_by_role("button", name="Hide", exact=True).click()
-    await expect(page.locator("#batch-text")).to_contain_text("not the 11 approved")
+    await expect(page.locator("#batch-error")).to_contain_text("not the 11 approved")
     assert await _hidden(pool, ids) == []
     await expect(page.locator("#loading")).to_have_text("All 12 posts loaded.")
 

@@ -85,7 +85,9 @@ async def test_a_column_header_asks_the_server_and_shows_its_order(
     await page.get_by_role("button", name="Select all 3,012 matching").click()
     await page.get_by_role("button", name="Hide", exact=True).click()
     await page.locator("#confirm").get_by_role("button", name="Hide 3,012 posts").click()
-    await expect(page.locator("#batch-text")).to_have_text("Hidden 3012 post(s)")
+    await expect(page.locator("#batch-text")).to_have_text(
+        "3,012 posts hidden. They stay selected."
+    )
     hidden = await pool.fetchval(
         "SELECT count(*) FROM posts WHERE id = ANY($1::int[]) AND hidden_by_user", everyone
     )

@@ -326,6 +326,7 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
             formats = {
                 p["public_sqid"]: next(f for f in p["files"] if f["is_native"]) for p in posts
             }
+            layers = {p["public_sqid"]: p["layers_bytes"] for p in posts}
             artworks: dict[str, bytes] = {}
             for post_sqid, shard, key in rows:
                 native = formats[post_sqid]
@@ -333,6 +334,11 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
                 data = _exec_bytes(docker, tmp_path, args, "server", path)
                 assert len(data) == native["file_bytes"]
                 artworks[f"artworks/{post_sqid}.{native['format']}"] = data
+                if layers[post_sqid]:  # its .mkpx layers file, beside the image
+                    mkpx_path = f"/vault/mkpx/{shard}/{key}.mkpx"
+                    mkpx = _exec_bytes(docker, tmp_path, args, "server", mkpx_path)
+                    assert len(mkpx) == layers[post_sqid]
+                    artworks[f"artworks/{post_sqid}.mkpx"] = mkpx
             check_zip(zipped, digest, artworks, {"comments.json", "reactions.json"})
             ((row_sha, row_size),) = psql(
                 f"SELECT file_sha256, file_size_bytes FROM pmd.batch_download_requests WHERE id = '{item['id']}'"

@@ -149,10 +149,10 @@ def test_the_vault_is_the_hosts_read_only_and_zips_have_a_volume_of_their_own(
         assert vault["type"] == "bind" and vault["source"] == api_vault["source"]
         assert vault["read_only"] is True, name
         assert not vault.get("bind", {}).get("create_host_path"), "a wrong path must fail"
-        zips = by_target[env["BDR_PATH"]]
+        zips = by_target[env["ZIP_PATH"]]
         assert zips["type"] == "volume" and zips["source"] == "pmd_bdr"
         assert not zips.get("read_only")
-        assert not Path(env["BDR_PATH"]).is_relative_to(env["VAULT_PATH"])
+        assert not Path(env["ZIP_PATH"]).is_relative_to(env["VAULT_PATH"])
     # No service of the host sees the ZIPs' volume.
     for name, svc in config["services"].items():
         if name not in OURS:
@@ -251,7 +251,7 @@ def test_the_merged_environment_is_a_valid_configuration_of_the_service(
         password = PMD_ENV_PROD["PMD_REDIS_PASSWORD"]
         assert settings.redis_url == f"redis://:{password}@pmd-redis:6379/0"
         assert settings.host_cache_redis_url == "redis://cache:6379/1"
-        assert settings.vault_path == Path("/vault") and settings.bdr_path == Path("/bdr")
+        assert settings.vault_path == Path("/vault") and settings.zip_path == Path("/bdr")
         assert settings.cors_origins == ()
         assert settings.log_format == "json" and settings.auto_migrate is False
 

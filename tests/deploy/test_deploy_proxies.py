@@ -150,7 +150,7 @@ async def test_the_signed_url_redirect_passes_through_unchanged(
 ) -> None:  # fmt: skip
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(2)]
-    env = seaweed.env(s3_bucket, s3_prefix, BDR_DOWNLOAD_MODE="redirect")
+    env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE="redirect")
     async with running_stack(settings, tmp_path, free_port(), **env) as stack:
         with in_front(proxy, tmp_path / proxy, f"127.0.0.1:{stack.port}") as base:
             async with aiohttp.ClientSession() as http:

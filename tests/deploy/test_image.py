@@ -26,8 +26,10 @@ import zipfile
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 
+from pmd_service import __version__
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from support import tools
@@ -207,3 +209,9 @@ async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
             assert state == ["0", "false"], f"{container} exited {state}\n{logs()}"
     finally:
         podman("rm", "--force", "--time", "0", server, worker, check=False)
+
+
+def test_the_image_is_labelled_with_its_release(image: tuple[Podman, str]) -> None:
+    podman, tag = image
+    labels = podman("image", "inspect", "--format", "{{json .Config.Labels}}", tag).stdout
+    assert msgspec.json.decode(labels)["org.opencontainers.image.version"] == __version__

@@ -18,25 +18,21 @@ from msgspec.structs import replace
 from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
-from support.stack import database_env
-from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import SECRET, TABLES
+from tests.cli_env import admin_value, operator_shell
+from tests.helpers import SECRET
 
 
 @pytest.fixture
 def env(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
-    for name, value in database_env(settings).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url or "")
-    monkeypatch.setenv("JWT_SECRET_KEY", SECRET)
-    monkeypatch.setenv("AUTO_MIGRATE", "false")
-    monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
-    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    keep_process_logging(monkeypatch)
-    return settings
+    return operator_shell(
+        settings,
+        admin_database_url,
+        monkeypatch,
+        JWT_SECRET_KEY=SECRET,
+        JOB_PENDING_GRACE_SECONDS="0",
+    )
 
 
 def test_help_and_bad_input(capsys: pytest.CaptureFixture[str], env: Settings) -> None:

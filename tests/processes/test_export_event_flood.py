@@ -1,7 +1,7 @@
 """The attack of the fourth hardening review, against a real server process: one export with
 thousands of skipped artworks and many parts, progress written a thousand times. Before
 migration 0008 each event carried every skipped entry and every part (hundreds of KB here), the
-events wrote 1.2 GB into `bdr_events` and every server, watching or not, grew past a GB.
+events wrote 1.2 GB into `stream_events` and every server, watching or not, grew past a GB.
 
 A memory bound, not a timing one: the server's RSS must stay within a few tens of MB of where
 it was, and the events within a few MB, while it read every one of them (the owner's stream
@@ -55,7 +55,7 @@ async def test_an_export_with_thousands_of_skipped_artworks_grows_no_server(
             async with open_stream(http, url, owner.auth) as stream:
                 await stream.opening()
                 before_kb = rss_kb(server.pid)
-                first = await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events")
+                first = await pool.fetchval("SELECT coalesce(max(id), 0) FROM stream_events")
                 async with pool.acquire() as conn:
                     for step in range(1, STEPS + 1):
                         await conn.execute(
@@ -67,7 +67,7 @@ async def test_an_export_with_thousands_of_skipped_artworks_grows_no_server(
                 )
                 after_kb = rss_kb(server.pid)
         written = await pool.fetchval(
-            "SELECT sum(octet_length(payload::text)) FROM bdr_events WHERE id > $1", first
+            "SELECT sum(octet_length(payload::text)) FROM stream_events WHERE id > $1", first
         )
     finally:
         stop(server)

@@ -31,14 +31,14 @@ from pmd_service.upkeep.cleanup import (
     FolderTidy,
     apply_cleanup,
     cleanup_dry_run,
-    cleanup_expired_bdrs,
+    daily_cleanup,
     plan_cleanup,
 )
 from support.seaweed import ACCESS_KEY, REGION, SECRET_KEY, Seaweed
 from support.seeding import Factory
-from support.stack import database_env, free_port, service_env
-from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import CHECKOUT, SECRET, TABLES, on_port
+from support.stack import free_port, service_env
+from tests.cli_env import admin_value, operator_shell
+from tests.helpers import CHECKOUT, SECRET, on_port
 from tests.procs import CLI, run
 
 SCRIPT = Path(sys.executable).with_name("pmd-service")
@@ -48,21 +48,9 @@ SCRIPT = Path(sys.executable).with_name("pmd-service")
 def cli(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
-    """The environment of an operator's shell on the test database (no JWT_SECRET_KEY: each
-    test sets it when it wants it); `main` run in-process."""
-    for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
-        monkeypatch.delenv(name)
-    for name, value in database_env(settings).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("AUTO_MIGRATE", "false")
-    monkeypatch.setenv("BDR_PENDING_GRACE_SECONDS", "0")
-    monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-    monkeypatch.setenv("BDR_PATH", str(settings.bdr_path))
-    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    keep_process_logging(monkeypatch)
-    return settings
+    """An operator's shell on the test database (its sweep takes pending rows at once);
+    `main` run in-process."""
+    return operator_shell(settings, admin_database_url, monkeypatch, JOB_PENDING_GRACE_SECONDS="0")
 
 
 # --- the command itself ----------------------------------------------------------------------
@@ -245,7 +233,7 @@ def _files(root: Path) -> list[tuple[str, int]]:
 
 
 async def _state(pool: asyncpg.Pool, root: Path) -> tuple[object, ...]:
-    """Every row the cleanup may touch, and every file and folder under BDR_PATH."""
+    """Every row the cleanup may touch, and every file and folder under ZIP_PATH."""
     rows = []
     for table in ("batch_download_requests", "exports", "export_parts", "bdr_events"):
         rows.append(sorted(map(str, await pool.fetch(f"SELECT * FROM {table}"))))
@@ -255,22 +243,22 @@ async def _state(pool: asyncpg.Pool, root: Path) -> tuple[object, ...]:
 async def test_the_dry_run_says_what_a_run_does_and_changes_nothing(
     factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
 ) -> None:
-    await _scenario(factory, settings.bdr_path)
-    before = await _state(factory.pool, settings.bdr_path)
+    await _scenario(factory, settings.zip_path)
+    before = await _state(factory.pool, settings.zip_path)
     preview = await cleanup_dry_run(worker_ctx)
-    assert await _state(factory.pool, settings.bdr_path) == before
-    done = await cleanup_expired_bdrs(worker_ctx)
+    assert await _state(factory.pool, settings.zip_path) == before
+    done = await daily_cleanup(worker_ctx)
     assert preview == {"dry_run": True, **done}
     # Every count is at work here: the equality above is not one of zeros.
     assert done == {
         "expired": 2, "export_parts_expired": 2, "purged": 4, "events_purged": 6,
         "temp_files_removed": 1, "orphan_zips_removed": 2, "folders_removed": 5,
     }  # fmt: skip
-    assert await _state(factory.pool, settings.bdr_path) != before
+    assert await _state(factory.pool, settings.zip_path) != before
     # The run after: what the first left (the exports' folder, emptied last) is found again.
     assert await cleanup_dry_run(worker_ctx) == {
         "dry_run": True,
-        **await cleanup_expired_bdrs(worker_ctx),
+        **await daily_cleanup(worker_ctx),
     }
 
 
@@ -279,7 +267,7 @@ async def test_the_run_does_the_dry_runs_plan(
 ) -> None:
     """Not only the counts: the run expires, purges and removes exactly the rows, files and
     folders of the plan the dry run shows, and tells what it did as a plan of its own."""
-    await _scenario(factory, settings.bdr_path)
+    await _scenario(factory, settings.zip_path)
     st = state(worker_ctx)
     plan = await plan_cleanup(st)
     assert {"dry_run": True, **plan.summary()} == await cleanup_dry_run(worker_ctx)
@@ -303,7 +291,7 @@ async def test_a_row_changed_after_the_plan_is_left(
     """Between the plan and its run, a failed request is requeued and an expiring export is
     renewed: the run re-checks each planned row, so neither is purged or expired, and the
     export's files and folder stay; the rest of the plan is done."""
-    await _scenario(factory, settings.bdr_path)
+    await _scenario(factory, settings.zip_path)
     st = state(worker_ctx)
     plan = await plan_cleanup(st)
     requeued = await factory.pool.fetchval(
@@ -317,7 +305,7 @@ async def test_a_row_changed_after_the_plan_is_left(
     bdrs, exports = plan.kinds["bdr"], plan.kinds["export"]
     assert requeued in bdrs.purge and renewed in exports.expire
     assert isinstance(plan.tidy, FolderTidy)
-    kept_folder = settings.bdr_path / "pmd-exports" / str(renewed)
+    kept_folder = settings.zip_path / "pmd-exports" / str(renewed)
     done = await apply_cleanup(st, plan)
     assert done == replace_dataclass(
         plan,
@@ -346,12 +334,12 @@ async def test_the_dry_run_in_a_bucket(
     factory: Factory, settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """With BDR_STORE in a bucket: the uploads it would abort and the ZIPs it would remove are
+    """With ZIP_STORE in a bucket: the uploads it would abort and the ZIPs it would remove are
     only listed."""
     from aiobotocore.session import get_session
 
     in_bucket = seaweed.settings(settings, s3_bucket, f"{s3_prefix}/zips")
-    bucket = in_bucket.bdr_bucket
+    bucket = in_bucket.zip_bucket
     assert bucket is not None
     store = open_store(bucket, in_bucket.s3_access)
     await obstore.put_async(store, f"someone/pmd-{uuid.uuid4()}.0badc0de.zip", b"orphan")
@@ -373,7 +361,7 @@ async def test_the_dry_run_in_a_bucket(
         preview = await cleanup_dry_run(ctx)
         assert listed() == objects
         assert len(await incomplete_uploads(bucket, in_bucket.s3_access)) == 1
-        done = await cleanup_expired_bdrs(ctx)
+        done = await daily_cleanup(ctx)
     assert preview == {"dry_run": True, **done}
     assert done["orphan_zips_removed"] == 1 and done["uploads_aborted"] == 1
 

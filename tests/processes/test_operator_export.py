@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import subprocess
 import sys
 import zipfile
@@ -24,27 +23,15 @@ from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory
-from support.stack import database_env
-from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import TABLES, eventually, run_worker
+from tests.cli_env import operator_shell
+from tests.helpers import eventually, run_worker
 
 
 @pytest.fixture
 def cli(
     settings: Settings, admin_database_url: str, monkeypatch: pytest.MonkeyPatch, redis_clean: None
 ) -> Settings:
-    for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
-        monkeypatch.delenv(name)
-    for name, value in database_env(settings).items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("REDIS_URL", settings.redis_url)
-    monkeypatch.setenv("AUTO_MIGRATE", "false")
-    monkeypatch.setenv("PMD_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("VAULT_PATH", str(settings.vault_path))
-    monkeypatch.setenv("BDR_PATH", str(settings.bdr_path))
-    admin_value(admin_database_url, f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    keep_process_logging(monkeypatch)
-    return settings
+    return operator_shell(settings, admin_database_url, monkeypatch)
 
 
 async def test_an_operator_exports_a_deactivated_user_for_a_data_subject_request(

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,7 +15,7 @@ import asyncpg
 import pytest
 
 from pmd_service.core.migrate import database_label
-from support.stack import create_database, drop_database, free_port
+from support.stack import free_port
 from tests.helpers import CHECKOUT, SECRET
 
 COMMANDS = [
@@ -25,6 +24,7 @@ COMMANDS = [
     ["stats"],
     ["sweep"],
     ["cleanup"],
+    ["check-restore"],
     ["requeue", str(uuid.UUID(int=7))],
     ["token", "someone"],
     ["check-host"],
@@ -33,25 +33,13 @@ COMMANDS = [
 ]
 
 
-@pytest.fixture
-async def wrong_db(admin_database_url: str) -> AsyncIterator[tuple[str, str]]:
-    """(a superuser's URL to an empty database, its name): the worst case, a role that could
-    create anything there."""
-    name = f"pmd_wrong_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name, search_path=False)
-    try:
-        yield url, name
-    finally:
-        await drop_database(admin_database_url, name)
-
-
 def _run(
     argv: list[str], url: str, redis_url: str, tmp_path: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
     env = os.environ | extra | {
         "DATABASE_URL": url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
         "PORT": str(free_port()), "METRICS_PORT": "0", "PMD_DATA_DIR": str(tmp_path),
-        "VAULT_PATH": str(tmp_path / "vault"), "BDR_PATH": str(tmp_path / "bdr"),
+        "VAULT_PATH": str(tmp_path / "vault"), "ZIP_PATH": str(tmp_path / "bdr"),
     }  # fmt: skip
     return subprocess.run(
         argv, env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
@@ -86,9 +74,9 @@ async def _untouched(url: str) -> None:
 
 @pytest.mark.parametrize("argv", COMMANDS, ids=" ".join)
 async def test_every_command_stops_with_one_line(
-    argv: list[str], wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
+    argv: list[str], empty_db: str, redis_url: str, tmp_path: Path
 ) -> None:
-    url, _ = wrong_db
+    url = empty_db  # a superuser's (each test's): the worst case, it may create anything
     done = _run([sys.executable, "-m", "pmd_service", *argv], url, redis_url, tmp_path)
     _assert_one_line(done, url)
     await _untouched(url)
@@ -96,11 +84,11 @@ async def test_every_command_stops_with_one_line(
 
 @pytest.mark.parametrize("processes", ["1", "2"])
 async def test_the_server_stops_with_one_line_and_status_2(
-    wrong_db: tuple[str, str], redis_url: str, tmp_path: Path, processes: str
+    empty_db: str, redis_url: str, tmp_path: Path, processes: str
 ) -> None:
     """With SERVER_PROCESSES>1 as with one: the setup problem is found once, before the
     processes start, and is exit status 2."""
-    url, _ = wrong_db
+    url = empty_db
     done = _run([sys.executable, "server.py"], url, redis_url, tmp_path,
                 SERVER_PROCESSES=processes)  # fmt: skip
     _assert_one_line(done, url)
@@ -109,9 +97,9 @@ async def test_the_server_stops_with_one_line_and_status_2(
 
 
 async def test_the_worker_stops_with_one_line(
-    wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
+    empty_db: str, redis_url: str, tmp_path: Path
 ) -> None:
-    url, _ = wrong_db
+    url = empty_db
     arq = str(Path(sys.executable).with_name("arq"))
     done = _run([arq, "pmd_service.worker.WorkerSettings"], url, redis_url, tmp_path)
     _assert_one_line(done, url)
@@ -119,9 +107,9 @@ async def test_the_worker_stops_with_one_line(
 
 
 async def test_the_development_form_creates_them(
-    wrong_db: tuple[str, str], redis_url: str, tmp_path: Path
+    empty_db: str, redis_url: str, tmp_path: Path
 ) -> None:
-    url, _ = wrong_db
+    url = empty_db
     argv = [sys.executable, "-m", "pmd_service", "migrate", "--with-host-tables"]
     done = _run(argv, url, redis_url, tmp_path)
     assert done.returncode == 0, done

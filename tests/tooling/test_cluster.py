@@ -1,8 +1,8 @@
 """The cluster's runs (runs/cluster/run.py), only when PMD_CHAOS=1: simulated hosts in network
-namespaces need root. The two CI runs (with faults, and as a rolling deploy) take about two
-minutes each; a short run whose worker host is killed behind its back must fail; and a run
-stopped after any step of its start, by an error, Ctrl-C or SIGTERM, must leave nothing behind
-(a few seconds each)."""
+namespaces need root. The three CI runs (with faults, as a rolling deploy, and as a rolling
+upgrade from the previous release) take about two minutes each; a short run whose worker host
+is killed behind its back must fail; and a run stopped after any step of its start, by an
+error, Ctrl-C or SIGTERM, must leave nothing behind (a few seconds each)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,14 @@ def _root() -> None:
     assert why is None, f"CI runs as root on a machine that allows network namespaces: {why}"
 
 
+# The rolling upgrade starts on the newest release tag before HEAD (the first release in a
+# clone without tags) and rolls onto this checkout.
+MODES = {"faults": [], "rolling-deploy": ["--rolling"],
+         "rolling-upgrade": ["--upgrade-from", "previous"]}  # fmt: skip
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("mode", [[], ["--rolling"]], ids=["faults", "rolling-deploy"])
+@pytest.mark.parametrize("mode", MODES.values(), ids=MODES.keys())
 def test_cluster_ci_run_finds_no_violation(mode: list[str], tmp_path: Path) -> None:
     code, output = _run(["--ci", *mode], tmp_path, timeout=840)
     assert code == 0, output[-8000:]

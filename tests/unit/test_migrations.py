@@ -2,15 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import uuid
-from collections.abc import AsyncIterator
 from importlib.resources import as_file
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from pmd_service.bdr.schemas import ITEM_COLUMNS, bdr_item
 from pmd_service.core.migrate import (
     HOST_TABLES,
     MIGRATIONS,
@@ -24,7 +21,7 @@ from pmd_service.core.migrate import (
     migrate,
 )
 from pmd_service.core.settings import Settings
-from support.stack import connected, create_database, drop_database
+from support.stack import connected
 
 
 def _every_definition() -> list[str]:
@@ -34,17 +31,6 @@ def _every_definition() -> list[str]:
         *(f"{m.version:04d}_{m.name}" for m in discover()),
         *(f"repeatable {r.name}" for r in discover_repeatable()),
     ]
-
-
-@pytest.fixture
-async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    """A brand-new empty database on the same server as the suite's (an admin URL)."""
-    name = f"pmd_mig_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name, search_path=False)
-    try:
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)
 
 
 async def test_apply_on_empty_then_noop(empty_db: str) -> None:
@@ -129,31 +115,7 @@ async def test_schema_constraints(pool: asyncpg.Pool) -> None:
         await pool.execute(insert, user_id, [1], 1, "done")
     await pool.execute(insert, user_id, [1], 1, "pending")
     # The insert became an event and rang the doorbell.
-    assert await pool.fetchval("SELECT count(*) FROM bdr_events") == 1
-
-
-async def test_event_payloads_hold_what_an_item_is_made_of(pool: asyncpg.Pool) -> None:
-    # The events trigger (0005) builds its payload from a list of columns: every column the
-    # item reads must be in it, from an insert and from an update alike.
-    user_id = await pool.fetchval(
-        "INSERT INTO users (handle, email) VALUES ('p', 'p@x') RETURNING id"
-    )
-    bdr_id = await pool.fetchval(
-        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
-        " VALUES ($1, '{1, 2}', 2) RETURNING id",
-        user_id,
-    )
-    await pool.execute(
-        "UPDATE batch_download_requests SET status = 'processing', progress_done = 1 WHERE id = $1",
-        bdr_id,
-    )
-    wanted = {c.strip() for c in ITEM_COLUMNS.split(",")}
-    payloads = await pool.fetch(
-        "SELECT payload FROM bdr_events WHERE bdr_id = $1 ORDER BY id", bdr_id
-    )
-    assert [set(p["payload"]) for p in payloads] == [wanted, wanted]
-    items = [bdr_item(p["payload"]) for p in payloads]
-    assert [(i.status, i.progress.done) for i in items] == [("pending", 0), ("processing", 1)]
+    assert await pool.fetchval("SELECT count(*) FROM stream_events") == 1
 
 
 async def _tables(conn: asyncpg.Connection) -> set[tuple[str, str]]:

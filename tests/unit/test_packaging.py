@@ -18,6 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from pmd_service import __version__
 from pmd_service.core.migrate import discover, discover_repeatable
 from tests.helpers import CHECKOUT, SECRET
 
@@ -347,3 +348,20 @@ def test_the_wheel_ships_the_pages_files_and_the_api_references_viewer(
     }
     assert "vendor/swagger-ui-bundle.js" in shipped
     assert installed == shipped
+
+
+def test_the_release_is_one_version_for_the_package_the_cli_and_the_image(
+    plain_install: Path,
+) -> None:
+    """`__version__` is the one definition: the wheel's metadata carries it (pyproject.toml reads
+    it), `--version` prints it, and the Dockerfile's label defaults to it (the image's build
+    refuses another, which needs podman: this holds a release that forgot the Dockerfile)."""
+    versions = "import importlib.metadata as m, pmd_service as p; print(m.version(p.__name__), p.__version__)"
+    done = _run(plain_install, Path("/"), {}, "-c", versions)
+    assert done.returncode == 0, done.stderr
+    metadata_version, package_version = done.stdout.split()
+    assert metadata_version == package_version == __version__
+    cli = _run(plain_install, Path("/"), {}, "-m", "pmd_service", "--version")
+    assert cli.stdout.split() == ["pmd-service", __version__], cli.stdout + cli.stderr
+    label = re.search(r"^ARG VERSION=(\S+)$", (CHECKOUT / "Dockerfile").read_text(), re.M)
+    assert label is not None and label[1] == __version__

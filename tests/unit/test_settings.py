@@ -5,7 +5,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from pmd_service.core.settings import ConfigError, Settings
+from pmd_service.core.settings import FORMER_NAMES, ConfigError, Settings, unknown_settings
 from tests.bad_settings import BAD, FILE
 from tests.helpers import CHECKOUT
 
@@ -188,3 +188,74 @@ def test_schema_names_are_whole_identifiers(tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="PMD_SCHEMA"):
             Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), "PMD_SCHEMA": value})
     assert Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), "PMD_SCHEMA": "pmd_2"})
+
+
+# A good value of each shared setting, given under its current or its former name.
+GOOD = {
+    "ZIP_PATH": ("/srv/pmd-zips", "zip_path", Path("/srv/pmd-zips")),
+    "ZIP_STORE": ("s3://zips/pmd", "zip_store", "s3://zips/pmd"),
+    "ZIP_DOWNLOAD_MODE": ("proxy", "zip_download_mode", "proxy"),
+    "ZIP_SIGNED_URL_SECONDS": ("600", "zip_signed_url_seconds", 600),
+    "ZIP_PROXY_MAX_DOWNLOADS": ("7", "zip_proxy_max_downloads", 7),
+    "ZIP_PROXY_MAX_PER_USER": ("3", "zip_proxy_max_per_user", 3),
+    "ZIP_PROXY_IDLE_SECONDS": ("12.5", "zip_proxy_idle_seconds", 12.5),
+    "ZIP_MIN_FREE_BYTES": ("0", "zip_min_free_bytes", 0),
+    "JOB_RETRY_BASE_SECONDS": ("2", "job_retry_base_seconds", 2.0),
+    "JOB_STALE_SECONDS": ("90", "job_stale_seconds", 90),
+    "JOB_PENDING_GRACE_SECONDS": ("11", "job_pending_grace_seconds", 11),
+}
+
+
+def test_each_shared_setting_is_read_by_its_name_or_its_former_one(tmp_path: Path) -> None:
+    base = {**PRODUCTION, "PMD_DATA_DIR": str(tmp_path)}
+    assert set(GOOD) == set(FORMER_NAMES.values())
+    for former, name in FORMER_NAMES.items():
+        value, field, expected = GOOD[name]
+        for env in ({name: value}, {former: value}, {name: value, former: value}):
+            settings = Settings.from_env(base | env)
+            assert getattr(settings, field) == expected, (env, field)
+        # Unset (or empty), the default: neither name is read as the other's value.
+        default = getattr(Settings.from_env(base | {former: ""}), field)
+        assert default != expected
+        Settings.check_env(base | {former: value})
+    # No former name is reported as a stray variable.
+    assert unknown_settings({**base, **dict.fromkeys(FORMER_NAMES, "1")}) == []
+    assert unknown_settings({**base, "BDR_PAHT": "/x"}) == ["BDR_PAHT (did you mean BDR_PATH?)"]
+
+
+def test_a_setting_given_two_different_values_by_its_two_names_stops(tmp_path: Path) -> None:
+    base = {**PRODUCTION, "PMD_DATA_DIR": str(tmp_path)}
+    for former, name in FORMER_NAMES.items():
+        env = base | {name: GOOD[name][0], former: "something else"}
+        for read in (Settings.from_env, Settings.check_env):
+            with pytest.raises(ConfigError) as caught:
+                read(env)
+            assert name in str(caught.value) and former in str(caught.value)
+
+
+def test_a_bad_value_is_named_as_the_environment_spells_it(tmp_path: Path) -> None:
+    """Under the former name, the error names the former name (what the operator wrote)."""
+    (tmp_path / "a-file").write_text("")
+    base = {**PRODUCTION, "PMD_DATA_DIR": str(tmp_path / "data")}
+    for former, name in FORMER_NAMES.items():
+        value = str(tmp_path / "a-file") if BAD[name] == FILE else BAD[name]
+        for read in (Settings.from_env, Settings.check_env):
+            with pytest.raises(ConfigError, match=former) as caught:
+                read(base | {former: value})
+            assert name not in str(caught.value)
+            with pytest.raises(ConfigError, match=name):
+                read(base | {name: value})
+    # A rule across settings, too: ZIP_PATH inside the vault, set by its former name.
+    inside = base | {"VAULT_PATH": str(tmp_path / "v"), "BDR_PATH": str(tmp_path / "v" / "z")}
+    with pytest.raises(ConfigError, match=r"^BDR_PATH \(.*\) must not be inside VAULT_PATH"):
+        Settings.from_env(inside)
+
+
+def test_an_export_expires_by_its_own_setting_or_the_bdr_one(tmp_path: Path) -> None:
+    base = {**PRODUCTION, "PMD_DATA_DIR": str(tmp_path)}
+    assert Settings.from_env(base).export_expiry_days == 7
+    assert Settings.from_env(base | {"BDR_EXPIRY_DAYS": "3"}).export_expiry_days == 3
+    both = Settings.from_env(base | {"BDR_EXPIRY_DAYS": "3", "EXPORT_EXPIRY_DAYS": "30"})
+    assert (both.bdr_expiry_days, both.export_expiry_days) == (3, 30)
+    built = Settings(database_url="postgresql://", redis_url="redis://", bdr_expiry_days=2)
+    assert built.export_expiry_days == 2

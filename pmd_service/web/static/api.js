@@ -1,5 +1,7 @@
 // The JSON API as the page uses it: the Bearer token, `target_sqid`, and problem+json errors.
 
+import { namePosts } from "./format.js";
+
 const TOKEN_KEY = "pmd.token";
 
 export class ApiError extends Error {
@@ -117,8 +119,9 @@ function inWords(seconds) {
   return m === 0 ? `${h} h` : `${h} h ${m} min`;
 }
 
-// One sentence a person can act on, for any failure of any request.
-export function explain(error) {
+// One sentence a person can act on, for any failure of any request. `titleOf(id)`: the title
+// of a post the page holds: an answer about posts then names them by title, not by id.
+export function explain(error, titleOf = () => undefined) {
   if (!(error instanceof ApiError)) return `Something went wrong in the page: ${error.message}`;
   if (error.status === 0) return error.detail;
   if (error.status === 401) {
@@ -131,6 +134,9 @@ export function explain(error) {
     const when = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     return `${error.detail} That is at ${when} your time (in ${inWords(error.retryAfter)}).`;
   }
+  const about = error.problem.invalid_post_ids;
+  // The posts are named once, in the sentence: the field errors would list their ids again.
+  if (Array.isArray(about) && about.length) return namePosts(error.detail, about, titleOf);
   const fields = error.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
   return fields ? `${error.detail} (${fields})` : error.detail;
 }

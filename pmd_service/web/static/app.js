@@ -4,10 +4,10 @@
 import {
   Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, TOKEN_FIELD, tokenSubject,
 } from "./api.js";
-import { MAX_BATCH, runBatches } from "./bulk.js";
+import { batchVerb, MAX_BATCH, runBatches, startBatchLine } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
-import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS } from "./filter_keys.js";
+import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS, NUMBER_KEYS } from "./filter_keys.js";
 import { count, plural, RESTORE_WINDOW_DAYS } from "./format.js";
 import { PAGE_SIZE, PostTable } from "./posts.js";
 import { RecentActions } from "./recent.js";
@@ -52,10 +52,13 @@ function boot() {
   $("main").hidden = false;
 
   let busy = false; // a batch is running: actions and view switches wait
-  const table = new PostTable(api, { onChange: () => refreshControls(), onError });
+  const table = new PostTable(api, {
+    onChange: () => refreshControls(), onError, describeFilter: (filter) => filterWords(filter),
+  });
+  const titleOf = (id) => table.titleOf(id);
   // Undo: each action's Undo is in "Recent actions", which every action refreshes.
   const recent = new RecentActions(api, {
-    toast, onError, busy: () => busy,
+    toast, onError, titleOf, busy: () => busy,
     exclusive: async (work) => {
       busy = true;
       refreshControls();
@@ -156,14 +159,26 @@ function boot() {
     }
     history.replaceState(history.state, "", url.pathname + url.search + url.hash);
   }
-  // As an action's body wants it: flags as booleans, tags as a list.
+  // As an action's body wants it: flags as booleans, counts as numbers, tags as a list.
   const FLAGS = new Set(FLAG_KEYS);
+  const NUMBERS = new Set(NUMBER_KEYS);
   function filterJson(filter) {
     const out = {};
     for (const [key, value] of Object.entries(filter)) {
-      out[key] = FLAGS.has(key) ? value === "true" : value;
+      out[key] = FLAGS.has(key) ? value === "true" : NUMBERS.has(key) ? Number(value) : value;
     }
     return out;
+  }
+  // The filter in the form's own words: "Tags: wip, Hidden: Visible".
+  function filterWords(filter) {
+    return Object.entries(filter).map(([key, value]) => {
+      const field = $(`f-${key}`);
+      const label = field.closest("label").firstChild.textContent.trim();
+      const shown = field.tagName === "SELECT"
+        ? [...field.options].find((o) => o.value === value)?.textContent ?? value
+        : Array.isArray(value) ? value.join(", ") : value;
+      return `${label}: ${shown}`;
+    }).join(", ");
   }
   $("filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -172,41 +187,69 @@ function boot() {
     keepInUrl(table.filter);
     table.load(table.view);
   });
-  $("f-reset").addEventListener("click", () => {
+  function resetFilter() {
     if (busy) return;
     showFilter({});
     table.filter = {};
     keepInUrl({});
     table.load(table.view);
+  }
+  $("f-reset").addEventListener("click", resetFilter);
+  $("empty-reset").addEventListener("click", () => {
+    resetFilter();
+    $("f-q").focus(); // the button is gone with the empty list
   });
 
   // Everything the filter matches, in one request the server runs only on the count approved.
+  // Afterwards the selection is still "all matching" when the filter matches the very same
+  // posts (a hide by tag): a second action is one click, as after a batch of selected posts. When
+  // the action took them out of the filter (a delete, a hide under "Visible"), nothing is
+  // selected: the posts the filter matches then are others, never acted on by surprise.
   async function batchMatching(action, body) {
-    const { view } = table;
+    const { view, digest, total } = table;
     busy = true;
     refreshControls();
     showNotice("");
-    $("batch").hidden = false;
+    startBatchLine(`${batchVerb(action)} ${plural(total, "post")}…`);
     $("batch").focus();
-    $("batch-text").textContent = `${action}: ${plural(table.total, "post")}…`;
+    let message = null;
     try {
       const answer = await api.post(action === "license" ? "/api/pmd/license" : "/api/pmd/action",
         {
-          ...body, filter: filterJson(table.filter), expect_count: table.total,
-          expect_digest: table.digest ?? undefined,
+          ...body, filter: filterJson(table.filter), expect_count: total,
+          expect_digest: digest ?? undefined,
         });
-      $("batch-text").textContent = answer.message;
-      toast(answer.message, "ok");
+      message = `${plural(answer.affected_count, "post")} ${batchVerb(action, "past")}.`;
     } catch (error) {
       // 409: the posts that match are not the ones approved (their number, or with the same
       // number other posts); the list shows them again.
-      $("batch-text").textContent = explain(error);
+      $("batch").hidden = true;
+      $("batch-error").textContent = explain(error, titleOf);
+      $("batch-error").hidden = false;
       if (error.status === 401) onError(error);
-      else toast(explain(error), "error");
-    } finally {
-      busy = false;
+    }
+    try {
+      // The list again, as the server holds it now; changes told meanwhile wait for it (a
+      // reload in place then, which keeps the selection).
       heldChanges = [];
       await table.load(view);
+      if (message === null) return;
+      const same = view === table.view && table.digest === digest && table.total === total;
+      if (same && action !== "delete" && action !== "restore") {
+        table.selectMatching();
+        message += " They stay selected.";
+      } else if (action === "delete") {
+        message += " They are under “Recently deleted”, should you want them back.";
+      } else if (action === "restore") {
+        message += " They are under “Posts” again.";
+      } else message += " They no longer match the filter.";
+      $("batch-progress").max = 1;
+      $("batch-progress").value = 1;
+      $("batch-text").textContent = message;
+    } finally {
+      busy = false;
+      release();
+      refreshControls();
       recent.refresh();
     }
   }
@@ -235,10 +278,10 @@ function boot() {
     $("batch").hidden = false;
     $("batch").focus();
     try {
+      // The batch line says how it went (and the error line what failed), once: no toast.
       const result = await runBatches(action, ids, send, (part) => {
         if (table.generation === generation) table.applied(action, part, options);
-      });
-      toast(result.message, result.ok ? "ok" : "error");
+      }, titleOf);
       if (!result.ok && result.error?.status === 401) onError(result.error);
       if (!result.ok && !result.unknown && table.generation === generation) {
         // What failed stays selected, alone, to try again; what was done is done.
@@ -292,6 +335,7 @@ function boot() {
       text: "They disappear from your profile at once. You can restore them from " +
         `“Recently deleted” for ${RESTORE_WINDOW_DAYS} days.`,
       ok: `Delete ${plural(n, "post")}`,
+      danger: true,
     });
     if (!sure) return;
     if (table.allMatching) await batchMatching("delete", { action: "delete" });
@@ -358,6 +402,9 @@ function boot() {
     table.goTo(Number($("page-input").value) - 1);
   });
 
+  $("license-select").addEventListener("change", (ev) => {
+    ev.target.title = ev.target.selectedOptions[0]?.title ?? "";
+  });
   $("sort-select").addEventListener("change", (ev) => {
     const [key, dir] = ev.target.value.split(":");
     table.sortTo(key, dir);
@@ -406,17 +453,21 @@ function boot() {
         const choice = document.createElement("option");
         choice.value = l.identifier;
         choice.textContent = l.identifier;
+        if (l.title && l.title !== l.identifier) choice.title = l.title;
         $("f-license").append(choice);
       }
+      // The identifier, as the table shows it, keeps the menu narrow enough for the toolbar
+      // on any screen; the license's full name is its tooltip.
       const option = document.createElement("option");
       option.value = String(l.id);
       option.dataset.identifier = l.identifier || "";
-      // The identifier first: the choice is cut to fit the toolbar, and the table shows it.
-      option.textContent = l.title && l.title !== l.identifier
-        ? `${l.identifier} · ${l.title}`
-        : l.identifier;
+      option.textContent = l.identifier || l.title;
+      if (l.title && l.title !== l.identifier) option.title = l.title;
       select.append(option);
     }
+    table.setLicenseNames(new Map(items.filter((l) => l.identifier && l.title)
+      .map((l) => [l.identifier, l.title])));
+    select.title = select.selectedOptions[0]?.title ?? "";
     // A filter from the page's URL names its license before the menu holds it.
     $("f-license").value = table.filter.license ?? "";
   }, onError);

@@ -29,6 +29,9 @@ const VERB = {
   license: "Changing the license of", tags: "Retagging", remixable: "Changing remix permission of",
 };
 
+// "Hiding" (under way) or "hidden" (done), as the batch line says it.
+export const batchVerb = (action, tense = "now") => (tense === "past" ? PAST : VERB)[action];
+
 // The server paces bulk actions per person (429 with Retry-After): a batch it asked to wait
 // is sent again once the wait is over, a few times at most.
 const PACED_TRIES = 5;
@@ -45,20 +48,35 @@ async function paced(part, send, waiting) {
   }
 }
 
-// Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success.
+// The batch line, started over for a new batch: its text, an empty progress bar (`of`
+// steps; none: a bar that only says it is under way), no error left from the last batch.
+export function startBatchLine(message, of = null) {
+  const box = document.getElementById("batch");
+  const bar = document.getElementById("batch-progress");
+  document.getElementById("batch-error").hidden = true;
+  document.getElementById("batch-text").textContent = message;
+  if (of === null) {
+    bar.removeAttribute("value");
+  } else {
+    bar.max = of;
+    bar.value = 0;
+  }
+  box.hidden = false;
+  return bar;
+}
+
+// Runs `send(chunk)` for each chunk of `ids`; `done(chunk)` after each success. `titleOf(id)`:
+// a post's title, for a refusal that names posts.
 // Returns {ok, doneIds, leftIds, message, undos}: `undos`, the undo links of the batches that
 // changed posts, in the order they ran.
-export async function runBatches(action, ids, send, done) {
+export async function runBatches(action, ids, send, done, titleOf = () => undefined) {
   const box = document.getElementById("batch");
   const text = document.getElementById("batch-text");
-  const bar = document.getElementById("batch-progress");
   const errorEl = document.getElementById("batch-error");
   const parts = chunks(ids);
   const doneIds = [];
   const undos = [];
-  errorEl.hidden = true;
-  box.hidden = false;
-  bar.max = parts.length;
+  const bar = startBatchLine(`${VERB[action]} ${plural(ids.length, "post")}…`, parts.length);
   try {
     for (const [i, part] of parts.entries()) {
       text.textContent = `${VERB[action]} ${plural(ids.length, "post")}: batch ${i + 1} of ${parts.length}`;
@@ -75,21 +93,24 @@ export async function runBatches(action, ids, send, done) {
         // No answer (or a server error): the batch may have committed before the answer was
         // lost. Say so; the caller reloads the list to show what the server holds.
         const unknown = error.status === 0 || error.status >= 500;
+        const why = explain(error, titleOf);
         const message = unknown
-          ? `Batch ${i + 1} of ${parts.length} got no answer: ${explain(error)} ` +
+          ? `Batch ${i + 1} of ${parts.length} got no answer: ${why} ` +
             (doneIds.length
               ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
               : "") +
             `whether the ${plural(part.length, "post")} of this batch ${part.length === 1 ? "was" : "were"} ` +
             `${PAST[action]} is not known, and ${plural(left - part.length, "more post was", "more posts were")} ` +
             `not tried. The list is reloaded to show what the server has.`
-          :
-          `Batch ${i + 1} of ${parts.length} failed: ` +
-          (doneIds.length
-            ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
-            : "") +
-          `${plural(left, "post was", "posts were")} not ${PAST[action]} and ` +
-          `${left === 1 ? "is" : "are"} still selected. Why: ${explain(error)}`;
+          : parts.length === 1
+            // One request: the server's sentence says what happened, and why.
+            ? `${why} ${left === 1 ? "The post is" : `The ${plural(left, "post")} are`} still selected.`
+            : `Batch ${i + 1} of ${parts.length} failed: ` +
+              (doneIds.length
+                ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
+                : "") +
+              `${plural(left, "post was", "posts were")} not ${PAST[action]} and ` +
+              `${left === 1 ? "is" : "are"} still selected. Why: ${why}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
         return {

@@ -61,6 +61,10 @@ export class Downloads {
     this.exportsFeed = exportsFeed;
     this.postsFeed = postsFeed;
     this.items = new Map();
+    // Requested from this page, and announced (toasted) as ready or failed: a request whose
+    // stream events all came before the POST's answer is announced once all the same.
+    this.requested = new Set();
+    this.announced = new Set();
     this.lastEventId = null;
     this.source = null;
     this.backoff = 1000;
@@ -211,19 +215,30 @@ export class Downloads {
   update(item, render = true) {
     const before = this.items.get(item.id);
     this.items.set(item.id, item);
-    if (before && before.status !== item.status) {
-      if (item.status === "ready") {
-        this.toast(`Your download of ${fmt.plural(item.artwork_count, "artwork")} is ready.`, "ok");
-      } else if (item.status === "failed") {
-        this.toast(`A download failed: ${item.error_message ?? "no reason given"}`, "error");
-      }
+    if ((before && before.status !== item.status) || this.requested.has(item.id)) {
+      this.announce(item);
     }
     if (render) this.render();
   }
 
+  announce(item) {
+    if (this.announced.has(item.id)) return;
+    if (item.status === "ready") {
+      this.toast(`Your download of ${fmt.plural(item.artwork_count, "artwork")} is ready.`, "ok");
+    } else if (item.status === "failed") {
+      this.toast(`A download failed: ${item.error_message ?? "no reason given"}`, "error");
+    } else {
+      return;
+    }
+    this.announced.add(item.id);
+  }
+
   async request(postIds, options) {
     const item = await this.api.post("/api/pmd/bdr", { post_ids: postIds, ...options });
-    if (!this.items.has(item.id)) this.items.set(item.id, item);
+    this.requested.add(item.id);
+    const seen = this.items.get(item.id);
+    if (seen) this.announce(seen);
+    else this.items.set(item.id, item);
     this.render();
     return item;
   }
@@ -239,6 +254,7 @@ export class Downloads {
         text: `The file of ${fmt.plural(item.artwork_count, "artwork")} is removed now; ` +
           "you can request a new download later.",
         ok: "Delete the file",
+        danger: true,
       });
       if (!sure) return;
     }

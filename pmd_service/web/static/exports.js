@@ -727,6 +727,7 @@ export class Exports {
           "start a new export right away: a cancelled one does not count toward the wait " +
           "between exports.",
         ok: "Cancel the export",
+        danger: true,
         cancel: "Keep it running",
       });
     }
@@ -736,6 +737,7 @@ export class Exports {
         "site now; files you already saved are not touched. The wait before the next export " +
         "still counts from this one.",
       ok: "Remove the parts",
+      danger: true,
       cancel: "Keep them",
     });
   }

@@ -7,3 +7,5 @@ export const FILTER_KEYS = ["q", "hashtag", "license", "hidden", "remixable", "f
 export const LIST_KEYS = ["hashtag"];
 // Keys whose value is true or false.
 export const FLAG_KEYS = ["hidden", "remixable", "has_layers"];
+// Keys whose value is a whole number.
+export const NUMBER_KEYS = ["min_reactions", "min_comments", "min_views"];

@@ -48,3 +48,37 @@ export const pastDate = (item, now = Date.now()) =>
 export const removed = (item) => item.status === "expired" && Boolean(item.removed_at);
 
 export const plural = (n, one, many = `${one}s`) => `${count(n)} ${n === 1 ? one : many}`;
+
+// Whole days left of a deleted post's restore window, counted up as the host's own page does
+// ("N days left"): never 0 while the post is still listed.
+export function daysLeft(deletedIso, now = Date.now()) {
+  const end = new Date(deletedIso).getTime() + RESTORE_WINDOW_DAYS * 86400e3;
+  return Math.max(1, Math.ceil((end - now) / 86400e3));
+}
+
+// At most so many titles in a sentence; the others are counted.
+const TITLES_SHOWN = 5;
+const listFmt = new Intl.ListFormat("en", { type: "conjunction" });
+
+// Posts by their titles: “Sunset”, “Knight” and 3 more (or "4 posts" when none is known).
+// `titleOf(id)`: the title of a post the page holds, else undefined.
+export function titles(ids, titleOf) {
+  const known = ids.map(titleOf).filter((t) => t !== undefined);
+  if (!known.length) return plural(ids.length, "post");
+  const shown = known.slice(0, TITLES_SHOWN).map((t) => `“${t}”`);
+  const rest = ids.length - shown.length;
+  return listFmt.format(rest ? [...shown, `${count(rest)} more`] : shown);
+}
+
+// The server names posts by id ("Post 12 has…", "Posts 12, 13 and 4 more have…", "post 12
+// was…"); a person knows them by title. `ids`: the posts the answer is about (its
+// `invalid_post_ids`), the only ids renamed.
+export function namePosts(text, ids, titleOf) {
+  const about = new Set(ids);
+  return text.replace(/\b[Pp]osts? (\d+(?:, \d+)*)(?: and \d+ more)?/g, (whole, list) => {
+    const listed = list.split(", ").map(Number);
+    if (!listed.every((id) => about.has(id))) return whole;
+    // "and N more": the server listed the first of them only.
+    return titles(whole.endsWith(" more") ? ids : listed, titleOf);
+  });
+}

@@ -42,10 +42,13 @@ const SORT_KEYS = {
 };
 
 export class PostTable {
-  constructor(api, { onChange, onError }) {
+  // `describeFilter(filter)`: the filter in words, for the list that it leaves empty.
+  constructor(api, { onChange, onError, describeFilter }) {
     this.api = api;
     this.onChange = onChange; // selection, page or contents changed
     this.onError = onError;
+    this.describeFilter = describeFilter;
+    this.licenseNames = new Map(); // identifier → the license's full name, for its cells' tooltip
     this.view = "live";
     this.posts = []; // in server order: newest (or most recently deleted) first
     this.total = 0;
@@ -76,6 +79,8 @@ export class PostTable {
     this.el = {
       body: document.getElementById("posts-body"),
       empty: document.getElementById("empty"),
+      emptyText: document.getElementById("empty-text"),
+      emptyReset: document.getElementById("empty-reset"),
       loading: document.getElementById("loading"),
       retry: document.getElementById("load-retry"),
       info: document.getElementById("page-info"),
@@ -104,6 +109,14 @@ export class PostTable {
   }
   get pageRows() { return this.sorted.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE); }
   byId(id) { return this.posts.find((p) => p.id === id); }
+  titleOf(id) { return this.byId(id)?.title; }
+
+  // The full names of the licenses, once the page has them (GET /api/pmd/licenses).
+  setLicenseNames(names) {
+    this.licenseNames = names;
+    this.version += 1; // the rows are drawn again with them
+    this.render();
+  }
 
   // Starts the view over: every post through the cursor, rendering as pages arrive.
   // `keep`: ids to select again once everything is loaded (what a failed batch left).
@@ -195,6 +208,8 @@ export class PostTable {
         pending.catch(() => {}); // handled when awaited; a view switch may never await it
       }
       this.posts.push(...page.items);
+      // "All matching" takes in the posts that load after it was chosen.
+      if (this.allMatching) for (const p of page.items) this.selected.add(p.id);
       this.mergeSorted(page.items);
       // Once all are here the rows are the truth: a batch may have changed the count since
       // the server counted.
@@ -418,9 +433,9 @@ export class PostTable {
     }
     const none = this.done && this.posts.length === 0;
     empty.hidden = !none;
-    empty.textContent = this.view === "deleted"
-      ? `Nothing was deleted in the last ${fmt.RESTORE_WINDOW_DAYS} days.`
-      : "You have no artworks yet. Posts you upload appear here.";
+    this.el.emptyText.textContent = this.emptyText();
+    // With a filter, the list is empty because of it: one click shows every post again.
+    this.el.emptyReset.hidden = !Object.keys(this.filter).length;
     const of = this.total ? fmt.count(this.total) : "?";
     if (this.done) loading.textContent = none ? "" : `All ${fmt.plural(this.total, "post")} loaded.`;
     else if (this.failed === "token") {
@@ -454,23 +469,37 @@ export class PostTable {
     this.onChange();
   }
 
+  // Why the list is empty: the filter (named), the trash, or no posts at all.
+  emptyText() {
+    const deleted = this.view === "deleted";
+    if (Object.keys(this.filter).length) {
+      const what = deleted ? "No deleted posts match" : "No posts match";
+      return `${what} these filters (${this.describeFilter(this.filter)}).`;
+    }
+    return deleted
+      ? `Nothing was deleted in the last ${fmt.RESTORE_WINDOW_DAYS} days.`
+      : "You have no artworks yet. Posts you upload appear here.";
+  }
+
   row(p) {
     const tr = document.createElement("tr");
     tr.dataset.id = String(p.id);
     const chosen = this.selected.has(p.id);
     tr.classList.toggle("selected", chosen);
     const file = nativeFile(p);
+    const license = cell("license", p.license_identifier || "—", true);
+    const name = this.licenseNames.get(p.license_identifier);
+    if (name) license.title = name;
     const cells = [
       cell("check", checkbox(p, chosen)),
       cell("thumb", thumbnail(p)),
       cell("title", titleBlock(p, this.view, file)),
       cell("", time(p.created_at)),
-      cell("", file ? file.format.toUpperCase() : "—", true),
-      cell("num", fmt.bytes(file?.file_bytes), true),
+      cell("file", fileBlock(file, p.layers_bytes), true),
       cell("num", fmt.count(p.reaction_count), true),
       cell("num", fmt.count(p.comment_count), true),
       cell("num", fmt.count(p.view_count), true),
-      cell("license", p.license_identifier || "—", true),
+      license,
       cell("remix", p.remixable ? "Yes" : "No", true),
       cell(p.hidden_by_mod || p.hidden_by_user ? "hidden is-hidden" : "hidden",
         p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
@@ -519,23 +548,70 @@ function titleBlock(p, view, file) {
   frag.append(span);
   if (view === "deleted" && p.deleted_by_user_date) {
     const note = document.createElement("small");
-    const until = new Date(new Date(p.deleted_by_user_date).getTime() + 7 * 86400e3);
-    note.className = "line";
-    note.textContent = `Deleted ${fmt.relative(p.deleted_by_user_date)}; restorable until ${fmt.dateTime(until)}`;
+    const until = new Date(new Date(p.deleted_by_user_date).getTime() +
+      fmt.RESTORE_WINDOW_DAYS * 86400e3);
+    note.className = "line days-left";
+    note.textContent = `Deleted ${fmt.ago(p.deleted_by_user_date)} · ` +
+      `${fmt.plural(fmt.daysLeft(p.deleted_by_user_date), "day")} left`;
+    note.title = `Can be restored until ${fmt.dateTime(until)}`;
     frag.append(note);
   }
   if (view === "deleted" && p.restorable === false) frag.append(whyNotRestorable(p));
+  if (p.hashtags.length) frag.append(tagList(p));
   // What the wide columns hold, as one line that only a phone-sized screen shows.
   const phone = document.createElement("small");
   phone.className = "line phone-only";
   phone.textContent = [
     file ? `${file.format.toUpperCase()} ${fmt.bytes(file.file_bytes)}` : null,
+    p.layers_bytes === null ? null : `layers ${fmt.bytes(p.layers_bytes)}`,
     fmt.plural(p.view_count, "view"),
     p.reaction_count ? fmt.plural(p.reaction_count, "reaction") : null,
     p.comment_count ? fmt.plural(p.comment_count, "comment") : null,
     p.license_identifier || null,
   ].filter(Boolean).join(" · ");
   frag.append(phone);
+  return frag;
+}
+
+// At most so many tags under a title; the rest are counted (all of them in its tooltip).
+const TAGS_SHOWN = 6;
+
+// The post's tags, the artist's own first, then a moderator's (marked: only a moderator
+// removes them). `hashtags` holds both.
+function tagList(p) {
+  const mod = new Set(p.mod_hashtags);
+  const ordered = [...p.hashtags.filter((t) => !mod.has(t)), ...p.hashtags.filter((t) => mod.has(t))];
+  const list = document.createElement("small");
+  list.className = "line tags";
+  list.title = ordered.map((t) => `#${t}${mod.has(t) ? " (moderator)" : ""}`).join(" ");
+  for (const tag of ordered.slice(0, TAGS_SHOWN)) {
+    const chip = document.createElement("span");
+    chip.className = mod.has(tag) ? "tag mod-tag" : "tag";
+    chip.textContent = `#${tag}`;
+    if (mod.has(tag)) {
+      const who = document.createElement("span");
+      who.className = "visually-hidden";
+      who.textContent = " (a moderator's tag)";
+      chip.append(who);
+    }
+    list.append(chip, " ");
+  }
+  if (ordered.length > TAGS_SHOWN) list.append(`+${ordered.length - TAGS_SHOWN} more`);
+  return list;
+}
+
+// The artwork's format and size, and the layers file's when there is one.
+function fileBlock(file, layersBytes) {
+  const frag = document.createDocumentFragment();
+  const main = document.createElement("span");
+  main.textContent = file ? `${file.format.toUpperCase()} · ${fmt.bytes(file.file_bytes)}` : "—";
+  frag.append(main);
+  if (layersBytes !== null && layersBytes !== undefined) {
+    const layers = document.createElement("small");
+    layers.className = "line layers";
+    layers.textContent = `Layers · ${fmt.bytes(layersBytes)}`;
+    frag.append(layers);
+  }
   return frag;
 }
 

@@ -18,9 +18,11 @@ const DID = {
 
 export class RecentActions {
   // `exclusive(work)`: runs an undo as the page runs a batch (nothing else acts meanwhile) and
-  // shows the posts as the server holds them after it; `busy()`: a batch is running.
-  constructor(api, { toast, onError, exclusive, busy }) {
+  // shows the posts as the server holds them after it; `busy()`: a batch is running;
+  // `titleOf(id)`: a post's title, for an answer that names posts.
+  constructor(api, { toast, onError, exclusive, busy, titleOf }) {
     this.api = api;
+    this.titleOf = titleOf;
     this.asModerator = Boolean(api.targetSqid);
     this.toast = toast;
     this.onError = onError;
@@ -90,12 +92,13 @@ export class RecentActions {
       try {
         // The API adds `target_sqid` itself (a moderator's link carries it too).
         const answer = await this.api.post(link.split("?")[0]);
-        this.toast(answer.message, answer.left_post_ids.length ? "error" : "ok");
+        const left = answer.left_post_ids;
+        this.toast(fmt.namePosts(answer.message, left, this.titleOf), left.length ? "error" : "ok");
       } catch (error) {
         // Undone elsewhere meanwhile, past its 24 hours, its history dropped: the server says
         // which, and the list shows it as it is now.
         if (error.status === 401) this.onError(error);
-        else this.toast(explain(error), "error");
+        else this.toast(explain(error, this.titleOf), "error");
       }
     });
     await this.refresh();

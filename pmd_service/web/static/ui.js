@@ -19,9 +19,18 @@ export function timeEl(iso, text) {
   return t;
 }
 
+// At most this many toasts at once: past it the oldest goes, so they never pile up over the
+// panels; the same words again replace the earlier toast instead of stacking under it.
+const MAX_TOASTS = 3;
+
 export function toast(message, kind = "info") {
+  const box = $("toasts");
+  for (const old of box.querySelectorAll(".toast")) {
+    if (old.dataset.text === message) old.remove();
+  }
   const node = document.createElement("div");
   node.className = `toast ${kind}`;
+  node.dataset.text = message;
   node.setAttribute("role", kind === "error" ? "alert" : "status");
   const text = document.createElement("span");
   text.textContent = message;
@@ -31,7 +40,8 @@ export function toast(message, kind = "info") {
   close.setAttribute("aria-label", "Dismiss");
   close.addEventListener("click", () => node.remove());
   node.append(text, close);
-  $("toasts").append(node);
+  box.append(node);
+  while (box.children.length > MAX_TOASTS) box.firstElementChild.remove();
   const linger = kind === "error" ? 15_000 : 8_000;
   const expire = () => {
     // Not while someone is reading it (pointer over it) or about to dismiss it (focus in it).
@@ -42,12 +52,13 @@ export function toast(message, kind = "info") {
 }
 
 // `cancel`: the name of the button that changes nothing, where "Cancel" would be ambiguous
-// (cancelling an export).
-export function confirmAction({ title, text, ok, cancel = "Cancel" }) {
+// (cancelling an export). `danger`: the action deletes something, the only one shown in red.
+export function confirmAction({ title, text, ok, cancel = "Cancel", danger = false }) {
   const dialog = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-ok").textContent = ok;
+  $("confirm-ok").className = danger ? "danger" : "primary";
   $("confirm-cancel").textContent = cancel;
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });

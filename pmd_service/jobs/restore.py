@@ -1,0 +1,33 @@
+"""What a restore may leave inconsistent, as each job kind states it for its own rows
+(bdr/restore.py, exports/restore.py): the database, its files and its queue are kept in three
+places, backed up (or not) at different moments. `python -m pmd_service check-restore`
+(upkeep/restore_check.py) runs every kind's checks and reports what it finds, changing nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Look(enum.Enum):
+    """What makes a row of a check's query a finding."""
+
+    ROWS = "rows"  # every row is one
+    FILE = "file"  # its `file_path` is missing, or is not `file_size_bytes` long
+    JOB = "job"  # no job of its kind for its `id` is queued or running
+
+
+@dataclass(frozen=True)
+class RestoreCheck:
+    """One kind of inconsistency. `sql` reads rows (in one read-only snapshot with the other
+    checks), each with the columns `says` names; `says` is the finding's sentence (for FILE and
+    JOB, the state the row claims: the command says what contradicts it); `repair` says what
+    the service does about it by itself, and when."""
+
+    name: str  # stable: the finding's name on its line and in --json
+    sql: str
+    look: Look
+    says: str  # str.format with the row's columns
+    repair: str
+    args: tuple[object, ...] = ()  # the query's $1, $2, …

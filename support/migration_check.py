@@ -1,0 +1,554 @@
+"""make lint's migration check: every migration the previous release has not applied, and every
+repeatable definition, keeps that release working on the schema it makes, so that its servers
+and workers run beside the new release's through a rolling upgrade (docs/operations.md,
+"Upgrades": expand now, contract a release later).
+
+`migrations/RELEASED` names the previous release, the last migration it applies and a digest of
+its migrations, so a clone needs no tag (where the tag `v<version>` is there, the record must
+match it). What a later migration may not do to what that release reads, and the
+`-- contract: <what>, expanded in NNNN` marker that lets an earlier expand's contract step
+through: docs/operations.md, "What `make lint` checks". Statements are read with PostgreSQL's
+own parser (pglast).
+
+`python -m support.migration_check` checks the checkout (`--root` another tree);
+`--record VERSION` writes migrations/RELEASED for the migrations there are now (a release's
+last step, docs/operations.md "Releasing").
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pglast import ast, parse_plpgsql, parse_sql
+from pglast.enums import AlterTableType, ConstrType, ObjectType
+from pglast.parser import ParseError
+
+from pmd_service.core.migrate import Migration, discover, discover_repeatable
+
+CHECKOUT = Path(__file__).resolve().parents[1]
+RECORD = Path("migrations") / "RELEASED"
+MARKER = re.compile(r"--\s*contract:\s*(?P<what>.+?),\s*expanded in (?P<number>\d{4})\b")
+_RECORD_LINE = re.compile(r"^(?P<version>\S+) (?P<last>\d{4}) sha256:(?P<digest>[0-9a-f]{64})$")
+_RECORD_HEAD = """\
+# The previous release: its version, the last migration it applies and a digest of its
+# migrations. make lint's migration check (support/migration_check.py) holds every later
+# migration to what that release reads; `python -m support.migration_check --record VERSION`
+# writes this file at a release (docs/operations.md, "Releasing").
+"""
+_NOT_NULL = {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
+_FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
+# Dropped and created again in one migration (one transaction), they never go missing.
+_AGAIN = {ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_INDEX}
+_DISABLE = {t for t in AlterTableType if t.name.startswith("AT_DisableTrig")}
+
+
+@dataclass(frozen=True)
+class Released:
+    version: str
+    last: int
+    digest: str
+
+    def line(self) -> str:
+        return f"{self.version} {self.last:04d} sha256:{self.digest}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int
+    what: str  # the object: `table`, `table.column`, `function`, `table.trigger`, a channel
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.message}"
+
+
+@dataclass
+class _Made:
+    """Objects by name (functions, types, indexes... and `table.trigger`), tables (views too),
+    columns as `table.column`; `defaulted`: columns given a default."""
+
+    objects: set[str] = field(default_factory=set)
+    tables: set[str] = field(default_factory=set)
+    columns: set[str] = field(default_factory=set)
+    defaulted: set[str] = field(default_factory=set)
+    constraints: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Problem:
+    what: str
+    message: str
+
+
+def digest(migrations: Iterable[Migration]) -> str:
+    """Over each migration's file name and checksum, as the ledger records them."""
+    lines = "".join(f"{m.version:04d}_{m.name}.sql {m.checksum}\n" for m in migrations)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def read_record(root: Path) -> Released:
+    text = (root / RECORD).read_text()
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    match = _RECORD_LINE.match(lines[0]) if len(lines) == 1 else None
+    if match is None:
+        raise SystemExit(f"{RECORD}: one line `VERSION NNNN sha256:DIGEST` expected")
+    return Released(match["version"], int(match["last"]), match["digest"])
+
+
+def record(root: Path, version: str, rev: str | None = None) -> Released:
+    """migrations/RELEASED for release `version`: the migrations at git revision `rev` of
+    `root`'s repository (its tag), or without one those there are now."""
+    migrations = discover(root / "migrations") if rev is None else _at(root, rev)
+    if not migrations:
+        raise SystemExit(f"no migrations at {rev or root}")
+    released = Released(version, migrations[-1].version, digest(migrations))
+    (root / RECORD).write_text(_RECORD_HEAD + released.line() + "\n")
+    return released
+
+
+# --- reading statements -------------------------------------------------------------------------
+
+
+def _nodes(value: Any) -> Iterator[ast.Node]:
+    if isinstance(value, ast.Node):
+        yield value
+        for slot in getattr(type(value), "__slots__", ()):
+            yield from _nodes(getattr(value, slot))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _nodes(item)
+
+
+def _low(name: str | None) -> str:
+    return (name or "?").lower()
+
+
+def _rel(relation: ast.RangeVar | None) -> str:
+    return _low(relation.relname if relation is not None else None)
+
+
+def _type(kind: Any) -> ObjectType:
+    return ObjectType(kind)
+
+
+def _column(node: ast.Node | None) -> ast.ColumnDef:
+    assert isinstance(node, ast.ColumnDef)
+    return node
+
+
+def _last(names: Iterable[Any] | None) -> str:
+    strings = [_low(n.sval) for n in names or () if isinstance(n, ast.String)]
+    return strings[-1] if strings else "?"
+
+
+def _option(stmt: ast.CreateFunctionStmt | ast.DoStmt, name: str) -> Any:
+    options = stmt.options if isinstance(stmt, ast.CreateFunctionStmt) else stmt.args
+    return next((o.arg for o in options or () if o.defname == name), None)
+
+
+def _plpgsql_queries(tree: Any) -> Iterator[tuple[str, str]]:
+    """(kind, text) of every SQL text in a PL/pgSQL tree: `sql` for a statement or expression,
+    `dynamic` for what EXECUTE runs."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if key == "PLpgSQL_stmt_dynexecute":
+                yield "dynamic", str(value.get("query", {}).get("PLpgSQL_expr", {}).get("query"))
+            elif key == "PLpgSQL_expr" and isinstance(value, dict) and "query" in value:
+                yield "sql", str(value["query"])
+            yield from _plpgsql_queries(value)
+    elif isinstance(tree, list):
+        for item in tree:
+            yield from _plpgsql_queries(item)
+
+
+def _parsed(text: str) -> tuple[ast.Node, ...]:
+    """A PL/pgSQL query's statements (an expression is read as a SELECT); none if unreadable
+    (an assignment, a cursor's query with its variables)."""
+    for candidate in (text, f"SELECT {text}"):
+        try:
+            return tuple(raw.stmt for raw in parse_sql(candidate) if raw.stmt is not None)
+        except ParseError:
+            continue
+    return ()
+
+
+def _body_statements(stmt: ast.CreateFunctionStmt, source: str) -> Iterator[ast.Node]:
+    """The statements of a function's body (`source`: its CREATE FUNCTION), as far as they can
+    be read."""
+    if stmt.sql_body is not None:
+        yield from _nodes(stmt.sql_body)
+        return
+    body = _option(stmt, "as")
+    language = _option(stmt, "language")
+    if not body or language is None:
+        return
+    text = body[0].sval if isinstance(body, list | tuple) else str(body.sval)
+    if language.sval == "plpgsql":
+        try:
+            tree = parse_plpgsql(source)
+        except ParseError:
+            return
+        for _, query in _plpgsql_queries(tree):
+            yield from _nodes(_parsed(query))
+    elif language.sval == "sql":
+        yield from _nodes(_parsed(text))
+
+
+def notified(stmt: ast.CreateFunctionStmt, source: str) -> set[str]:
+    """The channels a function's body notifies by name (pg_notify('…', …) or NOTIFY …);
+    `source`: its CREATE FUNCTION."""
+    channels = set()
+    for node in _body_statements(stmt, source):
+        if isinstance(node, ast.NotifyStmt) and node.conditionname:
+            channels.add(node.conditionname.lower())
+        elif isinstance(node, ast.FuncCall) and _last(node.funcname) == "pg_notify" and node.args:
+            first = node.args[0]
+            if isinstance(first, ast.A_Const) and isinstance(first.val, ast.String):
+                channels.add(_low(first.val.sval))
+    return channels
+
+
+# --- what a statement makes, and what it takes away ----------------------------------------------
+
+
+def _dropped_name(kind: ObjectType, obj: Any) -> str:
+    if isinstance(obj, ast.ObjectWithArgs):
+        return _last(obj.objname)
+    if isinstance(obj, ast.TypeName):
+        return _last(obj.names)
+    if isinstance(obj, ast.String):
+        return _low(obj.sval)
+    names = [_low(n.sval) for n in obj if isinstance(n, ast.String)]
+    if kind in (ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_RULE, ObjectType.OBJECT_POLICY):
+        return f"{names[-2]}.{names[-1]}"
+    return names[-1] if names else "?"
+
+
+def _make(stmt: ast.Node, made: _Made) -> None:
+    """Add what `stmt` creates to `made`."""
+    if isinstance(stmt, ast.CreateStmt):
+        made.tables.add(_rel(stmt.relation))
+    elif isinstance(stmt, ast.CreateTableAsStmt):
+        made.tables.add(_rel(stmt.into.rel if stmt.into else None))
+    elif isinstance(stmt, ast.ViewStmt) and not stmt.replace:
+        made.tables.add(_rel(stmt.view))
+    elif isinstance(stmt, ast.CreateFunctionStmt) and not stmt.replace:
+        made.objects.add(_last(stmt.funcname))
+    elif isinstance(stmt, ast.IndexStmt) and stmt.idxname:
+        made.objects.add(_low(stmt.idxname))
+    elif isinstance(stmt, ast.CreateTrigStmt):
+        made.objects.add(f"{_rel(stmt.relation)}.{_low(stmt.trigname)}")
+    elif isinstance(stmt, ast.CreateSeqStmt):
+        made.objects.add(_rel(stmt.sequence))
+    elif isinstance(stmt, ast.CompositeTypeStmt):
+        made.objects.add(_rel(stmt.typevar))
+    elif isinstance(stmt, ast.CreateEnumStmt):
+        made.objects.add(_last(stmt.typeName))
+    elif isinstance(stmt, ast.CreateDomainStmt):
+        made.objects.add(_last(stmt.domainname))
+    elif isinstance(stmt, ast.AlterTableStmt):
+        table = _rel(stmt.relation)
+        for cmd in stmt.cmds or ():
+            if cmd.subtype == AlterTableType.AT_AddColumn:
+                added = _column(cmd.def_)
+                column = f"{table}.{_low(added.colname)}"
+                made.columns.add(column)
+                if any(c.contype in _FILLED for c in added.constraints or ()):
+                    made.defaulted.add(column)
+            elif cmd.subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is not None:
+                made.defaulted.add(f"{table}.{_low(cmd.name)}")
+            elif cmd.subtype == AlterTableType.AT_AddConstraint and isinstance(
+                cmd.def_, ast.Constraint
+            ):
+                made.constraints.add(f"{table}.{_low(cmd.def_.conname)}")
+
+
+@dataclass
+class _Judge:
+    """What the previous release has (`old`: made by its migrations) and what the migrations
+    after it have made so far (`new`); `again`: what the file being read creates (a trigger,
+    index or constraint dropped and created again in one migration never goes missing)."""
+
+    old: _Made
+    new: _Made
+    channels: dict[str, set[str]]  # function -> channels its previous definition notified
+    again: _Made = field(default_factory=_Made)
+
+    def is_new(self, name: str) -> bool:
+        fresh = name in self.new.objects or name in self.new.tables
+        return fresh and name not in self.old.objects and name not in self.old.tables
+
+    def new_table(self, table: str) -> bool:
+        return table in self.new.tables and table not in self.old.tables
+
+    def new_column(self, column: str) -> bool:
+        return self.new_table(column.split(".")[0]) or (
+            column in self.new.columns and column not in self.old.columns
+        )
+
+    def problems(self, statement: _Statement) -> Iterator[_Problem]:
+        stmt = statement.node
+        if isinstance(stmt, ast.DropStmt):
+            kind = _type(stmt.removeType)
+            for obj in stmt.objects or ():
+                name = _dropped_name(kind, obj)
+                if self.is_new(name) or (kind in _AGAIN and name in self.again.objects):
+                    continue
+                yield _Problem(name, f"drops {_kind(kind)} {name}")
+        elif isinstance(stmt, ast.TruncateStmt):
+            for relation in stmt.relations or ():
+                if not self.new_table(table := _rel(relation)):
+                    yield _Problem(table, f"truncates table {table}")
+        elif isinstance(stmt, ast.RenameStmt):
+            name, kind = _renamed(stmt), _type(stmt.renameType)
+            if kind == ObjectType.OBJECT_COLUMN:
+                fresh = self.new_column(name)
+            else:
+                fresh = "." in name and self.new_table(name.split(".")[0])
+            if not (fresh or self.is_new(name)):
+                yield _Problem(name, f"renames {_kind(kind)} {name} to {stmt.newname}")
+        elif isinstance(stmt, ast.AlterObjectSchemaStmt):
+            name = (
+                _rel(stmt.relation)
+                if stmt.relation is not None
+                else _dropped_name(_type(stmt.objectType), stmt.object)
+            )
+            if not self.is_new(name):
+                yield _Problem(name, f"moves {name} to schema {stmt.newschema}")
+        elif isinstance(stmt, ast.AlterEnumStmt) and stmt.oldVal is not None:
+            name = _last(stmt.typeName)
+            if not self.is_new(name):
+                yield _Problem(name, f"renames the value {stmt.oldVal!r} of type {name}")
+        elif isinstance(stmt, ast.AlterTableStmt):
+            yield from self._altered(stmt)
+        elif isinstance(stmt, ast.CreateFunctionStmt):
+            name = _last(stmt.funcname)
+            for channel in sorted(self.channels.get(name, set()) - notified(stmt, statement.text)):
+                yield _Problem(channel, f"{name}() no longer notifies {channel}, which it notified")
+
+    def _altered(self, stmt: ast.AlterTableStmt) -> Iterator[_Problem]:
+        table = _rel(stmt.relation)
+        if self.new_table(table):
+            return
+        for cmd in stmt.cmds or ():
+            name = f"{table}.{(cmd.name or '').lower()}"
+            subtype = cmd.subtype
+            if subtype == AlterTableType.AT_DropColumn and not self.new_column(name):
+                yield _Problem(name, f"drops column {name}")
+            elif subtype == AlterTableType.AT_AlterColumnType and not self.new_column(name):
+                yield _Problem(name, f"changes the type of column {name}")
+            elif subtype == AlterTableType.AT_SetNotNull and name not in self.new.defaulted:
+                yield _Problem(
+                    name, f"sets {name} NOT NULL, which the previous release may leave null"
+                )
+            elif subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is None:
+                if not self.new_column(name):
+                    yield _Problem(name, f"drops the default of {name}")
+            elif subtype == AlterTableType.AT_AddColumn:
+                new = _column(cmd.def_)
+                constraints = {c.contype for c in new.constraints or ()}
+                if (new.is_not_null or constraints & _NOT_NULL) and not constraints & _FILLED:
+                    added = f"{table}.{_low(new.colname)}"
+                    yield _Problem(
+                        added,
+                        f"adds {added} NOT NULL with no default, which the previous release leaves null",
+                    )
+            elif subtype == AlterTableType.AT_DropConstraint:
+                if name not in self.again.constraints and name not in self.new.constraints:
+                    yield _Problem(name, f"drops constraint {name}")
+            elif subtype in _DISABLE:
+                yield _Problem(table, f"disables triggers of {table}")
+
+
+def _kind(kind: ObjectType) -> str:
+    return kind.name.removeprefix("OBJECT_").replace("TABCONSTRAINT", "constraint").lower()
+
+
+def _renamed(stmt: ast.RenameStmt) -> str:
+    kind = _type(stmt.renameType)
+    if stmt.relation is not None:
+        table = _rel(stmt.relation)
+        if kind in (
+            ObjectType.OBJECT_COLUMN,
+            ObjectType.OBJECT_TABCONSTRAINT,
+            ObjectType.OBJECT_TRIGGER,
+        ):
+            return f"{table}.{(stmt.subname or '').lower()}"
+        return table
+    if stmt.object is not None:
+        return _dropped_name(kind, stmt.object)
+    return (stmt.subname or "?").lower()
+
+
+# --- a file, statement by statement --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Statement:
+    node: ast.Node
+    line: int
+    before: str  # the text between the previous statement and this one (its comments)
+    text: str
+    problems: tuple[_Problem, ...] = ()  # what is wrong with it whatever it names
+
+
+def _statements(sql: str) -> Iterator[_Statement]:
+    """The statements of a file; a DO block's one by one, each as if the block's own, after the
+    block itself (which carries a problem for what it EXECUTEs, which cannot be read)."""
+    end = 0
+    for raw in parse_sql(sql):
+        start = raw.stmt_location or 0
+        line, before = sql.count("\n", 0, start) + 1, sql[end:start]
+        end = start + raw.stmt_len if raw.stmt_len else len(sql)
+        text = sql[start:end]
+        assert raw.stmt is not None
+        if not isinstance(raw.stmt, ast.DoStmt):
+            yield _Statement(raw.stmt, line, before, text)
+            continue
+        body = _option(raw.stmt, "as")
+        # pglast reads PL/pgSQL as a function's body only.
+        function = (
+            f"CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $pmd${body.sval}$pmd$"
+        )
+        queries = list(_plpgsql_queries(parse_plpgsql(function)))
+        unread = _Problem("DO", "a DO block EXECUTEs a statement built at run time, unread here")
+        dynamic = any(kind == "dynamic" for kind, _ in queries)
+        yield _Statement(raw.stmt, line, before, text, (unread,) if dynamic else ())
+        for kind, query in queries:
+            if kind == "sql":
+                for inner in _parsed(query):
+                    yield _Statement(inner, line, before, query)
+
+
+def _marked(before: str, problem: _Problem, released: Released) -> str | None:
+    """None when the statement's contract marker lets `problem` through; else why not."""
+    marker = MARKER.search(before)
+    if marker is None:
+        return (
+            "the previous release may use it: change it a release after the one that stops "
+            "using it, marked `-- contract: <what>, expanded in NNNN`"
+        )
+    names = {n.lower() for n in re.split(r"[\s,]+", marker["what"]) if n}
+    # What a DO block EXECUTEs cannot be named: its marker vouches for the whole block.
+    if problem.what != "DO" and problem.what.lower() not in names:
+        return f"its contract marker does not name {problem.what}"
+    if int(marker["number"]) > released.last:
+        return (
+            f"its contract marker names migration {marker['number']}, which release "
+            f"{released.version} (up to {released.last:04d}) does not apply: the expand must "
+            "ship in a release before its contract step"
+        )
+    return None
+
+
+def _made_by(migrations: Iterable[Migration]) -> tuple[_Made, dict[str, set[str]]]:
+    made, channels = _Made(), {}
+    for migration in migrations:
+        for statement in _statements(migration.sql):
+            _make(statement.node, made)
+            if isinstance(statement.node, ast.CreateFunctionStmt):
+                channels[_last(statement.node.funcname)] = notified(statement.node, statement.text)
+            elif isinstance(statement.node, ast.DropStmt):
+                for obj in statement.node.objects or ():
+                    channels.pop(_dropped_name(_type(statement.node.removeType), obj), None)
+    return made, channels
+
+
+def check(root: Path = CHECKOUT) -> list[Finding]:
+    """Every problem of the migrations under `root` after its previous release's."""
+    folder = root / "migrations"
+    released = read_record(root)
+    migrations = discover(folder)
+    old = [m for m in migrations if m.version <= released.last]
+    findings = _record_findings(root, released, old)
+    made, channels = _made_by(old)
+    judge = _Judge(old=made, new=_Made(), channels=channels)
+    files = [(f"migrations/{m.version:04d}_{m.name}.sql", m.sql) for m in migrations[len(old) :]]
+    files += [(f"migrations/repeatable/{r.name}.sql", r.sql) for r in discover_repeatable(folder)]
+    for name, sql in files:
+        items = list(_statements(sql))
+        judge.again = _Made()
+        for item in items:
+            _make(item.node, judge.again)
+        for item in items:
+            for problem in [*item.problems, *judge.problems(item)]:
+                why = _marked(item.before, problem, released)
+                if why is not None:
+                    message = f"{problem.message}: {why}"
+                    findings.append(Finding(name, item.line, problem.what, message))
+            _make(item.node, judge.new)
+    return findings
+
+
+def _record_findings(root: Path, released: Released, old: list[Migration]) -> list[Finding]:
+    """The record against the migrations there are, and the release's tag where it is here."""
+    found = []
+    if not old or old[-1].version != released.last:
+        found.append(f"no migration {released.last:04d} here")
+    elif digest(old) != released.digest:
+        found.append(
+            f"migrations up to {released.last:04d} differ from release {released.version}'s: a "
+            "released migration is never edited, nor one inserted before it (every database "
+            "that applied them refuses the change); add a new one after it"
+        )
+    tagged = _at(root, f"refs/tags/v{released.version}")
+    if tagged and Released(released.version, tagged[-1].version, digest(tagged)) != released:
+        found.append(
+            f"tag v{released.version} holds migrations up to {tagged[-1].version:04d} "
+            f"(sha256:{digest(tagged)}): record that release with --record at its tag"
+        )
+    return [Finding(str(RECORD), 1, "record", message) for message in found]
+
+
+def _at(root: Path, rev: str) -> list[Migration] | None:
+    """The migrations at revision `rev` of the git repository `root` is in, or None (no git,
+    no such revision: a clone without tags)."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
+        )
+
+    try:
+        if git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode != 0:
+            return None
+    except FileNotFoundError:
+        return None
+    names = git("ls-tree", "--name-only", f"{rev}:migrations").stdout.split()
+    found = []
+    for name in sorted(n for n in names if re.fullmatch(r"\d{4}_[a-z0-9_]+\.sql", n)):
+        sql = git("show", f"{rev}:migrations/{name}").stdout
+        found.append(Migration(int(name[:4]), name[5:].removesuffix(".sql"), sql))
+    return found or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m support.migration_check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--root", type=Path, default=CHECKOUT, help="the tree to check")
+    parser.add_argument("--record", metavar="VERSION", help="write migrations/RELEASED")
+    parser.add_argument("--at", metavar="REV", help="with --record: the release's tag or commit")
+    args = parser.parse_args(argv)
+    if args.record:
+        print(record(args.root, args.record, args.at).line())
+        return 0
+    findings = check(args.root)
+    for finding in findings:
+        print(finding, file=sys.stderr)
+    return 1 if findings else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
