@@ -4,11 +4,19 @@ An artist with 20,000 artworks (plus playlists, deleted posts, comments, reactio
 user's 20,000 posts), tags on every post. Over loopback, `create_app` on a real port:
 
 - GET /api/pmd/posts?limit=512 with a filter (`hashtag`, `hidden=false`, `created_after`),
-  first page (the page and its total), interleaved with its floor: the least SQL that yields
-  the same page and total for the same filter, one statement on a held connection. Target
+  first page (the page, its total and its `match_digest`), interleaved with its floor: the
+  least SQL that yields the same page, total and digest for the same filter, one statement on a
+  held connection, written out for this filter's keys with the request's values as parameters
+  (as a server gets them; asyncpg plans it as it plans any statement). Each request is timed to
+  the reply's last byte (the client's parse of the JSON left out, as bench.posts does). Beside
+  them, in the same rounds: the endpoint's own work in process (the filter checked, the page
+  and its totals read, the reply encoded: no HTTP, no token), which says how much of the gap
+  is HTTP; and the floor with the filter's values written into its text, whose reused plan
+  knows them (a plan no server gets for the filters its users send), for comparison. Target
   (issue 43): p50 <= 1.3x the floor's. The same for first pages in the server's other orders
   (issue 53: by views; by reactions with a tag; by comments; by title with the filter), each
-  against its floor written out (the matching posts' ids and keys sorted, then the page's rows).
+  against its floor written out (the matching posts' ids and keys sorted, then the page's
+  rows).
 - POST /api/pmd/action hiding everything one tag matches (10,000 posts, with `expect_count`),
   interleaved with a bare `UPDATE posts SET hidden_by_user = true` of the same rows; each
   really changes the 10,000. Target: p50 <= 2x the bare UPDATE's.
@@ -17,18 +25,37 @@ user's 20,000 posts), tags on every post. Over loopback, `create_app` on a real 
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
+from statistics import median
 from typing import Any
 
 import aiohttp
 import asyncpg
+import msgspec
 
 from bench import cli
-from bench.posts import FLOOR_COLUMNS, ORDER, Lister, against, against_floor, seed_listers, served
+from bench.posts import (
+    FLOOR_COLUMNS,
+    ORDER,
+    Lister,
+    against,
+    against_floor,
+    pair,
+    seed_listers,
+    served,
+)
+from pmd_service.core.db import settings_pool
 from pmd_service.core.settings import Settings
+from pmd_service.posts import listing
+from pmd_service.posts.filters import FilterKeys, check_filter
+from pmd_service.posts.sorting import check_sort
 from support.stack import fresh_stack, opened
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512
+SORT_KEYS = ("sort", "order")
 TARGET_PAGE, TARGET_ACTION = 1.3, 2.0
 # Every other post carries `batch` (the action's 10,000); one in five `wip` (the list's filter).
 SQL_TAG = """
@@ -38,47 +65,91 @@ WHERE owner_id = $1
 """
 FILTER = {"hashtag": "wip", "hidden": "false", "created_after": "2024-01-01T00:10:00Z"}
 
-# The floor: the page's posts with every field the API gives, and the total, for the same
-# filter written out. Written here, not taken from the service.
-_MATCH = """p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
-    AND p.hashtags @> '{wip}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
+# The floor: the page's posts with every field the API gives, and the total and the digest of
+# the matching set (the reply's `match_digest`), for the same filter written out (its keys
+# only, no NULL-able ones), the request's values as parameters $3.., as a server gets them.
+# Written here, not taken from the service.
+_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_MATCH = f"""{_LIVE}
+    AND p.hashtags @> $3::varchar[] AND (p.hidden_by_user OR p.hidden_by_mod) = $4
+    AND p.created_at >= $5"""
+FILTER_VALUES = (["wip"], False, datetime(2024, 1, 1, 0, 10, tzinfo=UTC))
+_TAGGED = f"{_LIVE} AND p.hashtags @> $3::varchar[]"
+# The same matches with FILTER's values written into the statement's text: reused, its plan
+# knows the values and not the owner, a plan no server gets for the filters its users send.
+_MATCH_WRITTEN = f"""{_LIVE}
+    AND p.hashtags @> '{{wip}}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
     AND p.created_at >= timestamptz '2024-01-01T00:10:00Z'"""
-FLOOR = (
-    FLOOR_COLUMNS
-    + f""",
-       (SELECT count(*) FROM posts p WHERE {_MATCH}) AS total_count
-FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
-WHERE {_MATCH}
+_TAGGED_WRITTEN = f"{_LIVE} AND p.hashtags @> '{{wip}}'::varchar[]"
+_DIGEST = """md5(count(p.id) || ':' || coalesce(sum(hashint4(p.id)), 0) || ':'
+    || coalesce(sum(hashint4extended(p.id, 1) % 2147483647), 0))"""
+_TOTALS = "CROSS JOIN (SELECT count(*), {} FROM posts p WHERE {}) AS t (total_count, digest)"
+
+
+def newest_floor(match: str) -> str:
+    """The floor of a first page newest first."""
+    return f"""{FLOOR_COLUMNS}, t.total_count, t.digest
+FROM posts p LEFT JOIN licenses l ON l.id = p.license_id {_TOTALS.format(_DIGEST, match)}
+WHERE {match}
 {ORDER}"""
-)
+
+
+def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
+    """The floor of a first page in an order no index gives: the matching posts' ids and keys
+    sorted, then the page's rows."""
+    return f"""WITH page AS MATERIALIZED (SELECT p.id, {key} AS k FROM posts p {count}
+    WHERE {match} ORDER BY k {direction}, p.id {direction} LIMIT $2)
+{FLOOR_COLUMNS}, t.total_count, t.digest
+FROM page JOIN posts p ON p.id = page.id LEFT JOIN licenses l ON l.id = p.license_id
+    {_TOTALS.format(_DIGEST, match)}
+ORDER BY page.k {direction}, page.id {direction}"""
+
+
 # Reactions from none to five a post, so that a sort by them is more than ties.
 SQL_VARY_REACTIONS = """
 DELETE FROM reactions WHERE id IN (SELECT id FROM (SELECT id, post_id, row_number() OVER
     (PARTITION BY post_id ORDER BY id) AS n FROM reactions) AS x WHERE n > abs(hashint4(post_id)) % 6)
 """
-_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _COUNT = "CROSS JOIN LATERAL (SELECT count(*) AS k FROM {} WHERE x.post_id = p.id{}) s"
 _REACTIONS = _COUNT.format("reactions x", "")
 _COMMENTS = _COUNT.format(
     "comments x", " AND NOT x.hidden_by_mod AND NOT x.deleted_by_owner AND NOT x.deleted_by_mod"
 )
-# name: the query's keys, the floor's sort key, its count (if any), its match, its direction.
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A first page the benchmark asks for, and its floor."""
+
+    query: dict[str, str]
+    floor: str
+    values: tuple[object, ...] = ()  # the request's filter values: the floor's $3..
+    written: str | None = None  # the floor with the values written into its text
+
+
+def _sorted(
+    query: dict[str, str],
+    key: str,
+    count: str,
+    direction: str,
+    match: str = _LIVE,
+    values: tuple[object, ...] = (),
+    written: str | None = None,
+) -> Shape:
+    floor = sorted_floor(key, count, match, direction)
+    return Shape(query, floor, values, written and sorted_floor(key, count, written, direction))
+
+
+FILTERED = Shape(FILTER, newest_floor(_MATCH), FILTER_VALUES, newest_floor(_MATCH_WRITTEN))
+# The first pages in the server's other orders.
 SORTED = {
-    "views": ({"sort": "view_count"}, "p.view_count", "", _LIVE, "DESC"),
-    "reactions, tag wip": ({"sort": "reaction_count", "hashtag": "wip"}, "s.k", _REACTIONS,
-                           f"{_LIVE} AND p.hashtags @> '{{wip}}'::varchar[]", "DESC"),
-    "comments": ({"sort": "comment_count"}, "s.k", _COMMENTS, _LIVE, "DESC"),
-    "title, the filter": ({"sort": "title", "order": "asc"} | FILTER, "lower(p.title)", "",
-                          _MATCH, "ASC"),
+    "views": _sorted({"sort": "view_count"}, "p.view_count", "", "DESC"),
+    "reactions, tag wip": _sorted({"sort": "reaction_count", "hashtag": "wip"}, "s.k", _REACTIONS,
+                                  "DESC", _TAGGED, (["wip"],), _TAGGED_WRITTEN),
+    "comments": _sorted({"sort": "comment_count"}, "s.k", _COMMENTS, "DESC"),
+    "title, the filter": _sorted({"sort": "title", "order": "asc"} | FILTER, "lower(p.title)", "",
+                                 "ASC", _MATCH, FILTER_VALUES, _MATCH_WRITTEN),
 }  # fmt: skip
-
-
-def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
-    return f"""WITH page AS MATERIALIZED (SELECT p.id, {key} AS k FROM posts p {count}
-    WHERE {match} ORDER BY k {direction}, p.id {direction} LIMIT $2)
-{FLOOR_COLUMNS}, (SELECT count(*) FROM posts p WHERE {match}) AS total_count
-FROM page JOIN posts p ON p.id = page.id LEFT JOIN licenses l ON l.id = p.license_id
-ORDER BY page.k {direction}, page.id {direction}"""
 
 
 SQL_TAGGED = """
@@ -90,25 +161,51 @@ SQL_BARE_HIDE = "UPDATE posts SET hidden_by_user = $2 WHERE id = ANY($1::int[])"
 
 
 async def page(
-    http: aiohttp.ClientSession, conn: asyncpg.Connection, user: Lister, requests: int,
-    query: dict[str, str] = FILTER, floor_sql: str = FLOOR, name: str = "filtered",
+    http: aiohttp.ClientSession, conn: asyncpg.Connection, pool: asyncpg.Pool, user: Lister,
+    requests: int, shape: Shape = FILTERED, name: str = "filtered",
 ) -> dict[str, Any]:  # fmt: skip
-    async def get() -> dict[str, Any]:
-        params = {"limit": str(PAGE)} | query
+    params = {"limit": str(PAGE)} | shape.query
+    keys = {k: [v] if k == "hashtag" else v for k, v in shape.query.items() if k not in SORT_KEYS}
+    filter_keys = msgspec.convert(keys, FilterKeys, strict=False)
+    sort = check_sort(shape.query.get("sort"), shape.query.get("order"), deleted=False)
+
+    async def get() -> bytes:
+        # Timed to the reply's last byte, as bench.posts times its pages: parsing the JSON is
+        # the client's work, after the reply.
         async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
             assert resp.status == 200, await resp.text()
-            body: dict[str, Any] = await resp.json()
-            return body
+            return await resp.read()
+
+    async def in_process() -> bytes:
+        """The endpoint's own work without HTTP and its token: the filter checked, the page
+        and its totals read, the reply encoded."""
+        where = await check_filter(pool, filter_keys)
+        listed = await listing.list_posts(pool, user.id, PAGE, None, False, where, sort=sort)
+        return msgspec.json.encode(listed)
 
     async def floor() -> list[Any]:
-        return await conn.fetch(floor_sql, user.id, PAGE + 1)
+        return await conn.fetch(shape.floor, user.id, PAGE + 1, *shape.values)
 
-    body, rows = await get(), await floor()
-    # The floor yields the same page and total.
-    assert [i["id"] for i in body["items"]] == [r["id"] for r in rows[:PAGE]]
-    assert body["total_count"] == rows[0]["total_count"]
-    [(http_ms, sql_ms)] = await against_floor([(get, floor)], requests)
-    figures = {"matching": body["total_count"], **against(http_ms, sql_ms)}
+    async def written() -> list[Any]:
+        if shape.written is None:
+            return await floor()
+        return await conn.fetch(shape.written, user.id, PAGE + 1)
+
+    body = json.loads(await get())
+    assert json.loads(await in_process()) == body
+    # Each floor yields the same page, total and digest.
+    for rows in (await floor(), await written()):
+        assert [i["id"] for i in body["items"]] == [r["id"] for r in rows[:PAGE]]
+        assert body["total_count"] == rows[0]["total_count"]
+        assert body["match_digest"] == rows[0]["digest"]
+    # Four series interleaved round by round, so the ratios across them hold too.
+    [(http_ms, sql_ms), (own_ms, written_ms)] = await against_floor(
+        [(get, floor), (in_process, written)], requests
+    )
+    own = {**pair(own_ms), "ratio": median(own_ms) / median(sql_ms)}
+    figures = {"matching": body["total_count"], **against(http_ms, sql_ms), "in_process": own}
+    if shape.written is not None:
+        figures["written"] = {**pair(written_ms), "ratio": median(http_ms) / median(written_ms)}
     cli.show(f"GET …/posts?limit={PAGE}, {name}, against its floor SQL", figures)
     return figures
 
@@ -143,13 +240,18 @@ async def action(
 
 async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any]:
     user = (await seed_listers(settings, {"artist": (POSTS, True)}))["artist"]
-    async with opened(settings.database_url, "pmd-bench-floor") as conn, served(settings) as http:
+    pool = await settings_pool(settings, "pmd-bench-listing", min_size=2, max_size=2)
+    async with (
+        pool,
+        opened(settings.database_url, "pmd-bench-floor") as conn,
+        served(settings) as http,
+    ):
         await conn.execute(SQL_TAG, user.id)
         await conn.execute(SQL_VARY_REACTIONS)
         await conn.execute("VACUUM ANALYZE")
-        listed = await page(http, conn, user, requests)
-        ordered = {name: await page(http, conn, user, requests, query, sorted_floor(*floor), name)
-                   for name, (query, *floor) in SORTED.items()}  # fmt: skip
+        listed = await page(http, conn, pool, user, requests)
+        ordered = {name: await page(http, conn, pool, user, requests, shape, name)
+                   for name, shape in SORTED.items()}  # fmt: skip
         acted = await action(http, conn, user, rounds)
     return {"posts": POSTS, "page_size": PAGE, "requests": requests, "filter": FILTER,
             "page": listed, "sorted": ordered, "action": acted, "targets": {"page": TARGET_PAGE,

@@ -12,7 +12,7 @@ from ..core.db import fetch_planned
 from ..core.visibility import holds_hash, restorable, visible_comment
 from .batch_sql import deleted_by_moderator
 from .cursor import Cursor
-from .filters import EMPTY_DIGEST, PostFilter, match_digest, predicate
+from .filters import PostFilter, match_digest, predicate
 from .schemas import (
     ArtworkHolder,
     License,
@@ -68,35 +68,24 @@ _TOTALS = f"count(*), {match_digest('p.id')}"
 _KEY_TYPES = {"time": "timestamptz", "text": "text", "count": "bigint"}
 
 
-def _page(
-    where: str, sort: Sort, *, after: bool, deleted: bool, filtered: bool = False,
-    total: bool = False,
-) -> str:  # fmt: skip
+def _page(where: str, sort: Sort, *, after: bool, deleted: bool, filtered: bool = False) -> str:
     """A page of the items matching `where`, in `sort`: keyset pagination on (key, id), ids
     breaking ties in the key's direction, so nothing is skipped. The page `after` starts past
-    ($3, $4); a `filtered` one also matches the filter's parameters, which follow. `total`: the
-    matching set's count and digest, two columns every row carries after the item's columns
-    (one scan, run once: a materialized CTE; a record would be encoded and decoded again on
-    every row)."""
+    ($3, $4); a `filtered` one also matches the filter's parameters, which follow."""
     if filtered:
         where = f"{where} AND {predicate(5 if after else 3)}"
     key, direction = sort.key, "DESC" if sort.descending else "ASC"
     past = key.past.format(f"$3::{_KEY_TYPES[key.kind]}")
-    page_where = where
     if after:
-        page_where += f" AND ({key.sql}, p.id) {'<' if sort.descending else '>'} ({past}, $4)"
+        where += f" AND ({key.sql}, p.id) {'<' if sort.descending else '>'} ({past}, $4)"
     marks, joins = (
         (_DELETED_MARKS, _ITEM_JOINS + _HELD_JOIN) if deleted else (_LIVE_MARKS, _ITEM_JOINS)
     )
-    totals = f"totals (n, d) AS MATERIALIZED (SELECT {_TOTALS} FROM posts p WHERE {where})"
-    ctes = [totals] if total else []
-    counted = ",\n    (SELECT n FROM totals) AS total, (SELECT d FROM totals) AS digest"
-    counted = counted if total else ""
     if key.indexed:
-        return f"""{"WITH " + ctes[0] if ctes else ""}
-SELECT {_ITEM_COLUMNS}{marks}{counted}
+        return f"""
+SELECT {_ITEM_COLUMNS}{marks}
 FROM posts p {joins}
-WHERE {page_where}
+WHERE {where}
 ORDER BY {key.sql} {direction}, p.id {direction}
 LIMIT $2
 """
@@ -106,14 +95,14 @@ LIMIT $2
     # matching post.
     lateral = "" if key.counted is None else f"\n    CROSS JOIN LATERAL ({key.counted}) s"
     return f"""
-WITH {"".join(c + ", " for c in ctes)}page AS MATERIALIZED (
+WITH page AS MATERIALIZED (
     SELECT p.id, {key.sql} AS k
     FROM posts p{lateral}
-    WHERE {page_where}
+    WHERE {where}
     ORDER BY k {direction}, p.id {direction}
     LIMIT $2
 )
-SELECT {_ITEM_COLUMNS}{marks}{counted}
+SELECT {_ITEM_COLUMNS}{marks}
 FROM page JOIN posts p ON p.id = page.id {joins}
 ORDER BY page.k {direction}, page.id {direction}
 """
@@ -128,7 +117,7 @@ def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[str, str, st
         else f"SELECT {_TOTALS} FROM posts p WHERE {where}"
     )
     return (
-        _page(where, sort, after=False, deleted=deleted, filtered=filtered, total=filtered),
+        _page(where, sort, after=False, deleted=deleted, filtered=filtered),
         _page(where, sort, after=True, deleted=deleted, filtered=filtered),
         counts,
     )
@@ -139,9 +128,8 @@ SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE = _statements(False, False, _LIVE
 SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED = _statements(
     True, False, _DELETED_ORDER
 )
-# The same with a filter: the same keyset order, the filter's keys checked on each row; its
-# totals are one pass over the same predicate, carried by each row of the first page (a second
-# connection in its own planned transaction, as the plain list has, cost more than it saved).
+# The same with a filter: the same keyset order, the filter's keys checked on each row, and
+# the totals one pass over the same predicate.
 SQL_FILTERED_FIRST, SQL_FILTERED_AFTER, SQL_COUNT_FILTERED_LIVE = _statements(
     False, True, _LIVE_ORDER
 )
@@ -212,14 +200,10 @@ async def list_posts(
     total: int
     # The first page names the matching set (`match_digest`); later pages do not repeat it.
     digest: str | None = None
-    if after is None and bound is not None:
-        # An empty first page is an empty set: no row to carry the totals.
-        rows = await fetch(first_sql, owner_id, limit + 1, *keys)
-        total, digest = (rows[0]["total"], rows[0]["digest"]) if rows else (0, EMPTY_DIGEST)
-    elif after is None:
+    if after is None:
         # The first page counts, on a second connection at the same time as the page: the
-        # count reads every live post of the user, so run in sequence (one statement) it added
-        # its whole time to the page's. Its cursor carries the figure to the later pages.
+        # count reads every post that matches, so run in sequence (or in the page's statement)
+        # it added its whole time to the page's. Its cursor carries the figure to later pages.
         rows, counted = await asyncio.gather(
             fetch(first_sql, owner_id, limit + 1, *keys), fetch(count_sql, owner_id, *keys)
         )

@@ -165,12 +165,12 @@ async def test_a_cursor_is_bound_to_its_filter(
     assert (await assert_problem(resp, 400))["errors"][0]["field"] == "cursor"
 
 
-async def test_a_filtered_page_is_planned_for_its_keys_and_carries_its_total(
+async def test_a_filtered_page_is_planned_for_its_keys_and_counted_beside_it(
     factory: Factory, database_url: str
 ) -> None:
     """Each filtered statement runs with a plan made for its own keys (a generic plan of the
-    one statement for every combination cannot drop the absent ones), and the first page
-    counts in the same statement."""
+    one statement for every combination cannot drop the absent ones); the first page is
+    counted by a statement of its own, planned too, and a later page is not counted again."""
     user = await factory.user()
     await factory.posts_bulk(user, 30)
     await factory.pool.execute("UPDATE posts SET hashtags = '{wip}' WHERE id % 3 = 0")
@@ -182,5 +182,7 @@ async def test_a_filtered_page_is_planned_for_its_keys_and_carries_its_total(
         later = await listing.list_posts(pool, user.id, 4, first.next_cursor, False, where)
         later_queries = [q for q in queries if q.strip() not in ("BEGIN;", "COMMIT;")]
     assert first.total_count == later.total_count == 10
-    assert first_queries == [SET_CUSTOM_PLAN, listing.SQL_FILTERED_FIRST]
+    # Each in a transaction of its own, side by side on two connections when the pool has them.
+    page, count = listing.SQL_FILTERED_FIRST, listing.SQL_COUNT_FILTERED_LIVE
+    assert sorted(first_queries) == sorted([SET_CUSTOM_PLAN, page, SET_CUSTOM_PLAN, count])
     assert later_queries == [SET_CUSTOM_PLAN, listing.SQL_FILTERED_AFTER]
