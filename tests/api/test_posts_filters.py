@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.core.db import SET_CUSTOM_PLAN
 from pmd_service.posts import listing
-from pmd_service.posts.filters import FilterKeys, check_filter
+from pmd_service.posts.filters import EMPTY_DIGEST, FilterKeys, check_filter
 from support.seeding import Factory, UserRow
 from tests.helpers import assert_problem, logging_pool
 
@@ -120,6 +120,30 @@ async def test_keys_combined(client: Client, library: tuple[UserRow, dict[str, i
     ]  # fmt: skip
     for query, names in cases:
         assert await _ids(client, user, **query) == [p[n] for n in names], query
+
+
+async def test_a_filtered_first_page_names_its_set(
+    client: Client, library: tuple[UserRow, dict[str, int]]
+) -> None:
+    """Its total and digest are the matching set's, whatever the order; a filter that matches
+    nothing answers an empty page and the empty set's digest."""
+    user, _ = library
+
+    async def first(query: str) -> dict[str, Any]:
+        resp = await client.get(f"/api/pmd/posts?limit=1&{query}", headers=user.auth)
+        assert resp.status == 200, await resp.text()
+        body: dict[str, Any] = await resp.json()
+        return body
+
+    newest = await first("hashtag=cats")
+    by_title = await first("hashtag=cats&sort=title")
+    assert newest["total_count"] == by_title["total_count"] == 2
+    assert newest["items"] != by_title["items"]
+    assert newest["match_digest"] == by_title["match_digest"]
+    assert newest["match_digest"] != (await first("hashtag=wip"))["match_digest"]
+    none = await first("q=100%25")
+    assert (none["items"], none["total_count"], none["next_cursor"]) == ([], 0, None)
+    assert none["match_digest"] == EMPTY_DIGEST
 
 
 async def test_the_deleted_listing_filters_too(
