@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 # asyncio's context message for an accept that failed for want of descriptors or memory
 # (EMFILE, ENFILE, ENOBUFS, ENOMEM), the same in CPython 3.8 to 3.13.
 ACCEPT_FAILED = "socket.accept() out of system resource"
+# The callback of asyncio's own accept retry, as its handle names it.
+RETRY_ON_CLOSED = "._start_serving("
 # Descriptors kept for what a process opens besides its connections: its pool, LISTEN
 # connection and Redis, files being sent, the metrics port.
 RESERVE_SHARE, RESERVE_MIN = 8, 64
@@ -83,6 +85,10 @@ class AcceptFailures:
         exc = context.get("exception")
         if context.get("message") == ACCEPT_FAILED and isinstance(exc, OSError):
             self.tally.add(exc.strerror or str(exc))
+            return
+        if isinstance(exc, ValueError) and RETRY_ON_CLOSED in str(context.get("message")):
+            # Those retries, still pending when shutdown closed the socket: nothing to accept
+            # any more, and one traceback each would hold the exit up.
             return
         if self.inner is None:
             loop.default_exception_handler(context)
