@@ -29,12 +29,12 @@ MAX_EMAIL_ATTEMPTS = 5
 # cannot hold a send (and its lease) for ever.
 SEND_TIMEOUTS = 3
 
-# Whether the email of row `t` may be taken: never taken, released, or taken by a sender whose
-# lease ran out before DATA.
-TAKEABLE = "(t.email_sent_at IS NULL OR t.email_lease_until < now())"
+# Whether a row's email may be taken: never taken, released, or taken by a sender whose lease
+# ran out before DATA (unqualified: any alias of the kind's table).
+TAKEABLE = "(email_sent_at IS NULL OR email_lease_until < now())"
 
-# A row whose email is owed, fewer than $1 tries made (unqualified: any alias of the kind's table).
-OWED_ROW = """send_email AND (email_sent_at IS NULL OR email_lease_until < now())
+# A row whose email is owed, fewer than $1 tries made.
+OWED_ROW = f"""send_email AND {TAKEABLE}
   AND status IN ('ready', 'failed') AND email_attempts < $1"""
 # The rows whose email is owed (each kind's `FROM <table> t` before it). A bounded batch per
 # sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
