@@ -95,7 +95,7 @@ async def check_all(
     duration: float,
 ) -> Report:  # fmt: skip
     """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
-    bound). ZIPs in `zip_store` if given, else in BDR_PATH."""
+    bound). ZIPs in `zip_store` if given, else in ZIP_PATH."""
     ledger, report = api.ledger, Report()
     # The API's view of each user's BDRs once every SSE client agrees with it, or after 60 s:
     # longer than a client's read timeout (40 s), after which one whose connection was cut

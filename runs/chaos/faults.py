@@ -284,9 +284,9 @@ class Faults(Injector):
 
     async def disk_full(self) -> None:
         """The BDR folder's tmpfs filled for `disk_seconds`: a new BDR is refused with 503 +
-        Retry-After (BDR_MIN_FREE_BYTES), not queued to fail; running builds are retried."""
+        Retry-After (ZIP_MIN_FREE_BYTES), not queued to fail; running builds are retried."""
         if self.tmpfs is None:
-            self.say("full disk SKIPPED: needs root (a tmpfs is mounted over BDR_PATH)")
+            self.say("full disk SKIPPED: needs root (a tmpfs is mounted over ZIP_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1
             return
         with window(self.ledger.disk_full):

@@ -133,8 +133,8 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             service, REDIS_URL=redis.url, PMD_DEV="false", PMD_DATA_DIR=str(run_dir / "data"),
             BDR_DAILY_LIMIT=str(DAILY_LIMIT),
             # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
-            BDR_MIN_FREE_BYTES=str(8 * 2**20),
-            BDR_RETRY_BASE_SECONDS="1", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
+            ZIP_MIN_FREE_BYTES=str(8 * 2**20),
+            JOB_RETRY_BASE_SECONDS="1", JOB_STALE_SECONDS="15", JOB_PENDING_GRACE_SECONDS="5",
             # An email lease of 30 s (mail/notify.py): one taken by a worker killed mid-send is
             # sent again by the sweep well inside the drain.
             SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), SMTP_TIMEOUT="5",
@@ -147,10 +147,10 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             store_env = weed.env(bucket_name, "chaos")
             # Retries 3, 12 and 48 s apart outlast the store's outage (20 s, plus its restart):
             # no BDR may fail because of it.
-            env |= store_env | {"BDR_RETRY_BASE_SECONDS": "3"}
+            env |= store_env | {"JOB_RETRY_BASE_SECONDS": "3"}
             settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
-            modes = [{"BDR_DOWNLOAD_MODE": "redirect"}, {"BDR_DOWNLOAD_MODE": "proxy"}]
-            print(f"ZIPs in {store_env['BDR_STORE']} on SeaweedFS at {weed.endpoint}; "
+            modes = [{"ZIP_DOWNLOAD_MODE": "redirect"}, {"ZIP_DOWNLOAD_MODE": "proxy"}]
+            print(f"ZIPs in {store_env['ZIP_STORE']} on SeaweedFS at {weed.endpoint}; "
                   "server-a redirects downloads, server-b streams them")  # fmt: skip
         logs = run_dir / "logs"
         logs.mkdir(parents=True)
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if tmpfs is not None:
             tmpfs.mount()
-            print(f"BDR_PATH on its own {tmpfs.size_mb} MiB tmpfs at {tmpfs.path}")
+            print(f"ZIP_PATH on its own {tmpfs.size_mb} MiB tmpfs at {tmpfs.path}")
         else:
             (run_dir / "bdr").mkdir()
             if full_disk:
