@@ -223,19 +223,35 @@ def test_every_folder_of_the_package_is_listed_for_the_wheel() -> None:
     }
 
 
-def _venv_with_the_runtime(where: Path) -> Path:
-    """A new venv holding the runtime lock and nothing of the service yet: its python."""
+def _purelib(python: Path) -> Path:
+    code = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    return Path(subprocess.run([str(python), "-c", code], **QUIET).stdout.strip())
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv holding the runtime lock (and pip), nothing of the service: its site-packages."""
+    where = tmp_path_factory.mktemp("runtime") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(where)], **QUIET)
     python = where / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--require-hashes", "-r",
          str(LOCKS / "runtime.txt")], **QUIET,
     )  # fmt: skip
+    return _purelib(python)
+
+
+def _venv_with_the_runtime(where: Path, runtime: Path) -> Path:
+    """A new venv that sees `runtime`'s packages, nothing of the service yet: its python. The
+    runtime is installed once, for both installs of the service, and seen through a .pth."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], **QUIET)
+    python = where / "bin" / "python"
+    (_purelib(python) / "runtime.pth").write_text(f"{runtime}\n")
     return python
 
 
 @pytest.fixture(scope="module")
-def plain_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plain_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Path:
     """The checkout's wheel, as the image installs it, in a venv of its own: its python."""
     tmp = tmp_path_factory.mktemp("plain")
     dist = tmp / "dist"
@@ -245,7 +261,7 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     output = built.stdout + built.stderr
     assert LEFT_OUT not in output and backend_warnings(output) == [], output
-    python = _venv_with_the_runtime(tmp / "venv")
+    python = _venv_with_the_runtime(tmp / "venv", runtime)
     subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
          str(next(dist.glob("pmd_service-*.whl")))], **QUIET,
@@ -254,9 +270,9 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def editable_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def editable_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Path:
     """`pip install -e` of the checkout, as `make` does, in a venv of its own: its python."""
-    python = _venv_with_the_runtime(tmp_path_factory.mktemp("editable") / "venv")
+    python = _venv_with_the_runtime(tmp_path_factory.mktemp("editable") / "venv", runtime)
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "--verbose", "--no-deps", "-e", str(CHECKOUT)],
         env=BUILD_ENV, **QUIET,
