@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -246,6 +247,35 @@ async def artist_page(
     page, watch = await open_page(browser, stack, owner, token=moderator.token)
     await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
     return owner, ids, page, watch
+
+
+async def loaded_page(
+    browser: Browser, stack: Stack, factory: Factory, n: int, **kw: Any
+) -> tuple[UserRow, list[int], Page, Watch]:
+    """A new user with `n` artworks (their ids) and their page open (`kw`: open_page's
+    options) with every post loaded."""
+    from playwright.async_api import expect
+
+    owner, ids = await artist(factory, n)
+    page, watch = await open_page(browser, stack, owner, **kw)
+    await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
+    return owner, ids, page, watch
+
+
+async def shot(page: Page, name: str) -> None:
+    """Saved for the README when PMD_SCREENSHOTS names a folder."""
+    if SCREENSHOTS:
+        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = None) -> Any:
+    """A call as another tab makes it; its JSON."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, stack.base + path, json=body, headers=user.auth) as r,
+    ):
+        assert r.status < 300, await r.text()
+        return await r.json()
 
 
 # The page tests' fixtures, one copy for every module (tests/conftest.py registers this module

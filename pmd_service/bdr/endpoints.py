@@ -33,8 +33,7 @@ async def create_bdr(request: web.Request) -> web.Response:
     # The request's id: stored in the BDR row, it follows the BDR (worker logs, its email).
     rid = request_ids.current()
     settings = request.app[SETTINGS]
-    if settings.zip_store is None:  # a bucket has no free space to run out of
-        await ensure_free_space(settings.zip_path, settings.zip_min_free_bytes)
+    await ensure_free_space(settings)
     item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)
     response = json_response(
         item,

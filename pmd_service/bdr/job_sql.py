@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jobs.kind import CLAIMABLE, ORPHANED, OWNED, RELEASE_FOR_RETRY, STUCK_PENDING
+from ..jobs.kind import CLAIMABLE, OWNED, RELEASE_FOR_RETRY, orphaned, stuck_pending
 
 # It leaves `announced` alone: a request is claimed during its first event's hold
 # (bdr/announcer.py), and its announcement, not the claim, makes that event.
@@ -48,16 +48,8 @@ SQL_ANNOUNCE_LEFT = """
 UPDATE batch_download_requests SET announced = true
 WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
 """
-SQL_STUCK_PENDING = f"""
-SELECT id, extract(epoch FROM now() - created_at)::float8 AS age
-FROM batch_download_requests
-WHERE {STUCK_PENDING}
-ORDER BY created_at LIMIT 500
-"""
-SQL_ORPHANED = f"""
-SELECT id, attempts FROM batch_download_requests WHERE {ORPHANED}
-ORDER BY created_at LIMIT 500
-"""
+SQL_STUCK_PENDING = stuck_pending("batch_download_requests", 500)
+SQL_ORPHANED = orphaned("batch_download_requests", 500)
 
 # For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
 # rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import logging
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class _QuietOrphanedCancels:
@@ -330,3 +334,14 @@ async def fetch_planned(pool: asyncpg.Pool, sql: str, *args: object) -> list[asy
         await conn.execute(SET_CUSTOM_PLAN)
         rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
         return rows
+
+
+@functools.cache
+def _fields(struct: Callable[..., object]) -> tuple[str, ...]:
+    return tuple(inspect.signature(struct).parameters)
+
+
+def from_row(struct: Callable[..., T], row: asyncpg.Record, **given: Any) -> T:
+    """A `struct` (a dataclass, a msgspec Struct) whose every field but those `given` is the
+    row's column of the same name."""
+    return struct(**{name: row[name] for name in _fields(struct) if name not in given}, **given)

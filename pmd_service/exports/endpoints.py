@@ -31,8 +31,7 @@ async def create_export(request: web.Request) -> web.Response:
     principal = await retarget(request, body.target_sqid)
     rid = request_ids.current()
     settings = request.app[SETTINGS]
-    if settings.zip_store is None:  # parts are written where BDR ZIPs are: the same floor
-        await ensure_free_space(settings.zip_path, settings.zip_min_free_bytes)
+    await ensure_free_space(settings)
     item = await service.create(request.app[DB_POOL], principal, body, settings, rid)
     if isinstance(item, NothingChanged):
         return json_response(item, headers={REQUEST_ID_HEADER: rid})

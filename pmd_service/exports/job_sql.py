@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..jobs.kind import CLAIMABLE, ORPHANED, OWNED, RELEASE_FOR_RETRY, STUCK_PENDING
+from ..jobs.kind import CLAIMABLE, OWNED, RELEASE_FOR_RETRY, orphaned, stuck_pending
 from .incremental import followable
 from .service import COUNTS_FOR_COOLDOWN
 
@@ -91,15 +91,8 @@ SQL_RELEASE_FOR_RETRY = f"UPDATE exports {RELEASE_FOR_RETRY}"
 
 # For the sweep, as for BDRs: no export blocks a new one for ever, one whose worker is gone is
 # taken back within a minute or so of its heartbeat stopping.
-SQL_STUCK_PENDING = f"""
-SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM exports
-WHERE {STUCK_PENDING}
-ORDER BY created_at LIMIT 100
-"""
-SQL_ORPHANED = f"""
-SELECT id, attempts FROM exports WHERE {ORPHANED}
-ORDER BY created_at LIMIT 100
-"""
+SQL_STUCK_PENDING = stuck_pending("exports", 100)
+SQL_ORPHANED = orphaned("exports", 100)
 
 # For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
 # rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.

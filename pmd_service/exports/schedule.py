@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from ..core.db import from_row
 from ..core.problems import FieldError, ProblemError, not_found
 from ..core.settings import Settings
 from .schemas import ExportRequest, ExportSchedule
@@ -139,17 +140,7 @@ async def schedule(
 
 async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
     row = await pool.fetchrow(SQL_SHOWN, user_id)
-    if row is None:
-        return None
-    return ExportSchedule(
-        every_days=row["every_days"],
-        remaining=row["remaining"],
-        next_at=row["next_at"],
-        last_export_id=row["last_export_id"],
-        send_email=row["send_email"],
-        cancelled_at=row["cancelled_at"],
-        cancel_reason=row["cancel_reason"],
-    )
+    return None if row is None else from_row(ExportSchedule, row)
 
 
 async def cancel(pool: asyncpg.Pool, user_id: int) -> None:

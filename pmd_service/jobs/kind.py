@@ -45,14 +45,28 @@ RELEASE_FOR_RETRY = f"""
 SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => $3)
 WHERE {OWNED}
 """
-# For the sweep: pending for $1 seconds.
-STUCK_PENDING = "status = 'pending' AND created_at < now() - make_interval(secs => $1)"
-# For the sweep: processing, but its run's heartbeat stopped $1 seconds ago, or its scheduled
-# retry is $2 seconds overdue.
-ORPHANED = """status = 'processing'
-  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
-       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))"""
 SQL_OWNER = "SELECT handle, public_sqid FROM users WHERE id = $1"
+
+
+def stuck_pending(table: str, batch: int) -> str:
+    """For the sweep: the rows of `table` pending for $1 seconds, the oldest `batch` of them."""
+    return f"""
+SELECT id, extract(epoch FROM now() - created_at)::float8 AS age FROM {table}
+WHERE status = 'pending' AND created_at < now() - make_interval(secs => $1)
+ORDER BY created_at LIMIT {batch}
+"""
+
+
+def orphaned(table: str, batch: int) -> str:
+    """For the sweep: the rows of `table` processing, but whose run's heartbeat stopped $1
+    seconds ago, or whose scheduled retry is $2 seconds overdue; the oldest `batch` of them."""
+    return f"""
+SELECT id, attempts FROM {table}
+WHERE status = 'processing'
+  AND ((claim_token IS NOT NULL AND heartbeat_at < now() - make_interval(secs => $1))
+       OR (claim_token IS NULL AND coalesce(retry_at, updated_at) < now() - make_interval(secs => $2)))
+ORDER BY created_at LIMIT {batch}
+"""
 
 
 @dataclass(frozen=True)

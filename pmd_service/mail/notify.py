@@ -13,11 +13,14 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from email.message import EmailMessage
+from functools import partial
 from typing import Protocol
 
 import asyncpg
 
+from ..core.logs import request_id_set
 from ..core.settings import Settings
 from .compose import Attempt, PlainAuthRefused, send
 
@@ -42,6 +45,16 @@ OWED = f"""
 WHERE {OWED_ROW}
 ORDER BY completed_at LIMIT 10
 """
+# A take's lease ended, if it still holds: DATA may start, or a send without SMTP has ended
+# (each kind's `UPDATE <table>` before it; $2 the take's `taken_at`).
+END_LEASE = """SET email_lease_until = NULL
+WHERE id = $1 AND email_sent_at = $2 AND email_lease_until > now()
+RETURNING id
+"""
+# A take given back for the sweep (likewise).
+RELEASE = """SET email_sent_at = NULL, email_lease_until = NULL
+WHERE id = $1 AND email_sent_at = $2
+"""
 
 
 def send_seconds(settings: Settings) -> float:
@@ -54,11 +67,6 @@ def lease_seconds(settings: Settings) -> float:
     silence after which a BDR's worker counts as gone, so that only a dead (or as long stalled)
     sender loses it."""
     return send_seconds(settings) + settings.job_stale_seconds
-
-
-async def ended(pool: asyncpg.Pool, sql: str, row_id: uuid.UUID, taken_at: object) -> bool:
-    """A kind's "end the lease" statement (its `RETURNING` a row if it did), run."""
-    return await pool.fetchval(sql, row_id, taken_at) is not None
 
 
 class LeaseLost(Exception):
@@ -140,6 +148,40 @@ async def send_taken(
     if not attempt.data_started:  # no SMTP server: logged, or kept in the dev mailbox
         await _record(end_lease, what, "was logged")
     return True
+
+
+@dataclass(frozen=True)
+class EmailTable:
+    """A kind's statements on its emails, each on its table with $1 the row: `take` ($2 the
+    tries allowed, $3 the lease's seconds; returning `taken_at`, the `email_sent_at` that names
+    the take, and `request_id`), and END_LEASE and RELEASE on that table."""
+
+    take: str
+    end_lease: str
+    release: str
+
+    async def send(
+        self,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        row_id: uuid.UUID,
+        message: Callable[[asyncpg.Record], EmailMessage],
+        what: str,
+    ) -> bool:
+        """Row `row_id`'s email, taken, then sent (send_taken): `message` makes it from the row
+        the take returned. True if this call sent it."""
+        taken = await pool.fetchrow(self.take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
+        if taken is None:
+            return False
+        taken_at = taken["taken_at"]
+
+        async def end_lease() -> bool:
+            return await pool.fetchval(self.end_lease, row_id, taken_at) is not None
+
+        release = partial(pool.execute, self.release, row_id, taken_at)
+        # Sent from the sweep too: the row's id, not the caller's, tags these lines and the email.
+        with request_id_set(taken["request_id"]):
+            return await send_taken(settings, message(taken), what, end_lease, release)
 
 
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from ..core.db import from_row
 from ..core.problems import FieldError, bad_request
 from ..host.access import Principal
 from .schemas import ActionItem, ActionList
@@ -59,16 +60,7 @@ async def recent_actions(
         after.action_id if after else None,
     )
     items = [
-        ActionItem(
-            id=r["id"],
-            action=r["action"],
-            created_at=r["created_at"],
-            changed_count=r["changed_count"],
-            by_moderator=r["by_moderator"],
-            by_you=r["by_you"],
-            undone_at=r["undone_at"],
-            undo=undo_link(r["id"], principal) if r["undoable"] else None,
-        )
+        from_row(ActionItem, r, undo=undo_link(r["id"], principal) if r["undoable"] else None)
         for r in rows[:limit]
     ]
     next_cursor = None

@@ -8,7 +8,7 @@ answers 410 saying so."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import asyncpg
 
@@ -156,13 +156,9 @@ class _Kind:
     clashes: str = _NO_CLASHES
 
     def sql(self) -> str:
+        # Each field fills the template's part of the same name.
         return _UNDO.format(
-            holds=self.holds,
-            assign=self.assign,
-            allowed=self.allowed,
-            refused=self.refused,
-            marks=self.marks,
-            clashes=self.clashes,
+            **asdict(self),
             drop=DROP_HISTORY,
             announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
         )

@@ -46,11 +46,13 @@ def too_large(size: int, cap: int, artworks: int) -> str:
     )
 
 
-async def ensure_free_space(folder: Path, floor: int) -> None:
-    """503 while the ZIP folder's file system has less than `floor` bytes free."""
-    if floor <= 0:
+async def ensure_free_space(settings: Settings) -> None:
+    """503 while the ZIP folder's file system has less than ZIP_MIN_FREE_BYTES free: a BDR's ZIP
+    and an export's parts are written there (a bucket has no free space to run out of)."""
+    floor = settings.zip_min_free_bytes
+    if settings.zip_store is not None or floor <= 0:
         return
-    free = await asyncio.to_thread(_free_bytes, folder)
+    free = await asyncio.to_thread(_free_bytes, settings.zip_path)
     if free < floor:
         raise ProblemError(
             503,

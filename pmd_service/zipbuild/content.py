@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from ..core.db import from_row
 from ..core.public_ids import PublicIds
 from .build import Trailing
 from .entry_names import extension, post_sqid, safe_part
@@ -112,22 +113,12 @@ async def plan_artworks(
             skipped.append((post_id, "file_missing"))
         else:
             artworks.append(
-                Artwork(
-                    post_id=post_id,
+                from_row(
+                    Artwork,
+                    row,
                     sqid=sqids[post_id],
-                    title=row["title"],
-                    description=row["description"],
-                    created_at=row["created_at"],
-                    width=row["width"],
-                    height=row["height"],
-                    frame_count=row["frame_count"],
                     hashtags=list(row["hashtags"] or []),
-                    storage_shard=row["storage_shard"],
-                    storage_key=row["storage_key"],
                     fmt=row["native_format"],
-                    hidden_by_user=row["hidden_by_user"],
-                    hidden_by_mod=row["hidden_by_mod"],
-                    license=row["license"],
                     working=wanted.for_post(sqids[post_id], row["mkpx_file_bytes"] is not None),
                 )
             )

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import pytest
@@ -90,15 +90,31 @@ async def sweeps(settings: Settings, n: int) -> list[int]:
         return [(await sweep(ctx))["emails"] for _ in range(n)]
 
 
-KINDS = pytest.mark.parametrize("kind", [BDR, EXPORT], ids=["bdr", "export"])
+class Owed(NamedTuple):
+    """A ready row of `kind` whose email is owed, not taken yet, and the settings that mail it
+    to the test's SMTP server."""
+
+    kind: Kind
+    mail: Settings
+    row_id: uuid.UUID
 
 
-@KINDS
+@pytest.fixture(params=[BDR, EXPORT], ids=["bdr", "export"])
+async def owed(
+    request: pytest.FixtureRequest,
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    smtp: Mailbox,
+) -> Owed:
+    kind: Kind = request.param
+    return Owed(kind, mailing(settings, smtp), await owing(kind, client, factory))
+
+
 async def test_an_email_taken_by_a_sender_that_died_is_sent_once_by_the_sweep(
-    kind: Kind, client: Client, factory: Factory, settings: Settings, smtp: Mailbox
+    owed: Owed, factory: Factory, smtp: Mailbox
 ) -> None:
-    mail = mailing(settings, smtp)
-    row_id = await owing(kind, client, factory)
+    kind, mail, row_id = owed
     await taken_by_a_sender_that_dies(kind, factory.pool, mail, row_id)
     await factory.pool.execute(
         f"UPDATE {kind.table} SET email_lease_until = now() - interval '1 second' WHERE id = $1",
@@ -114,12 +130,10 @@ async def test_an_email_taken_by_a_sender_that_died_is_sent_once_by_the_sweep(
     assert row["email_attempts"] == 2
 
 
-@KINDS
 async def test_an_email_whose_lease_holds_is_not_sent_again(
-    kind: Kind, client: Client, factory: Factory, settings: Settings, smtp: Mailbox
+    owed: Owed, factory: Factory, smtp: Mailbox
 ) -> None:
-    mail = mailing(settings, smtp)
-    row_id = await owing(kind, client, factory)
+    kind, mail, row_id = owed
     await taken_by_a_sender_that_dies(kind, factory.pool, mail, row_id)
 
     # The lease outlasts the whole bounded send (its sender may still be at it).
@@ -132,12 +146,10 @@ async def test_an_email_whose_lease_holds_is_not_sent_again(
     assert (await email_state(kind, factory.pool, row_id))["email_attempts"] == 1
 
 
-@KINDS
 async def test_an_email_sent_is_never_sent_again(
-    kind: Kind, client: Client, factory: Factory, settings: Settings, smtp: Mailbox
+    owed: Owed, factory: Factory, smtp: Mailbox
 ) -> None:
-    mail = mailing(settings, smtp)
-    row_id = await owing(kind, client, factory)
+    kind, mail, row_id = owed
     assert await kind.send(factory.pool, mail, row_id) is True
     row = await email_state(kind, factory.pool, row_id)
     assert row["email_sent_at"] is not None and row["email_lease_until"] is None
@@ -232,14 +244,12 @@ async def test_a_send_cut_by_its_bound_before_data_is_released_for_the_sweep(
     assert len(smtp.messages) == 1
 
 
-@KINDS
 async def test_a_sender_that_stalled_past_its_lease_never_starts_data(
-    kind: Kind, client: Client, factory: Factory, settings: Settings, smtp: Mailbox
+    owed: Owed, factory: Factory, smtp: Mailbox
 ) -> None:
     """Stalled as long as a dead sender, one that wakes up finds the email taken over (the sweep
     sent it): it does not send a second copy."""
-    mail = mailing(settings, smtp)
-    row_id = await owing(kind, client, factory)
+    kind, mail, row_id = owed
     async with serving(SlowSmtp(hold=asyncio.Event())) as stalling:
         assert stalling.hold is not None
         slow = replace(mail, smtp_port=stalling.port, smtp_timeout=60.0)

@@ -18,26 +18,25 @@ from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, open_page, running_stack
+from tests.page_stack import (
+    PHONE,
+    WIDE,
+    artist,
+    artist_page,
+    loaded_page,
+    open_page,
+    running_stack,
+    shot,
+)
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
-    from tests.page_stack import Stack, Watch
+    from tests.page_stack import Stack
 
 if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
 from playwright.async_api import Browser, Locator, Page, expect
-
-
-async def loaded_page(
-    browser: Browser, stack: Stack, factory: Factory, n: int, **kw: Any
-) -> tuple[list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids), their page open with every post loaded."""
-    owner, ids = await artist(factory, n)
-    page, watch = await open_page(browser, stack, owner, **kw)
-    await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
-    return ids, page, watch
 
 
 async def request_bdr(stack: Stack, owner: UserRow, body: dict[str, Any]) -> str:
@@ -63,11 +62,6 @@ async def saved_zip(page: Page, card: Locator) -> list[str]:
         return archive.namelist()
 
 
-async def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
-
-
 async def record_texts(page: Page, selector: str) -> None:
     """Keep every text `selector` shows in window.seen, however briefly it shows it."""
     await page.evaluate(
@@ -84,7 +78,7 @@ async def record_texts(page: Page, selector: str) -> None:
 async def test_select_150_posts_and_hide_them_in_two_batches(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    ids, page, watch = await loaded_page(browser, stack, factory, 150)
+    _, ids, page, watch = await loaded_page(browser, stack, factory, 150)
     await expect(page.locator("#page-info")).to_have_text("Page 1 of 10")
     await expect(page.locator("#posts-body tr")).to_have_count(16)
 
@@ -131,7 +125,7 @@ async def test_select_150_posts_and_hide_them_in_two_batches(
 async def test_a_failed_batch_stops_and_says_what_did_not_happen(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    ids, page, watch = await loaded_page(browser, stack, factory, 150)
+    _, ids, page, watch = await loaded_page(browser, stack, factory, 150)
     await page.get_by_role("button", name="Select all loaded").click()
     # The oldest post (in the second batch) is deleted elsewhere after the page loaded it.
     await pool.execute("UPDATE posts SET deleted_by_user = true WHERE id = $1", ids[-1])
@@ -156,7 +150,7 @@ async def test_a_failed_batch_stops_and_says_what_did_not_happen(
 async def test_delete_asks_first_then_restore_from_recently_deleted(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    ids, page, watch = await loaded_page(browser, stack, factory, 20)
+    _, ids, page, watch = await loaded_page(browser, stack, factory, 20)
     boxes = page.locator("#posts-body input[type=checkbox]")
     await boxes.nth(0).check()
     await boxes.nth(1).check()
@@ -212,7 +206,7 @@ async def test_change_the_license_of_selected_posts(
 async def test_a_download_goes_live_to_ready_and_downloads(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    _, page, watch = await loaded_page(browser, stack, factory, 30)
+    _, _, page, watch = await loaded_page(browser, stack, factory, 30)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await watch.mark()
     await page.get_by_role("button", name="Select page").click()
@@ -241,7 +235,7 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
     302 to the signed URL (or the bytes through the server) and saves the host's file name."""
     env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE=mode)
     async with running_stack(settings, tmp_path, free_port(), **env) as stack:
-        ids, page, watch = await loaded_page(browser, stack, factory, 3)
+        _, ids, page, watch = await loaded_page(browser, stack, factory, 3)
         await page.get_by_role("button", name="Select page").click()
         await page.get_by_role("button", name="Request download of 3 posts").click()
         card = page.locator("#bdr-list li").first
@@ -360,7 +354,7 @@ async def test_cancel_a_queued_download(browser: Browser, stack: Stack, factory:
     assert stack.worker is not None
     stack.worker.terminate()  # nobody builds: the request stays queued
     await asyncio.to_thread(stack.worker.wait, 10)
-    _, page, watch = await loaded_page(browser, stack, factory, 2)
+    _, _, page, watch = await loaded_page(browser, stack, factory, 2)
     await page.get_by_role("button", name="Select page").click()
     await page.get_by_role("button", name="Request download of 2 posts").click()
     card = page.locator("#bdr-list li").first
@@ -429,7 +423,7 @@ async def test_a_moderator_who_loses_the_role_sees_the_stream_end_and_why(
 async def test_a_wide_screen_and_a_server_that_went_away(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    ids, page, watch = await loaded_page(
+    _, ids, page, watch = await loaded_page(
         browser, stack, factory, 40, viewport={"width": 1920, "height": 1080}
     )
     assert await page.evaluate("document.documentElement.scrollWidth") <= 1920
@@ -483,7 +477,7 @@ async def test_a_stream_reset_replaces_the_list_with_the_snapshot(
 async def test_a_failed_download_raises_a_toast(
     browser: Browser, stack: Stack, factory: Factory, settings: Settings
 ) -> None:
-    ids, page, watch = await loaded_page(browser, stack, factory, 2)
+    _, ids, page, watch = await loaded_page(browser, stack, factory, 2)
     for path in settings.vault_path.rglob("*.*"):  # every artwork file goes missing
         path.unlink()
     await page.get_by_role("button", name="Select page").click()
@@ -523,7 +517,7 @@ async def test_paging_sorting_and_the_empty_state(
     await expect(page.locator("#empty-text")).to_have_text(
         "You have no artworks yet. Posts you upload appear here."
     )
-    _, page, _ = await loaded_page(browser, stack, factory, 40)
+    _, _, page, _ = await loaded_page(browser, stack, factory, 40)
     await page.get_by_role("button", name="Last page").click()
     await expect(page.locator("#page-info")).to_have_text("Page 3 of 3")
     await expect(page.locator("#posts-body tr")).to_have_count(8)

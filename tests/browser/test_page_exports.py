@@ -25,7 +25,16 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, open_page, running_stack
+from tests.page_stack import (
+    PHONE,
+    SCREENSHOTS,
+    WIDE,
+    artist,
+    artist_page,
+    loaded_page,
+    open_page,
+    running_stack,
+)
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -123,9 +132,7 @@ async def fits(page: Page, width: int) -> None:
 async def test_an_export_goes_live_to_ready_in_parts_and_a_part_downloads(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner, _ = await artist(factory, 5)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
+    owner, _, page, watch = await loaded_page(browser, stack, factory, 5)
     await expect(page.locator("#live")).to_have_attribute("data-state", "live")
     await watch.mark()
     panel = page.locator("#exports")

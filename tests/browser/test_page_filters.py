@@ -4,14 +4,13 @@ against real `server.py` and worker processes, PostgreSQL and Redis."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
 
 from support.seeding import Factory
 from tests import page_stack
-from tests.page_stack import SCREENSHOTS, artist, open_page
+from tests.page_stack import artist, loaded_page, open_page, shot
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -20,12 +19,7 @@ if TYPE_CHECKING:
 if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Page, expect
-
-
-async def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+from playwright.async_api import Browser, expect
 
 
 async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
@@ -74,9 +68,7 @@ async def test_hide_everything_a_filter_matches_then_undo(
 async def test_a_count_changed_meanwhile_is_said_and_nothing_changes(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 20)
-    page, _ = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    owner, ids, page, _ = await loaded_page(browser, stack, factory, 20)
     await page.locator("#f-q").fill("#1")
     await page.get_by_role("button", name="Filter", exact=True).click()
     assert "q=%231" in page.url

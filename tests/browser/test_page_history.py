@@ -12,7 +12,7 @@ import asyncpg
 
 from support.seeding import Factory, UserRow
 from tests import page_stack
-from tests.page_stack import artist, open_page
+from tests.page_stack import artist, loaded_page, open_page
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -45,9 +45,7 @@ async def _act(stack: Stack, user: UserRow, body: dict[str, Any]) -> Any:
 async def test_an_action_keeps_its_undo_after_a_reload_and_undo_puts_the_posts_back(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 4)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 4 posts loaded.")
+    owner, ids, page, watch = await loaded_page(browser, stack, factory, 4)
     recent = page.locator("#recent-list li")
     await expect(page.locator("#recent-empty")).to_have_text(
         "No bulk actions in the last 24 hours."

@@ -5,14 +5,13 @@ owner removed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import aiohttp
 import asyncpg
 
-from support.seeding import Factory, UserRow
+from support.seeding import Factory
 from tests import page_stack
-from tests.page_stack import PHONE, WIDE, artist, broken_rows, open_page, outside_width
+from tests.page_stack import PHONE, WIDE, api, artist, broken_rows, open_page, outside_width
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -45,16 +44,6 @@ LICENSES = [
     ("CC-BY-4.0", "Creative Commons Attribution 4.0 International"),
     ("CC-BY-NC-SA-4.0", "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International"),
 ]
-
-
-async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = None) -> Any:
-    """A call as another tab makes it; its JSON."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, stack.base + path, json=body, headers=user.auth) as r,
-    ):
-        assert r.status < 300, await r.text()
-        return await r.json()
 
 
 async def checked_ids(page: Page) -> list[int]:

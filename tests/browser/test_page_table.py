@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import aiohttp
 import asyncpg
 
-from support.seeding import Factory, UserRow
+from support.seeding import Factory
 from tests import page_stack
-from tests.page_stack import SCREENSHOTS, WIDE, artist, broken_rows, clipped, open_page
+from tests.page_stack import (
+    WIDE,
+    api,
+    artist,
+    broken_rows,
+    clipped,
+    loaded_page,
+    open_page,
+    shot,
+)
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -28,7 +35,7 @@ if TYPE_CHECKING:
 if (why := page_stack.browser_missing()) is not None:
     unmet("browser", why, module=True)
 
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, expect
 
 # The host site's licenses, with their full names (its about page).
 LICENSES = [
@@ -62,21 +69,6 @@ CONTROLS = ", ".join(
 PHONE_390: ViewportSize = {"width": 390, "height": 844}
 # The danger colour of the light palette (styles.css --danger).
 DANGER = "rgb(180, 35, 24)"
-
-
-async def shot(page: Page, name: str) -> None:
-    if SCREENSHOTS:
-        await page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
-
-
-async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = None) -> Any:
-    """A call as another tab makes it; its JSON."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.request(method, stack.base + path, json=body, headers=user.auth) as r,
-    ):
-        assert r.status < 300, await r.text()
-        return await r.json()
 
 
 async def retitle(pool: asyncpg.Pool, ids: list[int], titles: list[str]) -> None:
@@ -290,9 +282,7 @@ async def test_a_refusal_names_the_posts_by_title_once(
 async def test_red_only_for_deletion(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, _ = await artist(factory, 20)
-    page, watch = await open_page(browser, stack, owner)
-    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    _, _, page, watch = await loaded_page(browser, stack, factory, 20)
     await page.get_by_role("button", name="Select all loaded").click()
     dialog = page.locator("#confirm")
     ok = page.locator("#confirm-ok")
@@ -396,9 +386,7 @@ async def test_the_batch_line_starts_over_and_toasts_never_pile_up(
 async def test_after_a_filter_wide_action_the_selection_is_what_still_matches(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 20)
-    page, watch = await open_page(browser, stack, owner, query="?hidden=false")
-    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    owner, ids, page, watch = await loaded_page(browser, stack, factory, 20, query="?hidden=false")
     await page.get_by_role("button", name="Select all 20 matching").click()
     # Hidden, the posts no longer match "Visible": nothing is selected, so no other posts that
     # match later can be acted on by surprise.

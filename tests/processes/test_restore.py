@@ -133,6 +133,18 @@ class Place:
     def logs(self) -> str:
         return "\n".join(p.log()[-4000:] for p in self.procs)
 
+    @asynccontextmanager
+    async def pool(self) -> AsyncIterator[asyncpg.Pool]:
+        """A pool on its database; its processes' logs printed if the block fails."""
+        pool = await create_pool(self.admin_url, "pmd-test", min_size=1, max_size=4)
+        try:
+            yield pool
+        except BaseException:
+            print(self.logs())
+            raise
+        finally:
+            await pool.close()
+
 
 @dataclass
 class Scenario:
@@ -206,14 +218,8 @@ async def test_restores_in_either_direction_leave_nothing_inconsistent(
 async def _before_and_after_the_dump(
     live: Place, mailbox: Mailbox, dump: Path, files_a: Path
 ) -> Scenario:
-    pool = await create_pool(live.admin_url, "pmd-test", min_size=1, max_size=4)
-    try:
+    async with live.pool() as pool:
         return await _work(live, pool, mailbox, dump, files_a)
-    except BaseException:
-        print(live.logs())
-        raise
-    finally:
-        await pool.close()
 
 
 async def _work(
@@ -429,15 +435,9 @@ async def _restore_and_repair(
     await asyncio.to_thread(
         _run, pg_program("pg_restore"), "--exit-on-error", "-d", place.admin_url, str(dump)
     )
-    pool = await create_pool(place.admin_url, "pmd-test", min_size=1, max_size=4)
-    try:
+    async with place.pool() as pool:
         await pool.execute(JUMP_EVENT_IDS)
         await _repaired(place, pool, made, dump, mailbox, expected)
-    except BaseException:
-        print(place.logs())
-        raise
-    finally:
-        await pool.close()
 
 
 async def _repaired(

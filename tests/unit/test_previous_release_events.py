@@ -2,11 +2,12 @@
 in a rolling upgrade. Its statements on the events, copied below from that release, read what
 this release reads through `stream_events`; its listeners hear every event, ours too, whichever
 release's trigger functions wrote it: its migration runner puts its own back, since their files
-differ from ours (`tests/previous_release/` holds that release's `migrations/repeatable/`).
+differ from ours (its `migrations/repeatable/`, read from git at its tag or its commit).
 """
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -19,12 +20,13 @@ import pytest
 from pmd_service.core.migrate import apply_migrations, discover
 from pmd_service.sse.hub import CHANNEL, SQL_EVENTS_AFTER
 from pmd_service.sse.replay import SQL_PURGE_EVENTS
+from runs.cluster.upgrade import RELEASES
 from support.migration_check import read_record
 from support.stack import connected, create_database, drop_database, eventually
 from tests.helpers import CHECKOUT
 
-PREVIOUS = Path(__file__).resolve().parents[1] / "previous_release"
 PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION = "0.1.0", 12
+PREVIOUS_TAG = f"v{PREVIOUS_VERSION}"
 
 # That release's statements on the events: sse/hub.py, sse/replay.py and upkeep/cleanup.py.
 OLD_CHANNEL = "pmd_bdr_events"
@@ -54,9 +56,27 @@ async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
 
 
 def test_the_files_are_the_previous_release_s() -> None:
-    """A new release recorded in migrations/RELEASED is the one to copy here instead."""
+    """A new release recorded in migrations/RELEASED is the one to read here instead."""
     released = read_record(CHECKOUT)
     assert (released.version, released.last) == (PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION)
+
+
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            ["git", "-C", str(CHECKOUT), *args], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        pytest.fail("git is needed: the previous release's files are read from this repository")
+
+
+def previous_release_rev() -> str:
+    """The previous release's tag, or in a clone without tags its commit."""
+    revisions = [rev for rev in (PREVIOUS_TAG, RELEASES.get(PREVIOUS_TAG)) if rev]
+    for rev in revisions:
+        if git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode == 0:
+            return rev
+    pytest.fail(f"none of {revisions} in the git repository of {CHECKOUT} (a shallow clone?)")
 
 
 def previous_release_folder(tmp_path: Path) -> Path:
@@ -66,8 +86,11 @@ def previous_release_folder(tmp_path: Path) -> Path:
     for m in discover():
         if m.version <= PREVIOUS_LAST_MIGRATION:
             (folder / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
-    for sql in PREVIOUS.glob("*.sql"):
-        (folder / "repeatable" / sql.name).write_text(sql.read_text())
+    repeatable = f"{previous_release_rev()}:migrations/repeatable"
+    for name in git("ls-tree", "--name-only", repeatable).stdout.split():
+        shown = git("show", f"{repeatable}/{name}")
+        assert shown.returncode == 0, shown.stderr
+        (folder / "repeatable" / name).write_text(shown.stdout)
     return folder
 
 
