@@ -30,8 +30,9 @@ run: $(RUN_STAMP)
 	PMD_DEV=1 $(PY) -m pmd_service dev
 
 # The suite in TEST_WORKERS pytest-xdist workers (tests/conftest.py says what each has of its
-# own); TEST_WORKERS=0 runs it in this one process.
-TEST_WORKERS ?= 4
+# own); eight, since its tests wait on processes and timeouts more than they compute;
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 8
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --cov=pmd_service --cov-branch \
 		--cov-report=term:skip-covered $(PYTEST_ARGS)
