@@ -10,6 +10,7 @@ from ..host.access import Principal, UserLoader, caller_from_token, resolve_targ
 from ..host.tokens import TokenRules
 from . import tickets
 from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, TICKET_REDEMPTIONS
+from .validation import refuse_nul
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -36,7 +37,9 @@ async def authenticate(
         settings.jwt_issuer,
     )
     caller, exp = await caller_from_token(pool, token, rules, load)
-    target = await resolve_target(pool, caller, request.query.get("target_sqid"), load)
+    target_sqid = request.query.get("target_sqid")
+    refuse_nul(target_sqid, "target_sqid")
+    target = await resolve_target(pool, caller, target_sqid, load)
     return Principal(caller=caller, target=target, token_expires_at=exp)
 
 
