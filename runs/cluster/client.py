@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import random
 import signal
@@ -85,6 +86,7 @@ class Faults(Injector):
     down: set[str] = field(default_factory=set)  # hosts lost at the moment
     streams: list[SseClient] = field(default_factory=list)
     storms: list[str] = field(default_factory=list)  # each server stop's reconnects
+    storm_figures: list[dict[str, Any]] = field(default_factory=list)  # the same, for --json
 
     async def lose_host(self, name: str, down_for: float) -> None:
         """A power cut: every process killed, the link down; back `down_for` seconds later."""
@@ -169,6 +171,7 @@ class Faults(Injector):
         if name not in self.cluster.servers:
             return
         before, began = [c.connects for c in self.streams], time.monotonic()
+        held_before = sum(c.connected for c in self.streams)
         while time.monotonic() < began + 120 and not (  # noqa: ASYNC110 - a state, unannounced
             any(c.connects > n for c, n in zip(self.streams, before, strict=True))
             and all(c.connected for c in self.streams)
@@ -179,6 +182,8 @@ class Faults(Injector):
         self.storms.append(text := f"{name} stopped: {moved} streams reconnected; {held} of "
                            f"{len(self.streams)} held {took:.1f} s after its SIGTERM")  # fmt: skip
         self.say(f"deploy: {text}")
+        self.storm_figures.append({"host": name, "open": held_before, "reconnected": moved,
+                                   "held": held, "seconds": round(took, 1)})  # fmt: skip
         if held < len(self.streams):
             self.ledger.violation(f"streams not held again 120 s after {name} stopped: {text}")
 
@@ -360,7 +365,8 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     if args.rolling:
         await exports.check(report, smtp.received(), zip_store)
         await check_streams(report, pool, clients, since)
-        check_download(report, await asyncio.wait_for(in_flight, 300), lb)
+        download = await asyncio.wait_for(in_flight, 300)
+        check_download(report, download, lb)
         report.lines += [f"  reconnect storm: {text}" for text in faults.storms]
     check_processes(
         report, cluster.net.hosts.values(), service_logs(cluster.logs, cluster.net.hosts)
@@ -368,7 +374,19 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
               if r.get("pxname") == "servers" and r["svname"].startswith("srv")}  # fmt: skip
     report.info(f"requests each server host answered (HAProxy): {served}")
-    return conclude(report, ledger, "cluster")
+    code = conclude(report, ledger, "cluster")
+    if args.json is None:
+        return code
+    release = cluster.previous.name if cluster.previous else None
+    fives = sum(n for status, n in ledger.statuses.items() if status >= 500)
+    args.json.write_text(json.dumps({
+        "release": release, "users": users, "duration_s": duration, "streams": len(clients),
+        "storms": faults.storm_figures, "checks": report.counted,
+        "answers": sum(ledger.statuses.values()), "5xx": fives,
+        "download": download if args.rolling else None,
+        "violations": len(report.violations), "first_violations": report.violations[:10],
+    }, indent=1))  # fmt: skip
+    return 0
 
 
 async def check_streams(
