@@ -143,19 +143,16 @@ class Faults(Injector):
     async def roll(self) -> None:
         """A rolling deploy: every server host, then every worker host (in an upgrade, a
         server then a worker: meanwhile jobs queued by each release run on the other), one
-        at a time, stopped with SIGTERM and started again on this checkout; the next once the
-        balancer sees the last one up."""
+        at a time, stopped with SIGTERM (in an upgrade the first worker SIGKILLed mid-build)
+        and started again on this checkout; the next once the balancer sees the last one up."""
         servers, workers = self.cluster.servers, self.cluster.workers
         pairs = [h for pair in zip(servers, workers, strict=True) for h in pair]
         for name in pairs if self.cluster.previous else [*servers, *workers]:
             storm = asyncio.create_task(self.storm(name))
-            code, took = await self.cluster.host(name).sigterm(self.lb.shutdowns, 60)
-            self.lb.stopped[name] = ((end := time.monotonic()) - took, end)
-            if code is None:
-                self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
-            elif code not in (0, -signal.SIGTERM):
-                self.ledger.violation(f"{name} exited with {code} after SIGTERM")
-            self.say(f"deploy: {name} stopped in {took:.1f} s")
+            if self.cluster.previous and name == workers[0]:
+                await self.kill_mid_job(name)
+            else:
+                await self.stop(name)
             self.cluster.releases.pop(name, None)
             await self.cluster.start(name, self.env)
             if name in self.cluster.servers:
@@ -164,6 +161,29 @@ class Faults(Injector):
             else:
                 self.say(f"deploy: {name} started")
             await storm
+
+    async def stop(self, name: str) -> None:
+        """Host `name` stopped with SIGTERM, as a deploy does, within 60 s."""
+        code, took = await self.cluster.host(name).sigterm(self.lb.shutdowns, 60)
+        self.lb.stopped[name] = ((end := time.monotonic()) - took, end)
+        if code is None:
+            self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+        elif code not in (0, -signal.SIGTERM):
+            self.ledger.violation(f"{name} exited with {code} after SIGTERM")
+        self.say(f"deploy: {name} stopped in {took:.1f} s")
+
+    async def kill_mid_job(self, name: str) -> None:
+        """Worker host `name` SIGKILLed once it builds (reads the vault), as a deploy whose
+        grace ran out kills it: the sweep must requeue its job."""
+        deadline = time.monotonic() + 60
+        while not self.cluster.reads_vault(name):
+            if time.monotonic() > deadline:
+                self.ledger.violation(f"fault not injected: {name} built nothing within 60 s")
+                await self.stop(name)
+                return
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(self.cluster.host(name).kill_all)
+        self.say(f"deploy: {name} SIGKILLed while building (its grace ran out)")
 
     async def storm(self, name: str) -> None:
         """Server `name` about to stop: the streams that reconnect, and how long until every
