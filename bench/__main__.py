@@ -23,9 +23,9 @@ def main(argv: list[str]) -> None:
     if name not in known:
         sys.exit(f"no benchmark {name!r}; `python -m bench` lists them")
     bench = known[name]
-    module, extra = (bench.module, list(bench.args)) if bench.module else (name, [])
-    sys.argv = [f"bench.{module}", *extra, *args]
-    runpy.run_module(f"bench.{module}", run_name="__main__", alter_sys=True)
+    extra = list(bench.args) if bench.module else []
+    sys.argv = [bench.target, *extra, *args]
+    runpy.run_module(bench.target, run_name="__main__", alter_sys=True)
 
 
 main(sys.argv[1:])

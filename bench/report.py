@@ -30,9 +30,11 @@ from support.stack import CHECKOUT
 REPORT = CHECKOUT / "docs" / "benchmarks.md"
 DETAILS = CHECKOUT / "docs" / "benchmarks-details.md"
 SCALING = CHECKOUT / "docs" / "scaling.md"
-# Every section of the page, in its order: the benchmark bench/<name>.py.
+# Every section of the page, in its order: the benchmark bench/<name>.py (or its MODULES).
 SECTIONS: tuple[str, ...] = ("build", "posts", "filters", "host_cache", "sse", "sse_box", "page")
-SECTIONS += ("store", "scaling", "export")
+SECTIONS += ("store", "scaling", "export", "upgrade")
+# A section's module where not bench.<name>: a mode of another benchmark, or a run.
+MODULES = {"sse_box": "bench.sse", "upgrade": "runs.cluster"}
 
 
 def sections(folder: Path = FIGURES) -> dict[str, Saved]:
@@ -40,8 +42,8 @@ def sections(folder: Path = FIGURES) -> dict[str, Saved]:
     out = {}
     for name in SECTIONS:
         s = saved(name, folder)
-        module = "sse" if name == "sse_box" else name  # `bench.sse --box`
-        make = getattr(importlib.import_module(f"bench.{module}"), "section", None)
+        module = importlib.import_module(MODULES.get(name, f"bench.{name}"))
+        make = getattr(module, "section", None)
         out[name] = s if s.figures is None or make is None else replace(s, figures=make(s.figures))
     return out
 

@@ -26,7 +26,9 @@ BENCHMARKS = (
     Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers"),
     Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
     Bench("scaling", (), 600, "a backlog's drain, 50 users at once"),
-)
+    Bench("upgrade", ("--upgrade-from", "previous"), 1800,
+          "a rolling upgrade under 4,000 streams (root)", module="runs.cluster"),
+)  # fmt: skip
 
 
 def _how_long() -> str:

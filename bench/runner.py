@@ -30,11 +30,16 @@ class Bench:
     args: tuple[str, ...]
     limit_s: int  # killed past it
     about: str = ""  # what it measures, for `python -m bench`'s list
-    module: str = ""  # runs bench.<module> when it is a mode of another benchmark
+    module: str = ""  # runs bench.<module> when it is a mode of another benchmark, or a run's
+
+    @property
+    def target(self) -> str:
+        """The module it runs: bench.<module or name>, or `module` if dotted (runs.cluster)."""
+        return self.module if "." in self.module else f"bench.{self.module or self.name}"
 
     @property
     def argv(self) -> list[str]:
-        return ["-m", f"bench.{self.module or self.name}", *self.args]
+        return ["-m", self.target, *self.args]
 
     @property
     def command(self) -> str:

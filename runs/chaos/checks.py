@@ -44,6 +44,7 @@ FROM batch_download_requests
 class Report:
     lines: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
+    counted: dict[str, list[int]] = field(default_factory=dict)  # name: [ok, total]
 
     def count(
         self, name: str, ok: int, total: int, bad: list[str] | None = None, *, at_least: int = 1
@@ -51,6 +52,7 @@ class Report:
         """`ok` of `total` passed. Fewer than `at_least` to check is a violation too: a check
         that found nothing to look at proved nothing."""
         self.lines.append(f"  {name}: {ok}/{total}")
+        self.counted[name] = [ok, total]
         self.violations += [f"{name}: {b}" for b in bad or []]
         if ok != total and not bad:
             self.violations.append(f"{name}: {ok}/{total}")
@@ -135,12 +137,13 @@ async def check_all(
 
 
 def conclude(report: Report, ledger: Ledger, run: str) -> int:
-    """The ledger's counts, the checks and every violation printed, then the verdict line
-    (`run`: OK or FAILED: n violations); the exit status."""
+    """The ledger's counts, the checks and every violation (then all in `report.violations`)
+    printed, then the verdict line (`run`: OK or FAILED: n violations); the exit status."""
     report.lines += [f"  {k}: {n}" for k, n in sorted(ledger.counts.items())
                      if not k.startswith("actions:")]  # fmt: skip
     found = "\n".join(report.violations)
-    violations = report.violations + [v for v in ledger.violations if v not in found]
+    report.violations += [v for v in ledger.violations if v not in found]
+    violations = report.violations
     print("checks:")
     print("\n".join(report.lines))
     for v in violations[:40]:

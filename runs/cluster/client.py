@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import random
 import signal
@@ -85,6 +86,7 @@ class Faults(Injector):
     down: set[str] = field(default_factory=set)  # hosts lost at the moment
     streams: list[SseClient] = field(default_factory=list)
     storms: list[str] = field(default_factory=list)  # each server stop's reconnects
+    storm_figures: list[dict[str, Any]] = field(default_factory=list)  # the same, for --json
 
     async def lose_host(self, name: str, down_for: float) -> None:
         """A power cut: every process killed, the link down; back `down_for` seconds later."""
@@ -141,19 +143,16 @@ class Faults(Injector):
     async def roll(self) -> None:
         """A rolling deploy: every server host, then every worker host (in an upgrade, a
         server then a worker: meanwhile jobs queued by each release run on the other), one
-        at a time, stopped with SIGTERM and started again on this checkout; the next once the
-        balancer sees the last one up."""
+        at a time, stopped with SIGTERM (in an upgrade the first worker SIGKILLed mid-build)
+        and started again on this checkout; the next once the balancer sees the last one up."""
         servers, workers = self.cluster.servers, self.cluster.workers
         pairs = [h for pair in zip(servers, workers, strict=True) for h in pair]
         for name in pairs if self.cluster.previous else [*servers, *workers]:
             storm = asyncio.create_task(self.storm(name))
-            code, took = await self.cluster.host(name).sigterm(self.lb.shutdowns, 60)
-            self.lb.stopped[name] = ((end := time.monotonic()) - took, end)
-            if code is None:
-                self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
-            elif code not in (0, -signal.SIGTERM):
-                self.ledger.violation(f"{name} exited with {code} after SIGTERM")
-            self.say(f"deploy: {name} stopped in {took:.1f} s")
+            if self.cluster.previous and name == workers[0]:
+                await self.kill_mid_job(name)
+            else:
+                await self.stop(name)
             self.cluster.releases.pop(name, None)
             await self.cluster.start(name, self.env)
             if name in self.cluster.servers:
@@ -163,12 +162,36 @@ class Faults(Injector):
                 self.say(f"deploy: {name} started")
             await storm
 
+    async def stop(self, name: str) -> None:
+        """Host `name` stopped with SIGTERM, as a deploy does, within 60 s."""
+        code, took = await self.cluster.host(name).sigterm(self.lb.shutdowns, 60)
+        self.lb.stopped[name] = ((end := time.monotonic()) - took, end)
+        if code is None:
+            self.ledger.violation(f"{name} did not exit within 60 s of SIGTERM")
+        elif code not in (0, -signal.SIGTERM):
+            self.ledger.violation(f"{name} exited with {code} after SIGTERM")
+        self.say(f"deploy: {name} stopped in {took:.1f} s")
+
+    async def kill_mid_job(self, name: str) -> None:
+        """Worker host `name` SIGKILLed once it builds (reads the vault), as a deploy whose
+        grace ran out kills it: the sweep must requeue its job."""
+        deadline = time.monotonic() + 60
+        while not self.cluster.reads_vault(name):
+            if time.monotonic() > deadline:
+                self.ledger.violation(f"fault not injected: {name} built nothing within 60 s")
+                await self.stop(name)
+                return
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(self.cluster.host(name).kill_all)
+        self.say(f"deploy: {name} SIGKILLed while building (its grace ran out)")
+
     async def storm(self, name: str) -> None:
         """Server `name` about to stop: the streams that reconnect, and how long until every
         stream is held again (at most 120 s, or a violation)."""
         if name not in self.cluster.servers:
             return
         before, began = [c.connects for c in self.streams], time.monotonic()
+        held_before = sum(c.connected for c in self.streams)
         while time.monotonic() < began + 120 and not (  # noqa: ASYNC110 - a state, unannounced
             any(c.connects > n for c, n in zip(self.streams, before, strict=True))
             and all(c.connected for c in self.streams)
@@ -179,6 +202,8 @@ class Faults(Injector):
         self.storms.append(text := f"{name} stopped: {moved} streams reconnected; {held} of "
                            f"{len(self.streams)} held {took:.1f} s after its SIGTERM")  # fmt: skip
         self.say(f"deploy: {text}")
+        self.storm_figures.append({"host": name, "open": held_before, "reconnected": moved,
+                                   "held": held, "seconds": round(took, 1)})  # fmt: skip
         if held < len(self.streams):
             self.ledger.violation(f"streams not held again 120 s after {name} stopped: {text}")
 
@@ -360,7 +385,8 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     if args.rolling:
         await exports.check(report, smtp.received(), zip_store)
         await check_streams(report, pool, clients, since)
-        check_download(report, await asyncio.wait_for(in_flight, 300), lb)
+        download = await asyncio.wait_for(in_flight, 300)
+        check_download(report, download, lb)
         report.lines += [f"  reconnect storm: {text}" for text in faults.storms]
     check_processes(
         report, cluster.net.hosts.values(), service_logs(cluster.logs, cluster.net.hosts)
@@ -368,7 +394,19 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
               if r.get("pxname") == "servers" and r["svname"].startswith("srv")}  # fmt: skip
     report.info(f"requests each server host answered (HAProxy): {served}")
-    return conclude(report, ledger, "cluster")
+    code = conclude(report, ledger, "cluster")
+    if args.json is None:
+        return code
+    release = cluster.previous.name if cluster.previous else None
+    fives = sum(n for status, n in ledger.statuses.items() if status >= 500)
+    args.json.write_text(json.dumps({
+        "release": release, "users": users, "duration_s": duration, "streams": len(clients),
+        "storms": faults.storm_figures, "checks": report.counted,
+        "answers": sum(ledger.statuses.values()), "5xx": fives,
+        "download": download if args.rolling else None,
+        "violations": len(report.violations), "first_violations": report.violations[:10],
+    }, indent=1))  # fmt: skip
+    return 0
 
 
 async def check_streams(

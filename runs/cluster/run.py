@@ -45,6 +45,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="a rolling upgrade: the hosts start on git revision REV of this "
                         f"repository, then roll onto this checkout (`{PREVIOUS}`: the newest "
                         "v* tag before HEAD, the first release in a clone without tags)")  # fmt: skip
+    p.add_argument("--json", type=Path, metavar="PATH",
+                   help="also write the run's figures (streams, storms, checks, violations) "
+                        "to PATH; the exit status is then 0 once written")  # fmt: skip
     p.add_argument("--keep", action="store_true", help="keep the run folder (logs)")
     p.add_argument("--break-crash-check", action="store_true",
                    help="SIGKILL a worker host's process unannounced: the run must fail")  # fmt: skip

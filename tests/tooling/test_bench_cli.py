@@ -37,5 +37,7 @@ def test_one_benchmark_runs_by_its_short_name() -> None:
     assert "Benchmark of the posts endpoints" in done.stdout and "--depths" in done.stdout
     done = bench("sse_box", "--help")  # run_all's mode, run with the mode's own arguments
     assert done.returncode == 0 and "--box" in done.stdout
+    done = bench("upgrade", "--help")  # a run's module, named in full
+    assert done.returncode == 0 and "runs.cluster" in done.stdout and "--json" in done.stdout
     done = bench("no_such_benchmark")
     assert done.returncode != 0 and "python -m bench` lists them" in done.stderr
