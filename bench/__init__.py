@@ -1,2 +1,1 @@
-"""Benchmarks: `python -m bench` lists them, `python -m bench NAME` runs one (they print figures;
-they are not tests)."""
+"""Benchmarks: `python -m bench` lists them, `python -m bench NAME` runs one."""

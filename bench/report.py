@@ -1,20 +1,5 @@
-"""Every generated page under docs/, rendered from the committed figures and chaos runs alone
-(`python -m bench.run_all --report-only`; tests/tooling/test_docs_rendered.py checks them).
-
-docs/benchmarks.md is bench/templates/benchmarks.md.j2: one table of every target, each row its
-figure, verdict, date and command, a benchmark's rows a `{% call(f) rows(s.<name>, …) %}` block
-that reads `f`, the figures of `bench/figures/<name>.json` or what the benchmark's own
-`section(figures)` makes of them. docs/benchmarks-details.md is
-bench/templates/benchmarks-details.md.j2: each benchmark's method and figures, a
-`{% call(f) section(s.<name>, "heading") %}` block under the line saying when it was measured.
-A benchmark with no figures is one "not measured yet" row, or line, on each page. To add one:
-its blocks in both templates, its name in SECTIONS, and its benchmark in bench/run_all.py's
-list; its first run writes bench/figures/<name>.json.
-
-docs/scaling.md is bench/templates/scaling.md.j2 rendered from the figures of `bench.sse --box`;
-the cluster's figures on the page are dated one-offs, written in the template. A part whose
-figures are missing says so.
-"""
+"""Every generated page under docs/, from the committed figures and chaos runs alone. To add a
+benchmark: its blocks in both benchmarks templates, its name in SECTIONS and in run_all."""
 
 from __future__ import annotations
 
@@ -66,7 +51,6 @@ def scaling(folder: Path = FIGURES) -> str:
 
 
 def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path, str]:
-    """Each generated page's path and text."""
     pages = {REPORT: benchmarks(figures), DETAILS: details(figures), SCALING: scaling(figures)}
     return pages | chaos_pages.renders(runs)
 

@@ -1,6 +1,4 @@
-"""Runs one benchmark as its own process and keeps its figures in bench/figures/<name>.json:
-`{"run": {date, load_start, load_end, seconds, command}, "figures": ...}`, plus `"failed"` beside
-the run before's figures when a rerun failed. The docs are rendered from these files alone."""
+"""Runs one benchmark as its own process and keeps its figures in bench/figures/<name>.json."""
 
 from __future__ import annotations
 
@@ -63,8 +61,7 @@ def _write(name: str, data: dict[str, Any], folder: Path) -> None:
 
 
 def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
-    """Runs one benchmark into its file in `folder`: None when it saved figures, else why not
-    (the file then keeps the figures before, with the failure)."""
+    """Runs one benchmark into its file in `folder`: None when it saved figures, else why not."""
     SCRATCH.mkdir(parents=True, exist_ok=True)
     out = SCRATCH / f"{bench.name}.json"
     out.unlink(missing_ok=True)

@@ -1,5 +1,4 @@
-"""`python -m runs.chaos ... --doc`: the run's output, dated, kept in runs/chaos/saved/<mode>.json
-(committed) and rendered from there into docs/runs/chaos-<mode>.md and docs/reliability.md."""
+"""`python -m runs.chaos ... --doc`: a run's output kept in runs/chaos/saved/, rendered into docs/."""
 
 from __future__ import annotations
 

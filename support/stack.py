@@ -1,7 +1,4 @@
-"""One way to start a stack for the tests, benchmarks and runs: a fresh database, the service's
-processes, and the one builder of their environment (`service_env`). PostgreSQL and Redis are
-DATABASE_URL / REDIS_URL when set, else embedded ones under .data/bench; each run works in a
-database it creates and drops."""
+"""One way to start a stack for the tests, benchmarks and runs: databases, processes, env."""
 
 from __future__ import annotations
 
@@ -33,14 +30,12 @@ from pmd_service.dev.embedded import services, stop_processes
 from pmd_service.sse.hub import LISTENER_NAME
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-# The service's processes as production starts them, from the checkout.
 SERVER = [sys.executable, "server.py"]
 WORKER = [sys.executable, "-m", "pmd_service", "worker"]
 
 
 def bench_settings() -> Settings:
-    """DATABASE_URL and REDIS_URL from the environment, else the embedded servers under
-    .data/bench (started or joined); a throwaway token secret."""
+    """DATABASE_URL and REDIS_URL from the environment, else the embedded servers."""
     env = {
         "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
@@ -57,8 +52,7 @@ def with_database(url: str, name: str) -> str:
 
 @asynccontextmanager
 async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of our own to `url` (asyncpg.connect's `options`), closed when the block
-    ends."""
+    """A plain asyncpg connection to `url`, closed when the block ends."""
     conn = await asyncpg.connect(url, **options)
     try:
         yield conn
@@ -68,8 +62,7 @@ async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connectio
 
 @asynccontextmanager
 async def opened(url: str, application_name: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the service makes one (its codecs, named `application_name`), closed
-    when the block ends."""
+    """A connection as the service makes one, closed when the block ends."""
     conn = await connect(url, application_name)
     try:
         yield conn
@@ -84,15 +77,13 @@ async def _admin(server_url: str, *statements: str) -> None:
 
 
 async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
-    """A new database `name` on `server_url`'s server; its URL. With `search_path`, connections
-    to it name the service's tables unqualified, as the service does."""
+    """A new database `name` on `server_url`'s server: its URL."""
     path = [f'ALTER DATABASE "{name}" SET search_path = pmd, public'] if search_path else []
     await _admin(server_url, f'CREATE DATABASE "{name}"', *path)
     return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str, *roles: str) -> None:
-    """Database `name` dropped, its connections cut, and then `roles`."""
     drops = [f"DROP ROLE IF EXISTS {role}" for role in roles]
     await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', *drops)
 
@@ -118,7 +109,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
 
 
 def first_ephemeral_port() -> int:
-    """The first port of the kernel's range for the local end of outgoing connections."""
+    """The first port of the kernel's ephemeral range."""
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -133,9 +124,8 @@ def _bindable(port: int) -> bool:
 
 
 def free_port(gap: int = 0) -> int:
-    """A port free on every address (with `gap`, so is the port `gap` above it: weed's gRPC
-    ports), below the kernel's ephemeral range: a port it hands out (bind to 0) may be taken by
-    a client's connection before the server meant for it binds it, or binds it again."""
+    """A free port (with `gap`, so is the one `gap` above it) below the ephemeral range, which
+    a client's connection may take before the server binds it."""
     for _ in range(200):
         port = random.randrange(10000, max(10001, first_ephemeral_port() - gap))
         if _bindable(port) and (not gap or _bindable(port + gap)):
@@ -159,10 +149,8 @@ def database_env(settings: Settings) -> dict[str, str]:
 def service_env(
     settings: Settings, data_dir: Path | None = None, /, **extra: str
 ) -> dict[str, str]:
-    """The environment of a server, worker or CLI process on `settings`. Without `data_dir`,
-    this process's environment with text logs (a benchmark's or run's child); with it, a test's
-    child on 127.0.0.1 with its data there, and none of the caller's PMD_/LOG_/METRICS_/
-    STARTUP_ settings, PORT or HOST (a test names what it checks)."""
+    """The environment of a service process on `settings`; with `data_dir`, a test's, without
+    the caller's own PMD_/LOG_/METRICS_/STARTUP_ settings."""
     if data_dir is None:
         env = {**os.environ, "LOG_FORMAT": "text"}
     else:
@@ -196,8 +184,7 @@ def wait_ready(
     proc: subprocess.Popen[bytes] | None, ready: Callable[[], bool], what: str,
     log: Path | None = None, within: float = 30, error: type[Exception] = RuntimeError,
 ) -> None:  # fmt: skip
-    """Until `ready()`: `error`, the end of `log` in it, if `proc` (the process that should
-    answer, if it is ours) exits first or `within` s pass (then it is killed)."""
+    """Until `ready()`; `error` with `log`'s end if `proc` exits first or `within` s pass."""
     deadline = time.monotonic() + within
     while not ready():
         if proc is not None and proc.poll() is not None:
@@ -215,9 +202,7 @@ async def eventually(
     what: str | Callable[[], str] = "the condition",
     interval: float = 0.01,
 ) -> None:
-    """Poll `check` until it returns true, failing after `within` seconds with `what` (a text,
-    or a function giving one at that moment: a log's tail). For states nothing announces (a row
-    changing, a count reached, a port answering); `check` may itself fail, to stop early."""
+    """Poll `check` until true, failing after `within` seconds with `what` (or what it returns)."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() >= deadline:
@@ -226,7 +211,7 @@ async def eventually(
 
 
 def answers(url: str) -> bool:
-    """Whether `url` answers 200 now (False while nothing listens)."""
+    """Whether `url` answers 200 now."""
     try:
         with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own servers
             return bool(r.status == 200)
@@ -237,8 +222,7 @@ def answers(url: str) -> bool:
 def start_server(
     env: dict[str, str], port: int, log: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
-    """`python server.py`, once /readyz answers 200; its output to `log` instead of this
-    process's (a line per request drowns a bench's figures)."""
+    """`python server.py`, once /readyz answers 200; its output to `log`."""
     proc = subprocess.Popen(SERVER, cwd=CHECKOUT, env={**env, "PORT": str(port)}, stdout=log,
                             stderr=log)  # fmt: skip
     name = getattr(log, "name", None)
@@ -256,7 +240,7 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
 
 
 async def listener_pids(conn: asyncpg.Connection | asyncpg.Pool) -> list[int]:
-    """The server processes' LISTEN connections (each holds one once it is up): their pids."""
+    """The pids of the server processes' LISTEN connections."""
     rows = await conn.fetch(
         "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
         " AND datname = current_database()",

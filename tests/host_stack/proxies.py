@@ -1,6 +1,5 @@
-"""Debian's Caddy and nginx, run on loopback in front of a running service with the shipped
-files (deploy/caddy/pmd.Caddyfile, deploy/nginx/pmd.conf) included verbatim, beside a stand-in
-for the host's own /api/* rule (prefix stripped, as the host's labels do)."""
+"""Debian's Caddy and nginx on loopback in front of a running service, the shipped files
+included verbatim, beside a stand-in for the host's own /api/* rule."""
 
 from __future__ import annotations
 
@@ -22,12 +21,11 @@ from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
 NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
-# What the host's api stand-in answers: the path as the host's api sees it (prefix stripped).
 HOST_API_REPLY = "host api saw "
 
 
 def _configured(program: str, directory: Path, name: str, text: str) -> tuple[str, Path]:
-    """`program`'s binary (failing where it is missing) and `text` written to `directory/name`."""
+    """`program`'s binary and `text` written to `directory/name`."""
     binary = tools.find(program)
     assert binary is not None, tools.missing([program])
     directory.mkdir(parents=True, exist_ok=True)
@@ -39,7 +37,7 @@ def _configured(program: str, directory: Path, name: str, text: str) -> tuple[st
 def _serving(
     command: list[str], port: int, out: Path, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[None]:
-    """`command` running, its output to `out`, once `port` answers (else `log` says why)."""
+    """`command` running, its output to `out`, once `port` answers."""
     with out.open("ab") as output:
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     try:
@@ -75,7 +73,7 @@ def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
 def caddy_serving(
     directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[None]:
-    """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
+    """Caddy running `config_text` until the block ends."""
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
@@ -100,7 +98,7 @@ def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
 
 
 def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
-    """nginx's command line on a configuration that includes the shipped file, on `port`."""
+    """nginx's command line on a configuration that includes the shipped file."""
     user = "user root;" if os.geteuid() == 0 else ""
     text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
                    INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
@@ -124,8 +122,7 @@ def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
 
 
 async def check_reference(http: aiohttp.ClientSession, base: str) -> None:
-    """The API reference (`{BASE_URL}/api/pmd/docs`) works through a proxy that sends only
-    /api/pmd/* to the service: the page, its document and the viewer's files all answer there."""
+    """The API reference works through a proxy that sends only /api/pmd/* to the service."""
     async with http.get(base + "/api/pmd/docs") as resp:
         assert resp.status == 200 and resp.content_type == "text/html", await resp.text()
         html = await resp.text()
