@@ -37,7 +37,7 @@ from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.zipbuild.build import Entry, build_zip
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.stack import fresh_stack, opened, service_env, start_worker, stop
+from support.stack import connected, fresh_stack, service_env, start_worker, stop
 
 T = TypeVar("T")
 FILES = 128
@@ -90,7 +90,6 @@ def seed_algorithm(paths: list[Path], out: Path) -> None:
 
 
 def chunks(paths: list[Path], size: int = 1 << 20) -> Iterator[bytes]:
-    """The files' bytes in order, `size` at a time."""
     for path in paths:
         with open(path, "rb", buffering=0) as source:
             while chunk := source.read(size):
@@ -194,8 +193,6 @@ def in_process(large: list[Path], small: list[Path], sizes: list[int], work: Pat
 
 @dataclass
 class Run:
-    """The worker driven as the server drives it, and where its ZIPs go."""
-
     conn: asyncpg.Connection
     redis: ArqRedis
     doorbell: asyncio.Queue[str]
@@ -258,8 +255,8 @@ async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
     doorbell: asyncio.Queue[str] = asyncio.Queue()
     try:
         async with (
-            opened(settings.database_url, "pmd-bench") as conn,
-            opened(settings.database_url, "pmd-bench-listen") as listener,
+            connected(settings.database_url, "pmd-bench") as conn,
+            connected(settings.database_url, "pmd-bench-listen") as listener,
             create_redis(settings.redis_url) as redis,
         ):
             await listener.add_listener(CHANNEL, lambda *args: doorbell.put_nowait(args[3]))
@@ -271,7 +268,6 @@ async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
 async def seed_user(
     conn: Any, settings: Settings, handle: str, files: list[Path]
 ) -> tuple[seeding.UserRow, list[int]]:
-    """A user whose artworks are `files`, in the vault as the host lays it out."""
     seed = seeding.Factory(conn, settings)
     owner = await seed.user(handle)
     posts = [await seed.post(owner, title=f"{handle} {i}", data=source.read_bytes(),
@@ -313,7 +309,6 @@ async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
 
 
 async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[str, Any]:
-    """The worker's RSS building one artwork's BDR with `comments` comments."""
     seeder = seeding.Factory(run.conn, settings)
     user = await seeder.user("chatty")
     warm, big = [(await seeder.post(user, title=title, shard="ab",

@@ -10,7 +10,6 @@ from typing import Any
 
 
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
-    """The benchmark's parser, with `--json` (where bench.run_all collects the figures)."""
     p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the figures to this file")

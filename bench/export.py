@@ -31,7 +31,7 @@ from pmd_service.storage.zip_files import ZipFiles
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed, create_bucket, running_seaweed
-from support.stack import fresh_stack, opened
+from support.stack import connected, fresh_stack
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
 PART_BYTES = 256 << 20
@@ -179,7 +179,6 @@ class Store:
 
     async def beside_export(self, count: int, label: str
                             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
-        """An export, and up to `count` BDRs one after another while it builds."""
         run, n = self.run, len(self.owner.post_ids)
         export = await request_export(run, self.owner)
         low, high = BUSY_FROM * n, BUSY_UNTIL * n
@@ -203,7 +202,6 @@ class Store:
         return bdrs, built
 
     async def idle_bdrs(self, count: int) -> list[dict[str, Any]]:
-        """`count` BDRs with the worker idle, each with its peak RSS."""
         bdrs = []
         for _ in range(count):
             with _rss(self.run) as rss:
@@ -325,7 +323,7 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
     async with fresh_stack() as settings:
-        async with opened(settings.database_url, "pmd-bench") as conn:
+        async with connected(settings.database_url, "pmd-bench") as conn:
             owner = await seed_owner(conn, settings, "exporter", artworks, 1)
             warm = await seed_owner(conn, settings, "warm", WARM_ARTWORKS, 2)
         await asyncio.to_thread(os.sync)  # the vault on disk: no writeback during the rounds

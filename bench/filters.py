@@ -30,7 +30,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.posts import listing
 from pmd_service.posts.filters import FilterKeys, check_filter
 from pmd_service.posts.sorting import check_sort
-from support.stack import fresh_stack, opened
+from support.stack import connected, fresh_stack
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512
 SORT_KEYS = ("sort", "order")
@@ -211,7 +211,7 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
     pool = await settings_pool(settings, "pmd-bench-listing", min_size=2, max_size=2)
     async with (
         pool,
-        opened(settings.database_url, "pmd-bench-floor") as conn,
+        connected(settings.database_url, "pmd-bench-floor") as conn,
         served(settings) as http,
     ):
         await conn.execute(SQL_TAG, user.id)

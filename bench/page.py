@@ -36,7 +36,6 @@ VIEWS = 'th[data-sort="view_count"] button'
 
 
 async def first_ids(http: aiohttp.ClientSession, url: str, user: Lister, order: str) -> list[int]:
-    """The server's first rows of `user`'s list by views, in `order`."""
     query = {"limit": str(ROWS), "sort": "view_count", "order": order}
     async with http.get(url, params=query, headers=user.auth) as resp:
         return [item["id"] for item in (await resp.json())["items"]]

@@ -33,7 +33,7 @@ from support.seeding import (
     listed_posts,
     set_sqids,
 )
-from support.stack import fresh_stack, opened
+from support.stack import connected, fresh_stack
 
 POSTS, OTHER_POSTS, PAGE, BATCH = 10_000, 20_000, 512, 128
 TARGET_RATIO = {True: 1.3, False: 1.6}  # GET p50 / floor p50, with post sqids set and NULL
@@ -90,7 +90,7 @@ async def seed_listers(
 ) -> dict[str, Lister]:
     """Users named by `wanted` (name: (live artworks, with post sqids)), among another's posts."""
     ids = PublicIds(settings.sqids_alphabet)
-    async with opened(settings.database_url, "pmd-bench-seed") as conn:
+    async with connected(settings.database_url, "pmd-bench-seed") as conn:
         other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
         license_id = await insert_row(conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0")
         with_sqids: list[int] = []
@@ -146,7 +146,6 @@ async def ms(operation: Awaitable[object]) -> float:
 
 
 def against(http: list[float], sql: list[float]) -> dict[str, Any]:
-    """An API call's times (ms) against its floor's."""
     return {"http": pair(http), "sql": pair(sql),
             "ratio": statistics.median(http) / statistics.median(sql)}  # fmt: skip
 
@@ -228,7 +227,6 @@ async def check(s: Series) -> None:
 
 
 async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
-    """Every page of `user`'s list, each post once: the number of pages."""
     seen: list[int] = []
     pages, cursor = 0, None
     while pages == 0 or cursor:
@@ -278,7 +276,7 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     pool = await create_pool(settings.database_url, "pmd-bench-floor", min_size=1, max_size=1)
     async with (
         pool,
-        opened(settings.database_url, "pmd-bench-floor") as conn,
+        connected(settings.database_url, "pmd-bench-floor") as conn,
         served(settings) as http,
     ):
         pages = await walk(http, main_user)

@@ -32,7 +32,6 @@ def sections(folder: Path = FIGURES) -> dict[str, Saved]:
 
 
 def benchmarks(folder: Path = FIGURES, template: str = "benchmarks.md.j2") -> str:
-    """docs/benchmarks.md (or its details' page), from its template and `folder`'s figures alone."""
     machine = folder / MACHINE.name
     return render.render(
         template,
@@ -46,7 +45,6 @@ def details(folder: Path = FIGURES) -> str:
 
 
 def scaling(folder: Path = FIGURES) -> str:
-    """docs/scaling.md, from the template and the figures in `folder` alone."""
     return render.render("scaling.md.j2", sse_box=saved("sse_box", folder))
 
 

@@ -95,7 +95,6 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
 
 
 async def service_versions() -> tuple[str, str]:
-    """PostgreSQL and Redis versions of the servers the benchmarks use."""
     from pmd_service.core.redis_client import create_redis
     from support.stack import bench_settings, connected
 

@@ -67,8 +67,6 @@ async def post_bdr(http: aiohttp.ClientSession, auth: dict[str, str], post_ids: 
 
 @dataclass
 class Local:
-    """The service on this machine and the seeded users."""
-
     http: aiohttp.ClientSession
     users: list[tuple[dict[str, str], list[int]]]
     db: Any  # an asyncpg connection
@@ -152,7 +150,6 @@ async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, An
 async def watch_ready(
     http: aiohttp.ClientSession, token: str, seen: dict[str, float], up: asyncio.Future[None]
 ) -> None:
-    """Follows one user's stream; records when each BDR's `ready` event arrives."""
     async with open_stream(http, SSE, {"Authorization": f"Bearer {token}"}) as stream:
         await stream.opening()  # the snapshot (earlier BDRs) comes first: only live events count
         up.set_result(None)
@@ -203,7 +200,6 @@ async def burst_latency(rig: Local) -> dict[str, Any]:
 
 async def seed_users(conn: asyncpg.Connection, settings: Settings
                      ) -> tuple[list[str], list[Any]]:  # fmt: skip
-    """USERS users of ARTWORKS_PER_USER artworks: their tokens, (auth header, posts)."""
     files = make_small_pixel_art(settings.zip_path.parent / "sources", ARTWORKS_PER_USER)
     tokens, users = [], []
     for i in range(USERS):
@@ -217,7 +213,7 @@ async def seed_users(conn: asyncpg.Connection, settings: Settings
 async def run(backlog: int, repeats: int) -> dict[str, Any]:
     async with (
         stack.fresh_stack() as settings,
-        stack.opened(settings.database_url, "pmd-bench") as conn,
+        stack.connected(settings.database_url, "pmd-bench") as conn,
         create_redis(settings.redis_url) as redis,
     ):
         # arq's keys of an earlier run that died: its jobs would count in this run's backlog.

@@ -88,7 +88,6 @@ def raise_fd_limit(want: int) -> int:
 
 def client_main(conn: Connection, source: str, port: int, users: list[tuple[int, str]],
                 per_user: int) -> None:  # fmt: skip
-    """A client process: runs each command it is sent, a method of its `Client`."""
     raise_fd_limit(len(users) * per_user + FD_HEADROOM)
 
     async def serve() -> None:
@@ -104,8 +103,6 @@ def client_main(conn: Connection, source: str, port: int, users: list[tuple[int,
 
 
 class Clients:
-    """A level's client processes, each from its own source address, driven over pipes."""
-
     def __init__(self, port: int, tokens: list[str], streams: int, mode: Mode) -> None:
         users = list(enumerate(tokens[: streams // mode.per_user]))
         count = mode.clients(streams)
@@ -167,7 +164,6 @@ class Bench:
 
 
 async def flood(clients: Clients, mode: Mode) -> dict[str, Any]:
-    """Every client opens all its streams but the warm ones, as fast as it can."""
     t0 = time.monotonic()
     got = await clients.all("open", 1, None, mode.flood)
     took, opened, statuses = tally(got, t0)
@@ -184,7 +180,6 @@ async def flood(clients: Clients, mode: Mode) -> dict[str, Any]:
 
 
 async def storms(clients: Clients, holding: int) -> dict[str, Any]:
-    """The reconnect storm, then the ticket storm."""
     t0 = time.monotonic()
     out = storm_summary(await clients.all("storm", False), holding, t0)
     t0 = time.monotonic()
@@ -192,7 +187,6 @@ async def storms(clients: Clients, holding: int) -> dict[str, Any]:
 
 
 async def baseline(b: Bench, streams: int) -> dict[str, Any]:
-    """The same clients' flood and storms against a bare aiohttp app (sse_floor)."""
     port = stack.free_port()
     procs = await asyncio.to_thread(sse_floor.start, port, b.mode.processes(streams))
     clients = Clients(port, b.seeded.tokens, streams, b.mode)
@@ -208,7 +202,6 @@ async def baseline(b: Bench, streams: int) -> dict[str, Any]:
 
 
 async def gc_figures(port: int) -> dict[str, float]:
-    """The server's GC figures so far, from its /metrics."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
     values = dict(line.partition(" ")[::2] for line in (await reader.read()).decode().splitlines())
@@ -252,7 +245,6 @@ async def served(b: Bench, streams: int, connections: int
 
 
 async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
-    """The service's figures at `streams`, then the baseline's with the same clients."""
     per_user = b.mode.per_user
     async with served(b, streams, connections) as (server_pid, port, clients, fig):
         warm = await clients.all("open", 0, 1, WARM_CONCURRENCY)  # one user's per client
@@ -377,7 +369,6 @@ def main() -> None:
 
 
 def section(f: dict[str, Any]) -> dict[str, Any]:
-    """What the page's text reads of either mode's figures."""
     levels = f["levels"]
     top = max(levels, key=lambda lv: lv["streams"])
     kbs = [lv["kb_per_stream_rss"] for lv in levels]

@@ -79,7 +79,6 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 
 def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) -> dict[str, Any]:
-    """1. The build into the store against a plain multipart put of its bytes."""
     entries = [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
 
     def zipped(sink: Any) -> int:
@@ -154,7 +153,6 @@ async def _read_all(store: S3Store, artworks: list[Artwork], concurrency: int) -
 
 async def slow_reads(weed: Seaweed, bucket: str, prefix: str, files: list[Path],
                      port: int, rounds: int) -> dict[str, Any]:  # fmt: skip
-    """3. Reads through the slow proxy at `port` 8 at a time and one by one, rounds alternating."""
     direct = store_at(weed.endpoint, bucket, prefix)
     artworks = []
     for i, path in enumerate(files):
@@ -189,7 +187,6 @@ async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, st
 
 async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, int],
                     bdr: dict[str, Any], rounds: int) -> dict[str, Any]:  # fmt: skip
-    """4. The servers' CPU seconds for one download, in each mode."""
     token = mint_token(settings.jwt_secret_key, bdr["sqid"], ttl_seconds=3600)
     headers = {"Authorization": f"Bearer {token}"}
     urls = {mode: f"http://127.0.0.1:{port}/api/pmd/bdr/{bdr['id']}/download"
@@ -219,7 +216,7 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
 
 async def _ready_bdr(settings: Settings, store: Any) -> tuple[str, uuid.UUID]:
     """A ready BDR whose object holds STALLED_BYTES random bytes: (its owner's token, its id)."""
-    async with stack.opened(settings.database_url, "pmd-bench") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench") as conn:
         owner = await seeding.Factory(conn, settings).user("proxied")
         file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
         await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(STALLED_BYTES))
@@ -253,7 +250,6 @@ async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[st
         return float(found[0].split()[1]) if found else float("nan")
 
     async def open_until(level: int) -> float:
-        """Readers added until `level` are open; the server's RSS once settled."""
         while len(readers) < level:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
@@ -264,7 +260,6 @@ async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[st
         return await _settled_rss(pid)
 
     async def close() -> float:
-        """Every reader leaves; the server's RSS once it has let them all go."""
         for reader in readers:
             reader.transport.abort()
         readers.clear()

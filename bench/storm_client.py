@@ -145,7 +145,6 @@ class Client:
         return {"times": self.times, "misrouted": self.misrouted}
 
     async def open(self, first: int, end: int | None, concurrency: int) -> dict[str, Any]:
-        """Opens the streams of users[first:end], retrying failures: how many opened, when."""
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         statuses: Counter[int] = Counter()

@@ -219,11 +219,10 @@ def _curl(case: Any) -> str:
 
 
 async def seed_database(settings: Settings, database_url: str | None = None) -> Seed:
-    """A moderator (the token's user) and another user, each with rows to aim at."""
     from pmd_service.host.tokens import mint_token
-    from support.stack import opened
+    from support.stack import connected
 
-    async with opened(database_url or settings.database_url, "pmd-bench") as conn:
+    async with connected(database_url or settings.database_url, "pmd-bench") as conn:
         seeder = Factory(conn, settings)
         await seeder.license("CC0")
         own = await _seed_user(seeder, "fuzzer", ["user", "moderator"])
@@ -282,7 +281,6 @@ def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int
 
 
 async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
-    """A ready export of one part, older than the cooldown."""
     ready, now = uuid.uuid4(), datetime.now(UTC)
     relative, size, sha256 = _zip(seeder.settings.zip_path, f"pmd-exports/{ready}/part-1.zip", {
         f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",

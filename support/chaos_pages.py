@@ -65,7 +65,6 @@ def transcript_page(key: str) -> Path:
 
 
 def runs(folder: Path = RUNS) -> list[dict[str, Any]]:
-    """Every mode with its saved run (None: never run) and the page of its transcript."""
     out = []
     for key, what in MODES.items():
         path = run_file(key, folder)
@@ -82,7 +81,6 @@ def runs(folder: Path = RUNS) -> list[dict[str, Any]]:
 
 
 def renders(folder: Path = RUNS) -> dict[Path, str]:
-    """docs/reliability.md and each chaos run's transcript page, from the runs saved."""
     saved = runs(folder)
     out = {DOC: pages.render("reliability.md.j2", runs=saved)}
     for r in saved:
@@ -91,7 +89,6 @@ def renders(folder: Path = RUNS) -> dict[Path, str]:
 
 
 def write(argv: list[str], output: str, code: int, folder: Path = RUNS) -> Path:
-    """Saves the run's output under its mode and renders the pages again."""
     key = mode(argv)
     if key not in MODES:
         raise SystemExit(f"no page for a chaos run of {key!r}: add it to MODES in {__name__}")

@@ -43,7 +43,6 @@ def config(
 
 
 def userlist(users: dict[str, str]) -> str:
-    """userlist.txt: each role with the password PgBouncer logs in to PostgreSQL with."""
     return "".join(f'"{user}" "{pw.replace(chr(34), chr(34) * 2)}"\n' for user, pw in users.items())
 
 
@@ -66,7 +65,6 @@ def _runs_as(server_host: str, tcp: bool) -> str:
 
 @contextmanager
 def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[PgBouncer]:
-    """PgBouncer on a free loopback port in front of `database_url`'s server."""
     binary = tools.find("pgbouncer")
     if binary is None:
         raise RuntimeError(tools.missing(["pgbouncer"]))

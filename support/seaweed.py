@@ -59,7 +59,6 @@ class Seaweed:
     master: str = ""  # the master's HTTP endpoint (its admin calls: vacuum)
 
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
-        """The service's variables for ZIPs in `s3://bucket/prefix`."""
         return {
             "ZIP_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -67,7 +66,6 @@ class Seaweed:
         }  # fmt: skip
 
     def settings(self, settings: Settings, bucket: str, prefix: str, **changes: Any) -> Settings:
-        """`settings` with `env`'s values."""
         store = {name.lower(): value for name, value in self.env(bucket, prefix).items()}
         return msgspec.structs.replace(settings, **store, **changes)
 
@@ -140,7 +138,6 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
 
 
 async def create_bucket(weed: Seaweed, name: str = "") -> str:
-    """Bucket `name` (by default a new name) on `weed`: its name."""
     from aiobotocore.session import get_session
 
     name = name or f"pmd-test-{secrets.token_hex(4)}"

@@ -14,7 +14,7 @@ from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
-from support.stack import opened
+from support.stack import connected
 
 
 async def insert_row(conn: Any, table: str, returning: str = "id", **cols: Any) -> Any:
@@ -25,7 +25,6 @@ async def insert_row(conn: Any, table: str, returning: str = "id", **cols: Any) 
 
 
 async def set_sqids(conn: Any, ids: PublicIds, table: str, row_ids: list[int]) -> list[str]:
-    """The public sqids of rows `row_ids` of `table` set: they, in order."""
     sqids = [ids.encode(i) for i in row_ids]
     await conn.execute(
         f"UPDATE {table} t SET public_sqid = s.sqid"
@@ -191,7 +190,6 @@ class HostSite:
 
 
 async def bulk_users(conn: asyncpg.Connection, ids: PublicIds, prefix: str, n: int) -> list[int]:
-    """`n` users (`{prefix}1`, …) with their public sqids, in two statements."""
     rows = await conn.fetch(
         "INSERT INTO users (handle, email) SELECT $2::text || g, $2::text || g || '@example.com'"
         " FROM generate_series(1, $1) g RETURNING id",
@@ -211,7 +209,7 @@ class Seeded:
 async def seed_stream_users(settings: Settings, users: int) -> Seeded:
     """`users` users, each with a token and a BDR in `processing`: the SSE benchmarks'."""
     ids = PublicIds(settings.sqids_alphabet)
-    async with opened(settings.database_url, "pmd-bench-seed") as conn:
+    async with connected(settings.database_url, "pmd-bench-seed") as conn:
         user_ids = await bulk_users(conn, ids, "sse", users)
         bdrs = await conn.fetch(
             "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)"
@@ -228,7 +226,6 @@ async def seed_stream_users(settings: Settings, users: int) -> Seeded:
 
 
 async def bdr_row(conn: Any, user_id: int, post_ids: list[int], **cols: Any) -> uuid.UUID:
-    """A BDR of `user_id` for `post_ids`, pending unless `cols` say otherwise: its id."""
     bdr_id: uuid.UUID = await insert_row(
         conn, "batch_download_requests", user_id=user_id, post_ids=post_ids,
         artwork_count=len(post_ids), **cols,
@@ -258,7 +255,6 @@ async def bulk_reactions(conn: Any, post_id: int, n: int) -> None:
 
 async def listed_posts(conn: Any, user: int, count: int, kind: str, license_id: int,
                        deleted: bool) -> list[int]:  # fmt: skip
-    """`count` posts of `user` as the posts benchmark lists them (no sqids): their ids."""
     rows = await conn.fetch(
         "INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, kind, width,"
         " height, frame_count, art_url, view_count, license_id, created_at, hidden_by_user,"
@@ -276,7 +272,6 @@ async def listed_posts(conn: Any, user: int, count: int, kind: str, license_id: 
 
 
 async def files_comments_reactions(conn: Any, fan: int) -> None:
-    """Every post's files, three comments by `fan` and five reactions."""
     await conn.execute(
         "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
         " SELECT id, 'png', 1000 + id % 5000, true FROM posts"
@@ -299,7 +294,6 @@ async def files_comments_reactions(conn: Any, fan: int) -> None:
 async def posts_with_files(conn: Any, ids: PublicIds, owner: int, keys: list[uuid.UUID],
                            shards: list[str], created: list[datetime], sizes: list[int]
                            ) -> list[int]:  # fmt: skip
-    """Artworks of `owner` with these keys, shards, times and sizes (no vault files): their ids."""
     rows = await conn.fetch(
         "INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at)"
         " SELECT k, s, $3, 'artwork ' || o, c"

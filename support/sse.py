@@ -96,7 +96,6 @@ class Stream:
         return got
 
     async def ended(self, within: float = 10) -> list[Message]:
-        """Everything until the end of the stream."""
         out: list[Message] = []
         while (msg := await self.next(within)) is not None:
             out.append(msg)

@@ -51,41 +51,33 @@ def with_database(url: str, name: str) -> str:
 
 
 @asynccontextmanager
-async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connection]:
-    """A plain asyncpg connection to `url`, closed when the block ends."""
-    conn = await asyncpg.connect(url, **options)
+async def connected(
+    url: str, application_name: str | None = None, **options: Any
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to `url` (as the service makes one, given its name), closed after."""
+    if application_name is None:
+        conn = await asyncpg.connect(url, **options)
+    else:
+        conn = await connect(url, application_name, **options)
     try:
         yield conn
     finally:
         await conn.close()
-
-
-@asynccontextmanager
-async def opened(url: str, application_name: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the service makes one, closed when the block ends."""
-    conn = await connect(url, application_name)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def _admin(server_url: str, *statements: str) -> None:
-    async with connected(server_url) as admin:
-        for statement in statements:
-            await admin.execute(statement)
 
 
 async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
-    """A new database `name` on `server_url`'s server: its URL."""
-    path = [f'ALTER DATABASE "{name}" SET search_path = pmd, public'] if search_path else []
-    await _admin(server_url, f'CREATE DATABASE "{name}"', *path)
+    async with connected(server_url) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        if search_path:
+            await admin.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
     return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str, *roles: str) -> None:
-    drops = [f"DROP ROLE IF EXISTS {role}" for role in roles]
-    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', *drops)
+    async with connected(server_url) as admin:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in roles:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 @asynccontextmanager
@@ -101,7 +93,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
                 zip_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
             )  # fmt: skip
-            async with opened(settings.database_url, "pmd-bench") as conn:
+            async with connected(settings.database_url, "pmd-bench") as conn:
                 await apply_migrations(conn, MIGRATIONS, with_host_tables=True)  # dev: stand-ins
             yield settings
     finally:
@@ -109,7 +101,6 @@ async def fresh_stack() -> AsyncIterator[Settings]:
 
 
 def first_ephemeral_port() -> int:
-    """The first port of the kernel's ephemeral range."""
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -172,7 +163,6 @@ def service_env(
 
 
 def log_tail(log: Path | None, chars: int = 2000) -> str:
-    """The end of `log`, to say why a process did not start ("" without one)."""
     try:
         text = log.read_text(errors="replace").strip() if log is not None else ""
     except OSError:
@@ -211,7 +201,6 @@ async def eventually(
 
 
 def answers(url: str) -> bool:
-    """Whether `url` answers 200 now."""
     try:
         with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own servers
             return bool(r.status == 200)
@@ -240,7 +229,6 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
 
 
 async def listener_pids(conn: asyncpg.Connection | asyncpg.Pool) -> list[int]:
-    """The pids of the server processes' LISTEN connections."""
     rows = await conn.fetch(
         "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
         " AND datname = current_database()",

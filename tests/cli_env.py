@@ -39,7 +39,6 @@ def operator_shell(
 
 
 def admin_value(admin_url: str, query: str, *args: object) -> Any:
-    """The first value of a statement run as the admin."""
 
     async def run() -> Any:
         async with connected(admin_url) as conn:

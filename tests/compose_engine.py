@@ -42,7 +42,6 @@ class Engine:
     def compose(
         self, directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
-        """`docker compose ARGS` in `directory` against this engine."""
         with self.round if STOPPING & set(args) else contextlib.nullcontext():
             return run_compose(
                 directory, *args, env=env, timeout=timeout, docker_host=f"unix://{self.socket}"
@@ -69,7 +68,6 @@ class Engine:
 
 @contextlib.contextmanager
 def engine(podman: Podman) -> Iterator[Engine]:
-    """The tests' podman serving Docker's API on a fresh socket until the block ends."""
     path = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
     podman.runroot.mkdir(parents=True, exist_ok=True)
     log = podman.store / "system-service.log"
@@ -93,7 +91,6 @@ def engine(podman: Podman) -> Iterator[Engine]:
 
 
 def _answers(path: Path) -> bool:
-    """Whether Docker's API answers on the socket `path`."""
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(5)
         sock.connect(str(path))

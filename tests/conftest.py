@@ -119,7 +119,6 @@ def admin_database_url(test_database: TestDatabase) -> str:
 
 @pytest.fixture
 async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    """A new empty database on the suite's server (an admin URL), dropped after."""
     name = f"pmd_empty_{uuid.uuid4().hex[:8]}"
     url = await create_database(admin_database_url, name, search_path=False)
     try:
@@ -208,7 +207,6 @@ def settings(database_url: str, pooler_url: str | None, redis_url: str, tmp_path
 
 @pytest.fixture
 async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """The tests' own pool, as the admin."""
     pool = await create_pool(admin_database_url, "pmd-test", min_size=1, max_size=10)
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     yield pool
@@ -280,7 +278,6 @@ async def worker_ctx(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[di
 
 @pytest.fixture
 async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> AsyncIterator[Serve]:
-    """Start servers with settings overridden per test; all closed at the end."""
     servers: list[TestServer] = []
 
     async def start(**overrides: Any) -> TestServer:
@@ -296,7 +293,6 @@ async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> As
 
 @pytest.fixture
 async def served(serve: Serve, aiohttp_client: AiohttpClient) -> Served:
-    """A server as `python server.py` runs it, and a client of it."""
     server = await serve()
     client: TestClient[Any, Any] = await aiohttp_client(server)
     return server, client

@@ -69,7 +69,6 @@ def on_port(url: str, port: int) -> str:
 
 
 async def open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the real PostgreSQL server of `url`, TCP or unix socket."""
     parts = urlsplit(url)
     socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
     if socket_dir.startswith("/"):
@@ -122,7 +121,6 @@ def bucket_on(weed: Seaweed) -> str:
 
 
 def as_role(url: str, role: str, password: str) -> str:
-    """`url` connecting as `role` instead of its user."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
@@ -188,7 +186,6 @@ async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
 
 
 async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
-    """`announced` for a test that holds the database and Redis but not the server's app."""
     deadline = time.monotonic() + within
     sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
 
@@ -245,7 +242,6 @@ async def built(
 async def after_worker(
     client: Client, settings: Settings, owner: UserRow, post_ids: list[int], **flags: Any
 ) -> dict[str, Any]:
-    """A request of `post_ids` once a worker on `settings` ran: the item."""
     item = await request_bdr(client, owner, post_ids, **flags)
     await run_worker(settings)
     return await fetch_item(client, owner, item["id"])
@@ -274,7 +270,6 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
 
 
 async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
-    """GET /api/pmd/posts?`query`, answered 200: the page."""
     resp = await client.get(f"/api/pmd/posts?{query}", headers=user.auth)
     assert resp.status == 200, await resp.text()
     page: dict[str, Any] = await resp.json()
@@ -384,7 +379,6 @@ async def mint_ticket(
 
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
-    """A BDR row written straight to the table."""
     return str(await bdr_row(pool, user.id, list(range(1, artworks + 1))))
 
 

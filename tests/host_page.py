@@ -24,7 +24,6 @@ def page_html(api_base: str, token: str, render_ms: float) -> str:
 
 @contextlib.asynccontextmanager
 async def serving_page(html: str, port: int) -> AsyncIterator[str]:
-    """The page at http://127.0.0.1:{port}/: that URL."""
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html")

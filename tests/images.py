@@ -19,7 +19,6 @@ PODMAN_GROUP = "podman"
 
 
 def not_asked() -> str | None:
-    """Why the container-image tests do not run here, or None."""
     if os.environ.get(ASKED) == "1":
         return None
     return (
@@ -47,8 +46,6 @@ events_logger = "file"
 
 
 class Podman:
-    """podman with the tests' own configuration and storage."""
-
     def __init__(self, store: Path, runroot: Path, driver: str = "vfs") -> None:
         store.mkdir(parents=True, exist_ok=True)
         (store / "containers.conf").write_text(CONTAINERS_CONF)
@@ -132,7 +129,6 @@ def debian_image(
 
 
 def context_digest() -> str:
-    """A short digest of the files the Dockerfile copies."""
     digest = hashlib.sha256()
     for root in (CHECKOUT / name for name in CONTEXT):
         for path in sorted(root.rglob("*")) if root.is_dir() else [root]:

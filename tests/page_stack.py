@@ -44,7 +44,6 @@ PHONE: ViewportSize = {"width": 375, "height": 812}
 
 
 def browser_missing() -> str | None:
-    """What the page tests lack here, or None."""
     if importlib.util.find_spec("playwright") is None:
         return "Playwright for Python is not installed (make test installs it)"
     if CHROMIUM.exists():
@@ -77,7 +76,6 @@ class Stack:
             self.server = await asyncio.to_thread(start_server, self.env(), self.port, log)
 
     async def stop_server(self) -> None:
-        """SIGTERM, as a deploy does."""
         assert self.server is not None
         await asyncio.to_thread(stop_processes, [self.server], 10)
 

@@ -36,7 +36,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """A test's `needs` marks, before any of its fixtures starts a server."""
     for mark in item.iter_markers("needs"):
         area, why = mark.args
         if why is not None:

@@ -57,7 +57,6 @@ class Report:
             self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
 
     def each(self, name: str, problems: list[list[str]]) -> None:
-        """`count` over things each with its problems (none: it passed)."""
         bad = [p for found in problems for p in found]
         self.count(name, sum(not found for found in problems), len(problems), bad)
 
@@ -128,7 +127,6 @@ async def check_all(
 
 
 def conclude(report: Report, ledger: Ledger, run: str) -> int:
-    """Everything printed, then the verdict line: the exit status."""
     report.lines += [f"  {k}: {n}" for k, n in sorted(ledger.counts.items())
                      if not k.startswith("actions:")]  # fmt: skip
     found = "\n".join(report.violations)
@@ -299,7 +297,6 @@ def check_actions(report: Report, ledger: Ledger) -> None:
 
 
 def check_5xx(report: Report, ledger: Ledger) -> None:
-    """Every 5xx one of the documented 503s."""
     fives = sum(n for status, n in ledger.statuses.items() if status >= 500)
     bad = [v for v in ledger.violations if SERVER_ERROR in v]
     report.count("5xx answers that are allowed 503s (server shutting down, documented "
@@ -311,7 +308,6 @@ def check_5xx(report: Report, ledger: Ledger) -> None:
 
 
 def check_downloads(report: Report, ledger: Ledger) -> None:
-    """Every download the actors checked."""
     checked = sum(n for k, n in ledger.counts.items() if k.startswith("downloads checked: "))
     bad = [v for v in ledger.violations if DOWNLOAD_FAILED in v]
     report.count("downloads that got the recorded ZIP's bytes (whole, Range, If-Range, HEAD)",

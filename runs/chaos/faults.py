@@ -90,7 +90,6 @@ class Faults(Injector):
         return [], ""
 
     async def store_down(self) -> None:
-        """The S3 server SIGKILLed for `store_seconds`."""
         assert self.store is not None
         with window(self.ledger.store_down):
             await asyncio.to_thread(self.store.stop)
@@ -160,7 +159,6 @@ class Faults(Injector):
         self.say(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
 
     async def _frozen_probe(self, server: int, method: str, path: str) -> float:
-        """One request while the store is frozen: how long it took."""
         s, began = self.servers[server], time.monotonic()
         try:
             a = await self.api.once(s, method, path, headers=self.victim.auth)
@@ -270,7 +268,6 @@ class Faults(Injector):
         self.say("SMTP server started again")
 
     async def disk_full(self) -> None:
-        """The BDR folder's tmpfs filled for `disk_seconds`."""
         if self.tmpfs is None:
             self.say("full disk SKIPPED: needs root (a tmpfs is mounted over ZIP_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1

@@ -22,7 +22,6 @@ Spans = list[tuple[float, float]]
 
 
 def during(spans: Spans, t: float, grace: float) -> bool:
-    """Whether `t` falls in one of `spans`, give or take `grace` s."""
     return any(a - grace <= t <= b + grace for a, b in spans)
 
 

@@ -87,7 +87,6 @@ def schedule(f: Faults, duration: float, ci: bool) -> Plan:
 
 
 async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
-    """The run; what it starts is undone, last made first, however the run ends."""
     async with contextlib.AsyncExitStack() as undo:
         weed = undo.enter_context(running_seaweed()) if args.store else None
         redis, smtp = RedisServer(run_dir / "redis"), Mailbox()
@@ -205,7 +204,6 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
 
 
 async def drain(f: Faults, bound: float) -> bool:
-    """Everything back, then until no BDR is open and no email owed."""
     start = time.monotonic()
     if f.redis.proc is None:
         await asyncio.to_thread(f.redis.start)

@@ -44,7 +44,6 @@ class SseClient:
             await asyncio.sleep(random.uniform(0.3, 1.2))
 
     async def session(self, i: int) -> str:
-        """One connection to server `i`: how it ended."""
         server, headers, query = self.api.servers[i], dict(self.user.auth), ""
         ticket = None
         if self.ticket:

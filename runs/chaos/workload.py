@@ -44,8 +44,6 @@ class Answer:
 
 @dataclass
 class Ledger:
-    """Everything the clients saw, and the faults' windows."""
-
     t0: float
     statuses: Counter[int] = field(default_factory=Counter)
     conn_errors: Counter[str] = field(default_factory=Counter)
@@ -72,7 +70,6 @@ class Ledger:
 
 
 def label(method: str, path: str) -> str:
-    """A request's name, ids left out."""
     path, _, query = path.partition("?")
     name = f"{method} {UUID_RE.sub('{id}', path)}"
     return name + "?ticket" if "ticket=" in query else name
@@ -156,7 +153,6 @@ class Injector:
         self.ledger.say(text)
 
     async def request(self, user: SeedUser, ids: list[int], **flags: bool) -> str | None:
-        """A BDR of `user`'s artworks `ids`: its id, or None if it was not accepted."""
         body = {"post_ids": ids, **flags}
         a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=user.auth)
         if a is None or a.status != 202:
@@ -374,7 +370,6 @@ class Actor:
         await self.api.call("GET", "/readyz")
 
     async def ticket(self) -> None:
-        """A page opening its EventSource mints a ticket."""
         a = await self.api.call("POST", "/api/pmd/bdr/sse-ticket", headers=self.user.auth)
         if a is not None and a.status not in (200, 503):
             self.l.violation(f"sse-ticket answered {a.status}")
@@ -445,7 +440,6 @@ class Actor:
             self.l.download_failed(why)
 
     async def _reference(self, file_path: str, start: int, end: int) -> bytes | None:
-        """Bytes `start`-`end` of a ZIP (None: the store was down)."""
         key = file_path.removeprefix("bdr/")
         if self.zip_store is None:
             return await asyncio.to_thread(_slice, self.bdr_root / key, start, end)
@@ -476,7 +470,6 @@ def _slice(path: Path, start: int, end: int) -> bytes:
 async def play(
     api: Api, pool: asyncpg.Pool, seed: Seed, plan: Plan, duration: float, **actor: Any
 ) -> None:
-    """An actor per user for `duration` s, each fault of `plan` at its time."""
     ledger = api.ledger
     ledger.t0 = time.monotonic()
 

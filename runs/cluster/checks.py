@@ -14,7 +14,6 @@ Record = tuple[str, str, str, list[str]]
 
 
 def records(text: str) -> Iterator[Record]:
-    """The log records of a process's output."""
     record: Record | None = None
     for line in text.splitlines():
         if (match := RECORD.match(line)) is not None:

@@ -82,7 +82,6 @@ class Faults(Injector):
     storms: list[str] = field(default_factory=list)  # each server stop's reconnects
 
     async def lose_host(self, name: str, down_for: float) -> None:
-        """A power cut: every process killed, the link down, for `down_for` seconds."""
         host = self.cluster.host(name)
         with window(self.lb.losses):
             self.down.add(name)
@@ -99,7 +98,6 @@ class Faults(Injector):
         self.say(f"host {name} back")
 
     async def lose_worker_mid_build(self, victim: Any) -> None:
-        """A BDR of 128 big artworks, then the loss of the worker host reading the vault for it."""
         await self.request(victim, random.sample(victim.downloads, 128), send_email=True)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
@@ -263,7 +261,6 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
 
 
 async def run(cluster: Cluster, args: argparse.Namespace) -> int:
-    """The workload, faults and checks on a cluster that is `up`."""
     async with contextlib.AsyncExitStack() as undo:
         return await _run(cluster, args, undo)
 

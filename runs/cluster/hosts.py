@@ -75,8 +75,6 @@ CURRENT = Release("this checkout")
 
 @dataclass
 class Steps:
-    """Where the run is; with `fail_at`, the step after which it fails."""
-
     fail_at: str | None = None
     fail_with: str = "error"
     t0: float = field(default_factory=time.monotonic)
@@ -164,7 +162,6 @@ class Cluster:
         self, name: str, log: str, port: int, what: str, argv: list[str],
         env: dict[str, str] | None = None, user: str | None = None, within: float = 30,
     ) -> None:  # fmt: skip
-        """`argv` started on host `name` (output in logs/`log`.log), until it listens on `port`."""
         host, path = self.host(name), self.logs / f"{log}.log"
         proc = host.spawn(argv, path, env, user)
         probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
@@ -200,7 +197,6 @@ class Cluster:
         }
 
     async def start(self, name: str, env: dict[str, str]) -> None:
-        """A server or worker host's process started; a server's until it listens."""
         host, private = self.host(name), self.net.private
         release = self.releases.get(name, CURRENT)
         env = env | release.env
@@ -226,7 +222,6 @@ class Cluster:
         await eventually(up, within, f"{name} up at the balancer", 0.2)
 
     def reads_vault(self, name: str) -> bool:
-        """Whether a process of host `name` holds an artwork of the vault open."""
         vault = str(self.net.private / "vault") + "/"
         return any(f.startswith(vault) for p in self.host(name).procs for f in open_files(p.pid))
 

@@ -20,7 +20,6 @@ MARKER = "PMD_CLUSTER_RUN"  # in the environment of every process of a run: its 
 
 
 def possible() -> str | None:
-    """Why hosts cannot be simulated here, or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
     probe = f"pmdprobe{os.getpid()}"
@@ -64,7 +63,6 @@ class Host(Processes):
         return done.stdout
 
     def stop(self) -> None:
-        """Its processes, its holder (and mounts), and whatever else is in its netns."""
         self.kill_all()
         if self.holder is not None and self.holder.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -142,7 +140,6 @@ def marked(tag: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def _pids(where: Callable[[int], bool]) -> list[int]:
-    """The processes (this one aside) `where` holds for."""
     found = []
     for pid in [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]:
         with contextlib.suppress(OSError):
@@ -171,7 +168,6 @@ def _kill(pids: list[int]) -> None:
 
 
 def sweep(tag: str, within: float = 10) -> None:
-    """Whatever of run `tag` is left: its processes killed, namespaces removed."""
     deadline = time.monotonic() + within
     while (left := pids_of_run(tag)) and time.monotonic() < deadline:
         _kill(left)

@@ -85,7 +85,6 @@ def install(rev: str, folder: Path) -> Release:
 
 
 async def command(release: Release, args: list[str], env: dict[str, str]) -> str:
-    """`python -m pmd_service ARGS` of `release`: its output."""
     proc = await asyncio.create_subprocess_exec(
         *release.argv(*args), cwd=CHECKOUT, env=marked(run_tag(), env | release.env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,

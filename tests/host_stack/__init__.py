@@ -94,7 +94,6 @@ def run_compose(
 def compose(
     stack: Path, *args: str, files: tuple[str, ...] = ALL_FILES
 ) -> subprocess.CompletedProcess[str]:
-    """`docker compose ARGS` in `stack`, as the walk-through runs it."""
     options = [arg for name in files for arg in ("-f", name)]
     return run_compose(
         stack, *options, "--env-file", ".env.prod", "-p", "makapix-prod", *args, timeout=60

@@ -25,7 +25,6 @@ HOST_API_REPLY = "host api saw "
 
 
 def _configured(program: str, directory: Path, name: str, text: str) -> tuple[str, Path]:
-    """`program`'s binary and `text` written to `directory/name`."""
     binary = tools.find(program)
     assert binary is not None, tools.missing([program])
     directory.mkdir(parents=True, exist_ok=True)
@@ -37,7 +36,6 @@ def _configured(program: str, directory: Path, name: str, text: str) -> tuple[st
 def _serving(
     command: list[str], port: int, out: Path, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[None]:
-    """`command` running, its output to `out`, once `port` answers."""
     with out.open("ab") as output:
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     try:
@@ -73,7 +71,6 @@ def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
 def caddy_serving(
     directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[None]:
-    """Caddy running `config_text` until the block ends."""
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
@@ -85,7 +82,6 @@ def caddy_serving(
 
 
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
-    """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     result = subprocess.run(
         [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
@@ -98,7 +94,6 @@ def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
 
 
 def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
-    """nginx's command line on a configuration that includes the shipped file."""
     user = "user root;" if os.geteuid() == 0 else ""
     text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
                    INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
@@ -108,7 +103,6 @@ def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
 
 
 def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
-    """`nginx -t` on a configuration that includes the shipped file."""
     command = [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 

@@ -38,7 +38,6 @@ def _digest(*parts: bytes) -> str:
 
 
 def base(podman: Podman) -> str:
-    """The Debian root every stand-in starts from."""
     tag = f"{BASE_REPO}:{_digest(' '.join(PACKAGES).encode())}"
     if not podman.exists(tag):
         debian_image(podman, tag, PACKAGES, ["ENV LANG=C.UTF-8"])
