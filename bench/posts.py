@@ -21,12 +21,12 @@ from bench import cli
 from pmd_service.core.db import create_pool
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
 from pmd_service.posts.batch_sql import SQL_BATCH_HIDE_BY_USER
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
 from support.measures import percentile
 from support.seeding import (
+    UserRow,
     bulk_users,
     files_comments_reactions,
     insert_row,
@@ -73,16 +73,9 @@ FLOOR_AFTER = FLOOR_COLUMNS + _FLOOR_FROM + "AND (p.created_at, p.id) < ($3, $4)
 
 
 @dataclass(frozen=True)
-class Lister:
-    id: int
-    sqid: str
-    token: str
+class Lister(UserRow):
     posts: int
     sqids: bool
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def seed_listers(
@@ -91,12 +84,12 @@ async def seed_listers(
     """Users named by `wanted` (name: (live artworks, with post sqids)), among another's posts."""
     ids = PublicIds(settings.sqids_alphabet)
     async with connected(settings.database_url, "pmd-bench-seed") as conn:
-        other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
+        other, fan, *listers = await bulk_users(conn, settings, "bench", len(wanted) + 2)
         license_id = await insert_row(conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0")
         with_sqids: list[int] = []
 
-        async def posts(user: int, count: int, kind: str, deleted: bool, sqids: bool) -> None:
-            made = await listed_posts(conn, user, count, kind, license_id, deleted)
+        async def posts(user: UserRow, count: int, kind: str, deleted: bool, sqids: bool) -> None:
+            made = await listed_posts(conn, user.id, count, kind, license_id, deleted)
             with_sqids.extend(made if sqids else [])
 
         # The other user's posts before and after: the listed ones are not alone in the table.
@@ -107,13 +100,12 @@ async def seed_listers(
             await posts(user, 300, "artwork", True, sqids)
         await posts(other, OTHER_POSTS // 2, "artwork", False, True)
         await set_sqids(conn, ids, "posts", with_sqids)
-        await files_comments_reactions(conn, fan)
+        await files_comments_reactions(conn, fan.id)
         await conn.execute("VACUUM ANALYZE")
         listed = ", ".join(f"{name} {n:,}" for name, (n, _) in wanted.items())
         print(f"seeded: listed {listed}, among {OTHER_POSTS:,} posts of another user")
-    secret = settings.jwt_secret_key
     return {
-        name: Lister(user, sqid := ids.encode(user), mint_token(secret, sqid), count, sqids)
+        name: Lister(user.id, user.sqid, user.handle, user.token, count, sqids)
         for user, (name, (count, sqids)) in zip(listers, wanted.items(), strict=True)
     }
 

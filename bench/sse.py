@@ -19,7 +19,7 @@ from typing import Any
 
 from bench import cli, sse_floor
 from bench.storm_client import Client
-from pmd_service.core.db import connect, read_budget
+from pmd_service.core.db import read_budget
 from pmd_service.core.settings import Settings
 from support import stack
 from support.measures import percentile, tree_rss_kb
@@ -334,9 +334,9 @@ async def run(mode: Mode, levels: list[int]) -> dict[str, Any]:
         room = budget.allowed - budget.in_use - 15
         print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
               f"{budget.in_use} in use: {room} for the servers' pools and listeners")  # fmt: skip
-        b = Bench(settings, seeded, await connect(settings.database_url, "pmd-bench"), room, mode)
         results = []
-        try:
+        async with stack.connected(settings.database_url, "pmd-bench") as db:
+            b = Bench(settings, seeded, db, room, mode)
             for asked in levels:
                 processes = mode.processes(asked)
                 # A level past what the descriptor limit leaves is cut to whole users.
@@ -346,8 +346,6 @@ async def run(mode: Mode, levels: list[int]) -> dict[str, Any]:
                 print(f"{n:,} streams{note}, {processes} server process(es), "
                       f"{mode.clients(n)} client process(es) ...")  # fmt: skip
                 results.append(await run_level(b, n, conns) | {"asked": asked})
-        finally:
-            await b.db.close()
     return {"levels": results, "targets": TARGETS}
 
 

@@ -45,10 +45,6 @@ class Transcript(io.StringIO):
     def stop(self) -> None:
         sys.stdout = self.out
 
-    @property
-    def text(self) -> str:
-        return self.getvalue()
-
 
 def mode(argv: list[str]) -> str:
     """The section a run belongs to: its flags but --doc (and --keep)."""

@@ -34,6 +34,7 @@ _NOT_NULL = {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
 _FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
 # Dropped and created again in one migration (one transaction), they never go missing.
 _AGAIN = {ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_INDEX}
+_OF_TABLE = {ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER}
 _DISABLE = {t for t in AlterTableType if t.name.startswith("AT_DisableTrig")}
 
 
@@ -350,11 +351,7 @@ def _renamed(stmt: ast.RenameStmt) -> str:
     kind = _type(stmt.renameType)
     if stmt.relation is not None:
         table = _rel(stmt.relation)
-        if kind in (
-            ObjectType.OBJECT_COLUMN,
-            ObjectType.OBJECT_TABCONSTRAINT,
-            ObjectType.OBJECT_TRIGGER,
-        ):
+        if kind in _OF_TABLE:
             return f"{table}.{(stmt.subname or '').lower()}"
         return table
     if stmt.object is not None:

@@ -189,15 +189,16 @@ class HostSite:
                                     created_at=datetime.now(UTC) - timedelta(minutes=n))  # fmt: skip
 
 
-async def bulk_users(conn: asyncpg.Connection, ids: PublicIds, prefix: str, n: int) -> list[int]:
+async def bulk_users(conn: Any, settings: Settings, prefix: str, n: int) -> list[UserRow]:
     rows = await conn.fetch(
         "INSERT INTO users (handle, email) SELECT $2::text || g, $2::text || g || '@example.com'"
-        " FROM generate_series(1, $1) g RETURNING id",
+        " FROM generate_series(1, $1) g RETURNING id, handle",
         n, prefix,
     )  # fmt: skip
-    user_ids = [r["id"] for r in rows]
-    await set_sqids(conn, ids, "users", user_ids)
-    return user_ids
+    ids = PublicIds(settings.sqids_alphabet)
+    sqids = await set_sqids(conn, ids, "users", [r["id"] for r in rows])
+    tokens = [mint_token(settings.jwt_secret_key, sqid) for sqid in sqids]
+    return list(map(UserRow, [r["id"] for r in rows], sqids, [r["handle"] for r in rows], tokens))
 
 
 @dataclass(frozen=True)
@@ -208,21 +209,17 @@ class Seeded:
 
 async def seed_stream_users(settings: Settings, users: int) -> Seeded:
     """`users` users, each with a token and a BDR in `processing`: the SSE benchmarks'."""
-    ids = PublicIds(settings.sqids_alphabet)
     async with connected(settings.database_url, "pmd-bench-seed") as conn:
-        user_ids = await bulk_users(conn, ids, "sse", users)
+        made = await bulk_users(conn, settings, "sse", users)
         bdrs = await conn.fetch(
             "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)"
             " SELECT u, ARRAY[1, 2, 3, 4], 4, 'processing' FROM unnest($1::int[]) AS u"
             " RETURNING id, user_id",
-            user_ids,
+            [u.id for u in made],
         )
         by_user = {r["user_id"]: r["id"] for r in bdrs}
         await conn.execute("VACUUM ANALYZE")
-    return Seeded(
-        tokens=[mint_token(settings.jwt_secret_key, ids.encode(u)) for u in user_ids],
-        bdr_ids=[by_user[u] for u in user_ids],
-    )
+    return Seeded([u.token for u in made], [by_user[u.id] for u in made])
 
 
 async def bdr_row(conn: Any, user_id: int, post_ids: list[int], **cols: Any) -> uuid.UUID:

@@ -188,11 +188,7 @@ async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
 async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
     deadline = time.monotonic() + within
     sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
-
-    async def is_announced() -> bool:
-        return bool(await pool.fetchval(sql, bdr_id))
-
-    await eventually(is_announced, within, f"BDR {bdr_id} announced", interval=0.005)
+    await eventually(lambda: pool.fetchval(sql, bdr_id), within, f"BDR {bdr_id} announced", 0.005)
     with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
         while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
             if time.monotonic() > deadline:

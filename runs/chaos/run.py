@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 from msgspec.structs import replace
 
-from pmd_service.core.db import connect, create_pool
+from pmd_service.core.db import create_pool
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from runs.chaos import checks
@@ -38,7 +38,7 @@ from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.redis import RedisServer
 from support.seaweed import create_bucket, running_seaweed
 from support.seeding import Factory
-from support.stack import fresh_stack, service_env
+from support.stack import connected, fresh_stack, service_env
 
 # Fewer than the pools behind it, so processes share server sessions, as in production.
 POOLER_CONNECTIONS = 12
@@ -97,13 +97,10 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         settings: Settings = replace(await undo.enter_async_context(fresh_stack()),
                                      zip_path=run_dir / "bdr")  # fmt: skip
         t = time.monotonic()
-        conn = await connect(settings.database_url or "", "pmd-chaos")
-        try:
+        async with connected(settings.database_url or "", "pmd-chaos") as conn:
             data = await seed(Factory(conn, settings), users=args.users,
                               posts_per_user=300 if not args.ci else 220, victim_posts=160,
                               rng=random.Random(20260509))  # fmt: skip
-        finally:
-            await conn.close()
         print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
               f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
               f"{sum(p.data is None for p in data.posts.values())} missing files, "
@@ -249,5 +246,5 @@ def main(argv: list[str] | None = None) -> int:
         if transcript is not None:
             transcript.stop()
             argv = sys.argv[1:] if argv is None else argv
-            print(f"wrote this run into {chaos_doc.write(argv, transcript.text, code)}")
+            print(f"wrote this run into {chaos_doc.write(argv, transcript.getvalue(), code)}")
     return code

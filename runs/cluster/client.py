@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from pmd_service.core.db import connect, create_pool
+from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
@@ -33,7 +33,7 @@ from runs.cluster.upgrade import Exports, command
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory
-from support.stack import answers, wait_ready
+from support.stack import answers, connected, wait_ready
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -233,8 +233,7 @@ async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str) -> dict[s
 async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
     """The database as beside the host: host tables, the service's role, its migrations."""
     old = cluster.previous
-    conn = await connect(cluster.admin_url, "pmd-cluster")
-    try:
+    async with connected(cluster.admin_url, "pmd-cluster") as conn:
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
         await create_host_tables(conn)
         args = ["grants", "--role", SERVICE_ROLE]
@@ -246,16 +245,11 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
                             jwt_secret_key=cluster.jwt_secret)  # fmt: skip
         data = await seed(Factory(conn, settings), users=users, posts_per_user=160,
                           victim_posts=130, rng=random.Random(20261123))  # fmt: skip
-    finally:
-        await conn.close()
     if old is not None:
         print(f"{old.name}: {(await command(old, ['migrate'], env)).strip()}", flush=True)
     else:
-        conn = await connect(env["DATABASE_DIRECT_URL"], "pmd-cluster")
-        try:
+        async with connected(env["DATABASE_DIRECT_URL"], "pmd-cluster") as conn:
             await apply_migrations(conn)
-        finally:
-            await conn.close()
     await create_bucket(Seaweed(env["AWS_ENDPOINT_URL"], cluster.run_dir), BUCKET)
     return data
 
