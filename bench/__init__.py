@@ -1,1 +1,0 @@
-"""Benchmarks: `python -m bench` lists them, `python -m bench NAME` runs one."""

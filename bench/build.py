@@ -104,8 +104,7 @@ def copy_floor(paths: list[Path], out: Path) -> None:
 
 
 def required_floor(paths: list[Path], out: Path) -> None:
-    """What any correct build must do to the bytes, plainly in one pass with the build's own
-    tools: copy, CRC-32, SHA-256 each file and the whole, fsync."""
+    """What any correct build must do to the bytes (copy, CRC-32, SHA-256, fsync) in one pass."""
     whole = hashlib.sha256()
     buffer = bytearray(1 << 20)
     with open(out, "wb", buffering=0) as dst:
@@ -249,7 +248,6 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
-    """The real worker on `settings` (and `env`), stopped after, and a Run driving it."""
     env = service_env(settings, **env)
     worker = start_worker(env)
     doorbell: asyncio.Queue[str] = asyncio.Queue()
@@ -278,7 +276,6 @@ async def seed_user(
 
 async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds: int
               ) -> dict[str, Any]:  # fmt: skip
-    """The job and the required work done plainly, in alternating rounds after two warm-up ones."""
     owner, post_ids = await seed_user(run.conn, settings, name, files)
     scratch = settings.zip_path.parent / "scratch"
     scratch.mkdir(exist_ok=True)
@@ -295,8 +292,7 @@ async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds
 
 async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
                      ) -> tuple[dict[str, float], T]:  # fmt: skip
-    """The worker's RSS growth while `build` runs over where it settled after `warm`, and what
-    `build` gave."""
+    """The worker's RSS growth during `build` over where it settled after `warm`, and its result."""
     await warm
     await asyncio.sleep(1.0)
     baseline = rss_kb(run.worker_pid)
@@ -335,8 +331,7 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
 
 async def big_bdr(run: Run, settings: Settings, *, keep: bool = False
                   ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """A ~1 GB BDR built by the real worker: its RSS figures, and the BDR (its ZIP kept with
-    `keep`)."""
+    """A ~1 GB BDR built by the real worker: its RSS figures, and the BDR."""
     factory, rng = seeding.Factory(run.conn, settings), random.Random(11)
     owner = await factory.user(f"big{uuid.uuid4().hex[:6]}")
     post_ids = []

@@ -74,7 +74,6 @@ def _write_random(path: Path, size: int, seed: int) -> None:
 
 async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, n: int,
                      seed: int) -> Owner:  # fmt: skip
-    """A user with `n` artworks of ~1 MB of random bytes, each a second older than the last."""
     user = await seeding.Factory(conn, settings).user(handle)
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]

@@ -48,7 +48,6 @@ async def heap_mb(page: Any) -> float:
 
 
 async def page_run(browser: Any, url: str, order: dict[str, list[int]] | None) -> dict[str, float]:
-    """One load of the page; with `order` (the first rows by views, each way), the clicks too."""
     context = await browser.new_context(viewport={"width": 1440, "height": 900})
     await context.add_init_script(MARKS)
     page = await context.new_page()

@@ -148,8 +148,7 @@ Call = Callable[[], Awaitable[object]]
 async def against_floor(
     calls: list[tuple[Call, Call]], rounds: int, warm: int = 5, reset: Call | None = None
 ) -> list[tuple[list[float], list[float]]]:
-    """Each API call and its floor, `warm` untimed rounds then `rounds` timed, interleaved so
-    that a shared machine's noise hits all alike: their times (ms)."""
+    """Each API call and its floor's times (ms), interleaved so that noise hits all alike."""
     times: list[tuple[list[float], list[float]]] = [([], []) for _ in calls]
     for r in range(warm + rounds):
         for (api, floor), (api_ms, floor_ms) in zip(calls, times, strict=True):

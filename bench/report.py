@@ -21,7 +21,6 @@ SECTIONS += ("store", "scaling", "export")
 
 
 def sections(folder: Path = FIGURES) -> dict[str, Saved]:
-    """Each section's saved figures, turned into what its block of the template reads."""
     out = {}
     for name in SECTIONS:
         s = saved(name, folder)

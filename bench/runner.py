@@ -41,8 +41,6 @@ class Bench:
 
 @dataclass(frozen=True)
 class Saved:
-    """A benchmark's committed file: its figures (None: never measured) and their run."""
-
     name: str
     run: dict[str, Any] | None
     figures: Any

@@ -54,7 +54,6 @@ FROM batch_download_requests WHERE id = ANY($1::uuid[])
 
 
 def window(posts: list[int], n: int) -> list[int]:
-    """The n-th request's artworks: a different window of the user's posts each time."""
     return [posts[(n + k) % len(posts)] for k in range(ARTWORKS_PER_BDR)]
 
 
@@ -96,7 +95,6 @@ class Local:
 
 
 async def drain(rig: Local, backlog: int) -> dict[str, Any]:
-    """`backlog` BDRs POSTed, held, then drained by one fresh worker."""
     share = -(-backlog // len(rig.users))
 
     async def post(user: tuple[dict[str, str], list[int]], k: int) -> list[str]:

@@ -51,9 +51,6 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class Mode:
-    """Streams a user, the default levels, whether server processes grow with the streams, and
-    the flood's openings in flight a client."""
-
     per_user: int
     levels: tuple[int, ...]
     box: bool
@@ -281,7 +278,6 @@ async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
 
 async def one_events(db: Any, bdr_ids: list[Any], clients: Clients, rounds: int, per_user: int
                      ) -> dict[str, Any]:  # fmt: skip
-    """`rounds` times, one user's BDR changes: to each of its streams, and events misrouted."""
     single: list[float] = []
     misrouted = 0
     for i in range(rounds):
@@ -299,8 +295,7 @@ async def one_events(db: Any, bdr_ids: list[Any], clients: Clients, rounds: int,
 
 
 async def bursts(db: Any, bdr_ids: list[Any], clients: Clients, holding: int) -> dict[str, Any]:
-    """Every user's BDR changed in one UPDATE, BURSTS times after an untimed one: when each
-    stream had its event, and how many were missing or doubled."""
+    """Every user's BDR changed in one UPDATE, BURSTS times after an untimed one."""
     burst_ms: list[float] = []
     each: list[dict[str, float]] = []
     delivered: list[str] = []

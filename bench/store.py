@@ -215,7 +215,6 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
 
 
 async def _ready_bdr(settings: Settings, store: Any) -> tuple[str, uuid.UUID]:
-    """A ready BDR whose object holds STALLED_BYTES random bytes: (its owner's token, its id)."""
     async with stack.connected(settings.database_url, "pmd-bench") as conn:
         owner = await seeding.Factory(conn, settings).user("proxied")
         file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"

@@ -180,8 +180,7 @@ class Client:
                 "statuses": {str(k): v for k, v in statuses.items()}}  # fmt: skip
 
     async def storm(self, tickets: bool) -> dict[str, Any]:
-        """Drops every stream at once and reopens all through a Storm with Last-Event-ID;
-        `tickets`: each through a ticket, as a browser does."""
+        """Drops every stream at once and reopens all with Last-Event-ID (or a ticket)."""
         if not tickets:
             tokens = dict(self.users)
             self.wanted = [(tokens[s.user], s.last_id) for s in self.streams]

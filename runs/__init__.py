@@ -1,1 +1,0 @@
-"""Runs on real stacks: `python -m runs.chaos`, `runs.cluster` (root) and `runs.fuzz`."""

@@ -270,7 +270,6 @@ async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> l
 
 
 def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
-    """A ZIP of `entries` at `name` under BDR_PATH: its file_path, size and SHA-256."""
     path = zip_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
@@ -296,7 +295,6 @@ async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
 
 
 async def bench(cases: int) -> int:
-    """The fuzzer against `server.py` on a fresh, seeded database: its exit status."""
     from pmd_service.dev.embedded import EmbeddedRedis
     from support.stack import free_port, fresh_stack, service_env, start_server, stop
 

@@ -32,8 +32,7 @@ class Message:
 async def read_message(
     content: aiohttp.StreamReader, within: float | None = None
 ) -> Message | None:
-    """The next message, or None at the end of the stream (a partial one dropped, as
-    EventSource does); `within`: seconds to wait for each line."""
+    """The next message, or None at the end of the stream; `within`: seconds for each line."""
     msg = Message()
     started = False
     while raw := await asyncio.wait_for(content.readline(), within):
@@ -110,7 +109,6 @@ async def open_stream(
     session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> AsyncIterator[Stream]:  # fmt: skip
-    """A GET of the stream, checked to answer 200 with text/event-stream."""
     resp = await session.get(url, headers=headers, params=params)
     try:
         assert resp.status == 200, await resp.text()

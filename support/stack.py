@@ -82,7 +82,6 @@ async def drop_database(server_url: str, name: str, *roles: str) -> None:
 
 @asynccontextmanager
 async def fresh_stack() -> AsyncIterator[Settings]:
-    """Settings on a new database, migrated, Redis, and a temp vault."""
     base = await asyncio.to_thread(bench_settings)  # pgserver's start-up blocks
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
     url = await create_database(base.database_url, name)
@@ -115,8 +114,7 @@ def _bindable(port: int) -> bool:
 
 
 def free_port(gap: int = 0) -> int:
-    """A free port (with `gap`, so is the one `gap` above it) below the ephemeral range, which
-    a client's connection may take before the server binds it."""
+    """A free port (and the one `gap` above it) below the ephemeral range a client may take."""
     for _ in range(200):
         port = random.randrange(10000, max(10001, first_ephemeral_port() - gap))
         if _bindable(port) and (not gap or _bindable(port + gap)):
@@ -140,8 +138,7 @@ def database_env(settings: Settings) -> dict[str, str]:
 def service_env(
     settings: Settings, data_dir: Path | None = None, /, **extra: str
 ) -> dict[str, str]:
-    """The environment of a service process on `settings`; with `data_dir`, a test's, without
-    the caller's own PMD_/LOG_/METRICS_/STARTUP_ settings."""
+    """The environment of a service process on `settings`; with `data_dir`, a test's."""
     if data_dir is None:
         env = {**os.environ, "LOG_FORMAT": "text"}
     else:

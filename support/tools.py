@@ -46,7 +46,6 @@ def packages(tools: Iterable[str]) -> list[str]:
 
 
 def missing(tools: Iterable[str]) -> str | None:
-    """One line naming the missing ones of `tools` and the packages that install them, or None."""
     tools = list(tools)
     absent, needed = [t for t in tools if find(t) is None], packages(tools)
     if not absent:

@@ -100,7 +100,6 @@ def _answers(path: Path) -> bool:
 
 
 def services(engine: Engine, directory: Path, args: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """Each service's containers, as compose sees them."""
     done = engine.compose(directory, *args, "ps", "-a", "--format", "json")
     assert done.returncode == 0, done.stderr
     found: dict[str, list[dict[str, Any]]] = {}

@@ -100,7 +100,6 @@ def database_url(test_database: TestDatabase) -> str:
 
 @pytest.fixture(scope="session")
 def pooler_url(database_url: str) -> Iterator[str | None]:
-    """PgBouncer's URL for the service's role with TEST_DATABASE_POOLER=pgbouncer, else None."""
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler == "none":
         yield None

@@ -127,7 +127,6 @@ def as_role(url: str, role: str, password: str) -> str:
 
 
 async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> None:
-    """The service's least-privilege role on the admin's database, from `grants`' own SQL."""
     from pmd_service.host.grants import grants_sql
 
     await admin.execute(grants_sql(role))

@@ -155,7 +155,6 @@ async def clipped(page: Page, selector: str) -> list[str]:
 
 
 async def outside_width(page: Page, selector: str, width: int) -> list[str]:
-    """The visible elements matching `selector` that reach beyond [0, width] sideways."""
     found: list[str] = await page.evaluate(
         """([selector, width]) => [...document.querySelectorAll(selector)]
             .filter((el) => el.getClientRects().length > 0)
@@ -186,7 +185,6 @@ class Watch:
         return [r.url for r in self.requests if path in r.url]
 
     def posts_to(self, path: str) -> list[Any]:
-        """The JSON bodies POSTed to exactly `path` (whatever the query)."""
         return [
             r.post_data_json
             for r in self.requests

@@ -91,7 +91,6 @@ async def check_all(
     zip_store: ObjectStore | None, mailbox: Mailbox, *, settled: bool, limit: int,
     duration: float,
 ) -> Report:  # fmt: skip
-    """Every check of the workload's outcome once BDRs have settled (`settled`: in the bound)."""
     ledger, report = api.ledger, Report()
     # Past a client's read timeout (40 s), after which one silently cut off resumes.
     deadline = time.monotonic() + 60
@@ -189,7 +188,6 @@ def check_zips(
 
 
 def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
-    """The ready ZIPs in the BDR folder, beside killed builds' `.part` files."""
     ready = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
     found = {str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()}
     check_zips(report, "in the BDR folder", ready, found, lambda k: (root / k).read_bytes(), seed,
@@ -205,8 +203,7 @@ async def check_bucket(
     report: Report, pool: asyncpg.Pool, store: ObjectStore, settings: Settings, seed: Seed,
     bdrs: list[Any],
 ) -> None:  # fmt: skip
-    """--store: the ready ZIPs in the bucket, and every upload a killed worker left open
-    aborted by the sweep within 75 s."""
+    """--store: the ready ZIPs in the bucket, and no upload left open after 75 s."""
     # ZIPs removed while the store was down are the daily cleanup's: run it now.
     report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
     ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
@@ -356,7 +353,6 @@ def check_volume(
 def check_processes(
     report: Report, groups: Collection[Processes], logged: list[str] | None = None
 ) -> None:
-    """The count line of process starts; with `logged`, the service logs' line."""
     for group in groups:
         group.reap()
     ended = [e.describe() for group in groups for e in group.unexpected]

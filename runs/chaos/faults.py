@@ -57,8 +57,7 @@ class Faults(Injector):
     frozen_bdrs: list[str] = field(default_factory=list)  # the victim's, for the freeze's probes
 
     async def kill_worker(self) -> None:
-        """A 128-artwork BDR of big files, then SIGKILL the worker building it (in a bucket,
-        every worker once an upload is under way)."""
+        """A 128-artwork BDR of big files, then SIGKILL the worker building it (or every one)."""
         await self.request(self.victim, self.rng.sample(self.victim.downloads, 128),
                            send_email=True, include_comments=True)  # fmt: skip
         deadline = time.monotonic() + 40
@@ -132,8 +131,7 @@ class Faults(Injector):
                 self.frozen_bdrs.append(bdr)
 
     async def store_frozen(self) -> None:
-        """The S3 server SIGSTOPped for `frozen_seconds`: downloads must answer 503 with
-        Retry-After and removals 204, in time, through both servers."""
+        """The S3 server SIGSTOPped: downloads must answer 503 and removals 204, in time."""
         assert self.store is not None
         ready = [r["id"] for r in await self.until_ready(self.frozen_bdrs, 20)]
         if len(ready) < len(self.frozen_bdrs):
@@ -230,8 +228,7 @@ class Faults(Injector):
         return False
 
     async def pooler_paused(self) -> None:
-        """PgBouncer PAUSEd for `pause_seconds`; the direct LISTEN connections are terminated
-        meanwhile, so a listener comes back while pools wait."""
+        """PgBouncer PAUSEd, the LISTEN connections terminated meanwhile: they come back."""
         assert self.pooler is not None
         before = len(await listener_pids(self.pool))
         with window(self.ledger.pooler_paused) as start:

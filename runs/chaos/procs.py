@@ -47,8 +47,6 @@ def open_files(pid: int) -> list[str]:
 
 @dataclass
 class Processes:
-    """The processes started under one name, and the exits nobody asked for among them."""
-
     name: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list, kw_only=True)  # running
     started: int = field(default=0, kw_only=True)
@@ -86,7 +84,6 @@ class Processes:
         self.stopping.add(proc.pid)
 
     def reap(self) -> list[Exited]:
-        """Take the exited processes off `procs`: those nobody stopped."""
         found = []
         with self._lock:
             for proc in [p for p in self.procs if p.poll() is not None]:
@@ -154,7 +151,6 @@ class Exited:
 
 
 def _program(argv: list[str]) -> str:
-    """What a command line runs, without nsenter and runuser."""
     if "--" in argv:
         argv = argv[len(argv) - argv[::-1].index("--") :]
     return shlex.join(Path(a).name if a.startswith("/") else a for a in argv[:4])

@@ -53,7 +53,6 @@ async def _posts(
     factory: Factory, rng: random.Random, owner: UserRow, n: int, side: tuple[int, int],
     missing_share: float, formats: list[str],
 ) -> list[PostRow]:  # fmt: skip
-    """`n` posts of `owner`, a minute apart, each with an image but a `missing_share` of them."""
     now, out = datetime.now(UTC), []
     for g in range(1, n + 1):
         fmt = rng.choice(formats)

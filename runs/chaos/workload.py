@@ -161,7 +161,6 @@ class Injector:
         return str(a.json()["id"])
 
     async def until_ready(self, ids: list[str], within: float) -> list[asyncpg.Record]:
-        """The rows of BDRs `ids` once each is ready, or those ready after `within` s."""
         deadline = time.monotonic() + within
         while True:
             rows = await self.pool.fetch(

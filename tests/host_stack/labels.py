@@ -24,7 +24,6 @@ class Block:
 
 
 def _tokens(text: str) -> list[str]:
-    """Caddy's lexer for one label value."""
     found = re.findall(r'"((?:\\"|[^"])*)"|`([^`]*)`|(\S+)', text)
     return [quoted.replace('\\"', '"') or raw or word for quoted, raw, word in found]
 

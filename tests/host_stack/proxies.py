@@ -52,7 +52,6 @@ def listens(port: int) -> bool:
 
 
 def _filled(template: str, **values: object) -> str:
-    """The file `template` here with each `{{NAME}}` replaced by its value."""
     text = (HERE / template).read_text()
     for name, value in values.items():
         text = text.replace(f"{{{{{name}}}}}", str(value))
@@ -61,7 +60,6 @@ def _filled(template: str, **values: object) -> str:
 
 @contextlib.contextmanager
 def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
-    """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
     text = _filled("front.Caddyfile", SNIPPET=CADDY_SNIPPET, PORT=port, REPLY=HOST_API_REPLY)
     with caddy_serving(directory, text, port, {"PMD_UPSTREAM": upstream}):
         yield f"http://127.0.0.1:{port}"
@@ -109,7 +107,6 @@ def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
 
 @contextlib.contextmanager
 def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
-    """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
     command = _nginx(directory, port, upstream)
     with _serving(command, port, directory / "nginx.out", directory / "error.log"):
         yield f"http://127.0.0.1:{port}"
