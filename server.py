@@ -1,5 +1,4 @@
-"""Run the HTTP server from a checkout: `python server.py` (configuration from the
-environment). The same as `python -m pmd_service serve`: pmd_service/web/serve.py."""
+"""The HTTP server from a checkout: `python server.py`, as `python -m pmd_service serve`."""
 
 from pmd_service.web.serve import main
 

@@ -1,2 +1,0 @@
-"""Benchmarks: `python -m bench` lists them, `python -m bench NAME` runs one (they print figures;
-they are not tests)."""

@@ -1,5 +1,4 @@
-"""`python -m bench NAME [args…]` runs bench.NAME (or run_all's mode NAME); `python -m bench`
-lists them: bench.run_all's BENCHMARKS, each with what it measures."""
+"""`python -m bench NAME [args…]` runs bench.NAME (or run_all's mode NAME), or lists them."""
 
 from __future__ import annotations
 

@@ -1,16 +1,5 @@
-"""The ZIP build, in process and through the real worker: `python -m bench.build`.
-
-1. In process, on 128 PNGs of ~1 MB and 128 small ones (`--sizes`: also by count of ~1 MB ones),
-   each ZIP with a BDR's `manifest-sha256.txt`: the worker's build (with its longest event-loop
-   stall) against the seed's algorithm (copy to a temp dir, then zipfile DEFLATED), plain copies,
-   and the work every correct build must do, plainly in one pass.
-2. The real worker (`arq worker.WorkerSettings`) builds BDRs of the same files as the server
-   enqueues them: claim → ready, rounds alternating with the required work done plainly.
-3. The same worker builds a BDR of one artwork with `--comments` comments of ~2 KB (and
-   reactions), then a ~1 GB BDR (128 artworks of 8 MB), each after a small warm-up one; its RSS
-   read every 5 ms.
-docs/benchmarks.md tells the targets.
-"""
+"""The ZIP build, in process and through the real worker (its time, then its RSS on a huge
+comment thread and a ~1 GB ZIP): `python -m bench.build`."""
 
 from __future__ import annotations
 
@@ -48,7 +37,7 @@ from pmd_service.storage.zip_files import ZipFiles
 from pmd_service.zipbuild.build import Entry, build_zip
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
-from support.stack import fresh_stack, opened, service_env, start_worker, stop
+from support.stack import connected, fresh_stack, service_env, start_worker, stop
 
 T = TypeVar("T")
 FILES = 128
@@ -61,9 +50,6 @@ SELECT status, file_path, file_size_bytes, skipped, error_message, created_at, s
        extract(epoch FROM completed_at - started_at)::float8 AS build_s
 FROM batch_download_requests WHERE id = $1
 """
-
-
-# --- 1. in process ------------------------------------------------------------------------------
 
 
 def make_large_pngs(folder: Path, n: int) -> list[Path]:
@@ -104,7 +90,6 @@ def seed_algorithm(paths: list[Path], out: Path) -> None:
 
 
 def chunks(paths: list[Path], size: int = 1 << 20) -> Iterator[bytes]:
-    """The files' bytes in order, `size` at a time."""
     for path in paths:
         with open(path, "rb", buffering=0) as source:
             while chunk := source.read(size):
@@ -119,11 +104,7 @@ def copy_floor(paths: list[Path], out: Path) -> None:
 
 
 def required_floor(paths: list[Path], out: Path) -> None:
-    """What any correct build must do to the bytes, plainly in one pass: copy them, CRC-32 them
-    (the ZIP format), SHA-256 each file (the ZIP's manifest-sha256.txt) and the whole (the
-    recorded checksum, Repr-Digest), and fsync (durability). With the build's own tools, so the
-    floor is no slower than it need be: reads into one reused buffer (a fresh 1 MiB `bytes` a
-    read costs page faults) and zlib-ng's CRC-32 (~10x the standard library's)."""
+    """What any correct build must do to the bytes (copy, CRC-32, SHA-256, fsync) in one pass."""
     whole = hashlib.sha256()
     buffer = bytearray(1 << 20)
     with open(out, "wb", buffering=0) as dst:
@@ -144,8 +125,7 @@ def trailer(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str,
 
 
 async def worker_build(paths: list[Path], out: Path) -> float:
-    """Build as `process_bdr` does, in a thread, manifest included; the longest event-loop stall
-    meanwhile (s)."""
+    """Build as `process_bdr` does, in a thread: the longest event-loop stall meanwhile (s)."""
     entries = [Entry(i, f"artworks/{p.name}", path=p) for i, p in enumerate(paths)]
     progress = [0]
 
@@ -210,14 +190,8 @@ def in_process(large: list[Path], small: list[Path], sizes: list[int], work: Pat
     return results
 
 
-# --- 2. the real worker: the whole job ---------------------------------------------------------
-
-
 @dataclass
 class Run:
-    """The worker driven as the server drives it (rows inserted, jobs enqueued), and where its
-    ZIPs go; bench.export uses it too."""
-
     conn: asyncpg.Connection
     redis: ArqRedis
     doorbell: asyncio.Queue[str]
@@ -226,8 +200,7 @@ class Run:
 
     async def until(self, sql: str, row_id: uuid.UUID, done: Callable[[asyncpg.Record], bool]
                     ) -> asyncpg.Record:  # fmt: skip
-        """The row once `done(row)`, read again at each NOTIFY of the events or every second:
-        polling every few ms took CPU from the two cores the worker builds on."""
+        """The row once `done(row)`, read again at each NOTIFY or every second (not polled)."""
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
             while not self.doorbell.empty():
@@ -244,8 +217,7 @@ class Run:
 
     async def bdr(self, user: int, sqid: str | None, post_ids: list[int], min_bytes: int = 0,
                   *, comments: bool = False, keep: bool = False) -> dict[str, Any]:  # fmt: skip
-        """One BDR as the server requests it, until ready; its ZIP checked (none skipped, at
-        least `min_bytes`, its row's size) and removed unless `keep` (then `file_path` too)."""
+        """One BDR as the server requests it, until ready; its ZIP checked, removed unless `keep`."""
         cpu = cpu_seconds(self.worker_pid)
         bdr_id = await seeding.bdr_row(
             self.conn,
@@ -276,15 +248,13 @@ class Run:
 
 @contextlib.asynccontextmanager
 async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
-    """The real worker on `settings` (`env` on top of its environment), stopped after, and a Run
-    driving it through `settings`' database and queue, its ZIPs where the worker puts them."""
     env = service_env(settings, **env)
     worker = start_worker(env)
     doorbell: asyncio.Queue[str] = asyncio.Queue()
     try:
         async with (
-            opened(settings.database_url, "pmd-bench") as conn,
-            opened(settings.database_url, "pmd-bench-listen") as listener,
+            connected(settings.database_url, "pmd-bench") as conn,
+            connected(settings.database_url, "pmd-bench-listen") as listener,
             create_redis(settings.redis_url) as redis,
         ):
             await listener.add_listener(CHANNEL, lambda *args: doorbell.put_nowait(args[3]))
@@ -296,7 +266,6 @@ async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
 async def seed_user(
     conn: Any, settings: Settings, handle: str, files: list[Path]
 ) -> tuple[seeding.UserRow, list[int]]:
-    """A user whose artworks are `files`, in the vault as the host lays it out."""
     seed = seeding.Factory(conn, settings)
     owner = await seed.user(handle)
     posts = [await seed.post(owner, title=f"{handle} {i}", data=source.read_bytes(),
@@ -307,8 +276,6 @@ async def seed_user(
 
 async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds: int
               ) -> dict[str, Any]:  # fmt: skip
-    """The job and the required work done plainly in alternating rounds, after two warm-up
-    rounds."""
     owner, post_ids = await seed_user(run.conn, settings, name, files)
     scratch = settings.zip_path.parent / "scratch"
     scratch.mkdir(exist_ok=True)
@@ -323,13 +290,9 @@ async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds
             "floor_s": statistics.median(floors), "rounds": rounds}  # fmt: skip
 
 
-# --- 3. the real worker's memory: a huge comment thread, a ~1 GB ZIP --------------------------------------------------
-
-
 async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
                      ) -> tuple[dict[str, float], T]:  # fmt: skip
-    """The worker's RSS growth (read every 5 ms) while `build` runs, over the RSS it settled at
-    after `warm` (code paths loaded, its garbage gone): the figures, and what `build` gave."""
+    """The worker's RSS growth during `build` over where it settled after `warm`, and its result."""
     await warm
     await asyncio.sleep(1.0)
     baseline = rss_kb(run.worker_pid)
@@ -342,8 +305,6 @@ async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
 
 
 async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[str, Any]:
-    """The worker's RSS building one artwork's BDR with `comments` comments (2% hidden) and
-    3,000 reactions, after a warm-up BDR with 100 comments."""
     seeder = seeding.Factory(run.conn, settings)
     user = await seeder.user("chatty")
     warm, big = [(await seeder.post(user, title=title, shard="ab",
@@ -370,9 +331,7 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
 
 async def big_bdr(run: Run, settings: Settings, *, keep: bool = False
                   ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """A ~1 GB BDR (128 artworks of 8 MB of noise) built by the real worker into wherever `run`
-    puts ZIPs, after a warm-up BDR of one small artwork: the worker's RSS figures, and the BDR
-    (its ZIP kept with `keep`). The artworks' files go once it is built."""
+    """A ~1 GB BDR built by the real worker: its RSS figures, and the BDR."""
     factory, rng = seeding.Factory(run.conn, settings), random.Random(11)
     owner = await factory.user(f"big{uuid.uuid4().hex[:6]}")
     post_ids = []

@@ -1,5 +1,4 @@
-"""What every benchmark's command line shares: `python -m bench.<name> [...] --json FILE`, and
-its figures printed as it goes."""
+"""What every benchmark's command line shares: `--json FILE`, and its figures printed."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ from typing import Any
 
 
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
-    """The benchmark's parser, with `--json` (where bench.run_all collects the figures)."""
     p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -24,8 +22,7 @@ def save(path: Path | None, figures: Any) -> None:
 
 
 def show(title: str, figures: dict[str, Any]) -> None:
-    """A part's figures on one line: nested ones by their path, a spread (median, min, max,
-    runs) by its median, lists left out."""
+    """A part's figures on one line: nested ones by their path, a spread by its median."""
     print(f"{title}: {', '.join(_flat(figures))}", flush=True)
 
 

@@ -1,8 +1,4 @@
-"""A full export in parts through the real worker, beside BDRs: `python -m bench.export`.
-
-Throughput, worker RSS growth and a BDR's slowdown, in the folder and in SeaweedFS, each against
-its target (docs/benchmarks.md tells how). `--quick`: a smoke test of about a minute.
-"""
+"""A full export in parts through the real worker, beside BDRs: `python -m bench.export`."""
 
 from __future__ import annotations
 
@@ -35,7 +31,7 @@ from pmd_service.storage.zip_files import ZipFiles
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
 from support.seaweed import Seaweed, create_bucket, running_seaweed
-from support.stack import fresh_stack, opened
+from support.stack import connected, fresh_stack
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
 PART_BYTES = 256 << 20
@@ -46,11 +42,9 @@ TARGET_BDR_SLOWDOWN = 1.5
 PLANS = {"folder": (3, 5), "seaweedfs": (2, 6)}
 QUICK_PLANS = {"folder": (1, 2), "seaweedfs": (1, 1)}
 GAP_S = 0.5  # between two BDRs: the export gets the worker back meanwhile
-# BDRs beside an export start once it has built this share of its artworks (its parts are being
-# built), and none past the second share: each should end before the export does.
+# BDRs beside an export start between these shares of its artworks built.
 BUSY_FROM, BUSY_UNTIL = 0.05, 0.8
-# SeaweedFS's data folder with no ZIP left in it, and volumes of 256 MB enough for four exports
-# of 3 GB and the BDRs around them should no vacuumed volume take writes again.
+# SeaweedFS's data folder with no ZIP left in it, and enough volumes of 256 MB for the run.
 SEAWEED_SETTLED_BYTES, SEAWEED_VOLUMES = 64 << 20, 128
 
 SQL_EXPORT_ROW = """
@@ -80,8 +74,6 @@ def _write_random(path: Path, size: int, seed: int) -> None:
 
 async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, n: int,
                      seed: int) -> Owner:  # fmt: skip
-    """A user with `n` artworks of 0.9–1.1 MB of random bytes in the vault, each post a second
-    older than the one before (the export's order is known)."""
     user = await seeding.Factory(conn, settings).user(handle)
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]
@@ -114,8 +106,7 @@ async def request_export(run: Run, owner: Owner) -> tuple[uuid.UUID, float]:
 
 async def export_done(run: Run, export: tuple[uuid.UUID, float], owner: Owner, *,
                       read_back: bool = False) -> dict[str, Any]:  # fmt: skip
-    """The export once ready: checked (all artworks, none skipped, part sizes as their rows
-    say, with `read_back` one part's SHA-256), its parts removed, its figures."""
+    """The export once ready, checked (`read_back`: one part's SHA-256), its parts removed."""
     export_id, cpu_before = export
     row = await run.until(SQL_EXPORT_ROW, export_id, lambda r: r["status"] == "ready")
     cpu = cpu_seconds(run.worker_pid) - cpu_before
@@ -159,8 +150,7 @@ async def _sha256(zips: ZipFiles, file_path: str, size: int) -> str:
 
 
 def _mb_s(builds: list[dict[str, Any]]) -> float:
-    """Their bytes over their seconds, not a median: the machine's speed swings over tens of
-    seconds, and a median of sub-second BDRs would leave its slow spells out."""
+    """Their bytes over their seconds: a median of short builds would leave slow spells out."""
     return float(sum(b["bytes"] for b in builds) / sum(b["build_s"] for b in builds) / 1e6)
 
 
@@ -173,14 +163,10 @@ def _median_ready(bdrs: list[dict[str, Any]]) -> float:
 
 
 def _rss(run: Run) -> PeakRss:
-    """The worker's peak RSS, read every 5 ms, with its trace every half second."""
     return PeakRss(lambda: rss_kb(run.worker_pid), 0.005, None, 0.5)
 
 
 class Store:
-    """One store's rounds: its run, the export's owner, the BDR's 128 artworks spread over the
-    owner's, and SeaweedFS when it is the store."""
-
     def __init__(self, run: Run, owner: Owner, weed: Seaweed | None) -> None:
         self.run, self.owner, self.weed = run, owner, weed
         picks = [i * len(owner.post_ids) // BDR_ARTWORKS for i in range(BDR_ARTWORKS)]
@@ -192,8 +178,6 @@ class Store:
 
     async def beside_export(self, count: int, label: str
                             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
-        """An export, and up to `count` BDRs one after another while it builds, each marked by
-        whether it ran wholly inside the export's claim → ready: (the BDRs, the export)."""
         run, n = self.run, len(self.owner.post_ids)
         export = await request_export(run, self.owner)
         low, high = BUSY_FROM * n, BUSY_UNTIL * n
@@ -217,7 +201,6 @@ class Store:
         return bdrs, built
 
     async def idle_bdrs(self, count: int) -> list[dict[str, Any]]:
-        """`count` BDRs with the worker idle, each with its peak RSS."""
         bdrs = []
         for _ in range(count):
             with _rss(self.run) as rss:
@@ -300,8 +283,7 @@ def _disk_bytes(folder: Path) -> int:
 
 
 def _settle(weed: Seaweed | None) -> None:
-    """Deleted space back and every byte written on disk, before the next measurement.
-    SeaweedFS frees an object's chunks a moment after it: vacuum until they are gone."""
+    """Deleted space back and every byte on disk before the next measurement."""
     deadline = time.monotonic() + 60
     while weed is not None:
         weed.vacuum()
@@ -314,9 +296,7 @@ def _settle(weed: Seaweed | None) -> None:
 
 
 def _remove_leftovers(weed: Seaweed, since: float) -> None:
-    """What a stopped `weed server` leaves outside its folder: a Unix socket per server and gRPC
-    port (+10000) in /tmp, logs named by its pid, and weed.INFO etc. pointing at them. Only
-    those made since it started: a dead server's may carry the same port or pid."""
+    """What a stopped `weed server` made outside its folder since `since`: sockets and logs."""
     ports = [int(a.split("=")[1]) for a in weed.args if a.split("=")[0].endswith(".port")]
     logs = Path(tempfile.gettempdir())
     found = [path for port in ports + [p + 10000 for p in ports]
@@ -342,7 +322,7 @@ async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Ow
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
     async with fresh_stack() as settings:
-        async with opened(settings.database_url, "pmd-bench") as conn:
+        async with connected(settings.database_url, "pmd-bench") as conn:
             owner = await seed_owner(conn, settings, "exporter", artworks, 1)
             warm = await seed_owner(conn, settings, "warm", WARM_ARTWORKS, 2)
         await asyncio.to_thread(os.sync)  # the vault on disk: no writeback during the rounds
@@ -352,7 +332,6 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
             "part_bytes": PART_BYTES,
             "stores": {},
             "artwork_bytes": owner.bytes,
-            # This run's, which the report's machine line (of whichever ran last) may not name.
             "servers": list(await service_versions()),
         }
         if "folder" in plans:

@@ -1,26 +1,4 @@
-"""Benchmark of the filtered list and of an action by filter: `python -m bench.filters`.
-
-An artist with 20,000 artworks (plus playlists, deleted posts, comments, reactions and another
-user's 20,000 posts), tags on every post. Over loopback, `create_app` on a real port:
-
-- GET /api/pmd/posts?limit=512 with a filter (`hashtag`, `hidden=false`, `created_after`),
-  first page (the page, its total and its `match_digest`), interleaved with its floor: the
-  least SQL that yields the same page, total and digest for the same filter, one statement on a
-  held connection, written out for this filter's keys with the request's values as parameters
-  (as a server gets them; asyncpg plans it as it plans any statement). Each request is timed to
-  the reply's last byte (the client's parse of the JSON left out, as bench.posts does). Beside
-  them, in the same rounds: the endpoint's own work in process (the filter checked, the page
-  and its totals read, the reply encoded: no HTTP, no token), which says how much of the gap
-  is HTTP; and the floor with the filter's values written into its text, whose reused plan
-  knows them (a plan no server gets for the filters its users send), for comparison. Target
-  (issue 43): p50 <= 1.3x the floor's. The same for first pages in the server's other orders
-  (issue 53: by views; by reactions with a tag; by comments; by title with the filter), each
-  against its floor written out (the matching posts' ids and keys sorted, then the page's
-  rows).
-- POST /api/pmd/action hiding everything one tag matches (10,000 posts, with `expect_count`),
-  interleaved with a bare `UPDATE posts SET hidden_by_user = true` of the same rows; each
-  really changes the 10,000. Target: p50 <= 2x the bare UPDATE's.
-"""
+"""Benchmark of the filtered list and of an action by filter: `python -m bench.filters`."""
 
 from __future__ import annotations
 
@@ -52,7 +30,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.posts import listing
 from pmd_service.posts.filters import FilterKeys, check_filter
 from pmd_service.posts.sorting import check_sort
-from support.stack import fresh_stack, opened
+from support.stack import connected, fresh_stack
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512
 SORT_KEYS = ("sort", "order")
@@ -65,18 +43,14 @@ WHERE owner_id = $1
 """
 FILTER = {"hashtag": "wip", "hidden": "false", "created_after": "2024-01-01T00:10:00Z"}
 
-# The floor: the page's posts with every field the API gives, and the total and the digest of
-# the matching set (the reply's `match_digest`), for the same filter written out (its keys
-# only, no NULL-able ones), the request's values as parameters $3.., as a server gets them.
-# Written here, not taken from the service.
+# The floor for the same filter written out, its values as parameters, as a server gets them.
 _LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _MATCH = f"""{_LIVE}
     AND p.hashtags @> $3::varchar[] AND (p.hidden_by_user OR p.hidden_by_mod) = $4
     AND p.created_at >= $5"""
 FILTER_VALUES = (["wip"], False, datetime(2024, 1, 1, 0, 10, tzinfo=UTC))
 _TAGGED = f"{_LIVE} AND p.hashtags @> $3::varchar[]"
-# The same matches with FILTER's values written into the statement's text: reused, its plan
-# knows the values and not the owner, a plan no server gets for the filters its users send.
+# The same with FILTER's values in its text: a plan no server gets for its users' filters.
 _MATCH_WRITTEN = f"""{_LIVE}
     AND p.hashtags @> '{{wip}}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
     AND p.created_at >= timestamptz '2024-01-01T00:10:00Z'"""
@@ -87,7 +61,6 @@ _TOTALS = "CROSS JOIN (SELECT count(*), {} FROM posts p WHERE {}) AS t (total_co
 
 
 def newest_floor(match: str) -> str:
-    """The floor of a first page newest first."""
     return f"""{FLOOR_COLUMNS}, t.total_count, t.digest
 FROM posts p LEFT JOIN licenses l ON l.id = p.license_id {_TOTALS.format(_DIGEST, match)}
 WHERE {match}
@@ -95,8 +68,7 @@ WHERE {match}
 
 
 def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
-    """The floor of a first page in an order no index gives: the matching posts' ids and keys
-    sorted, then the page's rows."""
+    """The floor of a first page in an order no index gives: ids and keys sorted, then rows."""
     return f"""WITH page AS MATERIALIZED (SELECT p.id, {key} AS k FROM posts p {count}
     WHERE {match} ORDER BY k {direction}, p.id {direction} LIMIT $2)
 {FLOOR_COLUMNS}, t.total_count, t.digest
@@ -119,8 +91,6 @@ _COMMENTS = _COUNT.format(
 
 @dataclass(frozen=True)
 class Shape:
-    """A first page the benchmark asks for, and its floor."""
-
     query: dict[str, str]
     floor: str
     values: tuple[object, ...] = ()  # the request's filter values: the floor's $3..
@@ -170,15 +140,13 @@ async def page(
     sort = check_sort(shape.query.get("sort"), shape.query.get("order"), deleted=False)
 
     async def get() -> bytes:
-        # Timed to the reply's last byte, as bench.posts times its pages: parsing the JSON is
-        # the client's work, after the reply.
+        # Timed to the reply's last byte: parsing the JSON is the client's work.
         async with http.get("/api/pmd/posts", params=params, headers=user.auth) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.read()
 
     async def in_process() -> bytes:
-        """The endpoint's own work without HTTP and its token: the filter checked, the page
-        and its totals read, the reply encoded."""
+        """The endpoint's own work, without HTTP and its token."""
         where = await check_filter(pool, filter_keys)
         listed = await listing.list_posts(pool, user.id, PAGE, None, False, where, sort=sort)
         return msgspec.json.encode(listed)
@@ -243,7 +211,7 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
     pool = await settings_pool(settings, "pmd-bench-listing", min_size=2, max_size=2)
     async with (
         pool,
-        opened(settings.database_url, "pmd-bench-floor") as conn,
+        connected(settings.database_url, "pmd-bench-floor") as conn,
         served(settings) as http,
     ):
         await conn.execute(SQL_TAG, user.id)

@@ -1,15 +1,4 @@
-"""Benchmark of a one-post action beside a big host cache: `python -m bench.host_cache`.
-
-A redis-server of the run's own stands for the host's cache (HOST_CACHE_REDIS_URL), its db 0
-filled with `--keys` keys: 3,000 of the host's feeds (`feed:recent:*`, `feed:promoted:*`,
-`hashtags:*`, cached again before each block, as the host does) among sessions, profiles, rate
-limits and `feedback:*` keys (which pass the scan's MATCH and are filtered by the service).
-`create_app` on a loopback port answers blocks of one-post hides and unhides back to back, each
-asking for the feeds to be dropped after its reply, with that cache and with an empty one
-(SWAPDB between blocks, once every pass is over), interleaved. Also timed over the full cache:
-one pass of the service's. Target (issue 51): the action's p50 with the full cache <= 2x its p50
-with the empty one.
-"""
+"""Benchmark of a one-post action beside a big host cache: `python -m bench.host_cache`."""
 
 from __future__ import annotations
 
@@ -58,7 +47,6 @@ async def settle(drops: FeedDrops) -> None:
 
 
 async def one_pass(cache: Redis, keys: int) -> float:
-    """One pass of the service's over the full cache (s)."""
     await refeed(cache)
     drops = FeedDrops(cache, DEFAULT_HOST_CACHE_PATTERNS)
     drops.start()

@@ -1,14 +1,4 @@
-"""Benchmark of the dashboard page in Debian's Chromium: `python -m bench.page`.
-
-A user with 20,000 artworks and one with 2,000 (bench/posts.py's seeding), `python server.py`,
-and `/u/{sqid}/posts` opened in headless Chromium several times each. Timed inside the page: the
-first 16 rows shown, from navigation start; a click on the Views header until the table shows
-the server's first 16 posts by views (descending), and the click back (ascending); "Select all
-matching" (handled synchronously); the last page, until its rows show (the page then walks the
-whole list). The JS heap after a garbage collection (CDP's Runtime.getHeapUsage) once the first
-load is idle, at 2,000 and at 20,000 posts, and after the last page. Targets (issue 53): first
-rows and each re-sort <= 1 s; the heap at 20,000 posts <= 1.2x the heap at 2,000.
-"""
+"""Benchmark of the dashboard page in Debian's Chromium: `python -m bench.page`."""
 
 from __future__ import annotations
 
@@ -46,7 +36,6 @@ VIEWS = 'th[data-sort="view_count"] button'
 
 
 async def first_ids(http: aiohttp.ClientSession, url: str, user: Lister, order: str) -> list[int]:
-    """The server's first rows of `user`'s list by views, in `order`."""
     query = {"limit": str(ROWS), "sort": "view_count", "order": order}
     async with http.get(url, params=query, headers=user.auth) as resp:
         return [item["id"] for item in (await resp.json())["items"]]
@@ -59,8 +48,6 @@ async def heap_mb(page: Any) -> float:
 
 
 async def page_run(browser: Any, url: str, order: dict[str, list[int]] | None) -> dict[str, float]:
-    """One load of the page; with `order` (the server's first rows by views, each way), the
-    clicks too."""
     context = await browser.new_context(viewport={"width": 1440, "height": 900})
     await context.add_init_script(MARKS)
     page = await context.new_page()

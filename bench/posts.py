@@ -1,15 +1,4 @@
-"""Benchmark of the posts endpoints over loopback: `python -m bench.posts`.
-
-A user owning 10,000 artworks with post sqids, one owning 10,000 without (`public_sqid` NULL)
-and one owning `--big`, among another's posts, comments, reactions, playlists and deleted posts;
-`create_app` on a loopback port. p50/p99 of GET /api/pmd/posts?limit=512 (pages 1 and 19 of each
-user; the first, the last and `--depths` pages of the first) and of a 128-id hide, each series
-interleaved with its floor: the least SQL yielding the same data, on a held asyncpg connection.
-
-Targets (issue #17): GET p50 <= 1.3x the floor's with post sqids set, <= 1.6x with them NULL;
-the `--big` user's p50 within 1.2x of the 10,000-post user's. Earlier ones: list p50 <= 25 ms
-and <= 2x the floor; last page within 1.3x of the first; 128-id hide p99 <= 20 ms.
-"""
+"""Benchmark of the posts endpoints over loopback: `python -m bench.posts`."""
 
 from __future__ import annotations
 
@@ -32,19 +21,19 @@ from bench import cli
 from pmd_service.core.db import create_pool
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
-from pmd_service.host.tokens import mint_token
 from pmd_service.posts.batch_sql import SQL_BATCH_HIDE_BY_USER
 from pmd_service.posts.cursor import Cursor
 from pmd_service.web.app import create_app
 from support.measures import percentile
 from support.seeding import (
+    UserRow,
     bulk_users,
     files_comments_reactions,
     insert_row,
     listed_posts,
     set_sqids,
 )
-from support.stack import fresh_stack, opened
+from support.stack import connected, fresh_stack
 
 POSTS, OTHER_POSTS, PAGE, BATCH = 10_000, 20_000, 512, 128
 TARGET_RATIO = {True: 1.3, False: 1.6}  # GET p50 / floor p50, with post sqids set and NULL
@@ -57,10 +46,7 @@ SQL_NTH_KEY = f"""
 SELECT created_at, id FROM posts WHERE {LIVE} ORDER BY created_at DESC, id DESC OFFSET $2 LIMIT 1
 """
 
-# The floor: a page's posts with their license, files (as JSON text, cheaper than json_agg) and
-# counts, and on the first page the total (later pages get it from the cursor), in one statement.
-# Written here, not imported from the service, so a slower service query cannot lower the bar;
-# `check_floor` holds its rows to the API's page.
+# The floor, written here so that a slower service query cannot lower the bar.
 FLOOR_COLUMNS = """
 SELECT p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
        p.frame_count, p.art_url, p.hidden_by_user, p.hidden_by_mod, p.view_count,
@@ -87,33 +73,23 @@ FLOOR_AFTER = FLOOR_COLUMNS + _FLOOR_FROM + "AND (p.created_at, p.id) < ($3, $4)
 
 
 @dataclass(frozen=True)
-class Lister:
-    """A user whose `posts` live artworks are listed, with or without post sqids."""
-
-    id: int
-    sqid: str
-    token: str
+class Lister(UserRow):
     posts: int
     sqids: bool
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
 
 
 async def seed_listers(
     settings: Settings, wanted: dict[str, tuple[int, bool]]
 ) -> dict[str, Lister]:
-    """Users named by `wanted` (name: (live artworks, with post sqids)), each also with 300
-    playlists and 300 deleted artworks, among 20,000 posts of another user."""
+    """Users named by `wanted` (name: (live artworks, with post sqids)), among another's posts."""
     ids = PublicIds(settings.sqids_alphabet)
-    async with opened(settings.database_url, "pmd-bench-seed") as conn:
-        other, fan, *listers = await bulk_users(conn, ids, "bench", len(wanted) + 2)
+    async with connected(settings.database_url, "pmd-bench-seed") as conn:
+        other, fan, *listers = await bulk_users(conn, settings, "bench", len(wanted) + 2)
         license_id = await insert_row(conn, "licenses", identifier="CC-BY-4.0", title="CC BY 4.0")
         with_sqids: list[int] = []
 
-        async def posts(user: int, count: int, kind: str, deleted: bool, sqids: bool) -> None:
-            made = await listed_posts(conn, user, count, kind, license_id, deleted)
+        async def posts(user: UserRow, count: int, kind: str, deleted: bool, sqids: bool) -> None:
+            made = await listed_posts(conn, user.id, count, kind, license_id, deleted)
             with_sqids.extend(made if sqids else [])
 
         # The other user's posts before and after: the listed ones are not alone in the table.
@@ -124,13 +100,12 @@ async def seed_listers(
             await posts(user, 300, "artwork", True, sqids)
         await posts(other, OTHER_POSTS // 2, "artwork", False, True)
         await set_sqids(conn, ids, "posts", with_sqids)
-        await files_comments_reactions(conn, fan)
+        await files_comments_reactions(conn, fan.id)
         await conn.execute("VACUUM ANALYZE")
         listed = ", ".join(f"{name} {n:,}" for name, (n, _) in wanted.items())
         print(f"seeded: listed {listed}, among {OTHER_POSTS:,} posts of another user")
-    secret = settings.jwt_secret_key
     return {
-        name: Lister(user, sqid := ids.encode(user), mint_token(secret, sqid), count, sqids)
+        name: Lister(user.id, user.sqid, user.handle, user.token, count, sqids)
         for user, (name, (count, sqids)) in zip(listers, wanted.items(), strict=True)
     }
 
@@ -163,7 +138,6 @@ async def ms(operation: Awaitable[object]) -> float:
 
 
 def against(http: list[float], sql: list[float]) -> dict[str, Any]:
-    """An API call's times (ms) against its floor's."""
     return {"http": pair(http), "sql": pair(sql),
             "ratio": statistics.median(http) / statistics.median(sql)}  # fmt: skip
 
@@ -174,10 +148,7 @@ Call = Callable[[], Awaitable[object]]
 async def against_floor(
     calls: list[tuple[Call, Call]], rounds: int, warm: int = 5, reset: Call | None = None
 ) -> list[tuple[list[float], list[float]]]:
-    """Each API call and its floor (the least SQL giving the same answer), `warm` untimed
-    rounds (caches, prepared statements past the generic-plan switch, pool connections) then
-    `rounds` timed, interleaved (a shared machine's noise hits all alike), `reset` after each:
-    their times (ms)."""
+    """Each API call and its floor's times (ms), interleaved so that noise hits all alike."""
     times: list[tuple[list[float], list[float]]] = [([], []) for _ in calls]
     for r in range(warm + rounds):
         for (api, floor), (api_ms, floor_ms) in zip(calls, times, strict=True):
@@ -192,8 +163,6 @@ async def against_floor(
 
 @dataclass
 class Series:
-    """One page of one user's list, through the API (`http`) against its floor SQL (`conn`)."""
-
     http: aiohttp.ClientSession
     conn: asyncpg.Connection
     user: Lister
@@ -232,8 +201,7 @@ DELETED_ONLY = ("deleted_by_user_date", "restorable", "restore_refusal", "held_b
 
 
 async def check(s: Series) -> None:
-    """The API's page has the user's posts, and the floor's rows carry its data (so the floor
-    is not a lesser query)."""
+    """The API's page has the user's posts, and the floor's rows carry its data."""
     body, rows = json.loads(await s.get()), await s.floor()
     assert rows and (rows[0]["total_count"] if s.after is None else s.after.total) == s.user.posts
     assert body["total_count"] == s.user.posts
@@ -250,7 +218,6 @@ async def check(s: Series) -> None:
 
 
 async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
-    """Every page of `user`'s list, each post once: the number of pages."""
     seen: list[int] = []
     pages, cursor = 0, None
     while pages == 0 or cursor:
@@ -267,9 +234,7 @@ async def walk(http: aiohttp.ClientSession, user: Lister) -> int:
 async def actions(
     http: aiohttp.ClientSession, pool: asyncpg.Pool, user: Lister, requests: int
 ) -> tuple[list[float], list[float]]:
-    """A 128-id hide through the API against its statement run directly (the floor, with its
-    commit's WAL flush), each on the user's next 128 posts, which it really changes; undone
-    after."""
+    """A 128-id hide through the API against its statement run directly, each undone after."""
     owned = [r["id"] for r in await pool.fetch(SQL_OWNED, user.id)]
     chunks = itertools.cycle(owned[i : i + BATCH] for i in range(0, len(owned) - BATCH + 1, BATCH))
     await pool.execute("UPDATE posts SET hidden_by_user = false")
@@ -302,12 +267,11 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     pool = await create_pool(settings.database_url, "pmd-bench-floor", min_size=1, max_size=1)
     async with (
         pool,
-        opened(settings.database_url, "pmd-bench-floor") as conn,
+        connected(settings.database_url, "pmd-bench-floor") as conn,
         served(settings) as http,
     ):
         pages = await walk(http, main_user)
-        # Pages 1 and 19 of each user; the first, the last and by depth of the main one
-        # (keyset pagination: page 19 should cost what page 1 does).
+        # Keyset pagination: page 19 should cost what page 1 does.
         cases = [await series(http, conn, u, p) for u in listers.values() for p in (1, 19)]
         ends = {"first": 1, "last": pages} | {f"page {d}": d for d in depths if 1 <= d <= pages}
         by_end = {k: await series(http, conn, main_user, p) for k, p in ends.items()}

@@ -1,10 +1,5 @@
-"""Run every benchmark, then render the docs from their figures: `python -m bench.run_all`.
-
-Each benchmark runs as its own process (bench/runner.py) and its figures are kept, committed, in
-bench/figures/<name>.json; the pages (bench/report.py) are then rendered from their templates in
-bench/templates/. `--only build,posts` reruns some and renders the others from their committed
-figures; `--report-only` runs nothing.
-"""
+"""Run every benchmark, then render the docs from their figures: `python -m bench.run_all`
+(`--only build,posts` reruns some, `--report-only` none)."""
 
 from __future__ import annotations
 

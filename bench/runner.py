@@ -1,6 +1,4 @@
-"""Runs one benchmark as its own process and keeps its figures in bench/figures/<name>.json:
-`{"run": {date, load_start, load_end, seconds, command}, "figures": ...}`, plus `"failed"` beside
-the run before's figures when a rerun failed. The docs are rendered from these files alone."""
+"""Runs one benchmark as its own process and keeps its figures in bench/figures/<name>.json."""
 
 from __future__ import annotations
 
@@ -48,8 +46,6 @@ class Bench:
 
 @dataclass(frozen=True)
 class Saved:
-    """A benchmark's committed file: its figures (None: never measured) and their run."""
-
     name: str
     run: dict[str, Any] | None
     figures: Any
@@ -68,8 +64,7 @@ def _write(name: str, data: dict[str, Any], folder: Path) -> None:
 
 
 def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
-    """Runs one benchmark into its file in `folder`: None when it saved figures, else why not
-    (the file then keeps the figures before, with the failure)."""
+    """Runs one benchmark into its file in `folder`: None when it saved figures, else why not."""
     SCRATCH.mkdir(parents=True, exist_ok=True)
     out = SCRATCH / f"{bench.name}.json"
     out.unlink(missing_ok=True)
@@ -103,7 +98,6 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
 
 
 async def service_versions() -> tuple[str, str]:
-    """PostgreSQL and Redis versions of the servers the benchmarks use."""
     from pmd_service.core.redis_client import create_redis
     from support.stack import bench_settings, connected
 

@@ -1,11 +1,5 @@
-"""Scaling curves through the real processes: `python -m bench.scaling`.
-
-One `python server.py` and fresh workers on a fresh database, driven over HTTP: (1) a backlog of
-small BDRs POSTed while no worker runs and held aside (a Redis RENAME) until one fresh worker is
-up, then drained, with the worker's CPU; (2) USERS users POST a BDR each at once: POST →
-`ready` on their SSE streams, with one worker. Prints figures, exits 0. arq's keys in REDIS_URL's
-database are deleted first.
-"""
+"""Scaling curves through the real processes: a backlog's drain, then USERS users' BDRs at
+once: `python -m bench.scaling` (it deletes arq's keys in REDIS_URL's database)."""
 
 from __future__ import annotations
 
@@ -60,7 +54,6 @@ FROM batch_download_requests WHERE id = ANY($1::uuid[])
 
 
 def window(posts: list[int], n: int) -> list[int]:
-    """The n-th request's artworks: a different window of the user's posts each time."""
     return [posts[(n + k) % len(posts)] for k in range(ARTWORKS_PER_BDR)]
 
 
@@ -73,9 +66,6 @@ async def post_bdr(http: aiohttp.ClientSession, auth: dict[str, str], post_ids: 
 
 @dataclass
 class Local:
-    """The service on this machine: the server at `http`'s base URL, the seeded users (auth
-    header, their posts; tokens), the database, Redis, and the running worker's pid."""
-
     http: aiohttp.ClientSession
     users: list[tuple[dict[str, str], list[int]]]
     db: Any  # an asyncpg connection
@@ -104,13 +94,7 @@ class Local:
         await asyncio.to_thread(shutil.rmtree, self.settings.zip_path, True)
 
 
-# --- 1. the backlog ------------------------------------------------------------------------
-
-
 async def drain(rig: Local, backlog: int) -> dict[str, Any]:
-    """`backlog` BDRs POSTed (spread evenly over the users), held, then drained by one fresh
-    worker: seconds from the release to the last ready (the database's clock), claim → ready,
-    and the worker's CPU."""
     share = -(-backlog // len(rig.users))
 
     async def post(user: tuple[dict[str, str], list[int]], k: int) -> list[str]:
@@ -147,8 +131,7 @@ async def drain(rig: Local, backlog: int) -> dict[str, Any]:
 
 
 async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, Any]:
-    """`repeats` drains by one worker: the median rate, and the worker's CPU in the fastest (the
-    capacity it reached)."""
+    """`repeats` drains by one worker: the median rate, and the worker's CPU in the fastest."""
     assert -(-backlog // USERS) <= 8, "the daily limit: more users needed"
     runs = []
     for _ in range(repeats):
@@ -162,13 +145,9 @@ async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, An
                for k in ("worker_cores", "worker_ms_per_bdr")}}  # fmt: skip
 
 
-# --- 2. fifty users at once ------------------------------------------------------------------
-
-
 async def watch_ready(
     http: aiohttp.ClientSession, token: str, seen: dict[str, float], up: asyncio.Future[None]
 ) -> None:
-    """Follows one user's stream; records when each BDR's `ready` event arrives."""
     async with open_stream(http, SSE, {"Authorization": f"Bearer {token}"}) as stream:
         await stream.opening()  # the snapshot (earlier BDRs) comes first: only live events count
         up.set_result(None)
@@ -217,12 +196,8 @@ async def burst_latency(rig: Local) -> dict[str, Any]:
     return out
 
 
-# --- the run -----------------------------------------------------------------------------------
-
-
 async def seed_users(conn: asyncpg.Connection, settings: Settings
                      ) -> tuple[list[str], list[Any]]:  # fmt: skip
-    """USERS users of ARTWORKS_PER_USER artworks: their tokens, (auth header, posts)."""
     files = make_small_pixel_art(settings.zip_path.parent / "sources", ARTWORKS_PER_USER)
     tokens, users = [], []
     for i in range(USERS):
@@ -236,20 +211,18 @@ async def seed_users(conn: asyncpg.Connection, settings: Settings
 async def run(backlog: int, repeats: int) -> dict[str, Any]:
     async with (
         stack.fresh_stack() as settings,
-        stack.opened(settings.database_url, "pmd-bench") as conn,
+        stack.connected(settings.database_url, "pmd-bench") as conn,
         create_redis(settings.redis_url) as redis,
     ):
         # arq's keys of an earlier run that died: its jobs would count in this run's backlog.
         await redis.delete(HELD_QUEUE, *[key async for key in redis.scan_iter(match="arq:*")])
         env, port = stack.service_env(settings), free_port()
-        # Kept after the run (the temp dir is not): what the server said when a figure is odd.
         SERVER_LOG.parent.mkdir(parents=True, exist_ok=True)
         with SERVER_LOG.open("wb") as log:  # the server keeps a descriptor of its own
             server = await asyncio.to_thread(start_server, env, port, log)
         try:
             tokens, users = await seed_users(conn, settings)
-            # arq starts at most max_jobs jobs a poll (start_jobs stops at the first job that does
-            # not fit): jobs shorter than a poll run at most max_jobs / poll_delay a second.
+            # arq starts at most max_jobs jobs a poll.
             ceiling = MAX_JOBS / POLL_DELAY
             figures: dict[str, Any] = {"config": {"poll_ceiling_per_worker": ceiling}}
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:

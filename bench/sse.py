@@ -1,14 +1,5 @@
-"""The SSE stream over loopback: `python -m bench.sse [--box] [--levels N,…]`.
-
-Not a test: it prints figures and exits 0. Each level on a fresh `python server.py`, its streams
-held by client processes of their own (bench/storm_client.py), each from its own loopback source
-address: the opening flood, memory a stream, one user's event and a burst to every user (from
-their UPDATE), a reconnect and a ticket storm, the server's longest GC pause (one process), then
-the same flood and storms against a bare aiohttp app (bench/sse_floor.py). Default: one server
-process, 1,000 to 20,000 streams, 10 a user (issue #17). `--box`: 12,500 to 100,000 streams, 100
-a user, on as many processes as keep each under 20,000 descriptors (issues #24 and #35). Each
-figure: docs/benchmarks.md.
-"""
+"""The SSE stream over loopback: `python -m bench.sse [--box] [--levels N,…]`. Default: one
+server process, 1,000 to 20,000 streams; `--box`: 12,500 to 100,000 on several."""
 
 from __future__ import annotations
 
@@ -28,7 +19,7 @@ from typing import Any
 
 from bench import cli, sse_floor
 from bench.storm_client import Client
-from pmd_service.core.db import connect, read_budget
+from pmd_service.core.db import read_budget
 from pmd_service.core.settings import Settings
 from support import stack
 from support.measures import percentile, tree_rss_kb
@@ -43,8 +34,7 @@ RECEIPTS = 4_000  # one event's samples a level: rounds × a user's streams
 BURSTS = 3
 STEP = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = $1"
 BURST = STEP.replace("id = $1", "id = ANY($1::uuid[])")
-# The server's GC figures on its /metrics (sse/heap.py): here `gc_` and the name without
-# `_total`, in ms for seconds.
+# The server's GC figures on its /metrics (sse/heap.py).
 GC = ("pause_max_seconds", "pause_max_cpu_seconds", "pause_max_generation", "pauses_total",
       "freezes_total", "reclaims_total")  # fmt: skip
 TARGETS = {
@@ -61,11 +51,6 @@ TARGETS = {
 
 @dataclass(frozen=True)
 class Mode:
-    """Streams a user, the default levels, whether the server processes grow with the streams
-    (the box) or stay one, and the flood's openings in flight a client: issue #17's streams
-    opened ~100 at a time (17 a client); the box's 4,000 (all at once, the clients on the
-    servers' cores could not send their requests within a server's 15 s keep-alive)."""
-
     per_user: int
     levels: tuple[int, ...]
     box: bool
@@ -87,8 +72,7 @@ def spread(ms: list[float]) -> dict[str, float]:
 
 
 def raise_fd_limit(want: int) -> int:
-    """This process's RLIMIT_NOFILE (its servers and clients inherit it) raised to `want` where
-    it may be (the hard limit too, given CAP_SYS_RESOURCE): the soft limit now."""
+    """RLIMIT_NOFILE raised to `want` where it may be (inherited): the soft limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < want:
         try:
@@ -101,7 +85,6 @@ def raise_fd_limit(want: int) -> int:
 
 def client_main(conn: Connection, source: str, port: int, users: list[tuple[int, str]],
                 per_user: int) -> None:  # fmt: skip
-    """A client process: runs each command it is sent, a method of its `Client`."""
     raise_fd_limit(len(users) * per_user + FD_HEADROOM)
 
     async def serve() -> None:
@@ -117,8 +100,6 @@ def client_main(conn: Connection, source: str, port: int, users: list[tuple[int,
 
 
 class Clients:
-    """A level's client processes, each from its own source address, driven over pipes."""
-
     def __init__(self, port: int, tokens: list[str], streams: int, mode: Mode) -> None:
         users = list(enumerate(tokens[: streams // mode.per_user]))
         count = mode.clients(streams)
@@ -159,8 +140,7 @@ def tally(answers: list[dict[str, Any]], t0: float) -> tuple[float, int, Counter
 
 
 def storm_summary(storm: list[dict[str, Any]], holding: int, t0: float) -> dict[str, Any]:
-    """How long until all were back (inf when not all), how many were, with Last-Event-ID, and
-    the answers that were not 200 (status 0: why, in `storm_failures`)."""
+    """How long until all were back (inf when not all), how many were, and the other answers."""
     took, reopened, statuses = tally(storm, t0)
     return {
         "storm_s": took if reopened == holding else math.inf,
@@ -181,7 +161,6 @@ class Bench:
 
 
 async def flood(clients: Clients, mode: Mode) -> dict[str, Any]:
-    """Every client opens all its streams but the warm ones, as fast as it can."""
     t0 = time.monotonic()
     got = await clients.all("open", 1, None, mode.flood)
     took, opened, statuses = tally(got, t0)
@@ -198,7 +177,6 @@ async def flood(clients: Clients, mode: Mode) -> dict[str, Any]:
 
 
 async def storms(clients: Clients, holding: int) -> dict[str, Any]:
-    """The reconnect storm, then the ticket storm."""
     t0 = time.monotonic()
     out = storm_summary(await clients.all("storm", False), holding, t0)
     t0 = time.monotonic()
@@ -206,7 +184,6 @@ async def storms(clients: Clients, holding: int) -> dict[str, Any]:
 
 
 async def baseline(b: Bench, streams: int) -> dict[str, Any]:
-    """The same clients' flood and storms against a bare aiohttp app (sse_floor)."""
     port = stack.free_port()
     procs = await asyncio.to_thread(sse_floor.start, port, b.mode.processes(streams))
     clients = Clients(port, b.seeded.tokens, streams, b.mode)
@@ -222,7 +199,6 @@ async def baseline(b: Bench, streams: int) -> dict[str, Any]:
 
 
 async def gc_figures(port: int) -> dict[str, float]:
-    """The server's GC figures so far, from its /metrics."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
     values = dict(line.partition(" ")[::2] for line in (await reader.read()).decode().splitlines())
@@ -238,18 +214,14 @@ async def gc_figures(port: int) -> dict[str, float]:
 @contextlib.asynccontextmanager
 async def served(b: Bench, streams: int, connections: int
                  ) -> AsyncIterator[tuple[int, int, Clients, dict[str, Any]]]:  # fmt: skip
-    """The level's servers (their parent's pid and their port), each holding up to `connections`
-    (MAX_CONNECTIONS), its client processes, and its first figures; all stopped after."""
+    """The level's servers (their parent's pid, their port), its clients, its first figures."""
     processes = b.mode.processes(streams)
     pool = max(2, min(10, b.pool_room // processes - 1))
-    # HEADER_TIMEOUT_SECONDS as long as the keep-alive: the clients share the servers' cores and
-    # send their heads late in the flood (at 100,000, a third past 15 s: docs/benchmarks.md),
-    # which a site's clients, on other machines, do not.
+    # HEADER_TIMEOUT_SECONDS as long as the keep-alive: clients on the servers' cores send late.
     env = stack.service_env(b.settings, SERVER_PROCESSES=str(processes), DB_POOL_MIN="1",
                             SSE_MAX_PER_USER=str(b.mode.per_user), DB_POOL_MAX=str(pool),
                             HEADER_TIMEOUT_SECONDS="130", MAX_CONNECTIONS=str(connections))  # fmt: skip
     port = stack.free_port()
-    # The servers' logs stay for a look after the run (the stack's folder goes with it).
     log_path = stack.CHECKOUT / ".data" / "bench" / f"sse-server-{streams}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no .data/bench
     with log_path.open("wb") as log:  # the server keeps a descriptor of its own
@@ -270,8 +242,6 @@ async def served(b: Bench, streams: int, connections: int
 
 
 async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
-    """The service's figures at `streams`, then the baseline's with the same clients, and the
-    service's flood and storms as multiples of the baseline's."""
     per_user = b.mode.per_user
     async with served(b, streams, connections) as (server_pid, port, clients, fig):
         warm = await clients.all("open", 0, 1, WARM_CONCURRENCY)  # one user's per client
@@ -308,8 +278,6 @@ async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
 
 async def one_events(db: Any, bdr_ids: list[Any], clients: Clients, rounds: int, per_user: int
                      ) -> dict[str, Any]:  # fmt: skip
-    """`rounds` times, one user's BDR changes (spread over the users of `bdr_ids`): from the
-    commit to each of its `per_user` streams, and the events of another user received."""
     single: list[float] = []
     misrouted = 0
     for i in range(rounds):
@@ -327,9 +295,7 @@ async def one_events(db: Any, bdr_ids: list[Any], clients: Clients, rounds: int,
 
 
 async def bursts(db: Any, bdr_ids: list[Any], clients: Clients, holding: int) -> dict[str, Any]:
-    """Every user's BDR changed in one UPDATE, BURSTS times after an untimed one (PostgreSQL's
-    warm-up): when each stream had its event, from sending the UPDATE, and how many events
-    were missing or doubled."""
+    """Every user's BDR changed in one UPDATE, BURSTS times after an untimed one."""
     burst_ms: list[float] = []
     each: list[dict[str, float]] = []
     delivered: list[str] = []
@@ -356,30 +322,25 @@ async def bursts(db: Any, bdr_ids: list[Any], clients: Clients, holding: int) ->
 
 
 async def run(mode: Mode, levels: list[int]) -> dict[str, Any]:
-    """Every level's figures."""
     async with stack.fresh_stack() as settings:
         seeded = await seed_stream_users(settings, max(levels) // mode.per_user)
         budget = await read_budget(settings.database_url)
-        # All the database allows, less what others hold now, this bench's own connections,
-        # and some for others that may connect meanwhile.
+        # All the database allows less what others hold now, and some to spare.
         room = budget.allowed - budget.in_use - 15
         print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
               f"{budget.in_use} in use: {room} for the servers' pools and listeners")  # fmt: skip
-        b = Bench(settings, seeded, await connect(settings.database_url, "pmd-bench"), room, mode)
         results = []
-        try:
+        async with stack.connected(settings.database_url, "pmd-bench") as db:
+            b = Bench(settings, seeded, db, room, mode)
             for asked in levels:
                 processes = mode.processes(asked)
-                # The servers inherit the descriptor limit: their MAX_CONNECTIONS is all it leaves,
-                # and a level past that (less room for other requests) is cut to whole users.
+                # A level past what the descriptor limit leaves is cut to whole users.
                 conns = raise_fd_limit(asked // processes + 2 * FD_HEADROOM) - FD_HEADROOM
                 n = min(asked, (conns - FD_HEADROOM) * processes // mode.per_user * mode.per_user)
                 note = f" ({asked:,} asked; the descriptor limit allows {n:,})" if n < asked else ""
                 print(f"{n:,} streams{note}, {processes} server process(es), "
                       f"{mode.clients(n)} client process(es) ...")  # fmt: skip
                 results.append(await run_level(b, n, conns) | {"asked": asked})
-        finally:
-            await b.db.close()
     return {"levels": results, "targets": TARGETS}
 
 
@@ -401,8 +362,6 @@ def main() -> None:
 
 
 def section(f: dict[str, Any]) -> dict[str, Any]:
-    """What the page's text reads of either mode's figures: the top level, the extremes, and,
-    for the one-process levels, issue #17's verdicts."""
     levels = f["levels"]
     top = max(levels, key=lambda lv: lv["streams"])
     kbs = [lv["kb_per_stream_rss"] for lv in levels]

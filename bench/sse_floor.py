@@ -1,7 +1,4 @@
-"""The baseline of `bench.sse`: a bare aiohttp app served as `server.py` serves it (one
-port, SO_REUSEPORT, its backlog and keep-alive) on as many processes, answering the SSE GET with
-a fixed opening (then holding the stream) and the ticket POST with a fixed ticket.
-"""
+"""The baseline of `bench.sse`: a bare aiohttp app served as `server.py` serves it."""
 
 from __future__ import annotations
 

@@ -1,20 +1,5 @@
-"""ZIPs and artworks in an object store: `python -m bench.store [--rounds 5]`.
-
-Against a real SeaweedFS S3 server on loopback, one bucket a run; rounds alternate, medians.
-1. `build(object_sink(...))` of 128 noise PNGs of ~1 MB against a plain multipart `obstore.put`
-   of the same ZIP's bytes (same part size, parts in flight). Target ≤ 1.3×.
-2. The real worker's RSS (every 5 ms) building a ~1 GB ZIP (128 artworks of 8 MB) into the
-   store: peak − the RSS it settled at after a small warm-up BDR. Target ≤ 50 MB.
-3. 128 artworks (~1 MB PNGs, then small pixel art) read by `fetched_in_order(object_fetcher(
-   store), ..., 8)` against one at a time, through a proxy process adding 50 ms a request.
-   Target ≥ 6× faster.
-4. `python server.py`'s CPU time for one download of that ZIP with ZIP_DOWNLOAD_MODE=redirect
-   (a 302 to the store) and proxy (streamed). Target: a redirect costs one small response.
-5. Proxy mode against stalled readers: a ready BDR whose object holds 24 MiB; readers (GET,
-   headers read, never read on) added until 10, 40, 100 are open: the server's RSS once settled
-   against its RSS at rest after one whole download, and after they all closed; then 5
-   more waves of the largest number. The proxy's caps are raised so that none cuts in.
-"""
+"""ZIPs and artworks in a SeaweedFS bucket: builds, the worker's RSS, reads, downloads, stalled
+readers: `python -m bench.store [--rounds 5]`."""
 
 from __future__ import annotations
 
@@ -83,8 +68,7 @@ def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
 
 
 def plain_put(store: S3Store, key: str, paths: list[Path]) -> None:
-    """`paths` uploaded as one object the way a build uploads its ZIP (the floor a build is
-    weighed against): CHUNK reads, PART_BYTES parts, PARTS_IN_FLIGHT at once."""
+    """`paths` uploaded as one object the way a build uploads its ZIP: the floor."""
     obstore.put(store, key, chunks(paths, CHUNK), use_multipart=True, chunk_size=PART_BYTES,
                 max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
 
@@ -95,7 +79,6 @@ def spread(values: list[float]) -> dict[str, Any]:
 
 
 def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) -> dict[str, Any]:
-    """1. The build into the store against a plain multipart put of its bytes."""
     entries = [Entry(i, f"artworks/{i:03d}.png", path=p) for i, p in enumerate(files)]
 
     def zipped(sink: Any) -> int:
@@ -117,8 +100,7 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
 
 
 async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
-    """Forwards every request to `upstream` `latency` seconds late, Host header as sent (the
-    SigV4 signature covers it), body streamed back; prints "ready", serves until killed."""
+    """Forwards every request to `upstream` `latency` seconds late; prints "ready"."""
     session = aiohttp.ClientSession(auto_decompress=False)
 
     async def forward(request: web.Request) -> web.StreamResponse:
@@ -171,7 +153,6 @@ async def _read_all(store: S3Store, artworks: list[Artwork], concurrency: int) -
 
 async def slow_reads(weed: Seaweed, bucket: str, prefix: str, files: list[Path],
                      port: int, rounds: int) -> dict[str, Any]:  # fmt: skip
-    """3. Reads through the slow proxy at `port` 8 at a time and one by one, rounds alternating."""
     direct = store_at(weed.endpoint, bucket, prefix)
     artworks = []
     for i, path in enumerate(files):
@@ -206,7 +187,6 @@ async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, st
 
 async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, int],
                     bdr: dict[str, Any], rounds: int) -> dict[str, Any]:  # fmt: skip
-    """4. The servers' CPU seconds for one download, in each mode."""
     token = mint_token(settings.jwt_secret_key, bdr["sqid"], ttl_seconds=3600)
     headers = {"Authorization": f"Bearer {token}"}
     urls = {mode: f"http://127.0.0.1:{port}/api/pmd/bdr/{bdr['id']}/download"
@@ -234,12 +214,8 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
                for mode in ports}}  # fmt: skip
 
 
-# --- 5. proxy mode against stalled readers ----------------------------------------------------
-
-
 async def _ready_bdr(settings: Settings, store: Any) -> tuple[str, uuid.UUID]:
-    """A ready BDR whose object holds STALLED_BYTES random bytes: (its owner's token, its id)."""
-    async with stack.opened(settings.database_url, "pmd-bench") as conn:
+    async with stack.connected(settings.database_url, "pmd-bench") as conn:
         owner = await seeding.Factory(conn, settings).user("proxied")
         file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
         await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(STALLED_BYTES))
@@ -273,7 +249,6 @@ async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[st
         return float(found[0].split()[1]) if found else float("nan")
 
     async def open_until(level: int) -> float:
-        """Readers added until `level` are open; the server's RSS once settled."""
         while len(readers) < level:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
@@ -284,7 +259,6 @@ async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[st
         return await _settled_rss(pid)
 
     async def close() -> float:
-        """Every reader leaves; the server's RSS once it has let them all go."""
         for reader in readers:
             reader.transport.abort()
         readers.clear()
@@ -324,8 +298,7 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes])
         cli.show("2. the worker's RSS building ~1 GB into the store, MB", memory)
         store = store_at(weed.endpoint, bucket, "bench/zips")
         token, bdr_id = await _ready_bdr(settings, store)
-        # The proxy's caps raised so that none cuts in; the servers' logs (a line per reader
-        # that leaves) would drown the figures.
+        # The proxy's caps raised so that none cuts in.
         caps = {"ZIP_PROXY_MAX_PER_USER": "1000", "ZIP_PROXY_MAX_DOWNLOADS": "1000",
                 "ZIP_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
         ports = {"redirect": free_port(), "proxy": free_port()}

@@ -1,8 +1,5 @@
-"""The load side of the SSE benchmarks: `Client` holds streams (asyncio protocols) and times
-their live events; `Storm` reopens many at once on one epoll loop over plain sockets, as lean as
-Python allows, since the clients share the servers' cores. A refused, reset or non-200 opening
-is retried after 1–2 s, as EventSource's retry would.
-"""
+"""The load side of the SSE benchmarks: `Client` holds streams and times their events;
+`Storm` reopens many at once on one epoll loop, as lean as Python allows."""
 
 from __future__ import annotations
 
@@ -51,9 +48,7 @@ def reset(sock: socket.socket) -> None:
 
 
 class SseClient(asyncio.Protocol):
-    """One EventSource-like stream: `ready` gets its opening's status once `connected` is in
-    (0: closed before), then live events count as `client`'s receipts and the newest `id:` is
-    kept. A frame is written whole, so a marker spans at most two reads: a short tail will do."""
+    """One EventSource-like stream: `ready` gets its opening's status, then live events count."""
 
     __slots__ = ("client", "held", "last_id", "ready", "request", "tail", "transport", "user")
 
@@ -109,8 +104,7 @@ class SseClient(asyncio.Protocol):
 
 @dataclass(kw_only=True)
 class Client:
-    """`per_user` streams for each of `users`, from `source`, and the live events received since
-    `arm`. Its public methods are a client process's commands (bench/sse.py)."""
+    """`per_user` streams for each of `users`; its public methods are a client's commands."""
 
     source: str
     port: int
@@ -151,9 +145,6 @@ class Client:
         return {"times": self.times, "misrouted": self.misrouted}
 
     async def open(self, first: int, end: int | None, concurrency: int) -> dict[str, Any]:
-        """Opens the streams of users[first:end], `concurrency` in flight, retrying failures
-        until OPEN_DEADLINE_S: how many opened, when the last did, and the statuses not 200 (0:
-        refused, reset or timed out)."""
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         statuses: Counter[int] = Counter()
@@ -169,8 +160,7 @@ class Client:
                         await loop.create_connection(
                             stream, "127.0.0.1", self.port, local_addr=(self.source, 0)
                         )
-                        # No timeout of its own, as EventSource: an opening queued in the
-                        # server, abandoned and retried, would only add to the queue.
+                        # No timeout, as EventSource: a retried opening would add to the queue.
                         status = await asyncio.wait_for(stream.ready, deadline - time.monotonic())
                     except (OSError, TimeoutError):
                         status = 0
@@ -190,10 +180,7 @@ class Client:
                 "statuses": {str(k): v for k, v in statuses.items()}}  # fmt: skip
 
     async def storm(self, tickets: bool) -> dict[str, Any]:
-        """Drops every stream at once (RST) and reopens all at once through a Storm, each with
-        the last event id it received, as EventSource does; held after, never read. `tickets`:
-        the storm's streams again, each as a browser brings it back: a POST for a ticket, then
-        on the same connection the GET with it."""
+        """Drops every stream at once and reopens all with Last-Event-ID (or a ticket)."""
         if not tickets:
             tokens = dict(self.users)
             self.wanted = [(tokens[s.user], s.last_id) for s in self.streams]
@@ -236,9 +223,7 @@ class _Conn:
 
 
 class Storm:
-    """Opens `requests` (whole HTTP requests) against `port` from `source`, all at once; a
-    stream is back once its `connected` is in. `then`: a ticket storm's GETs, one for each
-    request (a POST), sent on its connection with the ticket it answered."""
+    """Opens `requests` against `port` all at once; `then`: a ticket storm's GETs."""
 
     def __init__(
         self, source: str, port: int, requests: list[bytes], then: list[bytes] | None = None

@@ -1,7 +1,5 @@
-"""Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]` (tests/api/test_fuzz.py runs
-it smaller). Schemathesis generates requests for every operation of /openapi.json (a third
-positive, a third aimed at seeded rows, a third negative; derandomized) and checks every answer
-against it. Here against `python server.py` on a fresh database; exits 1 on any violation."""
+"""Fuzzing from the contract: `python -m runs.fuzz [--cases 1200]`: Schemathesis's requests for
+every operation of /openapi.json against `python server.py`; exits 1 on any violation."""
 
 from __future__ import annotations
 
@@ -42,8 +40,6 @@ SEED_POSTS = 200
 
 @dataclass
 class Scope:
-    """A user whose rows the fuzzer can aim at."""
-
     sqid: str
     user_id: int
     post_ids: list[int]
@@ -54,8 +50,6 @@ class Scope:
 
 @dataclass
 class Seed:
-    """The token's user (a moderator) and another user it may act on."""
-
     token: str
     own: Scope
     other: Scope
@@ -87,8 +81,7 @@ class Report:
 
 
 def aim(seed: Seed, case: Any) -> Any:
-    """A valid generated case pointed at seeded rows (generated ids almost never exist): its
-    shape stays, only the values that name rows are swapped, deterministically."""
+    """A valid generated case pointed at seeded rows, deterministically."""
 
     def pick(values: list[Any], key: object) -> Any:
         return values[len(str(key)) % len(values)]
@@ -100,8 +93,7 @@ def aim(seed: Seed, case: Any) -> Any:
     for container in (query, body):
         if "target_sqid" in container:
             container["target_sqid"] = scope.sqid
-    # The schema cannot say "post_ids, or filter with expect_count": a body with neither gets
-    # ids, so the happy path is reached too.
+    # The schema cannot say "post_ids, or filter": a body with neither gets ids.
     if (
         case.path in ("/api/pmd/action", "/api/pmd/license")
         and isinstance(case.body, dict)
@@ -133,8 +125,7 @@ def fuzz(
     base_url: str, seed: Seed, *, cases: int,
     on_operation: Callable[[str, int], None] | None = None,
 ) -> Report:  # fmt: skip
-    """Send about `cases` generated requests spread evenly over every operation; a failed
-    check is counted, never raised."""
+    """About `cases` generated requests spread over every operation, each failed check counted."""
     schema = schemathesis.openapi.from_dict(
         requests.get(f"{base_url}/openapi.json", timeout=10).json()
     )
@@ -169,7 +160,7 @@ def fuzz(
 
 
 def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
-    """`test` on `n` cases of `strategy`, the same ones every run."""
+    """`test` on the same `n` cases of `strategy` every run."""
 
     @hypothesis.settings(max_examples=n, derandomize=True, database=None, deadline=None,
                          phases=[hypothesis.Phase.generate],
@@ -228,11 +219,10 @@ def _curl(case: Any) -> str:
 
 
 async def seed_database(settings: Settings, database_url: str | None = None) -> Seed:
-    """A moderator (the token's user) and another user, each with artworks, BDRs, exports."""
     from pmd_service.host.tokens import mint_token
-    from support.stack import opened
+    from support.stack import connected
 
-    async with opened(database_url or settings.database_url, "pmd-bench") as conn:
+    async with connected(database_url or settings.database_url, "pmd-bench") as conn:
         seeder = Factory(conn, settings)
         await seeder.license("CC0")
         own = await _seed_user(seeder, "fuzzer", ["user", "moderator"])
@@ -269,8 +259,7 @@ async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
 
 
 async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> list[str]:
-    """Bulk actions to undo, a hide of one of the owner's posts each, by the owner or by `actor`,
-    a moderator (the seeded posts are not hidden: undoing one leaves its post as it is)."""
+    """Bulk actions to undo, a hide of one post each, by the owner or by `actor`."""
     out = []
     for post_id in owner.post_ids[:8]:
         action = await seeder.row("bulk_actions", owner_id=owner.user_id, action="hide",
@@ -281,7 +270,6 @@ async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> l
 
 
 def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int, str]:
-    """A ZIP of `entries` at `name` under BDR_PATH: its file_path, size and SHA-256."""
     path = zip_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as zf:
@@ -292,8 +280,6 @@ def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int
 
 
 async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
-    """A ready export of one part, older than the cooldown: the first request of a new one is
-    accepted, the next ones find it running (409)."""
     ready, now = uuid.uuid4(), datetime.now(UTC)
     relative, size, sha256 = _zip(seeder.settings.zip_path, f"pmd-exports/{ready}/part-1.zip", {
         f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",
@@ -309,14 +295,12 @@ async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
 
 
 async def bench(cases: int) -> int:
-    """The fuzzer against a real `server.py` on a fresh, seeded database: its exit status."""
     from pmd_service.dev.embedded import EmbeddedRedis
     from support.stack import free_port, fresh_stack, service_env, start_server, stop
 
     redis = None
     if not os.environ.get("REDIS_URL"):
-        # A Redis of its own: the shared embedded one under .data/bench is stopped by whichever
-        # benchmark process exits first, which would show up here as 503s.
+        # A Redis of its own: the shared one stops when whichever benchmark exits first.
         redis = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="pmd-fuzz-redis-")))
         os.environ["REDIS_URL"] = await asyncio.to_thread(redis.start)
     try:

@@ -8,7 +8,6 @@ import argparse
 def parse_with_workload(
     p: argparse.ArgumentParser, argv: list[str] | None, *, ci_users: int, ci_duration: int
 ) -> argparse.Namespace:
-    """`p`'s arguments (it has `--ci`) and the workload's, its size filled in where not given."""
     p.add_argument("--duration", type=float,
                    help=f"seconds of workload (default 180, --ci {ci_duration})")  # fmt: skip
     p.add_argument("--users", type=int,

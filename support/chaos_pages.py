@@ -1,5 +1,4 @@
-"""`python -m runs.chaos ... --doc`: the run's output, dated, kept in runs/chaos/saved/<mode>.json
-(committed) and rendered from there into docs/runs/chaos-<mode>.md and docs/reliability.md."""
+"""`python -m runs.chaos ... --doc`: a run's output kept in runs/chaos/saved/, rendered into docs/."""
 
 from __future__ import annotations
 
@@ -46,10 +45,6 @@ class Transcript(io.StringIO):
     def stop(self) -> None:
         sys.stdout = self.out
 
-    @property
-    def text(self) -> str:
-        return self.getvalue()
-
 
 def mode(argv: list[str]) -> str:
     """The section a run belongs to: its flags but --doc (and --keep)."""
@@ -66,7 +61,6 @@ def transcript_page(key: str) -> Path:
 
 
 def runs(folder: Path = RUNS) -> list[dict[str, Any]]:
-    """Every mode with its saved run (None: never run) and the page of its transcript."""
     out = []
     for key, what in MODES.items():
         path = run_file(key, folder)
@@ -83,7 +77,6 @@ def runs(folder: Path = RUNS) -> list[dict[str, Any]]:
 
 
 def renders(folder: Path = RUNS) -> dict[Path, str]:
-    """docs/reliability.md and each chaos run's transcript page, from the runs saved."""
     saved = runs(folder)
     out = {DOC: pages.render("reliability.md.j2", runs=saved)}
     for r in saved:
@@ -92,7 +85,6 @@ def renders(folder: Path = RUNS) -> dict[Path, str]:
 
 
 def write(argv: list[str], output: str, code: int, folder: Path = RUNS) -> Path:
-    """Saves the run's output under its mode and renders the pages again."""
     key = mode(argv)
     if key not in MODES:
         raise SystemExit(f"no page for a chaos run of {key!r}: add it to MODES in {__name__}")

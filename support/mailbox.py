@@ -1,5 +1,4 @@
-"""The SMTP mailbox: aiosmtpd on a port, in a thread of this process, keeping every message it
-receives; the tests read what was sent, the chaos run stops it and starts it again."""
+"""An SMTP server (aiosmtpd, on a thread) keeping every message it receives."""
 
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ class Mailbox:
         return list(self.messages)
 
     def __enter__(self) -> Self:
-        """Answering SMTP on its host and port for the block's duration."""
         self.start()
         return self
 

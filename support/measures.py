@@ -1,5 +1,4 @@
-"""The measures every benchmark takes: a percentile, a process's RSS (now, of its tree, and its
-peak while a block of code runs), and a process's CPU seconds."""
+"""The measures every benchmark takes: percentiles, a process's RSS and CPU seconds."""
 
 from __future__ import annotations
 
@@ -39,9 +38,7 @@ def tree_rss_kb(pid: int) -> int:
 
 
 class PeakRss:
-    """The highest `read()` (an RSS in KB) while the `with` block runs, sampled every `every`
-    seconds on a thread, from `start` (default: a reading now), and how many `samples` were
-    taken; with `trace_every`, `trace` holds each such window's highest: (seconds, MB)."""
+    """The highest `read()` (KB) during the block; `trace`: each `trace_every` window's (s, MB)."""
 
     def __init__(
         self, read: Callable[[], int], every: float = 0.005, start: int | None = None,

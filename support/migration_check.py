@@ -1,19 +1,6 @@
-"""make lint's migration check: every migration the previous release has not applied, and every
-repeatable definition, keeps that release working on the schema it makes, so that its servers
-and workers run beside the new release's through a rolling upgrade (docs/operations.md,
-"Upgrades": expand now, contract a release later).
-
-`migrations/RELEASED` names the previous release, the last migration it applies and a digest of
-its migrations, so a clone needs no tag (where the tag `v<version>` is there, the record must
-match it). What a later migration may not do to what that release reads, and the
-`-- contract: <what>, expanded in NNNN` marker that lets an earlier expand's contract step
-through: docs/operations.md, "What `make lint` checks". Statements are read with PostgreSQL's
-own parser (pglast).
-
-`python -m support.migration_check` checks the checkout (`--root` another tree);
-`--record VERSION` writes migrations/RELEASED for the migrations there are now (a release's
-last step, docs/operations.md "Releasing").
-"""
+"""make lint's migration check: the migrations after the release migrations/RELEASED names keep
+that release working (docs/operations.md, "What `make lint` checks"); `--record VERSION`
+writes migrations/RELEASED (docs/operations.md, "Releasing")."""
 
 from __future__ import annotations
 
@@ -47,6 +34,7 @@ _NOT_NULL = {ConstrType.CONSTR_NOTNULL, ConstrType.CONSTR_PRIMARY}
 _FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CONSTR_GENERATED}
 # Dropped and created again in one migration (one transaction), they never go missing.
 _AGAIN = {ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_INDEX}
+_OF_TABLE = {ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER}
 _DISABLE = {t for t in AlterTableType if t.name.startswith("AT_DisableTrig")}
 
 
@@ -73,8 +61,7 @@ class Finding:
 
 @dataclass
 class _Made:
-    """Objects by name (functions, types, indexes... and `table.trigger`), tables (views too),
-    columns as `table.column`; `defaulted`: columns given a default."""
+    """What migrations made, by name; columns as `table.column`, triggers as `table.trigger`."""
 
     objects: set[str] = field(default_factory=set)
     tables: set[str] = field(default_factory=set)
@@ -105,17 +92,13 @@ def read_record(root: Path) -> Released:
 
 
 def record(root: Path, version: str, rev: str | None = None) -> Released:
-    """migrations/RELEASED for release `version`: the migrations at git revision `rev` of
-    `root`'s repository (its tag), or without one those there are now."""
+    """migrations/RELEASED for `version`: the migrations at git `rev`, or those there are now."""
     migrations = discover(root / "migrations") if rev is None else _at(root, rev)
     if not migrations:
         raise SystemExit(f"no migrations at {rev or root}")
     released = Released(version, migrations[-1].version, digest(migrations))
     (root / RECORD).write_text(_RECORD_HEAD + released.line() + "\n")
     return released
-
-
-# --- reading statements -------------------------------------------------------------------------
 
 
 def _nodes(value: Any) -> Iterator[ast.Node]:
@@ -156,8 +139,7 @@ def _option(stmt: ast.CreateFunctionStmt | ast.DoStmt, name: str) -> Any:
 
 
 def _plpgsql_queries(tree: Any) -> Iterator[tuple[str, str]]:
-    """(kind, text) of every SQL text in a PL/pgSQL tree: `sql` for a statement or expression,
-    `dynamic` for what EXECUTE runs."""
+    """(`sql` or `dynamic`: what EXECUTE runs, text) of every SQL text in a PL/pgSQL tree."""
     if isinstance(tree, dict):
         for key, value in tree.items():
             if key == "PLpgSQL_stmt_dynexecute":
@@ -171,8 +153,7 @@ def _plpgsql_queries(tree: Any) -> Iterator[tuple[str, str]]:
 
 
 def _parsed(text: str) -> tuple[ast.Node, ...]:
-    """A PL/pgSQL query's statements (an expression is read as a SELECT); none if unreadable
-    (an assignment, a cursor's query with its variables)."""
+    """A PL/pgSQL query's statements (an expression as a SELECT); none if unreadable."""
     for candidate in (text, f"SELECT {text}"):
         try:
             return tuple(raw.stmt for raw in parse_sql(candidate) if raw.stmt is not None)
@@ -182,8 +163,7 @@ def _parsed(text: str) -> tuple[ast.Node, ...]:
 
 
 def _body_statements(stmt: ast.CreateFunctionStmt, source: str) -> Iterator[ast.Node]:
-    """The statements of a function's body (`source`: its CREATE FUNCTION), as far as they can
-    be read."""
+    """The readable statements of a function's body (`source`: its CREATE FUNCTION)."""
     if stmt.sql_body is not None:
         yield from _nodes(stmt.sql_body)
         return
@@ -204,8 +184,7 @@ def _body_statements(stmt: ast.CreateFunctionStmt, source: str) -> Iterator[ast.
 
 
 def notified(stmt: ast.CreateFunctionStmt, source: str) -> set[str]:
-    """The channels a function's body notifies by name (pg_notify('…', …) or NOTIFY …);
-    `source`: its CREATE FUNCTION."""
+    """The channels a function's body notifies by name (pg_notify or NOTIFY)."""
     channels = set()
     for node in _body_statements(stmt, source):
         if isinstance(node, ast.NotifyStmt) and node.conditionname:
@@ -215,9 +194,6 @@ def notified(stmt: ast.CreateFunctionStmt, source: str) -> set[str]:
             if isinstance(first, ast.A_Const) and isinstance(first.val, ast.String):
                 channels.add(_low(first.val.sval))
     return channels
-
-
-# --- what a statement makes, and what it takes away ----------------------------------------------
 
 
 def _dropped_name(kind: ObjectType, obj: Any) -> str:
@@ -234,7 +210,6 @@ def _dropped_name(kind: ObjectType, obj: Any) -> str:
 
 
 def _make(stmt: ast.Node, made: _Made) -> None:
-    """Add what `stmt` creates to `made`."""
     if isinstance(stmt, ast.CreateStmt):
         made.tables.add(_rel(stmt.relation))
     elif isinstance(stmt, ast.CreateTableAsStmt):
@@ -274,9 +249,8 @@ def _make(stmt: ast.Node, made: _Made) -> None:
 
 @dataclass
 class _Judge:
-    """What the previous release has (`old`: made by its migrations) and what the migrations
-    after it have made so far (`new`); `again`: what the file being read creates (a trigger,
-    index or constraint dropped and created again in one migration never goes missing)."""
+    """What the previous release made (`old`), what later migrations made (`new`), and what the
+    file being read creates (`again`: dropped and made again in one migration is no loss)."""
 
     old: _Made
     new: _Made
@@ -377,19 +351,12 @@ def _renamed(stmt: ast.RenameStmt) -> str:
     kind = _type(stmt.renameType)
     if stmt.relation is not None:
         table = _rel(stmt.relation)
-        if kind in (
-            ObjectType.OBJECT_COLUMN,
-            ObjectType.OBJECT_TABCONSTRAINT,
-            ObjectType.OBJECT_TRIGGER,
-        ):
+        if kind in _OF_TABLE:
             return f"{table}.{(stmt.subname or '').lower()}"
         return table
     if stmt.object is not None:
         return _dropped_name(kind, stmt.object)
     return (stmt.subname or "?").lower()
-
-
-# --- a file, statement by statement --------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -402,8 +369,7 @@ class _Statement:
 
 
 def _statements(sql: str) -> Iterator[_Statement]:
-    """The statements of a file; a DO block's one by one, each as if the block's own, after the
-    block itself (which carries a problem for what it EXECUTEs, which cannot be read)."""
+    """The statements of a file; a DO block's after the block, each as if the block's own."""
     end = 0
     for raw in parse_sql(sql):
         start = raw.stmt_location or 0
@@ -464,7 +430,6 @@ def _made_by(migrations: Iterable[Migration]) -> tuple[_Made, dict[str, set[str]
 
 
 def check(root: Path = CHECKOUT) -> list[Finding]:
-    """Every problem of the migrations under `root` after its previous release's."""
     folder = root / "migrations"
     released = read_record(root)
     migrations = discover(folder)
@@ -490,7 +455,6 @@ def check(root: Path = CHECKOUT) -> list[Finding]:
 
 
 def _record_findings(root: Path, released: Released, old: list[Migration]) -> list[Finding]:
-    """The record against the migrations there are, and the release's tag where it is here."""
     found = []
     if not old or old[-1].version != released.last:
         found.append(f"no migration {released.last:04d} here")
@@ -510,8 +474,7 @@ def _record_findings(root: Path, released: Released, old: list[Migration]) -> li
 
 
 def _at(root: Path, rev: str) -> list[Migration] | None:
-    """The migrations at revision `rev` of the git repository `root` is in, or None (no git,
-    no such revision: a clone without tags)."""
+    """The migrations at git revision `rev` of `root`, or None (no git, no such revision)."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

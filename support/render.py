@@ -1,6 +1,4 @@
-"""The one renderer of every generated page under docs/: a Jinja2 template of bench/templates/
-given figures from committed data (bench/figures/, runs/chaos/saved/); bench/report.py lists the
-pages and tests/tooling/test_docs_rendered.py holds each committed page to its render."""
+"""The renderer of every generated page under docs/: bench/templates/ given committed figures."""
 
 from __future__ import annotations
 
@@ -18,7 +16,6 @@ def ms(seconds: float) -> str:
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:
-    """`rows|table(header)`: a Markdown table."""
     lines = [header, ["---"] * len(header), *rows]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 

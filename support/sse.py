@@ -1,5 +1,4 @@
-"""The SSE client: `read_message`, the WHATWG event-stream parser every reader of the service's
-stream uses (the tests' `Stream`, the chaos and cluster runs' EventSource stand-in)."""
+"""The SSE client: `read_message`, the WHATWG event-stream parser every reader uses."""
 
 from __future__ import annotations
 
@@ -33,9 +32,7 @@ class Message:
 async def read_message(
     content: aiohttp.StreamReader, within: float | None = None
 ) -> Message | None:
-    """The next message (an event, a comment or a retry, complete at its blank line), or None at
-    the end of the stream, dropping a partial one as EventSource does; a lost connection raises.
-    `within`: seconds to wait for each line (None: the socket's own timeout)."""
+    """The next message, or None at the end of the stream; `within`: seconds for each line."""
     msg = Message()
     started = False
     while raw := await asyncio.wait_for(content.readline(), within):
@@ -57,15 +54,11 @@ async def read_message(
 
 
 class Stream:
-    """Parses `text/event-stream` as the WHATWG spec says (what EventSource does)."""
-
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self.resp = resp
         self.last_event_id: str | None = None
 
     async def next(self, within: float | None = 10) -> Message | None:
-        """The next message (an event, a comment or a retry), or None at the end of stream
-        (`within`: seconds for each line; None, the session's own timeout)."""
         try:
             msg = await read_message(self.resp.content, within)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
@@ -102,7 +95,6 @@ class Stream:
         return got
 
     async def ended(self, within: float = 10) -> list[Message]:
-        """Everything until the end of the stream."""
         out: list[Message] = []
         while (msg := await self.next(within)) is not None:
             out.append(msg)
@@ -117,7 +109,6 @@ async def open_stream(
     session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
 ) -> AsyncIterator[Stream]:  # fmt: skip
-    """A GET of the stream, checked to answer 200 with text/event-stream, closed at the end."""
     resp = await session.get(url, headers=headers, params=params)
     try:
         assert resp.status == 200, await resp.text()

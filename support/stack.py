@@ -1,7 +1,4 @@
-"""One way to start a stack for the tests, benchmarks and runs: a fresh database, the service's
-processes, and the one builder of their environment (`service_env`). PostgreSQL and Redis are
-DATABASE_URL / REDIS_URL when set, else embedded ones under .data/bench; each run works in a
-database it creates and drops."""
+"""One way to start a stack for the tests, benchmarks and runs: databases, processes, env."""
 
 from __future__ import annotations
 
@@ -33,14 +30,12 @@ from pmd_service.dev.embedded import services, stop_processes
 from pmd_service.sse.hub import LISTENER_NAME
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-# The service's processes as production starts them, from the checkout.
 SERVER = [sys.executable, "server.py"]
 WORKER = [sys.executable, "-m", "pmd_service", "worker"]
 
 
 def bench_settings() -> Settings:
-    """DATABASE_URL and REDIS_URL from the environment, else the embedded servers under
-    .data/bench (started or joined); a throwaway token secret."""
+    """DATABASE_URL and REDIS_URL from the environment, else the embedded servers."""
     env = {
         "DATABASE_URL": os.environ.get("DATABASE_URL", ""),
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
@@ -56,50 +51,37 @@ def with_database(url: str, name: str) -> str:
 
 
 @asynccontextmanager
-async def connected(url: str, **options: Any) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of our own to `url` (asyncpg.connect's `options`), closed when the block
-    ends."""
-    conn = await asyncpg.connect(url, **options)
+async def connected(
+    url: str, application_name: str | None = None, **options: Any
+) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to `url` (as the service makes one, given its name), closed after."""
+    if application_name is None:
+        conn = await asyncpg.connect(url, **options)
+    else:
+        conn = await connect(url, application_name, **options)
     try:
         yield conn
     finally:
         await conn.close()
-
-
-@asynccontextmanager
-async def opened(url: str, application_name: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection as the service makes one (its codecs, named `application_name`), closed
-    when the block ends."""
-    conn = await connect(url, application_name)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-async def _admin(server_url: str, *statements: str) -> None:
-    async with connected(server_url) as admin:
-        for statement in statements:
-            await admin.execute(statement)
 
 
 async def create_database(server_url: str, name: str, *, search_path: bool = True) -> str:
-    """A new database `name` on `server_url`'s server; its URL. With `search_path`, connections
-    to it name the service's tables unqualified, as the service does."""
-    path = [f'ALTER DATABASE "{name}" SET search_path = pmd, public'] if search_path else []
-    await _admin(server_url, f'CREATE DATABASE "{name}"', *path)
+    async with connected(server_url) as admin:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        if search_path:
+            await admin.execute(f'ALTER DATABASE "{name}" SET search_path = pmd, public')
     return with_database(server_url, name)
 
 
 async def drop_database(server_url: str, name: str, *roles: str) -> None:
-    """Database `name` dropped, its connections cut, and then `roles`."""
-    drops = [f"DROP ROLE IF EXISTS {role}" for role in roles]
-    await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', *drops)
+    async with connected(server_url) as admin:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in roles:
+            await admin.execute(f"DROP ROLE IF EXISTS {role}")
 
 
 @asynccontextmanager
 async def fresh_stack() -> AsyncIterator[Settings]:
-    """Settings on a new database, migrated, Redis, and a temp vault."""
     base = await asyncio.to_thread(bench_settings)  # pgserver's start-up blocks
     name = f"pmd_bench_{uuid.uuid4().hex[:10]}"
     url = await create_database(base.database_url, name)
@@ -110,7 +92,7 @@ async def fresh_stack() -> AsyncIterator[Settings]:
                 zip_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
                 auto_migrate=False,
             )  # fmt: skip
-            async with opened(settings.database_url, "pmd-bench") as conn:
+            async with connected(settings.database_url, "pmd-bench") as conn:
                 await apply_migrations(conn, MIGRATIONS, with_host_tables=True)  # dev: stand-ins
             yield settings
     finally:
@@ -118,7 +100,6 @@ async def fresh_stack() -> AsyncIterator[Settings]:
 
 
 def first_ephemeral_port() -> int:
-    """The first port of the kernel's range for the local end of outgoing connections."""
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -133,9 +114,7 @@ def _bindable(port: int) -> bool:
 
 
 def free_port(gap: int = 0) -> int:
-    """A port free on every address (with `gap`, so is the port `gap` above it: weed's gRPC
-    ports), below the kernel's ephemeral range: a port it hands out (bind to 0) may be taken by
-    a client's connection before the server meant for it binds it, or binds it again."""
+    """A free port (and the one `gap` above it) below the ephemeral range a client may take."""
     for _ in range(200):
         port = random.randrange(10000, max(10001, first_ephemeral_port() - gap))
         if _bindable(port) and (not gap or _bindable(port + gap)):
@@ -159,10 +138,7 @@ def database_env(settings: Settings) -> dict[str, str]:
 def service_env(
     settings: Settings, data_dir: Path | None = None, /, **extra: str
 ) -> dict[str, str]:
-    """The environment of a server, worker or CLI process on `settings`. Without `data_dir`,
-    this process's environment with text logs (a benchmark's or run's child); with it, a test's
-    child on 127.0.0.1 with its data there, and none of the caller's PMD_/LOG_/METRICS_/
-    STARTUP_ settings, PORT or HOST (a test names what it checks)."""
+    """The environment of a service process on `settings`; with `data_dir`, a test's."""
     if data_dir is None:
         env = {**os.environ, "LOG_FORMAT": "text"}
     else:
@@ -184,7 +160,6 @@ def service_env(
 
 
 def log_tail(log: Path | None, chars: int = 2000) -> str:
-    """The end of `log`, to say why a process did not start ("" without one)."""
     try:
         text = log.read_text(errors="replace").strip() if log is not None else ""
     except OSError:
@@ -196,8 +171,7 @@ def wait_ready(
     proc: subprocess.Popen[bytes] | None, ready: Callable[[], bool], what: str,
     log: Path | None = None, within: float = 30, error: type[Exception] = RuntimeError,
 ) -> None:  # fmt: skip
-    """Until `ready()`: `error`, the end of `log` in it, if `proc` (the process that should
-    answer, if it is ours) exits first or `within` s pass (then it is killed)."""
+    """Until `ready()`; `error` with `log`'s end if `proc` exits first or `within` s pass."""
     deadline = time.monotonic() + within
     while not ready():
         if proc is not None and proc.poll() is not None:
@@ -215,9 +189,7 @@ async def eventually(
     what: str | Callable[[], str] = "the condition",
     interval: float = 0.01,
 ) -> None:
-    """Poll `check` until it returns true, failing after `within` seconds with `what` (a text,
-    or a function giving one at that moment: a log's tail). For states nothing announces (a row
-    changing, a count reached, a port answering); `check` may itself fail, to stop early."""
+    """Poll `check` until true, failing after `within` seconds with `what` (or what it returns)."""
     deadline = time.monotonic() + within
     while not await check():
         if time.monotonic() >= deadline:
@@ -226,7 +198,6 @@ async def eventually(
 
 
 def answers(url: str) -> bool:
-    """Whether `url` answers 200 now (False while nothing listens)."""
     try:
         with urllib.request.urlopen(url, timeout=1) as r:  # noqa: S310 - our own servers
             return bool(r.status == 200)
@@ -237,8 +208,7 @@ def answers(url: str) -> bool:
 def start_server(
     env: dict[str, str], port: int, log: IO[bytes] | None = None
 ) -> subprocess.Popen[bytes]:
-    """`python server.py`, once /readyz answers 200; its output to `log` instead of this
-    process's (a line per request drowns a bench's figures)."""
+    """`python server.py`, once /readyz answers 200; its output to `log`."""
     proc = subprocess.Popen(SERVER, cwd=CHECKOUT, env={**env, "PORT": str(port)}, stdout=log,
                             stderr=log)  # fmt: skip
     name = getattr(log, "name", None)
@@ -256,7 +226,6 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
 
 
 async def listener_pids(conn: asyncpg.Connection | asyncpg.Pool) -> list[int]:
-    """The server processes' LISTEN connections (each holds one once it is up): their pids."""
     rows = await conn.fetch(
         "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
         " AND datname = current_database()",

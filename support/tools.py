@@ -1,7 +1,4 @@
-"""The machine's programs the tests and the chaos and cluster runs need, each with the Debian
-package that provides it: the one table `.ci/run` installs from and every check reads, so a
-missing program is one line naming it and its package. Standard library only: `.ci/run` runs
-`python3 -m support.tools [--packages] TOOL…` before the virtualenv exists."""
+"""The machine's programs the tests and runs need, with their Debian packages (stdlib only)."""
 
 from __future__ import annotations
 
@@ -30,15 +27,14 @@ PACKAGES: dict[str, str] = {
     "chromium": "chromium",
     "openssl": "openssl",  # the SMTP tests' self-signed certificate
 }
-# What `python -m runs.cluster` runs: its hosts (ip netns, nsenter, unshare) and their
-# HAProxy, PgBouncer and Redis. (Its PostgreSQL is PG_BIN's there, Debian's postgresql-15.)
+# What `python -m runs.cluster` runs: its hosts and their HAProxy, PgBouncer and Redis.
 CLUSTER = ("ip", "nsenter", "unshare", "haproxy", "pgbouncer", "redis-server")
 # Debian installs pgbouncer, haproxy, nginx and ip here, which a normal user's PATH lacks.
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
 
 
 def find(tool: str) -> str | None:
-    """The program's path: on PATH, else in the sbin folders; None when it is not installed."""
+    """The program's path (PATH, then the sbin folders), or None."""
     if tool not in PACKAGES:
         raise KeyError(f"{tool}: not in support/tools.py's PACKAGES (which Debian package?)")
     return shutil.which(tool, path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN]))
@@ -50,7 +46,6 @@ def packages(tools: Iterable[str]) -> list[str]:
 
 
 def missing(tools: Iterable[str]) -> str | None:
-    """One line naming the missing ones of `tools` and the packages that install them, or None."""
     tools = list(tools)
     absent, needed = [t for t in tools if find(t) is None], packages(tools)
     if not absent:

@@ -1,5 +1,4 @@
-"""The access matrix's tables (tests/api/test_access_matrix.py runs them): the world every cell runs
-against, the callers (its columns), the endpoints (its rows) and the status each cell expects."""
+"""The access matrix's tables: its world, callers (columns), endpoints (rows) and statuses."""
 
 from __future__ import annotations
 
@@ -19,9 +18,6 @@ from tests.helpers import Client, fetch_item, request_bdr, run_worker
 VICTIM_POST_ID_BASE = 900_000
 
 
-# --- the world every cell runs against -------------------------------------------------------
-
-
 @dataclass
 class World:
     victim: UserRow
@@ -31,7 +27,6 @@ class World:
     site_owner: UserRow
     banned: UserRow
     deactivated: UserRow
-    # What is made next, as the users' requests (filled in by build_world).
     ready_bdr: str = ""  # the victim's, with a ZIP on disk
     pending_bdr: str = ""  # the victim's, queued
     ready_export: str = ""  # the victim's full export, its parts on disk
@@ -43,9 +38,7 @@ class World:
 
 
 async def build_world(client: Client, factory: Factory, settings: Settings) -> World:
-    # A long sqid for the victim (5 characters, like the post ids below): a 2-character one
-    # could turn up by chance inside any random string of a body (a cursor, a ticket) and read
-    # as a leak.
+    # A long sqid for the victim: a short one could turn up by chance in a body.
     await factory.pool.execute("SELECT setval('users_id_seq', 800000)")
     mod, owner = ["user", "moderator"], ["user", "owner"]
     w = World(
@@ -97,9 +90,6 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     return w
 
 
-# --- callers (the columns) -------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Caller:
     name: str
@@ -121,7 +111,6 @@ def _bearer(token: str) -> dict[str, str]:
 
 
 def _auth(who: str) -> Callable[[World, Factory], dict[str, str]]:
-    """The headers of the World's user `who`."""
     return lambda w, f: getattr(w, who).auth
 
 
@@ -166,9 +155,6 @@ CALLERS = (
     Caller("moderator, target_sqid=victim", _auth("moderator"), "victim", column="ok"),
     Caller("owner, target_sqid=victim", _auth("site_owner"), "victim", column="ok"),
 )
-
-
-# --- endpoints (the rows) --------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,4 @@
-"""A bad value for every setting: the entry points (tests/processes/test_config_errors.py) and `from_env`
-(tests/unit/test_settings.py) refuse each one, naming its variable."""
+"""A bad value for every setting, which the entry points and `from_env` refuse."""
 
 FILE = "<a file>"  # stands for a file where a folder belongs
 BAD = {

@@ -1,5 +1,4 @@
-"""What the tests of the operations CLI share: they call its `main` in-process, as an operator's
-shell runs it, outside any event loop (`main` runs its own)."""
+"""What the tests of the operations CLI share: they call its `main` in-process."""
 
 from __future__ import annotations
 
@@ -20,8 +19,7 @@ from tests.helpers import TABLES
 def operator_shell(
     settings: Settings, admin_url: str, monkeypatch: pytest.MonkeyPatch, **env: str
 ) -> Settings:
-    """The environment of an operator's shell on the test database, and `env` (no
-    JWT_SECRET_KEY: each test sets it when it wants it), the tables emptied."""
+    """An operator's shell environment on the test database, and `env`; the tables emptied."""
     for name in [n for n in os.environ if n.startswith(("PMD_", "STARTUP_", "JWT_"))]:
         monkeypatch.delenv(name)
     env = {
@@ -41,8 +39,6 @@ def operator_shell(
 
 
 def admin_value(admin_url: str, query: str, *args: object) -> Any:
-    """The first value of one of the test's own statements, run as the admin (the CLI runs as
-    the service's role)."""
 
     async def run() -> Any:
         async with connected(admin_url) as conn:
@@ -52,8 +48,7 @@ def admin_value(admin_url: str, query: str, *args: object) -> Any:
 
 
 def keep_process_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI configures logging and the exception hooks for the process, as it should: the
-    next tests get theirs back."""
+    """The process's logging and exception hooks back for the next tests after the CLI's."""
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))
     monkeypatch.setattr(root, "level", root.level)

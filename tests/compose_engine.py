@@ -1,13 +1,5 @@
-"""Docker Compose v2 driving podman instead of a Docker engine, for
-tests/deploy/test_compose_up.py: `podman system service` answers Docker's API on a socket of the
-tests' podman (tests/images.py), and compose is pointed at it with DOCKER_HOST.
-
-Podman leaves healthchecks to systemd timers, which the tests' machines do not run: a thread
-here runs `podman healthcheck run` on every container that has one, every 2 s, so compose's
-`service_healthy` and `ps` see real health. Podman 4.3's Docker API splits a `["CMD", …]`
-healthcheck at spaces (the compose files use CMD-SHELL or no spaces), and its `exec` leaves
-conmon running (the tests use `podman exec`, not `compose exec`).
-"""
+"""Docker Compose v2 driving the tests' podman through `podman system service`, with a thread
+running the healthchecks podman leaves to systemd timers."""
 
 from __future__ import annotations
 
@@ -32,13 +24,10 @@ STOPPING = {"down", "stop", "kill", "rm", "restart"}
 
 @dataclass
 class Engine:
-    """A Docker API socket served by the tests' podman, with its healthchecks run."""
-
     podman: Podman
     socket: Path
     stopping: threading.Event = field(default_factory=threading.Event)
-    # Held by a round of healthchecks and by a command that stops containers: an exec into a
-    # container being removed leaves its conmon behind.
+    # Held by a round of healthchecks and by a command that stops containers.
     round: threading.Lock = field(default_factory=threading.Lock)
 
     def run_healthchecks(self) -> None:
@@ -53,16 +42,13 @@ class Engine:
     def compose(
         self, directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
-        """`docker compose ARGS` in `directory` against this engine (one that stops containers
-        waits for the round of healthchecks under way, and holds the next)."""
         with self.round if STOPPING & set(args) else contextlib.nullcontext():
             return run_compose(
                 directory, *args, env=env, timeout=timeout, docker_host=f"unix://{self.socket}"
             )
 
     def leftovers(self, project: str, ids: list[str]) -> dict[str, list[str]]:
-        """What of the compose project is still there: containers, volumes, networks, pods
-        (compose makes none), and processes naming one of its containers `ids` (a conmon)."""
+        """What of the compose project is still there, processes naming its containers too."""
         label = f"label=com.docker.compose.project={project}"
         listings = {
             "containers": ("ps", "-a", "--filter", label, "--format", "{{.Names}}"),
@@ -82,8 +68,6 @@ class Engine:
 
 @contextlib.contextmanager
 def engine(podman: Podman) -> Iterator[Engine]:
-    """The tests' podman serving Docker's API on a fresh socket, healthchecks run, until the
-    block ends."""
     path = podman.runroot / f"compose-{uuid.uuid4().hex[:8]}.sock"
     podman.runroot.mkdir(parents=True, exist_ok=True)
     log = podman.store / "system-service.log"
@@ -107,7 +91,6 @@ def engine(podman: Podman) -> Iterator[Engine]:
 
 
 def _answers(path: Path) -> bool:
-    """Whether Docker's API answers on the socket `path` (`GET /_ping`)."""
     with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(5)
         sock.connect(str(path))
@@ -117,7 +100,6 @@ def _answers(path: Path) -> bool:
 
 
 def services(engine: Engine, directory: Path, args: list[str]) -> dict[str, list[dict[str, Any]]]:
-    """`compose ARGS ps -a --format json`: each service's containers, as compose sees them."""
     done = engine.compose(directory, *args, "ps", "-a", "--format", "json")
     assert done.returncode == 0, done.stderr
     found: dict[str, list[dict[str, Any]]] = {}

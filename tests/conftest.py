@@ -1,24 +1,6 @@
-"""Real PostgreSQL and Redis for every test: embedded by default, or TEST_DATABASE_URL /
-TEST_REDIS_URL to use standalone servers (the suite then works in a database it creates and
-drops, and flushes the Redis database it is given). The service under test connects as a
-least-privilege role made from `python -m pmd_service grants`; the tests' own connections (host
-rows, checks) as the admin.
-
-TEST_DATABASE_POOLER=pgbouncer puts PgBouncer (transaction mode) in front of the test database
-for the whole run: the service's settings (and so every server, worker, CLI and in-process app
-the tests start) get DATABASE_URL = PgBouncer, DATABASE_DIRECT_URL = the database itself and
-DATABASE_POOLER=pgbouncer, as an operator configures it. Tests about the database itself (admin
-connections, grants, the host's schema) keep their direct URLs.
-
-What a test needs from the machine (a browser, the proxies, podman, PgBouncer) is checked
-before its fixtures start anything (`needs` marks, tests/prerequisites.py); with
-PMD_CI_STRICT_SKIPS=1, CI's runs fail on any skip tests/skips_allowed.txt does not allow
-(tests/skip_guard.py).
-
-`make test` runs the suite in pytest-xdist workers: each has its database and role (the name's
-random suffix), its Redis (an embedded server in its own temporary folder, or its own database
-number of TEST_REDIS_URL's server), its PgBouncer and its ports; which tests share a worker is
-tests/parallel.py's."""
+"""Real PostgreSQL and Redis for every test: embedded, or TEST_DATABASE_URL / TEST_REDIS_URL;
+TEST_DATABASE_POOLER=pgbouncer puts PgBouncer in front of the service's database. The service
+connects as a least-privilege role, the tests' own connections as the admin."""
 
 from __future__ import annotations
 
@@ -61,15 +43,12 @@ from tests.helpers import (
     grant_role,
 )
 
-# The host site's tables as its own migrations make them (Makapix Club, api/alembic/versions).
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 
-# The page tests' fixtures (browser, stack), one copy, beside the stack they start.
 pytest_plugins = ["tests.page_stack"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Plugins of their own, which tests/tooling/test_ci_guards.py also runs by themselves (`-p`).
     config.pluginmanager.register(prerequisites, "pmd-prerequisites")
     config.pluginmanager.register(skip_guard, "pmd-skip-guard")
     config.pluginmanager.register(parallel, "pmd-parallel")
@@ -82,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @dataclass(frozen=True)
 class TestDatabase:
-    admin_url: str  # a superuser: the host's side (its rows, its schema) and the tests' checks
+    admin_url: str  # a superuser: the host's side and the tests' checks
     service_url: str  # the service's least-privilege role, made by `grants`
     role: str
     password: str
@@ -90,9 +69,7 @@ class TestDatabase:
 
 @pytest.fixture(scope="session")
 def test_database() -> Iterator[TestDatabase]:
-    """The suite's database: stand-in host tables created by the admin (`migrate
-    --with-host-tables`), a role made from `grants`' output (the admin creates schema `pmd`
-    owned by it), then the service's migrations applied as that role, as beside the host."""
+    """The suite's database: host tables by the admin, the service's migrations by its role."""
     server_url = os.environ.get("TEST_DATABASE_URL")
     if not server_url:
         from pmd_service.dev.embedded import start_postgres
@@ -118,34 +95,29 @@ def test_database() -> Iterator[TestDatabase]:
 
 @pytest.fixture(scope="session")
 def database_url(test_database: TestDatabase) -> str:
-    """What the service is given: its least-privilege role."""
     return test_database.service_url
 
 
 @pytest.fixture(scope="session")
 def pooler_url(database_url: str) -> Iterator[str | None]:
-    """PgBouncer's URL for the service's role with TEST_DATABASE_POOLER=pgbouncer, else None."""
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler == "none":
         yield None
         return
     from support.pgbouncer import running_pgbouncer
 
-    # Fewer server connections than the suite's clients (many processes at once): transactions
-    # of different clients share server sessions, as in production.
+    # Fewer server connections than clients, so clients share server sessions, as in production.
     with running_pgbouncer(database_url, server_connections=20) as bouncer:
         yield bouncer.url
 
 
 @pytest.fixture(scope="session")
 def admin_database_url(test_database: TestDatabase) -> str:
-    """The tests' own connections: host rows, truncation, checks of what the service wrote."""
     return test_database.admin_url
 
 
 @pytest.fixture
 async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    """A brand-new empty database on the suite's server (an admin URL), dropped after."""
     name = f"pmd_empty_{uuid.uuid4().hex[:8]}"
     url = await create_database(admin_database_url, name, search_path=False)
     try:
@@ -156,8 +128,7 @@ async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 async def host_url(empty_db: str) -> str:
-    """A fresh database holding the host's tables, and nothing of the service's yet (an admin
-    URL; `host_role_url` is the service's role on it)."""
+    """A fresh database holding the host's tables only (an admin URL)."""
     async with connected(empty_db) as conn:
         await conn.execute(HOST_SCHEMA_SQL.read_text("utf-8"))
     return empty_db
@@ -165,15 +136,13 @@ async def host_url(empty_db: str) -> str:
 
 @pytest.fixture
 async def host_role_url(host_url: str, test_database: TestDatabase) -> str:
-    """The service's role on `host_url`'s database, as `grants` makes it."""
     async with connected(host_url) as conn:
         await grant_role(conn, test_database.role, test_database.password)
     return as_role(host_url, test_database.role, test_database.password)
 
 
 def worker_redis_url(url: str, worker: int) -> str:
-    """TEST_REDIS_URL for xdist worker `worker`: its database number minus the worker's, so each
-    worker flushes a database of its own (15 and 4 workers: 15, 14, 13, 12)."""
+    """TEST_REDIS_URL for xdist worker `worker`: its database number minus the worker's."""
     parts = urlsplit(url)
     number = int(parts.path.strip("/") or 0)
     if worker > number:
@@ -201,15 +170,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Itera
 
 @pytest.fixture(scope="session")
 def seaweed() -> Iterator[Seaweed]:
-    """A real S3-compatible server (SeaweedFS), started once for the run when a test asks."""
     with running_seaweed() as weed:
         yield weed
 
 
 @pytest.fixture(scope="session")
 def s3_bucket(seaweed: Seaweed) -> str:
-    """One bucket per test run (SeaweedFS gives each bucket volumes of its own, of the few it
-    may grow); each test works under a prefix of its own (`s3_prefix`)."""
+    """One bucket per run (each takes volumes of their own); each test has its `s3_prefix`."""
     return bucket_on(seaweed)
 
 
@@ -239,8 +206,6 @@ def settings(database_url: str, pooler_url: str | None, redis_url: str, tmp_path
 
 @pytest.fixture
 async def pool(admin_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """The tests' own pool (an admin): the factory's host rows, truncation, checks. The service
-    under test connects as its role (`settings.database_url`)."""
     pool = await create_pool(admin_database_url, "pmd-test", min_size=1, max_size=10)
     await pool.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
     yield pool
@@ -272,8 +237,7 @@ async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestCli
 
 @pytest.fixture
 def small(settings: Settings) -> Settings:
-    """Export parts of a few KiB, so that a handful of small artworks make several, and an
-    hour's cooldown after a full export; a module overrides it with its own cooldowns."""
+    """Export parts of a few KiB, and an hour's cooldown after a full export."""
     return msgspec.structs.replace(
         settings,
         export_min_part_bytes=1024,
@@ -289,9 +253,6 @@ async def ex_client(
     return await aiohttp_client(create_app(small))
 
 
-# --- worker, SMTP ----------------------------------------------------------------------------
-
-
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session without a total timeout: streams stay open as long as a test reads."""
@@ -301,7 +262,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def smtp() -> Iterator[Mailbox]:
-    """A real SMTP server (aiosmtpd) on loopback, collecting what it receives."""
     with Mailbox() as box:
         yield box
 
@@ -317,7 +277,6 @@ async def worker_ctx(settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[di
 
 @pytest.fixture
 async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> AsyncIterator[Serve]:
-    """Start servers with settings overridden per test; all closed at the end."""
     servers: list[TestServer] = []
 
     async def start(**overrides: Any) -> TestServer:
@@ -333,7 +292,6 @@ async def serve(settings: Settings, pool: asyncpg.Pool, redis_clean: None) -> As
 
 @pytest.fixture
 async def served(serve: Serve, aiohttp_client: AiohttpClient) -> Served:
-    """A server as `python server.py` runs it, with the test's settings, and a client of it."""
     server = await serve()
     client: TestClient[Any, Any] = await aiohttp_client(server)
     return server, client

@@ -1,5 +1,4 @@
-"""What the download tests share: settings that keep the ZIPs in a SeaweedFS bucket, the app
-served as production serves it, a ready BDR, and a raw connection that reads only the head."""
+"""What the download tests share: the app served as in production, a ready BDR, raw reads."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ HANG_GUARD = 60  # a bound on waits that would otherwise hang; never a timing as
 async def start(
     aiohttp_client: AiohttpClient, settings: Settings, *, cancels: bool = False
 ) -> Client:
-    """The app on a loopback port, as `server.py` runs it (a handler finds out that its client
-    left when it writes); `cancels`: aiohttp's test server, which cancels that handler."""
+    """The app on a loopback port, as `server.py` runs it; `cancels`: aiohttp's test server."""
     app = create_app(settings)
     client: Client = await aiohttp_client(app if cancels else ServedLikeServerPy(app))
     return client
@@ -35,8 +33,7 @@ async def ready_zip(
     client: Client, factory: Factory, settings: Settings, owner: UserRow | None = None,
     size: int | None = None,
 ) -> tuple[UserRow, str, bytes]:  # fmt: skip
-    """A ready BDR built by the worker: (owner, download URL, its bytes). With `size`, its ZIP
-    is replaced by that many random bytes (what is sent is not the point: its length is)."""
+    """A ready BDR built by the worker: (owner, URL, bytes); `size`: that many random bytes."""
     owner = owner or await factory.user()
     post = await factory.post(owner)
     item = await after_worker(client, settings, owner, [post.id])
@@ -51,7 +48,6 @@ async def ready_zip(
             await obstore.put_async(store, file_path.removeprefix("bdr/"), data)
         else:
             (settings.zip_path / file_path.removeprefix("bdr/")).write_bytes(data)
-        # The row's size too: a ZIP of another size than its row says is served as gone.
         await factory.pool.execute(
             "UPDATE batch_download_requests SET file_size_bytes = $2 WHERE id = $1::uuid",
             item["id"],

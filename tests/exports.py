@@ -1,5 +1,4 @@
-"""What the export tests share: a request, an export built by the worker, and its parts
-downloaded, unzipped and validated by bagit-python."""
+"""What the export tests share: an export built by the worker, its parts checked by bagit."""
 
 from __future__ import annotations
 
@@ -35,7 +34,6 @@ async def ready_export(
 
 
 async def unpacked(client: Client, user: UserRow, item: dict[str, Any], into: Path) -> list[Path]:
-    """Every part downloaded, unzipped and validated by bagit-python; their folders."""
     folders = []
     for part in item["parts"]:
         resp = await client.get(part["download_url"], headers=user.auth)

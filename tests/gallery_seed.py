@@ -1,6 +1,4 @@
-"""An artist with artworks worth a gallery (real PNGs, tags, licenses, hidden ones, comments,
-reactions, a layers file, a lost file) and their export, downloaded and unzipped: for the
-tests of each part's index.html, in process and in Chromium."""
+"""An artist with artworks worth a gallery and their export unzipped: for the gallery tests."""
 
 from __future__ import annotations
 
@@ -57,6 +55,5 @@ async def seeded(
 async def exported_parts(
     client: Client, owner: UserRow, settings: Settings, into: Path
 ) -> tuple[dict[str, Any], list[Path]]:
-    """`owner`'s full export, built, its parts unpacked into `into` and validated."""
     item = await ready_export(client, settings, owner)
     return item, await unpacked(client, owner, item, into)

@@ -1,5 +1,4 @@
-"""What many test modules share: the checkout, test constants, the worker run in burst mode, a
-database relay, request shortcuts, problem checks, and servers and rows for the SSE tests."""
+"""What many test modules share: constants, the worker in burst mode, request shortcuts."""
 
 from __future__ import annotations
 
@@ -53,8 +52,7 @@ TABLES = (
 
 
 def direct(settings: Settings, url: str, **changes: Any) -> Settings:
-    """`settings` on `url` with no pooler in front: for tests about another database or role
-    (the suite's pooler, TEST_DATABASE_POOLER, stands before the test database only)."""
+    """`settings` on `url` with no pooler in front (the suite's is the test database's only)."""
     return msgspec.structs.replace(
         settings, database_url=url, database_direct_url=None, database_pooler="none", **changes
     )
@@ -71,7 +69,6 @@ def on_port(url: str, port: int) -> str:
 
 
 async def open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A connection to the real PostgreSQL server of `url`, TCP or unix socket."""
     parts = urlsplit(url)
     socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
     if socket_dir.startswith("/"):
@@ -80,9 +77,7 @@ async def open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamW
 
 
 class DatabaseRelay:
-    """A TCP port in front of the test's PostgreSQL: nobody listens on it until `open()`
-    (a database that comes up late), then it forwards each connection; `cut()` stops
-    listening and drops the open connections (a database host that went away)."""
+    """A TCP port in front of the test's PostgreSQL from `open()` to `cut()`."""
 
     def __init__(self, target: str) -> None:
         self.target = target
@@ -122,33 +117,27 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
 
 
 def bucket_on(weed: Seaweed) -> str:
-    """A new bucket on `weed`: its name."""
     return asyncio.run(create_bucket(weed))
 
 
 def as_role(url: str, role: str, password: str) -> str:
-    """`url` connecting as `role` instead of its user."""
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{role}:{quote(password, safe='')}@{host}"))
 
 
 async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> None:
-    """The service's least-privilege role on the admin's database, from `grants`' own SQL."""
     from pmd_service.host.grants import grants_sql
 
     await admin.execute(grants_sql(role))
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
 
 
-# The two ways a worker is started: the supported one, and the `arq` command on its options.
 WORKER_FORMS = ("python -m pmd_service worker", "arq worker.WorkerSettings")
 
 
 async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **overrides: Any) -> None:
-    """Drain the queue the way arq does it: a real Worker in burst mode, as `form` makes it
-    (worker.py's PmdWorker, or the Worker arq.worker.create_worker makes, sentry-sdk's
-    wrapped, of the options as WorkerSettings gives them, without reading the environment)."""
+    """Drain the queue with a real Worker in burst mode, made as `form` makes it."""
     from arq.worker import Worker, create_worker
 
     from pmd_service.jobs.arq_adapter import PmdWorker
@@ -191,20 +180,14 @@ async def request_bdr(
 
 
 async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
-    """The server announces and enqueues a request just after its reply is out (so no page
-    hears of it from the stream first): tests that drain the queue next wait for that."""
+    """Until the server has announced and enqueued a request, just after its reply."""
     await announced_in(client.app[DB_POOL], client.app[REDIS], bdr_id, within)
 
 
 async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
-    """`announced` for a test that holds the database and Redis but not the server's app."""
     deadline = time.monotonic() + within
     sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
-
-    async def is_announced() -> bool:
-        return bool(await pool.fetchval(sql, bdr_id))
-
-    await eventually(is_announced, within, f"BDR {bdr_id} announced", interval=0.005)
+    await eventually(lambda: pool.fetchval(sql, bdr_id), within, f"BDR {bdr_id} announced", 0.005)
     with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
         while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
             if time.monotonic() > deadline:
@@ -254,15 +237,12 @@ async def built(
 async def after_worker(
     client: Client, settings: Settings, owner: UserRow, post_ids: list[int], **flags: Any
 ) -> dict[str, Any]:
-    """A request of `post_ids` (`flags`: its options) once a worker on `settings` ran: the
-    item."""
     item = await request_bdr(client, owner, post_ids, **flags)
     await run_worker(settings)
     return await fetch_item(client, owner, item["id"])
 
 
 def zip_path(settings: Settings, owner: UserRow, bdr_id: str) -> Path:
-    """Where a ready request's ZIP is published."""
     return settings.zip_path / owner.sqid / f"pmd-{bdr_id}.zip"
 
 
@@ -273,8 +253,7 @@ async def act(client: Client, user: UserRow, action: str, post_ids: list[int], *
 
 
 async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
-    """The answer of a successful action, without its `undo` link (checked here: present
-    exactly when a post changed)."""
+    """The answer of a successful action, without its `undo` link (checked here)."""
     resp = await act(client, user, action, post_ids, **extra)
     assert resp.status == 200, await resp.text()
     body = await resp.json()
@@ -286,7 +265,6 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
 
 
 async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:
-    """GET /api/pmd/posts?`query`, answered 200: the page."""
     resp = await client.get(f"/api/pmd/posts?{query}", headers=user.auth)
     assert resp.status == 200, await resp.text()
     page: dict[str, Any] = await resp.json()
@@ -305,8 +283,7 @@ def ids(messages: list[Message]) -> list[int]:
 
 
 async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) -> str:
-    """A BDR of one post that asked for an email, made ready (as a build would) with its email
-    still owed: the id."""
+    """A ready BDR of one post with its email still owed: the id."""
     post = await factory.post(owner)
     item = await request_bdr(client, owner, [post.id], send_email=True)
     await factory.pool.execute(
@@ -320,8 +297,7 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
 
 @contextlib.asynccontextmanager
 async def logging_pool(url: str, name: str) -> AsyncIterator[tuple[asyncpg.Pool, list[str]]]:
-    """A pool of one connection to `url`, and every statement it is sent but the pool's own
-    reset on release (a query logger stays on its connection back in the pool)."""
+    """A pool of one connection to `url`, and every statement it is sent but its resets."""
     queries: list[str] = []
     pool = await create_pool(url, name, min_size=1, max_size=1)
     try:
@@ -338,8 +314,7 @@ def pg_dump() -> str:
 
 
 def pg_program(name: str) -> str:
-    """A PostgreSQL client program (pg_dump, pg_restore) at least as new as the server: the
-    embedded PostgreSQL's, else the PATH's."""
+    """A PostgreSQL client program as new as the server: the embedded one's, else the PATH's."""
     try:
         import pgserver
 
@@ -355,8 +330,7 @@ def pg_program(name: str) -> str:
 
 
 def service_statements() -> dict[str, str]:
-    """Every SQL_* constant of the package but the standalone-only and catalog modules (and
-    the worker's entry module, which reads its settings from the environment on import)."""
+    """Every SQL_* constant of the package but the standalone-only and entry modules'."""
     skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker"}
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
@@ -369,9 +343,7 @@ def service_statements() -> dict[str, str]:
     return found
 
 
-# --- servers on loopback, as server.py runs them (the SSE tests) ----------------------
-
-# Seconds after which a wait that should end counts as hung: a guard, not a performance claim.
+# Seconds after which a wait counts as hung: a guard, not a performance claim.
 HUNG = 30.0
 
 Serve = Callable[..., Awaitable[TestServer]]
@@ -380,8 +352,7 @@ Served = tuple[TestServer, Client]
 
 
 class ServedLikeServerPy(TestServer):
-    """A real server on a loopback port, run the way `server.py` runs it: aiohttp's test server
-    cancels a handler when its client goes away, `web.run_app` does not."""
+    """A server run as `server.py` runs it, which does not cancel a handler whose client left."""
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
         kwargs |= {"handler_cancellation": False, "shutdown_timeout": 1.0}
@@ -402,16 +373,11 @@ async def mint_ticket(
     return ticket
 
 
-# --- BDR rows and their events, straight in the table (the SSE tests) ----------------------
-
-
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:
-    """A BDR row written straight to the table (its insert is an event like any other)."""
     return str(await bdr_row(pool, user.id, list(range(1, artworks + 1))))
 
 
 async def step(pool: asyncpg.Pool, bdr_id: str) -> None:
-    """One progress event."""
     await pool.execute(
         "UPDATE batch_download_requests SET status = 'processing', progress_done = progress_done + 1"
         " WHERE id = $1::uuid",

@@ -1,6 +1,4 @@
-"""The host's own dashboard page logic (tests/host_page.html says what of it and why), served
-from an origin of its own, as a site whose API is another origin (the service answering with
-CORS): nothing in the test proxies or intercepts its two connections."""
+"""The host's own dashboard page logic (tests/host_page.html), served from an origin of its own."""
 
 from __future__ import annotations
 
@@ -16,8 +14,7 @@ PAGE = Path(__file__).with_name("host_page.html")
 
 
 def page_html(api_base: str, token: str, render_ms: float) -> str:
-    """The page calling `api_base` with `token`; `render_ms`: how long the main thread is busy
-    re-rendering after the click (0: not at all)."""
+    """The page calling `api_base` with `token`; `render_ms`: its re-render after the click."""
     values = {"__API__": api_base, "__TOKEN__": token, "__RENDER_MS__": render_ms}
     html = PAGE.read_text("utf-8")
     for name, value in values.items():
@@ -27,7 +24,6 @@ def page_html(api_base: str, token: str, render_ms: float) -> str:
 
 @contextlib.asynccontextmanager
 async def serving_page(html: str, port: int) -> AsyncIterator[str]:
-    """The page at http://127.0.0.1:{port}/ (its own origin); yields that URL."""
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=html, content_type="text/html")

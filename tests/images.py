@@ -1,12 +1,5 @@
-"""Images built with podman for the tests that run containers (tests/deploy/test_image.py and
-test_compose_up.py), in a store of the tests' own: `.data/image` of the checkout or
-PMD_IMAGE_STORE (CI keeps one between runs). Nothing is pulled: the Dockerfile's base and the
-compose files' images are stood in for by Debian bookworm roots (mmdebstrap) tagged with their
-names. Images are tagged by a digest of what goes into them, so a second run reuses them.
-
-They run only when asked, PMD_IMAGE_TESTS=1 (`.ci/run` sets it): the store grows to about a
-gigabyte, which a plain `make test` should not leave behind. Their tests share one xdist group,
-so one worker builds into the store at a time."""
+"""Images built with podman for the container tests, in a store of their own, from Debian roots
+(nothing pulled), tagged by a digest of what goes in; only with PMD_IMAGE_TESTS=1."""
 
 from __future__ import annotations
 
@@ -22,12 +15,10 @@ from tests.helpers import CHECKOUT
 
 TOOLS = ("podman", "runc", "mmdebstrap")
 ASKED = "PMD_IMAGE_TESTS"
-# The xdist group of every test that uses the store (one worker at a time: they share its files).
 PODMAN_GROUP = "podman"
 
 
 def not_asked() -> str | None:
-    """Why the container-image tests do not run here (PMD_IMAGE_TESTS is not 1), or None."""
     if os.environ.get(ASKED) == "1":
         return None
     return (
@@ -35,7 +26,7 @@ def not_asked() -> str | None:
     )
 
 
-# What the Dockerfile copies into the image: a change to any of them means a new image.
+# What the Dockerfile copies into the image.
 CONTEXT = (
     "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "server.py", "worker.py",
     "requirements/build.txt", "requirements/runtime.txt", "requirements/run.txt",
@@ -44,8 +35,7 @@ CONTEXT = (
 IMAGE_REPO = "localhost/pmd-service-test"
 # The Dockerfile's base stand-in: Debian's python3 as the official image has it (+ venv).
 PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
-# runc: crun refuses some hosts' cgroups. Ulimits within what an unprivileged host grants
-# (podman's defaults are refused on some). No systemd: cgroupfs, a file log.
+# runc: crun refuses some hosts' cgroups; ulimits an unprivileged host grants; no systemd.
 CONTAINERS_CONF = """[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
 [engine]
@@ -56,8 +46,6 @@ events_logger = "file"
 
 
 class Podman:
-    """podman with the tests' own configuration and storage (`driver`: each its own images)."""
-
     def __init__(self, store: Path, runroot: Path, driver: str = "vfs") -> None:
         store.mkdir(parents=True, exist_ok=True)
         (store / "containers.conf").write_text(CONTAINERS_CONF)
@@ -88,8 +76,7 @@ class Podman:
     def build(
         self, tag: str, context: Path | str, *options: str, replacing: str, timeout: float = 1200
     ) -> None:
-        """`podman build` of `context` as `tag`, once older images named `replacing…` are gone
-        (nothing pulled; --layers=false: vfs copies the whole tree for each layer)."""
+        """`podman build` of `context` as `tag`, once older images named `replacing…` are gone."""
         for old in self("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
             if old.startswith(replacing):
                 self("rmi", "--force", old)
@@ -98,10 +85,9 @@ class Podman:
 
 
 def store_podman(driver: str = "vfs") -> Podman:
-    """The tests' podman on their store, checked to work. vfs works wherever podman does;
-    overlay makes containers in a blink, and falls back to vfs where the kernel refuses it."""
+    """The tests' podman on their store, checked to work (overlay falls back to vfs)."""
     store = Path(os.environ.get("PMD_IMAGE_STORE") or CHECKOUT / ".data" / "image").resolve()
-    # Stable for a store and driver (podman records it), and short (sockets' paths fit in 108).
+    # Stable for a store and driver, and short (sockets' paths fit in 108).
     name = bytes(store) if driver == "vfs" else bytes(store) + f" {driver}".encode()
     key = hashlib.sha256(name).hexdigest()[:12]
     podman = Podman(store, Path(tempfile.gettempdir()) / f"pmd-podman-{key}", driver)
@@ -112,7 +98,7 @@ def store_podman(driver: str = "vfs") -> Podman:
 
 
 def base_image() -> str:
-    """The Dockerfile's FROM (its `ARG BASE=` default), as podman names it."""
+    """The Dockerfile's `ARG BASE=`, as podman names it."""
     match = re.search(r"^ARG BASE=(\S+)$", (CHECKOUT / "Dockerfile").read_text(), re.M)
     assert match, "the Dockerfile names its base in `ARG BASE=`"
     return match[1] if "/" in match[1] else f"docker.io/library/{match[1]}"
@@ -121,8 +107,7 @@ def base_image() -> str:
 def debian_image(
     podman: Podman, tag: str, packages: Sequence[str], changes: Iterable[str] = ()
 ) -> None:
-    """A minimal Debian bookworm with `packages`, tagged `tag`; `changes`: Dockerfile
-    instructions for its configuration (ENV, CMD, …)."""
+    """A minimal Debian bookworm with `packages`, tagged `tag`; `changes`: ENV, CMD, …"""
     tar = podman.store / f"rootfs-{hashlib.sha256(tag.encode()).hexdigest()[:8]}.tar"
     hook = (  # reuse the host's downloaded packages, where it has them: faster, same bytes
         'mkdir -p "$1/var/cache/apt/archives" && '
@@ -144,7 +129,6 @@ def debian_image(
 
 
 def context_digest() -> str:
-    """A short digest of the files the Dockerfile copies (folders: every file under them)."""
     digest = hashlib.sha256()
     for root in (CHECKOUT / name for name in CONTEXT):
         for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
@@ -155,8 +139,7 @@ def context_digest() -> str:
 
 
 def pip_cert() -> Path | None:
-    """The CA bundle this machine's pip trusts (PIP_CERT or its config), for pip in the build;
-    None when pip uses its own."""
+    """The CA bundle this machine's pip trusts, for pip in the build; None: pip's own."""
     listed = subprocess.run(
         ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
     ).stdout.splitlines()
@@ -167,8 +150,7 @@ def pip_cert() -> Path | None:
 
 
 def service_image(podman: Podman, *, demo: bool = False) -> str:
-    """The tag of the Dockerfile's image (`demo`: with its DEMO=true build argument), built
-    unless an identical one is there; older builds of the same kind are removed."""
+    """The tag of the Dockerfile's image (`demo`: DEMO=true), built unless it is there."""
     base = base_image()
     if not podman.exists(base):
         debian_image(podman, base, PYTHON_PACKAGES, ["ENV LANG=C.UTF-8", 'CMD ["python3"]'])

@@ -1,5 +1,4 @@
-"""What the browser tests run against: `python server.py` and `arq worker.WorkerSettings` as
-production runs them, on the test database and Redis, plus Debian's Chromium via Playwright."""
+"""What the browser tests run against: the server and worker as production runs them, Chromium."""
 
 from __future__ import annotations
 
@@ -28,11 +27,10 @@ from support.stack import free_port, service_env, start_server
 from tests.helpers import CHECKOUT
 from tests.procs import ARQ_WORKER
 
-if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip (browser_missing)
+if TYPE_CHECKING:  # Playwright may be missing here: the page tests then skip
     from playwright.async_api import Browser, Page, ViewportSize
 
 CHROMIUM = Path(os.environ.get("PMD_CHROMIUM", "/usr/bin/chromium"))
-# Where the tests save their screenshots: docs/screenshots when refreshing the README's.
 SCREENSHOTS = os.environ.get("PMD_SCREENSHOTS")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -47,8 +45,6 @@ PHONE: ViewportSize = {"width": 375, "height": 812}
 
 
 def browser_missing() -> str | None:
-    """What the page tests lack here, or None: they skip without it, unless PMD_REQUIRE_BROWSER=1
-    (CI), where it fails them (tests/prerequisites.py)."""
     if importlib.util.find_spec("playwright") is None:
         return "Playwright for Python is not installed (make test installs it)"
     if CHROMIUM.exists():
@@ -77,12 +73,10 @@ class Stack:
                            LOG_FORMAT="text", **self.extra_env)  # fmt: skip
 
     async def start_server(self) -> None:
-        # The child keeps its own copy of the log's descriptor; ours is closed at once.
         with (self.directory / "server.log").open("ab") as log:
             self.server = await asyncio.to_thread(start_server, self.env(), self.port, log)
 
     async def stop_server(self) -> None:
-        """SIGTERM, as a deploy does: every SSE stream is closed from the server side."""
         assert self.server is not None
         await asyncio.to_thread(stop_processes, [self.server], 10)
 
@@ -113,9 +107,7 @@ async def running_stack(
 
 
 async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
-    """A new user and `count` artworks of theirs (their ids), with real pixel-art files in the
-    vault and `art_url`s the dev server serves, newest first one minute apart, some with
-    comments and reactions."""
+    """A new user and `count` artworks of theirs with real files: their ids."""
     owner = await factory.user()
     rng = random.Random(7)
     pool: asyncpg.Pool = factory.pool
@@ -149,9 +141,7 @@ BROKEN_ROWS = Path(__file__).with_name("broken_rows.js")
 
 
 async def broken_rows(page: Page, selector: str) -> list[str]:
-    """What a person sees wrapped among the rows `selector` matches (a toolbar, a card's head,
-    a button): each item that fell onto another line, each text broken over lines. Measured
-    from the boxes Chromium laid out; empty when every row is one line."""
+    """What wrapped among the rows `selector` matches: items on another line, broken texts."""
     found: list[str] = await page.evaluate(BROKEN_ROWS.read_text("utf-8"), selector)
     return found
 
@@ -160,15 +150,12 @@ CLIPPED = Path(__file__).with_name("clipped.js")
 
 
 async def clipped(page: Page, selector: str) -> list[str]:
-    """What a person cannot see whole among the elements `selector` matches: past the screen's
-    sides or a scroll container's visible width, content wider than its box, a menu choice
-    wider than its menu; empty when everything shows whole."""
+    """What a person cannot see whole among the elements `selector` matches."""
     found: list[str] = await page.evaluate(CLIPPED.read_text("utf-8"), selector)
     return found
 
 
 async def outside_width(page: Page, selector: str, width: int) -> list[str]:
-    """The visible elements matching `selector` that reach beyond [0, width] sideways."""
     found: list[str] = await page.evaluate(
         """([selector, width]) => [...document.querySelectorAll(selector)]
             .filter((el) => el.getClientRects().length > 0)
@@ -181,8 +168,6 @@ async def outside_width(page: Page, selector: str, width: int) -> list[str]:
 
 
 class Watch:
-    """What a page did that a test asserts on: uncaught errors and requests."""
-
     def __init__(self, page: Page) -> None:
         self.errors: list[str] = []
         self.requests: list[Any] = []
@@ -191,7 +176,7 @@ class Watch:
         self.page = page
 
     async def mark(self) -> None:
-        """A flag in the document: still there later means the page was never reloaded."""
+        """A flag in the document: still there means the page was never reloaded."""
         await self.page.evaluate("window.__sameDocument = true")
 
     async def same_document(self) -> bool:
@@ -201,7 +186,6 @@ class Watch:
         return [r.url for r in self.requests if path in r.url]
 
     def posts_to(self, path: str) -> list[Any]:
-        """The JSON bodies POSTed to exactly `path` (whatever the query)."""
         return [
             r.post_data_json
             for r in self.requests
@@ -219,8 +203,7 @@ async def open_page(
     viewport: ViewportSize = WIDE,
     color_scheme: Any = "light",
 ) -> tuple[Page, Watch]:
-    """`user`'s dashboard page in a new browser context, signed in with `token` (theirs by
-    default) in the fragment, as the site's link opens it."""
+    """`user`'s dashboard page in a new browser context, signed in with `token` or theirs."""
     context = await browser.new_context(
         viewport=viewport, color_scheme=color_scheme, accept_downloads=True
     )
@@ -234,8 +217,7 @@ async def open_page(
 async def artist_page(
     browser: Browser, stack: Stack, factory: Factory, n: int, *, moderated: bool = False
 ) -> tuple[UserRow, list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids) and their page open with its stream live, or
-    (`moderated`) opened by a new moderator with every post loaded."""
+    """A new user with `n` artworks and their page open (`moderated`: by a moderator)."""
     from playwright.async_api import expect
 
     owner, ids = await artist(factory, n)
@@ -252,8 +234,7 @@ async def artist_page(
 async def loaded_page(
     browser: Browser, stack: Stack, factory: Factory, n: int, **kw: Any
 ) -> tuple[UserRow, list[int], Page, Watch]:
-    """A new user with `n` artworks (their ids) and their page open (`kw`: open_page's
-    options) with every post loaded."""
+    """A new user's `n` artworks (ids) and their page (`kw`: open_page's) with every post loaded."""
     from playwright.async_api import expect
 
     owner, ids = await artist(factory, n)
@@ -278,9 +259,7 @@ async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = N
         return await r.json()
 
 
-# The page tests' fixtures, one copy for every module (tests/conftest.py registers this module
-# as a plugin); a module changes what its stack runs with by overriding `stack_env`, and what
-# Chromium runs with by overriding `browser_args`.
+# The page tests' fixtures; a module overrides `stack_env` and `browser_args`.
 
 
 @pytest.fixture
@@ -304,7 +283,6 @@ async def browser(browser_args: list[str]) -> AsyncIterator[Browser]:
 
 @pytest.fixture
 def stack_env() -> dict[str, str]:
-    """What the stack's server and worker run with beyond their defaults."""
     return {}
 
 

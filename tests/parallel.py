@@ -1,16 +1,5 @@
-"""The suite in pytest-xdist workers (`make test`: `-n N --dist loadgroup`): which tests share a
-worker. Tests marked `xdist_group(name)` run on one worker, one after another, and so does a
-module whose tests share a module- or class-scoped fixture (a build, a run of every case, a
-server), which several workers would each make again; every other test goes wherever a worker
-is free. The largest groups start first.
-
-xdist's own loadgroup passes each test's group to the controller inside its node id, which
-pytest 9.2's structured ids no longer let it change (pytest-dev/pytest-xdist#1386), so the
-groups are lost without a word. Here each worker writes the groups it collected to a file the
-controller names, and the controller's scheduler reads them from there.
-
-A pytest plugin: tests/conftest.py registers it.
-"""
+"""Which tests share a pytest-xdist worker: an `xdist_group`, or a module with a module- or
+class-scoped fixture. Workers pass the groups in a file (pytest-dev/pytest-xdist#1386)."""
 
 from __future__ import annotations
 
@@ -23,13 +12,12 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
-GROUPS = "pmd_xdist_groups"  # the worker input naming the file
+GROUPS = "pmd_xdist_groups"
 GROUPS_FILE = pytest.StashKey[Path]()
 
 
 def group_of(item: pytest.Item) -> str | None:
-    """The worker `item` must share with others: its xdist_group, or its module's path when
-    it uses a module- or class-scoped fixture; None: any worker."""
+    """The group `item` shares a worker with; None: any worker."""
     if (mark := item.get_closest_marker("xdist_group")) is not None:
         return str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
     info = getattr(item, "_fixtureinfo", None)
@@ -38,8 +26,6 @@ def group_of(item: pytest.Item) -> str | None:
 
 
 class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no types
-    """xdist's scheduling by scope, the scope being a test's group, else the test itself."""
-
     def __init__(self, config: pytest.Config, log: Any, groups: Path) -> None:
         super().__init__(config, log)
         self.groups_file = groups
@@ -86,7 +72,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if name is None:
         return
     groups = {item.nodeid: group for item in items if (group := group_of(item)) is not None}
-    # Every worker collects the same tests: each writes the same file, whole, in one step.
     path = Path(name)
     partial = path.with_name(f"{path.name}.{os.getpid()}")
     partial.write_text(json.dumps(groups))

@@ -1,4 +1,4 @@
-"""The service's real processes (server, worker, CLI) for tests of what they print."""
+"""The service's real processes, for tests of what they print."""
 
 from __future__ import annotations
 
@@ -15,13 +15,10 @@ SERVE = [sys.executable, "-m", "pmd_service", "serve"]
 ARQ_WORKER = [str(Path(sys.executable).with_name("arq")), "worker.WorkerSettings"]
 CLI = [sys.executable, "-m", "pmd_service"]
 
-# One line of the text format (core/logs.py TEXT_FORMAT).
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+ \[[^\]]*\]: ")
 
 
 class Proc:
-    """A child process whose stdout and stderr lines are collected as they come."""
-
     def __init__(self, proc: asyncio.subprocess.Process, name: str) -> None:
         self.proc = proc
         self.name = name
@@ -60,8 +57,6 @@ class Proc:
         return "\n".join([f"--- {self.name} stdout:", *self.out, "--- stderr:", *self.err])
 
     async def line(self, match: Callable[[str], bool], within: float = 60) -> str:
-        """The first line (stdout or stderr) for which `match` is true, waiting for it."""
-
         async def found() -> str:
             while True:
                 for line in self.lines:

@@ -1,20 +1,5 @@
-"""CI cannot quietly drop a test: with PMD_CI_STRICT_SKIPS=1 (`.ci/run` sets it), a pytest run
-that skipped anything fails, naming each skip and its reason, unless the skip is allowed by
-`tests/skips_allowed.txt` under the run's rootdir. An expected failure (xfail) counts as a skip,
-and so does one that passed all the same (xpass, when not strict): each is a test whose result
-the run does not check.
-
-That file holds one allowed skip (or xfail) a line: a test's id as pytest prints it (fnmatch wildcards
-allowed; a module's id also covers every test in it), then, after a space, why CI may skip it.
-Blank lines and `#` comments are ignored; an entry without its reason stops the run.
-
-tests/conftest.py loads this plugin; elsewhere `python -m pytest -p tests.skip_guard` does
-(tests/tooling/test_ci_guards.py runs it on generated test files).
-
-In pytest-xdist's workers (`make test`), the controller judges every test's report, which each
-worker passes on; a module skipped at import is judged by its worker and sent back when the
-worker finishes, since xdist passes on only one of several collection reports alike.
-"""
+"""With PMD_CI_STRICT_SKIPS=1, a pytest run fails on any skip, xfail or xpass that
+tests/skips_allowed.txt (its header says how) does not allow."""
 
 from __future__ import annotations
 
@@ -29,7 +14,7 @@ import pytest
 
 SWITCH = "PMD_CI_STRICT_SKIPS"
 ALLOW_LIST = Path("tests", "skips_allowed.txt")
-# What a worker sends back to the controller: its modules skipped at import.
+# A worker's modules skipped at import, sent back: xdist passes on one collection report.
 WORKER_OUTPUT = "pmd_skip_guard_refused"
 # xdist's loadgroup adds "@<its xdist_group>" to a grouped test's id where pytest lets it.
 GROUP_SUFFIX = re.compile(r"@[^:/\[\]]+$")
@@ -60,13 +45,12 @@ def read_allow_list(path: Path) -> list[Allowed]:
 
 
 def _reason(longrepr: object) -> str:
-    # A skip's longrepr is (file, line, "Skipped: why").
     text = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
     return str(text).removeprefix("Skipped: ")
 
 
 def _outcome(report: pytest.TestReport) -> str | None:
-    """How the guard names a test's outcome when the run did not check it; None if it did."""
+    """A test's outcome when the run did not check it; None if it did."""
     if not hasattr(report, "wasxfail"):
         return "SKIPPED" if report.skipped else None
     if report.skipped:
@@ -102,7 +86,6 @@ class SkipGuard:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: object) -> None:
-        """An xdist worker is done: its modules skipped at import, judged there."""
         for outcome, nodeid, reason in getattr(node, "workeroutput", {}).get(WORKER_OUTPUT, []):
             self._skipped(outcome, nodeid, reason)
 

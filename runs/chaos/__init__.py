@@ -1,1 +1,0 @@
-"""The chaos run: `python -m runs.chaos` (run.py says what it does)."""

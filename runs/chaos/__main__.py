@@ -1,4 +1,4 @@
-"""`python -m runs.chaos`: the entry point; the run itself is runs/chaos/run.py."""
+"""`python -m runs.chaos`: runs/chaos/run.py."""
 
 import contextlib
 import sys

@@ -49,8 +49,7 @@ class Report:
     def count(
         self, name: str, ok: int, total: int, bad: list[str] | None = None, *, at_least: int = 1
     ) -> None:
-        """`ok` of `total` passed. Fewer than `at_least` to check is a violation too: a check
-        that found nothing to look at proved nothing."""
+        """`ok` of `total` passed; fewer than `at_least` to check proved nothing: a violation."""
         self.lines.append(f"  {name}: {ok}/{total}")
         self.counted[name] = [ok, total]
         self.violations += [f"{name}: {b}" for b in bad or []]
@@ -60,12 +59,10 @@ class Report:
             self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
 
     def each(self, name: str, problems: list[list[str]]) -> None:
-        """`count` over things checked one by one, each with its problems (none: it passed)."""
         bad = [p for found in problems for p in found]
         self.count(name, sum(not found for found in problems), len(problems), bad)
 
     def minimum(self, name: str, got: int, want: int) -> None:
-        """The workload must have produced at least `want` of something."""
         self.lines.append(f"  {name}: {got} (at least {want})")
         if got < want:
             self.violations.append(f"{name}: {got}, fewer than the {want} this workload owes")
@@ -96,12 +93,8 @@ async def check_all(
     zip_store: ObjectStore | None, mailbox: Mailbox, *, settled: bool, limit: int,
     duration: float,
 ) -> Report:  # fmt: skip
-    """Every check of the workload's outcome, once BDRs have settled (`settled`: within the
-    bound). ZIPs in `zip_store` if given, else in ZIP_PATH."""
     ledger, report = api.ledger, Report()
-    # The API's view of each user's BDRs once every SSE client agrees with it, or after 60 s:
-    # longer than a client's read timeout (40 s), after which one whose connection was cut
-    # without a reset (a host's link down) resumes.
+    # Past a client's read timeout (40 s), after which one silently cut off resumes.
     deadline = time.monotonic() + 60
     while True:
         views: dict[int, dict[str, Any]] = {}
@@ -123,8 +116,6 @@ async def check_all(
         await check_bucket(report, pool, zip_store, settings, seed, bdrs)
     else:
         await asyncio.to_thread(check_folder, report, settings.zip_path, seed, bdrs)
-    # "Settled" waited for every send to end, and a server stores a message before the reply
-    # that ends its send: every email is in by now.
     received = mailbox.received()
     check_emails(report, bdrs, received)
     check_downloads(report, ledger)
@@ -137,8 +128,6 @@ async def check_all(
 
 
 def conclude(report: Report, ledger: Ledger, run: str) -> int:
-    """The ledger's counts, the checks and every violation (then all in `report.violations`)
-    printed, then the verdict line (`run`: OK or FAILED: n violations); the exit status."""
     report.lines += [f"  {k}: {n}" for k, n in sorted(ledger.counts.items())
                      if not k.startswith("actions:")]  # fmt: skip
     found = "\n".join(report.violations)
@@ -169,8 +158,7 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
     failed = [r for r in bdrs if r["status"] == "failed"]
     for r in failed:
         report.info(f"failed BDR {r['id']} after {r['attempts']} attempts: {r['error_message']}")
-    # Faults end a BDR as failed only for a known reason (its posts gone, retries used up); an
-    # error nobody classified is a bug (as a cursor's prepared statement behind PgBouncer was).
+    # Faults fail a BDR only for a known reason: an error nobody classified is a bug.
     bugs = [f"BDR {r['id']} failed on an unexpected error" for r in failed
             if r["error_message"] == unexpected_message("download")]  # fmt: skip
     report.count("failed BDRs that failed for a known reason", len(failed) - len(bugs),
@@ -185,8 +173,7 @@ def check_zips(
     report: Report, where: str, ready: dict[str, Any], found: set[str],
     read: Callable[[str], bytes], seed: Seed, partial: Callable[[str], bool] = lambda _: False,
 ) -> None:  # fmt: skip
-    """Each ready row's ZIP (`ready`: by its name among `found`, what is `where`; `read` gives
-    its bytes) byte-exact under that name, and nothing else there but `partial` ones."""
+    """Each ready row's ZIP byte-exact among `found`, and nothing else there but `partial` ones."""
     problems = []
     for key, row in sorted(ready.items()):
         if row["file_path"] != f"bdr/{key}":
@@ -204,8 +191,6 @@ def check_zips(
 
 
 def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
-    """The ready ZIPs in the BDR folder, whose only other files may be the `.part` files of
-    killed builds."""
     ready = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
     found = {str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()}
     check_zips(report, "in the BDR folder", ready, found, lambda k: (root / k).read_bytes(), seed,
@@ -221,12 +206,8 @@ async def check_bucket(
     report: Report, pool: asyncpg.Pool, store: ObjectStore, settings: Settings, seed: Seed,
     bdrs: list[Any],
 ) -> None:  # fmt: skip
-    """--store: the ready ZIPs under the prefix (an upload that did not complete is no object),
-    and every upload a killed worker left open aborted by the workers' own sweep (once a
-    minute) within 75 s."""
-    # ZIPs whose owner removed them while the store was down are left to the daily cleanup
-    # (their rows expired first, so they are never served): run its orphan removal now, as if
-    # the hour it waits had passed, and count what is left.
+    """--store: the ready ZIPs in the bucket, and no upload left open after 75 s."""
+    # ZIPs removed while the store was down are the daily cleanup's: run it now.
     report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
     ready = {r["file_path"].removeprefix("bdr/"): r for r in bdrs if r["status"] == "ready"}
     # Export parts are checked apart (runs/cluster/upgrade.py).
@@ -255,8 +236,7 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
     asked = {str(r["id"]): r for r in bdrs if r["send_email"]}
     bad = []
     for bdr_id, r in asked.items():
-        # Ready/failed: exactly one. Cancelled: none. Expired (removed by its owner): one if it
-        # was sent while ready (taken, and that send ended), none if the owner removed it first.
+        # Ready/failed: one; cancelled: none; expired: one if it was sent while ready.
         sent = r["email_sent_at"] is not None and r["email_lease_until"] is None
         want = {"ready": 1, "failed": 1, "cancelled": 0}.get(r["status"], int(sent))
         if got[bdr_id] != want or (want == 1) != sent:
@@ -317,7 +297,6 @@ def check_actions(report: Report, ledger: Ledger) -> None:
 
 
 def check_5xx(report: Report, ledger: Ledger) -> None:
-    """Every 5xx one of the documented 503s (each kind among the ledger's counts)."""
     fives = sum(n for status, n in ledger.statuses.items() if status >= 500)
     bad = [v for v in ledger.violations if SERVER_ERROR in v]
     report.count("5xx answers that are allowed 503s (server shutting down, documented "
@@ -329,8 +308,6 @@ def check_5xx(report: Report, ledger: Ledger) -> None:
 
 
 def check_downloads(report: Report, ledger: Ledger) -> None:
-    """Every download the actors checked, failed ones included (a documented 503 is never
-    checked)."""
     checked = sum(n for k, n in ledger.counts.items() if k.startswith("downloads checked: "))
     bad = [v for v in ledger.violations if DOWNLOAD_FAILED in v]
     report.count("downloads that got the recorded ZIP's bytes (whole, Range, If-Range, HEAD)",
@@ -339,8 +316,7 @@ def check_downloads(report: Report, ledger: Ledger) -> None:
 
 @dataclass(frozen=True)
 class Workload:
-    """What the run's size owes: each minimum a third or less of what a healthy CI run makes,
-    so only a run where something stopped working, or never ran, falls short."""
+    """What the run's size owes: a third or less of what a healthy CI run makes."""
 
     users: int
     seconds: float
@@ -380,8 +356,6 @@ def check_volume(
 def check_processes(
     report: Report, groups: Collection[Processes], logged: list[str] | None = None
 ) -> None:
-    """The count line of process starts (every exit nobody asked for, those a lost host's kill
-    reaped too); with `logged`, the service logs' line (their ERRORs and tracebacks)."""
     for group in groups:
         group.reap()
     ended = [e.describe() for group in groups for e in group.unexpected]

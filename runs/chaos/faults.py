@@ -25,10 +25,8 @@ SQL_KILL_LISTENERS = """
 SELECT pid, pg_terminate_backend(pid) AS killed FROM pg_stat_activity
 WHERE application_name = 'pmd-sse-listener' AND datname = current_database()
 """
-# After a restart, how long the object store may take to serve what it stored before.
 STORE_READY_SECONDS = 30
-# While the store is frozen, the longest a download or a removal may take to answer (the
-# server gives up on the store after STORE_TIMEOUT_SECONDS, 5 s by default).
+# The server gives up on a frozen store after STORE_TIMEOUT_SECONDS (5 s).
 FROZEN_ANSWER_SECONDS = 15.0
 
 
@@ -41,11 +39,9 @@ class Faults(Injector):
     tmpfs: Tmpfs | None
     victim: SeedUser
     streams: list[SseClient]
-    # --store: the S3 server, and the BDR bucket's prefix as the service sees it.
     store: Seaweed | None = None
     bucket: StoreUrl | None = None
     access: S3Access | None = None
-    # --pooler pgbouncer: the PgBouncer the servers' and workers' pools go through.
     pooler: PgBouncer | None = None
     redis_seconds: float = 20.0
     smtp_seconds: float = 25.0
@@ -61,9 +57,7 @@ class Faults(Injector):
     frozen_bdrs: list[str] = field(default_factory=list)  # the victim's, for the freeze's probes
 
     async def kill_worker(self) -> None:
-        """A 128-artwork BDR of big files, then SIGKILL the worker holding its `.part` open (or,
-        ZIPs in a bucket, every worker once an upload is under way: who holds it cannot be
-        seen from outside)."""
+        """A 128-artwork BDR of big files, then SIGKILL the worker building it (or every one)."""
         await self.request(self.victim, self.rng.sample(self.victim.downloads, 128),
                            send_email=True, include_comments=True)  # fmt: skip
         deadline = time.monotonic() + 40
@@ -84,7 +78,6 @@ class Faults(Injector):
         self.ledger.violation(f"fault not injected: no {what} under way within 40 s")
 
     async def _building(self) -> tuple[list[Proc], str]:
-        """The workers to kill (none yet: []), and what they are doing."""
         if self.bucket is not None:
             assert self.access is not None
             uploads = await incomplete_uploads(self.bucket, self.access)
@@ -96,8 +89,6 @@ class Faults(Injector):
         return [], ""
 
     async def store_down(self) -> None:
-        """The S3 server SIGKILLed for `store_seconds`: builds fail and are retried, never
-        failed while retries remain; downloads answer a documented 503."""
         assert self.store is not None
         with window(self.ledger.store_down):
             await asyncio.to_thread(self.store.stop)
@@ -115,8 +106,7 @@ class Faults(Injector):
                  "after its S3 gateway answered)")  # fmt: skip
 
     async def _store_serves_reads(self) -> None:
-        """Until an object stored before the stop can be read: the S3 gateway answers before
-        the volumes are loaded (GETs get 500s for 0-3.8 s after it, in our runs)."""
+        """Until an object stored before the stop can be read (the gateway answers before)."""
         assert self.bucket is not None and self.access is not None
         store = open_store(self.bucket, self.access)
         deadline = time.monotonic() + STORE_READY_SECONDS
@@ -135,16 +125,13 @@ class Faults(Injector):
                 await asyncio.sleep(0.1)
 
     async def prepare_frozen(self) -> None:
-        """Small BDRs of the victim, requested while everything is up: while the store is
-        frozen, one is downloaded through each server, the others removed (one per server)."""
+        """Small BDRs of the victim, for the freeze's downloads and removals."""
         for _ in range(1 + len(self.servers)):
             if bdr := await self.request(self.victim, self.rng.sample(self.victim.downloads, 2)):
                 self.frozen_bdrs.append(bdr)
 
     async def store_frozen(self) -> None:
-        """The S3 server SIGSTOPped for `frozen_seconds` (it accepts connections, answers
-        nothing): downloads must answer 503 with Retry-After and removals 204, each within
-        FROZEN_ANSWER_SECONDS, through both servers (one redirects, one proxies)."""
+        """The S3 server SIGSTOPped: downloads must answer 503 and removals 204, in time."""
         assert self.store is not None
         ready = [r["id"] for r in await self.until_ready(self.frozen_bdrs, 20)]
         if len(ready) < len(self.frozen_bdrs):
@@ -154,7 +141,6 @@ class Faults(Injector):
             await asyncio.to_thread(self.store.freeze)
             self.say(f"object store frozen (SIGSTOP, for {self.frozen_seconds:.0f} s)")
             try:
-                # The first is downloaded throughout; the others are removed, one per server.
                 removals = [(i, "DELETE", f"/api/pmd/bdr/{b}") for i, b in enumerate(ready[1:])]
                 while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
                     probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
@@ -171,7 +157,6 @@ class Faults(Injector):
         self.say(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
 
     async def _frozen_probe(self, server: int, method: str, path: str) -> float:
-        """One request while the store is frozen: how long it took to answer (its body too)."""
         s, began = self.servers[server], time.monotonic()
         try:
             a = await self.api.once(s, method, path, headers=self.victim.auth)
@@ -243,14 +228,11 @@ class Faults(Injector):
         return False
 
     async def pooler_paused(self) -> None:
-        """PgBouncer PAUSEd for `pause_seconds` (as when PostgreSQL behind it restarts): every
-        new transaction of the pools held until RESUME. The LISTEN connections go direct: they
-        must stay, and are terminated meanwhile, so a listener comes back while pools wait."""
+        """PgBouncer PAUSEd, the LISTEN connections terminated meanwhile: they come back."""
         assert self.pooler is not None
         before = len(await listener_pids(self.pool))
         with window(self.ledger.pooler_paused) as start:
             try:
-                # PAUSE returns once the transactions under way have ended.
                 await console(self.pooler, "PAUSE", within=30)
                 paused = time.monotonic()
                 kept = len(await listener_pids(self.pool))
@@ -283,8 +265,6 @@ class Faults(Injector):
         self.say("SMTP server started again")
 
     async def disk_full(self) -> None:
-        """The BDR folder's tmpfs filled for `disk_seconds`: a new BDR is refused with 503 +
-        Retry-After (ZIP_MIN_FREE_BYTES), not queued to fail; running builds are retried."""
         if self.tmpfs is None:
             self.say("full disk SKIPPED: needs root (a tmpfs is mounted over ZIP_PATH)")
             self.ledger.counts["faults skipped (not root): full disk"] += 1

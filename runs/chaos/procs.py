@@ -1,6 +1,4 @@
-"""The runs' processes: started under a name (a cluster's host, a chaos run's server or worker),
-their unasked exits found and supervised; the chaos run's servers and workers as production runs
-them, the tmpfs its ZIPs are written to, and the time spans of its faults."""
+"""The runs' processes, their unasked exits found and supervised; the chaos run's tmpfs."""
 
 from __future__ import annotations
 
@@ -24,13 +22,12 @@ Spans = list[tuple[float, float]]
 
 
 def during(spans: Spans, t: float, grace: float) -> bool:
-    """Whether `t` falls in one of `spans` (a fault's windows), give or take `grace` s."""
     return any(a - grace <= t <= b + grace for a, b in spans)
 
 
 @contextlib.contextmanager
 def window(spans: Spans) -> Iterator[float]:
-    """A span in `spans` from now to the block's end (open-ended meanwhile); yields its start."""
+    """A span in `spans` from now to the block's end; yields its start."""
     start, n = time.monotonic(), len(spans)
     spans.append((start, start + 3600))
     try:
@@ -40,7 +37,6 @@ def window(spans: Spans) -> Iterator[float]:
 
 
 def open_files(pid: int) -> list[str]:
-    """The paths process `pid` holds open."""
     out = []
     with contextlib.suppress(OSError):
         for fd in Path(f"/proc/{pid}/fd").iterdir():
@@ -51,15 +47,11 @@ def open_files(pid: int) -> list[str]:
 
 @dataclass
 class Processes:
-    """The processes started under one name (a cluster's host, a chaos run's server or worker),
-    and the exits nobody asked for among them."""
-
     name: str
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list, kw_only=True)  # running
     started: int = field(default=0, kw_only=True)
     stopping: set[int] = field(default_factory=set, kw_only=True)  # pids stopped on purpose
     unexpected: list[Exited] = field(default_factory=list, kw_only=True)
-    # Where each process's output begins in its log (appended to across restarts).
     outputs: dict[int, tuple[Path, int]] = field(default_factory=dict, kw_only=True)
     # A lost host is killed on a thread while the supervisor reaps on the event loop.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False,
@@ -75,8 +67,7 @@ class Processes:
         self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
         user: str | None = None,
     ) -> subprocess.Popen[bytes]:  # fmt: skip
-        """Start a process (in its own session, so it can be killed whole, and Ctrl-C reaches
-        only the run, which stops it)."""
+        """Start a process in its own session: it can be killed whole; Ctrl-C reaches the run."""
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
         with open(log, "ab") as out:
@@ -90,11 +81,9 @@ class Processes:
         return proc
 
     def expect_exit(self, proc: subprocess.Popen[bytes]) -> None:
-        """`proc` is about to be stopped on purpose: its exit is no finding."""
         self.stopping.add(proc.pid)
 
     def reap(self) -> list[Exited]:
-        """Take the exited processes off `procs`; return (and keep) those nobody stopped."""
         found = []
         with self._lock:
             for proc in [p for p in self.procs if p.poll() is not None]:
@@ -110,7 +99,7 @@ class Processes:
         return found
 
     def kill_all(self) -> None:
-        """A power cut: SIGKILL every process group started here (an earlier crash stays)."""
+        """A power cut: SIGKILL every process group started here."""
         for proc in list(self.procs):
             if proc.poll() is None:
                 self.expect_exit(proc)
@@ -120,8 +109,7 @@ class Processes:
         self.reap()
 
     async def sigterm(self, spans: Spans, within: float) -> tuple[int | None, float]:
-        """SIGTERM to the last process started, inside a new span of `spans`, and its exit
-        awaited: its code (None: not within `within` s, then SIGKILLed) and seconds to it."""
+        """SIGTERM to the last process started: its exit code (None: SIGKILLed) and seconds."""
         proc = self.procs[-1]
         self.expect_exit(proc)
         with window(spans) as start:
@@ -136,8 +124,6 @@ class Processes:
 
 @dataclass(frozen=True)
 class Exited:
-    """A process that ended without the run stopping it."""
-
     host: str
     program: str
     pid: int
@@ -165,7 +151,6 @@ class Exited:
 
 
 def _program(argv: list[str]) -> str:
-    """What a command line runs, without the nsenter and runuser in front."""
     if "--" in argv:
         argv = argv[len(argv) - argv[::-1].index("--") :]
     return shlex.join(Path(a).name if a.startswith("/") else a for a in argv[:4])
@@ -173,9 +158,7 @@ def _program(argv: list[str]) -> str:
 
 @dataclass
 class Supervisor:
-    """Finds the processes that exited unasked (`Processes.reap`), says so, and has those of
-    the names `restarts` started again (`restart`), as systemd or compose's
-    `restart: unless-stopped` would."""
+    """Says which processes exited unasked, and starts those of the names `restarts` again."""
 
     groups: Mapping[str, Processes]
     restart: Callable[[str], Awaitable[None]]
@@ -194,13 +177,10 @@ class Supervisor:
 
 @dataclass
 class Proc(Processes):
-    """A server (`python server.py`, on `port`) or a worker, restartable."""
-
     argv: list[str]
     env: dict[str, str]
     log: Path
     port: int | None = None
-    # (SIGTERM, exit) of every stop: a 503 inside one is a shutting-down answer.
     shutdowns: Spans = field(default_factory=list)
 
     @classmethod
@@ -237,8 +217,7 @@ class Proc(Processes):
 
 
 class Tmpfs:
-    """A small tmpfs over the BDR folder (root only): "disk full" is a ballast file that takes
-    every free byte, undone without hiding the ZIPs already there."""
+    """A small tmpfs over the BDR folder (root only), filled by a ballast file."""
 
     def __init__(self, path: Path, size_mb: int) -> None:
         self.path, self.size_mb, self.mounted = path, size_mb, False
@@ -265,13 +244,11 @@ class Tmpfs:
         return st.f_bavail * st.f_frsize
 
     def fill(self) -> int:
-        """Take every free byte; returns how many."""
         free = self.free_bytes()
         fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             with contextlib.suppress(OSError):
                 os.posix_fallocate(fd, 0, free)
-            # What fallocate left (block rounding): plain writes until ENOSPC.
             os.lseek(fd, 0, os.SEEK_END)
             for block in (b"\0" * 65536, b"\0"):
                 with contextlib.suppress(OSError):

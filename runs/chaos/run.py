@@ -1,10 +1,7 @@
 """Chaos run: `python -m runs.chaos [--duration 180]`, or `--ci` for the slim variant.
 
-A real stack on loopback (a fresh database, its own Redis and SMTP server, two servers and two
-workers) under one actor and three SSE clients per user, the faults of `schedule` injected;
-then, once all is back and settled, the checks of checks.py (docs/reliability.md, "Chaos runs").
-Exit status 1 on any violation.
-"""
+A real stack on loopback under a workload and faults, then checks.py's checks (exit 1 on any
+violation; docs/reliability.md, "Chaos runs")."""
 
 from __future__ import annotations
 
@@ -24,7 +21,7 @@ from typing import Any
 import aiohttp
 from msgspec.structs import replace
 
-from pmd_service.core.db import connect, create_pool
+from pmd_service.core.db import create_pool
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from runs.chaos import checks
@@ -41,10 +38,9 @@ from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.redis import RedisServer
 from support.seaweed import create_bucket, running_seaweed
 from support.seeding import Factory
-from support.stack import fresh_stack, service_env
+from support.stack import connected, fresh_stack, service_env
 
-# PgBouncer's server connections: fewer than the pools behind it (servers 2 × 10, workers
-# 2 × 8), so transactions of different processes share server sessions, as in production.
+# Fewer than the pools behind it, so processes share server sessions, as in production.
 POOLER_CONNECTIONS = 12
 DAILY_LIMIT = 10
 
@@ -67,8 +63,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def schedule(f: Faults, duration: float, ci: bool) -> Plan:
-    """Each fault at a fraction of the workload (the full run repeats the process faults);
-    with --store the store is also frozen, with --pooler pgbouncer PgBouncer paused."""
+    """Each fault at a fraction of the workload (the full run repeats the process faults)."""
     frozen, pooled = f.store is not None, f.pooler is not None
     plan: list[tuple[float, Callable[[], Coroutine[Any, Any, None]], bool]] = [
         *([(0.0, f.prepare_frozen, True)] if frozen else []),
@@ -92,8 +87,6 @@ def schedule(f: Faults, duration: float, ci: bool) -> Plan:
 
 
 async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> int:
-    """The run on its stack; what it starts is registered on a stack of undos as it is made,
-    and undone, last made first, however the run ends."""
     async with contextlib.AsyncExitStack() as undo:
         weed = undo.enter_context(running_seaweed()) if args.store else None
         redis, smtp = RedisServer(run_dir / "redis"), Mailbox()
@@ -104,13 +97,10 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         settings: Settings = replace(await undo.enter_async_context(fresh_stack()),
                                      zip_path=run_dir / "bdr")  # fmt: skip
         t = time.monotonic()
-        conn = await connect(settings.database_url or "", "pmd-chaos")
-        try:
+        async with connected(settings.database_url or "", "pmd-chaos") as conn:
             data = await seed(Factory(conn, settings), users=args.users,
                               posts_per_user=300 if not args.ci else 220, victim_posts=160,
                               rng=random.Random(20260509))  # fmt: skip
-        finally:
-            await conn.close()
         print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
               f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
               f"{sum(p.data is None for p in data.posts.values())} missing files, "
@@ -118,12 +108,10 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         bouncer: PgBouncer | None = None
         service = settings
         if args.pooler == "pgbouncer":
-            # Its start waits on an event loop of its own: on a thread.
             bouncer = await asyncio.to_thread(
                 undo.enter_context, running_pgbouncer(settings.database_url, POOLER_CONNECTIONS)
             )
-            # This run's own connections (seed, faults, checks) stay direct: they must see the
-            # database while PgBouncer is paused.
+            # The run's own connections stay direct: they must see the database while it pauses.
             service = replace(settings, database_url=bouncer.url, database_pooler="pgbouncer",
                               database_direct_url=settings.database_url)  # fmt: skip
             print(f"the servers' and workers' pools through PgBouncer (transaction mode, "
@@ -135,8 +123,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
             ZIP_MIN_FREE_BYTES=str(8 * 2**20),
             JOB_RETRY_BASE_SECONDS="1", JOB_STALE_SECONDS="15", JOB_PENDING_GRACE_SECONDS="5",
-            # An email lease of 30 s (mail/notify.py): one taken by a worker killed mid-send is
-            # sent again by the sweep well inside the drain.
+            # An email lease of 30 s: one a killed worker took is sent again inside the drain.
             SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), SMTP_TIMEOUT="5",
             BASE_URL="http://pmd.chaos",
             SSE_MAX_PER_USER="10",
@@ -145,8 +132,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         if weed is not None:
             bucket_name = await create_bucket(weed)
             store_env = weed.env(bucket_name, "chaos")
-            # Retries 3, 12 and 48 s apart outlast the store's outage (20 s, plus its restart):
-            # no BDR may fail because of it.
+            # Retries 3, 12 and 48 s apart outlast the store's outage: no BDR may fail of it.
             env |= store_env | {"JOB_RETRY_BASE_SECONDS": "3"}
             settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
             modes = [{"ZIP_DOWNLOAD_MODE": "redirect"}, {"ZIP_DOWNLOAD_MODE": "proxy"}]
@@ -175,9 +161,7 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                    for n, (home, ticket) in enumerate([(0, False), (1, True),
                                                        (u.id % 2, u.id % 3 == 0)])]  # fmt: skip
         tasks += await start_streams(clients, 30)
-        # The full run keeps the disk full past the last retry (the BDR fails, with an email
-        # saying why); the CI run frees it in time for a retry to succeed. The freeze is over
-        # before the store is stopped (at 0.52 of the workload) in the CI run too.
+        # The full run keeps the disk full past the last retry; the CI run frees it in time.
         faults = Faults(api.ledger, api, pool, servers, workers, redis, smtp, tmpfs, data.victim,
                         clients, store=weed, bucket=settings.zip_bucket, access=settings.s3_access,
                         pooler=bouncer, smtp_seconds=20.0 if args.ci else 40.0,
@@ -217,7 +201,6 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
 
 
 async def drain(f: Faults, bound: float) -> bool:
-    """Bring everything back, then wait until no BDR is open and no email owed."""
     start = time.monotonic()
     if f.redis.proc is None:
         await asyncio.to_thread(f.redis.start)
@@ -240,7 +223,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     started = time.monotonic()
     run_dir = Path(tempfile.mkdtemp(prefix="pmd-chaos-"))
-    # The full disk is a fault of the BDR folder; with --store there is none.
     full_disk = not args.store and not args.no_faults
     tmpfs = Tmpfs(run_dir / "bdr", size_mb=640) if Tmpfs.possible() and full_disk else None
     code = 1
@@ -264,5 +246,5 @@ def main(argv: list[str] | None = None) -> int:
         if transcript is not None:
             transcript.stop()
             argv = sys.argv[1:] if argv is None else argv
-            print(f"wrote this run into {chaos_doc.write(argv, transcript.text, code)}")
+            print(f"wrote this run into {chaos_doc.write(argv, transcript.getvalue(), code)}")
     return code

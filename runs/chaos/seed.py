@@ -1,6 +1,5 @@
-"""The chaos run's seed, through the one seeder (support.seeding): users with hundreds of real
-image files each, comments, reactions, a few missing files; and a "victim" whose big files make a
-build slow enough to kill midway."""
+"""The chaos run's seed: users with hundreds of real images each, and a "victim" whose big files
+make a build slow enough to kill midway."""
 
 from __future__ import annotations
 
@@ -20,9 +19,7 @@ EMOJI = ["👍", "❤️", "🔥", "✨"]
 
 @dataclass(frozen=True)
 class SeedUser(UserRow):
-    # Disjoint, so an actor's model of its posts stays exact: `actions` are hidden, deleted,
-    # restored, relicensed; `downloads` requested and never deleted; `doomed` requested, then
-    # deleted while the BDR may be pending.
+    # Disjoint, so an actor's model of its posts stays exact; `doomed` are deleted once requested.
     actions: list[int] = field(default_factory=list)
     downloads: list[int] = field(default_factory=list)
     doomed: list[int] = field(default_factory=list)
@@ -56,8 +53,6 @@ async def _posts(
     factory: Factory, rng: random.Random, owner: UserRow, n: int, side: tuple[int, int],
     missing_share: float, formats: list[str],
 ) -> list[PostRow]:  # fmt: skip
-    """`n` posts of `owner`, a minute apart, each with an image of `side` pixels in the vault
-    but a `missing_share` of them."""
     now, out = datetime.now(UTC), []
     for g in range(1, n + 1):
         fmt = rng.choice(formats)
@@ -78,7 +73,6 @@ async def seed(
         user = await factory.user(f"chaos{i}", ttl=6 * 3600)
         made = await _posts(factory, rng, user, posts_per_user, (16, 110), 0.03, FORMATS)
         posts.update((p.id, p) for p in made)
-        # Actions and doomed posts need files only so a restored one can be requested again.
         people.append(SeedUser(user.id, user.sqid, user.handle, user.token,
                                actions=[p.id for p in made[:60]],
                                downloads=[p.id for p in made[75:]],

@@ -17,8 +17,7 @@ from support.sse import read_message
 
 
 class SseClient:
-    """A view per BDR kept from `bdr_update`s, resumed with Last-Event-ID after a disconnect,
-    started over on `reset`; `ids`, every event's id, shows what a rolling deploy lost."""
+    """A view per BDR kept from `bdr_update`s, resumed with Last-Event-ID, reset on `reset`."""
 
     def __init__(self, api: Api, user: SeedUser, name: str, home: int, ticket: bool) -> None:
         self.api, self.user, self.name, self.home, self.ticket = api, user, name, home, ticket
@@ -45,7 +44,6 @@ class SseClient:
             await asyncio.sleep(random.uniform(0.3, 1.2))
 
     async def session(self, i: int) -> str:
-        """One connection to server `i`, read to its end: how it ended."""
         server, headers, query = self.api.servers[i], dict(self.user.auth), ""
         ticket = None
         if self.ticket:

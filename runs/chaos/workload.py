@@ -1,5 +1,4 @@
-"""The chaos run's clients: an HTTP client that books every answer per server, and one actor
-per user (lists, batch actions, BDRs, cancels, downloads)."""
+"""The chaos run's clients: an HTTP client booking every answer, and one actor per user."""
 
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ REDIS_DEPENDENT = {"POST /api/pmd/bdr/sse-ticket", "GET /api/pmd/bdr/sse?ticket"
 CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 DOWNLOAD_FAILED = "download failed: "  # marks a violation as a failed download
 SERVER_ERROR = "server error: "  # and one as a 5xx that is none of the documented 503s
-# The faults of a run: (seconds into the workload, the fault).
 Plan = list[tuple[float, Callable[[], Coroutine[Any, Any, None]]]]
 
 
@@ -46,9 +44,6 @@ class Answer:
 
 @dataclass
 class Ledger:
-    """Everything the clients saw, and the faults' windows (an answer inside one may be that
-    fault's documented 503)."""
-
     t0: float
     statuses: Counter[int] = field(default_factory=Counter)
     conn_errors: Counter[str] = field(default_factory=Counter)
@@ -75,15 +70,12 @@ class Ledger:
 
 
 def label(method: str, path: str) -> str:
-    """`GET /api/pmd/bdr/{id}`: a request's name, ids left out."""
     path, _, query = path.partition("?")
     name = f"{method} {UUID_RE.sub('{id}', path)}"
     return name + "?ticket" if "ticket=" in query else name
 
 
 class Api:
-    """Requests through either server, every answer booked."""
-
     def __init__(self, http: aiohttp.ClientSession, servers: list[Proc], ledger: Ledger) -> None:
         self.http, self.servers, self.ledger = http, servers, ledger
 
@@ -106,8 +98,7 @@ class Api:
         return Answer(resp.status, CIMultiDict(resp.headers), body)
 
     def download_cut(self, server: Proc, name: str, exc: Exception, started: float) -> None:
-        """A download that did not arrive whole: allowed if refused (no server listened) or cut
-        by a stopping server (aiohttp cuts what is left after 1 s); `call` retries it."""
+        """A download cut: allowed if refused or cut by a stopping server; `call` retries it."""
         if isinstance(exc, aiohttp.ClientConnectorError):
             refused = "downloads refused by a server that was down (sent to the other)"
             self.ledger.counts[refused] += 1
@@ -138,8 +129,7 @@ class Api:
             led.violation(f"{SERVER_ERROR}{status} from {server.name}: {name}: {body[:300]!r}")
 
     async def call(self, method: str, path: str, **kw: Any) -> Answer | None:
-        """Through a random server. A GET or HEAD whose connection fails moves on to the next
-        (every one refused: again after 1 s); another method's is an unknown outcome, None."""
+        """Through a random server; a failed GET or HEAD moves on, another method's is None."""
         n = len(self.servers)
         first = i = random.randrange(n)
         while True:
@@ -155,8 +145,6 @@ class Api:
 
 @dataclass
 class Injector:
-    """What the faults of every run share: the ledger, the API and the database."""
-
     ledger: Ledger
     api: Api
     pool: asyncpg.Pool
@@ -165,7 +153,6 @@ class Injector:
         self.ledger.say(text)
 
     async def request(self, user: SeedUser, ids: list[int], **flags: bool) -> str | None:
-        """A BDR of `user`'s artworks `ids`: its id, or None if it was not accepted."""
         body = {"post_ids": ids, **flags}
         a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=user.auth)
         if a is None or a.status != 202:
@@ -174,7 +161,6 @@ class Injector:
         return str(a.json()["id"])
 
     async def until_ready(self, ids: list[str], within: float) -> list[asyncpg.Record]:
-        """The rows of BDRs `ids` once each is ready, or those ready after `within` s."""
         deadline = time.monotonic() + within
         while True:
             rows = await self.pool.fetch(
@@ -195,8 +181,7 @@ class PostState:
 
 
 class Actor:
-    """One user's page: one request at a time (so its model of its posts is exact), but for
-    occasional bursts of concurrent BDR requests aimed at the daily limit."""
+    """One user's page: one request at a time, so its model of its posts stays exact."""
 
     def __init__(
         self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float,
@@ -206,7 +191,6 @@ class Actor:
         self.every = every  # seconds between BDR requests, on average
         self.next_create = 0.0
         self.bdr_root, self.zip_store = bdr_root, zip_store  # ZIPs in a bucket with --store
-        # A byte flipped in every body downloaded: the run must fail (tests/tooling/test_chaos.py).
         self.break_downloads = break_downloads
         self.rng = random.Random(user.id)
         self.model = {pid: PostState() for pid in user.actions + user.doomed}
@@ -267,7 +251,7 @@ class Actor:
         await self.batch(act, ids, expect_ok=not bad)
 
     async def batch(self, act: str, ids: list[int], *, expect_ok: bool = True) -> None:
-        """A batch action, then the database read: all applied, or (refused) none."""
+        """A batch action, then the database read: all applied, or none."""
         licence = self.rng.choice([*self.seed.licenses, None])
         body: dict[str, Any] = {"post_ids": ids}
         if act == "license":
@@ -385,14 +369,12 @@ class Actor:
         await self.api.call("GET", "/readyz")
 
     async def ticket(self) -> None:
-        """A page opening its EventSource mints a ticket (Redis-backed: a documented 503)."""
         a = await self.api.call("POST", "/api/pmd/bdr/sse-ticket", headers=self.user.auth)
         if a is not None and a.status not in (200, 503):
             self.l.violation(f"sse-ticket answered {a.status}")
 
     async def fetch_zip(self, method: str, path: str, headers: dict[str, str]) -> Answer | None:
-        """The download as a browser gets it, a 302 followed to the signed URL without the
-        token. None for the documented 503 while the store is down (nothing to check)."""
+        """The download as a browser gets it; None while the store is down."""
         a = await self.api.call(method, path, headers=headers)
         if a is not None and a.status == 503 and self.l.store_was_down():
             self.l.counts["downloads answered 503 while the object store was down"] += 1
@@ -402,8 +384,6 @@ class Actor:
             plain = {k: v for k, v in headers.items() if k != "Authorization"}
             async with self.api.http.request(method, a.headers["Location"], headers=plain) as r:
                 if r.status >= 500 and self.l.store_was_down():
-                    # The store's own answer (a restarted SeaweedFS answers 500s until its
-                    # volumes are loaded), not the service's.
                     self.l.counts["signed-URL reads the object store failed while down"] += 1
                     return None
                 a = Answer(r.status, CIMultiDict(r.headers), await r.read())
@@ -413,8 +393,7 @@ class Actor:
         return a
 
     async def download(self) -> None:
-        """A ready ZIP of this user's, downloaded whole, by Range (with If-Range or not), or
-        asked with HEAD, and checked against the recorded size and SHA-256 or the file."""
+        """A ready ZIP of this user's, downloaded whole, by Range or with HEAD, and checked."""
         await self.list_bdrs()
         if not (ready := [i for i, s in self.mine.items() if s == "ready"]):
             return
@@ -460,7 +439,6 @@ class Actor:
             self.l.download_failed(why)
 
     async def _reference(self, file_path: str, start: int, end: int) -> bytes | None:
-        """Bytes `start`-`end` of a ZIP where the service keeps it (None: the store was down)."""
         key = file_path.removeprefix("bdr/")
         if self.zip_store is None:
             return await asyncio.to_thread(_slice, self.bdr_root / key, start, end)
@@ -475,7 +453,6 @@ class Actor:
 
 
 def _after(act: str, s: PostState, licence: int | None) -> PostState:
-    """A post's state once batch action `act` has applied to it."""
     if act in ("hide", "unhide"):
         return PostState(act == "hide", s.deleted, s.license)
     if act in ("delete", "restore"):
@@ -492,8 +469,6 @@ def _slice(path: Path, start: int, end: int) -> bytes:
 async def play(
     api: Api, pool: asyncpg.Pool, seed: Seed, plan: Plan, duration: float, **actor: Any
 ) -> None:
-    """An actor per user for `duration` s, each fault of `plan` at its time; the first error
-    cancels the rest and is raised. The two greedy actors reach the daily limit halfway."""
     ledger = api.ledger
     ledger.t0 = time.monotonic()
 

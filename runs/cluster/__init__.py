@@ -1,1 +1,0 @@
-"""The cluster run: `python -m runs.cluster` (run.py says what it does)."""

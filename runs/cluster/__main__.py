@@ -1,4 +1,4 @@
-"""`python -m runs.cluster`: see runs/cluster/run.py."""
+"""`python -m runs.cluster`: runs/cluster/run.py."""
 
 import sys
 

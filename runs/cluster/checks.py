@@ -14,7 +14,6 @@ Record = tuple[str, str, str, list[str]]
 
 
 def records(text: str) -> Iterator[Record]:
-    """The log records of a process's output; a line that starts none belongs to the last."""
     record: Record | None = None
     for line in text.splitlines():
         if (match := RECORD.match(line)) is not None:
@@ -30,7 +29,7 @@ def records(text: str) -> Iterator[Record]:
 
 
 def log_findings(name: str, text: str) -> list[str]:
-    """Each ERROR or CRITICAL record, and each carrying a traceback, of log `name` as a line."""
+    """Each ERROR or CRITICAL record, or one with a traceback, of log `name` as a line."""
     out = []
     for level, logger, message, more in records(text):
         exception = None
@@ -45,7 +44,6 @@ def log_findings(name: str, text: str) -> list[str]:
 
 
 def service_logs(logs: Path, hosts: Iterable[str]) -> list[str]:
-    """`log_findings` of every server and worker host's log."""
     found = []
     for name in sorted(h for h in hosts if h.startswith(SERVICE_HOSTS)):
         if (path := logs / f"{name}.log").exists():

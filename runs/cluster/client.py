@@ -1,7 +1,4 @@
-"""The cluster's workload, faults and checks, run from the client host: the chaos run's actors,
-SSE clients and checks aimed at the balancer; faults on whole hosts and links; the balancer's
-5xx while a host is lost, counted; in a rolling deploy or upgrade, exports too, and every event
-once per stream."""
+"""The cluster's workload, faults and checks, run from the client host against the balancer."""
 
 from __future__ import annotations
 
@@ -21,7 +18,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from pmd_service.core.db import connect, create_pool
+from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations, create_host_tables
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
@@ -37,7 +34,7 @@ from runs.cluster.upgrade import Exports, command
 from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory
-from support.stack import answers, wait_ready
+from support.stack import answers, connected, wait_ready
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
@@ -49,8 +46,6 @@ SETTINGS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_R
 
 @dataclass
 class Balancer:
-    """What the chaos clients take for a server: the balancer in front of every server host."""
-
     address: str
     name: str = "lb"
     losses: Spans = field(default_factory=list)  # every host loss: a 5xx inside one is booked
@@ -62,7 +57,7 @@ class Balancer:
         return f"http://{self.address}"
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
-        """A server was stopping (a deploy) or lost: a download cut then is not a failure."""
+        """A server was stopping or lost: a download cut then is not a failure."""
         return self.lost(t) or during(self.shutdowns, t, grace)
 
     def lost(self, t: float, grace: float = 3.0) -> bool:
@@ -89,7 +84,6 @@ class Faults(Injector):
     storm_figures: list[dict[str, Any]] = field(default_factory=list)  # the same, for --json
 
     async def lose_host(self, name: str, down_for: float) -> None:
-        """A power cut: every process killed, the link down; back `down_for` seconds later."""
         host = self.cluster.host(name)
         with window(self.lb.losses):
             self.down.add(name)
@@ -106,7 +100,6 @@ class Faults(Injector):
         self.say(f"host {name} back")
 
     async def lose_worker_mid_build(self, victim: Any) -> None:
-        """A BDR of 128 big artworks, then the loss of the worker host reading the vault for it."""
         await self.request(victim, random.sample(victim.downloads, 128), send_email=True)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
@@ -118,8 +111,6 @@ class Faults(Injector):
         self.ledger.violation("fault not injected: no worker host was building within 40 s")
 
     async def cut(self, rather: str, peer: str, seconds: float) -> None:
-        """Worker host `rather` (or one that is up, if it is lost: a cut is a fault of a running
-        host) cut off from `peer` for `seconds`."""
         up = [n for n in self.cluster.workers if n not in self.down]
         name = rather if rather in up or not up else up[0]
         host, other = self.cluster.host(name), self.cluster.host(peer)
@@ -130,8 +121,7 @@ class Faults(Injector):
         self.say(f"host {name} reaches {peer} again")
 
     async def upgrade(self) -> None:
-        """The new release's grants and migrations while the previous one serves, 10 s of it
-        on the new schema, then the rolling deploy of the new release."""
+        """The new release's grants and migrations under the previous one, then the deploy."""
         await self.pool.execute(grants_sql(SERVICE_ROLE))
         began = time.monotonic()
         applied = (await command(CURRENT, ["migrate"], self.env)).strip()
@@ -141,10 +131,8 @@ class Faults(Injector):
         await self.roll()
 
     async def roll(self) -> None:
-        """A rolling deploy: every server host, then every worker host (in an upgrade, a
-        server then a worker: meanwhile jobs queued by each release run on the other), one
-        at a time, stopped with SIGTERM (in an upgrade the first worker SIGKILLed mid-build)
-        and started again on this checkout; the next once the balancer sees the last one up."""
+        """A rolling deploy of every server host, then every worker (in an upgrade, in pairs, the
+        first worker SIGKILLed mid-build)."""
         servers, workers = self.cluster.servers, self.cluster.workers
         pairs = [h for pair in zip(servers, workers, strict=True) for h in pair]
         for name in pairs if self.cluster.previous else [*servers, *workers]:
@@ -186,8 +174,7 @@ class Faults(Injector):
         self.say(f"deploy: {name} SIGKILLed while building (its grace ran out)")
 
     async def storm(self, name: str) -> None:
-        """Server `name` about to stop: the streams that reconnect, and how long until every
-        stream is held again (at most 120 s, or a violation)."""
+        """Server `name` about to stop: how long until every stream is held again."""
         if name not in self.cluster.servers:
             return
         before, began = [c.connects for c in self.streams], time.monotonic()
@@ -208,7 +195,6 @@ class Faults(Injector):
             self.ledger.violation(f"streams not held again 120 s after {name} stopped: {text}")
 
     async def kill_unannounced(self) -> None:
-        """--break-crash-check: a worker's process SIGKILLed, the run not told."""
         name = self.cluster.workers[0]
         proc = self.cluster.host(name).procs[-1]
         os.kill(proc.pid, signal.SIGKILL)
@@ -240,8 +226,7 @@ def schedule(f: Faults, args: argparse.Namespace, data: Seed, exports: Exports) 
 
 
 async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str) -> dict[str, Any]:
-    """A download read at about 1 MB/s, resumed with Range and If-Range whenever its
-    connection is cut (a server stopping), until the whole ZIP is in and its SHA-256 checks."""
+    """A download read at about 1 MB/s, resumed with Range and If-Range whenever it is cut."""
     got, etag, started = bytearray(), "", time.monotonic()
     attempts: list[list[Any]] = []  # [host, began, ended]
     out: dict[str, Any] = {"resumes": 0, "attempts": attempts}
@@ -271,13 +256,9 @@ async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str) -> dict[s
 
 
 async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
-    """The database as beside the host: host tables (stand-ins) made by the admin, the
-    service's least-privilege role from `grants`, its migrations applied as that role; with
-    `--upgrade-from`, the previous release's grants and migrations."""
+    """The database as beside the host: host tables, the service's role, its migrations."""
     old = cluster.previous
-    conn = await connect(cluster.admin_url, "pmd-cluster")
-    try:
-        # The run's own connections name the service's tables unqualified, as the service does.
+    async with connected(cluster.admin_url, "pmd-cluster") as conn:
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
         await create_host_tables(conn)
         args = ["grants", "--role", SERVICE_ROLE]
@@ -289,31 +270,22 @@ async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
                             jwt_secret_key=cluster.jwt_secret)  # fmt: skip
         data = await seed(Factory(conn, settings), users=users, posts_per_user=160,
                           victim_posts=130, rng=random.Random(20261123))  # fmt: skip
-    finally:
-        await conn.close()
     if old is not None:
         print(f"{old.name}: {(await command(old, ['migrate'], env)).strip()}", flush=True)
     else:
-        conn = await connect(env["DATABASE_DIRECT_URL"], "pmd-cluster")
-        try:
+        async with connected(env["DATABASE_DIRECT_URL"], "pmd-cluster") as conn:
             await apply_migrations(conn)
-        finally:
-            await conn.close()
     await create_bucket(Seaweed(env["AWS_ENDPOINT_URL"], cluster.run_dir), BUCKET)
     return data
 
 
 async def run(cluster: Cluster, args: argparse.Namespace) -> int:
-    """The workload, faults and checks on a cluster that is `up`; what is started here is
-    undone however the run ends."""
     async with contextlib.AsyncExitStack() as undo:
         return await _run(cluster, args, undo)
 
 
 async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.AsyncExitStack) -> int:
     steps, duration, users = cluster.steps, args.duration, args.users
-    # A rolling deploy under 1,000 open streams, an upgrade under 4,000 (200 in the short
-    # run), spread over the users.
     full = 4000 if cluster.previous else 1000
     streams = (200 if args.ci else full) if args.rolling else 2 * (users + 1)
     per_user = -(-streams // (users + 1))
@@ -322,8 +294,7 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     smtp.start()
     undo.callback(smtp.stop)
     steps.reached("smtp")
-    # SMTP_TIMEOUT 5: an email lease of 30 s (mail/notify.py), so one taken by a worker killed
-    # mid-send is sent again by the sweep well inside the drain.
+    # SMTP_TIMEOUT 5: an email lease of 30 s, so one a killed worker took is sent in time.
     env = cluster.service_env(
         SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
         BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
@@ -412,7 +383,6 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
 async def check_streams(
     report: Report, pool: asyncpg.Pool, clients: list[SseClient], since: int
 ) -> None:
-    """Every stream received every event of its user since the start, in order, once."""
     problems = []
     for c in clients:
         expected = [r["id"] for r in await pool.fetch(SQL_EVENTS, c.user.id, since)]
@@ -428,15 +398,12 @@ async def check_streams(
 
 
 def check_download(report: Report, download: dict[str, Any], lb: Balancer) -> None:
-    """The download in flight arrived byte-exact, cut where its host stopped."""
     attempts = download.pop("attempts", [])
     report.info(f"the download in flight: {download}, served by {[a[0] for a in attempts]}")
     if not download.get("exact"):
         report.violations.append(f"the download in flight: {download}")
     for host, began, ended in attempts:
         stop = lb.stopped.get(host or "")
-        # Its host stopped while it was under way: it must have been cut there (and resumed on
-        # another), not carried on by a process that exited. The bytes the balancer and the
-        # kernel already buffered still arrive at the client's 1 MB/s, hence the margin.
+        # Cut where its host stopped, but for what was buffered (the margin).
         if stop is not None and began < stop[0] and ended is not None and ended > stop[1] + 15:
             report.violations.append(f"the download in flight on {host} outlived that host's stop")

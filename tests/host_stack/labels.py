@@ -1,8 +1,5 @@
-"""caddy-docker-proxy's conversion of container labels into a Caddyfile, ported from its Go
-source (github.com/lucaslorentz/caddy-docker-proxy, caddyfile/fromlabels.go, merge.go and
-marshal.go at d246679) for the tests: the host's proxy builds its Caddyfile this way from every
-container's labels, then Caddy parses it and orders the directives itself. Go templates are not
-run; `{{upstreams PORT}}` is replaced from a mapping the caller gives."""
+"""caddy-docker-proxy's labels-to-Caddyfile conversion, ported from its Go source (caddyfile/,
+at d246679); `{{upstreams PORT}}` is replaced from a mapping the caller gives."""
 
 from __future__ import annotations
 
@@ -27,7 +24,6 @@ class Block:
 
 
 def _tokens(text: str) -> list[str]:
-    """Caddy's lexer for one label value: whitespace-separated, "…" (with \\") or `…` quoted."""
     found = re.findall(r'"((?:\\"|[^"])*)"|`([^`]*)`|(\S+)', text)
     return [quoted.replace('\\"', '"') or raw or word for quoted, raw, word in found]
 
@@ -87,8 +83,7 @@ def merge(into: Block, other: Block) -> None:
 
 
 def _order(block: Block) -> tuple[Any, ...]:
-    """Where a block sorts among its siblings (merge.go's compare): global options, snippets and
-    matchers first, then by order, keys and (already sorted) children, a prefix first."""
+    """Where a block sorts among its siblings (merge.go's compare)."""
     first = block.first()
     snippet = len(block.keys) == 1 and first.startswith("(") and first.endswith(")")
     flags = (bool(block.keys), not snippet, not first.startswith("@"))
@@ -116,7 +111,6 @@ def _lines(block: Block, level: int) -> list[str]:
 
 
 def caddyfile(containers: Iterable[Mapping[str, str]], upstreams: Mapping[int, str]) -> str:
-    """The Caddyfile caddy-docker-proxy generates from these containers' labels."""
     root = Block()
     for labels in containers:
         merge(root, from_labels(labels, upstreams))

@@ -1,6 +1,5 @@
-"""Debian's Caddy and nginx, run on loopback in front of a running service with the shipped
-files (deploy/caddy/pmd.Caddyfile, deploy/nginx/pmd.conf) included verbatim, beside a stand-in
-for the host's own /api/* rule (prefix stripped, as the host's labels do)."""
+"""Debian's Caddy and nginx on loopback in front of a running service, the shipped files
+included verbatim, beside a stand-in for the host's own /api/* rule."""
 
 from __future__ import annotations
 
@@ -22,12 +21,10 @@ from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
 NGINX_INCLUDE = CHECKOUT / "deploy" / "nginx" / "pmd.conf"
-# What the host's api stand-in answers: the path as the host's api sees it (prefix stripped).
 HOST_API_REPLY = "host api saw "
 
 
 def _configured(program: str, directory: Path, name: str, text: str) -> tuple[str, Path]:
-    """`program`'s binary (failing where it is missing) and `text` written to `directory/name`."""
     binary = tools.find(program)
     assert binary is not None, tools.missing([program])
     directory.mkdir(parents=True, exist_ok=True)
@@ -39,7 +36,6 @@ def _configured(program: str, directory: Path, name: str, text: str) -> tuple[st
 def _serving(
     command: list[str], port: int, out: Path, log: Path, env: dict[str, str] | None = None
 ) -> Iterator[None]:
-    """`command` running, its output to `out`, once `port` answers (else `log` says why)."""
     with out.open("ab") as output:
         proc = subprocess.Popen(command, env=env, stdout=output, stderr=output)
     try:
@@ -56,7 +52,6 @@ def listens(port: int) -> bool:
 
 
 def _filled(template: str, **values: object) -> str:
-    """The file `template` here with each `{{NAME}}` replaced by its value."""
     text = (HERE / template).read_text()
     for name, value in values.items():
         text = text.replace(f"{{{{{name}}}}}", str(value))
@@ -65,7 +60,6 @@ def _filled(template: str, **values: object) -> str:
 
 @contextlib.contextmanager
 def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
-    """Caddy on `port` with the shipped snippet proxying /api/pmd/* to `upstream`."""
     text = _filled("front.Caddyfile", SNIPPET=CADDY_SNIPPET, PORT=port, REPLY=HOST_API_REPLY)
     with caddy_serving(directory, text, port, {"PMD_UPSTREAM": upstream}):
         yield f"http://127.0.0.1:{port}"
@@ -75,7 +69,6 @@ def running_caddy(directory: Path, port: int, upstream: str) -> Iterator[str]:
 def caddy_serving(
     directory: Path, config_text: str, port: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[None]:
-    """Caddy running `config_text` (a Caddyfile) until the block ends, once `port` answers."""
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
     env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
@@ -87,7 +80,6 @@ def caddy_serving(
 
 
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
-    """The JSON configuration Caddy makes of a Caddyfile (`caddy adapt`)."""
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     result = subprocess.run(
         [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
@@ -100,7 +92,6 @@ def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
 
 
 def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
-    """nginx's command line on a configuration that includes the shipped file, on `port`."""
     user = "user root;" if os.geteuid() == 0 else ""
     text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
                    INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
@@ -110,22 +101,19 @@ def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
 
 
 def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
-    """`nginx -t` on a configuration that includes the shipped file."""
     command = [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"]
     return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
 
 
 @contextlib.contextmanager
 def running_nginx(directory: Path, port: int, upstream: str) -> Iterator[str]:
-    """nginx on `port` with the shipped include proxying /api/pmd/ to `upstream`."""
     command = _nginx(directory, port, upstream)
     with _serving(command, port, directory / "nginx.out", directory / "error.log"):
         yield f"http://127.0.0.1:{port}"
 
 
 async def check_reference(http: aiohttp.ClientSession, base: str) -> None:
-    """The API reference (`{BASE_URL}/api/pmd/docs`) works through a proxy that sends only
-    /api/pmd/* to the service: the page, its document and the viewer's files all answer there."""
+    """The API reference works through a proxy that sends only /api/pmd/* to the service."""
     async with http.get(base + "/api/pmd/docs") as resp:
         assert resp.status == 200 and resp.content_type == "text/html", await resp.text()
         html = await resp.text()

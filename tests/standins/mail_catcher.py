@@ -1,9 +1,5 @@
-"""The stand-in for Mailpit (axllent/mailpit) in tests/deploy/test_compose_up.py: it takes every
-message on SMTP port 1025 and keeps it in memory, and lists them on port 8025 the way Mailpit's
-API does, as far as the test reads it (`GET /api/v1/messages`: `total` and each message's `ID`,
-`From`, `To` and `Subject`; `GET /api/v1/message/{ID}`: those and its `Text` and `HTML`), with
-`/readyz` for the healthcheck, and Mailpit's MP_UI_AUTH ("user:password": basic auth on
-everything but `/readyz`). No web UI, no storage. Runs on Debian's python3 and aiosmtpd."""
+"""The stand-in for Mailpit: SMTP on 1025, kept in memory, listed on 8025 as far as the test
+reads Mailpit's API, with its MP_UI_AUTH basic auth."""
 
 from __future__ import annotations
 
@@ -23,7 +19,6 @@ from typing import Any
 from aiosmtpd.controller import Controller
 
 MESSAGES: list[dict[str, Any]] = []
-# In a container: reached over the compose project's network, as Mailpit is.
 EVERY_ADDRESS = "0.0.0.0"  # noqa: S104
 
 
