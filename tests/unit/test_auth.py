@@ -121,9 +121,14 @@ async def test_target_rules(client: Client, factory: Factory) -> None:
     resp = await posts_of(bob.sqid, mod)
     assert resp.status == 200
     assert [i["title"] for i in (await resp.json())["items"]] == ["bob's art"]
-    # Unknown target, also when it could never be a sqid.
-    for junk in ("zzzzzzzz", "%00", "a%00b", "x" * 300, "%F0%9F%90%89"):
+    # Unknown target, also when it could never be a sqid; a NUL is refused as text.
+    for junk in ("zzzzzzzz", "x" * 300, "%F0%9F%90%89"):
         await assert_problem(await posts_of(junk, mod), 404)
+    for junk in ("%00", "a%00b"):
+        assert (await assert_problem(await posts_of(junk, mod), 400))["errors"][0] == {
+            "field": "target_sqid",
+            "message": "contains a NUL character (U+0000)",
+        }
     # An owner's posts are off limits to moderators, but not to the owner.
     await assert_problem(await posts_of(owner.sqid, mod), 403)
     assert (await posts_of(bob.sqid, owner)).status == 200
