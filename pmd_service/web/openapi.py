@@ -165,8 +165,9 @@ def _reads_database(op: Endpoint) -> bool:
 def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
     statuses = set(op.problems)
     if op.auth is not Auth.PUBLIC:
-        # 404 too: an unknown `target_sqid` (every authenticated endpoint takes one).
-        statuses |= set(AUTH_PROBLEMS)
+        # 404 and 400 too: an unknown `target_sqid`, or one holding a NUL (every authenticated
+        # endpoint takes one).
+        statuses |= {*AUTH_PROBLEMS, 400}
     if _reads_database(op):
         statuses.add(503)
     if op.request is not None:

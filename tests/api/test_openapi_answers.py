@@ -339,6 +339,27 @@ async def test_every_answer_while_the_database_is_unreachable_is_declared(
     assert not never_sent(doc, answers)
 
 
+async def test_a_nul_in_target_sqid_is_a_declared_400_wherever_one_is_taken(
+    client: Client, factory: Factory, settings: Settings, redis_clean: None
+) -> None:
+    world = await _world(client, factory, settings)
+    doc, everywhere = await _document(client)
+    taking = {
+        (m.upper(), p)
+        for p, ops in doc["paths"].items()
+        for m, op in ops.items()
+        if any(q["name"] == "target_sqid" for q in op.get("parameters", []))
+    }
+    answers = []
+    for (method, path), sent in _outage_requests(world).items():
+        if (method, path) in taking:
+            verb, url, kwargs = sent[0]
+            kwargs = kwargs | {"params": {"target_sqid": "a\x00b"}}
+            answers.append(Answer.of(verb, path, await _send(client, verb, url, kwargs)))
+    assert len(answers) == len(taking) and {a.status for a in answers} == {400}, answers
+    assert not undeclared(doc, answers, everywhere)
+
+
 # --- the items sent, against their documented shapes ------------------------------------------
 
 
