@@ -28,7 +28,7 @@ class Bench:
     args: tuple[str, ...]
     limit_s: int  # killed past it
     about: str = ""  # what it measures, for `python -m bench`'s list
-    module: str = ""  # runs bench.<module> when it is a mode of another benchmark, or a run's
+    module: str = ""  # bench.<module>: a mode of another benchmark; dotted: a run, as named
 
     @property
     def target(self) -> str:
