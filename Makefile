@@ -42,9 +42,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(PY) -m pmd_service.sse.shapes --check  # the event payloads' generated SQL is current
+	$(PY) -m pmd_service.web.event_kinds --check  # the event payloads' generated SQL is current
 	$(PY) -m pmd_service.web.filter_keys --check  # the page's generated filter keys are current
+	$(PY) -m pmd_service.core.codes --check  # docs/errors.md's codes table is current
 	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
+	$(PY) -m bench.report --check  # the docs/ pages are renders naming only commits their saved outputs record
 	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_code_map.py  # every path docs/architecture.md names exists
 
 format: $(STAMP)
@@ -62,7 +64,7 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	PMD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/browser/test_page_browser.py tests/browser/test_page_exports.py \
 		tests/browser/test_page_filters.py tests/browser/test_export_gallery_browser.py tests/browser/test_page_keep.py \
-		tests/browser/test_page_table.py
+		tests/browser/test_page_table.py tests/browser/test_page_layout.py
 
 # The locks again, from pyproject.toml: after changing a dependency (LOCK_ARGS=--upgrade moves
 # every pin to the newest release its range allows).

@@ -1,5 +1,6 @@
-"""The arq worker from a checkout: `arq worker.WorkerSettings` (pmd_service/worker.py)."""
+"""The arq worker from a checkout or the image: `arq worker.WorkerSettings`, arq's settings
+class (pmd_service/worker_settings.py)."""
 
-from pmd_service.worker import WorkerSettings
+from pmd_service.worker_settings import WorkerSettings
 
 __all__ = ["WorkerSettings"]

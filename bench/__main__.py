@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-from bench.run_all import BENCHMARKS
+from bench.runner import BENCHMARKS
 
 
 def main(argv: list[str]) -> None:

@@ -31,9 +31,9 @@ from pmd_service.bdr.queue import enqueue_bdr
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
-from pmd_service.host.vault import own_zip_path
 from pmd_service.sse.hub import CHANNEL
 from pmd_service.storage.zip_files import ZipFiles
+from pmd_service.storage.zip_names import own_zip_path
 from pmd_service.zipbuild.build import Entry, build_zip
 from support import seeding
 from support.measures import PeakRss, cpu_seconds, rss_kb
@@ -44,6 +44,7 @@ FILES = 128
 INPUTS = Path(tempfile.gettempdir()) / "pmd-bench-zip-inputs"  # made once, kept
 BIG_FILES, BIG_FILE_BYTES = 128, 8 << 20  # a ~1 GB BDR
 WAIT_S = 600
+PNG = b"\x89PNG\r\n\x1a\n"  # a PNG's signature: the bytes after it are noise
 SQL_BDR_ROW = """
 SELECT status, file_path, file_size_bytes, skipped, error_message, created_at, started_at,
        completed_at, extract(epoch FROM completed_at - created_at)::float8 AS to_ready_s,
@@ -132,11 +133,8 @@ async def worker_build(paths: list[Path], out: Path) -> float:
     def on_progress(n: int) -> None:  # as process_bdr does: recorded, read by the loop later
         progress[0] = n
 
-    build = asyncio.create_task(
-        asyncio.to_thread(
-            build_zip, out, entries, trailer, on_progress, threading.Event(), root_manifest
-        )
-    )
+    args = (out, entries, trailer, on_progress, threading.Event(), root_manifest)
+    build = asyncio.create_task(asyncio.to_thread(build_zip, *args))
     loop, stall = asyncio.get_running_loop(), 0.0
     while not build.done():
         before = loop.time()
@@ -177,16 +175,20 @@ def compare(label: str, paths: list[Path], work: Path, rounds: int) -> dict[str,
     return figures
 
 
-def in_process(large: list[Path], small: list[Path], sizes: list[int], work: Path, rounds: int
-               ) -> dict[str, Any]:  # fmt: skip
+def in_process(
+    large: list[Path], small: list[Path], sizes: list[int], work: Path, rounds: int
+) -> dict[str, Any]:
     at_128 = compare("128 x ~1 MB PNG", large[:FILES], work, rounds)
     results: dict[str, Any] = {
         "large": at_128,
         "small": compare("128 small pixel-art PNG", small, work, rounds),
     }
     if sizes:  # the same ~1 MB files, by count: how each approach scales with ZIP size
-        results["by_size"] = [{"files": n} | (at_128 if n == FILES else compare(
-            f"{n} x ~1 MB PNG", large[:n], work, rounds)) for n in sizes]  # fmt: skip
+        results["by_size"] = [
+            {"files": n}
+            | (at_128 if n == FILES else compare(f"{n} x ~1 MB PNG", large[:n], work, rounds))
+            for n in sizes
+        ]
     return results
 
 
@@ -198,8 +200,9 @@ class Run:
     zips: ZipFiles
     worker_pid: int
 
-    async def until(self, sql: str, row_id: uuid.UUID, done: Callable[[asyncpg.Record], bool]
-                    ) -> asyncpg.Record:  # fmt: skip
+    async def until(
+        self, sql: str, row_id: uuid.UUID, done: Callable[[asyncpg.Record], bool]
+    ) -> asyncpg.Record:
         """The row once `done(row)`, read again at each NOTIFY or every second (not polled)."""
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline:
@@ -215,18 +218,20 @@ class Run:
                 await asyncio.wait_for(self.doorbell.get(), timeout=1.0)
         raise RuntimeError(f"{row_id} not done within {WAIT_S} s")
 
-    async def bdr(self, user: int, sqid: str | None, post_ids: list[int], min_bytes: int = 0,
-                  *, comments: bool = False, keep: bool = False) -> dict[str, Any]:  # fmt: skip
+    async def bdr(
+        self,
+        user: int,
+        sqid: str | None,
+        post_ids: list[int],
+        min_bytes: int = 0,
+        *,
+        comments: bool = False,
+        keep: bool = False,
+    ) -> dict[str, Any]:
         """One BDR as the server requests it, until ready; its ZIP checked, removed unless `keep`."""
         cpu = cpu_seconds(self.worker_pid)
-        bdr_id = await seeding.bdr_row(
-            self.conn,
-            user,
-            post_ids,
-            user_sqid=sqid,
-            include_comments=comments,
-            include_reactions=comments,
-        )
+        both = dict.fromkeys(("include_comments", "include_reactions"), comments)
+        bdr_id = await seeding.bdr_row(self.conn, user, post_ids, user_sqid=sqid, **both)
         await enqueue_bdr(self.redis, bdr_id)
         row = await self.until(SQL_BDR_ROW, bdr_id, lambda r: r["status"] == "ready")
         cpu = cpu_seconds(self.worker_pid) - cpu
@@ -264,34 +269,45 @@ async def driving(settings: Settings, **env: str) -> AsyncIterator[Run]:
 
 
 async def seed_user(
-    conn: Any, settings: Settings, handle: str, files: list[Path]
+    conn: Any, settings: Settings, handle: str, files: list[Path], texts: list[str] | None = None
 ) -> tuple[seeding.UserRow, list[int]]:
+    """A user with an artwork of each file, described by `texts`: the user, the posts' ids."""
     seed = seeding.Factory(conn, settings)
     owner = await seed.user(handle)
-    posts = [await seed.post(owner, title=f"{handle} {i}", data=source.read_bytes(),
-                             shard=f"{i % 64:02x}/{i * 7 % 64:02x}")
-             for i, source in enumerate(files)]  # fmt: skip
+    posts = [
+        await seed.post(
+            owner,
+            title=f"{handle} {i}",
+            data=source.read_bytes(),
+            shard=f"{i % 64:02x}/{i * 7 % 64:02x}",
+            description=texts[i] if texts else None,
+        )
+        for i, source in enumerate(files)
+    ]
     return owner, [p.id for p in posts]
 
 
-async def job(run: Run, settings: Settings, name: str, files: list[Path], rounds: int
-              ) -> dict[str, Any]:  # fmt: skip
+async def job(
+    run: Run, settings: Settings, name: str, files: list[Path], rounds: int
+) -> dict[str, Any]:
     owner, post_ids = await seed_user(run.conn, settings, name, files)
     scratch = settings.zip_path.parent / "scratch"
     scratch.mkdir(exist_ok=True)
-    times: list[tuple[float, float]] = []
-    for _ in range(rounds + 2):
-        times.append((
-            (await run.bdr(owner.id, None, post_ids))["build_s"],
-            await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin"),
-        ))  # fmt: skip
-    jobs, floors = zip(*times[2:], strict=True)
-    return {"bytes": sum(p.stat().st_size for p in files), "job_s": statistics.median(jobs),
-            "floor_s": statistics.median(floors), "rounds": rounds}  # fmt: skip
+    jobs, floors = [], []
+    for _ in range(rounds + 2):  # the first two warm up
+        jobs.append((await run.bdr(owner.id, None, post_ids))["build_s"])
+        floors.append(await asyncio.to_thread(timed, required_floor, files, scratch / "floor.bin"))
+    return {
+        "bytes": sum(p.stat().st_size for p in files),
+        "job_s": statistics.median(jobs[2:]),
+        "floor_s": statistics.median(floors[2:]),
+        "rounds": rounds,
+    }
 
 
-async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
-                     ) -> tuple[dict[str, float], T]:  # fmt: skip
+async def rss_growth(
+    run: Run, warm: Awaitable[Any], build: Awaitable[T]
+) -> tuple[dict[str, float], T]:
     """The worker's RSS growth during `build` over where it settled after `warm`, and its result."""
     await warm
     await asyncio.sleep(1.0)
@@ -299,17 +315,21 @@ async def rss_growth(run: Run, warm: Awaitable[Any], build: Awaitable[T]
     started = time.perf_counter()
     with PeakRss(lambda: rss_kb(run.worker_pid), 0.005, baseline) as rss:
         result = await build
-    return {"baseline_rss_mb": baseline / 1024, "peak_rss_mb": rss.peak / 1024,
-            "growth_mb": (rss.peak - baseline) / 1024,
-            "build_s": time.perf_counter() - started}, result  # fmt: skip
+    return {
+        "baseline_rss_mb": baseline / 1024,
+        "peak_rss_mb": rss.peak / 1024,
+        "growth_mb": (rss.peak - baseline) / 1024,
+        "build_s": time.perf_counter() - started,
+    }, result
 
 
 async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[str, Any]:
     seeder = seeding.Factory(run.conn, settings)
     user = await seeder.user("chatty")
-    warm, big = [(await seeder.post(user, title=title, shard="ab",
-                                    data=b"\x89PNG\r\n\x1a\n" + uuid.uuid4().bytes * 256)).id
-                 for title in ("warm-up", "the big thread")]  # fmt: skip
+    warm, big = [
+        (await seeder.post(user, title=t, shard="ab", data=PNG + uuid.uuid4().bytes * 256)).id
+        for t in ("warm-up", "the big thread")
+    ]
     await seeding.bulk_comments(run.conn, warm, user.id, 100)
     await seeding.bulk_comments(run.conn, big, user.id, comments)
     await seeding.bulk_reactions(run.conn, big, 3000)
@@ -317,39 +337,49 @@ async def comment_thread(run: Run, settings: Settings, comments: int) -> dict[st
     visible = await run.conn.fetchval(
         "SELECT count(*) FROM comments WHERE post_id = $1 AND NOT hidden_by_mod", big
     )
-    figures, built = await rss_growth(run, run.bdr(user.id, user.sqid, [warm], comments=True),
-                                      run.bdr(user.id, user.sqid, [big], comments=True, keep=True))  # fmt: skip
+    figures, built = await rss_growth(
+        run,
+        run.bdr(user.id, user.sqid, [warm], comments=True),
+        run.bdr(user.id, user.sqid, [big], comments=True, keep=True),
+    )
     with zipfile.ZipFile(own_zip_path(settings.zip_path, built["file_path"])) as archive:
         assert archive.testzip() is None
         info = archive.getinfo("comments.json")
         with archive.open(info) as f:
             in_zip = sum(len(t) for t in json.load(f)["comments_by_artwork"].values())
     assert in_zip == visible, (in_zip, visible)
-    return figures | {"comments": comments, "visible_comments": visible,
-                      "comments_json_bytes": info.file_size}  # fmt: skip
+    return figures | {
+        "comments": comments,
+        "visible_comments": visible,
+        "comments_json_bytes": info.file_size,
+    }
 
 
-async def big_bdr(run: Run, settings: Settings, *, keep: bool = False
-                  ) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+async def big_bdr(
+    run: Run, settings: Settings, *, keep: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A ~1 GB BDR built by the real worker: its RSS figures, and the BDR."""
     factory, rng = seeding.Factory(run.conn, settings), random.Random(11)
     owner = await factory.user(f"big{uuid.uuid4().hex[:6]}")
     post_ids = []
     for i in range(BIG_FILES + 1):
-        data = b"\x89PNG\r\n\x1a\n" + rng.randbytes((BIG_FILE_BYTES if i else 4096) - 8)
+        data = PNG + rng.randbytes((BIG_FILE_BYTES if i else 4096) - len(PNG))
         post = await factory.post(owner, title=f"big {i}", data=data, shard=f"big/{i % 64:02x}")
         post_ids.append(post.id)
-    figures, built = await rss_growth(run, run.bdr(owner.id, owner.sqid, post_ids[:1]),
-                                      run.bdr(owner.id, owner.sqid, post_ids[1:], keep=keep))  # fmt: skip
+    figures, built = await rss_growth(
+        run,
+        run.bdr(owner.id, owner.sqid, post_ids[:1]),
+        run.bdr(owner.id, owner.sqid, post_ids[1:], keep=keep),
+    )
     await asyncio.to_thread(shutil.rmtree, settings.vault_path / "big")
     return figures | {"zip_bytes": built["bytes"]}, built | {"sqid": owner.sqid}
 
 
-async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int
-                      ) -> dict[str, Any]:  # fmt: skip
+async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int) -> dict[str, Any]:
     async with fresh_stack() as settings, driving(settings, BDR_DAILY_LIMIT="10000") as run:
-        jobs = {name: await job(run, settings, name, files, rounds)
-                for name, files in inputs.items()}  # fmt: skip
+        jobs = {
+            name: await job(run, settings, name, files, rounds) for name, files in inputs.items()
+        }
         thread = await comment_thread(run, settings, comments)
         big, _ = await big_bdr(run, settings)
         return {"job": jobs, "comments": thread, "big": big}
@@ -358,8 +388,11 @@ async def with_worker(inputs: dict[str, list[Path]], rounds: int, comments: int
 def main() -> None:
     parser = cli.parser("build", __doc__)
     parser.add_argument("--rounds", type=int, default=3, help="in-process rounds of each size")
-    parser.add_argument("--sizes", default="", help="also compare at these counts of ~1 MB files "
-                        "(e.g. 16,32,64,128: ZIP size series)")  # fmt: skip
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help="also compare at these counts of ~1 MB files (e.g. 16,32,64,128: ZIP size series)",
+    )
     parser.add_argument("--job-rounds", type=int, default=7, help="the real worker's jobs")
     parser.add_argument("--comments", type=int, default=200_000)
     args = parser.parse_args()
@@ -369,8 +402,9 @@ def main() -> None:
     small = make_small_pixel_art(INPUTS / "small", FILES)
     with tempfile.TemporaryDirectory(prefix="pmd-bench-zip-") as tmp:
         results = in_process(large, small, sizes, Path(tmp), args.rounds)
-    results |= asyncio.run(with_worker({"large": large[:FILES], "small": small}, args.job_rounds,
-                                       args.comments))  # fmt: skip
+    results |= asyncio.run(
+        with_worker({"large": large[:FILES], "small": small}, args.job_rounds, args.comments)
+    )
     for part in ("job", "comments", "big"):
         cli.show(f"the real worker, {part}", results[part])
     cli.save(args.json, results)

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from support.stack import fresh_stack
+
 
 def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=doc,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog=f"python -m bench.{name}",
+        description=doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     return p
 
@@ -19,6 +25,16 @@ def parser(name: str, doc: str | None) -> argparse.ArgumentParser:
 def save(path: Path | None, figures: Any) -> None:
     if path is not None:
         path.write_text(json.dumps(figures, indent=2, default=str))
+
+
+def in_stack(bench: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """`bench(settings, *args)` on a fresh stack of its own: its figures."""
+
+    async def run() -> Any:
+        async with fresh_stack() as settings:
+            return await bench(settings, *args)
+
+    return asyncio.run(run())
 
 
 def show(title: str, figures: dict[str, Any]) -> None:

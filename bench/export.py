@@ -35,9 +35,8 @@ from support.stack import connected, fresh_stack
 
 ARTWORKS, QUICK_ARTWORKS, WARM_ARTWORKS, BDR_ARTWORKS = 3000, 300, 8, 128
 PART_BYTES = 256 << 20
-TARGET_THROUGHPUT = 0.9
-TARGET_GROWTH_MB = 30.0
-TARGET_BDR_SLOWDOWN = 1.5
+# An export's throughput against a BDR's, its RSS growth, a BDR's time to ready beside it.
+TARGET = {"throughput": 0.9, "growth_mb": 30.0, "slowdown": 1.5}
 # Store: (rounds, BDRs each time). SeaweedFS takes 20 s to a minute an export on two cores.
 PLANS = {"folder": (3, 5), "seaweedfs": (2, 6)}
 QUICK_PLANS = {"folder": (1, 2), "seaweedfs": (1, 1)}
@@ -72,8 +71,9 @@ def _write_random(path: Path, size: int, seed: int) -> None:
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + random.Random(seed).randbytes(size - 8))
 
 
-async def seed_owner(conn: asyncpg.Connection, settings: Settings, handle: str, n: int,
-                     seed: int) -> Owner:  # fmt: skip
+async def seed_owner(
+    conn: asyncpg.Connection, settings: Settings, handle: str, n: int, seed: int
+) -> Owner:
     user = await seeding.Factory(conn, settings).user(handle)
     rng = random.Random(seed)
     keys = [uuid.uuid4() for _ in range(n)]
@@ -97,15 +97,20 @@ async def request_export(run: Run, owner: Owner) -> tuple[uuid.UUID, float]:
     cpu = cpu_seconds(run.worker_pid)
     # As the server inserts one, with the API's defaults (comments and reactions included).
     export_id: uuid.UUID = await seeding.insert_row(
-        run.conn, "exports", user_id=owner.id, user_sqid=owner.sqid, part_bytes=PART_BYTES,
+        run.conn,
+        "exports",
+        user_id=owner.id,
+        user_sqid=owner.sqid,
+        part_bytes=PART_BYTES,
         artwork_count=len(owner.post_ids),
-    )  # fmt: skip
+    )
     await enqueue_export(run.redis, export_id)
     return export_id, cpu
 
 
-async def export_done(run: Run, export: tuple[uuid.UUID, float], owner: Owner, *,
-                      read_back: bool = False) -> dict[str, Any]:  # fmt: skip
+async def export_done(
+    run: Run, export: tuple[uuid.UUID, float], owner: Owner, *, read_back: bool = False
+) -> dict[str, Any]:
     """The export once ready, checked (`read_back`: one part's SHA-256), its parts removed."""
     export_id, cpu_before = export
     row = await run.until(SQL_EXPORT_ROW, export_id, lambda r: r["status"] == "ready")
@@ -176,13 +181,15 @@ class Store:
     async def bdr(self) -> dict[str, Any]:
         return await self.run.bdr(self.owner.id, self.owner.sqid, self.posts, self.bytes)
 
-    async def beside_export(self, count: int, label: str
-                            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
+    async def beside_export(
+        self, count: int, label: str
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         run, n = self.run, len(self.owner.post_ids)
         export = await request_export(run, self.owner)
         low, high = BUSY_FROM * n, BUSY_UNTIL * n
-        await run.until(SQL_EXPORT_ROW, export[0],
-                        lambda r: r["status"] == "ready" or r["progress_done"] >= low)  # fmt: skip
+        await run.until(
+            SQL_EXPORT_ROW, export[0], lambda r: r["status"] == "ready" or r["progress_done"] >= low
+        )
         bdrs: list[dict[str, Any]] = []
         while len(bdrs) < count:
             row = await run.conn.fetchrow(SQL_EXPORT_ROW, export[0])
@@ -193,11 +200,15 @@ class Store:
             await asyncio.sleep(GAP_S)
         built = await export_done(run, export, self.owner)
         for b in bdrs:
-            b["inside_export"] = (built["started_at"] <= b["started_at"]
-                                  <= b["completed_at"] <= built["completed_at"])  # fmt: skip
+            b["inside_export"] = (
+                built["started_at"] <= b["started_at"] <= b["completed_at"] <= built["completed_at"]
+            )
         inside = sum(b["inside_export"] for b in bdrs)
-        print(f"    {label}: {len(bdrs)} BDRs during an export ({inside} wholly inside it, which "
-              f"took {built['build_s']:.1f} s)", flush=True)  # fmt: skip
+        print(
+            f"    {label}: {len(bdrs)} BDRs during an export ({inside} wholly inside it, which "
+            f"took {built['build_s']:.1f} s)",
+            flush=True,
+        )
         return bdrs, built
 
     async def idle_bdrs(self, count: int) -> list[dict[str, Any]]:
@@ -277,17 +288,13 @@ async def measure_store(store: Store, warm: Owner, rounds: int, count: int) -> d
     return figures
 
 
-def _disk_bytes(folder: Path) -> int:
-    return sum((Path(root) / name).stat().st_blocks * 512
-               for root, _, names in os.walk(folder) for name in names)  # fmt: skip
-
-
 def _settle(weed: Seaweed | None) -> None:
     """Deleted space back and every byte on disk before the next measurement."""
     deadline = time.monotonic() + 60
     while weed is not None:
         weed.vacuum()
-        if _disk_bytes(weed.directory / "data") < SEAWEED_SETTLED_BYTES:
+        files = (weed.directory / "data").rglob("*")
+        if sum(f.stat().st_blocks * 512 for f in files if f.is_file()) < SEAWEED_SETTLED_BYTES:
             break
         if time.monotonic() > deadline:
             raise RuntimeError("SeaweedFS kept the deleted parts' space for 60 s")
@@ -299,8 +306,11 @@ def _remove_leftovers(weed: Seaweed, since: float) -> None:
     """What a stopped `weed server` made outside its folder since `since`: sockets and logs."""
     ports = [int(a.split("=")[1]) for a in weed.args if a.split("=")[0].endswith(".port")]
     logs = Path(tempfile.gettempdir())
-    found = [path for port in ports + [p + 10000 for p in ports]
-             for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")]  # fmt: skip
+    found = [
+        path
+        for port in ports + [p + 10000 for p in ports]
+        for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock")
+    ]
     if weed.proc is not None:
         found += logs.glob(f"weed.*.log.*.{weed.proc.pid}")
     for path in found:
@@ -310,14 +320,6 @@ def _remove_leftovers(weed: Seaweed, since: float) -> None:
     for link in logs.glob("weed.*"):
         if link.is_symlink() and not link.exists() and link.lstat().st_mtime >= since:
             link.unlink()
-
-
-async def in_store(settings: Settings, name: str, env: dict[str, str], owner: Owner,
-                   warm: Owner, plan: tuple[int, int], weed: Seaweed | None = None
-                   ) -> dict[str, Any]:  # fmt: skip
-    print(f"  {name}:", flush=True)
-    async with driving(settings, **env) as run:
-        return await measure_store(Store(run, owner, weed), warm, *plan)
 
 
 async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any]:
@@ -334,21 +336,20 @@ async def run(artworks: int, plans: dict[str, tuple[int, int]]) -> dict[str, Any
             "artwork_bytes": owner.bytes,
             "servers": list(await service_versions()),
         }
-        if "folder" in plans:
-            figures["stores"]["folder"] = await in_store(
-                settings, "folder", {}, owner, warm, plans["folder"]
-            )
-        if "seaweedfs" in plans:
-            since = time.time() - 1  # file times are coarser than the clock
-            with contextlib.ExitStack() as stack:  # started only now: idle, it still takes CPU
-                weed = await asyncio.to_thread(stack.enter_context,
-                                               running_seaweed(SEAWEED_VOLUMES))  # fmt: skip
-                stack.callback(_remove_leftovers, weed, since)  # once it is stopped (LIFO)
-                bucket = await create_bucket(weed)
-                figures["stores"]["seaweedfs"] = await in_store(
-                    settings, "seaweedfs", weed.env(bucket, "bench/exports"), owner, warm,
-                    plans["seaweedfs"], weed,
-                )  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            for name in [n for n in PLANS if n in plans]:  # the folder first
+                weed, env = None, {}
+                if name == "seaweedfs":  # started only now: idle, it still takes CPU
+                    since = time.time() - 1  # file times are coarser than the clock
+                    weed = await asyncio.to_thread(
+                        stack.enter_context, running_seaweed(SEAWEED_VOLUMES)
+                    )
+                    stack.callback(_remove_leftovers, weed, since)  # once it is stopped (LIFO)
+                    env = weed.env(await create_bucket(weed), "bench/exports")
+                print(f"  {name}:", flush=True)
+                async with driving(settings, **env) as run:
+                    store = Store(run, owner, weed)
+                    figures["stores"][name] = await measure_store(store, warm, *plans[name])
     return figures
 
 
@@ -368,8 +369,10 @@ def main() -> None:
 
 
 # The stores measured, in the report's order: name, label, short label.
-STORES = (("folder", "folder (`ZIP_PATH`)", "folder"),
-          ("seaweedfs", "SeaweedFS (`ZIP_STORE=s3://…`)", "SeaweedFS"))  # fmt: skip
+STORES = (
+    ("folder", "folder (`ZIP_PATH`)", "folder"),
+    ("seaweedfs", "SeaweedFS (`ZIP_STORE=s3://…`)", "SeaweedFS"),
+)
 
 
 def section(f: dict[str, Any]) -> dict[str, Any]:
@@ -378,9 +381,7 @@ def section(f: dict[str, Any]) -> dict[str, Any]:
         for name, label, short in STORES
         if name in f["stores"]
     ]
-    target = {"throughput": TARGET_THROUGHPUT, "growth_mb": TARGET_GROWTH_MB,
-              "slowdown": TARGET_BDR_SLOWDOWN}  # fmt: skip
-    return f | {"measured": measured, "target": target}
+    return f | {"measured": measured, "target": TARGET}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import msgspec
+from aiohttp import web
 
 from bench import cli
 from bench.posts import (
@@ -28,13 +28,17 @@ from bench.posts import (
 from pmd_service.core.db import settings_pool
 from pmd_service.core.settings import Settings
 from pmd_service.posts import listing
+from pmd_service.posts.cursor import cursor_key
 from pmd_service.posts.filters import FilterKeys, check_filter
+from pmd_service.posts.schemas import PageTarget
 from pmd_service.posts.sorting import check_sort
-from support.stack import connected, fresh_stack
+from support.stack import connected
 
 POSTS, ACTED, PAGE = 20_000, 10_000, 512
 SORT_KEYS = ("sort", "order")
 TARGET_PAGE, TARGET_ACTION = 1.3, 2.0
+# Each sorted first page of the 20,000 posts over HTTP (the page's re-sort asks for less).
+TARGET_RESORT_MS = 1000
 # Every other post carries `batch` (the action's 10,000); one in five `wip` (the list's filter).
 SQL_TAG = """
 UPDATE posts SET hashtags = CASE WHEN id % 2 = 0 THEN '{batch}'::varchar[] ELSE '{pixel}' END
@@ -60,11 +64,11 @@ _DIGEST = """md5(count(p.id) || ':' || coalesce(sum(hashint4(p.id)), 0) || ':'
 _TOTALS = "CROSS JOIN (SELECT count(*), {} FROM posts p WHERE {}) AS t (total_count, digest)"
 
 
-def newest_floor(match: str) -> str:
+def newest_floor(match: str, order: str = ORDER) -> str:
     return f"""{FLOOR_COLUMNS}, t.total_count, t.digest
 FROM posts p LEFT JOIN licenses l ON l.id = p.license_id {_TOTALS.format(_DIGEST, match)}
 WHERE {match}
-{ORDER}"""
+{order}"""
 
 
 def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
@@ -89,6 +93,44 @@ _COMMENTS = _COUNT.format(
 )
 
 
+# Every other key varied across the artist's posts: sizes, licenses (a third none), remix,
+# hidden by the artist or a moderator, native formats (a webp is there beside some).
+SQL_VARY_KEYS = """
+UPDATE posts SET license_id = (ARRAY[$2::int, $3::int, NULL])[id % 3 + 1], remixable = id % 4 > 0,
+    hidden_by_user = id % 7 = 0, hidden_by_mod = id % 11 = 0
+WHERE owner_id = $1
+"""
+SQL_VARY_FILES = """
+UPDATE post_files f SET file_bytes = (f.post_id * 7919) % 100003,
+    format = (ARRAY['png', 'gif', 'bmp'])[f.post_id % 3 + 1]
+FROM posts p WHERE p.id = f.post_id AND p.owner_id = $1 AND f.is_native
+"""
+_NATIVE = """CROSS JOIN LATERAL (SELECT coalesce((SELECT {} FROM post_files nf
+    WHERE nf.post_id = p.id AND nf.is_native), {}) AS k) s"""
+_SIZE = _NATIVE.format("greatest(nf.file_bytes, 0)::bigint + 1", "0")
+_TITLE = "CROSS JOIN LATERAL natural_title_key(p.title) s (k)"
+# The other filter keys, in two more filters: text, no license, remix and format; layers, a
+# date bound and the engagement counts.
+_VISIBLE = "NOT c.hidden_by_mod AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod"
+_MATCH_TEXT = f"""{_LIVE}
+    AND (strpos(lower(p.title), $3) > 0 OR strpos(lower(coalesce(p.description, '')), $3) > 0)
+    AND p.license_id IS NULL AND p.remixable = $4
+    AND EXISTS (SELECT 1 FROM post_files f WHERE f.post_id = p.id AND f.is_native
+        AND f.format = $5)"""
+_MATCH_TEXT_WRITTEN = _MATCH_TEXT.replace("$3", "'7'").replace("$4", "true").replace("$5", "'bmp'")
+_MATCH_COUNTS = f"""{_LIVE}
+    AND p.mkpx_file_bytes IS NULL AND p.created_at < $3 AND p.view_count >= $4
+    AND (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) >= $5
+    AND (SELECT count(*) FROM comments c WHERE c.post_id = p.id AND {_VISIBLE}) >= $6"""
+BEFORE = datetime(2024, 1, 1, 1, 0, tzinfo=UTC)
+_MATCH_COUNTS_WRITTEN = (
+    _MATCH_COUNTS.replace("$3", "timestamptz '2024-01-01T01:00:00Z'")
+    .replace("$4", "100")
+    .replace("$5", "2")
+    .replace("$6", "1")
+)
+
+
 @dataclass(frozen=True)
 class Shape:
     query: dict[str, str]
@@ -97,31 +139,81 @@ class Shape:
     written: str | None = None  # the floor with the values written into its text
 
 
+# A filter's floor: its match, its values ($3..) and the match with them written in.
+Match = tuple[str, tuple[object, ...], str | None]
+EVERY: Match = (_LIVE, (), None)
+MATCH: Match = (_MATCH, FILTER_VALUES, _MATCH_WRITTEN)
+TAGGED: Match = (_TAGGED, (["wip"],), _TAGGED_WRITTEN)
+TEXT: Match = (_MATCH_TEXT, ("7", True, "bmp"), _MATCH_TEXT_WRITTEN)
+
+
 def _sorted(
-    query: dict[str, str],
-    key: str,
-    count: str,
-    direction: str,
-    match: str = _LIVE,
-    values: tuple[object, ...] = (),
-    written: str | None = None,
+    query: dict[str, str], key: str, count: str, direction: str, match: Match = EVERY
 ) -> Shape:
-    floor = sorted_floor(key, count, match, direction)
+    where, values, written = match
+    floor = sorted_floor(key, count, where, direction)
     return Shape(query, floor, values, written and sorted_floor(key, count, written, direction))
 
 
 FILTERED = Shape(FILTER, newest_floor(_MATCH), FILTER_VALUES, newest_floor(_MATCH_WRITTEN))
-# The first pages in the server's other orders.
+OLDEST = "ORDER BY p.created_at ASC, p.id ASC LIMIT $2"
+# The first pages in the server's other orders (each as the page's first click asks for it),
+# and with the other filter keys.
 SORTED = {
+    "upload date, oldest first": Shape(
+        {"sort": "created_at", "order": "asc"}, newest_floor(_LIVE, OLDEST)
+    ),
+    "title": _sorted({"sort": "title"}, "s.k", _TITLE, "ASC"),
+    "file size": _sorted({"sort": "file_bytes"}, "s.k", _SIZE, "DESC"),
+    "license": _sorted(
+        {"sort": "license"},
+        "coalesce(lk.identifier::text, '')",
+        "LEFT JOIN licenses lk ON lk.id = p.license_id",
+        "ASC",
+    ),
+    "remix": _sorted({"sort": "remixable"}, "p.remixable::int", "", "DESC"),
+    "hidden": _sorted(
+        {"sort": "hidden"},
+        "CASE WHEN p.hidden_by_mod THEN 2 WHEN p.hidden_by_user THEN 1 ELSE 0 END",
+        "",
+        "DESC",
+    ),
+    "format": _sorted({"sort": "format"}, "s.k", _NATIVE.format("nf.format::text", "''"), "ASC"),
     "views": _sorted({"sort": "view_count"}, "p.view_count", "", "DESC"),
-    "reactions, tag wip": _sorted({"sort": "reaction_count", "hashtag": "wip"}, "s.k", _REACTIONS,
-                                  "DESC", _TAGGED, (["wip"],), _TAGGED_WRITTEN),
+    "reactions, tag wip": _sorted(
+        {"sort": "reaction_count", "hashtag": "wip"}, "s.k", _REACTIONS, "DESC", TAGGED
+    ),
     "comments": _sorted({"sort": "comment_count"}, "s.k", _COMMENTS, "DESC"),
-    "title, the filter": _sorted({"sort": "title", "order": "asc"} | FILTER, "lower(p.title)", "",
-                                 "ASC", _MATCH, FILTER_VALUES, _MATCH_WRITTEN),
-}  # fmt: skip
+    "title, the filter": _sorted(
+        {"sort": "title", "order": "asc"} | FILTER, "s.k", _TITLE, "ASC", MATCH
+    ),
+    "file size, q license format remixable": _sorted(
+        {"sort": "file_bytes", "q": "7", "license": "none", "format": "bmp", "remixable": "true"},
+        "s.k",
+        _SIZE,
+        "DESC",
+        TEXT,
+    ),
+    "newest, layers date and counts": Shape(
+        {
+            "has_layers": "false",
+            "created_before": BEFORE.isoformat(),
+            "min_views": "100",
+            "min_reactions": "2",
+            "min_comments": "1",
+        },
+        newest_floor(_MATCH_COUNTS),
+        (BEFORE, 100, 2, 1),
+        newest_floor(_MATCH_COUNTS_WRITTEN),
+    ),
+}
 
 
+SQL_LICENSE = """
+WITH made AS (INSERT INTO licenses (identifier, title) VALUES ($1, $1) ON CONFLICT DO NOTHING
+    RETURNING id)
+SELECT id FROM made UNION ALL SELECT id FROM licenses WHERE identifier = $1
+"""
 SQL_TAGGED = """
 SELECT id FROM posts
 WHERE owner_id = $1 AND kind = 'artwork' AND NOT deleted_by_user AND hashtags @> '{batch}'
@@ -130,10 +222,38 @@ ORDER BY id
 SQL_BARE_HIDE = "UPDATE posts SET hidden_by_user = $2 WHERE id = ANY($1::int[])"
 
 
+@dataclass
+class Served:
+    """The floor's statement as JSON over the same loopback HTTP as the endpoint's, on the
+    floor's connection, and nothing else (no token, no filter to check); `page` sets it."""
+
+    conn: asyncpg.Connection | None = None
+    statement: str = ""
+    args: tuple[object, ...] = ()
+
+    def app(self) -> web.Application:
+        async def rows(_: web.Request) -> web.Response:
+            assert self.conn is not None
+            found = await self.conn.fetch(self.statement, *self.args)
+            body = msgspec.json.encode([dict(r) for r in found])
+            return web.Response(body=body, content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/floor", rows)
+        return app
+
+
 async def page(
-    http: aiohttp.ClientSession, conn: asyncpg.Connection, pool: asyncpg.Pool, user: Lister,
-    requests: int, shape: Shape = FILTERED, name: str = "filtered",
-) -> dict[str, Any]:  # fmt: skip
+    http: aiohttp.ClientSession,
+    conn: asyncpg.Connection,
+    pool: asyncpg.Pool,
+    user: Lister,
+    requests: int,
+    key: bytes,
+    floors: tuple[Served, aiohttp.ClientSession],
+    shape: Shape = FILTERED,
+    name: str = "filtered",
+) -> dict[str, Any]:
     params = {"limit": str(PAGE)} | shape.query
     keys = {k: [v] if k == "hashtag" else v for k, v in shape.query.items() if k not in SORT_KEYS}
     filter_keys = msgspec.convert(keys, FilterKeys, strict=False)
@@ -148,7 +268,10 @@ async def page(
     async def in_process() -> bytes:
         """The endpoint's own work, without HTTP and its token."""
         where = await check_filter(pool, filter_keys)
-        listed = await listing.list_posts(pool, user.id, PAGE, None, False, where, sort=sort)
+        listed = await listing.list_posts(
+            pool, user.id, PAGE, None, False, where, sort=sort, key=key
+        )
+        listed.target = PageTarget(user.sqid, user.handle)
         return msgspec.json.encode(listed)
 
     async def floor() -> list[Any]:
@@ -159,19 +282,32 @@ async def page(
             return await floor()
         return await conn.fetch(shape.written, user.id, PAGE + 1)
 
+    served, floor_http = floors
+    served.conn, served.statement = conn, shape.floor
+    served.args = (user.id, PAGE + 1, *shape.values)
+
+    async def served_floor() -> Any:
+        async with floor_http.get("/floor") as resp:
+            assert resp.status == 200, await resp.text()
+            return json.loads(await resp.read())
+
+    async def idle() -> None:
+        """The served floor's partner in the rounds: nothing."""
+
     body = json.loads(await get())
     assert json.loads(await in_process()) == body
     # Each floor yields the same page, total and digest.
-    for rows in (await floor(), await written()):
+    for rows in (await floor(), await written(), await served_floor()):
         assert [i["id"] for i in body["items"]] == [r["id"] for r in rows[:PAGE]]
         assert body["total_count"] == rows[0]["total_count"]
         assert body["match_digest"] == rows[0]["digest"]
-    # Four series interleaved round by round, so the ratios across them hold too.
-    [(http_ms, sql_ms), (own_ms, written_ms)] = await against_floor(
-        [(get, floor), (in_process, written)], requests
+    # Five series interleaved round by round, so the ratios across them hold too.
+    [(http_ms, sql_ms), (own_ms, written_ms), (served_ms, _)] = await against_floor(
+        [(get, floor), (in_process, written), (served_floor, idle)], requests
     )
     own = {**pair(own_ms), "ratio": median(own_ms) / median(sql_ms)}
     figures = {"matching": body["total_count"], **against(http_ms, sql_ms), "in_process": own}
+    figures["served"] = {**pair(served_ms), "ratio": median(http_ms) / median(served_ms)}
     if shape.written is not None:
         figures["written"] = {**pair(written_ms), "ratio": median(http_ms) / median(written_ms)}
     cli.show(f"GET …/posts?limit={PAGE}, {name}, against its floor SQL", figures)
@@ -198,37 +334,49 @@ async def action(
         await hide_by_filter()
         await bare(False)
     # Each run resets the rows for the next.
-    [times] = await against_floor([(hide_by_filter, partial(bare, True))], rounds, 0,
-                                  partial(bare, False))  # fmt: skip
+    [times] = await against_floor(
+        [(hide_by_filter, partial(bare, True))], rounds, 0, partial(bare, False)
+    )
     figures = {"posts": ACTED, "rounds": rounds, **against(*times)}
-    cli.show(f"POST /api/pmd/action hide by filter ({ACTED:,} posts) against a bare UPDATE",
-             figures)  # fmt: skip
+    cli.show(
+        f"POST /api/pmd/action hide by filter ({ACTED:,} posts) against a bare UPDATE", figures
+    )
     return figures
 
 
 async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any]:
     user = (await seed_listers(settings, {"artist": (POSTS, True)}))["artist"]
     pool = await settings_pool(settings, "pmd-bench-listing", min_size=2, max_size=2)
+    floors = Served()
     async with (
         pool,
         connected(settings.database_url, "pmd-bench-floor") as conn,
         served(settings) as http,
+        served(settings, floors.app()) as floor_http,
     ):
         await conn.execute(SQL_TAG, user.id)
         await conn.execute(SQL_VARY_REACTIONS)
+        licenses = [await conn.fetchval(SQL_LICENSE, name) for name in ("CC-BY-4.0", "MIT")]
+        await conn.execute(SQL_VARY_KEYS, user.id, *licenses)
+        await conn.execute(SQL_VARY_FILES, user.id)
         await conn.execute("VACUUM ANALYZE")
-        listed = await page(http, conn, pool, user, requests)
-        ordered = {name: await page(http, conn, pool, user, requests, shape, name)
-                   for name, shape in SORTED.items()}  # fmt: skip
+        key = cursor_key(settings.jwt_secret_key)  # the server's, so the cursors agree
+        timed = partial(page, http, conn, pool, user, requests, key, (floors, floor_http))
+        listed = await timed()
+        ordered = {name: await timed(shape, name) for name, shape in SORTED.items()}
         acted = await action(http, conn, user, rounds)
-    return {"posts": POSTS, "page_size": PAGE, "requests": requests, "filter": FILTER,
-            "page": listed, "sorted": ordered, "action": acted, "targets": {"page": TARGET_PAGE,
-            "action": TARGET_ACTION}}  # fmt: skip
-
-
-async def _in_stack(requests: int, rounds: int) -> dict[str, Any]:
-    async with fresh_stack() as settings:
-        return await bench(settings, requests, rounds)
+    slowest = max(ordered, key=lambda name: ordered[name]["http"]["p99_ms"])
+    return {
+        "posts": POSTS,
+        "page_size": PAGE,
+        "requests": requests,
+        "filter": FILTER,
+        "page": listed,
+        "sorted": ordered,
+        "action": acted,
+        "targets": {"page": TARGET_PAGE, "action": TARGET_ACTION, "resort_ms": TARGET_RESORT_MS},
+        "slowest_sorted": slowest,
+    }
 
 
 def main() -> None:
@@ -236,7 +384,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=100, help="timed filtered pages")
     parser.add_argument("--rounds", type=int, default=10, help="timed actions on 10,000 posts")
     args = parser.parse_args()
-    cli.save(args.json, asyncio.run(_in_stack(max(args.requests, 1), max(args.rounds, 1))))
+    cli.save(args.json, cli.in_stack(bench, max(args.requests, 1), max(args.rounds, 1)))
 
 
 if __name__ == "__main__":

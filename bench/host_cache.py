@@ -20,7 +20,7 @@ from pmd_service.posts.endpoints import FEED_DROPS
 from pmd_service.posts.host_cache import FeedDrops, create_host_cache
 from pmd_service.web.app import create_app
 from support.redis import RedisServer
-from support.stack import eventually, fresh_stack
+from support.stack import eventually
 
 FEEDS, TARGET = 3_000, 2.0
 OTHERS = ("session:",) * 4 + ("user:",) * 3 + ("rate:notif:",) * 2 + ("feedback:",)
@@ -90,7 +90,6 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
         passes = drops.passes - passes
     passed = [await one_pass(cache, keys) for _ in range(3)]
     await cache.aclose()
-    ratio = statistics.median(times["full"]) / statistics.median(times["empty"])
     figures = {
         "cache_keys": keys,
         "feeds": FEEDS,
@@ -98,7 +97,7 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
         "block": block,
         "full": pair(times["full"]),
         "empty": pair(times["empty"]),
-        "ratio": ratio,
+        "ratio": statistics.median(times["full"]) / statistics.median(times["empty"]),
         "target": TARGET,
         "actions": 2 * rounds * block,
         "passes": passes,
@@ -108,25 +107,20 @@ async def bench(settings: Settings, url: str, keys: int, rounds: int, block: int
     return figures
 
 
-async def _in_stack(keys: int, rounds: int, block: int) -> Any:
-    with tempfile.TemporaryDirectory(prefix="pmd-bench-host-cache-") as tmp:
-        server = RedisServer(Path(tmp))
-        server.start()
-        try:
-            async with fresh_stack() as settings:
-                return await bench(settings, server.url, keys, rounds, block)
-        finally:
-            server.stop()
-
-
 def main() -> None:
     parser = cli.parser("host_cache", __doc__)
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the host's cache")
     parser.add_argument("--rounds", type=int, default=10, help="blocks with each cache")
     parser.add_argument("--block", type=int, default=10, help="actions back to back in a block")
     args = parser.parse_args()
-    figures = asyncio.run(_in_stack(max(args.keys, FEEDS), args.rounds, args.block))
-    cli.save(args.json, figures)
+    with tempfile.TemporaryDirectory(prefix="pmd-bench-host-cache-") as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            keys = max(args.keys, FEEDS)
+            cli.save(args.json, cli.in_stack(bench, server.url, keys, args.rounds, args.block))
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -1,43 +1,52 @@
 """Every generated page under docs/, from the committed figures and chaos runs alone. To add a
-benchmark: its blocks in both benchmarks templates, its name in SECTIONS and in run_all."""
+benchmark: its blocks in both benchmarks templates, its entry in runner.BENCHMARKS.
+
+`python -m bench.report --check` (in `make lint`) fails when a page is not its render, when a
+page names a commit no saved output records, or when a template writes a commit by hand."""
 
 from __future__ import annotations
 
+import argparse
 import importlib
-import json
+import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bench.runner import FIGURES, MACHINE, Saved, saved
+from bench.runner import BENCHMARKS, FIGURES, MACHINE, Saved, read_json, saved
+from pmd_service.host.hostcheck import FITTED_COMMIT
 from support import chaos_pages, render
 from support.stack import CHECKOUT
+
+TEMPLATES = CHECKOUT / "bench" / "templates"
+# What a commit looks like in a page: 7 to 40 hex digits, at least one a digit and one a letter
+# (so neither a number nor a word such as "defaced").
+COMMIT = re.compile(
+    r"(?<![0-9a-fA-F])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}(?![0-9a-fA-F])"
+)
 
 REPORT = CHECKOUT / "docs" / "benchmarks.md"
 DETAILS = CHECKOUT / "docs" / "benchmarks-details.md"
 SCALING = CHECKOUT / "docs" / "scaling.md"
-# Every section of the page, in its order: the benchmark bench/<name>.py (or its MODULES).
-SECTIONS: tuple[str, ...] = ("build", "posts", "filters", "host_cache", "sse", "sse_box", "page")
-SECTIONS += ("store", "scaling", "export", "upgrade")
-# A section's module where not bench.<name>: a mode of another benchmark, or a run.
-MODULES = {"sse_box": "bench.sse", "upgrade": "runs.cluster"}
 
 
 def sections(folder: Path = FIGURES) -> dict[str, Saved]:
+    """Each benchmark's saved figures, through its module's `section` where it has one."""
     out = {}
-    for name in SECTIONS:
-        s = saved(name, folder)
-        module = importlib.import_module(MODULES.get(name, f"bench.{name}"))
-        make = getattr(module, "section", None)
-        out[name] = s if s.figures is None or make is None else replace(s, figures=make(s.figures))
+    for bench in BENCHMARKS:
+        s = saved(bench.name, folder)
+        make = getattr(importlib.import_module(bench.target), "section", None)
+        if s.figures is not None and make is not None:
+            s = replace(s, figures=make(s.figures))
+        out[bench.name] = s
     return out
 
 
 def benchmarks(folder: Path = FIGURES, template: str = "benchmarks.md.j2") -> str:
-    machine = folder / MACHINE.name
     return render.render(
         template,
         s=sections(folder),
-        machine=json.loads(machine.read_text()) if machine.exists() else None,
+        machine=read_json(folder / MACHINE.name),
     )
 
 
@@ -46,7 +55,13 @@ def details(folder: Path = FIGURES) -> str:
 
 
 def scaling(folder: Path = FIGURES) -> str:
-    return render.render("scaling.md.j2", sse_box=saved("sse_box", folder))
+    return render.render(
+        "scaling.md.j2",
+        sse_box=saved("sse_box", folder),
+        upgrade=saved("upgrade", folder),
+        cluster=saved("cluster", folder),  # the last saved run of the cluster's full form
+        host_commit=FITTED_COMMIT,
+    )
 
 
 def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path, str]:
@@ -56,3 +71,63 @@ def renders(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> dict[Path
 
 def write() -> None:
     render.write(renders())
+
+
+def saved_outputs(figures: Path = FIGURES, runs: Path = chaos_pages.RUNS) -> list[Path]:
+    """Every file a page renders from: the figures, the one-offs' records, the chaos runs."""
+    return sorted([*figures.glob("*.json"), *runs.glob("*.json")])
+
+
+def unrecorded(pages: dict[Path, str], outputs: list[Path]) -> list[str]:
+    """Each commit a page names that no saved output records (as a prefix of one it records),
+    nor the code (the host's commit the service was fitted to)."""
+    known = {FITTED_COMMIT} | {c for p in outputs for c in COMMIT.findall(p.read_text())}
+    prefixes = {c[:n] for c in known for n in range(7, len(c) + 1)}
+    found = []
+    for page, text in pages.items():
+        for n, line in enumerate(text.splitlines(), 1):
+            found += [f"{page.name}:{n}: {c}" for c in COMMIT.findall(line) if c not in prefixes]
+    return found
+
+
+def handwritten(templates: Path = TEMPLATES) -> list[str]:
+    """Each commit a template writes by hand: a page renders its commits from saved outputs."""
+    return [
+        f"{t.name}:{n}: {c}"
+        for t in sorted(templates.glob("*.j2"))
+        for n, line in enumerate(t.read_text().splitlines(), 1)
+        for c in COMMIT.findall(line)
+    ]
+
+
+def check(docs: Path = REPORT.parent) -> list[str]:
+    """Every problem of the committed pages under `docs` (where they are: the renders' paths)."""
+    rendered = {docs / p.relative_to(REPORT.parent): text for p, text in renders().items()}
+    committed = {p: p.read_text() for p in rendered if p.exists()}
+    problems = [
+        f"{p.name}: not its render (python -m bench.run_all --report-only)"
+        for p, text in rendered.items()
+        if committed.get(p) != text
+    ]
+    problems += [
+        f"names a commit no saved output records: {x}"
+        for x in unrecorded(committed, saved_outputs())
+    ]
+    problems += [f"a commit written by hand in a template: {x}" for x in handwritten()]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="check the pages, write nothing")
+    args = parser.parse_args(argv)
+    if not args.check:
+        write()
+        return 0
+    problems = check()
+    print("\n".join(problems) or "the generated pages are their renders and name recorded commits")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

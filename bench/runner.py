@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from support.stack import CHECKOUT
+from pmd_service.core.redis_client import create_redis
+from support.render import revision
+from support.stack import CHECKOUT, bench_settings, connected
 
 FIGURES = CHECKOUT / "bench" / "figures"
 MACHINE = FIGURES / "machine.json"
@@ -32,16 +34,43 @@ class Bench:
 
     @property
     def target(self) -> str:
-        """The module it runs: bench.<module or name>, or `module` if dotted (runs.cluster)."""
         return self.module if "." in self.module else f"bench.{self.module or self.name}"
 
-    @property
-    def argv(self) -> list[str]:
-        return ["-m", self.target, *self.args]
 
-    @property
-    def command(self) -> str:
-        return " ".join(["python", *self.argv])
+# In the order they run: name, arguments, seconds before it is killed, what it measures.
+BENCHMARKS = (
+    Bench("build", ("--sizes", "16,32,64,128"), 1800, "ZIP builds, in process and by the worker"),
+    Bench("mentions", (), 600, "a download of 128 artworks whose texts carry mentions"),
+    Bench("posts", ("--depths", "1,5,10,15,19", "--big", "100000"), 900, "the posts list and hide"),
+    Bench("filters", (), 600, "a filtered page at 20,000 posts, an action on 10,000"),
+    Bench("host_cache", (), 600, "a one-post action beside 1,000,000 keys in the host's cache"),
+    Bench(
+        "write_budget",
+        ("--posts", "20000"),
+        600,
+        "the WAL one client's bulk writes cause under the budget of changed posts",
+    ),
+    Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
+    Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
+    Bench(
+        "burst_ab",
+        ("--box", "--levels", "100000", "--against", "v0.1.0", "--runs", "3"),
+        3600,
+        "the burst at 100,000 streams, these servers and 0.1.0's in turns",
+        module="sse",
+    ),
+    Bench("page", (), 600, "the dashboard page at 20,000 posts in Debian's Chromium"),
+    Bench("store", (), 1200, "SeaweedFS: builds, reads, downloads, stalled readers"),
+    Bench("export", (), 1200, "a full export of 3,000 artworks, folder and SeaweedFS"),
+    Bench("scaling", (), 600, "a backlog's drain, 50 users at once"),
+    Bench(
+        "upgrade",
+        ("--upgrade-from", "previous"),
+        1800,
+        "a rolling upgrade under 4,000 streams (root)",
+        module="runs.cluster",
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -52,9 +81,12 @@ class Saved:
     failed: dict[str, Any] | None = None
 
 
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def saved(name: str, folder: Path = FIGURES) -> Saved:
-    path = folder / f"{name}.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_json(folder / f"{name}.json")
     return Saved(name, data.get("run"), data.get("figures"), data.get("failed"))
 
 
@@ -68,14 +100,17 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
     SCRATCH.mkdir(parents=True, exist_ok=True)
     out = SCRATCH / f"{bench.name}.json"
     out.unlink(missing_ok=True)
-    cmd = [sys.executable, *bench.argv, "--json", str(out)]
+    argv = ["-m", bench.target, *bench.args]
+    command = " ".join(["python", *argv])
+    cmd = [sys.executable, *argv, "--json", str(out)]
     print(f"\n=== {' '.join(cmd[1:])} (bounded at {bench.limit_s} s)", flush=True)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     run: dict[str, Any] = {
         "date": date,
         "load_start": f"{os.getloadavg()[0]:.2f}",
-        "command": bench.command,
-    }
+        "command": command,
+        "machine": host(),
+    } | revision()
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=CHECKOUT, start_new_session=True)
     try:
@@ -90,17 +125,12 @@ def run_one(bench: Bench, folder: Path = FIGURES) -> str | None:
         _write(bench.name, {"run": run, "figures": json.loads(out.read_text())}, folder)
         return None
     why = f"killed after {bench.limit_s} s" if code is None else f"exited with status {code}"
-    before = folder / f"{bench.name}.json"
-    old = json.loads(before.read_text()) if before.exists() else {}
-    _write(bench.name, old | {"failed": {"date": date, "command": bench.command, "why": why}},
-           folder)  # fmt: skip
+    failed = {"date": date, "command": command, "why": why}
+    _write(bench.name, read_json(folder / f"{bench.name}.json") | {"failed": failed}, folder)
     return why
 
 
 async def service_versions() -> tuple[str, str]:
-    from pmd_service.core.redis_client import create_redis
-    from support.stack import bench_settings, connected
-
     embedded = not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"))
     base = await asyncio.to_thread(bench_settings)
     async with connected(base.database_url) as conn, create_redis(base.redis_url) as redis:
@@ -110,16 +140,22 @@ async def service_versions() -> tuple[str, str]:
     return f"PostgreSQL {pg}{suffix}", f"Redis {rv}{suffix}"
 
 
-def record_machine() -> None:
-    pg, redis = asyncio.run(service_versions())
+def host() -> dict[str, str]:
+    """The machine a run runs on, kept with its figures (figures of one page may come from two)."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     model = [ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")]
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    info = {
+    return {
         "cpu": model[0] if model else "unknown CPU",
         "nproc": str(len(os.sched_getaffinity(0))),
         "memory": f"{memory / 1024**3:.0f} GiB",
         "os": f"{platform.freedesktop_os_release()['PRETTY_NAME']}, Linux {platform.release()}",
+    }
+
+
+def record_machine() -> None:
+    pg, redis = asyncio.run(service_versions())
+    info = host() | {
         "python": f"Python {platform.python_version()}",
         "postgres": pg,
         "redis": redis,

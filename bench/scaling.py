@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import asyncpg
 from arq.connections import ArqRedis
 from arq.constants import default_queue_name
 
@@ -53,11 +52,12 @@ FROM batch_download_requests WHERE id = ANY($1::uuid[])
 """
 
 
-def window(posts: list[int], n: int) -> list[int]:
-    return [posts[(n + k) % len(posts)] for k in range(ARTWORKS_PER_BDR)]
+User = tuple[dict[str, str], list[int]]  # a user's auth header and posts
 
 
-async def post_bdr(http: aiohttp.ClientSession, auth: dict[str, str], post_ids: list[int]) -> str:
+async def post_bdr(http: aiohttp.ClientSession, user: User, n: int) -> str:
+    auth, posts = user
+    post_ids = [posts[(n + k) % len(posts)] for k in range(ARTWORKS_PER_BDR)]
     async with http.post("/api/pmd/bdr", json={"post_ids": post_ids}, headers=auth) as r:
         assert r.status == 202, (r.status, await r.text())
         bdr_id: str = (await r.json())["id"]
@@ -67,12 +67,11 @@ async def post_bdr(http: aiohttp.ClientSession, auth: dict[str, str], post_ids: 
 @dataclass
 class Local:
     http: aiohttp.ClientSession
-    users: list[tuple[dict[str, str], list[int]]]
+    users: list[User]
     db: Any  # an asyncpg connection
     redis: ArqRedis
     settings: Settings
     env: dict[str, str]
-    tokens: list[str]
     worker_pid: int = 0
 
     @asynccontextmanager
@@ -97,8 +96,8 @@ class Local:
 async def drain(rig: Local, backlog: int) -> dict[str, Any]:
     share = -(-backlog // len(rig.users))
 
-    async def post(user: tuple[dict[str, str], list[int]], k: int) -> list[str]:
-        return [await post_bdr(rig.http, user[0], window(user[1], r)) for r in range(k)]
+    async def post(user: User, k: int) -> list[str]:
+        return [await post_bdr(rig.http, user, r) for r in range(k)]
 
     async def queued() -> bool:
         return bool(await rig.redis.zcard(default_queue_name) >= backlog)
@@ -108,12 +107,9 @@ async def drain(rig: Local, backlog: int) -> dict[str, Any]:
         assert row["other"] == 0, "a BDR failed or was cancelled"
         return bool(row["ready"] == len(ids))
 
-    async def released() -> None:
-        await rig.redis.rename(HELD_QUEUE, default_queue_name)
-        await eventually(ready, DRAIN_LIMIT_S, "the drain", 0.05)
-
-    posted = await asyncio.gather(*(post(u, min(share, backlog - i * share))
-                                    for i, u in enumerate(rig.users)))  # fmt: skip
+    posted = await asyncio.gather(
+        *(post(u, min(share, backlog - i * share)) for i, u in enumerate(rig.users))
+    )
     ids = [i for mine in posted for i in mine]
     # Each is enqueued after its reply is written: held once every one is in the queue.
     await eventually(queued, 30, f"{backlog} BDRs enqueued", 0.05)
@@ -121,13 +117,19 @@ async def drain(rig: Local, backlog: int) -> dict[str, Any]:
     async with rig.worker():
         start = await rig.db.fetchval("SELECT extract(epoch FROM clock_timestamp())::float8")
         cpu, wall = cpu_seconds(rig.worker_pid), time.monotonic()
-        await released()
+        await rig.redis.rename(HELD_QUEUE, default_queue_name)
+        await eventually(ready, DRAIN_LIMIT_S, "the drain", 0.05)
         cpu, wall = cpu_seconds(rig.worker_pid) - cpu, time.monotonic() - wall
     times = await rig.db.fetchrow(SQL_DRAIN_TIMES, ids)
     seconds = times["last_done"] - start
-    return {"bdrs": backlog, "seconds": round(seconds, 3), "per_s": round(backlog / seconds, 2),
-            "claim_ready_p50_ms": times["claim_ready_p50"] * 1000,
-            "worker_cores": cpu / wall, "worker_ms_per_bdr": cpu / backlog * 1000}  # fmt: skip
+    return {
+        "bdrs": backlog,
+        "seconds": round(seconds, 3),
+        "per_s": round(backlog / seconds, 2),
+        "claim_ready_p50_ms": times["claim_ready_p50"] * 1000,
+        "worker_cores": cpu / wall,
+        "worker_ms_per_bdr": cpu / backlog * 1000,
+    }
 
 
 async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, Any]:
@@ -138,17 +140,24 @@ async def backlog_drains(rig: Local, backlog: int, repeats: int) -> dict[str, An
         await rig.forget_bdrs()
         runs.append(await drain(rig, backlog))
         cli.show("  one worker", runs[-1])
-    return {"bdrs": backlog, "per_s": statistics.median(r["per_s"] for r in runs),
-            "per_s_runs": [r["per_s"] for r in runs],
-            "claim_ready_p50_ms": statistics.median(r["claim_ready_p50_ms"] for r in runs),
-            **{k: max(runs, key=lambda r: r["per_s"])[k]
-               for k in ("worker_cores", "worker_ms_per_bdr")}}  # fmt: skip
+    return {
+        "bdrs": backlog,
+        "per_s": statistics.median(r["per_s"] for r in runs),
+        "per_s_runs": [r["per_s"] for r in runs],
+        "claim_ready_p50_ms": statistics.median(r["claim_ready_p50_ms"] for r in runs),
+        **{
+            k: max(runs, key=lambda r: r["per_s"])[k] for k in ("worker_cores", "worker_ms_per_bdr")
+        },
+    }
 
 
 async def watch_ready(
-    http: aiohttp.ClientSession, token: str, seen: dict[str, float], up: asyncio.Future[None]
+    http: aiohttp.ClientSession,
+    auth: dict[str, str],
+    seen: dict[str, float],
+    up: asyncio.Future[None],
 ) -> None:
-    async with open_stream(http, SSE, {"Authorization": f"Bearer {token}"}) as stream:
+    async with open_stream(http, SSE, auth) as stream:
         await stream.opening()  # the snapshot (earlier BDRs) comes first: only live events count
         up.set_result(None)
         while (msg := await stream.next(within=None)) is not None:
@@ -159,27 +168,29 @@ async def watch_ready(
 async def burst_latency(rig: Local) -> dict[str, Any]:
     await rig.forget_bdrs()
     seen: dict[str, float] = {}
-    ups = [asyncio.get_running_loop().create_future() for _ in rig.tokens]
+    ups = [asyncio.get_running_loop().create_future() for _ in rig.users]
     samples: list[float] = []
     replies: list[float] = []  # POST → 202
     spans: list[float] = []  # a burst's first POST → its last ready
 
-    async def post(user: tuple[dict[str, str], list[int]], b: int, sent: dict[str, float]) -> None:
+    async def post(user: User, b: int, sent: dict[str, float]) -> None:
         start = time.perf_counter()
-        sent[await post_bdr(rig.http, user[0], window(user[1], b))] = start
+        sent[await post_bdr(rig.http, user, b)] = start
         if b > 0:
             replies.append(time.perf_counter() - start)
 
     async with rig.worker():
-        streams = [asyncio.create_task(watch_ready(rig.http, t, seen, up))
-                   for t, up in zip(rig.tokens, ups, strict=True)]  # fmt: skip
+        streams = [
+            asyncio.create_task(watch_ready(rig.http, auth, seen, up))
+            for (auth, _), up in zip(rig.users, ups, strict=True)
+        ]
         try:
             await asyncio.wait_for(asyncio.gather(*ups), 30)
             for b in range(BURSTS + 1):  # the first burst warms the workers up
                 sent: dict[str, float] = {}
                 await asyncio.gather(*(post(u, b, sent) for u in rig.users))
-                await eventually(lambda: asyncio.sleep(0, sent.keys() <= seen.keys()), 60,  # noqa: B023
-                                 "a burst", 0.05)  # fmt: skip
+                arrived = lambda: asyncio.sleep(0, sent.keys() <= seen.keys())  # noqa: B023, E731
+                await eventually(arrived, 60, "a burst", 0.05)
                 if b > 0:
                     samples += [seen[i] - t for i, t in sent.items()]
                     spans.append(max(seen[i] for i in sent) - min(sent.values()))
@@ -188,24 +199,16 @@ async def burst_latency(rig: Local) -> dict[str, Any]:
                 s.cancel()
             await asyncio.gather(*streams, return_exceptions=True)
     ms = [x * 1000 for x in samples]
-    out = {"p50_ms": percentile(ms, 0.5), "p99_ms": percentile(ms, 0.99),
-           "max_ms": max(ms), "reply_p50_ms": percentile(replies, 0.5) * 1000,
-           "reply_p99_ms": percentile(replies, 0.99) * 1000,
-           "burst_s": statistics.median(spans)}  # fmt: skip
+    out = {
+        "p50_ms": percentile(ms, 0.5),
+        "p99_ms": percentile(ms, 0.99),
+        "max_ms": max(ms),
+        "reply_p50_ms": percentile(replies, 0.5) * 1000,
+        "reply_p99_ms": percentile(replies, 0.99) * 1000,
+        "burst_s": statistics.median(spans),
+    }
     cli.show("  one worker", out)
     return out
-
-
-async def seed_users(conn: asyncpg.Connection, settings: Settings
-                     ) -> tuple[list[str], list[Any]]:  # fmt: skip
-    files = make_small_pixel_art(settings.zip_path.parent / "sources", ARTWORKS_PER_USER)
-    tokens, users = [], []
-    for i in range(USERS):
-        owner, post_ids = await seed_user(conn, settings, f"scale{i}", files)
-        tokens.append(owner.token)
-        users.append((owner.auth, post_ids))
-    await conn.execute("VACUUM ANALYZE")
-    return tokens, users
 
 
 async def run(backlog: int, repeats: int) -> dict[str, Any]:
@@ -221,17 +224,25 @@ async def run(backlog: int, repeats: int) -> dict[str, Any]:
         with SERVER_LOG.open("wb") as log:  # the server keeps a descriptor of its own
             server = await asyncio.to_thread(start_server, env, port, log)
         try:
-            tokens, users = await seed_users(conn, settings)
+            files = make_small_pixel_art(settings.zip_path.parent / "sources", ARTWORKS_PER_USER)
+            seeded = [await seed_user(conn, settings, f"scale{i}", files) for i in range(USERS)]
+            await conn.execute("VACUUM ANALYZE")
+            users = [(owner.auth, post_ids) for owner, post_ids in seeded]
             # arq starts at most max_jobs jobs a poll.
-            ceiling = MAX_JOBS / POLL_DELAY
-            figures: dict[str, Any] = {"config": {"poll_ceiling_per_worker": ceiling}}
+            figures: dict[str, Any] = {"config": {"poll_ceiling_per_worker": MAX_JOBS / POLL_DELAY}}
             async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
-                rig = Local(http, users, conn, redis, settings, env, tokens)
-                print(f"1. a backlog of {backlog} BDRs of {ARTWORKS_PER_BDR} small artworks "
-                      f"({USERS} users), drained by a fresh worker:", flush=True)  # fmt: skip
+                rig = Local(http, users, conn, redis, settings, env)
+                print(
+                    f"1. a backlog of {backlog} BDRs of {ARTWORKS_PER_BDR} small artworks "
+                    f"({USERS} users), drained by a fresh worker:",
+                    flush=True,
+                )
                 figures["backlog"] = await backlog_drains(rig, backlog, repeats)
-                print(f"2. {USERS} users POST one BDR each at once ({BURSTS} bursts), "
-                      "POST → `ready` on their SSE streams:", flush=True)  # fmt: skip
+                print(
+                    f"2. {USERS} users POST one BDR each at once ({BURSTS} bursts), "
+                    "POST → `ready` on their SSE streams:",
+                    flush=True,
+                )
                 figures["burst"] = await burst_latency(rig)
         finally:
             stop(server)

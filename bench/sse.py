@@ -1,26 +1,33 @@
 """The SSE stream over loopback: `python -m bench.sse [--box] [--levels N,…]`. Default: one
-server process, 1,000 to 20,000 streams; `--box`: 12,500 to 100,000 on several."""
+server process, 1,000 to 20,000 streams; `--box`: 12,500 to 100,000 on several; `--against
+REV`: only the burst at one level, on these servers and REV's in turns."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import multiprocessing
+import os
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from bench import cli, sse_floor
 from bench.storm_client import Client
 from pmd_service.core.db import read_budget
 from pmd_service.core.settings import Settings
+from runs.cluster.hosts import CURRENT, Release
+from runs.cluster.upgrade import install
 from support import stack
 from support.measures import percentile, tree_rss_kb
 from support.seeding import Seeded, seed_stream_users
@@ -35,8 +42,14 @@ BURSTS = 3
 STEP = "UPDATE batch_download_requests SET progress_done = (progress_done + 1) % 5 WHERE id = $1"
 BURST = STEP.replace("id = $1", "id = ANY($1::uuid[])")
 # The server's GC figures on its /metrics (sse/heap.py).
-GC = ("pause_max_seconds", "pause_max_cpu_seconds", "pause_max_generation", "pauses_total",
-      "freezes_total", "reclaims_total")  # fmt: skip
+GC = (
+    "pause_max_seconds",
+    "pause_max_cpu_seconds",
+    "pause_max_generation",
+    "pauses_total",
+    "freezes_total",
+    "reclaims_total",
+)
 TARGETS = {
     "streams": TOP,
     "kb_per_stream_rss": 12.0,
@@ -83,8 +96,9 @@ def raise_fd_limit(want: int) -> int:
     return want if soft == resource.RLIM_INFINITY else soft
 
 
-def client_main(conn: Connection, source: str, port: int, users: list[tuple[int, str]],
-                per_user: int) -> None:  # fmt: skip
+def client_main(
+    conn: Connection, source: str, port: int, users: list[tuple[int, str]], per_user: int
+) -> None:
     raise_fd_limit(len(users) * per_user + FD_HEADROOM)
 
     async def serve() -> None:
@@ -110,8 +124,9 @@ class Clients:
         for i in range(count):
             ours, theirs = ctx.Pipe()
             mine = users[i * share : (i + 1) * share]
-            p = ctx.Process(target=client_main,
-                            args=(theirs, f"127.0.0.{2 + i}", port, mine, mode.per_user))  # fmt: skip
+            p = ctx.Process(
+                target=client_main, args=(theirs, f"127.0.0.{2 + i}", port, mine, mode.per_user)
+            )
             p.start()
             self.pipes.append(ours)
             self.procs.append(p)
@@ -158,6 +173,8 @@ class Bench:
     db: Any
     pool_room: int  # connections the servers' pools and listeners may take in all
     mode: Mode
+    release: Release = CURRENT  # whose servers serve the streams
+    burst_only: bool = False  # the flood and the bursts only (an A/B of the burst)
 
 
 async def flood(clients: Clients, mode: Mode) -> dict[str, Any]:
@@ -212,29 +229,37 @@ async def gc_figures(port: int) -> dict[str, float]:
 
 
 @contextlib.asynccontextmanager
-async def served(b: Bench, streams: int, connections: int
-                 ) -> AsyncIterator[tuple[int, int, Clients, dict[str, Any]]]:  # fmt: skip
+async def served(
+    b: Bench, streams: int, connections: int
+) -> AsyncIterator[tuple[int, int, Clients, dict[str, Any]]]:
     """The level's servers (their parent's pid, their port), its clients, its first figures."""
     processes = b.mode.processes(streams)
     pool = max(2, min(10, b.pool_room // processes - 1))
     # HEADER_TIMEOUT_SECONDS as long as the keep-alive: clients on the servers' cores send late.
-    env = stack.service_env(b.settings, SERVER_PROCESSES=str(processes), DB_POOL_MIN="1",
-                            SSE_MAX_PER_USER=str(b.mode.per_user), DB_POOL_MAX=str(pool),
-                            HEADER_TIMEOUT_SECONDS="130", MAX_CONNECTIONS=str(connections))  # fmt: skip
+    env = stack.service_env(
+        b.settings,
+        SERVER_PROCESSES=str(processes),
+        DB_POOL_MIN="1",
+        SSE_MAX_PER_USER=str(b.mode.per_user),
+        DB_POOL_MAX=str(pool),
+        HEADER_TIMEOUT_SECONDS="130",
+        MAX_CONNECTIONS=str(connections),
+    )
     port = stack.free_port()
     log_path = stack.CHECKOUT / ".data" / "bench" / f"sse-server-{streams}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)  # a fresh checkout has no .data/bench
+    env |= b.release.env
+    argv = stack.SERVER if b.release is CURRENT else b.release.argv("serve")
     with log_path.open("wb") as log:  # the server keeps a descriptor of its own
-        server = await asyncio.to_thread(stack.start_server, env, port, log)
+        server = await asyncio.to_thread(stack.start_server, env, port, log, argv)
+    per_user = b.mode.per_user
+    fig = {"streams": streams, "processes": processes, "pool_max": pool, "per_user": per_user}
     clients: Clients | None = None
     try:
         while len(await stack.listener_pids(b.db)) < processes:  # noqa: ASYNC110 - nothing announces it
             await asyncio.sleep(0.05)
         clients = Clients(port, b.seeded.tokens, streams, b.mode)
-        yield server.pid, port, clients, {
-            "streams": streams, "processes": processes, "pool_max": pool, "per_user": b.mode.per_user,
-            "users": streams // b.mode.per_user,
-        }  # fmt: skip
+        yield server.pid, port, clients, fig | {"users": streams // per_user}
     finally:
         if clients is not None:
             await clients.close()
@@ -252,11 +277,17 @@ async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
         await asyncio.sleep(3.0)  # idle: let the server settle
         rss1, held = tree_rss_kb(server_pid), await clients.holding()
         grown = held - sum(r["opened"] for r in warm)
-        fig |= {"held": held, "rss_mb": rss1 / 1024, "kb_per_stream_rss": (rss1 - rss0) / grown,
-                "listeners": len(await stack.listener_pids(b.db))}  # fmt: skip
+        fig |= {
+            "held": held,
+            "rss_mb": rss1 / 1024,
+            "kb_per_stream_rss": (rss1 - rss0) / grown,
+            "listeners": len(await stack.listener_pids(b.db)),
+        }
         cli.show("  held", {k: fig[k] for k in ("held", "rss_mb", "kb_per_stream_rss")})
 
         bdr_ids = b.seeded.bdr_ids[: fig["users"]]
+        if b.burst_only:
+            return fig | await bursts(b.db, bdr_ids, clients, await clients.holding())
         fig |= await one_events(b.db, bdr_ids, clients, RECEIPTS // per_user, per_user)
         fig["event_p99_ms"] = fig["event"]["p99_ms"]
         holding = await clients.holding()
@@ -276,8 +307,9 @@ async def run_level(b: Bench, streams: int, connections: int) -> dict[str, Any]:
     return fig
 
 
-async def one_events(db: Any, bdr_ids: list[Any], clients: Clients, rounds: int, per_user: int
-                     ) -> dict[str, Any]:  # fmt: skip
+async def one_events(
+    db: Any, bdr_ids: list[Any], clients: Clients, rounds: int, per_user: int
+) -> dict[str, Any]:
     single: list[float] = []
     misrouted = 0
     for i in range(rounds):
@@ -313,55 +345,118 @@ async def bursts(db: Any, bdr_ids: list[Any], clients: Clients, holding: int) ->
             burst_ms += ms
             delivered.append(f"{len(ms)}/{holding}")
             wrong += abs(holding - len(ms))
-            each.append({"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99),
-                         "all_s": max(ms) / 1000 if len(ms) == holding else math.inf})  # fmt: skip
-    burst: dict[str, Any] = spread(burst_ms) | {"update_ms": statistics.median(update_ms),
-                                                "delivered": delivered, "each": each}  # fmt: skip
+            each.append(
+                {
+                    "p50_ms": statistics.median(ms),
+                    "p99_ms": percentile(ms, 0.99),
+                    "all_s": max(ms) / 1000 if len(ms) == holding else math.inf,
+                }
+            )
+    burst: dict[str, Any] = spread(burst_ms) | {
+        "update_ms": statistics.median(update_ms),
+        "delivered": delivered,
+        "each": each,
+    }
     cli.show("  burst", burst | {"all_s": max(b["all_s"] for b in each)})
     return {"burst": burst, "burst_all_s": max(b["all_s"] for b in each), "burst_wrong": wrong}
 
 
-async def run(mode: Mode, levels: list[int]) -> dict[str, Any]:
+async def run(
+    mode: Mode,
+    levels: list[int],
+    releases: tuple[Release, ...] = (CURRENT,),
+    burst_only: bool = False,
+) -> dict[str, Any]:
     async with stack.fresh_stack() as settings:
         seeded = await seed_stream_users(settings, max(levels) // mode.per_user)
         budget = await read_budget(settings.database_url)
         # All the database allows less what others hold now, and some to spare.
         room = budget.allowed - budget.in_use - 15
-        print(f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
-              f"{budget.in_use} in use: {room} for the servers' pools and listeners")  # fmt: skip
+        print(
+            f"database: max_connections {budget.max_connections}, {budget.reserved} reserved, "
+            f"{budget.in_use} in use: {room} for the servers' pools and listeners"
+        )
         results = []
         async with stack.connected(settings.database_url, "pmd-bench") as db:
-            b = Bench(settings, seeded, db, room, mode)
-            for asked in levels:
+            b = Bench(settings, seeded, db, room, mode, burst_only=burst_only)
+            for asked, release in itertools.product(levels, releases):
+                b.release = release
                 processes = mode.processes(asked)
                 # A level past what the descriptor limit leaves is cut to whole users.
                 conns = raise_fd_limit(asked // processes + 2 * FD_HEADROOM) - FD_HEADROOM
                 n = min(asked, (conns - FD_HEADROOM) * processes // mode.per_user * mode.per_user)
                 note = f" ({asked:,} asked; the descriptor limit allows {n:,})" if n < asked else ""
-                print(f"{n:,} streams{note}, {processes} server process(es), "
-                      f"{mode.clients(n)} client process(es) ...")  # fmt: skip
-                results.append(await run_level(b, n, conns) | {"asked": asked})
+                print(
+                    f"{n:,} streams{note}, {processes} server process(es) of {b.release.name}, "
+                    f"{mode.clients(n)} client process(es) ..."
+                )
+                load = os.getloadavg()
+                level = await run_level(b, n, conns) | {"asked": asked, "code": b.release.name}
+                results.append(level | {"load": [load, os.getloadavg()]})
     return {"levels": results, "targets": TARGETS}
+
+
+async def against(rev: str, runs: int, level: int) -> dict[str, Any]:
+    """The burst at `level` streams on this checkout's servers and on `rev`'s, alternating,
+    `runs` times each, on one seeded stack: every stream's event, the slowest of each run."""
+    (stack.CHECKOUT / ".data").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=stack.CHECKOUT / ".data") as folder:
+        other = await asyncio.to_thread(install, rev, Path(folder))
+        done = await run(BOX, [level] * runs, (CURRENT, other), burst_only=True)
+    summary = {}
+    for release in (CURRENT, other):
+        mine = [lv for lv in done["levels"] if lv["code"] == release.name]
+        worst = [lv["burst_all_s"] for lv in mine]
+        summary[release.name] = {
+            "runs": len(mine),
+            "run_worst_all_s": {
+                "median": statistics.median(worst),
+                "min": min(worst),
+                "max": max(worst),
+            },
+        }
+    return {
+        "this": CURRENT.name,
+        "baseline": other.name,
+        "runs": done["levels"],
+        "summary": summary,
+    }
 
 
 def main() -> None:
     parser = cli.parser("sse", __doc__)
-    parser.add_argument("--levels", help="comma-separated stream counts (multiples of 10, or "
-                        "of 100 with --box)")  # fmt: skip
+    parser.add_argument(
+        "--levels", help="comma-separated stream counts (multiples of 10, or of 100 with --box)"
+    )
     parser.add_argument("--box", action="store_true", help="every core: 12,500 to 100,000")
+    parser.add_argument(
+        "--against",
+        metavar="REV",
+        help="only the burst at the one --box level, alternating with REV's servers (a tag)",
+    )
+    parser.add_argument("--runs", type=int, default=3, help="with --against: runs of each")
     args = parser.parse_args()
     mode = BOX if args.box else ONE
     levels = [int(n) for n in args.levels.split(",")] if args.levels else list(mode.levels)
     # Memory a stream is the growth past the warm streams, so a level must hold more than those.
     warm = CLIENTS * mode.per_user
     if low := [n for n in levels if n <= warm]:
-        parser.error(f"--levels {','.join(map(str, low))}: each level must be above the {warm} "
-                     "warm streams the memory a stream is measured from")  # fmt: skip
+        parser.error(
+            f"--levels {','.join(map(str, low))}: each level must be above the {warm} "
+            "warm streams the memory a stream is measured from"
+        )
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress, as it goes
-    cli.save(args.json, asyncio.run(run(mode, levels)))
+    if args.against:
+        if not args.box or len(levels) != 1:
+            parser.error("--against needs --box and one level in --levels")
+        cli.save(args.json, asyncio.run(against(args.against, args.runs, levels[0])))
+    else:
+        cli.save(args.json, asyncio.run(run(mode, levels)))
 
 
 def section(f: dict[str, Any]) -> dict[str, Any]:
+    if "baseline" in f:  # an A/B of the burst: rendered as it is
+        return f
     levels = f["levels"]
     top = max(levels, key=lambda lv: lv["streams"])
     kbs = [lv["kb_per_stream_rss"] for lv in levels]
@@ -379,7 +474,6 @@ def section(f: dict[str, Any]) -> dict[str, Any]:
             for lv in levels
         ),
         "one": all(lv["listeners"] == lv["processes"] for lv in levels),
-        "fd_bound": any(lv["asked"] > lv["streams"] for lv in levels),
     }
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import resource
 import time
 from multiprocessing.process import BaseProcess
 
 from aiohttp import web
 
+from pmd_service.web.connections import raise_descriptor_limit
 from pmd_service.web.serve import KEEPALIVE_SECONDS, LISTEN_BACKLOG
 from support import stack
 
@@ -31,26 +31,37 @@ async def _ticket(request: web.Request) -> web.Response:
 
 
 def _main(port: int) -> None:
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    raise_descriptor_limit()
     app = web.Application()
     app.router.add_get("/api/pmd/bdr/sse", _stream)
     app.router.add_post("/api/pmd/bdr/sse-ticket", _ticket)
-    web.run_app(app, host="127.0.0.1", port=port, reuse_port=True, backlog=LISTEN_BACKLOG,
-                keepalive_timeout=KEEPALIVE_SECONDS, access_log=None, handler_cancellation=True,
-                print=None)  # fmt: skip
+    web.run_app(
+        app,
+        host="127.0.0.1",
+        port=port,
+        reuse_port=True,
+        backlog=LISTEN_BACKLOG,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+        access_log=None,
+        handler_cancellation=True,
+        print=None,
+    )
 
 
 def start(port: int, processes: int) -> list[BaseProcess]:
     """`processes` baseline servers on `port`, once they all accept connections."""
     ctx = multiprocessing.get_context("spawn")
-    procs: list[BaseProcess] = [ctx.Process(target=_main, args=(port,), daemon=True)
-                                for _ in range(processes)]  # fmt: skip
+    procs: list[BaseProcess] = [
+        ctx.Process(target=_main, args=(port,), daemon=True) for _ in range(processes)
+    ]
     for p in procs:
         p.start()
     try:
-        stack.wait_ready(None, lambda: stack.answers(f"http://127.0.0.1:{port}/api/pmd/bdr/sse"),
-                         "the baseline servers")  # fmt: skip
+        stack.wait_ready(
+            None,
+            lambda: stack.answers(f"http://127.0.0.1:{port}/api/pmd/bdr/sse"),
+            "the baseline servers",
+        )
     except RuntimeError:
         stop(procs)
         raise

@@ -58,8 +58,17 @@ FETCH_CONCURRENCY = 8  # the worker's default (ARTWORK_FETCH_CONCURRENCY)
 REDIRECTS = 200
 READERS, STALLED_BYTES, WAVES = (10, 40, 100), 24 << 20, 6  # cumulative levels, then waves
 SETTLE_S = 1.0  # RSS unchanged (±1 MiB) for this long counts as settled
-HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-              "proxy-authorization", "proxy-authenticate", "content-length"}  # fmt: skip
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "content-length",
+}
 
 
 def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
@@ -69,13 +78,23 @@ def store_at(endpoint: str, bucket: str, prefix: str) -> S3Store:
 
 def plain_put(store: S3Store, key: str, paths: list[Path]) -> None:
     """`paths` uploaded as one object the way a build uploads its ZIP: the floor."""
-    obstore.put(store, key, chunks(paths, CHUNK), use_multipart=True, chunk_size=PART_BYTES,
-                max_concurrency=PARTS_IN_FLIGHT)  # fmt: skip
+    obstore.put(
+        store,
+        key,
+        chunks(paths, CHUNK),
+        use_multipart=True,
+        chunk_size=PART_BYTES,
+        max_concurrency=PARTS_IN_FLIGHT,
+    )
 
 
 def spread(values: list[float]) -> dict[str, Any]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": values}  # fmt: skip
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": values,
+    }
 
 
 def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) -> dict[str, Any]:
@@ -95,8 +114,12 @@ def build_vs_put(store: S3Store, files: list[Path], local: Path, rounds: int) ->
         if i:
             builds.append(built)
             puts.append(put)
-    return {"zip_bytes": zip_bytes, "build_s": spread(builds), "put_s": spread(puts),
-            "ratio": statistics.median(builds) / statistics.median(puts)}  # fmt: skip
+    return {
+        "zip_bytes": zip_bytes,
+        "build_s": spread(builds),
+        "put_s": spread(puts),
+        "ratio": statistics.median(builds) / statistics.median(puts),
+    }
 
 
 async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
@@ -107,8 +130,13 @@ async def _slow_proxy(upstream: str, port: int, latency: float) -> None:
         await asyncio.sleep(latency)
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        async with session.request(request.method, upstream + request.path_qs, headers=headers,
-                                   data=body or None, allow_redirects=False) as got:  # fmt: skip
+        async with session.request(
+            request.method,
+            upstream + request.path_qs,
+            headers=headers,
+            data=body or None,
+            allow_redirects=False,
+        ) as got:
             response = web.StreamResponse(status=got.status)
             for k, v in got.headers.items():
                 if k.lower() not in HOP_BY_HOP:
@@ -135,8 +163,9 @@ def start_slow_proxy(upstream: str, latency: float) -> tuple[subprocess.Popen[by
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.store", "--slow-proxy", upstream, str(port), str(latency)],
-        cwd=stack.CHECKOUT, stdout=subprocess.PIPE,
-    )  # fmt: skip
+        cwd=stack.CHECKOUT,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
     return proc, port
 
@@ -151,18 +180,30 @@ async def _read_all(store: S3Store, artworks: list[Artwork], concurrency: int) -
     return time.perf_counter() - started
 
 
-async def slow_reads(weed: Seaweed, bucket: str, prefix: str, files: list[Path],
-                     port: int, rounds: int) -> dict[str, Any]:  # fmt: skip
+async def slow_reads(
+    weed: Seaweed, bucket: str, prefix: str, files: list[Path], port: int, rounds: int
+) -> dict[str, Any]:
     direct = store_at(weed.endpoint, bucket, prefix)
     artworks = []
     for i, path in enumerate(files):
         key, shard = uuid.uuid4(), f"{i % 16:02x}"
         await obstore.put_async(direct, relative_artwork_path(shard, key, "png"), path)
-        artworks.append(Artwork(
-            post_id=i, sqid=f"p{i}", title="", description=None, created_at=datetime.now(UTC),
-            width=None, height=None, frame_count=1, hashtags=[], storage_shard=shard,
-            storage_key=key, fmt="png",
-        ))  # fmt: skip
+        artworks.append(
+            Artwork(
+                post_id=i,
+                sqid=f"p{i}",
+                title="",
+                description=None,
+                created_at=datetime.now(UTC),
+                width=None,
+                height=None,
+                frame_count=1,
+                hashtags=[],
+                storage_shard=shard,
+                storage_key=key,
+                fmt="png",
+            )
+        )
     slow = store_at(f"http://127.0.0.1:{port}", bucket, prefix)
     times: dict[int, list[float]] = {FETCH_CONCURRENCY: [], 1: []}
     for i in range(rounds + 1):
@@ -171,10 +212,15 @@ async def slow_reads(weed: Seaweed, bucket: str, prefix: str, files: list[Path],
             if i:
                 series.append(seconds)
     window, one = times[FETCH_CONCURRENCY], times[1]
-    return {"artworks": len(files), "bytes": sum(p.stat().st_size for p in files),
-            "added_latency_ms": ADDED_LATENCY_S * 1000, "concurrency": FETCH_CONCURRENCY,
-            "window_s": spread(window), "one_by_one_s": spread(one),
-            "speedup": statistics.median(one) / statistics.median(window)}  # fmt: skip
+    return {
+        "artworks": len(files),
+        "bytes": sum(p.stat().st_size for p in files),
+        "added_latency_ms": ADDED_LATENCY_S * 1000,
+        "concurrency": FETCH_CONCURRENCY,
+        "window_s": spread(window),
+        "one_by_one_s": spread(one),
+        "speedup": statistics.median(one) / statistics.median(window),
+    }
 
 
 async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> int:
@@ -185,12 +231,19 @@ async def _download(http: aiohttp.ClientSession, url: str, headers: dict[str, st
         return sum([len(chunk) async for chunk in resp.content.iter_chunked(1 << 20)])
 
 
-async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, int],
-                    bdr: dict[str, Any], rounds: int) -> dict[str, Any]:  # fmt: skip
+async def downloads(
+    settings: Settings,
+    ports: dict[str, int],
+    pids: dict[str, int],
+    bdr: dict[str, Any],
+    rounds: int,
+) -> dict[str, Any]:
     token = mint_token(settings.jwt_secret_key, bdr["sqid"], ttl_seconds=3600)
     headers = {"Authorization": f"Bearer {token}"}
-    urls = {mode: f"http://127.0.0.1:{port}/api/pmd/bdr/{bdr['id']}/download"
-            for mode, port in ports.items()}  # fmt: skip
+    urls = {
+        mode: f"http://127.0.0.1:{port}/api/pmd/bdr/{bdr['id']}/download"
+        for mode, port in ports.items()
+    }
     cpu: dict[str, list[float]] = {mode: [] for mode in ports}
     wall: dict[str, list[float]] = {mode: [] for mode in ports}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as http:
@@ -207,11 +260,19 @@ async def downloads(settings: Settings, ports: dict[str, int], pids: dict[str, i
             async with http.get(urls["redirect"], headers=headers, allow_redirects=False) as r:
                 assert r.status == 302, r.status
         per_302 = (cpu_seconds(pids["redirect"]) - before) / REDIRECTS
-    return {"zip_bytes": bdr["bytes"], "redirects": REDIRECTS,
-            "cpu_s_per_302": per_302,
-            **{mode: {"cpu_s": spread(cpu[mode]), "wall_s": spread(wall[mode]),
-                      "cpu_s_per_gb": statistics.median(cpu[mode]) / (bdr["bytes"] / 1e9)}
-               for mode in ports}}  # fmt: skip
+    return {
+        "zip_bytes": bdr["bytes"],
+        "redirects": REDIRECTS,
+        "cpu_s_per_302": per_302,
+        **{
+            mode: {
+                "cpu_s": spread(cpu[mode]),
+                "wall_s": spread(wall[mode]),
+                "cpu_s_per_gb": statistics.median(cpu[mode]) / (bdr["bytes"] / 1e9),
+            }
+            for mode in ports
+        },
+    }
 
 
 async def _ready_bdr(settings: Settings, store: Any) -> tuple[str, uuid.UUID]:
@@ -220,10 +281,16 @@ async def _ready_bdr(settings: Settings, store: Any) -> tuple[str, uuid.UUID]:
         file_path = f"bdr/{owner.sqid}/pmd-{uuid.uuid4()}.{os.urandom(4).hex()}.zip"
         await obstore.put_async(store, file_path.removeprefix("bdr/"), os.urandom(STALLED_BYTES))
         bdr_id = await seeding.bdr_row(
-            conn, owner.id, [1], user_sqid=owner.sqid, status="ready", file_path=file_path,
-            file_size_bytes=STALLED_BYTES, completed_at=datetime.now(UTC),
+            conn,
+            owner.id,
+            [1],
+            user_sqid=owner.sqid,
+            status="ready",
+            file_path=file_path,
+            file_size_bytes=STALLED_BYTES,
+            completed_at=datetime.now(UTC),
             expires_at=datetime.now(UTC) + timedelta(days=1),
-        )  # fmt: skip
+        )
     return owner.token, bdr_id
 
 
@@ -244,15 +311,17 @@ async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[st
 
     async def streaming() -> float:
         async with http.get(base_url + "/metrics") as resp:
-            found = [ln for ln in (await resp.text()).splitlines()
-                     if ln.startswith("pmd_proxy_downloads ")]  # fmt: skip
+            lines = (await resp.text()).splitlines()
+        found = [ln for ln in lines if ln.startswith("pmd_proxy_downloads ")]
         return float(found[0].split()[1]) if found else float("nan")
 
     async def open_until(level: int) -> float:
         while len(readers) < level:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
-                         f"Authorization: Bearer {token}\r\n\r\n".encode())  # fmt: skip
+            writer.write(
+                f"GET {path} HTTP/1.1\r\nHost: bench\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n".encode()
+            )
             head = await reader.readuntil(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 200"), head[:200]
             readers.append(writer)
@@ -286,8 +355,13 @@ async def stalled_readers(port: int, pid: int, path: str, token: str) -> dict[st
             again = await open_until(READERS[-1])
             waves.append({"open_rss_mb": again, "after_rss_mb": await close()})
             cli.show(f"  wave {wave}", waves[-1])
-    return {"zip_bytes": STALLED_BYTES, "baseline_rss_mb": base, "levels": rows,
-            "after_rss_mb": after, "waves": waves}  # fmt: skip
+    return {
+        "zip_bytes": STALLED_BYTES,
+        "baseline_rss_mb": base,
+        "levels": rows,
+        "after_rss_mb": after,
+        "waves": waves,
+    }
 
 
 async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes]) -> dict[str, Any]:
@@ -299,12 +373,18 @@ async def _with_stack(weed: Seaweed, bucket: str, rounds: int, quiet: IO[bytes])
         store = store_at(weed.endpoint, bucket, "bench/zips")
         token, bdr_id = await _ready_bdr(settings, store)
         # The proxy's caps raised so that none cuts in.
-        caps = {"ZIP_PROXY_MAX_PER_USER": "1000", "ZIP_PROXY_MAX_DOWNLOADS": "1000",
-                "ZIP_PROXY_IDLE_SECONDS": "600"}  # fmt: skip
+        caps = {
+            "ZIP_PROXY_MAX_PER_USER": "1000",
+            "ZIP_PROXY_MAX_DOWNLOADS": "1000",
+            "ZIP_PROXY_IDLE_SECONDS": "600",
+        }
         ports = {"redirect": free_port(), "proxy": free_port()}
-        servers = {mode: start_server(service_env(settings, **env, **caps,
-                                                  ZIP_DOWNLOAD_MODE=mode), port, log=quiet)
-                   for mode, port in ports.items()}  # fmt: skip
+        servers = {
+            mode: start_server(
+                service_env(settings, **env, **caps, ZIP_DOWNLOAD_MODE=mode), port, log=quiet
+            )
+            for mode, port in ports.items()
+        }
         try:
             pids = {mode: server.pid for mode, server in servers.items()}
             served = await downloads(settings, ports, pids, bdr, rounds)
@@ -330,8 +410,9 @@ def run(rounds: int) -> dict[str, Any]:
         small = make_small_pixel_art(INPUTS / "small", 128)
         try:
             for name, artworks in (("fetch", files), ("fetch_small", small)):
-                figures[name] = asyncio.run(slow_reads(weed, bucket, f"bench/{name}", artworks,
-                                                       slow_port, 3))  # fmt: skip
+                figures[name] = asyncio.run(
+                    slow_reads(weed, bucket, f"bench/{name}", artworks, slow_port, 3)
+                )
                 cli.show(f"3. {name}: artworks through +50 ms a request, s", figures[name])
         finally:
             stop(slow)
@@ -344,8 +425,9 @@ def run(rounds: int) -> dict[str, Any]:
 def main() -> None:
     parser = cli.parser("store", __doc__)
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds of test 1")
-    parser.add_argument("--slow-proxy", nargs=3, metavar=("UPSTREAM", "PORT", "LATENCY"),
-                        help=argparse.SUPPRESS)  # fmt: skip
+    parser.add_argument(
+        "--slow-proxy", nargs=3, metavar=("UPSTREAM", "PORT", "LATENCY"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.slow_proxy:
         upstream, port, latency = args.slow_proxy

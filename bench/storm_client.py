@@ -30,8 +30,10 @@ STORM_DEADLINE_S = 300.0
 
 def sse_request(port: int, token: str, last_id: bytes | None = None) -> bytes:
     resume = f"Last-Event-ID: {last_id.decode()}\r\n" if last_id else ""
-    return (f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: "
-            f"Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n").encode()  # fmt: skip
+    return (
+        f"GET /api/pmd/bdr/sse HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: "
+        f"Bearer {token}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    ).encode()
 
 
 def connected_end(buf: bytes) -> int:
@@ -176,8 +178,12 @@ class Client:
         got = await asyncio.gather(*(one(u, t) for u, t in mine for _ in range(self.per_user)))
         opened = [s for s in got if s is not None]
         self.streams += opened
-        return {"opened": len(opened), "asked": len(got), "last": last,
-                "statuses": {str(k): v for k, v in statuses.items()}}  # fmt: skip
+        return {
+            "opened": len(opened),
+            "asked": len(got),
+            "last": last,
+            "statuses": {str(k): v for k, v in statuses.items()},
+        }
 
     async def storm(self, tickets: bool) -> dict[str, Any]:
         """Drops every stream at once and reopens all with Last-Event-ID (or a ticket)."""
@@ -190,11 +196,17 @@ class Client:
         then = None
         if tickets:
             host = f"HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\n"
-            requests = [f"POST /api/pmd/bdr/sse-ticket {host}Authorization: Bearer {t}\r\n"
-                        "Content-Length: 0\r\n\r\n".encode() for t, _ in self.wanted]  # fmt: skip
+            requests = [
+                f"POST /api/pmd/bdr/sse-ticket {host}Authorization: Bearer {t}\r\n"
+                "Content-Length: 0\r\n\r\n".encode()
+                for t, _ in self.wanted
+            ]
             resume = [f"&last_event_id={i.decode()}" if i else "" for _, i in self.wanted]
-            then = [f"GET /api/pmd/bdr/sse?ticket={{ticket}}{r} {host}Accept: text/event-stream"
-                    "\r\n\r\n".encode() for r in resume]  # fmt: skip
+            then = [
+                f"GET /api/pmd/bdr/sse?ticket={{ticket}}{r} {host}Accept: text/event-stream"
+                "\r\n\r\n".encode()
+                for r in resume
+            ]
         storm = Storm(self.source, self.port, requests, then=then)
         out = storm.run()
         self.stormed = storm.held
@@ -254,9 +266,13 @@ class Storm:
             for conn in self.conns.values():
                 reset(conn.sock)
             self.ep.close()
-        return {"opened": len(self.held), "asked": len(self.requests), "last": self.last,
-                "statuses": {str(k): v for k, v in self.statuses.items()},
-                "failures": dict(self.failures)}  # fmt: skip
+        return {
+            "opened": len(self.held),
+            "asked": len(self.requests),
+            "last": self.last,
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "failures": dict(self.failures),
+        }
 
     def _start(self, i: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

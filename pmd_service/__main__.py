@@ -30,6 +30,7 @@ from .core.migrate import HostTablesMissing
 from .core.settings import Settings
 from .core.startup import check_env, load_settings, report, wait_for_services
 from .jobs.context import job_context
+from .mail.language import check_at_start as check_email_copy
 
 if TYPE_CHECKING:
     from .host.hostcheck import HostReport
@@ -147,6 +148,12 @@ async def _demo(settings: Settings, more_posts: int = 0) -> None:
         loaded = await load_demo(conn, settings.vault_path, ids)
         sqid = loaded or await demo_user_sqid(conn)
         if sqid is None:
+            named = "SELECT EXISTS (SELECT 1 FROM users WHERE handle = $1)"
+            if await conn.fetchval(named, DEMO_HANDLE):
+                raise CliError(
+                    f"the user @{DEMO_HANDLE} here was not made by `demo` (a real account?): "
+                    "the demo never writes to it; nothing was written"
+                )
             raise CliError(
                 "the database already has users: the demo data goes only into an empty one"
             )
@@ -187,7 +194,7 @@ def _more_posts(raw: str) -> int:
 
 SQL_REQUEUE_FAILED = """
 UPDATE batch_download_requests
-SET status = 'pending', attempts = 0, error_message = NULL, completed_at = NULL,
+SET status = 'pending', attempts = 0, error_message = NULL, error_code = NULL, completed_at = NULL,
     claim_token = NULL, heartbeat_at = NULL, retry_at = NULL, email_sent_at = NULL,
     email_lease_until = NULL, email_attempts = 0
 WHERE id = $1 AND status = 'failed'
@@ -484,7 +491,8 @@ COMMANDS = (
     ),
     Command(
         "dev", "run everything locally (what `make run` does)",
-        details="Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
+        details="Only in dev mode, when asked for: PMD_DEV=1 (else one line and exit status 2). "
+        "Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
         "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 "
         "moves the server.",
         alone=_dev,
@@ -526,7 +534,8 @@ COMMANDS = (
         details="The data `make run` shows (dev/demo.py), files in VAULT_PATH; once, and only "
         "into a database with no user (the host tables from `migrate --with-host-tables`), as "
         "a role that may write them. --posts N then gives the demo user N more artworks "
-        "(thousands in seconds; tiny images), each time it is run. Needs Pillow (the "
+        "(thousands in seconds; tiny images), each time it is run; only to the demo user it "
+        "made itself, never to a real account named `demo`. Needs Pillow (the "
         "`embedded` extra; the image built with DEMO=true).",
         arguments=(arg(
             "--posts", type=_more_posts, default=0, metavar="N",
@@ -655,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         assert command.run is not None
         settings = load_settings("pmd", embedded=dev_servers, needs_secret=command.needs_secret,
                                  needs_redis=command.reads_redis)  # fmt: skip
+        check_email_copy(settings, "pmd")  # `sweep` sends the emails owed
         wait, wait_hint = _wait(args.wait)
         redis = command.waits_for_redis(args)
         wait_for_services(settings, "pmd", wait=wait, redis=redis, wait_hint=wait_hint)

@@ -1,9 +1,11 @@
-"""The arq worker, wired in one place: the jobs it runs, its options, and its two entry points.
+"""The arq worker, wired in one place: the jobs it runs (one function per job kind of
+upkeep/kinds.py, the sweep and the cleanup as crons), its options, and its two entry points.
 
 `python -m pmd_service worker` (`main`, the supported form) waits for PostgreSQL and Redis, runs
-the options below on `PmdWorker` and writes each log line once; `arq
-pmd_service.worker.WorkerSettings` runs the same options under arq's own start-up. Importing
-this module reads no setting, so that the tests can run `worker_options` with their own.
+the options below on `PmdWorker` and writes each log line once; `arq worker.WorkerSettings`
+(or `arq pmd_service.worker_settings.WorkerSettings`) runs the same options, as arq's settings
+class, under arq's own start-up. Importing this module reads no setting, so that `main` (which
+reads them its own way, embedded servers in dev mode) and the tests, with their own, can.
 """
 
 from __future__ import annotations
@@ -21,19 +23,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import dev_servers
-from .bdr.job import process_bdr
-from .bdr.queue import JOB_NAME
 from .core import job_codec, logs
 from .core.redis_client import redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
-from .exports.job import process_export
-from .exports.queue import EXPORT_JOB_NAME
 from .jobs import context
-from .jobs.arq_adapter import ArqOptions, PmdWorker
-from .jobs.failures import MAX_ATTEMPTS
+from .jobs.arq_adapter import PmdWorker, arq_lines_once
+from .jobs.driver import job_function
 from .jobs.worker_metrics import MetricsPortError
+from .mail.language import check_at_start as check_email_copy
 from .upkeep.cleanup import daily_cleanup
+from .upkeep.kinds import KINDS
 from .upkeep.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,15 @@ PROCESS = "pmd-worker"
 REDIS_RETRIES = 40
 REDIS_BACKOFF_CAP = 2.0
 
-# Attempts are counted in the database row, which decides when a BDR fails (a sweep-enqueued
-# run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
-# never runs one job more often than the row allows; a run past it is the sweep's to fail.
-# An export runs as long as its parts take (hours for a large account): arq's timeout is only
-# a backstop, and its try count is no limit either (a published part restarts the row's
-# attempts, which decide; the sweep takes back what arq gives up on).
+# A kind's tries and timeout are its queue's (bdr/queue.py, exports/queue.py say why).
 FUNCTIONS = [
-    func(process_bdr, name=JOB_NAME, max_tries=MAX_ATTEMPTS, timeout=1800),
-    func(process_export, name=EXPORT_JOB_NAME, max_tries=1000, timeout=24 * 3600),
+    func(
+        job_function(kind),
+        name=kind.queue.function,
+        max_tries=kind.queue.max_tries,
+        timeout=kind.queue.timeout,
+    )
+    for kind in KINDS
 ]
 CRON_JOBS = [
     cron(sweep, second={5}, run_at_startup=True, timeout=120),
@@ -113,7 +113,8 @@ def on_startup(settings: Settings, *, wait: bool = False) -> Any:
 
 
 def worker_options(settings: Settings, *, wait_for_services: bool = False) -> dict[str, Any]:
-    """The keyword arguments of arq's Worker, as WorkerSettings gives them.
+    """The keyword arguments of arq's Worker, as WorkerSettings gives them (a test holds the
+    two equal).
     `wait_for_services`: wait for PostgreSQL and Redis in on_startup (the `arq` command's
     form, which has no start-up of the service's own before the Worker)."""
     return {
@@ -137,18 +138,19 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
     }
 
 
-def __getattr__(name: str) -> Any:
-    """`WorkerSettings`, made when the `arq` command asks for it: only then are the settings
-    read, so that `main` (which reads them its own way, embedded servers in dev mode) and the
-    tests import this module without a DATABASE_URL or REDIS_URL."""
-    if name == "WorkerSettings":
-        return ArqOptions(worker_options(load_settings(PROCESS), wait_for_services=True))
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def arq_command_settings() -> Settings:
+    """The settings of the `arq` command's form, read when it imports WorkerSettings; arq's
+    own log handler, which it adds right after, never writes a line (jobs/arq_adapter.py)."""
+    settings = load_settings(PROCESS)
+    check_email_copy(settings, PROCESS)
+    arq_lines_once()
+    return settings
 
 
 def main() -> int:
     """`python -m pmd_service worker`."""
     settings = load_settings(PROCESS, embedded=dev_servers)
+    check_email_copy(settings, PROCESS)
     wait_for_services(settings, PROCESS)
     worker = PmdWorker(**worker_options(settings))
     try:

@@ -31,9 +31,14 @@ from schemathesis.core.result import Ok
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, bdr_row
 
-CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
-          checks.content_type_conformance, checks.response_headers_conformance,
-          checks.response_schema_conformance, checks.negative_data_rejection]  # fmt: skip
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_headers_conformance,
+    checks.response_schema_conformance,
+    checks.negative_data_rejection,
+]
 STREAM_PATH = "/api/pmd/bdr/sse"
 SEED_POSTS = 200
 
@@ -94,12 +99,8 @@ def aim(seed: Seed, case: Any) -> Any:
         if "target_sqid" in container:
             container["target_sqid"] = scope.sqid
     # The schema cannot say "post_ids, or filter": a body with neither gets ids.
-    if (
-        case.path in ("/api/pmd/action", "/api/pmd/license")
-        and isinstance(case.body, dict)
-        and "post_ids" not in body
-        and "filter" not in body
-    ):
+    bare = "post_ids" not in body and "filter" not in body
+    if bare and case.path in ("/api/pmd/action", "/api/pmd/license"):
         body["post_ids"] = scope.post_ids[:1]
     if isinstance(body.get("post_ids"), list):
         ids = [pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]
@@ -122,9 +123,12 @@ def aim(seed: Seed, case: Any) -> Any:
 
 
 def fuzz(
-    base_url: str, seed: Seed, *, cases: int,
+    base_url: str,
+    seed: Seed,
+    *,
+    cases: int,
     on_operation: Callable[[str, int], None] | None = None,
-) -> Report:  # fmt: skip
+) -> Report:
     """About `cases` generated requests spread over every operation, each failed check counted."""
     schema = schemathesis.openapi.from_dict(
         requests.get(f"{base_url}/openapi.json", timeout=10).json()
@@ -148,11 +152,14 @@ def fuzz(
         plans: list[tuple[Any, int]] = [(positive, 1)]
         if _has_inputs(op):  # a third as generated, a third aimed at seeded rows, a third not
             negative = op.as_strategy(generation_mode=GenerationMode.NEGATIVE)
-            plans = [(positive, per_op // 3), (positive.map(lambda c: aim(seed, c)), per_op // 3),
-                     (negative, per_op - 2 * (per_op // 3))]  # fmt: skip
+            plans = [
+                (positive, per_op // 3),
+                (positive.map(lambda c: aim(seed, c)), per_op // 3),
+                (negative, per_op - 2 * (per_op // 3)),
+            ]
+        test = functools.partial(_one, base_url, session, seed.token, label, report)
         for strategy, n in plans:
-            _run(strategy, n, functools.partial(_one, base_url=base_url, session=session,
-                                                token=seed.token, label=label, report=report))  # fmt: skip
+            _run(strategy, n, test)
         if on_operation is not None:
             on_operation(label, report.cases[label])
     session.close()
@@ -162,9 +169,14 @@ def fuzz(
 def _run(strategy: Any, n: int, test: Callable[[Any], None]) -> None:
     """`test` on the same `n` cases of `strategy` every run."""
 
-    @hypothesis.settings(max_examples=n, derandomize=True, database=None, deadline=None,
-                         phases=[hypothesis.Phase.generate],
-                         suppress_health_check=list(hypothesis.HealthCheck))  # fmt: skip
+    @hypothesis.settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
     @hypothesis.given(strategy)
     def run(case: Any) -> None:
         test(case)
@@ -177,7 +189,7 @@ def _has_inputs(op: Any) -> bool:
 
 
 def _one(
-    case: Any, base_url: str, session: requests.Session, token: str, label: str, report: Report
+    base_url: str, session: requests.Session, token: str, label: str, report: Report, case: Any
 ) -> None:
     report.cases[label] += 1
     headers = {"Authorization": f"Bearer {token}"}
@@ -192,8 +204,10 @@ def _one(
             if raw.status_code == 200:
                 first = next(raw.iter_content(64), b"")
                 raw.close()
-                if not (raw.headers.get("Content-Type", "").startswith("text/event-stream")
-                        and first.startswith(b"retry:")):  # fmt: skip
+                if not (
+                    raw.headers.get("Content-Type", "").startswith("text/event-stream")
+                    and first.startswith(b"retry:")
+                ):
                     report.violations.append(f"{label}: stream opened without event-stream/retry")
                 return
             response = schemathesis.Response.from_requests(raw, verify=False)
@@ -201,8 +215,9 @@ def _one(
             response = case.call(base_url=base_url, session=session, headers=headers, timeout=10)
             report.count(label, response.status_code)
     except requests.RequestException as exc:
-        report.violations.append(f"{label}: no response ({type(exc).__name__}: {exc}) for "
-                                 f"{_curl(case)}")  # fmt: skip
+        report.violations.append(
+            f"{label}: no response ({type(exc).__name__}: {exc}) for {_curl(case)}"
+        )
         return
     try:
         case.validate_response(response, checks=CHECKS)
@@ -229,42 +244,80 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
         other = await _seed_user(seeder, "fuzzed", ["user"])
         own.action_ids = await _seed_actions(seeder, own, None)
         other.action_ids = await _seed_actions(seeder, other, own)
-    token = mint_token(settings.jwt_secret_key, own.sqid, ttl_seconds=3600,
-                       roles=["user", "moderator"])  # fmt: skip
+    token = mint_token(
+        settings.jwt_secret_key, own.sqid, ttl_seconds=3600, roles=["user", "moderator"]
+    )
     return Seed(token=token, own=own, other=other)
 
 
 async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
-    zip_path, now = seeder.settings.zip_path, datetime.now(UTC)
     user = await seeder.user(handle, roles)
     post_ids = await seeder.posts_bulk(user, SEED_POSTS, title=f"{handle} art")
     ready = uuid.uuid4()
-    relative, size, _ = _zip(zip_path, f"{user.sqid}/pmd-{ready}.zip", {
-        "metadata.json": b'{"fuzz": true}', "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
-    })  # fmt: skip
-    bdrs = [str(await bdr_row(
-        seeder.pool, user.id, post_ids[:1], id=ready, status="ready", file_path=relative,
-        file_size_bytes=size, started_at=now, completed_at=now,
-        expires_at=now + timedelta(days=7), progress_done=1,
-    ))]  # fmt: skip
+    relative, size, _ = _zip(
+        seeder.settings.zip_path,
+        f"{user.sqid}/pmd-{ready}.zip",
+        {
+            "metadata.json": b'{"fuzz": true}',
+            "artworks/fz1.png": b"\x89PNG" + bytes(range(256)) * 8,
+        },
+    )
+    await bdr_row(
+        seeder.pool,
+        user.id,
+        post_ids[:1],
+        id=ready,
+        file_path=relative,
+        file_size_bytes=size,
+        **_ready(),
+    )
+    bdrs = [str(ready)]
     for ids, status in ((post_ids[:1], "pending"), (post_ids[:2], "failed")):
         bdrs.append(str(await bdr_row(seeder.pool, user.id, ids, status=status)))
     exports = [await _seed_export(seeder, user.id, user.sqid) for _ in range(2)]
     # A recurring schedule (due in a month), so that cancelling one can succeed.
-    await seeder.row("export_schedules", "user_id", user_id=user.id, user_sqid=user.sqid,
-                     every_days=30, remaining=2, next_at=now + timedelta(days=30),
-                     part_bytes=2**30, include_comments=True, include_reactions=True,
-                     include_upscaled=False, send_email=False)  # fmt: skip
+    await seeder.row(
+        "export_schedules",
+        "user_id",
+        user_id=user.id,
+        user_sqid=user.sqid,
+        every_days=30,
+        remaining=2,
+        next_at=datetime.now(UTC) + timedelta(days=30),
+        part_bytes=2**30,
+        include_comments=True,
+        include_reactions=True,
+        include_upscaled=False,
+        send_email=False,
+    )
     return Scope(user.sqid, user.id, post_ids, bdrs, exports)
+
+
+def _ready() -> dict[str, Any]:
+    """The columns of a BDR or an export that became ready now, for a week."""
+    now = datetime.now(UTC)
+    return {
+        "status": "ready",
+        "progress_done": 1,
+        "started_at": now,
+        "completed_at": now,
+        "expires_at": now + timedelta(days=7),
+    }
 
 
 async def _seed_actions(seeder: Factory, owner: Scope, actor: Scope | None) -> list[str]:
     """Bulk actions to undo, a hide of one post each, by the owner or by `actor`."""
     out = []
     for post_id in owner.post_ids[:8]:
-        action = await seeder.row("bulk_actions", owner_id=owner.user_id, action="hide",
-                                  actor_id=actor and actor.user_id, changed_count=1,
-                                  post_ids=[post_id], wrote_flag=True)  # fmt: skip
+        action = await seeder.row(
+            "bulk_actions",
+            owner_id=owner.user_id,
+            action="hide",
+            actor_id=actor and actor.user_id,
+            changed_count=1,
+            post_ids=[post_id],
+            wrote_flag=True,
+        )
         out.append(str(action))
     return out
 
@@ -280,17 +333,35 @@ def _zip(zip_path: Path, name: str, entries: dict[str, bytes]) -> tuple[str, int
 
 
 async def _seed_export(seeder: Factory, user_id: int, sqid: str) -> str:
-    ready, now = uuid.uuid4(), datetime.now(UTC)
-    relative, size, sha256 = _zip(seeder.settings.zip_path, f"pmd-exports/{ready}/part-1.zip", {
-        f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n",
-    })  # fmt: skip
-    await seeder.row("exports", id=ready, user_id=user_id, user_sqid=sqid, status="ready",
-                     part_bytes=2**30, artwork_count=1, progress_done=1,
-                     created_at=now - timedelta(days=30), started_at=now, completed_at=now,
-                     expires_at=now + timedelta(days=7))  # fmt: skip
-    await seeder.row("export_parts", "export_id", export_id=ready, number=1, status="ready",
-                     post_ids=[1], artwork_count=1, estimated_bytes=100, file_path=relative,
-                     file_size_bytes=size, sha256=sha256)  # fmt: skip
+    ready = uuid.uuid4()
+    relative, size, sha256 = _zip(
+        seeder.settings.zip_path,
+        f"pmd-exports/{ready}/part-1.zip",
+        {f"makapix-export-{str(ready)[:8]}-part-1/bagit.txt": b"BagIt-Version: 1.0\n"},
+    )
+    await seeder.row(
+        "exports",
+        id=ready,
+        user_id=user_id,
+        user_sqid=sqid,
+        part_bytes=2**30,
+        artwork_count=1,
+        created_at=datetime.now(UTC) - timedelta(days=30),
+        **_ready(),
+    )
+    await seeder.row(
+        "export_parts",
+        "export_id",
+        export_id=ready,
+        number=1,
+        status="ready",
+        post_ids=[1],
+        artwork_count=1,
+        estimated_bytes=100,
+        file_path=relative,
+        file_size_bytes=size,
+        sha256=sha256,
+    )
     return str(ready)
 
 
@@ -313,9 +384,12 @@ async def bench(cases: int) -> int:
             try:
                 started = time.monotonic()
                 report = await asyncio.to_thread(
-                    fuzz, f"http://127.0.0.1:{port}", seed, cases=cases,
+                    fuzz,
+                    f"http://127.0.0.1:{port}",
+                    seed,
+                    cases=cases,
                     on_operation=lambda label, n: print(f"  ... {label}: {n}", flush=True),
-                )  # fmt: skip
+                )
                 elapsed = time.monotonic() - started
                 alive = server.poll() is None
             finally:

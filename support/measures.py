@@ -41,9 +41,12 @@ class PeakRss:
     """The highest `read()` (KB) during the block; `trace`: each `trace_every` window's (s, MB)."""
 
     def __init__(
-        self, read: Callable[[], int], every: float = 0.005, start: int | None = None,
+        self,
+        read: Callable[[], int],
+        every: float = 0.005,
+        start: int | None = None,
         trace_every: float | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.read, self.every, self.trace_every = read, every, trace_every
         self.peak = read() if start is None else start
         self.samples = 1

@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pglast import ast, parse_plpgsql, parse_sql
 from pglast.enums import AlterTableType, ConstrType, ObjectType
@@ -36,6 +39,8 @@ _FILLED = {ConstrType.CONSTR_DEFAULT, ConstrType.CONSTR_IDENTITY, ConstrType.CON
 _AGAIN = {ObjectType.OBJECT_TRIGGER, ObjectType.OBJECT_INDEX}
 _OF_TABLE = {ObjectType.OBJECT_COLUMN, ObjectType.OBJECT_TABCONSTRAINT, ObjectType.OBJECT_TRIGGER}
 _DISABLE = {t for t in AlterTableType if t.name.startswith("AT_DisableTrig")}
+# pglast reads PL/pgSQL as a function's body only: a DO block's is read as one.
+_DO_AS_FUNCTION = "CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $pmd${}$pmd$"
 
 
 @dataclass(frozen=True)
@@ -70,8 +75,7 @@ class _Made:
     constraints: set[str] = field(default_factory=set)
 
 
-@dataclass
-class _Problem:
+class _Problem(NamedTuple):
     what: str
     message: str
 
@@ -123,11 +127,6 @@ def _type(kind: Any) -> ObjectType:
     return ObjectType(kind)
 
 
-def _column(node: ast.Node | None) -> ast.ColumnDef:
-    assert isinstance(node, ast.ColumnDef)
-    return node
-
-
 def _last(names: Iterable[Any] | None) -> str:
     strings = [_low(n.sval) for n in names or () if isinstance(n, ast.String)]
     return strings[-1] if strings else "?"
@@ -164,23 +163,17 @@ def _parsed(text: str) -> tuple[ast.Node, ...]:
 
 def _body_statements(stmt: ast.CreateFunctionStmt, source: str) -> Iterator[ast.Node]:
     """The readable statements of a function's body (`source`: its CREATE FUNCTION)."""
+    body, language = _option(stmt, "as"), getattr(_option(stmt, "language"), "sval", None)
+    queries: list[str] = []
     if stmt.sql_body is not None:
         yield from _nodes(stmt.sql_body)
-        return
-    body = _option(stmt, "as")
-    language = _option(stmt, "language")
-    if not body or language is None:
-        return
-    text = body[0].sval if isinstance(body, list | tuple) else str(body.sval)
-    if language.sval == "plpgsql":
-        try:
-            tree = parse_plpgsql(source)
-        except ParseError:
-            return
-        for _, query in _plpgsql_queries(tree):
-            yield from _nodes(_parsed(query))
-    elif language.sval == "sql":
-        yield from _nodes(_parsed(text))
+    elif body and language == "sql":
+        queries = [body[0].sval if isinstance(body, list | tuple) else str(body.sval)]
+    elif body and language == "plpgsql":
+        with suppress(ParseError):
+            queries = [query for _, query in _plpgsql_queries(parse_plpgsql(source))]
+    for query in queries:
+        yield from _nodes(_parsed(query))
 
 
 def notified(stmt: ast.CreateFunctionStmt, source: str) -> set[str]:
@@ -234,7 +227,8 @@ def _make(stmt: ast.Node, made: _Made) -> None:
         table = _rel(stmt.relation)
         for cmd in stmt.cmds or ():
             if cmd.subtype == AlterTableType.AT_AddColumn:
-                added = _column(cmd.def_)
+                added = cmd.def_
+                assert isinstance(added, ast.ColumnDef)
                 column = f"{table}.{_low(added.colname)}"
                 made.columns.add(column)
                 if any(c.contype in _FILLED for c in added.constraints or ()):
@@ -284,18 +278,13 @@ class _Judge:
                     yield _Problem(table, f"truncates table {table}")
         elif isinstance(stmt, ast.RenameStmt):
             name, kind = _renamed(stmt), _type(stmt.renameType)
-            if kind == ObjectType.OBJECT_COLUMN:
-                fresh = self.new_column(name)
-            else:
-                fresh = "." in name and self.new_table(name.split(".")[0])
+            of_new_table = "." in name and self.new_table(name.split(".")[0])
+            fresh = of_new_table or (kind == ObjectType.OBJECT_COLUMN and self.new_column(name))
             if not (fresh or self.is_new(name)):
                 yield _Problem(name, f"renames {_kind(kind)} {name} to {stmt.newname}")
         elif isinstance(stmt, ast.AlterObjectSchemaStmt):
-            name = (
-                _rel(stmt.relation)
-                if stmt.relation is not None
-                else _dropped_name(_type(stmt.objectType), stmt.object)
-            )
+            kind, relation = _type(stmt.objectType), stmt.relation
+            name = _rel(relation) if relation is not None else _dropped_name(kind, stmt.object)
             if not self.is_new(name):
                 yield _Problem(name, f"moves {name} to schema {stmt.newschema}")
         elif isinstance(stmt, ast.AlterEnumStmt) and stmt.oldVal is not None:
@@ -314,28 +303,25 @@ class _Judge:
         if self.new_table(table):
             return
         for cmd in stmt.cmds or ():
-            name = f"{table}.{(cmd.name or '').lower()}"
-            subtype = cmd.subtype
-            if subtype == AlterTableType.AT_DropColumn and not self.new_column(name):
+            name, subtype = f"{table}.{(cmd.name or '').lower()}", cmd.subtype
+            old = not self.new_column(name)
+            if subtype == AlterTableType.AT_DropColumn and old:
                 yield _Problem(name, f"drops column {name}")
-            elif subtype == AlterTableType.AT_AlterColumnType and not self.new_column(name):
+            elif subtype == AlterTableType.AT_AlterColumnType and old:
                 yield _Problem(name, f"changes the type of column {name}")
             elif subtype == AlterTableType.AT_SetNotNull and name not in self.new.defaulted:
-                yield _Problem(
-                    name, f"sets {name} NOT NULL, which the previous release may leave null"
-                )
-            elif subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is None:
-                if not self.new_column(name):
-                    yield _Problem(name, f"drops the default of {name}")
+                why = "which the previous release may leave null"
+                yield _Problem(name, f"sets {name} NOT NULL, {why}")
+            elif subtype == AlterTableType.AT_ColumnDefault and cmd.def_ is None and old:
+                yield _Problem(name, f"drops the default of {name}")
             elif subtype == AlterTableType.AT_AddColumn:
-                new = _column(cmd.def_)
+                new = cmd.def_
+                assert isinstance(new, ast.ColumnDef)
                 constraints = {c.contype for c in new.constraints or ()}
                 if (new.is_not_null or constraints & _NOT_NULL) and not constraints & _FILLED:
                     added = f"{table}.{_low(new.colname)}"
-                    yield _Problem(
-                        added,
-                        f"adds {added} NOT NULL with no default, which the previous release leaves null",
-                    )
+                    why = "with no default, which the previous release leaves null"
+                    yield _Problem(added, f"adds {added} NOT NULL {why}")
             elif subtype == AlterTableType.AT_DropConstraint:
                 if name not in self.again.constraints and name not in self.new.constraints:
                     yield _Problem(name, f"drops constraint {name}")
@@ -351,12 +337,8 @@ def _renamed(stmt: ast.RenameStmt) -> str:
     kind = _type(stmt.renameType)
     if stmt.relation is not None:
         table = _rel(stmt.relation)
-        if kind in _OF_TABLE:
-            return f"{table}.{(stmt.subname or '').lower()}"
-        return table
-    if stmt.object is not None:
-        return _dropped_name(kind, stmt.object)
-    return (stmt.subname or "?").lower()
+        return f"{table}.{(stmt.subname or '').lower()}" if kind in _OF_TABLE else table
+    return _dropped_name(kind, stmt.object) if stmt.object is not None else _low(stmt.subname)
 
 
 @dataclass(frozen=True)
@@ -380,11 +362,7 @@ def _statements(sql: str) -> Iterator[_Statement]:
         if not isinstance(raw.stmt, ast.DoStmt):
             yield _Statement(raw.stmt, line, before, text)
             continue
-        body = _option(raw.stmt, "as")
-        # pglast reads PL/pgSQL as a function's body only.
-        function = (
-            f"CREATE FUNCTION pg_temp.f() RETURNS void LANGUAGE plpgsql AS $pmd${body.sval}$pmd$"
-        )
+        function = _DO_AS_FUNCTION.format(_option(raw.stmt, "as").sval)
         queries = list(_plpgsql_queries(parse_plpgsql(function)))
         unread = _Problem("DO", "a DO block EXECUTEs a statement built at run time, unread here")
         dynamic = any(kind == "dynamic" for kind, _ in queries)
@@ -475,23 +453,15 @@ def _record_findings(root: Path, released: Released, old: list[Migration]) -> li
 
 def _at(root: Path, rev: str) -> list[Migration] | None:
     """The migrations at git revision `rev` of `root`, or None (no git, no such revision)."""
-
-    def git(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, check=False
-        )
-
-    try:
-        if git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode != 0:
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = ["git", "-C", str(root), "archive", "-o", f"{tmp}/m.tar", f"{rev}:migrations"]
+        try:
+            if subprocess.run(archive, capture_output=True, check=False).returncode != 0:
+                return None
+        except FileNotFoundError:
             return None
-    except FileNotFoundError:
-        return None
-    names = git("ls-tree", "--name-only", f"{rev}:migrations").stdout.split()
-    found = []
-    for name in sorted(n for n in names if re.fullmatch(r"\d{4}_[a-z0-9_]+\.sql", n)):
-        sql = git("show", f"{rev}:migrations/{name}").stdout
-        found.append(Migration(int(name[:4]), name[5:].removesuffix(".sql"), sql))
-    return found or None
+        shutil.unpack_archive(f"{tmp}/m.tar", f"{tmp}/migrations")
+        return discover(Path(tmp) / "migrations") or None
 
 
 def main(argv: list[str] | None = None) -> int:

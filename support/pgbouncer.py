@@ -22,9 +22,15 @@ from support.stack import connected, free_port, wait_ready
 
 
 def config(
-    *, server: tuple[str, int], listen: tuple[str, int], folder: Path, pool_size: int,
-    max_client_conn: int, logfile: Path | None = None, admin: str = "",
-) -> str:  # fmt: skip
+    *,
+    server: tuple[str, int],
+    listen: tuple[str, int],
+    folder: Path,
+    pool_size: int,
+    max_client_conn: int,
+    logfile: Path | None = None,
+    admin: str = "",
+) -> str:
     """pgbouncer.ini: every database of `server` behind `listen`; `folder` holds userlist.txt."""
     return (
         "[databases]\n"
@@ -76,10 +82,17 @@ def running_pgbouncer(database_url: str, server_connections: int) -> Iterator[Pg
     user = db.username or "postgres"
     (folder / "userlist.txt").write_text(userlist({user: unquote(db.password or "")}))
     log = folder / "pgbouncer.log"
-    (folder / "pgbouncer.ini").write_text(config(
-        server=(server_host, db.port or 5432), listen=("127.0.0.1", port), folder=folder,
-        pool_size=server_connections, max_client_conn=2000, logfile=log, admin=user,
-    ))  # fmt: skip
+    (folder / "pgbouncer.ini").write_text(
+        config(
+            server=(server_host, db.port or 5432),
+            listen=("127.0.0.1", port),
+            folder=folder,
+            pool_size=server_connections,
+            max_client_conn=2000,
+            logfile=log,
+            admin=user,
+        )
+    )
     for path in folder.iterdir():
         path.chmod(0o666)
     command = [binary, str(folder / "pgbouncer.ini")]

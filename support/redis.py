@@ -38,8 +38,20 @@ class RedisServer:
 
 def server_argv(bind: str, port: int, directory: Path, *more: str) -> list[str]:
     """redis-server on `bind`:`port`, without persistence (a restart loses every queued job)."""
-    return [_executable(), "--bind", bind, "--port", str(port), "--save", "", "--appendonly", "no",
-            "--dir", str(directory), *more]  # fmt: skip
+    return [
+        _executable(),
+        "--bind",
+        bind,
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        *more,
+    ]
 
 
 def _executable() -> str:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from support.stack import CHECKOUT
+
+
+def revision() -> dict[str, Any]:
+    """The commit this checkout is at, kept with every saved output so its page can name it;
+    `dirty` when files other than the saved outputs and the pages differ from that commit."""
+    git = ["git", "-C", str(CHECKOUT)]
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if commit.returncode != 0:
+        return {"commit": None, "dirty": None}
+    changed = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no", "--", ".", *UNCOUNTED],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return {"commit": commit.stdout.strip(), "dirty": bool(changed.strip())}
 
 
 def ms(seconds: float) -> str:
@@ -20,6 +38,10 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join("| " + " | ".join(cells) + " |" for cells in lines)
 
 
+# Figures no script writes any more, each with the date, command and commit its record names.
+ONE_OFFS = CHECKOUT / "bench" / "figures" / "one_offs.json"
+# What a run writes, so never what makes its commit dirty.
+UNCOUNTED = (":!bench/figures", ":!runs/chaos/saved", ":!docs")
 ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(CHECKOUT / "bench" / "templates"),
     undefined=jinja2.StrictUndefined,  # a figure a template names and nobody gave fails
@@ -39,6 +61,10 @@ ENV.filters |= {
 
 
 def render(template: str, **context: Any) -> str:
+    # Read anew at each render: imported macros see globals, not context.
+    ENV.globals["one_offs"] = (
+        json.loads(ONE_OFFS.read_text())["one_offs"] if ONE_OFFS.exists() else {}
+    )
     return ENV.get_template(template).render(**context)
 
 

@@ -27,10 +27,12 @@ ACCESS_KEY = "pmd-test-key"
 SECRET_KEY = "pmd-test-secret-0123456789abcdef"
 REGION = "us-east-1"
 # Its s3.json: the one identity whose signatures it checks.
-S3_CONFIG = json.dumps({"identities": [{
-    "name": "pmd", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+_IDENTITY = {
+    "name": "pmd",
+    "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
     "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-}]})  # fmt: skip
+}
+S3_CONFIG = json.dumps({"identities": [_IDENTITY]})
 
 
 def weed_binary() -> str:
@@ -45,9 +47,21 @@ def server_argv(
     data: Path, ip: str, config: Path, s3: int, *more: str, volumes: int = 16
 ) -> list[str]:
     """`weed server -s3` on `ip` (S3 on port `s3`); `volumes`: how many of 256 MB it may grow."""
-    return [weed_binary(), "server", f"-dir={data}", f"-ip={ip}", f"-ip.bind={ip}", "-s3",
-            f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
-            f"-volume.max={volumes}", "-master.volumeSizeLimitMB=256", *more]  # fmt: skip
+    return [
+        weed_binary(),
+        "server",
+        f"-dir={data}",
+        f"-ip={ip}",
+        f"-ip.bind={ip}",
+        "-s3",
+        f"-s3.port={s3}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={config}",
+        f"-volume.max={volumes}",
+        "-master.volumeSizeLimitMB=256",
+        *more,
+    ]
 
 
 @dataclass
@@ -60,10 +74,13 @@ class Seaweed:
 
     def env(self, bucket: str, prefix: str = "", **extra: str) -> dict[str, str]:
         return {
-            "ZIP_STORE": f"s3://{bucket}/{prefix}".rstrip("/"), "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, **extra,
-        }  # fmt: skip
+            "ZIP_STORE": f"s3://{bucket}/{prefix}".rstrip("/"),
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            **extra,
+        }
 
     def settings(self, settings: Settings, bucket: str, prefix: str, **changes: Any) -> Settings:
         store = {name.lower(): value for name, value in self.env(bucket, prefix).items()}
@@ -113,7 +130,8 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
     directory = Path(tempfile.mkdtemp(prefix="pmd-seaweed-"))
     config = directory / "s3.json"
     config.write_text(S3_CONFIG)
-    (directory / "data").mkdir()
+    data = directory / "data"
+    data.mkdir()
     weed = Seaweed("", directory)
     try:
         # Another process may take a picked port before weed binds it: then another set is tried.
@@ -121,9 +139,8 @@ def running_seaweed(volumes: int = 16) -> Iterator[Seaweed]:
             # Below the ephemeral range: a restart (the chaos run's) binds the same ports again.
             master, volume, filer, s3 = (free_port(gap=10000) for _ in range(4))
             weed.endpoint, weed.master = f"http://127.0.0.1:{s3}", f"http://127.0.0.1:{master}"
-            weed.args = server_argv(directory / "data", "127.0.0.1", config, s3,
-                                    f"-master.port={master}", f"-volume.port={volume}",
-                                    f"-filer.port={filer}", volumes=volumes)  # fmt: skip
+            ports = [f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}"]
+            weed.args = server_argv(data, "127.0.0.1", config, s3, *ports, volumes=volumes)
             try:
                 weed.start()
                 break
@@ -143,9 +160,12 @@ async def create_bucket(weed: Seaweed, name: str = "") -> str:
     name = name or f"pmd-test-{secrets.token_hex(4)}"
 
     async with get_session().create_client(
-        "s3", endpoint_url=weed.endpoint, region_name=REGION,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-    ) as client:  # fmt: skip
+        "s3",
+        endpoint_url=weed.endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    ) as client:
         # A server just started may answer late: the retry then finds the first try's bucket.
         with suppress(client.exceptions.BucketAlreadyOwnedByYou):
             await client.create_bucket(Bucket=name)

@@ -12,9 +12,83 @@ import asyncpg
 
 from pmd_service.core.public_ids import PublicIds
 from pmd_service.core.settings import Settings
+from pmd_service.dev.demo import SQL_HAS_LISTED_AT
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
 from support.stack import connected
+
+# Tens of thousands of rows beside eight busy test workers outlast the pool's 30 s a statement.
+_BULK_SECONDS = 300
+_FLAGS = "id, hidden_by_user, hidden_by_mod, deleted_by_user, deleted_by_user_date, license_id"
+
+# The INSERT … SELECTs of posts name listed_at, where posts have it, in {listed_at} and give it
+# the row's created_at ({created}), as the host's ORM and the backfill of its migration do.
+SQL_POSTS_BULK = """
+INSERT INTO posts (storage_key, storage_shard, owner_id, title, kind, created_at{listed_at})
+SELECT gen_random_uuid(), 'bk', $1, $2 || ' ' || g, $3, created{created}
+FROM generate_series(1, $5) g, (SELECT coalesce($4::timestamptz, now()) AS created) AS t
+RETURNING id
+"""
+SQL_LISTED_POSTS = """
+INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, kind, width, height,
+                   frame_count, art_url, view_count, license_id, created_at, hidden_by_user,
+                   deleted_by_user, deleted_by_user_date{listed_at})
+SELECT gen_random_uuid(), to_hex(g % 256), $1, 'Artwork ' || g, 'A piece of pixel art #' || g,
+       $3, 64, 64, 1 + g % 8, '/vault/' || to_hex(g % 256) || '/' || g || '.png', g % 1000,
+       CASE WHEN g % 3 = 0 THEN $4::int END, created, g % 17 = 0, $5,
+       CASE WHEN $5 THEN now() - interval '1 day' END{created}
+FROM generate_series(1, $2) AS g,
+     LATERAL (SELECT timestamptz '2024-01-01' + make_interval(secs => (g / 4)::double precision)
+              AS created) AS t
+RETURNING id
+"""
+SQL_POSTS_WITH_FILES = """
+INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at{listed_at})
+SELECT k, s, $3, 'artwork ' || o, created{created}
+FROM unnest($1::uuid[], $2::text[], $4::timestamptz[]) WITH ORDINALITY AS u(k, s, created, o)
+ORDER BY o
+RETURNING id
+"""
+SQL_PNG_FILES = """
+INSERT INTO post_files (post_id, format, file_bytes, is_native)
+SELECT i, 'png', b, true FROM unnest($1::int[], $2::int[]) AS u(i, b)
+"""
+SQL_BULK_USERS = """
+INSERT INTO users (handle, email)
+SELECT $2::text || g, $2::text || g || '@example.com' FROM generate_series(1, $1) g
+RETURNING id, handle
+"""
+SQL_PROCESSING_BDRS = """
+INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)
+SELECT u, ARRAY[1, 2, 3, 4], 4, 'processing' FROM unnest($1::int[]) AS u
+RETURNING id, user_id
+"""
+# Different comments of ~2 KB, some anonymous, some hidden.
+SQL_BULK_COMMENTS = """
+INSERT INTO comments (post_id, author_id, body, created_at, hidden_by_mod)
+SELECT $1::int, CASE WHEN g % 7 = 0 THEN NULL ELSE $2::int END,
+       left(repeat(md5(g::text) || ' ' || md5((g * 31)::text) || ' ✨ ', 32), 2000),
+       timestamptz '2024-01-01' + make_interval(secs => g / 3), g % 50 = 0
+FROM generate_series(1, $3::int) g
+"""
+SQL_BULK_REACTIONS = """
+INSERT INTO reactions (post_id, emoji)
+SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1] FROM generate_series(1, $2) g
+"""
+SQL_ALL_FILES = """
+INSERT INTO post_files (post_id, format, file_bytes, is_native)
+SELECT id, 'png', 1000 + id % 5000, true FROM posts
+UNION ALL SELECT id, 'webp', 800 + id % 4000, false FROM posts WHERE id % 2 = 0
+"""
+SQL_ALL_COMMENTS = """
+INSERT INTO comments (post_id, author_id, body, hidden_by_mod, deleted_by_owner)
+SELECT p.id, $1, 'Nice work', c = 3 AND p.id % 2 = 0, c = 3 AND p.id % 2 = 1
+FROM posts p, generate_series(1, 3) AS c
+"""
+SQL_ALL_REACTIONS = """
+INSERT INTO reactions (post_id, user_id, emoji)
+SELECT p.id, $1, (ARRAY['❤️', '🔥', '👍', '✨', '😂'])[r] FROM posts p, generate_series(1, 5) AS r
+"""
 
 
 async def insert_row(conn: Any, table: str, returning: str = "id", **cols: Any) -> Any:
@@ -29,9 +103,23 @@ async def set_sqids(conn: Any, ids: PublicIds, table: str, row_ids: list[int]) -
     await conn.execute(
         f"UPDATE {table} t SET public_sqid = s.sqid"
         " FROM unnest($1::int[], $2::text[]) AS s(id, sqid) WHERE t.id = s.id",
-        row_ids, sqids,
-    )  # fmt: skip
+        row_ids,
+        sqids,
+        timeout=_BULK_SECONDS,
+    )
     return sqids
+
+
+async def has_listed_at(conn: Any) -> bool:
+    return bool(await conn.fetchval(SQL_HAS_LISTED_AT))
+
+
+async def _insert_posts(conn: Any, sql: str, *args: Any, **options: Any) -> list[int]:
+    """The ids of the posts `sql` (one of the INSERT … SELECTs above) inserts."""
+    listed = {"listed_at": ", listed_at", "created": ", created"}
+    if not await has_listed_at(conn):
+        listed = dict.fromkeys(listed, "")
+    return [r["id"] for r in await conn.fetch(sql.format(**listed), *args, **options)]
 
 
 @dataclass(frozen=True)
@@ -56,15 +144,13 @@ class PostRow:
     data: bytes | None
 
 
-_FLAGS = "id, hidden_by_user, hidden_by_mod, deleted_by_user, deleted_by_user_date, license_id"
-
-
 class Factory:
     def __init__(self, pool: Any, settings: Settings) -> None:
         self.pool: asyncpg.Pool = pool  # a Connection has the same methods the seeder calls
         self.settings = settings
         self.ids = PublicIds(settings.sqids_alphabet)
         self._n = 0
+        self._listed_at: bool | None = None  # whether posts have listed_at, asked once
 
     def token(self, sqid: str, ttl: int = 3600) -> str:
         return mint_token(self.settings.jwt_secret_key, sqid, ttl_seconds=ttl)
@@ -73,9 +159,12 @@ class Factory:
         return await insert_row(self.pool, table, returning, **cols)
 
     async def user(
-        self, handle: str | None = None, roles: list[str] | None = None, ttl: int = 3600,
+        self,
+        handle: str | None = None,
+        roles: list[str] | None = None,
+        ttl: int = 3600,
         **cols: Any,
-    ) -> UserRow:  # fmt: skip
+    ) -> UserRow:
         self._n += 1
         handle = handle or f"user{self._n}_{uuid.uuid4().hex[:6]}"
         base = {"handle": handle, "email": f"{handle}@example.com", "roles": roles or ["user"]}
@@ -84,13 +173,25 @@ class Factory:
         return UserRow(user_id, sqid, handle, self.token(sqid, ttl))
 
     async def post(
-        self, owner: UserRow, *, title: str = "Artwork", fmt: str = "png", data: bytes | None = b"",
-        shard: str | None = None, key: uuid.UUID | None = None, **cols: Any,
-    ) -> PostRow:  # fmt: skip
+        self,
+        owner: UserRow,
+        *,
+        title: str = "Artwork",
+        fmt: str = "png",
+        data: bytes | None = b"",
+        shard: str | None = None,
+        key: uuid.UUID | None = None,
+        **cols: Any,
+    ) -> PostRow:
         """An artwork; `data` goes to the vault (b"": generated bytes, None: no file)."""
         key = key or uuid.uuid4()
         self._n += 1
         shard = shard if shard is not None else host_shard(key, legacy=self._n % 2 == 0)
+        if "created_at" in cols:  # else both default to now()
+            if self._listed_at is None:
+                self._listed_at = await has_listed_at(self.pool)
+            if self._listed_at:
+                cols.setdefault("listed_at", cols["created_at"])
         post_id: int = await self.row(
             "posts", storage_key=key, storage_shard=shard, owner_id=owner.id, title=title, **cols
         )
@@ -100,8 +201,10 @@ class Factory:
             path = artwork_path(self.settings.vault_path, shard, key, fmt)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-        await self.row("post_files", "post_id", post_id=post_id, format=fmt,
-                       file_bytes=len(data or b""), is_native=True)  # fmt: skip
+        size = len(data or b"")
+        await self.row(
+            "post_files", "post_id", post_id=post_id, format=fmt, file_bytes=size, is_native=True
+        )
         (sqid,) = await set_sqids(self.pool, self.ids, "posts", [post_id])
         return PostRow(post_id, sqid, key, shard, fmt, data)
 
@@ -109,8 +212,9 @@ class Factory:
         self, post: PostRow, author: UserRow | None, body: str, **cols: Any
     ) -> uuid.UUID:
         author_id = author.id if author else None
-        comment_id: uuid.UUID = await self.row("comments", post_id=post.id, author_id=author_id,
-                                               body=body, **cols)  # fmt: skip
+        comment_id: uuid.UUID = await self.row(
+            "comments", post_id=post.id, author_id=author_id, body=body, **cols
+        )
         return comment_id
 
     async def reaction(self, post: PostRow, user: UserRow | None, emoji: str) -> None:
@@ -118,8 +222,7 @@ class Factory:
         await self.row("reactions", post_id=post.id, user_id=user_id, emoji=emoji)
 
     async def license(self, identifier: str) -> int:
-        license_id: int = await self.row("licenses", identifier=identifier, title=identifier)
-        return license_id
+        return int(await self.row("licenses", identifier=identifier, title=identifier))
 
     async def owner_and_posts(self, count: int) -> tuple[UserRow, list[PostRow]]:
         owner = await self.user()
@@ -137,23 +240,19 @@ class Factory:
         return owner, await self.posts_bulk(owner, count)
 
     async def posts_bulk(
-        self, owner: UserRow, count: int, *, created_at: datetime | None = None,
-        kind: str = "artwork", title: str = "Bulk",
-    ) -> list[int]:  # fmt: skip
-        """`count` posts (no vault files) in three statements: their ids, ascending."""
-        rows = await self.pool.fetch(
-            "INSERT INTO posts (storage_key, storage_shard, owner_id, title, kind, created_at)"
-            " SELECT gen_random_uuid(), 'bk', $1, $2 || ' ' || g, $3, coalesce($4, now())"
-            " FROM generate_series(1, $5) g RETURNING id",
-            owner.id, title, kind, created_at, count,
-        )  # fmt: skip
-        ids = sorted(r["id"] for r in rows)
+        self,
+        owner: UserRow,
+        count: int,
+        *,
+        created_at: datetime | None = None,
+        kind: str = "artwork",
+        title: str = "Bulk",
+    ) -> list[int]:
+        """`count` posts (no vault files) in a few statements: their ids, ascending."""
+        args = (owner.id, title, kind, created_at, count)
+        ids = sorted(await _insert_posts(self.pool, SQL_POSTS_BULK, *args, timeout=_BULK_SECONDS))
         await set_sqids(self.pool, self.ids, "posts", ids)
-        await self.pool.execute(
-            "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
-            " SELECT unnest($1::int[]), 'png', 100, true",
-            ids,
-        )
+        await self.pool.execute(SQL_PNG_FILES, ids, [100] * len(ids), timeout=_BULK_SECONDS)
         return ids
 
     async def post_flags(self, post_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -175,30 +274,32 @@ class HostSite:
         self.pool, self.rows = pool, Factory(pool, settings)
 
     async def user(self, handle: str, roles: list[str]) -> UserRow:
-        row = await self.rows.user(handle, roles, user_key=uuid.uuid4(),
-                                   handle_normalized=handle.lower())  # fmt: skip
+        row = await self.rows.user(
+            handle, roles, user_key=uuid.uuid4(), handle_normalized=handle.lower()
+        )
         secret = self.rows.settings.jwt_secret_key
         return replace(row, token=mint_token(secret, row.sqid, roles=roles))
 
     async def post(self, owner: UserRow, n: int, *, legacy: bool) -> PostRow:
         key = uuid.uuid4()
         shard = host_shard(key, legacy=legacy)
-        return await self.rows.post(owner, key=key, shard=shard, title=f"Art {n}",
-                                    data=f"PIXELS {n} ".encode() + os.urandom(3000),
-                                    art_url=f"/vault/{shard}/{key}.png",
-                                    created_at=datetime.now(UTC) - timedelta(minutes=n))  # fmt: skip
+        return await self.rows.post(
+            owner,
+            key=key,
+            shard=shard,
+            title=f"Art {n}",
+            data=f"PIXELS {n} ".encode() + os.urandom(3000),
+            art_url=f"/vault/{shard}/{key}.png",
+            created_at=datetime.now(UTC) - timedelta(minutes=n),
+        )
 
 
 async def bulk_users(conn: Any, settings: Settings, prefix: str, n: int) -> list[UserRow]:
-    rows = await conn.fetch(
-        "INSERT INTO users (handle, email) SELECT $2::text || g, $2::text || g || '@example.com'"
-        " FROM generate_series(1, $1) g RETURNING id, handle",
-        n, prefix,
-    )  # fmt: skip
-    ids = PublicIds(settings.sqids_alphabet)
-    sqids = await set_sqids(conn, ids, "users", [r["id"] for r in rows])
+    rows = await conn.fetch(SQL_BULK_USERS, n, prefix)
+    ids = [r["id"] for r in rows]
+    sqids = await set_sqids(conn, PublicIds(settings.sqids_alphabet), "users", ids)
     tokens = [mint_token(settings.jwt_secret_key, sqid) for sqid in sqids]
-    return list(map(UserRow, [r["id"] for r in rows], sqids, [r["handle"] for r in rows], tokens))
+    return list(map(UserRow, ids, sqids, [r["handle"] for r in rows], tokens))
 
 
 @dataclass(frozen=True)
@@ -211,98 +312,48 @@ async def seed_stream_users(settings: Settings, users: int) -> Seeded:
     """`users` users, each with a token and a BDR in `processing`: the SSE benchmarks'."""
     async with connected(settings.database_url, "pmd-bench-seed") as conn:
         made = await bulk_users(conn, settings, "sse", users)
-        bdrs = await conn.fetch(
-            "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status)"
-            " SELECT u, ARRAY[1, 2, 3, 4], 4, 'processing' FROM unnest($1::int[]) AS u"
-            " RETURNING id, user_id",
-            [u.id for u in made],
-        )
+        bdrs = await conn.fetch(SQL_PROCESSING_BDRS, [u.id for u in made])
         by_user = {r["user_id"]: r["id"] for r in bdrs}
         await conn.execute("VACUUM ANALYZE")
     return Seeded([u.token for u in made], [by_user[u.id] for u in made])
 
 
 async def bdr_row(conn: Any, user_id: int, post_ids: list[int], **cols: Any) -> uuid.UUID:
-    bdr_id: uuid.UUID = await insert_row(
-        conn, "batch_download_requests", user_id=user_id, post_ids=post_ids,
-        artwork_count=len(post_ids), **cols,
-    )  # fmt: skip
+    row: dict[str, Any] = {"user_id": user_id, "post_ids": post_ids, "artwork_count": len(post_ids)}
+    bdr_id: uuid.UUID = await insert_row(conn, "batch_download_requests", **row, **cols)
     return bdr_id
 
 
 async def bulk_comments(conn: Any, post_id: int, author_id: int, n: int) -> None:
-    """`n` different comments of ~2 KB on one post, some anonymous, some hidden."""
-    await conn.execute(
-        "INSERT INTO comments (post_id, author_id, body, created_at, hidden_by_mod)"
-        " SELECT $1::int, CASE WHEN g % 7 = 0 THEN NULL ELSE $2::int END,"
-        " left(repeat(md5(g::text) || ' ' || md5((g * 31)::text) || ' ✨ ', 32), 2000),"
-        " timestamptz '2024-01-01' + make_interval(secs => g / 3), g % 50 = 0"
-        " FROM generate_series(1, $3::int) g",
-        post_id, author_id, n, timeout=600,
-    )  # fmt: skip
+    await conn.execute(SQL_BULK_COMMENTS, post_id, author_id, n, timeout=600)
 
 
 async def bulk_reactions(conn: Any, post_id: int, n: int) -> None:
-    await conn.execute(
-        "INSERT INTO reactions (post_id, emoji) SELECT $1, (ARRAY['👍','❤️','🔥'])[g % 3 + 1]"
-        " FROM generate_series(1, $2) g",
-        post_id, n,
-    )  # fmt: skip
+    await conn.execute(SQL_BULK_REACTIONS, post_id, n)
 
 
-async def listed_posts(conn: Any, user: int, count: int, kind: str, license_id: int,
-                       deleted: bool) -> list[int]:  # fmt: skip
-    rows = await conn.fetch(
-        "INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, kind, width,"
-        " height, frame_count, art_url, view_count, license_id, created_at, hidden_by_user,"
-        " deleted_by_user, deleted_by_user_date)"
-        " SELECT gen_random_uuid(), to_hex(g % 256), $1, 'Artwork ' || g,"
-        " 'A piece of pixel art #' || g, $3, 64, 64, 1 + g % 8,"
-        " '/vault/' || to_hex(g % 256) || '/' || g || '.png', g % 1000,"
-        " CASE WHEN g % 3 = 0 THEN $4::int END,"
-        " timestamptz '2024-01-01' + make_interval(secs => (g / 4)::double precision),"
-        " g % 17 = 0, $5, CASE WHEN $5 THEN now() - interval '1 day' END"
-        " FROM generate_series(1, $2) AS g RETURNING id",
-        user, count, kind, license_id, deleted,
-    )  # fmt: skip
-    return [r["id"] for r in rows]
+async def listed_posts(
+    conn: Any, user: int, count: int, kind: str, license_id: int, deleted: bool
+) -> list[int]:
+    return await _insert_posts(conn, SQL_LISTED_POSTS, user, count, kind, license_id, deleted)
 
 
 async def files_comments_reactions(conn: Any, fan: int) -> None:
-    await conn.execute(
-        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
-        " SELECT id, 'png', 1000 + id % 5000, true FROM posts"
-        " UNION ALL SELECT id, 'webp', 800 + id % 4000, false FROM posts WHERE id % 2 = 0"
-    )
-    await conn.execute(
-        "INSERT INTO comments (post_id, author_id, body, hidden_by_mod, deleted_by_owner)"
-        " SELECT p.id, $1, 'Nice work', c = 3 AND p.id % 2 = 0, c = 3 AND p.id % 2 = 1"
-        " FROM posts p, generate_series(1, 3) AS c",
-        fan,
-    )
-    await conn.execute(
-        "INSERT INTO reactions (post_id, user_id, emoji)"
-        " SELECT p.id, $1, (ARRAY['❤️', '🔥', '👍', '✨', '😂'])[r]"
-        " FROM posts p, generate_series(1, 5) AS r",
-        fan,
-    )
+    await conn.execute(SQL_ALL_FILES)
+    await conn.execute(SQL_ALL_COMMENTS, fan)
+    await conn.execute(SQL_ALL_REACTIONS, fan)
 
 
-async def posts_with_files(conn: Any, ids: PublicIds, owner: int, keys: list[uuid.UUID],
-                           shards: list[str], created: list[datetime], sizes: list[int]
-                           ) -> list[int]:  # fmt: skip
-    rows = await conn.fetch(
-        "INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at)"
-        " SELECT k, s, $3, 'artwork ' || o, c"
-        " FROM unnest($1::uuid[], $2::text[], $4::timestamptz[]) WITH ORDINALITY AS u(k, s, c, o)"
-        " ORDER BY o RETURNING id",
-        keys, shards, owner, created,
-    )  # fmt: skip
-    post_ids: list[int] = [r[0] for r in rows]
+async def posts_with_files(
+    conn: Any,
+    ids: PublicIds,
+    owner: int,
+    keys: list[uuid.UUID],
+    shards: list[str],
+    created: list[datetime],
+    sizes: list[int],
+) -> list[int]:
+    post_ids = await _insert_posts(conn, SQL_POSTS_WITH_FILES, keys, shards, owner, created)
     await set_sqids(conn, ids, "posts", post_ids)
-    await conn.execute(
-        "INSERT INTO post_files (post_id, format, file_bytes, is_native)"
-        " SELECT i, 'png', b, true FROM unnest($1::int[], $2::int[]) AS u(i, b)",
-        post_ids, sizes,
-    )  # fmt: skip
+    await conn.execute(SQL_PNG_FILES, post_ids, sizes)
     return post_ids

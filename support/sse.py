@@ -106,9 +106,11 @@ class Stream:
 
 @contextlib.asynccontextmanager
 async def open_stream(
-    session: aiohttp.ClientSession, url: str, headers: dict[str, str] | None = None,
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str] | None = None,
     params: dict[str, str] | None = None,
-) -> AsyncIterator[Stream]:  # fmt: skip
+) -> AsyncIterator[Stream]:
     resp = await session.get(url, headers=headers, params=params)
     try:
         assert resp.status == 200, await resp.text()

@@ -88,22 +88,17 @@ async def fresh_stack() -> AsyncIterator[Settings]:
     try:
         with tempfile.TemporaryDirectory(prefix="pmd-bench-") as tmp:
             settings = msgspec.structs.replace(
-                base, database_url=url, vault_path=Path(tmp) / "vault",
-                zip_path=Path(tmp) / "bdr", jwt_secret_key=secrets.token_urlsafe(48),
+                base,
+                database_url=url,
+                vault_path=Path(tmp) / "vault",
+                zip_path=Path(tmp) / "bdr",
                 auto_migrate=False,
-            )  # fmt: skip
+            )
             async with connected(settings.database_url, "pmd-bench") as conn:
                 await apply_migrations(conn, MIGRATIONS, with_host_tables=True)  # dev: stand-ins
             yield settings
     finally:
         await drop_database(base.database_url, name)
-
-
-def first_ephemeral_port() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
 
 
 def _bindable(port: int) -> bool:
@@ -115,16 +110,15 @@ def _bindable(port: int) -> bool:
 
 def free_port(gap: int = 0) -> int:
     """A free port (and the one `gap` above it) below the ephemeral range a client may take."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768  # Linux's default
     for _ in range(200):
-        port = random.randrange(10000, max(10001, first_ephemeral_port() - gap))
-        if _bindable(port) and (not gap or _bindable(port + gap)):
+        port = random.randrange(10000, max(10001, ephemeral - gap))
+        if _bindable(port) and _bindable(port + gap):
             return port
-    if gap:
-        raise RuntimeError(f"no free ports {gap} apart below {first_ephemeral_port()}")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        found: int = s.getsockname()[1]
-        return found
+    raise RuntimeError(f"no free ports {gap} apart below {ephemeral}")
 
 
 def database_env(settings: Settings) -> dict[str, str]:
@@ -143,8 +137,11 @@ def service_env(
         env = {**os.environ, "LOG_FORMAT": "text"}
     else:
         own = ("PMD_", "LOG_", "METRICS_", "STARTUP_")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(own) and k not in ("PORT", "HOST")}  # fmt: skip
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(own) and k not in ("PORT", "HOST")
+        }
         env |= {"HOST": "127.0.0.1", "PMD_DATA_DIR": str(data_dir)}
     return env | {
         **database_env(settings),
@@ -168,9 +165,13 @@ def log_tail(log: Path | None, chars: int = 2000) -> str:
 
 
 def wait_ready(
-    proc: subprocess.Popen[bytes] | None, ready: Callable[[], bool], what: str,
-    log: Path | None = None, within: float = 30, error: type[Exception] = RuntimeError,
-) -> None:  # fmt: skip
+    proc: subprocess.Popen[bytes] | None,
+    ready: Callable[[], bool],
+    what: str,
+    log: Path | None = None,
+    within: float = 30,
+    error: type[Exception] = RuntimeError,
+) -> None:
     """Until `ready()`; `error` with `log`'s end if `proc` exits first or `within` s pass."""
     deadline = time.monotonic() + within
     while not ready():
@@ -206,14 +207,15 @@ def answers(url: str) -> bool:
 
 
 def start_server(
-    env: dict[str, str], port: int, log: IO[bytes] | None = None
+    env: dict[str, str], port: int, log: IO[bytes] | None = None, argv: list[str] = SERVER
 ) -> subprocess.Popen[bytes]:
-    """`python server.py`, once /readyz answers 200; its output to `log`."""
-    proc = subprocess.Popen(SERVER, cwd=CHECKOUT, env={**env, "PORT": str(port)}, stdout=log,
-                            stderr=log)  # fmt: skip
+    """`python server.py` (or `argv`), once /readyz answers 200; its output to `log`."""
+    proc = subprocess.Popen(
+        argv, cwd=CHECKOUT, env={**env, "PORT": str(port)}, stdout=log, stderr=log
+    )
     name = getattr(log, "name", None)
-    wait_ready(proc, lambda: answers(f"http://127.0.0.1:{port}/readyz"),
-               f"server.py on port {port}", Path(name) if isinstance(name, str) else None)  # fmt: skip
+    url, path = f"http://127.0.0.1:{port}/readyz", Path(name) if isinstance(name, str) else None
+    wait_ready(proc, lambda: answers(url), f"server.py on port {port}", path)
     return proc
 
 

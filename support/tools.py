@@ -50,21 +50,23 @@ def missing(tools: Iterable[str]) -> str | None:
     absent, needed = [t for t in tools if find(t) is None], packages(tools)
     if not absent:
         return None
-    return (f"{', '.join(absent)} not found: install Debian's {', '.join(needed)} "
-            f"(apt-get install {' '.join(needed)})")  # fmt: skip
+    return (
+        f"{', '.join(absent)} not found: install Debian's {', '.join(needed)} "
+        f"(apt-get install {' '.join(needed)})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m support.tools", description=__doc__.split("\n")[0])
     p.add_argument("tools", nargs="+", metavar="TOOL", choices=sorted(PACKAGES))
-    p.add_argument("--packages", action="store_true",
-                   help="print the Debian packages of the missing ones instead")  # fmt: skip
+    p.add_argument(
+        "--packages", action="store_true", help="print the missing ones' Debian packages"
+    )
     args = p.parse_args(argv)
     if args.packages:
         print(" ".join(packages(args.tools)))
         return 0
-    line = missing(args.tools)
-    if line:
+    if line := missing(args.tools):
         print(line, file=sys.stderr)
     return 1 if line else 0
 

@@ -95,10 +95,11 @@ class Caller:
     name: str
     headers: Callable[[World, Factory], dict[str, str]]
     target: str | None = None  # the World's user named in target_sqid
-    in_body: bool = False  # send target_sqid in the JSON body (POST endpoints) not the query
     # A fixed status whatever the endpoint (auth failures), or the row's "foreign"/"ok" column.
     status: int | None = None
     column: str = ""
+    in_body: bool = False  # send target_sqid in the JSON body (POST endpoints) not the query
+    body_too: bool = False  # refused again with target_sqid in the body
 
     def target_sqid(self, w: World) -> str | None:
         if self.target is None:
@@ -127,30 +128,24 @@ _REFUSED = (
     Caller("banned user", _auth("banned"), status=403),
     Caller("banned user on victim", _auth("banned"), "victim", status=403),
     Caller("another user with the victim's ids", _auth("attacker"), column="foreign"),
-    Caller("another user, target_sqid=victim", _auth("attacker"), "victim", status=403),
+    Caller("another user, target_sqid=victim", _auth("attacker"), "victim", 403, body_too=True),
     # 403, not 404: no existence oracle for non-staff.
     Caller("another user, unknown target_sqid", _auth("attacker"), "unknown", status=403),
     Caller("moderator without target_sqid", _auth("moderator"), column="foreign"),
     Caller("moderator, unknown target_sqid", _auth("moderator"), "unknown", status=404),
-    Caller("moderator, owner target", _auth("moderator"), "site_owner", status=403),
+    Caller("moderator, owner target", _auth("moderator"), "site_owner", 403, body_too=True),
     # Moderators do not act on each other: only an owner may.
     Caller(
-        "moderator, another moderator's target", _auth("moderator"), "other_moderator", status=403
+        "moderator, another moderator's target",
+        _auth("moderator"),
+        "other_moderator",
+        403,
+        body_too=True,
     ),
-)
-# The refused targets again, named in the JSON body instead of the query.
-_IN_BODY = (
-    "another user, target_sqid=victim",
-    "moderator, owner target",
-    "moderator, another moderator's target",
 )
 CALLERS = (
     *_REFUSED,
-    *(
-        replace(c, name=f"{c.name} in the body", in_body=True)
-        for c in _REFUSED
-        if c.name in _IN_BODY
-    ),
+    *(replace(c, name=f"{c.name} in the body", in_body=True) for c in _REFUSED if c.body_too),
     # The authorised cells (they may change state, so they run last).
     Caller("moderator, target_sqid=victim", _auth("moderator"), "victim", column="ok"),
     Caller("owner, target_sqid=victim", _auth("site_owner"), "victim", column="ok"),
@@ -163,13 +158,15 @@ class Row:
     route: str
     foreign: int  # acting in one's own scope on the victim's ids
     ok: int  # an authorised moderator/owner on the victim
-    path: str = ""  # the request's (formatted with `w`, the World) where it is not the route
+    id: str = ""  # the World's field that fills the route's {id}
+    file: str = ""  # the file asked for, where the route is a folder
     body: Callable[[World], dict[str, Any]] | None = None
     public: bool = False  # no auth at all: every caller gets `ok`
     stream: bool = False
 
     def url(self, w: World) -> str:
-        return (self.path or self.route).format(w=w)
+        url = self.route.format(id=getattr(w, self.id, ""), n=1, user_sqid=w.victim.sqid)
+        return f"{url}/{self.file}" if self.file else url
 
 
 _ROWS = (
@@ -181,26 +178,35 @@ _ROWS = (
     # The same under /api/pmd/, the one path a site's proxy sends here (its viewer's files too).
     Row("GET", "/api/pmd/openapi.json", 200, 200, public=True),
     Row("GET", "/api/pmd/docs", 200, 200, public=True),
-    Row("GET", "/api/pmd/docs/vendor", 200, 200, "/api/pmd/docs/vendor/swagger-ui.css",
-        public=True),
+    Row("GET", "/api/pmd/docs/vendor", 200, 200, file="swagger-ui.css", public=True),
     Row("GET", "/metrics", 200, 200, public=True),
     # Listing in one's own scope answers 200 with one's own posts: the victim's never appear.
     Row("GET", "/api/pmd/posts", 200, 200),
-    Row("POST", "/api/pmd/action", 400, 200,
-        body=lambda w: {"action": "hide", "post_ids": w.victim_post_ids}),
-    Row("POST", "/api/pmd/license", 400, 200,
-        body=lambda w: {"post_ids": w.victim_post_ids, "license_id": w.license_id}),
+    Row(
+        "POST",
+        "/api/pmd/action",
+        400,
+        200,
+        body=lambda w: {"action": "hide", "post_ids": w.victim_post_ids},
+    ),
+    Row(
+        "POST",
+        "/api/pmd/license",
+        400,
+        200,
+        body=lambda w: {"post_ids": w.victim_post_ids, "license_id": w.license_id},
+    ),
     Row("POST", "/api/pmd/bdr", 400, 202, body=lambda w: {"post_ids": w.victim_post_ids}),
     Row("GET", "/api/pmd/bdr", 200, 200),
-    Row("GET", "/api/pmd/bdr/{id}", 404, 200, "/api/pmd/bdr/{w.ready_bdr}"),
-    Row("DELETE", "/api/pmd/bdr/{id}", 404, 204, "/api/pmd/bdr/{w.pending_bdr}"),
-    Row("GET", "/api/pmd/bdr/{id}/download", 404, 200, "/api/pmd/bdr/{w.ready_bdr}/download"),
+    Row("GET", "/api/pmd/bdr/{id}", 404, 200, id="ready_bdr"),
+    Row("DELETE", "/api/pmd/bdr/{id}", 404, 204, id="pending_bdr"),
+    Row("GET", "/api/pmd/bdr/{id}/download", 404, 200, id="ready_bdr"),
     Row("POST", "/api/pmd/bdr/sse-ticket", 200, 200),
     Row("GET", "/api/pmd/bdr/sse", 200, 200, stream=True),
     Row("GET", "/api/pmd/licenses", 200, 200),
     # An undo is its actor's alone: the victim's own action is not found for anyone else, an
     # authorised moderator or the site's owner included.
-    Row("POST", "/api/pmd/actions/{id}/undo", 404, 404, "/api/pmd/actions/{w.victim_action}/undo"),
+    Row("POST", "/api/pmd/actions/{id}/undo", 404, 404, id="victim_action"),
     # The list of actions in one's own scope holds one's own (none of the victim's).
     Row("GET", "/api/pmd/actions", 200, 200),
     # Exports are the owner's alone: an authorised moderator or the site's owner gets 403. A
@@ -208,20 +214,14 @@ _ROWS = (
     Row("POST", "/api/pmd/exports", 400, 403, body=lambda w: {"part_bytes": 1}),
     Row("GET", "/api/pmd/exports", 200, 403),
     Row("DELETE", "/api/pmd/exports/schedule", 404, 403),
-    Row("GET", "/api/pmd/exports/{id}", 404, 403, "/api/pmd/exports/{w.ready_export}"),
-    Row("DELETE", "/api/pmd/exports/{id}", 404, 403, "/api/pmd/exports/{w.ready_export}"),
-    Row(
-        "GET", "/api/pmd/exports/{id}/SHA256SUMS", 404, 403,
-        "/api/pmd/exports/{w.ready_export}/SHA256SUMS",
-    ),
-    Row(
-        "GET", "/api/pmd/exports/{id}/parts/{n}/download", 404, 403,
-        "/api/pmd/exports/{w.ready_export}/parts/1/download",
-    ),
+    Row("GET", "/api/pmd/exports/{id}", 404, 403, id="ready_export"),
+    Row("DELETE", "/api/pmd/exports/{id}", 404, 403, id="ready_export"),
+    Row("GET", "/api/pmd/exports/{id}/SHA256SUMS", 404, 403, id="ready_export"),
+    Row("GET", "/api/pmd/exports/{id}/parts/{n}/download", 404, 403, id="ready_export"),
     # The page holds no data (it reads the API with the token it keeps), so anyone may load it.
-    Row("GET", "/u/{user_sqid}/posts", 200, 200, "/u/{w.victim.sqid}/posts", public=True),
-    Row("GET", "/static/pmd", 200, 200, "/static/pmd/app.js", public=True),
-)  # fmt: skip
+    Row("GET", "/u/{user_sqid}/posts", 200, 200, public=True),
+    Row("GET", "/static/pmd", 200, 200, file="app.js", public=True),
+)
 ROWS = {(row.method, row.route): row for row in _ROWS}
 # HEAD is served wherever GET is (except the stream): same statuses, no body.
 ROWS |= {

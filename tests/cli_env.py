@@ -39,7 +39,6 @@ def operator_shell(
 
 
 def admin_value(admin_url: str, query: str, *args: object) -> Any:
-
     async def run() -> Any:
         async with connected(admin_url) as conn:
             return await conn.fetchval(query, *args)

@@ -30,7 +30,6 @@ from support.mailbox import Mailbox
 from support.seaweed import Seaweed, running_seaweed
 from support.seeding import Factory
 from support.stack import connected, create_database, drop_database, with_database
-from tests import parallel, prerequisites, skip_guard
 from tests.helpers import (
     CHECKOUT,
     SECRET,
@@ -45,13 +44,10 @@ from tests.helpers import (
 
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
 
-pytest_plugins = ["tests.page_stack"]
+pytest_plugins = ["tests.page_stack", "tests.prerequisites", "tests.skip_guard", "tests.parallel"]
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(prerequisites, "pmd-prerequisites")
-    config.pluginmanager.register(skip_guard, "pmd-skip-guard")
-    config.pluginmanager.register(parallel, "pmd-parallel")
     pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
     if pooler not in ("none", "pgbouncer"):
         raise pytest.UsageError(f"TEST_DATABASE_POOLER={pooler}: none or pgbouncer")
@@ -100,8 +96,7 @@ def database_url(test_database: TestDatabase) -> str:
 
 @pytest.fixture(scope="session")
 def pooler_url(database_url: str) -> Iterator[str | None]:
-    pooler = os.environ.get("TEST_DATABASE_POOLER", "none")
-    if pooler == "none":
+    if os.environ.get("TEST_DATABASE_POOLER", "none") == "none":
         yield None
         return
     from support.pgbouncer import running_pgbouncer
@@ -238,12 +233,8 @@ async def client(aiohttp_client: AiohttpClient, app: web.Application) -> TestCli
 @pytest.fixture
 def small(settings: Settings) -> Settings:
     """Export parts of a few KiB, and an hour's cooldown after a full export."""
-    return msgspec.structs.replace(
-        settings,
-        export_min_part_bytes=1024,
-        export_part_bytes=64 * 1024,
-        export_cooldown_seconds=3600,
-    )
+    sizes = {"export_min_part_bytes": 1024, "export_part_bytes": 64 * 1024}
+    return msgspec.structs.replace(settings, export_cooldown_seconds=3600, **sizes)
 
 
 @pytest.fixture

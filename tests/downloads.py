@@ -30,9 +30,12 @@ async def start(
 
 
 async def ready_zip(
-    client: Client, factory: Factory, settings: Settings, owner: UserRow | None = None,
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    owner: UserRow | None = None,
     size: int | None = None,
-) -> tuple[UserRow, str, bytes]:  # fmt: skip
+) -> tuple[UserRow, str, bytes]:
     """A ready BDR built by the worker: (owner, URL, bytes); `size`: that many random bytes."""
     owner = owner or await factory.user()
     post = await factory.post(owner)

@@ -1,18 +1,22 @@
-"""What the export tests share: an export built by the worker, its parts checked by bagit."""
+"""What the export tests share: an export built by the worker, its parts checked by bagit, and
+an artist with artworks worth a gallery."""
 
 from __future__ import annotations
 
 import asyncio
 import io
-import subprocess
+import random
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from pmd_service.core.settings import Settings
-from support.seeding import UserRow
-from tests.helpers import Client, run_worker
+from pmd_service.dev.demo import pixel_art
+from support.seeding import Factory, PostRow, UserRow
+from tests.helpers import Client, captured, run_worker
 
 
 async def post_export(client: Client, user: UserRow, **body: Any) -> tuple[int, dict[str, Any]]:
@@ -40,14 +44,57 @@ async def unpacked(client: Client, user: UserRow, item: dict[str, Any], into: Pa
         with zipfile.ZipFile(io.BytesIO(await resp.read())) as archive:
             archive.extractall(into)
         folder = into / f"makapix-export-{item['id'][:8]}-part-{part['number']}"
-        checked = await asyncio.to_thread(
-            subprocess.run,
-            [sys.executable, "-m", "bagit", "--validate", "."],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        bagit = [sys.executable, "-m", "bagit", "--validate", "."]
+        checked = await asyncio.to_thread(captured, bagit, cwd=folder)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         folders.append(folder)
     return folders
+
+
+NASTY = '<script>alert("x")</script> & "quotes"'
+
+
+async def seeded(
+    factory: Factory, pool: asyncpg.Pool, settings: Settings, count: int = 6
+) -> tuple[UserRow, list[PostRow]]:
+    """`count` (at least 6) artworks, then one whose file is lost (the last)."""
+    owner = await factory.user("pixelartist")
+    fan = await factory.user("fan")
+    cc = await factory.license("CC-BY-4.0")
+    posts = []
+    for i in range(count):
+        posts.append(
+            await factory.post(
+                owner,
+                title=NASTY if i == 2 else f"Sprite {i}",
+                data=pixel_art(random.Random(i), 16, 1, "png"),
+                width=16,
+                height=16,
+                hashtags=["pixelart", f"n{i}"],
+                description="A small one" if i == 1 else None,
+                license_id=cc if i % 2 else None,
+            )
+        )
+    await pool.execute("UPDATE posts SET hidden_by_user = true WHERE id = $1", posts[1].id)
+    await pool.execute("UPDATE posts SET hidden_by_mod = true WHERE id = $1", posts[3].id)
+    for n in range(12):
+        await factory.comment(posts[0], fan, f"comment {n} <b>bold?</b>")
+    await factory.reaction(posts[0], fan, "🔥")
+    await factory.reaction(posts[0], owner, "🔥")
+    await factory.reaction(posts[4], fan, "❤️")
+    layers = settings.vault_path / "mkpx" / posts[5].shard / f"{posts[5].storage_key}.mkpx"
+    layers.parent.mkdir(parents=True, exist_ok=True)
+    layers.write_bytes(b"MKPX\x01layers")
+    await pool.execute(
+        "UPDATE posts SET mkpx_file_bytes = 11, mkpx_attached_at = now() WHERE id = $1",
+        posts[5].id,
+    )
+    missing = await factory.post(owner, title="lost file", data=None)
+    return owner, [*posts, missing]
+
+
+async def exported_parts(
+    client: Client, owner: UserRow, settings: Settings, into: Path
+) -> tuple[dict[str, Any], list[Path]]:
+    item = await ready_export(client, settings, owner)
+    return item, await unpacked(client, owner, item, into)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import io
 import pkgutil
 import shutil
-import time
+import subprocess
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,15 +40,12 @@ from support.stack import eventually as eventually  # the tests import it from h
 from support.stack import free_port
 
 Client = TestClient[Any, Any]
-
-
+Captured = subprocess.CompletedProcess[str]
 SECRET = "test-secret-" + "x" * 40
-
-
 TABLES = (
-    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, "
-    "audited_reads, audit_logs, bulk_action_posts, bulk_actions, export_schedules, reactions, "
-    "comments, post_files, posts, licenses, users"
+    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, audited_reads"
+    ", audit_logs, bulk_action_posts, bulk_actions, write_spends, export_schedules, reactions,"
+    " comments, post_files, posts, licenses, users"
 )
 
 
@@ -68,14 +66,6 @@ def on_port(url: str, port: int) -> str:
     return urlunsplit(parts._replace(netloc=f"{auth}@127.0.0.1:{port}", query=query))
 
 
-async def open_database(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    parts = urlsplit(url)
-    socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
-    if socket_dir.startswith("/"):
-        return await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
-    return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
-
-
 class DatabaseRelay:
     """A TCP port in front of the test's PostgreSQL from `open()` to `cut()`."""
 
@@ -84,25 +74,28 @@ class DatabaseRelay:
         self.port = free_port()
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: list[asyncio.Task[None]] = []
 
     async def open(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await open_database(self.target)
-        self.writers += [writer, up_writer]
-        for task in (_pipe(reader, up_writer), _pipe(up_reader, writer)):
-            t = asyncio.create_task(task)
-            self.tasks.add(t)
-            t.add_done_callback(self.tasks.discard)
+        parts = urlsplit(self.target)
+        socket_dir = dict(parse_qsl(parts.query)).get("host") or ""
+        if socket_dir.startswith("/"):
+            up = await asyncio.open_unix_connection(f"{socket_dir}/.s.PGSQL.{parts.port or 5432}")
+        else:
+            up = await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 5432)
+        self.writers += [writer, up[1]]
+        for src, dst in ((reader, up[1]), (up[0], writer)):
+            self.tasks.append(asyncio.create_task(_pipe(src, dst)))
 
     async def cut(self) -> None:
         if self.server is not None:
             self.server.close()
         for writer in self.writers:
             writer.transport.abort()
-        for task in list(self.tasks):
+        for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
@@ -114,6 +107,19 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             await dst.drain()
     with contextlib.suppress(OSError):
         dst.close()
+
+
+def captured(command: list[str], timeout: float = 600, **options: Any) -> Captured:
+    """`command` run to its end, its output as text; the caller checks its exit status."""
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        **options,
+    )
 
 
 def bucket_on(weed: Seaweed) -> str:
@@ -156,11 +162,14 @@ async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **override
         await worker.close()
 
 
-async def assert_problem(resp: Any, status: int) -> dict[str, Any]:
+async def assert_problem(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The problem+json answer `resp`, of `status` and, when given, of the app's `code`."""
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
     body: dict[str, Any] = await resp.json()
     assert body["status"] == status
+    if code is not None:
+        assert body.get("code") == code, body
     assert body["type"].startswith("urn:pmd:problem:")
     assert body["title"] and len(body["detail"]) > 10
     return body
@@ -179,20 +188,18 @@ async def request_bdr(
     return item
 
 
-async def announced(client: Client, bdr_id: str, within: float = 5) -> None:
+async def announced(client: Client, bdr_id: str) -> None:
     """Until the server has announced and enqueued a request, just after its reply."""
-    await announced_in(client.app[DB_POOL], client.app[REDIS], bdr_id, within)
+    await announced_in(client.app[DB_POOL], client.app[REDIS], bdr_id)
 
 
 async def announced_in(pool: asyncpg.Pool, redis: Redis, bdr_id: str, within: float = 5) -> None:
-    deadline = time.monotonic() + within
     sql = "SELECT announced FROM batch_download_requests WHERE id = $1::uuid"
     await eventually(lambda: pool.fetchval(sql, bdr_id), within, f"BDR {bdr_id} announced", 0.005)
-    with contextlib.suppress(RedisError, OSError):  # Redis down: the sweep enqueues it later
-        while not await redis.exists(f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"):
-            if time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.005)
+    key = f"{job_key_prefix}{job_id(uuid.UUID(bdr_id))}"
+    # Redis down, or the job not there in time: the sweep enqueues it later.
+    with contextlib.suppress(RedisError, OSError, AssertionError):
+        await eventually(lambda: redis.exists(key), within, key, 0.005)
 
 
 async def fetch_item(client: Client, user: UserRow, bdr_id: str) -> dict[str, Any]:
@@ -291,8 +298,7 @@ async def ready_owing_email(client: Client, factory: Factory, owner: UserRow) ->
         " WHERE id = $1::uuid",
         item["id"],
     )
-    bdr_id: str = item["id"]
-    return bdr_id
+    return str(item["id"])
 
 
 @contextlib.asynccontextmanager
@@ -315,31 +321,32 @@ def pg_dump() -> str:
 
 def pg_program(name: str) -> str:
     """A PostgreSQL client program as new as the server: the embedded one's, else the PATH's."""
-    try:
-        import pgserver
-
-        bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / name
-        if bundled.exists():
-            return str(bundled)
-    except ImportError:
-        pass
-    found = shutil.which(name)
+    spec = importlib.util.find_spec("pgserver")
+    bundled = (
+        Path(spec.origin).with_name("pginstall") / "bin" / name if spec and spec.origin else None
+    )
+    found = str(bundled) if bundled and bundled.exists() else shutil.which(name)
     if found is None:
         pytest.skip(f"no {name} on this machine")
     return found
 
 
 def service_statements() -> dict[str, str]:
-    """Every SQL_* constant of the package but the standalone-only and entry modules'."""
-    skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker"}
+    """Every SQL_* constant of the package but the standalone-only and entry modules', and every
+    statement of an SQL_* dict (the bulk actions' and their undos', one per record)."""
+    skip = {"dev", "demo", "embedded", "hostcheck", "migrate", "worker", "worker_settings"}
     found: dict[str, str] = {}
     for info in pkgutil.walk_packages(pmd_service.__path__, "pmd_service."):
         if info.name.rsplit(".", 1)[-1] in skip:
             continue
         module = importlib.import_module(info.name)
         for name, value in vars(module).items():
-            if name.startswith("SQL_") and isinstance(value, str) and value not in found.values():
-                found[f"{info.name}.{name}"] = value
+            if not name.startswith("SQL_"):
+                continue
+            named = value.items() if isinstance(value, dict) else [("", value)]
+            for key, sql in named:
+                if isinstance(sql, str) and sql not in found.values():
+                    found[f"{info.name}.{name}{list(key) if key else ''}"] = sql
     return found
 
 
@@ -369,8 +376,7 @@ async def mint_ticket(
     assert resp.headers["Cache-Control"] == "no-store"
     body = await resp.json()
     assert body["expires_in"] == 30
-    ticket: str = body["ticket"]
-    return ticket
+    return str(body["ticket"])
 
 
 async def insert_bdr(pool: asyncpg.Pool, user: UserRow, artworks: int = 128) -> str:

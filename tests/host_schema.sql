@@ -1,15 +1,35 @@
 -- The host site's tables the service touches, as the host's own migrations make them:
--- Makapix Club (github fabkury/makapix, commit 4350ab8), `alembic upgrade head` of
--- api/alembic/versions (the squashed 20260128000000_squashed_schema.py and the revisions after
--- it), read back from the catalog (shared HOST.md). Columns in order with their types,
--- nullability and defaults, constraints and indexes with the host's names.
+-- Makapix Club (github fabkury/makapix), `alembic upgrade head` of api/alembic/versions at head
+-- d3e4f5a6b7c8 (2026-10-05; the squashed 20260128000000_squashed_schema.py and the revisions
+-- after it), read back from the catalog. Columns in order with their types, nullability and
+-- defaults, constraints and indexes with the host's names, and the head in alembic_version.
 --
--- Left out: the host's other 37 tables, and with them the foreign keys pointing at them; and,
+-- Since commit 4350ab8 (alembic d4e5f6a7b8c9, what shared HOST.md lists), the revisions that
+-- touch these tables, each appending its columns:
+--   a1b2c3d4e5f6 users.webauthn_user_handle bytea, unique index ix_users_webauthn_user_handle;
+--   e5f6a7b8c9d0 posts.promoted_at timestamptz NULL, index ix_posts_promoted_promoted_at
+--                (promoted, promoted_at DESC); backfill promoted_at := created_at where promoted;
+--   f7a8b9c0d1e2 users.mention_policy varchar(16) NOT NULL DEFAULT 'everyone';
+--   a8b9c0d1e2f3 posts.listed_at timestamptz NOT NULL DEFAULT now(), index ix_posts_listed_at
+--                (listed_at DESC, id DESC); backfill listed_at := created_at (the host's ORM
+--                sets it on insert since); posts.pending_listing varchar(8) NULL, backfill
+--                'first' where not public_visibility, not deleted and never approved;
+--   d3e4f5a6b7c8 users.locale varchar(35) NULL (a BCP 47 tag; NULL means English).
+-- The others touch none of them: b2c3d4e5f6a7 (social_notifications), c3d4e5f6a7b8 (rows of
+-- view_events only). tests/host_at_4350ab8.sql takes these tables back to 4350ab8.
+--
+-- Left out: the host's other tables, and with them the foreign keys pointing at them; and,
 -- where the server lacks the pg_trgm extension (the embedded PostgreSQL has none), the trigram
 -- index `ix_users_handle_trgm`, which no query of the service uses.
 -- Note what the service must live with: `users.roles` is json; `audit_logs.id`, `comments.id`
 -- and `batch_download_requests.id` have no default (the host sets uuid4 in Python); posts have
 -- `updated_at`; and the host has a `batch_download_requests` of its own (its Celery PMD).
+
+CREATE TABLE alembic_version (
+    version_num character varying(32) NOT NULL
+);
+ALTER TABLE ONLY alembic_version ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
+INSERT INTO alembic_version (version_num) VALUES ('d3e4f5a6b7c8');
 
 CREATE TABLE users (
     id integer NOT NULL,
@@ -37,7 +57,10 @@ CREATE TABLE users (
     updated_at timestamp with time zone,
     handle_normalized character varying(128) NOT NULL,
     terms_version_accepted character varying(20),
-    avatar_source_post_id integer
+    avatar_source_post_id integer,
+    webauthn_user_handle bytea,
+    mention_policy character varying(16) DEFAULT 'everyone'::character varying NOT NULL,
+    locale character varying(35)
 );
 CREATE SEQUENCE users_id_seq AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1;
 ALTER SEQUENCE users_id_seq OWNED BY users.id;
@@ -65,6 +88,7 @@ CREATE UNIQUE INDEX ix_users_handle ON users USING btree (handle);
 CREATE UNIQUE INDEX ix_users_handle_normalized ON users USING btree (handle_normalized);
 CREATE UNIQUE INDEX ix_users_public_sqid ON users USING btree (public_sqid);
 CREATE UNIQUE INDEX ix_users_user_key ON users USING btree (user_key);
+CREATE UNIQUE INDEX ix_users_webauthn_user_handle ON users USING btree (webauthn_user_handle);
 DO $$
 BEGIN
     IF EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm') THEN
@@ -137,7 +161,10 @@ CREATE TABLE posts (
     upload_channel character varying(16),
     creation_method character varying(32),
     source_details jsonb,
-    remixable boolean DEFAULT true NOT NULL
+    remixable boolean DEFAULT true NOT NULL,
+    promoted_at timestamp with time zone,
+    listed_at timestamp with time zone DEFAULT now() NOT NULL,
+    pending_listing character varying(8)
 );
 CREATE SEQUENCE posts_id_seq AS integer START WITH 1 INCREMENT BY 1 NO MINVALUE NO MAXVALUE CACHE 1;
 ALTER SEQUENCE posts_id_seq OWNED BY posts.id;
@@ -158,12 +185,14 @@ CREATE INDEX ix_posts_height ON posts USING btree (height);
 CREATE INDEX ix_posts_hidden_by_mod ON posts USING btree (hidden_by_mod);
 CREATE INDEX ix_posts_id ON posts USING btree (id);
 CREATE INDEX ix_posts_license_id ON posts USING btree (license_id);
+CREATE INDEX ix_posts_listed_at ON posts USING btree (listed_at DESC, id DESC);
 CREATE INDEX ix_posts_metadata_modified_at ON posts USING btree (metadata_modified_at);
 CREATE INDEX ix_posts_non_conformant ON posts USING btree (non_conformant);
 CREATE INDEX ix_posts_non_conformant_created ON posts USING btree (non_conformant, created_at DESC);
 CREATE INDEX ix_posts_owner_created ON posts USING btree (owner_id, created_at DESC);
 CREATE INDEX ix_posts_owner_id ON posts USING btree (owner_id);
 CREATE INDEX ix_posts_promoted ON posts USING btree (promoted);
+CREATE INDEX ix_posts_promoted_promoted_at ON posts USING btree (promoted, promoted_at DESC);
 CREATE INDEX ix_posts_public_visibility ON posts USING btree (public_visibility);
 CREATE INDEX ix_posts_size ON posts USING btree (size);
 CREATE INDEX ix_posts_visible ON posts USING btree (visible);

@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import subprocess
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, Captured, captured
 
 TOOLS = ("podman", "runc", "mmdebstrap")
 ASKED = "PMD_IMAGE_TESTS"
@@ -26,12 +25,6 @@ def not_asked() -> str | None:
     )
 
 
-# What the Dockerfile copies into the image.
-CONTEXT = (
-    "Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "server.py", "worker.py",
-    "requirements/build.txt", "requirements/runtime.txt", "requirements/run.txt",
-    "pmd_service", "migrations",
-)  # fmt: skip
 IMAGE_REPO = "localhost/pmd-service-test"
 # The Dockerfile's base stand-in: Debian's python3 as the official image has it (+ venv).
 PYTHON_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates")
@@ -56,16 +49,14 @@ class Podman:
             f'[storage]\ndriver = "{driver}"\ngraphroot = "{graph}"\nrunroot = "{runroot}"\n'
         )
         self.store, self.runroot = store, runroot
-        self.env = {**os.environ, "CONTAINERS_CONF": str(store / "containers.conf"),
-                    "CONTAINERS_STORAGE_CONF": str(storage)}  # fmt: skip
+        self.env = {
+            **os.environ,
+            "CONTAINERS_CONF": str(store / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(storage),
+        }
 
-    def __call__(
-        self, *args: str, check: bool = True, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            ["podman", *args], env=self.env, capture_output=True, text=True,
-            timeout=timeout, check=False, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
+    def __call__(self, *args: str, check: bool = True, timeout: float = 300) -> Captured:
+        done = captured(["podman", *args], timeout, env=self.env)
         if check and done.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)}: exit {done.returncode}\n{done.stderr}")
         return done
@@ -80,8 +71,8 @@ class Podman:
         for old in self("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split():
             if old.startswith(replacing):
                 self("rmi", "--force", old)
-        self("build", "--pull=never", "--layers=false", "--format", "docker", *options,
-             "--tag", tag, str(context), timeout=timeout)  # fmt: skip
+        args = ["--pull=never", "--layers=false", "--format", "docker", *options, "--tag", tag]
+        self("build", *args, str(context), timeout=timeout)
 
 
 def store_podman(driver: str = "vfs") -> Podman:
@@ -113,15 +104,21 @@ def debian_image(
         'mkdir -p "$1/var/cache/apt/archives" && '
         'cp -al /var/cache/apt/archives/*.deb "$1/var/cache/apt/archives/" 2>/dev/null || true'
     )
-    subprocess.run(
-        ["mmdebstrap", "--variant=apt", f"--include={','.join(packages)}",
-         "--aptopt=Acquire::Check-Valid-Until \"false\"",
-         "--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/doc/*",
-         "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-         "--dpkgopt=path-exclude=/usr/share/locale/*",
-         "--skip=download/empty", f"--setup-hook={hook}", "--quiet", "bookworm", str(tar)],
-        check=True, timeout=1200, capture_output=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    command = [
+        "mmdebstrap",
+        "--variant=apt",
+        f"--include={','.join(packages)}",
+        '--aptopt=Acquire::Check-Valid-Until "false"',
+        *(f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("man", "doc", "locale")),
+        "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+        "--skip=download/empty",
+        f"--setup-hook={hook}",
+        "--quiet",
+        "bookworm",
+        str(tar),
+    ]
+    done = captured(command, 1200)
+    assert done.returncode == 0, f"mmdebstrap: exit {done.returncode}\n{done.stderr}"
     try:
         podman("import", *(a for c in changes for a in ("--change", c)), str(tar), tag, timeout=600)
     finally:
@@ -129,8 +126,11 @@ def debian_image(
 
 
 def context_digest() -> str:
+    """A digest of the Dockerfile and of what it copies into the image."""
+    copied = re.findall(r"^COPY (?!--)(.+) \S+$", (CHECKOUT / "Dockerfile").read_text(), re.M)
     digest = hashlib.sha256()
-    for root in (CHECKOUT / name for name in CONTEXT):
+    for name in ["Dockerfile", ".dockerignore", *(n for line in copied for n in line.split())]:
+        root = CHECKOUT / name
         for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
             if path.is_file() and "__pycache__" not in path.parts:
                 digest.update(str(path.relative_to(CHECKOUT)).encode() + b"\0")
@@ -140,9 +140,7 @@ def context_digest() -> str:
 
 def pip_cert() -> Path | None:
     """The CA bundle this machine's pip trusts, for pip in the build; None: pip's own."""
-    listed = subprocess.run(
-        ["python3", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
+    listed = captured(["python3", "-m", "pip", "config", "list"]).stdout.splitlines()
     values = [os.environ.get("PIP_CERT", "")]
     values += [v for k, _, v in (line.partition("=") for line in listed) if k.endswith(".cert")]
     paths = [Path(v.strip().strip("'\"")) for v in values if v]

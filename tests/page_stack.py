@@ -1,10 +1,12 @@
-"""What the browser tests run against: the server and worker as production runs them, Chromium."""
+"""What the browser tests run against: the server and worker as production runs them, Chromium,
+and the host's own dashboard page logic (tests/host_page.html) on an origin of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import random
 import subprocess
@@ -17,13 +19,14 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
-from pmd_service.dev.embedded import stop_processes
 from support import tools
 from support.seeding import Factory, UserRow
-from support.stack import free_port, service_env, start_server
+from support.stack import free_port, service_env, start_server, stop
 from tests.helpers import CHECKOUT
 from tests.procs import ARQ_WORKER
 
@@ -69,8 +72,8 @@ class Stack:
 
     def env(self) -> dict[str, str]:
         # Dev mode serves the vault's artwork files, for the thumbnails.
-        return service_env(self.settings, self.directory, PORT=str(self.port), PMD_DEV="true",
-                           LOG_FORMAT="text", **self.extra_env)  # fmt: skip
+        extra = {"PORT": str(self.port), "PMD_DEV": "true", "LOG_FORMAT": "text", **self.extra_env}
+        return service_env(self.settings, self.directory, **extra)
 
     async def start_server(self) -> None:
         with (self.directory / "server.log").open("ab") as log:
@@ -78,19 +81,20 @@ class Stack:
 
     async def stop_server(self) -> None:
         assert self.server is not None
-        await asyncio.to_thread(stop_processes, [self.server], 10)
+        await asyncio.to_thread(stop, self.server)
 
     def start_worker(self) -> None:
         with (self.directory / "worker.log").open("ab") as log:
-            self.worker = subprocess.Popen(ARQ_WORKER, cwd=CHECKOUT, env=self.env(), stdout=log,
-                                           stderr=log)  # fmt: skip
+            self.worker = subprocess.Popen(
+                ARQ_WORKER, cwd=CHECKOUT, env=self.env(), stdout=log, stderr=log
+            )
 
     def log(self, name: str) -> str:
         path = self.directory / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
-        stop_processes([p for p in (self.server, self.worker) if p is not None], 10)
+        stop(*(p for p in (self.server, self.worker) if p is not None))
 
 
 @contextlib.asynccontextmanager
@@ -110,7 +114,6 @@ async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
     """A new user and `count` artworks of theirs with real files: their ids."""
     owner = await factory.user()
     rng = random.Random(7)
-    pool: asyncpg.Pool = factory.pool
     ids: list[int] = []
     titles = ["Sunset", "Knight", "Slime", "Café", "Cat nap", "Mushroom", "Rocket", "Dragon"]
     formats = ["png", "png", "gif", "webp"]
@@ -123,7 +126,7 @@ async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
             data=pixel_art(rng, 8, 2, fmt),
             view_count=rng.randrange(2000),
         )
-        await pool.execute(
+        await factory.pool.execute(
             "UPDATE posts SET art_url = $2, created_at = now() - make_interval(mins => $3) "
             "WHERE id = $1",
             post.id,
@@ -137,33 +140,29 @@ async def artist(factory: Factory, count: int) -> tuple[UserRow, list[int]]:
     return owner, ids
 
 
-BROKEN_ROWS = Path(__file__).with_name("broken_rows.js")
-
-
 async def broken_rows(page: Page, selector: str) -> list[str]:
     """What wrapped among the rows `selector` matches: items on another line, broken texts."""
-    found: list[str] = await page.evaluate(BROKEN_ROWS.read_text("utf-8"), selector)
-    return found
-
-
-CLIPPED = Path(__file__).with_name("clipped.js")
+    return await _found(
+        page, Path(__file__).with_name("broken_rows.js").read_text("utf-8"), selector
+    )
 
 
 async def clipped(page: Page, selector: str) -> list[str]:
     """What a person cannot see whole among the elements `selector` matches."""
-    found: list[str] = await page.evaluate(CLIPPED.read_text("utf-8"), selector)
-    return found
+    return await _found(page, Path(__file__).with_name("clipped.js").read_text("utf-8"), selector)
 
 
 async def outside_width(page: Page, selector: str, width: int) -> list[str]:
-    found: list[str] = await page.evaluate(
-        """([selector, width]) => [...document.querySelectorAll(selector)]
-            .filter((el) => el.getClientRects().length > 0)
-            .map((el) => [el, el.getBoundingClientRect()])
-            .filter(([, r]) => r.left < 0 || r.right > width)
-            .map(([el, r]) => `${el.id || el.textContent.trim()}: ${r.left}..${r.right}`)""",
-        [selector, width],
-    )
+    script = """([selector, width]) => [...document.querySelectorAll(selector)]
+        .filter((el) => el.getClientRects().length > 0)
+        .map((el) => [el, el.getBoundingClientRect()])
+        .filter(([, r]) => r.left < 0 || r.right > width)
+        .map(([el, r]) => `${el.id || el.textContent.trim()}: ${r.left}..${r.right}`)"""
+    return await _found(page, script, [selector, width])
+
+
+async def _found(page: Page, script: str, arg: Any) -> list[str]:
+    found: list[str] = await page.evaluate(script, arg)
     return found
 
 
@@ -221,13 +220,12 @@ async def artist_page(
     from playwright.async_api import expect
 
     owner, ids = await artist(factory, n)
-    if not moderated:
-        page, watch = await open_page(browser, stack, owner)
+    token = (await factory.user(roles=["moderator"])).token if moderated else None
+    page, watch = await open_page(browser, stack, owner, token=token)
+    if moderated:
+        await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
+    else:
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
-        return owner, ids, page, watch
-    moderator = await factory.user(roles=["moderator"])
-    page, watch = await open_page(browser, stack, owner, token=moderator.token)
-    await expect(page.locator("#loading")).to_have_text(f"All {n} posts loaded.")
     return owner, ids, page, watch
 
 
@@ -257,6 +255,26 @@ async def api(stack: Stack, user: UserRow, method: str, path: str, body: Any = N
     ):
         assert r.status < 300, await r.text()
         return await r.json()
+
+
+def page_html(api_base: str, token: str, render_ms: float) -> str:
+    """The page calling `api_base` with `token`; `render_ms`: its re-render after the click."""
+    values = {"__API__": api_base, "__TOKEN__": token, "__RENDER_MS__": render_ms}
+    html = Path(__file__).with_name("host_page.html").read_text("utf-8")
+    for name, value in values.items():
+        html = html.replace(name, json.dumps(value))
+    return html
+
+
+@contextlib.asynccontextmanager
+async def serving_page(html: str, port: int) -> AsyncIterator[str]:
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", index)
+    async with TestServer(app, host="127.0.0.1", port=port) as server:
+        yield str(server.make_url("/"))
 
 
 # The page tests' fixtures; a module overrides `stack_env` and `browser_args`.

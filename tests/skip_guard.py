@@ -65,12 +65,8 @@ class SkipGuard:
     worker: bool = False  # an xdist worker: it judges only its collection, for the controller
 
     def _skipped(self, outcome: str, nodeid: str, reason: str) -> None:
-        nodeid = GROUP_SUFFIX.sub("", nodeid)
-        entry = (outcome, nodeid, reason)
-        if (
-            not any(allowed.covers(nodeid) for allowed in self.allowed)
-            and entry not in self.refused
-        ):
+        entry = (outcome, GROUP_SUFFIX.sub("", nodeid), reason)
+        if entry not in self.refused and not any(a.covers(entry[1]) for a in self.allowed):
             self.refused.append(entry)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
@@ -100,9 +96,8 @@ class SkipGuard:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.refused:
             return
-        terminalreporter.write_sep(
-            "=", f"skips and xfails that {SWITCH}=1 does not allow", red=True
-        )
+        title = f"skips and xfails that {SWITCH}=1 does not allow"
+        terminalreporter.write_sep("=", title, red=True)
         for outcome, nodeid, reason in self.refused:
             terminalreporter.write_line(f"{outcome} {nodeid}: {reason}")
         terminalreporter.write_line(

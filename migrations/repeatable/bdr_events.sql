@@ -1,5 +1,5 @@
 -- The BDR events' trigger functions, generated from pmd_service/bdr/schemas.py ItemRow by
--- `python -m pmd_service.sse.shapes` (bdr/event_sql.py): edit those, not this file. The
+-- `python -m pmd_service.web.event_kinds` (bdr/event_sql.py): edit those, not this file. The
 -- migration runner re-creates them whenever this file changes (core/migrate.py).
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
@@ -21,8 +21,8 @@ BEGIN
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock(5064068);
     WITH added AS (
-        INSERT INTO stream_events (subject_id, user_id, payload)
-        SELECT r.id, r.user_id, jsonb_build_object(
+        INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+        SELECT r.id, r.user_id, 'bdr', 'watchers', jsonb_build_object(
                 'id', r.id,
                 'status', r.status,
                 'artwork_count', r.artwork_count,
@@ -40,7 +40,8 @@ BEGIN
                 'user_sqid', r.user_sqid,
                 'requested_by', r.requested_by,
                 'removed_at', r.removed_at,
-                'include_layers', r.include_layers)
+                'include_layers', r.include_layers,
+                'error_code', r.error_code)
         FROM new_rows AS r WHERE r.announced
         RETURNING id
     )
@@ -75,7 +76,8 @@ DECLARE
                OR o.user_sqid IS DISTINCT FROM r.user_sqid
                OR o.requested_by IS DISTINCT FROM r.requested_by
                OR o.removed_at IS DISTINCT FROM r.removed_at
-               OR o.include_layers IS DISTINCT FROM r.include_layers)
+               OR o.include_layers IS DISTINCT FROM r.include_layers
+               OR o.error_code IS DISTINCT FROM r.error_code)
     $q$;
     any_change boolean;
     last_id bigint;
@@ -89,8 +91,8 @@ BEGIN
     PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
     EXECUTE $q$
         WITH added AS (
-            INSERT INTO stream_events (subject_id, user_id, payload)
-            SELECT r.id, r.user_id, jsonb_build_object(
+            INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+            SELECT r.id, r.user_id, 'bdr', 'watchers', jsonb_build_object(
                     'id', r.id,
                     'status', r.status,
                     'artwork_count', r.artwork_count,
@@ -108,7 +110,8 @@ BEGIN
                     'user_sqid', r.user_sqid,
                     'requested_by', r.requested_by,
                     'removed_at', r.removed_at,
-                    'include_layers', r.include_layers)
+                    'include_layers', r.include_layers,
+                    'error_code', r.error_code)
     $q$ || changed || $q$
             RETURNING id
         )

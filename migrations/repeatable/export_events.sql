@@ -1,5 +1,5 @@
 -- The export's payload functions and its events' trigger function, generated from
--- pmd_service/exports/schemas.py Payload by `python -m pmd_service.sse.shapes`
+-- pmd_service/exports/schemas.py Payload by `python -m pmd_service.web.event_kinds`
 -- (exports/event_sql.py): edit those, not this file. The migration runner re-creates them
 -- whenever this file changes (core/migrate.py).
 
@@ -27,6 +27,7 @@ SET search_path FROM CURRENT AS $$
         'artwork_count', r.artwork_count,
         'total_bytes', r.total_bytes,
         'error_message', r.error_message,
+        'error_code', r.error_code,
         'progress_done', r.progress_done,
         'parts', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
@@ -67,6 +68,7 @@ SET search_path FROM CURRENT AS $$
         'artwork_count', r.artwork_count,
         'total_bytes', r.total_bytes,
         'error_message', r.error_message,
+        'error_code', r.error_code,
         'progress_done', r.progress_done,
         'parts', coalesce((
             SELECT jsonb_agg(jsonb_build_object(
@@ -112,6 +114,7 @@ BEGIN
            OR OLD.artwork_count IS DISTINCT FROM NEW.artwork_count
            OR OLD.total_bytes IS DISTINCT FROM NEW.total_bytes
            OR OLD.error_message IS DISTINCT FROM NEW.error_message
+           OR OLD.error_code IS DISTINCT FROM NEW.error_code
            OR OLD.progress_done IS DISTINCT FROM NEW.progress_done
            OR OLD.parts_version IS DISTINCT FROM NEW.parts_version
            OR OLD.skipped IS DISTINCT FROM NEW.skipped
@@ -119,8 +122,8 @@ BEGIN
         RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- ids visible in commit order (see 0005)
-    INSERT INTO stream_events (subject_id, user_id, payload)
-    VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
+    INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+    VALUES (NEW.id, NEW.user_id, 'export', 'owner', export_event_payload(NEW))
     RETURNING id INTO event_id;
     -- The previous release's doorbell; the table rings this release's (migration 0018).
     PERFORM pg_notify('pmd_bdr_events', event_id::text);

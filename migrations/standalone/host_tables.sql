@@ -16,12 +16,16 @@ CREATE TABLE users (
     user_key     uuid NOT NULL UNIQUE DEFAULT gen_random_uuid(),
     public_sqid  varchar(16) UNIQUE,
     handle       varchar(50) NOT NULL UNIQUE,
+    avatar_url   varchar(500),
     email        varchar(255) NOT NULL UNIQUE,
     roles        json NOT NULL DEFAULT '[]'::json,
     deactivated  boolean NOT NULL DEFAULT false,
     banned_until timestamptz,
     created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz
+    updated_at   timestamptz,
+    -- The host's newest columns (alembic head d3e4f5a6b7c8): NULL locale means English.
+    mention_policy varchar(16) NOT NULL DEFAULT 'everyone',
+    locale         varchar(35)
 );
 
 CREATE TABLE licenses (
@@ -63,7 +67,14 @@ CREATE TABLE posts (
     mkpx_file_bytes      integer,
     mkpx_attached_at     timestamptz,
     mod_hashtags         varchar[] NOT NULL DEFAULT '{}'::varchar[],
-    remixable            boolean NOT NULL DEFAULT true
+    remixable            boolean NOT NULL DEFAULT true,
+    -- The host's feeds: what the service never writes (docs/architecture.md, "The host's
+    -- feeds"). The feeds order by listed_at (a raw-SQL insert sets it as the host's ORM does);
+    -- only a moderator's approval sets public_visibility and consumes pending_listing.
+    public_visibility    boolean NOT NULL DEFAULT false,
+    promoted_at          timestamptz,
+    listed_at            timestamptz NOT NULL DEFAULT now(),
+    pending_listing      varchar(8)
 );
 -- The indexes the service's queries need (`python -m pmd_service check-host` lists them).
 -- The host's own: the owner's posts by date.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..core.codes import Code
 from ..core.problems import ProblemError, unauthorized
 from ..host.access import Principal, UserLoader, caller_from_token, resolve_target
 from ..host.tokens import TokenRules
@@ -19,9 +20,13 @@ def bearer_token(request: web.Request) -> str | None:
         return None
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("Send the token as `Authorization: Bearer <token>`.", "invalid_request")
+        raise unauthorized(
+            "Send the token as `Authorization: Bearer <token>`.",
+            "invalid_request",
+            code=Code.TOKEN_INVALID,
+        )
     if not token.isascii():  # a JWT is ASCII; anything else cannot be one (nor be encoded)
-        raise unauthorized("The access token is not valid; sign in again.")
+        raise unauthorized("The access token is not valid; sign in again.", code=Code.TOKEN_INVALID)
     return token.strip()
 
 
@@ -47,7 +52,9 @@ async def bearer(request: web.Request, load: UserLoader | None = None) -> Princi
     """The principal of `Authorization: Bearer`, which this endpoint requires."""
     token = bearer_token(request)
     if token is None:
-        raise unauthorized("This endpoint needs `Authorization: Bearer <token>`.", "")
+        raise unauthorized(
+            "This endpoint needs `Authorization: Bearer <token>`.", "", code=Code.TOKEN_MISSING
+        )
     return await authenticate(request, token, load)
 
 
@@ -63,6 +70,7 @@ async def retarget(request: web.Request, body_target: str | None) -> Principal:
             "bad-request",
             "Bad request",
             "`target_sqid` in the query and in the body differ; send it once.",
+            code=Code.TARGET_MISMATCH,
         )
     target = await resolve_target(request.app[DB_POOL], principal.caller, body_target)
     return Principal(principal.caller, target, principal.token_expires_at)
@@ -81,6 +89,7 @@ async def bearer_or_ticket(request: web.Request, load: UserLoader | None = None)
             "This needs `Authorization: Bearer <token>`, or (for a browser's own request) "
             "`?ticket=` from POST /api/pmd/bdr/sse-ticket.",
             "",
+            code=Code.TOKEN_MISSING,
         )
     # A ticket for a download is bound to its BDR or export (the route's `{id}`); the stream
     # has none.

@@ -10,6 +10,8 @@ from typing import Any
 import msgspec
 from aiohttp.typedefs import Handler
 
+from ..core.codes import Code
+
 
 class Auth(enum.Enum):
     PUBLIC = "public"  # health, readiness, the OpenAPI document, metrics
@@ -48,6 +50,9 @@ class Endpoint:
     ok_description: str = "OK"
     response_media: str = "application/json"
     problems: tuple[int, ...] = ()
+    # The codes (core/codes.py) of its own problems; those every endpoint of its kind answers
+    # (authentication, a body, a query) are added by the document (web/openapi.py).
+    codes: tuple[Code, ...] = ()
     # What a problem status means here, where the document's general wording says too little.
     problem_notes: dict[int, str] = field(default_factory=dict)
     params: tuple[Param, ...] = ()

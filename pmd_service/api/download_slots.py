@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import NoReturn
 
+from ..core.codes import Code
 from ..core.problems import ProblemError
 
 log = logging.getLogger(__name__)
@@ -61,24 +62,35 @@ class ProxySlots:
                 "user",
                 429,
                 "too-many-downloads",
+                Code.TOO_MANY_DOWNLOADS,
                 "Too Many Requests",
                 f"{self.per_user} downloads of yours are already streaming from this server; "
                 "let one finish (or close it), then try again.",
+                limit=self.per_user,
             )
         if self.active >= self.total:
             self._refuse(
                 "server",
                 503,
                 "downloads-busy",
+                Code.DOWNLOADS_BUSY,
                 "Service Unavailable",
                 f"This server is streaming as many downloads as it can ({self.total}); please "
                 "try again in a minute.",
             )
 
-    def _refuse(self, by: str, status: int, slug: str, title: str, detail: str) -> NoReturn:
+    def _refuse(
+        self, by: str, status: int, slug: str, code: Code, title: str, detail: str, **details: int
+    ) -> NoReturn:
         self.refused[by] += 1
         raise ProblemError(
-            status, slug, title, detail, headers={"Retry-After": str(BUSY_RETRY_AFTER)}
+            status,
+            slug,
+            title,
+            detail,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER)},
+            code=code,
+            details={"retry_after_seconds": BUSY_RETRY_AFTER, **details},
         )
 
     @contextlib.contextmanager

@@ -27,7 +27,15 @@ def client_went_away(request: web.Request, detail: str) -> None:
 
 def answer(exc: ProblemError) -> web.Response:
     body = msgspec.to_builtins(
-        Problem(TYPE_BASE + exc.slug, exc.title, exc.status, exc.detail, exc.errors)
+        Problem(
+            TYPE_BASE + exc.slug,
+            exc.title,
+            exc.status,
+            exc.detail,
+            exc.code,
+            exc.details,
+            exc.errors,
+        )
     )
     if exc.extra:
         body.update(exc.extra)

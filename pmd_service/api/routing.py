@@ -9,6 +9,7 @@ an endpoint (does it stream for hours?) looks it up there instead of matching na
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable
 from typing import TypeVar
 
@@ -16,6 +17,7 @@ import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..core.codes import Code
 from ..core.problems import FieldError, bad_request
 from .auth import bearer, bearer_or_ticket
 from .declaration import Auth, Endpoint
@@ -78,6 +80,7 @@ def _invalid(name: str, raw: str, message: str) -> Exception:
         f"Query parameter `{name}` {message}; got {raw[:40]!r}.",
         slug="invalid-query",
         errors=[FieldError(field=name, message=message)],
+        code=Code.INVALID_QUERY,
     )
 
 
@@ -118,6 +121,10 @@ def _query_fields(struct: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, 
     return info.fields
 
 
+_DIGITS_RE = re.compile(r"[0-9]{1,18}")
+_SIGNED_RE = re.compile(r"-?[0-9]{1,18}")
+
+
 def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
     kind = query_scalar(kind)
     if isinstance(kind, msgspec.inspect.BoolType):
@@ -128,10 +135,10 @@ def _field_value(name: str, raw: str, kind: msgspec.inspect.Type) -> object:
         raise _invalid(name, raw, "must be true or false")
     if isinstance(kind, msgspec.inspect.IntType):
         lo, hi = kind.ge, kind.le
-        try:
-            value = int(raw)
-        except ValueError:
-            value = None
+        # Plain ASCII digits, a '-' only where negatives are allowed: int() alone would also
+        # take "+5", "1_000", " 7" and non-Latin digits, which a proxy or cache may read apart.
+        digits = _SIGNED_RE if lo is None or lo < 0 else _DIGITS_RE
+        value = int(raw) if digits.fullmatch(raw) else None
         if value is None or (lo is not None and value < lo) or (hi is not None and value > hi):
             raise _invalid(name, raw, f"must be a whole number from {lo} to {hi}")
         return value

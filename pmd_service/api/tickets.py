@@ -23,6 +23,7 @@ import msgspec
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from ..core.codes import Code
 from ..core.problems import ProblemError, bad_request, unauthorized
 from ..host.access import (
     Principal,
@@ -97,6 +98,8 @@ def _redis_down() -> ProblemError:
         "Stream tickets are unavailable right now; retry shortly, or send the token as "
         "`Authorization: Bearer <token>`.",
         headers={"Retry-After": "5"},
+        code=Code.TICKETS_UNAVAILABLE,
+        details={"retry_after_seconds": 5},
     )
 
 
@@ -153,7 +156,8 @@ async def redeem(
     (api/ticket_redemptions.py)."""
     unknown = unauthorized(
         "The stream ticket is unknown, expired or already used; get a new one from "
-        "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds)."
+        "POST /api/pmd/bdr/sse-ticket (tickets are single-use and last 30 seconds).",
+        code=Code.TICKET_INVALID,
     )
     if not _TICKET_RE.match(ticket):
         raise unknown
@@ -182,36 +186,49 @@ async def redeem(
             raise unauthorized(
                 "This is a stream ticket; a download needs a ticket minted for it: "
                 "POST /api/pmd/bdr/sse-ticket?bdr_id=<the request's id> (an export's: "
-                "export_id=<its id>)."
+                "export_id=<its id>).",
+                code=Code.TICKET_WRONG_DOWNLOAD,
             )
         if wanted is None:
             raise unauthorized(
                 "This ticket is for one download; for the stream, mint one without `bdr_id` "
-                "or `export_id`."
+                "or `export_id`.",
+                code=Code.TICKET_WRONG_DOWNLOAD,
             )
         raise unauthorized(
             f"This ticket was minted for the download of {stored.download_id}, not this one; "
-            "mint one with this download's id (`bdr_id` or `export_id`)."
+            "mint one with this download's id (`bdr_id` or `export_id`).",
+            code=Code.TICKET_WRONG_DOWNLOAD,
         )
     if target_sqid is not None and target_sqid != stored.target:
         raise bad_request(
             "`target_sqid` differs from the user the ticket was issued for; mint the ticket "
-            "with that `target_sqid` instead."
+            "with that `target_sqid` instead.",
+            code=Code.TARGET_MISMATCH,
         )
     if stored.exp <= time.time():
-        raise unauthorized("The access token behind this ticket has expired; sign in again.")
+        raise unauthorized(
+            "The access token behind this ticket has expired; sign in again.",
+            code=Code.TOKEN_EXPIRED,
+        )
     # The account may have changed in the seconds since: apply the token rules again.
     if stored.caller is None:
         row = await load_user_by_id(pool, stored.caller_id)
     else:
         row = await (load(stored.caller) if load else load_user(pool, stored.caller))
     if row is None or row["id"] != stored.caller_id:
-        raise unauthorized("The ticket names a user that no longer exists; sign in again.")
+        raise unauthorized(
+            "The ticket names a user that no longer exists; sign in again.",
+            code=Code.TOKEN_INVALID,
+        )
     denial = account_denial(row)
     if denial is not None:
         raise denial
     caller = User.from_row(row)
     target = await resolve_target(pool, caller, stored.target, load)
     if target.id != stored.target_id:
-        raise unauthorized("The ticket names a user that no longer exists; sign in again.")
+        raise unauthorized(
+            "The ticket names a user that no longer exists; sign in again.",
+            code=Code.TOKEN_INVALID,
+        )
     return Principal(caller=caller, target=target, token_expires_at=stored.exp)

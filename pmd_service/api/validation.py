@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
+from ..core.codes import Code
 from ..core.problems import FieldError, ProblemError, bad_request, validation_error
 from .keys import SETTINGS
 
@@ -47,6 +48,7 @@ def _refuse_pair(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
                 "(a parser reading the first one would act on a different request).",
                 slug="duplicate-key",
                 extra={"key": key[:40]},
+                code=Code.DUPLICATE_KEY,
             )
         seen.add(key)
     return dict(pairs)
@@ -80,6 +82,7 @@ def _nul_refused(field: str) -> ProblemError:
         "remove it and send the request again.",
         slug="invalid-text",
         errors=[FieldError(field=field, message="contains a NUL character (U+0000)")],
+        code=Code.INVALID_TEXT,
     )
 
 
@@ -106,7 +109,11 @@ def refuse_nul(value: object, path: str = "") -> None:
 
 def decode_json(body: bytes, type_: type[T]) -> T:
     if not body.strip():
-        raise bad_request("The request body is empty; send a JSON object.", slug="malformed-json")
+        raise bad_request(
+            "The request body is empty; send a JSON object.",
+            slug="malformed-json",
+            code=Code.MALFORMED_JSON,
+        )
     try:
         decoded = msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
@@ -118,6 +125,7 @@ def decode_json(body: bytes, type_: type[T]) -> T:
         raise bad_request(
             f"The request body is not valid JSON ({exc}); send a UTF-8 JSON object.",
             slug="malformed-json",
+            code=Code.MALFORMED_JSON,
         ) from None
     if isinstance(decoded, msgspec.Struct):
         refuse_repeated_keys(body, type(decoded))
@@ -136,6 +144,7 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
             "unsupported-media-type",
             "Unsupported Media Type",
             f"The request body must be JSON: send `Content-Type: application/json` (got {ctype!r}).",
+            code=Code.UNSUPPORTED_MEDIA_TYPE,
         )
     limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:
@@ -154,6 +163,8 @@ async def read_json(request: web.Request, type_: type[T]) -> T:
             "request-timeout",
             "Request Timeout",
             f"The request body did not arrive within {timeout:g} s; send it again.",
+            code=Code.BODY_TIMEOUT,
+            details={"timeout_seconds": round(timeout)},
         ) from None
     return decode_json(body, type_)
 
@@ -171,4 +182,5 @@ def parse_uuid(raw: str) -> uuid.UUID:
             f"`{raw[:60]}` is not a valid request id; ids are UUIDs like "
             "3f2b8c1e-0d4a-4c7e-9a51-6b2f0e8d7c93.",
             slug="invalid-id",
+            code=Code.INVALID_ID,
         ) from None

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import math
 import re
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ import msgspec
 from aiohttp import ETag, hdrs, web
 from msgspec import Meta
 
+from ..core.codes import Code
 from ..core.problems import ProblemError, gone
 from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
 from .declaration import Param
@@ -33,7 +35,6 @@ from .keys import PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
 from .problem_responses import client_went_away
 
 if TYPE_CHECKING:
-    from io import BufferedReader
     from pathlib import Path
 
     from obstore import GetResult
@@ -178,6 +179,8 @@ def _unsatisfiable(request: web.Request, size: int) -> ProblemError:
         f"`Range: {_quoted(request, hdrs.RANGE)}` asks for no byte of the ZIP's "
         f"{size} bytes (ask for `bytes=0-{max(size - 1, 0)}` or a part of it).",
         headers={"Content-Range": f"bytes */{size}"},
+        code=Code.RANGE_NOT_SATISFIABLE,
+        details={"size_bytes": size},
     )
 
 
@@ -196,6 +199,7 @@ def _precondition_failed(request: web.Request, stored: StoredZip, header: str) -
         f"ETag {stored.etag}, last modified {_http_date(stored.last_modified)}. Download it "
         "again without the condition.",
         headers={hdrs.ETAG: stored.etag},
+        code=Code.PRECONDITION_FAILED,
     )
 
 
@@ -221,6 +225,7 @@ class Proxying:
     slots: ProxySlots
     user_id: int
     idle_seconds: float  # ZIP_PROXY_IDLE_SECONDS
+    gone: Code  # a file removed while it is sent: the BDR's or the export's 410
 
 
 async def serve(
@@ -237,7 +242,7 @@ async def serve(
             status=304, headers={**_validators(stored), "Cache-Control": headers["Cache-Control"]}
         )
     if stored.path is not None:
-        return await _send_file(request, stored, headers, plan, proxying.idle_seconds)
+        return await _send_file(request, stored, headers, plan, proxying)
     return await _proxy(request, files, stored, headers, plan, proxying)
 
 
@@ -256,42 +261,65 @@ async def _send_file(
     stored: StoredZip,
     headers: Mapping[str, str],
     plan: Plan,
-    idle_seconds: float,
+    proxying: Proxying,
 ) -> web.StreamResponse:
     assert stored.path is not None
+    idle_seconds = proxying.idle_seconds
     response = _planned(stored, headers, plan)
     if request.method == hdrs.METH_HEAD or plan.stop == plan.start:
         await response.prepare(request)
         await response.write_eof()
         return response
-    loop = asyncio.get_running_loop()
     try:
         file = await open_in_thread(stored.path)
     except FileNotFoundError:  # removed since it was found (expired, removed by its owner)
-        raise gone("This ZIP is no longer available; request it again.") from None
+        raise gone(
+            "This ZIP is no longer available; request it again.", code=proxying.gone
+        ) from None
     try:
         request[STREAM_RESPONSE] = response  # before any byte can fail to go out
         await response.prepare(request)
         await _sendfile(request, response, file, plan, idle_seconds)
     finally:
-        await loop.run_in_executor(None, file.close)
+        file.close()  # a reader's close writes nothing back: it cannot block the loop
     return response
 
 
 async def open_in_thread(path: Path) -> BinaryIO:
     """`path` opened for reading off the event loop; a request cancelled meanwhile (its client
-    left) still gets the file closed once the thread has opened it."""
-    opening = asyncio.get_running_loop().run_in_executor(None, path.open, "rb")
+    left) still gets the file closed, by the thread itself, even if the loop never runs again."""
+    opening = _Opening()
     try:
-        return await asyncio.shield(opening)
+        return await asyncio.to_thread(opening.open, path)
     except asyncio.CancelledError:
-        opening.add_done_callback(_close_opened)
+        opening.abandon()
         raise
 
 
-def _close_opened(opened: asyncio.Future[BufferedReader]) -> None:
-    if not opened.cancelled() and opened.exception() is None:
-        opened.result().close()
+class _Opening:
+    """A file opened in a thread for a caller that may stop waiting: whichever of the two comes
+    second (the open or the abandonment) closes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._file: BinaryIO | None = None
+
+    def open(self, path: Path) -> BinaryIO:
+        file = path.open("rb")
+        with self._lock:
+            if not self._abandoned:
+                self._file = file
+                return file
+        file.close()
+        raise asyncio.CancelledError
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            file, self._file = self._file, None
+        if file is not None:
+            file.close()
 
 
 async def _sendfile(
@@ -355,7 +383,9 @@ async def _proxy(
         try:
             result = await files.read(stored, start, stop)
         except OBJECT_MISSING:  # deleted since the HEAD (expired, removed by its owner)
-            raise gone("This ZIP is no longer available; request it again.") from None
+            raise gone(
+                "This ZIP is no longer available; request it again.", code=proxying.gone
+            ) from None
         request[STREAM_RESPONSE] = response
         await response.prepare(request)
         await _relay(request, response, files, result, proxying.idle_seconds)
@@ -434,7 +464,11 @@ def refuse_if_no_proxy_slot(request: web.Request) -> None:
 
 
 async def send_zip(
-    request: web.Request, stored: StoredZip, filename: str, digest: Mapping[str, str]
+    request: web.Request,
+    stored: StoredZip,
+    filename: str,
+    digest: Mapping[str, str],
+    gone: Code,
 ) -> web.StreamResponse:
     """A ZIP found for the caller (a BDR's, or an export's part): a redirect to a signed URL, or
     its bytes, with ranges and conditions (`serve`)."""
@@ -451,7 +485,10 @@ async def send_zip(
         **digest,
     }
     proxying = Proxying(
-        request.app[PROXY_SLOTS], request[PRINCIPAL].caller.id, settings.zip_proxy_idle_seconds
+        request.app[PROXY_SLOTS],
+        request[PRINCIPAL].caller.id,
+        settings.zip_proxy_idle_seconds,
+        gone,
     )
     return await serve(request, files, stored, headers, proxying)
 
@@ -508,9 +545,10 @@ def download_params() -> tuple[Param, ...]:
     )
 
 
-def zip_answers(filename: str, what: str) -> dict[str, Any]:
+def zip_answers(filename: str, what: str, codes: tuple[Code, ...]) -> dict[str, Any]:
     """The answers of a ZIP download as Endpoint arguments: `filename` as the header shows it,
-    `what` the resource's name in the notes ("download", "part")."""
+    `what` the resource's name in the notes ("download", "part"), `codes` its own refusals
+    (not found, not ready, gone)."""
     # What a cache or a resuming client needs of every answer with the ZIP's bytes (200, 206).
     validators = {
         "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
@@ -528,6 +566,15 @@ def zip_answers(filename: str, what: str) -> dict[str, Any]:
     return {
         "headers": zip_headers,
         "problems": (404, 409, 410, 412, 416, 429, 503),
+        "codes": (
+            Code.INVALID_ID,
+            *codes,
+            Code.PRECONDITION_FAILED,
+            Code.RANGE_NOT_SATISFIABLE,
+            Code.TOO_MANY_DOWNLOADS,
+            Code.DOWNLOADS_BUSY,
+            Code.STORE_UNAVAILABLE,
+        ),
         "problem_notes": {
             409: f"The {what} is not ready (still being built), or was never built",
             410: f"The {what} expired or was removed, or its file is gone",

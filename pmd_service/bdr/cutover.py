@@ -21,7 +21,8 @@ import asyncpg
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from ..host.vault import HOST_FILE_PREFIX, VaultPathError, contained
+from ..host.vault import VaultPathError, contained
+from ..storage.zip_names import HOST_FILE_PREFIX
 from .queue import enqueue_bdr
 
 if TYPE_CHECKING:

@@ -19,6 +19,7 @@ from ..api.zip_download import (
     send_zip,
     zip_answers,
 )
+from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER
 from ..storage.budget import Limits, ensure_free_space
 from ..storage.zip_files import repr_digest
@@ -87,7 +88,9 @@ async def download_bdr(request: web.Request) -> web.StreamResponse:
     # the redirect to a bucket's signed URL alike; a HEAD reads nothing. One row an hour.
     if request.method == "GET":
         await service.audit_read(request.app[DB_POOL], principal, bdr_id)
-    return await send_zip(request, stored, found.filename, repr_digest(found.sha256))
+    return await send_zip(
+        request, stored, found.filename, repr_digest(found.sha256), Code.BDR_EXPIRED
+    )
 
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The download request id", location="path")
@@ -105,10 +108,21 @@ ENDPOINTS = (
         ok_description="Accepted: the request is queued",
         request=BdrRequest,
         response=BdrItem,
-        problems=(429, 503),
+        problems=(409, 429, 503),
+        codes=(
+            Code.TARGET_MISMATCH,
+            Code.POSTS_NOT_OWNED,
+            Code.BDR_TOO_LARGE,
+            Code.BDR_DAILY_LIMIT,
+            Code.BDR_DAILY_BYTES_LIMIT,
+            Code.LOW_DISK_SPACE,
+            Code.BDR_REPEATED,
+        ),
         problem_notes={
+            409: "`bdr_repeated` (only with `repeat: false`): a download of exactly these "
+            "posts still serves; `details` names it (`bdr_id`, `status`)",
             503: "The ZIP folder's file system is short of free space "
-            "(ZIP_MIN_FREE_BYTES); see Retry-After"
+            "(ZIP_MIN_FREE_BYTES); see Retry-After",
         },
         headers={"Location": "The new request's URL"},
     ),
@@ -131,6 +145,7 @@ ENDPOINTS = (
         response=BdrItem,
         params=(_ID,),
         problems=(404,),
+        codes=(Code.INVALID_ID, Code.BDR_NOT_FOUND),
     ),
     Endpoint(
         "delete",
@@ -143,6 +158,7 @@ ENDPOINTS = (
         ok_description="Cancelled, or removed (then `expired` with `removed_at` set)",
         params=(_ID,),
         problems=(403, 404),
+        codes=(Code.INVALID_ID, Code.BDR_NOT_FOUND, Code.BDR_MADE_BY_MODERATOR),
     ),
     Endpoint(
         "get",
@@ -157,7 +173,11 @@ ENDPOINTS = (
         ok_description="The whole ZIP: no Range, or one that is ignored (several ranges, "
         "an invalid one, or an If-Range that does not hold)",
         params=(_ID, *download_params()),
-        **zip_answers("makapix-artworks-….zip", "download"),
+        **zip_answers(
+            "makapix-artworks-….zip",
+            "download",
+            (Code.BDR_NOT_FOUND, Code.BDR_NOT_READY, Code.BDR_NO_FILE, Code.BDR_EXPIRED),
+        ),
     ),
 )
 

@@ -10,18 +10,21 @@ import msgspec
 
 from ..core.locks import AdvisoryLock
 from ..core.payload_sql import build_object, changed, watched
+from ..sse.kinds import EventKind
 from .schemas import ItemRow
 
 
-def repeatable_sql(shape: type[msgspec.Struct] = ItemRow) -> str:
-    """`shape`: the payload's definition (another one only in a test)."""
+def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = ItemRow) -> str:
+    """`kind`: the event kind its rows are (events.py, their `kind` and `audience`);
+    `shape`: the payload's definition (another one only in a test)."""
     payload = build_object(shape, indent=" " * 12)
     payload_dynamic = build_object(shape, indent=" " * 16)
     # Rows are paired by id: the service never changes a BDR's id.
+    labels = f"'{kind.kind}', '{kind.audience}'"
     condition = changed([c for c in watched(shape) if c != "id"], "o", "r", " " * 15)
     return f"""\
 -- The BDR events' trigger functions, generated from pmd_service/bdr/schemas.py ItemRow by
--- `python -m pmd_service.sse.shapes` (bdr/event_sql.py): edit those, not this file. The
+-- `python -m pmd_service.web.event_kinds` (bdr/event_sql.py): edit those, not this file. The
 -- migration runner re-creates them whenever this file changes (core/migrate.py).
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
@@ -43,8 +46,8 @@ BEGIN
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});
     WITH added AS (
-        INSERT INTO stream_events (subject_id, user_id, payload)
-        SELECT r.id, r.user_id, {payload}
+        INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+        SELECT r.id, r.user_id, {labels}, {payload}
         FROM new_rows AS r WHERE r.announced
         RETURNING id
     )
@@ -77,8 +80,8 @@ BEGIN
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- as in bdr_emit_inserted
     EXECUTE $q$
         WITH added AS (
-            INSERT INTO stream_events (subject_id, user_id, payload)
-            SELECT r.id, r.user_id, {payload_dynamic}
+            INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+            SELECT r.id, r.user_id, {labels}, {payload_dynamic}
     $q$ || changed || $q$
             RETURNING id
         )

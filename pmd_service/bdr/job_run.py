@@ -1,21 +1,22 @@
 """One claimed run of one BDR (its kind: bdr/job.py): plan its one ZIP, say what goes in it,
-check it before it is shipped, mark it ready."""
+check it before it is shipped, mark it ready. What a hook needs of an earlier one, the driver
+hands it (jobs/kind.py): nothing here waits to be set by another hook."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
-import threading
-import uuid
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import asyncpg
-
-from ..host.vault import bdr_file_path, bdr_object_file_path, bdr_temp_name
+from ..core.codes import Code
+from ..host.mentions import Mentions, resolve_ahead
 from ..jobs.context import WorkerState
-from ..jobs.failures import MAX_ATTEMPTS, PermanentError, TransientError, nothing_added
-from ..jobs.kind import Archive, job_owner
+from ..jobs.failures import PermanentError, Refused, TransientError, nothing_added
+from ..jobs.kind import Archive, Claim, Settled, Skipped, job_owner
+from ..jobs.queueing import MAX_ATTEMPTS
 from ..storage.budget import human_bytes
+from ..storage.zip_names import bdr_zip_names
 from ..zipbuild.build import BuildResult, FileDigest, Trailing, sha256sum_lines
 from ..zipbuild.content import (
     Plan,
@@ -43,14 +44,12 @@ def root_manifest(files: list[FileDigest]) -> list[tuple[str, bytes]]:
 class Run:
     """One claimed run of one BDR: its one archive."""
 
-    def __init__(self, st: WorkerState, bdr_id: uuid.UUID, token: uuid.UUID, claim: asyncpg.Record):
+    def __init__(self, st: WorkerState, claim: Claim):
         self.st = st
         self.pool = st.pool
-        self.bdr_id = bdr_id
-        self.token = token
-        self.claim = claim
-        self.skipped_json: list[dict[str, Any]] = []
-        self.result: BuildResult | None = None  # set once the ZIP is published
+        self.bdr_id = claim.id
+        self.token = claim.token
+        self.claim = claim.row
 
     @property
     def attempts(self) -> int:
@@ -62,13 +61,11 @@ class Run:
         order = {pid: i for i, pid in enumerate(self.claim["post_ids"])}
         return sorted(plan.skipped + found_in_build, key=lambda s: order[s[0]])
 
-    async def fail(self, message: str) -> bool:
-        row = await self.pool.fetchrow(
-            SQL_FAILED, self.bdr_id, self.token, message, self.skipped_json
-        )
+    async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
+        row = await self.pool.fetchrow(SQL_FAILED, self.bdr_id, self.token, message, skipped, code)
         return row is not None
 
-    async def archives(self) -> AsyncGenerator[Archive]:
+    async def archives(self) -> AsyncGenerator[Archive, Settled]:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "download")
         user_sqid = user["public_sqid"] or self.st.public_ids.encode(claim["user_id"])
@@ -76,40 +73,54 @@ class Run:
         plan = await plan_artworks(
             self.pool, claim["user_id"], claim["post_ids"], self.st.public_ids, wanted
         )
-        yield BdrZip(self, plan, user["handle"], user_sqid)
+        # Read at build time (a renamed account shows its new handle in this ZIP), while the
+        # artworks are written: only the JSON files after them need it.
+        mentions = resolve_ahead(
+            self.pool,
+            [a.description for a in plan.artworks],
+            [a.post_id for a in plan.artworks] if claim["include_comments"] else [],
+        )
+        try:
+            yield BdrZip(self, plan, user["handle"], user_sqid, mentions)
+        finally:
+            mentions.cancel()  # a build that stopped before its JSON files never waited for it
 
-    async def finish(self) -> None:
-        assert self.result is not None
+    async def finish(self, published: list[Settled]) -> None:
+        [zipped] = published
         log.info(
             "BDR %s ready: %d artworks, %d skipped, %d bytes",
             self.bdr_id,
-            len(self.result.added),
-            len(self.skipped_json),
-            self.result.size,
+            len(zipped.result.added),
+            len(zipped.skipped),
+            zipped.result.size,
         )
 
-    def finished(self, outcome: str, seconds: float) -> None:
-        self.st.metrics.finished(outcome, seconds, None if outcome == "retry" else self.result)
+    def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
+        result = published[0].result if published and outcome != "retry" else None
+        self.st.metrics.finished(outcome, seconds, result)
 
 
-class BdrZip:
-    """A BDR's ZIP: its artworks, then the JSON files, then `manifest-sha256.txt`."""
+class BdrZip(Archive):
+    """A BDR's ZIP: its artworks, then the JSON files, then `manifest-sha256.txt`. It has no
+    gate: a BDR goes first, it waits for nothing."""
 
-    prefix = ""
-    gate: threading.Event | None = None  # a BDR goes first: it waits for nothing
-
-    def __init__(self, run: Run, plan: Plan, handle: str, user_sqid: str) -> None:
+    def __init__(
+        self,
+        run: Run,
+        plan: Plan,
+        handle: str,
+        user_sqid: str,
+        mentions: concurrent.futures.Future[Mentions],
+    ) -> None:
         self.run = run
         self.plan = plan
         self.handle = handle
+        self.mentions = mentions
         self.artworks = plan.artworks
         self.comments: bool = run.claim["include_comments"]
         self.reactions: bool = run.claim["include_reactions"]
         bdr_id, run_name = run.bdr_id, run.token.hex[:8]
-        self.file_path = bdr_file_path(user_sqid, bdr_id)
-        self.temp_name = bdr_temp_name(bdr_id, run_name)
-        self.object_path = bdr_object_file_path(user_sqid, bdr_id, run_name)
-        self.download_name = download_filename(bdr_id)
+        self.names = bdr_zip_names(user_sqid, bdr_id, run_name, download_filename(bdr_id))
         self.cap = run.st.settings.bdr_max_bytes
         self.arcnames = plan.working_arcnames()
         self.artworks_done = plan.artworks_done()
@@ -119,7 +130,8 @@ class BdrZip:
     ) -> list[tuple[str, Trailing]]:
         posts, post_skips, working = split(added, skipped, self.arcnames)
         ordered = self.run.in_request_order(self.plan, post_skips)
-        return json_files(self.handle, self.plan, extras, posts, ordered, working=working)
+        mentions = self.mentions.result()  # on the build thread: the loop reads them
+        return json_files(self.handle, self.plan, extras, posts, ordered, mentions, working=working)
 
     def closing(self, files: list[FileDigest]) -> list[tuple[str, bytes]]:
         return root_manifest(files)
@@ -130,7 +142,8 @@ class BdrZip:
         return PermanentError(
             f"This download grew past the limit of {human_bytes(self.cap)} a download "
             f"(over {human_bytes(written)} after {self.artworks_done(done)} of "
-            f"{len(self.plan.artworks)} artworks); request fewer artworks at a time."
+            f"{len(self.plan.artworks)} artworks); request fewer artworks at a time.",
+            Code.TOO_LARGE,
         )
 
     async def report(self, done: int) -> bool:
@@ -140,7 +153,7 @@ class BdrZip:
         )
         return bool(still_ours)
 
-    def settled(self, built: BuildResult) -> BuildResult:
+    def settled(self, built: BuildResult) -> Settled:
         """A complete ZIP that must not be shipped raises: too big, nothing added, or a retry
         may add what the artwork server failed to give. The item's `skipped` names, in request
         order, the artworks left out and the working files (a missing layers file) of those in."""
@@ -148,25 +161,27 @@ class BdrZip:
         if result.size > self.cap:
             raise PermanentError(
                 f"This download is {human_bytes(result.size)}, past the limit of "
-                f"{human_bytes(self.cap)} a download; request fewer artworks at a time."
+                f"{human_bytes(self.cap)} a download; request fewer artworks at a time.",
+                Code.TOO_LARGE,
             )
         run, plan = self.run, self.plan
         skipped = run.in_request_order(plan, result.skipped)
         order = {pid: i for i, pid in enumerate(run.claim["post_ids"])}
-        run.skipped_json = sorted(
+        entries = sorted(
             skipped_entries(skipped, plan.sqids) + skipped_file_entries(working, plan.sqids),
             key=lambda entry: order[entry["post_id"]],
         )
         if not result.added:
-            raise nothing_added(skipped)
+            raise Refused(nothing_added(skipped), entries)
         if any(why == "fetch_failed" for _, why in skipped) and run.attempts < MAX_ATTEMPTS:
             # The artwork server hiccuped: try again rather than ship an incomplete ZIP; only
             # the last attempt settles for what it could fetch.
-            raise TransientError("Some artworks could not be fetched from the artwork server.")
-        return result
+            error = TransientError("Some artworks could not be fetched from the artwork server.")
+            raise Refused(error, entries)
+        return Settled(result, entries)
 
-    async def publish(self, conn: Conn, file_path: str, result: BuildResult) -> None:
-        run = self.run
+    async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
+        run, result = self.run, settled.result
         await conn.execute(
             SQL_READY,
             run.bdr_id,
@@ -174,9 +189,6 @@ class BdrZip:
             file_path,
             result.size,
             result.sha256,
-            run.skipped_json,
+            settled.skipped,
             run.st.settings.bdr_expiry_days,
         )
-
-    def published(self, result: BuildResult) -> None:
-        self.run.result = result

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..jobs.kind import CLAIMABLE, OWNED, RELEASE_FOR_RETRY, orphaned, stuck_pending
+from ..jobs.kind import CLAIMABLE, OWNED
+
+TABLE = "batch_download_requests"
 
 # It leaves `announced` alone: a request is claimed during its first event's hold
 # (bdr/announcer.py), and its announcement, not the claim, makes that event.
@@ -20,36 +22,29 @@ UPDATE batch_download_requests SET progress_done = $3, heartbeat_at = now()
 WHERE {OWNED}
 RETURNING 1
 """
-SQL_LOCK_OWNED = f"""
-SELECT 1 FROM batch_download_requests
-WHERE {OWNED}
-FOR UPDATE
-"""
 SQL_READY = f"""
 UPDATE batch_download_requests
 SET status = 'ready', file_path = $3, file_size_bytes = $4, file_sha256 = $5, skipped = $6,
     progress_done = artwork_count, completed_at = now(),
     expires_at = now() + make_interval(days => $7),
-    claim_token = NULL, heartbeat_at = NULL, error_message = NULL
+    claim_token = NULL, heartbeat_at = NULL, error_message = NULL, error_code = NULL
 WHERE {OWNED}
 """
 SQL_FAILED = f"""
 UPDATE batch_download_requests
-SET status = 'failed', error_message = left($3, 500), skipped = $4, completed_at = now(),
+SET status = 'failed', error_message = left($3, 500), skipped = $4, error_code = $5,
+    completed_at = now(),
     claim_token = NULL, heartbeat_at = NULL, retry_at = NULL
 WHERE {OWNED}
 RETURNING 1
 """
-SQL_RELEASE_FOR_RETRY = f"UPDATE batch_download_requests {RELEASE_FOR_RETRY}"
-
 # For the sweep: a server that stopped between committing a request and announcing it (see
-# bdr/service.py), pending rows past the grace, and rows whose worker is gone.
+# bdr/service.py). Pending rows past the grace and rows whose worker is gone are the shared
+# statements' (jobs/kind.py).
 SQL_ANNOUNCE_LEFT = """
 UPDATE batch_download_requests SET announced = true
 WHERE NOT announced AND created_at < now() - make_interval(secs => $1)
 """
-SQL_STUCK_PENDING = stuck_pending("batch_download_requests", 500)
-SQL_ORPHANED = orphaned("batch_download_requests", 500)
 
 # For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
 # rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.
@@ -59,7 +54,7 @@ _TERMINAL = "status IN ('failed', 'expired', 'cancelled')"
 # tables (creating one would lock them), those of users the host deleted.
 _PURGE = """(coalesce(completed_at, created_at) < $1::timestamptz - make_interval(days => $2)
     OR NOT EXISTS (SELECT 1 FROM users u WHERE u.id = b.user_id))"""
-SQL_PLAN_EXPIRE = f"SELECT id, file_path FROM batch_download_requests WHERE {_DUE}"
+SQL_PLAN_EXPIRE = f"SELECT id, ARRAY[file_path] AS files FROM batch_download_requests WHERE {_DUE}"
 # A request the plan expires ($3) counts as expired, as in the run.
 SQL_PLAN_PURGE = f"""
 SELECT id FROM batch_download_requests b
@@ -68,7 +63,7 @@ WHERE ({_TERMINAL} OR {_DUE} AND id = ANY($3::uuid[])) AND {_PURGE}
 SQL_EXPIRE = f"""
 UPDATE batch_download_requests SET status = 'expired'
 WHERE id = ANY($2::uuid[]) AND {_DUE}
-RETURNING id, file_path
+RETURNING id, ARRAY[file_path] AS files
 """
 SQL_PURGE = f"""
 DELETE FROM batch_download_requests b

@@ -18,12 +18,12 @@ from ..mail.notify import END_LEASE, OWED, RELEASE, TAKEABLE, EmailTable
 # its `email_sent_at` names the take, so that only its own sender ends or releases it. It goes
 # to whoever asked (a moderator asking on a user's behalf gets it), with the link to the user's
 # posts page.
-SQL_TAKE_EMAIL = f"""
+_TAKE_EMAIL = """
 UPDATE batch_download_requests t
 SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
     email_attempts = t.email_attempts + 1
 FROM users asker, users owner
-WHERE t.id = $1 AND t.send_email AND {TAKEABLE}
+WHERE t.id = $1 AND t.send_email AND {takeable}
   AND t.status IN ('ready', 'failed') AND t.email_attempts < $2
   AND asker.id = coalesce(t.requested_by, t.user_id) AND owner.id = t.user_id
 RETURNING t.email_sent_at AS taken_at, t.status,
@@ -31,12 +31,18 @@ RETURNING t.email_sent_at AS taken_at, t.status,
           t.artwork_count - (SELECT count(*) FROM jsonb_array_elements(t.skipped) s
                              WHERE NOT s ? 'file')::int AS delivered,
           t.expires_at, t.error_message, t.request_id, asker.email, asker.handle,
-          owner.public_sqid
+          {locale} AS locale, owner.public_sqid
 """
+# In the language of whoever it goes to; on a host without `users.locale`, English
+# (mail/notify.py chooses, from the catalog).
+SQL_TAKE_EMAIL = _TAKE_EMAIL.format(takeable=TAKEABLE, locale="asker.locale")
+SQL_TAKE_EMAIL_IN_ENGLISH = _TAKE_EMAIL.format(takeable=TAKEABLE, locale="NULL::text")
 SQL_END_EMAIL_LEASE = f"UPDATE batch_download_requests {END_LEASE}"
 SQL_RELEASE_EMAIL = f"UPDATE batch_download_requests {RELEASE}"
 SQL_EMAILS_OWED = f"SELECT id FROM batch_download_requests t {OWED}"
-EMAIL = EmailTable(SQL_TAKE_EMAIL, SQL_END_EMAIL_LEASE, SQL_RELEASE_EMAIL)
+EMAIL = EmailTable(
+    SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH, SQL_END_EMAIL_LEASE, SQL_RELEASE_EMAIL
+)
 
 
 async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID) -> bool:

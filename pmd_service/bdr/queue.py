@@ -1,21 +1,14 @@
-"""Enqueueing `process_bdr`: job id `bdr:<id>`, so arq never queues one BDR twice."""
+"""A BDR's arq job: `process_bdr` under the job id `bdr:<id>` (jobs/queueing.py)."""
 
 from __future__ import annotations
 
-import uuid
+from ..jobs.queueing import MAX_ATTEMPTS, Queueing
 
-from arq.connections import ArqRedis
+# Attempts are counted in the database row, which decides when a BDR fails (a sweep-enqueued
+# run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
+# never runs one job more often than the row allows; a run past it is the sweep's to fail.
+QUEUE = Queueing("bdr", max_tries=MAX_ATTEMPTS, timeout=1800)
 
-JOB_NAME = "process_bdr"
-
-
-def job_id(bdr_id: uuid.UUID, retake: str | None = None) -> str:
-    # A retake (after a worker died holding the job) needs a fresh id: arq still holds the
-    # dead run's job under the plain id until its timeout passes.
-    return f"bdr:{bdr_id}" if retake is None else f"bdr:{bdr_id}:{retake}"
-
-
-async def enqueue_bdr(redis: ArqRedis, bdr_id: uuid.UUID, retake: str | None = None) -> bool:
-    """True if queued now; False if a job with that id is already queued or running."""
-    job = await redis.enqueue_job(JOB_NAME, str(bdr_id), _job_id=job_id(bdr_id, retake))
-    return job is not None
+JOB_NAME = QUEUE.function
+job_id = QUEUE.job_id
+enqueue_bdr = QUEUE.enqueue

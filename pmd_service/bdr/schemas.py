@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from ..core.payload_sql import columns
 from ..host.eligibility import PostIds, Sqid
-from ..zipbuild.outcome import REMOVED_AT, Progress, Skipped, Status
+from ..zipbuild.outcome import ERROR_CODE, REMOVED_AT, Progress, Skipped, Status
 
 
 class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -28,6 +28,17 @@ class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
             "beside its image (`artworks/{post_sqid}.mkpx`)"
         ),
     ] = True
+    repeat: Annotated[
+        bool | None,
+        Meta(
+            description="`false`: refuse a repeat, 409 `bdr_repeated` (its `details` "
+            "naming the download, `bdr_id` and `status`) when a download of exactly these "
+            "posts, with the same comments, reactions and layers, is still pending, being "
+            "built or ready: that one serves, and the day's limit is not spent. `true` or "
+            "absent: a new download whatever the earlier ones (absent keeps every earlier "
+            "client's behaviour)"
+        ),
+    ] = None
 
 
 class _BdrFields(msgspec.Struct):
@@ -48,6 +59,7 @@ class _BdrFields(msgspec.Struct):
 
 
 class BdrItem(_BdrFields):
+    error_code: Annotated[str | None, Meta(description=ERROR_CODE)]
     include_layers: bool
     removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
     requested_by_moderator: Annotated[
@@ -77,7 +89,7 @@ class ItemRow(_BdrFields):
     payload. The one definition of that payload: each field is a column of the same name, and
     the events' trigger functions are generated from this struct (bdr/event_sql.py), so a
     field added here (its column added by a migration) reaches every event with no function
-    body written by hand. Run `python -m pmd_service.sse.shapes` after changing it."""
+    body written by hand. Run `python -m pmd_service.web.event_kinds` after changing it."""
 
     progress_done: int
     skipped: list[Skipped]
@@ -87,6 +99,8 @@ class ItemRow(_BdrFields):
     removed_at: datetime | None = None
     # Absent from events written before migration 0011, when every ZIP was without layers.
     include_layers: bool = False
+    # Absent from events written before migration 0021.
+    error_code: str | None = None
 
 
 ITEM_COLUMNS = columns(ItemRow)

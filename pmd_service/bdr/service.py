@@ -7,10 +7,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 from arq.connections import ArqRedis
 
+from ..core.codes import Code
 from ..core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
 from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError, conflict, forbidden, gone, not_found
@@ -20,6 +22,9 @@ from ..storage.budget import Limits, human_bytes, too_large
 from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .queue import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,15 @@ INSERT INTO batch_download_requests
      include_reactions, send_email, request_id, estimated_bytes, announced, include_layers)
 VALUES ($1, $2, $3, $4, cardinality($4::int[]), $5, $6, $7, $8, $9, false, $10)
 RETURNING {ITEM_COLUMNS}
+"""
+# A download of exactly these posts and contents that still serves: the newest such one.
+SQL_SAME_DOWNLOAD = """
+SELECT id, status, created_at FROM batch_download_requests
+WHERE user_id = $1 AND status IN ('pending', 'processing', 'ready')
+  AND (expires_at IS NULL OR expires_at > now())
+  AND artwork_count = cardinality($2::int[]) AND post_ids @> $2::int[] AND post_ids <@ $2::int[]
+  AND include_comments = $3 AND include_reactions = $4 AND include_layers = $5
+ORDER BY created_at DESC, id DESC LIMIT 1
 """
 SQL_ANNOUNCE = "UPDATE batch_download_requests SET announced = true WHERE id = $1 AND NOT announced"
 # A moderator's actions on a user's downloads, in the host's audit log (its id has no default).
@@ -101,7 +115,7 @@ RETURNING file_path
 """
 
 
-def _over_the_day(why: str) -> ProblemError:
+def _over_the_day(why: str, code: Code, **details: int) -> ProblemError:
     wait = seconds_to_next_utc_day()
     return ProblemError(
         429,
@@ -109,6 +123,41 @@ def _over_the_day(why: str) -> ProblemError:
         "Too Many Requests",
         f"{why}; it resets at midnight UTC, in {wait // 3600} h {wait % 3600 // 60} min.",
         headers={"Retry-After": str(wait)},
+        code=code,
+        details={"retry_after_seconds": wait, **details},
+    )
+
+
+_SERVES = {
+    "pending": "is waiting for a worker",
+    "processing": "is being built",
+    "ready": "is ready to download",
+}
+
+
+async def _refuse_a_repeat(conn: Conn, user_id: int, body: BdrRequest) -> None:
+    """409 naming the download that already holds exactly what `body` asks for, if any."""
+    same = await conn.fetchrow(
+        SQL_SAME_DOWNLOAD,
+        user_id,
+        body.post_ids,
+        body.include_comments,
+        body.include_reactions,
+        body.include_layers,
+    )
+    if same is None:
+        return
+    n = len(body.post_ids)
+    raise ProblemError(
+        409,
+        "bdr-repeated",
+        "Conflict",
+        f"A download of exactly {'this artwork' if n == 1 else f'these {n} artworks'} "
+        f"{_SERVES[same['status']]} (download {same['id']}, requested "
+        f"{same['created_at']:%Y-%m-%d %H:%M} UTC): use that one, which spends nothing of "
+        "today's limit, or ask again with `repeat: true` for a new one.",
+        code=Code.BDR_REPEATED,
+        details={"bdr_id": str(same["id"]), "status": same["status"]},
     )
 
 
@@ -130,6 +179,8 @@ async def create(
         # Row locks until commit: a concurrent delete cannot slip between check and insert
         # (and the worker re-checks at build time anyway).
         await lock_eligible(conn, user_id, body.post_ids)
+        if body.repeat is False:
+            await _refuse_a_repeat(conn, user_id, body)
         size = await conn.fetchval(SQL_DECLARED_BYTES, body.post_ids, body.include_layers)
         if size > limits.bytes_a_request:
             raise ProblemError(
@@ -138,6 +189,7 @@ async def create(
                 "Bad Request",
                 too_large(size, limits.bytes_a_request, len(body.post_ids)),
                 extra={"size_bytes": size, "limit_bytes": limits.bytes_a_request},
+                code=Code.BDR_TOO_LARGE,
             )
         # Two-key advisory lock: concurrent requests of one requester count and insert one at
         # a time, so the quota can never be overrun (a check then an insert would race past it).
@@ -146,13 +198,17 @@ async def create(
         assert used is not None  # an aggregate always has its row
         if used["requests"] >= limits.requests_a_day:
             raise _over_the_day(
-                f"The limit of {limits.requests_a_day} download requests per day is reached"
+                f"The limit of {limits.requests_a_day} download requests per day is reached",
+                Code.BDR_DAILY_LIMIT,
+                limit=limits.requests_a_day,
             )
         if used["bytes"] + size > limits.bytes_a_day:
             raise _over_the_day(
                 f"This download ({human_bytes(size)}) would take today's downloads past the "
                 f"limit of {human_bytes(limits.bytes_a_day)} a day "
-                f"({human_bytes(used['bytes'])} asked for so far)"
+                f"({human_bytes(used['bytes'])} asked for so far)",
+                Code.BDR_DAILY_BYTES_LIMIT,
+                limit_bytes=limits.bytes_a_day,
             )
         row = await conn.fetchrow(
             SQL_INSERT,
@@ -217,7 +273,9 @@ async def newest(pool: asyncpg.Pool, user_id: int) -> list[BdrItem]:
 async def _row(pool: asyncpg.Pool, bdr_id: uuid.UUID, user_id: int) -> asyncpg.Record:
     row: asyncpg.Record | None = await pool.fetchrow(SQL_ONE, bdr_id, user_id)
     if row is None:
-        raise not_found(f"There is no download request {bdr_id} for this user.")
+        raise not_found(
+            f"There is no download request {bdr_id} for this user.", code=Code.BDR_NOT_FOUND
+        )
     return row
 
 
@@ -235,7 +293,8 @@ async def cancel_or_remove(
     if row["requested_by"] is not None and not by.as_moderator:
         raise forbidden(
             f"Download request {bdr_id} was made by a moderator; only a moderator can cancel "
-            "or delete it. It expires on its own."
+            "or delete it. It expires on its own.",
+            code=Code.BDR_MADE_BY_MODERATOR,
         )
     if row["status"] in ("pending", "processing"):
         if await pool.fetchrow(SQL_CANCEL, bdr_id, user_id) is not None:
@@ -266,20 +325,28 @@ async def download(
             f"Download request {bdr_id} is still {status}; wait for it to be ready "
             "(watch /api/pmd/bdr/sse or poll /api/pmd/bdr/{id}).",
             slug="not-ready",
+            code=Code.BDR_NOT_READY,
+            details={"status": status},
         )
     if status in ("failed", "cancelled"):
         raise conflict(
             f"Download request {bdr_id} is {status}; there is no file. Request a new download.",
             slug="no-file",
+            code=Code.BDR_NO_FILE,
+            details={"status": status},
         )
     expires_at = row["expires_at"]
     if status == "expired" or (expires_at is not None and expires_at <= datetime.now(UTC)):
-        raise gone(f"Download request {bdr_id} has expired; request a new download.")
+        raise gone(
+            f"Download request {bdr_id} has expired; request a new download.",
+            code=Code.BDR_EXPIRED,
+        )
     try:
         stored = await files.locate(row["file_path"] or "", row["file_size_bytes"])
     except ZipMissing:
         await pool.execute(SQL_EXPIRE, bdr_id)
         raise gone(
-            f"The file of download request {bdr_id} is no longer available; request a new download."
+            f"The file of download request {bdr_id} is no longer available; request a new download.",
+            code=Code.BDR_EXPIRED,
         ) from None
     return Download(stored, download_filename(bdr_id), row["file_sha256"])

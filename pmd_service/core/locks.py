@@ -12,3 +12,7 @@ class AdvisoryLock(IntEnum):
     EVENT_ORDER = 5064068
     BDR_QUOTA = 5064069  # with the requester's id as second key: one quota check at a time
     EXPORT_START = 5064070  # with the user's id: one export request of a user at a time
+    # With the owner's id: one write against an owner's budget of changed posts at a time
+    # (posts/pace.py); with the moderator's id, one against a moderator's.
+    WRITE_BUDGET = 5064071
+    WRITE_BUDGET_MODERATOR = 5064072

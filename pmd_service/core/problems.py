@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from .codes import Code
+
 TYPE_BASE = "urn:pmd:problem:"
 
 
@@ -23,11 +25,16 @@ class Problem(msgspec.Struct, omit_defaults=True):
     title: str
     status: int
     detail: str
+    # The host's app translates by `code` (core/codes.py) and reads its numbers from `details`.
+    code: str
+    details: dict[str, Any]  # always sent, `{}` when nothing else is known
     errors: list[FieldError] | None = None
 
 
 class ProblemError(Exception):
-    """An error a client can act on: status, a stable type slug, and a sentence of detail."""
+    """An error a client can act on: status, a stable type slug, and a sentence of detail; its
+    `code` (core/codes.py) is the slug's snake_case unless named, and `details` holds
+    `extra`'s numbers too."""
 
     def __init__(
         self,
@@ -39,6 +46,8 @@ class ProblemError(Exception):
         errors: list[FieldError] | None = None,
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
+        code: Code | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -48,36 +57,49 @@ class ProblemError(Exception):
         self.errors = errors
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
+        # Only a code of the table (a slug naming none fails here); the codes test checks
+        # that every raise site names one, of its status.
+        self.code = code if code is not None else Code(slug.replace("-", "_"))
+        self.details = {**self.extra, **(details or {})}
 
 
 def bad_request(detail: str, slug: str = "bad-request", **kw: Any) -> ProblemError:
     return ProblemError(400, slug, "Bad request", detail, **kw)
 
 
-def validation_error(detail: str, errors: list[FieldError]) -> ProblemError:
-    return ProblemError(422, "validation", "Invalid request", detail, errors=errors)
+def validation_error(
+    detail: str, errors: list[FieldError], code: Code = Code.VALIDATION_FAILED
+) -> ProblemError:
+    return ProblemError(422, "validation", "Invalid request", detail, errors=errors, code=code)
 
 
-def not_found(detail: str) -> ProblemError:
-    return ProblemError(404, "not-found", "Not found", detail)
+def not_found(detail: str, *, code: Code) -> ProblemError:
+    return ProblemError(404, "not-found", "Not found", detail, code=code)
 
 
-def forbidden(detail: str) -> ProblemError:
-    return ProblemError(403, "forbidden", "Forbidden", detail)
+def forbidden(detail: str, *, code: Code, details: Mapping[str, Any] | None = None) -> ProblemError:
+    return ProblemError(403, "forbidden", "Forbidden", detail, code=code, details=details)
 
 
-def conflict(detail: str, slug: str = "conflict") -> ProblemError:
-    return ProblemError(409, slug, "Conflict", detail)
+def conflict(
+    detail: str, slug: str = "conflict", *, code: Code, details: Mapping[str, Any] | None = None
+) -> ProblemError:
+    return ProblemError(409, slug, "Conflict", detail, code=code, details=details)
 
 
-def gone(detail: str) -> ProblemError:
-    return ProblemError(410, "gone", "Gone", detail)
+def gone(detail: str, *, code: Code, details: Mapping[str, Any] | None = None) -> ProblemError:
+    return ProblemError(410, "gone", "Gone", detail, code=code, details=details)
 
 
-def unauthorized(detail: str, error: str = "invalid_token") -> ProblemError:
+def unauthorized(detail: str, error: str = "invalid_token", *, code: Code) -> ProblemError:
     challenge = f'Bearer realm="pmd", error="{error}"'
     if error == "":
         challenge = 'Bearer realm="pmd"'
     return ProblemError(
-        401, "unauthorized", "Unauthorized", detail, headers={"WWW-Authenticate": challenge}
+        401,
+        "unauthorized",
+        "Unauthorized",
+        detail,
+        headers={"WWW-Authenticate": challenge},
+        code=code,
     )

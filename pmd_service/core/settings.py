@@ -90,7 +90,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     jwt_audience: str | None = None  # when set, a token's `aud` must name it
     jwt_issuer: str | None = None  # when set, a token's `iss` must equal it
     sqids_alphabet: str = DEFAULT_ALPHABET
-    base_url: str = "http://127.0.0.1:8080"
+    # Empty (BASE_URL unset): http://HOST:PORT, so that links follow the port (`__post_init__`).
+    base_url: str = ""
     smtp_host: str | None = None
     smtp_port: Annotated[int, Meta(ge=1, le=65535)] = 25
     smtp_username: str | None = None
@@ -104,11 +105,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # under way.
     smtp_timeout: Annotated[float, Meta(ge=1, le=600)] = 10.0
     mail_from: str = "pmd@localhost"
+    # A folder of `<locale>.json` email copy in the host's keys, read before the project's own
+    # (mail/language.py); unset: the project's copy alone.
+    email_copy_dir: Path | None = None
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
     # Posts one bulk action by filter may change (a list of ids stays at 128).
     bulk_max_posts: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
     # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
     bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
+    # Posts bulk actions and undos may change, per owner and per acting moderator, in any
+    # minute and in any hour (sliding): what bounds the WAL one person's writes can cause.
+    bulk_changed_posts_per_minute: Annotated[int, Meta(ge=1, le=10_000_000)] = 40_000
+    bulk_changed_posts_per_hour: Annotated[int, Meta(ge=1, le=100_000_000)] = 120_000
     bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
     bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
     # Below this free in ZIP_PATH, new requests (BDRs and exports) get 503.
@@ -196,6 +204,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     shutdown_grace_seconds: Annotated[float, Meta(gt=0, le=60)] = 1.0
 
     def __post_init__(self) -> None:
+        if not self.base_url:
+            host = f"[{self.host}]" if ":" in self.host else self.host
+            msgspec.structs.force_setattr(self, "base_url", f"http://{host}:{self.port}")
         self._stores_from_urls()
         data_dir = self.data_dir.resolve()
         vault = (self.vault_path if self.vault_path != Path() else data_dir / "vault").resolve()
@@ -212,6 +223,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         ):
             if path.exists() and not path.is_dir():
                 raise ConfigError(f"{variable} ({path}) is not a folder.")
+        if self.email_copy_dir is not None:
+            copy_dir = self.email_copy_dir.resolve()
+            if not copy_dir.is_dir():
+                raise ConfigError(
+                    f"EMAIL_COPY_DIR ({copy_dir}) is not a folder: name the folder that holds "
+                    "the <locale>.json files of email copy."
+                )
+            msgspec.structs.force_setattr(self, "email_copy_dir", copy_dir)
         if zips.is_relative_to(vault):
             raise ConfigError(
                 f"ZIP_PATH ({zips}) must not be inside VAULT_PATH ({vault}): the host site "
@@ -232,6 +251,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise ConfigError(
                 f"EXPORT_REPEAT_MIN_DAYS ({self.export_repeat_min_days}) must not exceed "
                 f"EXPORT_REPEAT_MAX_DAYS ({self.export_repeat_max_days})."
+            )
+        if not (
+            self.bulk_max_posts
+            <= self.bulk_changed_posts_per_minute
+            <= self.bulk_changed_posts_per_hour
+        ):
+            # An action larger than a budget could never pass, whatever the client waited.
+            raise ConfigError(
+                f"BULK_MAX_POSTS ({self.bulk_max_posts}) must not exceed "
+                f"BULK_CHANGED_POSTS_PER_MINUTE ({self.bulk_changed_posts_per_minute}), nor that "
+                f"BULK_CHANGED_POSTS_PER_HOUR ({self.bulk_changed_posts_per_hour})."
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")

@@ -1,10 +1,12 @@
-"""Demo data for `make run`: a user with 40 real pixel-art files and everything the README names
+"""Demo data for `make run`: a user with 40 real pixel-art files and all docs/features.md names
 (licenses, a NoDerivatives one among them; `.mkpx` layers files; upscaled copies; a moderator's
 tag and a post a moderator hid; posts hidden by the artist; a few deleted within the restore
-window), comments, reactions, a playlist; and `demo --posts N`, N more posts in seconds.
+window), comments, reactions, a playlist; and `demo --posts N`, N more posts in seconds,
+announced on the stream (`posts_changed`, action `new`) to the demo user's open pages.
 
 The demo is loaded only into an empty database (no users), so it never touches real data; more
-posts go only to the demo user. Both go through `insert_posts`: one INSERT … SELECT over
+posts go only to the demo user the loader made (marked by its `user_key`, demo_user.py), never
+to a real account named `demo`. Both go through `insert_posts`: one INSERT … SELECT over
 generate_series, then each post's files.
 """
 
@@ -31,7 +33,8 @@ from ..host.vault import (
     relative_upscaled_path,
     vault_file_in,
 )
-from .demo_user import DEMO_HANDLE
+from ..posts.live import announce_new
+from .demo_user import DEMO_HANDLE, demo_user_key
 
 DEMO_POSTS = 40
 # More posts at once than this would take minutes and fill the disk with files of no use.
@@ -150,10 +153,11 @@ async def _insert_user(
     conn: asyncpg.Connection, ids: PublicIds, handle: str, roles: list[str]
 ) -> tuple[int, str]:
     user_id: int = await conn.fetchval(
-        "INSERT INTO users (handle, email, roles) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO users (handle, email, roles, user_key) VALUES ($1, $2, $3, $4) RETURNING id",
         handle,
         f"{handle}@example.com",
         roles,
+        demo_user_key(handle),  # the demo's mark: `demo --posts` writes only to such a user
     )
     sqid = ids.encode(user_id)
     await conn.execute("UPDATE users SET public_sqid = $2 WHERE id = $1", user_id, sqid)
@@ -177,18 +181,20 @@ async def _licenses(conn: asyncpg.Connection) -> list[int]:
     return [r["id"] for r in rows]
 
 
-SQL_INSERT_POSTS = """
+# `listed_at` (the host's feeds' order, since its revision a8b9c0d1e2f3) is set as the host's
+# ORM sets it on insert, to the post's time; a database of an older layout has none.
+_INSERT_POSTS = """
 INSERT INTO posts (storage_key, storage_shard, owner_id, title, description, hashtags,
                    mod_hashtags, art_url, width, height, frame_count, view_count, license_id,
                    remixable, created_at, hidden_by_user, hidden_by_mod, deleted_by_user,
-                   deleted_by_user_date, mkpx_file_bytes, mkpx_attached_at)
+                   deleted_by_user_date, mkpx_file_bytes, mkpx_attached_at{listed_at})
 SELECT k.key, k.shard, $1, k.title, k.description,
-       ARRAY['pixelart', k.fmt] || CASE WHEN k.mod_tag THEN ARRAY[$3] ELSE '{}' END,
-       CASE WHEN k.mod_tag THEN ARRAY[$3] ELSE '{}' END::varchar[],
+       ARRAY['pixelart', k.fmt] || CASE WHEN k.mod_tag THEN ARRAY[$3] ELSE '{{}}' END,
+       CASE WHEN k.mod_tag THEN ARRAY[$3] ELSE '{{}}' END::varchar[],
        '/vault/' || k.shard || '/' || k.key || '.' || k.fmt,
        k.side, k.side, k.frames, k.views, k.license_id, k.license_id IS DISTINCT FROM $4,
        k.created_at, k.hidden, k.mod_hidden, k.deleted_at IS NOT NULL, k.deleted_at,
-       k.layers_bytes, CASE WHEN k.layers_bytes IS NOT NULL THEN k.created_at END
+       k.layers_bytes, CASE WHEN k.layers_bytes IS NOT NULL THEN k.created_at END{created_at}
 FROM generate_series(1, cardinality($2::uuid[])) g,
      LATERAL (SELECT ($2::uuid[])[g] AS key, ($5::text[])[g] AS shard, ($6::text[])[g] AS title,
                      ($7::text[])[g] AS description, ($8::text[])[g] AS fmt,
@@ -199,6 +205,12 @@ FROM generate_series(1, cardinality($2::uuid[])) g,
                      ($17::timestamptz[])[g] AS deleted_at, ($18::int[])[g] AS layers_bytes) k
 ORDER BY g
 RETURNING id, storage_key
+"""
+SQL_INSERT_POSTS = _INSERT_POSTS.format(listed_at=", listed_at", created_at=", k.created_at")
+SQL_INSERT_POSTS_UNLISTED = _INSERT_POSTS.format(listed_at="", created_at="")
+SQL_HAS_LISTED_AT = """
+SELECT EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'posts'::regclass AND attname = 'listed_at' AND NOT attisdropped)
 """
 
 SQL_SET_SQIDS = """
@@ -242,8 +254,9 @@ async def insert_posts(
     titles = [f"{_TITLES[n % len(_TITLES)]} #{n + 1}" for n in numbers]
     layers = [layers_file(t) if n % 4 == 1 else None for n, t in zip(numbers, titles, strict=True)]
     deleted = {n: now - timedelta(days=d, hours=2) for n, d in DELETED_DAYS_AGO.items()}
+    listed = await conn.fetchval(SQL_HAS_LISTED_AT)
     rows = await conn.fetch(
-        SQL_INSERT_POSTS,
+        SQL_INSERT_POSTS if listed else SQL_INSERT_POSTS_UNLISTED,
         seeded.owner_id,
         keys,
         MOD_TAG,
@@ -358,10 +371,14 @@ class NoDemoUser(Exception):
     """`--posts` needs the demo user, which only the demo data makes."""
 
 
+# Only users the demo made ($3, $4: their keys): a real account named `demo` (or `fan1`) is
+# left alone.
 SQL_DEMO_OWNER = """
 SELECT u.id, (SELECT count(*) FROM posts p WHERE p.owner_id = u.id AND p.kind = 'artwork') AS n,
-       ARRAY(SELECT f.id FROM users f WHERE f.handle = ANY($2::text[]) ORDER BY f.handle) AS fans
-FROM users u WHERE u.handle = $1
+       ARRAY(SELECT f.id FROM users f
+             WHERE f.handle = ANY($2::text[]) AND f.user_key = ANY($4::uuid[])
+             ORDER BY f.handle) AS fans
+FROM users u WHERE u.handle = $1 AND u.user_key = $3
 """
 
 # Tiny images, drawn once and shared by the posts `--posts` adds: thousands in seconds.
@@ -372,7 +389,13 @@ async def add_posts(conn: asyncpg.Connection, vault: Path, ids: PublicIds, count
     """`count` more artworks for the demo user, numbered after theirs, as the demo's own are
     (licenses, tags, layers files, upscaled copies, comments, reactions) with tiny images;
     how many artworks the user has now."""
-    row = await conn.fetchrow(SQL_DEMO_OWNER, DEMO_HANDLE, list(FANS))
+    row = await conn.fetchrow(
+        SQL_DEMO_OWNER,
+        DEMO_HANDLE,
+        list(FANS),
+        demo_user_key(DEMO_HANDLE),
+        [demo_user_key(f) for f in FANS],
+    )
     if row is None:
         raise NoDemoUser(f"there is no @{DEMO_HANDLE} user: load the demo data first")
     first: int = row["n"]
@@ -383,5 +406,7 @@ async def add_posts(conn: asyncpg.Connection, vault: Path, ids: PublicIds, count
     arts = [tiny[i % len(tiny)] for i in range(count)]
     async with conn.transaction():
         seeded = Seeded(row["id"], await _licenses(conn), list(row["fans"]))
-        await insert_posts(conn, vault, ids, seeded, first, arts, rng, datetime.now(UTC))
+        added = await insert_posts(conn, vault, ids, seeded, first, arts, rng, datetime.now(UTC))
+        # The demo user's open pages show the new posts at once, as they would a host upload's.
+        await announce_new(conn, row["id"], added)
     return first + count

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -49,8 +50,12 @@ def start_postgres(pgdata: Path) -> str:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise _not_installed("PostgreSQL", "DATABASE_URL") from exc
     pgdata.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
-    uri: str = server.get_uri()
+    # One process at a time: pgserver's start races with itself (a missing `pgdata` made with
+    # exist_ok=False, a postmaster.pid read half-written), and the suite's workers start at once.
+    with open(pgdata.parent / f".{pgdata.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
+        uri: str = server.get_uri()
     return uri
 
 

@@ -16,16 +16,14 @@ import sys
 import time
 import urllib.request
 
-import msgspec
-
 from ..core.db import connect
 from ..core.migrate import migrate
 from ..core.public_ids import PublicIds
-from ..core.settings import Settings
-from ..core.startup import load_settings
+from ..core.settings import Settings, dev_requested
+from ..core.startup import check_env, load_settings, stop
 from ..host.tokens import mint_token
 from .demo import MODERATOR_HANDLE, load_demo
-from .demo_user import DEMO_HANDLE, SQL_DEMO_SQID, demo_user_sqid
+from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import services, stop_processes
 
 
@@ -36,7 +34,7 @@ async def _prepare(settings: Settings) -> tuple[str | None, str | None]:
         # Development: the stand-in host tables too, explicitly (nothing else creates them).
         await migrate(conn, settings, with_host_tables=True)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
-        return await demo_user_sqid(conn), await conn.fetchval(SQL_DEMO_SQID, MODERATOR_HANDLE)
+        return await demo_user_sqid(conn), await demo_user_sqid(conn, MODERATOR_HANDLE)
     finally:
         await conn.close()
 
@@ -75,13 +73,9 @@ def _port_free(host: str, port: int) -> None:
 
 
 def public_base(settings: Settings) -> str:
-    """BASE_URL when it is set (to anything but its default), else http://HOST:PORT: the same
-    rule as the server's start-up line (web/reference.py, which this package may not import)."""
-    default = next(f.default for f in msgspec.structs.fields(Settings) if f.name == "base_url")
-    if settings.base_url != default:
-        return settings.base_url
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    return f"http://{host}:{settings.port}"
+    """BASE_URL, which is http://HOST:PORT while it is unset (core/settings.py): the same
+    address as the server's start-up line and every email's link."""
+    return settings.base_url
 
 
 # Dev mode's export cooldowns (production: 7 days and 1 day), so that a full export and then an
@@ -116,6 +110,8 @@ def banner(
         else ""
     )
     dev = ""
+    # The demo command prints the page's address: on this port, not the default one.
+    port = f"PORT={settings.port} " if settings is not None and settings.port != 8080 else ""
     if settings is not None:
         full = _duration(settings.export_cooldown_seconds)
         incremental = _duration(settings.export_incremental_cooldown_seconds)
@@ -137,16 +133,36 @@ def banner(
         f"{dev}\n"
         f"Demo user @{DEMO_HANDLE} ({demo_sqid}); Bearer token, valid 7 days:\n\n{token}\n\n"
         f"Try: curl -H 'Authorization: Bearer {token}' {base}/api/pmd/posts\n"
-        f"More posts for @{DEMO_HANDLE}: PMD_DEV=1 .venv/bin/python -m pmd_service demo --posts 5000\n"
+        f"More posts for @{DEMO_HANDLE}: {port}PMD_DEV=1 .venv/bin/python -m pmd_service demo "
+        "--posts 5000\n"
         "Another port: PORT=9000 make run. Press Ctrl-C to stop everything.\n"
     )
 
 
+DEV_MODE_OFF = (
+    "pmd dev: dev mode is off ({why}): it starts embedded servers, a worker and a mailbox that "
+    "shows every user's mail, so it runs only when asked: PMD_DEV=1 python -m pmd_service dev "
+    "(what `make run` does)"
+)
+
+
+def ensure_dev_mode() -> None:
+    """Dev mode only when asked for (PMD_DEV=1): else one line saying how, exit status 2. A
+    malformed setting is named first, as every command names it."""
+    check_env("pmd dev")
+    if not dev_requested():
+        value = os.environ.get("PMD_DEV")
+        why = "PMD_DEV is not set" if value is None else f"PMD_DEV={value}"
+        stop(DEV_MODE_OFF.format(why=why), status=2)
+
+
 def run_dev() -> int:
+    # Before anything starts or connects: against a real DATABASE_URL it would serve every
+    # user's mail and start a second worker on the real queue.
+    ensure_dev_mode()
     for name, value in DEV_DEFAULTS.items():
         os.environ.setdefault(name, value)  # the children inherit them
-    # Dev mode by the command itself (`make run` sets PMD_DEV=1 too): a bad setting is one line.
-    settings = load_settings("pmd dev", embedded=services, dev=True)
+    settings = load_settings("pmd dev", embedded=services)
     _port_free(settings.host, settings.port)
     demo_sqid, moderator_sqid = asyncio.run(_prepare(settings))
 

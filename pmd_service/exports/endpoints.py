@@ -19,6 +19,7 @@ from ..api.zip_download import (
     send_zip,
     zip_answers,
 )
+from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER
 from ..core.problems import not_found
 from ..storage.budget import ensure_free_space
@@ -81,7 +82,9 @@ async def export_sha256sums(request: web.Request) -> web.Response:
 def _part_number(request: web.Request) -> int:
     raw = request.match_info["n"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 6 or int(raw) < 1:
-        raise not_found(f"There is no part {raw[:20]!r}: parts are numbered 1, 2, 3…")
+        raise not_found(
+            f"There is no part {raw[:20]!r}: parts are numbered 1, 2, 3…", code=Code.PART_NOT_FOUND
+        )
     return int(raw)
 
 
@@ -93,7 +96,7 @@ async def download_part(request: web.Request) -> web.StreamResponse:
     found = await service.part_download(
         request.app[DB_POOL], files, export_id, number, request[PRINCIPAL]
     )
-    return await send_zip(request, found.stored, found.filename, found.headers)
+    return await send_zip(request, found.stored, found.filename, found.headers, Code.EXPORT_EXPIRED)
 
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The export's id", location="path")
@@ -101,13 +104,20 @@ _N = Param(
     "n", {"type": "integer", "minimum": 1}, "The part's number (1 = the newest posts)",
     location="path", required=True,
 )  # fmt: skip
+_OWNER_CODE = Code.EXPORT_OWNER_ONLY
+_ONE = (_OWNER_CODE, Code.INVALID_ID, Code.EXPORT_NOT_FOUND)
 _OWNER_ONLY = {
     403: "A moderator's `target_sqid` naming another user: exports are the owner's alone"
 }
 
 
 def _part_answers() -> dict[str, Any]:
-    answers = zip_answers("makapix-export-…-part-N-of-M.zip", "part")
+    answers = zip_answers(
+        "makapix-export-…-part-N-of-M.zip",
+        "part",
+        (_OWNER_CODE, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
+         Code.PART_NO_FILE, Code.EXPORT_EXPIRED),
+    )  # fmt: skip
     answers["problems"] = (403, *answers["problems"])
     answers["problem_notes"] |= _OWNER_ONLY
     return answers
@@ -119,6 +129,9 @@ ENDPOINTS = (
         "Export every artwork (hidden ones included) in parts, each a BagIt bag in a ZIP",
         "exports", ok_status=202, ok_description="Accepted: the export is queued",
         request=ExportRequest, response=ExportItem, problems=(403, 409, 422, 429, 503),
+        codes=(Code.TARGET_MISMATCH, _OWNER_CODE, Code.INVALID_PART_SIZE, Code.INVALID_SINCE,
+               Code.INVALID_SCHEDULE, Code.EXPORT_RUNNING, Code.EXPORT_SCHEDULED,
+               Code.EXPORT_COOLDOWN, Code.NOTHING_TO_EXPORT, Code.LOW_DISK_SPACE),
         problem_notes={
             400: "`part_bytes` outside [EXPORT_MIN_PART_BYTES, EXPORT_MAX_PART_BYTES] (the "
                  "bounds are in the answer), a `since` that is neither `last` nor the id of an "
@@ -146,24 +159,27 @@ ENDPOINTS = (
         other_schemas={200: NothingChanged},
     ),
     Endpoint("get", "/api/pmd/exports", list_exports, "listExports", "The 20 newest exports",
-             "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY),
+             "exports", response=ExportList, problems=(403,), problem_notes=_OWNER_ONLY,
+             codes=(_OWNER_CODE,)),
     Endpoint("delete", "/api/pmd/exports/schedule", delete_schedule, "cancelExportSchedule",
              "Cancel the recurring export: no later export starts (those made stay)", "exports",
              ok_status=204, ok_description="Cancelled", problems=(403, 404),
+             codes=(_OWNER_CODE, Code.SCHEDULE_NOT_FOUND),
              problem_notes=_OWNER_ONLY | {404: "No recurring export is scheduled"}),
     Endpoint("get", "/api/pmd/exports/{id}", get_export, "getExport", "One export", "exports",
-             response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
+             response=ExportItem, params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY,
+             codes=_ONE),
     Endpoint("delete", "/api/pmd/exports/{id}", delete_export, "deleteExport",
              "Cancel a running export, or remove the parts of a finished one", "exports",
              ok_status=204,
              ok_description="Cancelled, or removed (then `expired` with `removed_at` set); no "
              "part file is left",
-             params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY),
+             params=(_ID,), problems=(403, 404), problem_notes=_OWNER_ONLY, codes=_ONE),
     Endpoint("get", "/api/pmd/exports/{id}/SHA256SUMS", export_sha256sums, "exportSha256sums",
              "Every ready part's SHA-256 and file name, in `sha256sum` format: "
              "`sha256sum -c SHA256SUMS` where the parts were saved checks them all",
              "exports", response_media="text/plain", params=(_ID,), problems=(403, 404),
-             problem_notes=_OWNER_ONLY, auth=Auth.BEARER_OR_TICKET, query=DownloadQuery),
+             problem_notes=_OWNER_ONLY, auth=Auth.BEARER_OR_TICKET, query=DownloadQuery, codes=_ONE),
     Endpoint("get", "/api/pmd/exports/{id}/parts/{n}/download", download_part,
              "downloadExportPart", "One part's ZIP (Range supported): downloadable as soon as "
              "it is ready, while later parts are still built", "exports",

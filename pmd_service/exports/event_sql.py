@@ -11,17 +11,19 @@ import msgspec
 
 from ..core.locks import AdvisoryLock
 from ..core.payload_sql import build_object, changed, watched
+from ..sse.kinds import EventKind
 from .schemas import Payload
 
 
-def repeatable_sql(shape: type[msgspec.Struct] = Payload) -> str:
-    """`shape`: the payloads' definition (another one only in a test)."""
+def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = Payload) -> str:
+    """`kind`: the event kind its rows are (events.py, their `kind` and `audience`);
+    `shape`: the payloads' definition (another one only in a test)."""
     item = build_object(shape)
     event = build_object(shape, event=True)
     condition = changed([c for c in watched(shape) if c != "id"], "OLD", "NEW", " " * 11)
     return f"""\
 -- The export's payload functions and its events' trigger function, generated from
--- pmd_service/exports/schemas.py Payload by `python -m pmd_service.sse.shapes`
+-- pmd_service/exports/schemas.py Payload by `python -m pmd_service.web.event_kinds`
 -- (exports/event_sql.py): edit those, not this file. The migration runner re-creates them
 -- whenever this file changes (core/migrate.py).
 
@@ -50,8 +52,8 @@ BEGIN
         RETURN NULL;  -- a heartbeat or a claim: nothing the item shows
     END IF;
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- ids visible in commit order (see 0005)
-    INSERT INTO stream_events (subject_id, user_id, payload)
-    VALUES (NEW.id, NEW.user_id, export_event_payload(NEW))
+    INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+    VALUES (NEW.id, NEW.user_id, '{kind.kind}', '{kind.audience}', export_event_payload(NEW))
     RETURNING id INTO event_id;
     -- The previous release's doorbell; the table rings this release's (migration 0018).
     PERFORM pg_notify('pmd_bdr_events', event_id::text);

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import asyncpg
 
 from ..core.visibility import visible_comment
+from ..host.mentions import Mentions
 from ..zipbuild.content import Artwork
 from .bag import BagPlace
 from .schemas import part_filename
@@ -108,7 +109,7 @@ def _scale(a: Artwork) -> int:
     return max(1, 256 // side) if side else 1
 
 
-def _card(a: Artwork, files: set[str], social: Social) -> str:
+def _card(a: Artwork, files: set[str], social: Social, mentions: Mentions) -> str:
     image = f"data/artworks/{a.filename}"
     scale = _scale(a)
     size = f' width="{a.width * scale}" height="{a.height * scale}"' if a.width and a.height else ""
@@ -129,7 +130,7 @@ def _card(a: Artwork, files: set[str], social: Social) -> str:
     if hidden:
         parts.append(f'<p class="meta hidden">Hidden {" and ".join(hidden)}</p>')
     if a.description:
-        parts.append(f"<p>{_e(a.description)}</p>")
+        parts.append(f"<p>{_e(mentions.plain(a.description))}</p>")
     if a.hashtags:
         parts.append(
             "<p>" + "".join(f'<span class="tag">#{_e(t)}</span>' for t in a.hashtags) + "</p>"
@@ -159,7 +160,8 @@ def _card(a: Artwork, files: set[str], social: Social) -> str:
         )
         for c in comments:
             parts.append(
-                f"<blockquote><b>@{_e(c.author)}</b> · {c.created_at:%Y-%m-%d}<br>{_e(c.body)}</blockquote>"
+                f"<blockquote><b>@{_e(c.author)}</b> · {c.created_at:%Y-%m-%d}<br>"
+                f"{_e(mentions.plain(c.body))}</blockquote>"
             )
         parts.append("</details>")
     parts.append("</li>")
@@ -167,10 +169,11 @@ def _card(a: Artwork, files: set[str], social: Social) -> str:
 
 
 def gallery(
-    place: BagPlace, artworks: list[Artwork], social: Social
+    place: BagPlace, artworks: list[Artwork], social: Social, mentions: Mentions
 ) -> Callable[[set[str]], bytes]:
     """`index.html` from the payload's names (what the part holds: an artwork skipped at build
-    time is not shown, nor a working file that could not be read)."""
+    time is not shown, nor a working file that could not be read); descriptions and comments
+    plain, as people read them on the site (`mentions`: the accounts they mention)."""
 
     def render(files: set[str]) -> bytes:
         shown = [a for a in artworks if f"data/artworks/{a.filename}" in files]
@@ -214,7 +217,7 @@ def gallery(
 </header>
 <main>
 <ul class="grid">
-{"".join(_card(a, files, social) for a in shown)}
+{"".join(_card(a, files, social, mentions) for a in shown)}
 </ul>
 </main>
 </body>

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from ..core.codes import Code
 from ..core.problems import FieldError, ProblemError
 from ..zipbuild.content import METADATA_ONLY
 
@@ -81,6 +82,17 @@ def changed(since: str, base: str) -> str:
 )"""
 
 
+def added_count(e: str) -> str:
+    """Of incremental export `e`'s planned posts, those new to it (the others changed since):
+    null for a full export and until its parts are planned."""
+    return f"""(CASE WHEN {e}.follows_id IS NOT NULL
+    AND EXISTS (SELECT 1 FROM export_parts ep WHERE ep.export_id = {e}.id) THEN (
+    SELECT count(*)::int FROM export_parts ep, unnest(ep.post_ids) AS x(id)
+    LEFT JOIN posts p ON p.id = x.id
+    WHERE ep.export_id = {e}.id
+      AND (NOT (x.id = ANY({e}.base_post_ids)) OR p.created_at > {e}.follows_started_at)) END)"""
+
+
 SQL_CHANGED_COUNT = f"""
 SELECT count(*) FROM posts p
 WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user AND {changed("$2", "$3")}
@@ -133,6 +145,7 @@ def _bad_since(detail: str, message: str, extra: dict[str, Any] | None = None) -
         detail,
         errors=[FieldError(field="since", message=message)],
         extra=extra,
+        code=Code.INVALID_SINCE,
     )
 
 

@@ -1,20 +1,23 @@
 """One claimed run of an export: plan the parts once, then build each part not yet published,
-newest posts first, so that a run that dies loses at most the part it was building."""
+newest posts first, so that a run that dies loses at most the part it was building. A part
+published is handed back to the run by the driver (jobs/kind.py), which counts it then."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
-import uuid
 from collections.abc import AsyncGenerator, Iterable
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from ..host.vault import export_part_file_path, export_part_temp_name
+from ..core.codes import Code
+from ..host.mentions import Mentions, resolve_ahead
 from ..jobs.context import WorkerState
 from ..jobs.failures import PermanentError
-from ..jobs.kind import Archive, job_owner
+from ..jobs.kind import Archive, Claim, Settled, Skipped, job_owner
+from ..storage.zip_names import export_part_names
 from ..zipbuild.build import BuildCancelled, BuildResult, FileDigest, Trailing
 from ..zipbuild.content import (
     METADATA_ONLY,
@@ -55,29 +58,33 @@ log = logging.getLogger(__name__)
 class ExportRun:
     """One claimed run of one export: an archive per part not yet published."""
 
-    def __init__(
-        self, st: WorkerState, export_id: uuid.UUID, token: uuid.UUID, claim: asyncpg.Record
-    ):
+    def __init__(self, st: WorkerState, claim: Claim):
         self.st = st
         self.pool = st.pool
-        self.export_id = export_id
-        self.token = token
-        self.claim = claim
-        self.attempts: int = claim["attempts"]
+        self.export_id = claim.id
+        self.token = claim.token
+        self.claim = claim.row
+        self.attempts: int = claim.row["attempts"]
         self.added = 0  # artworks in the parts published so far (this run's and earlier ones')
         self.done = 0  # artworks the published parts went through (added or skipped)
         self.count = 0  # its parts
 
-    async def fail(self, message: str) -> bool:
+    async def fail(self, message: str, code: Code, skipped: Skipped) -> bool:
+        """The parts' rows keep what they left out: the export's `skipped` is theirs."""
         row = await self.pool.fetchrow(
-            SQL_FAILED, self.export_id, self.token, message, self.st.settings.export_expiry_days
+            SQL_FAILED,
+            self.export_id,
+            self.token,
+            message,
+            self.st.settings.export_expiry_days,
+            code,
         )
         return row is not None
 
-    def finished(self, outcome: str, seconds: float) -> None:
+    def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
         log.info("export %s: %s after %.1f s", self.export_id, outcome, seconds)
 
-    async def archives(self) -> AsyncGenerator[Archive]:
+    async def archives(self) -> AsyncGenerator[Archive, Settled]:
         claim = self.claim
         user = await job_owner(self.pool, claim["user_id"], "export")
         parts = await self.pool.fetch(SQL_PARTS, self.export_id)
@@ -99,13 +106,35 @@ class ExportRun:
                     claim["follows_started_at"],
                 )
                 async with self.st.export_slots:
-                    yield await self._part(place, part["post_ids"])
+                    archive = await self._part(place, part["post_ids"])
+                    try:
+                        settled = yield archive
+                    finally:
+                        archive.mentions.cancel()  # a build that stopped early never waited
+                    self._published(archive, settled)
 
-    async def finish(self) -> None:
+    def _published(self, part: ExportPart, settled: Settled) -> None:
+        """A part published: counted, and the run's attempts start again."""
+        plan, place = part.plan, part.place
+        added = len(settled.result.added) + len(part.listed_only)
+        self.added += added
+        self.done += len(plan.artworks) + len(plan.skipped)
+        self.attempts = 1
+        log.info(
+            "export %s: part %d of %d ready, %d artworks, %d bytes",
+            self.export_id,
+            place.number,
+            place.count,
+            added,
+            settled.result.size,
+        )
+
+    async def finish(self, published: list[Settled]) -> None:
         if not self.added and not await self._only_removals():
             raise PermanentError(
                 "None of the artworks could be added (deleted or missing their file since the "
-                "export was asked for); an export without artworks is not made."
+                "export was asked for); an export without artworks is not made.",
+                Code.NO_POSTS,
             )
         if (
             await self.pool.fetchval(
@@ -156,7 +185,8 @@ class ExportRun:
             raise PermanentError(
                 "Nothing changed since the export this one follows started."
                 if base is not None
-                else "There is no artwork to export any more."
+                else "There is no artwork to export any more.",
+                Code.NO_POSTS,
             )
         async with self.pool.acquire() as conn, conn.transaction():
             if await conn.fetchval(SQL_LOCK_OWNED, self.export_id, self.token) is None:
@@ -198,16 +228,20 @@ class ExportRun:
             removals = removed_json(
                 place, await self.pool.fetchval(SQL_REMOVED_LIST, self.export_id)
             )
+        post_ids = [a.post_id for a in plan.artworks]
+        comments = self.claim["include_comments"]
         social = await read_social(
-            self.pool,
-            [a.post_id for a in plan.artworks],
-            comments=self.claim["include_comments"],
-            reactions=self.claim["include_reactions"],
+            self.pool, post_ids, comments=comments, reactions=self.claim["include_reactions"]
         )
-        return ExportPart(self, place, plan, post_changes, removals, social)
+        # Read at build time (a renamed account shows its new handle in this part), while the
+        # artworks are written: only the JSON files and the gallery after them need it.
+        mentions = resolve_ahead(
+            self.pool, [a.description for a in plan.artworks], post_ids if comments else []
+        )
+        return ExportPart(self, place, plan, post_changes, removals, social, mentions)
 
 
-class ExportPart:
+class ExportPart(Archive):
     """One part of an export: a BagIt bag in a ZIP, its payload under `<bag>/data/`."""
 
     def __init__(
@@ -218,22 +252,25 @@ class ExportPart:
         post_changes: dict[int, str] | None,
         removals: bytes | None,
         social: Social,
+        mentions: concurrent.futures.Future[Mentions],
     ) -> None:
         self.run = run
+        self.mentions = mentions
+        self.social = social
         self.place = place
         self.plan = plan
         self.post_changes = post_changes
         self.removals = removals
         self.comments: bool = run.claim["include_comments"]
         self.reactions: bool = run.claim["include_reactions"]
+        # No cap on what is written: a part's size was planned, one large artwork is a part
+        # of its own.
         self.prefix = f"{place.name}/data/"
         # BDRs go first: while one is built here, this part waits between two artworks.
         self.gate: threading.Event | None = run.st.bdrs_idle
         export_id, run_name = run.export_id, run.token.hex[:8]
-        self.file_path = export_part_file_path(export_id, place.number)
-        self.temp_name = export_part_temp_name(place.number, run_name)
-        self.object_path = export_part_file_path(export_id, place.number, run_name)
-        self.download_name = part_filename(export_id, place.number, place.count)
+        download = part_filename(export_id, place.number, place.count)
+        self.names = export_part_names(export_id, place.number, run_name, download)
         self.header: dict[str, Any] = {
             "export_id": str(export_id),
             "part": place.number,
@@ -258,8 +295,6 @@ class ExportPart:
         self.arcnames = with_files.working_arcnames()
         self.artworks_done = with_files.artworks_done()
         self.order = {a.post_id: i for i, a in enumerate(plan.artworks)}
-        self.index = gallery(place, plan.artworks, social)
-        self.added = 0
 
     def trailing(
         self, extras: Extras, added: list[int], skipped: list[tuple[int, str]]
@@ -274,6 +309,7 @@ class ExportPart:
             extras,
             listed,
             ordered,
+            self.mentions.result(),  # on the build thread: the loop reads them
             self.header,
             working,
             self.post_changes,
@@ -281,27 +317,24 @@ class ExportPart:
         return made if self.removals is None else [*made, ("removed.json", self.removals)]
 
     def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
-        return bag_closing(self.place, index=self.index)(files)
-
-    def over_cap(self, written: int, done: int) -> Exception | None:
-        return None  # a part's size was planned; one large artwork is a part of its own
+        index = gallery(self.place, self.plan.artworks, self.social, self.mentions.result())
+        return bag_closing(self.place, index=index)(files)
 
     async def report(self, done: int) -> bool:
         run = self.run
         progress = self.base + self.pre_skipped + self.artworks_done(done)
         return bool(await run.pool.fetchval(SQL_PROGRESS, run.export_id, run.token, progress))
 
-    def settled(self, built: BuildResult) -> BuildResult:
-        return sorted_out(built, self.arcnames)[0]
+    def settled(self, built: BuildResult) -> Settled:
+        result = sorted_out(built, self.arcnames)[0]
+        plan, order = self.plan, self.order
+        found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
+        return Settled(result, skipped_entries(plan.skipped + found, plan.sqids))
 
-    async def publish(self, conn: Conn, file_path: str, result: BuildResult) -> None:
+    async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
         """The part ready, and the export's progress. A post listed with its metadata alone
         counts as added: the part holds its change."""
-        run, plan = self.run, self.plan
-        order = {a.post_id: i for i, a in enumerate(plan.artworks)}
-        found = sorted(result.skipped, key=lambda s: order.get(s[0], -1))
-        skipped = skipped_entries(plan.skipped + found, plan.sqids)
-        self.added = len(result.added) + len(self.listed_only)
+        run, plan, result = self.run, self.plan, settled.result
         done = run.done + len(plan.artworks) + len(plan.skipped)
         await conn.execute(
             SQL_PART_READY,
@@ -310,23 +343,11 @@ class ExportPart:
             file_path,
             result.size,
             result.sha256,
-            self.added,
-            skipped,
+            len(result.added) + len(self.listed_only),
+            settled.skipped,
         )
-        await conn.execute(SQL_AFTER_PART, run.export_id, run.token, done, result.size, skipped)
-
-    def published(self, result: BuildResult) -> None:
-        run, place = self.run, self.place
-        run.added += self.added
-        run.done += len(self.plan.artworks) + len(self.plan.skipped)
-        run.attempts = 1
-        log.info(
-            "export %s: part %d of %d ready, %d artworks, %d bytes",
-            run.export_id,
-            place.number,
-            place.count,
-            self.added,
-            result.size,
+        await conn.execute(
+            SQL_AFTER_PART, run.export_id, run.token, done, result.size, settled.skipped
         )
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from ..jobs.kind import CLAIMABLE, OWNED, RELEASE_FOR_RETRY, orphaned, stuck_pending
+from ..jobs.kind import CLAIMABLE, OWNED, lock_owned
 from .incremental import followable
 from .service import COUNTS_FOR_COOLDOWN
+
+TABLE = "exports"
 
 SQL_CLAIM = f"""
 UPDATE exports
@@ -18,9 +20,7 @@ SQL_PARTS = """
 SELECT number, status, post_ids, artwork_count, skipped, file_size_bytes
 FROM export_parts WHERE export_id = $1 ORDER BY number
 """
-SQL_LOCK_OWNED = f"""
-SELECT 1 FROM exports WHERE {OWNED} FOR UPDATE
-"""
+SQL_LOCK_OWNED = lock_owned(TABLE)
 SQL_ADD_PART = """
 INSERT INTO export_parts (export_id, number, post_ids, artwork_count, estimated_bytes)
 VALUES ($1, $2, $3, cardinality($3::int[]), $4)
@@ -62,7 +62,7 @@ SQL_READY = f"""
 UPDATE exports
 SET status = 'ready', completed_at = now(), expires_at = now() + make_interval(days => $3),
     ready_at = now(),
-    claim_token = NULL, heartbeat_at = NULL, error_message = NULL,
+    claim_token = NULL, heartbeat_at = NULL, error_message = NULL, error_code = NULL,
     progress_done = artwork_count,
     covered_post_ids = ARRAY(
         SELECT c FROM unnest(covered_post_ids) AS c
@@ -79,7 +79,7 @@ WITH ended AS (
       AND EXISTS (SELECT 1 FROM exports WHERE id = $1 AND claim_token = $2)
 )
 UPDATE exports
-SET status = 'failed', error_message = left($3, 500), completed_at = now(),
+SET status = 'failed', error_message = left($3, 500), error_code = $5, completed_at = now(),
     expires_at = CASE WHEN EXISTS (
         SELECT 1 FROM export_parts WHERE export_id = $1 AND status = 'ready')
         THEN now() + make_interval(days => $4) END,
@@ -87,12 +87,6 @@ SET status = 'failed', error_message = left($3, 500), completed_at = now(),
 WHERE {OWNED}
 RETURNING 1
 """
-SQL_RELEASE_FOR_RETRY = f"UPDATE exports {RELEASE_FOR_RETRY}"
-
-# For the sweep, as for BDRs: no export blocks a new one for ever, one whose worker is gone is
-# taken back within a minute or so of its heartbeat stopping.
-SQL_STUCK_PENDING = stuck_pending("exports", 100)
-SQL_ORPHANED = orphaned("exports", 100)
 
 # For the daily cleanup (upkeep/cleanup.py), each condition written once: the plan selects the
 # rows it holds, the run re-checks it on the planned ids. $1 is the plan's clock.
@@ -112,7 +106,7 @@ _PURGE = f"""(e.expires_at IS NULL OR e.expires_at <= $1::timestamptz)
           AND n.by_operator = e.by_operator AND (n.created_at, n.id) > (e.created_at, e.id)))"""
 SQL_PLAN_EXPIRE = f"""
 SELECT e.id, coalesce(array_agg(p.file_path ORDER BY p.number)
-                      FILTER (WHERE p.status = 'ready'), '{{}}') AS parts
+                      FILTER (WHERE p.status = 'ready'), '{{}}') AS files
 FROM exports e LEFT JOIN export_parts p ON p.export_id = e.id
 WHERE {_DUE} GROUP BY e.id
 """
@@ -132,7 +126,7 @@ WITH due AS (
     RETURNING p.export_id, p.number, p.file_path
 )
 SELECT due.id, coalesce(array_agg(parts.file_path ORDER BY parts.number)
-                        FILTER (WHERE parts.export_id IS NOT NULL), '{{}}') AS parts
+                        FILTER (WHERE parts.export_id IS NOT NULL), '{{}}') AS files
 FROM due LEFT JOIN parts ON parts.export_id = due.id GROUP BY due.id
 """
 SQL_PURGE = f"""

@@ -1,21 +1,14 @@
-"""Enqueueing `process_export`: job id `export:<id>`, so arq never queues one export twice."""
+"""An export's arq job: `process_export` under the job id `export:<id>` (jobs/queueing.py)."""
 
 from __future__ import annotations
 
-import uuid
+from ..jobs.queueing import Queueing
 
-from arq.connections import ArqRedis
+# An export runs as long as its parts take (hours for a large account): arq's timeout is only
+# a backstop, and its try count is no limit either (a published part restarts the row's
+# attempts, which decide; the sweep takes back what arq gives up on).
+QUEUE = Queueing("export", max_tries=1000, timeout=24 * 3600)
 
-EXPORT_JOB_NAME = "process_export"
-
-
-def export_job_id(export_id: uuid.UUID, retake: str | None = None) -> str:
-    return f"export:{export_id}" if retake is None else f"export:{export_id}:{retake}"
-
-
-async def enqueue_export(redis: ArqRedis, export_id: uuid.UUID, retake: str | None = None) -> bool:
-    """True if queued now; False if a job with that id is already queued or running."""
-    job = await redis.enqueue_job(
-        EXPORT_JOB_NAME, str(export_id), _job_id=export_job_id(export_id, retake)
-    )
-    return job is not None
+EXPORT_JOB_NAME = QUEUE.function
+export_job_id = QUEUE.job_id
+enqueue_export = QUEUE.enqueue

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from ..core.codes import Code
 from ..core.db import from_row
 from ..core.problems import FieldError, ProblemError, not_found
 from ..core.settings import Settings
@@ -59,6 +60,7 @@ def _bad(field: str, detail: str, message: str) -> ProblemError:
         "Bad Request",
         detail,
         errors=[FieldError(field=field, message=message)],
+        code=Code.INVALID_SCHEDULE,
     )
 
 
@@ -110,6 +112,7 @@ async def refuse_if_scheduled(conn: Conn, user_id: int) -> None:
             f"A recurring export is already scheduled (every {found['every_days']} days, "
             f"{found['remaining']} to come); cancel it first with DELETE "
             "/api/pmd/exports/schedule.",
+            code=Code.EXPORT_SCHEDULED,
         )
 
 
@@ -145,4 +148,4 @@ async def active(pool: asyncpg.Pool, user_id: int) -> ExportSchedule | None:
 
 async def cancel(pool: asyncpg.Pool, user_id: int) -> None:
     if await pool.fetchval(SQL_CANCEL_SCHEDULE, user_id) is None:
-        raise not_found("There is no recurring export to cancel.")
+        raise not_found("There is no recurring export to cancel.", code=Code.SCHEDULE_NOT_FOUND)

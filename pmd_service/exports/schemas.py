@@ -11,7 +11,7 @@ from msgspec import Meta
 
 from ..core.payload_sql import Sql, build_object, columns
 from ..host.eligibility import Sqid
-from ..zipbuild.outcome import REMOVED_AT, Progress, Skipped, Status
+from ..zipbuild.outcome import ERROR_CODE, REMOVED_AT, Progress, Skipped, Status
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
 
@@ -118,6 +118,7 @@ class ExportFields(msgspec.Struct):
     artwork_count: Annotated[int, Meta(description="Artworks planned into parts (0 until planned)")]
     total_bytes: Annotated[int, Meta(description="Bytes of the parts built so far")]
     error_message: str | None
+    error_code: Annotated[str | None, Meta(description=ERROR_CODE)]
 
 
 class _ExportFields(ExportFields):
@@ -134,6 +135,21 @@ class ExportItem(_ExportFields):
     skipped: list[Skipped]
     skipped_count: Annotated[int, Meta(description="How many artworks `skipped` lists")]
     parts: list[ExportPart]
+    # Read with the item, not carried by events (a page keeps the item's).
+    added_count: Annotated[
+        int | None,
+        Meta(
+            description="An incremental export: of `artwork_count`, the posts new since the "
+            "export it follows (null for a full export, and until its parts are planned)"
+        ),
+    ]
+    changed_count: Annotated[
+        int | None,
+        Meta(
+            description="An incremental export: of `artwork_count`, the posts changed since "
+            "the export it follows (null as `added_count`)"
+        ),
+    ]
 
 
 # An event names at most this many parts (`Payload.parts` below picks them in the database;
@@ -260,7 +276,7 @@ class Payload(ExportFields):
     `export_update`'s payload, bounded: counts for the lists that grow with the export): its
     fields and ExportFields'. The functions are generated from this struct
     (exports/event_sql.py), so a field added here reaches both with no function body written
-    by hand. Run `python -m pmd_service.sse.shapes` after changing it.
+    by hand. Run `python -m pmd_service.web.event_kinds` after changing it.
 
     Decoding, the defaults stand for keys that events written by older releases lack."""
 
@@ -290,6 +306,7 @@ _OLD_EVENT_DEFAULTS: dict[str, Any] = {
     "follows_export_id": None,
     "changed_since": None,
     "removed_count": 0,
+    "error_code": None,  # migration 0019
 }
 
 
@@ -354,8 +371,9 @@ def _shared(p: Payload) -> dict[str, Any]:
     }
 
 
-def export_item(payload: Any) -> ExportItem:
-    """An item from `export_payload(row)`, as JSON text, bytes or a decoded mapping."""
+def export_item(payload: Any, added: int | None = None) -> ExportItem:
+    """An item from `export_payload(row)`, as JSON text, bytes or a decoded mapping; `added`:
+    an incremental export's posts new to it (exports/incremental.py `added_count`)."""
     p = _decoded(payload)
     return ExportItem(
         **_shared(p),
@@ -363,6 +381,8 @@ def export_item(payload: Any) -> ExportItem:
         skipped_count=len(p.skipped),
         parts=_parts(p, p.parts),
         parts_count=len(p.parts),
+        added_count=added,
+        changed_count=None if added is None else p.artwork_count - added,
     )
 
 
@@ -376,7 +396,3 @@ def export_update(payload: Any) -> ExportUpdate:
         parts=_parts(p, _event_parts(p.parts)),
         parts_count=len(p.parts) if p.parts_count is None else p.parts_count,
     )
-
-
-def is_export_payload(payload: Any) -> bool:
-    return isinstance(payload, dict) and payload.get("kind") == "export"

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from arq.connections import ArqRedis
 
+from ..core.codes import Code
 from ..core.limits import NEWEST_ITEMS
 from ..core.locks import AdvisoryLock
 from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone, not_found
@@ -17,7 +18,7 @@ from ..core.settings import Settings
 from ..host.access import Principal
 from ..storage.budget import human_bytes
 from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing, repr_digest
-from .incremental import changed_count, followed, parse_since, removed
+from .incremental import added_count, changed_count, followed, parse_since, removed
 from .queue import enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
 from .schemas import (
@@ -66,10 +67,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 RETURNING export_payload(exports)::text
 """
 SQL_NEWEST = f"""
-SELECT export_payload(e)::text FROM exports e
+SELECT export_payload(e)::text, {added_count("e")} FROM exports e
 WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
 """
-SQL_ONE = "SELECT export_payload(e)::text FROM exports e WHERE id = $1 AND user_id = $2"
+SQL_ONE = f"""
+SELECT export_payload(e)::text, {added_count("e")} FROM exports e WHERE id = $1 AND user_id = $2
+"""
 SQL_STATUS = "SELECT status, expires_at FROM exports WHERE id = $1 AND user_id = $2"
 # Cancelling (running) or removing (finished) ends every part in the same transaction, so a
 # part published just before is among the files to remove; the worker's guarded writes then
@@ -106,12 +109,15 @@ WHERE e.id = $1 AND e.user_id = $2 AND p.status = 'ready'
 ORDER BY p.number
 """
 
+NO_EXPORT = Code.EXPORT_NOT_FOUND
+
 
 def owner_only(principal: Principal) -> None:
     if principal.as_moderator:
         raise forbidden(
             "A full export is its owner's alone: a moderator cannot request, see or download "
-            "another user's export. Use batch downloads (POST /api/pmd/bdr) instead."
+            "another user's export. Use batch downloads (POST /api/pmd/bdr) instead.",
+            code=Code.EXPORT_OWNER_ONLY,
         )
 
 
@@ -126,7 +132,7 @@ def _part_bytes(body: ExportRequest, settings: Settings) -> int:
             400, "invalid-part-size", "Bad Request",
             f"`part_bytes` {message}; got {size}. Leave it out for {human_bytes(settings.export_part_bytes)}.",
             errors=[FieldError(field="part_bytes", message=message)],
-            extra={"min_part_bytes": low, "max_part_bytes": high},
+            extra={"min_part_bytes": low, "max_part_bytes": high}, code=Code.INVALID_PART_SIZE,
         )  # fmt: skip
     return size
 
@@ -162,6 +168,7 @@ async def create(
                 f"Export {running['id']} is already {running['status']} ({progress}); wait for "
                 f"it, or cancel it with DELETE /api/pmd/exports/{running['id']}.",
                 extra={"export_id": str(running["id"]), "progress": {"done": done, "total": total}},
+                code=Code.EXPORT_RUNNING,
             )  # fmt: skip
         incremental = follows is not None
         elapsed = await conn.fetchval(SQL_SECONDS_SINCE_LAST, user.id, incremental)
@@ -174,6 +181,7 @@ async def create(
                 f"One {kind} per {_duration(cooldown)}: the next can be requested in "
                 f"{_duration(wait)}. The parts of the last one stay downloadable until they expire.",
                 headers={"Retry-After": str(wait)}, extra={"retry_after_seconds": wait},
+                code=Code.EXPORT_COOLDOWN,
             )  # fmt: skip
         if follows is not None:
             count = await changed_count(conn, user.id, follows)
@@ -191,7 +199,7 @@ async def create(
             raise ProblemError(
                 422, "nothing-to-export", "Unprocessable Content",
                 "There is no artwork to export: post an artwork first (deleted posts and "
-                "playlists are not exported).",
+                "playlists are not exported).", code=Code.NOTHING_TO_EXPORT,
             )  # fmt: skip
         payload = await conn.fetchval(
             SQL_INSERT, user.id, user.public_sqid, part_bytes, body.include_comments,
@@ -231,7 +239,7 @@ async def newest(pool: asyncpg.Pool, principal: Principal, settings: Settings) -
     """The 20 newest, the bounds of a request, and when the cooldown lets a new one start."""
     owner_only(principal)
     user_id = principal.target.id
-    items = [export_item(r[0]) for r in await pool.fetch(SQL_NEWEST, user_id)]
+    items = [export_item(r[0], r[1]) for r in await pool.fetch(SQL_NEWEST, user_id)]
     next_at = await _next_at(pool, user_id, settings, incremental=False)
     next_incremental_at = await _next_at(pool, user_id, settings, incremental=True)
     limits = ExportLimits(
@@ -267,10 +275,10 @@ async def _next_at(
 
 async def get(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> ExportItem:
     owner_only(principal)
-    payload = await pool.fetchval(SQL_ONE, export_id, principal.target.id)
-    if payload is None:
-        raise not_found(f"There is no export {export_id} for this user.")
-    return export_item(payload)
+    row = await pool.fetchrow(SQL_ONE, export_id, principal.target.id)
+    if row is None:
+        raise not_found(f"There is no export {export_id} for this user.", code=NO_EXPORT)
+    return export_item(row[0], row[1])
 
 
 async def cancel_or_remove(
@@ -282,7 +290,7 @@ async def cancel_or_remove(
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(SQL_LOCK_ONE, export_id, principal.target.id)
         if row is None:
-            raise not_found(f"There is no export {export_id} for this user.")
+            raise not_found(f"There is no export {export_id} for this user.", code=NO_EXPORT)
         if row["status"] not in ("pending", "processing", "ready", "failed"):
             return  # cancelled or expired already: nothing left to remove
         paths = [r[0] for r in await conn.fetch(SQL_END_PARTS, export_id) if r[0]]
@@ -305,14 +313,15 @@ async def part_download(
     row = await pool.fetchrow(SQL_PART, export_id, principal.target.id, number)
     if row is None:
         if await pool.fetchrow(SQL_STATUS, export_id, principal.target.id) is None:
-            raise not_found(f"There is no export {export_id} for this user.")
-        raise not_found(f"Export {export_id} has no part {number}.")
+            raise not_found(f"There is no export {export_id} for this user.", code=NO_EXPORT)
+        raise not_found(f"Export {export_id} has no part {number}.", code=Code.PART_NOT_FOUND)
     export_status, expires_at = row["export_status"], row["expires_at"]
     if export_status in ("expired", "cancelled") or (
         expires_at is not None and expires_at <= datetime.now(UTC)
     ):
         raise gone(
-            f"Export {export_id} is {export_status}; its parts are gone. Request a new export."
+            f"Export {export_id} is {export_status}; its parts are gone. Request a new export.",
+            code=Code.EXPORT_EXPIRED,
         )
     if row["status"] != "ready":
         if export_status in ("pending", "processing"):
@@ -320,11 +329,13 @@ async def part_download(
                 f"Part {number} of export {export_id} is still being built; it can be "
                 "downloaded once its status is ready (watch /api/pmd/bdr/sse).",
                 slug="not-ready",
+                code=Code.PART_NOT_READY,
             )
         raise conflict(
             f"Part {number} of export {export_id} was not built (the export {export_status}); "
             "there is no file.",
             slug="no-file",
+            code=Code.PART_NO_FILE,
         )
     try:
         stored = await files.locate(row["file_path"] or "", row["file_size_bytes"])
@@ -334,7 +345,8 @@ async def part_download(
             await conn.execute(SQL_TOUCH, export_id)
         raise gone(
             f"The file of part {number} of export {export_id} is no longer available; "
-            "request a new export."
+            "request a new export.",
+            code=Code.EXPORT_EXPIRED,
         ) from None
     filename = part_filename(export_id, number, row["part_count"])
     return PartDownload(stored, filename, repr_digest(row["sha256"]))
@@ -344,7 +356,7 @@ async def sha256sums(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Princi
     """`sha256sum -c SHA256SUMS`, run where the parts were saved, checks them all."""
     owner_only(principal)
     if await pool.fetchrow(SQL_STATUS, export_id, principal.target.id) is None:
-        raise not_found(f"There is no export {export_id} for this user.")
+        raise not_found(f"There is no export {export_id} for this user.", code=NO_EXPORT)
     rows = await pool.fetch(SQL_READY_PARTS, export_id, principal.target.id)
     return "".join(
         f"{r['sha256']}  {part_filename(export_id, r['number'], r['n'])}\n" for r in rows

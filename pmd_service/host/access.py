@@ -8,11 +8,20 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from ..core.codes import Code
 from ..core.problems import ProblemError, forbidden, not_found, unauthorized
 from .tokens import TokenRules, decode_token
 
 STAFF_ROLES = frozenset({"moderator", "owner"})
 NOT_STAFF = "Only moderators may act on another user's posts (`target_sqid`)."
+OWNERS_ONLY = "An owner's posts can be managed only by that owner."
+MODERATORS_ONLY = "A moderator's posts can be managed only by that moderator or an owner."
+# The code of each refusal `target_denial` gives, and what the host's app reads beside it.
+_DENIALS: dict[str, tuple[Code, dict[str, str]]] = {
+    NOT_STAFF: (Code.FORBIDDEN_ROLE, {"required": "moderator"}),
+    OWNERS_ONLY: (Code.OWNER_PROTECTED, {}),
+    MODERATORS_ONLY: (Code.MODERATOR_PROTECTED, {}),
+}
 
 _USER_COLUMNS = """
 SELECT id, public_sqid, handle, email, roles, deactivated,
@@ -98,7 +107,10 @@ async def caller_from_token(
         # As the host does: `sub` first, then the legacy claim.
         row = await pool.fetchrow(SQL_USER_BY_KEY, subject.user_key)
     if row is None:
-        raise unauthorized("The access token names a user that does not exist; sign in again.")
+        raise unauthorized(
+            "The access token names a user that does not exist; sign in again.",
+            code=Code.TOKEN_INVALID,
+        )
     denial = account_denial(row)
     if denial is not None:
         raise denial
@@ -112,11 +124,21 @@ def account_denial(row: asyncpg.Record) -> ProblemError | None:
     open streams (sse/revocation.py): one rule, so the three cannot drift apart.
     """
     if row["deactivated"]:
-        return unauthorized("This account is deactivated.")
+        return unauthorized("This account is deactivated.", code=Code.ACCOUNT_DEACTIVATED)
     if row["banned"]:
         until = row["banned_until"].isoformat()
-        return forbidden(f"This account is banned until {until}; bulk tools are unavailable.")
+        return forbidden(
+            f"This account is banned until {until}; bulk tools are unavailable.",
+            code=Code.ACCOUNT_BANNED,
+            details={"banned_until": until},
+        )
     return None
+
+
+def refusal(denial: str) -> ProblemError:
+    """The 403 of a `target_denial`."""
+    code, details = _DENIALS[denial]
+    return forbidden(denial, code=code, details=details)
 
 
 def target_denial(caller: User, target: User) -> str | None:
@@ -126,10 +148,10 @@ def target_denial(caller: User, target: User) -> str | None:
     if not caller.is_staff:
         return NOT_STAFF
     if "owner" in target.roles:
-        return "An owner's posts can be managed only by that owner."
+        return OWNERS_ONLY
     # Moderators do not moderate each other: that is the site owner's call.
     if target.is_staff and "owner" not in caller.roles:
-        return "A moderator's posts can be managed only by that moderator or an owner."
+        return MODERATORS_ONLY
     return None
 
 
@@ -141,12 +163,14 @@ async def resolve_target(
     if target_sqid is None or target_sqid == caller.public_sqid:
         return caller
     if not caller.is_staff:  # before the lookup: a non-moderator learns nothing of who exists
-        raise forbidden(NOT_STAFF)
+        raise refusal(NOT_STAFF)
     row = await (load(target_sqid) if load else load_user(pool, target_sqid))
     if row is None:
-        raise not_found(f"No user has the public id {target_sqid[:32]!r}.")
+        raise not_found(
+            f"No user has the public id {target_sqid[:32]!r}.", code=Code.TARGET_NOT_FOUND
+        )
     target = User.from_row(row)
     denial = target_denial(caller, target)
     if denial is not None:
-        raise forbidden(denial)
+        raise refusal(denial)
     return target

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from msgspec import Meta
 
+from ..core.codes import Code
 from ..core.problems import FieldError, bad_request, validation_error
 from ..core.visibility import RESTORE_WINDOW_DAYS
 
@@ -71,6 +72,8 @@ def ineligible(missing: list[int], restorable: bool) -> Exception:
         slug="ineligible-posts",
         errors=[FieldError(field="post_ids", message=f"ineligible: {listed}")],
         extra={"invalid_post_ids": missing},
+        code=Code.POSTS_NOT_RESTORABLE if restorable else Code.POSTS_NOT_OWNED,
+        details={"missing_ids": missing},
     )
 
 

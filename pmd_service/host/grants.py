@@ -5,7 +5,7 @@ The role gets exactly what the service's SQL needs on the host's tables, column 
 owns only the service's own schema. Run again, the script first takes back whatever was given
 by hand since (attributes, memberships, other rights), since a member of a role may act with
 all of that role's rights; a superuser or an owner of the host's objects is refused before
-anything changes. tests/api/test_grants.py holds the lists below equal to what the SQL needs.
+anything changes. tests/api/host/test_grants.py holds the lists below equal to what the SQL needs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ READS: dict[str, tuple[str, ...]] = {
         "user_key",
         "public_sqid",
         "handle",
+        "avatar_url",
         "email",
         "roles",
         "deactivated",
@@ -68,8 +69,13 @@ READS: dict[str, tuple[str, ...]] = {
     ),
     "reactions": ("post_id", "emoji"),
 }
-# posts/batch_sql.py and undo.py: hide, unhide, delete, restore, license, tags (a moderator's
-# in `mod_hashtags` too), remixable; `updated_at` and `metadata_modified_at` are bumped by each.
+# Columns of the host's newer releases the service reads when they are there (an older host
+# does without them): granted only where the host has them; run `grants` again after the host's
+# upgrade adds one. users.locale: the emails' language.
+NEWER_READS: dict[str, tuple[str, ...]] = {"users": ("locale",)}
+# The bulk actions and their undos: the columns each action's record writes (posts/actions.py,
+# `writes`), and `updated_at` and `metadata_modified_at`, which every one bumps.
+# tests/api/posts/test_action_records.py holds this list equal to the records'.
 UPDATES: dict[str, tuple[str, ...]] = {
     "posts": (
         "hidden_by_user",
@@ -134,14 +140,28 @@ def _name(kind: str, value: str) -> str:
     return value
 
 
-def needed(*, cutover: bool = False) -> dict[tuple[str, str], frozenset[str]]:
-    """(table, privilege) -> columns: what the service needs, as check-host compares it."""
+def needed(
+    *, cutover: bool = False, absent: frozenset[tuple[str, str]] = frozenset()
+) -> dict[tuple[str, str], frozenset[str]]:
+    """(table, privilege) -> columns: what the service needs, as check-host compares it;
+    `absent`: the (table, column) of NEWER_READS the host lacks, needed then by nothing."""
     out: dict[tuple[str, str], set[str]] = {}
     reads = READS | CUTOVER_READS if cutover else READS
     for privilege, tables in (("SELECT", reads), ("UPDATE", UPDATES), ("INSERT", INSERTS)):
         for table, columns in tables.items():
             out.setdefault((table, privilege), set()).update(columns)
+    for table, columns in NEWER_READS.items():
+        there = {c for c in columns if (table, c) not in absent}
+        out.setdefault((table, "SELECT"), set()).update(there)
     return {key: frozenset(columns) for key, columns in out.items()}
+
+
+def _grant_if_there(table: str, column: str, schema: str, role: str) -> str:
+    return (
+        f"DO $$BEGIN IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = '{schema}.{table}'"
+        f"::regclass AND attname = '{column}' AND attnum > 0 AND NOT attisdropped) THEN "
+        f"GRANT SELECT ({column}) ON {schema}.{table} TO {role}; END IF; END$$;"
+    )
 
 
 def _grant(privilege: str, table: str, columns: tuple[str, ...], schema: str, role: str) -> str:
@@ -257,6 +277,9 @@ def grants_sql(
     ]
     for table, columns in READS.items():
         lines.append(_grant("SELECT", table, columns, host, role))
+    lines.append("-- Columns of the host's newer releases, where the host has them:")
+    for table, columns in NEWER_READS.items():
+        lines += [_grant_if_there(table, column, host, role) for column in columns]
     for table, columns in UPDATES.items():
         lines.append(_grant("UPDATE", table, columns, host, role))
     for table, columns in INSERTS.items():

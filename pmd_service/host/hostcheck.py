@@ -4,11 +4,14 @@ It only reads the catalog. For each index the service's queries need it says whe
 serves exists, compared by definition rather than by name since the host names its own, and
 prints `CREATE INDEX CONCURRENTLY` for the rest; it checks every host column the service uses,
 fails on stand-in host tables, and compares the role's privileges with host/grants.py, failing
-on anything that would let the role alter, drop, empty or take over the host's database.
+on anything that would let the role alter, drop, empty or take over the host's database. It
+says which of the host's alembic revisions it found, and what an older host lacks: the service
+works on one (see HOST_REVISIONS), so that is a note, never a failure.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
@@ -170,17 +173,20 @@ class ColumnNeed:
     null: Null = "any"
     why: str = ""
     table: str = ""
+    newer: bool = False  # of the host's newer releases: an older host lacks it, and that fits
 
 
-def _col(column: str, family: TypeFamily, null: Null = "any", why: str = "") -> ColumnNeed:
-    return ColumnNeed(column, family, null, why)
+def _col(
+    column: str, family: TypeFamily, null: Null = "any", why: str = "", *, newer: bool = False
+) -> ColumnNeed:
+    return ColumnNeed(column, family, null, why, newer=newer)
 
 
 def _table(table: str, why: str, *columns: ColumnNeed) -> tuple[ColumnNeed, ...]:
     return tuple(replace(c, table=table, why=c.why or why) for c in columns)
 
 
-# Every host column named by the package's SQL (tests/api/test_hostcheck.py prepares each statement
+# Every host column named by the package's SQL (tests/api/host/test_hostcheck.py prepares each statement
 # with only these columns present, and without each of them).
 NEEDED_COLUMNS = (
     *_table(
@@ -190,10 +196,12 @@ NEEDED_COLUMNS = (
         _col("user_key", UUID),
         _col("public_sqid", TEXT),
         _col("handle", TEXT, "set"),
+        _col("avatar_url", TEXT, "any", "a mention carries its account's avatar"),
         _col("email", TEXT, "set", "BDR emails go to it"),
         _col("roles", JSON),
         _col("deactivated", BOOL),
         _col("banned_until", TIME),
+        _col("locale", TEXT, why="the emails' language (without it, English)", newer=True),
     ),
     *_table(
         "posts",
@@ -291,6 +299,138 @@ INSERTED = {
 HOST_TABLES = sorted({n.table for n in NEEDED_INDEXES} | {c.table for c in NEEDED_COLUMNS})
 
 
+# --- the host's revisions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HostRevision:
+    revision: str  # the host's alembic revision (api/alembic/versions/<revision>_*.py)
+    date: str
+    # The columns it adds to the host tables the service touches: how its columns show it.
+    adds: tuple[str, ...] = ()
+    feature: str = ""  # the host's, that the columns serve
+    # What the service does on a host without them; "": nothing, it neither reads nor writes them.
+    without: str = ""
+
+
+# The host's revision at commit 4350ab8, the release the service was first fitted to.
+FITTED = HostRevision("d4e5f6a7b8c9", "2026-08-14")
+FITTED_COMMIT = "4350ab8"
+# Every revision since, oldest first: the service runs on a host at any of them.
+HOST_REVISIONS = (
+    HostRevision("a1b2c3d4e5f6", "2026-08-27", ("users.webauthn_user_handle",), "passkeys"),
+    HostRevision("b2c3d4e5f6a7", "2026-09-02"),  # social_notifications only
+    HostRevision("c3d4e5f6a7b8", "2026-09-09"),  # rows of view_events only
+    HostRevision("e5f6a7b8c9d0", "2026-09-12", ("posts.promoted_at",), "the promoted feed's order"),
+    HostRevision("f7a8b9c0d1e2", "2026-09-22", ("users.mention_policy",), "who may mention whom"),
+    HostRevision(
+        "a8b9c0d1e2f3",
+        "2026-10-02",
+        ("posts.listed_at", "posts.pending_listing"),
+        "the feeds' order and pending listings",
+    ),
+    HostRevision(
+        "d3e4f5a6b7c8",
+        "2026-10-05",
+        ("users.locale",),
+        "the person's language",
+        "emails go out in English",
+    ),
+)
+HOST_HEAD = HOST_REVISIONS[-1]
+# Columns an older host lacks: a NEEDED_COLUMNS entry among them missing is no column problem.
+NEWER_COLUMNS = frozenset(column for rev in HOST_REVISIONS for column in rev.adds)
+_MARKER_TABLES = sorted({column.split(".")[0] for column in NEWER_COLUMNS})
+
+
+@dataclass(frozen=True)
+class HostHead:
+    """Which of the host's revisions the database is at, and what it lacks of the newest."""
+
+    recorded: list[str] | None  # alembic_version's rows; None: no such table, or not readable
+    unreadable: bool  # alembic_version is there, but the role may not read it
+    # The newest revision whose columns, and those of every revision before it, are there.
+    from_columns: HostRevision | None
+    lacking: list[str]  # the newest head's columns it lacks, "table.column", oldest first
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"The host's schema, against its newest head {HOST_HEAD.revision} "
+            f"({HOST_HEAD.date}) that this release knows:"
+        ]
+        if self.recorded is not None:
+            lines.append(
+                f"  alembic_version: {', '.join(self.recorded) or 'empty'}{_known(self.recorded)}"
+            )
+        elif self.unreadable:
+            lines.append(
+                "  alembic_version: not readable by this role (the service needs no "
+                "right on it); from the columns instead"
+            )
+        else:
+            lines.append("  alembic_version: no such table; from the columns instead")
+        lines.append(f"  its columns show: {self.shown()}")
+        if self.lacking:
+            lines.append(
+                "  the service still works (lists, actions, undo, downloads, exports): "
+                + self.consequences()
+            )
+        return lines
+
+    def shown(self) -> str:
+        if not self.lacking:
+            return f"{HOST_HEAD.revision} (every column of the newest head)"
+        at = self.from_columns
+        if at is None:
+            at_text = f"host at {FITTED_COMMIT} ({FITTED.revision}) or older"
+        else:
+            # Revisions that add no column the check sees cannot be told apart from the one
+            # before them.
+            later = HOST_REVISIONS[HOST_REVISIONS.index(at) + 1 :]
+            silent = [r.revision for r in itertools.takewhile(lambda r: not r.adds, later)]
+            at_text = f"host at {at.revision}" + (f" to {silent[-1]}" if silent else "")
+        return f"{at_text}: no {', '.join(self.lacking)}"
+
+    def consequences(self) -> str:
+        lacked = [r for r in HOST_REVISIONS if any(c in self.lacking for c in r.adds)]
+        parts = [
+            f"{r.without} (no {', '.join(c for c in r.adds if c in self.lacking)})"
+            for r in lacked
+            if r.without
+        ]
+        if others := [r.feature for r in lacked if not r.without]:
+            parts.append(
+                f"the rest is the host's own, which the service neither reads nor "
+                f"writes ({', '.join(others)})"
+            )
+        return "; ".join(parts)
+
+
+def _known(recorded: list[str]) -> str:
+    dates = {r.revision: r.date for r in (FITTED, *HOST_REVISIONS)}
+    if recorded == [HOST_HEAD.revision]:
+        return " (the newest head)"
+    if len(recorded) == 1 and recorded[0] in dates:
+        return f" ({dates[recorded[0]]})"
+    return (
+        f" (not a revision this release lists: older than {FITTED.revision}, or newer than "
+        f"{HOST_HEAD.revision}; the columns below tell what it has)"
+    )
+
+
+def head_from_columns(present: set[str]) -> tuple[HostRevision | None, list[str]]:
+    """The newest revision whose columns, and those of every revision before it, are all
+    present (None: not even the first's), and the newest head's columns absent."""
+    at = None
+    for rev in HOST_REVISIONS:
+        if not all(column in present for column in rev.adds):
+            break
+        if rev.adds:  # one that adds none here looks like the one before it
+            at = rev
+    lacking = [c for rev in HOST_REVISIONS for c in rev.adds if c not in present]
+    return at, lacking
+
+
 # --- reading the catalog -------------------------------------------------------------------
 
 SQL_COLUMNS = """
@@ -323,6 +463,17 @@ JOIN pg_am am ON am.oid = i.relam
 WHERE n.nspname = $1 AND c.relname = ANY($2::text[])
 """
 
+
+# The host's alembic version table, when the role may read it (check-host only: the service
+# needs no right on it, and `grants` gives none).
+SQL_ALEMBIC = """
+SELECT c.oid IS NOT NULL AS present,
+       c.oid IS NOT NULL AND has_table_privilege(c.oid, 'SELECT') AS readable
+FROM (SELECT 1) AS one
+LEFT JOIN pg_class c ON c.relname = 'alembic_version' AND c.relkind IN ('r', 'p')
+    AND c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
+"""
+SQL_ALEMBIC_ROWS = "SELECT version_num::text FROM {schema}.alembic_version ORDER BY 1"
 
 SQL_STANDINS = """
 SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
@@ -485,7 +636,10 @@ def _as(role: str, other: str) -> str:
     return f"role {role} may act as role {other} (a member: SET ROLE needs no INHERIT), which"
 
 
-async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
+async def read_privileges(
+    conn: Conn, host_schema: str, absent: frozenset[tuple[str, str]] = frozenset()
+) -> Privileges:
+    """`absent`: the newer columns the host lacks (no privilege on them is needed)."""
     roles = await conn.fetch(SQL_ROLES)
     name = roles[0]["name"]  # the connected role comes first
     # A superuser is a member of every role: only its own line, then.
@@ -510,7 +664,7 @@ async def read_privileges(conn: Conn, host_schema: str) -> Privileges:
             f"schema {host_schema}: CREATE: a table or function the role creates there may take "
             "the place of one the host's queries name (CVE-2018-1058)"
         )
-    await _read_tables(conn, host_schema, found)
+    await _read_tables(conn, host_schema, found, absent)
     return found
 
 
@@ -563,11 +717,13 @@ def _things(owned: dict[str, list[str]]) -> str:
     return "; ".join(f"{kinds[kind]} {_shown(owned[kind])}" for kind in kinds if kind in owned)
 
 
-async def _read_tables(conn: Conn, host_schema: str, found: Privileges) -> None:
+async def _read_tables(
+    conn: Conn, host_schema: str, found: Privileges, absent: frozenset[tuple[str, str]]
+) -> None:
     table_privileges = [*TABLE_PRIVILEGES]
     if conn.get_server_version().major >= MAINTAIN_SINCE:
         table_privileges.append("MAINTAIN")
-    need = needed()
+    need = needed(absent=absent)
     for row in await conn.fetch(SQL_PRIVILEGES, host_schema, table_privileges):
         table = row["table"]
         held = _by_privilege(row["column_privileges"])
@@ -652,6 +808,7 @@ class HostReport:
     privileges: Privileges | None = None
     # `--dev-database --privileges`: the role judged as on the host's database (a rehearsal).
     judge_role: bool = False
+    head: HostHead | None = None
 
     @property
     def refused_standins(self) -> bool:
@@ -682,6 +839,8 @@ class HostReport:
                 "the service created (`migrate --with-host-tables`); is DATABASE_URL the host's "
                 "database? (--dev-database accepts them)"
             )
+        if self.head is not None and not self.standins:  # stand-ins are at no host revision
+            lines += self.head.lines()
         lines += [
             f"Indexes the service's queries need on the host's tables (schema {self.schema}), "
             "compared by definition whatever their names:"
@@ -733,14 +892,33 @@ async def check_host(
     indexes = await conn.fetch(SQL_INDEXES, host_schema, HOST_TABLES)
     columns = await conn.fetch(SQL_COLUMNS, host_schema, HOST_TABLES)
     found = {(r["table"], r["column"]): r for r in columns}
+    absent = frozenset(
+        (c.table, c.column) for c in NEEDED_COLUMNS if c.newer and (c.table, c.column) not in found
+    )
     return HostReport(
         host_schema,
         [_index_found(need, indexes) for need in NEEDED_INDEXES],
         _column_problems(host_schema, found),
         standins=await conn.fetchval(SQL_STANDINS, host_schema, HOST_TABLES, STANDIN_COMMENT),
         dev_database=dev_database,
-        privileges=await read_privileges(conn, host_schema) if privileges else None,
+        privileges=await read_privileges(conn, host_schema, absent) if privileges else None,
+        head=await read_head(conn, host_schema),
     )
+
+
+async def read_head(conn: Conn, host_schema: str) -> HostHead:
+    """The host's revision: alembic_version's rows when the role may read them, and always
+    what the columns show (the catalog, readable by any role)."""
+    columns = await conn.fetch(SQL_COLUMNS, host_schema, _MARKER_TABLES)
+    at, lacking = head_from_columns({f"{r['table']}.{r['column']}" for r in columns})
+    table = await conn.fetchrow(SQL_ALEMBIC, host_schema)
+    assert table is not None
+    recorded = None
+    if table["readable"]:
+        sql = SQL_ALEMBIC_ROWS.format(schema=quote_ident(host_schema))
+        recorded = [row[0] for row in await conn.fetch(sql)]
+    unreadable = table["present"] and not table["readable"]
+    return HostHead(recorded, unreadable, at, lacking)
 
 
 def serves(need: IndexNeed, columns: list[str | None], predicate: str | None) -> bool:
@@ -771,8 +949,11 @@ def _column_problems(schema: str, found: dict[tuple[str, str], asyncpg.Record]) 
     present = {table for table, _ in found}
     problems = [f"{t}: no such table in schema {schema}" for t in HOST_TABLES if t not in present]
     for need in NEEDED_COLUMNS:
+        row = found.get((need.table, need.column))
+        if row is None and f"{need.table}.{need.column}" in NEWER_COLUMNS:
+            continue  # an older host's: the head's report names it and what the service does
         if need.table in present:
-            problem = _column_problem(need, found.get((need.table, need.column)))
+            problem = _column_problem(need, row)
             if problem:
                 problems.append(f"{need.table}.{need.column}: {problem}")
     for (table, column), row in sorted(found.items()):
@@ -786,6 +967,8 @@ def _column_problems(schema: str, found: dict[tuple[str, str], asyncpg.Record]) 
 
 
 def _column_problem(need: ColumnNeed, row: asyncpg.Record | None) -> str | None:
+    if row is None and need.newer:
+        return None  # an older host: the service does without it
     if row is None:
         return f"missing ({need.why})"
     if row["type"] not in need.family.names:
@@ -814,6 +997,14 @@ async def warn_if_host_lacks(conn: Conn, host_schema: str) -> None:
     except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("could not check the host's tables in schema %s (%s)", host_schema, exc)
         return
+    if report.head is not None and report.head.lacking and not report.standins:
+        log.info(
+            "the host's database (schema %s) is older than its head %s (%s); %s",
+            host_schema,
+            HOST_HEAD.revision,
+            report.head.shown(),
+            report.head.consequences(),
+        )
     if not report.fits:
         log.warning(
             "the host's database (schema %s) lacks what the service relies on: %s; "

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import jwt
 
+from ..core.codes import Code
 from ..core.problems import unauthorized
 
 ALGORITHM = "HS256"
@@ -52,7 +53,7 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
     only when configured: the host sets neither.
     """
     if not rules.secret:  # never an HMAC check against an empty key: no token is valid
-        raise unauthorized("The access token is not valid; sign in again.")
+        raise unauthorized("The access token is not valid; sign in again.", code=Code.TOKEN_INVALID)
     require = ["exp", *(["aud"] if rules.audience else []), *(["iss"] if rules.issuer else [])]
     try:
         claims = jwt.decode(
@@ -65,27 +66,32 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
             issuer=rules.issuer,
         )
     except jwt.ExpiredSignatureError:
-        raise unauthorized("The access token has expired; sign in again.") from None
+        raise unauthorized(
+            "The access token has expired; sign in again.", code=Code.TOKEN_EXPIRED
+        ) from None
     except jwt.ImmatureSignatureError:
         raise unauthorized(
-            "The access token is not valid yet (`iat`/`nbf` in the future)."
+            "The access token is not valid yet (`iat`/`nbf` in the future).",
+            code=Code.TOKEN_INVALID,
         ) from None
     except jwt.MissingRequiredClaimError as e:
         raise unauthorized(
-            f"The access token lacks the `{e.claim}` claim; sign in again."
+            f"The access token lacks the `{e.claim}` claim; sign in again.", code=Code.TOKEN_INVALID
         ) from None
     except jwt.InvalidAudienceError:
         raise unauthorized(
-            f"The access token is not meant for {rules.audience!r} (`aud`)."
+            f"The access token is not meant for {rules.audience!r} (`aud`).",
+            code=Code.TOKEN_INVALID,
         ) from None
     except jwt.InvalidIssuerError:
         raise unauthorized(
-            f"The access token was not issued by {rules.issuer!r} (`iss`)."
+            f"The access token was not issued by {rules.issuer!r} (`iss`).", code=Code.TOKEN_INVALID
         ) from None
     except jwt.InvalidTokenError:
         raise unauthorized(
             "The access token is not valid (malformed, wrong signature or algorithm, "
-            "or missing `exp`); sign in again."
+            "or missing `exp`); sign in again.",
+            code=Code.TOKEN_INVALID,
         ) from None
     for name in ("exp", "iat", "nbf"):
         value = claims.get(name)
@@ -94,22 +100,29 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
         if name in claims and (isinstance(value, bool) or not isinstance(value, int | float)):
             raise unauthorized(
                 f"The access token's `{name}` must be a number of seconds (a NumericDate), "
-                f"not {type(value).__name__}; sign in again."
+                f"not {type(value).__name__}; sign in again.",
+                code=Code.TOKEN_INVALID,
             )
     kind = claims.get("type", "access")
     if kind != "access":
-        raise unauthorized(f"A {str(kind)[:20]!r} token cannot be used here; send an access token.")
+        raise unauthorized(
+            f"A {str(kind)[:20]!r} token cannot be used here; send an access token.",
+            code=Code.TOKEN_INVALID,
+        )
     # Exactly the host's `get_current_user`: an empty `sub` or `user_id` counts as absent;
     # `sub` is looked up first and `user_id` only when `sub` names nobody (access.py).
     sub = claims.get("sub") or None
     legacy = claims.get("user_id") or None
     if sub is not None and not isinstance(sub, str):  # PyJWT refuses it already
-        raise unauthorized("The access token's `sub` must be the user's public id.")
+        raise unauthorized(
+            "The access token's `sub` must be the user's public id.", code=Code.TOKEN_INVALID
+        )
     if sub is not None and not _is_text(sub):
         # JSON's "\ud800" decodes to a lone surrogate, which no database value can equal and
         # asyncpg cannot encode.
         raise unauthorized(
-            "The access token's `sub` is not text (a lone surrogate); sign in again."
+            "The access token's `sub` is not text (a lone surrogate); sign in again.",
+            code=Code.TOKEN_INVALID,
         )
     user_key = None
     if legacy is not None:
@@ -117,9 +130,14 @@ def decode_token(token: str, rules: TokenRules) -> Subject:
             user_key = uuid.UUID(str(legacy))
         except ValueError:
             if sub is None:
-                raise unauthorized("The access token's `user_id` is not a user key.") from None
+                raise unauthorized(
+                    "The access token's `user_id` is not a user key.", code=Code.TOKEN_INVALID
+                ) from None
     if sub is None and user_key is None:
-        raise unauthorized("The access token names no user (`sub` or `user_id`); sign in again.")
+        raise unauthorized(
+            "The access token names no user (`sub` or `user_id`); sign in again.",
+            code=Code.TOKEN_INVALID,
+        )
     return Subject(sub, user_key, float(claims["exp"]))
 
 

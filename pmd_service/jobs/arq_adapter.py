@@ -13,27 +13,52 @@ what is relied on here, so an upgrade re-reads this module first).
   (and recent), or its start-up run this worker's scheduler made; any other is refused with
   one line. A start-up run another worker made and this one picked up is refused too (that
   cron's next scheduled run does its work).
-- `ArqOptions.items`: the `arq` command configures its own logging after importing
-  `WorkerSettings` and reads the options (through `items()`) right after; that read is the
-  first moment the service's code runs again, and it takes the worker's log lines back, so
-  none is written twice. The `python -m pmd_service worker` form needs neither.
+- `PmdWorker.start_jobs`, `run_job`, `_poll_iteration`: arq reads and writes, per job, its
+  body (`arq:job:<id>`), try count (`arq:retry:<id>`, INCR), in-progress mark
+  (`arq:in-progress:<id>`), result (`arq:result:<id>`), its member and score in the queue's
+  sorted set, and the abort set, much of it outside its own error handling: a try count that is
+  text, a body that is a hash, a score of -inf or a member that is not UTF-8 raised out of its
+  poll loop and ended the worker, and it came back on every start. A mark that never expires,
+  or a score of 0, kept a job queued for ever. Before arq claims a job, its values are read in
+  one round trip (`malformed`); a job with one malformed is removed whole with one line, and so
+  is one arq fails on anyway (its error, outside arq's handling); a queue or abort set of the
+  wrong type is removed. Its row is the sweep's: pending, it is enqueued again.
+- `arq_lines_once`: the `arq` command configures its own logging after importing
+  `WorkerSettings` (`logging.config.dictConfig`: a plain handler on the `arq` logger, whose
+  lines the root handler writes too). dictConfig keeps the filters of the loggers under `arq`,
+  which every arq line starts from: a filter there removes that handler before the line reaches
+  it, so none is written twice. The `python -m pmd_service worker` form needs neither.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from arq.connections import ArqRedis
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
 from arq.cron import CronJob, next_cron
-from arq.utils import to_unix_ms
+from arq.jobs import Deserializer, deserialize_result
+from arq.utils import timestamp_ms, to_unix_ms
 from arq.worker import Worker
-from redis.exceptions import WatchError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core import error_reports, logs
+from ..core.job_codec import MAX_TRY
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +69,114 @@ ARQ_VERSION = "0.28.0"  # the release these internals were read from
 CRON_LATENESS = timedelta(minutes=10)
 _SCHEDULED_ID = re.compile(r"(?P<name>.+):(?P<ms>[0-9]{1,15})")
 
+# The keys arq keeps per job, each its prefix and the job's id, in the order `malformed` reads.
+JOB_KEY_PREFIXES = (job_key_prefix, retry_key_prefix, in_progress_key_prefix, result_key_prefix)
+# What arq's claim writes under a job's in-progress key (always with an expiry).
+IN_PROGRESS_MARK = b"1"
+# A job found sound is read again this late, if arq still sees it queued (a run holds it).
+RESCREEN_SECONDS = 60.0
+# How often the queue is searched for jobs due too late to be arq's, and the two sorted sets
+# checked for their type: no job of the service's is deferred by more than minutes.
+TIDY_SECONDS = 60.0
+FAR_AHEAD_MS = 86_400_000
+# Errors of the connection to Redis, not of a value in it: they end the worker as they did.
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_READS_PER_JOB = 7
+
+
+def job_keys(job_id: bytes) -> list[bytes]:
+    """Every key arq keeps for the job `job_id`, in JOB_KEY_PREFIXES' order."""
+    return [prefix.encode() + job_id for prefix in JOB_KEY_PREFIXES]
+
+
+def shown(job_id: bytes) -> str:
+    """A job id for a log line: whatever bytes someone queued, one short printable line."""
+    text = job_id.decode("utf-8", "backslashreplace")
+    return (text if text.isprintable() else ascii(text))[:120]
+
+
+def _value(raw: bytes) -> str:
+    return repr(raw[:40]) + ("…" if len(raw) > 40 else "")
+
+
+def _judge(
+    job_id: bytes,
+    replies: Sequence[Any],
+    *,
+    deserializer: Deserializer,
+    longest_run_ms: int,
+    claimed: bool,
+) -> str | None:
+    """Why the values read of one job are not what arq writes, or None when they are."""
+    score, body, tries, mark, mark_ttl, result, result_ttl = replies
+    try:
+        job_id.decode()
+    except UnicodeDecodeError:
+        return "its id is not UTF-8"
+    if isinstance(score, float) and not (0 < score <= timestamp_ms() + FAR_AHEAD_MS):
+        return f"its queue score {score} is no time arq gives"
+    if not claimed:  # claimed: the mark is the claim's own
+        if isinstance(mark, ResponseError):
+            return f"{in_progress_key_prefix}{shown(job_id)} is not a string"
+        if mark is not None:
+            if mark != IN_PROGRESS_MARK:
+                return f"its in-progress mark holds {_value(mark)}, not arq's"
+            if not 0 <= mark_ttl <= 2 * longest_run_ms:
+                return "its in-progress mark outlives any run"
+            return None  # a run holds it: the rest is that run's
+    if isinstance(body, ResponseError):
+        return f"{job_key_prefix}{shown(job_id)} is not a string"
+    if isinstance(tries, ResponseError):
+        return f"{retry_key_prefix}{shown(job_id)} is not a string"
+    if tries is not None and not (tries.isdigit() and len(tries) <= 10 and int(tries) <= MAX_TRY):
+        return f"its try count is {_value(tries)}, not a number arq counts"
+    if isinstance(result, ResponseError):
+        return f"{result_key_prefix}{shown(job_id)} is not a string"
+    if result is not None:
+        if result_ttl < 0:
+            return "its result never expires"
+        try:
+            deserialize_result(result, deserializer=deserializer)
+        except Exception:  # whatever it holds, it is not a result
+            return f"its result is {_value(result)}, not one arq writes"
+    return None
+
+
+async def malformed(
+    redis: ArqRedis,
+    queue: str,
+    job_ids: Sequence[bytes],
+    *,
+    deserializer: Deserializer,
+    longest_run_ms: int,
+    claimed: bool = False,
+) -> dict[bytes, str]:
+    """The jobs of `job_ids` that have a value arq could not have written, each with why, read
+    in one round trip. A body arq cannot decode is left to arq, which fails that job itself."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            body, tries, mark, result = job_keys(job_id)
+            pipe.zscore(queue, job_id)
+            pipe.get(body)
+            pipe.get(tries)
+            pipe.get(mark)
+            pipe.pttl(mark)
+            pipe.get(result)
+            pipe.pttl(result)
+        replies = await pipe.execute(raise_on_error=False)
+    found = {}
+    for n, job_id in enumerate(job_ids):
+        own = replies[n * _READS_PER_JOB : (n + 1) * _READS_PER_JOB]
+        for reply in own:
+            if isinstance(reply, _UNREACHABLE):
+                raise reply
+        why = _judge(
+            job_id, own, deserializer=deserializer, longest_run_ms=longest_run_ms, claimed=claimed
+        )
+        if why is not None:
+            found[job_id] = why
+    return found
+
 
 class PmdWorker(Worker):
     """arq's Worker, surviving a Redis connection lost while it claims a job, with Sentry's
@@ -52,6 +185,8 @@ class PmdWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._startup_runs: set[str] = set()  # ids of the start-up runs this scheduler made
+        self._sound: dict[bytes, float] = {}  # job id → until when its values need no reading
+        self._next_tidy = 0.0
         # Copies: a cron job's object is the module's, shared by every Worker.
         for name, function in list(self.functions.items()):
             coroutine = error_reports.job_reporter(name, function.coroutine)
@@ -108,17 +243,143 @@ class PmdWorker(Worker):
         return scheduled
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        dropped = await self._drop_malformed(job_ids)
+        for job_id in job_ids:
+            if job_id in dropped:
+                continue
+            # One at a time: arq's claim of one job must not take the others down with it.
+            try:
+                await super().start_jobs([job_id])
+            except Exception as exc:
+                # arq took the slot (counter and semaphore) for the job it was claiming.
+                self.job_counter -= 1
+                self.sem.release()
+                if isinstance(exc, WatchError):
+                    continue
+                await self._failed_on(job_id, exc)
+
+    async def run_job(self, job_id: str, score: int) -> None:
         try:
-            await super().start_jobs(job_ids)
-        except WatchError:
-            # arq took the slot (counter and semaphore) for the job it was claiming.
-            self.job_counter -= 1
-            self.sem.release()
+            await super().run_job(job_id, score)
+        except Exception as exc:
+            # The job's own errors are arq's to handle: this is arq failing on its values.
+            await self._failed_on(job_id.encode(), exc)
+
+    async def _poll_iteration(self) -> None:
+        try:
+            if time.monotonic() >= self._next_tidy:
+                self._next_tidy = time.monotonic() + TIDY_SECONDS
+                await self._tidy()
+            await super()._poll_iteration()
+        except ResponseError:
+            if not await self._repair_sorted_sets():
+                raise
+
+    def _longest_run_ms(self) -> int:
+        return int(self.in_progress_timeout_s * 1000)
+
+    async def _drop_malformed(self, job_ids: list[bytes]) -> set[bytes]:
+        now = time.monotonic()
+        unread = [job_id for job_id in job_ids if self._sound.get(job_id, 0.0) <= now]
+        if not unread:
+            return set()
+        found = await malformed(
+            self.pool,
+            self.queue_name,
+            unread,
+            deserializer=self.job_deserializer,  # type: ignore[arg-type]
+            longest_run_ms=self._longest_run_ms(),
+        )
+        self._sound = {job_id: until for job_id, until in self._sound.items() if until > now}
+        for job_id in unread:
+            if job_id in found:
+                await self._drop(job_id, found[job_id])
+            else:
+                self._sound[job_id] = now + RESCREEN_SECONDS
+        return set(found)
+
+    async def _failed_on(self, job_id: bytes, exc: Exception) -> None:
+        """arq raised outside its own error handling while it held `job_id`: a value of the
+        job, or the queue or abort set, is not arq's. Raised again when Redis is out of reach."""
+        if isinstance(exc, _UNREACHABLE):
+            raise exc
+        repaired = await self._repair_sorted_sets()
+        found = await malformed(
+            self.pool,
+            self.queue_name,
+            [job_id],
+            deserializer=self.job_deserializer,  # type: ignore[arg-type]
+            longest_run_ms=self._longest_run_ms(),
+            claimed=True,
+        )
+        if job_id in found:
+            await self._drop(job_id, found[job_id])
+        elif not repaired:  # a set of the wrong type explains it: arq's other writes went through
+            await self._drop(job_id, f"arq failed on it ({type(exc).__name__}: {str(exc)[:200]})")
+
+    async def _drop(self, job_id: bytes, why: str) -> None:
+        """Removes the job whole, so that nothing of it comes back on a restart; its row (a
+        download's or an export's) is the sweep's, which enqueues a pending one again."""
+        async with self.pool.pipeline(transaction=True) as tr:
+            tr.delete(*job_keys(job_id))
+            tr.zrem(self.queue_name, job_id)
+            tr.zrem(abort_jobs_ss, job_id)
+            # A sorted set of the wrong type fails its ZREM alone; _tidy removes that set.
+            await tr.execute(raise_on_error=False)
+        self._sound.pop(job_id, None)
+        self.jobs_failed += 1
+        log.warning("job %s removed from the queue: %s", shown(job_id), why)
+
+    async def _repair_sorted_sets(self) -> bool:
+        """Removes the queue or the abort set when it is not a sorted set (arq reads both as
+        one); the jobs a queue held are the sweep's. Whether one was removed."""
+        repaired = False
+        for key in (self.queue_name, abort_jobs_ss):
+            kind = await self.pool.type(key)
+            if kind not in (b"zset", b"none"):
+                await self.pool.delete(key)
+                log.warning(
+                    "%s was a %s, not a sorted set: removed (the sweep enqueues again what a "
+                    "queue held)",
+                    key,
+                    kind.decode(),
+                )
+                repaired = True
+        return repaired
+
+    async def _tidy(self) -> None:
+        """What arq's poll never reads: a queue or abort set of the wrong type, and jobs due
+        later than any the service defers (a score of +inf included)."""
+        await self._repair_sorted_sets()
+        late = await self.pool.zrangebyscore(
+            self.queue_name,
+            min=timestamp_ms() + FAR_AHEAD_MS,
+            max=math.inf,
+            start=0,
+            num=self.queue_read_limit,
+            withscores=True,
+        )
+        for job_id, score in late:
+            await self._drop(job_id, f"its queue score {score} is no time arq gives")
 
 
-class ArqOptions(dict[str, Any]):
-    """The Worker's options as a mapping, for the `arq` command (arq takes a class or a dict)."""
+# The loggers arq writes with (`logging.getLogger` in each of its modules).
+ARQ_LOGGERS = ("arq.connections", "arq.jobs", "arq.utils", "arq.worker")
 
-    def items(self) -> Any:
+
+class _OursOnly(logging.Filter):
+    """Before each arq line is handled: the `arq` logger's handlers that are not the service's
+    go (logs.drop_foreign_handlers)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
         logs.drop_foreign_handlers("arq")
-        return super().items()
+        return True
+
+
+def arq_lines_once() -> None:
+    """Every arq line written once, by the service's handler, whatever handler the `arq`
+    command adds later."""
+    for name in ARQ_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OursOnly) for f in logger.filters):
+            logger.addFilter(_OursOnly())

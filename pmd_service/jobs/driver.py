@@ -4,7 +4,12 @@ publish → metrics → email.
 A job may run more than once (arq re-runs jobs of a dead worker; the sweep re-enqueues). The
 claim is one UPDATE that only one run can win; every later write of the run is guarded by the
 claim token, so a run that lost its claim can never overwrite the row. Status is `failed` only
-when no retry is left."""
+when no retry is left.
+
+The order of a run's hooks is the driver's: each archive is settled, then published with what
+its settle gave, then handed back to the run's generator; the run's end gets every archive
+published, and a failure what the last settled one left out (jobs/kind.py).
+"""
 
 from __future__ import annotations
 
@@ -13,27 +18,31 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiofiles.os
 from arq import Retry
+from arq.typing import WorkerCoroutine
 
 from ..core import error_reports
+from ..core.codes import Code
 from ..core.logs import request_id_set
-from ..host.vault import own_zip_path, zip_object_key
+from ..storage.zip_names import own_zip_path, zip_object_key
 from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, object_sink, publish
 from .context import WorkerState, state
 from .failures import (
     BACKOFF_CAP_SECONDS,
-    MAX_ATTEMPTS,
     TRANSIENT,
     PermanentError,
+    Refused,
     transient_message,
     unexpected_message,
 )
-from .kind import Archive, Claim, ClaimedRun, JobKind
+from .kind import Archive, Claim, ClaimedRun, JobKind, Settled, Skipped
+from .queueing import MAX_ATTEMPTS
 from .streaming import stream_zip
 
 if TYPE_CHECKING:
@@ -54,18 +63,30 @@ async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
         return claim
     # The id of the POST that asked for it: every line of this run and its email carry it.
     with request_id_set(claim.row["request_id"]):
-        run = kind.run(st, claim)
+        run = kind.start(st, claim)
         started = time.monotonic()
+        left_out: list[Skipped] = []  # what each archive settled left out, in order
+        published: list[Settled] = []
         try:
             with kind.attempt_scope(st):
-                outcome = await _attempt(st, kind, claim, run)
+                outcome = await _attempt(st, kind, claim, run, left_out, published)
         except Retry:
-            run.finished("retry", time.monotonic() - started)
+            run.finished("retry", time.monotonic() - started, published)
             raise
-        run.finished(outcome, time.monotonic() - started)
+        run.finished(outcome, time.monotonic() - started, published)
         if outcome != "cancelled" and claim.row["send_email"]:
-            await kind.send_email(st.pool, st.settings, claim.id)
+            await kind.email.send_email(st.pool, st.settings, claim.id)
         return outcome
+
+
+def job_function(kind: JobKind) -> WorkerCoroutine:
+    """The coroutine arq runs for `kind`'s jobs, under its function name (`process_bdr`)."""
+
+    async def run(ctx: dict[str, Any], raw_id: str) -> str:
+        return await process(ctx, kind, raw_id)
+
+    run.__name__ = run.__qualname__ = kind.queue.function
+    return run
 
 
 async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | None:
@@ -89,28 +110,37 @@ async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | N
     return None if row is None else Claim(what, row_id, token, row)
 
 
-async def _attempt(st: WorkerState, kind: JobKind, claim: Claim, run: ClaimedRun) -> str:
+async def _attempt(
+    st: WorkerState,
+    kind: JobKind,
+    claim: Claim,
+    run: ClaimedRun,
+    left_out: list[Skipped],
+    published: list[Settled],
+) -> str:
     """ready, failed or cancelled; raises Retry, after handing the row back for it, when a
     later attempt may succeed."""
     what = claim.what
     if run.attempts > MAX_ATTEMPTS:
-        await run.fail(transient_message(TimeoutError(), kind.noun))
+        await run.fail(transient_message(TimeoutError(), kind.noun), Code.INTERNAL, [])
         return "failed"
     try:
         async with aclosing(run.archives()) as archives:
-            async for archive in archives:
-                await _place(st, kind, claim, archive)
-        await run.finish()
+            archive = await anext(archives, None)
+            while archive is not None:
+                published.append(await _place(st, kind, claim, archive, left_out))
+                archive = await _next(archives, published[-1])
+        await run.finish(published)
         return "ready"
     except BuildCancelled:
         return "cancelled"
     except PermanentError as exc:
-        await run.fail(str(exc))
+        await run.fail(str(exc), exc.code, _last(left_out))
     except TRANSIENT as exc:
         n = run.attempts
         if n >= MAX_ATTEMPTS:
             log.warning("%s: attempt %d failed (%r); giving up", what, n, exc)
-            await run.fail(transient_message(exc, kind.noun))
+            await run.fail(transient_message(exc, kind.noun), Code.INTERNAL, _last(left_out))
         else:
             defer = min(BACKOFF_CAP_SECONDS, st.settings.job_retry_base_seconds * 4 ** (n - 1))
             log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
@@ -119,41 +149,67 @@ async def _attempt(st: WorkerState, kind: JobKind, claim: Claim, run: ClaimedRun
             raise Retry(defer=defer) from exc
     except Exception:
         log.exception("%s: unexpected error", what)
-        await run.fail(unexpected_message(kind.noun))
+        await run.fail(unexpected_message(kind.noun), Code.INTERNAL, _last(left_out))
     return "failed"
 
 
-async def _place(st: WorkerState, kind: JobKind, claim: Claim, archive: Archive) -> None:
+async def _next(archives: AsyncGenerator[Archive, Settled], published: Settled) -> Archive | None:
+    """The run's next archive, its generator given back the one just published."""
+    try:
+        return await archives.asend(published)
+    except StopAsyncIteration:
+        return None
+
+
+def _last(left_out: list[Skipped]) -> Skipped:
+    return left_out[-1] if left_out else []
+
+
+def _settle(archive: Archive, built: BuildResult, left_out: list[Skipped]) -> Settled:
+    """`archive.settled`, what it left out recorded whether it is shipped or refused."""
+    try:
+        settled = archive.settled(built)
+    except Refused as refused:
+        left_out.append(refused.skipped)
+        raise refused.error from None
+    left_out.append(settled.skipped)
+    return settled
+
+
+async def _place(
+    st: WorkerState, kind: JobKind, claim: Claim, archive: Archive, left_out: list[Skipped]
+) -> Settled:
     """Streams `archive` into ZIP_PATH (a temp file renamed into place once published) or into
     the ZIP_STORE bucket (a multipart upload under this run's own name); what a run did not
-    publish is removed."""
+    publish is removed. What the settled archive left out is added to `left_out`."""
     if st.zips.store is None:
-        final = own_zip_path(st.settings.zip_path, archive.file_path)
-        temp = final.with_name(archive.temp_name)
+        final = own_zip_path(st.settings.zip_path, archive.names.file_path)
+        temp = final.with_name(archive.names.temp_name)
         await aiofiles.os.makedirs(final.parent, exist_ok=True)
         try:
-            result = archive.settled(await stream_zip(st, archive, file_sink(temp)))
-            await publish_archive(st, kind, claim, archive, archive.file_path, result, temp)
+            settled = _settle(archive, await stream_zip(st, archive, file_sink(temp)), left_out)
+            await publish_archive(st, kind, claim, archive, archive.names.file_path, settled, temp)
         finally:
             await asyncio.to_thread(discard, temp)
-        return
+        return settled
     attributes: Attributes = {
         "Content-Type": "application/zip",
         # The browser saves the host's file name when it follows the signed URL.
-        "Content-Disposition": f"attachment; filename={archive.download_name}",
+        "Content-Disposition": f"attachment; filename={archive.names.download_name}",
     }
-    sink = object_sink(st.zips.store, zip_object_key(archive.object_path), attributes)
+    sink = object_sink(st.zips.store, zip_object_key(archive.names.object_path), attributes)
     published = False
     try:
-        result = archive.settled(await stream_zip(st, archive, sink))
-        await publish_archive(st, kind, claim, archive, archive.object_path, result)
+        settled = _settle(archive, await stream_zip(st, archive, sink), left_out)
+        await publish_archive(st, kind, claim, archive, archive.names.object_path, settled)
         published = True
     finally:
         if not published:  # an object completed by a run that did not make it ready
             try:
-                await st.zips.remove(archive.object_path)
+                await st.zips.remove(archive.names.object_path)
             except TRANSIENT:  # the cleanup removes it later; keep the run's own error
-                log.warning("%s: could not remove %s", claim.what, archive.object_path)
+                log.warning("%s: could not remove %s", claim.what, archive.names.object_path)
+    return settled
 
 
 async def publish_archive(
@@ -162,7 +218,7 @@ async def publish_archive(
     claim: Claim,
     archive: Archive,
     file_path: str,
-    result: BuildResult,
+    settled: Settled,
     temp: Path | None = None,
 ) -> None:
     """Marks it ready (after renaming `temp` into place) in one transaction holding the row's
@@ -178,5 +234,4 @@ async def publish_archive(
             raise BuildCancelled
         if temp is not None:
             await asyncio.to_thread(publish, temp, own_zip_path(st.settings.zip_path, file_path))
-        await archive.publish(conn, file_path, result)
-    archive.published(result)
+        await archive.publish(conn, file_path, settled)

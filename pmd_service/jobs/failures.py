@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 import aiohttp
 import asyncpg
 import obstore.exceptions
 import redis.exceptions
 
-MAX_ATTEMPTS = 4  # the first run and three retries
+from ..core.codes import Code
+from .queueing import MAX_ATTEMPTS
+
 BACKOFF_CAP_SECONDS = 600.0
 
 
 class PermanentError(Exception):
-    """Retrying cannot help; the message is shown to the user as is."""
+    """Retrying cannot help; the message is shown to the user as is, `code` beside it."""
+
+    def __init__(self, message: str, code: Code = Code.INTERNAL) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TransientError(Exception):
     """Worth retrying; the message is shown if no retry is left."""
+
+
+class Refused(Exception):
+    """A built archive that must not be shipped: the run stops on `error` as if it were raised,
+    and a failed row records `skipped`, what the build left out (jobs/driver.py)."""
+
+    def __init__(self, error: Exception, skipped: list[dict[str, Any]]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.skipped = skipped
 
 
 # Database, Redis, disk, object store and network trouble: retried with backoff.
@@ -60,7 +77,8 @@ def nothing_added(skipped: list[tuple[int, str]]) -> Exception:
     parts = ", ".join(f"{n} {_REASON_TEXT[r]}" for r, n in counts.most_common())
     return PermanentError(
         f"None of the {len(skipped)} requested artworks could be added ({parts}); "
-        "a ZIP without artworks is not made. Choose other posts and request again."
+        "a ZIP without artworks is not made. Choose other posts and request again.",
+        Code.NO_POSTS,
     )
 
 

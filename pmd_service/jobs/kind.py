@@ -1,30 +1,40 @@
-"""A claimed job kind: what a feature tells the shared driver (jobs/driver.py) about its job.
+"""A claimed job kind: what a feature tells the shared driver (jobs/driver.py), the worker, the
+sweep and the cleanup about its job, as one `JobKind` value made of the four parts a kind has:
 
-A feature (bdr/, exports/) implements `JobKind` in one module: its name, its claim (one UPDATE
-… RETURNING that only one run can win; every later write of the run is guarded by the claim
-token), the run that plans its archives and publishes them, its email, and what the sweep and
-the cleanup do with its rows. The driver, the sweep and the cleanup loop over the kinds and
-hold no feature's SQL.
+- running: its table, its claim (one UPDATE … RETURNING that only one run can win; every later
+  write of the run is guarded by the claim token) and the run that plans its archives
+  (`ClaimedRun`, `Archive`): the only part a kind writes as code;
+- queueing: its arq job (`Queueing`, jobs/queueing.py);
+- upkeep: what the sweep and the daily cleanup do with its rows (`Upkeep`, `Expiring`);
+- email: the email its user is owed once the row is ready or failed (`Email`).
+
+The statements every kind shares are made here from its table. The driver calls a run's hooks
+in the one order their values allow: an archive's `settled` gives the `Settled` its `publish`
+writes and that the run's generator receives back once published; `finish` and `finished` get
+every published archive; `fail` gets what the last settled archive left out.
 """
 
 from __future__ import annotations
 
+import abc
+import contextlib
 import threading
 import uuid
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 from arq.connections import ArqRedis
 
-from ..mail.notify import Emailed
+from ..core.codes import Code
+from ..storage.zip_names import ZipNames
 from ..zipbuild.build import BuildResult, FileDigest, Trailing
 from ..zipbuild.content import Artwork
 from ..zipbuild.json_files import Extras
 from .failures import PermanentError
+from .queueing import Queueing
 from .restore import RestoreCheck
 
 if TYPE_CHECKING:
@@ -46,6 +56,11 @@ SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(se
 WHERE {OWNED}
 """
 SQL_OWNER = "SELECT handle, public_sqid FROM users WHERE id = $1"
+
+
+def lock_owned(table: str) -> str:
+    """Row $1 of `table` locked while the run of claim token $2 still holds it."""
+    return f"SELECT 1 FROM {table} WHERE {OWNED} FOR UPDATE"
 
 
 def stuck_pending(table: str, batch: int) -> str:
@@ -83,53 +98,62 @@ async def job_owner(pool: asyncpg.Pool, user_id: int, what: str) -> asyncpg.Reco
     """The handle and public sqid of the user a job's row is for (`what`: "download")."""
     user = await pool.fetchrow(SQL_OWNER, user_id)
     if user is None:
-        raise PermanentError(f"The account this {what} belongs to no longer exists.")
+        raise PermanentError(
+            f"The account this {what} belongs to no longer exists.", Code.USER_NOT_FOUND
+        )
     return user
 
 
-class Archive(Protocol):
+# What a row says a build left out: an entry per artwork or file (zipbuild/content.py).
+Skipped = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A built archive as it is published: its result, and what it left out."""
+
+    result: BuildResult
+    skipped: Skipped
+
+
+class Archive(abc.ABC):
     """One ZIP a run builds (a BDR's, an export's part): what goes in, where it is stored, and
-    what its row says while it is built and once it is published."""
+    what its row says while it is built and once it is published. A kind's archive sets the
+    attributes without a value and writes the abstract hooks; the rest have defaults."""
 
     artworks: list[Artwork]
-    prefix: str  # the folder its artworks and JSON files go under ("" for none)
     comments: bool
     reactions: bool
-    gate: threading.Event | None  # waited on between artworks (clear: others go first)
-    file_path: str  # its stored path once placed in the folder
-    temp_name: str  # the temp file beside it while it is written there
-    object_path: str  # this run's own stored path in a bucket
-    download_name: str  # the file name a browser saves
+    names: ZipNames  # where it is stored (storage/zip_names.py)
+    prefix: str = ""  # the folder its artworks and JSON files go under
+    gate: threading.Event | None = None  # waited on between artworks (clear: others go first)
 
+    @abc.abstractmethod
     def trailing(
         self, extras: Extras, added: list[int], skipped: list[tuple[int, str]]
     ) -> Iterable[tuple[str, Trailing]]:
         """The JSON files after the artworks, once what was added is known."""
-        ...
 
+    @abc.abstractmethod
     def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
         """The last files, made from the digests of every other one (a manifest)."""
-        ...
 
+    @abc.abstractmethod
     async def report(self, done: int) -> bool:
         """Progress (artworks done) and heartbeat; False when the run lost its row."""
-        ...
 
     def over_cap(self, written: int, done: int) -> Exception | None:
         """An error to stop the build with once `written` bytes are too many, or None."""
-        ...
+        return None
 
-    def settled(self, result: BuildResult) -> BuildResult:
-        """The built ZIP as it is published; raises when it must not be shipped."""
-        ...
+    @abc.abstractmethod
+    def settled(self, result: BuildResult) -> Settled:
+        """The built ZIP as it is published; raises when it must not be shipped (`Refused`,
+        to have a failed row say what was left out)."""
 
-    async def publish(self, conn: Conn, file_path: str, result: BuildResult) -> None:
+    @abc.abstractmethod
+    async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
         """Marks it ready, in the transaction that holds the run's row locked."""
-        ...
-
-    def published(self, result: BuildResult) -> None:
-        """After the commit of its publish."""
-        ...
 
 
 class ClaimedRun(Protocol):
@@ -141,68 +165,22 @@ class ClaimedRun(Protocol):
         starts its count again)."""
         ...
 
-    def archives(self) -> AsyncGenerator[Archive]:
-        """Plans, then yields each archive still to build, in order."""
+    def archives(self) -> AsyncGenerator[Archive, Settled]:
+        """Plans, then yields each archive still to build, in order; each yield is given back
+        the archive as published (the generator is closed instead when it was not)."""
         ...
 
-    async def finish(self) -> None:
+    async def finish(self, published: list[Settled]) -> None:
         """Once every archive is published: the row ready, if the run has not done it."""
         ...
 
-    async def fail(self, message: str) -> object:
-        """The row failed, with what its user is told."""
+    async def fail(self, message: str, code: Code, skipped: Skipped) -> object:
+        """The row failed, with what its user is told, its `error_code`, and what the last
+        settled archive left out ([] when none was)."""
         ...
 
-    def finished(self, outcome: str, seconds: float) -> None:
+    def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
         """ready, failed, cancelled or retry: the run's metrics or log line."""
-        ...
-
-
-class JobKind(Emailed, Protocol):
-    """A feature's claimed job, as the driver, the sweep and the cleanup use it."""
-
-    name: str  # "bdr": the job's tag and log name
-    label: str  # "BDR": how a log line names one
-    noun: str  # "download": how a message to its user names one
-    sql_claim: str  # $1 id, $2 token, $3 stale seconds → the row, or none
-    sql_release: str  # $1 id, $2 token, $3 seconds: handed back for a retry
-    sql_lock_owned: str  # $1 id, $2 token: the row locked while still the run's
-    sql_stuck_pending: str  # $1 grace seconds → id, age
-    sql_orphaned: str  # $1 stale seconds, $2 retry grace → id, attempts
-    restore_checks: tuple[RestoreCheck, ...]  # what a restore may leave inconsistent
-
-    def run(self, st: WorkerState, claim: Claim) -> ClaimedRun: ...
-
-    def attempt_scope(self, st: WorkerState) -> AbstractContextManager[None]:
-        """Held while an attempt runs (a BDR holds the exports back)."""
-        ...
-
-    async def enqueue(self, redis: ArqRedis, row_id: uuid.UUID, retake: str | None) -> bool: ...
-
-    def job_id(self, row_id: uuid.UUID) -> str: ...
-
-    async def swept(self, st: WorkerState, redis: ArqRedis) -> int:
-        """The kind's own part of each sweep; how many jobs it enqueued."""
-        ...
-
-    async def plan_expiry(self, conn: Conn, at: datetime, days: int, settings: Settings) -> Expiry:
-        """What the daily cleanup at `at` expires, and purges (finished `days` ago)."""
-        ...
-
-    async def expire(
-        self, pool: asyncpg.Pool, at: datetime, plan: Expiry
-    ) -> dict[uuid.UUID, tuple[str | None, ...]]:
-        """The planned expiries, each row's condition checked again: what was expired."""
-        ...
-
-    async def purge(
-        self, pool: asyncpg.Pool, at: datetime, days: int, settings: Settings, plan: Expiry
-    ) -> frozenset[uuid.UUID]:
-        """The planned purges, each row's condition checked again: what was purged."""
-        ...
-
-    def summary(self, expiry: Expiry) -> dict[str, int]:
-        """Its expiries as the cleanup's summary counts them."""
         ...
 
 
@@ -213,3 +191,93 @@ class Expiry:
 
     expire: dict[uuid.UUID, tuple[str | None, ...]]
     purge: frozenset[uuid.UUID]
+
+
+def _no_args(settings: Settings) -> tuple[object, ...]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Expiring:
+    """What the daily cleanup (upkeep/cleanup.py) expires and purges of a kind: each statement
+    planned in a read-only snapshot, then run again on the planned ids, re-checking its
+    condition. `$1` is the plan's clock; the purges take the retention days as `$2`, then
+    `purge_args`, then the ids."""
+
+    sql_plan_expire: str  # $1 → id, files (the stored paths that go with the row)
+    sql_plan_purge: str  # …, the ids the plan expires (they count as expired) → id
+    sql_expire: str  # $1, $2 the planned ids → id, files
+    sql_purge: str  # …, the planned ids → id
+    counted_as: str  # the summary's name for the files expired ("expired")
+    purge_args: Callable[[Settings], tuple[object, ...]] = _no_args
+
+
+async def _nothing_swept(st: WorkerState, redis: ArqRedis) -> int:
+    return 0
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """A kind's part of the sweep (upkeep/sweep.py), the cleanup and the restore check."""
+
+    sweep_batch: int  # rows of each sweep query, the oldest first
+    expiring: Expiring
+    restore_checks: tuple[RestoreCheck, ...]  # what a restore may leave inconsistent
+    # The kind's own part of each sweep, before its rows are enqueued again: how many jobs it
+    # enqueued.
+    swept: Callable[[WorkerState, ArqRedis], Awaitable[int]] = _nothing_swept
+
+
+@dataclass  # not frozen: mail/notify.py's `Emailed` declares a plain attribute
+class Email:
+    """A kind's ready/failed email (mail/notify.py's `Emailed`)."""
+
+    sql_emails_owed: str  # $1 the tries allowed → the ids whose email is owed
+    send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]]
+
+    async def send_email(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
+        return await self.send(pool, settings, row_id)
+
+
+def _unscoped(st: WorkerState) -> AbstractContextManager[None]:
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A feature's claimed job, as the driver, the worker, the sweep and the cleanup use it."""
+
+    label: str  # "BDR": how a log line names one
+    noun: str  # "download": how a message to its user names one
+    table: str  # its rows'
+    sql_claim: str  # $1 id, $2 token, $3 stale seconds → the row, or none
+    start: Callable[[WorkerState, Claim], ClaimedRun]  # a claimed row's run
+    queue: Queueing
+    upkeep: Upkeep
+    email: Email
+    # Held while an attempt runs (a BDR holds the exports back).
+    attempt_scope: Callable[[WorkerState], AbstractContextManager[None]] = _unscoped
+
+    @property
+    def name(self) -> str:
+        """The job's tag and log name ("bdr")."""
+        return self.queue.name
+
+    @property
+    def sql_release(self) -> str:
+        """$1 id, $2 token, $3 seconds: handed back for a retry."""
+        return f"UPDATE {self.table} {RELEASE_FOR_RETRY}"
+
+    @property
+    def sql_lock_owned(self) -> str:
+        return lock_owned(self.table)
+
+    @property
+    def sql_stuck_pending(self) -> str:
+        """$1 grace seconds → id, age."""
+        return stuck_pending(self.table, self.upkeep.sweep_batch)
+
+    @property
+    def sql_orphaned(self) -> str:
+        """$1 stale seconds, $2 retry grace → id, attempts."""
+        return orphaned(self.table, self.upkeep.sweep_batch)

@@ -78,7 +78,13 @@ async def stream_zip(st: WorkerState, archive: Archive, sink: Sink) -> BuildResu
     settings = st.settings
     loop = asyncio.get_running_loop()
     cancel = threading.Event()
-    extras = Extras(st.pool, loop, cancel, comments=archive.comments, reactions=archive.reactions)
+    extras = Extras(
+        st.pool,
+        loop,
+        cancel,
+        comments=archive.comments,
+        reactions=archive.reactions,
+    )
     source = None
     fetch = None
     if st.artwork_store is not None:

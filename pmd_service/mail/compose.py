@@ -1,5 +1,6 @@
-"""BDR emails (text + HTML) sent with aiosmtplib; without SMTP_HOST they are logged instead (and
-kept in dev mode's mailbox, mailbox.py)."""
+"""The ready/failed emails of BDRs and exports (text + HTML, in the recipient's language:
+language.py) sent with aiosmtplib; without SMTP_HOST they are logged instead (and kept in dev
+mode's mailbox, mailbox.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiosmtplib
 
 from ..core.settings import Settings
-from . import mailbox
+from . import language, mailbox
+from .links import page_link
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ class BdrMail:
     expires_at: datetime | None
     error_message: str | None
     request_id: str | None = None  # of the POST that asked for it, for support to trace
+    locale: str | None = None  # the recipient's `users.locale` (None: English)
 
 
 def message_id(settings: Settings, bdr_id: str) -> str:
@@ -42,44 +46,23 @@ def message_id(settings: Settings, bdr_id: str) -> str:
 
 
 def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
-    link = f"{settings.base_url}/u/{mail.user_sqid}/posts?bdr={mail.bdr_id}"
-    msg = EmailMessage()
-    msg["From"] = settings.mail_from
-    msg["To"] = mail.to
-    msg["Message-ID"] = message_id(settings, mail.bdr_id)
-    if mail.request_id:
-        msg["X-Request-ID"] = mail.request_id
+    link = page_link(settings, mail.user_sqid, f"bdr={mail.bdr_id}")
+    words = language.words(settings, mail.locale)
+    count = mail.artwork_count
     if mail.status == "ready":
-        noun = "artwork" if mail.artwork_count == 1 else "artworks"
-        expiry = mail.expires_at.strftime("%d %B %Y, %H:%M UTC") if mail.expires_at else "soon"
-        msg["Subject"] = f"Your download of {mail.artwork_count} {noun} is ready"
-        text = (
-            f"Hi {mail.handle},\n\n"
-            f"Your ZIP of {mail.artwork_count} {noun} is ready to download:\n{link}\n\n"
-            f"The link works until {expiry}.\n"
-        )
-        body = (
-            f"<p>Hi {html.escape(mail.handle)},</p>"
-            f"<p>Your ZIP of <strong>{mail.artwork_count} {noun}</strong> is ready.</p>"
-            f'<p><a href="{html.escape(link)}">Download it from your posts page</a></p>'
-            f"<p>The link works until {html.escape(expiry)}.</p>"
-        )
+        subject = words.text("bdr_subject", count=count)
+        body: list[Block] = [
+            Para(("bdr_ready", {"count": count}), ("bdr_count", {"count": count})),
+            Button("bdr_button"),
+        ]
+        if mail.expires_at is not None:
+            body.append(Para(("bdr_expiry", {"expires": mail.expires_at})))
     else:
-        reason = mail.error_message or "An unexpected error stopped it."
-        msg["Subject"] = "Your artwork download could not be prepared"
-        text = (
-            f"Hi {mail.handle},\n\n"
-            f"We could not prepare your download: {reason}\n\n"
-            f"You can request it again from your posts page:\n{link}\n"
-        )
-        body = (
-            f"<p>Hi {html.escape(mail.handle)},</p>"
-            f"<p>We could not prepare your download: {html.escape(reason)}</p>"
-            f'<p>You can <a href="{html.escape(link)}">request it again from your posts page</a>.</p>'
-        )
-    msg.set_content(text)
-    msg.add_alternative(f"<!doctype html><html><body>{body}</body></html>", subtype="html")
-    return msg
+        subject = words.text("bdr_failed_subject")
+        body = [Para(("bdr_failed", {}), _reason(mail.error_message)), Button("bdr_failed_button")]
+    email = Email(subject, mail.handle, body, "bdr_why")
+    mid = message_id(settings, mail.bdr_id)
+    return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
 @dataclass(frozen=True)
@@ -95,63 +78,156 @@ class ExportMail:
     expires_at: datetime | None
     error_message: str | None
     request_id: str | None = None
+    locale: str | None = None
+    # An incremental export: the changes since the export it follows, which started at
+    # `changes_since` (the counts null until its parts are planned).
+    incremental: bool = False
+    changes_since: datetime | None = None
+    added_count: int | None = None
+    changed_count: int | None = None
+    removed_count: int = 0
 
 
 def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
     """The page's link, never the files': a part is fetched signed in, and checked there."""
-    link = f"{settings.base_url}/u/{mail.user_sqid}/posts?export={mail.export_id}"
+    link = page_link(settings, mail.user_sqid, f"export={mail.export_id}")
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
-    msg = EmailMessage()
-    msg["From"] = settings.mail_from
-    msg["To"] = mail.to
-    msg["Message-ID"] = f"<export-{mail.export_id}@{domain}>"
-    if mail.request_id:
-        msg["X-Request-ID"] = mail.request_id
-    expiry = mail.expires_at.strftime("%d %B %Y, %H:%M UTC") if mail.expires_at else None
+    words = language.words(settings, mail.locale)
+    count = mail.artwork_count
     if mail.status == "ready":
-        noun = "artwork" if mail.artwork_count == 1 else "artworks"
-        parts = "1 part" if mail.part_count == 1 else f"{mail.part_count} parts"
-        msg["Subject"] = f"Your export of {mail.artwork_count} {noun} is ready"
-        text = (
-            f"Hi {mail.handle},\n\n"
-            f"Your full export is ready: {mail.artwork_count} {noun} in {parts} "
-            f"({_size(mail.total_bytes)}). Download the parts from your posts page:\n{link}\n\n"
-            f"They can be downloaded until {expiry or 'they expire'}. Each part is a BagIt bag "
-            "with a README.txt that says how to check it.\n"
-        )
-        body = (
-            f"<p>Hi {html.escape(mail.handle)},</p>"
-            f"<p>Your full export is ready: <strong>{mail.artwork_count} {noun}</strong> in "
-            f"{parts} ({_size(mail.total_bytes)}).</p>"
-            f'<p><a href="{html.escape(link)}">Download the parts from your posts page</a></p>'
-            f"<p>They can be downloaded until {html.escape(expiry or 'they expire')}. Each part "
-            "is a BagIt bag with a README.txt that says how to check it.</p>"
-        )
+        parts = {"parts": mail.part_count, "size": words.size(mail.total_bytes)}
+        if mail.incremental and mail.changes_since is not None and mail.added_count is not None:
+            changes = {
+                "since": mail.changes_since,
+                "added": mail.added_count,
+                "changed": mail.changed_count or 0,
+                "removed": mail.removed_count,
+            }
+            subject = words.text("export_changes_subject", since=mail.changes_since)
+            opening: list[Line] = [("export_changes_ready", changes)]
+        else:
+            subject = words.text("export_subject", count=count)
+            opening = [("export_ready", {"count": count}), ("export_count", {"count": count})]
+        body: list[Block] = [Para(*opening, ("export_parts", parts)), Button("export_button")]
+        if mail.expires_at is not None:
+            body.append(Para(("export_expiry", {"expires": mail.expires_at}), ("export_check", {})))
+        else:
+            body.append(Para(("export_check", {})))
     else:
-        reason = mail.error_message or "An unexpected error stopped it."
-        kept = f" The parts already built can be downloaded until {expiry}." if expiry else ""
-        msg["Subject"] = "Your export could not be completed"
-        text = (
-            f"Hi {mail.handle},\n\nWe could not complete your export: {reason}{kept}\n\n"
-            f"You can request a new export from your posts page:\n{link}\n"
-        )
-        body = (
-            f"<p>Hi {html.escape(mail.handle)},</p>"
-            f"<p>We could not complete your export: {html.escape(reason)}{html.escape(kept)}</p>"
-            f'<p>You can <a href="{html.escape(link)}">request a new export from your posts '
-            "page</a>.</p>"
-        )
-    msg.set_content(text)
-    msg.add_alternative(f"<!doctype html><html><body>{body}</body></html>", subtype="html")
-    return msg
+        subject = words.text("export_failed_subject")
+        lines: list[Line] = [("export_failed", {}), _reason(mail.error_message)]
+        if mail.expires_at is not None:
+            lines.append(("export_failed_kept", {"expires": mail.expires_at}))
+        body = [Para(*lines), Button("export_failed_button")]
+    email = Email(subject, mail.handle, body, "export_why")
+    mid = f"<export-{mail.export_id}@{domain}>"
+    return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} bytes"  # pragma: no cover
+# One line of copy: its key and the values of its placeholders.
+Line = tuple[str, dict[str, object]]
+
+
+def _reason(error_message: str | None) -> Line:
+    """What went wrong, as the service recorded it (in English, as the API gives it)."""
+    if error_message:
+        return ("failure_reason", {"reason": error_message})
+    return ("failure_unknown", {})
+
+
+@dataclass(frozen=True)
+class Para:
+    """A paragraph of lines."""
+
+    lines: tuple[Line, ...]
+
+    def __init__(self, *lines: Line) -> None:
+        object.__setattr__(self, "lines", lines)
+
+
+@dataclass(frozen=True)
+class Button:
+    """The link to the posts page, under the key's label."""
+
+    key: str
+
+
+Block = Para | Button
+
+
+@dataclass(frozen=True)
+class Email:
+    """Every email's shape: a greeting, the body, the link again for a client without buttons,
+    why it was sent, and the footer; as text and as HTML from the same copy."""
+
+    subject: str
+    handle: str
+    body: list[Block]
+    why: str
+
+    def message(
+        self,
+        settings: Settings,
+        words: language.Words,
+        to: str,
+        link: str,
+        message_id: str,
+        request_id: str | None,
+    ) -> EmailMessage:
+        site = urlsplit(settings.base_url).netloc
+        greeting: Line = ("greeting_anonymous", {})
+        if self.handle:
+            greeting = ("greeting_named", {"handle": self.handle})
+        text = [words.text(greeting[0], **greeting[1])]
+        markup = [f"<p>{words.html(greeting[0], **greeting[1])}</p>"]
+        for block in self.body:
+            if isinstance(block, Button):
+                label = words.text(block.key)
+                text.append(f"{label}\n{link}")
+                markup.append(
+                    f'<p><a href="{html.escape(link)}" style="{BUTTON_STYLE}">'
+                    f"{html.escape(label)}</a></p>"
+                )
+            else:
+                text.append("\n".join(words.text(key, **values) for key, values in block.lines))
+                shown = "<br>".join(words.html(key, **values) for key, values in block.lines)
+                markup.append(f"<p>{shown}</p>")
+        markup.append(
+            f'<p style="{SMALL_STYLE}">{words.html("bdr_fallback_link")}<br>'
+            f'<a href="{html.escape(link)}">{html.escape(link)}</a></p>'
+        )
+        text.append(words.text(self.why))
+        markup.append(f'<p style="{SMALL_STYLE}">{words.html(self.why)}</p>')
+        text.append(f"-- \n{words.text('footer', site=site)}")
+        markup.append(f'<p style="{SMALL_STYLE}">{words.html("footer", site=site)}</p>')
+
+        msg = EmailMessage()
+        msg["From"] = settings.mail_from
+        msg["To"] = to
+        msg["Subject"] = self.subject
+        msg["Message-ID"] = message_id
+        if request_id:
+            msg["X-Request-ID"] = request_id
+        msg.set_content("\n\n".join(text) + "\n")
+        direction = words.locale.text_direction
+        msg.add_alternative(
+            f'<!doctype html><html lang="{html.escape(words.language)}" dir="{direction}"><head>'
+            f'<meta charset="utf-8"><title>{html.escape(self.subject)}</title></head>'
+            f'<body style="{BODY_STYLE}">{"".join(markup)}</body></html>',
+            subtype="html",
+        )
+        # RFC 3282: the language the copy is in (the dev mailbox shows it). Set last: setting
+        # the content drops every Content-* header already there.
+        msg["Content-Language"] = words.language
+        return msg
+
+
+BODY_STYLE = "font-family: sans-serif; line-height: 1.5; color: #1a1a1a"
+BUTTON_STYLE = (
+    "display: inline-block; padding: 10px 18px; background: #2d5bd3; color: #ffffff; "
+    "text-decoration: none; border-radius: 6px; font-weight: bold"
+)
+SMALL_STYLE = "font-size: small; color: #555555"
 
 
 class Attempt:

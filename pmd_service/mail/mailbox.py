@@ -33,6 +33,7 @@ class KeptMail:
     kept_at: datetime
     to: str
     subject: str
+    language: str  # its Content-Language: the language it was written in ("" if none)
 
 
 def folder(settings: Settings) -> Path:
@@ -76,7 +77,13 @@ def _summary(name: str, message: EmailMessage) -> KeptMail:
     match = NAME_RE.fullmatch(name)
     assert match is not None
     kept_at = datetime.fromtimestamp(int(match["ns"]) / 1e9, UTC)
-    return KeptMail(name, kept_at, str(message["To"] or ""), str(message["Subject"] or ""))
+    return KeptMail(
+        name,
+        kept_at,
+        str(message["To"] or ""),
+        str(message["Subject"] or ""),
+        str(message["Content-Language"] or ""),
+    )
 
 
 def read(settings: Settings, name: str) -> EmailMessage | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -150,13 +151,47 @@ async def send_taken(
     return True
 
 
+# Whether the host's `users` has a `locale` column, and whether the service's role may read it:
+# an older host's has none, and a role granted before the host's upgrade may not read it; its
+# emails go in English then. Asked of the catalog (per database, every LOCALE_RECHECK_SECONDS,
+# so a host upgraded under a running service is seen), never learnt from a failing email.
+SQL_USERS_LOCALE = """
+SELECT found, found AND has_column_privilege($1, 'locale', 'SELECT') AS readable
+FROM (SELECT EXISTS (SELECT 1 FROM pg_attribute
+                     WHERE attrelid = to_regclass($1) AND attname = 'locale'
+                       AND attnum > 0 AND NOT attisdropped) AS found) f
+"""
+LOCALE_RECHECK_SECONDS = 600.0
+_users_locale: dict[tuple[str, str], tuple[float, bool]] = {}
+
+
+async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
+    """Whether the take may read `users.locale` (see SQL_USERS_LOCALE)."""
+    where = (settings.database_url, settings.host_schema)
+    known = _users_locale.get(where)
+    if known is not None and time.monotonic() < known[0]:
+        return known[1]
+    table = f'"{settings.host_schema}".users'
+    row = await pool.fetchrow(SQL_USERS_LOCALE, table)
+    assert row is not None
+    if row["found"] and not row["readable"]:
+        log.warning(
+            "users.locale is there but the service's role may not read it: emails go in "
+            "English until the output of `python -m pmd_service grants` is run again"
+        )
+    _users_locale[where] = (time.monotonic() + LOCALE_RECHECK_SECONDS, row["readable"])
+    return bool(row["readable"])
+
+
 @dataclass(frozen=True)
 class EmailTable:
     """A kind's statements on its emails, each on its table with $1 the row: `take` ($2 the
     tries allowed, $3 the lease's seconds; returning `taken_at`, the `email_sent_at` that names
-    the take, and `request_id`), and END_LEASE and RELEASE on that table."""
+    the take, `request_id` and the recipient's `locale`), the same `in_english` for a host
+    whose users have no readable locale, and END_LEASE and RELEASE on that table."""
 
     take: str
+    take_in_english: str
     end_lease: str
     release: str
 
@@ -170,7 +205,8 @@ class EmailTable:
     ) -> bool:
         """Row `row_id`'s email, taken, then sent (send_taken): `message` makes it from the row
         the take returned. True if this call sent it."""
-        taken = await pool.fetchrow(self.take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
+        take = self.take if await users_locale_readable(pool, settings) else self.take_in_english
+        taken = await pool.fetchrow(take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
         if taken is None:
             return False
         taken_at = taken["taken_at"]

@@ -9,48 +9,18 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
-from ..core.db import fetch_planned
+from ..core.codes import Code
+from ..core.db import SET_CUSTOM_PLAN
 from ..core.problems import FieldError, ProblemError, bad_request, conflict, validation_error
 from ..host.access import Principal
 from ..host.eligibility import ensure_unique, ineligible, list_ids
 from . import batch_sql as q
+from .action_shape import BulkAction
+from .actions import LICENSE, named
 from .filters import FilterKeys, PostFilter, check_filter
-from .host_rules import (
-    MAX_MOD_TAGS_PER_POST,
-    MAX_TAG_LENGTH,
-    MAX_TAGS_PER_POST,
-    ND_LICENSE_IDENTIFIERS,
-    normalize_hashtags,
-)
-from .restore_rule import HASH_INDEX, artwork_held
-
-_PAST = {
-    "hide": "Hidden", "unhide": "Unhidden", "delete": "Deleted", "restore": "Restored",
-    "tags": "Retagged", "remixable": "Changed remix permission of",
-}  # fmt: skip
-_ALREADY = {"hide": "already hidden", "unhide": "already visible", "restore": "not deleted"}
-# action: ((as the user, as a moderator) by ids, (as the user, as a moderator) by filter)
-_SQL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
-    "hide": (
-        (q.SQL_BATCH_HIDE_BY_USER, q.SQL_BATCH_HIDE_BY_MOD),
-        (q.SQL_FILTER_HIDE_BY_USER, q.SQL_FILTER_HIDE_BY_MOD),
-    ),
-    "delete": (
-        (q.SQL_BATCH_DELETE_BY_USER, q.SQL_BATCH_DELETE_BY_MOD),
-        (q.SQL_FILTER_DELETE_BY_USER, q.SQL_FILTER_DELETE_BY_MOD),
-    ),
-    "restore": (
-        (q.SQL_BATCH_RESTORE_BY_USER, q.SQL_BATCH_RESTORE_BY_MOD),
-        (q.SQL_FILTER_RESTORE_BY_USER, q.SQL_FILTER_RESTORE_BY_MOD),
-    ),
-    "license": ((q.SQL_BATCH_LICENSE,) * 2, (q.SQL_FILTER_LICENSE,) * 2),
-    "tags": (
-        (q.SQL_BATCH_TAGS, q.SQL_BATCH_MOD_TAGS),
-        (q.SQL_FILTER_TAGS, q.SQL_FILTER_MOD_TAGS),
-    ),
-    "remixable": ((q.SQL_BATCH_REMIXABLE,) * 2, (q.SQL_FILTER_REMIXABLE,) * 2),
-}
-_SQL["unhide"] = _SQL["hide"]
+from .pace import Budget, hold_budget
+from .restore_rule import HASH_INDEX, clashes_of
+from .schemas import LeftOut, LeftReason
 
 
 def _posts(n: int) -> str:
@@ -75,12 +45,14 @@ Target = list[int] | Matching
 class BatchOutcome:
     """`acted_on`: the posts the batch targeted, all of them eligible (what the host's page
     counts as affected); `changed`: those whose row actually changed; `action_id`: the undo
-    history's row (None when nothing changed)."""
+    history's row (None when nothing changed); `left`: the posts a restore by filter matched
+    and left deleted, by reason (None: an action that is all or nothing)."""
 
     acted_on: int
     changed: int
     message: str
     action_id: uuid.UUID | None = None
+    left: tuple[LeftOut, ...] | None = None
 
 
 async def target_of(
@@ -123,6 +95,8 @@ def _too_many(count: int, most: int) -> ProblemError:
         slug="too-many-posts",
         errors=[FieldError(field="filter", message=f"matches {count}, at most {most}")],
         extra={"count": count},
+        code=Code.TOO_MANY_POSTS,
+        details={"limit": most},
     )
 
 
@@ -135,6 +109,7 @@ def _count_changed(count: int, expected: int, digest: str) -> ProblemError:
         "added, changed or removed meanwhile. Nothing was changed; check the list and confirm "
         f"the action on {count} posts.",
         extra={"count": count, "match_digest": digest},
+        code=Code.COUNT_CHANGED,
     )
 
 
@@ -147,6 +122,7 @@ def _set_changed(count: int, digest: str) -> ProblemError:
         "filter and others came in meanwhile. Nothing was changed; check the list and confirm "
         "the action again.",
         extra={"count": count, "match_digest": digest},
+        code=Code.SET_CHANGED,
     )
 
 
@@ -155,6 +131,7 @@ def _reuploaded_meanwhile() -> ProblemError:
         "An artwork of these posts was uploaded again while they were being restored; nothing "
         "was changed. Reload the list: it shows which posts can no longer be restored.",
         slug="artwork-reuploaded",
+        code=Code.RESTORE_INTERRUPTED,
     )
 
 
@@ -165,33 +142,46 @@ _RESTORE_TRIES = 3
 async def _run(
     pool: asyncpg.Pool,
     principal: Principal,
-    action: str,
+    action: BulkAction,
     target: Target,
     max_posts: int,
+    budget: Budget,
     *values: object,
 ) -> asyncpg.Record:
-    by_ids, by_filter = _SQL[action]
+    moderator = principal.as_moderator
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
     if isinstance(target, Matching):
         if target.expect_count > max_posts:
             raise _too_many(target.expect_count, max_posts)
-        sql = by_filter[principal.as_moderator]
+        sql = q.statement(action, moderator=moderator, by_filter=True)
         keys = msgspec.json.encode(target.where.keys).decode()
-        args = (owner, target.expect_count, action, actor, max_posts, keys,
-                target.expect_digest, *target.where.params(), *values)  # fmt: skip
+        head: tuple[object, ...] = (
+            owner,
+            target.expect_count,
+            action.name,
+            actor,
+            max_posts,
+            keys,
+            target.expect_digest,
+        )
+        tail = (*target.where.params(), *values)
     else:
         ensure_unique(target)
-        sql = by_ids[principal.as_moderator]
-        args = (owner, target, action, actor, *values)
+        sql = q.statement(action, moderator=moderator, by_filter=False)
+        head, tail = (owner, target, action.name, actor), values
     row: asyncpg.Record | None = None
     for _ in range(_RESTORE_TRIES):
         try:
-            if isinstance(target, Matching):
-                rows = await fetch_planned(pool, sql, *args)
-                row = rows[0] if rows else None
-            else:
-                row = await pool.fetchrow(sql, *args)
+            async with pool.acquire() as conn, conn.transaction():
+                room = await hold_budget(conn, budget, owner, actor)
+                if isinstance(target, Matching):
+                    await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
+                row = await conn.fetchrow(sql, *head, room.left, *tail)
+                assert row is not None  # the statement always returns exactly one row
+                if row["ready"] and not row["within_budget"]:
+                    raise await room.refusal(row["would"])
+                await room.spend(row["changed"])
             break
         except asyncpg.UniqueViolationError as exc:
             # An upload of the same artwork committed after this statement's snapshot: the
@@ -201,7 +191,12 @@ async def _run(
     else:
         raise _reuploaded_meanwhile()
     assert row is not None  # the statement always returns exactly one row
-    if isinstance(target, Matching) and row["precondition_ok"] and not row["refused"]:
+    # A refusal answers before a count that changed, unless the statement skips the refused.
+    if (
+        isinstance(target, Matching)
+        and row["precondition_ok"]
+        and (not row["refused"] or _skips_refused(action, principal, target))
+    ):
         if row["matched"] > max_posts:
             raise _too_many(row["matched"], max_posts)
         if row["matched"] != target.expect_count:
@@ -211,37 +206,62 @@ async def _run(
     return row
 
 
+def _skips_refused(action: BulkAction, principal: Principal, target: Target) -> bool:
+    """A restore by filter ("restore all") restores what may be restored and leaves the rest
+    (its record's part says so); every other batch is all or nothing."""
+    by_filter = isinstance(target, Matching)
+    return action.caller(principal.as_moderator).part(by_filter).skip_refused
+
+
 def _acted_on(target: Target, row: asyncpg.Record) -> int:
     return len(target) if isinstance(target, list) else int(row["matched"])
 
 
-def _refused(action: str, ids: list[int], moderator: bool) -> ProblemError:
-    one = len(ids) == 1
-    listed = list_ids(ids)
-    reason = "tag-cap"
-    if action == "remixable":
-        why = (
-            f"{'has' if one else 'have'} a NoDerivatives license "
-            f"({' or '.join(ND_LICENSE_IDENTIFIERS)}), which forbids remixes"
+# Why a restore by filter left a post, as its answer's message says it (one post, several).
+_LEFT_WHY: dict[LeftReason, tuple[str, str]] = {
+    "deleted-by-moderator": (
+        "was deleted by a moderator (only a moderator may restore it)",
+        "were deleted by a moderator (only a moderator may restore them)",
+    ),
+    "artwork-reuploaded": (
+        "is the same artwork as a live post",
+        "are the same artwork as live posts",
+    ),
+    "same-artwork": (
+        "is the same artwork as another deleted post of the filter: restore one of them by "
+        "selecting it",
+        "are the same artwork as other deleted posts of the filter: restore one of each by "
+        "selecting it",
+    ),
+}
+
+
+def _left_out(row: asyncpg.Record) -> tuple[LeftOut, ...]:
+    """The posts a restore by filter left deleted, by reason (a moderator's delete first)."""
+    by_moderator = set(row["by_moderator"])
+    reasons: dict[LeftReason, list[int]] = {}
+    if by_moderator:
+        reasons["deleted-by-moderator"] = sorted(by_moderator)
+    for clash in clashes_of(row["clashes"]):
+        if clash.post_id in by_moderator:
+            continue
+        live = clash.held_by is None or clash.held_by.live
+        reasons.setdefault("artwork-reuploaded" if live else "same-artwork", []).append(
+            clash.post_id
         )
-        fix = "change their license first, or leave them out"
-        reason = "nd-license"
-    elif moderator:
-        why = f"would carry more than {MAX_MOD_TAGS_PER_POST} moderator tags"
-        fix = "remove some of their moderator tags first, or leave them out"
-    else:
-        why = f"would carry more than {MAX_TAGS_PER_POST} tags of the artist's own"
-        fix = "remove some of their tags first, or leave them out"
-    return bad_request(
-        f"{'Post' if one else 'Posts'} {listed} {why}; nothing was changed. To go on, {fix}.",
-        slug="ineligible-posts",
-        errors=[FieldError(field="post_ids", message=f"refused: {listed}")],
-        extra={"invalid_post_ids": ids, "reason": reason},
-    )
+    return tuple(LeftOut(why, len(ids), ids) for why, ids in reasons.items())
+
+
+def _left_message(left: tuple[LeftOut, ...]) -> str:
+    parts = []
+    for group in left:
+        one, many = _LEFT_WHY[group.reason]
+        parts.append(f"{group.count} {one if group.count == 1 else many}")
+    return f"; {sum(g.count for g in left)} left deleted: {'; '.join(parts)}"
 
 
 async def _restore_refused(
-    pool: asyncpg.Pool, owner_id: int, missing: list[int], *, by_filter: bool = False
+    pool: asyncpg.Pool, owner_id: int, missing: list[int]
 ) -> ProblemError | None:
     """400 naming the posts of `missing` a moderator deleted (None: none of them)."""
     # Only the owner's own posts: another user's post ids say nothing about themselves.
@@ -249,53 +269,15 @@ async def _restore_refused(
     if not by_moderator:
         return None
     listed = list_ids(by_moderator)
-    # A filter's set cannot leave them out: the listing marks them, the others go by ids.
-    fix = "Select the others and restore those." if by_filter else "Remove them and try again."
     return bad_request(
         f"{'Post' if len(by_moderator) == 1 else 'Posts'} {listed} "
         f"{'was' if len(by_moderator) == 1 else 'were'} deleted by a moderator and can only be "
-        f"restored by a moderator; nothing was changed. {fix}",
+        "restored by a moderator; nothing was changed. Remove them and try again.",
         slug="ineligible-posts",
-        errors=[
-            FieldError(
-                field="filter" if by_filter else "post_ids",
-                message=f"deleted by a moderator: {listed}",
-            )
-        ],
-        extra={"invalid_post_ids": by_moderator if by_filter else missing},
+        errors=[FieldError(field="post_ids", message=f"deleted by a moderator: {listed}")],
+        extra={"invalid_post_ids": missing},
+        code=Code.POSTS_DELETED_BY_MODERATOR,
     )
-
-
-def _tag_list(field: str, tags: list[str]) -> list[str]:
-    long = [t for t in tags if len(t) > MAX_TAG_LENGTH]
-    if long:
-        raise bad_request(
-            f"`{field}` takes tags of at most {MAX_TAG_LENGTH} characters; "
-            f"{long[0][:40]!r} is longer.",
-            slug="invalid-tags",
-            errors=[FieldError(field=field, message="tag too long")],
-        )
-    return tags
-
-
-def tag_change(add: list[str], remove: list[str]) -> tuple[list[str], list[str]]:
-    """The normalised tags to add and remove, or a 400 naming what is wrong."""
-    added = _tag_list("add", normalize_hashtags(add))
-    removed = _tag_list("remove", normalize_hashtags(remove))
-    if not added and not removed:
-        raise bad_request(
-            "A `tags` action needs tags in `add`, `remove` or both.",
-            slug="invalid-tags",
-            errors=[FieldError(field="add", message="no tags to add or remove")],
-        )
-    both = [t for t in added if t in removed]
-    if both:
-        raise bad_request(
-            f"`add` and `remove` both name {both[0]!r}; name each tag in one of them.",
-            slug="invalid-tags",
-            errors=[FieldError(field="remove", message=f"also in add: {both[0]}")],
-        )
-    return added, removed
 
 
 async def apply_action(
@@ -304,46 +286,46 @@ async def apply_action(
     action: str,
     target: Target,
     *values: object,
+    budget: Budget,
     max_posts: int = 10_000,
 ) -> BatchOutcome:
-    """All-or-nothing, in one statement. `values`: hide/unhide none (the action says), tags
-    (add, remove) normalised, remixable (value,)."""
-    if action in ("hide", "unhide"):
-        values = (action == "hide",)
-    row = await _run(pool, principal, action, target, max_posts, *values)
+    """All-or-nothing, in one statement, within `budget` (posts/pace.py). `action`: a record's
+    name (posts/actions.py); `values`: its values (none when the action sets its own, as hide
+    does): tags (add, remove) normalised, remixable (value,), license (license_id,)."""
+    record = named(action)
+    values = record.fixed or values
+    try:
+        row = await _run(pool, principal, record, target, max_posts, budget, *values)
+    except asyncpg.ForeignKeyViolationError:
+        # The value's row (a license) was deleted between the statement's check and its update.
+        if record.unmet is None:
+            raise
+        raise record.unmet(values) from None
+    if not row["precondition_ok"]:
+        assert record.unmet is not None  # only an action with a precondition fails it
+        raise record.unmet(values)
     if row["missing"]:
         missing = list(row["missing"])
-        if action == "restore" and not principal.as_moderator:
+        if record.restores and not principal.as_moderator:
             by_moderator = await _restore_refused(pool, principal.target.id, missing)
             if by_moderator is not None:
                 raise by_moderator
-        raise ineligible(missing, restorable=action == "restore")
-    if row["refused"]:
-        refused = list(row["refused"])
-        if action == "restore":
-            if not principal.as_moderator:
-                by_moderator = await _restore_refused(
-                    pool, principal.target.id, refused, by_filter=isinstance(target, Matching)
-                )
-                if by_moderator is not None:
-                    raise by_moderator
-            raise artwork_held(row["clashes"])
-        raise _refused(action, refused, principal.as_moderator)
-    acted_on = _acted_on(target, row)
+        raise ineligible(missing, restorable=record.restores)
+    left: tuple[LeftOut, ...] | None = None
+    if _skips_refused(record, principal, target):
+        left = _left_out(row)
+    elif row["refused"]:
+        refusal = record.caller(principal.as_moderator).refusal
+        assert refusal is not None  # only an action with a refusal refuses posts
+        raise refusal(list(row["refused"]), row)
+    acted_on = _acted_on(target, row) - sum(group.count for group in left or ())
     changed = row["changed"]
-    message = f"{_PAST[action]} {_posts(acted_on)}"
-    if changed < acted_on and action in _ALREADY:
-        message += f" ({acted_on - changed} {_ALREADY[action]})"
-    return BatchOutcome(acted_on, changed, message, row["action_id"])
-
-
-def _unknown_license(license_id: int | None) -> ProblemError:
-    return bad_request(
-        f"There is no license with id {license_id}; pick one of the site's licenses "
-        "or send null to clear it.",
-        slug="unknown-license",
-        errors=[FieldError(field="license_id", message="unknown license")],
-    )
+    message = f"{record.said(row, values)} {_posts(acted_on)}"
+    if changed < acted_on and record.already is not None:
+        message += f" ({acted_on - changed} {record.already})"
+    if left:
+        message += _left_message(left)
+    return BatchOutcome(acted_on, changed, message, row["action_id"], left)
 
 
 async def set_license(
@@ -352,24 +334,10 @@ async def set_license(
     target: Target,
     license_id: int | None,
     *,
+    budget: Budget,
     max_posts: int = 10_000,
 ) -> BatchOutcome:
-    """All-or-nothing, in one statement."""
-    try:
-        row = await _run(pool, principal, "license", target, max_posts, license_id)
-    except asyncpg.ForeignKeyViolationError:
-        # The license was deleted between the statement's check and its update.
-        raise _unknown_license(license_id) from None
-    if not row["precondition_ok"]:
-        raise _unknown_license(license_id)
-    if row["missing"]:
-        raise ineligible(list(row["missing"]), restorable=False)
-    acted_on = _acted_on(target, row)
-    # The host's page reads the new license back out of this sentence
-    # (`/Changed license to (\S+)/`, only when it set one): keep its form exactly. Cleared, the
-    # host's own words (its api/app/routers/pmd.py).
-    if license_id is None:
-        message = f"Removed license from {_posts(acted_on)}"
-    else:
-        message = f"Changed license to {row['license_identifier']} for {_posts(acted_on)}"
-    return BatchOutcome(acted_on, row["changed"], message, row["action_id"])
+    """All-or-nothing, in one statement, within `budget` (POST /api/pmd/license)."""
+    return await apply_action(
+        pool, principal, LICENSE.name, target, license_id, budget=budget, max_posts=max_posts
+    )

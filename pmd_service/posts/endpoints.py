@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from aiohttp import web
 
 from ..api.auth import retarget
@@ -10,12 +11,14 @@ from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
 from ..api.responses import json_response
 from ..api.routing import parse_query
 from ..api.validation import path_uuid, read_json
-from ..core.problems import FieldError, bad_request
+from ..core.codes import Code
 from ..host.access import Principal
 from . import batches, history, listing, undo
+from .actions import ACTIONS, named
+from .cursor import cursor_key
 from .filters import check_filter
 from .host_cache import FeedDrops
-from .pace import take_turn
+from .pace import Budget, take_turn
 from .schemas import (
     ActionList,
     ActionRequest,
@@ -23,6 +26,7 @@ from .schemas import (
     ActionsQuery,
     LicenseList,
     LicenseRequest,
+    PageTarget,
     PostPage,
     PostsQuery,
     UndoResult,
@@ -39,7 +43,9 @@ async def list_posts(request: web.Request) -> web.Response:
     page = await listing.list_posts(
         pool, principal.target.id, query.limit, query.cursor or None, query.deleted, where,
         as_moderator=principal.as_moderator, sort=sort,
+        key=cursor_key(request.app[SETTINGS].jwt_secret_key),
     )  # fmt: skip
+    page.target = PageTarget(principal.target.public_sqid, principal.target.handle)
     return json_response(page)
 
 
@@ -51,19 +57,10 @@ async def post_action(request: web.Request) -> web.Response:
     target = await batches.target_of(
         pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
     )
-    values: tuple[object, ...] = ()
-    if body.action == "tags":
-        values = batches.tag_change(body.add, body.remove)
-    elif body.action == "remixable":
-        if body.value is None:
-            raise bad_request(
-                "A `remixable` action needs `value`: true or false.",
-                errors=[FieldError(field="value", message="required for remixable")],
-            )
-        values = (body.value,)
+    values = named(body.action).values(body)
     outcome = await batches.apply_action(
         pool, principal, body.action, target, *values,
-        max_posts=request.app[SETTINGS].bulk_max_posts,
+        budget=_budget(request), max_posts=request.app[SETTINGS].bulk_max_posts,
     )  # fmt: skip
     _drop_cached_feeds(request, outcome.changed)
     return _result(outcome, principal)
@@ -87,13 +84,15 @@ async def post_license(request: web.Request) -> web.Response:
         pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
     )
     outcome = await batches.set_license(
-        pool, principal, target, body.license_id, max_posts=request.app[SETTINGS].bulk_max_posts
-    )
+        pool, principal, target, body.license_id, budget=_budget(request),
+        max_posts=request.app[SETTINGS].bulk_max_posts,
+    )  # fmt: skip
     _drop_cached_feeds(request, outcome.changed)
     return _result(outcome, principal)
 
 
 def _result(outcome: batches.BatchOutcome, principal: Principal) -> web.Response:
+    left = outcome.left
     undo = None
     if outcome.action_id is not None:
         undo = history.undo_link(outcome.action_id, principal)
@@ -104,6 +103,9 @@ def _result(outcome: batches.BatchOutcome, principal: Principal) -> web.Response
             message=outcome.message,
             changed_count=outcome.changed,
             undo=undo,
+            # Only a restore by filter leaves posts (and says so); every other action is whole.
+            left_count=msgspec.UNSET if left is None else sum(g.count for g in left),
+            left=msgspec.UNSET if left is None else list(left),
         )
     )
 
@@ -113,10 +115,17 @@ async def _take_turn(request: web.Request, principal: Principal) -> None:
     await take_turn(request.app[REDIS], principal.caller.id, per_minute)
 
 
+def _budget(request: web.Request) -> Budget:
+    settings = request.app[SETTINGS]
+    return Budget(settings.bulk_changed_posts_per_minute, settings.bulk_changed_posts_per_hour)
+
+
 async def post_undo(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     await _take_turn(request, principal)
-    outcome = await undo.undo(request.app[DB_POOL], principal, path_uuid(request))
+    outcome = await undo.undo(
+        request.app[DB_POOL], principal, path_uuid(request), budget=_budget(request)
+    )
     if outcome.restored:
         _drop_cached_feeds(request, outcome.restored)
     return json_response(
@@ -125,6 +134,7 @@ async def post_undo(request: web.Request) -> web.Response:
             affected_count=outcome.restored,
             message=outcome.message,
             left_post_ids=outcome.left,
+            undone=outcome.undone,
         )
     )
 
@@ -140,6 +150,21 @@ async def list_actions(request: web.Request) -> web.Response:
 async def list_licenses(request: web.Request) -> web.Response:
     return json_response(await listing.list_licenses(request.app[DB_POOL]))
 
+
+# "Hide, unhide, …, retag or set the remix permission of": POST /api/pmd/action's actions.
+_VERBS = [action.verb for action in ACTIONS if not action.own_endpoint]
+_ACTION_VERBS = ", ".join(_VERBS[:-1]) + " or " + _VERBS[-1]
+_ACTION_VERBS = _ACTION_VERBS[0].upper() + _ACTION_VERBS[1:]
+
+# Every bulk write's, undos' too (posts/pace.py).
+_PACED = (
+    "More bulk actions in the last minute than BULK_ACTIONS_PER_MINUTE (`code` "
+    "`rate_limited`); or more changed posts than the budget allows, per owner and per "
+    "acting moderator, in the last minute (BULK_CHANGED_POSTS_PER_MINUTE) or hour "
+    "(BULK_CHANGED_POSTS_PER_HOUR), refused whole before any post changed (`code` "
+    "`row_budget_exceeded`, `details`: `limit`, `window_seconds`, `used`, `requested`, "
+    "`retry_after_seconds`, `scope` `owner` or `moderator`). Both send `Retry-After`"
+)
 
 _ACTION_ID = Param(
     "id",
@@ -157,43 +182,57 @@ ENDPOINTS = (
         "The target's artworks (playlists excluded), newest first or in `sort`, keyset-paginated",
         "posts",
         query=PostsQuery, response=PostPage,
+        codes=(Code.INVALID_CURSOR, Code.INVALID_SORT, Code.INVALID_FILTER),
     ),
     Endpoint(
         "post", "/api/pmd/action", post_action, "batchAction",
-        "Hide, unhide, delete, restore, retag or set the remix permission of up to 128 posts, "
-        "or of every post a filter matches (with the count approved), all or nothing", "posts",
+        f"{_ACTION_VERBS} up to 128 posts, or of every post a filter matches (with the "
+        "count approved), all or nothing (a restore by filter restores what may be restored "
+        "and answers what it left)", "posts",
         request=ActionRequest, response=ActionResult, problems=(409, 429),
+        codes=(Code.TARGET_MISMATCH, Code.POSTS_NOT_OWNED, Code.POSTS_NOT_RESTORABLE,
+               Code.POSTS_DELETED_BY_MODERATOR, Code.TOO_MANY_TAGS, Code.NO_DERIVATIVES_LICENSE,
+               Code.INVALID_TAGS, Code.VALUE_REQUIRED, Code.TOO_MANY_POSTS, Code.INVALID_FILTER,
+               Code.COUNT_CHANGED, Code.SET_CHANGED, Code.ARTWORK_REUPLOADED,
+               Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED),
         problem_notes={409: "By filter: the matching posts are not `expect_count` any more, or "
                             "not the set `expect_digest` named (`count` and `match_digest` "
-                            "carry the set now); or a restore names a post whose artwork "
-                            "another post holds (`conflicts` names each and its holder)",
-                       429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
+                            "carry the set now); or a restore by ids names a post whose artwork "
+                            "another post holds (`conflicts` names each, and its holder when "
+                            "it is the owner's own)",
+                       429: _PACED},
     ),
     Endpoint(
         "post", "/api/pmd/license", post_license, "batchLicense",
         "Set (or clear with null) the license of up to 128 posts, or of every post a filter "
         "matches (with the count approved), all or nothing", "posts",
         request=LicenseRequest, response=ActionResult, problems=(409, 429),
+        codes=(Code.TARGET_MISMATCH, Code.POSTS_NOT_OWNED, Code.UNKNOWN_LICENSE,
+               Code.TOO_MANY_POSTS, Code.INVALID_FILTER, Code.COUNT_CHANGED, Code.SET_CHANGED,
+               Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED),
         problem_notes={409: "By filter: the matching posts are not `expect_count` any more, or "
                             "not the set `expect_digest` named (`count` and `match_digest` "
                             "carry the set now)",
-                       429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
+                       429: _PACED},
     ),
     Endpoint(
         "post", "/api/pmd/actions/{id}/undo", post_undo, "undoAction",
         "Within 24 hours, put back what a bulk action changed (posts changed since are left)",
         "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410, 429),
+        codes=(Code.INVALID_ID, Code.ACTION_NOT_FOUND, Code.ALREADY_UNDONE, Code.UNDO_EXPIRED,
+               Code.UNDO_DROPPED, Code.UNDO_HISTORY_MISSING, Code.ARTWORK_REUPLOADED,
+               Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED),
         problem_notes={409: "Undone already; or the undo of a delete names a post whose "
                             "artwork another post now holds (`conflicts` names each)",
                        410: "Older than 24 hours, or its history was dropped to keep the "
                             "person's undo history within its cap",
-                       429: "More bulk actions this minute than BULK_ACTIONS_PER_MINUTE"},
+                       429: _PACED},
     ),
     Endpoint(
         "get", "/api/pmd/actions", list_actions, "listActions",
         "The bulk actions on the target's posts within the undo window (24 hours), newest "
         "first, keyset-paginated, each with its undo link while the caller may undo it",
-        "posts", query=ActionsQuery, response=ActionList,
+        "posts", query=ActionsQuery, response=ActionList, codes=(Code.INVALID_CURSOR,),
     ),
     Endpoint(
         "get", "/api/pmd/licenses", list_licenses, "listLicenses",

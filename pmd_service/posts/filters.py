@@ -16,8 +16,10 @@ import asyncpg
 import msgspec
 from msgspec import Meta
 
+from ..core.codes import Code
 from ..core.problems import FieldError, ProblemError, bad_request
 from ..core.visibility import visible_comment
+from ..host.mentions import stripped_sql
 from .host_rules import MAX_TAG_LENGTH, MAX_TAGS_PER_POST, normalize_hashtags
 
 # The formats of a post's native file (the host's post_files.format).
@@ -39,7 +41,9 @@ class FilterKeys(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
             str,
             Meta(
                 max_length=MAX_QUERY,
-                description="Case-insensitive substring of the title or the description",
+                description="Case-insensitive substring of the title or the description "
+                "(its mentions left out, as the site's search reads it: `<@SQID>` matches "
+                "neither by its sqid nor by the `@handle` the site shows)",
             ),
         ]
         | None
@@ -161,7 +165,7 @@ def predicate(first: int, alias: str = "p") -> str:
     p = alias
     return f"""(
     ({n[0]}::text IS NULL OR strpos(lower({p}.title), lower({n[0]}::text)) > 0
-        OR strpos(lower(coalesce({p}.description, '')), lower({n[0]}::text)) > 0)
+        OR strpos(lower({stripped_sql(f"coalesce({p}.description, '')")}), lower({n[0]}::text)) > 0)
     AND {p}.hashtags @> {n[1]}::text[]::varchar[]
     AND ({n[2]}::int IS NULL OR {p}.license_id IS NOT DISTINCT FROM nullif({n[2]}::int, 0))
     AND ({n[3]}::bool IS NULL OR ({p}.hidden_by_user OR {p}.hidden_by_mod) = {n[3]}::bool)
@@ -203,6 +207,7 @@ def _bad(field: str, message: str, detail: str) -> ProblemError:
         f"`{field}` {detail}",
         slug="invalid-filter",
         errors=[FieldError(field=field, message=message)],
+        code=Code.INVALID_FILTER,
     )
 
 

@@ -16,24 +16,41 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
+from ..core.codes import Code
 from ..core.db import from_row
 from ..core.problems import FieldError, bad_request
 from ..host.access import Principal
-from .schemas import ActionItem, ActionList
+from .schemas import ActionItem, ActionList, ActionPost
 from .undo import UNDOABLE, WITHIN_WINDOW, acted_by
+
+# How many of an action's posts the list names by title.
+NAMED_POSTS = 3
 
 # $1 the owner, $2 the moderator acting on them (NULL: the owner), $3 rows to read, $4 and $5
 # the cursor's (created_at, id), both NULL for the first page. bulk_actions_owner_idx
-# (owner_id, created_at DESC, id DESC) serves the order and the keyset.
+# (owner_id, created_at DESC, id DESC) serves the order and the keyset; the page's first posts
+# of each action come in the same statement (a primary-key lookup each), never a query per item.
 SQL_RECENT_ACTIONS = f"""
-SELECT id, action, created_at, changed_count, actor_id IS NOT NULL AS by_moderator,
-       {acted_by("$2")} AS by_you, undone_at,
-       {UNDOABLE} AND {acted_by("$2")} AS undoable
-FROM bulk_actions
-WHERE owner_id = $1 AND {WITHIN_WINDOW}
-  AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+WITH page AS (
+    SELECT id, action, created_at, changed_count, unchanged_count,
+           actor_id IS NOT NULL AS by_moderator,
+           {acted_by("$2")} AS by_you, undone_at,
+           {UNDOABLE} AND {acted_by("$2")} AS undoable, post_ids[1:{NAMED_POSTS}] AS named
+    FROM bulk_actions
+    WHERE owner_id = $1 AND {WITHIN_WINDOW}
+      AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))
+    ORDER BY created_at DESC, id DESC
+    LIMIT $3
+)
+SELECT page.*, coalesce(named_posts.ids, '{{}}') AS named_ids,
+       coalesce(named_posts.titles, '{{}}') AS named_titles
+FROM page
+LEFT JOIN LATERAL (
+    SELECT array_agg(p.id ORDER BY u.n) AS ids, array_agg(p.title ORDER BY u.n) AS titles
+    FROM unnest(page.named) WITH ORDINALITY AS u(post_id, n)
+    JOIN posts p ON p.id = u.post_id
+) AS named_posts ON true
 ORDER BY created_at DESC, id DESC
-LIMIT $3
 """
 
 
@@ -60,7 +77,15 @@ async def recent_actions(
         after.action_id if after else None,
     )
     items = [
-        from_row(ActionItem, r, undo=undo_link(r["id"], principal) if r["undoable"] else None)
+        from_row(
+            ActionItem,
+            r,
+            undo=undo_link(r["id"], principal) if r["undoable"] else None,
+            posts=[
+                ActionPost(id=i, title=t)
+                for i, t in zip(r["named_ids"], r["named_titles"], strict=True)
+            ],
+        )
         for r in rows[:limit]
     ]
     next_cursor = None
@@ -107,4 +132,5 @@ class _Cursor:
             "page unchanged, or omit it for the first page.",
             slug="invalid-cursor",
             errors=[FieldError(field="cursor", message="invalid cursor")],
+            code=Code.INVALID_CURSOR,
         )

@@ -10,6 +10,7 @@ import msgspec
 
 from ..core.db import fetch_planned
 from ..core.visibility import holds_hash, restorable, visible_comment
+from ..host.mentions import Mentions, marked, resolve
 from .batch_sql import deleted_by_moderator
 from .cursor import Cursor
 from .filters import PostFilter, match_digest, predicate
@@ -21,13 +22,13 @@ from .schemas import (
     ListedPost,
     RestoreRefusal,
 )
-from .sorting import KEYS, Sort, default_sort
+from .sorting import AS_SORTED, KEYS, Sort, default_sort
 
 # A post's files as the very JSON text msgspec makes of `list[PostFile]` (compact, in field
 # order; to_json escapes strings as msgspec does), so the reply carries it as it comes
 # (msgspec.Raw): decoding 512 of these into structs and encoding them again was most of the
 # Python time of a page, and concatenation is also cheaper for PostgreSQL than json_agg of
-# json_build_object. tests/api/test_posts_list.py holds the two encodings equal.
+# json_build_object. tests/api/posts/test_posts_list.py holds the two encodings equal.
 _FILES_JSON = """coalesce((
         SELECT '[' || string_agg(
                    '{"format":' || to_json(pf.format)::text
@@ -35,31 +36,40 @@ _FILES_JSON = """coalesce((
                    || ',"is_native":' || pf.is_native::text || '}',
                    ',' ORDER BY pf.is_native DESC, pf.format) || ']'
         FROM post_files pf WHERE pf.post_id = p.id), '[]')"""
+# The tags likewise (to_json of an array is msgspec's compact list of strings): decoding the
+# two arrays was about a third of the Python time of reading a page's rows.
+_TAGS_JSON = "coalesce(to_json({})::text, '[]')"
 
-# The columns in PostItem's field order: a row becomes a ListedPost positionally.
+# The columns in PostItem's field order (the description's rendering beside it is made in
+# Python, after the page is read): a row becomes a ListedPost positionally.
 _ITEM_COLUMNS = f"""
     p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.height,
     p.frame_count, {_FILES_JSON} AS files, p.art_url, p.hidden_by_user, p.hidden_by_mod,
     (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) AS reaction_count,
     (SELECT count(*) FROM comments c WHERE c.post_id = p.id
         AND {visible_comment("c")}) AS comment_count,
-    p.view_count, l.identifier AS license_identifier, p.hashtags::text[], p.mod_hashtags::text[],
-    p.remixable, p.mkpx_file_bytes, p.deleted_by_user_date
+    p.view_count, l.identifier AS license_identifier, {_TAGS_JSON.format("p.hashtags")},
+    {_TAGS_JSON.format("p.mod_hashtags")}, p.remixable, p.mkpx_file_bytes, p.deleted_by_user_date
 """
 _ITEM_JOINS = "LEFT JOIN licenses l ON l.id = p.license_id"
 _LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 _DELETED = f"p.owner_id = $1 AND p.kind = 'artwork' AND {restorable('p')}"
 # After the item's columns, what a deleted post's Restore depends on: whether a moderator
 # deleted it (only a moderator may restore it) and the live post holding its artwork hash (the
-# host's restore rule); the live list carries none of it.
-_LIVE_MARKS = ", false AS by_moderator, NULL::int AS held_id, NULL::text AS held_sqid"
+# host's restore rule), named only when it is the owner's own (another user's post is not the
+# caller's to see); the live list carries none of it.
+_LIVE_MARKS = (
+    ", false AS by_moderator, NULL::int AS held_id, NULL::text AS held_sqid, false AS held"
+)
 _DELETED_MARKS = (
-    f", {deleted_by_moderator('p')} AS by_moderator, held.id AS held_id,"
-    " held.public_sqid AS held_sqid"
+    f", {deleted_by_moderator('p')} AS by_moderator,"
+    " CASE WHEN held.owner_id = p.owner_id THEN held.id END AS held_id,"
+    " CASE WHEN held.owner_id = p.owner_id THEN held.public_sqid END AS held_sqid,"
+    " held.id IS NOT NULL AS held"
 )
 _HELD_JOIN = f"""
 LEFT JOIN LATERAL (
-    SELECT h.id, h.public_sqid FROM posts h WHERE {holds_hash("p", "h")} LIMIT 1
+    SELECT h.id, h.public_sqid, h.owner_id FROM posts h WHERE {holds_hash("p", "h")} LIMIT 1
 ) held ON true"""
 # The matching set's count and digest, in one pass over it.
 _TOTALS = f"count(*), {match_digest('p.id')}"
@@ -92,17 +102,17 @@ LIMIT $2
     # A key no index orders (a title, a count) is sorted over every matching post: only the
     # ids and keys are, and the page's rows alone get their columns after (sorting whole rows
     # took half again as long at 20,000 posts). A count is counted through its index, once per
-    # matching post.
-    lateral = "" if key.counted is None else f"\n    CROSS JOIN LATERAL ({key.counted}) s"
+    # matching post. The key goes out with the row (`k`), for the next cursor.
+    joins_key = f"\n    {key.joins}" if key.joins else ""
     return f"""
 WITH page AS MATERIALIZED (
     SELECT p.id, {key.sql} AS k
-    FROM posts p{lateral}
+    FROM posts p{joins_key}
     WHERE {where}
     ORDER BY k {direction}, p.id {direction}
     LIMIT $2
 )
-SELECT {_ITEM_COLUMNS}{marks}
+SELECT {_ITEM_COLUMNS}{marks}, page.k AS {AS_SORTED}
 FROM page JOIN posts p ON p.id = page.id {joins}
 ORDER BY page.k {direction}, page.id {direction}
 """
@@ -152,7 +162,7 @@ SQL_BY_REACTIONS_FIRST = _STATEMENTS[False, True, Sort(KEYS["reaction_count"], T
 SQL_BY_COMMENTS_AFTER = _STATEMENTS[False, True, Sort(KEYS["comment_count"], True)][1]
 
 
-def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool) -> ListedPost:
+def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool, mentions: Mentions) -> ListedPost:
     # By position, in _ITEM_COLUMNS' order: by name, with the files
     # decoded into structs, this took ~5x as long.
     restorable: bool | None = None
@@ -163,13 +173,16 @@ def _item(row: asyncpg.Record, deleted: bool, as_moderator: bool) -> ListedPost:
             held = ArtworkHolder(row[22], row[23])
         if row[21] and not as_moderator:
             refusal = "deleted-by-moderator"
-        elif held is not None:
+        elif row[24]:
             refusal = "artwork-reuploaded"
         restorable = refusal is None
+    text = row[3]
+    plain, refs = mentions.rendered(text) if marked(text) else (text, [])
     return ListedPost(
-        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7],
+        row[0], row[1], row[2], plain, text, refs, row[4], row[5], row[6], row[7],
         msgspec.Raw(row[8]), row[9], row[10], row[11], row[12], row[13], row[14], row[15],
-        row[16], row[17], row[18], row[19], row[20], restorable, refusal, held,
+        msgspec.Raw(row[16]), msgspec.Raw(row[17]), row[18], row[19], row[20], restorable,
+        refusal, held,
     )  # fmt: skip
 
 
@@ -183,14 +196,19 @@ async def list_posts(
     *,
     as_moderator: bool = False,
     sort: Sort | None = None,
+    key: bytes,
 ) -> ListedPage:
     """A page of the listing in `sort` (None: the view's default); `as_moderator`: whether the
     caller may restore what a moderator deleted (the deleted listing marks what the caller may
-    not restore)."""
+    not restore); `key` signs the cursors (posts/cursor.py)."""
     where = where or PostFilter()
     sort = sort or default_sort(deleted)
     bound = where.fingerprint()
-    after = Cursor.decode(cursor, deleted, bound, sort) if cursor else None
+    after = (
+        Cursor.decode(cursor, deleted, bound, sort, signing_key=key, owner_id=owner_id)
+        if cursor
+        else None
+    )
     first_sql, after_sql, count_sql = _STATEMENTS[deleted, bound is not None, sort]
     keys = where.params() if bound is not None else ()
     # One row more than asked tells whether another page exists, so the last page carries no
@@ -216,13 +234,15 @@ async def list_posts(
             total = (await fetch(count_sql, owner_id, *keys))[0][0]
     more = len(rows) > limit
     rows = rows[:limit]
-    items = [_item(r, deleted, as_moderator) for r in rows]
+    # The page's mentions, resolved once for every description on it (none: no query).
+    mentions = await resolve(pool, [r[3] for r in rows])
+    items = [_item(r, deleted, as_moderator, mentions) for r in rows]
     next_cursor = None
     if more:
         last = rows[-1]
         code = None if sort == default_sort(deleted) else sort.code
         after = Cursor(deleted, last[sort.key.column], last["id"], total, bound, code)
-        next_cursor = after.encode()
+        next_cursor = after.encode(key, owner_id)
     return ListedPage(items=items, next_cursor=next_cursor, total_count=total, match_digest=digest)
 
 

@@ -1,20 +1,27 @@
-"""Posts that change live: a bulk action's or an undo's change of posts is an event of the stream
-(`posts_changed`), written by the statement that makes the change
+"""Posts that change live: a bulk action's or an undo's change of posts, and posts added (the
+demo's; a host's upload would announce its own the same way), is an event of the stream
+(`posts_changed`), written in the transaction that makes the change
 (migrations/0015_posts_changed_events.sql), so it is ordered, resumed and replayed with the
-stream's other events."""
+stream's other events (its kind: posts/events.py)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 from msgspec import Meta
+
+from .actions import ACTIONS
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 # The most post ids an event names: a 10,000-post action by filter is one small event saying
 # how many changed, and the page then fetches its rows again.
 MOST_IDS = 500
 
-EVENT = b"posts_changed"
+# The action of posts that were added: the pages showing the owner's list load it again.
+NEW = "new"
 
 
 def announce(owner: str, action: str, ids: str, action_id: str) -> str:
@@ -23,9 +30,28 @@ def announce(owner: str, action: str, ids: str, action_id: str) -> str:
     return f"pmd_posts_changed({owner}, {action}, {ids}, {action_id}, {MOST_IDS})"
 
 
+# Added posts belong to no bulk action: the event's action id is one of their own.
+SQL_ANNOUNCE_NEW = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', 'gen_random_uuid()')}"
+# A database with the host's tables but not yet the service's has no stream to tell.
+SQL_CAN_ANNOUNCE = (
+    "SELECT to_regprocedure('pmd_posts_changed(integer, text, integer[], uuid, integer)') "
+    "IS NOT NULL"
+)
+
+
+async def announce_new(conn: Conn, owner_id: int, post_ids: list[int]) -> bool:
+    """The `posts_changed` (action `new`) of the posts `post_ids` just added for user
+    `owner_id`, in the caller's transaction (its pages see it once the posts are committed);
+    whether it was written."""
+    if not post_ids or not await conn.fetchval(SQL_CAN_ANNOUNCE):
+        return False
+    await conn.fetchval(SQL_ANNOUNCE_NEW, owner_id, NEW, post_ids)
+    return True
+
+
 class PostsChanged(msgspec.Struct, kw_only=True):
     """The data of a `posts_changed` event: posts of the stream's user changed (an action of the
-    user's, from any tab or device, or of a moderator's, or an undo)."""
+    user's, from any tab or device, or of a moderator's, or an undo) or were added."""
 
     post_ids: (
         Annotated[
@@ -41,14 +67,11 @@ class PostsChanged(msgspec.Struct, kw_only=True):
     action: Annotated[
         str,
         Meta(
-            description="What changed them: hide, unhide, delete, restore, license, tags, "
-            "remixable, or undo"
+            description="What changed them: "
+            + ", ".join(action.event for action in ACTIONS)
+            + ", or undo; `new`: the posts were added (the list gains them)"
         ),
     ]
-
-
-def is_posts_payload(payload: Any) -> bool:
-    return isinstance(payload, dict) and payload.get("kind") == "posts"
 
 
 def posts_changed(payload: Any) -> PostsChanged:

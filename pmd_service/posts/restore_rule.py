@@ -1,12 +1,14 @@
 """The host's restore rule (its undelete plan, "Hash re-uploaded during window"): a deleted post
 whose artwork another live post now holds (`uq_posts_hash_active`) is not restored, and the
-refusal names each such post and the post that holds its artwork. For restores and for the undo
-of a delete alike."""
+refusal names each such post and, when it is the owner's own, the post that holds its artwork
+(another user's post is never named: "the same artwork is now another post"). For restores and for
+the undo of a delete alike."""
 
 from __future__ import annotations
 
 import msgspec
 
+from ..core.codes import Code
 from ..core.problems import FieldError, ProblemError
 
 # The host's one live post per artwork: a restore that would break it raced an upload.
@@ -20,29 +22,62 @@ class HeldBy(msgspec.Struct):
 
 
 class Clash(msgspec.Struct):
+    """One refused post; `held_by` null: another user's live post holds its artwork (the
+    statements leave out that post's id and sqid, which the caller may not see)."""
+
     post_id: int
     public_sqid: str | None
-    held_by: HeldBy
+    held_by: HeldBy | None
+
+
+class _Held(msgspec.Struct):
+    post_id: int | None
+    public_sqid: str | None
+    live: bool
+
+
+class _Row(msgspec.Struct):
+    """A statement's `clashes` item: the holder's id is NULL when it is another user's post."""
+
+    post_id: int
+    public_sqid: str | None
+    held_by: _Held
+
+
+def clashes_of(rows: object) -> list[Clash]:
+    """The clashes of a statement's `clashes` column (a JSON list), another user's post unnamed."""
+    return [
+        Clash(
+            r.post_id,
+            r.public_sqid,
+            None
+            if r.held_by.post_id is None
+            else HeldBy(r.held_by.post_id, r.held_by.public_sqid, r.held_by.live),
+        )
+        for r in msgspec.convert(rows or [], list[_Row])
+    ]
 
 
 def artwork_held(rows: object) -> ProblemError:
     """409 naming each deleted post whose artwork another post holds (or would hold), from a
     statement's `clashes` column (a JSON list of Clash)."""
-    clashes = msgspec.convert(rows or [], list[Clash])
+    clashes = clashes_of(rows)
     parts = []
     for c in clashes:
-        if c.held_by.live:
+        if c.held_by is None:
+            parts.append(f"post {c.post_id}: the same artwork is now another post")
+        elif c.held_by.live:
             parts.append(
                 f"post {c.post_id} was uploaded again as post {c.held_by.post_id} "
                 f"({c.held_by.public_sqid})"
             )
         else:
             parts.append(f"post {c.post_id} is the same artwork as post {c.held_by.post_id}")
-    live = any(c.held_by.live for c in clashes)
-    twins = not all(c.held_by.live for c in clashes)
+    live = any(c.held_by is None or c.held_by.live for c in clashes)
+    twins = any(c.held_by is not None and not c.held_by.live for c in clashes)
     fix = []
     if live:
-        fix.append("a post whose artwork lives on as a newer post cannot be restored")
+        fix.append("a post whose artwork lives on as another post cannot be restored")
     if twins:
         fix.append("of posts of the same artwork only one can be restored: send one of them")
     return ProblemError(
@@ -59,4 +94,5 @@ def artwork_held(rows: object) -> ProblemError:
             "invalid_post_ids": [c.post_id for c in clashes],
             "conflicts": msgspec.to_builtins(clashes),
         },
+        code=Code.ARTWORK_REUPLOADED,
     )

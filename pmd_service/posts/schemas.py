@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
 
 from ..core.visibility import RESTORE_WINDOW_DAYS
 from ..host.eligibility import PostIds, Sqid
+from ..host.mentions import MentionRef
+from .actions import ACTIONS
 from .cursor import MAX_CURSOR
 from .filters import FilterKeys, Tag
 from .host_rules import MAX_TAGS_PER_POST
-from .sorting import SORTS
+from .sorting import ORDERS, SORTS
 
 MAX_PAGE = 512
 
@@ -29,9 +31,13 @@ class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
             str,
             Meta(
                 max_length=20,
-                description=f"The order's key: {', '.join(SORTS)} (default `created_at`; the "
-                "deleted listing's default is the deletion time). Counts are of reactions and "
-                "of visible comments; ids break ties",
+                description="The order's key (default `created_at`; the deleted listing's "
+                "default is the deletion time). `title` is natural and case-insensitive (#4 "
+                "before #24); counts are of reactions and of visible comments; `file_bytes` and "
+                "`format` are the native file's (none: smallest); `license` is the identifier "
+                "(none: as empty); `hidden` ranks not hidden, hidden by the artist, then by a "
+                "moderator; ids break ties",
+                extra_json_schema={"enum": list(SORTS)},
             ),
         ]
         | None
@@ -41,8 +47,9 @@ class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
             str,
             Meta(
                 max_length=4,
-                description="`asc` or `desc` (default `desc`, `asc` for `title`); a cursor "
-                "stays bound to its sort and order",
+                description="`asc` or `desc` (default `desc`; `asc` for `title`, `license` and "
+                "`format`); a cursor stays bound to its sort and order",
+                extra_json_schema={"enum": list(ORDERS)},
             ),
         ]
         | None
@@ -69,7 +76,14 @@ class PostsQuery(FilterKeys, forbid_unknown_fields=False, omit_defaults=False):
         return FilterKeys(**{key: getattr(self, key) for key in FilterKeys.__struct_fields__})
 
 
-Action = Literal["hide", "unhide", "delete", "restore", "tags", "remixable"]
+# The `action` of POST /api/pmd/action, and those of an endpoint of their own (license), from
+# the actions' records (posts/actions.py); to a type checker, any name.
+if TYPE_CHECKING:
+    Action = str
+    OwnEndpointAction = str
+else:
+    Action = Literal[tuple(a.name for a in ACTIONS if not a.own_endpoint)]
+    OwnEndpointAction = Literal[tuple(a.name for a in ACTIONS if a.own_endpoint)]
 
 
 class PostFile(msgspec.Struct):
@@ -97,26 +111,48 @@ RestoreRefusalField = Annotated[
     RestoreRefusal | None,
     Meta(
         description="Deleted listing: why the post cannot be restored: a moderator deleted it "
-        "(only a moderator may restore it), or its artwork was uploaded again as `held_by` "
-        "(the site keeps one live post per artwork)"
+        "(only a moderator may restore it), or the same artwork is now another live post "
+        "(`held_by` when it is the owner's own; the site keeps one live post per artwork)"
     ),
 ]
 HeldByField = Annotated[
     ArtworkHolder | None,
-    Meta(description="Deleted listing: the live post that now holds this post's artwork"),
+    Meta(
+        description="Deleted listing: the owner's live post that now holds this post's "
+        "artwork (null when another user's post holds it: that post is not named)"
+    ),
 ]
 
 
 Files = TypeVar("Files")
+TagList = TypeVar("TagList")
 
 
-class _Post(msgspec.Struct, Generic[Files]):
-    """A posts item's fields; `Files`: how its `files` are held (see ListedPost)."""
+class _Post(msgspec.Struct, Generic[Files, TagList]):
+    """A posts item's fields; `Files` and `TagList`: how its `files` and tags are held (see
+    ListedPost)."""
 
     id: int
     public_sqid: str | None
     title: str
-    description: str | None
+    description: Annotated[
+        str | None,
+        Meta(description="The description as people read it: each mention as `@handle`"),
+    ]
+    description_markup: Annotated[
+        str | None,
+        Meta(
+            description="The description as the host stores it, mentions as `<@SQID>` "
+            "(null when there is no description)"
+        ),
+    ]
+    mentions: Annotated[
+        list[MentionRef],
+        Meta(
+            description="The existing accounts the description mentions, distinct, in order of "
+            "first appearance"
+        ),
+    ]
     created_at: datetime
     width: int | None
     height: int | None
@@ -130,9 +166,9 @@ class _Post(msgspec.Struct, Generic[Files]):
     view_count: int
     license_identifier: str | None
     # Beyond the host's page (which ignores them): the filter's and the bulk editors' fields.
-    hashtags: list[str]
+    hashtags: TagList
     mod_hashtags: Annotated[
-        list[str],
+        TagList,
         Meta(description="A moderator's tags (also in `hashtags`); the artist keeps them"),
     ]
     remixable: bool
@@ -145,13 +181,13 @@ class _Post(msgspec.Struct, Generic[Files]):
     held_by: HeldByField = None
 
 
-class PostItem(_Post[list[PostFile]]):
+class PostItem(_Post[list[PostFile], list[str]]):
     pass
 
 
-class ListedPost(_Post[msgspec.Raw]):
-    """PostItem as the list query yields it: `files` as the JSON text the query built
-    (posts/listing.py), so it encodes to the same bytes."""
+class ListedPost(_Post[msgspec.Raw, msgspec.Raw]):
+    """PostItem as the list query yields it: `files` and the tags as the JSON text the query
+    built (posts/listing.py), so it encodes to the same bytes."""
 
 
 TotalCount = Annotated[
@@ -173,6 +209,13 @@ MatchDigest = Annotated[
 ]
 
 
+class PageTarget(msgspec.Struct):
+    """Whose posts a listing holds, as a page names them (a moderator's: "@handle's posts")."""
+
+    public_sqid: str | None
+    handle: str
+
+
 Item = TypeVar("Item")
 
 
@@ -181,6 +224,10 @@ class _Page(msgspec.Struct, Generic[Item]):
     next_cursor: str | None
     total_count: TotalCount
     match_digest: MatchDigest = None
+    target: Annotated[
+        PageTarget | None,
+        Meta(description="Whose posts these are: the caller, or the user `target_sqid` names"),
+    ] = None
 
 
 class PostPage(_Page[PostItem]):
@@ -243,11 +290,33 @@ class LicenseRequest(msgspec.Struct, forbid_unknown_fields=True):
     target_sqid: Sqid | None = None
 
 
+LeftReason = Literal["deleted-by-moderator", "artwork-reuploaded", "same-artwork"]
+
+
+class LeftOut(msgspec.Struct):
+    """Posts a restore by filter matched and left deleted, for one reason."""
+
+    reason: Annotated[
+        LeftReason,
+        Meta(
+            description="`deleted-by-moderator`: only a moderator may restore them; "
+            "`artwork-reuploaded`: the same artwork is now a live post (the site keeps one "
+            "live post per artwork); `same-artwork`: two or more deleted posts of the filter "
+            "are one artwork, and only one of them could be live (restore one by its id)"
+        ),
+    ]
+    count: int
+    post_ids: Annotated[list[int], Meta(description="Those posts (the owner's), ascending")]
+
+
 class ActionResult(msgspec.Struct):
     success: bool
     affected_count: Annotated[
         int,
-        Meta(description="The posts acted on: every id sent (the batch is all-or-nothing)"),
+        Meta(
+            description="The posts acted on: every id sent (the batch is all-or-nothing); by "
+            "filter, every post that matched, except those a restore left (`left_count`)"
+        ),
     ]
     message: Annotated[
         str,
@@ -267,6 +336,25 @@ class ActionResult(msgspec.Struct):
             "(null when it changed nothing)"
         ),
     ] = None
+    # Only in the answer of a restore by filter: every other action is all or nothing.
+    left_count: (
+        Annotated[
+            int,
+            Meta(
+                description="A restore by filter only: it restores every matching post it may "
+                "and leaves the others deleted; how many it left (`affected_count` + "
+                "`left_count` = the filter's count, `expect_count`)"
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    left: (
+        Annotated[
+            list[LeftOut],
+            Meta(description="A restore by filter only: the posts it left, grouped by why"),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
 class UndoResult(msgspec.Struct):
@@ -277,6 +365,14 @@ class UndoResult(msgspec.Struct):
         list[int],
         Meta(description="Posts the action changed that changed again since: left as they are"),
     ]
+    undone: Annotated[
+        bool,
+        Meta(
+            description="The action is now undone (its undo no longer offered). False when "
+            "nothing was put back while a post it left may again be as the action left it: "
+            "its undo stays offered"
+        ),
+    ] = True
 
 
 HISTORY_PAGE = 50
@@ -300,20 +396,44 @@ class ActionsQuery(msgspec.Struct, forbid_unknown_fields=False, omit_defaults=Fa
     ) = None
 
 
+class ActionPost(msgspec.Struct):
+    """A post an action changed, as the history names it."""
+
+    id: int
+    title: str
+
+
 class ActionItem(msgspec.Struct):
     """One bulk action on the target's posts."""
 
     id: uuid.UUID
     action: Annotated[
-        Action | Literal["license"], Meta(description="What it did (`license`: POST /license)")
+        Action | OwnEndpointAction,
+        Meta(description="What it did (`license`: POST /license)"),
     ]
     created_at: datetime
     changed_count: Annotated[int, Meta(description="The posts whose row it changed")]
+    unchanged_count: Annotated[
+        int | None,
+        Meta(
+            description="The posts it found already so (hiding a hidden post), as its answer "
+            "counted them (`affected_count` less `changed_count`); null for an action recorded "
+            "before the service counted them"
+        ),
+    ]
     by_moderator: Annotated[
         bool, Meta(description="A moderator did it (on the owner's posts, as a moderator)")
     ]
     by_you: Annotated[bool, Meta(description="The caller did it")]
     undone_at: Annotated[datetime | None, Meta(description="When it was undone, or null")]
+    posts: Annotated[
+        list[ActionPost],
+        Meta(
+            description="The first (at most 3) of the posts it changed, to name them "
+            "(`changed_count` counts them all), in one lookup for the page; empty once it "
+            "was undone or its history was dropped"
+        ),
+    ]
     undo: Annotated[
         str | None,
         Meta(

@@ -2,8 +2,9 @@
 action changed gets back its own previous values, unless it changed again since.
 
 The history an action keeps (migrations/0013_compact_undo.sql) is only what it changed; each
-owner keeps the newest actions' history within KEPT_HISTORY_BYTES, and an older action's undo
-answers 410 saying so."""
+person who acts keeps the newest of their own actions' history within KEPT_HISTORY_BYTES, and
+an older action's undo answers 410 saying so. An action the previous release recorded is
+converted when it is undone (posts/previous_history.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +13,26 @@ from dataclasses import asdict, dataclass
 
 import asyncpg
 
-from ..core.problems import conflict, gone, not_found
-from ..core.visibility import holds_hash
+from ..core.codes import Code
+from ..core.problems import ProblemError, conflict, gone, not_found
 from ..host.access import Principal
 from ..host.eligibility import list_ids
-from .host_rules import is_nd_license
+from .action_shape import BulkAction, Undo
+from .actions import ACTIONS, named
 from .live import announce
+from .pace import Budget, hold_budget
+from .previous_history import convert
 from .restore_rule import HASH_INDEX, artwork_held
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
-# Per owner, so no one's actions can fill the database (docs/architecture.md says what an action
-# keeps).
+# Per person who acted (WHO_ACTED), so that no one's actions can fill the database nor drop
+# someone else's undo: an artist's own actions never a moderator's on their posts, one
+# moderator's never another's (docs/architecture.md says what an action keeps).
 KEPT_HISTORY_BYTES = 2 * 1024 * 1024
+# Who acted: the moderator, or the owner acting on their own posts. migrations/0019's index is
+# on this very expression.
+WHO_ACTED = "coalesce(actor_id, owner_id)"
 # Clears an action's history (kept beyond the cap, or undone): its row stays to answer why.
 DROP_HISTORY = (
     "post_ids = NULL, prior_dates = NULL, prior_marks = NULL, prior_licenses = NULL, "
@@ -50,7 +58,9 @@ RETURNING post_id
 # What makes a `bulk_actions` row undoable, one definition for the undo and the list of
 # actions (posts/history.py): within the window, its history kept, not undone yet.
 WITHIN_WINDOW = f"created_at > now() - interval '{UNDO_HOURS} hours'"
-HISTORY_KEPT = "dropped_at IS NULL AND post_ids IS NOT NULL"
+# A row the previous release wrote has no `post_ids` (its history is in `bulk_action_posts`)
+# and is kept too; this release clears `post_ids` only with `undone_at` or `dropped_at`.
+HISTORY_KEPT = "dropped_at IS NULL"
 UNDOABLE = f"undone_at IS NULL AND {WITHIN_WINDOW} AND {HISTORY_KEPT}"
 
 
@@ -62,17 +72,20 @@ def acted_by(actor: str) -> str:
 # The action, locked (a second undo waits, then finds it undone); only who acted may undo it.
 SQL_ACTION = f"""
 SELECT action, actor_id IS NOT NULL AS by_moderator, undone_at IS NOT NULL AS undone,
-       NOT ({WITHIN_WINDOW}) AS expired, NOT ({HISTORY_KEPT}) AS dropped
+       NOT ({WITHIN_WINDOW}) AS expired, NOT ({HISTORY_KEPT}) AS dropped,
+       post_ids IS NULL AS previous_release
 FROM bulk_actions
 WHERE id = $1 AND owner_id = $2 AND {acted_by("$3")}
 FOR UPDATE
 """
 
-# One statement an action kind: lock its posts in id order, put back those that still hold
-# what the action wrote (and whose prior values the host's rules still allow), bump the host's
-# columns as any bulk write does, keep the moderators' marks, mark the action undone, audit a
-# moderator's undo and write the stream's `posts_changed` event (posts/live.py). `left_why`
-# names why a post was left.
+# One statement per action and caller (its part: the action's record's `undo`, posts/actions.py):
+# lock its posts in id order, put back those that still hold what the action wrote (and whose
+# prior values the host's rules still allow), bump the host's columns as any bulk write does,
+# keep the moderators' marks, mark the action undone, audit a moderator's undo and write the
+# stream's `posts_changed` event (posts/live.py). `left_why` names why a post was left. $2: the
+# posts the write budget lets change (posts/pace.py); past it no post changes, and the caller
+# rolls the rest back.
 _UNDO = """
 WITH act AS (
     SELECT * FROM bulk_actions WHERE id = $1
@@ -96,10 +109,15 @@ WITH act AS (
     UPDATE posts p SET {assign}, updated_at = now(), metadata_modified_at = now()
     FROM locked r, act a
     WHERE p.id = r.post_id AND r.left_why IS NULL AND NOT EXISTS (SELECT 1 FROM clashes)
+      AND (SELECT count(*) FROM locked WHERE left_why IS NULL) <= $2::int
     RETURNING p.id
 ){marks}, done AS (
+    -- An undo that put nothing back stays offered while a post it left could be as the
+    -- action left it again (changed back, or its license no longer NoDerivatives).
     UPDATE bulk_actions SET undone_at = now(), {drop}
     WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM clashes)
+      AND (EXISTS (SELECT 1 FROM restored)
+           OR NOT EXISTS (SELECT 1 FROM locked WHERE left_why IN ('changed', 'NoDerivatives')))
     RETURNING 1
 ), restored_ids AS (
     SELECT coalesce(array_agg(id ORDER BY id), '{{}}') AS ids FROM restored
@@ -119,7 +137,8 @@ WITH act AS (
 ), notified AS (
     SELECT {announce} FROM restored_ids r, act a WHERE cardinality(r.ids) > 0
 )
-SELECT cardinality(r.ids) AS restored, k.ids AS left_ids, k.whys AS left_whys,
+SELECT cardinality(r.ids) AS restored, k.ids AS left_ids,
+       (SELECT count(*) FROM locked WHERE left_why IS NULL) AS would, k.whys AS left_whys,
        (SELECT count(*) FROM done) AS done, (SELECT count(*) FROM audited) AS audited,
        (SELECT count(*) FROM notified) AS notified,
        (SELECT json_agg(json_build_object(
@@ -130,106 +149,27 @@ FROM restored_ids r, left_posts k
 """
 
 
-_NO_CLASHES = (
-    "SELECT NULL::int AS id, NULL::text AS public_sqid, NULL::int AS held_id,"
-    " NULL::text AS held_sqid WHERE false"
-)
-# The undo of a delete restores: the host's restore rule holds (posts/restore_rule.py), and a
-# post whose artwork a live post now holds refuses the whole undo, named.
-_HELD_ARTWORKS = f"""SELECT p.id, p.public_sqid, h.id AS held_id, h.public_sqid AS held_sqid
-    FROM locked r JOIN posts p ON p.id = r.post_id
-    JOIN LATERAL (SELECT h.id, h.public_sqid FROM posts h WHERE {holds_hash("p", "h")} LIMIT 1) h
-      ON true
-    WHERE r.left_why IS NULL"""
-
-
-@dataclass(frozen=True)
-class _Kind:
-    """How to undo one kind of action: `holds`, the post still holds what it wrote; `assign`,
-    the prior values; `allowed` false leaves a post, named with `refused`."""
-
-    holds: str
-    assign: str
-    allowed: str = "true"
-    refused: str = ""
-    marks: str = ""
-    clashes: str = _NO_CLASHES
-
-    def sql(self) -> str:
-        # Each field fills the template's part of the same name.
-        return _UNDO.format(
-            **asdict(self),
-            drop=DROP_HISTORY,
-            announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
-        )
-
-
-_UNMARK = """, unmarked AS (
-    DELETE FROM moderator_deletions WHERE post_id IN (SELECT id FROM restored) RETURNING 1
-)"""
-# The marks the restore removed, exactly: a post its owner deleted gets none back.
-_REMARK = """, marked AS (
-    INSERT INTO moderator_deletions (post_id, owner_id, deleted_by)
-    SELECT r.post_id, a.owner_id, r.mark FROM locked r, act a
-    WHERE r.mark IS NOT NULL AND r.post_id IN (SELECT id FROM restored)
-    ON CONFLICT (post_id) DO UPDATE SET deleted_by = EXCLUDED.deleted_by
-    RETURNING 1
-)"""
-_KINDS: dict[tuple[str, bool], _Kind] = {}
-for _moderator, _flag in ((False, "hidden_by_user"), (True, "hidden_by_mod")):
-    for _action in ("hide", "unhide"):
-        _KINDS[_action, _moderator] = _Kind(
-            holds=f"p.{_flag} = a.wrote_flag", assign=f"{_flag} = NOT a.wrote_flag"
-        )
-for _moderator in (False, True):
-    _KINDS["delete", _moderator] = _Kind(
-        holds="p.deleted_by_user AND p.deleted_by_user_date = a.created_at",
-        assign="deleted_by_user = false, deleted_by_user_date = NULL",
-        marks=_UNMARK,
-        clashes=_HELD_ARTWORKS,
+def _sql(undo: Undo) -> str:
+    # Each field fills the template's part of the same name.
+    return _UNDO.format(
+        **asdict(undo),
+        drop=DROP_HISTORY,
+        announce=announce("a.owner_id", "'undo'", "r.ids", "a.id"),
     )
-    _KINDS["restore", _moderator] = _Kind(
-        holds="NOT p.deleted_by_user",
-        assign="deleted_by_user = true, deleted_by_user_date = r.date",
-        marks=_REMARK,
-    )
-    # Rule L5 both ways: the license put back decides the remix permission put back.
-    _KINDS["license", _moderator] = _Kind(
-        holds="p.license_id IS NOT DISTINCT FROM a.wrote_license"
-        f" AND p.remixable = (r.remixable AND NOT {is_nd_license('a.wrote_license')})",
-        assign=f"license_id = r.license, remixable = r.remixable AND NOT {is_nd_license('r.license')}",
-        allowed="r.license IS NULL OR EXISTS (SELECT 1 FROM licenses l WHERE l.id = r.license)",
-        refused="license gone",
-    )
-    _KINDS["remixable", _moderator] = _Kind(
-        holds="p.remixable = a.wrote_flag",
-        assign="remixable = NOT a.wrote_flag",
-        allowed=f"a.wrote_flag OR NOT {is_nd_license('p.license_id')}",
-        refused="NoDerivatives",
-    )
-# The artist's retag: a moderator's tag stays whatever the undo (the host's rule D10).
-_KINDS["tags", False] = _Kind(
-    holds="md5(p.hashtags::text)::uuid = r.after",
-    assign="hashtags = pmd_tags_undo(p.hashtags, r.diff -> 'h', a.tags_add, a.tags_remove,"
-    " p.mod_hashtags)",
-)
-_MOD_TAGS_BEFORE = "pmd_tags_undo(p.mod_hashtags, r.diff -> 'm', a.tags_add, a.tags_remove, '{}')"
-_KINDS["tags", True] = _Kind(
-    holds="md5(p.hashtags::text || p.mod_hashtags::text)::uuid = r.after",
-    assign=f"mod_hashtags = {_MOD_TAGS_BEFORE}, hashtags = pmd_tags_undo(p.hashtags,"
-    f" r.diff -> 'h', a.tags_add, a.tags_remove, {_MOD_TAGS_BEFORE})",
-)
-SQL_UNDO = {kind: how.sql() for kind, how in _KINDS.items()}
 
-_WHAT = {
-    "hide": "hide",
-    "unhide": "unhide",
-    "delete": "delete",
-    "restore": "restore",
-    "license": "license change",
-    "tags": "tag change",
-    "remixable": "remix permission change",
+
+# (action, by a moderator) -> the statement undoing it (the action's record's `undo`).
+SQL_UNDO: dict[tuple[str, bool], str] = {
+    (action.name, moderator): _sql(action.caller(moderator).undo)
+    for action in ACTIONS
+    for moderator in (False, True)
 }
+
+
+def undo_statement(action: BulkAction, *, moderator: bool) -> str:
+    return SQL_UNDO[action.name, moderator]
+
+
 # Why a post was left, as the message says it (one post, several).
 _LEFT = {
     "changed": (
@@ -261,18 +201,30 @@ class UndoOutcome:
     restored: int
     left: list[int]
     message: str
+    undone: bool
 
 
-async def undo(pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID) -> UndoOutcome:
+async def undo(
+    pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID, *, budget: Budget
+) -> UndoOutcome:
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
     for _ in range(_TRIES):
         try:
             async with pool.acquire() as conn, conn.transaction():
+                room = await hold_budget(conn, budget, owner, actor)
                 act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
                 _check(act)
                 assert act is not None
-                row = await conn.fetchrow(SQL_UNDO[act["action"], act["by_moderator"]], action_id)
+                if act["previous_release"]:
+                    await convert(conn, action_id)
+                action = named(act["action"])
+                sql = undo_statement(action, moderator=act["by_moderator"])
+                row = await conn.fetchrow(sql, action_id, room.left)
+                assert row is not None  # the statement always returns exactly one row
+                if not row["clashes"] and row["would"] > room.left:
+                    raise await room.refusal(row["would"])  # rolls back the undo's marks
+                await room.spend(row["restored"])
             break
         except asyncpg.UniqueViolationError as exc:
             # An upload of the same artwork committed after the statement's snapshot: run
@@ -284,13 +236,18 @@ async def undo(pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID) -
             "An artwork of these posts was uploaded again while the undo ran; nothing was "
             "changed. Try the undo again to see which posts can no longer be restored.",
             slug="artwork-reuploaded",
+            code=Code.RESTORE_INTERRUPTED,
         )
     assert row is not None  # the statement always returns exactly one row
     if row["clashes"]:
         raise artwork_held(row["clashes"])
     restored = row["restored"]
-    what = _WHAT.get(act["action"], act["action"])
-    message = f"Undid the {what} of {restored} post{'' if restored == 1 else 's'}"
+    what = action.undone
+    message = (
+        f"Undid the {what} of {restored} post{'' if restored == 1 else 's'}"
+        if restored or not row["left_ids"]
+        else f"Nothing to undo: every post this {what} changed was changed since"
+    )
     by_why: dict[str, list[int]] = {}
     for post_id, why in zip(row["left_ids"], row["left_whys"], strict=True):
         by_why.setdefault(why, []).append(post_id)
@@ -299,23 +256,33 @@ async def undo(pool: asyncpg.Pool, principal: Principal, action_id: uuid.UUID) -
         # "post 12", "posts 12, 13": the form the page names by title.
         listed = f"post {ids[0]}" if len(ids) == 1 else f"posts {list_ids(ids)}"
         message += f"; {listed} {one if len(ids) == 1 else many}"
-    return UndoOutcome(row["restored"], list(row["left_ids"]), message)
+    return UndoOutcome(row["restored"], list(row["left_ids"]), message, row["done"] > 0)
 
 
 def _check(act: asyncpg.Record | None) -> None:
     if act is None:
         raise not_found(
-            "No bulk action with this id is yours to undo (only who acted can undo it)."
+            "No bulk action with this id is yours to undo (only who acted can undo it).",
+            code=Code.ACTION_NOT_FOUND,
         )
     if act["undone"]:
-        raise conflict("This action was undone already.", slug="already-undone")
+        raise conflict(
+            "This action was undone already.", slug="already-undone", code=Code.ALREADY_UNDONE
+        )
     if act["expired"]:
         raise gone(
-            f"An action can be undone for {UNDO_HOURS} hours after it ran; this one is older."
+            f"An action can be undone for {UNDO_HOURS} hours after it ran; this one is older.",
+            code=Code.UNDO_EXPIRED,
+            details={"hours": UNDO_HOURS},
         )
     if act["dropped"]:
-        raise gone(
+        raise ProblemError(
+            410,
+            "history-dropped",
+            "Gone",
             "This action can no longer be undone: each person's undo history keeps the newest "
-            f"actions up to {KEPT_HISTORY_BYTES // 1024 // 1024} MiB, and this one's was dropped "
-            "to make room for newer ones (or it ran before the service was last upgraded)."
+            f"of their own actions up to {KEPT_HISTORY_BYTES // 1024 // 1024} MiB, and this "
+            "one's was dropped to make room for newer actions by the same person.",
+            code=Code.UNDO_DROPPED,
+            details={"kept_history_bytes": KEPT_HISTORY_BYTES},
         )

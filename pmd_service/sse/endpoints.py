@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Annotated
 
+import asyncpg
 import msgspec
 from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
@@ -21,21 +25,21 @@ from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, STREAM_RESPONSE
 from ..api.responses import json_response
 from ..api.routing import parse_query
 from ..api.validation import parse_uuid
-from ..bdr import service as bdr_service
-from ..bdr.schemas import BdrItem
+from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
 from ..core.problems import bad_request
-from ..exports import service as export_service
-from ..exports.schemas import ExportUpdate
-from ..posts.live import PostsChanged
+from ..host.access import Principal
 from . import frames, replay
 from .hub import Hub, Subscriber
+from .kinds import EventKinds
 from .pool_turns import Turn, Turns
 from .user_lookups import UserLookups
 
 log = logging.getLogger(__name__)
 
-RETRY_MS = 3000
+# What an EventSource that reconnects by itself waits (plus jitter) after losing the stream: a
+# client of a server that restarted is back within a few seconds of its return.
+RETRY_MS = 1000
 # After a drain the other servers are up already: come back sooner than after an error.
 RECONNECT_MS = 500
 # Spread reconnects: after a deploy, thousands of clients must not all come back at once.
@@ -79,12 +83,13 @@ async def _open(
 ) -> tuple[EventStream, int]:
     """Send the opening; returns the response and the watermark (the last event id it holds).
     `owner`: the caller watches their own downloads (a moderator's stream has no exports)."""
-    recent = request.app[SSE_HUB].recent
-    opening = replay.resumed_from_memory(recent, target_id, last_event_id, owner)
+    hub = request.app[SSE_HUB]
+    opening = replay.resumed_from_memory(hub.kinds, hub.recent, target_id, last_event_id, owner)
     if opening is None:
         async with request.app[SSE_POOL_TURNS]:
-            request.app[SSE_HUB].refuse_if_closing()
-            opening = await replay.opening(request.app[DB_POOL], target_id, last_event_id, owner)
+            hub.refuse_if_closing()
+            pool = request.app[DB_POOL]
+            opening = await replay.opening(pool, hub.kinds, target_id, last_event_id, owner)
     response = EventStream(headers=SSE_HEADERS)
     response.headers[REQUEST_ID_HEADER] = request_id_from(request.headers.get(REQUEST_ID_HEADER))
     request[STREAM_RESPONSE] = response
@@ -212,18 +217,34 @@ async def create_ticket(request: web.Request) -> web.Response:
     request[PRINCIPAL] = principal = await bearer(request, request.app[SSE_CALLERS].by_sqid)
     download_id = None
     if query.bdr_id is not None and query.export_id is not None:
-        raise bad_request("Send `bdr_id` or `export_id`: a ticket opens one download.")
+        raise bad_request(
+            "Send `bdr_id` or `export_id`: a ticket opens one download.", code=Code.INVALID_QUERY
+        )
+    downloads = request.app[SSE_DOWNLOADS]
     if query.bdr_id is not None:
         download_id = parse_uuid(query.bdr_id)
         # 404 now rather than at the download: the BDR must be the target's.
-        await bdr_service.get(request.app[DB_POOL], download_id, principal.target.id)
+        await downloads.bdr(request.app[DB_POOL], download_id, principal)
     elif query.export_id is not None:
         # Good for one download of any part of that export (the parts' URLs carry its id).
         download_id = parse_uuid(query.export_id)
-        await export_service.get(request.app[DB_POOL], download_id, principal)
+        await downloads.export(request.app[DB_POOL], download_id, principal)
     key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
     out = await tickets.mint(request.app[REDIS], key, principal, download_id)
     return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+# Raises the feature's problem (404, 403) unless the principal may download that BDR or export.
+DownloadCheck = Callable[[asyncpg.Pool, uuid.UUID, Principal], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketDownloads:
+    """What a download ticket is checked against: the features' own lookups, which the app
+    hands over (this room knows no feature)."""
+
+    bdr: DownloadCheck
+    export: DownloadCheck
 
 
 class TicketQuery(msgspec.Struct):
@@ -276,38 +297,72 @@ class StreamQuery(msgspec.Struct):
     ) = None
 
 
-ENDPOINTS = (
-    Endpoint(
-        "post", "/api/pmd/bdr/sse-ticket", create_ticket, "createSseTicket",
-        "A single-use, 30-second ticket for EventSource (which cannot send headers), or with "
-        "`bdr_id` for a link to that one ZIP", "downloads",
-        auth=Auth.OWN, query=TicketQuery, response=tickets.TicketOut, problems=(503,),
-    ),
-    Endpoint(
-        "get", STREAM_PATH, stream, "streamBdrs",
-        "Live status of download requests and exports, and changes of posts (Server-Sent "
-        "Events). Events: `retry`, "
-        "then a snapshot (a `bdr_update` per BDR of the 20 newest, data `BdrItem`, and on the "
-        "user's own stream an `export_update` per export of the 20 newest, data "
-        "`ExportUpdate`), then `connected` ({resumed}, with `id:`); then, live, a `bdr_update` "
-        "or `export_update` (with `id:`) per change, in commit order (an `export_update` is a "
-        "few KB whatever the export: counts and at most 12 parts; GET the export for the "
-        "rest), and a `posts_changed` (with `id:`, data `PostsChanged`) per bulk action or "
-        "undo that changed the user's posts, whoever made it (another tab, a moderator); "
-        "`: ping` every 15 s; `timeout` ({detail}) when the token expires; "
-        "`access_revoked` ({reason, status, detail}) when the account is banned, deactivated "
-        "or loses the role it watched with (checked every 30 s); `retry` and `reconnect` "
-        "({reason, retry_ms, detail}) when the server shuts down: reconnect (with "
-        "Last-Event-ID) to resume. With Last-Event-ID, only the missed events (or `reset` "
-        "({detail}) and the snapshot when it is too old). A moderator's stream of another user "
-        "carries no `export_update`. Auth: Bearer or `ticket`.",
-        "downloads", auth=Auth.OWN, query=StreamQuery, allow_head=False, long_lived=True,
-        response_media="text/event-stream", ok_description="The event stream",
-        problems=(429, 503), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
-        events=(BdrItem, ExportUpdate, PostsChanged),
-    ),
-)  # fmt: skip
+_STREAM_SUMMARY = (
+    "Live status of the user's downloads and posts (Server-Sent Events). Events: `retry`, then "
+    "a snapshot (the events of an opening below), then `connected` ({resumed}, with `id:`); "
+    "then, live, in commit order: {live}. `: ping` every 15 s; `timeout` ({detail}) when the "
+    "token expires; `access_revoked` ({reason, status, detail}) when the account is banned, "
+    "deactivated or loses the role it watched with (checked every 30 s); `retry` and "
+    "`reconnect` ({reason, retry_ms, detail}) when the server shuts down: reconnect (with "
+    "Last-Event-ID) to resume. With Last-Event-ID, only the missed events (or `reset` "
+    "({detail}) and the snapshot when it is too old). A moderator's stream of another user "
+    "carries only the events marked for the user's watchers. Auth: Bearer or `ticket`."
+)
+
+
+def endpoints(kinds: EventKinds) -> tuple[Endpoint, ...]:
+    """The stream's endpoints, its events those of `kinds`."""
+    summary = _STREAM_SUMMARY.replace("{live}", kinds.summary())
+    return (
+        Endpoint(
+            "post",
+            "/api/pmd/bdr/sse-ticket",
+            create_ticket,
+            "createSseTicket",
+            "A single-use, 30-second ticket for EventSource (which cannot send headers), or "
+            "with `bdr_id` for a link to that one ZIP",
+            "downloads",
+            auth=Auth.OWN,
+            query=TicketQuery,
+            response=tickets.TicketOut,
+            problems=(503,),
+            codes=(
+                Code.INVALID_QUERY,
+                Code.INVALID_ID,
+                Code.BDR_NOT_FOUND,
+                Code.EXPORT_OWNER_ONLY,
+                Code.EXPORT_NOT_FOUND,
+                Code.TICKETS_UNAVAILABLE,
+            ),
+        ),
+        Endpoint(
+            "get",
+            STREAM_PATH,
+            stream,
+            "streamBdrs",
+            summary,
+            "downloads",
+            auth=Auth.OWN,
+            query=StreamQuery,
+            allow_head=False,
+            long_lived=True,
+            response_media="text/event-stream",
+            ok_description="The event stream",
+            problems=(429, 503),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            codes=(
+                Code.TICKET_INVALID,
+                Code.TICKET_WRONG_DOWNLOAD,
+                Code.TARGET_MISMATCH,
+                Code.TICKETS_UNAVAILABLE,
+                Code.TOO_MANY_STREAMS,
+                Code.SHUTTING_DOWN,
+            ),
+            params=(Param("Last-Event-ID", {"type": "string"}, "Resume after this event id"),),
+            events=kinds.data_types(),
+        ),
+    )
+
 
 SSE_HUB: web.AppKey[Hub] = web.AppKey("sse_hub")
 
@@ -318,6 +373,10 @@ SSE_POOL_TURNS: web.AppKey[Turns] = web.AppKey("sse_openings")
 SSE_OPENING_GATE: web.AppKey[Turns] = web.AppKey("sse_opening_gate")
 
 SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
+
+# The event kinds the stream serves (web/event_kinds.py), and the ticket's download checks.
+SSE_KINDS: web.AppKey[EventKinds] = web.AppKey("sse_kinds")
+SSE_DOWNLOADS: web.AppKey[TicketDownloads] = web.AppKey("sse_downloads")
 
 # An opening's turn at the gate, left as soon as its opening is read (before it is sent).
 OPENING_TURN: web.RequestKey[Turn] = web.RequestKey("sse_opening_turn")

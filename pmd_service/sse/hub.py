@@ -1,5 +1,5 @@
-"""The SSE hub: one LISTEN connection per server process, routing events (of BDRs, exports and
-posts) to subscribers.
+"""The SSE hub: one LISTEN connection per server process, routing events (of every kind the app
+hands it: sse/kinds.py) to subscribers.
 
 The NOTIFY payload is only a doorbell. After each ring (doorbells are coalesced) the hub reads
 `stream_events` after the last id it has seen, on the listener connection itself, so the events of
@@ -21,10 +21,12 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from ..core.codes import Code
 from ..core.db import connect
 from ..core.problems import ProblemError
 from . import frames
 from .heap import HeapKeeper
+from .kinds import EventKinds, UnknownKind, reaches
 from .recent import RecentEvents
 from .revocation import Pair, Revoked
 
@@ -42,18 +44,19 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
 SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM stream_events"
-# payload as text: it is decoded only for events someone here subscribes to. A posts event
-# names its user as -user_id (migrations/0015_posts_changed_events.sql): it is that user's.
+# payload as text: it is decoded only for events someone here subscribes to. A row of a kind
+# the oldest release beside this one does not know names its user as -user_id, so that release
+# never reads it (migrations/0015_posts_changed_events.sql): it is that user's.
 SQL_EVENTS_AFTER = """
-SELECT id, abs(user_id) AS user_id, payload::text AS payload FROM stream_events
+SELECT id, abs(user_id) AS user_id, kind, audience, payload::text AS payload FROM stream_events
 WHERE id > $1 ORDER BY id LIMIT $2
 """
 
 
-# (event id, frame, the frame as one HTTP/1.1 chunk): one tuple per event, shared by every
-# subscriber it goes to. A burst then allocates per event, not per delivery, which keeps
-# short-lived objects out of the old GC generation.
-Event = tuple[int, bytes, bytes]
+# (event id, frame, the frame as one HTTP/1.1 chunk, whether a moderator's stream watching the
+# user gets it too): one tuple per event, shared by every subscriber it goes to. A burst then allocates per
+# event, not per delivery, which keeps short-lived objects out of the old GC generation.
+Event = tuple[int, bytes, bytes, bool]
 
 
 class Socket(Protocol):
@@ -202,7 +205,7 @@ class Subscriber:
     def collect(self, out: list[bytes]) -> None:
         """Move queued frames newer than the last sent to `out`."""
         sent = self.sent
-        for event_id, frame, _ in self._queue:
+        for event_id, frame, _, _ in self._queue:
             if event_id > sent:  # the opening (or an earlier batch) already had it
                 out.append(frame)
                 sent = event_id
@@ -214,6 +217,7 @@ class Hub:
     def __init__(
         self,
         dsn: str,
+        kinds: EventKinds,
         *,
         search_path: str | None = None,
         max_per_user: int,
@@ -225,6 +229,7 @@ class Hub:
         heap: HeapKeeper | None = None,
     ) -> None:
         self._dsn = dsn
+        self.kinds = kinds
         self.access_check = access_check
         self._access_check_seconds = access_check_seconds
         self._search_path = search_path
@@ -243,7 +248,7 @@ class Hub:
         # The newest events read, for streams that resume (Last-Event-ID) without a query.
         self.recent = RecentEvents()
         self.reconnects = 0
-        self.frames_queued = 0  # bdr_update frames handed to subscribers (for /metrics)
+        self.frames_queued = 0  # event frames handed to subscribers (for /metrics)
         self.revoked = 0  # streams ended because their access was withdrawn (for /metrics)
         self.opened = 0  # streams ever subscribed, and ever unsubscribed (for `heap`)
         self.ended = 0
@@ -294,6 +299,8 @@ class Hub:
                 "Service Unavailable",
                 "This server is shutting down; reconnect in a few seconds.",
                 headers={"Retry-After": "2"},
+                code=Code.SHUTTING_DOWN,
+                details={"retry_after_seconds": 2},
             )
 
     def subscribe(
@@ -313,6 +320,8 @@ class Hub:
                 f"You already have {open_now} live streams open on this server (the limit is "
                 f"{self._max_per_user}); close one (e.g. another browser tab) and retry.",
                 headers={"Retry-After": "5"},
+                code=Code.TOO_MANY_STREAMS,
+                details={"limit": self._max_per_user, "retry_after_seconds": 5},
             )
         loop = asyncio.get_running_loop()
         sub = Subscriber(
@@ -507,8 +516,8 @@ class Hub:
                 # Kept before the dispatch, which yields: a stream resuming meanwhile is
                 # answered up to the newest event kept, and this batch's live copies of what
                 # it was answered are then dropped as duplicates (Subscriber.sent).
-                for event_id, user_id, payload in rows:
-                    self.recent.add(event_id, user_id, payload)
+                for event_id, user_id, kind, audience, payload in rows:
+                    self.recent.add(event_id, user_id, kind, audience, payload)
                 await self._dispatch(rows)
                 self.last_seen = rows[-1][0]
             if len(rows) < READ_BATCH:
@@ -519,21 +528,21 @@ class Hub:
         gets a turn every DISPATCH_SLICE streams, so a burst to every stream does not stall
         everything else (pings, new streams) meanwhile."""
         watched = self._by_target
+        kinds = self.kinds
         by_user: dict[int, list[Event]] = {}
-        for event_id, user_id, payload in rows:
-            if user_id not in watched:
+        for event_id, user_id, kind, audience, payload in rows:
+            if user_id not in watched or not reaches(audience, True):
                 continue
             try:
-                frame = frames.update_from_payload(payload, event_id)
-            except frames.UnknownKind:  # a later release's
+                frame = kinds.frame(kind, payload, event_id)
+            except UnknownKind:  # a later release's
                 continue
-            except Exception:  # a row the item shape rejects must not stop the stream of others
+            except Exception:  # a row its kind's shape rejects must not stop the others' streams
                 log.exception(
-                    "SSE: event %d has a payload that is not a BDR, an export nor posts; skipped",
-                    event_id,
+                    "SSE: event %d has a payload its kind (%s) rejects; skipped", event_id, kind
                 )
                 continue
-            event = (event_id, frame, frames.chunk(frame))
+            event = (event_id, frame, frames.chunk(frame), reaches(audience, False))
             if (events := by_user.get(user_id)) is None:
                 by_user[user_id] = [event]
             else:
@@ -546,14 +555,14 @@ class Hub:
             subs = watched.get(user_id)
             if not subs:  # its last stream closed meanwhile
                 continue
-            # An export's events are its owner's: a moderator watching the user gets the rest.
+            # A moderator watching the user gets the events whose audience includes watchers.
             others = None
             for sub in subs:
                 if sub.caller_id == sub.target_id:
                     sub.deliver(events)
                     continue
                 if others is None:
-                    others = [e for e in events if not frames.is_export_frame(e[1])]
+                    others = [e for e in events if e[3]]
                 if others:
                     sub.deliver(others)
             written += len(subs)

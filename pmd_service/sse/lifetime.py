@@ -12,13 +12,17 @@ from . import revocation
 from .endpoints import (
     OPENINGS_AT_ONCE,
     SSE_CALLERS,
+    SSE_DOWNLOADS,
     SSE_HUB,
+    SSE_KINDS,
     SSE_OPENING_GATE,
     SSE_POOL_TURNS,
     TEND_HEAP,
+    TicketDownloads,
 )
 from .heap import HeapKeeper
 from .hub import Hub
+from .kinds import EventKinds
 from .pool_turns import Turns
 from .revocation import Pair, Revoked
 from .user_lookups import UserLookups
@@ -34,6 +38,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     hub = Hub(
         # LISTEN needs a session of its own: never through a transaction-mode pooler.
         settings.direct_url,
+        app[SSE_KINDS],
         search_path=settings.search_path,
         max_per_user=settings.sse_max_per_user,
         queue_size=settings.sse_queue_size,
@@ -64,6 +69,10 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
-def setup(app: web.Application) -> None:
+def setup(app: web.Application, kinds: EventKinds, downloads: TicketDownloads) -> None:
+    """`kinds`: the events the stream serves; `downloads`: what a download's ticket is checked
+    against."""
+    app[SSE_KINDS] = kinds
+    app[SSE_DOWNLOADS] = downloads
     app[SSE_OPENING_GATE] = Turns(OPENINGS_AT_ONCE)
     app.on_shutdown.append(_close_streams)

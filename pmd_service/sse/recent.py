@@ -19,6 +19,9 @@ from __future__ import annotations
 import time
 from collections import deque
 
+# An event as read: its id, its kind, its audience and its payload's text (the table's columns).
+Row = tuple[int, str, str, str]
+
 # Events kept: at the end of a storm's few seconds a stream has missed a handful; a process
 # that read more than this since a client's last event sends it to the table instead. About
 # 0.5 KB each (the payload's JSON text), so ~2 MB a process.
@@ -53,10 +56,10 @@ class RecentEvents:
         self._keep_bytes = keep_bytes
         self._max_age = max_age_s
         self.bytes = 0  # payload text held
-        # In id order: (id, user, when read) for eviction, and (id, payload) per user for a
-        # replay that looks at that user's events only.
+        # In id order: (id, user, when read) for eviction, and the rows per user for a replay
+        # that looks at that user's events only.
         self._ids: deque[tuple[int, int, float]] = deque()
-        self._by_user: dict[int, deque[tuple[int, str]]] = {}
+        self._by_user: dict[int, deque[Row]] = {}
         self.floor = -1  # nothing is vouched for until `start`
         self._floor_at = 0.0
         self.newest = -1
@@ -70,24 +73,24 @@ class RecentEvents:
         self.floor = self.newest = newest
         self._floor_at = time.monotonic()
 
-    def add(self, event_id: int, user_id: int, payload: str) -> None:
+    def add(self, event_id: int, user_id: int, kind: str, audience: str, payload: str) -> None:
         """The next event read (ids ascending, none skipped). One read again (a batch whose
         dispatch failed is read once more) is not added twice."""
         if self.floor < 0 or event_id <= self.newest:
             return
         self._ids.append((event_id, user_id, time.monotonic()))
-        self._by_user.setdefault(user_id, deque()).append((event_id, payload))
+        self._by_user.setdefault(user_id, deque()).append((event_id, kind, audience, payload))
         self.bytes += len(payload)
         self.newest = event_id
         while len(self._ids) > self._keep or (self.bytes > self._keep_bytes and self._ids):
             old_id, old_user, self._floor_at = self._ids.popleft()
             mine = self._by_user[old_user]
-            self.bytes -= len(mine.popleft()[1])
+            self.bytes -= len(mine.popleft()[3])
             if not mine:
                 del self._by_user[old_user]
             self.floor = old_id
 
-    def missed(self, user_id: int, after: int) -> list[tuple[int, str]] | None:
+    def missed(self, user_id: int, after: int) -> list[Row] | None:
         """`user_id`'s events after event `after`, oldest first; None when the run cannot
         vouch that this is all of them (the table must answer)."""
         if after <= 0 or not self.floor <= after <= self.newest:  # 0: never an event id

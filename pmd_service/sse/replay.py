@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,49 +10,46 @@ from dataclasses import dataclass
 import asyncpg
 import msgspec
 
-from ..bdr.schemas import ITEM_COLUMNS
-from ..core.limits import NEWEST_ITEMS
 from . import frames
-from .recent import RecentEvents
+from .kinds import EventKinds, UnknownKind, reaches
+from .recent import RecentEvents, Row
 
 log = logging.getLogger(__name__)
 
 # More missed events than this and a fresh snapshot is the cheaper way to catch up.
 MAX_REPLAY = 2000
 
-# One statement, so one MVCC snapshot: the BDR rows and the newest event id agree. Every event
-# up to `watermark` is reflected in the rows; every later one will reach the stream live.
-# The owner's stream holds the newest exports too ($2), as their events carry them
-# (`export_event_payload`: a few KB each, whatever the export).
-SQL_SNAPSHOT = f"""
-SELECT w.watermark, w.exports, b.*
-FROM (
-    SELECT coalesce(max(id), 0) AS watermark,
-           CASE WHEN $2 THEN (
-               SELECT json_agg(export_event_payload(e) ORDER BY e.created_at DESC, e.id DESC)::text
-               FROM exports e
-               WHERE e.id = ANY(ARRAY(
-                   SELECT id FROM exports WHERE user_id = $1
-                   ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}))
-           ) END AS exports
-    FROM stream_events
-) AS w
-LEFT JOIN LATERAL (
-    SELECT {ITEM_COLUMNS} FROM batch_download_requests
-    WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT {NEWEST_ITEMS}
-) AS b ON true
-"""
 # The daily cleanup's (upkeep/cleanup.py): events a day older than its clock, $1.
 _EVENT_PURGE = "created_at < $1::timestamptz - interval '1 day'"
 EVENTS_PAST = f"SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}"
 SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
 
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
-# A posts event names its user as -user_id (migrations/0015_posts_changed_events.sql).
+# A row of a kind the oldest release running beside this one does not know names its user as
+# -user_id, so that release's streams never read it (migrations/0015_posts_changed_events.sql).
 SQL_MISSED = """
-SELECT id, payload::text AS payload FROM stream_events
+SELECT id, kind, audience, payload::text AS payload FROM stream_events
 WHERE user_id IN ($1::int, -$1::int) AND id > $2 ORDER BY id LIMIT $3
 """
+
+
+@functools.cache
+def snapshot_sql(kinds: EventKinds) -> str:
+    """One statement, so one MVCC snapshot: every kind's items and the newest event id agree.
+    Every event up to `watermark` is reflected in the items; every later one will reach the
+    stream live. $1: the user; $2: whether the stream is the user's own."""
+    # Both parameters named, whichever kinds use them.
+    columns = [
+        "(SELECT coalesce(max(id), 0) FROM stream_events) AS watermark",
+        "$1::int AS user_id",
+        "$2::boolean AS own",
+    ]
+    for i, (kind, snapshot) in enumerate(kinds.snapshots()):
+        items = f"({snapshot.sql})"
+        if not reaches(kind.audience, own=False):
+            items = f"CASE WHEN $2 THEN {items} END"
+        columns.append(f"{items} AS s{i}")
+    return "SELECT " + ",\n       ".join(columns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,25 +74,28 @@ def _connected(watermark: int, resumed: bool) -> bytes:
     return frames.event(b"connected", {"resumed": resumed}, watermark or None)
 
 
-def _frames(events: Iterable[tuple[int, str]], owner: bool) -> list[bytes]:
+def _frames(kinds: EventKinds, events: Iterable[Row], owner: bool) -> list[bytes]:
     out = []
-    for event_id, payload in events:
+    for event_id, kind, audience, payload in events:
+        if not reaches(audience, owner) or not kinds.replayed(kind):
+            continue
         try:
-            frame = frames.update_from_payload(payload, event_id)
-        except frames.UnknownKind:  # a later release's
+            out.append(kinds.frame(kind, payload, event_id))
+        except UnknownKind:  # a later release's
             continue
         except Exception:  # as the hub does live: one bad row must not fail every resume
             log.exception(
                 "SSE: event %d has a payload no stream event is made of; skipped", event_id
             )
-            continue
-        if owner or not frames.is_export_frame(frame):
-            out.append(frame)
     return out
 
 
 def resumed_from_memory(
-    recent: RecentEvents, user_id: int, last_event_id: int | None, owner: bool = True
+    kinds: EventKinds,
+    recent: RecentEvents,
+    user_id: int,
+    last_event_id: int | None,
+    owner: bool = True,
 ) -> Opening | None:
     """The opening of a stream resuming after an event the hub still holds, with no query:
     what a reconnect storm is made of. None when the table must answer (no id, an id the
@@ -104,7 +105,7 @@ def resumed_from_memory(
     missed = recent.missed(user_id, last_event_id)
     if missed is None or len(missed) > MAX_REPLAY:
         return None
-    body = _frames(missed, owner)
+    body = _frames(kinds, missed, owner)
     # `connected` carries the client's newest event, as from the table; the watermark is the
     # newest kept: the subscriber is registered already, so every later event reaches it
     # live, and none of this user's up to it is missing from this body.
@@ -113,9 +114,14 @@ def resumed_from_memory(
 
 
 async def opening(
-    pool: asyncpg.Pool, user_id: int, last_event_id: int | None, owner: bool = True
+    pool: asyncpg.Pool,
+    kinds: EventKinds,
+    user_id: int,
+    last_event_id: int | None,
+    owner: bool = True,
 ) -> Opening:
-    """`owner`: the stream is the user's own (a moderator's gets no export events)."""
+    """`owner`: the stream is the user's own (a moderator's gets only the events whose audience
+    is the user's watchers)."""
     reset = b""
     if last_event_id is not None:
         async with pool.acquire() as conn:
@@ -125,15 +131,17 @@ async def opening(
                 rows = await conn.fetch(SQL_MISSED, user_id, last_event_id, MAX_REPLAY + 1)
                 if len(rows) <= MAX_REPLAY:
                     after: int = rows[-1]["id"] if rows else last_event_id
-                    missed = _frames(((r["id"], r["payload"]) for r in rows), owner)
+                    missed = _frames(kinds, ((r[0], r[1], r[2], r[3]) for r in rows), owner)
                     return Opening(b"".join([*missed, _connected(after, True)]), after)
         reset = frames.event(
             b"reset",
             {"detail": "The last event id is too old or unknown; here is a fresh snapshot."},
         )
-    rows = await pool.fetch(SQL_SNAPSHOT, user_id, owner)
-    watermark: int = rows[0]["watermark"]
-    items = [frames.bdr_update(r) for r in rows if r["id"] is not None]
-    exports = msgspec.json.decode(rows[0]["exports"]) if rows[0]["exports"] else []
-    items += [frames.export_update(e) for e in exports]
+    row = await pool.fetchrow(snapshot_sql(kinds), user_id, owner)
+    assert row is not None
+    items = []
+    for i, (kind, _snapshot) in enumerate(kinds.snapshots()):
+        if (held := row[f"s{i}"]) is not None:
+            items += [kind.frame(payload) for payload in msgspec.json.decode(held)]
+    watermark: int = row["watermark"]
     return Opening(b"".join([reset, *items, _connected(watermark, False)]), watermark)

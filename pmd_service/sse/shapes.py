@@ -1,30 +1,34 @@
-"""The SQL of the stream's event shapes (`bdr_update`, `export_update`), generated from their one
-definition each, beside its item (bdr/schemas.py ItemRow, exports/schemas.py Payload), into
+"""The SQL the event kinds generate (a kind's `repeatable`: its trigger functions, from its
+payload's one definition beside its item, e.g. bdr/schemas.py ItemRow), written into
 `migrations/repeatable/`, where the migration runner re-creates the functions whenever a file
 changes (core/migrate.py).
 
-`python -m pmd_service.sse.shapes` (from a checkout) writes the files after such a change;
-`--check` only says whether they are current (tests/unit/test_event_shapes.py checks too).
-The files are generated ahead rather than by the runner itself because the runner is core,
-which knows no feature: every caller of `apply_migrations` (the tests', the benchmarks',
-the runs') gets them as it gets the migrations.
+`python -m pmd_service.web.event_kinds` (from a checkout) writes the files of the app's kinds
+after such a change; `--check` only says whether they are current
+(tests/unit/test_event_shapes.py checks too). The files are generated ahead rather than by the
+runner itself because the runner is core, which knows no feature: every caller of
+`apply_migrations` (the tests', the benchmarks', the runs') gets them as it gets the migrations.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ..bdr import event_sql as bdr_events
-from ..exports import event_sql as export_events
+from .kinds import EventKinds
 
-# File name under migrations/repeatable/ → what generates it.
-GENERATED: dict[str, Callable[[], str]] = {
-    "bdr_events.sql": bdr_events.repeatable_sql,
-    "export_events.sql": export_events.repeatable_sql,
-}
+
+def generated(kinds: EventKinds) -> dict[str, Callable[[], str]]:
+    """File name under migrations/repeatable/ → what generates it."""
+    out: dict[str, Callable[[], str]] = {}
+    for kind in kinds.all:
+        if kind.repeatable is not None:
+            name, generate = kind.repeatable
+            out[name] = functools.partial(generate, kind)
+    return out
 
 
 def checkout_folder() -> Path:
@@ -32,27 +36,26 @@ def checkout_folder() -> Path:
     return Path(__file__).resolve().parents[2] / "migrations" / "repeatable"
 
 
-def stale(folder: Path) -> list[str]:
+def stale(folder: Path, kinds: EventKinds) -> list[str]:
     """The generated files that are missing from `folder` or differ from their definition."""
     return [
         name
-        for name, generate in GENERATED.items()
+        for name, generate in generated(kinds).items()
         if not (folder / name).is_file() or (folder / name).read_text("utf-8") != generate()
     ]
 
 
-def write(folder: Path) -> list[str]:
+def write(folder: Path, kinds: EventKinds) -> list[str]:
     """Writes the files that are stale; returns their names."""
-    changed = stale(folder)
+    changed = stale(folder, kinds)
+    files = generated(kinds)
     for name in changed:
-        (folder / name).write_text(GENERATED[name](), "utf-8")
+        (folder / name).write_text(files[name](), "utf-8")
     return changed
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pmd_service.sse.shapes", description=__doc__.split("\n\n")[0]
-    )
+def main(kinds: EventKinds, prog: str, argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
     folder = checkout_folder()
@@ -60,15 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{folder.parent} is not there: run this from a checkout", file=sys.stderr)
         return 2
     if args.check:
-        names = stale(folder)
+        names = stale(folder, kinds)
         for name in names:
-            print(f"{folder / name} is stale: run python -m pmd_service.sse.shapes")
+            print(f"{folder / name} is stale: run python -m pmd_service.web.event_kinds")
         return 1 if names else 0
     folder.mkdir(exist_ok=True)
-    names = write(folder)
+    names = write(folder, kinds)
     print("wrote " + ", ".join(names) if names else "every file is current")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.codes import Code
 from ..core.problems import ProblemError
 from ..core.settings import Settings
 
@@ -61,6 +62,8 @@ async def ensure_free_space(settings: Settings) -> None:
             "The server is short of disk space for new downloads; please try again in a few "
             "minutes.",
             headers={"Retry-After": str(LOW_DISK_RETRY_AFTER)},
+            code=Code.LOW_DISK_SPACE,
+            details={"retry_after_seconds": LOW_DISK_RETRY_AFTER},
         )
 
 

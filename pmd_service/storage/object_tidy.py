@@ -18,8 +18,8 @@ import obstore
 from obstore.store import ObjectStore
 
 from ..core.objects import S3Access, StoreUrl, Upload, abort_uploads, incomplete_uploads
-from ..host.vault import EXPORT_OBJECT_RE, OWN_OBJECT_RE, ZIP_PREFIX
 from .zip_files import OBJECT_MISSING
+from .zip_names import EXPORT_OBJECT_RE, OWN_OBJECT_RE, ZIP_PREFIX
 
 if TYPE_CHECKING:
     from ..core.db import Conn

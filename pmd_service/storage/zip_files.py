@@ -19,10 +19,12 @@ import aiofiles.os
 import obstore
 from obstore.store import S3Store
 
+from ..core.codes import Code
 from ..core.objects import STREAMING_CEILING, StoreUrl, open_store
 from ..core.problems import ProblemError
 from ..core.settings import Settings
-from ..host.vault import VaultPathError, is_host_file, own_zip_path, stored_zip_path, zip_object_key
+from ..host.vault import VaultPathError
+from .zip_names import is_host_file, own_zip_path, stored_zip_path, zip_object_key
 
 if TYPE_CHECKING:
     from obstore import GetOptions, GetResult
@@ -46,6 +48,8 @@ def store_unavailable(reason: Exception | str) -> ProblemError:
         "Service Unavailable",
         "The storage holding the ZIPs cannot be reached right now; please try again in a minute.",
         headers={"Retry-After": str(STORE_RETRY_AFTER)},
+        code=Code.STORE_UNAVAILABLE,
+        details={"retry_after_seconds": STORE_RETRY_AFTER},
     )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,24 +24,25 @@ import asyncpg
 
 from ..bdr.service import AUDITED_READS_PAST, SQL_PURGE_AUDITED_READS
 from ..core.objects import Upload, abort_uploads
-from ..host.vault import (
+from ..host.vault import VaultPathError
+from ..jobs.context import state
+from ..jobs.kind import Expiry, JobKind
+from ..posts.undo import MARKS_PAST, SQL_PURGE_MARKS, SQL_PURGE_UNDO_HISTORY, UNDO_ROWS_PAST
+from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
+from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
+from ..storage.zip_names import (
     EXPORTS_FOLDER,
     OWN_TEMP_RE,
     OWN_ZIP_RE,
     ZIP_PREFIX,
-    VaultPathError,
     is_host_file,
     own_zip_path,
 )
-from ..jobs.context import state
-from ..jobs.kind import Expiry
-from ..posts.undo import MARKS_PAST, SQL_PURGE_MARKS, SQL_PURGE_UNDO_HISTORY, UNDO_ROWS_PAST
-from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
-from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
 from .kinds import KINDS
 
 if TYPE_CHECKING:
     from ..core.db import Conn
+    from ..core.settings import Settings
     from ..jobs.context import WorkerState
 
 log = logging.getLogger(__name__)
@@ -103,7 +105,8 @@ class CleanupPlan:
         """The counts the command line prints and the worker logs (the same for either)."""
         counts: dict[str, int] = {}
         for kind in KINDS:
-            counts |= kind.summary(self.kinds[kind.name])
+            expired = self.kinds[kind.name].expire
+            counts[kind.upkeep.expiring.counted_as] = sum(map(len, expired.values()))
         return {
             **counts,
             "purged": sum(len(expiry.purge) for expiry in self.kinds.values()),
@@ -184,7 +187,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         at: datetime = await conn.fetchval("SELECT now()")
-        kinds = {kind.name: await kind.plan_expiry(conn, at, days, st.settings) for kind in KINDS}
+        kinds = {kind.name: await _plan_expiry(conn, kind, at, days, st.settings) for kind in KINDS}
         row = await conn.fetchrow(SQL_PLAN_COUNTS, at)
         assert row is not None
         if st.zips.store is not None:
@@ -208,6 +211,35 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         undo_rows=row["undo_rows"],
         tidy=tidy,
     )
+
+
+async def _plan_expiry(
+    conn: Conn, kind: JobKind, at: datetime, days: int, settings: Settings
+) -> Expiry:
+    """What the cleanup at `at` expires of `kind`, and purges (finished `days` ago)."""
+    sql = kind.upkeep.expiring
+    expire = {r["id"]: tuple(r["files"]) for r in await conn.fetch(sql.sql_plan_expire, at)}
+    args = sql.purge_args(settings)
+    purge = await conn.fetch(sql.sql_plan_purge, at, days, *args, list(expire))
+    return Expiry(expire, frozenset(r["id"] for r in purge))
+
+
+async def _expire(
+    pool: asyncpg.Pool, kind: JobKind, at: datetime, plan: Expiry
+) -> dict[uuid.UUID, tuple[str | None, ...]]:
+    """The planned expiries, each row's condition checked again: what was expired."""
+    rows = await pool.fetch(kind.upkeep.expiring.sql_expire, at, list(plan.expire))
+    return {r["id"]: tuple(r["files"]) for r in rows}
+
+
+async def _purge(
+    pool: asyncpg.Pool, kind: JobKind, at: datetime, days: int, settings: Settings, plan: Expiry
+) -> frozenset[uuid.UUID]:
+    """The planned purges, each row's condition checked again: what was purged."""
+    sql = kind.upkeep.expiring
+    args = sql.purge_args(settings)
+    rows = await pool.fetch(sql.sql_purge, at, days, *args, list(plan.purge))
+    return frozenset(r["id"] for r in rows)
 
 
 async def _plan_folder(conn: Conn, root: Path, expired: list[str]) -> FolderTidy:
@@ -243,7 +275,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     A line per step: `python -m pmd_service cleanup` shows its progress on stderr."""
     pool, at, days = st.pool, plan.at, TERMINAL_RETENTION_DAYS
     expired = {
-        kind.name: Expiry(await kind.expire(pool, at, plan.kinds[kind.name]), frozenset())
+        kind.name: Expiry(await _expire(pool, kind, at, plan.kinds[kind.name]), frozenset())
         for kind in KINDS
     }
     for file_path in _stored_files(expired):
@@ -258,7 +290,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     kinds = {
         kind.name: Expiry(
             expired[kind.name].expire,
-            await kind.purge(pool, at, days, st.settings, plan.kinds[kind.name]),
+            await _purge(pool, kind, at, days, st.settings, plan.kinds[kind.name]),
         )
         for kind in KINDS
     }

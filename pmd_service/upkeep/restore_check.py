@@ -24,12 +24,12 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
 from ..core.problems import ProblemError
-from ..host.vault import EXPORTS_FOLDER, ZIP_PREFIX, is_export_part
 from ..jobs.context import WorkerState, state
 from ..jobs.kind import JobKind
 from ..jobs.restore import Look, RestoreCheck
 from ..storage.object_tidy import own_objects, unnamed_paths
 from ..storage.zip_files import STORE_ERRORS, ZipMissing
+from ..storage.zip_names import EXPORTS_FOLDER, ZIP_PREFIX, is_export_part
 from .cleanup import TEMP_MAX_AGE_SECONDS, old_export_files, old_files
 from .kinds import KINDS
 
@@ -111,7 +111,7 @@ async def _check(ctx: dict[str, Any]) -> RestoreReport:
         conn.transaction(isolation="repeatable_read", readonly=True),
     ):
         for kind in KINDS:
-            for check in kind.restore_checks:
+            for check in kind.upkeep.restore_checks:
                 rows = [dict(r) for r in await conn.fetch(check.sql, *check.args)]
                 looked_at[check.name] = len(rows)
                 findings += await _look(st, kind, check, rows, held)
@@ -180,7 +180,7 @@ async def _file_contradiction(st: WorkerState, row: dict[str, Any]) -> str | Non
 def _has_job(kind: JobKind, row_id: uuid.UUID, held: set[str]) -> bool:
     """Whether a job for the row is queued or running: its plain id, or a retake's
     (`{plain}:{retake}`, bdr/queue.py)."""
-    plain = kind.job_id(row_id)
+    plain = kind.queue.job_id(row_id)
     return plain in held or any(job.startswith(f"{plain}:") for job in held)
 
 

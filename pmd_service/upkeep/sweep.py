@@ -44,21 +44,21 @@ async def _requeue(ctx: dict[str, Any], kind: JobKind) -> tuple[int, int]:
     requeued = retaken = 0
     grace = float(st.settings.job_pending_grace_seconds)
     for row in await st.pool.fetch(kind.sql_stuck_pending, grace):
-        if await kind.enqueue(redis, row["id"], None):
+        if await kind.queue.enqueue(redis, row["id"], None):
             requeued += 1
-        elif await redis.exists(in_progress_key_prefix + kind.job_id(row["id"])):
+        elif await redis.exists(in_progress_key_prefix + kind.queue.job_id(row["id"])):
             # Taken, yet unclaimed past the grace (a run claims first thing): the worker died
             # between dequeuing and claiming, and arq frees the id only after the job timeout.
             # A fresh id now, one per grace period; the claim lets one run build it.
             held = f"held{int(row['age'] // max(grace, 1.0))}"
-            requeued += await kind.enqueue(redis, row["id"], held)
+            requeued += await kind.queue.enqueue(redis, row["id"], held)
         elif row["age"] >= LATE_PENDING_SECONDS:
             late = f"late{int(row['age'] // LATE_PENDING_SECONDS)}"
-            requeued += await kind.enqueue(redis, row["id"], late)
+            requeued += await kind.queue.enqueue(redis, row["id"], late)
     for row in await st.pool.fetch(
         kind.sql_orphaned, float(st.settings.job_stale_seconds), float(RETRY_GRACE_SECONDS)
     ):
-        retaken += await kind.enqueue(redis, row["id"], f"take{row['attempts']}")
+        retaken += await kind.queue.enqueue(redis, row["id"], f"take{row['attempts']}")
     return requeued, retaken
 
 
@@ -80,7 +80,7 @@ async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
     requeued = retaken = 0
     for kind in KINDS:
         # The kind's own part first (a BDR left unannounced, a recurring export that is due).
-        requeued += await kind.swept(st, ctx["redis"])
+        requeued += await kind.upkeep.swept(st, ctx["redis"])
         again, taken = await _requeue(ctx, kind)
         requeued, retaken = requeued + again, retaken + taken
     aborted = 0
@@ -94,7 +94,7 @@ async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
             log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
     emails = 0
     for kind in KINDS:
-        emails += await send_owed(st.pool, st.settings, kind)
+        emails += await send_owed(st.pool, st.settings, kind.email)
     if requeued or retaken or emails or aborted:
         log.info(
             "sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "

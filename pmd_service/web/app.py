@@ -22,23 +22,26 @@ from ..api.request_ids import echo_on_prepare, request_id_middleware
 from ..api.routing import register
 from ..api.ticket_redemptions import Redemptions
 from ..bdr import endpoints as bdr
+from ..bdr import service as bdr_service
 from ..core.logs import quiet_malformed_requests
 from ..core.opening import open_pool
 from ..core.redis_client import create_redis
 from ..core.settings import Settings
 from ..exports import endpoints as exports
+from ..exports import service as export_service
 from ..host.hostcheck import warn_if_host_lacks
 from ..posts import endpoints as posts
 from ..posts.endpoints import FEED_DROPS
 from ..posts.host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from ..sse import endpoints as sse
 from ..sse import lifetime as sse_hub
-from ..sse.endpoints import SSE_HUB, TEND_HEAP
+from ..sse.endpoints import SSE_HUB, TEND_HEAP, TicketDownloads
 from ..storage.zip_files import ZipFiles
 from . import health, openapi, pages, reference, request_metrics
 from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
 from .connections import head_deadline_middleware
 from .cors import setup_cors
+from .event_kinds import KINDS
 from .outage import OUTAGES, OutageLog
 from .problem_middleware import problem_middleware
 from .prometheus import METRICS, Metrics
@@ -92,6 +95,16 @@ async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
     await cache.aclose()
 
 
+# A stream ticket for one download is minted only for a BDR or export the principal may get.
+_TICKET_DOWNLOADS = TicketDownloads(
+    bdr=lambda pool, bdr_id, principal: bdr_service.get(pool, bdr_id, principal.target.id),
+    export=export_service.get,
+)
+
+
+REQUEST_LINE_BYTES = 64 * 1024
+
+
 def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Application:
     """`tend_heap`: this app is its process's only one, and may freeze and collect its heap
     (see sse/heap.py)."""
@@ -106,6 +119,9 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             problem_middleware,
         ],
         client_max_size=settings.max_body_bytes,
+        # A filter of 64 tags of 64 characters, percent-encoded, fits, and reaches the app's
+        # checks (problem+json) rather than the HTTP parser's plain-text 400.
+        handler_args={"max_line_size": REQUEST_LINE_BYTES},
     )
     app[SETTINGS] = settings
     app[TEND_HEAP] = tend_heap
@@ -132,13 +148,13 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             *openapi.ENDPOINTS,
             *((request_metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
             *posts.ENDPOINTS,
-            *sse.ENDPOINTS,
+            *sse.endpoints(KINDS),
             *bdr.ENDPOINTS,
             *exports.ENDPOINTS,
             *reference.ENDPOINTS,
         ),
     )
-    sse_hub.setup(app)
+    sse_hub.setup(app, KINDS, _TICKET_DOWNLOADS)
     pages.setup(app)
     reference.setup(app)
     if settings.cors_origins:

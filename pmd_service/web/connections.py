@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from yarl import URL
 
+from ..core.codes import Code
 from ..core.problems import TYPE_BASE, Problem
 from ..core.settings import Settings
 from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
@@ -142,6 +143,8 @@ def _refusal(server_name: str) -> bytes:
             "Service Unavailable",
             503,
             "This server holds as many connections as it may (MAX_CONNECTIONS); retry in a second.",
+            Code.TOO_MANY_CONNECTIONS,
+            {"retry_after_seconds": 1},
         )
     )
     head = (

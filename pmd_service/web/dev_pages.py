@@ -13,8 +13,10 @@ from email.message import EmailMessage
 
 import asyncpg
 from aiohttp import web
+from babel import Locale, UnknownLocaleError
 
 from ..api.keys import DB_POOL, SETTINGS
+from ..core.codes import Code
 from ..core.problems import not_found
 from ..dev.demo_user import DEMO_HANDLE, demo_user_sqid
 from ..host.vault import VaultPathError, artwork_path
@@ -28,7 +30,10 @@ async def dev_root(request: web.Request) -> web.Response:
     pool: asyncpg.Pool = request.app[DB_POOL]
     sqid = await demo_user_sqid(pool)
     if sqid is None:
-        raise not_found(f"There is no @{DEMO_HANDLE} user yet: start the service with `make run`.")
+        raise not_found(
+            f"There is no @{DEMO_HANDLE} user yet: start the service with `make run`.",
+            code=Code.NOT_FOUND,
+        )
     raise web.HTTPFound(f"/u/{sqid}/posts")
 
 
@@ -41,15 +46,15 @@ async def dev_vault(request: web.Request) -> web.FileResponse:
     settings = request.app[SETTINGS]
     match = _VAULT_NAME_RE.match(request.match_info["name"])
     if match is None:
-        raise not_found("No such artwork file.")
+        raise not_found("No such artwork file.", code=Code.NOT_FOUND)
     try:
         path = artwork_path(
             settings.vault_path, request.match_info["shard"], uuid.UUID(match[1]), match[2]
         )
     except (VaultPathError, ValueError):
-        raise not_found("No such artwork file.") from None
+        raise not_found("No such artwork file.", code=Code.NOT_FOUND) from None
     if path.is_relative_to(settings.zip_path.resolve()) or not path.is_file():
-        raise not_found("No such artwork file.")
+        raise not_found("No such artwork file.", code=Code.NOT_FOUND)
     return web.FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
 
 
@@ -89,10 +94,12 @@ async def dev_mailbox(request: web.Request) -> web.Response:
     """Dev mode only: the emails kept instead of sent, newest first."""
     mails = await asyncio.to_thread(mailbox.kept, request.app[SETTINGS])
     rows = "".join(
-        f'<li><a href="{MAILBOX_PATH}/{m.name}">{html.escape(m.subject or "(no subject)")}</a>'
+        f'<li><a href="{MAILBOX_PATH}/{m.name}"{_lang(m.language)}>'
+        f"{html.escape(m.subject or '(no subject)')}</a>"
         f" to {html.escape(m.to)}, "
         f'<time datetime="{m.kept_at.isoformat()}">'
-        f"{m.kept_at.strftime('%Y-%m-%d %H:%M:%S UTC')}</time></li>"
+        f"{m.kept_at.strftime('%Y-%m-%d %H:%M:%S UTC')}</time>, in "
+        f'<span class="mail-language">{html.escape(language_shown(m.language))}</span></li>'
         for m in mails
     )
     listing = (
@@ -114,17 +121,35 @@ async def dev_mail(request: web.Request) -> web.Response:
         mailbox.read, request.app[SETTINGS], request.match_info["name"]
     )
     if message is None:
-        raise not_found("No such email in the dev mailbox.")
+        raise not_found("No such email in the dev mailbox.", code=Code.NOT_FOUND)
     heads = "".join(
         f"<dt>{name}</dt><dd>{html.escape(str(message[name] or ''))}</dd>"
         for name in ("Subject", "From", "To", "Message-ID")
     )
+    language = str(message["Content-Language"] or "")
+    heads += f'<dt>Language</dt><dd id="mail-language">{html.escape(language_shown(language))}</dd>'
     text = _URL_RE.sub(lambda m: f'<a href="{m[0]}">{m[0]}</a>', html.escape(_plain_text(message)))
     return _mail_page(
         str(message["Subject"] or "Email"),
         f'<p><a href="{MAILBOX_PATH}">All emails</a></p><h1>{html.escape(str(message["Subject"]))}'
-        f'</h1><dl class="mail-head">{heads}</dl><pre id="mail-text">{text}</pre>',
+        f'</h1><dl class="mail-head">{heads}</dl><pre id="mail-text"{_lang(language)}>{text}</pre>',
     )
+
+
+def language_shown(tag: str) -> str:
+    """`pt-BR` → "Portuguese (Brazil), pt-BR": the language an email was sent in, by name."""
+    if not tag:
+        return "not stated"
+    try:
+        name = Locale.parse(tag, sep="-").get_display_name("en")
+    except (UnknownLocaleError, ValueError):
+        return tag
+    return f"{name}, {tag}" if name else tag
+
+
+def _lang(tag: str) -> str:
+    """A `lang` attribute, so the text is read out in its own language."""
+    return f' lang="{html.escape(tag)}"' if tag else ""
 
 
 def _plain_text(message: EmailMessage) -> str:

@@ -13,6 +13,7 @@ from ..api.declaration import Auth, Endpoint
 from ..api.keys import DB_POOL, REDIS, ZIP_FILES
 from ..api.problem_responses import answer
 from ..api.responses import json_response
+from ..core.codes import Code
 from ..core.problems import ProblemError
 
 CHECK_TIMEOUT = 2.0
@@ -80,6 +81,7 @@ async def readyz(request: web.Request) -> web.Response:
             f"Not ready: {failing} unreachable.",
             headers={"Retry-After": "5"},
             extra={"checks": checks},
+            code=Code.NOT_READY,
         )
     )
 
@@ -117,6 +119,7 @@ ENDPOINTS = (
         auth=Auth.PUBLIC,
         response=ReadyStatus,
         problems=(503,),
+        codes=(Code.NOT_READY,),
         problem_notes={
             503: "Not ready: the database or Redis is unreachable (`checks` "
             "names which); see Retry-After"

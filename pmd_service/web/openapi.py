@@ -11,6 +11,8 @@ from aiohttp import web
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import OPENAPI_DOC
 from ..api.problem_responses import PROBLEM_JSON
+from ..api.routing import query_list, query_scalar
+from ..core.codes import PROBLEM_CODES, TABLE, Code
 from ..core.problems import Problem
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -23,6 +25,38 @@ TARGET_SQID = Param(
     location="query",
 )
 AUTH_PROBLEMS = (401, 403, 404)
+# What any authenticated endpoint may answer: a token or account refused, a `target_sqid` not
+# allowed, unknown or holding a NUL, the database away (it reads the caller's row first).
+AUTH_CODES = (
+    Code.TOKEN_MISSING,
+    Code.TOKEN_INVALID,
+    Code.TOKEN_EXPIRED,
+    Code.ACCOUNT_DEACTIVATED,
+    Code.ACCOUNT_BANNED,
+    Code.FORBIDDEN_ROLE,
+    Code.OWNER_PROTECTED,
+    Code.MODERATOR_PROTECTED,
+    Code.TARGET_NOT_FOUND,
+    Code.INVALID_TEXT,
+    Code.DATABASE_UNAVAILABLE,
+)
+# A `?ticket=` instead of the Bearer header (api/tickets.py).
+TICKET_CODES = (
+    Code.TICKET_INVALID,
+    Code.TICKET_WRONG_DOWNLOAD,
+    Code.TARGET_MISMATCH,
+    Code.TICKETS_UNAVAILABLE,
+)
+# What any JSON body may be refused for (api/validation.py, the size and time limits).
+BODY_CODES = (
+    Code.MALFORMED_JSON,
+    Code.DUPLICATE_KEY,
+    Code.INVALID_TEXT,
+    Code.VALIDATION_FAILED,
+    Code.UNSUPPORTED_MEDIA_TYPE,
+    Code.BODY_TOO_LARGE,
+    Code.BODY_TIMEOUT,
+)
 # Every 429 and 503 the service answers says when to come back (a limit that resets, a
 # dependency that refuses, a server that drains).
 RETRY_AFTER_STATUSES = (429, 503)
@@ -64,6 +98,17 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
         types += [t for t in op.other_schemas.values() if t not in types]
     schemas, components = msgspec.json.schema_components(types, ref_template=REF_TEMPLATE)
     by_type = dict(zip(types, schemas, strict=True))
+    problem = components[Problem.__name__]["properties"]
+    problem["code"] = {
+        "type": "string",
+        "enum": [str(c) for c in PROBLEM_CODES],
+        "description": "Stable and never reused: what the host's app translates; the table "
+        "of codes is in docs/errors.md",
+    }
+    problem["details"] = {
+        "type": "object",
+        "description": "The numbers and ids a client needs (empty when nothing else is known)",
+    }
 
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
@@ -133,10 +178,17 @@ def _responses(
             shape = op.other_schemas.get(status)
             other["content"] = {media: {"schema": by_type[shape] if shape else {}}}
         responses[str(status)] = other
+    by_status: dict[int, list[Code]] = {}
+    for code in problem_codes(op, has_params=has_params):
+        by_status.setdefault(TABLE[code].status or 0, []).append(code)
     for status in sorted(_problem_statuses(op, has_params=has_params)):
+        if status not in by_status:  # at start-up: every problem answer names its codes
+            raise ValueError(f"{op.operation_id}: {status} has no code (Endpoint.codes)")
         responses[str(status)] = {
             "description": _problem_description(op, status),
-            "content": {PROBLEM_JSON: {"schema": by_type[Problem]}},
+            "content": {
+                PROBLEM_JSON: {"schema": _problem_schema(by_type[Problem], by_status[status])}
+            },
         }
         if status in RETRY_AFTER_STATUSES:
             responses[str(status)]["headers"] = {"Retry-After": RETRY_AFTER}
@@ -145,6 +197,45 @@ def _responses(
             raise ValueError(f"{op.operation_id}: headers for {status}, which it never answers")
         responses[str(status)].setdefault("headers", {}).update(_headers(described))
     return responses
+
+
+def problem_codes(op: Endpoint, *, has_params: bool) -> list[Code]:
+    """Every code the endpoint's problems may carry: its own, and those of its kind."""
+    codes = list(op.codes)
+    if op.auth is not Auth.PUBLIC:
+        codes += AUTH_CODES
+    if op.auth is Auth.BEARER_OR_TICKET:
+        codes += TICKET_CODES
+    if op.request is not None:
+        codes += BODY_CODES
+    if op.query is not None and _parsed_query(op.query):
+        codes.append(Code.INVALID_QUERY)
+    return list(dict.fromkeys(codes))
+
+
+def _parsed_query(struct: type[msgspec.Struct]) -> bool:
+    """Whether a query parameter is read as more than text (a number, a flag, a date, a
+    choice), so a value can be refused as invalid_query."""
+    info = msgspec.inspect.type_info(struct)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return any(
+        not isinstance(query_scalar(f.type), msgspec.inspect.StrType) or query_list(f.type)
+        for f in info.fields
+    )
+
+
+def _problem_schema(problem: dict[str, Any], codes: list[Code]) -> dict[str, Any]:
+    """The problem, with the codes this answer carries and each one's `details` fields."""
+    shapes = [
+        {
+            "properties": {
+                "code": {"const": str(c), "description": TABLE[c].meaning},
+                "details": TABLE[c].details_schema(),
+            }
+        }
+        for c in codes
+    ]
+    return {"allOf": [problem, shapes[0] if len(shapes) == 1 else {"oneOf": shapes}]}
 
 
 def _headers(described: dict[str, str]) -> dict[str, Any]:
@@ -163,7 +254,7 @@ def _reads_database(op: Endpoint) -> bool:
 
 
 def _problem_statuses(op: Endpoint, *, has_params: bool) -> set[int]:
-    statuses = set(op.problems)
+    statuses = set(op.problems) | {TABLE[c].status or 0 for c in op.codes}
     if op.auth is not Auth.PUBLIC:
         # 404 and 400 too: an unknown `target_sqid`, or one holding a NUL (every authenticated
         # endpoint takes one).

@@ -14,6 +14,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..api.keys import SETTINGS
+from ..core.codes import Code
 from ..core.problems import not_found
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -42,7 +43,7 @@ async def dashboard(request: web.Request) -> web.StreamResponse:
     sqid = request.match_info["user_sqid"]
     alphabet = request.app[SETTINGS].sqids_alphabet
     if not 1 <= len(sqid) <= 16 or not set(sqid) <= set(alphabet):
-        raise not_found("No user has this public id; check the link.")
+        raise not_found("No user has this public id; check the link.", code=Code.NOT_FOUND)
     links = request.app.get(HEADER_LINKS)
     if links:
         page = await asyncio.to_thread(INDEX_HTML.read_text, "utf-8")

@@ -10,11 +10,15 @@ from aiohttp.typedefs import Handler
 
 from ..api.keys import SETTINGS, STREAM_RESPONSE
 from ..api.problem_responses import CLIENT_CLOSED_REQUEST, answer, client_went_away
+from ..core.codes import Code
 from ..core.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
 from ..core.problems import ProblemError
 from .outage import OUTAGES, RETRY_AFTER_SECONDS, refused_by
 
 log = logging.getLogger(__name__)
+
+
+_UNAVAILABLE = {"database": Code.DATABASE_UNAVAILABLE, "redis": Code.REDIS_UNAVAILABLE}
 
 
 def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Response:
@@ -27,8 +31,15 @@ def _unavailable(request: web.Request, service: str, exc: Exception) -> web.Resp
             f"The {service} is not taking connections right now (overloaded or restarting); "
             f"retry in {RETRY_AFTER_SECONDS} seconds.",
             headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            code=_UNAVAILABLE[service],
+            details={"retry_after_seconds": RETRY_AFTER_SECONDS},
         )
     )
+
+
+# aiohttp's own refusals (no route, another method, a body past client_max_size); any other
+# would be a request it could not read.
+_HTTP_CODES = {404: Code.NOT_FOUND, 405: Code.METHOD_NOT_ALLOWED, 413: Code.BODY_TOO_LARGE}
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
@@ -46,7 +57,19 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
         detail = exc.text or exc.reason
         if detail.startswith(f"{status}:"):
             detail = exc.reason
-    return answer(ProblemError(status, f"http-{status}", exc.reason, detail, headers=headers))
+    code = _HTTP_CODES.get(status, Code.BAD_REQUEST)
+    details = {"limit_bytes": request.app[SETTINGS].max_body_bytes} if status == 413 else {}
+    return answer(
+        ProblemError(
+            status,
+            f"http-{status}",
+            exc.reason,
+            detail,
+            headers=headers,
+            code=code,
+            details=details,
+        )
+    )
 
 
 def _adopt_request_id(request: web.Request) -> None:
@@ -103,5 +126,6 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
                 "internal",
                 "Internal Server Error",
                 "The server failed to handle this request; it has been logged. Try again later.",
+                code=Code.INTERNAL_ERROR,
             )
         )

@@ -32,7 +32,7 @@ class _HubCollector(Collector):
             )
             yield CounterMetricFamily(
                 "pmd_sse_events_sent",
-                "bdr_update frames queued to SSE streams",
+                "Event frames (every kind) queued to SSE streams",
                 value=hub.frames_queued,
             )
             yield CounterMetricFamily(

@@ -33,6 +33,7 @@ from ..core.migrate import HostTablesMissing
 from ..core.opening import open_pool
 from ..core.settings import Settings
 from ..core.startup import load_settings, stop, wait_for_services
+from ..mail.language import check_at_start as check_email_copy
 from .app import SERVER_NAME, create_app
 from .connections import GuardedSite, count_failed_accepts, raise_descriptor_limit
 from .reference import docs_url
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 
 def main() -> None:
     settings = load_settings(PROCESS, embedded=dev_servers)
+    check_email_copy(settings, PROCESS)
     wait_for_services(settings, PROCESS)
     check_connections(settings)
     if settings.server_processes == 1:

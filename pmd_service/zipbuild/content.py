@@ -20,9 +20,11 @@ import msgspec
 
 from ..core.db import from_row
 from ..core.public_ids import PublicIds
+from ..host.mentions import Mentions
 from .build import Trailing
 from .entry_names import extension, post_sqid, safe_part
 from .json_files import Extras
+from .mention_refs import MentionSlots
 from .outcome import Kind
 from .working_files import NONE, Outcome, Wanted, WorkingFile, artworks_done, entry_id
 
@@ -143,13 +145,18 @@ def skipped_file_entries(working: Outcome | None, sqids: dict[int, str]) -> list
 
 
 def _entry(
-    a: Artwork, full: bool, working: dict[Kind, str], change: str | None = None
+    a: Artwork,
+    full: bool,
+    working: dict[Kind, str],
+    mentions: MentionSlots,
+    change: str | None = None,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "sqid": a.sqid,
         "filename": a.filename,
         "title": a.title,
-        "description": a.description,
+        # Plain, with the stored markup and the accounts it mentions beside it, as the host's.
+        **mentions.fields(a.description, "description"),
         "created_at": a.created_at,
         "width": a.width,
         "height": a.height,
@@ -175,6 +182,7 @@ def json_files(
     extras: Extras,
     added: list[int],
     skipped: list[tuple[int, str]],
+    mentions: Mentions,
     export: dict[str, Any] | None = None,
     working: Outcome | None = None,
     changes: Mapping[int, str] | None = None,
@@ -183,9 +191,11 @@ def json_files(
     `export`: what an export's part adds at the top of metadata.json (its id and place), and
     each artwork's flags and license. `working`: the working files added and skipped.
     `changes`: an incremental export's change of each post, as its entry's `change`; a post
-    whose change is METADATA_ONLY is listed without files (none of its files is in the ZIP)."""
+    whose change is METADATA_ONLY is listed without files (none of its files is in the ZIP).
+    `mentions`: the accounts the descriptions (and the comments, in `extras`) mention."""
     now = datetime.now(UTC)
     by_id = {a.post_id: a for a in plan.artworks}
+    slots = MentionSlots(mentions, b"  " * 3)  # an artwork's keys
     document: dict[str, Any] = {
         "generated_at": now,
         "user_handle": handle,
@@ -196,6 +206,7 @@ def json_files(
                 by_id[pid],
                 export is not None,
                 working.added.get(pid, {}) if working else {},
+                slots,
                 None if changes is None else changes.get(pid),
             )
             for pid in added
@@ -203,5 +214,5 @@ def json_files(
         "skipped": skipped_entries(skipped, plan.sqids),
         "skipped_files": skipped_file_entries(working, plan.sqids),
     }
-    files: list[tuple[str, Trailing]] = [("metadata.json", _json(document))]
-    return [*files, *extras.files(now, added, plan.sqids)]
+    files: list[tuple[str, Trailing]] = [("metadata.json", slots.fill(_json(document)))]
+    return [*files, *extras.files(now, added, plan.sqids, mentions)]

@@ -12,11 +12,14 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from functools import partial
 
 import asyncpg
 import msgspec
 
 from ..core.visibility import visible_comment
+from ..host.mentions import Mentions
+from .mention_refs import MentionSlots
 from .row_feed import RowFeed
 
 SQL_VISIBLE_COMMENTS = f"""
@@ -45,12 +48,12 @@ def _formatted(value: object, pad: bytes) -> bytes:
     return pad + msgspec.json.format(_encode(value), indent=2).replace(b"\n", b"\n" + pad)
 
 
-def _comment(row: asyncpg.Record) -> bytes:
+def _comment(slots: MentionSlots, row: asyncpg.Record) -> bytes:
     return _formatted(
         {
             "id": str(row["id"]),
             "author_handle": row["author_handle"] or "anonymous",
-            "body": row["body"],
+            **slots.fields(row["body"], "body"),
             "created_at": row["created_at"],
             "parent_id": str(row["parent_id"]) if row["parent_id"] else None,
         },
@@ -93,6 +96,13 @@ def _document(
     yield (b"{}" if current is None else closing + b"\n  }") + b"\n}\n"
 
 
+def _filled(chunks: Iterable[bytes], slots: MentionSlots) -> Iterator[bytes]:
+    """Each chunk with the mentions of its comments in place (a batch's, filled at once)."""
+    for chunk in chunks:
+        yield slots.fill(chunk)
+        slots.clear()
+
+
 class Extras:
     """The JSON files asked for beside metadata.json. Their rows are read only when the build
     thread reaches them, for the posts actually added; `aclose()` on the loop afterwards."""
@@ -116,14 +126,17 @@ class Extras:
         return feed
 
     def files(
-        self, now: datetime, added: list[int], sqids: dict[int, str]
+        self, now: datetime, added: list[int], sqids: dict[int, str], mentions: Mentions
     ) -> list[tuple[str, Iterator[bytes]]]:
-        """Lazy: nothing is fetched until the ZIP writer iterates a file."""
+        """Lazy: nothing is fetched until the ZIP writer iterates a file. `mentions`: resolved
+        before, the comments' accounts too."""
         files = []
         if self.comments:
             rows = self._feed(SQL_VISIBLE_COMMENTS, added)
-            doc = _document(now, "comments_by_artwork", rows, sqids, b"[]", _comment)
-            files.append(("comments.json", doc))
+            slots = MentionSlots(mentions, _ITEM + _PAD)  # a comment's keys
+            comment = partial(_comment, slots)
+            doc = _document(now, "comments_by_artwork", rows, sqids, b"[]", comment)
+            files.append(("comments.json", _filled(doc, slots)))
         if self.reactions:
             rows = self._feed(SQL_REACTION_COUNTS, added)
             doc = _document(now, "reactions_by_artwork", rows, sqids, b"{}", _reaction)

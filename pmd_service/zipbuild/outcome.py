@@ -34,6 +34,13 @@ class Skipped(msgspec.Struct, omit_defaults=True):
     ] = None
 
 
+ERROR_CODE = (
+    "When failed: what the host's app translates (`user_not_found`, `no_posts`, "
+    "`too_large`, `internal`; docs/errors.md), beside `error_message`; null otherwise (and "
+    "for one failed by an older release)"
+)
+
+
 REMOVED_AT = (
     "When its owner (or a moderator acting for them) removed it: its status is then `expired`, "
     "as when its date passes, and this tells the two apart. Null for anything else (expired "

@@ -20,9 +20,9 @@ from obstore.store import ObjectStore
 
 from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
-from pmd_service.host.vault import EXPORTS_FOLDER
 from pmd_service.jobs.failures import unexpected_message
 from pmd_service.storage.object_tidy import remove_orphan_objects
+from pmd_service.storage.zip_names import EXPORTS_FOLDER
 from runs.chaos.procs import Processes
 from runs.chaos.seed import Seed, zip_problems
 from runs.chaos.sse import SseClient
@@ -58,6 +58,10 @@ class Report:
         if total < at_least:
             self.violations.append(f"{name}: only {total} to check, at least {at_least} wanted")
 
+    def failures(self, name: str, total: int, bad: list[str], *, at_least: int = 1) -> None:
+        """`bad` are the failures among `total`."""
+        self.count(name, total - len(bad), total, bad, at_least=at_least)
+
     def each(self, name: str, problems: list[list[str]]) -> None:
         bad = [p for found in problems for p in found]
         self.count(name, sum(not found for found in problems), len(problems), bad)
@@ -89,10 +93,19 @@ async def settle(pool: asyncpg.Pool, ledger: Ledger, bound: float) -> bool:
 
 
 async def check_all(
-    api: Api, pool: asyncpg.Pool, seed: Seed, clients: list[SseClient], settings: Settings,
-    zip_store: ObjectStore | None, mailbox: Mailbox, *, settled: bool, limit: int,
+    api: Api,
+    pool: asyncpg.Pool,
+    seed: Seed,
+    clients: list[SseClient],
+    settings: Settings,
+    zip_store: ObjectStore | None,
+    mailbox: Mailbox,
+    *,
+    settled: bool,
+    limit: int,
     duration: float,
-) -> Report:  # fmt: skip
+    upgraded: bool = False,
+) -> Report:
     ledger, report = api.ledger, Report()
     # Past a client's read timeout (40 s), after which one silently cut off resumes.
     deadline = time.monotonic() + 60
@@ -102,7 +115,8 @@ async def check_all(
             a = await api.call("GET", "/api/pmd/bdr", headers=u.auth)
             assert a is not None and a.status == 200, a
             views[u.id] = {item["id"]: item for item in a.json()["items"]}
-        if all(c.view == views[c.user.id] for c in clients) or time.monotonic() > deadline:
+        agree = all(not sse_diff(c, views[c.user.id], upgraded) for c in clients)
+        if agree or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     bdrs = await pool.fetch(
@@ -119,17 +133,27 @@ async def check_all(
     received = mailbox.received()
     check_emails(report, bdrs, received)
     check_downloads(report, ledger)
-    check_sse(report, clients, views)
+    check_sse(report, clients, views, upgraded)
     check_actions(report, ledger)
     await check_limit(report, pool, limit, ledger)
     check_5xx(report, ledger)
-    check_volume(report, Workload(len(seed.users), duration), ledger, bdrs, len(received), clients)
+    got = {
+        "BDRs created (202)": ledger.counts["BDRs created (202)"],
+        "BDRs ready at the end": sum(r["status"] == "ready" for r in bdrs),
+        "downloads checked": ledger.counted("downloads checked: "),
+        "emails received": len(received),
+        "batch actions checked in the database": ledger.counted("actions:"),
+        "SSE bdr_update events": sum(c.events for c in clients),
+    }
+    for name, want in Workload(len(seed.users), duration).minimums().items():
+        report.minimum(f"workload: {name}", got[name], want)
     return report
 
 
 def conclude(report: Report, ledger: Ledger, run: str) -> int:
-    report.lines += [f"  {k}: {n}" for k, n in sorted(ledger.counts.items())
-                     if not k.startswith("actions:")]  # fmt: skip
+    report.lines += [
+        f"  {k}: {n}" for k, n in sorted(ledger.counts.items()) if not k.startswith("actions:")
+    ]
     found = "\n".join(report.violations)
     report.violations += [v for v in ledger.violations if v not in found]
     violations = report.violations
@@ -151,18 +175,19 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
         status = a.json()["status"] if a and a.status == 200 else f"unreadable ({a and a.status})"
         if status not in TERMINAL:
             stuck.append(f"BDR {bdr_id} is {status}")
-    report.count("BDRs the clients saw, now terminal (through the API)", len(seen) - len(stuck),
-                 len(seen), stuck)  # fmt: skip
+    report.failures("BDRs the clients saw, now terminal (through the API)", len(seen), stuck)
     stuck = [f"BDR {r['id']} stuck {r['status']}" for r in bdrs if r["status"] not in TERMINAL]
-    report.count("BDRs in the database, terminal", len(bdrs) - len(stuck), len(bdrs), stuck)
+    report.failures("BDRs in the database, terminal", len(bdrs), stuck)
     failed = [r for r in bdrs if r["status"] == "failed"]
     for r in failed:
         report.info(f"failed BDR {r['id']} after {r['attempts']} attempts: {r['error_message']}")
     # Faults fail a BDR only for a known reason: an error nobody classified is a bug.
-    bugs = [f"BDR {r['id']} failed on an unexpected error" for r in failed
-            if r["error_message"] == unexpected_message("download")]  # fmt: skip
-    report.count("failed BDRs that failed for a known reason", len(failed) - len(bugs),
-                 len(failed), bugs, at_least=0)  # fmt: skip
+    bugs = [
+        f"BDR {r['id']} failed on an unexpected error"
+        for r in failed
+        if r["error_message"] == unexpected_message("download")
+    ]
+    report.failures("failed BDRs that failed for a known reason", len(failed), bugs, at_least=0)
     by_status = Counter(r["status"] for r in bdrs)
     report.info("final statuses: " + ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())))
     retaken = sum(r["attempts"] > 1 for r in bdrs)
@@ -170,9 +195,14 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
 
 
 def check_zips(
-    report: Report, where: str, ready: dict[str, Any], found: set[str],
-    read: Callable[[str], bytes], seed: Seed, partial: Callable[[str], bool] = lambda _: False,
-) -> None:  # fmt: skip
+    report: Report,
+    where: str,
+    ready: dict[str, Any],
+    found: set[str],
+    read: Callable[[str], bytes],
+    seed: Seed,
+    partial: Callable[[str], bool] = lambda _: False,
+) -> None:
     """Each ready row's ZIP byte-exact among `found`, and nothing else there but `partial` ones."""
     problems = []
     for key, row in sorted(ready.items()):
@@ -182,19 +212,34 @@ def check_zips(
             problems.append([f"{row['id']}: ready but {key} is missing"])
         else:
             problems.append(zip_problems(row, read(key), seed))
-    report.each(f"ready BDRs with their one ZIP {where} under its final name, CRC-valid and "
-                "byte-exact (the non-skipped artworks, nothing else)", problems)  # fmt: skip
-    others = sorted(f for f in found if f not in ready and not partial(f))
-    report.count(f"files {where} that are a ready BDR's ZIP (no strays, no partials under a "
-                 "final name)", len(found) - len(others), len(found),
-                 [f"{f} is no ready BDR's ZIP" for f in others], at_least=0)  # fmt: skip
+    report.each(
+        f"ready BDRs with their one ZIP {where} under its final name, CRC-valid and "
+        "byte-exact (the non-skipped artworks, nothing else)",
+        problems,
+    )
+    others = [
+        f"{f} is no ready BDR's ZIP" for f in sorted(found) if f not in ready and not partial(f)
+    ]
+    report.failures(
+        f"files {where} that are a ready BDR's ZIP (no strays, no partials under a final name)",
+        len(found),
+        others,
+        at_least=0,
+    )
 
 
 def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> None:
     ready = {f"{r['user_sqid']}/pmd-{r['id']}.zip": r for r in bdrs if r["status"] == "ready"}
     found = {str(f.relative_to(root)) for f in root.rglob("*") if not f.is_dir()}
-    check_zips(report, "in the BDR folder", ready, found, lambda k: (root / k).read_bytes(), seed,
-               lambda f: f.endswith(".part"))  # fmt: skip
+    check_zips(
+        report,
+        "in the BDR folder",
+        ready,
+        found,
+        lambda k: (root / k).read_bytes(),
+        seed,
+        lambda f: f.endswith(".part"),
+    )
     skipped = Counter(s["reason"] for r in ready.values() for s in r["skipped"])
     skips = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items()))
     report.info(f"artworks skipped in ready ZIPs: {skips or 'none'}")
@@ -203,9 +248,13 @@ def check_folder(report: Report, root: Path, seed: Seed, bdrs: list[Any]) -> Non
 
 
 async def check_bucket(
-    report: Report, pool: asyncpg.Pool, store: ObjectStore, settings: Settings, seed: Seed,
+    report: Report,
+    pool: asyncpg.Pool,
+    store: ObjectStore,
+    settings: Settings,
+    seed: Seed,
     bdrs: list[Any],
-) -> None:  # fmt: skip
+) -> None:
     """--store: the ready ZIPs in the bucket, and no upload left open after 75 s."""
     # ZIPs removed while the store was down are the daily cleanup's: run it now.
     report.info(f"orphan ZIPs the cleanup removed: {await remove_orphan_objects(pool, store, 0)}")
@@ -213,16 +262,27 @@ async def check_bucket(
     # Export parts are checked apart (runs/cluster/upgrade.py).
     listed = [m["path"] for batch in obstore.list(store) for m in batch]
     found = {k for k in listed if not k.startswith(f"{EXPORTS_FOLDER}/")}
-    await asyncio.to_thread(check_zips, report, "in the bucket", ready, found,
-                            lambda k: obstore.get(store, k).bytes().to_bytes(), seed)  # fmt: skip
+    await asyncio.to_thread(
+        check_zips,
+        report,
+        "in the bucket",
+        ready,
+        found,
+        lambda k: obstore.get(store, k).bytes().to_bytes(),
+        seed,
+    )
     bucket, deadline = settings.zip_bucket, time.monotonic() + 75
     assert bucket is not None
     while (left := await incomplete_uploads(bucket, settings.s3_access)) and (  # noqa: ASYNC110
         time.monotonic() < deadline
     ):
         await asyncio.sleep(2)
-    report.count("multipart uploads left open (aborted by the sweep)", 0 if left else 1, 1,
-                 [f"upload of {u.key} still open" for u in left])  # fmt: skip
+    report.count(
+        "multipart uploads left open (aborted by the sweep)",
+        0 if left else 1,
+        1,
+        [f"upload of {u.key} still open" for u in left],
+    )
 
 
 def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) -> None:
@@ -240,31 +300,61 @@ def check_emails(report: Report, bdrs: list[Any], received: list[EmailMessage]) 
         sent = r["email_sent_at"] is not None and r["email_lease_until"] is None
         want = {"ready": 1, "failed": 1, "cancelled": 0}.get(r["status"], int(sent))
         if got[bdr_id] != want or (want == 1) != sent:
-            bad.append(f"BDR {bdr_id} ({r['status']}): {got[bdr_id]} emails, "
-                       f"email_sent_at {r['email_sent_at']}, "
-                       f"email_lease_until {r['email_lease_until']}")  # fmt: skip
+            bad.append(
+                f"BDR {bdr_id} ({r['status']}): {got[bdr_id]} emails, "
+                f"email_sent_at {r['email_sent_at']}, email_lease_until {r['email_lease_until']}"
+            )
     ok = len(asked) - len(bad)
-    bad += [f"{n} email(s) for {i}, which did not ask for one" for i, n in got.items()
-            if i not in asked]  # fmt: skip
-    report.count("BDRs that asked for email with exactly the emails owed (1 on ready/failed)",
-                 ok, len(asked), bad)  # fmt: skip
+    bad += [
+        f"{n} email(s) for {i}, which did not ask for one" for i, n in got.items() if i not in asked
+    ]
+    report.count(
+        "BDRs that asked for email with exactly the emails owed (1 on ready/failed)",
+        ok,
+        len(asked),
+        bad,
+    )
     report.info(f"emails received: {len(received)}")
 
 
-def check_sse(report: Report, clients: list[SseClient], views: dict[int, dict[str, Any]]) -> None:
+def _same(client: dict[str, Any] | None, api: dict[str, Any] | None, upgraded: bool) -> bool:
+    if client is None or api is None or not upgraded:
+        return client == api
+    # A frame the previous release sent lacks the fields this one added (null until they apply).
+    added = {k for k, v in api.items() if k not in client and v is None}
+    return set(client) <= set(api) and all(
+        k in client and client[k] == api[k] for k in set(api) - added
+    )
+
+
+def sse_diff(c: SseClient, want: dict[str, Any], upgraded: bool) -> list[str]:
+    """The BDRs on which client `c`'s view and the API's items `want` disagree."""
+    return sorted(
+        k for k in set(want) | set(c.view) if not _same(c.view.get(k), want.get(k), upgraded)
+    )
+
+
+def check_sse(
+    report: Report, clients: list[SseClient], views: dict[int, dict[str, Any]], upgraded: bool
+) -> None:
     def brief(item: dict[str, Any] | None) -> str:
-        return "absent" if item is None else (
-            f"{item['status']} {item['progress']['done']}/{item['progress']['total']}")  # fmt: skip
+        if item is None:
+            return "absent"
+        return f"{item['status']} {item['progress']['done']}/{item['progress']['total']}"
 
     problems = []
     for c in clients:
-        want = views[c.user.id]
-        diff = sorted(k for k in set(want) | set(c.view) if want.get(k) != c.view.get(k))
-        problems.append([f"{c.name}: {len(diff)} BDRs differ, e.g. {diff[0]}: client "
-                         f"{brief(c.view.get(diff[0]))} vs API {brief(want.get(diff[0]))}"]
-                        if diff else [])  # fmt: skip
-    report.each("SSE clients whose final view equals the database (every field of every BDR)",
-                problems)  # fmt: skip
+        want, diff = views[c.user.id], sse_diff(c, views[c.user.id], upgraded)
+        problems.append(
+            [
+                f"{c.name}: {len(diff)} BDRs differ, e.g. {k}: client {brief(c.view.get(k))} "
+                f"vs API {brief(want.get(k))}"
+                for k in diff[:1]
+            ]
+        )
+    report.each(
+        "SSE clients whose final view equals the database (every field of every BDR)", problems
+    )
     ends = sum((c.ends for c in clients), Counter()).most_common()
     report.info(
         f"SSE: {sum(c.connects for c in clients)} connections, {sum(c.events for c in clients)} "
@@ -279,19 +369,19 @@ async def check_limit(report: Report, pool: asyncpg.Pool, limit: int, ledger: Le
         " FROM batch_download_requests GROUP BY 1, 2 ORDER BY 1, 2"
     )
     over = [f"user {r['user_id']} made {r['n']} on {r['day']}" for r in rows if r["n"] > limit]
-    report.count(f"users within the daily limit of {limit}", len(rows) - len(over), len(rows), over)
+    report.failures(f"users within the daily limit of {limit}", len(rows), over)
     at_limit = sum(r["n"] == limit for r in rows)
-    report.info(f"users who reached the limit: {at_limit}; 429s answered: "
-                f"{ledger.counts['BDR requests refused by the daily limit (429)']}")  # fmt: skip
+    report.info(
+        f"users who reached the limit: {at_limit}; 429s answered: "
+        f"{ledger.counts['BDR requests refused by the daily limit (429)']}"
+    )
 
 
 def check_actions(report: Report, ledger: Ledger) -> None:
     keys = sorted(k for k in ledger.counts if k.startswith("actions:"))
-    total = sum(ledger.counts[k] for k in keys)
-    half = [v for v in ledger.violations
-            if "half-applied" in v or "changed posts" in v or "not every id" in v]  # fmt: skip
-    report.count("batch actions all-or-nothing (verified in the database)", total - len(half),
-                 total, half)  # fmt: skip
+    total = ledger.counted("actions:")
+    half = [v for v in ledger.violations if re.search("half-applied|changed posts|not every id", v)]
+    report.failures("batch actions all-or-nothing (verified in the database)", total, half)
     for k in keys:
         report.info(f"  {k.removeprefix('actions: ')}: {ledger.counts[k]}")
 
@@ -299,19 +389,26 @@ def check_actions(report: Report, ledger: Ledger) -> None:
 def check_5xx(report: Report, ledger: Ledger) -> None:
     fives = sum(n for status, n in ledger.statuses.items() if status >= 500)
     bad = [v for v in ledger.violations if SERVER_ERROR in v]
-    report.count("5xx answers that are allowed 503s (server shutting down, documented "
-                 "Redis-down, store-down or PgBouncer-paused 503, or disk short of space)",
-                 fives - len(bad), fives, bad, at_least=0)  # fmt: skip
-    report.info(f"answers: {sum(ledger.statuses.values())} ("
-                + ", ".join(f"{s}×{n}" for s, n in sorted(ledger.statuses.items()))
-                + f"); connection errors: {dict(ledger.conn_errors) or 0}")  # fmt: skip
+    report.failures(
+        "5xx answers that are allowed 503s (server shutting down, documented "
+        "Redis-down, store-down or PgBouncer-paused 503, or disk short of space)",
+        fives,
+        bad,
+        at_least=0,
+    )
+    report.info(
+        f"answers: {sum(ledger.statuses.values())} ("
+        + ", ".join(f"{s}×{n}" for s, n in sorted(ledger.statuses.items()))
+        + f"); connection errors: {dict(ledger.conn_errors) or 0}"
+    )
 
 
 def check_downloads(report: Report, ledger: Ledger) -> None:
-    checked = sum(n for k, n in ledger.counts.items() if k.startswith("downloads checked: "))
+    checked = ledger.counted("downloads checked: ")
     bad = [v for v in ledger.violations if DOWNLOAD_FAILED in v]
-    report.count("downloads that got the recorded ZIP's bytes (whole, Range, If-Range, HEAD)",
-                 checked - len(bad), checked, bad)  # fmt: skip
+    report.failures(
+        "downloads that got the recorded ZIP's bytes (whole, Range, If-Range, HEAD)", checked, bad
+    )
 
 
 @dataclass(frozen=True)
@@ -334,35 +431,18 @@ class Workload:
         }
 
 
-def check_volume(
-    report: Report, work: Workload, ledger: Ledger, bdrs: list[Any], emails: int,
-    clients: list[SseClient],
-) -> None:  # fmt: skip
-    def counted(prefix: str) -> int:
-        return sum(n for k, n in ledger.counts.items() if k.startswith(prefix))
-
-    got = {
-        "BDRs created (202)": ledger.counts["BDRs created (202)"],
-        "BDRs ready at the end": sum(r["status"] == "ready" for r in bdrs),
-        "downloads checked": counted("downloads checked: "),
-        "emails received": emails,
-        "batch actions checked in the database": counted("actions:"),
-        "SSE bdr_update events": sum(c.events for c in clients),
-    }
-    for name, want in work.minimums().items():
-        report.minimum(f"workload: {name}", got[name], want)
-
-
 def check_processes(
     report: Report, groups: Collection[Processes], logged: list[str] | None = None
 ) -> None:
     for group in groups:
         group.reap()
-    ended = [e.describe() for group in groups for e in group.unexpected]
-    starts = sum(group.started for group in groups)
-    report.count("process starts that ended only when the run stopped them (a fault, a "
-                 "deploy; the supervisor starts a server or worker again)",
-                 starts - len(ended), starts, ended)  # fmt: skip
+    report.failures(
+        "process starts that ended only when the run stopped them (a fault, a "
+        "deploy; the supervisor starts a server or worker again)",
+        sum(group.started for group in groups),
+        [e.describe() for group in groups for e in group.unexpected],
+    )
     if logged is not None:
-        report.count("server and worker logs without an ERROR or a traceback",
-                     1 - bool(logged), 1, logged)  # fmt: skip
+        report.count(
+            "server and worker logs without an ERROR or a traceback", 1 - bool(logged), 1, logged
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,6 @@ FROZEN_ANSWER_SECONDS = 15.0
 
 @dataclass
 class Faults(Injector):
-    servers: list[Proc]
     workers: list[Proc]
     redis: RedisServer
     smtp: Mailbox
@@ -58,8 +58,8 @@ class Faults(Injector):
 
     async def kill_worker(self) -> None:
         """A 128-artwork BDR of big files, then SIGKILL the worker building it (or every one)."""
-        await self.request(self.victim, self.rng.sample(self.victim.downloads, 128),
-                           send_email=True, include_comments=True)  # fmt: skip
+        ids = self.rng.sample(self.victim.downloads, 128)
+        await self.request(self.victim, ids, send_email=True, include_comments=True)
         deadline = time.monotonic() + 40
         while time.monotonic() < deadline:
             killed, what = await self._building()
@@ -102,8 +102,10 @@ class Faults(Injector):
                 self.ledger.violation(f"the object store did not start again: {exc}")
                 raise
         readable = time.monotonic() - answering
-        self.say(f"object store started again (its stored objects readable {readable:.1f} s "
-                 "after its S3 gateway answered)")  # fmt: skip
+        self.say(
+            f"object store started again (its stored objects readable {readable:.1f} s "
+            "after its S3 gateway answered)"
+        )
 
     async def _store_serves_reads(self) -> None:
         """Until an object stored before the stop can be read (the gateway answers before)."""
@@ -126,7 +128,7 @@ class Faults(Injector):
 
     async def prepare_frozen(self) -> None:
         """Small BDRs of the victim, for the freeze's downloads and removals."""
-        for _ in range(1 + len(self.servers)):
+        for _ in range(1 + len(self.api.servers)):
             if bdr := await self.request(self.victim, self.rng.sample(self.victim.downloads, 2)):
                 self.frozen_bdrs.append(bdr)
 
@@ -143,9 +145,12 @@ class Faults(Injector):
             try:
                 removals = [(i, "DELETE", f"/api/pmd/bdr/{b}") for i, b in enumerate(ready[1:])]
                 while time.monotonic() - start < self.frozen_seconds - FROZEN_ANSWER_SECONDS / 3:
-                    probes = [(i, method, f"/api/pmd/bdr/{bdr_id}/download")
-                              for bdr_id in ready[:1] for i in range(len(self.servers))
-                              for method in ("GET", "HEAD")] + removals  # fmt: skip
+                    probes = [
+                        (i, method, f"/api/pmd/bdr/{bdr_id}/download")
+                        for bdr_id in ready[:1]
+                        for i in range(len(self.api.servers))
+                        for method in ("GET", "HEAD")
+                    ] + removals
                     removals = []
                     took = await asyncio.gather(*(self._frozen_probe(*p) for p in probes))
                     slowest = max([slowest, *took])
@@ -157,7 +162,7 @@ class Faults(Injector):
         self.say(f"object store thawed (SIGCONT); slowest answer meanwhile {slowest:.1f} s")
 
     async def _frozen_probe(self, server: int, method: str, path: str) -> float:
-        s, began = self.servers[server], time.monotonic()
+        s, began = self.api.servers[server], time.monotonic()
         try:
             a = await self.api.once(s, method, path, headers=self.victim.auth)
         except CONNECTION_ERRORS as exc:
@@ -168,18 +173,22 @@ class Faults(Injector):
         self.ledger.counts[f"answers while the store was frozen: {method} {a.status}"] += 1
         expected = 204 if method == "DELETE" else 503
         if a.status != expected or (expected == 503 and "Retry-After" not in a.headers):
-            self.ledger.violation(f"frozen store: {method} {path} on {s.name} answered {a.status}"
-                                  f" (Retry-After {a.headers.get('Retry-After')})")  # fmt: skip
+            self.ledger.violation(
+                f"frozen store: {method} {path} on {s.name} answered {a.status}"
+                f" (Retry-After {a.headers.get('Retry-After')})"
+            )
         if took > FROZEN_ANSWER_SECONDS:
-            self.ledger.violation(f"frozen store: {method} {path} on {s.name} took {took:.1f} s "
-                                  f"(more than {FROZEN_ANSWER_SECONDS:.0f} s)")  # fmt: skip
+            self.ledger.violation(
+                f"frozen store: {method} {path} on {s.name} took {took:.1f} s "
+                f"(more than {FROZEN_ANSWER_SECONDS:.0f} s)"
+            )
         return took
 
     async def sigterm_server(self) -> None:
         """Each server in turn SIGTERMed with streams open, started again 2 s after its exit."""
-        i = self.server_turn % len(self.servers)
+        i = self.server_turn % len(self.api.servers)
         self.server_turn += 1
-        s = self.servers[i]
+        s = self.api.servers[i]
         if not s.alive():
             self.ledger.violation(f"fault not injected: {s.name} was not running")
             return
@@ -199,8 +208,10 @@ class Faults(Injector):
     async def redis_down(self) -> None:
         with window(self.ledger.redis_down):
             self.redis.stop()
-            self.say(f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued "
-                     "jobs are lost)")  # fmt: skip
+            self.say(
+                f"Redis stopped (for {self.redis_seconds:.0f} s; no persistence: queued "
+                "jobs are lost)"
+            )
             await asyncio.sleep(self.redis_seconds)
             await asyncio.to_thread(self.redis.start)
         self.say("Redis started again (empty)")
@@ -208,9 +219,11 @@ class Faults(Injector):
     async def kill_listeners(self) -> None:
         rows = await self.pool.fetch(SQL_KILL_LISTENERS)
         killed = sum(1 for r in rows if r["killed"])
-        self.say(f"pg_terminate_backend of {killed} SSE listener connection(s) (pids "
-                 f"{', '.join(str(r['pid']) for r in rows)})")  # fmt: skip
-        if killed < (alive := sum(s.alive() for s in self.servers)):
+        self.say(
+            f"pg_terminate_backend of {killed} SSE listener connection(s) (pids "
+            f"{', '.join(str(r['pid']) for r in rows)})"
+        )
+        if killed < (alive := sum(s.alive() for s in self.api.servers)):
             self.ledger.violation(
                 f"fault not fully injected: {killed} listeners for {alive} servers"
             )
@@ -220,7 +233,7 @@ class Faults(Injector):
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            if len(await listener_pids(self.pool)) >= sum(s.alive() for s in self.servers):
+            if len(await listener_pids(self.pool)) >= sum(s.alive() for s in self.api.servers):
                 self.say("every server's listener is back")
                 return True
         if not quiet:
@@ -237,15 +250,17 @@ class Faults(Injector):
                 paused = time.monotonic()
                 kept = len(await listener_pids(self.pool))
                 rows = await self.pool.fetch(SQL_KILL_LISTENERS)
-                self.say(f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction "
-                         f"had ended; every server connection closed), for "
-                         f"{self.pause_seconds:.0f} s; {kept} of {before} LISTEN connections "
-                         f"(direct) kept, then pg_terminate_backend of "
-                         f"{sum(r['killed'] for r in rows)}")  # fmt: skip
+                self.say(
+                    f"PgBouncer PAUSEd ({paused - start:.1f} s until every transaction "
+                    f"had ended; every server connection closed), for "
+                    f"{self.pause_seconds:.0f} s; {kept} of {before} LISTEN connections "
+                    f"(direct) kept, then pg_terminate_backend of {sum(r['killed'] for r in rows)}"
+                )
                 if kept < before:
-                    left = f"{kept} of {before} left"
-                    self.ledger.violation(f"PgBouncer's pause closed a LISTEN connection ({left}):"
-                                          " they must go direct")  # fmt: skip
+                    self.ledger.violation(
+                        f"PgBouncer's pause closed a LISTEN connection ({kept} of {before} left):"
+                        " they must go direct"
+                    )
                 remaining = paused + self.pause_seconds - time.monotonic()
                 back = await self._listeners_back(remaining, quiet=True)
                 self.ledger.counts["PgBouncer pauses that listeners came back in"] += back
@@ -271,16 +286,20 @@ class Faults(Injector):
             return
         with window(self.ledger.disk_full):
             taken = await asyncio.to_thread(self.tmpfs.fill)
-            self.say(f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
-                     f"(for {self.disk_seconds:.0f} s)")  # fmt: skip
+            self.say(
+                f"BDR disk full: a ballast file took the last {taken / 2**20:.0f} MiB "
+                f"(for {self.disk_seconds:.0f} s)"
+            )
             body = {"post_ids": self.rng.sample(self.victim.downloads, 40), "send_email": True}
             a = await self.api.call("POST", "/api/pmd/bdr", json=body, headers=self.victim.auth)
             if a is not None and a.status == 202:
                 self.disk_bdr = a.json()["id"]
                 self.ledger.seen_bdrs.add(a.json()["id"])
             elif a is not None:
-                self.say(f"BDR requested on the full disk: {a.status}, "
-                         f"Retry-After {a.headers.get('Retry-After')}")  # fmt: skip
+                self.say(
+                    f"BDR requested on the full disk: {a.status}, "
+                    f"Retry-After {a.headers.get('Retry-After')}"
+                )
             await asyncio.sleep(self.disk_seconds)
             await asyncio.to_thread(self.tmpfs.empty)
-        self.say(f"ballast removed: {self.tmpfs.free_bytes() / 2**20:.0f} MiB free")
+        self.say(f"ballast removed: {shutil.disk_usage(self.tmpfs.path).free / 2**20:.0f} MiB free")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shlex
 import shutil
@@ -12,7 +13,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 from pmd_service.dev.embedded import stop_processes
@@ -48,14 +49,14 @@ def open_files(pid: int) -> list[str]:
 @dataclass
 class Processes:
     name: str
-    procs: list[subprocess.Popen[bytes]] = field(default_factory=list, kw_only=True)  # running
-    started: int = field(default=0, kw_only=True)
-    stopping: set[int] = field(default_factory=set, kw_only=True)  # pids stopped on purpose
-    unexpected: list[Exited] = field(default_factory=list, kw_only=True)
-    outputs: dict[int, tuple[Path, int]] = field(default_factory=dict, kw_only=True)
+    _: KW_ONLY
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)  # running
+    started: int = 0
+    stopping: set[int] = field(default_factory=set)  # pids stopped on purpose
+    unexpected: list[Exited] = field(default_factory=list)
+    outputs: dict[int, tuple[Path, int]] = field(default_factory=dict)
     # A lost host is killed on a thread while the supervisor reaps on the event loop.
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False,
-                                  kw_only=True)  # fmt: skip
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def command(self, argv: Sequence[str]) -> list[str]:
         return list(argv)
@@ -64,17 +65,25 @@ class Processes:
         return dict(os.environ if env is None else env)
 
     def spawn(
-        self, argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
+        self,
+        argv: Sequence[str],
+        log: Path,
+        env: Mapping[str, str] | None = None,
         user: str | None = None,
-    ) -> subprocess.Popen[bytes]:  # fmt: skip
+    ) -> subprocess.Popen[bytes]:
         """Start a process in its own session: it can be killed whole; Ctrl-C reaches the run."""
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]
         with open(log, "ab") as out:
             offset = out.tell()
-            proc = subprocess.Popen(self.command(argv), cwd=CHECKOUT, stdout=out,
-                                    stderr=subprocess.STDOUT, env=self.marked(env),
-                                    start_new_session=True)  # fmt: skip
+            proc = subprocess.Popen(
+                self.command(argv),
+                cwd=CHECKOUT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=self.marked(env),
+                start_new_session=True,
+            )
         self.procs.append(proc)
         self.started += 1
         self.outputs[proc.pid] = (log, offset)
@@ -93,8 +102,9 @@ class Processes:
                 log, offset = self.outputs.get(proc.pid, (Path(os.devnull), 0))
                 end = log.stat().st_size if log.exists() else offset
                 argv = [str(a) for a in proc.args] if isinstance(proc.args, list) else []
-                found.append(Exited(self.name, _program(argv), proc.pid, proc.returncode,
-                                    log, offset, end))  # fmt: skip
+                found.append(
+                    Exited(self.name, _program(argv), proc.pid, proc.returncode, log, offset, end)
+                )
             self.unexpected += found
         return found
 
@@ -205,9 +215,8 @@ class Proc(Processes):
 
     async def wait_healthy(self) -> None:
         if self.port is not None:
-            await asyncio.to_thread(wait_ready, self.procs[-1],
-                                    lambda: answers(self.base + "/healthz"), self.name, self.log,
-                                    60)  # fmt: skip
+            healthy = functools.partial(answers, self.base + "/healthz")
+            await asyncio.to_thread(wait_ready, self.procs[-1], healthy, self.name, self.log, 60)
 
     def in_shutdown(self, t: float, grace: float = 1.0) -> bool:
         return during(self.shutdowns, t, grace)
@@ -229,8 +238,8 @@ class Tmpfs:
 
     def mount(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m,mode=0755", "tmpfs",
-                        str(self.path)], check=True)  # fmt: skip
+        options = f"size={self.size_mb}m,mode=0755"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", self.path], check=True)
         self.mounted = True
 
     def unmount(self) -> None:
@@ -239,12 +248,8 @@ class Tmpfs:
             subprocess.run(["umount", "-l", self.path], check=False)
         self.mounted = False
 
-    def free_bytes(self) -> int:
-        st = os.statvfs(self.path)
-        return st.f_bavail * st.f_frsize
-
     def fill(self) -> int:
-        free = self.free_bytes()
+        free = shutil.disk_usage(self.path).free
         fd = os.open(self.ballast, os.O_WRONLY | os.O_CREAT, 0o600)
         try:
             with contextlib.suppress(OSError):

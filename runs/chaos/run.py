@@ -47,18 +47,23 @@ DAILY_LIMIT = 10
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m runs.chaos", description=__doc__.split("\n")[0])
-    p.add_argument("--ci", action="store_true", help="slim: shorter workload, every fault once")
-    p.add_argument("--keep", action="store_true", help="keep the run folder (logs) on success")
-    p.add_argument("--store", action="store_true",
-                   help="ZIPs in a bucket of a real S3 server (SeaweedFS), frozen, later stopped, "
-                        "instead of the full disk")  # fmt: skip
-    p.add_argument("--pooler", choices=["none", "pgbouncer"], default="none",
-                   help="pgbouncer: the service's pools through PgBouncer (transaction mode), "
-                        "which is also paused")  # fmt: skip
-    p.add_argument("--break-downloads", action="store_true",
-                   help="flip a byte of every downloaded body: the run must fail")  # fmt: skip
-    p.add_argument("--doc", action="store_true",
-                   help="save this run's output and render it into docs/")  # fmt: skip
+    switches = {
+        "--ci": "slim: shorter workload, every fault once",
+        "--keep": "keep the run folder (logs) on success",
+        "--store": "ZIPs in a bucket of a real S3 server (SeaweedFS), frozen, later stopped, "
+        "instead of the full disk",
+        "--break-downloads": "flip a byte of every downloaded body: the run must fail",
+        "--doc": "save this run's output and render it into docs/",
+    }
+    for switch, what in switches.items():
+        p.add_argument(switch, action="store_true", help=what)
+    p.add_argument(
+        "--pooler",
+        choices=["none", "pgbouncer"],
+        default="none",
+        help="pgbouncer: the service's pools through PgBouncer (transaction mode), "
+        "which is also paused",
+    )
     return parse_with_workload(p, argv, ci_users=6, ci_duration=75)
 
 
@@ -94,17 +99,24 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             await asyncio.to_thread(server.start)
             undo.push_async_callback(asyncio.to_thread, server.stop)
         os.environ["REDIS_URL"] = redis.url  # fresh_stack then leaves the shared Redis alone
-        settings: Settings = replace(await undo.enter_async_context(fresh_stack()),
-                                     zip_path=run_dir / "bdr")  # fmt: skip
+        settings: Settings = replace(
+            await undo.enter_async_context(fresh_stack()), zip_path=run_dir / "bdr"
+        )
         t = time.monotonic()
         async with connected(settings.database_url or "", "pmd-chaos") as conn:
-            data = await seed(Factory(conn, settings), users=args.users,
-                              posts_per_user=300 if not args.ci else 220, victim_posts=160,
-                              rng=random.Random(20260509))  # fmt: skip
-        print(f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
-              f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
-              f"{sum(p.data is None for p in data.posts.values())} missing files, "
-              f"in {time.monotonic() - t:.0f} s")  # fmt: skip
+            data = await seed(
+                Factory(conn, settings),
+                users=args.users,
+                posts_per_user=300 if not args.ci else 220,
+                victim_posts=160,
+                rng=random.Random(20260509),
+            )
+        print(
+            f"seeded {len(data.users)} users × {len(data.users[0].downloads) + 75} posts "
+            f"(+ a victim user with {len(data.victim.downloads)} big BMPs), "
+            f"{sum(p.data is None for p in data.posts.values())} missing files, "
+            f"in {time.monotonic() - t:.0f} s"
+        )
         bouncer: PgBouncer | None = None
         service = settings
         if args.pooler == "pgbouncer":
@@ -112,22 +124,35 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
                 undo.enter_context, running_pgbouncer(settings.database_url, POOLER_CONNECTIONS)
             )
             # The run's own connections stay direct: they must see the database while it pauses.
-            service = replace(settings, database_url=bouncer.url, database_pooler="pgbouncer",
-                              database_direct_url=settings.database_url)  # fmt: skip
-            print(f"the servers' and workers' pools through PgBouncer (transaction mode, "
-                  f"{POOLER_CONNECTIONS} server connections) at {bouncer.url}; LISTEN and "
-                  "migrations direct")  # fmt: skip
+            service = replace(
+                settings,
+                database_url=bouncer.url,
+                database_pooler="pgbouncer",
+                database_direct_url=settings.database_url,
+            )
+            print(
+                f"the servers' and workers' pools through PgBouncer (transaction mode, "
+                f"{POOLER_CONNECTIONS} server connections) at {bouncer.url}; LISTEN and "
+                "migrations direct"
+            )
         env = service_env(
-            service, REDIS_URL=redis.url, PMD_DEV="false", PMD_DATA_DIR=str(run_dir / "data"),
+            service,
+            REDIS_URL=redis.url,
+            PMD_DEV="false",
+            PMD_DATA_DIR=str(run_dir / "data"),
             BDR_DAILY_LIMIT=str(DAILY_LIMIT),
             # 8 MiB of the 640 MiB tmpfs: new requests get 503 while the disk is full.
             ZIP_MIN_FREE_BYTES=str(8 * 2**20),
-            JOB_RETRY_BASE_SECONDS="1", JOB_STALE_SECONDS="15", JOB_PENDING_GRACE_SECONDS="5",
+            JOB_RETRY_BASE_SECONDS="1",
+            JOB_STALE_SECONDS="15",
+            JOB_PENDING_GRACE_SECONDS="5",
             # An email lease of 30 s: one a killed worker took is sent again inside the drain.
-            SMTP_HOST="127.0.0.1", SMTP_PORT=str(smtp.port), SMTP_TIMEOUT="5",
+            SMTP_HOST="127.0.0.1",
+            SMTP_PORT=str(smtp.port),
+            SMTP_TIMEOUT="5",
             BASE_URL="http://pmd.chaos",
             SSE_MAX_PER_USER="10",
-        )  # fmt: skip
+        )
         modes: list[dict[str, str]] = [{}, {}]
         if weed is not None:
             bucket_name = await create_bucket(weed)
@@ -136,12 +161,16 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
             env |= store_env | {"JOB_RETRY_BASE_SECONDS": "3"}
             settings = replace(settings, **{k.lower(): v for k, v in store_env.items()})
             modes = [{"ZIP_DOWNLOAD_MODE": "redirect"}, {"ZIP_DOWNLOAD_MODE": "proxy"}]
-            print(f"ZIPs in {store_env['ZIP_STORE']} on SeaweedFS at {weed.endpoint}; "
-                  "server-a redirects downloads, server-b streams them")  # fmt: skip
+            print(
+                f"ZIPs in {store_env['ZIP_STORE']} on SeaweedFS at {weed.endpoint}; "
+                "server-a redirects downloads, server-b streams them"
+            )
         logs = run_dir / "logs"
         logs.mkdir(parents=True)
-        servers = [Proc.service(f"server-{c}", env | m, logs, True)
-                   for c, m in zip("ab", modes, strict=True)]  # fmt: skip
+        servers = [
+            Proc.service(f"server-{c}", env | m, logs, True)
+            for c, m in zip("ab", modes, strict=True)
+        ]
         workers = [Proc.service(f"worker-{n}", env, logs, False) for n in (1, 2)]
         for p in [*servers, *workers]:
             undo.push_async_callback(asyncio.to_thread, p.stop)
@@ -156,42 +185,84 @@ async def run(args: argparse.Namespace, run_dir: Path, tmpfs: Tmpfs | None) -> i
         tasks: list[asyncio.Task[None]] = []
         undo.push_async_callback(cancel, tasks)
         api = Api(http, servers, Ledger(t0=time.monotonic()))
-        clients = [SseClient(api, u, f"sse-{u.handle}-{n}", home, ticket)
-                   for u in [*data.users, data.victim]
-                   for n, (home, ticket) in enumerate([(0, False), (1, True),
-                                                       (u.id % 2, u.id % 3 == 0)])]  # fmt: skip
+        clients = [
+            SseClient(api, u, f"sse-{u.handle}-{n}", home, ticket)
+            for u in [*data.users, data.victim]
+            for n, (home, ticket) in enumerate([(0, False), (1, True), (u.id % 2, u.id % 3 == 0)])
+        ]
         tasks += await start_streams(clients, 30)
         # The full run keeps the disk full past the last retry; the CI run frees it in time.
-        faults = Faults(api.ledger, api, pool, servers, workers, redis, smtp, tmpfs, data.victim,
-                        clients, store=weed, bucket=settings.zip_bucket, access=settings.s3_access,
-                        pooler=bouncer, smtp_seconds=20.0 if args.ci else 40.0,
-                        disk_seconds=12.0 if args.ci else 28.0,
-                        frozen_seconds=12.0 if args.ci else 20.0)  # fmt: skip
+        faults = Faults(
+            api.ledger,
+            api,
+            pool,
+            workers,
+            redis,
+            smtp,
+            tmpfs,
+            data.victim,
+            clients,
+            store=weed,
+            bucket=settings.zip_bucket,
+            access=settings.s3_access,
+            pooler=bouncer,
+            smtp_seconds=20.0 if args.ci else 40.0,
+            disk_seconds=12.0 if args.ci else 28.0,
+            frozen_seconds=12.0 if args.ci else 20.0,
+        )
         # Whatever exits unasked is started again, as systemd or a container runtime would.
         procs = {p.name: p for p in [*servers, *workers]}
-        supervisor = Supervisor(procs, lambda name: asyncio.to_thread(procs[name].start),
-                                ("server", "worker"), api.ledger.say)  # fmt: skip
+        supervisor = Supervisor(
+            procs,
+            lambda name: asyncio.to_thread(procs[name].start),
+            ("server", "worker"),
+            api.ledger.say,
+        )
         tasks.append(asyncio.create_task(supervisor.watch()))
         bucket = settings.zip_bucket
         zip_store = open_store(bucket, settings.s3_access) if bucket is not None else None
-        print(f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
-              f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
+        print(
+            f"workload: {len(data.users)} actors for {args.duration:.0f} s, "
+            f"{len(clients)} SSE clients; faults:",
+            flush=True,
+        )
         plan = [] if args.no_faults else schedule(faults, args.duration, args.ci)
-        await play(api, pool, data, plan, args.duration, bdr_root=settings.zip_path,
-                   zip_store=zip_store, break_downloads=args.break_downloads)  # fmt: skip
+        await play(
+            api,
+            pool,
+            data,
+            plan,
+            args.duration,
+            bdr_root=settings.zip_path,
+            zip_store=zip_store,
+            break_downloads=args.break_downloads,
+        )
         settled = await drain(faults, 150.0 if args.ci else 240.0)
-        report = await checks.check_all(api, pool, data, clients, settings, zip_store, smtp,
-                                        limit=DAILY_LIMIT, settled=settled,
-                                        duration=args.duration)  # fmt: skip
+        report = await checks.check_all(
+            api,
+            pool,
+            data,
+            clients,
+            settings,
+            zip_store,
+            smtp,
+            limit=DAILY_LIMIT,
+            settled=settled,
+            duration=args.duration,
+        )
         await cancel(tasks)
         if faults.disk_bdr is not None:
-            row = await pool.fetchrow("SELECT status, attempts, error_message"
-                                      " FROM batch_download_requests WHERE id = $1::uuid",
-                                      faults.disk_bdr)  # fmt: skip
+            row = await pool.fetchrow(
+                "SELECT status, attempts, error_message"
+                " FROM batch_download_requests WHERE id = $1::uuid",
+                faults.disk_bdr,
+            )
             assert row is not None
             why = row["error_message"] or "no error"
-            report.info(f"BDR requested while the disk was full: {row['status']} after "
-                        f"{row['attempts']} attempts ({why})")  # fmt: skip
+            report.info(
+                f"BDR requested while the disk was full: {row['status']} after "
+                f"{row['attempts']} attempts ({why})"
+            )
         thirds = [0, 0, 0]
         for at in api.ledger.created_at:
             thirds[min(2, int(3 * at / args.duration))] += 1
@@ -208,10 +279,10 @@ async def drain(f: Faults, bound: float) -> bool:
         await asyncio.to_thread(f.smtp.start)
     if f.tmpfs is not None:
         f.tmpfs.empty()
-    for p in [*f.servers, *f.workers]:
+    for p in [*f.api.servers, *f.workers]:
         if not p.alive():
             p.start()
-    for s in f.servers:
+    for s in f.api.servers:
         await s.wait_healthy()
     return await checks.settle(f.pool, f.ledger, bound - (time.monotonic() - start))
 

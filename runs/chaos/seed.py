@@ -7,7 +7,7 @@ import hashlib
 import io
 import random
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,21 +44,34 @@ def image(rng: random.Random, fmt: str, side: int) -> bytes:
     else:
         img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
     out = io.BytesIO()
-    img.save(out, {"webp": "WEBP", "bmp": "BMP", "gif": "GIF"}.get(fmt, "PNG"),
-             **({"lossless": True} if fmt == "webp" else {}))  # fmt: skip
+    img.save(out, fmt.upper(), **({"lossless": True} if fmt == "webp" else {}))
     return out.getvalue()
 
 
 async def _posts(
-    factory: Factory, rng: random.Random, owner: UserRow, n: int, side: tuple[int, int],
-    missing_share: float, formats: list[str],
-) -> list[PostRow]:  # fmt: skip
+    factory: Factory,
+    rng: random.Random,
+    owner: UserRow,
+    n: int,
+    side: tuple[int, int],
+    missing_share: float,
+    formats: list[str],
+) -> list[PostRow]:
     now, out = datetime.now(UTC), []
     for g in range(1, n + 1):
         fmt = rng.choice(formats)
         data = None if rng.random() < missing_share else image(rng, fmt, rng.randint(*side))
-        out.append(await factory.post(owner, title=f"chaos {g}", fmt=fmt, data=data, width=64,
-                                      height=64, created_at=now - timedelta(minutes=g)))  # fmt: skip
+        out.append(
+            await factory.post(
+                owner,
+                title=f"chaos {g}",
+                fmt=fmt,
+                data=data,
+                width=64,
+                height=64,
+                created_at=now - timedelta(minutes=g),
+            )
+        )
     return out
 
 
@@ -73,22 +86,25 @@ async def seed(
         user = await factory.user(f"chaos{i}", ttl=6 * 3600)
         made = await _posts(factory, rng, user, posts_per_user, (16, 110), 0.03, FORMATS)
         posts.update((p.id, p) for p in made)
-        people.append(SeedUser(user.id, user.sqid, user.handle, user.token,
-                               actions=[p.id for p in made[:60]],
-                               downloads=[p.id for p in made[75:]],
-                               doomed=[p.id for p in made[60:75] if p.data is not None]))  # fmt: skip
+        actions, downloads = [p.id for p in made[:60]], [p.id for p in made[75:]]
+        doomed = [p.id for p in made[60:75] if p.data is not None]
+        people.append(SeedUser(**asdict(user), actions=actions, downloads=downloads, doomed=doomed))
         for p in made[75:]:
             for j in range(rng.randrange(5)):
-                await factory.comment(p, rng.choice(fans), f"comment {j} on {p.sqid}",
-                                      hidden_by_mod=j == 2, deleted_by_owner=j == 3)  # fmt: skip
+                await factory.comment(
+                    p,
+                    rng.choice(fans),
+                    f"comment {j} on {p.sqid}",
+                    hidden_by_mod=j == 2,
+                    deleted_by_owner=j == 3,
+                )
             for _ in range(rng.randrange(4)):
                 await factory.reaction(p, rng.choice(fans), rng.choice(EMOJI))
     victim = await factory.user("victim", ttl=6 * 3600)
     # ~0.5 MB BMPs: a 128-artwork ZIP of ~60 MB takes long enough to be caught mid-build.
     big = await _posts(factory, rng, victim, victim_posts, (380, 420), 0.0, ["bmp"])
     posts.update((p.id, p) for p in big)
-    seeded = SeedUser(victim.id, victim.sqid, victim.handle, victim.token,
-                      downloads=[p.id for p in big])  # fmt: skip
+    seeded = SeedUser(**asdict(victim), downloads=[p.id for p in big])
     return Seed(people, seeded, posts, licenses, stranger_post=big[0].id)
 
 
@@ -110,8 +126,10 @@ def zip_problems(row: Any, data: bytes, seed: Seed) -> list[str]:
             expect |= {"comments.json"} if row["include_comments"] else set()
             expect |= {"reactions.json"} if row["include_reactions"] else set()
             if names != expect:
-                problems.append(f"{bdr}: entries differ: extra {sorted(names - expect)[:5]}, "
-                                f"missing {sorted(expect - names)[:5]}")  # fmt: skip
+                problems.append(
+                    f"{bdr}: entries differ: extra {sorted(names - expect)[:5]}, "
+                    f"missing {sorted(expect - names)[:5]}"
+                )
             for p in wanted:
                 name = f"artworks/{p.sqid}.{p.fmt}"
                 if name in names and z.read(name) != p.data:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -47,11 +48,9 @@ class SseClient:
         server, headers, query = self.api.servers[i], dict(self.user.auth), ""
         ticket = None
         if self.ticket:
-            try:
+            with contextlib.suppress(*CONNECTION_ERRORS):
                 a = await self.api.once(server, "POST", "/api/pmd/bdr/sse-ticket", headers=headers)
                 ticket = str(a.json()["ticket"]) if a.status == 200 else None
-            except CONNECTION_ERRORS:
-                pass
         if ticket is not None:
             query = f"?ticket={ticket}" + (f"&last_event_id={self.last_id}" if self.last_id else "")
             headers = {}
@@ -59,9 +58,10 @@ class SseClient:
             headers["Last-Event-ID"] = self.last_id
         name, started = label("GET", "/api/pmd/bdr/sse" + query), time.monotonic()
         async with self.api.http.get(
-            server.base + "/api/pmd/bdr/sse" + query, headers=headers,
+            server.base + "/api/pmd/bdr/sse" + query,
+            headers=headers,
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=40),
-        ) as resp:  # fmt: skip
+        ) as resp:
             self.api.ledger.statuses[resp.status] += 1
             if resp.status != 200:
                 body = await resp.read()
@@ -77,14 +77,12 @@ class SseClient:
                     self.last_id = msg.id
                 if msg.data is None:
                     continue
+                if msg.event in ("bdr_update", "export_update") and self.last_id is not None:
+                    self.ids.append(int(self.last_id))  # an export's id counts as a BDR's does
                 if msg.event == "bdr_update":
                     item = json.loads(msg.data)
                     self.view[item["id"]] = item
                     self.events += 1
-                    if self.last_id is not None:
-                        self.ids.append(int(self.last_id))
-                elif msg.event == "export_update" and self.last_id is not None:
-                    self.ids.append(int(self.last_id))  # its id counts as a BDR's does
                 elif msg.event == "reset":
                     self.resets += 1
                     self.view.clear()

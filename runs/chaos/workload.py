@@ -9,7 +9,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,9 @@ class Ledger:
     def violation(self, text: str) -> None:
         self.violations.append(f"+{time.monotonic() - self.t0:6.1f}s {text}")
 
+    def counted(self, prefix: str) -> int:
+        return sum(n for k, n in self.counts.items() if k.startswith(prefix))
+
     def download_failed(self, text: str) -> None:
         self.violation(DOWNLOAD_FAILED + text)
 
@@ -83,9 +86,12 @@ class Api:
         started, name = time.monotonic(), label(method, path)
         try:
             async with self.http.request(
-                method, server.base + path, timeout=aiohttp.ClientTimeout(total=60),
-                allow_redirects=False, **kw,
-            ) as resp:  # fmt: skip
+                method,
+                server.base + path,
+                timeout=aiohttp.ClientTimeout(total=60),
+                allow_redirects=False,
+                **kw,
+            ) as resp:
                 body = await resp.read()
         except CONNECTION_ERRORS as exc:
             self.ledger.conn_errors[server.name] += 1
@@ -115,15 +121,22 @@ class Api:
         elif unavailable and (
             (name in REDIS_DEPENDENT and during(led.redis_down, t, 5))
             # A HEAD answer has no body to say why.
-            or (name.endswith("/download") and led.store_was_down(t)
-                and (b"store-unavailable" in body or name.startswith("HEAD ")))
-        ):  # fmt: skip
+            or (
+                name.endswith("/download")
+                and led.store_was_down(t)
+                and (b"store-unavailable" in body or name.startswith("HEAD "))
+            )
+        ):
             led.counts[f"documented 503s while Redis or the store was down: {name}"] += 1
         elif unavailable and name == "GET /readyz" and during(led.pooler_paused, t, 2):
             # Its database check waits 2 s: a transaction PgBouncer holds is "not ready".
             led.counts[f"documented 503s while PgBouncer was paused: {name}"] += 1
-        elif (unavailable and name == "POST /api/pmd/bdr" and b"low-disk-space" in body
-              and during(led.disk_full, t, 2)):  # fmt: skip
+        elif (
+            unavailable
+            and name == "POST /api/pmd/bdr"
+            and b"low-disk-space" in body
+            and during(led.disk_full, t, 2)
+        ):
             led.counts["new BDRs refused (503) while the disk was full"] += 1
         else:
             led.violation(f"{SERVER_ERROR}{status} from {server.name}: {name}: {body[:300]!r}")
@@ -180,27 +193,37 @@ class PostState:
     license: int | None = None
 
 
+@dataclass
 class Actor:
     """One user's page: one request at a time, so its model of its posts stays exact."""
 
-    def __init__(
-        self, api: Api, pool: asyncpg.Pool, seed: Seed, user: SeedUser, every: float,
-        bdr_root: Path, zip_store: ObjectStore | None = None, break_downloads: bool = False,
-    ) -> None:  # fmt: skip
-        self.api, self.pool, self.seed, self.user, self.l = api, pool, seed, user, api.ledger
-        self.every = every  # seconds between BDR requests, on average
-        self.next_create = 0.0
-        self.bdr_root, self.zip_store = bdr_root, zip_store  # ZIPs in a bucket with --store
-        self.break_downloads = break_downloads
-        self.rng = random.Random(user.id)
-        self.model = {pid: PostState() for pid in user.actions + user.doomed}
-        self.mine: dict[str, str] = {}  # BDR id -> last status seen
-        self.limited = False
+    api: Api
+    pool: asyncpg.Pool
+    seed: Seed
+    user: SeedUser
+    every: float  # seconds between BDR requests, on average
+    bdr_root: Path
+    zip_store: ObjectStore | None = None  # ZIPs in a bucket with --store
+    break_downloads: bool = False
+    next_create: float = 0.0
+    mine: dict[str, str] = field(default_factory=dict)  # BDR id -> last status seen
+    limited: bool = False
+
+    def __post_init__(self) -> None:
+        self.l, self.rng = self.api.ledger, random.Random(self.user.id)
+        self.model = {pid: PostState() for pid in self.user.actions + self.user.doomed}
 
     async def run(self, until: float) -> None:
-        ops = {self.list_posts: 3.0, self.action: 3.0, self.create: 2.0, self.cancel: 0.6,
-               self.download: 2.0, self.list_bdrs: 1.0, self.readyz: 0.2,
-               self.ticket: 0.3}  # fmt: skip
+        ops = {
+            self.list_posts: 3.0,
+            self.action: 3.0,
+            self.create: 2.0,
+            self.cancel: 0.6,
+            self.download: 2.0,
+            self.list_bdrs: 1.0,
+            self.readyz: 0.2,
+            self.ticket: 0.3,
+        }
         while time.monotonic() < until:
             op = self.rng.choices(list(ops), list(ops.values()))[0]
             if op == self.create:
@@ -254,12 +277,14 @@ class Actor:
         """A batch action, then the database read: all applied, or none."""
         licence = self.rng.choice([*self.seed.licenses, None])
         body: dict[str, Any] = {"post_ids": ids}
+        change: dict[str, Any]  # the PostState fields the action sets
         if act == "license":
-            path, body["license_id"] = "/api/pmd/license", licence
+            path, body["license_id"], change = "/api/pmd/license", licence, {"license": licence}
         else:
-            path, body["action"] = "/api/pmd/action", act
+            flag = "hidden" if act.endswith("hide") else "deleted"
+            path, body["action"], change = "/api/pmd/action", act, {flag: act in ("hide", "delete")}
         before = {i: self.model.get(i, PostState()) for i in ids}
-        want = {i: _after(act, s, licence) for i, s in before.items()}
+        want = {i: replace(s, **change) for i, s in before.items()}
         a = await self.api.call("POST", path, json=body, headers=self.user.auth)
         if a is None:  # unknown outcome: give a stopping server time to finish or drop it
             await asyncio.sleep(3)
@@ -274,8 +299,10 @@ class Actor:
             " WHERE id = ANY($1::int[])",
             ids,
         )
-        now = {r["id"]: PostState(r["hidden_by_user"], r["deleted_by_user"], r["license_id"])
-               for r in rows}  # fmt: skip
+        now = {
+            r["id"]: PostState(r["hidden_by_user"], r["deleted_by_user"], r["license_id"])
+            for r in rows
+        }
         mine = [i for i in ids if i in self.model]
         applied = all(now[i] == want[i] for i in mine)
         untouched = all(now[i] == before[i] for i in mine)
@@ -452,14 +479,6 @@ class Actor:
         return got.to_bytes()
 
 
-def _after(act: str, s: PostState, licence: int | None) -> PostState:
-    if act in ("hide", "unhide"):
-        return PostState(act == "hide", s.deleted, s.license)
-    if act in ("delete", "restore"):
-        return PostState(s.hidden, act == "delete", s.license)
-    return PostState(s.hidden, s.deleted, licence)
-
-
 def _slice(path: Path, start: int, end: int) -> bytes:
     with path.open("rb") as f:
         f.seek(start)
@@ -476,8 +495,10 @@ async def play(
         await asyncio.sleep(max(0.0, ledger.t0 + when - time.monotonic()))
         await fault()
 
-    actors = [Actor(api, pool, seed, u, duration / (20 if i < 2 else 9), **actor)
-              for i, u in enumerate(seed.users)]  # fmt: skip
+    actors = [
+        Actor(api, pool, seed, u, duration / (20 if i < 2 else 9), **actor)
+        for i, u in enumerate(seed.users)
+    ]
     runs = [*(at(*p) for p in plan), *(a.run(ledger.t0 + duration) for a in actors)]
     tasks = [asyncio.ensure_future(r) for r in runs]
     try:

@@ -1,7 +1,5 @@
 """`python -m runs.cluster`: runs/cluster/run.py."""
 
-import sys
-
 from runs.cluster.run import main
 
-sys.exit(main())
+raise SystemExit(main())

@@ -38,10 +38,11 @@ from support.stack import answers, connected, wait_ready
 
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
+SQL_BUILDING = "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
 SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
 PART_BYTES = 4 * 2**20  # an export's parts: several a user, tens for the victim
-SETTINGS = {"DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_ENDPOINT_URL", "AWS_REGION",
-            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # fmt: skip
+# The client's settings from the service's environment: its stores, not the hosts' folders.
+SETTINGS = ("DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_", "JWT_SECRET_KEY")
 
 
 @dataclass
@@ -66,8 +67,8 @@ class Balancer:
 
 class ClusterApi(Api):
     def classify(self, server: Any, name: str, status: int, body: bytes, started: float) -> None:
-        if (status in (502, 503, 504) and body.startswith(HAPROXY_PAGE)
-                and (server.lost(started) or server.lost(time.monotonic()))):  # fmt: skip
+        lost = server.lost(started) or server.lost(time.monotonic())
+        if status in (502, 503, 504) and body.startswith(HAPROXY_PAGE) and lost:
             self.ledger.counts["balancer 5xx while a host was lost"] += 1
         else:
             super().classify(server, name, status, body, started)
@@ -77,6 +78,7 @@ class ClusterApi(Api):
 class Faults(Injector):
     cluster: Cluster
     env: dict[str, str]
+    settings: Settings
     lb: Balancer
     down: set[str] = field(default_factory=set)  # hosts lost at the moment
     streams: list[SseClient] = field(default_factory=list)
@@ -87,9 +89,7 @@ class Faults(Injector):
         host = self.cluster.host(name)
         with window(self.lb.losses):
             self.down.add(name)
-            building = await self.pool.fetchval(
-                "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
-            )
+            building = await self.pool.fetchval(SQL_BUILDING)
             await asyncio.to_thread(host.kill_all)
             host.set_link("down")
             self.say(f"host {name} lost ({building} BDRs building)")
@@ -121,14 +121,33 @@ class Faults(Injector):
         self.say(f"host {name} reaches {peer} again")
 
     async def upgrade(self) -> None:
-        """The new release's grants and migrations under the previous one, then the deploy."""
+        """The new release's grants and migrations under the previous one, then the deploy; a
+        hide of two posts of a user of its own (outside the workload's model) the previous
+        release took before it is undone on the new one after it."""
+        async with self.pool.acquire() as conn:
+            user, ids = await Factory(conn, self.settings).owner_and_bulk(2)
+        body = {"action": "hide", "post_ids": ids}
+        hid = await self.api.call("POST", "/api/pmd/action", json=body, headers=user.auth)
+        undo = hid.json().get("undo") if hid is not None and hid.status == 200 else None
+        if not undo:
+            said = f"{hid and hid.status}: {hid and hid.body[:200]!r}"
+            self.ledger.violation(f"a hide before the upgrade answered {said}")
         await self.pool.execute(grants_sql(SERVICE_ROLE))
         began = time.monotonic()
         applied = (await command(CURRENT, ["migrate"], self.env)).strip()
-        self.say(f"upgrade: {applied} in {time.monotonic() - began:.1f} s, with "
-                 f"{self.cluster.previous and self.cluster.previous.name} serving")  # fmt: skip
+        old = self.cluster.previous and self.cluster.previous.name
+        self.say(f"upgrade: {applied} in {time.monotonic() - began:.1f} s, with {old} serving")
         await asyncio.sleep(10)
         await self.roll()
+        if not undo:
+            return
+        a = await self.api.call("POST", str(undo), headers=user.auth)
+        if a is None or a.status != 200 or a.json()["affected_count"] != 2:
+            said = f"{a and a.status} on the new one: {a and a.body[:200]!r}"
+            self.ledger.violation(f"the undo of a hide the previous release took answered {said}")
+        else:
+            self.ledger.counts["actions of the previous release undone on the new one"] += 1
+            self.say("upgrade: a hide the previous release took, undone on the new one")
 
     async def roll(self) -> None:
         """A rolling deploy of every server host, then every worker (in an upgrade, in pairs, the
@@ -186,20 +205,21 @@ class Faults(Injector):
             await asyncio.sleep(0.05)
         moved = sum(c.connects > n for c, n in zip(self.streams, before, strict=True))
         held, took = sum(c.connected for c in self.streams), time.monotonic() - began
-        self.storms.append(text := f"{name} stopped: {moved} streams reconnected; {held} of "
-                           f"{len(self.streams)} held {took:.1f} s after its SIGTERM")  # fmt: skip
+        self.storms.append(
+            text := f"{name} stopped: {moved} streams reconnected; {held} of "
+            f"{len(self.streams)} held {took:.1f} s after its SIGTERM"
+        )
         self.say(f"deploy: {text}")
-        self.storm_figures.append({"host": name, "open": held_before, "reconnected": moved,
-                                   "held": held, "seconds": round(took, 1)})  # fmt: skip
+        figures = dict(open=held_before, reconnected=moved, held=held, seconds=round(took, 1))
+        self.storm_figures.append({"host": name, **figures})
         if held < len(self.streams):
             self.ledger.violation(f"streams not held again 120 s after {name} stopped: {text}")
 
     async def kill_unannounced(self) -> None:
         name = self.cluster.workers[0]
-        proc = self.cluster.host(name).procs[-1]
-        os.kill(proc.pid, signal.SIGKILL)
-        self.say(f"--break-crash-check: SIGKILL to the process of {name} (pid {proc.pid}), "
-                 "unannounced")  # fmt: skip
+        pid = self.cluster.host(name).procs[-1].pid
+        os.kill(pid, signal.SIGKILL)
+        self.say(f"--break-crash-check: SIGKILL to the process of {name} (pid {pid}), unannounced")
 
     async def reach_workload(self) -> None:
         self.cluster.steps.reached("workload")  # --fail-at workload
@@ -230,12 +250,11 @@ async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str) -> dict[s
     got, etag, started = bytearray(), "", time.monotonic()
     attempts: list[list[Any]] = []  # [host, began, ended]
     out: dict[str, Any] = {"resumes": 0, "attempts": attempts}
+    url = f"{api.servers[0].base}/api/pmd/bdr/{bdr_id}/download"
     while True:
-        headers = dict(user.auth) | ({"Range": f"bytes={len(got)}-", "If-Range": etag}
-                                     if got else {})  # fmt: skip
-        url = f"{api.servers[0].base}/api/pmd/bdr/{bdr_id}/download"
+        resume = {"Range": f"bytes={len(got)}-", "If-Range": etag} if got else {}
         try:
-            async with api.http.get(url, headers=headers) as resp:
+            async with api.http.get(url, headers=dict(user.auth) | resume) as resp:
                 attempts.append([resp.headers.get("X-Served-By"), time.monotonic(), None])
                 if resp.status not in (200, 206) or (got and resp.status != 206):
                     return out | {"error": f"status {resp.status} at byte {len(got)}"}
@@ -250,26 +269,25 @@ async def slow_download(api: Api, user: Any, bdr_id: str, sha256: str) -> dict[s
                 attempts[-1][2] = time.monotonic()
             out["resumes"] += 1
             await asyncio.sleep(0.5)
-    seconds = round(time.monotonic() - started, 1)
-    return out | {"bytes": len(got), "seconds": seconds,
-                  "exact": hashlib.sha256(got).hexdigest() == sha256}  # fmt: skip
+    exact = hashlib.sha256(got).hexdigest() == sha256
+    return out | {
+        "bytes": len(got),
+        "seconds": round(time.monotonic() - started, 1),
+        "exact": exact,
+    }
 
 
-async def prepare(cluster: Cluster, env: dict[str, str], users: int) -> Seed:
+async def prepare(cluster: Cluster, env: dict[str, str], settings: Settings, users: int) -> Seed:
     """The database as beside the host: host tables, the service's role, its migrations."""
     old = cluster.previous
     async with connected(cluster.admin_url, "pmd-cluster") as conn:
         await conn.execute("ALTER DATABASE pmd SET search_path = pmd, public")
         await create_host_tables(conn)
-        args = ["grants", "--role", SERVICE_ROLE]
-        await conn.execute(
-            grants_sql(SERVICE_ROLE) if old is None else await command(old, args, env)
-        )
-        settings = Settings(database_url=cluster.admin_url, redis_url=env["REDIS_URL"],
-                            vault_path=cluster.run_dir / "vault",
-                            jwt_secret_key=cluster.jwt_secret)  # fmt: skip
-        data = await seed(Factory(conn, settings), users=users, posts_per_user=160,
-                          victim_posts=130, rng=random.Random(20261123))  # fmt: skip
+        grants = ["grants", "--role", SERVICE_ROLE]
+        sql = grants_sql(SERVICE_ROLE) if old is None else await command(old, grants, env)
+        await conn.execute(sql)
+        factory, rng = Factory(conn, settings), random.Random(20261123)
+        data = await seed(factory, users=users, posts_per_user=160, victim_posts=130, rng=rng)
     if old is not None:
         print(f"{old.name}: {(await command(old, ['migrate'], env)).strip()}", flush=True)
     else:
@@ -296,27 +314,34 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     steps.reached("smtp")
     # SMTP_TIMEOUT 5: an email lease of 30 s, so one a killed worker took is sent in time.
     env = cluster.service_env(
-        SMTP_HOST=client, SMTP_PORT="1025", BASE_URL="http://pmd.cluster",
-        BDR_DOWNLOAD_MODE="proxy", BDR_DAILY_LIMIT=str(DAILY_LIMIT),
-        BDR_RETRY_BASE_SECONDS="2", BDR_STALE_SECONDS="15", BDR_PENDING_GRACE_SECONDS="5",
-        SSE_MAX_PER_USER=str(max(10, per_user)), SMTP_TIMEOUT="5",
-        EXPORT_COOLDOWN_SECONDS="0", EXPORT_MIN_PART_BYTES=str(PART_BYTES),
-    )  # fmt: skip
-    data = await prepare(cluster, env, users)
+        SMTP_HOST=client,
+        SMTP_PORT="1025",
+        BASE_URL="http://pmd.cluster",
+        BDR_DOWNLOAD_MODE="proxy",
+        BDR_DAILY_LIMIT=str(DAILY_LIMIT),
+        BDR_RETRY_BASE_SECONDS="2",
+        BDR_STALE_SECONDS="15",
+        BDR_PENDING_GRACE_SECONDS="5",
+        SSE_MAX_PER_USER=str(max(10, per_user)),
+        SMTP_TIMEOUT="5",
+        EXPORT_COOLDOWN_SECONDS="0",
+        EXPORT_MIN_PART_BYTES=str(PART_BYTES),
+    )
+    own = {k: v for k, v in env.items() if k.startswith(SETTINGS)}
+    settings = Settings.from_env(own | {"VAULT_PATH": str(cluster.run_dir / "vault")})
+    data = await prepare(cluster, env, settings, users)
     steps.reached("database")
     tasks: list[asyncio.Task[Any]] = []
     undo.push_async_callback(cancel, tasks)
-    supervisor = Supervisor(cluster.net.hosts, lambda name: cluster.start(name, env),
-                            SERVICE_HOSTS, say=lambda t: print(f"  {t}", flush=True))  # fmt: skip
     for group in ("servers", "workers"):
         for name in getattr(cluster, group):
             await cluster.start(name, env)
         steps.reached(group)
+    say = partial(print, " ", flush=True)  # two spaces before each line
+    supervisor = Supervisor(cluster.net.hosts, partial(cluster.start, env=env), SERVICE_HOSTS, say)
     tasks.append(asyncio.create_task(supervisor.watch()))
     await asyncio.to_thread(cluster.start_lb)
     steps.reached("balancer")
-    settings = Settings.from_env({k: v for k, v in env.items() if k in SETTINGS}
-                                 | {"JWT_SECRET_KEY": cluster.jwt_secret})  # fmt: skip
     assert settings.zip_bucket is not None
     zip_store = open_store(settings.zip_bucket, settings.s3_access)
     pool = await create_pool(cluster.admin_url, "pmd-cluster", max_size=8)
@@ -327,15 +352,18 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     undo.push_async_callback(cancel, tasks)  # again: before the session and pool are closed
     ledger = Ledger(t0=time.monotonic())
     api = ClusterApi(http, [lb], ledger)  # type: ignore[list-item]
-    await asyncio.to_thread(wait_ready, None, lambda: answers(f"{lb.base}/readyz"), "the balancer",
-                            within=60)  # fmt: skip
-    clients = [SseClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1)
-               for u in [*data.users, data.victim] for n in range(per_user)]  # fmt: skip
+    answering = partial(answers, f"{lb.base}/readyz")
+    await asyncio.to_thread(wait_ready, None, answering, "the balancer", within=60)
+    clients = [
+        SseClient(api, u, f"sse-{u.handle}-{n}", 0, n % 2 == 1)
+        for u in [*data.users, data.victim]
+        for n in range(per_user)
+    ]
     tasks += await start_streams(clients, 60)
     print(f"{sum(c.connected for c in clients)} streams open", flush=True)
     steps.reached("streams")
     since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
-    faults = Faults(ledger, api, pool, cluster, env, lb, streams=clients)
+    faults = Faults(ledger, api, pool, cluster, env, settings, lb, streams=clients)
     exports = Exports(api, pool)
     if args.rolling:  # a ready ZIP of 128 big artworks, downloaded throughout the deploy
         big = await faults.request(data.victim, random.sample(data.victim.downloads, 128))
@@ -345,38 +373,60 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
         in_flight = asyncio.create_task(slow_download(api, data.victim, big, sha))
         tasks.append(in_flight)
         print(f"a download of {big} in flight, read at about 1 MB/s", flush=True)
-    print(f"workload: {users} actors for {duration:.0f} s through the balancer, "
-          f"{len(clients)} SSE clients; faults:", flush=True)  # fmt: skip
-    await play(api, pool, data, schedule(faults, args, data, exports), duration,
-               bdr_root=cluster.run_dir / "bdr", zip_store=zip_store)  # fmt: skip
+    print(
+        f"workload: {users} actors for {duration:.0f} s through the balancer, "
+        f"{len(clients)} SSE clients; faults:",
+        flush=True,
+    )
+    plan = schedule(faults, args, data, exports)
+    await play(
+        api, pool, data, plan, duration, bdr_root=cluster.run_dir / "bdr", zip_store=zip_store
+    )
     await exports.settle(150)
-    report = await check_all(api, pool, data, clients, settings, zip_store, smtp,
-                             settled=await settle(pool, ledger, 150), limit=DAILY_LIMIT,
-                             duration=duration)  # fmt: skip
+    report = await check_all(
+        api,
+        pool,
+        data,
+        clients,
+        settings,
+        zip_store,
+        smtp,
+        settled=await settle(pool, ledger, 150),
+        limit=DAILY_LIMIT,
+        duration=duration,
+        upgraded=cluster.previous is not None,
+    )
     if args.rolling:
         await exports.check(report, smtp.received(), zip_store)
         await check_streams(report, pool, clients, since)
         download = await asyncio.wait_for(in_flight, 300)
         check_download(report, download, lb)
         report.lines += [f"  reconnect storm: {text}" for text in faults.storms]
-    check_processes(
-        report, cluster.net.hosts.values(), service_logs(cluster.logs, cluster.net.hosts)
-    )
-    served = {r["svname"]: int(r.get("stot") or 0) for r in await asyncio.to_thread(cluster.stat)
-              if r.get("pxname") == "servers" and r["svname"].startswith("srv")}  # fmt: skip
+    logged = service_logs(cluster.logs, cluster.net.hosts)
+    check_processes(report, cluster.net.hosts.values(), logged)
+    served = {
+        r["svname"]: int(r.get("stot") or 0)
+        for r in await asyncio.to_thread(cluster.stat)
+        if r.get("pxname") == "servers" and r["svname"].startswith("srv")
+    }
     report.info(f"requests each server host answered (HAProxy): {served}")
     code = conclude(report, ledger, "cluster")
     if args.json is None:
         return code
-    release = cluster.previous.name if cluster.previous else None
-    fives = sum(n for status, n in ledger.statuses.items() if status >= 500)
-    args.json.write_text(json.dumps({
-        "release": release, "users": users, "duration_s": duration, "streams": len(clients),
-        "storms": faults.storm_figures, "checks": report.counted,
-        "answers": sum(ledger.statuses.values()), "5xx": fives,
+    figures = {
+        "release": cluster.previous.name if cluster.previous else None,
+        "users": users,
+        "duration_s": duration,
+        "streams": len(clients),
+        "storms": faults.storm_figures,
+        "checks": report.counted,
+        "answers": sum(ledger.statuses.values()),
+        "5xx": sum(n for status, n in ledger.statuses.items() if status >= 500),
         "download": download if args.rolling else None,
-        "violations": len(report.violations), "first_violations": report.violations[:10],
-    }, indent=1))  # fmt: skip
+        "violations": len(report.violations),
+        "first_violations": report.violations[:10],
+    }
+    args.json.write_text(json.dumps(figures, indent=1))
     return 0
 
 
@@ -387,12 +437,12 @@ async def check_streams(
     for c in clients:
         expected = [r["id"] for r in await pool.fetch(SQL_EVENTS, c.user.id, since)]
         got = [i for i in c.ids if i > since]
-        missing = sorted(set(expected) - set(got))[:5]
-        problems.append([] if got == expected else [
-            f"{c.name}: {len(got)} of {len(expected)} events (missing e.g. {missing}, "
-            f"{len(got) - len(set(got))} twice)"])  # fmt: skip
-    report.each("streams that received every event of their user since the start, in order, "
-                "once", problems)  # fmt: skip
+        missing, twice = sorted(set(expected) - set(got))[:5], len(got) - len(set(got))
+        found = f"{len(got)} of {len(expected)} events (missing e.g. {missing}, {twice} twice)"
+        problems.append([] if got == expected else [f"{c.name}: {found}"])
+    report.each(
+        "streams that received every event of their user since the start, in order, once", problems
+    )
     if resets := sum(c.resets for c in clients):
         report.violations.append(f"{resets} streams were reset (events lost to them)")
 

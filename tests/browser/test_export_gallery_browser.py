@@ -16,7 +16,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory
 from tests import page_stack
-from tests.gallery_seed import exported_parts, seeded
+from tests.exports import exported_parts, seeded
 from tests.page_stack import SCREENSHOTS, WIDE
 from tests.prerequisites import unmet
 

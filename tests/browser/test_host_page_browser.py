@@ -26,8 +26,7 @@ import pytest
 from support.seeding import Factory
 from support.stack import free_port
 from tests import page_stack
-from tests.host_page import page_html, serving_page
-from tests.page_stack import CHROMIUM_ARGS
+from tests.page_stack import CHROMIUM_ARGS, page_html, serving_page
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:

@@ -140,9 +140,9 @@ async def test_an_export_goes_live_to_ready_in_parts_and_a_part_downloads(
     size = page.get_by_label("Part size")
     # Takeout's sizes are beyond this server's bounds: the choice is what they allow, with the
     # server's default chosen.
-    await expect(size.locator("option:checked")).to_have_text("64 KB (default)")
+    await expect(size.locator("option:checked")).to_have_text("64 KiB (default)")
     await expect(size.locator("option")).to_have_text(
-        ["1 KB (smallest allowed)", "64 KB (default)", "1 MB (largest allowed)"]
+        ["1 KiB (smallest allowed)", "64 KiB (default)", "1 MiB (largest allowed)"]
     )
     message = page.locator("#export-message")
     await size.select_option(str(KIB))
@@ -476,8 +476,9 @@ async def test_a_large_exports_small_events_still_show_every_part_and_what_was_l
         "UPDATE exports SET status = 'processing', started_at = now(), artwork_count = 23, "
         "progress_done = 22, total_bytes = 28500, skipped = $2::jsonb, "
         "parts_version = parts_version + 1 WHERE id = $1::uuid",
-        made["id"], skipped,
-    )  # fmt: skip
+        made["id"],
+        skipped,
+    )
     rows = card.locator("table.parts tbody tr:not(.sha-row)")
     await expect(rows).to_have_count(20)
     await expect(card.locator(".export-progress")).to_have_text(
@@ -494,10 +495,11 @@ async def test_a_large_exports_small_events_still_show_every_part_and_what_was_l
         made["id"],
     )
     await set_export(
-        pool, made["id"],
+        pool,
+        made["id"],
         "status = 'ready', completed_at = now(), expires_at = now() + interval '7 days', "
         "progress_done = 23, parts_version = parts_version + 1",
-    )  # fmt: skip
+    )
     await expect(card).to_have_attribute("data-status", "ready")
     await expect(rows).to_have_count(20)
     await expect(rows.nth(19).get_by_role("button", name="Download part 20 of 20")).to_be_visible()

@@ -129,3 +129,41 @@ async def test_tags_and_remix_permission_of_selected_posts(
     await expect(newest).to_contain_text("Undone")
     await expect(page.locator("#posts-body td.remix")).to_have_text(["Yes"] * 3)
     assert watch.errors == []
+
+
+async def test_a_choice_applies_as_it_changes_and_typed_text_waits_for_filter(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    _, ids, page, watch = await loaded_page(browser, stack, factory, 20)
+    await pool.execute("UPDATE posts SET hidden_by_user = true WHERE id = ANY($1)", ids[:5])
+    await watch.mark()
+
+    # Typing does not reload the list: well past the pause a choice waits, nothing was asked.
+    await page.locator("#f-q").fill("Slime")
+    await page.wait_for_timeout(1500)
+    assert [u for u in watch.urls("/api/pmd/posts") if "q=" in u] == []
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    await page.locator("#f-q").fill("")
+
+    # A menu's choice reloads the list by itself, no "Filter" pressed; two quick choices end
+    # on the list of the last one.
+    await page.locator("#f-hidden").select_option("false")
+    await page.locator("#f-hidden").select_option("true")
+    await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
+    assert "hidden=true" in page.url
+    shown = {
+        int(i or 0)
+        for i in await page.locator("#posts-body tr").evaluate_all(
+            "(rows) => rows.map((r) => r.dataset.id)"
+        )
+    }
+    assert shown == set(ids[:5])
+
+    # A date too; and "Reset filter" shows every post again.
+    await page.locator("#f-created_after").fill("2000-01-01")
+    await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
+    await page.wait_for_function("() => location.search.includes('created_after=2000-01-01')")
+    await page.locator("#f-reset").click()
+    await expect(page.locator("#loading")).to_have_text("All 20 posts loaded.")
+    assert await watch.same_document()
+    assert watch.errors == []

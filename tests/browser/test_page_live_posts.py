@@ -1,17 +1,25 @@
 """Posts that change live on the page: a moderator's hide (and its undo) reaches every open tab
-of the artist over the stream, without a reload, in a real browser (Debian's Chromium,
-Playwright) against real `server.py` and worker processes, PostgreSQL and Redis."""
+of the artist over the stream, without a reload, and so do posts the demo adds; a stream
+whose server restarts is back within the page's promise of its return. In a real browser
+(Debian's Chromium, Playwright) against real `server.py` and worker processes, PostgreSQL and
+Redis."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import aiohttp
 
-from support.seeding import Factory
+from pmd_service.dev.demo import FANS
+from pmd_service.dev.demo_user import DEMO_HANDLE, demo_user_key, demo_user_sqid
+from support.seeding import Factory, UserRow
 from tests import page_stack
+from tests.helpers import CHECKOUT
 from tests.page_stack import Watch, artist, open_page
 from tests.prerequisites import unmet
+from tests.procs import CLI
 
 if TYPE_CHECKING:
     from tests.page_stack import Stack
@@ -71,3 +79,79 @@ async def test_a_moderators_hide_reaches_both_tabs_of_the_artist_without_a_reloa
         await expect(page.locator(row)).to_have_text("—")
         assert await watch.same_document()
         assert watch.errors == []
+
+
+async def _demo_user(factory: Factory) -> UserRow:
+    """The demo loader's user, with the fans `demo --posts` gives comments: made as the loader
+    makes them (marked by their `user_key`), or the ones an earlier test made."""
+    for handle in (*FANS, DEMO_HANDLE):
+        if await demo_user_sqid(factory.pool, handle) is None:
+            await factory.user(handle, user_key=demo_user_key(handle))
+    sqid = await demo_user_sqid(factory.pool)
+    assert sqid is not None
+    user_id = await factory.pool.fetchval("SELECT id FROM users WHERE public_sqid = $1", sqid)
+    return UserRow(user_id, sqid, DEMO_HANDLE, factory.token(sqid))
+
+
+async def test_posts_the_demo_adds_appear_in_an_open_tab(
+    browser: Browser, stack: Stack, factory: Factory, admin_database_url: str
+) -> None:
+    owner = await _demo_user(factory)
+    before = await factory.pool.fetchval(
+        "SELECT count(*) FROM posts WHERE owner_id = $1 AND kind = 'artwork' "
+        "AND NOT deleted_by_user",
+        owner.id,
+    )
+    for n in range(before, 2):  # "All 2 posts loaded." at least
+        await factory.post(owner, title=f"Earlier post #{n + 1}", data=None)
+    before = max(before, 2)
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#loading")).to_have_text(f"All {before} posts loaded.")
+    await watch.mark()
+    first = page.locator("#posts-body input[data-id]").first
+    await first.check()
+
+    # As a developer runs it, in another terminal: the demo writes the host's tables as the
+    # database's owner.
+    env = {k: v for k, v in stack.env().items() if k != "DATABASE_DIRECT_URL"}
+    env |= {"DATABASE_URL": admin_database_url, "DATABASE_POOLER": "none"}
+    demo = await asyncio.create_subprocess_exec(
+        *CLI,
+        "demo",
+        "--posts",
+        "3",
+        cwd=CHECKOUT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await demo.communicate()
+    assert demo.returncode == 0, err.decode()
+
+    await expect(page.locator("#loading")).to_have_text(f"All {before + 3} posts loaded.")
+    await expect(first).to_be_checked()  # the selection is kept
+    assert await watch.same_document()
+    assert watch.errors == []
+
+
+async def test_a_restarted_server_is_streamed_from_again_within_5_s_of_its_return(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner, _ = await artist(factory, 3)
+    page, watch = await open_page(browser, stack, owner)
+    live = page.locator("#live")
+    await expect(live).to_have_attribute("data-state", "live")
+    tickets = len(watch.urls("/api/pmd/bdr/sse-ticket"))
+
+    await stack.stop_server()
+    await expect(live).to_have_attribute("data-state", "reconnecting")
+    # Away long enough for the page to try several times (a doubling backoff grows past 8 s).
+    while len(watch.urls("/api/pmd/bdr/sse-ticket")) < tickets + 5:
+        await page.wait_for_event("request", lambda r: "/sse-ticket" in r.url, timeout=60_000)
+    await stack.start_server()
+    ready = time.monotonic()  # after /readyz answered: generous to the page
+    await expect(live).to_have_attribute("data-state", "live")
+    assert time.monotonic() - ready <= 5
+    assert await page.locator("#posts-body tr").count() == 3
+    assert watch.errors == []

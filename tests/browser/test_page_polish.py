@@ -109,9 +109,13 @@ async def test_after_each_batch_action_the_posts_stay_selected_for_a_download(
     await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
     await expect(count).to_have_text("3")
     assert await checked_ids(page) == chosen
+    # The same posts again: the page names the download that serves them, and may insist.
     await page.get_by_role("button", name="Request download of 3 posts").click()
+    await page.locator("#confirm").get_by_role("button", name="Request a new one anyway").click()
     await expect(page.locator("#bdr-list li")).to_have_count(2)
-    assert [sorted(b["post_ids"]) for b in watch.posts_to("/api/pmd/bdr")] == [chosen, chosen]
+    sent = watch.posts_to("/api/pmd/bdr")
+    assert [sorted(b["post_ids"]) for b in sent] == [chosen, chosen, chosen]
+    assert [b["repeat"] for b in sent] == [False, False, True]
     flags = await factory.post_flags(chosen)
     assert not any(f["deleted_by_user"] or f["hidden_by_user"] for f in flags.values())
     assert watch.errors == []

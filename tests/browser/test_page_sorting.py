@@ -31,7 +31,7 @@ async def _server_order(stack: Stack, owner: UserRow, **query: str) -> list[int]
         aiohttp.ClientSession() as http,
         http.get(
             f"{stack.base}/api/pmd/posts", params={**query, "limit": "16"}, headers=owner.auth
-        ) as resp,  # fmt: skip
+        ) as resp,
     ):
         assert resp.status == 200, await resp.text()
         return [i["id"] for i in (await resp.json())["items"]]
@@ -92,4 +92,46 @@ async def test_a_column_header_asks_the_server_and_shows_its_order(
         "SELECT count(*) FROM posts WHERE id = ANY($1::int[]) AND hidden_by_user", everyone
     )
     assert hidden == len(everyone)
+    assert watch.errors == []
+
+
+async def test_size_and_license_sort_on_the_server_without_loading_every_post(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner = await factory.user()
+    ids = await factory.posts_bulk(owner, 3000)
+    mit, cc = await factory.license("MIT"), await factory.license("CC-BY-4.0")
+    # Sizes and licenses in no order the upload dates give, with ties and posts without one.
+    await pool.execute(
+        "UPDATE post_files SET file_bytes = (post_id * 53) % 997 WHERE post_id = ANY($1::int[])",
+        ids,
+    )
+    await pool.execute(
+        "UPDATE posts SET license_id = (ARRAY[$2::int, $3::int, NULL])[id % 3 + 1]"
+        " WHERE id = ANY($1::int[])",
+        ids,
+        mit,
+        cc,
+    )
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_contain_text("more load as you page on")
+
+    for sort, order in (("license", "asc"), ("file_bytes", "desc")):
+        head = page.locator(f'th[data-sort="{sort}"]')
+        await head.get_by_role("button").click()
+        await expect(head).to_have_attribute(
+            "aria-sort", "descending" if order == "desc" else "ascending"
+        )
+        expected = await _server_order(stack, owner, sort=sort, order=order)
+        await expect(page.locator("#posts-body tr").first).to_have_attribute(
+            "data-id", str(expected[0])
+        )
+        assert await _shown(page) == expected, sort
+        assert {"sort": sort, "order": order} in _sorts_asked(watch)
+        # Only a window ahead of the page shown loads, not all 3,000 posts.
+        await expect(page.locator("#loading")).to_contain_text("more load as you page on")
+        loaded = await page.evaluate(
+            "document.getElementById('loading').textContent.match(/^([\\d,]+) of/)[1]"
+        )
+        assert int(loaded.replace(",", "")) < 3000, (sort, loaded)
     assert watch.errors == []

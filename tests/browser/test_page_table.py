@@ -118,7 +118,7 @@ async def test_tags_layers_and_real_licenses_show_whole_at_1440_and_390_px(
     await expect(first.locator(".tags .mod-tag")).to_have_text("#staffpick (a moderator's tag)")
     await expect(second.locator(".tags .mod-tag")).to_have_count(0)
     # The layers file, where there is one.
-    await expect(first.locator("td.file .layers")).to_have_text("Layers · 39 KB")
+    await expect(first.locator("td.file .layers")).to_have_text("Layers · 39 KiB")
     await expect(second.locator("td.file .layers")).to_have_count(0)
     # The license's full name is its cell's tooltip.
     await expect(first.locator("td.license")).to_have_attribute("title", LICENSES[0][1])
@@ -152,7 +152,7 @@ async def test_tags_layers_and_real_licenses_show_whole_at_1440_and_390_px(
     await expect(phone.locator("#loading")).to_have_text("All 1,500 posts loaded.")
     row = phone.locator("#posts-body tr").first
     await expect(row.locator(".tags")).to_be_visible()
-    await expect(row.locator(".phone-only")).to_contain_text("layers 39 KB")
+    await expect(row.locator(".fold")).to_contain_text("layers 39 KiB")
     await expect(row.locator("td.file")).to_be_hidden()
     await phone.get_by_role("button", name="Select all loaded").click()
     assert await clipped(phone, CONTROLS) == []
@@ -238,6 +238,59 @@ async def test_each_deleted_post_says_how_many_days_it_has_left(
     assert watch.errors == []
 
 
+async def test_restore_all_matching_restores_the_others_and_says_what_stayed(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    """Select all N matching → Restore in "Recently deleted", beside a post a moderator deleted
+    and one whose artwork another user's post now holds: the others come back, and the page
+    says which stayed and why, each row too, never naming the other user's post."""
+    owner, ids = await artist(factory, 4)
+    titles = ["Amber fox", "Blue heron", "Coral reef", "Dune moth"]
+    await retitle(pool, ids, titles)
+    await pool.execute("UPDATE posts SET hashtags = '{wip}' WHERE id = ANY($1)", ids)
+    await pool.execute("UPDATE posts SET hash = $2 WHERE id = $1", ids[2], "e" * 64)
+    await api(stack, owner, "POST", "/api/pmd/action", {"action": "delete", "post_ids": ids[:3]})
+    moderator = await factory.user(roles=["user", "moderator"])
+    await api(
+        stack,
+        moderator,
+        "POST",
+        f"/api/pmd/action?target_sqid={owner.sqid}",
+        {"action": "delete", "post_ids": ids[3:]},
+    )
+    stranger = await factory.user()
+    theirs = await factory.post(stranger, title="Stranger's copy", hash="e" * 64)
+
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await page.get_by_role("button", name="Recently deleted").click()
+    await page.locator("#f-hashtag").fill("wip")
+    await page.get_by_role("button", name="Filter", exact=True).click()
+    await expect(page.locator("#loading")).to_have_text("All 4 posts loaded.")
+    rows = page.locator("#posts-body tr")
+    await expect(rows.filter(has_text="Coral reef")).to_contain_text(
+        "Can't be restored: the same artwork is now another post."
+    )
+    await expect(rows.filter(has_text="Dune moth")).to_contain_text("a moderator deleted it")
+
+    await page.get_by_role("button", name="Select all 4 matching").click()
+    await page.get_by_role("button", name="Restore").click()
+    await expect(page.locator("#batch-text")).to_have_text(
+        "2 posts restored. They are under “Posts” again. 2 posts stayed in “Recently "
+        "deleted”: 1 deleted by a moderator (only a moderator can restore it); 1 the same "
+        "artwork is now another post."
+    )
+    await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    await expect(rows).to_have_count(2)
+    await expect(rows.filter(has_text="Coral reef")).to_have_count(1)
+    await expect(rows.filter(has_text="Dune moth")).to_have_count(1)
+    flags = await factory.post_flags(ids)
+    assert [flags[i]["deleted_by_user"] for i in ids] == [False, False, True, True]
+    body = await page.locator("body").inner_text()
+    assert "Stranger's copy" not in body and str(theirs.sqid) not in body
+    assert watch.errors == []
+
+
 async def test_a_refusal_names_the_posts_by_title_once(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
@@ -274,7 +327,7 @@ async def test_a_refusal_names_the_posts_by_title_once(
     await expect(page.locator("#recent-list li").first).to_have_attribute("data-action", "unhide")
     await hid.get_by_role("button", name="Undo").click()
     await expect(page.locator("#toasts .toast > span")).to_have_text(
-        "Undid the hide of 3 posts; “Moonlit harbor” changed again since and was left as it is"
+        "Undid the hide of 3 posts; “Moonlit harbor” changed again since and was left as it is."
     )
     assert watch.errors == []
 
@@ -421,8 +474,9 @@ async def test_after_a_filter_wide_action_the_selection_is_what_still_matches(
     await expect(page.locator("#selected-count")).to_have_text("All 5 matching")
     await page.get_by_role("button", name="Forbid remixes").click()
     await expect(page.locator("#batch-text")).to_have_text("5 posts changed. They stay selected.")
-    rows = await pool.fetch("SELECT id, hidden_by_user, remixable FROM posts WHERE owner_id = $1",
-                            owner.id)  # fmt: skip
+    rows = await pool.fetch(
+        "SELECT id, hidden_by_user, remixable FROM posts WHERE owner_id = $1", owner.id
+    )
     changed = {r["id"] for r in rows if not r["hidden_by_user"] and not r["remixable"]}
     assert changed == set(ids[:5])
     assert "(s)" not in await page.locator("body").inner_text()

@@ -1,7 +1,7 @@
 """The compose stacks started, not only merged: `docker-compose.yml` on its own, and
 `deploy/makapix/compose.pmd.yml` merged into the host's own stack (its docker-compose.yml and
 docker-compose.prod.yml, copied in tests/host_stack), each brought up by Docker Compose v2 on
-podman (tests/compose_engine.py) from the image the Dockerfile builds (tests/images.py).
+podman (tests/host_stack/) from the image the Dockerfile builds (tests/images.py).
 
 Each test waits until every service is healthy (one-shot services: exited 0), takes one BDR from
 request to a byte-checked ZIP over the HTTP API with a token minted from the stack's own
@@ -60,7 +60,6 @@ from support import tools
 from support.seeding import HostSite
 from support.stack import free_port
 from tests import standins
-from tests.compose_engine import Engine, engine, services
 from tests.helpers import CHECKOUT, eventually
 from tests.host_stack import (
     COMPOSE_MISSING,
@@ -68,9 +67,12 @@ from tests.host_stack import (
     HOST_ENV_PROD,
     HOST_FILES,
     PMD_ENV_PROD,
+    Engine,
     compose_binary,
+    engine,
     merged,
     run_compose,
+    services,
     stack_dir,
     write_env,
 )
@@ -80,8 +82,12 @@ from tests.prerequisites import needs
 
 HOST_SCHEMA_SQL = Path(__file__).parents[1].joinpath("host_schema.sql")
 NOTHING: dict[str, list[str]] = {
-    "containers": [], "volumes": [], "networks": [], "pods": [], "processes": [],
-}  # fmt: skip
+    "containers": [],
+    "volumes": [],
+    "networks": [],
+    "pods": [],
+    "processes": [],
+}
 
 
 def _missing() -> str | None:
@@ -126,9 +132,14 @@ def _sha256_b64(data: bytes) -> str:
 
 
 async def wait_settled(
-    docker: Engine, directory: Path, args: list[str], within: float, *, one_shot: set[str],
+    docker: Engine,
+    directory: Path,
+    args: list[str],
+    within: float,
+    *,
+    one_shot: set[str],
     unchecked: frozenset[str] = frozenset(),
-) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+) -> dict[str, list[dict[str, Any]]]:
     """Every service of the project healthy, but the one-shot ones, exited 0, and `unchecked`,
     which have no healthcheck, running. Fails at once when a container exited otherwise, turned
     unhealthy, or has no healthcheck without being one of `unchecked`."""
@@ -178,9 +189,12 @@ def _logs(docker: Engine, directory: Path, args: list[str], row: dict[str, Any])
 
 
 async def one_bdr(
-    http: aiohttp.ClientSession, base: str, auth: dict[str, str], post_ids: list[int],
+    http: aiohttp.ClientSession,
+    base: str,
+    auth: dict[str, str],
+    post_ids: list[int],
     **options: bool,
-) -> tuple[dict[str, Any], bytes, str]:  # fmt: skip
+) -> tuple[dict[str, Any], bytes, str]:
     """A BDR of `post_ids` requested, waited for over the API and downloaded: (its item when
     ready, the ZIP, its Repr-Digest)."""
     body = {"post_ids": post_ids, **options}
@@ -236,8 +250,18 @@ STANDALONE_SECRETS = {
 
 
 def _standalone_args(env_file: Path, project: str) -> list[str]:
-    return ["-f", str(CHECKOUT / "docker-compose.yml"), "--project-directory", str(CHECKOUT),
-            "--env-file", str(env_file), "-p", project, "--profile", "demo"]  # fmt: skip
+    return [
+        "-f",
+        str(CHECKOUT / "docker-compose.yml"),
+        "--project-directory",
+        str(CHECKOUT),
+        "--env-file",
+        str(env_file),
+        "-p",
+        project,
+        "--profile",
+        "demo",
+    ]
 
 
 @needs("deploy", None if compose_binary() else COMPOSE_MISSING)
@@ -269,10 +293,18 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
     secret = "compose-up-test-secret-" + uuid.uuid4().hex
     project = f"pmd-compose-{uuid.uuid4().hex[:6]}"
     env_file = tmp_path / "stack.env"
-    write_env(env_file, STANDALONE_SECRETS | {
-        "JWT_SECRET_KEY": secret, "PMD_IMAGE": image, "PMD_DEMO_IMAGE": demo_image,
-        "PMD_PORT": str(port), "PMD_MAIL_PORT": str(mail_port), "PMD_S3_PORT": str(s3_port),
-    })  # fmt: skip
+    write_env(
+        env_file,
+        STANDALONE_SECRETS
+        | {
+            "JWT_SECRET_KEY": secret,
+            "PMD_IMAGE": image,
+            "PMD_DEMO_IMAGE": demo_image,
+            "PMD_PORT": str(port),
+            "PMD_MAIL_PORT": str(mail_port),
+            "PMD_S3_PORT": str(s3_port),
+        },
+    )
     args = _standalone_args(env_file, project)
     try:
         up = docker.compose(tmp_path, *args, "up", "--detach", "--no-build", "--pull", "never")
@@ -282,8 +314,21 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
         assert_queue_locked(docker, tmp_path, args, "redis")
 
         def psql(sql: str) -> list[list[str]]:
-            done = in_service(docker, tmp_path, args, "postgres",
-                              "psql", "-U", "pmd", "-d", "pmd", "-AtF", "\t", "-c", sql)  # fmt: skip
+            done = in_service(
+                docker,
+                tmp_path,
+                args,
+                "postgres",
+                "psql",
+                "-U",
+                "pmd",
+                "-d",
+                "pmd",
+                "-AtF",
+                "\t",
+                "-c",
+                sql,
+            )
             return [line.split("\t") for line in done.splitlines()]
 
         # The demo user, as `python -m pmd_service demo` printed it.
@@ -296,9 +341,21 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
         auth = {"Authorization": f"Bearer {mint_token(secret, sqid)}"}
 
         # The token a person gets as the README says, accepted as the minted one is.
-        minted = docker.compose(tmp_path, *args, "run", "--rm", "--no-deps", "-e",
-                                "LOG_FORMAT=text", "migrate", "python", "-m", "pmd_service",
-                                "token", sqid)  # fmt: skip
+        minted = docker.compose(
+            tmp_path,
+            *args,
+            "run",
+            "--rm",
+            "--no-deps",
+            "-e",
+            "LOG_FORMAT=text",
+            "migrate",
+            "python",
+            "-m",
+            "pmd_service",
+            "token",
+            sqid,
+        )
         assert minted.returncode == 0, minted.stderr
         cli_auth = {"Authorization": f"Bearer {minted.stdout.strip()}"}
 
@@ -314,15 +371,21 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
             assert listed["total_count"] >= 30
             posts = listed["items"]
             item, zipped, digest = await one_bdr(
-                http, base, auth, [p["id"] for p in posts],
-                include_comments=True, include_reactions=True, send_email=True,
-            )  # fmt: skip
+                http,
+                base,
+                auth,
+                [p["id"] for p in posts],
+                include_comments=True,
+                include_reactions=True,
+                send_email=True,
+            )
 
             # The artworks' bytes, as the vault holds them.
             rows = psql(
                 "SELECT public_sqid, storage_shard, storage_key FROM posts WHERE id IN ("
-                + ", ".join(str(p["id"]) for p in posts) + ")"
-            )  # fmt: skip
+                + ", ".join(str(p["id"]) for p in posts)
+                + ")"
+            )
             formats = {
                 p["public_sqid"]: next(f for f in p["files"] if f["is_native"]) for p in posts
             }
@@ -371,16 +434,18 @@ async def test_docker_compose_yml_up_healthy_demo_one_bdr_and_down_leaves_nothin
             assert f"{base}/u/{sqid}/posts?bdr={item['id']}" in text
     finally:
         ids = container_ids(docker, tmp_path, args)
-        down = docker.compose(tmp_path, *args, "down", "--volumes", "--remove-orphans",
-                              "--timeout", "10")  # fmt: skip
+        down = docker.compose(
+            tmp_path, *args, "down", "--volumes", "--remove-orphans", "--timeout", "10"
+        )
     assert down.returncode == 0, down.stderr
     assert docker.leftovers(project, ids) == NOTHING
 
 
 def assert_queue_locked(docker: Engine, directory: Path, args: list[str], service: str) -> None:
     """The queue's Redis answers only with its password (REDISCLI_AUTH, the healthcheck's)."""
-    bare = in_service(docker, directory, args, service, "env", "-u", "REDISCLI_AUTH",
-                      "redis-cli", "ping")  # fmt: skip
+    bare = in_service(
+        docker, directory, args, service, "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping"
+    )
     assert "NOAUTH" in bare, bare
     assert in_service(docker, directory, args, service, "redis-cli", "ping").strip() == "PONG"
 
@@ -449,8 +514,16 @@ def host_checkout(root: Path, stack: Path) -> None:
     (root / "db" / "init.sql").write_text("-- Stand-in for the host's db/init.sql.\n")
     (root / "db" / "init-users.sh").write_text(INIT_USERS)
     (root / "db" / "init-users.sh").chmod(0o755)
-    for folder in ("api", "worker", "mqtt/certs", "mqtt/config", "run", "log/caddy", "vault",
-                   "vault-dev"):  # fmt: skip
+    for folder in (
+        "api",
+        "worker",
+        "mqtt/certs",
+        "mqtt/config",
+        "run",
+        "log/caddy",
+        "vault",
+        "vault-dev",
+    ):
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / "run" / "docker.sock").touch()
     config = merged(stack)
@@ -478,10 +551,12 @@ async def seed_host(db_port: int, vault: Path) -> tuple[HostSite, Any, list[Any]
         await admin.close()
     pool = await create_pool(url, "pmd-test-compose", min_size=1, max_size=2)
     settings = Settings(
-        database_url=url, redis_url="redis://unused", vault_path=vault,
+        database_url=url,
+        redis_url="redis://unused",
+        vault_path=vault,
         jwt_secret_key=HOST_DOTENV["JWT_SECRET_KEY"],
         sqids_alphabet=HOST_DOTENV["SQIDS_ALPHABET"],
-    )  # fmt: skip
+    )
     site = HostSite(pool, settings)
     owner = await site.user("painter", ["user"])
     posts = [await site.post(owner, n, legacy=n == 2) for n in (1, 2)]
@@ -499,13 +574,23 @@ async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_d
     caddy_port, db_port = free_port(), free_port()
     stack = stack_dir(tmp_path)  # tmp_path/deploy/stack: the host checkout is tmp_path
     vault = tmp_path / "vault"
-    write_env(stack / ".env.prod", HOST_ENV_PROD | PMD_ENV_PROD | {
-        "VAULT_HOST_PATH": str(vault), "PMD_IMAGE_TAG": tag, "PMD_SERVICE_DIR": str(CHECKOUT),
-    })  # fmt: skip
+    write_env(
+        stack / ".env.prod",
+        HOST_ENV_PROD
+        | PMD_ENV_PROD
+        | {
+            "VAULT_HOST_PATH": str(vault),
+            "PMD_IMAGE_TAG": tag,
+            "PMD_SERVICE_DIR": str(CHECKOUT),
+        },
+    )
     host_checkout(tmp_path, stack)
     (stack / "compose.machine.yml").write_text(machine_file(tmp_path, caddy_port, db_port))
-    files = [arg for name in (*HOST_FILES, "compose.pmd.yml", "compose.machine.yml")
-             for arg in ("-f", name)]  # fmt: skip
+    files = [
+        arg
+        for name in (*HOST_FILES, "compose.pmd.yml", "compose.machine.yml")
+        for arg in ("-f", name)
+    ]
     args = [*files, "--env-file", ".env.prod", "-p", PROJECT]
     _remove_externals(podman)
     for network in EXTERNAL_NETWORKS:
@@ -522,8 +607,9 @@ async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_d
 
         up = docker.compose(stack, *args, "up", "--detach", "--no-build", "--pull", "never")
         assert up.returncode == 0, up.stderr
-        await wait_settled(docker, stack, args, 300, one_shot={"pmd-migrate"},
-                           unchecked=HOST_UNCHECKED)  # fmt: skip
+        await wait_settled(
+            docker, stack, args, 300, one_shot={"pmd-migrate"}, unchecked=HOST_UNCHECKED
+        )
         assert_queue_locked(docker, stack, args, "pmd-redis")
 
         base = f"http://127.0.0.1:{caddy_port}"
@@ -556,8 +642,9 @@ async def test_the_overlay_up_in_the_hosts_stack_one_bdr_through_its_proxy_and_d
         if pool is not None:
             await pool.close()
         ids = container_ids(docker, stack, args)
-        down = docker.compose(stack, *args, "down", "--volumes", "--remove-orphans",
-                              "--timeout", "10")  # fmt: skip
+        down = docker.compose(
+            stack, *args, "down", "--volumes", "--remove-orphans", "--timeout", "10"
+        )
         _remove_externals(podman)
     assert down.returncode == 0, down.stderr
     assert docker.leftovers(PROJECT, ids) == NOTHING

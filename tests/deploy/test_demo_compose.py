@@ -32,8 +32,16 @@ APP = ("migrate", "demo", "server", "worker")  # the processes of the service's 
 
 def config(tmp_path: Path, env: dict[str, str]) -> tuple[int, str, str]:
     write_env(tmp_path / "stack.env", env)
-    args = ["-f", str(FILE), "--project-directory", str(CHECKOUT),
-            "--env-file", str(tmp_path / "stack.env"), "--profile", "demo"]  # fmt: skip
+    args = [
+        "-f",
+        str(FILE),
+        "--project-directory",
+        str(CHECKOUT),
+        "--env-file",
+        str(tmp_path / "stack.env"),
+        "--profile",
+        "demo",
+    ]
     done = run_compose(tmp_path, *args, "config", "--format", "json")
     return done.returncode, done.stdout, done.stderr
 

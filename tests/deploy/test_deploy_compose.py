@@ -138,9 +138,10 @@ def test_the_vault_is_the_hosts_read_only_and_zips_have_a_volume_of_their_own(
     config: dict[str, Any],
 ) -> None:
     api_vault = next(
-        v for v in service(config, "api")["volumes"]
+        v
+        for v in service(config, "api")["volumes"]
         if v["target"] == HOST_ENV_PROD["VAULT_LOCATION"]
-    )  # fmt: skip
+    )
     for name in APP:
         svc = service(config, name)
         env = svc["environment"]
@@ -188,8 +189,10 @@ def test_healthchecks_and_start_order(config: dict[str, Any]) -> None:
         for dep, spec in svc.get("depends_on", {}).items():
             assert dep in config["services"], (name, dep)
             assert spec["condition"] in {
-                "service_healthy", "service_completed_successfully", "service_started",
-            }  # fmt: skip
+                "service_healthy",
+                "service_completed_successfully",
+                "service_started",
+            }
             if spec["condition"] == "service_healthy":  # only on services that can be healthy
                 assert "test" in service(config, dep)["healthcheck"], (name, dep)
 

@@ -90,9 +90,13 @@ def test_api_pmd_goes_first_and_keeps_its_path(
 
 
 async def test_the_generated_site_in_front_of_the_service(
-    labels: tuple[dict[str, str], dict[str, str]], settings: Settings, pool: asyncpg.Pool,
-    redis_clean: None, factory: Factory, tmp_path: Path,
-) -> None:  # fmt: skip
+    labels: tuple[dict[str, str], dict[str, str]],
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+    factory: Factory,
+    tmp_path: Path,
+) -> None:
     web, pmd = labels
     port, api_port, web_port = free_port(), free_port(), free_port()
     site = f"http://127.0.0.1:{port}"
@@ -103,10 +107,14 @@ async def test_the_generated_site_in_front_of_the_service(
     post = await factory.post(owner)
     async with running_stack(settings, tmp_path, free_port()) as stack:
         upstreams = {3000: f"127.0.0.1:{web_port}", 8080: f"127.0.0.1:{stack.port}"}
-        text = GLOBAL + caddyfile([web, pmd], upstreams) + (
-            f'http://127.0.0.1:{api_port} {{\n\trespond "host api saw {{path}}" 200\n}}\n'
-            f'http://127.0.0.1:{web_port} {{\n\trespond "host web" 200\n}}\n'
-        )  # fmt: skip
+        text = (
+            GLOBAL
+            + caddyfile([web, pmd], upstreams)
+            + (
+                f'http://127.0.0.1:{api_port} {{\n\trespond "host api saw {{path}}" 200\n}}\n'
+                f'http://127.0.0.1:{web_port} {{\n\trespond "host web" 200\n}}\n'
+            )
+        )
         with caddy_serving(tmp_path / "caddy", text, port):
             async with aiohttp.ClientSession() as http:
                 async with http.get(site + "/api/pmd/posts") as resp:

@@ -34,8 +34,22 @@ SYNTHETIC = {"up"}
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _CLAUSE = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _WORD = re.compile(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*")
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool",
-             "and", "or", "unless", "inf", "nan", "atan2"}  # fmt: skip
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "inf",
+    "nan",
+    "atan2",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -62,11 +76,7 @@ def rule_exprs() -> list[str]:
 
 def panel_exprs() -> list[str]:
     dashboard = json.loads(DASHBOARD.read_text())
-    return [
-        target["expr"]
-        for panel in dashboard["panels"]
-        for target in panel.get("targets", [])
-    ]  # fmt: skip
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
 
 
 def test_metric_names_are_read_out_of_promql() -> None:
@@ -94,11 +104,16 @@ def test_the_dashboard_has_a_panel_for_each_concern() -> None:
         assert panel["datasource"]["uid"] == "${datasource}"
     named = {name for panel in panels for t in panel["targets"] for name in metric_names(t["expr"])}
     for needed in (
-        "pmd_http_requests_total", "pmd_http_request_duration_seconds_bucket",
-        "pmd_sse_subscribers", "pmd_sse_events_sent_total", "pmd_arq_queue_depth",
-        "bdr_status_total", "bdr_processing_duration_seconds_bucket",
-        "pmd_gc_pause_max_seconds", "pmd_gc_pauses_total",
-    ):  # fmt: skip
+        "pmd_http_requests_total",
+        "pmd_http_request_duration_seconds_bucket",
+        "pmd_sse_subscribers",
+        "pmd_sse_events_sent_total",
+        "pmd_arq_queue_depth",
+        "bdr_status_total",
+        "bdr_processing_duration_seconds_bucket",
+        "pmd_gc_pause_max_seconds",
+        "pmd_gc_pauses_total",
+    ):
         assert needed in named, needed
 
 
@@ -109,9 +124,13 @@ needs_promtool = needs("deploy", tools.missing(["promtool"]))
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     assert PROMTOOL is not None, tools.missing(["promtool"])
     return subprocess.run(
-        [PROMTOOL, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=60,
+        [PROMTOOL, *args],
+        cwd=PROMETHEUS,
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
-    )  # fmt: skip
+    )
 
 
 @needs_promtool

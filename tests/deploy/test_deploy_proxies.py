@@ -98,9 +98,13 @@ async def check_routing(http: aiohttp.ClientSession, base: str, kind: str) -> No
 
 
 async def test_live_events_and_a_resumed_download_through_the_proxy(
-    proxy: str, settings: Settings, pool: asyncpg.Pool, redis_clean: None, factory: Factory,
+    proxy: str,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+    factory: Factory,
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(3)]
     async with running_stack(settings, tmp_path, free_port()) as stack:
@@ -145,9 +149,16 @@ async def test_live_events_and_a_resumed_download_through_the_proxy(
 
 
 async def test_the_signed_url_redirect_passes_through_unchanged(
-    proxy: str, settings: Settings, pool: asyncpg.Pool, redis_clean: None, factory: Factory,
-    tmp_path: Path, seaweed: Seaweed, s3_bucket: str, s3_prefix: str,
-) -> None:  # fmt: skip
+    proxy: str,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+    factory: Factory,
+    tmp_path: Path,
+    seaweed: Seaweed,
+    s3_bucket: str,
+    s3_prefix: str,
+) -> None:
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(2)]
     env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE="redirect")

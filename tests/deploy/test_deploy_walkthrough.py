@@ -95,17 +95,29 @@ def test_steps_2_and_3_the_copy_the_environment_and_the_docs_compose_command(
     assert binary is not None
     args = doc_compose_args()
     result = subprocess.run(
-        [str(binary), *args, "config", "--quiet"], cwd=stack,
+        [str(binary), *args, "config", "--quiet"],
+        cwd=stack,
         env={"PATH": os.environ["PATH"], "HOME": str(stack)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     # The doc's command is the one the other deploy tests merge with.
     assert args == [
-        "-f", "docker-compose.yml", "-f", "docker-compose.prod.yml", "-f", "compose.pmd.yml",
-        "--env-file", ".env.prod", "-p", "makapix-prod",
-    ]  # fmt: skip
+        "-f",
+        "docker-compose.yml",
+        "-f",
+        "docker-compose.prod.yml",
+        "-f",
+        "compose.pmd.yml",
+        "--env-file",
+        ".env.prod",
+        "-p",
+        "makapix-prod",
+    ]
     config = merged(stack)
     server = config["services"]["pmd-server"]["environment"]
     assert server["SMTP_HOST"] == added["PMD_SMTP_HOST"]
@@ -126,9 +138,13 @@ def test_every_variable_the_overlay_reads_is_in_the_walkthrough() -> None:
 
 def cli_commands() -> set[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "pmd_service", "--help"], cwd=CHECKOUT, capture_output=True,
-        text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "pmd_service", "--help"],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     # argparse lists each subcommand on a line of its own, indented by four spaces.
     listed = set(re.findall(r"^ {4}([a-z][a-z-]*)(?: |$)", result.stdout, re.M))
@@ -166,8 +182,12 @@ async def test_step_5_the_roles_sql_then_migrations_and_check_host_as_that_role(
     made = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "pmd_service", "grants", "--role", role, "--cutover"],
-        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     sql = made.stdout
     admin = await asyncpg.connect(host_url)
     try:
@@ -181,15 +201,24 @@ async def test_step_5_the_roles_sql_then_migrations_and_check_host_as_that_role(
         netloc = f"{role}:doc-step-5@{host}"
         as_role = urlunsplit(parts._replace(netloc=netloc))
         env = {
-            **os.environ, "DATABASE_URL": as_role, "REDIS_URL": redis_url,
-            "JWT_SECRET_KEY": SECRET, "PMD_DEV": "false", "LOG_FORMAT": "json",
-        }  # fmt: skip
+            **os.environ,
+            "DATABASE_URL": as_role,
+            "REDIS_URL": redis_url,
+            "JWT_SECRET_KEY": SECRET,
+            "PMD_DEV": "false",
+            "LOG_FORMAT": "json",
+        }
         for args in (["migrate"], ["check-host"]):
             done = await asyncio.to_thread(
                 subprocess.run,
-                [sys.executable, "-m", "pmd_service", *args], cwd=CHECKOUT, env=env,
-                capture_output=True, text=True, timeout=120, check=False,
-            )  # fmt: skip
+                [sys.executable, "-m", "pmd_service", *args],
+                cwd=CHECKOUT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             # check-host exits 1 while an index is missing (the host's usual state).
             assert done.returncode in ({0} if args == ["migrate"] else {0, 1}), done.stderr
         owner = await admin.fetchval(

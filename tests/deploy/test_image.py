@@ -125,11 +125,33 @@ async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
 
         mounts = ["--volume", f"{vault}:/vault:ro", "--volume", f"{bdr}:/bdr"]
         settings = _env(HOST="127.0.0.1", AUTO_MIGRATE="false", METRICS_PORT=str(metrics_port))
-        podman("run", "--detach", "--name", server, *common, *mounts, *settings,
-               *_env(PORT=str(port)), tag)  # fmt: skip
-        podman("run", "--detach", "--name", worker, *common, *mounts, *settings,
-               "--health-cmd", "arq --check worker.WorkerSettings",
-               tag, "python", "-m", "pmd_service", "worker")  # fmt: skip
+        podman(
+            "run",
+            "--detach",
+            "--name",
+            server,
+            *common,
+            *mounts,
+            *settings,
+            *_env(PORT=str(port)),
+            tag,
+        )
+        podman(
+            "run",
+            "--detach",
+            "--name",
+            worker,
+            *common,
+            *mounts,
+            *settings,
+            "--health-cmd",
+            "arq --check worker.WorkerSettings",
+            tag,
+            "python",
+            "-m",
+            "pmd_service",
+            "worker",
+        )
 
         def logs() -> str:
             return "\n".join(
@@ -172,8 +194,15 @@ async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
             # One BDR: a user and an artwork the host's way, the file in the mounted vault.
             pool = await create_pool(host_url, "pmd-test-image", min_size=1, max_size=2)
             try:
-                site = HostSite(pool, Settings(database_url=host_url, redis_url=redis_url,
-                                               jwt_secret_key=SECRET, vault_path=vault))  # fmt: skip
+                site = HostSite(
+                    pool,
+                    Settings(
+                        database_url=host_url,
+                        redis_url=redis_url,
+                        jwt_secret_key=SECRET,
+                        vault_path=vault,
+                    ),
+                )
                 owner = await site.user("painter", ["user"])
                 post = await site.post(owner, 1, legacy=False)
             finally:
@@ -204,8 +233,9 @@ async def test_the_image_migrates_serves_builds_a_zip_and_stops_on_sigterm(
         for container in (server, worker):
             stopped = podman("stop", "--time", "10", container)
             assert "SIGKILL" not in stopped.stderr, stopped.stderr
-            state = podman("inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}",
-                           container).stdout.split()  # fmt: skip
+            state = podman(
+                "inspect", "--format", "{{.State.ExitCode}} {{.State.OOMKilled}}", container
+            ).stdout.split()
             assert state == ["0", "false"], f"{container} exited {state}\n{logs()}"
     finally:
         podman("rm", "--force", "--time", "0", server, worker, check=False)

@@ -1,4 +1,4 @@
-"""deploy/prod.env.example, the file README.md's `docker run --env-file` lines start from: every
+"""deploy/prod.env.example, where docs/operations.md's `docker run --env-file` lines start: every
 variable of docs/configuration.md, each under a comment, no secret, and values the service
 takes once the required three are filled in."""
 
@@ -11,8 +11,13 @@ from tests.helpers import CHECKOUT
 
 EXAMPLE = CHECKOUT / "deploy" / "prod.env.example"
 LINE = re.compile(r"^(# )?([A-Z][A-Z0-9_]*)=(.*)$")
-SECRETS = ("JWT_SECRET_KEY", "SMTP_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-           "SENTRY_DSN")  # fmt: skip
+SECRETS = (
+    "JWT_SECRET_KEY",
+    "SMTP_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "SENTRY_DSN",
+)
 
 
 def variables() -> dict[str, tuple[bool, str]]:
@@ -89,8 +94,11 @@ def image_env() -> dict[str, str]:
 def test_a_commented_line_shows_the_default_it_keeps() -> None:
     """The example says lines left commented keep the default they show: SMTP_STARTTLS=true,
     port 587 and a sender shown as if they were defaults made STARTTLS look on when it was not."""
-    required = {"DATABASE_URL": "postgresql://p@db/m", "REDIS_URL": "redis://r",
-                "JWT_SECRET_KEY": "s" * 32}  # fmt: skip
+    required = {
+        "DATABASE_URL": "postgresql://p@db/m",
+        "REDIS_URL": "redis://r",
+        "JWT_SECRET_KEY": "s" * 32,
+    }
     unset = Settings.from_env(required)
     lines, image = EXAMPLE.read_text().splitlines(), image_env()
     wrong = []

@@ -17,6 +17,7 @@ import aiohttp
 
 from support import tools
 from support.stack import stop, wait_ready
+from tests.helpers import Captured, captured
 from tests.host_stack import CHECKOUT, HERE
 
 CADDY_SNIPPET = CHECKOUT / "deploy" / "caddy" / "pmd.Caddyfile"
@@ -71,9 +72,8 @@ def caddy_serving(
 ) -> Iterator[None]:
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
     log = directory / "caddy.log"
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory),
-           "XDG_DATA_HOME": str(directory / "data"), "XDG_CONFIG_HOME": str(directory / "config"),
-           **(extra_env or {})}  # fmt: skip
+    homes = {"XDG_DATA_HOME": str(directory / "data"), "XDG_CONFIG_HOME": str(directory / "config")}
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory), **homes, **(extra_env or {})}
     command = [binary, "run", "--config", str(config), "--adapter", "caddyfile"]
     with _serving(command, port, log, log, env):
         yield
@@ -81,28 +81,25 @@ def caddy_serving(
 
 def caddy_adapt(directory: Path, config_text: str) -> dict[str, Any]:
     binary, config = _configured("caddy", directory, "Caddyfile", config_text)
-    result = subprocess.run(
-        [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"],
-        capture_output=True, text=True, timeout=30, check=False,
-        env={"PATH": os.environ.get("PATH", ""), "HOME": str(directory)},
-    )  # fmt: skip
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(directory)}
+    result = captured(
+        [binary, "adapt", "--config", str(config), "--adapter", "caddyfile"], 30, env=env
+    )
     assert result.returncode == 0, result.stderr
     adapted: dict[str, Any] = json.loads(result.stdout)
     return adapted
 
 
 def _nginx(directory: Path, port: int, upstream: str) -> list[str]:
-    user = "user root;" if os.geteuid() == 0 else ""
-    text = _filled("front-nginx.conf", USER=user, UPSTREAM=upstream, PORT=port,
-                   INCLUDE=NGINX_INCLUDE, REPLY=HOST_API_REPLY)  # fmt: skip
+    values = {"UPSTREAM": upstream, "PORT": port, "INCLUDE": NGINX_INCLUDE, "REPLY": HOST_API_REPLY}
+    text = _filled("front-nginx.conf", USER="user root;" if os.geteuid() == 0 else "", **values)
     binary, config = _configured("nginx", directory, "nginx.conf", text)
     (directory / "temp").mkdir(exist_ok=True)
     return [binary, "-p", str(directory), "-c", str(config)]
 
 
-def nginx_test(directory: Path) -> subprocess.CompletedProcess[str]:
-    command = [*_nginx(directory, 1, "127.0.0.1:8080"), "-t"]
-    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+def nginx_test(directory: Path) -> Captured:
+    return captured([*_nginx(directory, 1, "127.0.0.1:8080"), "-t"], 30)
 
 
 @contextlib.contextmanager

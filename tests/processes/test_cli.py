@@ -66,8 +66,12 @@ def test_migrate_token_stats_sweep_cleanup(
     assert claims["sub"] == "Op1" and claims["roles"] == ["moderator"]
     assert claims["exp"] - claims["iat"] == 60
 
-    admin_value(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
-              " VALUES ($1, '{1}', 1, now())", user_id)  # fmt: skip
+    admin_value(
+        admin_database_url,
+        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, created_at)"
+        " VALUES ($1, '{1}', 1, now())",
+        user_id,
+    )
     assert main(["stats"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["bdrs_today_by_status"] == {"pending": 1}
@@ -86,9 +90,12 @@ def test_requeue_a_failed_bdr(
     user_id = admin_value(
         admin_database_url, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id"
     )
-    bdr_id = admin_value(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
-                       " error_message, attempts) VALUES ($1, '{1}', 1, 'failed', 'boom', 4) RETURNING id",
-                  user_id)  # fmt: skip
+    bdr_id = admin_value(
+        admin_database_url,
+        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count, status,"
+        " error_message, attempts) VALUES ($1, '{1}', 1, 'failed', 'boom', 4) RETURNING id",
+        user_id,
+    )
     assert main(["requeue", str(bdr_id)]) == 0
     assert "was failed" in capsys.readouterr().out
     assert (
@@ -116,13 +123,21 @@ def test_no_database_and_no_embedded_extra_is_one_line(tmp_path: Path, argv: lis
     (tmp_path / "pgserver").mkdir()
     (tmp_path / "pgserver" / "__init__.py").write_text("raise ImportError('not installed')\n")
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env |= {"PYTHONPATH": str(tmp_path), "PMD_DATA_DIR": str(tmp_path / "data"),
-            "REDIS_URL": "redis://127.0.0.1:1/0", "PMD_DEV": "1"}  # fmt: skip
+    env |= {
+        "PYTHONPATH": str(tmp_path),
+        "PMD_DATA_DIR": str(tmp_path / "data"),
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "PMD_DEV": "1",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "pmd_service", *argv],
-        env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
+    )
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -143,8 +158,19 @@ def test_every_command_has_a_help_page_and_the_cli_a_version(
     with pytest.raises(SystemExit):
         main(["--help"])
     listing = capsys.readouterr().out
-    commands = ["serve", "worker", "migrate", "dev", "token", "requeue", "sweep", "cleanup",
-                "stats", "import-host-bdrs", "check-host"]  # fmt: skip
+    commands = [
+        "serve",
+        "worker",
+        "migrate",
+        "dev",
+        "token",
+        "requeue",
+        "sweep",
+        "cleanup",
+        "stats",
+        "import-host-bdrs",
+        "check-host",
+    ]
     for command in commands:
         assert f"\n    {command}" in listing, command
         with pytest.raises(SystemExit) as exit_info:
@@ -191,14 +217,21 @@ def test_cleanup_and_import_show_their_progress_on_stderr(
 def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> None:
     """pgserver asks platformdirs for XDG_RUNTIME_DIR as it is imported; unset (root in a
     container), platformdirs warned on every command that started the embedded PostgreSQL."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR", "LOG_FORMAT")}  # fmt: skip
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR", "LOG_FORMAT")
+    }
     env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PYTHONWARNINGS": "always", "PMD_DEV": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "pmd_service", "stats"],
-        env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        stdin=subprocess.DEVNULL,
         cwd=Path(__file__).resolve().parents[2],
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     assert "queue_depth" in done.stdout
     assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr
@@ -227,11 +260,10 @@ def test_the_reference_is_named_at_base_url_or_at_host_and_port(settings: Settin
     from pmd_service.dev import stack
     from pmd_service.web.reference import docs_url
 
-    unset = replace(settings, base_url="http://127.0.0.1:8080")  # BASE_URL's default
     public = replace(settings, base_url="https://pmd.example.org", port=9000)
-    cases = [
-        (replace(unset, host="127.0.0.1", port=9000), "http://127.0.0.1:9000"),
-        (replace(unset, host="::1", port=9000), "http://[::1]:9000"),
+    cases = [  # BASE_URL unset (empty) follows HOST and PORT
+        (replace(settings, base_url="", host="127.0.0.1", port=9000), "http://127.0.0.1:9000"),
+        (replace(settings, base_url="", host="::1", port=9000), "http://[::1]:9000"),
         (public, "https://pmd.example.org"),
     ]
     for case, base in cases:
@@ -246,12 +278,21 @@ def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PORT": str(port), "HOST": "127.0.0.1"}
+        env |= {
+            "PMD_DATA_DIR": str(tmp_path / "data"),
+            "PORT": str(port),
+            "HOST": "127.0.0.1",
+            "PMD_DEV": "1",
+        }
         done = subprocess.run(
             [sys.executable, "-m", "pmd_service", "dev"],
-            env=env, capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
             cwd=Path(__file__).resolve().parents[2],
-        )  # fmt: skip
+        )
     assert done.returncode == 1, done
     lines = [line for line in done.stderr.splitlines() if "pmd dev" in line]
     assert lines == [
@@ -259,3 +300,36 @@ def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
         "(an earlier `make run`?) holds it. Stop it, or choose another port: PORT=9000 make run"
     ], done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("dev", [None, "false", "0"])
+def test_dev_runs_only_when_dev_mode_is_asked_for(
+    tmp_path: Path, settings: Settings, dev: str | None
+) -> None:
+    """Without PMD_DEV=1, `dev` starts nothing (no embedded server, no child, no connection to
+    the database it was given): one line saying how to turn dev mode on, status 2."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMD_")}
+    data = tmp_path / "data"
+    env |= {
+        "PMD_DATA_DIR": str(data),
+        "DATABASE_URL": settings.database_url or "",
+        "REDIS_URL": settings.redis_url or "",
+        "JWT_SECRET_KEY": SECRET,
+        "LOG_FORMAT": "text",
+    }
+    if dev is not None:
+        env["PMD_DEV"] = dev
+    done = subprocess.run(
+        [sys.executable, "-m", "pmd_service", "dev"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 2, done
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "PMD_DEV=1" in lines[0], done.stderr
+    assert done.stdout == ""
+    assert not data.exists()  # no embedded server, no dev secret

@@ -112,10 +112,39 @@ def test_never_into_a_database_with_users(
     assert admin_value(admin_database_url, "SELECT count(*) FROM posts") == 0
 
 
+def test_never_writes_to_a_real_account_named_demo(
+    env: Settings, admin_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database whose `demo` the demo did not make (a real account of that name, with its
+    posts): neither `demo` nor `demo --posts` writes a thing, one line and status 2."""
+    user_id = admin_value(
+        admin_database_url,
+        "INSERT INTO users (handle, email, public_sqid)"
+        " VALUES ('demo', 'demo@site.example', 'realDemo') RETURNING id",
+    )
+    admin_value(
+        admin_database_url,
+        "INSERT INTO posts (storage_key, owner_id, title) SELECT gen_random_uuid(), $1, 'own'"
+        " FROM generate_series(1, 3) RETURNING 1",
+        user_id,
+    )
+    counts = "SELECT (SELECT count(*) FROM posts) + 1000 * (SELECT count(*) FROM users)"
+    before = admin_value(admin_database_url, counts)
+    for argv in (["demo", "--posts", "50"], ["demo"]):
+        assert main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1, captured.err
+        assert admin_value(admin_database_url, counts) == before
+    assert not any(env.vault_path.rglob("*.png"))
+
+
 def test_without_pillow_one_line_and_nothing_written(
-    env: Settings, admin_database_url: str, capsys: pytest.CaptureFixture[str],
+    env: Settings,
+    admin_database_url: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "PIL" else real(name, *a)

@@ -135,7 +135,15 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         incremental = until(
             "an incremental export accepted",
             lambda: (
-                (answer := call(base, token, "POST", "/api/pmd/exports", {"since": "last"}))
+                (
+                    answer := call(
+                        base,
+                        token,
+                        "POST",
+                        "/api/pmd/exports",
+                        {"since": "last", "send_email": True},
+                    )
+                )
                 and answer[0] != 429
                 and answer
             ),
@@ -143,15 +151,24 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         assert incremental[0] == 202, incremental
         assert incremental[1]["follows_export_id"] == made["id"]
 
-        # The ready email, read in the dev mailbox, links to the export on the page.
+        # The ready emails, read in the dev mailbox, link to the exports on the page; the
+        # incremental one names itself as the changes since the first.
         mails = until(
-            "the email kept", lambda: "is ready" in (box := page(f"{base}/dev/mail")) and box
+            "the emails kept",
+            lambda: "changes since" in (box := page(f"{base}/dev/mail")) and box,
         )
         first = re.search(
-            r'<a href="(/dev/mail/[^"]+)">Your export of \d+ artworks is ready</a>', mails
+            r'<a href="(/dev/mail/[^"]+)"[^>]*>Your export of \d+ artworks is ready</a>', mails
         )
         assert first, mails
-        assert f"/posts?export={made['id']}</a>" in page(base + first[1])
+        assert f"/posts?export={made['id']}#token=" in page(base + first[1])
+        changes = re.search(
+            r'<a href="(/dev/mail/[^"]+)"[^>]*>Your export of the changes since [^<]+ is ready</a>',
+            mails,
+        )
+        assert changes, mails
+        counts = re.search(r"(\d+) added, (\d+) changed, (\d+) removed", page(base + changes[1]))
+        assert counts and (int(counts[1]), int(counts[2]), int(counts[3])) == (0, 1, 0), counts
         assert 'href="/dev/mail"' in page(f"{base}/u/x/posts")
     finally:
         if proc.poll() is None:

@@ -38,14 +38,19 @@ async def test_an_export_with_thousands_of_skipped_artworks_grows_no_server(
     await pool.execute(
         "INSERT INTO exports (id, user_id, user_sqid, status, part_bytes, artwork_count, "
         "skipped) VALUES ($1, $2, $3, 'processing', 1048576, $4, $5::jsonb)",
-        export_id, owner.id, owner.sqid, SKIPPED + PARTS, skipped,
-    )  # fmt: skip
+        export_id,
+        owner.id,
+        owner.sqid,
+        SKIPPED + PARTS,
+        skipped,
+    )
     await pool.execute(
         "INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count, "
         "estimated_bytes, file_size_bytes, sha256) SELECT $1, n, 'ready', '{1}', 1, 1000, 1000, "
         "repeat('ab', 32) FROM generate_series(1, $2::int) AS n",
-        export_id, PARTS,
-    )  # fmt: skip
+        export_id,
+        PARTS,
+    )
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     server = start_server(service_env(settings, tmp_path), port, log)

@@ -63,18 +63,31 @@ def test_the_console_script_and_what_its_help_says_first() -> None:
     scripts = tomllib.loads((CHECKOUT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"pmd-service": "pmd_service.__main__:main"}
     assert SCRIPT.exists(), "reinstall the package (make .venv/.installed)"
-    done = subprocess.run([SCRIPT, "--help"], capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL, check=True)  # fmt: skip
+    done = subprocess.run(
+        [SCRIPT, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     usage, what, *_ = done.stdout.split("\n\n")
     assert usage.startswith("usage: pmd-service [-h] [--version] COMMAND")
     assert what.startswith("The Post Management Dashboard's backend for a pixel-art site: ")
     assert "bulk" in what and "ZIP" in what
-    version = subprocess.run([SCRIPT, "--version"], capture_output=True, text=True, timeout=60,
-                             check=True)  # fmt: skip
+    version = subprocess.run(
+        [SCRIPT, "--version"], capture_output=True, text=True, timeout=60, check=True
+    )
     assert version.stdout.startswith("pmd-service ")
     # The module form names itself so.
-    done = subprocess.run([*CLI, "stats", "--help"], capture_output=True, text=True, timeout=60,
-                          cwd=CHECKOUT, check=True)  # fmt: skip
+    done = subprocess.run(
+        [*CLI, "stats", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=CHECKOUT,
+        check=True,
+    )
     assert done.stdout.startswith("usage: python -m pmd_service stats [-h] [--wait SECONDS]")
 
 
@@ -144,8 +157,12 @@ def test_each_result_is_printed_once(
     user_id = admin_value(
         admin_database_url, "INSERT INTO users (handle, email) VALUES ('u', 'u@x') RETURNING id"
     )
-    admin_value(admin_database_url, "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
-                             " VALUES ($1, '{1}', 1)", user_id)  # fmt: skip
+    admin_value(
+        admin_database_url,
+        "INSERT INTO batch_download_requests (user_id, post_ids, artwork_count)"
+        " VALUES ($1, '{1}', 1)",
+        user_id,
+    )
     assert main(["sweep"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["requeued"] == 1
@@ -168,17 +185,28 @@ async def _scenario(factory: Factory, root: Path) -> None:
     a, b = await factory.user(), await factory.user()
     post = await factory.post(a)
 
-    async def bdr(user_id: int, status: str, done_days: float, expires_days: float | None,
-                  with_file: bool = False, owner_sqid: str = "") -> None:  # fmt: skip
+    async def bdr(
+        user_id: int,
+        status: str,
+        done_days: float,
+        expires_days: float | None,
+        with_file: bool = False,
+        owner_sqid: str = "",
+    ) -> None:
         bdr_id = uuid.uuid4()
         path = f"bdr/{owner_sqid}/pmd-{bdr_id}.zip" if with_file else None
         await factory.pool.execute(
             """INSERT INTO batch_download_requests (id, user_id, post_ids, artwork_count, status,
                    created_at, completed_at, expires_at, file_path)
                VALUES ($1, $2, $3, 1, $4, $5, $5, $6, $7)""",
-            bdr_id, user_id, [post.id], status, now - timedelta(days=done_days),
-            None if expires_days is None else now + timedelta(days=expires_days), path,
-        )  # fmt: skip
+            bdr_id,
+            user_id,
+            [post.id],
+            status,
+            now - timedelta(days=done_days),
+            None if expires_days is None else now + timedelta(days=expires_days),
+            path,
+        )
         if with_file:
             (root / owner_sqid).mkdir(parents=True, exist_ok=True)
             (root / owner_sqid / f"pmd-{bdr_id}.zip").write_bytes(b"PK")
@@ -201,21 +229,29 @@ async def _scenario(factory: Factory, root: Path) -> None:
     # in the folder of a ready one.
     due, live = uuid.uuid4(), uuid.uuid4()
     for export_id, status, done_days, expires_days in (
-        (due, "ready", 8, -1), (uuid.uuid4(), "failed", 20, None), (live, "ready", 1, 6),
-    ):  # fmt: skip
+        (due, "ready", 8, -1),
+        (uuid.uuid4(), "failed", 20, None),
+        (live, "ready", 1, 6),
+    ):
         await factory.pool.execute(
             """INSERT INTO exports (id, user_id, status, part_bytes, created_at, completed_at,
                    expires_at) VALUES ($1, $2, $3, 1000000, $4, $4, $5)""",
-            export_id, a.id, status, now - timedelta(days=done_days),
+            export_id,
+            a.id,
+            status,
+            now - timedelta(days=done_days),
             None if expires_days is None else now + timedelta(days=expires_days),
-        )  # fmt: skip
+        )
     (root / "pmd-exports" / str(due)).mkdir(parents=True)
     for number in (1, 2):
         await factory.pool.execute(
             """INSERT INTO export_parts (export_id, number, status, post_ids, artwork_count,
                    estimated_bytes, file_path) VALUES ($1, $2, 'ready', $3, 1, 1, $4)""",
-            due, number, [post.id], f"bdr/pmd-exports/{due}/part-{number}.zip",
-        )  # fmt: skip
+            due,
+            number,
+            [post.id],
+            f"bdr/pmd-exports/{due}/part-{number}.zip",
+        )
         (root / "pmd-exports" / str(due) / f"part-{number}.zip").write_bytes(b"PK")
     (root / "pmd-exports" / str(live)).mkdir()
     (root / "pmd-exports" / str(live) / "part-9.zip").write_bytes(b"PK")
@@ -251,9 +287,14 @@ async def test_the_dry_run_says_what_a_run_does_and_changes_nothing(
     assert preview == {"dry_run": True, **done}
     # Every count is at work here: the equality above is not one of zeros.
     assert done == {
-        "expired": 2, "export_parts_expired": 2, "purged": 4, "events_purged": 6,
-        "temp_files_removed": 1, "orphan_zips_removed": 2, "folders_removed": 5,
-    }  # fmt: skip
+        "expired": 2,
+        "export_parts_expired": 2,
+        "purged": 4,
+        "events_purged": 6,
+        "temp_files_removed": 1,
+        "orphan_zips_removed": 2,
+        "folders_removed": 5,
+    }
     assert await _state(factory.pool, settings.zip_path) != before
     # The run after: what the first left (the exports' folder, emptied last) is found again.
     assert await cleanup_dry_run(worker_ctx) == {
@@ -331,9 +372,13 @@ async def test_a_row_changed_after_the_plan_is_left(
 
 
 async def test_the_dry_run_in_a_bucket(
-    factory: Factory, settings: Settings, seaweed: Seaweed, s3_bucket: str, s3_prefix: str,
+    factory: Factory,
+    settings: Settings,
+    seaweed: Seaweed,
+    s3_bucket: str,
+    s3_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     """With ZIP_STORE in a bucket: the uploads it would abort and the ZIPs it would remove are
     only listed."""
     from aiobotocore.session import get_session
@@ -345,9 +390,12 @@ async def test_the_dry_run_in_a_bucket(
     await obstore.put_async(store, f"someone/pmd-{uuid.uuid4()}.0badc0de.zip", b"orphan")
     await obstore.put_async(store, "someone/notes.txt", b"not the service's")
     async with get_session().create_client(
-        "s3", endpoint_url=seaweed.endpoint, region_name=REGION,
-        aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-    ) as s3:  # fmt: skip
+        "s3",
+        endpoint_url=seaweed.endpoint,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    ) as s3:
         await s3.create_multipart_upload(
             Bucket=s3_bucket, Key=bucket.key(f"someone/pmd-{uuid.uuid4()}.deadbeef.zip")
         )

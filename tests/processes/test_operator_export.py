@@ -45,9 +45,11 @@ async def test_an_operator_exports_a_deactivated_user_for_a_data_subject_request
     posts = [await factory.post(gone, title=f"Work {i}") for i in range(3)]
     out = tmp_path / "requests" / "for-the-request"  # made by the command, parents too
     reason = "Data-subject request #42 (access), by email"
-    command = asyncio.create_task(asyncio.to_thread(
-        main, ["export", "--user", gone.sqid, "--reason", reason, "--to", str(out)]
-    ))  # fmt: skip
+    command = asyncio.create_task(
+        asyncio.to_thread(
+            main, ["export", "--user", gone.sqid, "--reason", reason, "--to", str(out)]
+        )
+    )
 
     async def requested() -> bool:
         count = await pool.fetchval("SELECT count(*) FROM exports WHERE user_id = $1", gone.id)
@@ -72,9 +74,13 @@ async def test_an_operator_exports_a_deactivated_user_for_a_data_subject_request
     )
     (bag,) = (tmp_path / "unzipped").iterdir()
     checked = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "bagit", "--validate", "."], cwd=bag,
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        subprocess.run,
+        [sys.executable, "-m", "bagit", "--validate", "."],
+        cwd=bag,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
     rows = await pool.fetch(

@@ -30,9 +30,13 @@ def _base_env(settings: Settings) -> dict[str, str]:
 def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pmd_service", *argv],
-        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
         cwd=CHECKOUT,
-    )  # fmt: skip
+    )
 
 
 def test_unknown_settings_are_named_with_the_closest_known_name() -> None:
@@ -81,9 +85,13 @@ def test_an_error_on_a_terminal_is_one_plain_line(
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pmd_service", "migrate"],
-            env=env, stdout=subprocess.PIPE, stderr=child, stdin=subprocess.DEVNULL,
-            cwd=CHECKOUT, timeout=120,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=child,
+            stdin=subprocess.DEVNULL,
+            cwd=CHECKOUT,
+            timeout=120,
+        )
         os.close(child)
         child = -1
         err = b""

@@ -172,15 +172,29 @@ async def test_restores_in_either_direction_leave_nothing_inconsistent(
         port = free_port()
         settings = Settings(
             database_url=as_role(url, test_database.role, test_database.password),
-            redis_url=redis_url, data_dir=tmp_path, vault_path=vault, zip_path=zip_path,
-            jwt_secret_key=SECRET, base_url="http://pmd.test", auto_migrate=False,
-            smtp_host=mailbox.host, smtp_port=mailbox.port, smtp_timeout=2.0,
-        )  # fmt: skip
+            redis_url=redis_url,
+            data_dir=tmp_path,
+            vault_path=vault,
+            zip_path=zip_path,
+            jwt_secret_key=SECRET,
+            base_url="http://pmd.test",
+            auto_migrate=False,
+            smtp_host=mailbox.host,
+            smtp_port=mailbox.port,
+            smtp_timeout=2.0,
+        )
         env = service_env(
-            settings, tmp_path, PORT=str(port), SMTP_HOST=mailbox.host,
-            SMTP_PORT=str(mailbox.port), SMTP_TIMEOUT="2", JOB_PENDING_GRACE_SECONDS="0",
-            JOB_STALE_SECONDS="15", BDR_DAILY_LIMIT="50", EXPORT_COOLDOWN_SECONDS="0",
-        )  # fmt: skip
+            settings,
+            tmp_path,
+            PORT=str(port),
+            SMTP_HOST=mailbox.host,
+            SMTP_PORT=str(mailbox.port),
+            SMTP_TIMEOUT="2",
+            JOB_PENDING_GRACE_SECONDS="0",
+            JOB_STALE_SECONDS="15",
+            BDR_DAILY_LIMIT="50",
+            EXPORT_COOLDOWN_SECONDS="0",
+        )
         return Place(label, url, settings, env, port)
 
     with Mailbox() as mailbox:
@@ -280,8 +294,9 @@ async def _work(
             "UPDATE batch_download_requests SET status = 'processing', claim_token = $2,"
             " heartbeat_at = now() - interval '20 seconds', attempts = 1, started_at = now()"
             " WHERE id = $1::uuid",
-            b["processing"], uuid.uuid4(),
-        )  # fmt: skip
+            b["processing"],
+            uuid.uuid4(),
+        )
         await pool.execute(
             "UPDATE batch_download_requests SET completed_at = now() - interval '15 days'"
             " WHERE id = $1::uuid",
@@ -333,8 +348,9 @@ async def _scheduled(pool: asyncpg.Pool, user_id: int, since: Any = None) -> uui
     rows = await pool.fetch(
         "SELECT id FROM exports WHERE user_id = $1 AND scheduled"
         " AND created_at >= coalesce($2::timestamptz, '-infinity')",
-        user_id, since,
-    )  # fmt: skip
+        user_id,
+        since,
+    )
     assert len(rows) <= 1, rows  # one export, however many runs were missed
     return rows[0]["id"] if rows else None
 
@@ -357,8 +373,9 @@ async def _ready(pool: asyncpg.Pool, bdrs: list[str], exports: list[str], place:
         rows = await pool.fetch(
             "SELECT status FROM batch_download_requests WHERE id = ANY($1::uuid[])"
             " UNION ALL SELECT status FROM exports WHERE id = ANY($2::uuid[])",
-            bdrs, exports,
-        )  # fmt: skip
+            bdrs,
+            exports,
+        )
         assert not {r["status"] for r in rows} & {"failed", "cancelled"}, place.logs()
         return len(rows) == len(bdrs) + len(exports) and all(r["status"] == "ready" for r in rows)
 
@@ -441,9 +458,13 @@ async def _restore_and_repair(
 
 
 async def _repaired(
-    place: Place, pool: asyncpg.Pool, made: Scenario, dump: Path, mailbox: Mailbox,
+    place: Place,
+    pool: asyncpg.Pool,
+    made: Scenario,
+    dump: Path,
+    mailbox: Mailbox,
     expected: Expected,
-) -> None:  # fmt: skip
+) -> None:
     zip_path = place.settings.zip_path
     # Before the service starts: every inconsistency made is reported, and nothing else.
     (code, out), (text_code, text) = await asyncio.gather(
@@ -462,8 +483,12 @@ async def _repaired(
     started = await pool.fetchval("SELECT now()")
     async with place.running() as api:
         # Every job the dump left running is queued again and ends ready.
-        await _ready(pool, sorted(expected.findings["bdr-not-queued"]),
-                     sorted(expected.findings["export-not-queued"]), place)  # fmt: skip
+        await _ready(
+            pool,
+            sorted(expected.findings["bdr-not-queued"]),
+            sorted(expected.findings["export-not-queued"]),
+            place,
+        )
         await _downloads(api, pool, made, expected)
         # The overdue schedule starts one export, not one a missed day, and moves on.
         await eventually(lambda: _started(pool, cat.id, started), HUNG, place.logs)

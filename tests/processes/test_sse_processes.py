@@ -49,8 +49,9 @@ async def server_process(
     port = free_port()
     log = directory / f"{name}.log"
     with log.open("wb") as out:
-        proc = await asyncio.to_thread(start_server, service_env(settings, directory, **env),
-                                       port, out)  # fmt: skip
+        proc = await asyncio.to_thread(
+            start_server, service_env(settings, directory, **env), port, out
+        )
     server = ServerProcess(proc, f"http://127.0.0.1:{port}", log)
     try:
         yield server

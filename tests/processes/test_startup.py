@@ -35,8 +35,9 @@ async def test_an_unreachable_service_is_retried_then_one_line_and_exit_1(
         settings = direct(settings, on_port(settings.direct_url, nowhere))
     else:
         settings = replace(settings, redis_url=f"redis://127.0.0.1:{nowhere}/0")
-    env = service_env(settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2",
-                      PORT=str(free_port()))  # fmt: skip
+    env = service_env(
+        settings, tmp_path, LOG_FORMAT="json", STARTUP_WAIT_SECONDS="1.2", PORT=str(free_port())
+    )
     code, proc = await run(argv, env)
     assert code == 1, proc.log()
     lines = [json.loads(line) for line in proc.lines]
@@ -67,8 +68,10 @@ async def test_a_database_that_comes_up_during_the_wait_is_joined(
         port = free_port()
         env = service_env(
             direct(settings, on_port(settings.direct_url, db.port)),
-            tmp_path, STARTUP_WAIT_SECONDS="120", PORT=str(port),
-        )  # fmt: skip
+            tmp_path,
+            STARTUP_WAIT_SECONDS="120",
+            PORT=str(port),
+        )
         server = await Proc.start(SERVE, env, "server")
         try:
             await server.line(lambda s: "(try 2;" in s)  # refused twice, then it comes up
@@ -95,8 +98,10 @@ async def test_the_arq_form_waits_for_the_database_too(
     async with late(settings.direct_url) as db:
         env = service_env(
             direct(settings, on_port(settings.direct_url, db.port)),
-            tmp_path, STARTUP_WAIT_SECONDS="120", LOG_FORMAT="text",
-        )  # fmt: skip
+            tmp_path,
+            STARTUP_WAIT_SECONDS="120",
+            LOG_FORMAT="text",
+        )
         worker = await Proc.start(ARQ_WORKER, env, "worker")
         try:
             await worker.line(lambda s: "(try 2;" in s)  # refused twice, then it comes up

@@ -36,15 +36,29 @@ COMMANDS = [
 def _run(
     argv: list[str], url: str, redis_url: str, tmp_path: Path, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = os.environ | extra | {
-        "DATABASE_URL": url, "REDIS_URL": redis_url, "JWT_SECRET_KEY": SECRET,
-        "PORT": str(free_port()), "METRICS_PORT": "0", "PMD_DATA_DIR": str(tmp_path),
-        "VAULT_PATH": str(tmp_path / "vault"), "ZIP_PATH": str(tmp_path / "bdr"),
-    }  # fmt: skip
+    env = (
+        os.environ
+        | extra
+        | {
+            "DATABASE_URL": url,
+            "REDIS_URL": redis_url,
+            "JWT_SECRET_KEY": SECRET,
+            "PORT": str(free_port()),
+            "METRICS_PORT": "0",
+            "PMD_DATA_DIR": str(tmp_path),
+            "VAULT_PATH": str(tmp_path / "vault"),
+            "ZIP_PATH": str(tmp_path / "bdr"),
+        }
+    )
     return subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=60, cwd=CHECKOUT,
+        argv,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=CHECKOUT,
         stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
 
 
 def _assert_one_line(done: subprocess.CompletedProcess[str], url: str) -> None:
@@ -89,8 +103,7 @@ async def test_the_server_stops_with_one_line_and_status_2(
     """With SERVER_PROCESSES>1 as with one: the setup problem is found once, before the
     processes start, and is exit status 2."""
     url = empty_db
-    done = _run([sys.executable, "server.py"], url, redis_url, tmp_path,
-                SERVER_PROCESSES=processes)  # fmt: skip
+    done = _run([sys.executable, "server.py"], url, redis_url, tmp_path, SERVER_PROCESSES=processes)
     _assert_one_line(done, url)
     assert done.returncode == 2, done.stderr
     await _untouched(url)
@@ -101,7 +114,7 @@ async def test_the_worker_stops_with_one_line(
 ) -> None:
     url = empty_db
     arq = str(Path(sys.executable).with_name("arq"))
-    done = _run([arq, "pmd_service.worker.WorkerSettings"], url, redis_url, tmp_path)
+    done = _run([arq, "pmd_service.worker_settings.WorkerSettings"], url, redis_url, tmp_path)
     _assert_one_line(done, url)
     await _untouched(url)
 

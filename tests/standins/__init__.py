@@ -14,9 +14,16 @@ from tests.images import Podman, debian_image
 
 HERE = Path(__file__).resolve().parent
 PACKAGES = (
-    "postgresql", "redis-server", "python3", "python3-aiosmtpd", "caddy",
-    "curl", "wget", "net-tools", "ca-certificates",
-)  # fmt: skip
+    "postgresql",
+    "redis-server",
+    "python3",
+    "python3-aiosmtpd",
+    "caddy",
+    "curl",
+    "wget",
+    "net-tools",
+    "ca-certificates",
+)
 BASE_REPO = "localhost/pmd-standin-base"
 REPO = "localhost/pmd-standin"
 STANDINS = {

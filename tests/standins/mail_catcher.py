@@ -31,14 +31,18 @@ class Catcher:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = BytesParser(policy=email.policy.default).parsebytes(envelope.content)
         assert isinstance(message, EmailMessage)
-        MESSAGES.append({
-            "ID": uuid.uuid4().hex,
-            "From": {"Address": getaddresses([message.get("From", "")])[0][1]},
-            "To": [{"Address": address} for _, address in getaddresses(message.get_all("To", []))],
-            "Subject": message.get("Subject", ""),
-            "Text": _body(message, "plain"),
-            "HTML": _body(message, "html"),
-        })  # fmt: skip
+        MESSAGES.append(
+            {
+                "ID": uuid.uuid4().hex,
+                "From": {"Address": getaddresses([message.get("From", "")])[0][1]},
+                "To": [
+                    {"Address": address} for _, address in getaddresses(message.get_all("To", []))
+                ],
+                "Subject": message.get("Subject", ""),
+                "Text": _body(message, "plain"),
+                "HTML": _body(message, "html"),
+            }
+        )
         return "250 OK"
 
 

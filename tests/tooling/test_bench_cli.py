@@ -13,8 +13,12 @@ from tests.helpers import CHECKOUT
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bench", *args],
-        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_listing_names_every_benchmark_with_what_it_measures() -> None:

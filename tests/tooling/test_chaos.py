@@ -30,8 +30,13 @@ POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 
 def chaos(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], str]:
     """`python -m runs.chaos ARGS` from the checkout: its result and its whole output."""
-    result = subprocess.run([sys.executable, "-m", "runs.chaos", *args], cwd=CHECKOUT,
-                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "runs.chaos", *args],
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return result, result.stdout + result.stderr
 
 
@@ -53,8 +58,9 @@ def test_chaos_ci_run_finds_no_violation(where: str) -> None:
 # before checking it: the run's own download checks must fail it, and nothing else may.
 @pytest.mark.timeout(420)
 def test_chaos_run_fails_when_every_download_is_corrupt() -> None:
-    result, output = chaos("--users", "2", "--duration", "25", "--no-faults",
-                           "--break-downloads", *POOLER, timeout=400)  # fmt: skip
+    result, output = chaos(
+        "--users", "2", "--duration", "25", "--no-faults", "--break-downloads", *POOLER, timeout=400
+    )
     assert result.returncode == 1, output[-6000:]
     assert "chaos: FAILED:" in result.stdout, output[-6000:]
     violations = [

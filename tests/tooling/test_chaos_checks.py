@@ -4,10 +4,13 @@ fails the run instead of passing it (no stack needed)."""
 from __future__ import annotations
 
 import math
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from runs.chaos.checks import Report, Workload, check_downloads
+from runs.chaos.checks import Report, Workload, check_downloads, check_sse
 from runs.chaos.workload import Ledger
 
 
@@ -71,3 +74,36 @@ def test_downloads_never_checked_are_a_violation() -> None:
     report = Report()
     check_downloads(report, Ledger(t0=0.0))
     assert report.violations and "at least 1 wanted" in report.violations[0]
+
+
+_P = {"done": 1, "total": 1}
+
+
+def _client(view: dict[str, dict[str, object]]) -> Any:
+    return SimpleNamespace(
+        name="sse-0",
+        user=SimpleNamespace(id=1),
+        view=view,
+        ends=Counter(),
+        connects=1,
+        events=1,
+        resets=0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("seen", "upgraded", "agrees"),
+    [
+        ({"status": "ready", "progress": _P}, True, True),  # the previous release's frame
+        ({"status": "ready", "progress": _P}, False, False),  # one release sends every field
+        ({"status": "failed", "progress": _P}, True, False),
+        ({"status": "ready", "progress": _P, "error_code": None, "gone": 1}, True, False),
+    ],
+)
+def test_an_upgrade_forgives_only_the_fields_a_release_added(
+    seen: dict[str, object], upgraded: bool, agrees: bool
+) -> None:
+    report = Report()
+    item = {"b1": {"status": "ready", "progress": _P, "error_code": None}}
+    check_sse(report, [_client({"b1": seen})], {1: item}, upgraded)
+    assert (report.violations == []) is agrees, report.violations

@@ -97,10 +97,28 @@ def pytest_run(
     if strict:
         given[SWITCH] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "pytest", *args, "-p", plugin, "-p", "no:cacheprovider",
-         "-c", str(folder / "pytest.ini"), "--rootdir", str(folder), str(folder)],
-        cwd=CHECKOUT, env=given, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            "-p",
+            plugin,
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(folder / "pytest.ini"),
+            "--rootdir",
+            str(folder),
+            str(folder),
+        ],
+        cwd=CHECKOUT,
+        env=given,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -209,7 +227,7 @@ def test_the_projects_allow_list_is_short_and_names_existing_tests() -> None:
     that exists; the list stays short: a skip CI can avoid, it should."""
     entries = read_allow_list(CHECKOUT / ALLOW_LIST)
     assert 0 < len(entries) <= 5
-    files = [str(p.relative_to(CHECKOUT)) for p in (CHECKOUT / "tests").glob("*/test_*.py")]
+    files = [str(p.relative_to(CHECKOUT)) for p in (CHECKOUT / "tests").rglob("test_*.py")]
     for entry in entries:
         name = entry.pattern.split("::")[0]
         assert fnmatch.filter(files, name), f"{entry.pattern}: no such test file"
@@ -228,15 +246,17 @@ def test_a_missing_prerequisite_skips_with_its_line_or_fails_where_required(tmp_
     assert "1 passed, 1 skipped" in done.stdout
     assert line in done.stdout
     started.unlink()  # by the test that has everything: the other's fixture never ran
-    required = pytest_run(tmp_path, None, strict=False, plugin=plugin,
-                          env={"PMD_REQUIRE_DEPLOY": "1"})  # fmt: skip
+    required = pytest_run(
+        tmp_path, None, strict=False, plugin=plugin, env={"PMD_REQUIRE_DEPLOY": "1"}
+    )
     assert required.returncode == pytest.ExitCode.TESTS_FAILED, required.stdout
     assert f"PMD_REQUIRE_DEPLOY=1, but {line}" in required.stdout
     assert "1 passed, 1 error" in required.stdout
     started.unlink()
     # Another area's switch changes nothing here.
-    other = pytest_run(tmp_path, None, strict=False, plugin=plugin,
-                       env={"PMD_REQUIRE_BROWSER": "1"})  # fmt: skip
+    other = pytest_run(
+        tmp_path, None, strict=False, plugin=plugin, env={"PMD_REQUIRE_BROWSER": "1"}
+    )
     assert other.returncode == pytest.ExitCode.OK, other.stdout + other.stderr
 
 
@@ -251,10 +271,24 @@ def test_the_deploy_tests_follow_their_switch_not_ci(tmp_path: Path, required: b
     if required:
         env["PMD_REQUIRE_DEPLOY"] = "1"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "promtool",
-         "tests/deploy/test_deploy_observability.py"],
-        cwd=CHECKOUT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "promtool",
+            "tests/deploy/test_deploy_observability.py",
+        ],
+        cwd=CHECKOUT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     line = "promtool not found: install Debian's prometheus (apt-get install prometheus)"
     assert line in done.stdout, done.stdout + done.stderr
     if required:

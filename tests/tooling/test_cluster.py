@@ -42,8 +42,11 @@ def _root() -> None:
 
 # The rolling upgrade starts on the newest release tag before HEAD (the first release in a
 # clone without tags) and rolls onto this checkout.
-MODES = {"faults": [], "rolling-deploy": ["--rolling"],
-         "rolling-upgrade": ["--upgrade-from", "previous"]}  # fmt: skip
+MODES = {
+    "faults": [],
+    "rolling-deploy": ["--rolling"],
+    "rolling-upgrade": ["--upgrade-from", "previous"],
+}
 
 
 @pytest.mark.timeout(900)
@@ -108,10 +111,15 @@ def _run(
     """The run's exit status and output (stdout and stderr, into a file: a process the run
     left behind would hold a pipe open), `signal_on[1]` sent to it once its output shows
     `signal_on[0]`. Then nothing of the run may be left; whatever is, is removed."""
+    # Started with Ctrl-C ignored (a background job of a shell does that), the run would inherit
+    # it and never see the SIGINT a test sends.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     out = tmp_path / "output.txt"
     with out.open("wb") as sink:
-        proc = subprocess.Popen([*CLUSTER, *args], cwd=CHECKOUT, stdout=sink,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+        proc = subprocess.Popen(
+            [*CLUSTER, *args], cwd=CHECKOUT, stdout=sink, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + timeout
         signalled = signal_on is None
@@ -141,8 +149,9 @@ def _leftovers(output: str) -> list[str]:
     tag, folder = match[1], match[2]
     left = []
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    left += [f"namespace {line.split()[0]}" for line in listed.splitlines()
-             if line.startswith(f"{tag}-")]  # fmt: skip
+    left += [
+        f"namespace {line.split()[0]}" for line in listed.splitlines() if line.startswith(f"{tag}-")
+    ]
     mark = f"\0PMD_CLUSTER_RUN={tag}\0".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

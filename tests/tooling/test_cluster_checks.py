@@ -165,6 +165,7 @@ def test_a_crash_before_the_first_record_is_a_finding() -> None:
 def test_the_run_and_its_workload_import_each_other_no_more() -> None:
     """runs/cluster/run.py (the entry point) imports the run; the run imports only the hosts."""
     probe = "import sys, runs.cluster.client; print('runs.cluster.run' in sys.modules)"  # the entry point (run.py) imports the client; never the reverse
-    done = subprocess.run([sys.executable, "-c", probe], cwd=CHECKOUT, capture_output=True,
-                          text=True, check=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=CHECKOUT, capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == "False"

@@ -20,14 +20,27 @@ from bench.run_all import BENCHMARKS
 from support import chaos_pages as chaos_doc
 from tests.helpers import CHECKOUT
 
-OLD = {"date": "2026-01-02 03:04 UTC", "load_start": "0.50", "load_end": "0.60",
-       "command": "python -m bench.build", "seconds": 42}  # fmt: skip
+OLD = {
+    "date": "2026-01-02 03:04 UTC",
+    "load_start": "0.50",
+    "load_end": "0.60",
+    "command": "python -m bench.build",
+    "seconds": 42,
+}
 # The committed figures of two sections, whatever they measured.
 BUILD, STORE = (runner.saved(name).figures for name in ("build", "store"))
-LEVEL = {"streams": 50000, "processes": 4, "pool_max": 10, "held": 49000, "rss_mb": 600.0,
-         "kb_per_stream_rss": 11.5, "event": {"p50_ms": 4.0}, "event_p99_ms": 31.0,
-         "burst": {"p50_ms": 300.0, "p99_ms": 600.0, "update_ms": 12.0},
-         "burst_all_s": 1.25}  # fmt: skip
+LEVEL = {
+    "streams": 50000,
+    "processes": 4,
+    "pool_max": 10,
+    "held": 49000,
+    "rss_mb": 600.0,
+    "kb_per_stream_rss": 11.5,
+    "event": {"p50_ms": 4.0},
+    "event_p99_ms": 31.0,
+    "burst": {"p50_ms": 300.0, "p99_ms": 600.0, "update_ms": 12.0},
+    "burst_all_s": 1.25,
+}
 REDO = (
     "it is generated: edit its template (bench/templates/) or the code that gives it its "
     "figures, then render it again with `python -m bench.run_all --report-only`"
@@ -107,8 +120,8 @@ def test_each_section_is_dated_by_its_own_run(figures: Path) -> None:
     assert store and all("| on or before 2025-12-31 00:00 UTC |" in r for r in store)
     details = report.details(figures)
     assert (
-        "## ZIP build — `python -m bench.build`\n\n*Measured 2026-01-02 03:04 UTC (1-minute load "
-        "average 0.50 before, 0.60 after, 42 s): `python -m bench.build`.*\n\n" in details
+        "## ZIP build — `python -m bench.build`\n\n*Measured 2026-01-02 03:04 UTC (load 0.50 → "
+        "0.60, 42 s): `python -m bench.build`.*\n\n" in details
     )
     assert "| 128 artworks | claim → ready |" in details  # the whole job, in the same section
     assert "*Measured on or before 2025-12-31 00:00 UTC (figures saved before each" in details
@@ -175,18 +188,20 @@ def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
 ) -> None:
     monkeypatch.setattr(chaos_doc, "DOC", tmp_path / "reliability.md")
     monkeypatch.setattr(chaos_doc, "DOCS_RUNS", tmp_path / "runs")
-    page = chaos_doc.write(["--ci", "--doc"], "chaos: OK: 0 violations\nwall time 9 s\n", 0,
-                           tmp_path / "saved")  # fmt: skip
+    page = chaos_doc.write(
+        ["--ci", "--doc"], "chaos: OK: 0 violations\nwall time 9 s\n", 0, tmp_path / "saved"
+    )
     saved = json.loads((tmp_path / "saved" / "ci.json").read_text())
     assert saved["argv"] == ["--ci", "--doc"] and saved["exit"] == 0
     assert page == tmp_path / "runs" / "chaos-ci.md"
+    dirty = " with uncommitted changes" if saved["dirty"] else ""
     assert (
-        f"Written by `.venv/bin/python -m runs.chaos --ci --doc` on {saved['date']} UTC "
-        "(exit 0):\n\n```\nchaos: OK: 0 violations\nwall time 9 s\n```\n"
+        f"Written by `.venv/bin/python -m runs.chaos --ci --doc` on {saved['date']} UTC at "
+        f"`{saved['commit'][:7]}`{dirty} (exit 0):\n\n```\nchaos: OK: 0 violations\nwall time 9 s\n```\n"
     ) in page.read_text()
     summary = (tmp_path / "reliability.md").read_text()
     assert (
-        f"| `--ci` | the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault) | `chaos: OK: 0 violations`, wall time 9 s ({saved['date']} UTC) |"
+        f"| `--ci` | the CI run, ZIPs in the BDR folder (on a tmpfs, with the full-disk fault) | `chaos: OK: 0 violations`, wall time 9 s ({saved['date']} UTC at `{saved['commit'][:7]}`{dirty}) |"
         in summary
     )
     assert "not run yet (`.venv/bin/python -m runs.chaos --ci --store --doc`)" in summary
@@ -199,8 +214,12 @@ def test_run_alls_help_says_how_long_and_what_it_rewrites() -> None:
     them all, and the committed files a run rewrites (issue 33)."""
     done = subprocess.run(
         [sys.executable, "-m", "bench.run_all", "--help"],
-        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     text = done.stdout
     total = sum(b.limit_s for b in BENCHMARKS) / 3600
     assert f"all of them, at most {total:.1f} h" in text

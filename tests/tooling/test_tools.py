@@ -91,9 +91,14 @@ def test_python_m_runs_cluster_with_an_empty_path_prints_one_line(tmp_path: Path
     empty = tmp_path / "bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "runs.cluster", "--ci"], cwd=CHECKOUT, env={"PATH": str(empty)},
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        [sys.executable, "-m", "runs.cluster", "--ci"],
+        cwd=CHECKOUT,
+        env={"PATH": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()
@@ -118,11 +123,23 @@ def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
     empty = tmp_path / "bin"
     empty.mkdir()
     done = subprocess.run(
-        [sys.executable, "-S", "-m", "support.tools", "--packages", "nsenter", "promtool",
-         "unshare"],
-        cwd=CHECKOUT, env={"PATH": str(empty)}, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-S",
+            "-m",
+            "support.tools",
+            "--packages",
+            "nsenter",
+            "promtool",
+            "unshare",
+        ],
+        cwd=CHECKOUT,
+        env={"PATH": str(empty)},
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=True,
-    )  # fmt: skip
+    )
     assert done.stdout == "util-linux prometheus\n"
 
 
@@ -131,8 +148,12 @@ def test_the_clusters_help_names_everything_it_needs() -> None:
     with the Debian package that provides it, root, and how long a run takes (issue 33)."""
     done = subprocess.run(
         [sys.executable, "-m", "runs.cluster", "--help"],
-        cwd=CHECKOUT, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     text = " ".join(done.stdout.split())  # argparse wraps the epilog
     assert text.startswith("usage: python -m runs.cluster")
     needs = text[text.index("Needs:") :]

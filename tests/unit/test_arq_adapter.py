@@ -4,14 +4,29 @@ the arq installed: each test fails the day arq changes it, so an upgrade re-read
 from __future__ import annotations
 
 import inspect
+import logging
+import logging.config
+import re
 from importlib.metadata import version
 from typing import Any
 
 import arq.cli
+import arq.connections
+import arq.constants
 import arq.jobs
+import arq.utils
 import arq.worker
+import pytest
+from arq.logs import default_log_config
 
-from pmd_service.jobs.arq_adapter import ARQ_VERSION, ArqOptions
+from pmd_service.core import logs
+from pmd_service.jobs.arq_adapter import (
+    ARQ_LOGGERS,
+    ARQ_VERSION,
+    IN_PROGRESS_MARK,
+    JOB_KEY_PREFIXES,
+    arq_lines_once,
+)
 
 
 def arq_run_job() -> Any:
@@ -57,23 +72,40 @@ def test_a_claim_takes_its_slot_before_watching_and_frees_it_only_around_exec() 
     assert source.count("WatchError") == 1, "arq now handles WatchError itself: drop the override"
 
 
-def test_the_arq_command_reads_the_options_through_items_after_its_logging() -> None:
-    """ArqOptions.items takes the log lines back: arq must import WorkerSettings, then set up
-    its logging, then read the options as a dict's items."""
+def test_the_arq_command_configures_its_logging_after_the_import_keeping_arq_s_filters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """arq_lines_once: the `arq` command imports WorkerSettings, then sets up its logging
+    (dictConfig of its default, which keeps the filters of the loggers under `arq`), then runs
+    the Worker; every logger of arq's is one ARQ_LOGGERS names, and with the filter on, an arq
+    line goes to the service's handler alone."""
     cli = inspect.getsource(arq.cli.cli.callback)  # type: ignore[arg-type]
     assert _in_order(cli, "import_string(worker_settings)", "dictConfig(", "run_worker("), cli
-    kwargs = inspect.getsource(arq.worker.get_kwargs)
-    assert "isinstance(settings_cls, dict)" in kwargs and "d.items()" in kwargs, kwargs
-    taken = []
-
-    class Watched(ArqOptions):
-        def items(self):  # type: ignore[no-untyped-def]
-            taken.append(True)
-            return super().items()
-
-    got: dict[str, object] = dict(arq.worker.get_kwargs(Watched(max_jobs=3)))
-    assert got == {"max_jobs": 3}
-    assert taken == [True]
+    named = set()
+    for module in (arq.connections, arq.jobs, arq.utils, arq.worker):
+        named |= set(re.findall(r"getLogger\('([^']+)'\)", inspect.getsource(module)))
+    assert named == set(ARQ_LOGGERS)
+    root = logging.getLogger()
+    ours = logs.handler("text")
+    saved = root.handlers[:], root.level
+    root.handlers, root.level = [ours], logging.INFO
+    try:
+        arq_lines_once()
+        logging.config.dictConfig(default_log_config(verbose=False))
+        assert any(not logs._is_ours(h) for h in logging.getLogger("arq").handlers)
+        for name in ARQ_LOGGERS:
+            logging.getLogger(name).info("line of %s", name)
+        assert logging.getLogger("arq").handlers == []
+    finally:
+        root.handlers, root.level = saved
+        logging.getLogger("arq").setLevel(logging.NOTSET)
+        for name in ARQ_LOGGERS:  # this process's other tests run without the filter
+            for found in logging.getLogger(name).filters[:]:
+                logging.getLogger(name).removeFilter(found)
+    written = capsys.readouterr().err.splitlines()
+    assert [line.rsplit(": ", 1)[-1] for line in written] == [
+        f"line of {name}" for name in ARQ_LOGGERS
+    ], written
 
 
 def test_a_scheduled_run_is_named_by_its_time_and_a_start_up_run_by_the_worker_s() -> None:
@@ -108,3 +140,62 @@ def test_the_job_deserializer_s_errors_fail_the_job_and_its_fields_are_read_unch
         "enqueue_job_try > job_try",
         "ms_to_datetime(enqueue_time_ms)",
     ), run
+
+
+def test_the_keys_arq_keeps_per_job_are_the_ones_the_worker_reads_before_a_claim() -> None:
+    """`malformed` reads each key arq keeps for a job, and knows what arq writes in each: a new
+    per-job key, or a new read or write of one, is a value it does not check yet."""
+    prefixes = {
+        value for name, value in vars(arq.constants).items() if name.endswith("_key_prefix")
+    }
+    assert prefixes == set(JOB_KEY_PREFIXES)
+    assert arq.constants.abort_jobs_ss == "arq:abort"
+    claim = inspect.getsource(arq.worker.Worker.start_jobs)
+    assert _in_order(
+        claim,
+        "job_id = job_id_b.decode()",
+        "await pipe.exists(in_progress_key)",
+        "await pipe.zscore(self.queue_name, job_id)",
+        "if ongoing_exists or not score",
+        f"pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), {IN_PROGRESS_MARK!r})",
+        "self.run_job(job_id, int(score))",
+    ), claim
+    run = inspect.getsource(arq_run_job())
+    assert _in_order(
+        run,
+        "pipe.get(job_key_prefix + job_id)",
+        "pipe.incr(retry_key_prefix + job_id)",
+        "pipe.expire(retry_key_prefix + job_id, 88400)",
+        "if self.allow_abort_jobs:",
+        "pipe.zrem(abort_jobs_ss, job_id)",
+    ), run
+    assert "result_key_prefix" not in run, "arq's run now reads a result: check it"
+    assert "keep_in_progress" in inspect.getsource(arq.worker.Worker.finish_job)
+    failed = inspect.getsource(arq.worker.Worker.finish_failed_job)
+    assert _in_order(
+        failed,
+        "retry_key_prefix + job_id",
+        "in_progress_key_prefix + job_id",
+        "job_key_prefix + job_id",
+        "tr.zrem(abort_jobs_ss, job_id)",
+        "tr.zrem(self.queue_name, job_id)",
+    ), failed
+
+
+def test_the_poll_reads_due_ids_and_hands_them_to_start_jobs() -> None:
+    """PmdWorker reads a job's values in start_jobs, catches arq's errors there and in run_job,
+    and tidies the queue in _poll_iteration: true while arq's poll reads the queue's due ids
+    (bytes) there and starts them through start_jobs."""
+    poll = inspect.getsource(arq.worker.Worker._poll_iteration)
+    assert _in_order(
+        poll,
+        "job_ids = await self.pool.zrangebyscore(",
+        "max=now",
+        "await self.start_jobs(job_ids)",
+        "t.result()",
+        "await self.heart_beat()",
+    ), poll
+    assert "await self._poll_iteration()" in inspect.getsource(arq.worker.Worker.main)
+    init = inspect.getsource(arq.worker.Worker.__init__)
+    assert "self.in_progress_timeout_s = (max_timeout or 0) + 10" in init, init
+    assert "self.queue_read_limit = " in init, init

@@ -1,6 +1,6 @@
 """What pmd_service/core/asyncpg_adapter.py relies on in asyncpg, checked against the asyncpg
 installed: each test fails the day asyncpg changes it, so an upgrade re-reads the adapter first.
-(The gate's behaviour against a real database: tests/api/test_db_capacity.py.)"""
+(The gate's behaviour against a real database: tests/api/web/test_db_capacity.py.)"""
 
 from __future__ import annotations
 

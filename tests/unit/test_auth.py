@@ -34,6 +34,7 @@ async def test_valid_token_lists_posts(client: Client, factory: Factory) -> None
         "next_cursor": None,
         "total_count": 0,
         "match_digest": EMPTY_DIGEST,
+        "target": {"public_sqid": user.sqid, "handle": user.handle},
     }
 
 

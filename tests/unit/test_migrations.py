@@ -46,9 +46,13 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
         # Standalone: the host's tables in its schema, everything of the service's in its own.
         host = {"users", "posts", "post_files", "comments", "reactions", "licenses", "audit_logs"}
         own = {
-            "batch_download_requests", "bdr_events", "moderator_deletions", "audited_reads",
-            "schema_migrations", "schema_repeatables",
-        }  # fmt: skip
+            "batch_download_requests",
+            "bdr_events",
+            "moderator_deletions",
+            "audited_reads",
+            "schema_migrations",
+            "schema_repeatables",
+        }
         assert {("public", t) for t in host} | {("pmd", t) for t in own} <= tables
         assert not {t for s, t in tables if s == "public"} & own
         rows = await conn.fetch(

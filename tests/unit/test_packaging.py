@@ -25,7 +25,8 @@ from tests.helpers import CHECKOUT, SECRET
 LOCKS = CHECKOUT / "requirements"
 # One xdist worker: the installs are module fixtures (asked for by name, which the suite's
 # grouping by fixture cannot see), and two builds of the checkout at once share its build/.
-pytestmark = pytest.mark.xdist_group("tests/unit/test_packaging.py")
+# Builds and installs take minutes on a crowded machine: the suite's 300 s would cut them off.
+pytestmark = [pytest.mark.xdist_group("tests/unit/test_packaging.py"), pytest.mark.timeout(900)]
 # The Pythons the locks are for: the oldest 3.11 a distribution ships (Debian 12's), a current
 # 3.11, and newer ones; markers such as `python_full_version < "3.11.3"` differ between them.
 PYTHONS = ("3.11.2", "3.11.14", "3.12.12", "3.13.9")
@@ -104,10 +105,18 @@ def test_the_runtime_lock_is_complete_for_every_supported_python() -> None:
         assert all(str(r.specifier) in shared for r, _ in entries), f"{name}: {shared}"
     missing: set[str] = set()
     for python in PYTHONS:
-        env = {"python_full_version": python, "python_version": python.rsplit(".", 1)[0],
-               "sys_platform": "linux", "platform_system": "Linux", "extra": ""}  # fmt: skip
-        wanted = {n for n, entries in pins.items() if any(
-            r.marker is None or r.marker.evaluate(env) for r, _ in entries)}  # fmt: skip
+        env = {
+            "python_full_version": python,
+            "python_version": python.rsplit(".", 1)[0],
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "extra": "",
+        }
+        wanted = {
+            n
+            for n, entries in pins.items()
+            if any(r.marker is None or r.marker.evaluate(env) for r, _ in entries)
+        }
         for name in wanted:
             try:
                 requires = metadata.requires(name) or []
@@ -139,10 +148,14 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         ({"DATABASE_URL": "postgresql://127.0.0.1:1/x"}, "REDIS_URL is required"),
     ]:
         done = subprocess.run(
-            [sys.executable, "-c", "from pmd_service.worker import WorkerSettings"],
-            env=base | given, capture_output=True, text=True, timeout=60, check=False,
+            [sys.executable, "-c", "from pmd_service.worker_settings import WorkerSettings"],
+            env=base | given,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
             cwd=tmp_path,
-        )  # fmt: skip
+        )
         assert done.returncode == 2
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1, done.stderr
@@ -165,9 +178,14 @@ print(sorted(m for m in sys.modules if m.startswith("pmd_service.dev")))
 
 def test_production_never_imports_the_development_package(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", NO_DEV], capture_output=True, text=True, timeout=60, check=True,
-        cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
+        [sys.executable, "-c", NO_DEV],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert done.stdout.strip() == "[]"
 
 
@@ -235,9 +253,18 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(where)], **QUIET)
     python = where / "bin" / "python"
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--require-hashes", "-r",
-         str(LOCKS / "runtime.txt")], **QUIET,
-    )  # fmt: skip
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--require-hashes",
+            "-r",
+            str(LOCKS / "runtime.txt"),
+        ],
+        **QUIET,
+    )
     return _purelib(python)
 
 
@@ -256,16 +283,35 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Pa
     tmp = tmp_path_factory.mktemp("plain")
     dist = tmp / "dist"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--wheel-dir", str(dist),
-         str(CHECKOUT)], env=BUILD_ENV, **QUIET,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--verbose",
+            "--no-deps",
+            "--wheel-dir",
+            str(dist),
+            str(CHECKOUT),
+        ],
+        env=BUILD_ENV,
+        **QUIET,
+    )
     output = built.stdout + built.stderr
     assert LEFT_OUT not in output and backend_warnings(output) == [], output
     python = _venv_with_the_runtime(tmp / "venv", runtime)
     subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
-         str(next(dist.glob("pmd_service-*.whl")))], **QUIET,
-    )  # fmt: skip
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            str(next(dist.glob("pmd_service-*.whl"))),
+        ],
+        **QUIET,
+    )
     return python
 
 
@@ -275,8 +321,9 @@ def editable_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) ->
     python = _venv_with_the_runtime(tmp_path_factory.mktemp("editable") / "venv", runtime)
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "--verbose", "--no-deps", "-e", str(CHECKOUT)],
-        env=BUILD_ENV, **QUIET,
-    )  # fmt: skip
+        env=BUILD_ENV,
+        **QUIET,
+    )
     output = done.stdout + done.stderr
     assert LEFT_OUT not in output and backend_warnings(output) == [], output
     return python
@@ -286,18 +333,31 @@ def _run(
     python: Path, cwd: Path, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(python), *args], env={"PATH": "/usr/bin:/bin", **env}, cwd=cwd,
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [str(python), *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.mark.parametrize(
     ("install", "cwd"),
-    [("plain_install", Path("/")), ("plain_install", CHECKOUT),
-     ("editable_install", CHECKOUT), ("editable_install", Path("/"))],
-    ids=["wheel, elsewhere", "wheel, from the checkout's root", "editable, from the root",
-         "editable, elsewhere"],
-)  # fmt: skip
+    [
+        ("plain_install", Path("/")),
+        ("plain_install", CHECKOUT),
+        ("editable_install", CHECKOUT),
+        ("editable_install", Path("/")),
+    ],
+    ids=[
+        "wheel, elsewhere",
+        "wheel, from the checkout's root",
+        "editable, from the root",
+        "editable, elsewhere",
+    ],
+)
 async def test_migrate_applies_every_migration_from_wherever_it_is_run(
     install: str,
     cwd: Path,

@@ -206,6 +206,10 @@ async def test_the_previous_release_reads_purges_and_hears_the_events(
             "repeatable export_events",
         ]
         await each_heard_on_both()
+        # Whichever release's functions wrote a row, it names its kind and audience (0025).
+        labels = await conn.fetch("SELECT kind, audience FROM stream_events ORDER BY id")
+        each = [("bdr", "watchers")] * 2 + [("export", "owner"), ("posts", "watchers")]
+        assert [(r["kind"], r["audience"]) for r in labels] == each * 3
         later = datetime.now(UTC) + timedelta(days=2)
         count = await conn.fetchval("SELECT count(*) FROM stream_events")
         assert count == 12 and await conn.execute(OLD_PURGE, later) == f"DELETE {count}"

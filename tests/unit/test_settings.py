@@ -60,13 +60,15 @@ def test_unset_urls_come_from_the_embedded_servers_in_dev_mode(
 
 
 def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
-    settings = Settings.from_env({
-        "DATABASE_URL": "postgresql://u:dbpass@db/x",
-        "REDIS_URL": "redis://:redispass@r",
-        "JWT_SECRET_KEY": "jwtsecret" * 4,
-        "SMTP_PASSWORD": "smtppass",
-        "PMD_DATA_DIR": str(tmp_path),
-    })  # fmt: skip
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u:dbpass@db/x",
+            "REDIS_URL": "redis://:redispass@r",
+            "JWT_SECRET_KEY": "jwtsecret" * 4,
+            "SMTP_PASSWORD": "smtppass",
+            "PMD_DATA_DIR": str(tmp_path),
+        }
+    )
     text = repr(settings)
     for secret in ("dbpass", "redispass", "jwtsecret", "smtppass"):
         assert secret not in text
@@ -74,9 +76,14 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "eighty"), ("BDR_DAILY_LIMIT", "0"), ("SMTP_STARTTLS", "maybe"),
-     ("ARTWORK_BASE_URL", "ftp://x"), ("SQIDS_ALPHABET", "aab")],
-)  # fmt: skip
+    [
+        ("PORT", "eighty"),
+        ("BDR_DAILY_LIMIT", "0"),
+        ("SMTP_STARTTLS", "maybe"),
+        ("ARTWORK_BASE_URL", "ftp://x"),
+        ("SQIDS_ALPHABET", "aab"),
+    ],
+)
 def test_bad_values_are_named(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({**PRODUCTION, "PMD_DATA_DIR": str(tmp_path), name: value})

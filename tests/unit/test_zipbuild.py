@@ -89,13 +89,17 @@ def test_the_manifest_is_sha256sum_of_the_extracted_files(tmp_path: Path) -> Non
     assert [line.split("  ", 1)[1] for line in manifest.splitlines()] == names[:-1]
     checked = subprocess.run(
         ["sha256sum", "--strict", "-c", "manifest-sha256.txt"],
-        cwd=tmp_path / "out", capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=tmp_path / "out",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count(": OK") == len(names) - 1
     assert [f.name for f in result.files] == names
-    assert [f.size for f in result.files[:-2]] == [(tmp_path / "out" / n).stat().st_size
-                                                   for n in names[:-2]]  # fmt: skip
+    assert [f.size for f in result.files[:-2]] == [
+        (tmp_path / "out" / n).stat().st_size for n in names[:-2]
+    ]
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

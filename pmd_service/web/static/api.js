@@ -132,6 +132,8 @@ export function explain(error, titleOf = () => undefined) {
   if (error.status === 429 && error.retryAfter) {
     const at = new Date(Date.now() + error.retryAfter * 1000);
     const when = at.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    // One countdown: the server's sentence may give its own ("in 5 h 3 min").
+    if (/\bin \d+ (h|min)\b/.test(error.detail)) return `${error.detail} That is at ${when} your time.`;
     return `${error.detail} That is at ${when} your time (in ${inWords(error.retryAfter)}).`;
   }
   const about = error.problem.invalid_post_ids;

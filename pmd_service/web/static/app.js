@@ -4,7 +4,7 @@
 import {
   Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, TOKEN_FIELD, tokenSubject,
 } from "./api.js";
-import { batchVerb, MAX_BATCH, runBatches, startBatchLine } from "./bulk.js";
+import { batchVerb, MAX_BATCH, outcome, runBatches, startBatchLine } from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
 import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS, NUMBER_KEYS } from "./filter_keys.js";
@@ -46,14 +46,26 @@ function boot() {
   const api = new Api({ token, targetSqid, onUnauthorized: signInAgain });
   const onError = (error) => (error.status === 401 ? signInAgain() : showNotice(explain(error)));
   if (targetSqid) {
-    $("who").textContent = `Moderating the posts of ${targetSqid}`;
+    $("who").textContent = "You are moderating another artist's posts.";
     $("who").hidden = false;
+  }
+  // A moderator's page names the artist by handle once the list says whose posts they are.
+  let owner = null;
+  function namedTarget(target) {
+    if (!targetSqid || owner === `@${target.handle}`) return;
+    owner = `@${target.handle}`;
+    $("page-title").textContent = `${owner}'s posts`;
+    document.title = `${owner}'s posts · Post Management Dashboard`;
+    $("who").textContent = `You are moderating ${owner}'s posts (${target.public_sqid ?? targetSqid}).`;
+    $("downloads-title").textContent = `${owner}'s downloads`;
+    downloads?.setOwner(owner);
   }
   $("main").hidden = false;
 
   let busy = false; // a batch is running: actions and view switches wait
   const table = new PostTable(api, {
     onChange: () => refreshControls(), onError, describeFilter: (filter) => filterWords(filter),
+    onTarget: namedTarget,
   });
   const titleOf = (id) => table.titleOf(id);
   // Undo: each action's Undo is in "Recent actions", which every action refreshes.
@@ -180,19 +192,56 @@ function boot() {
       return `${label}: ${shown}`;
     }).join(", ");
   }
+  // The form's filter becomes the list's. One list request at a time: a change made while the
+  // previous filter's request is out waits for it, and only the latest change is then applied.
+  let applying = false;
+  let applyAgain = false;
+  let applyTimer = null;
+  async function applyFilter({ always = true } = {}) {
+    clearTimeout(applyTimer);
+    applyTimer = null;
+    if (busy) return;
+    if (applying) {
+      applyAgain = true;
+      return;
+    }
+    applying = true;
+    try {
+      do {
+        applyAgain = false;
+        const filter = filterFromForm();
+        // A choice set back to what the list shows changes nothing to fetch.
+        if (!always && JSON.stringify(filter) === JSON.stringify(table.filter)) continue;
+        await table.settle();
+        if (busy) return;
+        table.filter = applyAgain ? filterFromForm() : filter;
+        keepInUrl(table.filter);
+        table.load(table.view);
+        always = false;
+      } while (applyAgain);
+    } finally {
+      applying = false;
+    }
+  }
+  // Choices (menus, dates) apply as they change, once the person pauses; during a batch they
+  // wait for its end. Typed fields (search, tags, counts) wait for "Filter" or Enter.
+  const CHOICE_PAUSE_MS = 300;
+  function applySoon() {
+    clearTimeout(applyTimer);
+    applyTimer = setTimeout(() => (busy ? applySoon() : applyFilter({ always: false })),
+      CHOICE_PAUSE_MS);
+  }
+  for (const field of $("filters").querySelectorAll("select, input[type=date], input[type=checkbox]")) {
+    field.addEventListener("change", applySoon);
+  }
   $("filters").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    if (busy) return;
-    table.filter = filterFromForm();
-    keepInUrl(table.filter);
-    table.load(table.view);
+    applyFilter();
   });
   function resetFilter() {
     if (busy) return;
     showFilter({});
-    table.filter = {};
-    keepInUrl({});
-    table.load(table.view);
+    applyFilter();
   }
   $("f-reset").addEventListener("click", resetFilter);
   $("empty-reset").addEventListener("click", () => {
@@ -213,13 +262,17 @@ function boot() {
     startBatchLine(`${batchVerb(action)} ${plural(total, "post")}…`);
     $("batch").focus();
     let message = null;
+    let stayed = "";
+    let actedOn = 0;
     try {
       const answer = await api.post(action === "license" ? "/api/pmd/license" : "/api/pmd/action",
         {
           ...body, filter: filterJson(table.filter), expect_count: total,
           expect_digest: digest ?? undefined,
         });
-      message = `${plural(answer.affected_count, "post")} ${batchVerb(action, "past")}.`;
+      actedOn = answer.affected_count;
+      message = `${outcome(action, answer.changed_count, answer.affected_count)}.`;
+      if (answer.left_count) stayed = ` ${stayedOut(answer.left_count, answer.left)}`;
     } catch (error) {
       // 409: the posts that match are not the ones approved (their number, or with the same
       // number other posts); the list shows them again.
@@ -241,7 +294,8 @@ function boot() {
       } else if (action === "delete") {
         message += " They are under “Recently deleted”, should you want them back.";
       } else if (action === "restore") {
-        message += " They are under “Posts” again.";
+        if (actedOn) message += " They are under “Posts” again.";
+        message += stayed;
       } else message += " They no longer match the filter.";
       $("batch-progress").max = 1;
       $("batch-progress").value = 1;
@@ -252,6 +306,18 @@ function boot() {
       refreshControls();
       recent.refresh();
     }
+  }
+
+  // What a restore of everything matching left in "Recently deleted", and why: the rows stay
+  // in the list, each saying why it can't be restored here.
+  const STAYED_WHY = {
+    "deleted-by-moderator": "deleted by a moderator (only a moderator can restore it)",
+    "artwork-reuploaded": "the same artwork is now another post",
+    "same-artwork": "the same artwork as another deleted post (select one of them to restore it)",
+  };
+  function stayedOut(n, groups) {
+    const why = groups.map((g) => `${count(g.count)} ${STAYED_WHY[g.reason] ?? g.reason}`);
+    return `${plural(n, "post")} stayed in “Recently deleted”: ${why.join("; ")}.`;
   }
 
   // Any action on more than one page of posts says how many first.
@@ -301,20 +367,14 @@ function boot() {
 
   const act = (action) => (part) => api.post("/api/pmd/action", { action, post_ids: part });
   const VERBS = { hide: "Hide", unhide: "Unhide", restore: "Restore" };
-  // A restore leaves out the rows the listing marks as not restorable (an artwork uploaded
-  // again, a moderator's delete): the server would refuse the whole batch for them. With every
-  // matching post loaded, "all matching" becomes those rows' ids; otherwise the server's answer
-  // names them.
+  // A restore of picked posts leaves out the rows the listing marks as not restorable (an
+  // artwork uploaded again, a moderator's delete): the server would refuse the whole batch for
+  // them. "All matching" goes as it is: the server restores what may be restored and says what
+  // stayed, loaded or not.
   function leaveOutUnrestorable() {
-    if (table.view !== "deleted") return true;
-    const blocked = table.posts.filter((p) => p.restorable === false &&
-      (table.allMatching || table.selected.has(p.id)));
+    if (table.view !== "deleted" || table.allMatching) return true;
+    const blocked = table.posts.filter((p) => p.restorable === false && table.selected.has(p.id));
     if (!blocked.length) return true;
-    if (table.allMatching && !table.done) return true;
-    if (table.allMatching) {
-      table.allMatching = false;
-      table.selectLoaded();
-    }
     table.deselect(blocked.map((p) => p.id));
     toast(`${plural(blocked.length, "post")} can't be restored (see why in the list) and ` +
       `${blocked.length === 1 ? "was" : "were"} left out.`, "error");
@@ -371,6 +431,10 @@ function boot() {
       return;
     }
     if (!(await confirmCount("Retag", effective()))) return;
+    // Both fields empty once the retag is sent: a later "remove" alone must not add these
+    // tags again (the batch line says what was done).
+    $("tags-add").value = "";
+    $("tags-remove").value = "";
     const body = { action: "tags", add, remove };
     if (table.allMatching) await batchMatching("tags", body);
     else await batch("tags", (part) => api.post("/api/pmd/action", { ...body, post_ids: part }));
@@ -430,17 +494,36 @@ function boot() {
     if (!ids.length || ids.length > MAX_BATCH) return;
     const request = $("bdr-request");
     request.disabled = true;
+    const options = {
+      include_comments: $("bdr-comments").checked,
+      include_reactions: $("bdr-reactions").checked,
+      include_layers: $("bdr-layers").checked,
+      send_email: $("bdr-email").checked,
+    };
     try {
-      await downloads.request(ids, {
-        include_comments: $("bdr-comments").checked,
-        include_reactions: $("bdr-reactions").checked,
-        include_layers: $("bdr-layers").checked,
-        send_email: $("bdr-email").checked,
-      });
+      try {
+        // A download of exactly these posts that still serves is named, not built again.
+        await downloads.request(ids, { ...options, repeat: false });
+      } catch (error) {
+        if (error.problem?.code !== "bdr_repeated") throw error;
+        const { bdr_id: id, status } = error.problem.details;
+        downloads.show(id);
+        const insist = await confirmAction({
+          title: "You asked for these posts already",
+          text: `A download of exactly ${ids.length === 1 ? "this post" : `these ${plural(ids.length, "post")}`} ` +
+            `${status === "ready" ? "is ready" : "is on its way"}: it is highlighted under ` +
+            "“Downloads”. A new one counts against today's limit.",
+          ok: "Request a new one anyway",
+          cancel: "Use that one",
+        });
+        if (!insist) return;
+        await downloads.request(ids, { ...options, repeat: true });
+      }
       toast(`Download of ${plural(ids.length, "post")} requested; follow it in the panel.`, "ok");
     } catch (error) {
       if (error.status === 401) onError(error);
-      else toast(explain(error), "error");
+      // A daily limit is a wait, not a failure: no red (red is for deleting).
+      else toast(explain(error), error.status === 429 ? "wait" : "error");
     } finally {
       refreshControls();
     }

@@ -2,7 +2,7 @@
 // all or nothing, so the page sends them in order and stops at the first that fails.
 
 import { explain } from "./api.js";
-import { plural } from "./format.js";
+import { count, plural } from "./format.js";
 
 export const MAX_BATCH = 128;
 
@@ -16,6 +16,26 @@ const PAST = {
   hide: "hidden", unhide: "unhidden", delete: "deleted", restore: "restored",
   license: "relicensed", tags: "retagged", remixable: "changed",
 };
+// The posts an action found already so (sent, but not changed: the server's `affected_count`
+// less its `changed_count`).
+const ALREADY = {
+  hide: "already hidden", unhide: "already visible", delete: "already deleted",
+  restore: "already restored", license: "already had that license",
+  tags: "already had those tags", remixable: "already so",
+};
+
+// One count per action, as the toast, the batch line and "Recent actions" all say it: the
+// posts it changed, then how many it found already so. `changed`, `acted`: the server's
+// `changed_count` and `affected_count`, summed over the batches.
+export function outcome(action, changed, acted) {
+  return `${plural(changed, "post")} ${PAST[action]}${alreadySo(action, acted - changed)}`;
+}
+
+// "; 557 already hidden", or nothing when it found none (or the history did not count them).
+export function alreadySo(action, already) {
+  return already > 0 ? `; ${count(already)} ${ALREADY[action]}` : "";
+}
+
 // Where the posts are after a successful batch: still selected, so a download of the same
 // posts is one click; a delete or restore moves them to the other view, selected there.
 const AFTER = {
@@ -76,6 +96,7 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
   const parts = chunks(ids);
   const doneIds = [];
   const undos = [];
+  let changed = 0;
   const bar = startBatchLine(`${VERB[action]} ${plural(ids.length, "post")}…`, parts.length);
   try {
     for (const [i, part] of parts.entries()) {
@@ -87,6 +108,7 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
             `${parts.length}, waiting ${wait} s (at most so many actions a minute)`;
         });
         if (answer?.undo) undos.push(answer.undo);
+        changed += answer?.changed_count ?? part.length;
       } catch (error) {
         box.hidden = true;
         const left = ids.length - doneIds.length;
@@ -97,7 +119,7 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
         const message = unknown
           ? `Batch ${i + 1} of ${parts.length} got no answer: ${why} ` +
             (doneIds.length
-              ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
+              ? `${outcome(action, changed, doneIds.length)}; `
               : "") +
             `whether the ${plural(part.length, "post")} of this batch ${part.length === 1 ? "was" : "were"} ` +
             `${PAST[action]} is not known, and ${plural(left - part.length, "more post was", "more posts were")} ` +
@@ -106,25 +128,24 @@ export async function runBatches(action, ids, send, done, titleOf = () => undefi
             // One request: the server's sentence says what happened, and why.
             ? `${why} ${left === 1 ? "The post is" : `The ${plural(left, "post")} are`} still selected.`
             : `Batch ${i + 1} of ${parts.length} failed: ` +
-              (doneIds.length
-                ? `${plural(doneIds.length, "post was", "posts were")} ${PAST[action]}; `
-                : "") +
+              (doneIds.length ? `${outcome(action, changed, doneIds.length)}; ` : "") +
               `${plural(left, "post was", "posts were")} not ${PAST[action]} and ` +
               `${left === 1 ? "is" : "are"} still selected. Why: ${why}`;
         errorEl.textContent = message;
         errorEl.hidden = false;
         return {
           ok: false, unknown, doneIds, leftIds: ids.slice(doneIds.length), message, error, undos,
+          changed,
         };
       }
       doneIds.push(...part);
       done(part);
     }
     bar.value = parts.length;
-    const message = `${plural(ids.length, "post")} ${PAST[action]}` +
-      (parts.length > 1 ? ` in ${parts.length} batches. ` : ". ") + AFTER[action];
+    const message = outcome(action, changed, ids.length) +
+      (parts.length > 1 ? ` in ${count(parts.length)} batches. ` : ". ") + AFTER[action];
     text.textContent = message;
-    return { ok: true, doneIds, leftIds: [], message, undos };
+    return { ok: true, doneIds, leftIds: [], message, undos, changed };
   } catch (error) {
     box.hidden = true;
     throw error;

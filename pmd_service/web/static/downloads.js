@@ -5,7 +5,8 @@
 // EventSource cannot send an Authorization header, so each connection uses a single-use ticket
 // (POST /api/pmd/bdr/sse-ticket). EventSource's own retry would reuse the spent ticket, so on
 // any error the page closes it and opens a new one with a fresh ticket and `last_event_id`: the
-// server then sends only what was missed (or `reset` and a new snapshot).
+// server then sends only what was missed (or `reset` and a new snapshot). The server's own
+// `retry:` is for clients that let EventSource reconnect; this page keeps its own pace.
 
 import { ApiError, explain } from "./api.js";
 import * as fmt from "./format.js";
@@ -27,6 +28,11 @@ export const skipWhy = (s) => (s.file
   ? `${FILE[s.file] ?? s.file} ${FILE_REASON[s.reason] ?? s.reason}`
   : REASON[s.reason] ?? s.reason);
 const ACTIVE = new Set(["pending", "processing"]);
+// Attempts to reach a server that is away come further apart, with jitter (a restarted
+// server is not met by every page at once), but at most this far apart while the page is in
+// view: the stream resumes within a few seconds of the server's return. A hidden page backs
+// off further and tries again as soon as it is shown.
+const BACKOFF_SHOWN_MAX_MS = 3000;
 const BACKOFF_MAX_MS = 30_000;
 
 // The browser saves the file itself, streaming it to disk: never read into a blob (a ZIP may
@@ -54,6 +60,8 @@ export class Downloads {
     this.api = api;
     // A user cannot cancel or delete what a moderator asked for on their behalf.
     this.asModerator = Boolean(api.targetSqid);
+    // On a moderator's page every download is the artist's, and says so ("@demo's download").
+    this.owner = this.asModerator ? "the artist" : null;
     this.toast = toast;
     this.confirmAction = confirmAction;
     this.onError = onError;
@@ -68,6 +76,7 @@ export class Downloads {
     this.lastEventId = null;
     this.source = null;
     this.backoff = 1000;
+    this.nextAttempt = null; // {timer, at}: the reconnect scheduled
     this.stopped = false;
     this.snapshot = null; // a full snapshot being received: it replaces the list at `connected`
     this.list = document.getElementById("bdr-list");
@@ -75,6 +84,23 @@ export class Downloads {
     this.live = document.getElementById("live");
     this.liveText = document.getElementById("live-text");
     this.list.addEventListener("click", (ev) => this.onClick(ev));
+    document.addEventListener("visibilitychange", () => {
+      const next = this.nextAttempt;
+      if (document.visibilityState !== "visible" || !next) return;
+      if (next.at - Date.now() > BACKOFF_SHOWN_MAX_MS) this.later(Math.random() * 1000);
+    });
+  }
+
+  // The artist's handle ("@demo"), once the page knows it.
+  setOwner(owner) {
+    this.owner = owner;
+    this.render();
+  }
+
+  // "Your download" or "@demo's download".
+  whose(capital = true) {
+    if (!this.owner) return capital ? "Your" : "your";
+    return this.owner === "the artist" && capital ? "The artist's" : `${this.owner}'s`;
   }
 
   async start() {
@@ -102,6 +128,8 @@ export class Downloads {
 
   stop() {
     this.stopped = true;
+    clearTimeout(this.nextAttempt?.timer);
+    this.nextAttempt = null;
     this.source?.close();
     this.setLive("off", "Live updates off");
   }
@@ -184,7 +212,7 @@ export class Downloads {
       this.source = null;
       const { retry_ms: wait } = JSON.parse(ev.data);
       this.setLive("reconnecting", "Reconnecting…");
-      setTimeout(() => this.connect(), wait);
+      this.later(wait);
     });
     source.onerror = () => {
       if (this.source !== source) return;
@@ -195,11 +223,23 @@ export class Downloads {
 
   retry() {
     if (this.stopped) return;
-    const wait = this.backoff + Math.random() * 500;
+    const most = document.visibilityState === "hidden" ? BACKOFF_MAX_MS : BACKOFF_SHOWN_MAX_MS;
+    const ceiling = Math.min(this.backoff, most);
+    const wait = ceiling / 2 + Math.random() * (ceiling / 2);
     this.backoff = Math.min(this.backoff * 2, BACKOFF_MAX_MS);
     this.setLive("reconnecting", "Reconnecting…");
     this.live.title = `Next attempt in ${Math.ceil(wait / 1000)} s`;
-    setTimeout(() => this.connect(), wait);
+    this.later(wait);
+  }
+
+  // The next connection attempt, in `wait` ms (replacing one scheduled already).
+  later(wait) {
+    clearTimeout(this.nextAttempt?.timer);
+    const timer = setTimeout(() => {
+      this.nextAttempt = null;
+      this.connect();
+    }, wait);
+    this.nextAttempt = { timer, at: Date.now() + wait };
   }
 
   // The snapshot is the truth for the newest 20: a request gone from it (purged, or pushed
@@ -224,7 +264,8 @@ export class Downloads {
   announce(item) {
     if (this.announced.has(item.id)) return;
     if (item.status === "ready") {
-      this.toast(`Your download of ${fmt.plural(item.artwork_count, "artwork")} is ready.`, "ok");
+      this.toast(`${this.whose()} download of ${fmt.plural(item.artwork_count, "artwork")} ` +
+        "is ready.", "ok");
     } else if (item.status === "failed") {
       this.toast(`A download failed: ${item.error_message ?? "no reason given"}`, "error");
     } else {
@@ -250,7 +291,7 @@ export class Downloads {
     if (!item) return;
     if (button.dataset.do === "delete") {
       const sure = await this.confirmAction({
-        title: "Delete this ZIP?",
+        title: this.owner ? `Delete ${this.whose(false)} ZIP?` : "Delete this ZIP?",
         text: `The file of ${fmt.plural(item.artwork_count, "artwork")} is removed now; ` +
           "you can request a new download later.",
         ok: "Delete the file",
@@ -282,6 +323,20 @@ export class Downloads {
     } finally {
       button.textContent = label;
     }
+  }
+
+  // A download named by the server (a repeated request): highlighted and scrolled to.
+  async show(id) {
+    if (!this.items.has(id)) {
+      try {
+        this.items.set(id, await this.api.get(`/api/pmd/bdr/${encodeURIComponent(id)}`));
+      } catch {
+        return; // gone meanwhile: the confirmation still says what to do
+      }
+    }
+    this.highlightId = id;
+    this.render();
+    this.list.querySelector(`li[data-id="${CSS.escape(id)}"]`)?.scrollIntoView({ block: "nearest" });
   }
 
   reveal() {
@@ -334,7 +389,9 @@ export class Downloads {
     const head = el("div", "bdr-head");
     head.append(
       el("span", `badge status-${shown}`, STATUS[shown] ?? shown),
-      el("span", "bdr-count", fmt.plural(item.artwork_count, "artwork")),
+      el("span", "bdr-count", this.owner
+        ? `${this.whose()} download of ${fmt.plural(item.artwork_count, "artwork")}`
+        : fmt.plural(item.artwork_count, "artwork")),
     );
     li.append(head);
     const extras = [
@@ -397,8 +454,10 @@ export class Downloads {
     const buttons = el("div", "bdr-buttons");
     const mayRemove = this.asModerator || !item.requested_by_moderator;
     if (shown === "ready" && item.download_url) {
-      buttons.append(button("download", "Download ZIP", "primary"));
-      if (mayRemove) buttons.append(button("delete", "Delete file"));
+      // A moderator's buttons name whose file they act on.
+      const of = this.owner ? `${this.whose(false)} ` : "";
+      buttons.append(button("download", `Download ${of}ZIP`, "primary"));
+      if (mayRemove) buttons.append(button("delete", `Delete ${of}file`));
     } else if (ACTIVE.has(item.status) && mayRemove) {
       buttons.append(button("cancel", "Cancel"));
     }

@@ -41,15 +41,18 @@ const short = (id) => String(id).slice(0, 8);
 const readyParts = (item) => item.parts.filter((p) => p.status === "ready" && p.download_url);
 const { pastDate } = fmt;
 
-// "256 MB", "2 GB", "1 KB": a part size as a person reads it (binary units, as fmt.bytes).
-function sizeLabel(n) {
-  for (const [unit, scale] of [["GB", GIB], ["MB", MIB], ["KB", 1024]]) {
-    if (n >= scale) {
-      const v = n / scale;
-      return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
-    }
+const { sizeLabel } = fmt;
+
+// An incremental export, in words: "Changes since your export of 3 Mar 2025: 1 artwork
+// added, 2 changed, 1 removed" (the added and changed counts once its parts are planned).
+function changesSince(item) {
+  const counts = [];
+  if (item.added_count !== null && item.added_count !== undefined) {
+    counts.push(`${fmt.plural(item.added_count, "artwork")} added`,
+      `${fmt.count(item.changed_count)} changed`);
   }
-  return `${n} B`;
+  counts.push(`${fmt.count(item.removed_count)} removed`);
+  return `Changes since your export of ${fmt.date(item.changed_since)}: ${counts.join(", ")}`;
 }
 
 // A reply (to a POST or a GET) that raced the stream must not undo what an event already
@@ -156,13 +159,18 @@ export class Exports {
       ...event,
       skipped: before?.skipped ?? [],
       parts: [...parts.values()].sort((a, b) => a.number - b.number),
+      // Counts an event does not carry: the item's, asked for again once its plan is made.
+      added_count: before?.added_count ?? null,
+      changed_count: before?.changed_count ?? null,
     };
     this.items.set(item.id, item);
     this.announce(before, item);
     this.render();
     const partial = event.parts.length < event.parts_count;
+    const uncounted = item.changed_since && item.added_count === null && event.parts_count > 0;
     if (item.skipped.length !== event.skipped_count || item.parts.length !== event.parts_count
-        || (partial && before?.status !== event.status)) this.refresh(event.id);
+        || (partial && before?.status !== event.status)
+        || (uncounted && before?.status !== event.status)) this.refresh(event.id);
   }
 
   // The whole item, once at a time per export (asked again if an event wanted it meanwhile).
@@ -499,7 +507,8 @@ export class Exports {
     if (item.id === this.highlightId) li.classList.add("highlight");
 
     const head = el("div", "export-head");
-    const name = el("h3", "export-name", `Export ${id}`);
+    const name = el("h3", "export-name",
+      item.changed_since ? `Export ${id} of changes` : `Export ${id}`);
     const status = expired ? (fmt.removed(item) ? "removed" : "expired") : item.status;
     head.append(
       name,
@@ -516,9 +525,8 @@ export class Exports {
       `parts of at most ${sizeLabel(item.part_bytes)}`,
     ];
     if (item.include_upscaled) opts.push("upscaled copies");
-    if (item.changed_since) opts.push(`only what changed since ${fmt.dateTime(new Date(item.changed_since))}`);
-    if (item.removed_count) opts.push(`${fmt.plural(item.removed_count, "post")} gone since (removed.json)`);
     if (item.send_email) opts.push("email when done");
+    if (item.changed_since) li.append(el("p", "export-changes", changesSince(item)));
     li.append(el("p", "export-opts", opts.join(" · ")));
 
     const ready = readyParts(item);

@@ -12,17 +12,30 @@ export const count = (n) => numberFmt.format(n);
 export const date = (iso) => dateFmt.format(new Date(iso));
 export const dateTime = (iso) => dateTimeFmt.format(new Date(iso));
 
+// Sizes in one unit system, binary (KiB, MiB, GiB: 1024 each), as the server's messages say
+// them; the number in the browser's locale.
+const UNITS = [["GiB", 2 ** 30], ["MiB", 2 ** 20], ["KiB", 2 ** 10]];
+const oneDecimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
+const noDecimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+// A file's size: "39 KiB", "1.5 MiB" (one decimal below 10).
 export function bytes(n) {
   if (n === null || n === undefined) return "—";
-  if (n < 1024) return `${n} B`;
-  const units = ["KB", "MB", "GB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i += 1;
+  for (const [unit, scale] of UNITS) {
+    if (n >= scale) {
+      const v = n / scale;
+      return `${(v < 10 ? oneDecimal : noDecimal).format(v)} ${unit}`;
+    }
   }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+  return `${count(n)} B`;
+}
+
+// A size a person chose ("256 MiB", "2 GiB", "1.5 GiB"): exact where it is round.
+export function sizeLabel(n) {
+  for (const [unit, scale] of UNITS) {
+    if (n >= scale) return `${oneDecimal.format(n / scale)} ${unit}`;
+  }
+  return `${count(n)} B`;
 }
 
 // "in 6 days", "in 3 h", "5 min ago": coarse on purpose, it is a hint next to the date.

@@ -9,10 +9,9 @@ export const PAGE_SIZE = 16;
 const FIRST_LIMIT = 64; // a quick first paint, then large pages
 const NEXT_LIMIT = 512;
 // The posts held ahead of what the table shows: past it, more load as the person pages on, so
-// the page's memory does not grow with the account (a column only the page can sort loads all).
+// the page's memory does not grow with the account. Every column is sorted by the server (its
+// header's `data-sort` is GET /api/pmd/posts `sort`), so no order needs every post loaded.
 const WINDOW = 2048;
-// The orders the server sorts (GET /api/pmd/posts `sort`); the other columns sort what is loaded.
-const SERVER_SORTS = new Set(["created_at", "title", "reaction_count", "comment_count", "view_count"]);
 
 // The host's NoDerivatives licenses (its rule L5: never remixable).
 const ND_LICENSES = new Set(["CC-BY-ND-4.0", "CC-BY-NC-ND-4.0"]);
@@ -26,26 +25,15 @@ const IN_PLACE = new Set(["hide", "unhide", "license", "tags", "remixable"]);
 const OWN_BATCH_MS = 60_000;
 
 const nativeFile = (post) => post.files.find((f) => f.is_native) ?? post.files[0] ?? null;
-const hiddenRank = (p) => (p.hidden_by_mod ? 2 : p.hidden_by_user ? 1 : 0);
-
-const SORT_KEYS = {
-  title: (a, b) => a.title.localeCompare(b.title, undefined, { sensitivity: "base", numeric: true }),
-  created_at: (a, b) => (a.created_at < b.created_at ? -1 : a.created_at > b.created_at ? 1 : 0),
-  format: (a, b) => (nativeFile(a)?.format ?? "").localeCompare(nativeFile(b)?.format ?? ""),
-  size: (a, b) => (nativeFile(a)?.file_bytes ?? -1) - (nativeFile(b)?.file_bytes ?? -1),
-  reaction_count: (a, b) => a.reaction_count - b.reaction_count,
-  comment_count: (a, b) => a.comment_count - b.comment_count,
-  view_count: (a, b) => a.view_count - b.view_count,
-  license: (a, b) => (a.license_identifier ?? "").localeCompare(b.license_identifier ?? ""),
-  hidden: (a, b) => hiddenRank(a) - hiddenRank(b),
-  remixable: (a, b) => Number(a.remixable) - Number(b.remixable),
-};
+// The orders whose first click goes A to Z; every other column's goes from the most.
+const ASCENDING_FIRST = new Set(["title", "license", "format"]);
 
 export class PostTable {
   // `describeFilter(filter)`: the filter in words, for the list that it leaves empty.
-  constructor(api, { onChange, onError, describeFilter }) {
+  constructor(api, { onChange, onError, describeFilter, onTarget = () => {} }) {
     this.api = api;
     this.onChange = onChange; // selection, page or contents changed
+    this.onTarget = onTarget; // whose posts these are ({public_sqid, handle}), from each page
     this.onError = onError;
     this.describeFilter = describeFilter;
     this.licenseNames = new Map(); // identifier → the license's full name, for its cells' tooltip
@@ -66,15 +54,15 @@ export class PostTable {
     this.carried = { live: new Set(), deleted: new Set() };
     this.sort = { key: "created_at", dir: "descending" };
     this.order = "created_at:desc"; // the server's order the loaded posts came in
-    this.wantAll = false; // load past the window: a column only the page sorts, or the last page
+    this.wantAll = false; // load past the window: the last page was asked for
     this.running = null; // the generation whose loading is under way
     this.page = 0;
     this.generation = 0; // a view switch abandons the loading still under way
-    this.sorted = [];
     this.version = 0; // bumped when rows may show other data: the table is rebuilt then
     this.own = []; // this page's batches lately ({action, ids, at}), told from others' changes
     this.refreshing = null; // a reload in place under way, and whether another must follow it
     this.refreshAgain = false;
+    this.inFlight = new Set(); // the list requests under way (settle() waits for them)
     this.shown = ""; // what the table body shows: version and row ids
     this.el = {
       body: document.getElementById("posts-body"),
@@ -104,10 +92,10 @@ export class PostTable {
   }
 
   get pageCount() {
-    const rows = this.done ? this.sorted.length : Math.max(this.total, this.sorted.length);
+    const rows = this.done ? this.posts.length : Math.max(this.total, this.posts.length);
     return Math.max(1, Math.ceil(rows / PAGE_SIZE));
   }
-  get pageRows() { return this.sorted.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE); }
+  get pageRows() { return this.posts.slice(this.page * PAGE_SIZE, (this.page + 1) * PAGE_SIZE); }
   byId(id) { return this.posts.find((p) => p.id === id); }
   titleOf(id) { return this.byId(id)?.title; }
 
@@ -129,18 +117,17 @@ export class PostTable {
     return this.restart();
   }
 
-  // The server's order for the current sort: its own key, or newest first for a column only
-  // the page sorts.
+  // The server's order for the current sort.
   serverOrder() {
     const { key, dir } = this.sort;
-    return SERVER_SORTS.has(key) ? `${key}:${dir === "ascending" ? "asc" : "desc"}` : "created_at:desc";
+    return `${key}:${dir === "ascending" ? "asc" : "desc"}`;
   }
 
   // Loads the view again from its first page, in the server's order; the selection stays.
   restart() {
     this.generation += 1;
     this.order = this.serverOrder();
-    this.wantAll = !SERVER_SORTS.has(this.sort.key);
+    this.wantAll = false;
     this.posts = [];
     this.total = 0;
     this.digest = null;
@@ -177,14 +164,30 @@ export class PostTable {
     }
   }
 
-  async walk(generation) {
-    this.failed = false;
-    this.render();
+  // One page of the list as it is shown now (view, filter, order), counted as in flight.
+  fetchPage(cursor, limit) {
     const [sort, order] = this.order.split(":");
-    const fetchPage = (cursor, limit) => this.api.get("/api/pmd/posts", {
+    const request = this.api.get("/api/pmd/posts", {
       ...this.filter, limit, cursor, deleted: this.view === "deleted" ? "true" : undefined,
       ...(this.order === "created_at:desc" ? {} : { sort, order }),
     });
+    const settled = request.then(() => {}, () => {});
+    this.inFlight.add(settled);
+    settled.then(() => this.inFlight.delete(settled));
+    return request;
+  }
+
+  // Abandons the loading under way (no further request leaves for it) and waits for its
+  // requests in flight: a new filter's first request then goes alone, never beside them.
+  async settle() {
+    this.generation += 1;
+    while (this.inFlight.size) await Promise.all([...this.inFlight]);
+  }
+
+  async walk(generation) {
+    this.failed = false;
+    this.render();
+    const fetchPage = (cursor, limit) => this.fetchPage(cursor, limit);
     let pending = fetchPage(this.cursor, this.posts.length ? NEXT_LIMIT : FIRST_LIMIT);
     for (;;) {
       let page;
@@ -199,6 +202,7 @@ export class PostTable {
         return;
       }
       if (generation !== this.generation) return;
+      if (page.target) this.onTarget(page.target);
       this.cursor = page.next_cursor;
       this.done = this.cursor === null;
       if (page.match_digest) this.digest = page.match_digest;
@@ -210,7 +214,6 @@ export class PostTable {
       this.posts.push(...page.items);
       // "All matching" takes in the posts that load after it was chosen.
       if (this.allMatching) for (const p of page.items) this.selected.add(p.id);
-      this.mergeSorted(page.items);
       // Once all are here the rows are the truth: a batch may have changed the count since
       // the server counted.
       this.total = this.done ? this.posts.length : page.total_count;
@@ -224,57 +227,27 @@ export class PostTable {
     }
   }
 
+  // Every order is asked of the server: only what is shown (and a window) loads.
   sortTo(key, dir) {
     this.sort = { key, dir };
     this.page = 0;
-    // An order the server gives is asked of it: only what is shown (and a window) loads.
     if (this.serverOrder() !== this.order) {
       this.restart();
       return;
     }
-    if (!SERVER_SORTS.has(key) && !this.done) {
-      this.wantAll = true; // a column only the page sorts needs every post
-      this.loadRest();
-    }
-    this.resort();
     this.render();
   }
 
   sortBy(key) {
     const dir = this.sort.key === key && this.sort.dir === "ascending" ? "descending" : "ascending";
-    this.sortTo(key, key === this.sort.key ? dir : key === "title" ? "ascending" : "descending");
+    this.sortTo(key, key === this.sort.key ? dir : ASCENDING_FIRST.has(key) ? "ascending" : "descending");
   }
 
-  comparator() {
-    // The server's order is kept as it came (its collation, its ties broken by id).
-    if (SERVER_SORTS.has(this.sort.key)) return () => 0;
-    const compare = SORT_KEYS[this.sort.key];
-    const sign = this.sort.dir === "ascending" ? 1 : -1;
-    // Newest first breaks ties, so equal values keep one stable order across renders.
-    return (a, b) => sign * compare(a, b) || b.id - a.id;
-  }
-
+  // The rows may show other data: the table is drawn again. The server's order is kept as it
+  // came (a row an action changed stays where it is until the list is loaded again).
   resort() {
-    this.sorted = [...this.posts].sort(this.comparator());
     this.version += 1;
     this.page = Math.min(this.page, this.pageCount - 1);
-  }
-
-  // A page of posts joins the sorted list by a merge: linear, where sorting everything again
-  // for each of the 20 pages of 10,000 posts cost more than fetching them.
-  mergeSorted(items) {
-    const cmp = this.comparator();
-    const added = [...items].sort(cmp);
-    const out = new Array(this.sorted.length + added.length);
-    let i = 0;
-    let j = 0;
-    let k = 0;
-    while (i < this.sorted.length && j < added.length) {
-      out[k++] = cmp(this.sorted[i], added[j]) <= 0 ? this.sorted[i++] : added[j++];
-    }
-    while (i < this.sorted.length) out[k++] = this.sorted[i++];
-    while (j < added.length) out[k++] = added[j++];
-    this.sorted = out;
   }
 
   goTo(page) {
@@ -335,8 +308,8 @@ export class PostTable {
   }
 
   // Posts changed outside this page's own batches (another tab or device, a moderator, an
-  // undo): the stream's `posts_changed`, or null after a gap in the stream. The rows are
-  // fetched again, keeping the selection and the page.
+  // undo) or added (action `new`): the stream's `posts_changed`, or null after a gap in the
+  // stream. The rows are fetched again, keeping the selection and the page.
   changed(change) {
     const ids = change?.post_ids;
     if (ids) {
@@ -372,7 +345,6 @@ export class PostTable {
       return;
     }
     const generation = this.generation;
-    const [sort, order] = this.order.split(":");
     const want = Math.max(this.posts.length, FIRST_LIMIT);
     const posts = [];
     let cursor = null;
@@ -381,11 +353,7 @@ export class PostTable {
     do {
       let page;
       try {
-        page = await this.api.get("/api/pmd/posts", {
-          ...this.filter, limit: NEXT_LIMIT, cursor,
-          deleted: this.view === "deleted" ? "true" : undefined,
-          ...(this.order === "created_at:desc" ? {} : { sort, order }),
-        });
+        page = await this.fetchPage(cursor, NEXT_LIMIT);
       } catch {
         return; // the rows stay as they were; the next change or a reload fetches them
       }
@@ -487,7 +455,7 @@ export class PostTable {
     const chosen = this.selected.has(p.id);
     tr.classList.toggle("selected", chosen);
     const file = nativeFile(p);
-    const license = cell("license", p.license_identifier || "—", true);
+    const license = cell("license", p.license_identifier || "—", "license");
     const name = this.licenseNames.get(p.license_identifier);
     if (name) license.title = name;
     const cells = [
@@ -495,12 +463,12 @@ export class PostTable {
       cell("thumb", thumbnail(p)),
       cell("title", titleBlock(p, this.view, file)),
       cell("", time(p.created_at)),
-      cell("file", fileBlock(file, p.layers_bytes), true),
-      cell("num", fmt.count(p.reaction_count), true),
-      cell("num", fmt.count(p.comment_count), true),
-      cell("num", fmt.count(p.view_count), true),
+      cell("file", fileBlock(file, p.layers_bytes), "file_bytes"),
+      cell("num", fmt.count(p.reaction_count), "reaction_count"),
+      cell("num", fmt.count(p.comment_count), "comment_count"),
+      cell("num", fmt.count(p.view_count), "view_count"),
       license,
-      cell("remix", p.remixable ? "Yes" : "No", true),
+      cell("remix", p.remixable ? "Yes" : "No", "remixable"),
       cell(p.hidden_by_mod || p.hidden_by_user ? "hidden is-hidden" : "hidden",
         p.hidden_by_mod ? "By moderator" : p.hidden_by_user ? "Hidden" : "—"),
     ];
@@ -509,11 +477,11 @@ export class PostTable {
   }
 }
 
-// `wide`: a column a phone-sized screen leaves out.
-function cell(cls, content, wide = false) {
+// `col`: a column that folds into the title's cell where the table is narrow (styles.css).
+function cell(cls, content, col = null) {
   const td = document.createElement("td");
   if (cls) td.className = cls;
-  if (wide) td.dataset.wide = "";
+  if (col) td.dataset.col = col;
   if (typeof content === "string") td.textContent = content;
   else td.append(content);
   return td;
@@ -558,18 +526,28 @@ function titleBlock(p, view, file) {
   }
   if (view === "deleted" && p.restorable === false) frag.append(whyNotRestorable(p));
   if (p.hashtags.length) frag.append(tagList(p));
-  // What the wide columns hold, as one line that only a phone-sized screen shows.
-  const phone = document.createElement("small");
-  phone.className = "line phone-only";
-  phone.textContent = [
-    file ? `${file.format.toUpperCase()} ${fmt.bytes(file.file_bytes)}` : null,
-    p.layers_bytes === null ? null : `layers ${fmt.bytes(p.layers_bytes)}`,
-    fmt.plural(p.view_count, "view"),
-    p.reaction_count ? fmt.plural(p.reaction_count, "reaction") : null,
-    p.comment_count ? fmt.plural(p.comment_count, "comment") : null,
-    p.license_identifier || null,
-  ].filter(Boolean).join(" · ");
-  frag.append(phone);
+  // What the foldable columns hold, each shown here only while its column is folded away
+  // (styles.css decides by the table's width); the whole line is its tooltip.
+  const fold = document.createElement("small");
+  fold.className = "line fold";
+  const parts = [
+    ["view_count", fmt.plural(p.view_count, "view")],
+    ["license", p.license_identifier || "no license"],
+    ["file_bytes", [file ? `${file.format.toUpperCase()} ${fmt.bytes(file.file_bytes)}` : null,
+      p.layers_bytes === null ? null : `layers ${fmt.bytes(p.layers_bytes)}`]
+      .filter(Boolean).join(", ") || "no file"],
+    ["reaction_count", fmt.plural(p.reaction_count, "reaction")],
+    ["comment_count", fmt.plural(p.comment_count, "comment")],
+    ["remixable", p.remixable ? "remixes allowed" : "no remixes"],
+  ];
+  for (const [col, text] of parts) {
+    const part = document.createElement("span");
+    part.dataset.col = col;
+    part.textContent = text;
+    fold.append(part, " ");
+  }
+  fold.title = parts.map(([, text]) => text).join(" · ");
+  frag.append(fold);
   return frag;
 }
 
@@ -625,6 +603,9 @@ function whyNotRestorable(p) {
     link.href = `/p/${encodeURIComponent(p.held_by.public_sqid ?? "")}`;
     link.textContent = `post ${p.held_by.public_sqid ?? p.held_by.post_id}`;
     note.append(link, ".");
+  } else if (p.restore_refusal === "artwork-reuploaded") {
+    // Another user's post: the server does not name it.
+    note.textContent = "Can't be restored: the same artwork is now another post.";
   } else if (p.restore_refusal === "deleted-by-moderator") {
     note.textContent = "Can't be restored here: a moderator deleted it.";
   } else note.textContent = "Can't be restored.";

@@ -3,12 +3,19 @@
 // the person may still undo it. The server decides who may undo what (its `undo` link).
 
 import { explain } from "./api.js";
+import { alreadySo } from "./bulk.js";
 import * as fmt from "./format.js";
 import { el, timeEl } from "./ui.js";
 
 // How many the list shows before "Show older actions" (the API's pages are of 50).
 const FIRST = 5;
 const PAGE = 50;
+
+// What an undo puts back, as its toast says it.
+const WHAT = {
+  hide: "hide", unhide: "unhide", delete: "delete", restore: "restore",
+  license: "license change", tags: "tag change", remixable: "remix permission change",
+};
 
 const DID = {
   hide: "Hid", unhide: "Unhid", delete: "Deleted", restore: "Restored",
@@ -88,12 +95,12 @@ export class RecentActions {
     const button = ev.target.closest("button[data-undo]");
     if (!button || this.busy()) return;
     const link = button.dataset.undo;
+    const what = WHAT[button.closest("li").dataset.action] ?? "action";
     await this.exclusive(async () => {
       try {
         // The API adds `target_sqid` itself (a moderator's link carries it too).
         const answer = await this.api.post(link.split("?")[0]);
-        const left = answer.left_post_ids;
-        this.toast(fmt.namePosts(answer.message, left, this.titleOf), left.length ? "error" : "ok");
+        this.toast(this.undoSaid(answer, what), answer.left_post_ids.length ? "error" : "ok");
       } catch (error) {
         // Undone elsewhere meanwhile, past its 24 hours, its history dropped: the server says
         // which, and the list shows it as it is now.
@@ -102,6 +109,22 @@ export class RecentActions {
       }
     });
     await this.refresh();
+  }
+
+  // The toast after an undo, its count as every count on the page: what it put back, then the
+  // server's words for the posts it left (after its first "; "), named by title. One that put
+  // back nothing says so, and whether it stays offered.
+  undoSaid(answer, what) {
+    const left = answer.left_post_ids;
+    const why = answer.message.split("; ").slice(1).join("; ");
+    const named = why ? fmt.namePosts(why, left, this.titleOf) : "";
+    if (answer.affected_count === 0 && left.length) {
+      return `Nothing to undo: all ${fmt.plural(left.length, "post")} this ${what} changed ` +
+        `${left.length === 1 ? "was" : "were"} changed since (${named}).` +
+        (answer.undone ? "" : " Its Undo stays, should they be as it left them again.");
+    }
+    return `Undid the ${what} of ${fmt.plural(answer.affected_count, "post")}` +
+      (named ? `; ${named}.` : ".");
   }
 
   who(action) {
@@ -129,9 +152,11 @@ export class RecentActions {
     const who = this.who(action);
     what.append(
       `${DID[action.action] ?? action.action} ${fmt.plural(action.changed_count, "post")}` +
-        (who ? ` ${who}` : "") + " · ",
+        (who ? ` ${who}` : "") + alreadySo(action.action, action.unchanged_count) + " · ",
       timeEl(action.created_at, fmt.ago(action.created_at)),
     );
+    const named = namedPosts(action);
+    if (named) what.append(el("span", "recent-posts", named));
     li.append(what);
     if (action.undone_at) {
       li.append(el("span", "recent-state", "Undone"));
@@ -147,4 +172,13 @@ export class RecentActions {
     }
     return li;
   }
+}
+
+// The posts an action changed, by title: the first few the list gives, then how many more.
+function namedPosts(action) {
+  const titles = (action.posts ?? []).map((p) => `“${p.title}”`);
+  if (!titles.length) return "";
+  const more = action.changed_count - titles.length;
+  if (more > 0) return `${titles.join(", ")} and ${fmt.count(more)} more`;
+  return titles.length === 1 ? titles[0] : `${titles.slice(0, -1).join(", ")} and ${titles.at(-1)}`;
 }

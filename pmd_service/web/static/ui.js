@@ -19,6 +19,18 @@ export function timeEl(iso, text) {
   return t;
 }
 
+// One column: the toasts leave the side column, far below the posts, for the dock under the
+// page's scrolling view (styles.css); beside the posts they are back at the side's top.
+const ONE_COLUMN = matchMedia("(max-width: 900px)");
+
+function placeToasts() {
+  const box = $("toasts");
+  const home = ONE_COLUMN.matches ? $("toast-dock") : document.querySelector(".side");
+  if (box && home && box.parentElement !== home) home.prepend(box);
+}
+placeToasts();
+ONE_COLUMN.addEventListener("change", placeToasts);
+
 // At most this many toasts at once: past it the oldest goes, so they never pile up over the
 // panels; the same words again replace the earlier toast instead of stacking under it.
 const MAX_TOASTS = 3;

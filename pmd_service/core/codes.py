@@ -1,0 +1,300 @@
+"""The one table of error codes: every problem's `code` and every failed item's `error_code`,
+with its status, what it means and the `details` fields it always carries.
+
+The host's app translates an error by its code (the host's names where the host names one),
+so a code is stable and never reused. Raise sites name a `Code` member, so no code outside the
+table can be raised; the OpenAPI document (web/openapi.py) and docs/errors.md
+(`python -m pmd_service.core.codes`) are generated from this table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class Code(enum.StrEnum):
+    # Authentication and whose posts
+    TOKEN_MISSING = "token_missing"  # noqa: S105 (codes, not secrets)
+    TOKEN_INVALID = "token_invalid"  # noqa: S105
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    ACCOUNT_BANNED = "account_banned"
+    FORBIDDEN_ROLE = "forbidden_role"
+    OWNER_PROTECTED = "owner_protected"
+    MODERATOR_PROTECTED = "moderator_protected"
+    TARGET_NOT_FOUND = "target_not_found"
+    TARGET_MISMATCH = "target_mismatch"
+    TICKET_INVALID = "ticket_invalid"
+    TICKET_WRONG_DOWNLOAD = "ticket_wrong_download"
+    # The request itself
+    MALFORMED_JSON = "malformed_json"
+    DUPLICATE_KEY = "duplicate_key"
+    INVALID_TEXT = "invalid_text"
+    VALIDATION_FAILED = "validation_failed"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    BODY_TOO_LARGE = "body_too_large"
+    BODY_TIMEOUT = "body_timeout"
+    BAD_REQUEST = "bad_request"
+    INVALID_QUERY = "invalid_query"
+    INVALID_ID = "invalid_id"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INTERNAL_ERROR = "internal_error"
+    # The server and what it depends on
+    DATABASE_UNAVAILABLE = "database_unavailable"
+    REDIS_UNAVAILABLE = "redis_unavailable"
+    TICKETS_UNAVAILABLE = "tickets_unavailable"
+    STORE_UNAVAILABLE = "store_unavailable"
+    LOW_DISK_SPACE = "low_disk_space"
+    DOWNLOADS_BUSY = "downloads_busy"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    SHUTTING_DOWN = "shutting_down"
+    NOT_READY = "not_ready"
+    # Posts and bulk actions
+    POSTS_NOT_OWNED = "posts_not_owned"
+    POSTS_NOT_RESTORABLE = "posts_not_restorable"
+    POSTS_DELETED_BY_MODERATOR = "posts_deleted_by_moderator"
+    TOO_MANY_TAGS = "too_many_tags"
+    NO_DERIVATIVES_LICENSE = "no_derivatives_license"
+    INVALID_TAGS = "invalid_tags"
+    VALUE_REQUIRED = "value_required"
+    UNKNOWN_LICENSE = "unknown_license"
+    TOO_MANY_POSTS = "too_many_posts"
+    COUNT_CHANGED = "count_changed"
+    SET_CHANGED = "set_changed"
+    ARTWORK_REUPLOADED = "artwork_reuploaded"
+    RESTORE_INTERRUPTED = "restore_interrupted"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_SORT = "invalid_sort"
+    INVALID_FILTER = "invalid_filter"
+    RATE_LIMITED = "rate_limited"
+    ACTION_NOT_FOUND = "action_not_found"
+    ALREADY_UNDONE = "already_undone"
+    UNDO_EXPIRED = "undo_expired"
+    UNDO_DROPPED = "undo_dropped"
+    UNDO_HISTORY_MISSING = "undo_history_missing"
+    ROW_BUDGET_EXCEEDED = "row_budget_exceeded"
+    # Batch downloads (BDR), their files and streams
+    BDR_DAILY_LIMIT = "bdr_daily_limit"
+    BDR_REPEATED = "bdr_repeated"
+    BDR_DAILY_BYTES_LIMIT = "bdr_daily_bytes_limit"
+    BDR_TOO_LARGE = "bdr_too_large"
+    BDR_NOT_FOUND = "bdr_not_found"
+    BDR_MADE_BY_MODERATOR = "bdr_made_by_moderator"
+    BDR_NOT_READY = "bdr_not_ready"
+    BDR_NO_FILE = "bdr_no_file"
+    BDR_EXPIRED = "bdr_expired"
+    RANGE_NOT_SATISFIABLE = "range_not_satisfiable"
+    PRECONDITION_FAILED = "precondition_failed"
+    TOO_MANY_DOWNLOADS = "too_many_downloads"
+    TOO_MANY_STREAMS = "too_many_streams"
+    # Full exports
+    EXPORT_OWNER_ONLY = "export_owner_only"
+    INVALID_PART_SIZE = "invalid_part_size"
+    INVALID_SINCE = "invalid_since"
+    INVALID_SCHEDULE = "invalid_schedule"
+    EXPORT_RUNNING = "export_running"
+    EXPORT_SCHEDULED = "export_scheduled"
+    EXPORT_COOLDOWN = "export_cooldown"
+    NOTHING_TO_EXPORT = "nothing_to_export"
+    EXPORT_NOT_FOUND = "export_not_found"
+    PART_NOT_FOUND = "part_not_found"
+    SCHEDULE_NOT_FOUND = "schedule_not_found"
+    PART_NOT_READY = "part_not_ready"
+    PART_NO_FILE = "part_no_file"
+    EXPORT_EXPIRED = "export_expired"
+    # A failed download's or export's `error_code` (no answer carries these)
+    USER_NOT_FOUND = "user_not_found"
+    NO_POSTS = "no_posts"
+    TOO_LARGE = "too_large"
+    INTERNAL = "internal"
+
+
+# A `details` field's JSON Schema, by the short names the table uses.
+_KINDS: dict[str, dict[str, Any]] = {
+    "integer": {"type": "integer"},
+    "string": {"type": "string"},
+    "integers": {"type": "array", "items": {"type": "integer"}},
+    "object": {"type": "object"},
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the table: the status a problem with this code answers (None: a failed
+    item's `error_code`), what it means, and the `details` fields it always carries (name →
+    kind: integer, string, integers, object)."""
+
+    status: int | None
+    meaning: str
+    details: dict[str, str] = field(default_factory=dict)
+
+    def details_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "required": sorted(self.details),
+            "properties": {name: _KINDS[kind] for name, kind in self.details.items()},
+        }
+
+
+_RETRY = {"retry_after_seconds": "integer"}
+_IDS = {"missing_ids": "integers"}
+_REFUSED = {"invalid_post_ids": "integers"}
+_SET = {"count": "integer", "match_digest": "string"}
+
+TABLE: dict[Code, Entry] = {
+    Code.TOKEN_MISSING: Entry(401, "No `Authorization: Bearer` token (nor `?ticket=` where one is taken)"),
+    Code.TOKEN_INVALID: Entry(401, "The token is malformed, badly signed, not an access token, or names no account"),
+    Code.TOKEN_EXPIRED: Entry(401, "The access token (or the one behind a ticket) has expired: sign in again"),
+    Code.ACCOUNT_DEACTIVATED: Entry(401, "The caller's account is deactivated"),
+    Code.ACCOUNT_BANNED: Entry(403, "The caller's account is banned until `banned_until`", {"banned_until": "string"}),
+    Code.FORBIDDEN_ROLE: Entry(403, "`target_sqid` (or this action) needs a role the caller lacks", {"required": "string"}),
+    Code.OWNER_PROTECTED: Entry(403, "A site owner's posts are managed by that owner only"),
+    Code.MODERATOR_PROTECTED: Entry(403, "A moderator's posts are managed by that moderator or an owner only"),
+    Code.TARGET_NOT_FOUND: Entry(404, "No user has the public id in `target_sqid`"),
+    Code.TARGET_MISMATCH: Entry(400, "`target_sqid` differs between the query and the body, or from the ticket's"),
+    Code.TICKET_INVALID: Entry(401, "The ticket is unknown, expired or already used: mint a new one"),
+    Code.TICKET_WRONG_DOWNLOAD: Entry(401, "The ticket was minted for another download, or for the stream"),
+    Code.MALFORMED_JSON: Entry(400, "The body is empty or not UTF-8 JSON"),
+    Code.DUPLICATE_KEY: Entry(400, "A key appears twice in the body", {"key": "string"}),
+    Code.INVALID_TEXT: Entry(400, "A text value holds a NUL character (U+0000)"),
+    Code.VALIDATION_FAILED: Entry(422, "The body does not match the schema; `errors` names the field"),
+    Code.UNSUPPORTED_MEDIA_TYPE: Entry(415, "The body is not sent as JSON"),
+    Code.BODY_TOO_LARGE: Entry(413, "The body is larger than the server takes", {"limit_bytes": "integer"}),
+    Code.BODY_TIMEOUT: Entry(408, "The body did not arrive in time; the connection is closed", {"timeout_seconds": "integer"}),
+    Code.BAD_REQUEST: Entry(400, "The request could not be read as HTTP"),
+    Code.INVALID_QUERY: Entry(400, "A query parameter is not of its type or range"),
+    Code.INVALID_ID: Entry(400, "The id in the path is not a UUID"),
+    Code.NOT_FOUND: Entry(404, "Nothing is at this URL"),
+    Code.METHOD_NOT_ALLOWED: Entry(405, "The method is not one this URL takes (`Allow` lists them)"),
+    Code.INTERNAL_ERROR: Entry(500, "The server failed; it has been logged"),
+    Code.DATABASE_UNAVAILABLE: Entry(503, "The database is not taking connections; see Retry-After", _RETRY),
+    Code.REDIS_UNAVAILABLE: Entry(503, "Redis is not taking connections; see Retry-After", _RETRY),
+    Code.TICKETS_UNAVAILABLE: Entry(503, "Tickets cannot be minted or redeemed now (Redis); see Retry-After", _RETRY),
+    Code.STORE_UNAVAILABLE: Entry(503, "The object store holding the ZIPs does not answer; see Retry-After", _RETRY),
+    Code.LOW_DISK_SPACE: Entry(503, "The server is short of disk space for new downloads; see Retry-After", _RETRY),
+    Code.DOWNLOADS_BUSY: Entry(503, "This server streams as many downloads as it can; see Retry-After", _RETRY),
+    Code.TOO_MANY_CONNECTIONS: Entry(503, "This server holds as many connections as it may; see Retry-After", _RETRY),
+    Code.SHUTTING_DOWN: Entry(503, "This server is shutting down; reconnect (Retry-After)", _RETRY),
+    Code.NOT_READY: Entry(503, "Readiness: the database or Redis is unreachable", {"checks": "object"}),
+    Code.POSTS_NOT_OWNED: Entry(400, "Some `post_ids` are not the target's artworks (or are deleted); nothing changed", _IDS),
+    Code.POSTS_NOT_RESTORABLE: Entry(400, "Some `post_ids` are not the target's deleted artworks still in the restore window", _IDS),
+    Code.POSTS_DELETED_BY_MODERATOR: Entry(400, "Some posts were deleted by a moderator: only a moderator restores them", _REFUSED),
+    Code.TOO_MANY_TAGS: Entry(400, "The tags action would put too many tags on some posts", _REFUSED),
+    Code.NO_DERIVATIVES_LICENSE: Entry(400, "Some posts have a NoDerivatives license, which forbids remixes", _REFUSED),
+    Code.INVALID_TAGS: Entry(400, "The `tags` action's `add`/`remove` are empty, too long or overlap"),
+    Code.VALUE_REQUIRED: Entry(400, "The `remixable` action needs `value`"),
+    Code.UNKNOWN_LICENSE: Entry(400, "No license has this `license_id`"),
+    Code.TOO_MANY_POSTS: Entry(400, "The filter matches more posts than one action changes", {"count": "integer", "limit": "integer"}),
+    Code.COUNT_CHANGED: Entry(409, "The filter matches `count` posts now, not `expect_count`; nothing changed", _SET),
+    Code.SET_CHANGED: Entry(409, "The filter matches other posts than `expect_digest` approved; nothing changed", _SET),
+    Code.ARTWORK_REUPLOADED: Entry(409, "A restore names posts whose artwork another post now holds", _REFUSED),
+    Code.RESTORE_INTERRUPTED: Entry(409, "An artwork was uploaded again while the restore ran; nothing changed: retry"),
+    Code.INVALID_CURSOR: Entry(400, "`cursor` is not one this list returned for this filter and order"),
+    Code.INVALID_SORT: Entry(400, "`sort` or `order` is not one the list takes"),
+    Code.INVALID_FILTER: Entry(400, "A filter key's value is not valid"),
+    Code.RATE_LIMITED: Entry(429, "Too many bulk actions in the last minute; see Retry-After", {"limit": "integer", "window_seconds": "integer", **_RETRY}),
+    Code.ROW_BUDGET_EXCEEDED: Entry(429, "The action would change more posts than the minute's or hour's budget has left; nothing changed (see Retry-After)", {"limit": "integer", "window_seconds": "integer", "used": "integer", "requested": "integer", "scope": "string", **_RETRY}),
+    Code.ACTION_NOT_FOUND: Entry(404, "No bulk action with this id is the caller's to undo"),
+    Code.ALREADY_UNDONE: Entry(409, "The action was undone already"),
+    Code.UNDO_EXPIRED: Entry(410, "The action is older than the undo window", {"hours": "integer"}),
+    Code.UNDO_DROPPED: Entry(410, "The action's undo history was dropped to make room for newer actions of the same person", {"kept_history_bytes": "integer"}),
+    Code.UNDO_HISTORY_MISSING: Entry(410, "The previous release recorded the action, and its history is gone"),
+    Code.BDR_DAILY_LIMIT: Entry(429, "The day's download requests are used up; see Retry-After", {"limit": "integer", **_RETRY}),
+    Code.BDR_DAILY_BYTES_LIMIT: Entry(429, "This download would take the day's bytes past the limit; see Retry-After", {"limit_bytes": "integer", **_RETRY}),
+    Code.BDR_TOO_LARGE: Entry(400, "The artworks asked for are larger than one download holds", {"size_bytes": "integer", "limit_bytes": "integer"}),
+    Code.BDR_REPEATED: Entry(409, "With `repeat: false`, a download of exactly these posts still serves: use it (nothing of the day's limit spent)", {"bdr_id": "string", "status": "string"}),
+    Code.BDR_NOT_FOUND: Entry(404, "No download request with this id is the target's"),
+    Code.BDR_MADE_BY_MODERATOR: Entry(403, "A moderator asked for this download: only a moderator cancels or deletes it"),
+    Code.BDR_NOT_READY: Entry(409, "The download is still pending or processing", {"status": "string"}),
+    Code.BDR_NO_FILE: Entry(409, "The download failed or was cancelled: there is no file", {"status": "string"}),
+    Code.BDR_EXPIRED: Entry(410, "The download expired or was removed, or its file is gone"),
+    Code.RANGE_NOT_SATISFIABLE: Entry(416, "The range asked for holds no byte of the ZIP", {"size_bytes": "integer"}),
+    Code.PRECONDITION_FAILED: Entry(412, "If-Match or If-Unmodified-Since does not hold for the ZIP"),
+    Code.TOO_MANY_DOWNLOADS: Entry(429, "Too many of the caller's downloads stream from this server; see Retry-After", {"limit": "integer", **_RETRY}),
+    Code.TOO_MANY_STREAMS: Entry(429, "The caller has as many live streams open as it may; see Retry-After", {"limit": "integer", **_RETRY}),
+    Code.EXPORT_OWNER_ONLY: Entry(403, "A full export is its owner's alone: a moderator's `target_sqid` is refused"),
+    Code.INVALID_PART_SIZE: Entry(400, "`part_bytes` is outside the allowed range", {"min_part_bytes": "integer", "max_part_bytes": "integer"}),
+    Code.INVALID_SINCE: Entry(400, "`since` names no ready export of the caller's to follow"),
+    Code.INVALID_SCHEDULE: Entry(400, "`repeat_every_days`/`repeat_times` are not valid together"),
+    Code.EXPORT_RUNNING: Entry(409, "An export is already running", {"export_id": "string", "progress": "object"}),
+    Code.EXPORT_SCHEDULED: Entry(409, "A recurring export is already scheduled"),
+    Code.EXPORT_COOLDOWN: Entry(429, "The next export can be asked for later; see Retry-After", _RETRY),
+    Code.NOTHING_TO_EXPORT: Entry(422, "The caller has no artwork to export"),
+    Code.EXPORT_NOT_FOUND: Entry(404, "No export with this id is the caller's"),
+    Code.PART_NOT_FOUND: Entry(404, "The export has no part with this number"),
+    Code.SCHEDULE_NOT_FOUND: Entry(404, "No recurring export is scheduled"),
+    Code.PART_NOT_READY: Entry(409, "The part is still being built"),
+    Code.PART_NO_FILE: Entry(409, "The part was never built (the export failed or was cancelled)"),
+    Code.EXPORT_EXPIRED: Entry(410, "The export expired or was removed, or the part's file is gone"),
+    Code.USER_NOT_FOUND: Entry(None, "The account the download or export was for no longer exists"),
+    Code.NO_POSTS: Entry(None, "None of the artworks could be added (deleted, moved, missing their file)"),
+    Code.TOO_LARGE: Entry(None, "The download grew past the size one download may have"),
+    Code.INTERNAL: Entry(None, "A temporary or unexpected failure on the server's side: ask again"),
+}  # fmt: skip
+
+if set(TABLE) != set(Code):  # at import: a member without its row would be undeclared
+    raise RuntimeError(f"codes without a row: {sorted(set(Code) - set(TABLE))}")
+
+PROBLEM_CODES = tuple(c for c in Code if TABLE[c].status is not None)
+ITEM_CODES = tuple(c for c in Code if TABLE[c].status is None)
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+_BEGIN = "<!-- codes: generated by `python -m pmd_service.core.codes`; edit core/codes.py -->"
+_END = "<!-- end of codes -->"
+
+
+def _details_cell(entry: Entry) -> str:
+    return ", ".join(f"`{name}`" for name in entry.details) or "—"
+
+
+def markdown_tables() -> str:
+    """The table as docs/errors.md shows it, between its markers."""
+    lines = [_BEGIN, "", "| code | status | meaning | `details` |", "|---|---|---|---|"]
+    for c in PROBLEM_CODES:
+        e = TABLE[c]
+        lines.append(f"| `{c}` | {e.status} | {e.meaning} | {_details_cell(e)} |")
+    lines += ["", "A failed download's or export's `error_code`:", ""]
+    lines += ["| error_code | meaning |", "|---|---|"]
+    lines += [f"| `{c}` | {TABLE[c].meaning} |" for c in ITEM_CODES]
+    return "\n".join([*lines, "", _END])
+
+
+def rendered(text: str) -> str:
+    """`text` (the page) with the generated part between its markers made current."""
+    head, begin, rest = text.partition(_BEGIN)
+    _, end, tail = rest.partition(_END)
+    if not begin or not end:
+        raise ValueError(f"{DOC.name} lacks the markers {_BEGIN!r} … {_END!r}")
+    return head + markdown_tables() + tail
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pmd_service.core.codes",
+        description="Writes the codes table into docs/errors.md from core/codes.py.",
+    )
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    args = parser.parse_args(argv)
+    if not DOC.is_file():
+        print(f"{DOC} is not there: run this from a checkout", file=sys.stderr)
+        return 2
+    text = DOC.read_text("utf-8")
+    current = rendered(text) == text
+    if args.check:
+        if not current:
+            print(f"{DOC} is stale: run python -m pmd_service.core.codes")
+        return 0 if current else 1
+    if not current:
+        DOC.write_text(rendered(text), "utf-8")
+    print(f"wrote {DOC}" if not current else f"{DOC} is current")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

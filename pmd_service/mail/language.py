@@ -1,0 +1,296 @@
+"""The words of the service's emails, in the recipient's language (`users.locale`, a BCP 47
+tag; NULL is English).
+
+The copy is one JSON object per locale, `<tag>.json`, in the host's keys (its
+`api/app/email_copy/`) plus the service's own for failures and exports (KEYS; docs/configuration.md
+lists them). The project's own files are in `copy/` beside this module; EMAIL_COPY_DIR names a
+folder of the operator's, read first. For each key the lookup goes: the tag, then its shorter
+prefixes down to the base language (`pt-BR` → `pt`), then English; at each step the operator's
+file before the project's. Tags match case-insensitively.
+
+A value is a string with `{name}` placeholders, or, for a key that carries a number, an object
+of CLDR plural categories (`one`, `few`, `many`, `other`, ...; `other` required) chosen by that
+number under the language's own rules. Everything is read and checked once, before the first
+email: a file that is not valid JSON, or a key with a placeholder it does not have, stops the
+process at start (`check_at_start`) instead of sending half-translated emails.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_time, get_datetime_format
+from babel.numbers import format_decimal
+from babel.units import format_unit
+
+from ..core.settings import ConfigError, Settings
+from ..core.startup import stop
+
+ENGLISH = "en"
+PROJECT_COPY = Path(__file__).with_name("copy")
+PLURAL_CATEGORIES = frozenset({"zero", "one", "two", "few", "many", "other"})
+_PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
+# A language tag as a file name: letters, digits and hyphens (BCP 47's shape, not its registry).
+_TAG_RE = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*")
+
+
+@dataclass(frozen=True)
+class Key:
+    placeholders: frozenset[str] = frozenset()
+    plural: str | None = None  # the placeholder whose number picks a plural form
+
+
+def _key(*placeholders: str, plural: str | None = None) -> Key:
+    return Key(frozenset(placeholders), plural)
+
+
+# Every key the emails use and the placeholders each may hold. The first ten are the host's
+# (the download email's); the rest are the service's own.
+KEYS: dict[str, Key] = {
+    "greeting_named": _key("handle"),
+    "greeting_anonymous": _key(),
+    "footer": _key("site"),
+    "bdr_subject": _key("count", plural="count"),
+    "bdr_ready": _key("count", plural="count"),
+    "bdr_count": _key("count", plural="count"),
+    "bdr_button": _key(),
+    "bdr_expiry": _key("expires"),
+    "bdr_fallback_link": _key(),
+    "bdr_why": _key(),
+    "bdr_failed_subject": _key(),
+    "bdr_failed": _key(),
+    "bdr_failed_button": _key(),
+    "failure_reason": _key("reason"),
+    "failure_unknown": _key(),
+    "export_subject": _key("count", plural="count"),
+    "export_ready": _key("count", plural="count"),
+    "export_count": _key("count", plural="count"),
+    "export_changes_subject": _key("since"),
+    "export_changes_ready": _key("since", "added", "changed", "removed"),
+    "export_parts": _key("parts", "size", plural="parts"),
+    "export_button": _key(),
+    "export_expiry": _key("expires"),
+    "export_check": _key(),
+    "export_why": _key(),
+    "export_failed_subject": _key(),
+    "export_failed": _key(),
+    "export_failed_kept": _key("expires"),
+    "export_failed_button": _key(),
+}
+
+Value = str | dict[str, str]
+
+
+class CopyError(ConfigError):
+    """A copy file the emails cannot use: one line naming the file and the key."""
+
+
+@dataclass(frozen=True)
+class CopyFile:
+    path: Path
+    tag: str
+    values: dict[str, Value]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Every locale's copy: the operator's files and the project's, by lower-cased tag."""
+
+    operator: dict[str, CopyFile] = field(default_factory=dict)
+    project: dict[str, CopyFile] = field(default_factory=dict)
+
+    def words(self, locale: str | None) -> Words:
+        """The copy for a recipient whose `users.locale` is `locale`."""
+        chain = _lookup_chain(locale)
+        files = [
+            found
+            for tag in chain
+            for found in (self.operator.get(tag), self.project.get(tag))
+            if found is not None
+        ]
+        # The language it is written in: the first step of the chain that has a file.
+        language = files[0].tag if files else ENGLISH
+        return Words(language, files, _babel_locale(locale, language))
+
+
+@dataclass(frozen=True)
+class Words:
+    """One email's copy: each key from the first file in the chain that has it."""
+
+    language: str  # a BCP 47 tag: the Content-Language of the email
+    files: list[CopyFile]
+    locale: Locale  # Babel's, for dates, numbers and plural forms
+
+    def text(self, key: str, **values: object) -> str:
+        return self._render(key, values, lambda s: s)
+
+    def html(self, key: str, **values: object) -> str:
+        """Escaped as HTML, the copy's own text and every value alike."""
+        return self._render(key, values, html.escape)
+
+    def _render(self, key: str, values: Mapping[str, object], escape: Callable[[str], str]) -> str:
+        spec = KEYS[key]
+        value = next(f.values[key] for f in self.files if key in f.values)
+        if isinstance(value, dict):
+            assert spec.plural is not None
+            number = values[spec.plural]
+            assert isinstance(number, int)
+            value = value.get(self.locale.plural_form(number), value["other"])
+        shown = {name: self._shown(v) for name, v in values.items()}
+        out = []
+        end = 0
+        for match in _PLACEHOLDER_RE.finditer(value):
+            out.append(escape(value[end : match.start()]))
+            out.append(escape(shown[match[1]]))
+            end = match.end()
+        out.append(escape(value[end:]))
+        return "".join(out)
+
+    def _shown(self, value: object) -> str:
+        if isinstance(value, bool):
+            return str(value)
+        if isinstance(value, int):
+            return format_decimal(value, locale=self.locale)
+        if isinstance(value, datetime):
+            return self.when(value)
+        return str(value)
+
+    def when(self, moment: datetime) -> str:
+        """A date and time in the language's usual long form, in UTC (a person's time zone is
+        not known), saying so."""
+        date = format_date(moment.astimezone(UTC), "long", locale=self.locale)
+        time = format_time(moment, "short", tzinfo=UTC, locale=self.locale)
+        pattern = str(get_datetime_format("long", locale=self.locale))  # a str, typed otherwise
+        return pattern.replace("'", "").replace("{0}", f"{time} UTC").replace("{1}", date)
+
+    def size(self, n: int) -> str:
+        """A byte count in decimal units (kB, MB, GB), as the language writes them."""
+        for unit, scale in (("gigabyte", 10**9), ("megabyte", 10**6), ("kilobyte", 10**3)):
+            if n >= scale:
+                return format_unit(
+                    n / scale, f"digital-{unit}", "short", "#,##0.#", locale=self.locale
+                )
+        return format_unit(n, "digital-byte", "short", locale=self.locale)
+
+
+def _lookup_chain(locale: str | None) -> list[str]:
+    """`zh-Hans-CN` → zh-hans-cn, zh-hans, zh, en (RFC 4647's lookup, then English)."""
+    chain = []
+    subtags = (locale or "").strip().replace("_", "-").lower().split("-")
+    while subtags and subtags[0]:
+        chain.append("-".join(subtags))
+        subtags.pop()
+    if ENGLISH not in chain:
+        chain.append(ENGLISH)
+    return chain
+
+
+def _babel_locale(locale: str | None, language: str) -> Locale:
+    """The recipient's own tag when Babel knows it and it is of the language the copy is in
+    (`es-MX` gets Mexican dates in Spanish copy), else the copy's language, else English."""
+    for tag in (locale, language, ENGLISH):
+        if not tag:
+            continue
+        try:
+            found = Locale.parse(tag.replace("_", "-"), sep="-")
+        except (UnknownLocaleError, ValueError, TypeError):
+            continue
+        if found.language == language.split("-")[0].lower() or tag == ENGLISH:
+            return found
+    return Locale.parse(ENGLISH)
+
+
+# --- reading and checking the files -------------------------------------------------------------
+
+
+def _fail(path: Path, why: str) -> NoReturn:
+    raise CopyError(f"EMAIL_COPY_DIR: {path}: {why}")
+
+
+def read_folder(folder: Path) -> dict[str, CopyFile]:
+    """Every `<tag>.json` in `folder`, checked; CopyError on the first file that does not fit."""
+    files: dict[str, CopyFile] = {}
+    try:
+        paths = sorted(p for p in folder.iterdir() if p.suffix == ".json")
+    except OSError as exc:
+        raise CopyError(f"EMAIL_COPY_DIR: {folder}: cannot be read ({exc.strerror})") from None
+    for path in paths:
+        copy = read_file(path)
+        if copy.tag.lower() in files:
+            _fail(path, f"a second file for {copy.tag} (tags match whatever their case)")
+        files[copy.tag.lower()] = copy
+    return files
+
+
+def read_file(path: Path) -> CopyFile:
+    tag = path.stem
+    if not _TAG_RE.fullmatch(tag):
+        _fail(path, "the file name is not a language tag (es.json, pt-BR.json, zh-Hans.json)")
+    try:
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        _fail(path, f"cannot be read ({exc.strerror})")
+    except json.JSONDecodeError as exc:
+        _fail(path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})")
+    except UnicodeDecodeError as exc:
+        _fail(path, f"not valid JSON (not UTF-8: {exc.reason} at byte {exc.start})")
+    if not isinstance(data, dict):
+        _fail(path, "not a JSON object of keys and their text")
+    # Keys the emails do not use (the host's verification and reset emails') are left alone.
+    values = {key: _checked(path, key, data[key]) for key in KEYS if key in data}
+    return CopyFile(path, tag, values)
+
+
+def _checked(path: Path, key: str, value: object) -> Value:
+    spec = KEYS[key]
+    if isinstance(value, dict) and spec.plural is not None:
+        unknown = sorted(set(value) - PLURAL_CATEGORIES)
+        if unknown:
+            categories = ", ".join(sorted(PLURAL_CATEGORIES))
+            _fail(
+                path, f"key {key}: {', '.join(unknown)}: not a CLDR plural category ({categories})"
+            )
+        if "other" not in value:
+            _fail(path, f"key {key}: a plural object needs its `other` form")
+        return {c: _text(path, f"{key}.{c}", spec, form) for c, form in value.items()}
+    if isinstance(value, dict):
+        _fail(path, f"key {key}: a string is expected (only a key with a number has plural forms)")
+    return _text(path, key, spec, value)
+
+
+def _text(path: Path, key: str, spec: Key, value: object) -> str:
+    if not isinstance(value, str):
+        _fail(path, f"key {key}: a string is expected, not {type(value).__name__}")
+    for name in _PLACEHOLDER_RE.findall(value):
+        if name not in spec.placeholders:
+            has = ", ".join(f"{{{p}}}" for p in sorted(spec.placeholders)) or "none"
+            _fail(path, f"key {key}: {{{name}}} is not a placeholder of this email (it has {has})")
+    return value
+
+
+@functools.cache
+def catalog(folder: Path | None) -> Catalog:
+    """The operator's folder (None: none) and the project's copy, read and checked once."""
+    return Catalog(read_folder(folder) if folder is not None else {}, read_folder(PROJECT_COPY))
+
+
+def words(settings: Settings, locale: str | None) -> Words:
+    return catalog(settings.email_copy_dir).words(locale)
+
+
+def check_at_start(settings: Settings, process: str) -> None:
+    """Read and check the copy before anything runs: a file the emails cannot use ends the
+    process with one line, as a bad setting does (status 2)."""
+    try:
+        catalog(settings.email_copy_dir)
+    except CopyError as exc:
+        stop(f"{process}: configuration error: {exc}", status=2)

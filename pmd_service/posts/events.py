@@ -1,0 +1,21 @@
+"""The posts' event kind of the stream: `posts_changed`, written by the statement that changes
+the posts (posts/live.py, `pmd_posts_changed` in the database), so it is ordered, resumed and
+replayed with the stream's other events."""
+
+from __future__ import annotations
+
+from ..sse.kinds import Audience, EventKind
+from .live import PostsChanged, posts_changed
+
+KIND = "posts"
+
+EVENTS = EventKind(
+    kind=KIND,
+    event=b"posts_changed",
+    data=PostsChanged,
+    make=posts_changed,
+    # Whoever made the change (another tab, a moderator), every page showing the posts reloads.
+    audience=Audience.WATCHERS,
+    summary="per bulk action or undo that changed the user's posts, whoever made it, and per "
+    "addition of posts announced to the service (action `new`: load the list again)",
+)

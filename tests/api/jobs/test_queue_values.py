@@ -1,0 +1,243 @@
+"""No value in the queue's Redis stops the worker. A malformed value of one job's (its body, its
+try count, its in-progress mark, its result, its queue entry) removes that job whole with one log
+line; the worker runs the others, a restart finds nothing of it, and the sweep enqueues its
+request again. A queue or abort set of the wrong type is removed the same way. Each case drives
+the worker as arq drives it, against real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from arq.connections import ArqRedis
+from arq.constants import (
+    abort_jobs_ss,
+    default_queue_name,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+    retry_key_prefix,
+)
+
+from pmd_service.bdr.queue import job_id
+from pmd_service.core.settings import Settings
+from pmd_service.jobs.arq_adapter import PmdWorker
+from pmd_service.upkeep.sweep import sweep
+from support.seeding import Factory, UserRow
+from tests.helpers import fetch_item, request_bdr, run_worker
+
+Client = TestClient[Any, Any]
+Seed = Callable[[ArqRedis, str], Any]  # a coroutine, typed by redis-py as maybe a value
+HOUR_MS = 3_600_000
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def _body_as_hash(redis: ArqRedis, job: str) -> None:
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(job_key_prefix + job)
+        pipe.hset(job_key_prefix + job, "f", "process_bdr")
+        await pipe.execute()
+
+
+# One malformed value each, as someone with write access to the queue's Redis could leave it.
+MALFORMED: dict[str, Seed] = {
+    "body is a hash": _body_as_hash,
+    "body is not a job": lambda r, j: r.set(job_key_prefix + j, b"\x80\x04garbage", px=HOUR_MS),
+    "try count is text": lambda r, j: r.set(retry_key_prefix + j, "abc"),
+    "try count is a hash": lambda r, j: r.hset(retry_key_prefix + j, "n", "1"),
+    "try count overflows": lambda r, j: r.set(retry_key_prefix + j, str(2**63 - 1)),
+    "try count is negative": lambda r, j: r.set(retry_key_prefix + j, "-5"),
+    "in-progress mark is text, for ever": lambda r, j: r.set(in_progress_key_prefix + j, "abc"),
+    "in-progress mark never expires": lambda r, j: r.set(in_progress_key_prefix + j, b"1"),
+    "in-progress mark is a hash": lambda r, j: r.hset(in_progress_key_prefix + j, "x", "1"),
+    "result is a hash": lambda r, j: r.hset(result_key_prefix + j, "r", "1"),
+    "result is not one": lambda r, j: r.set(result_key_prefix + j, b"garbage", px=HOUR_MS),
+    "queue score is 0": lambda r, j: r.zadd(default_queue_name, {j: 0}),
+    "queue score is -inf": lambda r, j: r.zadd(default_queue_name, {j: -math.inf}),
+    "queue score is +inf": lambda r, j: r.zadd(default_queue_name, {j: math.inf}),
+}
+# The ones arq itself raised on, outside its error handling, ending the worker.
+CRASHED_ARQ = ["body is a hash", "try count is text", "try count is a hash", "queue score is -inf"]
+
+
+async def _two_requests(client: Client, factory: Factory) -> tuple[UserRow, str, str]:
+    owner = await factory.user()
+    good, bad = [
+        await request_bdr(client, owner, [(await factory.post(owner)).id]) for _ in range(2)
+    ]
+    return owner, good["id"], bad["id"]
+
+
+def _lines_naming(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and text in r.getMessage()
+    ]
+
+
+async def _nothing_left_of(redis: ArqRedis, job: str) -> None:
+    assert [k for k in await redis.keys("arq:*") if job.encode() in k] == []
+    assert await redis.zscore(default_queue_name, job) is None
+
+
+async def _swept_to_ready(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    owner: UserRow,
+    bdr_id: str,
+    age: str = "40 seconds",
+) -> None:
+    """Nothing lost: the request the removed job was for is still pending, and the sweep
+    (past its grace) enqueues it again under a job of its own, which the worker builds."""
+    assert (await fetch_item(client, owner, bdr_id))["status"] == "pending"
+    await factory.pool.execute(
+        f"UPDATE batch_download_requests SET created_at = now() - interval '{age}' "
+        "WHERE id = $1::uuid",
+        bdr_id,
+    )
+    assert (await sweep(worker_ctx))["requeued"] == 1
+    await run_worker(settings)
+    assert (await fetch_item(client, owner, bdr_id))["status"] == "ready"
+
+
+async def _removed_with_one_line_and_swept(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    seed: Seed,
+) -> None:
+    owner, good, bad = await _two_requests(client, factory)
+    redis: ArqRedis = worker_ctx["redis"]
+    bad_job = job_id(uuid.UUID(bad))
+    await seed(redis, bad_job)
+
+    with caplog.at_level(logging.WARNING):
+        await run_worker(settings)  # returns: the worker went on to the end of the queue
+    assert (await fetch_item(client, owner, good))["status"] == "ready"
+    assert len(_lines_naming(caplog, bad_job)) == 1, caplog.text
+    await _nothing_left_of(redis, bad_job)
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        await run_worker(settings)  # a restart: nothing of the removed job comes back
+    assert _lines_naming(caplog, bad_job) == []
+    assert not [r for r in caplog.records if "→" in r.getMessage()], "a job ran again"
+
+    await _swept_to_ready(client, factory, settings, worker_ctx, owner, bad)
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+async def test_a_malformed_value_of_a_job_removes_that_job_and_the_worker_goes_on(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    case: str,
+) -> None:
+    await _removed_with_one_line_and_swept(
+        client, factory, settings, worker_ctx, caplog, MALFORMED[case]
+    )
+
+
+@pytest.mark.parametrize("case", CRASHED_ARQ)
+async def test_what_arq_raises_on_removes_the_job_even_unread_beforehand(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """A value changed between the worker's read and arq's own (or one the read does not know)
+    is caught where arq raises: the job is removed all the same."""
+
+    async def nothing_read(self: PmdWorker, job_ids: list[bytes]) -> set[bytes]:
+        return set()
+
+    monkeypatch.setattr(PmdWorker, "_drop_malformed", nothing_read)
+    await _removed_with_one_line_and_swept(
+        client, factory, settings, worker_ctx, caplog, MALFORMED[case]
+    )
+
+
+async def test_a_queue_entry_whose_id_is_not_utf8_is_removed_and_the_worker_goes_on(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    owner = await factory.user()
+    good = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    redis: ArqRedis = worker_ctx["redis"]
+    bad = b"\xff\xfe-planted"
+    await redis.set(job_key_prefix.encode() + bad, b"{}", px=HOUR_MS)
+    await redis.zadd(default_queue_name, {bad: _now_ms() - 1000})
+
+    with caplog.at_level(logging.WARNING):
+        await run_worker(settings)
+    assert (await fetch_item(client, owner, good["id"]))["status"] == "ready"
+    assert len(_lines_naming(caplog, "-planted")) == 1, caplog.text
+    assert [k for k in await redis.keys("arq:*") if bad in k] == []
+    assert await redis.zcard(default_queue_name) == 0
+
+
+async def test_an_abort_set_of_the_wrong_type_is_removed_and_every_job_finishes(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """arq removes each finished job from the abort set in the same MULTI: a string there
+    failed every job's finish, ending the worker."""
+    owner, first, second = await _two_requests(client, factory)
+    redis: ArqRedis = worker_ctx["redis"]
+    await redis.set(abort_jobs_ss, "abc")
+
+    with caplog.at_level(logging.WARNING):
+        await run_worker(settings)
+    for bdr_id in (first, second):
+        assert (await fetch_item(client, owner, bdr_id))["status"] == "ready"
+    assert len(_lines_naming(caplog, abort_jobs_ss)) == 1, caplog.text
+    assert not await redis.exists(abort_jobs_ss)
+    assert await redis.zcard(default_queue_name) == 0
+
+
+async def test_a_queue_of_the_wrong_type_is_removed_and_its_requests_are_swept(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """arq's poll reads the queue as a sorted set: a string there ended the worker at once.
+    Removed, the jobs it held are lost to Redis, not to their requests."""
+    owner = await factory.user()
+    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    redis: ArqRedis = worker_ctx["redis"]
+    await redis.delete(default_queue_name)
+    await redis.set(default_queue_name, "abc")
+
+    with caplog.at_level(logging.WARNING):
+        await run_worker(settings)
+    assert len(_lines_naming(caplog, f"{default_queue_name} was a string")) == 1, caplog.text
+    assert not await redis.exists(default_queue_name)
+    # Its job's body still holds the plain id: the sweep's later, fresh job builds it.
+    await _swept_to_ready(client, factory, settings, worker_ctx, owner, item["id"], age="6 minutes")

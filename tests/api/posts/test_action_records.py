@@ -1,0 +1,101 @@
+"""The bulk actions' records (posts/actions.py) against the `grants` command: the host columns
+each record says it writes are the ones its statements need, and together they are the UPDATE
+grant the command gives on the host's `posts`."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import pytest
+
+from pmd_service.core.db import connect
+from pmd_service.core.migrate import apply_migrations
+from pmd_service.host.grants import grants_sql
+from pmd_service.posts.action_shape import BUMPED, BulkAction
+from pmd_service.posts.actions import ACTIONS
+from pmd_service.posts.batch_sql import statement
+from pmd_service.posts.undo import undo_statement
+
+ROLE_SEARCH_PATH = '"pmd", "public"'
+
+
+def _granted_updates(script: str) -> set[str]:
+    """The columns of `posts` the printed script grants UPDATE on."""
+    found = re.findall(r"GRANT UPDATE \(([^)]*)\) ON public\.posts TO", script)
+    assert len(found) == 1, found
+    return {column.strip() for column in found[0].split(",")}
+
+
+def _statements(action: BulkAction) -> dict[str, str]:
+    """Every statement of `action`: per caller, by ids, by filter, and its undo."""
+    found = {}
+    for moderator in (False, True):
+        who = "moderator" if moderator else "owner"
+        for by_filter in (False, True):
+            how = "filter" if by_filter else "ids"
+            found[f"{who} by {how}"] = statement(action, moderator=moderator, by_filter=by_filter)
+        found[f"{who}'s undo"] = undo_statement(action, moderator=moderator)
+    return found
+
+
+def test_the_records_write_what_the_grants_command_grants() -> None:
+    written = {column for action in ACTIONS for column in action.writes}
+    assert written | set(BUMPED) == _granted_updates(grants_sql("pmd"))
+    # Every record writes a column of its own; the bumped columns are the template's.
+    for action in ACTIONS:
+        assert action.writes, action.name
+        assert not set(action.writes) & set(BUMPED), action.name
+
+
+async def _refused(conn: asyncpg.Connection, statements: dict[str, str]) -> set[str]:
+    """The statements the connection's role may not run (EXPLAIN checks every privilege a
+    statement needs and runs nothing)."""
+    refused = set()
+    for name, sql in statements.items():
+        try:
+            async with conn.transaction():
+                explain = await conn.prepare("EXPLAIN " + sql)
+                await explain.fetch(*[None] * len(explain.get_parameters()))
+        except asyncpg.InsufficientPrivilegeError:
+            refused.add(name)
+    return refused
+
+
+async def _updatable(admin: asyncpg.Connection, role: str) -> set[str]:
+    rows = await admin.fetch(
+        "SELECT column_name FROM information_schema.column_privileges WHERE grantee = $1"
+        " AND table_schema = 'public' AND table_name = 'posts' AND privilege_type = 'UPDATE'",
+        role,
+    )
+    return {row["column_name"] for row in rows}
+
+
+@pytest.mark.parametrize("action", ACTIONS, ids=[a.name for a in ACTIONS])
+async def test_a_records_statements_need_exactly_the_columns_it_names(
+    host_url: str, host_role_url: str, action: BulkAction
+) -> None:
+    admin = await asyncpg.connect(host_url)
+    role_conn = await connect(host_role_url, "pmd-test", search_path=ROLE_SEARCH_PATH)
+    try:
+        await apply_migrations(role_conn)
+        role = await role_conn.fetchval("SELECT current_user")
+        await admin.execute(grants_sql(role))
+        granted = await _updatable(admin, role)
+        assert granted == {column for a in ACTIONS for column in a.writes} | set(BUMPED)
+        statements = _statements(action)
+        # With UPDATE on its own columns only (and the bumped ones), all of them run.
+        for column in granted - set(action.writes) - set(BUMPED):
+            await admin.execute(f"REVOKE UPDATE ({column}) ON posts FROM {role}")
+        assert await _refused(role_conn, statements) == set()
+        # Without any one of its columns, some of them are refused: none is named in vain.
+        unneeded = []
+        for column in (*action.writes, *BUMPED):
+            await admin.execute(f"REVOKE UPDATE ({column}) ON posts FROM {role}")
+            if not await _refused(role_conn, statements):
+                unneeded.append(column)
+            await admin.execute(f"GRANT UPDATE ({column}) ON posts TO {role}")
+        assert unneeded == []
+    finally:
+        await role_conn.close()
+        await admin.close()

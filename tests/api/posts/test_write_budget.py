@@ -1,0 +1,224 @@
+"""How fast one person may write, against real PostgreSQL and Redis: bulk actions a minute over
+a sliding window (undos included), and posts changed a minute and an hour per owner and per
+acting moderator, refused whole before anything changes, a write that changes nothing costing
+nothing, and no two concurrent writes passing on the same room."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from pmd_service.core.settings import Settings
+from pmd_service.posts import pace
+from pmd_service.web.app import create_app
+from support.seeding import Factory, posts_state
+from tests.api.posts.test_posts_concurrency import batches_waiting
+from tests.helpers import act, assert_problem, ok
+
+Client = TestClient[Any, Any]
+
+
+async def _client(aiohttp_client: AiohttpClient, settings: Settings, **changes: Any) -> Client:
+    return await aiohttp_client(create_app(msgspec.structs.replace(settings, **changes)))
+
+
+async def _budget_refusal(resp: Any, requested: int) -> dict[str, Any]:
+    problem = await assert_problem(resp, 429)
+    assert problem["code"] == "row_budget_exceeded"
+    details = problem["details"]
+    assert details["requested"] == requested
+    assert details["retry_after_seconds"] == int(resp.headers["Retry-After"]) >= 1
+    assert details["retry_after_seconds"] <= details["window_seconds"]
+    return dict(details)
+
+
+async def test_changed_posts_are_budgeted_a_minute_and_a_noop_costs_nothing(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=5,
+        bulk_changed_posts_per_minute=5,
+        bulk_changed_posts_per_hour=50,
+    )
+    user, ids = await factory.owner_and_bulk(8)
+    assert (await ok(client, user, "hide", ids[:4]))["changed_count"] == 4
+    before = await posts_state(pool)
+    details = await _budget_refusal(await act(client, user, "hide", ids[4:]), 4)
+    assert details | {"retry_after_seconds": 0} == {
+        "limit": 5,
+        "window_seconds": 60,
+        "used": 4,
+        "requested": 4,
+        "retry_after_seconds": 0,
+        "scope": "owner",
+    }
+    # Refused whole: nothing changed, no history, nothing spent.
+    assert await posts_state(pool) == before
+    assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 1
+    # The posts hidden already change nothing, so they cost nothing, whatever their number.
+    for _ in range(3):
+        assert (await ok(client, user, "hide", ids[:4]))["changed_count"] == 0
+    assert (await ok(client, user, "hide", ids[4:5]))["changed_count"] == 1
+    await _budget_refusal(await act(client, user, "unhide", ids[:1]), 1)
+
+
+async def test_a_moderators_budget_spans_the_owners_they_act_on(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    client = await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=5,
+        bulk_changed_posts_per_minute=5,
+        bulk_changed_posts_per_hour=50,
+    )
+    moderator = await factory.user(roles=["user", "moderator"])
+    first, firsts = await factory.owner_and_bulk(3)
+    second, seconds = await factory.owner_and_bulk(3)
+    await ok(client, moderator, "hide", firsts, target_sqid=first.sqid)
+    resp = await act(client, moderator, "hide", seconds, target_sqid=second.sqid)
+    details = await _budget_refusal(resp, 3)
+    assert details["scope"] == "moderator" and details["used"] == 3
+    # The second owner's own budget is untouched; the first owner's counts the moderator's.
+    assert (await ok(client, second, "hide", seconds))["changed_count"] == 3
+    resp = await act(client, first, "hide", firsts)
+    assert (await _budget_refusal(resp, 3))["scope"] == "owner"
+
+
+async def test_an_undo_is_budgeted_and_spends_it(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=6,
+        bulk_changed_posts_per_minute=6,
+        bulk_changed_posts_per_hour=60,
+    )
+    user, ids = await factory.owner_and_bulk(8)
+    first = await act(client, user, "hide", ids[:3])
+    undo = (await first.json())["undo"]
+    resp = await client.post(undo, headers=user.auth)
+    assert resp.status == 200 and (await resp.json())["affected_count"] == 3
+    # The undo's 3 posts were spent: 6 in the minute.
+    await _budget_refusal(await act(client, user, "hide", ids[3:4]), 1)
+    # An undo past the budget is refused whole, and stays undoable.
+    await pool.execute("DELETE FROM write_spends")
+    second = await (await act(client, user, "hide", ids[3:8])).json()
+    before = await posts_state(pool)
+    await _budget_refusal(await client.post(second["undo"], headers=user.auth), 5)
+    assert await posts_state(pool) == before
+    await pool.execute("DELETE FROM write_spends")
+    resp = await client.post(second["undo"], headers=user.auth)
+    assert resp.status == 200 and (await resp.json())["affected_count"] == 5
+
+
+async def test_the_windows_slide_and_the_hour_counts_what_the_minute_forgot(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=4,
+        bulk_changed_posts_per_minute=4,
+        bulk_changed_posts_per_hour=6,
+    )
+    user, ids = await factory.owner_and_bulk(8)
+    await ok(client, user, "hide", ids[:4])
+    # 50 s ago is still within the last minute.
+    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '50 seconds'")
+    details = await _budget_refusal(await act(client, user, "hide", ids[4:5]), 1)
+    assert details["window_seconds"] == 60 and details["retry_after_seconds"] <= 10
+    # 70 s ago is not; the hour still counts it.
+    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '20 seconds'")
+    await ok(client, user, "hide", ids[4:6])
+    details = await _budget_refusal(await act(client, user, "hide", ids[6:7]), 1)
+    assert details["window_seconds"] == 3600 and details["used"] == 6
+    assert details["retry_after_seconds"] > 3000
+
+
+async def test_concurrent_writes_never_pass_on_the_same_room(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=10,
+        bulk_changed_posts_per_minute=10,
+        bulk_changed_posts_per_hour=100,
+    )
+    user, ids = await factory.owner_and_bulk(16)
+    # The test holds every post's row lock until all eight writes are in flight together.
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute("SELECT 1 FROM posts WHERE id = ANY($1::int[]) FOR UPDATE", ids)
+        running = asyncio.gather(
+            *(act(client, user, "hide", ids[i : i + 2]) for i in range(0, 16, 2))
+        )
+        await batches_waiting(pool, 8)
+    answers = await asyncio.wait_for(running, timeout=30)
+    assert sorted(r.status for r in answers) == [200] * 5 + [429] * 3
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 10
+    assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 10
+
+
+async def test_the_action_pace_slides(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_clean: None,
+) -> None:
+    """Three actions a minute: three late in one minute leave no room early in the next (a
+    fixed window let twice the limit through across its boundary)."""
+    client = await _client(aiohttp_client, settings, bulk_actions_per_minute=3)
+    user, ids = await factory.owner_and_bulk(1)
+    minute = 1_800_000_000 // 60 * 60
+    clock = [minute + 58.0]
+    monkeypatch.setattr(pace, "_now", lambda: clock[0])
+    for _ in range(3):
+        await ok(client, user, "hide", ids)
+    clock[0] = minute + 61.0
+    resp = await act(client, user, "hide", ids)
+    problem = await assert_problem(resp, 429)
+    assert problem["code"] == "rate_limited"
+    assert resp.headers["Retry-After"] == "57"
+    # Once the first of them is a minute old, a turn frees up.
+    clock[0] = minute + 118.5
+    await ok(client, user, "hide", ids)
+
+
+async def test_an_undo_takes_a_turn_of_the_action_pace(
+    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+) -> None:
+    client = await _client(aiohttp_client, settings, bulk_actions_per_minute=2)
+    user, ids = await factory.owner_and_bulk(2)
+    first = await (await act(client, user, "hide", ids[:1])).json()
+    second = await (await act(client, user, "hide", ids[1:])).json()
+    # Two actions this minute: the undo is the third.
+    resp = await client.post(first["undo"], headers=user.auth)
+    assert (await assert_problem(resp, 429))["code"] == "rate_limited"
+    assert second["undo"] and (await factory.post_flags(ids[:1]))[ids[0]]["hidden_by_user"]

@@ -1,0 +1,56 @@
+"""`arq worker.WorkerSettings` is arq's plain settings class: arq reads the options of the class
+as `python -m pmd_service worker` gets them from `worker_options`, each one the same."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+
+COMPARE = """
+import dataclasses, functools
+import arq.worker
+import worker
+from pmd_service.worker import worker_options
+from pmd_service.worker_settings import SETTINGS, WorkerSettings
+
+assert worker.WorkerSettings is WorkerSettings and isinstance(WorkerSettings, type)
+got = arq.worker.get_kwargs(WorkerSettings)
+want = worker_options(SETTINGS, wait_for_services=True)
+assert sorted(got) == sorted(want), (sorted(got), sorted(want))
+for name, value in want.items():
+    given = got[name]
+    if isinstance(value, functools.partial):
+        given, value = (given.func, given.keywords), (value.func, value.keywords)
+    elif name == "redis_settings":  # its Retry is a new object each time
+        assert type(given.retry) is type(value.retry)
+        assert given.retry_on_error == value.retry_on_error
+        given, value = dataclasses.replace(given, retry=None), dataclasses.replace(value, retry=None)
+    assert given == value, (name, given, value)
+print("same")
+"""
+
+
+def test_the_arq_command_s_class_holds_the_options_of_the_supported_form() -> None:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DATABASE_URL": "postgresql://127.0.0.1:1/x",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "JWT_SECRET_KEY": "k" * 32,
+    }
+    if "PYTHONPATH" in os.environ:  # a checkout run with its own path first
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    done = subprocess.run(
+        [sys.executable, "-c", COMPARE],
+        env=env,
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["same"]
