@@ -24,6 +24,7 @@ from bench.posts import (
     pair,
     seed_listers,
     served,
+    unpaced,
 )
 from pmd_service.core.db import settings_pool
 from pmd_service.core.settings import Settings
@@ -351,7 +352,7 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
     async with (
         pool,
         connected(settings.database_url, "pmd-bench-floor") as conn,
-        served(settings) as http,
+        served(unpaced(settings)) as http,
         served(settings, floors.app()) as floor_http,
     ):
         await conn.execute(SQL_TAG, user.id)

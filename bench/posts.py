@@ -112,20 +112,23 @@ def pair(samples: list[float]) -> dict[str, float]:
     return {"p50_ms": statistics.median(samples), "p99_ms": percentile(samples, 0.99)}
 
 
-@asynccontextmanager
-async def served(
-    settings: Settings, app: web.Application | None = None
-) -> AsyncIterator[aiohttp.ClientSession]:
-    """`app` (default: `create_app`) on a loopback port, and a client holding one connection.
-    Actions are timed back to back, far past a person's pace and budget of changed posts: both
-    are still checked on every action, and never refuse one."""
-    unpaced = msgspec.structs.replace(
+def unpaced(settings: Settings) -> Settings:
+    """`settings` for actions timed back to back, far past a person's pace and budget of
+    changed posts: both are still checked on every action, and never refuse one."""
+    return msgspec.structs.replace(
         settings,
         bulk_actions_per_minute=100_000,
         bulk_changed_posts_per_minute=10_000_000,
         bulk_changed_posts_per_hour=100_000_000,
     )
-    runner = web.AppRunner(app or create_app(unpaced), access_log=None)
+
+
+@asynccontextmanager
+async def served(
+    settings: Settings, app: web.Application | None = None
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """`app` (default: `create_app`) on a loopback port, and a client holding one connection."""
+    runner = web.AppRunner(app or create_app(settings), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     host, port = runner.addresses[0][:2]
@@ -290,7 +293,7 @@ async def bench(settings: Settings, requests: int, depths: list[int], big: int) 
     async with (
         pool,
         connected(settings.database_url, "pmd-bench-floor") as conn,
-        served(settings) as http,
+        served(unpaced(settings)) as http,
     ):
         pages = await walk(http, main_user)
         at = partial(series, http, conn, secret=settings.jwt_secret_key)

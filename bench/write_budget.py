@@ -73,6 +73,8 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
                 break
             changed += body["changed_count"]
             took += seconds
+        # Two toggles of every post pass the minute's budget: the service must have refused.
+        assert refused is not None, f"{changed:,} posts changed in a minute, none refused"
         service_wal = await conn.fetchval(SQL_WAL_SINCE, start)
         # The same changes by a bare UPDATE: the baseline.
         await conn.execute("UPDATE posts SET hidden_by_user = false")
@@ -92,6 +94,7 @@ async def bench(settings: Settings, posts: int) -> dict[str, Any]:
                     break
             else:
                 toggles += 1
+        assert hourly is not None, f"{toggles} toggles of every post in an hour, none refused"
     per_post = service_wal / changed
     figures = {
         "posts": posts,
