@@ -32,6 +32,8 @@ what is relied on here, so an upgrade re-reads this module first).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 import re
@@ -39,6 +41,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from signal import Signals
 from typing import Any
 
 from arq.connections import ArqRedis
@@ -54,7 +57,7 @@ from arq.jobs import Deserializer, deserialize_result
 from arq.utils import timestamp_ms, to_unix_ms
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core import error_reports, logs
@@ -187,6 +190,7 @@ class PmdWorker(Worker):
         self._startup_runs: set[str] = set()  # ids of the start-up runs this scheduler made
         self._sound: dict[bytes, float] = {}  # job id → until when its values need no reading
         self._next_tidy = 0.0
+        self._closing = False  # a signal (or close()) has cancelled the running jobs
         # Copies: a cron job's object is the module's, shared by every Worker.
         for name, function in list(self.functions.items()):
             coroutine = error_reports.job_reporter(name, function.coroutine)
@@ -258,9 +262,21 @@ class PmdWorker(Worker):
                     continue
                 await self._failed_on(job_id, exc)
 
+    def handle_sig(self, signum: Signals) -> None:
+        self._closing = True
+        super().handle_sig(signum)
+
     async def run_job(self, job_id: str, score: int) -> None:
         try:
             await super().run_job(job_id, score)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # Cancelled at shutdown before arq's own handling began (it was reading the job):
+            # raised, it would end arq's close() and the process with an error. The job stays
+            # queued, released for the next worker as arq releases one cancelled mid-run.
+            with contextlib.suppress(RedisError, OSError):  # unreachable: the mark expires
+                await asyncio.shield(self.pool.delete(in_progress_key_prefix + job_id))
         except Exception as exc:
             # The job's own errors are arq's to handle: this is arq failing on its values.
             await self._failed_on(job_id.encode(), exc)

@@ -6,8 +6,10 @@ the worker as arq drives it, against real Redis and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from pmd_service.bdr.queue import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.arq_adapter import PmdWorker
 from pmd_service.upkeep.sweep import sweep
+from pmd_service.worker import worker_options
 from support.seeding import Factory, UserRow
 from tests.helpers import fetch_item, request_bdr, run_worker
 
@@ -241,3 +244,30 @@ async def test_a_queue_of_the_wrong_type_is_removed_and_its_requests_are_swept(
     assert not await redis.exists(default_queue_name)
     # Its job's body still holds the plain id: the sweep's later, fresh job builds it.
     await _swept_to_ready(client, factory, settings, worker_ctx, owner, item["id"], age="6 minutes")
+
+
+async def test_a_job_cancelled_at_shutdown_before_it_ran_is_left_queued_for_the_next_worker(
+    client: Client, factory: Factory, settings: Settings, worker_ctx: dict[str, Any]
+) -> None:
+    """A signal that cancels a job while arq still reads it ends the job's task quietly (arq's
+    close() would raise its CancelledError and the process exit with an error), releases its
+    in-progress mark, and the next worker builds it."""
+    owner = await factory.user()
+    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
+    redis: ArqRedis = worker_ctx["redis"]
+    job = job_id(uuid.UUID(item["id"]))
+    await redis.psetex(in_progress_key_prefix + job, HOUR_MS, b"1")  # as start_jobs marks it
+    options = worker_options(settings) | {"cron_jobs": [], "redis_pool": redis}
+    worker = PmdWorker(handle_signals=False, **options)
+    task = asyncio.create_task(worker.run_job(job, _now_ms()))
+    worker.tasks[job] = task
+    await asyncio.sleep(0)  # the task now waits on its first read of the job
+    worker.handle_sig(signal.SIGTERM)
+
+    await asyncio.gather(*worker.tasks.values())  # as arq's close() waits for them
+
+    assert task.done() and not task.cancelled()
+    assert await redis.exists(in_progress_key_prefix + job) == 0
+    assert await redis.zscore(default_queue_name, job) is not None
+    await run_worker(settings)
+    assert (await fetch_item(client, owner, item["id"]))["status"] == "ready"
