@@ -29,7 +29,6 @@ from bench.posts import (
 from pmd_service.core.db import settings_pool
 from pmd_service.core.settings import Settings
 from pmd_service.posts import listing
-from pmd_service.posts.cursor import cursor_key
 from pmd_service.posts.filters import FilterKeys, check_filter
 from pmd_service.posts.schemas import PageTarget
 from pmd_service.posts.sorting import check_sort
@@ -250,7 +249,6 @@ async def page(
     pool: asyncpg.Pool,
     user: Lister,
     requests: int,
-    key: bytes,
     floors: tuple[Served, aiohttp.ClientSession],
     shape: Shape = FILTERED,
     name: str = "filtered",
@@ -269,9 +267,7 @@ async def page(
     async def in_process() -> bytes:
         """The endpoint's own work, without HTTP and its token."""
         where = await check_filter(pool, filter_keys)
-        listed = await listing.list_posts(
-            pool, user.id, PAGE, None, False, where, sort=sort, key=key
-        )
+        listed = await listing.list_posts(pool, user.id, PAGE, None, False, where, sort=sort)
         listed.target = PageTarget(user.sqid, user.handle)
         return msgspec.json.encode(listed)
 
@@ -361,8 +357,7 @@ async def bench(settings: Settings, requests: int, rounds: int) -> dict[str, Any
         await conn.execute(SQL_VARY_KEYS, user.id, *licenses)
         await conn.execute(SQL_VARY_FILES, user.id)
         await conn.execute("VACUUM ANALYZE")
-        key = cursor_key(settings.jwt_secret_key)  # the server's, so the cursors agree
-        timed = partial(page, http, conn, pool, user, requests, key, (floors, floor_http))
+        timed = partial(page, http, conn, pool, user, requests, (floors, floor_http))
         listed = await timed()
         ordered = {name: await timed(shape, name) for name, shape in SORTED.items()}
         acted = await action(http, conn, user, rounds)

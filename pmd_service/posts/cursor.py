@@ -1,16 +1,15 @@
-"""The opaque keyset cursor of the posts list: (the order's key, id), the walk's total and what
-binds it to its filter and order, base64 of a strict grammar, signed for its owner's listing.
+"""The opaque keyset cursor of the posts list: (the order's key, id) and what binds it to its
+filter and order, base64 of a strict grammar.
 
-The signature (a MAC from a key derived from JWT_SECRET_KEY) is what lets a later page show the
-total the first page counted: a cursor a client altered is refused, and one without a
-signature (the previous release's) has its total counted again, never echoed."""
+Every page counts its own total: a total the previous releases wrote into their cursors is read
+and dropped, so no number a client wrote into a cursor is ever shown back. The cursors this
+release writes are in the previous releases' grammar, so a walk that crosses servers of both
+during a rolling upgrade goes on."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,21 +25,9 @@ _MAX_TITLE_B64 = 683
 _CURSOR_RE = re.compile(
     rf"(?P<kind>[dl]):(?P<key>-?[0-9]{{1,18}}|t[A-Za-z0-9_-]{{0,{_MAX_TITLE_B64}}})"
     r":(?P<post_id>[0-9]{1,10})(?::(?P<total>[0-9]{1,10}))?(?::f(?P<filter>[0-9a-f]{12}))?"
-    r"(?::s(?P<sort>[a-z_]{1,20}\.(?:asc|desc)))?(?::m(?P<mac>[0-9a-f]{32}))?"
+    r"(?::s(?P<sort>[a-z_]{1,20}\.(?:asc|desc)))?"
 )
 MAX_CURSOR = 1100
-# Derived, not the token secret itself: a cursor's MAC and a token's signature share no key.
-_KEY_CONTEXT = b"pmd-posts-cursor"
-
-
-def cursor_key(jwt_secret_key: str) -> bytes:
-    return hmac.new(jwt_secret_key.encode(), _KEY_CONTEXT, hashlib.sha256).digest()
-
-
-def _mac(key: bytes, owner_id: int, raw: str) -> str:
-    # Over the owner too: a cursor of one listing says nothing in another's.
-    message = f"{owner_id}\n{raw}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -49,9 +36,6 @@ class Cursor:
     # The last listed post's value of the order's key: a time, a title or a count.
     key: datetime | str | int
     post_id: int
-    # The total_count the first page counted, carried along the walk so that later pages do
-    # not count again (None: a cursor minted before totals were carried; that page counts).
-    total: int | None = None
     # The fingerprint of the filter the walk lists (None: no filter). A cursor reused under
     # another filter would resume a walk whose total and position belong to a different set.
     bound: str | None = None
@@ -59,17 +43,12 @@ class Cursor:
     # under another order would resume at a position that means nothing there.
     sort: str | None = None
 
-    def encode(self, signing_key: bytes | None = None, owner_id: int = 0) -> str:
-        """The token; signed for `owner_id`'s listing when given the `signing_key`."""
+    def encode(self) -> str:
         raw = f"{'d' if self.deleted else 'l'}:{_key_text(self.key)}:{self.post_id}"
-        if self.total is not None:
-            raw += f":{self.total}"
         if self.bound is not None:
             raw += f":f{self.bound}"
         if self.sort is not None:
             raw += f":s{self.sort}"
-        if signing_key is not None:
-            raw += f":m{_mac(signing_key, owner_id, raw)}"
         return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
     @classmethod
@@ -79,14 +58,10 @@ class Cursor:
         deleted: bool,
         bound: str | None = None,
         sort: Sort | None = None,
-        *,
-        signing_key: bytes | None = None,
-        owner_id: int = 0,
     ) -> Cursor:
         """The cursor behind `token`, for a walk in `sort` (None: the listing's default); 400
-        for anything `encode` could not have produced, or made for another filter or order.
-        Given the `signing_key`: 400 for a signed cursor altered or made for another owner's listing,
-        and an unsigned one's total is dropped (to be counted again)."""
+        for anything `encode` (or a previous release's) could not have produced, or made for
+        another filter or order."""
         problem = bad_request(
             "`cursor` is not one this API returned; pass `next_cursor` from the previous "
             "page unchanged, or omit it for the first page.",
@@ -108,13 +83,6 @@ class Cursor:
         total = None if match["total"] is None else int(match["total"])
         if not 0 < post_id < 2**31 or (total is not None and total >= 2**31):
             raise problem
-        if signing_key is not None:
-            if match["mac"] is None:
-                total = None
-            elif not hmac.compare_digest(
-                match["mac"], _mac(signing_key, owner_id, raw[: match.start("mac") - 2])
-            ):
-                raise problem
         if match["filter"] != bound:
             raise bad_request(
                 "`cursor` belongs to a listing with another filter; start again without a "
@@ -153,7 +121,7 @@ class Cursor:
                     raise problem
         except (OverflowError, binascii.Error, UnicodeDecodeError, ValueError):
             raise problem from None
-        return cls(deleted, key, post_id, total, bound, code)
+        return cls(deleted, key, post_id, bound, code)
 
 
 def _key_text(key: datetime | str | int) -> str:

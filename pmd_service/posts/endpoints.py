@@ -15,7 +15,6 @@ from ..core.codes import Code
 from ..host.access import Principal
 from . import batches, history, listing, undo
 from .actions import ACTIONS, named
-from .cursor import cursor_key
 from .filters import check_filter
 from .host_cache import FeedDrops
 from .pace import Budget, take_turn
@@ -43,7 +42,6 @@ async def list_posts(request: web.Request) -> web.Response:
     page = await listing.list_posts(
         pool, principal.target.id, query.limit, query.cursor or None, query.deleted, where,
         as_moderator=principal.as_moderator, sort=sort,
-        key=cursor_key(request.app[SETTINGS].jwt_secret_key),
     )  # fmt: skip
     page.target = PageTarget(principal.target.public_sqid, principal.target.handle)
     return json_response(page)

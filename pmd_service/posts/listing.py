@@ -196,42 +196,30 @@ async def list_posts(
     *,
     as_moderator: bool = False,
     sort: Sort | None = None,
-    key: bytes,
 ) -> ListedPage:
     """A page of the listing in `sort` (None: the view's default); `as_moderator`: whether the
     caller may restore what a moderator deleted (the deleted listing marks what the caller may
-    not restore); `key` signs the cursors (posts/cursor.py)."""
+    not restore)."""
     where = where or PostFilter()
     sort = sort or default_sort(deleted)
     bound = where.fingerprint()
-    after = (
-        Cursor.decode(cursor, deleted, bound, sort, signing_key=key, owner_id=owner_id)
-        if cursor
-        else None
-    )
+    after = Cursor.decode(cursor, deleted, bound, sort) if cursor else None
     first_sql, after_sql, count_sql = _STATEMENTS[deleted, bound is not None, sort]
     keys = where.params() if bound is not None else ()
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
     # A filter's statements are planned for their own keys (core/db.py says why).
     fetch = partial(fetch_planned, pool) if bound is not None else pool.fetch
-    total: int
-    # The first page names the matching set (`match_digest`); later pages do not repeat it.
-    digest: str | None = None
+    # Each page counts, on a second connection at the same time as the page: the count reads
+    # every post that matches, so run in sequence (or in the page's statement) it added its
+    # whole time to the page's. The first page also names the matching set (`match_digest`).
     if after is None:
-        # The first page counts, on a second connection at the same time as the page: the
-        # count reads every post that matches, so run in sequence (or in the page's statement)
-        # it added its whole time to the page's. Its cursor carries the figure to later pages.
-        rows, counted = await asyncio.gather(
-            fetch(first_sql, owner_id, limit + 1, *keys), fetch(count_sql, owner_id, *keys)
-        )
-        total, digest = counted[0][0], counted[0][1]
+        page = fetch(first_sql, owner_id, limit + 1, *keys)
     else:
-        rows = await fetch(after_sql, owner_id, limit + 1, after.key, after.post_id, *keys)
-        if after.total is not None:
-            total = after.total
-        else:  # a cursor from before totals were carried
-            total = (await fetch(count_sql, owner_id, *keys))[0][0]
+        page = fetch(after_sql, owner_id, limit + 1, after.key, after.post_id, *keys)
+    rows, counted = await asyncio.gather(page, fetch(count_sql, owner_id, *keys))
+    total: int = counted[0][0]
+    digest: str | None = counted[0][1] if after is None else None
     more = len(rows) > limit
     rows = rows[:limit]
     # The page's mentions, resolved once for every description on it (none: no query).
@@ -241,8 +229,7 @@ async def list_posts(
     if more:
         last = rows[-1]
         code = None if sort == default_sort(deleted) else sort.code
-        after = Cursor(deleted, last[sort.key.column], last["id"], total, bound, code)
-        next_cursor = after.encode(key, owner_id)
+        next_cursor = Cursor(deleted, last[sort.key.column], last["id"], bound, code).encode()
     return ListedPage(items=items, next_cursor=next_cursor, total_count=total, match_digest=digest)
 
 

@@ -193,8 +193,8 @@ class ListedPost(_Post[msgspec.Raw, msgspec.Raw]):
 TotalCount = Annotated[
     int,
     Meta(
-        description="The listing's posts, counted by the first page (no cursor); later pages "
-        "of the same walk repeat that figure, carried in the cursor, without counting again."
+        description="The posts the listing (and its filter) holds, counted by each page as "
+        "they are when it is read."
     ),
 ]
 

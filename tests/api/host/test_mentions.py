@@ -199,16 +199,14 @@ async def test_one_resolution_query_a_page(
     for n in range(60):
         await _post_with(factory, owner, " ".join(m(f) for f in fans[n % 5 : n % 5 + 16]))
     async with logging_pool(database_url, "pmd-test-mentions") as (logged, queries):
-        first = await listing.list_posts(logged, owner.id, 50, None, deleted=False, key=b"k")
+        first = await listing.list_posts(logged, owner.id, 50, None, deleted=False)
         first_queries = list(queries)
         queries.clear()
-        later = await listing.list_posts(
-            logged, owner.id, 50, first.next_cursor, deleted=False, key=b"k"
-        )
+        later = await listing.list_posts(logged, owner.id, 50, first.next_cursor, deleted=False)
     assert sorted(first_queries) == sorted(
         [listing.SQL_LIST_FIRST, listing.SQL_COUNT_LIVE, SQL_ACCOUNTS]
     )
-    assert queries == [listing.SQL_LIST_AFTER, SQL_ACCOUNTS]
+    assert sorted(queries) == sorted([listing.SQL_LIST_AFTER, listing.SQL_COUNT_LIVE, SQL_ACCOUNTS])
     assert all(len(i.mentions) == 16 for i in first.items + later.items)
     assert all("<@" not in (i.description or "") for i in first.items + later.items)
 
