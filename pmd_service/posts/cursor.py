@@ -37,7 +37,7 @@ class Cursor:
     key: datetime | str | int
     post_id: int
     # The fingerprint of the filter the walk lists (None: no filter). A cursor reused under
-    # another filter would resume a walk whose total and position belong to a different set.
+    # another filter would resume a walk at a position in a different set.
     bound: str | None = None
     # The order the walk follows (None: the listing's default, newest first): a cursor reused
     # under another order would resume at a position that means nothing there.
@@ -80,6 +80,7 @@ class Cursor:
         if match is None or (match["kind"] == "d") != deleted:
             raise problem
         post_id = int(match["post_id"])
+        # A previous release's cursor carries its walk's total: checked, then dropped.
         total = None if match["total"] is None else int(match["total"])
         if not 0 < post_id < 2**31 or (total is not None and total >= 2**31):
             raise problem

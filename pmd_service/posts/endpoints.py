@@ -40,9 +40,15 @@ async def list_posts(request: web.Request) -> web.Response:
     where = await check_filter(pool, query.filter_keys())
     principal = request[PRINCIPAL]
     page = await listing.list_posts(
-        pool, principal.target.id, query.limit, query.cursor or None, query.deleted, where,
-        as_moderator=principal.as_moderator, sort=sort,
-    )  # fmt: skip
+        pool,
+        principal.target.id,
+        query.limit,
+        query.cursor or None,
+        query.deleted,
+        where,
+        as_moderator=principal.as_moderator,
+        sort=sort,
+    )
     page.target = PageTarget(principal.target.public_sqid, principal.target.handle)
     return json_response(page)
 
