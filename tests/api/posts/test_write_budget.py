@@ -28,6 +28,19 @@ async def _client(aiohttp_client: AiohttpClient, settings: Settings, **changes: 
     return await aiohttp_client(create_app(msgspec.structs.replace(settings, **changes)))
 
 
+async def _budgeted(
+    aiohttp_client: AiohttpClient, settings: Settings, per_minute: int, per_hour: int
+) -> Client:
+    """A client whose actions may each change up to the minute's budget of posts."""
+    return await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=per_minute,
+        bulk_changed_posts_per_minute=per_minute,
+        bulk_changed_posts_per_hour=per_hour,
+    )
+
+
 async def _budget_refusal(resp: Any, requested: int) -> dict[str, Any]:
     problem = await assert_problem(resp, 429)
     assert problem["code"] == "row_budget_exceeded"
@@ -45,13 +58,7 @@ async def test_changed_posts_are_budgeted_a_minute_and_a_noop_costs_nothing(
     pool: asyncpg.Pool,
     redis_clean: None,
 ) -> None:
-    client = await _client(
-        aiohttp_client,
-        settings,
-        bulk_max_posts=5,
-        bulk_changed_posts_per_minute=5,
-        bulk_changed_posts_per_hour=50,
-    )
+    client = await _budgeted(aiohttp_client, settings, 5, 50)
     user, ids = await factory.owner_and_bulk(8)
     assert (await ok(client, user, "hide", ids[:4]))["changed_count"] == 4
     before = await posts_state(pool)
@@ -77,13 +84,7 @@ async def test_changed_posts_are_budgeted_a_minute_and_a_noop_costs_nothing(
 async def test_a_moderators_budget_spans_the_owners_they_act_on(
     aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
 ) -> None:
-    client = await _client(
-        aiohttp_client,
-        settings,
-        bulk_max_posts=5,
-        bulk_changed_posts_per_minute=5,
-        bulk_changed_posts_per_hour=50,
-    )
+    client = await _budgeted(aiohttp_client, settings, 5, 50)
     moderator = await factory.user(roles=["user", "moderator"])
     first, firsts = await factory.owner_and_bulk(3)
     second, seconds = await factory.owner_and_bulk(3)
@@ -104,13 +105,7 @@ async def test_an_undo_is_budgeted_and_spends_it(
     pool: asyncpg.Pool,
     redis_clean: None,
 ) -> None:
-    client = await _client(
-        aiohttp_client,
-        settings,
-        bulk_max_posts=6,
-        bulk_changed_posts_per_minute=6,
-        bulk_changed_posts_per_hour=60,
-    )
+    client = await _budgeted(aiohttp_client, settings, 6, 60)
     user, ids = await factory.owner_and_bulk(8)
     first = await act(client, user, "hide", ids[:3])
     undo = (await first.json())["undo"]
@@ -136,13 +131,7 @@ async def test_the_windows_slide_and_the_hour_counts_what_the_minute_forgot(
     pool: asyncpg.Pool,
     redis_clean: None,
 ) -> None:
-    client = await _client(
-        aiohttp_client,
-        settings,
-        bulk_max_posts=4,
-        bulk_changed_posts_per_minute=4,
-        bulk_changed_posts_per_hour=6,
-    )
+    client = await _budgeted(aiohttp_client, settings, 4, 6)
     user, ids = await factory.owner_and_bulk(8)
     await ok(client, user, "hide", ids[:4])
     # 50 s ago is still within the last minute.
@@ -164,13 +153,7 @@ async def test_concurrent_writes_never_pass_on_the_same_room(
     pool: asyncpg.Pool,
     redis_clean: None,
 ) -> None:
-    client = await _client(
-        aiohttp_client,
-        settings,
-        bulk_max_posts=10,
-        bulk_changed_posts_per_minute=10,
-        bulk_changed_posts_per_hour=100,
-    )
+    client = await _budgeted(aiohttp_client, settings, 10, 100)
     user, ids = await factory.owner_and_bulk(16)
     # The test holds every post's row lock until all eight writes are in flight together.
     async with pool.acquire() as holder, holder.transaction():
