@@ -16,11 +16,14 @@ from aiohttp import web
 
 from bench import cli
 from bench.posts import (
+    DIGEST,
     FLOOR_COLUMNS,
-    ORDER,
+    LIVE_MATCH,
+    TOTALS,
     Lister,
     against,
     against_floor,
+    newest_floor,
     pair,
     seed_listers,
     served,
@@ -48,7 +51,7 @@ WHERE owner_id = $1
 FILTER = {"hashtag": "wip", "hidden": "false", "created_after": "2024-01-01T00:10:00Z"}
 
 # The floor for the same filter written out, its values as parameters, as a server gets them.
-_LIVE = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_LIVE = LIVE_MATCH
 _MATCH = f"""{_LIVE}
     AND p.hashtags @> $3::varchar[] AND (p.hidden_by_user OR p.hidden_by_mod) = $4
     AND p.created_at >= $5"""
@@ -59,16 +62,6 @@ _MATCH_WRITTEN = f"""{_LIVE}
     AND p.hashtags @> '{{wip}}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
     AND p.created_at >= timestamptz '2024-01-01T00:10:00Z'"""
 _TAGGED_WRITTEN = f"{_LIVE} AND p.hashtags @> '{{wip}}'::varchar[]"
-_DIGEST = """md5(count(p.id) || ':' || coalesce(sum(hashint4(p.id)), 0) || ':'
-    || coalesce(sum(hashint4extended(p.id, 1) % 2147483647), 0))"""
-_TOTALS = "CROSS JOIN (SELECT count(*), {} FROM posts p WHERE {}) AS t (total_count, digest)"
-
-
-def newest_floor(match: str, order: str = ORDER) -> str:
-    return f"""{FLOOR_COLUMNS}, t.total_count, t.digest
-FROM posts p LEFT JOIN licenses l ON l.id = p.license_id {_TOTALS.format(_DIGEST, match)}
-WHERE {match}
-{order}"""
 
 
 def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
@@ -77,7 +70,7 @@ def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
     WHERE {match} ORDER BY k {direction}, p.id {direction} LIMIT $2)
 {FLOOR_COLUMNS}, t.total_count, t.digest
 FROM page JOIN posts p ON p.id = page.id LEFT JOIN licenses l ON l.id = p.license_id
-    {_TOTALS.format(_DIGEST, match)}
+    {TOTALS.format(DIGEST, match)}
 ORDER BY page.k {direction}, page.id {direction}"""
 
 

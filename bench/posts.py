@@ -63,7 +63,22 @@ FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
 WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
 """
 ORDER = "ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
-FLOOR_FIRST = FLOOR_COLUMNS + _FLOOR_TOTAL + _FLOOR_FROM + ORDER
+# A first page also names its set (`match_digest`): its floor makes the same digest.
+DIGEST = """md5(count(p.id) || ':' || coalesce(sum(hashint4(p.id)), 0) || ':'
+    || coalesce(sum(hashint4extended(p.id, 1) % 2147483647), 0))"""
+TOTALS = "CROSS JOIN (SELECT count(*), {} FROM posts p WHERE {}) AS t (total_count, digest)"
+LIVE_MATCH = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+
+
+def newest_floor(match: str, order: str = ORDER) -> str:
+    """The floor of a first page, newest first: its rows, the matching set's count and digest."""
+    return f"""{FLOOR_COLUMNS}, t.total_count, t.digest
+FROM posts p LEFT JOIN licenses l ON l.id = p.license_id {TOTALS.format(DIGEST, match)}
+WHERE {match}
+{order}"""
+
+
+FLOOR_FIRST = newest_floor(LIVE_MATCH)
 FLOOR_AFTER = (
     FLOOR_COLUMNS + _FLOOR_TOTAL + _FLOOR_FROM + "AND (p.created_at, p.id) < ($3, $4) " + ORDER
 )
@@ -223,6 +238,7 @@ async def check(s: Series) -> None:
     body, rows = json.loads(await s.get()), await s.floor()
     assert rows and rows[0]["total_count"] == s.user.posts
     assert body["total_count"] == s.user.posts
+    assert body["match_digest"] == (rows[0]["digest"] if s.after is None else None)
     assert (body["items"][0]["public_sqid"] is not None) == s.user.sqids
     for row, item in zip(rows, body["items"], strict=False):
         expected = dict(item)
