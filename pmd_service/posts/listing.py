@@ -119,34 +119,41 @@ ORDER BY page.k {direction}, page.id {direction}
 """
 
 
-def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[str, str, str]:
-    """The listing's first page, later page and count, for one view, filter use and order."""
+def _statements(deleted: bool, filtered: bool, sort: Sort) -> tuple[str, str, str, str]:
+    """The listing's first page, later page, and the counts of each (a first page's with the
+    set's digest), for one view, filter use and order."""
     where = _DELETED if deleted else _LIVE
-    counts = (
-        f"SELECT {_TOTALS} FROM posts p WHERE {where} AND {predicate(2)}"
+    matching = (
+        f"FROM posts p WHERE {where} AND {predicate(2)}"
         if filtered
-        else f"SELECT {_TOTALS} FROM posts p WHERE {where}"
+        else f"FROM posts p WHERE {where}"
     )
     return (
         _page(where, sort, after=False, deleted=deleted, filtered=filtered),
         _page(where, sort, after=True, deleted=deleted, filtered=filtered),
-        counts,
+        f"SELECT {_TOTALS} {matching}",
+        f"SELECT count(*), NULL::text {matching}",
     )
 
 
 _LIVE_ORDER, _DELETED_ORDER = default_sort(False), default_sort(True)
-SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE = _statements(False, False, _LIVE_ORDER)
-SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED = _statements(
-    True, False, _DELETED_ORDER
+SQL_LIST_FIRST, SQL_LIST_AFTER, SQL_COUNT_LIVE, SQL_COUNT_LIVE_AFTER = _statements(
+    False, False, _LIVE_ORDER
+)
+(SQL_LIST_DELETED_FIRST, SQL_LIST_DELETED_AFTER, SQL_COUNT_DELETED, SQL_COUNT_DELETED_AFTER) = (
+    _statements(True, False, _DELETED_ORDER)
 )
 # The same with a filter: the same keyset order, the filter's keys checked on each row, and
 # the totals one pass over the same predicate.
-SQL_FILTERED_FIRST, SQL_FILTERED_AFTER, SQL_COUNT_FILTERED_LIVE = _statements(
-    False, True, _LIVE_ORDER
+(SQL_FILTERED_FIRST, SQL_FILTERED_AFTER, SQL_COUNT_FILTERED_LIVE, SQL_COUNT_FILTERED_LIVE_AFTER) = (
+    _statements(False, True, _LIVE_ORDER)
 )
-SQL_FILTERED_DELETED_FIRST, SQL_FILTERED_DELETED_AFTER, SQL_COUNT_FILTERED_DELETED = _statements(
-    True, True, _DELETED_ORDER
-)
+(
+    SQL_FILTERED_DELETED_FIRST,
+    SQL_FILTERED_DELETED_AFTER,
+    SQL_COUNT_FILTERED_DELETED,
+    SQL_COUNT_FILTERED_DELETED_AFTER,
+) = _statements(True, True, _DELETED_ORDER)
 # The other orders' statements, one set per (view, filter used, order); a title sort's, for
 # instance, is SQL_BY_TITLE_FIRST's shape.
 _STATEMENTS = {
@@ -206,7 +213,9 @@ async def list_posts(
     sort = sort or default_sort(deleted)
     bound = where.fingerprint()
     after = Cursor.decode(cursor, deleted, bound, sort) if cursor else None
-    first_sql, after_sql, count_sql = _STATEMENTS[deleted, bound is not None, sort]
+    first_sql, after_sql, first_count_sql, after_count_sql = _STATEMENTS[
+        deleted, bound is not None, sort
+    ]
     keys = where.params() if bound is not None else ()
     # One row more than asked tells whether another page exists, so the last page carries no
     # cursor and a client never spends a request on an empty page.
@@ -217,11 +226,13 @@ async def list_posts(
     # whole time to the page's. The first page also names the matching set (`match_digest`).
     if after is None:
         page = fetch(first_sql, owner_id, limit + 1, *keys)
+        count = fetch(first_count_sql, owner_id, *keys)
     else:
         page = fetch(after_sql, owner_id, limit + 1, after.key, after.post_id, *keys)
-    rows, counted = await asyncio.gather(page, fetch(count_sql, owner_id, *keys))
+        count = fetch(after_count_sql, owner_id, *keys)
+    rows, counted = await asyncio.gather(page, count)
     total: int = counted[0][0]
-    digest: str | None = counted[0][1] if after is None else None
+    digest: str | None = counted[0][1]
     more = len(rows) > limit
     rows = rows[:limit]
     # The page's mentions, resolved once for every description on it (none: no query).

@@ -206,7 +206,9 @@ async def test_one_resolution_query_a_page(
     assert sorted(first_queries) == sorted(
         [listing.SQL_LIST_FIRST, listing.SQL_COUNT_LIVE, SQL_ACCOUNTS]
     )
-    assert sorted(queries) == sorted([listing.SQL_LIST_AFTER, listing.SQL_COUNT_LIVE, SQL_ACCOUNTS])
+    assert sorted(queries) == sorted(
+        [listing.SQL_LIST_AFTER, listing.SQL_COUNT_LIVE_AFTER, SQL_ACCOUNTS]
+    )
     assert all(len(i.mentions) == 16 for i in first.items + later.items)
     assert all("<@" not in (i.description or "") for i in first.items + later.items)
 
