@@ -101,7 +101,7 @@ LIMIT $2
 """
     # A key no index orders (a title, a count), or a filter, sorts every matching post: only
     # the ids and keys are, and the page's rows alone get their columns after (sorting whole
-    # rows took half again as long at 20,000 posts, and a filter's page 13% longer: its tags'
+    # rows took half again as long at 20,000 posts, and a filter's page 14% longer: its tags'
     # JSON was made for every match). A count is counted through its index, once per matching
     # post. The key goes out with the row (`k`), for the next cursor.
     joins_key = f"\n    {key.joins}" if key.joins else ""
