@@ -55,10 +55,13 @@ class Tally:
         self.count += 1
         self.total += 1
         self.detail = detail
+        if self._timer is not None:
+            # Its line is due, however late a busy loop runs it: a line here too made two.
+            return
         wait = self._last + self.period - time.monotonic()
         if wait <= 0:
             self._flush()
-        elif self._timer is None:
+        else:
             self._timer = asyncio.get_running_loop().call_later(wait, self._flush)
 
     def _flush(self) -> None:

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
+import time
 from typing import Any
+
+import pytest
 
 from pmd_service.web.connections import ACCEPT_FAILED, AcceptFailures, Tally
 
@@ -22,3 +26,22 @@ async def test_only_accept_failures_and_retries_after_close_are_kept_from_the_ha
     handler(loop, other)
     assert passed == [other]
     assert tally.total == 1
+
+
+async def test_a_busy_loop_still_gets_one_line_a_period(caplog: pytest.LogCaptureFixture) -> None:
+    """The loop blocked past a summary's time (thousands of failed accepts in one turn): the
+    events meanwhile go into that one summary, not into a line of their own beside it."""
+    tally = Tally("%d accept(s) failed", period=0.2)
+    caplog.set_level(logging.WARNING, "pmd_service.web.connections")
+    tally.add("EMFILE")  # the first: a line at once
+    tally.add("EMFILE")  # its summary is due in 0.2 s
+    time.sleep(0.3)  # noqa: ASYNC251 - the loop held past that time, as a flood of accepts holds it
+    for _ in range(3):
+        tally.add("EMFILE")
+    await asyncio.sleep(0.1)
+
+    assert [r.getMessage() for r in caplog.records] == [
+        "1 accept(s) failed (EMFILE)",
+        "4 accept(s) failed (EMFILE)",
+    ]
+    assert tally.total == 5
