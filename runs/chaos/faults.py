@@ -80,7 +80,12 @@ class Faults(Injector):
     async def _building(self) -> tuple[list[Proc], str]:
         if self.bucket is not None:
             assert self.access is not None
-            uploads = await incomplete_uploads(self.bucket, self.access)
+            try:
+                uploads = await incomplete_uploads(self.bucket, self.access)
+            except Exception:
+                if not self.ledger.store_was_down():
+                    raise
+                return [], ""  # the store's own fault came first: nothing to catch meanwhile
             alive = [w for w in self.workers if w.alive()] if uploads else []
             return alive, "upload of " + ", ".join(u.key for u in uploads)
         for w in filter(Proc.alive, self.workers):
