@@ -100,10 +100,9 @@ ORDER BY {key.sql} {direction}, p.id {direction}
 LIMIT $2
 """
     # A key no index orders (a title, a count), or a filter, sorts every matching post: only
-    # the ids and keys are, and the page's rows alone get their columns after (sorting whole
-    # rows took half again as long at 20,000 posts, and a filter's page 14% longer: its tags'
-    # JSON was made for every match). A count is counted through its index, once per matching
-    # post. The key goes out with the row (`k`), for the next cursor.
+    # the ids and keys are, and the page's rows alone get their columns after (whole rows
+    # sorted made every match's columns, the tags' JSON too). A count is counted through its
+    # index, once per matching post. The key goes out with the row (`k`), for the next cursor.
     joins_key = f"\n    {key.joins}" if key.joins else ""
     return f"""
 WITH page AS MATERIALIZED (

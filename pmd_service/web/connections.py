@@ -56,7 +56,7 @@ class Tally:
         self.total += 1
         self.detail = detail
         if self._timer is not None:
-            # Its line is due, however late a busy loop runs it: a line here too made two.
+            # Its line is due, however late a busy loop runs it; one here would be a second.
             return
         wait = self._last + self.period - time.monotonic()
         if wait <= 0:
