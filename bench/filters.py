@@ -51,17 +51,16 @@ WHERE owner_id = $1
 FILTER = {"hashtag": "wip", "hidden": "false", "created_after": "2024-01-01T00:10:00Z"}
 
 # The floor for the same filter written out, its values as parameters, as a server gets them.
-_LIVE = LIVE_MATCH
-_MATCH = f"""{_LIVE}
+_MATCH = f"""{LIVE_MATCH}
     AND p.hashtags @> $3::varchar[] AND (p.hidden_by_user OR p.hidden_by_mod) = $4
     AND p.created_at >= $5"""
 FILTER_VALUES = (["wip"], False, datetime(2024, 1, 1, 0, 10, tzinfo=UTC))
-_TAGGED = f"{_LIVE} AND p.hashtags @> $3::varchar[]"
+_TAGGED = f"{LIVE_MATCH} AND p.hashtags @> $3::varchar[]"
 # The same with FILTER's values in its text: a plan no server gets for its users' filters.
-_MATCH_WRITTEN = f"""{_LIVE}
+_MATCH_WRITTEN = f"""{LIVE_MATCH}
     AND p.hashtags @> '{{wip}}'::varchar[] AND NOT (p.hidden_by_user OR p.hidden_by_mod)
     AND p.created_at >= timestamptz '2024-01-01T00:10:00Z'"""
-_TAGGED_WRITTEN = f"{_LIVE} AND p.hashtags @> '{{wip}}'::varchar[]"
+_TAGGED_WRITTEN = f"{LIVE_MATCH} AND p.hashtags @> '{{wip}}'::varchar[]"
 
 
 def sorted_floor(key: str, count: str, match: str, direction: str) -> str:
@@ -105,13 +104,13 @@ _TITLE = "CROSS JOIN LATERAL natural_title_key(p.title) s (k)"
 # The other filter keys, in two more filters: text, no license, remix and format; layers, a
 # date bound and the engagement counts.
 _VISIBLE = "NOT c.hidden_by_mod AND NOT c.deleted_by_owner AND NOT c.deleted_by_mod"
-_MATCH_TEXT = f"""{_LIVE}
+_MATCH_TEXT = f"""{LIVE_MATCH}
     AND (strpos(lower(p.title), $3) > 0 OR strpos(lower(coalesce(p.description, '')), $3) > 0)
     AND p.license_id IS NULL AND p.remixable = $4
     AND EXISTS (SELECT 1 FROM post_files f WHERE f.post_id = p.id AND f.is_native
         AND f.format = $5)"""
 _MATCH_TEXT_WRITTEN = _MATCH_TEXT.replace("$3", "'7'").replace("$4", "true").replace("$5", "'bmp'")
-_MATCH_COUNTS = f"""{_LIVE}
+_MATCH_COUNTS = f"""{LIVE_MATCH}
     AND p.mkpx_file_bytes IS NULL AND p.created_at < $3 AND p.view_count >= $4
     AND (SELECT count(*) FROM reactions r WHERE r.post_id = p.id) >= $5
     AND (SELECT count(*) FROM comments c WHERE c.post_id = p.id AND {_VISIBLE}) >= $6"""
@@ -134,7 +133,7 @@ class Shape:
 
 # A filter's floor: its match, its values ($3..) and the match with them written in.
 Match = tuple[str, tuple[object, ...], str | None]
-EVERY: Match = (_LIVE, (), None)
+EVERY: Match = (LIVE_MATCH, (), None)
 MATCH: Match = (_MATCH, FILTER_VALUES, _MATCH_WRITTEN)
 TAGGED: Match = (_TAGGED, (["wip"],), _TAGGED_WRITTEN)
 TEXT: Match = (_MATCH_TEXT, ("7", True, "bmp"), _MATCH_TEXT_WRITTEN)
@@ -154,7 +153,7 @@ OLDEST = "ORDER BY p.created_at ASC, p.id ASC LIMIT $2"
 # and with the other filter keys.
 SORTED = {
     "upload date, oldest first": Shape(
-        {"sort": "created_at", "order": "asc"}, newest_floor(_LIVE, OLDEST)
+        {"sort": "created_at", "order": "asc"}, newest_floor(LIVE_MATCH, OLDEST)
     ),
     "title": _sorted({"sort": "title"}, "s.k", _TITLE, "ASC"),
     "file size": _sorted({"sort": "file_bytes"}, "s.k", _SIZE, "DESC"),

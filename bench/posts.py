@@ -58,16 +58,16 @@ SELECT p.id, p.public_sqid, p.title, p.description, p.created_at, p.width, p.hei
 _FLOOR_TOTAL = """,
        (SELECT count(*) FROM posts t WHERE t.owner_id = $1 AND t.kind = 'artwork'
            AND NOT t.deleted_by_user) AS total_count"""
-_FLOOR_FROM = """
+LIVE_MATCH = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
+_FLOOR_FROM = f"""
 FROM posts p LEFT JOIN licenses l ON l.id = p.license_id
-WHERE p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user
+WHERE {LIVE_MATCH}
 """
 ORDER = "ORDER BY p.created_at DESC, p.id DESC LIMIT $2"
 # A first page also names its set (`match_digest`): its floor makes the same digest.
 DIGEST = """md5(count(p.id) || ':' || coalesce(sum(hashint4(p.id)), 0) || ':'
     || coalesce(sum(hashint4extended(p.id, 1) % 2147483647), 0))"""
 TOTALS = "CROSS JOIN (SELECT count(*), {} FROM posts p WHERE {}) AS t (total_count, digest)"
-LIVE_MATCH = "p.owner_id = $1 AND p.kind = 'artwork' AND NOT p.deleted_by_user"
 
 
 def newest_floor(match: str, order: str = ORDER) -> str:
