@@ -538,11 +538,32 @@ def host_checkout(root: Path, stack: Path) -> None:
     )
 
 
+async def _listening(url: str) -> asyncpg.Connection:
+    """A connection to `url` once its server takes them over TCP: the postgres image is healthy
+    (pg_isready, over its socket) already while its first start's scripts run on a server that
+    listens on no port, as the official image is."""
+    conn: asyncpg.Connection | None = None
+    refused: Exception | None = None
+
+    async def connected() -> bool:
+        nonlocal conn, refused
+        try:
+            conn = await asyncpg.connect(url, timeout=5)
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
+            refused = exc
+            return False
+        return True
+
+    await eventually(connected, 120, lambda: f"the host's db on TCP: {refused!r}", interval=0.5)
+    assert conn is not None
+    return conn
+
+
 async def seed_host(db_port: int, vault: Path) -> tuple[HostSite, Any, list[Any]]:
     """The host's tables as its migrations make them, the service's role as `grants` prints
     it (walk-through step 5), and a user with two artworks written the host's way."""
     url = f"{ADMIN}@127.0.0.1:{db_port}/{HOST_ENV_PROD['DB_DATABASE']}"
-    admin = await asyncpg.connect(url)
+    admin = await _listening(url)
     try:
         await admin.execute(HOST_SCHEMA_SQL.read_text())
         await admin.execute(grants_sql("pmd"))
