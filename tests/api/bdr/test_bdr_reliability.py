@@ -559,9 +559,15 @@ async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
     retry._backoff = failures = CountingBackoff(retry._backoff)
     worker = Worker(handle_signals=False, **options)
     running = asyncio.ensure_future(worker.main())
+
+    async def idle() -> bool:  # "ready" is committed before the job's last Redis write
+        return all(t.done() for t in worker.tasks.values())
+
     try:
         first = await request_bdr(client, owner, [post.id])
         await wait_for_status(client, owner, first["id"], "ready")
+        # Redis stops while the worker only polls, with no job's write in flight.
+        await eventually(idle, 10, "the first job finished")
         redis.stop()
         before = failures.count
 
@@ -575,10 +581,6 @@ async def test_a_worker_outlives_a_redis_restart_and_keeps_taking_jobs(
         second = await request_bdr(client, owner, [post.id])
         await wait_for_status(client, owner, second["id"], "ready")
         assert not running.done()
-
-        async def idle() -> bool:  # "ready" is committed before the job's last Redis write
-            return all(t.done() for t in worker.tasks.values())
-
         # Cancelling the worker mid-job made close() re-raise that job's CancelledError and skip
         # closing its Redis connections (a ResourceWarning in a later test).
         await eventually(idle, 10, "the worker's jobs finished")
