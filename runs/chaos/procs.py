@@ -26,6 +26,16 @@ def during(spans: Spans, t: float, grace: float) -> bool:
     return any(a - grace <= t <= b + grace for a, b in spans)
 
 
+def covered(spans: Spans, start: float, end: float) -> float:
+    """The seconds of [start, end] inside at least one of `spans`."""
+    total, reached = 0.0, start
+    for a, b in sorted(spans):
+        a, b = max(a, reached), min(b, end)
+        if b > a:
+            total, reached = total + b - a, b
+    return total
+
+
 @contextlib.contextmanager
 def window(spans: Spans) -> Iterator[float]:
     """A span in `spans` from now to the block's end; yields its start."""

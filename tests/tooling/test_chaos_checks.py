@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from runs.chaos.checks import Report, Workload, check_downloads, check_sse
+from runs.chaos.procs import covered
 from runs.chaos.workload import Ledger
 
 
@@ -107,3 +108,17 @@ def test_an_upgrade_forgives_only_the_fields_a_release_added(
     item = {"b1": {"status": "ready", "progress": _P, "error_code": None}}
     check_sse(report, [_client({"b1": seen})], {1: item}, upgraded)
     assert (report.violations == []) is agrees, report.violations
+
+
+def test_downloads_are_owed_only_while_they_could_be_answered() -> None:
+    spans = [(10.0, 30.0), (20.0, 40.0), (70.0, 90.0)]  # overlapping, one past the end
+    assert covered(spans, 0.0, 75.0) == 35.0
+    assert covered([], 0.0, 75.0) == 0.0
+    whole = Workload(6, 75).minimums()
+    assert Workload(6, 75, 0.0) == Workload(6, 75)
+    half = Workload(6, 75, 37.5).minimums()
+    assert half["downloads checked"] == math.ceil(4 * 6 * 37.5 / 60) < whole["downloads checked"]
+    assert {k: v for k, v in half.items() if k != "downloads checked"} == {
+        k: v for k, v in whole.items() if k != "downloads checked"
+    }
+    assert Workload(6, 75, 75.0).minimums()["downloads checked"] == 1
