@@ -6,7 +6,11 @@ The copy is one JSON object per locale, `<tag>.json`, in the host's keys (its
 lists them). The project's own files are in `copy/` beside this module; EMAIL_COPY_DIR names a
 folder of the operator's, read first. For each key the lookup goes: the tag, then its shorter
 prefixes down to the base language (`pt-BR` → `pt`), then English; at each step the operator's
-file before the project's. Tags match case-insensitively.
+file before the project's. Tags match whatever their case, with `-` or `_`. Each step is followed
+by the tags CLDR's likely subtags name for it (`zh-CN` → `zh-Hans`, `pt` → `pt-BR`), because
+people write a region or a bare language where copy is named by its script; only those in the
+script the whole tag is written in, because another script cannot be read (`zh-TW` and `zh-Hant`
+get English) while another region can (`pt-PT` gets `pt-BR`, CLDR's likely `pt`).
 
 A value is a string with `{name}` placeholders, or, for a key that carries a number, an object
 of CLDR plural categories (`one`, `few`, `many`, `other`, ...; `other` required) chosen by that
@@ -28,6 +32,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from babel import Locale, UnknownLocaleError
+from babel.core import get_global, parse_locale
 from babel.dates import format_date, format_time, get_datetime_format
 from babel.numbers import format_decimal
 from babel.units import format_unit
@@ -183,15 +188,57 @@ class Words:
 
 
 def _lookup_chain(locale: str | None) -> list[str]:
-    """`zh-Hans-CN` → zh-hans-cn, zh-hans, zh, en (RFC 4647's lookup, then English)."""
-    chain = []
+    """`zh-CN` → zh-cn, zh-hans-cn, zh-hans, zh, en: RFC 4647's lookup, each step followed by
+    the tags its likely subtags name in the whole tag's script, then English."""
+    steps = []
     subtags = (locale or "").strip().replace("_", "-").lower().split("-")
     while subtags and subtags[0]:
-        chain.append("-".join(subtags))
+        steps.append("-".join(subtags))
         subtags.pop()
-    if ENGLISH not in chain:
-        chain.append(ENGLISH)
-    return chain
+    # The longest step CLDR knows gives the language and script the recipient reads.
+    reads = next((found[:2] for step in steps if (found := _likely(step))), None)
+    chain = []
+    for step in steps:
+        chain.append(step)
+        found = _likely(step)
+        if found is None or found[:2] != reads:
+            continue
+        language, script, region = found
+        named = (f"{language}-{script}-{region}", f"{language}-{region}", f"{language}-{script}")
+        for tag in named:
+            # `zh-Hans-TW` must not reach `zh-TW`, whose likely script is another.
+            if (guess := _likely(tag)) is not None and guess[:2] == reads:
+                chain.append(tag.lower())
+    chain.append(ENGLISH)
+    return list(dict.fromkeys(chain))
+
+
+def _likely(tag: str) -> tuple[str, str, str] | None:
+    """The tag's language, script and region, each filled in from CLDR's likely subtags where
+    the tag leaves it out (UTS #35's "Add Likely Subtags"); None for a tag CLDR has no guess for
+    or that is not a language tag."""
+    try:
+        language, region, script = parse_locale(tag, sep="-")[:3]
+    except (ValueError, TypeError):
+        return None
+    likely = get_global("likely_subtags")
+    keys = [(language, script, region), (language, region), (language, script), (language,)]
+    if script:
+        keys.append(("und", script))
+    for key in keys:
+        found = likely.get("_".join(part for part in key if part))
+        if found is None:
+            continue
+        try:
+            guess_language, guess_region, guess_script = parse_locale(found)[:3]
+        except (ValueError, TypeError):
+            return None
+        if not (guess_script and guess_region):
+            return None
+        if language == "und":
+            language = guess_language
+        return language, script or guess_script, region or guess_region
+    return None
 
 
 def _babel_locale(locale: str | None, language: str) -> Locale:

@@ -1,7 +1,9 @@
 """The ready/failed emails in the recipient's language (`users.locale`), through a real SMTP
 server (aiosmtpd) and the worker, on real PostgreSQL: the exact tag, then its base language,
 then English, key by key; EMAIL_COPY_DIR's files before the project's; a host without the
-column (or NULL) gets English; dates as the locale writes them."""
+column (or NULL) gets English; dates as the locale writes them. A tag without copy of its own
+reads the copy CLDR's likely subtags name in its script (`pt` → pt-BR, `zh-CN` → zh-Hans; not
+`zh-TW`)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
+from babel import Locale
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
@@ -22,7 +25,7 @@ from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.host.hostcheck import check_host
-from pmd_service.mail.language import KEYS, PROJECT_COPY, catalog
+from pmd_service.mail.language import ENGLISH, KEYS, PROJECT_COPY, catalog
 from pmd_service.web.app import create_app
 from support.mailbox import Mailbox
 from support.seeding import Factory
@@ -74,7 +77,9 @@ async def test_each_recipient_reads_their_language(
     expected = {
         "es": ("es", "Tu descarga de 2 obras está lista"),
         "pt-BR": ("pt-BR", "Seu download de 2 artes está pronto"),
-        "pt-PT": ("en", "Your download of 2 artworks is ready"),  # no `pt`: English
+        "pt-PT": ("pt-BR", "Seu download de 2 artes está pronto"),  # `pt`, likely pt-BR
+        "zh_cn": ("zh-Hans", "你的 2 件作品的下载已准备好"),  # its likely script
+        "zh-TW": ("en", "Your download of 2 artworks is ready"),  # Hant: not zh-Hans
         "zh-Hans": ("zh-Hans", "你的 2 件作品的下载已准备好"),
         "DE-de": ("de", "Dein Download mit 2 Kunstwerken ist bereit"),  # base, any case
         None: ("en", "Your download of 2 artworks is ready"),
@@ -111,7 +116,7 @@ async def test_each_recipient_reads_their_language(
             assert f"有效期至 {when.year}年{when.month}月{when.day}日 " in text
         # Spanish writes the hour without a leading zero ("0:22"), the others with one.
         clock = f"{when.hour}:{when:%M}" if locale == "es" else f"{when:%H:%M}"
-        assert f"{clock} UTC" in text or locale in (None, "pt-PT", "tlh-Latn")
+        assert f"{clock} UTC" in text or locale in (None, "zh-TW", "tlh-Latn")
 
 
 async def test_plural_forms_read_right_and_failures_are_translated(
@@ -240,3 +245,57 @@ def test_the_projects_copy_has_every_key_in_every_language() -> None:
     for copy in shipped.values():
         assert set(copy.values) == set(KEYS), copy.tag
         assert copy.path.parent == PROJECT_COPY
+
+
+def test_a_tag_without_copy_reads_what_its_likely_subtags_name() -> None:
+    copy = catalog(None)
+    # locale → the copy it is read in, and the region its dates and numbers keep
+    expected = {
+        "pt": ("pt-BR", Locale("pt")),
+        "PT_pt": ("pt-BR", Locale("pt", "PT")),
+        "zh": ("zh-Hans", Locale("zh")),
+        "zh-CN": ("zh-Hans", Locale("zh", "CN", script="Hans")),
+        "zh-sg": ("zh-Hans", Locale("zh", "SG", script="Hans")),
+        "zh-Hans-SG": ("zh-Hans", Locale("zh", "SG", script="Hans")),
+        "pt-BR": ("pt-BR", Locale("pt", "BR")),
+        "es-MX": ("es", Locale("es", "MX")),
+        # Traditional characters: English unless a file is named for them.
+        "zh-TW": (ENGLISH, Locale("en")),
+        "zh-Hant": (ENGLISH, Locale("en")),
+        "zh-HK": (ENGLISH, Locale("en")),
+        "zh_Hant_TW": (ENGLISH, Locale("en")),
+    }
+    for locale, (language, babel) in expected.items():
+        words = copy.words(locale)
+        assert (words.language, words.locale) == (language, babel), locale
+        assert words.text("bdr_button") == copy.words(language).text("bdr_button"), locale
+    english = copy.words(None).text("bdr_subject", count=2)
+    assert copy.words("pt").text("bdr_subject", count=2) == "Seu download de 2 artes está pronto"
+    assert copy.words("zh-SG").text("bdr_subject", count=2) == "你的 2 件作品的下载已准备好"
+    assert copy.words("zh-TW").text("bdr_subject", count=2) == english
+
+
+def test_an_operators_file_for_the_region_comes_before_the_likely_one(tmp_path: Path) -> None:
+    (tmp_path / "pt-PT.json").write_text(json.dumps({"bdr_button": "Transfira-o na sua página"}))
+    (tmp_path / "zh-Hant.json").write_text(json.dumps({"bdr_button": "前往你的作品頁面下載"}))
+    copy = catalog(tmp_path)
+    european = copy.words("pt-pt")
+    assert european.language == "pt-PT"
+    assert european.text("bdr_button") == "Transfira-o na sua página"
+    assert european.text("greeting_anonymous") == "Olá,"  # the key it lacks: pt-BR's
+    assert copy.words("pt").language == "pt-BR"  # pt-PT is not what `pt` names
+    for locale in ("zh-TW", "zh-HK", "zh-Hant"):
+        traditional = copy.words(locale)
+        assert traditional.language == "zh-Hant", locale
+        assert traditional.text("bdr_button") == "前往你的作品頁面下載"
+        assert traditional.text("greeting_anonymous") == "Hi there,"  # never zh-Hans
+    assert copy.words("zh-CN").language == "zh-Hans"
+
+
+def test_a_malformed_or_unknown_tag_gets_english() -> None:
+    english = catalog(None).words(None).text("bdr_button")
+    malformed = ["", "-", "_", "123", "!!", "\x00", "x" * 300, "en@x", "12-zh", "-zh-CN"]
+    unknown = ["tlh-Latn", "i-klingon", "zh-Latn", "zh-Hant-TW-u-nu-hanidec", "und"]
+    for locale in malformed + unknown:
+        words = catalog(None).words(locale)
+        assert (words.language, words.text("bdr_button")) == (ENGLISH, english), locale
