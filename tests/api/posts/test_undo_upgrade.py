@@ -104,7 +104,14 @@ async def test_the_previous_releases_actions_are_undone_after_the_upgrade(
         mod = await factory.user(roles=["user", "moderator"])
         ids = await factory.posts_bulk(owner, 8)
         nd = await factory.license("CC-BY-ND-4.0")
-        await pool.execute("UPDATE posts SET hashtags = '{a,b}'")
+        by, by_sa = await factory.license("CC-BY-4.0"), await factory.license("CC-BY-SA-4.0")
+        # Licenses that differ post by post: an undo must put back each post's own, not NULL.
+        await pool.execute(
+            "UPDATE posts SET hashtags = '{a,b}',"
+            " license_id = CASE WHEN id % 2 = 0 THEN $1::int ELSE $2::int END",
+            by,
+            by_sa,
+        )
         await pool.execute(
             "UPDATE posts SET deleted_by_user = true, deleted_by_user_date = now() - interval '1 day' WHERE id = $1",
             ids[7],
