@@ -3,9 +3,10 @@ upkeep/kinds.py, the sweep and the cleanup as crons), its options, and its two e
 
 `python -m pmd_service worker` (`main`, the supported form) waits for PostgreSQL and Redis, runs
 the options below on `PmdWorker` and writes each log line once; `arq worker.WorkerSettings`
-(or `arq pmd_service.worker_settings.WorkerSettings`) runs the same options, as arq's settings
-class, under arq's own start-up. Importing this module reads no setting, so that `main` (which
-reads them its own way, embedded servers in dev mode) and the tests, with their own, can.
+(or `arq pmd_service.worker_settings.WorkerSettings`) runs the same options on `PmdWorker` too,
+as arq's settings class, under arq's own start-up. Importing this module reads no setting, so
+that `main` (which reads them its own way, embedded servers in dev mode) and the tests, with
+their own, can.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from .core.redis_client import redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
 from .jobs import context
-from .jobs.arq_adapter import PmdWorker, arq_lines_once
+from .jobs.arq_adapter import PmdWorker, arq_command_runs_pmd_worker, arq_lines_once
 from .jobs.driver import job_function
 from .jobs.worker_metrics import MetricsPortError
 from .mail.language import check_at_start as check_email_copy
@@ -140,10 +141,12 @@ def worker_options(settings: Settings, *, wait_for_services: bool = False) -> di
 
 def arq_command_settings() -> Settings:
     """The settings of the `arq` command's form, read when it imports WorkerSettings; arq's
-    own log handler, which it adds right after, never writes a line (jobs/arq_adapter.py)."""
+    own log handler, which it adds right after, never writes a line, and the Worker it then
+    makes is PmdWorker (jobs/arq_adapter.py)."""
     settings = load_settings(PROCESS)
     check_email_copy(settings, PROCESS)
     arq_lines_once()
+    arq_command_runs_pmd_worker()
     return settings
 
 

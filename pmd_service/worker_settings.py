@@ -1,9 +1,9 @@
 """arq's settings class for the `arq` command: `arq worker.WorkerSettings` from a checkout or the
 image (worker.py), `arq pmd_service.worker_settings.WorkerSettings` anywhere.
 
-Importing it reads the settings (arq imports it to run it); `python -m pmd_service worker`, the
-supported form, builds the same options with `worker_options` (pmd_service/worker.py) and runs
-them on the guarded `PmdWorker`, which the `arq` command cannot: it makes arq's Worker itself.
+Importing it reads the settings (arq imports it to run it) and has the `arq` command run these
+options on the guarded `PmdWorker`, as `python -m pmd_service worker`, the supported form, runs
+the same options (`worker_options`, pmd_service/worker.py).
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ what is relied on here, so an upgrade re-reads this module first).
   one round trip (`malformed`); a job with one malformed is removed whole with one line, and so
   is one arq fails on anyway (its error, outside arq's handling); a queue or abort set of the
   wrong type is removed. Its row is the sweep's: pending, it is enqueued again.
+- `arq_command_runs_pmd_worker`: the `arq` command builds arq's own Worker from the settings
+  class, with no hook for another class: its `cli` calls `run_worker` (and, with `--watch`,
+  `create_worker`) by its module's names, which are replaced with ones that build `PmdWorker`
+  from the same options, so `arq worker.WorkerSettings` runs the guarded worker too. `--check`
+  builds no Worker and is left as it is.
 - `arq_lines_once`: the `arq` command configures its own logging after importing
   `WorkerSettings` (`logging.config.dictConfig`: a plain handler on the `arq` logger, whose
   lines the root handler writes too). dictConfig keeps the filters of the loggers under `arq`,
@@ -44,6 +49,7 @@ from datetime import datetime, timedelta
 from signal import Signals
 from typing import Any
 
+import arq.cli
 from arq.connections import ArqRedis
 from arq.constants import (
     abort_jobs_ss,
@@ -54,8 +60,9 @@ from arq.constants import (
 )
 from arq.cron import CronJob, next_cron
 from arq.jobs import Deserializer, deserialize_result
+from arq.typing import WorkerSettingsType
 from arq.utils import timestamp_ms, to_unix_ms
-from arq.worker import Worker
+from arq.worker import Worker, get_kwargs
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -377,6 +384,26 @@ class PmdWorker(Worker):
         )
         for job_id, score in late:
             await self._drop(job_id, f"its queue score {score} is no time arq gives")
+
+
+def create_pmd_worker(settings_cls: WorkerSettingsType, **kwargs: Any) -> PmdWorker:
+    """arq's `create_worker`, building PmdWorker."""
+    return PmdWorker(**{**get_kwargs(settings_cls), **kwargs})
+
+
+def run_pmd_worker(settings_cls: WorkerSettingsType, **kwargs: Any) -> PmdWorker:
+    """arq's `run_worker`, running PmdWorker."""
+    worker = create_pmd_worker(settings_cls, **kwargs)
+    worker.run()
+    return worker
+
+
+def arq_command_runs_pmd_worker() -> None:
+    """The `arq` command, which imports the settings class before it makes its Worker, makes
+    PmdWorker instead."""
+    # Not arq.worker's: sentry-sdk's arq integration wraps the jobs there, and PmdWorker wraps
+    # them itself (one report each).
+    vars(arq.cli).update(run_worker=run_pmd_worker, create_worker=create_pmd_worker)
 
 
 # The loggers arq writes with (`logging.getLogger` in each of its modules).

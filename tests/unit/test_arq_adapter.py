@@ -17,6 +17,7 @@ import arq.jobs
 import arq.utils
 import arq.worker
 import pytest
+from arq import func
 from arq.logs import default_log_config
 
 from pmd_service.core import logs
@@ -25,6 +26,8 @@ from pmd_service.jobs.arq_adapter import (
     ARQ_VERSION,
     IN_PROGRESS_MARK,
     JOB_KEY_PREFIXES,
+    PmdWorker,
+    arq_command_runs_pmd_worker,
     arq_lines_once,
 )
 
@@ -199,3 +202,52 @@ def test_the_poll_reads_due_ids_and_hands_them_to_start_jobs() -> None:
     init = inspect.getsource(arq.worker.Worker.__init__)
     assert "self.in_progress_timeout_s = (max_timeout or 0) + 10" in init, init
     assert "self.queue_read_limit = " in init, init
+
+
+async def _noop(ctx: dict[str, Any]) -> None:
+    return None
+
+
+async def test_the_arq_command_makes_its_worker_by_the_names_the_adapter_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """arq_command_runs_pmd_worker: after importing the settings, arq's cli makes and runs its
+    Worker by calling `run_worker` (with --watch, `create_worker`) by arq.cli's own names, and
+    arq's versions of both build arq's Worker from `get_kwargs`, which the adapter's do too;
+    `--check` makes no Worker."""
+    cli = arq.cli.cli.callback
+    assert cli is not None
+    source = inspect.getsource(cli)
+    assert _in_order(
+        source,
+        "import_string(worker_settings)",
+        "if check:",
+        "exit(check_health(worker_settings_))",
+        "run_worker(worker_settings_, **kwargs)",
+    ), source
+    assert "create_worker(worker_settings)" in inspect.getsource(arq.cli.watch_reload)
+    assert "run_worker" in cli.__code__.co_names and cli.__globals__ is vars(arq.cli)
+    assert "create_worker" in arq.cli.watch_reload.__code__.co_names
+    assert "Worker(" not in inspect.getsource(arq.worker.check_health)
+    made = inspect.getsource(arq.worker)  # the file: sentry-sdk may have wrapped create_worker
+    assert _in_order(
+        made,
+        "def create_worker(settings_cls: 'WorkerSettingsType', **kwargs: Any) -> Worker:",
+        "return Worker(**{**get_kwargs(settings_cls), **kwargs})",
+        "def run_worker(settings_cls: 'WorkerSettingsType', **kwargs: Any) -> Worker:",
+        "worker = create_worker(settings_cls, **kwargs)",
+        "worker.run()",
+        "return worker",
+    ), made
+
+    ran: list[arq.worker.Worker] = []
+    monkeypatch.setattr(PmdWorker, "run", lambda self: ran.append(self))
+    for name in ("run_worker", "create_worker"):  # put back arq's after the test
+        monkeypatch.setattr(arq.cli, name, getattr(arq.cli, name))
+    arq_command_runs_pmd_worker()
+    settings = {"functions": [func(_noop, name="noop")], "max_jobs": 3, "not_arq_s": 1}
+    named = vars(arq.cli)
+    worker = named["run_worker"](settings, burst=True, handle_signals=False)
+    assert type(worker) is PmdWorker and ran == [worker]
+    assert (worker.max_jobs, worker.burst, list(worker.functions)) == (3, True, ["noop"])
+    assert type(named["create_worker"](settings, handle_signals=False)) is PmdWorker
