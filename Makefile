@@ -26,8 +26,9 @@ $(STAMP): requirements/dev.txt pyproject.toml | $(PY)
 	touch $(STAMP)
 
 # Dev mode, asked for explicitly: embedded PostgreSQL and Redis, a per-checkout JWT secret.
+# DEMO_LOCALE=es: the demo user's emails in that language (`dev --locale`).
 run: $(RUN_STAMP)
-	PMD_DEV=1 $(PY) -m pmd_service dev
+	PMD_DEV=1 $(PY) -m pmd_service dev $(if $(DEMO_LOCALE),--locale '$(DEMO_LOCALE)')
 
 # The suite in TEST_WORKERS pytest-xdist workers (tests/conftest.py says what each has of its
 # own); eight, since its tests wait on processes and timeouts more than they compute;

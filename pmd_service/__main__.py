@@ -126,16 +126,16 @@ async def _token(settings: Settings, sqid: str, ttl: int) -> None:
     print(mint_token(settings.jwt_secret_key, sqid, ttl_seconds=ttl, roles=list(roles)))
 
 
-async def _demo(settings: Settings, more_posts: int = 0) -> None:
+async def _demo(settings: Settings, more_posts: int = 0, locale: str | None = None) -> None:
     """The demo data of `make run` (dev/demo.py: a user `demo` with 40 artworks, fans, a
-    moderator) into the database and vault the settings name, when they hold no user yet, and
-    `more_posts` more artworks for the demo user; prints the demo user's id and page. Needs
-    Pillow, which draws the art."""
+    moderator) into the database and vault the settings name, when they hold no user yet,
+    `more_posts` more artworks for the demo user, and `locale` as its language; prints the demo
+    user's id, page and emails' language. Needs Pillow, which draws the art."""
     from importlib.util import find_spec
 
     from .core.opening import checked_connection
     from .core.public_ids import PublicIds
-    from .dev.demo import NoDemoUser, add_posts, load_demo
+    from .dev.demo import NoDemoUser, add_posts, demo_language, load_demo
     from .dev.demo_user import DEMO_HANDLE, demo_user_sqid
 
     if find_spec("PIL") is None:  # before anything is written
@@ -161,6 +161,9 @@ async def _demo(settings: Settings, more_posts: int = 0) -> None:
             artworks = await add_posts(conn, settings.vault_path, ids, more_posts)
         except NoDemoUser as exc:
             raise CliError(str(exc)) from None
+        language = await demo_language(conn, locale)
+    if locale is not None and not language.column:
+        log.warning("users has no locale column here: @%s's emails stay in English", DEMO_HANDLE)
     print(
         json.dumps(
             {
@@ -171,6 +174,8 @@ async def _demo(settings: Settings, more_posts: int = 0) -> None:
                 "artworks": artworks,
                 "page": f"{settings.base_url}/u/{sqid}/posts",
                 "token": f"python -m pmd_service token {sqid}",
+                "locale": language.locale,
+                "email_language": language.language(settings),
             },
             indent=2,
         )
@@ -190,6 +195,16 @@ def _more_posts(raw: str) -> int:
             f"must be a whole number of posts from 1 to {MAX_MORE_POSTS}, got {raw!r}"
         )
     return value
+
+
+def _locale(raw: str) -> str:
+    """--locale: checked before anything connects or starts."""
+    from .dev.demo import locale_tag
+
+    try:
+        return locale_tag(raw)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 SQL_REQUEUE_FAILED = """
@@ -352,10 +367,10 @@ def _positive_seconds(raw: str) -> int:
     return value
 
 
-def _dev(_: argparse.Namespace) -> int:
+def _dev(args: argparse.Namespace) -> int:
     from .dev.stack import run_dev
 
-    return run_dev()
+    return run_dev(args.locale)
 
 
 def _serve(_: argparse.Namespace) -> int:
@@ -466,6 +481,12 @@ WAIT = arg(
     "set, else a single try, failing within seconds)",
 )  # fmt: skip
 
+LOCALE = arg(
+    "--locale", type=_locale, metavar="TAG",
+    help="the language of the demo user's emails, its users.locale (es, pt-BR, zh-Hans, en, …): "
+    "kept until another is given; nothing is written where the host's users have no locale",
+)  # fmt: skip
+
 COMMANDS = (
     Command(
         "migrate", "apply pending database migrations",
@@ -494,7 +515,9 @@ COMMANDS = (
         details="Only in dev mode, when asked for: PMD_DEV=1 (else one line and exit status 2). "
         "Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
         "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 "
-        "moves the server.",
+        "moves the server; --locale es (`make run DEMO_LOCALE=es`) sends the demo user's "
+        "emails in Spanish.",
+        arguments=(LOCALE,),
         alone=_dev,
     ),
     Command(
@@ -535,14 +558,15 @@ COMMANDS = (
         "into a database with no user (the host tables from `migrate --with-host-tables`), as "
         "a role that may write them. --posts N then gives the demo user N more artworks "
         "(thousands in seconds; tiny images), each time it is run; only to the demo user it "
-        "made itself, never to a real account named `demo`. Needs Pillow (the "
-        "`embedded` extra; the image built with DEMO=true).",
+        "made itself, never to a real account named `demo`. --locale TAG sets the language "
+        "of the demo user's emails. Needs Pillow (the `embedded` extra; the image built with "
+        "DEMO=true).",
         arguments=(arg(
             "--posts", type=_more_posts, default=0, metavar="N",
             help="add N more artworks to the demo user (the demo data is loaded first when the "
             "database is empty)",
-        ),),
-        run=lambda args, settings: asyncio.run(_demo(settings, args.posts)),
+        ), LOCALE),
+        run=lambda args, settings: asyncio.run(_demo(settings, args.posts, args.locale)),
     ),
     Command(
         "sweep", "run the every-minute sweep once now",

@@ -1,8 +1,10 @@
 """Demo data for `make run`: a user with 40 real pixel-art files and all docs/features.md names
 (licenses, a NoDerivatives one among them; `.mkpx` layers files; upscaled copies; a moderator's
 tag and a post a moderator hid; posts hidden by the artist; a few deleted within the restore
-window), comments, reactions, a playlist; and `demo --posts N`, N more posts in seconds,
-announced on the stream (`posts_changed`, action `new`) to the demo user's open pages.
+window), comments, reactions, a playlist, mentions in descriptions and comments; and
+`demo --posts N`, N more posts in seconds, announced on the stream (`posts_changed`, action
+`new`) to the demo user's open pages. `demo_language` gives the demo user a language for its
+emails (`users.locale`) where the host's users have one.
 
 The demo is loaded only into an empty database (no users), so it never touches real data; more
 posts go only to the demo user the loader made (marked by its `user_key`, demo_user.py), never
@@ -16,6 +18,7 @@ import asyncio
 import io
 import json
 import random
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from babel import Locale, UnknownLocaleError
 
 from ..core.public_ids import PublicIds
+from ..core.settings import Settings
 from ..host.vault import (
     artwork_path_in,
     host_shard,
@@ -33,6 +38,7 @@ from ..host.vault import (
     relative_upscaled_path,
     vault_file_in,
 )
+from ..mail.language import words
 from ..posts.live import announce_new
 from .demo_user import DEMO_HANDLE, demo_user_key
 
@@ -71,6 +77,20 @@ MKPX_MAGIC = b"\x89MKPX\r\n\x1a"
 # by the artist this many days ago, within the host's restore window.
 MOD_HIDDEN = frozenset({10})
 DELETED_DAYS_AGO = {6: 1, 13: 3, 27: 5}
+# Mentions as the host stores them (`<@SQID>`), on visible posts of the demo's own 40: of the
+# fans, the moderator, and `gone`, an account deleted since, which every reader shows `@user`.
+GONE_HANDLE = "gone"
+DESCRIPTIONS = {
+    0: "Drawn live with {fan1} and {fan2} at the pixel jam ✨",
+    1: "The palette is {gone}'s, from before they left",
+    3: "Picked by {mod} for the front page, thank you!",
+    5: "For {fan3}, who asked for mushrooms",
+}
+MENTIONING_COMMENTS = [  # (post number, author, body)
+    (0, "fan2", "{fan1} your outlines are so clean here"),
+    (1, "fan1", "{gone} would have loved this"),
+    (3, "fan3", "Well deserved! Good eye, {mod}"),
+]
 
 
 def pixel_art(rng: random.Random, size: int, scale: int, fmt: str, frames: int = 1) -> bytes:
@@ -341,6 +361,35 @@ async def _engagement(
         await conn.execute(SQL_INSERT_REACTIONS, *map(list, zip(*reactions, strict=True)))
 
 
+SQL_SET_DESCRIPTIONS = """
+UPDATE posts p SET description = d.text
+FROM unnest($1::int[], $2::text[]) AS d(id, text) WHERE p.id = d.id
+"""
+
+
+async def _mentions(
+    conn: asyncpg.Connection,
+    post_ids: list[int],
+    users: dict[str, tuple[int, str]],
+    now: datetime,
+) -> None:
+    """The demo's mentions (DESCRIPTIONS, MENTIONING_COMMENTS) on its posts, by `users`: each
+    handle's id and sqid."""
+    marks = {handle: f"<@{sqid}>" for handle, (_, sqid) in users.items()}
+    described = [
+        (post_ids[n], text.format_map(marks))
+        for n, text in DESCRIPTIONS.items()
+        if n < len(post_ids)
+    ]
+    await conn.execute(SQL_SET_DESCRIPTIONS, *map(list, zip(*described, strict=True)))
+    comments = [
+        (uuid.uuid4(), post_ids[n], users[author][0], None, body.format_map(marks), now)
+        for n, author, body in MENTIONING_COMMENTS
+        if n < len(post_ids)
+    ]
+    await conn.execute(SQL_INSERT_COMMENTS, *map(list, zip(*comments, strict=True)))
+
+
 async def load_demo(
     conn: asyncpg.Connection, vault: Path, ids: PublicIds, count: int = DEMO_POSTS
 ) -> str | None:
@@ -351,11 +400,17 @@ async def load_demo(
     async with conn.transaction():
         license_ids = await _licenses(conn)
         owner_id, owner_sqid = await _insert_user(conn, ids, DEMO_HANDLE, ["user"])
-        fans = [(await _insert_user(conn, ids, f, ["user"]))[0] for f in FANS]
-        await _insert_user(conn, ids, MODERATOR_HANDLE, ["user", "moderator"])
+        users = {f: await _insert_user(conn, ids, f, ["user"]) for f in FANS}
+        moderator = ["user", "moderator"]
+        users[MODERATOR_HANDLE] = await _insert_user(conn, ids, MODERATOR_HANDLE, moderator)
+        # An account made and deleted: its sqid names no account, as a deleted user's does.
+        users[GONE_HANDLE] = await _insert_user(conn, ids, GONE_HANDLE, ["user"])
+        await conn.execute("DELETE FROM users WHERE id = $1", users[GONE_HANDLE][0])
         arts = [draw(rng, n) for n in range(count)]
-        seeded = Seeded(owner_id, license_ids, fans)
-        await insert_posts(conn, vault, ids, seeded, 0, arts, rng, datetime.now(UTC))
+        seeded = Seeded(owner_id, license_ids, [users[f][0] for f in FANS])
+        now = datetime.now(UTC)
+        post_ids = await insert_posts(conn, vault, ids, seeded, 0, arts, rng, now)
+        await _mentions(conn, post_ids, users, now)
         # Playlists are not managed by PMD yet; one exists to show it is left out.
         playlist_id = await conn.fetchval(
             "INSERT INTO posts (owner_id, title, kind) VALUES ($1, 'Favourites', 'playlist') RETURNING id",
@@ -365,6 +420,69 @@ async def load_demo(
             "UPDATE posts SET public_sqid = $2 WHERE id = $1", playlist_id, ids.encode(playlist_id)
         )
     return owner_sqid
+
+
+# A tag for `users.locale` (varchar(35)): BCP 47's shape, letters, digits and hyphens.
+LOCALE_TAG = re.compile(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*")
+MAX_LOCALE = 35
+
+
+def locale_tag(raw: str) -> str:
+    """`raw` as the demo user's `users.locale`, or ValueError saying what a tag looks like."""
+    if len(raw) > MAX_LOCALE or not LOCALE_TAG.fullmatch(raw):
+        raise ValueError(
+            f"must be a language tag such as es, pt-BR or zh-Hans (letters, digits and hyphens, "
+            f"at most {MAX_LOCALE} characters), got {raw!r}"
+        )
+    return raw
+
+
+SQL_HAS_LOCALE = """
+SELECT EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = 'users'::regclass AND attname = 'locale' AND NOT attisdropped)
+"""
+# Only the user the demo made ($2, its key): a real account named `demo` keeps its language.
+SQL_SET_LOCALE = "UPDATE users SET locale = $3 WHERE handle = $1 AND user_key = $2"
+SQL_LOCALE = "SELECT locale FROM users WHERE handle = $1 AND user_key = $2"
+
+
+@dataclass(frozen=True)
+class DemoLanguage:
+    """The language of the demo user's emails: its `users.locale`, where the host's users have
+    that column (a host older than its revision d3e4f5a6b7c8 has none: English)."""
+
+    column: bool
+    locale: str | None = None
+
+    def language(self, settings: Settings) -> str:
+        """The tag of the copy its emails are written in (the lookup the worker makes)."""
+        return words(settings, self.locale).language
+
+    def shown(self, settings: Settings) -> str:
+        """For a person: "Spanish, es", and the stored tag when the copy is another's."""
+        tag = self.language(settings)
+        try:
+            shown = f"{Locale.parse(tag, sep='-').get_display_name('en')}, {tag}"
+        except (UnknownLocaleError, ValueError):  # an operator's copy file of a tag CLDR lacks
+            shown = tag
+        if not self.column:
+            return f"{shown} (this database's users have no locale column)"
+        if self.locale is None:
+            return f"{shown} (users.locale is unset)"
+        if self.locale.lower() != tag.lower():
+            return f"{shown} (users.locale {self.locale})"
+        return shown
+
+
+async def demo_language(conn: asyncpg.Connection, locale: str | None = None) -> DemoLanguage:
+    """The demo user's language, first set to `locale` when one is given; on a database whose
+    users have no locale column nothing is written, and its emails are in English."""
+    if not await conn.fetchval(SQL_HAS_LOCALE):
+        return DemoLanguage(column=False)
+    key = demo_user_key(DEMO_HANDLE)
+    if locale is not None:
+        await conn.execute(SQL_SET_LOCALE, DEMO_HANDLE, key, locale_tag(locale))
+    return DemoLanguage(True, await conn.fetchval(SQL_LOCALE, DEMO_HANDLE, key))
 
 
 class NoDemoUser(Exception):

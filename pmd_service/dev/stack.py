@@ -22,19 +22,23 @@ from ..core.public_ids import PublicIds
 from ..core.settings import Settings, dev_requested
 from ..core.startup import check_env, load_settings, stop
 from ..host.tokens import mint_token
-from .demo import MODERATOR_HANDLE, load_demo
+from .demo import MODERATOR_HANDLE, DemoLanguage, demo_language, load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import services, stop_processes
 
 
-async def _prepare(settings: Settings) -> tuple[str | None, str | None]:
-    """The demo user's sqid and the demo moderator's, once the demo data is there."""
+async def _prepare(
+    settings: Settings, locale: str | None = None
+) -> tuple[str | None, str | None, DemoLanguage]:
+    """The demo user's sqid and the demo moderator's, once the demo data is there, and the
+    language of the demo user's emails, first set to `locale` when one is given."""
     conn = await connect(settings.database_url, "pmd-dev", search_path=settings.search_path)
     try:
         # Development: the stand-in host tables too, explicitly (nothing else creates them).
         await migrate(conn, settings, with_host_tables=True)
         await load_demo(conn, settings.vault_path, PublicIds(settings.sqids_alphabet))
-        return await demo_user_sqid(conn), await demo_user_sqid(conn, MODERATOR_HANDLE)
+        language = await demo_language(conn, locale)
+        return await demo_user_sqid(conn), await demo_user_sqid(conn, MODERATOR_HANDLE), language
     finally:
         await conn.close()
 
@@ -98,11 +102,13 @@ def banner(
     daily_limit: int,
     settings: Settings | None = None,
     moderator_token: str | None = None,
+    language: DemoLanguage | None = None,
 ) -> str:
     """What `make run` prints once everything answers: each line whole, to be copied. The first
     URL opens the dashboard signed in; `base` is BASE_URL, or http://HOST:PORT when it is unset.
     With `settings`, also the export cooldowns it runs with and where its emails go; with
-    `moderator_token`, the same page opened by the demo's moderator."""
+    `moderator_token`, the same page opened by the demo's moderator; with `language` too, the
+    language of the demo user's emails."""
     moderator = (
         f"The same page as @{MODERATOR_HANDLE}, a moderator: "
         f"{base}/u/{demo_sqid}/posts#token={moderator_token}\n"
@@ -121,6 +127,11 @@ def banner(
         )
         if settings.smtp_host is None:
             dev += f"Emails are not sent (SMTP_HOST unset): read them at {base}/dev/mail\n"
+        if language is not None:
+            dev += (
+                f"Emails to @{DEMO_HANDLE} are in {language.shown(settings)}; another "
+                "language: make run DEMO_LOCALE=TAG (es, pt-BR, ja, en, …)\n"
+            )
     return (
         f"\npmd-service is running. This link opens the dashboard signed in as @{DEMO_HANDLE}:\n"
         # The token rides in the fragment, which browsers never send to a server.
@@ -156,7 +167,8 @@ def ensure_dev_mode() -> None:
         stop(DEV_MODE_OFF.format(why=why), status=2)
 
 
-def run_dev() -> int:
+def run_dev(locale: str | None = None) -> int:
+    """`make run`; `locale`, when given, becomes the demo user's `users.locale`."""
     # Before anything starts or connects: against a real DATABASE_URL it would serve every
     # user's mail and start a second worker on the real queue.
     ensure_dev_mode()
@@ -164,7 +176,7 @@ def run_dev() -> int:
         os.environ.setdefault(name, value)  # the children inherit them
     settings = load_settings("pmd dev", embedded=services)
     _port_free(settings.host, settings.port)
-    demo_sqid, moderator_sqid = asyncio.run(_prepare(settings))
+    demo_sqid, moderator_sqid, language = asyncio.run(_prepare(settings, locale))
 
     env = dict(os.environ)
     env.update(
@@ -199,7 +211,13 @@ def run_dev() -> int:
             roles=["user", "moderator"],
         )
         text = banner(
-            base, demo_sqid or "", token, settings.bdr_daily_limit, settings, moderator_token
+            base,
+            demo_sqid or "",
+            token,
+            settings.bdr_daily_limit,
+            settings,
+            moderator_token,
+            language,
         )
         print(text, flush=True)
         while not stopping and all(p.poll() is None for p in procs):

@@ -1,9 +1,10 @@
 """`python -m pmd_service demo` (its `main`), against the test database: the demo data of
 `make run` loaded once, into a database with no user, its artworks' files in VAULT_PATH, with
 everything the README names (a NoDerivatives license, layers files, upscaled copies, a
-moderator's tag and hidden post, deleted posts to restore); `--posts N`, exactly N more; one
-line and nothing written where it cannot (users already there, no Pillow). docker-compose.yml's
-`demo` service runs it (tests/deploy/test_compose_up.py)."""
+moderator's tag and hidden post, deleted posts to restore, mentions in descriptions and
+comments, served plain); `--posts N`, exactly N more; `--locale TAG`, the demo user's emails in
+that language; one line and nothing written where it cannot (users already there, no Pillow, a
+malformed tag). docker-compose.yml's `demo` service runs it (tests/deploy/test_compose_up.py)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
+from pytest_aiohttp import AiohttpClient
 
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
 from pmd_service.core.visibility import RESTORE_WINDOW_DAYS
+from pmd_service.dev.demo import demo_language
+from pmd_service.dev.demo_user import demo_user_key
+from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import (
     artwork_path,
     relative_layers_path,
     relative_upscaled_path,
 )
+from pmd_service.mail import mailbox
+from pmd_service.web.app import create_app
+from support.seeding import UserRow
 from support.stack import connected
 from tests.cli_env import admin_value, keep_process_logging
-from tests.helpers import SECRET, TABLES
+from tests.helpers import SECRET, TABLES, download_zip, fetch_item, request_bdr, run_worker
 
 SQL_ARTWORKS = """
 SELECT p.id, p.public_sqid, p.title, p.storage_shard, p.storage_key, p.hashtags::text[],
@@ -239,3 +248,135 @@ def test_more_posts_must_be_a_count(
         main(["demo", "--posts", given])
     assert exited.value.code == 2
     assert "--posts" in capsys.readouterr().err
+
+
+def demo_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    assert main(["demo", *argv]) == 0
+    printed: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return printed
+
+
+def sqids_of(admin_url: str) -> dict[str, str]:
+    rows = admin_value(admin_url, "SELECT json_object_agg(handle, public_sqid) FROM users")
+    found: dict[str, str] = json.loads(rows)
+    return found
+
+
+async def test_the_demo_posts_mention_fans_the_moderator_and_a_deleted_account(
+    env: Settings,
+    admin_database_url: str,
+    aiohttp_client: AiohttpClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Served as the host's readers serve them: `@handle` plain, the stored `<@SQID>` beside
+    it with `mentions`, and `@user` for the account deleted since; in the posts list and in a
+    download's metadata.json and comments.json."""
+    sqid = (await asyncio.to_thread(demo_json, capsys))["user_sqid"]
+    users = await asyncio.to_thread(sqids_of, admin_database_url)
+    assert set(users) == {"demo", "fan1", "fan2", "fan3", "mod"}
+    demo = UserRow(0, sqid, "demo", mint_token(SECRET, sqid))
+    client = await aiohttp_client(create_app(env))
+    resp = await client.get("/api/pmd/posts?limit=10", headers=demo.auth)
+    assert resp.status == 200
+    items = [i for i in (await resp.json())["items"] if i["description_markup"]]
+    mentioning = {i["description"]: i for i in items if "<@" in i["description_markup"]}
+    jam = mentioning["Drawn live with @fan1 and @fan2 at the pixel jam ✨"]
+    assert jam["description_markup"] == (
+        f"Drawn live with <@{users['fan1']}> and <@{users['fan2']}> at the pixel jam ✨"
+    )
+    assert jam["mentions"] == [
+        {"public_sqid": users[h], "handle": h, "avatar_url": None} for h in ("fan1", "fan2")
+    ]
+    assert [
+        i["handle"] for i in mentioning["Picked by @mod for the front page, thank you!"]["mentions"]
+    ] == ["mod"]
+    [gone] = [i for i in mentioning.values() if "@user" in i["description"]]
+    assert gone["mentions"] == [] and "<@" in gone["description_markup"]
+
+    ids = [jam["id"], gone["id"]]
+    item = await request_bdr(client, demo, ids, include_comments=True)
+    await run_worker(env)
+    assert (await fetch_item(client, demo, item["id"]))["status"] == "ready"
+    archive = await download_zip(client, demo, item["id"])
+    described = {a["description"] for a in json.loads(archive.read("metadata.json"))["artworks"]}
+    assert {jam["description"], gone["description"]} == described
+    bodies = [
+        c["body"]
+        for on_one in json.loads(archive.read("comments.json"))["comments_by_artwork"].values()
+        for c in on_one
+    ]
+    assert "@fan1 your outlines are so clean here" in bodies
+    assert "@user would have loved this" in bodies
+
+
+async def test_locale_gives_the_demo_user_a_language_and_its_emails_use_it(
+    env: Settings,
+    admin_database_url: str,
+    aiohttp_client: AiohttpClient,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    locale = "SELECT json_object_agg(handle, locale) FROM users"
+    printed = await asyncio.to_thread(demo_json, capsys, "--locale", "pt-BR")
+    assert (printed["loaded"], printed["locale"], printed["email_language"]) == (
+        True,
+        "pt-BR",
+        "pt-BR",
+    )
+    # Run again: another tag replaces it; none keeps it; only the demo user has one.
+    printed = await asyncio.to_thread(demo_json, capsys, "--locale", "es")
+    assert (printed["loaded"], printed["locale"], printed["email_language"]) == (False, "es", "es")
+    assert (await asyncio.to_thread(demo_json, capsys))["locale"] == "es"
+    stored = await asyncio.to_thread(admin_value, admin_database_url, locale)
+    assert json.loads(stored) == {
+        "demo": "es", "fan1": None, "fan2": None, "fan3": None, "mod": None
+    }  # fmt: skip
+
+    # A download asked for with "Email me": its email, kept in dev mode's mailbox, is Spanish.
+    dev = replace(env, dev_mode=True, smtp_host=None)
+    client = await aiohttp_client(create_app(dev))
+    demo = UserRow(0, printed["user_sqid"], "demo", mint_token(SECRET, printed["user_sqid"]))
+    posts = (await (await client.get("/api/pmd/posts?limit=2", headers=demo.auth)).json())["items"]
+    await request_bdr(client, demo, [p["id"] for p in posts], send_email=True)
+    await run_worker(dev)
+    [mail] = mailbox.kept(dev)
+    assert (mail.to, mail.language) == ("demo@example.com", "es")
+
+
+@pytest.mark.parametrize("command", ["demo", "dev"])
+@pytest.mark.parametrize("given", ["e", "es_ES", "es-", "-es", "es--AR", "es AR", "x" * 36])
+def test_locale_must_be_a_language_tag(
+    env: Settings, admin_database_url: str, command: str, given: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--locale", given])
+    assert exited.value.code == 2
+    assert "--locale" in capsys.readouterr().err
+    assert admin_value(admin_database_url, "SELECT count(*) FROM users") == 0
+
+
+def test_make_runs_locale_reaches_the_dev_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run DEMO_LOCALE=es` runs `dev --locale es`: its tag reaches the stack."""
+    given: list[str | None] = []
+    monkeypatch.setattr("pmd_service.dev.stack.run_dev", lambda locale=None: given.append(locale))
+    main(["dev", "--locale", "zh-Hans"])
+    main(["dev"])
+    assert given == ["zh-Hans", None]
+
+
+async def test_a_host_without_users_locale_is_left_alone(admin_database_url: str) -> None:
+    """Older host schemas have no `users.locale`: nothing is written, the emails are English."""
+    async with connected(admin_database_url) as conn:
+        await conn.execute("CREATE SCHEMA demo_old_host")
+        try:
+            await conn.execute(
+                "CREATE TABLE demo_old_host.users (id serial, handle text, user_key uuid);"
+                "SET search_path TO demo_old_host"
+            )
+            await conn.execute(
+                "INSERT INTO users (handle, user_key) VALUES ('demo', $1)", demo_user_key("demo")
+            )
+            language = await demo_language(conn, "es")
+        finally:
+            await conn.execute("RESET search_path; DROP SCHEMA demo_old_host CASCADE")
+    assert (language.column, language.locale) == (False, None)

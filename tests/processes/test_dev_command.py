@@ -1,7 +1,8 @@
 """`python -m pmd_service dev` (what `make run` runs), started as a person starts it, and the
 README's steps after it: its banner names the short export cooldowns of dev mode, a full
-export is followed by an incremental one within them, and the ready email is read in the dev
-mailbox, without a setting edited or a line of SQL."""
+export is followed by an incremental one within them, the ready email is read in the dev
+mailbox, the demo's posts show their mentions, and `demo --locale es` makes the demo user's
+next email Spanish, without a setting edited or a line of SQL."""
 
 from __future__ import annotations
 
@@ -95,6 +96,7 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
             "Exports: a full one every 2 minutes, an incremental one 30 seconds after any"
         ) in text
         assert f"read them at {base}/dev/mail" in text
+        assert "Emails to @demo are in English, en (users.locale is unset)" in text
         # The demo's moderator opens the same page, with a moderator's token.
         moderator = re.search(r"The same page as @mod, a moderator: (\S+)#token=(\S+)", text)
         owner_page = re.search(r"Open the dashboard: (\S+)#", text)
@@ -106,6 +108,18 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
             "/api/pmd/posts?limit=1&target_sqid=" + moderator[1].split("/")[-2],
         )
         assert status == 200 and listed["items"], listed
+
+        # The demo's descriptions mention people: plain, with the stored markup beside them.
+        status, newest = call(base, token, "GET", "/api/pmd/posts?limit=10")
+        assert status == 200
+        by_text = {i["description"]: i for i in newest["items"] if i["mentions"]}
+        jam = by_text["Drawn live with @fan1 and @fan2 at the pixel jam ✨"]
+        assert jam["description_markup"].startswith("Drawn live with <@")
+        assert [m["handle"] for m in jam["mentions"]] == ["fan1", "fan2"]
+        assert any(
+            "@user" in (i["description"] or "") and "<@" in i["description_markup"]
+            for i in newest["items"]
+        ), newest
 
         status, made = call(base, token, "POST", "/api/pmd/exports", {"send_email": True})
         assert status == 202, made
@@ -170,6 +184,28 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         counts = re.search(r"(\d+) added, (\d+) changed, (\d+) removed", page(base + changes[1]))
         assert counts and (int(counts[1]), int(counts[2]), int(counts[3])) == (0, 1, 0), counts
         assert 'href="/dev/mail"' in page(f"{base}/u/x/posts")
+
+        # The demo user's language, given while it runs: its next email is Spanish.
+        demo = subprocess.run(
+            [sys.executable, "-m", "pmd_service", "demo", "--locale", "es"],
+            env=env,
+            cwd=CHECKOUT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert demo.returncode == 0, demo.stderr
+        assert json.loads(demo.stdout)["email_language"] == "es"
+        one = {"post_ids": [jam["id"]], "include_comments": True, "send_email": True}
+        status, asked = call(base, token, "POST", "/api/pmd/bdr", one)
+        assert status == 202, asked
+        spanish = until(
+            "the Spanish email",
+            lambda: re.search(r'<a href="(/dev/mail/[^"]+)" lang="es">', page(f"{base}/dev/mail")),
+        )
+        read = page(base + spanish[1])
+        assert '<dd id="mail-language">Spanish, es</dd>' in read
+        assert f"/posts?bdr={asked['id']}#token=" in read
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
