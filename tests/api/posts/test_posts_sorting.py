@@ -132,12 +132,16 @@ def _expected(posts: list[dict[str, Any]], sort: str, desc: bool) -> list[int]:
     return [p["id"] for p in sorted(posts, key=key, reverse=desc)]
 
 
-async def _walk(client: Client, user: UserRow, **query: Any) -> list[int]:
-    """Every listed id in order, two a page; the total holds on each page."""
+async def _walk(
+    client: Client, user: UserRow, count: int, limit: int = 2, **query: Any
+) -> list[int]:
+    """Every listed id in order, `limit` a page, in no more pages than `count` posts fill (one
+    when none); the total holds on the last page."""
+    pages = max(1, -(-count // limit))
     ids: list[int] = []
     cursor = None
-    while True:
-        params = [*query.items(), ("limit", "2")] + ([("cursor", cursor)] if cursor else [])
+    for _ in range(pages):
+        params = [*query.items(), ("limit", str(limit))] + ([("cursor", cursor)] if cursor else [])
         resp = await client.get(f"/api/pmd/posts?{urlencode(params)}", headers=user.auth)
         assert resp.status == 200, await resp.text()
         body = await resp.json()
@@ -146,6 +150,7 @@ async def _walk(client: Client, user: UserRow, **query: Any) -> list[int]:
         if cursor is None:
             assert body["total_count"] == len(ids)
             return ids
+    raise AssertionError(f"{query}: still a next cursor after the {pages} pages of {count} posts")
 
 
 async def test_each_sort_in_both_orders_walks_every_post_once(
@@ -154,12 +159,13 @@ async def test_each_sort_in_both_orders_walks_every_post_once(
     user, posts = library
     for sort in SORTS:
         for order in ("asc", "desc"):
-            got = await _walk(client, user, sort=sort, order=order)
+            got = await _walk(client, user, len(posts), sort=sort, order=order)
             assert got == _expected(posts, sort, order == "desc"), (sort, order)
     # The defaults: newest first; a title, a license or a format A to Z.
-    assert await _walk(client, user) == _expected(posts, "created_at", True)
+    assert await _walk(client, user, len(posts)) == _expected(posts, "created_at", True)
     for sort in ("title", "license", "format"):
-        assert await _walk(client, user, sort=sort) == _expected(posts, sort, False), sort
+        got = await _walk(client, user, len(posts), sort=sort)
+        assert got == _expected(posts, sort, False), sort
 
 
 async def test_a_sort_with_a_filter(
@@ -168,7 +174,7 @@ async def test_a_sort_with_a_filter(
     user, posts = library
     wip = [p for p in posts if "wip" in p["tags"]]
     for sort in ("reaction_count", "view_count", "title", "file_bytes", "license", "hidden"):
-        got = await _walk(client, user, sort=sort, order="desc", hashtag="wip")
+        got = await _walk(client, user, len(wip), sort=sort, order="desc", hashtag="wip")
         assert got == _expected(wip, sort, True), sort
 
 
@@ -179,7 +185,7 @@ async def test_the_deleted_listing_sorts_too(
     late = await factory.post(
         user, title="Zz", deleted_by_user=True, data=None, deleted_by_user_date=datetime.now(UTC)
     )
-    ids = await _walk(client, user, deleted="true", sort="title", order="desc")
+    ids = await _walk(client, user, 2, deleted="true", sort="title", order="desc")
     assert ids[0] == late.id and len(ids) == 2
 
 
@@ -237,14 +243,18 @@ async def test_engagement_filters_in_the_listing(
             [p for p in posts if all(p[k] >= n for k, n in least.items())], "created_at", True
         )
 
-    assert await _walk(client, user, min_reactions=2) == having(reaction_count=2)
-    # Only visible comments count: with the others, every post has one.
-    assert await _walk(client, user, min_comments=1) == having(comment_count=1)
-    assert await _walk(client, user, min_comments=3) == having(comment_count=3)
-    assert await _walk(client, user, min_views=7) == having(view_count=7)
-    assert await _walk(client, user, min_views=0) == having()
-    both = await _walk(client, user, min_reactions=1, min_views=10, sort="view_count")
-    assert sorted(both) == sorted(having(reaction_count=1, view_count=10))
+    for query, want in (
+        ({"min_reactions": 2}, having(reaction_count=2)),
+        # Only visible comments count: with the others, every post has one.
+        ({"min_comments": 1}, having(comment_count=1)),
+        ({"min_comments": 3}, having(comment_count=3)),
+        ({"min_views": 7}, having(view_count=7)),
+        ({"min_views": 0}, having()),
+    ):
+        assert await _walk(client, user, len(want), **query) == want, query
+    want = having(reaction_count=1, view_count=10)
+    both = await _walk(client, user, len(want), min_reactions=1, min_views=10, sort="view_count")
+    assert sorted(both) == sorted(want)
 
 
 async def test_engagement_filters_in_an_action_by_filter(
@@ -309,17 +319,7 @@ async def test_titles_sort_in_natural_order_through_every_cursor(
     walks = {}
     for order in ("asc", "desc"):
         # One post a page: each title's cursor makes the key of that title again.
-        ids: list[int] = []
-        cursor = None
-        while True:
-            params = {"sort": "title", "order": order, "limit": "1"}
-            params |= {"cursor": cursor} if cursor else {}
-            resp = await client.get(f"/api/pmd/posts?{urlencode(params)}", headers=user.auth)
-            assert resp.status == 200, await resp.text()
-            body = await resp.json()
-            ids += [i["id"] for i in body["items"]]
-            if (cursor := body["next_cursor"]) is None:
-                break
+        ids = await _walk(client, user, len(posts), limit=1, sort="title", order=order)
         assert ids == _expected(posts, "title", order == "desc"), order
         walks[order] = ids
     title = {p["id"]: p["title"] for p in posts}
