@@ -124,7 +124,7 @@ _REFUSED = (
     Caller("expired token", lambda w, f: _bearer(f.token(w.attacker.sqid, ttl=-30)), status=401),
     Caller("forged signature", _forged, status=401),
     Caller("unknown user", lambda w, f: _bearer(f.token("nosuchuser")), status=401),
-    Caller("deactivated user", _auth("deactivated"), status=401),
+    Caller("deactivated user", _auth("deactivated"), status=403),
     Caller("banned user", _auth("banned"), status=403),
     Caller("banned user on victim", _auth("banned"), "victim", status=403),
     Caller("another user with the victim's ids", _auth("attacker"), column="foreign"),

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.queue import job_id
+from pmd_service.core.codes import TABLE, Code, HostCode
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from support.seaweed import Seaweed, create_bucket
@@ -162,14 +163,17 @@ async def run_worker(settings: Settings, form: str = WORKER_FORMS[0], **override
         await worker.close()
 
 
-async def assert_problem(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """The problem+json answer `resp`, of `status` and, when given, of the app's `code`."""
+async def assert_problem(resp: Any, status: int, reason: str | None = None) -> dict[str, Any]:
+    """The problem+json answer `resp`, of `status` and, when given, of this service's `reason`
+    (`details.reason`) with the host's code for it; its `code` is the host's whatever it is."""
     assert resp.status == status, await resp.text()
     assert resp.content_type == "application/problem+json"
     body: dict[str, Any] = await resp.json()
     assert body["status"] == status
-    if code is not None:
-        assert body.get("code") == code, body
+    assert body["code"] in set(HostCode), body
+    if reason is not None:
+        assert body["details"]["reason"] == reason, body
+        assert body["code"] == TABLE[Code(reason)].code, body
     assert body["type"].startswith("urn:pmd:problem:")
     assert body["title"] and len(body["detail"]) > 10
     return body

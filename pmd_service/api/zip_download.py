@@ -26,7 +26,7 @@ import msgspec
 from aiohttp import ETag, hdrs, web
 from msgspec import Meta
 
-from ..core.codes import Code
+from ..core.codes import TABLE, Code
 from ..core.problems import ProblemError, gone
 from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
 from .declaration import Param
@@ -545,10 +545,15 @@ def download_params() -> tuple[Param, ...]:
     )
 
 
-def zip_answers(filename: str, what: str, codes: tuple[Code, ...]) -> dict[str, Any]:
+def zip_answers(
+    filename: str, what: str, codes: tuple[Code, ...], not_ready: Code
+) -> dict[str, Any]:
     """The answers of a ZIP download as Endpoint arguments: `filename` as the header shows it,
     `what` the resource's name in the notes ("download", "part"), `codes` its own refusals
-    (not found, not ready, gone)."""
+    (not found, not ready, gone), `not_ready` the one whose status says it is not ready."""
+    unready = f"The {what} is not ready (still being built), or was never built"
+    if TABLE[not_ready].status == 400:
+        unready = f"The id is not a UUID, or the {what} is not ready (still being built) or was never built"
     # What a cache or a resuming client needs of every answer with the ZIP's bytes (200, 206).
     validators = {
         "ETag": "The ZIP's entity tag (If-Match, If-None-Match, If-Range)",
@@ -565,7 +570,7 @@ def zip_answers(filename: str, what: str, codes: tuple[Code, ...]) -> dict[str, 
     }
     return {
         "headers": zip_headers,
-        "problems": (404, 409, 410, 412, 416, 429, 503),
+        "problems": (404, 410, 412, 416, 429, 503),
         "codes": (
             Code.INVALID_ID,
             *codes,
@@ -576,7 +581,7 @@ def zip_answers(filename: str, what: str, codes: tuple[Code, ...]) -> dict[str, 
             Code.STORE_UNAVAILABLE,
         ),
         "problem_notes": {
-            409: f"The {what} is not ready (still being built), or was never built",
+            TABLE[not_ready].status or 0: unready,
             410: f"The {what} expired or was removed, or its file is gone",
             412: "If-Match or If-Unmodified-Since does not hold for the ZIP; `ETag` is "
             "the ZIP's now",

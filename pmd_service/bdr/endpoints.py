@@ -177,6 +177,7 @@ ENDPOINTS = (
             "makapix-artworks-….zip",
             "download",
             (Code.BDR_NOT_FOUND, Code.BDR_NOT_READY, Code.BDR_NO_FILE, Code.BDR_EXPIRED),
+            not_ready=Code.BDR_NOT_READY,
         ),
     ),
 )

@@ -15,7 +15,7 @@ from arq.connections import ArqRedis
 from ..core.codes import Code
 from ..core.limits import NEWEST_ITEMS, UTC_DAY_START, seconds_to_next_utc_day
 from ..core.locks import AdvisoryLock
-from ..core.problems import ProblemError, conflict, forbidden, gone, not_found
+from ..core.problems import ProblemError, bad_request, forbidden, gone, not_found
 from ..host.access import Principal
 from ..host.eligibility import ensure_unique, lock_eligible
 from ..storage.budget import Limits, human_bytes, too_large
@@ -321,16 +321,18 @@ async def download(
     row = await _row(pool, bdr_id, user_id)
     status = row["status"]
     if status in ("pending", "processing"):
-        raise conflict(
-            f"Download request {bdr_id} is still {status}; wait for it to be ready "
+        raise bad_request(
+            f"Download not ready (status: {status}): request {bdr_id} is still being built; "
+            "wait for it to be ready "
             "(watch /api/pmd/bdr/sse or poll /api/pmd/bdr/{id}).",
             slug="not-ready",
             code=Code.BDR_NOT_READY,
             details={"status": status},
         )
     if status in ("failed", "cancelled"):
-        raise conflict(
-            f"Download request {bdr_id} is {status}; there is no file. Request a new download.",
+        raise bad_request(
+            f"Download not ready (status: {status}): request {bdr_id} has no file. Request a "
+            "new download.",
             slug="no-file",
             code=Code.BDR_NO_FILE,
             details={"status": status},

@@ -1,10 +1,14 @@
-"""The one table of error codes: every problem's `code` and every failed item's `error_code`,
-with its status, what it means and the `details` fields it always carries.
+"""The one table of error codes: each situation the service answers, with the `code` the host's
+app reads, the status, what it means and the `details` fields it always carries; and each
+failed item's `error_code`, with its fixed sentence.
 
-The host's app translates an error by its code (the host's names where the host names one),
-so a code is stable and never reused. Raise sites name a `Code` member, so no code outside the
-table can be raised; the OpenAPI document (web/openapi.py) and docs/errors.md
-(`python -m pmd_service.core.codes`) are generated from this table.
+`Code` is this service's own name for a situation: stable, never reused, sent as
+`details.reason` (and a failed item's `error_reason`). The `code` on the wire is always one of
+`HostCode`, the host's vocabulary (its app translates nothing else): the host's specific name
+where it has one for the situation, else its fallback for the status (`fallback`). Raise sites
+name a `Code` member, so no code outside the table can be raised; the OpenAPI document
+(web/openapi.py) and docs/errors.md (`python -m pmd_service.core.codes`) are generated from
+this table.
 """
 
 from __future__ import annotations
@@ -17,7 +21,58 @@ from pathlib import Path
 from typing import Any
 
 
+class HostCode(enum.StrEnum):
+    """The codes the host's app knows on the PMD's paths (its `ErrorCode` enum)."""
+
+    # The host's specific names for the PMD's situations
+    POSTS_NOT_OWNED = "posts_not_owned"
+    BDR_DAILY_LIMIT = "bdr_daily_limit"
+    BDR_NOT_READY = "bdr_not_ready"
+    BDR_EXPIRED = "bdr_expired"
+    BDR_NOT_FOUND = "bdr_not_found"
+    FORBIDDEN_ROLE = "forbidden_role"
+    OWNER_PROTECTED = "owner_protected"
+    USER_NOT_FOUND = "user_not_found"
+    ACCOUNT_BANNED = "account_banned"
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    TOKEN_EXPIRED = "token_expired"  # noqa: S105 (codes, not secrets)
+    # Its fallbacks by status
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    FILE_TOO_LARGE = "file_too_large"
+    VALIDATION_ERROR = "validation_error"
+    RATE_LIMITED = "rate_limited"
+    INTERNAL_ERROR = "internal_error"
+    # A failed download's `error_code` (no answer carries these three)
+    NO_POSTS = "no_posts"
+    INTERNAL = "internal"
+
+
+# The host's code for a status it raised no specific code for (its errors.py); any other
+# status reads internal_error there.
+FALLBACK: dict[int, HostCode] = {
+    400: HostCode.BAD_REQUEST,
+    401: HostCode.UNAUTHORIZED,
+    403: HostCode.FORBIDDEN,
+    404: HostCode.NOT_FOUND,
+    405: HostCode.BAD_REQUEST,
+    409: HostCode.CONFLICT,
+    413: HostCode.FILE_TOO_LARGE,
+    422: HostCode.VALIDATION_ERROR,
+    429: HostCode.RATE_LIMITED,
+}
+
+
+def fallback(status: int) -> HostCode:
+    return FALLBACK.get(status, HostCode.INTERNAL_ERROR)
+
+
 class Code(enum.StrEnum):
+    """This service's name for each situation (`details.reason`)."""
+
     # Authentication and whose posts
     TOKEN_MISSING = "token_missing"  # noqa: S105 (codes, not secrets)
     TOKEN_INVALID = "token_invalid"  # noqa: S105
@@ -108,10 +163,11 @@ class Code(enum.StrEnum):
     PART_NOT_READY = "part_not_ready"
     PART_NO_FILE = "part_no_file"
     EXPORT_EXPIRED = "export_expired"
-    # A failed download's or export's `error_code` (no answer carries these)
+    # A failed download's or export's `error_reason` (no answer carries these)
     USER_NOT_FOUND = "user_not_found"
     NO_POSTS = "no_posts"
     TOO_LARGE = "too_large"
+    UNEXPECTED = "unexpected"
     INTERNAL = "internal"
 
 
@@ -119,6 +175,7 @@ class Code(enum.StrEnum):
 _KINDS: dict[str, dict[str, Any]] = {
     "integer": {"type": "integer"},
     "string": {"type": "string"},
+    "boolean": {"type": "boolean"},
     "integers": {"type": "array", "items": {"type": "integer"}},
     "object": {"type": "object"},
 }
@@ -127,18 +184,32 @@ _KINDS: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class Entry:
     """One row of the table: the status a problem with this code answers (None: a failed
-    item's `error_code`), what it means, and the `details` fields it always carries (name →
-    kind: integer, string, integers, object)."""
+    item's), what it means, the `details` fields it always carries (name → kind: integer,
+    string, boolean, integers, object), and the host's specific code for it (None: the
+    status's fallback)."""
 
     status: int | None
     meaning: str
     details: dict[str, str] = field(default_factory=dict)
+    host: HostCode | None = None
 
-    def details_schema(self) -> dict[str, Any]:
+    @property
+    def code(self) -> HostCode:
+        """The `code` the answer carries (a failed item's `error_code`)."""
+        if self.host is not None:
+            return self.host
+        if self.status is None:
+            raise ValueError("a failed item's row names its host code")
+        return fallback(self.status)
+
+    def details_schema(self, reason: Code) -> dict[str, Any]:
         return {
             "type": "object",
-            "required": sorted(self.details),
-            "properties": {name: _KINDS[kind] for name, kind in self.details.items()},
+            "required": sorted({*self.details, "reason"}),
+            "properties": {
+                "reason": {"const": str(reason), "description": self.meaning},
+                **{name: _KINDS[kind] for name, kind in self.details.items()},
+            },
         }
 
 
@@ -150,13 +221,13 @@ _SET = {"count": "integer", "match_digest": "string"}
 TABLE: dict[Code, Entry] = {
     Code.TOKEN_MISSING: Entry(401, "No `Authorization: Bearer` token (nor `?ticket=` where one is taken)"),
     Code.TOKEN_INVALID: Entry(401, "The token is malformed, badly signed, not an access token, or names no account"),
-    Code.TOKEN_EXPIRED: Entry(401, "The access token (or the one behind a ticket) has expired: sign in again"),
-    Code.ACCOUNT_DEACTIVATED: Entry(401, "The caller's account is deactivated"),
-    Code.ACCOUNT_BANNED: Entry(403, "The caller's account is banned until `banned_until`", {"banned_until": "string"}),
-    Code.FORBIDDEN_ROLE: Entry(403, "`target_sqid` (or this action) needs a role the caller lacks", {"required": "string"}),
-    Code.OWNER_PROTECTED: Entry(403, "A site owner's posts are managed by that owner only"),
+    Code.TOKEN_EXPIRED: Entry(401, "The access token (or the one behind a ticket) has expired: sign in again", host=HostCode.TOKEN_EXPIRED),
+    Code.ACCOUNT_DEACTIVATED: Entry(403, "The caller's account is deactivated", host=HostCode.ACCOUNT_DEACTIVATED),
+    Code.ACCOUNT_BANNED: Entry(403, "The caller's account is banned until `banned_until` (`permanent`: for good)", {"banned_until": "string", "permanent": "boolean"}, host=HostCode.ACCOUNT_BANNED),
+    Code.FORBIDDEN_ROLE: Entry(403, "`target_sqid` (or this action) needs a role the caller lacks", {"required": "string"}, host=HostCode.FORBIDDEN_ROLE),
+    Code.OWNER_PROTECTED: Entry(403, "A site owner's posts are managed by that owner only", host=HostCode.OWNER_PROTECTED),
     Code.MODERATOR_PROTECTED: Entry(403, "A moderator's posts are managed by that moderator or an owner only"),
-    Code.TARGET_NOT_FOUND: Entry(404, "No user has the public id in `target_sqid`"),
+    Code.TARGET_NOT_FOUND: Entry(404, "No user has the public id in `target_sqid`", host=HostCode.USER_NOT_FOUND),
     Code.TARGET_MISMATCH: Entry(400, "`target_sqid` differs between the query and the body, or from the ticket's"),
     Code.TICKET_INVALID: Entry(401, "The ticket is unknown, expired or already used: mint a new one"),
     Code.TICKET_WRONG_DOWNLOAD: Entry(401, "The ticket was minted for another download, or for the stream"),
@@ -182,7 +253,7 @@ TABLE: dict[Code, Entry] = {
     Code.TOO_MANY_CONNECTIONS: Entry(503, "This server holds as many connections as it may; see Retry-After", _RETRY),
     Code.SHUTTING_DOWN: Entry(503, "This server is shutting down; reconnect (Retry-After)", _RETRY),
     Code.NOT_READY: Entry(503, "Readiness: the database or Redis is unreachable", {"checks": "object"}),
-    Code.POSTS_NOT_OWNED: Entry(400, "Some `post_ids` are not the target's artworks (or are deleted); nothing changed", _IDS),
+    Code.POSTS_NOT_OWNED: Entry(400, "Some `post_ids` are not the target's artworks (or are deleted); nothing changed", _IDS, host=HostCode.POSTS_NOT_OWNED),
     Code.POSTS_NOT_RESTORABLE: Entry(400, "Some `post_ids` are not the target's deleted artworks still in the restore window", _IDS),
     Code.POSTS_DELETED_BY_MODERATOR: Entry(400, "Some posts were deleted by a moderator: only a moderator restores them", _REFUSED),
     Code.TOO_MANY_TAGS: Entry(400, "The tags action would put too many tags on some posts", _REFUSED),
@@ -205,15 +276,15 @@ TABLE: dict[Code, Entry] = {
     Code.UNDO_EXPIRED: Entry(410, "The action is older than the undo window", {"hours": "integer"}),
     Code.UNDO_DROPPED: Entry(410, "The action's undo history was dropped to make room for newer actions of the same person", {"kept_history_bytes": "integer"}),
     Code.UNDO_HISTORY_MISSING: Entry(410, "The previous release recorded the action, and its history is gone"),
-    Code.BDR_DAILY_LIMIT: Entry(429, "The day's download requests are used up; see Retry-After", {"limit": "integer", **_RETRY}),
+    Code.BDR_DAILY_LIMIT: Entry(429, "The day's download requests are used up; see Retry-After", {"limit": "integer", **_RETRY}, host=HostCode.BDR_DAILY_LIMIT),
     Code.BDR_DAILY_BYTES_LIMIT: Entry(429, "This download would take the day's bytes past the limit; see Retry-After", {"limit_bytes": "integer", **_RETRY}),
     Code.BDR_TOO_LARGE: Entry(400, "The artworks asked for are larger than one download holds", {"size_bytes": "integer", "limit_bytes": "integer"}),
     Code.BDR_REPEATED: Entry(409, "With `repeat: false`, a download of exactly these posts still serves: use it (nothing of the day's limit spent)", {"bdr_id": "string", "status": "string"}),
-    Code.BDR_NOT_FOUND: Entry(404, "No download request with this id is the target's"),
+    Code.BDR_NOT_FOUND: Entry(404, "No download request with this id is the target's", host=HostCode.BDR_NOT_FOUND),
     Code.BDR_MADE_BY_MODERATOR: Entry(403, "A moderator asked for this download: only a moderator cancels or deletes it"),
-    Code.BDR_NOT_READY: Entry(409, "The download is still pending or processing", {"status": "string"}),
-    Code.BDR_NO_FILE: Entry(409, "The download failed or was cancelled: there is no file", {"status": "string"}),
-    Code.BDR_EXPIRED: Entry(410, "The download expired or was removed, or its file is gone"),
+    Code.BDR_NOT_READY: Entry(400, "The download is still pending or processing", {"status": "string"}, host=HostCode.BDR_NOT_READY),
+    Code.BDR_NO_FILE: Entry(400, "The download failed or was cancelled: there is no file", {"status": "string"}, host=HostCode.BDR_NOT_READY),
+    Code.BDR_EXPIRED: Entry(410, "The download expired or was removed, or its file is gone", host=HostCode.BDR_EXPIRED),
     Code.RANGE_NOT_SATISFIABLE: Entry(416, "The range asked for holds no byte of the ZIP", {"size_bytes": "integer"}),
     Code.PRECONDITION_FAILED: Entry(412, "If-Match or If-Unmodified-Since does not hold for the ZIP"),
     Code.TOO_MANY_DOWNLOADS: Entry(429, "Too many of the caller's downloads stream from this server; see Retry-After", {"limit": "integer", **_RETRY}),
@@ -231,11 +302,12 @@ TABLE: dict[Code, Entry] = {
     Code.SCHEDULE_NOT_FOUND: Entry(404, "No recurring export is scheduled"),
     Code.PART_NOT_READY: Entry(409, "The part is still being built"),
     Code.PART_NO_FILE: Entry(409, "The part was never built (the export failed or was cancelled)"),
-    Code.EXPORT_EXPIRED: Entry(410, "The export expired or was removed, or the part's file is gone"),
-    Code.USER_NOT_FOUND: Entry(None, "The account the download or export was for no longer exists"),
-    Code.NO_POSTS: Entry(None, "None of the artworks could be added (deleted, moved, missing their file)"),
-    Code.TOO_LARGE: Entry(None, "The download grew past the size one download may have"),
-    Code.INTERNAL: Entry(None, "A temporary or unexpected failure on the server's side: ask again"),
+    Code.EXPORT_EXPIRED: Entry(410, "The export expired or was removed, or the part's file is gone", host=HostCode.BDR_EXPIRED),
+    Code.USER_NOT_FOUND: Entry(None, "The account the download or export was for no longer exists", host=HostCode.USER_NOT_FOUND),
+    Code.NO_POSTS: Entry(None, "None of the artworks could be added (deleted, moved, missing their file)", host=HostCode.NO_POSTS),
+    Code.TOO_LARGE: Entry(None, "The download grew past the size one download may have", host=HostCode.INTERNAL),
+    Code.UNEXPECTED: Entry(None, "An error nobody foresaw stopped it (a bug, logged): ask again", host=HostCode.INTERNAL),
+    Code.INTERNAL: Entry(None, "A temporary failure on the server's side outlasted every retry: ask again", host=HostCode.INTERNAL),
 }  # fmt: skip
 
 if set(TABLE) != set(Code):  # at import: a member without its row would be undeclared
@@ -243,6 +315,38 @@ if set(TABLE) != set(Code):  # at import: a member without its row would be unde
 
 PROBLEM_CODES = tuple(c for c in Code if TABLE[c].status is not None)
 ITEM_CODES = tuple(c for c in Code if TABLE[c].status is None)
+# Every `code` a problem may carry, in the table's order.
+HOST_PROBLEM_CODES = tuple(dict.fromkeys(TABLE[c].code for c in PROBLEM_CODES))
+
+# A failed item's `error_message`: one fixed sentence per `error_code`, never exception text
+# (the host's app shows it as it is; the emails say it in the person's language by code).
+ITEM_SENTENCES: dict[HostCode, str] = {
+    HostCode.USER_NOT_FOUND: "The account this was requested for no longer exists.",
+    HostCode.NO_POSTS: "None of the artworks could be added: each was deleted, moved to "
+    "another account, or is missing its file.",
+    HostCode.INTERNAL: "Something went wrong on our side while preparing it. Please ask again.",
+}
+
+
+@dataclass(frozen=True)
+class ItemError:
+    """What a failed item says: the host's `error_code`, its fixed sentence, and this
+    service's finer `error_reason`."""
+
+    code: HostCode
+    message: str
+    reason: Code
+
+
+def item_error(stored: str | None) -> ItemError:
+    """A failed row's error from its stored reason; a row failed by a release that stored
+    none, or a name this release does not know, reads as `internal`."""
+    reason = Code(stored) if stored in _ITEM_REASONS else Code.INTERNAL
+    code = TABLE[reason].code
+    return ItemError(code, ITEM_SENTENCES[code], reason)
+
+
+_ITEM_REASONS = frozenset(str(c) for c in ITEM_CODES)
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 _BEGIN = "<!-- codes: generated by `python -m pmd_service.core.codes`; edit core/codes.py -->"
@@ -255,13 +359,24 @@ def _details_cell(entry: Entry) -> str:
 
 def markdown_tables() -> str:
     """The table as docs/errors.md shows it, between its markers."""
-    lines = [_BEGIN, "", "| code | status | meaning | `details` |", "|---|---|---|---|"]
+    lines = [_BEGIN, "", "| `details.reason` | `code` | status | meaning | `details` |"]
+    lines.append("|---|---|---|---|---|")
     for c in PROBLEM_CODES:
         e = TABLE[c]
-        lines.append(f"| `{c}` | {e.status} | {e.meaning} | {_details_cell(e)} |")
-    lines += ["", "A failed download's or export's `error_code`:", ""]
-    lines += ["| error_code | meaning |", "|---|---|"]
-    lines += [f"| `{c}` | {TABLE[c].meaning} |" for c in ITEM_CODES]
+        lines.append(f"| `{c}` | `{e.code}` | {e.status} | {e.meaning} | {_details_cell(e)} |")
+    lines += [
+        "",
+        "A failed download's or export's `error_reason`, `error_code` and `error_message`:",
+    ]
+    lines += [
+        "",
+        "| `error_reason` | `error_code` | meaning | `error_message` |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{c}` | `{TABLE[c].code}` | {TABLE[c].meaning} | {ITEM_SENTENCES[TABLE[c].code]} |"
+        for c in ITEM_CODES
+    ]
     return "\n".join([*lines, "", _END])
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from .codes import Code
+from .codes import TABLE, Code
 
 TYPE_BASE = "urn:pmd:problem:"
 
@@ -25,16 +25,17 @@ class Problem(msgspec.Struct, omit_defaults=True):
     title: str
     status: int
     detail: str
-    # The host's app translates by `code` (core/codes.py) and reads its numbers from `details`.
+    # The host's app translates by `code` (core/codes.py: always the host's vocabulary) and
+    # reads its numbers from `details`, which always holds this service's `reason`.
     code: str
-    details: dict[str, Any]  # always sent, `{}` when nothing else is known
+    details: dict[str, Any]
     errors: list[FieldError] | None = None
 
 
 class ProblemError(Exception):
     """An error a client can act on: status, a stable type slug, and a sentence of detail; its
-    `code` (core/codes.py) is the slug's snake_case unless named, and `details` holds
-    `extra`'s numbers too."""
+    reason (core/codes.py's `Code`) is the slug's snake_case unless named, its `code` the
+    host's for that reason, and `details` holds the reason and `extra`'s numbers too."""
 
     def __init__(
         self,
@@ -59,8 +60,10 @@ class ProblemError(Exception):
         self.extra = dict(extra or {})
         # Only a code of the table (a slug naming none fails here); the codes test checks
         # that every raise site names one, of its status.
-        self.code = code if code is not None else Code(slug.replace("-", "_"))
-        self.details = {**self.extra, **(details or {})}
+        self.reason = code if code is not None else Code(slug.replace("-", "_"))
+        self.code = TABLE[self.reason].code
+        # `extra` may hold an older top-level `reason` (kept there for earlier clients).
+        self.details = {**self.extra, **(details or {}), "reason": str(self.reason)}
 
 
 def bad_request(detail: str, slug: str = "bad-request", **kw: Any) -> ProblemError:

@@ -160,7 +160,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     sse_queue_size: Annotated[int, Meta(ge=1, le=100_000)] = 256
     sse_liveness_seconds: Seconds = 5.0  # idle listener connection checked this often
     # Open streams' accounts re-checked this often (bans, deactivations, lost roles).
-    sse_access_check_seconds: Annotated[float, Meta(ge=0.01, le=3600)] = 30.0
+    sse_access_check_seconds: Annotated[float, Meta(ge=0.01, le=3600)] = 5.0
     # A new request's first event waits this long after the reply (bdr/announcer.py).
     sse_first_event_hold_ms: Annotated[int, Meta(ge=0, le=5000)] = 500
     max_body_bytes: Annotated[int, Meta(ge=1024, le=64 * 2**20)] = 256 * 1024

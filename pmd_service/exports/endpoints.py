@@ -117,6 +117,7 @@ def _part_answers() -> dict[str, Any]:
         "part",
         (_OWNER_CODE, Code.EXPORT_NOT_FOUND, Code.PART_NOT_FOUND, Code.PART_NOT_READY,
          Code.PART_NO_FILE, Code.EXPORT_EXPIRED),
+        not_ready=Code.PART_NOT_READY,
     )  # fmt: skip
     answers["problems"] = (403, *answers["problems"])
     answers["problem_notes"] |= _OWNER_ONLY

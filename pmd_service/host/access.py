@@ -16,6 +16,8 @@ STAFF_ROLES = frozenset({"moderator", "owner"})
 NOT_STAFF = "Only moderators may act on another user's posts (`target_sqid`)."
 OWNERS_ONLY = "An owner's posts can be managed only by that owner."
 MODERATORS_ONLY = "A moderator's posts can be managed only by that moderator or an owner."
+# The host stores a permanent ban as 9999-12-31T23:59:59Z (a far-future date, never NULL).
+PERMANENT_BAN_YEAR = 9999
 # The code of each refusal `target_denial` gives, and what the host's app reads beside it.
 _DENIALS: dict[str, tuple[Code, dict[str, str]]] = {
     NOT_STAFF: (Code.FORBIDDEN_ROLE, {"required": "moderator"}),
@@ -124,13 +126,16 @@ def account_denial(row: asyncpg.Record) -> ProblemError | None:
     open streams (sse/revocation.py): one rule, so the three cannot drift apart.
     """
     if row["deactivated"]:
-        return unauthorized("This account is deactivated.", code=Code.ACCOUNT_DEACTIVATED)
+        return forbidden("This account is deactivated.", code=Code.ACCOUNT_DEACTIVATED)
     if row["banned"]:
-        until = row["banned_until"].isoformat()
+        until = row["banned_until"]
+        permanent = until.year >= PERMANENT_BAN_YEAR
         return forbidden(
-            f"This account is banned until {until}; bulk tools are unavailable.",
+            "This account is banned for good; bulk tools are unavailable."
+            if permanent
+            else f"This account is banned until {until.isoformat()}; bulk tools are unavailable.",
             code=Code.ACCOUNT_BANNED,
-            details={"banned_until": until},
+            details={"banned_until": until.isoformat(), "permanent": permanent},
         )
     return None
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from ..core.codes import Code
 from ..host.access import SQL_USERS_BY_ID, User, account_denial, target_denial
 from . import frames
 
@@ -46,7 +47,9 @@ def verdict(caller_row: asyncpg.Record | None, target_row: asyncpg.Record | None
     denial = account_denial(caller_row)
     if denial is not None:
         return Revoked(
-            "deactivated" if denial.status == 401 else "banned", denial.status, denial.detail
+            "deactivated" if denial.reason == Code.ACCOUNT_DEACTIVATED else "banned",
+            denial.status,
+            denial.detail,
         )
     if target_row is None:
         return _TARGET_GONE

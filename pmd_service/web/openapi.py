@@ -12,7 +12,7 @@ from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import OPENAPI_DOC
 from ..api.problem_responses import PROBLEM_JSON
 from ..api.routing import query_list, query_scalar
-from ..core.codes import PROBLEM_CODES, TABLE, Code
+from ..core.codes import HOST_PROBLEM_CODES, TABLE, Code
 from ..core.problems import Problem
 
 REF_TEMPLATE = "#/components/schemas/{name}"
@@ -101,13 +101,20 @@ def build_document(endpoints: Iterable[Endpoint], version: str) -> dict[str, Any
     problem = components[Problem.__name__]["properties"]
     problem["code"] = {
         "type": "string",
-        "enum": [str(c) for c in PROBLEM_CODES],
-        "description": "Stable and never reused: what the host's app translates; the table "
-        "of codes is in docs/errors.md",
+        "enum": [str(c) for c in HOST_PROBLEM_CODES],
+        "description": "What the host's app translates: the host's own code for the "
+        "situation, else its code for the status; the table of codes is in docs/errors.md",
     }
     problem["details"] = {
         "type": "object",
-        "description": "The numbers and ids a client needs (empty when nothing else is known)",
+        "required": ["reason"],
+        "properties": {
+            "reason": {
+                "type": "string",
+                "description": "This service's finer name for the situation: stable, never reused",
+            }
+        },
+        "description": "The reason, and the numbers and ids a client needs",
     }
 
     paths: dict[str, dict[str, Any]] = {}
@@ -229,8 +236,8 @@ def _problem_schema(problem: dict[str, Any], codes: list[Code]) -> dict[str, Any
     shapes = [
         {
             "properties": {
-                "code": {"const": str(c), "description": TABLE[c].meaning},
-                "details": TABLE[c].details_schema(),
+                "code": {"const": str(TABLE[c].code)},
+                "details": TABLE[c].details_schema(c),
             }
         }
         for c in codes

@@ -51,8 +51,9 @@ async def test_valid_token_lists_posts(client: Client, factory: Factory) -> None
         ("no_exp", 401),
         ("unknown_sub", 401),
         ("lone_surrogate_sub", 401),
-        ("deactivated", 401),
+        ("deactivated", 403),
         ("banned", 403),
+        ("banned_for_good", 403),
     ],
 )
 # The hs512 case signs with the test secret on purpose, to show other algorithms are refused.
@@ -92,8 +93,22 @@ async def test_auth_failures(client: Client, factory: Factory, case: str, expect
             "UPDATE users SET banned_until = $2 WHERE id = $1", user.id, until
         )
         headers = user.auth
+    elif case == "banned_for_good":  # the host's stored form of a permanent ban
+        until = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        await factory.pool.execute(
+            "UPDATE users SET banned_until = $2 WHERE id = $1", user.id, until
+        )
+        headers = user.auth
     resp = await client.get("/api/pmd/posts", headers=headers)
-    await assert_problem(resp, expected)
+    body = await assert_problem(resp, expected)
+    if case.startswith("banned"):
+        assert body["code"] == "account_banned"
+        assert datetime.fromisoformat(body["details"]["banned_until"]) == until
+        assert body["details"]["permanent"] is (case == "banned_for_good")
+    elif case == "deactivated":
+        assert body["code"] == "account_deactivated" and body["details"] == {
+            "reason": "account_deactivated"
+        }
     if expected == 401:
         assert resp.headers["WWW-Authenticate"].startswith("Bearer")
 

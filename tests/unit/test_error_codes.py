@@ -14,7 +14,7 @@ from typing import Any
 
 import pmd_service
 from pmd_service.api.keys import OPENAPI_DOC
-from pmd_service.core.codes import ITEM_CODES, PROBLEM_CODES, TABLE, Code
+from pmd_service.core.codes import ITEM_CODES, PROBLEM_CODES, TABLE, Code, item_error
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 
@@ -114,8 +114,8 @@ def _document(tmp_path: Path) -> dict[str, Any]:
     return doc
 
 
-def declared_codes(doc: dict[str, Any]) -> dict[tuple[str, str, int], set[str]]:
-    """(method, path, status) → the codes the document declares for that problem answer."""
+def declared_shapes(doc: dict[str, Any]) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """(method, path, status) → the shapes the document declares for that problem answer."""
     found = {}
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
@@ -124,11 +124,16 @@ def declared_codes(doc: dict[str, Any]) -> dict[tuple[str, str, int], set[str]]:
                 if content is None:
                     continue
                 extra = content["schema"]["allOf"][1]
-                shapes = extra.get("oneOf", [extra])
-                found[(method, path, int(status))] = {
-                    s["properties"]["code"]["const"] for s in shapes
-                }
+                found[(method, path, int(status))] = extra.get("oneOf", [extra])
     return found
+
+
+def declared_codes(doc: dict[str, Any]) -> dict[tuple[str, str, int], set[str]]:
+    """(method, path, status) → the reasons (`details.reason`) the document declares there."""
+    return {
+        at: {s["properties"]["details"]["properties"]["reason"]["const"] for s in shapes}
+        for at, shapes in declared_shapes(doc).items()
+    }
 
 
 def test_every_code_raised_is_declared_with_its_status(tmp_path: Path) -> None:
@@ -140,7 +145,7 @@ def test_every_code_raised_is_declared_with_its_status(tmp_path: Path) -> None:
     raised = {c for c in named if TABLE[c].status is not None}
     assert not {str(c) for c in raised - ANYWHERE} - by_operation, "raised, declared nowhere"
     assert set(doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]) == {
-        str(c) for c in PROBLEM_CODES
+        str(TABLE[c].code) for c in PROBLEM_CODES
     }
     for (method, path, status), codes in declared.items():
         assert {TABLE[Code(c)].status for c in codes} == {status}, (method, path, status)
@@ -150,3 +155,83 @@ def test_every_code_of_the_table_is_raised_somewhere() -> None:
     named, _ = raise_sites()
     assert set(PROBLEM_CODES) - named == set(), "a code nothing raises"
     assert set(ITEM_CODES) - named == set(), "an error_code nothing records"
+
+
+# The host's app knows these codes on the PMD's paths (../shared HOST.md, "The error contract as
+# the host serves it"; its ErrorCode enum): its specific names, and its fallbacks by status.
+HOSTS_SPECIFIC = {
+    "posts_not_owned": 400,
+    "bdr_daily_limit": 429,
+    "bdr_not_ready": 400,
+    "bdr_expired": 410,
+    "bdr_not_found": 404,
+    "forbidden_role": 403,
+    "owner_protected": 403,
+    "user_not_found": 404,
+    "account_banned": 403,
+    "account_deactivated": 403,
+    "token_expired": 401,
+}
+HOSTS_FALLBACK = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_request",
+    409: "conflict",
+    413: "file_too_large",
+    422: "validation_error",
+    429: "rate_limited",
+}
+HOSTS_ITEM_CODES = {"user_not_found", "no_posts", "internal"}
+
+
+def test_every_declared_problem_speaks_the_hosts_code_and_names_our_reason(
+    tmp_path: Path,
+) -> None:
+    """Each problem answer of the document: its `code` one the host's app knows (the host's
+    own name at the host's status, else the host's fallback for the status), and its
+    `details.reason` one of this service's, required."""
+    walked = 0
+    for (method, path, status), shapes in declared_shapes(_document(tmp_path)).items():
+        for shape in shapes:
+            code = shape["properties"]["code"]["const"]
+            details = shape["properties"]["details"]
+            reason = Code(details["properties"]["reason"]["const"])
+            assert "reason" in details["required"], (method, path, reason)
+            assert TABLE[reason].status == status, (method, path, reason)
+            if code in HOSTS_SPECIFIC:
+                assert HOSTS_SPECIFIC[code] == status, (method, path, reason, code)
+            else:
+                assert code == HOSTS_FALLBACK.get(status, "internal_error"), (path, reason)
+            walked += 1
+    assert walked >= len(PROBLEM_CODES)
+
+
+def test_the_hosts_names_for_the_situations_it_names() -> None:
+    expected = {
+        Code.TARGET_NOT_FOUND: "user_not_found",
+        Code.VALIDATION_FAILED: "validation_error",
+        Code.BDR_NOT_READY: "bdr_not_ready",
+        Code.BDR_NO_FILE: "bdr_not_ready",
+        Code.ROW_BUDGET_EXCEEDED: "rate_limited",
+        Code.ACCOUNT_DEACTIVATED: "account_deactivated",
+        Code.ACCOUNT_BANNED: "account_banned",
+        Code.TOKEN_MISSING: "unauthorized",
+    }
+    assert {c: str(TABLE[c].code) for c in expected} == expected
+    assert (TABLE[Code.BDR_NO_FILE].status, TABLE[Code.ACCOUNT_DEACTIVATED].status) == (400, 403)
+
+
+def test_every_failed_item_reads_a_hosts_code_and_its_one_sentence() -> None:
+    """Whatever a row stored (a reason of this release, of an older one, none, or text no
+    release wrote), it reads as one of the host's three codes with that code's sentence."""
+    sentences: dict[str, set[str]] = {}
+    for stored in [*(str(c) for c in ITEM_CODES), None, "", "KeyError('x')", "bdr_not_ready"]:
+        shown = item_error(stored)
+        assert shown.code in HOSTS_ITEM_CODES
+        sentences.setdefault(shown.code, set()).add(shown.message)
+    assert set(sentences) == HOSTS_ITEM_CODES
+    assert all(len(s) == 1 for s in sentences.values()), sentences
+    assert item_error(None).code == item_error("no such reason").code == "internal"
+    assert item_error("too_large").reason == Code.TOO_LARGE

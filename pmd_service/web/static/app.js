@@ -505,7 +505,7 @@ function boot() {
         // A download of exactly these posts that still serves is named, not built again.
         await downloads.request(ids, { ...options, repeat: false });
       } catch (error) {
-        if (error.problem?.code !== "bdr_repeated") throw error;
+        if (error.problem?.details?.reason !== "bdr_repeated") throw error;
         const { bdr_id: id, status } = error.problem.details;
         downloads.show(id);
         const insist = await confirmAction({

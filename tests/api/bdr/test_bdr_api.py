@@ -190,11 +190,11 @@ async def test_newest_twenty(client: Client, factory: Factory) -> None:
     assert items == sorted(items, key=lambda i: i["created_at"], reverse=True)
 
 
-async def test_download_not_ready_is_409(client: Client, factory: Factory) -> None:
+async def test_download_not_ready_is_the_hosts_400(client: Client, factory: Factory) -> None:
     owner, _, [item] = await requested(client, factory)
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
-    body = await assert_problem(resp, 409)
-    assert "pending" in body["detail"]
+    body = await assert_problem(resp, 400, "bdr_not_ready")
+    assert body["details"]["status"] == "pending"
 
 
 async def test_cancel_pending_then_worker_does_nothing(
@@ -298,8 +298,12 @@ async def test_a_repeated_request_names_the_download_that_serves_unless_it_insis
             "/api/pmd/bdr", json={"post_ids": [b.id, a.id], "repeat": False}, headers=owner.auth
         )
         body = await assert_problem(resp, 409)
-        assert body["code"] == "bdr_repeated"
-        assert body["details"] == {"bdr_id": first["id"], "status": status}
+        assert body["details"]["reason"] == "bdr_repeated"
+        assert body["details"] == {
+            "reason": "bdr_repeated",
+            "bdr_id": first["id"],
+            "status": status,
+        }
         if status == "pending":
             await run_worker(settings)
     # Other contents, other posts, or insisting: a new download each.

@@ -292,4 +292,4 @@ async def test_sse_tickets_of_someone_else(
     gone_later = await factory.user("soongone")
     soon = await ticket(gone_later)
     await factory.pool.execute("UPDATE users SET deactivated = true WHERE id = $1", gone_later.id)
-    await cell(401, {"ticket": soon})
+    await cell(403, {"ticket": soon})

@@ -118,8 +118,11 @@ def _link(action_id: uuid.UUID | str, target: UserRow | None = None) -> str:
 
 async def _assert_dropped(client: Client, user: UserRow, link: str) -> None:
     problem = await assert_problem(await client.post(link, headers=user.auth), 410)
-    assert problem["code"] == "undo_dropped"
-    assert problem["details"] == {"kept_history_bytes": KEPT_HISTORY_BYTES}
+    assert problem["details"]["reason"] == "undo_dropped"
+    assert problem["details"] == {
+        "reason": "undo_dropped",
+        "kept_history_bytes": KEPT_HISTORY_BYTES,
+    }
 
 
 async def test_a_persons_history_is_capped_at_its_real_size_and_an_older_undo_says_why(

@@ -181,7 +181,7 @@ async def test_the_previous_releases_actions_are_undone_after_the_upgrade(
         assert len(fresh) == 1, fresh
         resp = await client.post(fresh[0]["undo"], headers=owner.auth)
         assert resp.status == 410, await resp.text()
-        assert (await resp.json())["code"] == "undo_history_missing"
+        assert (await resp.json())["details"]["reason"] == "undo_history_missing"
         assert await pool.fetchval("SELECT hidden_by_user FROM posts WHERE id = $1", ids[0])
     finally:
         await pool.close()

@@ -43,7 +43,7 @@ async def _budgeted(
 
 async def _budget_refusal(resp: Any, requested: int) -> dict[str, Any]:
     problem = await assert_problem(resp, 429)
-    assert problem["code"] == "row_budget_exceeded"
+    assert problem["details"]["reason"] == "row_budget_exceeded"
     details = problem["details"]
     assert details["requested"] == requested
     assert details["retry_after_seconds"] == int(resp.headers["Retry-After"]) >= 1
@@ -70,6 +70,7 @@ async def test_changed_posts_are_budgeted_a_minute_and_a_noop_costs_nothing(
         "requested": 4,
         "retry_after_seconds": 0,
         "scope": "owner",
+        "reason": "row_budget_exceeded",
     }
     # Refused whole: nothing changed, no history, nothing spent.
     assert await posts_state(pool) == before
@@ -187,7 +188,7 @@ async def test_the_action_pace_slides(
     clock[0] = minute + 61.0
     resp = await act(client, user, "hide", ids)
     problem = await assert_problem(resp, 429)
-    assert problem["code"] == "rate_limited"
+    assert problem["details"]["reason"] == "rate_limited"
     assert resp.headers["Retry-After"] == "57"
     # Once the first of them is a minute old, a turn frees up.
     clock[0] = minute + 118.5
@@ -203,5 +204,5 @@ async def test_an_undo_takes_a_turn_of_the_action_pace(
     second = await (await act(client, user, "hide", ids[1:])).json()
     # Two actions this minute: the undo is the third.
     resp = await client.post(first["undo"], headers=user.auth)
-    assert (await assert_problem(resp, 429))["code"] == "rate_limited"
+    assert (await assert_problem(resp, 429))["details"]["reason"] == "rate_limited"
     assert second["undo"] and (await factory.post_flags(ids[:1]))[ids[0]]["hidden_by_user"]

@@ -267,7 +267,7 @@ async def test_streams_end_when_their_access_is_withdrawn(
         assert ends["banned"]["reason"] == "banned" and ends["banned"]["status"] == 403
         assert "banned until" in ends["banned"]["detail"]
         assert ends["deactivated"]["reason"] == "deactivated"
-        assert ends["deactivated"]["status"] == 401
+        assert ends["deactivated"]["status"] == 403
         # The streams that keep their access go on receiving the user's updates.
         await step(factory.pool, bdr)
         expected = (await event_ids(factory.pool, user))[-1:]

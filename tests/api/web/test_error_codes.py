@@ -580,7 +580,7 @@ def _own(
     }
 
 
-_KINDS = {"integer": int, "string": str, "integers": list, "object": dict}
+_KINDS = {"integer": int, "string": str, "boolean": bool, "integers": list, "object": dict}
 
 
 async def _check(client: Client, key: tuple[str, str], code: Code, req: Req) -> str | None:
@@ -593,14 +593,15 @@ async def _check(client: Client, key: tuple[str, str], code: Code, req: Req) -> 
     if resp.status != entry.status:
         return f"{where}: {resp.status} {text[:300]}"
     body = msgspec.json.decode(text)
-    if body.get("code") != code or body.get("detail") is None:
+    if body.get("code") != entry.code or body.get("detail") is None:
         return f"{where}: carries {body.get('code')!r}"
     details = body.get("details")
-    if not isinstance(details, dict):
+    if not isinstance(details, dict) or details.get("reason") != code:
         return f"{where}: details {details!r}"
     for name, kind in entry.details.items():
-        if not isinstance(details.get(name), _KINDS[kind]) or isinstance(details.get(name), bool):
-            return f"{where}: details.{name} is {details.get(name)!r}, not {kind}"
+        value = details.get(name)
+        if not isinstance(value, _KINDS[kind]) or (kind != "boolean" and isinstance(value, bool)):
+            return f"{where}: details.{name} is {value!r}, not {kind}"
     return None
 
 

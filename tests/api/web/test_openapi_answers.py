@@ -51,14 +51,14 @@ class Answer:
     path: str
     status: int
     headers: dict[str, str]  # names in lower case
-    code: str | None = None  # a problem's
+    code: str | None = None  # a problem's reason (`details.reason`)
 
     @classmethod
     def of(cls, method: str, path: str, resp: ClientResponse, body: bytes = b"") -> Answer:
         operation = "get" if method == "HEAD" else method.lower()
         headers = {name.lower(): value for name, value in resp.headers.items()}
         problem = resp.content_type == "application/problem+json" and body
-        code = msgspec.json.decode(body)["code"] if problem else None
+        code = msgspec.json.decode(body)["details"]["reason"] if problem else None
         return cls(operation, path, resp.status, headers, code)
 
     @property
