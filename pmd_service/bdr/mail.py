@@ -30,7 +30,7 @@ RETURNING t.email_sent_at AS taken_at, t.status,
           -- A skipped entry naming a `file` (a missing layers file) left its artwork in.
           t.artwork_count - (SELECT count(*) FROM jsonb_array_elements(t.skipped) s
                              WHERE NOT s ? 'file')::int AS delivered,
-          t.expires_at, t.error_message, t.request_id, asker.email, asker.handle,
+          t.expires_at, t.error_code, t.request_id, asker.email, asker.handle,
           {locale} AS locale, owner.public_sqid
 """
 # In the language of whoever it goes to; on a host without `users.locale`, English

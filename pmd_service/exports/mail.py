@@ -24,7 +24,7 @@ FROM users owner
 WHERE t.id = $1 AND t.send_email AND {takeable}
   AND t.status IN ('ready', 'failed') AND t.email_attempts < $2 AND owner.id = t.user_id
 RETURNING t.email_sent_at AS taken_at, t.status, t.artwork_count, t.total_bytes,
-          t.expires_at, t.error_message, t.request_id, owner.email, owner.handle,
+          t.expires_at, t.error_code, t.request_id, owner.email, owner.handle,
           {locale} AS locale, coalesce(owner.public_sqid, t.user_sqid) AS sqid,
           (SELECT count(*) FROM export_parts p WHERE p.export_id = t.id) AS parts,
           (SELECT coalesce(sum(p.artwork_count), 0) FROM export_parts p

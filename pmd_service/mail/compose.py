@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiosmtplib
 
+from ..core.codes import item_error
 from ..core.settings import Settings
 from . import language, mailbox
 from .links import page_link
@@ -33,7 +34,7 @@ class BdrMail:
     status: str  # "ready" or "failed"
     artwork_count: int
     expires_at: datetime | None
-    error_message: str | None
+    error_code: str | None  # the row's stored reason (core/codes.py)
     request_id: str | None = None  # of the POST that asked for it, for support to trace
     locale: str | None = None  # the recipient's `users.locale` (None: English)
 
@@ -59,7 +60,7 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
             body.append(Para(("bdr_expiry", {"expires": mail.expires_at})))
     else:
         subject = words.text("bdr_failed_subject")
-        body = [Para(("bdr_failed", {}), _reason(mail.error_message)), Button("bdr_failed_button")]
+        body = [Para(("bdr_failed", {}), _reason(mail.error_code)), Button("bdr_failed_button")]
     email = Email(subject, mail.handle, body, "bdr_why")
     mid = message_id(settings, mail.bdr_id)
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
@@ -76,7 +77,7 @@ class ExportMail:
     part_count: int
     total_bytes: int
     expires_at: datetime | None
-    error_message: str | None
+    error_code: str | None
     request_id: str | None = None
     locale: str | None = None
     # An incremental export: the changes since the export it follows, which started at
@@ -115,7 +116,7 @@ def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
             body.append(Para(("export_check", {})))
     else:
         subject = words.text("export_failed_subject")
-        lines: list[Line] = [("export_failed", {}), _reason(mail.error_message)]
+        lines: list[Line] = [("export_failed", {}), _reason(mail.error_code)]
         if mail.expires_at is not None:
             lines.append(("export_failed_kept", {"expires": mail.expires_at}))
         body = [Para(*lines), Button("export_failed_button")]
@@ -128,11 +129,9 @@ def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
 Line = tuple[str, dict[str, object]]
 
 
-def _reason(error_message: str | None) -> Line:
-    """What went wrong, as the service recorded it (in English, as the API gives it)."""
-    if error_message:
-        return ("failure_reason", {"reason": error_message})
-    return ("failure_unknown", {})
+def _reason(stored: str | None) -> Line:
+    """What went wrong: the fixed sentence of the failure's code, in the person's language."""
+    return (f"failure_{item_error(stored).code}", {})
 
 
 @dataclass(frozen=True)

@@ -74,8 +74,10 @@ KEYS: dict[str, Key] = {
     "bdr_failed_subject": _key(),
     "bdr_failed": _key(),
     "bdr_failed_button": _key(),
-    "failure_reason": _key("reason"),
-    "failure_unknown": _key(),
+    # A failure's reason, one per `error_code` (core/codes.py ITEM_SENTENCES in English).
+    "failure_user_not_found": _key(),
+    "failure_no_posts": _key(),
+    "failure_internal": _key(),
     "export_subject": _key("count", plural="count"),
     "export_ready": _key("count", plural="count"),
     "export_count": _key("count", plural="count"),

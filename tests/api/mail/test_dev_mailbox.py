@@ -73,10 +73,11 @@ async def test_the_mailbox_shows_the_language_each_email_went_out_in(
         r'<li><a href="(/dev/mail/[^"]+)" lang="([^"]+)">.*?, in <span[^>]*>([^<]+)</span>', listing
     )
     by_language = {language: (path, shown) for path, language, shown in rows}
-    # es-AR finds the Spanish copy; pt-PT finds no Portuguese but Brazil's: English.
+    # es-AR finds the Spanish copy; pt-PT, with no copy of its own, Brazil's (bare `pt`'s
+    # likely region).
     assert {lang: shown for lang, (_, shown) in by_language.items()} == {
         "es": "Spanish, es",
-        "en": "English, en",
+        "pt-BR": "Portuguese (Brazil), pt-BR",
     }
     page = await (await client.get(by_language["es"][0])).text()
     assert '<dd id="mail-language">Spanish, es</dd>' in page

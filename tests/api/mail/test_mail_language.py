@@ -21,11 +21,12 @@ from babel import Locale
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.db import create_pool
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.host.hostcheck import check_host
-from pmd_service.mail.language import ENGLISH, KEYS, PROJECT_COPY, catalog
+from pmd_service.mail.language import ENGLISH, KEYS, PROJECT_COPY, catalog, words
 from pmd_service.web.app import create_app
 from support.mailbox import Mailbox
 from support.seeding import Factory
@@ -147,7 +148,9 @@ async def test_plural_forms_read_right_and_failures_are_translated(
     assert failed["Subject"] == "No se pudo preparar tu descarga de obras"
     text = plain(failed)
     assert "No pudimos preparar tu descarga." in text
-    assert "Qué salió mal: " in text and "missing their file" in text  # the API's own reason
+    # The reason too, by its code, in Spanish: not the API's English sentence.
+    assert words(mailed, "es").text("failure_no_posts") in text
+    assert ITEM_SENTENCES[HostCode.NO_POSTS] not in text
 
 
 async def test_the_operators_copy_comes_first_key_by_key(
