@@ -12,7 +12,15 @@ from msgspec import Meta
 
 from ..core.payload_sql import columns
 from ..host.eligibility import PostIds, Sqid
-from ..zipbuild.outcome import ERROR_CODE, REMOVED_AT, Progress, Skipped, Status
+from ..zipbuild.outcome import (
+    ERROR_CODE,
+    ERROR_REASON,
+    REMOVED_AT,
+    Progress,
+    Skipped,
+    Status,
+    failure,
+)
 
 
 class BdrRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,6 +68,7 @@ class _BdrFields(msgspec.Struct):
 
 class BdrItem(_BdrFields):
     error_code: Annotated[str | None, Meta(description=ERROR_CODE)]
+    error_reason: Annotated[str | None, Meta(description=ERROR_REASON)]
     include_layers: bool
     removed_at: Annotated[datetime | None, Meta(description=REMOVED_AT)]
     requested_by_moderator: Annotated[
@@ -122,7 +131,7 @@ def bdr_item(row: Any) -> BdrItem:
     user_sqid = fields.pop("user_sqid")
     requested_by = fields.pop("requested_by")
     return BdrItem(
-        **fields,
+        **fields | msgspec.structs.asdict(failure(r.status, r.error_code, r.error_message)),
         requested_by_moderator=requested_by is not None,
         progress=Progress(done=done, total=r.artwork_count),
         download_url=download_url(r.id, user_sqid) if r.status == "ready" else None,

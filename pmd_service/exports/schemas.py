@@ -11,7 +11,15 @@ from msgspec import Meta
 
 from ..core.payload_sql import Sql, build_object, columns
 from ..host.eligibility import Sqid
-from ..zipbuild.outcome import ERROR_CODE, REMOVED_AT, Progress, Skipped, Status
+from ..zipbuild.outcome import (
+    ERROR_CODE,
+    ERROR_REASON,
+    REMOVED_AT,
+    Progress,
+    Skipped,
+    Status,
+    failure,
+)
 
 PartStatus = Literal["pending", "processing", "ready", "expired", "cancelled", "failed"]
 
@@ -124,6 +132,7 @@ class ExportFields(msgspec.Struct):
 class _ExportFields(ExportFields):
     """What an item and an event carry alike (`_shared` below fills them)."""
 
+    error_reason: Annotated[str | None, Meta(description=ERROR_REASON)]
     progress: Progress
     sha256sums_url: Annotated[
         str, Meta(description="Every ready part's SHA-256 and file name, in `sha256sum` format")
@@ -365,7 +374,9 @@ def _event_parts(parts: list[PartRow]) -> list[PartRow]:
 
 def _shared(p: Payload) -> dict[str, Any]:
     """The fields an item and an event carry alike."""
+    shown = failure(p.status, p.error_code, p.error_message)
     return {name: getattr(p, name) for name in ExportFields.__struct_fields__} | {
+        **msgspec.structs.asdict(shown),
         "progress": Progress(done=p.progress_done, total=p.artwork_count),
         "sha256sums_url": f"{export_base_url(p.id)}/SHA256SUMS",
     }

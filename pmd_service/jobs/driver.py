@@ -28,7 +28,7 @@ from arq import Retry
 from arq.typing import WorkerCoroutine
 
 from ..core import error_reports
-from ..core.codes import Code
+from ..core.codes import Code, item_error
 from ..core.logs import request_id_set
 from ..storage.zip_names import own_zip_path, zip_object_key
 from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, object_sink, publish
@@ -38,8 +38,6 @@ from .failures import (
     TRANSIENT,
     PermanentError,
     Refused,
-    transient_message,
-    unexpected_message,
 )
 from .kind import Archive, Claim, ClaimedRun, JobKind, Settled, Skipped
 from .queueing import MAX_ATTEMPTS
@@ -122,7 +120,7 @@ async def _attempt(
     later attempt may succeed."""
     what = claim.what
     if run.attempts > MAX_ATTEMPTS:
-        await run.fail(transient_message(TimeoutError(), kind.noun), Code.INTERNAL, [])
+        await _fail(run, what, Code.INTERNAL, [], "no attempt left")
         return "failed"
     try:
         async with aclosing(run.archives()) as archives:
@@ -135,12 +133,11 @@ async def _attempt(
     except BuildCancelled:
         return "cancelled"
     except PermanentError as exc:
-        await run.fail(str(exc), exc.code, _last(left_out))
+        await _fail(run, what, exc.code, _last(left_out), str(exc))
     except TRANSIENT as exc:
         n = run.attempts
         if n >= MAX_ATTEMPTS:
-            log.warning("%s: attempt %d failed (%r); giving up", what, n, exc)
-            await run.fail(transient_message(exc, kind.noun), Code.INTERNAL, _last(left_out))
+            await _fail(run, what, Code.INTERNAL, _last(left_out), f"attempt {n}: {exc!r}")
         else:
             defer = min(BACKOFF_CAP_SECONDS, st.settings.job_retry_base_seconds * 4 ** (n - 1))
             log.warning("%s: attempt %d failed (%r); retry in %.0f s", what, n, exc, defer)
@@ -149,8 +146,15 @@ async def _attempt(
             raise Retry(defer=defer) from exc
     except Exception:
         log.exception("%s: unexpected error", what)
-        await run.fail(unexpected_message(kind.noun), Code.INTERNAL, _last(left_out))
+        await _fail(run, what, Code.UNEXPECTED, _last(left_out), "unexpected error")
     return "failed"
+
+
+async def _fail(run: ClaimedRun, what: str, reason: Code, skipped: Skipped, why: str) -> None:
+    """The row failed with its reason and that reason's fixed sentence: what happened is for
+    the log, never for the person (the host's app shows `error_message` as it is)."""
+    log.warning("%s: failed (%s): %s", what, reason, why)
+    await run.fail(item_error(reason).message, reason, skipped)
 
 
 async def _next(archives: AsyncGenerator[Archive, Settled], published: Settled) -> Archive | None:

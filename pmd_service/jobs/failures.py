@@ -11,13 +11,13 @@ import obstore.exceptions
 import redis.exceptions
 
 from ..core.codes import Code
-from .queueing import MAX_ATTEMPTS
 
 BACKOFF_CAP_SECONDS = 600.0
 
 
 class PermanentError(Exception):
-    """Retrying cannot help; the message is shown to the user as is, `code` beside it."""
+    """Retrying cannot help: the row fails on `code` (its fixed sentence is what the user
+    reads; the message goes to the log)."""
 
     def __init__(self, message: str, code: Code = Code.INTERNAL) -> None:
         super().__init__(message)
@@ -25,7 +25,7 @@ class PermanentError(Exception):
 
 
 class TransientError(Exception):
-    """Worth retrying; the message is shown if no retry is left."""
+    """Worth retrying; the message goes to the log."""
 
 
 class Refused(Exception):
@@ -52,12 +52,6 @@ TRANSIENT = (
 )
 
 
-def unexpected_message(noun: str) -> str:
-    """What the user is told when a run of their `noun` ("download", "export") stops on an error
-    nobody classified: a bug, never a fault of the machine."""
-    return f"An unexpected error stopped this {noun}; it has been logged. Please request it again."
-
-
 _REASON_TEXT = {
     "deleted": "deleted",
     "not_owner": "no longer yours",
@@ -79,15 +73,4 @@ def nothing_added(skipped: list[tuple[int, str]]) -> Exception:
         f"None of the {len(skipped)} requested artworks could be added ({parts}); "
         "a ZIP without artworks is not made. Choose other posts and request again.",
         Code.NO_POSTS,
-    )
-
-
-def transient_message(exc: BaseException, noun: str) -> str:
-    if isinstance(exc, OSError) and exc.errno == 28:
-        return "The server ran out of disk space while building the ZIP; please request it again later."
-    if isinstance(exc, TransientError):
-        return str(exc)
-    return (
-        f"The {noun} could not be prepared after {MAX_ATTEMPTS} attempts because of a "
-        "temporary problem on our side; please request it again later."
     )

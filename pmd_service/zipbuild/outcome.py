@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from ..core.codes import ItemError, item_error
+
 Status = Literal["pending", "processing", "ready", "failed", "expired", "cancelled"]
 
 SkipReason = Literal["deleted", "not_owner", "playlist", "file_missing", "fetch_failed"]
@@ -35,10 +37,32 @@ class Skipped(msgspec.Struct, omit_defaults=True):
 
 
 ERROR_CODE = (
-    "When failed: what the host's app translates (`user_not_found`, `no_posts`, "
-    "`too_large`, `internal`; docs/errors.md), beside `error_message`; null otherwise (and "
-    "for one failed by an older release)"
+    "When it failed: the host's code for why (`user_not_found`, `no_posts`, `internal`; "
+    "docs/errors.md), which the host's app translates; null otherwise"
 )
+ERROR_REASON = (
+    "When it failed: this service's finer name for why (`too_large`, `unexpected`, …; "
+    "docs/errors.md); null otherwise"
+)
+ERROR_MESSAGE = "When it failed: the fixed sentence of `error_code`; null otherwise"
+
+
+class Failure(msgspec.Struct):
+    """What a failed item says (null fields for any other)."""
+
+    error_code: Annotated[str | None, Meta(description=ERROR_CODE)] = None
+    error_reason: Annotated[str | None, Meta(description=ERROR_REASON)] = None
+    error_message: Annotated[str | None, Meta(description=ERROR_MESSAGE)] = None
+
+
+def failure(status: str, stored_code: str | None, stored_message: str | None) -> Failure:
+    """A row's failure as an item shows it, from what the row stores, never its stored text:
+    an export removed after it failed still says why, and a row failed by an older release
+    (no code, or its own text) reads as `internal`."""
+    if status != "failed" and stored_code is None and stored_message is None:
+        return Failure()
+    err: ItemError = item_error(stored_code)
+    return Failure(str(err.code), str(err.reason), err.message)
 
 
 REMOVED_AT = (

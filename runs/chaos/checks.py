@@ -20,7 +20,6 @@ from obstore.store import ObjectStore
 
 from pmd_service.core.objects import incomplete_uploads
 from pmd_service.core.settings import Settings
-from pmd_service.jobs.failures import unexpected_message
 from pmd_service.storage.object_tidy import remove_orphan_objects
 from pmd_service.storage.zip_names import EXPORTS_FOLDER
 from runs.chaos.procs import Processes, covered
@@ -186,7 +185,7 @@ async def check_terminal(report: Report, api: Api, seed: Seed, bdrs: list[Any]) 
     bugs = [
         f"BDR {r['id']} failed on an unexpected error"
         for r in failed
-        if r["error_message"] == unexpected_message("download")
+        if r["error_code"] == "unexpected"
     ]
     report.failures("failed BDRs that failed for a known reason", len(failed), bugs, at_least=0)
     by_status = Counter(r["status"] for r in bdrs)

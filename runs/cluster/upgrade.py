@@ -23,7 +23,6 @@ import asyncpg
 import obstore
 from obstore.store import ObjectStore
 
-from pmd_service.jobs.failures import unexpected_message
 from pmd_service.storage.zip_names import EXPORTS_FOLDER
 from runs.chaos.checks import Report
 from runs.chaos.seed import SeedUser
@@ -32,8 +31,12 @@ from runs.cluster.hosts import Release, StartFailed
 from runs.cluster.netns import marked, run_tag
 from support.stack import CHECKOUT
 
-# What a failed export says when nothing classified its error: 0.1.0 called it a download.
-UNEXPECTED = (unexpected_message("download"), unexpected_message("export"))
+# What a failed export of an earlier release says when nothing classified its error (0.1.0
+# called it a download); this release records the reason `unexpected` instead.
+UNEXPECTED = tuple(
+    f"An unexpected error stopped this {noun}; it has been logged. Please request it again."
+    for noun in ("download", "export")
+)
 
 # A release's commit, for a clone that lacks its tag.
 RELEASES = {"v0.1.0": "c41ab5d839745c24f1981126faf326d4ae051422"}
@@ -160,8 +163,12 @@ class Exports:
         bad = [f"export {r['id']} is {r['status']}" for r in rows if r["status"] not in TERMINAL]
         bad += [f"export {i} accepted, no row" for i in self.seen - {str(r["id"]) for r in rows}]
         count("exports in the database (every one the clients saw), terminal", rows, bad)
-        failed = {r["id"]: r["error_message"] for r in rows if r["status"] == "failed"}
-        bad = [f"export {i}: {why}" for i, why in failed.items() if why in (None, *UNEXPECTED)]
+        failed = {r["id"]: r for r in rows if r["status"] == "failed"}
+        bad = [
+            f"export {i}: {r['error_code']}: {r['error_message']}"
+            for i, r in failed.items()
+            if r["error_message"] in (None, *UNEXPECTED) or r["error_code"] == "unexpected"
+        ]
         count("failed exports that failed for a known reason", failed, bad, at_least=0)
         got = Counter(str(m["Message-ID"]).split("@")[0].removeprefix("<export-") for m in received)
         # If asked for: one on ready or failed; on another end, one if it was sent before.

@@ -21,6 +21,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
@@ -365,12 +366,13 @@ async def test_the_email_link_shows_its_export_and_a_failure_keeps_built_parts(
     await fits(page, PHONE["width"])
     assert await wrapped_texts(page, "table.parts tbody tr:not(.sha-row)") == []
 
-    # It fails afterwards (as a worker giving up would leave it): the parts built stay.
+    # It fails afterwards (as a worker giving up would leave it): the parts built stay, and
+    # the page shows the code's sentence, never the text a run stored.
     await set_export(pool, older["id"], "status = 'failed', error_message = 'The vault went away.'")
     await expect(card).to_have_attribute("data-status", "failed")
     await expect(card.locator(".export-error")).to_have_text(
-        "The export failed: The vault went away. The 3 parts built before it stopped stay "
-        "downloadable."
+        f"The export failed: {ITEM_SENTENCES[HostCode.INTERNAL]} The 3 parts built before it "
+        "stopped stay downloadable."
     )
     await expect(page.locator(".toast.error")).to_contain_text("Your export failed")
     await expect(card.get_by_role("button", name="Download part 1 of 3")).to_be_visible()

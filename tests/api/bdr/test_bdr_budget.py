@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.settings import Settings
 from pmd_service.storage.budget import human_bytes
 from pmd_service.web.app import create_app
@@ -81,9 +82,9 @@ async def test_a_zip_that_grows_past_the_cap_fails_saying_so(
     await run_worker(settings)
     done = await fetch_item(client, user, item["id"])
     assert done["status"] == "failed"
-    assert "limit of 146.5 KiB" in done["error_message"]
-    assert done["error_code"] == "too_large"
-    assert "request fewer artworks" in done["error_message"]
+    # The host's app knows no code of its own for it: `internal`, and ours beside it.
+    assert (done["error_code"], done["error_reason"]) == ("internal", "too_large")
+    assert done["error_message"] == ITEM_SENTENCES[HostCode.INTERNAL]
     assert list(settings.zip_path.rglob("*.zip")) == []
     assert list(settings.zip_path.rglob("*.part")) == []
 

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
 from pmd_service.bdr.queue import enqueue_bdr
+from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.host.vault import artwork_path
@@ -201,13 +202,15 @@ async def test_nothing_to_add_fails_with_a_clear_message(
     await run_worker(settings)
     item = await fetch_item(client, owner, item["id"])
     assert item["status"] == "failed"
-    assert "None of the 2 requested artworks" in item["error_message"]
-    assert item["error_code"] == "no_posts"
-    assert "missing their file" in item["error_message"] and "deleted" in item["error_message"]
+    # The host's code and its one sentence; what each artwork lacked is in `skipped`.
+    assert (item["error_code"], item["error_reason"]) == ("no_posts", "no_posts")
+    assert item["error_message"] == ITEM_SENTENCES[HostCode.NO_POSTS]
+    assert sorted(s["reason"] for s in item["skipped"]) == ["deleted", "file_missing"]
     assert item["download_url"] is None
     assert not zip_path(settings, owner, item["id"]).exists()
     resp = await client.get(f"/api/pmd/bdr/{item['id']}/download", headers=owner.auth)
-    await assert_problem(resp, 409)
+    body = await assert_problem(resp, 400, "bdr_no_file")
+    assert body["code"] == "bdr_not_ready" and body["details"]["status"] == "failed"
 
 
 async def test_range_if_range_and_head(

@@ -25,6 +25,7 @@ from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
+from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.settings import Settings
 from pmd_service.exports.schemas import export_item
 from pmd_service.web.app import create_app
@@ -450,8 +451,8 @@ async def test_an_export_out_of_attempts_tells_its_owner_about_the_export(
     await run_worker(small)
     item = await get_export(ex_client, owner, item["id"])
     assert item["status"] == "failed", item
-    assert item["error_message"].startswith("The export could not be prepared after 4 attempts")
-    assert item["error_code"] == "internal"
+    assert (item["error_code"], item["error_reason"]) == ("internal", "internal")
+    assert item["error_message"] == ITEM_SENTENCES[HostCode.INTERNAL]
 
 
 async def test_a_ready_export_removed_by_its_owner_leaves_no_file(
