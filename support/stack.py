@@ -108,15 +108,31 @@ def _bindable(port: int) -> bool:
     return False
 
 
+# The ports Chromium refuses to reach (net::ERR_UNSAFE_PORT): kRestrictedPorts of its
+# net/base/port_util.cc, the Fetch standard's bad ports. A browser test may be sent to any port
+# drawn, so none of these is.
+BROWSER_REFUSED_PORTS = frozenset(
+    {
+        0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95,
+        101, 102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161,
+        179, 389, 427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563,
+        587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 5060, 5061,
+        6000, 6566, 6665, 6666, 6667, 6668, 6669, 6697, 10080,
+    }
+)  # fmt: skip
+
+
 def free_port(gap: int = 0) -> int:
-    """A free port (and the one `gap` above it) below the ephemeral range a client may take."""
+    """A free port (and the one `gap` above it) below the ephemeral range a client may take,
+    neither of them one a browser refuses."""
     try:
         ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral = 32768  # Linux's default
     for _ in range(200):
         port = random.randrange(10000, max(10001, ephemeral - gap))
-        if _bindable(port) and _bindable(port + gap):
+        pair = (port, port + gap)
+        if BROWSER_REFUSED_PORTS.isdisjoint(pair) and all(map(_bindable, pair)):
             return port
     raise RuntimeError(f"no free ports {gap} apart below {ephemeral}")
 
