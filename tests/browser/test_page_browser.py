@@ -176,7 +176,7 @@ async def test_delete_asks_first_then_restore_from_recently_deleted(
     await page.get_by_role("button", name="Select page").click()
     await page.get_by_role("button", name="Restore").click()
     await expect(page.locator("#batch-text")).to_have_text(
-        "2 posts restored. They are selected again under “Posts”."
+        "2 posts restored. They are under “Posts” again."
     )
     await expect(page.locator("#empty-text")).to_have_text(
         "Nothing was deleted in the last 7 days."

@@ -37,12 +37,13 @@ export function alreadySo(action, already) {
 }
 
 // Where the posts are after a successful batch: still selected, so a download of the same
-// posts is one click; a delete or restore moves them to the other view, selected there.
+// posts is one click; a delete or restore moves them to the other view, unselected (a
+// selection out of sight would go into the next action unseen).
 const AFTER = {
   hide: "They stay selected.", unhide: "They stay selected.", license: "They stay selected.",
   tags: "They stay selected.", remixable: "They stay selected.",
-  delete: "They are selected under “Recently deleted”, should you want them back.",
-  restore: "They are selected again under “Posts”.",
+  delete: "They are under “Recently deleted”, should you want them back.",
+  restore: "They are under “Posts” again.",
 };
 const VERB = {
   hide: "Hiding", unhide: "Unhiding", delete: "Deleting", restore: "Restoring",

@@ -1,6 +1,6 @@
 // The posts table: posts loaded progressively through the cursor in the order the server sorts
 // them (up to a window ahead of what is shown), paged in the page, with a selection that survives
-// sorting, paging, loading and batch actions.
+// sorting, paging, loading and batch actions, and holds only rows of the list shown.
 
 import { TOKEN_FIELD } from "./api.js";
 import * as fmt from "./format.js";
@@ -49,9 +49,6 @@ export class PostTable {
     // "everything that matches it", however much of it is loaded: actions then go by filter.
     this.filter = {};
     this.allMatching = false;
-    // Posts a delete or restore moved out of one view, selected in the other when it loads next:
-    // "Recently deleted" then holds what was just deleted, ready to restore in one click.
-    this.carried = { live: new Set(), deleted: new Set() };
     this.sort = { key: "created_at", dir: "descending" };
     this.order = "created_at:desc"; // the server's order the loaded posts came in
     this.wantAll = false; // load past the window: the last page was asked for
@@ -108,9 +105,9 @@ export class PostTable {
 
   // Starts the view over: every post through the cursor, rendering as pages arrive.
   // `keep`: ids to select again once everything is loaded (what a failed batch left).
+  // Nothing else is carried over: a selection the person cannot see would be acted on unseen.
   load(view = this.view, keep = []) {
-    this.keep = [...keep, ...this.carried[view]];
-    this.carried[view].clear();
+    this.keep = [...keep];
     this.view = view;
     this.selected.clear();
     this.allMatching = false;
@@ -276,7 +273,7 @@ export class PostTable {
 
   // What a successful batch did, applied to the rows already loaded (no reload needed). The
   // posts stay selected (a download of the same posts is then one click), except those a delete
-  // or restore moved to the other view: they are selected there instead.
+  // or restore moved to the other view: they leave the selection, selected nowhere.
   applied(action, ids, { asModerator = false, license = null, remixable = null } = {}) {
     const set = new Set(ids);
     const now = Date.now();
@@ -285,11 +282,7 @@ export class PostTable {
     if (action === "delete" || action === "restore") {
       this.posts = this.posts.filter((p) => !set.has(p.id));
       this.total -= ids.length;
-      const other = this.carried[this.view === "live" ? "deleted" : "live"];
-      for (const id of ids) {
-        this.selected.delete(id);
-        other.add(id);
-      }
+      for (const id of ids) this.selected.delete(id);
     }
     for (const p of this.posts) {
       if (!set.has(p.id)) continue;
@@ -368,10 +361,10 @@ export class PostTable {
     this.done = cursor === null;
     this.total = this.done ? posts.length : total;
     if (digest) this.digest = digest;
-    if (this.done) {
-      const here = new Set(posts.map((p) => p.id));
-      for (const id of [...this.selected]) if (!here.has(id)) this.selected.delete(id);
-    }
+    // A selected post no longer among the rows (gone from the view or the filter, or pushed
+    // past the loaded window) is unselected: the selection is only what the list shows.
+    const here = new Set(posts.map((p) => p.id));
+    for (const id of [...this.selected]) if (!here.has(id)) this.selected.delete(id);
     this.resort();
     this.render();
   }

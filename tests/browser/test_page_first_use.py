@@ -1,0 +1,113 @@
+"""The page as a newcomer found it (issue 66, item 8), in Debian's Chromium against real
+`server.py` and `arq` worker processes, PostgreSQL and Redis: the selection the actions and
+downloads use is only what the list shows, through views, restores, deletes and changes made
+elsewhere."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from support.seeding import Factory
+from tests import page_stack
+from tests.page_stack import api, artist, open_page
+from tests.prerequisites import unmet
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+    from tests.page_stack import Stack
+
+if (why := page_stack.browser_missing()) is not None:
+    unmet("browser", why, module=True)
+
+from playwright.async_api import Browser, expect
+
+
+async def checked_ids(page: Page) -> list[int]:
+    """The posts ticked on the page shown."""
+    ids = await page.locator("#posts-body input:checked").evaluate_all(
+        "boxes => boxes.map(b => Number(b.dataset.id))"
+    )
+    return sorted(ids)
+
+
+async def test_nothing_stays_selected_out_of_sight_across_views(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    owner, ids = await artist(factory, 20)
+    # The oldest post, deleted: restored, it comes back on the list's second page, out of sight.
+    await api(stack, owner, "POST", "/api/pmd/action", {"action": "delete", "post_ids": ids[-1:]})
+    page, watch = await open_page(browser, stack, owner)
+    loading = page.locator("#loading")
+    count = page.locator("#selected-count")
+    text = page.locator("#batch-text")
+    boxes = page.locator("#posts-body input[type=checkbox]")
+    await expect(loading).to_have_text("All 19 posts loaded.")
+
+    await page.get_by_role("button", name="Recently deleted").click()
+    await expect(loading).to_have_text("All 1 post loaded.")
+    await boxes.first.check()
+    await page.get_by_role("button", name="Restore").click()
+    await expect(text).to_have_text("1 post restored. They are under “Posts” again.")
+    await expect(count).to_have_text("0")
+    # Back in the list, the restored post is not selected: four rows ticked are the four
+    # posts the ZIP holds.
+    await page.get_by_role("button", name="Posts", exact=True).click()
+    await expect(loading).to_have_text("All 20 posts loaded.")
+    await expect(count).to_have_text("0")
+    for n in range(4):
+        await boxes.nth(n).check()
+    ticked = await checked_ids(page)
+    await expect(count).to_have_text("4")
+    await page.get_by_role("button", name="Request download of 4 posts").click()
+    await expect(page.locator("#bdr-list li")).to_have_count(1)
+    assert [sorted(b["post_ids"]) for b in watch.posts_to("/api/pmd/bdr")] == [ticked]
+
+    # Deleted, they are selected nowhere: "Recently deleted" shows them unticked.
+    await page.get_by_role("button", name="Delete…").click()
+    await page.locator("#confirm").get_by_role("button", name="Delete 4 posts").click()
+    await expect(text).to_have_text(
+        "4 posts deleted. They are under “Recently deleted”, should you want them back."
+    )
+    await expect(count).to_have_text("0")
+    await page.get_by_role("button", name="Recently deleted").click()
+    await expect(loading).to_have_text("All 4 posts loaded.")
+    await expect(count).to_have_text("0")
+    await expect(page.get_by_role("button", name="Restore")).to_be_disabled()
+
+    # A filter that hides a ticked row takes it out of the selection.
+    await boxes.first.check()
+    await expect(count).to_have_text("1")
+    await page.locator("#f-q").fill("nothing like this")
+    await page.get_by_role("button", name="Filter", exact=True).click()
+    await expect(page.locator("#empty")).to_be_visible()
+    await expect(count).to_have_text("0")
+    assert watch.errors == []
+
+
+async def test_a_ticked_row_gone_elsewhere_leaves_the_selection(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    """More posts than the page holds at once: a ticked row that another tab deletes leaves
+    the list and the selection, though the list is not loaded to its end."""
+    owner, ids = await artist(factory, 4)
+    await factory.posts_bulk(owner, 3000, created_at=datetime.now(UTC) - timedelta(days=30))
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await expect(page.locator("#loading")).to_have_text(
+        re.compile(r"of 3,004 posts loaded; more load as you page on\.$")
+    )
+    count = page.locator("#selected-count")
+    await page.locator(f'#posts-body input[data-id="{ids[0]}"]').check()
+    await page.locator(f'#posts-body input[data-id="{ids[1]}"]').check()
+    await expect(count).to_have_text("2")
+
+    await api(stack, owner, "POST", "/api/pmd/action", {"action": "delete", "post_ids": ids[:1]})
+    await expect(page.locator(f'#posts-body tr[data-id="{ids[0]}"]')).to_have_count(0)
+    await expect(count).to_have_text("1")
+    await page.get_by_role("button", name="Request download of 1 post").click()
+    await expect(page.locator("#bdr-list li")).to_have_count(1)
+    assert [b["post_ids"] for b in watch.posts_to("/api/pmd/bdr")] == [ids[1:2]]
+    assert watch.errors == []
