@@ -163,9 +163,10 @@ _ACTION_VERBS = _ACTION_VERBS[0].upper() + _ACTION_VERBS[1:]
 # Every bulk write's, undos' too (posts/pace.py).
 _PACED = (
     "More bulk actions in the last minute than BULK_ACTIONS_PER_MINUTE (`code` "
-    "`rate_limited`); or more changed posts than the budget allows, per owner and per "
-    "acting moderator, in the last minute (BULK_CHANGED_POSTS_PER_MINUTE) or hour "
-    "(BULK_CHANGED_POSTS_PER_HOUR), refused whole before any post changed (`code` "
+    "`rate_limited`); or more changed posts than the budget allows, per person (an owner's "
+    "own writes, a moderator's on anyone's posts, each charged to the one who acts), in the "
+    "last minute (BULK_CHANGED_POSTS_PER_MINUTE) or hour (BULK_CHANGED_POSTS_PER_HOUR), "
+    "refused whole before any post changed (`code` "
     "`row_budget_exceeded`, `details`: `limit`, `window_seconds`, `used`, `requested`, "
     "`retry_after_seconds`, `scope` `owner` or `moderator`). Both send `Retry-After`"
 )

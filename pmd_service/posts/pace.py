@@ -1,5 +1,7 @@
 """How fast one person may write: bulk actions (undos included) a minute, and posts changed a
-minute and an hour, both over sliding windows.
+minute and an hour, both over sliding windows. A moderator's writes are charged to the
+moderator's budget alone, an owner's own writes to the owner's: what an artist spends on their
+posts never delays moderation of them.
 
 The requests are counted in the queue's Redis, so every server process counts the same ones;
 the changed posts in the database, in the transaction that changes them, so a write past the
@@ -84,8 +86,8 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 # --- the budget of changed posts ---------------------------------------------------------------
 
-# One lock per budget, taken in this order (owner, then moderator) before any post is locked,
-# so two writes against one budget never both read it as unspent.
+# One lock per budget, taken before any post is locked, so two writes against one budget never
+# both read it as unspent.
 SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
 # Posts changed within each window, the current clock's ($1 user, $2 whose budget, $3 and $4
 # the windows' seconds). clock_timestamp, not now(): the transaction may have waited for the
@@ -114,16 +116,13 @@ WHERE user_id = $1 AND as_moderator = $2
   AND spent_at > clock_timestamp() - make_interval(secs => $3::float8)
 ORDER BY spent_at
 """
-SQL_BUDGET_SPEND = """
-INSERT INTO write_spends (user_id, as_moderator, posts)
-SELECT u, m, $3::int FROM unnest($1::int[], $2::bool[]) AS s(u, m)
-"""
+SQL_BUDGET_SPEND = "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, $2, $3)"
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """The posts one owner's posts, and one moderator's actions, may see changed a minute and
-    an hour (BULK_CHANGED_POSTS_PER_MINUTE, BULK_CHANGED_POSTS_PER_HOUR)."""
+    """The posts one owner's own writes, and one moderator's, may change a minute and an hour
+    (BULK_CHANGED_POSTS_PER_MINUTE, BULK_CHANGED_POSTS_PER_HOUR)."""
 
     per_minute: int
     per_hour: int
@@ -153,19 +152,17 @@ class Room:
 
     conn: Conn
     budgets: tuple[_Used, ...]
-    subjects: tuple[tuple[int, bool], ...]
+    subject: tuple[int, bool]  # whose budget the write is charged to: (user, as moderator)
 
     @property
     def left(self) -> int:
         return min(b.left for b in self.budgets)
 
     async def spend(self, changed: int) -> None:
-        """Count `changed` posts against every budget; a write that changed nothing costs
+        """Count `changed` posts against the write's budget; a write that changed nothing costs
         nothing."""
         if changed:
-            users = [u for u, _ in self.subjects]
-            kinds = [m for _, m in self.subjects]
-            await self.conn.execute(SQL_BUDGET_SPEND, users, kinds, changed)
+            await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed)
 
     async def refusal(self, requested: int) -> ProblemError:
         """429 for a write of `requested` posts past a budget, with the wait until the budget
@@ -210,20 +207,20 @@ class Room:
 
 
 async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: int | None) -> Room:
-    """Lock the owner's budget (and the acting moderator's) for this transaction and read what
-    is left of it: to be called in the write's transaction, before it locks any post."""
-    subjects: tuple[tuple[int, bool], ...] = ((owner_id, False),)
+    """Lock the budget this write is charged to (the acting moderator's, else the owner's) for
+    its transaction and read what is left of it: to be called in the write's transaction,
+    before it locks any post."""
     if moderator_id is not None:
-        subjects += ((moderator_id, True),)
-    for user_id, as_moderator in subjects:
-        lock = AdvisoryLock.WRITE_BUDGET_MODERATOR if as_moderator else AdvisoryLock.WRITE_BUDGET
-        await conn.execute(SQL_BUDGET_LOCK, lock, user_id)
+        user_id, as_moderator, lock = moderator_id, True, AdvisoryLock.WRITE_BUDGET_MODERATOR
+    else:
+        user_id, as_moderator, lock = owner_id, False, AdvisoryLock.WRITE_BUDGET
+    await conn.execute(SQL_BUDGET_LOCK, lock, user_id)
     (short, short_limit), (long, long_limit) = budget.windows()
-    used: list[_Used] = []
-    for user_id, as_moderator in subjects:
-        # A statement after the lock: its snapshot holds every spend committed before it.
-        row = await conn.fetchrow(SQL_BUDGET_USED, user_id, as_moderator, float(short), float(long))
-        assert row is not None  # an aggregate always has its row
-        used.append(_Used(user_id, as_moderator, short, short_limit, row["short"]))
-        used.append(_Used(user_id, as_moderator, long, long_limit, row["long"]))
-    return Room(conn, tuple(used), subjects)
+    # A statement after the lock: its snapshot holds every spend committed before it.
+    row = await conn.fetchrow(SQL_BUDGET_USED, user_id, as_moderator, float(short), float(long))
+    assert row is not None  # an aggregate always has its row
+    used = (
+        _Used(user_id, as_moderator, short, short_limit, row["short"]),
+        _Used(user_id, as_moderator, long, long_limit, row["long"]),
+    )
+    return Room(conn, used, (user_id, as_moderator))

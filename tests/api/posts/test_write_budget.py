@@ -93,10 +93,35 @@ async def test_a_moderators_budget_spans_the_owners_they_act_on(
     resp = await act(client, moderator, "hide", seconds, target_sqid=second.sqid)
     details = await _budget_refusal(resp, 3)
     assert details["scope"] == "moderator" and details["used"] == 3
-    # The second owner's own budget is untouched; the first owner's counts the moderator's.
+    # Neither owner's own budget counts the moderator's writes.
     assert (await ok(client, second, "hide", seconds))["changed_count"] == 3
-    resp = await act(client, first, "hide", firsts)
-    assert (await _budget_refusal(resp, 3))["scope"] == "owner"
+    assert (await ok(client, first, "hide", firsts))["changed_count"] == 3
+
+
+async def test_an_owner_at_their_budget_never_holds_moderation_off(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _budgeted(aiohttp_client, settings, 5, 10)
+    moderator = await factory.user(roles=["user", "moderator"])
+    owner, ids = await factory.owner_and_bulk(8)
+    # The owner spends their hour's budget: a toggle of five posts, a minute apart.
+    await ok(client, owner, "hide", ids[:5])
+    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '61 seconds'")
+    await ok(client, owner, "unhide", ids[:5])
+    details = await _budget_refusal(await act(client, owner, "hide", ids[:1]), 1)
+    assert (details["scope"], details["window_seconds"], details["used"]) == ("owner", 3600, 10)
+    # A moderator's hide of one of their posts passes, charged to the moderator alone.
+    body = await ok(client, moderator, "hide", ids[:1], target_sqid=owner.sqid)
+    assert body["changed_count"] == 1
+    resp = await act(client, moderator, "hide", ids[1:6], target_sqid=owner.sqid)
+    details = await _budget_refusal(resp, 5)
+    assert (details["scope"], details["window_seconds"], details["used"]) == ("moderator", 60, 1)
+    details = await _budget_refusal(await act(client, owner, "hide", ids[6:7]), 1)
+    assert (details["scope"], details["used"]) == ("owner", 10)
 
 
 async def test_an_undo_is_budgeted_and_spends_it(
