@@ -1,5 +1,6 @@
-"""The arq worker, wired in one place: the jobs it runs (one function per job kind of
-upkeep/kinds.py, the sweep and the cleanup as crons), its options, and its two entry points.
+"""The arq worker, wired in one place: the jobs it runs (one function per claimed job kind the
+features declare, the sweep and the cleanup as crons beside the features' scheduled jobs), its
+options, and its two entry points.
 
 `python -m pmd_service worker` (`main`, the supported form) waits for PostgreSQL and Redis, runs
 the options below on `PmdWorker` and writes each log line once; `arq worker.WorkerSettings`
@@ -28,13 +29,13 @@ from .core import job_codec, logs
 from .core.redis_client import redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
+from .features import JOB_KINDS, SCHEDULES
 from .jobs import context
 from .jobs.arq_adapter import PmdWorker, arq_command_runs_pmd_worker, arq_lines_once
 from .jobs.driver import job_function
 from .jobs.worker_metrics import MetricsPortError
 from .mail.language import check_at_start as check_email_copy
 from .upkeep.cleanup import daily_cleanup
-from .upkeep.kinds import KINDS
 from .upkeep.sweep import sweep
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ FUNCTIONS = [
         max_tries=kind.queue.max_tries,
         timeout=kind.queue.timeout,
     )
-    for kind in KINDS
+    for kind in JOB_KINDS
 ]
 CRON_JOBS = [
     cron(sweep, second={5}, run_at_startup=True, timeout=120),
@@ -69,6 +70,18 @@ CRON_JOBS = [
         minute={17},
         second={0},
         timeout=1800,
+    ),
+    *(
+        cron(
+            s.run,
+            name=s.name,
+            hour=set(s.hour) if s.hour is not None else None,
+            minute=set(s.minute) if s.minute is not None else None,
+            second=set(s.second),
+            run_at_startup=s.run_at_startup,
+            timeout=s.timeout,
+        )
+        for s in SCHEDULES
     ),
 ]
 HEALTH_CHECK_INTERVAL = 30

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from aiohttp import web
 from arq.connections import ArqRedis
+from prometheus_client import CollectorRegistry
 
 from ..core.settings import Settings
 
@@ -28,6 +29,8 @@ TICKET_REDEMPTIONS: web.AppKey[Redemptions] = web.AppKey("ticket_redemptions")
 # Where ready ZIPs are: the ZIP_PATH folder or the ZIP_STORE bucket.
 ZIP_FILES: web.AppKey[ZipFiles] = web.AppKey("zip_files")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc", dict)
+# The process's Prometheus registry, where a feature's lifetime adds what it counts.
+COLLECTORS = web.AppKey("collectors", CollectorRegistry)
 # Every endpoint's declaration by its route (api/routing.py).
 ROUTE_ENDPOINTS: web.AppKey[dict[AbstractRoute, Endpoint]] = web.AppKey("route_endpoints", dict)
 

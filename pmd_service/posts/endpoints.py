@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import msgspec
 from aiohttp import web
 
 from ..api.auth import retarget
 from ..api.declaration import Endpoint, Param
-from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from ..api.keys import COLLECTORS, DB_POOL, PRINCIPAL, REDIS, SETTINGS
 from ..api.responses import json_response
 from ..api.routing import parse_query
 from ..api.validation import path_uuid, read_json
@@ -16,7 +18,7 @@ from ..host.access import Principal
 from . import batches, history, listing, undo
 from .actions import ACTIONS, named
 from .filters import check_filter
-from .host_cache import FeedDrops
+from .host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from .pace import Budget, take_turn
 from .schemas import (
     ActionList,
@@ -180,6 +182,23 @@ _ACTION_ID = Param(
 
 # The host's cached feeds, dropped in the background; None when HOST_CACHE_REDIS_URL is unset.
 FEED_DROPS: web.AppKey[FeedDrops | None] = web.AppKey("feed_drops")
+
+
+async def host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The task dropping the host's cached feeds after actions (posts/host_cache.py)."""
+    settings = app[SETTINGS]
+    if settings.host_cache_redis_url is None:
+        app[FEED_DROPS] = None
+        yield
+        return
+    cache = create_host_cache(settings.host_cache_redis_url)
+    app[FEED_DROPS] = drops = FeedDrops(cache, settings.host_cache_patterns)
+    app[COLLECTORS].register(FeedDropsCollector(drops))
+    drops.start()
+    yield
+    await drops.stop()
+    await cache.aclose()
+
 
 ENDPOINTS = (
     Endpoint(

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -211,24 +211,20 @@ async def opening_gate_middleware(request: web.Request, handler: Handler) -> web
 
 
 async def create_ticket(request: web.Request) -> web.Response:
-    query = parse_query(request, TicketQuery)
+    downloads = request.app[SSE_DOWNLOADS]
+    query = parse_query(request, downloads.query)
     # Browsers reconnect with a ticket, so a reconnect storm is a storm of these too: the
     # caller's lookup is batched as the openings' are rather than a query each.
     request[PRINCIPAL] = principal = await bearer(request, request.app[SSE_CALLERS].by_sqid)
+    named = [(d, value) for d in downloads.all if (value := getattr(query, d.query_key))]
+    if len(named) > 1:
+        keys = " or ".join(f"`{d.query_key}`" for d in downloads.all)
+        raise bad_request(f"Send {keys}: a ticket opens one download.", code=Code.INVALID_QUERY)
     download_id = None
-    if query.bdr_id is not None and query.export_id is not None:
-        raise bad_request(
-            "Send `bdr_id` or `export_id`: a ticket opens one download.", code=Code.INVALID_QUERY
-        )
-    downloads = request.app[SSE_DOWNLOADS]
-    if query.bdr_id is not None:
-        download_id = parse_uuid(query.bdr_id)
-        # 404 now rather than at the download: the BDR must be the target's.
-        await downloads.bdr(request.app[DB_POOL], download_id, principal)
-    elif query.export_id is not None:
-        # Good for one download of any part of that export (the parts' URLs carry its id).
-        download_id = parse_uuid(query.export_id)
-        await downloads.export(request.app[DB_POOL], download_id, principal)
+    for download, value in named:
+        download_id = parse_uuid(value)
+        # 404 now rather than at the download: it must be one the principal may get.
+        await download.check(request.app[DB_POOL], download_id, principal)
     key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
     out = await tickets.mint(request.app[REDIS], key, principal, download_id)
     return json_response(out, headers={"Cache-Control": "no-store"})
@@ -239,39 +235,28 @@ DownloadCheck = Callable[[asyncpg.Pool, uuid.UUID, Principal], Awaitable[object]
 
 
 @dataclass(frozen=True, slots=True)
-class TicketDownloads:
-    """What a download ticket is checked against: the features' own lookups, which the app
-    hands over (this room knows no feature)."""
+class TicketDownload:
+    """A download a ticket may be minted for, as its feature declares it (this room knows no
+    feature): the ticket query's key naming it, what that key's description says, the check
+    that the principal may get it, and the codes that check answers with."""
 
-    bdr: DownloadCheck
-    export: DownloadCheck
+    query_key: str
+    description: str
+    check: DownloadCheck
+    codes: tuple[Code, ...] = ()
 
 
-class TicketQuery(msgspec.Struct):
-    """The query of POST /api/pmd/bdr/sse-ticket."""
-
-    bdr_id: (
-        Annotated[
-            str,
-            Meta(
-                max_length=64,
-                description="Mint a ticket for downloading this request's ZIP (only that one); "
-                "without it, a ticket for the stream",
-            ),
-        ]
-        | None
-    ) = None
-    export_id: (
-        Annotated[
-            str,
-            Meta(
-                max_length=64,
-                description="Mint a ticket for downloading one part of this export (the owner's "
-                "own); without it or `bdr_id`, a ticket for the stream",
-            ),
-        ]
-        | None
-    ) = None
+def ticket_query(downloads: Sequence[TicketDownload]) -> type[msgspec.Struct]:
+    """The query of POST /api/pmd/bdr/sse-ticket: an optional id for each download kind."""
+    fields = [
+        (
+            d.query_key,
+            Annotated[str, Meta(max_length=64, description=d.description)] | None,
+            None,
+        )
+        for d in downloads
+    ]
+    return msgspec.defstruct("TicketQuery", fields)
 
 
 class StreamQuery(msgspec.Struct):
@@ -310,8 +295,20 @@ _STREAM_SUMMARY = (
 )
 
 
-def endpoints(kinds: EventKinds) -> tuple[Endpoint, ...]:
-    """The stream's endpoints, its events those of `kinds`."""
+@dataclass(frozen=True, slots=True)
+class TicketDownloads:
+    """The downloads tickets are minted for, and the ticket request's query they make."""
+
+    all: tuple[TicketDownload, ...]
+    query: type[msgspec.Struct]
+
+    @classmethod
+    def of(cls, downloads: Sequence[TicketDownload]) -> TicketDownloads:
+        return cls(tuple(downloads), ticket_query(downloads))
+
+
+def endpoints(kinds: EventKinds, downloads: TicketDownloads) -> tuple[Endpoint, ...]:
+    """The stream's endpoints, its events those of `kinds`, its tickets for `downloads`."""
     summary = _STREAM_SUMMARY.replace("{live}", kinds.summary())
     return (
         Endpoint(
@@ -323,15 +320,13 @@ def endpoints(kinds: EventKinds) -> tuple[Endpoint, ...]:
             "with `bdr_id` for a link to that one ZIP",
             "downloads",
             auth=Auth.OWN,
-            query=TicketQuery,
+            query=downloads.query,
             response=tickets.TicketOut,
             problems=(503,),
             codes=(
                 Code.INVALID_QUERY,
                 Code.INVALID_ID,
-                Code.BDR_NOT_FOUND,
-                Code.EXPORT_OWNER_ONLY,
-                Code.EXPORT_NOT_FOUND,
+                *(c for d in downloads.all for c in d.codes),
                 Code.TICKETS_UNAVAILABLE,
             ),
         ),

@@ -1,10 +1,10 @@
 """The stream's event kinds, as their features declare them (`bdr/events.py`,
-`exports/events.py`, `posts/events.py`), in the one list the app hands the stream
-(`web/event_kinds.py`): the stream knows no feature, only this shape.
+`exports/events.py`, `posts/events.py`, named in each feature's manifest), in the one list the
+app hands the stream (`features.py`): the stream knows no feature, only this shape.
 
 An event is a row of the events table (`stream_events`): its `kind` column names the kind that
 frames it and its `audience` column whose streams receive it, so a new kind is a file in its
-feature (listed in `web/event_kinds.py`), the migration whose SQL writes its rows, and the
+feature (named in its `feature.py`), the migration whose SQL writes its rows, and the
 page's listener: nothing here.
 """
 

@@ -24,6 +24,7 @@ import asyncpg
 
 from ..bdr.service import AUDITED_READS_PAST, SQL_PURGE_AUDITED_READS
 from ..core.objects import Upload, abort_uploads
+from ..features import JOB_KINDS as KINDS
 from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind
@@ -38,7 +39,6 @@ from ..storage.zip_names import (
     is_host_file,
     own_zip_path,
 )
-from .kinds import KINDS
 
 if TYPE_CHECKING:
     from ..core.db import Conn

@@ -24,6 +24,7 @@ from arq.connections import ArqRedis
 from arq.constants import default_queue_name, in_progress_key_prefix
 
 from ..core.problems import ProblemError
+from ..features import JOB_KINDS as KINDS
 from ..jobs.context import WorkerState, state
 from ..jobs.kind import JobKind
 from ..jobs.restore import Look, RestoreCheck
@@ -31,7 +32,6 @@ from ..storage.object_tidy import own_objects, unnamed_paths
 from ..storage.zip_files import STORE_ERRORS, ZipMissing
 from ..storage.zip_names import EXPORTS_FOLDER, ZIP_PREFIX, is_export_part
 from .cleanup import TEMP_MAX_AGE_SECONDS, old_export_files, old_files
-from .kinds import KINDS
 
 FILE_UNNAMED = "file-unnamed"
 _EXPORTS = f"{ZIP_PREFIX}{EXPORTS_FOLDER}/"

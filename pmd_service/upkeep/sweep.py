@@ -1,5 +1,5 @@
-"""Every minute, for each job kind (upkeep/kinds.py): no request is ever stuck, and no owed
-email is forgotten.
+"""Every minute, for each job kind the features declare (features.py): no request is ever
+stuck, and no owed email is forgotten.
 
 - `pending` rows older than 30 s are announced if the server did not, and (re-)enqueued: the
   server commits before it enqueues, so a Redis outage at that moment leaves a row only this finds.
@@ -19,12 +19,12 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
+from ..features import JOB_KINDS as KINDS
 from ..jobs.context import state
 from ..jobs.failures import TRANSIENT
 from ..jobs.kind import JobKind
 from ..mail.notify import send_owed
 from ..storage.object_tidy import abort_dead_uploads
-from .kinds import KINDS
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from .. import __version__
 from ..api.download_slots import ProxySlots
 from ..api.keys import (
+    COLLECTORS,
     DB_POOL,
     OPENAPI_DOC,
     PROXY_SLOTS,
@@ -21,27 +22,20 @@ from ..api.keys import (
 from ..api.request_ids import echo_on_prepare, request_id_middleware
 from ..api.routing import register
 from ..api.ticket_redemptions import Redemptions
-from ..bdr import endpoints as bdr
-from ..bdr import service as bdr_service
 from ..core.logs import quiet_malformed_requests
 from ..core.opening import open_pool
 from ..core.redis_client import create_redis
 from ..core.settings import Settings
-from ..exports import endpoints as exports
-from ..exports import service as export_service
+from ..features import ENDPOINTS, EVENT_KINDS, LIFETIMES, TICKETS
 from ..host.hostcheck import warn_if_host_lacks
-from ..posts import endpoints as posts
-from ..posts.endpoints import FEED_DROPS
-from ..posts.host_cache import FeedDrops, FeedDropsCollector, create_host_cache
 from ..sse import endpoints as sse
 from ..sse import lifetime as sse_hub
-from ..sse.endpoints import SSE_HUB, TEND_HEAP, TicketDownloads
+from ..sse.endpoints import SSE_HUB, TEND_HEAP
 from ..storage.zip_files import ZipFiles
 from . import health, openapi, pages, reference, request_metrics
 from .connection_counts import CONNECTION_COUNTS, ConnectionCounts
 from .connections import head_deadline_middleware
 from .cors import setup_cors
-from .event_kinds import KINDS
 from .outage import OUTAGES, OutageLog
 from .problem_middleware import problem_middleware
 from .prometheus import METRICS, Metrics
@@ -79,29 +73,6 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     await redis.aclose()
 
 
-async def _host_cache_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The task dropping the host's cached feeds after actions (posts/host_cache.py)."""
-    settings = app[SETTINGS]
-    if settings.host_cache_redis_url is None:
-        app[FEED_DROPS] = None
-        yield
-        return
-    cache = create_host_cache(settings.host_cache_redis_url)
-    app[FEED_DROPS] = drops = FeedDrops(cache, settings.host_cache_patterns)
-    app[METRICS].registry.register(FeedDropsCollector(drops))
-    drops.start()
-    yield
-    await drops.stop()
-    await cache.aclose()
-
-
-# A stream ticket for one download is minted only for a BDR or export the principal may get.
-_TICKET_DOWNLOADS = TicketDownloads(
-    bdr=lambda pool, bdr_id, principal: bdr_service.get(pool, bdr_id, principal.target.id),
-    export=export_service.get,
-)
-
-
 REQUEST_LINE_BYTES = 64 * 1024
 
 
@@ -128,7 +99,8 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     app.on_response_prepare.append(_server_header)
     app.on_response_prepare.append(echo_on_prepare)
     app[CONNECTION_COUNTS] = counts = ConnectionCounts()
-    app[METRICS] = Metrics(lambda: app.get(SSE_HUB), counts)
+    app[METRICS] = metrics = Metrics(lambda: app.get(SSE_HUB), counts)
+    app[COLLECTORS] = metrics.registry
     app[OUTAGES] = OutageLog()
     # Opening a store makes no request: readiness never calls the bucket (it reports what the
     # downloads found). In proxy mode a download streams from it for as long as the client reads.
@@ -137,9 +109,9 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
     download_metrics(app[METRICS], app[ZIP_FILES], app[PROXY_SLOTS])
     app.cleanup_ctx.append(_db_pool_ctx)
     app.cleanup_ctx.append(_redis_ctx)
-    app.cleanup_ctx.append(_host_cache_ctx)
     app.cleanup_ctx.append(sse_hub.hub_ctx)
-    app.cleanup_ctx.append(bdr.announcer_ctx)  # flushed before the pool and Redis close
+    # The features' own, after the pool and Redis open and before they close.
+    app.cleanup_ctx.extend(LIFETIMES)
     app.cleanup_ctx.append(internal_metrics_ctx)
     register(
         app,
@@ -147,14 +119,12 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             *health.ENDPOINTS,
             *openapi.ENDPOINTS,
             *((request_metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
-            *posts.ENDPOINTS,
-            *sse.endpoints(KINDS),
-            *bdr.ENDPOINTS,
-            *exports.ENDPOINTS,
+            *sse.endpoints(EVENT_KINDS, TICKETS),
+            *ENDPOINTS,
             *reference.ENDPOINTS,
         ),
     )
-    sse_hub.setup(app, KINDS, _TICKET_DOWNLOADS)
+    sse_hub.setup(app, EVENT_KINDS, TICKETS)
     pages.setup(app)
     reference.setup(app)
     if settings.cors_origins:

@@ -21,8 +21,8 @@ from pmd_service.core.payload_sql import Sql, build_object, watched
 from pmd_service.exports import event_sql as export_event_sql
 from pmd_service.exports.events import EVENTS as EXPORT_EVENTS
 from pmd_service.exports.schemas import EVENT_PARTS, Payload, export_item, export_update
+from pmd_service.features import EVENT_KINDS as KINDS
 from pmd_service.sse import shapes
-from pmd_service.web.event_kinds import KINDS
 from support.stack import connected
 
 BDR_KEYS = set(ItemRow.__struct_encode_fields__)

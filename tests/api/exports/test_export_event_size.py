@@ -16,7 +16,7 @@ import msgspec
 
 from pmd_service.exports.events import KIND
 from pmd_service.exports.schemas import EVENT_PARTS
-from pmd_service.web.event_kinds import KINDS
+from pmd_service.features import EVENT_KINDS as KINDS
 from support.seeding import Factory, UserRow
 from support.sse import SSE, open_stream
 

@@ -1,0 +1,24 @@
+"""The features, in one list: the app, the stream's event kinds and download tickets, the
+sweep and the cleanup, and the worker's functions and crons are built from it (manifest.py
+says what each declares). A new feature is its folder and one line here."""
+
+from __future__ import annotations
+
+from .api.declaration import Endpoint
+from .bdr.feature import FEATURE as BDR
+from .exports.feature import FEATURE as EXPORTS
+from .jobs.kind import JobKind
+from .manifest import Feature, Lifetime, Schedule
+from .posts.feature import FEATURE as POSTS
+from .sse.endpoints import TicketDownloads
+from .sse.kinds import EventKinds
+
+FEATURES: tuple[Feature, ...] = (POSTS, BDR, EXPORTS)
+
+ENDPOINTS: tuple[Endpoint, ...] = tuple(e for f in FEATURES for e in f.endpoints)
+LIFETIMES: tuple[Lifetime, ...] = tuple(c for f in FEATURES for c in f.lifetimes)
+EVENT_KINDS = EventKinds(k for f in FEATURES for k in f.events)
+# The claimed job kinds, in the order the sweep and the cleanup visit them.
+JOB_KINDS: tuple[JobKind, ...] = tuple(j for f in FEATURES for j in f.jobs)
+SCHEDULES: tuple[Schedule, ...] = tuple(s for f in FEATURES for s in f.schedules)
+TICKETS = TicketDownloads.of([t for f in FEATURES for t in f.tickets])
