@@ -1,17 +1,20 @@
 """The page as a newcomer found it (issue 66, item 8), in Debian's Chromium against real
 `server.py` and `arq` worker processes, PostgreSQL and Redis: the selection the actions and
 downloads use is only what the list shows, through views, restores, deletes and changes made
-elsewhere."""
+elsewhere; an action by filter over the server's limit is refused before it is confirmed."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pmd_service.core.settings import Settings
 from support.seeding import Factory
+from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import api, artist, open_page
+from tests.page_stack import api, artist, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -111,3 +114,53 @@ async def test_a_ticked_row_gone_elsewhere_leaves_the_selection(
     await expect(page.locator("#bdr-list li")).to_have_count(1)
     assert [b["post_ids"] for b in watch.posts_to("/api/pmd/bdr")] == [ids[1:2]]
     assert watch.errors == []
+
+
+async def test_an_action_over_the_limit_is_refused_before_it_is_asked(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    """10,019 posts match and one action changes at most 10,000 (BULK_MAX_POSTS): the page
+    says so at the click, and how to get under it, instead of asking to hide 10,019."""
+    owner, _ = await artist(factory, 19)
+    await factory.posts_bulk(owner, 10_000, created_at=datetime.now(UTC) - timedelta(days=30))
+    page, watch = await open_page(browser, stack, owner, query="?hidden=false")
+    await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    await page.get_by_role("button", name="Select all 10,019 matching").click()
+    await expect(page.locator("#selected-count")).to_have_text("All 10,019 matching")
+    said = (
+        "10,019 posts match, and one action changes at most 10,000. Narrow the filter (a tag, "
+        "a license, a date range) to 10,000 or fewer and act on each part in turn. Nothing was "
+        "changed."
+    )
+    for name in ("Hide", "Delete…", "Forbid remixes"):
+        await page.locator("#batch-error").evaluate("e => { e.hidden = true; }")
+        await page.get_by_role("button", name=name, exact=True).click()
+        await expect(page.locator("#batch-error")).to_have_text(said)
+        await expect(page.locator("#batch-error")).to_be_visible()
+        await expect(page.locator("#confirm")).to_be_hidden()
+    assert watch.posts_to("/api/pmd/action") == []
+    assert watch.errors == []
+
+
+async def test_a_limit_the_server_names_is_said_up_front_next_time(
+    browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
+) -> None:
+    owner, _ = await artist(factory, 6)
+    async with running_stack(settings, tmp_path, free_port(), BULK_MAX_POSTS="5") as stack:
+        page, watch = await open_page(browser, stack, owner, query="?hidden=false")
+        await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
+        error = page.locator("#batch-error")
+        hide = page.get_by_role("button", name="Hide", exact=True)
+        # The page ships with the server's usual limit: this server's own comes in its refusal.
+        await page.get_by_role("button", name="Select all 6 matching").click()
+        await hide.click()
+        await expect(error).to_contain_text("The filter matches 6 posts; one action changes at most 5.")
+        await page.get_by_role("button", name="Select all 6 matching").click()
+        await hide.click()
+        await expect(error).to_have_text(
+            "6 posts match, and one action changes at most 5. Narrow the filter (a tag, a "
+            "license, a date range) to 5 or fewer and act on each part in turn. Nothing was "
+            "changed."
+        )
+        assert len(watch.posts_to("/api/pmd/action")) == 1
+        assert watch.errors == []

@@ -4,7 +4,9 @@
 import {
   Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, TOKEN_FIELD, tokenSubject,
 } from "./api.js";
-import { batchVerb, MAX_BATCH, outcome, runBatches, startBatchLine } from "./bulk.js";
+import {
+  batchVerb, BULK_MAX_POSTS, MAX_BATCH, outcome, runBatches, startBatchLine,
+} from "./bulk.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
 import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS, NUMBER_KEYS } from "./filter_keys.js";
@@ -276,6 +278,8 @@ function boot() {
     } catch (error) {
       // 409: the posts that match are not the ones approved (their number, or with the same
       // number other posts); the list shows them again.
+      const { reason, limit } = error.problem?.details ?? {};
+      if (reason === "too_many_posts" && limit > 0) keepBulkMax(limit);
       $("batch").hidden = true;
       $("batch-error").textContent = explain(error, titleOf);
       $("batch-error").hidden = false;
@@ -318,6 +322,26 @@ function boot() {
   function stayedOut(n, groups) {
     const why = groups.map((g) => `${count(g.count)} ${STAYED_WHY[g.reason] ?? g.reason}`);
     return `${plural(n, "post")} stayed in “Recently deleted”: ${why.join("; ")}.`;
+  }
+
+  // The server refuses an action by filter on more posts than its limit, after the person
+  // confirmed it: the page says the limit first, and how to get under it, instead of asking.
+  const BULK_MAX_KEY = "pmd.bulkMaxPosts";
+  let bulkMax = Number(sessionStorage.getItem(BULK_MAX_KEY)) || BULK_MAX_POSTS;
+  function keepBulkMax(limit) {
+    bulkMax = limit;
+    sessionStorage.setItem(BULK_MAX_KEY, String(limit));
+  }
+  function overTheLimit() {
+    if (!table.allMatching || table.total <= bulkMax) return false;
+    const narrow = Object.keys(table.filter).length ? "Narrow the filter" : "Filter the posts";
+    showNotice("");
+    $("batch").hidden = true;
+    $("batch-error").textContent = `${count(table.total)} posts match, and one action changes ` +
+      `at most ${count(bulkMax)}. ${narrow} (a tag, a license, a date range) to ` +
+      `${count(bulkMax)} or fewer and act on each part in turn. Nothing was changed.`;
+    $("batch-error").hidden = false;
+    return true;
   }
 
   // Any action on more than one page of posts says how many first.
@@ -382,6 +406,7 @@ function boot() {
   }
   for (const action of ["hide", "unhide", "restore"]) {
     $(`act-${action}`).addEventListener("click", async () => {
+      if (overTheLimit()) return;
       if (action === "restore" && !leaveOutUnrestorable()) return;
       if (!(await confirmCount(VERBS[action], effective()))) return;
       if (table.allMatching) await batchMatching(action, { action });
@@ -389,6 +414,7 @@ function boot() {
     });
   }
   $("act-delete").addEventListener("click", async () => {
+    if (overTheLimit()) return;
     const n = effective();
     const sure = await confirmAction({
       title: `Delete ${plural(n, "post")}?`,
@@ -402,6 +428,7 @@ function boot() {
     else await batch("delete", act("delete"));
   });
   $("act-license").addEventListener("click", async () => {
+    if (overTheLimit()) return;
     const select = $("license-select");
     const id = select.value ? Number(select.value) : null;
     const identifier = id ? select.selectedOptions[0].dataset.identifier || null : null;
@@ -430,6 +457,7 @@ function boot() {
       toast("Write the tags to add or to remove first (separated by commas).", "error");
       return;
     }
+    if (overTheLimit()) return;
     if (!(await confirmCount("Retag", effective()))) return;
     // Both fields empty once the retag is sent: a later "remove" alone must not add these
     // tags again (the batch line says what was done).
@@ -441,6 +469,7 @@ function boot() {
   });
   for (const [id, value] of [["act-remix-on", true], ["act-remix-off", false]]) {
     $(id).addEventListener("click", async () => {
+      if (overTheLimit()) return;
       if (!(await confirmCount(value ? "Allow remixes of" : "Forbid remixes of", effective()))) {
         return;
       }

@@ -5,6 +5,9 @@ import { explain } from "./api.js";
 import { count, plural } from "./format.js";
 
 export const MAX_BATCH = 128;
+// What one action by filter changes at most: the server's BULK_MAX_POSTS as it ships. A server
+// set otherwise names its own in a refusal (`too_many_posts`, details.limit), which app.js keeps.
+export const BULK_MAX_POSTS = 10_000;
 
 export function chunks(ids, size = MAX_BATCH) {
   const out = [];
