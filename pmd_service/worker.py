@@ -17,16 +17,11 @@ from functools import partial
 from typing import Any
 
 from arq import cron, func
-from arq.connections import RedisSettings
 from arq.constants import default_queue_name
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import dev_servers
 from .core import job_codec, logs
-from .core.redis_client import redis_settings
+from .core.redis_client import worker_redis_settings
 from .core.settings import Settings
 from .core.startup import StartupError, load_settings, services_reachable, stop, wait_for_services
 from .features import JOB_KINDS, SCHEDULES
@@ -41,13 +36,6 @@ from .upkeep.sweep import sweep
 log = logging.getLogger(__name__)
 
 PROCESS = "pmd-worker"
-
-# arq's poll loop has no error handling, so one failed Redis call would end the worker process:
-# each call retries with backoff instead, for about a minute.
-# OSError too: redis-py retries a refused reconnect of a pooled connection only when the
-# socket's own error (ConnectionRefusedError) is in the list, not just redis' ConnectionError.
-REDIS_RETRIES = 40
-REDIS_BACKOFF_CAP = 2.0
 
 # A kind's tries and timeout are its queue's (bdr/queue.py, exports/queue.py say why).
 FUNCTIONS = [
@@ -92,13 +80,6 @@ MAX_JOBS = 4
 POLL_DELAY = 0.02
 # On SIGTERM a running build gets this long; an interrupted one is taken over later.
 JOB_COMPLETION_WAIT = 20
-
-
-def worker_redis_settings(url: str) -> RedisSettings:
-    settings = redis_settings(url)
-    settings.retry = Retry(ExponentialBackoff(cap=REDIS_BACKOFF_CAP, base=0.1), REDIS_RETRIES)
-    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
-    return settings
 
 
 async def _worker_startup(ctx: dict[str, Any], *, settings: Settings, wait: bool) -> None:

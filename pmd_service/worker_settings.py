@@ -9,6 +9,7 @@ the same options (`worker_options`, pmd_service/worker.py).
 from __future__ import annotations
 
 from .core import job_codec
+from .core.redis_client import worker_redis_settings
 from .jobs.context import shutdown
 from .worker import (
     CRON_JOBS,
@@ -19,7 +20,6 @@ from .worker import (
     POLL_DELAY,
     arq_command_settings,
     on_startup,
-    worker_redis_settings,
 )
 
 SETTINGS = arq_command_settings()

@@ -1,13 +1,25 @@
-"""The Redis client used to enqueue arq jobs (and hold SSE tickets). Each feature enqueues its
-own job: bdr/queue.py, exports/queue.py. Jobs are JSON (job_codec.py), never pickle."""
+"""The Redis clients: the server's, which enqueues arq jobs and holds SSE tickets, and the
+worker's arq pool. Each feature enqueues its own job: bdr/queue.py, exports/queue.py. Jobs are
+JSON (job_codec.py), never pickle."""
 
 from __future__ import annotations
 
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import job_codec
+
+# Fail fast: a request must not hang on an unreachable Redis (it is re-enqueued later).
+CONNECT_TIMEOUT = 2
+# arq's poll loop has no error handling, so one failed Redis call would end the worker process:
+# each of its calls retries with backoff instead, for about a minute.
+REDIS_RETRIES = 40
+REDIS_BACKOFF_CAP = 2.0
 
 
 def redis_settings(url: str) -> RedisSettings:
@@ -16,9 +28,18 @@ def redis_settings(url: str) -> RedisSettings:
     for name in ("username", "password"):
         if value := getattr(settings, name):
             setattr(settings, name, unquote(value))
-    # Fail fast: a request must not hang on an unreachable Redis (it is re-enqueued later).
-    settings.conn_timeout = 2
+    settings.conn_timeout = CONNECT_TIMEOUT
     settings.conn_retries = 2
+    return settings
+
+
+def worker_redis_settings(url: str) -> RedisSettings:
+    """The worker's: every call retried (see REDIS_RETRIES)."""
+    settings = redis_settings(url)
+    settings.retry = Retry(ExponentialBackoff(cap=REDIS_BACKOFF_CAP, base=0.1), REDIS_RETRIES)
+    # OSError too: redis-py retries a refused reconnect of a pooled connection only when the
+    # socket's own error (ConnectionRefusedError) is in the list, not just redis' ConnectionError.
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
     return settings
 
 
@@ -33,7 +54,7 @@ def create_redis(url: str) -> ArqRedis:
         username=s.username,
         password=s.password,
         ssl=s.ssl,
-        socket_connect_timeout=2,
+        socket_connect_timeout=CONNECT_TIMEOUT,
         socket_timeout=5,
         encoding="utf8",
         job_serializer=job_codec.serialize,
