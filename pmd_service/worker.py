@@ -108,8 +108,8 @@ def on_startup(settings: Settings, *, wait: bool = False) -> Any:
 
 
 def worker_options(settings: Settings, *, wait_for_services: bool = False) -> dict[str, Any]:
-    """The keyword arguments of arq's Worker, as WorkerSettings gives them (a test holds the
-    two equal).
+    """The keyword arguments of arq's Worker, and the attributes of the `arq` command's
+    WorkerSettings.
     `wait_for_services`: wait for PostgreSQL and Redis in on_startup (the `arq` command's
     form, which has no start-up of the service's own before the Worker)."""
     return {

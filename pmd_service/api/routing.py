@@ -52,6 +52,9 @@ def register(app: web.Application, endpoints: Iterable[Endpoint]) -> None:
             _query_fields(endpoint.query)  # an unsupported field fails here, at start-up
         wrap = _WRAPPERS.get(endpoint.auth)
         handler = wrap(endpoint.handler) if wrap is not None else endpoint.handler
+        once = once_keys(endpoint)
+        if once:
+            handler = _refusing_repeats(handler, once)
         if endpoint.method == "get":
             route = app.router.add_get(
                 endpoint.path, handler, name=endpoint.operation_id, allow_head=endpoint.allow_head
@@ -82,6 +85,46 @@ def _invalid(name: str, raw: str, message: str) -> Exception:
         errors=[FieldError(field=name, message=message)],
         code=Code.INVALID_QUERY,
     )
+
+
+def _repeated(name: str) -> Exception:
+    return bad_request(
+        f"Query parameter `{name}` is given more than once; send `{name}` once (readers of a "
+        "query differ on which of its values counts).",
+        slug="duplicate-key",
+        errors=[FieldError(field=name, message="is given more than once")],
+        extra={"key": name},
+        code=Code.DUPLICATE_KEY,
+    )
+
+
+def once_keys(endpoint: Endpoint) -> frozenset[str]:
+    """The query parameters `endpoint` reads that take one value: its query struct's fields
+    but the lists (`?hashtag=a&hashtag=b`), and `target_sqid` on any authenticated endpoint
+    (api/auth.py)."""
+    keys: set[str] = set()
+    if endpoint.query is not None:
+        keys = {f.encode_name for f in _query_fields(endpoint.query) if query_list(f.type) is None}
+    if endpoint.auth is not Auth.PUBLIC:
+        keys.add("target_sqid")
+    return frozenset(keys)
+
+
+def _refusing_repeats(handler: Handler, once: frozenset[str]) -> Handler:
+    """`handler`, behind a 400 naming a parameter of `once` given twice: a proxy or cache in
+    front may act on another of its values than this service (which reads the first)."""
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        query = request.query
+        if len(query) > 1:
+            seen: set[str] = set()
+            for key, _ in query.items():
+                if key in seen and key in once:
+                    raise _repeated(key)
+                seen.add(key)
+        return await handler(request)
+
+    return checked
 
 
 def query_scalar(kind: msgspec.inspect.Type) -> msgspec.inspect.Type:

@@ -232,7 +232,7 @@ TABLE: dict[Code, Entry] = {
     Code.TICKET_INVALID: Entry(401, "The ticket is unknown, expired or already used: mint a new one"),
     Code.TICKET_WRONG_DOWNLOAD: Entry(401, "The ticket was minted for another download, or for the stream"),
     Code.MALFORMED_JSON: Entry(400, "The body is empty or not UTF-8 JSON"),
-    Code.DUPLICATE_KEY: Entry(400, "A key appears twice in the body", {"key": "string"}),
+    Code.DUPLICATE_KEY: Entry(400, "A key appears twice in the body, or a one-value query parameter twice", {"key": "string"}),
     Code.INVALID_TEXT: Entry(400, "A text value holds a NUL character (U+0000)"),
     Code.VALIDATION_FAILED: Entry(422, "The body does not match the schema; `errors` names the field"),
     Code.UNSUPPORTED_MEDIA_TYPE: Entry(415, "The body is not sent as JSON"),

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import OPENAPI_DOC
 from ..api.problem_responses import PROBLEM_JSON
-from ..api.routing import query_list, query_scalar
+from ..api.routing import once_keys, query_list, query_scalar
 from ..core.codes import HOST_PROBLEM_CODES, TABLE, Code
 from ..core.problems import Problem
 
@@ -217,6 +217,8 @@ def problem_codes(op: Endpoint, *, has_params: bool) -> list[Code]:
         codes += BODY_CODES
     if op.query is not None and _parsed_query(op.query):
         codes.append(Code.INVALID_QUERY)
+    if once_keys(op):  # a query parameter that takes one value, given twice (api/routing.py)
+        codes.append(Code.DUPLICATE_KEY)
     return list(dict.fromkeys(codes))
 
 

@@ -1,5 +1,6 @@
-"""`arq worker.WorkerSettings` is arq's plain settings class: arq reads the options of the class
-as `python -m pmd_service worker` gets them from `worker_options`, each one the same."""
+"""`arq worker.WorkerSettings` is arq's plain settings class, made of `worker_options`: arq reads
+every option `python -m pmd_service worker` gets from it (each one a keyword of arq's Worker,
+none dropped), each one the same."""
 
 from __future__ import annotations
 

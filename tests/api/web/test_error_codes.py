@@ -249,6 +249,9 @@ async def _generic(
             return _as(w.owner, req, target_sqid="a\x00b")
         case Code.MALFORMED_JSON:
             return _body(req, "{")
+        case Code.DUPLICATE_KEY if "json" not in req[2]:
+            method, url, kwargs = _as(w.owner, req)
+            return method, url, {**kwargs, "params": [("target_sqid", w.owner.sqid)] * 2}
         case Code.DUPLICATE_KEY:
             sent = msgspec.json.encode(req[2].get("json", {})).decode()
             twice = '"target_sqid": null, "target_sqid": null'
