@@ -1,7 +1,9 @@
 """The page as a newcomer found it (issue 66, item 8), in Debian's Chromium against real
 `server.py` and `arq` worker processes, PostgreSQL and Redis: the selection the actions and
 downloads use is only what the list shows, through views, restores, deletes and changes made
-elsewhere; an action by filter over the server's limit is refused before it is confirmed."""
+elsewhere; an action by filter over the server's limit is refused before it is confirmed; at the
+day's limit of downloads the request button waits for the reset, and a repeated request's
+dialog defaults to the download made already."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import api, artist, open_page, running_stack
+from tests.browser.test_page_exports import serious_violations
+from tests.page_stack import api, artist, artist_page, open_page, running_stack
 from tests.prerequisites import unmet
 
 if TYPE_CHECKING:
@@ -164,3 +167,89 @@ async def test_a_limit_the_server_names_is_said_up_front_next_time(
         )
         assert len(watch.posts_to("/api/pmd/action")) == 1
         assert watch.errors == []
+
+
+# What the request button says at the day's limit: the limit, and when it resets.
+AT_THE_LIMIT = re.compile(
+    r"^You have made the 1 download request a day allows\. The next can be requested at "
+    r".+ your time \(in \d+ (h|min)( \d+ min)?\), when the day's count starts over\.$"
+)
+
+
+async def test_at_the_daily_limit_the_request_button_waits_for_the_reset(
+    browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
+) -> None:
+    owner, _ = await artist(factory, 3)
+    async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
+        page, watch = await open_page(browser, stack, owner)
+        await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+        boxes = page.locator("#posts-body input[type=checkbox]")
+        request = page.locator("#bdr-request")
+        why = page.locator("#bdr-why")
+        await boxes.nth(0).check()
+        await request.click()
+        await expect(page.locator("#bdr-list li")).to_have_count(1)
+        # Other posts: no repeat, and the day's one request is spent. The refusal names the
+        # limit; the button then waits, whatever is selected.
+        await boxes.nth(0).uncheck()
+        await boxes.nth(1).check()
+        await request.click()
+        await expect(page.locator("#toasts .toast.wait")).to_contain_text("per day is reached")
+        await expect(request).to_be_disabled()
+        await expect(why).to_have_text(AT_THE_LIMIT)
+        await boxes.nth(2).check()
+        await expect(request).to_have_text("Request download of 2 posts")
+        await expect(request).to_be_disabled()
+        await expect(why).to_have_text(AT_THE_LIMIT)
+
+        # Reloaded, and without the refusal's time: today's request in the list is the limit.
+        await page.evaluate(
+            """() => Object.keys(sessionStorage)
+                .filter((k) => k.startsWith("pmd.bdrRefusedUntil."))
+                .forEach((k) => sessionStorage.removeItem(k))"""
+        )
+        await page.reload()
+        await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+        await expect(page.locator("#bdr-list li")).to_have_count(1)
+        await page.get_by_role("button", name="Select page").click()
+        await expect(request).to_be_disabled()
+        await expect(why).to_have_text(AT_THE_LIMIT)
+        assert len(watch.posts_to("/api/pmd/bdr")) == 2
+        assert await serious_violations(page) == []
+        assert watch.errors == []
+
+
+async def test_a_repeated_download_defaults_to_the_one_made_already(
+    browser: Browser, stack: Stack, factory: Factory
+) -> None:
+    _, _, page, watch = await artist_page(browser, stack, factory, 2)
+    await page.get_by_role("button", name="Select page").click()
+    request = page.get_by_role("button", name="Request download of 2 posts")
+    await request.click()
+    cards = page.locator("#bdr-list li")
+    await expect(cards).to_have_count(1)
+    await request.click()
+    dialog = page.locator("#confirm")
+    await expect(dialog).to_contain_text("You asked for these posts already")
+    # The primary button, focused, spends nothing; the one that spends a request is the other.
+    reuse = dialog.get_by_role("button", name="Use that one")
+    again = dialog.get_by_role("button", name="Request a new one anyway")
+    await expect(reuse).to_be_focused()
+    await expect(reuse).to_have_class(re.compile(r"\bprimary\b"))
+    await expect(again).not_to_have_class(re.compile(r"\bprimary\b"))
+    await page.keyboard.press("Enter")
+    await expect(dialog).to_be_hidden()
+    assert await serious_violations(page) == []
+    await expect(cards.first).to_have_class("bdr highlight")
+    await request.click()
+    await expect(reuse).to_be_focused()
+    await page.keyboard.press("Escape")
+    await expect(dialog).to_be_hidden()
+    await expect(cards).to_have_count(1)
+    assert [b["repeat"] for b in watch.posts_to("/api/pmd/bdr")] == [False, False, False]
+    # Spending one is still a click away.
+    await request.click()
+    await again.click()
+    await expect(cards).to_have_count(2)
+    assert [b["repeat"] for b in watch.posts_to("/api/pmd/bdr")][3:] == [False, True]
+    assert watch.errors == []

@@ -111,7 +111,8 @@ export class Api {
   delete(path) { return this.request("DELETE", path); }
 }
 
-function inWords(seconds) {
+// "5 h 3 min", "12 min": a wait, rounded up to the minute.
+export function inWords(seconds) {
   const minutes = Math.ceil(seconds / 60);
   const h = Math.floor(minutes / 60);
   const m = minutes % 60;

@@ -2,7 +2,8 @@
 // the user's own page) the exports panel.
 
 import {
-  Api, ApiError, explain, getToken, setToken, takeTokenFromFragment, TOKEN_FIELD, tokenSubject,
+  Api, ApiError, explain, getToken, inWords, setToken, takeTokenFromFragment, TOKEN_FIELD,
+  tokenSubject,
 } from "./api.js";
 import {
   batchVerb, BULK_MAX_POSTS, MAX_BATCH, outcome, runBatches, startBatchLine,
@@ -109,6 +110,7 @@ function boot() {
   }
   downloads = new Downloads(api, {
     toast, confirmAction, onError, highlightId, exportsFeed: exportsPanel, postsFeed,
+    onChange: () => refreshControls(),
   });
 
   function refreshControls() {
@@ -126,15 +128,27 @@ function boot() {
     recent.setDisabled(busy);
     const why = $("bdr-why");
     const request = $("bdr-request");
+    // Today's requests used up: the button waits for the reset, and says when it is.
+    const reached = downloads?.limitReached();
     request.disabled = busy || n === 0 || n > MAX_BATCH || table.view !== "live" ||
-      (table.allMatching && table.posts.length < table.total);
+      (table.allMatching && table.posts.length < table.total) || Boolean(reached);
     request.textContent = n ? `Request download of ${plural(n, "post")}` : "Request download";
-    if (table.view !== "live") why.textContent = "Switch to Posts to download.";
+    if (reached) why.textContent = limitWords(reached);
+    else if (table.view !== "live") why.textContent = "Switch to Posts to download.";
     else if (n === 0) why.textContent = "Select the posts to put in the ZIP.";
     else if (n > MAX_BATCH) {
       why.textContent = `A download holds at most ${MAX_BATCH} posts; ${count(n)} are selected. ` +
         `Unselect ${count(n - MAX_BATCH)}, or request several downloads.`;
     } else why.textContent = "";
+  }
+
+  function limitWords({ limit, resetAt }) {
+    const when = new Date(resetAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    const made = limit
+      ? `You have made the ${plural(limit, "download request")} a day allows.`
+      : "You have made as many download requests as a day allows.";
+    return `${made} The next can be requested at ${when} your time ` +
+      `(in ${inWords((resetAt - Date.now()) / 1000)}), when the day's count starts over.`;
   }
 
   // --- the filter, kept in the page's URL: the server's keys that the form has a field for ---
@@ -537,6 +551,7 @@ function boot() {
         if (error.problem?.details?.reason !== "bdr_repeated") throw error;
         const { bdr_id: id, status } = error.problem.details;
         downloads.show(id);
+        // Using the one made already is the default: a new one spends a request of the day's.
         const insist = await confirmAction({
           title: "You asked for these posts already",
           text: `A download of exactly ${ids.length === 1 ? "this post" : `these ${plural(ids.length, "post")}`} ` +
@@ -544,12 +559,14 @@ function boot() {
             "“Downloads”. A new one counts against today's limit.",
           ok: "Request a new one anyway",
           cancel: "Use that one",
+          keep: true,
         });
         if (!insist) return;
         await downloads.request(ids, { ...options, repeat: true });
       }
       toast(`Download of ${plural(ids.length, "post")} requested; follow it in the panel.`, "ok");
     } catch (error) {
+      if (error.problem?.details?.reason === "bdr_daily_limit") downloads.refusedForToday(error);
       if (error.status === 401) onError(error);
       // A daily limit is a wait, not a failure: no red (red is for deleting).
       else toast(explain(error), error.status === 429 ? "wait" : "error");

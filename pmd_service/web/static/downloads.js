@@ -8,7 +8,7 @@
 // server then sends only what was missed (or `reset` and a new snapshot). The server's own
 // `retry:` is for clients that let EventSource reconnect; this page keeps its own pace.
 
-import { ApiError, explain } from "./api.js";
+import { ApiError, explain, tokenSubject } from "./api.js";
 import * as fmt from "./format.js";
 import { el, timeEl } from "./ui.js";
 
@@ -35,6 +35,13 @@ const ACTIVE = new Set(["pending", "processing"]);
 const BACKOFF_SHOWN_MAX_MS = 3000;
 const BACKOFF_MAX_MS = 30_000;
 
+// The server counts a day's download requests per UTC day (its limit resets at midnight UTC).
+const DAY_MS = 86_400_000;
+const utcDayStart = (now) => now - (now % DAY_MS);
+// The day's limit, as a refusal named it (the server's, the same for everyone): kept for the
+// tab, so a reload still knows it.
+const DAILY_LIMIT_KEY = "pmd.bdrDailyLimit";
+
 // The browser saves the file itself, streaming it to disk: never read into a blob (a ZIP may
 // be gigabytes). A link cannot carry the Bearer header, so it carries a single-use ticket bound
 // to one request (`{bdr_id}`) or export (`{export_id}`): a copied link opens nothing else. The
@@ -54,8 +61,10 @@ export class Downloads {
   // connected(afterSnapshot)}); the owner's stream carries them, a moderator's never does.
   // `postsFeed`: who takes the stream's `posts_changed` events ({changed(data)}; data null when
   // the stream lost track and every post may have changed).
+  // `onChange`: called when whether a download may be requested today may have changed.
   constructor(api, {
     toast, confirmAction, onError, highlightId, exportsFeed = null, postsFeed = null,
+    onChange = () => {},
   }) {
     this.api = api;
     // A user cannot cancel or delete what a moderator asked for on their behalf.
@@ -68,6 +77,12 @@ export class Downloads {
     this.highlightId = highlightId;
     this.exportsFeed = exportsFeed;
     this.postsFeed = postsFeed;
+    this.onChange = onChange;
+    this.dailyLimit = Number(sessionStorage.getItem(DAILY_LIMIT_KEY)) || null;
+    // Refused for the day until then (ms): kept per caller, whose count the limit is.
+    this.refusedKey = `pmd.bdrRefusedUntil.${tokenSubject(api.token) ?? ""}`;
+    this.refusedUntil = Number(sessionStorage.getItem(this.refusedKey)) || 0;
+    this.limitTimer = null;
     this.items = new Map();
     // Requested from this page, and announced (toasted) as ready or failed: a request whose
     // stream events all came before the POST's answer is announced once all the same.
@@ -325,6 +340,54 @@ export class Downloads {
     }
   }
 
+  // The server refused a request for the day (429 `bdr_daily_limit`): none is asked for
+  // again before the day's count starts over.
+  refusedForToday(error) {
+    const { limit, retry_after_seconds: wait } = error.problem?.details ?? {};
+    if (limit > 0) {
+      this.dailyLimit = limit;
+      sessionStorage.setItem(DAILY_LIMIT_KEY, String(limit));
+    }
+    const seconds = Number(wait ?? error.retryAfter);
+    if (seconds > 0) {
+      this.refusedUntil = Date.now() + seconds * 1000;
+      sessionStorage.setItem(this.refusedKey, String(this.refusedUntil));
+    }
+    this.limitChanged();
+  }
+
+  // The requests the list shows that count against today's limit: the owner's own, since a
+  // moderator's count against the moderator. A moderator's own count spans every artist, so
+  // their page knows it only from a refusal.
+  usedToday(now) {
+    if (this.asModerator) return null;
+    const start = utcDayStart(now);
+    return [...this.items.values()]
+      .filter((i) => !i.requested_by_moderator && Date.parse(i.created_at) >= start).length;
+  }
+
+  // `{limit, resetAt}` (ms) while today's download requests are used up, else null.
+  limitReached(now = Date.now()) {
+    if (this.refusedUntil > now) return { limit: this.dailyLimit, resetAt: this.refusedUntil };
+    const used = this.usedToday(now);
+    if (this.dailyLimit && used !== null && used >= this.dailyLimit) {
+      return { limit: this.dailyLimit, resetAt: utcDayStart(now) + DAY_MS };
+    }
+    return null;
+  }
+
+  // Tells the page, and again each minute while the limit holds (the wait is said in
+  // minutes) and at the reset.
+  limitChanged() {
+    clearTimeout(this.limitTimer);
+    const reached = this.limitReached();
+    if (reached) {
+      const wait = Math.min(60_000, Math.max(1000, reached.resetAt - Date.now() + 500));
+      this.limitTimer = setTimeout(() => this.limitChanged(), wait);
+    }
+    this.onChange();
+  }
+
   // A download named by the server (a repeated request): highlighted and scrolled to.
   async show(id) {
     if (!this.items.has(id)) {
@@ -361,6 +424,7 @@ export class Downloads {
     );
     this.list.replaceChildren(...items.map((item) => this.card(item, open.has(item.id))));
     this.empty.hidden = items.length > 0;
+    this.limitChanged(); // a new request may have used up the day's
     if (!focusedCard) return;
     const card = this.list.querySelector(`li[data-id="${CSS.escape(focusedCard)}"]`);
     const button = focusedButton && card?.querySelector(`button[data-do="${focusedButton}"]`);

@@ -65,13 +65,17 @@ export function toast(message, kind = "info") {
 
 // `cancel`: the name of the button that changes nothing, where "Cancel" would be ambiguous
 // (cancelling an export). `danger`: the action deletes something, the only one shown in red.
-export function confirmAction({ title, text, ok, cancel = "Cancel", danger = false }) {
+// `keep`: the button that changes nothing is the one advised (using a download already made
+// rather than spending a request), so it is the primary one; it always has the focus, and
+// Escape and Enter choose it.
+export function confirmAction({ title, text, ok, cancel = "Cancel", danger = false, keep = false }) {
   const dialog = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-ok").textContent = ok;
-  $("confirm-ok").className = danger ? "danger" : "primary";
+  $("confirm-ok").className = danger ? "danger" : keep ? "" : "primary";
   $("confirm-cancel").textContent = cancel;
+  $("confirm-cancel").className = keep ? "primary" : "";
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
     dialog.returnValue = "cancel";
