@@ -4,25 +4,16 @@ email owed that may have gone out after the backup was taken."""
 
 from __future__ import annotations
 
-from ..jobs.restore import Look, RestoreCheck
-from ..mail.notify import MAX_EMAIL_ATTEMPTS, OWED_ROW
+from ..jobs.restore import Look, RestoreCheck, email_owed, not_queued
 
-_OWNER = "coalesce(u.public_sqid, '#' || b.user_id) AS user_sqid"
-_FROM = "FROM batch_download_requests b LEFT JOIN users u ON u.id = b.user_id"
+_OWNER = "coalesce(u.public_sqid, '#' || t.user_id) AS user_sqid"
+_FROM = "FROM batch_download_requests t LEFT JOIN users u ON u.id = t.user_id"
+_ROWS = f"SELECT t.id, {_OWNER}, t.status {_FROM}"
+_IS = "BDR {id} of user {user_sqid} is {status}"
 
 SQL_CHECK_READY = f"""
-SELECT b.id, {_OWNER}, b.file_path, b.file_size_bytes {_FROM}
-WHERE b.status = 'ready' ORDER BY b.created_at, b.id
-"""
-
-SQL_CHECK_RUNNING = f"""
-SELECT b.id, {_OWNER}, b.status {_FROM}
-WHERE b.status IN ('pending', 'processing') ORDER BY b.created_at, b.id
-"""
-
-SQL_CHECK_EMAIL_OWED = f"""
-SELECT b.id, {_OWNER}, b.status {_FROM}
-WHERE {OWED_ROW} ORDER BY b.completed_at, b.id
+SELECT t.id, {_OWNER}, t.file_path, t.file_size_bytes {_FROM}
+WHERE t.status = 'ready' ORDER BY t.created_at, t.id
 """
 
 RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
@@ -33,20 +24,6 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         "BDR {id} of user {user_sqid} is ready",
         "its download answers 410 and marks it expired",
     ),
-    RestoreCheck(
-        "bdr-not-queued",
-        SQL_CHECK_RUNNING,
-        Look.JOB,
-        "BDR {id} of user {user_sqid} is {status}",
-        "the sweep queues it again (a pending one once JOB_PENDING_GRACE_SECONDS old, a "
-        "processing one once its heartbeat is JOB_STALE_SECONDS old) and a worker builds it",
-    ),
-    RestoreCheck(
-        "bdr-email-owed",
-        SQL_CHECK_EMAIL_OWED,
-        Look.ROWS,
-        "BDR {id} of user {user_sqid} is {status} and its email is owed",
-        "the sweep sends it; one that went out after the backup was taken goes out again",
-        (MAX_EMAIL_ATTEMPTS,),
-    ),
+    not_queued("bdr-not-queued", _ROWS, _IS, " and a worker builds it"),
+    email_owed("bdr-email-owed", _ROWS, _IS),
 )

@@ -5,20 +5,16 @@ after the backup was taken."""
 
 from __future__ import annotations
 
-from ..jobs.restore import Look, RestoreCheck
-from ..mail.notify import MAX_EMAIL_ATTEMPTS, OWED_ROW
+from ..jobs.restore import Look, RestoreCheck, email_owed, not_queued
 
-_OWNER = "coalesce(e.user_sqid, '#' || e.user_id) AS user_sqid"
+_OWNER = "coalesce(t.user_sqid, '#' || t.user_id) AS user_sqid"
+_ROWS = f"SELECT t.id, {_OWNER}, t.status FROM exports t"
+_IS = "export {id} of user {user_sqid} is {status}"
 
 SQL_CHECK_READY_PARTS = f"""
-SELECT e.id, p.number, {_OWNER}, p.file_path, p.file_size_bytes
-FROM export_parts p JOIN exports e ON e.id = p.export_id
-WHERE p.status = 'ready' ORDER BY e.created_at, e.id, p.number
-"""
-
-SQL_CHECK_RUNNING = f"""
-SELECT e.id, {_OWNER}, e.status FROM exports e
-WHERE e.status IN ('pending', 'processing') ORDER BY e.created_at, e.id
+SELECT t.id, p.number, {_OWNER}, p.file_path, p.file_size_bytes
+FROM export_parts p JOIN exports t ON t.id = p.export_id
+WHERE p.status = 'ready' ORDER BY t.created_at, t.id, p.number
 """
 
 SQL_CHECK_SCHEDULES_DUE = """
@@ -31,11 +27,6 @@ WHERE s.cancelled_at IS NULL AND s.remaining > 0 AND s.next_at <= now()
 ORDER BY s.next_at, s.user_id
 """
 
-SQL_CHECK_EMAIL_OWED = f"""
-SELECT e.id, {_OWNER}, e.status FROM exports e
-WHERE {OWED_ROW} ORDER BY e.completed_at, e.id
-"""
-
 RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
     RestoreCheck(
         "export-part-file-gone",
@@ -44,14 +35,7 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         "part {number} of export {id} of user {user_sqid} is ready",
         "its download answers 410 and marks the part expired",
     ),
-    RestoreCheck(
-        "export-not-queued",
-        SQL_CHECK_RUNNING,
-        Look.JOB,
-        "export {id} of user {user_sqid} is {status}",
-        "the sweep queues it again (a pending one once JOB_PENDING_GRACE_SECONDS old, a "
-        "processing one once its heartbeat is JOB_STALE_SECONDS old), keeping its ready parts",
-    ),
+    not_queued("export-not-queued", _ROWS, _IS, ", keeping its ready parts"),
     RestoreCheck(
         "export-schedule-due",
         SQL_CHECK_SCHEDULES_DUE,
@@ -60,12 +44,5 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
         "{next_at}: {runs} run(s) missed",
         "the sweep starts one export, not one a run missed, and moves the next run ahead",
     ),
-    RestoreCheck(
-        "export-email-owed",
-        SQL_CHECK_EMAIL_OWED,
-        Look.ROWS,
-        "export {id} of user {user_sqid} is {status} and its email is owed",
-        "the sweep sends it; one that went out after the backup was taken goes out again",
-        (MAX_EMAIL_ATTEMPTS,),
-    ),
+    email_owed("export-email-owed", _ROWS, _IS),
 )

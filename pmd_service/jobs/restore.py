@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ..mail.notify import MAX_EMAIL_ATTEMPTS, OWED_ROW
+
 
 class Look(enum.Enum):
     """What makes a row of a check's query a finding."""
@@ -31,3 +33,30 @@ class RestoreCheck:
     says: str  # str.format with the row's columns
     repair: str
     args: tuple[object, ...] = ()  # the query's $1, $2, …
+
+
+def not_queued(name: str, rows: str, says: str, then: str) -> RestoreCheck:
+    """A kind's rows pending or processing, which a lost Redis may not hold a job of. `rows`
+    selects `id`, `user_sqid` and `status` from the kind's table as `t`; `then` ends the repair
+    (what the worker does with it)."""
+    return RestoreCheck(
+        name,
+        f"{rows} WHERE t.status IN ('pending', 'processing') ORDER BY t.created_at, t.id",
+        Look.JOB,
+        says,
+        "the sweep queues it again (a pending one once JOB_PENDING_GRACE_SECONDS old, a "
+        f"processing one once its heartbeat is JOB_STALE_SECONDS old){then}",
+    )
+
+
+def email_owed(name: str, rows: str, says: str) -> RestoreCheck:
+    """A kind's rows whose email is owed (`rows` as for `not_queued`): the one a backup taken
+    before it went out still owes is sent again."""
+    return RestoreCheck(
+        name,
+        f"{rows} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id",
+        Look.ROWS,
+        f"{says} and its email is owed",
+        "the sweep sends it; one that went out after the backup was taken goes out again",
+        (MAX_EMAIL_ATTEMPTS,),
+    )
