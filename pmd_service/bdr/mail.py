@@ -4,13 +4,17 @@ SMTP fails before the message went out or its sender died (mail/notify.py sends 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 
 import asyncpg
 
 from ..core.db import from_row
 from ..core.settings import Settings
-from ..mail.compose import BdrMail, compose
+from ..mail import language
+from ..mail.compose import Block, Button, Email, Para, message_id, reason
+from ..mail.links import page_link
 from ..mail.notify import END_LEASE, OWED, RELEASE, TAKEABLE, EmailTable
 
 # Taking the email is the atomic step: of two runs (a repeated job, the sweep) only one gets
@@ -43,6 +47,40 @@ SQL_EMAILS_OWED = f"SELECT id FROM batch_download_requests t {OWED}"
 EMAIL = EmailTable(
     SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH, SQL_END_EMAIL_LEASE, SQL_RELEASE_EMAIL
 )
+
+
+@dataclass(frozen=True)
+class BdrMail:
+    to: str
+    handle: str
+    user_sqid: str
+    bdr_id: str
+    status: str  # "ready" or "failed"
+    artwork_count: int
+    expires_at: datetime | None
+    error_code: str | None  # the row's stored reason (core/codes.py)
+    request_id: str | None = None  # of the POST that asked for it, for support to trace
+    locale: str | None = None  # the recipient's `users.locale` (None: English)
+
+
+def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
+    link = page_link(settings, mail.user_sqid, f"bdr={mail.bdr_id}")
+    words = language.words(settings, mail.locale)
+    count = mail.artwork_count
+    if mail.status == "ready":
+        subject = words.text("bdr_subject", count=count)
+        body: list[Block] = [
+            Para(("bdr_ready", {"count": count}), ("bdr_count", {"count": count})),
+            Button("bdr_button"),
+        ]
+        if mail.expires_at is not None:
+            body.append(Para(("bdr_expiry", {"expires": mail.expires_at})))
+    else:
+        subject = words.text("bdr_failed_subject")
+        body = [Para(("bdr_failed", {}), reason(mail.error_code)), Button("bdr_failed_button")]
+    email = Email(subject, mail.handle, body, "bdr_why")
+    mid = message_id(settings, "bdr", mail.bdr_id)
+    return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
 async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID) -> bool:

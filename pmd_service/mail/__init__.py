@@ -1,1 +1,1 @@
-"""The ready and failed emails of every job kind: composed, sent, and sent at most once."""
+"""What every job kind's ready/failed email is made of: its blocks, its copy, its sending, once."""

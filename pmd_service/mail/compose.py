@@ -1,6 +1,6 @@
-"""The ready/failed emails of BDRs and exports (text + HTML, in the recipient's language:
-language.py) sent with aiosmtplib; without SMTP_HOST they are logged instead (and kept in dev
-mode's mailbox, mailbox.py)."""
+"""Every email's shape (text + HTML, in the recipient's language: language.py), of which each
+feature's mail.py makes its ready/failed email, and its sending with aiosmtplib; without
+SMTP_HOST they are logged instead (and kept in dev mode's mailbox, mailbox.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import html
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
@@ -20,116 +19,23 @@ import aiosmtplib
 from ..core.codes import item_error
 from ..core.settings import Settings
 from . import language, mailbox
-from .links import page_link
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class BdrMail:
-    to: str
-    handle: str
-    user_sqid: str
-    bdr_id: str
-    status: str  # "ready" or "failed"
-    artwork_count: int
-    expires_at: datetime | None
-    error_code: str | None  # the row's stored reason (core/codes.py)
-    request_id: str | None = None  # of the POST that asked for it, for support to trace
-    locale: str | None = None  # the recipient's `users.locale` (None: English)
-
-
-def message_id(settings: Settings, bdr_id: str) -> str:
-    """The same on every attempt for one BDR, so a copy that does get through twice (a server
-    that took the message but never said so) can be recognised as one by mail clients."""
+def message_id(settings: Settings, kind: str, row_id: str) -> str:
+    """The same on every attempt for one row of a kind ("bdr", "export"), so a copy that does
+    get through twice (a server that took the message but never said so) can be recognised as
+    one by mail clients."""
     domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<bdr-{bdr_id}@{domain}>"
-
-
-def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
-    link = page_link(settings, mail.user_sqid, f"bdr={mail.bdr_id}")
-    words = language.words(settings, mail.locale)
-    count = mail.artwork_count
-    if mail.status == "ready":
-        subject = words.text("bdr_subject", count=count)
-        body: list[Block] = [
-            Para(("bdr_ready", {"count": count}), ("bdr_count", {"count": count})),
-            Button("bdr_button"),
-        ]
-        if mail.expires_at is not None:
-            body.append(Para(("bdr_expiry", {"expires": mail.expires_at})))
-    else:
-        subject = words.text("bdr_failed_subject")
-        body = [Para(("bdr_failed", {}), _reason(mail.error_code)), Button("bdr_failed_button")]
-    email = Email(subject, mail.handle, body, "bdr_why")
-    mid = message_id(settings, mail.bdr_id)
-    return email.message(settings, words, mail.to, link, mid, mail.request_id)
-
-
-@dataclass(frozen=True)
-class ExportMail:
-    to: str
-    handle: str
-    user_sqid: str
-    export_id: str
-    status: str  # "ready" or "failed"
-    artwork_count: int
-    part_count: int
-    total_bytes: int
-    expires_at: datetime | None
-    error_code: str | None
-    request_id: str | None = None
-    locale: str | None = None
-    # An incremental export: the changes since the export it follows, which started at
-    # `changes_since` (the counts null until its parts are planned).
-    incremental: bool = False
-    changes_since: datetime | None = None
-    added_count: int | None = None
-    changed_count: int | None = None
-    removed_count: int = 0
-
-
-def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
-    """The page's link, never the files': a part is fetched signed in, and checked there."""
-    link = page_link(settings, mail.user_sqid, f"export={mail.export_id}")
-    domain = parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
-    words = language.words(settings, mail.locale)
-    count = mail.artwork_count
-    if mail.status == "ready":
-        parts = {"parts": mail.part_count, "size": words.size(mail.total_bytes)}
-        if mail.incremental and mail.changes_since is not None and mail.added_count is not None:
-            changes = {
-                "since": mail.changes_since,
-                "added": mail.added_count,
-                "changed": mail.changed_count or 0,
-                "removed": mail.removed_count,
-            }
-            subject = words.text("export_changes_subject", since=mail.changes_since)
-            opening: list[Line] = [("export_changes_ready", changes)]
-        else:
-            subject = words.text("export_subject", count=count)
-            opening = [("export_ready", {"count": count}), ("export_count", {"count": count})]
-        body: list[Block] = [Para(*opening, ("export_parts", parts)), Button("export_button")]
-        if mail.expires_at is not None:
-            body.append(Para(("export_expiry", {"expires": mail.expires_at}), ("export_check", {})))
-        else:
-            body.append(Para(("export_check", {})))
-    else:
-        subject = words.text("export_failed_subject")
-        lines: list[Line] = [("export_failed", {}), _reason(mail.error_code)]
-        if mail.expires_at is not None:
-            lines.append(("export_failed_kept", {"expires": mail.expires_at}))
-        body = [Para(*lines), Button("export_failed_button")]
-    email = Email(subject, mail.handle, body, "export_why")
-    mid = f"<export-{mail.export_id}@{domain}>"
-    return email.message(settings, words, mail.to, link, mid, mail.request_id)
+    return f"<{kind}-{row_id}@{domain}>"
 
 
 # One line of copy: its key and the values of its placeholders.
 Line = tuple[str, dict[str, object]]
 
 
-def _reason(stored: str | None) -> Line:
+def reason(stored: str | None) -> Line:
     """What went wrong: the fixed sentence of the failure's code, in the person's language."""
     return (f"failure_{item_error(stored).code}", {})
 

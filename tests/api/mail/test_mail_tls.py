@@ -26,9 +26,9 @@ from aiohttp.test_utils import TestClient
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from msgspec.structs import replace
 
-from pmd_service.bdr.mail import send_bdr_email
+from pmd_service.bdr.mail import BdrMail, compose, send_bdr_email
 from pmd_service.core.settings import Settings
-from pmd_service.mail.compose import BdrMail, PlainAuthRefused, compose, send
+from pmd_service.mail.compose import PlainAuthRefused, send
 from support import tools
 from support.mailbox import Mailbox
 from support.seeding import Factory
