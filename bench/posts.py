@@ -136,6 +136,7 @@ def unpaced(settings: Settings) -> Settings:
         bulk_actions_per_minute=100_000,
         bulk_changed_posts_per_minute=10_000_000,
         bulk_changed_posts_per_hour=100_000_000,
+        bulk_changed_posts_site_per_minute=100_000_000,
     )
 
 

@@ -134,6 +134,7 @@ class Code(enum.StrEnum):
     UNDO_DROPPED = "undo_dropped"
     UNDO_HISTORY_MISSING = "undo_history_missing"
     ROW_BUDGET_EXCEEDED = "row_budget_exceeded"
+    SITE_BUDGET_EXCEEDED = "site_budget_exceeded"
     # Batch downloads (BDR), their files and streams
     BDR_DAILY_LIMIT = "bdr_daily_limit"
     BDR_REPEATED = "bdr_repeated"
@@ -271,6 +272,7 @@ TABLE: dict[Code, Entry] = {
     Code.INVALID_FILTER: Entry(400, "A filter key's value is not valid"),
     Code.RATE_LIMITED: Entry(429, "Too many bulk actions in the last minute; see Retry-After", {"limit": "integer", "window_seconds": "integer", **_RETRY}),
     Code.ROW_BUDGET_EXCEEDED: Entry(429, "The action would change more posts than the minute's or hour's budget has left; nothing changed (see Retry-After)", {"limit": "integer", "window_seconds": "integer", "used": "integer", "requested": "integer", "scope": "string", **_RETRY}),
+    Code.SITE_BUDGET_EXCEEDED: Entry(429, "The action would take the posts changed across the site in the last minute past the site's budget; nothing changed (see Retry-After)", {"limit": "integer", "window_seconds": "integer", "used": "integer", "requested": "integer", "scope": "string", **_RETRY}),
     Code.ACTION_NOT_FOUND: Entry(404, "No bulk action with this id is the caller's to undo"),
     Code.ALREADY_UNDONE: Entry(409, "The action was undone already"),
     Code.UNDO_EXPIRED: Entry(410, "The action is older than the undo window", {"hours": "integer"}),

@@ -16,3 +16,4 @@ class AdvisoryLock(IntEnum):
     # (posts/pace.py); with the moderator's id, one against a moderator's.
     WRITE_BUDGET = 5064071
     WRITE_BUDGET_MODERATOR = 5064072
+    WRITE_BUDGET_SITE = 5064073  # every owner's writes together (posts/pace.py)

@@ -117,6 +117,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # minute and in any hour (sliding): what bounds the WAL one person's writes can cause.
     bulk_changed_posts_per_minute: Annotated[int, Meta(ge=1, le=10_000_000)] = 40_000
     bulk_changed_posts_per_hour: Annotated[int, Meta(ge=1, le=100_000_000)] = 120_000
+    # Posts every owner's own writes together may change in any minute (sliding): what bounds
+    # the WAL the whole site's bulk writes can cause (moderators' writes are not counted).
+    bulk_changed_posts_site_per_minute: Annotated[int, Meta(ge=1, le=100_000_000)] = 160_000
     bdr_max_bytes: Bytes = 2 * 2**30  # one ZIP's artworks, declared at request, checked in build
     bdr_daily_bytes: Bytes = 8 * 2**30  # what one requester may ask for in a UTC day
     # Below this free in ZIP_PATH, new requests (BDRs and exports) get 503.
@@ -262,6 +265,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 f"BULK_MAX_POSTS ({self.bulk_max_posts}) must not exceed "
                 f"BULK_CHANGED_POSTS_PER_MINUTE ({self.bulk_changed_posts_per_minute}), nor that "
                 f"BULK_CHANGED_POSTS_PER_HOUR ({self.bulk_changed_posts_per_hour})."
+            )
+        if self.bulk_max_posts > self.bulk_changed_posts_site_per_minute:
+            raise ConfigError(
+                f"BULK_MAX_POSTS ({self.bulk_max_posts}) must not exceed "
+                f"BULK_CHANGED_POSTS_SITE_PER_MINUTE ({self.bulk_changed_posts_site_per_minute})."
             )
         if self.pmd_schema == self.host_schema:
             raise ConfigError("PMD_SCHEMA must differ from HOST_SCHEMA (the host's tables).")

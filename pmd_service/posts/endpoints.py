@@ -123,7 +123,11 @@ async def _take_turn(request: web.Request, principal: Principal) -> None:
 
 def _budget(request: web.Request) -> Budget:
     settings = request.app[SETTINGS]
-    return Budget(settings.bulk_changed_posts_per_minute, settings.bulk_changed_posts_per_hour)
+    return Budget(
+        settings.bulk_changed_posts_per_minute,
+        settings.bulk_changed_posts_per_hour,
+        settings.bulk_changed_posts_site_per_minute,
+    )
 
 
 async def post_undo(request: web.Request) -> web.Response:
@@ -164,13 +168,15 @@ _ACTION_VERBS = _ACTION_VERBS[0].upper() + _ACTION_VERBS[1:]
 
 # Every bulk write's, undos' too (posts/pace.py).
 _PACED = (
-    "More bulk actions in the last minute than BULK_ACTIONS_PER_MINUTE (`code` "
+    "More bulk actions in the last minute than BULK_ACTIONS_PER_MINUTE (`details.reason` "
     "`rate_limited`); or more changed posts than the budget allows, per person (an owner's "
     "own writes, a moderator's on anyone's posts, each charged to the one who acts), in the "
-    "last minute (BULK_CHANGED_POSTS_PER_MINUTE) or hour (BULK_CHANGED_POSTS_PER_HOUR), "
-    "refused whole before any post changed (`code` "
-    "`row_budget_exceeded`, `details`: `limit`, `window_seconds`, `used`, `requested`, "
-    "`retry_after_seconds`, `scope` `owner` or `moderator`). Both send `Retry-After`"
+    "last minute (BULK_CHANGED_POSTS_PER_MINUTE) or hour (BULK_CHANGED_POSTS_PER_HOUR) "
+    "(`row_budget_exceeded`, `scope` `owner` or `moderator`), or, for an owner's own writes, "
+    "across the site in the last minute (BULK_CHANGED_POSTS_SITE_PER_MINUTE; "
+    "`site_budget_exceeded`, `scope` `site`), refused whole before any post changed "
+    "(`details`: `limit`, `window_seconds`, `used`, `requested`, `retry_after_seconds`, "
+    "`scope`). All send `Retry-After`"
 )
 
 _ACTION_ID = Param(
@@ -218,7 +224,8 @@ ENDPOINTS = (
                Code.POSTS_DELETED_BY_MODERATOR, Code.TOO_MANY_TAGS, Code.NO_DERIVATIVES_LICENSE,
                Code.INVALID_TAGS, Code.VALUE_REQUIRED, Code.TOO_MANY_POSTS, Code.INVALID_FILTER,
                Code.COUNT_CHANGED, Code.SET_CHANGED, Code.ARTWORK_REUPLOADED,
-               Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED),
+               Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED,
+               Code.SITE_BUDGET_EXCEEDED),
         problem_notes={409: "By filter: the matching posts are not `expect_count` any more, or "
                             "not the set `expect_digest` named (`count` and `match_digest` "
                             "carry the set now); or a restore by ids names a post whose artwork "
@@ -233,7 +240,8 @@ ENDPOINTS = (
         request=LicenseRequest, response=ActionResult, problems=(409, 429),
         codes=(Code.TARGET_MISMATCH, Code.POSTS_NOT_OWNED, Code.UNKNOWN_LICENSE,
                Code.TOO_MANY_POSTS, Code.INVALID_FILTER, Code.COUNT_CHANGED, Code.SET_CHANGED,
-               Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED),
+               Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED,
+               Code.SITE_BUDGET_EXCEEDED),
         problem_notes={409: "By filter: the matching posts are not `expect_count` any more, or "
                             "not the set `expect_digest` named (`count` and `match_digest` "
                             "carry the set now)",
@@ -245,7 +253,8 @@ ENDPOINTS = (
         "posts", response=UndoResult, params=(_ACTION_ID,), problems=(404, 409, 410, 429),
         codes=(Code.INVALID_ID, Code.ACTION_NOT_FOUND, Code.ALREADY_UNDONE, Code.UNDO_EXPIRED,
                Code.UNDO_DROPPED, Code.UNDO_HISTORY_MISSING, Code.ARTWORK_REUPLOADED,
-               Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED),
+               Code.RESTORE_INTERRUPTED, Code.RATE_LIMITED, Code.ROW_BUDGET_EXCEEDED,
+               Code.SITE_BUDGET_EXCEEDED),
         problem_notes={409: "Undone already; or the undo of a delete names a post whose "
                             "artwork another post now holds (`conflicts` names each)",
                        410: "Older than 24 hours, or its history was dropped to keep the "

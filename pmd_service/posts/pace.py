@@ -1,7 +1,8 @@
 """How fast one person may write: bulk actions (undos included) a minute, and posts changed a
 minute and an hour, both over sliding windows. A moderator's writes are charged to the
 moderator's budget alone, an owner's own writes to the owner's: what an artist spends on their
-posts never delays moderation of them.
+posts never delays moderation of them. Every owner's own writes together are also held to the
+site's budget of changed posts a minute.
 
 The requests are counted in the queue's Redis, so every server process counts the same ones;
 the changed posts in the database, in the transaction that changes them, so a write past the
@@ -14,7 +15,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -24,6 +25,8 @@ from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from ..core.db import Conn
 
 log = logging.getLogger(__name__)
@@ -86,12 +89,13 @@ async def take_turn(redis: Redis, user_id: int, per_minute: int) -> None:
 
 # --- the budget of changed posts ---------------------------------------------------------------
 
-# One lock per budget, taken before any post is locked, so two writes against one budget never
-# both read it as unspent.
+# One lock per budget, so two writes against one budget never both read it as unspent: a
+# person's before any post is locked, the site's once the write's statement has run.
 SQL_BUDGET_LOCK = "SELECT pg_advisory_xact_lock($1, $2)"
-# Posts changed within each window, the current clock's ($1 user, $2 whose budget, $3 and $4
-# the windows' seconds). clock_timestamp, not now(): the transaction may have waited for the
-# lock. A spend older than the longest window is no one's: deleted here, by its subject.
+# Posts one person's writes changed within each window, the current clock's ($1 user, $2 whose
+# budget, $3 and $4 the windows' seconds). clock_timestamp, not now(): the transaction may have
+# waited for the lock. A spend older than the longest window is no one's: deleted here, by its
+# subject.
 SQL_BUDGET_USED = """
 WITH purged AS (
     DELETE FROM write_spends
@@ -117,24 +121,52 @@ WHERE user_id = $1 AND as_moderator = $2
 ORDER BY spent_at
 """
 SQL_BUDGET_SPEND = "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, $2, $3)"
+# Posts every owner's own writes changed within the site's window ($1 its seconds).
+SQL_SITE_USED = """
+SELECT coalesce(sum(posts), 0) FROM write_spends
+WHERE NOT as_moderator AND spent_at > clock_timestamp() - make_interval(secs => $1::float8)
+"""
+# Owners' spends older than any window ($1 the longest), so the site's sum reads at most the
+# last hour's rows; a row another write holds (its owner's own purge) is left to it, since
+# waiting on it under the site's lock could deadlock.
+SQL_SITE_PURGE = """
+DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM write_spends
+    WHERE NOT as_moderator
+      AND spent_at <= clock_timestamp() - make_interval(secs => $1::float8)
+    FOR UPDATE SKIP LOCKED))
+"""
+# The site's spends of the window, as SQL_BUDGET_SPENDS ($1 the window's seconds).
+SQL_SITE_SPENDS = """
+SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
+                                - clock_timestamp())::float8 AS leaves_in
+FROM write_spends
+WHERE NOT as_moderator AND spent_at > clock_timestamp() - make_interval(secs => $1::float8)
+ORDER BY spent_at
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
     """The posts one owner's own writes, and one moderator's, may change a minute and an hour
-    (BULK_CHANGED_POSTS_PER_MINUTE, BULK_CHANGED_POSTS_PER_HOUR)."""
+    (BULK_CHANGED_POSTS_PER_MINUTE, BULK_CHANGED_POSTS_PER_HOUR), and every owner's own writes
+    together a minute (BULK_CHANGED_POSTS_SITE_PER_MINUTE)."""
 
     per_minute: int
     per_hour: int
+    site_per_minute: int
 
     def windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
         return (60, self.per_minute), (3600, self.per_hour)
 
 
+Scope = Literal["owner", "moderator", "site"]
+
+
 @dataclass(frozen=True, slots=True)
 class _Used:
-    user_id: int
-    as_moderator: bool
+    scope: Scope
+    user_id: int | None  # None: the site's
     window_seconds: int
     limit: int
     used: int
@@ -142,85 +174,129 @@ class _Used:
     @property
     def left(self) -> int:
         # Nothing spent: any one action passes (settings keep actions within the budgets; an
-        # undo of one recorded under larger budgets must not be refused forever).
-        return self.limit - self.used if self.used else 2**31 - 1
+        # undo of one recorded under larger budgets must not be refused forever). Overspent
+        # (a budget lowered since): no room, yet a write that changes nothing still passes.
+        return max(0, self.limit - self.used) if self.used else 2**31 - 1
+
+    async def spends(self, conn: Conn) -> list[asyncpg.Record]:
+        """The window's spends, oldest first, with the seconds until each leaves it."""
+        window = float(self.window_seconds)
+        if self.user_id is None:
+            return await conn.fetch(SQL_SITE_SPENDS, window)
+        return await conn.fetch(SQL_BUDGET_SPENDS, self.user_id, self.scope == "moderator", window)
+
+
+async def _site_used(conn: Conn, budget: Budget) -> _Used:
+    (short, _), _ = budget.windows()
+    used = await conn.fetchval(SQL_SITE_USED, float(short))
+    return _Used("site", None, short, budget.site_per_minute, used)
 
 
 @dataclass(frozen=True, slots=True)
 class Room:
-    """The budgets a write is held to, locked for its transaction: `left` posts may change."""
+    """The budgets a write is held to: `left` posts may change. The person's is locked for the
+    write's transaction; the site's (an owner's write) is read now and locked at `spend`."""
 
     conn: Conn
     budgets: tuple[_Used, ...]
     subject: tuple[int, bool]  # whose budget the write is charged to: (user, as moderator)
+    site: Budget | None  # an owner's write: the budgets, to check the site's again at `spend`
 
     @property
     def left(self) -> int:
         return min(b.left for b in self.budgets)
 
     async def spend(self, changed: int) -> None:
-        """Count `changed` posts against the write's budget; a write that changed nothing costs
-        nothing."""
-        if changed:
-            await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed)
+        """Count `changed` posts against the write's budgets, or raise the refusal (rolling
+        the write back) when the site's budget no longer has room for them; a write that
+        changed nothing costs nothing."""
+        if not changed:
+            return
+        if self.site is not None:
+            # Locked only now, after the write's statement: owners' writes run side by side
+            # and queue for this lock only between their last statement and their commit.
+            await self.conn.execute(SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+            _, (longest, _) = self.site.windows()
+            await self.conn.execute(SQL_SITE_PURGE, float(longest))
+            # A statement after the lock: its snapshot holds every spend committed before it.
+            site = await _site_used(self.conn, self.site)
+            if changed > site.left:
+                raise await _refusal(self.conn, (site,), changed)
+        await self.conn.execute(SQL_BUDGET_SPEND, *self.subject, changed)
 
     async def refusal(self, requested: int) -> ProblemError:
         """429 for a write of `requested` posts past a budget, with the wait until the budget
         that frees up last has room for it."""
-        worst: tuple[float, _Used] | None = None
-        for b in self.budgets:
-            if requested <= b.left:
-                continue
-            need = b.used + requested - b.limit
-            wait = float(b.window_seconds)
-            for spend in await self.conn.fetch(
-                SQL_BUDGET_SPENDS, b.user_id, b.as_moderator, float(b.window_seconds)
-            ):
-                need -= spend["posts"]
-                if need <= 0:
-                    wait = spend["leaves_in"]
-                    break
-            if worst is None or wait > worst[0]:
-                worst = (wait, b)
-        assert worst is not None  # the write was refused: some budget is short
-        seconds, b = max(1, math.ceil(worst[0])), worst[1]
-        whose = "this moderator's actions" if b.as_moderator else "this account's posts"
-        span = "minute" if b.window_seconds == 60 else "hour"
-        return ProblemError(
-            429,
-            "row-budget-exceeded",
-            "Too Many Requests",
-            f"This action would change {requested} posts, and {b.used} of {whose} were changed "
-            f"in the last {span}, where the most is {b.limit}; nothing was changed. Wait "
-            f"{seconds} s and send it again, or act on fewer posts.",
-            code=Code.ROW_BUDGET_EXCEEDED,
-            headers={"Retry-After": str(seconds)},
-            details={
-                "limit": b.limit,
-                "window_seconds": b.window_seconds,
-                "used": b.used,
-                "requested": requested,
-                "retry_after_seconds": seconds,
-                "scope": "moderator" if b.as_moderator else "owner",
-            },
-        )
+        return await _refusal(self.conn, self.budgets, requested)
+
+
+async def _refusal(conn: Conn, budgets: tuple[_Used, ...], requested: int) -> ProblemError:
+    worst: tuple[float, _Used] | None = None
+    for b in budgets:
+        if requested <= b.left:
+            continue
+        need = b.used + requested - b.limit
+        wait = float(b.window_seconds)
+        for spend in await b.spends(conn):
+            need -= spend["posts"]
+            if need <= 0:
+                wait = spend["leaves_in"]
+                break
+        if worst is None or wait > worst[0]:
+            worst = (wait, b)
+    assert worst is not None  # the write was refused: some budget is short
+    seconds, b = max(1, math.ceil(worst[0])), worst[1]
+    span = "minute" if b.window_seconds == 60 else "hour"
+    if b.scope == "site":
+        slug, code = "site-budget-exceeded", Code.SITE_BUDGET_EXCEEDED
+        spent = f"{b.used} posts were changed across the site"
+    else:
+        slug, code = "row-budget-exceeded", Code.ROW_BUDGET_EXCEEDED
+        whose = "this moderator's actions" if b.scope == "moderator" else "this account's posts"
+        spent = f"{b.used} of {whose} were changed"
+    return ProblemError(
+        429,
+        slug,
+        "Too Many Requests",
+        f"This action would change {requested} posts, and {spent} in the last {span}, where "
+        f"the most is {b.limit}; nothing was changed. Wait {seconds} s and send it again, or "
+        "act on fewer posts.",
+        code=code,
+        headers={"Retry-After": str(seconds)},
+        details={
+            "limit": b.limit,
+            "window_seconds": b.window_seconds,
+            "used": b.used,
+            "requested": requested,
+            "retry_after_seconds": seconds,
+            "scope": b.scope,
+        },
+    )
 
 
 async def hold_budget(conn: Conn, budget: Budget, owner_id: int, moderator_id: int | None) -> Room:
-    """Lock the budget this write is charged to (the acting moderator's, else the owner's) for
-    its transaction and read what is left of it: to be called in the write's transaction,
-    before it locks any post."""
-    if moderator_id is not None:
-        user_id, as_moderator, lock = moderator_id, True, AdvisoryLock.WRITE_BUDGET_MODERATOR
-    else:
-        user_id, as_moderator, lock = owner_id, False, AdvisoryLock.WRITE_BUDGET
-    await conn.execute(SQL_BUDGET_LOCK, lock, user_id)
+    """Lock the person's budget this write is charged to (the acting moderator's, else the
+    owner's) for its transaction and read what is left of it, and, for an owner's write, of the
+    site's: to be called in the write's transaction, before it locks any post."""
     (short, short_limit), (long, long_limit) = budget.windows()
+    scope: Scope
+    if moderator_id is not None:
+        user_id, scope, lock = moderator_id, "moderator", AdvisoryLock.WRITE_BUDGET_MODERATOR
+    else:
+        user_id, scope, lock = owner_id, "owner", AdvisoryLock.WRITE_BUDGET
+    await conn.execute(SQL_BUDGET_LOCK, lock, user_id)
     # A statement after the lock: its snapshot holds every spend committed before it.
+    as_moderator = scope == "moderator"
     row = await conn.fetchrow(SQL_BUDGET_USED, user_id, as_moderator, float(short), float(long))
     assert row is not None  # an aggregate always has its row
-    used = (
-        _Used(user_id, as_moderator, short, short_limit, row["short"]),
-        _Used(user_id, as_moderator, long, long_limit, row["long"]),
-    )
-    return Room(conn, used, (user_id, as_moderator))
+    used = [
+        _Used(scope, user_id, short, short_limit, row["short"]),
+        _Used(scope, user_id, long, long_limit, row["long"]),
+    ]
+    if as_moderator:
+        # A moderator's write neither counts toward nor waits on the site's budget: charged
+        # there, artists filling the site's minute would hold moderation off again, and
+        # moderators (few, and appointed) are each bounded by their own budget.
+        return Room(conn, tuple(used), (user_id, True), None)
+    used.append(await _site_used(conn, budget))
+    return Room(conn, tuple(used), (user_id, False), budget)

@@ -321,7 +321,7 @@ async def test_an_action_by_filter_is_planned_for_its_keys(
             Principal(me, me, 0.0),
             "hide",
             batches.Matching(where, 3),
-            budget=Budget(10_000, 10_000),
+            budget=Budget(10_000, 10_000, 10_000),
         )
     assert outcome.changed == len(ids)
     # Less the transaction's own and asyncpg's type introspection on a new connection.
@@ -333,7 +333,11 @@ async def test_an_action_by_filter_is_planned_for_its_keys(
     assert sent == [
         pace.SQL_BUDGET_LOCK,
         pace.SQL_BUDGET_USED,
+        pace.SQL_SITE_USED,
         SET_CUSTOM_PLAN,
         batch_sql.statement(HIDE, moderator=False, by_filter=True),
+        pace.SQL_BUDGET_LOCK,
+        pace.SQL_SITE_PURGE,
+        pace.SQL_SITE_USED,
         pace.SQL_BUDGET_SPEND,
     ]

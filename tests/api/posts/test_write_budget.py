@@ -1,7 +1,8 @@
 """How fast one person may write, against real PostgreSQL and Redis: bulk actions a minute over
 a sliding window (undos included), and posts changed a minute and an hour per owner and per
-acting moderator, refused whole before anything changes, a write that changes nothing costing
-nothing, and no two concurrent writes passing on the same room."""
+acting moderator, each write charged to the one who acts, refused whole before anything
+changes, a write that changes nothing costing nothing, and no two concurrent writes passing on
+the same room; and every owner's own writes together held to the site's budget a minute."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.settings import Settings
+from pmd_service.core.locks import AdvisoryLock
+from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.posts import pace
 from pmd_service.web.app import create_app
 from support.seeding import Factory, posts_state
@@ -41,9 +43,10 @@ async def _budgeted(
     )
 
 
-async def _budget_refusal(resp: Any, requested: int) -> dict[str, Any]:
-    problem = await assert_problem(resp, 429)
-    assert problem["details"]["reason"] == "row_budget_exceeded"
+async def _budget_refusal(
+    resp: Any, requested: int, reason: str = "row_budget_exceeded"
+) -> dict[str, Any]:
+    problem = await assert_problem(resp, 429, reason)
     details = problem["details"]
     assert details["requested"] == requested
     assert details["retry_after_seconds"] == int(resp.headers["Retry-After"]) >= 1
@@ -192,6 +195,112 @@ async def test_concurrent_writes_never_pass_on_the_same_room(
     assert sorted(r.status for r in answers) == [200] * 5 + [429] * 3
     assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 10
     assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 10
+
+
+async def _site_budgeted(
+    aiohttp_client: AiohttpClient, settings: Settings, per_person: int, site: int
+) -> Client:
+    """A client whose site budget a minute is `site`, and each person's `per_person`."""
+    return await _client(
+        aiohttp_client,
+        settings,
+        bulk_max_posts=per_person,
+        bulk_changed_posts_per_minute=per_person,
+        bulk_changed_posts_per_hour=10 * per_person,
+        bulk_changed_posts_site_per_minute=site,
+    )
+
+
+async def _site_refusal(resp: Any, requested: int) -> dict[str, Any]:
+    details = await _budget_refusal(resp, requested, "site_budget_exceeded")
+    assert (details["scope"], details["window_seconds"]) == ("site", 60)
+    return details
+
+
+async def test_every_owners_writes_together_are_held_to_the_sites_budget(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _site_budgeted(aiohttp_client, settings, 5, 8)
+    first, firsts = await factory.owner_and_bulk(5)
+    second, seconds = await factory.owner_and_bulk(5)
+    third, thirds = await factory.owner_and_bulk(1)
+    await ok(client, first, "hide", firsts)
+    before = await posts_state(pool)
+    details = await _site_refusal(await act(client, second, "hide", seconds[:4]), 4)
+    assert details | {"retry_after_seconds": 0} == {
+        "limit": 8,
+        "window_seconds": 60,
+        "used": 5,
+        "requested": 4,
+        "retry_after_seconds": 0,
+        "scope": "site",
+        "reason": "site_budget_exceeded",
+    }
+    # Refused whole: nothing changed, nothing spent.
+    assert await posts_state(pool) == before
+    assert (await ok(client, second, "hide", seconds[:3]))["changed_count"] == 3
+    # The site's minute slides: 50 s on, the wait is what is left of the oldest spend's minute.
+    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '50 seconds'")
+    details = await _site_refusal(await act(client, third, "hide", thirds), 1)
+    assert details["used"] == 8 and details["retry_after_seconds"] <= 10
+    await pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '11 seconds'")
+    assert (await ok(client, third, "hide", thirds))["changed_count"] == 1
+
+
+async def test_moderation_neither_counts_toward_nor_waits_on_the_sites_budget(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _site_budgeted(aiohttp_client, settings, 5, 8)
+    moderator = await factory.user(roles=["user", "moderator"])
+    first, firsts = await factory.owner_and_bulk(5)
+    second, seconds = await factory.owner_and_bulk(5)
+    await ok(client, first, "hide", firsts)
+    await ok(client, second, "hide", seconds[:3])
+    await _site_refusal(await act(client, second, "hide", seconds[3:4]), 1)
+    # The site's minute is spent: a moderator's hide still passes, and spends none of it.
+    body = await ok(client, moderator, "hide", seconds, target_sqid=second.sqid)
+    assert body["changed_count"] == 5
+    details = await _site_refusal(await act(client, second, "hide", seconds[3:4]), 1)
+    assert details["used"] == 8
+
+
+async def test_concurrent_owners_never_pass_on_the_same_site_room(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    factory: Factory,
+    pool: asyncpg.Pool,
+    redis_clean: None,
+) -> None:
+    client = await _site_budgeted(aiohttp_client, settings, 10, 10)
+    owners = [await factory.owner_and_bulk(2) for _ in range(8)]
+    # The test holds the site's budget until all eight writes wait on it together, each with its
+    # posts changed, none of them committed.
+    async with pool.acquire() as holder, holder.transaction():
+        await holder.execute(pace.SQL_BUDGET_LOCK, AdvisoryLock.WRITE_BUDGET_SITE, 0)
+        running = asyncio.gather(*(act(client, owner, "hide", posts) for owner, posts in owners))
+        await batches_waiting(pool, 8)
+    answers = await asyncio.wait_for(running, timeout=30)
+    assert sorted(r.status for r in answers) == [200] * 5 + [429] * 3
+    for resp in answers:
+        if resp.status == 429:
+            await _site_refusal(resp, 2)
+    # Refused whole: a refused write's changes were rolled back.
+    assert await pool.fetchval("SELECT count(*) FROM posts WHERE hidden_by_user") == 10
+    assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 5
+    assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 10
+
+
+def test_an_action_larger_than_the_sites_budget_stops_the_start(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="BULK_CHANGED_POSTS_SITE_PER_MINUTE"):
+        msgspec.structs.replace(settings, bulk_max_posts=10, bulk_changed_posts_site_per_minute=9)
 
 
 async def test_the_action_pace_slides(

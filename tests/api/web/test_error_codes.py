@@ -74,6 +74,7 @@ ELSEWHERE: dict[Code, str] = {
     Code.TOO_MANY_TAGS: "tests/api/posts/test_posts_bulk.py::"
     "test_tags_past_the_hosts_cap_are_refused_naming_the_posts",
     Code.ROW_BUDGET_EXCEEDED: "tests/api/posts/test_write_budget.py::_budget_refusal",
+    Code.SITE_BUDGET_EXCEEDED: "tests/api/posts/test_write_budget.py::_site_refusal",
     Code.UNDO_HISTORY_MISSING: "tests/api/posts/test_undo_upgrade.py::"
     "test_the_previous_releases_actions_are_undone_after_the_upgrade",
     Code.BDR_REPEATED: "tests/api/bdr/test_bdr_api.py::"
