@@ -3,50 +3,15 @@ SMTP fails before the message went out or its sender died (mail/notify.py sends 
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-import asyncpg
-
-from ..core.db import from_row
 from ..core.settings import Settings
 from ..mail import language
 from ..mail.compose import Block, Button, Email, Para, message_id, reason
 from ..mail.links import page_link
-from ..mail.notify import END_LEASE, OWED, RELEASE, TAKEABLE, EmailTable
-
-# Taking the email is the atomic step: of two runs (a repeated job, the sweep) only one gets
-# the row back, so a person never receives it twice. Its lease lasts $3 seconds (mail/notify.py);
-# its `email_sent_at` names the take, so that only its own sender ends or releases it. It goes
-# to whoever asked (a moderator asking on a user's behalf gets it), with the link to the user's
-# posts page.
-_TAKE_EMAIL = """
-UPDATE batch_download_requests t
-SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
-    email_attempts = t.email_attempts + 1
-FROM users asker, users owner
-WHERE t.id = $1 AND t.send_email AND {takeable}
-  AND t.status IN ('ready', 'failed') AND t.email_attempts < $2
-  AND asker.id = coalesce(t.requested_by, t.user_id) AND owner.id = t.user_id
-RETURNING t.email_sent_at AS taken_at, t.status,
-          -- A skipped entry naming a `file` (a missing layers file) left its artwork in.
-          t.artwork_count - (SELECT count(*) FROM jsonb_array_elements(t.skipped) s
-                             WHERE NOT s ? 'file')::int AS delivered,
-          t.expires_at, t.error_code, t.request_id, asker.email, asker.handle,
-          {locale} AS locale, owner.public_sqid
-"""
-# In the language of whoever it goes to; on a host without `users.locale`, English
-# (mail/notify.py chooses, from the catalog).
-SQL_TAKE_EMAIL = _TAKE_EMAIL.format(takeable=TAKEABLE, locale="asker.locale")
-SQL_TAKE_EMAIL_IN_ENGLISH = _TAKE_EMAIL.format(takeable=TAKEABLE, locale="NULL::text")
-SQL_END_EMAIL_LEASE = f"UPDATE batch_download_requests {END_LEASE}"
-SQL_RELEASE_EMAIL = f"UPDATE batch_download_requests {RELEASE}"
-SQL_EMAILS_OWED = f"SELECT id FROM batch_download_requests t {OWED}"
-EMAIL = EmailTable(
-    SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH, SQL_END_EMAIL_LEASE, SQL_RELEASE_EMAIL
-)
+from ..mail.notify import EmailTable
 
 
 @dataclass(frozen=True)
@@ -83,18 +48,26 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-async def send_bdr_email(pool: asyncpg.Pool, settings: Settings, bdr_id: uuid.UUID) -> bool:
-    """True if this call sent it. SMTP failures are logged and left for the sweep, never raised."""
-
-    def message(row: asyncpg.Record) -> EmailMessage:
-        mail = from_row(
-            BdrMail,
-            row,
-            to=row["email"],
-            user_sqid=row["public_sqid"],
-            bdr_id=str(bdr_id),
-            artwork_count=row["delivered"],
-        )
-        return compose(settings, mail)
-
-    return await EMAIL.send(pool, settings, bdr_id, message, f"BDR {bdr_id}")
+# Taking the email is the atomic step: of two runs (a repeated job, the sweep) only one gets
+# the row back, so a person never receives it twice. Its lease lasts $3 seconds (mail/notify.py);
+# its `email_sent_at` names the take, so that only its own sender ends or releases it. It goes
+# to whoever asked (a moderator asking on a user's behalf gets it), in their language, with the
+# link to the user's posts page.
+_TAKE_EMAIL = """
+UPDATE batch_download_requests t
+SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
+    email_attempts = t.email_attempts + 1
+FROM users asker, users owner
+WHERE t.id = $1 AND t.send_email AND {takeable}
+  AND t.status IN ('ready', 'failed') AND t.email_attempts < $2
+  AND asker.id = coalesce(t.requested_by, t.user_id) AND owner.id = t.user_id
+RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS bdr_id, t.status,
+          -- A skipped entry naming a `file` (a missing layers file) left its artwork in.
+          t.artwork_count - (SELECT count(*) FROM jsonb_array_elements(t.skipped) s
+                             WHERE NOT s ? 'file')::int AS artwork_count,
+          t.expires_at, t.error_code, asker.email AS "to", asker.handle,
+          {locale} AS locale, owner.public_sqid AS user_sqid
+"""
+EMAIL = EmailTable("BDR", "batch_download_requests", _TAKE_EMAIL, "asker", BdrMail, compose)
+SQL_EMAILS_OWED = EMAIL.sql_emails_owed
+send_bdr_email = EMAIL.send

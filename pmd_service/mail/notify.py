@@ -17,15 +17,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from functools import partial
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
+from ..core.db import from_row
 from ..core.logs import request_id_set
 from ..core.settings import Settings
 from .compose import Attempt, PlainAuthRefused, send
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
 
 MAX_EMAIL_ATTEMPTS = 5
 # A whole send gets this many SMTP_TIMEOUTs: room for one step that stalls almost to its own
@@ -40,14 +42,14 @@ TAKEABLE = "(email_sent_at IS NULL OR email_lease_until < now())"
 # A row whose email is owed, fewer than $1 tries made.
 OWED_ROW = f"""send_email AND {TAKEABLE}
   AND status IN ('ready', 'failed') AND email_attempts < $1"""
-# The rows whose email is owed (each kind's `FROM <table> t` before it). A bounded batch per
+# The rows whose email is owed (after a kind's `FROM <table> t`). A bounded batch per
 # sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
 OWED = f"""
 WHERE {OWED_ROW}
 ORDER BY completed_at LIMIT 10
 """
 # A take's lease ended, if it still holds: DATA may start, or a send without SMTP has ended
-# (each kind's `UPDATE <table>` before it; $2 the take's `taken_at`).
+# (after a kind's `UPDATE <table>`; $2 the take's `taken_at`).
 END_LEASE = """SET email_lease_until = NULL
 WHERE id = $1 AND email_sent_at = $2 AND email_lease_until > now()
 RETURNING id
@@ -184,40 +186,50 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 
 
 @dataclass(frozen=True)
-class EmailTable:
-    """A kind's statements on its emails, each on its table with $1 the row: `take` ($2 the
-    tries allowed, $3 the lease's seconds; returning `taken_at`, the `email_sent_at` that names
-    the take, `request_id` and the recipient's `locale`), the same `in_english` for a host
-    whose users have no readable locale, and END_LEASE and RELEASE on that table."""
+class EmailTable(Generic[M]):
+    """A kind's ready/failed email, taken from its table, then sent (send_taken).
 
+    `take` is the statement that takes it, with $1 the row, $2 the tries allowed and $3 the
+    lease's seconds, `{takeable}` and `{locale}` left to fill: it returns `taken_at` (the
+    `email_sent_at` that names the take), `request_id` and every field of the email's shape
+    `mail`, from which `compose` makes the message; `recipient` is the alias of the user it
+    goes to, whose `locale` it is read in (English on a host whose users have none readable)."""
+
+    label: str  # how a log line names a row ("BDR")
+    table: str
     take: str
-    take_in_english: str
-    end_lease: str
-    release: str
+    recipient: str
+    mail: Callable[..., M]
+    compose: Callable[[Settings, M], EmailMessage]
 
-    async def send(
-        self,
-        pool: asyncpg.Pool,
-        settings: Settings,
-        row_id: uuid.UUID,
-        message: Callable[[asyncpg.Record], EmailMessage],
-        what: str,
-    ) -> bool:
-        """Row `row_id`'s email, taken, then sent (send_taken): `message` makes it from the row
-        the take returned. True if this call sent it."""
-        take = self.take if await users_locale_readable(pool, settings) else self.take_in_english
+    def sql_take(self, *, localised: bool) -> str:
+        locale = f"{self.recipient}.locale" if localised else "NULL::text"
+        return self.take.format(takeable=TAKEABLE, locale=locale)
+
+    @property
+    def sql_emails_owed(self) -> str:
+        """$1 the tries allowed → the ids whose email is owed."""
+        return f"SELECT id FROM {self.table} t {OWED}"
+
+    async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
+        """Row `row_id`'s email, taken, then sent. True if this call sent it; SMTP failures are
+        logged and left for the sweep, never raised."""
+        take = self.sql_take(localised=await users_locale_readable(pool, settings))
         taken = await pool.fetchrow(take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
         if taken is None:
             return False
         taken_at = taken["taken_at"]
 
         async def end_lease() -> bool:
-            return await pool.fetchval(self.end_lease, row_id, taken_at) is not None
+            sql = f"UPDATE {self.table} {END_LEASE}"
+            return await pool.fetchval(sql, row_id, taken_at) is not None
 
-        release = partial(pool.execute, self.release, row_id, taken_at)
+        release = partial(pool.execute, f"UPDATE {self.table} {RELEASE}", row_id, taken_at)
         # Sent from the sweep too: the row's id, not the caller's, tags these lines and the email.
         with request_id_set(taken["request_id"]):
-            return await send_taken(settings, message(taken), what, end_lease, release)
+            message = self.compose(settings, from_row(self.mail, taken))
+            what = f"{self.label} {row_id}"
+            return await send_taken(settings, message, what, end_lease, release)
 
 
 async def send_owed(pool: asyncpg.Pool, settings: Settings, kind: Emailed) -> int:
