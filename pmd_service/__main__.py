@@ -516,7 +516,8 @@ COMMANDS = (
         "Embedded PostgreSQL and Redis under PMD_DATA_DIR, demo data, the server and a "
         "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 "
         "moves the server; --locale es (`make run DEMO_LOCALE=es`) sends the demo user's "
-        "emails in Spanish.",
+        "emails in Spanish. It runs only on what it makes itself (else one line, exit status 2): "
+        "never with DATABASE_URL, DATABASE_DIRECT_URL, REDIS_URL or JWT_SECRET_KEY set.",
         arguments=(LOCALE,),
         alone=_dev,
     ),

@@ -2,7 +2,9 @@
 
 The children are ordinary `python -m pmd_service serve` and `python -m pmd_service worker`
 processes given explicit URLs, exactly as in production; only this supervisor owns the embedded servers, and it
-stops them after the children have exited.
+stops them after the children have exited. It prints sign-in tokens and serves every user's mail,
+so it runs only on what it makes itself: never with a database, Redis or secret from the
+environment.
 """
 
 from __future__ import annotations
@@ -25,6 +27,38 @@ from ..host.tokens import mint_token
 from .demo import MODERATOR_HANDLE, DemoLanguage, demo_language, load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import services, stop_processes
+
+# What dev makes itself, so never takes from the environment. A set JWT_SECRET_KEY is refused
+# rather than ignored: it is most likely a real one, from an environment whose other settings
+# (mail, storage) would otherwise go along unnoticed.
+OWN_SETTINGS = ("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "JWT_SECRET_KEY")
+
+SET_OUTSIDE = (
+    "pmd dev: {names} {verb} set: dev runs only on what it makes itself (an embedded PostgreSQL "
+    "and Redis under PMD_DATA_DIR, a secret of its own), since it prints sign-in tokens and shows "
+    "every user's mail; run dev without {them} (`{example}`); `serve` and `worker` are the "
+    "commands that use {them}"
+)
+
+
+def refuse_outside_settings() -> None:
+    """One line naming each of OWN_SETTINGS that is set, exit status 2, before anything is
+    started or written."""
+    named = [name for name in OWN_SETTINGS if os.environ.get(name)]
+    if not named:
+        return
+    names = named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
+    example = "env " + " ".join(f"-u {name}" for name in named) + " make run"
+    one = len(named) == 1
+    stop(
+        SET_OUTSIDE.format(
+            names=names,
+            verb="is" if one else "are",
+            them="it" if one else "them",
+            example=example,
+        ),
+        status=2,
+    )
 
 
 async def _prepare(
@@ -169,9 +203,10 @@ def ensure_dev_mode() -> None:
 
 def run_dev(locale: str | None = None) -> int:
     """`make run`; `locale`, when given, becomes the demo user's `users.locale`."""
-    # Before anything starts or connects: against a real DATABASE_URL it would serve every
-    # user's mail and start a second worker on the real queue.
+    # Before anything starts or connects: on real servers it would serve every user's mail,
+    # start a second worker on the real queue and sign tokens with the real secret.
     ensure_dev_mode()
+    refuse_outside_settings()
     for name, value in DEV_DEFAULTS.items():
         os.environ.setdefault(name, value)  # the children inherit them
     settings = load_settings("pmd dev", embedded=services)

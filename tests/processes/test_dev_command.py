@@ -2,7 +2,9 @@
 README's steps after it: its banner names the short export cooldowns of dev mode, a full
 export is followed by an incremental one within them, the ready email is read in the dev
 mailbox, the demo's posts show their mentions, and `demo --locale es` makes the demo user's
-next email Spanish, without a setting edited or a line of SQL."""
+next email Spanish, without a setting edited or a line of SQL. And what it refuses, in one line,
+exit status 2, nothing served and no token printed: a database, Redis or JWT secret from the
+environment."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from support.stack import free_port
-from tests.helpers import CHECKOUT
+import pytest
+
+from support.stack import answers, free_port
+from tests.helpers import CHECKOUT, SECRET
 
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -55,27 +59,36 @@ def until(what: str, check: Any, within: float = 180) -> Any:
     raise AssertionError(f"{what}: not within {within:.0f} s")
 
 
-def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
-    tmp_path: Path,
-) -> None:
-    port = free_port()
+DEV = [sys.executable, "-m", "pmd_service", "dev"]
+
+
+def dev_env(data: Path, port: int) -> dict[str, str]:
+    """`make run`'s environment: PMD_DEV=1, the data under `data`, none of the developer's own
+    settings."""
     own = ("PMD_", "LOG_", "METRICS_", "STARTUP_", "EXPORT_", "SMTP_")
+    named = ("DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "JWT_SECRET_KEY")
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(own)
-        and k not in ("DATABASE_URL", "REDIS_URL", "PORT", "HOST", "BASE_URL", "JWT_SECRET_KEY")
+        if not k.startswith(own) and k not in (*named, "PORT", "HOST", "BASE_URL", "HOST_SCHEMA")
     }
-    env |= {
-        "PMD_DATA_DIR": str(tmp_path / "data"),
+    return env | {
+        "PMD_DATA_DIR": str(data),
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "METRICS_PORT": "0",
         "PMD_DEV": "1",
     }
+
+
+def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    env = dev_env(tmp_path / "data", port)
     log = (tmp_path / "dev.log").open("w+")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pmd_service", "dev"],
+        DEV,
         env=env,
         cwd=CHECKOUT,
         stdout=log,
@@ -214,3 +227,83 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         finally:
             log.close()
     assert proc.returncode == 0, Path(log.name).read_text()[-3000:]
+
+
+class Refused:
+    """A `dev` run that was to be refused, run to its end: stopped as by Ctrl-C when it still
+    runs after `within` seconds, having started after all."""
+
+    def __init__(self, env: dict[str, str], folder: Path, within: float = 120) -> None:
+        readyz = f"http://127.0.0.1:{env['PORT']}/readyz"
+        out, err = folder / "refused.out", folder / "refused.err"
+        with out.open("w") as stdout, err.open("w") as stderr:
+            proc = subprocess.Popen(
+                DEV,
+                env=env | {"LOG_FORMAT": "text"},
+                cwd=CHECKOUT,
+                stdout=stdout,
+                stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self.answered = False  # whether a server answered on the port meanwhile
+            deadline = time.monotonic() + within
+            while proc.poll() is None and time.monotonic() < deadline:
+                self.answered = self.answered or answers(readyz)
+                time.sleep(0.2)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                proc.wait(60)
+        self.status = proc.returncode
+        self.out = out.read_text()
+        self.err = err.read_text()
+        self.lines = [line for line in self.err.splitlines() if line.strip()]
+
+    def assert_refused(self, *said: str) -> None:
+        """Exit status 2, one line on stderr saying each of `said`, nothing served, no token."""
+        assert self.status == 2, (self.status, self.out[-2000:], self.err[-3000:])
+        assert len(self.lines) == 1, self.err[-3000:]
+        assert "pmd dev: " in self.lines[0] and "Traceback" not in self.err
+        for words in said:
+            assert words in self.lines[0], self.lines[0]
+        assert not self.answered
+        assert "eyJ" not in self.out + self.err and "Bearer" not in self.out
+
+
+@pytest.mark.parametrize(
+    "variable", ["DATABASE_URL", "DATABASE_DIRECT_URL", "REDIS_URL", "JWT_SECRET_KEY"]
+)
+def test_dev_refuses_a_database_redis_or_secret_from_the_environment(
+    tmp_path: Path, variable: str
+) -> None:
+    """Dev prints tokens and shows every user's mail: it runs only on the embedded servers and
+    the secret it makes itself, never on ones the environment names (a production environment
+    file, sourced): one line naming the variable and how to run without it, before anything is
+    started or written."""
+    closed = free_port()  # nothing listens there
+    values = {
+        "DATABASE_URL": f"postgresql://pmd@127.0.0.1:{closed}/pmd",
+        "DATABASE_DIRECT_URL": f"postgresql://pmd@127.0.0.1:{closed}/pmd",
+        "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+        "JWT_SECRET_KEY": SECRET,
+    }
+    data = tmp_path / "data"
+    env = dev_env(data, free_port()) | {variable: values[variable]}
+    refused = Refused(env, tmp_path)
+    refused.assert_refused(f"pmd dev: {variable} is set", f"env -u {variable} make run")
+    assert not data.exists()  # no embedded server, no dev secret
+
+
+def test_dev_refuses_all_it_is_given_in_one_line(tmp_path: Path) -> None:
+    """A production environment sets all three: each is named at once, not one a run."""
+    data = tmp_path / "data"
+    env = dev_env(data, free_port()) | {
+        "DATABASE_URL": "postgresql://pmd@db.example.org:5432/makapix",
+        "REDIS_URL": "redis://queue.example.org:6379/0",
+        "JWT_SECRET_KEY": SECRET,
+    }
+    Refused(env, tmp_path).assert_refused(
+        "pmd dev: DATABASE_URL, REDIS_URL and JWT_SECRET_KEY are set",
+        "env -u DATABASE_URL -u REDIS_URL -u JWT_SECRET_KEY make run",
+    )
+    assert not data.exists()
