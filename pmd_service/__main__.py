@@ -517,7 +517,8 @@ COMMANDS = (
         "worker; prints a link to the page and a token; Ctrl-C stops everything. PORT=9000 "
         "moves the server; --locale es (`make run DEMO_LOCALE=es`) sends the demo user's "
         "emails in Spanish. It runs only on what it makes itself (else one line, exit status 2): "
-        "never with DATABASE_URL, DATABASE_DIRECT_URL, REDIS_URL or JWT_SECRET_KEY set.",
+        "never with DATABASE_URL, DATABASE_DIRECT_URL, REDIS_URL or JWT_SECRET_KEY set, "
+        "nor on a database holding users the demo did not make.",
         arguments=(LOCALE,),
         alone=_dev,
     ),

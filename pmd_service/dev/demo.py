@@ -9,7 +9,8 @@ emails (`users.locale`) where the host's users have one.
 The demo is loaded only into an empty database (no users), so it never touches real data; more
 posts go only to the demo user the loader made (marked by its `user_key`, demo_user.py), never
 to a real account named `demo`. Both go through `insert_posts`: one INSERT … SELECT over
-generate_series, then each post's files.
+generate_series, then each post's files. `make run` starts only on a database whose every user
+is one the demo made (`holds_other_users`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ MENTIONING_COMMENTS = [  # (post number, author, body)
     (1, "fan1", "{gone} would have loved this"),
     (3, "fan3", "Well deserved! Good eye, {mod}"),
 ]
+# Every user the demo makes (`gone` is deleted as soon as it is made), each with the demo's mark.
+DEMO_HANDLES = (DEMO_HANDLE, *FANS, MODERATOR_HANDLE, GONE_HANDLE)
+SQL_OTHER_USERS = """
+SELECT EXISTS (
+    SELECT 1 FROM users
+    WHERE (handle, user_key) NOT IN (SELECT * FROM unnest($1::text[], $2::uuid[]))
+)
+"""
 
 
 def pixel_art(rng: random.Random, size: int, scale: int, fmt: str, frames: int = 1) -> bytes:
@@ -420,6 +429,15 @@ async def load_demo(
             "UPDATE posts SET public_sqid = $2 WHERE id = $1", playlist_id, ids.encode(playlist_id)
         )
     return owner_sqid
+
+
+async def holds_other_users(conn: asyncpg.Connection) -> bool:
+    """Whether `users` holds an account the demo did not make: a real one, or one an older demo
+    made before it marked its users (a real account named `demo` carries no mark either)."""
+    if await conn.fetchval("SELECT to_regclass('users')") is None:
+        return False  # a fresh database: the stand-in host tables are not there yet
+    keys = [demo_user_key(handle) for handle in DEMO_HANDLES]
+    return bool(await conn.fetchval(SQL_OTHER_USERS, list(DEMO_HANDLES), keys))
 
 
 # A tag for `users.locale` (varchar(35)): BCP 47's shape, letters, digits and hyphens.

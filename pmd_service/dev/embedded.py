@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -174,11 +174,21 @@ def with_host_tables(url: str, host_schema: str) -> None:
         pool.submit(asyncio.run, create()).result()
 
 
-def services(data_dir: Path, database_url: str | None, redis_url: str | None) -> tuple[str, str]:
+def services(
+    data_dir: Path,
+    database_url: str | None,
+    redis_url: str | None,
+    *,
+    check: Callable[[str], None] | None = None,
+) -> tuple[str, str]:
     """The URLs given, the unset ones filled by embedded servers under `data_dir` (started, or
-    joined when already running): Settings.from_env's `embedded` in dev runs."""
+    joined when already running): Settings.from_env's `embedded` in dev runs. `check` is given
+    the embedded database's URL once it answers, before anything is written to it or Redis
+    starts; what it raises stops the start."""
     if database_url is None:
         database_url = start_postgres(data_dir / "pg")
+        if check is not None:
+            check(database_url)
         log.info("embedded PostgreSQL at %s", data_dir / "pg")
         with_host_tables(database_url, os.environ.get("HOST_SCHEMA") or "public")
     if redis_url is None:

@@ -4,7 +4,7 @@ The children are ordinary `python -m pmd_service serve` and `python -m pmd_servi
 processes given explicit URLs, exactly as in production; only this supervisor owns the embedded servers, and it
 stops them after the children have exited. It prints sign-in tokens and serves every user's mail,
 so it runs only on what it makes itself: never with a database, Redis or secret from the
-environment.
+environment, nor on a database holding users the demo did not make.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from ..core.db import connect
 from ..core.migrate import migrate
@@ -24,7 +25,7 @@ from ..core.public_ids import PublicIds
 from ..core.settings import Settings, dev_requested
 from ..core.startup import check_env, load_settings, stop
 from ..host.tokens import mint_token
-from .demo import MODERATOR_HANDLE, DemoLanguage, demo_language, load_demo
+from .demo import MODERATOR_HANDLE, DemoLanguage, demo_language, holds_other_users, load_demo
 from .demo_user import DEMO_HANDLE, demo_user_sqid
 from .embedded import services, stop_processes
 
@@ -39,6 +40,17 @@ SET_OUTSIDE = (
     "every user's mail; run dev without {them} (`{example}`); `serve` and `worker` are the "
     "commands that use {them}"
 )
+
+OTHER_USERS = (
+    "pmd dev: the database under {data} holds users the demo did not make (real accounts, or "
+    "those of a `make run` from before the demo marked its own): dev prints sign-in tokens and "
+    "shows every user's mail, so it runs only on its own demo data; for a fresh one, move {data} "
+    "aside or set PMD_DATA_DIR to an empty folder"
+)
+
+
+class OtherUsers(Exception):
+    """The embedded database holds users the demo did not make: one line, exit status 2."""
 
 
 def refuse_outside_settings() -> None:
@@ -59,6 +71,28 @@ def refuse_outside_settings() -> None:
         ),
         status=2,
     )
+
+
+async def _holds_other_users(url: str) -> bool:
+    schema = os.environ.get("HOST_SCHEMA") or "public"  # where embedded.services puts them
+    conn = await connect(url, "pmd-dev", search_path=f'"{schema}"')
+    try:
+        return await holds_other_users(conn)
+    finally:
+        await conn.close()
+
+
+def own_services(
+    data_dir: Path, database_url: str | None, redis_url: str | None
+) -> tuple[str, str]:
+    """embedded.services, stopping before anything is written to a database that holds users
+    the demo did not make."""
+
+    def check(url: str) -> None:
+        if asyncio.run(_holds_other_users(url)):  # load_settings runs outside any event loop
+            raise OtherUsers(OTHER_USERS.format(data=data_dir))
+
+    return services(data_dir, database_url, redis_url, check=check)
 
 
 async def _prepare(
@@ -209,7 +243,10 @@ def run_dev(locale: str | None = None) -> int:
     refuse_outside_settings()
     for name, value in DEV_DEFAULTS.items():
         os.environ.setdefault(name, value)  # the children inherit them
-    settings = load_settings("pmd dev", embedded=services)
+    try:
+        settings = load_settings("pmd dev", embedded=own_services)
+    except OtherUsers as exc:
+        stop(str(exc), status=2)
     _port_free(settings.host, settings.port)
     demo_sqid, moderator_sqid, language = asyncio.run(_prepare(settings, locale))
 

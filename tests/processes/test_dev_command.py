@@ -4,7 +4,8 @@ export is followed by an incremental one within them, the ready email is read in
 mailbox, the demo's posts show their mentions, and `demo --locale es` makes the demo user's
 next email Spanish, without a setting edited or a line of SQL. And what it refuses, in one line,
 exit status 2, nothing served and no token printed: a database, Redis or JWT secret from the
-environment."""
+environment, and an embedded database holding users the demo did not make (its own, from an
+earlier run, it starts on again)."""
 
 from __future__ import annotations
 
@@ -307,3 +308,107 @@ def test_dev_refuses_all_it_is_given_in_one_line(tmp_path: Path) -> None:
         "env -u DATABASE_URL -u REDIS_URL -u JWT_SECRET_KEY make run",
     )
     assert not data.exists()
+
+
+# Runs SQL on the embedded database under argv[1], started for it and stopped after.
+SQL_ON_EMBEDDED = """
+import asyncio, sys
+from pathlib import Path
+
+import asyncpg
+
+from pmd_service.dev.embedded import start_postgres
+
+
+async def run(url):
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(sys.argv[2])
+    finally:
+        await conn.close()
+
+
+asyncio.run(run(start_postgres(Path(sys.argv[1]))))
+"""
+
+
+def on_embedded(data: Path, sql: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", SQL_ON_EMBEDDED, str(data / "pg"), sql],
+        cwd=CHECKOUT,
+        check=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+DASHBOARD = re.compile(r"Open the dashboard: (\S+)#")
+
+
+def run_to_banner(env: dict[str, str], log_path: Path) -> str:
+    """`dev` until its banner, then Ctrl-C: what it printed; it exits 0."""
+    with log_path.open("w+") as log:
+        proc = subprocess.Popen(
+            DEV,
+            env=env,
+            cwd=CHECKOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            text: str = until(
+                "the banner",
+                lambda: (
+                    ("Press Ctrl-C" in (out := log_path.read_text()) or proc.poll() is not None)
+                    and out
+                ),
+                within=300,
+            )
+            assert proc.poll() is None, text[-3000:]
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(60)
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
+    return text
+
+
+def test_dev_starts_again_on_its_own_database_and_never_on_one_with_other_users(
+    tmp_path: Path,
+) -> None:
+    """A second `make run` starts on the database the first made (every user in it the demo's,
+    each with the demo's mark); a user the demo did not make, a real account or one of its
+    names without its mark, stops it in one line naming the data folder, before anything is
+    written, the embedded servers stopped again."""
+    data = tmp_path / "data"
+    env = dev_env(data, free_port())
+    first = run_to_banner(env, tmp_path / "first.log")
+    again = run_to_banner(env, tmp_path / "again.log")
+    tokens = [
+        [line for line in text.splitlines() if line.startswith("eyJ")] for text in (first, again)
+    ]
+    assert all(len(found) == 1 for found in tokens), tokens
+    # The same demo user, its page at the same address.
+    pages = [found[1] for text in (first, again) if (found := DASHBOARD.search(text))]
+    assert len(pages) == 2 and pages[0] == pages[1], pages
+
+    on_embedded(
+        data,
+        "INSERT INTO users (handle, email, user_key)"
+        " VALUES ('alice', 'alice@example.org', gen_random_uuid())",
+    )
+    said = ("users the demo did not make", str(data.resolve()), "PMD_DATA_DIR")
+    Refused(env, tmp_path).assert_refused(*said)
+    assert not (data / "pg" / "postmaster.pid").exists()  # the embedded PostgreSQL stopped
+
+    # One of the demo's own names, without the demo's mark: a real account called `mod`, or
+    # the moderator of a demo from before the mark.
+    on_embedded(
+        data,
+        "DELETE FROM users WHERE handle = 'alice';"
+        " UPDATE users SET user_key = gen_random_uuid() WHERE handle = 'mod'",
+    )
+    Refused(env, tmp_path).assert_refused(*said)
+    assert not (data / "pg" / "postmaster.pid").exists()
