@@ -12,7 +12,7 @@ from ..core.settings import Settings
 from ..mail import language
 from ..mail.compose import Block, Button, Email, Line, Para, message_id, reason
 from ..mail.links import page_link
-from ..mail.notify import EmailTable
+from ..mail.notify import TAKEABLE, EmailTable
 from .incremental import added_count
 
 
@@ -74,26 +74,39 @@ def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-_ADDED = added_count("t")
-# Its lease ($3 seconds) and the `email_sent_at` that names the take, as a BDR's (bdr/mail.py);
-# to its owner, in the owner's language.
-_TAKE_EXPORT_EMAIL = f"""
+# Its lease ($3 seconds) and the `email_sent_at` that names the take, as a BDR's (bdr/mail.py).
+_TAKE_EXPORT_EMAIL = """
 UPDATE exports t
 SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
     email_attempts = t.email_attempts + 1
 FROM users owner
-WHERE t.id = $1 AND t.send_email AND {{takeable}}
+WHERE t.id = $1 AND t.send_email AND {takeable}
   AND t.status IN ('ready', 'failed') AND t.email_attempts < $2 AND owner.id = t.user_id
 RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS export_id, t.status,
           t.total_bytes, t.expires_at, t.error_code, owner.email AS "to", owner.handle,
-          {{locale}} AS locale, coalesce(owner.public_sqid, t.user_sqid, '') AS user_sqid,
+          {locale} AS locale, coalesce(owner.public_sqid, t.user_sqid, '') AS user_sqid,
           (SELECT count(*) FROM export_parts p WHERE p.export_id = t.id) AS part_count,
           (SELECT coalesce(sum(p.artwork_count), 0) FROM export_parts p
            WHERE p.export_id = t.id AND p.status = 'ready') AS artwork_count,
           t.follows_id IS NOT NULL AS incremental, t.follows_started_at AS changes_since,
-          {_ADDED} AS added_count, t.artwork_count - {_ADDED} AS changed_count,
+          {added} AS added_count, t.artwork_count - {added} AS changed_count,
           jsonb_array_length(t.removed) AS removed_count
 """
-EMAIL = EmailTable("export", "exports", _TAKE_EXPORT_EMAIL, "owner", ExportMail, compose_export)
+# In the owner's language; on a host without `users.locale`, English (mail/notify.py chooses).
+_ADDED = added_count("t")
+SQL_TAKE_EXPORT_EMAIL = _TAKE_EXPORT_EMAIL.format(
+    takeable=TAKEABLE, locale="owner.locale", added=_ADDED
+)
+SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH = _TAKE_EXPORT_EMAIL.format(
+    takeable=TAKEABLE, locale="NULL::text", added=_ADDED
+)
+EMAIL = EmailTable(
+    "export",
+    "exports",
+    SQL_TAKE_EXPORT_EMAIL,
+    SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH,
+    ExportMail,
+    compose_export,
+)
 SQL_EXPORT_EMAILS_OWED = EMAIL.sql_emails_owed
 send_export_email = EMAIL.send

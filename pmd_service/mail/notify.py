@@ -189,22 +189,17 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 class EmailTable(Generic[M]):
     """A kind's ready/failed email, taken from its table, then sent (send_taken).
 
-    `take` is the statement that takes it, with $1 the row, $2 the tries allowed and $3 the
-    lease's seconds, `{takeable}` and `{locale}` left to fill: it returns `taken_at` (the
-    `email_sent_at` that names the take), `request_id` and every field of the email's shape
-    `mail`, from which `compose` makes the message; `recipient` is the alias of the user it
-    goes to, whose `locale` it is read in (English on a host whose users have none readable)."""
+    `take` takes it, with $1 the row, $2 the tries allowed and $3 the lease's seconds, and
+    returns `taken_at` (the `email_sent_at` that names the take), `request_id` and every field
+    of the email's shape `mail`, from which `compose` makes the message; `take_in_english` is
+    the same for a host whose users have no readable `locale`."""
 
     label: str  # how a log line names a row ("BDR")
     table: str
     take: str
-    recipient: str
+    take_in_english: str
     mail: Callable[..., M]
     compose: Callable[[Settings, M], EmailMessage]
-
-    def sql_take(self, *, localised: bool) -> str:
-        locale = f"{self.recipient}.locale" if localised else "NULL::text"
-        return self.take.format(takeable=TAKEABLE, locale=locale)
 
     @property
     def sql_emails_owed(self) -> str:
@@ -214,7 +209,7 @@ class EmailTable(Generic[M]):
     async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
         """Row `row_id`'s email, taken, then sent. True if this call sent it; SMTP failures are
         logged and left for the sweep, never raised."""
-        take = self.sql_take(localised=await users_locale_readable(pool, settings))
+        take = self.take if await users_locale_readable(pool, settings) else self.take_in_english
         taken = await pool.fetchrow(take, row_id, MAX_EMAIL_ATTEMPTS, lease_seconds(settings))
         if taken is None:
             return False

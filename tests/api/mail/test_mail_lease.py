@@ -22,11 +22,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
 
-from pmd_service.bdr.mail import EMAIL as BDR_EMAIL
-from pmd_service.bdr.mail import send_bdr_email
+from pmd_service.bdr.mail import SQL_TAKE_EMAIL, send_bdr_email
 from pmd_service.core.settings import Settings
-from pmd_service.exports.mail import EMAIL as EXPORT_EMAIL
-from pmd_service.exports.mail import send_export_email
+from pmd_service.exports.mail import SQL_TAKE_EXPORT_EMAIL, send_export_email
 from pmd_service.jobs.context import job_context
 from pmd_service.mail.notify import MAX_EMAIL_ATTEMPTS, lease_seconds, send_seconds
 from pmd_service.upkeep.sweep import sweep
@@ -46,10 +44,8 @@ class Kind:
     message_id: str  # its Message-ID's local part, before the row's id
 
 
-BDR = Kind(BDR_EMAIL.table, BDR_EMAIL.sql_take(localised=True), send_bdr_email, "bdr")
-EXPORT = Kind(
-    EXPORT_EMAIL.table, EXPORT_EMAIL.sql_take(localised=True), send_export_email, "export"
-)
+BDR = Kind("batch_download_requests", SQL_TAKE_EMAIL, send_bdr_email, "bdr")
+EXPORT = Kind("exports", SQL_TAKE_EXPORT_EMAIL, send_export_email, "export")
 
 
 def mailing(settings: Settings, box: Mailbox) -> Settings:
