@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..mail.notify import MAX_EMAIL_ATTEMPTS, OWED_ROW
+from ..mail.notify import MAX_EMAIL_ATTEMPTS
 
 
 class Look(enum.Enum):
@@ -35,13 +35,12 @@ class RestoreCheck:
     args: tuple[object, ...] = ()  # the query's $1, $2, …
 
 
-def not_queued(name: str, rows: str, says: str, then: str) -> RestoreCheck:
-    """A kind's rows pending or processing, which a lost Redis may not hold a job of. `rows`
-    selects `id`, `user_sqid` and `status` from the kind's table as `t`; `then` ends the repair
-    (what the worker does with it)."""
+def not_queued(name: str, sql: str, says: str, then: str) -> RestoreCheck:
+    """A kind's rows pending or processing (`sql`: their `id`, `user_sqid` and `status`), which
+    a lost Redis may not hold a job of; `then` ends the repair (what a worker does with one)."""
     return RestoreCheck(
         name,
-        f"{rows} WHERE t.status IN ('pending', 'processing') ORDER BY t.created_at, t.id",
+        sql,
         Look.JOB,
         says,
         "the sweep queues it again (a pending one once JOB_PENDING_GRACE_SECONDS old, a "
@@ -49,12 +48,12 @@ def not_queued(name: str, rows: str, says: str, then: str) -> RestoreCheck:
     )
 
 
-def email_owed(name: str, rows: str, says: str) -> RestoreCheck:
-    """A kind's rows whose email is owed (`rows` as for `not_queued`): the one a backup taken
-    before it went out still owes is sent again."""
+def email_owed(name: str, sql: str, says: str) -> RestoreCheck:
+    """A kind's rows whose email is owed (`sql`: as mail/notify.py's OWED_ROW says, fewer than
+    $1 tries made): one a backup taken before it went out still owes is sent again."""
     return RestoreCheck(
         name,
-        f"{rows} WHERE {OWED_ROW} ORDER BY t.completed_at, t.id",
+        sql,
         Look.ROWS,
         f"{says} and its email is owed",
         "the sweep sends it; one that went out after the backup was taken goes out again",
