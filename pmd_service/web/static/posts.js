@@ -455,7 +455,7 @@ export class PostTable {
       cell("check", checkbox(p, chosen)),
       cell("thumb", thumbnail(p)),
       cell("title", titleBlock(p, this.view, file)),
-      cell("", time(p.created_at)),
+      cell("date", time(p.created_at)),
       cell("file", fileBlock(file, p.layers_bytes), "file_bytes"),
       cell("num", fmt.count(p.reaction_count), "reaction_count"),
       cell("num", fmt.count(p.comment_count), "comment_count"),
@@ -507,6 +507,18 @@ function titleBlock(p, view, file) {
   span.className = "title-text";
   span.textContent = p.title;
   frag.append(span);
+  // On a phone the date and hidden state leave their columns for this line, under the title,
+  // which then has the row's width to show whole (styles.css).
+  const meta = document.createElement("small");
+  meta.className = "line meta";
+  meta.append("Uploaded ", time(p.created_at));
+  if (p.hidden_by_mod || p.hidden_by_user) {
+    const state = document.createElement("span");
+    state.className = "is-hidden";
+    state.textContent = p.hidden_by_mod ? "Hidden by moderator" : "Hidden";
+    meta.append(" · ", state);
+  }
+  frag.append(meta);
   if (view === "deleted" && p.deleted_by_user_date) {
     const note = document.createElement("small");
     const until = new Date(new Date(p.deleted_by_user_date).getTime() +
