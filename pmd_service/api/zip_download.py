@@ -17,21 +17,22 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
 
+import asyncpg
 import msgspec
 from aiohttp import ETag, hdrs, web
 from msgspec import Meta
 
 from ..core.codes import TABLE, Code
 from ..core.problems import ProblemError, gone
-from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles
+from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles, repr_digest
 from .declaration import Param
 from .download_slots import ProxySlots
-from .keys import PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
+from .keys import DB_POOL, PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
 from .problem_responses import client_went_away
 
 if TYPE_CHECKING:
@@ -451,29 +452,26 @@ async def _relay(
             transport.set_write_buffer_limits()  # asyncio's defaults, for its next request
 
 
-def refuse_if_no_proxy_slot(request: web.Request) -> None:
-    """Proxy mode: a download the caller's (or this server's) slots are full for is refused
-    before the database or the store is asked anything (a HEAD to the store each, otherwise)."""
-    settings = request.app[SETTINGS]
-    if (
-        settings.zip_store is not None
-        and settings.zip_download_mode == "proxy"
-        and request.method == "GET"
-    ):
-        request.app[PROXY_SLOTS].check(request[PRINCIPAL].caller.id)
+# A ZIP a feature's service found for the caller: where it is, its file name and its SHA-256
+# (hex; None for a ZIP the host's own service built).
+Found = tuple[StoredZip, str, str | None]
 
 
-async def send_zip(
+async def download(
     request: web.Request,
-    stored: StoredZip,
-    filename: str,
-    digest: Mapping[str, str],
+    find: Callable[[asyncpg.Pool, ZipFiles], Awaitable[Found]],
     gone: Code,
 ) -> web.StreamResponse:
-    """A ZIP found for the caller (a BDR's, or an export's part): a redirect to a signed URL, or
-    its bytes, with ranges and conditions (`serve`)."""
-    files = request.app[ZIP_FILES]
-    settings = request.app[SETTINGS]
+    """A ZIP download (a BDR's, an export's part), once its handler read the path: `find` asks
+    the feature for the caller's ZIP, raising its refusals, then a redirect to a signed URL or
+    its bytes, with ranges and conditions (`serve`); `gone` is the code of a file lost since."""
+    settings, files = request.app[SETTINGS], request.app[ZIP_FILES]
+    # Proxy mode: a download the caller's (or this server's) slots are full for is refused
+    # before the database or the store is asked anything (a HEAD to the store each, otherwise).
+    proxied = settings.zip_store is not None and settings.zip_download_mode == "proxy"
+    if proxied and request.method == "GET":
+        request.app[PROXY_SLOTS].check(request[PRINCIPAL].caller.id)
+    stored, filename, sha256 = await find(request.app[DB_POOL], files)
     if stored.key is not None and settings.zip_download_mode == "redirect":
         # The bytes go from the bucket to the browser; the checks before stay in front. The
         # object carries the file name (Content-Disposition, set at upload).
@@ -482,7 +480,7 @@ async def send_zip(
         "Content-Type": "application/zip",
         "Content-Disposition": f"attachment; filename={filename}",
         "Cache-Control": "private, no-store",
-        **digest,
+        **repr_digest(sha256),
     }
     proxying = Proxying(
         request.app[PROXY_SLOTS],

@@ -12,17 +12,10 @@ from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from ..api.responses import json_response
 from ..api.validation import path_uuid, read_json
-from ..api.zip_download import (
-    DownloadQuery,
-    download_params,
-    refuse_if_no_proxy_slot,
-    send_zip,
-    zip_answers,
-)
+from ..api.zip_download import DownloadQuery, download, download_params, zip_answers
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER
 from ..storage.budget import Limits, ensure_free_space
-from ..storage.zip_files import repr_digest
 from . import service
 from .announcer import Announcer
 from .schemas import BdrItem, BdrList, BdrRequest
@@ -78,18 +71,14 @@ async def delete_bdr(request: web.Request) -> web.Response:
 
 
 async def download_bdr(request: web.Request) -> web.StreamResponse:
-    bdr_id = path_uuid(request)
-    principal = request[PRINCIPAL]
-    files = request.app[ZIP_FILES]
-    refuse_if_no_proxy_slot(request)
-    found = await service.download(request.app[DB_POOL], files, bdr_id, principal.target.id)
-    stored = found.stored
-    # Every GET, whatever its range (a download resumed from byte 1 reads the ZIP as well), and
-    # the redirect to a bucket's signed URL alike; a HEAD reads nothing. One row an hour.
-    if request.method == "GET":
-        await service.audit_read(request.app[DB_POOL], principal, bdr_id)
-    return await send_zip(
-        request, stored, found.filename, repr_digest(found.sha256), Code.BDR_EXPIRED
+    bdr_id, by = path_uuid(request), request[PRINCIPAL]
+    # Every GET reads it, whatever its range (a download resumed from byte 1 reads the ZIP as
+    # well), and the redirect to a bucket's signed URL alike; a HEAD reads nothing.
+    reads = request.method == "GET"
+    return await download(
+        request,
+        lambda pool, files: service.download(pool, files, bdr_id, by, reads=reads),
+        Code.BDR_EXPIRED,
     )
 
 

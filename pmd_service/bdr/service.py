@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -304,21 +303,16 @@ async def cancel_or_remove(
         await files.remove(await pool.fetchval(SQL_REMOVE, bdr_id))
 
 
-@dataclass(frozen=True)
-class Download:
-    stored: StoredZip
-    filename: str
-    sha256: str | None  # hex, as recorded when the ZIP was built (None: a host's ZIP)
-
-
 def download_filename(bdr_id: uuid.UUID) -> str:
     return f"makapix-artworks-{str(bdr_id)[:8]}.zip"
 
 
 async def download(
-    pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, user_id: int
-) -> Download:
-    row = await _row(pool, bdr_id, user_id)
+    pool: asyncpg.Pool, files: ZipFiles, bdr_id: uuid.UUID, by: Principal, *, reads: bool
+) -> tuple[StoredZip, str, str | None]:
+    """The ZIP, its file name and its SHA-256 (hex, as recorded when it was built; None: a
+    host's ZIP). `reads`: the caller reads it, which a moderator's audit records."""
+    row = await _row(pool, bdr_id, by.target.id)
     status = row["status"]
     if status in ("pending", "processing"):
         raise bad_request(
@@ -351,4 +345,6 @@ async def download(
             f"The file of download request {bdr_id} is no longer available; request a new download.",
             code=Code.BDR_EXPIRED,
         ) from None
-    return Download(stored, download_filename(bdr_id), row["file_sha256"])
+    if reads:
+        await audit_read(pool, by, bdr_id)
+    return stored, download_filename(bdr_id), row["file_sha256"]

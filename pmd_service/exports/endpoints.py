@@ -12,13 +12,7 @@ from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from ..api.responses import json_response
 from ..api.validation import path_uuid, read_json
-from ..api.zip_download import (
-    DownloadQuery,
-    download_params,
-    refuse_if_no_proxy_slot,
-    send_zip,
-    zip_answers,
-)
+from ..api.zip_download import DownloadQuery, download, download_params, zip_answers
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER
 from ..core.problems import not_found
@@ -89,14 +83,12 @@ def _part_number(request: web.Request) -> int:
 
 
 async def download_part(request: web.Request) -> web.StreamResponse:
-    export_id = path_uuid(request)
-    number = _part_number(request)
-    files = request.app[ZIP_FILES]
-    refuse_if_no_proxy_slot(request)
-    found = await service.part_download(
-        request.app[DB_POOL], files, export_id, number, request[PRINCIPAL]
+    export_id, number, by = path_uuid(request), _part_number(request), request[PRINCIPAL]
+    return await download(
+        request,
+        lambda pool, files: service.part_download(pool, files, export_id, number, by),
+        Code.EXPORT_EXPIRED,
     )
-    return await send_zip(request, found.stored, found.filename, found.headers, Code.EXPORT_EXPIRED)
 
 
 _ID = Param("id", {"type": "string", "format": "uuid"}, "The export's id", location="path")

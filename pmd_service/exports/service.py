@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -17,7 +16,7 @@ from ..core.problems import FieldError, ProblemError, conflict, forbidden, gone,
 from ..core.settings import Settings
 from ..host.access import Principal
 from ..storage.budget import human_bytes
-from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing, repr_digest
+from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .incremental import added_count, changed_count, followed, parse_since, removed
 from .queue import enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
@@ -299,16 +298,10 @@ async def cancel_or_remove(
         await files.remove(path)
 
 
-@dataclass(frozen=True)
-class PartDownload:
-    stored: StoredZip
-    filename: str
-    headers: dict[str, str]
-
-
 async def part_download(
     pool: asyncpg.Pool, files: ZipFiles, export_id: uuid.UUID, number: int, principal: Principal
-) -> PartDownload:
+) -> tuple[StoredZip, str, str | None]:
+    """The part's ZIP, its file name and its SHA-256 (hex)."""
     owner_only(principal)
     row = await pool.fetchrow(SQL_PART, export_id, principal.target.id, number)
     if row is None:
@@ -348,8 +341,7 @@ async def part_download(
             "request a new export.",
             code=Code.EXPORT_EXPIRED,
         ) from None
-    filename = part_filename(export_id, number, row["part_count"])
-    return PartDownload(stored, filename, repr_digest(row["sha256"]))
+    return stored, part_filename(export_id, number, row["part_count"]), row["sha256"]
 
 
 async def sha256sums(pool: asyncpg.Pool, export_id: uuid.UUID, principal: Principal) -> str:
