@@ -157,7 +157,9 @@ async def test_a_limit_the_server_names_is_said_up_front_next_time(
         # The page ships with the server's usual limit: this server's own comes in its refusal.
         await page.get_by_role("button", name="Select all 6 matching").click()
         await hide.click()
-        await expect(error).to_contain_text("The filter matches 6 posts; one action changes at most 5.")
+        await expect(error).to_contain_text(
+            "The filter matches 6 posts; one action changes at most 5."
+        )
         await page.get_by_role("button", name="Select all 6 matching").click()
         await hide.click()
         await expect(error).to_have_text(
