@@ -1,6 +1,7 @@
-"""Serving a ready ZIP, a BDR's or an export part's: a redirect to a signed URL (a bucket's
-default, so that the server's part is one small response), or its bytes, from a local file or
-streamed from the bucket in proxy mode (for stores the browser cannot reach).
+"""What a request for ZIPs reads first (`zip_request`), and serving a ready ZIP, a BDR's or an
+export part's (`download`): a redirect to a signed URL (a bucket's default, so that the
+server's part is one small response), or its bytes, from a local file or streamed from the
+bucket in proxy mode (for stores the browser cannot reach).
 
 Both ways answer conditions and ranges by one set of rules (`_plan`), so they cannot disagree:
 412, 304, If-Range and one byte range (206; several ranges or an invalid one get the whole ZIP,
@@ -20,7 +21,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, BinaryIO
+from typing import TYPE_CHECKING, Annotated, Any, BinaryIO, Protocol, TypeVar
 
 import asyncpg
 import msgspec
@@ -29,11 +30,16 @@ from msgspec import Meta
 
 from ..core.codes import TABLE, Code
 from ..core.problems import ProblemError, gone
+from ..host.access import Principal
+from ..storage.budget import ensure_free_space
 from ..storage.zip_files import OBJECT_MISSING, StoredZip, StoreFailed, ZipFiles, repr_digest
+from . import request_ids
+from .auth import retarget
 from .declaration import Param
 from .download_slots import ProxySlots
 from .keys import DB_POOL, PRINCIPAL, PROXY_SLOTS, SETTINGS, STREAM_RESPONSE, ZIP_FILES
 from .problem_responses import client_went_away
+from .validation import read_json
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -450,6 +456,25 @@ async def _relay(
     finally:
         if not transport.is_closing():
             transport.set_write_buffer_limits()  # asyncio's defaults, for its next request
+
+
+class _Targeting(Protocol):
+    @property
+    def target_sqid(self) -> str | None: ...
+
+
+Body = TypeVar("Body", bound=_Targeting)
+
+
+async def zip_request(request: web.Request, struct: type[Body]) -> tuple[Body, Principal, str]:
+    """A request for ZIPs to be built (a BDR, an export): its body, whom it acts for (the body's
+    `target_sqid`) and its request id, which its row keeps for the worker's logs and the email;
+    503 while the ZIPs' file system is short of free space."""
+    body = await read_json(request, struct)
+    principal = await retarget(request, body.target_sqid)
+    rid = request_ids.current()
+    await ensure_free_space(request.app[SETTINGS])
+    return body, principal, rid
 
 
 # A ZIP a feature's service found for the caller: where it is, its file name and its SHA-256

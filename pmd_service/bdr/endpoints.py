@@ -6,29 +6,23 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ..api import request_ids
-from ..api.auth import retarget
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from ..api.responses import json_response
-from ..api.validation import path_uuid, read_json
-from ..api.zip_download import DownloadQuery, download, download_params, zip_answers
+from ..api.validation import path_uuid
+from ..api.zip_download import DownloadQuery, download, download_params, zip_answers, zip_request
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER
-from ..storage.budget import Limits, ensure_free_space
+from ..storage.budget import Limits
 from . import service
 from .announcer import Announcer
 from .schemas import BdrItem, BdrList, BdrRequest
 
 
 async def create_bdr(request: web.Request) -> web.Response:
-    body = await read_json(request, BdrRequest)
-    principal = await retarget(request, body.target_sqid)
-    # The request's id: stored in the BDR row, it follows the BDR (worker logs, its email).
-    rid = request_ids.current()
-    settings = request.app[SETTINGS]
-    await ensure_free_space(settings)
-    item = await service.create(request.app[DB_POOL], principal, body, Limits.of(settings), rid)
+    body, principal, rid = await zip_request(request, BdrRequest)
+    limits = Limits.of(request.app[SETTINGS])
+    item = await service.create(request.app[DB_POOL], principal, body, limits, rid)
     response = json_response(
         item,
         status=202,

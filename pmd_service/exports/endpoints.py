@@ -6,28 +6,21 @@ from typing import Any
 
 from aiohttp import web
 
-from ..api import request_ids
-from ..api.auth import retarget
 from ..api.declaration import Auth, Endpoint, Param
 from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, ZIP_FILES
 from ..api.responses import json_response
-from ..api.validation import path_uuid, read_json
-from ..api.zip_download import DownloadQuery, download, download_params, zip_answers
+from ..api.validation import path_uuid
+from ..api.zip_download import DownloadQuery, download, download_params, zip_answers, zip_request
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER
 from ..core.problems import not_found
-from ..storage.budget import ensure_free_space
 from . import service
 from .schemas import ExportItem, ExportList, ExportRequest, NothingChanged, export_base_url
 
 
 async def create_export(request: web.Request) -> web.Response:
-    body = await read_json(request, ExportRequest)
-    principal = await retarget(request, body.target_sqid)
-    rid = request_ids.current()
-    settings = request.app[SETTINGS]
-    await ensure_free_space(settings)
-    item = await service.create(request.app[DB_POOL], principal, body, settings, rid)
+    body, principal, rid = await zip_request(request, ExportRequest)
+    item = await service.create(request.app[DB_POOL], principal, body, request.app[SETTINGS], rid)
     if isinstance(item, NothingChanged):
         return json_response(item, headers={REQUEST_ID_HEADER: rid})
     await service.enqueue(request.app[REDIS], item.id)
