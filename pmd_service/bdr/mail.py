@@ -11,7 +11,7 @@ from ..core.settings import Settings
 from ..mail import language
 from ..mail.compose import Block, Button, Email, Para, message_id, reason
 from ..mail.links import page_link
-from ..mail.notify import TAKEABLE, EmailTable
+from ..mail.notify import EmailTable, takes
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,14 @@ def compose(settings: Settings, mail: BdrMail) -> EmailMessage:
 
 
 # Taking the email is the atomic step: of two runs (a repeated job, the sweep) only one gets
-# the row back, so a person never receives it twice. Its lease lasts $3 seconds (mail/notify.py);
-# its `email_sent_at` names the take, so that only its own sender ends or releases it. It goes
-# to whoever asked (a moderator asking on a user's behalf gets it), with the link to the user's
-# posts page.
+# the row back, so a person never receives it twice. Its lease (mail/notify.py's TAKE) and its
+# `email_sent_at`, which names the take, let only its own sender end or release it. It goes to
+# whoever asked (a moderator asking on a user's behalf gets it), in their language (English on
+# a host without `users.locale`), with the link to the user's posts page.
 _TAKE_EMAIL = """
-UPDATE batch_download_requests t
-SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
-    email_attempts = t.email_attempts + 1
+UPDATE batch_download_requests t {take}
 FROM users asker, users owner
-WHERE t.id = $1 AND t.send_email AND {takeable}
-  AND t.status IN ('ready', 'failed') AND t.email_attempts < $2
+WHERE {take_row}
   AND asker.id = coalesce(t.requested_by, t.user_id) AND owner.id = t.user_id
 RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS bdr_id, t.status,
           -- A skipped entry naming a `file` (a missing layers file) left its artwork in.
@@ -68,10 +65,7 @@ RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS bdr_id, t.sta
           t.expires_at, t.error_code, asker.email AS "to", asker.handle,
           {locale} AS locale, owner.public_sqid AS user_sqid
 """
-# In the language of whoever it goes to; on a host without `users.locale`, English
-# (mail/notify.py chooses, from the catalog).
-SQL_TAKE_EMAIL = _TAKE_EMAIL.format(takeable=TAKEABLE, locale="asker.locale")
-SQL_TAKE_EMAIL_IN_ENGLISH = _TAKE_EMAIL.format(takeable=TAKEABLE, locale="NULL::text")
+SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH = takes(_TAKE_EMAIL, "asker")
 EMAIL = EmailTable(
     "BDR", "batch_download_requests", SQL_TAKE_EMAIL, SQL_TAKE_EMAIL_IN_ENGLISH, BdrMail, compose
 )

@@ -12,7 +12,7 @@ from ..core.settings import Settings
 from ..mail import language
 from ..mail.compose import Block, Button, Email, Line, Para, message_id, reason
 from ..mail.links import page_link
-from ..mail.notify import TAKEABLE, EmailTable
+from ..mail.notify import EmailTable, takes
 from .incremental import added_count
 
 
@@ -74,14 +74,11 @@ def compose_export(settings: Settings, mail: ExportMail) -> EmailMessage:
     return email.message(settings, words, mail.to, link, mid, mail.request_id)
 
 
-# Its lease ($3 seconds) and the `email_sent_at` that names the take, as a BDR's (bdr/mail.py).
+# Taken as a BDR's is (bdr/mail.py), to its owner, in the owner's language.
 _TAKE_EXPORT_EMAIL = """
-UPDATE exports t
-SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
-    email_attempts = t.email_attempts + 1
+UPDATE exports t {take}
 FROM users owner
-WHERE t.id = $1 AND t.send_email AND {takeable}
-  AND t.status IN ('ready', 'failed') AND t.email_attempts < $2 AND owner.id = t.user_id
+WHERE {take_row} AND owner.id = t.user_id
 RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS export_id, t.status,
           t.total_bytes, t.expires_at, t.error_code, owner.email AS "to", owner.handle,
           {locale} AS locale, coalesce(owner.public_sqid, t.user_sqid, '') AS user_sqid,
@@ -92,13 +89,8 @@ RETURNING t.email_sent_at AS taken_at, t.request_id, t.id::text AS export_id, t.
           {added} AS added_count, t.artwork_count - {added} AS changed_count,
           jsonb_array_length(t.removed) AS removed_count
 """
-# In the owner's language; on a host without `users.locale`, English (mail/notify.py chooses).
-_ADDED = added_count("t")
-SQL_TAKE_EXPORT_EMAIL = _TAKE_EXPORT_EMAIL.format(
-    takeable=TAKEABLE, locale="owner.locale", added=_ADDED
-)
-SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH = _TAKE_EXPORT_EMAIL.format(
-    takeable=TAKEABLE, locale="NULL::text", added=_ADDED
+SQL_TAKE_EXPORT_EMAIL, SQL_TAKE_EXPORT_EMAIL_IN_ENGLISH = takes(
+    _TAKE_EXPORT_EMAIL, "owner", added=added_count("t")
 )
 EMAIL = EmailTable(
     "export",

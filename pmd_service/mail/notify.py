@@ -39,6 +39,13 @@ SEND_TIMEOUTS = 3
 # ran out before DATA (unqualified: any alias of the kind's table).
 TAKEABLE = "(email_sent_at IS NULL OR email_lease_until < now())"
 
+# A take, after a kind's `UPDATE <table> t`: its email taken now, under a lease of $3 seconds,
+# one try more; of row $1 only while it may be taken, fewer than $2 tries made.
+TAKE = """SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
+    email_attempts = t.email_attempts + 1"""
+TAKE_ROW = f"""t.id = $1 AND t.send_email AND {TAKEABLE}
+  AND t.status IN ('ready', 'failed') AND t.email_attempts < $2"""
+
 # A row whose email is owed, fewer than $1 tries made.
 OWED_ROW = f"""send_email AND {TAKEABLE}
   AND status IN ('ready', 'failed') AND email_attempts < $1"""
@@ -63,6 +70,14 @@ WHERE id = $1 AND email_sent_at = $2
 def send_seconds(settings: Settings) -> float:
     """The bound on one whole send, from connecting to the server's last reply."""
     return SEND_TIMEOUTS * settings.smtp_timeout
+
+
+def takes(sql: str, recipient: str, **values: str) -> tuple[str, str]:
+    """A kind's take (`sql`, with `{take}`, `{take_row}` and `{locale}` left to fill, and
+    `values`) in the language of `recipient` (the alias of the user it goes to), and in English
+    for a host whose users have no readable `locale`."""
+    fill = {"take": TAKE, "take_row": TAKE_ROW, **values}
+    return sql.format(locale=f"{recipient}.locale", **fill), sql.format(locale="NULL::text", **fill)
 
 
 def lease_seconds(settings: Settings) -> float:
@@ -189,10 +204,10 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 class EmailTable(Generic[M]):
     """A kind's ready/failed email, taken from its table, then sent (send_taken).
 
-    `take` takes it, with $1 the row, $2 the tries allowed and $3 the lease's seconds, and
-    returns `taken_at` (the `email_sent_at` that names the take), `request_id` and every field
-    of the email's shape `mail`, from which `compose` makes the message; `take_in_english` is
-    the same for a host whose users have no readable `locale`."""
+    `take` and `take_in_english` (`takes`) take it, with $1 the row, $2 the tries allowed and
+    $3 the lease's seconds, returning `taken_at` (the `email_sent_at` that names the take),
+    `request_id` and every field of the email's shape `mail`, which `compose` makes into the
+    message."""
 
     label: str  # how a log line names a row ("BDR")
     table: str
