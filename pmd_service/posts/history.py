@@ -33,7 +33,7 @@ NAMED_POSTS = 3
 SQL_RECENT_ACTIONS = f"""
 WITH page AS (
     SELECT id, action, created_at, changed_count, unchanged_count,
-           actor_id IS NOT NULL AS by_moderator,
+           actor_id IS NOT NULL AS by_moderator, policy_id, policy_name,
            {acted_by("$2")} AS by_you, undone_at,
            {UNDOABLE} AND {acted_by("$2")} AS undoable, post_ids[1:{NAMED_POSTS}] AS named
     FROM bulk_actions

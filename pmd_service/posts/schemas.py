@@ -426,7 +426,9 @@ class ActionItem(msgspec.Struct):
     by_moderator: Annotated[
         bool, Meta(description="A moderator did it (on the owner's posts, as a moderator)")
     ]
-    by_you: Annotated[bool, Meta(description="The caller did it")]
+    by_you: Annotated[
+        bool, Meta(description="The caller did it (an owner: a policy of theirs too)")
+    ]
     undone_at: Annotated[datetime | None, Meta(description="When it was undone, or null")]
     posts: Annotated[
         list[ActionPost],
@@ -444,6 +446,14 @@ class ActionItem(msgspec.Struct):
             "(else null; an owner never undoes a moderator's action)"
         ),
     ]
+    policy_id: Annotated[
+        uuid.UUID | None,
+        Meta(
+            description="Done by this cleanup policy of the owner's (a run), shown and undone "
+            "as the owner's own; null for anything else"
+        ),
+    ] = None
+    policy_name: Annotated[str | None, Meta(description="The policy's name when it ran")] = None
 
 
 class ActionList(msgspec.Struct):
