@@ -18,6 +18,10 @@ from tests.helpers import Client, fetch_item, request_bdr, run_worker
 VICTIM_POST_ID_BASE = 900_000
 
 
+# A cleanup policy that matches nothing of the world's new posts.
+POLICY = {"name": "Old ones", "action": "hide", "older_than_days": 30}
+
+
 @dataclass
 class World:
     victim: UserRow
@@ -31,6 +35,7 @@ class World:
     pending_bdr: str = ""  # the victim's, queued
     ready_export: str = ""  # the victim's full export, its parts on disk
     victim_action: str = ""  # the victim's own bulk action: only the victim may undo it
+    victim_policy: str = ""  # the victim's cleanup policy
     license_id: int = 0
     victim_post_ids: list[int] = field(default_factory=list)
     attacker_post_ids: list[int] = field(default_factory=list)
@@ -74,13 +79,20 @@ async def build_world(client: Client, factory: Factory, settings: Settings) -> W
     w.ready_export = (await resp.json())["id"]
     await run_worker(settings)
     w.pending_bdr = (await request_bdr(client, w.victim, ids[:1]))["id"]
+    policy = {**POLICY, "expect_count": 0}
+    resp = await client.post("/api/pmd/policies", json=policy, headers=w.victim.auth)
+    assert resp.status == 201, await resp.text()
+    w.victim_policy = (await resp.json())["id"]
     # The ready BDR's ZIP (an export's parts are in a folder of their own).
     (zip_file,) = [p for p in settings.zip_path.rglob("*.zip") if "pmd-exports" not in p.parts]
     w.secrets = [
         b"VICTIM-SECRET-TITLE",
         b"victimhandle",
         w.victim.sqid.encode(),
-        *(value.encode() for value in (w.ready_bdr, w.pending_bdr, w.ready_export)),
+        *(
+            value.encode()
+            for value in (w.ready_bdr, w.pending_bdr, w.ready_export, w.victim_policy)
+        ),
         b"PK\x03\x04",  # any ZIP local header
         zip_file.read_bytes()[-200:],  # the victim's ZIP's central directory
     ]
@@ -218,6 +230,29 @@ _ROWS = (
     Row("DELETE", "/api/pmd/exports/{id}", 404, 403, id="ready_export"),
     Row("GET", "/api/pmd/exports/{id}/SHA256SUMS", 404, 403, id="ready_export"),
     Row("GET", "/api/pmd/exports/{id}/parts/{n}/download", 404, 403, id="ready_export"),
+    # Cleanup policies: a preview and the list in one's own scope are one's own; creating,
+    # running and deleting are the owner's alone (an authorised moderator gets 403), while a
+    # moderator reads and pauses. In one's own scope, a create with a bad filter is a 400.
+    Row("POST", "/api/pmd/policies/preview", 200, 200, body=lambda w: dict(POLICY)),
+    Row("GET", "/api/pmd/policies", 200, 200),
+    Row(
+        "POST",
+        "/api/pmd/policies",
+        400,
+        403,
+        body=lambda w: {**POLICY, "filter": {"created_after": "soon"}, "expect_count": 0},
+    ),
+    Row("GET", "/api/pmd/policies/{id}", 404, 200, id="victim_policy"),
+    Row(
+        "PATCH",
+        "/api/pmd/policies/{id}",
+        404,
+        200,
+        id="victim_policy",
+        body=lambda w: {"enabled": False},
+    ),
+    Row("POST", "/api/pmd/policies/{id}/run", 404, 403, id="victim_policy"),
+    Row("DELETE", "/api/pmd/policies/{id}", 404, 403, id="victim_policy"),
     # The page holds no data (it reads the API with the token it keeps), so anyone may load it.
     Row("GET", "/u/{user_sqid}/posts", 200, 200, public=True),
     Row("GET", "/static/pmd", 200, 200, file="app.js", public=True),

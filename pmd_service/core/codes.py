@@ -135,6 +135,12 @@ class Code(enum.StrEnum):
     UNDO_HISTORY_MISSING = "undo_history_missing"
     ROW_BUDGET_EXCEEDED = "row_budget_exceeded"
     SITE_BUDGET_EXCEEDED = "site_budget_exceeded"
+    # Cleanup policies
+    POLICIES_OFF = "policies_off"
+    POLICY_NOT_FOUND = "policy_not_found"
+    POLICY_OWNER_ONLY = "policy_owner_only"
+    TOO_MANY_POLICIES = "too_many_policies"
+    POLICY_WIDENS = "policy_widens"
     # Batch downloads (BDR), their files and streams
     BDR_DAILY_LIMIT = "bdr_daily_limit"
     BDR_REPEATED = "bdr_repeated"
@@ -278,6 +284,11 @@ TABLE: dict[Code, Entry] = {
     Code.UNDO_EXPIRED: Entry(410, "The action is older than the undo window", {"hours": "integer"}),
     Code.UNDO_DROPPED: Entry(410, "The action's undo history was dropped to make room for newer actions of the same person", {"kept_history_bytes": "integer"}),
     Code.UNDO_HISTORY_MISSING: Entry(410, "The previous release recorded the action, and its history is gone"),
+    Code.POLICIES_OFF: Entry(404, "Cleanup policies are turned off on this site (CLEANUP_POLICIES)"),
+    Code.POLICY_NOT_FOUND: Entry(404, "No cleanup policy with this id is the target's"),
+    Code.POLICY_OWNER_ONLY: Entry(403, "Only the owner creates, changes, runs or deletes a cleanup policy; a moderator may read and pause one"),
+    Code.TOO_MANY_POLICIES: Entry(409, "The owner has as many cleanup policies as allowed", {"limit": "integer"}),
+    Code.POLICY_WIDENS: Entry(409, "The change widens what a run would change: send `expect_count` (the `count` now); nothing was saved", _SET),
     Code.BDR_DAILY_LIMIT: Entry(429, "The day's download requests are used up; see Retry-After", {"limit": "integer", **_RETRY}, host=HostCode.BDR_DAILY_LIMIT),
     Code.BDR_DAILY_BYTES_LIMIT: Entry(429, "This download would take the day's bytes past the limit; see Retry-After", {"limit_bytes": "integer", **_RETRY}),
     Code.BDR_TOO_LARGE: Entry(400, "The artworks asked for are larger than one download holds", {"size_bytes": "integer", "limit_bytes": "integer"}),

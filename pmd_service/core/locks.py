@@ -17,3 +17,4 @@ class AdvisoryLock(IntEnum):
     WRITE_BUDGET = 5064071
     WRITE_BUDGET_MODERATOR = 5064072
     WRITE_BUDGET_SITE = 5064073  # every owner's writes together (posts/pace.py)
+    CLEANUP_POLICIES = 5064074  # with the owner's id: one policy saved at a time (a cap of 10)

@@ -111,6 +111,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     bdr_daily_limit: Annotated[int, Meta(ge=1, le=10_000)] = 8
     # Posts one bulk action by filter may change (a list of ids stays at 128).
     bulk_max_posts: Annotated[int, Meta(ge=1, le=1_000_000)] = 10_000
+    # Cleanup policies (posts/policies.py): on, and how many an owner may have.
+    cleanup_policies: bool = True
+    policies_per_user: Annotated[int, Meta(ge=1, le=1000)] = 10
     # Bulk actions and undos one person may send a minute (the page's own batches stay far below).
     bulk_actions_per_minute: Annotated[int, Meta(ge=1, le=100_000)] = 120
     # Posts bulk actions and undos may change, per owner and per acting moderator, in any

@@ -12,6 +12,7 @@ from .actions import deleted_by_moderator as deleted_by_moderator
 from .filters import PARAMS as FILTER_PARAMS
 from .filters import match_digest, predicate
 from .live import announce
+from .policy_sql import IN_BATCH, POLICY_ACTIONS, candidate
 from .undo import DROP_HISTORY, KEPT_HISTORY_BYTES, WHO_ACTED
 
 # One statement per batch: lock the eligible rows (in id order, so overlapping batches never
@@ -84,9 +85,9 @@ WITH eligible AS (
 ), logged AS (
     -- `unchanged_count`: the posts it found already so, for the history's one count.
     INSERT INTO bulk_actions (owner_id, actor_id, action, changed_count, unchanged_count,
-                              post_ids, history_bytes{history_columns})
+                              post_ids, history_bytes{rule_columns}{history_columns})
     SELECT $1::int, $4::int, $3::text, cardinality(c.ids), e.already, c.ids,
-           pg_column_size(c.ids) + pg_column_size(h){history_values}
+           pg_column_size(c.ids) + pg_column_size(h){rule_values}{history_values}
     FROM changed_ids c, prior h, eligible_ids e
     WHERE cardinality(c.ids) > 0
     RETURNING id, history_bytes
@@ -106,7 +107,7 @@ WITH eligible AS (
     FROM changed_ids c, eligible_ids e
     WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
     RETURNING 1
-){moderation}, notified AS (
+){moderation}{rule_ctes}, notified AS (
     SELECT {announce} FROM changed_ids c WHERE cardinality(c.ids) > 0
 )
 SELECT g.ok, g.ready, g.within_budget, e.would, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
@@ -129,6 +130,11 @@ class _Mode:
     reported: str
     left: str
     first_value: int
+    # An action done by one of the owner's rules (a cleanup policy's run): its columns and
+    # values in the history, and what more it writes.
+    rule_columns: str = ""
+    rule_values: str = ""
+    rule_ctes: str = ""
 
 
 _BY_IDS = _Mode(
@@ -155,6 +161,32 @@ _BY_FILTER = _Mode(
     reported=_DIGEST,
     left="$8",
     first_value=9 + FILTER_PARAMS,
+)
+
+
+# A cleanup policy's run: $1 owner, $2 the policy, $3, $4 as above, $5 the most posts it may
+# change (its cap, within the budget left), $6 its cutoff date and $7 its keep tags
+# (policy_sql.py), $8 the posts the budget lets change, $9.. the filter's keys and the keep
+# exceptions, then the action's values. Its candidates, the oldest first, as many as it may
+# change; no approval to match (its owner approved the policy's count when saving it).
+_BY_POLICY = _Mode(
+    chosen=f"""p.id = ANY(ARRAY(SELECT c.id FROM posts c WHERE {candidate("c", IN_BATCH)}
+        ORDER BY c.created_at, c.id LIMIT $5::int))""",
+    missing="SELECT '{}'::int[] AS ids",
+    counted="true",
+    targets="(SELECT ids FROM eligible_ids)::int[]",
+    note="json_build_object('policy', $2::uuid, 'changed', cardinality(c.ids))",
+    reported="NULL::text",
+    left="$8",
+    first_value=IN_BATCH.after,
+    rule_columns=", policy_id, policy_name",
+    rule_values=", $2::uuid, (SELECT name FROM cleanup_policies WHERE id = $2::uuid)",
+    rule_ctes=""", remembered AS (
+    INSERT INTO cleanup_policy_posts (policy_id, post_id)
+    SELECT $2::uuid, unnest(c.ids) FROM changed_ids c
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+)""",
 )
 
 
@@ -192,6 +224,9 @@ def _batch(mode: _Mode, part: Part) -> str:
         drop_history=DROP_HISTORY,
         kept_bytes=KEPT_HISTORY_BYTES,
         who_acted=WHO_ACTED,
+        rule_columns=mode.rule_columns,
+        rule_values=mode.rule_values,
+        rule_ctes=mode.rule_ctes,
     )
 
 
@@ -204,6 +239,14 @@ SQL_ACTIONS: dict[tuple[str, bool, bool], str] = {
     for action in ACTIONS
     for moderator in (False, True)
     for by_filter in (False, True)
+}
+
+
+# A cleanup policy's actions -> its run's statement, as the owner's action by filter.
+SQL_POLICY_RUNS: dict[str, str] = {
+    action.name: _batch(_BY_POLICY, action.owner.part(True))
+    for action in ACTIONS
+    if action.name in POLICY_ACTIONS
 }
 
 

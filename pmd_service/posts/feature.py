@@ -1,14 +1,26 @@
-"""The posts and their bulk actions, as the house builds them: one manifest."""
+"""The posts, their bulk actions and the cleanup policies that run them on a schedule, as the
+house builds them: one manifest."""
 
 from __future__ import annotations
 
-from ..manifest import Feature
+from ..manifest import Feature, Schedule
 from .endpoints import ENDPOINTS, host_cache_ctx
 from .events import EVENTS
+from .policy_endpoints import ENDPOINTS as POLICY_ENDPOINTS
+from .policy_runs import TICK_SECONDS, run_due_policies
 
 FEATURE = Feature(
     name="posts",
-    endpoints=ENDPOINTS,
+    endpoints=(*ENDPOINTS, *POLICY_ENDPOINTS),
     lifetimes=(host_cache_ctx,),
     events=(EVENTS,),
+    # Every minute, so a due policy runs within one (arq runs each tick on one worker).
+    schedules=(
+        Schedule(
+            "cron:cleanup_policies",
+            run_due_policies,
+            second=frozenset({30}),
+            timeout=TICK_SECONDS + 30,
+        ),
+    ),
 )

@@ -143,6 +143,19 @@ class FeedDrops:
         except Exception as exc:  # shutting down: say so, and go on
             log.warning("shutdown: the host's cached feeds are left to expire (%r)", exc)
 
+    async def pass_now(self, within: float) -> bool:
+        """One whole pass here and now, without the background task (a worker's job that
+        changed posts): True once it went through, False past `within` seconds or on an error
+        (logged; the feeds then expire on their own)."""
+        try:
+            async with asyncio.timeout(within):
+                while not await self._attempt():
+                    pass
+        except Exception as exc:  # nothing here may fail the job that changed the posts
+            log.warning("the host's cached feeds are left to expire (%r)", exc)
+            return False
+        return True
+
     async def _run(self) -> None:
         pause = self._retry
         while True:

@@ -245,6 +245,19 @@ async def list_posts(
     return ListedPage(items=items, next_cursor=next_cursor, total_count=total, match_digest=digest)
 
 
+def live_items_sql(where: str, order: str, limit: str) -> str:
+    """SQL: the list's items of the live posts `where` matches (over its own parameters), in
+    `order`, at most `limit` of them (a cleanup policy's preview)."""
+    return f"""SELECT {_ITEM_COLUMNS}{_LIVE_MARKS} FROM posts p {_ITEM_JOINS}
+WHERE {where} ORDER BY {order} LIMIT {limit}"""
+
+
+async def live_items(pool: asyncpg.Pool, rows: list[asyncpg.Record]) -> list[ListedPost]:
+    """The items of rows `live_items_sql` read, their mentions resolved."""
+    mentions = await resolve(pool, [r[3] for r in rows])
+    return [_item(r, False, False, mentions) for r in rows]
+
+
 SQL_LICENSES = "SELECT id, identifier, title FROM licenses ORDER BY identifier, id"
 
 

@@ -81,6 +81,15 @@ ELSEWHERE: dict[Code, str] = {
     "test_a_repeated_request_names_the_download_that_serves_unless_it_insists",
 }
 # Declared and never provoked: each with why.
+_POLICIES = "tests/api/posts/test_cleanup_policies.py::"
+ELSEWHERE |= {
+    Code.POLICIES_OFF: _POLICIES + "test_an_operator_turns_policies_off_with_one_setting",
+    Code.POLICY_NOT_FOUND: _POLICIES + "test_a_moderator_reads_and_pauses_another_owner_gets_404",
+    Code.POLICY_OWNER_ONLY: _POLICIES + "test_a_moderator_reads_and_pauses_another_owner_gets_404",
+    Code.TOO_MANY_POLICIES: _POLICIES + "test_an_owner_may_have_at_most_the_settings_policies",
+    Code.POLICY_WIDENS: _POLICIES + "test_a_widening_needs_its_count_narrowing_and_pausing_do_not",
+}
+
 UNPROVOKED: dict[Code, str] = {
     # A retry sees the upload that broke the first run and names it (artwork_reuploaded); only
     # uploads that commit and are deleted again within every one of the retries reach this.
@@ -122,6 +131,7 @@ class World:
     empty: UserRow  # no artwork
     bdr: str  # the owner's, ready
     export: str  # the owner's, ready
+    policy: str  # the owner's cleanup policy
     mint: Callable[..., Awaitable[str]]  # a new ticket of the owner's (bdr_id=, export_id=)
 
 
@@ -135,6 +145,14 @@ async def _world(client: Client, factory: Factory, settings: Settings) -> World:
     export = (await resp.json())["id"]
     await run_worker(settings)
     assert (await fetch_item(client, owner, bdr["id"]))["status"] == "ready"
+
+    body = {"name": "Old", "action": "hide", "older_than_days": 1}
+    seen = await client.post("/api/pmd/policies/preview", headers=owner.auth, json=body)
+    count = (await seen.json())["count"]
+    made = await client.post(
+        "/api/pmd/policies", headers=owner.auth, json=body | {"expect_count": count}
+    )
+    assert made.status == 201, await made.text()
 
     async def ticket(**params: str) -> str:
         resp = await client.post("/api/pmd/bdr/sse-ticket", headers=owner.auth, params=params)
@@ -155,6 +173,7 @@ async def _world(client: Client, factory: Factory, settings: Settings) -> World:
         await factory.user(),
         bdr["id"],
         export,
+        (await made.json())["id"],
         ticket,
     )
 
@@ -163,6 +182,7 @@ def _base(w: World) -> dict[tuple[str, str], Req]:
     """Per operation of /api/pmd/*, one request the owner may make (its answer aside)."""
     auth = {"headers": w.owner.auth}
     bdr, export = f"/api/pmd/bdr/{w.bdr}", f"/api/pmd/exports/{w.export}"
+    policy = f"/api/pmd/policies/{w.policy}"
     return {
         ("get", "/api/pmd/posts"): ("GET", "/api/pmd/posts", auth),
         ("post", "/api/pmd/action"): (
@@ -196,6 +216,21 @@ def _base(w: World) -> dict[tuple[str, str], Req]:
         ("delete", EXPORT): ("DELETE", f"/api/pmd/exports/{uuid.uuid4()}", auth),
         ("get", SUMS): ("GET", f"{export}/SHA256SUMS", auth),
         ("get", PART): ("GET", f"{export}/parts/1/download", auth),
+        ("post", "/api/pmd/policies/preview"): (
+            "POST",
+            "/api/pmd/policies/preview",
+            auth | {"json": POLICY},
+        ),
+        ("get", "/api/pmd/policies"): ("GET", "/api/pmd/policies", auth),
+        ("post", "/api/pmd/policies"): (
+            "POST",
+            "/api/pmd/policies",
+            auth | {"json": POLICY | {"expect_count": 0}},
+        ),
+        ("get", POLICY_URL): ("GET", policy, auth),
+        ("patch", POLICY_URL): ("PATCH", policy, auth | {"json": {"name": "Renamed"}}),
+        ("delete", POLICY_URL): ("DELETE", f"/api/pmd/policies/{uuid.uuid4()}", auth),
+        ("post", POLICY_RUN): ("POST", f"{policy}/run", auth),
     }
 
 
@@ -287,6 +322,9 @@ async def _generic(
 
 
 Provoke = Callable[[], Awaitable[Req]]
+POLICY = {"name": "Old", "action": "hide", "older_than_days": 1}
+POLICY_URL = "/api/pmd/policies/{id}"
+POLICY_RUN = "/api/pmd/policies/{id}/run"
 
 
 def _own(
@@ -400,6 +438,12 @@ def _own(
         resp = await client.post("/api/pmd/exports", headers=exporter.auth, json={})
         assert resp.status == 202, await resp.text()
         return post("/api/pmd/exports", {}, exporter)
+
+    async def paused_policy_on() -> Req:
+        url = f"/api/pmd/policies/{w.policy}"
+        resp = await client.patch(url, headers=o.auth, json={"enabled": False})
+        assert resp.status == 200, await resp.text()
+        return "PATCH", url, {"headers": o.auth, "json": {"enabled": True, "expect_count": 99}}
 
     unknown = uuid.uuid4()
     download = f"/api/pmd/bdr/{w.bdr}/download"
@@ -578,6 +622,26 @@ def _own(
         ("delete", "/api/pmd/exports/schedule", Code.SCHEDULE_NOT_FOUND): lambda: now(
             ("DELETE", "/api/pmd/exports/schedule", {"headers": o.auth})
         ),
+        ("post", "/api/pmd/policies/preview", Code.INVALID_FILTER): lambda: now(
+            post("/api/pmd/policies/preview", POLICY | {"filter": {"created_after": "soon"}})
+        ),
+        ("post", "/api/pmd/policies", Code.INVALID_FILTER): lambda: now(
+            post(
+                "/api/pmd/policies",
+                POLICY | {"filter": {"created_after": "soon"}, "expect_count": 0},
+            )
+        ),
+        ("post", "/api/pmd/policies", Code.COUNT_CHANGED): lambda: now(
+            post("/api/pmd/policies", POLICY | {"expect_count": 99})
+        ),
+        ("patch", POLICY_URL, Code.INVALID_FILTER): lambda: now(
+            (
+                "PATCH",
+                f"/api/pmd/policies/{w.policy}",
+                {"headers": o.auth, "json": {"filter": {"created_after": "soon"}}},
+            )
+        ),
+        ("patch", POLICY_URL, Code.COUNT_CHANGED): paused_policy_on,
         # Last: these remove the owner's ready download and export.
         ("get", DOWNLOAD, Code.BDR_EXPIRED): removed_download,
         ("get", PART, Code.EXPORT_EXPIRED): removed_part,

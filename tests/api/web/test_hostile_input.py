@@ -217,6 +217,14 @@ BODIES: dict[str, dict[str, Any]] = {
     "/api/pmd/license": {"license_id": None, "post_ids": [1]},
     "/api/pmd/bdr": {"post_ids": [1]},
     "/api/pmd/exports": {},
+    "/api/pmd/policies/preview": {"name": "Old", "action": "hide", "older_than_days": 30},
+    "/api/pmd/policies": {
+        "name": "Old",
+        "action": "hide",
+        "older_than_days": 30,
+        "expect_count": 0,
+    },
+    "/api/pmd/policies/{id}": {"name": "Renamed"},
 }
 NUL_TEXT = "a\x00b"
 
@@ -252,13 +260,15 @@ def _holding(body: dict[str, Any], field: str, value: str) -> dict[str, Any]:
     """`body` with `field` (a path of _text_fields) set to `value`; a filter's key replaces
     the ids, as an action by filter sends it."""
     out = dict(body)
-    if field.startswith("filter."):
-        out.pop("post_ids", None)
+    if field.startswith("filter.") and "post_ids" in out:
+        out.pop("post_ids")
         out |= {"filter": {}, "expect_count": 1}
+    elif field.startswith("filter."):  # a cleanup policy's filter
+        out.setdefault("filter", {})
     where = out
     *parents, leaf = field.split(".")
     for name in parents:
-        where[name] = dict(where[name])
+        where[name] = dict(where.get(name, {}))
         where = where[name]
     if leaf.endswith("[0]"):
         where[leaf[:-3]] = [value]
@@ -323,7 +333,8 @@ async def test_a_nul_in_any_body_text_is_a_400_naming_it(
         base = _valid_body(path, post.id)
         for field in _text_fields(doc, schema["schema"]):
             body = _holding(base, field, NUL_TEXT)
-            resp = await client.request(method, path, json=body, headers=user.auth)
+            url = path.replace("{id}", str(uuid.uuid4()))
+            resp = await client.request(method, url, json=body, headers=user.auth)
             problem = await assert_problem(resp, 400)
             assert problem["errors"][0]["field"] == field, (path, body, problem)
             assert f"`{field}`" in problem["detail"]

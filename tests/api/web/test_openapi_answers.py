@@ -239,8 +239,11 @@ class World:
     bdr_id: str
     tickets: dict[str, str]  # a download's, a stream's and a part's, minted before the outage
     export_id: str
+    policy_id: str
 
 
+# A cleanup policy matching none of the world's new posts.
+POLICY = {"name": "Old ones", "action": "hide", "older_than_days": 30}
 Request = tuple[str, str, dict[str, Any]]  # method, URL, aiohttp's keyword arguments
 
 
@@ -249,6 +252,7 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
     auth = {"headers": w.owner.auth}
     bdr = f"/api/pmd/bdr/{w.bdr_id}"
     export = f"/api/pmd/exports/{w.export_id}"
+    rule = f"/api/pmd/policies/{w.policy_id}"
     return {
         ("GET", "/healthz"): [("GET", "/healthz", {})],
         ("GET", "/readyz"): [("GET", "/readyz", {})],
@@ -304,6 +308,17 @@ def _outage_requests(w: World) -> dict[tuple[str, str], list[Request]]:
             ("GET", SSE, auth),
             ("GET", SSE, {"params": {"ticket": w.tickets["stream"]}}),
         ],
+        ("POST", "/api/pmd/policies/preview"): [
+            ("POST", "/api/pmd/policies/preview", auth | {"json": POLICY})
+        ],
+        ("GET", "/api/pmd/policies"): [("GET", "/api/pmd/policies", auth)],
+        ("POST", "/api/pmd/policies"): [
+            ("POST", "/api/pmd/policies", auth | {"json": POLICY | {"expect_count": 0}})
+        ],
+        ("GET", "/api/pmd/policies/{id}"): [("GET", rule, auth)],
+        ("PATCH", "/api/pmd/policies/{id}"): [("PATCH", rule, auth | {"json": {"name": "New"}})],
+        ("DELETE", "/api/pmd/policies/{id}"): [("DELETE", rule, auth)],
+        ("POST", "/api/pmd/policies/{id}/run"): [("POST", f"{rule}/run", auth)],
     }
 
 
@@ -327,7 +342,11 @@ async def _world(client: Client, factory: Factory, settings: Settings) -> World:
         "stream": await ticket(),
         "part": await ticket(export_id=export_id),
     }
-    return World(owner, post.id, item["id"], tickets, export_id)
+    made = await client.post(
+        "/api/pmd/policies", headers=owner.auth, json=POLICY | {"expect_count": 0}
+    )
+    assert made.status == 201, await made.text()
+    return World(owner, post.id, item["id"], tickets, export_id, (await made.json())["id"])
 
 
 async def _send(client: Client, method: str, url: str, kwargs: dict[str, Any]) -> ClientResponse:

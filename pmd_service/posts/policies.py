@@ -1,0 +1,465 @@
+"""Cleanup policies: an owner's rule that hides or deletes, on a schedule, what a filter of the
+posts list matches once older than a number of days, except what its `keep` exceptions name.
+
+What a run would change is counted before anything is saved (`preview`), and saving, or a
+change that widens the set, is bound to that count as an action by filter is. A run is one
+bulk action of the owner's, recorded as done by the policy (posts/policy_runs.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import msgspec
+from msgspec import Meta
+
+from ..core.codes import Code
+from ..core.db import SET_CUSTOM_PLAN
+from ..core.locks import AdvisoryLock
+from ..core.problems import ProblemError, conflict, forbidden, not_found
+from ..host.access import Principal
+from ..host.eligibility import Sqid
+from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
+from .host_rules import MAX_TAGS_PER_POST, normalize_hashtags
+from .listing import live_items, live_items_sql
+from .policy_sql import ALONE, Slots, candidate
+from .schemas import ListedPost
+
+PolicyAction = Literal["hide", "delete"]
+Every = Literal["day", "week"]
+PERIODS: dict[str, timedelta] = {"day": timedelta(days=1), "week": timedelta(weeks=1)}
+SAMPLE = 20  # posts a preview shows, the oldest first
+
+Name = Annotated[str, Meta(min_length=1, max_length=80, description="What the owner calls it")]
+Days = Annotated[
+    int,
+    Meta(ge=1, le=3650, description="Only posts created at least this many days ago"),
+]
+Count = Annotated[int, Meta(ge=0, le=MAX_COUNT)]
+
+
+class Keep(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """What a run leaves whatever else matches: a post carrying any of `hashtags`, or reaching
+    any of the minimums, or of the given remix permission or layers."""
+
+    hashtags: Annotated[
+        list[Tag],
+        Meta(max_length=MAX_TAGS_PER_POST, description="Any of these tags (no `#`)"),
+    ] = []
+    min_reactions: Annotated[Count, Meta(description="At least this many reactions")] | None = None
+    min_comments: (
+        Annotated[Count, Meta(description="At least this many visible comments")] | None
+    ) = None
+    min_views: Annotated[Count, Meta(description="At least this many views")] | None = None
+    remixable: Annotated[bool, Meta(description="Of this remix permission")] | None = None
+    has_layers: (
+        Annotated[bool, Meta(description="With (true) or without an `.mkpx` layers file")] | None
+    ) = None
+
+
+class PolicyFields(msgspec.Struct, forbid_unknown_fields=True):
+    """A policy as its owner writes it."""
+
+    name: Name
+    action: Annotated[
+        PolicyAction,
+        Meta(description="`hide`, or `delete` into Recently deleted (restorable as any delete)"),
+    ]
+    older_than_days: Days
+    filter: Annotated[
+        FilterKeys, Meta(description="The posts list's filter keys, as an action by filter")
+    ] = msgspec.field(default_factory=FilterKeys)
+    keep: Keep = msgspec.field(default_factory=Keep)
+    every: Annotated[Every, Meta(description="How often it runs")] = "week"
+    enabled: bool = True
+    notify: Annotated[
+        bool, Meta(description="Email the owner after a run that changed something")
+    ] = False
+
+
+class PreviewRequest(PolicyFields, forbid_unknown_fields=True):
+    target_sqid: Sqid | None = None
+
+
+ExpectCount = Annotated[
+    int,
+    Meta(ge=0, le=MAX_COUNT, description="The preview's `count`, as the owner approved it"),
+]
+ExpectDigest = Annotated[
+    str, Meta(max_length=64, description="The preview's `match_digest`: that very set")
+]
+
+
+class PolicyCreate(PolicyFields, forbid_unknown_fields=True, kw_only=True):
+    expect_count: ExpectCount
+    expect_digest: ExpectDigest | None = None
+    target_sqid: Sqid | None = None
+
+
+class PolicyChange(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """The fields to change; `expect_count` (and `expect_digest`) when the change widens what a
+    run would change, or turns a paused policy on."""
+
+    name: Name | None = None
+    action: PolicyAction | None = None
+    older_than_days: Days | None = None
+    filter: FilterKeys | None = None
+    keep: Keep | None = None
+    every: Every | None = None
+    enabled: bool | None = None
+    notify: bool | None = None
+    expect_count: ExpectCount | None = None
+    expect_digest: ExpectDigest | None = None
+    target_sqid: Sqid | None = None
+
+
+RunStatus = Literal["ok", "deferred", "failed"]
+
+
+class LastRun(msgspec.Struct):
+    """How the policy's last run went: never silent about one that changed nothing."""
+
+    at: datetime
+    status: Annotated[
+        RunStatus,
+        Meta(
+            description="`ok`; `deferred`: the owner's budget of changed posts stopped it, "
+            "the rest waits for the next run; `failed`: see `error_code`"
+        ),
+    ]
+    changed_count: int
+    left_count: Annotated[int, Meta(description="Posts it would still change, left for later")]
+    error_code: Annotated[str | None, Meta(description="When failed: why (docs/errors.md)")]
+    action_id: Annotated[uuid.UUID | None, Meta(description="Its entry in the history")] = None
+
+
+class Preview(msgspec.Struct):
+    count: Annotated[int, Meta(description="The posts a run would change now")]
+    sample: Annotated[list[ListedPost], Meta(description=f"The oldest {SAMPLE} of them")]
+    match_digest: Annotated[str, Meta(description="That set, for `expect_digest`")]
+
+
+class PolicyItem(msgspec.Struct):
+    id: uuid.UUID
+    name: str
+    action: PolicyAction
+    older_than_days: int
+    filter: FilterKeys
+    keep: Keep
+    every: Every
+    enabled: bool
+    notify: bool
+    created_at: datetime
+    next_run_at: Annotated[datetime | None, Meta(description="Null while paused")]
+    last_run: LastRun | None
+    last_run_undo: Annotated[
+        str | None, Meta(description="The last run's undo link, while its owner may use it")
+    ] = None
+
+
+class PolicyCreated(PolicyItem):
+    preview: Preview | None = None
+
+
+class PolicyList(msgspec.Struct):
+    items: list[PolicyItem]
+    limit: Annotated[int, Meta(description="How many policies an owner may have")]
+
+
+# --- SQL ($1 owner, $2 policy or NULL, $3 action, $4 cutoff, $5 keep tags, $6.. the filter and
+# the keep exceptions: policy_sql.py's ALONE).
+_CANDIDATE = candidate("p", ALONE)
+SQL_COUNT = f"SELECT count(*), {match_digest('p.id')} FROM posts p WHERE {_CANDIDATE}"
+SQL_SAMPLE = live_items_sql(_CANDIDATE, "p.created_at, p.id", str(SAMPLE))
+
+COLUMNS = """id, owner_id, name, action, filter, older_than_days, keep, every, enabled, notify,
+    created_at, next_run_at, last_run"""
+SQL_LIST = f"SELECT {COLUMNS} FROM cleanup_policies WHERE owner_id = $1 ORDER BY created_at, id"
+SQL_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2"
+SQL_COUNT_OWNED = "SELECT count(*) FROM cleanup_policies WHERE owner_id = $1"
+SQL_LOCK_OWNER = "SELECT pg_advisory_xact_lock($1, $2)"
+SQL_INSERT = f"""
+INSERT INTO cleanup_policies (owner_id, name, action, filter, older_than_days, keep, every,
+                              enabled, notify, next_run_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6::jsonb, $7, $8, $9, now())
+RETURNING {COLUMNS}
+"""
+# A policy turned on runs at its next tick; one changed otherwise keeps its clock.
+SQL_UPDATE = f"""
+UPDATE cleanup_policies
+SET name = $3, action = $4, filter = $5::jsonb, older_than_days = $6, keep = $7::jsonb,
+    every = $8, enabled = $9, notify = $10, updated_at = now(),
+    next_run_at = CASE WHEN $9 AND NOT enabled THEN now() ELSE next_run_at END
+WHERE id = $1 AND owner_id = $2
+RETURNING {COLUMNS}
+"""
+# A post a run of the changed policy ($1.. as ALONE) would change and the policy as it was
+# ($23 on: its action, cutoff, keep tags, filter and exceptions) would not.
+_OLD = Slots("$1", "$2", "$23", "$24", "$25", 26)
+SQL_WIDENS = f"""
+SELECT EXISTS (SELECT 1 FROM posts p WHERE {_CANDIDATE} AND NOT {candidate("p", _OLD)})
+"""
+SQL_DELETE = "DELETE FROM cleanup_policies WHERE id = $1 AND owner_id = $2 RETURNING id"
+# The last run's history entry, while its owner may still undo it (posts/undo.py's rule).
+SQL_UNDOABLE = """
+SELECT id FROM bulk_actions
+WHERE id = ANY($1::uuid[]) AND undone_at IS NULL AND dropped_at IS NULL
+  AND created_at > now() - make_interval(hours => $2)
+"""
+
+
+def missing(policy_id: uuid.UUID) -> ProblemError:
+    return not_found(
+        f"There is no cleanup policy {policy_id} for this user.", code=Code.POLICY_NOT_FOUND
+    )
+
+
+def _stored(fields: PolicyFields) -> tuple[object, ...]:
+    return (
+        fields.name.strip(),
+        fields.action,
+        fields.filter,
+        fields.older_than_days,
+        fields.keep,
+        fields.every,
+        fields.enabled,
+        fields.notify,
+    )
+
+
+def fields_of(row: asyncpg.Record) -> PolicyFields:
+    return PolicyFields(
+        name=row["name"],
+        action=row["action"],
+        older_than_days=row["older_than_days"],
+        filter=msgspec.convert(row["filter"], FilterKeys),
+        keep=msgspec.convert(row["keep"], Keep),
+        every=row["every"],
+        enabled=row["enabled"],
+        notify=row["notify"],
+    )
+
+
+def _last_run(row: asyncpg.Record) -> LastRun | None:
+    value = row["last_run"]
+    return None if value is None else msgspec.convert(value, LastRun, strict=False)
+
+
+def item_of(row: asyncpg.Record, undoable: set[uuid.UUID] | None = None) -> PolicyItem:
+    fields = fields_of(row)
+    last = _last_run(row)
+    undo = None
+    if last is not None and last.action_id is not None and last.action_id in (undoable or ()):
+        undo = f"/api/pmd/actions/{last.action_id}/undo"
+    return PolicyItem(
+        id=row["id"],
+        name=fields.name,
+        action=fields.action,
+        older_than_days=fields.older_than_days,
+        filter=fields.filter,
+        keep=fields.keep,
+        every=fields.every,
+        enabled=fields.enabled,
+        notify=fields.notify,
+        created_at=row["created_at"],
+        next_run_at=row["next_run_at"] if fields.enabled else None,
+        last_run=last,
+        last_run_undo=undo,
+    )
+
+
+class Checked(msgspec.Struct):
+    """A policy's fields, checked into its statements' parameters."""
+
+    fields: PolicyFields
+    where: PostFilter
+    keep_tags: list[str]
+
+    def params(self, owner_id: int, policy_id: uuid.UUID | None, at: datetime) -> tuple[Any, ...]:
+        """ALONE's parameters, for the run's clock `at`."""
+        k = self.fields.keep
+        return (
+            owner_id,
+            policy_id,
+            self.fields.action,
+            at - timedelta(days=self.fields.older_than_days),
+            self.keep_tags,
+            *self.where.params(),
+            k.min_reactions,
+            k.min_comments,
+            k.min_views,
+            k.remixable,
+            k.has_layers,
+        )
+
+
+async def check(conn: Any, fields: PolicyFields) -> Checked:
+    """The fields' filter and tags checked (a 400 naming the first bad filter key)."""
+    where = await check_filter(conn, fields.filter, prefix="filter.")
+    return Checked(fields, where, normalize_hashtags(fields.keep.hashtags))
+
+
+async def _counted(
+    conn: Any, checked: Checked, owner_id: int, policy_id: uuid.UUID | None
+) -> tuple[int, str]:
+    await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
+    row = await conn.fetchrow(SQL_COUNT, *checked.params(owner_id, policy_id, datetime.now(UTC)))
+    return int(row[0]), str(row[1])
+
+
+async def preview(pool: asyncpg.Pool, principal: Principal, fields: PolicyFields) -> Preview:
+    """What a run of `fields` would change now, for the target's posts."""
+    async with pool.acquire() as conn, conn.transaction(readonly=True):
+        checked = await check(conn, fields)
+        params = checked.params(principal.target.id, None, datetime.now(UTC))
+        count, digest = await _counted(conn, checked, principal.target.id, None)
+        rows = await conn.fetch(SQL_SAMPLE, *params)
+    return Preview(count, await live_items(pool, rows), digest)
+
+
+def owner_only(principal: Principal, what: str) -> None:
+    if principal.as_moderator:
+        raise forbidden(
+            f"Only the owner {what} a cleanup policy; a moderator may read one and pause it.",
+            code=Code.POLICY_OWNER_ONLY,
+        )
+
+
+def _approval(count: int, digest: str, expect_count: int | None, expect_digest: str | None) -> None:
+    """409 unless the owner approved this very count (and set, when they sent its digest)."""
+    details = {"count": count, "match_digest": digest}
+    if expect_count is None:
+        raise conflict(
+            f"This change widens what the policy would change: {count} posts now. Send "
+            "`expect_count` with that count (and `expect_digest`) to approve it.",
+            slug="policy-widens",
+            code=Code.POLICY_WIDENS,
+            details=details,
+        )
+    if count != expect_count:
+        raise ProblemError(
+            409,
+            "count-changed",
+            "Conflict",
+            f"The policy would change {count} posts now, not the {expect_count} approved; "
+            "nothing was saved. Look at the preview again and send its count.",
+            extra={"count": count, "match_digest": digest},
+            code=Code.COUNT_CHANGED,
+        )
+    if expect_digest is not None and digest != expect_digest:
+        raise ProblemError(
+            409,
+            "set-changed",
+            "Conflict",
+            f"The policy would change {count} posts now, but not the ones approved; nothing "
+            "was saved. Look at the preview again.",
+            extra={"count": count, "match_digest": digest},
+            code=Code.SET_CHANGED,
+        )
+
+
+async def create(
+    pool: asyncpg.Pool, principal: Principal, body: PolicyCreate, most: int
+) -> PolicyCreated:
+    """Saved when the owner has fewer than `most` policies and approved the count a run would
+    change now; due at once (its first run within a minute)."""
+    owner_only(principal, "creates")
+    owner = principal.target.id
+    fields = PolicyFields(**{f: getattr(body, f) for f in PolicyFields.__struct_fields__})
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(SQL_LOCK_OWNER, AdvisoryLock.CLEANUP_POLICIES, owner)
+        if await conn.fetchval(SQL_COUNT_OWNED, owner) >= most:
+            raise conflict(
+                f"An account may have {most} cleanup policies; delete one to make another.",
+                slug="too-many-policies",
+                code=Code.TOO_MANY_POLICIES,
+                details={"limit": most},
+            )
+        checked = await check(conn, fields)
+        count, digest = await _counted(conn, checked, owner, None)
+        _approval(count, digest, body.expect_count, body.expect_digest)
+        row = await conn.fetchrow(SQL_INSERT, owner, *_stored(fields))
+        assert row is not None  # INSERT … RETURNING
+        sample = await conn.fetch(SQL_SAMPLE, *checked.params(owner, None, datetime.now(UTC)))
+    item = item_of(row)
+    return PolicyCreated(
+        **msgspec.structs.asdict(item),
+        preview=Preview(count, await live_items(pool, sample), digest),
+    )
+
+
+async def _row(conn: Any, principal: Principal, policy_id: uuid.UUID) -> asyncpg.Record:
+    row: asyncpg.Record | None = await conn.fetchrow(SQL_ONE, policy_id, principal.target.id)
+    if row is None:
+        raise missing(policy_id)
+    return row
+
+
+async def _undoable(pool: Any, rows: list[asyncpg.Record], hours: int) -> set[uuid.UUID]:
+    ids = [
+        last.action_id
+        for r in rows
+        if r["last_run"] and (last := _last_run(r)) is not None and last.action_id is not None
+    ]
+    if not ids:
+        return set()
+    return {r["id"] for r in await pool.fetch(SQL_UNDOABLE, ids, hours)}
+
+
+async def list_policies(
+    pool: asyncpg.Pool, principal: Principal, most: int, undo_hours: int
+) -> PolicyList:
+    rows = await pool.fetch(SQL_LIST, principal.target.id)
+    undoable = set() if principal.as_moderator else await _undoable(pool, rows, undo_hours)
+    return PolicyList([item_of(r, undoable) for r in rows], most)
+
+
+async def get(
+    pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, undo_hours: int
+) -> PolicyItem:
+    row = await _row(pool, principal, policy_id)
+    undoable = set() if principal.as_moderator else await _undoable(pool, [row], undo_hours)
+    return item_of(row, undoable)
+
+
+async def delete(pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID) -> None:
+    owner_only(principal, "deletes")
+    if await pool.fetchval(SQL_DELETE, policy_id, principal.target.id) is None:
+        raise missing(policy_id)
+
+
+async def _widens(conn: Any, owner: int, policy_id: uuid.UUID, old: Checked, new: Checked) -> bool:
+    """Whether a run of `new` would change a post a run of `old` would not, now."""
+    at = datetime.now(UTC)
+    # The old policy's parameters after the new one's, but for the owner and the policy.
+    params = (*new.params(owner, policy_id, at), *old.params(owner, policy_id, at)[2:])
+    return bool(await conn.fetchval(SQL_WIDENS, *params))
+
+
+async def change(
+    pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, body: PolicyChange
+) -> PolicyItem:
+    """The owner changes any field; a change that widens what a run would change now (or turns
+    a paused policy on) needs its new count approved. A moderator may only pause."""
+    given = {f for f in PolicyChange.__struct_fields__ if getattr(body, f) is not None}
+    given -= {"expect_count", "expect_digest", "target_sqid"}
+    if principal.as_moderator and (given - {"enabled"} or body.enabled is not False):
+        owner_only(principal, "changes (other than pausing)")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await _row(conn, principal, policy_id)
+        old = fields_of(row)
+        new = msgspec.structs.replace(old, **{f: getattr(body, f) for f in given})
+        checked = await check(conn, new)
+        if new.enabled:
+            turned_on = not old.enabled
+            if turned_on or await _widens(
+                conn, row["owner_id"], policy_id, await check(conn, old), checked
+            ):
+                count, digest = await _counted(conn, checked, row["owner_id"], policy_id)
+                _approval(count, digest, body.expect_count, body.expect_digest)
+        updated = await conn.fetchrow(SQL_UPDATE, policy_id, row["owner_id"], *_stored(new))
+    assert updated is not None  # the row is locked by this transaction
+    return item_of(updated)

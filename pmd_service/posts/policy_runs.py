@@ -1,0 +1,210 @@
+"""A cleanup policy's run: one bulk action of the owner's, recorded as done by the policy, and
+the worker's tick that runs every due policy.
+
+A run changes its candidates (posts/policy_sql.py), the oldest first, at most BULK_MAX_POSTS
+and no more than the owner's budget of changed posts has left; what is left waits for the next
+run, and `last_run` says so. The run, its history entry, the posts it remembers and its
+`last_run` commit together, in the transaction that holds the policy's row: a worker killed
+mid-run leaves the policy due, and the next tick runs it once, whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from ..core.codes import Code
+from ..core.db import SET_CUSTOM_PLAN
+from ..core.problems import ProblemError
+from ..core.settings import Settings
+from ..host.access import Principal
+from ..jobs.context import state
+from .actions import named
+from .batch_sql import SQL_POLICY_RUNS
+from .host_cache import FeedDrops, create_host_cache
+from .pace import Budget, hold_budget
+from .policies import (
+    COLUMNS,
+    PERIODS,
+    LastRun,
+    PolicyItem,
+    RunStatus,
+    check,
+    fields_of,
+    get,
+    missing,
+    owner_only,
+)
+from .policy_sql import ALONE, candidate
+from .undo import UNDO_HOURS
+
+log = logging.getLogger(__name__)
+
+# The due policies, the longest overdue first; one a transaction, skipping those another run
+# holds, so any number of workers run each once.
+SQL_TAKE_DUE = f"""
+SELECT {COLUMNS} FROM cleanup_policies
+WHERE enabled AND next_run_at <= now()
+ORDER BY next_run_at
+LIMIT 1
+FOR UPDATE SKIP LOCKED
+"""
+SQL_TAKE_ONE = f"SELECT {COLUMNS} FROM cleanup_policies WHERE id = $1 AND owner_id = $2 FOR UPDATE"
+# $2 the run's last_run; a scheduled run ($3) moves next_run_at past now by whole periods ($4
+# seconds), so a worker down for days runs a late policy once, not once per missed period.
+SQL_RECORD = """
+UPDATE cleanup_policies
+SET last_run = $2::jsonb,
+    next_run_at = CASE WHEN $3::bool THEN next_run_at + make_interval(
+        secs => $4::float8 * (floor(extract(epoch FROM now() - next_run_at) / $4::float8) + 1))
+        ELSE next_run_at END
+WHERE id = $1
+"""
+SQL_LEFT = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
+
+# The refusals of a write's budgets (posts/pace.py), which only defer a run.
+BUDGETS = frozenset({Code.ROW_BUDGET_EXCEEDED, Code.SITE_BUDGET_EXCEEDED})
+# A tick stops taking due policies after this long; the next tick carries on.
+TICK_SECONDS = 50.0
+# How long the tick waits for the host's cached feeds to be dropped after its runs.
+FEED_DROP_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Ran:
+    last: LastRun
+    owner_id: int
+
+
+def budget_of(settings: Settings) -> Budget:
+    return Budget(
+        settings.bulk_changed_posts_per_minute,
+        settings.bulk_changed_posts_per_hour,
+        settings.bulk_changed_posts_site_per_minute,
+    )
+
+
+def _failed(code: Code | str) -> LastRun:
+    return LastRun(datetime.now(UTC), "failed", 0, 0, str(code))
+
+
+async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings) -> LastRun:
+    """One run of the policy `row` (locked by the caller's transaction)."""
+    owner, policy_id = row["owner_id"], row["id"]
+    fields = fields_of(row)
+    try:
+        checked = await check(conn, fields)
+    except ProblemError as exc:  # its filter names a license the site has removed since
+        return _failed(exc.reason)
+    at = datetime.now(UTC)
+    params = checked.params(owner, policy_id, at)
+    most = settings.bulk_max_posts
+    room = await hold_budget(conn, budget_of(settings), owner, None)
+    limit = min(most, room.left)
+    changed, action_id = 0, None
+    if limit > 0:
+        action = named(fields.action)
+        await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
+        done = await conn.fetchrow(
+            SQL_POLICY_RUNS[fields.action],
+            owner,
+            policy_id,
+            fields.action,
+            None,
+            limit,
+            params[3],
+            params[4],
+            room.left,
+            *params[5:],
+            *action.fixed,
+        )
+        changed, action_id = int(done["changed"]), done["action_id"]
+        await room.spend(changed)
+    left = int(await conn.fetchval(SQL_LEFT, *params))
+    status: RunStatus = "deferred" if left and limit < most else "ok"
+    return LastRun(at, status, changed, left, None, action_id)
+
+
+async def _record(
+    conn: Any, policy_id: uuid.UUID, last: LastRun, scheduled: bool, every: str
+) -> None:
+    period = PERIODS[every].total_seconds()
+    await conn.execute(SQL_RECORD, policy_id, last, scheduled, period)
+
+
+async def run_now(
+    pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, settings: Settings
+) -> tuple[PolicyItem, LastRun]:
+    """POST /api/pmd/policies/{id}/run: the owner runs it now; its schedule is unchanged."""
+    owner_only(principal, "runs")
+    async with pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
+        if row is None:
+            raise missing(policy_id)
+        last = await run_locked(conn, row, settings)
+        await _record(conn, policy_id, last, False, row["every"])
+    return await get(pool, principal, policy_id, UNDO_HOURS), last
+
+
+async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
+    """Runs the longest overdue policy, if any is due; a run that fails is recorded failed."""
+    async with pool.acquire() as conn:
+        taken: asyncpg.Record | None = None
+        try:
+            async with conn.transaction():
+                taken = await conn.fetchrow(SQL_TAKE_DUE)
+                if taken is None:
+                    return None
+                last = await run_locked(conn, taken, settings)
+                await _record(conn, taken["id"], last, True, taken["every"])
+            return Ran(last, taken["owner_id"])
+        except (asyncpg.PostgresError, ProblemError) as exc:
+            if taken is None:
+                raise
+            # Rolled back: recorded, and its clock moved on so it is not retried at once; a
+            # concurrent write that took the budget's last room defers it to its next run.
+            log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], exc)
+            if isinstance(exc, ProblemError) and exc.reason in BUDGETS:
+                last = LastRun(datetime.now(UTC), "deferred", 0, 0, None)
+            else:
+                last = _failed(exc.reason if isinstance(exc, ProblemError) else Code.INTERNAL)
+            async with conn.transaction():
+                await _record(conn, taken["id"], last, True, taken["every"])
+            return Ran(last, taken["owner_id"])
+
+
+async def run_due_policies(ctx: dict[str, Any]) -> int:
+    """The worker's tick (a scheduled job of the posts feature): every due policy, once."""
+    st = state(ctx)
+    if not st.settings.cleanup_policies:
+        return 0
+    ran = changed = 0
+    until = time.monotonic() + TICK_SECONDS
+    while time.monotonic() < until:
+        one = await _one_due(st.pool, st.settings)
+        if one is None:
+            break
+        ran += 1
+        changed += one.last.changed_count
+    if ran:
+        log.info("cleanup policies: %d run, %d posts changed", ran, changed)
+    if changed:
+        await _drop_host_feeds(st.settings)
+    return ran
+
+
+async def _drop_host_feeds(settings: Settings) -> None:
+    """The host's cached feeds, dropped after runs that changed posts, as after any action."""
+    if settings.host_cache_redis_url is None:
+        return
+    cache = create_host_cache(settings.host_cache_redis_url)
+    try:
+        await FeedDrops(cache, settings.host_cache_patterns).pass_now(FEED_DROP_SECONDS)
+    finally:
+        await cache.aclose()

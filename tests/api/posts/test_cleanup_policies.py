@@ -1,0 +1,338 @@
+"""Cleanup policies from outside, against real PostgreSQL: a count before anything runs, a
+run on the schedule and one asked for, each one bulk action in the history, undone by the
+owner, and the guards (keep tags, a moderator's hidden post, a post its owner took back, a
+widening without its count, another owner's policy, a run killed before it committed)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from pmd_service.core.db import create_pool
+from pmd_service.jobs.context import job_context
+from pmd_service.posts.policy_runs import run_due_policies, run_locked
+from support.seeding import Factory, UserRow
+from tests.helpers import assert_problem, ok
+
+Client = TestClient[Any, Any]
+POLICIES = "/api/pmd/policies"
+OLD = datetime.now(UTC) - timedelta(days=800)
+
+
+def policy(**fields: Any) -> dict[str, Any]:
+    """Hide what is older than two years and has fewer than three reactions, except #keep."""
+    return {
+        "name": "Old and quiet",
+        "action": "hide",
+        "older_than_days": 730,
+        "keep": {"hashtags": ["keep"], "min_reactions": 3},
+        "every": "week",
+        **fields,
+    }
+
+
+async def gallery(factory: Factory) -> tuple[UserRow, dict[str, int]]:
+    """An owner's posts: old ones (plain, tagged #keep, popular, hidden by a moderator,
+    already hidden) and a new one."""
+    owner = await factory.user()
+    posts = {}
+    shapes: dict[str, dict[str, Any]] = {
+        "old1": {},
+        "old2": {},
+        "old3": {},
+        "kept": {"hashtags": ["keep", "pixel"]},
+        "popular": {},
+        "moderated": {"hidden_by_mod": True},
+        "hidden": {"hidden_by_user": True},
+    }
+    for name, cols in shapes.items():
+        posts[name] = (await factory.post(owner, created_at=OLD, **cols)).id
+    posts["new"] = (await factory.post(owner)).id
+    fan = await factory.user()
+    for emoji in ("a", "b", "c"):
+        await factory.pool.execute(
+            "INSERT INTO reactions (post_id, user_id, emoji) VALUES ($1, $2, $3)",
+            posts["popular"],
+            fan.id,
+            emoji,
+        )
+    return owner, posts
+
+
+def ids(sample: list[dict[str, Any]]) -> list[int]:
+    return [p["id"] for p in sample]
+
+
+async def preview(client: Client, user: UserRow, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await client.post(f"{POLICIES}/preview", json=body, headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    return dict(await resp.json())
+
+
+async def create(client: Client, user: UserRow, body: dict[str, Any]) -> dict[str, Any]:
+    seen = await preview(client, user, body)
+    resp = await client.post(
+        POLICIES, json={**body, "expect_count": seen["count"]}, headers=user.auth
+    )
+    assert resp.status == 201, await resp.text()
+    made = dict(await resp.json())
+    assert resp.headers["Location"] == f"{POLICIES}/{made['id']}"
+    return made
+
+
+async def hidden(pool: asyncpg.Pool, posts: dict[str, int]) -> set[str]:
+    rows = await pool.fetch(
+        "SELECT id FROM posts WHERE id = ANY($1::int[]) AND hidden_by_user", list(posts.values())
+    )
+    by_id = {v: k for k, v in posts.items()}
+    return {by_id[r["id"]] for r in rows}
+
+
+async def runs(pool: asyncpg.Pool, policy_id: str) -> int:
+    """The policy's entries in the history (other tests' policies share the database)."""
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM bulk_actions WHERE policy_id = $1", uuid.UUID(policy_id)
+        )
+    )
+
+
+async def due_now(pool: asyncpg.Pool, policy_id: str) -> None:
+    await pool.execute(
+        "UPDATE cleanup_policies SET next_run_at = now() - interval '1 minute' WHERE id = $1",
+        uuid.UUID(policy_id),
+    )
+
+
+async def test_a_preview_counts_what_a_run_would_change_and_saving_is_bound_to_it(
+    client: Client, factory: Factory
+) -> None:
+    owner, posts = await gallery(factory)
+    seen = await preview(client, owner, policy())
+    # Not the kept, the popular, the moderator's, the one already hidden, nor the new one.
+    assert seen["count"] == 3
+    assert ids(seen["sample"]) == [posts["old1"], posts["old2"], posts["old3"]]
+    assert seen["match_digest"]
+    resp = await client.post(POLICIES, json={**policy(), "expect_count": 4}, headers=owner.auth)
+    body = await assert_problem(resp, 409, "count_changed")
+    assert body["details"]["count"] == 3
+    resp = await client.post(
+        POLICIES,
+        json={**policy(), "expect_count": 3, "expect_digest": "0" * 32},
+        headers=owner.auth,
+    )
+    await assert_problem(resp, 409, "set_changed")
+    made = await create(client, owner, policy())
+    assert made["preview"]["count"] == 3 and made["last_run"] is None
+    assert datetime.fromisoformat(made["next_run_at"]) <= datetime.now(UTC) + timedelta(seconds=1)
+    listed = await (await client.get(POLICIES, headers=owner.auth)).json()
+    assert [p["id"] for p in listed["items"]] == [made["id"]] and listed["limit"] == 10
+
+
+async def test_a_due_policy_runs_on_the_tick_once_as_one_undoable_action(
+    client: Client, factory: Factory, worker_ctx: dict[str, Any]
+) -> None:
+    owner, posts = await gallery(factory)
+    made = await create(client, owner, policy())
+    assert await run_due_policies(worker_ctx) >= 1
+    assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
+    # Its clock moved on by its period: the next tick does not run it again.
+    await run_due_policies(worker_ctx)
+    assert await runs(factory.pool, made["id"]) == 1
+    item = await (await client.get(f"{POLICIES}/{made['id']}", headers=owner.auth)).json()
+    assert item["last_run"]["status"] == "ok"
+    assert (item["last_run"]["changed_count"], item["last_run"]["left_count"]) == (3, 0)
+    assert datetime.fromisoformat(item["next_run_at"]) > datetime.now(UTC) + timedelta(days=6)
+    # One entry in the history, done by the policy, which its owner undoes.
+    actions = (await (await client.get("/api/pmd/actions", headers=owner.auth)).json())["items"]
+    assert len(actions) == 1
+    entry = actions[0]
+    assert (entry["action"], entry["changed_count"]) == ("hide", 3)
+    assert (entry["policy_id"], entry["policy_name"]) == (made["id"], "Old and quiet")
+    assert not entry["by_moderator"] and entry["undo"] == item["last_run_undo"]
+    resp = await client.post(entry["undo"], headers=owner.auth)
+    assert resp.status == 200, await resp.text()
+    assert await hidden(factory.pool, posts) == {"hidden"}
+    # Taken back by its owner: the next run leaves those posts.
+    await due_now(factory.pool, made["id"])
+    await run_due_policies(worker_ctx)
+    item = await (await client.get(f"{POLICIES}/{made['id']}", headers=owner.auth)).json()
+    assert item["last_run"]["changed_count"] == 0 and item["last_run"]["status"] == "ok"
+    assert await hidden(factory.pool, posts) == {"hidden"}
+
+
+async def test_a_post_its_owner_unhid_after_a_run_is_left_by_the_next(
+    client: Client, factory: Factory, worker_ctx: dict[str, Any]
+) -> None:
+    owner, posts = await gallery(factory)
+    made = await create(client, owner, policy())
+    run = await client.post(f"{POLICIES}/{made['id']}/run", headers=owner.auth)
+    assert run.status == 200, await run.text()
+    assert (await run.json())["run"]["changed_count"] == 3
+    await ok(client, owner, "unhide", [posts["old1"]])
+    extra = (await factory.post(owner, created_at=OLD)).id
+    await due_now(factory.pool, made["id"])
+    await run_due_policies(worker_ctx)
+    assert await runs(factory.pool, made["id"]) == 2
+    rows = await factory.pool.fetch(
+        "SELECT id, hidden_by_user FROM posts WHERE id = ANY($1::int[])", [posts["old1"], extra]
+    )
+    assert {r["id"]: r["hidden_by_user"] for r in rows} == {posts["old1"]: False, extra: True}
+
+
+async def test_a_widening_needs_its_count_narrowing_and_pausing_do_not(
+    client: Client, factory: Factory
+) -> None:
+    owner, _posts = await gallery(factory)
+    made = await create(client, owner, policy())
+    url = f"{POLICIES}/{made['id']}"
+    # Without the keep tag, one more post: refused until approved.
+    wider = {"keep": {"min_reactions": 3}}
+    body = await assert_problem(
+        await client.patch(url, json=wider, headers=owner.auth), 409, "policy_widens"
+    )
+    assert body["details"]["count"] == 4
+    resp = await client.patch(url, json={**wider, "expect_count": 4}, headers=owner.auth)
+    assert resp.status == 200, await resp.text()
+    # Narrower (older only), a new name, pausing: no count needed.
+    for change in ({"older_than_days": 900}, {"name": "Renamed"}, {"enabled": False}):
+        resp = await client.patch(url, json=change, headers=owner.auth)
+        assert resp.status == 200, (change, await resp.text())
+    assert (await resp.json())["next_run_at"] is None
+    # Turned on again: the count once more.
+    await assert_problem(
+        await client.patch(url, json={"enabled": True}, headers=owner.auth), 409, "policy_widens"
+    )
+
+
+async def test_a_moderator_reads_and_pauses_another_owner_gets_404(
+    client: Client, factory: Factory
+) -> None:
+    owner, _ = await gallery(factory)
+    made = await create(client, owner, policy())
+    url = f"{POLICIES}/{made['id']}"
+    mod = await factory.user(roles=["user", "moderator"])
+    as_mod = f"target_sqid={owner.sqid}"
+    listed = await client.get(f"{POLICIES}?{as_mod}", headers=mod.auth)
+    assert [p["id"] for p in (await listed.json())["items"]] == [made["id"]]
+    await assert_problem(
+        await client.patch(f"{url}?{as_mod}", json={"older_than_days": 1}, headers=mod.auth),
+        403,
+        "policy_owner_only",
+    )
+    await assert_problem(
+        await client.post(f"{POLICIES}?{as_mod}", json={**policy(), "expect_count": 3},
+                          headers=mod.auth),
+        403,
+        "policy_owner_only",
+    )  # fmt: skip
+    paused = await client.patch(f"{url}?{as_mod}", json={"enabled": False}, headers=mod.auth)
+    assert paused.status == 200 and (await paused.json())["enabled"] is False
+    stranger = await factory.user()
+    for method in ("get", "delete"):
+        resp = await client.request(method, url, headers=stranger.auth)
+        await assert_problem(resp, 404, "policy_not_found")
+    await assert_problem(
+        await client.post(f"{url}/run", headers=stranger.auth), 404, "policy_not_found"
+    )
+    assert (await client.delete(url, headers=owner.auth)).status == 204
+    await assert_problem(await client.get(url, headers=owner.auth), 404, "policy_not_found")
+
+
+async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
+    client: Client, factory: Factory, worker_ctx: dict[str, Any], settings: Any
+) -> None:
+    owner, posts = await gallery(factory)
+    made = await create(client, owner, policy())
+    # A worker that took the policy and ran it, then died before its commit.
+    dying = await create_pool(settings.database_url, "pmd-worker", min_size=1, max_size=1)
+    try:
+        async with dying.acquire() as conn:
+            await conn.execute("BEGIN")
+            row = await conn.fetchrow(
+                "SELECT id, owner_id, name, action, filter, older_than_days, keep, every, "
+                "enabled, notify, created_at, next_run_at, last_run FROM cleanup_policies "
+                "WHERE id = $1 FOR UPDATE",
+                uuid.UUID(made["id"]),
+            )
+            assert row is not None
+            assert (await run_locked(conn, row, settings)).changed_count == 3
+            # Meanwhile another tick skips the policy its run holds.
+            await run_due_policies(worker_ctx)
+            assert await runs(factory.pool, made["id"]) == 0
+            pid = conn.get_server_pid()
+            await factory.pool.execute("SELECT pg_terminate_backend($1)", pid)
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+                await conn.execute("COMMIT")
+    finally:
+        dying.terminate()
+    assert await hidden(factory.pool, posts) == {"hidden"}
+    # Two ticks at once: the policy runs once, with one history entry.
+    await asyncio.gather(run_due_policies(worker_ctx), run_due_policies(worker_ctx))
+    assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
+    assert await runs(factory.pool, made["id"]) == 1
+
+
+async def test_a_run_spends_the_owners_budget_and_says_what_it_left(
+    aiohttp_client: Any, settings: Any, factory: Factory, worker_ctx: dict[str, Any]
+) -> None:
+    import msgspec
+
+    from pmd_service.web.app import create_app
+
+    small = msgspec.structs.replace(
+        settings,
+        bulk_max_posts=2,
+        bulk_changed_posts_per_minute=2,
+        bulk_changed_posts_per_hour=2,
+    )
+    client = await aiohttp_client(create_app(small))
+    owner, _posts = await gallery(factory)
+    made = await create(client, owner, policy())
+    run = await (await client.post(f"{POLICIES}/{made['id']}/run", headers=owner.auth)).json()
+    # At most BULK_MAX_POSTS a run, the oldest first; the rest waits and last_run says so.
+    assert (run["run"]["changed_count"], run["run"]["left_count"]) == (2, 1)
+    assert run["policy"]["last_run"] == run["run"]
+    # The hour's budget is spent: the next run changes nothing and says it was deferred.
+    run = await (await client.post(f"{POLICIES}/{made['id']}/run", headers=owner.auth)).json()
+    assert run["run"]["status"] == "deferred"
+    assert (run["run"]["changed_count"], run["run"]["left_count"]) == (0, 1)
+
+
+async def test_an_owner_may_have_at_most_the_settings_policies(
+    client: Client, factory: Factory
+) -> None:
+    owner, _ = await gallery(factory)
+    for n in range(10):
+        await create(client, owner, policy(name=f"Rule {n}"))
+    resp = await client.post(POLICIES, json={**policy(), "expect_count": 3}, headers=owner.auth)
+    body = await assert_problem(resp, 409, "too_many_policies")
+    assert body["details"]["limit"] == 10
+
+
+async def test_an_operator_turns_policies_off_with_one_setting(
+    aiohttp_client: Any, settings: Any, factory: Factory
+) -> None:
+    import msgspec
+
+    from pmd_service.web.app import create_app
+
+    owner, posts = await gallery(factory)
+    on = await aiohttp_client(create_app(settings))
+    made = await create(on, owner, policy())
+    off = msgspec.structs.replace(settings, cleanup_policies=False)
+    client = await aiohttp_client(create_app(off))
+    for method, url in (("GET", POLICIES), ("GET", f"{POLICIES}/{made['id']}")):
+        resp = await client.request(method, url, headers=owner.auth)
+        body = await assert_problem(resp, 404, "policies_off")
+        assert "CLEANUP_POLICIES" in body["detail"]
+    # Nor does the worker run a due policy while they are off.
+    async with job_context(off) as ctx:
+        assert await run_due_policies(ctx) == 0
+    assert await hidden(factory.pool, posts) == {"hidden"}
