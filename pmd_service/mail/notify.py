@@ -40,21 +40,31 @@ SEND_TIMEOUTS = 3
 TAKEABLE = "(email_sent_at IS NULL OR email_lease_until < now())"
 
 # A take, after a kind's `UPDATE <table> t`: its email taken now, under a lease of $3 seconds,
-# one try more; of row $1 only while it may be taken, fewer than $2 tries made.
+# one try more.
 TAKE = """SET email_sent_at = now(), email_lease_until = now() + make_interval(secs => $3),
     email_attempts = t.email_attempts + 1"""
-TAKE_ROW = f"""t.id = $1 AND t.send_email AND {TAKEABLE}
-  AND t.status IN ('ready', 'failed') AND t.email_attempts < $2"""
 
-# A row whose email is owed, fewer than $1 tries made.
-OWED_ROW = f"""send_email AND {TAKEABLE}
-  AND status IN ('ready', 'failed') AND email_attempts < $1"""
-# The rows whose email is owed (after a kind's `FROM <table> t`). A bounded batch per
-# sweep: with SMTP timing out, ten sends stay well inside the sweep's time.
-OWED = f"""
-WHERE {OWED_ROW}
-ORDER BY completed_at LIMIT 10
-"""
+# Which of a job kind's rows owe an email (`t`: its table): those asked for, once ready or
+# failed. A table of another shape states its own (EmailTable's `owes`).
+JOB_OWES = "t.send_email AND t.status IN ('ready', 'failed')"
+
+
+def take_row(owes: str) -> str:
+    """A take's row: $1, only while it owes its email and may be taken, fewer than $2 tries
+    made."""
+    return f"t.id = $1 AND {owes} AND {TAKEABLE}\n  AND t.email_attempts < $2"
+
+
+def owed_row(owes: str) -> str:
+    """A row whose email is owed, fewer than $1 tries made."""
+    return f"{owes} AND {TAKEABLE}\n  AND t.email_attempts < $1"
+
+
+TAKE_ROW = take_row(JOB_OWES)
+OWED_ROW = owed_row(JOB_OWES)
+# A bounded batch of the rows whose email is owed per sweep: with SMTP timing out, ten sends
+# stay well inside the sweep's time.
+OWED_BATCH = 10
 # A take's lease ended, if it still holds: DATA may start, or a send without SMTP has ended
 # (after a kind's `UPDATE <table>`; $2 the take's `taken_at`).
 END_LEASE = """SET email_lease_until = NULL
@@ -72,11 +82,11 @@ def send_seconds(settings: Settings) -> float:
     return SEND_TIMEOUTS * settings.smtp_timeout
 
 
-def takes(sql: str, recipient: str, **values: str) -> tuple[str, str]:
+def takes(sql: str, recipient: str, owes: str = JOB_OWES, **values: str) -> tuple[str, str]:
     """A kind's take (`sql`, with `{take}`, `{take_row}` and `{locale}` left to fill, and
-    `values`) in the language of `recipient` (the alias of the user it goes to), and in English
-    for a host whose users have no readable `locale`."""
-    fill = {"take": TAKE, "take_row": TAKE_ROW, **values}
+    `values`) of a row that `owes` its email, in the language of `recipient` (the alias of the
+    user it goes to), and in English for a host whose users have no readable `locale`."""
+    fill = {"take": TAKE, "take_row": take_row(owes), **values}
     return sql.format(locale=f"{recipient}.locale", **fill), sql.format(locale="NULL::text", **fill)
 
 
@@ -202,12 +212,15 @@ async def users_locale_readable(pool: asyncpg.Pool, settings: Settings) -> bool:
 
 @dataclass(frozen=True)
 class EmailTable(Generic[M]):
-    """A kind's ready/failed email, taken from its table, then sent (send_taken).
+    """A row's email (a job kind's once ready or failed, by default), taken from its table,
+    then sent (send_taken).
 
-    `take` and `take_in_english` (`takes`) take it, with $1 the row, $2 the tries allowed and
-    $3 the lease's seconds, returning `taken_at` (the `email_sent_at` that names the take),
-    `request_id` and every field of the email's shape `mail`, which `compose` makes into the
-    message."""
+    `take` and `take_in_english` (`takes`, with the same `owes`) take it, with $1 the row, $2
+    the tries allowed and $3 the lease's seconds, returning `taken_at` (the `email_sent_at` that
+    names the take), `request_id` and every field of the email's shape `mail`, which `compose`
+    makes into the message. The table has `id`, `email_sent_at`, `email_lease_until` and
+    `email_attempts`; the sweep sends the rows that `owes` say owe one, the oldest `since`
+    first."""
 
     label: str  # how a log line names a row ("BDR")
     table: str
@@ -215,11 +228,15 @@ class EmailTable(Generic[M]):
     take_in_english: str
     mail: Callable[..., M]
     compose: Callable[[Settings, M], EmailMessage]
+    owes: str = JOB_OWES
+    since: str = "completed_at"
 
     @property
     def sql_emails_owed(self) -> str:
         """$1 the tries allowed → the ids whose email is owed."""
-        return f"SELECT id FROM {self.table} t {OWED}"
+        return f"""SELECT id FROM {self.table} t
+WHERE {owed_row(self.owes)}
+ORDER BY t.{self.since} LIMIT {OWED_BATCH}"""
 
     async def send(self, pool: asyncpg.Pool, settings: Settings, row_id: uuid.UUID) -> bool:
         """Row `row_id`'s email, taken, then sent. True if this call sent it; SMTP failures are
