@@ -7,7 +7,7 @@ from __future__ import annotations
 from .api.declaration import Endpoint
 from .bdr.feature import FEATURE as BDR
 from .exports.feature import FEATURE as EXPORTS
-from .jobs.kind import JobKind
+from .jobs.kind import Email, JobKind
 from .manifest import Feature, Lifetime, Schedule
 from .posts.feature import FEATURE as POSTS
 from .sse.endpoints import TicketDownloads
@@ -21,4 +21,9 @@ EVENT_KINDS = EventKinds(k for f in FEATURES for k in f.events)
 # The claimed job kinds, in the order the sweep and the cleanup visit them.
 JOB_KINDS: tuple[JobKind, ...] = tuple(j for f in FEATURES for j in f.jobs)
 SCHEDULES: tuple[Schedule, ...] = tuple(s for f in FEATURES for s in f.schedules)
+# Every email rows may owe, which the sweep sends: each job kind's, then the features' others.
+EMAILS: tuple[Email, ...] = (
+    *(j.email for j in JOB_KINDS),
+    *(e for f in FEATURES for e in f.emails),
+)
 TICKETS = TicketDownloads.of([t for f in FEATURES for t in f.tickets])

@@ -1,5 +1,6 @@
 """What a feature declares, in one value: its routes, its app lifetimes, its event kinds, its
-claimed job kinds (with their upkeep), its scheduled jobs and its download-ticket check.
+claimed job kinds (with their upkeep), its scheduled jobs, the emails its other rows owe and its
+download-ticket check.
 
 `pmd_service/features.py` lists the features; the app, the stream's kinds and tickets, the
 sweep and cleanup, and the worker's functions and crons are all built from that one list, so a
@@ -15,7 +16,7 @@ from aiohttp import web
 from arq.typing import WorkerCoroutine
 
 from .api.declaration import Endpoint
-from .jobs.kind import JobKind
+from .jobs.kind import Email, JobKind
 from .sse.endpoints import TicketDownload
 from .sse.kinds import EventKind
 
@@ -48,5 +49,8 @@ class Feature:
     events: tuple[EventKind, ...] = ()
     jobs: tuple[JobKind, ...] = ()
     schedules: tuple[Schedule, ...] = ()
+    # Emails owed by rows that are no job kind's (a scheduled job's), sent by the sweep as a
+    # kind's are.
+    emails: tuple[Email, ...] = ()
     # The downloads a stream ticket may be minted for.
     tickets: tuple[TicketDownload, ...] = ()

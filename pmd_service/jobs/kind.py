@@ -230,7 +230,8 @@ class Upkeep:
 
 @dataclass  # not frozen: mail/notify.py's `Emailed` declares a plain attribute
 class Email:
-    """A kind's ready/failed email (mail/notify.py's `Emailed`)."""
+    """Emails rows owe (mail/notify.py's `Emailed`): a kind's ready/failed one, or one a
+    feature declares beside its kinds (manifest.py's `emails`)."""
 
     sql_emails_owed: str  # $1 the tries allowed → the ids whose email is owed
     send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]]

@@ -5,8 +5,9 @@ stuck, and no owed email is forgotten.
   server commits before it enqueues, so a Redis outage at that moment leaves a row only this finds.
 - `processing` rows whose worker is gone (heartbeat stale, or a scheduled retry long overdue)
   are enqueued under a fresh job id; the claim lets exactly one run take them over.
-- Emails whose SMTP send failed are retried, and so are those whose sender died mid-send
-  (their lease ran out: mail/notify.py).
+- Emails owed are sent: those whose SMTP send failed, those whose sender died mid-send (their
+  lease ran out: mail/notify.py), and those no one sent yet (a cleanup policy's run asked for
+  now); each job kind's and those a feature's other rows owe (features.py's EMAILS).
 - With ZIPs in a bucket: multipart uploads of runs that are over (a worker killed mid-upload)
   are aborted, so their parts stop taking space.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
+from ..features import EMAILS
 from ..features import JOB_KINDS as KINDS
 from ..jobs.context import state
 from ..jobs.failures import TRANSIENT
@@ -93,8 +95,8 @@ async def _sweep(ctx: dict[str, Any]) -> dict[str, int]:
         except Exception:  # the store being down must not stop the rest of the sweep
             log.warning("sweep: could not list or abort multipart uploads", exc_info=True)
     emails = 0
-    for kind in KINDS:
-        emails += await send_owed(st.pool, st.settings, kind.email)
+    for owed in EMAILS:
+        emails += await send_owed(st.pool, st.settings, owed)
     if requeued or retaken or emails or aborted:
         log.info(
             "sweep: %d pending re-enqueued, %d orphaned taken over, %d emails sent, "
