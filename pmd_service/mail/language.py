@@ -2,15 +2,16 @@
 tag; NULL is English).
 
 The copy is one JSON object per locale, `<tag>.json`, in the host's keys (its
-`api/app/email_copy/`) plus the service's own for failures and exports (KEYS; docs/configuration.md
-lists them). The project's own files are in `copy/` beside this module; EMAIL_COPY_DIR names a
-folder of the operator's, read first. For each key the lookup goes: the tag, then its shorter
-prefixes down to the base language (`pt-BR` → `pt`), then English; at each step the operator's
-file before the project's. Tags match whatever their case, with `-` or `_`. Each step is followed
-by the tags CLDR's likely subtags name for it (`zh-CN` → `zh-Hans`, `pt` → `pt-BR`), because
-people write a region or a bare language where copy is named by its script; only those in the
-script the whole tag is written in, because another script cannot be read (`zh-TW` and `zh-Hant`
-get English) while another region can (`pt-PT` gets `pt-BR`, CLDR's likely `pt`).
+`api/app/email_copy/`) plus the service's own for failures, exports and policy runs (KEYS;
+docs/configuration.md lists them). The project's own files are in `copy/` beside this module;
+EMAIL_COPY_DIR names a folder of the operator's, read first. For each key the lookup goes: the
+tag, then its shorter prefixes down to the base language (`pt-BR` → `pt`), then English; at each
+step the operator's file before the project's. Tags match whatever their case, with `-` or `_`.
+Each step is followed by the tags CLDR's likely subtags name for it (`zh-CN` → `zh-Hans`, `pt` →
+`pt-BR`), because people write a region or a bare language where copy is named by its script;
+only those in the script the whole tag is written in, because another script cannot be read
+(`zh-TW` and `zh-Hant` get English) while another region can (`pt-PT` gets `pt-BR`, CLDR's
+likely `pt`).
 
 A value is a string with `{name}` placeholders, or, for a key that carries a number, an object
 of CLDR plural categories (`one`, `few`, `many`, `other`, ...; `other` required) chosen by that
@@ -92,6 +93,13 @@ KEYS: dict[str, Key] = {
     "export_failed": _key(),
     "export_failed_kept": _key("expires"),
     "export_failed_button": _key(),
+    # A cleanup policy's run that changed something, when the policy has `notify`.
+    "policy_subject": _key("name"),
+    "policy_hid": _key("count", "name", plural="count"),
+    "policy_deleted": _key("count", "name", plural="count"),
+    "policy_undo_until": _key("until"),
+    "policy_button": _key(),
+    "policy_why": _key(),
 }
 
 Value = str | dict[str, str]
