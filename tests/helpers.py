@@ -45,7 +45,7 @@ Captured = subprocess.CompletedProcess[str]
 SECRET = "test-secret-" + "x" * 40
 TABLES = (
     "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, audited_reads"
-    ", cleanup_policy_posts, cleanup_policies"
+    ", cleanup_policy_runs, cleanup_policy_posts, cleanup_policies"
     ", audit_logs, bulk_action_posts, bulk_actions, write_spends, export_schedules, reactions,"
     " comments, post_files, posts, licenses, users"
 )

@@ -1,11 +1,13 @@
-"""The posts, their bulk actions and the cleanup policies that run them on a schedule, as the
-house builds them: one manifest."""
+"""The posts, their bulk actions and the cleanup policies that run them on a schedule (and email
+their owners of a run), as the house builds them: one manifest."""
 
 from __future__ import annotations
 
+from ..jobs.kind import Email
 from ..manifest import Feature, Schedule
 from .endpoints import ENDPOINTS, host_cache_ctx
 from .events import EVENTS
+from .mail import SQL_EMAILS_OWED, send_policy_run_email
 from .policy_endpoints import ENDPOINTS as POLICY_ENDPOINTS
 from .policy_runs import TICK_SECONDS, run_due_policies
 
@@ -23,4 +25,6 @@ FEATURE = Feature(
             timeout=TICK_SECONDS + 30,
         ),
     ),
+    # A run's email to its owner: sent right after a scheduled run, else by the sweep.
+    emails=(Email(SQL_EMAILS_OWED, send_policy_run_email),),
 )

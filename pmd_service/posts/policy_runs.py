@@ -3,9 +3,10 @@ the worker's tick that runs every due policy.
 
 A run changes its candidates (posts/policy_sql.py), the oldest first, at most BULK_MAX_POSTS
 and no more than the owner's budget of changed posts has left; what is left waits for the next
-run, and `last_run` says so. The run, its history entry, the posts it remembers and its
-`last_run` commit together, in the transaction that holds the policy's row: a worker killed
-mid-run leaves the policy due, and the next tick runs it once, whole.
+run, and `last_run` says so. The run, its history entry, the posts it remembers, its
+`last_run` and the email it owes its owner (posts/mail.py) commit together, in the transaction
+that holds the policy's row: a worker killed mid-run leaves the policy due, and the next tick
+runs it once, whole.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import asyncpg
 
 from ..core.codes import Code
 from ..core.db import SET_CUSTOM_PLAN
+from ..core.logs import REQUEST_ID
 from ..core.problems import ProblemError
 from ..core.settings import Settings
 from ..host.access import Principal
 from ..jobs.context import state
+from ..mail.notify import send_seconds
 from .actions import named
 from .batch_sql import SQL_POLICY_RUNS
 from .host_cache import FeedDrops, create_host_cache
+from .mail import send_policy_run_email
 from .pace import Budget, hold_budget
 from .policies import (
     COLUMNS,
@@ -67,6 +71,15 @@ SET last_run = $2::jsonb,
 WHERE id = $1
 """
 SQL_LEFT = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
+# A run that changed something, from its history entry ($1); its email owed when $3 (the
+# policy's `notify`).
+SQL_RAN = """
+INSERT INTO cleanup_policy_runs (id, policy_id, owner_id, policy_name, action, changed_count,
+                                 ran_at, request_id, send_email)
+SELECT b.id, b.policy_id, b.owner_id, b.policy_name, b.action, b.changed_count, b.created_at,
+       $2, $3
+FROM bulk_actions b WHERE b.id = $1
+"""
 
 # The refusals of a write's budgets (posts/pace.py), which only defer a run.
 BUDGETS = frozenset({Code.ROW_BUDGET_EXCEEDED, Code.SITE_BUDGET_EXCEEDED})
@@ -80,6 +93,12 @@ FEED_DROP_SECONDS = 30.0
 class Ran:
     last: LastRun
     owner_id: int
+    notify: bool = False  # its policy's: an email to its owner after a run that changed posts
+
+    @property
+    def email_owed(self) -> uuid.UUID | None:
+        """The run's row whose email is owed, if any."""
+        return self.last.action_id if self.notify and self.last.changed_count else None
 
 
 def budget_of(settings: Settings) -> Budget:
@@ -126,6 +145,8 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings) -> Last
         )
         changed, action_id = int(done["changed"]), done["action_id"]
         await room.spend(changed)
+        if action_id is not None:
+            await conn.execute(SQL_RAN, action_id, REQUEST_ID.get(), fields.notify)
     left = int(await conn.fetchval(SQL_LEFT, *params))
     status: RunStatus = "deferred" if left and limit < most else "ok"
     return LastRun(at, status, changed, left, None, action_id)
@@ -141,7 +162,8 @@ async def _record(
 async def run_now(
     pool: asyncpg.Pool, principal: Principal, policy_id: uuid.UUID, settings: Settings
 ) -> tuple[PolicyItem, LastRun]:
-    """POST /api/pmd/policies/{id}/run: the owner runs it now; its schedule is unchanged."""
+    """POST /api/pmd/policies/{id}/run: the owner runs it now; its schedule is unchanged. Its
+    email, when owed, goes with the worker's next sweep: a request never waits on SMTP."""
     owner_only(principal, "runs")
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
@@ -163,7 +185,7 @@ async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
                     return None
                 last = await run_locked(conn, taken, settings)
                 await _record(conn, taken["id"], last, True, taken["every"])
-            return Ran(last, taken["owner_id"])
+            return Ran(last, taken["owner_id"], taken["notify"])
         except (asyncpg.PostgresError, ProblemError) as exc:
             if taken is None:
                 raise
@@ -192,11 +214,23 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
             break
         ran += 1
         changed += one.last.changed_count
+        # Sent at once while a whole send fits in the tick's time; the sweep sends the rest.
+        if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
+            await _email(st.pool, st.settings, one.email_owed)
     if ran:
         log.info("cleanup policies: %d run, %d posts changed", ran, changed)
     if changed:
         await _drop_host_feeds(st.settings)
     return ran
+
+
+async def _email(pool: asyncpg.Pool, settings: Settings, action_id: uuid.UUID) -> None:
+    """The run's email, taken and sent once; a failure is the sweep's to retry, never the
+    run's nor the tick's."""
+    try:
+        await send_policy_run_email(pool, settings, action_id)
+    except Exception as exc:
+        log.warning("cleanup policy run %s: its email is left for the sweep (%r)", action_id, exc)
 
 
 async def _drop_host_feeds(settings: Settings) -> None:

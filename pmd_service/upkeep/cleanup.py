@@ -28,6 +28,7 @@ from ..features import JOB_KINDS as KINDS
 from ..host.vault import VaultPathError
 from ..jobs.context import state
 from ..jobs.kind import Expiry, JobKind
+from ..posts.mail import POLICY_RUNS_PAST, SQL_PURGE_POLICY_RUNS
 from ..posts.undo import MARKS_PAST, SQL_PURGE_MARKS, SQL_PURGE_UNDO_HISTORY, UNDO_ROWS_PAST
 from ..sse.replay import EVENTS_PAST, SQL_PURGE_EVENTS
 from ..storage.object_tidy import SQL_READY_FILES, dead_uploads, orphan_objects, remove_objects
@@ -55,7 +56,8 @@ TEMP_MAX_AGE_SECONDS = 3600
 # purges are its own (jobs/kind.py); these are the rest.
 SQL_PLAN_COUNTS = f"""
 SELECT ({EVENTS_PAST}) AS events, ({MARKS_PAST}) AS marks,
-       ({AUDITED_READS_PAST}) AS audited_reads, ({UNDO_ROWS_PAST}) AS undo_rows
+       ({AUDITED_READS_PAST}) AS audited_reads, ({UNDO_ROWS_PAST}) AS undo_rows,
+       ({POLICY_RUNS_PAST}) AS policy_runs
 """
 
 
@@ -99,6 +101,7 @@ class CleanupPlan:
     marks: frozenset[int]  # posts whose moderator's mark goes
     audited_reads: int
     undo_rows: int  # posts' rows of bulk actions past the undo window
+    policy_runs: int  # cleanup policies' runs a day past their undo window (their emails')
     tidy: FolderTidy | BucketTidy
 
     def summary(self) -> dict[str, int]:
@@ -209,6 +212,7 @@ async def plan_cleanup(st: WorkerState) -> CleanupPlan:
         marks=frozenset(row["marks"]),
         audited_reads=row["audited_reads"],
         undo_rows=row["undo_rows"],
+        policy_runs=row["policy_runs"],
         tidy=tidy,
     )
 
@@ -298,6 +302,7 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
     marks = await pool.fetch(SQL_PURGE_MARKS, list(plan.marks))
     reads = int((await pool.execute(SQL_PURGE_AUDITED_READS, at)).split()[-1])
     undo_rows = int((await pool.execute(SQL_PURGE_UNDO_HISTORY, at)).split()[-1])
+    policy_runs = int((await pool.execute(SQL_PURGE_POLICY_RUNS, at)).split()[-1])
     done = dataclasses.replace(
         plan,
         kinds=kinds,
@@ -305,13 +310,15 @@ async def apply_cleanup(st: WorkerState, plan: CleanupPlan) -> CleanupPlan:
         marks=frozenset(r["post_id"] for r in marks),
         audited_reads=reads,
         undo_rows=undo_rows,
+        policy_runs=policy_runs,
     )
     log.info(
-        "cleanup: %d old finished requests, %d old events and %d posts' undo rows past their "
-        "window purged",
+        "cleanup: %d old finished requests, %d old events, %d posts' undo rows and %d cleanup "
+        "policy runs past their window purged",
         done.summary()["purged"],
         events,
         undo_rows,
+        policy_runs,
     )
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.store is not None and st.zips.bucket is not None
@@ -387,11 +394,12 @@ async def cleanup_dry_run(ctx: dict[str, Any]) -> dict[str, int | bool]:
         summary["export_parts_expired"],
     )
     log.info(
-        "cleanup (dry run): %d old finished requests, %d old events and %d posts' undo rows "
-        "past their window would be purged",
+        "cleanup (dry run): %d old finished requests, %d old events, %d posts' undo rows and "
+        "%d cleanup policy runs past their window would be purged",
         summary["purged"],
         plan.events,
         plan.undo_rows,
+        plan.policy_runs,
     )
     if isinstance(plan.tidy, BucketTidy):
         assert st.zips.bucket is not None
