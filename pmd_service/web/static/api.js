@@ -108,6 +108,7 @@ export class Api {
 
   get(path, query) { return this.request("GET", path, { query }); }
   post(path, json) { return this.request("POST", path, { json }); }
+  patch(path, json) { return this.request("PATCH", path, { json }); }
   delete(path) { return this.request("DELETE", path); }
 }
 

@@ -1,5 +1,5 @@
-// The dashboard page: wires the posts table, the batch actions, the downloads panel and (on
-// the user's own page) the exports panel.
+// The dashboard page: wires the posts table, the batch actions, the downloads panel, the
+// cleanup policies and (on the user's own page) the exports panel.
 
 import {
   Api, ApiError, explain, getToken, inWords, setToken, takeTokenFromFragment, TOKEN_FIELD,
@@ -8,6 +8,7 @@ import {
 import {
   batchVerb, BULK_MAX_POSTS, MAX_BATCH, outcome, runBatches, startBatchLine,
 } from "./bulk.js";
+import { Cleanup } from "./cleanup.js";
 import { Downloads } from "./downloads.js";
 import { Exports } from "./exports.js";
 import { FILTER_KEYS, FLAG_KEYS, LIST_KEYS, NUMBER_KEYS } from "./filter_keys.js";
@@ -71,22 +72,31 @@ function boot() {
     onTarget: namedTarget,
   });
   const titleOf = (id) => table.titleOf(id);
+  // An undo or a policy's run: nothing else acts meanwhile, and the list shows the posts as
+  // the server holds them afterwards.
+  async function exclusive(work) {
+    busy = true;
+    refreshControls();
+    // The last batch's result line no longer says how the posts are.
+    $("batch").hidden = true;
+    $("batch-error").hidden = true;
+    try {
+      await work();
+    } finally {
+      busy = false;
+      await table.load(table.view);
+    }
+  }
   // Undo: each action's Undo is in "Recent actions", which every action refreshes.
-  const recent = new RecentActions(api, {
-    toast, onError, titleOf, busy: () => busy,
-    exclusive: async (work) => {
-      busy = true;
-      refreshControls();
-      // The last batch's result line no longer says how the posts are.
-      $("batch").hidden = true;
-      $("batch-error").hidden = true;
-      try {
-        await work();
-      } finally {
-        busy = false;
-        await table.load(table.view);
-      }
-    },
+  const recent = new RecentActions(api, { toast, onError, titleOf, busy: () => busy, exclusive });
+  // A policy writes its filter as the list's, in the same words.
+  const cleanup = new Cleanup(api, {
+    toast, confirmAction, onError, exclusive, busy: () => busy,
+    listFilter: () => ({ json: filterJson(table.filter), words: filterWords(table.filter) }),
+    describeFilter: (json) => filterWords(Object.fromEntries(Object.entries(json)
+      .filter(([key]) => FORM_KEYS.includes(key))
+      .map(([key, value]) => [key, Array.isArray(value) ? value : String(value)]))),
+    onRun: () => recent.refresh(),
   });
   // Exports are the owner's alone: a moderator looking at someone's posts never sees them.
   const exportsPanel = targetSqid
@@ -101,6 +111,8 @@ function boot() {
       if (busy) heldChanges.push(change);
       else table.changed(change);
       if (!busy) recent.refresh();
+      // A scheduled run is such a change: its policy's last run is new.
+      if (!busy) cleanup.refresh();
     },
   };
   function release() {
@@ -126,6 +138,7 @@ function boot() {
     $("view-live").disabled = busy;
     $("view-deleted").disabled = busy;
     recent.setDisabled(busy);
+    cleanup.setDisabled(busy);
     const why = $("bdr-why");
     const request = $("bdr-request");
     // Today's requests used up: the button waits for the reset, and says when it is.
@@ -186,6 +199,7 @@ function boot() {
       for (const one of Array.isArray(value) ? value : [value]) url.searchParams.append(key, one);
     }
     history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+    cleanup.listFilterChanged();
   }
   // As an action's body wants it: flags as booleans, counts as numbers, tags as a list.
   const FLAGS = new Set(FLAG_KEYS);
@@ -605,6 +619,7 @@ function boot() {
   showFilter(table.filter);
   table.load("live");
   recent.refresh();
+  cleanup.start();
   exportsPanel?.start();
   downloads.start();
 }

@@ -1,0 +1,543 @@
+// The "Cleanup" panel: the target's cleanup policies (GET /api/pmd/policies), each with its
+// last and next run, and a form that writes one with its live count (POST
+// /api/pmd/policies/preview) before it is saved bound to that count.
+//
+// A moderator reads the list and may pause a policy; everything else is the owner's. With the
+// site's CLEANUP_POLICIES off every endpoint answers 404 `policies_off` and the panel stays
+// hidden.
+
+import { explain } from "./api.js";
+import * as fmt from "./format.js";
+import { el, timeEl } from "./ui.js";
+
+const POLICIES = "/api/pmd/policies";
+// The preview waits for the person to pause typing, so a count is asked once per change.
+const PREVIEW_PAUSE_MS = 400;
+// The sample's titles shown under the count; the rest are counted.
+const SAMPLE_SHOWN = 5;
+const MAX_DAYS = 3650;
+// The 409s that carry the count (and set) a run would change now, to approve again.
+const APPROVAL = new Set(["count_changed", "set_changed", "policy_widens"]);
+
+const VERB = { hide: "hide", delete: "delete" };
+const DID = { hide: "hid", delete: "deleted" };
+const DOES = { hide: "Hides", delete: "Deletes" };
+
+// Why a run failed, for the codes a run records (docs/errors.md); any other is named as is.
+const FAILED = {
+  invalid_filter: "its filter names what the site no longer has (a license?)",
+  internal: "the server failed; the next run tries again",
+};
+const failedWords = (code) => FAILED[code] ?? code ?? "unknown";
+
+const tagList = (text) => text.split(",").map((t) => t.trim().replace(/^#/, "")).filter(Boolean);
+const reasonOf = (error) => error.problem?.details?.reason;
+
+// "tagged keep or best, with at least 3 reactions": what a policy always keeps.
+function keepWords(keep) {
+  const parts = [];
+  if (keep.hashtags?.length) parts.push(`tagged ${keep.hashtags.join(" or ")}`);
+  for (const [key, noun] of [["min_reactions", "reaction"], ["min_comments", "comment"],
+    ["min_views", "view"]]) {
+    if (keep[key] !== undefined && keep[key] !== null) {
+      parts.push(`with at least ${fmt.plural(keep[key], noun)}`);
+    }
+  }
+  if (keep.has_layers === true) parts.push("with a layers file");
+  if (keep.has_layers === false) parts.push("without a layers file");
+  if (keep.remixable === true) parts.push("open to remixes");
+  if (keep.remixable === false) parts.push("closed to remixes");
+  return parts.join(" or ");
+}
+
+export class Cleanup {
+  // `exclusive(work)`: runs a policy now as the page runs a batch and shows the posts as the
+  // server holds them after it; `busy()`: a batch is running; `listFilter()`: the posts list's
+  // filter, {json, words}; `describeFilter(json)`: a stored filter in the form's words;
+  // `onRun()`: a run changed posts ("Recent actions" lists it).
+  constructor(api, {
+    toast, confirmAction, onError, exclusive, busy, listFilter, describeFilter, onRun,
+  }) {
+    this.api = api;
+    this.asModerator = Boolean(api.targetSqid);
+    this.toast = toast;
+    this.confirmAction = confirmAction;
+    this.onError = onError;
+    this.exclusive = exclusive;
+    this.busy = busy;
+    this.listFilter = listFilter;
+    this.describeFilter = describeFilter;
+    this.onRun = onRun;
+    this.items = [];
+    this.limit = null;
+    this.loaded = false;
+    this.seq = 0;
+    this.previewSeq = 0;
+    this.previewTimer = null;
+    this.shown = null; // the preview on screen: {key, count, digest}
+    this.pendingKey = null; // the fields of the preview on its way
+    this.saving = false;
+    this.gone = false; // the site has policies off
+    const $ = (id) => document.getElementById(id);
+    this.$ = $;
+    this.section = $("cleanup");
+    this.list = $("cleanup-list");
+    this.empty = $("cleanup-empty");
+    this.form = $("cleanup-form");
+    this.count = $("cleanup-count");
+    this.sample = $("cleanup-sample");
+    this.message = $("cleanup-message");
+    this.save = $("cleanup-save");
+    this.list.addEventListener("click", (ev) => this.onClick(ev));
+    if (this.asModerator) return;
+    this.form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      if (this.save.getAttribute("aria-disabled") !== "true") this.create();
+    });
+    // The name changes nothing a run would do: only the other fields count again.
+    const changed = (ev) => {
+      if (ev.target.id === "cleanup-name") return;
+      if (ev.target.id === "cleanup-tags") this.choose("tags");
+      this.previewSoon();
+    };
+    this.form.addEventListener("input", changed);
+    this.form.addEventListener("change", changed);
+  }
+
+  async start() {
+    if (!(await this.refresh())) return;
+    this.section.hidden = false;
+    if (this.asModerator) {
+      this.$("cleanup-readonly").hidden = false;
+      return;
+    }
+    this.form.hidden = false;
+    this.listFilterChanged();
+    this.preview();
+  }
+
+  // The list again (after a change, a run, posts changed elsewhere); false when the panel is
+  // not for this page (turned off on the site, or the sign-in is refused).
+  async refresh() {
+    if (this.gone) return false;
+    // Refreshes may overlap (a run, the stream): only the latest one shows.
+    const seq = ++this.seq;
+    try {
+      const listed = await this.api.get(POLICIES);
+      if (seq !== this.seq) return true;
+      this.items = listed.items;
+      this.limit = listed.limit;
+      this.loaded = true;
+    } catch (error) {
+      if (this.off(error) || error.status === 401) return false;
+      if (!this.loaded) this.empty.textContent = `Not loaded: ${explain(error)}`;
+      return true;
+    }
+    this.render();
+    return true;
+  }
+
+  // Turned off on the site meanwhile (or from the start): the panel goes.
+  off(error) {
+    if (error.status === 401) this.onError(error);
+    if (reasonOf(error) !== "policies_off") return false;
+    this.gone = true; // not asked again: the setting changes only with a restart
+    this.section.hidden = true;
+    return true;
+  }
+
+  // While a batch runs, no policy runs from here.
+  setDisabled(disabled) {
+    for (const b of this.list.querySelectorAll("button")) b.disabled = disabled;
+  }
+
+  // --- the form ---
+
+  choose(which) {
+    const radio = this.form.querySelector(`input[name="cleanup-which"][value="${which}"]`);
+    if (!radio.checked) radio.checked = true;
+  }
+
+  // The list's filter as the third choice says it; without one that choice is off.
+  listFilterChanged() {
+    if (this.asModerator) return;
+    const { words } = this.listFilter();
+    const radio = this.$("cleanup-which-list");
+    this.$("cleanup-list-filter").textContent = words
+      ? `Posts the list's filter matches (${words})`
+      : "Posts the list's filter matches (the list has no filter now)";
+    radio.disabled = !words;
+    if (!words && radio.checked) this.choose("all");
+    if (radio.checked || !words) this.previewSoon();
+  }
+
+  // The policy the form writes, or a sentence saying what to fix first.
+  fields() {
+    const $ = this.$;
+    const days = $("cleanup-days");
+    if (!days.value || !days.checkValidity()) {
+      return { problem: `“Older than” takes a whole number of days, 1 to ${fmt.count(MAX_DAYS)}.` };
+    }
+    const which = this.form.querySelector('input[name="cleanup-which"]:checked').value;
+    let filter = {};
+    if (which === "tags") {
+      const tags = tagList($("cleanup-tags").value);
+      if (!tags.length) return { problem: "Write the tags of the posts to tidy." };
+      filter = { hashtag: tags };
+    } else if (which === "list") {
+      filter = this.listFilter().json;
+    }
+    const keep = {};
+    const keepTags = tagList($("cleanup-keep-tags").value);
+    if (keepTags.length) keep.hashtags = keepTags;
+    for (const [id, key] of [["cleanup-keep-reactions", "min_reactions"],
+      ["cleanup-keep-comments", "min_comments"], ["cleanup-keep-views", "min_views"]]) {
+      const field = $(id);
+      if (!field.value) continue;
+      if (!field.checkValidity()) return { problem: "A minimum to keep is a whole number, 0 or more." };
+      keep[key] = Number(field.value);
+    }
+    if ($("cleanup-keep-layers").checked) keep.has_layers = true;
+    return {
+      fields: {
+        action: $("cleanup-action").value,
+        older_than_days: Number(days.value),
+        filter,
+        keep,
+        every: $("cleanup-every").value,
+        enabled: true,
+        notify: $("cleanup-notify").checked,
+      },
+    };
+  }
+
+  // The fields as a preview counts them, or null while one needs fixing.
+  key() {
+    const { fields } = this.fields();
+    return fields ? JSON.stringify(fields) : null;
+  }
+
+  // A field left (a `change` as the focus moves to "Save policy") changes nothing to count:
+  // the count on screen, or the one on its way, stays.
+  previewSoon() {
+    const key = this.key();
+    if (key !== null && (key === this.shown?.key || key === this.pendingKey)) return;
+    clearTimeout(this.previewTimer);
+    this.shown = null;
+    this.pendingKey = key;
+    this.showSave();
+    this.previewTimer = setTimeout(() => this.preview(), PREVIEW_PAUSE_MS);
+  }
+
+  // The count and the oldest posts a run of the form's policy would change now.
+  async preview() {
+    clearTimeout(this.previewTimer);
+    const seq = ++this.previewSeq;
+    const { fields, problem } = this.fields();
+    this.shown = null;
+    this.pendingKey = fields ? JSON.stringify(fields) : null;
+    this.showSave();
+    if (problem) {
+      this.count.textContent = problem;
+      this.sample.replaceChildren();
+      return;
+    }
+    this.count.textContent = "Counting…";
+    let answer;
+    try {
+      // The name is the server's to check on saving; any will do for a count.
+      answer = await this.api.post(`${POLICIES}/preview`, { ...fields, name: "preview" });
+    } catch (error) {
+      if (seq !== this.previewSeq || this.off(error)) return;
+      this.pendingKey = null;
+      this.count.textContent = explain(error);
+      this.sample.replaceChildren();
+      return;
+    }
+    if (seq !== this.previewSeq) return;
+    this.pendingKey = null;
+    this.showPreview(fields, answer);
+  }
+
+  showPreview(fields, answer) {
+    const verb = VERB[fields.action];
+    this.shown = { key: JSON.stringify(fields), count: answer.count, digest: answer.match_digest };
+    this.count.textContent = answer.count
+      ? `Would ${verb} ${fmt.plural(answer.count, "post")} now, the oldest first:`
+      : `Would ${verb} no post now: none matches yet.`;
+    const items = answer.sample.slice(0, SAMPLE_SHOWN).map((post) => {
+      const li = el("li", "", `“${post.title}” `);
+      li.append(el("span", "muted", "uploaded "), timeEl(post.created_at, fmt.date(post.created_at)));
+      return li;
+    });
+    const more = answer.count - items.length;
+    if (items.length && more > 0) items.push(el("li", "muted", `and ${fmt.count(more)} more`));
+    this.sample.replaceChildren(...items);
+    this.showSave();
+  }
+
+  // Saving sends the count on screen: it waits (aria-disabled, the focus stays) for the count
+  // of the fields as they are.
+  showSave() {
+    const ready = this.shown && this.shown.key === this.key();
+    if (ready && !this.saving) this.save.removeAttribute("aria-disabled");
+    else this.save.setAttribute("aria-disabled", "true");
+  }
+
+  say(text, kind = "error") {
+    this.message.textContent = text;
+    this.message.dataset.kind = kind;
+    this.message.hidden = !text;
+  }
+
+  async create() {
+    const name = this.$("cleanup-name");
+    if (!name.value.trim()) {
+      this.say("Give the policy a name first (what it does, for you to recognise it).");
+      name.focus();
+      return;
+    }
+    if (this.limit !== null && this.items.length >= this.limit) {
+      this.say(`An account may have ${fmt.plural(this.limit, "cleanup policy", "cleanup policies")}: ` +
+        "delete one to write another.", "info");
+      return;
+    }
+    const { fields } = this.fields();
+    const { count, digest } = this.shown;
+    if (fields.action === "delete") {
+      const sure = await this.confirmAction({
+        title: `Save a policy that deletes ${fmt.plural(count, "post")} now?`,
+        text: `Its first run, within a minute, deletes them; then every ${fields.every}, what ` +
+          `else grows old. Deleted posts can be restored from “Recently deleted” for ` +
+          `${fmt.RESTORE_WINDOW_DAYS} days, and each run undone for 24 hours.`,
+        ok: "Save policy",
+        danger: true,
+      });
+      if (!sure) return;
+    }
+    this.say("");
+    this.saving = true;
+    this.showSave();
+    try {
+      const made = await this.api.post(POLICIES, {
+        ...fields, name: name.value.trim(), expect_count: count, expect_digest: digest,
+      });
+      const n = made.preview?.count ?? count;
+      this.toast(`Saved “${made.name}”. Its first run, within a minute, will ` +
+        `${VERB[made.action]} ${fmt.plural(n, "post")}; “Run now” runs it at once.`, "ok");
+      this.form.reset();
+      this.listFilterChanged();
+    } catch (error) {
+      this.refused(error, count, fields.action);
+    } finally {
+      this.saving = false;
+    }
+    await this.refresh();
+    await this.preview();
+  }
+
+  refused(error, expected, action) {
+    const details = error.problem?.details ?? {};
+    if (this.off(error) || error.status === 401) return;
+    if (error.status === 409 && APPROVAL.has(details.reason)) {
+      // Posts changed since the count was shown: the new one is shown, to approve by saving again.
+      const now = details.count === expected ? `${fmt.count(details.count)} posts, but others`
+        : `${fmt.plural(details.count, "post")}, not ${fmt.count(expected)}`;
+      this.say(`The posts changed meanwhile: it would ${VERB[action]} ${now} now. Nothing was ` +
+        "saved; check them below and save again.", "info");
+    } else if (reasonOf(error) === "too_many_policies") {
+      this.say(`An account may have ${fmt.plural(details.limit, "cleanup policy", "cleanup policies")}: ` +
+        "delete one to write another.", "info");
+    } else {
+      this.say(explain(error));
+    }
+  }
+
+  // --- the list ---
+
+  render() {
+    this.list.replaceChildren(...this.items.map((p) => this.row(p)));
+    this.empty.hidden = this.items.length > 0;
+    if (!this.items.length) {
+      this.empty.textContent = this.asModerator
+        ? "No cleanup policies." : "No cleanup policies yet: write one below.";
+    }
+    this.setDisabled(this.busy());
+  }
+
+  row(policy) {
+    const li = el("li", "policy");
+    li.dataset.id = policy.id;
+    li.dataset.enabled = String(policy.enabled);
+    const head = el("div", "policy-head");
+    const name = el("h3", "policy-name", policy.name);
+    name.id = `policy-${policy.id}`;
+    head.append(name);
+    if (!policy.enabled) head.append(el("span", "badge status-paused", "Paused"));
+    li.append(head, el("p", "policy-rule", this.ruleWords(policy)), this.runsLine(policy));
+    const buttons = el("div", "policy-buttons");
+    const button = (text, todo, cls = "") => {
+      const b = el("button", cls, text);
+      b.type = "button";
+      b.dataset.do = todo;
+      b.setAttribute("aria-describedby", name.id);
+      buttons.append(b);
+    };
+    if (!this.asModerator) button("Run now", "run");
+    if (policy.enabled) button("Pause", "pause");
+    else if (!this.asModerator) button("Resume", "resume");
+    if (!this.asModerator) button("Delete policy…", "delete", "danger");
+    if (buttons.children.length) li.append(buttons);
+    return li;
+  }
+
+  // "Hides posts older than 365 days that match Tags: wip; keeps those tagged keep · every
+  // week · emails you".
+  ruleWords(policy) {
+    const filter = Object.keys(policy.filter ?? {}).length ? this.describeFilter(policy.filter) : "";
+    let rule = `${DOES[policy.action]} posts older than ${fmt.plural(policy.older_than_days, "day")}`;
+    if (filter) rule += ` that match ${filter}`;
+    const keep = keepWords(policy.keep ?? {});
+    if (keep) rule += `; keeps those ${keep}`;
+    const parts = [rule, `every ${policy.every}`];
+    if (policy.notify) parts.push("emails you after a run that changed something");
+    return parts.join(" · ");
+  }
+
+  // "Last run 2 minutes ago: hid 3 posts. Next run in 7 days." A run that stopped short or
+  // failed says so: a policy is never silent about not running.
+  runsLine(policy) {
+    const p = el("p", "policy-runs");
+    const last = policy.last_run;
+    if (!last) {
+      p.append("Not run yet.");
+    } else {
+      p.append("Last run ", timeEl(last.at, fmt.ago(last.at)));
+      const did = DID[policy.action];
+      if (last.status === "failed") {
+        p.append(": ", el("span", "status-failed", `failed: ${failedWords(last.error_code)}.`));
+      } else if (last.status === "deferred") {
+        p.append(`: ${did} ${fmt.plural(last.changed_count, "post")}; ` +
+          `${fmt.count(last.left_count)} left for the next run (the limit of posts changed ` +
+          "at a time).");
+      } else {
+        p.append(last.changed_count
+          ? `: ${did} ${fmt.plural(last.changed_count, "post")}.`
+          : `: nothing to ${VERB[policy.action]}.`);
+      }
+    }
+    p.append(" ");
+    if (!policy.enabled) {
+      p.append("Paused: it does not run until resumed.");
+    } else if (!policy.next_run_at || new Date(policy.next_run_at) <= Date.now()) {
+      p.append("Next run within a minute.");
+    } else {
+      p.append("Next run ", timeEl(policy.next_run_at, fmt.relative(policy.next_run_at)), ".");
+    }
+    return p;
+  }
+
+  async onClick(ev) {
+    const button = ev.target.closest("button[data-do]");
+    if (!button || this.busy()) return;
+    const policy = this.items.find((p) => p.id === button.closest("li").dataset.id);
+    if (!policy) return;
+    button.disabled = true;
+    try {
+      await this[button.dataset.do](policy);
+    } finally {
+      button.disabled = false;
+    }
+    await this.refresh();
+  }
+
+  async run(policy) {
+    let ran = false;
+    await this.exclusive(async () => {
+      try {
+        const { run } = await this.api.post(`${POLICIES}/${policy.id}/run`);
+        ran = run.changed_count > 0;
+        this.toast(this.ranWords(policy, run), run.status === "failed" ? "error" : "ok");
+      } catch (error) {
+        this.failed(error);
+      }
+    });
+    if (ran) this.onRun();
+  }
+
+  ranWords(policy, run) {
+    const name = `“${policy.name}”`;
+    if (run.status === "failed") return `${name} did not run: ${failedWords(run.error_code)}.`;
+    if (!run.changed_count) return `${name} found nothing to ${VERB[policy.action]} now.`;
+    const did = `${name} ${DID[policy.action]} ${fmt.plural(run.changed_count, "post")}`;
+    if (run.status === "deferred") {
+      return `${did}; ${fmt.count(run.left_count)} wait for its next run. Undo is under ` +
+        "“Recent actions”.";
+    }
+    return `${did}. Undo is under “Recent actions”.`;
+  }
+
+  async pause(policy) {
+    try {
+      await this.api.patch(`${POLICIES}/${policy.id}`, { enabled: false });
+      this.toast(`“${policy.name}” is paused: it does not run until resumed.`, "ok");
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  // Turning a policy on is bound to the count its next run would change now: the server names
+  // it (409), the person confirms it, and a count that changed again meanwhile is asked again.
+  async resume(policy) {
+    let approved = {};
+    for (;;) {
+      try {
+        await this.api.patch(`${POLICIES}/${policy.id}`, { enabled: true, ...approved });
+        this.toast(`“${policy.name}” is on again: its next run is within a minute.`, "ok");
+        return;
+      } catch (error) {
+        const details = error.problem?.details ?? {};
+        if (error.status !== 409 || !APPROVAL.has(details.reason)) {
+          this.failed(error);
+          return;
+        }
+        const before = approved.expect_count;
+        const meanwhile = before === undefined ? ""
+          : ` (the posts changed meanwhile: not ${fmt.count(before)} any more)`;
+        const sure = await this.confirmAction({
+          title: `Resume “${policy.name}”?`,
+          text: `Its next run, within a minute, would ${VERB[policy.action]} ` +
+            `${fmt.plural(details.count, "post")} now${meanwhile}. Each run can be undone ` +
+            "for 24 hours.",
+          ok: "Resume",
+          danger: policy.action === "delete",
+        });
+        if (!sure) return;
+        approved = { expect_count: details.count, expect_digest: details.match_digest };
+      }
+    }
+  }
+
+  async delete(policy) {
+    const sure = await this.confirmAction({
+      title: `Delete the policy “${policy.name}”?`,
+      text: "It will not run again. What its runs changed stays as it is, each run's Undo " +
+        "under “Recent actions” for 24 hours.",
+      ok: "Delete policy",
+      danger: true,
+    });
+    if (!sure) return;
+    try {
+      await this.api.delete(`${POLICIES}/${policy.id}`);
+      this.toast(`Deleted the policy “${policy.name}”.`, "ok");
+    } catch (error) {
+      this.failed(error);
+    }
+  }
+
+  failed(error) {
+    if (this.off(error) || error.status === 401) return;
+    // Gone meanwhile (deleted in another tab): the list shows it as it is now.
+    this.toast(explain(error), "error");
+  }
+}
