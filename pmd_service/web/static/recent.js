@@ -128,6 +128,10 @@ export class RecentActions {
   }
 
   who(action) {
+    // A run of the owner's cleanup policy is the owner's own action, named by its rule.
+    if (action.policy_id) {
+      return action.policy_name ? `by policy “${action.policy_name}”` : "by a cleanup policy";
+    }
     if (action.by_you) return this.asModerator ? "by you" : "";
     return action.by_moderator ? "by a moderator" : "by the artist";
   }
@@ -147,6 +151,7 @@ export class RecentActions {
     li.dataset.action = action.action;
     li.dataset.id = action.id;
     if (action.by_moderator) li.dataset.byModerator = "true";
+    if (action.policy_id) li.dataset.policy = action.policy_id;
     const what = el("p", "recent-what");
     what.id = `recent-${action.id}`;
     const who = this.who(action);

@@ -1,0 +1,239 @@
+"""The page's "Cleanup" panel (issue 68) in Chromium against a real server and worker: a
+newcomer writes a policy, sees what it would change before saving it (and again when the posts
+changed meanwhile), runs it now and undoes the run from "Recent actions"; a moderator may only
+pause one, and the owner resumes it on the count it would change; the panel is usable by
+keyboard and clean under axe-core, and gone where the site turned policies off. Saves
+docs/screenshots/cleanup-policy.png when PMD_SCREENSHOTS names a folder."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+import pytest
+
+from pmd_service.core.settings import Settings
+from support.seeding import Factory, UserRow
+from support.stack import free_port
+from tests import page_stack
+from tests.page_stack import Stack, api, artist, open_page, running_stack, shot
+from tests.prerequisites import unmet
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+if (why := page_stack.browser_missing()) is not None:
+    unmet("browser", why, module=True)
+
+from playwright.async_api import Browser, expect
+
+from tests.browser.test_page_exports import serious_violations
+
+POLICIES = "/api/pmd/policies"
+
+
+@pytest.fixture
+async def stack(
+    settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    """The server as shipped, beside a worker without the policies' tick: that tick would run
+    a saved policy within a minute, and here only "Run now" runs one."""
+    stack = Stack(settings, tmp_path, free_port(), extra_env={"CLEANUP_POLICIES": "false"})
+    try:
+        stack.start_worker()
+        stack.extra_env = {}
+        await stack.start_server()
+        yield stack
+    finally:
+        stack.stop()
+
+
+async def _age(pool: asyncpg.Pool, post_id: int, days: int) -> None:
+    await pool.execute(
+        "UPDATE posts SET created_at = now() - make_interval(days => $2) WHERE id = $1",
+        post_id,
+        days,
+    )
+
+
+async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
+    rows = await pool.fetch(
+        "SELECT id FROM posts WHERE id = ANY($1) AND hidden_by_user ORDER BY id", ids
+    )
+    return [r["id"] for r in rows]
+
+
+async def _policy(stack: Stack, owner: UserRow, **fields: Any) -> dict[str, Any]:
+    """A policy saved through the API on the count its preview showed."""
+    body = {"name": "Old stuff", "action": "hide", "older_than_days": 365, **fields}
+    seen = await api(stack, owner, "POST", f"{POLICIES}/preview", body)
+    made: dict[str, Any] = await api(
+        stack, owner, "POST", POLICIES, {**body, "expect_count": seen["count"]}
+    )
+    return made
+
+
+def _patches(watch: page_stack.Watch) -> list[Any]:
+    return [r.post_data_json for r in watch.requests if r.method == "PATCH"]
+
+
+def _row(page: Page, title: str) -> Any:
+    return page.locator("#posts-body tr", has_text=title)
+
+
+async def test_a_newcomer_writes_a_policy_runs_it_now_and_undoes_the_run(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    # "Sunset #1", "Knight #2", "Slime #3" are over a year old, "Slime #3" tagged to keep.
+    owner, ids = await artist(factory, 5)
+    for post_id, days in zip(ids[:3], (500, 450, 420), strict=True):
+        await _age(pool, post_id, days)
+    await pool.execute("UPDATE posts SET hashtags = ARRAY['keep'] WHERE id = $1", ids[2])
+    page, watch = await open_page(browser, stack, owner)
+    await expect(page.locator("#loading")).to_have_text("All 5 posts loaded.")
+
+    # The count comes before anything is saved, and follows the fields as they change.
+    form = page.locator("#cleanup-form")
+    count = page.locator("#cleanup-count")
+    sample = page.locator("#cleanup-sample li")
+    await expect(count).to_contain_text("3 posts")
+    await form.get_by_label("Name").fill("Old sketches")
+    await form.get_by_label("Tagged (any of)").fill("keep")
+    await expect(count).to_contain_text("2 posts")
+    await expect(sample).to_have_count(2)
+    await expect(sample.nth(0)).to_contain_text("Sunset #1")  # the oldest first
+    await expect(sample.nth(1)).to_contain_text("Knight #2")
+    await form.scroll_into_view_if_needed()
+    await shot(page, "cleanup-policy")
+
+    # Another post grows old meanwhile: the save is refused, the new count shown, and saving
+    # again approves that one.
+    await _age(pool, ids[3], 400)
+    save = form.get_by_role("button", name="Save policy")
+    await save.click()
+    await expect(page.locator("#cleanup-message")).to_be_visible()
+    await expect(count).to_contain_text("3 posts")
+    await expect(sample.nth(2)).to_contain_text("Café #4")
+    await save.click()
+    item = page.locator("#cleanup-list li")
+    await expect(item).to_have_count(1)
+    await expect(item.locator(".policy-name")).to_have_text("Old sketches")
+    sent = watch.posts_to(POLICIES)
+    assert [b["expect_count"] for b in sent] == [2, 3]
+    assert all(b["expect_digest"] for b in sent)
+    assert sent[-1]["keep"] == {"hashtags": ["keep"]} and sent[-1]["action"] == "hide"
+    assert await _hidden(pool, ids) == []
+
+    await item.get_by_role("button", name="Run now").click()
+    old = ["Sunset #1", "Knight #2", "Café #4"]
+    for title in old:
+        await expect(_row(page, title).locator("td.hidden")).to_have_text("Hidden")
+    await expect(_row(page, "Slime #3").locator("td.hidden")).to_have_text("—")
+    await expect(item.locator(".policy-runs")).to_contain_text("3 posts")
+    assert await _hidden(pool, ids) == sorted([ids[0], ids[1], ids[3]])
+
+    # The run is an action of the policy's in "Recent actions", undone as any other.
+    action = page.locator("#recent-list li").first
+    policy_id = await item.get_attribute("data-id")
+    assert policy_id
+    await expect(action).to_have_attribute("data-policy", policy_id)
+    await expect(action).to_contain_text("Old sketches")
+    await action.get_by_role("button", name="Undo").click()
+    await expect(action.get_by_role("button", name="Undo")).to_have_count(0)
+    for title in old:
+        await expect(_row(page, title).locator("td.hidden")).to_have_text("—")
+    assert await _hidden(pool, ids) == []
+    assert watch.errors == []
+
+
+async def test_a_moderator_may_only_pause_and_the_owner_resumes_on_its_count(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 3)
+    await _age(pool, ids[0], 400)
+    made = await _policy(stack, owner)
+    moderator = await factory.user(roles=["user", "moderator"])
+
+    page, watch = await open_page(browser, stack, owner, token=moderator.token)
+    item = page.locator("#cleanup-list li")
+    await expect(item).to_have_count(1)
+    await expect(item.get_by_role("button")).to_have_text(["Pause"])
+    await expect(page.locator("#cleanup-form")).to_be_hidden()
+    await item.get_by_role("button", name="Pause").click()
+    await expect(item).to_have_attribute("data-enabled", "false")
+    await expect(item.get_by_role("button")).to_have_count(0)
+    listed = await api(stack, owner, "GET", POLICIES)
+    assert [(p["id"], p["enabled"]) for p in listed["items"]] == [(made["id"], False)]
+
+    # The owner turns it on again only on the count its next run would change.
+    own, own_watch = await open_page(browser, stack, owner)
+    mine = own.locator("#cleanup-list li")
+    await expect(mine).to_have_attribute("data-enabled", "false")
+    await mine.get_by_role("button", name="Resume").click()
+    dialog = own.locator("#confirm")
+    await expect(dialog).to_contain_text("1 post")
+    await dialog.get_by_role("button", name="Resume").click()
+    await expect(mine).to_have_attribute("data-enabled", "true")
+    first, second = _patches(own_watch)
+    assert first == {"enabled": True}
+    assert second["expect_count"] == 1 and second["expect_digest"]
+    assert await _hidden(pool, ids) == []
+    assert watch.errors == [] and own_watch.errors == []
+
+
+async def test_the_panel_by_keyboard_and_under_axe_light_and_dark(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 4)
+    for post_id in ids[:2]:
+        await _age(pool, post_id, 800)
+    ran = await _policy(stack, owner, keep={"min_reactions": 1}, notify=True)
+    await api(stack, owner, "POST", f"{POLICIES}/{ran['id']}/run")
+    for scheme in ("light", "dark"):
+        page, watch = await open_page(browser, stack, owner, color_scheme=scheme)
+        await expect(page.locator("#loading")).to_have_text("All 4 posts loaded.")
+        await expect(page.locator("#cleanup-sample li")).not_to_have_count(0)
+        await expect(page.locator("#cleanup-list li .policy-runs")).to_contain_text("1 post")
+        assert await serious_violations(page) == []
+        assert watch.errors == []
+
+    # Written and saved from the keyboard alone: Enter in a field saves, once counted.
+    save = page.locator("#cleanup-save")
+    await page.locator("#cleanup-days").focus()
+    await page.keyboard.press("Control+A")
+    await page.keyboard.type("700")
+    await page.keyboard.press("Tab")  # "Runs"
+    await page.keyboard.press("Tab")  # "All posts"
+    await page.keyboard.press("ArrowDown")  # "Posts tagged"
+    await page.keyboard.press("Tab")
+    await expect(page.locator("#cleanup-tags")).to_be_focused()
+    await page.keyboard.type("wip")
+    await expect(page.locator("#cleanup-count")).to_contain_text("no post")
+    await page.locator("#cleanup-name").focus()
+    await page.keyboard.type("Old wips")
+    await expect(save).not_to_have_attribute("aria-disabled", "true")
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#cleanup-list li")).to_have_count(2)
+    saved = watch.posts_to(POLICIES)[-1]
+    assert saved["filter"] == {"hashtag": ["wip"]} and saved["older_than_days"] == 700
+    assert saved["expect_count"] == 0
+    assert await serious_violations(page) == []
+    assert watch.errors == []
+
+
+async def test_the_panel_is_gone_where_the_site_turned_policies_off(
+    browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
+) -> None:
+    owner, _ = await artist(factory, 2)
+    async with running_stack(settings, tmp_path, free_port(), CLEANUP_POLICIES="false") as off:
+        page, watch = await open_page(browser, off, owner)
+        await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+        asked = [r for r in watch.requests if r.url.endswith(POLICIES)]
+        answer = await asked[0].response()
+        assert answer is not None and answer.status == 404
+        await expect(page.locator("#recent-empty")).not_to_have_text("Loading…")
+        await expect(page.locator("#cleanup")).to_be_hidden()
+        await expect(page.locator("#notice")).to_be_hidden()
+        assert watch.errors == []
