@@ -171,7 +171,7 @@ async def test_a_body_that_does_not_come_in_time_is_answered_408_and_closed(
         sent = await closed(conn)
         assert sent is not None, "the connection is still open"
         assert sent.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), sent
-        assert b"did not arrive within 1 s" in sent and b'"code":"body_timeout"' in sent
+        assert b"did not arrive within 1 s" in sent and b'"reason":"body_timeout"' in sent
 
 
 async def test_connections_past_max_connections_get_a_quick_503(

@@ -144,8 +144,8 @@ async def test_text_mode_every_line_once_in_the_services_format(
         assert all(TEXT_LINE.match(line) for line in proc.lines), proc.log()
         messages = Counter(line.split("]: ", 1)[1] for line in proc.lines)
         assert messages[
-            "Starting worker for 4 functions: process_bdr, process_export, "
-            "cron:sweep, cron:cleanup_expired_bdrs"
+            "Starting worker for 5 functions: process_bdr, process_export, "
+            "cron:sweep, cron:cleanup_expired_bdrs, cron:cleanup_policies"
         ] == (proc.name != "server")
         twice = [line for line, n in Counter(proc.lines).items() if n > 1]
         assert not twice, proc.log()
