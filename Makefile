@@ -65,7 +65,7 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	PMD_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/browser/test_page_browser.py tests/browser/test_page_exports.py \
 		tests/browser/test_page_filters.py tests/browser/test_export_gallery_browser.py tests/browser/test_page_keep.py \
-		tests/browser/test_page_table.py tests/browser/test_page_layout.py
+		tests/browser/test_page_table.py tests/browser/test_page_layout.py tests/browser/test_page_cleanup.py
 
 # The locks again, from pyproject.toml: after changing a dependency (LOCK_ARGS=--upgrade moves
 # every pin to the newest release its range allows).

@@ -102,7 +102,9 @@ export class Api {
         problem: body && typeof body === "object" ? body : {},
       },
     );
-    if (response.status === 401 && this.onUnauthorized) this.onUnauthorized(error);
+    if ((response.status === 401 || accountRefused(error)) && this.onUnauthorized) {
+      this.onUnauthorized(error);
+    }
     return error;
   }
 
@@ -121,11 +123,28 @@ export function inWords(seconds) {
   return m === 0 ? `${h} h` : `${h} h ${m} min`;
 }
 
+// The host's refusal of an account that may not sign in (banned, deactivated): the page signs
+// out at it, as the host's app does, saying why instead of asking for a new token.
+export function accountRefused(error) {
+  const reason = error?.problem?.details?.reason;
+  return reason === "account_banned" || reason === "account_deactivated";
+}
+
 // One sentence a person can act on, for any failure of any request. `titleOf(id)`: the title
 // of a post the page holds: an answer about posts then names them by title, not by id.
 export function explain(error, titleOf = () => undefined) {
   if (!(error instanceof ApiError)) return `Something went wrong in the page: ${error.message}`;
   if (error.status === 0) return error.detail;
+  if (accountRefused(error)) {
+    const details = error.problem.details;
+    const help = "Ask the site's operators if you think this is a mistake.";
+    if (details.reason === "account_deactivated") {
+      return `This account is deactivated, so its posts cannot be managed here. ${help}`;
+    }
+    if (details.permanent) return `This account is banned, so its posts cannot be managed here. ${help}`;
+    const until = new Date(details.banned_until).toLocaleString();
+    return `This account is banned until ${until}; its posts can be managed here again then. ${help}`;
+  }
   if (error.status === 401) {
     return "Your sign-in has expired or is not valid. Sign in on the site again and reopen " +
       `this page, or paste a new access token into ${TOKEN_FIELD}. If this keeps happening, ` +

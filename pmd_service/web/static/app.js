@@ -2,7 +2,8 @@
 // cleanup policies and (on the user's own page) the exports panel.
 
 import {
-  Api, ApiError, explain, getToken, inWords, setToken, takeTokenFromFragment, TOKEN_FIELD,
+  accountRefused, Api, ApiError, explain, getToken, inWords, setToken, takeTokenFromFragment,
+  TOKEN_FIELD,
   tokenSubject,
 } from "./api.js";
 import {
@@ -43,12 +44,13 @@ function boot() {
   const highlightId = params.get("bdr");
 
   let downloads = null;
-  const signInAgain = () => {
+  const signInAgain = (error) => {
     downloads?.stop();
-    askSignIn(explain(new ApiError(401, "Unauthorized", "")));
+    askSignIn(explain(accountRefused(error) ? error : new ApiError(401, "Unauthorized", "")));
   };
   const api = new Api({ token, targetSqid, onUnauthorized: signInAgain });
-  const onError = (error) => (error.status === 401 ? signInAgain() : showNotice(explain(error)));
+  const onError = (error) =>
+    error.status === 401 || accountRefused(error) ? signInAgain(error) : showNotice(explain(error));
   if (targetSqid) {
     $("who").textContent = "You are moderating another artist's posts.";
     $("who").hidden = false;
@@ -311,7 +313,7 @@ function boot() {
       $("batch").hidden = true;
       $("batch-error").textContent = explain(error, titleOf);
       $("batch-error").hidden = false;
-      if (error.status === 401) onError(error);
+      if (error.status === 401 || accountRefused(error)) onError(error);
     }
     try {
       // The list again, as the server holds it now; changes told meanwhile wait for it (a
@@ -400,7 +402,8 @@ function boot() {
       const result = await runBatches(action, ids, send, (part) => {
         if (table.generation === generation) table.applied(action, part, options);
       }, titleOf);
-      if (!result.ok && result.error?.status === 401) onError(result.error);
+      const signedOut = result.error?.status === 401 || accountRefused(result.error);
+      if (!result.ok && signedOut) onError(result.error);
       if (!result.ok && !result.unknown && table.generation === generation) {
         // What failed stays selected, alone, to try again; what was done is done.
         table.deselect(result.doneIds);
@@ -581,7 +584,7 @@ function boot() {
       toast(`Download of ${plural(ids.length, "post")} requested; follow it in the panel.`, "ok");
     } catch (error) {
       if (error.problem?.details?.reason === "bdr_daily_limit") downloads.refusedForToday(error);
-      if (error.status === 401) onError(error);
+      if (error.status === 401 || accountRefused(error)) onError(error);
       // A daily limit is a wait, not a failure: no red (red is for deleting).
       else toast(explain(error), error.status === 429 ? "wait" : "error");
     } finally {
