@@ -495,18 +495,18 @@ async def test_the_engagement_filters(
     )
     page, watch = await open_page(browser, stack, owner)
     await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
-    await page.get_by_label("Min. views").fill("500")
+    await page.get_by_role("spinbutton", name="Min. views").fill("500")
     await page.get_by_role("button", name="Filter", exact=True).click()
     await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
     assert "min_views=500" in page.url
     # With the comments too: only the post with a comment (every fifth has one) and views.
-    await page.get_by_label("Min. comments").fill("1")
+    await page.get_by_role("spinbutton", name="Min. comments").fill("1")
     await page.get_by_role("button", name="Filter", exact=True).click()
     await expect(page.locator("#loading")).to_have_text("All 1 post loaded.")
     await expect(page.locator("#posts-body tr")).to_have_attribute("data-id", str(ids[0]))
     # A reload keeps the filter (the page's URL) and an action by filter sends numbers.
     await page.reload()
-    await expect(page.get_by_label("Min. views")).to_have_value("500")
+    await expect(page.get_by_role("spinbutton", name="Min. views")).to_have_value("500")
     await expect(page.locator("#loading")).to_have_text("All 1 post loaded.")
     await page.get_by_role("button", name="Select all 1 matching").click()
     await page.get_by_role("button", name="Hide", exact=True).click()
