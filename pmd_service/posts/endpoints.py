@@ -122,12 +122,7 @@ async def _take_turn(request: web.Request, principal: Principal) -> None:
 
 
 def _budget(request: web.Request) -> Budget:
-    settings = request.app[SETTINGS]
-    return Budget(
-        settings.bulk_changed_posts_per_minute,
-        settings.bulk_changed_posts_per_hour,
-        settings.bulk_changed_posts_site_per_minute,
-    )
+    return Budget.of(request.app[SETTINGS])
 
 
 async def post_undo(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from ..core.codes import Code
 from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError
+from ..core.settings import Settings
 
 if TYPE_CHECKING:
     import asyncpg
@@ -155,6 +156,14 @@ class Budget:
     per_minute: int
     per_hour: int
     site_per_minute: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Budget:
+        return cls(
+            settings.bulk_changed_posts_per_minute,
+            settings.bulk_changed_posts_per_hour,
+            settings.bulk_changed_posts_site_per_minute,
+        )
 
     def windows(self) -> tuple[tuple[int, int], tuple[int, int]]:
         return (60, self.per_minute), (3600, self.per_hour)

@@ -101,14 +101,6 @@ class Ran:
         return self.last.action_id if self.notify and self.last.changed_count else None
 
 
-def budget_of(settings: Settings) -> Budget:
-    return Budget(
-        settings.bulk_changed_posts_per_minute,
-        settings.bulk_changed_posts_per_hour,
-        settings.bulk_changed_posts_site_per_minute,
-    )
-
-
 def _failed(code: Code | str) -> LastRun:
     return LastRun(datetime.now(UTC), "failed", 0, 0, str(code))
 
@@ -124,7 +116,7 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings) -> Last
     at = datetime.now(UTC)
     params = checked.params(owner, policy_id, at)
     most = settings.bulk_max_posts
-    room = await hold_budget(conn, budget_of(settings), owner, None)
+    room = await hold_budget(conn, Budget.of(settings), owner, None)
     limit = min(most, room.left)
     changed, action_id = 0, None
     if limit > 0:
