@@ -265,7 +265,8 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
             # Meanwhile another tick skips the policy its run holds.
             await run_due_policies(worker_ctx)
             assert await runs(factory.pool, made["id"]) == 0
-            pid = conn.get_server_pid()
+            # The server's own pid: through PgBouncer the connection's is the pooler's.
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
             assert await factory.pool.fetchval("SELECT pg_terminate_backend($1, 30000)", pid)
     finally:
         dying.terminate()
