@@ -110,6 +110,32 @@ def test_an_upgrade_forgives_only_the_fields_a_release_added(
     assert (report.violations == []) is agrees, report.violations
 
 
+_FAILED = {
+    "status": "failed",
+    "progress": _P,
+    "error_code": "internal",
+    "error_reason": "unexpected",
+}
+
+
+@pytest.mark.parametrize(
+    ("seen", "upgraded", "agrees"),
+    [
+        ({**_FAILED, "error_message": "Its own words."}, True, True),  # the previous release's
+        ({**_FAILED, "error_message": "Its own words."}, False, False),
+        ({**_FAILED, "error_message": None}, True, False),  # a failure must say why
+        ({**_FAILED, "status": "ready", "error_message": "Its own words."}, True, False),
+    ],
+)
+def test_an_upgrade_forgives_a_failures_words_only(
+    seen: dict[str, object], upgraded: bool, agrees: bool
+) -> None:
+    report = Report()
+    item = {"b1": {**_FAILED, "error_message": "The fixed sentence."}}
+    check_sse(report, [_client({"b1": seen})], {1: item}, upgraded)
+    assert (report.violations == []) is agrees, report.violations
+
+
 def test_downloads_are_owed_only_while_they_could_be_answered() -> None:
     spans = [(10.0, 30.0), (20.0, 40.0), (70.0, 90.0)]  # overlapping, one past the end
     assert covered(spans, 0.0, 75.0) == 35.0
