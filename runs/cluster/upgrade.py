@@ -29,6 +29,7 @@ from runs.chaos.seed import SeedUser
 from runs.chaos.workload import TERMINAL, Api
 from runs.cluster.hosts import Release, StartFailed
 from runs.cluster.netns import marked, run_tag
+from support.migration_check import read_record
 from support.stack import CHECKOUT
 
 # What a failed export of an earlier release says when nothing classified its error (0.1.0
@@ -39,8 +40,11 @@ UNEXPECTED = tuple(
 )
 
 # A release's commit, for a clone that lacks its tag.
-RELEASES = {"v0.1.0": "c41ab5d839745c24f1981126faf326d4ae051422"}
-PREVIOUS = "previous"  # the newest release tag before HEAD
+RELEASES = {
+    "v0.1.0": "c41ab5d839745c24f1981126faf326d4ae051422",
+    "v0.2.0": "b71c6231744a10c18ec050a34c74b5b7435baeeb",
+}
+PREVIOUS = "previous"  # the newest release tag before HEAD, else migrations/RELEASED's
 SQL_PART_SHA256 = "SELECT sha256 FROM export_parts WHERE export_id = $1::uuid AND number = $2"
 SQL_EXPORTS_OPEN = """
 SELECT count(*) FROM exports WHERE status IN ('pending', 'processing')
@@ -63,7 +67,8 @@ def _run(*argv: str, **kw: Any) -> bytes:
 def install(rev: str, folder: Path) -> Release:
     """Revision `rev` installed into a venv of its own, beside this environment's libraries."""
     if rev == PREVIOUS:
-        rev = _git("describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", "HEAD~1") or "v0.1.0"
+        tag = _git("describe", "--tags", "--abbrev=0", "--match", "v[0-9]*", "HEAD~1")
+        rev = tag or f"v{read_record(CHECKOUT).version}"
     commit = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}") or RELEASES.get(rev)
     if commit is None:
         raise StartFailed(f"--upgrade-from {rev}: no such revision in {CHECKOUT}")

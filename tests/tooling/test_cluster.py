@@ -40,8 +40,8 @@ def _root() -> None:
     assert why is None, f"CI runs as root on a machine that allows network namespaces: {why}"
 
 
-# The rolling upgrade starts on the newest release tag before HEAD (the first release in a
-# clone without tags) and rolls onto this checkout.
+# The rolling upgrade starts on the newest release tag before HEAD (in a clone without tags,
+# the release migrations/RELEASED names) and rolls onto this checkout.
 MODES = {
     "faults": [],
     "rolling-deploy": ["--rolling"],
