@@ -88,8 +88,8 @@ class Local:
 
     async def forget_bdrs(self) -> None:
         """Back to no BDRs (daily limits restart) and no events: every round starts alike."""
-        await self.db.execute("DELETE FROM batch_download_requests; DELETE FROM bdr_events")
-        await self.db.execute("VACUUM ANALYZE batch_download_requests, bdr_events")
+        await self.db.execute("DELETE FROM batch_download_requests; DELETE FROM stream_events")
+        await self.db.execute("VACUUM ANALYZE batch_download_requests, stream_events")
         await asyncio.to_thread(shutil.rmtree, self.settings.zip_path, True)
 
 

@@ -44,7 +44,7 @@ Client = TestClient[Any, Any]
 Captured = subprocess.CompletedProcess[str]
 SECRET = "test-secret-" + "x" * 40
 TABLES = (
-    "batch_download_requests, bdr_events, exports, export_parts, moderator_deletions, audited_reads"
+    "batch_download_requests, stream_events, exports, export_parts, moderator_deletions, audited_reads"
     ", cleanup_policy_runs, cleanup_policy_posts, cleanup_policies"
     ", audit_logs, bulk_action_posts, bulk_actions, write_spends, export_schedules, reactions,"
     " comments, post_files, posts, licenses, users"
@@ -284,8 +284,11 @@ async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str
 
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
+    """The ids of the user's download events (`bdr_update`, as `ids` reads a stream's)."""
     rows = await pool.fetch(
-        "SELECT id FROM stream_events WHERE user_id = $1 AND id > $2 ORDER BY id", user.id, after
+        "SELECT id FROM stream_events WHERE user_id = $1 AND kind = 'bdr' AND id > $2 ORDER BY id",
+        user.id,
+        after,
     )
     return [r["id"] for r in rows]
 

@@ -4,12 +4,10 @@
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
 -- when rows are changed from a session with another search path (an operator's psql). The
--- table rings the stream's doorbell itself (migration 0018); the functions ring the previous
--- release's, `pmd_bdr_events`, until the contract that drops it.
+-- table rings the stream's doorbell itself (migration 0018).
+-- contract: pmd_bdr_events, expanded in 0018
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
-DECLARE
-    last_id bigint;
 BEGIN
     -- Most inserts are unannounced (the server announces them after its reply): no event, so
     -- no lock either.
@@ -20,9 +18,8 @@ BEGIN
     -- commit order: the lock, taken before the first id is drawn and held to commit,
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock(5064068);
-    WITH added AS (
-        INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
-        SELECT r.id, r.user_id, 'bdr', 'watchers', jsonb_build_object(
+    INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+    SELECT r.id, r.user_id, 'bdr', 'watchers', jsonb_build_object(
                 'id', r.id,
                 'status', r.status,
                 'artwork_count', r.artwork_count,
@@ -42,16 +39,13 @@ BEGIN
                 'removed_at', r.removed_at,
                 'include_layers', r.include_layers,
                 'error_code', r.error_code)
-        FROM new_rows AS r WHERE r.announced
-        RETURNING id
-    )
-    SELECT max(id) INTO last_id FROM added;
-    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    FROM new_rows AS r WHERE r.announced;
     RETURN NULL;
 END
 $$;
 
 -- The statements are EXECUTEd, so planned for each call (see 0005).
+-- contract: pmd_bdr_events, expanded in 0018
 CREATE OR REPLACE FUNCTION bdr_emit_changed() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 DECLARE
@@ -80,7 +74,6 @@ DECLARE
                OR o.error_code IS DISTINCT FROM r.error_code)
     $q$;
     any_change boolean;
-    last_id bigint;
 BEGIN
     -- Heartbeats and claims change nothing an item shows: checked before the lock. A count,
     -- not EXISTS (see 0005).
@@ -90,9 +83,8 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- as in bdr_emit_inserted
     EXECUTE $q$
-        WITH added AS (
-            INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
-            SELECT r.id, r.user_id, 'bdr', 'watchers', jsonb_build_object(
+        INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+        SELECT r.id, r.user_id, 'bdr', 'watchers', jsonb_build_object(
                     'id', r.id,
                     'status', r.status,
                     'artwork_count', r.artwork_count,
@@ -112,12 +104,7 @@ BEGIN
                     'removed_at', r.removed_at,
                     'include_layers', r.include_layers,
                     'error_code', r.error_code)
-    $q$ || changed || $q$
-            RETURNING id
-        )
-        SELECT max(id) FROM added
-    $q$ INTO last_id;
-    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    $q$ || changed;
     RETURN NULL;
 END
 $$;

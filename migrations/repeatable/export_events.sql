@@ -91,10 +91,10 @@ SET search_path FROM CURRENT AS $$
         'user_sqid', r.user_sqid)
 $$;
 
+-- The table rings the stream's doorbell itself (migration 0018).
+-- contract: pmd_bdr_events, expanded in 0018
 CREATE OR REPLACE FUNCTION export_emit_event() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
-DECLARE
-    event_id bigint;
 BEGIN
     IF TG_OP = 'UPDATE' AND NOT (
            OLD.status IS DISTINCT FROM NEW.status
@@ -123,10 +123,7 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(5064068);  -- ids visible in commit order (see 0005)
     INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
-    VALUES (NEW.id, NEW.user_id, 'export', 'owner', export_event_payload(NEW))
-    RETURNING id INTO event_id;
-    -- The previous release's doorbell; the table rings this release's (migration 0018).
-    PERFORM pg_notify('pmd_bdr_events', event_id::text);
+    VALUES (NEW.id, NEW.user_id, 'export', 'owner', export_event_payload(NEW));
     RETURN NULL;
 END
 $$;

@@ -29,12 +29,10 @@ def repeatable_sql(kind: EventKind, shape: type[msgspec.Struct] = ItemRow) -> st
 
 -- SET search_path FROM CURRENT: the functions find stream_events in the service's schema even
 -- when rows are changed from a session with another search path (an operator's psql). The
--- table rings the stream's doorbell itself (migration 0018); the functions ring the previous
--- release's, `pmd_bdr_events`, until the contract that drops it.
+-- table rings the stream's doorbell itself (migration 0018).
+-- contract: pmd_bdr_events, expanded in 0018
 CREATE OR REPLACE FUNCTION bdr_emit_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
-DECLARE
-    last_id bigint;
 BEGIN
     -- Most inserts are unannounced (the server announces them after its reply): no event, so
     -- no lock either.
@@ -45,19 +43,15 @@ BEGIN
     -- commit order: the lock, taken before the first id is drawn and held to commit,
     -- serialises event-producing transactions.
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});
-    WITH added AS (
-        INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
-        SELECT r.id, r.user_id, {labels}, {payload}
-        FROM new_rows AS r WHERE r.announced
-        RETURNING id
-    )
-    SELECT max(id) INTO last_id FROM added;
-    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+    INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+    SELECT r.id, r.user_id, {labels}, {payload}
+    FROM new_rows AS r WHERE r.announced;
     RETURN NULL;
 END
 $$;
 
 -- The statements are EXECUTEd, so planned for each call (see 0005).
+-- contract: pmd_bdr_events, expanded in 0018
 CREATE OR REPLACE FUNCTION bdr_emit_changed() RETURNS trigger LANGUAGE plpgsql
 SET search_path FROM CURRENT AS $$
 DECLARE
@@ -69,7 +63,6 @@ DECLARE
                OR {condition})
     $q$;
     any_change boolean;
-    last_id bigint;
 BEGIN
     -- Heartbeats and claims change nothing an item shows: checked before the lock. A count,
     -- not EXISTS (see 0005).
@@ -79,15 +72,9 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock({AdvisoryLock.EVENT_ORDER:d});  -- as in bdr_emit_inserted
     EXECUTE $q$
-        WITH added AS (
-            INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
-            SELECT r.id, r.user_id, {labels}, {payload_dynamic}
-    $q$ || changed || $q$
-            RETURNING id
-        )
-        SELECT max(id) FROM added
-    $q$ INTO last_id;
-    PERFORM pg_notify('pmd_bdr_events', last_id::text);
+        INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
+        SELECT r.id, r.user_id, {labels}, {payload_dynamic}
+    $q$ || changed;
     RETURN NULL;
 END
 $$;

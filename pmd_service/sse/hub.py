@@ -44,11 +44,9 @@ BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 
 SQL_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM stream_events"
-# payload as text: it is decoded only for events someone here subscribes to. A row of a kind
-# the oldest release beside this one does not know names its user as -user_id, so that release
-# never reads it (migrations/0015_posts_changed_events.sql): it is that user's.
+# payload as text: it is decoded only for events someone here subscribes to.
 SQL_EVENTS_AFTER = """
-SELECT id, abs(user_id) AS user_id, kind, audience, payload::text AS payload FROM stream_events
+SELECT id, user_id, kind, audience, payload::text AS payload FROM stream_events
 WHERE id > $1 ORDER BY id LIMIT $2
 """
 

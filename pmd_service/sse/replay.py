@@ -25,11 +25,9 @@ EVENTS_PAST = f"SELECT count(*) FROM stream_events WHERE {_EVENT_PURGE}"
 SQL_PURGE_EVENTS = f"DELETE FROM stream_events WHERE {_EVENT_PURGE}"
 
 SQL_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
-# A row of a kind the oldest release running beside this one does not know names its user as
-# -user_id, so that release's streams never read it (migrations/0015_posts_changed_events.sql).
 SQL_MISSED = """
 SELECT id, kind, audience, payload::text AS payload FROM stream_events
-WHERE user_id IN ($1::int, -$1::int) AND id > $2 ORDER BY id LIMIT $3
+WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3
 """
 
 

@@ -39,7 +39,11 @@ from support.stack import answers, connected, wait_ready
 DAILY_LIMIT = 10
 HAPROXY_PAGE = b"<html><body><h1>50"  # the balancer's own error page, not the service's
 SQL_BUILDING = "SELECT count(*) FROM batch_download_requests WHERE status = 'processing'"
-SQL_EVENTS = "SELECT id FROM bdr_events WHERE user_id = $1 AND id > $2 ORDER BY id"
+# The events a client counts (chaos/sse.py: downloads' and exports', not posts').
+SQL_EVENTS = """
+SELECT id FROM stream_events WHERE user_id = $1 AND kind IN ('bdr', 'export') AND id > $2
+ORDER BY id
+"""
 PART_BYTES = 4 * 2**20  # an export's parts: several a user, tens for the victim
 # The client's settings from the service's environment: its stores, not the hosts' folders.
 SETTINGS = ("DATABASE_URL", "REDIS_URL", "BDR_STORE", "AWS_", "JWT_SECRET_KEY")
@@ -362,7 +366,7 @@ async def _run(cluster: Cluster, args: argparse.Namespace, undo: contextlib.Asyn
     tasks += await start_streams(clients, 60)
     print(f"{sum(c.connected for c in clients)} streams open", flush=True)
     steps.reached("streams")
-    since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM bdr_events"))
+    since = int(await pool.fetchval("SELECT coalesce(max(id), 0) FROM stream_events"))
     faults = Faults(ledger, api, pool, cluster, env, settings, lb, streams=clients)
     exports = Exports(api, pool)
     if args.rolling:  # a ready ZIP of 128 big artworks, downloaded throughout the deploy

@@ -217,7 +217,7 @@ async def _scenario(factory: Factory, root: Path) -> None:
     await bdr(a.id, "failed", 20, None)  # purged
     await bdr(a.id, "failed", 2, None)  # kept: young
     await bdr(999_999, "cancelled", 1, None)  # purged: its user is gone
-    await factory.pool.execute("UPDATE bdr_events SET created_at = now() - interval '25 hours'")
+    await factory.pool.execute("UPDATE stream_events SET created_at = now() - interval '25 hours'")
     await bdr(a.id, "pending", 0, None)  # its event is young
     # Files: a temp file of a dead run (its folder then empty), an orphan ZIP, an empty folder.
     dead = root / "c"
@@ -271,7 +271,7 @@ def _files(root: Path) -> list[tuple[str, int]]:
 async def _state(pool: asyncpg.Pool, root: Path) -> tuple[object, ...]:
     """Every row the cleanup may touch, and every file and folder under ZIP_PATH."""
     rows = []
-    for table in ("batch_download_requests", "exports", "export_parts", "bdr_events"):
+    for table in ("batch_download_requests", "exports", "export_parts", "stream_events"):
         rows.append(sorted(map(str, await pool.fetch(f"SELECT * FROM {table}"))))
     return (*rows, _files(root))
 

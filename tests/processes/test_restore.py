@@ -56,7 +56,7 @@ HUNG = 60.0  # a guard against a hang, not a measure
 # The operator's step (docs/operations.md): the stream's event ids move past any the old
 # database issued after the dump, so none is issued again for another event.
 JUMP_EVENT_IDS = (
-    "SELECT setval('pmd.bdr_events_id_seq', (SELECT last_value FROM pmd.bdr_events_id_seq)"
+    "SELECT setval('pmd.stream_events_id_seq', (SELECT last_value FROM pmd.stream_events_id_seq)"
     " + 1000000000)"
 )
 # The age the cleanup's grace needs: past TEMP_MAX_AGE_SECONDS (an hour).
@@ -331,7 +331,7 @@ async def _work(
         done = await live.job(daily_cleanup)
         assert done["expired"] == 1 and done["purged"] == 1, done
         await _emailed(mailbox, f"<bdr-{b['email_owed']}@localhost>", 1)
-    made.last_event = await pool.fetchval("SELECT max(id) FROM bdr_events")
+    made.last_event = await pool.fetchval("SELECT max(id) FROM stream_events")
     return made
 
 
@@ -508,7 +508,7 @@ async def _repaired(
         # A browser resuming from an event of the old database's gets a fresh snapshot, and
         # no id it saw is issued again.
         await _resumed_from(api, made.users["ann"], made.last_event)
-        issued = "SELECT min(id) FROM bdr_events WHERE created_at >= $1"
+        issued = "SELECT min(id) FROM stream_events WHERE created_at >= $1"
         assert await pool.fetchval(issued, started) > made.last_event
     assert not [s for s in api.statuses if s[0] >= 500], api.statuses
     report = await place.job(check_restore)

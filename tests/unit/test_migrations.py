@@ -47,7 +47,7 @@ async def test_apply_on_empty_then_noop(empty_db: str) -> None:
         host = {"users", "posts", "post_files", "comments", "reactions", "licenses", "audit_logs"}
         own = {
             "batch_download_requests",
-            "bdr_events",
+            "stream_events",
             "moderator_deletions",
             "audited_reads",
             "schema_migrations",

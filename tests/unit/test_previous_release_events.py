@@ -1,6 +1,6 @@
-"""The previous release (0.1.0, commit c41ab5d) beside this one on a schema this one migrated, as
+"""The previous release (0.2.0, commit b71c623) beside this one on a schema this one migrated, as
 in a rolling upgrade. Its statements on the events, copied below from that release, read what
-this release reads through `stream_events`; its listeners hear every event, ours too, whichever
+this release writes; both hear every event on the one doorbell the table rings, whichever
 release's trigger functions wrote it: its migration runner puts its own back, since their files
 differ from ours (its `migrations/repeatable/`, read from git at its tag or its commit).
 """
@@ -25,22 +25,21 @@ from support.migration_check import read_record
 from support.stack import connected, create_database, drop_database, eventually
 from tests.helpers import CHECKOUT
 
-PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION = "0.1.0", 12
+PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION = "0.2.0", 18
 PREVIOUS_TAG = f"v{PREVIOUS_VERSION}"
 
-# That release's statements on the events: sse/hub.py, sse/replay.py and upkeep/cleanup.py.
-OLD_CHANNEL = "pmd_bdr_events"
-OLD_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM bdr_events"
+# That release's statements on the events: sse/hub.py and sse/replay.py (the cleanup's purge).
+OLD_LAST_EVENT = "SELECT coalesce(max(id), 0) FROM stream_events"
 OLD_EVENTS_AFTER = """
-SELECT id, user_id, payload::text AS payload FROM bdr_events
+SELECT id, abs(user_id) AS user_id, payload::text AS payload FROM stream_events
 WHERE id > $1 ORDER BY id LIMIT $2
 """
-OLD_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM bdr_events WHERE id = $1)"
+OLD_EVENT_KNOWN = "SELECT EXISTS (SELECT 1 FROM stream_events WHERE id = $1)"
 OLD_MISSED = """
-SELECT id, payload::text AS payload FROM bdr_events
-WHERE user_id = $1 AND id > $2 ORDER BY id LIMIT $3
+SELECT id, payload::text AS payload FROM stream_events
+WHERE user_id IN ($1::int, -$1::int) AND id > $2 ORDER BY id LIMIT $3
 """
-OLD_PURGE = "DELETE FROM bdr_events WHERE created_at < $1::timestamptz - interval '1 day'"
+OLD_PURGE = "DELETE FROM stream_events WHERE created_at < $1::timestamptz - interval '1 day'"
 
 MARK = "mark"
 
@@ -70,23 +69,28 @@ def git(*args: str) -> subprocess.CompletedProcess[str]:
         pytest.fail("git is needed: the previous release's files are read from this repository")
 
 
-def previous_release_rev() -> str:
-    """The previous release's tag, or in a clone without tags its commit."""
-    revisions = [rev for rev in (PREVIOUS_TAG, RELEASES.get(PREVIOUS_TAG)) if rev]
+def previous_release_rev(version: str = PREVIOUS_VERSION) -> str:
+    """A release's tag (the previous one's unless named), or in a clone without tags its
+    commit."""
+    tag = f"v{version}"
+    revisions = [rev for rev in (tag, RELEASES.get(tag)) if rev]
     for rev in revisions:
         if git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}").returncode == 0:
             return rev
     pytest.fail(f"none of {revisions} in the git repository of {CHECKOUT} (a shallow clone?)")
 
 
-def previous_release_folder(tmp_path: Path) -> Path:
-    """The migrations folder of the previous release: what its runner applies."""
-    folder = tmp_path / "previous"
+def previous_release_folder(
+    tmp_path: Path, version: str = PREVIOUS_VERSION, last: int = PREVIOUS_LAST_MIGRATION
+) -> Path:
+    """The migrations folder of a release (the previous one unless named), `last` its last
+    migration: what its runner applies."""
+    folder = tmp_path / f"release-{version}"
     (folder / "repeatable").mkdir(parents=True)
     for m in discover():
-        if m.version <= PREVIOUS_LAST_MIGRATION:
+        if m.version <= last:
             (folder / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
-    repeatable = f"{previous_release_rev()}:migrations/repeatable"
+    repeatable = f"{previous_release_rev(version)}:migrations/repeatable"
     for name in git("ls-tree", "--name-only", repeatable).stdout.split():
         shown = git("show", f"{repeatable}/{name}")
         assert shown.returncode == 0, shown.stderr
@@ -95,44 +99,41 @@ def previous_release_folder(tmp_path: Path) -> Path:
 
 
 class Ears:
-    """A LISTEN connection on each release's channel, and what each heard."""
+    """A LISTEN connection on the stream's doorbell, and what it heard."""
 
     def __init__(self, talk: asyncpg.Connection) -> None:
         self.talk = talk
-        self.heard: dict[str, list[str]] = {OLD_CHANNEL: [], CHANNEL: []}
+        self.heard: list[str] = []
 
-    def hear(self, _conn: object, _pid: int, channel: str, payload: object) -> None:
-        self.heard[channel].append(str(payload))
+    def hear(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self.heard.append(str(payload))
 
-    async def of(self, write: Callable[[], Awaitable[Any]]) -> dict[str, list[str]]:
-        """What each channel heard of what `write` committed: a mark sent after it arrives
-        after every notification of an earlier commit."""
-        for heard in self.heard.values():
-            heard.clear()
+    async def of(self, write: Callable[[], Awaitable[Any]]) -> list[str]:
+        """What the doorbell rang of what `write` committed: a mark sent after it arrives after
+        every notification of an earlier commit."""
+        self.heard.clear()
         await write()
-        await self.talk.execute(
-            f"SELECT pg_notify('{OLD_CHANNEL}', '{MARK}'), pg_notify('{CHANNEL}', '{MARK}')"
-        )
+        await self.talk.execute(f"SELECT pg_notify('{CHANNEL}', '{MARK}')")
 
         async def marked() -> bool:
-            return all(MARK in heard for heard in self.heard.values())
+            return MARK in self.heard
 
-        await eventually(marked, what=f"the marks, having heard {self.heard}")
-        return {channel: heard[:-1] for channel, heard in self.heard.items()}
+        await eventually(marked, what=f"the mark, having heard {self.heard}")
+        return self.heard[:-1]
 
 
 async def test_the_previous_release_reads_purges_and_hears_the_events(
     empty_db: str, tmp_path: Path
 ) -> None:
-    async with (
-        connected(empty_db) as conn,
-        connected(empty_db) as old_ear,
-        connected(empty_db) as new_ear,
-    ):
+    async with connected(empty_db) as conn, connected(empty_db) as ear:
         await apply_migrations(conn, with_host_tables=True)
+        # The contract (0029): the table has the name 0.2.0 reads, no view is left of it.
+        kinds = await conn.fetch(
+            "SELECT relname, relkind FROM pg_class WHERE relname IN ('bdr_events', 'stream_events')"
+        )
+        assert [(r["relname"], r["relkind"]) for r in kinds] == [("stream_events", b"r")]
         ears = Ears(conn)
-        await old_ear.add_listener(OLD_CHANNEL, ears.hear)
-        await new_ear.add_listener(CHANNEL, ears.hear)
+        await ear.add_listener(CHANNEL, ears.hear)
         user_id = await conn.fetchval(
             "INSERT INTO users (handle, email) VALUES ('prev', 'prev@x') RETURNING id"
         )
@@ -169,43 +170,37 @@ async def test_the_previous_release_reads_purges_and_hears_the_events(
             ids = await conn.fetch("SELECT id FROM stream_events ORDER BY id DESC LIMIT $1", n)
             return [str(r["id"]) for r in reversed(ids)]
 
-        # Statements that write events, and how many: each rings both channels once, with the
+        # Statements that write events, and how many: each rings the doorbell once, with the
         # last id it wrote.
         writes = ((request_bdr, 1), (progress, 1), (export_and_posts, 2))
 
-        async def each_heard_on_both() -> None:
+        async def each_heard_once() -> None:
             for write, statements in writes:
-                heard = await ears.of(write)
-                rung = await newest(statements)
-                assert heard == {OLD_CHANNEL: rung, CHANNEL: rung}, write.__name__
+                assert await ears.of(write) == await newest(statements), write.__name__
 
         # This release's trigger functions.
-        await each_heard_on_both()
+        await each_heard_once()
         rows = await conn.fetch(OLD_EVENTS_AFTER, 0, 100)
         ours = await conn.fetch(SQL_EVENTS_AFTER, 0, 100)
-        assert [(r["id"], r["payload"]) for r in rows] == [(r["id"], r["payload"]) for r in ours]
-        assert len(rows) == 4 and rows[-1]["user_id"] == -user_id  # posts: filed as 0015 does
+        assert [tuple(r) for r in rows] == [(r["id"], r["user_id"], r["payload"]) for r in ours]
+        assert len(rows) == 4 and rows[-1]["user_id"] == user_id  # posts: the owner's own id
         assert await conn.fetchval(OLD_LAST_EVENT) == rows[-1]["id"]
         assert await conn.fetchval(OLD_EVENT_KNOWN, rows[0]["id"])
         missed = await conn.fetch(OLD_MISSED, user_id, rows[0]["id"], 100)
-        assert [r["id"] for r in missed] == [rows[1]["id"]]
-        subjects = await conn.fetch("SELECT subject_id FROM stream_events ORDER BY id")
-        assert [r["subject_id"] for r in subjects] == [
-            r["bdr_id"] for r in await conn.fetch("SELECT bdr_id FROM bdr_events ORDER BY id")
-        ]
+        assert [r["id"] for r in missed] == [rows[1]["id"], rows[3]["id"]]
 
         # The previous release's runner starts (a server of it restarted mid-upgrade): it puts
-        # its functions back.
+        # its functions back, which write the renamed table as they wrote the view.
         applied = await apply_migrations(conn, previous_release_folder(tmp_path))
         assert applied == ["repeatable bdr_events", "repeatable export_events"]
-        await each_heard_on_both()
+        await each_heard_once()
 
         # This release's runner puts ours back; each release's purge empties the table.
         assert await apply_migrations(conn) == [
             "repeatable bdr_events",
             "repeatable export_events",
         ]
-        await each_heard_on_both()
+        await each_heard_once()
         # Whichever release's functions wrote a row, it names its kind and audience (0025).
         labels = await conn.fetch("SELECT kind, audience FROM stream_events ORDER BY id")
         each = [("bdr", "watchers")] * 2 + [("export", "owner"), ("posts", "watchers")]
@@ -215,4 +210,4 @@ async def test_the_previous_release_reads_purges_and_hears_the_events(
         assert count == 12 and await conn.execute(OLD_PURGE, later) == f"DELETE {count}"
         await request_bdr()
         assert await conn.execute(SQL_PURGE_EVENTS, later) == "DELETE 1"
-        assert await conn.fetchval("SELECT count(*) FROM bdr_events") == 0
+        assert await conn.fetchval("SELECT count(*) FROM stream_events") == 0

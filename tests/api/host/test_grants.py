@@ -119,7 +119,7 @@ async def test_grants_run_again_waits_for_no_transaction_of_the_service(
         role = await role_conn.fetchval("SELECT current_user")
         await admin.execute(grants_sql(role))
         async with role_conn.transaction():
-            await role_conn.fetch("SELECT * FROM batch_download_requests, bdr_events LIMIT 1")
+            await role_conn.fetch("SELECT * FROM batch_download_requests, stream_events LIMIT 1")
             await admin.execute("SET lock_timeout = '2s'")
             await admin.execute(grants_sql(role))
         # An object another role created there is still made the role's.

@@ -1,7 +1,8 @@
-"""Undo across an upgrade from the previous release (0.1.0, its undo history in
-`bulk_action_posts`): its actions, recorded by its own statements (read from git at its tag or
-commit) on its own schema, before the new migrations or after them by a server of it still
-serving, are undone by this release within their 24 hours, each post put back."""
+"""Undo across an upgrade from 0.1.0 (its undo history in `bulk_action_posts`), the release
+before the previous one, whose history this release still converts: its actions, recorded by
+its own statements (read from git at its tag or commit) on its own schema, before the new
+migrations or after them by a server of it still serving, are undone by this release within
+their 24 hours, each post put back."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ from support.stack import connected, create_database, drop_database
 from tests.helpers import CHECKOUT
 from tests.unit.test_previous_release_events import previous_release_folder, previous_release_rev
 
+# The release whose history is converted (posts/previous_history.py), and its last migration.
+RELEASE, LAST_MIGRATION = "0.1.0", 12
+
 # What an undo puts back, post by post.
 _STATE = """
 SELECT id, hidden_by_user, hidden_by_mod, deleted_by_user, deleted_by_user_date, license_id,
@@ -48,7 +52,7 @@ def previous_statements(tmp_path: Path) -> dict[str, str]:
             str(CHECKOUT),
             "archive",
             "--format=tar",
-            previous_release_rev(),
+            previous_release_rev(RELEASE),
             "pmd_service",
         ],
         capture_output=True,
@@ -90,7 +94,7 @@ async def test_the_previous_releases_actions_are_undone_after_the_upgrade(
     old = previous_statements(tmp_path)
     async with connected(old_db) as conn:
         applied = await apply_migrations(
-            conn, previous_release_folder(tmp_path), with_host_tables=True
+            conn, previous_release_folder(tmp_path, RELEASE, LAST_MIGRATION), with_host_tables=True
         )
         assert applied[-3:] == [
             "0012_generated_event_payloads",

@@ -376,7 +376,7 @@ async def test_moderator_watches_a_user(
 # A row as a later release's writer (beside this one in a rolling upgrade) may add it.
 _LATER_ROW = """
 INSERT INTO stream_events (subject_id, user_id, kind, audience, payload)
-VALUES (gen_random_uuid(), -$1::int, $2, $3, $4::jsonb)
+VALUES (gen_random_uuid(), $1::int, $2, $3, $4::jsonb)
 """
 
 
