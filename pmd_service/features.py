@@ -5,12 +5,12 @@ says what each declares). A new feature is its folder and one line here."""
 from __future__ import annotations
 
 from .api.declaration import Endpoint
+from .api.ticket_endpoint import TicketDownloads
 from .bdr.feature import FEATURE as BDR
 from .exports.feature import FEATURE as EXPORTS
 from .jobs.kind import Email, JobKind
 from .manifest import Feature, Lifetime, Schedule
 from .posts.feature import FEATURE as POSTS
-from .sse.endpoints import TicketDownloads
 from .sse.kinds import EventKinds
 
 FEATURES: tuple[Feature, ...] = (POSTS, BDR, EXPORTS)

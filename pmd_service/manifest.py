@@ -16,8 +16,8 @@ from aiohttp import web
 from arq.typing import WorkerCoroutine
 
 from .api.declaration import Endpoint
+from .api.ticket_endpoint import TicketDownload
 from .jobs.kind import Email, JobKind
-from .sse.endpoints import TicketDownload
 from .sse.kinds import EventKind
 
 # One of aiohttp's cleanup contexts: what runs before the app serves, then after it stops.

@@ -1,34 +1,25 @@
-"""GET /api/pmd/bdr/sse (the stream) and POST /api/pmd/bdr/sse-ticket (the hub's lifetime in
-the app: sse/lifetime.py)."""
+"""GET /api/pmd/bdr/sse, the stream (the hub's lifetime in the app: sse/lifetime.py; the
+tickets it takes: api/ticket_endpoint.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated
 
-import asyncpg
 import msgspec
 from aiohttp import ClientConnectionResetError, web
 from aiohttp.typedefs import Handler
 from msgspec import Meta
 
-from ..api import tickets
 from ..api.aiohttp_adapter import DirectSocket
-from ..api.auth import bearer, bearer_or_ticket
+from ..api.auth import bearer_or_ticket
 from ..api.declaration import Auth, Endpoint, Param
-from ..api.keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS, STREAM_RESPONSE
-from ..api.responses import json_response
+from ..api.keys import DB_POOL, STREAM_RESPONSE
 from ..api.routing import parse_query
-from ..api.validation import parse_uuid
 from ..core.codes import Code
 from ..core.logs import REQUEST_ID_HEADER, request_id_from
-from ..core.problems import bad_request
-from ..host.access import Principal
 from . import frames, replay
 from .hub import Hub, Subscriber
 from .kinds import EventKinds
@@ -210,55 +201,6 @@ async def opening_gate_middleware(request: web.Request, handler: Handler) -> web
         turn.leave()
 
 
-async def create_ticket(request: web.Request) -> web.Response:
-    downloads = request.app[SSE_DOWNLOADS]
-    query = parse_query(request, downloads.query)
-    # Browsers reconnect with a ticket, so a reconnect storm is a storm of these too: the
-    # caller's lookup is batched as the openings' are rather than a query each.
-    request[PRINCIPAL] = principal = await bearer(request, request.app[SSE_CALLERS].by_sqid)
-    named = [(d, value) for d in downloads.all if (value := getattr(query, d.query_key))]
-    if len(named) > 1:
-        keys = " or ".join(f"`{d.query_key}`" for d in downloads.all)
-        raise bad_request(f"Send {keys}: a ticket opens one download.", code=Code.INVALID_QUERY)
-    download_id = None
-    for download, value in named:
-        download_id = parse_uuid(value)
-        # 404 now rather than at the download: it must be one the principal may get.
-        await download.check(request.app[DB_POOL], download_id, principal)
-    key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
-    out = await tickets.mint(request.app[REDIS], key, principal, download_id)
-    return json_response(out, headers={"Cache-Control": "no-store"})
-
-
-# Raises the feature's problem (404, 403) unless the principal may download that BDR or export.
-DownloadCheck = Callable[[asyncpg.Pool, uuid.UUID, Principal], Awaitable[object]]
-
-
-@dataclass(frozen=True, slots=True)
-class TicketDownload:
-    """A download a ticket may be minted for, as its feature declares it (this room knows no
-    feature): the ticket query's key naming it, what that key's description says, the check
-    that the principal may get it, and the codes that check answers with."""
-
-    query_key: str
-    description: str
-    check: DownloadCheck
-    codes: tuple[Code, ...] = ()
-
-
-def ticket_query(downloads: Sequence[TicketDownload]) -> type[msgspec.Struct]:
-    """The query of POST /api/pmd/bdr/sse-ticket: an optional id for each download kind."""
-    fields = [
-        (
-            d.query_key,
-            Annotated[str, Meta(max_length=64, description=d.description)] | None,
-            None,
-        )
-        for d in downloads
-    ]
-    return msgspec.defstruct("TicketQuery", fields)
-
-
 class StreamQuery(msgspec.Struct):
     """The query of GET /api/pmd/bdr/sse (EventSource can set neither header)."""
 
@@ -295,41 +237,10 @@ _STREAM_SUMMARY = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class TicketDownloads:
-    """The downloads tickets are minted for, and the ticket request's query they make."""
-
-    all: tuple[TicketDownload, ...]
-    query: type[msgspec.Struct]
-
-    @classmethod
-    def of(cls, downloads: Sequence[TicketDownload]) -> TicketDownloads:
-        return cls(tuple(downloads), ticket_query(downloads))
-
-
-def endpoints(kinds: EventKinds, downloads: TicketDownloads) -> tuple[Endpoint, ...]:
-    """The stream's endpoints, its events those of `kinds`, its tickets for `downloads`."""
+def endpoints(kinds: EventKinds) -> tuple[Endpoint, ...]:
+    """The stream's endpoints, its events those of `kinds`."""
     summary = _STREAM_SUMMARY.replace("{live}", kinds.summary())
     return (
-        Endpoint(
-            "post",
-            "/api/pmd/bdr/sse-ticket",
-            create_ticket,
-            "createSseTicket",
-            "A single-use, 30-second ticket for EventSource (which cannot send headers), or "
-            "with `bdr_id` for a link to that one ZIP",
-            "downloads",
-            auth=Auth.OWN,
-            query=downloads.query,
-            response=tickets.TicketOut,
-            problems=(503,),
-            codes=(
-                Code.INVALID_QUERY,
-                Code.INVALID_ID,
-                *(c for d in downloads.all for c in d.codes),
-                Code.TICKETS_UNAVAILABLE,
-            ),
-        ),
         Endpoint(
             "get",
             STREAM_PATH,
@@ -369,9 +280,8 @@ SSE_OPENING_GATE: web.AppKey[Turns] = web.AppKey("sse_opening_gate")
 
 SSE_CALLERS: web.AppKey[UserLookups] = web.AppKey("sse_callers")
 
-# The event kinds the stream serves (web/event_kinds.py), and the ticket's download checks.
+# The event kinds the stream serves (web/event_kinds.py).
 SSE_KINDS: web.AppKey[EventKinds] = web.AppKey("sse_kinds")
-SSE_DOWNLOADS: web.AppKey[TicketDownloads] = web.AppKey("sse_downloads")
 
 # An opening's turn at the gate, left as soon as its opening is read (before it is sent).
 OPENING_TURN: web.RequestKey[Turn] = web.RequestKey("sse_opening_turn")

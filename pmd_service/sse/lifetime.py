@@ -8,17 +8,16 @@ from collections.abc import AsyncIterator, Collection
 from aiohttp import web
 
 from ..api.keys import DB_POOL, SETTINGS
+from ..api.ticket_endpoint import TICKET_CALLERS
 from . import revocation
 from .endpoints import (
     OPENINGS_AT_ONCE,
     SSE_CALLERS,
-    SSE_DOWNLOADS,
     SSE_HUB,
     SSE_KINDS,
     SSE_OPENING_GATE,
     SSE_POOL_TURNS,
     TEND_HEAP,
-    TicketDownloads,
 )
 from .heap import HeapKeeper
 from .hub import Hub
@@ -57,6 +56,7 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     # their turn instead, with half the pool, and the kernel's accept queue holds the rest.
     app[SSE_POOL_TURNS] = turns = Turns(max(1, settings.db_pool_max // 2))
     app[SSE_CALLERS] = callers = UserLookups(pool, turns, hub.refuse_if_closing)
+    app[TICKET_CALLERS] = callers.by_sqid
     yield
     await callers.stop()
     await hub.stop()
@@ -69,10 +69,8 @@ async def _close_streams(app: web.Application) -> None:
         app[SSE_HUB].close_all()
 
 
-def setup(app: web.Application, kinds: EventKinds, downloads: TicketDownloads) -> None:
-    """`kinds`: the events the stream serves; `downloads`: what a download's ticket is checked
-    against."""
+def setup(app: web.Application, kinds: EventKinds) -> None:
+    """`kinds`: the events the stream serves."""
     app[SSE_KINDS] = kinds
-    app[SSE_DOWNLOADS] = downloads
     app[SSE_OPENING_GATE] = Turns(OPENINGS_AT_ONCE)
     app.on_shutdown.append(_close_streams)

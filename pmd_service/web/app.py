@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .. import __version__
+from ..api import ticket_endpoint
 from ..api.download_slots import ProxySlots
 from ..api.keys import (
     COLLECTORS,
@@ -119,12 +120,14 @@ def create_app(settings: Settings, *, tend_heap: bool = False) -> web.Applicatio
             *health.ENDPOINTS,
             *openapi.ENDPOINTS,
             *((request_metrics.PUBLIC_ENDPOINT,) if settings.server_metrics_port is None else ()),
-            *sse.endpoints(EVENT_KINDS, TICKETS),
+            *sse.endpoints(EVENT_KINDS),
+            ticket_endpoint.endpoint(TICKETS),
             *ENDPOINTS,
             *reference.ENDPOINTS,
         ),
     )
-    sse_hub.setup(app, EVENT_KINDS, TICKETS)
+    sse_hub.setup(app, EVENT_KINDS)
+    app[ticket_endpoint.TICKET_DOWNLOADS] = TICKETS
     pages.setup(app)
     reference.setup(app)
     if settings.cors_origins:

@@ -1,0 +1,115 @@
+"""POST /api/pmd/bdr/sse-ticket: a single-use ticket for what a browser opens without headers
+(the stream's EventSource, a download link it saves itself), for a download the features
+declare (their manifests' `tickets`), checked and minted here, redeemed by api/auth.py."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+import asyncpg
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+
+from ..core.codes import Code
+from ..core.problems import bad_request
+from ..host.access import Principal, UserLoader
+from . import tickets
+from .auth import bearer
+from .declaration import Auth, Endpoint
+from .keys import DB_POOL, PRINCIPAL, REDIS, SETTINGS
+from .responses import json_response
+from .routing import parse_query
+from .validation import parse_uuid
+
+
+async def create_ticket(request: web.Request) -> web.Response:
+    downloads = request.app[TICKET_DOWNLOADS]
+    query = parse_query(request, downloads.query)
+    request[PRINCIPAL] = principal = await bearer(request, request.app.get(TICKET_CALLERS))
+    named = [(d, value) for d in downloads.all if (value := getattr(query, d.query_key))]
+    if len(named) > 1:
+        keys = " or ".join(f"`{d.query_key}`" for d in downloads.all)
+        raise bad_request(f"Send {keys}: a ticket opens one download.", code=Code.INVALID_QUERY)
+    download_id = None
+    for download, value in named:
+        download_id = parse_uuid(value)
+        # 404 now rather than at the download: it must be one the principal may get.
+        await download.check(request.app[DB_POOL], download_id, principal)
+    key = tickets.signing_key(request.app[SETTINGS].jwt_secret_key)
+    out = await tickets.mint(request.app[REDIS], key, principal, download_id)
+    return json_response(out, headers={"Cache-Control": "no-store"})
+
+
+# Raises the feature's problem (404, 403) unless the principal may download that BDR or export.
+DownloadCheck = Callable[[asyncpg.Pool, uuid.UUID, Principal], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class TicketDownload:
+    """A download a ticket may be minted for, as its feature declares it (this room knows no
+    feature): the ticket query's key naming it, what that key's description says, the check
+    that the principal may get it, and the codes that check answers with."""
+
+    query_key: str
+    description: str
+    check: DownloadCheck
+    codes: tuple[Code, ...] = ()
+
+
+def ticket_query(downloads: Sequence[TicketDownload]) -> type[msgspec.Struct]:
+    """The query of POST /api/pmd/bdr/sse-ticket: an optional id for each download kind."""
+    fields = [
+        (
+            d.query_key,
+            Annotated[str, Meta(max_length=64, description=d.description)] | None,
+            None,
+        )
+        for d in downloads
+    ]
+    return msgspec.defstruct("TicketQuery", fields)
+
+
+@dataclass(frozen=True, slots=True)
+class TicketDownloads:
+    """The downloads tickets are minted for, and the ticket request's query they make."""
+
+    all: tuple[TicketDownload, ...]
+    query: type[msgspec.Struct]
+
+    @classmethod
+    def of(cls, downloads: Sequence[TicketDownload]) -> TicketDownloads:
+        return cls(tuple(downloads), ticket_query(downloads))
+
+
+def endpoint(downloads: TicketDownloads) -> Endpoint:
+    """The ticket's endpoint, its downloads those of `downloads`."""
+    return Endpoint(
+        "post",
+        "/api/pmd/bdr/sse-ticket",
+        create_ticket,
+        "createSseTicket",
+        "A single-use, 30-second ticket for EventSource (which cannot send headers), or "
+        "with `bdr_id` for a link to that one ZIP",
+        "downloads",
+        auth=Auth.OWN,
+        query=downloads.query,
+        response=tickets.TicketOut,
+        problems=(503,),
+        codes=(
+            Code.INVALID_QUERY,
+            Code.INVALID_ID,
+            *(c for d in downloads.all for c in d.codes),
+            Code.TICKETS_UNAVAILABLE,
+        ),
+    )
+
+
+# What the ticket's downloads are checked against (the features', web/app.py).
+TICKET_DOWNLOADS: web.AppKey[TicketDownloads] = web.AppKey("ticket_downloads")
+# How the caller is looked up: the stream's batched lookups where the app has them
+# (sse/lifetime.py), since a reconnect storm is a storm of tickets too; else one query a call.
+TICKET_CALLERS: web.AppKey[UserLoader] = web.AppKey("ticket_callers")
