@@ -1,0 +1,193 @@
+"""The cleanup policies' tick at a site's scale: OWNERS owners with POSTS posts each, MATCHING of
+them older than a year, each owner with one policy (hide what is older than a year) due in the
+same minute. WORKERS workers' ticks (each with a pool of its own, run back to back as the cron
+would start them) run until no policy is due. Prints how long every policy took to run once,
+the runs a second, and, measured in the same run on a copy of the same posts, the floor: each
+owner's posts hidden by one UPDATE in a transaction of its own on as many connections. Checks
+that each policy ran exactly once and hid exactly its posts.
+
+`python -m bench.policies` (100,000 owners of 200 posts, 20 matching, 4 workers);
+`--owners N` for a smaller site; `--ci`: 200 owners of 20 posts, a check that it runs;
+`--save`: the run kept in bench/figures/policies.json with its commit and machine."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from bench import cli
+from bench.runner import Bench, run_one
+from pmd_service.core.db import create_pool
+from pmd_service.core.settings import Settings
+from pmd_service.jobs.context import job_context
+from pmd_service.posts.policy_runs import run_due_policies
+from support.seeding import bulk_users
+from support.stack import connected
+
+OWNERS, POSTS, MATCHING, WORKERS = 100_000, 200, 20, 4
+CI = {"owners": 200, "posts": 20, "matching": 4}
+USERS_A_STATEMENT = 5_000  # users (and their posts) seeded a statement
+SQL_POSTS = """
+INSERT INTO posts (storage_key, storage_shard, owner_id, title, created_at)
+SELECT gen_random_uuid(), 'pol', u.id, 'post ' || g,
+       now() - CASE WHEN g <= $2 THEN interval '400 days' ELSE interval '30 days' END
+             - g * interval '1 minute'
+FROM unnest($1::int[]) AS u(id), generate_series(1, $3) AS g
+"""
+SQL_POLICIES = """
+INSERT INTO cleanup_policies (owner_id, name, action, older_than_days, every, next_run_at)
+SELECT id, 'older than a year', 'hide', 365, 'day', now() FROM unnest($1::int[]) AS id
+"""
+SQL_DUE = "SELECT count(*) FROM cleanup_policies WHERE enabled AND next_run_at <= now()"
+# Each policy's runs, from the history: exactly one each.
+SQL_RUNS = """
+SELECT count(*) FILTER (WHERE n = 1) AS once, count(*) FILTER (WHERE n > 1) AS more,
+       (SELECT count(*) FROM cleanup_policies p
+        WHERE NOT EXISTS (SELECT 1 FROM bulk_actions b WHERE b.policy_id = p.id)) AS never
+FROM (SELECT policy_id, count(*) AS n FROM bulk_actions WHERE policy_id IS NOT NULL
+      GROUP BY policy_id) AS r
+"""
+SQL_HIDDEN = "SELECT count(*) FROM posts WHERE storage_shard = 'pol' AND hidden_by_user"
+SQL_STATUSES = "SELECT last_run->>'status' AS status, count(*) FROM cleanup_policies GROUP BY 1"
+# The floor's copy of the posts: the same rows, in a table of their own.
+SQL_COPY = """
+CREATE TABLE floor_posts AS SELECT id, owner_id, created_at, hidden_by_user FROM posts
+WHERE storage_shard = 'pol';
+CREATE INDEX ON floor_posts (owner_id, created_at)
+"""
+SQL_FLOOR_HIDE = """
+UPDATE floor_posts SET hidden_by_user = true
+WHERE owner_id = $1 AND created_at < now() - interval '365 days' AND NOT hidden_by_user
+"""
+
+
+def roomy(settings: Settings, changed: int) -> Settings:
+    """`settings` whose site budget is not what is measured here (bench/write_budget.py's is)."""
+    return msgspec.structs.replace(
+        settings,
+        bulk_changed_posts_site_per_minute=max(
+            changed, settings.bulk_changed_posts_site_per_minute
+        ),
+    )
+
+
+async def seed(settings: Settings, owners: int, posts: int, matching: int) -> list[int]:
+    ids: list[int] = []
+    async with connected(settings.database_url, "pmd-bench-seed") as conn:
+        for start in range(0, owners, USERS_A_STATEMENT):
+            n = min(USERS_A_STATEMENT, owners - start)
+            made = [u.id for u in await bulk_users(conn, settings, f"pol{start}", n)]
+            await conn.execute(SQL_POSTS, made, matching, posts)
+            await conn.execute(SQL_POLICIES, made)
+            ids += made
+        await conn.execute(SQL_COPY)
+        await conn.execute("VACUUM ANALYZE")
+    return ids
+
+
+async def ticks(settings: Settings, workers: int) -> float:
+    """Seconds until no policy is due, with `workers` ticks back to back at once."""
+
+    async def worker() -> None:
+        async with job_context(settings) as ctx:
+            while await run_due_policies(ctx):
+                pass
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return time.perf_counter() - started
+
+
+async def floor(settings: Settings, owners: list[int], workers: int) -> float:
+    """Seconds to hide each owner's matching posts by one UPDATE a transaction."""
+    pool = await create_pool(
+        settings.database_url, "pmd-bench-floor", min_size=workers, max_size=workers
+    )
+    queue = list(reversed(owners))
+
+    async def worker() -> None:
+        async with pool.acquire() as conn:
+            while queue:
+                owner = queue.pop()
+                async with conn.transaction():
+                    await conn.execute(SQL_FLOOR_HIDE, owner)
+
+    try:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return time.perf_counter() - started
+    finally:
+        await pool.close()
+
+
+async def bench(
+    settings: Settings, owners: int, posts: int, matching: int, workers: int
+) -> dict[str, Any]:
+    changed = owners * matching
+    settings = roomy(settings, changed)
+    made = await seed(settings, owners, posts, matching)
+    floor_s = await floor(settings, made, workers)
+    tick_s = await ticks(settings, workers)
+    async with connected(settings.database_url, "pmd-bench-check") as conn:
+        due = await conn.fetchval(SQL_DUE)
+        runs = await conn.fetchrow(SQL_RUNS)
+        hidden = await conn.fetchval(SQL_HIDDEN)
+        statuses = {r["status"]: r["count"] for r in await conn.fetch(SQL_STATUSES)}
+    figures = {
+        "owners": owners,
+        "posts": posts,
+        "matching": matching,
+        "workers": workers,
+        "seconds": tick_s,
+        "runs_a_second": owners / tick_s,
+        "floor_seconds": floor_s,
+        "vs_floor": tick_s / floor_s,
+        "still_due": due,
+        "ran_once": runs["once"],
+        "ran_more": runs["more"],
+        "never_ran": runs["never"],
+        "hidden": hidden,
+        "statuses": statuses,
+    }
+    print(
+        f"{owners:,} policies of {owners:,} owners ({posts} posts, {matching} matching each), "
+        f"{workers} workers: every one run in {tick_s:.1f} s ({owners / tick_s:,.0f} a second); "
+        f"the floor, one UPDATE an owner on {workers} connections, {floor_s:.1f} s: "
+        f"{tick_s / floor_s:.2f}x its floor"
+    )
+    print(
+        f"  ran once: {runs['once']:,}, more than once: {runs['more']}, never: {runs['never']}, "
+        f"still due: {due}; posts hidden {hidden:,} of {changed:,}; last runs {statuses}"
+    )
+    assert due == 0 and runs["more"] == 0 and runs["never"] == 0, figures
+    assert hidden == changed, figures
+    return figures
+
+
+def main() -> None:
+    parser = cli.parser("policies", __doc__)
+    parser.add_argument("--owners", type=int, default=OWNERS, help="owners, one policy each")
+    parser.add_argument("--posts", type=int, default=POSTS, help="posts an owner")
+    parser.add_argument("--matching", type=int, default=MATCHING, help="of them, older than a year")
+    parser.add_argument("--workers", type=int, default=WORKERS, help="workers' ticks at once")
+    parser.add_argument("--ci", action="store_true", help="200 owners of 20 posts, nothing saved")
+    parser.add_argument(
+        "--save", action="store_true", help="run it as bench/runner does and keep its figures"
+    )
+    args = parser.parse_args()
+    if args.save:
+        why = run_one(Bench("policies", ("--owners", str(args.owners)), 3600))
+        sys.exit(f"policies: {why}" if why else 0)
+    size = (
+        CI if args.ci else {"owners": args.owners, "posts": args.posts, "matching": args.matching}
+    )
+    figures = cli.in_stack(bench, size["owners"], size["posts"], size["matching"], args.workers)
+    cli.save(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()
