@@ -215,6 +215,13 @@ class Room:
     def left(self) -> int:
         return min(b.left for b in self.budgets)
 
+    @property
+    def held_by_site(self) -> bool:
+        """Whether the site's budget is what leaves the write the least room."""
+        return any(b.scope == "site" and b.left == self.left for b in self.budgets) and not any(
+            b.scope != "site" and b.left == self.left for b in self.budgets
+        )
+
     async def spend(self, changed: int) -> None:
         """Count `changed` posts against the write's budgets, or raise the refusal (rolling
         the write back) when the site's budget no longer has room for them; a write that

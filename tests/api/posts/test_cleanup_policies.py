@@ -261,7 +261,7 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
                 uuid.UUID(made["id"]),
             )
             assert row is not None
-            assert (await run_locked(conn, row, settings)).changed_count == 3
+            assert (await run_locked(conn, row, settings)).last.changed_count == 3
             # Meanwhile another tick skips the policy its run holds.
             await run_due_policies(worker_ctx)
             assert await runs(factory.pool, made["id"]) == 0
@@ -334,3 +334,52 @@ async def test_an_operator_turns_policies_off_with_one_setting(
     async with job_context(off) as ctx:
         assert await run_due_policies(ctx) == 0
     assert await hidden(factory.pool, posts) == {"hidden"}
+
+
+async def test_a_run_the_sites_minute_held_back_stays_due_and_the_tick_stops(
+    aiohttp_client: Any, settings: Any, factory: Factory
+) -> None:
+    from msgspec.structs import replace
+
+    from pmd_service.web.app import create_app
+
+    # The site's minute holds 4 posts; each owner's own budget, far more.
+    small = replace(settings, bulk_max_posts=4, bulk_changed_posts_site_per_minute=4)
+    client = await aiohttp_client(create_app(small))
+    (first, first_posts), (second, second_posts) = await gallery(factory), await gallery(factory)
+    made = [await create(client, owner, policy()) for owner in (first, second)]
+    mine = [uuid.UUID(m["id"]) for m in made]
+    # Only these two are due (the first the longer), and no earlier write fills the minute.
+    await factory.pool.execute(
+        "UPDATE cleanup_policies SET enabled = false WHERE id <> ALL($1::uuid[])", mine
+    )
+    await factory.pool.execute("UPDATE write_spends SET spent_at = spent_at - interval '2 hours'")
+
+    async def second_policy() -> asyncpg.Record:
+        row = await factory.pool.fetchrow(
+            "SELECT last_run, next_run_at <= now() AS due FROM cleanup_policies WHERE id = $1",
+            mine[1],
+        )
+        assert row is not None
+        return row
+
+    async with job_context(small) as ctx:
+        assert await run_due_policies(ctx) == 2
+        assert await hidden(factory.pool, first_posts) == {"old1", "old2", "old3", "hidden"}
+        # The minute's last post; the rest waits for the next minute, not the next week.
+        assert await hidden(factory.pool, second_posts) == {"old1", "hidden"}
+        row = await second_policy()
+        assert row["due"] and (row["last_run"]["status"], row["last_run"]["left_count"]) == (
+            "deferred",
+            2,
+        )
+        # The minute is full: a tick runs it once, changes nothing, and stops there.
+        assert await run_due_policies(ctx) == 1
+        assert (await second_policy())["due"]
+        await factory.pool.execute(
+            "UPDATE write_spends SET spent_at = spent_at - interval '61 seconds'"
+        )
+        assert await run_due_policies(ctx) == 1
+    assert await hidden(factory.pool, second_posts) == {"old1", "old2", "old3", "hidden"}
+    row = await second_policy()
+    assert not row["due"] and row["last_run"]["status"] == "ok"
