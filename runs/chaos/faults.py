@@ -7,6 +7,7 @@ import random
 import shutil
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import obstore
@@ -68,6 +69,7 @@ class Faults(Injector):
                 pids = ", ".join(f"{w.name} (pid {w.pid})" for w in killed)
                 for w in killed:
                     w.kill_all()
+                self.ledger.worker_kills.append(datetime.now(UTC))
                 self.say(f"SIGKILL {pids} mid-{what}")
                 await asyncio.sleep(3)
                 for w in killed:

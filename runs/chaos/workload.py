@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ class Ledger:
     disk_full: Spans = field(default_factory=list)
     store_down: Spans = field(default_factory=list)
     pooler_paused: Spans = field(default_factory=list)
+    worker_kills: list[datetime] = field(default_factory=list)  # each SIGKILL of workers, UTC
     seen_bdrs: set[str] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
     created_at: list[float] = field(default_factory=list)  # seconds into the workload

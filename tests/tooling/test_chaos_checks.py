@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from runs.chaos.checks import Report, Workload, check_downloads, check_sse
+from runs.chaos.checks import Report, Workload, check_downloads, check_emails, check_sse
 from runs.chaos.procs import covered
 from runs.chaos.workload import Ledger
 
@@ -148,3 +149,30 @@ def test_downloads_are_owed_only_while_they_could_be_answered() -> None:
         k: v for k, v in whole.items() if k != "downloads checked"
     }
     assert Workload(6, 75, 75.0).minimums()["downloads checked"] == 1
+
+
+_TAKEN = datetime(2026, 11, 27, 17, 31, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("kill", "agrees"),
+    [
+        (_TAKEN + timedelta(seconds=2), True),  # mid-send: sent at most once, so lost
+        (None, False),
+        (_TAKEN - timedelta(seconds=2), False),  # before the take: the sweep sends it again
+        (_TAKEN + timedelta(minutes=5), False),  # long after any send ended
+    ],
+)
+def test_an_email_a_worker_kill_cut_off_mid_send_is_the_only_one_forgiven(
+    kill: datetime | None, agrees: bool
+) -> None:
+    row = {
+        "id": "b1",
+        "send_email": True,
+        "status": "ready",
+        "email_sent_at": _TAKEN,
+        "email_lease_until": None,
+    }
+    report = Report()
+    check_emails(report, [row], [], [kill] if kill else [])
+    assert (report.violations == []) is agrees, report.violations
