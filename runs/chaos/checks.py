@@ -286,9 +286,9 @@ async def check_bucket(
     )
 
 
-# How long after its take an email's send may still be under way (mail/notify.py bounds a send
-# to three SMTP timeouts of 10 s in these runs).
-SEND_BOUND = timedelta(seconds=30)
+# How long after its take an email's send may still be under way: mail/notify.py bounds a send
+# to three SMTP timeouts, 5 s in these runs (run.py).
+SEND_BOUND = timedelta(seconds=15)
 
 
 def cut_off(r: Any, kills: list[datetime]) -> bool:
