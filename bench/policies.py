@@ -135,6 +135,7 @@ async def bench(
     async with connected(settings.database_url, "pmd-bench-check") as conn:
         due = await conn.fetchval(SQL_DUE)
         runs = await conn.fetchrow(SQL_RUNS)
+        assert runs is not None  # an aggregate always has its row
         hidden = await conn.fetchval(SQL_HIDDEN)
         statuses = {r["status"]: r["count"] for r in await conn.fetch(SQL_STATUSES)}
     figures = {
