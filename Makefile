@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(PY) -m pmd_service.web.filter_keys --check  # the page's generated filter keys are current
 	$(PY) -m pmd_service.core.codes --check  # docs/errors.md's codes table is current
 	$(PY) -m support.migration_check  # no migration since the last release breaks it (docs/operations.md)
-	$(PY) -m bench.report --check  # the docs/ pages are renders naming only commits their saved outputs record
+	$(PY) -m bench.report --check  # the docs/ pages are renders naming only commits their saved outputs record, each a run git knows
 	$(PY) -m pytest -q -p no:cacheprovider --no-cov tests/tooling/test_code_map.py  # every path docs/architecture.md names exists
 
 format: $(STAMP)

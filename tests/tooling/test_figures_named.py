@@ -4,6 +4,7 @@ commit no saved output records, or when a template writes one by hand (issue 60,
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -87,3 +88,24 @@ def test_a_commit_written_in_a_template_fails(tmp_path: Path) -> None:
         f"scaling.md.j2:{len(template.read_text().splitlines())}: 4b825dc"
     ]
     assert report.handwritten() == []
+
+
+def test_a_run_commit_git_does_not_know_or_that_came_later_fails(tmp_path: Path) -> None:
+    figures = tmp_path / "figures"
+    figures.mkdir()
+
+    def saved(name: str, run: dict[str, object]) -> None:
+        (figures / f"{name}.json").write_text(json.dumps({"run": run, "figures": {}}))
+
+    saved("ran_here", {"commit": head()})
+    saved("unrun", {"date": "2026-11-26"})
+    saved("forged", {"commit": "f" * 40})
+    saved("sse", {"commit": head()})  # one of report.UNRUN, run again since
+    problems = report.run_commits(figures)
+    assert problems == [
+        "forged.json: its run's commit fffffffff is not in this repository",
+        "sse.json: its run names its commit now: strike it from UNRUN",
+        "unrun.json: its run names no commit (save it with --save)",
+    ]
+    # A file saved in a commit before its run's: the run came after it.
+    assert report.precedes("HEAD~1", "HEAD") and not report.precedes("HEAD", "HEAD~1")
