@@ -126,8 +126,9 @@ class LastRun(msgspec.Struct):
     status: Annotated[
         RunStatus,
         Meta(
-            description="`ok`; `deferred`: the owner's budget of changed posts stopped it, "
-            "the rest waits for the next run; `failed`: see `error_code`"
+            description="`ok`; `deferred`: a budget of changed posts stopped it (the "
+            "owner's: the rest waits for the next run; the site's: it goes on at the next "
+            "minute); `failed`: see `error_code`"
         ),
     ]
     changed_count: int

@@ -237,3 +237,26 @@ async def test_the_panel_is_gone_where_the_site_turned_policies_off(
         await expect(page.locator("#cleanup")).to_be_hidden()
         await expect(page.locator("#notice")).to_be_hidden()
         assert watch.errors == []
+
+
+async def test_the_link_of_a_runs_email_shows_that_run_among_older_actions(
+    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+) -> None:
+    owner, ids = await artist(factory, 8)
+    await _age(pool, ids[0], 500)
+    made = await _policy(stack, owner)
+    ran = await api(stack, owner, "POST", f"{POLICIES}/{made['id']}/run")
+    action_id = ran["run"]["action_id"]
+    # Six actions since: the run is past the five the list shows first.
+    for post_id in ids[1:7]:
+        await api(
+            stack, owner, "POST", "/api/pmd/action", {"action": "hide", "post_ids": [post_id]}
+        )
+    page, watch = await open_page(browser, stack, owner, query=f"?action={action_id}")
+    linked = page.locator("#recent-list li.highlight")
+    await expect(linked).to_have_count(1)
+    await expect(linked).to_have_attribute("data-id", action_id)
+    await expect(linked).to_contain_text("Old stuff")
+    await expect(linked).to_be_in_viewport()
+    await expect(page.locator("#recent-list li")).to_have_count(7)
+    assert watch.errors == []

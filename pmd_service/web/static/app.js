@@ -90,7 +90,9 @@ function boot() {
     }
   }
   // Undo: each action's Undo is in "Recent actions", which every action refreshes.
-  const recent = new RecentActions(api, { toast, onError, titleOf, busy: () => busy, exclusive });
+  const recent = new RecentActions(api, {
+    toast, onError, titleOf, busy: () => busy, exclusive, highlightId: params.get("action"),
+  });
   // A policy writes its filter as the list's, in the same words.
   const cleanup = new Cleanup(api, {
     toast, confirmAction, onError, exclusive, busy: () => busy,

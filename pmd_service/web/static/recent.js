@@ -26,9 +26,12 @@ const DID = {
 export class RecentActions {
   // `exclusive(work)`: runs an undo as the page runs a batch (nothing else acts meanwhile) and
   // shows the posts as the server holds them after it; `busy()`: a batch is running;
-  // `titleOf(id)`: a post's title, for an answer that names posts.
-  constructor(api, { toast, onError, exclusive, busy, titleOf }) {
+  // `titleOf(id)`: a post's title, for an answer that names posts; `highlightId`: the action a
+  // link names (`?action=`, a cleanup policy's email), shown highlighted and scrolled to.
+  constructor(api, { toast, onError, exclusive, busy, titleOf, highlightId = null }) {
     this.api = api;
+    this.highlightId = highlightId;
+    this.scrolled = false;
     this.titleOf = titleOf;
     this.asModerator = Boolean(api.targetSqid);
     this.toast = toast;
@@ -67,6 +70,23 @@ export class RecentActions {
       return;
     }
     this.render();
+    await this.showLinked();
+  }
+
+  // The action the page's link names, once: older pages loaded until it is shown (the list
+  // holds a day of actions), then scrolled to.
+  async showLinked() {
+    if (!this.highlightId || this.scrolled) return;
+    const shown = () => this.items.some((a) => a.id === this.highlightId);
+    while (!shown() && this.cursor) {
+      const before = this.cursor;
+      await this.showOlder();
+      if (this.cursor === before) return; // not loaded: showOlder said why
+    }
+    const row = this.list.querySelector(`li[data-id="${CSS.escape(this.highlightId)}"]`);
+    if (!row) return;
+    this.scrolled = true;
+    row.scrollIntoView({ block: "center" });
   }
 
   async showOlder() {
@@ -147,7 +167,7 @@ export class RecentActions {
   }
 
   row(action) {
-    const li = el("li", "recent-action");
+    const li = el("li", action.id === this.highlightId ? "recent-action highlight" : "recent-action");
     li.dataset.action = action.action;
     li.dataset.id = action.id;
     if (action.by_moderator) li.dataset.byModerator = "true";
