@@ -10,6 +10,7 @@ import io
 import pkgutil
 import shutil
 import subprocess
+import sys
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -281,6 +282,23 @@ async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str
     assert resp.status == 200, await resp.text()
     page: dict[str, Any] = await resp.json()
     return page
+
+
+def run_python(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path = CHECKOUT
+) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` with this interpreter, from the checkout unless `cwd` says, with no input
+    (as CI runs it): its exit status and output as text, whatever the status."""
+    return subprocess.run(
+        [sys.executable, *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 
 from support.stack import with_database
-from tests.helpers import SECRET
+from tests.helpers import SECRET, run_python
 from tests.host_stack import (
     CHECKOUT,
     COMPOSE_MISSING,
@@ -137,14 +137,7 @@ def test_every_variable_the_overlay_reads_is_in_the_walkthrough() -> None:
 
 
 def cli_commands() -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "pmd_service", "--help"],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_python("-m", "pmd_service", "--help")
     assert result.returncode == 0, result.stderr
     # argparse lists each subcommand on a line of its own, indented by four spaces.
     listed = set(re.findall(r"^ {4}([a-z][a-z-]*)(?: |$)", result.stdout, re.M))

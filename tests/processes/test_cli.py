@@ -6,8 +6,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from pmd_service import __version__
 from pmd_service.__main__ import main
 from pmd_service.core.settings import Settings
 from tests.cli_env import admin_value, operator_shell
-from tests.helpers import SECRET
+from tests.helpers import SECRET, run_python
 
 
 @pytest.fixture
@@ -129,15 +127,7 @@ def test_no_database_and_no_embedded_extra_is_one_line(tmp_path: Path, argv: lis
         "REDIS_URL": "redis://127.0.0.1:1/0",
         "PMD_DEV": "1",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "pmd_service", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    done = run_python("-m", "pmd_service", *argv, env=env)
     assert done.returncode == 2, done
     assert "Traceback" not in done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -223,15 +213,7 @@ def test_no_runtime_dir_warning_from_the_embedded_servers(tmp_path: Path) -> Non
         if k not in ("DATABASE_URL", "REDIS_URL", "XDG_RUNTIME_DIR", "LOG_FORMAT")
     }
     env |= {"PMD_DATA_DIR": str(tmp_path / "data"), "PYTHONWARNINGS": "always", "PMD_DEV": "1"}
-    done = subprocess.run(
-        [sys.executable, "-m", "pmd_service", "stats"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    done = run_python("-m", "pmd_service", "stats", env=env, timeout=240)
     assert done.returncode == 0, done.stderr
     assert "queue_depth" in done.stdout
     assert "Warning" not in done.stderr and "XDG_RUNTIME_DIR" not in done.stderr, done.stderr
@@ -284,15 +266,7 @@ def test_make_run_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
             "HOST": "127.0.0.1",
             "PMD_DEV": "1",
         }
-        done = subprocess.run(
-            [sys.executable, "-m", "pmd_service", "dev"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=240,
-            stdin=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        done = run_python("-m", "pmd_service", "dev", env=env, timeout=240)
     assert done.returncode == 1, done
     lines = [line for line in done.stderr.splitlines() if "pmd dev" in line]
     assert lines == [
@@ -319,15 +293,7 @@ def test_dev_runs_only_when_dev_mode_is_asked_for(
     }
     if dev is not None:
         env["PMD_DEV"] = dev
-    done = subprocess.run(
-        [sys.executable, "-m", "pmd_service", "dev"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    done = run_python("-m", "pmd_service", "dev", env=env, timeout=120)
     assert done.returncode == 2, done
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "PMD_DEV=1" in lines[0], done.stderr

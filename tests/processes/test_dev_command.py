@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from support.stack import answers, free_port
-from tests.helpers import CHECKOUT, SECRET
+from tests.helpers import CHECKOUT, SECRET, run_python
 
 
 def call(base: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -200,14 +200,7 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         assert 'href="/dev/mail"' in page(f"{base}/u/x/posts")
 
         # The demo user's language, given while it runs: its next email is Spanish.
-        demo = subprocess.run(
-            [sys.executable, "-m", "pmd_service", "demo", "--locale", "es"],
-            env=env,
-            cwd=CHECKOUT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        demo = run_python("-m", "pmd_service", "demo", "--locale", "es", env=env, timeout=120)
         assert demo.returncode == 0, demo.stderr
         assert json.loads(demo.stdout)["email_language"] == "es"
         one = {"post_ids": [jam["id"]], "include_comments": True, "send_email": True}

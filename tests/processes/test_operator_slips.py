@@ -14,7 +14,7 @@ import pytest
 
 from pmd_service.core.settings import Settings, unknown_settings
 from support.stack import database_env
-from tests.helpers import CHECKOUT, SECRET
+from tests.helpers import CHECKOUT, SECRET, run_python
 
 
 def _base_env(settings: Settings) -> dict[str, str]:
@@ -28,15 +28,7 @@ def _base_env(settings: Settings) -> dict[str, str]:
 
 
 def _cli(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pmd_service", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        cwd=CHECKOUT,
-    )
+    return run_python("-m", "pmd_service", *argv, env=env, timeout=120)
 
 
 def test_unknown_settings_are_named_with_the_closest_known_name() -> None:

@@ -4,21 +4,13 @@ that one, here with its `--help` (issue 34)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 
 from bench.run_all import BENCHMARKS
-from tests.helpers import CHECKOUT
+from tests.helpers import run_python
 
 
 def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_python("-m", "bench", *args)
 
 
 def test_the_listing_names_every_benchmark_with_what_it_measures() -> None:

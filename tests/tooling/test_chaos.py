@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from tests.helpers import CHECKOUT
+from tests.helpers import run_python
 
 pytestmark = [
     pytest.mark.skipif(
@@ -30,13 +29,7 @@ POOLER = ["--pooler", os.environ.get("TEST_DATABASE_POOLER", "none")]
 
 def chaos(*args: str, timeout: float) -> tuple[subprocess.CompletedProcess[str], str]:
     """`python -m runs.chaos ARGS` from the checkout: its result and its whole output."""
-    result = subprocess.run(
-        [sys.executable, "-m", "runs.chaos", *args],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    result = run_python("-m", "runs.chaos", *args, timeout=timeout)
     return result, result.stdout + result.stderr
 
 

@@ -16,7 +16,7 @@ from runs.chaos import run as chaos
 from runs.chaos.procs import Tmpfs
 from runs.cluster import run as cluster
 from support import tools
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, run_python
 
 
 @pytest.fixture
@@ -90,15 +90,7 @@ def test_python_m_runs_cluster_with_an_empty_path_prints_one_line(tmp_path: Path
     nsenter, unshare and redis-server live in /usr/bin, so at least they are missing."""
     empty = tmp_path / "bin"
     empty.mkdir()
-    done = subprocess.run(
-        [sys.executable, "-m", "runs.cluster", "--ci"],
-        cwd=CHECKOUT,
-        env={"PATH": str(empty)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-m", "runs.cluster", "--ci", env={"PATH": str(empty)})
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()

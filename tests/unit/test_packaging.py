@@ -20,7 +20,7 @@ from packaging.utils import canonicalize_name
 
 from pmd_service import __version__
 from pmd_service.core.migrate import discover, discover_repeatable
-from tests.helpers import CHECKOUT, SECRET
+from tests.helpers import CHECKOUT, SECRET, run_python
 
 LOCKS = CHECKOUT / "requirements"
 # One xdist worker: the installs are module fixtures (asked for by name, which the suite's
@@ -147,13 +147,10 @@ def test_importing_the_worker_starts_nothing(tmp_path: Path) -> None:
         ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "DATABASE_URL is required"),
         ({"DATABASE_URL": "postgresql://127.0.0.1:1/x"}, "REDIS_URL is required"),
     ]:
-        done = subprocess.run(
-            [sys.executable, "-c", "from pmd_service.worker_settings import WorkerSettings"],
+        done = run_python(
+            "-c",
+            "from pmd_service.worker_settings import WorkerSettings",
             env=base | given,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
             cwd=tmp_path,
         )
         assert done.returncode == 2

@@ -5,11 +5,8 @@ none dropped), each one the same."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+from tests.helpers import run_python
 
 COMPARE = """
 import dataclasses, functools
@@ -44,14 +41,6 @@ def test_the_arq_command_s_class_holds_the_options_of_the_supported_form() -> No
     }
     if "PYTHONPATH" in os.environ:  # a checkout run with its own path first
         env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    done = subprocess.run(
-        [sys.executable, "-c", COMPARE],
-        env=env,
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-c", COMPARE, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["same"]

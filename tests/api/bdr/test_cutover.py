@@ -7,7 +7,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from pmd_service.jobs.context import job_context
 from pmd_service.upkeep.cleanup import daily_cleanup
 from pmd_service.web.app import create_app
 from support.seeding import HostSite, PostRow, UserRow
-from tests.helpers import CHECKOUT, SECRET, direct, pg_dump, run_worker
+from tests.helpers import SECRET, direct, pg_dump, run_python, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -285,15 +284,7 @@ async def test_cli_dry_run_writes_nothing_then_apply(
     env.pop("AUTO_MIGRATE", None)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "pmd_service", "import-host-bdrs", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=CHECKOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_python("-m", "pmd_service", "import-host-bdrs", *args, env=env)
 
     redis = create_redis(redis_url)
     try:

@@ -8,7 +8,6 @@ import asyncio
 import os
 import re
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.grants import INSERTS, NEWER_READS, READS, UPDATES, GrantsError, grants_sql
 from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, OWN_ROLE, HostReport, check_host
-from tests.helpers import CHECKOUT, SECRET, grant_role, service_statements
+from tests.helpers import SECRET, grant_role, run_python, service_statements
 from tests.helpers import as_role as url_as_role
 
 ROLE_SEARCH_PATH = '"pmd", "public"'
@@ -403,15 +402,7 @@ async def test_the_cli_exits_1_for_a_role_that_could_take_over(
     }
 
     def check_host_cli() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "pmd_service", "check-host"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=CHECKOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_python("-m", "pmd_service", "check-host", env=env)
 
     done = await asyncio.to_thread(check_host_cli)
     assert done.returncode == 0, done
@@ -509,14 +500,7 @@ async def test_grants_refuses_a_superuser_until_it_is_one_no_more(fresh_role: Fr
 
 def test_the_cli_prints_the_script() -> None:
     def grants(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "pmd_service", "grants", *args],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=CHECKOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_python("-m", "pmd_service", "grants", *args)
 
     done = grants("--role", "pmd_app")
     assert done.returncode == 0, done.stderr

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import subprocess
-import sys
 import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,7 +19,7 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.host.hostcheck import HOST_HEAD, NEWER_COLUMNS, check_host
-from tests.helpers import CHECKOUT, SECRET, announced, run_worker
+from tests.helpers import SECRET, announced, run_python, run_worker
 from tests.host_revisions import AT_4350AB8, BesideHost, beside_host_at
 
 LACKING_AT_4350AB8 = [
@@ -123,14 +122,11 @@ def _cli(url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
         "JWT_SECRET_KEY": SECRET,
         "AUTO_MIGRATE": "false",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "pmd_service", "check-host"],
+    return run_python(
+        "-m",
+        "pmd_service",
+        "check-host",
         env=env | {k: v for k, v in __import__("os").environ.items() if k not in env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=CHECKOUT,
-        stdin=subprocess.DEVNULL,
     )
 
 

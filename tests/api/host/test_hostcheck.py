@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from pmd_service.host.hostcheck import (
 )
 from pmd_service.web.app import create_app
 from support.stack import connected
-from tests.helpers import CHECKOUT, SECRET, direct, service_statements
+from tests.helpers import SECRET, direct, run_python, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
@@ -358,15 +357,7 @@ def _cli(url: str, redis_url: str, *args: str) -> subprocess.CompletedProcess[st
         "JWT_SECRET_KEY": SECRET,
         "AUTO_MIGRATE": "false",
     }
-    return subprocess.run(
-        [sys.executable, "-m", "pmd_service", "check-host", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=CHECKOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_python("-m", "pmd_service", "check-host", *args, env=env)
 
 
 async def test_cli_exit_status_and_statements(
@@ -415,14 +406,7 @@ async def test_dev_database_privileges_rehearse_the_role_check(
 
 
 def test_cli_help_says_what_the_exit_status_means() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "pmd_service", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=CHECKOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_python("-m", "pmd_service", "--help")
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "check-host report the host-table indexes and columns the service relies on" in text

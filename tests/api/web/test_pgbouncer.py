@@ -7,8 +7,6 @@ server sessions as they do in production."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,15 @@ from support.pgbouncer import PgBouncer, running_pgbouncer
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from support.stack import WORKER, free_port, service_env
-from tests.helpers import CHECKOUT, download_zip, fetch_item, ids, ok, request_bdr, run_worker
+from tests.helpers import (
+    download_zip,
+    fetch_item,
+    ids,
+    ok,
+    request_bdr,
+    run_python,
+    run_worker,
+)
 from tests.prerequisites import needs
 from tests.procs import ARQ_WORKER, SERVE, run
 
@@ -195,13 +201,7 @@ def test_comment_feeds_of_two_workers_share_one_pgbouncer_server_connection(
     "prepared statement __asyncpg_stmt_…__ already exists" and its BDR failed (found by the
     cluster run). Two worker processes, one after the other, one server connection shared."""
     for rows in (7, 1_200, 1_200):  # one short batch; then several, the last one short
-        run = subprocess.run(
-            [sys.executable, "-c", FEED_ONCE, one_server_connection, str(rows)],
-            cwd=CHECKOUT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        run = run_python("-c", FEED_ONCE, one_server_connection, str(rows))
         assert run.returncode == 0, run.stderr[-3000:]
         assert run.stdout.split() == [str(rows), str(rows * (rows + 1) // 2)]
 
