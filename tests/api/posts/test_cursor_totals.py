@@ -77,4 +77,4 @@ def test_the_previous_release_reads_this_releases_cursors(
     at = datetime(2026, 11, 27, 3, 4, 5, 678901, tzinfo=UTC)
     token = Cursor(deleted, at, 2**31 - 1, bound).encode()
     read = previous_cursor.Cursor.decode(token, deleted, bound)
-    assert (read.at, read.post_id, read.total, read.bound) == (at, 2**31 - 1, None, bound)
+    assert (read.key, read.post_id, read.total, read.bound) == (at, 2**31 - 1, None, bound)
