@@ -27,6 +27,7 @@ from ..core.problems import ProblemError
 from ..core.settings import Settings
 from ..host.access import Principal
 from ..jobs.context import state
+from ..jobs.failures import TRANSIENT
 from ..mail.notify import send_seconds
 from .actions import named
 from .batch_sql import SQL_POLICY_RUNS
@@ -213,17 +214,26 @@ async def run_due_policies(ctx: dict[str, Any]) -> int:
         return 0
     ran = changed = 0
     until = time.monotonic() + TICK_SECONDS
-    while time.monotonic() < until:
-        one = await _one_due(st.pool, st.settings)
-        if one is None:
-            break
-        ran += 1
-        changed += one.last.changed_count
-        # Sent at once while a whole send fits in the tick's time; the sweep sends the rest.
-        if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
-            await _email(st.pool, st.settings, one.email_owed)
-        if one.site_held:  # the site's minute is full: the next tick carries on
-            break
+    try:
+        while time.monotonic() < until:
+            one = await _one_due(st.pool, st.settings)
+            if one is None:
+                break
+            ran += 1
+            changed += one.last.changed_count
+            # Sent at once while a whole send fits in the tick's time; the sweep sends the rest.
+            if one.email_owed and time.monotonic() + send_seconds(st.settings) < until:
+                await _email(st.pool, st.settings, one.email_owed)
+            if one.site_held:  # the site's minute is full: the next tick carries on
+                break
+    except TRANSIENT as exc:
+        # The database or the network out of reach, as the sweep rides it out: what this tick
+        # could not run stays due (a run commits whole or not at all) for the next one.
+        log.warning(
+            "cleanup policies: stopped by %s (%s); the next tick runs in a minute",
+            type(exc).__name__,
+            exc,
+        )
     if ran:
         log.info("cleanup policies: %d run, %d posts changed", ran, changed)
     if changed:

@@ -383,3 +383,22 @@ async def test_a_run_the_sites_minute_held_back_stays_due_and_the_tick_stops(
     assert await hidden(factory.pool, second_posts) == {"old1", "old2", "old3", "hidden"}
     row = await second_policy()
     assert not row["due"] and row["last_run"]["status"] == "ok"
+
+
+async def test_a_tick_out_of_reach_of_its_database_says_so_and_leaves_the_policy_due(
+    client: Client, factory: Factory, settings: Any, caplog: Any
+) -> None:
+    from pmd_service.jobs.context import state
+
+    owner, posts = await gallery(factory)
+    made = await create(client, owner, policy())
+    async with job_context(settings) as ctx:
+        await state(ctx).pool.close()  # as a worker cut off from its database finds it
+        assert await run_due_policies(ctx) == 0
+    # One warning, not arq's ERROR and traceback of a failed cron.
+    warned = [r for r in caplog.records if r.name == "pmd_service.posts.policy_runs"]
+    assert [r.levelname for r in warned] == ["WARNING"]
+    assert await hidden(factory.pool, posts) == {"hidden"}
+    assert await factory.pool.fetchval(
+        "SELECT next_run_at <= now() FROM cleanup_policies WHERE id = $1", uuid.UUID(made["id"])
+    )
