@@ -108,13 +108,13 @@ WITH eligible AS (
     WHERE $4::int IS NOT NULL AND (SELECT ok FROM gate)
     RETURNING 1
 ){moderation}{rule_ctes}, notified AS (
-    SELECT {announce} FROM changed_ids c WHERE cardinality(c.ids) > 0
+    SELECT {announce} FROM changed_ids c WHERE cardinality(c.ids) > 0{announced}
 )
 SELECT g.ok, g.ready, g.within_budget, e.would, g.precondition_ok, m.ids AS missing, r.ids AS refused, e.n AS matched,
        cardinality(c.ids) AS changed, (SELECT id FROM logged) AS action_id,
        (SELECT count(*) FROM trimmed) AS trimmed,
        (SELECT count(*) FROM audited) AS audited, (SELECT count(*) FROM notified) AS notified,
-       {reported} AS match_digest
+       {reported} AS match_digest{returned}
        {columns}
 FROM gate g, missing m, refused r, eligible_ids e, changed_ids c
 """
@@ -135,6 +135,9 @@ class _Mode:
     rule_columns: str = ""
     rule_values: str = ""
     rule_ctes: str = ""
+    # Whether the statement writes its `posts_changed` event itself; a rule's run writes it
+    # last in its transaction instead (posts/policy_runs.py), from the ids it returns.
+    announces: bool = True
 
 
 _BY_IDS = _Mode(
@@ -181,6 +184,7 @@ _BY_POLICY = _Mode(
     first_value=IN_BATCH.after,
     rule_columns=", policy_id, policy_name",
     rule_values=", $2::uuid, (SELECT name FROM cleanup_policies WHERE id = $2::uuid)",
+    announces=False,
     rule_ctes=""", remembered AS (
     INSERT INTO cleanup_policy_posts (policy_id, post_id)
     SELECT $2::uuid, unnest(c.ids) FROM changed_ids c
@@ -202,6 +206,8 @@ def _batch(mode: _Mode, part: Part) -> str:
         targets=mode.targets,
         note=mode.note,
         announce=announce("$1::int", "$3::text", "c.ids", "(SELECT id FROM logged)"),
+        announced="" if mode.announces else " AND false",
+        returned="" if mode.announces else ", c.ids AS changed_ids",
         reported=mode.reported,
         left=mode.left,
         refused=part.refused,

@@ -32,6 +32,7 @@ from ..mail.notify import send_seconds
 from .actions import named
 from .batch_sql import SQL_POLICY_RUNS
 from .host_cache import FeedDrops, create_host_cache
+from .live import announce
 from .mail import send_policy_run_email
 from .pace import Budget, hold_budget
 from .policies import (
@@ -72,6 +73,8 @@ SET last_run = $2::jsonb,
 WHERE id = $1
 """
 SQL_LEFT = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
+# The run's `posts_changed`, written last in its transaction (its statement leaves it out).
+SQL_ANNOUNCE = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', '$4::uuid')}"
 # A run that changed something, from its history entry ($1); its email owed when $3 (the
 # policy's `notify`).
 SQL_RAN = """
@@ -114,21 +117,29 @@ class Outcome:
     site_held: bool  # what it left, it left for the site's budget (a minute's), not its own
 
 
-async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings) -> Outcome:
-    """One run of the policy `row` (locked by the caller's transaction)."""
+async def run_locked(
+    conn: Any, row: asyncpg.Record, settings: Settings, *, scheduled: bool
+) -> Outcome:
+    """One run of the policy `row` (locked by the caller's transaction), recorded as its
+    `last_run`; `scheduled`: a tick's, which moves its next run on by its period."""
     owner, policy_id = row["owner_id"], row["id"]
     fields = fields_of(row)
     try:
         checked = await check(conn, fields)
     except ProblemError as exc:  # its filter names a license the site has removed since
-        return Outcome(_failed(exc.reason), False)
+        last = _failed(exc.reason)
+        await _record(conn, policy_id, last, scheduled, row["every"])
+        return Outcome(last, False)
     at = datetime.now(UTC)
     params = checked.params(owner, policy_id, at)
     most = settings.bulk_max_posts
     room = await hold_budget(conn, Budget.of(settings), owner, None)
+    # Counted before the write: what the run leaves is this less what it changes (the owner's
+    # other writes wait on their budget's lock, held from here to the commit).
+    candidates = int(await conn.fetchval(SQL_LEFT, *params))
     limit = min(most, room.left)
-    changed, action_id = 0, None
-    if limit > 0:
+    changed, action_id, ids = 0, None, []
+    if limit > 0 and candidates:
         action = named(fields.action)
         await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
         done = await conn.fetchrow(
@@ -144,14 +155,23 @@ async def run_locked(conn: Any, row: asyncpg.Record, settings: Settings) -> Outc
             *params[5:],
             *action.fixed,
         )
-        changed, action_id = int(done["changed"]), done["action_id"]
-        await room.spend(changed)
+        changed, action_id, ids = int(done["changed"]), done["action_id"], done["changed_ids"]
         if action_id is not None:
             await conn.execute(SQL_RAN, action_id, REQUEST_ID.get(), fields.notify)
-    left = int(await conn.fetchval(SQL_LEFT, *params))
+    left = max(0, candidates - changed)
     status: RunStatus = "deferred" if left and limit < most else "ok"
+    # Held by the site's minute, not its own budget: due again at the next tick rather than a
+    # period later (100,000 policies due at once fill many minutes).
     held = status == "deferred" and room.held_by_site
-    return Outcome(LastRun(at, status, changed, left, None, action_id), held)
+    last = LastRun(at, status, changed, left, None, action_id)
+    await _record(conn, policy_id, last, scheduled and not held, row["every"])
+    # Last, the two locks every owner's writes queue for, each held to the commit: the site's
+    # budget, then the stream's order, which its event takes. Every statement before them
+    # runs beside the other workers' runs.
+    await room.spend(changed)
+    if action_id is not None:
+        await conn.fetchval(SQL_ANNOUNCE, owner, fields.action, ids, action_id)
+    return Outcome(last, held)
 
 
 async def _record(
@@ -171,8 +191,7 @@ async def run_now(
         row = await conn.fetchrow(SQL_TAKE_ONE, policy_id, principal.target.id)
         if row is None:
             raise missing(policy_id)
-        last = (await run_locked(conn, row, settings)).last
-        await _record(conn, policy_id, last, False, row["every"])
+        last = (await run_locked(conn, row, settings, scheduled=False)).last
     return await get(pool, principal, policy_id, UNDO_HOURS), last
 
 
@@ -185,11 +204,7 @@ async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
                 taken = await conn.fetchrow(SQL_TAKE_DUE)
                 if taken is None:
                     return None
-                done = await run_locked(conn, taken, settings)
-                # Held by the site's minute, not its own budget: due again at the next tick
-                # rather than a period later (100,000 policies due at once fill many minutes).
-                scheduled = not done.site_held
-                await _record(conn, taken["id"], done.last, scheduled, taken["every"])
+                done = await run_locked(conn, taken, settings, scheduled=True)
             return Ran(done.last, taken["owner_id"], taken["notify"], done.site_held)
         except (asyncpg.PostgresError, ProblemError) as exc:
             if taken is None:

@@ -155,6 +155,22 @@ async def test_a_due_policy_runs_on_the_tick_once_as_one_undoable_action(
     assert (entry["action"], entry["changed_count"]) == ("hide", 3)
     assert (entry["policy_id"], entry["policy_name"]) == (made["id"], "Old and quiet")
     assert not entry["by_moderator"] and entry["undo"] == item["last_run_undo"]
+    # One `posts_changed` on the owner's stream, naming the run and the posts it hid.
+    events = await factory.pool.fetch(
+        "SELECT subject_id, payload FROM stream_events WHERE user_id = $1 AND kind = 'posts'",
+        owner.id,
+    )
+    assert [(str(e["subject_id"]), e["payload"]) for e in events] == [
+        (
+            entry["id"],
+            {
+                "kind": "posts",
+                "action": "hide",
+                "post_ids": sorted(posts[k] for k in ("old1", "old2", "old3")),
+                "changed_count": 3,
+            },
+        )
+    ]
     resp = await client.post(entry["undo"], headers=owner.auth)
     assert resp.status == 200, await resp.text()
     assert await hidden(factory.pool, posts) == {"hidden"}
@@ -261,7 +277,7 @@ async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
                 uuid.UUID(made["id"]),
             )
             assert row is not None
-            assert (await run_locked(conn, row, settings)).last.changed_count == 3
+            assert (await run_locked(conn, row, settings, scheduled=True)).last.changed_count == 3
             # Meanwhile another tick skips the policy its run holds.
             await run_due_policies(worker_ctx)
             assert await runs(factory.pool, made["id"]) == 0
