@@ -8,7 +8,7 @@ that each policy ran exactly once and hid exactly its posts.
 
 `python -m bench.policies` (100,000 owners of 200 posts, 20 matching, one worker as shipped);
 `--owners N` for a smaller site; `--ci`: 200 owners of 20 posts, a check that it runs;
-`--save`: the run kept in bench/figures/policies.json with its commit and machine."""
+`--save`: the default run kept in bench/figures/policies.json with its commit and machine."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 
 from bench import cli
-from bench.runner import Bench, run_one
+from bench.runner import BENCHMARKS, run_one
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context, state
@@ -193,7 +193,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.save:
-        why = run_one(Bench("policies", ("--owners", str(args.owners)), 3600))
+        why = run_one(next(b for b in BENCHMARKS if b.name == "policies"))
         sys.exit(f"policies: {why}" if why else 0)
     size = (
         CI if args.ci else {"owners": args.owners, "posts": args.posts, "matching": args.matching}
