@@ -59,6 +59,7 @@ class Seed:
     token: str
     own: Scope
     other: Scope
+    license_id: int  # the seeded license: a relicense aimed at it can succeed
 
 
 @dataclass
@@ -103,6 +104,8 @@ def aim(seed: Seed, case: Any) -> Any:
     bare = "post_ids" not in body and "filter" not in body
     if bare and case.path in ("/api/pmd/action", "/api/pmd/license"):
         body["post_ids"] = scope.post_ids[:1]
+    if case.path == "/api/pmd/license" and body.get("license_id") is not None:
+        body["license_id"] = seed.license_id  # a generated id names no license of the site
     if isinstance(body.get("post_ids"), list):
         ids = [pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]
         body["post_ids"] = list(dict.fromkeys(ids))
@@ -246,7 +249,7 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
 
     async with connected(database_url or settings.database_url, "pmd-bench") as conn:
         seeder = Factory(conn, settings)
-        await seeder.license("CC0")
+        license_id = await seeder.license("CC0")
         own = await _seed_user(seeder, "fuzzer", ["user", "moderator"])
         other = await _seed_user(seeder, "fuzzed", ["user"])
         own.action_ids = await _seed_actions(seeder, own, None)
@@ -254,7 +257,7 @@ async def seed_database(settings: Settings, database_url: str | None = None) -> 
     token = mint_token(
         settings.jwt_secret_key, own.sqid, ttl_seconds=3600, roles=["user", "moderator"]
     )
-    return Seed(token=token, own=own, other=other)
+    return Seed(token=token, own=own, other=other, license_id=license_id)
 
 
 async def _seed_user(seeder: Factory, handle: str, roles: list[str]) -> Scope:
