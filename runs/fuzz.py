@@ -104,9 +104,17 @@ def aim(seed: Seed, case: Any) -> Any:
     bare = "post_ids" not in body and "filter" not in body
     if bare and case.path in ("/api/pmd/action", "/api/pmd/license"):
         body["post_ids"] = scope.post_ids[:1]
-    if case.path == "/api/pmd/license" and body.get("license_id") is not None:
-        body["license_id"] = seed.license_id  # a generated id names no license of the site
-    if isinstance(body.get("post_ids"), list):
+    if case.path == "/api/pmd/license":
+        # A generated id names no license of the site, and a generated filter needs its count:
+        # the aimed relicense is one the handler takes, of a seeded post, whatever was drawn.
+        cleared = "license_id" in body and body["license_id"] is None
+        target = {"target_sqid": body["target_sqid"]} if "target_sqid" in body else {}
+        body.clear()
+        body.update(license_id=None if cleared else seed.license_id, **target)
+        # The last seeded post, which no other aimed case picks (an aimed delete would leave
+        # this one nothing to relicense).
+        body["post_ids"] = scope.post_ids[-1:]
+    if isinstance(body.get("post_ids"), list) and case.path != "/api/pmd/license":
         ids = [pick(scope.post_ids, i) if isinstance(i, int) else i for i in body["post_ids"]]
         body["post_ids"] = list(dict.fromkeys(ids))
     if case.path == "/api/pmd/policies" and case.method.upper() == "POST":
