@@ -210,7 +210,8 @@ async def _one_due(pool: asyncpg.Pool, settings: Settings) -> Ran | None:
             if taken is None:
                 raise
             # Rolled back: recorded, and its clock moved on so it is not retried at once; a
-            # concurrent write that took the budget's last room defers it to its next run.
+            # concurrent write that took its owner's last room defers it to its next run, one
+            # that took the site's leaves it due for the next tick.
             log.warning("cleanup policy %s: its run did not go through (%r)", taken["id"], exc)
             site_held = isinstance(exc, ProblemError) and exc.reason == Code.SITE_BUDGET_EXCEEDED
             if isinstance(exc, ProblemError) and exc.reason in BUDGETS:
