@@ -217,10 +217,10 @@ class Room:
 
     @property
     def held_by_site(self) -> bool:
-        """Whether the site's budget is what leaves the write the least room."""
-        return any(b.scope == "site" and b.left == self.left for b in self.budgets) and not any(
-            b.scope != "site" and b.left == self.left for b in self.budgets
-        )
+        """Whether the site's budget leaves the write less room than the person's."""
+        site = [b.left for b in self.budgets if b.scope == "site"]
+        own = [b.left for b in self.budgets if b.scope != "site"]
+        return bool(site) and min(site) < min(own)
 
     async def spend(self, changed: int) -> None:
         """Count `changed` posts against the write's budgets, or raise the refusal (rolling

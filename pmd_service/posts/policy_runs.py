@@ -72,7 +72,7 @@ SET last_run = $2::jsonb,
         ELSE next_run_at END
 WHERE id = $1
 """
-SQL_LEFT = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
+SQL_CANDIDATES = f"SELECT count(*) FROM posts p WHERE {candidate('p', ALONE)}"
 # The run's `posts_changed`, written last in its transaction (its statement leaves it out).
 SQL_ANNOUNCE = f"SELECT {announce('$1::int', '$2::text', '$3::int[]', '$4::uuid')}"
 # A run that changed something, from its history entry ($1); its email owed when $3 (the
@@ -136,7 +136,7 @@ async def run_locked(
     room = await hold_budget(conn, Budget.of(settings), owner, None)
     # Counted before the write: what the run leaves is this less what it changes (the owner's
     # other writes wait on their budget's lock, held from here to the commit).
-    candidates = int(await conn.fetchval(SQL_LEFT, *params))
+    candidates = int(await conn.fetchval(SQL_CANDIDATES, *params))
     limit = min(most, room.left)
     changed, action_id, ids = 0, None, []
     if limit > 0 and candidates:
