@@ -50,7 +50,7 @@ BENCHMARKS = (
         600,
         "the WAL one client's bulk writes cause under the budget of changed posts",
     ),
-    Bench("policies", (), 3600, "100,000 cleanup policies due in one minute, one worker's ticks"),
+    Bench("policies", (), 5400, "100,000 cleanup policies due in one minute, one worker's ticks"),
     Bench("sse", (), 1800, "1,000 to 20,000 streams on one server: memory, events, storms"),
     Bench("sse_box", ("--box",), 2700, "12,500 to 100,000 streams, 1 to 7 servers", module="sse"),
     Bench(
