@@ -27,7 +27,7 @@ from zlib_ng import zlib_ng
 
 from bench import cli
 from pmd_service.bdr.job_run import root_manifest
-from pmd_service.bdr.queue import enqueue_bdr
+from pmd_service.bdr.job_sql import enqueue_bdr
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art

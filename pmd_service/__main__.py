@@ -217,7 +217,7 @@ WHERE id = $1 AND status = 'failed'
 
 
 async def _requeue(settings: Settings, raw_id: str) -> None:
-    from .bdr.queue import enqueue_bdr
+    from .bdr.job_sql import enqueue_bdr
     from .jobs.context import state
 
     try:

@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
-from pmd_service.bdr.queue import job_id
+from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.codes import TABLE, Code, HostCode
 from pmd_service.core.db import create_pool
 from pmd_service.core.settings import Settings
@@ -275,6 +275,16 @@ async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **
     if undo is not None:
         assert undo.startswith("/api/pmd/actions/") and "/undo" in undo, undo
     return body
+
+
+def succeeded(body: dict[str, Any], message: str, affected: int, changed: int) -> None:
+    """`body`, an action's answer without its undo link, is a success of this message and counts."""
+    assert body == {
+        "success": True,
+        "affected_count": affected,
+        "message": message,
+        "changed_count": changed,
+    }, body
 
 
 async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str, Any]:

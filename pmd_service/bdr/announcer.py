@@ -18,7 +18,7 @@ import uuid
 import asyncpg
 from arq.connections import ArqRedis
 
-from .queue import enqueue_bdr
+from .job_sql import enqueue_bdr
 from .service import SQL_ANNOUNCE, announce
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from ..host.vault import VaultPathError, contained
 from ..storage.zip_names import HOST_FILE_PREFIX
-from .queue import enqueue_bdr
+from .job_sql import enqueue_bdr
 
 if TYPE_CHECKING:
     from ..core.db import Conn

@@ -1,10 +1,21 @@
-"""The statements of one run of a BDR: the claim, then every write guarded by its claim token."""
+"""A BDR's table as its job uses it: its arq queue, the claim and every write of a run guarded by
+its claim token, and the cleanup's statements. Servers enqueue through it without importing the
+run."""
 
 from __future__ import annotations
 
-from ..jobs.kind import CLAIMABLE, OWNED
+from ..jobs.queueing import CLAIMABLE, MAX_ATTEMPTS, OWNED, Queueing
 
 TABLE = "batch_download_requests"
+
+# Attempts are counted in the database row, which decides when a BDR fails (a sweep-enqueued
+# run is a new arq job, so arq's own count restarts). arq's limit is the same number, so arq
+# never runs one job more often than the row allows; a run past it is the sweep's to fail.
+QUEUE = Queueing("bdr", max_tries=MAX_ATTEMPTS, timeout=1800)
+
+JOB_NAME = QUEUE.function
+job_id = QUEUE.job_id
+enqueue_bdr = QUEUE.enqueue
 
 # It leaves `announced` alone: a request is claimed during its first event's hold
 # (bdr/announcer.py), and its announcement, not the claim, makes that event.

@@ -19,7 +19,7 @@ from ..host.access import Principal
 from ..host.eligibility import ensure_unique, lock_eligible
 from ..storage.budget import Limits, human_bytes, too_large
 from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
-from .queue import enqueue_bdr
+from .job_sql import enqueue_bdr
 from .schemas import ITEM_COLUMNS, BdrItem, BdrRequest, bdr_item
 
 if TYPE_CHECKING:

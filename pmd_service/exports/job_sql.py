@@ -1,12 +1,35 @@
-"""The statements of one run of an export: the claim, then every write guarded by its token."""
+"""An export's tables as its job uses them: its arq queue, the claim and every write of a run
+guarded by its token, and the cleanup's statements. Servers enqueue through it without importing
+the run."""
 
 from __future__ import annotations
 
-from ..jobs.kind import CLAIMABLE, OWNED, lock_owned
+from ..jobs.queueing import CLAIMABLE, OWNED, Queueing, lock_owned
 from .incremental import followable
-from .service import COUNTS_FOR_COOLDOWN
 
 TABLE = "exports"
+
+# An export runs as long as its parts take (hours for a large account): arq's timeout is only
+# a backstop, and its try count is no limit either (a published part restarts the row's
+# attempts, which decide; the sweep takes back what arq gives up on).
+QUEUE = Queueing("export", max_tries=1000, timeout=24 * 3600)
+
+EXPORT_JOB_NAME = QUEUE.function
+export_job_id = QUEUE.job_id
+enqueue_export = QUEUE.enqueue
+
+# Whether export `e` counts for the cooldown: not if it failed, even once removed or expired
+# since (a failure must not lock the user out for a week; only a failure writes an
+# error_message, and it stays), nor if it was cancelled before any part was ready, nor if an
+# operator made it (a data-subject request is not the user's own). One cancelled after (its
+# parts downloaded as they came, the last never waited for) counts as a finished one does: a
+# part once ready keeps its completed_at through a cancel or a removal. The daily purge keeps
+# a row that counts while its cooldown runs (upkeep/cleanup.py).
+COUNTS_FOR_COOLDOWN = """(
+    e.status <> 'failed' AND e.error_message IS NULL AND NOT e.by_operator
+    AND (e.status <> 'cancelled' OR EXISTS (
+        SELECT 1 FROM export_parts p WHERE p.export_id = e.id AND p.completed_at IS NOT NULL))
+)"""
 
 SQL_CLAIM = f"""
 UPDATE exports

@@ -82,7 +82,7 @@ async def operator_export(
     settings: Settings, user_sqid: str, reason: str, to: Path | None, poll: float = 1.0
 ) -> list[dict[str, Any]]:
     from ..jobs.context import job_context, state
-    from .queue import enqueue_export
+    from .job_sql import enqueue_export
 
     async with job_context(settings) as ctx:
         st = state(ctx)

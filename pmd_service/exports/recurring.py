@@ -20,7 +20,7 @@ from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError
 from ..jobs.context import WorkerState
 from .incremental import changed_count, followed, removed
-from .queue import enqueue_export
+from .job_sql import enqueue_export
 from .service import SQL_RUNNING
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from ..host.access import Principal
 from ..storage.budget import human_bytes
 from ..storage.zip_files import StoredZip, ZipFiles, ZipMissing
 from .incremental import added_count, changed_count, followed, parse_since, removed
-from .queue import enqueue_export
+from .job_sql import COUNTS_FOR_COOLDOWN, enqueue_export
 from .schedule import active, cancel, checked_repeat, refuse_if_scheduled, schedule
 from .schemas import (
     ExportItem,
@@ -37,18 +37,6 @@ SQL_RUNNING = """
 SELECT id, status, progress_done, artwork_count FROM exports
 WHERE user_id = $1 AND status IN ('pending', 'processing')
 """
-# Whether export `e` counts for the cooldown: not if it failed, even once removed or expired
-# since (a failure must not lock the user out for a week; only a failure writes an
-# error_message, and it stays), nor if it was cancelled before any part was ready, nor if an
-# operator made it (a data-subject request is not the user's own). One cancelled after (its
-# parts downloaded as they came, the last never waited for) counts as a finished one does: a
-# part once ready keeps its completed_at through a cancel or a removal. The daily purge keeps
-# a row that counts while its cooldown runs (upkeep/cleanup.py).
-COUNTS_FOR_COOLDOWN = """(
-    e.status <> 'failed' AND e.error_message IS NULL AND NOT e.by_operator
-    AND (e.status <> 'cancelled' OR EXISTS (
-        SELECT 1 FROM export_parts p WHERE p.export_id = e.id AND p.completed_at IS NOT NULL))
-)"""
 # The cooldown runs from the newest export that counts: of a full export, from the newest full
 # one ($2 false); of an incremental one, from the newest of any kind ($2 true).
 SQL_SECONDS_SINCE_LAST = f"""

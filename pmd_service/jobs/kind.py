@@ -34,7 +34,7 @@ from ..zipbuild.build import BuildResult, FileDigest, Trailing
 from ..zipbuild.content import Artwork
 from ..zipbuild.json_files import Extras
 from .failures import PermanentError
-from .queueing import Queueing
+from .queueing import OWNED, Queueing, lock_owned
 from .restore import RestoreCheck
 
 if TYPE_CHECKING:
@@ -42,25 +42,12 @@ if TYPE_CHECKING:
     from ..core.settings import Settings
     from .context import WorkerState
 
-# The statements every claimed job shares, each feature's SQL completing them with its table.
-# Which row a run may claim: pending, or processing but held by no run (released for a retry)
-# or by a run whose heartbeat stopped $3 seconds ago (its worker is gone).
-CLAIMABLE = """(status = 'pending'
-       OR (status = 'processing'
-           AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => $3))))"""
-# Row $1 still held by the run of claim token $2.
-OWNED = "id = $1 AND claim_token = $2 AND status = 'processing'"
 # Hands row $1 back for a retry in $3 seconds, if the run of token $2 still holds it.
 RELEASE_FOR_RETRY = f"""
 SET claim_token = NULL, heartbeat_at = NULL, retry_at = now() + make_interval(secs => $3)
 WHERE {OWNED}
 """
 SQL_OWNER = "SELECT handle, public_sqid FROM users WHERE id = $1"
-
-
-def lock_owned(table: str) -> str:
-    """Row $1 of `table` locked while the run of claim token $2 still holds it."""
-    return f"SELECT 1 FROM {table} WHERE {OWNED} FOR UPDATE"
 
 
 def stuck_pending(table: str, batch: int) -> str:

@@ -1,5 +1,6 @@
-"""How a kind's jobs are queued in arq: one shape, each kind a value of it (bdr/queue.py,
-exports/queue.py). Light on purpose: the servers enqueue through it and import no more."""
+"""How a kind's rows are claimed and its jobs queued in arq: one shape, each kind a value of it
+(bdr/job_sql.py, exports/job_sql.py). Light on purpose: the servers enqueue through it and
+import no more."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 
 MAX_ATTEMPTS = 4  # the first run and three retries
+
+# The statements every claimed job shares, each kind's job_sql.py completing them with its table.
+# Which row a run may claim: pending, or processing but held by no run (released for a retry)
+# or by a run whose heartbeat stopped $3 seconds ago (its worker is gone).
+CLAIMABLE = """(status = 'pending'
+       OR (status = 'processing'
+           AND (claim_token IS NULL OR heartbeat_at < now() - make_interval(secs => $3))))"""
+# Row $1 still held by the run of claim token $2.
+OWNED = "id = $1 AND claim_token = $2 AND status = 'processing'"
+
+
+def lock_owned(table: str) -> str:
+    """Row $1 of `table` locked while the run of claim token $2 still holds it."""
+    return f"SELECT 1 FROM {table} WHERE {OWNED} FOR UPDATE"
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,7 @@ def compose_policy_run(settings: Settings, mail: PolicyRunMail) -> EmailMessage:
 _OWES = f"""t.send_email AND t.ran_at > now() - interval '{UNDO_HOURS} hours'
   AND EXISTS (SELECT 1 FROM users u_to WHERE u_to.id = t.owner_id)"""
 
-# Taken as a BDR's is (bdr/mail.py), to the policy's owner, in the owner's language.
+# Taken as a BDR's is (bdr/job.py), to the policy's owner, in the owner's language.
 _TAKE_EMAIL = """
 UPDATE cleanup_policy_runs t {take}
 FROM users owner

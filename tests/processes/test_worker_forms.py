@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 from arq.constants import retry_key_prefix
 
-from pmd_service.bdr.queue import enqueue_bdr, job_id
+from pmd_service.bdr.job_sql import enqueue_bdr, job_id
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, bdr_row

@@ -11,7 +11,7 @@ import msgspec
 import pytest
 from arq.jobs import DeserializationError, deserialize_job, serialize_job
 
-from pmd_service.bdr.queue import JOB_NAME
+from pmd_service.bdr.job_sql import JOB_NAME
 from pmd_service.core import job_codec
 
 

@@ -28,10 +28,9 @@ from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 from redis.backoff import AbstractBackoff
 
-from pmd_service.bdr.job import BDR, process_bdr
+from pmd_service.bdr.job import BDR, process_bdr, send_bdr_email
 from pmd_service.bdr.job_run import BdrZip, Run
-from pmd_service.bdr.mail import send_bdr_email
-from pmd_service.bdr.queue import job_id
+from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.redis_client import create_redis
 from pmd_service.core.settings import Settings

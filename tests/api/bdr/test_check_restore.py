@@ -17,7 +17,7 @@ import obstore
 import pytest
 
 from pmd_service.__main__ import main
-from pmd_service.bdr.queue import enqueue_bdr
+from pmd_service.bdr.job_sql import enqueue_bdr
 from pmd_service.core.objects import open_store
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.context import job_context

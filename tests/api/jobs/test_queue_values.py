@@ -27,7 +27,7 @@ from arq.constants import (
     retry_key_prefix,
 )
 
-from pmd_service.bdr.queue import job_id
+from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.settings import Settings
 from pmd_service.jobs.arq_adapter import PmdWorker
 from pmd_service.upkeep.sweep import sweep

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from msgspec.structs import replace
 
-from pmd_service.bdr.mail import BdrMail, compose, send_bdr_email
+from pmd_service.bdr.job import BdrMail, compose, send_bdr_email
 from pmd_service.core.settings import Settings
 from pmd_service.mail.compose import PlainAuthRefused, send
 from support import tools
