@@ -122,27 +122,29 @@ WHERE user_id = $1 AND as_moderator = $2
 ORDER BY spent_at
 """
 SQL_BUDGET_SPEND = "INSERT INTO write_spends (user_id, as_moderator, posts) VALUES ($1, $2, $3)"
+# A moment $1 seconds ago, as a subquery: evaluated once, so the site's statements below can
+# read write_spends_site_idx (clock_timestamp() itself, volatile, cannot bound an index scan).
+_SITE_SINCE = "(SELECT clock_timestamp() - make_interval(secs => $1::float8))"
 # Posts every owner's own writes changed within the site's window ($1 its seconds).
-SQL_SITE_USED = """
+SQL_SITE_USED = f"""
 SELECT coalesce(sum(posts), 0) FROM write_spends
-WHERE NOT as_moderator AND spent_at > clock_timestamp() - make_interval(secs => $1::float8)
+WHERE NOT as_moderator AND spent_at > {_SITE_SINCE}
 """
 # Owners' spends older than any window ($1 the longest), so the site's sum reads at most the
 # last hour's rows; a row another write holds (its owner's own purge) is left to it, since
 # waiting on it under the site's lock could deadlock.
-SQL_SITE_PURGE = """
+SQL_SITE_PURGE = f"""
 DELETE FROM write_spends WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM write_spends
-    WHERE NOT as_moderator
-      AND spent_at <= clock_timestamp() - make_interval(secs => $1::float8)
+    WHERE NOT as_moderator AND spent_at <= {_SITE_SINCE}
     FOR UPDATE SKIP LOCKED))
 """
 # The site's spends of the window, as SQL_BUDGET_SPENDS ($1 the window's seconds).
-SQL_SITE_SPENDS = """
+SQL_SITE_SPENDS = f"""
 SELECT posts, extract(epoch FROM spent_at + make_interval(secs => $1::float8)
                                 - clock_timestamp())::float8 AS leaves_in
 FROM write_spends
-WHERE NOT as_moderator AND spent_at > clock_timestamp() - make_interval(secs => $1::float8)
+WHERE NOT as_moderator AND spent_at > {_SITE_SINCE}
 ORDER BY spent_at
 """
 
