@@ -10,14 +10,8 @@ from urllib.parse import urlsplit
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests import page_stack
+from tests.browser.page import Browser, Request, expect
 from tests.page_stack import SCREENSHOTS
-from tests.prerequisites import unmet
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, Request, expect
 
 Client = TestClient[Any, Any]
 

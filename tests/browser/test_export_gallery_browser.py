@@ -6,7 +6,6 @@ names a folder."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import asyncpg
 from msgspec.structs import replace
@@ -15,16 +14,9 @@ from pytest_aiohttp import AiohttpClient
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory
-from tests import page_stack
+from tests.browser.page import Browser, Request
 from tests.exports import exported_parts, seeded
 from tests.page_stack import SCREENSHOTS, WIDE
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from playwright.async_api import Browser, Request
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
 
 
 async def test_a_part_opens_as_a_gallery_from_its_folder(

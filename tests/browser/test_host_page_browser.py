@@ -19,24 +19,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from support.seeding import Factory
 from support.stack import free_port
-from tests import page_stack
+from tests.browser.page import Browser, PlaywrightTimeout, Stack
 from tests.page_stack import CHROMIUM_ARGS, page_html, serving_page
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser
-from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 RUNS = int(os.environ.get("PMD_HOST_PAGE_RUNS", "20"))
 HOLD_MS = os.environ.get("PMD_HOST_PAGE_HOLD_MS")  # unset: the service's default

@@ -7,7 +7,7 @@ import asyncio
 import io
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -18,25 +18,8 @@ from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import (
-    PHONE,
-    WIDE,
-    artist,
-    artist_page,
-    loaded_page,
-    open_page,
-    running_stack,
-    shot,
-)
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, Locator, Page, expect
+from tests.browser.page import Browser, Locator, Page, Stack, expect, limit_reached
+from tests.page_stack import PHONE, WIDE, artist, artist_page, loaded_page, open_page, shot
 
 
 async def request_bdr(stack: Stack, owner: UserRow, body: dict[str, Any]) -> str:
@@ -242,7 +225,7 @@ async def test_a_zip_in_a_bucket_is_saved_by_the_browser(
     """ZIP_STORE in a real S3 server: the browser follows the link (a ticket, no blob), gets a
     302 to the signed URL (or the bytes through the server) and saves the host's file name."""
     env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE=mode)
-    async with running_stack(settings, tmp_path, free_port(), **env) as stack:
+    async with page_stack.running_stack(settings, tmp_path, free_port(), **env) as stack:
         _, ids, page, watch = await loaded_page(browser, stack, factory, 3)
         await page.get_by_role("button", name="Select page").click()
         await page.get_by_role("button", name="Request download of 3 posts").click()
@@ -285,16 +268,7 @@ async def test_the_page_reconnects_after_the_server_drops_its_stream_and_catches
 async def test_the_daily_limit_says_when_it_resets(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    owner, _ = await artist(factory, 3)
-    async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
-        page, _ = await open_page(browser, stack, owner)
-        await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
-        await page.get_by_role("button", name="Select page").click()
-        request = page.get_by_role("button", name="Request download of 3 posts")
-        await request.click()
-        await expect(page.locator("#bdr-list li")).to_have_count(1)
-        await request.click()
-        await page.get_by_role("button", name="Request a new one anyway").click()
+    async with limit_reached(browser, settings, factory, tmp_path) as (page, _):
         toast = page.locator("#toasts .toast.wait")
         await expect(toast).to_contain_text("The limit of 1 download requests per day is reached")
         await expect(toast).to_contain_text("your time")
@@ -417,7 +391,9 @@ async def test_a_moderator_who_loses_the_role_sees_the_stream_end_and_why(
     member, _ = await artist(factory, 2)
     moderator = await factory.user(roles=["moderator"])
     port = free_port()
-    async with running_stack(settings, tmp_path, port, SSE_ACCESS_CHECK_SECONDS="1") as stack:
+    async with page_stack.running_stack(
+        settings, tmp_path, port, SSE_ACCESS_CHECK_SECONDS="1"
+    ) as stack:
         page, watch = await open_page(browser, stack, member, token=moderator.token)
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
         await factory.pool.execute(

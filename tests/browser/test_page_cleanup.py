@@ -17,19 +17,11 @@ import pytest
 from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
-from tests import page_stack
-from tests.page_stack import Stack, api, artist, open_page, running_stack, shot
-from tests.prerequisites import unmet
+from tests.browser.page import Browser, Stack, alone, expect, hidden, serious_violations
+from tests.page_stack import Watch, api, artist, open_page, shot
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-
-from tests.browser.test_page_exports import serious_violations
 
 POLICIES = "/api/pmd/policies"
 
@@ -58,13 +50,6 @@ async def _age(pool: asyncpg.Pool, post_id: int, days: int) -> None:
     )
 
 
-async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT id FROM posts WHERE id = ANY($1) AND hidden_by_user ORDER BY id", ids
-    )
-    return [r["id"] for r in rows]
-
-
 async def _policy(stack: Stack, owner: UserRow, **fields: Any) -> dict[str, Any]:
     """A policy saved through the API on the count its preview showed."""
     body = {"name": "Old stuff", "action": "hide", "older_than_days": 365, **fields}
@@ -75,7 +60,16 @@ async def _policy(stack: Stack, owner: UserRow, **fields: Any) -> dict[str, Any]
     return made
 
 
-def _patches(watch: page_stack.Watch) -> list[Any]:
+async def _old_post_policy(
+    stack: Stack, factory: Factory, n: int, days: int
+) -> tuple[UserRow, list[int], dict[str, Any]]:
+    """A new artist's `n` posts, the first `days` old, and their policy (`_policy`) saved."""
+    owner, ids = await artist(factory, n)
+    await _age(factory.pool, ids[0], days)
+    return owner, ids, await _policy(stack, owner)
+
+
+def _patches(watch: Watch) -> list[Any]:
     return [r.post_data_json for r in watch.requests if r.method == "PATCH"]
 
 
@@ -124,7 +118,7 @@ async def test_a_newcomer_writes_a_policy_runs_it_now_and_undoes_the_run(
     assert [b["expect_count"] for b in sent] == [2, 3]
     assert all(b["expect_digest"] for b in sent)
     assert sent[-1]["keep"] == {"hashtags": ["keep"]} and sent[-1]["action"] == "hide"
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids) == []
 
     await item.get_by_role("button", name="Run now").click()
     old = ["Sunset #1", "Knight #2", "Café #4"]
@@ -132,7 +126,7 @@ async def test_a_newcomer_writes_a_policy_runs_it_now_and_undoes_the_run(
         await expect(_row(page, title).locator("td.hidden")).to_have_text("Hidden")
     await expect(_row(page, "Slime #3").locator("td.hidden")).to_have_text("—")
     await expect(item.locator(".policy-runs")).to_contain_text("3 posts")
-    assert await _hidden(pool, ids) == sorted([ids[0], ids[1], ids[3]])
+    assert await hidden(pool, ids) == sorted([ids[0], ids[1], ids[3]])
 
     # The run is an action of the policy's in "Recent actions", undone as any other.
     action = page.locator("#recent-list li").first
@@ -144,16 +138,14 @@ async def test_a_newcomer_writes_a_policy_runs_it_now_and_undoes_the_run(
     await expect(action.get_by_role("button", name="Undo")).to_have_count(0)
     for title in old:
         await expect(_row(page, title).locator("td.hidden")).to_have_text("—")
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids) == []
     assert watch.errors == []
 
 
 async def test_a_moderator_may_only_pause_and_the_owner_resumes_on_its_count(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 3)
-    await _age(pool, ids[0], 400)
-    made = await _policy(stack, owner)
+    owner, ids, made = await _old_post_policy(stack, factory, 3, 400)
     moderator = await factory.user(roles=["user", "moderator"])
 
     page, watch = await open_page(browser, stack, owner, token=moderator.token)
@@ -179,7 +171,7 @@ async def test_a_moderator_may_only_pause_and_the_owner_resumes_on_its_count(
     first, second = _patches(own_watch)
     assert first == {"enabled": True}
     assert second["expect_count"] == 1 and second["expect_digest"]
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids) == []
     assert watch.errors == [] and own_watch.errors == []
 
 
@@ -226,10 +218,8 @@ async def test_the_panel_by_keyboard_and_under_axe_light_and_dark(
 async def test_the_panel_is_gone_where_the_site_turned_policies_off(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    owner, _ = await artist(factory, 2)
-    async with running_stack(settings, tmp_path, free_port(), CLEANUP_POLICIES="false") as off:
-        page, watch = await open_page(browser, off, owner)
-        await expect(page.locator("#loading")).to_have_text("All 2 posts loaded.")
+    env = {"CLEANUP_POLICIES": "false"}
+    async with alone(browser, settings, factory, tmp_path, 2, **env) as (page, watch):
         asked = [r for r in watch.requests if r.url.endswith(POLICIES)]
         answer = await asked[0].response()
         assert answer is not None and answer.status == 404
@@ -240,11 +230,9 @@ async def test_the_panel_is_gone_where_the_site_turned_policies_off(
 
 
 async def test_the_link_of_a_runs_email_shows_that_run_among_older_actions(
-    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+    browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner, ids = await artist(factory, 8)
-    await _age(pool, ids[0], 500)
-    made = await _policy(stack, owner)
+    owner, ids, made = await _old_post_policy(stack, factory, 8, 500)
     ran = await api(stack, owner, "POST", f"{POLICIES}/{made['id']}/run")
     action_id = ran["run"]["action_id"]
     # Six actions since: the run is past the five the list shows first.

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -15,17 +14,8 @@ import pytest
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from support.stack import free_port
-from tests import page_stack
+from tests.browser.page import Browser, Stack, expect
 from tests.page_stack import artist_page, running_stack
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
 
 # A full export waits a few seconds after the last one, an incremental one an hour.
 SHORT_WAIT = {

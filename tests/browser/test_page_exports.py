@@ -15,7 +15,7 @@ import re
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -26,32 +26,8 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory, UserRow
 from support.stack import free_port
 from tests import page_stack
-from tests.page_stack import (
-    PHONE,
-    SCREENSHOTS,
-    WIDE,
-    artist,
-    artist_page,
-    loaded_page,
-    open_page,
-    running_stack,
-)
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, Page, expect
-
-KIB = 1024
-SMALL_PARTS = {
-    "EXPORT_MIN_PART_BYTES": str(KIB),
-    "EXPORT_PART_BYTES": str(64 * KIB),
-    "EXPORT_MAX_PART_BYTES": str(1024 * KIB),
-}
+from tests.browser.page import KIB, SMALL_PARTS, Browser, Page, Stack, expect, serious_violations
+from tests.page_stack import PHONE, SCREENSHOTS, WIDE, artist, artist_page, loaded_page, open_page
 
 
 @pytest.fixture
@@ -106,20 +82,6 @@ async def wrapped_texts(page: Page, selector: str) -> list[str]:
         selector,
     )
     return found
-
-
-async def serious_violations(page: Page) -> list[str]:
-    """What axe-core (the engine behind most accessibility audits) finds of serious or
-    critical impact on the page as it is."""
-    from axe_playwright_python.async_playwright import Axe
-
-    results = await Axe().run(page)
-    assert len(results.response["passes"]) > 30  # the rules really ran
-    return [
-        f"{v['id']}: {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
-        for v in results.response["violations"]
-        if v["impact"] in ("serious", "critical")
-    ]
 
 
 async def fits(page: Page, width: int) -> None:
@@ -235,7 +197,7 @@ async def stack_without_worker(
     settings: Settings, pool: asyncpg.Pool, redis_clean: None, tmp_path: Path
 ) -> AsyncIterator[Stack]:
     """The default part sizes, and nobody to build: exports stay queued."""
-    async with running_stack(settings, tmp_path, free_port()) as stack:
+    async with page_stack.running_stack(settings, tmp_path, free_port()) as stack:
         assert stack.worker is not None
         stack.worker.kill()  # at once, whatever it is doing: it has nothing to finish here
         await asyncio.to_thread(stack.worker.wait, 30)

@@ -4,29 +4,11 @@ against real `server.py` and worker processes, PostgreSQL and Redis."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import asyncpg
 
 from support.seeding import Factory
-from tests import page_stack
+from tests.browser.page import Browser, Stack, expect, hidden
 from tests.page_stack import artist, loaded_page, open_page, shot
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-
-
-async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT id FROM posts WHERE id = ANY($1) AND hidden_by_user ORDER BY id", ids
-    )
-    return [r["id"] for r in rows]
 
 
 async def test_hide_everything_a_filter_matches_then_undo(
@@ -49,7 +31,7 @@ async def test_hide_everything_a_filter_matches_then_undo(
     await shot(page, "hide-all-matching")
     await dialog.get_by_role("button", name="Hide 20 posts").click()
     await expect(page.locator("#batch-text")).to_have_text("20 posts hidden. They stay selected.")
-    assert await _hidden(pool, ids) == sorted(wip)
+    assert await hidden(pool, ids) == sorted(wip)
     action = page.locator("#recent-list li").first
     await expect(action).to_contain_text("Hid 20 posts")
     await expect(action.get_by_role("button", name="Undo")).to_be_visible()
@@ -61,7 +43,7 @@ async def test_hide_everything_a_filter_matches_then_undo(
     await action.get_by_role("button", name="Undo").click()
     await expect(action).to_contain_text("Undone")
     await expect(page.locator("#posts-body td.hidden")).to_have_text(["—"] * 16)
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids) == []
     assert watch.errors == []
 
 
@@ -78,7 +60,7 @@ async def test_a_count_changed_meanwhile_is_said_and_nothing_changes(
     await factory.post(owner, title="Slime #100", data=None)
     await page.get_by_role("button", name="Hide", exact=True).click()
     await expect(page.locator("#batch-error")).to_contain_text("not the 11 approved")
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids) == []
     await expect(page.locator("#loading")).to_have_text("All 12 posts loaded.")
 
 

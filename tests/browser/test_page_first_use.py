@@ -10,33 +10,19 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
-from support.stack import free_port
-from tests import page_stack
-from tests.browser.test_page_exports import serious_violations
-from tests.page_stack import api, artist, artist_page, open_page, running_stack
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from playwright.async_api import Page
-
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-
-
-async def checked_ids(page: Page) -> list[int]:
-    """The posts ticked on the page shown."""
-    ids = await page.locator("#posts-body input:checked").evaluate_all(
-        "boxes => boxes.map(b => Number(b.dataset.id))"
-    )
-    return sorted(ids)
+from tests.browser.page import (
+    Browser,
+    Stack,
+    alone,
+    asked_to_repeat,
+    checked_ids,
+    expect,
+    serious_violations,
+)
+from tests.page_stack import api, artist, open_page
 
 
 async def test_nothing_stays_selected_out_of_sight_across_views(
@@ -148,10 +134,9 @@ async def test_an_action_over_the_limit_is_refused_before_it_is_asked(
 async def test_a_limit_the_server_names_is_said_up_front_next_time(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    owner, _ = await artist(factory, 6)
-    async with running_stack(settings, tmp_path, free_port(), BULK_MAX_POSTS="5") as stack:
-        page, watch = await open_page(browser, stack, owner, query="?hidden=false")
-        await expect(page.locator("#loading")).to_have_text("All 6 posts loaded.")
+    async with alone(
+        browser, settings, factory, tmp_path, 6, "?hidden=false", BULK_MAX_POSTS="5"
+    ) as (page, watch):
         error = page.locator("#batch-error")
         hide = page.get_by_role("button", name="Hide", exact=True)
         # The page ships with the server's usual limit: this server's own comes in its refusal.
@@ -181,10 +166,7 @@ AT_THE_LIMIT = re.compile(
 async def test_at_the_daily_limit_the_request_button_waits_for_the_reset(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    owner, _ = await artist(factory, 3)
-    async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
-        page, watch = await open_page(browser, stack, owner)
-        await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
+    async with alone(browser, settings, factory, tmp_path, 3, BDR_DAILY_LIMIT="1") as (page, watch):
         boxes = page.locator("#posts-body input[type=checkbox]")
         request = page.locator("#bdr-request")
         why = page.locator("#bdr-why")
@@ -224,15 +206,9 @@ async def test_at_the_daily_limit_the_request_button_waits_for_the_reset(
 async def test_a_repeated_download_defaults_to_the_one_made_already(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    _, _, page, watch = await artist_page(browser, stack, factory, 2)
-    await page.get_by_role("button", name="Select page").click()
-    request = page.get_by_role("button", name="Request download of 2 posts")
-    await request.click()
-    cards = page.locator("#bdr-list li")
-    await expect(cards).to_have_count(1)
-    await request.click()
+    _, page, watch, request = await asked_to_repeat(browser, stack, factory)
     dialog = page.locator("#confirm")
-    await expect(dialog).to_contain_text("You asked for these posts already")
+    cards = page.locator("#bdr-list li")
     # The primary button, focused, spends nothing; the one that spends a request is the other.
     reuse = dialog.get_by_role("button", name="Use that one")
     again = dialog.get_by_role("button", name="Request a new one anyway")

@@ -5,31 +5,14 @@ such, without Undo, on the artist's page."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import asyncpg
 
 from support.seeding import Factory, UserRow
-from tests import page_stack
+from tests.browser.page import Browser, Stack, expect, hidden
 from tests.page_stack import artist, loaded_page, open_page
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-
-
-async def _hidden(pool: asyncpg.Pool, ids: list[int]) -> list[int]:
-    rows = await pool.fetch(
-        "SELECT id FROM posts WHERE id = ANY($1) AND (hidden_by_user OR hidden_by_mod) ORDER BY id",
-        ids,
-    )
-    return [r["id"] for r in rows]
 
 
 async def _act(stack: Stack, user: UserRow, body: dict[str, Any]) -> Any:
@@ -54,7 +37,7 @@ async def test_an_action_keeps_its_undo_after_a_reload_and_undo_puts_the_posts_b
     await page.get_by_role("button", name="Hide", exact=True).click()
     await expect(page.locator("#batch-text")).to_contain_text("4 posts hidden")
     await expect(recent).to_have_count(1)
-    assert await _hidden(pool, ids) == sorted(ids)
+    assert await hidden(pool, ids, by_mod=True) == sorted(ids)
 
     # Another device deletes one post meanwhile; the reload shows both, newest first.
     await _act(stack, owner, {"action": "delete", "post_ids": ids[:1]})
@@ -69,7 +52,7 @@ async def test_an_action_keeps_its_undo_after_a_reload_and_undo_puts_the_posts_b
     await expect(recent.nth(1).get_by_role("button", name="Undo")).to_have_count(0)
     # All four come back visible, the one deleted since too (its delete left its flag as is).
     await expect(page.locator("#posts-body td.hidden")).to_have_text(["—"] * 3)
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids, by_mod=True) == []
     assert watch.errors == []
 
 
@@ -92,5 +75,5 @@ async def test_a_moderators_action_shows_on_the_artists_page_without_undo(
     await expect(mod_item).to_contain_text("Hid 2 posts by you")
     await mod_item.get_by_role("button", name="Undo").click()
     await expect(mod_item).to_contain_text("Undone")
-    assert await _hidden(pool, ids) == []
+    assert await hidden(pool, ids, by_mod=True) == []
     assert watch.errors == [] and mod_watch.errors == []

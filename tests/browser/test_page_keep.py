@@ -7,35 +7,17 @@ PMD_SCREENSHOTS names a folder."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from support.seeding import Factory
-from tests import page_stack
+from tests.browser.page import NO_COOLDOWN, Browser, Stack, expect
 from tests.page_stack import SCREENSHOTS, artist_page
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-
-KIB = 1024
 
 
 @pytest.fixture
 def stack_env() -> dict[str, str]:
-    return {
-        "EXPORT_MIN_PART_BYTES": str(KIB),
-        "EXPORT_PART_BYTES": str(64 * KIB),
-        "EXPORT_MAX_PART_BYTES": str(1024 * KIB),
-        "EXPORT_COOLDOWN_SECONDS": "0",
-        "EXPORT_INCREMENTAL_COOLDOWN_SECONDS": "0",
-    }
+    return NO_COOLDOWN
 
 
 async def test_the_export_panel_repeats_stops_and_says_nothing_changed(

@@ -16,34 +16,21 @@ import asyncpg
 
 from pmd_service.core.settings import Settings
 from support.seeding import Factory
-from support.stack import free_port
-from tests import page_stack
-from tests.page_stack import (
-    WIDE,
-    api,
-    artist,
-    broken_rows,
-    clipped,
-    open_page,
-    running_stack,
-    shot,
+from tests.browser.page import (
+    DANGER,
+    PHONE_390,
+    Browser,
+    Stack,
+    expect,
+    limit_reached,
+    titled_artist,
 )
-from tests.prerequisites import unmet
+from tests.page_stack import WIDE, api, artist, broken_rows, clipped, open_page, shot
 
 if TYPE_CHECKING:
     from playwright.async_api import Page, ViewportSize
 
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-
 WIDTHS = (1024, 1280, 1440)
-PHONE_390: ViewportSize = {"width": 390, "height": 844}
-# The danger colour of the light palette (styles.css --danger).
-DANGER = "rgb(180, 35, 24)"
 
 # Each column a person may sort by or read, whole: either its header lies within the screen and
 # the table's own visible width, or (folded) its value shows in the first row's title cell.
@@ -291,17 +278,7 @@ async def test_toasts_never_cover_a_control(
 async def test_the_daily_limit_toast_is_no_alarm_and_counts_down_once(
     browser: Browser, settings: Settings, factory: Factory, redis_clean: None, tmp_path: Path
 ) -> None:
-    owner, _ = await artist(factory, 3)
-    async with running_stack(settings, tmp_path, free_port(), BDR_DAILY_LIMIT="1") as stack:
-        page, watch = await open_page(browser, stack, owner)
-        await expect(page.locator("#loading")).to_have_text("All 3 posts loaded.")
-        await page.get_by_role("button", name="Select page").click()
-        request = page.get_by_role("button", name="Request download of 3 posts")
-        await request.click()
-        await expect(page.locator("#bdr-list li")).to_have_count(1)
-        await request.click()
-        # The same posts again: named as a repeat first, then insisted on.
-        await page.get_by_role("button", name="Request a new one anyway").click()
+    async with limit_reached(browser, settings, factory, tmp_path) as (page, watch):
         toast = page.locator("#toasts .toast").filter(has_text="per day is reached")
         await expect(toast).to_be_visible()
         text = await toast.inner_text()
@@ -318,16 +295,10 @@ async def test_the_daily_limit_toast_is_no_alarm_and_counts_down_once(
 
 
 async def test_the_history_names_the_posts_an_action_touched(
-    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
+    browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    owner, ids = await artist(factory, 5)
     titles = ["Amber fox", "Blue heron", "Coral reef", "Dune moth", "Elm leaf"]
-    await pool.execute(
-        "UPDATE posts p SET title = t.title FROM unnest($1::int[], $2::text[]) AS t(id, title)"
-        " WHERE p.id = t.id",
-        ids,
-        titles,
-    )
+    owner, ids = await titled_artist(factory, titles)
     await api(stack, owner, "POST", "/api/pmd/action", {"action": "hide", "post_ids": ids})
     await api(stack, owner, "POST", "/api/pmd/action", {"action": "delete", "post_ids": ids[:1]})
     page, watch = await open_page(browser, stack, owner)

@@ -8,27 +8,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import aiohttp
 
 from pmd_service.dev.demo import FANS
 from pmd_service.dev.demo_user import DEMO_HANDLE, demo_user_key, demo_user_sqid
 from support.seeding import Factory, UserRow
-from tests import page_stack
+from tests.browser.page import Browser, PlaywrightTimeout, Stack, expect
 from tests.helpers import CHECKOUT
 from tests.page_stack import Watch, artist, open_page
-from tests.prerequisites import unmet
 from tests.procs import CLI
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
-from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 # The most a page in view waits between attempts to reach a server (downloads.js).
 SHOWN_BACKOFF_MAX_MS = 3000
@@ -156,7 +145,7 @@ async def test_a_restarted_server_is_streamed_from_again_within_3_s_of_its_retur
         try:
             async with page.expect_request(lambda r: "/sse-ticket" in r.url, timeout=30_000):
                 await page.clock.run_for(ms)
-        except PlaywrightTimeoutError:
+        except PlaywrightTimeout:
             raise AssertionError(
                 f"no attempt to reconnect within {ms} ms of the page's time"
             ) from None

@@ -5,22 +5,11 @@ owner removed."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import asyncpg
 
 from support.seeding import Factory
-from tests import page_stack
+from tests.browser.page import Browser, Locator, Stack, checked_ids, expect
 from tests.page_stack import PHONE, WIDE, api, artist, broken_rows, open_page, outside_width
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, Locator, Page, expect
 
 # The rows a person reads as one line of controls at 1440 px, in every panel.
 ONE_LINE_ROWS = ", ".join(
@@ -44,14 +33,6 @@ LICENSES = [
     ("CC-BY-4.0", "Creative Commons Attribution 4.0 International"),
     ("CC-BY-NC-SA-4.0", "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 International"),
 ]
-
-
-async def checked_ids(page: Page) -> list[int]:
-    """The posts ticked on the page shown."""
-    ids = await page.locator("#posts-body input:checked").evaluate_all(
-        "boxes => boxes.map(b => Number(b.dataset.id))"
-    )
-    return sorted(ids)
 
 
 async def test_after_each_batch_action_the_posts_stay_selected_for_a_download(

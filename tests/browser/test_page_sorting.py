@@ -5,24 +5,15 @@ still acts on every post."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import asyncpg
 
 from support.seeding import Factory, UserRow
-from tests import page_stack
-from tests.page_stack import artist, open_page
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack, Watch
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, Page, expect
+from tests.browser.page import Browser, Page, Stack, expect
+from tests.page_stack import Watch, artist, open_page
 
 
 async def _server_order(stack: Stack, owner: UserRow, **query: str) -> list[int]:

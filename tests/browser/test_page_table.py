@@ -9,33 +9,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from support.seeding import Factory
-from tests import page_stack
-from tests.page_stack import (
-    WIDE,
-    api,
-    artist,
-    broken_rows,
-    clipped,
-    loaded_page,
-    open_page,
-    shot,
-)
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from playwright.async_api import ViewportSize
-
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
+from tests.browser.page import DANGER, PHONE_390, Browser, Stack, expect, titled_artist
+from tests.page_stack import WIDE, api, artist, broken_rows, clipped, loaded_page, open_page, shot
 
 # The host site's licenses, with their full names (its about page).
 LICENSES = [
@@ -66,19 +45,6 @@ CONTROLS = ", ".join(
         ".pager > *",
     ]
 )
-PHONE_390: ViewportSize = {"width": 390, "height": 844}
-# The danger colour of the light palette (styles.css --danger).
-DANGER = "rgb(180, 35, 24)"
-
-
-async def retitle(pool: asyncpg.Pool, ids: list[int], titles: list[str]) -> None:
-    """Titles without digits: a test then tells a title from an id in a message."""
-    await pool.execute(
-        "UPDATE posts p SET title = t.title FROM unnest($1::int[], $2::text[]) AS t(id, title)"
-        " WHERE p.id = t.id",
-        ids,
-        titles,
-    )
 
 
 async def test_tags_layers_and_real_licenses_show_whole_at_1440_and_390_px(
@@ -208,8 +174,9 @@ async def test_an_empty_list_names_its_filter_or_the_trash(
 async def test_each_deleted_post_says_how_many_days_it_has_left(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 4)
-    await retitle(pool, ids, ["Just deleted", "Two days ago", "Six days ago", "Kept"])
+    owner, ids = await titled_artist(
+        factory, ["Just deleted", "Two days ago", "Six days ago", "Kept"]
+    )
     for post_id, ago in zip(ids, ["1 minute", "2 days 1 hour", "6 days 10 hours"], strict=False):
         await pool.execute(
             "UPDATE posts SET deleted_by_user = true,"
@@ -244,9 +211,8 @@ async def test_restore_all_matching_restores_the_others_and_says_what_stayed(
     """Select all N matching → Restore in "Recently deleted", beside a post a moderator deleted
     and one whose artwork another user's post now holds: the others come back, and the page
     says which stayed and why, each row too, never naming the other user's post."""
-    owner, ids = await artist(factory, 4)
     titles = ["Amber fox", "Blue heron", "Coral reef", "Dune moth"]
-    await retitle(pool, ids, titles)
+    owner, ids = await titled_artist(factory, titles)
     await pool.execute("UPDATE posts SET hashtags = '{wip}' WHERE id = ANY($1)", ids)
     await pool.execute("UPDATE posts SET hash = $2 WHERE id = $1", ids[2], "e" * 64)
     await api(stack, owner, "POST", "/api/pmd/action", {"action": "delete", "post_ids": ids[:3]})
@@ -294,9 +260,8 @@ async def test_restore_all_matching_restores_the_others_and_says_what_stayed(
 async def test_a_refusal_names_the_posts_by_title_once(
     browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    owner, ids = await artist(factory, 4)
     titles = ["Moonlit harbor", "Paper crane", "Quiet forest", "Red lantern"]
-    await retitle(pool, ids, titles)
+    owner, ids = await titled_artist(factory, titles)
     nd = await factory.license("CC-BY-ND-4.0")
     await pool.execute(
         "UPDATE posts SET license_id = $2, remixable = false WHERE id = ANY($1)", ids[1:3], nd
@@ -332,9 +297,7 @@ async def test_a_refusal_names_the_posts_by_title_once(
     assert watch.errors == []
 
 
-async def test_red_only_for_deletion(
-    browser: Browser, stack: Stack, factory: Factory, pool: asyncpg.Pool
-) -> None:
+async def test_red_only_for_deletion(browser: Browser, stack: Stack, factory: Factory) -> None:
     _, _, page, watch = await loaded_page(browser, stack, factory, 20)
     await page.get_by_role("button", name="Select all loaded").click()
     dialog = page.locator("#confirm")

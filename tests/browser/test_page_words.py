@@ -5,34 +5,17 @@ artist's downloads, an incremental export names its changes, and a repeated down
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import asyncpg
 import pytest
 
 from support.seeding import Factory
-from tests import page_stack
+from tests.browser.page import NO_COOLDOWN, Browser, Stack, asked_to_repeat, expect
 from tests.page_stack import api, artist, artist_page, loaded_page, open_page
-from tests.prerequisites import unmet
-
-if TYPE_CHECKING:
-    from tests.page_stack import Stack
-
-if (why := page_stack.browser_missing()) is not None:
-    unmet("browser", why, module=True)
-
-from playwright.async_api import Browser, expect
 
 
 @pytest.fixture
 def stack_env() -> dict[str, str]:
-    return {
-        "EXPORT_MIN_PART_BYTES": "1024",
-        "EXPORT_PART_BYTES": str(64 * 1024),
-        "EXPORT_MAX_PART_BYTES": str(1024 * 1024),
-        "EXPORT_COOLDOWN_SECONDS": "0",
-        "EXPORT_INCREMENTAL_COOLDOWN_SECONDS": "0",
-    }
+    return NO_COOLDOWN
 
 
 async def test_tags_fields_clear_and_counts_say_what_changed(
@@ -98,16 +81,9 @@ async def test_a_moderators_page_names_the_artist_and_the_artists_downloads(
 async def test_a_repeated_download_is_named_and_can_be_insisted_on(
     browser: Browser, stack: Stack, factory: Factory
 ) -> None:
-    _, ids, page, watch = await artist_page(browser, stack, factory, 2)
-    await page.get_by_role("button", name="Select page").click()
-    request = page.get_by_role("button", name="Request download of 2 posts")
-    await request.click()
-    cards = page.locator("#bdr-list li")
-    await expect(cards).to_have_count(1)
-    await request.click()
-    dialog = page.locator("#confirm")
-    await expect(dialog).to_contain_text("You asked for these posts already")
+    ids, page, watch, request = await asked_to_repeat(browser, stack, factory)
     await page.get_by_role("button", name="Use that one").click()
+    cards = page.locator("#bdr-list li")
     await expect(cards).to_have_count(1)
     await expect(cards.first).to_have_class("bdr highlight")
     await request.click()
