@@ -7,12 +7,12 @@ in bulk is a deferred feature, so they are neither listed, counted nor actionabl
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from msgspec import Meta
 
 from ..core.codes import Code
-from ..core.problems import FieldError, bad_request, validation_error
+from ..core.problems import FieldError, ProblemError, bad_request, validation_error
 from ..core.visibility import RESTORE_WINDOW_DAYS
 
 if TYPE_CHECKING:
@@ -65,15 +65,29 @@ def ineligible(missing: list[int], restorable: bool) -> Exception:
             if one
             else "are not this user's artworks, or are deleted"
         )
-    listed = list_ids(missing)
-    return bad_request(
-        f"{'Post' if one else 'Posts'} {listed} {why}; nothing was changed. "
+    return posts_refused(
+        missing,
+        why,
         f"Remove {'it' if one else 'them'} and try again.",
-        slug="ineligible-posts",
-        errors=[FieldError(field="post_ids", message=f"ineligible: {listed}")],
-        extra={"invalid_post_ids": missing},
+        "ineligible",
         code=Code.POSTS_NOT_RESTORABLE if restorable else Code.POSTS_NOT_OWNED,
+        extra={"invalid_post_ids": missing},
         details={"missing_ids": missing},
+    )
+
+
+def posts_refused(
+    ids: list[int], why: str, then: str, label: str, *, code: Code, **kw: Any
+) -> ProblemError:
+    """The 400 naming the posts (`ids`) a batch is refused for, whole: "Post(s) <ids> `why`;
+    nothing was changed. `then`", and `label` before the ids in the field's error."""
+    listed = list_ids(ids)
+    return bad_request(
+        f"{'Post' if len(ids) == 1 else 'Posts'} {listed} {why}; nothing was changed. {then}",
+        slug="ineligible-posts",
+        errors=[FieldError(field="post_ids", message=f"{label}: {listed}")],
+        code=code,
+        **kw,
     )
 
 

@@ -14,7 +14,7 @@ import asyncpg
 from ..core.codes import Code
 from ..core.problems import FieldError, ProblemError, bad_request
 from ..core.visibility import holds_hash, restorable
-from ..host.eligibility import list_ids
+from ..host.eligibility import posts_refused
 from .action_shape import Body, BulkAction, Caller, History, Part, Refusal, Undo
 from .host_rules import (
     MAX_MOD_TAGS_PER_POST,
@@ -34,15 +34,13 @@ def _refusal(why: tuple[str, str], fix: str, reason: str, code: Code) -> Refusal
     """The 400 naming the posts an action refused: `why` for one post and for several."""
 
     def refused(ids: list[int], row: asyncpg.Record) -> ProblemError:
-        one = len(ids) == 1
-        listed = list_ids(ids)
-        return bad_request(
-            f"{'Post' if one else 'Posts'} {listed} {why[0] if one else why[1]}; nothing was "
-            f"changed. To go on, {fix}.",
-            slug="ineligible-posts",
-            errors=[FieldError(field="post_ids", message=f"refused: {listed}")],
-            extra={"invalid_post_ids": ids, "reason": reason},
+        return posts_refused(
+            ids,
+            why[0] if len(ids) == 1 else why[1],
+            f"To go on, {fix}.",
+            "refused",
             code=code,
+            extra={"invalid_post_ids": ids, "reason": reason},
         )
 
     return refused

@@ -5,22 +5,26 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 import msgspec
 
 from ..core.codes import Code
 from ..core.db import SET_CUSTOM_PLAN
-from ..core.problems import FieldError, ProblemError, bad_request, conflict, validation_error
+from ..core.problems import FieldError, ProblemError, bad_request, validation_error
 from ..host.access import Principal
-from ..host.eligibility import ensure_unique, ineligible, list_ids
+from ..host.eligibility import ensure_unique, ineligible, posts_refused
 from . import batch_sql as q
 from .action_shape import BulkAction
 from .actions import LICENSE, named
 from .filters import FilterKeys, PostFilter, check_filter
 from .pace import Budget, hold_budget
-from .restore_rule import HASH_INDEX, clashes_of
+from .restore_rule import clashes_of, unless_raced
 from .schemas import LeftOut, LeftReason
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 
 def _posts(n: int) -> str:
@@ -100,43 +104,31 @@ def _too_many(count: int, most: int) -> ProblemError:
     )
 
 
-def _count_changed(count: int, expected: int, digest: str) -> ProblemError:
-    return ProblemError(
-        409,
-        "count-changed",
-        "Conflict",
-        f"The filter now matches {count} posts, not the {expected} approved: posts were "
-        "added, changed or removed meanwhile. Nothing was changed; check the list and confirm "
-        f"the action on {count} posts.",
-        extra={"count": count, "match_digest": digest},
-        code=Code.COUNT_CHANGED,
-    )
+def check_approval(
+    count: int,
+    digest: str,
+    expect_count: int,
+    expect_digest: str | None,
+    count_changed: str,
+    set_changed: str,
+) -> None:
+    """409 unless the `count` posts matching now (`digest`) are as many as approved and, when
+    the approval names its set, that very set: `count_changed` or `set_changed` says which not."""
+    extra = {"count": count, "match_digest": digest}
+    if count != expect_count:
+        raise ProblemError(
+            409, "count-changed", "Conflict", count_changed, extra=extra, code=Code.COUNT_CHANGED
+        )
+    if expect_digest is not None and digest != expect_digest:
+        raise ProblemError(
+            409, "set-changed", "Conflict", set_changed, extra=extra, code=Code.SET_CHANGED
+        )
 
 
-def _set_changed(count: int, digest: str) -> ProblemError:
-    return ProblemError(
-        409,
-        "set-changed",
-        "Conflict",
-        f"The filter still matches {count} posts, but not the ones approved: some left the "
-        "filter and others came in meanwhile. Nothing was changed; check the list and confirm "
-        "the action again.",
-        extra={"count": count, "match_digest": digest},
-        code=Code.SET_CHANGED,
-    )
-
-
-def _reuploaded_meanwhile() -> ProblemError:
-    return conflict(
-        "An artwork of these posts was uploaded again while they were being restored; nothing "
-        "was changed. Reload the list: it shows which posts can no longer be restored.",
-        slug="artwork-reuploaded",
-        code=Code.RESTORE_INTERRUPTED,
-    )
-
-
-# A restore that raced an upload runs again, and then sees the upload and names it.
-_RESTORE_TRIES = 3
+_REUPLOADED_MEANWHILE = (
+    "An artwork of these posts was uploaded again while they were being restored; nothing "
+    "was changed. Reload the list: it shows which posts can no longer be restored."
+)
 
 
 async def _run(
@@ -170,39 +162,40 @@ async def _run(
         ensure_unique(target)
         sql = q.statement(action, moderator=moderator, by_filter=False)
         head, tail = (owner, target, action.name, actor), values
-    row: asyncpg.Record | None = None
-    for _ in range(_RESTORE_TRIES):
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                room = await hold_budget(conn, budget, owner, actor)
-                if isinstance(target, Matching):
-                    await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
-                row = await conn.fetchrow(sql, *head, room.left, *tail)
-                assert row is not None  # the statement always returns exactly one row
-                if row["ready"] and not row["within_budget"]:
-                    raise await room.refusal(row["would"])
-                await room.spend(row["changed"])
-            break
-        except asyncpg.UniqueViolationError as exc:
-            # An upload of the same artwork committed after this statement's snapshot: the
-            # statement failed whole; run again, it then sees the upload and refuses by name.
-            if exc.constraint_name != HASH_INDEX:
-                raise
-    else:
-        raise _reuploaded_meanwhile()
-    assert row is not None  # the statement always returns exactly one row
+
+    async def attempt(conn: Conn) -> asyncpg.Record:
+        room = await hold_budget(conn, budget, owner, actor)
+        if isinstance(target, Matching):
+            await conn.execute(SET_CUSTOM_PLAN)  # core/db.py says why
+        row = await conn.fetchrow(sql, *head, room.left, *tail)
+        assert row is not None  # the statement always returns exactly one row
+        if row["ready"] and not row["within_budget"]:
+            raise await room.refusal(row["would"])
+        await room.spend(row["changed"])
+        return row
+
+    row = await unless_raced(pool, attempt, _REUPLOADED_MEANWHILE)
     # A refusal answers before a count that changed, unless the statement skips the refused.
     if (
         isinstance(target, Matching)
         and row["precondition_ok"]
         and (not row["refused"] or _skips_refused(action, principal, target))
     ):
-        if row["matched"] > max_posts:
-            raise _too_many(row["matched"], max_posts)
-        if row["matched"] != target.expect_count:
-            raise _count_changed(row["matched"], target.expect_count, row["match_digest"])
-        if target.expect_digest is not None and row["match_digest"] != target.expect_digest:
-            raise _set_changed(row["matched"], row["match_digest"])
+        count = row["matched"]
+        if count > max_posts:
+            raise _too_many(count, max_posts)
+        check_approval(
+            count,
+            row["match_digest"],
+            target.expect_count,
+            target.expect_digest,
+            f"The filter now matches {count} posts, not the {target.expect_count} approved: "
+            "posts were added, changed or removed meanwhile. Nothing was changed; check the list "
+            f"and confirm the action on {count} posts.",
+            f"The filter still matches {count} posts, but not the ones approved: some left the "
+            "filter and others came in meanwhile. Nothing was changed; check the list and confirm "
+            "the action again.",
+        )
     return row
 
 
@@ -268,15 +261,14 @@ async def _restore_refused(
     by_moderator = list(await pool.fetchval(q.SQL_DELETED_BY_MODERATOR, missing, owner_id))
     if not by_moderator:
         return None
-    listed = list_ids(by_moderator)
-    return bad_request(
-        f"{'Post' if len(by_moderator) == 1 else 'Posts'} {listed} "
+    return posts_refused(
+        by_moderator,
         f"{'was' if len(by_moderator) == 1 else 'were'} deleted by a moderator and can only be "
-        "restored by a moderator; nothing was changed. Remove them and try again.",
-        slug="ineligible-posts",
-        errors=[FieldError(field="post_ids", message=f"deleted by a moderator: {listed}")],
-        extra={"invalid_post_ids": missing},
+        "restored by a moderator",
+        "Remove them and try again.",
+        "deleted by a moderator",
         code=Code.POSTS_DELETED_BY_MODERATOR,
+        extra={"invalid_post_ids": missing},
     )
 
 

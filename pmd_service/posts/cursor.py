@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from ..core.codes import Code
-from ..core.problems import FieldError, bad_request
+from ..core.problems import FieldError, ProblemError, bad_request
 from .sorting import Sort, default_sort
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A title is at most 128 characters (the host's varchar(128)): 512 bytes of UTF-8, 683 in
 # base64, carried as `t` and that text.
 _MAX_TITLE_B64 = 683
@@ -49,7 +49,7 @@ class Cursor:
             raw += f":f{self.bound}"
         if self.sort is not None:
             raw += f":s{self.sort}"
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return pack(raw)
 
     @classmethod
     def decode(
@@ -62,17 +62,14 @@ class Cursor:
         """The cursor behind `token`, for a walk in `sort` (None: the listing's default); 400
         for anything `encode` (or a previous release's) could not have produced, or made for
         another filter or order."""
-        problem = bad_request(
+        problem = invalid_cursor(
             "`cursor` is not one this API returned; pass `next_cursor` from the previous "
-            "page unchanged, or omit it for the first page.",
-            slug="invalid-cursor",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-            code=Code.INVALID_CURSOR,
+            "page unchanged, or omit it for the first page."
         )
         if len(token) > MAX_CURSOR:
             raise problem
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+            raw = unpack(token)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise problem from None
         # Strict ASCII grammar: int() alone would also take "1_0", " 7" or non-Latin digits.
@@ -85,22 +82,18 @@ class Cursor:
         if not 0 < post_id < 2**31 or (total is not None and total >= 2**31):
             raise problem
         if match["filter"] != bound:
-            raise bad_request(
+            raise invalid_cursor(
                 "`cursor` belongs to a listing with another filter; start again without a "
                 "cursor when the filter changes.",
-                slug="invalid-cursor",
-                errors=[FieldError(field="cursor", message="made under another filter")],
-                code=Code.INVALID_CURSOR,
+                "made under another filter",
             )
         walk = sort or default_sort(deleted)
         code = None if walk == default_sort(deleted) else walk.code
         if match["sort"] != code:
-            raise bad_request(
+            raise invalid_cursor(
                 "`cursor` belongs to a listing in another order (`sort`, `order`); start again "
                 "without a cursor when the order changes.",
-                slug="invalid-cursor",
-                errors=[FieldError(field="cursor", message="made under another sort or order")],
-                code=Code.INVALID_CURSOR,
+                "made under another sort or order",
             )
         raw_key = match["key"]
         key: datetime | str | int
@@ -115,7 +108,7 @@ class Cursor:
             elif raw_key.startswith("t"):
                 raise problem
             elif walk.key.kind == "time":
-                key = _EPOCH + timedelta(microseconds=int(raw_key))
+                key = EPOCH + timedelta(microseconds=int(raw_key))
             else:
                 key = int(raw_key)
                 if not 0 <= key < 2**63:
@@ -127,8 +120,33 @@ class Cursor:
 
 def _key_text(key: datetime | str | int) -> str:
     if isinstance(key, datetime):
-        delta = key - _EPOCH
-        return str((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+        return str(micros(key))
     if isinstance(key, str):
-        return "t" + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+        return "t" + pack(key)
     return str(key)
+
+
+def micros(at: datetime) -> int:
+    """`at` as microseconds since the epoch, exactly (a float would round them)."""
+    delta = at - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def pack(raw: str) -> str:
+    """`raw` as opaque URL-safe text: base64 without its padding."""
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def unpack(token: str) -> str:
+    """The ASCII text `pack` made (binascii.Error, UnicodeDecodeError or ValueError if none)."""
+    return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+
+
+def invalid_cursor(detail: str, message: str = "invalid cursor") -> ProblemError:
+    """The 400 of a `cursor` the walk cannot resume from: `message` for its field error."""
+    return bad_request(
+        detail,
+        slug="invalid-cursor",
+        errors=[FieldError(field="cursor", message=message)],
+        code=Code.INVALID_CURSOR,
+    )

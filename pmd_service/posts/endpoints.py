@@ -57,19 +57,25 @@ async def list_posts(request: web.Request) -> web.Response:
 
 async def post_action(request: web.Request) -> web.Response:
     body = await read_json(request, ActionRequest)
-    principal = await retarget(request, body.target_sqid)
-    await _take_turn(request, principal)
-    pool = request.app[DB_POOL]
-    target = await batches.target_of(
-        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
-    )
+    principal, target = await _batch_target(request, body)
     values = named(body.action).values(body)
     outcome = await batches.apply_action(
-        pool, principal, body.action, target, *values,
+        request.app[DB_POOL], principal, body.action, target, *values,
         budget=_budget(request), max_posts=request.app[SETTINGS].bulk_max_posts,
     )  # fmt: skip
-    _drop_cached_feeds(request, outcome.changed)
-    return _result(outcome, principal)
+    return _result(request, outcome, principal)
+
+
+async def _batch_target(
+    request: web.Request, body: ActionRequest | LicenseRequest
+) -> tuple[Principal, batches.Target]:
+    """Who acts on whose posts, and which posts, once the caller's turn is taken."""
+    principal = await retarget(request, body.target_sqid)
+    await _take_turn(request, principal)
+    target = await batches.target_of(
+        request.app[DB_POOL], body.post_ids, body.filter, body.expect_count, body.expect_digest
+    )
+    return principal, target
 
 
 def _drop_cached_feeds(request: web.Request, changed: int) -> None:
@@ -83,21 +89,18 @@ def _drop_cached_feeds(request: web.Request, changed: int) -> None:
 
 async def post_license(request: web.Request) -> web.Response:
     body = await read_json(request, LicenseRequest)
-    principal = await retarget(request, body.target_sqid)
-    await _take_turn(request, principal)
-    pool = request.app[DB_POOL]
-    target = await batches.target_of(
-        pool, body.post_ids, body.filter, body.expect_count, body.expect_digest
-    )
+    principal, target = await _batch_target(request, body)
     outcome = await batches.set_license(
-        pool, principal, target, body.license_id, budget=_budget(request),
+        request.app[DB_POOL], principal, target, body.license_id, budget=_budget(request),
         max_posts=request.app[SETTINGS].bulk_max_posts,
     )  # fmt: skip
+    return _result(request, outcome, principal)
+
+
+def _result(
+    request: web.Request, outcome: batches.BatchOutcome, principal: Principal
+) -> web.Response:
     _drop_cached_feeds(request, outcome.changed)
-    return _result(outcome, principal)
-
-
-def _result(outcome: batches.BatchOutcome, principal: Principal) -> web.Response:
     left = outcome.left
     undo = None
     if outcome.action_id is not None:

@@ -7,19 +7,17 @@ day's actions are not bounded by anything a page could show at once."""
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 
-from ..core.codes import Code
 from ..core.db import from_row
-from ..core.problems import FieldError, bad_request
 from ..host.access import Principal
+from .cursor import EPOCH, invalid_cursor, micros, pack, unpack
 from .schemas import ActionItem, ActionList, ActionPost
 from .undo import UNDOABLE, WITHIN_WINDOW, acted_by
 
@@ -95,7 +93,6 @@ async def recent_actions(
     return ActionList(items=items, next_cursor=next_cursor)
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURSOR_RE = re.compile(r"a:(?P<micros>[0-9]{1,18}):(?P<id>[0-9a-f]{32})")
 
 
@@ -107,30 +104,24 @@ class _Cursor:
     action_id: uuid.UUID
 
     def encode(self) -> str:
-        delta = self.at - _EPOCH
-        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        raw = f"a:{micros}:{self.action_id.hex}"
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return pack(f"a:{micros(self.at)}:{self.action_id.hex}")
 
     @classmethod
     def decode(cls, token: str) -> _Cursor:
         """The cursor behind `token`; 400 for anything `encode` could not have produced."""
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
+            raw = unpack(token)
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raw = ""
         # A strict ASCII grammar: int() alone would also take "1_0" or non-Latin digits.
         match = _CURSOR_RE.fullmatch(raw)
         try:
             if match is not None:
-                at = _EPOCH + timedelta(microseconds=int(match["micros"]))
+                at = EPOCH + timedelta(microseconds=int(match["micros"]))
                 return cls(at, uuid.UUID(hex=match["id"]))
         except OverflowError:
             pass
-        raise bad_request(
+        raise invalid_cursor(
             "`cursor` is not one this list returned; pass `next_cursor` from the previous "
-            "page unchanged, or omit it for the first page.",
-            slug="invalid-cursor",
-            errors=[FieldError(field="cursor", message="invalid cursor")],
-            code=Code.INVALID_CURSOR,
+            "page unchanged, or omit it for the first page."
         )

@@ -22,6 +22,7 @@ from ..core.locks import AdvisoryLock
 from ..core.problems import ProblemError, conflict, forbidden, not_found
 from ..host.access import Principal
 from ..host.eligibility import Sqid
+from .batches import check_approval
 from .filters import MAX_COUNT, FilterKeys, PostFilter, Tag, check_filter, match_digest
 from .host_rules import MAX_TAGS_PER_POST, normalize_hashtags
 from .listing import live_items, live_items_sql
@@ -340,26 +341,16 @@ def _approval(count: int, digest: str, expect_count: int | None, expect_digest: 
             code=Code.POLICY_WIDENS,
             details=details,
         )
-    if count != expect_count:
-        raise ProblemError(
-            409,
-            "count-changed",
-            "Conflict",
-            f"The policy would change {count} posts now, not the {expect_count} approved; "
-            "nothing was saved. Look at the preview again and send its count.",
-            extra={"count": count, "match_digest": digest},
-            code=Code.COUNT_CHANGED,
-        )
-    if expect_digest is not None and digest != expect_digest:
-        raise ProblemError(
-            409,
-            "set-changed",
-            "Conflict",
-            f"The policy would change {count} posts now, but not the ones approved; nothing "
-            "was saved. Look at the preview again.",
-            extra={"count": count, "match_digest": digest},
-            code=Code.SET_CHANGED,
-        )
+    check_approval(
+        count,
+        digest,
+        expect_count,
+        expect_digest,
+        f"The policy would change {count} posts now, not the {expect_count} approved; "
+        "nothing was saved. Look at the preview again and send its count.",
+        f"The policy would change {count} posts now, but not the ones approved; nothing "
+        "was saved. Look at the preview again.",
+    )
 
 
 async def create(

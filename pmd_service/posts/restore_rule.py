@@ -6,13 +6,40 @@ the undo of a delete alike."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import asyncpg
 import msgspec
 
 from ..core.codes import Code
-from ..core.problems import FieldError, ProblemError
+from ..core.problems import FieldError, ProblemError, conflict
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
+
+T = TypeVar("T")
 
 # The host's one live post per artwork: a restore that would break it raced an upload.
 HASH_INDEX = "uq_posts_hash_active"
+# Runs of a restore (or an undo) that raced an upload of one of its artworks.
+_TRIES = 3
+
+
+async def unless_raced(
+    pool: asyncpg.Pool, attempt: Callable[[Conn], Awaitable[T]], raced: str
+) -> T:
+    """`attempt` in a transaction of its own, at most _TRIES times, then a 409 saying `raced`:
+    an upload of the same artwork committed after its statement's snapshot fails the statement
+    whole, and a run after it sees the upload and names it."""
+    for _ in range(_TRIES):
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                return await attempt(conn)
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != HASH_INDEX:
+                raise
+    raise conflict(raced, slug="artwork-reuploaded", code=Code.RESTORE_INTERRUPTED)
 
 
 class HeldBy(msgspec.Struct):

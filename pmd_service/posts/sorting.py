@@ -131,19 +131,16 @@ def default_sort(deleted: bool) -> Sort:
 def check_sort(sort: str | None, order: str | None, deleted: bool) -> Sort:
     """The order the query names (the listing's default for what it leaves out), or a 400
     naming `sort` or `order`."""
-    if sort is not None and sort not in SORTS:
-        raise bad_request(
-            f"`sort` must be one of {', '.join(SORTS)}; got {sort[:20]!r}.",
-            slug="invalid-sort",
-            errors=[FieldError(field="sort", message="unknown sort")],
-            code=Code.INVALID_SORT,
-        )
-    if order is not None and order not in ORDERS:
-        raise bad_request(
-            f"`order` must be `asc` or `desc`; got {order[:20]!r}.",
-            slug="invalid-sort",
-            errors=[FieldError(field="order", message="unknown order")],
-            code=Code.INVALID_SORT,
-        )
+    for name, value, known, must in (
+        ("sort", sort, SORTS, f"one of {', '.join(SORTS)}"),
+        ("order", order, ORDERS, "`asc` or `desc`"),
+    ):
+        if value is not None and value not in known:
+            raise bad_request(
+                f"`{name}` must be {must}; got {value[:20]!r}.",
+                slug="invalid-sort",
+                errors=[FieldError(field=name, message=f"unknown {name}")],
+                code=Code.INVALID_SORT,
+            )
     key = default_sort(deleted).key if sort is None else KEYS[sort]
     return Sort(key, not key.ascending_first if order is None else order == "desc")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 
@@ -22,7 +23,10 @@ from .actions import ACTIONS, named
 from .live import announce
 from .pace import Budget, hold_budget
 from .previous_history import convert
-from .restore_rule import HASH_INDEX, artwork_held
+from .restore_rule import artwork_held, unless_raced
+
+if TYPE_CHECKING:
+    from ..core.db import Conn
 
 # upkeep/cleanup.py purges the history past this window.
 UNDO_HOURS = 24
@@ -192,10 +196,6 @@ _LEFT = {
 }
 
 
-# Runs of an undo that raced an upload of one of its artworks.
-_TRIES = 3
-
-
 @dataclass(frozen=True, slots=True)
 class UndoOutcome:
     restored: int
@@ -209,36 +209,29 @@ async def undo(
 ) -> UndoOutcome:
     actor = principal.caller.id if principal.as_moderator else None
     owner = principal.target.id
-    for _ in range(_TRIES):
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                room = await hold_budget(conn, budget, owner, actor)
-                act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
-                _check(act)
-                assert act is not None
-                if act["previous_release"]:
-                    await convert(conn, action_id)
-                action = named(act["action"])
-                sql = undo_statement(action, moderator=act["by_moderator"])
-                row = await conn.fetchrow(sql, action_id, room.left)
-                assert row is not None  # the statement always returns exactly one row
-                if not row["clashes"] and row["would"] > room.left:
-                    raise await room.refusal(row["would"])  # rolls back the undo's marks
-                await room.spend(row["restored"])
-            break
-        except asyncpg.UniqueViolationError as exc:
-            # An upload of the same artwork committed after the statement's snapshot: run
-            # again, and then it sees the upload and names it.
-            if exc.constraint_name != HASH_INDEX:
-                raise
-    else:
-        raise conflict(
-            "An artwork of these posts was uploaded again while the undo ran; nothing was "
-            "changed. Try the undo again to see which posts can no longer be restored.",
-            slug="artwork-reuploaded",
-            code=Code.RESTORE_INTERRUPTED,
-        )
-    assert row is not None  # the statement always returns exactly one row
+
+    async def attempt(conn: Conn) -> tuple[BulkAction, asyncpg.Record]:
+        room = await hold_budget(conn, budget, owner, actor)
+        act = await conn.fetchrow(SQL_ACTION, action_id, owner, actor)
+        _check(act)
+        assert act is not None
+        if act["previous_release"]:
+            await convert(conn, action_id)
+        action = named(act["action"])
+        sql = undo_statement(action, moderator=act["by_moderator"])
+        row = await conn.fetchrow(sql, action_id, room.left)
+        assert row is not None  # the statement always returns exactly one row
+        if not row["clashes"] and row["would"] > room.left:
+            raise await room.refusal(row["would"])  # rolls back the undo's marks
+        await room.spend(row["restored"])
+        return action, row
+
+    action, row = await unless_raced(
+        pool,
+        attempt,
+        "An artwork of these posts was uploaded again while the undo ran; nothing was "
+        "changed. Try the undo again to see which posts can no longer be restored.",
+    )
     if row["clashes"]:
         raise artwork_held(row["clashes"])
     restored = row["restored"]
