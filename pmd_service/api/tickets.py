@@ -27,12 +27,11 @@ from ..core.codes import Code
 from ..core.problems import ProblemError, bad_request, unauthorized
 from ..host.access import (
     Principal,
-    User,
     UserLoader,
-    account_denial,
     load_user,
     load_user_by_id,
     resolve_target,
+    signed_in,
 )
 from .ticket_redemptions import Redemptions
 
@@ -44,6 +43,7 @@ _KEY_PREFIX = "pmd:sse-ticket:"
 # a token's signature never share a key.
 _KEY_CONTEXT = b"pmd-sse-ticket"
 _TICKET_RE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
+_NOBODY = "The ticket names a user that no longer exists; sign in again."
 
 
 class TicketOut(msgspec.Struct):
@@ -216,19 +216,10 @@ async def redeem(
         row = await load_user_by_id(pool, stored.caller_id)
     else:
         row = await (load(stored.caller) if load else load_user(pool, stored.caller))
-    if row is None or row["id"] != stored.caller_id:
-        raise unauthorized(
-            "The ticket names a user that no longer exists; sign in again.",
-            code=Code.TOKEN_INVALID,
-        )
-    denial = account_denial(row)
-    if denial is not None:
-        raise denial
-    caller = User.from_row(row)
+    if row is not None and row["id"] != stored.caller_id:
+        row = None  # its public id names another user now
+    caller = signed_in(row, _NOBODY)
     target = await resolve_target(pool, caller, stored.target, load)
     if target.id != stored.target_id:
-        raise unauthorized(
-            "The ticket names a user that no longer exists; sign in again.",
-            code=Code.TOKEN_INVALID,
-        )
+        raise unauthorized(_NOBODY, code=Code.TOKEN_INVALID)
     return Principal(caller=caller, target=target, token_expires_at=stored.exp)

@@ -108,15 +108,19 @@ async def caller_from_token(
     if row is None and subject.user_key is not None:
         # As the host does: `sub` first, then the legacy claim.
         row = await pool.fetchrow(SQL_USER_BY_KEY, subject.user_key)
+    caller = signed_in(row, "The access token names a user that does not exist; sign in again.")
+    return caller, subject.expires_at
+
+
+def signed_in(row: asyncpg.Record | None, nobody: str) -> User:
+    """The user a token or ticket names (`row`): 401 saying `nobody` when there is none, the
+    account's denial when it may not use the service now."""
     if row is None:
-        raise unauthorized(
-            "The access token names a user that does not exist; sign in again.",
-            code=Code.TOKEN_INVALID,
-        )
+        raise unauthorized(nobody, code=Code.TOKEN_INVALID)
     denial = account_denial(row)
     if denial is not None:
         raise denial
-    return User.from_row(row), subject.expires_at
+    return User.from_row(row)
 
 
 def account_denial(row: asyncpg.Record) -> ProblemError | None:
