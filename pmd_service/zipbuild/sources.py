@@ -14,6 +14,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,21 +113,25 @@ async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> bytes:
     return b"".join(chunks)
 
 
-async def _fetch(session: aiohttp.ClientSession, origin: Origin, artwork: Artwork) -> list[Entry]:
+async def _entries(
+    artwork: Artwork, read: Callable[[int, str, str], Awaitable[Entry]]
+) -> list[Entry]:
+    """An artwork's entries, each `read(entry, arcname, path)` by its path relative to the
+    vault (the same under ARTWORK_BASE_URL and in the artwork store): its image, then its
+    working files."""
     arcname = _arcname(artwork)
     try:
         path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
     except VaultPathError:
         return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
-    wanted = [(artwork.post_id, arcname, path)]
+    entries = [await read(artwork.post_id, arcname, path)]
     for working in artwork.working:
-        entry = entry_id(artwork.post_id, working.kind)
         try:
             rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)
         except VaultPathError:  # the image's own path checked the same parts: never here
             continue
-        wanted.append((entry, working.arcname, rel))
-    return [await _fetch_file(session, origin, *one) for one in wanted]
+        entries.append(await read(entry_id(artwork.post_id, working.kind), working.arcname, rel))
+    return entries
 
 
 async def _fetch_file(
@@ -158,28 +163,14 @@ Fetch = Callable[[Artwork], Awaitable[list[Entry]]]
 
 
 def http_fetcher(session: aiohttp.ClientSession, base_url: str) -> Fetch:
-    origin = Origin.parse(base_url)
-    return lambda artwork: _fetch(session, origin, artwork)
+    read = partial(_fetch_file, session, Origin.parse(base_url))
+    return lambda artwork: _entries(artwork, read)
 
 
 def object_fetcher(store: ObjectStore) -> Fetch:
-    return lambda artwork: _get_object(store, artwork)
-
-
-async def _get_object(store: ObjectStore, artwork: Artwork) -> list[Entry]:
-    """An artwork from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout),
-    then its working files by the same relative paths as in the vault."""
-    arcname = _arcname(artwork)
-    try:
-        path = relative_artwork_path(artwork.storage_shard, artwork.storage_key, artwork.fmt)
-    except VaultPathError:
-        return [Entry(artwork.post_id, arcname, skip_reason="file_missing")]
-    entries = [await _get_file(store, artwork.post_id, arcname, path)]
-    for working in artwork.working:
-        rel = relative_path(working.kind, artwork.storage_shard, artwork.storage_key)
-        entry = entry_id(artwork.post_id, working.kind)
-        entries.append(await _get_file(store, entry, working.arcname, rel))
-    return entries
+    """Artworks from ARTWORK_STORE at `{prefix}/{shard}/{key}.{ext}` (the vault's layout)."""
+    read = partial(_get_file, store)
+    return lambda artwork: _entries(artwork, read)
 
 
 async def _get_file(store: ObjectStore, entry: int, arcname: str, path: str) -> Entry:
