@@ -60,14 +60,9 @@ export class Cleanup {
   }) {
     this.api = api;
     this.asModerator = Boolean(api.targetSqid);
-    this.toast = toast;
-    this.confirmAction = confirmAction;
-    this.onError = onError;
-    this.exclusive = exclusive;
-    this.busy = busy;
-    this.listFilter = listFilter;
-    this.describeFilter = describeFilter;
-    this.onRun = onRun;
+    Object.assign(this, {
+      toast, confirmAction, onError, exclusive, busy, listFilter, describeFilter, onRun,
+    });
     this.items = [];
     this.limit = null;
     this.loaded = false;

@@ -71,13 +71,9 @@ export class Downloads {
     this.asModerator = Boolean(api.targetSqid);
     // On a moderator's page every download is the artist's, and says so ("@demo's download").
     this.owner = this.asModerator ? "the artist" : null;
-    this.toast = toast;
-    this.confirmAction = confirmAction;
-    this.onError = onError;
-    this.highlightId = highlightId;
-    this.exportsFeed = exportsFeed;
-    this.postsFeed = postsFeed;
-    this.onChange = onChange;
+    Object.assign(this, {
+      toast, confirmAction, onError, highlightId, exportsFeed, postsFeed, onChange,
+    });
     this.dailyLimit = Number(sessionStorage.getItem(DAILY_LIMIT_KEY)) || null;
     // Refused for the day until then (ms): kept per caller, whose count the limit is.
     this.refusedKey = `pmd.bdrRefusedUntil.${tokenSubject(api.token) ?? ""}`;

@@ -70,11 +70,7 @@ function notBehind(a, b) {
 
 export class Exports {
   constructor(api, { toast, confirmAction, onError, highlightId }) {
-    this.api = api;
-    this.toast = toast;
-    this.confirmAction = confirmAction;
-    this.onError = onError;
-    this.highlightId = highlightId;
+    Object.assign(this, { api, toast, confirmAction, onError, highlightId });
     this.items = new Map();
     this.snapshotIds = null; // exports in the stream's snapshot, until `connected`
     this.bounds = null; // {min, max} once the server named them

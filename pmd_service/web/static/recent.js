@@ -34,10 +34,7 @@ export class RecentActions {
     this.scrolled = false;
     this.titleOf = titleOf;
     this.asModerator = Boolean(api.targetSqid);
-    this.toast = toast;
-    this.onError = onError;
-    this.exclusive = exclusive;
-    this.busy = busy;
+    Object.assign(this, { toast, onError, exclusive, busy });
     this.items = [];
     this.cursor = null;
     this.expanded = false;
