@@ -18,6 +18,7 @@ import msgspec
 from bench import cli
 from bench.posts import served
 from bench.runner import Bench, run_one
+from bench.write_budget import SQL_LSN, SQL_WAL_SINCE
 from pmd_service.core.settings import Settings
 from support.seeding import bulk_users
 from support.stack import connected
@@ -38,8 +39,6 @@ SELECT gen_random_uuid(), 'wal', $1,
 FROM generate_series(1, $6) g
 """
 SQL_ROW_BYTES = "SELECT avg(pg_column_size(p.*))::float8 FROM posts p WHERE owner_id = $1"
-SQL_LSN = "SELECT pg_current_wal_lsn()"
-SQL_WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::bigint"
 
 
 def budgets(settings: Settings) -> dict[str, int]:
