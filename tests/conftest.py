@@ -37,9 +37,11 @@ from tests.helpers import (
     Serve,
     Served,
     ServedLikeServerPy,
+    SmallApp,
     as_role,
     bucket_on,
     grant_role,
+    scratch_database,
 )
 
 HOST_SCHEMA_SQL = Path(__file__).with_name("host_schema.sql")
@@ -111,14 +113,7 @@ def admin_database_url(test_database: TestDatabase) -> str:
     return test_database.admin_url
 
 
-@pytest.fixture
-async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    name = f"pmd_empty_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name, search_path=False)
-    try:
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)
+empty_db = scratch_database("pmd_empty", search_path=False)
 
 
 @pytest.fixture
@@ -242,6 +237,25 @@ async def ex_client(
     aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
 ) -> TestClient[Any, Any]:
     return await aiohttp_client(create_app(small))
+
+
+@pytest.fixture
+def small_app(
+    aiohttp_client: AiohttpClient, small: Settings, pool: asyncpg.Pool, redis_clean: None
+) -> SmallApp:
+    """`small` with the changes the test names, and a client of an app on them."""
+
+    async def made(**changes: Any) -> tuple[Settings, TestClient[Any, Any]]:
+        changed = msgspec.structs.replace(small, **changes)
+        return changed, await aiohttp_client(create_app(changed))
+
+    return made
+
+
+@pytest.fixture
+async def mail_client(small_app: SmallApp, smtp: Mailbox) -> tuple[Settings, TestClient[Any, Any]]:
+    """`small`, its emails sent to `smtp`, and a client of an app on it."""
+    return await small_app(smtp_host=smtp.host, smtp_port=smtp.port)
 
 
 @pytest.fixture

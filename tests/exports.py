@@ -12,11 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import pixel_art
 from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import Client, captured, run_worker
+
+
+async def plan_parts(
+    conn: asyncpg.Pool | PoolConnectionProxy, export_id: Any, parts: int, artworks: int, size: int
+) -> None:
+    """Parts 1 to `parts` of an export, as planned: `artworks` artworks and `size` bytes each."""
+    for n in range(1, parts + 1):
+        await conn.execute(
+            "INSERT INTO export_parts (export_id, number, post_ids, artwork_count,"
+            " estimated_bytes) VALUES ($1, $2, '{1}', $3, $4)",
+            export_id,
+            n,
+            artworks,
+            size,
+        )
 
 
 async def post_export(client: Client, user: UserRow, **body: Any) -> tuple[int, dict[str, Any]]:

@@ -32,14 +32,16 @@ import pmd_service
 from pmd_service.api.keys import DB_POOL, REDIS
 from pmd_service.bdr.job_sql import job_id
 from pmd_service.core.codes import TABLE, Code, HostCode
-from pmd_service.core.db import create_pool
+from pmd_service.core.db import connect, create_pool
+from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
+from support.mailbox import Mailbox
 from support.seaweed import Seaweed, create_bucket
 from support.seeding import Factory, PostRow, UserRow, bdr_row
 from support.sse import Message
 from support.stack import CHECKOUT as CHECKOUT  # server.py's folder, and .data's
+from support.stack import create_database, drop_database, free_port
 from support.stack import eventually as eventually  # the tests import it from here
-from support.stack import free_port
 
 Client = TestClient[Any, Any]
 Captured = subprocess.CompletedProcess[str]
@@ -112,14 +114,17 @@ async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         dst.close()
 
 
-def captured(command: list[str], timeout: float = 600, **options: Any) -> Captured:
-    """`command` run to its end, its output as text; the caller checks its exit status."""
+def captured(
+    command: list[str], timeout: float = 600, check: bool = False, **options: Any
+) -> Captured:
+    """`command` run to its end with no input (as CI runs it), its output as text; the caller
+    checks its exit status, unless `check` raises on all but 0."""
     return subprocess.run(
         command,
         capture_output=True,
         text=True,
         timeout=timeout,
-        check=False,
+        check=check,
         stdin=subprocess.DEVNULL,
         **options,
     )
@@ -140,6 +145,57 @@ async def grant_role(admin: asyncpg.Connection, role: str, password: str) -> Non
 
     await admin.execute(grants_sql(role))
     await admin.execute(f"ALTER ROLE {role} PASSWORD '{password}'")
+
+
+@contextlib.asynccontextmanager
+async def admin_and_role(
+    host_url: str, role_url: str
+) -> AsyncIterator[tuple[asyncpg.Connection, asyncpg.Connection, str]]:
+    """An admin's connection to the host, the role's with the service's tables made by the role
+    (the schema is the role's), and the role's name."""
+    admin = await asyncpg.connect(host_url)
+    role_conn = await connect(role_url, "pmd-test", search_path='"pmd", "public"')
+    try:
+        await apply_migrations(role_conn)
+        yield admin, role_conn, await role_conn.fetchval("SELECT current_user")
+    finally:
+        await role_conn.close()
+        await admin.close()
+
+
+async def refused(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[str, str]:
+    """The statements this connection's role may not run, with why. EXPLAIN checks every
+    privilege a statement needs (PostgreSQL checks them as it starts executing) and runs nothing."""
+    found: dict[str, str] = {}
+    for name, sql in statements.items():
+        try:
+            async with conn.transaction():
+                explain = await conn.prepare("EXPLAIN " + sql)
+                await explain.fetch(*[None] * len(explain.get_parameters()))
+        except asyncpg.InsufficientPrivilegeError as exc:
+            found[name] = str(exc)
+    return found
+
+
+def scratch_database(prefix: str, search_path: bool = True) -> Any:
+    """A fixture: a new database of the test server's, named `prefix` and a random tail, dropped
+    after the test: its URL."""
+
+    @pytest.fixture
+    async def database(admin_database_url: str) -> AsyncIterator[str]:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        url = await create_database(admin_database_url, name, search_path=search_path)
+        try:
+            yield url
+        finally:
+            await drop_database(admin_database_url, name)
+
+    return database
+
+
+def mailing(settings: Settings, box: Mailbox, **more: Any) -> Settings:
+    """`settings` that send their emails to `box`, and `more` changed."""
+    return msgspec.structs.replace(settings, smtp_host=box.host, smtp_port=box.port, **more)
 
 
 WORKER_FORMS = ("python -m pmd_service worker", "arq worker.WorkerSettings")
@@ -265,16 +321,34 @@ async def act(client: Client, user: UserRow, action: str, post_ids: list[int], *
     )
 
 
+async def posted(client: Client, user: UserRow, path: str, body: dict[str, Any]) -> Any:
+    """The answer of a successful POST of `body` to /api/pmd/`path`."""
+    resp = await client.post(f"/api/pmd/{path}", json=body, headers=user.auth)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def acted(
+    client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any
+) -> Any:
+    """The answer of a successful action, its `undo` link in it."""
+    return await posted(client, user, "action", {"action": action, "post_ids": post_ids, **extra})
+
+
 async def ok(client: Client, user: UserRow, action: str, post_ids: list[int], **extra: Any) -> Any:
     """The answer of a successful action, without its `undo` link (checked here)."""
-    resp = await act(client, user, action, post_ids, **extra)
-    assert resp.status == 200, await resp.text()
-    body = await resp.json()
+    body = await acted(client, user, action, post_ids, **extra)
     undo = body.pop("undo")
     assert (undo is not None) == (body["changed_count"] > 0), body
     if undo is not None:
         assert undo.startswith("/api/pmd/actions/") and "/undo" in undo, undo
     return body
+
+
+async def flag(factory: Factory, name: str, post_ids: list[int]) -> list[Any]:
+    """Each post's flag `name`, in the order of `post_ids`."""
+    flags = await factory.post_flags(post_ids)
+    return [flags[i][name] for i in post_ids]
 
 
 def succeeded(body: dict[str, Any], message: str, affected: int, changed: int) -> None:
@@ -295,20 +369,14 @@ async def posts_page(client: Client, user: UserRow, query: str = "") -> dict[str
 
 
 def run_python(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, cwd: Path = CHECKOUT
-) -> subprocess.CompletedProcess[str]:
-    """`python ARGS` with this interpreter, from the checkout unless `cwd` says, with no input
-    (as CI runs it): its exit status and output as text, whatever the status."""
-    return subprocess.run(
-        [sys.executable, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    cwd: Path = CHECKOUT,
+    check: bool = False,
+) -> Captured:
+    """`python ARGS` with this interpreter, from the checkout unless `cwd` says, as `captured`."""
+    return captured([sys.executable, *args], timeout, check, env=env, cwd=cwd)
 
 
 async def event_ids(pool: asyncpg.Pool, user: UserRow, after: int = 0) -> list[int]:
@@ -392,6 +460,8 @@ HUNG = 30.0
 Serve = Callable[..., Awaitable[TestServer]]
 # A server started by `serve` with the test's settings, and a client of it.
 Served = tuple[TestServer, Client]
+# `small_app`: `small` with the changes named, and a client of an app on them.
+SmallApp = Callable[..., Awaitable[tuple[Settings, Client]]]
 
 
 class ServedLikeServerPy(TestServer):

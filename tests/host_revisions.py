@@ -5,11 +5,12 @@ revisions' own downgrades), migrated and served as the suite's `grants` role."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import pytest
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import create_pool
@@ -31,25 +32,29 @@ class BesideHost:
     client: Client
 
 
-@asynccontextmanager
-async def beside_host_at(
-    host_url: str,
-    host_role_url: str,
-    settings: Settings,
-    aiohttp_client: AiohttpClient,
-    *,
-    older: bool,
-) -> AsyncIterator[BesideHost]:
-    if older:
-        async with connected(host_url) as conn:
-            await conn.execute(AT_4350AB8.read_text("utf-8"))
-    service = direct(settings, host_role_url)
-    pool = await create_pool(host_url, "pmd-test-host", search_path=service.search_path)
-    try:
-        search_path = {"search_path": service.search_path}
-        async with connected(host_role_url, server_settings=search_path) as role:
-            await migrate(role, service)
-        client: Client = await aiohttp_client(create_app(service))
-        yield BesideHost(service, pool, HostSite(pool, service), client)
-    finally:
-        await pool.close()
+def beside_host_at(*, older: bool) -> Any:
+    """A fixture: the service beside the host's tables, as at 4350ab8 if `older`, else newest."""
+
+    @pytest.fixture
+    async def beside(
+        host_url: str,
+        host_role_url: str,
+        settings: Settings,
+        aiohttp_client: AiohttpClient,
+        redis_clean: None,
+    ) -> AsyncIterator[BesideHost]:
+        if older:
+            async with connected(host_url) as conn:
+                await conn.execute(AT_4350AB8.read_text("utf-8"))
+        service = direct(settings, host_role_url)
+        pool = await create_pool(host_url, "pmd-test-host", search_path=service.search_path)
+        try:
+            search_path = {"search_path": service.search_path}
+            async with connected(host_role_url, server_settings=search_path) as role:
+                await migrate(role, service)
+            client: Client = await aiohttp_client(create_app(service))
+            yield BesideHost(service, pool, HostSite(pool, service), client)
+        finally:
+            await pool.close()
+
+    return beside

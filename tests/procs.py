@@ -99,3 +99,22 @@ class Proc:
 async def run(argv: list[str], env: dict[str, str], within: float = 120) -> tuple[int, Proc]:
     proc = await Proc.start(argv, env)
     return await proc.wait(within), proc
+
+
+HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: pmd\r\n\r\n"
+
+
+async def answered(
+    conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], request: bytes, within: float = 30
+) -> bytes:
+    """The status line of the answer to `request` on `conn`, its body read."""
+    reader, writer = conn
+    writer.write(request)
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), within)
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    await reader.readexactly(length)
+    return head.split(b"\r\n")[0]

@@ -11,18 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 
-from pmd_service.core.settings import Settings
 from support import tools
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from support.stack import free_port
+from tests.deploy.conftest import StackOn
 from tests.host_stack import COMPOSE_MISSING, compose_binary, merged, stack_dir
 from tests.host_stack.labels import _tokens, caddyfile
 from tests.host_stack.proxies import caddy_adapt, caddy_serving, check_reference
-from tests.page_stack import running_stack
 from tests.prerequisites import needs
 
 pytestmark = needs(
@@ -91,9 +89,7 @@ def test_api_pmd_goes_first_and_keeps_its_path(
 
 async def test_the_generated_site_in_front_of_the_service(
     labels: tuple[dict[str, str], dict[str, str]],
-    settings: Settings,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    stack_on: StackOn,
     factory: Factory,
     tmp_path: Path,
 ) -> None:
@@ -105,7 +101,7 @@ async def test_the_generated_site_in_front_of_the_service(
     web["caddy"] = pmd["caddy"] = site
     owner = await factory.user()
     post = await factory.post(owner)
-    async with running_stack(settings, tmp_path, free_port()) as stack:
+    async with stack_on() as stack:
         upstreams = {3000: f"127.0.0.1:{web_port}", 8080: f"127.0.0.1:{stack.port}"}
         text = (
             GLOBAL

@@ -8,22 +8,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pmd_service.core.settings import Settings
 from support import tools
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from support.stack import free_port
+from tests.deploy.conftest import StackOn
 from tests.helpers import eventually
 from tests.host_stack import CHECKOUT
-from tests.page_stack import running_stack
 from tests.prerequisites import needs
 
 PROMETHEUS = CHECKOUT / "deploy" / "prometheus"
@@ -164,7 +161,7 @@ async def scrape(http: aiohttp.ClientSession, url: str) -> tuple[set[str], set[s
 
 
 async def test_every_metric_the_rules_and_panels_name_is_exported(
-    settings: Settings, pool: asyncpg.Pool, redis_clean: None, factory: Factory, tmp_path: Path
+    stack_on: StackOn, factory: Factory
 ) -> None:
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(2)]
@@ -173,7 +170,7 @@ async def test_every_metric_the_rules_and_panels_name_is_exported(
     # write, which with one event per new request (the first-event hold) may be a ping.
     env = {"METRICS_PORT": str(worker_port), "SSE_PING_SECONDS": "0.5"}
     async with (
-        running_stack(settings, tmp_path, free_port(), **env) as stack,
+        stack_on(**env) as stack,
         aiohttp.ClientSession() as http,
     ):
         base = stack.base

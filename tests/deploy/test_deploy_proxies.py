@@ -20,12 +20,12 @@ import aiohttp
 import asyncpg
 import pytest
 
-from pmd_service.core.settings import Settings
 from support import tools
 from support.seaweed import Seaweed
 from support.seeding import Factory, UserRow
 from support.sse import SSE, open_stream
 from support.stack import free_port
+from tests.deploy.conftest import StackOn
 from tests.helpers import eventually
 from tests.host_stack.proxies import (
     HOST_API_REPLY,
@@ -34,7 +34,6 @@ from tests.host_stack.proxies import (
     running_caddy,
     running_nginx,
 )
-from tests.page_stack import running_stack
 from tests.prerequisites import needs
 
 
@@ -98,16 +97,11 @@ async def check_routing(http: aiohttp.ClientSession, base: str, kind: str) -> No
 
 
 async def test_live_events_and_a_resumed_download_through_the_proxy(
-    proxy: str,
-    settings: Settings,
-    pool: asyncpg.Pool,
-    redis_clean: None,
-    factory: Factory,
-    tmp_path: Path,
+    proxy: str, stack_on: StackOn, factory: Factory, tmp_path: Path
 ) -> None:
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(3)]
-    async with running_stack(settings, tmp_path, free_port()) as stack:
+    async with stack_on() as stack:
         with in_front(proxy, tmp_path / proxy, f"127.0.0.1:{stack.port}") as base:
             async with aiohttp.ClientSession() as http:
                 await check_routing(http, base, proxy)
@@ -150,9 +144,8 @@ async def test_live_events_and_a_resumed_download_through_the_proxy(
 
 async def test_the_signed_url_redirect_passes_through_unchanged(
     proxy: str,
-    settings: Settings,
+    stack_on: StackOn,
     pool: asyncpg.Pool,
-    redis_clean: None,
     factory: Factory,
     tmp_path: Path,
     seaweed: Seaweed,
@@ -162,7 +155,7 @@ async def test_the_signed_url_redirect_passes_through_unchanged(
     owner = await factory.user()
     posts = [await factory.post(owner) for _ in range(2)]
     env = seaweed.env(s3_bucket, s3_prefix, ZIP_DOWNLOAD_MODE="redirect")
-    async with running_stack(settings, tmp_path, free_port(), **env) as stack:
+    async with stack_on(**env) as stack:
         with in_front(proxy, tmp_path / proxy, f"127.0.0.1:{stack.port}") as base:
             async with aiohttp.ClientSession() as http:
                 item = await request_bdr(http, base, owner, [p.id for p in posts])

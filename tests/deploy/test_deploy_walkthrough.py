@@ -9,15 +9,13 @@ import asyncio
 import os
 import re
 import shlex
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import asyncpg
 
 from support.stack import with_database
-from tests.helpers import SECRET, run_python
+from tests.helpers import SECRET, captured, run_python
 from tests.host_stack import (
     CHECKOUT,
     COMPOSE_MISSING,
@@ -94,15 +92,8 @@ def test_steps_2_and_3_the_copy_the_environment_and_the_docs_compose_command(
     binary = compose_binary()
     assert binary is not None
     args = doc_compose_args()
-    result = subprocess.run(
-        [str(binary), *args, "config", "--quiet"],
-        cwd=stack,
-        env={"PATH": os.environ["PATH"], "HOME": str(stack)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(stack)}
+    result = captured([str(binary), *args, "config", "--quiet"], 60, cwd=stack, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     # The doc's command is the one the other deploy tests merge with.
@@ -172,15 +163,8 @@ async def test_step_5_the_roles_sql_then_migrations_and_check_host_as_that_role(
     """The walk-through's grants step: its SQL run by the admin on a database holding the
     host's tables, then `migrate` and `check-host` as the new role, as pmd-migrate runs them."""
     role = f"pmd_doc_{uuid.uuid4().hex[:8]}"
-    made = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "pmd_service", "grants", "--role", role, "--cutover"],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    grants = ("-m", "pmd_service", "grants", "--role", role, "--cutover")
+    made = await asyncio.to_thread(run_python, *grants, check=True)
     sql = made.stdout
     admin = await asyncpg.connect(host_url)
     try:
@@ -203,14 +187,7 @@ async def test_step_5_the_roles_sql_then_migrations_and_check_host_as_that_role(
         }
         for args in (["migrate"], ["check-host"]):
             done = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "pmd_service", *args],
-                cwd=CHECKOUT,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=False,
+                run_python, "-m", "pmd_service", *args, env=env, timeout=120
             )
             # check-host exits 1 while an index is missing (the host's usual state).
             assert done.returncode in ({0} if args == ["migrate"] else {0, 1}), done.stderr

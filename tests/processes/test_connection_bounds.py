@@ -16,7 +16,7 @@ from pmd_service.core.settings import Settings
 from support.seeding import Factory
 from support.stack import free_port, service_env
 from tests.helpers import CHECKOUT
-from tests.procs import SERVE, Proc
+from tests.procs import HEALTHZ, SERVE, Proc, answered
 
 HANG_GUARD = 30  # a bound on waits that would otherwise hang; never a timing assertion
 Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -80,22 +80,6 @@ async def healthz(port: int, within: float = 10) -> int:
         http.get(f"http://127.0.0.1:{port}/healthz") as resp,
     ):
         return resp.status
-
-
-async def answered(conn: Conn, request: bytes) -> bytes:
-    reader, writer = conn
-    writer.write(request)
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
-    length = next(
-        int(line.split(b":")[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    )
-    await reader.readexactly(length)
-    return head.split(b"\r\n")[0]
-
-
-HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: pmd\r\n\r\n"
 
 
 async def metric(port: int, name: str) -> float:

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -63,6 +63,21 @@ def until(what: str, check: Any, within: float = 180) -> Any:
 DEV = [sys.executable, "-m", "pmd_service", "dev"]
 
 
+def start_dev(
+    env: dict[str, str], stdout: IO[str], stderr: IO[str] | int = subprocess.STDOUT
+) -> subprocess.Popen[bytes]:
+    """`dev` as a person starts it: no input, in a session of its own, as a terminal's group."""
+    alone: dict[str, Any] = {"stdin": subprocess.DEVNULL, "start_new_session": True}
+    return subprocess.Popen(DEV, env=env, cwd=CHECKOUT, stdout=stdout, stderr=stderr, **alone)
+
+
+def ctrl_c(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, which a terminal sends the whole group, if `proc` still runs; then its end."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(60)
+
+
 def dev_env(data: Path, port: int) -> dict[str, str]:
     """`make run`'s environment: PMD_DEV=1, the data under `data`, none of the developer's own
     settings."""
@@ -88,15 +103,7 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
     port = free_port()
     env = dev_env(tmp_path / "data", port)
     log = (tmp_path / "dev.log").open("w+")
-    proc = subprocess.Popen(
-        DEV,
-        env=env,
-        cwd=CHECKOUT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = start_dev(env, log)
     try:
         text = until(
             "the banner",
@@ -214,10 +221,8 @@ def test_make_run_lets_the_incremental_export_and_the_ready_email_be_tried(
         assert '<dd id="mail-language">Spanish, es</dd>' in read
         assert f"/posts?bdr={asked['id']}#token=" in read
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole group
         try:
-            proc.wait(60)
+            ctrl_c(proc)
         finally:
             log.close()
     assert proc.returncode == 0, Path(log.name).read_text()[-3000:]
@@ -231,23 +236,13 @@ class Refused:
         readyz = f"http://127.0.0.1:{env['PORT']}/readyz"
         out, err = folder / "refused.out", folder / "refused.err"
         with out.open("w") as stdout, err.open("w") as stderr:
-            proc = subprocess.Popen(
-                DEV,
-                env=env | {"LOG_FORMAT": "text"},
-                cwd=CHECKOUT,
-                stdout=stdout,
-                stderr=stderr,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+            proc = start_dev(env | {"LOG_FORMAT": "text"}, stdout, stderr)
             self.answered = False  # whether a server answered on the port meanwhile
             deadline = time.monotonic() + within
             while proc.poll() is None and time.monotonic() < deadline:
                 self.answered = self.answered or answers(readyz)
                 time.sleep(0.2)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                proc.wait(60)
+            ctrl_c(proc)
         self.status = proc.returncode
         self.out = out.read_text()
         self.err = err.read_text()
@@ -326,13 +321,8 @@ asyncio.run(run(start_postgres(Path(sys.argv[1]))))
 
 
 def on_embedded(data: Path, sql: str) -> None:
-    subprocess.run(
-        [sys.executable, "-c", SQL_ON_EMBEDDED, str(data / "pg"), sql],
-        cwd=CHECKOUT,
-        check=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_python("-c", SQL_ON_EMBEDDED, str(data / "pg"), sql, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 DASHBOARD = re.compile(r"Open the dashboard: (\S+)#")
@@ -341,15 +331,7 @@ DASHBOARD = re.compile(r"Open the dashboard: (\S+)#")
 def run_to_banner(env: dict[str, str], log_path: Path) -> str:
     """`dev` until its banner, then Ctrl-C: what it printed; it exits 0."""
     with log_path.open("w+") as log:
-        proc = subprocess.Popen(
-            DEV,
-            env=env,
-            cwd=CHECKOUT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc = start_dev(env, log)
         try:
             text: str = until(
                 "the banner",
@@ -361,9 +343,7 @@ def run_to_banner(env: dict[str, str], log_path: Path) -> str:
             )
             assert proc.poll() is None, text[-3000:]
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(60)
+            ctrl_c(proc)
     assert proc.returncode == 0, log_path.read_text()[-3000:]
     return text
 

@@ -7,7 +7,6 @@ unreachable server instead (or a traceback)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -18,8 +17,8 @@ import pytest
 
 from pmd_service.core.settings import Settings
 from support.stack import free_port
-from tests.helpers import CHECKOUT, SECRET
-from tests.procs import ARQ_WORKER, CLI
+from tests.helpers import SECRET
+from tests.procs import ARQ_WORKER, CLI, run
 
 CLOSED_PORT = free_port()
 
@@ -41,20 +40,6 @@ def _env(folder: Path, data: Path) -> dict[str, str]:
         "LOG_FORMAT": "text",
         "EMAIL_COPY_DIR": str(folder),
     }
-
-
-async def _run(argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=CHECKOUT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 BAD_JSON = ('{"bdr_ready": "Listo",\n "bdr_count": "Contiene {count} obras."\n', "line 3")
@@ -84,11 +69,11 @@ async def test_a_bad_copy_file_is_one_line_at_start(
     (folder / "de.json").write_text(json.dumps({"bdr_button": "Herunterladen"}))  # fine
     text, named = bad
     (folder / "es.json").write_text(text)
-    status, out, err = await _run(ENTRIES[entry], _env(folder, tmp_path))
-    shown = f"status {status}\n--- stdout:\n{out}\n--- stderr:\n{err}"
-    lines = [line for line in err.splitlines() if line.strip()]
+    status, proc = await run(ENTRIES[entry], _env(folder, tmp_path), 60)
+    shown = f"status {status}\n{proc.log()}"
+    lines = [line for line in proc.err if line.strip()]
     assert status == 2, shown
-    assert "Traceback" not in err and out == "", shown
+    assert not any("Traceback" in line for line in proc.err) and proc.out == [], shown
     assert len(lines) == 1, shown
     assert "configuration error: EMAIL_COPY_DIR" in lines[0], shown
     assert f"{folder / 'es.json'}: " in lines[0] and named in lines[0], shown

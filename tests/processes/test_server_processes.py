@@ -18,6 +18,7 @@ from support.seeding import Factory
 from support.sse import SSE, Stream
 from support.stack import free_port, listener_pids, service_env, start_server
 from tests.helpers import eventually
+from tests.procs import HEALTHZ, answered
 
 
 def start(
@@ -127,24 +128,11 @@ async def test_idle_connections_outlast_the_proxies_idle_timeout(
     assert KEEPALIVE_SECONDS > 120
     port = free_port()
     server = await asyncio.to_thread(start, settings, tmp_path, port, 1)
-    request = b"GET /healthz HTTP/1.1\r\nHost: pmd\r\n\r\n"
-
-    async def answered(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-        writer.write(request)
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        await reader.readexactly(length)
-        return head.split(b"\r\n")[0]
-
     try:
         used = await asyncio.open_connection("127.0.0.1", port)
-        assert await answered(*used) == b"HTTP/1.1 200 OK"
+        assert await answered(used, HEALTHZ, 10) == b"HTTP/1.1 200 OK"
         await asyncio.sleep(16)
-        assert await answered(*used) == b"HTTP/1.1 200 OK"
+        assert await answered(used, HEALTHZ, 10) == b"HTTP/1.1 200 OK"
         used[1].close()
     finally:
         server.terminate()

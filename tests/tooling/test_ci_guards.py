@@ -9,12 +9,11 @@ from __future__ import annotations
 import fnmatch
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, run_python
 from tests.skip_guard import ALLOW_LIST, SWITCH, read_allow_list
 
 TESTS = """
@@ -96,29 +95,9 @@ def pytest_run(
     given["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # this plugin alone: a faster start
     if strict:
         given[SWITCH] = "1"
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            *args,
-            "-p",
-            plugin,
-            "-p",
-            "no:cacheprovider",
-            "-c",
-            str(folder / "pytest.ini"),
-            "--rootdir",
-            str(folder),
-            str(folder),
-        ],
-        cwd=CHECKOUT,
-        env=given,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    plugins = ("-p", plugin, "-p", "no:cacheprovider")
+    config = ("-c", str(folder / "pytest.ini"), "--rootdir", str(folder), str(folder))
+    return run_python("-m", "pytest", *args, *plugins, *config, env=given, timeout=120)
 
 
 @pytest.fixture
@@ -270,24 +249,9 @@ def test_the_deploy_tests_follow_their_switch_not_ci(tmp_path: Path, required: b
     env = {"PATH": str(empty), "HOME": str(tmp_path), "CI": "true"}
     if required:
         env["PMD_REQUIRE_DEPLOY"] = "1"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-k",
-            "promtool",
-            "tests/deploy/test_deploy_observability.py",
-        ],
-        cwd=CHECKOUT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    promtool = ("-k", "promtool", "tests/deploy/test_deploy_observability.py")
+    done = run_python(
+        "-m", "pytest", "-q", "-p", "no:cacheprovider", *promtool, env=env, timeout=120
     )
     line = "promtool not found: install Debian's prometheus (apt-get install prometheus)"
     assert line in done.stdout, done.stdout + done.stderr

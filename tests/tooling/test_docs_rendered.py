@@ -8,8 +8,6 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 from bench import report, runner
 from bench.run_all import BENCHMARKS
 from support import chaos_pages as chaos_doc
-from tests.helpers import CHECKOUT
+from tests.helpers import run_python
 
 OLD = {
     "date": "2026-01-02 03:04 UTC",
@@ -212,14 +210,7 @@ def test_a_chaos_run_is_saved_and_rendered_into_its_pages(
 def test_run_alls_help_says_how_long_and_what_it_rewrites() -> None:
     """`python -m bench.run_all --help` names every benchmark with its time bound, the bound of
     them all, and the committed files a run rewrites (issue 33)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.run_all", "--help"],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_python("-m", "bench.run_all", "--help", check=True)
     text = done.stdout
     total = sum(b.limit_s for b in BENCHMARKS) / 3600
     assert f"all of them, at most {total:.1f} h" in text

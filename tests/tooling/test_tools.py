@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -114,23 +112,9 @@ def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
     assert 'python3 -m support.tools --packages "${PROGRAMS[@]}"' in script
     empty = tmp_path / "bin"
     empty.mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-S",
-            "-m",
-            "support.tools",
-            "--packages",
-            "nsenter",
-            "promtool",
-            "unshare",
-        ],
-        cwd=CHECKOUT,
-        env={"PATH": str(empty)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    programs = ("nsenter", "promtool", "unshare")
+    done = run_python(
+        "-S", "-m", "support.tools", "--packages", *programs, env={"PATH": str(empty)}, check=True
     )
     assert done.stdout == "util-linux prometheus\n"
 
@@ -138,14 +122,7 @@ def test_ci_installs_every_program_of_the_table_from_it(tmp_path: Path) -> None:
 def test_the_clusters_help_names_everything_it_needs() -> None:
     """`python -m runs.cluster --help` says what the run is, then every program of its table
     with the Debian package that provides it, root, and how long a run takes (issue 33)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "runs.cluster", "--help"],
-        cwd=CHECKOUT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    done = run_python("-m", "runs.cluster", "--help", check=True)
     text = " ".join(done.stdout.split())  # argparse wraps the epilog
     assert text.startswith("usage: python -m runs.cluster")
     needs = text[text.index("Needs:") :]

@@ -42,14 +42,15 @@ def arq_run_job() -> Any:
     return function
 
 
-def _in_order(source: str, *parts: str) -> bool:
+def _in_order(code: Any, *parts: str) -> str:
+    """The source of `code` (a string is one already), checked to hold `parts` in this order."""
+    source = code if isinstance(code, str) else inspect.getsource(code)
     at = 0
     for part in parts:
-        found = source.find(part, at)
-        if found < 0:
-            return False
-        at = found + len(part)
-    return True
+        at = source.find(part, at)
+        assert at >= 0, f"{part!r} missing, or out of order, in:\n{source}"
+        at += len(part)
+    return source
 
 
 def test_the_installed_arq_is_the_one_the_adapter_was_read_from() -> None:
@@ -59,9 +60,8 @@ def test_the_installed_arq_is_the_one_the_adapter_was_read_from() -> None:
 def test_a_claim_takes_its_slot_before_watching_and_frees_it_only_around_exec() -> None:
     """PmdWorker.start_jobs gives the slot back on a WatchError from the reads after WATCH:
     true only while arq takes the slot first and catches WatchError around EXEC alone."""
-    source = inspect.getsource(arq.worker.Worker.start_jobs)
-    assert _in_order(
-        source,
+    source = _in_order(
+        arq.worker.Worker.start_jobs,
         "await self.sem.acquire()",
         "self.job_counter = self.job_counter + 1",
         "await pipe.watch(",
@@ -71,7 +71,7 @@ def test_a_claim_takes_its_slot_before_watching_and_frees_it_only_around_exec() 
         "except (ResponseError, WatchError):",
         "self.job_counter = self.job_counter - 1",
         "self.sem.release()",
-    ), source
+    )
     assert source.count("WatchError") == 1, "arq now handles WatchError itself: drop the override"
 
 
@@ -82,8 +82,7 @@ def test_the_arq_command_configures_its_logging_after_the_import_keeping_arq_s_f
     (dictConfig of its default, which keeps the filters of the loggers under `arq`), then runs
     the Worker; every logger of arq's is one ARQ_LOGGERS names, and with the filter on, an arq
     line goes to the service's handler alone."""
-    cli = inspect.getsource(arq.cli.cli.callback)  # type: ignore[arg-type]
-    assert _in_order(cli, "import_string(worker_settings)", "dictConfig(", "run_worker("), cli
+    _in_order(arq.cli.cli.callback, "import_string(worker_settings)", "dictConfig(", "run_worker(")
     named = set()
     for module in (arq.connections, arq.jobs, arq.utils, arq.worker):
         named |= set(re.findall(r"getLogger\('([^']+)'\)", inspect.getsource(module)))
@@ -115,34 +114,34 @@ def test_a_scheduled_run_is_named_by_its_time_and_a_start_up_run_by_the_worker_s
     """PmdWorker.made_by_scheduler knows arq's cron runs by their ids: `{name}:{ms}` of the
     run's time, a start-up run's time being the `n` run_cron was given; a job's id reaches
     the function in its ctx."""
-    cron = inspect.getsource(arq.worker.Worker.run_cron)
-    assert _in_order(
-        cron,
+    _in_order(
+        arq.worker.Worker.run_cron,
         "if cron_job.run_at_startup:",
         "cron_job.next_run = n",
         "job_id = f'{cron_job.name}:{to_unix_ms(cron_job.next_run)}' if cron_job.unique",
         "_job_id=job_id",
-    ), cron
-    run = inspect.getsource(arq_run_job())
-    assert _in_order(run, "'job_id': job_id", "function.coroutine(ctx, *args, **kwargs)"), run
+    )
+    _in_order(arq_run_job(), "'job_id': job_id", "function.coroutine(ctx, *args, **kwargs)")
 
 
 def test_the_job_deserializer_s_errors_fail_the_job_and_its_fields_are_read_unchecked() -> None:
     """job_codec.deserialize checks the fields' shape: arq fails the job when the deserializer
     raises, and uses what it returns unchecked (ending the worker on a wrong shape)."""
-    raw = inspect.getsource(arq.jobs.deserialize_job_raw)
-    assert _in_order(raw, "d = deserializer(r)", "d['f'], d['a'], d['k'], d['t'], d['et']")
-    assert _in_order(raw, "except Exception as e:", "raise DeserializationError"), raw
-    run = inspect.getsource(arq_run_job())
-    assert _in_order(
-        run,
+    raw = _in_order(
+        arq.jobs.deserialize_job_raw,
+        "d = deserializer(r)",
+        "d['f'], d['a'], d['k'], d['t'], d['et']",
+    )
+    _in_order(raw, "except Exception as e:", "raise DeserializationError")
+    _in_order(
+        arq_run_job(),
         "deserialize_job_raw(",
         "except SerializationError as e:",
         "return await job_failed(e)",
         "self.functions[function_name]",
         "enqueue_job_try > job_try",
         "ms_to_datetime(enqueue_time_ms)",
-    ), run
+    )
 
 
 def test_the_keys_arq_keeps_per_job_are_the_ones_the_worker_reads_before_a_claim() -> None:
@@ -153,51 +152,47 @@ def test_the_keys_arq_keeps_per_job_are_the_ones_the_worker_reads_before_a_claim
     }
     assert prefixes == set(JOB_KEY_PREFIXES)
     assert arq.constants.abort_jobs_ss == "arq:abort"
-    claim = inspect.getsource(arq.worker.Worker.start_jobs)
-    assert _in_order(
-        claim,
+    _in_order(
+        arq.worker.Worker.start_jobs,
         "job_id = job_id_b.decode()",
         "await pipe.exists(in_progress_key)",
         "await pipe.zscore(self.queue_name, job_id)",
         "if ongoing_exists or not score",
         f"pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), {IN_PROGRESS_MARK!r})",
         "self.run_job(job_id, int(score))",
-    ), claim
-    run = inspect.getsource(arq_run_job())
-    assert _in_order(
-        run,
+    )
+    run = _in_order(
+        arq_run_job(),
         "pipe.get(job_key_prefix + job_id)",
         "pipe.incr(retry_key_prefix + job_id)",
         "pipe.expire(retry_key_prefix + job_id, 88400)",
         "if self.allow_abort_jobs:",
         "pipe.zrem(abort_jobs_ss, job_id)",
-    ), run
+    )
     assert "result_key_prefix" not in run, "arq's run now reads a result: check it"
     assert "keep_in_progress" in inspect.getsource(arq.worker.Worker.finish_job)
-    failed = inspect.getsource(arq.worker.Worker.finish_failed_job)
-    assert _in_order(
-        failed,
+    _in_order(
+        arq.worker.Worker.finish_failed_job,
         "retry_key_prefix + job_id",
         "in_progress_key_prefix + job_id",
         "job_key_prefix + job_id",
         "tr.zrem(abort_jobs_ss, job_id)",
         "tr.zrem(self.queue_name, job_id)",
-    ), failed
+    )
 
 
 def test_the_poll_reads_due_ids_and_hands_them_to_start_jobs() -> None:
     """PmdWorker reads a job's values in start_jobs, catches arq's errors there and in run_job,
     and tidies the queue in _poll_iteration: true while arq's poll reads the queue's due ids
     (bytes) there and starts them through start_jobs."""
-    poll = inspect.getsource(arq.worker.Worker._poll_iteration)
-    assert _in_order(
-        poll,
+    _in_order(
+        arq.worker.Worker._poll_iteration,
         "job_ids = await self.pool.zrangebyscore(",
         "max=now",
         "await self.start_jobs(job_ids)",
         "t.result()",
         "await self.heart_beat()",
-    ), poll
+    )
     assert "await self._poll_iteration()" in inspect.getsource(arq.worker.Worker.main)
     init = inspect.getsource(arq.worker.Worker.__init__)
     assert "self.in_progress_timeout_s = (max_timeout or 0) + 10" in init, init
@@ -217,28 +212,26 @@ async def test_the_arq_command_makes_its_worker_by_the_names_the_adapter_replace
     `--check` makes no Worker."""
     cli = arq.cli.cli.callback
     assert cli is not None
-    source = inspect.getsource(cli)
-    assert _in_order(
-        source,
+    _in_order(
+        cli,
         "import_string(worker_settings)",
         "if check:",
         "exit(check_health(worker_settings_))",
         "run_worker(worker_settings_, **kwargs)",
-    ), source
+    )
     assert "create_worker(worker_settings)" in inspect.getsource(arq.cli.watch_reload)
     assert "run_worker" in cli.__code__.co_names and cli.__globals__ is vars(arq.cli)
     assert "create_worker" in arq.cli.watch_reload.__code__.co_names
     assert "Worker(" not in inspect.getsource(arq.worker.check_health)
-    made = inspect.getsource(arq.worker)  # the file: sentry-sdk may have wrapped create_worker
-    assert _in_order(
-        made,
+    _in_order(
+        arq.worker,  # the file: sentry-sdk may have wrapped create_worker
         "def create_worker(settings_cls: 'WorkerSettingsType', **kwargs: Any) -> Worker:",
         "return Worker(**{**get_kwargs(settings_cls), **kwargs})",
         "def run_worker(settings_cls: 'WorkerSettingsType', **kwargs: Any) -> Worker:",
         "worker = create_worker(settings_cls, **kwargs)",
         "worker.run()",
         "return worker",
-    ), made
+    )
 
     ran: list[arq.worker.Worker] = []
     monkeypatch.setattr(PmdWorker, "run", lambda self: ran.append(self))

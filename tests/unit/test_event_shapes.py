@@ -24,6 +24,7 @@ from pmd_service.exports.schemas import EVENT_PARTS, Payload, export_item, expor
 from pmd_service.features import EVENT_KINDS as KINDS
 from pmd_service.sse import shapes
 from support.stack import connected
+from tests.exports import plan_parts
 
 BDR_KEYS = set(ItemRow.__struct_encode_fields__)
 EXPORT_KEYS = set(Payload.__struct_encode_fields__)
@@ -102,13 +103,7 @@ async def test_every_payload_holds_exactly_its_struct(pool: asyncpg.Pool) -> Non
         "INSERT INTO exports (user_id, part_bytes) VALUES ($1, 1000) RETURNING id", user_id
     )
     async with pool.acquire() as conn, conn.transaction():
-        for n in range(1, EVENT_PARTS + 3):
-            await conn.execute(
-                "INSERT INTO export_parts (export_id, number, post_ids, artwork_count,"
-                " estimated_bytes) VALUES ($1, $2, '{1}', 1, 10)",
-                export_id,
-                n,
-            )
+        await plan_parts(conn, export_id, EVENT_PARTS + 2, 1, 10)
         await conn.execute(
             "UPDATE exports SET status = 'processing', parts_version = parts_version + 1,"
             " skipped = $2::text::jsonb WHERE id = $1",

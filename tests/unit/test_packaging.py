@@ -7,7 +7,6 @@ import hashlib
 import os
 import re
 import subprocess
-import sys
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from pmd_service import __version__
 from pmd_service.core.migrate import discover, discover_repeatable
-from tests.helpers import CHECKOUT, SECRET, run_python
+from tests.helpers import CHECKOUT, SECRET, captured, run_python
 
 LOCKS = CHECKOUT / "requirements"
 # One xdist worker: the installs are module fixtures (asked for by name, which the suite's
@@ -174,22 +173,13 @@ print(sorted(m for m in sys.modules if m.startswith("pmd_service.dev")))
 
 
 def test_production_never_imports_the_development_package(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", NO_DEV],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin"},
-    )
+    done = run_python("-c", NO_DEV, env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path, check=True)
     assert done.stdout.strip() == "[]"
 
 
 # What setuptools says of a folder inside the package that `packages` does not list (the page's
 # static files were one): such a folder is left out of a build, or installed only by chance.
 LEFT_OUT = "is absent from the `packages` configuration"
-QUIET: dict[str, Any] = {"capture_output": True, "text": True, "check": True, "timeout": 600}
 # The builds below run without PYTHONDONTWRITEBYTECODE: with it, setuptools says "byte-compiling
 # is disabled" of every build, a warning about the caller's environment, not the project.
 BUILD_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -238,37 +228,30 @@ def test_every_folder_of_the_package_is_listed_for_the_wheel() -> None:
     }
 
 
+def _pip(python: Path, *args: str) -> None:
+    """`pip install --quiet ARGS` with `python`'s pip."""
+    captured([str(python), "-m", "pip", "install", "--quiet", *args], check=True)
+
+
 def _purelib(python: Path) -> Path:
     code = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    return Path(subprocess.run([str(python), "-c", code], **QUIET).stdout.strip())
+    return Path(captured([str(python), "-c", code], check=True).stdout.strip())
 
 
 @pytest.fixture(scope="module")
 def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv holding the runtime lock (and pip), nothing of the service: its site-packages."""
     where = tmp_path_factory.mktemp("runtime") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(where)], **QUIET)
+    run_python("-m", "venv", str(where), timeout=600, check=True)
     python = where / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--require-hashes",
-            "-r",
-            str(LOCKS / "runtime.txt"),
-        ],
-        **QUIET,
-    )
+    _pip(python, "--require-hashes", "-r", str(LOCKS / "runtime.txt"))
     return _purelib(python)
 
 
 def _venv_with_the_runtime(where: Path, runtime: Path) -> Path:
     """A new venv that sees `runtime`'s packages, nothing of the service yet: its python. The
     runtime is installed once, for both installs of the service, and seen through a .pth."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], **QUIET)
+    run_python("-m", "venv", "--without-pip", str(where), timeout=600, check=True)
     python = where / "bin" / "python"
     (_purelib(python) / "runtime.pth").write_text(f"{runtime}\n")
     return python
@@ -279,36 +262,12 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Pa
     """The checkout's wheel, as the image installs it, in a venv of its own: its python."""
     tmp = tmp_path_factory.mktemp("plain")
     dist = tmp / "dist"
-    built = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--verbose",
-            "--no-deps",
-            "--wheel-dir",
-            str(dist),
-            str(CHECKOUT),
-        ],
-        env=BUILD_ENV,
-        **QUIET,
-    )
+    wheel = ("wheel", "--verbose", "--no-deps", "--wheel-dir", str(dist), str(CHECKOUT))
+    built = run_python("-m", "pip", *wheel, env=BUILD_ENV, timeout=600, check=True)
     output = built.stdout + built.stderr
     assert LEFT_OUT not in output and backend_warnings(output) == [], output
     python = _venv_with_the_runtime(tmp / "venv", runtime)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            str(next(dist.glob("pmd_service-*.whl"))),
-        ],
-        **QUIET,
-    )
+    _pip(python, "--no-deps", str(next(dist.glob("pmd_service-*.whl"))))
     return python
 
 
@@ -316,11 +275,8 @@ def plain_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Pa
 def editable_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) -> Path:
     """`pip install -e` of the checkout, as `make` does, in a venv of its own: its python."""
     python = _venv_with_the_runtime(tmp_path_factory.mktemp("editable") / "venv", runtime)
-    done = subprocess.run(
-        [str(python), "-m", "pip", "install", "--verbose", "--no-deps", "-e", str(CHECKOUT)],
-        env=BUILD_ENV,
-        **QUIET,
-    )
+    editable = [str(python), "-m", "pip", "install", "--verbose", "--no-deps", "-e", str(CHECKOUT)]
+    done = captured(editable, env=BUILD_ENV, check=True)
     output = done.stdout + done.stderr
     assert LEFT_OUT not in output and backend_warnings(output) == [], output
     return python
@@ -329,15 +285,7 @@ def editable_install(tmp_path_factory: pytest.TempPathFactory, runtime: Path) ->
 def _run(
     python: Path, cwd: Path, env: dict[str, str], *args: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(python), *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return captured([str(python), *args], 120, env={"PATH": "/usr/bin:/bin", **env}, cwd=cwd)
 
 
 @pytest.mark.parametrize(

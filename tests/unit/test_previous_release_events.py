@@ -8,8 +8,7 @@ differ from ours (its `migrations/repeatable/`, read from git at its tag or its 
 from __future__ import annotations
 
 import subprocess
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ from pmd_service.sse.hub import CHANNEL, SQL_EVENTS_AFTER
 from pmd_service.sse.replay import SQL_PURGE_EVENTS
 from runs.cluster.upgrade import RELEASES
 from support.migration_check import read_record
-from support.stack import connected, create_database, drop_database, eventually
-from tests.helpers import CHECKOUT
+from support.stack import connected, eventually
+from tests.helpers import CHECKOUT, scratch_database
 
 PREVIOUS_VERSION, PREVIOUS_LAST_MIGRATION = "0.2.0", 18
 PREVIOUS_TAG = f"v{PREVIOUS_VERSION}"
@@ -44,14 +43,7 @@ OLD_PURGE = "DELETE FROM stream_events WHERE created_at < $1::timestamptz - inte
 MARK = "mark"
 
 
-@pytest.fixture
-async def empty_db(admin_database_url: str) -> AsyncIterator[str]:
-    name = f"pmd_prev_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name)
-    try:
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)
+empty_db = scratch_database("pmd_prev")
 
 
 def test_the_files_are_the_previous_release_s() -> None:

@@ -6,8 +6,7 @@ whose objects must stay collectable.
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from tests.helpers import run_python
 
 # ~70 GC-tracked objects a stream, as aiohttp's request, response and protocol are; openings
 # arrive with no once-a-second `tend` between them (a whole site reconnecting at once).
@@ -31,12 +30,15 @@ print("ok")
 """
 
 
-def test_each_wave_of_streams_is_frozen_as_it_opens() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60, check=False
-    )
+def _prints_ok(child: str) -> None:
+    """`child` run in an interpreter of its own, to its `ok`."""
+    done = run_python("-c", child)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_each_wave_of_streams_is_frozen_as_it_opens() -> None:
+    _prints_ok(CHILD)
 
 
 # A storm: every stream ends and opens again at once. The full collection that reclaims the
@@ -63,12 +65,4 @@ print("ok")
 
 
 def test_the_reclaim_waits_for_openings_to_pause_unless_garbage_piles_up() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", RECLAIM_CHILD],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "ok"
+    _prints_ok(RECLAIM_CHILD)

@@ -10,16 +10,13 @@ from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
-from msgspec.structs import replace
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
 from pmd_service.exports.job import process_export
 from pmd_service.jobs.context import job_context, state
 from pmd_service.upkeep.cleanup import daily_cleanup
-from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from tests.helpers import assert_problem, eventually
+from tests.helpers import SmallApp, assert_problem, eventually
 
 Client = TestClient[Any, Any]
 KIB = 1024
@@ -93,15 +90,10 @@ async def test_an_export_cancelled_after_a_part_was_ready_counts_for_the_cooldow
 
 
 async def test_the_purge_keeps_an_export_that_counts_while_its_cooldown_runs(
-    aiohttp_client: AiohttpClient,
-    factory: Factory,
-    small: Settings,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    small_app: SmallApp, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     """A cooldown longer than the 14 days finished rows are kept: the row that starts it stays."""
-    long = replace(small, export_cooldown_seconds=30 * DAY)
-    client: Client = await aiohttp_client(create_app(long))
+    long, client = await small_app(export_cooldown_seconds=30 * DAY)
     owner = await _owner_with_artworks(factory, 12)
     counted = await _cancelled_after_its_first_part(client, pool, long, owner)
     # A cancel before any part, as old: it does not count, so it goes.

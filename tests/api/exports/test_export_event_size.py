@@ -19,6 +19,7 @@ from pmd_service.exports.schemas import EVENT_PARTS
 from pmd_service.features import EVENT_KINDS as KINDS
 from support.seeding import Factory, UserRow
 from support.sse import SSE, open_stream
+from tests.exports import plan_parts
 
 LIMIT = 8 * 1024  # every event, as stored and as framed
 PARTS, SKIPPED = 40, 3000
@@ -42,13 +43,7 @@ async def a_large_export(pool: asyncpg.Pool, owner: UserRow) -> uuid.UUID:
         owner.id,
         owner.sqid,
     )
-    for n in range(1, PARTS + 1):
-        await pool.execute(
-            "INSERT INTO export_parts (export_id, number, post_ids, artwork_count, "
-            "estimated_bytes) VALUES ($1, $2, '{1}', 100, 1000)",
-            export_id,
-            n,
-        )
+    await plan_parts(pool, export_id, PARTS, 100, 1000)
     await pool.execute(
         "UPDATE exports SET artwork_count = $2, parts_version = parts_version + 1 WHERE id = $1",
         export_id,

@@ -23,17 +23,16 @@ import msgspec
 import pytest
 from aiohttp.test_utils import TestClient
 from msgspec.structs import replace
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
 from pmd_service.core.settings import Settings
 from pmd_service.exports.schemas import export_item
-from pmd_service.web.app import create_app
 from support.mailbox import Mailbox
 from support.seeding import Factory, PostRow, UserRow
 from tests.helpers import assert_problem, eventually, run_worker
 
 Client = TestClient[Any, Any]
+Ctx = dict[str, Any]  # arq's context, as the `worker_ctx` fixture gives it
 KIB = 1024
 BAGIT = [sys.executable, "-m", "bagit"]
 
@@ -295,14 +294,9 @@ async def test_refusals(
 
 
 async def test_email_once_when_ready_links_to_the_page(
-    aiohttp_client: AiohttpClient,
-    factory: Factory,
-    small: Settings,
-    smtp: Mailbox,
-    redis_clean: None,
+    mail_client: tuple[Settings, Client], factory: Factory, smtp: Mailbox
 ) -> None:
-    mailed = replace(small, smtp_host=smtp.host, smtp_port=smtp.port)
-    client: Client = await aiohttp_client(create_app(mailed))
+    mailed, client = mail_client
     owner = await factory.user("mailme")
     await artworks(factory, owner, [2 * KIB] * 3)
     item = await request_export(client, owner, send_email=True)
@@ -329,11 +323,7 @@ async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def test_a_crash_mid_part_keeps_the_published_parts(
-    ex_client: Client,
-    factory: Factory,
-    small: Settings,
-    pool: asyncpg.Pool,
-    worker_ctx: dict[str, Any],
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, worker_ctx: Ctx
 ) -> None:
     from pmd_service.exports.job import process_export
     from pmd_service.jobs.context import state
@@ -400,11 +390,7 @@ async def _at_least(count: Callable[[], Awaitable[int]], n: int) -> bool:
 
 
 async def test_expiry_removes_the_parts(
-    ex_client: Client,
-    factory: Factory,
-    small: Settings,
-    pool: asyncpg.Pool,
-    worker_ctx: dict[str, Any],
+    ex_client: Client, factory: Factory, small: Settings, pool: asyncpg.Pool, worker_ctx: Ctx
 ) -> None:
     from pmd_service.upkeep.cleanup import daily_cleanup
 
@@ -490,7 +476,7 @@ async def test_the_sweep_queues_an_export_whose_job_was_lost(
     factory: Factory,
     small: Settings,
     pool: asyncpg.Pool,
-    worker_ctx: dict[str, Any],
+    worker_ctx: Ctx,
     redis_clean: None,
 ) -> None:
     from pmd_service.upkeep.sweep import sweep

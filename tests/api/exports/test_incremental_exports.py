@@ -13,13 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 from msgspec.structs import replace
-from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.settings import Settings
-from pmd_service.web.app import create_app
 from support.seeding import Factory, PostRow
 from tests.exports import post_export, ready_export, unpacked
-from tests.helpers import Client, assert_problem
+from tests.helpers import Client, SmallApp, assert_problem
 
 
 @pytest.fixture
@@ -111,14 +109,9 @@ async def test_an_incremental_export_holds_what_changed_and_lists_what_is_gone(
 
 
 async def test_bad_since_values_are_400_whatever_the_state(
-    aiohttp_client: AiohttpClient,
-    factory: Factory,
-    small: Settings,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    small_app: SmallApp, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    waiting = replace(small, export_incremental_cooldown_seconds=3600)
-    client = await aiohttp_client(create_app(waiting))
+    waiting, client = await small_app(export_incremental_cooldown_seconds=3600)
     owner = await factory.user()
     other = await factory.user()
     await factory.post(owner)

@@ -20,7 +20,14 @@ from pmd_service.core.db import connect
 from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.grants import INSERTS, NEWER_READS, READS, UPDATES, GrantsError, grants_sql
 from pmd_service.host.hostcheck import FIX, NEEDED_COLUMNS, OWN_ROLE, HostReport, check_host
-from tests.helpers import SECRET, grant_role, run_python, service_statements
+from tests.helpers import (
+    SECRET,
+    admin_and_role,
+    grant_role,
+    refused,
+    run_python,
+    service_statements,
+)
 from tests.helpers import as_role as url_as_role
 
 ROLE_SEARCH_PATH = '"pmd", "public"'
@@ -34,20 +41,6 @@ def _statements() -> dict[str, str]:
     )
     found["token"] = "SELECT roles FROM users WHERE public_sqid = $1"
     return found
-
-
-async def _refused(conn: asyncpg.Connection, statements: dict[str, str]) -> dict[str, str]:
-    """The statements this connection's role may not run. EXPLAIN checks every privilege a
-    statement needs (PostgreSQL checks them as it starts executing) and runs nothing."""
-    refused: dict[str, str] = {}
-    for name, sql in statements.items():
-        try:
-            async with conn.transaction():
-                explain = await conn.prepare("EXPLAIN " + sql)
-                await explain.fetch(*[None] * len(explain.get_parameters()))
-        except asyncpg.InsufficientPrivilegeError as exc:
-            refused[name] = str(exc)
-    return refused
 
 
 def test_the_rights_are_the_columns_the_sql_names() -> None:
@@ -75,34 +68,24 @@ async def as_role(host_role_url: str) -> AsyncIterator[asyncpg.Connection]:
 async def test_every_statement_runs_under_the_role_and_every_right_is_needed(
     host_url: str, host_role_url: str
 ) -> None:
-    admin = await asyncpg.connect(host_url)
-    role_conn = await connect(host_role_url, "pmd-test", search_path=ROLE_SEARCH_PATH)
-    try:
-        # The service's own tables, created by the role (the schema is the role's).
-        from pmd_service.core.migrate import apply_migrations
-
-        await apply_migrations(role_conn)
-        role = await role_conn.fetchval("SELECT current_user")
+    async with admin_and_role(host_url, host_role_url) as (admin, role_conn, role):
         statements = _statements()
         assert len(statements) > 40
         await admin.execute(grants_sql(role, cutover=True))
-        assert await _refused(role_conn, statements) == {}
+        assert await refused(role_conn, statements) == {}
         unneeded = []
         rights = [("SELECT", READS), ("UPDATE", UPDATES), ("INSERT", INSERTS)]
         for privilege, tables in rights:
             for table, columns in tables.items():
                 for column in columns:
                     await admin.execute(f"REVOKE {privilege} ({column}) ON {table} FROM {role}")
-                    if not await _refused(role_conn, statements):
+                    if not await refused(role_conn, statements):
                         unneeded.append(f"{privilege} {table}.{column}")
                     await admin.execute(f"GRANT {privilege} ({column}) ON {table} TO {role}")
         assert unneeded == []
         # Without the cut-over's right, only the cut-over's query is refused.
         await admin.execute(f"REVOKE SELECT ON batch_download_requests FROM {role}")
-        assert list(await _refused(role_conn, statements)) == ["cutover rows"]
-    finally:
-        await role_conn.close()
-        await admin.close()
+        assert list(await refused(role_conn, statements)) == ["cutover rows"]
 
 
 async def test_grants_run_again_waits_for_no_transaction_of_the_service(
@@ -111,11 +94,7 @@ async def test_grants_run_again_waits_for_no_transaction_of_the_service(
     """An upgrade runs the new release's script while the previous release serves: with the
     service's tables already the role's, it takes no lock a reader of them holds off (an
     ALTER … OWNER of each deadlocked with the serving release's queries)."""
-    admin = await asyncpg.connect(host_url)
-    role_conn = await connect(host_role_url, "pmd-test", search_path=ROLE_SEARCH_PATH)
-    try:
-        await apply_migrations(role_conn)
-        role = await role_conn.fetchval("SELECT current_user")
+    async with admin_and_role(host_url, host_role_url) as (admin, role_conn, role):
         await admin.execute(grants_sql(role))
         async with role_conn.transaction():
             await role_conn.fetch("SELECT * FROM batch_download_requests, stream_events LIMIT 1")
@@ -126,9 +105,6 @@ async def test_grants_run_again_waits_for_no_transaction_of_the_service(
         await admin.execute(grants_sql(role))
         owner = "SELECT tableowner FROM pg_tables WHERE schemaname = 'pmd' AND tablename = $1"
         assert await admin.fetchval(owner, "pmd_extra") == role
-    finally:
-        await role_conn.close()
-        await admin.close()
 
 
 @pytest.mark.parametrize(

@@ -8,16 +8,10 @@ from __future__ import annotations
 import io
 import subprocess
 import zipfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
-from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.db import connect
-from pmd_service.core.migrate import apply_migrations
-from pmd_service.core.settings import Settings
 from pmd_service.host.hostcheck import HOST_HEAD, NEWER_COLUMNS, check_host
 from tests.helpers import SECRET, announced, run_python, run_worker
 from tests.host_revisions import AT_4350AB8, BesideHost, beside_host_at
@@ -30,15 +24,6 @@ LACKING_AT_4350AB8 = [
     "posts.pending_listing",
     "users.locale",
 ]
-
-
-@pytest.fixture
-async def host(host_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """The host's newest tables (an admin: alembic_version readable), migrated beside."""
-    conn = await connect(host_url, "pmd-test", search_path='"pmd", "public"')
-    await apply_migrations(conn)
-    yield conn
-    await conn.close()
 
 
 async def test_the_newest_head_is_named(host: asyncpg.Connection) -> None:
@@ -146,18 +131,7 @@ async def test_the_cli_as_the_service_role_on_an_older_host(
     assert "emails go out in English (no users.locale)" in done.stdout
 
 
-@pytest.fixture
-async def older(
-    host_url: str,
-    host_role_url: str,
-    settings: Settings,
-    aiohttp_client: AiohttpClient,
-    redis_clean: None,
-) -> AsyncIterator[BesideHost]:
-    async with beside_host_at(
-        host_url, host_role_url, settings, aiohttp_client, older=True
-    ) as beside:
-        yield beside
+older = beside_host_at(older=True)
 
 
 async def _ok(older: BesideHost, auth: dict[str, str], path: str, body: Any) -> Any:

@@ -7,7 +7,6 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +15,6 @@ from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import connect
 from pmd_service.core.migrate import HOST_TABLES as MIGRATE_HOST_TABLES
-from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.host.hostcheck import (
     HOST_TABLES,
@@ -35,15 +33,6 @@ from tests.helpers import SECRET, direct, run_python, service_statements
 
 # A name that needs quoting: the printed statements must quote the schema they name.
 COPY = "host copy"
-
-
-@pytest.fixture
-async def host(host_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """The host's tables with the service's migrations applied beside them, as deployed."""
-    conn = await connect(host_url, "pmd-test", search_path='"pmd", "public"')
-    await apply_migrations(conn)
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

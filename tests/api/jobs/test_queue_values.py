@@ -13,6 +13,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -72,12 +73,46 @@ MALFORMED: dict[str, Seed] = {
 CRASHED_ARQ = ["body is a hash", "try count is text", "try count is a hash", "queue score is -inf"]
 
 
-async def _two_requests(client: Client, factory: Factory) -> tuple[UserRow, str, str]:
-    owner = await factory.user()
-    good, bad = [
-        await request_bdr(client, owner, [(await factory.post(owner)).id]) for _ in range(2)
-    ]
-    return owner, good["id"], bad["id"]
+@dataclass(frozen=True)
+class Queue:
+    """What each case drives: the app, the seeder, the worker's settings and cron ctx, the log."""
+
+    client: Client
+    factory: Factory
+    settings: Settings
+    ctx: dict[str, Any]
+    caplog: pytest.LogCaptureFixture
+
+    @property
+    def redis(self) -> ArqRedis:
+        redis: ArqRedis = self.ctx["redis"]
+        return redis
+
+    async def requested(self, owner: UserRow) -> str:
+        """The id of a new request of one new post of `owner`'s."""
+        return str(
+            (await request_bdr(self.client, owner, [(await self.factory.post(owner)).id]))["id"]
+        )
+
+    async def worked(self, level: int = logging.WARNING) -> None:
+        """The worker run to the end of the queue, its lines from `level` on captured."""
+        with self.caplog.at_level(level):
+            await run_worker(self.settings)
+
+    async def status(self, owner: UserRow, bdr_id: str) -> str:
+        """The request's status, as its owner reads it."""
+        return str((await fetch_item(self.client, owner, bdr_id))["status"])
+
+
+@pytest.fixture
+def queue(
+    client: Client,
+    factory: Factory,
+    settings: Settings,
+    worker_ctx: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> Queue:
+    return Queue(client, factory, settings, worker_ctx, caplog)
 
 
 def _lines_naming(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
@@ -93,79 +128,49 @@ async def _nothing_left_of(redis: ArqRedis, job: str) -> None:
     assert await redis.zscore(default_queue_name, job) is None
 
 
-async def _swept_to_ready(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    owner: UserRow,
-    bdr_id: str,
-    age: str = "40 seconds",
-) -> None:
+async def _swept_to_ready(q: Queue, owner: UserRow, bdr_id: str, age: str = "40 seconds") -> None:
     """Nothing lost: the request the removed job was for is still pending, and the sweep
     (past its grace) enqueues it again under a job of its own, which the worker builds."""
-    assert (await fetch_item(client, owner, bdr_id))["status"] == "pending"
-    await factory.pool.execute(
+    assert await q.status(owner, bdr_id) == "pending"
+    await q.factory.pool.execute(
         f"UPDATE batch_download_requests SET created_at = now() - interval '{age}' "
         "WHERE id = $1::uuid",
         bdr_id,
     )
-    assert (await sweep(worker_ctx))["requeued"] == 1
-    await run_worker(settings)
-    assert (await fetch_item(client, owner, bdr_id))["status"] == "ready"
+    assert (await sweep(q.ctx))["requeued"] == 1
+    await run_worker(q.settings)
+    assert await q.status(owner, bdr_id) == "ready"
 
 
-async def _removed_with_one_line_and_swept(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
-    seed: Seed,
-) -> None:
-    owner, good, bad = await _two_requests(client, factory)
-    redis: ArqRedis = worker_ctx["redis"]
+async def _removed_with_one_line_and_swept(q: Queue, seed: Seed) -> None:
+    owner = await q.factory.user()
+    good, bad = [await q.requested(owner) for _ in range(2)]
     bad_job = job_id(uuid.UUID(bad))
-    await seed(redis, bad_job)
+    await seed(q.redis, bad_job)
 
-    with caplog.at_level(logging.WARNING):
-        await run_worker(settings)  # returns: the worker went on to the end of the queue
-    assert (await fetch_item(client, owner, good))["status"] == "ready"
-    assert len(_lines_naming(caplog, bad_job)) == 1, caplog.text
-    await _nothing_left_of(redis, bad_job)
+    await q.worked()  # returns: the worker went on to the end of the queue
+    assert await q.status(owner, good) == "ready"
+    assert len(_lines_naming(q.caplog, bad_job)) == 1, q.caplog.text
+    await _nothing_left_of(q.redis, bad_job)
 
-    caplog.clear()
-    with caplog.at_level(logging.INFO):
-        await run_worker(settings)  # a restart: nothing of the removed job comes back
-    assert _lines_naming(caplog, bad_job) == []
-    assert not [r for r in caplog.records if "→" in r.getMessage()], "a job ran again"
+    q.caplog.clear()
+    await q.worked(logging.INFO)  # a restart: nothing of the removed job comes back
+    assert _lines_naming(q.caplog, bad_job) == []
+    assert not [r for r in q.caplog.records if "→" in r.getMessage()], "a job ran again"
 
-    await _swept_to_ready(client, factory, settings, worker_ctx, owner, bad)
+    await _swept_to_ready(q, owner, bad)
 
 
 @pytest.mark.parametrize("case", MALFORMED)
 async def test_a_malformed_value_of_a_job_removes_that_job_and_the_worker_goes_on(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
-    case: str,
+    queue: Queue, case: str
 ) -> None:
-    await _removed_with_one_line_and_swept(
-        client, factory, settings, worker_ctx, caplog, MALFORMED[case]
-    )
+    await _removed_with_one_line_and_swept(queue, MALFORMED[case])
 
 
 @pytest.mark.parametrize("case", CRASHED_ARQ)
 async def test_what_arq_raises_on_removes_the_job_even_unread_beforehand(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-    case: str,
+    queue: Queue, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     """A value changed between the worker's read and arq's own (or one the read does not know)
     is caught where arq raises: the job is removed all the same."""
@@ -174,76 +179,58 @@ async def test_what_arq_raises_on_removes_the_job_even_unread_beforehand(
         return set()
 
     monkeypatch.setattr(PmdWorker, "_drop_malformed", nothing_read)
-    await _removed_with_one_line_and_swept(
-        client, factory, settings, worker_ctx, caplog, MALFORMED[case]
-    )
+    await _removed_with_one_line_and_swept(queue, MALFORMED[case])
 
 
 async def test_a_queue_entry_whose_id_is_not_utf8_is_removed_and_the_worker_goes_on(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
+    queue: Queue,
 ) -> None:
-    owner = await factory.user()
-    good = await request_bdr(client, owner, [(await factory.post(owner)).id])
-    redis: ArqRedis = worker_ctx["redis"]
+    owner = await queue.factory.user()
+    good = await queue.requested(owner)
     bad = b"\xff\xfe-planted"
-    await redis.set(job_key_prefix.encode() + bad, b"{}", px=HOUR_MS)
-    await redis.zadd(default_queue_name, {bad: _now_ms() - 1000})
+    await queue.redis.set(job_key_prefix.encode() + bad, b"{}", px=HOUR_MS)
+    await queue.redis.zadd(default_queue_name, {bad: _now_ms() - 1000})
 
-    with caplog.at_level(logging.WARNING):
-        await run_worker(settings)
-    assert (await fetch_item(client, owner, good["id"]))["status"] == "ready"
-    assert len(_lines_naming(caplog, "-planted")) == 1, caplog.text
-    assert [k for k in await redis.keys("arq:*") if bad in k] == []
-    assert await redis.zcard(default_queue_name) == 0
+    await queue.worked()
+    assert await queue.status(owner, good) == "ready"
+    assert len(_lines_naming(queue.caplog, "-planted")) == 1, queue.caplog.text
+    assert [k for k in await queue.redis.keys("arq:*") if bad in k] == []
+    assert await queue.redis.zcard(default_queue_name) == 0
 
 
 async def test_an_abort_set_of_the_wrong_type_is_removed_and_every_job_finishes(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
+    queue: Queue,
 ) -> None:
     """arq removes each finished job from the abort set in the same MULTI: a string there
     failed every job's finish, ending the worker."""
-    owner, first, second = await _two_requests(client, factory)
-    redis: ArqRedis = worker_ctx["redis"]
-    await redis.set(abort_jobs_ss, "abc")
+    owner = await queue.factory.user()
+    requests = [await queue.requested(owner) for _ in range(2)]
+    await queue.redis.set(abort_jobs_ss, "abc")
 
-    with caplog.at_level(logging.WARNING):
-        await run_worker(settings)
-    for bdr_id in (first, second):
-        assert (await fetch_item(client, owner, bdr_id))["status"] == "ready"
-    assert len(_lines_naming(caplog, abort_jobs_ss)) == 1, caplog.text
-    assert not await redis.exists(abort_jobs_ss)
-    assert await redis.zcard(default_queue_name) == 0
+    await queue.worked()
+    for bdr_id in requests:
+        assert await queue.status(owner, bdr_id) == "ready"
+    assert len(_lines_naming(queue.caplog, abort_jobs_ss)) == 1, queue.caplog.text
+    assert not await queue.redis.exists(abort_jobs_ss)
+    assert await queue.redis.zcard(default_queue_name) == 0
 
 
 async def test_a_queue_of_the_wrong_type_is_removed_and_its_requests_are_swept(
-    client: Client,
-    factory: Factory,
-    settings: Settings,
-    worker_ctx: dict[str, Any],
-    caplog: pytest.LogCaptureFixture,
+    queue: Queue,
 ) -> None:
     """arq's poll reads the queue as a sorted set: a string there ended the worker at once.
     Removed, the jobs it held are lost to Redis, not to their requests."""
-    owner = await factory.user()
-    item = await request_bdr(client, owner, [(await factory.post(owner)).id])
-    redis: ArqRedis = worker_ctx["redis"]
-    await redis.delete(default_queue_name)
-    await redis.set(default_queue_name, "abc")
+    owner = await queue.factory.user()
+    bdr_id = await queue.requested(owner)
+    await queue.redis.delete(default_queue_name)
+    await queue.redis.set(default_queue_name, "abc")
 
-    with caplog.at_level(logging.WARNING):
-        await run_worker(settings)
-    assert len(_lines_naming(caplog, f"{default_queue_name} was a string")) == 1, caplog.text
-    assert not await redis.exists(default_queue_name)
+    await queue.worked()
+    lines = _lines_naming(queue.caplog, f"{default_queue_name} was a string")
+    assert len(lines) == 1, queue.caplog.text
+    assert not await queue.redis.exists(default_queue_name)
     # Its job's body still holds the plain id: the sweep's later, fresh job builds it.
-    await _swept_to_ready(client, factory, settings, worker_ctx, owner, item["id"], age="6 minutes")
+    await _swept_to_ready(queue, owner, bdr_id, age="6 minutes")
 
 
 async def test_a_job_cancelled_at_shutdown_before_it_ran_is_left_queued_for_the_next_worker(

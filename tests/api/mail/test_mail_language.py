@@ -18,7 +18,6 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from babel import Locale
-from msgspec.structs import replace
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.codes import ITEM_SENTENCES, HostCode
@@ -33,7 +32,7 @@ from support.seeding import Factory
 from support.stack import connected
 from tests.api.exports.test_exports import artworks, request_export
 from tests.conftest import TestDatabase as ServiceDatabase
-from tests.helpers import as_role, direct, grant_role, request_bdr, run_worker
+from tests.helpers import as_role, direct, grant_role, mailing, request_bdr, run_worker
 
 Client = TestClient[Any, Any]
 
@@ -43,10 +42,6 @@ MONTHS = {
     "diciembre",
     "de": "Januar Februar März April Mai Juni Juli August September Oktober November Dezember",
 }
-
-
-def mailing(settings: Settings, smtp: Mailbox, **more: Any) -> Settings:
-    return replace(settings, smtp_host=smtp.host, smtp_port=smtp.port, **more)
 
 
 def by_recipient(smtp: Mailbox) -> dict[str, EmailMessage]:
@@ -121,14 +116,9 @@ async def test_each_recipient_reads_their_language(
 
 
 async def test_plural_forms_read_right_and_failures_are_translated(
-    aiohttp_client: AiohttpClient,
-    factory: Factory,
-    small: Settings,
-    smtp: Mailbox,
-    redis_clean: None,
+    mail_client: tuple[Settings, Client], factory: Factory, smtp: Mailbox
 ) -> None:
-    mailed = mailing(small, smtp)
-    client: Client = await aiohttp_client(create_app(mailed))
+    mailed, client = mail_client
     # Russian: 3 takes the `few` forms (работы, работ); an export in its owner's language.
     owner = await factory.user("exporter", locale="ru")
     await artworks(factory, owner, [2048] * 3)

@@ -30,6 +30,7 @@ from pmd_service.mail.notify import MAX_EMAIL_ATTEMPTS, lease_seconds, send_seco
 from pmd_service.upkeep.sweep import sweep
 from support.mailbox import Mailbox
 from support.seeding import Factory
+from tests.api.mail.test_mail_once import mail_settings
 from tests.helpers import ready_owing_email
 
 Client = TestClient[Any, Any]
@@ -46,16 +47,6 @@ class Kind:
 
 BDR = Kind("batch_download_requests", SQL_TAKE_EMAIL, send_bdr_email, "bdr")
 EXPORT = Kind("exports", SQL_TAKE_EXPORT_EMAIL, send_export_email, "export")
-
-
-def mailing(settings: Settings, box: Mailbox) -> Settings:
-    return replace(
-        settings,
-        smtp_host=box.host,
-        smtp_port=box.port,
-        smtp_timeout=1.0,
-        mail_from="PMD <pmd@pmd.test>",
-    )
 
 
 async def owing(kind: Kind, client: Client, factory: Factory) -> uuid.UUID:
@@ -113,7 +104,7 @@ async def owed(
     smtp: Mailbox,
 ) -> Owed:
     kind: Kind = request.param
-    return Owed(kind, mailing(settings, smtp), await owing(kind, client, factory))
+    return Owed(kind, mail_settings(settings, smtp), await owing(kind, client, factory))
 
 
 async def test_an_email_taken_by_a_sender_that_died_is_sent_once_by_the_sweep(
@@ -238,14 +229,14 @@ async def test_a_send_cut_by_its_bound_before_data_is_released_for_the_sweep(
     # Every step answered inside SMTP_TIMEOUT (1 s), but the four before DATA (the greeting,
     # EHLO, MAIL, RCPT) take 3.2 s, past the 3 s bound on the whole send.
     async with serving(SlowSmtp(delay=0.8)) as slow:
-        dripping = replace(mailing(settings, smtp), smtp_port=slow.port)
+        dripping = replace(mail_settings(settings, smtp), smtp_port=slow.port)
         assert send_seconds(dripping) < 4 * slow.delay
         row_id = await owing(BDR, client, factory)
         assert await send_bdr_email(factory.pool, dripping, row_id) is False
     assert slow.messages == []
     row = await email_state(BDR, factory.pool, row_id)
     assert row["email_sent_at"] is None and row["email_lease_until"] is None  # owed again
-    assert await sweeps(mailing(settings, smtp), 2) == [1, 0]
+    assert await sweeps(mail_settings(settings, smtp), 2) == [1, 0]
     assert len(smtp.messages) == 1
 
 

@@ -27,7 +27,14 @@ from pmd_service.upkeep.sweep import sweep
 from support.mailbox import Mailbox
 from support.seeding import Factory
 from support.stack import free_port
-from tests.helpers import eventually, fetch_item, ready_owing_email, request_bdr, run_worker
+from tests.helpers import (
+    eventually,
+    fetch_item,
+    mailing,
+    ready_owing_email,
+    request_bdr,
+    run_worker,
+)
 
 Client = TestClient[Any, Any]
 
@@ -69,13 +76,7 @@ def faulty_smtp() -> Iterator[FaultyMailbox]:
 
 def mail_settings(settings: Settings, box: Mailbox) -> Settings:
     # One second per SMTP reply, so a server "slow" by three seconds is cheap to test.
-    return replace(
-        settings,
-        smtp_host=box.host,
-        smtp_port=box.port,
-        smtp_timeout=1.0,
-        mail_from="PMD <pmd@pmd.test>",
-    )
+    return mailing(settings, box, smtp_timeout=1.0, mail_from="PMD <pmd@pmd.test>")
 
 
 @dataclass

@@ -9,15 +9,12 @@ import re
 import asyncpg
 import pytest
 
-from pmd_service.core.db import connect
-from pmd_service.core.migrate import apply_migrations
 from pmd_service.host.grants import grants_sql
 from pmd_service.posts.action_shape import BUMPED, BulkAction
 from pmd_service.posts.actions import ACTIONS
 from pmd_service.posts.batch_sql import statement
 from pmd_service.posts.undo import undo_statement
-
-ROLE_SEARCH_PATH = '"pmd", "public"'
+from tests.helpers import admin_and_role, refused
 
 
 def _granted_updates(script: str) -> set[str]:
@@ -48,20 +45,6 @@ def test_the_records_write_what_the_grants_command_grants() -> None:
         assert not set(action.writes) & set(BUMPED), action.name
 
 
-async def _refused(conn: asyncpg.Connection, statements: dict[str, str]) -> set[str]:
-    """The statements the connection's role may not run (EXPLAIN checks every privilege a
-    statement needs and runs nothing)."""
-    refused = set()
-    for name, sql in statements.items():
-        try:
-            async with conn.transaction():
-                explain = await conn.prepare("EXPLAIN " + sql)
-                await explain.fetch(*[None] * len(explain.get_parameters()))
-        except asyncpg.InsufficientPrivilegeError:
-            refused.add(name)
-    return refused
-
-
 async def _updatable(admin: asyncpg.Connection, role: str) -> set[str]:
     rows = await admin.fetch(
         "SELECT column_name FROM information_schema.column_privileges WHERE grantee = $1"
@@ -75,11 +58,7 @@ async def _updatable(admin: asyncpg.Connection, role: str) -> set[str]:
 async def test_a_records_statements_need_exactly_the_columns_it_names(
     host_url: str, host_role_url: str, action: BulkAction
 ) -> None:
-    admin = await asyncpg.connect(host_url)
-    role_conn = await connect(host_role_url, "pmd-test", search_path=ROLE_SEARCH_PATH)
-    try:
-        await apply_migrations(role_conn)
-        role = await role_conn.fetchval("SELECT current_user")
+    async with admin_and_role(host_url, host_role_url) as (admin, role_conn, role):
         await admin.execute(grants_sql(role))
         granted = await _updatable(admin, role)
         assert granted == {column for a in ACTIONS for column in a.writes} | set(BUMPED)
@@ -87,15 +66,12 @@ async def test_a_records_statements_need_exactly_the_columns_it_names(
         # With UPDATE on its own columns only (and the bumped ones), all of them run.
         for column in granted - set(action.writes) - set(BUMPED):
             await admin.execute(f"REVOKE UPDATE ({column}) ON posts FROM {role}")
-        assert await _refused(role_conn, statements) == set()
+        assert await refused(role_conn, statements) == {}
         # Without any one of its columns, some of them are refused: none is named in vain.
         unneeded = []
         for column in (*action.writes, *BUMPED):
             await admin.execute(f"REVOKE UPDATE ({column}) ON posts FROM {role}")
-            if not await _refused(role_conn, statements):
+            if not await refused(role_conn, statements):
                 unneeded.append(column)
             await admin.execute(f"GRANT UPDATE ({column}) ON posts TO {role}")
         assert unneeded == []
-    finally:
-        await role_conn.close()
-        await admin.close()

@@ -85,6 +85,12 @@ async def create(client: Client, user: UserRow, body: dict[str, Any]) -> dict[st
     return made
 
 
+async def gallery_policy(client: Client, factory: Factory) -> tuple[UserRow, dict[str, int], Any]:
+    """A `gallery` and the owner's `policy()` made."""
+    owner, posts = await gallery(factory)
+    return owner, posts, await create(client, owner, policy())
+
+
 async def hidden(pool: asyncpg.Pool, posts: dict[str, int]) -> set[str]:
     rows = await pool.fetch(
         "SELECT id FROM posts WHERE id = ANY($1::int[]) AND hidden_by_user", list(posts.values())
@@ -137,8 +143,7 @@ async def test_a_preview_counts_what_a_run_would_change_and_saving_is_bound_to_i
 async def test_a_due_policy_runs_on_the_tick_once_as_one_undoable_action(
     client: Client, factory: Factory, worker_ctx: dict[str, Any]
 ) -> None:
-    owner, posts = await gallery(factory)
-    made = await create(client, owner, policy())
+    owner, posts, made = await gallery_policy(client, factory)
     assert await run_due_policies(worker_ctx) >= 1
     assert await hidden(factory.pool, posts) == {"old1", "old2", "old3", "hidden"}
     # Its clock moved on by its period: the next tick does not run it again.
@@ -185,8 +190,7 @@ async def test_a_due_policy_runs_on_the_tick_once_as_one_undoable_action(
 async def test_a_post_its_owner_unhid_after_a_run_is_left_by_the_next(
     client: Client, factory: Factory, worker_ctx: dict[str, Any]
 ) -> None:
-    owner, posts = await gallery(factory)
-    made = await create(client, owner, policy())
+    owner, posts, made = await gallery_policy(client, factory)
     run = await client.post(f"{POLICIES}/{made['id']}/run", headers=owner.auth)
     assert run.status == 200, await run.text()
     assert (await run.json())["run"]["changed_count"] == 3
@@ -204,8 +208,7 @@ async def test_a_post_its_owner_unhid_after_a_run_is_left_by_the_next(
 async def test_a_widening_needs_its_count_narrowing_and_pausing_do_not(
     client: Client, factory: Factory
 ) -> None:
-    owner, _posts = await gallery(factory)
-    made = await create(client, owner, policy())
+    owner, _posts, made = await gallery_policy(client, factory)
     url = f"{POLICIES}/{made['id']}"
     # Without the keep tag, one more post: refused until approved.
     wider = {"keep": {"min_reactions": 3}}
@@ -229,8 +232,7 @@ async def test_a_widening_needs_its_count_narrowing_and_pausing_do_not(
 async def test_a_moderator_reads_and_pauses_another_owner_gets_404(
     client: Client, factory: Factory
 ) -> None:
-    owner, _ = await gallery(factory)
-    made = await create(client, owner, policy())
+    owner, _, made = await gallery_policy(client, factory)
     url = f"{POLICIES}/{made['id']}"
     mod = await factory.user(roles=["user", "moderator"])
     as_mod = f"target_sqid={owner.sqid}"
@@ -263,8 +265,7 @@ async def test_a_moderator_reads_and_pauses_another_owner_gets_404(
 async def test_a_run_killed_before_it_committed_runs_once_on_the_next_tick(
     client: Client, factory: Factory, worker_ctx: dict[str, Any], settings: Any
 ) -> None:
-    owner, posts = await gallery(factory)
-    made = await create(client, owner, policy())
+    _, posts, made = await gallery_policy(client, factory)
     # A worker that took the policy and ran it, then died before its commit.
     dying = await create_pool(settings.database_url, "pmd-worker", min_size=1, max_size=1)
     try:
@@ -307,8 +308,7 @@ async def test_a_run_spends_the_owners_budget_and_says_what_it_left(
         bulk_changed_posts_per_hour=2,
     )
     client = await aiohttp_client(create_app(small))
-    owner, _posts = await gallery(factory)
-    made = await create(client, owner, policy())
+    owner, _posts, made = await gallery_policy(client, factory)
     run = await (await client.post(f"{POLICIES}/{made['id']}/run", headers=owner.auth)).json()
     # At most BULK_MAX_POSTS a run, the oldest first; the rest waits and last_run says so.
     assert (run["run"]["changed_count"], run["run"]["left_count"]) == (2, 1)
@@ -406,8 +406,7 @@ async def test_a_tick_out_of_reach_of_its_database_says_so_and_leaves_the_policy
 ) -> None:
     from pmd_service.jobs.context import state
 
-    owner, posts = await gallery(factory)
-    made = await create(client, owner, policy())
+    _, posts, made = await gallery_policy(client, factory)
     async with job_context(settings) as ctx:
         await state(ctx).pool.close()  # as a worker cut off from its database finds it
         assert await run_due_policies(ctx) == 0

@@ -7,15 +7,12 @@ keeps from writing them. And the seeders set `listed_at` as the host's ORM does.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-from pytest_aiohttp import AiohttpClient
 
-from pmd_service.core.settings import Settings
 from pmd_service.host.grants import UPDATES, grants_sql
 from support.seeding import UserRow, listed_posts, posts_with_files
 from tests.host_revisions import BesideHost, beside_host_at
@@ -23,18 +20,7 @@ from tests.host_revisions import BesideHost, beside_host_at
 FEED_COLUMNS = ("listed_at", "pending_listing", "promoted_at", "public_visibility")
 
 
-@pytest.fixture
-async def host(
-    host_url: str,
-    host_role_url: str,
-    settings: Settings,
-    aiohttp_client: AiohttpClient,
-    redis_clean: None,
-) -> AsyncIterator[BesideHost]:
-    async with beside_host_at(
-        host_url, host_role_url, settings, aiohttp_client, older=False
-    ) as beside:
-        yield beside
+host = beside_host_at(older=False)
 
 
 async def _feeds(pool: asyncpg.Pool) -> dict[int, tuple[Any, ...]]:

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from support.seeding import Factory, posts_state
-from tests.helpers import act, assert_problem, ok
+from tests.helpers import act, assert_problem, flag, ok, succeeded
 
 Client = TestClient[Any, Any]
 
@@ -34,36 +34,18 @@ async def test_hide_and_unhide_are_idempotent(client: Client, factory: Factory) 
 
     # affected_count: the posts acted on (the host's page says "hidden N posts" with it);
     # changed_count: the rows that changed.
-    body = await ok(client, user, "hide", ids[:3])
-    assert body == {
-        "success": True,
-        "affected_count": 3,
-        "message": "Hidden 3 post(s)",
-        "changed_count": 3,
-    }
+    succeeded(await ok(client, user, "hide", ids[:3]), "Hidden 3 post(s)", 3, 3)
     flags = await factory.post_flags(ids + untouched)
     assert [flags[i]["hidden_by_user"] for i in ids] == [True, True, True, False, False]
     assert not any(flags[i]["hidden_by_mod"] for i in ids)
 
     # Again, overlapping: only the two not yet hidden change.
-    body = await ok(client, user, "hide", ids)
-    assert body == {
-        "success": True,
-        "affected_count": 5,
-        "message": "Hidden 5 post(s) (3 already hidden)",
-        "changed_count": 2,
-    }
+    succeeded(await ok(client, user, "hide", ids), "Hidden 5 post(s) (3 already hidden)", 5, 2)
     body = await ok(client, user, "hide", ids)
     assert (body["affected_count"], body["changed_count"]) == (5, 0)
     assert body["message"] == "Hidden 5 post(s) (5 already hidden)"
 
-    body = await ok(client, user, "unhide", ids[:1])
-    assert body == {
-        "success": True,
-        "affected_count": 1,
-        "message": "Unhidden 1 post(s)",
-        "changed_count": 1,
-    }
+    succeeded(await ok(client, user, "unhide", ids[:1]), "Unhidden 1 post(s)", 1, 1)
     body = await ok(client, user, "unhide", ids)
     assert (body["affected_count"], body["changed_count"]) == (5, 4)
     body = await ok(client, user, "unhide", ids)
@@ -77,13 +59,7 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
     user, ids = await factory.owner_and_bulk(4)
     before = datetime.now(UTC)
 
-    body = await ok(client, user, "delete", ids[:3])
-    assert body == {
-        "success": True,
-        "affected_count": 3,
-        "message": "Deleted 3 post(s)",
-        "changed_count": 3,
-    }
+    succeeded(await ok(client, user, "delete", ids[:3]), "Deleted 3 post(s)", 3, 3)
     flags = await factory.post_flags(ids)
     for i in ids[:3]:
         assert flags[i]["deleted_by_user"] is True
@@ -105,21 +81,14 @@ async def test_delete_then_restore(client: Client, factory: Factory, pool: async
     assert "nothing was changed" in body["detail"]
     assert await posts_state(pool) == snapshot
 
-    body = await ok(client, user, "restore", ids[:2])
-    assert body == {
-        "success": True,
-        "affected_count": 2,
-        "message": "Restored 2 post(s)",
-        "changed_count": 2,
-    }
+    succeeded(await ok(client, user, "restore", ids[:2]), "Restored 2 post(s)", 2, 2)
     # Restoring again, as hiding again: idempotent, with a live post among them too.
-    body = await ok(client, user, "restore", [ids[0], ids[1], ids[3]])
-    assert body == {
-        "success": True,
-        "affected_count": 3,
-        "changed_count": 0,
-        "message": "Restored 3 post(s) (3 not deleted)",
-    }
+    succeeded(
+        await ok(client, user, "restore", [ids[0], ids[1], ids[3]]),
+        "Restored 3 post(s) (3 not deleted)",
+        3,
+        0,
+    )
     flags = await factory.post_flags(ids)
     assert [flags[i]["deleted_by_user"] for i in ids] == [False, False, True, False]
     assert flags[ids[0]]["deleted_by_user_date"] is None
@@ -135,8 +104,7 @@ async def test_hidden_state_survives_delete_and_restore(client: Client, factory:
     body = await assert_problem(await act(client, user, "unhide", ids[:1]), 400)
     assert body["invalid_post_ids"] == ids[:1]
     await ok(client, user, "restore", ids)
-    flags = await factory.post_flags(ids)
-    assert [flags[i]["hidden_by_user"] for i in ids] == [True, False]
+    assert await flag(factory, "hidden_by_user", ids) == [True, False]
 
 
 # --- all or nothing ---------------------------------------------------------------------
@@ -358,13 +326,7 @@ async def test_restore_window_edges(client: Client, factory: Factory, pool: asyn
     assert "7 days" in body["detail"]
     assert await posts_state(pool) == snapshot
 
-    body = await ok(client, user, "restore", [inside])
-    assert body == {
-        "success": True,
-        "affected_count": 1,
-        "message": "Restored 1 post(s)",
-        "changed_count": 1,
-    }
+    succeeded(await ok(client, user, "restore", [inside]), "Restored 1 post(s)", 1, 1)
     body = await assert_problem(await act(client, user, "restore", [outside]), 400)
     assert body["detail"].startswith(f"Post {outside} is not a deleted artwork")
     flags = await factory.post_flags([inside, outside, fresh])
@@ -395,12 +357,7 @@ async def test_license_set_clear_and_unknown(
     # The host's page reads the identifier back out of the message (`/Changed license to (\S+)/`).
     body = await resp.json()
     assert body.pop("undo").endswith("/undo")
-    assert body == {
-        "success": True,
-        "affected_count": 2,
-        "message": "Changed license to CC-BY-SA-4.0 for 2 post(s)",
-        "changed_count": 2,
-    }
+    succeeded(body, "Changed license to CC-BY-SA-4.0 for 2 post(s)", 2, 2)
     body = await (await license(ids, cc)).json()
     assert body["message"] == "Changed license to CC-BY-SA-4.0 for 3 post(s)"
     assert (body["affected_count"], body["changed_count"]) == (3, 1)

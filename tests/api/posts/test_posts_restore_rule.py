@@ -21,7 +21,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, HostSite, UserRow, posts_state
 from tests.api.host.test_host_schema import beside_host
-from tests.helpers import assert_problem, eventually, posts_page
+from tests.helpers import assert_problem, eventually, flag, posts_page
 
 Client = TestClient[Any, Any]
 
@@ -32,6 +32,19 @@ _ART = "a" * 64  # an artwork's hash (the host's sha256, hex)
 
 async def _post(client: Client, user: UserRow, body: dict[str, Any], query: str = "") -> Any:
     return await client.post(f"/api/pmd/action{query}", json=body, headers=user.auth)
+
+
+async def _done(client: Client, user: UserRow, body: dict[str, Any], query: str = "") -> Any:
+    """The answer of an action that succeeds."""
+    resp = await _post(client, user, body, query)
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+def _restore_all(page: dict[str, Any]) -> dict[str, Any]:
+    """A restore by filter of the deleted listing `page`, approving its count and set."""
+    count, digest = page["total_count"], page["match_digest"]
+    return {"action": "restore", "filter": {}, "expect_count": count, "expect_digest": digest}
 
 
 async def _deleted_with_hash(
@@ -89,15 +102,8 @@ async def test_a_reuploaded_artwork_is_marked_and_never_restored(
         assert await posts_state(factory.pool) == before  # all or nothing
 
     # By filter ("restore all"), the other post is restored and this one left, reported.
-    body = {
-        "action": "restore",
-        "filter": {},
-        "expect_count": page["total_count"],
-        "expect_digest": page["match_digest"],
-    }
-    ok = await _post(client, owner, body)
-    assert ok.status == 200, await ok.text()
-    answer = await ok.json()
+    body = _restore_all(page)
+    answer = await _done(client, owner, body)
     assert (answer["affected_count"], answer["changed_count"], answer["left_count"]) == (1, 1, 1)
     assert answer["left"] == [{"reason": "artwork-reuploaded", "count": 1, "post_ids": [old]}]
     flags = await factory.post_flags([old, free])
@@ -105,9 +111,7 @@ async def test_a_reuploaded_artwork_is_marked_and_never_restored(
     # The moderator's restore all leaves it too: nothing to restore, and said so.
     left = await posts_page(client, mod, f"deleted=true&{as_mod[1:]}")
     body = {"action": "restore", "filter": {}, "expect_count": left["total_count"]}
-    ok = await _post(client, mod, body, as_mod)
-    assert ok.status == 200, await ok.text()
-    answer = await ok.json()
+    answer = await _done(client, mod, body, as_mod)
     assert (answer["affected_count"], answer["left_count"], answer["undo"]) == (0, 1, None)
     assert (await factory.post_flags([old]))[old]["deleted_by_user"] is True
 
@@ -120,8 +124,7 @@ async def test_another_users_post_holding_the_artwork_is_never_named(
     owner, (mine, gone) = await factory.owner_and_bulk(2)
     mod = await factory.user(roles=["user", "moderator"])
     await factory.pool.execute("UPDATE posts SET hash = $2 WHERE id = $1", mine, _ART)
-    deleted = await _post(client, owner, {"action": "delete", "post_ids": [mine, gone]})
-    assert deleted.status == 200, await deleted.text()
+    await _done(client, owner, {"action": "delete", "post_ids": [mine, gone]})
     # Another user uploads the same artwork, and it is hidden by them and by a moderator.
     stranger = await factory.user()
     theirs = await factory.post(
@@ -166,8 +169,7 @@ async def test_another_users_post_holding_the_artwork_is_never_named(
         {"reason": "artwork-reuploaded", "count": 1, "post_ids": [mine]}
     ]
     # Deleted again, and the delete undone: refused whole, the other post unnamed.
-    redeleted = await _post(client, owner, {"action": "delete", "post_ids": [gone]})
-    assert redeleted.status == 200, await redeleted.text()
+    await _done(client, owner, {"action": "delete", "post_ids": [gone]})
     deleted_both = await factory.pool.fetchval(
         "SELECT id FROM bulk_actions WHERE owner_id = $1 AND action = 'delete'"
         " ORDER BY created_at LIMIT 1",
@@ -202,15 +204,12 @@ async def test_two_deleted_posts_of_one_artwork_are_not_restored_together(
     assert await posts_state(factory.pool) == before
     # Restore all: which of the two to bring back is the person's choice, so both stay, said.
     body = {"action": "restore", "filter": {}, "expect_count": 3}
-    ok = await _post(client, owner, body)
-    assert ok.status == 200, await ok.text()
-    answer = await ok.json()
+    answer = await _done(client, owner, body)
     assert (answer["affected_count"], answer["left_count"]) == (1, 2)
     assert answer["left"] == [{"reason": "same-artwork", "count": 2, "post_ids": [first, second]}]
     flags = await factory.post_flags([first, second, third])
     assert [flags[i]["deleted_by_user"] for i in (first, second, third)] == [True, True, False]
-    ok = await _post(client, owner, {"action": "restore", "post_ids": [second]})
-    assert ok.status == 200, await ok.text()
+    await _done(client, owner, {"action": "restore", "post_ids": [second]})
     # Now the other one's artwork is live again: refused, naming it.
     problem = await assert_problem(
         await _post(client, owner, {"action": "restore", "post_ids": [first]}), 409
@@ -263,12 +262,10 @@ async def test_the_deleted_listing_and_its_restore_agree_on_a_moderators_delete(
     may restore (by ids, naming it is still a 400 that changes nothing)."""
     owner, ids = await factory.owner_and_bulk(3)
     mod = await factory.user(roles=["user", "moderator"])
-    ok = await _post(client, owner, {"action": "delete", "post_ids": ids[:2]})
-    assert ok.status == 200, await ok.text()
-    ok = await _post(
+    await _done(client, owner, {"action": "delete", "post_ids": ids[:2]})
+    await _done(
         client, mod, {"action": "delete", "post_ids": ids[2:]}, f"?target_sqid={owner.sqid}"
     )
-    assert ok.status == 200, await ok.text()
 
     page = await posts_page(client, owner, "deleted=true")
     assert page["total_count"] == 3
@@ -290,27 +287,17 @@ async def test_the_deleted_listing_and_its_restore_agree_on_a_moderators_delete(
     assert mod_page["total_count"] == 3 and mod_page["match_digest"] == page["match_digest"]
     assert {i["restorable"] for i in mod_page["items"]} == {True}
 
-    body = {
-        "action": "restore",
-        "filter": {},
-        "expect_count": page["total_count"],
-        "expect_digest": page["match_digest"],
-    }
-    ok = await _post(client, owner, body)
-    assert ok.status == 200, await ok.text()
-    answer = await ok.json()
+    body = _restore_all(page)
+    answer = await _done(client, owner, body)
     assert (answer["affected_count"], answer["changed_count"], answer["left_count"]) == (2, 2, 1)
     assert answer["left"] == [{"reason": "deleted-by-moderator", "count": 1, "post_ids": [ids[2]]}]
-    flags = await factory.post_flags(ids)
-    assert [flags[i]["deleted_by_user"] for i in ids] == [False, False, True]
+    assert await flag(factory, "deleted_by_user", ids) == [False, False, True]
     # Its undo puts back exactly the two it restored.
     undone = await client.post(answer["undo"], headers=owner.auth)
     assert undone.status == 200, await undone.text()
     assert (await undone.json())["affected_count"] == 2
 
-    ok = await _post(client, mod, body, f"?{as_mod}")
-    assert ok.status == 200, await ok.text()
-    answer = await ok.json()
+    answer = await _done(client, mod, body, f"?{as_mod}")
     assert (answer["affected_count"], answer["left_count"], answer["left"]) == (3, 0, [])
 
 
@@ -323,16 +310,12 @@ async def test_restore_all_brings_back_the_owners_copy_beside_a_moderators_delet
     mod = await factory.user(roles=["user", "moderator"])
     set_hash = "UPDATE posts SET hash = $1 WHERE id = $2"
     await factory.pool.execute(set_hash, _ART, own)
-    ok = await _post(client, owner, {"action": "delete", "post_ids": [own]})
-    assert ok.status == 200, await ok.text()
+    await _done(client, owner, {"action": "delete", "post_ids": [own]})
     await factory.pool.execute(set_hash, _ART, modded)  # one live post per artwork
-    ok = await _post(
+    await _done(
         client, mod, {"action": "delete", "post_ids": [modded]}, f"?target_sqid={owner.sqid}"
     )
-    assert ok.status == 200, await ok.text()
-    ok = await _post(client, owner, {"action": "restore", "filter": {}, "expect_count": 2})
-    assert ok.status == 200, await ok.text()
-    answer = await ok.json()
+    answer = await _done(client, owner, {"action": "restore", "filter": {}, "expect_count": 2})
     assert answer["affected_count"] == 1
     assert answer["left"] == [{"reason": "deleted-by-moderator", "count": 1, "post_ids": [modded]}]
     flags = await factory.post_flags([own, modded])
@@ -369,8 +352,7 @@ async def test_an_approval_with_its_digest_acts_on_that_set_only(
     assert problem["count"] == 2 and problem["match_digest"] == now["match_digest"]
     assert await posts_state(factory.pool) == before
 
-    ok = await _post(client, owner, body | {"expect_digest": problem["match_digest"]})
-    assert ok.status == 200, await ok.text()
+    await _done(client, owner, body | {"expect_digest": problem["match_digest"]})
     deleted = await factory.post_flags(ids)
     assert [deleted[i]["deleted_by_user"] for i in ids] == [True, False, True, False]
 
@@ -384,9 +366,8 @@ async def test_an_approval_with_its_digest_acts_on_that_set_only(
         "expect_digest": seen["match_digest"],
     }
     await assert_problem(await _post(client, owner, stale), 409)
-    ok = await _post(client, owner, stale | {"expect_digest": trash["match_digest"]})
-    assert ok.status == 200, await ok.text()
-    assert (await ok.json())["affected_count"] == 2
+    restored = await _done(client, owner, stale | {"expect_digest": trash["match_digest"]})
+    assert restored["affected_count"] == 2
 
 
 async def test_a_digest_goes_with_a_filter_only(client: Client, factory: Factory) -> None:
@@ -414,8 +395,7 @@ async def test_the_restore_rule_on_the_hosts_own_schema(
     owner = await site.user("painter", ["user"])
     old = await site.post(owner, 1, legacy=False)
     await pool.execute("UPDATE public.posts SET hash = $2 WHERE id = $1", old.id, _ART)
-    ok = await _post(client, owner, {"action": "delete", "post_ids": [old.id]})
-    assert ok.status == 200, await ok.text()
+    await _done(client, owner, {"action": "delete", "post_ids": [old.id]})
     new = await site.post(owner, 2, legacy=True)
     await pool.execute("UPDATE public.posts SET hash = $2 WHERE id = $1", new.id, _ART)
 
@@ -438,9 +418,7 @@ async def test_the_restore_rule_on_the_hosts_own_schema(
         "expect_count": 1,
         "expect_digest": page["match_digest"],
     }
-    ok = await _post(client, owner, body)
-    assert ok.status == 200, await ok.text()
-    assert (await ok.json())["left"] == [
+    assert (await _done(client, owner, body))["left"] == [
         {"reason": "artwork-reuploaded", "count": 1, "post_ids": [old.id]}
     ]
     assert await pool.fetchval("SELECT deleted_by_user FROM public.posts WHERE id = $1", old.id)

@@ -189,48 +189,42 @@ async def test_the_deleted_listing_sorts_too(
     assert ids[0] == late.id and len(ids) == 2
 
 
+async def _listing(client: Client, user: UserRow, query: dict[str, str], **more: str) -> Any:
+    """The listing's answer to `query` and `more`, the cursor tests' one request."""
+    return await client.get(f"/api/pmd/posts?{urlencode({**query, **more})}", headers=user.auth)
+
+
+async def _first_cursor(client: Client, user: UserRow, query: dict[str, str]) -> str:
+    """The cursor after the first page of two under `query`."""
+    token: str = (await (await _listing(client, user, query, limit="2")).json())["next_cursor"]
+    return token
+
+
+async def _refused_cursor(resp: Any, context: Any) -> None:
+    """`resp` refuses a cursor made under another sort or order."""
+    body = await assert_problem(resp, 400)
+    refusal = [{"field": "cursor", "message": "made under another sort or order"}]
+    assert body["errors"] == refusal, context
+
+
 async def test_a_cursor_is_bound_to_its_sort_and_order(
     client: Client, library: tuple[UserRow, list[dict[str, Any]]]
 ) -> None:
     user, _ = library
-
-    async def cursor(**query: str) -> str:
-        resp = await client.get(
-            f"/api/pmd/posts?{urlencode({**query, 'limit': '2'})}", headers=user.auth
-        )
-        token: str = (await resp.json())["next_cursor"]
-        return token
-
-    made = {
-        "default": await cursor(),
-        "views": await cursor(sort="view_count"),
-        "views up": await cursor(sort="view_count", order="asc"),
-        "title": await cursor(sort="title"),
+    sorts: dict[str, dict[str, str]] = {
+        "default": {},
+        "views": {"sort": "view_count"},
+        "views up": {"sort": "view_count", "order": "asc"},
+        "title": {"sort": "title"},
     }
+    made = {name: await _first_cursor(client, user, query) for name, query in sorts.items()}
     for name, token in made.items():
-        for query in (
-            {},
-            {"sort": "view_count"},
-            {"sort": "view_count", "order": "asc"},
-            {"sort": "title"},
-            {"order": "asc"},
-        ):
-            same = {
-                "default": {},
-                "views": {"sort": "view_count"},
-                "views up": {"sort": "view_count", "order": "asc"},
-                "title": {"sort": "title"},
-            }[name] == query
-            resp = await client.get(
-                f"/api/pmd/posts?{urlencode({**query, 'cursor': token})}", headers=user.auth
-            )
-            if same:
+        for query in (*sorts.values(), {"order": "asc"}):
+            resp = await _listing(client, user, query, cursor=token)
+            if sorts[name] == query:
                 assert resp.status == 200, (name, query, await resp.text())
                 continue
-            body = await assert_problem(resp, 400)
-            assert body["errors"] == [
-                {"field": "cursor", "message": "made under another sort or order"}
-            ], (name, query)
+            await _refused_cursor(resp, (name, query))
 
 
 async def test_engagement_filters_in_the_listing(
@@ -338,23 +332,13 @@ async def test_a_cursor_of_a_new_sort_is_refused_by_every_other(
     for sort in added:
         for order in ("asc", "desc"):
             query = {"sort": sort, "order": order}
-            resp = await client.get(
-                f"/api/pmd/posts?{urlencode({**query, 'limit': '2'})}", headers=user.auth
-            )
-            token = (await resp.json())["next_cursor"]
-            again = await client.get(
-                f"/api/pmd/posts?{urlencode({**query, 'cursor': token})}", headers=user.auth
-            )
+            token = await _first_cursor(client, user, query)
+            again = await _listing(client, user, query, cursor=token)
             assert again.status == 200, await again.text()
             flipped = {"sort": sort, "order": "asc" if order == "desc" else "desc"}
             for other in [flipped, *({"sort": s} for s in SORTS if s != sort)]:
-                resp = await client.get(
-                    f"/api/pmd/posts?{urlencode({**other, 'cursor': token})}", headers=user.auth
-                )
-                body = await assert_problem(resp, 400)
-                assert body["errors"] == [
-                    {"field": "cursor", "message": "made under another sort or order"}
-                ], (query, other)
+                resp = await _listing(client, user, other, cursor=token)
+                await _refused_cursor(resp, (query, other))
 
 
 async def test_the_documented_sorts_are_the_served_ones(

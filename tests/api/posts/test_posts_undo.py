@@ -13,15 +13,9 @@ from aiohttp.test_utils import TestClient
 
 from pmd_service.posts.undo import SQL_PURGE_UNDO_HISTORY
 from support.seeding import Factory, UserRow
-from tests.helpers import assert_problem
+from tests.helpers import acted, assert_problem, flag, posted
 
 Client = TestClient[Any, Any]
-
-
-async def _post(client: Client, user: UserRow, path: str, body: dict[str, Any]) -> Any:
-    resp = await client.post(f"/api/pmd/{path}", json=body, headers=user.auth)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 async def _undo(client: Client, user: UserRow, link: str) -> Any:
@@ -50,12 +44,10 @@ async def test_undo_puts_back_each_posts_own_values(
     await pool.execute("UPDATE posts SET hashtags = '{a,b}'")
     before = await _state(pool)
 
-    answer = await _post(
+    answer = await posted(
         client, user, "license", {"filter": {}, "expect_count": 3, "license_id": nd}
     )
-    retag = await _post(
-        client, user, "action", {"action": "tags", "post_ids": ids, "add": ["c"], "remove": ["a"]}
-    )
+    retag = await acted(client, user, "tags", ids, add=["c"], remove=["a"])
     assert await _state(pool) != before
     # Undo in reverse order: the tags, then the license (with each post's remix permission).
     resp = await _undo(client, user, retag["undo"])
@@ -91,7 +83,7 @@ async def test_a_post_changed_since_is_left_and_named(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(3)
-    hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
+    hid = await acted(client, user, "hide", ids)
     # Later: the host's own edit unhides one post, a second bulk action unhides another, and the
     # third is retitled and retagged (not what the hide changed: it is undone all the same).
     await pool.execute(
@@ -99,22 +91,21 @@ async def test_a_post_changed_since_is_left_and_named(
         ids[0],
     )
     await pool.execute("UPDATE posts SET title = 'renamed', hashtags = '{x}' WHERE id = $1", ids[2])
-    await _post(client, user, "action", {"action": "unhide", "post_ids": ids[1:2]})
+    await acted(client, user, "unhide", ids[1:2])
     resp = await _undo(client, user, hid["undo"])
     body = await resp.json()
     assert body["affected_count"] == 1
     assert body["left_post_ids"] == ids[:2]
     assert f"{ids[0]}, {ids[1]}" in body["message"] and "left as they are" in body["message"]
-    flags = await factory.post_flags(ids)
-    assert [flags[i]["hidden_by_user"] for i in ids] == [False, False, False]
+    assert await flag(factory, "hidden_by_user", ids) == [False, False, False]
 
 
 async def test_an_undo_that_put_nothing_back_says_so_and_stays_offered(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(2)
-    hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
-    unhid = await _post(client, user, "action", {"action": "unhide", "post_ids": ids})
+    hid = await acted(client, user, "hide", ids)
+    unhid = await acted(client, user, "unhide", ids)
     resp = await _undo(client, user, hid["undo"])
     body = await resp.json()
     assert body["affected_count"] == 0 and body["left_post_ids"] == ids
@@ -127,23 +118,22 @@ async def test_an_undo_that_put_nothing_back_says_so_and_stays_offered(
     assert (await (await _undo(client, user, unhid["undo"])).json())["undone"] is True
     body = await (await _undo(client, user, hid["undo"])).json()
     assert body["affected_count"] == 2 and body["undone"] is True
-    flags = await factory.post_flags(ids)
-    assert [flags[i]["hidden_by_user"] for i in ids] == [False, False]
+    assert await flag(factory, "hidden_by_user", ids) == [False, False]
 
 
 async def test_undo_of_a_delete_restores_and_of_a_moderators_restore_marks_again(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(2)
-    deleted = await _post(client, user, "action", {"action": "delete", "post_ids": ids})
+    deleted = await acted(client, user, "delete", ids)
     resp = await _undo(client, user, deleted["undo"])
     assert (await resp.json())["affected_count"] == 2
     assert not any(f["deleted_by_user"] for f in (await factory.post_flags(ids)).values())
 
     mod = await factory.user(roles=["user", "moderator"])
     as_mod = {"target_sqid": user.sqid}
-    await _post(client, mod, "action", {"action": "delete", "post_ids": ids} | as_mod)
-    restored = await _post(client, mod, "action", {"action": "restore", "post_ids": ids} | as_mod)
+    await acted(client, mod, "delete", ids, **as_mod)
+    restored = await acted(client, mod, "restore", ids, **as_mod)
     # The owner cannot undo a moderator's action.
     link = restored["undo"].split("?")[0]
     assert (await _undo(client, user, link)).status == 404
@@ -162,8 +152,8 @@ async def test_once_within_24_hours_by_who_acted(
 ) -> None:
     user, ids = await factory.owner_and_bulk(2)
     stranger = await factory.user()
-    first = await _post(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
-    second = await _post(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
+    first = await acted(client, user, "hide", ids[:1])
+    second = await acted(client, user, "hide", ids[1:])
     assert (await _undo(client, stranger, first["undo"])).status == 404
     assert (await _undo(client, user, first["undo"])).status == 200
     problem = await assert_problem(await _undo(client, user, first["undo"]), 409)
@@ -187,7 +177,7 @@ async def test_the_previous_releases_undo_of_a_kept_action_is_refused_as_a_retry
     Retry-After to, and the retry on this release undoes it."""
     user = await factory.user()
     ids = await factory.posts_bulk(user, 2)
-    hid = await _post(client, user, "action", {"action": "hide", "post_ids": ids})
+    hid = await acted(client, user, "hide", ids)
     action_id = hid["undo"].split("?")[0].rstrip("/").split("/")[-2]
     with pytest.raises(asyncpg.CannotConnectNowError, match="newer release"):
         await pool.execute("UPDATE bulk_actions SET undone_at = now() WHERE id = $1", action_id)

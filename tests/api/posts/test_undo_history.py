@@ -20,7 +20,7 @@ from pmd_service.posts.pace import Budget
 from pmd_service.posts.undo import KEPT_HISTORY_BYTES, SQL_PURGE_UNDO_HISTORY
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from tests.helpers import assert_problem
+from tests.helpers import acted, assert_problem, flag, posted
 
 Client = TestClient[Any, Any]
 
@@ -29,12 +29,6 @@ _HISTORY_BYTES = """
 SELECT coalesce((SELECT sum(pg_column_size(b.*)) FROM bulk_actions b), 0)
      + coalesce((SELECT sum(pg_column_size(p.*)) FROM bulk_action_posts p), 0)
 """
-
-
-async def _act(client: Client, user: UserRow, path: str, body: dict[str, Any]) -> Any:
-    resp = await client.post(f"/api/pmd/{path}", json=body, headers=user.auth)
-    assert resp.status == 200, await resp.text()
-    return await resp.json()
 
 
 async def _undo(client: Client, user: UserRow, link: str) -> Any:
@@ -50,17 +44,17 @@ async def test_history_keeps_only_what_a_hide_changed(
     # The host's most: 64 tags of 64 characters a post.
     tags = [f"{n:02d}" + "t" * 62 for n in range(64)]
     await pool.execute("UPDATE posts SET hashtags = $1", tags)
-    hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    hidden = await acted(client, user, "hide", ids)
     assert await pool.fetchval(_HISTORY_BYTES) <= 64 * 1024
     for n in range(39):
         action = "unhide" if n % 2 == 0 else "hide"
-        await _act(client, user, "action", {"action": action, "post_ids": ids})
+        await acted(client, user, action, ids)
     assert await pool.fetchval(_HISTORY_BYTES) <= 4 * 1024 * 1024
     assert await pool.fetchval("SELECT count(*) FROM bulk_actions") == 40
     # The oldest is still there to undo; its posts changed since, so they are named and left.
     body = await _undo(client, user, hidden["undo"])
     assert body["affected_count"] == 0 and body["left_post_ids"] == ids
-    last = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    last = await acted(client, user, "hide", ids)
     assert (await _undo(client, user, last["undo"]))["affected_count"] == 128
 
 
@@ -130,7 +124,7 @@ async def test_a_persons_history_is_capped_at_its_real_size_and_an_older_undo_sa
 ) -> None:
     user, ids = await factory.owner_and_bulk(128)
     await pool.execute("UPDATE posts SET hashtags = $1", _MOST_TAGS)
-    first = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
+    first = await acted(client, user, "hide", ids[:1])
     first_id = uuid.UUID(first["undo"].split("/")[-2])
     first_size = await pool.fetchval(
         "SELECT history_bytes FROM bulk_actions WHERE id = $1", first_id
@@ -164,10 +158,10 @@ async def test_no_one_drops_anothers_undo(
     mod = await factory.user(roles=["user", "moderator"])
     busy = await factory.user(roles=["user", "moderator"])
     as_mod = {"target_sqid": user.sqid, "action": "hide"}
-    hidden = await _act(client, mod, "action", as_mod | {"post_ids": ids[:1]})
-    busy_first = await _act(client, busy, "action", as_mod | {"post_ids": ids[1:2]})
-    own_first = await _act(client, user, "action", {"action": "hide", "post_ids": ids[2:3]})
-    kept = await _act(client, other, "action", {"action": "hide", "post_ids": theirs})
+    hidden = await posted(client, mod, "action", as_mod | {"post_ids": ids[:1]})
+    busy_first = await posted(client, busy, "action", as_mod | {"post_ids": ids[1:2]})
+    own_first = await acted(client, user, "hide", ids[2:3])
+    kept = await acted(client, other, "hide", theirs)
     # The artist's own retags, then the busy moderator's, each past the cap: each drops their
     # own oldest.
     own = await _retags(pool, _as(user), ids, _MOST_TAGS, 16)
@@ -194,14 +188,14 @@ async def test_actions_are_paced_per_person(
     theirs = await factory.posts_bulk(other, 1)
     body = {"action": "hide", "post_ids": ids}
     for _ in range(3):
-        await _act(client, user, "action", body)
+        await posted(client, user, "action", body)
     relicense = {"post_ids": ids, "license_id": None}
     resp = await client.post("/api/pmd/license", json=relicense, headers=user.auth)
     problem = await assert_problem(resp, 429)
     assert 1 <= int(resp.headers["Retry-After"]) <= 60
     assert "bulk actions a minute" in problem["detail"]
     # Someone else is not slowed down by it.
-    await _act(client, other, "action", {"action": "hide", "post_ids": theirs})
+    await acted(client, other, "hide", theirs)
 
 
 async def test_undo_keeps_a_tag_a_moderator_took_over(
@@ -209,7 +203,7 @@ async def test_undo_keeps_a_tag_a_moderator_took_over(
 ) -> None:
     user, ids = await factory.owner_and_bulk(1)
     await pool.execute("UPDATE posts SET hashtags = '{art}'")
-    added = await _act(client, user, "action", {"action": "tags", "post_ids": ids, "add": ["nsfw"]})
+    added = await acted(client, user, "tags", ids, add=["nsfw"])
     # The host's PUT mod-hashtags claims a tag the artist has: `hashtags` stays as it is.
     await pool.execute("UPDATE posts SET mod_hashtags = '{nsfw}'")
     await _undo(client, user, added["undo"])
@@ -225,13 +219,13 @@ async def test_a_moderators_bulk_tags_are_moderator_tags(
     mod = await factory.user(roles=["user", "moderator"])
     await pool.execute("UPDATE posts SET hashtags = '{a,b,c}'")
     as_mod = {"target_sqid": user.sqid, "action": "tags", "post_ids": ids}
-    tagged = await _act(client, mod, "action", as_mod | {"add": ["nsfw"], "remove": ["b"]})
+    tagged = await posted(client, mod, "action", as_mod | {"add": ["nsfw"], "remove": ["b"]})
     rows = await pool.fetch("SELECT hashtags, mod_hashtags FROM posts ORDER BY id")
     assert [(r["hashtags"], r["mod_hashtags"]) for r in rows] == [
         (["a", "c", "nsfw"], ["nsfw"])
     ] * 2
     # The artist cannot remove it; the moderator's undo puts back both lists exactly.
-    await _act(client, user, "action", {"action": "tags", "post_ids": ids, "remove": ["nsfw"]})
+    await acted(client, user, "tags", ids, remove=["nsfw"])
     assert await pool.fetchval("SELECT bool_and('nsfw' = ANY(hashtags)) FROM posts")
     await _undo(client, mod, tagged["undo"])
     rows = await pool.fetch("SELECT hashtags, mod_hashtags FROM posts ORDER BY id")
@@ -248,17 +242,15 @@ async def test_a_moderators_undo_of_a_restore_puts_back_each_posts_own_mark(
     user = await factory.user()
     mod = await factory.user(roles=["user", "moderator"])
     own, moderated = await factory.posts_bulk(user, 2)
-    await _act(client, user, "action", {"action": "delete", "post_ids": [own]})
+    await acted(client, user, "delete", [own])
     as_mod = {"target_sqid": user.sqid}
-    await _act(client, mod, "action", {"action": "delete", "post_ids": [moderated]} | as_mod)
-    restored = await _act(
-        client, mod, "action", {"action": "restore", "post_ids": [own, moderated]} | as_mod
-    )
+    await acted(client, mod, "delete", [moderated], **as_mod)
+    restored = await acted(client, mod, "restore", [own, moderated], **as_mod)
     assert (await _undo(client, mod, restored["undo"]))["affected_count"] == 2
     marks = await pool.fetch("SELECT post_id, deleted_by FROM moderator_deletions")
     assert [(m["post_id"], m["deleted_by"]) for m in marks] == [(moderated, mod.id)]
     # The owner's own deletion stays the owner's: they may restore it themselves.
-    await _act(client, user, "action", {"action": "restore", "post_ids": [own]})
+    await acted(client, user, "restore", [own])
 
 
 async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
@@ -274,7 +266,9 @@ async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
         "UPDATE posts SET license_id = $1, remixable = true WHERE id = $2", nd, legacy
     )
     await pool.execute("UPDATE posts SET license_id = $1 WHERE id = $2", old, gone)
-    relicensed = await _act(client, user, "license", {"post_ids": [legacy, gone], "license_id": by})
+    relicensed = await posted(
+        client, user, "license", {"post_ids": [legacy, gone], "license_id": by}
+    )
     await pool.execute("DELETE FROM licenses WHERE id = $1", old)
     body = await _undo(client, user, relicensed["undo"])
     assert body["affected_count"] == 1 and body["left_post_ids"] == [gone]
@@ -285,9 +279,7 @@ async def test_undo_keeps_rule_l5_and_names_a_license_that_is_gone(
     await pool.execute(
         "UPDATE posts SET license_id = $1, remixable = true WHERE id = $2", nd, cleared
     )
-    off = await _act(
-        client, user, "action", {"action": "remixable", "post_ids": [cleared], "value": False}
-    )
+    off = await acted(client, user, "remixable", [cleared], value=False)
     body = await _undo(client, user, off["undo"])
     assert body["affected_count"] == 0 and "NoDerivatives" in body["message"]
     assert not await pool.fetchval("SELECT remixable FROM posts WHERE id = $1", cleared)
@@ -297,13 +289,12 @@ async def test_undo_touches_only_artworks(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(2)
-    hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    hidden = await acted(client, user, "hide", ids)
     await pool.execute("UPDATE posts SET kind = 'playlist' WHERE id = $1", ids[0])
     body = await _undo(client, user, hidden["undo"])
     assert body["affected_count"] == 1 and body["left_post_ids"] == ids[:1]
     assert "not an artwork" in body["message"]
-    flags = await factory.post_flags(ids)
-    assert [flags[i]["hidden_by_user"] for i in ids] == [True, False]
+    assert await flag(factory, "hidden_by_user", ids) == [True, False]
 
 
 # Its `posts_changed` event on the stream: tests/api/posts/test_posts_live.py.
@@ -311,7 +302,7 @@ async def test_undo_bumps_the_hosts_change_times(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(2)
-    hidden = await _act(client, user, "action", {"action": "hide", "post_ids": ids})
+    hidden = await acted(client, user, "hide", ids)
     stale = "now() - interval '2 days'"
     await pool.execute(f"UPDATE posts SET metadata_modified_at = {stale}, updated_at = {stale}")
     await _undo(client, user, hidden["undo"])
@@ -326,8 +317,8 @@ async def test_the_purge_keeps_the_last_24_hours(
     client: Client, factory: Factory, pool: asyncpg.Pool
 ) -> None:
     user, ids = await factory.owner_and_bulk(2)
-    old = await _act(client, user, "action", {"action": "hide", "post_ids": ids[:1]})
-    fresh = await _act(client, user, "action", {"action": "hide", "post_ids": ids[1:]})
+    old = await acted(client, user, "hide", ids[:1])
+    fresh = await acted(client, user, "hide", ids[1:])
     await pool.execute(
         "UPDATE bulk_actions SET created_at = now() - interval '25 hours' WHERE id = $1::uuid",
         old["undo"].split("/")[-2],
@@ -346,9 +337,7 @@ async def test_the_undo_of_a_delete_keeps_the_hosts_restore_rule(
         "UPDATE posts SET hash = repeat(id::text, 64 / length(id::text)) WHERE id = ANY($1)",
         [kept, reuploaded],
     )
-    deleted = await _act(
-        client, user, "action", {"action": "delete", "post_ids": [kept, reuploaded]}
-    )
+    deleted = await acted(client, user, "delete", [kept, reuploaded])
     # The host freed the hash at the delete: the artist uploads the same artwork again.
     art = await pool.fetchval("SELECT hash FROM posts WHERE id = $1", reuploaded)
     again = await factory.post(user, title="again", hash=art)

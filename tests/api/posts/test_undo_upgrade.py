@@ -12,13 +12,9 @@ import os
 import subprocess
 import sys
 import tarfile
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import msgspec
-import pytest
 from pytest_aiohttp import AiohttpClient
 
 from pmd_service.core.db import create_pool
@@ -26,8 +22,8 @@ from pmd_service.core.migrate import apply_migrations
 from pmd_service.core.settings import Settings
 from pmd_service.web.app import create_app
 from support.seeding import Factory, UserRow
-from support.stack import connected, create_database, drop_database
-from tests.helpers import CHECKOUT
+from support.stack import connected
+from tests.helpers import CHECKOUT, direct, scratch_database
 from tests.unit.test_previous_release_events import previous_release_folder, previous_release_rev
 
 # The release whose history is converted (posts/previous_history.py), and its last migration.
@@ -74,14 +70,7 @@ def previous_statements(tmp_path: Path) -> dict[str, str]:
     return dict(statements)
 
 
-@pytest.fixture
-async def old_db(admin_database_url: str) -> AsyncIterator[str]:
-    name = f"pmd_prev_undo_{uuid.uuid4().hex[:8]}"
-    url = await create_database(admin_database_url, name)
-    try:
-        yield url
-    finally:
-        await drop_database(admin_database_url, name)
+old_db = scratch_database("pmd_prev_undo")
 
 
 async def test_the_previous_releases_actions_are_undone_after_the_upgrade(
@@ -153,11 +142,7 @@ async def test_the_previous_releases_actions_are_undone_after_the_upgrade(
 
         # The new release serves: every one of those actions is listed with its undo link, and
         # undone (newest first), each post is as it was.
-        app = create_app(
-            msgspec.structs.replace(
-                settings, database_url=old_db, database_direct_url=None, database_pooler="none"
-            )
-        )
+        app = create_app(direct(settings, old_db))
         client = await aiohttp_client(app)
         links = []
         for user, query, count in ((owner, "", 4), (mod, f"?target_sqid={owner.sqid}", 2)):

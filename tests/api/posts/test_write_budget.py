@@ -7,6 +7,7 @@ the same room; and every owner's own writes together held to the site's budget a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -19,28 +20,36 @@ from pmd_service.core.locks import AdvisoryLock
 from pmd_service.core.settings import ConfigError, Settings
 from pmd_service.posts import pace
 from pmd_service.web.app import create_app
-from support.seeding import Factory, posts_state
+from support.seeding import Factory, UserRow, posts_state
 from tests.api.posts.test_posts_concurrency import batches_waiting
 from tests.helpers import act, assert_problem, ok
 
 Client = TestClient[Any, Any]
+Made = Callable[..., Awaitable[Client]]
 
 
-async def _client(aiohttp_client: AiohttpClient, settings: Settings, **changes: Any) -> Client:
-    return await aiohttp_client(create_app(msgspec.structs.replace(settings, **changes)))
+@pytest.fixture
+def made(aiohttp_client: AiohttpClient, settings: Settings, redis_clean: None) -> Made:
+    """A client of a new app with `changes` to the test's settings, made when the test asks."""
+    return lambda **changes: aiohttp_client(
+        create_app(msgspec.structs.replace(settings, **changes))
+    )
 
 
-async def _budgeted(
-    aiohttp_client: AiohttpClient, settings: Settings, per_minute: int, per_hour: int
-) -> Client:
+def _budgeted(made: Made, per_minute: int, per_hour: int, **site: int) -> Awaitable[Client]:
     """A client whose actions may each change up to the minute's budget of posts."""
-    return await _client(
-        aiohttp_client,
-        settings,
+    return made(
         bulk_max_posts=per_minute,
         bulk_changed_posts_per_minute=per_minute,
         bulk_changed_posts_per_hour=per_hour,
+        **site,
     )
+
+
+@pytest.fixture
+async def moderator(factory: Factory) -> UserRow:
+    """A moderator, the first user the test makes, as each test here made it first."""
+    return await factory.user(roles=["user", "moderator"])
 
 
 async def _budget_refusal(
@@ -55,13 +64,9 @@ async def _budget_refusal(
 
 
 async def test_changed_posts_are_budgeted_a_minute_and_a_noop_costs_nothing(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _budgeted(aiohttp_client, settings, 5, 50)
+    client = await _budgeted(made, 5, 50)
     user, ids = await factory.owner_and_bulk(8)
     assert (await ok(client, user, "hide", ids[:4]))["changed_count"] == 4
     before = await posts_state(pool)
@@ -86,12 +91,10 @@ async def test_changed_posts_are_budgeted_a_minute_and_a_noop_costs_nothing(
 
 
 async def test_a_moderators_budget_spans_the_owners_they_act_on(
-    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
+    made: Made, moderator: UserRow, factory: Factory
 ) -> None:
-    client = await _budgeted(aiohttp_client, settings, 5, 50)
-    moderator = await factory.user(roles=["user", "moderator"])
-    first, firsts = await factory.owner_and_bulk(3)
-    second, seconds = await factory.owner_and_bulk(3)
+    client = await _budgeted(made, 5, 50)
+    (first, firsts), (second, seconds) = [await factory.owner_and_bulk(3) for _ in range(2)]
     await ok(client, moderator, "hide", firsts, target_sqid=first.sqid)
     resp = await act(client, moderator, "hide", seconds, target_sqid=second.sqid)
     details = await _budget_refusal(resp, 3)
@@ -102,14 +105,9 @@ async def test_a_moderators_budget_spans_the_owners_they_act_on(
 
 
 async def test_an_owner_at_their_budget_never_holds_moderation_off(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, moderator: UserRow, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _budgeted(aiohttp_client, settings, 5, 10)
-    moderator = await factory.user(roles=["user", "moderator"])
+    client = await _budgeted(made, 5, 10)
     owner, ids = await factory.owner_and_bulk(8)
     # The owner spends their hour's budget: a toggle of five posts, a minute apart.
     await ok(client, owner, "hide", ids[:5])
@@ -128,13 +126,9 @@ async def test_an_owner_at_their_budget_never_holds_moderation_off(
 
 
 async def test_an_undo_is_budgeted_and_spends_it(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _budgeted(aiohttp_client, settings, 6, 60)
+    client = await _budgeted(made, 6, 60)
     user, ids = await factory.owner_and_bulk(8)
     first = await act(client, user, "hide", ids[:3])
     undo = (await first.json())["undo"]
@@ -154,13 +148,9 @@ async def test_an_undo_is_budgeted_and_spends_it(
 
 
 async def test_the_windows_slide_and_the_hour_counts_what_the_minute_forgot(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _budgeted(aiohttp_client, settings, 4, 6)
+    client = await _budgeted(made, 4, 6)
     user, ids = await factory.owner_and_bulk(8)
     await ok(client, user, "hide", ids[:4])
     # 50 s ago is still within the last minute.
@@ -176,13 +166,9 @@ async def test_the_windows_slide_and_the_hour_counts_what_the_minute_forgot(
 
 
 async def test_concurrent_writes_never_pass_on_the_same_room(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _budgeted(aiohttp_client, settings, 10, 100)
+    client = await _budgeted(made, 10, 100)
     user, ids = await factory.owner_and_bulk(16)
     # The test holds every post's row lock until all eight writes are in flight together.
     async with pool.acquire() as holder, holder.transaction():
@@ -197,18 +183,9 @@ async def test_concurrent_writes_never_pass_on_the_same_room(
     assert await pool.fetchval("SELECT sum(posts) FROM write_spends") == 10
 
 
-async def _site_budgeted(
-    aiohttp_client: AiohttpClient, settings: Settings, per_person: int, site: int
-) -> Client:
+def _site_budgeted(made: Made, per_person: int, site: int) -> Awaitable[Client]:
     """A client whose site budget a minute is `site`, and each person's `per_person`."""
-    return await _client(
-        aiohttp_client,
-        settings,
-        bulk_max_posts=per_person,
-        bulk_changed_posts_per_minute=per_person,
-        bulk_changed_posts_per_hour=10 * per_person,
-        bulk_changed_posts_site_per_minute=site,
-    )
+    return _budgeted(made, per_person, 10 * per_person, bulk_changed_posts_site_per_minute=site)
 
 
 async def _site_refusal(resp: Any, requested: int) -> dict[str, Any]:
@@ -218,13 +195,9 @@ async def _site_refusal(resp: Any, requested: int) -> dict[str, Any]:
 
 
 async def test_every_owners_writes_together_are_held_to_the_sites_budget(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _site_budgeted(aiohttp_client, settings, 5, 8)
+    client = await _site_budgeted(made, 5, 8)
     first, firsts = await factory.owner_and_bulk(5)
     second, seconds = await factory.owner_and_bulk(5)
     third, thirds = await factory.owner_and_bulk(1)
@@ -252,14 +225,9 @@ async def test_every_owners_writes_together_are_held_to_the_sites_budget(
 
 
 async def test_moderation_neither_counts_toward_nor_waits_on_the_sites_budget(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, moderator: UserRow, factory: Factory
 ) -> None:
-    client = await _site_budgeted(aiohttp_client, settings, 5, 8)
-    moderator = await factory.user(roles=["user", "moderator"])
+    client = await _site_budgeted(made, 5, 8)
     first, firsts = await factory.owner_and_bulk(5)
     second, seconds = await factory.owner_and_bulk(5)
     await ok(client, first, "hide", firsts)
@@ -273,13 +241,9 @@ async def test_moderation_neither_counts_toward_nor_waits_on_the_sites_budget(
 
 
 async def test_concurrent_owners_never_pass_on_the_same_site_room(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    pool: asyncpg.Pool,
-    redis_clean: None,
+    made: Made, factory: Factory, pool: asyncpg.Pool
 ) -> None:
-    client = await _site_budgeted(aiohttp_client, settings, 10, 10)
+    client = await _site_budgeted(made, 10, 10)
     owners = [await factory.owner_and_bulk(2) for _ in range(8)]
     # The test holds the site's budget until all eight writes wait on it together, each with its
     # posts changed, none of them committed.
@@ -304,15 +268,11 @@ def test_an_action_larger_than_the_sites_budget_stops_the_start(settings: Settin
 
 
 async def test_the_action_pace_slides(
-    aiohttp_client: AiohttpClient,
-    settings: Settings,
-    factory: Factory,
-    monkeypatch: pytest.MonkeyPatch,
-    redis_clean: None,
+    made: Made, factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Three actions a minute: three late in one minute leave no room early in the next (a
     fixed window let twice the limit through across its boundary)."""
-    client = await _client(aiohttp_client, settings, bulk_actions_per_minute=3)
+    client = await made(bulk_actions_per_minute=3)
     user, ids = await factory.owner_and_bulk(1)
     minute = 1_800_000_000 // 60 * 60
     clock = [minute + 58.0]
@@ -329,10 +289,8 @@ async def test_the_action_pace_slides(
     await ok(client, user, "hide", ids)
 
 
-async def test_an_undo_takes_a_turn_of_the_action_pace(
-    aiohttp_client: AiohttpClient, settings: Settings, factory: Factory, redis_clean: None
-) -> None:
-    client = await _client(aiohttp_client, settings, bulk_actions_per_minute=2)
+async def test_an_undo_takes_a_turn_of_the_action_pace(made: Made, factory: Factory) -> None:
+    client = await made(bulk_actions_per_minute=2)
     user, ids = await factory.owner_and_bulk(2)
     first = await (await act(client, user, "hide", ids[:1])).json()
     second = await (await act(client, user, "hide", ids[1:])).json()

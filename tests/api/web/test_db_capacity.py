@@ -42,7 +42,7 @@ from pmd_service.web.outage import OUTAGES, OutageLog
 from support.seeding import Factory
 from support.sse import SSE, open_stream
 from support.stack import WORKER, service_env
-from tests.helpers import CHECKOUT, assert_problem, eventually
+from tests.helpers import CHECKOUT, assert_problem, direct, eventually
 from tests.procs import ARQ_WORKER, run
 
 TEXT_INFO = re.compile(r"^\S+ \S+ (INFO|DEBUG) ")
@@ -164,14 +164,7 @@ async def test_a_full_database_is_503_with_retry_after_and_one_log_line(
 ) -> None:
     role: Role = await limited_role(3)  # the pool (2) and the LISTEN connection
     # No minimum: the pool would otherwise reconnect by itself as soon as a slot is free.
-    settings = msgspec.structs.replace(
-        settings,
-        database_url=role.url,
-        database_direct_url=None,
-        database_pooler="none",
-        db_pool_min=0,
-        db_pool_max=2,
-    )
+    settings = direct(settings, role.url, db_pool_min=0, db_pool_max=2)
     # One window for the six refusals below, ended once they are in: one line, one sum.
     outages = HeldWindows()
     client = await start(aiohttp_client, settings, outages)
@@ -303,15 +296,7 @@ async def test_streams_hold_no_pooled_connection(
     """Twelve open streams on a pool of two: lists still get a connection at once, and the
     database sees no more than the two pooled sessions (plus the one listener)."""
     role: Role = await limited_role(3)
-    settings = msgspec.structs.replace(
-        settings,
-        database_url=role.url,
-        database_direct_url=None,
-        database_pooler="none",
-        db_pool_min=1,
-        db_pool_max=2,
-        db_acquire_timeout=2.0,
-    )
+    settings = direct(settings, role.url, db_pool_min=1, db_pool_max=2, db_acquire_timeout=2.0)
     client = await start(aiohttp_client, settings)
     users = [await factory.user() for _ in range(3)]
     async with aiohttp.ClientSession() as http:
@@ -394,9 +379,7 @@ async def test_a_worker_whose_pool_cannot_fit_stops_with_one_line(
     """Both forms of the worker: a pool larger than the role may ever open is one line and
     exit status 2, not arq's traceback."""
     role: Role = await limited_role(4)
-    plain = msgspec.structs.replace(
-        settings, database_url=role.url, database_direct_url=None, database_pooler="none"
-    )
+    plain = direct(settings, role.url)
     env = service_env(plain, tmp_path, WORKER_DB_POOL_MAX="8", LOG_FORMAT="text")
     code, proc = await run(argv, env, within=60)
     assert code == 2, proc.err

@@ -27,7 +27,7 @@ from pmd_service.web.app import create_app
 from support.seeding import Factory, PostRow, UserRow
 from support.sse import SSE
 from support.stack import CHECKOUT
-from tests.helpers import fetch_item, request_bdr, run_worker
+from tests.helpers import acted, fetch_item, request_bdr, run_worker
 from tests.unit.test_error_codes import declared_codes
 
 Client = TestClient[Any, Any]
@@ -377,22 +377,14 @@ def _own(
 
     async def undone_twice() -> Req:
         mine = await factory.post(o)
-        resp = await client.post(
-            "/api/pmd/action", headers=o.auth, json={"action": "hide", "post_ids": [mine.id]}
-        )
-        assert resp.status == 200, await resp.text()
-        undo = (await resp.json())["undo"]
+        undo = (await acted(client, o, "hide", [mine.id]))["undo"]
         resp = await client.post(undo, headers=o.auth)
         assert resp.status == 200, await resp.text()
         return post(undo, {})
 
     async def undo_old() -> Req:
         mine = await factory.post(o)
-        resp = await client.post(
-            "/api/pmd/action", headers=o.auth, json={"action": "hide", "post_ids": [mine.id]}
-        )
-        assert resp.status == 200, await resp.text()
-        undo = (await resp.json())["undo"]
+        undo = (await acted(client, o, "hide", [mine.id]))["undo"]
         action_id = undo.split("/")[-2]
         await factory.pool.execute(
             "UPDATE bulk_actions SET created_at = now() - interval '2 days' WHERE id = $1",
