@@ -21,17 +21,8 @@ from ..mail.compose import Block, Button, Para, message_id, reason
 from ..mail.compose import Email as Message
 from ..mail.links import page_link
 from ..mail.notify import OWED_ROW, EmailTable, takes
+from . import job_sql
 from .job_run import Run
-from .job_sql import (
-    QUEUE,
-    SQL_ANNOUNCE_LEFT,
-    SQL_CLAIM,
-    SQL_EXPIRE,
-    SQL_PLAN_EXPIRE,
-    SQL_PLAN_PURGE,
-    SQL_PURGE,
-    TABLE,
-)
 
 
 @dataclass(frozen=True)
@@ -124,20 +115,20 @@ RESTORE_CHECKS: tuple[RestoreCheck, ...] = (
 
 
 async def _announce_left(st: WorkerState, redis: ArqRedis) -> int:
-    await st.pool.execute(SQL_ANNOUNCE_LEFT, float(st.settings.job_pending_grace_seconds))
+    await st.pool.execute(job_sql.SQL_ANNOUNCE_LEFT, float(st.settings.job_pending_grace_seconds))
     return 0
 
 
 BDR = JobKind(
     label="BDR",
     noun="download",
-    table=TABLE,
-    sql_claim=SQL_CLAIM,
+    table=job_sql.TABLE,
+    sql_claim=job_sql.SQL_CLAIM,
     start=Run,
-    queue=QUEUE,
+    queue=job_sql.QUEUE,
     upkeep=Upkeep(
         sweep_batch=500,
-        expiring=Expiring(SQL_PLAN_EXPIRE, SQL_PLAN_PURGE, SQL_EXPIRE, SQL_PURGE, "expired"),
+        expiring=Expiring(*job_sql.EXPIRY, "expired"),
         restore_checks=RESTORE_CHECKS,
         swept=_announce_left,  # a request its server did not announce
     ),

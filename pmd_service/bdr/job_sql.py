@@ -81,3 +81,5 @@ DELETE FROM batch_download_requests b
 WHERE id = ANY($3::uuid[]) AND {_TERMINAL} AND {_PURGE}
 RETURNING id
 """
+# The cleanup's statements in the order jobs/kind.py's Expiring takes them.
+EXPIRY = (SQL_PLAN_EXPIRE, SQL_PLAN_PURGE, SQL_EXPIRE, SQL_PURGE)

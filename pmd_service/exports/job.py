@@ -19,17 +19,9 @@ from ..mail.compose import Block, Button, Line, Para, message_id, reason
 from ..mail.compose import Email as Message
 from ..mail.links import page_link
 from ..mail.notify import OWED_ROW, EmailTable, takes
+from . import job_sql
 from .incremental import added_count
 from .job_run import ExportRun
-from .job_sql import (
-    QUEUE,
-    SQL_CLAIM,
-    SQL_EXPIRE,
-    SQL_PLAN_EXPIRE,
-    SQL_PLAN_PURGE,
-    SQL_PURGE,
-    TABLE,
-)
 from .recurring import start_due_exports
 
 
@@ -178,19 +170,16 @@ def _cooldown(settings: Settings) -> tuple[object, ...]:
 EXPORT = JobKind(
     label="export",
     noun="export",
-    table=TABLE,
-    sql_claim=SQL_CLAIM,
+    table=job_sql.TABLE,
+    sql_claim=job_sql.SQL_CLAIM,
     start=ExportRun,
-    queue=QUEUE,
+    queue=job_sql.QUEUE,
     upkeep=Upkeep(
         # As for BDRs: no export blocks a new one for ever, one whose worker is gone is taken
         # back within a minute or so of its heartbeat stopping.
         sweep_batch=100,
         expiring=Expiring(
-            SQL_PLAN_EXPIRE,
-            SQL_PLAN_PURGE,
-            SQL_EXPIRE,
-            SQL_PURGE,
+            *job_sql.EXPIRY,
             "export_parts_expired",
             purge_args=_cooldown,
         ),
