@@ -188,22 +188,7 @@ async def slow_reads(
     for i, path in enumerate(files):
         key, shard = uuid.uuid4(), f"{i % 16:02x}"
         await obstore.put_async(direct, relative_artwork_path(shard, key, "png"), path)
-        artworks.append(
-            Artwork(
-                post_id=i,
-                sqid=f"p{i}",
-                title="",
-                description=None,
-                created_at=datetime.now(UTC),
-                width=None,
-                height=None,
-                frame_count=1,
-                hashtags=[],
-                storage_shard=shard,
-                storage_key=key,
-                fmt="png",
-            )
-        )
+        artworks.append(seeding.png_artwork(i, shard, key))
     slow = store_at(f"http://127.0.0.1:{port}", bucket, prefix)
     times: dict[int, list[float]] = {FETCH_CONCURRENCY: [], 1: []}
     for i in range(rounds + 1):

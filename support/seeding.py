@@ -15,6 +15,7 @@ from pmd_service.core.settings import Settings
 from pmd_service.dev.demo import SQL_HAS_LISTED_AT
 from pmd_service.host.tokens import mint_token
 from pmd_service.host.vault import artwork_path, host_shard
+from pmd_service.zipbuild.content import Artwork
 from support.stack import connected
 
 # Tens of thousands of rows beside eight busy test workers outlast the pool's 30 s a statement.
@@ -357,3 +358,22 @@ async def posts_with_files(
     await set_sqids(conn, ids, "posts", post_ids)
     await conn.execute(SQL_PNG_FILES, post_ids, sizes)
     return post_ids
+
+
+def png_artwork(post_id: int, shard: str, key: uuid.UUID, title: str = "") -> Artwork:
+    """A PNG artwork of one frame as a build reads it, at `shard`/`key` of a vault or a store:
+    no size, description or tag, made now."""
+    return Artwork(
+        post_id=post_id,
+        sqid=f"p{post_id}",
+        title=title,
+        description=None,
+        created_at=datetime.now(UTC),
+        width=None,
+        height=None,
+        frame_count=1,
+        hashtags=[],
+        storage_shard=shard,
+        storage_key=key,
+        fmt="png",
+    )

@@ -17,7 +17,6 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -34,7 +33,7 @@ from pmd_service.zipbuild import sources
 from pmd_service.zipbuild.build import Entry
 from pmd_service.zipbuild.content import Artwork
 from pmd_service.zipbuild.sources import fetched_in_order, http_fetcher
-from support.seeding import Factory, PostRow, UserRow
+from support.seeding import Factory, PostRow, UserRow, png_artwork
 from support.stack import free_port
 from tests.helpers import download_zip, fetch_item, request_bdr, run_worker
 
@@ -137,20 +136,7 @@ async def start_origin(aiohttp_server: AiohttpServer, **dials: Any) -> Origin:
 
 
 def artwork(post_id: int) -> Artwork:
-    return Artwork(
-        post_id=post_id,
-        sqid=f"s{post_id}",
-        title="t",
-        description=None,
-        created_at=datetime.now(UTC),
-        width=None,
-        height=None,
-        frame_count=1,
-        hashtags=[],
-        storage_shard="ab/cd",
-        storage_key=uuid.uuid4(),
-        fmt="png",
-    )
+    return png_artwork(post_id, "ab/cd", uuid.uuid4(), "t")
 
 
 def path_of(a: Artwork) -> str:
