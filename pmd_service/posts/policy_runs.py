@@ -161,7 +161,7 @@ async def run_locked(
     left = max(0, candidates - changed)
     status: RunStatus = "deferred" if left and limit < most else "ok"
     # Held by the site's minute, not its own budget: due again at the next tick rather than a
-    # period later (100,000 policies due at once fill many minutes).
+    # period later (a site's policies all due at once fill many minutes).
     held = status == "deferred" and room.held_by_site
     last = LastRun(at, status, changed, left, None, action_id)
     await _record(conn, policy_id, last, scheduled and not held, row["every"])
