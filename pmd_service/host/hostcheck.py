@@ -1,12 +1,8 @@
 """`python -m pmd_service check-host`: does the host's database give the service what it needs?
 
-It only reads the catalog. For each index the service's queries need it says whether one that
-serves exists, compared by definition rather than by name since the host names its own, and
-prints `CREATE INDEX CONCURRENTLY` for the rest; it checks every host column the service uses,
-fails on stand-in host tables, and compares the role's privileges with host/grants.py, failing
-on anything that would let the role alter, drop, empty or take over the host's database. It
-says which of the host's alembic revisions it found, and what an older host lacks: the service
-works on one (see HOST_REVISIONS), so that is a note, never a failure.
+It reads only the catalog: the indexes the queries need (by definition, not name), the host
+columns used, stand-in tables, the role's privileges against host/grants.py, and the host's
+alembic revision (an older one is a note, never a failure: see HOST_REVISIONS).
 """
 
 from __future__ import annotations
@@ -34,15 +30,12 @@ log = logging.getLogger(__name__)
 class IndexNeed:
     table: str
     columns: tuple[str, ...]  # leading key columns, in order (a btree scans both ways)
-    where: str | None  # the query's predicate a partial index may share (shown in the report)
-    why: str
     name: str  # of the recommended index
-    keys: str  # the recommended index's key columns
-    recommended_where: str | None
-    # Predicates of partial indexes that serve the need, as pg_get_expr prints them (the tests
-    # create each spelling and read it back). A non-partial index serves too, unless
-    # `partial_only`: a count is read from the index alone only when it holds just the rows
-    # counted, and otherwise reads every one of them from the table.
+    why: str
+    keys: str = ""  # the recommended index's key columns; empty: `columns`
+    where: str | None = None  # the query's predicate, which the recommended index shares
+    # Predicates of partial indexes that serve, as pg_get_expr prints them; a non-partial index
+    # serves too unless `partial_only` (a count read from the index alone needs just its rows).
     serving_predicates: tuple[str, ...] = ()
     partial_only: bool = False
 
@@ -52,10 +45,11 @@ class IndexNeed:
         return f"{label} WHERE {self.where}" if self.where else label
 
     def statement(self, schema: str) -> str:
-        where = f" WHERE {self.recommended_where}" if self.recommended_where else ""
+        keys = self.keys or ", ".join(self.columns)
+        where = f" WHERE {self.where}" if self.where else ""
         return (
             f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name} "
-            f"ON {quote_ident(schema)}.{self.table} ({self.keys}){where};"
+            f"ON {quote_ident(schema)}.{self.table} ({keys}){where};"
         )
 
     def drop_statement(self, schema: str) -> str:
@@ -70,16 +64,14 @@ _LIVE_ARTWORKS = (
     "((kind = 'artwork'::text) AND (deleted_by_user = false))",
 )
 
-# From the SQL of posts/listing.py (list, counts), zipbuild/content.py (the ZIP's posts),
-# zipbuild/json_files.py (its comments, reactions) and auth.py (the token's user).
+# From the SQL of the posts' list and counts, the ZIPs' contents and the token's user.
 NEEDED_INDEXES = (
     IndexNeed(
         "posts",
         ("owner_id", "created_at"),
-        "kind = 'artwork' AND NOT deleted_by_user",
+        "pmd_posts_owner_live",
         "the live list, newest first, and its total, counted from this index alone (with an "
         "index of all the owner's posts the count reads each post)",
-        "pmd_posts_owner_live",
         "owner_id, created_at DESC, id DESC",
         "kind = 'artwork' AND NOT deleted_by_user",
         _LIVE_ARTWORKS,
@@ -88,9 +80,8 @@ NEEDED_INDEXES = (
     IndexNeed(
         "posts",
         ("owner_id", "deleted_by_user_date"),
-        "deleted_by_user",
-        "the recently-deleted list and its restore window",
         "pmd_posts_owner_deleted",
+        "the recently-deleted list and its restore window",
         "owner_id, deleted_by_user_date DESC, id DESC",
         "deleted_by_user",
         ("deleted_by_user", "(deleted_by_user = true)"),
@@ -98,47 +89,28 @@ NEEDED_INDEXES = (
     IndexNeed(
         "post_files",
         ("post_id",),
-        None,
-        "each listed post's files, each ZIP's artwork files",
         "pmd_post_files_post",
-        "post_id",
-        None,
+        "each listed post's files, each ZIP's artwork files",
     ),
     IndexNeed(
         "comments",
         ("post_id",),
-        None,
-        "comment counts, comments.json",
         "pmd_comments_post",
+        "comment counts, comments.json",
         "post_id, created_at",
-        None,
     ),
-    IndexNeed(
-        "reactions",
-        ("post_id",),
-        None,
-        "reaction counts, reactions.json",
-        "pmd_reactions_post",
-        "post_id",
-        None,
-    ),
+    IndexNeed("reactions", ("post_id",), "pmd_reactions_post", "reaction counts, reactions.json"),
     IndexNeed(
         "users",
         ("public_sqid",),
-        None,
-        "every request: the token's user, by `sub`",
         "pmd_users_public_sqid",
-        "public_sqid",
-        None,
+        "every request: the token's user, by `sub`",
     ),
     IndexNeed(
         "users",
         ("user_key",),
-        None,
-        "the host's older tokens, by their legacy `user_id`",
         "pmd_users_user_key",
-        "user_key",
-        None,
+        "the host's older tokens, by their legacy `user_id`",
     ),
 )
 
@@ -173,21 +145,21 @@ class ColumnNeed:
     null: Null = "any"
     why: str = ""
     table: str = ""
-    newer: bool = False  # of the host's newer releases: an older host lacks it, and that fits
+
+    @property
+    def newer(self) -> bool:
+        """Of the host's newer releases: an older host lacks it, and that fits."""
+        return f"{self.table}.{self.column}" in NEWER_COLUMNS
 
 
-def _col(
-    column: str, family: TypeFamily, null: Null = "any", why: str = "", *, newer: bool = False
-) -> ColumnNeed:
-    return ColumnNeed(column, family, null, why, newer=newer)
+_col = ColumnNeed
 
 
 def _table(table: str, why: str, *columns: ColumnNeed) -> tuple[ColumnNeed, ...]:
     return tuple(replace(c, table=table, why=c.why or why) for c in columns)
 
 
-# Every host column named by the package's SQL (tests/api/host/test_hostcheck.py prepares each statement
-# with only these columns present, and without each of them).
+# Every host column the package's SQL names (a test prepares each statement against them).
 NEEDED_COLUMNS = (
     *_table(
         "users",
@@ -201,7 +173,7 @@ NEEDED_COLUMNS = (
         _col("roles", JSON),
         _col("deactivated", BOOL),
         _col("banned_until", TIME),
-        _col("locale", TEXT, why="the emails' language (without it, English)", newer=True),
+        _col("locale", TEXT, why="the emails' language (without it, English)"),
     ),
     *_table(
         "posts",
@@ -290,7 +262,7 @@ NEEDED_COLUMNS = (
     ),
 )
 
-# The columns each INSERT of the service names (posts/batch_sql.py `_BATCH`, bdr/service.py
+# The columns each INSERT of the service names (features/posts/batch_sql.py `_BATCH`, features/bdr/service.py
 # `SQL_AUDIT`): any other NOT NULL column without a default makes the insert fail.
 INSERTED = {
     "audit_logs": frozenset({"id", "actor_id", "action", "target_type", "target_id", "note"}),
@@ -306,11 +278,9 @@ HOST_TABLES = sorted({n.table for n in NEEDED_INDEXES} | {c.table for c in NEEDE
 class HostRevision:
     revision: str  # the host's alembic revision (api/alembic/versions/<revision>_*.py)
     date: str
-    # The columns it adds to the host tables the service touches: how its columns show it.
-    adds: tuple[str, ...] = ()
+    adds: tuple[str, ...] = ()  # the columns it adds to the host tables the service touches
     feature: str = ""  # the host's, that the columns serve
-    # What the service does on a host without them; "": nothing, it neither reads nor writes them.
-    without: str = ""
+    without: str = ""  # what the service does on a host without them ("": it never uses them)
 
 
 # The host's revision at commit 4350ab8, the release the service was first fitted to.
@@ -349,8 +319,7 @@ class HostHead:
 
     recorded: list[str] | None  # alembic_version's rows; None: no such table, or not readable
     unreadable: bool  # alembic_version is there, but the role may not read it
-    # The newest revision whose columns, and those of every revision before it, are there.
-    from_columns: HostRevision | None
+    from_columns: HostRevision | None  # the newest revision whose columns are all there
     lacking: list[str]  # the newest head's columns it lacks, "table.column", oldest first
 
     def lines(self) -> list[str]:
@@ -384,8 +353,7 @@ class HostHead:
         if at is None:
             at_text = f"host at {FITTED_COMMIT} ({FITTED.revision}) or older"
         else:
-            # Revisions that add no column the check sees cannot be told apart from the one
-            # before them.
+            # Revisions that add no column seen here look like the one before them.
             later = HOST_REVISIONS[HOST_REVISIONS.index(at) + 1 :]
             silent = [r.revision for r in itertools.takewhile(lambda r: not r.adds, later)]
             at_text = f"host at {at.revision}" + (f" to {silent[-1]}" if silent else "")
@@ -419,8 +387,7 @@ def _known(recorded: list[str]) -> str:
 
 
 def head_from_columns(present: set[str]) -> tuple[HostRevision | None, list[str]]:
-    """The newest revision whose columns, and those of every revision before it, are all
-    present (None: not even the first's), and the newest head's columns absent."""
+    """The newest revision whose columns, and its predecessors', are present, and those absent."""
     at = None
     for rev in HOST_REVISIONS:
         if not all(column in present for column in rev.adds):
@@ -444,9 +411,8 @@ JOIN pg_type t ON t.oid = a.atttypid
 WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND c.relkind IN ('r', 'p')
   AND a.attnum > 0 AND NOT a.attisdropped
 """
-# Every index on the tables, with its key columns in order (INCLUDE columns left out). A key
-# column is NULL where it is an expression, or where its collation is not the column's (the
-# planner uses such an index only for queries in that collation).
+# Every index on the tables with its key columns in order; a key column is NULL where it is an
+# expression or has another collation than the column's (no use to the service's queries).
 SQL_INDEXES = """
 SELECT c.relname AS table, i.relname AS index,
        x.indisvalid AND x.indisready AND am.amname = 'btree' AND x.indexprs IS NULL AS usable,
@@ -464,8 +430,7 @@ WHERE n.nspname = $1 AND c.relname = ANY($2::text[])
 """
 
 
-# The host's alembic version table, when the role may read it (check-host only: the service
-# needs no right on it, and `grants` gives none).
+# The host's alembic version table, when the role may read it (`grants` gives no right on it).
 SQL_ALEMBIC = """
 SELECT c.oid IS NOT NULL AS present,
        c.oid IS NOT NULL AND has_table_privilege(c.oid, 'SELECT') AS readable
@@ -480,10 +445,8 @@ SELECT coalesce(array_agg(c.relname::text ORDER BY c.relname), '{}')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND obj_description(c.oid, 'pg_class') = $3
 """
-# The roles the connected role may act as: itself, and every role it is a member of, directly or
-# through others, with INHERIT or without. has_*_privilege() and pg_has_role(…, 'USAGE') see
-# only what it inherits, but a member may `SET ROLE` to any of them and then use that role's
-# rights, attributes and ownerships (a superuser is a member of every role).
+# The roles the connected role may act as: every role it is a member of, with INHERIT or
+# without, since a member may `SET ROLE` to any of them and use its rights.
 _REACH = "SELECT r.oid FROM pg_roles r WHERE pg_has_role(current_user, r.oid, 'MEMBER')"
 SQL_ROLES = """
 SELECT r.rolname::text AS name, r.rolname = current_user AS self, r.rolsuper,
@@ -519,8 +482,7 @@ FROM (
 WHERE pg_has_role(o.owner, 'MEMBER')
 ORDER BY o.owner, o.kind, o.name
 """
-# Each table of the host schema: what the connected role holds itself (`column_privileges`:
-# what the service uses, it never changes role) and what it may reach (`reachable_…`).
+# Each host table: what the connected role holds itself and what it may reach (`reachable_…`).
 _COLUMN_PRIVILEGES = """
 array(SELECT p || ' ' || a.attname
       FROM pg_attribute a, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'REFERENCES']) AS p
@@ -550,10 +512,9 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = $1 AND c.relkind = 'S'
 ORDER BY c.relname
 """
-# Table privileges the service never needs; each lets the role damage a host table. MAINTAIN
-# (PostgreSQL 17: LOCK, VACUUM, CLUSTER, REINDEX) is asked only of servers that know it.
+# Table privileges the service never needs, each of which lets the role damage a host table.
 TABLE_PRIVILEGES = ("DELETE", "TRUNCATE", "TRIGGER")
-MAINTAIN_SINCE = 17  # PostgreSQL's major version
+MAINTAIN_SINCE = 17  # PostgreSQL's major version that knows MAINTAIN
 
 # What a role's attributes let whoever may act as it do.
 ATTRIBUTES = (
@@ -567,8 +528,7 @@ ATTRIBUTES = (
     ("rolreplication", "REPLICATION", "it may stream every row of the database out"),
     ("rolbypassrls", "BYPASSRLS", "it is exempt from every row-level security policy"),
 )
-# PostgreSQL's predefined roles whose members may take over, or read all of, the database or
-# its server.
+# Predefined roles whose members may take over, or read all of, the database or its server.
 PREDEFINED_ROLES = {
     "pg_read_all_data": "it may read every table, the host's credentials too",
     "pg_write_all_data": "it may write, delete and empty every table",
@@ -586,9 +546,7 @@ FIX = (
     "the role's attributes and takes back its memberships and its rights beyond need (an "
     "ownership stays: give the object to another role, ALTER … OWNER TO)"
 )
-# For a superuser, or the host's own role (an owner of its objects), `grants --role` is never
-# the advice: its REVOKEs would take the owner's own rights on the host's tables away (the
-# host's app then fails on every write), and the script refuses such a role anyway.
+# For a superuser or the host's own role, since REVOKEs would take the host's own rights away.
 OWN_ROLE = (
     "role {role} {why}: it is not a role for the service, and `grants --role {role}` refuses it "
     "(its REVOKEs would take the role's own rights away). As an admin, make the service a role "
@@ -602,13 +560,10 @@ class Privileges:
     role: str
     superuser: bool
     owned: list[str] = field(default_factory=list)  # host tables it may act as the owner of
-    # What lets the role alter, drop, empty or take over the host's database: check-host fails.
-    unsafe: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)  # what fails check-host
     missing: list[str] = field(default_factory=list)  # "posts.title: no SELECT privilege"
     beyond: list[str] = field(default_factory=list)  # reads beyond need, harmless memberships
-    # Why the role itself can never be the service's ("is a superuser", "owns host objects"),
-    # or None: then `grants --role` puts it right.
-    not_a_service_role: str | None = None
+    not_a_service_role: str | None = None  # why `grants --role` cannot put the role right
 
     def lines(self) -> list[str]:
         lines = [f"  UNSAFE   {u}" for u in self.unsafe]
@@ -642,7 +597,7 @@ async def read_privileges(
     """`absent`: the newer columns the host lacks (no privilege on them is needed)."""
     roles = await conn.fetch(SQL_ROLES)
     name = roles[0]["name"]  # the connected role comes first
-    # A superuser is a member of every role: only its own line, then.
+    # A superuser is a member of every role: only its own line.
     supers = [r["name"] for r in roles[:1] if r["rolsuper"]] or [
         r["name"] for r in roles if r["rolsuper"]
     ]
@@ -786,8 +741,7 @@ def _beyond(
 class IndexFound:
     need: IndexNeed
     covered_by: str | None  # an existing index that serves the need (the narrowest)
-    # An index under the recommended name that does not serve (a failed CONCURRENTLY leaves an
-    # INVALID one): `IF NOT EXISTS` would skip over it, so it is dropped first.
+    # One under the recommended name that does not serve (a failed CONCURRENTLY): dropped first.
     in_the_way: str | None = None
 
     def statements(self, schema: str) -> list[str]:
@@ -803,11 +757,9 @@ class HostReport:
     indexes: list[IndexFound] = field(default_factory=list)
     column_problems: list[str] = field(default_factory=list)
     standins: list[str] = field(default_factory=list)  # host tables the service created
-    # Stand-ins accepted, and a role that could take over the database (a dev database's admin).
-    dev_database: bool = False
+    dev_database: bool = False  # stand-ins and an admin role accepted
     privileges: Privileges | None = None
-    # `--dev-database --privileges`: the role judged as on the host's database (a rehearsal).
-    judge_role: bool = False
+    judge_role: bool = False  # `--dev-database --privileges`: the role judged as on the host's
     head: HostHead | None = None
 
     @property
@@ -887,8 +839,7 @@ def quote_ident(name: str) -> str:
 async def check_host(
     conn: Conn, host_schema: str, *, dev_database: bool = False, privileges: bool = False
 ) -> HostReport:
-    """`dev_database`: stand-in host tables pass; `privileges`: compare the connected role's
-    privileges with the service's needs (check-host does; the start-up warning does not)."""
+    """`dev_database`: stand-in host tables pass; `privileges`: judge the role's privileges too."""
     indexes = await conn.fetch(SQL_INDEXES, host_schema, HOST_TABLES)
     columns = await conn.fetch(SQL_COLUMNS, host_schema, HOST_TABLES)
     found = {(r["table"], r["column"]): r for r in columns}
@@ -907,8 +858,7 @@ async def check_host(
 
 
 async def read_head(conn: Conn, host_schema: str) -> HostHead:
-    """The host's revision: alembic_version's rows when the role may read them, and always
-    what the columns show (the catalog, readable by any role)."""
+    """The host's revision: alembic_version's rows when readable, and what the columns show."""
     columns = await conn.fetch(SQL_COLUMNS, host_schema, _MARKER_TABLES)
     at, lacking = head_from_columns({f"{r['table']}.{r['column']}" for r in columns})
     table = await conn.fetchrow(SQL_ALEMBIC, host_schema)
@@ -950,7 +900,7 @@ def _column_problems(schema: str, found: dict[tuple[str, str], asyncpg.Record]) 
     problems = [f"{t}: no such table in schema {schema}" for t in HOST_TABLES if t not in present]
     for need in NEEDED_COLUMNS:
         row = found.get((need.table, need.column))
-        if row is None and f"{need.table}.{need.column}" in NEWER_COLUMNS:
+        if row is None and need.newer:
             continue  # an older host's: the head's report names it and what the service does
         if need.table in present:
             problem = _column_problem(need, row)
@@ -967,8 +917,6 @@ def _column_problems(schema: str, found: dict[tuple[str, str], asyncpg.Record]) 
 
 
 def _column_problem(need: ColumnNeed, row: asyncpg.Record | None) -> str | None:
-    if row is None and need.newer:
-        return None  # an older host: the service does without it
     if row is None:
         return f"missing ({need.why})"
     if row["type"] not in need.family.names:
