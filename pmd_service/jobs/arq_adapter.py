@@ -1,38 +1,16 @@
-"""The one place that leans on arq's internals, each named with the arq version it was read
-from (pyproject.toml pins that version; tests/unit/test_arq_adapter.py fails the day arq changes
-what is relied on here, so an upgrade re-reads this module first).
+"""The one place that leans on arq's internals, as read from ARQ_VERSION (pyproject.toml pins
+it; tests/unit/test_arq_adapter.py fails the day arq changes what is relied on here).
 
-- `PmdWorker.start_jobs`: arq's claim takes a job slot (`job_counter`, `sem`) before it WATCHes
-  the job's in-progress key, and gives it back on a failed EXEC only. redis-py turns a
-  connection lost during the reads after WATCH into WatchError, which would escape arq's poll
-  loop and end the worker; the slot is given back here and the next poll claims the job again.
-- `PmdWorker.run_cron` and its cron functions: arq runs whatever job names a cron function, so
-  anyone who can write to the queue (or `enqueue_job` with a cron's name) could run one on
-  demand. arq's scheduler names each run `{cron name}:{its time in ms}` (`unique`, the
-  default): a cron function here runs only for such an id whose time is one of its schedule's
-  (and recent), or its start-up run this worker's scheduler made; any other is refused with
-  one line. A start-up run another worker made and this one picked up is refused too (that
-  cron's next scheduled run does its work).
-- `PmdWorker.start_jobs`, `run_job`, `_poll_iteration`: arq reads and writes, per job, its
-  body (`arq:job:<id>`), try count (`arq:retry:<id>`, INCR), in-progress mark
-  (`arq:in-progress:<id>`), result (`arq:result:<id>`), its member and score in the queue's
-  sorted set, and the abort set, much of it outside its own error handling: a try count that is
-  text, a body that is a hash, a score of -inf or a member that is not UTF-8 raised out of its
-  poll loop and ended the worker, and it came back on every start. A mark that never expires,
-  or a score of 0, kept a job queued for ever. Before arq claims a job, its values are read in
-  one round trip (`malformed`); a job with one malformed is removed whole with one line, and so
-  is one arq fails on anyway (its error, outside arq's handling); a queue or abort set of the
-  wrong type is removed. Its row is the sweep's: pending, it is enqueued again.
-- `arq_command_runs_pmd_worker`: the `arq` command builds arq's own Worker from the settings
-  class, with no hook for another class: its `cli` calls `run_worker` (and, with `--watch`,
-  `create_worker`) by its module's names, which are replaced with ones that build `PmdWorker`
-  from the same options, so `arq worker.WorkerSettings` runs the guarded worker too. `--check`
-  builds no Worker and is left as it is.
-- `arq_lines_once`: the `arq` command configures its own logging after importing
-  `WorkerSettings` (`logging.config.dictConfig`: a plain handler on the `arq` logger, whose
-  lines the root handler writes too). dictConfig keeps the filters of the loggers under `arq`,
-  which every arq line starts from: a filter there removes that handler before the line reaches
-  it, so none is written twice. The `python -m pmd_service worker` form needs neither.
+- `PmdWorker.start_jobs`: a connection lost after arq's claim WATCHes a job raises WatchError,
+  which would end the worker; the job slot is given back and the next poll claims it again.
+- `PmdWorker.run_cron`: a cron function runs only under an id arq's scheduler makes
+  (`{cron name}:{its time in ms}`, recent and on its schedule, or this worker's start-up run).
+- `start_jobs`, `run_job`, `_poll_iteration`: a job with a value in Redis arq could not have
+  written (`malformed`), or one arq fails on outside its own handling, is removed whole with one
+  line, as is a queue or abort set of the wrong type; the sweep enqueues its row again.
+- `arq_command_runs_pmd_worker`: the `arq` command builds PmdWorker instead of arq's Worker.
+- `arq_lines_once`: a filter on arq's loggers drops the handler the `arq` command adds, so no
+  line is written twice.
 """
 
 from __future__ import annotations
@@ -85,8 +63,7 @@ JOB_KEY_PREFIXES = (job_key_prefix, retry_key_prefix, in_progress_key_prefix, re
 IN_PROGRESS_MARK = b"1"
 # A job found sound is read again this late, if arq still sees it queued (a run holds it).
 RESCREEN_SECONDS = 60.0
-# How often the queue is searched for jobs due too late to be arq's, and the two sorted sets
-# checked for their type: no job of the service's is deferred by more than minutes.
+# How often the queue is searched for jobs due later than any the service defers.
 TIDY_SECONDS = 60.0
 FAR_AHEAD_MS = 86_400_000
 # Errors of the connection to Redis, not of a value in it: they end the worker as they did.
@@ -298,21 +275,22 @@ class PmdWorker(Worker):
             if not await self._repair_sorted_sets():
                 raise
 
-    def _longest_run_ms(self) -> int:
-        return int(self.in_progress_timeout_s * 1000)
+    async def _malformed(self, job_ids: list[bytes], claimed: bool = False) -> dict[bytes, str]:
+        return await malformed(
+            self.pool,
+            self.queue_name,
+            job_ids,
+            deserializer=self.job_deserializer,  # type: ignore[arg-type]
+            longest_run_ms=int(self.in_progress_timeout_s * 1000),
+            claimed=claimed,
+        )
 
     async def _drop_malformed(self, job_ids: list[bytes]) -> set[bytes]:
         now = time.monotonic()
         unread = [job_id for job_id in job_ids if self._sound.get(job_id, 0.0) <= now]
         if not unread:
             return set()
-        found = await malformed(
-            self.pool,
-            self.queue_name,
-            unread,
-            deserializer=self.job_deserializer,  # type: ignore[arg-type]
-            longest_run_ms=self._longest_run_ms(),
-        )
+        found = await self._malformed(unread)
         self._sound = {job_id: until for job_id, until in self._sound.items() if until > now}
         for job_id in unread:
             if job_id in found:
@@ -327,22 +305,14 @@ class PmdWorker(Worker):
         if isinstance(exc, _UNREACHABLE):
             raise exc
         repaired = await self._repair_sorted_sets()
-        found = await malformed(
-            self.pool,
-            self.queue_name,
-            [job_id],
-            deserializer=self.job_deserializer,  # type: ignore[arg-type]
-            longest_run_ms=self._longest_run_ms(),
-            claimed=True,
-        )
+        found = await self._malformed([job_id], claimed=True)
         if job_id in found:
             await self._drop(job_id, found[job_id])
         elif not repaired:  # a set of the wrong type explains it: arq's other writes went through
             await self._drop(job_id, f"arq failed on it ({type(exc).__name__}: {str(exc)[:200]})")
 
     async def _drop(self, job_id: bytes, why: str) -> None:
-        """Removes the job whole, so that nothing of it comes back on a restart; its row (a
-        download's or an export's) is the sweep's, which enqueues a pending one again."""
+        """Removes the job whole, so nothing of it comes back on a restart (its row is the sweep's)."""
         async with self.pool.pipeline(transaction=True) as tr:
             tr.delete(*job_keys(job_id))
             tr.zrem(self.queue_name, job_id)
@@ -399,8 +369,7 @@ def run_pmd_worker(settings_cls: WorkerSettingsType, **kwargs: Any) -> PmdWorker
 
 
 def arq_command_runs_pmd_worker() -> None:
-    """The `arq` command, which imports the settings class before it makes its Worker, makes
-    PmdWorker instead."""
+    """The `arq` command makes PmdWorker instead of arq's Worker."""
     # Not arq.worker's: sentry-sdk's arq integration wraps the jobs there, and PmdWorker wraps
     # them itself (one report each).
     vars(arq.cli).update(run_worker=run_pmd_worker, create_worker=create_pmd_worker)
@@ -411,8 +380,7 @@ ARQ_LOGGERS = ("arq.connections", "arq.jobs", "arq.utils", "arq.worker")
 
 
 class _OursOnly(logging.Filter):
-    """Before each arq line is handled: the `arq` logger's handlers that are not the service's
-    go (logs.drop_foreign_handlers)."""
+    """Drops the `arq` logger's foreign handlers before each arq line is handled."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         logs.drop_foreign_handlers("arq")
@@ -420,8 +388,7 @@ class _OursOnly(logging.Filter):
 
 
 def arq_lines_once() -> None:
-    """Every arq line written once, by the service's handler, whatever handler the `arq`
-    command adds later."""
+    """Every arq line written once, by the service's handler."""
     for name in ARQ_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _OursOnly) for f in logger.filters):

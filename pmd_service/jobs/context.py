@@ -37,8 +37,7 @@ class WorkerState:
     artwork_store: S3Store | None = None
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     metrics_server: MetricsServer | None = None
-    # Set while no BDR is being built here: an export's build waits on it between artworks,
-    # so a BDR asked for during a long export is not slowed by it (BDRs go first).
+    # Set while no BDR is being built here: an export's build waits on it (BDRs go first).
     bdrs_idle: threading.Event = field(default_factory=threading.Event)
     bdrs_building: int = 0
     # At most EXPORT_CONCURRENCY export parts are built at once by this worker.
@@ -72,8 +71,7 @@ def state(ctx: dict[str, Any]) -> WorkerState:
 
 
 async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: bool = False) -> None:
-    """`serve_metrics`: the worker process serves METRICS_PORT; the ops CLI, which runs jobs
-    once beside a running worker, does not."""
+    """`serve_metrics`: the worker process serves METRICS_PORT; the ops CLI does not."""
     needed = connections_needed(settings, 1, settings.worker_db_pool_max, 0)
     warning = await check_budget(
         settings,
@@ -113,8 +111,7 @@ async def startup(ctx: dict[str, Any], *, settings: Settings, serve_metrics: boo
 
 
 async def worker_startup(ctx: dict[str, Any], *, settings: Settings) -> None:
-    """arq's on_startup: a database without the host's tables stops the worker with one line
-    (arq would print a traceback for an exception)."""
+    """arq's on_startup: a database without the host's tables stops the worker with one line."""
     try:
         await startup(ctx, settings=settings, serve_metrics=True)
     except (HostTablesMissing, DatabaseSetupError) as exc:

@@ -1,14 +1,8 @@
 """The one path of every claimed job, whatever its kind: claim → attempt → stream → place →
 publish → metrics → email.
 
-A job may run more than once (arq re-runs jobs of a dead worker; the sweep re-enqueues). The
-claim is one UPDATE that only one run can win; every later write of the run is guarded by the
-claim token, so a run that lost its claim can never overwrite the row. Status is `failed` only
-when no retry is left.
-
-The order of a run's hooks is the driver's: each archive is settled, then published with what
-its settle gave, then handed back to the run's generator; the run's end gets every archive
-published, and a failure what the last settled one left out (jobs/kind.py).
+A job may run more than once, so the claim is one UPDATE only one run can win and every later
+write is guarded by its token; the order of a run's hooks is described in jobs/kind.py.
 """
 
 from __future__ import annotations
@@ -33,12 +27,7 @@ from ..core.logs import request_id_set
 from ..storage.zip_names import own_zip_path, zip_object_key
 from ..zipbuild.build import BuildCancelled, BuildResult, discard, file_sink, object_sink, publish
 from .context import WorkerState, state
-from .failures import (
-    BACKOFF_CAP_SECONDS,
-    TRANSIENT,
-    PermanentError,
-    Refused,
-)
+from .failures import BACKOFF_CAP_SECONDS, TRANSIENT, PermanentError, Refused
 from .kind import Archive, Claim, ClaimedRun, JobKind, Settled, Skipped
 from .queueing import MAX_ATTEMPTS
 from .streaming import stream_zip
@@ -50,9 +39,8 @@ log = logging.getLogger(__name__)
 
 
 async def process(ctx: dict[str, Any], kind: JobKind, raw_id: str) -> str:
-    """The job of `kind` for row `raw_id`: ready, failed or cancelled once claimed, else
-    "invalid" (not a UUID) or "not claimable" (finished, cancelled, or another run holds it);
-    raises Retry when a later attempt may succeed."""
+    """The job of `kind` for row `raw_id`: ready, failed, cancelled, "invalid" or "not
+    claimable"; raises Retry when a later attempt may succeed."""
     st = state(ctx)
     claim = await _claim(st, kind, raw_id)
     if claim is None:
@@ -100,8 +88,7 @@ async def _claim(st: WorkerState, kind: JobKind, raw_id: str) -> Claim | str | N
     try:
         row = await st.pool.fetchrow(kind.sql_claim, row_id, token, stale)
     except TRANSIENT as exc:
-        # Nothing is the run's yet, so trying again soon is all there is to do; escaping, the
-        # error would end the job as failed and leave the row to the sweep.
+        # Nothing is the run's yet: escaping, the error would fail the job and leave it to the sweep.
         defer = max(st.settings.job_retry_base_seconds, 1.0)
         log.warning("%s: could not claim it (%r); retry in %.0f s", what, exc, defer)
         raise Retry(defer=defer) from exc
@@ -116,8 +103,7 @@ async def _attempt(
     left_out: list[Skipped],
     published: list[Settled],
 ) -> str:
-    """ready, failed or cancelled; raises Retry, after handing the row back for it, when a
-    later attempt may succeed."""
+    """ready, failed or cancelled; raises Retry once the row is handed back for one."""
     what = claim.what
     if run.attempts > MAX_ATTEMPTS:
         await _fail(run, what, Code.INTERNAL, [], "no attempt left")
@@ -151,8 +137,7 @@ async def _attempt(
 
 
 async def _fail(run: ClaimedRun, what: str, reason: Code, skipped: Skipped, why: str) -> None:
-    """The row failed with its reason and that reason's fixed sentence: what happened is for
-    the log, never for the person (the host's app shows `error_message` as it is)."""
+    """The row failed with its reason's fixed sentence; what happened is for the log only."""
     log.warning("%s: failed (%s): %s", what, reason, why)
     await run.fail(item_error(reason).message, reason, skipped)
 
@@ -183,9 +168,8 @@ def _settle(archive: Archive, built: BuildResult, left_out: list[Skipped]) -> Se
 async def _place(
     st: WorkerState, kind: JobKind, claim: Claim, archive: Archive, left_out: list[Skipped]
 ) -> Settled:
-    """Streams `archive` into ZIP_PATH (a temp file renamed into place once published) or into
-    the ZIP_STORE bucket (a multipart upload under this run's own name); what a run did not
-    publish is removed. What the settled archive left out is added to `left_out`."""
+    """Streams `archive` into ZIP_PATH (a temp file renamed once published) or the ZIP_STORE
+    bucket (an upload under this run's own name); what the run did not publish is removed."""
     if st.zips.store is None:
         final = own_zip_path(st.settings.zip_path, archive.names.file_path)
         temp = final.with_name(archive.names.temp_name)
@@ -226,13 +210,7 @@ async def publish_archive(
     temp: Path | None = None,
 ) -> None:
     """Marks it ready (after renaming `temp` into place) in one transaction holding the row's
-    lock.
-
-    Every run of a row in the folder targets the same final name, so only the run that still
-    owns the claim may rename: the lock makes "still ours" true until commit (a takeover or a
-    cancel waits for it, then finds the row ready). A run that lost its claim never touches
-    the final name, so it can never replace or delete another run's ZIP.
-    """
+    lock, so only the run that still owns the claim ever touches the final name."""
     async with st.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval(kind.sql_lock_owned, claim.id, claim.token) is None:
             raise BuildCancelled

@@ -16,8 +16,7 @@ BACKOFF_CAP_SECONDS = 600.0
 
 
 class PermanentError(Exception):
-    """Retrying cannot help: the row fails on `code` (its fixed sentence is what the user
-    reads; the message goes to the log)."""
+    """Retrying cannot help: the row fails on `code`; the message goes to the log."""
 
     def __init__(self, message: str, code: Code = Code.INTERNAL) -> None:
         super().__init__(message)
@@ -29,8 +28,7 @@ class TransientError(Exception):
 
 
 class Refused(Exception):
-    """A built archive that must not be shipped: the run stops on `error` as if it were raised,
-    and a failed row records `skipped`, what the build left out (jobs/driver.py)."""
+    """A built archive that must not be shipped: the run stops on `error`, recording `skipped`."""
 
     def __init__(self, error: Exception, skipped: list[dict[str, Any]]) -> None:
         super().__init__(str(error))

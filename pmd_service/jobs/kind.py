@@ -1,17 +1,9 @@
-"""A claimed job kind: what a feature tells the shared driver (jobs/driver.py), the worker, the
-sweep and the cleanup about its job, as one `JobKind` value made of the four parts a kind has:
+"""A claimed job kind, as one `JobKind` value: its run (`ClaimedRun`, `Archive`), its queueing,
+its upkeep and its email, with the statements every kind shares made from its table.
 
-- running: its table, its claim (one UPDATE … RETURNING that only one run can win; every later
-  write of the run is guarded by the claim token) and the run that plans its archives
-  (`ClaimedRun`, `Archive`): the only part a kind writes as code;
-- queueing: its arq job (`Queueing`, jobs/queueing.py);
-- upkeep: what the sweep and the daily cleanup do with its rows (`Upkeep`, `Expiring`);
-- email: the email its user is owed once the row is ready or failed (`Email`).
-
-The statements every kind shares are made here from its table. The driver calls a run's hooks
-in the one order their values allow: an archive's `settled` gives the `Settled` its `publish`
-writes and that the run's generator receives back once published; `finish` and `finished` get
-every published archive; `fail` gets what the last settled archive left out.
+The driver calls an archive's `settled`, then its `publish`, then hands the `Settled` back to
+the run's generator; `finish` and `finished` get every published archive, `fail` what the last
+settled one left out.
 """
 
 from __future__ import annotations
@@ -105,8 +97,7 @@ class Settled:
 
 class Archive(abc.ABC):
     """One ZIP a run builds (a BDR's, an export's part): what goes in, where it is stored, and
-    what its row says while it is built and once it is published. A kind's archive sets the
-    attributes without a value and writes the abstract hooks; the rest have defaults."""
+    what its row says while it is built and once it is published."""
 
     artworks: list[Artwork]
     comments: bool
@@ -135,8 +126,7 @@ class Archive(abc.ABC):
 
     @abc.abstractmethod
     def settled(self, result: BuildResult) -> Settled:
-        """The built ZIP as it is published; raises when it must not be shipped (`Refused`,
-        to have a failed row say what was left out)."""
+        """The built ZIP as it is published; raises (`Refused`) when it must not be shipped."""
 
     @abc.abstractmethod
     async def publish(self, conn: Conn, file_path: str, settled: Settled) -> None:
@@ -148,13 +138,11 @@ class ClaimedRun(Protocol):
 
     @property
     def attempts(self) -> int:
-        """The run's attempt number (read again after a failure: an export's published part
-        starts its count again)."""
+        """The run's attempt number (read again after a failure)."""
         ...
 
     def archives(self) -> AsyncGenerator[Archive, Settled]:
-        """Plans, then yields each archive still to build, in order; each yield is given back
-        the archive as published (the generator is closed instead when it was not)."""
+        """Yields each archive still to build, in order, and is given each back as published."""
         ...
 
     async def finish(self, published: list[Settled]) -> None:
@@ -162,8 +150,7 @@ class ClaimedRun(Protocol):
         ...
 
     async def fail(self, message: str, code: Code, skipped: Skipped) -> object:
-        """The row failed, with what its user is told, its `error_code`, and what the last
-        settled archive left out ([] when none was)."""
+        """The row failed, with its message, its `error_code` and what was left out."""
         ...
 
     def finished(self, outcome: str, seconds: float, published: list[Settled]) -> None:
@@ -173,8 +160,7 @@ class ClaimedRun(Protocol):
 
 @dataclass(frozen=True)
 class Expiry:
-    """A kind's part of the daily cleanup: rows expired, with the stored files that go with
-    them, and rows purged."""
+    """A kind's part of the daily cleanup: rows expired (with their stored files) and purged."""
 
     expire: dict[uuid.UUID, tuple[str | None, ...]]
     purge: frozenset[uuid.UUID]
@@ -186,10 +172,8 @@ def _no_args(settings: Settings) -> tuple[object, ...]:
 
 @dataclass(frozen=True)
 class Expiring:
-    """What the daily cleanup (upkeep/cleanup.py) expires and purges of a kind: each statement
-    planned in a read-only snapshot, then run again on the planned ids, re-checking its
-    condition. `$1` is the plan's clock; the purges take the retention days as `$2`, then
-    `purge_args`, then the ids."""
+    """What the daily cleanup expires and purges of a kind: `$1` is the plan's clock; the purges
+    take the retention days as `$2`, then `purge_args`, then the ids."""
 
     sql_plan_expire: str  # $1 → id, files (the stored paths that go with the row)
     sql_plan_purge: str  # …, the ids the plan expires (they count as expired) → id
@@ -210,15 +194,13 @@ class Upkeep:
     sweep_batch: int  # rows of each sweep query, the oldest first
     expiring: Expiring
     restore_checks: tuple[RestoreCheck, ...]  # what a restore may leave inconsistent
-    # The kind's own part of each sweep, before its rows are enqueued again: how many jobs it
-    # enqueued.
+    # The kind's own part of each sweep, before its rows are enqueued again: jobs it enqueued.
     swept: Callable[[WorkerState, ArqRedis], Awaitable[int]] = _nothing_swept
 
 
 @dataclass  # not frozen: mail/notify.py's `Emailed` declares a plain attribute
 class Email:
-    """Emails rows owe (mail/notify.py's `Emailed`): a kind's ready/failed one, or one a
-    feature declares beside its kinds (manifest.py's `emails`)."""
+    """Emails rows owe (mail/notify.py's `Emailed`): a kind's ready/failed one, or a feature's."""
 
     sql_emails_owed: str  # $1 the tries allowed → the ids whose email is owed
     send: Callable[[asyncpg.Pool, Settings, uuid.UUID], Awaitable[bool]]

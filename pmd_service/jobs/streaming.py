@@ -1,6 +1,5 @@
-"""One archive streamed on a thread from its planned artworks, watched from the event loop:
-progress and heartbeats reported, a size cap enforced on what is written, a cancel passed on.
-Every kind's archives (jobs/kind.py) build through here."""
+"""One archive streamed on a thread, watched from the event loop: progress and heartbeats
+reported, a size cap enforced on what is written, a cancel passed on."""
 
 from __future__ import annotations
 
@@ -11,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 
-from ..zipbuild.build import BuildResult, Entry, FileDigest, Sink, Trailing, build
+from ..zipbuild.build import BuildResult, Entry, Sink, Trailing, build
 from ..zipbuild.json_files import Extras
 from ..zipbuild.sources import (
     bridge_to_thread,
@@ -28,26 +27,8 @@ HEARTBEAT_EVERY = 5.0
 GATE_POLL = 0.5
 
 
-class _Files:
-    """The files zipbuild asks `archive` for, under its folder."""
-
-    def __init__(self, archive: Archive, extras: Extras) -> None:
-        self.archive = archive
-        self.extras = extras
-
-    def trailing(
-        self, added: list[int], skipped: list[tuple[int, str]]
-    ) -> list[tuple[str, Trailing]]:
-        files = self.archive.trailing(self.extras, added, skipped)
-        return [(self.archive.prefix + name, blob) for name, blob in files]
-
-    def closing(self, files: list[FileDigest]) -> Iterable[tuple[str, bytes]]:
-        return self.archive.closing(files)
-
-
 class _Built:
-    """How far the build thread got: it only records it, the loop reads it when it wakes
-    (every PROGRESS_EVERY), instead of a hop onto the loop per artwork."""
+    """How far the build thread got, read by the loop when it wakes (no hop per artwork)."""
 
     def __init__(self) -> None:
         self.done = 0
@@ -64,8 +45,7 @@ def _prefixed(entries: Iterable[Entry], prefix: str) -> Iterator[Entry]:
 def _gated(
     entries: Iterable[Entry], gate: threading.Event, cancel: threading.Event
 ) -> Iterator[Entry]:
-    """Each artwork waits while `gate` is clear (a BDR is being built in this worker: it goes
-    first); a cancel ends the wait, and the build stops at its next check."""
+    """Each artwork waits while `gate` is clear (a BDR goes first), or until a cancel."""
     for entry in entries:
         while not gate.wait(GATE_POLL) and not cancel.is_set():
             pass
@@ -78,15 +58,8 @@ async def stream_zip(st: WorkerState, archive: Archive, sink: Sink) -> BuildResu
     settings = st.settings
     loop = asyncio.get_running_loop()
     cancel = threading.Event()
-    extras = Extras(
-        st.pool,
-        loop,
-        cancel,
-        comments=archive.comments,
-        reactions=archive.reactions,
-    )
-    source = None
-    fetch = None
+    extras = Extras(st.pool, loop, cancel, comments=archive.comments, reactions=archive.reactions)
+    source = fetch = None
     if st.artwork_store is not None:
         fetch = object_fetcher(st.artwork_store)
     elif settings.artwork_base_url and st.http is not None:
@@ -101,12 +74,16 @@ async def stream_zip(st: WorkerState, archive: Archive, sink: Sink) -> BuildResu
         entries = _prefixed(entries, archive.prefix)
     if archive.gate is not None:
         entries = _gated(entries, archive.gate, cancel)
-    files = _Files(archive, extras)
+
+    def trailing(added: list[int], skipped: list[tuple[int, str]]) -> list[tuple[str, Trailing]]:
+        files = archive.trailing(extras, added, skipped)
+        return [(archive.prefix + name, blob) for name, blob in files]
+
     built = _Built()
     progress = BuildResult(size=0, sha256="")  # its size grows as the ZIP is written
     task = asyncio.ensure_future(
         asyncio.to_thread(
-            build, sink, entries, files.trailing, built.seen, cancel, progress, files.closing
+            build, sink, entries, trailing, built.seen, cancel, progress, archive.closing
         )
     )
     reported, last_beat = -1, time.monotonic()
@@ -114,8 +91,7 @@ async def stream_zip(st: WorkerState, archive: Archive, sink: Sink) -> BuildResu
         while not task.done():
             await asyncio.wait({task}, timeout=PROGRESS_EVERY)
             done = built.done
-            # Declared sizes were checked before; the files may be bigger. The cap is enforced
-            # on what is written, overshooting by one interval's writes at most.
+            # The files may be bigger than declared: the cap holds on what is written.
             error = archive.over_cap(progress.size, done)
             if error is not None:
                 cancel.set()

@@ -1,10 +1,5 @@
-"""Prometheus metrics of a worker process, served on its own port (METRICS_PORT), so that
-Prometheus sees each replica as a target and notices when one is gone.
-
-Unset, METRICS_PORT is 9108, and a default never stops a worker: when another process holds it,
-the worker serves on a free port and names it in one line. A port the operator set that is taken
-stops the worker with one line.
-"""
+"""Prometheus metrics of a worker process, served on its own port (METRICS_PORT): a taken
+default port gives way to a free one, a taken port the operator set stops the worker."""
 
 from __future__ import annotations
 
